@@ -1,0 +1,957 @@
+/**
+ * The room engine: every room, lobby, authority, spectator and relay rule of PROTOCOL.md §7,
+ * with no I/O. Callers pass the time in and get back effects (messages to send, sockets to
+ * close, events to log or count). Recipients are connection ids, so the engine does not care
+ * whether a connection's socket lives in this process (SERVER.md §8.2).
+ *
+ * @module
+ */
+import type { ErrorCode } from "../protocol/error_codes.ts";
+import type {
+  ClientData,
+  ClientMessage,
+  ConnectionInfo,
+  GameDataEncoding,
+  PlayerNameRules,
+  ServerMessage,
+} from "../protocol/messages.ts";
+import { type ConnId, Room, roomKey, type Seat } from "./room.ts";
+import { checkGameName, checkPlayerName, checkRoomCode, type NameRules } from "./validation.ts";
+
+export type { ConnId } from "./room.ts";
+
+/** Something the transport must do as a result of an engine call, in order. */
+export type Effect =
+  /** Send `message` to each connection in `to` (serialise once, PROTOCOL.md §5.1). */
+  | { kind: "send"; to: readonly ConnId[]; message: ServerMessage }
+  /** Close a connection with a WebSocket close code (PROTOCOL.md §1.6). */
+  | { kind: "close"; to: ConnId; code: number; reason: string }
+  /** Something worth logging or counting; never sent to clients. */
+  | { kind: "event"; event: EngineEvent };
+
+/** Lifecycle events the engine reports for logs and metrics. */
+export type EngineEvent =
+  | { type: "room_created"; gameName: string; roomCode: string; roomId: string; playerId: string }
+  | { type: "room_joined"; gameName: string; roomCode: string; roomId: string; playerId: string }
+  | {
+    type: "seat_released";
+    gameName: string;
+    roomCode: string;
+    playerId: string;
+    reason: "leave" | "disconnect" | "room_deleted";
+  }
+  | {
+    type: "room_deleted";
+    gameName: string;
+    roomCode: string;
+    roomId: string;
+    reason: "empty" | "inactive";
+  }
+  | { type: "spectator_joined"; gameName: string; roomCode: string; spectatorId: string }
+  | { type: "spectator_left"; gameName: string; roomCode: string; spectatorId: string }
+  | { type: "join_failed"; errorCode: ErrorCode; creating: boolean }
+  | { type: "game_data"; recipients: number }
+  | { type: "code_collision" };
+
+/** SDK compatibility manifest (PROTOCOL.md §7.1.4, `protocol.sdk_compatibility`). */
+export interface SdkManifest {
+  minimumVersions: Readonly<Record<string, string>>;
+  recommendedVersions: Readonly<Record<string, string>>;
+  capabilities: Readonly<Record<string, readonly string[]>>;
+  notes: Readonly<Record<string, string>>;
+}
+
+/** Engine settings; times are milliseconds. Defaults are those of SERVER.md §2.7. */
+export interface EngineOptions {
+  /** `max_players` when `JoinRoom` omits it. @default 8 */
+  defaultMaxPlayers: number;
+  /** Highest allowed `max_players`. @default 100 */
+  maxPlayersLimit: number;
+  /** Exact room-code length. @default 6 */
+  roomCodeLength: number;
+  /** Longest game name in UTF-8 bytes. @default 64 */
+  maxGameNameLength: number;
+  /** Rooms per game_name, empty rooms included. @default 1000 */
+  maxRoomsPerGame: number;
+  /** Spectators per room, `0` = unlimited. @default 0 */
+  maxSpectatorsPerRoom: number;
+  /** An empty room is deleted once empty this long. @default 300_000 */
+  emptyRoomTimeoutMs: number;
+  /** A room with seats is deleted when inactive this long. @default 3_600_000 */
+  inactiveRoomTimeoutMs: number;
+  /** Player and spectator name rules. */
+  nameRules: NameRules;
+  /** `relay_type` for games without a mapping. @default "matchbox" */
+  defaultRelayType: string;
+  /** `relay_type` per game name. @default {} */
+  relayTypeByGame: Readonly<Record<string, string>>;
+  /** Whether `message_pack` is offered in format negotiation (PROTOCOL.md §7.1.5). */
+  messagePack: boolean;
+  /** The SDK manifest reported in `ProtocolInfo`. */
+  sdk: SdkManifest;
+  /** Extension capabilities appended to `ProtocolInfo.capabilities` (EXTENSIONS.md). */
+  extensionCapabilities: readonly string[];
+  /** Returns a fresh UUIDv4 (room ids). */
+  newId: () => string;
+  /** Returns a random room code of `roomCodeLength` characters (prefix included). */
+  newRoomCode: () => string;
+}
+
+/** Attempts at a unique generated room code before giving up (PROTOCOL.md §7.2.3). */
+export const CODE_ATTEMPTS = 16;
+
+/** Rate limits advertised when auth is disabled (PROTOCOL.md §7.1.2). */
+const DEFAULT_RATE_LIMITS = { per_minute: 1000, per_hour: 60000, per_day: 1440000 };
+
+const FORMAT_NAMES: Record<GameDataEncoding, string> = {
+  json: "Json",
+  message_pack: "MessagePack",
+  rkyv: "Rkyv",
+};
+
+/** Per-connection state. */
+interface Session {
+  readonly id: ConnId;
+  /** `Authenticate` already answered (PROTOCOL.md §7.1.2: only the first is). */
+  authenticateAnswered: boolean;
+  /** Negotiated game-data format (PROTOCOL.md §7.1.5). */
+  format: "json" | "message_pack";
+  /** The room this connection is a player of, if any. */
+  playing?: Room;
+  /** The room this connection spectates, if any (exclusive with `playing`). */
+  watching?: Room;
+}
+
+/** Room summary for the HTTP lookup (EXTENSIONS.md E5). */
+export interface RoomSummary {
+  room_code: string;
+  game_name: string;
+  players: number;
+  max_players: number;
+  spectators: number;
+  lobby_state: string;
+  supports_authority: boolean;
+  relay_type: string;
+}
+
+/** Live counts for status pages and metrics. */
+export interface EngineStats {
+  rooms: number;
+  players: number;
+  spectators: number;
+  connections: number;
+}
+
+function send(to: ConnId | readonly ConnId[], message: ServerMessage): Effect {
+  return { kind: "send", to: typeof to === "string" ? [to] : to, message };
+}
+
+function error(to: ConnId, message: string, code: ErrorCode): Effect {
+  return send(to, { type: "Error", data: { message, error_code: code } });
+}
+
+function joinFailed(to: ConnId, reason: string, code: ErrorCode, creating: boolean): Effect[] {
+  return [
+    send(to, { type: "RoomJoinFailed", data: { reason, error_code: code } }),
+    { kind: "event", event: { type: "join_failed", errorCode: code, creating } },
+  ];
+}
+
+function spectatorJoinFailed(to: ConnId, reason: string, code: ErrorCode): Effect {
+  return send(to, { type: "SpectatorJoinFailed", data: { reason, error_code: code } });
+}
+
+/** The pure room engine (PROTOCOL.md §7). One instance owns every room of this process. */
+export class Engine {
+  readonly #options: EngineOptions;
+  readonly #sessions = new Map<ConnId, Session>();
+  readonly #rooms = new Map<string, Room>();
+  readonly #roomsPerGame = new Map<string, number>();
+  readonly #nameRules: PlayerNameRules;
+
+  constructor(options: EngineOptions) {
+    this.#options = options;
+    const rules = options.nameRules;
+    this.#nameRules = {
+      max_length: rules.maxLength,
+      min_length: 1,
+      allow_unicode_alphanumeric: rules.allowUnicodeAlphanumeric,
+      allow_spaces: rules.allowSpaces,
+      allow_leading_trailing_whitespace: rules.allowLeadingTrailingWhitespace,
+      allowed_symbols: [...rules.allowedSymbols],
+      additional_allowed_characters: rules.additionalAllowedCharacters,
+    };
+  }
+
+  /** Registers a newly accepted connection (PROTOCOL.md §1.2). */
+  connect(id: ConnId): void {
+    this.#sessions.set(id, { id, authenticateAnswered: false, format: "json" });
+  }
+
+  /** True when `id` is a registered connection. */
+  has(id: ConnId): boolean {
+    return this.#sessions.has(id);
+  }
+
+  /** The negotiated game-data format of a connection (`json` if unknown). */
+  formatOf(id: ConnId): "json" | "message_pack" {
+    return this.#sessions.get(id)?.format ?? "json";
+  }
+
+  /**
+   * Applies one validated client message from connection `from`, received at `now` (ms), and
+   * returns the effects in delivery order. Unknown connections get no effects.
+   */
+  handle(from: ConnId, message: ClientMessage, now: number): Effect[] {
+    const session = this.#sessions.get(from);
+    if (!session) return [];
+    switch (message.type) {
+      case "Authenticate":
+        return this.#authenticate(session, message.data);
+      case "JoinRoom":
+        return this.#joinRoom(session, message.data, now);
+      case "LeaveRoom":
+        return this.#leaveRoom(session, now);
+      case "GameData":
+        return this.#gameData(session, message.data, now);
+      case "AuthorityRequest":
+        return this.#authorityRequest(session, message.data.become_authority, now);
+      case "PlayerReady":
+        return this.#playerReady(session, now);
+      case "ProvideConnectionInfo":
+        return this.#provideConnectionInfo(session, message.data.connection_info, now);
+      case "Ping":
+        return [send(from, { type: "Pong" })];
+      case "Reconnect":
+        return this.#reconnect(session);
+      case "JoinAsSpectator":
+        return this.#joinAsSpectator(session, message.data, now);
+      case "LeaveSpectator":
+        return this.#leaveSpectator(session, now);
+    }
+  }
+
+  /**
+   * Applies one binary frame (raw game payload, PROTOCOL.md §7.7). Until MessagePack game data
+   * is negotiated every connection is `json`, so this answers the spec's errors.
+   */
+  handleBinary(from: ConnId, _payload: Uint8Array, _now: number): Effect[] {
+    const session = this.#sessions.get(from);
+    if (!session) return [];
+    if (session.watching) {
+      return [error(from, "Spectators cannot send game data", "SPECTATOR_NOT_ALLOWED")];
+    }
+    if (session.format === "json") {
+      return [error(from, "Binary payloads are disabled for this connection", "INVALID_INPUT")];
+    }
+    return [];
+  }
+
+  /**
+   * Handles a closed connection (PROTOCOL.md §7.3.2): a player's seat is released at once, a
+   * spectator is detached with reason `disconnected`. Idempotent.
+   */
+  disconnect(id: ConnId, now: number): Effect[] {
+    const session = this.#sessions.get(id);
+    if (!session) return [];
+    this.#sessions.delete(id);
+    if (session.playing) return this.#releaseSeat(session.playing, id, now, "disconnect");
+    if (session.watching) return this.#detachSpectator(session, "disconnected", now, false);
+    return [];
+  }
+
+  /**
+   * The maintenance sweep (PROTOCOL.md §7.12, SERVER.md §4.2): deletes rooms empty for
+   * `emptyRoomTimeoutMs` and rooms with seats inactive for `inactiveRoomTimeoutMs`, telling
+   * their members (`RoomLeft`, `SpectatorLeft{room_closed}`).
+   */
+  sweep(now: number): Effect[] {
+    const effects: Effect[] = [];
+    const { emptyRoomTimeoutMs, inactiveRoomTimeoutMs } = this.#options;
+    for (const room of [...this.#rooms.values()]) {
+      if (room.seats.size === 0) {
+        if (room.emptySince !== null && now - room.emptySince >= emptyRoomTimeoutMs) {
+          effects.push(...this.#deleteRoom(room, "empty"));
+        }
+      } else if (now - room.lastActivity > inactiveRoomTimeoutMs) {
+        effects.push(...this.#deleteRoom(room, "inactive"));
+      }
+    }
+    return effects;
+  }
+
+  /** The lookup summary of a room, or `undefined` (EXTENSIONS.md E5). `code` must be upper-case. */
+  lookup(gameName: string, code: string): RoomSummary | undefined {
+    const room = this.#rooms.get(roomKey(gameName, code));
+    return room && summarize(room);
+  }
+
+  /** Rooms of a game with at least one seat, oldest first, at most `limit` (EXTENSIONS.md E6). */
+  list(gameName: string, limit: number): RoomSummary[] {
+    const out: RoomSummary[] = [];
+    for (const room of this.#rooms.values()) {
+      if (out.length >= limit) break;
+      if (room.gameName === gameName && room.seats.size > 0) out.push(summarize(room));
+    }
+    return out;
+  }
+
+  /** Live counts of rooms, seats, spectators and connections. */
+  stats(): EngineStats {
+    let players = 0;
+    let spectators = 0;
+    for (const room of this.#rooms.values()) {
+      players += room.seats.size;
+      spectators += room.spectators.size;
+    }
+    return { rooms: this.#rooms.size, players, spectators, connections: this.#sessions.size };
+  }
+
+  /** Rooms per game name, empty rooms included (JSON metrics `roomsByGame`). */
+  roomsByGame(): Map<string, number> {
+    return new Map(this.#roomsPerGame);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Authenticate (PROTOCOL.md §7.1.2, auth disabled)
+
+  #authenticate(session: Session, data: ClientData<"Authenticate">): Effect[] {
+    if (session.authenticateAnswered) return [];
+    session.authenticateAnswered = true;
+    const effects: Effect[] = [];
+    const requested = data.game_data_format ?? "json";
+    const supported: GameDataEncoding[] = this.#options.messagePack
+      ? ["json", "message_pack"]
+      : ["json"];
+    if (requested === "json" || (requested === "message_pack" && this.#options.messagePack)) {
+      session.format = requested;
+    } else {
+      session.format = "json";
+      const names = supported.map((format) => FORMAT_NAMES[format]).join(", ");
+      effects.push(error(
+        session.id,
+        `Requested game data format ${
+          FORMAT_NAMES[requested]
+        } is not supported. Server supports: ${names}. Falling back to JSON.`,
+        "UNSUPPORTED_GAME_DATA_FORMAT",
+      ));
+    }
+    effects.push(
+      send(session.id, {
+        type: "Authenticated",
+        data: { app_name: "default", rate_limits: { ...DEFAULT_RATE_LIMITS } },
+      }),
+      send(session.id, { type: "ProtocolInfo", data: this.#protocolInfo(data, supported) }),
+    );
+    return effects;
+  }
+
+  #protocolInfo(
+    data: ClientData<"Authenticate">,
+    formats: GameDataEncoding[],
+  ): Extract<ServerMessage, { type: "ProtocolInfo" }>["data"] {
+    const { sdk, extensionCapabilities } = this.#options;
+    const key = data.platform?.toLowerCase();
+    const platformOnly = <T>(map: Readonly<Record<string, T>>) =>
+      key !== undefined && Object.hasOwn(map, key) ? map[key] : undefined;
+    const capabilities = new Set<string>([
+      ...(sdk.capabilities["_default"] ?? []),
+      ...(platformOnly(sdk.capabilities) ?? []),
+      ...extensionCapabilities,
+    ]);
+    return {
+      platform: data.platform,
+      sdk_version: data.sdk_version,
+      minimum_version: platformOnly(sdk.minimumVersions),
+      recommended_version: platformOnly(sdk.recommendedVersions),
+      capabilities: [...capabilities],
+      notes: platformOnly(sdk.notes) ??
+        (Object.hasOwn(sdk.notes, "_default") ? sdk.notes["_default"] : undefined),
+      game_data_formats: formats,
+      player_name_rules: this.#nameRules,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // JoinRoom (PROTOCOL.md §7.2)
+
+  #joinRoom(session: Session, data: ClientData<"JoinRoom">, now: number): Effect[] {
+    const options = this.#options;
+    const id = session.id;
+    const creating = data.room_code === undefined;
+    const gameNameProblem = checkGameName(data.game_name, options.maxGameNameLength);
+    if (gameNameProblem) return joinFailed(id, gameNameProblem, "INVALID_GAME_NAME", creating);
+    const nameProblem = checkPlayerName(data.player_name, options.nameRules);
+    if (nameProblem) return joinFailed(id, nameProblem, "INVALID_INPUT", creating);
+    const maxPlayers = data.max_players ?? options.defaultMaxPlayers;
+    if (maxPlayers < 1) {
+      return joinFailed(id, "Max players must be at least 1", "INVALID_INPUT", creating);
+    }
+    if (maxPlayers > options.maxPlayersLimit) {
+      return joinFailed(
+        id,
+        `Max players cannot exceed ${options.maxPlayersLimit}`,
+        "INVALID_INPUT",
+        creating,
+      );
+    }
+    if (session.playing || session.watching) {
+      return joinFailed(id, "Already in a room", "ALREADY_IN_ROOM", creating);
+    }
+
+    let code: string;
+    if (data.room_code !== undefined) {
+      const codeProblem = checkRoomCode(data.room_code, options.roomCodeLength);
+      if (codeProblem) return joinFailed(id, codeProblem, "INVALID_ROOM_CODE", creating);
+      code = data.room_code.toUpperCase();
+      const room = this.#rooms.get(roomKey(data.game_name, code));
+      if (room) return this.#joinExisting(session, room, data.player_name, now);
+    } else {
+      const capProblem = this.#capProblem(data.game_name);
+      if (capProblem) return capProblem(id);
+      const generated = this.#generateCode(data.game_name);
+      if (!generated.code) {
+        return [
+          ...generated.effects,
+          ...joinFailed(id, "Failed to create room", "ROOM_CREATION_FAILED", true),
+        ];
+      }
+      return [
+        ...generated.effects,
+        ...this.#create(session, data, generated.code, maxPlayers, now),
+      ];
+    }
+    const capProblem = this.#capProblem(data.game_name);
+    if (capProblem) return capProblem(id);
+    return this.#create(session, data, code, maxPlayers, now);
+  }
+
+  #capProblem(gameName: string): ((to: ConnId) => Effect[]) | undefined {
+    const count = this.#roomsPerGame.get(gameName) ?? 0;
+    const limit = this.#options.maxRoomsPerGame;
+    if (count < limit) return undefined;
+    return (to) =>
+      joinFailed(
+        to,
+        `Game \`${gameName}\` already has ${count} rooms (limit ${limit})`,
+        "MAX_ROOMS_PER_GAME_EXCEEDED",
+        true,
+      );
+  }
+
+  #generateCode(gameName: string): { code?: string; effects: Effect[] } {
+    const effects: Effect[] = [];
+    for (let attempt = 0; attempt < CODE_ATTEMPTS; attempt++) {
+      const code = this.#options.newRoomCode();
+      if (!this.#rooms.has(roomKey(gameName, code))) return { code, effects };
+      effects.push({ kind: "event", event: { type: "code_collision" } });
+    }
+    return { effects };
+  }
+
+  #create(
+    session: Session,
+    data: ClientData<"JoinRoom">,
+    code: string,
+    maxPlayers: number,
+    now: number,
+  ): Effect[] {
+    const options = this.#options;
+    const room = new Room({
+      id: options.newId(),
+      code,
+      gameName: data.game_name,
+      maxPlayers,
+      supportsAuthority: data.supports_authority ?? true,
+      relayType: Object.hasOwn(options.relayTypeByGame, data.game_name)
+        ? options.relayTypeByGame[data.game_name]!
+        : options.defaultRelayType,
+      now,
+    });
+    this.#rooms.set(room.key, room);
+    this.#roomsPerGame.set(room.gameName, (this.#roomsPerGame.get(room.gameName) ?? 0) + 1);
+    this.#seat(session, room, data.player_name, now);
+    if (room.supportsAuthority) room.authority = session.id;
+    return [
+      {
+        kind: "event",
+        event: {
+          type: "room_created",
+          gameName: room.gameName,
+          roomCode: room.code,
+          roomId: room.id,
+          playerId: session.id,
+        },
+      },
+      ...this.#announceJoin(session.id, room),
+    ];
+  }
+
+  #joinExisting(session: Session, room: Room, playerName: string, now: number): Effect[] {
+    if (room.hasName(playerName)) {
+      return joinFailed(
+        session.id,
+        "Player name already exists in this room",
+        "ROOM_CREATION_FAILED",
+        false,
+      );
+    }
+    if (room.seats.size >= room.maxPlayers) {
+      return joinFailed(session.id, "Room is full", "ROOM_FULL", false);
+    }
+    this.#seat(session, room, playerName, now);
+    return [
+      {
+        kind: "event",
+        event: {
+          type: "room_joined",
+          gameName: room.gameName,
+          roomCode: room.code,
+          roomId: room.id,
+          playerId: session.id,
+        },
+      },
+      ...this.#announceJoin(session.id, room),
+    ];
+  }
+
+  #seat(session: Session, room: Room, name: string, now: number): void {
+    const seat: Seat = {
+      id: session.id,
+      name,
+      nameKey: name.toLowerCase(),
+      connectedAt: new Date(now).toISOString(),
+    };
+    room.seats.set(seat.id, seat);
+    room.emptySince = null;
+    room.lastActivity = now;
+    session.playing = room;
+  }
+
+  /** Replies and broadcasts after a successful join (PROTOCOL.md §7.2.4), in order. */
+  #announceJoin(joiner: ConnId, room: Room): Effect[] {
+    const seat = room.seats.get(joiner)!;
+    const effects: Effect[] = [
+      send(joiner, {
+        type: "RoomJoined",
+        data: {
+          room_id: room.id,
+          room_code: room.code,
+          player_id: joiner,
+          game_name: room.gameName,
+          max_players: room.maxPlayers,
+          supports_authority: room.supportsAuthority,
+          current_players: room.players(),
+          is_authority: room.authority === joiner,
+          lobby_state: room.lobbyState,
+          ready_players: [...room.ready],
+          relay_type: room.relayType,
+          current_spectators: room.spectatorInfos(),
+        },
+      }),
+    ];
+    const others = room.membersExcept(joiner);
+    if (others.length > 0) {
+      const player = room.playerInfo(seat);
+      // The joiner never holds authority in the announcement (PROTOCOL.md §7.2.4 step 2).
+      player.is_authority = false;
+      effects.push(send(others, { type: "PlayerJoined", data: { player } }));
+    }
+    if (room.maxPlayers > 1 && room.seats.size === room.maxPlayers) {
+      effects.push(this.#lobbyChanged(room));
+    }
+    if (room.maxPlayers === 1) {
+      effects.push(send([joiner, ...room.spectators.keys()], {
+        type: "GameStarting",
+        data: { peer_connections: room.peerConnections() },
+      }));
+    }
+    return effects;
+  }
+
+  #lobbyChanged(room: Room): Effect {
+    const state = room.lobbyState;
+    return send(room.members(), {
+      type: "LobbyStateChanged",
+      data: {
+        lobby_state: state,
+        ready_players: [...room.ready],
+        all_ready: state === "finalized",
+      },
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Leaving (PROTOCOL.md §7.3)
+
+  #leaveRoom(session: Session, now: number): Effect[] {
+    const room = session.playing;
+    if (!room) return [];
+    return [
+      send(session.id, { type: "RoomLeft" }),
+      ...this.#releaseSeat(room, session.id, now, "leave"),
+    ];
+  }
+
+  /** The seat release sequence (PROTOCOL.md §7.3.3). */
+  #releaseSeat(
+    room: Room,
+    playerId: string,
+    now: number,
+    reason: "leave" | "disconnect",
+  ): Effect[] {
+    const wasFull = room.lobbyState !== "waiting";
+    room.seats.delete(playerId);
+    room.ready.delete(playerId);
+    const session = this.#sessions.get(playerId);
+    if (session?.playing === room) session.playing = undefined;
+    room.lastActivity = now;
+    const effects: Effect[] = [{
+      kind: "event",
+      event: {
+        type: "seat_released",
+        gameName: room.gameName,
+        roomCode: room.code,
+        playerId,
+        reason,
+      },
+    }];
+    const members = room.members();
+    if (members.length > 0) {
+      effects.push(send(members, { type: "PlayerLeft", data: { player_id: playerId } }));
+    }
+    if (room.authority === playerId) {
+      room.authority = null;
+      if (members.length > 0) {
+        effects.push(send(members, {
+          type: "AuthorityChanged",
+          data: { authority_player: null, you_are_authority: false },
+        }));
+      }
+    }
+    if (wasFull) {
+      room.ready.clear();
+      if (members.length > 0) effects.push(this.#lobbyChanged(room));
+    }
+    if (room.seats.size === 0) room.emptySince = now;
+    return effects;
+  }
+
+  #deleteRoom(room: Room, reason: "empty" | "inactive"): Effect[] {
+    this.#rooms.delete(room.key);
+    const left = (this.#roomsPerGame.get(room.gameName) ?? 1) - 1;
+    if (left > 0) this.#roomsPerGame.set(room.gameName, left);
+    else this.#roomsPerGame.delete(room.gameName);
+    const effects: Effect[] = [{
+      kind: "event",
+      event: {
+        type: "room_deleted",
+        gameName: room.gameName,
+        roomCode: room.code,
+        roomId: room.id,
+        reason,
+      },
+    }];
+    for (const playerId of room.seats.keys()) {
+      const session = this.#sessions.get(playerId);
+      if (session?.playing === room) session.playing = undefined;
+      effects.push(send(playerId, { type: "RoomLeft" }), {
+        kind: "event",
+        event: {
+          type: "seat_released",
+          gameName: room.gameName,
+          roomCode: room.code,
+          playerId,
+          reason: "room_deleted",
+        },
+      });
+    }
+    const spectators = [...room.spectators.keys()];
+    for (const spectatorId of spectators) {
+      const session = this.#sessions.get(spectatorId);
+      if (session?.watching === room) session.watching = undefined;
+    }
+    if (spectators.length > 0) {
+      effects.push(send(spectators, {
+        type: "SpectatorLeft",
+        data: {
+          room_id: room.id,
+          room_code: room.code,
+          reason: "room_closed",
+          current_spectators: [],
+        },
+      }));
+    }
+    room.seats.clear();
+    room.spectators.clear();
+    room.ready.clear();
+    return effects;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Game data (PROTOCOL.md §7.6)
+
+  #gameData(session: Session, data: ClientData<"GameData">, now: number): Effect[] {
+    if (session.watching) {
+      return [error(session.id, "Spectators cannot send game data", "SPECTATOR_NOT_ALLOWED")];
+    }
+    const room = session.playing;
+    if (!room) return [];
+    const message: ServerMessage = {
+      type: "GameData",
+      data: { from_player: session.id, data: data.data },
+    };
+    const target = data.to_player;
+    if (target !== undefined) {
+      if (target === session.id) {
+        return [error(session.id, "Cannot send game data to yourself", "INVALID_INPUT")];
+      }
+      if (!room.seats.has(target)) {
+        return [error(session.id, "Target player is not in this room", "INVALID_INPUT")];
+      }
+      room.lastActivity = now;
+      return [send(target, message), {
+        kind: "event",
+        event: { type: "game_data", recipients: 1 },
+      }];
+    }
+    room.lastActivity = now;
+    const recipients = room.membersExcept(session.id);
+    const effects: Effect[] = [
+      { kind: "event", event: { type: "game_data", recipients: recipients.length } },
+    ];
+    if (recipients.length > 0) effects.unshift(send(recipients, message));
+    return effects;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Authority (PROTOCOL.md §7.5)
+
+  #authorityRequest(session: Session, claim: boolean, now: number): Effect[] {
+    const id = session.id;
+    if (session.watching) {
+      return [error(id, "Spectators cannot request authority", "SPECTATOR_NOT_ALLOWED")];
+    }
+    const room = session.playing;
+    const deny = (reason: string, code: ErrorCode): Effect =>
+      send(id, {
+        type: "AuthorityResponse",
+        data: { granted: false, reason, error_code: code },
+      });
+    if (!room) return [deny("Not in a room", "NOT_IN_ROOM")];
+    room.lastActivity = now;
+    if (!room.supportsAuthority) {
+      return [deny("Room does not support authority", "AUTHORITY_NOT_SUPPORTED")];
+    }
+    const granted = send(id, { type: "AuthorityResponse", data: { granted: true, reason: null } });
+    if (claim) {
+      if (room.authority === id) return [granted];
+      if (room.authority !== null) {
+        return [deny("Another player already has authority", "AUTHORITY_CONFLICT")];
+      }
+      room.authority = id;
+    } else {
+      if (room.authority !== id) {
+        return [deny("You do not have authority to release", "AUTHORITY_DENIED")];
+      }
+      room.authority = null;
+    }
+    return [granted, ...this.#authorityChanged(room)];
+  }
+
+  /** `AuthorityChanged` to every member, personalised for the holder (PROTOCOL.md §7.5). */
+  #authorityChanged(room: Room): Effect[] {
+    const holder = room.authority;
+    const effects: Effect[] = [];
+    if (holder !== null) {
+      effects.push(send(holder, {
+        type: "AuthorityChanged",
+        data: { authority_player: holder, you_are_authority: true },
+      }));
+    }
+    const others = room.membersExcept(holder ?? "");
+    if (others.length > 0) {
+      effects.push(send(others, {
+        type: "AuthorityChanged",
+        data: { authority_player: holder, you_are_authority: false },
+      }));
+    }
+    return effects;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lobby (PROTOCOL.md §7.4) and connection info (§7.8)
+
+  #playerReady(session: Session, now: number): Effect[] {
+    if (session.watching) {
+      return [
+        error(session.id, "Spectators cannot change ready status", "SPECTATOR_NOT_ALLOWED"),
+      ];
+    }
+    const room = session.playing;
+    if (!room) return [error(session.id, "Not in a room", "NOT_IN_ROOM")];
+    room.lastActivity = now;
+    const before = room.lobbyState;
+    if (!room.ready.delete(session.id)) room.ready.add(session.id);
+    const effects = [this.#lobbyChanged(room)];
+    if (room.lobbyState === "finalized" && before !== "finalized") {
+      effects.push(send(room.members(), {
+        type: "GameStarting",
+        data: { peer_connections: room.peerConnections() },
+      }));
+    }
+    return effects;
+  }
+
+  #provideConnectionInfo(session: Session, info: ConnectionInfo, now: number): Effect[] {
+    if (session.watching) {
+      return [
+        error(session.id, "Spectators cannot provide connection info", "SPECTATOR_NOT_ALLOWED"),
+      ];
+    }
+    const room = session.playing;
+    if (!room) return [error(session.id, "Not in a room", "NOT_IN_ROOM")];
+    room.lastActivity = now;
+    room.seats.get(session.id)!.connectionInfo = info;
+    return [];
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reconnection (PROTOCOL.md §7.11): not available in this build.
+
+  #reconnect(session: Session): Effect[] {
+    return [send(session.id, {
+      type: "ReconnectionFailed",
+      data: { reason: "Reconnection is not enabled", error_code: "RECONNECTION_FAILED" },
+    })];
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Spectators (PROTOCOL.md §7.9)
+
+  #joinAsSpectator(session: Session, data: ClientData<"JoinAsSpectator">, now: number): Effect[] {
+    const options = this.#options;
+    const id = session.id;
+    const gameNameProblem = checkGameName(data.game_name, options.maxGameNameLength);
+    if (gameNameProblem) return [spectatorJoinFailed(id, gameNameProblem, "INVALID_GAME_NAME")];
+    const nameProblem = checkPlayerName(data.spectator_name, options.nameRules);
+    if (nameProblem) return [spectatorJoinFailed(id, nameProblem, "INVALID_PLAYER_NAME")];
+    if (session.playing) return [spectatorJoinFailed(id, "Already in a room", "ALREADY_IN_ROOM")];
+    const codeProblem = checkRoomCode(data.room_code, options.roomCodeLength);
+    if (codeProblem) return [spectatorJoinFailed(id, codeProblem, "INVALID_ROOM_CODE")];
+    const room = this.#rooms.get(roomKey(data.game_name, data.room_code.toUpperCase()));
+    if (!room) return [spectatorJoinFailed(id, "Room not found", "ROOM_NOT_FOUND")];
+    const others = room.spectators.size - (room.spectators.has(id) ? 1 : 0);
+    if (options.maxSpectatorsPerRoom > 0 && others >= options.maxSpectatorsPerRoom) {
+      return [spectatorJoinFailed(id, "Spectator limit reached", "TOO_MANY_SPECTATORS")];
+    }
+
+    // A JoinAsSpectator while spectating is a switch: leave the old room quietly first.
+    const effects = session.watching
+      ? this.#detachSpectator(session, "voluntary_leave", now, false)
+      : [];
+    const spectator = { id, name: data.spectator_name, connectedAt: new Date(now).toISOString() };
+    room.spectators.set(id, spectator);
+    room.lastActivity = now;
+    session.watching = room;
+    const current = room.spectatorInfos();
+    effects.push(
+      send(id, {
+        type: "SpectatorJoined",
+        data: {
+          room_id: room.id,
+          room_code: room.code,
+          spectator_id: id,
+          game_name: room.gameName,
+          current_players: room.players(),
+          current_spectators: current,
+          lobby_state: room.lobbyState,
+          reason: "joined",
+        },
+      }),
+      {
+        kind: "event",
+        event: {
+          type: "spectator_joined",
+          gameName: room.gameName,
+          roomCode: room.code,
+          spectatorId: id,
+        },
+      },
+    );
+    const others2 = room.membersExcept(id);
+    if (others2.length > 0) {
+      effects.push(send(others2, {
+        type: "NewSpectatorJoined",
+        data: {
+          spectator: { id, name: spectator.name, connected_at: spectator.connectedAt },
+          current_spectators: current,
+          reason: "joined",
+        },
+      }));
+    }
+    return effects;
+  }
+
+  #leaveSpectator(session: Session, now: number): Effect[] {
+    if (!session.watching) {
+      return [error(session.id, "You are not currently spectating a room", "NOT_A_SPECTATOR")];
+    }
+    return this.#detachSpectator(session, "voluntary_leave", now, true);
+  }
+
+  /** Detaches a spectator; `tellSpectator` sends it `SpectatorLeft` (LeaveSpectator only). */
+  #detachSpectator(
+    session: Session,
+    reason: "voluntary_leave" | "disconnected",
+    now: number,
+    tellSpectator: boolean,
+  ): Effect[] {
+    const room = session.watching!;
+    session.watching = undefined;
+    room.spectators.delete(session.id);
+    room.lastActivity = now;
+    const remaining = room.spectatorInfos();
+    const effects: Effect[] = [{
+      kind: "event",
+      event: {
+        type: "spectator_left",
+        gameName: room.gameName,
+        roomCode: room.code,
+        spectatorId: session.id,
+      },
+    }];
+    if (tellSpectator) {
+      effects.push(send(session.id, {
+        type: "SpectatorLeft",
+        data: {
+          room_id: room.id,
+          room_code: room.code,
+          reason,
+          current_spectators: remaining,
+        },
+      }));
+    }
+    const members = room.members();
+    if (members.length > 0) {
+      effects.push(send(members, {
+        type: "SpectatorDisconnected",
+        data: { spectator_id: session.id, reason, current_spectators: remaining },
+      }));
+    }
+    return effects;
+  }
+}
+
+function summarize(room: Room): RoomSummary {
+  return {
+    room_code: room.code,
+    game_name: room.gameName,
+    players: room.seats.size,
+    max_players: room.maxPlayers,
+    spectators: room.spectators.size,
+    lobby_state: room.lobbyState,
+    supports_authority: room.supportsAuthority,
+    relay_type: room.relayType,
+  };
+}

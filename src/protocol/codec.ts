@@ -1,0 +1,150 @@
+/**
+ * Frame codec: turns inbound text frames into validated client messages and server messages into
+ * the exact text frames of PROTOCOL.md §2. Never throws on client input.
+ *
+ * @module
+ */
+import { ClientMessage, RawJson, type ServerMessage } from "./messages.ts";
+
+/** The outcome of decoding one text frame. */
+export type Decoded =
+  | { ok: true; message: ClientMessage }
+  | { ok: false; detail: string };
+
+/** The `Error` every unparsable client message gets (PROTOCOL.md §2.3). */
+export const INVALID_CLIENT_MESSAGE: ServerMessage = {
+  type: "Error",
+  data: { message: "Invalid client message", error_code: "INVALID_INPUT" },
+};
+
+/**
+ * Parses and validates one JSON text frame (PROTOCOL.md §2). For `GameData`, the inner `data`
+ * becomes a {@linkcode RawJson} holding the sender's exact text (PROTOCOL.md §7.6).
+ * Never throws: every failure is `{ ok: false, detail }`, where `detail` is for logs only.
+ */
+export function decodeClientMessage(text: string): Decoded {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, detail: "Cannot parse JSON" };
+  }
+  const parsed = ClientMessage.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue?.path.join(".") ?? "";
+    return { ok: false, detail: `${path || "message"}: ${issue?.message ?? "invalid"}` };
+  }
+  const message = parsed.data;
+  if (message.type === "GameData") {
+    const span = innerDataSpan(text);
+    if (span) message.data.data = new RawJson(text.slice(span[0], span[1]));
+  }
+  return { ok: true, message };
+}
+
+/**
+ * Serialises one server message as its compact JSON text frame: `type` first, then `data`
+ * (omitted for payload-less messages), fields in the order the message object was built.
+ * `RawJson` values (game data, replayed events) are written verbatim.
+ */
+export function encodeServerMessage(message: ServerMessage): string {
+  if (message.type === "GameData") {
+    const { from_player, data } = message.data;
+    return `{"type":"GameData","data":{"from_player":${JSON.stringify(from_player)},"data":${
+      data instanceof RawJson ? data.text : JSON.stringify(data ?? null)
+    }}}`;
+  }
+  if (message.type === "Reconnected") {
+    // missed_events are already-serialised frames; splice them in unchanged.
+    const { missed_events, reconnection_token, replay_truncated, ...snapshot } = message.data;
+    const head = JSON.stringify({ type: message.type, data: snapshot });
+    return `${head.slice(0, -2)},"missed_events":[${
+      missed_events.map((event) => event.text).join(",")
+    }],"reconnection_token":${
+      JSON.stringify(reconnection_token)
+    },"replay_truncated":${replay_truncated}}}`;
+  }
+  return JSON.stringify(message);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw-span scanning over text that JSON.parse has already accepted (so it is well formed).
+
+const enum Char {
+  Quote = 34,
+  Backslash = 92,
+  Comma = 44,
+  Colon = 58,
+  OpenBrace = 123,
+  CloseBrace = 125,
+  OpenBracket = 91,
+  CloseBracket = 93,
+}
+
+function skipWhitespace(s: string, i: number): number {
+  for (;;) {
+    const c = s.charCodeAt(i);
+    if (c === 32 || c === 9 || c === 10 || c === 13) i++;
+    else return i;
+  }
+}
+
+function skipString(s: string, i: number): number {
+  for (i++;; i++) {
+    const c = s.charCodeAt(i);
+    if (c === Char.Quote) return i + 1;
+    if (c === Char.Backslash) i++;
+  }
+}
+
+function skipValue(s: string, i: number): number {
+  const first = s.charCodeAt(i);
+  if (first === Char.Quote) return skipString(s, i);
+  if (first === Char.OpenBrace || first === Char.OpenBracket) {
+    let depth = 0;
+    for (; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c === Char.Quote) i = skipString(s, i) - 1;
+      else if (c === Char.OpenBrace || c === Char.OpenBracket) depth++;
+      else if ((c === Char.CloseBrace || c === Char.CloseBracket) && --depth === 0) return i + 1;
+    }
+    return i;
+  }
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (
+      c === Char.Comma || c === Char.CloseBrace || c === Char.CloseBracket || c === 32 ||
+      c === 9 || c === 10 || c === 13
+    ) return i;
+  }
+  return i;
+}
+
+/**
+ * Returns the [start, end) span of the value of member `name` of the object starting at `i`
+ * (the last one wins, as in JSON.parse), or `undefined` when `s[i]` is not `{` or there is none.
+ */
+function memberSpan(s: string, i: number, name: string): [number, number] | undefined {
+  if (s.charCodeAt(i) !== Char.OpenBrace) return undefined;
+  let found: [number, number] | undefined;
+  i = skipWhitespace(s, i + 1);
+  while (s.charCodeAt(i) === Char.Quote) {
+    const keyEnd = skipString(s, i);
+    const keyText = s.slice(i + 1, keyEnd - 1);
+    const key = keyText.includes("\\") ? JSON.parse(s.slice(i, keyEnd)) as string : keyText;
+    const valueStart = skipWhitespace(s, skipWhitespace(s, keyEnd) + 1); // past the colon
+    const valueEnd = skipValue(s, valueStart);
+    if (key === name) found = [valueStart, valueEnd];
+    i = skipWhitespace(s, valueEnd);
+    if (s.charCodeAt(i) !== Char.Comma) break;
+    i = skipWhitespace(s, i + 1);
+  }
+  return found;
+}
+
+/** The span of `data.data` in a `GameData` frame already accepted by JSON.parse. */
+export function innerDataSpan(text: string): [number, number] | undefined {
+  const outer = memberSpan(text, skipWhitespace(text, 0), "data");
+  return outer && memberSpan(text, outer[0], "data");
+}

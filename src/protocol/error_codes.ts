@@ -1,0 +1,58 @@
+/**
+ * The 40 v2 error codes (PROTOCOL.md §9). Clients parse all of them; the server never sends any
+ * other string, and several of them are never sent at all (kept so the type matches the SDKs).
+ */
+export const ERROR_CODES = [
+  "UNAUTHORIZED",
+  "INVALID_TOKEN",
+  "AUTHENTICATION_REQUIRED",
+  "INVALID_APP_ID",
+  "APP_ID_EXPIRED",
+  "APP_ID_REVOKED",
+  "APP_ID_SUSPENDED",
+  "MISSING_APP_ID",
+  "AUTHENTICATION_TIMEOUT",
+  "SDK_VERSION_UNSUPPORTED",
+  "UNSUPPORTED_GAME_DATA_FORMAT",
+  "INVALID_INPUT",
+  "INVALID_GAME_NAME",
+  "INVALID_ROOM_CODE",
+  "INVALID_PLAYER_NAME",
+  "INVALID_MAX_PLAYERS",
+  "MESSAGE_TOO_LARGE",
+  "ROOM_NOT_FOUND",
+  "ROOM_FULL",
+  "ALREADY_IN_ROOM",
+  "NOT_IN_ROOM",
+  "ROOM_CREATION_FAILED",
+  "MAX_ROOMS_PER_GAME_EXCEEDED",
+  "INVALID_ROOM_STATE",
+  "AUTHORITY_NOT_SUPPORTED",
+  "AUTHORITY_CONFLICT",
+  "AUTHORITY_DENIED",
+  "RATE_LIMIT_EXCEEDED",
+  "TOO_MANY_CONNECTIONS",
+  "RECONNECTION_FAILED",
+  "RECONNECTION_TOKEN_INVALID",
+  "RECONNECTION_EXPIRED",
+  "PLAYER_ALREADY_CONNECTED",
+  "SPECTATOR_NOT_ALLOWED",
+  "TOO_MANY_SPECTATORS",
+  "NOT_A_SPECTATOR",
+  "SPECTATOR_JOIN_FAILED",
+  "INTERNAL_ERROR",
+  "STORAGE_ERROR",
+  "SERVICE_UNAVAILABLE",
+] as const;
+
+/** One of the 40 wire error codes (PROTOCOL.md §9). */
+export type ErrorCode = typeof ERROR_CODES[number];
+
+/** Error codes counted as validation errors (SERVER.md §6.3 #28). */
+export const VALIDATION_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "INVALID_INPUT",
+  "INVALID_GAME_NAME",
+  "INVALID_ROOM_CODE",
+  "INVALID_PLAYER_NAME",
+  "MESSAGE_TOO_LARGE",
+]);

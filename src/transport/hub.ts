@@ -1,0 +1,238 @@
+/**
+ * The hub connects sockets to the engine: it enforces the inbound size limit, decodes frames,
+ * hands messages to the engine and carries out the effects it returns (serialising each message
+ * once, however many recipients it has). It owns no socket itself: peers are a `send`/`close`
+ * pair, so the same hub serves tests, WebSockets and, later, connections on other instances.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { decodeClientMessage, encodeServerMessage, INVALID_CLIENT_MESSAGE } from "../protocol/codec.ts";
+import type { ServerMessage } from "../protocol/messages.ts";
+import type { ConnId, Effect, Engine, EngineEvent } from "../engine/engine.ts";
+import { utf8Length } from "../engine/validation.ts";
+
+const log = getLogger(["signal-fish", "hub"]);
+
+/** The two things the hub needs from a connection's socket. */
+export interface Peer {
+  /** Queues one frame (text = JSON message, binary = MessagePack envelope). */
+  send(frame: string | Uint8Array): void;
+  /** Closes the connection with a WebSocket close code (PROTOCOL.md §1.6). */
+  close(code: number, reason: string): void;
+}
+
+/** What the hub knows about a connection besides its peer. */
+export interface PeerInfo {
+  /** Client IP (SERVER.md §1.9). */
+  ip: string;
+}
+
+/** Hub settings. */
+export interface HubOptions {
+  /** Largest accepted inbound frame in bytes (`security.max_message_size`). @default 65536 */
+  maxMessageSize: number;
+  /** Returns a fresh UUIDv4 connection id. */
+  newId: () => string;
+  /** Called for every engine event and for transport events (for metrics). */
+  onEvent?: (event: HubEvent) => void;
+}
+
+/** Transport-level events reported alongside the engine's own. */
+export type HubEvent =
+  | EngineEvent
+  | { type: "connected"; connectionId: ConnId; ip: string }
+  | { type: "disconnected"; connectionId: ConnId; ip: string }
+  | { type: "invalid_message"; connectionId: ConnId; detail: string }
+  | { type: "message_too_large"; connectionId: ConnId; size: number };
+
+interface Connection {
+  readonly peer: Peer;
+  readonly info: PeerInfo;
+}
+
+/** Routes frames between peers and the engine (STYLE.md: transport/hub.ts). */
+export class Hub {
+  readonly #engine: Engine;
+  readonly #options: HubOptions;
+  readonly #connections = new Map<ConnId, Connection>();
+
+  constructor(engine: Engine, options: HubOptions) {
+    this.#engine = engine;
+    this.#options = options;
+  }
+
+  /** Number of open connections. */
+  get size(): number {
+    return this.#connections.size;
+  }
+
+  /** Registers an accepted connection and returns its new connection id (PROTOCOL.md §1.2). */
+  connect(peer: Peer, info: PeerInfo): ConnId {
+    const id = this.#options.newId();
+    this.#connections.set(id, { peer, info });
+    this.#engine.connect(id);
+    log.debug("Connection {connection_id} opened from {client_ip}", {
+      connection_id: id,
+      client_ip: info.ip,
+    });
+    this.#options.onEvent?.({ type: "connected", connectionId: id, ip: info.ip });
+    return id;
+  }
+
+  /**
+   * Handles one inbound frame (SERVER.md §1.11) received at `now` (ms): size check, decode,
+   * engine, effects. Frames from unknown or closing connections are ignored. Throws only on a bug.
+   */
+  receive(id: ConnId, frame: string | ArrayBuffer | Uint8Array, now: number): void {
+    if (!this.#connections.has(id)) return;
+    const size = typeof frame === "string" ? textSize(frame, this.#options.maxMessageSize) : frame.byteLength;
+    if (size > this.#options.maxMessageSize) {
+      this.#tooLarge(id, size);
+      return;
+    }
+    if (typeof frame !== "string") {
+      const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
+      this.#apply(this.#engine.handleBinary(id, bytes, now));
+      return;
+    }
+    const decoded = decodeClientMessage(frame);
+    if (!decoded.ok) {
+      log.debug("Invalid message from {connection_id}: {detail}", {
+        connection_id: id,
+        detail: decoded.detail,
+      });
+      this.#options.onEvent?.({ type: "invalid_message", connectionId: id, detail: decoded.detail });
+      this.#sendTo(id, encodeServerMessage(INVALID_CLIENT_MESSAGE));
+      return;
+    }
+    this.#apply(this.#engine.handle(id, decoded.message, now));
+  }
+
+  /** Handles a closed socket (SERVER.md §5.5). Idempotent. */
+  disconnect(id: ConnId, now: number): void {
+    const connection = this.#connections.get(id);
+    if (!connection) return;
+    this.#connections.delete(id);
+    this.#apply(this.#engine.disconnect(id, now));
+    log.debug("Connection {connection_id} closed", { connection_id: id });
+    this.#options.onEvent?.({ type: "disconnected", connectionId: id, ip: connection.info.ip });
+  }
+
+  /** Closes a connection from the server side and tears it down at once. */
+  close(id: ConnId, code: number, reason: string, now: number): void {
+    const connection = this.#connections.get(id);
+    if (!connection) return;
+    connection.peer.close(code, reason);
+    this.disconnect(id, now);
+  }
+
+  /** Closes every connection (graceful shutdown, SERVER.md §1.1). */
+  closeAll(code: number, reason: string, now: number): void {
+    for (const id of [...this.#connections.keys()]) this.close(id, code, reason, now);
+  }
+
+  /** Runs the engine's maintenance sweep (SERVER.md §4.2) and delivers its effects. */
+  sweep(now: number): void {
+    this.#apply(this.#engine.sweep(now));
+  }
+
+  #tooLarge(id: ConnId, size: number): void {
+    const max = this.#options.maxMessageSize;
+    log.warn("Frame of {size} bytes from {connection_id} exceeds {max}", {
+      connection_id: id,
+      size,
+      max,
+    });
+    this.#options.onEvent?.({ type: "message_too_large", connectionId: id, size });
+    const message: ServerMessage = {
+      type: "Error",
+      data: {
+        message: `Message too large (${size} bytes, max ${max} bytes)`,
+        error_code: "MESSAGE_TOO_LARGE",
+      },
+    };
+    this.#sendTo(id, encodeServerMessage(message));
+    this.close(id, 1009, "Message too large", Date.now());
+  }
+
+  #sendTo(id: ConnId, frame: string): void {
+    this.#connections.get(id)?.peer.send(frame);
+  }
+
+  /** Carries out effects in order; each message is serialised once for all its recipients. */
+  #apply(effects: Effect[]): void {
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case "send": {
+          const frame = encodeServerMessage(effect.message);
+          for (const to of effect.to) this.#connections.get(to)?.peer.send(frame);
+          break;
+        }
+        case "close":
+          this.close(effect.to, effect.code, effect.reason, Date.now());
+          break;
+        case "event":
+          logEvent(effect.event);
+          this.#options.onEvent?.(effect.event);
+          break;
+      }
+    }
+  }
+}
+
+/**
+ * UTF-8 size of a text frame, computed exactly only when it could exceed `limit` (a UTF-16 code
+ * unit is at most 3 UTF-8 bytes).
+ */
+function textSize(text: string, limit: number): number {
+  return text.length * 3 <= limit ? text.length : utf8Length(text);
+}
+
+function logEvent(event: EngineEvent): void {
+  switch (event.type) {
+    case "room_created":
+      log.info("Room {room_code} created for {game_name}", {
+        game_name: event.gameName,
+        room_code: event.roomCode,
+        room_id: event.roomId,
+        player_id: event.playerId,
+      });
+      break;
+    case "room_joined":
+      log.info("Player {player_id} joined room {room_code}", {
+        game_name: event.gameName,
+        room_code: event.roomCode,
+        room_id: event.roomId,
+        player_id: event.playerId,
+      });
+      break;
+    case "seat_released":
+      log.info("Player {player_id} left room {room_code} ({reason})", {
+        game_name: event.gameName,
+        room_code: event.roomCode,
+        player_id: event.playerId,
+        reason: event.reason,
+      });
+      break;
+    case "room_deleted":
+      log.info("Room {room_code} deleted ({reason})", {
+        game_name: event.gameName,
+        room_code: event.roomCode,
+        room_id: event.roomId,
+        reason: event.reason,
+      });
+      break;
+    case "spectator_joined":
+    case "spectator_left":
+      log.info("Spectator {player_id} {action} room {room_code}", {
+        game_name: event.gameName,
+        room_code: event.roomCode,
+        player_id: event.spectatorId,
+        action: event.type === "spectator_joined" ? "joined" : "left",
+      });
+      break;
+    default:
+      break;
+  }
+}
