@@ -7,7 +7,11 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { decodeClientMessage, encodeServerMessage, INVALID_CLIENT_MESSAGE } from "../protocol/codec.ts";
+import {
+  decodeClientMessage,
+  encodeServerMessage,
+  INVALID_CLIENT_MESSAGE,
+} from "../protocol/codec.ts";
 import type { ServerMessage } from "../protocol/messages.ts";
 import type { ConnId, Effect, Engine, EngineEvent } from "../engine/engine.ts";
 import { utf8Length } from "../engine/validation.ts";
@@ -86,7 +90,9 @@ export class Hub {
    */
   receive(id: ConnId, frame: string | ArrayBuffer | Uint8Array, now: number): void {
     if (!this.#connections.has(id)) return;
-    const size = typeof frame === "string" ? textSize(frame, this.#options.maxMessageSize) : frame.byteLength;
+    const size = typeof frame === "string"
+      ? textSize(frame, this.#options.maxMessageSize)
+      : frame.byteLength;
     if (size > this.#options.maxMessageSize) {
       this.#tooLarge(id, size);
       return;
@@ -102,7 +108,11 @@ export class Hub {
         connection_id: id,
         detail: decoded.detail,
       });
-      this.#options.onEvent?.({ type: "invalid_message", connectionId: id, detail: decoded.detail });
+      this.#options.onEvent?.({
+        type: "invalid_message",
+        connectionId: id,
+        detail: decoded.detail,
+      });
       this.#sendTo(id, encodeServerMessage(INVALID_CLIENT_MESSAGE));
       return;
     }

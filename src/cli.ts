@@ -1,0 +1,109 @@
+/**
+ * Command-line handling (SERVER.md §2.5): parses the flags, loads the configuration and decides
+ * whether to exit (with the text to print) or to serve. Pure apart from the injected file reader.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import denoJson from "../deno.json" with { type: "json" };
+import { type Config, loadConfig, redactConfig, validationSummary } from "./config.ts";
+
+/** The `--help` text (also printed to stderr, exit 2, on a usage error). */
+export const USAGE = `Usage: signal-fish-server [options]
+
+Options:
+  --config <path>     JSON config file (default: $SIGNAL_FISH_CONFIG_PATH, else ./config.json
+                      when present)
+  --port <n>          Listen port, 0-65535; overrides the file and SIGNAL_FISH_PORT
+  --validate-config   Load and validate the configuration, print a summary and exit
+  --print-config      Print the effective configuration (secrets redacted) and exit
+  -V, --version       Print the version and exit
+  -h, --help          Print this help and exit
+
+Single keys can be set with environment variables SIGNAL_FISH_<PATH>, path levels joined by
+"__" (e.g. SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS=16).
+Precedence: defaults < config file < environment < --port.
+
+Exit status: 0 success, 1 failure after validation, 2 configuration or usage error.
+`;
+
+/**
+ * What the process should do: exit with `code` after writing `stdout` and `stderr` verbatim
+ * (newline-terminated or empty), or serve `config` after printing `warnings` to stderr.
+ */
+export type CliOutcome =
+  | { kind: "exit"; code: number; stdout: string; stderr: string }
+  | { kind: "serve"; config: Config; warnings: string[] };
+
+const OPTIONS = {
+  config: { type: "string" },
+  port: { type: "string" },
+  "validate-config": { type: "boolean" },
+  "print-config": { type: "boolean" },
+  version: { type: "boolean", short: "V" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function exit(code: number, stdout: string, stderr = ""): CliOutcome {
+  return { kind: "exit", code, stdout, stderr };
+}
+
+function usageError(reason: string): CliOutcome {
+  return exit(2, "", `error: ${reason}\n\n${USAGE}`);
+}
+
+function lines(prefix: string, texts: string[]): string {
+  return texts.map((text) => `${prefix}${text}\n`).join("");
+}
+
+function parseFlags(args: string[]) {
+  try {
+    return parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/** `--port` value: decimal digits, 0-65535; undefined when invalid. */
+function parsePort(text: string): number | undefined {
+  return /^\d{1,5}$/.test(text) && Number(text) <= 65535 ? Number(text) : undefined;
+}
+
+/**
+ * Runs the command line `args` (without the program name) against `env`.
+ * @param options `cwd` and `readTextFile` are passed to `loadConfig` (defaults: the process's).
+ */
+export function runCli(
+  args: string[],
+  env: Record<string, string>,
+  options: { cwd?: string; readTextFile?: (p: string) => string } = {},
+): CliOutcome {
+  const values = parseFlags(args);
+  if (typeof values === "string") return usageError(values);
+  if (values.help) return exit(0, USAGE);
+  if (values.version) return exit(0, `signal-fish-server ${denoJson.version}\n`);
+  if (values["validate-config"] && values["print-config"]) {
+    return usageError("--validate-config and --print-config cannot be used together");
+  }
+  if (values.config === "") return usageError("--config needs a file path");
+  const port = values.port === undefined ? undefined : parsePort(values.port);
+  if (values.port !== undefined && port === undefined) {
+    return usageError("--port must be an integer between 0 and 65535");
+  }
+
+  const result = loadConfig({ ...options, configPath: values.config, port, env });
+  if (values["validate-config"]) {
+    return result.ok
+      ? exit(0, validationSummary(result.config), lines("Warning: ", result.warnings))
+      : exit(2, "", `Configuration validation failed:\n${lines("", result.errors)}`);
+  }
+  if (!result.ok) return exit(2, "", lines("Error: ", result.errors));
+  if (values["print-config"]) {
+    return exit(
+      0,
+      `${JSON.stringify(redactConfig(result.config), null, 2)}\n`,
+      lines("Warning: ", result.warnings),
+    );
+  }
+  return { kind: "serve", config: result.config, warnings: result.warnings };
+}

@@ -1,0 +1,59 @@
+import { deepEqual, equal } from "node:assert/strict";
+import { Engine } from "../engine/engine.ts";
+import { testOptions } from "../engine/testing.ts";
+import { Hub } from "../transport/hub.ts";
+import { createHandler, normalizeIp } from "./routes.ts";
+
+const INFO = {
+  remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 },
+  completed: Promise.resolve(),
+} as unknown as Deno.ServeHandlerInfo;
+
+function handler(draining: boolean) {
+  const hub = new Hub(new Engine(testOptions()), {
+    maxMessageSize: 65536,
+    newId: () => crypto.randomUUID(),
+  });
+  return createHandler({ hub, isDraining: () => draining }, {
+    corsOrigins: "*",
+    maxConnectionsPerIp: 10,
+    idleTimeoutSecs: 30,
+  });
+}
+
+const UPGRADE_HEADERS = {
+  connection: "keep-alive, Upgrade",
+  upgrade: "websocket",
+  "sec-websocket-version": "13",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+};
+
+Deno.test("createHandler() turns health and upgrades to 503 while draining", () => {
+  const handle = handler(true);
+  const health = handle(new Request("http://localhost/v2/health"), INFO);
+  equal(health.status, 503);
+  equal(health.body, null);
+  equal(
+    handle(new Request("http://localhost/v2/ws", { headers: UPGRADE_HEADERS }), INFO).status,
+    503,
+  );
+});
+
+Deno.test("createHandler() refuses malformed upgrade requests with 400", () => {
+  const handle = handler(false);
+  for (const drop of ["upgrade", "sec-websocket-key", "sec-websocket-version", "connection"]) {
+    const headers: Record<string, string> = { ...UPGRADE_HEADERS };
+    delete headers[drop];
+    equal(handle(new Request("http://localhost/v2/ws", { headers }), INFO).status, 400, drop);
+  }
+  const wrongVersion = { ...UPGRADE_HEADERS, "sec-websocket-version": "8" };
+  equal(handle(new Request("http://localhost/v2/ws", { headers: wrongVersion }), INFO).status, 400);
+  equal(handle(new Request("http://localhost/v2/ws", { method: "POST" }), INFO).status, 405);
+});
+
+Deno.test("normalizeIp() maps IPv4-mapped IPv6 to IPv4 and drops zone ids", () => {
+  deepEqual(
+    ["::ffff:10.1.2.3", "FE80::1%eth0", "127.0.0.1", "2001:DB8::1"].map(normalizeIp),
+    ["10.1.2.3", "fe80::1", "127.0.0.1", "2001:db8::1"],
+  );
+});

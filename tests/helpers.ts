@@ -1,0 +1,159 @@
+/**
+ * End-to-end test helpers: a server on an OS-assigned port and WebSocket clients that wait for
+ * messages with a timeout (never a sleep).
+ *
+ * @module
+ */
+import { type Config, DEFAULT_CONFIG } from "../src/config.ts";
+import { type SignalFishServer, startServer } from "../src/server.ts";
+
+/** A server message as received (parsed JSON). */
+// deno-lint-ignore no-explicit-any
+export type Received = { type: string; data?: any };
+
+/** How long `next()` waits by default, ms. */
+export const TIMEOUT_MS = 3000;
+
+/** Config for tests: port 0, loopback-friendly limits, no file logging. */
+export function testConfig(mutate: (config: Config) => void = () => {}): Config {
+  const config = structuredClone(DEFAULT_CONFIG) as Config;
+  config.port = 0;
+  config.logging.enable_file_logging = false;
+  config.security.max_connections_per_ip = 1000;
+  config.rate_limit.max_room_creations = 1000;
+  config.rate_limit.max_join_attempts = 1000;
+  mutate(config);
+  return config;
+}
+
+/** Starts a server on 127.0.0.1 with {@linkcode testConfig}. */
+export function serve(mutate?: (config: Config) => void): Promise<SignalFishServer> {
+  return startServer(testConfig(mutate), { hostname: "127.0.0.1" });
+}
+
+/** A WebSocket client that queues what it receives. */
+export class TestClient implements AsyncDisposable {
+  readonly socket: WebSocket;
+  /** Resolves with the close event's code and reason. */
+  readonly closed: Promise<{ code: number; reason: string }>;
+  readonly #queue: (Received | Uint8Array)[] = [];
+  #wake: (() => void) | undefined;
+
+  private constructor(socket: WebSocket) {
+    this.socket = socket;
+    socket.binaryType = "arraybuffer";
+    const { promise, resolve } = Promise.withResolvers<{ code: number; reason: string }>();
+    this.closed = promise;
+    socket.onmessage = (event) => {
+      this.#queue.push(
+        typeof event.data === "string" ? JSON.parse(event.data) : new Uint8Array(event.data),
+      );
+      this.#wake?.();
+    };
+    socket.onclose = (event) => {
+      resolve({ code: event.code, reason: event.reason });
+      this.#wake?.();
+    };
+  }
+
+  /** Opens a connection to `url` and waits until it is open. */
+  static async connect(url: string, init?: { headers?: HeadersInit }): Promise<TestClient> {
+    // Deno's WebSocket accepts extra handshake headers (e.g. Origin) in its options.
+    const socket = init ? new WebSocket(url, init) : new WebSocket(url);
+    const client = new TestClient(socket);
+    await new Promise<void>((resolve, reject) => {
+      socket.onopen = () => resolve();
+      socket.onerror = (event) =>
+        reject(new Error(`Cannot connect to ${url}: ${(event as ErrorEvent).message}`));
+    });
+    return client;
+  }
+
+  /** Sends a message object as JSON, or a raw text or binary frame. */
+  send(message: unknown): void {
+    if (typeof message === "string" || message instanceof Uint8Array) this.socket.send(message);
+    else this.socket.send(JSON.stringify(message));
+  }
+
+  /**
+   * Returns the next received message, failing unless its type is `type` (when given) or it
+   * does not arrive within `timeoutMs`.
+   */
+  async next(type?: string, timeoutMs = TIMEOUT_MS): Promise<Received> {
+    const message = await this.#take(timeoutMs, `${type ?? "a message"}`);
+    if (message instanceof Uint8Array) {
+      throw new Error(`Expected ${type ?? "a text message"}, got a binary frame`);
+    }
+    if (type !== undefined && message.type !== type) {
+      throw new Error(`Expected ${type}, got ${JSON.stringify(message)}`);
+    }
+    return message;
+  }
+
+  /** Skips messages until one of `type` arrives. */
+  async waitFor(type: string, timeoutMs = TIMEOUT_MS): Promise<Received> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const message = await this.#take(Math.max(1, deadline - Date.now()), type);
+      if (!(message instanceof Uint8Array) && message.type === type) return message;
+    }
+  }
+
+  /**
+   * Proves nothing else is queued for this client: sends `Ping` and requires `Pong` to be the
+   * very next message (the server keeps per-connection order, PROTOCOL.md §1.5).
+   */
+  async expectNothingElse(): Promise<void> {
+    this.send({ type: "Ping" });
+    await this.next("Pong");
+  }
+
+  /** Closes the socket (if open) and waits for the close handshake. */
+  async close(code = 1000): Promise<void> {
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.close(code);
+    await this.closed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #take(timeoutMs: number, what: string): Promise<Received | Uint8Array> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#queue.length === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+      if (this.socket.readyState === WebSocket.CLOSED) {
+        throw new Error(`Connection closed while waiting for ${what}`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+      this.#wake = undefined;
+    }
+    return this.#queue.shift()!;
+  }
+}
+
+/** Connects a client to `server`'s WebSocket endpoint. */
+export function connect(
+  server: SignalFishServer,
+  init?: { headers?: HeadersInit },
+): Promise<TestClient> {
+  return TestClient.connect(server.wsUrl, init);
+}
+
+/** Builds a `JoinRoom` message for game "orbit". */
+export function joinRoom(
+  roomCode: string | null,
+  playerName: string,
+  extra: Record<string, unknown> = {},
+): unknown {
+  return {
+    type: "JoinRoom",
+    data: { game_name: "orbit", room_code: roomCode, player_name: playerName, ...extra },
+  };
+}
