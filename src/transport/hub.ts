@@ -15,16 +15,12 @@ import {
 import type { ServerMessage } from "../protocol/messages.ts";
 import type { ConnId, Effect, Engine, EngineEvent } from "../engine/engine.ts";
 import { utf8Length } from "../engine/validation.ts";
+import type { Fanout, Peer } from "../coordination/fanout.ts";
+import { LocalFanout } from "../coordination/memory.ts";
 
 const log = getLogger(["signal-fish", "hub"]);
 
-/** The two things the hub needs from a connection's socket. */
-export interface Peer {
-  /** Queues one frame (text = JSON message, binary = MessagePack envelope). */
-  send(frame: string | Uint8Array): void;
-  /** Closes the connection with a WebSocket close code (PROTOCOL.md §1.6). */
-  close(code: number, reason: string): void;
-}
+export type { Peer } from "../coordination/fanout.ts";
 
 /** What the hub knows about a connection besides its peer. */
 export interface PeerInfo {
@@ -40,6 +36,11 @@ export interface HubOptions {
   newId: () => string;
   /** Called for every engine event and for transport events (for metrics). */
   onEvent?: (event: HubEvent) => void;
+  /**
+   * Delivers room output to connections not attached to this hub (cluster mode). Frames for
+   * local connections always go straight to their peers. @default undefined (single process)
+   */
+  remote?: Fanout;
 }
 
 /** Transport-level events reported alongside the engine's own. */
@@ -50,16 +51,12 @@ export type HubEvent =
   | { type: "invalid_message"; connectionId: ConnId; detail: string }
   | { type: "message_too_large"; connectionId: ConnId; size: number };
 
-interface Connection {
-  readonly peer: Peer;
-  readonly info: PeerInfo;
-}
-
 /** Routes frames between peers and the engine (STYLE.md: transport/hub.ts). */
 export class Hub {
   readonly #engine: Engine;
   readonly #options: HubOptions;
-  readonly #connections = new Map<ConnId, Connection>();
+  readonly #local = new LocalFanout();
+  readonly #info = new Map<ConnId, PeerInfo>();
 
   constructor(engine: Engine, options: HubOptions) {
     this.#engine = engine;
@@ -68,13 +65,14 @@ export class Hub {
 
   /** Number of open connections. */
   get size(): number {
-    return this.#connections.size;
+    return this.#local.size;
   }
 
   /** Registers an accepted connection and returns its new connection id (PROTOCOL.md §1.2). */
   connect(peer: Peer, info: PeerInfo): ConnId {
     const id = this.#options.newId();
-    this.#connections.set(id, { peer, info });
+    this.#local.attach(id, peer);
+    this.#info.set(id, info);
     this.#engine.connect(id);
     log.debug("Connection {connection_id} opened from {client_ip}", {
       connection_id: id,
@@ -89,7 +87,7 @@ export class Hub {
    * engine, effects. Frames from unknown or closing connections are ignored. Throws only on a bug.
    */
   receive(id: ConnId, frame: string | ArrayBuffer | Uint8Array, now: number): void {
-    if (!this.#connections.has(id)) return;
+    if (!this.#local.has(id)) return;
     const size = typeof frame === "string"
       ? textSize(frame, this.#options.maxMessageSize)
       : frame.byteLength;
@@ -121,25 +119,25 @@ export class Hub {
 
   /** Handles a closed socket (SERVER.md §5.5). Idempotent. */
   disconnect(id: ConnId, now: number): void {
-    const connection = this.#connections.get(id);
-    if (!connection) return;
-    this.#connections.delete(id);
+    const info = this.#info.get(id);
+    if (!info) return;
+    this.#local.detach(id);
+    this.#info.delete(id);
     this.#apply(this.#engine.disconnect(id, now));
     log.debug("Connection {connection_id} closed", { connection_id: id });
-    this.#options.onEvent?.({ type: "disconnected", connectionId: id, ip: connection.info.ip });
+    this.#options.onEvent?.({ type: "disconnected", connectionId: id, ip: info.ip });
   }
 
   /** Closes a connection from the server side and tears it down at once. */
   close(id: ConnId, code: number, reason: string, now: number): void {
-    const connection = this.#connections.get(id);
-    if (!connection) return;
-    connection.peer.close(code, reason);
+    if (!this.#local.has(id)) return;
+    this.#local.close(id, code, reason);
     this.disconnect(id, now);
   }
 
   /** Closes every connection (graceful shutdown, SERVER.md §1.1). */
   closeAll(code: number, reason: string, now: number): void {
-    for (const id of [...this.#connections.keys()]) this.close(id, code, reason, now);
+    for (const id of this.#local.ids()) this.close(id, code, reason, now);
   }
 
   /** Runs the engine's maintenance sweep (SERVER.md §4.2) and delivers its effects. */
@@ -167,7 +165,7 @@ export class Hub {
   }
 
   #sendTo(id: ConnId, frame: string): void {
-    this.#connections.get(id)?.peer.send(frame);
+    this.#local.deliver(frame, [id]);
   }
 
   /** Carries out effects in order; each message is serialised once for all its recipients. */
@@ -176,11 +174,14 @@ export class Hub {
       switch (effect.kind) {
         case "send": {
           const frame = encodeServerMessage(effect.message);
-          for (const to of effect.to) this.#connections.get(to)?.peer.send(frame);
+          this.#local.deliver(frame, effect.to);
+          this.#options.remote?.deliver(frame, effect.to);
           break;
         }
         case "close":
-          this.close(effect.to, effect.code, effect.reason, Date.now());
+          if (this.#local.has(effect.to)) {
+            this.close(effect.to, effect.code, effect.reason, Date.now());
+          } else this.#options.remote?.close(effect.to, effect.code, effect.reason);
           break;
         case "event":
           logEvent(effect.event);

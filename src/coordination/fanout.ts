@@ -1,0 +1,31 @@
+/**
+ * The seam between rooms and connections (SERVER.md §8.2): the engine addresses its output to
+ * connection ids, and a `Fanout` gets each serialised frame to those connections, wherever their
+ * sockets are. In one process that is a map of local peers ({@linkcode LocalFanout} in
+ * `memory.ts`); in a cluster an adapter delivers local ids directly and publishes the frame once
+ * per other instance that hosts recipients (SERVER.md §8.4).
+ *
+ * @module
+ */
+
+/** A connection id (UUIDv4, PROTOCOL.md §1.2). */
+export type ConnId = string;
+
+/** The two things a room needs from a connection's socket. */
+export interface Peer {
+  /** Queues one frame (text = JSON message, binary = MessagePack envelope). */
+  send(frame: string | Uint8Array): void;
+  /** Closes the connection with a WebSocket close code (PROTOCOL.md §1.6). */
+  close(code: number, reason: string): void;
+}
+
+/** Delivers room output to connections by id. */
+export interface Fanout {
+  /**
+   * Hands one already-serialised frame to every connection in `to`, in order (the frame is
+   * built once per message, SERVER.md §5.1). Unknown or closed ids are skipped.
+   */
+  deliver(frame: string | Uint8Array, to: readonly ConnId[]): void;
+  /** Closes connection `to` with `code` and `reason`. Unknown ids are ignored. */
+  close(to: ConnId, code: number, reason: string): void;
+}
