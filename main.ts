@@ -67,8 +67,13 @@ async function main(args: string[]): Promise<number> {
   }
 
   const { promise: stopped, resolve } = Promise.withResolvers<string>();
-  Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
-  Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    try {
+      Deno.addSignalListener(signal, () => resolve(signal));
+    } catch {
+      // Windows has no SIGTERM; Ctrl+C (SIGINT) still works there.
+    }
+  }
   const signal = await stopped;
   log.info("Received {signal}, shutting down", { signal });
   await server.close();
