@@ -13,9 +13,9 @@ import {
   configure,
   dispose,
   getConsoleSink,
+  getJsonLinesFormatter,
   getLogger,
   getTextFormatter,
-  jsonLinesFormatter,
   type LogLevel,
 } from "@logtape/logtape";
 import { runCli } from "./src/cli.ts";
@@ -35,7 +35,9 @@ const LEVELS: Record<string, LogLevel> = {
 /** Sets up logtape once for the whole process (SERVER.md §7). */
 async function configureLogging(config: Config): Promise<void> {
   const level = LEVELS[config.logging.level?.toLowerCase() ?? "info"] ?? "info";
-  const formatter = config.logging.format === "json" ? jsonLinesFormatter : getTextFormatter();
+  const formatter = config.logging.format === "json"
+    ? getJsonLinesFormatter({ properties: "flatten" })
+    : getTextFormatter();
   await configure({
     sinks: { console: getConsoleSink({ formatter }) },
     loggers: [
