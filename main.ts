@@ -20,7 +20,7 @@ import {
 } from "@logtape/logtape";
 import { runCli } from "./src/cli.ts";
 import type { Config } from "./src/config.ts";
-import { startServer } from "./src/server.ts";
+import { startServer, unsupportedSettings } from "./src/server.ts";
 
 const LEVELS: Record<string, LogLevel> = {
   trace: "trace",
@@ -54,7 +54,14 @@ async function main(args: string[]): Promise<number> {
     if (outcome.stderr) await Deno.stderr.write(new TextEncoder().encode(outcome.stderr));
     return outcome.code;
   }
-  for (const warning of outcome.warnings) console.error(`Warning: ${warning}`);
+  const unsupported = unsupportedSettings(outcome.config);
+  if (unsupported.errors.length > 0) {
+    for (const error of unsupported.errors) console.error(`Error: ${error}`);
+    return 2;
+  }
+  for (const warning of [...outcome.warnings, ...unsupported.warnings]) {
+    console.error(`Warning: ${warning}`);
+  }
   await configureLogging(outcome.config);
   const log = getLogger(["signal-fish", "main"]);
 

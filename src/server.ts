@@ -44,6 +44,41 @@ export interface StartOptions {
   onEvent?: (event: HubEvent) => void;
 }
 
+/**
+ * Settings this build accepts but cannot honour yet. `errors` are settings whose silent absence
+ * would weaken security or split a cluster (the server must refuse to start); `warnings` name
+ * features that are simply off (the server starts without them).
+ */
+export function unsupportedSettings(config: Config): { errors: string[]; warnings: string[] } {
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  const refuse = (key: string, what: string) =>
+    errors.push(`${key} is set, but ${what} is not available in this build`);
+  const { security, server, protocol, cluster, logging } = config;
+  if (security.require_websocket_auth) {
+    refuse("security.require_websocket_auth", "app authentication");
+  }
+  if (security.transport.tls.enabled) refuse("security.transport.tls.enabled", "TLS");
+  if (security.transport.token_binding.enabled) {
+    refuse("security.transport.token_binding.enabled", "token binding");
+  }
+  if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
+  const off: string[] = [];
+  if (server.enable_reconnection) off.push("reconnection (server.enable_reconnection)");
+  if (protocol.enable_message_pack_game_data) {
+    off.push("MessagePack game data (protocol.enable_message_pack_game_data)");
+  }
+  off.push("per-IP rate limits (rate_limit.*)");
+  if (logging.enable_file_logging) off.push("file logging (logging.enable_file_logging)");
+  if (security.trusted_proxies.length > 0) off.push("trusted proxies (security.trusted_proxies)");
+  if (security.public_room_listing) off.push("room listing (security.public_room_listing)");
+  if (security.max_connections !== null) {
+    off.push("global connection cap (security.max_connections)");
+  }
+  warnings.push(`not available in this build yet, so off: ${off.join(", ")}`);
+  return { errors, warnings };
+}
+
 /** Maps the configuration onto engine settings (SERVER.md §2.7). */
 export function engineOptions(config: Config): EngineOptions {
   const { server, protocol } = config;

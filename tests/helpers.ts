@@ -108,6 +108,11 @@ export class TestClient implements AsyncDisposable {
     await this.next("Pong");
   }
 
+  /** Removes and returns every message received but not yet taken. */
+  drain(): (Received | Uint8Array)[] {
+    return this.#queue.splice(0);
+  }
+
   /** Closes the socket (if open) and waits for the close handshake. */
   async close(code = 1000): Promise<void> {
     if (this.socket.readyState === WebSocket.OPEN) this.socket.close(code);

@@ -2,7 +2,7 @@
  * HTTP surface (SERVER.md §1): health, 404/405, CORS, and the pre-upgrade admission checks.
  */
 import { deepEqual, equal, rejects } from "node:assert/strict";
-import { connect, serve } from "./helpers.ts";
+import { connect, joinRoom, serve } from "./helpers.ts";
 
 Deno.test("GET /v2/health answers 200 OK as plain text, HEAD with no body", async () => {
   await using server = await serve();
@@ -123,11 +123,22 @@ Deno.test("The per-IP connection limit answers 429 before the upgrade and frees 
   await second.next("Pong");
 });
 
-Deno.test('Shutdown closes sockets with 1001 "Server shutting down" and stops listening', async () => {
+Deno.test("Shutdown closes every socket with 1001 and sends no room traffic first", async () => {
   const server = await serve();
-  const client = await connect(server);
+  const a = await connect(server);
+  const b = await connect(server);
+  a.send(joinRoom("BYE001", "a", { max_players: 2 }));
+  await a.next("RoomJoined");
+  b.send(joinRoom("BYE001", "b"));
+  await b.next("RoomJoined");
+  await b.next("LobbyStateChanged");
+  await a.next("PlayerJoined");
+  await a.next("LobbyStateChanged");
   const closing = server.close();
-  deepEqual(await client.closed, { code: 1001, reason: "Server shutting down" });
+  deepEqual(await a.closed, { code: 1001, reason: "Server shutting down" });
+  deepEqual(await b.closed, { code: 1001, reason: "Server shutting down" });
   await closing;
+  // Nobody is told about players who leave with them (no PlayerLeft before the close).
+  deepEqual([...a.drain(), ...b.drain()], []);
   await rejects(fetch(`${server.url}/v2/health`));
 });

@@ -135,9 +135,16 @@ export class Hub {
     this.disconnect(id, now);
   }
 
-  /** Closes every connection (graceful shutdown, SERVER.md §1.1). */
+  /**
+   * Closes every connection (graceful shutdown, SERVER.md §1.1). Every socket is closed and
+   * detached before any seat is released, so nobody gets room traffic about players who are
+   * leaving with them (PROTOCOL.md §7.12: "nobody is left to notify").
+   */
   closeAll(code: number, reason: string, now: number): void {
-    for (const id of this.#local.ids()) this.close(id, code, reason, now);
+    const ids = this.#local.ids();
+    for (const id of ids) this.#local.close(id, code, reason);
+    for (const id of ids) this.#local.detach(id);
+    for (const id of ids) this.disconnect(id, now);
   }
 
   /** Runs the engine's maintenance sweep (SERVER.md §4.2) and delivers its effects. */
