@@ -16,7 +16,13 @@ import type {
   ServerMessage,
 } from "../protocol/messages.ts";
 import { type ConnId, Room, roomKey, type Seat } from "./room.ts";
-import { checkGameName, checkPlayerName, checkRoomCode, type NameRules } from "./validation.ts";
+import {
+  checkGameName,
+  checkPlayerName,
+  checkRoomCode,
+  nameKey,
+  type NameRules,
+} from "./validation.ts";
 
 export type { ConnId } from "./room.ts";
 
@@ -399,44 +405,34 @@ export class Engine {
       return joinFailed(id, "Already in a room", "ALREADY_IN_ROOM", creating);
     }
 
-    let code: string;
     if (data.room_code !== undefined) {
       const codeProblem = checkRoomCode(data.room_code, options.roomCodeLength);
       if (codeProblem) return joinFailed(id, codeProblem, "INVALID_ROOM_CODE", creating);
-      code = data.room_code.toUpperCase();
-      const room = this.#rooms.get(roomKey(data.game_name, code));
+      const room = this.#rooms.get(roomKey(data.game_name, data.room_code.toUpperCase()));
       if (room) return this.#joinExisting(session, room, data.player_name, now);
-    } else {
-      const capProblem = this.#capProblem(data.game_name);
-      if (capProblem) return capProblem(id);
-      const generated = this.#generateCode(data.game_name);
-      if (!generated.code) {
-        return [
-          ...generated.effects,
-          ...joinFailed(id, "Failed to create room", "ROOM_CREATION_FAILED", true),
-        ];
-      }
-      return [
-        ...generated.effects,
-        ...this.#create(session, data, generated.code, maxPlayers, now),
-      ];
     }
-    const capProblem = this.#capProblem(data.game_name);
-    if (capProblem) return capProblem(id);
-    return this.#create(session, data, code, maxPlayers, now);
-  }
 
-  #capProblem(gameName: string): ((to: ConnId) => Effect[]) | undefined {
-    const count = this.#roomsPerGame.get(gameName) ?? 0;
-    const limit = this.#options.maxRoomsPerGame;
-    if (count < limit) return undefined;
-    return (to) =>
-      joinFailed(
-        to,
-        `Game \`${gameName}\` already has ${count} rooms (limit ${limit})`,
+    // Creating: with the requested code (join-or-create) or a generated one.
+    const count = this.#roomsPerGame.get(data.game_name) ?? 0;
+    if (count >= options.maxRoomsPerGame) {
+      return joinFailed(
+        id,
+        `Game \`${data.game_name}\` already has ${count} rooms (limit ${options.maxRoomsPerGame})`,
         "MAX_ROOMS_PER_GAME_EXCEEDED",
         true,
       );
+    }
+    if (data.room_code !== undefined) {
+      return this.#create(session, data, data.room_code.toUpperCase(), maxPlayers, now);
+    }
+    const generated = this.#generateCode(data.game_name);
+    if (!generated.code) {
+      return [
+        ...generated.effects,
+        ...joinFailed(id, "Failed to create room", "ROOM_CREATION_FAILED", true),
+      ];
+    }
+    return [...generated.effects, ...this.#create(session, data, generated.code, maxPlayers, now)];
   }
 
   #generateCode(gameName: string): { code?: string; effects: Effect[] } {
@@ -519,7 +515,7 @@ export class Engine {
     const seat: Seat = {
       id: session.id,
       name,
-      nameKey: name.toLowerCase(),
+      nameKey: nameKey(name),
       connectedAt: new Date(now).toISOString(),
     };
     room.seats.set(seat.id, seat);
@@ -879,9 +875,9 @@ export class Engine {
         },
       },
     );
-    const others2 = room.membersExcept(id);
-    if (others2.length > 0) {
-      effects.push(send(others2, {
+    const audience = room.membersExcept(id);
+    if (audience.length > 0) {
+      effects.push(send(audience, {
         type: "NewSpectatorJoined",
         data: {
           spectator: { id, name: spectator.name, connected_at: spectator.connectedAt },
