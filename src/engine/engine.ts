@@ -61,9 +61,13 @@ export type EngineEvent =
 
 /** SDK compatibility manifest (PROTOCOL.md §7.1.4, `protocol.sdk_compatibility`). */
 export interface SdkManifest {
+  /** Lower-case platform → minimum semver, reported as `minimum_version`. */
   minimumVersions: Readonly<Record<string, string>>;
+  /** Lower-case platform → recommended semver, reported as `recommended_version`. */
   recommendedVersions: Readonly<Record<string, string>>;
+  /** Lower-case platform (or `_default`, for everyone) → capability strings. */
   capabilities: Readonly<Record<string, readonly string[]>>;
+  /** Lower-case platform (or `_default`, the fallback) → a note for that SDK. */
   notes: Readonly<Record<string, string>>;
 }
 
@@ -142,9 +146,13 @@ export interface RoomSummary {
 
 /** Live counts for status pages and metrics. */
 export interface EngineStats {
+  /** Rooms, empty ones awaiting cleanup included. */
   rooms: number;
+  /** Occupied seats. */
   players: number;
+  /** Spectators attached to rooms. */
   spectators: number;
+  /** Registered connections, seated or not. */
   connections: number;
 }
 
@@ -175,6 +183,7 @@ export class Engine {
   readonly #roomsPerGame = new Map<string, number>();
   readonly #nameRules: PlayerNameRules;
 
+  /** Creates an engine with no rooms and no connections. */
   constructor(options: EngineOptions) {
     this.#options = options;
     const rules = options.nameRules;

@@ -75,6 +75,7 @@ export class Room {
   /** When the last seat was released, ms; `null` while the room has seats. */
   emptySince: number | null = null;
 
+  /** Creates an empty room; the creator is seated by the engine. */
   constructor(init: RoomInit) {
     this.id = init.id;
     this.code = init.code;

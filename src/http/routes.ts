@@ -22,6 +22,7 @@ export interface RouteOptions {
 
 /** What the routes need from the running server. */
 export interface RouteContext {
+  /** Receives the upgraded connections. */
   hub: Hub;
   /** True once graceful shutdown has begun (SERVER.md §1.1). */
   isDraining: () => boolean;

@@ -58,6 +58,7 @@ export class Hub {
   readonly #local = new LocalFanout();
   readonly #info = new Map<ConnId, PeerInfo>();
 
+  /** Creates a hub that feeds `engine`. */
   constructor(engine: Engine, options: HubOptions) {
     this.#engine = engine;
     this.#options = options;
