@@ -19,6 +19,8 @@ import type { Fanout, Peer } from "../coordination/fanout.ts";
 import { LocalFanout } from "../coordination/memory.ts";
 
 const log = getLogger(["signal-fish", "hub"]);
+/** The frame every unparsable message gets (PROTOCOL.md §2.3), serialised once. */
+const INVALID_FRAME = encodeServerMessage(INVALID_CLIENT_MESSAGE);
 
 export type { Peer } from "../coordination/fanout.ts";
 
@@ -93,12 +95,12 @@ export class Hub {
       ? textSize(frame, this.#options.maxMessageSize)
       : frame.byteLength;
     if (size > this.#options.maxMessageSize) {
-      this.#tooLarge(id, size);
+      this.#tooLarge(id, size, now);
       return;
     }
     if (typeof frame !== "string") {
       const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
-      this.#apply(this.#engine.handleBinary(id, bytes, now));
+      this.#apply(this.#engine.handleBinary(id, bytes, now), now);
       return;
     }
     const decoded = decodeClientMessage(frame);
@@ -112,10 +114,10 @@ export class Hub {
         connectionId: id,
         detail: decoded.detail,
       });
-      this.#sendTo(id, encodeServerMessage(INVALID_CLIENT_MESSAGE));
+      this.#local.deliver(INVALID_FRAME, [id]);
       return;
     }
-    this.#apply(this.#engine.handle(id, decoded.message, now));
+    this.#apply(this.#engine.handle(id, decoded.message, now), now);
   }
 
   /** Handles a closed socket (SERVER.md §5.5). Idempotent. */
@@ -124,7 +126,7 @@ export class Hub {
     if (!info) return;
     this.#local.detach(id);
     this.#info.delete(id);
-    this.#apply(this.#engine.disconnect(id, now));
+    this.#apply(this.#engine.disconnect(id, now), now);
     log.debug("Connection {connection_id} closed", { connection_id: id });
     this.#options.onEvent?.({ type: "disconnected", connectionId: id, ip: info.ip });
   }
@@ -150,10 +152,10 @@ export class Hub {
 
   /** Runs the engine's maintenance sweep (SERVER.md §4.2) and delivers its effects. */
   sweep(now: number): void {
-    this.#apply(this.#engine.sweep(now));
+    this.#apply(this.#engine.sweep(now), now);
   }
 
-  #tooLarge(id: ConnId, size: number): void {
+  #tooLarge(id: ConnId, size: number, now: number): void {
     const max = this.#options.maxMessageSize;
     log.warn("Frame of {size} bytes from {connection_id} exceeds {max}", {
       connection_id: id,
@@ -168,16 +170,12 @@ export class Hub {
         error_code: "MESSAGE_TOO_LARGE",
       },
     };
-    this.#sendTo(id, encodeServerMessage(message));
-    this.close(id, 1009, "Message too large", Date.now());
-  }
-
-  #sendTo(id: ConnId, frame: string): void {
-    this.#local.deliver(frame, [id]);
+    this.#local.deliver(encodeServerMessage(message), [id]);
+    this.close(id, 1009, "Message too large", now);
   }
 
   /** Carries out effects in order; each message is serialised once for all its recipients. */
-  #apply(effects: Effect[]): void {
+  #apply(effects: Effect[], now: number): void {
     for (const effect of effects) {
       switch (effect.kind) {
         case "send": {
@@ -188,7 +186,7 @@ export class Hub {
         }
         case "close":
           if (this.#local.has(effect.to)) {
-            this.close(effect.to, effect.code, effect.reason, Date.now());
+            this.close(effect.to, effect.code, effect.reason, now);
           } else this.#options.remote?.close(effect.to, effect.code, effect.reason);
           break;
         case "event":
