@@ -203,16 +203,6 @@ export class Engine {
     this.#sessions.set(id, { id, authenticateAnswered: false, format: "json" });
   }
 
-  /** True when `id` is a registered connection. */
-  has(id: ConnId): boolean {
-    return this.#sessions.has(id);
-  }
-
-  /** The negotiated game-data format of a connection (`json` if unknown). */
-  formatOf(id: ConnId): "json" | "message_pack" {
-    return this.#sessions.get(id)?.format ?? "json";
-  }
-
   /**
    * Applies one validated client message from connection `from`, received at `now` (ms), and
    * returns the effects in delivery order. Unknown connections get no effects.
@@ -320,11 +310,6 @@ export class Engine {
       spectators += room.spectators.size;
     }
     return { rooms: this.#rooms.size, players, spectators, connections: this.#sessions.size };
-  }
-
-  /** Rooms per game name, empty rooms included (JSON metrics `roomsByGame`). */
-  roomsByGame(): Map<string, number> {
-    return new Map(this.#roomsPerGame);
   }
 
   // -------------------------------------------------------------------------------------------
