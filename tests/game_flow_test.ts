@@ -2,7 +2,7 @@
  * End-to-end game flows over real WebSockets against a server on an OS-assigned port.
  */
 import { deepEqual, equal, match, notEqual, ok } from "node:assert/strict";
-import { connect, joinRoom, serve } from "./helpers.ts";
+import { connect, joinAsSpectator, joinRoom, serve } from "./helpers.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -69,10 +69,7 @@ Deno.test("GameData reaches the other players and spectators, with no echo to th
   await b.next("RoomJoined");
   c.send(joinRoom("RELAY1", "c"));
   await c.next("RoomJoined");
-  watcher.send({
-    type: "JoinAsSpectator",
-    data: { game_name: "orbit", room_code: "relay1", spectator_name: "w" },
-  });
+  watcher.send(joinAsSpectator("relay1", "w"));
   await watcher.next("SpectatorJoined");
   await a.waitFor("NewSpectatorJoined");
   await b.waitFor("NewSpectatorJoined");
@@ -196,10 +193,7 @@ Deno.test("Authority can be released, claimed and is reported to every member", 
   b.send(joinRoom("AUTH01", "b"));
   const { player_id: bId } = (await b.next("RoomJoined")).data;
   await a.next("PlayerJoined");
-  watcher.send({
-    type: "JoinAsSpectator",
-    data: { game_name: "orbit", room_code: "AUTH01", spectator_name: "w" },
-  });
+  watcher.send(joinAsSpectator("AUTH01", "w"));
   await watcher.next("SpectatorJoined");
   await a.next("NewSpectatorJoined");
   await b.next("NewSpectatorJoined");
@@ -252,18 +246,12 @@ Deno.test("Spectators watch, may not act, and leave cleanly", async () => {
   player.send(joinRoom("SPEC01", "p"));
   const { room_id } = (await player.next("RoomJoined")).data;
 
-  jun.send({
-    type: "JoinAsSpectator",
-    data: { game_name: "orbit", room_code: "nope00", spectator_name: "Jun" },
-  });
+  jun.send(joinAsSpectator("nope00", "Jun"));
   deepEqual((await jun.next("SpectatorJoinFailed")).data, {
     reason: "Room not found",
     error_code: "ROOM_NOT_FOUND",
   });
-  jun.send({
-    type: "JoinAsSpectator",
-    data: { game_name: "orbit", room_code: "spec01", spectator_name: "Jun" },
-  });
+  jun.send(joinAsSpectator("spec01", "Jun"));
   const joined = (await jun.next("SpectatorJoined")).data;
   deepEqual([joined.room_id, joined.room_code, joined.lobby_state, joined.reason], [
     room_id,
@@ -273,10 +261,7 @@ Deno.test("Spectators watch, may not act, and leave cleanly", async () => {
   ]);
   equal((await player.next("NewSpectatorJoined")).data.spectator.name, "Jun");
 
-  kai.send({
-    type: "JoinAsSpectator",
-    data: { game_name: "orbit", room_code: "SPEC01", spectator_name: "Kai" },
-  });
+  kai.send(joinAsSpectator("SPEC01", "Kai"));
   await kai.next("SpectatorJoined");
   deepEqual(
     (await jun.next("NewSpectatorJoined")).data.current_spectators.map((s: { name: string }) =>

@@ -162,3 +162,11 @@ export function joinRoom(
     data: { game_name: "orbit", room_code: roomCode, player_name: playerName, ...extra },
   };
 }
+
+/** Builds a `JoinAsSpectator` message for game "orbit". */
+export function joinAsSpectator(roomCode: string, spectatorName: string): unknown {
+  return {
+    type: "JoinAsSpectator",
+    data: { game_name: "orbit", room_code: roomCode, spectator_name: spectatorName },
+  };
+}

@@ -3,7 +3,7 @@
  * open where the spec says so, and nobody else's game is affected.
  */
 import { deepEqual, equal } from "node:assert/strict";
-import { connect, joinRoom, serve } from "./helpers.ts";
+import { connect, joinAsSpectator, joinRoom, serve } from "./helpers.ts";
 
 const INVALID = { message: "Invalid client message", error_code: "INVALID_INPUT" };
 
@@ -176,10 +176,7 @@ Deno.test("The maintenance sweep deletes inactive rooms and tells their members"
   await using watcher = await connect(server);
   player.send(joinRoom("SWEEP1", "p"));
   const { room_id } = (await player.next("RoomJoined")).data;
-  watcher.send({
-    type: "JoinAsSpectator",
-    data: { game_name: "orbit", room_code: "SWEEP1", spectator_name: "w" },
-  });
+  watcher.send(joinAsSpectator("SWEEP1", "w"));
   await watcher.next("SpectatorJoined");
   await player.next("NewSpectatorJoined");
   await player.next("RoomLeft", 5000);
