@@ -43,7 +43,7 @@ export interface RoomInit {
   maxPlayers: number;
   supportsAuthority: boolean;
   relayType: string;
-  /** Creation time in ms since the epoch. */
+  /** Creation time in ms since the epoch (first activity). */
   now: number;
 }
 
@@ -61,7 +61,6 @@ export class Room {
   readonly maxPlayers: number;
   readonly supportsAuthority: boolean;
   readonly relayType: string;
-  readonly createdAt: number;
   /** Seats by player id, in the order they were taken. */
   readonly seats = new Map<string, Seat>();
   /** Spectators by connection id, in join order. */
@@ -84,7 +83,6 @@ export class Room {
     this.maxPlayers = init.maxPlayers;
     this.supportsAuthority = init.supportsAuthority;
     this.relayType = init.relayType;
-    this.createdAt = init.now;
     this.lastActivity = init.now;
   }
 
