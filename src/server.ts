@@ -54,7 +54,7 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   const warnings: string[] = [];
   const refuse = (key: string, what: string) =>
     errors.push(`${key} is set, but ${what} is not available in this build`);
-  const { security, server, protocol, cluster, logging } = config;
+  const { security, cluster, logging } = config;
   if (security.require_websocket_auth) {
     refuse("security.require_websocket_auth", "app authentication");
   }
@@ -64,10 +64,6 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   }
   if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
   const off: string[] = [];
-  if (server.enable_reconnection) off.push("reconnection (server.enable_reconnection)");
-  if (protocol.enable_message_pack_game_data) {
-    off.push("MessagePack game data (protocol.enable_message_pack_game_data)");
-  }
   off.push("per-IP rate limits (rate_limit.*)");
   if (logging.enable_file_logging) off.push("file logging (logging.enable_file_logging)");
   if (security.trusted_proxies.length > 0) off.push("trusted proxies (security.trusted_proxies)");
@@ -102,18 +98,32 @@ export function engineOptions(config: Config): EngineOptions {
     },
     defaultRelayType: config.relay_types.default_relay_type,
     relayTypeByGame: config.relay_types.game_relay_mappings,
-    // Binary MessagePack game data is not implemented yet, so it is never offered.
-    messagePack: false,
+    messagePack: protocol.enable_message_pack_game_data,
     sdk: {
       minimumVersions: protocol.sdk_compatibility.minimum_versions,
       recommendedVersions: protocol.sdk_compatibility.recommended_versions,
       capabilities: protocol.sdk_compatibility.capabilities,
       notes: protocol.sdk_compatibility.notes,
     },
-    extensionCapabilities: EXTENSION_CAPABILITIES,
+    extensionCapabilities: server.enable_reconnection
+      ? ["reconnection-token", "replay-truncated", ...EXTENSION_CAPABILITIES]
+      : EXTENSION_CAPABILITIES,
     newId: () => crypto.randomUUID(),
     newRoomCode: roomCodeGenerator(protocol.room_code_length, server.room_code_prefix),
+    enableReconnection: server.enable_reconnection,
+    reconnectionWindowMs: server.reconnection_window * 1000,
+    eventBufferSize: server.event_buffer_size,
+    eventBufferMaxBytes: server.event_buffer_max_bytes,
+    newToken: newReconnectionToken,
   };
+}
+
+/** 32 bytes from the system's cryptographic RNG, base64url without padding (43 characters). */
+export function newReconnectionToken(): string {
+  return crypto.getRandomValues(new Uint8Array(32)).toBase64({
+    alphabet: "base64url",
+    omitPadding: true,
+  });
 }
 
 /** Starts serving `config` and resolves once the listener is bound. */

@@ -22,6 +22,7 @@ export const S2 = "00000000-0000-4000-8000-0000000000a2";
 export function testOptions(overrides: Partial<EngineOptions> = {}): EngineOptions {
   let rooms = 0;
   let codes = 0;
+  let tokens = 0;
   return {
     defaultMaxPlayers: 8,
     maxPlayersLimit: 100,
@@ -47,6 +48,12 @@ export function testOptions(overrides: Partial<EngineOptions> = {}): EngineOptio
     extensionCapabilities: ["targeted-game-data"],
     newId: () => `room-${++rooms}`,
     newRoomCode: () => `CODE${String(++codes).padStart(2, "0")}`,
+    // Reconnection is off by default here so the release-at-once rules can be tested alone.
+    enableReconnection: false,
+    reconnectionWindowMs: 300_000,
+    eventBufferSize: 100,
+    eventBufferMaxBytes: 262_144,
+    newToken: () => `token-${++tokens}`.padEnd(43, "x"),
     ...overrides,
   };
 }
