@@ -145,6 +145,11 @@ export async function startServer(
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
     idleTimeoutSecs: config.server.ping_timeout,
+    outbound: {
+      maxBufferedBytes: config.websocket.max_buffered_bytes,
+      enableBatching: config.websocket.enable_batching,
+      batchSize: config.websocket.batch_size,
+    },
   });
 
   const hostname = options.hostname ?? "0.0.0.0";
@@ -171,6 +176,8 @@ export async function startServer(
     // Timers treat delays above 2^31 - 1 ms as 1 ms; clamp so a huge interval stays huge.
     Math.min(config.server.room_cleanup_interval * 1000, MAX_TIMER_MS),
   );
+  // Held-seat expiry is processed within a second of the window's end (PROTOCOL.md §7.11.3).
+  const tick = setInterval(() => hub.tick(Date.now()), 1000);
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
   const url = `http://${host}:${addr.port}`;
   log.info("Listening on {hostname}:{port}", {
@@ -185,6 +192,7 @@ export async function startServer(
     closing ??= (async () => {
       draining = true;
       clearInterval(sweep);
+      clearInterval(tick);
       hub.closeAll(1001, "Server shutting down", Date.now());
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
