@@ -999,7 +999,11 @@ export class Engine {
   #provideConnectionInfo(session: Session, info: ConnectionInfo, now: number): Effect[] {
     if (session.watching) {
       return [
-        error(session.playerId, "Spectators cannot provide connection info", "SPECTATOR_NOT_ALLOWED"),
+        error(
+          session.playerId,
+          "Spectators cannot provide connection info",
+          "SPECTATOR_NOT_ALLOWED",
+        ),
       ];
     }
     const room = session.playing;
@@ -1309,7 +1313,9 @@ export class Engine {
 
   #leaveSpectator(session: Session, now: number): Effect[] {
     if (!session.watching) {
-      return [error(session.playerId, "You are not currently spectating a room", "NOT_A_SPECTATOR")];
+      return [
+        error(session.playerId, "You are not currently spectating a room", "NOT_A_SPECTATOR"),
+      ];
     }
     return this.#detachSpectator(session, "voluntary_leave", now, true);
   }

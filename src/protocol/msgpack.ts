@@ -58,8 +58,10 @@ export function msgpackToJson(payload: Uint8Array): string | undefined {
     const options = { useBigInt64: true, keyDecoder: strictKeys, mapKeyConverter: stringKeysOnly };
     const typed = decode(payload, options);
     const raw = decode(payload, { ...options, rawStrings: true });
-    return JSON.stringify(strict(typed, raw), (_key, value) =>
-      typeof value === "bigint" ? rawJson(value.toString()) : value);
+    return JSON.stringify(
+      strict(typed, raw),
+      (_key, value) => typeof value === "bigint" ? rawJson(value.toString()) : value,
+    );
   } catch {
     return undefined;
   }
