@@ -9,6 +9,9 @@ import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { createHandler } from "./http/routes.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
+import { ServerMetrics } from "./http/server_metrics.ts";
+import type { StatusBody } from "./http/metrics_routes.ts";
+import denoJson from "../deno.json" with { type: "json" };
 
 const log = getLogger(["signal-fish", "server"]);
 
@@ -29,6 +32,8 @@ export interface SignalFishServer extends AsyncDisposable {
   readonly engine: Engine;
   /** The connection hub. */
   readonly hub: Hub;
+  /** The server's metrics (SERVER.md §6). */
+  readonly metrics: ServerMetrics;
   /**
    * Graceful shutdown (SERVER.md §1.1): health turns 503, new upgrades get 503, every socket is
    * closed with 1001 "Server shutting down", then the listener stops. Idempotent.
@@ -122,16 +127,54 @@ export async function startServer(
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
   const engine = new Engine(engineOptions(config));
+  const startedAt = Date.now();
+  const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
+  const metrics = new ServerMetrics({
+    // Read at scrape time, after `hub` exists.
+    connections: () => hub.size,
+    players: () => engine.stats().players,
+    heldSeats: () => heldSeats(engine),
+    seatCounts: () => engine.seatCounts(),
+  }, {
+    reconnection: config.server.enable_reconnection && heldSeats(engine) !== undefined,
+    refreshIntervalSecs: config.metrics.dashboard_cache_refresh_interval_secs,
+    ttlSecs: config.metrics.dashboard_cache_ttl_secs,
+    historyWindowSecs: config.metrics.dashboard_cache_history_window_secs,
+    historyFields: config.metrics.dashboard_cache_history_fields,
+  });
+  const onEvent = options.onEvent;
   const hub = new Hub(engine, {
     maxMessageSize: config.security.max_message_size,
     newId: () => crypto.randomUUID(),
-    onEvent: options.onEvent,
+    onEvent: (event) => {
+      metrics.observe(event);
+      onEvent?.(event);
+    },
   });
   let draining = false;
   const corsOrigins = config.security.cors_origins.trim() === "*"
     ? "*" as const
     : config.security.cors_origins.split(",").map((origin) => origin.trim()).filter(Boolean);
-  const handler = createHandler({ hub, isDraining: () => draining }, {
+  const status = (): StatusBody => {
+    const stats = engine.stats();
+    return {
+      status: draining ? "draining" : "ok",
+      version: denoJson.version,
+      instance_id: instanceId,
+      uptime_secs: Math.floor((Date.now() - startedAt) / 1000),
+      rooms: stats.rooms,
+      players: stats.players,
+      spectators: stats.spectators,
+      connections: hub.size,
+      held_seats: heldSeats(engine) ?? 0,
+    };
+  };
+  const metricsContext = {
+    metrics,
+    status,
+    authToken: config.security.require_metrics_auth ? config.security.metrics_auth_token : null,
+  };
+  const handler = createHandler({ hub, isDraining: () => draining, metrics: metricsContext }, {
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
     idleTimeoutSecs: config.server.ping_timeout,
@@ -156,6 +199,18 @@ export async function startServer(
     }
   });
   const addr = await listening;
+  const refreshDashboard = () => {
+    try {
+      metrics.refreshDashboard(Date.now());
+    } catch (error) {
+      log.error("Cannot refresh the dashboard cache: {error}", { error });
+    }
+  };
+  refreshDashboard();
+  const dashboard = setInterval(
+    refreshDashboard,
+    Math.min(config.metrics.dashboard_cache_refresh_interval_secs * 1000, MAX_TIMER_MS),
+  );
   const sweep = setInterval(
     () => hub.sweep(Date.now()),
     // Timers treat delays above 2^31 - 1 ms as 1 ms; clamp so a huge interval stays huge.
@@ -175,6 +230,7 @@ export async function startServer(
     closing ??= (async () => {
       draining = true;
       clearInterval(sweep);
+      clearInterval(dashboard);
       hub.closeAll(1001, "Server shutting down", Date.now());
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -194,7 +250,20 @@ export async function startServer(
     port: addr.port,
     engine,
     hub,
+    metrics,
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * Seats held for reconnection, read through an optional engine accessor (`stats().heldSeats` or
+ * `heldSeats()`), so this works before and after the engine has reconnection; `undefined`
+ * when it has none.
+ */
+function heldSeats(engine: Engine): number | undefined {
+  const stats = engine.stats() as { heldSeats?: number };
+  if (typeof stats.heldSeats === "number") return stats.heldSeats;
+  const accessor = (engine as unknown as { heldSeats?: () => number }).heldSeats;
+  return typeof accessor === "function" ? accessor.call(engine) : undefined;
 }

@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Hub } from "../transport/hub.ts";
 import { acceptWebSocket } from "../transport/websocket.ts";
+import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 
@@ -26,6 +27,8 @@ export interface RouteContext {
   hub: Hub;
   /** True once graceful shutdown has begun (SERVER.md §1.1). */
   isDraining: () => boolean;
+  /** Metrics and status routes (SERVER.md §1.4–§1.6, EXTENSIONS.md E8); absent ⇒ 404. */
+  metrics?: MetricsRouteContext;
 }
 
 /** An HTTP handler for `Deno.serve`. */
@@ -105,6 +108,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     const current = perIp.get(ip) ?? 0;
     const limit = options.maxConnectionsPerIp;
     if (current >= limit) {
+      context.metrics?.metrics.rateLimited();
       log.warn("Refused a WebSocket upgrade from {client_ip}: {current}/{limit} connections", {
         client_ip: ip,
         current,
@@ -149,6 +153,12 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     }
     if (KNOWN_GET_PATHS.has(path) && method !== "GET" && method !== "HEAD") {
       return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    if (context.metrics && isMetricsPath(path)) {
+      if (method !== "GET" && method !== "HEAD") {
+        return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
+      }
+      return serveMetrics(request, path, context.metrics);
     }
     switch (path) {
       case "/v2/ws":
