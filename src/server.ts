@@ -59,7 +59,7 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   const warnings: string[] = [];
   const refuse = (key: string, what: string) =>
     errors.push(`${key} is set, but ${what} is not available in this build`);
-  const { security, server, protocol, cluster, logging } = config;
+  const { security, server, protocol, cluster } = config;
   if (security.require_websocket_auth) {
     refuse("security.require_websocket_auth", "app authentication");
   }
@@ -74,7 +74,6 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
     off.push("MessagePack game data (protocol.enable_message_pack_game_data)");
   }
   off.push("per-IP rate limits (rate_limit.*)");
-  if (logging.enable_file_logging) off.push("file logging (logging.enable_file_logging)");
   if (security.trusted_proxies.length > 0) off.push("trusted proxies (security.trusted_proxies)");
   if (security.public_room_listing) off.push("room listing (security.public_room_listing)");
   if (security.max_connections !== null) {
@@ -223,6 +222,8 @@ export async function startServer(
     port: addr.port,
     region_id: config.server.region_id,
     auth: config.security.require_websocket_auth,
+    instance_id: instanceId,
+    metrics_auth: config.security.require_metrics_auth,
   });
 
   let closing: Promise<void> | undefined;
