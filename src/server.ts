@@ -9,6 +9,9 @@ import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { createHandler } from "./http/routes.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
+import { ServerMetrics } from "./http/server_metrics.ts";
+import type { StatusBody } from "./http/metrics_routes.ts";
+import denoJson from "../deno.json" with { type: "json" };
 
 const log = getLogger(["signal-fish", "server"]);
 
@@ -29,6 +32,8 @@ export interface SignalFishServer extends AsyncDisposable {
   readonly engine: Engine;
   /** The connection hub. */
   readonly hub: Hub;
+  /** The server's metrics (SERVER.md §6). */
+  readonly metrics: ServerMetrics;
   /**
    * Graceful shutdown (SERVER.md §1.1): health turns 503, new upgrades get 503, every socket is
    * closed with 1001 "Server shutting down", then the listener stops. Idempotent.
@@ -54,7 +59,7 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   const warnings: string[] = [];
   const refuse = (key: string, what: string) =>
     errors.push(`${key} is set, but ${what} is not available in this build`);
-  const { security, cluster, logging } = config;
+  const { security, cluster } = config;
   if (security.require_websocket_auth) {
     refuse("security.require_websocket_auth", "app authentication");
   }
@@ -65,7 +70,6 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
   const off: string[] = [];
   off.push("per-IP rate limits (rate_limit.*)");
-  if (logging.enable_file_logging) off.push("file logging (logging.enable_file_logging)");
   if (security.trusted_proxies.length > 0) off.push("trusted proxies (security.trusted_proxies)");
   if (security.public_room_listing) off.push("room listing (security.public_room_listing)");
   if (security.max_connections !== null) {
@@ -132,16 +136,54 @@ export async function startServer(
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
   const engine = new Engine(engineOptions(config));
+  const startedAt = Date.now();
+  const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
+  const metrics = new ServerMetrics({
+    // Read at scrape time, after `hub` exists.
+    connections: () => hub.size,
+    players: () => engine.stats().players,
+    heldSeats: () => heldSeats(engine),
+    seatCounts: () => engine.seatCounts(),
+  }, {
+    reconnection: config.server.enable_reconnection,
+    refreshIntervalSecs: config.metrics.dashboard_cache_refresh_interval_secs,
+    ttlSecs: config.metrics.dashboard_cache_ttl_secs,
+    historyWindowSecs: config.metrics.dashboard_cache_history_window_secs,
+    historyFields: config.metrics.dashboard_cache_history_fields,
+  });
+  const onEvent = options.onEvent;
   const hub = new Hub(engine, {
     maxMessageSize: config.security.max_message_size,
     newId: () => crypto.randomUUID(),
-    onEvent: options.onEvent,
+    onEvent: (event) => {
+      metrics.observe(event);
+      onEvent?.(event);
+    },
   });
   let draining = false;
   const corsOrigins = config.security.cors_origins.trim() === "*"
     ? "*" as const
     : config.security.cors_origins.split(",").map((origin) => origin.trim()).filter(Boolean);
-  const handler = createHandler({ hub, isDraining: () => draining }, {
+  const status = (): StatusBody => {
+    const stats = engine.stats();
+    return {
+      status: draining ? "draining" : "ok",
+      version: denoJson.version,
+      instance_id: instanceId,
+      uptime_secs: Math.floor((Date.now() - startedAt) / 1000),
+      rooms: stats.rooms,
+      players: stats.players,
+      spectators: stats.spectators,
+      connections: hub.size,
+      held_seats: heldSeats(engine),
+    };
+  };
+  const metricsContext = {
+    metrics,
+    status,
+    authToken: config.security.require_metrics_auth ? config.security.metrics_auth_token : null,
+  };
+  const handler = createHandler({ hub, isDraining: () => draining, metrics: metricsContext }, {
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
     idleTimeoutSecs: config.server.ping_timeout,
@@ -171,6 +213,18 @@ export async function startServer(
     }
   });
   const addr = await listening;
+  const refreshDashboard = () => {
+    try {
+      metrics.refreshDashboard(Date.now());
+    } catch (error) {
+      log.error("Cannot refresh the dashboard cache: {error}", { error });
+    }
+  };
+  refreshDashboard();
+  const dashboard = setInterval(
+    refreshDashboard,
+    Math.min(config.metrics.dashboard_cache_refresh_interval_secs * 1000, MAX_TIMER_MS),
+  );
   const sweep = setInterval(
     () => hub.sweep(Date.now()),
     // Timers treat delays above 2^31 - 1 ms as 1 ms; clamp so a huge interval stays huge.
@@ -185,6 +239,8 @@ export async function startServer(
     port: addr.port,
     region_id: config.server.region_id,
     auth: config.security.require_websocket_auth,
+    instance_id: instanceId,
+    metrics_auth: config.security.require_metrics_auth,
   });
 
   let closing: Promise<void> | undefined;
@@ -193,6 +249,7 @@ export async function startServer(
       draining = true;
       clearInterval(sweep);
       clearInterval(tick);
+      clearInterval(dashboard);
       hub.closeAll(1001, "Server shutting down", Date.now());
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -212,7 +269,13 @@ export async function startServer(
     port: addr.port,
     engine,
     hub,
+    metrics,
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** Seats held for reconnection (PROTOCOL.md §7.11.2). */
+function heldSeats(engine: Engine): number {
+  return engine.stats().heldSeats;
 }

@@ -7,8 +7,16 @@
 import { getLogger } from "@logtape/logtape";
 import type { Hub } from "../transport/hub.ts";
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
+import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
 
 const log = getLogger(["signal-fish", "http"]);
+
+/** `websocket.*` defaults (SERVER.md §2.7). */
+const DEFAULT_OUTBOUND: OutboundOptions = {
+  maxBufferedBytes: 1_048_576,
+  enableBatching: true,
+  batchSize: 10,
+};
 
 /** Route settings derived from the configuration. */
 export interface RouteOptions {
@@ -18,8 +26,8 @@ export interface RouteOptions {
   maxConnectionsPerIp: number;
   /** `server.ping_timeout` in seconds. @default 30 */
   idleTimeoutSecs: number;
-  /** Per-connection outbound buffer and batching (SERVER.md §5.2–5.3). */
-  outbound: OutboundOptions;
+  /** Per-connection outbound buffer and batching (SERVER.md §5.2–5.3); defaults of §2.7. */
+  outbound?: OutboundOptions;
 }
 
 /** What the routes need from the running server. */
@@ -28,6 +36,8 @@ export interface RouteContext {
   hub: Hub;
   /** True once graceful shutdown has begun (SERVER.md §1.1). */
   isDraining: () => boolean;
+  /** Metrics and status routes (SERVER.md §1.4–§1.6, EXTENSIONS.md E8); absent ⇒ 404. */
+  metrics?: MetricsRouteContext;
 }
 
 /** An HTTP handler for `Deno.serve`. */
@@ -107,6 +117,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     const current = perIp.get(ip) ?? 0;
     const limit = options.maxConnectionsPerIp;
     if (current >= limit) {
+      context.metrics?.metrics.rateLimited();
       log.warn("Refused a WebSocket upgrade from {client_ip}: {current}/{limit} connections", {
         client_ip: ip,
         current,
@@ -128,7 +139,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
         ip,
         idleTimeoutSecs: options.idleTimeoutSecs,
         onClosed: release,
-        outbound: options.outbound,
+        outbound: options.outbound ?? DEFAULT_OUTBOUND,
       });
     } catch (error) {
       release();
@@ -152,6 +163,12 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     }
     if (KNOWN_GET_PATHS.has(path) && method !== "GET" && method !== "HEAD") {
       return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    if (context.metrics && isMetricsPath(path)) {
+      if (method !== "GET" && method !== "HEAD") {
+        return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
+      }
+      return serveMetrics(request, path, context.metrics);
     }
     switch (path) {
       case "/v2/ws":

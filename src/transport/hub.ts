@@ -13,6 +13,7 @@ import {
   INVALID_CLIENT_MESSAGE,
 } from "../protocol/codec.ts";
 import type { ServerMessage } from "../protocol/messages.ts";
+import type { ErrorCode } from "../protocol/error_codes.ts";
 import type { ConnId, DisconnectLoss, Effect, Engine, EngineEvent } from "../engine/engine.ts";
 import { utf8Length } from "../engine/validation.ts";
 import type { Fanout, Peer } from "../coordination/fanout.ts";
@@ -56,7 +57,15 @@ export type HubEvent =
   /** A slow consumer was closed with 1013 (SERVER.md §5.2); `dropped` messages discarded. */
   | { type: "slow_consumer"; connectionId: ConnId; dropped: number }
   /** Messages discarded for connections with no seat to replay them to (SERVER.md §5.2). */
-  | { type: "messages_dropped"; count: number };
+  | { type: "messages_dropped"; count: number }
+  /** A reply carrying an `error_code` was sent (metrics: validation errors, SERVER.md §6.3). */
+  | { type: "error_reply"; errorCode: ErrorCode }
+  /** A connection was closed with 1011 after a handler exception (SERVER.md §1.11). */
+  | { type: "internal_error"; connectionId: ConnId }
+  /** The socket reported a transport error (SERVER.md §6.3 #27). */
+  | { type: "websocket_error"; connectionId: ConnId }
+  /** Time spent applying one message: engine plus effects, in seconds (SERVER.md §6.5). */
+  | { type: "handled"; message: "JoinRoom" | "GameData"; seconds: number };
 
 /** Routes frames between peers and the engine (STYLE.md: transport/hub.ts). */
 export class Hub {
@@ -122,7 +131,20 @@ export class Hub {
       this.#deliver(INVALID_FRAME, [id], INVALID_FRAME_BYTES, now);
       return;
     }
+    const type = decoded.message.type;
+    if (type !== "JoinRoom" && type !== "GameData") {
+      this.#apply(this.#engine.handle(id, decoded.message, now), now);
+      return;
+    }
+    const start = performance.now();
     this.#apply(this.#engine.handle(id, decoded.message, now), now);
+    const seconds = (performance.now() - start) / 1000;
+    this.#options.onEvent?.({ type: "handled", message: type, seconds });
+  }
+
+  /** Reports a transport error on a connection's socket (counted, SERVER.md §6.3 #27). */
+  transportError(id: ConnId): void {
+    this.#options.onEvent?.({ type: "websocket_error", connectionId: id });
   }
 
   /**
@@ -142,6 +164,7 @@ export class Hub {
   /** Closes a connection from the server side and tears it down at once. */
   close(id: ConnId, code: number, reason: string, now: number): void {
     if (!this.#local.has(id)) return;
+    if (code === 1011) this.#options.onEvent?.({ type: "internal_error", connectionId: id });
     this.#local.close(id, code, reason);
     this.disconnect(id, now);
   }
@@ -238,6 +261,9 @@ export class Hub {
         case "send": {
           const frame = effect.frame ?? encodeServerMessage(effect.message);
           this.#deliver(frame, effect.to, utf8Length(frame), now);
+          const errorCode = (effect.message as { data?: { error_code?: ErrorCode } }).data
+            ?.error_code;
+          if (errorCode) this.#options.onEvent?.({ type: "error_reply", errorCode });
           break;
         }
         case "frame": {

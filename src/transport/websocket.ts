@@ -140,6 +140,7 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
   };
   socket.onclose = teardown;
   socket.onerror = () => {
+    if (id !== undefined) hub.transportError(id);
     // An error event is followed by close; tearing down here too keeps the count exact if not.
     if (socket.readyState === WebSocket.CLOSED) teardown();
   };
