@@ -19,7 +19,7 @@ import {
   type LogLevel,
 } from "@logtape/logtape";
 import { runCli } from "./src/cli.ts";
-import type { Config } from "./src/config.ts";
+import { type Config, readConfigEnv } from "./src/config.ts";
 import { startServer, unsupportedSettings } from "./src/server.ts";
 
 const LEVELS: Record<string, LogLevel> = {
@@ -48,7 +48,7 @@ async function configureLogging(config: Config): Promise<void> {
 }
 
 async function main(args: string[]): Promise<number> {
-  const outcome = runCli(args, Deno.env.toObject());
+  const outcome = runCli(args, readConfigEnv());
   if (outcome.kind === "exit") {
     if (outcome.stdout) await Deno.stdout.write(new TextEncoder().encode(outcome.stdout));
     if (outcome.stderr) await Deno.stderr.write(new TextEncoder().encode(outcome.stderr));
