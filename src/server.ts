@@ -7,6 +7,8 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
+import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
+import { listen, type TlsPem } from "./http/listener.ts";
 import { createHandler } from "./http/routes.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
 
@@ -58,7 +60,6 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   if (security.require_websocket_auth) {
     refuse("security.require_websocket_auth", "app authentication");
   }
-  if (security.transport.tls.enabled) refuse("security.transport.tls.enabled", "TLS");
   if (security.transport.token_binding.enabled) {
     refuse("security.transport.token_binding.enabled", "token binding");
   }
@@ -70,11 +71,7 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   }
   off.push("per-IP rate limits (rate_limit.*)");
   if (logging.enable_file_logging) off.push("file logging (logging.enable_file_logging)");
-  if (security.trusted_proxies.length > 0) off.push("trusted proxies (security.trusted_proxies)");
   if (security.public_room_listing) off.push("room listing (security.public_room_listing)");
-  if (security.max_connections !== null) {
-    off.push("global connection cap (security.max_connections)");
-  }
   warnings.push(`not available in this build yet, so off: ${off.join(", ")}`);
   return { errors, warnings };
 }
@@ -131,43 +128,50 @@ export async function startServer(
   const corsOrigins = config.security.cors_origins.trim() === "*"
     ? "*" as const
     : config.security.cors_origins.split(",").map((origin) => origin.trim()).filter(Boolean);
+  const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());
   const handler = createHandler({ hub, isDraining: () => draining }, {
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
     idleTimeoutSecs: config.server.ping_timeout,
+    maxConnections: connectionCap.limit,
+    trustedProxies: new TrustedProxies(config.security.trusted_proxies),
   });
 
   const hostname = options.hostname ?? "0.0.0.0";
-  const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const httpServer = Deno.serve({
+  const tls = readTls(config);
+  const listener = await listen({
     hostname,
     port: config.port,
-    onListen: resolve,
-  }, (request, info) => {
-    try {
-      return handler(request, info);
-    } catch (error) {
-      log.error("Cannot handle {method} {url}: {error}", {
-        method: request.method,
-        url: request.url,
-        error,
-      });
-      return new Response("Internal Server Error", { status: 500 });
-    }
+    tls,
+    handler: (request, info) => {
+      try {
+        return handler(request, info);
+      } catch (error) {
+        log.error("Cannot handle {method} {url}: {error}", {
+          method: request.method,
+          url: request.url,
+          error,
+        });
+        return new Response("Internal Server Error", { status: 500 });
+      }
+    },
   });
-  const addr = await listening;
+  const addr = listener.addr;
   const sweep = setInterval(
     () => hub.sweep(Date.now()),
     // Timers treat delays above 2^31 - 1 ms as 1 ms; clamp so a huge interval stays huge.
     Math.min(config.server.room_cleanup_interval * 1000, MAX_TIMER_MS),
   );
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
-  const url = `http://${host}:${addr.port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${addr.port}`;
   log.info("Listening on {hostname}:{port}", {
     hostname,
     port: addr.port,
     region_id: config.server.region_id,
     auth: config.security.require_websocket_auth,
+    tls: tls !== undefined,
+    max_connections: connectionCap.limit,
+    max_connections_from: connectionCap.source,
   });
 
   let closing: Promise<void> | undefined;
@@ -179,7 +183,7 @@ export async function startServer(
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
-        httpServer.shutdown(),
+        listener.shutdown(),
         new Promise<void>((resolve) => timer = setTimeout(resolve, timeout)),
       ]);
       clearTimeout(timer);
@@ -197,4 +201,18 @@ export async function startServer(
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * Reads the PEM certificate chain and key of `security.transport.tls` (SERVER.md §3.10), paths
+ * relative to the working directory; undefined when TLS is off. Throws when a file is unreadable
+ * (startup then fails with exit 1; a file without a certificate or key fails in `Deno.serve`).
+ */
+function readTls(config: Config): TlsPem | undefined {
+  const { enabled, certificate_path: cert, private_key_path: key } = config.security.transport.tls;
+  if (!enabled) return undefined;
+  if (cert === null || key === null) {
+    throw new TypeError("Cannot serve TLS: certificate_path and private_key_path must be set");
+  }
+  return { cert: Deno.readTextFileSync(cert), key: Deno.readTextFileSync(key) };
 }
