@@ -129,12 +129,18 @@ export async function startServer(
     ? "*" as const
     : config.security.cors_origins.split(",").map((origin) => origin.trim()).filter(Boolean);
   const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());
+  let openSockets = 0;
+  let allSocketsClosed: (() => void) | undefined;
   const handler = createHandler({ hub, isDraining: () => draining }, {
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
     idleTimeoutSecs: config.server.ping_timeout,
     maxConnections: connectionCap.limit,
     trustedProxies: new TrustedProxies(config.security.trusted_proxies),
+    onOpenSockets: (open) => {
+      openSockets = open;
+      if (open === 0) allSocketsClosed?.();
+    },
   });
 
   const hostname = options.hostname ?? "0.0.0.0";
@@ -179,11 +185,15 @@ export async function startServer(
     closing ??= (async () => {
       draining = true;
       clearInterval(sweep);
+      // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
+      // frame is still queued behind game data (SERVER.md §1.1, §5.5).
+      const socketsClosed = new Promise<void>((resolve) => allSocketsClosed = resolve);
+      if (openSockets === 0) allSocketsClosed?.();
       hub.closeAll(1001, "Server shutting down", Date.now());
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
-        listener.shutdown(),
+        Promise.all([listener.shutdown(), socketsClosed]),
         new Promise<void>((resolve) => timer = setTimeout(resolve, timeout)),
       ]);
       clearTimeout(timer);

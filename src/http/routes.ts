@@ -26,6 +26,11 @@ export interface RouteOptions {
   maxConnections?: number;
   /** Peers whose `X-Forwarded-For` names the client (SERVER.md §1.9). @default none */
   trustedProxies?: TrustedProxies;
+  /**
+   * Told the number of upgraded sockets still open whenever it changes; a socket counts until its
+   * close handshake is over, so graceful shutdown can wait for the close frames to go out.
+   */
+  onOpenSockets?: (open: number) => void;
 }
 
 /** What the routes need from the running server. */
@@ -142,9 +147,9 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
       }, { connection: "close" });
     }
     perIp.set(ip, current + 1);
-    total++;
+    options.onOpenSockets?.(++total);
     const release = () => {
-      total--;
+      options.onOpenSockets?.(--total);
       const left = (perIp.get(ip) ?? 1) - 1;
       if (left > 0) perIp.set(ip, left);
       else perIp.delete(ip);
