@@ -11,7 +11,7 @@
  */
 import { configure, dispose, getLogger, type LogRecord, type Sink } from "@logtape/logtape";
 import { runCli } from "./src/cli.ts";
-import type { Config } from "./src/config.ts";
+import { type Config, readConfigEnv } from "./src/config.ts";
 import { formatJsonLine, formatTextLine, logLevel, openFileSink } from "./src/logging.ts";
 import { startServer, unsupportedSettings } from "./src/server.ts";
 
@@ -58,7 +58,7 @@ async function configureLogging(config: Config): Promise<string[]> {
 }
 
 async function main(args: string[]): Promise<number> {
-  const outcome = runCli(args, Deno.env.toObject());
+  const outcome = runCli(args, readConfigEnv());
   if (outcome.kind === "exit") {
     if (outcome.stdout) await Deno.stdout.write(new TextEncoder().encode(outcome.stdout));
     if (outcome.stderr) await Deno.stderr.write(new TextEncoder().encode(outcome.stderr));

@@ -7,6 +7,8 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
+import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
+import { listen, type TlsPem } from "./http/listener.ts";
 import { createHandler } from "./http/routes.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
 import { ServerMetrics } from "./http/server_metrics.ts";
@@ -63,18 +65,13 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   if (security.require_websocket_auth) {
     refuse("security.require_websocket_auth", "app authentication");
   }
-  if (security.transport.tls.enabled) refuse("security.transport.tls.enabled", "TLS");
   if (security.transport.token_binding.enabled) {
     refuse("security.transport.token_binding.enabled", "token binding");
   }
   if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
   const off: string[] = [];
   off.push("per-IP rate limits (rate_limit.*)");
-  if (security.trusted_proxies.length > 0) off.push("trusted proxies (security.trusted_proxies)");
   if (security.public_room_listing) off.push("room listing (security.public_room_listing)");
-  if (security.max_connections !== null) {
-    off.push("global connection cap (security.max_connections)");
-  }
   warnings.push(`not available in this build yet, so off: ${off.join(", ")}`);
   return { errors, warnings };
 }
@@ -183,10 +180,19 @@ export async function startServer(
     status,
     authToken: config.security.require_metrics_auth ? config.security.metrics_auth_token : null,
   };
+  const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());
+  let openSockets = 0;
+  let allSocketsClosed: (() => void) | undefined;
   const handler = createHandler({ hub, isDraining: () => draining, metrics: metricsContext }, {
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
     idleTimeoutSecs: config.server.ping_timeout,
+    maxConnections: connectionCap.limit,
+    trustedProxies: new TrustedProxies(config.security.trusted_proxies),
+    onOpenSockets: (open) => {
+      openSockets = open;
+      if (open === 0) allSocketsClosed?.();
+    },
     outbound: {
       maxBufferedBytes: config.websocket.max_buffered_bytes,
       enableBatching: config.websocket.enable_batching,
@@ -195,24 +201,25 @@ export async function startServer(
   });
 
   const hostname = options.hostname ?? "0.0.0.0";
-  const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const httpServer = Deno.serve({
+  const tls = readTls(config);
+  const listener = await listen({
     hostname,
     port: config.port,
-    onListen: resolve,
-  }, (request, info) => {
-    try {
-      return handler(request, info);
-    } catch (error) {
-      log.error("Cannot handle {method} {url}: {error}", {
-        method: request.method,
-        url: request.url,
-        error,
-      });
-      return new Response("Internal Server Error", { status: 500 });
-    }
+    tls,
+    handler: (request, info) => {
+      try {
+        return handler(request, info);
+      } catch (error) {
+        log.error("Cannot handle {method} {url}: {error}", {
+          method: request.method,
+          url: request.url,
+          error,
+        });
+        return new Response("Internal Server Error", { status: 500 });
+      }
+    },
   });
-  const addr = await listening;
+  const addr = listener.addr;
   const refreshDashboard = () => {
     try {
       metrics.refreshDashboard(Date.now());
@@ -233,7 +240,7 @@ export async function startServer(
   // Held-seat expiry is processed within a second of the window's end (PROTOCOL.md §7.11.3).
   const tick = setInterval(() => hub.tick(Date.now()), 1000);
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
-  const url = `http://${host}:${addr.port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${addr.port}`;
   log.info("Listening on {hostname}:{port}", {
     hostname,
     port: addr.port,
@@ -241,6 +248,9 @@ export async function startServer(
     auth: config.security.require_websocket_auth,
     instance_id: instanceId,
     metrics_auth: config.security.require_metrics_auth,
+    tls: tls !== undefined,
+    max_connections: connectionCap.limit,
+    max_connections_from: connectionCap.source,
   });
 
   let closing: Promise<void> | undefined;
@@ -250,11 +260,15 @@ export async function startServer(
       clearInterval(sweep);
       clearInterval(tick);
       clearInterval(dashboard);
+      // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
+      // frame is still queued behind game data (SERVER.md §1.1, §5.5).
+      const socketsClosed = new Promise<void>((resolve) => allSocketsClosed = resolve);
+      if (openSockets === 0) allSocketsClosed?.();
       hub.closeAll(1001, "Server shutting down", Date.now());
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
-        httpServer.shutdown(),
+        Promise.all([listener.shutdown(), socketsClosed]),
         new Promise<void>((resolve) => timer = setTimeout(resolve, timeout)),
       ]);
       clearTimeout(timer);
@@ -278,4 +292,18 @@ export async function startServer(
 /** Seats held for reconnection (PROTOCOL.md §7.11.2). */
 function heldSeats(engine: Engine): number {
   return engine.stats().heldSeats;
+}
+
+/**
+ * Reads the PEM certificate chain and key of `security.transport.tls` (SERVER.md §3.10), paths
+ * relative to the working directory; undefined when TLS is off. Throws when a file is unreadable
+ * (startup then fails with exit 1; a file without a certificate or key fails in `Deno.serve`).
+ */
+function readTls(config: Config): TlsPem | undefined {
+  const { enabled, certificate_path: cert, private_key_path: key } = config.security.transport.tls;
+  if (!enabled) return undefined;
+  if (cert === null || key === null) {
+    throw new TypeError("Cannot serve TLS: certificate_path and private_key_path must be set");
+  }
+  return { cert: Deno.readTextFileSync(cert), key: Deno.readTextFileSync(key) };
 }

@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Hub } from "../transport/hub.ts";
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
+import { clientIp, type TrustedProxies } from "./admission.ts";
 import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
 
 const log = getLogger(["signal-fish", "http"]);
@@ -28,6 +29,18 @@ export interface RouteOptions {
   idleTimeoutSecs: number;
   /** Per-connection outbound buffer and batching (SERVER.md §5.2–5.3); defaults of §2.7. */
   outbound?: OutboundOptions;
+  /**
+   * Concurrent WebSocket connections on this instance (`security.max_connections`, resolved by
+   * `maxConnections()` of admission.ts); beyond it upgrades get 503. @default unlimited
+   */
+  maxConnections?: number;
+  /** Peers whose `X-Forwarded-For` names the client (SERVER.md §1.9). @default none */
+  trustedProxies?: TrustedProxies;
+  /**
+   * Told the number of upgraded sockets still open whenever it changes; a socket counts until its
+   * close handshake is over, so graceful shutdown can wait for the close frames to go out.
+   */
+  onOpenSockets?: (open: number) => void;
 }
 
 /** What the routes need from the running server. */
@@ -59,9 +72,15 @@ export function normalizeIp(address: string): string {
   return ip;
 }
 
-function peerIp(info: Deno.ServeHandlerInfo): string {
+function peerIp(
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+  trusted: TrustedProxies | undefined,
+): string {
   const addr = info.remoteAddr as Deno.Addr;
-  return "hostname" in addr ? normalizeIp(addr.hostname) : "unknown";
+  if (!("hostname" in addr)) return "unknown";
+  if (!trusted) return normalizeIp(addr.hostname);
+  return normalizeIp(clientIp(addr.hostname, request.headers.get("x-forwarded-for"), trusted));
 }
 
 function isUpgradeRequest(request: Request): boolean {
@@ -79,6 +98,7 @@ function isUpgradeRequest(request: Request): boolean {
  */
 export function createHandler(context: RouteContext, options: RouteOptions): Handler {
   const perIp = new Map<string, number>();
+  let total = 0;
   const allowed = options.corsOrigins === "*"
     ? "*"
     : new Set(options.corsOrigins.map((origin) => origin.toLowerCase()));
@@ -113,7 +133,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
       });
       return json(403, { message: "Origin not allowed", error_code: "UNAUTHORIZED" });
     }
-    const ip = peerIp(info);
+    const ip = peerIp(request, info, options.trustedProxies);
     const current = perIp.get(ip) ?? 0;
     const limit = options.maxConnectionsPerIp;
     if (current >= limit) {
@@ -126,10 +146,23 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
       return json(429, {
         message: `Too many connections from your IP (${current}/${limit})`,
         error_code: "TOO_MANY_CONNECTIONS",
+      }, { connection: "close" });
+    }
+    if (options.maxConnections !== undefined && total >= options.maxConnections) {
+      log.warn("Refused a WebSocket upgrade from {client_ip}: {total} connections (limit)", {
+        client_ip: ip,
+        total,
       });
+      // connection: close gives the descriptor back at once (SERVER.md §2.7 max_connections).
+      return json(503, {
+        message: "Service temporarily unavailable",
+        error_code: "SERVICE_UNAVAILABLE",
+      }, { connection: "close" });
     }
     perIp.set(ip, current + 1);
+    options.onOpenSockets?.(++total);
     const release = () => {
+      options.onOpenSockets?.(--total);
       const left = (perIp.get(ip) ?? 1) - 1;
       if (left > 0) perIp.set(ip, left);
       else perIp.delete(ip);
