@@ -9,7 +9,7 @@ import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type TlsPem } from "./http/listener.ts";
-import { createHandler } from "./http/routes.ts";
+import { createHandler, type TokenBindingOptions } from "./http/routes.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
 import { ServerMetrics } from "./http/server_metrics.ts";
 import type { StatusBody } from "./http/metrics_routes.ts";
@@ -64,9 +64,6 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   const { security, cluster } = config;
   if (security.require_websocket_auth) {
     refuse("security.require_websocket_auth", "app authentication");
-  }
-  if (security.transport.token_binding.enabled) {
-    refuse("security.transport.token_binding.enabled", "token binding");
   }
   if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
   const off: string[] = [];
@@ -189,6 +186,7 @@ export async function startServer(
     idleTimeoutSecs: config.server.ping_timeout,
     maxConnections: connectionCap.limit,
     trustedProxies: new TrustedProxies(config.security.trusted_proxies),
+    tokenBinding: tokenBindingOptions(config),
     onOpenSockets: (open) => {
       openSockets = open;
       if (open === 0) allSocketsClosed?.();
@@ -306,4 +304,15 @@ function readTls(config: Config): TlsPem | undefined {
     throw new TypeError("Cannot serve TLS: certificate_path and private_key_path must be set");
   }
   return { cert: Deno.readTextFileSync(cert), key: Deno.readTextFileSync(key) };
+}
+
+/** `security.transport.token_binding` as route options, or undefined when it is off (§3.9). */
+function tokenBindingOptions(config: Config): TokenBindingOptions | undefined {
+  const binding = config.security.transport.token_binding;
+  if (!binding.enabled) return undefined;
+  return {
+    required: binding.required,
+    requireClientFingerprint: binding.require_client_fingerprint,
+    subprotocol: binding.subprotocol,
+  };
 }

@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Hub } from "../transport/hub.ts";
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
+import { sessionSecret, type TokenBinding } from "../transport/token_binding.ts";
 import { clientIp, type TrustedProxies } from "./admission.ts";
 import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
 
@@ -36,11 +37,80 @@ export interface RouteOptions {
   maxConnections?: number;
   /** Peers whose `X-Forwarded-For` names the client (SERVER.md §1.9). @default none */
   trustedProxies?: TrustedProxies;
+  /** `security.transport.token_binding` when enabled (SERVER.md §1.8, §3.9). @default off */
+  tokenBinding?: TokenBindingOptions;
   /**
    * Told the number of upgraded sockets still open whenever it changes; a socket counts until its
    * close handshake is over, so graceful shutdown can wait for the close frames to go out.
    */
   onOpenSockets?: (open: number) => void;
+}
+
+/** Token-binding settings (`security.transport.token_binding.*`, PROTOCOL.md Appendix A). */
+export interface TokenBindingOptions {
+  /** Refuse upgrades that do not offer the subprotocol. */
+  required: boolean;
+  /** Require a client-certificate fingerprint from a trusted proxy, and in every proof. */
+  requireClientFingerprint: boolean;
+  /** The subprotocol name. @default "signalfish.tokenbinding.v1" */
+  subprotocol: string;
+}
+
+/** Client-certificate fingerprint headers, in priority order (SERVER.md §1.8). */
+const FINGERPRINT_HEADERS = [
+  "x-signalfish-client-cert-sha256",
+  "x-forwarded-client-cert-sha256",
+  "x-amzn-mtls-clientcert",
+];
+
+/**
+ * Token-binding negotiation of SERVER.md §1.8 step 6: a plain-text refusal, or the binding to
+ * use (`undefined` = the connection proceeds unbound).
+ */
+function negotiateTokenBinding(
+  request: Request,
+  peer: string | undefined,
+  options: TokenBindingOptions,
+  trusted: TrustedProxies | undefined,
+): Response | { subprotocol: string; binding: TokenBinding } | undefined {
+  let fingerprint: string | undefined;
+  if (peer !== undefined && trusted?.has(peer)) {
+    for (const name of FINGERPRINT_HEADERS) {
+      const value = request.headers.get(name)?.trim();
+      if (value) {
+        fingerprint = value;
+        break;
+      }
+    }
+  }
+  if (options.requireClientFingerprint && fingerprint === undefined) {
+    return new Response("client certificate fingerprint required", { status: 401 });
+  }
+  // Headers joins repeated headers with ", "; the first header's entries come first.
+  const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",")
+    .map((entry) => entry.trim())
+    .find((entry) => entry.toLowerCase() === options.subprotocol.toLowerCase());
+  if (offered === undefined) {
+    if (options.required) {
+      return new Response("token binding subprotocol required", { status: 400 });
+    }
+    return undefined;
+  }
+  const key = request.headers.get("sec-websocket-key");
+  if (key === null) return new Response("Sec-WebSocket-Key header missing", { status: 400 });
+  const secret = sessionSecret(key);
+  if (!secret) return new Response("invalid token binding handshake", { status: 400 });
+  return {
+    // Deno.upgradeWebSocket only selects a protocol spelled exactly as the client offered it, so
+    // a client offering another letter case gets its own spelling back (SERVER.md §1.8 wants the
+    // configured one; the match itself is case-insensitive as specified).
+    subprotocol: offered,
+    binding: {
+      secret,
+      requireFingerprint: options.requireClientFingerprint,
+      handshakeFingerprint: fingerprint,
+    },
+  };
 }
 
 /** What the routes need from the running server. */
@@ -159,6 +229,19 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
         error_code: "SERVICE_UNAVAILABLE",
       }, { connection: "close" });
     }
+    let tokenBinding: { subprotocol: string; binding: TokenBinding } | undefined;
+    if (options.tokenBinding) {
+      const addr = info.remoteAddr as Deno.Addr;
+      const peer = "hostname" in addr ? addr.hostname : undefined;
+      const negotiated = negotiateTokenBinding(
+        request,
+        peer,
+        options.tokenBinding,
+        options.trustedProxies,
+      );
+      if (negotiated instanceof Response) return negotiated;
+      tokenBinding = negotiated;
+    }
     perIp.set(ip, current + 1);
     options.onOpenSockets?.(++total);
     const release = () => {
@@ -173,6 +256,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
         idleTimeoutSecs: options.idleTimeoutSecs,
         onClosed: release,
         outbound: options.outbound ?? DEFAULT_OUTBOUND,
+        tokenBinding,
       });
     } catch (error) {
       release();

@@ -18,6 +18,7 @@ import type { ConnId, DisconnectLoss, Effect, Engine, EngineEvent } from "../eng
 import { utf8Length } from "../engine/validation.ts";
 import type { Fanout, Peer } from "../coordination/fanout.ts";
 import { type DeliveryFailure, LocalFanout } from "../coordination/memory.ts";
+import { type TokenBinding, verifyProof } from "./token_binding.ts";
 
 const log = getLogger(["signal-fish", "hub"]);
 /** The frame every unparsable message gets (PROTOCOL.md §2.3), serialised once. */
@@ -30,6 +31,8 @@ export type { Peer, SendFailure } from "../coordination/fanout.ts";
 export interface PeerInfo {
   /** Client IP (SERVER.md §1.9). */
   ip: string;
+  /** Set when the connection negotiated token binding: every text frame carries a proof. */
+  tokenBinding?: TokenBinding;
 }
 
 /** Hub settings. */
@@ -117,6 +120,15 @@ export class Hub {
       this.#apply(this.#engine.handleBinary(id, bytes, now), now);
       return;
     }
+    const binding = this.#info.get(id)?.tokenBinding;
+    if (binding) {
+      const proof = verifyProof(frame, binding.secret, binding);
+      if (!proof.ok) {
+        this.#bindingViolation(id, proof.message, proof.code, proof.close, now);
+        return;
+      }
+      frame = proof.text;
+    }
     const decoded = decodeClientMessage(frame);
     if (!decoded.ok) {
       log.debug("Invalid message from {connection_id}: {detail}", {
@@ -189,6 +201,23 @@ export class Hub {
   /** Runs the engine's once-a-second timer (held-seat expiry) and delivers its effects. */
   tick(now: number): void {
     this.#apply(this.#engine.tick(now), now);
+  }
+
+  /** A refused token-binding proof (SERVER.md §3.9): `Error`, then close 1008 if `close`. */
+  #bindingViolation(
+    id: ConnId,
+    message: string,
+    code: ErrorCode,
+    close: boolean,
+    now: number,
+  ): void {
+    log.warn("Token binding violation on {connection_id}: {reason}", {
+      connection_id: id,
+      reason: message,
+    });
+    const frame = encodeServerMessage({ type: "Error", data: { message, error_code: code } });
+    this.#deliver(frame, [id], utf8Length(frame), now);
+    if (close) this.close(id, 1008, "Token binding violation", now);
   }
 
   #tooLarge(id: ConnId, size: number, now: number): void {

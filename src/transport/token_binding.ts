@@ -2,11 +2,21 @@
  * Token binding proofs (SERVER.md §3.9, PROTOCOL.md Appendix A): every text frame of a bound
  * connection carries `token_binding: { scheme, signature, fingerprint? }`, an HMAC-SHA256 over the
  * canonical JSON of the rest of the frame, keyed with the 16 bytes of the handshake's
- * `Sec-WebSocket-Key`. Pure functions; not yet wired into the frame pipeline (see the README).
+ * `Sec-WebSocket-Key`. Pure functions: the routes negotiate (SERVER.md §1.8), the hub verifies.
  *
  * @module
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
+
+/** What a bound connection needs to check its frames (SERVER.md §3.9). */
+export interface TokenBinding {
+  /** The 16-byte session secret ({@linkcode sessionSecret}). */
+  secret: Uint8Array;
+  /** `security.transport.token_binding.require_client_fingerprint`. */
+  requireFingerprint: boolean;
+  /** The client-certificate fingerprint a trusted proxy sent at the upgrade, if any. */
+  handshakeFingerprint?: string;
+}
 
 /** The only scheme (`security.transport.token_binding.scheme`). */
 export const TOKEN_BINDING_SCHEME = "sec_websocket_key_sha256";
@@ -169,7 +179,8 @@ export function canonicalJson(text: string): string {
 
 /** Why a proof was refused: the `Error` message and whether the connection closes (1008). */
 export type ProofResult =
-  | { ok: true; message: unknown }
+  /** `text` is the frame without its proof, in canonical form, for the client-message parser. */
+  | { ok: true; text: string }
   | { ok: false; message: string; code: "INVALID_INPUT" | "UNAUTHORIZED"; close: boolean };
 
 const refuse = (message: string, close = true): ProofResult => ({
@@ -234,7 +245,7 @@ export function verifyProof(
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     return refuse("Invalid token binding signature");
   }
-  return { ok: true, message: JSON.parse(write(parsed)) };
+  return { ok: true, text: write(parsed) };
 }
 
 function sameText(a: string, b: string): boolean {
