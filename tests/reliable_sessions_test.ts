@@ -283,3 +283,37 @@ Deno.test("A player that stops reading is closed with 1013 and its seat held; th
   await reader.expectNothingElse();
   equal(await stalled.drain(), 1013);
 });
+
+Deno.test("A slow consumer that never reads again still gives its connection back", async () => {
+  let decided = false;
+  await using server = await serve((config) => {
+    config.websocket.max_buffered_bytes = 65536;
+    config.security.max_connections_per_ip = 2;
+  }, { onEvent: (event) => decided ||= event.type === "slow_consumer" });
+  await using sender = await connect(server);
+  sender.send(joinRoom("GONE01", "sender"));
+  await sender.next("RoomJoined");
+  await stalledPlayer(server.port, "GONE01");
+  await sender.waitFor("PlayerJoined");
+  const chunk = "x".repeat(32 * 1024);
+  for (let sent = 0; !decided && sent < 2048; sent++) {
+    sender.send({ type: "GameData", data: { data: chunk } });
+    await sender.expectNothingElse();
+  }
+  ok(decided, "no slow-consumer decision");
+  // Both per-IP slots are taken until the stalled socket is really gone; it never reads, so
+  // only dropping its connection frees the slot (bounded wait: the close grace plus margin).
+  const deadline = Date.now() + 8000;
+  for (;;) {
+    const response = await fetch(`${server.url}/v2/health`);
+    await response.body?.cancel();
+    try {
+      const probe = await connect(server);
+      await probe.close();
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+});

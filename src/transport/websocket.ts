@@ -100,13 +100,49 @@ export class SocketPeer implements Peer {
     for (const frame of queue) this.#socket.send(frame);
   }
 
-  /** Writes what is queued (the message a close is preceded by), then closes. */
+  /**
+   * Writes what is queued (the message a close is preceded by), then closes. A peer that does
+   * not complete the close handshake within {@linkcode CLOSE_GRACE_MS} (typically one that stopped
+   * reading, so the close frame waits behind unsent data forever) has its connection dropped.
+   */
   close(code: number, reason: string): void {
     const socket = this.#socket;
     this.flush();
     if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {
       socket.close(code, reason);
+      const timer = setTimeout(() => {
+        if (socket.readyState !== WebSocket.CLOSED) abortSocket(socket);
+      }, CLOSE_GRACE_MS);
+      Deno.unrefTimer(timer);
+      socket.addEventListener("close", () => clearTimeout(timer), { once: true });
     }
+  }
+}
+
+/** How long a server-initiated close may wait for the peer's close frame (SERVER.md §5.2). */
+export const CLOSE_GRACE_MS = 2000;
+
+/**
+ * Drops a socket's connection without the close handshake. Deno has no public API for this (a
+ * `close()` waits behind unsent data for as long as the peer does not read), so this closes the
+ * socket's resource through the runtime's internal handle, when available; otherwise it does
+ * nothing and the idle timeout remains the only way out. Returns whether it could.
+ */
+export function abortSocket(socket: WebSocket): boolean {
+  try {
+    const internal =
+      (Deno as unknown as Record<symbol, { core?: { tryClose?(rid: number): void } }>)[
+        (Deno as unknown as { internal: symbol }).internal
+      ];
+    const ridKey = Object.getOwnPropertySymbols(socket).find((key) =>
+      key.description === "[[rid]]"
+    );
+    const rid = ridKey && (socket as unknown as Record<symbol, unknown>)[ridKey];
+    if (typeof rid !== "number" || typeof internal?.core?.tryClose !== "function") return false;
+    internal.core.tryClose(rid);
+    return true;
+  } catch {
+    return false;
   }
 }
 
