@@ -8,6 +8,8 @@ import type { Config } from "./config.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { createHandler } from "./http/routes.ts";
+import { RateLimits } from "./engine/rate_limits.ts";
+import { roomRoutes } from "./http/rooms.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
 
 const log = getLogger(["signal-fish", "server"]);
@@ -15,7 +17,7 @@ const log = getLogger(["signal-fish", "server"]);
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Extension capabilities this build advertises in `ProtocolInfo` (EXTENSIONS.md). */
-export const EXTENSION_CAPABILITIES: readonly string[] = ["targeted-game-data"];
+export const EXTENSION_CAPABILITIES: readonly string[] = ["targeted-game-data", "room-lookup"];
 
 /** A running server. `await using server = await startServer(config)` closes it on scope exit. */
 export interface SignalFishServer extends AsyncDisposable {
@@ -55,9 +57,6 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   const refuse = (key: string, what: string) =>
     errors.push(`${key} is set, but ${what} is not available in this build`);
   const { security, server, protocol, cluster, logging } = config;
-  if (security.require_websocket_auth) {
-    refuse("security.require_websocket_auth", "app authentication");
-  }
   if (security.transport.tls.enabled) refuse("security.transport.tls.enabled", "TLS");
   if (security.transport.token_binding.enabled) {
     refuse("security.transport.token_binding.enabled", "token binding");
@@ -68,14 +67,14 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   if (protocol.enable_message_pack_game_data) {
     off.push("MessagePack game data (protocol.enable_message_pack_game_data)");
   }
-  off.push("per-IP rate limits (rate_limit.*)");
   if (logging.enable_file_logging) off.push("file logging (logging.enable_file_logging)");
   if (security.trusted_proxies.length > 0) off.push("trusted proxies (security.trusted_proxies)");
-  if (security.public_room_listing) off.push("room listing (security.public_room_listing)");
   if (security.max_connections !== null) {
     off.push("global connection cap (security.max_connections)");
   }
-  warnings.push(`not available in this build yet, so off: ${off.join(", ")}`);
+  if (off.length > 0) {
+    warnings.push(`not available in this build yet, so off: ${off.join(", ")}`);
+  }
   return { errors, warnings };
 }
 
@@ -110,9 +109,37 @@ export function engineOptions(config: Config): EngineOptions {
       capabilities: protocol.sdk_compatibility.capabilities,
       notes: protocol.sdk_compatibility.notes,
     },
-    extensionCapabilities: EXTENSION_CAPABILITIES,
+    extensionCapabilities: config.security.public_room_listing
+      ? [...EXTENSION_CAPABILITIES, "room-listing"]
+      : EXTENSION_CAPABILITIES,
     newId: () => crypto.randomUUID(),
     newRoomCode: roomCodeGenerator(protocol.room_code_length, server.room_code_prefix),
+    ...securityOptions(config),
+  };
+}
+
+/** App authentication and per-IP rate limits (SERVER.md §3.1–§3.4) from the configuration. */
+function securityOptions(config: Config): Pick<EngineOptions, "auth" | "rateLimits"> {
+  const { security, rate_limit } = config;
+  return {
+    auth: {
+      required: security.require_websocket_auth,
+      apps: security.authorized_apps.map((app) => ({
+        appId: app.app_id,
+        appSecret: app.app_secret ?? undefined,
+        appName: app.app_name,
+        maxRooms: app.max_rooms ?? undefined,
+        maxPlayersPerRoom: app.max_players_per_room ?? undefined,
+        rateLimitPerMinute: app.rate_limit_per_minute ?? undefined,
+      })),
+      timeoutMs: config.websocket.auth_timeout_secs * 1000,
+      enforceSdkGate: config.protocol.sdk_compatibility.enforce,
+    },
+    rateLimits: new RateLimits({
+      maxRoomCreations: rate_limit.max_room_creations,
+      maxJoinAttempts: rate_limit.max_join_attempts,
+      windowMs: rate_limit.time_window * 1000,
+    }),
   };
 }
 
@@ -121,7 +148,8 @@ export async function startServer(
   config: Config,
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
-  const engine = new Engine(engineOptions(config));
+  const settings = engineOptions(config);
+  const engine = new Engine(settings);
   const hub = new Hub(engine, {
     maxMessageSize: config.security.max_message_size,
     newId: () => crypto.randomUUID(),
@@ -131,7 +159,14 @@ export async function startServer(
   const corsOrigins = config.security.cors_origins.trim() === "*"
     ? "*" as const
     : config.security.cors_origins.split(",").map((origin) => origin.trim()).filter(Boolean);
-  const handler = createHandler({ hub, isDraining: () => draining }, {
+  const rooms = roomRoutes({
+    engine,
+    rateLimits: settings.rateLimits,
+    publicRoomListing: config.security.public_room_listing,
+    roomCodeLength: config.protocol.room_code_length,
+    maxGameNameLength: config.protocol.max_game_name_length,
+  });
+  const handler = createHandler({ hub, isDraining: () => draining, roomRoutes: rooms }, {
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
     idleTimeoutSecs: config.server.ping_timeout,
@@ -161,6 +196,14 @@ export async function startServer(
     // Timers treat delays above 2^31 - 1 ms as 1 ms; clamp so a huge interval stays huge.
     Math.min(config.server.room_cleanup_interval * 1000, MAX_TIMER_MS),
   );
+  // The auth deadline (SERVER.md §4.5) needs a finer clock than the maintenance sweep.
+  const authTimeoutMs = config.websocket.auth_timeout_secs * 1000;
+  const authTimer = config.security.require_websocket_auth
+    ? setInterval(
+      () => hub.expireAuthentication(Date.now()),
+      Math.min(1000, Math.max(20, authTimeoutMs / 4)),
+    )
+    : undefined;
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
   const url = `http://${host}:${addr.port}`;
   log.info("Listening on {hostname}:{port}", {
@@ -175,6 +218,7 @@ export async function startServer(
     closing ??= (async () => {
       draining = true;
       clearInterval(sweep);
+      clearInterval(authTimer);
       hub.closeAll(1001, "Server shutting down", Date.now());
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;

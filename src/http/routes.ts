@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Hub } from "../transport/hub.ts";
 import { acceptWebSocket } from "../transport/websocket.ts";
+import type { RoomRoutes } from "./rooms.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 
@@ -26,6 +27,8 @@ export interface RouteContext {
   hub: Hub;
   /** True once graceful shutdown has begun (SERVER.md §1.1). */
   isDraining: () => boolean;
+  /** Room lookup and listing (SERVER.md §1.10, `./rooms.ts`). @default undefined (404) */
+  roomRoutes?: RoomRoutes;
 }
 
 /** An HTTP handler for `Deno.serve`. */
@@ -150,6 +153,8 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     if (KNOWN_GET_PATHS.has(path) && method !== "GET" && method !== "HEAD") {
       return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
     }
+    const rooms = context.roomRoutes?.(request, path, peerIp(info));
+    if (rooms) return rooms;
     switch (path) {
       case "/v2/ws":
         return upgrade(request, info);
