@@ -57,8 +57,8 @@ export class TokenBucket {
  * Token buckets keyed by a string (a client IP), all with the same capacity and window. A bucket
  * that has been full for longer than `windowMs` is forgotten by {@linkcode sweep} (SERVER.md
  * §4.2 step 4); forgetting is invisible, because a new bucket starts full. `maxKeys` bounds
- * memory between sweeps: when a new key would exceed it, a sweep runs, and if that frees
- * nothing the least recently used bucket is dropped.
+ * memory between sweeps: a new key beyond it drops the least recently used bucket (which
+ * resets that key's limit, the price of bounded memory under a flood of source addresses).
  */
 export class KeyedBuckets {
   readonly capacity: number;
@@ -90,7 +90,7 @@ export class KeyedBuckets {
     if (level) {
       this.#levels.delete(key);
     } else {
-      if (this.#levels.size >= this.maxKeys) this.#makeRoom(now);
+      if (this.#levels.size >= this.maxKeys) this.#makeRoom();
       level = { units: this.capacity * this.windowMs, at: now };
     }
     this.#levels.set(key, level);
@@ -109,9 +109,8 @@ export class KeyedBuckets {
     return now - fullAt > this.windowMs;
   }
 
-  #makeRoom(now: number): void {
-    this.sweep(now);
-    if (this.#levels.size < this.maxKeys) return;
+  /** Drops the least recently used bucket: O(1), and usually one that is full again anyway. */
+  #makeRoom(): void {
     const oldest = this.#levels.keys().next();
     if (!oldest.done) this.#levels.delete(oldest.value);
   }
