@@ -165,6 +165,7 @@ export async function startServer(
     publicRoomListing: config.security.public_room_listing,
     roomCodeLength: config.protocol.room_code_length,
     maxGameNameLength: config.protocol.max_game_name_length,
+    onRateLimited: () => options.onEvent?.({ type: "rate_limited", scope: "join" }),
   });
   const handler = createHandler({ hub, isDraining: () => draining, roomRoutes: rooms }, {
     corsOrigins,

@@ -4,7 +4,8 @@
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { Config } from "../src/config.ts";
-import { unsupportedSettings } from "../src/server.ts";
+import { startServer, unsupportedSettings } from "../src/server.ts";
+import type { HubEvent } from "../src/transport/hub.ts";
 import { connect, joinRoom, serve, testConfig } from "./helpers.ts";
 
 function withApps(config: Config): void {
@@ -197,7 +198,11 @@ Deno.test("GET /v2/rooms/{game_name}/{room_code} describes a room; unknown or in
 });
 
 Deno.test("Room lookups take join tokens: 429 with Retry-After, shared with JoinRoom", async () => {
-  await using server = await serve((config) => config.rate_limit.max_join_attempts = 3);
+  const events: HubEvent[] = [];
+  await using server = await startServer(
+    testConfig((config) => config.rate_limit.max_join_attempts = 3),
+    { hostname: "127.0.0.1", onEvent: (event) => events.push(event) },
+  );
   for (let i = 0; i < 3; i++) {
     const response = await get(server, "/v2/rooms/orbit/ABCDEF");
     await response.body?.cancel();
@@ -215,6 +220,11 @@ Deno.test("Room lookups take join tokens: 429 with Retry-After, shared with Join
   await using client = await connect(server);
   client.send(joinRoom("ABCDEF", "late"));
   equal((await client.next("RoomJoinFailed")).data.error_code, "RATE_LIMIT_EXCEEDED");
+  // Both refusals are reported for metrics.
+  deepEqual(events.filter((event) => event.type === "rate_limited"), [
+    { type: "rate_limited", scope: "join" },
+    { type: "rate_limited", scope: "join" },
+  ]);
 });
 
 Deno.test("GET /v2/rooms?game_name= is 404 unless public_room_listing, and takes no token then", async () => {

@@ -23,6 +23,8 @@ export interface RoomRouteOptions {
   maxGameNameLength: number;
   /** Clock in ms. @default Date.now */
   now?: () => number;
+  /** Called for each request refused with 429 (counted like the engine's `rate_limited`). */
+  onRateLimited?: () => void;
 }
 
 /**
@@ -62,6 +64,7 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
   function limited(ip: string): Response | undefined {
     const taken = options.rateLimits?.takeJoin(ip, now());
     if (!taken || taken.ok) return undefined;
+    options.onRateLimited?.();
     return reply(429, {
       message: joinLimitReason(taken.retryAfterSecs),
       error_code: "RATE_LIMIT_EXCEEDED",
