@@ -392,3 +392,62 @@ Deno.test(`Fuzzing ${FUZZERS * FRAMES_PER_FUZZER + OVERSIZED} frames (seed ${SEE
   await a.close();
   await b.close();
 });
+
+Deno.test(`Fuzzing before authentication (seed ${SEED}) never gets past the auth gate`, async () => {
+  await using server = await serve((config) => {
+    config.security.require_websocket_auth = true;
+    config.security.authorized_apps = [{
+      app_id: "guarded-app",
+      app_secret: "not guessable by the fuzzer",
+      app_name: "Guarded",
+      max_rooms: null,
+      max_players_per_room: null,
+      rate_limit_per_minute: null,
+    }];
+  });
+  const generator = new FrameGenerator(SEED ^ 0xa5a5);
+  const allowed = new Set([
+    "Error INVALID_INPUT", // parse failures keep the connection (PROTOCOL.md §2.3)
+    "Error AUTHENTICATION_REQUIRED",
+    "AuthenticationError INVALID_APP_ID",
+  ]);
+  let frames = 0;
+  let closed = 0;
+  let abnormal = 0;
+  const CONNECTIONS = 100;
+  for (let round = 0; round < CONNECTIONS; round += 10) {
+    await Promise.all(Array.from({ length: 10 }, async () => {
+      const client = await connect(server);
+      for (let i = 0; i < 20 && client.socket.readyState === WebSocket.OPEN; i++) {
+        client.send(generator.frame());
+        frames++;
+      }
+      if (client.socket.readyState === WebSocket.OPEN) client.send({ type: "Ping" });
+      // The gate closes with 1008 (a Ping is not allowed before Authenticate either). When the
+      // client keeps streaming large frames after the server's close frame, the runtime may
+      // reset the TCP connection and the client sees an abnormal close instead (code 0/1006);
+      // the refusal must then still have been delivered.
+      const { code } = await client.closed;
+      const replies = client.drain();
+      const last = replies.at(-1);
+      const refused = last !== undefined && !(last instanceof Uint8Array) &&
+        ["AUTHENTICATION_REQUIRED", "INVALID_APP_ID"].includes(last.data?.error_code);
+      ok(code === 1008 || ([0, 1006].includes(code) && refused), `close ${code}`);
+      if (code !== 1008) abnormal++;
+      closed++;
+      for (const message of replies) {
+        const key = message instanceof Uint8Array
+          ? "binary"
+          : `${message.type} ${message.data?.error_code ?? ""}`;
+        ok(allowed.has(key), `unexpected reply before authentication: ${key}`);
+      }
+    }));
+  }
+  equal(closed, CONNECTIONS);
+  ok(frames >= 1_000, `sent ${frames} frames`);
+  equal(server.engine.stats().rooms, 0);
+  equal(server.hub.size, 0);
+  console.log(
+    `fuzz (auth on): ${frames} frames on ${CONNECTIONS} connections, ${abnormal} reset after the refusal`,
+  );
+});
