@@ -10,6 +10,8 @@ import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type TlsPem } from "./http/listener.ts";
 import { createHandler, type TokenBindingOptions } from "./http/routes.ts";
+import { RateLimits } from "./engine/rate_limits.ts";
+import { roomRoutes } from "./http/rooms.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
 import { ServerMetrics } from "./http/server_metrics.ts";
 import type { StatusBody } from "./http/metrics_routes.ts";
@@ -20,7 +22,7 @@ const log = getLogger(["signal-fish", "server"]);
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Extension capabilities this build advertises in `ProtocolInfo` (EXTENSIONS.md). */
-export const EXTENSION_CAPABILITIES: readonly string[] = ["targeted-game-data"];
+export const EXTENSION_CAPABILITIES: readonly string[] = ["targeted-game-data", "room-lookup"];
 
 /** A running server. `await using server = await startServer(config)` closes it on scope exit. */
 export interface SignalFishServer extends AsyncDisposable {
@@ -61,15 +63,8 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   const warnings: string[] = [];
   const refuse = (key: string, what: string) =>
     errors.push(`${key} is set, but ${what} is not available in this build`);
-  const { security, cluster } = config;
-  if (security.require_websocket_auth) {
-    refuse("security.require_websocket_auth", "app authentication");
-  }
+  const { cluster } = config;
   if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
-  const off: string[] = [];
-  off.push("per-IP rate limits (rate_limit.*)");
-  if (security.public_room_listing) off.push("room listing (security.public_room_listing)");
-  warnings.push(`not available in this build yet, so off: ${off.join(", ")}`);
   return { errors, warnings };
 }
 
@@ -103,9 +98,11 @@ export function engineOptions(config: Config): EngineOptions {
       capabilities: protocol.sdk_compatibility.capabilities,
       notes: protocol.sdk_compatibility.notes,
     },
-    extensionCapabilities: server.enable_reconnection
-      ? ["reconnection-token", "replay-truncated", ...EXTENSION_CAPABILITIES]
-      : EXTENSION_CAPABILITIES,
+    extensionCapabilities: [
+      ...(server.enable_reconnection ? ["reconnection-token", "replay-truncated"] : []),
+      ...EXTENSION_CAPABILITIES,
+      ...(config.security.public_room_listing ? ["room-listing"] : []),
+    ],
     newId: () => crypto.randomUUID(),
     newRoomCode: roomCodeGenerator(protocol.room_code_length, server.room_code_prefix),
     enableReconnection: server.enable_reconnection,
@@ -113,6 +110,32 @@ export function engineOptions(config: Config): EngineOptions {
     eventBufferSize: server.event_buffer_size,
     eventBufferMaxBytes: server.event_buffer_max_bytes,
     newToken: newReconnectionToken,
+    ...securityOptions(config),
+  };
+}
+
+/** App authentication and per-IP rate limits (SERVER.md §3.1–§3.4) from the configuration. */
+function securityOptions(config: Config): Pick<EngineOptions, "auth" | "rateLimits"> {
+  const { security, rate_limit } = config;
+  return {
+    auth: {
+      required: security.require_websocket_auth,
+      apps: security.authorized_apps.map((app) => ({
+        appId: app.app_id,
+        appSecret: app.app_secret ?? undefined,
+        appName: app.app_name,
+        maxRooms: app.max_rooms ?? undefined,
+        maxPlayersPerRoom: app.max_players_per_room ?? undefined,
+        rateLimitPerMinute: app.rate_limit_per_minute ?? undefined,
+      })),
+      timeoutMs: config.websocket.auth_timeout_secs * 1000,
+      enforceSdkGate: config.protocol.sdk_compatibility.enforce,
+    },
+    rateLimits: new RateLimits({
+      maxRoomCreations: rate_limit.max_room_creations,
+      maxJoinAttempts: rate_limit.max_join_attempts,
+      windowMs: rate_limit.time_window * 1000,
+    }),
   };
 }
 
@@ -129,7 +152,8 @@ export async function startServer(
   config: Config,
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
-  const engine = new Engine(engineOptions(config));
+  const settings = engineOptions(config);
+  const engine = new Engine(settings);
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
   const metrics = new ServerMetrics({
@@ -180,7 +204,24 @@ export async function startServer(
   const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());
   let openSockets = 0;
   let allSocketsClosed: (() => void) | undefined;
-  const handler = createHandler({ hub, isDraining: () => draining, metrics: metricsContext }, {
+  const rooms = roomRoutes({
+    engine,
+    rateLimits: settings.rateLimits,
+    publicRoomListing: config.security.public_room_listing,
+    roomCodeLength: config.protocol.room_code_length,
+    maxGameNameLength: config.protocol.max_game_name_length,
+    onRateLimited: () => {
+      const event = { type: "rate_limited", scope: "join" } as const;
+      metrics.observe(event);
+      onEvent?.(event);
+    },
+  });
+  const handler = createHandler({
+    hub,
+    isDraining: () => draining,
+    metrics: metricsContext,
+    roomRoutes: rooms,
+  }, {
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
     idleTimeoutSecs: config.server.ping_timeout,
@@ -237,6 +278,14 @@ export async function startServer(
   );
   // Held-seat expiry is processed within a second of the window's end (PROTOCOL.md §7.11.3).
   const tick = setInterval(() => hub.tick(Date.now()), 1000);
+  // The auth deadline (SERVER.md §4.5) needs a finer clock than the maintenance sweep.
+  const authTimeoutMs = config.websocket.auth_timeout_secs * 1000;
+  const authTimer = config.security.require_websocket_auth
+    ? setInterval(
+      () => hub.expireAuthentication(Date.now()),
+      Math.min(1000, Math.max(20, authTimeoutMs / 4)),
+    )
+    : undefined;
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
   const url = `${tls ? "https" : "http"}://${host}:${addr.port}`;
   log.info("Listening on {hostname}:{port}", {
@@ -262,6 +311,7 @@ export async function startServer(
       // frame is still queued behind game data (SERVER.md §1.1, §5.5).
       const socketsClosed = new Promise<void>((resolve) => allSocketsClosed = resolve);
       if (openSockets === 0) allSocketsClosed?.();
+      clearInterval(authTimer);
       hub.closeAll(1001, "Server shutting down", Date.now());
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;

@@ -38,12 +38,9 @@ Deno.test("main.ts exits 2 naming the key, value, source and rule of an invalid 
     /server\.default_max_players = 0 \(from SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS\): must be/,
   );
   // Settings this build cannot honour safely refuse to start instead of running open.
-  const auth = await run([], { SIGNAL_FISH_SECURITY__REQUIRE_WEBSOCKET_AUTH: "true" });
-  equal(auth.code, 2);
-  match(
-    auth.stderr,
-    /security\.require_websocket_auth is set, but app authentication is not available/,
-  );
+  const cluster = await run([], { SIGNAL_FISH_CLUSTER__REDIS_URL: "redis://127.0.0.1:6379" });
+  equal(cluster.code, 2);
+  match(cluster.stderr, /cluster\.redis_url is set, but cluster mode is not available/);
   const flag = await run(["--port", "99999"]);
   equal(flag.code, 2);
   const unknown = await run(["--bogus"]);

@@ -21,6 +21,16 @@ import {
 import { encodeGameDataEnvelope, msgpackToJson } from "../protocol/msgpack.ts";
 import { type ConnId, Room, roomKey, type Seat } from "./room.ts";
 import {
+  AppRegistry,
+  AppRoomCounts,
+  type AuthFailure,
+  type AuthOptions,
+  type AuthorizedApp,
+  rateLimitInfo,
+} from "./app_auth.ts";
+import { creationLimitReason, joinLimitReason, type RateLimits } from "./rate_limits.ts";
+import { checkSdk } from "./sdk_gate.ts";
+import {
   checkGameName,
   checkPlayerName,
   checkRoomCode,
@@ -84,7 +94,13 @@ export type EngineEvent =
   /** A `Reconnected` carried `replay_truncated: true` (EXTENSIONS.md E3). */
   | { type: "replay_truncated" }
   /** A `Reconnect` failed with `errorCode` (PROTOCOL.md §7.11.4). */
-  | { type: "reconnect_failed"; errorCode: ErrorCode };
+  | { type: "reconnect_failed"; errorCode: ErrorCode }
+  /** A request was refused because a token bucket was empty (PROTOCOL.md §7.13). */
+  | { type: "rate_limited"; scope: "create" | "join" | "app" }
+  /** An `Authenticate` failed, a pre-auth message arrived, or the auth deadline passed. */
+  | { type: "auth_failed"; errorCode: ErrorCode; connectionId: ConnId }
+  /** `Authenticated` was sent; `appId` is the app when auth is enabled. */
+  | { type: "authenticated"; appId?: string; connectionId: ConnId };
 
 /** SDK compatibility manifest (PROTOCOL.md §7.1.4, `protocol.sdk_compatibility`). */
 export interface SdkManifest {
@@ -142,6 +158,21 @@ export interface EngineOptions {
   eventBufferMaxBytes: number;
   /** Returns a fresh reconnection token: 32 random bytes, base64url (PROTOCOL.md §7.11.1). */
   newToken: () => string;
+  /** App authentication (SERVER.md §3.1). @default undefined (auth disabled, §3.2) */
+  auth?: AuthOptions;
+  /**
+   * Per-IP creation and join buckets (SERVER.md §3.4), shared with the HTTP room lookup.
+   * @default undefined (unlimited)
+   */
+  rateLimits?: RateLimits;
+}
+
+/** What the transport knows about a new connection. */
+export interface ConnectInfo {
+  /** Client IP (SERVER.md §1.9); keys the rate-limit buckets. @default "" */
+  ip?: string;
+  /** Accept time in ms; the auth deadline runs from here (SERVER.md §4.5). @default 0 */
+  now?: number;
 }
 
 /** Attempts at a unique generated room code before giving up (PROTOCOL.md §7.2.3). */
@@ -165,6 +196,12 @@ interface Session {
    * `Reconnect` makes the connection adopt the reconnected player's id (PROTOCOL.md §7.11.5).
    */
   playerId: string;
+  /** Client IP, the key of its rate-limit buckets. */
+  readonly ip: string;
+  /** False until a successful `Authenticate` when auth is required (PROTOCOL.md §7.1.1). */
+  authenticated: boolean;
+  /** The authenticated app (auth enabled only); its per-app limits apply (SERVER.md §3.3). */
+  app?: AuthorizedApp;
   /** `Authenticate` already answered (PROTOCOL.md §7.1.2: only the first is). */
   authenticateAnswered: boolean;
   /** Negotiated game-data format (PROTOCOL.md §7.1.5). */
@@ -195,6 +232,8 @@ interface Hold {
 interface TokenRecord {
   readonly token: string;
   readonly room: Room;
+  /** The app the seat's connection authenticated with (auth enabled), else undefined. */
+  readonly appId: string | undefined;
   state: "valid" | "used" | "superseded" | "left" | "expired" | "room_gone";
   /** When it stopped being valid, ms (records are forgotten a window later). */
   invalidSince: number;
@@ -268,10 +307,15 @@ export class Engine {
   readonly #moved = new Map<string, ConnId>();
   /** Token records by player id (a handful each: the valid one and recently invalidated ones). */
   readonly #tokens = new Map<string, TokenRecord[]>();
+  readonly #apps: AppRegistry;
+  readonly #appRooms = new AppRoomCounts();
+  /** Auth deadlines (ms) of unauthenticated connections, in accept order (SERVER.md §4.5). */
+  readonly #authDeadlines = new Map<ConnId, number>();
 
   /** Creates an engine with no rooms and no connections. */
   constructor(options: EngineOptions) {
     this.#options = options;
+    this.#apps = new AppRegistry(options.auth?.apps ?? []);
     const rules = options.nameRules;
     this.#nameRules = {
       max_length: rules.maxLength,
@@ -284,9 +328,22 @@ export class Engine {
     };
   }
 
-  /** Registers a newly accepted connection (PROTOCOL.md §1.2). */
-  connect(id: ConnId): void {
-    this.#sessions.set(id, { id, playerId: id, authenticateAnswered: false, format: "json" });
+  /**
+   * Registers a newly accepted connection (PROTOCOL.md §1.2). When auth is required its
+   * deadline starts at `info.now` (SERVER.md §4.5).
+   */
+  connect(id: ConnId, info: ConnectInfo = {}): void {
+    const auth = this.#options.auth;
+    const authenticated = !auth?.required;
+    this.#sessions.set(id, {
+      id,
+      playerId: id,
+      ip: info.ip ?? "",
+      authenticated,
+      authenticateAnswered: false,
+      format: "json",
+    });
+    if (!authenticated) this.#authDeadlines.set(id, (info.now ?? 0) + auth!.timeoutMs);
   }
 
   /**
@@ -296,13 +353,16 @@ export class Engine {
   handle(from: ConnId, message: ClientMessage, now: number): Effect[] {
     const session = this.#sessions.get(from);
     if (!session) return [];
+    if (!session.authenticated && message.type !== "Authenticate") {
+      return this.#authenticationRequired(from, "Authentication required");
+    }
     return this.#route(this.#dispatch(session, message, now));
   }
 
   #dispatch(session: Session, message: ClientMessage, now: number): Effect[] {
     switch (message.type) {
       case "Authenticate":
-        return this.#authenticate(session, message.data);
+        return this.#authenticate(session, message.data, now);
       case "JoinRoom":
         return this.#joinRoom(session, message.data, now);
       case "LeaveRoom":
@@ -335,6 +395,12 @@ export class Engine {
   handleBinary(from: ConnId, payload: Uint8Array, now: number): Effect[] {
     const session = this.#sessions.get(from);
     if (!session) return [];
+    if (!session.authenticated) {
+      return this.#authenticationRequired(
+        from,
+        "Authentication required before sending binary data",
+      );
+    }
     const me = session.playerId;
     if (session.watching) {
       return this.#route([error(me, "Spectators cannot send game data", "SPECTATOR_NOT_ALLOWED")]);
@@ -401,6 +467,7 @@ export class Engine {
     const session = this.#sessions.get(id);
     if (!session) return [];
     this.#sessions.delete(id);
+    this.#authDeadlines.delete(id);
     const me = session.playerId;
     if (me !== id) this.#moved.delete(me);
     const room = session.playing;
@@ -457,7 +524,8 @@ export class Engine {
   }
 
   #sweep(now: number): Effect[] {
-    const effects: Effect[] = [];
+    const effects: Effect[] = this.expireAuthentication(now);
+    this.#options.rateLimits?.sweep(now);
     const { emptyRoomTimeoutMs, inactiveRoomTimeoutMs } = this.#options;
     for (const room of [...this.#rooms.values()]) {
       if (room.seats.size === 0) {
@@ -467,6 +535,37 @@ export class Engine {
       } else if (now - room.lastActivity > inactiveRoomTimeoutMs) {
         effects.push(...this.#deleteRoom(room, "inactive", now));
       }
+    }
+    return effects;
+  }
+
+  /**
+   * Closes connections whose auth deadline has passed at `now` (ms): `Error`
+   * `AUTHENTICATION_TIMEOUT`, then close 1008 (SERVER.md §4.5). Cheap when nothing expired.
+   */
+  expireAuthentication(now: number): Effect[] {
+    const effects: Effect[] = [];
+    const timeoutMs = this.#options.auth?.timeoutMs ?? 0;
+    for (const [id, deadline] of this.#authDeadlines) {
+      // Deadlines are in accept order, so the first one still running ends the scan.
+      if (deadline > now) break;
+      this.#authDeadlines.delete(id);
+      effects.push(
+        error(
+          id,
+          `Authentication timeout - must authenticate within ${timeoutMs / 1000} seconds`,
+          "AUTHENTICATION_TIMEOUT",
+        ),
+        { kind: "close", to: id, code: 1008, reason: "Authentication timeout" },
+        {
+          kind: "event",
+          event: {
+            type: "auth_failed",
+            errorCode: "AUTHENTICATION_TIMEOUT",
+            connectionId: id,
+          },
+        },
+      );
     }
     return effects;
   }
@@ -515,8 +614,12 @@ export class Engine {
   // -------------------------------------------------------------------------------------------
   // Authenticate (PROTOCOL.md §7.1.2, auth disabled)
 
-  #authenticate(session: Session, data: ClientData<"Authenticate">): Effect[] {
+  #authenticate(session: Session, data: ClientData<"Authenticate">, now: number): Effect[] {
     if (session.authenticateAnswered) return [];
+    if (this.#options.auth?.required) {
+      const refused = this.#checkApp(session, data, now);
+      if (refused) return refused;
+    }
     session.authenticateAnswered = true;
     const effects: Effect[] = [];
     const requested = data.game_data_format ?? "json";
@@ -539,11 +642,103 @@ export class Engine {
     effects.push(
       send(session.playerId, {
         type: "Authenticated",
-        data: { app_name: "default", rate_limits: { ...DEFAULT_RATE_LIMITS } },
+        data: session.app
+          ? {
+            app_name: session.app.appName,
+            rate_limits: rateLimitInfo(session.app.rateLimitPerMinute),
+          }
+          : { app_name: "default", rate_limits: { ...DEFAULT_RATE_LIMITS } },
       }),
       send(session.playerId, { type: "ProtocolInfo", data: this.#protocolInfo(data, supported) }),
+      {
+        kind: "event",
+        event: { type: "authenticated", appId: session.app?.appId, connectionId: session.id },
+      },
     );
     return effects;
+  }
+
+  /**
+   * Steps 2–5 of PROTOCOL.md §7.1.3 (auth enabled). On success marks the session
+   * authenticated, remembers its app, stops its deadline and returns `undefined`; otherwise
+   * returns the refusal (`AuthenticationError`, then close 1008 except for the SDK gate).
+   */
+  #checkApp(
+    session: Session,
+    data: ClientData<"Authenticate">,
+    now: number,
+  ): Effect[] | undefined {
+    const checked = this.#apps.check(data.app_id, data.app_secret, now);
+    if (!checked.ok) return this.#authFailed(session.id, checked.failure);
+    if (this.#options.auth?.enforceSdkGate) {
+      const problem = checkSdk(this.#options.sdk, data.platform, data.sdk_version);
+      if (problem !== undefined) {
+        return this.#authFailed(session.id, {
+          error: problem,
+          errorCode: "SDK_VERSION_UNSUPPORTED",
+          close: false,
+        });
+      }
+    }
+    session.authenticated = true;
+    session.app = checked.app;
+    this.#authDeadlines.delete(session.id);
+    return undefined;
+  }
+
+  #authFailed(id: ConnId, failure: AuthFailure): Effect[] {
+    const effects: Effect[] = [
+      send(id, {
+        type: "AuthenticationError",
+        data: { error: failure.error, error_code: failure.errorCode },
+      }),
+    ];
+    if (failure.errorCode === "RATE_LIMIT_EXCEEDED") {
+      effects.push({ kind: "event", event: { type: "rate_limited", scope: "app" } });
+    }
+    effects.push({
+      kind: "event",
+      event: { type: "auth_failed", errorCode: failure.errorCode, connectionId: id },
+    });
+    if (failure.close) {
+      effects.push({ kind: "close", to: id, code: 1008, reason: "Authentication failed" });
+    }
+    return effects;
+  }
+
+  /** A message before authentication (PROTOCOL.md §7.1.1): `Error`, then close 1008. */
+  #authenticationRequired(id: ConnId, message: string): Effect[] {
+    return [
+      error(id, message, "AUTHENTICATION_REQUIRED"),
+      { kind: "close", to: id, code: 1008, reason: "Authentication required" },
+      {
+        kind: "event",
+        event: { type: "auth_failed", errorCode: "AUTHENTICATION_REQUIRED", connectionId: id },
+      },
+    ];
+  }
+
+  /**
+   * Takes one token from the client IP's creation or join bucket (PROTOCOL.md §7.13). Returns
+   * `undefined` when taken, else the rejection reason and its `rate_limited` event.
+   */
+  #takeToken(
+    session: Session,
+    scope: "create" | "join",
+    now: number,
+  ): { reason: string; event: Effect } | undefined {
+    const limits = this.#options.rateLimits;
+    if (!limits) return undefined;
+    const taken = scope === "create"
+      ? limits.takeCreation(session.ip, now)
+      : limits.takeJoin(session.ip, now);
+    if (taken.ok) return undefined;
+    return {
+      reason: scope === "create"
+        ? creationLimitReason(taken.retryAfterSecs)
+        : joinLimitReason(taken.retryAfterSecs),
+      event: { kind: "event", event: { type: "rate_limited", scope } },
+    };
   }
 
   #protocolInfo(
@@ -579,11 +774,18 @@ export class Engine {
     const options = this.#options;
     const id = session.playerId;
     const creating = data.room_code === undefined;
+    const limited = this.#takeToken(session, creating ? "create" : "join", now);
+    if (limited) {
+      return [...joinFailed(id, limited.reason, "RATE_LIMIT_EXCEEDED", creating), limited.event];
+    }
     const gameNameProblem = checkGameName(data.game_name, options.maxGameNameLength);
     if (gameNameProblem) return joinFailed(id, gameNameProblem, "INVALID_GAME_NAME", creating);
     const nameProblem = checkPlayerName(data.player_name, options.nameRules);
     if (nameProblem) return joinFailed(id, nameProblem, "INVALID_INPUT", creating);
-    const maxPlayers = data.max_players ?? options.defaultMaxPlayers;
+    // An app's max_players_per_room caps the default and the explicit value (SERVER.md §3.3).
+    const appCap = session.app?.maxPlayersPerRoom;
+    const maxPlayers = data.max_players ??
+      Math.min(options.defaultMaxPlayers, appCap ?? options.defaultMaxPlayers);
     if (maxPlayers < 1) {
       return joinFailed(id, "Max players must be at least 1", "INVALID_INPUT", creating);
     }
@@ -594,6 +796,9 @@ export class Engine {
         "INVALID_INPUT",
         creating,
       );
+    }
+    if (appCap !== undefined && maxPlayers > appCap) {
+      return joinFailed(id, `Max players cannot exceed ${appCap}`, "INVALID_INPUT", creating);
     }
     if (session.playing || session.watching) {
       return joinFailed(id, "Already in a room", "ALREADY_IN_ROOM", creating);
@@ -607,11 +812,31 @@ export class Engine {
     }
 
     // Creating: with the requested code (join-or-create) or a generated one.
+    if (!creating) {
+      const limitedCreate = this.#takeToken(session, "create", now);
+      if (limitedCreate) {
+        return [
+          ...joinFailed(id, limitedCreate.reason, "RATE_LIMIT_EXCEEDED", true),
+          limitedCreate.event,
+        ];
+      }
+    }
     const count = this.#roomsPerGame.get(data.game_name) ?? 0;
     if (count >= options.maxRoomsPerGame) {
       return joinFailed(
         id,
         `Game \`${data.game_name}\` already has ${count} rooms (limit ${options.maxRoomsPerGame})`,
+        "MAX_ROOMS_PER_GAME_EXCEEDED",
+        true,
+      );
+    }
+    const app = session.app;
+    if (app?.maxRooms !== undefined && this.#appRooms.count(app.appId) >= app.maxRooms) {
+      return joinFailed(
+        id,
+        `App \`${app.appId}\` already has ${
+          this.#appRooms.count(app.appId)
+        } rooms (limit ${app.maxRooms})`,
         "MAX_ROOMS_PER_GAME_EXCEEDED",
         true,
       );
@@ -659,6 +884,7 @@ export class Engine {
       now,
     });
     this.#rooms.set(room.key, room);
+    if (session.app) this.#appRooms.add(session.app.appId, room.key);
     this.#roomsPerGame.set(room.gameName, (this.#roomsPerGame.get(room.gameName) ?? 0) + 1);
     this.#seat(session, room, data.player_name, now);
     if (room.supportsAuthority) room.authority = session.playerId;
@@ -834,6 +1060,7 @@ export class Engine {
 
   #deleteRoom(room: Room, reason: "empty" | "inactive", now: number): Effect[] {
     this.#rooms.delete(room.key);
+    this.#appRooms.remove(room.key);
     const left = (this.#roomsPerGame.get(room.gameName) ?? 1) - 1;
     if (left > 0) this.#roomsPerGame.set(room.gameName, left);
     else this.#roomsPerGame.delete(room.gameName);
@@ -1039,6 +1266,7 @@ export class Engine {
     const record = this.#findToken(playerId, data.auth_token);
     if (
       !record || record.room.id !== data.room_id ||
+      (this.#options.auth?.required && record.appId !== session.app?.appId) ||
       !(record.state === "valid" || record.state === "expired" || record.state === "room_gone")
     ) {
       return fail("Invalid reconnection token", "RECONNECTION_TOKEN_INVALID");
@@ -1187,7 +1415,8 @@ export class Engine {
     this.#invalidateToken(playerId, "superseded", now);
     const token = this.#options.newToken();
     const records = this.#tokens.get(playerId);
-    const record: TokenRecord = { token, room, state: "valid", invalidSince: 0 };
+    const appId = this.#sessionOf(playerId)?.app?.appId;
+    const record: TokenRecord = { token, room, appId, state: "valid", invalidSince: 0 };
     if (records) records.push(record);
     else this.#tokens.set(playerId, [record]);
     return token;
@@ -1258,6 +1487,10 @@ export class Engine {
   #joinAsSpectator(session: Session, data: ClientData<"JoinAsSpectator">, now: number): Effect[] {
     const options = this.#options;
     const id = session.playerId;
+    const limited = this.#takeToken(session, "join", now);
+    if (limited) {
+      return [spectatorJoinFailed(id, limited.reason, "RATE_LIMIT_EXCEEDED"), limited.event];
+    }
     const gameNameProblem = checkGameName(data.game_name, options.maxGameNameLength);
     if (gameNameProblem) return [spectatorJoinFailed(id, gameNameProblem, "INVALID_GAME_NAME")];
     const nameProblem = checkPlayerName(data.spectator_name, options.nameRules);

@@ -341,3 +341,32 @@ Deno.test("Engine.handleBinary(): unconvertible payloads reach MessagePack peers
   ]);
   equal(reconnected.replay_truncated, true);
 });
+
+Deno.test("Engine with auth: a token only works for a connection of the app it was issued under", () => {
+  const engine = engineWith([], {
+    auth: {
+      required: true,
+      apps: [{ appId: "app-a", appName: "A" }, { appId: "app-b", appName: "B" }],
+      timeoutMs: 10_000,
+      enforceSdkGate: false,
+    },
+  });
+  const auth = (appId: string): ClientMessage => ({
+    type: "Authenticate",
+    data: { app_id: appId },
+  });
+  for (const id of [P1, P2, C1, C2]) engine.connect(id, { now: T0 });
+  engine.handle(P1, auth("app-a"), T0);
+  engine.handle(P2, auth("app-a"), T0);
+  const t1 = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data;
+  engine.handle(P2, join("ROOM01", "Tobias"), T0);
+  engine.disconnect(P1, T0);
+  engine.handle(C1, auth("app-b"), T0);
+  deepEqual(failure(engine.handle(C1, reconnect(P1, t1.room_id, t1.reconnection_token!), T0), C1), [
+    "RECONNECTION_TOKEN_INVALID",
+    "Invalid reconnection token",
+  ]);
+  engine.handle(C2, auth("app-a"), T0);
+  const effects = engine.handle(C2, reconnect(P1, t1.room_id, t1.reconnection_token!), T0);
+  equal(first(effects, C2, "Reconnected").data.player_id, P1);
+});

@@ -10,6 +10,7 @@ import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts
 import { sessionSecret, type TokenBinding } from "../transport/token_binding.ts";
 import { clientIp, type TrustedProxies } from "./admission.ts";
 import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
+import type { RoomRoutes } from "./rooms.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 
@@ -121,6 +122,8 @@ export interface RouteContext {
   isDraining: () => boolean;
   /** Metrics and status routes (SERVER.md §1.4–§1.6, EXTENSIONS.md E8); absent ⇒ 404. */
   metrics?: MetricsRouteContext;
+  /** Room lookup and listing (SERVER.md §1.10, `./rooms.ts`). @default undefined (404) */
+  roomRoutes?: RoomRoutes;
 }
 
 /** An HTTP handler for `Deno.serve`. */
@@ -281,6 +284,12 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     if (KNOWN_GET_PATHS.has(path) && method !== "GET" && method !== "HEAD") {
       return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
     }
+    const rooms = context.roomRoutes?.(
+      request,
+      path,
+      peerIp(request, info, options.trustedProxies),
+    );
+    if (rooms) return rooms;
     if (context.metrics && isMetricsPath(path)) {
       if (method !== "GET" && method !== "HEAD") {
         return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });

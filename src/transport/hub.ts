@@ -88,12 +88,15 @@ export class Hub {
     return this.#local.size;
   }
 
-  /** Registers an accepted connection and returns its new connection id (PROTOCOL.md §1.2). */
-  connect(peer: Peer, info: PeerInfo): ConnId {
+  /**
+   * Registers a connection accepted at `now` (ms) and returns its new connection id
+   * (PROTOCOL.md §1.2).
+   */
+  connect(peer: Peer, info: PeerInfo, now: number = Date.now()): ConnId {
     const id = this.#options.newId();
     this.#local.attach(id, peer);
     this.#info.set(id, info);
-    this.#engine.connect(id);
+    this.#engine.connect(id, { ip: info.ip, now });
     log.debug("Connection {connection_id} opened from {client_ip}", {
       connection_id: id,
       client_ip: info.ip,
@@ -218,6 +221,11 @@ export class Hub {
     const frame = encodeServerMessage({ type: "Error", data: { message, error_code: code } });
     this.#deliver(frame, [id], utf8Length(frame), now);
     if (close) this.close(id, 1008, "Token binding violation", now);
+  }
+
+  /** Closes connections whose auth deadline passed at `now` (ms) (SERVER.md §4.5). */
+  expireAuthentication(now: number): void {
+    this.#apply(this.#engine.expireAuthentication(now), now);
   }
 
   #tooLarge(id: ConnId, size: number, now: number): void {
@@ -367,6 +375,15 @@ function logEvent(event: EngineEvent): void {
         room_code: event.roomCode,
         player_id: event.spectatorId,
         action: event.type === "spectator_joined" ? "joined" : "left",
+      });
+      break;
+    case "authenticated":
+      log.info("Client authenticated", { connection_id: event.connectionId, app_id: event.appId });
+      break;
+    case "auth_failed":
+      log.warn("Authentication failed for {connection_id}: {error_code}", {
+        connection_id: event.connectionId,
+        error_code: event.errorCode,
       });
       break;
     default:

@@ -1,0 +1,146 @@
+/**
+ * App authentication (PROTOCOL.md §7.1.3, SERVER.md §3.1/§3.3): the allow-list of apps, the
+ * constant-time secret check, the per-app `Authenticate` token bucket and the per-app room
+ * count. Pure apart from hashing; time is passed in.
+ *
+ * @module
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { ErrorCode } from "../protocol/error_codes.ts";
+import type { RateLimitInfo } from "../protocol/messages.ts";
+import { TokenBucket } from "./token_bucket.ts";
+
+/** One entry of `security.authorized_apps` (SERVER.md §2.7). */
+export interface AuthorizedApp {
+  /** Public id, matched exactly against `Authenticate.app_id`. */
+  appId: string;
+  /** Shared secret clients must send as `Authenticate.app_secret`; absent = none needed. */
+  appSecret?: string;
+  /** Returned as `Authenticated.app_name`. */
+  appName: string;
+  /** Most rooms existing at once that this app's connections created; absent = unlimited. */
+  maxRooms?: number;
+  /** Cap on `max_players` of rooms this app's connections create (and on the default). */
+  maxPlayersPerRoom?: number;
+  /** `Authenticate` attempts per 60 s for this app (token bucket); absent = unlimited. */
+  rateLimitPerMinute?: number;
+}
+
+/** App authentication settings of the engine. */
+export interface AuthOptions {
+  /** `security.require_websocket_auth`. @default false */
+  required: boolean;
+  /** `security.authorized_apps`. @default [] */
+  apps: readonly AuthorizedApp[];
+  /** `websocket.auth_timeout_secs` × 1000: time to authenticate after connecting. @default 10_000 */
+  timeoutMs: number;
+  /** `protocol.sdk_compatibility.enforce` (PROTOCOL.md §7.1.4). @default false */
+  enforceSdkGate: boolean;
+}
+
+/** Why an `Authenticate` failed: the `AuthenticationError` payload and whether to close. */
+export interface AuthFailure {
+  /** `AuthenticationError.error`, e.g. `"InvalidAppId"`. */
+  error: string;
+  errorCode: ErrorCode;
+  /** Close with 1008 "Authentication failed" after the reply (all but the SDK gate). */
+  close: boolean;
+}
+
+/** `per_minute` advertised for apps without `rate_limit_per_minute` (PROTOCOL.md §7.1.3). */
+export const UNLIMITED_PER_MINUTE = 1000;
+const U32_MAX = 4294967295;
+const APP_WINDOW_MS = 60_000;
+
+/** `Authenticated.rate_limits` for a per-minute value: ×60 per hour, ×1440 per day, ≤ u32 max. */
+export function rateLimitInfo(perMinute: number = UNLIMITED_PER_MINUTE): RateLimitInfo {
+  return {
+    per_minute: Math.min(perMinute, U32_MAX),
+    per_hour: Math.min(perMinute * 60, U32_MAX),
+    per_day: Math.min(perMinute * 1440, U32_MAX),
+  };
+}
+
+function digest(text: string): Uint8Array {
+  return createHash("sha256").update(text, "utf8").digest();
+}
+
+/** The configured apps with their `Authenticate` buckets. */
+export class AppRegistry {
+  readonly #apps = new Map<string, AuthorizedApp>();
+  readonly #secrets = new Map<string, Uint8Array>();
+  readonly #buckets = new Map<string, TokenBucket>();
+
+  /** Indexes `apps` by `appId`; secrets are kept only as SHA-256 digests. */
+  constructor(apps: readonly AuthorizedApp[]) {
+    for (const app of apps) {
+      this.#apps.set(app.appId, app);
+      if (app.appSecret !== undefined) this.#secrets.set(app.appId, digest(app.appSecret));
+      if (app.rateLimitPerMinute !== undefined) {
+        this.#buckets.set(app.appId, new TokenBucket(app.rateLimitPerMinute, APP_WINDOW_MS));
+      }
+    }
+  }
+
+  /**
+   * Steps 2–4 of PROTOCOL.md §7.1.3 for one `Authenticate` at `now` (ms): known app, app
+   * bucket (a token is taken before the secret check, so guessing secrets is limited too),
+   * secret (SHA-256 digests compared in constant time). Returns the app or the failure.
+   */
+  check(
+    appId: string,
+    appSecret: string | undefined,
+    now: number,
+  ): { ok: true; app: AuthorizedApp } | { ok: false; failure: AuthFailure } {
+    const app = this.#apps.get(appId);
+    if (!app) {
+      return {
+        ok: false,
+        failure: { error: "InvalidAppId", errorCode: "INVALID_APP_ID", close: true },
+      };
+    }
+    const bucket = this.#buckets.get(appId);
+    if (bucket && !bucket.take(now).ok) {
+      return {
+        ok: false,
+        failure: { error: "RateLimitExceeded", errorCode: "RATE_LIMIT_EXCEEDED", close: true },
+      };
+    }
+    const expected = this.#secrets.get(appId);
+    if (expected && !timingSafeEqual(expected, digest(appSecret ?? ""))) {
+      return {
+        ok: false,
+        failure: { error: "InvalidAppSecret", errorCode: "UNAUTHORIZED", close: true },
+      };
+    }
+    // Configured secrets are non-empty (config rule), so a missing app_secret never matches.
+    return { ok: true, app };
+  }
+}
+
+/** How many existing rooms each app's connections created (SERVER.md §3.3 `max_rooms`). */
+export class AppRoomCounts {
+  readonly #appByRoom = new Map<string, string>();
+  readonly #counts = new Map<string, number>();
+
+  /** Rooms currently attributed to `appId`. */
+  count(appId: string): number {
+    return this.#counts.get(appId) ?? 0;
+  }
+
+  /** Records that a connection of `appId` created the room with key `roomKey`. */
+  add(appId: string, roomKey: string): void {
+    this.#appByRoom.set(roomKey, appId);
+    this.#counts.set(appId, this.count(appId) + 1);
+  }
+
+  /** Forgets a deleted room; unknown keys (rooms created without an app) are ignored. */
+  remove(roomKey: string): void {
+    const appId = this.#appByRoom.get(roomKey);
+    if (appId === undefined) return;
+    this.#appByRoom.delete(roomKey);
+    const left = this.count(appId) - 1;
+    if (left > 0) this.#counts.set(appId, left);
+    else this.#counts.delete(appId);
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Token buckets in the engine's pure style: no timers, the caller passes the time in (ms).
+ * Used for the per-IP creation and join limits (SERVER.md §3.4), the per-app `Authenticate`
+ * limit (§3.3) and the HTTP room lookup (§1.10).
+ *
+ * Arithmetic is exact: a bucket's level is kept in "token-milliseconds", where one token is
+ * `windowMs` units and the bucket refills `capacity` units per millisecond, so capacity tokens
+ * come back per window without floating-point drift.
+ *
+ * @module
+ */
+
+/** The outcome of taking one token. */
+export type Take =
+  | { ok: true }
+  /** `retryAfterSecs`: whole seconds until a token is available, rounded up, at least 1. */
+  | { ok: false; retryAfterSecs: number };
+
+const TAKEN: Take = { ok: true };
+
+/** Level and update time of one bucket. */
+interface Level {
+  /** Tokens × `windowMs`. */
+  units: number;
+  /** When `units` was last brought up to date, ms. */
+  at: number;
+}
+
+/**
+ * One token bucket: `capacity` tokens, refilled continuously at `capacity` per `windowMs`,
+ * starting full.
+ */
+export class TokenBucket {
+  readonly capacity: number;
+  readonly windowMs: number;
+  #level: Level | undefined;
+
+  /** @param capacity tokens (≥ 1) @param windowMs refill period of `capacity` tokens, ms (≥ 1) */
+  constructor(capacity: number, windowMs: number) {
+    if (!(capacity >= 1) || !(windowMs >= 1)) {
+      throw new RangeError(
+        `Cannot create a token bucket: capacity (${capacity}) and window (${windowMs} ms) must be >= 1`,
+      );
+    }
+    this.capacity = capacity;
+    this.windowMs = windowMs;
+  }
+
+  /** Takes one token at `now` (ms), or says how long until one is available. */
+  take(now: number): Take {
+    const level = this.#level ??= { units: this.capacity * this.windowMs, at: now };
+    return takeFrom(level, this.capacity, this.windowMs, now);
+  }
+}
+
+/**
+ * Token buckets keyed by a string (a client IP), all with the same capacity and window. A bucket
+ * that has been full for longer than `windowMs` is forgotten by {@linkcode sweep} (SERVER.md
+ * §4.2 step 4); forgetting is invisible, because a new bucket starts full. `maxKeys` bounds
+ * memory between sweeps: a new key beyond it drops the least recently used bucket (which
+ * resets that key's limit, the price of bounded memory under a flood of source addresses).
+ */
+export class KeyedBuckets {
+  readonly capacity: number;
+  readonly windowMs: number;
+  readonly maxKeys: number;
+  /** Buckets in least-recently-used order (a take moves its key to the end). */
+  readonly #levels = new Map<string, Level>();
+
+  /**
+   * @param capacity tokens per bucket (≥ 1)
+   * @param windowMs refill period of `capacity` tokens, ms (≥ 1)
+   * @param maxKeys most buckets kept at once @default 100_000
+   */
+  constructor(capacity: number, windowMs: number, maxKeys = 100_000) {
+    new TokenBucket(capacity, windowMs); // validates the arguments
+    this.capacity = capacity;
+    this.windowMs = windowMs;
+    this.maxKeys = Math.max(1, maxKeys);
+  }
+
+  /** Number of buckets currently remembered. */
+  get size(): number {
+    return this.#levels.size;
+  }
+
+  /** Takes one token from `key`'s bucket at `now` (ms). */
+  take(key: string, now: number): Take {
+    let level = this.#levels.get(key);
+    if (level) {
+      this.#levels.delete(key);
+    } else {
+      if (this.#levels.size >= this.maxKeys) this.#makeRoom();
+      level = { units: this.capacity * this.windowMs, at: now };
+    }
+    this.#levels.set(key, level);
+    return takeFrom(level, this.capacity, this.windowMs, now);
+  }
+
+  /** Forgets every bucket that has been full for longer than `windowMs` at `now` (ms). */
+  sweep(now: number): void {
+    for (const [key, level] of this.#levels) {
+      if (this.#idle(level, now)) this.#levels.delete(key);
+    }
+  }
+
+  #idle(level: Level, now: number): boolean {
+    const fullAt = level.at + (this.capacity * this.windowMs - level.units) / this.capacity;
+    return now - fullAt > this.windowMs;
+  }
+
+  /** Drops the least recently used bucket: O(1), and usually one that is full again anyway. */
+  #makeRoom(): void {
+    const oldest = this.#levels.keys().next();
+    if (!oldest.done) this.#levels.delete(oldest.value);
+  }
+}
+
+function takeFrom(level: Level, capacity: number, windowMs: number, now: number): Take {
+  const full = capacity * windowMs;
+  if (now > level.at) {
+    level.units = Math.min(full, level.units + (now - level.at) * capacity);
+    level.at = now;
+  }
+  if (level.units >= windowMs) {
+    level.units -= windowMs;
+    return TAKEN;
+  }
+  const waitMs = (windowMs - level.units) / capacity;
+  return { ok: false, retryAfterSecs: Math.max(1, Math.ceil(waitMs / 1000)) };
+}

@@ -1,0 +1,104 @@
+import { deepEqual, equal, throws } from "node:assert/strict";
+import { KeyedBuckets, TokenBucket } from "./token_bucket.ts";
+import { creationLimitReason, joinLimitReason, RateLimits } from "./rate_limits.ts";
+
+const T0 = 1_000_000;
+
+Deno.test("TokenBucket.take() starts full, empties, then refills continuously", () => {
+  const bucket = new TokenBucket(5, 60_000);
+  for (let i = 0; i < 5; i++) equal(bucket.take(T0).ok, true, `token ${i + 1}`);
+  // One token comes back every 60 s / 5 = 12 s.
+  deepEqual(bucket.take(T0), { ok: false, retryAfterSecs: 12 });
+  deepEqual(bucket.take(T0 + 11_000), { ok: false, retryAfterSecs: 1 });
+  deepEqual(bucket.take(T0 + 11_999), { ok: false, retryAfterSecs: 1 });
+  equal(bucket.take(T0 + 12_000).ok, true);
+  deepEqual(bucket.take(T0 + 12_000), { ok: false, retryAfterSecs: 12 });
+  // A long pause refills to capacity, never beyond it.
+  for (let i = 0; i < 5; i++) equal(bucket.take(T0 + 10 * 60_000).ok, true);
+  equal(bucket.take(T0 + 10 * 60_000).ok, false);
+});
+
+Deno.test("TokenBucket.take() rounds the wait up to whole seconds, at least 1", () => {
+  const bucket = new TokenBucket(3, 1_000); // a token every 333.3 ms
+  for (let i = 0; i < 3; i++) bucket.take(T0);
+  deepEqual(bucket.take(T0), { ok: false, retryAfterSecs: 1 });
+  const slow = new TokenBucket(1, 90_500);
+  slow.take(T0);
+  deepEqual(slow.take(T0), { ok: false, retryAfterSecs: 91 });
+  deepEqual(slow.take(T0 + 90_000), { ok: false, retryAfterSecs: 1 });
+});
+
+Deno.test("TokenBucket refuses a capacity or window below 1", () => {
+  throws(() => new TokenBucket(0, 1000), RangeError);
+  throws(() => new TokenBucket(1, 0), RangeError);
+});
+
+Deno.test("KeyedBuckets keeps one bucket per key", () => {
+  const buckets = new KeyedBuckets(1, 60_000);
+  equal(buckets.take("10.0.0.1", T0).ok, true);
+  equal(buckets.take("10.0.0.1", T0).ok, false);
+  equal(buckets.take("10.0.0.2", T0).ok, true);
+  equal(buckets.size, 2);
+});
+
+Deno.test("KeyedBuckets.sweep() forgets buckets full for longer than the window only", () => {
+  const buckets = new KeyedBuckets(2, 60_000);
+  buckets.take("a", T0); // full again at T0 + 30 s
+  buckets.take("b", T0);
+  buckets.take("b", T0); // full again at T0 + 60 s
+  buckets.sweep(T0 + 90_000); // a: full for exactly the window, kept
+  equal(buckets.size, 2);
+  buckets.sweep(T0 + 90_001);
+  equal(buckets.size, 1);
+  buckets.sweep(T0 + 120_001);
+  equal(buckets.size, 0);
+  // A forgotten bucket comes back full: forgetting changes nothing a client can see.
+  equal(buckets.take("b", T0 + 120_001).ok, true);
+  equal(buckets.take("b", T0 + 120_001).ok, true);
+  equal(buckets.take("b", T0 + 120_001).ok, false);
+});
+
+Deno.test("KeyedBuckets stays within maxKeys under many source addresses", () => {
+  const buckets = new KeyedBuckets(5, 60_000, 1000);
+  // 50,000 distinct IPv6 addresses, each taking one token, all within one window.
+  for (let i = 0; i < 50_000; i++) {
+    equal(buckets.take(`2001:db8::${i.toString(16)}`, T0 + i).ok, true);
+    if (buckets.size > 1000) throw new Error(`size ${buckets.size} after ${i + 1} keys`);
+  }
+  equal(buckets.size, 1000);
+  // The most recently used buckets are the ones kept.
+  equal(buckets.take("2001:db8::c34f", T0 + 50_000).ok, true); // key 49999
+  equal(buckets.size, 1000);
+  // Once they have been full for a window, a sweep forgets all of them.
+  buckets.sweep(T0 + 50_000 + 2 * 60_000 + 1);
+  equal(buckets.size, 0);
+});
+
+Deno.test("KeyedBuckets at maxKeys drops the least recently used bucket", () => {
+  const buckets = new KeyedBuckets(1, 60_000, 2);
+  buckets.take("first", T0);
+  buckets.take("second", T0 + 1);
+  buckets.take("first", T0 + 2); // refused, but makes "first" the most recently used
+  buckets.take("third", T0 + 3); // drops "second"
+  equal(buckets.size, 2);
+  equal(buckets.take("first", T0 + 4).ok, false, "first is still remembered (and empty)");
+  equal(buckets.take("second", T0 + 5).ok, true, "second was forgotten, so it starts full");
+});
+
+Deno.test("RateLimits keeps separate creation and join buckets per IP", () => {
+  const limits = new RateLimits({ maxRoomCreations: 1, maxJoinAttempts: 2, windowMs: 60_000 });
+  equal(limits.takeCreation("1.1.1.1", T0).ok, true);
+  deepEqual(limits.takeCreation("1.1.1.1", T0), { ok: false, retryAfterSecs: 60 });
+  equal(limits.takeJoin("1.1.1.1", T0).ok, true);
+  equal(limits.takeJoin("1.1.1.1", T0).ok, true);
+  deepEqual(limits.takeJoin("1.1.1.1", T0 + 1_000), { ok: false, retryAfterSecs: 29 });
+  equal(limits.takeCreation("2.2.2.2", T0).ok, true);
+  equal(limits.size, 3);
+  limits.sweep(T0 + 3 * 60_000);
+  equal(limits.size, 0);
+  equal(
+    creationLimitReason(7),
+    "Room creation rate limit exceeded. Try again in 7 seconds.",
+  );
+  equal(joinLimitReason(1), "Join attempt rate limit exceeded. Try again in 1 seconds.");
+});
