@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Hub } from "../transport/hub.ts";
 import { acceptWebSocket } from "../transport/websocket.ts";
+import { serveStatic } from "./static_files.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 
@@ -160,7 +161,8 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
             headers: { "content-type": "text/plain; charset=utf-8" },
           });
       default:
-        return json(404, { message: "Not Found" });
+        // The demo page and the bundled client (static_files.ts): `/`, `/client.js`, `/demo.js`.
+        return serveStatic(request, path) ?? json(404, { message: "Not Found" });
     }
   }
 
