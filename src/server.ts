@@ -54,7 +54,7 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   const warnings: string[] = [];
   const refuse = (key: string, what: string) =>
     errors.push(`${key} is set, but ${what} is not available in this build`);
-  const { security, server, protocol, cluster, logging } = config;
+  const { security, cluster, logging } = config;
   if (security.require_websocket_auth) {
     refuse("security.require_websocket_auth", "app authentication");
   }
@@ -64,10 +64,6 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   }
   if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
   const off: string[] = [];
-  if (server.enable_reconnection) off.push("reconnection (server.enable_reconnection)");
-  if (protocol.enable_message_pack_game_data) {
-    off.push("MessagePack game data (protocol.enable_message_pack_game_data)");
-  }
   off.push("per-IP rate limits (rate_limit.*)");
   if (logging.enable_file_logging) off.push("file logging (logging.enable_file_logging)");
   if (security.trusted_proxies.length > 0) off.push("trusted proxies (security.trusted_proxies)");
@@ -102,18 +98,32 @@ export function engineOptions(config: Config): EngineOptions {
     },
     defaultRelayType: config.relay_types.default_relay_type,
     relayTypeByGame: config.relay_types.game_relay_mappings,
-    // Binary MessagePack game data is not implemented yet, so it is never offered.
-    messagePack: false,
+    messagePack: protocol.enable_message_pack_game_data,
     sdk: {
       minimumVersions: protocol.sdk_compatibility.minimum_versions,
       recommendedVersions: protocol.sdk_compatibility.recommended_versions,
       capabilities: protocol.sdk_compatibility.capabilities,
       notes: protocol.sdk_compatibility.notes,
     },
-    extensionCapabilities: EXTENSION_CAPABILITIES,
+    extensionCapabilities: server.enable_reconnection
+      ? ["reconnection-token", "replay-truncated", ...EXTENSION_CAPABILITIES]
+      : EXTENSION_CAPABILITIES,
     newId: () => crypto.randomUUID(),
     newRoomCode: roomCodeGenerator(protocol.room_code_length, server.room_code_prefix),
+    enableReconnection: server.enable_reconnection,
+    reconnectionWindowMs: server.reconnection_window * 1000,
+    eventBufferSize: server.event_buffer_size,
+    eventBufferMaxBytes: server.event_buffer_max_bytes,
+    newToken: newReconnectionToken,
   };
+}
+
+/** 32 bytes from the system's cryptographic RNG, base64url without padding (43 characters). */
+export function newReconnectionToken(): string {
+  return crypto.getRandomValues(new Uint8Array(32)).toBase64({
+    alphabet: "base64url",
+    omitPadding: true,
+  });
 }
 
 /** Starts serving `config` and resolves once the listener is bound. */
@@ -135,6 +145,11 @@ export async function startServer(
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
     idleTimeoutSecs: config.server.ping_timeout,
+    outbound: {
+      maxBufferedBytes: config.websocket.max_buffered_bytes,
+      enableBatching: config.websocket.enable_batching,
+      batchSize: config.websocket.batch_size,
+    },
   });
 
   const hostname = options.hostname ?? "0.0.0.0";
@@ -161,6 +176,8 @@ export async function startServer(
     // Timers treat delays above 2^31 - 1 ms as 1 ms; clamp so a huge interval stays huge.
     Math.min(config.server.room_cleanup_interval * 1000, MAX_TIMER_MS),
   );
+  // Held-seat expiry is processed within a second of the window's end (PROTOCOL.md §7.11.3).
+  const tick = setInterval(() => hub.tick(Date.now()), 1000);
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
   const url = `http://${host}:${addr.port}`;
   log.info("Listening on {hostname}:{port}", {
@@ -175,6 +192,7 @@ export async function startServer(
     closing ??= (async () => {
       draining = true;
       clearInterval(sweep);
+      clearInterval(tick);
       hub.closeAll(1001, "Server shutting down", Date.now());
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;

@@ -48,7 +48,7 @@ Deno.test("Messages in the wrong state get the spec's replies", async () => {
     type: "Reconnect",
     data: { player_id: crypto.randomUUID(), room_id: crypto.randomUUID(), auth_token: "t" },
   });
-  equal((await client.next("ReconnectionFailed")).data.error_code, "RECONNECTION_FAILED");
+  equal((await client.next("ReconnectionFailed")).data.error_code, "RECONNECTION_TOKEN_INVALID");
   // GameData and LeaveRoom from a non-member are dropped silently.
   client.send({ type: "GameData", data: { data: 1 } });
   client.send({ type: "LeaveRoom" });
@@ -61,7 +61,10 @@ Deno.test("Messages in the wrong state get the spec's replies", async () => {
 });
 
 Deno.test("An oversized frame gets MESSAGE_TOO_LARGE and close 1009; the room carries on", async () => {
-  await using server = await serve((config) => config.security.max_message_size = 1024);
+  await using server = await serve((config) => {
+    config.security.max_message_size = 1024;
+    config.server.enable_reconnection = false;
+  });
   await using a = await connect(server);
   await using b = await connect(server);
   const c = await connect(server);

@@ -11,10 +11,20 @@
 /** A connection id (UUIDv4, PROTOCOL.md §1.2). */
 export type ConnId = string;
 
+/**
+ * Why a peer did not take a frame (SERVER.md §5.2): its socket is no longer open, or it is a
+ * slow consumer whose outbound buffer would overflow (`dropped` = messages discarded, this one
+ * included; the peer's application queue is already emptied).
+ */
+export type SendFailure = { reason: "closed" } | { reason: "overflow"; dropped: number };
+
 /** The two things a room needs from a connection's socket. */
 export interface Peer {
-  /** Queues one frame (text = JSON message, binary = MessagePack envelope). */
-  send(frame: string | Uint8Array): void;
+  /**
+   * Queues one frame (text = JSON message, binary = MessagePack envelope) of `bytes` bytes.
+   * Returns `undefined` when taken, else why not.
+   */
+  send(frame: string | Uint8Array, bytes: number): SendFailure | undefined;
   /** Closes the connection with a WebSocket close code (PROTOCOL.md §1.6). */
   close(code: number, reason: string): void;
 }
@@ -25,7 +35,7 @@ export interface Fanout {
    * Hands one already-serialised frame to every connection in `to`, in order (the frame is
    * built once per message, SERVER.md §5.1). Unknown or closed ids are skipped.
    */
-  deliver(frame: string | Uint8Array, to: readonly ConnId[]): void;
+  deliver(frame: string | Uint8Array, to: readonly ConnId[], bytes: number): void;
   /** Closes connection `to` with `code` and `reason`. Unknown ids are ignored. */
   close(to: ConnId, code: number, reason: string): void;
 }

@@ -3,7 +3,10 @@
  *
  * @module
  */
-import type { ConnId, Fanout, Peer } from "./fanout.ts";
+import type { ConnId, Fanout, Peer, SendFailure } from "./fanout.ts";
+
+/** A recipient that did not take a frame: not attached here (`gone`), or its peer refused it. */
+export type DeliveryFailure = { id: ConnId; failure: SendFailure | { reason: "gone" } };
 
 /** A {@linkcode Fanout} over the peers attached to this process. */
 export class LocalFanout implements Fanout {
@@ -29,16 +32,33 @@ export class LocalFanout implements Fanout {
     return this.#peers.has(id);
   }
 
+  /**
+   * Hands `frame` (`bytes` long) to each attached peer in `to`, in order. Returns the recipients
+   * that did not take it, or `undefined` when all did (no allocation on the common path).
+   */
+  deliver(
+    frame: string | Uint8Array,
+    to: readonly ConnId[],
+    bytes: number,
+  ): DeliveryFailure[] | undefined {
+    let failed: DeliveryFailure[] | undefined;
+    for (const id of to) {
+      const peer = this.#peers.get(id);
+      const failure = peer ? peer.send(frame, bytes) : GONE;
+      if (failure) (failed ??= []).push({ id, failure });
+    }
+    return failed;
+  }
+
   /** Attached connection ids. */
   ids(): ConnId[] {
     return [...this.#peers.keys()];
   }
 
-  deliver(frame: string | Uint8Array, to: readonly ConnId[]): void {
-    for (const id of to) this.#peers.get(id)?.send(frame);
-  }
-
+  /** Closes the peer of `to`, if attached. */
   close(to: ConnId, code: number, reason: string): void {
     this.#peers.get(to)?.close(code, reason);
   }
 }
+
+const GONE = { reason: "gone" } as const;

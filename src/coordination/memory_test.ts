@@ -1,19 +1,26 @@
 import { deepEqual, equal } from "node:assert/strict";
 import { LocalFanout } from "./memory.ts";
 
-Deno.test("LocalFanout.deliver() hands the same frame to each attached peer, skipping others", () => {
+Deno.test("LocalFanout.deliver() hands the same frame to each attached peer, reporting others", () => {
   const fanout = new LocalFanout();
-  const got: Record<string, unknown[]> = { a: [], b: [] };
+  const got: Record<string, unknown[]> = { a: [], b: [], full: [] };
   for (const id of ["a", "b"]) {
     fanout.attach(id, {
-      send: (frame) => got[id]!.push(frame),
+      send: (frame) => void got[id]!.push(frame),
       close: (code) => got[id]!.push(code),
     });
   }
-  fanout.deliver("frame-1", ["a", "b", "gone"]);
+  fanout.attach("full", {
+    send: () => ({ reason: "overflow", dropped: 3 }),
+    close: (code) => got.full!.push(code),
+  });
+  deepEqual(fanout.deliver("frame-1", ["a", "b", "gone", "full"], 7), [
+    { id: "gone", failure: { reason: "gone" } },
+    { id: "full", failure: { reason: "overflow", dropped: 3 } },
+  ]);
   fanout.close("b", 1001, "bye");
   equal(fanout.detach("a"), true);
-  fanout.deliver("frame-2", ["a", "b"]);
-  deepEqual(got, { a: ["frame-1"], b: ["frame-1", 1001, "frame-2"] });
-  equal(fanout.size, 1);
+  equal(fanout.deliver("frame-2", ["b"], 7), undefined);
+  deepEqual(got, { a: ["frame-1"], b: ["frame-1", 1001, "frame-2"], full: [] });
+  equal(fanout.size, 2);
 });

@@ -6,15 +6,19 @@
  *
  * @module
  */
+import { encodeServerMessage } from "../protocol/codec.ts";
 import type { ErrorCode } from "../protocol/error_codes.ts";
-import type {
-  ClientData,
-  ClientMessage,
-  ConnectionInfo,
-  GameDataEncoding,
-  PlayerNameRules,
-  ServerMessage,
+import {
+  type ClientData,
+  type ClientMessage,
+  type ConnectionInfo,
+  type GameDataEncoding,
+  type PlayerNameRules,
+  RawJson,
+  type RoomSnapshot,
+  type ServerMessage,
 } from "../protocol/messages.ts";
+import { encodeGameDataEnvelope, msgpackToJson } from "../protocol/msgpack.ts";
 import { type ConnId, Room, roomKey, type Seat } from "./room.ts";
 import {
   checkGameName,
@@ -22,14 +26,20 @@ import {
   checkRoomCode,
   nameKey,
   type NameRules,
+  utf8Length,
 } from "./validation.ts";
 
 export type { ConnId } from "./room.ts";
 
 /** Something the transport must do as a result of an engine call, in order. */
 export type Effect =
-  /** Send `message` to each connection in `to` (serialise once, PROTOCOL.md §5.1). */
-  | { kind: "send"; to: readonly ConnId[]; message: ServerMessage }
+  /**
+   * Send `message` to each connection in `to` (serialise once, SERVER.md §5.1). `frame` is its
+   * serialisation when the engine already made one (for a replay buffer); reuse it.
+   */
+  | { kind: "send"; to: readonly ConnId[]; message: ServerMessage; frame?: string }
+  /** Send an already serialised frame (binary envelope or JSON conversion, PROTOCOL.md §7.7). */
+  | { kind: "frame"; to: readonly ConnId[]; frame: string | Uint8Array }
   /** Close a connection with a WebSocket close code (PROTOCOL.md §1.6). */
   | { kind: "close"; to: ConnId; code: number; reason: string }
   /** Something worth logging or counting; never sent to clients. */
@@ -44,7 +54,7 @@ export type EngineEvent =
     gameName: string;
     roomCode: string;
     playerId: string;
-    reason: "leave" | "disconnect" | "room_deleted";
+    reason: "leave" | "disconnect" | "expired" | "room_deleted";
   }
   | {
     type: "room_deleted";
@@ -57,7 +67,24 @@ export type EngineEvent =
   | { type: "spectator_left"; gameName: string; roomCode: string; spectatorId: string }
   | { type: "join_failed"; errorCode: ErrorCode; creating: boolean }
   | { type: "game_data"; recipients: number }
-  | { type: "code_collision" };
+  | { type: "code_collision" }
+  /** A player's socket closed unexpectedly and the seat is held (PROTOCOL.md §7.11.2). */
+  | { type: "seat_held"; gameName: string; roomCode: string; playerId: string; truncated: boolean }
+  /** A held seat's window ended; its release follows (PROTOCOL.md §7.11.3). */
+  | { type: "seat_expired"; gameName: string; roomCode: string; playerId: string }
+  /** A `Reconnect` succeeded (PROTOCOL.md §7.11.5). `missed` = replayed messages. */
+  | {
+    type: "player_reconnected";
+    gameName: string;
+    roomCode: string;
+    playerId: string;
+    takeover: boolean;
+    missed: number;
+  }
+  /** A `Reconnected` carried `replay_truncated: true` (EXTENSIONS.md E3). */
+  | { type: "replay_truncated" }
+  /** A `Reconnect` failed with `errorCode` (PROTOCOL.md §7.11.4). */
+  | { type: "reconnect_failed"; errorCode: ErrorCode };
 
 /** SDK compatibility manifest (PROTOCOL.md §7.1.4, `protocol.sdk_compatibility`). */
 export interface SdkManifest {
@@ -105,6 +132,16 @@ export interface EngineOptions {
   newId: () => string;
   /** Returns a random room code of `roomCodeLength` characters (prefix included). */
   newRoomCode: () => string;
+  /** Tokens, held seats and `Reconnect` (`server.enable_reconnection`, PROTOCOL.md §7.11). */
+  enableReconnection: boolean;
+  /** How long a seat is held after an unexpected disconnect (ms). @default 300_000 */
+  reconnectionWindowMs: number;
+  /** Most messages in a held seat's replay buffer; `0` = no replay. @default 100 */
+  eventBufferSize: number;
+  /** Most bytes (serialised UTF-8) in a held seat's replay buffer. @default 262_144 */
+  eventBufferMaxBytes: number;
+  /** Returns a fresh reconnection token: 32 random bytes, base64url (PROTOCOL.md §7.11.1). */
+  newToken: () => string;
 }
 
 /** Attempts at a unique generated room code before giving up (PROTOCOL.md §7.2.3). */
@@ -121,7 +158,13 @@ const FORMAT_NAMES: Record<GameDataEncoding, string> = {
 
 /** Per-connection state. */
 interface Session {
+  /** The connection id the transport knows the socket by. */
   readonly id: ConnId;
+  /**
+   * The identity used on the wire and in rooms (player id, spectator id). Equal to `id` until a
+   * `Reconnect` makes the connection adopt the reconnected player's id (PROTOCOL.md §7.11.5).
+   */
+  playerId: string;
   /** `Authenticate` already answered (PROTOCOL.md §7.1.2: only the first is). */
   authenticateAnswered: boolean;
   /** Negotiated game-data format (PROTOCOL.md §7.1.5). */
@@ -130,6 +173,39 @@ interface Session {
   playing?: Room;
   /** The room this connection spectates, if any (exclusive with `playing`). */
   watching?: Room;
+}
+
+/** A seat held after an unexpected disconnect, with its replay buffer (PROTOCOL.md §7.11.2). */
+interface Hold {
+  readonly room: Room;
+  readonly playerId: string;
+  /** The connection that dropped (frames still addressed to it land here). */
+  readonly conn: ConnId;
+  /** When the window ends, ms. */
+  readonly expiresAt: number;
+  /** Serialised server messages in delivery order, and their UTF-8 sizes. */
+  frames: string[];
+  sizes: number[];
+  bytes: number;
+  /** Some message for this seat was lost (EXTENSIONS.md E3). */
+  truncated: boolean;
+}
+
+/** What the server remembers of one issued reconnection token (PROTOCOL.md §7.11.1). */
+interface TokenRecord {
+  readonly token: string;
+  readonly room: Room;
+  state: "valid" | "used" | "superseded" | "left" | "expired" | "room_gone";
+  /** When it stopped being valid, ms (records are forgotten a window later). */
+  invalidSince: number;
+}
+
+/** Why a connection went away, as far as the replay buffer is concerned (SERVER.md §5.2). */
+export interface DisconnectLoss {
+  /** Messages were discarded (slow consumer): the hold starts truncated. */
+  truncated?: boolean;
+  /** Frames that could not be written, to replay first, oldest first. */
+  unsent?: readonly string[];
 }
 
 /** Room summary for the HTTP lookup (EXTENSIONS.md E5). */
@@ -154,6 +230,8 @@ export interface EngineStats {
   spectators: number;
   /** Registered connections, seated or not. */
   connections: number;
+  /** Seats held for a reconnection (PROTOCOL.md §7.11.2). */
+  heldSeats: number;
 }
 
 function send(to: ConnId | readonly ConnId[], message: ServerMessage): Effect {
@@ -182,6 +260,14 @@ export class Engine {
   readonly #rooms = new Map<string, Room>();
   readonly #roomsPerGame = new Map<string, number>();
   readonly #nameRules: PlayerNameRules;
+  /** Held seats by player id. */
+  readonly #holds = new Map<string, Hold>();
+  /** Held seats by the connection id that dropped. */
+  readonly #heldByConn = new Map<ConnId, Hold>();
+  /** Identity → connection id, for connections that adopted another player id. */
+  readonly #moved = new Map<string, ConnId>();
+  /** Token records by player id (a handful each: the valid one and recently invalidated ones). */
+  readonly #tokens = new Map<string, TokenRecord[]>();
 
   /** Creates an engine with no rooms and no connections. */
   constructor(options: EngineOptions) {
@@ -200,7 +286,7 @@ export class Engine {
 
   /** Registers a newly accepted connection (PROTOCOL.md §1.2). */
   connect(id: ConnId): void {
-    this.#sessions.set(id, { id, authenticateAnswered: false, format: "json" });
+    this.#sessions.set(id, { id, playerId: id, authenticateAnswered: false, format: "json" });
   }
 
   /**
@@ -210,6 +296,10 @@ export class Engine {
   handle(from: ConnId, message: ClientMessage, now: number): Effect[] {
     const session = this.#sessions.get(from);
     if (!session) return [];
+    return this.#route(this.#dispatch(session, message, now));
+  }
+
+  #dispatch(session: Session, message: ClientMessage, now: number): Effect[] {
     switch (message.type) {
       case "Authenticate":
         return this.#authenticate(session, message.data);
@@ -226,9 +316,9 @@ export class Engine {
       case "ProvideConnectionInfo":
         return this.#provideConnectionInfo(session, message.data.connection_info, now);
       case "Ping":
-        return [send(from, { type: "Pong" })];
+        return [send(session.playerId, { type: "Pong" })];
       case "Reconnect":
-        return this.#reconnect(session);
+        return this.#reconnect(session, message.data, now);
       case "JoinAsSpectator":
         return this.#joinAsSpectator(session, message.data, now);
       case "LeaveSpectator":
@@ -237,32 +327,124 @@ export class Engine {
   }
 
   /**
-   * Applies one binary frame (raw game payload, PROTOCOL.md §7.7). Until MessagePack game data
-   * is negotiated every connection is `json`, so this answers the spec's errors.
+   * Applies one binary frame from `from` (the raw MessagePack game payload, PROTOCOL.md §7.7):
+   * every other seat and spectator gets the envelope (`message_pack` connections) or the JSON
+   * conversion (`json` connections and held seats' replay buffers), each built at most once.
+   * The returned `frame` effects are already addressed to connection ids.
    */
-  handleBinary(from: ConnId, _payload: Uint8Array, _now: number): Effect[] {
+  handleBinary(from: ConnId, payload: Uint8Array, now: number): Effect[] {
     const session = this.#sessions.get(from);
     if (!session) return [];
+    const me = session.playerId;
     if (session.watching) {
-      return [error(from, "Spectators cannot send game data", "SPECTATOR_NOT_ALLOWED")];
+      return this.#route([error(me, "Spectators cannot send game data", "SPECTATOR_NOT_ALLOWED")]);
     }
     if (session.format === "json") {
-      return [error(from, "Binary payloads are disabled for this connection", "INVALID_INPUT")];
+      return this.#route([
+        error(me, "Binary payloads are disabled for this connection", "INVALID_INPUT"),
+      ]);
+    }
+    const room = session.playing;
+    if (!room) return [];
+    room.lastActivity = now;
+    const binaryTo: ConnId[] = [];
+    const textTo: ConnId[] = [];
+    // undefined: not converted yet; null: the payload has no JSON form.
+    let text: string | null | undefined;
+    const jsonFrame = () => {
+      if (text === undefined) {
+        const json = msgpackToJson(payload);
+        text = json === undefined ? null : encodeServerMessage({
+          type: "GameData",
+          data: { from_player: me, data: new RawJson(json) },
+        });
+      }
+      return text;
+    };
+    let recipients = 0;
+    for (const member of room.membersExcept(me)) {
+      const hold = this.#holds.get(member);
+      if (hold) {
+        const frame = jsonFrame();
+        if (frame === null) hold.truncated = true;
+        else this.#append(hold, frame, utf8Length(frame));
+        recipients++;
+        continue;
+      }
+      const conn = this.#moved.get(member) ?? member;
+      if (this.#sessions.get(conn)?.format === "message_pack") binaryTo.push(conn);
+      else textTo.push(conn);
+    }
+    const effects: Effect[] = [];
+    if (binaryTo.length > 0) {
+      effects.push({ kind: "frame", to: binaryTo, frame: encodeGameDataEnvelope(me, payload) });
+      recipients += binaryTo.length;
+    }
+    if (textTo.length > 0) {
+      const frame = jsonFrame();
+      if (frame !== null) {
+        effects.push({ kind: "frame", to: textTo, frame });
+        recipients += textTo.length;
+      }
+    }
+    effects.push({ kind: "event", event: { type: "game_data", recipients } });
+    return effects;
+  }
+
+  /**
+   * Handles a closed connection (PROTOCOL.md §7.3.2, SERVER.md §5.5): a player's seat is held
+   * for `reconnectionWindowMs` (reconnection enabled; nobody is told) or released at once; a
+   * spectator is detached with reason `disconnected`. `loss` describes messages the transport
+   * could not deliver (SERVER.md §5.2). Idempotent.
+   */
+  disconnect(id: ConnId, now: number, loss: DisconnectLoss = {}): Effect[] {
+    const session = this.#sessions.get(id);
+    if (!session) return [];
+    this.#sessions.delete(id);
+    const me = session.playerId;
+    if (me !== id) this.#moved.delete(me);
+    const room = session.playing;
+    if (room) {
+      if (!this.#options.enableReconnection) {
+        return this.#route(this.#releaseSeat(room, me, now, "disconnect"));
+      }
+      return this.#hold(room, me, id, now, loss);
+    }
+    if (session.watching) {
+      return this.#route(this.#detachSpectator(session, "disconnected", now, false));
     }
     return [];
   }
 
   /**
-   * Handles a closed connection (PROTOCOL.md §7.3.2): a player's seat is released at once, a
-   * spectator is detached with reason `disconnected`. Idempotent.
+   * Puts a frame that could not be written to connection `conn` into the replay buffer of the
+   * seat held since that connection dropped (SERVER.md §5.2). Binary frames cannot be replayed,
+   * so they mark the buffer truncated. Returns false when `conn` held no seat.
    */
-  disconnect(id: ConnId, now: number): Effect[] {
-    const session = this.#sessions.get(id);
-    if (!session) return [];
-    this.#sessions.delete(id);
-    if (session.playing) return this.#releaseSeat(session.playing, id, now, "disconnect");
-    if (session.watching) return this.#detachSpectator(session, "disconnected", now, false);
-    return [];
+  replayUndelivered(conn: ConnId, frame: string | Uint8Array): boolean {
+    const hold = this.#heldByConn.get(conn);
+    if (!hold) return false;
+    if (typeof frame === "string") this.#append(hold, frame, utf8Length(frame));
+    else hold.truncated = true;
+    return true;
+  }
+
+  /**
+   * The once-a-second timer (SERVER.md §4.1): releases held seats whose window ended
+   * (PROTOCOL.md §7.11.3) and forgets token records invalid for longer than a window.
+   */
+  tick(now: number): Effect[] {
+    const effects: Effect[] = [];
+    for (const hold of [...this.#holds.values()]) {
+      if (now >= hold.expiresAt) effects.push(...this.#expire(hold, now));
+    }
+    const window = this.#options.reconnectionWindowMs;
+    for (const [playerId, records] of this.#tokens) {
+      const kept = records.filter((r) => r.state === "valid" || now - r.invalidSince < window);
+      if (kept.length === 0) this.#tokens.delete(playerId);
+      else if (kept.length !== records.length) this.#tokens.set(playerId, kept);
+    }
+    return this.#route(effects);
   }
 
   /**
@@ -271,15 +453,19 @@ export class Engine {
    * their members (`RoomLeft`, `SpectatorLeft{room_closed}`).
    */
   sweep(now: number): Effect[] {
+    return this.#route(this.#sweep(now));
+  }
+
+  #sweep(now: number): Effect[] {
     const effects: Effect[] = [];
     const { emptyRoomTimeoutMs, inactiveRoomTimeoutMs } = this.#options;
     for (const room of [...this.#rooms.values()]) {
       if (room.seats.size === 0) {
         if (room.emptySince !== null && now - room.emptySince >= emptyRoomTimeoutMs) {
-          effects.push(...this.#deleteRoom(room, "empty"));
+          effects.push(...this.#deleteRoom(room, "empty", now));
         }
       } else if (now - room.lastActivity > inactiveRoomTimeoutMs) {
-        effects.push(...this.#deleteRoom(room, "inactive"));
+        effects.push(...this.#deleteRoom(room, "inactive", now));
       }
     }
     return effects;
@@ -309,7 +495,13 @@ export class Engine {
       players += room.seats.size;
       spectators += room.spectators.size;
     }
-    return { rooms: this.#rooms.size, players, spectators, connections: this.#sessions.size };
+    return {
+      rooms: this.#rooms.size,
+      players,
+      spectators,
+      connections: this.#sessions.size,
+      heldSeats: this.#holds.size,
+    };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -329,7 +521,7 @@ export class Engine {
       session.format = "json";
       const names = supported.map((format) => FORMAT_NAMES[format]).join(", ");
       effects.push(error(
-        session.id,
+        session.playerId,
         `Requested game data format ${
           FORMAT_NAMES[requested]
         } is not supported. Server supports: ${names}. Falling back to JSON.`,
@@ -337,11 +529,11 @@ export class Engine {
       ));
     }
     effects.push(
-      send(session.id, {
+      send(session.playerId, {
         type: "Authenticated",
         data: { app_name: "default", rate_limits: { ...DEFAULT_RATE_LIMITS } },
       }),
-      send(session.id, { type: "ProtocolInfo", data: this.#protocolInfo(data, supported) }),
+      send(session.playerId, { type: "ProtocolInfo", data: this.#protocolInfo(data, supported) }),
     );
     return effects;
   }
@@ -377,7 +569,7 @@ export class Engine {
 
   #joinRoom(session: Session, data: ClientData<"JoinRoom">, now: number): Effect[] {
     const options = this.#options;
-    const id = session.id;
+    const id = session.playerId;
     const creating = data.room_code === undefined;
     const gameNameProblem = checkGameName(data.game_name, options.maxGameNameLength);
     if (gameNameProblem) return joinFailed(id, gameNameProblem, "INVALID_GAME_NAME", creating);
@@ -461,7 +653,7 @@ export class Engine {
     this.#rooms.set(room.key, room);
     this.#roomsPerGame.set(room.gameName, (this.#roomsPerGame.get(room.gameName) ?? 0) + 1);
     this.#seat(session, room, data.player_name, now);
-    if (room.supportsAuthority) room.authority = session.id;
+    if (room.supportsAuthority) room.authority = session.playerId;
     return [
       {
         kind: "event",
@@ -470,24 +662,24 @@ export class Engine {
           gameName: room.gameName,
           roomCode: room.code,
           roomId: room.id,
-          playerId: session.id,
+          playerId: session.playerId,
         },
       },
-      ...this.#announceJoin(session.id, room),
+      ...this.#announceJoin(session.playerId, room, now),
     ];
   }
 
   #joinExisting(session: Session, room: Room, playerName: string, now: number): Effect[] {
     if (room.hasName(playerName)) {
       return joinFailed(
-        session.id,
+        session.playerId,
         "Player name already exists in this room",
         "ROOM_CREATION_FAILED",
         false,
       );
     }
     if (room.seats.size >= room.maxPlayers) {
-      return joinFailed(session.id, "Room is full", "ROOM_FULL", false);
+      return joinFailed(session.playerId, "Room is full", "ROOM_FULL", false);
     }
     this.#seat(session, room, playerName, now);
     return [
@@ -498,16 +690,16 @@ export class Engine {
           gameName: room.gameName,
           roomCode: room.code,
           roomId: room.id,
-          playerId: session.id,
+          playerId: session.playerId,
         },
       },
-      ...this.#announceJoin(session.id, room),
+      ...this.#announceJoin(session.playerId, room, now),
     ];
   }
 
   #seat(session: Session, room: Room, name: string, now: number): void {
     const seat: Seat = {
-      id: session.id,
+      id: session.playerId,
       name,
       nameKey: nameKey(name),
       connectedAt: new Date(now).toISOString(),
@@ -519,27 +711,13 @@ export class Engine {
   }
 
   /** Replies and broadcasts after a successful join (PROTOCOL.md §7.2.4), in order. */
-  #announceJoin(joiner: ConnId, room: Room): Effect[] {
+  #announceJoin(joiner: string, room: Room, now: number): Effect[] {
     const seat = room.seats.get(joiner)!;
-    const effects: Effect[] = [
-      send(joiner, {
-        type: "RoomJoined",
-        data: {
-          room_id: room.id,
-          room_code: room.code,
-          player_id: joiner,
-          game_name: room.gameName,
-          max_players: room.maxPlayers,
-          supports_authority: room.supportsAuthority,
-          current_players: room.players(),
-          is_authority: room.authority === joiner,
-          lobby_state: room.lobbyState,
-          ready_players: [...room.ready],
-          relay_type: room.relayType,
-          current_spectators: room.spectatorInfos(),
-        },
-      }),
-    ];
+    const data: RoomSnapshot & { reconnection_token?: string } = this.#snapshot(room, joiner);
+    if (this.#options.enableReconnection) {
+      data.reconnection_token = this.#issueToken(joiner, room, now);
+    }
+    const effects: Effect[] = [send(joiner, { type: "RoomJoined", data })];
     const others = room.membersExcept(joiner);
     if (others.length > 0) {
       const player = room.playerInfo(seat);
@@ -557,6 +735,24 @@ export class Engine {
       }));
     }
     return effects;
+  }
+
+  /** The 12 fields `RoomJoined` and `Reconnected` share (PROTOCOL.md §6.4, §6.16). */
+  #snapshot(room: Room, playerId: string): RoomSnapshot {
+    return {
+      room_id: room.id,
+      room_code: room.code,
+      player_id: playerId,
+      game_name: room.gameName,
+      max_players: room.maxPlayers,
+      supports_authority: room.supportsAuthority,
+      current_players: room.players(),
+      is_authority: room.authority === playerId,
+      lobby_state: room.lobbyState,
+      ready_players: [...room.ready],
+      relay_type: room.relayType,
+      current_spectators: room.spectatorInfos(),
+    };
   }
 
   #lobbyChanged(room: Room): Effect {
@@ -577,9 +773,10 @@ export class Engine {
   #leaveRoom(session: Session, now: number): Effect[] {
     const room = session.playing;
     if (!room) return [];
+    this.#invalidateToken(session.playerId, "left", now);
     return [
-      send(session.id, { type: "RoomLeft" }),
-      ...this.#releaseSeat(room, session.id, now, "leave"),
+      send(session.playerId, { type: "RoomLeft" }),
+      ...this.#releaseSeat(room, session.playerId, now, "leave"),
     ];
   }
 
@@ -588,12 +785,12 @@ export class Engine {
     room: Room,
     playerId: string,
     now: number,
-    reason: "leave" | "disconnect",
+    reason: "leave" | "disconnect" | "expired",
   ): Effect[] {
     const wasFull = room.lobbyState !== "waiting";
     room.seats.delete(playerId);
     room.ready.delete(playerId);
-    const session = this.#sessions.get(playerId);
+    const session = this.#sessionOf(playerId);
     if (session?.playing === room) session.playing = undefined;
     room.lastActivity = now;
     const effects: Effect[] = [{
@@ -627,7 +824,7 @@ export class Engine {
     return effects;
   }
 
-  #deleteRoom(room: Room, reason: "empty" | "inactive"): Effect[] {
+  #deleteRoom(room: Room, reason: "empty" | "inactive", now: number): Effect[] {
     this.#rooms.delete(room.key);
     const left = (this.#roomsPerGame.get(room.gameName) ?? 1) - 1;
     if (left > 0) this.#roomsPerGame.set(room.gameName, left);
@@ -643,7 +840,13 @@ export class Engine {
       },
     }];
     for (const playerId of room.seats.keys()) {
-      const session = this.#sessions.get(playerId);
+      const hold = this.#holds.get(playerId);
+      if (hold) {
+        this.#holds.delete(playerId);
+        this.#heldByConn.delete(hold.conn);
+      }
+      this.#invalidateToken(playerId, "room_gone", now);
+      const session = this.#sessionOf(playerId);
       if (session?.playing === room) session.playing = undefined;
       effects.push(send(playerId, { type: "RoomLeft" }), {
         kind: "event",
@@ -658,7 +861,7 @@ export class Engine {
     }
     const spectators = [...room.spectators.keys()];
     for (const spectatorId of spectators) {
-      const session = this.#sessions.get(spectatorId);
+      const session = this.#sessionOf(spectatorId);
       if (session?.watching === room) session.watching = undefined;
     }
     if (spectators.length > 0) {
@@ -683,21 +886,21 @@ export class Engine {
 
   #gameData(session: Session, data: ClientData<"GameData">, now: number): Effect[] {
     if (session.watching) {
-      return [error(session.id, "Spectators cannot send game data", "SPECTATOR_NOT_ALLOWED")];
+      return [error(session.playerId, "Spectators cannot send game data", "SPECTATOR_NOT_ALLOWED")];
     }
     const room = session.playing;
     if (!room) return [];
     const message: ServerMessage = {
       type: "GameData",
-      data: { from_player: session.id, data: data.data },
+      data: { from_player: session.playerId, data: data.data },
     };
     const target = data.to_player;
     if (target !== undefined) {
-      if (target === session.id) {
-        return [error(session.id, "Cannot send game data to yourself", "INVALID_INPUT")];
+      if (target === session.playerId) {
+        return [error(session.playerId, "Cannot send game data to yourself", "INVALID_INPUT")];
       }
       if (!room.seats.has(target)) {
-        return [error(session.id, "Target player is not in this room", "INVALID_INPUT")];
+        return [error(session.playerId, "Target player is not in this room", "INVALID_INPUT")];
       }
       room.lastActivity = now;
       return [send(target, message), {
@@ -706,7 +909,7 @@ export class Engine {
       }];
     }
     room.lastActivity = now;
-    const recipients = room.membersExcept(session.id);
+    const recipients = room.membersExcept(session.playerId);
     const effects: Effect[] = [
       { kind: "event", event: { type: "game_data", recipients: recipients.length } },
     ];
@@ -718,7 +921,7 @@ export class Engine {
   // Authority (PROTOCOL.md §7.5)
 
   #authorityRequest(session: Session, claim: boolean, now: number): Effect[] {
-    const id = session.id;
+    const id = session.playerId;
     if (session.watching) {
       return [error(id, "Spectators cannot request authority", "SPECTATOR_NOT_ALLOWED")];
     }
@@ -775,14 +978,14 @@ export class Engine {
   #playerReady(session: Session, now: number): Effect[] {
     if (session.watching) {
       return [
-        error(session.id, "Spectators cannot change ready status", "SPECTATOR_NOT_ALLOWED"),
+        error(session.playerId, "Spectators cannot change ready status", "SPECTATOR_NOT_ALLOWED"),
       ];
     }
     const room = session.playing;
-    if (!room) return [error(session.id, "Not in a room", "NOT_IN_ROOM")];
+    if (!room) return [error(session.playerId, "Not in a room", "NOT_IN_ROOM")];
     room.lastActivity = now;
     const before = room.lobbyState;
-    if (!room.ready.delete(session.id)) room.ready.add(session.id);
+    if (!room.ready.delete(session.playerId)) room.ready.add(session.playerId);
     const effects = [this.#lobbyChanged(room)];
     if (room.lobbyState === "finalized" && before !== "finalized") {
       effects.push(send(room.members(), {
@@ -796,24 +999,249 @@ export class Engine {
   #provideConnectionInfo(session: Session, info: ConnectionInfo, now: number): Effect[] {
     if (session.watching) {
       return [
-        error(session.id, "Spectators cannot provide connection info", "SPECTATOR_NOT_ALLOWED"),
+        error(
+          session.playerId,
+          "Spectators cannot provide connection info",
+          "SPECTATOR_NOT_ALLOWED",
+        ),
       ];
     }
     const room = session.playing;
-    if (!room) return [error(session.id, "Not in a room", "NOT_IN_ROOM")];
+    if (!room) return [error(session.playerId, "Not in a room", "NOT_IN_ROOM")];
     room.lastActivity = now;
-    room.seats.get(session.id)!.connectionInfo = info;
+    room.seats.get(session.playerId)!.connectionInfo = info;
     return [];
   }
 
   // -------------------------------------------------------------------------------------------
-  // Reconnection (PROTOCOL.md §7.11): not available in this build.
+  // Reconnection (PROTOCOL.md §7.11)
 
-  #reconnect(session: Session): Effect[] {
-    return [send(session.id, {
-      type: "ReconnectionFailed",
-      data: { reason: "Reconnection is not enabled", error_code: "RECONNECTION_FAILED" },
-    })];
+  #reconnect(session: Session, data: ClientData<"Reconnect">, now: number): Effect[] {
+    const effects: Effect[] = [];
+    const fail = (reason: string, code: ErrorCode): Effect[] => [
+      ...effects,
+      send(session.playerId, { type: "ReconnectionFailed", data: { reason, error_code: code } }),
+      { kind: "event", event: { type: "reconnect_failed", errorCode: code } },
+    ];
+    if (!this.#options.enableReconnection) {
+      return fail("Reconnection is not enabled", "RECONNECTION_FAILED");
+    }
+    if (session.playing || session.watching) return fail("Already in a room", "ALREADY_IN_ROOM");
+    const playerId = data.player_id;
+    const record = this.#findToken(playerId, data.auth_token);
+    if (
+      !record || record.room.id !== data.room_id ||
+      !(record.state === "valid" || record.state === "expired" || record.state === "room_gone")
+    ) {
+      return fail("Invalid reconnection token", "RECONNECTION_TOKEN_INVALID");
+    }
+    let hold = this.#holds.get(playerId);
+    if (hold && now >= hold.expiresAt) {
+      // The window ended before the timer got to it: expire it now (PROTOCOL.md §7.11.3).
+      effects.push(...this.#expire(hold, now));
+      hold = undefined;
+    }
+    if (record.state === "expired") {
+      return fail("Reconnection window has expired", "RECONNECTION_EXPIRED");
+    }
+    if (record.state === "room_gone") return fail("Room no longer exists", "RECONNECTION_FAILED");
+
+    const room = record.room;
+    let missed: RawJson[] = [];
+    let truncated = false;
+    if (hold) {
+      missed = hold.frames.map((frame) => new RawJson(frame));
+      truncated = hold.truncated;
+      this.#holds.delete(playerId);
+      this.#heldByConn.delete(hold.conn);
+    } else {
+      // Takeover: the seat is live on another socket (PROTOCOL.md §7.11.5 step 1).
+      const oldConn = this.#moved.get(playerId) ?? playerId;
+      const old = this.#sessions.get(oldConn);
+      if (old) {
+        this.#sessions.delete(oldConn);
+        old.playing = undefined;
+      }
+      effects.push({
+        kind: "close",
+        to: oldConn,
+        code: 4001,
+        reason: "Replaced by a new connection",
+      });
+    }
+    session.playerId = playerId;
+    session.playing = room;
+    if (session.id === playerId) this.#moved.delete(playerId);
+    else this.#moved.set(playerId, session.id);
+    record.state = "used";
+    record.invalidSince = now;
+    room.lastActivity = now;
+    effects.push(
+      send(playerId, {
+        type: "Reconnected",
+        data: {
+          ...this.#snapshot(room, playerId),
+          missed_events: missed,
+          reconnection_token: this.#issueToken(playerId, room, now),
+          replay_truncated: truncated,
+        },
+      }),
+      {
+        kind: "event",
+        event: {
+          type: "player_reconnected",
+          gameName: room.gameName,
+          roomCode: room.code,
+          playerId,
+          takeover: hold === undefined,
+          missed: missed.length,
+        },
+      },
+    );
+    if (truncated) effects.push({ kind: "event", event: { type: "replay_truncated" } });
+    const others = room.membersExcept(playerId);
+    if (others.length > 0) {
+      effects.push(send(others, { type: "PlayerReconnected", data: { player_id: playerId } }));
+    }
+    return effects;
+  }
+
+  /** Holds a dropped player's seat (PROTOCOL.md §7.11.2); nobody is told. */
+  #hold(room: Room, playerId: string, conn: ConnId, now: number, loss: DisconnectLoss): Effect[] {
+    const hold: Hold = {
+      room,
+      playerId,
+      conn,
+      expiresAt: now + this.#options.reconnectionWindowMs,
+      frames: [],
+      sizes: [],
+      bytes: 0,
+      truncated: loss.truncated ?? false,
+    };
+    this.#holds.set(playerId, hold);
+    this.#heldByConn.set(conn, hold);
+    for (const frame of loss.unsent ?? []) this.#append(hold, frame, utf8Length(frame));
+    return [{
+      kind: "event",
+      event: {
+        type: "seat_held",
+        gameName: room.gameName,
+        roomCode: room.code,
+        playerId,
+        truncated: hold.truncated,
+      },
+    }];
+  }
+
+  /** Ends a hold whose window is over: the seat release sequence (PROTOCOL.md §7.11.3). */
+  #expire(hold: Hold, now: number): Effect[] {
+    this.#holds.delete(hold.playerId);
+    this.#heldByConn.delete(hold.conn);
+    this.#invalidateToken(hold.playerId, "expired", now);
+    const { room } = hold;
+    return [
+      {
+        kind: "event",
+        event: {
+          type: "seat_expired",
+          gameName: room.gameName,
+          roomCode: room.code,
+          playerId: hold.playerId,
+        },
+      },
+      ...this.#releaseSeat(room, hold.playerId, now, "expired"),
+    ];
+  }
+
+  /**
+   * Appends one serialised message of `size` UTF-8 bytes to a replay buffer, dropping the oldest
+   * to stay within `eventBufferSize` messages and `eventBufferMaxBytes` bytes (PROTOCOL.md
+   * §7.11.2); any drop marks the buffer truncated.
+   */
+  #append(hold: Hold, frame: string, size: number): void {
+    const { eventBufferSize, eventBufferMaxBytes } = this.#options;
+    if (eventBufferSize === 0 || size > eventBufferMaxBytes) {
+      hold.truncated = true;
+      return;
+    }
+    while (hold.frames.length >= eventBufferSize || hold.bytes + size > eventBufferMaxBytes) {
+      hold.frames.shift();
+      hold.bytes -= hold.sizes.shift()!;
+      hold.truncated = true;
+    }
+    hold.frames.push(frame);
+    hold.sizes.push(size);
+    hold.bytes += size;
+  }
+
+  /** Mints the seat's token, superseding the previous one (PROTOCOL.md §7.11.1). */
+  #issueToken(playerId: string, room: Room, now: number): string {
+    this.#invalidateToken(playerId, "superseded", now);
+    const token = this.#options.newToken();
+    const records = this.#tokens.get(playerId);
+    const record: TokenRecord = { token, room, state: "valid", invalidSince: 0 };
+    if (records) records.push(record);
+    else this.#tokens.set(playerId, [record]);
+    return token;
+  }
+
+  /** Moves the seat's valid token (if any) to `state`. */
+  #invalidateToken(playerId: string, state: TokenRecord["state"], now: number): void {
+    for (const record of this.#tokens.get(playerId) ?? []) {
+      if (record.state === "valid") {
+        record.state = state;
+        record.invalidSince = now;
+      }
+    }
+  }
+
+  /** The record of `token` among `playerId`'s, compared in constant time. */
+  #findToken(playerId: string, token: string): TokenRecord | undefined {
+    let found: TokenRecord | undefined;
+    for (const record of this.#tokens.get(playerId) ?? []) {
+      if (constantTimeEqual(record.token, token)) found = record;
+    }
+    return found;
+  }
+
+  /** The live session whose identity is `playerId`, if any. */
+  #sessionOf(playerId: string): Session | undefined {
+    const session = this.#sessions.get(this.#moved.get(playerId) ?? playerId);
+    return session?.playerId === playerId ? session : undefined;
+  }
+
+  /**
+   * Turns recipients (identities) into connection ids: messages for held seats go to their
+   * replay buffers (serialised once per message), adopted identities map to their connection.
+   * Costs nothing while no seat is held and no connection has adopted an identity.
+   */
+  #route(effects: Effect[]): Effect[] {
+    if (this.#holds.size === 0 && this.#moved.size === 0) return effects;
+    for (const effect of effects) {
+      if (effect.kind !== "send") continue;
+      let routed: ConnId[] | undefined;
+      let size = -1;
+      const to = effect.to;
+      for (let i = 0; i < to.length; i++) {
+        const id = to[i]!;
+        const hold = this.#holds.get(id);
+        const moved = hold ? undefined : this.#moved.get(id);
+        if (!hold && moved === undefined) {
+          routed?.push(id);
+          continue;
+        }
+        routed ??= to.slice(0, i);
+        if (moved !== undefined) {
+          routed.push(moved);
+          continue;
+        }
+        effect.frame ??= encodeServerMessage(effect.message);
+        if (size < 0) size = utf8Length(effect.frame);
+        this.#append(hold!, effect.frame, size);
+      }
+      if (routed) effect.to = routed;
+    }
+    return effects;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -821,7 +1249,7 @@ export class Engine {
 
   #joinAsSpectator(session: Session, data: ClientData<"JoinAsSpectator">, now: number): Effect[] {
     const options = this.#options;
-    const id = session.id;
+    const id = session.playerId;
     const gameNameProblem = checkGameName(data.game_name, options.maxGameNameLength);
     if (gameNameProblem) return [spectatorJoinFailed(id, gameNameProblem, "INVALID_GAME_NAME")];
     const nameProblem = checkPlayerName(data.spectator_name, options.nameRules);
@@ -885,7 +1313,9 @@ export class Engine {
 
   #leaveSpectator(session: Session, now: number): Effect[] {
     if (!session.watching) {
-      return [error(session.id, "You are not currently spectating a room", "NOT_A_SPECTATOR")];
+      return [
+        error(session.playerId, "You are not currently spectating a room", "NOT_A_SPECTATOR"),
+      ];
     }
     return this.#detachSpectator(session, "voluntary_leave", now, true);
   }
@@ -899,7 +1329,7 @@ export class Engine {
   ): Effect[] {
     const room = session.watching!;
     session.watching = undefined;
-    room.spectators.delete(session.id);
+    room.spectators.delete(session.playerId);
     room.lastActivity = now;
     const remaining = room.spectatorInfos();
     const effects: Effect[] = [{
@@ -908,11 +1338,11 @@ export class Engine {
         type: "spectator_left",
         gameName: room.gameName,
         roomCode: room.code,
-        spectatorId: session.id,
+        spectatorId: session.playerId,
       },
     }];
     if (tellSpectator) {
-      effects.push(send(session.id, {
+      effects.push(send(session.playerId, {
         type: "SpectatorLeft",
         data: {
           room_id: room.id,
@@ -926,11 +1356,19 @@ export class Engine {
     if (members.length > 0) {
       effects.push(send(members, {
         type: "SpectatorDisconnected",
-        data: { spectator_id: session.id, reason, current_spectators: remaining },
+        data: { spectator_id: session.playerId, reason, current_spectators: remaining },
       }));
     }
     return effects;
   }
+}
+
+/** Compares two strings in time that depends only on their lengths (token checks). */
+export function constantTimeEqual(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }
 
 function summarize(room: Room): RoomSummary {

@@ -740,7 +740,13 @@ Deno.test("Engine.lookup() and Engine.list() summarise rooms", () => {
     relay_type: "matchbox",
   });
   deepEqual(engine.list("orbit", 100).map((room) => room.room_code), ["ROOM01"]);
-  deepEqual(engine.stats(), { rooms: 2, players: 1, spectators: 1, connections: 3 });
+  deepEqual(engine.stats(), {
+    rooms: 2,
+    players: 1,
+    spectators: 1,
+    connections: 3,
+    heldSeats: 0,
+  });
 });
 
 Deno.test("Engine relay_type comes from the game mapping, else the default", () => {

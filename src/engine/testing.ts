@@ -13,6 +13,10 @@ export const P1 = "00000000-0000-4000-8000-000000000001";
 export const P2 = "00000000-0000-4000-8000-000000000002";
 /** Third player id. */
 export const P3 = "00000000-0000-4000-8000-000000000003";
+/** A connection id for a player's new socket (reconnection tests). */
+export const C1 = "00000000-0000-4000-8000-0000000000c1";
+/** Another new-socket connection id. */
+export const C2 = "00000000-0000-4000-8000-0000000000c2";
 /** A spectator id. */
 export const S1 = "00000000-0000-4000-8000-0000000000a1";
 /** Another spectator id. */
@@ -22,6 +26,7 @@ export const S2 = "00000000-0000-4000-8000-0000000000a2";
 export function testOptions(overrides: Partial<EngineOptions> = {}): EngineOptions {
   let rooms = 0;
   let codes = 0;
+  let tokens = 0;
   return {
     defaultMaxPlayers: 8,
     maxPlayersLimit: 100,
@@ -47,6 +52,12 @@ export function testOptions(overrides: Partial<EngineOptions> = {}): EngineOptio
     extensionCapabilities: ["targeted-game-data"],
     newId: () => `room-${++rooms}`,
     newRoomCode: () => `CODE${String(++codes).padStart(2, "0")}`,
+    // Reconnection is off by default here so the release-at-once rules can be tested alone.
+    enableReconnection: false,
+    reconnectionWindowMs: 300_000,
+    eventBufferSize: 100,
+    eventBufferMaxBytes: 262_144,
+    newToken: () => `token-${++tokens}`.padEnd(43, "x"),
     ...overrides,
   };
 }
@@ -89,6 +100,9 @@ export function summarize(effects: Effect[]): string[] {
   for (const effect of effects) {
     if (effect.kind === "send") {
       for (const to of effect.to) lines.push(`${short(to)} <- ${label(effect.message)}`);
+    } else if (effect.kind === "frame") {
+      const kind = typeof effect.frame === "string" ? "text" : "binary";
+      for (const to of effect.to) lines.push(`${short(to)} <- ${kind} frame`);
     } else if (effect.kind === "close") {
       lines.push(`${short(effect.to)} closed ${effect.code}`);
     }
@@ -120,6 +134,8 @@ const NAMES: Record<string, string> = {
   [P3]: "p3",
   [S1]: "s1",
   [S2]: "s2",
+  [C1]: "c1",
+  [C2]: "c2",
 };
 
 function short(id: string): string {

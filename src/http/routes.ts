@@ -6,7 +6,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Hub } from "../transport/hub.ts";
-import { acceptWebSocket } from "../transport/websocket.ts";
+import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
 import { serveStatic } from "./static_files.ts";
 
 const log = getLogger(["signal-fish", "http"]);
@@ -19,6 +19,8 @@ export interface RouteOptions {
   maxConnectionsPerIp: number;
   /** `server.ping_timeout` in seconds. @default 30 */
   idleTimeoutSecs: number;
+  /** Per-connection outbound buffer and batching (SERVER.md §5.2–5.3). */
+  outbound: OutboundOptions;
 }
 
 /** What the routes need from the running server. */
@@ -127,6 +129,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
         ip,
         idleTimeoutSecs: options.idleTimeoutSecs,
         onClosed: release,
+        outbound: options.outbound,
       });
     } catch (error) {
       release();

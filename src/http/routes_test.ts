@@ -18,6 +18,7 @@ function handler(draining: boolean) {
     corsOrigins: "*",
     maxConnectionsPerIp: 10,
     idleTimeoutSecs: 30,
+    outbound: { maxBufferedBytes: 1 << 20, enableBatching: true, batchSize: 10 },
   });
 }
 

@@ -13,16 +13,17 @@ import {
   INVALID_CLIENT_MESSAGE,
 } from "../protocol/codec.ts";
 import type { ServerMessage } from "../protocol/messages.ts";
-import type { ConnId, Effect, Engine, EngineEvent } from "../engine/engine.ts";
+import type { ConnId, DisconnectLoss, Effect, Engine, EngineEvent } from "../engine/engine.ts";
 import { utf8Length } from "../engine/validation.ts";
 import type { Fanout, Peer } from "../coordination/fanout.ts";
-import { LocalFanout } from "../coordination/memory.ts";
+import { type DeliveryFailure, LocalFanout } from "../coordination/memory.ts";
 
 const log = getLogger(["signal-fish", "hub"]);
 /** The frame every unparsable message gets (PROTOCOL.md §2.3), serialised once. */
 const INVALID_FRAME = encodeServerMessage(INVALID_CLIENT_MESSAGE);
+const INVALID_FRAME_BYTES = utf8Length(INVALID_FRAME);
 
-export type { Peer } from "../coordination/fanout.ts";
+export type { Peer, SendFailure } from "../coordination/fanout.ts";
 
 /** What the hub knows about a connection besides its peer. */
 export interface PeerInfo {
@@ -51,7 +52,11 @@ export type HubEvent =
   | { type: "connected"; connectionId: ConnId; ip: string }
   | { type: "disconnected"; connectionId: ConnId; ip: string }
   | { type: "invalid_message"; connectionId: ConnId; detail: string }
-  | { type: "message_too_large"; connectionId: ConnId; size: number };
+  | { type: "message_too_large"; connectionId: ConnId; size: number }
+  /** A slow consumer was closed with 1013 (SERVER.md §5.2); `dropped` messages discarded. */
+  | { type: "slow_consumer"; connectionId: ConnId; dropped: number }
+  /** Messages discarded for connections with no seat to replay them to (SERVER.md §5.2). */
+  | { type: "messages_dropped"; count: number };
 
 /** Routes frames between peers and the engine (STYLE.md: transport/hub.ts). */
 export class Hub {
@@ -114,19 +119,22 @@ export class Hub {
         connectionId: id,
         detail: decoded.detail,
       });
-      this.#local.deliver(INVALID_FRAME, [id]);
+      this.#deliver(INVALID_FRAME, [id], INVALID_FRAME_BYTES, now);
       return;
     }
     this.#apply(this.#engine.handle(id, decoded.message, now), now);
   }
 
-  /** Handles a closed socket (SERVER.md §5.5). Idempotent. */
-  disconnect(id: ConnId, now: number): void {
+  /**
+   * Handles a closed socket (SERVER.md §5.5): a player's seat is held or released, a spectator
+   * detached. `loss` tells the engine about messages that could not be written. Idempotent.
+   */
+  disconnect(id: ConnId, now: number, loss?: DisconnectLoss): void {
     const info = this.#info.get(id);
     if (!info) return;
     this.#local.detach(id);
     this.#info.delete(id);
-    this.#apply(this.#engine.disconnect(id, now), now);
+    this.#apply(this.#engine.disconnect(id, now, loss), now);
     log.debug("Connection {connection_id} closed", { connection_id: id });
     this.#options.onEvent?.({ type: "disconnected", connectionId: id, ip: info.ip });
   }
@@ -155,6 +163,11 @@ export class Hub {
     this.#apply(this.#engine.sweep(now), now);
   }
 
+  /** Runs the engine's once-a-second timer (held-seat expiry) and delivers its effects. */
+  tick(now: number): void {
+    this.#apply(this.#engine.tick(now), now);
+  }
+
   #tooLarge(id: ConnId, size: number, now: number): void {
     const max = this.#options.maxMessageSize;
     log.warn("Frame of {size} bytes from {connection_id} exceeds {max}", {
@@ -170,8 +183,52 @@ export class Hub {
         error_code: "MESSAGE_TOO_LARGE",
       },
     };
-    this.#local.deliver(encodeServerMessage(message), [id]);
+    const frame = encodeServerMessage(message);
+    this.#deliver(frame, [id], utf8Length(frame), now);
     this.close(id, 1009, "Message too large", now);
+  }
+
+  /**
+   * Hands one frame to its recipients (SERVER.md §5.2): to each local peer, then to the remote
+   * fanout. A peer whose socket is no longer open is torn down and the frame goes to its held
+   * seat's replay buffer; a slow consumer is closed with 1013, its seat held as truncated.
+   */
+  #deliver(frame: string | Uint8Array, to: readonly ConnId[], bytes: number, now: number): void {
+    const failed = this.#local.deliver(frame, to, bytes);
+    this.#options.remote?.deliver(frame, to, bytes);
+    if (failed) this.#undelivered(frame, failed, now);
+  }
+
+  #undelivered(frame: string | Uint8Array, failed: DeliveryFailure[], now: number): void {
+    let dropped = 0;
+    for (const { id, failure } of failed) {
+      switch (failure.reason) {
+        case "gone":
+          // Torn down earlier in this batch: replay it if that connection's seat is held.
+          if (!this.#engine.replayUndelivered(id, frame)) dropped++;
+          break;
+        case "closed":
+          if (typeof frame === "string") this.disconnect(id, now, { unsent: [frame] });
+          else this.disconnect(id, now, { truncated: true });
+          break;
+        case "overflow":
+          log.warn("Closing slow consumer {connection_id} ({dropped} messages dropped)", {
+            connection_id: id,
+            dropped: failure.dropped,
+          });
+          dropped += failure.dropped;
+          this.#options.onEvent?.({
+            type: "slow_consumer",
+            connectionId: id,
+            dropped: failure.dropped,
+          });
+          // The seat is held from this decision, not from the socket's close event (§5.2).
+          this.#local.close(id, 1013, "Slow consumer");
+          this.disconnect(id, now, { truncated: true });
+          break;
+      }
+    }
+    if (dropped > 0) this.#options.onEvent?.({ type: "messages_dropped", count: dropped });
   }
 
   /** Carries out effects in order; each message is serialised once for all its recipients. */
@@ -179,9 +236,13 @@ export class Hub {
     for (const effect of effects) {
       switch (effect.kind) {
         case "send": {
-          const frame = encodeServerMessage(effect.message);
-          this.#local.deliver(frame, effect.to);
-          this.#options.remote?.deliver(frame, effect.to);
+          const frame = effect.frame ?? encodeServerMessage(effect.message);
+          this.#deliver(frame, effect.to, utf8Length(frame), now);
+          break;
+        }
+        case "frame": {
+          const frame = effect.frame;
+          this.#deliver(frame, effect.to, sizeOf(frame), now);
           break;
         }
         case "close":
@@ -196,6 +257,10 @@ export class Hub {
       }
     }
   }
+}
+
+function sizeOf(frame: string | Uint8Array): number {
+  return typeof frame === "string" ? utf8Length(frame) : frame.byteLength;
 }
 
 /**

@@ -4,7 +4,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Hub } from "./hub.ts";
+import type { Hub, Peer, SendFailure } from "./hub.ts";
 
 const log = getLogger(["signal-fish", "websocket"]);
 
@@ -19,7 +19,92 @@ export interface AcceptOptions {
   idleTimeoutSecs: number;
   /** Called once when the socket is gone, after the hub has torn the connection down. */
   onClosed?: () => void;
+  /** Outbound budget and batching (SERVER.md §5.2, §5.3). */
+  outbound: OutboundOptions;
 }
+
+/** Per-connection outbound settings (`websocket.*`, SERVER.md §5.2–5.3). */
+export interface OutboundOptions {
+  /** Pending-byte budget before a connection is a slow consumer. @default 1_048_576 */
+  maxBufferedBytes: number;
+  /** Coalesce writes: queue messages and write them together. @default true */
+  enableBatching: boolean;
+  /** Write the queue as soon as this many messages wait. @default 10 */
+  batchSize: number;
+}
+
+/**
+ * The outbound side of one socket (SERVER.md §5.2–5.3). Pending bytes are the application
+ * queue plus the runtime's `bufferedAmount`; a frame that would take them past the budget (when
+ * something is already pending) makes the connection a slow consumer: the queue is discarded
+ * and the hub closes it with 1013. With batching, frames wait in the queue until `batchSize`
+ * are queued or the current task ends (a microtask), which is well within
+ * `websocket.batch_interval_ms`: Deno writes every frame with its own call, so waiting longer
+ * would add latency without saving work. Each message stays its own frame, in order.
+ */
+export class SocketPeer implements Peer {
+  readonly #socket: WebSocket;
+  readonly #options: OutboundOptions;
+  #queue: (string | Uint8Array)[] = [];
+  #queuedBytes = 0;
+  #flushScheduled = false;
+  readonly #flushTask = () => {
+    this.#flushScheduled = false;
+    this.flush();
+  };
+
+  /** Wraps an accepted socket. */
+  constructor(socket: WebSocket, options: OutboundOptions) {
+    this.#socket = socket;
+    this.#options = options;
+  }
+
+  /** Queues (or writes) one frame of `bytes` bytes; see the class notes for refusals. */
+  send(frame: string | Uint8Array, bytes: number): SendFailure | undefined {
+    const socket = this.#socket;
+    if (socket.readyState !== WebSocket.OPEN) return CLOSED;
+    const pending = this.#queuedBytes + socket.bufferedAmount;
+    if (pending > 0 && pending + bytes > this.#options.maxBufferedBytes) {
+      const dropped = this.#queue.length + 1;
+      this.#queue = [];
+      this.#queuedBytes = 0;
+      return { reason: "overflow", dropped };
+    }
+    if (!this.#options.enableBatching) {
+      socket.send(frame);
+      return undefined;
+    }
+    this.#queue.push(frame);
+    this.#queuedBytes += bytes;
+    if (this.#queue.length >= this.#options.batchSize) this.flush();
+    else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushTask);
+    }
+    return undefined;
+  }
+
+  /** Writes every queued frame, in order. */
+  flush(): void {
+    const queue = this.#queue;
+    if (queue.length === 0) return;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    if (this.#socket.readyState !== WebSocket.OPEN) return;
+    for (const frame of queue) this.#socket.send(frame);
+  }
+
+  /** Writes what is queued (the message a close is preceded by), then closes. */
+  close(code: number, reason: string): void {
+    const socket = this.#socket;
+    this.flush();
+    if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {
+      socket.close(code, reason);
+    }
+  }
+}
+
+const CLOSED: SendFailure = { reason: "closed" };
 
 /**
  * Upgrades `request` (already admitted, SERVER.md §1.8) and wires the socket to `hub`.
@@ -33,16 +118,7 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
   let id: string | undefined;
   let closed = false;
   socket.onopen = () => {
-    id = hub.connect({
-      send(frame) {
-        if (socket.readyState === WebSocket.OPEN) socket.send(frame);
-      },
-      close(code, reason) {
-        if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {
-          socket.close(code, reason);
-        }
-      },
-    }, { ip: options.ip });
+    id = hub.connect(new SocketPeer(socket, options.outbound), { ip: options.ip });
   };
   socket.onmessage = (event) => {
     if (id === undefined) return;
