@@ -300,6 +300,8 @@ var NO_RECONNECT_CLOSE_CODES = /* @__PURE__ */ new Set([
   1008,
   4001
 ]);
+var OPEN = 1;
+var CLOSED = 3;
 var DEAD_CONNECTION_CLOSE_CODE = 4e3;
 function endpointUrl(url) {
   const parsed = new URL(url);
@@ -669,7 +671,7 @@ var SignalFishClient = class _SignalFishClient {
       clearTimeout(this.#reconnectTimer);
       this.#wakeReconnect?.();
       const socket = this.#socket;
-      if (socket && socket.readyState !== WebSocket.CLOSED) {
+      if (socket && socket.readyState !== CLOSED) {
         const done = new Promise((resolve) => {
           socket.addEventListener("close", () => resolve(), {
             once: true
@@ -720,7 +722,7 @@ var SignalFishClient = class _SignalFishClient {
     return this.#options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
   #requireOpen() {
-    if (this.#status !== "open" || this.#socket?.readyState !== WebSocket.OPEN) {
+    if (this.#status !== "open" || this.#socket?.readyState !== OPEN) {
       throw new SignalFishConnectionError(`Cannot send: the connection is ${this.#status}`);
     }
   }
@@ -862,7 +864,7 @@ var SignalFishClient = class _SignalFishClient {
     if (interval <= 0) return;
     this.#heartbeat = setInterval(() => {
       const socket = this.#socket;
-      if (!socket || socket.readyState !== WebSocket.OPEN) return;
+      if (!socket || socket.readyState !== OPEN) return;
       if (Date.now() - this.#lastInbound > 3 * interval) {
         this.#onClose(socket, DEAD_CONNECTION_CLOSE_CODE, "No response to heartbeat");
         socket.onclose = null;
@@ -1003,7 +1005,7 @@ var SignalFishClient = class _SignalFishClient {
         if (error instanceof SignalFishError) {
           this.#seat = void 0;
           this.#setRoom(void 0);
-          const open = this.#socket?.readyState === WebSocket.OPEN;
+          const open = this.#socket?.readyState === OPEN;
           this.#status = open ? "open" : "closed";
           this.#emit("reconnectFailed", error);
           if (!open) this.#emit("close", {
@@ -1015,7 +1017,7 @@ var SignalFishClient = class _SignalFishClient {
         }
         lastError = error;
         const socket = this.#socket;
-        if (socket && socket.readyState === WebSocket.OPEN) {
+        if (socket && socket.readyState === OPEN) {
           socket.onclose = null;
           socket.close();
         }

@@ -401,3 +401,111 @@ Deno.test("SignalFishClient.sendBinary() needs a MessagePack connection", async 
     ok(error instanceof TypeError);
   }
 });
+
+/**
+ * A WebSocket class for the client whose connections fail (to a closed port) until `open()` is
+ * called: it holds automatic reconnection back until a test has arranged the missed messages.
+ */
+function gatedWebSocket() {
+  let gateOpen = true;
+  class Gated extends WebSocket {
+    constructor(url: string) {
+      super(gateOpen ? url : "ws://127.0.0.1:9/closed");
+    }
+  }
+  return {
+    WebSocket: Gated,
+    close: () => gateOpen = false,
+    open: () => gateOpen = true,
+  };
+}
+
+Deno.test("SignalFishClient restores its seat after a dropped socket and replays missed data", async () => {
+  await using server = await serve((config) => config.server.enable_reconnection = true);
+  const gate = gatedWebSocket();
+  await using alice = await client(server, {
+    WebSocket: gate.WebSocket,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 40, maxAttempts: 200 },
+  });
+  await alice.authenticate({ app_id: "demo" });
+  const created = await alice.createRoom({ game_name: GAME, player_name: "alice", max_players: 2 });
+  const firstToken = alice.reconnectionToken;
+  ok(firstToken !== undefined && firstToken.length === 43, "RoomJoined carries a token (E1)");
+  await using bob = await client(server);
+  const bobJoined = nextEvent(alice, "PlayerJoined");
+  await bob.joinRoom({ game_name: GAME, room_code: created.room_code, player_name: "bob" });
+  await bobJoined;
+
+  const events: string[] = [];
+  alice.on("gameData", (e) => events.push(`gameData ${JSON.stringify(e.data)} ${e.replayed}`));
+  alice.on("LobbyStateChanged", (e) => events.push(`lobby ${e.ready_players.length}`));
+  alice.on("close", (e) => events.push(`close ${e.code} ${e.reconnecting}`));
+  alice.on("reconnected", (e) => events.push(`reconnected ${e.missed_events.length}`));
+  const reconnected = nextEvent(alice, "reconnected");
+  const bobSeesReturn = nextEvent(bob, "PlayerReconnected");
+
+  gate.close();
+  // Drop alice's socket from the server side (the connection id is her player id): a held-seat
+  // close (PROTOCOL.md §1.6), so the seat waits for her with a replay buffer.
+  server.hub.close(created.player_id, 1011, "Internal error", Date.now());
+  bob.sendGameData("while you were away");
+  bob.sendTo(created.player_id, { signal: "offer" });
+  await bob.setReady(true);
+  gate.open();
+
+  const data = await reconnected;
+  equal((await bobSeesReturn).player_id, created.player_id);
+  equal(data.replay_truncated, false);
+  deepEqual(events, [
+    "close 1011 true",
+    'gameData "while you were away" true',
+    'gameData {"signal":"offer"} true',
+    "lobby 1",
+    "reconnected 3",
+  ]);
+  equal(alice.status, "open");
+  equal(alice.selfId, created.player_id);
+  ok(alice.reconnectionToken !== firstToken, "the token rotates (E2)");
+  const room = alice.room!;
+  deepEqual(room.players.map((p) => [p.name, p.is_ready]), [["alice", false], ["bob", true]]);
+  equal(room.authorityPlayer, created.player_id);
+
+  // The restored connection carries requests and live data both ways.
+  const live = nextEvent(bob, "gameData");
+  alice.sendGameData("back");
+  equal((await live).data, "back");
+  deepEqual((await alice.setReady(true)).lobby_state, "finalized");
+});
+
+Deno.test("SignalFishClient sends and receives MessagePack game data through the server", async () => {
+  await using server = await serve((config) => {
+    config.protocol.enable_message_pack_game_data = true;
+  });
+  await using alice = await client(server);
+  await using bob = await client(server);
+  await using carol = await client(server);
+  for (const who of [alice, bob]) {
+    const result = await who.authenticate({ app_id: "demo", game_data_format: "message_pack" });
+    equal(result.gameDataFormat, "message_pack");
+  }
+  const room = await alice.createRoom({ game_name: GAME, player_name: "alice", max_players: 3 });
+  await bob.joinRoom({ game_name: GAME, room_code: room.room_code, player_name: "bob" });
+  await carol.joinRoom({ game_name: GAME, room_code: room.room_code, player_name: "carol" });
+
+  const atBob = nextEvent(bob, "gameData");
+  const atCarol = nextEvent(carol, "gameData");
+  const value = { op: "steer", angle: -12.5, tick: 4411, tags: ["a", "b"], ok: true };
+  alice.sendGameData(value, { binary: true });
+  const binary = await atBob;
+  equal(binary.binary, true);
+  equal(binary.from_player, room.player_id);
+  deepEqual(binary.data, value);
+  ok(binary.payload instanceof Uint8Array);
+  // A JSON connection gets the server's JSON conversion of the same value (PROTOCOL.md §7.7).
+  deepEqual(await atCarol, {
+    from_player: room.player_id,
+    data: value,
+    binary: false,
+    replayed: false,
+  });
+});

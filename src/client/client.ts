@@ -83,8 +83,11 @@ export interface ClientOptions {
   heartbeatIntervalMs?: number;
   /** Automatic reconnection; `false` disables it. @default true (with the defaults above) */
   reconnect?: boolean | ReconnectOptions;
-  /** WebSocket constructor to use. @default globalThis.WebSocket */
-  WebSocket?: typeof WebSocket;
+  /**
+   * WebSocket constructor to use, for runtimes without a global one (any implementation of the
+   * standard API, e.g. the `ws` package on older Node). @default globalThis.WebSocket
+   */
+  WebSocket?: new (url: string) => WebSocket;
 }
 
 /** The connection's state. */
@@ -213,6 +216,9 @@ const DEFAULT_RECONNECT: Required<ReconnectOptions> = {
 };
 /** Close codes after which the seat cannot or must not be taken back (PROTOCOL.md §1.6). */
 const NO_RECONNECT_CLOSE_CODES = new Set([1008, 4001]);
+/** `WebSocket.readyState` values (not read from a global `WebSocket`, which may be absent). */
+const OPEN = 1;
+const CLOSED = 3;
 /** Close code the client uses when it abandons a silent connection (application range). */
 const DEAD_CONNECTION_CLOSE_CODE = 4000;
 
@@ -570,7 +576,7 @@ export class SignalFishClient implements AsyncDisposable {
       clearTimeout(this.#reconnectTimer);
       this.#wakeReconnect?.();
       const socket = this.#socket;
-      if (socket && socket.readyState !== WebSocket.CLOSED) {
+      if (socket && socket.readyState !== CLOSED) {
         const done = new Promise<void>((resolve) => {
           socket.addEventListener("close", () => resolve(), { once: true });
         });
@@ -626,7 +632,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   #requireOpen(): void {
-    if (this.#status !== "open" || this.#socket?.readyState !== WebSocket.OPEN) {
+    if (this.#status !== "open" || this.#socket?.readyState !== OPEN) {
       throw new SignalFishConnectionError(`Cannot send: the connection is ${this.#status}`);
     }
   }
@@ -774,7 +780,7 @@ export class SignalFishClient implements AsyncDisposable {
     if (interval <= 0) return;
     this.#heartbeat = setInterval(() => {
       const socket = this.#socket;
-      if (!socket || socket.readyState !== WebSocket.OPEN) return;
+      if (!socket || socket.readyState !== OPEN) return;
       if (Date.now() - this.#lastInbound > 3 * interval) {
         // Nothing arrived for 3 intervals, not even a Pong: treat the connection as lost
         // instead of waiting for TCP to notice.
@@ -903,7 +909,7 @@ export class SignalFishClient implements AsyncDisposable {
           // open, so the app can join again, but give up on the seat.
           this.#seat = undefined;
           this.#setRoom(undefined);
-          const open = this.#socket?.readyState === WebSocket.OPEN;
+          const open = this.#socket?.readyState === OPEN;
           this.#status = open ? "open" : "closed";
           this.#emit("reconnectFailed", error);
           if (!open) this.#emit("close", { code: 1006, reason: "", reconnecting: false });
@@ -911,7 +917,7 @@ export class SignalFishClient implements AsyncDisposable {
         }
         lastError = error as SignalFishConnectionError;
         const socket = this.#socket;
-        if (socket && socket.readyState === WebSocket.OPEN) {
+        if (socket && socket.readyState === OPEN) {
           socket.onclose = null;
           socket.close();
         }
