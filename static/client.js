@@ -733,16 +733,18 @@ var SignalFishClient = class _SignalFishClient {
   /** Sends `message` (unless `null`) and waits for the replies `handle` accepts. */
   #request(message, handle, internal = false) {
     if (!internal) this.#requireOpen();
-    const { promise, resolve, reject } = Promise.withResolvers();
-    const pending = {
-      handle,
-      resolve,
-      reject,
-      timer: setTimeout(() => {
-        this.#pending = this.#pending.filter((other) => other !== pending);
-        reject(new SignalFishConnectionError(`No answer within ${this.#timeoutMs} ms`));
-      }, this.#timeoutMs)
-    };
+    let pending;
+    const promise = new Promise((resolve, reject) => {
+      pending = {
+        handle,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#pending = this.#pending.filter((other) => other !== pending);
+          reject(new SignalFishConnectionError(`No answer within ${this.#timeoutMs} ms`));
+        }, this.#timeoutMs)
+      };
+    });
     this.#pending.push(pending);
     if (message) {
       try {

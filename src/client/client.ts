@@ -649,16 +649,19 @@ export class SignalFishClient implements AsyncDisposable {
     internal = false,
   ): Promise<T> {
     if (!internal) this.#requireOpen();
-    const { promise, resolve, reject } = Promise.withResolvers<T>();
-    const pending: Pending = {
-      handle,
-      resolve: resolve as (value: unknown) => void,
-      reject,
-      timer: setTimeout(() => {
-        this.#pending = this.#pending.filter((other) => other !== pending);
-        reject(new SignalFishConnectionError(`No answer within ${this.#timeoutMs} ms`));
-      }, this.#timeoutMs),
-    };
+    let pending!: Pending;
+    // Not Promise.withResolvers: it is missing from Node 20 and older browsers.
+    const promise = new Promise<T>((resolve, reject) => {
+      pending = {
+        handle,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        timer: setTimeout(() => {
+          this.#pending = this.#pending.filter((other) => other !== pending);
+          reject(new SignalFishConnectionError(`No answer within ${this.#timeoutMs} ms`));
+        }, this.#timeoutMs),
+      };
+    });
     this.#pending.push(pending);
     if (message) {
       try {
