@@ -103,6 +103,9 @@ client.on("PlayerJoined", ({ player }) => log(`${player.name} joined`));
 client.on("PlayerLeft", ({ player_id }) => log(`player ${player_id.slice(0, 8)} left`));
 client.on("LobbyStateChanged", ({ lobby_state }) => log(`lobby is ${lobby_state}`));
 client.on("GameStarting", () => log("everyone is ready: GameStarting"));
+client.on("AuthorityChanged", ({ authority_player }) => {
+  log(`authority: ${authority_player ? nameOf(authority_player) : "nobody"}`);
+});
 
 async function attempt(what, action) {
   try {
