@@ -5,6 +5,8 @@
  *
  * Needs Debian's chromium at /usr/bin/chromium (driven by playwright-core). Without it the test
  * is skipped locally, but fails when SIGNAL_FISH_REQUIRE_BROWSER=1 (set by .ci/run).
+ * playwright-core needs `--allow-all` under Deno (it reads /proc/sys and the home directory),
+ * hence `deno task test` runs with `--allow-all`.
  *
  * @module
  */
