@@ -9,46 +9,56 @@
  *
  * @module
  */
-import {
-  configure,
-  dispose,
-  getConsoleSink,
-  getJsonLinesFormatter,
-  getLogger,
-  getTextFormatter,
-  type LogLevel,
-} from "@logtape/logtape";
+import { configure, dispose, getLogger, type LogRecord, type Sink } from "@logtape/logtape";
 import { runCli } from "./src/cli.ts";
-import type { Config } from "./src/config.ts";
+import { type Config, readConfigEnv } from "./src/config.ts";
+import { formatJsonLine, formatTextLine, logLevel, openFileSink } from "./src/logging.ts";
 import { startServer, unsupportedSettings } from "./src/server.ts";
 
-const LEVELS: Record<string, LogLevel> = {
-  trace: "trace",
-  debug: "debug",
-  info: "info",
-  warn: "warning",
-  warning: "warning",
-  error: "error",
-  err: "error",
-};
-
-/** Sets up logtape once for the whole process (SERVER.md §7). */
-async function configureLogging(config: Config): Promise<void> {
-  const level = LEVELS[config.logging.level?.toLowerCase() ?? "info"] ?? "info";
-  const formatter = config.logging.format === "json"
-    ? getJsonLinesFormatter({ properties: "flatten" })
-    : getTextFormatter();
+/**
+ * Sets up logtape once for the whole process (SERVER.md §7): stdout in `logging.format`, plus
+ * the rotating file sink when `logging.enable_file_logging`. Returns warnings for stderr.
+ */
+async function configureLogging(config: Config): Promise<string[]> {
+  const { logging } = config;
+  const json = logging.format === "json";
+  const colors = !json && Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
+  const encoder = new TextEncoder();
+  const format = (record: LogRecord, tty: boolean) =>
+    json ? formatJsonLine(record) : formatTextLine(record, tty);
+  const sinks: Record<string, Sink> = {
+    // Synchronous, so lines from before a crash or exit are not lost.
+    stdout: (record) => {
+      const bytes = encoder.encode(format(record, colors));
+      for (let written = 0; written < bytes.length;) {
+        written += Deno.stdout.writeSync(bytes.subarray(written));
+      }
+    },
+  };
+  const warnings: string[] = [];
+  if (logging.enable_file_logging) {
+    const file = openFileSink({
+      dir: logging.dir,
+      filename: logging.filename,
+      rotation: logging.rotation,
+      format: (record) => format(record, false),
+    });
+    if ("warning" in file) warnings.push(file.warning);
+    else sinks.file = file;
+  }
+  const names = Object.keys(sinks);
   await configure({
-    sinks: { console: getConsoleSink({ formatter }) },
+    sinks,
     loggers: [
-      { category: ["signal-fish"], lowestLevel: level, sinks: ["console"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
+      { category: ["signal-fish"], lowestLevel: logLevel(logging.level), sinks: names },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: names },
     ],
   });
+  return warnings;
 }
 
 async function main(args: string[]): Promise<number> {
-  const outcome = runCli(args, Deno.env.toObject());
+  const outcome = runCli(args, readConfigEnv());
   if (outcome.kind === "exit") {
     if (outcome.stdout) await Deno.stdout.write(new TextEncoder().encode(outcome.stdout));
     if (outcome.stderr) await Deno.stderr.write(new TextEncoder().encode(outcome.stderr));
@@ -62,7 +72,9 @@ async function main(args: string[]): Promise<number> {
   for (const warning of [...outcome.warnings, ...unsupported.warnings]) {
     console.error(`Warning: ${warning}`);
   }
-  await configureLogging(outcome.config);
+  for (const warning of await configureLogging(outcome.config)) {
+    console.error(`Warning: ${warning}`);
+  }
   const log = getLogger(["signal-fish", "main"]);
 
   let server;

@@ -954,3 +954,48 @@ export function validationSummary(config: Config): string {
     "",
   ].join("\n");
 }
+
+/**
+ * Every environment variable name the configuration reads, upper case (SERVER.md §2.3): both
+ * prefixes (`SIGNAL_FISH_` and `SIGNAL_FISH__`) for every key and object of the key tree, the
+ * aliases, and the reserved names. Used when the process may read only `SIGNAL_FISH_*` variables
+ * and so cannot list the environment.
+ */
+export function configEnvNames(): string[] {
+  const paths: string[][] = [];
+  const walk = (node: Node) => {
+    if (node.path.length > 0) paths.push(node.path);
+    if (node.kind === "branch") node.children.forEach(walk);
+  };
+  walk(KEY_TREE);
+  for (const alias of Object.keys(ALIASES)) paths.push(alias.split("."));
+  const names = new Set([ENV_CONFIG_PATH, ...ENV_UNSUPPORTED]);
+  for (const path of paths) {
+    for (const prefix of ENV_PREFIXES) names.add(prefix + path.join("__").toUpperCase());
+  }
+  return [...names].sort();
+}
+
+/**
+ * The environment the configuration is loaded from. With full env access that is the whole
+ * environment (so unknown `SIGNAL_FISH_*` names get their warning and lower-case spellings work);
+ * with access limited to `SIGNAL_FISH_*` (the compiled executable, `--allow-env=SIGNAL_FISH_*`)
+ * it is the upper-case names of {@linkcode configEnvNames} that are set.
+ */
+export function readConfigEnv(): Record<string, string> {
+  try {
+    return Deno.env.toObject();
+  } catch (error) {
+    if (
+      !(error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied)
+    ) {
+      throw error;
+    }
+    const env: Record<string, string> = {};
+    for (const name of configEnvNames()) {
+      const value = Deno.env.get(name);
+      if (value !== undefined) env[name] = value;
+    }
+    return env;
+  }
+}

@@ -7,8 +7,13 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
-import { createHandler } from "./http/routes.ts";
+import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
+import { listen, type TlsPem } from "./http/listener.ts";
+import { createHandler, type TokenBindingOptions } from "./http/routes.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
+import { ServerMetrics } from "./http/server_metrics.ts";
+import type { StatusBody } from "./http/metrics_routes.ts";
+import denoJson from "../deno.json" with { type: "json" };
 
 const log = getLogger(["signal-fish", "server"]);
 
@@ -29,6 +34,8 @@ export interface SignalFishServer extends AsyncDisposable {
   readonly engine: Engine;
   /** The connection hub. */
   readonly hub: Hub;
+  /** The server's metrics (SERVER.md §6). */
+  readonly metrics: ServerMetrics;
   /**
    * Graceful shutdown (SERVER.md §1.1): health turns 503, new upgrades get 503, every socket is
    * closed with 1001 "Server shutting down", then the listener stops. Idempotent.
@@ -54,23 +61,14 @@ export function unsupportedSettings(config: Config): { errors: string[]; warning
   const warnings: string[] = [];
   const refuse = (key: string, what: string) =>
     errors.push(`${key} is set, but ${what} is not available in this build`);
-  const { security, cluster, logging } = config;
+  const { security, cluster } = config;
   if (security.require_websocket_auth) {
     refuse("security.require_websocket_auth", "app authentication");
-  }
-  if (security.transport.tls.enabled) refuse("security.transport.tls.enabled", "TLS");
-  if (security.transport.token_binding.enabled) {
-    refuse("security.transport.token_binding.enabled", "token binding");
   }
   if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
   const off: string[] = [];
   off.push("per-IP rate limits (rate_limit.*)");
-  if (logging.enable_file_logging) off.push("file logging (logging.enable_file_logging)");
-  if (security.trusted_proxies.length > 0) off.push("trusted proxies (security.trusted_proxies)");
   if (security.public_room_listing) off.push("room listing (security.public_room_listing)");
-  if (security.max_connections !== null) {
-    off.push("global connection cap (security.max_connections)");
-  }
   warnings.push(`not available in this build yet, so off: ${off.join(", ")}`);
   return { errors, warnings };
 }
@@ -132,19 +130,67 @@ export async function startServer(
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
   const engine = new Engine(engineOptions(config));
+  const startedAt = Date.now();
+  const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
+  const metrics = new ServerMetrics({
+    // Read at scrape time, after `hub` exists.
+    connections: () => hub.size,
+    players: () => engine.stats().players,
+    heldSeats: () => heldSeats(engine),
+    seatCounts: () => engine.seatCounts(),
+  }, {
+    reconnection: config.server.enable_reconnection,
+    refreshIntervalSecs: config.metrics.dashboard_cache_refresh_interval_secs,
+    ttlSecs: config.metrics.dashboard_cache_ttl_secs,
+    historyWindowSecs: config.metrics.dashboard_cache_history_window_secs,
+    historyFields: config.metrics.dashboard_cache_history_fields,
+  });
+  const onEvent = options.onEvent;
   const hub = new Hub(engine, {
     maxMessageSize: config.security.max_message_size,
     newId: () => crypto.randomUUID(),
-    onEvent: options.onEvent,
+    onEvent: (event) => {
+      metrics.observe(event);
+      onEvent?.(event);
+    },
   });
   let draining = false;
   const corsOrigins = config.security.cors_origins.trim() === "*"
     ? "*" as const
     : config.security.cors_origins.split(",").map((origin) => origin.trim()).filter(Boolean);
-  const handler = createHandler({ hub, isDraining: () => draining }, {
+  const status = (): StatusBody => {
+    const stats = engine.stats();
+    return {
+      status: draining ? "draining" : "ok",
+      version: denoJson.version,
+      instance_id: instanceId,
+      uptime_secs: Math.floor((Date.now() - startedAt) / 1000),
+      rooms: stats.rooms,
+      players: stats.players,
+      spectators: stats.spectators,
+      connections: hub.size,
+      held_seats: heldSeats(engine),
+    };
+  };
+  const metricsContext = {
+    metrics,
+    status,
+    authToken: config.security.require_metrics_auth ? config.security.metrics_auth_token : null,
+  };
+  const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());
+  let openSockets = 0;
+  let allSocketsClosed: (() => void) | undefined;
+  const handler = createHandler({ hub, isDraining: () => draining, metrics: metricsContext }, {
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
     idleTimeoutSecs: config.server.ping_timeout,
+    maxConnections: connectionCap.limit,
+    trustedProxies: new TrustedProxies(config.security.trusted_proxies),
+    tokenBinding: tokenBindingOptions(config),
+    onOpenSockets: (open) => {
+      openSockets = open;
+      if (open === 0) allSocketsClosed?.();
+    },
     outbound: {
       maxBufferedBytes: config.websocket.max_buffered_bytes,
       enableBatching: config.websocket.enable_batching,
@@ -153,24 +199,37 @@ export async function startServer(
   });
 
   const hostname = options.hostname ?? "0.0.0.0";
-  const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const httpServer = Deno.serve({
+  const tls = readTls(config);
+  const listener = await listen({
     hostname,
     port: config.port,
-    onListen: resolve,
-  }, (request, info) => {
-    try {
-      return handler(request, info);
-    } catch (error) {
-      log.error("Cannot handle {method} {url}: {error}", {
-        method: request.method,
-        url: request.url,
-        error,
-      });
-      return new Response("Internal Server Error", { status: 500 });
-    }
+    tls,
+    handler: (request, info) => {
+      try {
+        return handler(request, info);
+      } catch (error) {
+        log.error("Cannot handle {method} {url}: {error}", {
+          method: request.method,
+          url: request.url,
+          error,
+        });
+        return new Response("Internal Server Error", { status: 500 });
+      }
+    },
   });
-  const addr = await listening;
+  const addr = listener.addr;
+  const refreshDashboard = () => {
+    try {
+      metrics.refreshDashboard(Date.now());
+    } catch (error) {
+      log.error("Cannot refresh the dashboard cache: {error}", { error });
+    }
+  };
+  refreshDashboard();
+  const dashboard = setInterval(
+    refreshDashboard,
+    Math.min(config.metrics.dashboard_cache_refresh_interval_secs * 1000, MAX_TIMER_MS),
+  );
   const sweep = setInterval(
     () => hub.sweep(Date.now()),
     // Timers treat delays above 2^31 - 1 ms as 1 ms; clamp so a huge interval stays huge.
@@ -179,12 +238,17 @@ export async function startServer(
   // Held-seat expiry is processed within a second of the window's end (PROTOCOL.md §7.11.3).
   const tick = setInterval(() => hub.tick(Date.now()), 1000);
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
-  const url = `http://${host}:${addr.port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${addr.port}`;
   log.info("Listening on {hostname}:{port}", {
     hostname,
     port: addr.port,
     region_id: config.server.region_id,
     auth: config.security.require_websocket_auth,
+    instance_id: instanceId,
+    metrics_auth: config.security.require_metrics_auth,
+    tls: tls !== undefined,
+    max_connections: connectionCap.limit,
+    max_connections_from: connectionCap.source,
   });
 
   let closing: Promise<void> | undefined;
@@ -193,11 +257,16 @@ export async function startServer(
       draining = true;
       clearInterval(sweep);
       clearInterval(tick);
+      clearInterval(dashboard);
+      // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
+      // frame is still queued behind game data (SERVER.md §1.1, §5.5).
+      const socketsClosed = new Promise<void>((resolve) => allSocketsClosed = resolve);
+      if (openSockets === 0) allSocketsClosed?.();
       hub.closeAll(1001, "Server shutting down", Date.now());
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
-        httpServer.shutdown(),
+        Promise.all([listener.shutdown(), socketsClosed]),
         new Promise<void>((resolve) => timer = setTimeout(resolve, timeout)),
       ]);
       clearTimeout(timer);
@@ -212,7 +281,38 @@ export async function startServer(
     port: addr.port,
     engine,
     hub,
+    metrics,
     close,
     [Symbol.asyncDispose]: close,
+  };
+}
+
+/** Seats held for reconnection (PROTOCOL.md §7.11.2). */
+function heldSeats(engine: Engine): number {
+  return engine.stats().heldSeats;
+}
+
+/**
+ * Reads the PEM certificate chain and key of `security.transport.tls` (SERVER.md §3.10), paths
+ * relative to the working directory; undefined when TLS is off. Throws when a file is unreadable
+ * (startup then fails with exit 1; a file without a certificate or key fails in `Deno.serve`).
+ */
+function readTls(config: Config): TlsPem | undefined {
+  const { enabled, certificate_path: cert, private_key_path: key } = config.security.transport.tls;
+  if (!enabled) return undefined;
+  if (cert === null || key === null) {
+    throw new TypeError("Cannot serve TLS: certificate_path and private_key_path must be set");
+  }
+  return { cert: Deno.readTextFileSync(cert), key: Deno.readTextFileSync(key) };
+}
+
+/** `security.transport.token_binding` as route options, or undefined when it is off (§3.9). */
+function tokenBindingOptions(config: Config): TokenBindingOptions | undefined {
+  const binding = config.security.transport.token_binding;
+  if (!binding.enabled) return undefined;
+  return {
+    required: binding.required,
+    requireClientFingerprint: binding.require_client_fingerprint,
+    subprotocol: binding.subprotocol,
   };
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { type Config, DEFAULT_CONFIG } from "../src/config.ts";
-import { type SignalFishServer, startServer } from "../src/server.ts";
+import { type SignalFishServer, type StartOptions, startServer } from "../src/server.ts";
 
 /** A server message as received (parsed JSON). */
 // deno-lint-ignore no-explicit-any
@@ -27,8 +27,11 @@ export function testConfig(mutate: (config: Config) => void = () => {}): Config 
 }
 
 /** Starts a server on 127.0.0.1 with {@linkcode testConfig}. */
-export function serve(mutate?: (config: Config) => void): Promise<SignalFishServer> {
-  return startServer(testConfig(mutate), { hostname: "127.0.0.1" });
+export function serve(
+  mutate?: (config: Config) => void,
+  options: StartOptions = {},
+): Promise<SignalFishServer> {
+  return startServer(testConfig(mutate), { hostname: "127.0.0.1", ...options });
 }
 
 /** A WebSocket client that queues what it receives. */
@@ -86,6 +89,15 @@ export class TestClient implements AsyncDisposable {
     }
     if (type !== undefined && message.type !== type) {
       throw new Error(`Expected ${type}, got ${JSON.stringify(message)}`);
+    }
+    return message;
+  }
+
+  /** Returns the next received message, failing unless it is a binary frame. */
+  async nextBinary(timeoutMs = TIMEOUT_MS): Promise<Uint8Array> {
+    const message = await this.#take(timeoutMs, "a binary frame");
+    if (!(message instanceof Uint8Array)) {
+      throw new Error(`Expected a binary frame, got ${JSON.stringify(message)}`);
     }
     return message;
   }

@@ -504,6 +504,14 @@ export class Engine {
     };
   }
 
+  /** Game name and seat count (held seats included) of every room, oldest first (metrics). */
+  seatCounts(): { gameName: string; seats: number }[] {
+    return [...this.#rooms.values()].map((room) => ({
+      gameName: room.gameName,
+      seats: room.seats.size,
+    }));
+  }
+
   // -------------------------------------------------------------------------------------------
   // Authenticate (PROTOCOL.md §7.1.2, auth disabled)
 

@@ -7,9 +7,19 @@
 import { getLogger } from "@logtape/logtape";
 import type { Hub } from "../transport/hub.ts";
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
+import { sessionSecret, type TokenBinding } from "../transport/token_binding.ts";
+import { clientIp, type TrustedProxies } from "./admission.ts";
+import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
 import { serveStatic } from "./static_files.ts";
 
 const log = getLogger(["signal-fish", "http"]);
+
+/** `websocket.*` defaults (SERVER.md §2.7). */
+const DEFAULT_OUTBOUND: OutboundOptions = {
+  maxBufferedBytes: 1_048_576,
+  enableBatching: true,
+  batchSize: 10,
+};
 
 /** Route settings derived from the configuration. */
 export interface RouteOptions {
@@ -19,8 +29,89 @@ export interface RouteOptions {
   maxConnectionsPerIp: number;
   /** `server.ping_timeout` in seconds. @default 30 */
   idleTimeoutSecs: number;
-  /** Per-connection outbound buffer and batching (SERVER.md §5.2–5.3). */
-  outbound: OutboundOptions;
+  /** Per-connection outbound buffer and batching (SERVER.md §5.2–5.3); defaults of §2.7. */
+  outbound?: OutboundOptions;
+  /**
+   * Concurrent WebSocket connections on this instance (`security.max_connections`, resolved by
+   * `maxConnections()` of admission.ts); beyond it upgrades get 503. @default unlimited
+   */
+  maxConnections?: number;
+  /** Peers whose `X-Forwarded-For` names the client (SERVER.md §1.9). @default none */
+  trustedProxies?: TrustedProxies;
+  /** `security.transport.token_binding` when enabled (SERVER.md §1.8, §3.9). @default off */
+  tokenBinding?: TokenBindingOptions;
+  /**
+   * Told the number of upgraded sockets still open whenever it changes; a socket counts until its
+   * close handshake is over, so graceful shutdown can wait for the close frames to go out.
+   */
+  onOpenSockets?: (open: number) => void;
+}
+
+/** Token-binding settings (`security.transport.token_binding.*`, PROTOCOL.md Appendix A). */
+export interface TokenBindingOptions {
+  /** Refuse upgrades that do not offer the subprotocol. */
+  required: boolean;
+  /** Require a client-certificate fingerprint from a trusted proxy, and in every proof. */
+  requireClientFingerprint: boolean;
+  /** The subprotocol name. @default "signalfish.tokenbinding.v1" */
+  subprotocol: string;
+}
+
+/** Client-certificate fingerprint headers, in priority order (SERVER.md §1.8). */
+const FINGERPRINT_HEADERS = [
+  "x-signalfish-client-cert-sha256",
+  "x-forwarded-client-cert-sha256",
+  "x-amzn-mtls-clientcert",
+];
+
+/**
+ * Token-binding negotiation of SERVER.md §1.8 step 6: a plain-text refusal, or the binding to
+ * use (`undefined` = the connection proceeds unbound).
+ */
+function negotiateTokenBinding(
+  request: Request,
+  peer: string | undefined,
+  options: TokenBindingOptions,
+  trusted: TrustedProxies | undefined,
+): Response | { subprotocol: string; binding: TokenBinding } | undefined {
+  let fingerprint: string | undefined;
+  if (peer !== undefined && trusted?.has(peer)) {
+    for (const name of FINGERPRINT_HEADERS) {
+      const value = request.headers.get(name)?.trim();
+      if (value) {
+        fingerprint = value;
+        break;
+      }
+    }
+  }
+  if (options.requireClientFingerprint && fingerprint === undefined) {
+    return new Response("client certificate fingerprint required", { status: 401 });
+  }
+  // Headers joins repeated headers with ", "; the first header's entries come first.
+  const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",")
+    .map((entry) => entry.trim())
+    .find((entry) => entry.toLowerCase() === options.subprotocol.toLowerCase());
+  if (offered === undefined) {
+    if (options.required) {
+      return new Response("token binding subprotocol required", { status: 400 });
+    }
+    return undefined;
+  }
+  const key = request.headers.get("sec-websocket-key");
+  if (key === null) return new Response("Sec-WebSocket-Key header missing", { status: 400 });
+  const secret = sessionSecret(key);
+  if (!secret) return new Response("invalid token binding handshake", { status: 400 });
+  return {
+    // Deno.upgradeWebSocket only selects a protocol spelled exactly as the client offered it, so
+    // a client offering another letter case gets its own spelling back (SERVER.md §1.8 wants the
+    // configured one; the match itself is case-insensitive as specified).
+    subprotocol: offered,
+    binding: {
+      secret,
+      requireFingerprint: options.requireClientFingerprint,
+      handshakeFingerprint: fingerprint,
+    },
+  };
 }
 
 /** What the routes need from the running server. */
@@ -29,6 +120,8 @@ export interface RouteContext {
   hub: Hub;
   /** True once graceful shutdown has begun (SERVER.md §1.1). */
   isDraining: () => boolean;
+  /** Metrics and status routes (SERVER.md §1.4–§1.6, EXTENSIONS.md E8); absent ⇒ 404. */
+  metrics?: MetricsRouteContext;
 }
 
 /** An HTTP handler for `Deno.serve`. */
@@ -50,9 +143,15 @@ export function normalizeIp(address: string): string {
   return ip;
 }
 
-function peerIp(info: Deno.ServeHandlerInfo): string {
+function peerIp(
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+  trusted: TrustedProxies | undefined,
+): string {
   const addr = info.remoteAddr as Deno.Addr;
-  return "hostname" in addr ? normalizeIp(addr.hostname) : "unknown";
+  if (!("hostname" in addr)) return "unknown";
+  if (!trusted) return normalizeIp(addr.hostname);
+  return normalizeIp(clientIp(addr.hostname, request.headers.get("x-forwarded-for"), trusted));
 }
 
 function isUpgradeRequest(request: Request): boolean {
@@ -70,6 +169,7 @@ function isUpgradeRequest(request: Request): boolean {
  */
 export function createHandler(context: RouteContext, options: RouteOptions): Handler {
   const perIp = new Map<string, number>();
+  let total = 0;
   const allowed = options.corsOrigins === "*"
     ? "*"
     : new Set(options.corsOrigins.map((origin) => origin.toLowerCase()));
@@ -104,10 +204,11 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
       });
       return json(403, { message: "Origin not allowed", error_code: "UNAUTHORIZED" });
     }
-    const ip = peerIp(info);
+    const ip = peerIp(request, info, options.trustedProxies);
     const current = perIp.get(ip) ?? 0;
     const limit = options.maxConnectionsPerIp;
     if (current >= limit) {
+      context.metrics?.metrics.rateLimited();
       log.warn("Refused a WebSocket upgrade from {client_ip}: {current}/{limit} connections", {
         client_ip: ip,
         current,
@@ -116,10 +217,36 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
       return json(429, {
         message: `Too many connections from your IP (${current}/${limit})`,
         error_code: "TOO_MANY_CONNECTIONS",
+      }, { connection: "close" });
+    }
+    if (options.maxConnections !== undefined && total >= options.maxConnections) {
+      log.warn("Refused a WebSocket upgrade from {client_ip}: {total} connections (limit)", {
+        client_ip: ip,
+        total,
       });
+      // connection: close gives the descriptor back at once (SERVER.md §2.7 max_connections).
+      return json(503, {
+        message: "Service temporarily unavailable",
+        error_code: "SERVICE_UNAVAILABLE",
+      }, { connection: "close" });
+    }
+    let tokenBinding: { subprotocol: string; binding: TokenBinding } | undefined;
+    if (options.tokenBinding) {
+      const addr = info.remoteAddr as Deno.Addr;
+      const peer = "hostname" in addr ? addr.hostname : undefined;
+      const negotiated = negotiateTokenBinding(
+        request,
+        peer,
+        options.tokenBinding,
+        options.trustedProxies,
+      );
+      if (negotiated instanceof Response) return negotiated;
+      tokenBinding = negotiated;
     }
     perIp.set(ip, current + 1);
+    options.onOpenSockets?.(++total);
     const release = () => {
+      options.onOpenSockets?.(--total);
       const left = (perIp.get(ip) ?? 1) - 1;
       if (left > 0) perIp.set(ip, left);
       else perIp.delete(ip);
@@ -129,7 +256,8 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
         ip,
         idleTimeoutSecs: options.idleTimeoutSecs,
         onClosed: release,
-        outbound: options.outbound,
+        outbound: options.outbound ?? DEFAULT_OUTBOUND,
+        tokenBinding,
       });
     } catch (error) {
       release();
@@ -153,6 +281,12 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     }
     if (KNOWN_GET_PATHS.has(path) && method !== "GET" && method !== "HEAD") {
       return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    if (context.metrics && isMetricsPath(path)) {
+      if (method !== "GET" && method !== "HEAD") {
+        return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
+      }
+      return serveMetrics(request, path, context.metrics);
     }
     switch (path) {
       case "/v2/ws":

@@ -13,10 +13,12 @@ import {
   INVALID_CLIENT_MESSAGE,
 } from "../protocol/codec.ts";
 import type { ServerMessage } from "../protocol/messages.ts";
+import type { ErrorCode } from "../protocol/error_codes.ts";
 import type { ConnId, DisconnectLoss, Effect, Engine, EngineEvent } from "../engine/engine.ts";
 import { utf8Length } from "../engine/validation.ts";
 import type { Fanout, Peer } from "../coordination/fanout.ts";
 import { type DeliveryFailure, LocalFanout } from "../coordination/memory.ts";
+import { type TokenBinding, verifyProof } from "./token_binding.ts";
 
 const log = getLogger(["signal-fish", "hub"]);
 /** The frame every unparsable message gets (PROTOCOL.md §2.3), serialised once. */
@@ -29,6 +31,8 @@ export type { Peer, SendFailure } from "../coordination/fanout.ts";
 export interface PeerInfo {
   /** Client IP (SERVER.md §1.9). */
   ip: string;
+  /** Set when the connection negotiated token binding: every text frame carries a proof. */
+  tokenBinding?: TokenBinding;
 }
 
 /** Hub settings. */
@@ -56,7 +60,15 @@ export type HubEvent =
   /** A slow consumer was closed with 1013 (SERVER.md §5.2); `dropped` messages discarded. */
   | { type: "slow_consumer"; connectionId: ConnId; dropped: number }
   /** Messages discarded for connections with no seat to replay them to (SERVER.md §5.2). */
-  | { type: "messages_dropped"; count: number };
+  | { type: "messages_dropped"; count: number }
+  /** A reply carrying an `error_code` was sent (metrics: validation errors, SERVER.md §6.3). */
+  | { type: "error_reply"; errorCode: ErrorCode }
+  /** A connection was closed with 1011 after a handler exception (SERVER.md §1.11). */
+  | { type: "internal_error"; connectionId: ConnId }
+  /** The socket reported a transport error (SERVER.md §6.3 #27). */
+  | { type: "websocket_error"; connectionId: ConnId }
+  /** Time spent applying one message: engine plus effects, in seconds (SERVER.md §6.5). */
+  | { type: "handled"; message: "JoinRoom" | "GameData"; seconds: number };
 
 /** Routes frames between peers and the engine (STYLE.md: transport/hub.ts). */
 export class Hub {
@@ -108,6 +120,15 @@ export class Hub {
       this.#apply(this.#engine.handleBinary(id, bytes, now), now);
       return;
     }
+    const binding = this.#info.get(id)?.tokenBinding;
+    if (binding) {
+      const proof = verifyProof(frame, binding.secret, binding);
+      if (!proof.ok) {
+        this.#bindingViolation(id, proof.message, proof.code, proof.close, now);
+        return;
+      }
+      frame = proof.text;
+    }
     const decoded = decodeClientMessage(frame);
     if (!decoded.ok) {
       log.debug("Invalid message from {connection_id}: {detail}", {
@@ -122,7 +143,20 @@ export class Hub {
       this.#deliver(INVALID_FRAME, [id], INVALID_FRAME_BYTES, now);
       return;
     }
+    const type = decoded.message.type;
+    if (type !== "JoinRoom" && type !== "GameData") {
+      this.#apply(this.#engine.handle(id, decoded.message, now), now);
+      return;
+    }
+    const start = performance.now();
     this.#apply(this.#engine.handle(id, decoded.message, now), now);
+    const seconds = (performance.now() - start) / 1000;
+    this.#options.onEvent?.({ type: "handled", message: type, seconds });
+  }
+
+  /** Reports a transport error on a connection's socket (counted, SERVER.md §6.3 #27). */
+  transportError(id: ConnId): void {
+    this.#options.onEvent?.({ type: "websocket_error", connectionId: id });
   }
 
   /**
@@ -142,6 +176,7 @@ export class Hub {
   /** Closes a connection from the server side and tears it down at once. */
   close(id: ConnId, code: number, reason: string, now: number): void {
     if (!this.#local.has(id)) return;
+    if (code === 1011) this.#options.onEvent?.({ type: "internal_error", connectionId: id });
     this.#local.close(id, code, reason);
     this.disconnect(id, now);
   }
@@ -166,6 +201,23 @@ export class Hub {
   /** Runs the engine's once-a-second timer (held-seat expiry) and delivers its effects. */
   tick(now: number): void {
     this.#apply(this.#engine.tick(now), now);
+  }
+
+  /** A refused token-binding proof (SERVER.md §3.9): `Error`, then close 1008 if `close`. */
+  #bindingViolation(
+    id: ConnId,
+    message: string,
+    code: ErrorCode,
+    close: boolean,
+    now: number,
+  ): void {
+    log.warn("Token binding violation on {connection_id}: {reason}", {
+      connection_id: id,
+      reason: message,
+    });
+    const frame = encodeServerMessage({ type: "Error", data: { message, error_code: code } });
+    this.#deliver(frame, [id], utf8Length(frame), now);
+    if (close) this.close(id, 1008, "Token binding violation", now);
   }
 
   #tooLarge(id: ConnId, size: number, now: number): void {
@@ -238,6 +290,9 @@ export class Hub {
         case "send": {
           const frame = effect.frame ?? encodeServerMessage(effect.message);
           this.#deliver(frame, effect.to, utf8Length(frame), now);
+          const errorCode = (effect.message as { data?: { error_code?: ErrorCode } }).data
+            ?.error_code;
+          if (errorCode) this.#options.onEvent?.({ type: "error_reply", errorCode });
           break;
         }
         case "frame": {

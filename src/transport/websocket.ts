@@ -5,6 +5,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Hub, Peer, SendFailure } from "./hub.ts";
+import type { TokenBinding } from "./token_binding.ts";
 
 const log = getLogger(["signal-fish", "websocket"]);
 
@@ -21,6 +22,11 @@ export interface AcceptOptions {
   onClosed?: () => void;
   /** Outbound budget and batching (SERVER.md §5.2, §5.3). */
   outbound: OutboundOptions;
+  /**
+   * Token binding negotiated for this connection (SERVER.md §1.8, §3.9): the subprotocol named
+   * in the 101 response and what the hub needs to check each text frame.
+   */
+  tokenBinding?: { subprotocol: string; binding: TokenBinding };
 }
 
 /** Per-connection outbound settings (`websocket.*`, SERVER.md §5.2–5.3). */
@@ -113,12 +119,16 @@ const CLOSED: SendFailure = { reason: "closed" };
 export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptions): Response {
   const { socket, response } = Deno.upgradeWebSocket(request, {
     idleTimeout: options.idleTimeoutSecs,
+    protocol: options.tokenBinding?.subprotocol,
   });
   socket.binaryType = "arraybuffer";
   let id: string | undefined;
   let closed = false;
   socket.onopen = () => {
-    id = hub.connect(new SocketPeer(socket, options.outbound), { ip: options.ip });
+    id = hub.connect(new SocketPeer(socket, options.outbound), {
+      ip: options.ip,
+      tokenBinding: options.tokenBinding?.binding,
+    });
   };
   socket.onmessage = (event) => {
     if (id === undefined) return;
@@ -140,6 +150,7 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
   };
   socket.onclose = teardown;
   socket.onerror = () => {
+    if (id !== undefined) hub.transportError(id);
     // An error event is followed by close; tearing down here too keeps the count exact if not.
     if (socket.readyState === WebSocket.CLOSED) teardown();
   };

@@ -1,0 +1,48 @@
+/**
+ * The one list of Deno permissions the server runs with. `scripts/compile.ts` bakes it into the
+ * executables and `tests/permissions_test.ts` runs `main.ts` under exactly this list, so the two
+ * cannot drift apart.
+ *
+ * @module
+ */
+
+/** Directory the packaged server reads its configuration (and TLS files) from on a VPS. */
+export const CONFIG_DIR = "/etc/signal-fish";
+
+/** Static assets shipped next to `main.ts` and embedded into the executables. */
+export const ASSET_DIRS: readonly string[] = ["static"];
+
+/**
+ * Environment variables the server reads: only the configuration variables of SERVER.md §2.3
+ * (`SIGNAL_FISH_…` and `SIGNAL_FISH__…`, including `SIGNAL_FISH_CONFIG_PATH`). The `*` suffix is
+ * a prefix wildcard (Deno ≥ 2.1); `src/config.ts` `readConfigEnv()` then looks up the known names
+ * one by one, because listing the environment needs full env access.
+ */
+export const ENV_ALLOW = "SIGNAL_FISH_*";
+
+/**
+ * Files and directories the server may read, relative ones resolved against the working directory
+ * at startup: `./config.json` (the implicit config file, SERVER.md §2.1) and {@linkcode CONFIG_DIR}
+ * (`--config /etc/signal-fish/config.json`, TLS certificate and key). A config file or TLS file
+ * elsewhere needs a wider `--allow-read` (run with `deno run` instead of the executable).
+ */
+export const READ_ALLOW: readonly string[] = ["./config.json", CONFIG_DIR];
+
+/**
+ * Directories the server may write: the log files of `logging.enable_file_logging` (SERVER.md
+ * §7.3), either `./logs` (the default `logging.dir`) or `/var/log/signal-fish` (the systemd unit's
+ * `LogsDirectory`). Another `logging.dir` needs a wider `--allow-write`.
+ */
+export const WRITE_ALLOW: readonly string[] = ["./logs", "/var/log/signal-fish"];
+
+/**
+ * The permission flags: network (listen, and Redis in cluster mode), the reads of
+ * {@linkcode READ_ALLOW}, the log writes of {@linkcode WRITE_ALLOW} and the variables of
+ * {@linkcode ENV_ALLOW}. Nothing else: no run, ffi or sys access.
+ */
+export const RUNTIME_PERMISSIONS: readonly string[] = [
+  "--allow-net",
+  `--allow-read=${READ_ALLOW.join(",")}`,
+  `--allow-write=${WRITE_ALLOW.join(",")}`,
+  `--allow-env=${ENV_ALLOW}`,
+];

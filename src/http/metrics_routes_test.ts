@@ -1,0 +1,193 @@
+import { deepEqual, equal } from "node:assert/strict";
+import { Engine } from "../engine/engine.ts";
+import { testOptions } from "../engine/testing.ts";
+import { Hub } from "../transport/hub.ts";
+import { bearerMatches, type StatusBody } from "./metrics_routes.ts";
+import { createHandler } from "./routes.ts";
+import { seatPercentiles, ServerMetrics } from "./server_metrics.ts";
+
+const INFO = {
+  remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 },
+  completed: Promise.resolve(),
+} as unknown as Deno.ServeHandlerInfo;
+
+function setup(options: { draining?: boolean; token?: string | null } = {}) {
+  const engine = new Engine(testOptions());
+  const metrics = new ServerMetrics({
+    connections: () => 0,
+    players: () => engine.stats().players,
+    heldSeats: () => undefined,
+    seatCounts: () => engine.seatCounts(),
+  }, {
+    reconnection: false,
+    refreshIntervalSecs: 5,
+    ttlSecs: 30,
+    historyWindowSecs: 10,
+    historyFields: ["ActiveRooms"],
+  });
+  const hub = new Hub(engine, {
+    maxMessageSize: 65536,
+    newId: () => crypto.randomUUID(),
+    onEvent: (event) => metrics.observe(event),
+  });
+  const draining = options.draining ?? false;
+  const status = (): StatusBody => ({
+    status: draining ? "draining" : "ok",
+    version: "0.1.0",
+    instance_id: "test",
+    uptime_secs: 0,
+    rooms: 0,
+    players: 0,
+    spectators: 0,
+    connections: 0,
+    held_seats: 0,
+  });
+  const handle = createHandler({
+    hub,
+    isDraining: () => draining,
+    metrics: { metrics, status, authToken: options.token ?? null, now: () => 1_000_000 },
+  }, { corsOrigins: "*", maxConnectionsPerIp: 10, idleTimeoutSecs: 30 });
+  return { handle, metrics, hub };
+}
+
+Deno.test("bearerMatches() wants the exact 'Bearer ' prefix and the exact token", () => {
+  const token = "s3cret-token";
+  equal(bearerMatches(`Bearer ${token}`, token), true);
+  for (
+    const header of [
+      null,
+      "",
+      token,
+      `bearer ${token}`,
+      `Bearer  ${token}`,
+      `Bearer ${token} `,
+      `Bearer ${token}x`,
+      `Bearer ${token.slice(1)}`,
+      `Bearer ${token}\u00e9`,
+      `Basic ${token}`,
+    ]
+  ) {
+    equal(bearerMatches(header, token), false, String(header));
+  }
+});
+
+Deno.test("createHandler() serves Prometheus text on the three prom paths", () => {
+  const { handle } = setup();
+  for (const path of ["/metrics/prom", "/v1/metrics/prom", "/v2/metrics/prom"]) {
+    const response = handle(new Request(`http://localhost${path}`), INFO);
+    equal(response.status, 200);
+    equal(response.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  }
+  const post = handle(new Request("http://localhost/metrics", { method: "POST" }), INFO);
+  equal(post.status, 405);
+  equal(post.headers.get("allow"), "GET, HEAD");
+});
+
+Deno.test("createHandler() answers 401 with an empty body before parsing the query", async () => {
+  const { handle } = setup({ token: "tok" });
+  const response = handle(new Request("http://localhost/metrics?includeSnapshot=nope"), INFO);
+  equal(response.status, 401);
+  equal(await response.text(), "");
+  const ok = handle(
+    new Request("http://localhost/metrics?includeSnapshot=nope", {
+      headers: { authorization: "Bearer tok" },
+    }),
+    INFO,
+  );
+  equal(ok.status, 400);
+  equal(await ok.text(), "Invalid query parameter: includeSnapshot");
+});
+
+Deno.test("createHandler() answers /v2/status with 503 and status draining while shutting down", async () => {
+  const { handle } = setup({ draining: true });
+  const response = handle(new Request("http://localhost/v2/status"), INFO);
+  equal(response.status, 503);
+  equal((await response.json()).status, "draining");
+});
+
+Deno.test("createHandler() counts a per-IP refusal as a rate-limit rejection", () => {
+  const engine = new Engine(testOptions());
+  const metrics = new ServerMetrics({
+    connections: () => 0,
+    players: () => 0,
+    heldSeats: () => undefined,
+    seatCounts: () => [],
+  }, {
+    reconnection: false,
+    refreshIntervalSecs: 5,
+    ttlSecs: 30,
+    historyWindowSecs: 300,
+    historyFields: [],
+  });
+  const hub = new Hub(engine, { maxMessageSize: 65536, newId: () => crypto.randomUUID() });
+  const handle = createHandler({
+    hub,
+    isDraining: () => false,
+    metrics: { metrics, status: () => ({}) as StatusBody, authToken: null },
+  }, { corsOrigins: "*", maxConnectionsPerIp: 0, idleTimeoutSecs: 30 });
+  const response = handle(
+    new Request("http://localhost/v2/ws", {
+      headers: {
+        connection: "Upgrade",
+        upgrade: "websocket",
+        "sec-websocket-version": "13",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      },
+    }),
+    INFO,
+  );
+  equal(response.status, 429);
+  equal(/signal_fish_rate_limit_rejections_total 1\n/.test(metrics.renderPrometheus()), true);
+});
+
+Deno.test("seatPercentiles() takes nearest ranks of the sorted seat counts", () => {
+  deepEqual(seatPercentiles([]), {});
+  deepEqual(seatPercentiles([3, 1, 2, 4]), {
+    p50: 3, // index round(0.5 × 3) = 2
+    p90: 4,
+    p99: 4,
+    p99_5: 4,
+    p99_9: 4,
+    p100: 4,
+  });
+  const many = Array.from({ length: 1001 }, (_, i) => i);
+  deepEqual(seatPercentiles(many), {
+    p50: 500,
+    p90: 900,
+    p99: 990,
+    p99_5: 995,
+    p99_9: 999,
+    p100: 1000,
+  });
+});
+
+Deno.test("ServerMetrics keeps a bounded dashboard history and reports staleness", () => {
+  const { metrics } = setup();
+  const query = { timeRange: "1h", includeSnapshot: false };
+  // deno-lint-ignore no-explicit-any
+  const cache = (now: number) => (metrics.jsonBody(query, now) as any).dashboardCache;
+  equal(cache(0).stale, true);
+  equal(cache(0).fetchedAt, null);
+  for (let i = 0; i < 5; i++) metrics.refreshDashboard(i * 5000);
+  // history window 10 s / refresh 5 s ⇒ 2 entries, oldest first; only ActiveRooms kept.
+  deepEqual(cache(20_000).history, [
+    {
+      fetchedAt: new Date(15_000).toISOString(),
+      activeRooms: 0,
+      roomsByGame: null,
+      playerPercentiles: null,
+      gamePercentiles: null,
+    },
+    {
+      fetchedAt: new Date(20_000).toISOString(),
+      activeRooms: 0,
+      roomsByGame: null,
+      playerPercentiles: null,
+      gamePercentiles: null,
+    },
+  ]);
+  equal(cache(20_000).ageSeconds, 0);
+  equal(cache(50_000).stale, false); // 30 s old = ttl, not more
+  equal(cache(51_000).stale, true);
+  equal(cache(51_000).ageSeconds, 31);
+});

@@ -1,0 +1,612 @@
+/**
+ * The server's metrics (SERVER.md §6): the §6.3 Prometheus families fed by hub and engine events,
+ * the dashboard cache of §6.6 and the JSON body of §6.4.
+ *
+ * @module
+ */
+import { VALIDATION_ERROR_CODES } from "../protocol/error_codes.ts";
+import type { HubEvent } from "../transport/hub.ts";
+import {
+  type Counter,
+  type Histogram,
+  LatencySketch,
+  type LatencySummary,
+  Registry,
+} from "./metrics.ts";
+
+/**
+ * Events other branches are adding (reconnection, slow consumers, rate limits, auth). Listed
+ * here so the counters are wired before those events exist in `HubEvent`; harmless duplicates
+ * once they do.
+ */
+export type PendingEvent =
+  | { type: "seat_held" }
+  | { type: "player_reconnected" }
+  | { type: "reconnect_failed"; errorCode?: string }
+  | { type: "seat_expired" }
+  | { type: "replay_truncated" }
+  | { type: "slow_consumer"; connectionId?: string }
+  | { type: "rate_limited"; scope?: string }
+  | { type: "auth_failed"; errorCode?: string }
+  | { type: "authenticated" };
+
+/** Live state the gauges and the dashboard read at scrape/refresh time. */
+export interface MetricsSources {
+  /** Open WebSocket connections. */
+  connections: () => number;
+  /** Occupied seats, held seats included. */
+  players: () => number;
+  /** Seats currently held for reconnection; `undefined` when the engine has no reconnection. */
+  heldSeats: () => number | undefined;
+  /** Game name and seat count of every room on this instance (SERVER.md §6.6). */
+  seatCounts: () => { gameName: string; seats: number }[];
+}
+
+/** Metrics settings (SERVER.md §2.7 `metrics.*`, `server.enable_reconnection`). */
+export interface ServerMetricsOptions {
+  /** Whether reconnection is on and implemented: exposes the `reconnection_*` families. */
+  reconnection: boolean;
+  /** `metrics.dashboard_cache_refresh_interval_secs`. @default 5 */
+  refreshIntervalSecs: number;
+  /** `metrics.dashboard_cache_ttl_secs`. @default 30 */
+  ttlSecs: number;
+  /** `metrics.dashboard_cache_history_window_secs`. @default 300 */
+  historyWindowSecs: number;
+  /** `metrics.dashboard_cache_history_fields` (PascalCase names). */
+  historyFields: readonly string[];
+}
+
+/** The six percentile keys of SERVER.md §6.6 (`{}` when there are no rooms). */
+export type Percentiles = Record<string, number>;
+
+interface DashboardEntry {
+  fetchedAt: number;
+  activeRooms: number;
+  roomsByGame: Record<string, number>;
+  playerPercentiles: Percentiles;
+  gamePercentiles: Record<string, Percentiles>;
+}
+
+const PERCENTILES: readonly [string, number][] = [
+  ["p50", 0.5],
+  ["p90", 0.9],
+  ["p99", 0.99],
+  ["p99_5", 0.995],
+  ["p99_9", 0.999],
+];
+
+/**
+ * Nearest-rank percentiles of seat counts (SERVER.md §6.6): the element at index
+ * `round(p × (n − 1))` of the ascending counts, `p100` = max; `{}` for no rooms.
+ */
+export function seatPercentiles(counts: readonly number[]): Percentiles {
+  if (counts.length === 0) return {};
+  const sorted = [...counts].sort((a, b) => a - b);
+  const out: Percentiles = {};
+  for (const [key, p] of PERCENTILES) {
+    // Math.round rounds .5 up, which is "half away from zero" for these non-negative indices.
+    out[key] = sorted[Math.round(p * (sorted.length - 1))]!;
+  }
+  out.p100 = sorted.at(-1)!;
+  return out;
+}
+
+function rfc3339(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** Query parameters of the JSON endpoint (SERVER.md §1.6), already validated. */
+export interface JsonQuery {
+  /** Echoed as `timeRange`. @default "1h" */
+  timeRange: string;
+  /** Append `metricsSnapshot`. @default false */
+  includeSnapshot: boolean;
+}
+
+/** Counts what happens on this instance and renders it (SERVER.md §6). */
+export class ServerMetrics {
+  /** The registry behind `/metrics/prom`. */
+  readonly registry = new Registry();
+  readonly #sources: MetricsSources;
+  readonly #options: ServerMetricsOptions;
+
+  readonly #connections: Counter;
+  readonly #disconnections: Counter;
+  readonly #roomsCreated: Counter;
+  readonly #roomsJoined: Counter;
+  readonly #roomsDeleted: Counter;
+  readonly #capDenials: Counter;
+  readonly #rateLimitRejections: Counter;
+  readonly #creationSamples: Counter;
+  readonly #joinSamples: Counter;
+  readonly #clamped: Counter;
+  readonly #errors: Counter;
+  readonly #errorsInternal: Counter;
+  readonly #errorsWebsocket: Counter;
+  readonly #errorsValidation: Counter;
+  readonly #playersJoined: Counter;
+  readonly #playersLeft: Counter;
+  readonly #gameData: Counter;
+  readonly #tokensIssued: Counter | undefined;
+  readonly #reconnectFailures: Counter | undefined;
+  readonly #reconnectCompletions: Counter | undefined;
+  readonly #cleanupEmpty: Counter;
+  readonly #cleanupInactive: Counter;
+  readonly #refreshFailures: Counter;
+  readonly #slowConsumers: Counter;
+  readonly #messagesDropped: Counter;
+  #dropped = 0;
+  readonly #creationLatency: Histogram;
+  readonly #joinLatency: Histogram;
+  readonly #relayLatency: Histogram;
+
+  readonly #creationSketch = new LatencySketch();
+  readonly #joinSketch = new LatencySketch();
+  // Snapshot-only counts (SERVER.md §6.4 "Live in the snapshot").
+  #creationFailures = 0;
+  #joinFailures = 0;
+  #codeCollisions = 0;
+  #refreshCount = 0;
+  #lastError: string | null = null;
+  #history: DashboardEntry[] = [];
+  /** What the JoinRoom/GameData being timed turned out to be. */
+  #outcome: "created" | "joined" | "relayed" | undefined;
+
+  /** Registers every family of SERVER.md §6.3 this build has, in the spec's order. */
+  constructor(sources: MetricsSources, options: ServerMetricsOptions) {
+    this.#sources = sources;
+    this.#options = options;
+    const r = this.registry;
+    const p = "signal_fish_";
+    this.#connections = r.counter(`${p}connections_total`, "WebSocket connections accepted");
+    r.gauge(`${p}connections_active`, "WebSocket connections currently open", sources.connections);
+    this.#disconnections = r.counter(
+      `${p}connections_disconnections_total`,
+      "WebSocket connections closed, for any reason",
+    );
+    this.#roomsCreated = r.counter(`${p}rooms_created_total`, "Rooms created");
+    this.#roomsJoined = r.counter(`${p}rooms_joined_total`, "Successful joins of existing rooms");
+    this.#roomsDeleted = r.counter(`${p}rooms_deleted_total`, "Rooms deleted");
+    this.#capDenials = r.counter(
+      `${p}room_cap_denials_total`,
+      "Room creations refused by a rooms-per-game or per-app room cap",
+    );
+    this.#rateLimitRejections = r.counter(
+      `${p}rate_limit_rejections_total`,
+      "Requests refused by any rate or connection limiter",
+    );
+    this.#creationSamples = r.counter(
+      `${p}room_creation_latency_samples_total`,
+      "Room creations timed",
+    );
+    this.#joinSamples = r.counter(
+      `${p}room_join_latency_samples_total`,
+      "Joins of existing rooms timed",
+    );
+    this.#clamped = r.counter(
+      `${p}latency_clamped_samples_total`,
+      "Latency samples above 300 seconds, clamped",
+    );
+    this.#errors = r.counter(`${p}errors_total`, "Internal, WebSocket and validation errors");
+    this.#errorsInternal = r.counter(
+      `${p}errors_internal_total`,
+      "Internal errors: handler exceptions and INTERNAL_ERROR replies",
+    );
+    this.#errorsWebsocket = r.counter(`${p}errors_websocket_total`, "WebSocket transport errors");
+    this.#errorsValidation = r.counter(
+      `${p}errors_validation_total`,
+      "Client messages rejected as invalid",
+    );
+    r.gauge(`${p}players_active`, "Occupied seats, held seats included", sources.players);
+    this.#playersJoined = r.counter(`${p}players_joined_total`, "Seats taken");
+    this.#playersLeft = r.counter(`${p}players_left_total`, "Seats released");
+    this.#gameData = r.counter(
+      `${p}game_data_messages_total`,
+      "Inbound game data messages accepted for relay",
+    );
+    if (options.reconnection) {
+      this.#tokensIssued = r.counter(
+        `${p}reconnection_tokens_issued_total`,
+        "Reconnection tokens issued",
+      );
+      r.gauge(
+        `${p}reconnection_sessions_active`,
+        "Seats currently held for reconnection",
+        () => sources.heldSeats() ?? 0,
+      );
+      this.#reconnectFailures = r.counter(
+        `${p}reconnection_validation_failures_total`,
+        "ReconnectionFailed replies",
+      );
+      this.#reconnectCompletions = r.counter(
+        `${p}reconnection_completions_total`,
+        "Reconnected replies",
+      );
+    }
+    this.#cleanupEmpty = r.counter(
+      `${p}cleanup_empty_rooms_total`,
+      "Empty rooms deleted by the maintenance sweep",
+    );
+    this.#cleanupInactive = r.counter(
+      `${p}cleanup_inactive_rooms_total`,
+      "Rooms with seats deleted for inactivity",
+    );
+    r.gauge(
+      `${p}dashboard_cache_age_seconds`,
+      "Seconds since the last successful dashboard refresh (0 if never)",
+      () => this.#cacheAgeSeconds(Date.now()) ?? 0,
+    );
+    this.#refreshFailures = r.counter(
+      `${p}dashboard_cache_refresh_failures_total`,
+      "Dashboard refresh failures",
+    );
+    this.#slowConsumers = r.counter(
+      `${p}slow_consumer_disconnects_total`,
+      "Connections closed with 1013 as slow consumers",
+    );
+    this.#messagesDropped = r.counter(
+      `${p}websocket_messages_dropped_total`,
+      "Outbound messages discarded: slow-consumer queues and frames for closed unseated sockets",
+    );
+    this.#creationLatency = r.histogram(
+      `${p}room_creation_latency_seconds`,
+      "JoinRoom received to RoomJoined queued, for room creations",
+    );
+    this.#joinLatency = r.histogram(
+      `${p}room_join_latency_seconds`,
+      "JoinRoom received to RoomJoined queued, for joins of existing rooms",
+    );
+    this.#relayLatency = r.histogram(
+      `${p}game_data_relay_latency_seconds`,
+      "GameData received to relayed frames queued for every recipient",
+    );
+  }
+
+  /** Counts one hub or engine event. Never throws on unknown events. */
+  observe(event: HubEvent | PendingEvent): void {
+    switch (event.type) {
+      case "connected":
+        this.#connections.inc();
+        break;
+      case "disconnected":
+        this.#disconnections.inc();
+        break;
+      case "room_created":
+        this.#roomsCreated.inc();
+        this.#playersJoined.inc();
+        this.#tokensIssued?.inc();
+        this.#outcome = "created";
+        break;
+      case "room_joined":
+        this.#roomsJoined.inc();
+        this.#playersJoined.inc();
+        this.#tokensIssued?.inc();
+        this.#outcome = "joined";
+        break;
+      case "seat_released":
+        // Expiry is also reported as seat_released (reason "expired"): counted once.
+        this.#playersLeft.inc();
+        break;
+      case "room_deleted":
+        this.#roomsDeleted.inc();
+        if (event.reason === "empty") this.#cleanupEmpty.inc();
+        else if (event.reason === "inactive") this.#cleanupInactive.inc();
+        break;
+      case "join_failed":
+        if (event.creating) this.#creationFailures++;
+        else this.#joinFailures++;
+        if (event.errorCode === "MAX_ROOMS_PER_GAME_EXCEEDED") this.#capDenials.inc();
+        break;
+      case "code_collision":
+        this.#codeCollisions++;
+        break;
+      case "game_data":
+        this.#gameData.inc();
+        this.#outcome = "relayed";
+        break;
+      case "invalid_message":
+      case "message_too_large":
+        this.#countError(this.#errorsValidation);
+        break;
+      case "error_reply":
+        if (VALIDATION_ERROR_CODES.has(event.errorCode)) this.#countError(this.#errorsValidation);
+        else if (event.errorCode === "INTERNAL_ERROR") this.#countError(this.#errorsInternal);
+        break;
+      case "internal_error":
+        this.#countError(this.#errorsInternal);
+        break;
+      case "websocket_error":
+        this.#countError(this.#errorsWebsocket);
+        break;
+      case "handled":
+        this.#timed(event.seconds);
+        break;
+      case "player_reconnected":
+        this.#tokensIssued?.inc();
+        this.#reconnectCompletions?.inc();
+        break;
+      case "reconnect_failed":
+        this.#reconnectFailures?.inc();
+        break;
+      case "slow_consumer":
+        this.#slowConsumers.inc();
+        break;
+      case "messages_dropped":
+        this.#messagesDropped.inc(event.count);
+        this.#dropped += event.count;
+        break;
+      case "rate_limited":
+        this.#rateLimitRejections.inc();
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Counts a request refused by a limiter outside the engine (per-IP connections, lookups). */
+  rateLimited(): void {
+    this.#rateLimitRejections.inc();
+  }
+
+  /** The Prometheus text (SERVER.md §6.2). */
+  renderPrometheus(): string {
+    return this.registry.render();
+  }
+
+  /**
+   * Takes a dashboard snapshot from the rooms on this instance (SERVER.md §6.6) at `now` (ms).
+   * A failure is counted and kept as `lastError`; the previous snapshot stays.
+   */
+  refreshDashboard(now: number): void {
+    let rooms;
+    try {
+      rooms = this.#sources.seatCounts();
+    } catch (error) {
+      this.#refreshFailures.inc();
+      this.#lastError = error instanceof Error ? error.message : String(error);
+      throw error;
+    }
+    const roomsByGame: Record<string, number> = {};
+    const seatsByGame = new Map<string, number[]>();
+    for (const { gameName, seats } of rooms) {
+      roomsByGame[gameName] = (roomsByGame[gameName] ?? 0) + 1;
+      const list = seatsByGame.get(gameName);
+      if (list) list.push(seats);
+      else seatsByGame.set(gameName, [seats]);
+    }
+    const gamePercentiles: Record<string, Percentiles> = {};
+    for (const [game, seats] of seatsByGame) gamePercentiles[game] = seatPercentiles(seats);
+    this.#history.push({
+      fetchedAt: now,
+      activeRooms: rooms.length,
+      roomsByGame,
+      playerPercentiles: seatPercentiles(rooms.map((room) => room.seats)),
+      gamePercentiles,
+    });
+    const { refreshIntervalSecs, historyWindowSecs } = this.#options;
+    const capacity = Math.min(
+      720,
+      Math.max(
+        1,
+        Math.ceil(Math.max(historyWindowSecs, refreshIntervalSecs) / refreshIntervalSecs),
+      ),
+    );
+    if (this.#history.length > capacity) this.#history.splice(0, this.#history.length - capacity);
+    this.#refreshCount++;
+    this.#lastError = null;
+  }
+
+  /** The JSON metrics body (SERVER.md §6.4) at `now` (ms). */
+  jsonBody(query: JsonQuery, now: number): Record<string, unknown> {
+    const latest = this.#history.at(-1);
+    const age = this.#cacheAgeSeconds(now);
+    const { refreshIntervalSecs, ttlSecs } = this.#options;
+    const fields = new Set(this.#options.historyFields);
+    if (
+      !["ActiveRooms", "RoomsByGame", "PlayerPercentiles", "GamePercentiles"].some((f) =>
+        fields.has(f)
+      )
+    ) fields.add("ActiveRooms");
+    const pick = <T>(field: string, value: T) => fields.has(field) ? value : null;
+    const emptyLatency: LatencySummary = new LatencySketch().summary();
+    const body: Record<string, unknown> = {
+      timeRange: query.timeRange,
+      playerPercentiles: latest?.playerPercentiles ?? {},
+      roomsByGame: latest?.roomsByGame ?? {},
+      gamePercentiles: latest?.gamePercentiles ?? {},
+      activeRooms: latest?.activeRooms ?? 0,
+      timestamp: rfc3339(now),
+      dashboardCache: {
+        fetchedAt: latest ? rfc3339(latest.fetchedAt) : null,
+        ageSeconds: age ?? null,
+        stale: age === undefined || age > Math.max(ttlSecs, refreshIntervalSecs),
+        lastError: this.#lastError,
+        refreshIntervalSeconds: refreshIntervalSecs,
+        history: this.#history.map((entry) => ({
+          fetchedAt: rfc3339(entry.fetchedAt),
+          activeRooms: pick("ActiveRooms", entry.activeRooms),
+          roomsByGame: pick("RoomsByGame", entry.roomsByGame),
+          playerPercentiles: pick("PlayerPercentiles", entry.playerPercentiles),
+          gamePercentiles: pick("GamePercentiles", entry.gamePercentiles),
+        })),
+      },
+      serverMetrics: {
+        connections: {
+          total: this.#connections.value,
+          active: this.#sources.connections(),
+          disconnections: this.#disconnections.value,
+        },
+        rooms: {
+          created: this.#roomsCreated.value,
+          joined: this.#roomsJoined.value,
+          deleted: this.#roomsDeleted.value,
+        },
+        performance: {
+          queries: 0,
+          room_creation_latency: this.#creationSketch.summary(),
+          room_join_latency: this.#joinSketch.summary(),
+          query_latency: emptyLatency,
+        },
+        errors: {
+          internal: this.#errorsInternal.value,
+          websocket: this.#errorsWebsocket.value,
+          total: this.#errors.value,
+        },
+        rateLimiting: {
+          minute: { limit: 0, used: 0, checks: 0, rejections: 0 },
+          hour: { limit: 0, used: 0, checks: 0, rejections: 0 },
+          day: { limit: 0, used: 0, checks: 0, rejections: 0 },
+          total_rejections: this.#rateLimitRejections.value,
+          resets: 0,
+        },
+      },
+    };
+    if (query.includeSnapshot) body.metricsSnapshot = this.#snapshot(now);
+    return body;
+  }
+
+  #snapshot(now: number): Record<string, unknown> {
+    const creation = this.#creationSketch.summary();
+    const join = this.#joinSketch.summary();
+    const latest = this.#history.at(-1);
+    return {
+      timestamp: rfc3339(now),
+      connections: {
+        total_connections: this.#connections.value,
+        active_connections: this.#sources.connections(),
+        disconnections: this.#disconnections.value,
+        connection_errors: this.#errorsWebsocket.value,
+        websocket_messages_dropped: this.#dropped,
+      },
+      rooms: {
+        rooms_created: this.#roomsCreated.value,
+        rooms_joined: this.#roomsJoined.value,
+        room_creation_failures: this.#creationFailures,
+        room_join_failures: this.#joinFailures,
+        rooms_deleted: this.#roomsDeleted.value,
+        room_cap_lock_acquisitions: 0,
+        room_cap_lock_failures: 0,
+        room_cap_denials: this.#capDenials.value,
+      },
+      race_conditions: {
+        room_capacity_conflicts: 0,
+        room_code_collisions: this.#codeCollisions,
+        authority_transfer_conflicts: 0,
+        retry_attempts: 0,
+        retry_successes: 0,
+        retry_success_rate: 1.0,
+      },
+      cross_instance: {
+        cross_instance_messages: 0,
+        dedup_cache_hits: 0,
+        dedup_cache_misses: 0,
+        dedup_cache_evictions: 0,
+        dedup_cache_size: 0,
+        membership_cache_hits: 0,
+        membership_cache_misses: 0,
+        remote_membership_updates_published: 0,
+        remote_membership_updates_received: 0,
+        remote_membership_known_broadcasts: 0,
+        remote_membership_forced_broadcasts: 0,
+        remote_membership_skipped_broadcasts: 0,
+      },
+      performance: {
+        query_count: 0,
+        average_room_creation_ms: creation.average_ms,
+        average_room_join_ms: join.average_ms,
+        average_query_ms: null,
+        room_creation_latency: creation,
+        room_join_latency: join,
+        query_latency: new LatencySketch().summary(),
+        latency_histogram_clamped_samples: this.#clamped.value,
+      },
+      dashboard_cache: {
+        refresh_count: this.#refreshCount,
+        refresh_errors: this.#refreshFailures.value,
+        last_refresh_timestamp: latest ? Math.floor(latest.fetchedAt / 1000) : null,
+        refresh_failures: this.#refreshFailures.value,
+      },
+      rate_limiting: {
+        rate_limit_rejections: this.#rateLimitRejections.value,
+        rate_limit_resets: 0,
+        minute_limit: 0,
+        hour_limit: 0,
+        day_limit: 0,
+        minute_count: 0,
+        hour_count: 0,
+        day_count: 0,
+        minute_checks: 0,
+        hour_checks: 0,
+        day_checks: 0,
+        minute_rejections: 0,
+        hour_rejections: 0,
+        day_rejections: 0,
+        cache_rows: 0,
+        cache_purged: 0,
+      },
+      players: {
+        players_joined: this.#playersJoined.value,
+        players_left: this.#playersLeft.value,
+        authority_transfers: 0,
+        game_data_messages: this.#gameData.value,
+        heartbeat_updates: 0,
+        heartbeat_skipped: 0,
+      },
+      errors: {
+        validation_errors: this.#errorsValidation.value,
+        internal_errors: this.#errorsInternal.value,
+        websocket_errors: this.#errorsWebsocket.value,
+        total_errors: this.#errors.value,
+      },
+      cleanup: {
+        empty_rooms_cleaned: this.#cleanupEmpty.value,
+        inactive_rooms_cleaned: this.#cleanupInactive.value,
+        expired_players_cleaned: 0,
+      },
+      reconnection: {
+        tokens_issued: this.#tokensIssued?.value ?? 0,
+        sessions_active: this.#sources.heldSeats() ?? 0,
+        validations_failed: this.#reconnectFailures?.value ?? 0,
+        completions: this.#reconnectCompletions?.value ?? 0,
+        events_buffered: 0,
+      },
+      distributed_lock: {
+        release_failures: 0,
+        extend_failures: 0,
+        cleanup_runs: 0,
+        cleanup_removed: 0,
+      },
+      relay_health: {
+        client_id_reuse_events: 0,
+        client_id_exhaustion_events: 0,
+        session_timeouts: 0,
+      },
+    };
+  }
+
+  #countError(counter: Counter): void {
+    counter.inc();
+    this.#errors.inc();
+  }
+
+  #timed(seconds: number): void {
+    const outcome = this.#outcome;
+    this.#outcome = undefined;
+    if (outcome === "created") {
+      this.#creationLatency.observe(seconds);
+      this.#creationSamples.inc();
+      if (this.#creationSketch.record(seconds)) this.#clamped.inc();
+    } else if (outcome === "joined") {
+      this.#joinLatency.observe(seconds);
+      this.#joinSamples.inc();
+      if (this.#joinSketch.record(seconds)) this.#clamped.inc();
+    } else if (outcome === "relayed") {
+      this.#relayLatency.observe(seconds);
+    }
+  }
+
+  #cacheAgeSeconds(now: number): number | undefined {
+    const latest = this.#history.at(-1);
+    return latest ? Math.max(0, Math.floor((now - latest.fetchedAt) / 1000)) : undefined;
+  }
+}

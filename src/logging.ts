@@ -1,0 +1,240 @@
+/**
+ * Log formatting and the rotating file sink (SERVER.md §7). `main.ts` passes these to logtape's
+ * `configure()`; nothing here configures logging itself.
+ *
+ * @module
+ */
+import type { LogLevel, LogRecord, Sink } from "@logtape/logtape";
+
+/** `logging.level` values (SERVER.md §2.7, aliases included) → logtape levels. */
+const LEVELS: Readonly<Record<string, LogLevel>> = {
+  trace: "trace",
+  debug: "debug",
+  info: "info",
+  warn: "warning",
+  warning: "warning",
+  error: "error",
+  err: "error",
+};
+
+/** The lowest logtape level for `logging.level` (case-insensitive; `null` ⇒ `info`, §7.1). */
+export function logLevel(level: string | null): LogLevel {
+  return LEVELS[level?.toLowerCase() ?? "info"] ?? "info";
+}
+
+/** Spec level names (SERVER.md §7.2): `TRACE|DEBUG|INFO|WARN|ERROR`; fatal is logged as ERROR. */
+const LEVEL_NAMES: Readonly<Record<LogLevel, string>> = {
+  trace: "TRACE",
+  debug: "DEBUG",
+  info: "INFO",
+  warning: "WARN",
+  error: "ERROR",
+  fatal: "ERROR",
+};
+
+/**
+ * Property names whose values are never logged (SERVER.md §7.2 "Never logged"): secrets,
+ * tokens, passwords and `Authorization` headers. Matched case-insensitively as substrings.
+ */
+const SECRET_KEY = /secret|token|password|authorization/i;
+/** What a secret property's value is replaced with. */
+export const REDACTED = "[REDACTED]";
+
+function scalar(value: unknown): unknown {
+  if (value instanceof Error) return `${value.name}: ${value.message}`;
+  if (typeof value === "bigint") return value.toString();
+  if (typeof value === "symbol" || typeof value === "function") return String(value);
+  return value;
+}
+
+function text(value: unknown): string {
+  const plain = scalar(value);
+  if (typeof plain === "string") return plain;
+  try {
+    return JSON.stringify(plain) ?? String(plain);
+  } catch {
+    return String(plain);
+  }
+}
+
+/** The record's message with its values substituted. */
+export function renderMessage(record: LogRecord): string {
+  let out = "";
+  record.message.forEach((part, i) => out += i % 2 === 0 ? String(part) : text(part));
+  return out;
+}
+
+/** The record's properties, secrets replaced by {@linkcode REDACTED}. */
+export function safeProperties(record: LogRecord): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(record.properties)) {
+    out[key] = SECRET_KEY.test(key) ? REDACTED : scalar(value);
+  }
+  return out;
+}
+
+/**
+ * One JSON object per line (SERVER.md §7.2 `json`): `timestamp` (RFC 3339 UTC), `level`,
+ * `category`, `message`, then the structured fields, flat.
+ */
+export function formatJsonLine(record: LogRecord): string {
+  const line = {
+    timestamp: new Date(record.timestamp).toISOString(),
+    level: LEVEL_NAMES[record.level],
+    category: record.category.join("."),
+    message: renderMessage(record),
+    ...safeProperties(record),
+  };
+  try {
+    return JSON.stringify(line) + "\n";
+  } catch {
+    // A circular property: keep the line, drop the fields.
+    const { timestamp, level, category, message } = line;
+    return JSON.stringify({ timestamp, level, category, message }) + "\n";
+  }
+}
+
+const COLORS: Readonly<Record<string, string>> = {
+  TRACE: "\x1b[90m",
+  DEBUG: "\x1b[36m",
+  INFO: "\x1b[32m",
+  WARN: "\x1b[33m",
+  ERROR: "\x1b[31m",
+};
+
+/**
+ * One human-readable line (SERVER.md §7.2 `text`): `<timestamp> <LEVEL> <category>: <message>
+ * k=v …`; the level is coloured only when `colors` (a TTY, never a file).
+ */
+export function formatTextLine(record: LogRecord, colors = false): string {
+  const level = LEVEL_NAMES[record.level];
+  const shown = colors ? `${COLORS[level]}${level}\x1b[0m` : level;
+  let line = `${new Date(record.timestamp).toISOString()} ${shown} ${record.category.join(".")}: ${
+    renderMessage(record)
+  }`;
+  for (const [key, value] of Object.entries(safeProperties(record))) {
+    const shownValue = typeof value === "string" && /^[^\s"=]+$/.test(value)
+      ? value
+      : JSON.stringify(value) ?? String(value);
+    line += ` ${key}=${shownValue}`;
+  }
+  return line + "\n";
+}
+
+/** `logging.rotation` (SERVER.md §7.3). */
+export type Rotation = "hourly" | "daily" | "never";
+
+/**
+ * The log file name for a write at `timestamp` (ms, UTC, SERVER.md §7.3): `<filename>.YYYY-MM-DD`
+ * (daily), `<filename>.YYYY-MM-DD-HH` (hourly) or `<filename>` (never).
+ */
+export function logFileName(filename: string, rotation: Rotation, timestamp: number): string {
+  if (rotation === "never") return filename;
+  const iso = new Date(timestamp).toISOString(); // YYYY-MM-DDTHH:…
+  return rotation === "daily"
+    ? `${filename}.${iso.slice(0, 10)}`
+    : `${filename}.${iso.slice(0, 10)}-${iso.slice(11, 13)}`;
+}
+
+/** Options of {@linkcode openFileSink}. */
+export interface FileSinkOptions {
+  /** Directory, created recursively (`logging.dir`). */
+  dir: string;
+  /** Base file name (`logging.filename`). */
+  filename: string;
+  /** `logging.rotation`. */
+  rotation: Rotation;
+  /** Formats one record as a line (the console's format, without colours). */
+  format: (record: LogRecord) => string;
+  /** Lines waiting for the disk beyond this many bytes are dropped. @default 4 MiB */
+  maxPendingBytes?: number;
+}
+
+/** A logtape sink writing to rotating files; `dispose()` flushes and closes. */
+export type FileSink = Sink & AsyncDisposable & {
+  /** Resolves once every line accepted so far is written. */
+  flush(): Promise<void>;
+  /** Lines dropped because the disk could not keep up (or a write failed). */
+  readonly dropped: number;
+};
+
+/**
+ * Opens a rotating file sink (SERVER.md §7.3). Returns a warning instead when the directory
+ * cannot be created (e.g. no write permission); the caller then logs to stdout only. Writes are
+ * queued and written asynchronously, so logging never blocks the event loop.
+ */
+export function openFileSink(options: FileSinkOptions): FileSink | { warning: string } {
+  try {
+    Deno.mkdirSync(options.dir, { recursive: true });
+  } catch (error) {
+    return {
+      warning: `cannot create the log directory "${options.dir}" (${
+        error instanceof Error ? error.message : error
+      }); logging to stdout only`,
+    };
+  }
+  const maxPending = options.maxPendingBytes ?? 4 * 1024 * 1024;
+  const encoder = new TextEncoder();
+  let queue: { name: string; line: string }[] = [];
+  let pendingBytes = 0;
+  let dropped = 0;
+  let writing: Promise<void> | undefined;
+  let file: Deno.FsFile | undefined;
+  let openName: string | undefined;
+
+  async function drain(): Promise<void> {
+    while (queue.length > 0) {
+      const batch = queue;
+      queue = [];
+      let start = 0;
+      while (start < batch.length) {
+        const name = batch[start]!.name;
+        let end = start;
+        let chunk = "";
+        while (end < batch.length && batch[end]!.name === name) chunk += batch[end++]!.line;
+        try {
+          if (openName !== name) {
+            file?.close();
+            file = undefined;
+            file = await Deno.open(`${options.dir}/${name}`, { append: true, create: true });
+            openName = name;
+          }
+          const bytes = encoder.encode(chunk);
+          for (let written = 0; written < bytes.length;) {
+            written += await file!.write(bytes.subarray(written));
+          }
+        } catch {
+          dropped += end - start;
+          openName = undefined;
+        }
+        // Bytes count as pending until written, so a stalled disk makes new lines drop.
+        pendingBytes -= chunk.length;
+        start = end;
+      }
+    }
+    writing = undefined;
+  }
+
+  const sink = ((record: LogRecord) => {
+    const line = options.format(record);
+    if (pendingBytes + line.length > maxPending) {
+      dropped++;
+      return;
+    }
+    queue.push({ name: logFileName(options.filename, options.rotation, record.timestamp), line });
+    pendingBytes += line.length;
+    writing ??= drain();
+  }) as FileSink;
+  const flush = async () => {
+    while (writing) await writing;
+  };
+  Object.defineProperty(sink, "dropped", { get: () => dropped });
+  sink.flush = flush;
+  sink[Symbol.asyncDispose] = async () => {
+    await flush();
+    file?.close();
+    file = undefined;
+    openName = undefined;
+  };
+  return sink;
+}

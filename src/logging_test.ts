@@ -1,0 +1,169 @@
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import type { LogLevel, LogRecord } from "@logtape/logtape";
+import {
+  formatJsonLine,
+  formatTextLine,
+  logFileName,
+  logLevel,
+  openFileSink,
+  REDACTED,
+} from "./logging.ts";
+
+function record(
+  message: unknown[],
+  properties: Record<string, unknown> = {},
+  timestamp = Date.UTC(2025, 0, 31, 23, 59, 59, 500),
+  level: LogLevel = "info",
+): LogRecord {
+  return {
+    category: ["signal-fish", "hub"],
+    level,
+    message,
+    rawMessage: "",
+    timestamp,
+    properties,
+  };
+}
+
+Deno.test("logLevel() maps logging.level case-insensitively, aliases included", () => {
+  deepEqual(
+    [null, "TRACE", "debug", "Info", "warn", "WARNING", "error", "err"].map(logLevel),
+    ["info", "trace", "debug", "info", "warning", "warning", "error", "error"],
+  );
+});
+
+Deno.test("formatJsonLine() writes timestamp, level, message and flat fields", () => {
+  const line = formatJsonLine(
+    record(
+      ["Room ", "Q7KM3P", " created for ", "orbit", ""],
+      {
+        game_name: "orbit",
+        room_code: "Q7KM3P",
+        player_id: "p1",
+        error: new TypeError("boom"),
+      },
+      undefined,
+      "warning",
+    ),
+  );
+  ok(line.endsWith("\n"));
+  equal(line.indexOf("\n"), line.length - 1);
+  deepEqual(JSON.parse(line), {
+    timestamp: "2025-01-31T23:59:59.500Z",
+    level: "WARN",
+    category: "signal-fish.hub",
+    message: "Room Q7KM3P created for orbit",
+    game_name: "orbit",
+    room_code: "Q7KM3P",
+    player_id: "p1",
+    error: "TypeError: boom",
+  });
+});
+
+Deno.test("formatJsonLine() and formatTextLine() never print secrets or tokens", () => {
+  const secrets = {
+    app_secret: "hunter2",
+    metrics_auth_token: "tok-123",
+    reconnection_token: "abc",
+    Authorization: "Bearer tok-123",
+    redis_password: "pw",
+  };
+  const json = JSON.parse(formatJsonLine(record(["x"], secrets)));
+  for (const key of Object.keys(secrets)) equal(json[key], REDACTED, key);
+  const text = formatTextLine(record(["x"], secrets));
+  for (const value of Object.values(secrets)) equal(text.includes(value), false, value);
+});
+
+Deno.test("formatTextLine() writes '<timestamp> <LEVEL> <category>: <message> k=v'", () => {
+  equal(
+    formatTextLine(record(["Player ", "p1", " joined"], { room_code: "Q7KM3P", note: "a b" })),
+    '2025-01-31T23:59:59.500Z INFO signal-fish.hub: Player p1 joined room_code=Q7KM3P note="a b"\n',
+  );
+  ok(formatTextLine(record(["x"]), true).includes("\x1b[32mINFO\x1b[0m"));
+  equal(formatTextLine(record(["x"]), false).includes("\x1b"), false);
+});
+
+Deno.test("logFileName() names files per UTC day or hour, or not at all", () => {
+  const t = Date.UTC(2025, 0, 31, 7, 5);
+  equal(logFileName("server.log", "daily", t), "server.log.2025-01-31");
+  equal(logFileName("server.log", "hourly", t), "server.log.2025-01-31-07");
+  equal(logFileName("server.log", "never", t), "server.log");
+});
+
+Deno.test("openFileSink() creates the directory and starts a new file after the day boundary", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const dir = `${root}/nested/logs`;
+    const sink = openFileSink({
+      dir,
+      filename: "server.log",
+      rotation: "daily",
+      format: formatJsonLine,
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    const before = Date.UTC(2025, 0, 31, 23, 59, 59);
+    const after = Date.UTC(2025, 1, 1, 0, 0, 1);
+    sink(record(["first"], {}, before));
+    sink(record(["second"], {}, before));
+    sink(record(["third"], {}, after));
+    await sink[Symbol.asyncDispose]();
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    deepEqual(names.sort(), ["server.log.2025-01-31", "server.log.2025-02-01"]);
+    const day1 = (await Deno.readTextFile(`${dir}/server.log.2025-01-31`)).trim().split("\n");
+    deepEqual(day1.map((line) => JSON.parse(line).message), ["first", "second"]);
+    const day2 = await Deno.readTextFile(`${dir}/server.log.2025-02-01`);
+    equal(JSON.parse(day2).message, "third");
+    equal(sink.dropped, 0);
+    // Appends on reopen instead of truncating.
+    const again = openFileSink({
+      dir,
+      filename: "server.log",
+      rotation: "daily",
+      format: formatJsonLine,
+    });
+    if ("warning" in again) throw new Error(again.warning);
+    again(record(["fourth"], {}, after));
+    await again[Symbol.asyncDispose]();
+    equal((await Deno.readTextFile(`${dir}/server.log.2025-02-01`)).trim().split("\n").length, 2);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("openFileSink() drops lines instead of queueing without bound", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const sink = openFileSink({
+      dir: root,
+      filename: "s.log",
+      rotation: "never",
+      format: (r) => `${r.message[0]}\n`,
+      maxPendingBytes: 10,
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    for (let i = 0; i < 5; i++) sink(record([`line${i}`])); // 6 bytes each, queued synchronously
+    await sink[Symbol.asyncDispose]();
+    equal(sink.dropped, 4);
+    equal(await Deno.readTextFile(`${root}/s.log`), "line0\n");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("openFileSink() returns a warning when the directory cannot be created", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${root}/file`, "");
+    const sink = openFileSink({
+      dir: `${root}/file/logs`,
+      filename: "server.log",
+      rotation: "daily",
+      format: formatJsonLine,
+    });
+    ok("warning" in sink);
+    match(sink.warning, /cannot create the log directory/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

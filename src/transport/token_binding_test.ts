@@ -1,0 +1,98 @@
+import { deepEqual, equal } from "node:assert/strict";
+import { canonicalJson, sessionSecret, verifyProof } from "./token_binding.ts";
+
+// Vectors computed independently with Python: json.dumps(sort_keys=True, separators=(",", ":"),
+// ensure_ascii=False), then hmac.new(key, payload + fingerprint, sha256), base64. Integers only
+// (SERVER.md §10 item 15).
+const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
+const VECTORS = [
+  {
+    frame: { type: "Ping" },
+    canonical: '{"type":"Ping"}',
+    signature: "wikj9KysKHVOEHC/N2Du96XnHOLyj7x62oNk0c2cfh8=",
+  },
+  {
+    frame: {
+      type: "JoinRoom",
+      data: { room_code: null, game_name: "orbit", player_name: "Zoë", max_players: 4 },
+    },
+    canonical:
+      '{"data":{"game_name":"orbit","max_players":4,"player_name":"Zoë","room_code":null},"type":"JoinRoom"}',
+    signature: "AMFiZ3s3tWM+bprkxcHRHgbhCZw9JBqDihm4icDCY9w=",
+  },
+  {
+    frame: { type: "GameData", data: { data: { b: [1, -2, { z: 0, a: "x/y" }], a: true } } },
+    canonical: '{"data":{"data":{"a":true,"b":[1,-2,{"a":"x/y","z":0}]}},"type":"GameData"}',
+    signature: "Ctxfl4OMOHcyYbQ2QFcBtbo3NFppJY7/mmIXf43hHho=",
+    fingerprint: "AB:CD",
+  },
+];
+
+Deno.test("sessionSecret() needs exactly 16 base64 bytes", () => {
+  equal(sessionSecret(KEY)?.length, 16);
+  equal(sessionSecret(""), undefined);
+  equal(sessionSecret("not base64!"), undefined);
+  equal(sessionSecret(btoa("short")), undefined);
+});
+
+Deno.test("canonicalJson() sorts keys, compacts, and keeps integer/float spelling", () => {
+  for (const vector of VECTORS) {
+    equal(canonicalJson(JSON.stringify(vector.frame)), vector.canonical);
+  }
+  equal(
+    canonicalJson(' { "b" : 1.0 , "a" : [ 1e21 , 2.50, 10 ] } '),
+    '{"a":[1e21,2.5,10],"b":1.0}',
+  );
+  equal(canonicalJson('"\\u00e9\\/"'), '"é/"');
+});
+
+Deno.test("verifyProof() accepts the test vectors and strips the proof", () => {
+  const secret = sessionSecret(KEY)!;
+  for (const vector of VECTORS) {
+    const frame = JSON.stringify({
+      ...vector.frame,
+      token_binding: {
+        scheme: "sec_websocket_key_sha256",
+        signature: vector.signature,
+        ...(vector.fingerprint ? { fingerprint: vector.fingerprint } : {}),
+      },
+    });
+    const result = verifyProof(frame, secret, { requireFingerprint: false });
+    deepEqual(result.ok && JSON.parse(result.text), vector.frame);
+  }
+});
+
+Deno.test("verifyProof() refuses each violation with the spec's message", () => {
+  const secret = sessionSecret(KEY)!;
+  const proof = { scheme: "sec_websocket_key_sha256", signature: VECTORS[0]!.signature };
+  const check = (frame: string, message: string, close = true, fingerprint?: string) => {
+    const result = verifyProof(frame, secret, {
+      requireFingerprint: fingerprint !== undefined,
+      handshakeFingerprint: fingerprint,
+    });
+    deepEqual(result, {
+      ok: false,
+      message,
+      code: message.includes("client message") ? "INVALID_INPUT" : "UNAUTHORIZED",
+      close,
+    });
+  };
+  check("{not json", "Invalid client message", false);
+  check("[1]", "Malformed client message");
+  check('{"type":"Ping"}', "Token binding proof missing");
+  check(
+    JSON.stringify({ type: "Ping", token_binding: { ...proof, scheme: "x" } }),
+    "Invalid token binding proof",
+  );
+  check(JSON.stringify({ type: "Pong", token_binding: proof }), "Invalid token binding signature");
+  check(
+    JSON.stringify({ type: "Ping", token_binding: { ...proof, signature: "%%" } }),
+    "Invalid token binding signature",
+  );
+  check(
+    JSON.stringify({ type: "Ping", token_binding: proof }),
+    "Client fingerprint mismatch",
+    true,
+    "AB:CD",
+  );
+});

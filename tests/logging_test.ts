@@ -1,0 +1,120 @@
+/**
+ * Logging through the real entry point (SERVER.md §7): format and level from the environment,
+ * the rotating file sink, and lifecycle lines with structured fields.
+ */
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { TestClient } from "./helpers.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** Runs main.ts until its listening line, calls `session(port)`, then stops it with SIGTERM. */
+async function runMain(env: Record<string, string>, session: (port: number) => Promise<void>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-env",
+      "--allow-write",
+      MAIN,
+      "--port",
+      "0",
+    ],
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let stdout = "";
+  let port = 0;
+  const deadline = Date.now() + 10_000;
+  while (!port && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += value;
+    port = Number(stdout.match(/Listening on [^:\s]+:(\d+)/)?.[1] ?? 0);
+  }
+  ok(port > 0, `no listening line in ${stdout}`);
+  try {
+    await session(port);
+  } finally {
+    child.kill("SIGTERM");
+  }
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += value;
+  }
+  const stderr = await new Response(child.stderr).text();
+  equal((await child.status).code, 0, stderr);
+  return { stdout, stderr };
+}
+
+Deno.test("main.ts writes JSON lines with a timestamp key to stdout and a daily file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { stdout } = await runMain({
+      SIGNAL_FISH_LOGGING__DIR: `${dir}/logs`,
+      SIGNAL_FISH_LOGGING__FORMAT: "Json",
+      SIGNAL_FISH_LOGGING__LEVEL: "INFO",
+    }, async (port) => {
+      await using client = await TestClient.connect(`ws://127.0.0.1:${port}/v2/ws`);
+      client.send({ type: "JoinRoom", data: { game_name: "orbit", player_name: "mira" } });
+      await client.next("RoomJoined");
+      for (let i = 0; i < 3; i++) client.send({ type: "GameData", data: { data: { i } } });
+      client.send({ type: "Ping" });
+      await client.next("Pong");
+    });
+    const lines = stdout.trim().split("\n").map((line) => JSON.parse(line));
+    for (const line of lines) {
+      match(line.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      ok(["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].includes(line.level));
+      equal(typeof line.message, "string");
+    }
+    const created = lines.find((line) => line.message.includes("created"));
+    ok(created, stdout);
+    equal(created.game_name, "orbit");
+    match(created.room_code, /^[A-Z0-9]{6}$/);
+    equal(typeof created.player_id, "string");
+    // Nothing per relayed message at info level (SERVER.md §7.2).
+    equal(lines.some((line) => JSON.stringify(line).includes("GameData")), false);
+    // One file, or two if the run straddled midnight UTC; together they hold every line.
+    const names = [];
+    for await (const entry of Deno.readDir(`${dir}/logs`)) names.push(entry.name);
+    names.sort();
+    ok(names.length >= 1 && names.every((name) => /^server\.log\.\d{4}-\d\d-\d\d$/.test(name)));
+    let file = "";
+    for (const name of names) file += await Deno.readTextFile(`${dir}/logs/${name}`);
+    deepEqual(
+      file.trim().split("\n").map((line) => JSON.parse(line).message),
+      lines.map((line) => line.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts writes text lines when logging.format is TEXT, and honours the level", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { stdout } = await runMain({
+      SIGNAL_FISH_LOGGING__DIR: dir,
+      SIGNAL_FISH_LOGGING__FORMAT: "TEXT",
+      SIGNAL_FISH_LOGGING__ROTATION: "hourly",
+      SIGNAL_FISH_LOGGING__LEVEL: "debug",
+    }, async (port) => {
+      await using client = await TestClient.connect(`ws://127.0.0.1:${port}/v2/ws`);
+      client.send("{bad json");
+      await client.next("Error");
+    });
+    match(stdout, /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO signal-fish\.server: Listening on /m);
+    match(stdout, / DEBUG signal-fish\.hub: Invalid message from /);
+    equal(stdout.includes("\x1b"), false);
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    ok(names.length >= 1, "no log file");
+    ok(names.every((name) => /^server\.log\.\d{4}-\d\d-\d\d-\d\d$/.test(name)), String(names));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,135 @@
+/**
+ * Runs the real server (`main.ts`) as a subprocess for end-to-end tests of the executable:
+ * permissions, signals, resource limits, TLS.
+ *
+ * @module
+ */
+import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
+
+/** Absolute path of `main.ts`. */
+export const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** How long to wait for the server's "Listening" log line, ms. */
+const START_TIMEOUT_MS = 20_000;
+
+/** A running server process. */
+export interface ServerProcess extends AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  /** The bound port, read from the JSON "Listening" log line. */
+  readonly port: number;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** Resolves with the exit status once the process has ended and its output is read. */
+  readonly exited: Promise<Deno.CommandStatus>;
+}
+
+/** Options of {@linkcode spawnServer}. */
+export interface SpawnOptions {
+  /** Extra server flags, after `--port 0`. */
+  args?: string[];
+  /** Environment of the server (nothing is inherited but PATH and HOME). */
+  env?: Record<string, string>;
+  /** Working directory. @default the test process's */
+  cwd?: string;
+  /** Deno permission flags. @default RUNTIME_PERMISSIONS (the compiled executables' set) */
+  permissions?: readonly string[];
+  /** Run through `sh -c 'ulimit -n <n>; exec deno …'` to lower the open-file limit. */
+  openFileLimit?: number;
+  /** Extra `deno run` flags before the permissions (e.g. `--cert`). */
+  denoFlags?: string[];
+}
+
+/** Starts `main.ts --port 0` and waits until it listens. Kills it (SIGKILL) on dispose. */
+export async function spawnServer(options: SpawnOptions = {}): Promise<ServerProcess> {
+  const denoArgs = [
+    "run",
+    ...options.denoFlags ?? [],
+    ...options.permissions ?? RUNTIME_PERMISSIONS,
+    MAIN,
+    "--port",
+    "0",
+    ...options.args ?? [],
+  ];
+  const [program, args] = options.openFileLimit === undefined
+    ? [Deno.execPath(), denoArgs]
+    : ["/bin/sh", [
+      "-c",
+      `ulimit -n ${options.openFileLimit} && exec "$0" "$@"`,
+      Deno.execPath(),
+      ...denoArgs,
+    ]];
+  const child = new Deno.Command(program, {
+    args,
+    cwd: options.cwd,
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      // The npm cache lives in DENO_DIR; keep using the test process's one.
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+      NO_COLOR: "1",
+      ...options.env,
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const { promise: listening, resolve } = Promise.withResolvers<number>();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      const found = text.match(/"message":"Listening on [^\n]*"port":(\d+)/);
+      if (found) resolve(Number(found[1]));
+    }
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const exited = pumps.then(() => child.status);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const port = await Promise.race([
+    listening,
+    exited.then((status) => {
+      throw new Error(`Server exited with ${status.code} before listening:\n${text}`);
+    }),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Server did not listen within ${START_TIMEOUT_MS} ms:\n${text}`)),
+        START_TIMEOUT_MS,
+      );
+    }),
+  ]).catch(async (error) => {
+    clearTimeout(timer);
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await exited;
+    throw error;
+  });
+  clearTimeout(timer);
+  return {
+    child,
+    port,
+    output: () => text,
+    exited,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already exited */ }
+      await exited;
+    },
+  };
+}
+
+/** Resolves with the exit status, or with `undefined` if the process runs longer than `ms`. */
+export async function exitWithin(
+  server: ServerProcess,
+  ms: number,
+): Promise<Deno.CommandStatus | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const status = await Promise.race([
+    server.exited,
+    new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms)),
+  ]);
+  clearTimeout(timer);
+  return status;
+}

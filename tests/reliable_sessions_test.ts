@@ -1,0 +1,285 @@
+import { deepEqual, equal, match, notEqual, ok } from "node:assert/strict";
+import { decode, encode } from "@msgpack/msgpack";
+import type { HubEvent } from "../src/transport/hub.ts";
+import type { SignalFishServer } from "../src/server.ts";
+import { connect, joinRoom, serve, type TestClient } from "./helpers.ts";
+
+/** Waits (polling, bounded) until `predicate` holds. */
+async function until(predicate: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Three players in room `code` (3 seats); returns their RoomJoined data. */
+async function threePlayers(
+  server: SignalFishServer,
+  code: string,
+  // deno-lint-ignore no-explicit-any
+): Promise<{ clients: TestClient[]; joined: any[] }> {
+  const clients: TestClient[] = [];
+  const joined = [];
+  for (const name of ["Mira", "Tobias", "Nina"]) {
+    const client = await connect(server);
+    client.send(joinRoom(code, name, { max_players: 3 }));
+    joined.push((await client.next("RoomJoined")).data);
+    clients.push(client);
+  }
+  await clients[0]!.waitFor("LobbyStateChanged");
+  await clients[1]!.waitFor("LobbyStateChanged");
+  clients[2]!.drain();
+  return { clients, joined };
+}
+
+Deno.test("A dropped player reconnects and gets the missed GameData in order; the others never see PlayerLeft", async () => {
+  await using server = await serve();
+  const { clients, joined } = await threePlayers(server, "DROP01");
+  const [mira, tobias, nina] = clients as [TestClient, TestClient, TestClient];
+  const ninaSeat = joined[2];
+
+  await nina.close();
+  await until(() => server.engine.stats().heldSeats === 1, "the seat to be held");
+  for (let n = 1; n <= 5; n++) mira.send({ type: "GameData", data: { data: { n } } });
+  for (let n = 1; n <= 5; n++) deepEqual((await tobias.next("GameData")).data.data, { n });
+  tobias.send({ type: "GameData", data: { data: "to-nina", to_player: ninaSeat.player_id } });
+  equal(server.engine.lookup("orbit", "DROP01")?.players, 3);
+
+  await using back = await connect(server);
+  back.send({
+    type: "Reconnect",
+    data: {
+      player_id: ninaSeat.player_id,
+      room_id: ninaSeat.room_id,
+      auth_token: ninaSeat.reconnection_token,
+    },
+  });
+  const reconnected = (await back.next("Reconnected")).data;
+  deepEqual(
+    reconnected.missed_events.map((event: { type: string; data: { data: unknown } }) => [
+      event.type,
+      event.data.data,
+    ]),
+    [
+      ["GameData", { n: 1 }],
+      ["GameData", { n: 2 }],
+      ["GameData", { n: 3 }],
+      ["GameData", { n: 4 }],
+      ["GameData", { n: 5 }],
+      ["GameData", "to-nina"],
+    ],
+  );
+  equal(reconnected.replay_truncated, false);
+  equal(reconnected.player_id, ninaSeat.player_id);
+  equal(reconnected.lobby_state, "lobby");
+  match(reconnected.reconnection_token, /^[A-Za-z0-9_-]{43}$/);
+  notEqual(reconnected.reconnection_token, ninaSeat.reconnection_token);
+  // The others: PlayerReconnected is the very next thing they get (no PlayerLeft before it).
+  deepEqual((await mira.next("PlayerReconnected")).data, { player_id: ninaSeat.player_id });
+  deepEqual((await tobias.next("PlayerReconnected")).data, { player_id: ninaSeat.player_id });
+
+  // Play goes on with the new socket as Nina.
+  back.send({ type: "GameData", data: { data: "i'm back" } });
+  deepEqual((await mira.next("GameData")).data, {
+    from_player: ninaSeat.player_id,
+    data: "i'm back",
+  });
+  await tobias.next("GameData");
+  await mira.expectNothingElse();
+  await tobias.expectNothingElse();
+  await mira.close();
+  await tobias.close();
+});
+
+Deno.test("Reconnect on a live seat takes it over: the old socket is closed with 4001", async () => {
+  await using server = await serve();
+  await using a = await connect(server);
+  const b = await connect(server);
+  a.send(joinRoom("TAKE01", "a"));
+  await a.next("RoomJoined");
+  b.send(joinRoom("TAKE01", "b"));
+  const seat = (await b.next("RoomJoined")).data;
+  await a.next("PlayerJoined");
+  await using b2 = await connect(server);
+  b2.send({
+    type: "Reconnect",
+    data: { player_id: seat.player_id, room_id: seat.room_id, auth_token: seat.reconnection_token },
+  });
+  deepEqual((await b2.next("Reconnected")).data.missed_events, []);
+  deepEqual(await b.closed, { code: 4001, reason: "Replaced by a new connection" });
+  await a.next("PlayerReconnected");
+  a.send({ type: "GameData", data: { data: 7 } });
+  equal((await b2.next("GameData")).data.data, 7);
+  await a.expectNothingElse();
+});
+
+Deno.test("A held seat is released when the window ends: PlayerLeft, then the token says expired", async () => {
+  await using server = await serve((config) => config.server.reconnection_window = 1);
+  await using a = await connect(server);
+  const b = await connect(server);
+  a.send(joinRoom("EXPI01", "a"));
+  await a.next("RoomJoined");
+  b.send(joinRoom("EXPI01", "b"));
+  const seat = (await b.next("RoomJoined")).data;
+  await a.next("PlayerJoined");
+  await b.close();
+  deepEqual((await a.next("PlayerLeft", 4000)).data, { player_id: seat.player_id });
+  await using late = await connect(server);
+  late.send({
+    type: "Reconnect",
+    data: { player_id: seat.player_id, room_id: seat.room_id, auth_token: seat.reconnection_token },
+  });
+  deepEqual((await late.next("ReconnectionFailed")).data, {
+    reason: "Reconnection window has expired",
+    error_code: "RECONNECTION_EXPIRED",
+  });
+});
+
+Deno.test("A JSON client and a MessagePack client exchange game data both ways", async () => {
+  await using server = await serve();
+  const clients: TestClient[] = [];
+  const ids: string[] = [];
+  const formats = [["mp", "message_pack"], ["js", "json"], ["mp2", "message_pack"]] as const;
+  for (const [name, format] of formats) {
+    const client = await connect(server);
+    client.send({ type: "Authenticate", data: { app_id: "test", game_data_format: format } });
+    await client.next("Authenticated");
+    const info = (await client.next("ProtocolInfo")).data;
+    deepEqual(info.game_data_formats, ["json", "message_pack"]);
+    client.send(joinRoom("MSGP01", name));
+    ids.push((await client.next("RoomJoined")).data.player_id);
+    clients.push(client);
+  }
+  const [mp, js, mp2] = clients as [TestClient, TestClient, TestClient];
+  await mp.waitFor("PlayerJoined");
+  await mp.waitFor("PlayerJoined");
+  await js.waitFor("PlayerJoined");
+
+  // MessagePack → JSON (converted) and → MessagePack (envelope).
+  const payload = encode({ op: "move", x: 1.25, tick: 2n ** 60n }, { useBigInt64: true });
+  mp.send(payload);
+  const text = (await js.next("GameData")).data;
+  deepEqual(text, { from_player: ids[0], data: { op: "move", x: 1.25, tick: 2 ** 60 } });
+  const envelope = decode(await mp2.nextBinary()) as Record<string, unknown>;
+  deepEqual(Object.keys(envelope), ["from_player", "encoding", "payload"]);
+  equal(envelope.encoding, "message_pack");
+  deepEqual(envelope.payload, payload);
+  equal(
+    [...(envelope.from_player as Uint8Array)].map((b) => b.toString(16).padStart(2, "0")).join(""),
+    ids[0]!.replaceAll("-", ""),
+  );
+
+  // JSON → everyone as JSON text, MessagePack clients included.
+  js.send({ type: "GameData", data: { data: { op: "chat", text: "hi" } } });
+  deepEqual((await mp.next("GameData")).data, {
+    from_player: ids[1],
+    data: { op: "chat", text: "hi" },
+  });
+  equal((await mp2.next("GameData")).data.from_player, ids[1]);
+  // A JSON client's binary frame is refused, and the connection stays open.
+  js.send(new Uint8Array([0x90]));
+  equal((await js.next("Error")).data.error_code, "INVALID_INPUT");
+  for (const client of clients) await client.expectNothingElse();
+  for (const client of clients) await client.close();
+});
+
+/**
+ * A raw WebSocket client that completes the handshake, joins `code` and then stops reading.
+ * `drain()` later reads everything the server sent and returns the close code it ends with.
+ */
+async function stalledPlayer(port: number, code: string) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+  const join = new TextEncoder().encode(JSON.stringify(joinRoom(code, "stalled")));
+  const mask = crypto.getRandomValues(new Uint8Array(4));
+  const frame = new Uint8Array(2 + 4 + join.length);
+  frame.set([0x81, 0x80 | join.length]);
+  frame.set(mask, 2);
+  join.forEach((byte, i) => frame[6 + i] = byte ^ mask[i % 4]!);
+  await conn.write(new TextEncoder().encode(
+    `GET /v2/ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+      `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  ));
+  await conn.write(frame);
+  return {
+    /** Reads until the close frame (or EOF) and returns its code (0 if none came). */
+    async drain(): Promise<number> {
+      let data = new Uint8Array(0);
+      const buffer = new Uint8Array(1 << 16);
+      let offset = -1;
+      for (;;) {
+        const n = await conn.read(buffer);
+        if (n === null) break;
+        const next = new Uint8Array(data.length + n);
+        next.set(data);
+        next.set(buffer.subarray(0, n), data.length);
+        data = next;
+        if (offset < 0) {
+          const end = new TextDecoder().decode(data.subarray(0, 4096)).indexOf("\r\n\r\n");
+          if (end < 0) continue;
+          offset = end + 4;
+        }
+        // Walk complete frames; stop at the close frame.
+        for (;;) {
+          if (data.length - offset < 2) break;
+          const opcode = data[offset]! & 0x0f;
+          let length = data[offset + 1]! & 0x7f;
+          let header = 2;
+          if (length === 126) {
+            if (data.length - offset < 4) break;
+            length = (data[offset + 2]! << 8) | data[offset + 3]!;
+            header = 4;
+          } else if (length === 127) {
+            if (data.length - offset < 10) break;
+            length = Number(new DataView(data.buffer, offset + 2, 8).getBigUint64(0));
+            header = 10;
+          }
+          if (data.length - offset < header + length) break;
+          if (opcode === 8) {
+            conn.close();
+            return (data[offset + header]! << 8) | data[offset + header + 1]!;
+          }
+          offset += header + length;
+        }
+      }
+      conn.close();
+      return 0;
+    },
+  };
+}
+
+Deno.test("A player that stops reading is closed with 1013 and its seat held; the others get everything", async () => {
+  const events: HubEvent[] = [];
+  await using server = await serve((config) => {
+    config.websocket.max_buffered_bytes = 65536;
+  }, { onEvent: (event) => events.push(event) });
+  await using sender = await connect(server);
+  await using reader = await connect(server);
+  sender.send(joinRoom("SLOW01", "sender"));
+  await sender.next("RoomJoined");
+  reader.send(joinRoom("SLOW01", "reader"));
+  await reader.next("RoomJoined");
+  const stalled = await stalledPlayer(server.port, "SLOW01");
+  await sender.waitFor("PlayerJoined");
+  await reader.waitFor("PlayerJoined");
+
+  // 32 KiB messages until the server gives up on the stalled player (bounded at 64 MiB).
+  const chunk = "x".repeat(32 * 1024);
+  let sent = 0;
+  const slow = () => events.some((event) => event.type === "slow_consumer");
+  while (!slow() && sent < 2048) {
+    sender.send({ type: "GameData", data: { data: { seq: sent, chunk } } });
+    // Keep pace with the reader so only the stalled player falls behind.
+    equal((await reader.next("GameData")).data.data.seq, sent++);
+  }
+  ok(slow(), `no slow-consumer close after ${sent} messages`);
+  equal(server.engine.stats().heldSeats, 1);
+  // Play goes on for the others, in order and complete.
+  for (let i = 0; i < 10; i++) sender.send({ type: "GameData", data: { data: { seq: sent++ } } });
+  for (let i = sent - 10; i < sent; i++) {
+    equal((await reader.next("GameData")).data.data.seq, i);
+  }
+  await reader.expectNothingElse();
+  equal(await stalled.drain(), 1013);
+});
