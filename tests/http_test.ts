@@ -17,7 +17,7 @@ Deno.test("GET /v2/health answers 200 OK as plain text, HEAD with no body", asyn
 
 Deno.test("Unknown paths get a JSON 404 and known paths refuse other methods with 405", async () => {
   await using server = await serve();
-  for (const path of ["/", "/health", "/v1/ws", "/v2/healthz", "/v2/ws/extra"]) {
+  for (const path of ["/health", "/v1/ws", "/v2/healthz", "/v2/ws/extra"]) {
     const response = await fetch(`${server.url}${path}`);
     equal(response.status, 404, path);
     equal(response.headers.get("content-type"), "application/json");

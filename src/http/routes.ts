@@ -11,6 +11,7 @@ import { sessionSecret, type TokenBinding } from "../transport/token_binding.ts"
 import { clientIp, type TrustedProxies } from "./admission.ts";
 import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
 import type { RoomRoutes } from "./rooms.ts";
+import { serveStatic } from "./static_files.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 
@@ -306,7 +307,8 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
             headers: { "content-type": "text/plain; charset=utf-8" },
           });
       default:
-        return json(404, { message: "Not Found" });
+        // The demo page and the bundled client (static_files.ts): `/`, `/client.js`, `/demo.js`.
+        return serveStatic(request, path) ?? json(404, { message: "Not Found" });
     }
   }
 

@@ -1,0 +1,1082 @@
+/**
+ * A dependency-free Signal Fish v2 client for browsers, Deno and Node ≥ 22 (anything with a
+ * standard `WebSocket`). It wraps the protocol (PROTOCOL.md §5–§7, EXTENSIONS.md) in promises
+ * and events:
+ *
+ * ```ts
+ * const client = await SignalFishClient.connect("http://127.0.0.1:3536");
+ * client.on("gameData", ({ from_player, data }) => console.log(from_player, data));
+ * client.on("room", (room) => console.log(room?.players.map((p) => p.name)));
+ * const room = await client.createRoom({ game_name: "orbit", player_name: "Mira", max_players: 2 });
+ * console.log("share this code:", room.room_code);
+ * await client.setReady(true);
+ * client.sendGameData({ op: "hello" });
+ * ```
+ *
+ * Requests resolve with the server's answer and reject with {@linkcode SignalFishError}
+ * (`code` = the spec's error code) or {@linkcode SignalFishConnectionError}. The server answers
+ * each connection in order (PROTOCOL.md §1.5), so each reply settles the oldest request waiting
+ * for that kind of reply.
+ *
+ * While seated in a room, a dropped connection is restored automatically (PROTOCOL.md §7.11):
+ * the client reopens the socket with exponential backoff and jitter, re-sends `Authenticate` if
+ * it had authenticated, sends `Reconnect` with the latest reconnection token, then delivers the
+ * `missed_events` in order as ordinary events before emitting `reconnected`.
+ *
+ * MessagePack game data (PROTOCOL.md §7.7) uses the small built-in codec in `msgpack.ts`:
+ * `sendGameData(value, { binary: true })` encodes `value`; `sendBinary(bytes)` sends bytes the
+ * app encoded itself. Received envelopes emit `gameData` with `binary: true`, the raw `payload`
+ * and the decoded `data`.
+ *
+ * @module
+ */
+import { SignalFishConnectionError, SignalFishError } from "./errors.ts";
+import { decodeMessagePack, encodeMessagePack } from "./msgpack.ts";
+import type {
+  AuthenticateData,
+  ClientMessage,
+  ConnectionInfo,
+  ErrorCode,
+  GameDataBinary,
+  GameDataEncoding,
+  JoinRoomData,
+  LobbyState,
+  PlayerInfo,
+  ReconnectedData,
+  RoomSnapshot,
+  ServerData,
+  ServerMessage,
+  ServerMessageType,
+  SpectateData,
+  SpectatorInfo,
+} from "./messages.ts";
+
+export { SignalFishConnectionError, SignalFishError } from "./errors.ts";
+export type { FailureMessageType } from "./errors.ts";
+export { decodeMessagePack, encodeMessagePack } from "./msgpack.ts";
+export type * from "./messages.ts";
+
+/** Backoff settings of automatic reconnection (PROTOCOL.md §7.11). */
+export interface ReconnectOptions {
+  /** Attempts before giving up. @default 10 */
+  maxAttempts?: number;
+  /** Delay before the first attempt, ms; doubles each attempt. @default 250 */
+  initialDelayMs?: number;
+  /** Upper bound of the delay, ms. @default 10000 */
+  maxDelayMs?: number;
+  /**
+   * Source of jitter in `[0, 1)`: each delay is drawn uniformly from `[d/2, d)` where `d` is the
+   * exponential delay. @default Math.random
+   */
+  random?: () => number;
+}
+
+/** Options of {@linkcode SignalFishClient}. */
+export interface ClientOptions {
+  /** How long a request waits for its answer, ms. @default 10000 */
+  requestTimeoutMs?: number;
+  /**
+   * Interval of JSON `Ping` heartbeats while open, ms (PROTOCOL.md §7.10); `0` disables them.
+   * With heartbeats on, a connection that receives nothing for 3 intervals is treated as
+   * dropped (so a half-open TCP connection triggers reconnection). @default 10000
+   */
+  heartbeatIntervalMs?: number;
+  /** Automatic reconnection; `false` disables it. @default true (with the defaults above) */
+  reconnect?: boolean | ReconnectOptions;
+  /**
+   * WebSocket constructor to use, for runtimes without a global one (any implementation of the
+   * standard API, e.g. the `ws` package on older Node). @default globalThis.WebSocket
+   */
+  WebSocket?: new (url: string) => WebSocket;
+}
+
+/** The connection's state. */
+export type ClientStatus = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+
+/** The room as this client currently knows it, rebuilt from snapshots and broadcasts. */
+export interface RoomState {
+  /** Whether this client holds a seat or watches. */
+  role: "player" | "spectator";
+  /** Room id (UUID). */
+  roomId: string;
+  /** Canonical upper-case room code. */
+  roomCode: string;
+  /** The room's game name. */
+  gameName: string;
+  /** This client's `player_id` or `spectator_id`. */
+  selfId: string;
+  /** Seats (`undefined` for spectators: `SpectatorJoined` does not say). */
+  maxPlayers: number | undefined;
+  /** Whether the room has an authority seat (`undefined` for spectators). */
+  supportsAuthority: boolean | undefined;
+  /** Seats in seat order, with `is_ready` and `is_authority` kept current. */
+  players: PlayerInfo[];
+  /** Spectators in join order. */
+  spectators: SpectatorInfo[];
+  /** `waiting`, `lobby` or `finalized` (PROTOCOL.md §7.4). */
+  lobbyState: LobbyState;
+  /** Ready seats' ids, in the order they became ready. */
+  readyPlayers: string[];
+  /** Id of the authority holder, or `null`. */
+  authorityPlayer: string | null;
+}
+
+/** Game data received from another player, JSON or binary. */
+export interface GameDataEvent {
+  /** The sender's player id. */
+  from_player: string;
+  /**
+   * The game value: the JSON value, or for binary data the decoded MessagePack value
+   * (`undefined` when the payload is not MessagePack this client can decode).
+   */
+  data: unknown;
+  /** True when it arrived as a binary MessagePack envelope (PROTOCOL.md §7.7). */
+  binary: boolean;
+  /** The sender's raw bytes, for binary data only. */
+  payload?: Uint8Array;
+  /** True when it was replayed from `Reconnected.missed_events`. */
+  replayed: boolean;
+}
+
+/** Payload of the `close` event. */
+export interface CloseEvent {
+  /** WebSocket close code (1005 when none was given, 1006 when the connection was lost). */
+  code: number;
+  /** Close reason (do not parse it, PROTOCOL.md §1.6). */
+  reason: string;
+  /** True when automatic reconnection will now try to restore the seat. */
+  reconnecting: boolean;
+}
+
+/**
+ * Events of {@linkcode SignalFishClient}: every server message type by its wire name (payload =
+ * its `data`; replayed messages are emitted too), plus the client's own lower-case events.
+ */
+export type ClientEvents =
+  & { [T in ServerMessageType]: ServerData<T> }
+  & {
+    /** Every JSON server message, live or replayed, before its typed event. */
+    message: ServerMessage;
+    /** Game data from another player (JSON `GameData` or a binary envelope). */
+    gameData: GameDataEvent;
+    /** A raw binary game-data envelope (MessagePack connections only). */
+    GameDataBinary: GameDataBinary;
+    /** The room changed (join, leave, lobby, authority, players, spectators); `null` = none. */
+    room: RoomState | null;
+    /** A server `Error` (or refusal) that answered no pending request, e.g. a bad `to_player`. */
+    error: SignalFishError;
+    /** The socket opened (also after each reconnection attempt that reached the server). */
+    open: undefined;
+    /** The socket closed. */
+    close: CloseEvent;
+    /** A reconnection attempt is scheduled in `delayMs` ms (1-based `attempt`). */
+    reconnecting: { attempt: number; delayMs: number };
+    /** The seat was restored; missed events have already been emitted, in order. */
+    reconnected: ReconnectedData;
+    /** Automatic reconnection gave up; the seat is lost (`room` became `null`). */
+    reconnectFailed: SignalFishError | SignalFishConnectionError;
+  };
+
+/** Name of an event of {@linkcode ClientEvents}. */
+export type ClientEventName = keyof ClientEvents;
+
+/** `Authenticated` and `ProtocolInfo` together, as `authenticate()` resolves them. */
+export interface AuthenticateResult {
+  /** The `Authenticated` payload (PROTOCOL.md §6.1). */
+  authenticated: ServerData<"Authenticated">;
+  /** The `ProtocolInfo` payload (PROTOCOL.md §6.2). */
+  protocolInfo: ServerData<"ProtocolInfo">;
+  /** The binary game-data format now in effect (PROTOCOL.md §7.1.5). */
+  gameDataFormat: GameDataEncoding;
+}
+
+/** What a pending request does with one message: not mine, consumed but wait on, or finished. */
+type Outcome<T> = undefined | "more" | { value: T } | { error: Error };
+
+interface Pending {
+  handle(message: ServerMessage): Outcome<unknown>;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+interface Seat {
+  playerId: string;
+  roomId: string;
+  token: string | undefined;
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_HEARTBEAT_MS = 10_000;
+const DEFAULT_RECONNECT: Required<ReconnectOptions> = {
+  maxAttempts: 10,
+  initialDelayMs: 250,
+  maxDelayMs: 10_000,
+  random: Math.random,
+};
+/** Close codes after which the seat cannot or must not be taken back (PROTOCOL.md §1.6). */
+const NO_RECONNECT_CLOSE_CODES = new Set([1008, 4001]);
+/** `WebSocket.readyState` values (not read from a global `WebSocket`, which may be absent). */
+const OPEN = 1;
+const CLOSED = 3;
+/** Close code the client uses when it abandons a silent connection (application range). */
+const DEAD_CONNECTION_CLOSE_CODE = 4000;
+
+/** Turns an http(s)/ws(s) base URL into the WebSocket endpoint (`/v2/ws` when no path). */
+export function endpointUrl(url: string | URL): string {
+  const parsed = new URL(url);
+  if (parsed.protocol === "http:") parsed.protocol = "ws:";
+  else if (parsed.protocol === "https:") parsed.protocol = "wss:";
+  if (parsed.pathname === "/" || parsed.pathname === "") parsed.pathname = "/v2/ws";
+  return parsed.href;
+}
+
+function uuidFromBytes(bytes: Uint8Array): string {
+  const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
+    hex.slice(20)
+  }`;
+}
+
+function failure(
+  code: ErrorCode | undefined,
+  message: string,
+  type: SignalFishError["messageType"],
+): { error: SignalFishError } {
+  return { error: new SignalFishError(code ?? "INTERNAL_ERROR", message, type) };
+}
+
+/** An `Error` message with one of `codes` fails the request; anything else is not its answer. */
+function errorWith(message: ServerMessage, codes: readonly ErrorCode[]): Outcome<never> {
+  if (message.type !== "Error") return undefined;
+  const code = message.data.error_code;
+  return code !== undefined && codes.includes(code)
+    ? failure(code, message.data.message, "Error")
+    : undefined;
+}
+
+/**
+ * A connection to a Signal Fish server. Create it with {@linkcode SignalFishClient.connect}
+ * (or `new` + {@linkcode SignalFishClient.open}); close it with `close()` or `await using`.
+ */
+export class SignalFishClient implements AsyncDisposable {
+  /** The WebSocket endpoint, e.g. `ws://127.0.0.1:3536/v2/ws`. */
+  readonly url: string;
+  readonly #options: ClientOptions;
+  readonly #reconnect: Required<ReconnectOptions> | undefined;
+  readonly #listeners = new Map<string, Set<(payload: never) => void>>();
+  #socket: WebSocket | undefined;
+  #status: ClientStatus = "idle";
+  #pending: Pending[] = [];
+  #authData: AuthenticateData | undefined;
+  #authResult: AuthenticateResult | undefined;
+  #seat: Seat | undefined;
+  #room: RoomState | undefined;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #lastInbound = 0;
+  #lastError: SignalFishError | undefined;
+  #closing = false;
+  #wakeReconnect: (() => void) | undefined;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #closed: Promise<void> | undefined;
+
+  /** Creates an unconnected client for `url` (http(s) base URL or the ws(s) endpoint). */
+  constructor(url: string | URL, options: ClientOptions = {}) {
+    this.url = endpointUrl(url);
+    this.#options = options;
+    this.#reconnect = options.reconnect === false
+      ? undefined
+      : { ...DEFAULT_RECONNECT, ...(options.reconnect === true ? {} : options.reconnect) };
+  }
+
+  /** Creates a client and opens its connection; rejects with {@linkcode SignalFishConnectionError}. */
+  static async connect(url: string | URL, options?: ClientOptions): Promise<SignalFishClient> {
+    const client = new SignalFishClient(url, options);
+    await client.open();
+    return client;
+  }
+
+  /** The connection's state. */
+  get status(): ClientStatus {
+    return this.#status;
+  }
+
+  /** The room as currently known, or `undefined` when not in one. A fresh copy each call. */
+  get room(): RoomState | undefined {
+    return this.#room && cloneRoom(this.#room);
+  }
+
+  /** This client's id in its room (`player_id` or `spectator_id`), when in one. */
+  get selfId(): string | undefined {
+    return this.#room?.selfId;
+  }
+
+  /** The current reconnection token (EXTENSIONS.md E1/E2), when the server issued one. */
+  get reconnectionToken(): string | undefined {
+    return this.#seat?.token;
+  }
+
+  /** The negotiated binary game-data format: `json` until `authenticate()` negotiates more. */
+  get gameDataFormat(): GameDataEncoding {
+    return this.#authResult?.gameDataFormat ?? "json";
+  }
+
+  /**
+   * Subscribes `listener` to `event` and returns a function that unsubscribes it. Listeners run
+   * synchronously in subscription order; an exception in one is reported via `reportError`
+   * (or `console.error`) and does not stop the others.
+   */
+  on<E extends ClientEventName>(
+    event: E,
+    listener: (payload: ClientEvents[E]) => void,
+  ): () => void {
+    let set = this.#listeners.get(event);
+    if (!set) this.#listeners.set(event, set = new Set());
+    set.add(listener as (payload: never) => void);
+    return () => this.off(event, listener);
+  }
+
+  /** Subscribes `listener` to the next `event` only. Returns the unsubscribe function. */
+  once<E extends ClientEventName>(
+    event: E,
+    listener: (payload: ClientEvents[E]) => void,
+  ): () => void {
+    const off = this.on(event, (payload) => {
+      off();
+      listener(payload);
+    });
+    return off;
+  }
+
+  /** Removes `listener` from `event`. */
+  off<E extends ClientEventName>(event: E, listener: (payload: ClientEvents[E]) => void): void {
+    this.#listeners.get(event)?.delete(listener as (payload: never) => void);
+  }
+
+  /**
+   * Opens the WebSocket and resolves once it is open (immediately if it already is). Rejects
+   * with {@linkcode SignalFishConnectionError} when it cannot be opened (e.g. HTTP 429 before
+   * the upgrade, PROTOCOL.md §1.2) or within the request timeout.
+   */
+  async open(): Promise<void> {
+    if (this.#status === "open") return;
+    if (this.#status === "closed") {
+      throw new SignalFishConnectionError("Cannot open a closed client; create a new one");
+    }
+    this.#closing = false;
+    this.#status = "connecting";
+    try {
+      await this.#openSocket();
+    } catch (error) {
+      this.#status = "closed";
+      throw error;
+    }
+    this.#status = "open";
+  }
+
+  /**
+   * Sends `Authenticate` (PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
+   * `ProtocolInfo` and the negotiated game-data format. A second call resolves with the first
+   * result without sending (the server ignores repeats). Rejects with {@linkcode SignalFishError}
+   * for an `AuthenticationError` (`INVALID_APP_ID`, `UNAUTHORIZED`, `RATE_LIMIT_EXCEEDED`,
+   * `SDK_VERSION_UNSUPPORTED`). The data is remembered and re-sent when reconnecting.
+   */
+  async authenticate(data: AuthenticateData): Promise<AuthenticateResult> {
+    if (this.#authResult) return this.#authResult;
+    this.#requireOpen();
+    const result = await this.#authenticateOnce(data);
+    this.#authData = data;
+    return result;
+  }
+
+  /**
+   * Creates a room with a generated code (`JoinRoom` without `room_code`, PROTOCOL.md §7.2) and
+   * resolves with the `RoomJoined` snapshot. Rejects with {@linkcode SignalFishError}
+   * (`RoomJoinFailed`: `INVALID_GAME_NAME`, `INVALID_INPUT`, `ALREADY_IN_ROOM`,
+   * `RATE_LIMIT_EXCEEDED`, `MAX_ROOMS_PER_GAME_EXCEEDED`, …).
+   */
+  createRoom(data: Omit<JoinRoomData, "room_code">): Promise<ServerData<"RoomJoined">> {
+    return this.joinRoom({ ...data, room_code: undefined });
+  }
+
+  /**
+   * Joins the room with `data.room_code` — or creates it, as the server does for unknown codes
+   * (PROTOCOL.md §7.2.2) — and resolves with the `RoomJoined` snapshot. Rejects with
+   * {@linkcode SignalFishError} (`ROOM_FULL`, `ROOM_CREATION_FAILED` for a taken name,
+   * `INVALID_ROOM_CODE`, …).
+   */
+  joinRoom(data: JoinRoomData): Promise<ServerData<"RoomJoined">> {
+    const message: ClientMessage = { type: "JoinRoom", data: withoutUndefined(data) };
+    return this.#request(message, (reply) => {
+      if (reply.type === "RoomJoined") return { value: reply.data };
+      if (reply.type === "RoomJoinFailed") {
+        return failure(reply.data.error_code, reply.data.reason, "RoomJoinFailed");
+      }
+      return errorWith(reply, ["INVALID_INPUT"]);
+    });
+  }
+
+  /**
+   * Watches a room as a spectator (`JoinAsSpectator`, PROTOCOL.md §7.9) and resolves with
+   * `SpectatorJoined`. Rejects with {@linkcode SignalFishError} (`SpectatorJoinFailed`:
+   * `ROOM_NOT_FOUND`, `ALREADY_IN_ROOM`, `TOO_MANY_SPECTATORS`, …).
+   */
+  spectate(data: SpectateData): Promise<ServerData<"SpectatorJoined">> {
+    return this.#request({ type: "JoinAsSpectator", data }, (reply) => {
+      if (reply.type === "SpectatorJoined") return { value: reply.data };
+      if (reply.type === "SpectatorJoinFailed") {
+        return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
+      }
+      return errorWith(reply, ["INVALID_INPUT"]);
+    });
+  }
+
+  /**
+   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, PROTOCOL.md
+   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`). Resolves at once
+   * when not in a room. The reconnection token is forgotten.
+   */
+  async leave(): Promise<void> {
+    const role = this.#room?.role;
+    if (role === "player") {
+      await this.#request({ type: "LeaveRoom" }, (reply) => {
+        return reply.type === "RoomLeft" ? { value: undefined } : undefined;
+      });
+    } else if (role === "spectator") {
+      await this.#request({ type: "LeaveSpectator" }, (reply) => {
+        if (reply.type === "SpectatorLeft") return { value: undefined };
+        return errorWith(reply, ["NOT_A_SPECTATOR"]);
+      });
+    }
+  }
+
+  /**
+   * Sets this player's readiness (PROTOCOL.md §7.4). `PlayerReady` toggles on the wire, so this
+   * sends it only when the known readiness differs from `ready`, and resolves with the
+   * `LobbyStateChanged` that reflects the change (or the current state when nothing was sent).
+   * Rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or `SPECTATOR_NOT_ALLOWED`.
+   */
+  setReady(ready = true): Promise<ServerData<"LobbyStateChanged">> {
+    const room = this.#room;
+    if (room?.role === "player" && room.readyPlayers.includes(room.selfId) === ready) {
+      return Promise.resolve({
+        lobby_state: room.lobbyState,
+        ready_players: [...room.readyPlayers],
+        all_ready: room.lobbyState === "finalized",
+      });
+    }
+    return this.#request({ type: "PlayerReady" }, (reply) => {
+      if (reply.type === "LobbyStateChanged") {
+        const self = this.#room?.selfId;
+        return self !== undefined && reply.data.ready_players.includes(self) === ready
+          ? { value: reply.data }
+          : undefined;
+      }
+      return errorWith(reply, ["NOT_IN_ROOM", "SPECTATOR_NOT_ALLOWED"]);
+    });
+  }
+
+  /**
+   * Claims (`true`) or releases (`false`) room authority (PROTOCOL.md §7.5) and resolves with
+   * the granting `AuthorityResponse`. Rejects with {@linkcode SignalFishError}:
+   * `AUTHORITY_CONFLICT`, `AUTHORITY_DENIED`, `AUTHORITY_NOT_SUPPORTED`, `NOT_IN_ROOM`,
+   * `SPECTATOR_NOT_ALLOWED`.
+   */
+  requestAuthority(become = true): Promise<ServerData<"AuthorityResponse">> {
+    const message: ClientMessage = {
+      type: "AuthorityRequest",
+      data: { become_authority: become },
+    };
+    return this.#request(message, (reply) => {
+      if (reply.type === "AuthorityResponse") {
+        return reply.data.granted
+          ? { value: reply.data }
+          : failure(reply.data.error_code, reply.data.reason ?? "Denied", "AuthorityResponse");
+      }
+      return errorWith(reply, ["SPECTATOR_NOT_ALLOWED"]);
+    });
+  }
+
+  /**
+   * Stores this seat's connection info (PROTOCOL.md §7.8); it reaches others in `GameStarting`.
+   * The server does not acknowledge it, so the client follows it with a `Ping` and resolves on
+   * the `Pong`; rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or
+   * `SPECTATOR_NOT_ALLOWED`.
+   */
+  provideConnectionInfo(connectionInfo: ConnectionInfo): Promise<void> {
+    this.#send({ type: "ProvideConnectionInfo", data: { connection_info: connectionInfo } });
+    return this.#request({ type: "Ping" }, (reply) => {
+      if (reply.type === "Pong") return { value: undefined };
+      return errorWith(reply, ["NOT_IN_ROOM", "SPECTATOR_NOT_ALLOWED"]);
+    });
+  }
+
+  /**
+   * Sends game data to every other member of the room, or with `to` only to that player
+   * (`GameData.to_player`, EXTENSIONS.md E4). With `binary: true` the value is encoded as
+   * MessagePack and sent as a binary frame (PROTOCOL.md §7.7; needs a connection that
+   * negotiated `message_pack`, and has no targeted form). Fire and forget: refusals (bad
+   * target, spectator) arrive as `error` events.
+   *
+   * @throws {SignalFishConnectionError} when the connection is not open.
+   * @throws {TypeError} for `binary` on a JSON connection or combined with `to`.
+   */
+  sendGameData(data: unknown, options: { to?: string; binary?: boolean } = {}): void {
+    if (options.binary) {
+      if (options.to !== undefined) {
+        throw new TypeError("Cannot send binary game data to one player: there is no such form");
+      }
+      this.sendBinary(encodeMessagePack(data));
+      return;
+    }
+    const payload: { data: unknown; to_player?: string } = { data };
+    if (options.to !== undefined) payload.to_player = options.to;
+    this.#send({ type: "GameData", data: payload });
+  }
+
+  /** Sends JSON game data to one player of the room (`to_player`, EXTENSIONS.md E4). */
+  sendTo(playerId: string, data: unknown): void {
+    this.sendGameData(data, { to: playerId });
+  }
+
+  /**
+   * Sends `payload` (the app's own MessagePack encoding of a game value) as one binary frame
+   * (PROTOCOL.md §7.7).
+   *
+   * @throws {TypeError} unless `authenticate()` negotiated `message_pack`.
+   * @throws {SignalFishConnectionError} when the connection is not open.
+   */
+  sendBinary(payload: Uint8Array): void {
+    if (this.gameDataFormat !== "message_pack") {
+      throw new TypeError(
+        'Cannot send binary game data: authenticate with game_data_format "message_pack" first',
+      );
+    }
+    this.#requireOpen();
+    this.#socket!.send(payload);
+  }
+
+  /** Sends `Ping` and resolves with the round-trip time to its `Pong`, ms (PROTOCOL.md §7.10). */
+  async ping(): Promise<number> {
+    const started = performance.now();
+    await this.#request({ type: "Ping" }, (reply) => {
+      return reply.type === "Pong" ? { value: undefined } : undefined;
+    });
+    return performance.now() - started;
+  }
+
+  /**
+   * Closes the connection on purpose (close code 1000; the server treats a player's close as an
+   * unexpected disconnect unless it left first, PROTOCOL.md §7.3.2) and stops reconnecting.
+   * Resolves once the socket is closed. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#closing = true;
+      clearTimeout(this.#reconnectTimer);
+      this.#wakeReconnect?.();
+      const socket = this.#socket;
+      if (socket && socket.readyState !== CLOSED) {
+        const done = new Promise<void>((resolve) => {
+          socket.addEventListener("close", () => resolve(), { once: true });
+        });
+        socket.close(1000);
+        await done;
+      } else {
+        this.#finishClose(1000, "");
+      }
+    })();
+    return this.#closed;
+  }
+
+  /** Closes the connection (see `close()`). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Socket plumbing
+
+  #openSocket(): Promise<void> {
+    const Socket = this.#options.WebSocket ?? globalThis.WebSocket;
+    const socket = new Socket(this.url);
+    socket.binaryType = "arraybuffer";
+    this.#socket = socket;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.onclose = null;
+        socket.close();
+        reject(new SignalFishConnectionError(`Cannot connect to ${this.url}: timed out`));
+      }, this.#timeoutMs);
+      socket.onopen = () => {
+        clearTimeout(timer);
+        this.#lastInbound = Date.now();
+        this.#lastError = undefined;
+        socket.onclose = (event) => this.#onClose(socket, event.code, event.reason);
+        this.#startHeartbeat();
+        this.#emit("open", undefined);
+        resolve();
+      };
+      socket.onclose = (event) => {
+        clearTimeout(timer);
+        reject(
+          new SignalFishConnectionError(`Cannot connect to ${this.url}`, event.code),
+        );
+      };
+      socket.onmessage = (event) => this.#onFrame(socket, event.data);
+    });
+  }
+
+  get #timeoutMs(): number {
+    return this.#options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  #requireOpen(): void {
+    if (this.#status !== "open" || this.#socket?.readyState !== OPEN) {
+      throw new SignalFishConnectionError(`Cannot send: the connection is ${this.#status}`);
+    }
+  }
+
+  #send(message: ClientMessage): void {
+    this.#requireOpen();
+    this.#socket!.send(JSON.stringify(message));
+  }
+
+  /** Sends `message` (unless `null`) and waits for the replies `handle` accepts. */
+  #request<T>(
+    message: ClientMessage | null,
+    handle: (reply: ServerMessage) => Outcome<T>,
+    internal = false,
+  ): Promise<T> {
+    if (!internal) this.#requireOpen();
+    let pending!: Pending;
+    // Not Promise.withResolvers: it is missing from Node 20 and older browsers.
+    const promise = new Promise<T>((resolve, reject) => {
+      pending = {
+        handle,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        timer: setTimeout(() => {
+          this.#pending = this.#pending.filter((other) => other !== pending);
+          reject(new SignalFishConnectionError(`No answer within ${this.#timeoutMs} ms`));
+        }, this.#timeoutMs),
+      };
+    });
+    this.#pending.push(pending);
+    if (message) {
+      try {
+        this.#socket!.send(JSON.stringify(message));
+      } catch (error) {
+        this.#settle(pending, { error: error as Error });
+      }
+    }
+    return promise;
+  }
+
+  #settle(pending: Pending, outcome: { value: unknown } | { error: Error }): void {
+    clearTimeout(pending.timer);
+    this.#pending = this.#pending.filter((other) => other !== pending);
+    if ("error" in outcome) pending.reject(outcome.error);
+    else pending.resolve(outcome.value);
+  }
+
+  /** Offers `message` to the pending requests in order; true when one consumed it. */
+  #offer(message: ServerMessage): boolean {
+    for (const pending of this.#pending) {
+      const outcome = pending.handle(message);
+      if (outcome === undefined) continue;
+      if (outcome !== "more") this.#settle(pending, outcome);
+      return true;
+    }
+    return false;
+  }
+
+  #failPending(error: Error): void {
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const entry of pending) {
+      clearTimeout(entry.timer);
+      entry.reject(error);
+    }
+  }
+
+  #onFrame(socket: WebSocket, frame: unknown): void {
+    if (socket !== this.#socket) return;
+    this.#lastInbound = Date.now();
+    if (typeof frame === "string") {
+      let message: ServerMessage;
+      try {
+        message = JSON.parse(frame);
+      } catch {
+        return; // The server sends only valid JSON (PROTOCOL.md §1.3); ignore anything else.
+      }
+      this.#dispatch(message, false);
+    } else if (frame instanceof ArrayBuffer) {
+      this.#onBinary(new Uint8Array(frame));
+    }
+  }
+
+  #onBinary(bytes: Uint8Array): void {
+    let envelope: GameDataBinary;
+    try {
+      const raw = decodeMessagePack(bytes) as Record<string, unknown>;
+      const from = raw?.from_player;
+      if (!(from instanceof Uint8Array) || from.length !== 16) return;
+      if (!(raw.payload instanceof Uint8Array)) return;
+      envelope = {
+        from_player: uuidFromBytes(from),
+        encoding: raw.encoding as GameDataEncoding,
+        payload: raw.payload,
+      };
+    } catch {
+      return; // Not an envelope of PROTOCOL.md §7.7.
+    }
+    let data: unknown;
+    try {
+      data = decodeMessagePack(envelope.payload);
+    } catch {
+      data = undefined;
+    }
+    this.#emit("GameDataBinary", envelope);
+    this.#emit("gameData", {
+      from_player: envelope.from_player,
+      data,
+      binary: true,
+      payload: envelope.payload,
+      replayed: false,
+    });
+  }
+
+  /** Applies one server message: pending requests, room state, then events. */
+  #dispatch(message: ServerMessage, replayed: boolean): void {
+    const consumed = replayed ? false : this.#offer(message);
+    this.#track(message);
+    this.#emit("message", message);
+    this.#emit(message.type, (message as { data?: unknown }).data as never);
+    if (message.type === "GameData") {
+      this.#emit("gameData", { ...message.data, binary: false, replayed });
+    }
+    const refusal = unclaimedRefusal(message);
+    if (refusal && !consumed) {
+      this.#lastError = refusal;
+      this.#emit("error", refusal);
+    }
+  }
+
+  #emit<E extends ClientEventName>(event: E, payload: ClientEvents[E]): void {
+    const listeners = this.#listeners.get(event);
+    if (!listeners) return;
+    for (const listener of [...listeners]) {
+      try {
+        (listener as (payload: ClientEvents[E]) => void)(payload);
+      } catch (error) {
+        const report = (globalThis as { reportError?: (error: unknown) => void }).reportError;
+        if (report) report(error);
+        else console.error(error);
+      }
+    }
+  }
+
+  #startHeartbeat(): void {
+    clearInterval(this.#heartbeat);
+    const interval = this.#options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_MS;
+    if (interval <= 0) return;
+    this.#heartbeat = setInterval(() => {
+      const socket = this.#socket;
+      if (!socket || socket.readyState !== OPEN) return;
+      if (Date.now() - this.#lastInbound > 3 * interval) {
+        // Nothing arrived for 3 intervals, not even a Pong: treat the connection as lost
+        // instead of waiting for TCP to notice.
+        this.#onClose(socket, DEAD_CONNECTION_CLOSE_CODE, "No response to heartbeat");
+        socket.onclose = null;
+        socket.close(DEAD_CONNECTION_CLOSE_CODE);
+        return;
+      }
+      this.#request({ type: "Ping" }, (reply) => {
+        return reply.type === "Pong" ? { value: undefined } : undefined;
+      }, true).catch(() => {});
+    }, interval);
+  }
+
+  #onClose(socket: WebSocket, code: number, reason: string): void {
+    if (socket !== this.#socket) return;
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    this.#failPending(
+      new SignalFishConnectionError(
+        `Connection closed (${code}${reason ? ` ${reason}` : ""})`,
+        code,
+        {
+          cause: this.#lastError,
+        },
+      ),
+    );
+    if (this.#status === "reconnecting") return; // The reconnection loop handles it.
+    const canReconnect = !this.#closing && this.#reconnect !== undefined &&
+      this.#seat?.token !== undefined && !NO_RECONNECT_CLOSE_CODES.has(code);
+    if (!canReconnect) {
+      this.#finishClose(code, reason);
+      return;
+    }
+    this.#status = "reconnecting";
+    this.#emit("close", { code, reason, reconnecting: true });
+    void this.#reconnectLoop();
+  }
+
+  #finishClose(code: number, reason: string): void {
+    const wasClosed = this.#status === "closed";
+    this.#status = "closed";
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    this.#seat = undefined;
+    this.#setRoom(undefined);
+    if (!wasClosed) this.#emit("close", { code, reason, reconnecting: false });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Authentication and reconnection
+
+  async #authenticateOnce(data: AuthenticateData): Promise<AuthenticateResult> {
+    const message: ClientMessage = { type: "Authenticate", data: withoutUndefined(data) };
+    let authenticated: ServerData<"Authenticated"> | undefined;
+    const protocolInfo = await this.#request<ServerData<"ProtocolInfo">>(message, (reply) => {
+      switch (reply.type) {
+        case "AuthenticationError":
+          return failure(reply.data.error_code, reply.data.error, "AuthenticationError");
+        case "Authenticated":
+          authenticated = reply.data;
+          return "more";
+        case "ProtocolInfo":
+          return authenticated ? { value: reply.data } : undefined;
+        case "Error":
+          // Sent before Authenticated when the requested format is unsupported (§7.1.5).
+          if (reply.data.error_code === "UNSUPPORTED_GAME_DATA_FORMAT") return "more";
+          return errorWith(reply, ["AUTHENTICATION_REQUIRED"]);
+      }
+    }, true);
+    const wanted = data.game_data_format ?? "json";
+    const gameDataFormat = wanted !== "json" && protocolInfo.game_data_formats.includes(wanted)
+      ? wanted
+      : "json";
+    this.#authResult = { authenticated: authenticated!, protocolInfo, gameDataFormat };
+    return this.#authResult;
+  }
+
+  #backoffMs(attempt: number): number {
+    const options = this.#reconnect!;
+    const exponential = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** (attempt - 1));
+    return Math.round(exponential / 2 + options.random() * (exponential / 2));
+  }
+
+  /** Waits `ms`, or less when `close()` is called meanwhile. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wakeReconnect = resolve;
+      this.#reconnectTimer = setTimeout(resolve, ms);
+    });
+  }
+
+  async #reconnectLoop(): Promise<void> {
+    const options = this.#reconnect!;
+    let lastError: SignalFishError | SignalFishConnectionError = new SignalFishConnectionError(
+      "Cannot reconnect",
+    );
+    for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
+      const delayMs = this.#backoffMs(attempt);
+      this.#emit("reconnecting", { attempt, delayMs });
+      await this.#sleep(delayMs);
+      if (this.#closing) return this.#finishClose(1000, "");
+      try {
+        await this.#openSocket();
+        this.#authResult = undefined;
+        if (this.#authData) await this.#authenticateOnce(this.#authData);
+        const seat = this.#seat!;
+        const message: ClientMessage = {
+          type: "Reconnect",
+          data: { player_id: seat.playerId, room_id: seat.roomId, auth_token: seat.token! },
+        };
+        const data = await this.#request<ReconnectedData>(message, (reply) => {
+          if (reply.type === "Reconnected") return { value: reply.data };
+          if (reply.type === "ReconnectionFailed") {
+            return failure(reply.data.error_code, reply.data.reason, "ReconnectionFailed");
+          }
+          return errorWith(reply, ["AUTHENTICATION_REQUIRED"]);
+        }, true);
+        this.#status = "open";
+        this.#restore(data);
+        return;
+      } catch (error) {
+        if (this.#closing) return this.#finishClose(1000, "");
+        if (error instanceof SignalFishError) {
+          // The server refused: the seat is gone (or auth failed). Keep the socket if it is
+          // open, so the app can join again, but give up on the seat.
+          this.#seat = undefined;
+          this.#setRoom(undefined);
+          const open = this.#socket?.readyState === OPEN;
+          this.#status = open ? "open" : "closed";
+          this.#emit("reconnectFailed", error);
+          if (!open) this.#emit("close", { code: 1006, reason: "", reconnecting: false });
+          return;
+        }
+        lastError = error as SignalFishConnectionError;
+        const socket = this.#socket;
+        if (socket && socket.readyState === OPEN) {
+          socket.onclose = null;
+          socket.close();
+        }
+      }
+    }
+    this.#status = "closed";
+    this.#seat = undefined;
+    this.#setRoom(undefined);
+    this.#emit("reconnectFailed", lastError);
+    this.#emit("close", { code: 1006, reason: "", reconnecting: false });
+  }
+
+  /** Applies a `Reconnected`: replays missed events in order, then takes the fresh snapshot. */
+  #restore(data: ReconnectedData): void {
+    for (const missed of data.missed_events) this.#dispatch(missed, true);
+    this.#seat = { playerId: data.player_id, roomId: data.room_id, token: data.reconnection_token };
+    this.#setRoom(roomFromSnapshot(data));
+    this.#emit("reconnected", data);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Room state
+
+  #setRoom(room: RoomState | undefined): void {
+    if (room === undefined && this.#room === undefined) return;
+    this.#room = room;
+    this.#emit("room", room ? cloneRoom(room) : null);
+  }
+
+  /** Updates the room model from one server message (PROTOCOL.md §6, §11). */
+  #track(message: ServerMessage): void {
+    const room = this.#room;
+    switch (message.type) {
+      case "RoomJoined": {
+        const { data } = message;
+        this.#seat = {
+          playerId: data.player_id,
+          roomId: data.room_id,
+          token: data.reconnection_token,
+        };
+        return this.#setRoom(roomFromSnapshot(data));
+      }
+      case "Reconnected":
+        return; // Applied by #restore after the replay.
+      case "SpectatorJoined": {
+        const { data } = message;
+        return this.#setRoom({
+          role: "spectator",
+          roomId: data.room_id,
+          roomCode: data.room_code,
+          gameName: data.game_name,
+          selfId: data.spectator_id,
+          maxPlayers: undefined,
+          supportsAuthority: undefined,
+          players: data.current_players,
+          spectators: data.current_spectators,
+          lobbyState: data.lobby_state,
+          readyPlayers: data.current_players.filter((p) => p.is_ready).map((p) => p.id),
+          authorityPlayer: data.current_players.find((p) => p.is_authority)?.id ?? null,
+        });
+      }
+      case "RoomLeft":
+        this.#seat = undefined;
+        return this.#setRoom(undefined);
+      case "SpectatorLeft":
+        return this.#setRoom(undefined);
+    }
+    if (!room) return;
+    switch (message.type) {
+      case "PlayerJoined": {
+        const players = room.players.filter((p) => p.id !== message.data.player.id);
+        return this.#setRoom({ ...room, players: [...players, message.data.player] });
+      }
+      case "PlayerLeft": {
+        const id = message.data.player_id;
+        return this.#setRoom({
+          ...room,
+          players: room.players.filter((p) => p.id !== id),
+          readyPlayers: room.readyPlayers.filter((ready) => ready !== id),
+          authorityPlayer: room.authorityPlayer === id ? null : room.authorityPlayer,
+        });
+      }
+      case "LobbyStateChanged": {
+        const ready = message.data.ready_players;
+        return this.#setRoom({
+          ...room,
+          lobbyState: message.data.lobby_state,
+          readyPlayers: [...ready],
+          players: room.players.map((p) => ({ ...p, is_ready: ready.includes(p.id) })),
+        });
+      }
+      case "AuthorityChanged": {
+        const holder = message.data.authority_player;
+        return this.#setRoom({
+          ...room,
+          authorityPlayer: holder,
+          players: room.players.map((p) => ({ ...p, is_authority: p.id === holder })),
+        });
+      }
+      case "NewSpectatorJoined":
+      case "SpectatorDisconnected":
+        return this.#setRoom({ ...room, spectators: message.data.current_spectators });
+    }
+  }
+}
+
+function roomFromSnapshot(data: RoomSnapshot): RoomState {
+  return {
+    role: "player",
+    roomId: data.room_id,
+    roomCode: data.room_code,
+    gameName: data.game_name,
+    selfId: data.player_id,
+    maxPlayers: data.max_players,
+    supportsAuthority: data.supports_authority,
+    players: data.current_players,
+    spectators: data.current_spectators,
+    lobbyState: data.lobby_state,
+    readyPlayers: [...data.ready_players],
+    authorityPlayer: data.current_players.find((p) => p.is_authority)?.id ?? null,
+  };
+}
+
+function cloneRoom(room: RoomState): RoomState {
+  return {
+    ...room,
+    players: room.players.map((p) => ({ ...p })),
+    spectators: room.spectators.map((s) => ({ ...s })),
+    readyPlayers: [...room.readyPlayers],
+  };
+}
+
+/** The refusal a message carries, if any (for the `error` event). */
+function unclaimedRefusal(message: ServerMessage): SignalFishError | undefined {
+  switch (message.type) {
+    case "Error":
+      return new SignalFishError(
+        message.data.error_code ?? "INTERNAL_ERROR",
+        message.data.message,
+        "Error",
+      );
+    case "AuthenticationError":
+      return new SignalFishError(message.data.error_code, message.data.error, message.type);
+    case "RoomJoinFailed":
+    case "SpectatorJoinFailed":
+      return new SignalFishError(
+        message.data.error_code ?? "INTERNAL_ERROR",
+        message.data.reason,
+        message.type,
+      );
+    case "ReconnectionFailed":
+      return new SignalFishError(message.data.error_code, message.data.reason, message.type);
+  }
+  return undefined;
+}
+
+function withoutUndefined<T extends object>(data: T): T {
+  return Object.fromEntries(Object.entries(data).filter(([, value]) => value !== undefined)) as T;
+}

@@ -1,0 +1,1206 @@
+// src/client/errors.ts
+var SignalFishError = class extends Error {
+  /** The spec's error code, e.g. `"ROOM_FULL"`. */
+  code;
+  /** The server message that carried the refusal, e.g. `"RoomJoinFailed"`. */
+  messageType;
+  /** Creates an error for `code` reported in a `messageType` message with text `message`. */
+  constructor(code, message, messageType) {
+    super(message);
+    this.name = "SignalFishError";
+    this.code = code;
+    this.messageType = messageType;
+  }
+};
+var SignalFishConnectionError = class extends Error {
+  /** WebSocket close code, when the socket closed. */
+  closeCode;
+  /** Creates a connection error; `closeCode` when a close frame was received. */
+  constructor(message, closeCode, options) {
+    super(message, options);
+    this.name = "SignalFishConnectionError";
+    this.closeCode = closeCode;
+  }
+};
+
+// src/client/msgpack.ts
+var utf8Encoder = new TextEncoder();
+var utf8Decoder = new TextDecoder("utf-8", {
+  fatal: true
+});
+var Writer = class {
+  #bytes = new Uint8Array(64);
+  #view = new DataView(this.#bytes.buffer);
+  length = 0;
+  #reserve(extra) {
+    if (this.length + extra <= this.#bytes.length) return;
+    let size = this.#bytes.length * 2;
+    while (size < this.length + extra) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.#bytes.subarray(0, this.length));
+    this.#bytes = next;
+    this.#view = new DataView(next.buffer);
+  }
+  u8(value) {
+    this.#reserve(1);
+    this.#bytes[this.length++] = value;
+  }
+  u16(value) {
+    this.#reserve(2);
+    this.#view.setUint16(this.length, value);
+    this.length += 2;
+  }
+  u32(value) {
+    this.#reserve(4);
+    this.#view.setUint32(this.length, value);
+    this.length += 4;
+  }
+  u64(value) {
+    this.#reserve(8);
+    this.#view.setBigUint64(this.length, value);
+    this.length += 8;
+  }
+  i64(value) {
+    this.#reserve(8);
+    this.#view.setBigInt64(this.length, value);
+    this.length += 8;
+  }
+  f64(value) {
+    this.#reserve(8);
+    this.#view.setFloat64(this.length, value);
+    this.length += 8;
+  }
+  bytes(value) {
+    this.#reserve(value.length);
+    this.#bytes.set(value, this.length);
+    this.length += value.length;
+  }
+  result() {
+    return this.#bytes.slice(0, this.length);
+  }
+};
+function encodeMessagePack(value) {
+  const writer = new Writer();
+  write(writer, value, 0);
+  return writer.result();
+}
+function writeHeader(w, length, fix, code8, code16, code32) {
+  if (fix && length <= fix.max) w.u8(fix.code | length);
+  else if (code8 !== void 0 && length <= 255) w.u8(code8), w.u8(length);
+  else if (length <= 65535) w.u8(code16), w.u16(length);
+  else w.u8(code32), w.u32(length);
+}
+function writeInteger(w, value) {
+  if (value >= 0) {
+    if (value < 128) w.u8(value);
+    else if (value <= 255) w.u8(204), w.u8(value);
+    else if (value <= 65535) w.u8(205), w.u16(value);
+    else if (value <= 4294967295) w.u8(206), w.u32(value);
+    else w.u8(207), w.u64(BigInt(value));
+  } else {
+    if (value >= -32) w.u8(value & 255);
+    else if (value >= -128) w.u8(208), w.u8(value & 255);
+    else if (value >= -32768) w.u8(209), w.u16(value & 65535);
+    else if (value >= -2147483648) w.u8(210), w.u32(value >>> 0);
+    else w.u8(211), w.i64(BigInt(value));
+  }
+}
+function write(w, value, depth) {
+  if (depth > 512) throw new TypeError("Cannot encode MessagePack: value nested too deeply");
+  if (value === null || value === void 0) return w.u8(192);
+  switch (typeof value) {
+    case "boolean":
+      return w.u8(value ? 195 : 194);
+    case "number":
+      if (Number.isSafeInteger(value)) return writeInteger(w, value);
+      w.u8(203);
+      return w.f64(value);
+    case "bigint":
+      if (value >= 0n) {
+        if (value > 0xffffffffffffffffn) break;
+        w.u8(207);
+        return w.u64(value);
+      }
+      if (value < -0x8000000000000000n) break;
+      w.u8(211);
+      return w.i64(value);
+    case "string": {
+      const bytes = utf8Encoder.encode(value);
+      writeHeader(w, bytes.length, {
+        code: 160,
+        max: 31
+      }, 217, 218, 219);
+      return w.bytes(bytes);
+    }
+    case "object": {
+      if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+        const bytes = value instanceof Uint8Array ? value : value instanceof ArrayBuffer ? new Uint8Array(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+        writeHeader(w, bytes.length, void 0, 196, 197, 198);
+        return w.bytes(bytes);
+      }
+      if (Array.isArray(value)) {
+        writeHeader(w, value.length, {
+          code: 144,
+          max: 15
+        }, void 0, 220, 221);
+        for (const item of value) write(w, item, depth + 1);
+        return;
+      }
+      const entries = value instanceof Map ? [
+        ...value.entries()
+      ] : Object.entries(value).filter(([, item]) => item !== void 0);
+      writeHeader(w, entries.length, {
+        code: 128,
+        max: 15
+      }, void 0, 222, 223);
+      for (const [key, item] of entries) {
+        write(w, key, depth + 1);
+        write(w, item, depth + 1);
+      }
+      return;
+    }
+  }
+  throw new TypeError(`Cannot encode MessagePack: unsupported value of type ${typeof value}`);
+}
+function decodeMessagePack(bytes) {
+  const reader = new Reader(bytes);
+  const value = reader.value(0);
+  if (reader.offset !== bytes.length) {
+    throw new RangeError("Cannot decode MessagePack: trailing bytes after the value");
+  }
+  return value;
+}
+var Reader = class {
+  #bytes;
+  #view;
+  offset = 0;
+  constructor(bytes) {
+    this.#bytes = bytes;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+  #need(count) {
+    const at = this.offset;
+    if (at + count > this.#bytes.length) {
+      throw new RangeError("Cannot decode MessagePack: unexpected end of data");
+    }
+    this.offset += count;
+    return at;
+  }
+  #u8 = () => this.#view.getUint8(this.#need(1));
+  #u16 = () => this.#view.getUint16(this.#need(2));
+  #u32 = () => this.#view.getUint32(this.#need(4));
+  #big(value) {
+    return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+  }
+  #str(length) {
+    const at = this.#need(length);
+    try {
+      return utf8Decoder.decode(this.#bytes.subarray(at, at + length));
+    } catch {
+      throw new RangeError("Cannot decode MessagePack: string is not valid UTF-8");
+    }
+  }
+  #bin(length) {
+    const at = this.#need(length);
+    return this.#bytes.slice(at, at + length);
+  }
+  #array(length, depth) {
+    const items = [];
+    for (let i = 0; i < length; i++) items.push(this.value(depth + 1));
+    return items;
+  }
+  #map(length, depth) {
+    const entries = [];
+    for (let i = 0; i < length; i++) entries.push([
+      this.value(depth + 1),
+      this.value(depth + 1)
+    ]);
+    if (!entries.every(([key]) => typeof key === "string")) return new Map(entries);
+    const object = {};
+    for (const [key, item] of entries) {
+      Object.defineProperty(object, key, {
+        value: item,
+        enumerable: true,
+        writable: true,
+        configurable: true
+      });
+    }
+    return object;
+  }
+  value(depth) {
+    if (depth > 512) throw new RangeError("Cannot decode MessagePack: value nested too deeply");
+    const code = this.#u8();
+    if (code < 128) return code;
+    if (code >= 224) return code - 256;
+    if (code >= 160 && code <= 191) return this.#str(code & 31);
+    if (code >= 144 && code <= 159) return this.#array(code & 15, depth);
+    if (code >= 128 && code <= 143) return this.#map(code & 15, depth);
+    switch (code) {
+      case 192:
+        return null;
+      case 194:
+        return false;
+      case 195:
+        return true;
+      case 196:
+        return this.#bin(this.#u8());
+      case 197:
+        return this.#bin(this.#u16());
+      case 198:
+        return this.#bin(this.#u32());
+      case 202:
+        return this.#view.getFloat32(this.#need(4));
+      case 203:
+        return this.#view.getFloat64(this.#need(8));
+      case 204:
+        return this.#u8();
+      case 205:
+        return this.#u16();
+      case 206:
+        return this.#u32();
+      case 207:
+        return this.#big(this.#view.getBigUint64(this.#need(8)));
+      case 208:
+        return this.#view.getInt8(this.#need(1));
+      case 209:
+        return this.#view.getInt16(this.#need(2));
+      case 210:
+        return this.#view.getInt32(this.#need(4));
+      case 211:
+        return this.#big(this.#view.getBigInt64(this.#need(8)));
+      case 217:
+        return this.#str(this.#u8());
+      case 218:
+        return this.#str(this.#u16());
+      case 219:
+        return this.#str(this.#u32());
+      case 220:
+        return this.#array(this.#u16(), depth);
+      case 221:
+        return this.#array(this.#u32(), depth);
+      case 222:
+        return this.#map(this.#u16(), depth);
+      case 223:
+        return this.#map(this.#u32(), depth);
+    }
+    throw new RangeError(`Cannot decode MessagePack: unsupported type byte 0x${code.toString(16).padStart(2, "0")}`);
+  }
+};
+
+// src/client/client.ts
+var DEFAULT_TIMEOUT_MS = 1e4;
+var DEFAULT_HEARTBEAT_MS = 1e4;
+var DEFAULT_RECONNECT = {
+  maxAttempts: 10,
+  initialDelayMs: 250,
+  maxDelayMs: 1e4,
+  random: Math.random
+};
+var NO_RECONNECT_CLOSE_CODES = /* @__PURE__ */ new Set([
+  1008,
+  4001
+]);
+var OPEN = 1;
+var CLOSED = 3;
+var DEAD_CONNECTION_CLOSE_CODE = 4e3;
+function endpointUrl(url) {
+  const parsed = new URL(url);
+  if (parsed.protocol === "http:") parsed.protocol = "ws:";
+  else if (parsed.protocol === "https:") parsed.protocol = "wss:";
+  if (parsed.pathname === "/" || parsed.pathname === "") parsed.pathname = "/v2/ws";
+  return parsed.href;
+}
+function uuidFromBytes(bytes) {
+  const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+function failure(code, message, type) {
+  return {
+    error: new SignalFishError(code ?? "INTERNAL_ERROR", message, type)
+  };
+}
+function errorWith(message, codes) {
+  if (message.type !== "Error") return void 0;
+  const code = message.data.error_code;
+  return code !== void 0 && codes.includes(code) ? failure(code, message.data.message, "Error") : void 0;
+}
+var SignalFishClient = class _SignalFishClient {
+  /** The WebSocket endpoint, e.g. `ws://127.0.0.1:3536/v2/ws`. */
+  url;
+  #options;
+  #reconnect;
+  #listeners = /* @__PURE__ */ new Map();
+  #socket;
+  #status = "idle";
+  #pending = [];
+  #authData;
+  #authResult;
+  #seat;
+  #room;
+  #heartbeat;
+  #lastInbound = 0;
+  #lastError;
+  #closing = false;
+  #wakeReconnect;
+  #reconnectTimer;
+  #closed;
+  /** Creates an unconnected client for `url` (http(s) base URL or the ws(s) endpoint). */
+  constructor(url, options = {}) {
+    this.url = endpointUrl(url);
+    this.#options = options;
+    this.#reconnect = options.reconnect === false ? void 0 : {
+      ...DEFAULT_RECONNECT,
+      ...options.reconnect === true ? {} : options.reconnect
+    };
+  }
+  /** Creates a client and opens its connection; rejects with {@linkcode SignalFishConnectionError}. */
+  static async connect(url, options) {
+    const client = new _SignalFishClient(url, options);
+    await client.open();
+    return client;
+  }
+  /** The connection's state. */
+  get status() {
+    return this.#status;
+  }
+  /** The room as currently known, or `undefined` when not in one. A fresh copy each call. */
+  get room() {
+    return this.#room && cloneRoom(this.#room);
+  }
+  /** This client's id in its room (`player_id` or `spectator_id`), when in one. */
+  get selfId() {
+    return this.#room?.selfId;
+  }
+  /** The current reconnection token (EXTENSIONS.md E1/E2), when the server issued one. */
+  get reconnectionToken() {
+    return this.#seat?.token;
+  }
+  /** The negotiated binary game-data format: `json` until `authenticate()` negotiates more. */
+  get gameDataFormat() {
+    return this.#authResult?.gameDataFormat ?? "json";
+  }
+  /**
+   * Subscribes `listener` to `event` and returns a function that unsubscribes it. Listeners run
+   * synchronously in subscription order; an exception in one is reported via `reportError`
+   * (or `console.error`) and does not stop the others.
+   */
+  on(event, listener) {
+    let set = this.#listeners.get(event);
+    if (!set) this.#listeners.set(event, set = /* @__PURE__ */ new Set());
+    set.add(listener);
+    return () => this.off(event, listener);
+  }
+  /** Subscribes `listener` to the next `event` only. Returns the unsubscribe function. */
+  once(event, listener) {
+    const off = this.on(event, (payload) => {
+      off();
+      listener(payload);
+    });
+    return off;
+  }
+  /** Removes `listener` from `event`. */
+  off(event, listener) {
+    this.#listeners.get(event)?.delete(listener);
+  }
+  /**
+   * Opens the WebSocket and resolves once it is open (immediately if it already is). Rejects
+   * with {@linkcode SignalFishConnectionError} when it cannot be opened (e.g. HTTP 429 before
+   * the upgrade, PROTOCOL.md §1.2) or within the request timeout.
+   */
+  async open() {
+    if (this.#status === "open") return;
+    if (this.#status === "closed") {
+      throw new SignalFishConnectionError("Cannot open a closed client; create a new one");
+    }
+    this.#closing = false;
+    this.#status = "connecting";
+    try {
+      await this.#openSocket();
+    } catch (error) {
+      this.#status = "closed";
+      throw error;
+    }
+    this.#status = "open";
+  }
+  /**
+   * Sends `Authenticate` (PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
+   * `ProtocolInfo` and the negotiated game-data format. A second call resolves with the first
+   * result without sending (the server ignores repeats). Rejects with {@linkcode SignalFishError}
+   * for an `AuthenticationError` (`INVALID_APP_ID`, `UNAUTHORIZED`, `RATE_LIMIT_EXCEEDED`,
+   * `SDK_VERSION_UNSUPPORTED`). The data is remembered and re-sent when reconnecting.
+   */
+  async authenticate(data) {
+    if (this.#authResult) return this.#authResult;
+    this.#requireOpen();
+    const result = await this.#authenticateOnce(data);
+    this.#authData = data;
+    return result;
+  }
+  /**
+   * Creates a room with a generated code (`JoinRoom` without `room_code`, PROTOCOL.md §7.2) and
+   * resolves with the `RoomJoined` snapshot. Rejects with {@linkcode SignalFishError}
+   * (`RoomJoinFailed`: `INVALID_GAME_NAME`, `INVALID_INPUT`, `ALREADY_IN_ROOM`,
+   * `RATE_LIMIT_EXCEEDED`, `MAX_ROOMS_PER_GAME_EXCEEDED`, …).
+   */
+  createRoom(data) {
+    return this.joinRoom({
+      ...data,
+      room_code: void 0
+    });
+  }
+  /**
+   * Joins the room with `data.room_code` — or creates it, as the server does for unknown codes
+   * (PROTOCOL.md §7.2.2) — and resolves with the `RoomJoined` snapshot. Rejects with
+   * {@linkcode SignalFishError} (`ROOM_FULL`, `ROOM_CREATION_FAILED` for a taken name,
+   * `INVALID_ROOM_CODE`, …).
+   */
+  joinRoom(data) {
+    const message = {
+      type: "JoinRoom",
+      data: withoutUndefined(data)
+    };
+    return this.#request(message, (reply) => {
+      if (reply.type === "RoomJoined") return {
+        value: reply.data
+      };
+      if (reply.type === "RoomJoinFailed") {
+        return failure(reply.data.error_code, reply.data.reason, "RoomJoinFailed");
+      }
+      return errorWith(reply, [
+        "INVALID_INPUT"
+      ]);
+    });
+  }
+  /**
+   * Watches a room as a spectator (`JoinAsSpectator`, PROTOCOL.md §7.9) and resolves with
+   * `SpectatorJoined`. Rejects with {@linkcode SignalFishError} (`SpectatorJoinFailed`:
+   * `ROOM_NOT_FOUND`, `ALREADY_IN_ROOM`, `TOO_MANY_SPECTATORS`, …).
+   */
+  spectate(data) {
+    return this.#request({
+      type: "JoinAsSpectator",
+      data
+    }, (reply) => {
+      if (reply.type === "SpectatorJoined") return {
+        value: reply.data
+      };
+      if (reply.type === "SpectatorJoinFailed") {
+        return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
+      }
+      return errorWith(reply, [
+        "INVALID_INPUT"
+      ]);
+    });
+  }
+  /**
+   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, PROTOCOL.md
+   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`). Resolves at once
+   * when not in a room. The reconnection token is forgotten.
+   */
+  async leave() {
+    const role = this.#room?.role;
+    if (role === "player") {
+      await this.#request({
+        type: "LeaveRoom"
+      }, (reply) => {
+        return reply.type === "RoomLeft" ? {
+          value: void 0
+        } : void 0;
+      });
+    } else if (role === "spectator") {
+      await this.#request({
+        type: "LeaveSpectator"
+      }, (reply) => {
+        if (reply.type === "SpectatorLeft") return {
+          value: void 0
+        };
+        return errorWith(reply, [
+          "NOT_A_SPECTATOR"
+        ]);
+      });
+    }
+  }
+  /**
+   * Sets this player's readiness (PROTOCOL.md §7.4). `PlayerReady` toggles on the wire, so this
+   * sends it only when the known readiness differs from `ready`, and resolves with the
+   * `LobbyStateChanged` that reflects the change (or the current state when nothing was sent).
+   * Rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or `SPECTATOR_NOT_ALLOWED`.
+   */
+  setReady(ready = true) {
+    const room = this.#room;
+    if (room?.role === "player" && room.readyPlayers.includes(room.selfId) === ready) {
+      return Promise.resolve({
+        lobby_state: room.lobbyState,
+        ready_players: [
+          ...room.readyPlayers
+        ],
+        all_ready: room.lobbyState === "finalized"
+      });
+    }
+    return this.#request({
+      type: "PlayerReady"
+    }, (reply) => {
+      if (reply.type === "LobbyStateChanged") {
+        const self = this.#room?.selfId;
+        return self !== void 0 && reply.data.ready_players.includes(self) === ready ? {
+          value: reply.data
+        } : void 0;
+      }
+      return errorWith(reply, [
+        "NOT_IN_ROOM",
+        "SPECTATOR_NOT_ALLOWED"
+      ]);
+    });
+  }
+  /**
+   * Claims (`true`) or releases (`false`) room authority (PROTOCOL.md §7.5) and resolves with
+   * the granting `AuthorityResponse`. Rejects with {@linkcode SignalFishError}:
+   * `AUTHORITY_CONFLICT`, `AUTHORITY_DENIED`, `AUTHORITY_NOT_SUPPORTED`, `NOT_IN_ROOM`,
+   * `SPECTATOR_NOT_ALLOWED`.
+   */
+  requestAuthority(become = true) {
+    const message = {
+      type: "AuthorityRequest",
+      data: {
+        become_authority: become
+      }
+    };
+    return this.#request(message, (reply) => {
+      if (reply.type === "AuthorityResponse") {
+        return reply.data.granted ? {
+          value: reply.data
+        } : failure(reply.data.error_code, reply.data.reason ?? "Denied", "AuthorityResponse");
+      }
+      return errorWith(reply, [
+        "SPECTATOR_NOT_ALLOWED"
+      ]);
+    });
+  }
+  /**
+   * Stores this seat's connection info (PROTOCOL.md §7.8); it reaches others in `GameStarting`.
+   * The server does not acknowledge it, so the client follows it with a `Ping` and resolves on
+   * the `Pong`; rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or
+   * `SPECTATOR_NOT_ALLOWED`.
+   */
+  provideConnectionInfo(connectionInfo) {
+    this.#send({
+      type: "ProvideConnectionInfo",
+      data: {
+        connection_info: connectionInfo
+      }
+    });
+    return this.#request({
+      type: "Ping"
+    }, (reply) => {
+      if (reply.type === "Pong") return {
+        value: void 0
+      };
+      return errorWith(reply, [
+        "NOT_IN_ROOM",
+        "SPECTATOR_NOT_ALLOWED"
+      ]);
+    });
+  }
+  /**
+   * Sends game data to every other member of the room, or with `to` only to that player
+   * (`GameData.to_player`, EXTENSIONS.md E4). With `binary: true` the value is encoded as
+   * MessagePack and sent as a binary frame (PROTOCOL.md §7.7; needs a connection that
+   * negotiated `message_pack`, and has no targeted form). Fire and forget: refusals (bad
+   * target, spectator) arrive as `error` events.
+   *
+   * @throws {SignalFishConnectionError} when the connection is not open.
+   * @throws {TypeError} for `binary` on a JSON connection or combined with `to`.
+   */
+  sendGameData(data, options = {}) {
+    if (options.binary) {
+      if (options.to !== void 0) {
+        throw new TypeError("Cannot send binary game data to one player: there is no such form");
+      }
+      this.sendBinary(encodeMessagePack(data));
+      return;
+    }
+    const payload = {
+      data
+    };
+    if (options.to !== void 0) payload.to_player = options.to;
+    this.#send({
+      type: "GameData",
+      data: payload
+    });
+  }
+  /** Sends JSON game data to one player of the room (`to_player`, EXTENSIONS.md E4). */
+  sendTo(playerId, data) {
+    this.sendGameData(data, {
+      to: playerId
+    });
+  }
+  /**
+   * Sends `payload` (the app's own MessagePack encoding of a game value) as one binary frame
+   * (PROTOCOL.md §7.7).
+   *
+   * @throws {TypeError} unless `authenticate()` negotiated `message_pack`.
+   * @throws {SignalFishConnectionError} when the connection is not open.
+   */
+  sendBinary(payload) {
+    if (this.gameDataFormat !== "message_pack") {
+      throw new TypeError('Cannot send binary game data: authenticate with game_data_format "message_pack" first');
+    }
+    this.#requireOpen();
+    this.#socket.send(payload);
+  }
+  /** Sends `Ping` and resolves with the round-trip time to its `Pong`, ms (PROTOCOL.md §7.10). */
+  async ping() {
+    const started = performance.now();
+    await this.#request({
+      type: "Ping"
+    }, (reply) => {
+      return reply.type === "Pong" ? {
+        value: void 0
+      } : void 0;
+    });
+    return performance.now() - started;
+  }
+  /**
+   * Closes the connection on purpose (close code 1000; the server treats a player's close as an
+   * unexpected disconnect unless it left first, PROTOCOL.md §7.3.2) and stops reconnecting.
+   * Resolves once the socket is closed. Idempotent.
+   */
+  close() {
+    this.#closed ??= (async () => {
+      this.#closing = true;
+      clearTimeout(this.#reconnectTimer);
+      this.#wakeReconnect?.();
+      const socket = this.#socket;
+      if (socket && socket.readyState !== CLOSED) {
+        const done = new Promise((resolve) => {
+          socket.addEventListener("close", () => resolve(), {
+            once: true
+          });
+        });
+        socket.close(1e3);
+        await done;
+      } else {
+        this.#finishClose(1e3, "");
+      }
+    })();
+    return this.#closed;
+  }
+  /** Closes the connection (see `close()`). */
+  [Symbol.asyncDispose]() {
+    return this.close();
+  }
+  // -------------------------------------------------------------------------------------------
+  // Socket plumbing
+  #openSocket() {
+    const Socket = this.#options.WebSocket ?? globalThis.WebSocket;
+    const socket = new Socket(this.url);
+    socket.binaryType = "arraybuffer";
+    this.#socket = socket;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.onclose = null;
+        socket.close();
+        reject(new SignalFishConnectionError(`Cannot connect to ${this.url}: timed out`));
+      }, this.#timeoutMs);
+      socket.onopen = () => {
+        clearTimeout(timer);
+        this.#lastInbound = Date.now();
+        this.#lastError = void 0;
+        socket.onclose = (event) => this.#onClose(socket, event.code, event.reason);
+        this.#startHeartbeat();
+        this.#emit("open", void 0);
+        resolve();
+      };
+      socket.onclose = (event) => {
+        clearTimeout(timer);
+        reject(new SignalFishConnectionError(`Cannot connect to ${this.url}`, event.code));
+      };
+      socket.onmessage = (event) => this.#onFrame(socket, event.data);
+    });
+  }
+  get #timeoutMs() {
+    return this.#options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+  #requireOpen() {
+    if (this.#status !== "open" || this.#socket?.readyState !== OPEN) {
+      throw new SignalFishConnectionError(`Cannot send: the connection is ${this.#status}`);
+    }
+  }
+  #send(message) {
+    this.#requireOpen();
+    this.#socket.send(JSON.stringify(message));
+  }
+  /** Sends `message` (unless `null`) and waits for the replies `handle` accepts. */
+  #request(message, handle, internal = false) {
+    if (!internal) this.#requireOpen();
+    let pending;
+    const promise = new Promise((resolve, reject) => {
+      pending = {
+        handle,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#pending = this.#pending.filter((other) => other !== pending);
+          reject(new SignalFishConnectionError(`No answer within ${this.#timeoutMs} ms`));
+        }, this.#timeoutMs)
+      };
+    });
+    this.#pending.push(pending);
+    if (message) {
+      try {
+        this.#socket.send(JSON.stringify(message));
+      } catch (error) {
+        this.#settle(pending, {
+          error
+        });
+      }
+    }
+    return promise;
+  }
+  #settle(pending, outcome) {
+    clearTimeout(pending.timer);
+    this.#pending = this.#pending.filter((other) => other !== pending);
+    if ("error" in outcome) pending.reject(outcome.error);
+    else pending.resolve(outcome.value);
+  }
+  /** Offers `message` to the pending requests in order; true when one consumed it. */
+  #offer(message) {
+    for (const pending of this.#pending) {
+      const outcome = pending.handle(message);
+      if (outcome === void 0) continue;
+      if (outcome !== "more") this.#settle(pending, outcome);
+      return true;
+    }
+    return false;
+  }
+  #failPending(error) {
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const entry of pending) {
+      clearTimeout(entry.timer);
+      entry.reject(error);
+    }
+  }
+  #onFrame(socket, frame) {
+    if (socket !== this.#socket) return;
+    this.#lastInbound = Date.now();
+    if (typeof frame === "string") {
+      let message;
+      try {
+        message = JSON.parse(frame);
+      } catch {
+        return;
+      }
+      this.#dispatch(message, false);
+    } else if (frame instanceof ArrayBuffer) {
+      this.#onBinary(new Uint8Array(frame));
+    }
+  }
+  #onBinary(bytes) {
+    let envelope;
+    try {
+      const raw = decodeMessagePack(bytes);
+      const from = raw?.from_player;
+      if (!(from instanceof Uint8Array) || from.length !== 16) return;
+      if (!(raw.payload instanceof Uint8Array)) return;
+      envelope = {
+        from_player: uuidFromBytes(from),
+        encoding: raw.encoding,
+        payload: raw.payload
+      };
+    } catch {
+      return;
+    }
+    let data;
+    try {
+      data = decodeMessagePack(envelope.payload);
+    } catch {
+      data = void 0;
+    }
+    this.#emit("GameDataBinary", envelope);
+    this.#emit("gameData", {
+      from_player: envelope.from_player,
+      data,
+      binary: true,
+      payload: envelope.payload,
+      replayed: false
+    });
+  }
+  /** Applies one server message: pending requests, room state, then events. */
+  #dispatch(message, replayed) {
+    const consumed = replayed ? false : this.#offer(message);
+    this.#track(message);
+    this.#emit("message", message);
+    this.#emit(message.type, message.data);
+    if (message.type === "GameData") {
+      this.#emit("gameData", {
+        ...message.data,
+        binary: false,
+        replayed
+      });
+    }
+    const refusal = unclaimedRefusal(message);
+    if (refusal && !consumed) {
+      this.#lastError = refusal;
+      this.#emit("error", refusal);
+    }
+  }
+  #emit(event, payload) {
+    const listeners = this.#listeners.get(event);
+    if (!listeners) return;
+    for (const listener of [
+      ...listeners
+    ]) {
+      try {
+        listener(payload);
+      } catch (error) {
+        const report = globalThis.reportError;
+        if (report) report(error);
+        else console.error(error);
+      }
+    }
+  }
+  #startHeartbeat() {
+    clearInterval(this.#heartbeat);
+    const interval = this.#options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_MS;
+    if (interval <= 0) return;
+    this.#heartbeat = setInterval(() => {
+      const socket = this.#socket;
+      if (!socket || socket.readyState !== OPEN) return;
+      if (Date.now() - this.#lastInbound > 3 * interval) {
+        this.#onClose(socket, DEAD_CONNECTION_CLOSE_CODE, "No response to heartbeat");
+        socket.onclose = null;
+        socket.close(DEAD_CONNECTION_CLOSE_CODE);
+        return;
+      }
+      this.#request({
+        type: "Ping"
+      }, (reply) => {
+        return reply.type === "Pong" ? {
+          value: void 0
+        } : void 0;
+      }, true).catch(() => {
+      });
+    }, interval);
+  }
+  #onClose(socket, code, reason) {
+    if (socket !== this.#socket) return;
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = void 0;
+    this.#failPending(new SignalFishConnectionError(`Connection closed (${code}${reason ? ` ${reason}` : ""})`, code, {
+      cause: this.#lastError
+    }));
+    if (this.#status === "reconnecting") return;
+    const canReconnect = !this.#closing && this.#reconnect !== void 0 && this.#seat?.token !== void 0 && !NO_RECONNECT_CLOSE_CODES.has(code);
+    if (!canReconnect) {
+      this.#finishClose(code, reason);
+      return;
+    }
+    this.#status = "reconnecting";
+    this.#emit("close", {
+      code,
+      reason,
+      reconnecting: true
+    });
+    void this.#reconnectLoop();
+  }
+  #finishClose(code, reason) {
+    const wasClosed = this.#status === "closed";
+    this.#status = "closed";
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = void 0;
+    this.#seat = void 0;
+    this.#setRoom(void 0);
+    if (!wasClosed) this.#emit("close", {
+      code,
+      reason,
+      reconnecting: false
+    });
+  }
+  // -------------------------------------------------------------------------------------------
+  // Authentication and reconnection
+  async #authenticateOnce(data) {
+    const message = {
+      type: "Authenticate",
+      data: withoutUndefined(data)
+    };
+    let authenticated;
+    const protocolInfo = await this.#request(message, (reply) => {
+      switch (reply.type) {
+        case "AuthenticationError":
+          return failure(reply.data.error_code, reply.data.error, "AuthenticationError");
+        case "Authenticated":
+          authenticated = reply.data;
+          return "more";
+        case "ProtocolInfo":
+          return authenticated ? {
+            value: reply.data
+          } : void 0;
+        case "Error":
+          if (reply.data.error_code === "UNSUPPORTED_GAME_DATA_FORMAT") return "more";
+          return errorWith(reply, [
+            "AUTHENTICATION_REQUIRED"
+          ]);
+      }
+    }, true);
+    const wanted = data.game_data_format ?? "json";
+    const gameDataFormat = wanted !== "json" && protocolInfo.game_data_formats.includes(wanted) ? wanted : "json";
+    this.#authResult = {
+      authenticated,
+      protocolInfo,
+      gameDataFormat
+    };
+    return this.#authResult;
+  }
+  #backoffMs(attempt) {
+    const options = this.#reconnect;
+    const exponential = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** (attempt - 1));
+    return Math.round(exponential / 2 + options.random() * (exponential / 2));
+  }
+  /** Waits `ms`, or less when `close()` is called meanwhile. */
+  #sleep(ms) {
+    return new Promise((resolve) => {
+      this.#wakeReconnect = resolve;
+      this.#reconnectTimer = setTimeout(resolve, ms);
+    });
+  }
+  async #reconnectLoop() {
+    const options = this.#reconnect;
+    let lastError = new SignalFishConnectionError("Cannot reconnect");
+    for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
+      const delayMs = this.#backoffMs(attempt);
+      this.#emit("reconnecting", {
+        attempt,
+        delayMs
+      });
+      await this.#sleep(delayMs);
+      if (this.#closing) return this.#finishClose(1e3, "");
+      try {
+        await this.#openSocket();
+        this.#authResult = void 0;
+        if (this.#authData) await this.#authenticateOnce(this.#authData);
+        const seat = this.#seat;
+        const message = {
+          type: "Reconnect",
+          data: {
+            player_id: seat.playerId,
+            room_id: seat.roomId,
+            auth_token: seat.token
+          }
+        };
+        const data = await this.#request(message, (reply) => {
+          if (reply.type === "Reconnected") return {
+            value: reply.data
+          };
+          if (reply.type === "ReconnectionFailed") {
+            return failure(reply.data.error_code, reply.data.reason, "ReconnectionFailed");
+          }
+          return errorWith(reply, [
+            "AUTHENTICATION_REQUIRED"
+          ]);
+        }, true);
+        this.#status = "open";
+        this.#restore(data);
+        return;
+      } catch (error) {
+        if (this.#closing) return this.#finishClose(1e3, "");
+        if (error instanceof SignalFishError) {
+          this.#seat = void 0;
+          this.#setRoom(void 0);
+          const open = this.#socket?.readyState === OPEN;
+          this.#status = open ? "open" : "closed";
+          this.#emit("reconnectFailed", error);
+          if (!open) this.#emit("close", {
+            code: 1006,
+            reason: "",
+            reconnecting: false
+          });
+          return;
+        }
+        lastError = error;
+        const socket = this.#socket;
+        if (socket && socket.readyState === OPEN) {
+          socket.onclose = null;
+          socket.close();
+        }
+      }
+    }
+    this.#status = "closed";
+    this.#seat = void 0;
+    this.#setRoom(void 0);
+    this.#emit("reconnectFailed", lastError);
+    this.#emit("close", {
+      code: 1006,
+      reason: "",
+      reconnecting: false
+    });
+  }
+  /** Applies a `Reconnected`: replays missed events in order, then takes the fresh snapshot. */
+  #restore(data) {
+    for (const missed of data.missed_events) this.#dispatch(missed, true);
+    this.#seat = {
+      playerId: data.player_id,
+      roomId: data.room_id,
+      token: data.reconnection_token
+    };
+    this.#setRoom(roomFromSnapshot(data));
+    this.#emit("reconnected", data);
+  }
+  // -------------------------------------------------------------------------------------------
+  // Room state
+  #setRoom(room) {
+    if (room === void 0 && this.#room === void 0) return;
+    this.#room = room;
+    this.#emit("room", room ? cloneRoom(room) : null);
+  }
+  /** Updates the room model from one server message (PROTOCOL.md §6, §11). */
+  #track(message) {
+    const room = this.#room;
+    switch (message.type) {
+      case "RoomJoined": {
+        const { data } = message;
+        this.#seat = {
+          playerId: data.player_id,
+          roomId: data.room_id,
+          token: data.reconnection_token
+        };
+        return this.#setRoom(roomFromSnapshot(data));
+      }
+      case "Reconnected":
+        return;
+      // Applied by #restore after the replay.
+      case "SpectatorJoined": {
+        const { data } = message;
+        return this.#setRoom({
+          role: "spectator",
+          roomId: data.room_id,
+          roomCode: data.room_code,
+          gameName: data.game_name,
+          selfId: data.spectator_id,
+          maxPlayers: void 0,
+          supportsAuthority: void 0,
+          players: data.current_players,
+          spectators: data.current_spectators,
+          lobbyState: data.lobby_state,
+          readyPlayers: data.current_players.filter((p) => p.is_ready).map((p) => p.id),
+          authorityPlayer: data.current_players.find((p) => p.is_authority)?.id ?? null
+        });
+      }
+      case "RoomLeft":
+        this.#seat = void 0;
+        return this.#setRoom(void 0);
+      case "SpectatorLeft":
+        return this.#setRoom(void 0);
+    }
+    if (!room) return;
+    switch (message.type) {
+      case "PlayerJoined": {
+        const players = room.players.filter((p) => p.id !== message.data.player.id);
+        return this.#setRoom({
+          ...room,
+          players: [
+            ...players,
+            message.data.player
+          ]
+        });
+      }
+      case "PlayerLeft": {
+        const id = message.data.player_id;
+        return this.#setRoom({
+          ...room,
+          players: room.players.filter((p) => p.id !== id),
+          readyPlayers: room.readyPlayers.filter((ready) => ready !== id),
+          authorityPlayer: room.authorityPlayer === id ? null : room.authorityPlayer
+        });
+      }
+      case "LobbyStateChanged": {
+        const ready = message.data.ready_players;
+        return this.#setRoom({
+          ...room,
+          lobbyState: message.data.lobby_state,
+          readyPlayers: [
+            ...ready
+          ],
+          players: room.players.map((p) => ({
+            ...p,
+            is_ready: ready.includes(p.id)
+          }))
+        });
+      }
+      case "AuthorityChanged": {
+        const holder = message.data.authority_player;
+        return this.#setRoom({
+          ...room,
+          authorityPlayer: holder,
+          players: room.players.map((p) => ({
+            ...p,
+            is_authority: p.id === holder
+          }))
+        });
+      }
+      case "NewSpectatorJoined":
+      case "SpectatorDisconnected":
+        return this.#setRoom({
+          ...room,
+          spectators: message.data.current_spectators
+        });
+    }
+  }
+};
+function roomFromSnapshot(data) {
+  return {
+    role: "player",
+    roomId: data.room_id,
+    roomCode: data.room_code,
+    gameName: data.game_name,
+    selfId: data.player_id,
+    maxPlayers: data.max_players,
+    supportsAuthority: data.supports_authority,
+    players: data.current_players,
+    spectators: data.current_spectators,
+    lobbyState: data.lobby_state,
+    readyPlayers: [
+      ...data.ready_players
+    ],
+    authorityPlayer: data.current_players.find((p) => p.is_authority)?.id ?? null
+  };
+}
+function cloneRoom(room) {
+  return {
+    ...room,
+    players: room.players.map((p) => ({
+      ...p
+    })),
+    spectators: room.spectators.map((s) => ({
+      ...s
+    })),
+    readyPlayers: [
+      ...room.readyPlayers
+    ]
+  };
+}
+function unclaimedRefusal(message) {
+  switch (message.type) {
+    case "Error":
+      return new SignalFishError(message.data.error_code ?? "INTERNAL_ERROR", message.data.message, "Error");
+    case "AuthenticationError":
+      return new SignalFishError(message.data.error_code, message.data.error, message.type);
+    case "RoomJoinFailed":
+    case "SpectatorJoinFailed":
+      return new SignalFishError(message.data.error_code ?? "INTERNAL_ERROR", message.data.reason, message.type);
+    case "ReconnectionFailed":
+      return new SignalFishError(message.data.error_code, message.data.reason, message.type);
+  }
+  return void 0;
+}
+function withoutUndefined(data) {
+  return Object.fromEntries(Object.entries(data).filter(([, value]) => value !== void 0));
+}
+export {
+  SignalFishClient,
+  SignalFishConnectionError,
+  SignalFishError,
+  decodeMessagePack,
+  encodeMessagePack,
+  endpointUrl
+};

@@ -1,0 +1,54 @@
+/**
+ * The bundled client (`static/client.js`) under Node.js: the same file a browser imports must
+ * run there too. Skipped when `node` is not installed; Node < 22 gets `--experimental-websocket`
+ * (Node 22 has a global WebSocket).
+ *
+ * @module
+ */
+import { equal, ok } from "node:assert/strict";
+import { serve } from "./helpers.ts";
+
+function nodeVersion(): number | undefined {
+  try {
+    const { success, stdout } = new Deno.Command("node", { args: ["--version"] }).outputSync();
+    return success ? Number(new TextDecoder().decode(stdout).match(/^v(\d+)/)?.[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const NODE_MAJOR = nodeVersion();
+
+Deno.test({
+  name: "static/client.js runs under Node.js: create a room, ping, leave",
+  ignore: NODE_MAJOR === undefined || NODE_MAJOR < 20,
+  async fn() {
+    await using server = await serve();
+    const bundle = new URL("../static/client.js", import.meta.url).href;
+    const script = `
+      const { SignalFishClient } = await import(${JSON.stringify(bundle)});
+      const client = await SignalFishClient.connect(process.argv[1], { heartbeatIntervalMs: 0 });
+      const auth = await client.authenticate({ app_id: "node", platform: "node" });
+      const room = await client.createRoom({ game_name: "orbit", player_name: "node" });
+      const rtt = await client.ping();
+      await client.leave();
+      await client.close();
+      console.log(JSON.stringify({ app: auth.authenticated.app_name, code: room.room_code,
+        rtt: typeof rtt, left: client.room === undefined, status: client.status }));
+    `;
+    const flags = NODE_MAJOR! < 22 ? ["--experimental-websocket", "--no-warnings"] : [];
+    const output = await new Deno.Command("node", {
+      args: [...flags, "--input-type=module", "-e", script, server.url],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    equal(output.code, 0, stderr);
+    const result = JSON.parse(new TextDecoder().decode(output.stdout));
+    equal(result.app, "default");
+    ok(/^[A-Z0-9]{6}$/.test(result.code), result.code);
+    equal(result.rtt, "number");
+    equal(result.left, true);
+    equal(result.status, "closed");
+  },
+});

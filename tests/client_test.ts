@@ -1,0 +1,511 @@
+/**
+ * The client library (src/client/client.ts) against a real server over real WebSockets: every
+ * request, its typed errors, room-state tracking and events.
+ *
+ * @module
+ */
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import {
+  type ClientEvents,
+  type ClientOptions,
+  type ServerMessage,
+  SignalFishClient,
+  SignalFishConnectionError,
+  SignalFishError,
+} from "../src/client/client.ts";
+import type { ServerMessage as ProtocolServerMessage } from "../src/protocol/messages.ts";
+import type { SignalFishServer } from "../src/server.ts";
+import { serve, TIMEOUT_MS } from "./helpers.ts";
+
+// Compile-time guard: every message the server can send (except Reconnected, whose replay the
+// server keeps as raw JSON) must fit the client's own message types.
+const _serverFitsClient = (message: Exclude<ProtocolServerMessage, { type: "Reconnected" }>) => {
+  const client: ServerMessage = message;
+  return client;
+};
+
+const GAME = "orbit";
+const OPTIONS: ClientOptions = { heartbeatIntervalMs: 0, requestTimeoutMs: TIMEOUT_MS };
+
+function client(server: SignalFishServer, options: ClientOptions = {}): Promise<SignalFishClient> {
+  return SignalFishClient.connect(server.url, { ...OPTIONS, ...options });
+}
+
+/** Resolves with the next `event` of `client`, or rejects after the test timeout. */
+function nextEvent<E extends keyof ClientEvents>(
+  client: SignalFishClient,
+  event: E,
+  accept: (payload: ClientEvents[E]) => boolean = () => true,
+): Promise<ClientEvents[E]> {
+  const { promise, resolve, reject } = Promise.withResolvers<ClientEvents[E]>();
+  const timer = setTimeout(() => {
+    off();
+    reject(new Error(`Timed out waiting for ${event}`));
+  }, TIMEOUT_MS);
+  const off = client.on(event, (payload) => {
+    if (!accept(payload)) return;
+    off();
+    clearTimeout(timer);
+    resolve(payload);
+  });
+  return promise;
+}
+
+/** Rejects unless `promise` rejects with a SignalFishError carrying `code` and `messageType`. */
+function rejectsWith(
+  promise: Promise<unknown>,
+  code: string,
+  messageType: SignalFishError["messageType"],
+): Promise<void> {
+  return rejects(promise, (error) => {
+    ok(error instanceof SignalFishError, `expected SignalFishError, got ${error}`);
+    equal(error.code, code);
+    equal(error.messageType, messageType);
+    return true;
+  });
+}
+
+/** Two players in a 2-seat room: alice created it, bob joined by the lower-cased code. */
+async function twoPlayers(server: SignalFishServer, extra: { supports_authority?: boolean } = {}) {
+  const alice = await client(server);
+  const bob = await client(server);
+  const created = await alice.createRoom({
+    game_name: GAME,
+    player_name: "alice",
+    max_players: 2,
+    ...extra,
+  });
+  const joinedByAlice = nextEvent(alice, "PlayerJoined");
+  const joined = await bob.joinRoom({
+    game_name: GAME,
+    room_code: created.room_code.toLowerCase(),
+    player_name: "bob",
+  });
+  await joinedByAlice;
+  return {
+    alice,
+    bob,
+    code: created.room_code,
+    aliceId: created.player_id,
+    bobId: joined.player_id,
+  };
+}
+
+Deno.test("SignalFishClient.authenticate() resolves Authenticated and ProtocolInfo once", async () => {
+  await using server = await serve();
+  await using alice = await client(server);
+  equal(alice.status, "open");
+  equal(alice.url, `${server.wsUrl}`);
+  const result = await alice.authenticate({
+    app_id: "demo",
+    platform: "web",
+    sdk_version: "0.1.0",
+  });
+  equal(result.authenticated.app_name, "default");
+  ok(result.protocolInfo.capabilities.includes("targeted-game-data"));
+  equal(result.protocolInfo.platform, "web");
+  equal(result.gameDataFormat, "json");
+  equal(alice.gameDataFormat, "json");
+  // The server ignores a second Authenticate; the client answers from the first result.
+  equal(await alice.authenticate({ app_id: "demo" }), result);
+  ok((await alice.ping()) >= 0);
+});
+
+Deno.test("SignalFishClient.createRoom() and joinRoom() keep both players' room state", async () => {
+  await using server = await serve();
+  const { alice, bob, code, aliceId, bobId } = await twoPlayers(server);
+  await using _alice = alice;
+  await using _bob = bob;
+  equal(code.length, 6);
+  for (const [who, self] of [[alice, aliceId], [bob, bobId]] as const) {
+    const room = who.room!;
+    equal(room.role, "player");
+    equal(room.roomCode, code);
+    equal(room.selfId, self);
+    equal(who.selfId, self);
+    equal(room.maxPlayers, 2);
+    equal(room.lobbyState, "lobby");
+    deepEqual(room.players.map((p) => p.name), ["alice", "bob"]);
+    equal(room.authorityPlayer, aliceId);
+  }
+  // The server issues reconnection tokens only with reconnection enabled (EXTENSIONS.md E1).
+  const tokenIssued = (await nextRoomJoinedToken(server)) !== undefined;
+  equal(alice.reconnectionToken !== undefined, tokenIssued);
+});
+
+/** Whether this server build puts a reconnection token into RoomJoined. */
+async function nextRoomJoinedToken(server: SignalFishServer): Promise<string | undefined> {
+  await using probe = await client(server);
+  const joined = await probe.createRoom({ game_name: GAME, player_name: "probe" });
+  return joined.reconnection_token;
+}
+
+Deno.test("SignalFishClient.joinRoom() rejects with the spec's error codes", async () => {
+  await using server = await serve();
+  const { alice, bob, code } = await twoPlayers(server);
+  await using _alice = alice;
+  await using _bob = bob;
+  await using carol = await client(server);
+  await rejectsWith(
+    carol.joinRoom({ game_name: GAME, room_code: code, player_name: "carol" }),
+    "ROOM_FULL",
+    "RoomJoinFailed",
+  );
+  await rejectsWith(
+    carol.joinRoom({ game_name: GAME, room_code: "AB", player_name: "carol" }),
+    "INVALID_ROOM_CODE",
+    "RoomJoinFailed",
+  );
+  await rejectsWith(
+    carol.createRoom({ game_name: "", player_name: "carol" }),
+    "INVALID_GAME_NAME",
+    "RoomJoinFailed",
+  );
+  await rejectsWith(
+    alice.createRoom({ game_name: GAME, player_name: "alice" }),
+    "ALREADY_IN_ROOM",
+    "RoomJoinFailed",
+  );
+  const open = await carol.createRoom({ game_name: GAME, player_name: "carol", max_players: 3 });
+  await using dave = await client(server);
+  await rejectsWith(
+    dave.joinRoom({ game_name: GAME, room_code: open.room_code, player_name: "CAROL" }),
+    "ROOM_CREATION_FAILED",
+    "RoomJoinFailed",
+  );
+  equal(dave.room, undefined);
+});
+
+Deno.test("SignalFishClient.setReady() sets readiness and sees the game start", async () => {
+  await using server = await serve();
+  const { alice, bob, aliceId, bobId } = await twoPlayers(server);
+  await using _alice = alice;
+  await using _bob = bob;
+  const seenByBob = nextEvent(bob, "LobbyStateChanged");
+  const ready = await alice.setReady(true);
+  deepEqual(ready, { lobby_state: "lobby", ready_players: [aliceId], all_ready: false });
+  deepEqual((await seenByBob).ready_players, [aliceId]);
+  equal(bob.room!.players.find((p) => p.id === aliceId)!.is_ready, true);
+
+  // Already ready: nothing is sent (PlayerReady would toggle it off).
+  let lobbyMessages = 0;
+  const off = bob.on("LobbyStateChanged", () => lobbyMessages++);
+  deepEqual((await alice.setReady(true)).ready_players, [aliceId]);
+  await bob.ping(); // Per-connection order: anything alice caused would have arrived by now.
+  await alice.ping();
+  equal(lobbyMessages, 0);
+  off();
+
+  const starting = nextEvent(alice, "GameStarting");
+  const finalized = await bob.setReady();
+  equal(finalized.lobby_state, "finalized");
+  equal(finalized.all_ready, true);
+  deepEqual((await starting).peer_connections.map((p) => p.player_id), [aliceId, bobId]);
+  equal(alice.room!.lobbyState, "finalized");
+
+  const back = await bob.setReady(false);
+  equal(back.lobby_state, "lobby");
+  deepEqual(back.ready_players, [aliceId]);
+});
+
+Deno.test("SignalFishClient.requestAuthority() resolves grants and rejects refusals by code", async () => {
+  await using server = await serve();
+  const { alice, bob, aliceId, bobId } = await twoPlayers(server);
+  await using _alice = alice;
+  await using _bob = bob;
+  await rejectsWith(bob.requestAuthority(true), "AUTHORITY_CONFLICT", "AuthorityResponse");
+  await rejectsWith(bob.requestAuthority(false), "AUTHORITY_DENIED", "AuthorityResponse");
+  const bobSeesChange = nextEvent(bob, "AuthorityChanged");
+  deepEqual(await alice.requestAuthority(false), { granted: true, reason: null });
+  deepEqual(await bobSeesChange, { authority_player: null, you_are_authority: false });
+  equal(bob.room!.authorityPlayer, null);
+  const aliceSees = nextEvent(alice, "AuthorityChanged");
+  equal((await bob.requestAuthority()).granted, true);
+  equal((await aliceSees).authority_player, bobId);
+  equal(alice.room!.authorityPlayer, bobId);
+  equal(alice.room!.players.find((p) => p.id === bobId)!.is_authority, true);
+  equal(alice.room!.players.find((p) => p.id === aliceId)!.is_authority, false);
+
+  await using loner = await client(server);
+  await rejectsWith(loner.requestAuthority(), "NOT_IN_ROOM", "AuthorityResponse");
+  await loner.createRoom({ game_name: GAME, player_name: "loner", supports_authority: false });
+  await rejectsWith(loner.requestAuthority(), "AUTHORITY_NOT_SUPPORTED", "AuthorityResponse");
+});
+
+Deno.test("SignalFishClient.sendGameData() broadcasts; sendTo() reaches one player only", async () => {
+  await using server = await serve();
+  const alice = await client(server);
+  await using _alice = alice;
+  const room = await alice.createRoom({ game_name: GAME, player_name: "alice", max_players: 3 });
+  await using bob = await client(server);
+  const bobId = (await bob.joinRoom({ ...joinAs("bob"), room_code: room.room_code })).player_id;
+  await using carol = await client(server);
+  await carol.joinRoom({ ...joinAs("carol"), room_code: room.room_code });
+  await using watcher = await client(server);
+  await watcher.spectate({ game_name: GAME, room_code: room.room_code, spectator_name: "w" });
+
+  const received = new Map<SignalFishClient, unknown[]>([[bob, []], [carol, []], [watcher, []]]);
+  for (const [who, list] of received) who.on("gameData", (event) => list.push(event));
+  alice.sendGameData({ op: "hello", n: 1 });
+  alice.sendTo(bobId, { signal: "offer" });
+  alice.sendGameData([1.5, null, "x"]);
+  for (const who of [alice, bob, carol, watcher]) await who.ping();
+  // The pings prove ordering per connection only; wait for the last broadcast explicitly.
+  const from = room.player_id;
+  const event = (data: unknown) => ({ from_player: from, data, binary: false, replayed: false });
+  deepEqual(received.get(bob), [
+    event({ op: "hello", n: 1 }),
+    event({ signal: "offer" }),
+    event([1.5, null, "x"]),
+  ]);
+  deepEqual(received.get(carol), [event({ op: "hello", n: 1 }), event([1.5, null, "x"])]);
+  deepEqual(received.get(watcher), [event({ op: "hello", n: 1 }), event([1.5, null, "x"])]);
+
+  // Refusals of fire-and-forget sends arrive as `error` events with the spec's code.
+  const selfError = nextEvent(alice, "error");
+  alice.sendTo(from, "me?");
+  const error = await selfError;
+  equal(error.code, "INVALID_INPUT");
+  equal(error.message, "Cannot send game data to yourself");
+  const notMember = nextEvent(alice, "error");
+  alice.sendTo(crypto.randomUUID(), "who?");
+  equal((await notMember).message, "Target player is not in this room");
+  const spectatorError = nextEvent(watcher, "error");
+  watcher.sendGameData("nope");
+  equal((await spectatorError).code, "SPECTATOR_NOT_ALLOWED");
+});
+
+function joinAs(name: string) {
+  return { game_name: GAME, player_name: name };
+}
+
+Deno.test("SignalFishClient.spectate() watches a room and leave() stops watching", async () => {
+  await using server = await serve();
+  const { alice, bob, code, aliceId } = await twoPlayers(server);
+  await using _alice = alice;
+  await using _bob = bob;
+  await using watcher = await client(server);
+  await rejectsWith(
+    watcher.spectate({ game_name: GAME, room_code: "ZZZZZZ", spectator_name: "w" }),
+    "ROOM_NOT_FOUND",
+    "SpectatorJoinFailed",
+  );
+  const aliceSees = nextEvent(alice, "NewSpectatorJoined");
+  const joined = await watcher.spectate({
+    game_name: GAME,
+    room_code: code.toLowerCase(),
+    spectator_name: "watcher",
+  });
+  equal(joined.room_code, code);
+  equal((await aliceSees).spectator.name, "watcher");
+  equal(alice.room!.spectators.length, 1);
+  const view = watcher.room!;
+  equal(view.role, "spectator");
+  equal(view.selfId, joined.spectator_id);
+  equal(view.authorityPlayer, aliceId);
+  deepEqual(view.players.map((p) => p.name), ["alice", "bob"]);
+
+  await rejectsWith(watcher.setReady(), "SPECTATOR_NOT_ALLOWED", "Error");
+  await rejectsWith(watcher.requestAuthority(), "SPECTATOR_NOT_ALLOWED", "Error");
+  await rejectsWith(
+    watcher.provideConnectionInfo({ type: "direct", host: "127.0.0.1", port: 1 }),
+    "SPECTATOR_NOT_ALLOWED",
+    "Error",
+  );
+  const readySeen = nextEvent(watcher, "LobbyStateChanged");
+  await bob.setReady();
+  equal((await readySeen).ready_players.length, 1);
+  equal(watcher.room!.readyPlayers.length, 1);
+
+  const aliceSeesLeave = nextEvent(alice, "SpectatorDisconnected");
+  const roomEvents: unknown[] = [];
+  watcher.on("room", (room) => roomEvents.push(room));
+  await watcher.leave();
+  equal(watcher.room, undefined);
+  deepEqual(roomEvents, [null]);
+  equal((await aliceSeesLeave).reason, "voluntary_leave");
+  equal(alice.room!.spectators.length, 0);
+});
+
+Deno.test("SignalFishClient.leave() leaves the room and others see the player go", async () => {
+  await using server = await serve();
+  const { alice, bob, bobId } = await twoPlayers(server);
+  await using _alice = alice;
+  await using _bob = bob;
+  const left = nextEvent(alice, "PlayerLeft");
+  await bob.leave();
+  equal(bob.room, undefined);
+  equal(bob.reconnectionToken, undefined);
+  equal((await left).player_id, bobId);
+  const room = alice.room!;
+  deepEqual(room.players.map((p) => p.name), ["alice"]);
+  equal(room.lobbyState, "waiting");
+  // Not in a room: nothing to send, resolves at once; the connection is still usable.
+  await bob.leave();
+  await rejectsWith(bob.setReady(), "NOT_IN_ROOM", "Error");
+  await rejectsWith(
+    bob.provideConnectionInfo({ type: "direct", host: "127.0.0.1", port: 1 }),
+    "NOT_IN_ROOM",
+    "Error",
+  );
+  await alice.provideConnectionInfo({ type: "webrtc", sdp: null, ice_candidates: [] });
+});
+
+Deno.test("SignalFishClient reports connection failures as SignalFishConnectionError", async () => {
+  const server = await serve();
+  const url = server.url;
+  const alice = await client(server, { reconnect: false });
+  await alice.createRoom({ game_name: GAME, player_name: "alice" });
+  const closed = nextEvent(alice, "close");
+  const pending = alice.requestAuthority(false).catch((error) => error);
+  const ping = alice.ping().catch((error) => error);
+  await server.close(); // 1001 "Server shutting down"
+  const event = await closed;
+  const settled = await Promise.all([pending, ping]);
+  // The release may have been answered before the shutdown; the ping races it.
+  for (const outcome of settled) {
+    if (outcome instanceof Error) ok(outcome instanceof SignalFishConnectionError);
+  }
+  // 1001 normally; a reset (code 0/1006) when the server closed with our frames still unread.
+  ok([0, 1001, 1006].includes(event.code), `close code ${event.code}`);
+  equal(event.reconnecting, false);
+  equal(alice.status, "closed");
+  equal(alice.room, undefined);
+  await rejects(alice.ping(), SignalFishConnectionError);
+  ok(throwsConnection(() => alice.sendGameData("x")));
+  await alice.close();
+  await rejects(
+    SignalFishClient.connect(url, { ...OPTIONS, reconnect: false }),
+    SignalFishConnectionError,
+  );
+});
+
+function throwsConnection(action: () => void): boolean {
+  try {
+    action();
+  } catch (error) {
+    return error instanceof SignalFishConnectionError;
+  }
+  return false;
+}
+
+Deno.test("SignalFishClient.sendBinary() needs a MessagePack connection", async () => {
+  await using server = await serve();
+  await using alice = await client(server);
+  await alice.authenticate({ app_id: "demo", game_data_format: "message_pack" });
+  if (alice.gameDataFormat === "message_pack") return; // Covered by the MessagePack tests.
+  try {
+    alice.sendGameData({ x: 1 }, { binary: true });
+    ok(false, "expected a TypeError");
+  } catch (error) {
+    ok(error instanceof TypeError);
+  }
+});
+
+/**
+ * A WebSocket class for the client whose connections fail (to a closed port) until `open()` is
+ * called: it holds automatic reconnection back until a test has arranged the missed messages.
+ */
+function gatedWebSocket() {
+  let gateOpen = true;
+  class Gated extends WebSocket {
+    constructor(url: string) {
+      super(gateOpen ? url : "ws://127.0.0.1:9/closed");
+    }
+  }
+  return {
+    WebSocket: Gated,
+    close: () => gateOpen = false,
+    open: () => gateOpen = true,
+  };
+}
+
+Deno.test("SignalFishClient restores its seat after a dropped socket and replays missed data", async () => {
+  await using server = await serve((config) => config.server.enable_reconnection = true);
+  const gate = gatedWebSocket();
+  await using alice = await client(server, {
+    WebSocket: gate.WebSocket,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 40, maxAttempts: 200 },
+  });
+  await alice.authenticate({ app_id: "demo" });
+  const created = await alice.createRoom({ game_name: GAME, player_name: "alice", max_players: 2 });
+  const firstToken = alice.reconnectionToken;
+  ok(firstToken !== undefined && firstToken.length === 43, "RoomJoined carries a token (E1)");
+  await using bob = await client(server);
+  const bobJoined = nextEvent(alice, "PlayerJoined");
+  await bob.joinRoom({ game_name: GAME, room_code: created.room_code, player_name: "bob" });
+  await bobJoined;
+
+  const events: string[] = [];
+  alice.on("gameData", (e) => events.push(`gameData ${JSON.stringify(e.data)} ${e.replayed}`));
+  alice.on("LobbyStateChanged", (e) => events.push(`lobby ${e.ready_players.length}`));
+  alice.on("close", (e) => events.push(`close ${e.code} ${e.reconnecting}`));
+  alice.on("reconnected", (e) => events.push(`reconnected ${e.missed_events.length}`));
+  const reconnected = nextEvent(alice, "reconnected");
+  const bobSeesReturn = nextEvent(bob, "PlayerReconnected");
+
+  gate.close();
+  // Drop alice's socket from the server side (the connection id is her player id): a held-seat
+  // close (PROTOCOL.md §1.6), so the seat waits for her with a replay buffer.
+  server.hub.close(created.player_id, 1011, "Internal error", Date.now());
+  bob.sendGameData("while you were away");
+  bob.sendTo(created.player_id, { signal: "offer" });
+  await bob.setReady(true);
+  gate.open();
+
+  const data = await reconnected;
+  equal((await bobSeesReturn).player_id, created.player_id);
+  equal(data.replay_truncated, false);
+  deepEqual(events, [
+    "close 1011 true",
+    'gameData "while you were away" true',
+    'gameData {"signal":"offer"} true',
+    "lobby 1",
+    "reconnected 3",
+  ]);
+  equal(alice.status, "open");
+  equal(alice.selfId, created.player_id);
+  ok(alice.reconnectionToken !== firstToken, "the token rotates (E2)");
+  const room = alice.room!;
+  deepEqual(room.players.map((p) => [p.name, p.is_ready]), [["alice", false], ["bob", true]]);
+  equal(room.authorityPlayer, created.player_id);
+
+  // The restored connection carries requests and live data both ways.
+  const live = nextEvent(bob, "gameData");
+  alice.sendGameData("back");
+  equal((await live).data, "back");
+  deepEqual((await alice.setReady(true)).lobby_state, "finalized");
+});
+
+Deno.test("SignalFishClient sends and receives MessagePack game data through the server", async () => {
+  await using server = await serve((config) => {
+    config.protocol.enable_message_pack_game_data = true;
+  });
+  await using alice = await client(server);
+  await using bob = await client(server);
+  await using carol = await client(server);
+  for (const who of [alice, bob]) {
+    const result = await who.authenticate({ app_id: "demo", game_data_format: "message_pack" });
+    equal(result.gameDataFormat, "message_pack");
+  }
+  const room = await alice.createRoom({ game_name: GAME, player_name: "alice", max_players: 3 });
+  await bob.joinRoom({ game_name: GAME, room_code: room.room_code, player_name: "bob" });
+  await carol.joinRoom({ game_name: GAME, room_code: room.room_code, player_name: "carol" });
+
+  const atBob = nextEvent(bob, "gameData");
+  const atCarol = nextEvent(carol, "gameData");
+  const value = { op: "steer", angle: -12.5, tick: 4411, tags: ["a", "b"], ok: true };
+  alice.sendGameData(value, { binary: true });
+  const binary = await atBob;
+  equal(binary.binary, true);
+  equal(binary.from_player, room.player_id);
+  deepEqual(binary.data, value);
+  ok(binary.payload instanceof Uint8Array);
+  // A JSON connection gets the server's JSON conversion of the same value (PROTOCOL.md §7.7).
+  deepEqual(await atCarol, {
+    from_player: room.player_id,
+    data: value,
+    binary: false,
+    replayed: false,
+  });
+});
