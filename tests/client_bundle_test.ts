@@ -5,6 +5,7 @@
  * @module
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
+import { renderStaticAssets } from "../scripts/embed_static.ts";
 import { serve } from "./helpers.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -17,7 +18,8 @@ Deno.test("static/client.js is up to date with src/client (run `deno task bundle
   const dir = await Deno.makeTempDir({ prefix: "signal-fish-bundle-" });
   try {
     const output = `${dir}/client.js`;
-    const args = task.replace("-o static/client.js", `-o ${output}`).split(" ").slice(1);
+    const bundleCommand = task.split(" && ")[0]!;
+    const args = bundleCommand.replace("-o static/client.js", `-o ${output}`).split(" ").slice(1);
     const result = await new Deno.Command(Deno.execPath(), {
       args,
       cwd: ROOT,
@@ -31,6 +33,14 @@ Deno.test("static/client.js is up to date with src/client (run `deno task bundle
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("src/http/static_assets.ts embeds exactly the files of static/ (run `deno task bundle`)", () => {
+  const generated = Deno.readTextFileSync(new URL("src/http/static_assets.ts", ROOT));
+  ok(
+    generated === renderStaticAssets(new URL("static/", ROOT)),
+    "src/http/static_assets.ts is stale: run `deno task bundle` and commit it",
+  );
 });
 
 Deno.test("static/client.js is self-contained and works when imported", async () => {

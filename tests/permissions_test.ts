@@ -71,6 +71,14 @@ Deno.test("main.ts under the baked-in permissions serves every route and a game"
     await expect("POST", "/v2/health", 405);
     await expect("GET", "/v2/ws", 400); // not an upgrade
     await expect("GET", "/nope", 404);
+    // Every other route: status, metrics (text and JSON), room lookup, demo page and client.
+    await expect("GET", "/v2/status", 200);
+    await expect("GET", "/metrics/prom", 200);
+    await expect("GET", "/metrics", 200);
+    await expect("GET", "/v2/rooms/orbit/ABCDEF", 404);
+    await expect("GET", "/", 200);
+    await expect("GET", "/client.js", 200);
+    await expect("GET", "/demo.js", 200);
     const preflight = await expect("OPTIONS", "/v2/health", 200, {
       origin: "https://play.example",
       "access-control-request-method": "GET",
