@@ -21,10 +21,10 @@ export type SendFailure = { reason: "closed" } | { reason: "overflow"; dropped: 
 /** The two things a room needs from a connection's socket. */
 export interface Peer {
   /**
-   * Queues one frame (text = JSON message, binary = MessagePack envelope) of `bytes` bytes.
-   * Returns `undefined` when taken, else why not.
+   * Queues one frame (text = JSON message, binary = MessagePack envelope). Returns
+   * `undefined` when taken, else why not.
    */
-  send(frame: string | Uint8Array, bytes: number): SendFailure | undefined;
+  send(frame: string | Uint8Array): SendFailure | undefined;
   /** Closes the connection with a WebSocket close code (PROTOCOL.md §1.6). */
   close(code: number, reason: string): void;
 }
@@ -35,7 +35,7 @@ export interface Fanout {
    * Hands one already-serialised frame to every connection in `to`, in order (the frame is
    * built once per message, SERVER.md §5.1). Unknown or closed ids are skipped.
    */
-  deliver(frame: string | Uint8Array, to: readonly ConnId[], bytes: number): void;
+  deliver(frame: string | Uint8Array, to: readonly ConnId[]): void;
   /** Closes connection `to` with `code` and `reason`. Unknown ids are ignored. */
   close(to: ConnId, code: number, reason: string): void;
 }

@@ -33,18 +33,17 @@ export class LocalFanout implements Fanout {
   }
 
   /**
-   * Hands `frame` (`bytes` long) to each attached peer in `to`, in order. Returns the recipients
+   * Hands `frame` to each attached peer in `to`, in order. Returns the recipients
    * that did not take it, or `undefined` when all did (no allocation on the common path).
    */
   deliver(
     frame: string | Uint8Array,
     to: readonly ConnId[],
-    bytes: number,
   ): DeliveryFailure[] | undefined {
     let failed: DeliveryFailure[] | undefined;
     for (const id of to) {
       const peer = this.#peers.get(id);
-      const failure = peer ? peer.send(frame, bytes) : GONE;
+      const failure = peer ? peer.send(frame) : GONE;
       if (failure) (failed ??= []).push({ id, failure });
     }
     return failed;

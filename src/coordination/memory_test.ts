@@ -14,13 +14,13 @@ Deno.test("LocalFanout.deliver() hands the same frame to each attached peer, rep
     send: () => ({ reason: "overflow", dropped: 3 }),
     close: (code) => got.full!.push(code),
   });
-  deepEqual(fanout.deliver("frame-1", ["a", "b", "gone", "full"], 7), [
+  deepEqual(fanout.deliver("frame-1", ["a", "b", "gone", "full"]), [
     { id: "gone", failure: { reason: "gone" } },
     { id: "full", failure: { reason: "overflow", dropped: 3 } },
   ]);
   fanout.close("b", 1001, "bye");
   equal(fanout.detach("a"), true);
-  equal(fanout.deliver("frame-2", ["b"], 7), undefined);
+  equal(fanout.deliver("frame-2", ["b"]), undefined);
   deepEqual(got, { a: ["frame-1"], b: ["frame-1", 1001, "frame-2"], full: [] });
   equal(fanout.size, 2);
 });

@@ -39,12 +39,12 @@ const encoder = new TextEncoder();
 
 /** Length of `text` in UTF-8 bytes (the unit of every length limit, PROTOCOL.md §8). */
 export function utf8Length(text: string): number {
-  // Fast path for ASCII, the common case.
-  for (let i = 0; i < text.length; i++) {
-    if (text.charCodeAt(i) > 0x7f) return encoder.encode(text).length;
-  }
-  return text.length;
+  // ASCII, the common case, is one byte per code unit; the regex scan runs natively.
+  return NON_ASCII.test(text) ? encoder.encode(text).length : text.length;
 }
+
+// deno-lint-ignore no-control-regex
+const NON_ASCII = /[^\x00-\x7f]/;
 
 /** Checks a `game_name` (PROTOCOL.md §8.1). */
 export function checkGameName(name: string, maxLength: number): string | undefined {

@@ -150,7 +150,6 @@ export class ServerMetrics {
   #lastError: string | null = null;
   #history: DashboardEntry[] = [];
   /** What the JoinRoom/GameData being timed turned out to be. */
-  #outcome: "created" | "joined" | "relayed" | undefined;
 
   /** Registers every family of SERVER.md §6.3 this build has, in the spec's order. */
   constructor(sources: MetricsSources, options: ServerMetricsOptions) {
@@ -275,13 +274,11 @@ export class ServerMetrics {
         this.#roomsCreated.inc();
         this.#playersJoined.inc();
         this.#tokensIssued?.inc();
-        this.#outcome = "created";
         break;
       case "room_joined":
         this.#roomsJoined.inc();
         this.#playersJoined.inc();
         this.#tokensIssued?.inc();
-        this.#outcome = "joined";
         break;
       case "seat_released":
         // Expiry is also reported as seat_released (reason "expired"): counted once.
@@ -302,7 +299,6 @@ export class ServerMetrics {
         break;
       case "game_data":
         this.#gameData.inc();
-        this.#outcome = "relayed";
         break;
       case "invalid_message":
       case "message_too_large":
@@ -319,7 +315,7 @@ export class ServerMetrics {
         this.#countError(this.#errorsWebsocket);
         break;
       case "handled":
-        this.#timed(event.seconds);
+        this.#timed(event.outcome, event.seconds);
         break;
       case "player_reconnected":
         this.#tokensIssued?.inc();
@@ -589,9 +585,7 @@ export class ServerMetrics {
     this.#errors.inc();
   }
 
-  #timed(seconds: number): void {
-    const outcome = this.#outcome;
-    this.#outcome = undefined;
+  #timed(outcome: "created" | "joined" | "relayed", seconds: number): void {
     if (outcome === "created") {
       this.#creationLatency.observe(seconds);
       this.#creationSamples.inc();

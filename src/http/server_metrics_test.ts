@@ -35,13 +35,12 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
   const events: (HubEvent | PendingEvent)[] = [
     { type: "connected", connectionId: "c1", ip: "127.0.0.1" },
     { type: "room_created", ...ROOM, playerId: "p1" },
-    { type: "handled", message: "JoinRoom", seconds: 0.002 },
+    { type: "handled", message: "JoinRoom", outcome: "created", seconds: 0.002 },
     { type: "room_joined", ...ROOM, playerId: "p2" },
-    { type: "handled", message: "JoinRoom", seconds: 400 }, // clamped in the sketch
+    { type: "handled", message: "JoinRoom", outcome: "joined", seconds: 400 }, // clamped
     { type: "join_failed", errorCode: "MAX_ROOMS_PER_GAME_EXCEEDED", creating: true },
-    { type: "handled", message: "JoinRoom", seconds: 0.001 }, // failed: not timed
     { type: "game_data", recipients: 1 },
-    { type: "handled", message: "GameData", seconds: 0.0001 },
+    { type: "handled", message: "GameData", outcome: "relayed", seconds: 0.0001 },
     { type: "error_reply", errorCode: "INVALID_PLAYER_NAME" },
     { type: "error_reply", errorCode: "ROOM_FULL" }, // not a validation error
     { type: "error_reply", errorCode: "INTERNAL_ERROR" },
@@ -130,15 +129,27 @@ Deno.test("Hub reports error replies, 1011 closes and JoinRoom/GameData timings"
     JSON.stringify({ type: "JoinRoom", data: { game_name: "", player_name: "a" } }),
     0,
   );
+  hub.receive(
+    alice,
+    JSON.stringify({ type: "JoinRoom", data: { game_name: "g", player_name: "a" } }),
+    0,
+  );
   hub.receive(alice, JSON.stringify({ type: "Ping" }), 0);
   hub.close(alice, 1011, "Internal error", 0);
-  deepEqual(
-    events.map((event) => event.type),
-    ["connected", "error_reply", "join_failed", "handled", "internal_error", "disconnected"],
-  );
+  // The failed join is not timed; the successful one is, as a creation.
+  deepEqual(events.map((event) => event.type), [
+    "connected",
+    "error_reply",
+    "join_failed",
+    "room_created",
+    "handled",
+    "internal_error",
+    "seat_released",
+    "disconnected",
+  ]);
   const reply = events[1] as { errorCode: string };
   equal(reply.errorCode, "INVALID_GAME_NAME");
-  const handled = events[3] as { message: string; seconds: number };
-  equal(handled.message, "JoinRoom");
+  const handled = events[4] as { message: string; outcome: string; seconds: number };
+  deepEqual([handled.message, handled.outcome], ["JoinRoom", "created"]);
   ok(handled.seconds >= 0);
 });

@@ -23,6 +23,8 @@ export const INVALID_CLIENT_MESSAGE: ServerMessage = {
  * Never throws: every failure is `{ ok: false, detail }`, where `detail` is for logs only.
  */
 export function decodeClientMessage(text: string): Decoded {
+  const fast = decodePlainGameData(text);
+  if (fast) return fast;
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -43,6 +45,28 @@ export function decodeClientMessage(text: string): Decoded {
   return { ok: true, message };
 }
 
+/** How every SDK writes an untargeted `GameData`: this prefix, the value, then `}}`. */
+const GAME_DATA_PREFIX = '{"type":"GameData","data":{"data":';
+const GAME_DATA_SUFFIX = "}}";
+
+/**
+ * The relay fast path (issue 5): a frame spelled exactly `{"type":"GameData","data":{"data":V}}`
+ * is valid exactly when `V` is valid JSON, and then it is an untargeted `GameData` whose raw
+ * payload is `V`, so one native parse of `V` replaces the parse of the whole frame, the schema
+ * check and the span scan. Anything else returns `undefined` and takes the general path.
+ */
+function decodePlainGameData(text: string): Decoded | undefined {
+  if (!text.startsWith(GAME_DATA_PREFIX) || !text.endsWith(GAME_DATA_SUFFIX)) return undefined;
+  const value = text.slice(GAME_DATA_PREFIX.length, text.length - GAME_DATA_SUFFIX.length);
+  try {
+    JSON.parse(value);
+  } catch {
+    // Not a single value (another member follows, or it is malformed): the general path decides.
+    return undefined;
+  }
+  return { ok: true, message: { type: "GameData", data: { data: new RawJson(value) } } };
+}
+
 /**
  * Serialises one server message as its compact JSON text frame: `type` first, then `data`
  * (omitted for payload-less messages), fields in the order the message object was built.
@@ -51,7 +75,8 @@ export function decodeClientMessage(text: string): Decoded {
 export function encodeServerMessage(message: ServerMessage): string {
   if (message.type === "GameData") {
     const { from_player, data } = message.data;
-    return `{"type":"GameData","data":{"from_player":${JSON.stringify(from_player)},"data":${
+    // Player ids are server-made lower-case UUIDs: nothing to escape.
+    return `{"type":"GameData","data":{"from_player":"${from_player}","data":${
       data instanceof RawJson ? data.text : JSON.stringify(data ?? null)
     }}}`;
   }

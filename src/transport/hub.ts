@@ -23,7 +23,8 @@ import { type TokenBinding, verifyProof } from "./token_binding.ts";
 const log = getLogger(["signal-fish", "hub"]);
 /** The frame every unparsable message gets (PROTOCOL.md §2.3), serialised once. */
 const INVALID_FRAME = encodeServerMessage(INVALID_CLIENT_MESSAGE);
-const INVALID_FRAME_BYTES = utf8Length(INVALID_FRAME);
+/** One GameData in this many is timed for the relay latency histogram (SERVER.md §6.5). */
+export const RELAY_TIMING_SAMPLE = 16;
 
 export type { Peer, SendFailure } from "../coordination/fanout.ts";
 
@@ -68,7 +69,13 @@ export type HubEvent =
   /** The socket reported a transport error (SERVER.md §6.3 #27). */
   | { type: "websocket_error"; connectionId: ConnId }
   /** Time spent applying one message: engine plus effects, in seconds (SERVER.md §6.5). */
-  | { type: "handled"; message: "JoinRoom" | "GameData"; seconds: number };
+  | {
+    type: "handled";
+    message: "JoinRoom" | "GameData";
+    /** What the message did; failed or dropped messages are not reported. */
+    outcome: "created" | "joined" | "relayed";
+    seconds: number;
+  };
 
 /** Routes frames between peers and the engine (STYLE.md: transport/hub.ts). */
 export class Hub {
@@ -76,6 +83,7 @@ export class Hub {
   readonly #options: HubOptions;
   readonly #local = new LocalFanout();
   readonly #info = new Map<ConnId, PeerInfo>();
+  #relayCount = 0;
 
   /** Creates a hub that feeds `engine`. */
   constructor(engine: Engine, options: HubOptions) {
@@ -143,7 +151,7 @@ export class Hub {
         connectionId: id,
         detail: decoded.detail,
       });
-      this.#deliver(INVALID_FRAME, [id], INVALID_FRAME_BYTES, now);
+      this.#deliver(INVALID_FRAME, [id], now);
       return;
     }
     const type = decoded.message.type;
@@ -151,10 +159,18 @@ export class Hub {
       this.#apply(this.#engine.handle(id, decoded.message, now), now);
       return;
     }
+    // Relay latency is sampled (one GameData in RELAY_TIMING_SAMPLE): two clock reads per
+    // frame cost more than the rest of the metrics on the hot path. Joins are always timed.
+    if (type === "GameData" && ++this.#relayCount % RELAY_TIMING_SAMPLE !== 0) {
+      this.#apply(this.#engine.handle(id, decoded.message, now), now);
+      return;
+    }
     const start = performance.now();
-    this.#apply(this.#engine.handle(id, decoded.message, now), now);
+    const effects = this.#engine.handle(id, decoded.message, now);
+    this.#apply(effects, now);
     const seconds = (performance.now() - start) / 1000;
-    this.#options.onEvent?.({ type: "handled", message: type, seconds });
+    const outcome = outcomeOf(effects);
+    if (outcome) this.#options.onEvent?.({ type: "handled", message: type, outcome, seconds });
   }
 
   /** Reports a transport error on a connection's socket (counted, SERVER.md §6.3 #27). */
@@ -219,7 +235,7 @@ export class Hub {
       reason: message,
     });
     const frame = encodeServerMessage({ type: "Error", data: { message, error_code: code } });
-    this.#deliver(frame, [id], utf8Length(frame), now);
+    this.#deliver(frame, [id], now);
     if (close) this.close(id, 1008, "Token binding violation", now);
   }
 
@@ -244,7 +260,7 @@ export class Hub {
       },
     };
     const frame = encodeServerMessage(message);
-    this.#deliver(frame, [id], utf8Length(frame), now);
+    this.#deliver(frame, [id], now);
     this.close(id, 1009, "Message too large", now);
   }
 
@@ -253,9 +269,9 @@ export class Hub {
    * fanout. A peer whose socket is no longer open is torn down and the frame goes to its held
    * seat's replay buffer; a slow consumer is closed with 1013, its seat held as truncated.
    */
-  #deliver(frame: string | Uint8Array, to: readonly ConnId[], bytes: number, now: number): void {
-    const failed = this.#local.deliver(frame, to, bytes);
-    this.#options.remote?.deliver(frame, to, bytes);
+  #deliver(frame: string | Uint8Array, to: readonly ConnId[], now: number): void {
+    const failed = this.#local.deliver(frame, to);
+    this.#options.remote?.deliver(frame, to);
     if (failed) this.#undelivered(frame, failed, now);
   }
 
@@ -297,7 +313,7 @@ export class Hub {
       switch (effect.kind) {
         case "send": {
           const frame = effect.frame ?? encodeServerMessage(effect.message);
-          this.#deliver(frame, effect.to, utf8Length(frame), now);
+          this.#deliver(frame, effect.to, now);
           const errorCode = (effect.message as { data?: { error_code?: ErrorCode } }).data
             ?.error_code;
           if (errorCode) this.#options.onEvent?.({ type: "error_reply", errorCode });
@@ -305,7 +321,7 @@ export class Hub {
         }
         case "frame": {
           const frame = effect.frame;
-          this.#deliver(frame, effect.to, sizeOf(frame), now);
+          this.#deliver(frame, effect.to, now);
           break;
         }
         case "close":
@@ -322,16 +338,28 @@ export class Hub {
   }
 }
 
-function sizeOf(frame: string | Uint8Array): number {
-  return typeof frame === "string" ? utf8Length(frame) : frame.byteLength;
-}
-
 /**
  * UTF-8 size of a text frame, computed exactly only when it could exceed `limit` (a UTF-16 code
  * unit is at most 3 UTF-8 bytes).
  */
 function textSize(text: string, limit: number): number {
   return text.length * 3 <= limit ? text.length : utf8Length(text);
+}
+
+/** What a JoinRoom or GameData achieved, read from its effects (for the latency histograms). */
+function outcomeOf(effects: Effect[]): "created" | "joined" | "relayed" | undefined {
+  for (const effect of effects) {
+    if (effect.kind !== "event") continue;
+    switch (effect.event.type) {
+      case "room_created":
+        return "created";
+      case "room_joined":
+        return "joined";
+      case "game_data":
+        return "relayed";
+    }
+  }
+  return undefined;
 }
 
 function logEvent(event: EngineEvent): void {

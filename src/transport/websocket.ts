@@ -47,12 +47,21 @@ export interface OutboundOptions {
  * are queued or the current task ends (a microtask), which is well within
  * `websocket.batch_interval_ms`: Deno writes every frame with its own call, so waiting longer
  * would add latency without saving work. Each message stays its own frame, in order.
+ *
+ * Cost on the relay path: the exact byte counts (a UTF-8 scan of each text frame) and the
+ * runtime's `bufferedAmount` (a call into the runtime) are only needed near the budget. The peer
+ * keeps an upper bound of its pending bytes (a text frame is at most 3 bytes per UTF-16 code
+ * unit; `bufferedAmount` grows by at most what was written since it was last read) and
+ * measures exactly only when that bound could exceed the budget.
  */
 export class SocketPeer implements Peer {
   readonly #socket: WebSocket;
   readonly #options: OutboundOptions;
   #queue: (string | Uint8Array)[] = [];
-  #queuedBytes = 0;
+  /** Upper bound of the queue's bytes. */
+  #queuedBound = 0;
+  /** Upper bound of `bufferedAmount`: its last reading plus what was written since. */
+  #bufferedBound = 0;
   #flushScheduled = false;
   readonly #flushTask = () => {
     this.#flushScheduled = false;
@@ -65,23 +74,36 @@ export class SocketPeer implements Peer {
     this.#options = options;
   }
 
-  /** Queues (or writes) one frame of `bytes` bytes; see the class notes for refusals. */
-  send(frame: string | Uint8Array, bytes: number): SendFailure | undefined {
+  /** Queues (or writes) one frame; see the class notes for refusals. */
+  send(frame: string | Uint8Array): SendFailure | undefined {
     const socket = this.#socket;
     if (socket.readyState !== WebSocket.OPEN) return CLOSED;
-    const pending = this.#queuedBytes + socket.bufferedAmount;
-    if (pending > 0 && pending + bytes > this.#options.maxBufferedBytes) {
-      const dropped = this.#queue.length + 1;
-      this.#queue = [];
-      this.#queuedBytes = 0;
-      return { reason: "overflow", dropped };
+    const max = this.#options.maxBufferedBytes;
+    let bound = typeof frame === "string" ? frame.length * 3 : frame.byteLength;
+    const pendingBound = this.#queuedBound + this.#bufferedBound;
+    if (pendingBound > 0 && pendingBound + bound > max) {
+      // Near the budget: measure exactly.
+      const buffered = socket.bufferedAmount;
+      let queued = 0;
+      for (const queuedFrame of this.#queue) queued += byteSize(queuedFrame);
+      this.#bufferedBound = buffered;
+      this.#queuedBound = queued;
+      bound = byteSize(frame);
+      const pending = queued + buffered;
+      if (pending > 0 && pending + bound > max) {
+        const dropped = this.#queue.length + 1;
+        this.#queue = [];
+        this.#queuedBound = 0;
+        return { reason: "overflow", dropped };
+      }
     }
     if (!this.#options.enableBatching) {
       socket.send(frame);
+      this.#bufferedBound += bound;
       return undefined;
     }
     this.#queue.push(frame);
-    this.#queuedBytes += bytes;
+    this.#queuedBound += bound;
     if (this.#queue.length >= this.#options.batchSize) this.flush();
     else if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -95,7 +117,8 @@ export class SocketPeer implements Peer {
     const queue = this.#queue;
     if (queue.length === 0) return;
     this.#queue = [];
-    this.#queuedBytes = 0;
+    this.#bufferedBound += this.#queuedBound;
+    this.#queuedBound = 0;
     if (this.#socket.readyState !== WebSocket.OPEN) return;
     for (const frame of queue) this.#socket.send(frame);
   }
@@ -147,6 +170,13 @@ export function abortSocket(socket: WebSocket): boolean {
 }
 
 const CLOSED: SendFailure = { reason: "closed" };
+
+const encoder = new TextEncoder();
+
+/** Exact size of a frame on the wire (payload bytes). */
+function byteSize(frame: string | Uint8Array): number {
+  return typeof frame === "string" ? encoder.encode(frame).length : frame.byteLength;
+}
 
 /**
  * Upgrades `request` (already admitted, SERVER.md §1.8) and wires the socket to `hub`.
