@@ -32,15 +32,28 @@ export class RawWebSocket implements AsyncDisposable {
     this.#conn = conn;
   }
 
-  /** Connects to `ws://127.0.0.1:<port>/v2/ws` and completes the upgrade handshake. */
-  static async open(port: number, path = "/v2/ws"): Promise<RawWebSocket> {
+  /**
+   * Connects to `ws://127.0.0.1:<port><path>` and completes the upgrade handshake, with the 16
+   * key bytes and extra request headers given (random key, none by default). Throws
+   * `Upgrade refused: <status line>` when the server answers anything but 101.
+   */
+  static async open(
+    port: number,
+    path = "/v2/ws",
+    options: { key?: Uint8Array; headers?: Record<string, string> } = {},
+  ): Promise<RawWebSocket> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const socket = new RawWebSocket(conn);
-    const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+    const keyBytes = options.key ?? crypto.getRandomValues(new Uint8Array(16));
+    const key = btoa(String.fromCharCode(...keyBytes));
+    const extra = Object.entries(options.headers ?? {}).map(([name, value]) =>
+      `${name}: ${value}\r\n`
+    ).join("");
     await socket.#write(
       new TextEncoder().encode(
         `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-          `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+          `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+          `${extra}\r\n`,
       ),
     );
     const head = await socket.#readUntilHeadEnd();
@@ -48,8 +61,12 @@ export class RawWebSocket implements AsyncDisposable {
       conn.close();
       throw new Error(`Upgrade refused: ${head.split("\r\n")[0]}`);
     }
+    socket.head = head;
     return socket;
   }
+
+  /** The 101 response's status line and headers. */
+  head = "";
 
   /** Sends one frame with `opcode` and `payload`. */
   sendFrame(opcode: number, payload: Uint8Array, options: FrameOptions = {}): Promise<void> {

@@ -3,6 +3,7 @@ import { decode, encode } from "@msgpack/msgpack";
 import type { HubEvent } from "../src/transport/hub.ts";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, joinRoom, serve, type TestClient } from "./helpers.ts";
+import { RawWebSocket } from "./raw_websocket.ts";
 
 /** Waits (polling, bounded) until `predicate` holds. */
 async function until(predicate: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
@@ -184,69 +185,11 @@ Deno.test("A JSON client and a MessagePack client exchange game data both ways",
   for (const client of clients) await client.close();
 });
 
-/**
- * A raw WebSocket client that completes the handshake, joins `code` and then stops reading.
- * `drain()` later reads everything the server sent and returns the close code it ends with.
- */
-async function stalledPlayer(port: number, code: string) {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
-  const join = new TextEncoder().encode(JSON.stringify(joinRoom(code, "stalled")));
-  const mask = crypto.getRandomValues(new Uint8Array(4));
-  const frame = new Uint8Array(2 + 4 + join.length);
-  frame.set([0x81, 0x80 | join.length]);
-  frame.set(mask, 2);
-  join.forEach((byte, i) => frame[6 + i] = byte ^ mask[i % 4]!);
-  await conn.write(new TextEncoder().encode(
-    `GET /v2/ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-      `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-  ));
-  await conn.write(frame);
-  return {
-    /** Reads until the close frame (or EOF) and returns its code (0 if none came). */
-    async drain(): Promise<number> {
-      let data = new Uint8Array(0);
-      const buffer = new Uint8Array(1 << 16);
-      let offset = -1;
-      for (;;) {
-        const n = await conn.read(buffer);
-        if (n === null) break;
-        const next = new Uint8Array(data.length + n);
-        next.set(data);
-        next.set(buffer.subarray(0, n), data.length);
-        data = next;
-        if (offset < 0) {
-          const end = new TextDecoder().decode(data.subarray(0, 4096)).indexOf("\r\n\r\n");
-          if (end < 0) continue;
-          offset = end + 4;
-        }
-        // Walk complete frames; stop at the close frame.
-        for (;;) {
-          if (data.length - offset < 2) break;
-          const opcode = data[offset]! & 0x0f;
-          let length = data[offset + 1]! & 0x7f;
-          let header = 2;
-          if (length === 126) {
-            if (data.length - offset < 4) break;
-            length = (data[offset + 2]! << 8) | data[offset + 3]!;
-            header = 4;
-          } else if (length === 127) {
-            if (data.length - offset < 10) break;
-            length = Number(new DataView(data.buffer, offset + 2, 8).getBigUint64(0));
-            header = 10;
-          }
-          if (data.length - offset < header + length) break;
-          if (opcode === 8) {
-            conn.close();
-            return (data[offset + header]! << 8) | data[offset + header + 1]!;
-          }
-          offset += header + length;
-        }
-      }
-      conn.close();
-      return 0;
-    },
-  };
+/** A raw WebSocket client that joins `code` and then stops reading. */
+async function stalledPlayer(port: number, code: string): Promise<RawWebSocket> {
+  const socket = await RawWebSocket.open(port);
+  await socket.sendText(JSON.stringify(joinRoom(code, "stalled")));
+  return socket;
 }
 
 Deno.test("A player that stops reading is closed with 1013 and its seat held; the others get everything", async () => {
@@ -281,7 +224,9 @@ Deno.test("A player that stops reading is closed with 1013 and its seat held; th
     equal((await reader.next("GameData")).data.data.seq, i);
   }
   await reader.expectNothingElse();
-  equal(await stalled.drain(), 1013);
+  // Reading at last: everything queued before the decision, then the close frame.
+  equal((await stalled.readClose()).code, 1013);
+  stalled.close();
 });
 
 Deno.test("A slow consumer that never reads again still gives its connection back", async () => {
@@ -293,7 +238,7 @@ Deno.test("A slow consumer that never reads again still gives its connection bac
   await using sender = await connect(server);
   sender.send(joinRoom("GONE01", "sender"));
   await sender.next("RoomJoined");
-  await stalledPlayer(server.port, "GONE01");
+  await using _stalled = await stalledPlayer(server.port, "GONE01");
   await sender.waitFor("PlayerJoined");
   const chunk = "x".repeat(32 * 1024);
   for (let sent = 0; !decided && sent < 2048; sent++) {

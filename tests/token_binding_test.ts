@@ -1,89 +1,33 @@
-import { deepEqual, equal, match } from "node:assert/strict";
+import { deepEqual, equal, match, rejects } from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { serve } from "./helpers.ts";
+import { RawWebSocket } from "./raw_websocket.ts";
 
 const SUBPROTOCOL = "signalfish.tokenbinding.v1";
 
-/**
- * A minimal WebSocket client over TCP that chooses its own `Sec-WebSocket-Key` (the token-binding
- * secret), so the test can sign frames the way a bound client does.
- */
-async function rawClient(port: number, protocols: string | null) {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const keyBytes = crypto.getRandomValues(new Uint8Array(16));
-  const key = btoa(String.fromCharCode(...keyBytes));
-  await conn.write(new TextEncoder().encode(
-    `GET /v2/ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-      `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
-      (protocols ? `Sec-WebSocket-Protocol: ${protocols}\r\n` : "") + "\r\n",
-  ));
-  let data = new Uint8Array(0);
-  const buffer = new Uint8Array(1 << 16);
-  const more = async () => {
-    const n = await conn.read(buffer);
-    if (n === null) throw new Error("Connection closed");
-    const next = new Uint8Array(data.length + n);
-    next.set(data);
-    next.set(buffer.subarray(0, n), data.length);
-    data = next;
-  };
-  let head = "";
-  for (;;) {
-    const text = new TextDecoder().decode(data);
-    const end = text.indexOf("\r\n\r\n");
-    if (end >= 0) {
-      head = text.slice(0, end);
-      data = data.subarray(new TextEncoder().encode(text.slice(0, end + 4)).length);
-      break;
-    }
-    await more();
-  }
+/** A raw client with a known handshake key, so it can sign frames as a bound client does. */
+async function boundClient(port: number, protocols: string | null) {
+  const key = crypto.getRandomValues(new Uint8Array(16));
+  const headers: Record<string, string> = protocols ? { "sec-websocket-protocol": protocols } : {};
+  const socket = await RawWebSocket.open(port, "/v2/ws", { key, headers });
   return {
-    head,
-    /** Sends `text` signed with the handshake key (or with `signature` when given). */
-    async sendSigned(text: string, signature?: string) {
-      const mac = createHmac("sha256", keyBytes).update(text, "utf8").digest("base64");
+    socket,
+    /** Sends `text` (compact, keys sorted) with its proof, or with `signature` when given. */
+    sendSigned(text: string, signature?: string): Promise<void> {
+      const mac = createHmac("sha256", key).update(text, "utf8").digest("base64");
       const proof = `"token_binding":{"scheme":"sec_websocket_key_sha256","signature":"${
         signature ?? mac
       }"}`;
-      await this.send(`${text.slice(0, -1)},${proof}}`);
+      return socket.sendText(`${text.slice(0, -1)},${proof}}`);
     },
-    async send(text: string) {
-      const payload = new TextEncoder().encode(text);
-      const mask = crypto.getRandomValues(new Uint8Array(4));
-      // Client frames are masked; lengths up to 65535 (7-bit or 16-bit form).
-      const head = payload.length < 126
-        ? [0x81, 0x80 | payload.length]
-        : [0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff];
-      const frame = new Uint8Array(head.length + 4 + payload.length);
-      frame.set(head);
-      frame.set(mask, head.length);
-      payload.forEach((byte, i) => frame[head.length + 4 + i] = byte ^ mask[i % 4]!);
-      await conn.write(frame);
-    },
-    /** The next frame: text as a string, close as its code. */
-    async next(): Promise<string | number> {
+    /** The next text frame. */
+    async next(): Promise<string> {
       for (;;) {
-        if (data.length >= 2) {
-          const opcode = data[0]! & 0x0f;
-          let length = data[1]! & 0x7f;
-          let header = 2;
-          if (length === 126 && data.length >= 4) {
-            length = (data[2]! << 8) | data[3]!;
-            header = 4;
-          }
-          if (data.length >= header + length) {
-            const body = data.subarray(header, header + length);
-            data = data.subarray(header + length);
-            if (opcode === 1) return new TextDecoder().decode(body);
-            if (opcode === 8) return (body[0]! << 8) | body[1]!;
-            continue; // ping and others
-          }
-        }
-        await more();
+        const frame = await socket.readFrame();
+        if (!frame) throw new Error("Connection closed");
+        if (frame.opcode === 1) return new TextDecoder().decode(frame.payload);
       }
     },
-    close: () => conn.close(),
   };
 }
 
@@ -93,45 +37,43 @@ Deno.test("Token binding: a bound connection's signed frames work; unsigned or f
     config.security.transport.token_binding.required = true;
   });
   // Not offered while required: refused before the upgrade.
-  const refused = await rawClient(server.port, null);
-  match(refused.head, /^HTTP\/1\.1 400/);
-  refused.close();
+  await rejects(() => boundClient(server.port, null), /Upgrade refused: HTTP\/1\.1 400/);
 
-  const client = await rawClient(server.port, `chat, ${SUBPROTOCOL.toUpperCase()}`);
-  match(client.head, /^HTTP\/1\.1 101/);
-  match(client.head, new RegExp(`sec-websocket-protocol: ${SUBPROTOCOL}`, "i"));
+  const client = await boundClient(server.port, `chat, ${SUBPROTOCOL.toUpperCase()}`);
+  match(client.socket.head, new RegExp(`sec-websocket-protocol: ${SUBPROTOCOL}`, "i"));
   await client.sendSigned('{"type":"Ping"}');
   equal(await client.next(), '{"type":"Pong"}');
   await client.sendSigned(
     '{"data":{"game_name":"orbit","player_name":"bound","room_code":"TBIND1"},"type":"JoinRoom"}',
   );
-  equal(JSON.parse(await client.next() as string).type, "RoomJoined");
+  equal(JSON.parse(await client.next()).type, "RoomJoined");
   await client.sendSigned('{"type":"Ping"}', "AAAA");
-  deepEqual(JSON.parse(await client.next() as string), {
+  deepEqual(JSON.parse(await client.next()), {
     type: "Error",
     data: { message: "Invalid token binding signature", error_code: "UNAUTHORIZED" },
   });
-  equal(await client.next(), 1008);
-  client.close();
+  equal((await client.socket.readClose()).code, 1008);
+  client.socket.close();
 
-  const unsigned = await rawClient(server.port, SUBPROTOCOL);
-  await unsigned.send('{"type":"Ping"}');
-  deepEqual(JSON.parse(await unsigned.next() as string), {
+  await using unsigned = await RawWebSocket.open(server.port, "/v2/ws", {
+    headers: { "sec-websocket-protocol": SUBPROTOCOL },
+  });
+  await unsigned.sendText('{"type":"Ping"}');
+  const { code, text } = await unsigned.readClose();
+  deepEqual(text.map((frame) => JSON.parse(frame)), [{
     type: "Error",
     data: { message: "Token binding proof missing", error_code: "UNAUTHORIZED" },
-  });
-  equal(await unsigned.next(), 1008);
-  unsigned.close();
+  }]);
+  equal(code, 1008);
 });
 
 Deno.test("Token binding: optional binding lets clients that do not offer it play unbound", async () => {
   await using server = await serve((config) => {
     config.security.transport.token_binding.enabled = true;
   });
-  const client = await rawClient(server.port, null);
-  match(client.head, /^HTTP\/1\.1 101/);
+  await using client = await RawWebSocket.open(server.port);
   equal(/sec-websocket-protocol/i.test(client.head), false);
-  await client.send('{"type":"Ping"}');
-  equal(await client.next(), '{"type":"Pong"}');
-  client.close();
+  await client.sendText('{"type":"Ping"}');
+  const frame = await client.readFrame();
+  equal(frame && new TextDecoder().decode(frame.payload), '{"type":"Pong"}');
 });
