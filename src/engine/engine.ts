@@ -503,7 +503,9 @@ export class Engine {
   tick(now: number): Effect[] {
     const effects: Effect[] = [];
     for (const hold of [...this.#holds.values()]) {
-      if (now >= hold.expiresAt) effects.push(...this.#expire(hold, now));
+      // Routed one expiry at a time: a later expiry in this loop must not change where the
+      // earlier ones' messages go (a seat still held then gets them in its replay buffer).
+      if (now >= hold.expiresAt) effects.push(...this.#route(this.#expire(hold, now)));
     }
     const window = this.#options.reconnectionWindowMs;
     for (const [playerId, records] of this.#tokens) {
@@ -511,7 +513,7 @@ export class Engine {
       if (kept.length === 0) this.#tokens.delete(playerId);
       else if (kept.length !== records.length) this.#tokens.set(playerId, kept);
     }
-    return this.#route(effects);
+    return effects;
   }
 
   /**
@@ -1075,15 +1077,18 @@ export class Engine {
       },
     }];
     for (const playerId of room.seats.keys()) {
+      this.#invalidateToken(playerId, "room_gone", now);
       const hold = this.#holds.get(playerId);
       if (hold) {
+        // Nobody to tell: the seat's connection is gone and its replay buffer goes with it.
         this.#holds.delete(playerId);
         this.#heldByConn.delete(hold.conn);
+      } else {
+        const session = this.#sessionOf(playerId);
+        if (session?.playing === room) session.playing = undefined;
+        effects.push(send(playerId, { type: "RoomLeft" }));
       }
-      this.#invalidateToken(playerId, "room_gone", now);
-      const session = this.#sessionOf(playerId);
-      if (session?.playing === room) session.playing = undefined;
-      effects.push(send(playerId, { type: "RoomLeft" }), {
+      effects.push({
         kind: "event",
         event: {
           type: "seat_released",
