@@ -105,7 +105,7 @@ export class Hub {
     this.#local.attach(id, peer);
     this.#info.set(id, info);
     this.#engine.connect(id, { ip: info.ip, now });
-    log.debug("Connection {connection_id} opened from {client_ip}", {
+    log.info("Connection {connection_id} opened from {client_ip}", {
       connection_id: id,
       client_ip: info.ip,
     });
@@ -180,15 +180,16 @@ export class Hub {
 
   /**
    * Handles a closed socket (SERVER.md §5.5): a player's seat is held or released, a spectator
-   * detached. `loss` tells the engine about messages that could not be written. Idempotent.
+   * detached. `loss` tells the engine about messages that could not be written; `code` is the
+   * WebSocket close code, when known (for the log). Idempotent.
    */
-  disconnect(id: ConnId, now: number, loss?: DisconnectLoss): void {
+  disconnect(id: ConnId, now: number, loss?: DisconnectLoss, code?: number): void {
     const info = this.#info.get(id);
     if (!info) return;
     this.#local.detach(id);
     this.#info.delete(id);
     this.#apply(this.#engine.disconnect(id, now, loss), now);
-    log.debug("Connection {connection_id} closed", { connection_id: id });
+    log.info("Connection {connection_id} closed ({code})", { connection_id: id, code });
     this.#options.onEvent?.({ type: "disconnected", connectionId: id, ip: info.ip });
   }
 
@@ -197,7 +198,7 @@ export class Hub {
     if (!this.#local.has(id)) return;
     if (code === 1011) this.#options.onEvent?.({ type: "internal_error", connectionId: id });
     this.#local.close(id, code, reason);
-    this.disconnect(id, now);
+    this.disconnect(id, now, undefined, code);
   }
 
   /**
@@ -373,7 +374,7 @@ function logEvent(event: EngineEvent): void {
       });
       break;
     case "room_joined":
-      log.info("Player {player_id} joined room {room_code}", {
+      log.debug("Player {player_id} joined room {room_code}", {
         game_name: event.gameName,
         room_code: event.roomCode,
         room_id: event.roomId,
@@ -381,7 +382,7 @@ function logEvent(event: EngineEvent): void {
       });
       break;
     case "seat_released":
-      log.info("Player {player_id} left room {room_code} ({reason})", {
+      log.debug("Player {player_id} left room {room_code} ({reason})", {
         game_name: event.gameName,
         room_code: event.roomCode,
         player_id: event.playerId,
@@ -398,11 +399,35 @@ function logEvent(event: EngineEvent): void {
       break;
     case "spectator_joined":
     case "spectator_left":
-      log.info("Spectator {player_id} {action} room {room_code}", {
+      log.debug("Spectator {player_id} {action} room {room_code}", {
         game_name: event.gameName,
         room_code: event.roomCode,
         player_id: event.spectatorId,
         action: event.type === "spectator_joined" ? "joined" : "left",
+      });
+      break;
+    case "seat_held":
+      log.info("Seat of {player_id} in room {room_code} held for reconnection", {
+        game_name: event.gameName,
+        room_code: event.roomCode,
+        player_id: event.playerId,
+        truncated: event.truncated,
+      });
+      break;
+    case "player_reconnected":
+      log.info("Seat of {player_id} in room {room_code} restored", {
+        game_name: event.gameName,
+        room_code: event.roomCode,
+        player_id: event.playerId,
+        takeover: event.takeover,
+        missed: event.missed,
+      });
+      break;
+    case "seat_expired":
+      log.info("Seat of {player_id} in room {room_code} expired", {
+        game_name: event.gameName,
+        room_code: event.roomCode,
+        player_id: event.playerId,
       });
       break;
     case "authenticated":

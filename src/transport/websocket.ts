@@ -208,13 +208,13 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
       hub.close(id, 1011, "Internal error", Date.now());
     }
   };
-  const teardown = () => {
+  const teardown = (closeCode?: number) => {
     if (closed) return;
     closed = true;
-    if (id !== undefined) hub.disconnect(id, Date.now());
+    if (id !== undefined) hub.disconnect(id, Date.now(), undefined, closeCode);
     options.onClosed?.();
   };
-  socket.onclose = teardown;
+  socket.onclose = (event) => teardown(event.code);
   socket.onerror = () => {
     if (id !== undefined) hub.transportError(id);
     // An error event is followed by close; tearing down here too keeps the count exact if not.
