@@ -7,6 +7,7 @@
  */
 import type { AgentCommand, AgentEvent, PhaseResult } from "./agent.ts";
 import {
+  cpuPressureSeconds,
   Histogram,
   type LatencySummary,
   loadAverage,
@@ -117,6 +118,11 @@ export interface StepResult {
   serverCpuPerMessageUs: number | null;
   /** Generator CPU (all agents plus the controller) over the step, seconds. */
   generatorCpuSeconds: number;
+  /**
+   * Share of the step the server's main thread was runnable but waiting for a CPU (when
+   * sampled); above a few percent, other work on the machine distorted the latency.
+   */
+  serverWaitFraction: number | null;
   /** Sending time, s. */
   seconds: number;
 }
@@ -181,6 +187,12 @@ export interface Report {
   seconds: number;
   /** Load averages at the end of the run. */
   loadAverageEnd: number[];
+  /**
+   * Share of the run's wall time during which some task on the machine waited for a CPU
+   * (Linux PSI, `/proc/pressure/cpu`); null without PSI. Our own processes count too, but a
+   * high value with a low server and generator CPU means other work was competing.
+   */
+  cpuPressure: number | null;
 }
 
 /** One agent process with a request/response channel over its stdin/stdout. */
@@ -369,6 +381,7 @@ export class LoadGenerator implements AsyncDisposable {
       generatorCpuSeconds: 0,
       seconds: 0,
       loadAverageEnd: [],
+      cpuPressure: null,
     };
   }
 
@@ -418,7 +431,6 @@ export class LoadGenerator implements AsyncDisposable {
     step: number,
     rate: number,
     params: { durationMs: number; drainMs: number; padBytes: number },
-    measured: boolean,
   ): Promise<StepResult> {
     const phase = this.#phase++;
     const server0 = this.#server();
@@ -450,7 +462,6 @@ export class LoadGenerator implements AsyncDisposable {
     }
     const seconds = sendMs / 1000;
     const serverCpu = server0 && server1 ? server1.cpuSeconds - server0.cpuSeconds : null;
-    void measured;
     return {
       step,
       ratePerPlayer: round3(rate),
@@ -468,6 +479,9 @@ export class LoadGenerator implements AsyncDisposable {
         ? null
         : round3(serverCpu / delivered * 1e6),
       generatorCpuSeconds: round3(gen1 - gen0),
+      serverWaitFraction: server0 && server1
+        ? round3((server1.runDelaySeconds - server0.runDelaySeconds) / seconds)
+        : null,
       seconds: round3(seconds),
     };
   }
@@ -481,6 +495,7 @@ export class LoadGenerator implements AsyncDisposable {
     const start = performance.now();
     const server0 = this.#server();
     const gen0 = this.#generatorCpu();
+    const pressure0 = cpuPressureSeconds();
     const stop = this.#startProgress(scenario);
     try {
       await body(report);
@@ -495,6 +510,10 @@ export class LoadGenerator implements AsyncDisposable {
     report.generatorCpuSeconds = round3(this.#generatorCpu() - gen0);
     report.seconds = round3((performance.now() - start) / 1000);
     report.loadAverageEnd = loadAverage();
+    const pressure1 = cpuPressureSeconds();
+    report.cpuPressure = pressure0 === null || pressure1 === null
+      ? null
+      : round3((pressure1 - pressure0) / report.seconds);
     return report;
   }
 
@@ -527,9 +546,9 @@ export class LoadGenerator implements AsyncDisposable {
     return this.#run("relay", { ...p }, async (report) => {
       report.connect = await this.#connect(p.rooms, p.roomSize, 64);
       if (p.warmupMs > 0) {
-        await this.#step(0, p.rate, { ...p, durationMs: p.warmupMs }, false);
+        await this.#step(0, p.rate, { ...p, durationMs: p.warmupMs });
       }
-      report.steps.push(await this.#step(1, p.rate, p, true));
+      report.steps.push(await this.#step(1, p.rate, p));
       await this.#disconnect();
     });
   }
@@ -539,11 +558,11 @@ export class LoadGenerator implements AsyncDisposable {
     return this.#run("saturate", { ...p }, async (report) => {
       report.connect = await this.#connect(p.rooms, p.roomSize, 64);
       if (p.warmupMs > 0) {
-        await this.#step(0, p.startRate, { ...p, durationMs: p.warmupMs }, false);
+        await this.#step(0, p.startRate, { ...p, durationMs: p.warmupMs });
       }
       let rate = p.startRate;
       for (let step = 1; step <= p.maxSteps; step++) {
-        const result = await this.#step(step, rate, { ...p, durationMs: p.stepMs }, true);
+        const result = await this.#step(step, rate, { ...p, durationMs: p.stepMs });
         report.steps.push(result);
         if (result.lost > 0 || result.latencyMs.p99 > p.p99LimitMs) break;
         report.knee = result;

@@ -98,6 +98,7 @@ function stepRow(step: StepResult): string[] {
     fmt(step.serverCpuPerMessageUs, 2),
     fmt(step.serverCpuSeconds === null ? null : step.serverCpuSeconds / step.seconds * 100),
     fmt(step.generatorCpuSeconds / step.seconds * 100),
+    fmt(step.serverWaitFraction === null ? null : step.serverWaitFraction * 100),
   ];
 }
 
@@ -154,6 +155,7 @@ export function formatReport(report: Report): string {
           "srv cpu µs/msg",
           "srv cpu %",
           "gen cpu %",
+          "srv waited %",
         ],
         ...report.steps.map(stepRow),
       ]),
@@ -185,7 +187,10 @@ export function formatReport(report: Report): string {
   lines.push(
     `totals: ${fmt(report.seconds, 1)} s; server CPU ${fmt(report.serverCpuSeconds, 2)} s, ` +
       `RSS ${report.serverRssKb === null ? "-" : fmt(report.serverRssKb / 1024, 1) + " MB"}; ` +
-      `generator CPU ${fmt(report.generatorCpuSeconds, 2)} s`,
+      `generator CPU ${fmt(report.generatorCpuSeconds, 2)} s; CPU pressure ` +
+      (report.cpuPressure === null
+        ? "-"
+        : `${fmt(report.cpuPressure * 100)} % of the time (PSI: some task waited for a CPU)`),
   );
   return lines.join("\n");
 }

@@ -136,6 +136,11 @@ export interface ProcSample {
   rssKb: number;
   /** Peak resident set size, kB (`VmHWM`). */
   peakRssKb: number;
+  /**
+   * Time the main thread spent runnable but waiting for a CPU, seconds (`/proc/<pid>/schedstat`
+   * field 2): how much other work on the machine delayed it.
+   */
+  runDelaySeconds: number;
 }
 
 /**
@@ -162,11 +167,14 @@ export function readFiles(paths: readonly string[]): string[] {
  * `/proc`) gives null.
  */
 export function readProcs(pids: readonly number[]): (ProcSample | null)[] {
-  const files = readFiles(pids.flatMap((pid) => [`/proc/${pid}/stat`, `/proc/${pid}/status`]));
+  const files = readFiles(
+    pids.flatMap((pid) => [`/proc/${pid}/stat`, `/proc/${pid}/status`, `/proc/${pid}/schedstat`]),
+  );
   const at = performance.now();
   return pids.map((_, i) => {
-    const stat = files[2 * i]!;
-    const status = files[2 * i + 1]!;
+    const stat = files[3 * i]!;
+    const status = files[3 * i + 1]!;
+    const schedstat = files[3 * i + 2]!;
     if (!stat || !status) return null;
     // The command name (field 2) may contain spaces; fields after it are space-separated.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -177,6 +185,7 @@ export function readProcs(pids: readonly number[]): (ProcSample | null)[] {
       cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND,
       rssKb: statusKb(status, "VmRSS"),
       peakRssKb: statusKb(status, "VmHWM"),
+      runDelaySeconds: (Number(schedstat.split(" ")[1]) || 0) / 1e9,
     };
   });
 }
@@ -200,6 +209,17 @@ export interface MachineInfo {
   v8: string;
   /** 1, 5 and 15 minute load averages when the run started (`/proc/loadavg`). */
   loadAverage: number[];
+}
+
+/**
+ * Total time, in seconds, that some task on the machine waited for a CPU (`/proc/pressure/cpu`,
+ * "some" line); null without PSI. The difference of two readings divided by the wall time is
+ * the share of the time the CPUs were contended.
+ */
+export function cpuPressureSeconds(): number | null {
+  const text = readFiles(["/proc/pressure/cpu"])[0] ?? "";
+  const total = text.match(/^some .*total=(\d+)/m)?.[1];
+  return total === undefined ? null : Number(total) / 1e6;
 }
 
 /** Describes this machine (Linux `/proc`; fields fall back to zero/"unknown" elsewhere). */
