@@ -78,7 +78,13 @@ export type AgentEvent =
     errors: string[];
     cycleMs: HistogramData;
   }
-  | { ev: "closed"; closed: number }
+  | {
+    ev: "closed";
+    /** Sockets closed. */
+    closed: number;
+    /** Of those, how many were still open when the close command came. */
+    wereOpen: number;
+  }
   | { ev: "error"; message: string };
 
 /** What one agent saw of one sending step. */
@@ -369,9 +375,10 @@ class Agent {
 
   async #close(timeoutMs: number): Promise<AgentEvent> {
     const players = this.#players.splice(0);
+    const wereOpen = players.filter((player) => player.socket.readyState === WebSocket.OPEN).length;
     const closing = players.map((player) => closeSocket(player.socket, timeoutMs));
     await Promise.all(closing);
-    return { ev: "closed", closed: players.length };
+    return { ev: "closed", closed: players.length, wereOpen };
   }
 }
 

@@ -421,10 +421,14 @@ export class LoadGenerator implements AsyncDisposable {
     return result;
   }
 
-  async #disconnect(): Promise<void> {
-    await Promise.all(
-      this.#agents.map((agent) => agent.request({ cmd: "close", timeoutMs: 5000 })),
+  /** Closes every client; returns how many were still open. */
+  async #disconnect(): Promise<number> {
+    const answers = await Promise.all(
+      this.#agents.map((agent) =>
+        agent.request<Extract<AgentEvent, { ev: "closed" }>>({ cmd: "close", timeoutMs: 5000 })
+      ),
     );
+    return answers.reduce((sum, answer) => sum + answer.wereOpen, 0);
   }
 
   async #step(
@@ -525,7 +529,7 @@ export class LoadGenerator implements AsyncDisposable {
       report.connect = await this.#connect(rooms, p.roomSize, p.concurrency);
       await new Promise((resolve) => setTimeout(resolve, p.holdMs));
       const held = this.#server();
-      const open = this.#agents.reduce((sum, agent) => sum + agent.progress.open, 0);
+      const open = await this.#disconnect();
       if (before && held) {
         report.hold = {
           rssBeforeKb: before.rssKb,
@@ -537,7 +541,6 @@ export class LoadGenerator implements AsyncDisposable {
           openAtEnd: open,
         };
       }
-      await this.#disconnect();
     });
   }
 

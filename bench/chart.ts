@@ -1,0 +1,132 @@
+/**
+ * Draws `bench/results/chart.svg` from the comparison JSON: one bar per target, the ratio ours /
+ * baseline, the baseline at 1×, and the target's goal zone shaded, so a met target is a bar that
+ * ends in the green band.
+ *
+ * ```sh
+ * deno task bench:chart [bench/results/compare.json] [bench/results/chart.svg]
+ * ```
+ *
+ * @module
+ */
+import type { Comparison, Metric } from "./compare.ts";
+
+const WIDTH = 860;
+const LABEL_WIDTH = 330;
+const ROW_HEIGHT = 64;
+const TOP = 78;
+const PLOT_LEFT = LABEL_WIDTH + 10;
+const PLOT_WIDTH = WIDTH - PLOT_LEFT - 30;
+const COLOR = { met: "#2e7d32", missed: "#c62828", none: "#9e9e9e", zone: "#e8f5e9" };
+
+function escape(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
+function fixed(value: number | null, digits: number): string {
+  return value === null ? "-" : value.toFixed(digits);
+}
+
+/** Renders the comparison as a standalone SVG document. */
+export function renderChart(comparison: Comparison): string {
+  const metrics = comparison.metrics;
+  const scaleMax = Math.max(
+    2,
+    ...metrics.map((m) => Math.ceil(((m.ratio ?? 0) * 1.1) * 2) / 2),
+    ...metrics.map((m) => m.target * 1.2),
+  );
+  const x = (ratio: number) => PLOT_LEFT + (Math.min(ratio, scaleMax) / scaleMax) * PLOT_WIDTH;
+  const height = TOP + metrics.length * ROW_HEIGHT + 48;
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" ` +
+      `viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, sans-serif" font-size="13">`,
+    `<rect width="100%" height="100%" fill="#ffffff"/>`,
+    `<text x="16" y="26" font-size="17" font-weight="600">Signal Fish for Deno vs the baseline ` +
+      `relay (ratio ours / baseline)</text>`,
+  );
+  const m = comparison.machine;
+  const pressure = comparison.cpuPressure === null
+    ? ""
+    : `; CPU contended ${Math.round(comparison.cpuPressure * 100)} % of the time`;
+  out.push(
+    `<text x="16" y="46" fill="#555">${
+      escape(
+        `${
+          comparison.createdAt.slice(0, 16).replace("T", " ")
+        } UTC · ${m.nproc} cores ${m.cpuModel} · ` +
+          `Deno ${m.deno} · median of ${comparison.rounds} interleaved runs${pressure}`,
+      )
+    }</text>`,
+    `<text x="16" y="64" fill="#555">Green band: where the target is met. ` +
+      `Dashed line: the baseline (1×).</text>`,
+  );
+  metrics.forEach((metric: Metric, i) => {
+    const top = TOP + i * ROW_HEIGHT;
+    const barY = top + 18;
+    const barH = 20;
+    const zoneFrom = metric.better === "higher" ? x(metric.target) : x(0);
+    const zoneTo = metric.better === "higher" ? x(scaleMax) : x(metric.target);
+    const color = metric.met === null ? COLOR.none : metric.met ? COLOR.met : COLOR.missed;
+    out.push(
+      `<rect x="${zoneFrom}" y="${top + 8}" width="${zoneTo - zoneFrom}" height="${
+        ROW_HEIGHT - 16
+      }" fill="${COLOR.zone}"/>`,
+      `<text x="16" y="${barY + 14}" font-weight="600">${escape(metric.title)}</text>`,
+      `<text x="16" y="${barY + 32}" fill="#555" font-size="12">${
+        escape(
+          `ours ${fixed(metric.oursMedian, 2)} / baseline ${
+            fixed(metric.baselineMedian, 2)
+          } ${metric.unit}; ` +
+            `${metric.better} is better`,
+        )
+      }</text>`,
+    );
+    if (metric.ratio !== null) {
+      out.push(
+        `<rect x="${x(0)}" y="${barY}" width="${
+          x(metric.ratio) - x(0)
+        }" height="${barH}" fill="${color}"/>`,
+      );
+    }
+    out.push(
+      `<line x1="${x(metric.target)}" x2="${x(metric.target)}" y1="${top + 8}" y2="${
+        top + ROW_HEIGHT - 8
+      }" stroke="${COLOR.met}" stroke-width="2"/>`,
+      `<text x="${Math.min(x(metric.ratio ?? 0) + 6, WIDTH - 150)}" y="${
+        barY + 15
+      }" fill="${color}" font-weight="600">${
+        escape(
+          metric.ratio === null
+            ? "no data"
+            : `${metric.ratio.toFixed(2)}× (goal ${
+              metric.better === "higher" ? "≥" : "≤"
+            } ${metric.target}×)`,
+        )
+      }</text>`,
+    );
+  });
+  const axisY = TOP + metrics.length * ROW_HEIGHT + 4;
+  out.push(
+    `<line x1="${x(1)}" x2="${
+      x(1)
+    }" y1="${TOP}" y2="${axisY}" stroke="#333" stroke-dasharray="4 3"/>`,
+    `<line x1="${x(0)}" x2="${x(scaleMax)}" y1="${axisY}" y2="${axisY}" stroke="#333"/>`,
+  );
+  for (let tick = 0; tick <= scaleMax + 1e-9; tick += 0.5) {
+    out.push(
+      `<line x1="${x(tick)}" x2="${x(tick)}" y1="${axisY}" y2="${axisY + 5}" stroke="#333"/>`,
+      `<text x="${x(tick)}" y="${axisY + 19}" text-anchor="middle">${tick}×</text>`,
+    );
+  }
+  out.push("</svg>");
+  return out.join("\n") + "\n";
+}
+
+if (import.meta.main) {
+  const input = Deno.args[0] ?? new URL("./results/compare.json", import.meta.url).pathname;
+  const output = Deno.args[1] ?? new URL("./results/chart.svg", import.meta.url).pathname;
+  const comparison = JSON.parse(await Deno.readTextFile(input)) as Comparison;
+  await Deno.writeTextFile(output, renderChart(comparison));
+  console.log(`wrote ${output}`);
+}
