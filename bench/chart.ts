@@ -12,8 +12,8 @@
 import type { Comparison, Metric } from "./compare.ts";
 
 const WIDTH = 860;
-const LABEL_WIDTH = 330;
-const ROW_HEIGHT = 64;
+const LABEL_WIDTH = 320;
+const ROW_HEIGHT = 62;
 const TOP = 78;
 const PLOT_LEFT = LABEL_WIDTH + 10;
 const PLOT_WIDTH = WIDTH - PLOT_LEFT - 30;
@@ -63,22 +63,20 @@ export function renderChart(comparison: Comparison): string {
   );
   metrics.forEach((metric: Metric, i) => {
     const top = TOP + i * ROW_HEIGHT;
-    const barY = top + 18;
+    const barY = top + 26;
     const barH = 20;
     const zoneFrom = metric.better === "higher" ? x(metric.target) : x(0);
     const zoneTo = metric.better === "higher" ? x(scaleMax) : x(metric.target);
     const color = metric.met === null ? COLOR.none : metric.met ? COLOR.met : COLOR.missed;
     out.push(
-      `<rect x="${zoneFrom}" y="${top + 8}" width="${zoneTo - zoneFrom}" height="${
-        ROW_HEIGHT - 16
-      }" fill="${COLOR.zone}"/>`,
-      `<text x="16" y="${barY + 14}" font-weight="600">${escape(metric.title)}</text>`,
-      `<text x="16" y="${barY + 32}" fill="#555" font-size="12">${
+      `<text x="16" y="${top + 16}" font-weight="600">${escape(metric.title)}</text>`,
+      `<rect x="${zoneFrom}" y="${top + 22}" width="${
+        zoneTo - zoneFrom
+      }" height="28" fill="${COLOR.zone}"/>`,
+      `<text x="16" y="${barY + 15}" fill="#555" font-size="12">${
         escape(
-          `ours ${fixed(metric.oursMedian, 2)} / baseline ${
-            fixed(metric.baselineMedian, 2)
-          } ${metric.unit}; ` +
-            `${metric.better} is better`,
+          `ours ${fixed(metric.oursMedian, 2)} / baseline ${fixed(metric.baselineMedian, 2)} ` +
+            `${metric.unit} (${metric.better} is better)`,
         )
       }</text>`,
     );
@@ -90,20 +88,25 @@ export function renderChart(comparison: Comparison): string {
       );
     }
     out.push(
-      `<line x1="${x(metric.target)}" x2="${x(metric.target)}" y1="${top + 8}" y2="${
-        top + ROW_HEIGHT - 8
+      `<line x1="${x(metric.target)}" x2="${x(metric.target)}" y1="${top + 20}" y2="${
+        top + 52
       }" stroke="${COLOR.met}" stroke-width="2"/>`,
-      `<text x="${Math.min(x(metric.ratio ?? 0) + 6, WIDTH - 150)}" y="${
-        barY + 15
-      }" fill="${color}" font-weight="600">${
-        escape(
-          metric.ratio === null
-            ? "no data"
-            : `${metric.ratio.toFixed(2)}× (goal ${
-              metric.better === "higher" ? "≥" : "≤"
-            } ${metric.target}×)`,
-        )
-      }</text>`,
+    );
+    const label = metric.ratio === null
+      ? "no data"
+      : `${metric.ratio.toFixed(2)}× (goal ${
+        metric.better === "higher" ? "≥" : "≤"
+      } ${metric.target}×)`;
+    const end = x(metric.ratio ?? 0);
+    // The label goes right of the bar, or inside its end when the bar reaches the right edge.
+    out.push(
+      end + 6 + 170 <= WIDTH
+        ? `<text x="${end + 6}" y="${barY + 15}" fill="${color}" font-weight="600">${
+          escape(label)
+        }</text>`
+        : `<text x="${end - 6}" y="${
+          barY + 15
+        }" fill="#ffffff" font-weight="600" text-anchor="end">${escape(label)}</text>`,
     );
   });
   const axisY = TOP + metrics.length * ROW_HEIGHT + 4;
