@@ -83,6 +83,7 @@ for (const kind of ["ours", "baseline"] as const) {
         stepMs: 400,
         maxSteps: 2,
         p99LimitMs: 60_000,
+        retries: 1,
         warmupMs: 0,
         padBytes: 0,
         drainMs: 3000,

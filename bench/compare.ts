@@ -133,7 +133,7 @@ export function experimentArgs(
         "--rate=4",
         "--factor=1.3",
         `--step-duration=${options.stepDuration}`,
-        "--max-steps=15",
+        "--max-steps=20",
         "--warmup=2",
       ];
     case "relay":

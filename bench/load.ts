@@ -82,6 +82,8 @@ export interface SaturateParams extends Omit<RelayParams, "rate" | "durationMs">
   maxSteps: number;
   /** The knee is the last step whose p99 is at most this, ms. @default 50 */
   p99LimitMs: number;
+  /** Times a failing step is run again at the same rate before the ramp ends. @default 1 */
+  retries: number;
 }
 
 /** `churn`: connect/create/join/leave/close cycles back to back. */
@@ -564,10 +566,17 @@ export class LoadGenerator implements AsyncDisposable {
         await this.#step(0, p.startRate, { ...p, durationMs: p.warmupMs });
       }
       let rate = p.startRate;
+      let retriesLeft = p.retries;
       for (let step = 1; step <= p.maxSteps; step++) {
         const result = await this.#step(step, rate, { ...p, durationMs: p.stepMs });
         report.steps.push(result);
-        if (result.lost > 0 || result.latencyMs.p99 > p.p99LimitMs) break;
+        if (result.lost > 0 || result.latencyMs.p99 > p.p99LimitMs) {
+          // A failed step is tried again at the same rate (a passing retry continues the ramp),
+          // so one scheduling hiccup of a shared machine does not end the ramp.
+          if (retriesLeft-- > 0) continue;
+          break;
+        }
+        retriesLeft = p.retries;
         report.knee = result;
         rate *= p.factor;
       }

@@ -57,6 +57,7 @@ Load:
   --step-duration <s>   saturate: seconds per step (default 5)
   --max-steps <n>       saturate: most steps (default 15)
   --p99-limit <ms>      saturate: knee criterion (default 50)
+  --retries <n>         saturate: reruns of a failing step before the ramp ends (default 1)
   --payload <bytes>     GameData padding (default 32)
   --warmup <s>          relay/saturate: unmeasured warm-up at the first rate (default 2)
   --concurrency <n>     churn: cycles at once per agent (default 8); connections: opening at once
@@ -220,6 +221,7 @@ export interface BenchNumbers {
   stepMs: number;
   maxSteps: number;
   p99LimitMs: number;
+  retries: number;
   padBytes: number;
   warmupMs: number;
   concurrency: number;
@@ -248,6 +250,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
       "step-duration": { type: "string" },
       "max-steps": { type: "string" },
       "p99-limit": { type: "string" },
+      retries: { type: "string" },
       payload: { type: "string" },
       warmup: { type: "string" },
       concurrency: { type: "string" },
@@ -294,6 +297,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
     stepMs: num("step-duration", 5, 0.1, LIMITS.durationS) * 1000,
     maxSteps: num("max-steps", 15, 1, LIMITS.steps),
     p99LimitMs: num("p99-limit", 50, 0.1, 60_000),
+    retries: num("retries", 1, 0, 5),
     padBytes: num("payload", 32, 0, 60_000),
     warmupMs: num("warmup", 2, 0, LIMITS.durationS) * 1000,
     concurrency: num("concurrency", scenario === "churn" ? 8 : 64, 1, 1000),
@@ -353,6 +357,7 @@ export function runScenario(generator: LoadGenerator, args: BenchArgs): Promise<
         stepMs: n.stepMs,
         maxSteps: n.maxSteps,
         p99LimitMs: n.p99LimitMs,
+        retries: n.retries,
         warmupMs: n.warmupMs,
         padBytes: n.padBytes,
         drainMs: 3000,
