@@ -12,19 +12,24 @@
 import type { Comparison, Metric } from "./compare.ts";
 
 const WIDTH = 860;
-const LABEL_WIDTH = 320;
+const LABEL_WIDTH = 340;
 const ROW_HEIGHT = 62;
 const TOP = 78;
 const PLOT_LEFT = LABEL_WIDTH + 10;
 const PLOT_WIDTH = WIDTH - PLOT_LEFT - 30;
+/** A white outline behind label text, so it stays legible where it crosses a line. */
+const HALO = 'stroke="#ffffff" stroke-width="3" paint-order="stroke"';
 const COLOR = { met: "#2e7d32", missed: "#c62828", none: "#9e9e9e", zone: "#e8f5e9" };
 
 function escape(text: string): string {
   return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
 }
 
-function fixed(value: number | null, digits: number): string {
-  return value === null ? "-" : value.toFixed(digits);
+/** A figure with as many decimals as it needs: 17814, 20.83, 0.754. */
+function figure(value: number | null): string {
+  if (value === null) return "-";
+  const digits = Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 1 ? 2 : 3;
+  return value.toFixed(digits);
 }
 
 /** Renders the comparison as a standalone SVG document. */
@@ -61,6 +66,12 @@ export function renderChart(comparison: Comparison): string {
     `<text x="16" y="64" fill="#555">Green band: where the target is met. ` +
       `Dashed line: the baseline (1×).</text>`,
   );
+  if ((comparison.cpuPressure ?? 0) > 0.1) {
+    out.push(
+      `<text x="${WIDTH - 16}" y="64" fill="${COLOR.missed}" text-anchor="end">` +
+        `Busy machine: indicative figures only</text>`,
+    );
+  }
   metrics.forEach((metric: Metric, i) => {
     const top = TOP + i * ROW_HEIGHT;
     const barY = top + 26;
@@ -75,8 +86,8 @@ export function renderChart(comparison: Comparison): string {
       }" height="28" fill="${COLOR.zone}"/>`,
       `<text x="16" y="${barY + 15}" fill="#555" font-size="12">${
         escape(
-          `ours ${fixed(metric.oursMedian, 2)} / baseline ${fixed(metric.baselineMedian, 2)} ` +
-            `${metric.unit} (${metric.better} is better)`,
+          `ours ${figure(metric.oursMedian)} / baseline ${figure(metric.baselineMedian)} ` +
+            `${metric.unit}, ${metric.better} is better`,
         )
       }</text>`,
     );
@@ -101,7 +112,7 @@ export function renderChart(comparison: Comparison): string {
     // The label goes right of the bar, or inside its end when the bar reaches the right edge.
     out.push(
       end + 6 + 170 <= WIDTH
-        ? `<text x="${end + 6}" y="${barY + 15}" fill="${color}" font-weight="600">${
+        ? `<text x="${end + 6}" y="${barY + 15}" fill="${color}" font-weight="600" ${HALO}>${
           escape(label)
         }</text>`
         : `<text x="${end - 6}" y="${

@@ -69,7 +69,7 @@ export const METRICS: readonly MetricSpec[] = [
   {
     id: "throughput",
     title: "Relay throughput at saturation (p99 ≤ 50 ms)",
-    unit: "delivered msg/s",
+    unit: "msg/s",
     better: "higher",
     target: 0.85,
     experiment: "saturate",
