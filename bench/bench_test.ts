@@ -8,6 +8,7 @@ import { renderChart } from "./chart.ts";
 import { type Comparison, summarize } from "./compare.ts";
 import { LoadGenerator, type Report, split } from "./load.ts";
 import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
+import { summarizeProfile } from "./profile.ts";
 import { spawnServer } from "./spawn.ts";
 import { Histogram, machineInfo, median } from "./stats.ts";
 
@@ -171,4 +172,24 @@ Deno.test("summarize() and renderChart() turn runs into ratios and a chart", () 
   match(svg, /1\.30× \(goal ≤ 1\.5×\)/);
   match(svg, /no data/);
   ok(svg.trimEnd().endsWith("</svg>"));
+});
+
+Deno.test("summarizeProfile() adds self time per function and per file", () => {
+  const frame = (functionName: string, url: string) => ({ functionName, url, lineNumber: 9 });
+  const summary = summarizeProfile({
+    nodes: [
+      { id: 1, callFrame: frame("(root)", "") },
+      { id: 2, callFrame: frame("receive", "file:///x/src/transport/hub.ts") },
+      { id: 3, callFrame: frame("parse", "file:///x/node_modules/.deno/zod@4/index.js") },
+    ],
+    samples: [2, 3, 2, 1],
+    timeDeltas: [1000, 2000, 3000, 4000],
+  });
+  equal(summary.totalMs, 10);
+  deepEqual(summary.files.map((entry) => [entry.name, entry.selfMs]), [
+    ["src/transport/hub.ts", 4],
+    ["(native)", 4],
+    ["npm:zod@4/index.js", 2],
+  ]);
+  equal(summary.functions[0]!.name, "receive src/transport/hub.ts:10");
 });

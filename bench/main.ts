@@ -46,6 +46,9 @@ Target:
   --spawn ours|baseline start the server under test on a free loopback port (and sample it)
   --pin                 server on core 0, generator agents on core 1 (taskset)
   --nofile <n>          ulimit -n for a spawned server
+  --server-env K=V      environment for a spawned server (repeatable), e.g.
+                        SIGNAL_FISH_LOGGING__LEVEL=warn
+  --cpu-prof <dir>      write a V8 CPU profile of a spawned server to <dir> when it stops
 
 Load:
   --agents <n>          generator processes (default 2; more for > 9000 clients)
@@ -203,6 +206,8 @@ export interface BenchArgs {
   spawn: ServerKind | undefined;
   pin: boolean;
   nofile: number | undefined;
+  serverEnv: Record<string, string>;
+  cpuProfDir: string | undefined;
   serverPid: number | undefined;
   agents: number | undefined;
   json: boolean;
@@ -241,6 +246,8 @@ export function parseBenchArgs(args: string[]): BenchArgs {
       spawn: { type: "string" },
       pin: { type: "boolean", default: false },
       nofile: { type: "string" },
+      "server-env": { type: "string", multiple: true },
+      "cpu-prof": { type: "string" },
       agents: { type: "string" },
       clients: { type: "string" },
       rooms: { type: "string" },
@@ -313,6 +320,12 @@ export function parseBenchArgs(args: string[]): BenchArgs {
     spawn: values.spawn as ServerKind | undefined,
     pin: values.pin,
     nofile: values.nofile === undefined ? undefined : num("nofile", 0, 64, 1_048_576),
+    serverEnv: Object.fromEntries((values["server-env"] ?? []).map((pair) => {
+      const at = pair.indexOf("=");
+      if (at <= 0) throw new TypeError(`--server-env must be KEY=VALUE, got "${pair}"`);
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    })),
+    cpuProfDir: values["cpu-prof"],
     serverPid: values["server-pid"] === undefined ? undefined : num("server-pid", 0, 1, 2 ** 22),
     agents: values.agents === undefined ? undefined : num("agents", 2, 1, 64),
     json: values.json,
@@ -379,6 +392,8 @@ export async function bench(args: BenchArgs): Promise<Report> {
     server = await spawnServer(args.spawn, {
       core: pinned ? 0 : undefined,
       nofile: args.nofile,
+      env: args.serverEnv,
+      cpuProfDir: args.cpuProfDir,
     });
   }
   try {

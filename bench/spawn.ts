@@ -17,6 +17,11 @@ export interface SpawnOptions {
   nofile?: number;
   /** Extra environment for the server (e.g. `SIGNAL_FISH_LOGGING__LEVEL`). */
   env?: Record<string, string>;
+  /**
+   * Directory for a V8 CPU profile of the server (`deno run --cpu-prof`), written when it
+   * stops; undefined = no profile.
+   */
+  cpuProfDir?: string;
   /** How long to wait for `/v2/health`, ms. @default 30000 */
   readyTimeoutMs?: number;
 }
@@ -58,11 +63,13 @@ function shellQuote(word: string): string {
 }
 
 /** The argv that runs `kind` on `port` (before any pinning or limit). */
-export function serverArgv(kind: ServerKind, port: number): string[] {
+export function serverArgv(kind: ServerKind, port: number, cpuProfDir?: string): string[] {
+  const prof = cpuProfDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`];
   return kind === "ours"
     ? [
       Deno.execPath(),
       "run",
+      ...prof,
       "--allow-net",
       "--allow-read",
       "--allow-env",
@@ -70,7 +77,15 @@ export function serverArgv(kind: ServerKind, port: number): string[] {
       "--port",
       String(port),
     ]
-    : [Deno.execPath(), "run", "--allow-net", `${ROOT}bench/baseline.ts`, "--port", String(port)];
+    : [
+      Deno.execPath(),
+      "run",
+      ...prof,
+      "--allow-net",
+      `${ROOT}bench/baseline.ts`,
+      "--port",
+      String(port),
+    ];
 }
 
 /**
@@ -92,7 +107,7 @@ export async function spawnServer(
   options: SpawnOptions = {},
 ): Promise<SpawnedServer> {
   const port = freePort();
-  const argv = wrapArgv(serverArgv(kind, port), options);
+  const argv = wrapArgv(serverArgv(kind, port, options.cpuProfDir), options);
   const env = { NO_COLOR: "1", ...(kind === "ours" ? OURS_ENV : {}), ...options.env };
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
