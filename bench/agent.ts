@@ -236,8 +236,9 @@ class Agent {
     const worker = async () => {
       while (next < jobs.length) {
         const { room, slot } = jobs[next++]!;
+        let socket: WebSocket | undefined;
         try {
-          const socket = await openSocket(command.url, command.timeoutMs);
+          socket = await openSocket(command.url, command.timeoutMs);
           connected++;
           this.#open++;
           socket.addEventListener("close", () => this.#open--);
@@ -278,6 +279,7 @@ class Agent {
           if (errors.length < 5) {
             errors.push(String(error instanceof Error ? error.message : error));
           }
+          socket?.close();
         }
       }
     };

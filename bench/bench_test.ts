@@ -152,7 +152,12 @@ Deno.test("summarize() and renderChart() turn runs into ratios and a chart", () 
     round: 1,
     report: { churn: { serverCpuMsPerCycle: cycleMs } } as Report,
   });
-  const metrics = summarize([run("ours", 1.2), run("baseline", 1), run("ours", 1.4)]);
+  const metrics = summarize([
+    run("ours", 1.2),
+    run("baseline", 1),
+    run("ours", 1.4),
+    { ...run("ours", 9), discarded: true }, // a disturbed run that was repeated
+  ]);
   const churn = metrics.find((metric) => metric.id === "churn_cpu")!;
   deepEqual([churn.oursMedian, churn.baselineMedian, churn.ratio, churn.met], [1.3, 1, 1.3, true]);
   const throughput = metrics.find((metric) => metric.id === "throughput")!;

@@ -272,6 +272,19 @@ class AgentProcess {
   }
 }
 
+/**
+ * Above this share of a step spent runnable but off the CPU, the server was disturbed by other
+ * work on the machine (quiet pinned runs measure 0.5–3 %; runs next to other load 20–50 %).
+ */
+export const DISTURBED_WAIT_FRACTION = 0.1;
+/** Extra tries of a disturbed failing saturate step, on top of `retries`. */
+const MAX_DISTURBED_RETRIES = 3;
+
+/** True when the server spent more than {@linkcode DISTURBED_WAIT_FRACTION} of `step` waiting. */
+export function isDisturbed(step: StepResult): boolean {
+  return (step.serverWaitFraction ?? 0) > DISTURBED_WAIT_FRACTION;
+}
+
 /** Splits `total` into `parts` near-equal whole shares. */
 export function split(total: number, parts: number): number[] {
   return Array.from(
@@ -567,16 +580,20 @@ export class LoadGenerator implements AsyncDisposable {
       }
       let rate = p.startRate;
       let retriesLeft = p.retries;
+      let disturbedLeft = MAX_DISTURBED_RETRIES;
       for (let step = 1; step <= p.maxSteps; step++) {
         const result = await this.#step(step, rate, { ...p, durationMs: p.stepMs });
         report.steps.push(result);
         if (result.lost > 0 || result.latencyMs.p99 > p.p99LimitMs) {
           // A failed step is tried again at the same rate (a passing retry continues the ramp),
-          // so one scheduling hiccup of a shared machine does not end the ramp.
+          // so one scheduling hiccup of a shared machine does not end the ramp. A step during
+          // which other work kept the server off its CPU is retried without using up a retry.
+          if (isDisturbed(result) && disturbedLeft-- > 0) continue;
           if (retriesLeft-- > 0) continue;
           break;
         }
         retriesLeft = p.retries;
+        disturbedLeft = MAX_DISTURBED_RETRIES;
         report.knee = result;
         rate *= p.factor;
       }
