@@ -72,6 +72,7 @@ for (const kind of ["ours", "baseline"] as const) {
       equal(step.delivered, step.expected);
       deepEqual([step.lost, step.reordered, step.duplicates], [0, 0, 0]);
       equal(step.latencyMs.count, step.delivered);
+      ok(step.generatorShare >= 0);
       ok(step.latencyMs.p50 <= step.latencyMs.p99 && step.latencyMs.p99 <= step.latencyMs.max);
     });
 
@@ -161,7 +162,7 @@ Deno.test("summarize() and renderChart() turn runs into ratios and a chart", () 
   const churn = metrics.find((metric) => metric.id === "churn_cpu")!;
   deepEqual([churn.oursMedian, churn.baselineMedian, churn.ratio, churn.met], [1.3, 1, 1.3, true]);
   const throughput = metrics.find((metric) => metric.id === "throughput")!;
-  deepEqual([throughput.ratio, throughput.met], [null, null]);
+  deepEqual([throughput.ratio, throughput.met, throughput.notes], [null, null, []]);
   const comparison: Comparison = {
     createdAt: new Date(0).toISOString(),
     machine: machineInfo(),

@@ -4,11 +4,12 @@
  * ends in the green band.
  *
  * ```sh
- * deno task bench:chart [bench/results/compare.json] [bench/results/chart.svg]
+ * deno task bench:chart [--out bench/results/chart.svg] [compare.json …]   # later files win
  * ```
  *
  * @module
  */
+import { parseArgs } from "node:util";
 import type { Comparison, Metric } from "./compare.ts";
 
 const WIDTH = 860;
@@ -80,7 +81,11 @@ export function renderChart(comparison: Comparison): string {
     const zoneTo = metric.better === "higher" ? x(scaleMax) : x(metric.target);
     const color = metric.met === null ? COLOR.none : metric.met ? COLOR.met : COLOR.missed;
     out.push(
-      `<text x="16" y="${top + 16}" font-weight="600">${escape(metric.title)}</text>`,
+      `<text x="16" y="${top + 16}"><tspan font-weight="600">${escape(metric.title)}</tspan>` +
+        (metric.notes?.length
+          ? `<tspan dx="10" fill="#e65100" font-size="12">⚠ ${escape(metric.notes.join("; "))}</tspan>`
+          : "") +
+        `</text>`,
       `<rect x="${zoneFrom}" y="${top + 22}" width="${
         zoneTo - zoneFrom
       }" height="28" fill="${COLOR.zone}"/>`,
@@ -137,10 +142,44 @@ export function renderChart(comparison: Comparison): string {
   return out.join("\n") + "\n";
 }
 
+/**
+ * Combines comparisons, e.g. a full run and a later rerun of some experiments: each target is
+ * taken from the newest comparison that has a ratio for it. The header shows the oldest date
+ * and the highest CPU pressure.
+ */
+export function mergeComparisons(comparisons: readonly Comparison[]): Comparison {
+  const sorted = [...comparisons].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  const newest = sorted[sorted.length - 1];
+  if (!newest) throw new TypeError("Cannot merge zero comparisons");
+  const metrics = newest.metrics.map((metric) =>
+    [...sorted].reverse().map((c) => c.metrics.find((m) => m.id === metric.id))
+      .find((m) => m?.ratio !== null && m !== undefined) ?? metric
+  );
+  const pressures = sorted.map((c) => c.cpuPressure).filter((p): p is number => p !== null);
+  return {
+    ...newest,
+    createdAt: sorted[0]!.createdAt,
+    rounds: Math.min(...sorted.map((c) => c.rounds)),
+    metrics,
+    cpuPressure: pressures.length ? Math.max(...pressures) : null,
+    runs: [],
+  };
+}
+
 if (import.meta.main) {
-  const input = Deno.args[0] ?? new URL("./results/compare.json", import.meta.url).pathname;
-  const output = Deno.args[1] ?? new URL("./results/chart.svg", import.meta.url).pathname;
-  const comparison = JSON.parse(await Deno.readTextFile(input)) as Comparison;
-  await Deno.writeTextFile(output, renderChart(comparison));
-  console.log(`wrote ${output}`);
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      out: { type: "string", default: new URL("./results/chart.svg", import.meta.url).pathname },
+    },
+  });
+  const inputs = positionals.length > 0
+    ? positionals
+    : [new URL("./results/compare.json", import.meta.url).pathname];
+  const comparisons = await Promise.all(
+    inputs.map(async (path) => JSON.parse(await Deno.readTextFile(path)) as Comparison),
+  );
+  await Deno.writeTextFile(values.out, renderChart(mergeComparisons(comparisons)));
+  console.log(`wrote ${values.out} from ${inputs.join(", ")}`);
 }

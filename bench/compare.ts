@@ -6,13 +6,14 @@
  * ```sh
  * deno task bench:compare                       # everything, 3 rounds, 1 round of 19k connections
  * deno task bench:compare --only relay,churn --rounds 5
+ * deno task bench:compare --resummarize bench/results/compare.json   # recompute ratios only
  * ```
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { bench, parseBenchArgs } from "./main.ts";
-import { isDisturbed, type Report } from "./load.ts";
+import { GENERATOR_BUSY_SHARE, isDisturbed, type Report } from "./load.ts";
 import type { ServerKind } from "./spawn.ts";
 import { cpuPressureSeconds, type MachineInfo, machineInfo, median, round3 } from "./stats.ts";
 
@@ -37,6 +38,8 @@ export interface Metric {
   /** oursMedian / baselineMedian; null when either side has no value. */
   ratio: number | null;
   met: boolean | null;
+  /** Why the ratio may mislead, e.g. the generator was the bottleneck. */
+  notes: string[];
 }
 
 /** The file `compare.ts` writes and `chart.ts` reads. */
@@ -165,6 +168,21 @@ export function experimentArgs(
   }
 }
 
+/**
+ * True when, in the first failing step after the knee, the generator used more than
+ * {@linkcode GENERATOR_BUSY_SHARE} of the CPU it had (one core when the server was pinned):
+ * then the generator may have ended the ramp, not the server.
+ */
+export function generatorBoundAboveKnee(report: Report): boolean {
+  const kneeStep = report.knee?.step ?? 0;
+  const failed = report.steps.find((step) => step.step > kneeStep);
+  if (!failed) return false;
+  const pinned = report.server.command?.includes("taskset") ?? false;
+  const share = failed.generatorShare ??
+    failed.generatorCpuSeconds / failed.seconds / (pinned ? 1 : report.machine.nproc);
+  return share > GENERATOR_BUSY_SHARE;
+}
+
 /** Builds the metrics (medians and ratios) from the runs so far. */
 export function summarize(runs: Comparison["runs"]): Metric[] {
   return METRICS.map((spec) => {
@@ -182,6 +200,18 @@ export function summarize(runs: Comparison["runs"]): Metric[] {
       ? round3(oursMedian / baselineMedian)
       : null;
     const { value: _, ...described } = spec;
+    const notes: string[] = [];
+    if (spec.experiment === "saturate") {
+      const counted = runs.filter((run) => run.experiment === "saturate" && !run.discarded);
+      const bound = counted.filter((run) => generatorBoundAboveKnee(run.report)).length;
+      if (bound > 0) {
+        notes.push(
+          `generator over ${
+            GENERATOR_BUSY_SHARE * 100
+          } % busy above the knee in ${bound}/${counted.length} runs`,
+        );
+      }
+    }
     return {
       ...described,
       ours,
@@ -194,6 +224,7 @@ export function summarize(runs: Comparison["runs"]): Metric[] {
         : spec.better === "higher"
         ? ratio >= spec.target
         : ratio <= spec.target,
+      notes,
     };
   });
 }
@@ -230,8 +261,17 @@ async function main(): Promise<void> {
       only: { type: "string", default: "saturate,relay,churn,connections" },
       out: { type: "string", default: new URL("./results/compare.json", import.meta.url).pathname },
       "no-pin": { type: "boolean", default: false },
+      resummarize: { type: "string" },
     },
   });
+  if (values.resummarize) {
+    // Recomputes medians, ratios and notes of a saved comparison (after METRICS changed).
+    const saved = JSON.parse(await Deno.readTextFile(values.resummarize)) as Comparison;
+    saved.metrics = summarize(saved.runs);
+    await Deno.writeTextFile(values.resummarize, JSON.stringify(saved, null, 2) + "\n");
+    console.log(formatComparison(saved));
+    return;
+  }
   const rounds = Number(values.rounds);
   const experiments = values.only.split(",").map((name) => name.trim()) as Experiment[];
   const options = {

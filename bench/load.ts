@@ -121,6 +121,11 @@ export interface StepResult {
   /** Generator CPU (all agents plus the controller) over the step, seconds. */
   generatorCpuSeconds: number;
   /**
+   * Generator CPU as a share of the CPUs it may use (one core when pinned, else all). Above
+   * {@linkcode GENERATOR_BUSY_SHARE} the generator, not the server, may be what limits the step.
+   */
+  generatorShare: number;
+  /**
    * Share of the step the server's main thread was runnable but waiting for a CPU (when
    * sampled); above a few percent, other work on the machine distorted the latency.
    */
@@ -277,6 +282,9 @@ class AgentProcess {
  * work on the machine (quiet pinned runs measure 0.5–3 %; runs next to other load 20–50 %).
  */
 export const DISTURBED_WAIT_FRACTION = 0.1;
+/** Generator CPU share above which a step may be limited by the generator itself. */
+export const GENERATOR_BUSY_SHARE = 0.85;
+
 /** Extra tries of a disturbed failing saturate step, on top of `retries`. */
 const MAX_DISTURBED_RETRIES = 3;
 
@@ -498,6 +506,10 @@ export class LoadGenerator implements AsyncDisposable {
         ? null
         : round3(serverCpu / delivered * 1e6),
       generatorCpuSeconds: round3(gen1 - gen0),
+      generatorShare: round3(
+        (gen1 - gen0) / seconds /
+          (this.#options.agentCore === undefined ? navigator.hardwareConcurrency : 1),
+      ),
       serverWaitFraction: server0 && server1
         ? round3((server1.runDelaySeconds - server0.runDelaySeconds) / seconds)
         : null,

@@ -12,6 +12,7 @@
  */
 import { parseArgs } from "node:util";
 import {
+  GENERATOR_BUSY_SHARE,
   LoadGenerator,
   type LoadOptions,
   type Report,
@@ -164,6 +165,15 @@ export function formatReport(report: Report): string {
         ...report.steps.map(stepRow),
       ]),
       "",
+    );
+  }
+  const busy = report.steps.filter((step) => step.generatorShare > GENERATOR_BUSY_SHARE);
+  if (busy.length > 0) {
+    lines.push(
+      `warning: the generator used over ${GENERATOR_BUSY_SHARE * 100} % of its CPU in step(s) ` +
+        `${
+          busy.map((step) => step.step).join(", ")
+        }: there it may be the bottleneck, not the server`,
     );
   }
   if (report.scenario === "saturate") {
