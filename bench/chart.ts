@@ -83,7 +83,9 @@ export function renderChart(comparison: Comparison): string {
     out.push(
       `<text x="16" y="${top + 16}"><tspan font-weight="600">${escape(metric.title)}</tspan>` +
         (metric.notes?.length
-          ? `<tspan dx="10" fill="#e65100" font-size="12">⚠ ${escape(metric.notes.join("; "))}</tspan>`
+          ? `<tspan dx="10" fill="#e65100" font-size="12">⚠ ${
+            escape(metric.notes.join("; "))
+          }</tspan>`
           : "") +
         `</text>`,
       `<rect x="${zoneFrom}" y="${top + 22}" width="${
