@@ -1,0 +1,255 @@
+/**
+ * The baseline: the thinnest `Deno.serve` relay that speaks the subset of the Signal Fish v2
+ * protocol the load generator uses, with the same JSON shapes as the real server. It is the
+ * ceiling of any Deno implementation on a machine, which is what the targets are ratios of.
+ *
+ * Subset: `JoinRoom` → `RoomJoined` to the joiner and `PlayerJoined` to the others (or
+ * `RoomJoinFailed` when full); `GameData` → broadcast to the rest of the room (or to `to_player`);
+ * `LeaveRoom` → `RoomLeft` and `PlayerLeft`; `Ping` → `Pong`; `/v2/health` → `OK`. It checks
+ * nothing it does not need to route: no name rules, no rate or connection limits, no lobby
+ * states, no idle timeout. GameData is parsed with `JSON.parse` and serialised once per
+ * broadcast.
+ *
+ * ```sh
+ * deno run --allow-net bench/baseline.ts --port 3537 [--hostname 127.0.0.1]
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+interface Player {
+  id: string;
+  name: string;
+  socket: WebSocket;
+  connectedAt: string;
+  room: Room | undefined;
+}
+
+interface Room {
+  key: string;
+  id: string;
+  code: string;
+  game: string;
+  maxPlayers: number;
+  supportsAuthority: boolean;
+  authority: Player | undefined;
+  players: Player[];
+}
+
+const CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+const PONG = '{"type":"Pong"}';
+const ROOM_LEFT = '{"type":"RoomLeft"}';
+const INVALID =
+  '{"type":"Error","data":{"message":"Invalid client message","error_code":"INVALID_INPUT"}}';
+
+/** The running baseline: its address and a way to stop it. */
+export interface Baseline extends AsyncDisposable {
+  /** The bound TCP port. */
+  readonly port: number;
+  /** WebSocket endpoint, e.g. `ws://127.0.0.1:3537/v2/ws`. */
+  readonly wsUrl: string;
+  /** Stops listening and closes every socket. */
+  close(): Promise<void>;
+}
+
+function playerInfo(player: Player, room: Room) {
+  return {
+    id: player.id,
+    name: player.name,
+    is_authority: room.authority === player,
+    is_ready: false,
+    connected_at: player.connectedAt,
+  };
+}
+
+function generateCode(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  let code = "";
+  for (const byte of bytes) code += CODE_ALPHABET[byte & 31];
+  return code;
+}
+
+/** Starts the baseline relay on `hostname:port` (port 0 picks a free one). */
+export async function startBaseline(
+  options: { hostname?: string; port?: number } = {},
+): Promise<Baseline> {
+  const rooms = new Map<string, Room>();
+  const sockets = new Set<WebSocket>();
+
+  function send(player: Player, frame: string): void {
+    if (player.socket.readyState === WebSocket.OPEN) player.socket.send(frame);
+  }
+
+  function join(player: Player, data: Record<string, unknown>): void {
+    if (player.room || typeof data.game_name !== "string" || typeof data.player_name !== "string") {
+      send(player, INVALID);
+      return;
+    }
+    const game = data.game_name;
+    const code = typeof data.room_code === "string" ? data.room_code.toUpperCase() : generateCode();
+    const key = `${game}\u0000${code}`;
+    let room = rooms.get(key);
+    if (!room) {
+      const supportsAuthority = data.supports_authority !== false;
+      room = {
+        key,
+        id: crypto.randomUUID(),
+        code,
+        game,
+        maxPlayers: typeof data.max_players === "number" ? data.max_players : 8,
+        supportsAuthority,
+        authority: undefined,
+        players: [],
+      };
+      rooms.set(key, room);
+      if (supportsAuthority) room.authority = player;
+    }
+    if (room.players.length >= room.maxPlayers) {
+      send(
+        player,
+        '{"type":"RoomJoinFailed","data":{"reason":"Room is full","error_code":"ROOM_FULL"}}',
+      );
+      return;
+    }
+    player.name = data.player_name;
+    player.room = room;
+    room.players.push(player);
+    const r = room;
+    send(
+      player,
+      JSON.stringify({
+        type: "RoomJoined",
+        data: {
+          room_id: r.id,
+          room_code: r.code,
+          player_id: player.id,
+          game_name: r.game,
+          max_players: r.maxPlayers,
+          supports_authority: r.supportsAuthority,
+          current_players: r.players.map((p) => playerInfo(p, r)),
+          is_authority: r.authority === player,
+          lobby_state: r.players.length >= r.maxPlayers ? "lobby" : "waiting",
+          ready_players: [],
+          relay_type: "matchbox",
+          current_spectators: [],
+        },
+      }),
+    );
+    const joined = JSON.stringify({
+      type: "PlayerJoined",
+      data: { player: { ...playerInfo(player, r), is_authority: false } },
+    });
+    for (const other of r.players) if (other !== player) send(other, joined);
+  }
+
+  function leave(player: Player): void {
+    const room = player.room;
+    if (!room) return;
+    player.room = undefined;
+    room.players.splice(room.players.indexOf(player), 1);
+    if (room.authority === player) room.authority = undefined;
+    if (room.players.length === 0) {
+      rooms.delete(room.key);
+      return;
+    }
+    const left = `{"type":"PlayerLeft","data":{"player_id":"${player.id}"}}`;
+    for (const other of room.players) send(other, left);
+  }
+
+  function receive(player: Player, frame: unknown): void {
+    if (typeof frame !== "string") return send(player, INVALID);
+    let message;
+    try {
+      message = JSON.parse(frame);
+    } catch {
+      return send(player, INVALID);
+    }
+    switch (message?.type) {
+      case "GameData": {
+        const room = player.room;
+        if (!room || typeof message.data !== "object" || message.data === null) return;
+        const out = JSON.stringify({
+          type: "GameData",
+          data: { from_player: player.id, data: message.data.data ?? null },
+        });
+        const to = message.data.to_player;
+        for (const other of room.players) {
+          if (other !== player && (to === undefined || to === null || other.id === to)) {
+            send(other, out);
+          }
+        }
+        return;
+      }
+      case "JoinRoom":
+        return join(player, message.data ?? {});
+      case "LeaveRoom":
+        if (player.room) {
+          send(player, ROOM_LEFT);
+          leave(player);
+        }
+        return;
+      case "Ping":
+        return send(player, PONG);
+      default:
+        return send(player, INVALID);
+    }
+  }
+
+  const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port ?? 0,
+    onListen: resolve,
+  }, (request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/v2/health") return new Response("OK");
+    if (path !== "/v2/ws" || request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("Not found", { status: 404 });
+    }
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    const player: Player = {
+      id: crypto.randomUUID(),
+      name: "",
+      socket,
+      connectedAt: new Date().toISOString(),
+      room: undefined,
+    };
+    sockets.add(socket);
+    socket.onmessage = (event) => receive(player, event.data);
+    socket.onclose = () => {
+      sockets.delete(socket);
+      leave(player);
+    };
+    return response;
+  });
+  const addr = await listening;
+  const close = async () => {
+    for (const socket of sockets) socket.close(1001, "Server shutting down");
+    await server.shutdown();
+  };
+  return {
+    port: addr.port,
+    wsUrl: `ws://${addr.hostname}:${addr.port}/v2/ws`,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { port: { type: "string", default: "3537" }, hostname: { type: "string" } },
+  });
+  const baseline = await startBaseline({
+    hostname: values.hostname ?? "127.0.0.1",
+    port: Number(values.port),
+  });
+  console.log(JSON.stringify({ msg: "Listening", port: baseline.port, url: baseline.wsUrl }));
+  const { promise, resolve } = Promise.withResolvers<void>();
+  Deno.addSignalListener("SIGTERM", resolve);
+  Deno.addSignalListener("SIGINT", resolve);
+  await promise;
+  await baseline.close();
+  Deno.exit(0);
+}

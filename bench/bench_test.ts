@@ -1,0 +1,201 @@
+/**
+ * The bench's own tests: every scenario, very briefly, against a spawned ours and baseline,
+ * checking the report's shape and that every message arrived (no speed assertions), plus the
+ * pure parts (histogram, flags, ratios, chart).
+ */
+import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
+import { renderChart } from "./chart.ts";
+import { type Comparison, summarize } from "./compare.ts";
+import { LoadGenerator, type Report, split } from "./load.ts";
+import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
+import { summarizeProfile } from "./profile.ts";
+import { spawnServer } from "./spawn.ts";
+import { Histogram, machineInfo, median } from "./stats.ts";
+
+const LINUX = Deno.build.os === "linux";
+
+function checkCommon(report: Report, scenario: string): void {
+  equal(report.scenario, scenario);
+  ok(report.seconds > 0);
+  ok(report.generatorCpuSeconds >= 0);
+  if (LINUX) {
+    equal(typeof report.serverCpuSeconds, "number");
+    ok(report.serverRssKb! > 0);
+  }
+  match(formatReport(report), new RegExp(`^${scenario} against `));
+  JSON.parse(JSON.stringify(report));
+}
+
+for (const kind of ["ours", "baseline"] as const) {
+  Deno.test(`bench scenarios run briefly against ${kind} and lose nothing`, async (t) => {
+    await using server = await spawnServer(kind);
+    await using generator = new LoadGenerator({
+      url: server.wsUrl,
+      agents: 2,
+      serverPid: server.pid,
+      serverLabel: kind,
+      progress: false,
+    });
+
+    await t.step("connections", async () => {
+      const report = await generator.connections({
+        clients: 12,
+        roomSize: 3,
+        holdMs: 300,
+        concurrency: 4,
+      });
+      checkCommon(report, "connections");
+      deepEqual(
+        [report.connect?.clients, report.connect?.connected, report.connect?.joined],
+        [12, 12, 12],
+      );
+      equal(report.connect?.failed, 0);
+      if (LINUX) equal(report.hold?.openAtEnd, 12);
+    });
+
+    await t.step("relay", async () => {
+      const report = await generator.relay({
+        rooms: 3,
+        roomSize: 3,
+        rate: 20,
+        durationMs: 800,
+        warmupMs: 200,
+        padBytes: 16,
+        drainMs: 3000,
+      });
+      checkCommon(report, "relay");
+      equal(report.steps.length, 1);
+      const step = report.steps[0]!;
+      ok(step.sent > 0, "nothing was sent");
+      // Every frame reaches the two other players of its room, in order, once.
+      equal(step.expected, step.sent * 2);
+      equal(step.delivered, step.expected);
+      deepEqual([step.lost, step.reordered, step.duplicates], [0, 0, 0]);
+      equal(step.latencyMs.count, step.delivered);
+      ok(step.generatorShare >= 0);
+      ok(step.latencyMs.p50 <= step.latencyMs.p99 && step.latencyMs.p99 <= step.latencyMs.max);
+    });
+
+    await t.step("saturate", async () => {
+      const report = await generator.saturate({
+        rooms: 2,
+        roomSize: 3,
+        startRate: 10,
+        factor: 2,
+        stepMs: 400,
+        maxSteps: 2,
+        p99LimitMs: 60_000,
+        retries: 1,
+        warmupMs: 0,
+        padBytes: 0,
+        drainMs: 3000,
+      });
+      checkCommon(report, "saturate");
+      deepEqual(report.steps.map((step) => step.ratePerPlayer), [10, 20]);
+      for (const step of report.steps) {
+        ok(step.delivered > 0);
+        equal(step.lost, 0);
+      }
+      equal(report.knee?.step, 2);
+    });
+
+    await t.step("churn", async () => {
+      const report = await generator.churn({ concurrency: 2, durationMs: 500, maxCycles: 10 });
+      checkCommon(report, "churn");
+      ok(report.churn!.cycles > 0 && report.churn!.cycles <= 10);
+      equal(report.churn!.failed, 0, report.churn!.errors.join("; "));
+      equal(report.churn!.cycleMs.count, report.churn!.cycles);
+    });
+  });
+}
+
+Deno.test("Histogram.quantile() is within 2 % above the exact percentile", () => {
+  const histogram = new Histogram();
+  for (let i = 1; i <= 1000; i++) histogram.record(i / 10);
+  const summary = histogram.summary();
+  equal(summary.count, 1000);
+  ok(summary.p50 >= 50 && summary.p50 <= 51, `p50 ${summary.p50}`);
+  ok(summary.p99 >= 99 && summary.p99 <= 101, `p99 ${summary.p99}`);
+  equal(summary.max, 100);
+  const merged = new Histogram();
+  merged.merge(histogram.toData());
+  deepEqual(merged.summary(), summary);
+  merged.recordMissing(1000);
+  equal(merged.quantile(0.99), Infinity);
+});
+
+Deno.test("median() and split() handle odd, even and uneven inputs", () => {
+  equal(median([3, 1, 2]), 2);
+  equal(median([4, 1, 2, 3]), 2.5);
+  deepEqual(split(10, 3), [4, 3, 3]);
+  deepEqual(split(2, 3), [1, 1, 0]);
+});
+
+Deno.test("parseBenchArgs() refuses non-loopback URLs unless --allow-remote", () => {
+  ok(isLoopback("ws://127.0.0.1:3536/v2/ws"));
+  ok(isLoopback("ws://localhost:3536/v2/ws"));
+  ok(isLoopback("ws://[::1]:3536/v2/ws"));
+  ok(!isLoopback("ws://10.0.0.5:3536/v2/ws"));
+  throws(() => parseBenchArgs(["relay", "--url", "ws://example.com/v2/ws"]), /not a loopback/);
+  equal(
+    parseBenchArgs(["relay", "--url", "ws://example.com/v2/ws", "--allow-remote"]).url,
+    "ws://example.com/v2/ws",
+  );
+  throws(() => parseBenchArgs(["nonsense"]), /Cannot run scenario/);
+  throws(() => parseBenchArgs(["relay", "--duration", "100000"]), /--duration must be/);
+  equal(parseBenchArgs(["saturate"]).numbers.rate, 5);
+});
+
+Deno.test("summarize() and renderChart() turn runs into ratios and a chart", () => {
+  const run = (kind: "ours" | "baseline", cycleMs: number) => ({
+    experiment: "churn" as const,
+    kind,
+    round: 1,
+    report: { churn: { serverCpuMsPerCycle: cycleMs } } as Report,
+  });
+  const metrics = summarize([
+    run("ours", 1.2),
+    run("baseline", 1),
+    run("ours", 1.4),
+    { ...run("ours", 9), discarded: true }, // a disturbed run that was repeated
+  ]);
+  const churn = metrics.find((metric) => metric.id === "churn_cpu")!;
+  deepEqual([churn.oursMedian, churn.baselineMedian, churn.ratio, churn.met], [1.3, 1, 1.3, true]);
+  const throughput = metrics.find((metric) => metric.id === "throughput")!;
+  deepEqual([throughput.ratio, throughput.met, throughput.notes], [null, null, []]);
+  const comparison: Comparison = {
+    createdAt: new Date(0).toISOString(),
+    machine: machineInfo(),
+    rounds: 1,
+    commands: {},
+    metrics,
+    cpuPressure: 0.1,
+    seconds: 1,
+    runs: [],
+  };
+  const svg = renderChart(comparison);
+  match(svg, /^<svg /);
+  match(svg, /1\.30× \(goal ≤ 1\.5×\)/);
+  match(svg, /no data/);
+  ok(svg.trimEnd().endsWith("</svg>"));
+});
+
+Deno.test("summarizeProfile() adds self time per function and per file", () => {
+  const frame = (functionName: string, url: string) => ({ functionName, url, lineNumber: 9 });
+  const summary = summarizeProfile({
+    nodes: [
+      { id: 1, callFrame: frame("(root)", "") },
+      { id: 2, callFrame: frame("receive", "file:///x/src/transport/hub.ts") },
+      { id: 3, callFrame: frame("parse", "file:///x/node_modules/.deno/zod@4/index.js") },
+    ],
+    samples: [2, 3, 2, 1],
+    timeDeltas: [1000, 2000, 3000, 4000],
+  });
+  equal(summary.totalMs, 10);
+  deepEqual(summary.files.map((entry) => [entry.name, entry.selfMs]), [
+    ["src/transport/hub.ts", 4],
+    ["(native)", 4],
+    ["npm:zod@4/index.js", 2],
+  ]);
+  equal(summary.functions[0]!.name, "receive src/transport/hub.ts:10");
+});
