@@ -123,7 +123,13 @@ export function gameName(prefix: string, index: number): string {
  * The GameData frame a benchmark player sends: its seat `slot`, the step, a sequence number and
  * the send time (ms, `performance.now()`), padded by `pad`.
  */
-export function gameDataFrame(slot: number, phase: number, seq: number, t: number, pad: string) {
+export function gameDataFrame(
+  slot: number,
+  phase: number,
+  seq: number,
+  t: number,
+  pad: string,
+): string {
   return `{"type":"GameData","data":{"data":{"bk":${slot},"bh":${phase},"bq":${seq},"bt":${
     t.toFixed(3)
   },"bp":"${pad}"}}}`;

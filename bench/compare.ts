@@ -64,7 +64,8 @@ export interface Comparison {
   }[];
 }
 
-interface MetricSpec {
+/** How one target is computed from a run's report. */
+export interface MetricSpec {
   id: string;
   title: string;
   unit: string;
