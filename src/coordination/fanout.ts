@@ -25,6 +25,11 @@ export interface Peer {
    * `undefined` when taken, else why not.
    */
   send(frame: string | Uint8Array): SendFailure | undefined;
+  /**
+   * Writes what `send` queued (write batching, SERVER.md §5.3). The hub calls it once it has
+   * carried out everything one event produced. Peers that write at once do not define it.
+   */
+  flush?(): void;
   /** Closes the connection with a WebSocket close code (PROTOCOL.md §1.6). */
   close(code: number, reason: string): void;
 }

@@ -11,6 +11,8 @@ export type DeliveryFailure = { id: ConnId; failure: SendFailure | { reason: "go
 /** A {@linkcode Fanout} over the peers attached to this process. */
 export class LocalFanout implements Fanout {
   readonly #peers = new Map<ConnId, Peer>();
+  /** Peers that queued frames since the last {@linkcode flush}. */
+  readonly #dirty = new Set<Peer>();
 
   /** Number of attached peers. */
   get size(): number {
@@ -45,8 +47,16 @@ export class LocalFanout implements Fanout {
       const peer = this.#peers.get(id);
       const failure = peer ? peer.send(frame) : GONE;
       if (failure) (failed ??= []).push({ id, failure });
+      else if (peer!.flush) this.#dirty.add(peer!);
     }
     return failed;
+  }
+
+  /** Writes what every peer queued since the last call (SERVER.md §5.3), in queue order. */
+  flush(): void {
+    if (this.#dirty.size === 0) return;
+    for (const peer of this.#dirty) peer.flush!();
+    this.#dirty.clear();
   }
 
   /** Attached connection ids. */

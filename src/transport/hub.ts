@@ -84,6 +84,8 @@ export class Hub {
   readonly #local = new LocalFanout();
   readonly #info = new Map<ConnId, PeerInfo>();
   #relayCount = 0;
+  /** Nesting of {@linkcode Hub.#apply} (a teardown inside a batch applies its own effects). */
+  #depth = 0;
 
   /** Creates a hub that feeds `engine`. */
   constructor(engine: Engine, options: HubOptions) {
@@ -274,6 +276,8 @@ export class Hub {
     const failed = this.#local.deliver(frame, to);
     this.#options.remote?.deliver(frame, to);
     if (failed) this.#undelivered(frame, failed, now);
+    // Outside a batch of effects (a lone reply), write at once.
+    if (this.#depth === 0) this.#local.flush();
   }
 
   #undelivered(frame: string | Uint8Array, failed: DeliveryFailure[], now: number): void {
@@ -310,6 +314,16 @@ export class Hub {
 
   /** Carries out effects in order; each message is serialised once for all its recipients. */
   #apply(effects: Effect[], now: number): void {
+    this.#depth++;
+    try {
+      this.#applyAll(effects, now);
+    } finally {
+      // Everything this event produced is queued: write it (batching, SERVER.md §5.3).
+      if (--this.#depth === 0) this.#local.flush();
+    }
+  }
+
+  #applyAll(effects: Effect[], now: number): void {
     for (const effect of effects) {
       switch (effect.kind) {
         case "send": {
