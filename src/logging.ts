@@ -78,20 +78,36 @@ export function safeProperties(record: LogRecord): Record<string, unknown> {
  * `category`, `message`, then the structured fields, flat.
  */
 export function formatJsonLine(record: LogRecord): string {
-  const line = {
-    timestamp: new Date(record.timestamp).toISOString(),
-    level: LEVEL_NAMES[record.level],
-    category: record.category.join("."),
-    message: renderMessage(record),
-    ...safeProperties(record),
-  };
-  try {
-    return JSON.stringify(line) + "\n";
-  } catch {
-    // A circular property: keep the line, drop the fields.
-    const { timestamp, level, category, message } = line;
-    return JSON.stringify({ timestamp, level, category, message }) + "\n";
+  // Built as text, not as an object to stringify: this runs for every lifecycle event.
+  let line = `{"timestamp":"${new Date(record.timestamp).toISOString()}","level":"${
+    LEVEL_NAMES[record.level]
+  }","category":${categoryJson(record.category)},"message":${
+    JSON.stringify(renderMessage(record))
+  }`;
+  for (const key in record.properties) {
+    if (key === "timestamp" || key === "level" || key === "category" || key === "message") continue;
+    const value = SECRET_KEY.test(key) ? REDACTED : scalar(record.properties[key]);
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(value);
+    } catch {
+      json = undefined; // circular: the field is dropped, the line kept
+    }
+    if (json !== undefined) line += `,${JSON.stringify(key)}:${json}`;
   }
+  return line + "}\n";
+}
+
+const categories = new WeakMap<readonly string[], string>();
+
+/** `["signal-fish", "hub"]` → `"signal-fish.hub"` as JSON, cached per category array. */
+function categoryJson(category: readonly string[]): string {
+  let json = categories.get(category);
+  if (json === undefined) {
+    json = JSON.stringify(category.join("."));
+    categories.set(category, json);
+  }
+  return json;
 }
 
 const COLORS: Readonly<Record<string, string>> = {

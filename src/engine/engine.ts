@@ -230,6 +230,7 @@ interface Hold {
 
 /** What the server remembers of one issued reconnection token (PROTOCOL.md §7.11.1). */
 interface TokenRecord {
+  readonly playerId: string;
   readonly token: string;
   readonly room: Room;
   /** The app the seat's connection authenticated with (auth enabled), else undefined. */
@@ -307,6 +308,8 @@ export class Engine {
   readonly #moved = new Map<string, ConnId>();
   /** Token records by player id (a handful each: the valid one and recently invalidated ones). */
   readonly #tokens = new Map<string, TokenRecord[]>();
+  /** Records that stopped being valid, oldest first, to forget a window later. */
+  readonly #invalidated: TokenRecord[] = [];
   readonly #apps: AppRegistry;
   readonly #appRooms = new AppRoomCounts();
   /** Auth deadlines (ms) of unauthenticated connections, in accept order (SERVER.md §4.5). */
@@ -507,12 +510,18 @@ export class Engine {
       // earlier ones' messages go (a seat still held then gets them in its replay buffer).
       if (now >= hold.expiresAt) effects.push(...this.#route(this.#expire(hold, now)));
     }
+    // Forget records invalid for a window; they were queued in invalidation (time) order.
     const window = this.#options.reconnectionWindowMs;
-    for (const [playerId, records] of this.#tokens) {
-      const kept = records.filter((r) => r.state === "valid" || now - r.invalidSince < window);
-      if (kept.length === 0) this.#tokens.delete(playerId);
-      else if (kept.length !== records.length) this.#tokens.set(playerId, kept);
+    const queue = this.#invalidated;
+    let head = 0;
+    while (head < queue.length && now - queue[head]!.invalidSince >= window) {
+      const record = queue[head++]!;
+      const records = this.#tokens.get(record.playerId);
+      const kept = records?.filter((r) => r !== record) ?? [];
+      if (kept.length === 0) this.#tokens.delete(record.playerId);
+      else this.#tokens.set(record.playerId, kept);
     }
+    if (head > 0) queue.splice(0, head);
     return effects;
   }
 
@@ -1314,8 +1323,7 @@ export class Engine {
     session.playing = room;
     if (session.id === playerId) this.#moved.delete(playerId);
     else this.#moved.set(playerId, session.id);
-    record.state = "used";
-    record.invalidSince = now;
+    this.#invalidate(record, "used", now);
     room.lastActivity = now;
     effects.push(
       send(playerId, {
@@ -1421,7 +1429,7 @@ export class Engine {
     const token = this.#options.newToken();
     const records = this.#tokens.get(playerId);
     const appId = this.#sessionOf(playerId)?.app?.appId;
-    const record: TokenRecord = { token, room, appId, state: "valid", invalidSince: 0 };
+    const record: TokenRecord = { playerId, token, room, appId, state: "valid", invalidSince: 0 };
     if (records) records.push(record);
     else this.#tokens.set(playerId, [record]);
     return token;
@@ -1430,11 +1438,14 @@ export class Engine {
   /** Moves the seat's valid token (if any) to `state`. */
   #invalidateToken(playerId: string, state: TokenRecord["state"], now: number): void {
     for (const record of this.#tokens.get(playerId) ?? []) {
-      if (record.state === "valid") {
-        record.state = state;
-        record.invalidSince = now;
-      }
+      if (record.state === "valid") this.#invalidate(record, state, now);
     }
+  }
+
+  #invalidate(record: TokenRecord, state: TokenRecord["state"], now: number): void {
+    record.state = state;
+    record.invalidSince = now;
+    this.#invalidated.push(record);
   }
 
   /** The record of `token` among `playerId`'s, compared in constant time. */
