@@ -6,8 +6,9 @@
  *
  * Reproduce a failure with `FUZZ_SEED=<seed> deno task test tests/fuzz_test.ts`.
  */
+import { prng as random } from "../src/engine/testing.ts";
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { connect, type Received, serve, type TestClient } from "./helpers.ts";
+import { connect, guardedRoom, type Received, serve, type TestClient } from "./helpers.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 0x5eed_f15);
 const FUZZERS = 4;
@@ -16,18 +17,6 @@ const BATCH = 128;
 /** Frames over `max_message_size`, each on its own short-lived connection (close 1009). */
 const OVERSIZED = 8;
 const MB = 1024 * 1024;
-
-/** mulberry32: small, fast, good enough to drive a fuzzer deterministically. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Generates fuzz frames; never names the guarded game and never sends a valid `Ping`. */
 class FrameGenerator {
@@ -292,19 +281,7 @@ function heapUsed(): number {
 
 Deno.test(`Fuzzing ${FUZZERS * FRAMES_PER_FUZZER + OVERSIZED} frames (seed ${SEED}) leaves another room's game intact`, async () => {
   await using server = await serve();
-  const a = await connect(server);
-  const b = await connect(server);
-  const join = (name: string) => ({
-    type: "JoinRoom",
-    data: { game_name: "guarded", room_code: "GUARD1", player_name: name, max_players: 2 },
-  });
-  a.send(join("alpha"));
-  await a.next("RoomJoined");
-  b.send(join("beta"));
-  await b.next("RoomJoined");
-  await b.next("LobbyStateChanged");
-  await a.next("PlayerJoined");
-  await a.next("LobbyStateChanged");
+  const [a, b] = await guardedRoom(server);
 
   const fuzzers = await Promise.all(
     Array.from({ length: FUZZERS }, async (_, i) => ({

@@ -182,3 +182,24 @@ export function joinAsSpectator(roomCode: string, spectatorName: string): unknow
     data: { game_name: "orbit", room_code: roomCode, spectator_name: spectatorName },
   };
 }
+
+/**
+ * Two players "alpha" and "beta" in room GUARD1 of game "guarded" (2 seats, lobby full), with
+ * everything their joins produced already read: the game a robustness test keeps an eye on.
+ */
+export async function guardedRoom(server: SignalFishServer): Promise<[TestClient, TestClient]> {
+  const a = await connect(server);
+  const b = await connect(server);
+  const join = (name: string) => ({
+    type: "JoinRoom",
+    data: { game_name: "guarded", room_code: "GUARD1", player_name: name, max_players: 2 },
+  });
+  a.send(join("alpha"));
+  await a.next("RoomJoined");
+  b.send(join("beta"));
+  await b.next("RoomJoined");
+  await b.next("LobbyStateChanged");
+  await a.next("PlayerJoined");
+  await a.next("LobbyStateChanged");
+  return [a, b];
+}

@@ -6,7 +6,7 @@
  */
 import { deepEqual, equal } from "node:assert/strict";
 import type { SignalFishServer } from "../src/server.ts";
-import { connect, serve, type TestClient } from "./helpers.ts";
+import { connect, guardedRoom, serve, type TestClient } from "./helpers.ts";
 import { RawWebSocket } from "./raw_websocket.ts";
 
 const INVALID = { message: "Invalid client message", error_code: "INVALID_INPUT" };
@@ -17,19 +17,7 @@ class Bystanders implements AsyncDisposable {
   private constructor(readonly a: TestClient, readonly b: TestClient) {}
 
   static async start(server: SignalFishServer): Promise<Bystanders> {
-    const a = await connect(server);
-    const b = await connect(server);
-    const join = (name: string) => ({
-      type: "JoinRoom",
-      data: { game_name: "guarded", room_code: "GUARD1", player_name: name, max_players: 2 },
-    });
-    a.send(join("alpha"));
-    await a.next("RoomJoined");
-    b.send(join("beta"));
-    await b.next("RoomJoined");
-    await b.next("LobbyStateChanged");
-    await a.next("PlayerJoined");
-    await a.next("LobbyStateChanged");
+    const [a, b] = await guardedRoom(server);
     return new Bystanders(a, b);
   }
 

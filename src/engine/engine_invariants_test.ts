@@ -5,19 +5,7 @@
 import { ok } from "node:assert/strict";
 import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
 import type { Effect } from "./engine.ts";
-import { engineWith } from "./testing.ts";
-
-/** mulberry32: a small, fast, seedable PRNG (not for security). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { engineWith, prng } from "./testing.ts";
 
 const IDS = Array.from({ length: 7 }, (_, i) => `00000000-0000-4000-8000-00000000000${i}`);
 const CODES = ["ROOM01", "ROOM02", "ROOM03"];

@@ -8,18 +8,7 @@
 import { ok } from "node:assert/strict";
 import type { ClientMessage } from "../protocol/messages.ts";
 import { type Effect, Engine } from "./engine.ts";
-import { testOptions } from "./testing.ts";
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng, testOptions } from "./testing.ts";
 
 const CODES = ["ROOM01", "ROOM02"];
 const WINDOW = 60_000;

@@ -1,11 +1,12 @@
 import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
 import { decode, encode } from "@msgpack/msgpack";
 import type { ClientMessage } from "../protocol/messages.ts";
-import { type Effect, Engine, type EngineOptions } from "./engine.ts";
+import type { Effect, Engine, EngineOptions } from "./engine.ts";
 import {
   bare,
   C1,
   C2,
+  engineWith as baseEngineWith,
   first,
   join,
   P1,
@@ -14,16 +15,13 @@ import {
   S1,
   spectate,
   summarize,
-  testOptions,
 } from "./testing.ts";
 
 const T0 = Date.UTC(2026, 2, 4, 18, 0, 0);
 const WINDOW = 300_000;
 
 function engineWith(ids: string[], overrides: Partial<EngineOptions> = {}): Engine {
-  const engine = new Engine(testOptions({ enableReconnection: true, ...overrides }));
-  for (const id of ids) engine.connect(id);
-  return engine;
+  return baseEngineWith(ids, { enableReconnection: true, ...overrides });
 }
 
 function gameData(data: unknown, to_player?: string): ClientMessage {

@@ -149,3 +149,15 @@ function label(message: ServerMessage): string {
   if (message.type === "LobbyStateChanged") return `LobbyStateChanged ${data.lobby_state}`;
   return `${message.type}${code}`;
 }
+
+/** mulberry32: a small, fast, seedable PRNG for deterministic random walks (not for security). */
+export function prng(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
