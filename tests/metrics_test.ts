@@ -3,9 +3,8 @@
  * scraped from `/metrics/prom` must match it exactly; promtool must accept the exposition.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { unsupportedSettings } from "../src/server.ts";
 import type { SignalFishServer } from "../src/server.ts";
-import { connect, joinRoom, serve, type TestClient, testConfig } from "./helpers.ts";
+import { connect, joinRoom, serve, type TestClient } from "./helpers.ts";
 
 /** Parses Prometheus text into `name{labels}` → value, checking HELP/TYPE precede samples. */
 export function parseExposition(text: string): Map<string, number> {
@@ -161,15 +160,8 @@ Deno.test("Families of features this build lacks are omitted, not reported as ze
   }
 });
 
-// Per-IP creation/join buckets (SERVER.md §3.4) come with the security branch; this part runs
-// once `unsupportedSettings()` stops listing them as unavailable.
-const RATE_LIMITS_LANDED = !unsupportedSettings(testConfig()).warnings.some((warning) =>
-  warning.includes("rate_limit.*")
-);
-
 Deno.test({
   name: "A rate-limited room creation counts one rate_limit_rejections_total",
-  ignore: !RATE_LIMITS_LANDED,
   async fn() {
     await using server = await serve((config) => config.rate_limit.max_room_creations = 1);
     await using alice = await connect(server);
