@@ -20,17 +20,8 @@ import { cpuPressureSeconds, type MachineInfo, machineInfo, median, round3 } fro
 /** The experiments; each is one `deno task bench` command run against both servers. */
 export type Experiment = "saturate" | "relay" | "churn" | "connections";
 
-/** One target of the issue, as a ratio ours / baseline. */
-export interface Metric {
-  id: string;
-  /** What is measured, in words. */
-  title: string;
-  unit: string;
-  /** Which way is better for this quantity. */
-  better: "higher" | "lower";
-  /** The ratio the issue asks for (≥ for higher-is-better, ≤ for lower-is-better). */
-  target: number;
-  experiment: Experiment;
+/** One target of the issue, as a ratio ours / baseline: its spec plus the measured values. */
+export interface Metric extends Omit<MetricSpec, "value"> {
   ours: number[];
   baseline: number[];
   oursMedian: number | null;
@@ -67,9 +58,12 @@ export interface Comparison {
 /** How one target is computed from a run's report. */
 export interface MetricSpec {
   id: string;
+  /** What is measured, in words. */
   title: string;
   unit: string;
+  /** Which way is better for this quantity. */
   better: "higher" | "lower";
+  /** The ratio the issue asks for (≥ for higher-is-better, ≤ for lower-is-better). */
   target: number;
   experiment: Experiment;
   value: (report: Report) => number | null;

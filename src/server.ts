@@ -160,7 +160,7 @@ export async function startServer(
     // Read at scrape time, after `hub` exists.
     connections: () => hub.size,
     players: () => engine.stats().players,
-    heldSeats: () => heldSeats(engine),
+    heldSeats: () => engine.stats().heldSeats,
     seatCounts: () => engine.seatCounts(),
   }, {
     reconnection: config.server.enable_reconnection,
@@ -193,7 +193,7 @@ export async function startServer(
       players: stats.players,
       spectators: stats.spectators,
       connections: hub.size,
-      held_seats: heldSeats(engine),
+      held_seats: stats.heldSeats,
     };
   };
   const metricsContext = {
@@ -335,11 +335,6 @@ export async function startServer(
     close,
     [Symbol.asyncDispose]: close,
   };
-}
-
-/** Seats held for reconnection (PROTOCOL.md §7.11.2). */
-function heldSeats(engine: Engine): number {
-  return engine.stats().heldSeats;
 }
 
 /**

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
+import { sha256 } from "./secrets.ts";
 import type { ErrorCode } from "../protocol/error_codes.ts";
 import type { RateLimitInfo } from "../protocol/messages.ts";
 import { TokenBucket } from "./token_bucket.ts";
@@ -61,10 +62,6 @@ export function rateLimitInfo(perMinute: number = UNLIMITED_PER_MINUTE): RateLim
   };
 }
 
-function digest(text: string): Uint8Array {
-  return createHash("sha256").update(text, "utf8").digest();
-}
-
 /** The configured apps with their `Authenticate` buckets. */
 export class AppRegistry {
   readonly #apps = new Map<string, AuthorizedApp>();
@@ -75,7 +72,7 @@ export class AppRegistry {
   constructor(apps: readonly AuthorizedApp[]) {
     for (const app of apps) {
       this.#apps.set(app.appId, app);
-      if (app.appSecret !== undefined) this.#secrets.set(app.appId, digest(app.appSecret));
+      if (app.appSecret !== undefined) this.#secrets.set(app.appId, sha256(app.appSecret));
       if (app.rateLimitPerMinute !== undefined) {
         this.#buckets.set(app.appId, new TokenBucket(app.rateLimitPerMinute, APP_WINDOW_MS));
       }
@@ -107,7 +104,7 @@ export class AppRegistry {
       };
     }
     const expected = this.#secrets.get(appId);
-    if (expected && !timingSafeEqual(expected, digest(appSecret ?? ""))) {
+    if (expected && !timingSafeEqual(expected, sha256(appSecret ?? ""))) {
       return {
         ok: false,
         failure: { error: "InvalidAppSecret", errorCode: "UNAUTHORIZED", close: true },

@@ -19,6 +19,7 @@ import {
   type ServerMessage,
 } from "../protocol/messages.ts";
 import { encodeGameDataEnvelope, msgpackToJson } from "../protocol/msgpack.ts";
+import { secretEquals } from "./secrets.ts";
 import { type ConnId, Room, roomKey, type Seat } from "./room.ts";
 import {
   AppRegistry,
@@ -1452,7 +1453,7 @@ export class Engine {
   #findToken(playerId: string, token: string): TokenRecord | undefined {
     let found: TokenRecord | undefined;
     for (const record of this.#tokens.get(playerId) ?? []) {
-      if (constantTimeEqual(record.token, token)) found = record;
+      if (secretEquals(record.token, token)) found = record;
     }
     return found;
   }
@@ -1618,14 +1619,6 @@ export class Engine {
     }
     return effects;
   }
-}
-
-/** Compares two strings in time that depends only on their lengths (token checks). */
-export function constantTimeEqual(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
 }
 
 function summarize(room: Room): RoomSummary {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { secretEquals } from "../engine/secrets.ts";
 import { getLogger } from "@logtape/logtape";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import type { ServerMetrics } from "./server_metrics.ts";
@@ -52,10 +52,6 @@ export interface MetricsRouteContext {
   now?: () => number;
 }
 
-function sha256(text: string): Uint8Array {
-  return createHash("sha256").update(text, "utf8").digest();
-}
-
 /**
  * Checks the `Authorization` header against `token` (SERVER.md §1.4): exact `Bearer ` prefix,
  * visible ASCII only, constant-time comparison of SHA-256 digests, no trimming.
@@ -64,7 +60,7 @@ export function bearerMatches(header: string | null, token: string): boolean {
   if (header === null || !/^[\x20-\x7e]*$/.test(header) || !header.startsWith("Bearer ")) {
     return false;
   }
-  return timingSafeEqual(sha256(header.slice(7)), sha256(token));
+  return secretEquals(header.slice(7), token);
 }
 
 /** True for the paths {@linkcode serveMetrics} answers. */

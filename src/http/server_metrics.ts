@@ -14,22 +14,6 @@ import {
   Registry,
 } from "./metrics.ts";
 
-/**
- * Events other branches are adding (reconnection, slow consumers, rate limits, auth). Listed
- * here so the counters are wired before those events exist in `HubEvent`; harmless duplicates
- * once they do.
- */
-export type PendingEvent =
-  | { type: "seat_held" }
-  | { type: "player_reconnected" }
-  | { type: "reconnect_failed"; errorCode?: string }
-  | { type: "seat_expired" }
-  | { type: "replay_truncated" }
-  | { type: "slow_consumer"; connectionId?: string }
-  | { type: "rate_limited"; scope?: string }
-  | { type: "auth_failed"; errorCode?: string }
-  | { type: "authenticated" };
-
 /** Live state the gauges and the dashboard read at scrape/refresh time. */
 export interface MetricsSources {
   /** Open WebSocket connections. */
@@ -262,7 +246,7 @@ export class ServerMetrics {
   }
 
   /** Counts one hub or engine event. Never throws on unknown events. */
-  observe(event: HubEvent | PendingEvent): void {
+  observe(event: HubEvent): void {
     switch (event.type) {
       case "connected":
         this.#connections.inc();

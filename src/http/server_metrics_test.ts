@@ -2,7 +2,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { Engine } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
 import { Hub, type HubEvent } from "../transport/hub.ts";
-import { type PendingEvent, ServerMetrics } from "./server_metrics.ts";
+import { ServerMetrics } from "./server_metrics.ts";
 
 function metricsWith(reconnection: boolean, held = 0) {
   return new ServerMetrics({
@@ -32,7 +32,7 @@ const ROOM = { gameName: "orbit", roomCode: "ABC123", roomId: "r1" };
 
 Deno.test("ServerMetrics.observe() counts each event into exactly its families", () => {
   const metrics = metricsWith(true, 1);
-  const events: (HubEvent | PendingEvent)[] = [
+  const events: HubEvent[] = [
     { type: "connected", connectionId: "c1", ip: "127.0.0.1" },
     { type: "room_created", ...ROOM, playerId: "p1" },
     { type: "handled", message: "JoinRoom", outcome: "created", seconds: 0.002 },
@@ -53,12 +53,12 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     { type: "seat_released", ...ROOM, playerId: "p1", reason: "expired" },
     { type: "room_deleted", ...ROOM, reason: "empty" },
     { type: "room_deleted", ...ROOM, reason: "inactive" },
-    { type: "player_reconnected" },
+    { type: "player_reconnected", ...ROOM, playerId: "p1", takeover: false, missed: 0 },
     { type: "reconnect_failed", errorCode: "RECONNECTION_EXPIRED" },
     { type: "slow_consumer", connectionId: "c1", dropped: 4 },
     { type: "messages_dropped", count: 4 },
     { type: "rate_limited", scope: "create" },
-    { type: "authenticated" },
+    { type: "authenticated", connectionId: "c1" },
     { type: "disconnected", connectionId: "c1", ip: "127.0.0.1" },
   ];
   for (const event of events) metrics.observe(event);
@@ -108,7 +108,13 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
 Deno.test("ServerMetrics leaves the reconnection families out without reconnection", () => {
   const metrics = metricsWith(false);
   metrics.observe({ type: "room_created", ...ROOM, playerId: "p1" });
-  metrics.observe({ type: "player_reconnected" });
+  metrics.observe({
+    type: "player_reconnected",
+    ...ROOM,
+    playerId: "p1",
+    takeover: false,
+    missed: 0,
+  });
   equal(metrics.renderPrometheus().includes("reconnection"), false);
 });
 

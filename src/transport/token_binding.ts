@@ -7,6 +7,7 @@
  * @module
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { secretEquals } from "../engine/secrets.ts";
 
 /** What a bound connection needs to check its frames (SERVER.md §3.9). */
 export interface TokenBinding {
@@ -231,7 +232,7 @@ export function verifyProof(
   const fingerprint = typeof proof.fingerprint === "string" ? proof.fingerprint : undefined;
   if (options.requireFingerprint) {
     if (options.handshakeFingerprint === undefined) return refuse("Client fingerprint required");
-    if (fingerprint === undefined || !sameText(fingerprint, options.handshakeFingerprint)) {
+    if (fingerprint === undefined || !secretEquals(fingerprint, options.handshakeFingerprint)) {
       return refuse("Client fingerprint mismatch");
     }
   }
@@ -246,10 +247,4 @@ export function verifyProof(
     return refuse("Invalid token binding signature");
   }
   return { ok: true, text: write(parsed) };
-}
-
-function sameText(a: string, b: string): boolean {
-  const x = encoder.encode(a);
-  const y = encoder.encode(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }

@@ -4,6 +4,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { utf8Length } from "../engine/validation.ts";
 import type { Hub, Peer, SendFailure } from "./hub.ts";
 import type { TokenBinding } from "./token_binding.ts";
 
@@ -164,11 +165,9 @@ export function abortSocket(socket: WebSocket): boolean {
 
 const CLOSED: SendFailure = { reason: "closed" };
 
-const encoder = new TextEncoder();
-
 /** Exact size of a frame on the wire (payload bytes). */
 function byteSize(frame: string | Uint8Array): number {
-  return typeof frame === "string" ? encoder.encode(frame).length : frame.byteLength;
+  return typeof frame === "string" ? utf8Length(frame) : frame.byteLength;
 }
 
 /**
