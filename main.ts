@@ -12,7 +12,13 @@
 import { configure, dispose, getLogger, type LogRecord, type Sink } from "@logtape/logtape";
 import { runCli } from "./src/cli.ts";
 import { type Config, readConfigEnv } from "./src/config.ts";
-import { formatJsonLine, formatTextLine, logLevel, openFileSink } from "./src/logging.ts";
+import {
+  formatJsonLine,
+  formatTextLine,
+  logLevel,
+  openFileSink,
+  openStdoutSink,
+} from "./src/logging.ts";
 import { startServer, unsupportedSettings } from "./src/server.ts";
 
 /**
@@ -23,17 +29,10 @@ async function configureLogging(config: Config): Promise<string[]> {
   const { logging } = config;
   const json = logging.format === "json";
   const colors = !json && Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
-  const encoder = new TextEncoder();
   const format = (record: LogRecord, tty: boolean) =>
     json ? formatJsonLine(record) : formatTextLine(record, tty);
   const sinks: Record<string, Sink> = {
-    // Synchronous, so lines from before a crash or exit are not lost.
-    stdout: (record) => {
-      const bytes = encoder.encode(format(record, colors));
-      for (let written = 0; written < bytes.length;) {
-        written += Deno.stdout.writeSync(bytes.subarray(written));
-      }
-    },
+    stdout: openStdoutSink({ format: (record) => format(record, colors) }),
   };
   const warnings: string[] = [];
   if (logging.enable_file_logging) {

@@ -137,6 +137,84 @@ export function formatTextLine(record: LogRecord, colors = false): string {
   return line + "\n";
 }
 
+/**
+ * logtape copies every record (its properties, through property descriptors) before handing it
+ * to a sink that might keep it for later; a sink carrying this registry symbol consumes the
+ * record before it returns, so logtape skips the copy, as it does for its own stream sink. The
+ * copy was about 2 µs of the 5 µs logtape spent per line (measured with a no-op sink).
+ */
+const IMMEDIATE_SINK = Symbol.for("LogTape.sinkSnapshotPolicy.immediate");
+
+/** Marks `sink` as formatting each record before it returns (see {@linkcode IMMEDIATE_SINK}). */
+export function markImmediate<T extends Sink>(sink: T): T {
+  Object.defineProperty(sink, IMMEDIATE_SINK, { value: true });
+  return sink;
+}
+
+/** Options of {@linkcode openStdoutSink}. */
+export interface StdoutSinkOptions {
+  /** Formats one record as a line, `\n` included. */
+  format: (record: LogRecord) => string;
+  /** Writes bytes completely and synchronously. @default a `Deno.stdout.writeSync` loop */
+  write?: (bytes: Uint8Array) => void;
+  /** Longest a line waits before it is written, ms. @default 5 */
+  flushDelayMs?: number;
+  /** Lines are written at once when this many characters wait. @default 65536 */
+  maxBufferedChars?: number;
+}
+
+/** The console sink: `flush()` writes what waits; disposing flushes and detaches it. */
+export type StdoutSink = Sink & Disposable & {
+  /** Writes every line accepted so far, synchronously. */
+  flush(): void;
+};
+
+/**
+ * The stdout sink (SERVER.md §7.2): each record is formatted when logged, and lines are written
+ * together at most `flushDelayMs` later (or as soon as `maxBufferedChars` wait), one write for
+ * many lines instead of a system call per line. Lines are never dropped and stay in order; what
+ * waits is written when the process unloads (`Deno.exit`, end of the event loop), on an
+ * uncaught error or unhandled rejection, and on `dispose()`. Only a process killed outright
+ * loses up to `flushDelayMs` of lines.
+ */
+export function openStdoutSink(options: StdoutSinkOptions): StdoutSink {
+  const encoder = new TextEncoder();
+  const write = options.write ?? ((bytes: Uint8Array) => {
+    for (let written = 0; written < bytes.length;) {
+      written += Deno.stdout.writeSync(bytes.subarray(written));
+    }
+  });
+  const delay = options.flushDelayMs ?? 5;
+  const maxChars = options.maxBufferedChars ?? 65_536;
+  let pending = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    if (pending === "") return;
+    const text = pending;
+    pending = "";
+    write(encoder.encode(text));
+  };
+  const sink = markImmediate(
+    ((record: LogRecord) => {
+      pending += options.format(record);
+      if (pending.length >= maxChars) flush();
+      else if (timer === undefined) timer = setTimeout(flush, delay);
+    }) as StdoutSink,
+  );
+  sink.flush = flush;
+  const events = ["unload", "error", "unhandledrejection"] as const;
+  for (const event of events) globalThis.addEventListener(event, flush);
+  sink[Symbol.dispose] = () => {
+    for (const event of events) globalThis.removeEventListener(event, flush);
+    flush();
+  };
+  return sink;
+}
+
 /** `logging.rotation` (SERVER.md §7.3). */
 export type Rotation = "hourly" | "daily" | "never";
 
@@ -231,16 +309,18 @@ export function openFileSink(options: FileSinkOptions): FileSink | { warning: st
     writing = undefined;
   }
 
-  const sink = ((record: LogRecord) => {
-    const line = options.format(record);
-    if (pendingBytes + line.length > maxPending) {
-      dropped++;
-      return;
-    }
-    queue.push({ name: logFileName(options.filename, options.rotation, record.timestamp), line });
-    pendingBytes += line.length;
-    writing ??= drain();
-  }) as FileSink;
+  const sink = markImmediate(
+    ((record: LogRecord) => {
+      const line = options.format(record);
+      if (pendingBytes + line.length > maxPending) {
+        dropped++;
+        return;
+      }
+      queue.push({ name: logFileName(options.filename, options.rotation, record.timestamp), line });
+      pendingBytes += line.length;
+      writing ??= drain();
+    }) as FileSink,
+  );
   const flush = async () => {
     while (writing) await writing;
   };

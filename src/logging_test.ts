@@ -6,6 +6,7 @@ import {
   logFileName,
   logLevel,
   openFileSink,
+  openStdoutSink,
   REDACTED,
 } from "./logging.ts";
 
@@ -166,4 +167,56 @@ Deno.test("openFileSink() returns a warning when the directory cannot be created
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("openStdoutSink() writes lines together, in order, within the flush delay", async () => {
+  const writes: string[] = [];
+  const decoder = new TextDecoder();
+  using sink = openStdoutSink({
+    format: (r) => `${r.message[0]}\n`,
+    write: (bytes) => void writes.push(decoder.decode(bytes)),
+    flushDelayMs: 20,
+  });
+  for (let i = 0; i < 5; i++) sink(record([`line ${i}`]));
+  equal(writes.length, 0, "nothing is written while lines wait");
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  deepEqual(writes, ["line 0\nline 1\nline 2\nline 3\nline 4\n"]);
+  sink(record(["later"]));
+  sink.flush();
+  deepEqual(writes.at(-1), "later\n");
+  sink.flush();
+  equal(writes.length, 2, "an empty flush writes nothing");
+});
+
+Deno.test("openStdoutSink() writes at once past maxBufferedChars and on dispose", () => {
+  const writes: string[] = [];
+  const decoder = new TextDecoder();
+  {
+    using sink = openStdoutSink({
+      format: (r) => `${r.message[0]}\n`,
+      write: (bytes) => void writes.push(decoder.decode(bytes)),
+      flushDelayMs: 60_000,
+      maxBufferedChars: 10,
+    });
+    sink(record(["abcd"]));
+    equal(writes.length, 0);
+    sink(record(["efghij"]));
+    deepEqual(writes, ["abcd\nefghij\n"]);
+    sink(record(["tail"]));
+  }
+  // Leaving the scope disposed the sink: the waiting line is written and its timer cleared
+  // (the test would otherwise fail Deno's leak check).
+  deepEqual(writes, ["abcd\nefghij\n", "tail\n"]);
+});
+
+Deno.test("openStdoutSink() writes what waits when the process unloads", () => {
+  const writes: string[] = [];
+  using sink = openStdoutSink({
+    format: (r) => `${r.message[0]}\n`,
+    write: (bytes) => void writes.push(new TextDecoder().decode(bytes)),
+    flushDelayMs: 60_000,
+  });
+  sink(record(["before exit"]));
+  globalThis.dispatchEvent(new Event("unload"));
+  deepEqual(writes, ["before exit\n"]);
 });

@@ -5,6 +5,7 @@
  * @module
  */
 import { ClientMessage, RawJson, type ServerMessage } from "./messages.ts";
+import { isJsonValue } from "./json_scan.ts";
 
 /** The outcome of decoding one text frame. */
 export type Decoded =
@@ -52,18 +53,16 @@ const GAME_DATA_SUFFIX = "}}";
 /**
  * The relay fast path (issue 5): a frame spelled exactly `{"type":"GameData","data":{"data":V}}`
  * is valid exactly when `V` is valid JSON, and then it is an untargeted `GameData` whose raw
- * payload is `V`, so one native parse of `V` replaces the parse of the whole frame, the schema
- * check and the span scan. Anything else returns `undefined` and takes the general path.
+ * payload is `V`. Validating `V` in place ({@linkcode isJsonValue}, nothing built) replaces the
+ * parse of the whole frame, the schema check and the span scan. Anything else returns
+ * `undefined` and takes the general path.
  */
 function decodePlainGameData(text: string): Decoded | undefined {
   if (!text.startsWith(GAME_DATA_PREFIX) || !text.endsWith(GAME_DATA_SUFFIX)) return undefined;
-  const value = text.slice(GAME_DATA_PREFIX.length, text.length - GAME_DATA_SUFFIX.length);
-  try {
-    JSON.parse(value);
-  } catch {
-    // Not a single value (another member follows, or it is malformed): the general path decides.
-    return undefined;
-  }
+  const end = text.length - GAME_DATA_SUFFIX.length;
+  // Not a single value (another member follows, or it is malformed): the general path decides.
+  if (!isJsonValue(text, GAME_DATA_PREFIX.length, end)) return undefined;
+  const value = text.slice(GAME_DATA_PREFIX.length, end);
   return { ok: true, message: { type: "GameData", data: { data: new RawJson(value) } } };
 }
 
