@@ -8,11 +8,17 @@ import type { ConnId, Fanout, Peer, SendFailure } from "./fanout.ts";
 /** A recipient that did not take a frame: not attached here (`gone`), or its peer refused it. */
 export type DeliveryFailure = { id: ConnId; failure: SendFailure | { reason: "gone" } };
 
+/** An attached peer and whether it is on the list of peers to flush. */
+interface Attached {
+  readonly peer: Peer;
+  queued: boolean;
+}
+
 /** A {@linkcode Fanout} over the peers attached to this process. */
 export class LocalFanout implements Fanout {
-  readonly #peers = new Map<ConnId, Peer>();
-  /** Peers that queued frames since the last {@linkcode flush}. */
-  readonly #dirty = new Set<Peer>();
+  readonly #peers = new Map<ConnId, Attached>();
+  /** Peers that queued frames since the last {@linkcode flush}, each once. */
+  readonly #dirty: Attached[] = [];
 
   /** Number of attached peers. */
   get size(): number {
@@ -21,7 +27,7 @@ export class LocalFanout implements Fanout {
 
   /** Makes `peer` reachable as `id`. */
   attach(id: ConnId, peer: Peer): void {
-    this.#peers.set(id, peer);
+    this.#peers.set(id, { peer, queued: false });
   }
 
   /** Forgets `id`; later frames for it are skipped. Returns whether it was attached. */
@@ -43,20 +49,30 @@ export class LocalFanout implements Fanout {
     to: readonly ConnId[],
   ): DeliveryFailure[] | undefined {
     let failed: DeliveryFailure[] | undefined;
-    for (const id of to) {
-      const peer = this.#peers.get(id);
-      const failure = peer ? peer.send(frame) : GONE;
-      if (failure) (failed ??= []).push({ id, failure });
-      else if (peer!.flush) this.#dirty.add(peer!);
+    for (let i = 0; i < to.length; i++) {
+      const id = to[i]!;
+      const attached = this.#peers.get(id);
+      const failure = attached ? attached.peer.send(frame) : GONE;
+      if (failure) {
+        (failed ??= []).push({ id, failure });
+      } else if (!attached!.queued && attached!.peer.flush) {
+        attached!.queued = true;
+        this.#dirty.push(attached!);
+      }
     }
     return failed;
   }
 
   /** Writes what every peer queued since the last call (SERVER.md §5.3), in queue order. */
   flush(): void {
-    if (this.#dirty.size === 0) return;
-    for (const peer of this.#dirty) peer.flush!();
-    this.#dirty.clear();
+    const dirty = this.#dirty;
+    if (dirty.length === 0) return;
+    for (let i = 0; i < dirty.length; i++) {
+      const attached = dirty[i]!;
+      attached.queued = false;
+      attached.peer.flush!();
+    }
+    dirty.length = 0;
   }
 
   /** Attached connection ids. */
@@ -66,7 +82,7 @@ export class LocalFanout implements Fanout {
 
   /** Closes the peer of `to`, if attached. */
   close(to: ConnId, code: number, reason: string): void {
-    this.#peers.get(to)?.close(code, reason);
+    this.#peers.get(to)?.peer.close(code, reason);
   }
 }
 

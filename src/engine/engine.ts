@@ -950,7 +950,7 @@ export class Engine {
       nameKey: nameKey(name),
       connectedAt: new Date(now).toISOString(),
     };
-    room.seats.set(seat.id, seat);
+    room.addSeat(seat);
     room.emptySince = null;
     room.lastActivity = now;
     session.playing = room;
@@ -1034,7 +1034,7 @@ export class Engine {
     reason: "leave" | "disconnect" | "expired",
   ): Effect[] {
     const wasFull = room.lobbyState !== "waiting";
-    room.seats.delete(playerId);
+    room.removeSeat(playerId);
     room.ready.delete(playerId);
     const session = this.#sessionOf(playerId);
     if (session?.playing === room) session.playing = undefined;
@@ -1125,8 +1125,7 @@ export class Engine {
         },
       }));
     }
-    room.seats.clear();
-    room.spectators.clear();
+    room.clearMembers();
     room.ready.clear();
     return effects;
   }
@@ -1160,11 +1159,11 @@ export class Engine {
     }
     room.lastActivity = now;
     const recipients = room.membersExcept(session.playerId);
-    const effects: Effect[] = [
-      { kind: "event", event: { type: "game_data", recipients: recipients.length } },
-    ];
-    if (recipients.length > 0) effects.unshift(send(recipients, message));
-    return effects;
+    const event: Effect = {
+      kind: "event",
+      event: { type: "game_data", recipients: recipients.length },
+    };
+    return recipients.length > 0 ? [{ kind: "send", to: recipients, message }, event] : [event];
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1527,7 +1526,7 @@ export class Engine {
       ? this.#detachSpectator(session, "voluntary_leave", now, false)
       : [];
     const spectator = { id, name: data.spectator_name, connectedAt: new Date(now).toISOString() };
-    room.spectators.set(id, spectator);
+    room.addSpectator(spectator);
     room.lastActivity = now;
     session.watching = room;
     const current = room.spectatorInfos();
@@ -1587,7 +1586,7 @@ export class Engine {
   ): Effect[] {
     const room = session.watching!;
     session.watching = undefined;
-    room.spectators.delete(session.playerId);
+    room.removeSpectator(session.playerId);
     room.lastActivity = now;
     const remaining = room.spectatorInfos();
     const effects: Effect[] = [{

@@ -61,10 +61,13 @@ export class Room {
   readonly maxPlayers: number;
   readonly supportsAuthority: boolean;
   readonly relayType: string;
-  /** Seats by player id, in the order they were taken. */
-  readonly seats = new Map<string, Seat>();
-  /** Spectators by connection id, in join order. */
-  readonly spectators = new Map<ConnId, Spectator>();
+  readonly #seats = new Map<string, Seat>();
+  readonly #spectators = new Map<ConnId, Spectator>();
+  /**
+   * {@linkcode Room.membersExcept} answers by excluded member, built on first use and dropped
+   * whenever a seat or spectator comes or goes: a broadcast then allocates nothing.
+   */
+  readonly #except = new Map<ConnId, readonly ConnId[]>();
   /** Player ids of ready seats, in the order they became ready. */
   readonly ready = new Set<string>();
   /** The authority holder's player id, or `null`. */
@@ -86,6 +89,47 @@ export class Room {
     this.lastActivity = init.now;
   }
 
+  /** Seats by player id, in the order they were taken (change with the methods below). */
+  get seats(): ReadonlyMap<string, Seat> {
+    return this.#seats;
+  }
+
+  /** Spectators by connection id, in join order (change with the methods below). */
+  get spectators(): ReadonlyMap<ConnId, Spectator> {
+    return this.#spectators;
+  }
+
+  /** Seats `seat` after the others. */
+  addSeat(seat: Seat): void {
+    this.#seats.set(seat.id, seat);
+    this.#except.clear();
+  }
+
+  /** Releases the seat of `playerId`; returns whether it was taken. */
+  removeSeat(playerId: string): boolean {
+    this.#except.clear();
+    return this.#seats.delete(playerId);
+  }
+
+  /** Adds `spectator` after the others. */
+  addSpectator(spectator: Spectator): void {
+    this.#spectators.set(spectator.id, spectator);
+    this.#except.clear();
+  }
+
+  /** Detaches spectator `id`; returns whether it was watching. */
+  removeSpectator(id: ConnId): boolean {
+    this.#except.clear();
+    return this.#spectators.delete(id);
+  }
+
+  /** Empties the room of seats and spectators (room deletion). */
+  clearMembers(): void {
+    this.#seats.clear();
+    this.#spectators.clear();
+    this.#except.clear();
+  }
+
   /** The lobby state derived from the seat count and the ready set (PROTOCOL.md §7.4). */
   get lobbyState(): LobbyState {
     if (this.maxPlayers === 1 || this.seats.size < this.maxPlayers) return "waiting";
@@ -104,11 +148,19 @@ export class Room {
     return [...this.seats.keys(), ...this.spectators.keys()];
   }
 
-  /** Connection ids of every member except `exclude`. */
-  membersExcept(exclude: ConnId): ConnId[] {
-    const out: ConnId[] = [];
-    for (const id of this.seats.keys()) if (id !== exclude) out.push(id);
-    for (const id of this.spectators.keys()) if (id !== exclude) out.push(id);
+  /**
+   * Ids of every member except `exclude`, seats then spectators. The array is shared until the
+   * membership changes: read it, never keep it past that.
+   */
+  membersExcept(exclude: ConnId): readonly ConnId[] {
+    let out = this.#except.get(exclude);
+    if (out === undefined) {
+      const ids: ConnId[] = [];
+      for (const id of this.#seats.keys()) if (id !== exclude) ids.push(id);
+      for (const id of this.#spectators.keys()) if (id !== exclude) ids.push(id);
+      out = ids;
+      this.#except.set(exclude, out);
+    }
     return out;
   }
 

@@ -10,6 +10,12 @@ import type { TokenBinding } from "./token_binding.ts";
 
 const log = getLogger(["signal-fish", "websocket"]);
 
+// `WebSocket.readyState` values (WHATWG WebSockets). Deno defines the `WebSocket` global lazily,
+// so reading `WebSocket.OPEN` costs a getter call on every send; these are constants.
+const CONNECTING = 0;
+const OPEN = 1;
+const CLOSED_STATE = 3;
+
 /** Options of {@linkcode acceptWebSocket}. */
 export interface AcceptOptions {
   /** Client IP the connection is counted under (SERVER.md §1.9). */
@@ -60,7 +66,7 @@ export interface OutboundOptions {
 export class SocketPeer implements Peer {
   readonly #socket: WebSocket;
   readonly #options: OutboundOptions;
-  #queue: (string | Uint8Array)[] = [];
+  readonly #queue: (string | Uint8Array)[] = [];
   /** Upper bound of the queue's bytes. */
   #queuedBound = 0;
   /** Upper bound of `bufferedAmount`: its last reading plus what was written since. */
@@ -75,7 +81,7 @@ export class SocketPeer implements Peer {
   /** Queues (or writes) one frame; see the class notes for refusals. */
   send(frame: string | Uint8Array): SendFailure | undefined {
     const socket = this.#socket;
-    if (socket.readyState !== WebSocket.OPEN) return CLOSED;
+    if (socket.readyState !== OPEN) return CLOSED;
     const max = this.#options.maxBufferedBytes;
     let bound = typeof frame === "string" ? frame.length * 3 : frame.byteLength;
     const pendingBound = this.#queuedBound + this.#bufferedBound;
@@ -90,7 +96,7 @@ export class SocketPeer implements Peer {
       const pending = queued + buffered;
       if (pending > 0 && pending + bound > max) {
         const dropped = this.#queue.length + 1;
-        this.#queue = [];
+        this.#queue.length = 0;
         this.#queuedBound = 0;
         return { reason: "overflow", dropped };
       }
@@ -109,12 +115,15 @@ export class SocketPeer implements Peer {
   /** Writes every queued frame, in order. */
   flush(): void {
     const queue = this.#queue;
-    if (queue.length === 0) return;
-    this.#queue = [];
+    const count = queue.length;
+    if (count === 0) return;
     this.#bufferedBound += this.#queuedBound;
     this.#queuedBound = 0;
-    if (this.#socket.readyState !== WebSocket.OPEN) return;
-    for (const frame of queue) this.#socket.send(frame);
+    const socket = this.#socket;
+    if (socket.readyState === OPEN) {
+      for (let i = 0; i < count; i++) socket.send(queue[i]!);
+    }
+    queue.length = 0;
   }
 
   /**
@@ -125,10 +134,10 @@ export class SocketPeer implements Peer {
   close(code: number, reason: string): void {
     const socket = this.#socket;
     this.flush();
-    if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {
+    if (socket.readyState === OPEN || socket.readyState === CONNECTING) {
       socket.close(code, reason);
       const timer = setTimeout(() => {
-        if (socket.readyState !== WebSocket.CLOSED) abortSocket(socket);
+        if (socket.readyState !== CLOSED_STATE) abortSocket(socket);
       }, CLOSE_GRACE_MS);
       Deno.unrefTimer(timer);
       socket.addEventListener("close", () => clearTimeout(timer), { once: true });
@@ -210,7 +219,7 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
   socket.onerror = () => {
     if (id !== undefined) hub.transportError(id);
     // An error event is followed by close; tearing down here too keeps the count exact if not.
-    if (socket.readyState === WebSocket.CLOSED) teardown();
+    if (socket.readyState === CLOSED_STATE) teardown();
   };
   return response;
 }
