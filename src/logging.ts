@@ -59,8 +59,12 @@ function text(value: unknown): string {
 
 /** The record's message with its values substituted. */
 export function renderMessage(record: LogRecord): string {
+  const parts = record.message;
   let out = "";
-  record.message.forEach((part, i) => out += i % 2 === 0 ? String(part) : text(part));
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i];
+    out += i % 2 === 0 ? String(part) : typeof part === "string" ? part : text(part);
+  }
   return out;
 }
 
@@ -79,23 +83,72 @@ export function safeProperties(record: LogRecord): Record<string, unknown> {
  */
 export function formatJsonLine(record: LogRecord): string {
   // Built as text, not as an object to stringify: this runs for every lifecycle event.
-  let line = `{"timestamp":"${new Date(record.timestamp).toISOString()}","level":"${
+  let line = `{"timestamp":"${isoTimestamp(record.timestamp)}","level":"${
     LEVEL_NAMES[record.level]
   }","category":${categoryJson(record.category)},"message":${
     JSON.stringify(renderMessage(record))
   }`;
-  for (const key in record.properties) {
-    if (key === "timestamp" || key === "level" || key === "category" || key === "message") continue;
-    const value = SECRET_KEY.test(key) ? REDACTED : scalar(record.properties[key]);
-    let json: string | undefined;
-    try {
-      json = JSON.stringify(value);
-    } catch {
-      json = undefined; // circular: the field is dropped, the line kept
+  const properties = record.properties;
+  for (const key in properties) {
+    const prefix = fieldPrefix(key);
+    if (prefix === undefined) continue;
+    if (prefix === REDACTED_FIELD) {
+      line += `,${JSON.stringify(key)}:"${REDACTED}"`;
+      continue;
     }
-    if (json !== undefined) line += `,${JSON.stringify(key)}:${json}`;
+    const value = properties[key];
+    let json: string | undefined;
+    if (typeof value === "string") json = JSON.stringify(value);
+    else {
+      try {
+        json = JSON.stringify(scalar(value));
+      } catch {
+        json = undefined; // circular: the field is dropped, the line kept
+      }
+    }
+    if (json !== undefined) line += prefix + json;
   }
   return line + "}\n";
+}
+
+/** {@linkcode fieldPrefix} of a field whose value is replaced by {@linkcode REDACTED}. */
+const REDACTED_FIELD = "";
+/** `,"key":` per field name; `REDACTED_FIELD` for secrets; undefined for the line's own keys. */
+const fieldPrefixes = new Map<string, string | undefined>();
+
+function fieldPrefix(key: string): string | undefined {
+  let prefix = fieldPrefixes.get(key);
+  if (prefix === undefined && !fieldPrefixes.has(key)) {
+    prefix = key === "timestamp" || key === "level" || key === "category" || key === "message"
+      ? undefined
+      : SECRET_KEY.test(key)
+      ? REDACTED_FIELD
+      : `,${JSON.stringify(key)}:`;
+    // Field names come from this program's log calls: a small, fixed set.
+    if (fieldPrefixes.size < 1024) fieldPrefixes.set(key, prefix);
+  }
+  return prefix;
+}
+
+let lastSecond = Number.NaN;
+/** `YYYY-MM-DDTHH:MM:SS.` of `lastSecond`. */
+let secondPrefix = "";
+
+/**
+ * RFC 3339 UTC of `timestamp` (ms), as `Date.toISOString()` writes it; the part up to the
+ * seconds is built once per second (`toISOString` was most of a line's formatting time).
+ */
+export function isoTimestamp(timestamp: number): string {
+  const second = Math.floor(timestamp / 1000);
+  if (second !== lastSecond || !Number.isInteger(timestamp)) {
+    const iso = new Date(timestamp).toISOString();
+    // Fractions of a millisecond, or years outside 0000–9999: as the runtime writes them.
+    if (!Number.isInteger(timestamp) || iso.length !== 24) return iso;
+    lastSecond = second;
+    secondPrefix = iso.slice(0, 20);
+  }
+  const ms = timestamp - second * 1000;
+  return `${secondPrefix}${ms < 10 ? "00" : ms < 100 ? "0" : ""}${ms}Z`;
 }
 
 const categories = new WeakMap<readonly string[], string>();

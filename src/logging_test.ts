@@ -3,12 +3,14 @@ import type { LogLevel, LogRecord } from "@logtape/logtape";
 import {
   formatJsonLine,
   formatTextLine,
+  isoTimestamp,
   logFileName,
   logLevel,
   openFileSink,
   openStdoutSink,
   REDACTED,
 } from "./logging.ts";
+import { prng } from "./engine/testing.ts";
 
 function record(
   message: unknown[],
@@ -219,4 +221,15 @@ Deno.test("openStdoutSink() writes what waits when the process unloads", () => {
   sink(record(["before exit"]));
   globalThis.dispatchEvent(new Event("unload"));
   deepEqual(writes, ["before exit\n"]);
+});
+
+Deno.test("isoTimestamp() writes what Date.toISOString() writes, across seconds and back", () => {
+  const random = prng(7);
+  const base = Date.UTC(2026, 10, 21, 23, 59, 58, 990);
+  const times = [0, 1, 999, 1000, -1, -1001, 253402300799999, base];
+  for (let i = 0; i < 3000; i++) times.push(base + Math.floor(random() * 3000) - 500);
+  for (let i = 0; i < 500; i++) times.push(Math.floor(random() * 4e12) - 1e12);
+  for (const t of times) equal(isoTimestamp(t), new Date(t).toISOString(), String(t));
+  equal(isoTimestamp(base + 0.5), new Date(base + 0.5).toISOString());
+  equal(isoTimestamp(8.64e15), new Date(8.64e15).toISOString()); // year +275760
 });
