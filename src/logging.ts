@@ -57,8 +57,31 @@ function text(value: unknown): string {
   }
 }
 
-/** The record's message with its values substituted. */
+/**
+ * The record's message with its values substituted. A string template of plain `{name}`
+ * placeholders is split once and rendered from the record's properties (reading
+ * `record.message` makes logtape parse the template again for every line); anything else
+ * renders logtape's parsed `message`.
+ */
 export function renderMessage(record: LogRecord): string {
+  const raw = record.rawMessage;
+  if (typeof raw === "string" && raw !== "") {
+    let parts = templates.get(raw);
+    if (parts === undefined && !templates.has(raw)) {
+      parts = splitTemplate(raw);
+      // Templates are the literal strings of this program's log calls: a small, fixed set.
+      if (templates.size < 1024) templates.set(raw, parts);
+    }
+    if (parts) {
+      const properties = record.properties;
+      let out = parts[0]!;
+      for (let i = 1; i < parts.length; i += 2) {
+        const value = properties[parts[i]!];
+        out += (typeof value === "string" ? value : text(value)) + parts[i + 1]!;
+      }
+      return out;
+    }
+  }
   const parts = record.message;
   let out = "";
   for (let i = 0; i < parts.length; i++) {
@@ -66,6 +89,32 @@ export function renderMessage(record: LogRecord): string {
     out += i % 2 === 0 ? String(part) : typeof part === "string" ? part : text(part);
   }
   return out;
+}
+
+/** Split templates: text, name, text, …, text; `null` when logtape must render it. */
+const templates = new Map<string, readonly string[] | null>();
+const PLACEHOLDER_NAME = /^[A-Za-z_$][\w$]*$/;
+
+/**
+ * Splits `template` at its `{name}` placeholders, or returns `null` when it has anything
+ * logtape gives a meaning to beyond those (`{{`/`}}` escapes, `{*}`, paths, spaces).
+ */
+export function splitTemplate(template: string): string[] | null {
+  const parts: string[] = [];
+  let start = 0;
+  for (;;) {
+    const open = template.indexOf("{", start);
+    const text = template.slice(start, open < 0 ? template.length : open);
+    if (text.includes("}")) return null;
+    parts.push(text);
+    if (open < 0) return parts;
+    const close = template.indexOf("}", open + 1);
+    if (close < 0) return null;
+    const name = template.slice(open + 1, close);
+    if (!PLACEHOLDER_NAME.test(name)) return null;
+    parts.push(name);
+    start = close + 1;
+  }
 }
 
 /** The record's properties, secrets replaced by {@linkcode REDACTED}. */

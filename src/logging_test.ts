@@ -9,6 +9,8 @@ import {
   openFileSink,
   openStdoutSink,
   REDACTED,
+  renderMessage,
+  splitTemplate,
 } from "./logging.ts";
 import { prng } from "./engine/testing.ts";
 
@@ -232,4 +234,44 @@ Deno.test("isoTimestamp() writes what Date.toISOString() writes, across seconds 
   for (const t of times) equal(isoTimestamp(t), new Date(t).toISOString(), String(t));
   equal(isoTimestamp(base + 0.5), new Date(base + 0.5).toISOString());
   equal(isoTimestamp(8.64e15), new Date(8.64e15).toISOString()); // year +275760
+});
+
+Deno.test("renderMessage() renders plain templates itself, as logtape would", async () => {
+  const { configure, getLogger, reset } = await import("@logtape/logtape");
+  const seen: LogRecord[] = [];
+  await configure({
+    sinks: { capture: (r: LogRecord) => void seen.push(r) },
+    loggers: [
+      { category: ["render-test"], lowestLevel: "debug", sinks: ["capture"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+    reset: true,
+  });
+  try {
+    const log = getLogger(["render-test"]);
+    log.info("Connection {connection_id} closed ({code})", { connection_id: "c-1", code: 1001 });
+    log.info("Room {room_code} for {game}", { room_code: "ABC123", game: { n: 1 } });
+    log.info("no placeholders", {});
+    log.info("{missing} value", {});
+    log.info("braces {{literal}} and {value}", { value: "v" });
+    log.info("nested {a.b} path", { a: { b: 2 } });
+    log.info("{ spaced } key", { spaced: "s" });
+    for (const r of seen) {
+      const viaLogtape = r.message.map((part, i) =>
+        i % 2 === 0
+          ? String(part)
+          : typeof part === "string"
+          ? part
+          : JSON.stringify(part) ?? String(part)
+      ).join("");
+      equal(renderMessage(r), viaLogtape, String(r.rawMessage));
+    }
+    equal(seen.length, 7);
+  } finally {
+    await reset();
+  }
+  deepEqual(splitTemplate("a {x} b {y}"), ["a ", "x", " b ", "y", ""]);
+  equal(splitTemplate("braces {{literal}}"), null);
+  equal(splitTemplate("{a.b}"), null);
+  equal(splitTemplate("unclosed {x"), null);
 });
