@@ -67,7 +67,7 @@ export class Room {
    * {@linkcode Room.membersExcept} answers by excluded member, built on first use and dropped
    * whenever a seat or spectator comes or goes: a broadcast then allocates nothing.
    */
-  readonly #except = new Map<ConnId, readonly ConnId[]>();
+  #except: Map<ConnId, readonly ConnId[]> | undefined;
   /** Player ids of ready seats, in the order they became ready. */
   readonly ready = new Set<string>();
   /** The authority holder's player id, or `null`. */
@@ -102,24 +102,24 @@ export class Room {
   /** Seats `seat` after the others. */
   addSeat(seat: Seat): void {
     this.#seats.set(seat.id, seat);
-    this.#except.clear();
+    this.#except = undefined;
   }
 
   /** Releases the seat of `playerId`; returns whether it was taken. */
   removeSeat(playerId: string): boolean {
-    this.#except.clear();
+    this.#except = undefined;
     return this.#seats.delete(playerId);
   }
 
   /** Adds `spectator` after the others. */
   addSpectator(spectator: Spectator): void {
     this.#spectators.set(spectator.id, spectator);
-    this.#except.clear();
+    this.#except = undefined;
   }
 
   /** Detaches spectator `id`; returns whether it was watching. */
   removeSpectator(id: ConnId): boolean {
-    this.#except.clear();
+    this.#except = undefined;
     return this.#spectators.delete(id);
   }
 
@@ -127,7 +127,7 @@ export class Room {
   clearMembers(): void {
     this.#seats.clear();
     this.#spectators.clear();
-    this.#except.clear();
+    this.#except = undefined;
   }
 
   /** The lobby state derived from the seat count and the ready set (PROTOCOL.md §7.4). */
@@ -153,13 +153,14 @@ export class Room {
    * membership changes: read it, never keep it past that.
    */
   membersExcept(exclude: ConnId): readonly ConnId[] {
-    let out = this.#except.get(exclude);
+    const except = this.#except ??= new Map();
+    let out = except.get(exclude);
     if (out === undefined) {
       const ids: ConnId[] = [];
       for (const id of this.#seats.keys()) if (id !== exclude) ids.push(id);
       for (const id of this.#spectators.keys()) if (id !== exclude) ids.push(id);
       out = ids;
-      this.#except.set(exclude, out);
+      except.set(exclude, out);
     }
     return out;
   }

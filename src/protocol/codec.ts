@@ -26,6 +26,8 @@ export const INVALID_CLIENT_MESSAGE: ServerMessage = {
 export function decodeClientMessage(text: string): Decoded {
   const fast = decodePlainGameData(text);
   if (fast) return fast;
+  const bare = text.length <= BARE_MAX_LENGTH ? BARE_MESSAGES.get(text) : undefined;
+  if (bare) return { ok: true, message: { type: bare } as ClientMessage };
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -45,6 +47,17 @@ export function decodeClientMessage(text: string): Decoded {
   }
   return { ok: true, message };
 }
+
+/**
+ * Messages without a payload, spelled exactly as SDKs send them: they decode to what the schema
+ * makes of them (`{ type }`, no `data` member) without a parse or a schema run (churn, issue 5).
+ */
+const BARE_MESSAGES = new Map<string, "LeaveRoom" | "Ping" | "PlayerReady" | "LeaveSpectator">(
+  (["LeaveRoom", "Ping", "PlayerReady", "LeaveSpectator"] as const).map((
+    type,
+  ) => [`{"type":"${type}"}`, type]),
+);
+const BARE_MAX_LENGTH = Math.max(...[...BARE_MESSAGES.keys()].map((frame) => frame.length));
 
 /** How every SDK writes an untargeted `GameData`: this prefix, the value, then `}}`. */
 const GAME_DATA_PREFIX = '{"type":"GameData","data":{"data":';

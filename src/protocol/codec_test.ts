@@ -173,3 +173,16 @@ Deno.test("encodeServerMessage() forwards raw game data verbatim", () => {
   const text = encodeServerMessage({ type: "GameData", data: { from_player: from, data: null } });
   deepEqual(JSON.parse(text).data, { from_player: from, data: null });
 });
+
+Deno.test("decodeClientMessage() decodes bare payload-less frames as the schema does", () => {
+  for (const type of ["LeaveRoom", "Ping", "PlayerReady", "LeaveSpectator"]) {
+    const fast = decodeClientMessage(`{"type":"${type}"}`);
+    // Another spelling of the same message takes the general path (parse + schema).
+    const general = decodeClientMessage(`{ "type": "${type}" }`);
+    deepEqual(fast, general, type);
+    equal(fast.ok, true);
+  }
+  // Unknown or payload-carrying types are not on the fast path.
+  equal(decodeClientMessage('{"type":"JoinRoom"}').ok, false);
+  equal(decodeClientMessage('{"type":"Reconnect"}').ok, false);
+});
