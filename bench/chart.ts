@@ -54,14 +54,17 @@ export function renderChart(comparison: Comparison): string {
   const m = comparison.machine;
   const pressure = comparison.cpuPressure === null
     ? ""
-    : `; CPU contended ${Math.round(comparison.cpuPressure * 100)} % of the time`;
+    : `; CPU contended up to ${Math.round(comparison.cpuPressure * 100)} % of the time`;
+  const rounds = comparison.roundsMax !== undefined && comparison.roundsMax !== comparison.rounds
+    ? `${comparison.rounds}–${comparison.roundsMax}`
+    : `${comparison.rounds}`;
   out.push(
     `<text x="16" y="46" fill="#555">${
       escape(
         `${
           comparison.createdAt.slice(0, 16).replace("T", " ")
         } UTC · ${m.nproc} cores ${m.cpuModel} · ` +
-          `Deno ${m.deno} · median of ${comparison.rounds} interleaved runs${pressure}`,
+          `Deno ${m.deno} · median of ${rounds} interleaved runs${pressure}`,
       )
     }</text>`,
     `<text x="16" y="64" fill="#555">Green band: where the target is met. ` +
@@ -146,8 +149,9 @@ export function renderChart(comparison: Comparison): string {
 
 /**
  * Combines comparisons, e.g. a full run and a later rerun of some experiments: each target is
- * taken from the newest comparison that has a ratio for it. The header shows the oldest date
- * and the highest CPU pressure.
+ * taken from the newest comparison that has a ratio for it. The header shows the oldest date,
+ * the range of round counts and the highest CPU pressure (our own server and generator count in
+ * it: churn keeps both busy).
  */
 export function mergeComparisons(comparisons: readonly Comparison[]): Comparison {
   const sorted = [...comparisons].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
@@ -162,6 +166,7 @@ export function mergeComparisons(comparisons: readonly Comparison[]): Comparison
     ...newest,
     createdAt: sorted[0]!.createdAt,
     rounds: Math.min(...sorted.map((c) => c.rounds)),
+    roundsMax: Math.max(...sorted.map((c) => c.roundsMax ?? c.rounds)),
     metrics,
     cpuPressure: pressures.length ? Math.max(...pressures) : null,
     runs: [],

@@ -38,6 +38,8 @@ export interface Comparison {
   createdAt: string;
   machine: MachineInfo;
   rounds: number;
+  /** Most rounds of any experiment, when comparisons with different round counts were merged. */
+  roundsMax?: number;
   /** The exact `deno task bench` arguments of each experiment (with `--spawn <kind>`). */
   commands: Partial<Record<Experiment, string>>;
   metrics: Metric[];
