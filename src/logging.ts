@@ -269,6 +269,8 @@ export interface StdoutSinkOptions {
 export type StdoutSink = Sink & Disposable & {
   /** Writes every line accepted so far, synchronously. */
   flush(): void;
+  /** Writes that failed (stdout closed or full); their lines are lost, nothing is thrown. */
+  readonly failedWrites: number;
 };
 
 /**
@@ -277,7 +279,8 @@ export type StdoutSink = Sink & Disposable & {
  * many lines instead of a system call per line. Lines are never dropped and stay in order; what
  * waits is written when the process unloads (`Deno.exit`, end of the event loop), on an
  * uncaught error or unhandled rejection, and on `dispose()`. Only a process killed outright
- * loses up to `flushDelayMs` of lines.
+ * loses up to `flushDelayMs` of lines, or all of them when stdout itself fails (counted in
+ * `failedWrites`; logging never throws).
  */
 export function openStdoutSink(options: StdoutSinkOptions): StdoutSink {
   const encoder = new TextEncoder();
@@ -289,6 +292,7 @@ export function openStdoutSink(options: StdoutSinkOptions): StdoutSink {
   const delay = options.flushDelayMs ?? 5;
   const maxChars = options.maxBufferedChars ?? 65_536;
   let pending = "";
+  let failedWrites = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const flush = () => {
     if (timer !== undefined) {
@@ -298,7 +302,13 @@ export function openStdoutSink(options: StdoutSinkOptions): StdoutSink {
     if (pending === "") return;
     const text = pending;
     pending = "";
-    write(encoder.encode(text));
+    try {
+      write(encoder.encode(text));
+    } catch {
+      // stdout is gone (closed pipe, full disk): the lines cannot be written anywhere, and a
+      // throw from the flush timer would end the process.
+      failedWrites++;
+    }
   };
   const sink = markImmediate(
     ((record: LogRecord) => {
@@ -308,6 +318,7 @@ export function openStdoutSink(options: StdoutSinkOptions): StdoutSink {
     }) as StdoutSink,
   );
   sink.flush = flush;
+  Object.defineProperty(sink, "failedWrites", { get: () => failedWrites });
   const events = ["unload", "error", "unhandledrejection"] as const;
   for (const event of events) globalThis.addEventListener(event, flush);
   sink[Symbol.dispose] = () => {

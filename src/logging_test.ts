@@ -275,3 +275,23 @@ Deno.test("renderMessage() renders plain templates itself, as logtape would", as
   equal(splitTemplate("{a.b}"), null);
   equal(splitTemplate("unclosed {x"), null);
 });
+
+Deno.test("openStdoutSink() survives a failing stdout and keeps logging", () => {
+  let fail = true;
+  const writes: string[] = [];
+  using sink = openStdoutSink({
+    format: (r) => `${r.message[0]}\n`,
+    write: (bytes) => {
+      if (fail) throw new Deno.errors.BrokenPipe("closed");
+      writes.push(new TextDecoder().decode(bytes));
+    },
+    flushDelayMs: 60_000,
+  });
+  sink(record(["lost"]));
+  sink.flush();
+  equal(sink.failedWrites, 1);
+  fail = false;
+  sink(record(["kept"]));
+  sink.flush();
+  deepEqual(writes, ["kept\n"]);
+});
