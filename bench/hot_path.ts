@@ -18,8 +18,7 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_CONFIG } from "../src/config.ts";
 import { Engine } from "../src/engine/engine.ts";
-import { ServerMetrics } from "../src/http/server_metrics.ts";
-import { engineOptions } from "../src/server.ts";
+import { engineOptions, serverMetrics } from "../src/server.ts";
 import { Hub } from "../src/transport/hub.ts";
 import { SocketPeer } from "../src/transport/websocket.ts";
 import { gameDataFrame } from "./agent.ts";
@@ -55,18 +54,7 @@ export function runHotPath(
     maxRoomsPerGame: Number.MAX_SAFE_INTEGER,
     rateLimits: undefined,
   });
-  const metrics = new ServerMetrics({
-    connections: () => hub.size,
-    players: () => engine.stats().players,
-    heldSeats: () => engine.stats().heldSeats,
-    seatCounts: () => engine.seatCounts(),
-  }, {
-    reconnection: config.server.enable_reconnection,
-    refreshIntervalSecs: config.metrics.dashboard_cache_refresh_interval_secs,
-    ttlSecs: config.metrics.dashboard_cache_ttl_secs,
-    historyWindowSecs: config.metrics.dashboard_cache_history_window_secs,
-    historyFields: config.metrics.dashboard_cache_history_fields,
-  });
+  const metrics = serverMetrics(config, engine, () => hub.size);
   const hub = new Hub(engine, {
     maxMessageSize: config.security.max_message_size,
     newId: () => crypto.randomUUID(),

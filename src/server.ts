@@ -147,18 +147,17 @@ export function newReconnectionToken(): string {
   });
 }
 
-/** Starts serving `config` and resolves once the listener is bound. */
-export async function startServer(
+/**
+ * The server's metrics (SERVER.md §6) for `config`, reading gauges from `engine` and the open
+ * connection count from `connections` when scraped.
+ */
+export function serverMetrics(
   config: Config,
-  options: StartOptions = {},
-): Promise<SignalFishServer> {
-  const settings = engineOptions(config);
-  const engine = new Engine(settings);
-  const startedAt = Date.now();
-  const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
-  const metrics = new ServerMetrics({
-    // Read at scrape time, after `hub` exists.
-    connections: () => hub.size,
+  engine: Engine,
+  connections: () => number,
+): ServerMetrics {
+  return new ServerMetrics({
+    connections,
     players: () => engine.stats().players,
     heldSeats: () => engine.stats().heldSeats,
     seatCounts: () => engine.seatCounts(),
@@ -169,6 +168,19 @@ export async function startServer(
     historyWindowSecs: config.metrics.dashboard_cache_history_window_secs,
     historyFields: config.metrics.dashboard_cache_history_fields,
   });
+}
+
+/** Starts serving `config` and resolves once the listener is bound. */
+export async function startServer(
+  config: Config,
+  options: StartOptions = {},
+): Promise<SignalFishServer> {
+  const settings = engineOptions(config);
+  const engine = new Engine(settings);
+  const startedAt = Date.now();
+  const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
+  // `hub.size` is read at scrape time, after `hub` exists.
+  const metrics = serverMetrics(config, engine, () => hub.size);
   const onEvent = options.onEvent;
   const hub = new Hub(engine, {
     maxMessageSize: config.security.max_message_size,
