@@ -76,7 +76,15 @@ export class SocketPeer implements Peer {
   constructor(socket: WebSocket, options: OutboundOptions) {
     this.#socket = socket;
     this.#options = options;
+    this.flush = options.enableBatching ? () => this.#flush() : undefined;
   }
+
+  /**
+   * Writes every queued frame, in order (the hub calls it at the end of each event). Undefined
+   * without batching: frames are then written as they are sent, and the fanout has no peer to
+   * remember for the end of the event.
+   */
+  readonly flush: (() => void) | undefined;
 
   /** Queues (or writes) one frame; see the class notes for refusals. */
   send(frame: string | Uint8Array): SendFailure | undefined {
@@ -108,12 +116,11 @@ export class SocketPeer implements Peer {
     }
     this.#queue.push(frame);
     this.#queuedBound += bound;
-    if (this.#queue.length >= this.#options.batchSize) this.flush();
+    if (this.#queue.length >= this.#options.batchSize) this.#flush();
     return undefined;
   }
 
-  /** Writes every queued frame, in order. */
-  flush(): void {
+  #flush(): void {
     const queue = this.#queue;
     const count = queue.length;
     if (count === 0) return;
@@ -133,7 +140,7 @@ export class SocketPeer implements Peer {
    */
   close(code: number, reason: string): void {
     const socket = this.#socket;
-    this.flush();
+    this.#flush();
     if (socket.readyState === OPEN || socket.readyState === CONNECTING) {
       socket.close(code, reason);
       const timer = setTimeout(() => {
