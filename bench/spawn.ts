@@ -6,6 +6,8 @@
  * @module
  */
 
+import { V8_FLAGS_ARG } from "../scripts/permissions.ts";
+
 /** Which server to start. */
 export type ServerKind = "ours" | "baseline";
 
@@ -79,6 +81,8 @@ export function serverArgv(kind: ServerKind, port: number, cpuProfDir?: string):
       "--allow-net",
       "--allow-read",
       "--allow-env",
+      // The V8 settings ours ships with (scripts/permissions.ts); the baseline keeps Deno's.
+      V8_FLAGS_ARG,
       `${ROOT}main.ts`,
       "--port",
       String(port),

@@ -14,7 +14,7 @@
  * @module
  */
 import denoJson from "../deno.json" with { type: "json" };
-import { ASSET_DIRS, RUNTIME_PERMISSIONS } from "./permissions.ts";
+import { ASSET_DIRS, RUNTIME_PERMISSIONS, V8_FLAGS_ARG } from "./permissions.ts";
 
 /** Targets built by default (Deno's cross-compilation triples) and their file-name suffix. */
 export const TARGETS: Readonly<Record<string, string>> = {
@@ -43,6 +43,7 @@ export function compileArgs(target: string, assets: readonly string[]): string[]
     "--output",
     `dist/signal-fish-server-${denoJson.version}-${suffix}`,
     ...RUNTIME_PERMISSIONS,
+    V8_FLAGS_ARG,
     ...assets.flatMap((dir) => ["--include", dir]),
     "main.ts",
   ];

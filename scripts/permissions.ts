@@ -46,3 +46,17 @@ export const RUNTIME_PERMISSIONS: readonly string[] = [
   `--allow-write=${WRITE_ALLOW.join(",")}`,
   `--allow-env=${ENV_ALLOW}`,
 ];
+
+/**
+ * V8 settings the server runs with (the `start` and `dev` tasks, the executables and the
+ * benchmark's spawned server). `--initial-old-space-size=64` (MiB) lets the old generation grow
+ * to a working size before V8's first mark-compact: with V8's default the server's first one came
+ * a few seconds after start under load (about 20 ms of marking steps within 34 ms, the longest 8
+ * ms), a stall for every message in flight. Measured (BENCHMARKS.md, session 3): p99 at 12,000
+ * relayed msg/s 1.21× the baseline pooled without it, 1.06× over five rounds with it. It is a
+ * starting limit, not a reservation: memory is committed only as the heap grows.
+ */
+export const RUNTIME_V8_FLAGS: readonly string[] = ["--initial-old-space-size=64"];
+
+/** {@linkcode RUNTIME_V8_FLAGS} as one `deno run` / `deno compile` argument. */
+export const V8_FLAGS_ARG = `--v8-flags=${RUNTIME_V8_FLAGS.join(",")}`;

@@ -6,7 +6,7 @@
 import { deepEqual, doesNotMatch, equal, match } from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { compileArgs, TARGETS } from "../scripts/compile.ts";
-import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
+import { RUNTIME_PERMISSIONS, V8_FLAGS_ARG } from "../scripts/permissions.ts";
 import { joinRoom, TestClient } from "./helpers.ts";
 import { MAIN, spawnServer } from "./process.ts";
 
@@ -22,6 +22,11 @@ Deno.test("compile bakes exactly RUNTIME_PERMISSIONS into every target", () => {
       "static",
     ]);
     equal(args.at(-1), "main.ts");
+    equal(args.filter((arg) => arg.startsWith("--v8-flags")).join(" "), V8_FLAGS_ARG);
+  }
+  // The tasks that run the server use the same V8 settings as the executables.
+  for (const task of ["start", "dev"] as const) {
+    match(denoJson.tasks[task], new RegExp(` ${V8_FLAGS_ARG} main\\.ts$`));
   }
   deepEqual(RUNTIME_PERMISSIONS, [
     "--allow-net",
