@@ -11,6 +11,8 @@ import {
   REDACTED,
   renderMessage,
   splitTemplate,
+  type StdoutSink,
+  type StdoutSinkOptions,
 } from "./logging.ts";
 import { prng } from "./engine/testing.ts";
 
@@ -173,14 +175,30 @@ Deno.test("openFileSink() returns a warning when the directory cannot be created
   }
 });
 
-Deno.test("openStdoutSink() writes lines together, in order, within the flush delay", async () => {
+/**
+ * A stdout sink whose lines (the record's first message part) go to `writes`, one entry per
+ * write; `failing()` true makes the write throw as a closed stdout would.
+ */
+function recordingStdoutSink(
+  options: Partial<StdoutSinkOptions> & { failing?: () => boolean } = {},
+): { sink: StdoutSink; writes: string[] } {
   const writes: string[] = [];
   const decoder = new TextDecoder();
-  using sink = openStdoutSink({
+  const sink = openStdoutSink({
     format: (r) => `${r.message[0]}\n`,
-    write: (bytes) => void writes.push(decoder.decode(bytes)),
-    flushDelayMs: 20,
+    write: (bytes) => {
+      if (options.failing?.()) throw new Deno.errors.BrokenPipe("closed");
+      writes.push(decoder.decode(bytes));
+    },
+    flushDelayMs: options.flushDelayMs ?? 60_000,
+    maxBufferedChars: options.maxBufferedChars,
   });
+  return { sink, writes };
+}
+
+Deno.test("openStdoutSink() writes lines together, in order, within the flush delay", async () => {
+  const { sink, writes } = recordingStdoutSink({ flushDelayMs: 20 });
+  using _ = sink;
   for (let i = 0; i < 5; i++) sink(record([`line ${i}`]));
   equal(writes.length, 0, "nothing is written while lines wait");
   await new Promise((resolve) => setTimeout(resolve, 100));
@@ -193,15 +211,9 @@ Deno.test("openStdoutSink() writes lines together, in order, within the flush de
 });
 
 Deno.test("openStdoutSink() writes at once past maxBufferedChars and on dispose", () => {
-  const writes: string[] = [];
-  const decoder = new TextDecoder();
+  const { sink: scoped, writes } = recordingStdoutSink({ maxBufferedChars: 10 });
   {
-    using sink = openStdoutSink({
-      format: (r) => `${r.message[0]}\n`,
-      write: (bytes) => void writes.push(decoder.decode(bytes)),
-      flushDelayMs: 60_000,
-      maxBufferedChars: 10,
-    });
+    using sink = scoped;
     sink(record(["abcd"]));
     equal(writes.length, 0);
     sink(record(["efghij"]));
@@ -214,12 +226,8 @@ Deno.test("openStdoutSink() writes at once past maxBufferedChars and on dispose"
 });
 
 Deno.test("openStdoutSink() writes what waits when the process unloads", () => {
-  const writes: string[] = [];
-  using sink = openStdoutSink({
-    format: (r) => `${r.message[0]}\n`,
-    write: (bytes) => void writes.push(new TextDecoder().decode(bytes)),
-    flushDelayMs: 60_000,
-  });
+  const { sink, writes } = recordingStdoutSink();
+  using _ = sink;
   sink(record(["before exit"]));
   globalThis.dispatchEvent(new Event("unload"));
   deepEqual(writes, ["before exit\n"]);
@@ -278,15 +286,8 @@ Deno.test("renderMessage() renders plain templates itself, as logtape would", as
 
 Deno.test("openStdoutSink() survives a failing stdout and keeps logging", () => {
   let fail = true;
-  const writes: string[] = [];
-  using sink = openStdoutSink({
-    format: (r) => `${r.message[0]}\n`,
-    write: (bytes) => {
-      if (fail) throw new Deno.errors.BrokenPipe("closed");
-      writes.push(new TextDecoder().decode(bytes));
-    },
-    flushDelayMs: 60_000,
-  });
+  const { sink, writes } = recordingStdoutSink({ failing: () => fail });
+  using _ = sink;
   sink(record(["lost"]));
   sink.flush();
   equal(sink.failedWrites, 1);

@@ -21,6 +21,18 @@ class Bystanders implements AsyncDisposable {
     return new Bystanders(a, b);
   }
 
+  /** Connects a spectator "eve" to the room; both players have been told. */
+  async watch(server: SignalFishServer): Promise<TestClient> {
+    const watcher = await connect(server);
+    watcher.send({
+      type: "JoinAsSpectator",
+      data: { game_name: "guarded", room_code: "GUARD1", spectator_name: "eve" },
+    });
+    await watcher.next("SpectatorJoined");
+    for (const client of [this.a, this.b]) await client.next("NewSpectatorJoined");
+    return watcher;
+  }
+
   /** Both directions still relay, and neither player got anything it should not have. */
   async assertIntact(): Promise<void> {
     const seq = ++this.#sent;
@@ -82,14 +94,7 @@ Deno.test("Valid fragmented text frames, UTF-8 split across fragments included, 
 Deno.test("Binary frames where text is expected get INVALID_INPUT or SPECTATOR_NOT_ALLOWED", async () => {
   await using server = await serve();
   await using game = await Bystanders.start(server);
-  await using watcher = await connect(server);
-  watcher.send({
-    type: "JoinAsSpectator",
-    data: { game_name: "guarded", room_code: "GUARD1", spectator_name: "eve" },
-  });
-  await watcher.next("SpectatorJoined");
-  await game.a.next("NewSpectatorJoined");
-  await game.b.next("NewSpectatorJoined");
+  await using watcher = await game.watch(server);
   // JSON text sent as a binary frame is still binary: not parsed as a message.
   game.a.send(encoder.encode('{"type":"GameData","data":{"data":1}}'));
   deepEqual((await game.a.next("Error")).data, {
@@ -277,13 +282,7 @@ Deno.test("Unicode edge cases in names follow the PROTOCOL.md §8.2 rules exactl
 Deno.test("Messages in the wrong state get their replies and leave other rooms alone", async () => {
   await using server = await serve();
   await using game = await Bystanders.start(server);
-  await using watcher = await connect(server);
-  watcher.send({
-    type: "JoinAsSpectator",
-    data: { game_name: "guarded", room_code: "GUARD1", spectator_name: "eve" },
-  });
-  await watcher.next("SpectatorJoined");
-  for (const client of [game.a, game.b]) await client.next("NewSpectatorJoined");
+  await using watcher = await game.watch(server);
   // A spectator may not act in the room...
   const forbidden = [
     { type: "GameData", data: { data: "spoof" } },

@@ -1163,7 +1163,7 @@ export class Engine {
       kind: "event",
       event: { type: "game_data", recipients: recipients.length },
     };
-    return recipients.length > 0 ? [{ kind: "send", to: recipients, message }, event] : [event];
+    return recipients.length > 0 ? [send(recipients, message), event] : [event];
   }
 
   // -------------------------------------------------------------------------------------------

@@ -120,7 +120,9 @@ export class Hub {
    * engine, effects. Frames from unknown or closing connections are ignored. Throws only on a bug.
    */
   receive(id: ConnId, frame: string | ArrayBuffer | Uint8Array, now: number): void {
-    if (!this.#local.has(id)) return;
+    // Attached connections and `#info` entries come and go together (connect, disconnect).
+    const info = this.#info.get(id);
+    if (info === undefined) return;
     const size = typeof frame === "string"
       ? textSize(frame, this.#options.maxMessageSize)
       : frame.byteLength;
@@ -133,7 +135,7 @@ export class Hub {
       this.#apply(this.#engine.handleBinary(id, bytes, now), now);
       return;
     }
-    const binding = this.#info.get(id)?.tokenBinding;
+    const binding = info.tokenBinding;
     if (binding) {
       const proof = verifyProof(frame, binding.secret, binding);
       if (!proof.ok) {
