@@ -46,7 +46,7 @@ async function eventually(server: SignalFishServer, check: (m: Map<string, numbe
   }
 }
 
-import { RELAY_TIMING_SAMPLE } from "../src/transport/hub.ts";
+import { RELAY_TIMING_SAMPLE } from "../src/transport/edge.ts";
 const RELAYED = 20;
 
 Deno.test("A scripted session leaves every counter it touched at exactly the expected value", async () => {

@@ -127,6 +127,16 @@ export class Engine {
   }
 
   /**
+   * What connection `id` is bound to (SERVER.md §8.4.2): a seat (`player`), a room it watches
+   * (`spectator`), or nothing.
+   */
+  binding(id: ConnId): "player" | "spectator" | undefined {
+    const session = this.#sessions.get(id);
+    if (session?.playing) return "player";
+    return session?.watching ? "spectator" : undefined;
+  }
+
+  /**
    * Handles a closed connection (PROTOCOL.md §7.3.2, SERVER.md §5.5): a player's seat is held
    * for `reconnectionWindowMs` (reconnection enabled; nobody is told) or released at once; a
    * spectator is detached with reason `disconnected`. `loss` describes messages the edge could

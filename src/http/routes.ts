@@ -5,7 +5,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Hub } from "../transport/hub.ts";
+import type { Edge } from "../transport/edge.ts";
+import type { EdgeEvent } from "../transport/events.ts";
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
 import { sessionSecret, type TokenBinding } from "../transport/token_binding.ts";
 import { clientIp, type TrustedProxies } from "./admission.ts";
@@ -118,7 +119,9 @@ function negotiateTokenBinding(
 /** What the routes need from the running server. */
 export interface RouteContext {
   /** Receives the upgraded connections. */
-  hub: Hub;
+  edge: Edge;
+  /** Receives the events of the routes (refused upgrades), like the edge's (metrics, logs). */
+  onEvent?: (event: EdgeEvent) => void;
   /** True once graceful shutdown has begun (SERVER.md §1.1). */
   isDraining: () => boolean;
   /** Metrics and status routes (SERVER.md §1.4–§1.6, EXTENSIONS.md E8); absent ⇒ 404. */
@@ -128,7 +131,10 @@ export interface RouteContext {
 }
 
 /** An HTTP handler for `Deno.serve`. */
-export type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Response;
+export type Handler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+) => Response | Promise<Response>;
 
 const JSON_HEADERS = { "content-type": "application/json" };
 const KNOWN_GET_PATHS = new Set(["/v2/ws", "/v2/health"]);
@@ -211,7 +217,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     const current = perIp.get(ip) ?? 0;
     const limit = options.maxConnectionsPerIp;
     if (current >= limit) {
-      context.metrics?.metrics.rateLimited();
+      context.onEvent?.({ type: "rate_limited", scope: "connections" });
       log.warn("Refused a WebSocket upgrade from {client_ip}: {current}/{limit} connections", {
         client_ip: ip,
         current,
@@ -255,7 +261,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
       else perIp.delete(ip);
     };
     try {
-      return acceptWebSocket(request, context.hub, {
+      return acceptWebSocket(request, context.edge, {
         ip,
         idleTimeoutSecs: options.idleTimeoutSecs,
         onClosed: release,
@@ -269,7 +275,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     }
   }
 
-  function route(request: Request, info: Deno.ServeHandlerInfo): Response {
+  function route(request: Request, info: Deno.ServeHandlerInfo): Response | Promise<Response> {
     const path = new URL(request.url).pathname;
     const method = request.method;
     if (method === "OPTIONS" && request.headers.has("access-control-request-method")) {
@@ -312,12 +318,18 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     }
   }
 
-  return (request, info) => {
-    const response = route(request, info);
+  const withCors = (request: Request, response: Response): Response => {
     if (response.status === 101) return response;
     for (const [name, value] of Object.entries(corsHeaders(request))) {
       response.headers.set(name, value);
     }
     return response;
+  };
+  return (request, info) => {
+    const response = route(request, info);
+    // Room routes answer later when the directory is remote (SERVER.md §8.4.3).
+    return response instanceof Promise
+      ? response.then((answer) => withCors(request, answer))
+      : withCors(request, response);
   };
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { VALIDATION_ERROR_CODES } from "../protocol/error_codes.ts";
-import type { HubEvent } from "../transport/hub.ts";
+import type { EdgeEvent } from "../transport/events.ts";
 import {
   type Counter,
   type Histogram,
@@ -246,7 +246,7 @@ export class ServerMetrics {
   }
 
   /** Counts one hub or engine event. Never throws on unknown events. */
-  observe(event: HubEvent): void {
+  observe(event: EdgeEvent): void {
     switch (event.type) {
       case "connected":
         this.#connections.inc();

@@ -1,7 +1,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { Engine } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
-import { Hub, type HubEvent } from "../transport/hub.ts";
+import { Edge, type EdgeEvent } from "../transport/edge.ts";
 import { ServerMetrics } from "./server_metrics.ts";
 
 function metricsWith(reconnection: boolean, held = 0) {
@@ -32,7 +32,7 @@ const ROOM = { gameName: "orbit", roomCode: "ABC123", roomId: "r1" };
 
 Deno.test("ServerMetrics.observe() counts each event into exactly its families", () => {
   const metrics = metricsWith(true, 1);
-  const events: HubEvent[] = [
+  const events: EdgeEvent[] = [
     { type: "connected", connectionId: "c1", ip: "127.0.0.1" },
     { type: "room_created", ...ROOM, playerId: "p1" },
     { type: "handled", message: "JoinRoom", outcome: "created", seconds: 0.002 },
@@ -118,9 +118,9 @@ Deno.test("ServerMetrics leaves the reconnection families out without reconnecti
   equal(metrics.renderPrometheus().includes("reconnection"), false);
 });
 
-Deno.test("Hub reports error replies, 1011 closes and JoinRoom/GameData timings", () => {
-  const events: HubEvent[] = [];
-  const hub = new Hub(new Engine(testOptions()), {
+Deno.test("Edge reports error replies, 1011 closes and JoinRoom/GameData timings", () => {
+  const events: EdgeEvent[] = [];
+  const edge = new Edge(new Engine(testOptions()), {
     maxMessageSize: 65536,
     newId: (() => {
       let n = 0;
@@ -129,19 +129,19 @@ Deno.test("Hub reports error replies, 1011 closes and JoinRoom/GameData timings"
     onEvent: (event) => events.push(event),
   });
   const peer = { send: () => undefined, close: () => {} };
-  const alice = hub.connect(peer, { ip: "127.0.0.1" });
-  hub.receive(
+  const alice = edge.connect(peer, { ip: "127.0.0.1" });
+  edge.receive(
     alice,
     JSON.stringify({ type: "JoinRoom", data: { game_name: "", player_name: "a" } }),
     0,
   );
-  hub.receive(
+  edge.receive(
     alice,
     JSON.stringify({ type: "JoinRoom", data: { game_name: "g", player_name: "a" } }),
     0,
   );
-  hub.receive(alice, JSON.stringify({ type: "Ping" }), 0);
-  hub.close(alice, 1011, "Internal error", 0);
+  edge.receive(alice, JSON.stringify({ type: "Ping" }), 0);
+  edge.close(alice, 1011, "Internal error", 0);
   // The failed join is not timed; the successful one is, as a creation.
   deepEqual(events.map((event) => event.type), [
     "connected",
