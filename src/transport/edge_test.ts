@@ -211,7 +211,10 @@ Deno.test("Edge command: tick and sweep run the engine's timers; room commands r
   ok(events.some((e) => e.type === "seat_expired"));
   deepEqual(bob.peer.types().slice(-2), ["PlayerLeft", "AuthorityChanged"]);
   edge.disconnect(bob.id, T0 + 300_000);
-  edge.command({ kind: "sweep" }, T0 + 600_000);
+  edge.command({ kind: "tick" }, T0 + 600_000);
+  edge.command({ kind: "sweep" }, T0 + 899_999);
+  ok(!events.some((e) => e.type === "room_deleted"));
+  edge.command({ kind: "sweep" }, T0 + 900_000);
   ok(events.some((e) => e.type === "room_deleted" && e.reason === "empty"));
   equal(edge.directory.lookup("orbit", "ROOM01"), undefined, "the directory entry is released");
 });
