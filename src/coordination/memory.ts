@@ -155,19 +155,33 @@ export class LocalRouter implements Router {
   readonly #nodes = new Map<NodeId, Endpoints>();
   /** The attached edges, for `flush` (no iterator on the hot path). */
   #edges: EdgeEndpoint[] = [];
+  /** The most recently attached node: single-instance mode's only one, found without a lookup. */
+  #lastName: NodeId | undefined;
+  #last: Endpoints | undefined;
 
   attach(node: NodeId, endpoints: Endpoints): void {
     this.#nodes.set(node, endpoints);
-    this.#edges = [...this.#nodes.values()].map((n) => n.edge);
+    this.#changed();
   }
 
   detach(node: NodeId): void {
     this.#nodes.delete(node);
+    this.#changed();
+  }
+
+  #changed(): void {
     this.#edges = [...this.#nodes.values()].map((n) => n.edge);
+    const last = [...this.#nodes.entries()].at(-1);
+    this.#lastName = last?.[0];
+    this.#last = last?.[1];
+  }
+
+  #node(name: NodeId): Endpoints | undefined {
+    return name === this.#lastName ? this.#last : this.#nodes.get(name);
   }
 
   bind(home: NodeId, conn: ConnId, message: ClientMessage, now: number): BindOutcome {
-    return this.#nodes.get(home)?.home.bind(conn, message, now) ?? MISS;
+    return this.#node(home)?.home.bind(conn, message, now) ?? MISS;
   }
 
   forward(
@@ -177,11 +191,11 @@ export class LocalRouter implements Router {
     _frame: string | Uint8Array,
     now: number,
   ): void {
-    this.#nodes.get(home)?.home.receive(conn, input, now);
+    this.#node(home)?.home.receive(conn, input, now);
   }
 
   closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number): void {
-    this.#nodes.get(home)?.home.closed(conn, cause, now);
+    this.#node(home)?.home.closed(conn, cause, now);
   }
 
   deliver(
@@ -189,13 +203,13 @@ export class LocalRouter implements Router {
     frame: string | Uint8Array,
     to: readonly ConnId[],
   ): DeliveryFailure[] | undefined {
-    const node = this.#nodes.get(edge);
+    const node = this.#node(edge);
     if (node) return node.edge.deliver(frame, to);
     return to.map((id) => ({ id, failure: GONE }));
   }
 
   direct(edge: NodeId, directive: Directive, now: number): void {
-    this.#nodes.get(edge)?.edge.direct(directive, now);
+    this.#node(edge)?.edge.direct(directive, now);
   }
 
   flush(): void {
@@ -204,8 +218,7 @@ export class LocalRouter implements Router {
   }
 
   command(home: NodeId, command: RoomCommand, now: number): CommandReply {
-    return this.#nodes.get(home)?.home.command(command, now) ??
-      { ok: false, reason: "unreachable" };
+    return this.#node(home)?.home.command(command, now) ?? { ok: false, reason: "unreachable" };
   }
 }
 
