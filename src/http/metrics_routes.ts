@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { secretEquals } from "../engine/secrets.ts";
+import { secretEquals } from "../util/secrets.ts";
 import { getLogger } from "@logtape/logtape";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import type { ServerMetrics } from "./server_metrics.ts";
