@@ -13,7 +13,7 @@ import { createHandler, type TokenBindingOptions } from "./http/routes.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
-import { ServerMetrics } from "./http/server_metrics.ts";
+import { ServerMetrics } from "./metrics/server_metrics.ts";
 import type { StatusBody } from "./http/metrics_routes.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
