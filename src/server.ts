@@ -4,7 +4,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Config } from "./config.ts";
+import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
