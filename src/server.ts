@@ -4,12 +4,13 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Config } from "./config.ts";
+import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type TlsPem } from "./http/listener.ts";
-import { createHandler, type Handler, type TokenBindingOptions } from "./http/routes.ts";
+import { createHandler, type Handler } from "./http/routes.ts";
+import type { TokenBindingOptions } from "./transport/token_binding.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
 import { MemoryTokenBuckets } from "./coordination/memory.ts";
@@ -17,7 +18,7 @@ import { MAX_TIMER_MS, startMaintenance } from "./maintenance.ts";
 import { logEvent } from "./metrics/event_log.ts";
 import { Edge } from "./transport/edge.ts";
 import type { EdgeEvent } from "./transport/events.ts";
-import { ServerMetrics } from "./http/server_metrics.ts";
+import { ServerMetrics } from "./metrics/server_metrics.ts";
 import type { StatusBody } from "./http/metrics_routes.ts";
 import denoJson from "../deno.json" with { type: "json" };
 

@@ -12,9 +12,9 @@ import { type ClientData, RawJson } from "../protocol/messages.ts";
 import { type ConnId, type Effect, event, send } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import { type Room, roomSnapshot } from "./room.ts";
-import { secretEquals } from "./secrets.ts";
+import { secretEquals } from "../util/secrets.ts";
 import type { Session, Sessions } from "./sessions.ts";
-import { utf8Length } from "./validation.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 
 /** A seat held after an unexpected disconnect, with its replay buffer (PROTOCOL.md §7.11.2). */
 export interface Hold {

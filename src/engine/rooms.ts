@@ -16,19 +16,14 @@ import {
   type ServerMessage,
 } from "../protocol/messages.ts";
 import { encodeGameDataEnvelope, msgpackToJson } from "../protocol/msgpack.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 import { directoryRelease, type HomeDirectory } from "./directory.ts";
 import { type ConnId, type Effect, error, event, joinFailed, send } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import type { Reconnection } from "./reconnection.ts";
 import { Room, roomSnapshot, type Seat } from "./room.ts";
 import type { Session, Sessions } from "./sessions.ts";
-import {
-  checkGameName,
-  checkPlayerName,
-  checkRoomCode,
-  nameKey,
-  utf8Length,
-} from "./validation.ts";
+import { checkGameName, checkPlayerName, checkRoomCode, nameKey } from "./validation.ts";
 
 /** Attempts at a unique generated room code before giving up (PROTOCOL.md §7.2.3). */
 export const CODE_ATTEMPTS = 16;

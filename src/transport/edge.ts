@@ -26,7 +26,7 @@ import type {
   Router,
 } from "../coordination/router.ts";
 import type { ConnId, DisconnectLoss, Effect, Engine } from "../engine/engine.ts";
-import { utf8Length } from "../engine/validation.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 import {
   decodeClientMessage,
   encodeServerMessage,
