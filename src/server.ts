@@ -226,17 +226,7 @@ export async function startServer(
   });
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
   const url = `${tls ? "https" : "http"}://${host}:${listener.addr.port}`;
-  log.info("Listening on {hostname}:{port}", {
-    hostname,
-    port: listener.addr.port,
-    region_id: config.server.region_id,
-    auth: config.security.require_websocket_auth,
-    instance_id: instanceId,
-    metrics_auth: config.security.require_metrics_auth,
-    tls: tls !== undefined,
-    max_connections: connectionCap.limit,
-    max_connections_from: connectionCap.source,
-  });
+  logListening(config, hostname, listener.addr.port, instanceId, connectionCap, tls !== undefined);
 
   let closing: Promise<void> | undefined;
   const close = () => {
@@ -269,6 +259,28 @@ export async function startServer(
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** The start line of SERVER.md §7 with the settings an operator checks first. */
+function logListening(
+  config: Config,
+  hostname: string,
+  port: number,
+  instanceId: string,
+  connectionCap: { limit: number; source: string },
+  tls: boolean,
+): void {
+  log.info("Listening on {hostname}:{port}", {
+    hostname,
+    port,
+    region_id: config.server.region_id,
+    auth: config.security.require_websocket_auth,
+    instance_id: instanceId,
+    metrics_auth: config.security.require_metrics_auth,
+    tls,
+    max_connections: connectionCap.limit,
+    max_connections_from: connectionCap.source,
+  });
 }
 
 /**

@@ -323,11 +323,6 @@ export class ServerMetrics {
     }
   }
 
-  /** Counts a request refused by a limiter outside the engine (per-IP connections, lookups). */
-  rateLimited(): void {
-    this.#rateLimitRejections.inc();
-  }
-
   /** The Prometheus text (SERVER.md §6.2). */
   renderPrometheus(): string {
     return this.registry.render();

@@ -62,7 +62,7 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     { type: "disconnected", connectionId: "c1", ip: "127.0.0.1" },
   ];
   for (const event of events) metrics.observe(event);
-  metrics.rateLimited();
+  metrics.observe({ type: "rate_limited", scope: "connections" });
   deepEqual(values(metrics), {
     signal_fish_connections_total: 1,
     signal_fish_connections_active: 2,

@@ -111,7 +111,7 @@ export class Edge {
   readonly #router: Router;
   readonly #directory: RoomDirectory;
   readonly #maxQueuedBytes: number;
-  readonly #peers = new LocalPeers();
+  readonly #peers = new LocalPeers((directive, now) => this.#direct(directive, now));
   readonly #conns = new Map<ConnId, Connection>();
   #relayCount = 0;
   /** Nesting of {@linkcode Edge.#apply} (a teardown inside a batch applies its own effects). */
@@ -126,11 +126,7 @@ export class Edge {
     this.#directory = options.directory ?? new MemoryRoomDirectory();
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 1_048_576;
     this.#router.attach(this.#node, {
-      edge: {
-        deliver: (frame, to) => this.#peers.deliver(frame, to),
-        direct: (directive, now) => this.#direct(directive, now),
-        flush: () => this.#peers.flush(),
-      },
+      edge: this.#peers,
       home: {
         bind: (conn, message, now) => this.#bindHere(conn, message, now),
         receive: (conn, input, now) => this.#receiveHere(conn, input, now),

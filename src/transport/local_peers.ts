@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { DeliveryFailure } from "../coordination/router.ts";
+import type { DeliveryFailure, Directive, EdgeEndpoint } from "../coordination/router.ts";
 import type { ConnId } from "../engine/effects.ts";
 import type { Peer } from "./peer.ts";
 
@@ -16,11 +16,25 @@ interface Attached {
   queued: boolean;
 }
 
-/** The peers attached to this process, by connection id. */
-export class LocalPeers {
+/**
+ * The peers attached to this process, by connection id. It is this node's edge endpoint for the
+ * router: frames are delivered here directly, directives go to the owner's `onDirective`.
+ */
+export class LocalPeers implements EdgeEndpoint {
   readonly #peers = new Map<ConnId, Attached>();
   /** Peers that queued frames since the last {@linkcode flush}, each once. */
   readonly #dirty: Attached[] = [];
+  readonly #onDirective: (directive: Directive, now: number) => void;
+
+  /** `onDirective` applies binding changes and closes (the edge's). @default ignore them */
+  constructor(onDirective: (directive: Directive, now: number) => void = () => {}) {
+    this.#onDirective = onDirective;
+  }
+
+  /** Hands a directive from a home to the owner (SERVER.md §8.4.1 binding items). */
+  direct(directive: Directive, now: number): void {
+    this.#onDirective(directive, now);
+  }
 
   /** Number of attached peers. */
   get size(): number {
