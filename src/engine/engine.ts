@@ -31,6 +31,7 @@ export { CODE_ATTEMPTS } from "./rooms.ts";
 export class Engine {
   readonly #options: EngineOptions;
   readonly #sessions: Sessions;
+  readonly #sessionById: ReadonlyMap<ConnId, Session>;
   readonly #directory = new HomeDirectory();
   readonly #reconnection: Reconnection;
   readonly #rooms: Rooms;
@@ -40,6 +41,7 @@ export class Engine {
   constructor(options: EngineOptions) {
     this.#options = options;
     this.#sessions = new Sessions(options);
+    this.#sessionById = this.#sessions.byId;
     this.#reconnection = new Reconnection(
       options,
       this.#sessions,
@@ -62,7 +64,7 @@ export class Engine {
    * returns the effects in delivery order. Unknown connections get no effects.
    */
   handle(from: ConnId, message: ClientMessage, now: number): Effect[] {
-    const session = this.#sessions.get(from);
+    const session = this.#sessionById.get(from);
     if (!session) return [];
     if (!session.authenticated && message.type !== "Authenticate") {
       return this.#sessions.authenticationRequired(from, "Authentication required");

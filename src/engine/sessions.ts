@@ -88,6 +88,11 @@ export class Sessions {
     return this.#sessions.get(id);
   }
 
+  /** Sessions by connection id, read-only (the engine's per-message lookup, without a call). */
+  get byId(): ReadonlyMap<ConnId, Session> {
+    return this.#sessions;
+  }
+
   /**
    * Registers a newly accepted connection (PROTOCOL.md §1.2). When auth is required its
    * deadline starts at `info.now` (SERVER.md §4.5).

@@ -213,6 +213,11 @@ export class Edge {
       return;
     }
     const message = decoded.message;
+    // The common path first: relay input goes straight to the room's home.
+    if (message.type === "GameData") {
+      this.#router.forward(conn.home, id, message, frame, now);
+      return;
+    }
     switch (message.type) {
       case "Authenticate":
         // The session step: answered by the edge, never by a home (SERVER.md §8.2).
@@ -499,6 +504,7 @@ export class Edge {
         case "send": {
           const frame = effect.frame ?? encodeServerMessage(effect.message);
           this.#deliver(frame, effect.to, now);
+          if (effect.message.type === "GameData") break; // relayed data carries no error code
           const errorCode = (effect.message as { data?: { error_code?: ErrorCode } }).data
             ?.error_code;
           if (errorCode) this.#options.onEvent?.({ type: "error_reply", errorCode });
