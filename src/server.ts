@@ -162,12 +162,14 @@ export function serverMetrics(
     players: () => engine.stats().players,
     heldSeats: () => engine.stats().heldSeats,
     seatCounts: () => engine.seatCounts(),
+    rooms: () => engine.stats().rooms,
   }, {
     reconnection: config.server.enable_reconnection,
     refreshIntervalSecs: config.metrics.dashboard_cache_refresh_interval_secs,
     ttlSecs: config.metrics.dashboard_cache_ttl_secs,
     historyWindowSecs: config.metrics.dashboard_cache_history_window_secs,
     historyFields: config.metrics.dashboard_cache_history_fields,
+    version: denoJson.version,
   });
 }
 

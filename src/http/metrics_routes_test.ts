@@ -18,12 +18,14 @@ function setup(options: { draining?: boolean; token?: string | null } = {}) {
     players: () => engine.stats().players,
     heldSeats: () => undefined,
     seatCounts: () => engine.seatCounts(),
+    rooms: () => engine.stats().rooms,
   }, {
     reconnection: false,
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 10,
     historyFields: ["ActiveRooms"],
+    version: "0.0.0-test",
   });
   const hub = new Hub(engine, {
     maxMessageSize: 65536,
@@ -91,12 +93,14 @@ Deno.test("createHandler() counts a per-IP refusal as a rate-limit rejection", (
     players: () => 0,
     heldSeats: () => undefined,
     seatCounts: () => [],
+    rooms: () => 0,
   }, {
     reconnection: false,
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 300,
     historyFields: [],
+    version: "0.0.0-test",
   });
   const hub = new Hub(engine, { maxMessageSize: 65536, newId: () => crypto.randomUUID() });
   const handle = createHandler({

@@ -14,6 +14,7 @@ import {
   Registry,
 } from "./registry.ts";
 import { upstreamRateLimitWindows, upstreamSnapshot } from "./upstream_json.ts";
+import { defaultProcessReaders, type ProcessReaders, registerProcessMetrics } from "./process.ts";
 
 /** Live state the gauges and the dashboard read at scrape/refresh time. */
 export interface MetricsSources {
@@ -25,6 +26,8 @@ export interface MetricsSources {
   heldSeats: () => number | undefined;
   /** Game name and seat count of every room on this instance (SERVER.md §6.6). */
   seatCounts: () => { gameName: string; seats: number }[];
+  /** Open rooms on this instance, empty rooms included (`signal_fish_rooms_active`). */
+  rooms: () => number;
 }
 
 /** Metrics settings (SERVER.md §2.7 `metrics.*`, `server.enable_reconnection`). */
@@ -39,6 +42,10 @@ export interface ServerMetricsOptions {
   historyWindowSecs: number;
   /** `metrics.dashboard_cache_history_fields` (PascalCase names). */
   historyFields: readonly string[];
+  /** Server version for `signal_fish_build_info{version}` (deno.json `version`). */
+  version: string;
+  /** Process figures for the `process_*` families. @default defaultProcessReaders() */
+  processReaders?: ProcessReaders;
 }
 
 /** The six percentile keys of SERVER.md §6.6 (`{}` when there are no rooms). */
@@ -243,6 +250,15 @@ export class ServerMetrics {
       `${p}game_data_relay_latency_seconds`,
       "GameData received to relayed frames queued for every recipient",
     );
+    // Additions for operators (issue 16): open rooms, the running version, process figures.
+    r.gauge(`${p}rooms_active`, "Rooms open now, empty rooms included", sources.rooms);
+    r.gauge(
+      `${p}build_info`,
+      "Always 1; the running server version is in the version label",
+      () => 1,
+      { version: options.version },
+    );
+    registerProcessMetrics(r, options.processReaders ?? defaultProcessReaders());
   }
 
   /** Counts one hub or engine event. Never throws on unknown events. */

@@ -10,12 +10,14 @@ function metricsWith(reconnection: boolean, held = 0) {
     players: () => 3,
     heldSeats: () => held,
     seatCounts: () => [],
+    rooms: () => 4,
   }, {
     reconnection,
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 300,
     historyFields: [],
+    version: "0.0.0-test",
   });
 }
 
@@ -99,6 +101,7 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     signal_fish_room_join_latency_seconds_count: 1,
     signal_fish_game_data_relay_latency_seconds_sum: 0.0001,
     signal_fish_game_data_relay_latency_seconds_count: 1,
+    signal_fish_rooms_active: 4,
   });
   const text = metrics.renderPrometheus();
   ok(text.includes('signal_fish_room_join_latency_seconds_bucket{le="10"} 0\n'));
