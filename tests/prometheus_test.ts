@@ -13,6 +13,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, joinRoom, serve } from "./helpers.ts";
+import { spawnServer } from "./process.ts";
 import { parseExposition } from "./exposition.ts";
 import { RELAY_TIMING_SAMPLE } from "../src/transport/hub.ts";
 import denoJson from "../deno.json" with { type: "json" };
@@ -456,4 +457,18 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("Under the executables' permissions the process families are exported, process_open_fds excepted", async () => {
+  // Deno reads /proc only with --allow-all, which RUNTIME_PERMISSIONS does not grant.
+  await using server = await spawnServer();
+  const response = await fetch(`http://127.0.0.1:${server.port}/metrics/prom`);
+  equal(response.status, 200);
+  const metrics = parseExposition(await response.text());
+  ok(metrics.get("process_resident_memory_bytes")! > 0);
+  ok(metrics.get("process_cpu_seconds_total")! > 0);
+  ok(metrics.get("process_start_time_seconds")! > 0);
+  equal(metrics.has("process_open_fds"), false);
+  equal(metrics.get(`signal_fish_build_info{version="${denoJson.version}"}`), 1);
+  equal(metrics.get("signal_fish_rooms_active"), 0);
 });
