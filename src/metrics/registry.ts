@@ -44,8 +44,8 @@ const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 /**
- * A monotonically increasing count: increased with {@linkcode Counter.inc}, or read from a
- * callback at scrape time (a total kept elsewhere, e.g. the process's CPU seconds).
+ * A monotonically increasing count: increased with `inc()`, or read from a callback at scrape
+ * time (a count kept elsewhere, e.g. by the log sinks).
  */
 export class Counter {
   /** Metric name; ends in `_total`. */
@@ -62,21 +62,17 @@ export class Counter {
     this.#read = read;
   }
 
-  /**
-   * Adds `by` (≥ 0). Throws `RangeError` on a negative or non-finite amount, `TypeError` on a
-   * callback counter (its callback is the only source).
-   */
+  /** Adds `by` (≥ 0). Throws `RangeError` on a negative or non-finite amount. */
   inc(by = 1): void {
-    if (this.#read) throw new TypeError(`Cannot increase callback counter "${this.name}"`);
     if (!(by >= 0) || !Number.isFinite(by)) {
       throw new RangeError(`Cannot increase counter "${this.name}" by ${by}`);
     }
     this.#value += by;
   }
 
-  /** The current count (the callback's answer for callback counters). */
+  /** The current count (the callback's answer plus `inc()`s for callback counters). */
   get value(): number {
-    return this.#read ? this.#read() : this.#value;
+    return this.#read ? this.#read() + this.#value : this.#value;
   }
 }
 
@@ -191,8 +187,8 @@ export class Registry {
   readonly #names = new Set<string>();
 
   /**
-   * Registers a counter, optionally read from `read` at scrape time. Throws `TypeError` on a bad
-   * or duplicate name.
+   * Registers a counter, optionally read from `read` at scrape time (which must never
+   * decrease). Throws `TypeError` on a bad or duplicate name.
    */
   counter(name: string, help: string, read?: () => number): Counter {
     if (!name.endsWith("_total")) {
