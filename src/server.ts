@@ -160,16 +160,16 @@ export function serverMetrics(
   return new ServerMetrics({
     connections,
     players: () => engine.stats().players,
+    rooms: () => engine.stats().rooms,
     heldSeats: () => engine.stats().heldSeats,
     seatCounts: () => engine.seatCounts(),
-    rooms: () => engine.stats().rooms,
   }, {
     reconnection: config.server.enable_reconnection,
+    version: denoJson.version,
     refreshIntervalSecs: config.metrics.dashboard_cache_refresh_interval_secs,
     ttlSecs: config.metrics.dashboard_cache_ttl_secs,
     historyWindowSecs: config.metrics.dashboard_cache_history_window_secs,
     historyFields: config.metrics.dashboard_cache_history_fields,
-    version: denoJson.version,
   });
 }
 

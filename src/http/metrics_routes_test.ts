@@ -16,16 +16,16 @@ function setup(options: { draining?: boolean; token?: string | null } = {}) {
   const metrics = new ServerMetrics({
     connections: () => 0,
     players: () => engine.stats().players,
+    rooms: () => engine.stats().rooms,
     heldSeats: () => undefined,
     seatCounts: () => engine.seatCounts(),
-    rooms: () => engine.stats().rooms,
   }, {
     reconnection: false,
+    version: "0.0.0-test",
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 10,
     historyFields: ["ActiveRooms"],
-    version: "0.0.0-test",
   });
   const hub = new Hub(engine, {
     maxMessageSize: 65536,
@@ -91,16 +91,16 @@ Deno.test("createHandler() counts a per-IP refusal as a rate-limit rejection", (
   const metrics = new ServerMetrics({
     connections: () => 0,
     players: () => 0,
+    rooms: () => 0,
     heldSeats: () => undefined,
     seatCounts: () => [],
-    rooms: () => 0,
   }, {
     reconnection: false,
+    version: "0.0.0-test",
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 300,
     historyFields: [],
-    version: "0.0.0-test",
   });
   const hub = new Hub(engine, { maxMessageSize: 65536, newId: () => crypto.randomUUID() });
   const handle = createHandler({

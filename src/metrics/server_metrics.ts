@@ -22,18 +22,22 @@ export interface MetricsSources {
   connections: () => number;
   /** Occupied seats, held seats included. */
   players: () => number;
+  /** Open rooms on this instance, empty rooms included (`signal_fish_rooms_active`). */
+  rooms: () => number;
   /** Seats currently held for reconnection; `undefined` when the engine has no reconnection. */
   heldSeats: () => number | undefined;
   /** Game name and seat count of every room on this instance (SERVER.md §6.6). */
   seatCounts: () => { gameName: string; seats: number }[];
-  /** Open rooms on this instance, empty rooms included (`signal_fish_rooms_active`). */
-  rooms: () => number;
 }
 
 /** Metrics settings (SERVER.md §2.7 `metrics.*`, `server.enable_reconnection`). */
 export interface ServerMetricsOptions {
   /** Whether reconnection is on and implemented: exposes the `reconnection_*` families. */
   reconnection: boolean;
+  /** Server version for `signal_fish_build_info{version}` (deno.json `version`). */
+  version: string;
+  /** Process figures for the `process_*` families. @default defaultProcessReaders() */
+  processReaders?: ProcessReaders;
   /** `metrics.dashboard_cache_refresh_interval_secs`. @default 5 */
   refreshIntervalSecs: number;
   /** `metrics.dashboard_cache_ttl_secs`. @default 30 */
@@ -42,10 +46,6 @@ export interface ServerMetricsOptions {
   historyWindowSecs: number;
   /** `metrics.dashboard_cache_history_fields` (PascalCase names). */
   historyFields: readonly string[];
-  /** Server version for `signal_fish_build_info{version}` (deno.json `version`). */
-  version: string;
-  /** Process figures for the `process_*` families. @default defaultProcessReaders() */
-  processReaders?: ProcessReaders;
 }
 
 /** The six percentile keys of SERVER.md §6.6 (`{}` when there are no rooms). */
@@ -188,6 +188,15 @@ export class ServerMetrics {
       "Client messages rejected as invalid",
     );
     r.gauge(`${p}players_active`, "Occupied seats, held seats included", sources.players);
+    // Additions for operators (issue 16): open rooms, the running version, process figures.
+    r.gauge(`${p}rooms_active`, "Rooms open now, empty rooms included", sources.rooms);
+    r.gauge(
+      `${p}build_info`,
+      "Always 1; the running server version is in the version label",
+      () => 1,
+      { version: options.version },
+    );
+    registerProcessMetrics(r, options.processReaders ?? defaultProcessReaders());
     this.#playersJoined = r.counter(`${p}players_joined_total`, "Seats taken");
     this.#playersLeft = r.counter(`${p}players_left_total`, "Seats released");
     this.#gameData = r.counter(
@@ -250,15 +259,6 @@ export class ServerMetrics {
       `${p}game_data_relay_latency_seconds`,
       "GameData received to relayed frames queued for every recipient",
     );
-    // Additions for operators (issue 16): open rooms, the running version, process figures.
-    r.gauge(`${p}rooms_active`, "Rooms open now, empty rooms included", sources.rooms);
-    r.gauge(
-      `${p}build_info`,
-      "Always 1; the running server version is in the version label",
-      () => 1,
-      { version: options.version },
-    );
-    registerProcessMetrics(r, options.processReaders ?? defaultProcessReaders());
   }
 
   /** Counts one hub or engine event. Never throws on unknown events. */

@@ -8,16 +8,16 @@ function metricsWith(reconnection: boolean, held = 0) {
   return new ServerMetrics({
     connections: () => 2,
     players: () => 3,
+    rooms: () => 4,
     heldSeats: () => held,
     seatCounts: () => [],
-    rooms: () => 4,
   }, {
     reconnection,
+    version: "0.0.0-test",
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 300,
     historyFields: [],
-    version: "0.0.0-test",
   });
 }
 
@@ -82,6 +82,7 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     signal_fish_errors_websocket_total: 1,
     signal_fish_errors_validation_total: 3,
     signal_fish_players_active: 3,
+    signal_fish_rooms_active: 4,
     signal_fish_players_joined_total: 2,
     signal_fish_players_left_total: 2,
     signal_fish_game_data_messages_total: 1,
@@ -101,7 +102,6 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     signal_fish_room_join_latency_seconds_count: 1,
     signal_fish_game_data_relay_latency_seconds_sum: 0.0001,
     signal_fish_game_data_relay_latency_seconds_count: 1,
-    signal_fish_rooms_active: 4,
   });
   const text = metrics.renderPrometheus();
   ok(text.includes('signal_fish_room_join_latency_seconds_bucket{le="10"} 0\n'));
