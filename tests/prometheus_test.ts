@@ -252,6 +252,26 @@ Deno.test("Every metric in the Grafana dashboard and the alert rules is in a liv
   ) ok(all.includes(name), name);
 });
 
+Deno.test("The Grafana dashboard's panels fit a 24-column grid without overlapping", async () => {
+  const dashboard = await readDashboard();
+  type Box = { title: string; gridPos: { x: number; y: number; w: number; h: number } };
+  const boxes = dashboard.panels as unknown as Box[];
+  equal(dashboard.uid, "signal-fish");
+  deepEqual(dashboard.templating.list.map((variable) => variable.name), ["datasource", "instance"]);
+  for (const { title, gridPos: { x, y, w, h } } of boxes) {
+    ok(x >= 0 && w > 0 && x + w <= 24 && y >= 0 && h > 0, title);
+  }
+  for (const [i, a] of boxes.entries()) {
+    for (const b of boxes.slice(i + 1)) {
+      const apart = a.gridPos.x + a.gridPos.w <= b.gridPos.x ||
+        b.gridPos.x + b.gridPos.w <= a.gridPos.x ||
+        a.gridPos.y + a.gridPos.h <= b.gridPos.y ||
+        b.gridPos.y + b.gridPos.h <= a.gridPos.y;
+      ok(apart, `"${a.title}" overlaps "${b.title}"`);
+    }
+  }
+});
+
 /** GETs `url` as JSON, giving up after 5 s. */
 async function getJson(url: string): Promise<{ status: number; body: unknown }> {
   const controller = new AbortController();
