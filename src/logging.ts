@@ -365,7 +365,6 @@ export function logFileName(filename: string, rotation: Rotation, timestamp: num
     : `${filename}.${iso.slice(0, 10)}-${iso.slice(11, 13)}`;
 }
 
-
 /**
  * Counts of lines the log sinks could not write or chose not to (SERVER.md §7.3, §7.5), read by
  * the metrics at scrape time (`signal_fish_log_write_failures_total`,
@@ -813,43 +812,45 @@ export function openRateLimitedSink(options: RateLimitedSinkOptions): RateLimite
     Deno.unrefTimer(timer);
   };
 
-  const sink = markImmediate(((record: LogRecord) => {
-    if (maxPerSecond <= 0) return emit(record);
-    let key = `${record.category.join(".")}\u0000${templateOf(record)}`;
-    let window = windows.get(key);
-    if (window === undefined) {
-      if (windows.size >= MAX_EVENT_KINDS) {
-        key = "\u0000other";
-        window = windows.get(key);
-      }
+  const sink = markImmediate(
+    ((record: LogRecord) => {
+      if (maxPerSecond <= 0) return emit(record);
+      let key = `${record.category.join(".")}\u0000${templateOf(record)}`;
+      let window = windows.get(key);
       if (window === undefined) {
-        window = { second: 0, passed: 0, suppressed: 0, firstSuppressed: 0, sample: undefined };
-        windows.set(key, window);
+        if (windows.size >= MAX_EVENT_KINDS) {
+          key = "\u0000other";
+          window = windows.get(key);
+        }
+        if (window === undefined) {
+          window = { second: 0, passed: 0, suppressed: 0, firstSuppressed: 0, sample: undefined };
+          windows.set(key, window);
+        }
       }
-    }
-    const second = Math.floor(record.timestamp / 1000) * 1000;
-    if (second !== window.second) {
-      if (window.suppressed > 0) summarise(window, record.timestamp);
-      window.second = second;
-      window.passed = 0;
-    }
-    if (window.passed < maxPerSecond) {
-      window.passed++;
-      return emit(record);
-    }
-    if (window.suppressed === 0) {
-      window.firstSuppressed = record.timestamp;
-      // The record itself is not kept: logtape may reuse it once the sink returns.
-      window.sample = {
-        category: record.category,
-        level: record.level,
-        template: templateOf(record),
-      };
-    }
-    window.suppressed++;
-    stats.linesSuppressed++;
-    schedule();
-  }) as RateLimitedSink);
+      const second = Math.floor(record.timestamp / 1000) * 1000;
+      if (second !== window.second) {
+        if (window.suppressed > 0) summarise(window, record.timestamp);
+        window.second = second;
+        window.passed = 0;
+      }
+      if (window.passed < maxPerSecond) {
+        window.passed++;
+        return emit(record);
+      }
+      if (window.suppressed === 0) {
+        window.firstSuppressed = record.timestamp;
+        // The record itself is not kept: logtape may reuse it once the sink returns.
+        window.sample = {
+          category: record.category,
+          level: record.level,
+          template: templateOf(record),
+        };
+      }
+      window.suppressed++;
+      stats.linesSuppressed++;
+      schedule();
+    }) as RateLimitedSink,
+  );
   sink[Symbol.dispose] = () => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
