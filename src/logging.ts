@@ -706,7 +706,10 @@ function concat(parts: readonly Uint8Array[], length: number): Uint8Array {
 
 /** Options of {@linkcode openRateLimitedSink}. */
 export interface RateLimitedSinkOptions {
-  /** Where the lines that pass go, in order (e.g. stdout and the file sink). */
+  /**
+   * Where the lines that pass go, in order (e.g. stdout and the file sink). They belong to the
+   * rate-limited sink from now on: disposing it disposes them.
+   */
   sinks: readonly Sink[];
   /**
    * `logging.max_lines_per_event_per_second`: lines of one event kind (category and message
@@ -720,8 +723,11 @@ export interface RateLimitedSinkOptions {
   now?: () => number;
 }
 
-/** A sink that limits lines per event kind; disposing writes the pending summaries. */
-export type RateLimitedSink = Sink & Disposable;
+/**
+ * A sink that limits lines per event kind; disposing it writes the pending summaries, then
+ * disposes its inner sinks (those that are `Disposable` or `AsyncDisposable`).
+ */
+export type RateLimitedSink = Sink & AsyncDisposable;
 
 /** Per event kind: the current one-second window. */
 interface EventWindow {
@@ -851,12 +857,16 @@ export function openRateLimitedSink(options: RateLimitedSinkOptions): RateLimite
       schedule();
     }) as RateLimitedSink,
   );
-  sink[Symbol.dispose] = () => {
+  sink[Symbol.asyncDispose] = async () => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
     const time = now();
     for (const window of windows.values()) {
       if (window.suppressed > 0) summarise(window, time);
+    }
+    for (const inner of sinks) {
+      if (Symbol.asyncDispose in inner) await (inner as AsyncDisposable)[Symbol.asyncDispose]();
+      else if (Symbol.dispose in inner) (inner as Disposable)[Symbol.dispose]();
     }
   };
   return sink;

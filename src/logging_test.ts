@@ -312,11 +312,11 @@ function event(template: string, timestamp: number, level: LogLevel = "info"): L
   };
 }
 
-Deno.test("openRateLimitedSink() passes maxPerSecond lines per event kind and summarises the rest", () => {
+Deno.test("openRateLimitedSink() passes maxPerSecond lines per event kind and summarises the rest", async () => {
   const seen: LogRecord[] = [];
   const stats = newLogStats();
   const t0 = Date.UTC(2026, 0, 1, 12, 0, 0, 0);
-  using sink = openRateLimitedSink({
+  const sink = openRateLimitedSink({
     sinks: [(r) => void seen.push(r)],
     maxPerSecond: 3,
     stats,
@@ -348,7 +348,7 @@ Deno.test("openRateLimitedSink() passes maxPerSecond lines per event kind and su
   // Suppressed again in this second; dispose writes the pending summary.
   for (let i = 0; i < 10; i++) sink(event("Connection {connection_id} opened", t0 + 1300));
   equal(seen.length, 8);
-  sink[Symbol.dispose]();
+  await sink[Symbol.asyncDispose]();
   equal(seen.length, 9);
   equal(seen[8]!.properties.suppressed, 8);
   equal(stats.linesSuppressed, 1005);
@@ -356,7 +356,7 @@ Deno.test("openRateLimitedSink() passes maxPerSecond lines per event kind and su
 
 Deno.test("openRateLimitedSink() writes a pending summary by timer when the flood stops", async () => {
   const seen: LogRecord[] = [];
-  using sink = openRateLimitedSink({ sinks: [(r) => void seen.push(r)], maxPerSecond: 1 });
+  await using sink = openRateLimitedSink({ sinks: [(r) => void seen.push(r)], maxPerSecond: 1 });
   const now = Date.now();
   sink(event("a", now));
   sink(event("a", now));
@@ -369,9 +369,9 @@ Deno.test("openRateLimitedSink() writes a pending summary by timer when the floo
   equal(seen[1]!.properties.suppressed, 2);
 });
 
-Deno.test("openRateLimitedSink() with maxPerSecond 0 passes everything", () => {
+Deno.test("openRateLimitedSink() with maxPerSecond 0 passes everything", async () => {
   let count = 0;
-  using sink = openRateLimitedSink({ sinks: [() => void count++], maxPerSecond: 0 });
+  await using sink = openRateLimitedSink({ sinks: [() => void count++], maxPerSecond: 0 });
   for (let i = 0; i < 500; i++) sink(event("x", 1000));
   equal(count, 500);
 });
@@ -590,4 +590,22 @@ Deno.test("openStdoutSink() counts failed writes and their lines in stats, warns
   sink.flush();
   equal(warnings.length, 2);
   match(warnings[1]!, /3 lines were lost/);
+});
+
+Deno.test("openRateLimitedSink() disposes its inner sinks after the last summary", async () => {
+  const order: string[] = [];
+  const syncSink = Object.assign((r: LogRecord) => void order.push(`sync ${r.rawMessage}`), {
+    [Symbol.dispose]: () => void order.push("sync disposed"),
+  });
+  const asyncSink = Object.assign((r: LogRecord) => void order.push(`async ${r.rawMessage}`), {
+    [Symbol.asyncDispose]: () => Promise.resolve(void order.push("async disposed")),
+  });
+  const sink = openRateLimitedSink({ sinks: [syncSink, asyncSink], maxPerSecond: 1 });
+  sink(event("x", 1000));
+  sink(event("x", 1000));
+  await sink[Symbol.asyncDispose]();
+  equal(order.length, 6);
+  equal(order[4], "sync disposed");
+  equal(order[5], "async disposed");
+  match(order[2]!, /^sync Suppressed/);
 });
