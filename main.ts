@@ -11,7 +11,8 @@
  */
 import { configure, dispose, getLogger, type LogRecord, type Sink } from "@logtape/logtape";
 import { runCli } from "./src/cli.ts";
-import { type Config, readConfigEnv } from "./src/config.ts";
+import type { Config } from "./src/config/schema.ts";
+import { readConfigEnv } from "./src/config/load.ts";
 import {
   formatJsonLine,
   formatTextLine,

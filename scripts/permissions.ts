@@ -15,7 +15,7 @@ export const ASSET_DIRS: readonly string[] = ["static"];
 /**
  * Environment variables the server reads: only the configuration variables of SERVER.md §2.3
  * (`SIGNAL_FISH_…` and `SIGNAL_FISH__…`, including `SIGNAL_FISH_CONFIG_PATH`). The `*` suffix is
- * a prefix wildcard (Deno ≥ 2.1); `src/config.ts` `readConfigEnv()` then looks up the known names
+ * a prefix wildcard (Deno ≥ 2.1); `src/config/load.ts` `readConfigEnv()` then looks up the known names
  * one by one, because listing the environment needs full env access.
  */
 export const ENV_ALLOW = "SIGNAL_FISH_*";

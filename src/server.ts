@@ -4,7 +4,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Config } from "./config.ts";
+import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
@@ -13,7 +13,7 @@ import { createHandler, type TokenBindingOptions } from "./http/routes.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
-import { ServerMetrics } from "./http/server_metrics.ts";
+import { ServerMetrics } from "./metrics/server_metrics.ts";
 import type { StatusBody } from "./http/metrics_routes.ts";
 import denoJson from "../deno.json" with { type: "json" };
 

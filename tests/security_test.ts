@@ -3,7 +3,7 @@
  * (SERVER.md §1.10, §3.1–§3.4; PROTOCOL.md §7.1, §7.13).
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
-import type { Config } from "../src/config.ts";
+import type { Config } from "../src/config/schema.ts";
 import { startServer, unsupportedSettings } from "../src/server.ts";
 import type { HubEvent } from "../src/transport/hub.ts";
 import { connect, joinRoom, serve, testConfig } from "./helpers.ts";

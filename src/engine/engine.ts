@@ -19,7 +19,8 @@ import {
   type ServerMessage,
 } from "../protocol/messages.ts";
 import { encodeGameDataEnvelope, msgpackToJson } from "../protocol/msgpack.ts";
-import { secretEquals } from "./secrets.ts";
+import { secretEquals } from "../util/secrets.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 import { type ConnId, Room, roomKey, type Seat } from "./room.ts";
 import {
   AppRegistry,
@@ -37,7 +38,6 @@ import {
   checkRoomCode,
   nameKey,
   type NameRules,
-  utf8Length,
 } from "./validation.ts";
 
 export type { ConnId } from "./room.ts";

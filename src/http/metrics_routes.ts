@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { secretEquals } from "../engine/secrets.ts";
+import { secretEquals } from "../util/secrets.ts";
 import { getLogger } from "@logtape/logtape";
-import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
-import type { ServerMetrics } from "./server_metrics.ts";
+import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
+import type { ServerMetrics } from "../metrics/server_metrics.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 

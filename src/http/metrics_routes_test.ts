@@ -4,7 +4,7 @@ import { testOptions } from "../engine/testing.ts";
 import { Hub } from "../transport/hub.ts";
 import { bearerMatches, type StatusBody } from "./metrics_routes.ts";
 import { createHandler } from "./routes.ts";
-import { seatPercentiles, ServerMetrics } from "./server_metrics.ts";
+import { seatPercentiles, ServerMetrics } from "../metrics/server_metrics.ts";
 
 const INFO = {
   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 },

@@ -15,7 +15,7 @@ import {
 import type { ServerMessage } from "../protocol/messages.ts";
 import type { ErrorCode } from "../protocol/error_codes.ts";
 import type { ConnId, DisconnectLoss, Effect, Engine, EngineEvent } from "../engine/engine.ts";
-import { utf8Length } from "../engine/validation.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 import type { Fanout, Peer } from "../coordination/fanout.ts";
 import { type DeliveryFailure, LocalFanout } from "../coordination/memory.ts";
 import { type TokenBinding, verifyProof } from "./token_binding.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { secretEquals } from "../engine/secrets.ts";
+import { secretEquals } from "../util/secrets.ts";
 
 /** What a bound connection needs to check its frames (SERVER.md §3.9). */
 export interface TokenBinding {

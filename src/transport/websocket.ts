@@ -4,7 +4,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { utf8Length } from "../engine/validation.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 import type { Hub, Peer, SendFailure } from "./hub.ts";
 import type { TokenBinding } from "./token_binding.ts";
 

@@ -12,7 +12,8 @@ import {
   LatencySketch,
   type LatencySummary,
   Registry,
-} from "./metrics.ts";
+} from "./registry.ts";
+import { upstreamRateLimitWindows, upstreamSnapshot } from "./upstream_json.ts";
 
 /** Live state the gauges and the dashboard read at scrape/refresh time. */
 export interface MetricsSources {
@@ -133,7 +134,6 @@ export class ServerMetrics {
   #refreshCount = 0;
   #lastError: string | null = null;
   #history: DashboardEntry[] = [];
-  /** What the JoinRoom/GameData being timed turned out to be. */
 
   /** Registers every family of SERVER.md §6.3 this build has, in the spec's order. */
   constructor(sources: MetricsSources, options: ServerMetricsOptions) {
@@ -433,9 +433,7 @@ export class ServerMetrics {
           total: this.#errors.value,
         },
         rateLimiting: {
-          minute: { limit: 0, used: 0, checks: 0, rejections: 0 },
-          hour: { limit: 0, used: 0, checks: 0, rejections: 0 },
-          day: { limit: 0, used: 0, checks: 0, rejections: 0 },
+          ...upstreamRateLimitWindows(),
           total_rejections: this.#rateLimitRejections.value,
           resets: 0,
         },
@@ -446,122 +444,43 @@ export class ServerMetrics {
   }
 
   #snapshot(now: number): Record<string, unknown> {
-    const creation = this.#creationSketch.summary();
-    const join = this.#joinSketch.summary();
     const latest = this.#history.at(-1);
-    return {
-      timestamp: rfc3339(now),
-      connections: {
-        total_connections: this.#connections.value,
-        active_connections: this.#sources.connections(),
-        disconnections: this.#disconnections.value,
-        connection_errors: this.#errorsWebsocket.value,
-        websocket_messages_dropped: this.#dropped,
-      },
-      rooms: {
-        rooms_created: this.#roomsCreated.value,
-        rooms_joined: this.#roomsJoined.value,
-        room_creation_failures: this.#creationFailures,
-        room_join_failures: this.#joinFailures,
-        rooms_deleted: this.#roomsDeleted.value,
-        room_cap_lock_acquisitions: 0,
-        room_cap_lock_failures: 0,
-        room_cap_denials: this.#capDenials.value,
-      },
-      race_conditions: {
-        room_capacity_conflicts: 0,
-        room_code_collisions: this.#codeCollisions,
-        authority_transfer_conflicts: 0,
-        retry_attempts: 0,
-        retry_successes: 0,
-        retry_success_rate: 1.0,
-      },
-      cross_instance: {
-        cross_instance_messages: 0,
-        dedup_cache_hits: 0,
-        dedup_cache_misses: 0,
-        dedup_cache_evictions: 0,
-        dedup_cache_size: 0,
-        membership_cache_hits: 0,
-        membership_cache_misses: 0,
-        remote_membership_updates_published: 0,
-        remote_membership_updates_received: 0,
-        remote_membership_known_broadcasts: 0,
-        remote_membership_forced_broadcasts: 0,
-        remote_membership_skipped_broadcasts: 0,
-      },
-      performance: {
-        query_count: 0,
-        average_room_creation_ms: creation.average_ms,
-        average_room_join_ms: join.average_ms,
-        average_query_ms: null,
-        room_creation_latency: creation,
-        room_join_latency: join,
-        query_latency: new LatencySketch().summary(),
-        latency_histogram_clamped_samples: this.#clamped.value,
-      },
-      dashboard_cache: {
-        refresh_count: this.#refreshCount,
-        refresh_errors: this.#refreshFailures.value,
-        last_refresh_timestamp: latest ? Math.floor(latest.fetchedAt / 1000) : null,
-        refresh_failures: this.#refreshFailures.value,
-      },
-      rate_limiting: {
-        rate_limit_rejections: this.#rateLimitRejections.value,
-        rate_limit_resets: 0,
-        minute_limit: 0,
-        hour_limit: 0,
-        day_limit: 0,
-        minute_count: 0,
-        hour_count: 0,
-        day_count: 0,
-        minute_checks: 0,
-        hour_checks: 0,
-        day_checks: 0,
-        minute_rejections: 0,
-        hour_rejections: 0,
-        day_rejections: 0,
-        cache_rows: 0,
-        cache_purged: 0,
-      },
-      players: {
-        players_joined: this.#playersJoined.value,
-        players_left: this.#playersLeft.value,
-        authority_transfers: 0,
-        game_data_messages: this.#gameData.value,
-        heartbeat_updates: 0,
-        heartbeat_skipped: 0,
-      },
-      errors: {
-        validation_errors: this.#errorsValidation.value,
-        internal_errors: this.#errorsInternal.value,
-        websocket_errors: this.#errorsWebsocket.value,
-        total_errors: this.#errors.value,
-      },
-      cleanup: {
-        empty_rooms_cleaned: this.#cleanupEmpty.value,
-        inactive_rooms_cleaned: this.#cleanupInactive.value,
-        expired_players_cleaned: 0,
-      },
-      reconnection: {
-        tokens_issued: this.#tokensIssued?.value ?? 0,
-        sessions_active: this.#sources.heldSeats() ?? 0,
-        validations_failed: this.#reconnectFailures?.value ?? 0,
-        completions: this.#reconnectCompletions?.value ?? 0,
-        events_buffered: 0,
-      },
-      distributed_lock: {
-        release_failures: 0,
-        extend_failures: 0,
-        cleanup_runs: 0,
-        cleanup_removed: 0,
-      },
-      relay_health: {
-        client_id_reuse_events: 0,
-        client_id_exhaustion_events: 0,
-        session_timeouts: 0,
-      },
-    };
+    return upstreamSnapshot({
+      total_connections: this.#connections.value,
+      active_connections: this.#sources.connections(),
+      disconnections: this.#disconnections.value,
+      connection_errors: this.#errorsWebsocket.value,
+      websocket_messages_dropped: this.#dropped,
+      rooms_created: this.#roomsCreated.value,
+      rooms_joined: this.#roomsJoined.value,
+      room_creation_failures: this.#creationFailures,
+      room_join_failures: this.#joinFailures,
+      rooms_deleted: this.#roomsDeleted.value,
+      room_cap_denials: this.#capDenials.value,
+      room_code_collisions: this.#codeCollisions,
+      room_creation_latency: this.#creationSketch.summary(),
+      room_join_latency: this.#joinSketch.summary(),
+      latency_histogram_clamped_samples: this.#clamped.value,
+      refresh_count: this.#refreshCount,
+      refresh_failures: this.#refreshFailures.value,
+      last_refresh_timestamp: latest ? Math.floor(latest.fetchedAt / 1000) : null,
+      rate_limit_rejections: this.#rateLimitRejections.value,
+      players_joined: this.#playersJoined.value,
+      players_left: this.#playersLeft.value,
+      game_data_messages: this.#gameData.value,
+      validation_errors: this.#errorsValidation.value,
+      internal_errors: this.#errorsInternal.value,
+      websocket_errors: this.#errorsWebsocket.value,
+      total_errors: this.#errors.value,
+      empty_rooms_cleaned: this.#cleanupEmpty.value,
+      inactive_rooms_cleaned: this.#cleanupInactive.value,
+      expired_players_cleaned: 0,
+      tokens_issued: this.#tokensIssued?.value ?? 0,
+      sessions_active: this.#sources.heldSeats() ?? 0,
+      validations_failed: this.#reconnectFailures?.value ?? 0,
+      completions: this.#reconnectCompletions?.value ?? 0,
+      events_buffered: 0,
+    }, now);
   }
 
   #countError(counter: Counter): void {

@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
-import { escapeHelp, formatValue, LatencySketch, Registry } from "./metrics.ts";
+import { escapeHelp, formatValue, LatencySketch, Registry } from "./registry.ts";
 
 Deno.test("formatValue() writes integers plainly and never uses exponent notation", () => {
   deepEqual(
