@@ -494,6 +494,10 @@ export function openFileSink(options: FileSinkOptions): FileSink | { warning: st
   let lostInRun: number | undefined;
   /** Whether retention ran since the sink opened. */
   let pruned = false;
+  /** Size past which the open file is rotated: `maxFileBytes`, more after a failed rotation. */
+  let rotateAt = maxFileBytes;
+  /** Whether a rotation or retention failure was warned about. */
+  let housekeepingWarned = false;
 
   function fail(lines: number, error: unknown, path: string) {
     stats.writeFailures++;
@@ -541,6 +545,7 @@ export function openFileSink(options: FileSinkOptions): FileSink | { warning: st
       }
       repair = undefined;
       size = current;
+      rotateAt = maxFileBytes;
     } catch (error) {
       handle.close();
       throw error;
@@ -567,29 +572,56 @@ export function openFileSink(options: FileSinkOptions): FileSink | { warning: st
     return out;
   }
 
-  /** Deletes the oldest files beyond `maxFiles` (SERVER.md §7.3 retention). */
+  /**
+   * Deletes the oldest files beyond `maxFiles` (retention). A failure (e.g. no permission to
+   * list the directory) is counted and warned about once; lines are still written.
+   */
   async function prune(): Promise<void> {
     if (maxFiles <= 0) return;
-    const files = await ownFiles();
-    // Newest first; the file being written always stays.
-    files.sort((a, b) =>
-      a.name === openName ? -1 : b.name === openName ? 1 : b.mtime - a.mtime ||
-        // Same time: `s.log.10` is newer than `s.log.9`.
-        b.name.localeCompare(a.name, "en", { numeric: true })
-    );
-    for (const { name } of files.slice(maxFiles)) await Deno.remove(`${dir}/${name}`);
+    try {
+      const files = await ownFiles();
+      // Newest first; the file being written always stays.
+      files.sort((a, b) =>
+        a.name === openName ? -1 : b.name === openName ? 1 : b.mtime - a.mtime ||
+          // Same time: `s.log.10` is newer than `s.log.9`.
+          b.name.localeCompare(a.name, "en", { numeric: true })
+      );
+      for (const { name } of files.slice(maxFiles)) await Deno.remove(`${dir}/${name}`);
+    } catch (error) {
+      housekeepingFailed("delete old log files", error);
+    }
   }
 
-  /** Closes `name` (full) and renames it `name.<n>`, n one above the highest in use. */
+  /**
+   * Renames the full file `name` to `name.<n>` (n one above the highest in use) and opens a new
+   * `name`. When that fails (e.g. no permission to list or rename), the failure is counted and
+   * warned about once and the current file is kept: lines go on being written to it, and the
+   * next attempt waits until it has grown by another `maxFileBytes`.
+   */
   async function rotateBySize(name: string): Promise<void> {
-    closeFile();
-    let highest = 0;
-    for await (const entry of Deno.readDir(dir)) {
-      if (!entry.name.startsWith(`${name}.`)) continue;
-      const n = Number(entry.name.slice(name.length + 1));
-      if (Number.isSafeInteger(n) && n > highest) highest = n;
+    try {
+      let highest = 0;
+      for await (const entry of Deno.readDir(dir)) {
+        if (!entry.name.startsWith(`${name}.`)) continue;
+        const n = Number(entry.name.slice(name.length + 1));
+        if (Number.isSafeInteger(n) && n > highest) highest = n;
+      }
+      await Deno.rename(`${dir}/${name}`, `${dir}/${name}.${highest + 1}`);
+    } catch (error) {
+      housekeepingFailed("rotate the log file", error);
+      rotateAt = size + maxFileBytes;
+      return;
     }
-    await Deno.rename(`${dir}/${name}`, `${dir}/${name}.${highest + 1}`);
+    closeFile();
+    await openFile(name);
+    await prune();
+  }
+
+  function housekeepingFailed(what: string, error: unknown) {
+    stats.writeFailures++;
+    if (housekeepingWarned) return;
+    housekeepingWarned = true;
+    options.warn?.(`Cannot ${what} in {path}: {error}`, { path: dir, error: errorText(error) });
   }
 
   /** Writes `bytes` whole or, on failure, cuts the file back to where it was. */
@@ -637,13 +669,9 @@ export function openFileSink(options: FileSinkOptions): FileSink | { warning: st
             let j = i;
             while (j < end) {
               const encoded = encoder.encode(batch[j]!.line);
-              if (maxFileBytes > 0 && size + bytes + encoded.length > maxFileBytes) {
+              if (maxFileBytes > 0 && size + bytes + encoded.length > rotateAt) {
                 if (bytes > 0) break;
-                if (size > 0) {
-                  await rotateBySize(name);
-                  await openFile(name);
-                  await prune();
-                }
+                if (size > 0) await rotateBySize(name);
               }
               group.push(encoded);
               bytes += encoded.length;

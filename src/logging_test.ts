@@ -609,3 +609,46 @@ Deno.test("openRateLimitedSink() disposes its inner sinks after the last summary
   equal(order[5], "async disposed");
   match(order[2]!, /^sync Suppressed/);
 });
+
+Deno.test("openFileSink() keeps writing when rotation fails (no permission to list the directory)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const stats = newLogStats();
+    const warnings: string[] = [];
+    const sink = openFileSink({
+      dir,
+      filename: "s.log",
+      rotation: "never",
+      format: (r) => `${r.message[0]}\n`,
+      maxFileBytes: 10,
+      stats,
+      warn: (message) => warnings.push(message),
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    sink(record(["first"]));
+    await sink.flush();
+    // Rotation lists the directory; make that fail by replacing the directory under the sink.
+    const readDir = Deno.readDir;
+    Object.defineProperty(Deno, "readDir", {
+      value: () => {
+        throw new Deno.errors.PermissionDenied("not allowed");
+      },
+      configurable: true,
+    });
+    try {
+      sink(record(["second"])); // 6 + 7 > 10: rotation, which fails
+      sink(record(["3"])); // 13 + 2 ≤ 6 + 10: no new attempt yet
+      await sink.flush();
+    } finally {
+      Object.defineProperty(Deno, "readDir", { value: readDir, configurable: true });
+    }
+    await sink[Symbol.asyncDispose]();
+    equal(await Deno.readTextFile(`${dir}/s.log`), "first\nsecond\n3\n", "no line lost");
+    equal(stats.linesDropped, 0);
+    equal(stats.writeFailures, 1, "one failed rotation; the next waits for another 10 bytes");
+    equal(warnings.length, 1);
+    match(warnings[0]!, /Cannot rotate the log file/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

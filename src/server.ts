@@ -9,6 +9,7 @@ import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type TlsPem } from "./http/listener.ts";
+import type { LogStats } from "./logging.ts";
 import { createHandler, type TokenBindingOptions } from "./http/routes.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
@@ -51,6 +52,11 @@ export interface StartOptions {
   hostname?: string;
   /** Receives every hub and engine event (metrics, tests). */
   onEvent?: (event: HubEvent) => void;
+  /**
+   * The log sinks' counts (src/logging.ts `newLogStats()`, filled by the sinks `main.ts`
+   * configures), exposed as `signal_fish_log_*_total`. @default none: those read 0
+   */
+  logStats?: LogStats;
 }
 
 /**
@@ -155,18 +161,21 @@ export function serverMetrics(
   config: Config,
   engine: Engine,
   connections: () => number,
+  logStats?: LogStats,
 ): ServerMetrics {
   return new ServerMetrics({
     connections,
     players: () => engine.stats().players,
     heldSeats: () => engine.stats().heldSeats,
     seatCounts: () => engine.seatCounts(),
+    logStats,
   }, {
     reconnection: config.server.enable_reconnection,
     refreshIntervalSecs: config.metrics.dashboard_cache_refresh_interval_secs,
     ttlSecs: config.metrics.dashboard_cache_ttl_secs,
     historyWindowSecs: config.metrics.dashboard_cache_history_window_secs,
     historyFields: config.metrics.dashboard_cache_history_fields,
+    maxGames: config.metrics.dashboard_max_games,
   });
 }
 
@@ -180,7 +189,7 @@ export async function startServer(
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
   // `hub.size` is read at scrape time, after `hub` exists.
-  const metrics = serverMetrics(config, engine, () => hub.size);
+  const metrics = serverMetrics(config, engine, () => hub.size, options.logStats);
   const onEvent = options.onEvent;
   const hub = new Hub(engine, {
     maxMessageSize: config.security.max_message_size,
