@@ -248,6 +248,7 @@ export async function startServer(
     idleTimeoutSecs: config.server.ping_timeout,
     maxConnections: connectionCap.limit,
     trustedProxies: new TrustedProxies(config.security.trusted_proxies),
+    ipv6PrefixLength: config.security.ipv6_prefix_length,
     tokenBinding: tokenBindingOptions(config),
     onOpenSockets: (open) => {
       openSockets = open;

@@ -8,7 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Hub } from "../transport/hub.ts";
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
 import { sessionSecret, type TokenBinding } from "../transport/token_binding.ts";
-import { clientIp, type TrustedProxies } from "./admission.ts";
+import { clientIp, DEFAULT_IPV6_PREFIX_LENGTH, ipKey, type TrustedProxies } from "./admission.ts";
 import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
 import type { RoomRoutes } from "./rooms.ts";
 import { serveStatic } from "./static_files.ts";
@@ -39,6 +39,11 @@ export interface RouteOptions {
   maxConnections?: number;
   /** Peers whose `X-Forwarded-For` names the client (SERVER.md §1.9). @default none */
   trustedProxies?: TrustedProxies;
+  /**
+   * `security.ipv6_prefix_length`: per-IP limits count an IPv6 client by its network of this
+   * many bits (issue 14 item 10). @default 64
+   */
+  ipv6PrefixLength?: number;
   /** `security.transport.token_binding` when enabled (SERVER.md §1.8, §3.9). @default off */
   tokenBinding?: TokenBindingOptions;
   /**
@@ -146,15 +151,23 @@ export function normalizeIp(address: string): string {
   return ip;
 }
 
+/**
+ * The key every per-IP limit counts the request's client under (SERVER.md §1.9, §3.4, §3.5):
+ * the client IP ({@linkcode clientIp}), keyed by {@linkcode ipKey} (IPv6 by its network of
+ * `ipv6PrefixLength` bits, IPv4 by address); `"unknown"` for a non-IP peer.
+ */
 function peerIp(
   request: Request,
   info: Deno.ServeHandlerInfo,
   trusted: TrustedProxies | undefined,
+  ipv6PrefixLength = DEFAULT_IPV6_PREFIX_LENGTH,
 ): string {
   const addr = info.remoteAddr as Deno.Addr;
   if (!("hostname" in addr)) return "unknown";
-  if (!trusted) return normalizeIp(addr.hostname);
-  return normalizeIp(clientIp(addr.hostname, request.headers.get("x-forwarded-for"), trusted));
+  const ip = trusted
+    ? clientIp(addr.hostname, request.headers.get("x-forwarded-for"), trusted)
+    : addr.hostname;
+  return ipKey(ip, ipv6PrefixLength);
 }
 
 function isUpgradeRequest(request: Request): boolean {
@@ -207,7 +220,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
       });
       return json(403, { message: "Origin not allowed", error_code: "UNAUTHORIZED" });
     }
-    const ip = peerIp(request, info, options.trustedProxies);
+    const ip = peerIp(request, info, options.trustedProxies, options.ipv6PrefixLength);
     const current = perIp.get(ip) ?? 0;
     const limit = options.maxConnectionsPerIp;
     if (current >= limit) {
@@ -288,7 +301,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     const rooms = context.roomRoutes?.(
       request,
       path,
-      peerIp(request, info, options.trustedProxies),
+      peerIp(request, info, options.trustedProxies, options.ipv6PrefixLength),
     );
     if (rooms) return rooms;
     if (context.metrics && isMetricsPath(path)) {
