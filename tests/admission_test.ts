@@ -237,8 +237,8 @@ Deno.test("addresses of one IPv6 /64 share one per-IP budget: sockets and room c
     // Another /64, and IPv4 written as IPv4-mapped IPv6 (counted as its IPv4 address), are
     // other clients.
     await using other = await connect(server, xff("2001:db8:1:3::1"));
-    await using v4 = await connect(server, xff("::ffff:198.51.100.7"));
-    await using v4Again = await connect(server, xff("198.51.100.7"));
+    await using _v4 = await connect(server, xff("::ffff:198.51.100.7"));
+    await using _v4Again = await connect(server, xff("198.51.100.7"));
     const v4Third = await rawUpgrade(server.port, { "X-Forwarded-For": "198.51.100.7" });
     held.push(v4Third.conn);
     equal(v4Third.status, 101);
