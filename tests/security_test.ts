@@ -231,8 +231,9 @@ Deno.test("GET /v2/rooms?game_name= is 404 unless public_room_listing, and takes
   await using server = await serve((config) => config.rate_limit.max_join_attempts = 1);
   for (let i = 0; i < 3; i++) {
     const response = await get(server, "/v2/rooms?game_name=orbit");
-    await response.body?.cancel();
     equal(response.status, 404);
+    equal(response.headers.get("content-type"), "text/plain; charset=utf-8");
+    equal(await response.text(), "Not Found");
   }
   const lookup = await get(server, "/v2/rooms/orbit/ABCDEF");
   await lookup.body?.cancel();

@@ -1,6 +1,7 @@
 /**
  * Pre-upgrade admission helpers (SERVER.md §1.8, §1.9, §2.7 `security.*`): the client IP behind
- * trusted proxies, and the global connection cap derived from the open-file limit.
+ * trusted proxies and its normalised per-IP key, and the global connection cap derived from the
+ * open-file limit.
  *
  * @module
  */
@@ -208,6 +209,29 @@ export function clientIp(
     return parseIp(entry) ? entry.replace(/^\[(.*)\]$/, "$1") : peer;
   }
   return peer;
+}
+
+/**
+ * The per-IP key of a request (SERVER.md §1.9), the one place every per-IP limit gets its key
+ * from (connection slots, the creation/join/reconnect token buckets, room lookups): the socket
+ * peer, or behind `trusted` proxies the client they name ({@linkcode clientIp}), keyed by
+ * {@linkcode ipKey} (IPv6 by its network of `ipv6PrefixLength` bits, IPv4 and IPv4-mapped IPv6
+ * by address); `"unknown"` for a peer without an IP address (a Unix socket).
+ *
+ * @param ipv6PrefixLength `security.ipv6_prefix_length` (0–128)
+ */
+export function peerIp(
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+  trusted: TrustedProxies | undefined,
+  ipv6PrefixLength: number = DEFAULT_IPV6_PREFIX_LENGTH,
+): string {
+  const addr = info.remoteAddr as Deno.Addr;
+  if (!("hostname" in addr)) return "unknown";
+  const ip = trusted
+    ? clientIp(addr.hostname, request.headers.get("x-forwarded-for"), trusted)
+    : addr.hostname;
+  return ipKey(ip, ipv6PrefixLength);
 }
 
 /** Fallback of `security.max_connections` when the open-file limit cannot be read (§2.7). */

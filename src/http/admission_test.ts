@@ -101,4 +101,9 @@ Deno.test("ipKey() keys IPv6 by its /64 (configurable), IPv4 and mapped IPv4 by 
   equal(ipKey("::ffff:192.0.2.7", 64), "192.0.2.7");
   equal(ipKey("::FFFF:c000:0207", 64), "192.0.2.7");
   equal(ipKey("Unknown", 64), "unknown");
+  // At /128 the key is the normalised address: mapped IPv4 → IPv4, lower case, no zone id.
+  deepEqual(
+    ["::ffff:10.1.2.3", "FE80::1%eth0", "127.0.0.1", "2001:DB8::1"].map((ip) => ipKey(ip, 128)),
+    ["10.1.2.3", "fe80::1", "127.0.0.1", "2001:db8::1"],
+  );
 });

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { methodNotAllowed, notFound } from "./responses.ts";
 import clientJs from "../../static/client.js" with { type: "text" };
 import demoJs from "../../static/demo.js" with { type: "text" };
 import indexHtml from "../../static/index.html" with { type: "text" };
@@ -67,16 +68,9 @@ export function isStaticPath(path: string): boolean {
 export function serveStatic(request: Request, path: string): Response | undefined {
   const entry = FILES.get(path);
   if (!entry) return undefined;
-  if (request.method !== "GET" && request.method !== "HEAD") {
-    return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
-  }
+  if (request.method !== "GET" && request.method !== "HEAD") return methodNotAllowed();
   const loaded = load(entry.file);
-  if (!loaded) {
-    return new Response(JSON.stringify({ message: "Not Found" }), {
-      status: 404,
-      headers: { "content-type": "application/json" },
-    });
-  }
+  if (!loaded) return notFound();
   const headers = {
     "content-type": entry.type,
     "cache-control": "no-cache",
