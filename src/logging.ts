@@ -771,7 +771,10 @@ interface EventWindow {
   sample: Pick<LogRecord, "category" | "level"> & { template: string } | undefined;
 }
 
-/** Event kinds tracked at most; beyond, every other kind shares one window. */
+/**
+ * Event kinds tracked at most; beyond, every other kind shares one window. Kinds are the literal
+ * templates of this program's log calls, far fewer; the cap only bounds memory.
+ */
 const MAX_EVENT_KINDS = 1024;
 /** The summary line's template. */
 const SUMMARY_TEMPLATE = "Suppressed {suppressed} log lines like: {event}";
@@ -795,8 +798,30 @@ export function openRateLimitedSink(options: RateLimitedSinkOptions): RateLimite
   const { sinks, maxPerSecond } = options;
   const stats = options.stats ?? newLogStats();
   const now = options.now ?? Date.now;
+  /** Every kind's window, by `category\0template` (at most `MAX_EVENT_KINDS`, then "other"). */
   const windows = new Map<string, EventWindow>();
+  /** The same windows by category array and raw template (no key string per line). */
+  const byCategory = new WeakMap<readonly string[], Map<unknown, EventWindow>>();
   let timer: ReturnType<typeof setTimeout> | undefined;
+
+  const windowOf = (record: LogRecord): EventWindow => {
+    let known = byCategory.get(record.category);
+    let window = known?.get(record.rawMessage);
+    if (window !== undefined) return window;
+    let key = `${record.category.join(".")}\u0000${templateOf(record)}`;
+    window = windows.get(key);
+    if (window === undefined && windows.size >= MAX_EVENT_KINDS) {
+      key = "\u0000other";
+      window = windows.get(key);
+    }
+    if (window === undefined) {
+      window = { second: 0, passed: 0, suppressed: 0, firstSuppressed: 0, sample: undefined };
+      windows.set(key, window);
+    }
+    if (known === undefined) byCategory.set(record.category, known = new Map());
+    if (known.size < MAX_EVENT_KINDS) known.set(record.rawMessage, window);
+    return window;
+  };
 
   const emit = (record: LogRecord) => {
     for (const sink of sinks) sink(record);
@@ -831,12 +856,6 @@ export function openRateLimitedSink(options: RateLimitedSinkOptions): RateLimite
       else waiting = true;
     }
     if (waiting) schedule();
-    // Forget kinds that were quiet for a second (memory bound).
-    if (windows.size > MAX_EVENT_KINDS / 2) {
-      for (const [key, window] of windows) {
-        if (window.suppressed === 0 && window.second + 1000 <= time) windows.delete(key);
-      }
-    }
   };
 
   const schedule = () => {
@@ -849,18 +868,7 @@ export function openRateLimitedSink(options: RateLimitedSinkOptions): RateLimite
   const sink = markImmediate(
     ((record: LogRecord) => {
       if (maxPerSecond <= 0) return emit(record);
-      let key = `${record.category.join(".")}\u0000${templateOf(record)}`;
-      let window = windows.get(key);
-      if (window === undefined) {
-        if (windows.size >= MAX_EVENT_KINDS) {
-          key = "\u0000other";
-          window = windows.get(key);
-        }
-        if (window === undefined) {
-          window = { second: 0, passed: 0, suppressed: 0, firstSuppressed: 0, sample: undefined };
-          windows.set(key, window);
-        }
-      }
+      const window = windowOf(record);
       const second = Math.floor(record.timestamp / 1000) * 1000;
       if (second !== window.second) {
         if (window.suppressed > 0) summarise(window, record.timestamp);

@@ -652,3 +652,14 @@ Deno.test("openFileSink() keeps writing when rotation fails (no permission to li
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("openRateLimitedSink() tracks at most 1024 event kinds; the rest share one window", async () => {
+  let passed = 0;
+  const stats = newLogStats();
+  const sink = openRateLimitedSink({ sinks: [() => void passed++], maxPerSecond: 3, stats });
+  for (let i = 0; i < 2000; i++) sink(event(`kind ${i}`, 5000));
+  equal(passed, 1024 + 3);
+  equal(stats.linesSuppressed, 2000 - 1024 - 3);
+  await sink[Symbol.asyncDispose]();
+  equal(passed, 1024 + 3 + 1, "one summary for the shared window");
+});
