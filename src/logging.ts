@@ -492,8 +492,8 @@ export function openFileSink(options: FileSinkOptions): FileSink | { warning: st
   let repair: { name: string; size: number } | undefined;
   /** Lines lost since the current run of failures began; `undefined` while healthy. */
   let lostInRun: number | undefined;
-  /** Whether retention ran since the sink opened. */
-  let pruned = false;
+  /** The file name written last (retention runs when it changes). */
+  let lastName: string | undefined;
   /** Size past which the open file is rotated: `maxFileBytes`, more after a failed rotation. */
   let rotateAt = maxFileBytes;
   /** Whether a rotation or retention failure was warned about. */
@@ -655,10 +655,10 @@ export function openFileSink(options: FileSinkOptions): FileSink | { warning: st
         while (end < batch.length && batch[end]!.name === name) end++;
         try {
           if (openName !== name) {
-            const rotated = openName !== undefined;
             await openFile(name);
-            if (rotated || !pruned) {
-              pruned = true;
+            // A new period's file (daily/hourly), or the first file: apply retention.
+            if (lastName !== name) {
+              lastName = name;
               await prune();
             }
           }

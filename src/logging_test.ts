@@ -663,3 +663,30 @@ Deno.test("openRateLimitedSink() tracks at most 1024 event kinds; the rest share
   await sink[Symbol.asyncDispose]();
   equal(passed, 1024 + 3 + 1, "one summary for the shared window");
 });
+
+Deno.test("openFileSink() applies retention when the day changes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/other.txt`, "not a log file\n");
+    const sink = openFileSink({
+      dir,
+      filename: "s.log",
+      rotation: "daily",
+      format: (r) => `${r.message[0]}\n`,
+      maxFiles: 2,
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    for (const day of [1, 2, 3, 4]) {
+      sink(record([`day ${day}`], {}, Date.UTC(2025, 0, day, 12)));
+      await sink.flush();
+    }
+    await sink[Symbol.asyncDispose]();
+    deepEqual([...(await filesIn(dir)).entries()], [
+      ["other.txt", "not a log file\n"],
+      ["s.log.2025-01-03", "day 3\n"],
+      ["s.log.2025-01-04", "day 4\n"],
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
