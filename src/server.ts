@@ -159,6 +159,7 @@ export function serverMetrics(
     connections,
     players: () => engine.stats().players,
     heldSeats: () => engine.stats().heldSeats,
+    eventsBuffered: () => engine.stats().eventsBuffered,
     seatCounts: () => engine.seatCounts(),
   }, {
     reconnection: config.server.enable_reconnection,
