@@ -87,7 +87,7 @@ async function main(args: string[]): Promise<number> {
     for (const error of unsupported.errors) console.error(`Error: ${error}`);
     return 2;
   }
-  for (const warning of [...outcome.warnings, ...unsupported.warnings]) {
+  for (const warning of outcome.warnings) {
     console.error(`Warning: ${warning}`);
   }
   const logStats = newLogStats();

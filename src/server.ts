@@ -61,18 +61,16 @@ export interface StartOptions {
 }
 
 /**
- * Settings this build accepts but cannot honour yet. `errors` are settings whose silent absence
- * would weaken security or split a cluster (the server must refuse to start); `warnings` name
- * features that are simply off (the server starts without them).
+ * Settings this build accepts but cannot honour yet: their silent absence would weaken security
+ * or split a cluster, so the server must refuse to start (`errors`, one line each).
  */
-export function unsupportedSettings(config: Config): { errors: string[]; warnings: string[] } {
+export function unsupportedSettings(config: Config): { errors: string[] } {
   const errors: string[] = [];
-  const warnings: string[] = [];
   const refuse = (key: string, what: string) =>
     errors.push(`${key} is set, but ${what} is not available in this build`);
   const { cluster } = config;
   if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
-  return { errors, warnings };
+  return { errors };
 }
 
 /** Maps the configuration onto engine settings (SERVER.md §2.7). */
@@ -168,6 +166,7 @@ export function serverMetrics(
     connections,
     players: () => engine.stats().players,
     heldSeats: () => engine.stats().heldSeats,
+    eventsBuffered: () => engine.stats().eventsBuffered,
     seatCounts: () => engine.seatCounts(),
     logStats,
   }, {

@@ -17,6 +17,7 @@ function setup(options: { draining?: boolean; token?: string | null } = {}) {
     connections: () => 0,
     players: () => engine.stats().players,
     heldSeats: () => undefined,
+    eventsBuffered: () => 0,
     seatCounts: () => engine.seatCounts(),
   }, {
     reconnection: false,
@@ -90,6 +91,7 @@ Deno.test("createHandler() counts a per-IP refusal as a rate-limit rejection", (
     connections: () => 0,
     players: () => 0,
     heldSeats: () => undefined,
+    eventsBuffered: () => 0,
     seatCounts: () => [],
   }, {
     reconnection: false,

@@ -23,6 +23,8 @@ export interface MetricsSources {
   players: () => number;
   /** Seats currently held for reconnection; `undefined` when the engine has no reconnection. */
   heldSeats: () => number | undefined;
+  /** Messages appended to replay buffers so far (SERVER.md §6.3 #37); never decreases. */
+  eventsBuffered: () => number;
   /** Game name and seat count of every room on this instance (SERVER.md §6.6). */
   seatCounts: () => { gameName: string; seats: number }[];
   /**
@@ -34,7 +36,10 @@ export interface MetricsSources {
 
 /** Metrics settings (SERVER.md §2.7 `metrics.*`, `server.enable_reconnection`). */
 export interface ServerMetricsOptions {
-  /** Whether reconnection is on and implemented: exposes the `reconnection_*` families. */
+  /**
+   * `server.enable_reconnection`: joins issue tokens (counted in #33). Off, the `reconnection_*`
+   * families are still exposed and read 0 (SERVER.md §6.3 #33–#37).
+   */
   reconnection: boolean;
   /** `metrics.dashboard_cache_refresh_interval_secs`. @default 5 */
   refreshIntervalSecs: number;
@@ -176,11 +181,13 @@ export class ServerMetrics {
   readonly #playersJoined: Counter;
   readonly #playersLeft: Counter;
   readonly #gameData: Counter;
-  readonly #tokensIssued: Counter | undefined;
-  readonly #reconnectFailures: Counter | undefined;
-  readonly #reconnectCompletions: Counter | undefined;
+  readonly #tokensIssued: Counter;
+  readonly #reconnectFailures: Counter;
+  readonly #reconnectCompletions: Counter;
+  readonly #eventsBuffered: Counter;
   readonly #cleanupEmpty: Counter;
   readonly #cleanupInactive: Counter;
+  readonly #cleanupExpired: Counter;
   readonly #refreshFailures: Counter;
   readonly #slowConsumers: Counter;
   readonly #messagesDropped: Counter;
@@ -202,7 +209,11 @@ export class ServerMetrics {
   #rendered: RenderedDashboard | undefined;
   #renders = 0;
 
-  /** Registers every family of SERVER.md §6.3 this build has, in the spec's order. */
+  /**
+   * Registers every family of SERVER.md §6.3 this build has, in the spec's order. The
+   * `reconnection_*` families (#33–#37) are there whether `server.enable_reconnection` is on or
+   * not: off, they read 0.
+   */
   constructor(sources: MetricsSources, options: ServerMetricsOptions) {
     this.#sources = sources;
     this.#options = options;
@@ -254,25 +265,28 @@ export class ServerMetrics {
       `${p}game_data_messages_total`,
       "Inbound game data messages accepted for relay",
     );
-    if (options.reconnection) {
-      this.#tokensIssued = r.counter(
-        `${p}reconnection_tokens_issued_total`,
-        "Reconnection tokens issued",
-      );
-      r.gauge(
-        `${p}reconnection_sessions_active`,
-        "Seats currently held for reconnection",
-        () => sources.heldSeats() ?? 0,
-      );
-      this.#reconnectFailures = r.counter(
-        `${p}reconnection_validation_failures_total`,
-        "ReconnectionFailed replies",
-      );
-      this.#reconnectCompletions = r.counter(
-        `${p}reconnection_completions_total`,
-        "Reconnected replies",
-      );
-    }
+    this.#tokensIssued = r.counter(
+      `${p}reconnection_tokens_issued_total`,
+      "Reconnection tokens issued",
+    );
+    r.gauge(
+      `${p}reconnection_sessions_active`,
+      "Seats currently held for reconnection",
+      () => sources.heldSeats() ?? 0,
+    );
+    this.#reconnectFailures = r.counter(
+      `${p}reconnection_validation_failures_total`,
+      "ReconnectionFailed replies",
+    );
+    this.#reconnectCompletions = r.counter(
+      `${p}reconnection_completions_total`,
+      "Reconnected replies",
+    );
+    this.#eventsBuffered = r.counter(
+      `${p}reconnection_events_buffered_total`,
+      "Messages appended to replay buffers of held seats",
+      sources.eventsBuffered,
+    );
     this.#cleanupEmpty = r.counter(
       `${p}cleanup_empty_rooms_total`,
       "Empty rooms deleted by the maintenance sweep",
@@ -280,6 +294,10 @@ export class ServerMetrics {
     this.#cleanupInactive = r.counter(
       `${p}cleanup_inactive_rooms_total`,
       "Rooms with seats deleted for inactivity",
+    );
+    this.#cleanupExpired = r.counter(
+      `${p}cleanup_expired_players_total`,
+      "Connections closed by the idle timeout (1001, no response to pings)",
     );
     r.gauge(
       `${p}dashboard_cache_age_seconds`,
@@ -336,16 +354,17 @@ export class ServerMetrics {
         break;
       case "disconnected":
         this.#disconnections.inc();
+        if (event.idleTimeout) this.#cleanupExpired.inc();
         break;
       case "room_created":
         this.#roomsCreated.inc();
         this.#playersJoined.inc();
-        this.#tokensIssued?.inc();
+        if (this.#options.reconnection) this.#tokensIssued.inc();
         break;
       case "room_joined":
         this.#roomsJoined.inc();
         this.#playersJoined.inc();
-        this.#tokensIssued?.inc();
+        if (this.#options.reconnection) this.#tokensIssued.inc();
         break;
       case "seat_released":
         // Expiry is also reported as seat_released (reason "expired"): counted once.
@@ -385,11 +404,11 @@ export class ServerMetrics {
         this.#timed(event.outcome, event.seconds);
         break;
       case "player_reconnected":
-        this.#tokensIssued?.inc();
-        this.#reconnectCompletions?.inc();
+        this.#tokensIssued.inc();
+        this.#reconnectCompletions.inc();
         break;
       case "reconnect_failed":
-        this.#reconnectFailures?.inc();
+        this.#reconnectFailures.inc();
         break;
       case "slow_consumer":
         this.#slowConsumers.inc();
@@ -583,12 +602,12 @@ export class ServerMetrics {
       total_errors: this.#errors.value,
       empty_rooms_cleaned: this.#cleanupEmpty.value,
       inactive_rooms_cleaned: this.#cleanupInactive.value,
-      expired_players_cleaned: 0,
-      tokens_issued: this.#tokensIssued?.value ?? 0,
+      expired_players_cleaned: this.#cleanupExpired.value,
+      tokens_issued: this.#tokensIssued.value,
       sessions_active: this.#sources.heldSeats() ?? 0,
-      validations_failed: this.#reconnectFailures?.value ?? 0,
-      completions: this.#reconnectCompletions?.value ?? 0,
-      events_buffered: 0,
+      validations_failed: this.#reconnectFailures.value,
+      completions: this.#reconnectCompletions.value,
+      events_buffered: this.#eventsBuffered.value,
     }, now);
   }
 
