@@ -202,6 +202,7 @@ Deno.test("ServerMetrics reads the log families from the log sinks' stats at scr
     connections: () => 0,
     players: () => 0,
     heldSeats: () => 0,
+    eventsBuffered: () => 0,
     seatCounts: () => [],
     logStats,
   }, {
@@ -248,6 +249,7 @@ Deno.test("ServerMetrics JSON body: bounded per game, dashboard serialised once 
     connections: () => 0,
     players: () => 0,
     heldSeats: () => 0,
+    eventsBuffered: () => 0,
     seatCounts: () => rooms,
   }, {
     reconnection: false,
