@@ -18,6 +18,7 @@ function setup(options: { draining?: boolean; token?: string | null } = {}) {
     players: () => engine.stats().players,
     rooms: () => engine.stats().rooms,
     heldSeats: () => undefined,
+    eventsBuffered: () => 0,
     seatCounts: () => engine.seatCounts(),
   }, {
     reconnection: false,
@@ -93,6 +94,7 @@ Deno.test("createHandler() counts a per-IP refusal as a rate-limit rejection", (
     players: () => 0,
     rooms: () => 0,
     heldSeats: () => undefined,
+    eventsBuffered: () => 0,
     seatCounts: () => [],
   }, {
     reconnection: false,

@@ -44,8 +44,8 @@ const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 /**
- * A monotonically increasing count: increased with `inc()`, or read from a callback at scrape
- * time (a count kept elsewhere, e.g. by the log sinks).
+ * A monotonically increasing count: increased with {@linkcode Counter.inc}, or read at scrape
+ * time from a source that only grows (a count kept where the thing happens).
  */
 export class Counter {
   /** Metric name; ends in `_total`. */
@@ -70,9 +70,9 @@ export class Counter {
     this.#value += by;
   }
 
-  /** The current count (the callback's answer plus `inc()`s for callback counters). */
+  /** The current count (the source's answer for counters read at scrape time). */
   get value(): number {
-    return this.#read ? this.#read() + this.#value : this.#value;
+    return this.#read ? this.#read() : this.#value;
   }
 }
 
@@ -187,8 +187,8 @@ export class Registry {
   readonly #names = new Set<string>();
 
   /**
-   * Registers a counter, optionally read from `read` at scrape time (which must never
-   * decrease). Throws `TypeError` on a bad or duplicate name.
+   * Registers a counter, optionally read from `read` (a count that never decreases) at scrape
+   * time. Throws `TypeError` on a bad or duplicate name.
    */
   counter(name: string, help: string, read?: () => number): Counter {
     if (!name.endsWith("_total")) {
