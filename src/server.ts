@@ -9,6 +9,7 @@ import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type TlsPem } from "./http/listener.ts";
+import type { LogStats } from "./logging.ts";
 import { createHandler, type Handler } from "./http/routes.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
@@ -54,21 +55,24 @@ export interface StartOptions {
   hostname?: string;
   /** Receives every edge, engine and route event (metrics, tests). */
   onEvent?: (event: EdgeEvent) => void;
+  /**
+   * The log sinks' counts (src/logging.ts `newLogStats()`, filled by the sinks `main.ts`
+   * configures), exposed as `signal_fish_log_*_total`. @default none: those read 0
+   */
+  logStats?: LogStats;
 }
 
 /**
- * Settings this build accepts but cannot honour yet. `errors` are settings whose silent absence
- * would weaken security or split a cluster (the server must refuse to start); `warnings` name
- * features that are simply off (the server starts without them).
+ * Settings this build accepts but cannot honour yet: their silent absence would weaken security
+ * or split a cluster, so the server must refuse to start (`errors`, one line each).
  */
-export function unsupportedSettings(config: Config): { errors: string[]; warnings: string[] } {
+export function unsupportedSettings(config: Config): { errors: string[] } {
   const errors: string[] = [];
-  const warnings: string[] = [];
   const refuse = (key: string, what: string) =>
     errors.push(`${key} is set, but ${what} is not available in this build`);
   const { cluster } = config;
   if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
-  return { errors, warnings };
+  return { errors };
 }
 
 /** Maps the configuration onto engine settings (SERVER.md §2.7). */
@@ -158,18 +162,24 @@ export function serverMetrics(
   config: Config,
   engine: Engine,
   connections: () => number,
+  logStats?: LogStats,
 ): ServerMetrics {
   return new ServerMetrics({
     connections,
     players: () => engine.stats().players,
+    rooms: () => engine.stats().rooms,
     heldSeats: () => engine.stats().heldSeats,
+    eventsBuffered: () => engine.stats().eventsBuffered,
     seatCounts: () => engine.seatCounts(),
+    logStats,
   }, {
     reconnection: config.server.enable_reconnection,
+    version: denoJson.version,
     refreshIntervalSecs: config.metrics.dashboard_cache_refresh_interval_secs,
     ttlSecs: config.metrics.dashboard_cache_ttl_secs,
     historyWindowSecs: config.metrics.dashboard_cache_history_window_secs,
     historyFields: config.metrics.dashboard_cache_history_fields,
+    maxGames: config.metrics.dashboard_max_games,
   });
 }
 
@@ -183,7 +193,7 @@ export async function startServer(
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
   // `edge.size` is read at scrape time, after `edge` exists.
-  const metrics = serverMetrics(config, engine, () => edge.size);
+  const metrics = serverMetrics(config, engine, () => edge.size, options.logStats);
   const onEvent = observers(metrics, options.onEvent);
   const edge = new Edge(engine, {
     maxMessageSize: config.security.max_message_size,
@@ -353,6 +363,7 @@ function routeOptions(
     idleTimeoutSecs: config.server.ping_timeout,
     maxConnections,
     trustedProxies: new TrustedProxies(security.trusted_proxies),
+    ipv6PrefixLength: security.ipv6_prefix_length,
     tokenBinding: tokenBindingOptions(config),
     onOpenSockets,
     outbound: {

@@ -27,6 +27,8 @@ export interface EngineStats {
   connections: number;
   /** Seats held for a reconnection (PROTOCOL.md §7.11.2). */
   heldSeats: number;
+  /** Messages appended to replay buffers since the engine started (SERVER.md §6.3 #37). */
+  eventsBuffered: number;
 }
 
 /** The lookup summary of a room (EXTENSIONS.md E5). */

@@ -221,6 +221,7 @@ export class Engine {
       spectators,
       connections: this.#sessions.size,
       heldSeats: this.#reconnection.heldSeats,
+      eventsBuffered: this.#reconnection.eventsBuffered,
     };
   }
 

@@ -75,6 +75,8 @@ export class Reconnection {
   readonly #tokens = new Map<string, TokenRecord[]>();
   /** Records that stopped being valid, oldest first, to forget a window later. */
   readonly #invalidated: TokenRecord[] = [];
+  /** Messages appended to replay buffers so far (`Engine.stats().eventsBuffered`). */
+  #eventsBuffered = 0;
 
   /** `releaseSeat` is the room rules' seat release, called when a hold expires. */
   constructor(options: EngineOptions, sessions: Sessions, releaseSeat: ReleaseSeat) {
@@ -86,6 +88,11 @@ export class Reconnection {
   /** Number of held seats. */
   get heldSeats(): number {
     return this.#holds.size;
+  }
+
+  /** Messages appended to replay buffers since the engine started (SERVER.md §6.3 #37). */
+  get eventsBuffered(): number {
+    return this.#eventsBuffered;
   }
 
   /** The hold of `playerId`'s seat, if held. */
@@ -182,6 +189,7 @@ export class Reconnection {
     hold.frames.push(frame);
     hold.sizes.push(size);
     hold.bytes += size;
+    this.#eventsBuffered++;
   }
 
   /**

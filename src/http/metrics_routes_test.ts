@@ -16,10 +16,13 @@ function setup(options: { draining?: boolean; token?: string | null } = {}) {
   const metrics = new ServerMetrics({
     connections: () => 0,
     players: () => engine.stats().players,
+    rooms: () => engine.stats().rooms,
     heldSeats: () => undefined,
+    eventsBuffered: () => 0,
     seatCounts: () => engine.seatCounts(),
   }, {
     reconnection: false,
+    version: "0.0.0-test",
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 10,
@@ -89,10 +92,13 @@ Deno.test("createHandler() counts a per-IP refusal as a rate-limit rejection", a
   const metrics = new ServerMetrics({
     connections: () => 0,
     players: () => 0,
+    rooms: () => 0,
     heldSeats: () => undefined,
+    eventsBuffered: () => 0,
     seatCounts: () => [],
   }, {
     reconnection: false,
+    version: "0.0.0-test",
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 300,

@@ -79,7 +79,11 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
       matches: (path) => path === "/v2/rooms" || path.startsWith("/v2/rooms/"),
       methods: "own",
       handle: (request, path, info) =>
-        context.roomRoutes?.(request, path, peerIp(request, info, options.trustedProxies)),
+        context.roomRoutes?.(
+          request,
+          path,
+          peerIp(request, info, options.trustedProxies, options.ipv6PrefixLength),
+        ),
     },
     context.metrics !== undefined && {
       paths: "/metrics, /v1/metrics, /v2/metrics (+ /prom), /v2/status",

@@ -41,6 +41,11 @@ export interface UpgradeOptions {
   maxConnections?: number;
   /** Peers whose `X-Forwarded-For` names the client (SERVER.md §1.9). @default none */
   trustedProxies?: TrustedProxies;
+  /**
+   * `security.ipv6_prefix_length`: per-IP limits count an IPv6 client by its network of this
+   * many bits ({@linkcode peerIp}, issue 14 item 10). @default 64
+   */
+  ipv6PrefixLength?: number;
   /** `security.transport.token_binding` when enabled (SERVER.md §1.8, §3.9). @default off */
   tokenBinding?: TokenBindingOptions;
   /**
@@ -100,7 +105,7 @@ export function websocketEndpoint(
       });
       return json(403, { message: "Origin not allowed", error_code: "UNAUTHORIZED" });
     }
-    const ip = peerIp(request, info, options.trustedProxies);
+    const ip = peerIp(request, info, options.trustedProxies, options.ipv6PrefixLength);
     const current = perIp.get(ip) ?? 0;
     const limit = options.maxConnectionsPerIp;
     if (current >= limit) {

@@ -288,16 +288,29 @@ export class Edge {
   /**
    * Handles a closed socket (SERVER.md §5.5): a player's seat is held or released, a spectator
    * detached. `loss` tells the home about messages that could not be written; `code` is the
-   * WebSocket close code, when known (for the log). Idempotent.
+   * WebSocket close code, when known (for the log); `idleTimeout` says the socket was closed by
+   * the idle timeout (metrics). Idempotent.
    */
-  disconnect(id: ConnId, now: number, loss?: DisconnectLoss, code?: number): void {
+  disconnect(
+    id: ConnId,
+    now: number,
+    loss?: DisconnectLoss,
+    code?: number,
+    idleTimeout = false,
+  ): void {
     const conn = this.#conns.get(id);
     if (!conn) return;
     this.#peers.detach(id);
     this.#conns.delete(id);
     conn.queue = undefined;
     this.#apply(this.#engine.disconnect(id, now, loss), now);
-    this.#options.onEvent?.({ type: "disconnected", connectionId: id, ip: conn.info.ip, code });
+    this.#options.onEvent?.({
+      type: "disconnected",
+      connectionId: id,
+      ip: conn.info.ip,
+      code,
+      idleTimeout,
+    });
   }
 
   /** Closes a connection from the server side and tears it down at once. */

@@ -12,8 +12,17 @@ import type { ErrorCode } from "../protocol/error_codes.ts";
 export type EdgeEvent =
   | EngineEvent
   | { type: "connected"; connectionId: ConnId; ip: string }
-  /** `code` is the WebSocket close code, when known. */
-  | { type: "disconnected"; connectionId: ConnId; ip: string; code?: number }
+  /**
+   * `code` is the WebSocket close code, when known; `idleTimeout`: closed by the idle timeout
+   * (1001, no pong), SERVER.md §6.3 #44.
+   */
+  | {
+    type: "disconnected";
+    connectionId: ConnId;
+    ip: string;
+    code?: number;
+    idleTimeout?: boolean;
+  }
   | { type: "invalid_message"; connectionId: ConnId; detail: string }
   /** A frame of `size` bytes over the limit `max` (SERVER.md §3.6). */
   | { type: "message_too_large"; connectionId: ConnId; size: number; max?: number }

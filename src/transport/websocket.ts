@@ -187,6 +187,22 @@ function byteSize(frame: string | Uint8Array): number {
   return typeof frame === "string" ? utf8Length(frame) : frame.byteLength;
 }
 
+/** The close reason of a connection the runtime closed for not answering pings (1001). */
+export const IDLE_TIMEOUT_REASON = "No response from ping frame.";
+
+/**
+ * True when a server socket's error or close event reports the idle timeout (PROTOCOL.md §7.10).
+ * The runtime first fires an error event with {@linkcode IDLE_TIMEOUT_REASON} as its message,
+ * then a close event with 1001 and that reason and no close handshake (a client sending that
+ * code and reason itself closes cleanly, so it does not count).
+ */
+export function isIdleTimeout(event: Event): boolean {
+  if (event instanceof CloseEvent) {
+    return event.code === 1001 && !event.wasClean && event.reason === IDLE_TIMEOUT_REASON;
+  }
+  return event instanceof ErrorEvent && event.message === IDLE_TIMEOUT_REASON;
+}
+
 /**
  * Upgrades `request` (already admitted, SERVER.md §1.8) and wires the socket to `edge`.
  * Returns the 101 response. Throws if the request is not a valid upgrade.
@@ -217,17 +233,20 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
       edge.close(id, 1011, "Internal error", Date.now());
     }
   };
-  const teardown = (closeCode?: number) => {
+  const teardown = (closeCode?: number, idleTimeout = false) => {
     if (closed) return;
     closed = true;
-    if (id !== undefined) edge.disconnect(id, Date.now(), undefined, closeCode);
+    if (id !== undefined) edge.disconnect(id, Date.now(), undefined, closeCode, idleTimeout);
     options.onClosed?.();
   };
-  socket.onclose = (event) => teardown(event.code);
-  socket.onerror = () => {
+  socket.onclose = (event) => teardown(event.code, isIdleTimeout(event));
+  socket.onerror = (event) => {
     if (id !== undefined) edge.transportError(id);
     // An error event is followed by close; tearing down here too keeps the count exact if not.
-    if (socket.readyState === CLOSED_STATE) teardown();
+    if (socket.readyState === CLOSED_STATE) {
+      const idle = isIdleTimeout(event);
+      teardown(idle ? 1001 : undefined, idle);
+    }
   };
   return response;
 }
