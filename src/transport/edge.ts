@@ -96,6 +96,8 @@ export type EdgeCommand =
 /** Per-connection state of the inbound pipeline. */
 interface Connection {
   readonly info: PeerInfo;
+  /** `info.tokenBinding`, read once per text frame. */
+  readonly tokenBinding: TokenBinding | undefined;
   /** The node homing the room this connection is bound to (always this node in one process). */
   home: NodeId;
   /** Frames that arrived while a bind request was pending, oldest first; undefined = none pending. */
@@ -111,6 +113,7 @@ export class Edge {
   readonly #router: Router;
   readonly #directory: RoomDirectory;
   readonly #maxQueuedBytes: number;
+  readonly #onEvent: ((event: EdgeEvent) => void) | undefined;
   readonly #peers = new LocalPeers((directive, now) => this.#direct(directive, now));
   readonly #conns = new Map<ConnId, Connection>();
   #relayCount = 0;
@@ -125,6 +128,7 @@ export class Edge {
     this.#router = options.router ?? new LocalRouter();
     this.#directory = options.directory ?? new MemoryRoomDirectory();
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 1_048_576;
+    this.#onEvent = options.onEvent;
     this.#router.attach(this.#node, {
       edge: this.#peers,
       home: {
@@ -153,9 +157,15 @@ export class Edge {
   connect(peer: Peer, info: PeerInfo, now: number = Date.now()): ConnId {
     const id = this.#options.newId();
     this.#peers.attach(id, peer);
-    this.#conns.set(id, { info, home: this.#node, queue: undefined, queuedBytes: 0 });
+    this.#conns.set(id, {
+      info,
+      tokenBinding: info.tokenBinding,
+      home: this.#node,
+      queue: undefined,
+      queuedBytes: 0,
+    });
     this.#engine.connect(id, { ip: info.ip, now });
-    this.#options.onEvent?.({ type: "connected", connectionId: id, ip: info.ip });
+    this.#onEvent?.({ type: "connected", connectionId: id, ip: info.ip });
     return id;
   }
 
@@ -193,7 +203,7 @@ export class Edge {
       this.#router.forward(conn.home, id, bytes, bytes, now);
       return;
     }
-    const binding = conn.info.tokenBinding;
+    const binding = conn.tokenBinding;
     if (binding) {
       const proof = verifyProof(frame, binding.secret, binding);
       if (!proof.ok) {
@@ -204,7 +214,7 @@ export class Edge {
     }
     const decoded = decodeClientMessage(frame);
     if (!decoded.ok) {
-      this.#options.onEvent?.({
+      this.#onEvent?.({
         type: "invalid_message",
         connectionId: id,
         detail: decoded.detail,
@@ -275,14 +285,14 @@ export class Edge {
     if (conn.queuedBytes <= this.#maxQueuedBytes) return;
     const dropped = conn.queue!.length;
     conn.queue = undefined;
-    this.#options.onEvent?.({ type: "slow_consumer", connectionId: id, dropped });
-    this.#options.onEvent?.({ type: "messages_dropped", count: dropped });
+    this.#onEvent?.({ type: "slow_consumer", connectionId: id, dropped });
+    this.#onEvent?.({ type: "messages_dropped", count: dropped });
     this.close(id, 1013, "Slow consumer", now);
   }
 
   /** Reports a transport error on a connection's socket (counted, SERVER.md §6.3 #27). */
   transportError(id: ConnId): void {
-    this.#options.onEvent?.({ type: "websocket_error", connectionId: id });
+    this.#onEvent?.({ type: "websocket_error", connectionId: id });
   }
 
   /**
@@ -304,7 +314,7 @@ export class Edge {
     this.#conns.delete(id);
     conn.queue = undefined;
     this.#apply(this.#engine.disconnect(id, now, loss), now);
-    this.#options.onEvent?.({
+    this.#onEvent?.({
       type: "disconnected",
       connectionId: id,
       ip: conn.info.ip,
@@ -316,7 +326,7 @@ export class Edge {
   /** Closes a connection from the server side and tears it down at once. */
   close(id: ConnId, code: number, reason: string, now: number): void {
     if (!this.#peers.has(id)) return;
-    if (code === 1011) this.#options.onEvent?.({ type: "internal_error", connectionId: id });
+    if (code === 1011) this.#onEvent?.({ type: "internal_error", connectionId: id });
     this.#peers.close(id, code, reason);
     this.disconnect(id, now, undefined, code);
   }
@@ -390,7 +400,7 @@ export class Edge {
 
   #tooLarge(id: ConnId, size: number, now: number): void {
     const max = this.#options.maxMessageSize;
-    this.#options.onEvent?.({ type: "message_too_large", connectionId: id, size, max });
+    this.#onEvent?.({ type: "message_too_large", connectionId: id, size, max });
     const message: ServerMessage = {
       type: "Error",
       data: {
@@ -447,7 +457,7 @@ export class Edge {
     this.#apply(effects, now);
     const seconds = (performance.now() - start) / 1000;
     const outcome = outcomeOf(effects);
-    if (outcome) this.#options.onEvent?.({ type: "handled", message: type, outcome, seconds });
+    if (outcome) this.#onEvent?.({ type: "handled", message: type, outcome, seconds });
   }
 
   #closedHere(conn: ConnId, _cause: ClosedCause, now: number): void {
@@ -486,7 +496,7 @@ export class Edge {
           break;
         case "overflow":
           dropped += failure.dropped;
-          this.#options.onEvent?.({
+          this.#onEvent?.({
             type: "slow_consumer",
             connectionId: id,
             dropped: failure.dropped,
@@ -497,7 +507,7 @@ export class Edge {
           break;
       }
     }
-    if (dropped > 0) this.#options.onEvent?.({ type: "messages_dropped", count: dropped });
+    if (dropped > 0) this.#onEvent?.({ type: "messages_dropped", count: dropped });
   }
 
   /** Carries out effects in order; each message is serialised once for all its recipients. */
@@ -520,7 +530,7 @@ export class Edge {
           if (effect.message.type === "GameData") break; // relayed data carries no error code
           const errorCode = (effect.message as { data?: { error_code?: ErrorCode } }).data
             ?.error_code;
-          if (errorCode) this.#options.onEvent?.({ type: "error_reply", errorCode });
+          if (errorCode) this.#onEvent?.({ type: "error_reply", errorCode });
           break;
         }
         case "frame":
@@ -538,7 +548,7 @@ export class Edge {
           this.#writeDirectory(effect);
           break;
         case "event":
-          this.#options.onEvent?.(effect.event);
+          this.#onEvent?.(effect.event);
           break;
       }
     }
