@@ -2,7 +2,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { HomeDirectory, roomSummary } from "./directory.ts";
 import type { Effect } from "./effects.ts";
 import { Room } from "./room.ts";
-import { bare, engineWith, first, join, P1, P2, P3, S1, spectate } from "./testing.ts";
+import { bare, engineWith, first, join, P1, P2, P3, prng, S1, S2, spectate } from "./testing.ts";
 
 const T0 = Date.UTC(2026, 2, 4, 18, 22, 5, 123);
 
@@ -119,4 +119,64 @@ Deno.test("HomeDirectory counts rooms per game and per app until removed", () =>
   });
   directory.remove(a);
   deepEqual([directory.gameCount("orbit"), directory.appCount("app-1"), directory.size], [0, 0, 1]);
+});
+
+Deno.test("Engine directory effects keep a mirror equal to lookup() over random walks", () => {
+  const ids = [P1, P2, P3, S1, S2];
+  const codes = ["ROOM01", "ROOM02"];
+  for (const seed of [11, 12, 13, 14]) {
+    const random = prng(seed);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+    const engine = engineWith(ids, {
+      enableReconnection: true,
+      reconnectionWindowMs: 20_000,
+      emptyRoomTimeoutMs: 10_000,
+    });
+    const connected = new Set(ids);
+    /** Code → [room id, summary], written only from `directory` effects. */
+    const mirror = new Map<string, [string, unknown]>();
+    const ops = { refresh: 0, release: 0 };
+    const write = (effects: Effect[]) => {
+      for (const effect of effects) {
+        if (effect.kind !== "directory") continue;
+        ops[effect.op]++;
+        if (effect.op === "refresh") {
+          mirror.set(effect.entry.roomCode, [effect.entry.roomId, effect.entry.summary]);
+        } else if (mirror.get(effect.roomCode)?.[0] === effect.roomId) {
+          mirror.delete(effect.roomCode);
+        }
+      }
+    };
+    let now = T0;
+    for (let step = 0; step < 1500; step++) {
+      now += Math.floor(random() * 4000);
+      const id = pick(ids);
+      const roll = random();
+      if (!connected.has(id)) {
+        engine.connect(id);
+        connected.add(id);
+      } else if (roll < 0.05) {
+        write(engine.disconnect(id, now));
+        connected.delete(id);
+      } else if (roll < 0.08) {
+        write(engine.tick(now));
+      } else if (roll < 0.1) {
+        write(engine.sweep(now));
+      } else if (roll < 0.35) {
+        write(engine.handle(id, join(pick(codes), pick(["a", "b", "c"]), { max_players: 2 }), now));
+      } else if (roll < 0.5) {
+        write(engine.handle(id, spectate(pick(codes)), now));
+      } else if (roll < 0.7) {
+        write(engine.handle(id, bare("PlayerReady"), now));
+      } else if (roll < 0.85) {
+        write(engine.handle(id, bare("LeaveRoom"), now));
+      } else {
+        write(engine.handle(id, bare("LeaveSpectator"), now));
+      }
+      for (const code of codes) {
+        deepEqual(mirror.get(code)?.[1], engine.lookup("orbit", code), `seed ${seed} step ${step}`);
+      }
+    }
+    ok(ops.refresh > 100 && ops.release > 0, `seed ${seed}: ${JSON.stringify(ops)}`);
+  }
 });
