@@ -2,7 +2,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { HomeDirectory, roomSummary } from "./directory.ts";
 import type { Effect } from "./effects.ts";
 import { Room } from "./room.ts";
-import { bare, engineWith, first, join, P1, P2, P3, prng, S1, S2, spectate } from "./testing.ts";
+import { bare, engineWith, first, join, P1, P2, P3, prng, S1, spectate } from "./testing.ts";
 
 const T0 = Date.UTC(2026, 2, 4, 18, 22, 5, 123);
 
