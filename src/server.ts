@@ -116,6 +116,9 @@ export function engineOptions(config: Config): EngineOptions {
     reconnectionWindowMs: server.reconnection_window * 1000,
     eventBufferSize: server.event_buffer_size,
     eventBufferMaxBytes: server.event_buffer_max_bytes,
+    eventBufferTotalMaxBytes: server.event_buffer_total_max_bytes,
+    maxTokenRecords: server.max_token_records,
+    maxRoomsPerIp: server.max_rooms_per_ip,
     newToken: newReconnectionToken,
     ...securityOptions(config),
   };
@@ -141,6 +144,8 @@ function securityOptions(config: Config): Pick<EngineOptions, "auth" | "rateLimi
     rateLimits: new RateLimits({
       maxRoomCreations: rate_limit.max_room_creations,
       maxJoinAttempts: rate_limit.max_join_attempts,
+      maxReconnectAttempts: rate_limit.max_reconnect_attempts,
+      maxAuthFailures: rate_limit.max_auth_failures,
       windowMs: rate_limit.time_window * 1000,
     }),
   };
@@ -170,6 +175,8 @@ export function serverMetrics(
     rooms: () => engine.stats().rooms,
     heldSeats: () => engine.stats().heldSeats,
     eventsBuffered: () => engine.stats().eventsBuffered,
+    replayBufferBytes: () => engine.stats().replayBufferBytes,
+    replayTruncations: () => engine.stats().replayTruncations,
     seatCounts: () => engine.seatCounts(),
     logStats,
   }, {

@@ -97,6 +97,16 @@ export class KeyedBuckets {
     return takeFrom(level, this.capacity, this.windowMs, now);
   }
 
+  /**
+   * Whether `key`'s bucket has a token at `now` (ms), without taking it (a missing bucket is
+   * full). Answers like {@linkcode take} would.
+   */
+  peek(key: string, now: number): Take {
+    const level = this.#levels.get(key);
+    if (!level) return TAKEN;
+    return takeFrom({ ...level }, this.capacity, this.windowMs, now);
+  }
+
   /** Forgets every bucket that has been full for longer than `windowMs` at `now` (ms). */
   sweep(now: number): void {
     for (const [key, level] of this.#levels) {
