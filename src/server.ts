@@ -7,6 +7,8 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
+import { AppRegistry } from "./engine/app_auth.ts";
+import { gameScope } from "./engine/room.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type TlsPem } from "./http/listener.ts";
 import type { LogStats } from "./logging.ts";
@@ -151,6 +153,25 @@ function securityOptions(config: Config): Pick<EngineOptions, "auth" | "rateLimi
   };
 }
 
+/**
+ * How the HTTP room routes find a request's room namespace (issue 14 item 12): with auth
+ * enabled, the app named by `?app_id=` (and header `X-App-Secret` when the app has a secret);
+ * with auth disabled, the game name itself.
+ */
+function httpRoomScope(
+  settings: EngineOptions,
+): ((request: Request, gameName: string) => string | undefined) | undefined {
+  const auth = settings.auth;
+  if (!auth?.required) return undefined;
+  const apps = new AppRegistry(auth.apps);
+  return (request, gameName) => {
+    const appId = new URL(request.url).searchParams.get("app_id");
+    if (appId === null) return undefined;
+    const secret = request.headers.get("x-app-secret") ?? undefined;
+    return apps.verify(appId, secret) ? gameScope(gameName, appId) : undefined;
+  };
+}
+
 /** 32 bytes from the system's cryptographic RNG, base64url without padding (43 characters). */
 export function newReconnectionToken(): string {
   return crypto.getRandomValues(new Uint8Array(32)).toBase64({
@@ -224,6 +245,7 @@ export async function startServer(
       directory: edge.directory,
       buckets: new MemoryTokenBuckets(settings.rateLimits),
       publicRoomListing: config.security.public_room_listing,
+      scope: httpRoomScope(settings),
       roomCodeLength: config.protocol.room_code_length,
       maxGameNameLength: config.protocol.max_game_name_length,
       onEvent,

@@ -80,6 +80,17 @@ export class AppRegistry {
   }
 
   /**
+   * Whether `appId` is a configured app and `appSecret` its secret (constant-time), without
+   * touching any bucket: how HTTP room lookups name their app when auth is enabled (issue 14
+   * item 12).
+   */
+  verify(appId: string, appSecret: string | undefined): boolean {
+    if (!this.#apps.has(appId)) return false;
+    const expected = this.#secrets.get(appId);
+    return !expected || timingSafeEqual(expected, sha256(appSecret ?? ""));
+  }
+
+  /**
    * Steps 2–4 of PROTOCOL.md §7.1.3 for one `Authenticate` at `now` (ms): known app, secret
    * (SHA-256 digests compared in constant time), then the app bucket. This implementation
    * (SECURITY.md, issue 14 item 6) checks the secret before taking from the app bucket, so only
