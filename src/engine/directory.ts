@@ -33,6 +33,8 @@ export interface EngineStats {
   replayBufferBytes: number;
   /** Messages dropped from replay buffers for the global byte budget since the start. */
   replayTruncations: number;
+  /** Reconnection token records remembered (valid and recently invalidated). */
+  tokenRecords: number;
 }
 
 /** The lookup summary of a room (EXTENSIONS.md E5). */

@@ -224,6 +224,7 @@ export class Engine {
       eventsBuffered: this.#reconnection.eventsBuffered,
       replayBufferBytes: this.#reconnection.bufferedBytes,
       replayTruncations: this.#reconnection.budgetDrops,
+      tokenRecords: this.#reconnection.tokenRecords,
     };
   }
 
