@@ -8,7 +8,7 @@ import type { Config } from "./config.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
-import { listen, type TlsPem } from "./http/listener.ts";
+import { listen, type PendingLimits, type TlsPem } from "./http/listener.ts";
 import { createHandler, type TokenBindingOptions } from "./http/routes.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
@@ -236,6 +236,7 @@ export async function startServer(
   }, {
     corsOrigins,
     maxConnectionsPerIp: config.security.max_connections_per_ip,
+    maxMessageSize: config.security.max_message_size,
     idleTimeoutSecs: config.server.ping_timeout,
     maxConnections: connectionCap.limit,
     trustedProxies: new TrustedProxies(config.security.trusted_proxies),
@@ -257,20 +258,12 @@ export async function startServer(
     hostname,
     port: config.port,
     tls,
-    handler: (request, info) => {
-      try {
-        return handler(request, info);
-      } catch (error) {
-        log.error("Cannot handle {method} {url}: {error}", {
-          method: request.method,
-          url: request.url,
-          error,
-        });
-        return new Response("Internal Server Error", { status: 500 });
-      }
-    },
+    handler,
+    limits: pendingLimits(config),
+    onRefused: () => metrics.rateLimited(),
   });
   const addr = listener.addr;
+  const stopGuard = guardProcess(metrics);
   const refreshDashboard = () => {
     try {
       metrics.refreshDashboard(Date.now());
@@ -332,6 +325,7 @@ export async function startServer(
         new Promise<void>((resolve) => timer = setTimeout(resolve, timeout)),
       ]);
       clearTimeout(timer);
+      stopGuard();
       log.info("Server stopped");
     })();
     return closing;
@@ -361,6 +355,42 @@ function readTls(config: Config): TlsPem | undefined {
     throw new TypeError("Cannot serve TLS: certificate_path and private_key_path must be set");
   }
   return { cert: Deno.readTextFileSync(cert), key: Deno.readTextFileSync(key) };
+}
+
+/**
+ * The process-wide guard (SECURITY.md): an exception or rejection no handler caught is logged
+ * and counted in `errors_internal`, and the process keeps serving instead of exiting. Returns the
+ * function that removes the guard.
+ */
+function guardProcess(metrics: ServerMetrics): () => void {
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    metrics.internalError();
+    log.error("Uncaught error, still serving: {error}", { error: event.error ?? event.message });
+  };
+  const onRejection = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    metrics.internalError();
+    log.error("Unhandled rejection, still serving: {error}", { error: event.reason });
+  };
+  globalThis.addEventListener("error", onError);
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  return () => {
+    globalThis.removeEventListener("error", onError);
+    globalThis.removeEventListener("unhandledrejection", onRejection);
+  };
+}
+
+/** `security.http.*` as listener limits (SECURITY.md). */
+function pendingLimits(config: Config): PendingLimits {
+  const http = config.security.http;
+  return {
+    headerTimeoutMs: http.header_timeout_secs * 1000,
+    idleTimeoutMs: http.idle_timeout_secs * 1000,
+    tlsHandshakeTimeoutMs: http.tls_handshake_timeout_secs * 1000,
+    maxPending: http.max_pending_connections,
+    maxPendingPerIp: http.max_pending_connections_per_ip,
+  };
 }
 
 /** `security.transport.token_binding` as route options, or undefined when it is off (§3.9). */

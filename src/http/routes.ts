@@ -9,6 +9,7 @@ import type { Hub } from "../transport/hub.ts";
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
 import { sessionSecret, type TokenBinding } from "../transport/token_binding.ts";
 import { clientIp, type TrustedProxies } from "./admission.ts";
+import { isSwitchingProtocols } from "./upgrade.ts";
 import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
 import type { RoomRoutes } from "./rooms.ts";
 import { serveStatic } from "./static_files.ts";
@@ -28,6 +29,8 @@ export interface RouteOptions {
   corsOrigins: "*" | readonly string[];
   /** Concurrent WebSocket connections per client IP (SERVER.md §3.5). @default 10 */
   maxConnectionsPerIp: number;
+  /** `security.max_message_size`, bytes (SERVER.md §3.6). @default 65536 */
+  maxMessageSize?: number;
   /** `server.ping_timeout` in seconds. @default 30 */
   idleTimeoutSecs: number;
   /** Per-connection outbound buffer and batching (SERVER.md §5.2–5.3); defaults of §2.7. */
@@ -157,13 +160,21 @@ function peerIp(
   return normalizeIp(clientIp(addr.hostname, request.headers.get("x-forwarded-for"), trusted));
 }
 
+/** A `Sec-WebSocket-Key`: 16 bytes in base64 (RFC 6455 §4.1, item 7). */
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+
+/**
+ * A valid RFC 6455 upgrade request (SERVER.md §1.8 check 2): `Upgrade: websocket`,
+ * `Connection: upgrade`, version 13 and a key of 16 base64 bytes. Upgrades over HTTP/1.0 or
+ * without `Host` never reach the handler: the listener answers them 400 (`./listener.ts`).
+ */
 function isUpgradeRequest(request: Request): boolean {
   const headers = request.headers;
   const connection = headers.get("connection")?.toLowerCase() ?? "";
   return headers.get("upgrade")?.toLowerCase() === "websocket" &&
     connection.split(",").some((token) => token.trim() === "upgrade") &&
     headers.get("sec-websocket-version") === "13" &&
-    (headers.get("sec-websocket-key") ?? "").trim() !== "";
+    WEBSOCKET_KEY.test((headers.get("sec-websocket-key") ?? "").trim());
 }
 
 /**
@@ -257,6 +268,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     try {
       return acceptWebSocket(request, context.hub, {
         ip,
+        maxMessageSize: options.maxMessageSize,
         idleTimeoutSecs: options.idleTimeoutSecs,
         onClosed: release,
         outbound: options.outbound ?? DEFAULT_OUTBOUND,
@@ -301,7 +313,10 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
       case "/v2/ws":
         return upgrade(request, info);
       case "/v2/health":
-        return context.isDraining()
+        // 503 while draining or at the connection cap: a load balancer then sends players
+        // elsewhere (SECURITY.md, `security.max_connections`).
+        return context.isDraining() ||
+            (options.maxConnections !== undefined && total >= options.maxConnections)
           ? new Response(null, { status: 503 })
           : new Response(method === "HEAD" ? null : "OK", {
             headers: { "content-type": "text/plain; charset=utf-8" },
@@ -314,7 +329,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
 
   return (request, info) => {
     const response = route(request, info);
-    if (response.status === 101) return response;
+    if (isSwitchingProtocols(response)) return response;
     for (const [name, value] of Object.entries(corsHeaders(request))) {
       response.headers.set(name, value);
     }

@@ -323,6 +323,11 @@ export class ServerMetrics {
     }
   }
 
+  /** Counts an error no handler caught (the process-wide guard, SECURITY.md). */
+  internalError(): void {
+    this.#countError(this.#errorsInternal);
+  }
+
   /** Counts a request refused by a limiter outside the engine (per-IP connections, lookups). */
   rateLimited(): void {
     this.#rateLimitRejections.inc();
