@@ -317,6 +317,9 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
     receiver?.prependListener("error", (error: Error & { code?: string }) => {
       if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
         hub.refuseTooLarge(connection, refusedSize(socket, maxPayload), Date.now());
+        // Read nothing more of this message (`ws` would read and discard it until the close
+        // handshake): the close frame still goes out, and the grace timer ends the connection.
+        setTimeout(() => stream.pause(), 0);
       }
     });
     // The client's close frame ends the connection for the hub at once (`ws` has answered it
