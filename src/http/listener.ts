@@ -2,7 +2,7 @@
  * The HTTP listener (SERVER.md §1.1, §3.10, SECURITY.md): a `node:http` (or `node:https`) server
  * that bounds connections which have not become WebSockets yet, turns each request into a
  * `Request` for the route handler and each upgrade into a `Request` whose raw socket the
- * WebSocket layer takes over (`./upgrade.ts`).
+ * WebSocket layer takes over (`./handover.ts`).
  *
  * Why not `Deno.serve`: its WebSocket upgrade reassembles fragmented messages with no size limit
  * (one client could exhaust memory, issue 14 item 1), a client resetting before the 101 leaked
@@ -24,7 +24,7 @@ import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { getLogger } from "@logtape/logtape";
-import { attachUpgradeSocket, isSwitchingProtocols } from "./upgrade.ts";
+import { attachUpgradeSocket, isSwitchingProtocols } from "./handover.ts";
 
 const log = getLogger(["signal-fish", "listener"]);
 

@@ -9,7 +9,7 @@ import type { Hub } from "../transport/hub.ts";
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
 import { sessionSecret, type TokenBinding } from "../transport/token_binding.ts";
 import { clientIp, type TrustedProxies } from "./admission.ts";
-import { isSwitchingProtocols } from "./upgrade.ts";
+import { isSwitchingProtocols } from "./handover.ts";
 import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
 import type { RoomRoutes } from "./rooms.ts";
 import { serveStatic } from "./static_files.ts";

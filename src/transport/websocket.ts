@@ -13,7 +13,7 @@ import type { Socket } from "node:net";
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { getLogger } from "@logtape/logtape";
 import { utf8Length } from "../engine/validation.ts";
-import { switchingProtocols, takeUpgradeSocket } from "../http/upgrade.ts";
+import { switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
 import type { Hub, Peer, SendFailure } from "./hub.ts";
 import type { TokenBinding } from "./token_binding.ts";
 
@@ -239,7 +239,7 @@ function refusedSize(socket: WsSocket, maxPayload: number): number {
 
 /**
  * Takes over the raw socket of `request` (already admitted, SERVER.md §1.8; the listener attached
- * the socket, `../http/upgrade.ts`), completes the handshake with `ws` and wires the WebSocket to
+ * the socket, `../http/handover.ts`), completes the handshake with `ws` and wires the WebSocket to
  * `hub`. Returns the marker response of `switchingProtocols()`. Throws when `request` did not
  * arrive as an HTTP/1.1 upgrade (the caller answers 400). `options.onClosed` runs exactly once,
  * when the connection is gone, on every path: handshake refused by `ws`, reset before the 101,
