@@ -11,7 +11,8 @@
  */
 import { configure, dispose, getLogger, type LogRecord, type Sink } from "@logtape/logtape";
 import { runCli } from "./src/cli.ts";
-import { type Config, readConfigEnv } from "./src/config.ts";
+import type { Config } from "./src/config/schema.ts";
+import { readConfigEnv } from "./src/config/load.ts";
 import {
   formatJsonLine,
   formatTextLine,
@@ -68,7 +69,7 @@ async function main(args: string[]): Promise<number> {
     for (const error of unsupported.errors) console.error(`Error: ${error}`);
     return 2;
   }
-  for (const warning of [...outcome.warnings, ...unsupported.warnings]) {
+  for (const warning of outcome.warnings) {
     console.error(`Warning: ${warning}`);
   }
   for (const warning of await configureLogging(outcome.config)) {

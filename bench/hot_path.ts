@@ -16,7 +16,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { DEFAULT_CONFIG } from "../src/config.ts";
+import { DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { engineOptions, serverMetrics } from "../src/server.ts";
 import { Hub } from "../src/transport/hub.ts";

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { DEFAULT_CONFIG } from "../src/config.ts";
+import { DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { startServer } from "../src/server.ts";
 import type { HubEvent } from "../src/transport/hub.ts";
 

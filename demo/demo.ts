@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { type Config, DEFAULT_CONFIG } from "../src/config.ts";
+import { type Config, DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { startServer } from "../src/server.ts";
 
 /** How long any single wait (a message, a socket opening or closing) may take, ms. */

@@ -6,7 +6,9 @@
  */
 import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
-import { type Config, loadConfig, redactConfig, validationSummary } from "./config.ts";
+import type { Config } from "./config/schema.ts";
+import { loadConfig, validationSummary } from "./config/load.ts";
+import { redactConfig } from "./config/redact.ts";
 
 /** The `--help` text (also printed to stderr, exit 2, on a usage error). */
 export const USAGE = `Usage: signal-fish-server [options]

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { type CliOutcome, runCli, USAGE } from "./cli.ts";
-import { type Config, DEFAULT_CONFIG, redactConfig } from "./config.ts";
+import { type Config, DEFAULT_CONFIG } from "./config/schema.ts";
+import { redactConfig } from "./config/redact.ts";
 
 const CWD = "/srv/app";
 

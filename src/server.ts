@@ -4,16 +4,17 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Config } from "./config.ts";
+import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type PendingLimits, type TlsPem } from "./http/listener.ts";
-import { createHandler, type TokenBindingOptions } from "./http/routes.ts";
+import { createHandler } from "./http/routes.ts";
+import type { TokenBindingOptions } from "./transport/token_binding.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
 import { Hub, type HubEvent } from "./transport/hub.ts";
-import { ServerMetrics } from "./http/server_metrics.ts";
+import { ServerMetrics } from "./metrics/server_metrics.ts";
 import type { StatusBody } from "./http/metrics_routes.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -54,18 +55,16 @@ export interface StartOptions {
 }
 
 /**
- * Settings this build accepts but cannot honour yet. `errors` are settings whose silent absence
- * would weaken security or split a cluster (the server must refuse to start); `warnings` name
- * features that are simply off (the server starts without them).
+ * Settings this build accepts but cannot honour yet: their silent absence would weaken security
+ * or split a cluster, so the server must refuse to start (`errors`, one line each).
  */
-export function unsupportedSettings(config: Config): { errors: string[]; warnings: string[] } {
+export function unsupportedSettings(config: Config): { errors: string[] } {
   const errors: string[] = [];
-  const warnings: string[] = [];
   const refuse = (key: string, what: string) =>
     errors.push(`${key} is set, but ${what} is not available in this build`);
   const { cluster } = config;
   if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
-  return { errors, warnings };
+  return { errors };
 }
 
 /** Maps the configuration onto engine settings (SERVER.md §2.7). */
@@ -160,6 +159,7 @@ export function serverMetrics(
     connections,
     players: () => engine.stats().players,
     heldSeats: () => engine.stats().heldSeats,
+    eventsBuffered: () => engine.stats().eventsBuffered,
     seatCounts: () => engine.seatCounts(),
   }, {
     reconnection: config.server.enable_reconnection,

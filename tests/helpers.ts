@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type Config, DEFAULT_CONFIG } from "../src/config.ts";
+import { type Config, DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { type SignalFishServer, type StartOptions, startServer } from "../src/server.ts";
 
 /** A server message as received (parsed JSON). */

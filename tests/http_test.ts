@@ -15,13 +15,15 @@ Deno.test("GET /v2/health answers 200 OK as plain text, HEAD with no body", asyn
   equal(await head.text(), "");
 });
 
-Deno.test("Unknown paths get a JSON 404 and known paths refuse other methods with 405", async () => {
+Deno.test("Unknown paths get a plain-text 404 (SERVER.md §1.2) and known paths refuse other methods with 405", async () => {
   await using server = await serve();
-  for (const path of ["/health", "/v1/ws", "/v2/healthz", "/v2/ws/extra"]) {
-    const response = await fetch(`${server.url}${path}`);
-    equal(response.status, 404, path);
-    equal(response.headers.get("content-type"), "application/json");
-    deepEqual(await response.json(), { message: "Not Found" });
+  for (const path of ["/health", "/v1/ws", "/v2/healthz", "/v2/ws/extra", "/v2/rooms"]) {
+    for (const method of ["GET", "POST"]) {
+      const response = await fetch(`${server.url}${path}`, { method });
+      equal(response.status, 404, `${method} ${path}`);
+      equal(response.headers.get("content-type"), "text/plain; charset=utf-8", path);
+      equal(await response.text(), "Not Found", path);
+    }
   }
   const post = await fetch(`${server.url}/v2/health`, { method: "POST" });
   equal(post.status, 405);

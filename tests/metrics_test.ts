@@ -5,6 +5,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, joinRoom, serve, type TestClient } from "./helpers.ts";
+import { RawWebSocket } from "./raw_websocket.ts";
 
 /** Parses Prometheus text into `name{labels}` → value, checking HELP/TYPE precede samples. */
 export function parseExposition(text: string): Map<string, number> {
@@ -158,6 +159,57 @@ Deno.test("Families of features this build lacks are omitted, not reported as ze
   ) {
     equal(metrics.has(name), false, name);
   }
+});
+
+Deno.test("The reconnection families (SERVER.md §6.3 #33–#37) stay, reading 0, with reconnection off", async () => {
+  await using server = await serve((config) => config.server.enable_reconnection = false);
+  await using alice = await connect(server);
+  alice.send(joinRoom(null, "alice"));
+  await alice.next("RoomJoined");
+  const metrics = await scrape(server);
+  for (
+    const name of [
+      "signal_fish_reconnection_tokens_issued_total",
+      "signal_fish_reconnection_sessions_active",
+      "signal_fish_reconnection_validation_failures_total",
+      "signal_fish_reconnection_completions_total",
+      "signal_fish_reconnection_events_buffered_total",
+    ]
+  ) {
+    equal(metrics.get(name), 0, name);
+  }
+});
+
+Deno.test("reconnection_events_buffered_total (#37) counts messages kept for a held seat", async () => {
+  await using server = await serve();
+  const alice = await connect(server);
+  await using bob = await connect(server);
+  alice.send(joinRoom(null, "alice"));
+  const code = (await alice.next("RoomJoined")).data.room_code;
+  bob.send(joinRoom(code, "bob"));
+  await bob.next("RoomJoined");
+  await alice.close(); // alice's seat is held
+  await eventually(server, (m) => m.get("signal_fish_reconnection_sessions_active") === 1);
+  for (let i = 0; i < 3; i++) bob.send({ type: "GameData", data: { data: i } });
+  bob.send({ type: "Ping" });
+  await bob.next("Pong"); // the three GameData were handled before it
+  const metrics = await scrape(server);
+  equal(metrics.get("signal_fish_reconnection_events_buffered_total"), 3);
+});
+
+Deno.test("cleanup_expired_players_total (#44) counts idle-timeout closes, not other closes", async () => {
+  await using server = await serve((config) => config.server.ping_timeout = 2);
+  // A client going away with 1001 (as browsers do on navigation) is not an idle timeout.
+  await using polite = await RawWebSocket.open(server.port);
+  await polite.sendFrame(8, new Uint8Array([0x03, 0xe9]));
+  equal((await polite.readClose()).code, 1001);
+  await using silent = await RawWebSocket.open(server.port); // never answers the pings
+  equal((await silent.readClose(10_000)).code, 1001);
+  const metrics = await eventually(
+    server,
+    (m) => m.get("signal_fish_connections_disconnections_total") === 2,
+  );
+  equal(metrics.get("signal_fish_cleanup_expired_players_total"), 1);
 });
 
 Deno.test({

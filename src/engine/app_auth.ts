@@ -6,7 +6,7 @@
  * @module
  */
 import { timingSafeEqual } from "node:crypto";
-import { sha256 } from "./secrets.ts";
+import { sha256 } from "../util/secrets.ts";
 import type { ErrorCode } from "../protocol/error_codes.ts";
 import type { RateLimitInfo } from "../protocol/messages.ts";
 import { TokenBucket } from "./token_bucket.ts";

@@ -19,7 +19,8 @@ import {
   type ServerMessage,
 } from "../protocol/messages.ts";
 import { encodeGameDataEnvelope, msgpackToJson } from "../protocol/msgpack.ts";
-import { secretEquals } from "./secrets.ts";
+import { secretEquals } from "../util/secrets.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 import { type ConnId, Room, roomKey, type Seat } from "./room.ts";
 import {
   AppRegistry,
@@ -37,7 +38,6 @@ import {
   checkRoomCode,
   nameKey,
   type NameRules,
-  utf8Length,
 } from "./validation.ts";
 
 export type { ConnId } from "./room.ts";
@@ -273,6 +273,8 @@ export interface EngineStats {
   connections: number;
   /** Seats held for a reconnection (PROTOCOL.md §7.11.2). */
   heldSeats: number;
+  /** Messages appended to replay buffers since the engine started (SERVER.md §6.3 #37). */
+  eventsBuffered: number;
 }
 
 function send(to: ConnId | readonly ConnId[], message: ServerMessage): Effect {
@@ -303,6 +305,8 @@ export class Engine {
   readonly #nameRules: PlayerNameRules;
   /** Held seats by player id. */
   readonly #holds = new Map<string, Hold>();
+  /** Messages appended to replay buffers so far (`stats().eventsBuffered`). */
+  #eventsBuffered = 0;
   /** Held seats by the connection id that dropped. */
   readonly #heldByConn = new Map<ConnId, Hold>();
   /** Identity → connection id, for connections that adopted another player id. */
@@ -612,6 +616,7 @@ export class Engine {
       spectators,
       connections: this.#sessions.size,
       heldSeats: this.#holds.size,
+      eventsBuffered: this.#eventsBuffered,
     };
   }
 
@@ -1421,6 +1426,7 @@ export class Engine {
     hold.frames.push(frame);
     hold.sizes.push(size);
     hold.bytes += size;
+    this.#eventsBuffered++;
   }
 
   /** Mints the seat's token, superseding the previous one (PROTOCOL.md §7.11.1). */

@@ -746,6 +746,7 @@ Deno.test("Engine.lookup() and Engine.list() summarise rooms", () => {
     spectators: 1,
     connections: 3,
     heldSeats: 0,
+    eventsBuffered: 0,
   });
 });
 

@@ -156,6 +156,21 @@ Deno.test("Engine: the replay buffer drops the oldest messages past its count an
   equal(reconnected.replay_truncated, true);
 });
 
+Deno.test("Engine.stats().eventsBuffered counts every message appended to a replay buffer", () => {
+  const engine = engineWith([P1, P2, C1], { eventBufferSize: 2, eventBufferMaxBytes: 1024 });
+  const t1 = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data;
+  engine.handle(P2, join("ROOM01", "Tobias"), T0);
+  engine.handle(P2, gameData("live"), T0 + 1); // P1 is connected: nothing is buffered
+  equal(engine.stats().eventsBuffered, 0);
+  engine.disconnect(P1, T0 + 2);
+  for (let n = 1; n <= 3; n++) engine.handle(P2, gameData(n), T0 + 2 + n);
+  engine.handle(P2, gameData("x".repeat(2000)), T0 + 6); // over the byte bound: not appended
+  equal(engine.stats().eventsBuffered, 3, "appended, the one later pushed out included");
+  engine.handle(C1, reconnect(P1, t1.room_id, t1.reconnection_token!), T0 + 7);
+  engine.handle(P2, gameData("back"), T0 + 8);
+  equal(engine.stats().eventsBuffered, 3, "nothing buffered once the seat is back");
+});
+
 Deno.test("Engine: event_buffer_size 0 keeps the seat but replays nothing", () => {
   const engine = engineWith([P1, P2, C1], { eventBufferSize: 0 });
   const t1 = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data;

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { utf8Length } from "../protocol/utf8.ts";
 
 /** Player-name rules (PROTOCOL.md §8.2, `protocol.player_name_validation`). */
 export interface NameRules {
@@ -35,16 +36,6 @@ const ASCII_ALPHANUMERIC = /^[A-Za-z0-9]$/;
 const WHITE_SPACE = /^\p{White_Space}$/u;
 const LEADING_OR_TRAILING_WHITE_SPACE = /^\p{White_Space}|\p{White_Space}$/u;
 const ONLY_WHITE_SPACE = /^\p{White_Space}+$/u;
-const encoder = new TextEncoder();
-
-/** Length of `text` in UTF-8 bytes (the unit of every length limit, PROTOCOL.md §8). */
-export function utf8Length(text: string): number {
-  // ASCII, the common case, is one byte per code unit; the regex scan runs natively.
-  return NON_ASCII.test(text) ? encoder.encode(text).length : text.length;
-}
-
-// deno-lint-ignore no-control-regex
-const NON_ASCII = /[^\x00-\x7f]/;
 
 /** Checks a `game_name` (PROTOCOL.md §8.1). */
 export function checkGameName(name: string, maxLength: number): string | undefined {

@@ -1,11 +1,5 @@
 import { equal } from "node:assert/strict";
-import {
-  checkGameName,
-  checkPlayerName,
-  checkRoomCode,
-  DEFAULT_NAME_RULES,
-  utf8Length,
-} from "./validation.ts";
+import { checkGameName, checkPlayerName, checkRoomCode, DEFAULT_NAME_RULES } from "./validation.ts";
 
 Deno.test("checkGameName() allows Unicode letters, digits, '-', '_' and spaces within 64 bytes", () => {
   equal(checkGameName("orbit-racers_2", 64), undefined);
@@ -60,11 +54,4 @@ Deno.test("checkRoomCode() requires exactly the configured number of ASCII lette
   equal(checkRoomCode("ABCDE", 6), "Room code must be exactly 6 characters");
   equal(checkRoomCode("ABCDÉ", 6), "Room code must be alphanumeric"); // 6 bytes, not ASCII
   equal(checkRoomCode("AB CD1", 6), "Room code must be alphanumeric");
-});
-
-Deno.test("utf8Length() counts bytes, not characters", () => {
-  equal(utf8Length("abc"), 3);
-  equal(utf8Length("é"), 2);
-  equal(utf8Length("日"), 3);
-  equal(utf8Length("😀"), 4);
 });

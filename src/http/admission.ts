@@ -1,6 +1,7 @@
 /**
  * Pre-upgrade admission helpers (SERVER.md §1.8, §1.9, §2.7 `security.*`): the client IP behind
- * trusted proxies, and the global connection cap derived from the open-file limit.
+ * trusted proxies and its normalised per-IP key, and the global connection cap derived from the
+ * open-file limit.
  *
  * @module
  */
@@ -157,6 +158,31 @@ export function clientIp(
     return parseIp(entry) ? entry.replace(/^\[(.*)\]$/, "$1") : peer;
   }
   return peer;
+}
+
+/** Normalises a socket address for per-IP keys: IPv4-mapped IPv6 → IPv4, lower case, no zone. */
+export function normalizeIp(address: string): string {
+  let ip = address.toLowerCase();
+  const zone = ip.indexOf("%");
+  if (zone >= 0) ip = ip.slice(0, zone);
+  if (ip.startsWith("::ffff:") && ip.includes(".")) ip = ip.slice(7);
+  return ip;
+}
+
+/**
+ * The per-IP key of a request (SERVER.md §1.9): the socket peer, or behind `trusted` proxies the
+ * client they name ({@linkcode clientIp}), normalised ({@linkcode normalizeIp}); `"unknown"` for a
+ * peer without an IP address (a Unix socket).
+ */
+export function peerIp(
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+  trusted: TrustedProxies | undefined,
+): string {
+  const addr = info.remoteAddr as Deno.Addr;
+  if (!("hostname" in addr)) return "unknown";
+  if (!trusted) return normalizeIp(addr.hostname);
+  return normalizeIp(clientIp(addr.hostname, request.headers.get("x-forwarded-for"), trusted));
 }
 
 /** Fallback of `security.max_connections` when the open-file limit cannot be read (§2.7). */

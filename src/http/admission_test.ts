@@ -3,6 +3,7 @@ import {
   clientIp,
   DEFAULT_MAX_CONNECTIONS,
   maxConnections,
+  normalizeIp,
   parseIp,
   parseNetwork,
   parseOpenFileLimit,
@@ -76,4 +77,11 @@ Deno.test("maxConnections() prefers the setting, else the open-file limit minus 
   deepEqual(maxConnections(null, 65536), { limit: 58982, source: "open-file limit" });
   deepEqual(maxConnections(null, 20), { limit: 1, source: "open-file limit" });
   deepEqual(maxConnections(null, undefined), { limit: DEFAULT_MAX_CONNECTIONS, source: "default" });
+});
+
+Deno.test("normalizeIp() maps IPv4-mapped IPv6 to IPv4 and drops zone ids", () => {
+  deepEqual(
+    ["::ffff:10.1.2.3", "FE80::1%eth0", "127.0.0.1", "2001:DB8::1"].map(normalizeIp),
+    ["10.1.2.3", "fe80::1", "127.0.0.1", "2001:db8::1"],
+  );
 });

@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { secretEquals } from "../engine/secrets.ts";
+import { bearerMatches } from "./auth.ts";
 import { getLogger } from "@logtape/logtape";
-import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
-import type { ServerMetrics } from "./server_metrics.ts";
+import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
+import type { ServerMetrics } from "../metrics/server_metrics.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 
@@ -50,17 +50,6 @@ export interface MetricsRouteContext {
   authToken: string | null;
   /** Current time in ms (Unix epoch). @default Date.now */
   now?: () => number;
-}
-
-/**
- * Checks the `Authorization` header against `token` (SERVER.md §1.4): exact `Bearer ` prefix,
- * visible ASCII only, constant-time comparison of SHA-256 digests, no trimming.
- */
-export function bearerMatches(header: string | null, token: string): boolean {
-  if (header === null || !/^[\x20-\x7e]*$/.test(header) || !header.startsWith("Bearer ")) {
-    return false;
-  }
-  return secretEquals(header.slice(7), token);
 }
 
 /** True for the paths {@linkcode serveMetrics} answers. */

@@ -1,8 +1,8 @@
-import { deepEqual, equal } from "node:assert/strict";
+import { equal } from "node:assert/strict";
 import { Engine } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
 import { Hub } from "../transport/hub.ts";
-import { createHandler, normalizeIp } from "./routes.ts";
+import { createHandler } from "./routes.ts";
 
 const INFO = {
   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 },
@@ -50,11 +50,4 @@ Deno.test("createHandler() refuses malformed upgrade requests with 400", () => {
   const wrongVersion = { ...UPGRADE_HEADERS, "sec-websocket-version": "8" };
   equal(handle(new Request("http://localhost/v2/ws", { headers: wrongVersion }), INFO).status, 400);
   equal(handle(new Request("http://localhost/v2/ws", { method: "POST" }), INFO).status, 405);
-});
-
-Deno.test("normalizeIp() maps IPv4-mapped IPv6 to IPv4 and drops zone ids", () => {
-  deepEqual(
-    ["::ffff:10.1.2.3", "FE80::1%eth0", "127.0.0.1", "2001:DB8::1"].map(normalizeIp),
-    ["10.1.2.3", "fe80::1", "127.0.0.1", "2001:db8::1"],
-  );
 });

@@ -1,12 +1,24 @@
 /**
- * The Signal Fish v2 wire messages: zod schemas for everything a client may send (PROTOCOL.md §5)
- * and TypeScript types for everything the server sends (PROTOCOL.md §6). Field names are the
- * spec's wire names; output field order is the order of the spec's tables (PROTOCOL.md §2.1).
+ * The Signal Fish v2 wire messages on the server: zod schemas for everything a client may send
+ * (PROTOCOL.md §5) and the server's view of what it sends (PROTOCOL.md §6), whose shapes are the
+ * types-only `wire.ts` shared with the client. Field names are the spec's wire names; output field
+ * order is the order of the spec's tables (PROTOCOL.md §2.1).
  *
  * @module
  */
 import { z } from "zod";
-import type { ErrorCode } from "./error_codes.ts";
+import type * as wire from "./wire.ts";
+
+export type {
+  LobbyState,
+  PeerConnectionInfo,
+  PlayerInfo,
+  PlayerNameRules,
+  RateLimitInfo,
+  RoomSnapshot,
+  SpectatorInfo,
+  SpectatorStateChangeReason,
+} from "./wire.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Scalars (PROTOCOL.md §2.4, §3)
@@ -50,27 +62,25 @@ function optional<T extends z.ZodType>(schema: T) {
 }
 
 /** Lobby states (PROTOCOL.md §3, §7.4). */
-export const LOBBY_STATES = ["waiting", "lobby", "finalized"] as const;
-/** A room's lobby state. */
-export type LobbyState = typeof LOBBY_STATES[number];
+export const LOBBY_STATES = [
+  "waiting",
+  "lobby",
+  "finalized",
+] as const satisfies readonly wire.LobbyState[];
 
 /** Relay transports a client may name (PROTOCOL.md §3). */
-export const RelayTransport = z.enum(["tcp", "udp", "websocket", "auto"]);
+export const RelayTransport = z.enum(
+  ["tcp", "udp", "websocket", "auto"] as const satisfies readonly wire.RelayTransport[],
+);
 /** One of `tcp`, `udp`, `websocket`, `auto`. */
 export type RelayTransport = z.infer<typeof RelayTransport>;
 
 /** Game-data encodings (PROTOCOL.md §3, §7.1.5). */
-export const GameDataEncoding = z.enum(["json", "message_pack", "rkyv"]);
+export const GameDataEncoding = z.enum(
+  ["json", "message_pack", "rkyv"] as const satisfies readonly wire.GameDataEncoding[],
+);
 /** One of `json`, `message_pack`, `rkyv`. */
 export type GameDataEncoding = z.infer<typeof GameDataEncoding>;
-
-/** Why a spectator joined or left (PROTOCOL.md §3). `removed` is never sent. */
-export type SpectatorStateChangeReason =
-  | "joined"
-  | "voluntary_leave"
-  | "disconnected"
-  | "removed"
-  | "room_closed";
 
 // ---------------------------------------------------------------------------------------------
 // ConnectionInfo (PROTOCOL.md §4.3): parsed, then re-emitted in canonical form.
@@ -205,51 +215,7 @@ export type ClientMessageType = ClientMessage["type"];
 export type ClientData<T extends ClientMessageType> = Extract<ClientMessage, { type: T }>["data"];
 
 // ---------------------------------------------------------------------------------------------
-// Shared objects (PROTOCOL.md §4)
-
-/** A seat as listed in snapshots (PROTOCOL.md §4.1). `connected_at` is RFC 3339 with ms. */
-export interface PlayerInfo {
-  id: string;
-  name: string;
-  is_authority: boolean;
-  is_ready: boolean;
-  connected_at: string;
-  connection_info?: ConnectionInfo;
-}
-
-/** A spectator as listed in snapshots (PROTOCOL.md §4.2). */
-export interface SpectatorInfo {
-  id: string;
-  name: string;
-  connected_at: string;
-}
-
-/** One entry of `GameStarting.peer_connections` (PROTOCOL.md §4.4). */
-export interface PeerConnectionInfo {
-  player_id: string;
-  player_name: string;
-  is_authority: boolean;
-  relay_type: string;
-  connection_info?: ConnectionInfo;
-}
-
-/** Rate limits advertised in `Authenticated` (PROTOCOL.md §4.5); informational. */
-export interface RateLimitInfo {
-  per_minute: number;
-  per_hour: number;
-  per_day: number;
-}
-
-/** Player-name rules advertised in `ProtocolInfo` (PROTOCOL.md §4.6). */
-export interface PlayerNameRules {
-  max_length: number;
-  min_length: number;
-  allow_unicode_alphanumeric: boolean;
-  allow_spaces: boolean;
-  allow_leading_trailing_whitespace: boolean;
-  allowed_symbols: string[];
-  additional_allowed_characters?: string;
-}
+// Shared objects (PROTOCOL.md §4): the shapes are in wire.ts.
 
 /**
  * Exact JSON text forwarded without re-serialisation, so game data keeps its number spelling
@@ -259,115 +225,20 @@ export class RawJson {
   constructor(readonly text: string) {}
 }
 
-/** The fields shared by `RoomJoined` and `Reconnected` (PROTOCOL.md §6.4, §6.16). */
-export interface RoomSnapshot {
-  room_id: string;
-  room_code: string;
-  player_id: string;
-  game_name: string;
-  max_players: number;
-  supports_authority: boolean;
-  current_players: PlayerInfo[];
-  is_authority: boolean;
-  lobby_state: LobbyState;
-  ready_players: string[];
-  relay_type: string;
-  current_spectators: SpectatorInfo[];
-}
-
 // ---------------------------------------------------------------------------------------------
 // Server -> client (PROTOCOL.md §6)
 
-/** Every message the server sends as a JSON text frame (PROTOCOL.md §6). */
+/**
+ * Every message the server sends as a JSON text frame (PROTOCOL.md §6): the wire union, except
+ * that `Reconnected.missed_events` holds the replayed messages already serialised (each a
+ * {@linkcode RawJson} of one wire `ServerMessage`), so a replay is never re-encoded.
+ */
 export type ServerMessage =
-  | {
-    type: "Authenticated";
-    data: { app_name: string; organization?: string; rate_limits: RateLimitInfo };
-  }
-  | {
-    type: "ProtocolInfo";
-    data: {
-      platform?: string;
-      sdk_version?: string;
-      minimum_version?: string;
-      recommended_version?: string;
-      capabilities: string[];
-      notes?: string;
-      game_data_formats: GameDataEncoding[];
-      player_name_rules?: PlayerNameRules;
-    };
-  }
-  | { type: "AuthenticationError"; data: { error: string; error_code: ErrorCode } }
-  | { type: "RoomJoined"; data: RoomSnapshot & { reconnection_token?: string } }
-  | { type: "RoomJoinFailed"; data: { reason: string; error_code?: ErrorCode } }
-  | { type: "RoomLeft" }
-  | { type: "PlayerJoined"; data: { player: PlayerInfo } }
-  | { type: "PlayerLeft"; data: { player_id: string } }
-  | { type: "GameData"; data: { from_player: string; data: unknown } }
-  | {
-    type: "AuthorityChanged";
-    data: { authority_player: string | null; you_are_authority: boolean };
-  }
-  | {
-    type: "AuthorityResponse";
-    data: { granted: boolean; reason: string | null; error_code?: ErrorCode };
-  }
-  | {
-    type: "LobbyStateChanged";
-    data: { lobby_state: LobbyState; ready_players: string[]; all_ready: boolean };
-  }
-  | { type: "GameStarting"; data: { peer_connections: PeerConnectionInfo[] } }
-  | { type: "Pong" }
+  | Exclude<wire.ServerMessage, { type: "Reconnected" }>
   | {
     type: "Reconnected";
-    data: RoomSnapshot & {
-      missed_events: RawJson[];
-      reconnection_token: string;
-      replay_truncated: boolean;
-    };
-  }
-  | { type: "ReconnectionFailed"; data: { reason: string; error_code: ErrorCode } }
-  | { type: "PlayerReconnected"; data: { player_id: string } }
-  | {
-    type: "SpectatorJoined";
-    data: {
-      room_id: string;
-      room_code: string;
-      spectator_id: string;
-      game_name: string;
-      current_players: PlayerInfo[];
-      current_spectators: SpectatorInfo[];
-      lobby_state: LobbyState;
-      reason?: SpectatorStateChangeReason;
-    };
-  }
-  | { type: "SpectatorJoinFailed"; data: { reason: string; error_code?: ErrorCode } }
-  | {
-    type: "SpectatorLeft";
-    data: {
-      room_id?: string;
-      room_code?: string;
-      reason?: SpectatorStateChangeReason;
-      current_spectators: SpectatorInfo[];
-    };
-  }
-  | {
-    type: "NewSpectatorJoined";
-    data: {
-      spectator: SpectatorInfo;
-      current_spectators: SpectatorInfo[];
-      reason?: SpectatorStateChangeReason;
-    };
-  }
-  | {
-    type: "SpectatorDisconnected";
-    data: {
-      spectator_id: string;
-      reason?: SpectatorStateChangeReason;
-      current_spectators: SpectatorInfo[];
-    };
-  }
-  | { type: "Error"; data: { message: string; error_code?: ErrorCode } };
+    data: Omit<wire.ReconnectedData, "missed_events"> & { missed_events: RawJson[] };
+  };
 
 /** The `type` of a server message. */
 export type ServerMessageType = ServerMessage["type"];

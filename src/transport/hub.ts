@@ -15,7 +15,7 @@ import {
 import type { ServerMessage } from "../protocol/messages.ts";
 import type { ErrorCode } from "../protocol/error_codes.ts";
 import type { ConnId, DisconnectLoss, Effect, Engine, EngineEvent } from "../engine/engine.ts";
-import { utf8Length } from "../engine/validation.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 import type { Fanout, Peer } from "../coordination/fanout.ts";
 import { type DeliveryFailure, LocalFanout } from "../coordination/memory.ts";
 import { type TokenBinding, verifyProof } from "./token_binding.ts";
@@ -55,7 +55,8 @@ export interface HubOptions {
 export type HubEvent =
   | EngineEvent
   | { type: "connected"; connectionId: ConnId; ip: string }
-  | { type: "disconnected"; connectionId: ConnId; ip: string }
+  /** `idleTimeout`: closed by the idle timeout (1001, no pong), SERVER.md §6.3 #44. */
+  | { type: "disconnected"; connectionId: ConnId; ip: string; idleTimeout?: boolean }
   | { type: "invalid_message"; connectionId: ConnId; detail: string }
   | { type: "message_too_large"; connectionId: ConnId; size: number }
   /** A slow consumer was closed with 1013 (SERVER.md §5.2); `dropped` messages discarded. */
@@ -193,16 +194,23 @@ export class Hub {
   /**
    * Handles a closed socket (SERVER.md §5.5): a player's seat is held or released, a spectator
    * detached. `loss` tells the engine about messages that could not be written; `code` is the
-   * WebSocket close code, when known (for the log). Idempotent.
+   * WebSocket close code, when known (for the log); `idleTimeout` says the socket was closed by
+   * the idle timeout (metrics). Idempotent.
    */
-  disconnect(id: ConnId, now: number, loss?: DisconnectLoss, code?: number): void {
+  disconnect(
+    id: ConnId,
+    now: number,
+    loss?: DisconnectLoss,
+    code?: number,
+    idleTimeout = false,
+  ): void {
     const info = this.#info.get(id);
     if (!info) return;
     this.#local.detach(id);
     this.#info.delete(id);
     this.#apply(this.#engine.disconnect(id, now, loss), now);
     log.info("Connection {connection_id} closed ({code})", { connection_id: id, code });
-    this.#options.onEvent?.({ type: "disconnected", connectionId: id, ip: info.ip });
+    this.#options.onEvent?.({ type: "disconnected", connectionId: id, ip: info.ip, idleTimeout });
   }
 
   /** Closes a connection from the server side and tears it down at once. */

@@ -2,12 +2,13 @@
  * Token binding proofs (SERVER.md §3.9, PROTOCOL.md Appendix A): every text frame of a bound
  * connection carries `token_binding: { scheme, signature, fingerprint? }`, an HMAC-SHA256 over the
  * canonical JSON of the rest of the frame, keyed with the 16 bytes of the handshake's
- * `Sec-WebSocket-Key`. Pure functions: the routes negotiate (SERVER.md §1.8), the hub verifies.
+ * `Sec-WebSocket-Key`. Pure functions: {@linkcode negotiateTokenBinding} runs at the upgrade
+ * (SERVER.md §1.8 step 6), {@linkcode verifyProof} checks each frame in the hub.
  *
  * @module
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { secretEquals } from "../engine/secrets.ts";
+import { secretEquals } from "../util/secrets.ts";
 
 /** What a bound connection needs to check its frames (SERVER.md §3.9). */
 export interface TokenBinding {
@@ -32,6 +33,76 @@ export function sessionSecret(secWebSocketKey: string): Uint8Array | undefined {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key) || key.length % 4 !== 0) return undefined;
   const bytes = Uint8Array.from(atob(key), (c) => c.charCodeAt(0));
   return bytes.length === 16 ? bytes : undefined;
+}
+
+/** Token-binding settings (`security.transport.token_binding.*`, PROTOCOL.md Appendix A). */
+export interface TokenBindingOptions {
+  /** Refuse upgrades that do not offer the subprotocol. */
+  required: boolean;
+  /** Require a client-certificate fingerprint from a trusted proxy, and in every proof. */
+  requireClientFingerprint: boolean;
+  /** The subprotocol name. @default "signalfish.tokenbinding.v1" */
+  subprotocol: string;
+}
+
+/** Client-certificate fingerprint headers, in priority order (SERVER.md §1.8). */
+const FINGERPRINT_HEADERS = [
+  "x-signalfish-client-cert-sha256",
+  "x-forwarded-client-cert-sha256",
+  "x-amzn-mtls-clientcert",
+];
+
+/**
+ * Token-binding negotiation of SERVER.md §1.8 step 6: a plain-text refusal (401 without a
+ * required fingerprint, 400 without a required subprotocol or with a bad `Sec-WebSocket-Key`), or
+ * the subprotocol to select and the binding to use (`undefined` = the connection proceeds unbound).
+ *
+ * @param fromTrustedProxy whether the socket peer is a trusted proxy, whose fingerprint headers
+ *   count (SERVER.md §1.9)
+ */
+export function negotiateTokenBinding(
+  request: Request,
+  fromTrustedProxy: boolean,
+  options: TokenBindingOptions,
+): Response | { subprotocol: string; binding: TokenBinding } | undefined {
+  let fingerprint: string | undefined;
+  if (fromTrustedProxy) {
+    for (const name of FINGERPRINT_HEADERS) {
+      const value = request.headers.get(name)?.trim();
+      if (value) {
+        fingerprint = value;
+        break;
+      }
+    }
+  }
+  if (options.requireClientFingerprint && fingerprint === undefined) {
+    return new Response("client certificate fingerprint required", { status: 401 });
+  }
+  // Headers joins repeated headers with ", "; the first header's entries come first.
+  const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",")
+    .map((entry) => entry.trim())
+    .find((entry) => entry.toLowerCase() === options.subprotocol.toLowerCase());
+  if (offered === undefined) {
+    if (options.required) {
+      return new Response("token binding subprotocol required", { status: 400 });
+    }
+    return undefined;
+  }
+  const key = request.headers.get("sec-websocket-key");
+  if (key === null) return new Response("Sec-WebSocket-Key header missing", { status: 400 });
+  const secret = sessionSecret(key);
+  if (!secret) return new Response("invalid token binding handshake", { status: 400 });
+  return {
+    // Deno.upgradeWebSocket only selects a protocol spelled exactly as the client offered it, so
+    // a client offering another letter case gets its own spelling back (SERVER.md §1.8 wants the
+    // configured one; the match itself is case-insensitive as specified).
+    subprotocol: offered,
+    binding: {
+      secret,
+      requireFingerprint: options.requireClientFingerprint,
+      handshakeFingerprint: fingerprint,
+    },
+  };
 }
 
 /** A parsed JSON value that remembers each number's spelling and kind. */

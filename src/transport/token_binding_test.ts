@@ -1,5 +1,10 @@
 import { deepEqual, equal } from "node:assert/strict";
-import { canonicalJson, sessionSecret, verifyProof } from "./token_binding.ts";
+import {
+  canonicalJson,
+  negotiateTokenBinding,
+  sessionSecret,
+  verifyProof,
+} from "./token_binding.ts";
 
 // Vectors computed independently with Python: json.dumps(sort_keys=True, separators=(",", ":"),
 // ensure_ascii=False), then hmac.new(key, payload + fingerprint, sha256), base64. Integers only
@@ -95,4 +100,54 @@ Deno.test("verifyProof() refuses each violation with the spec's message", () => 
     true,
     "AB:CD",
   );
+});
+
+Deno.test("negotiateTokenBinding() selects the offered subprotocol or refuses as SERVER.md §1.8 says", async () => {
+  const options = { required: false, requireClientFingerprint: false, subprotocol: "sf.tb.v1" };
+  const request = (headers: Record<string, string>) =>
+    new Request("http://127.0.0.1/v2/ws", { headers: { "sec-websocket-key": KEY, ...headers } });
+  const status = async (result: ReturnType<typeof negotiateTokenBinding>) => {
+    if (!(result instanceof Response)) return result;
+    return `${result.status} ${await result.text()}`;
+  };
+
+  equal(negotiateTokenBinding(request({}), false, options), undefined);
+  equal(
+    await status(negotiateTokenBinding(request({}), false, { ...options, required: true })),
+    "400 token binding subprotocol required",
+  );
+  const bound = negotiateTokenBinding(
+    request({ "sec-websocket-protocol": "other, SF.TB.v1" }),
+    false,
+    options,
+  );
+  if (bound === undefined || bound instanceof Response) throw new Error("expected a binding");
+  equal(bound.subprotocol, "SF.TB.v1");
+  deepEqual(bound.binding.secret, sessionSecret(KEY));
+  equal(bound.binding.handshakeFingerprint, undefined);
+  equal(
+    await status(negotiateTokenBinding(
+      request({ "sec-websocket-protocol": "sf.tb.v1", "sec-websocket-key": "c2hvcnQ=" }),
+      false,
+      options,
+    )),
+    "400 invalid token binding handshake",
+  );
+
+  const strict = { ...options, requireClientFingerprint: true };
+  const withFingerprint = request({
+    "sec-websocket-protocol": "sf.tb.v1",
+    "x-forwarded-client-cert-sha256": " ab12 ",
+  });
+  equal(
+    await status(negotiateTokenBinding(withFingerprint, false, strict)),
+    "401 client certificate fingerprint required",
+    "fingerprint headers count only from a trusted proxy",
+  );
+  const fromProxy = negotiateTokenBinding(withFingerprint, true, strict);
+  if (fromProxy === undefined || fromProxy instanceof Response) {
+    throw new Error("expected a binding");
+  }
+  equal(fromProxy.binding.handshakeFingerprint, "ab12");
+  equal(fromProxy.binding.requireFingerprint, true);
 });

@@ -12,7 +12,7 @@ import type { Socket } from "node:net";
 // @ts-types="./ws.d.ts"
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { getLogger } from "@logtape/logtape";
-import { utf8Length } from "../engine/validation.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 import { switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
 import type { Hub, Peer, SendFailure } from "./hub.ts";
 import type { TokenBinding } from "./token_binding.ts";
@@ -302,6 +302,9 @@ interface Receiver {
   on(event: "conclude", listener: (code: number) => void): void;
 }
 
+/** The close reason of a connection closed for not answering pings (1001, PROTOCOL.md §7.10). */
+export const IDLE_TIMEOUT_REASON = "No response from ping frame.";
+
 /** One `ws` server per message size limit (they hold no sockets, only options). */
 const servers = new Map<number, WebSocketServer>();
 /** The subprotocol chosen for an upgrade request, read by `handleProtocols`. */
@@ -385,7 +388,8 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
         socket.ping();
       } else {
         // The peer answers nothing: send the close frame and end the connection after it.
-        hub.close(connection, 1001, "No response from ping frame.", Date.now());
+        peer.close(1001, IDLE_TIMEOUT_REASON);
+        hub.disconnect(connection, Date.now(), undefined, 1001, true);
         stream.end();
       }
     }, halfMs);

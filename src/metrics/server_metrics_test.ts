@@ -4,11 +4,13 @@ import { testOptions } from "../engine/testing.ts";
 import { Hub, type HubEvent } from "../transport/hub.ts";
 import { ServerMetrics } from "./server_metrics.ts";
 
-function metricsWith(reconnection: boolean, held = 0) {
+/** Metrics over fixed sources: `held` seats held, `buffered()` messages buffered. */
+function metricsWith(held = 0, buffered: () => number = () => 0, reconnection = true) {
   return new ServerMetrics({
     connections: () => 2,
     players: () => 3,
     heldSeats: () => held,
+    eventsBuffered: buffered,
     seatCounts: () => [],
   }, {
     reconnection,
@@ -31,7 +33,7 @@ function values(metrics: ServerMetrics): Record<string, number> {
 const ROOM = { gameName: "orbit", roomCode: "ABC123", roomId: "r1" };
 
 Deno.test("ServerMetrics.observe() counts each event into exactly its families", () => {
-  const metrics = metricsWith(true, 1);
+  const metrics = metricsWith(1);
   const events: HubEvent[] = [
     { type: "connected", connectionId: "c1", ip: "127.0.0.1" },
     { type: "room_created", ...ROOM, playerId: "p1" },
@@ -87,8 +89,10 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     signal_fish_reconnection_sessions_active: 1,
     signal_fish_reconnection_validation_failures_total: 1,
     signal_fish_reconnection_completions_total: 1,
+    signal_fish_reconnection_events_buffered_total: 0,
     signal_fish_cleanup_empty_rooms_total: 1,
     signal_fish_cleanup_inactive_rooms_total: 1,
+    signal_fish_cleanup_expired_players_total: 0,
     signal_fish_dashboard_cache_age_seconds: 0,
     signal_fish_dashboard_cache_refresh_failures_total: 0,
     signal_fish_slow_consumer_disconnects_total: 1,
@@ -105,17 +109,46 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
   ok(text.includes('signal_fish_room_join_latency_seconds_bucket{le="+Inf"} 1\n'));
 });
 
-Deno.test("ServerMetrics leaves the reconnection families out without reconnection", () => {
-  const metrics = metricsWith(false);
-  metrics.observe({ type: "room_created", ...ROOM, playerId: "p1" });
+Deno.test("ServerMetrics keeps the reconnection families, reading 0, without reconnection", () => {
+  const metrics = metricsWith(0, () => 0, false);
+  metrics.observe({ type: "connected", connectionId: "c1", ip: "127.0.0.1" });
+  metrics.observe({ type: "room_created", ...ROOM, playerId: "p1" }); // no token without it
+  const counts = values(metrics);
+  for (
+    const name of [
+      "signal_fish_reconnection_tokens_issued_total",
+      "signal_fish_reconnection_sessions_active",
+      "signal_fish_reconnection_validation_failures_total",
+      "signal_fish_reconnection_completions_total",
+      "signal_fish_reconnection_events_buffered_total",
+    ]
+  ) {
+    equal(counts[name], 0, name);
+  }
+  const snapshot = metrics.jsonBody({ timeRange: "1h", includeSnapshot: true }, 0)
+    .metricsSnapshot as Record<string, Record<string, number>>;
+  equal(snapshot.reconnection!.sessions_active, 0);
+});
+
+Deno.test("ServerMetrics counts idle-timeout closes (#44) and reads buffered messages (#37)", () => {
+  let buffered = 0;
+  const metrics = metricsWith(1, () => buffered);
+  metrics.observe({ type: "disconnected", connectionId: "c1", ip: "127.0.0.1" });
   metrics.observe({
-    type: "player_reconnected",
-    ...ROOM,
-    playerId: "p1",
-    takeover: false,
-    missed: 0,
+    type: "disconnected",
+    connectionId: "c2",
+    ip: "127.0.0.1",
+    idleTimeout: true,
   });
-  equal(metrics.renderPrometheus().includes("reconnection"), false);
+  buffered = 4;
+  const counts = values(metrics);
+  equal(counts.signal_fish_connections_disconnections_total, 2);
+  equal(counts.signal_fish_cleanup_expired_players_total, 1);
+  equal(counts.signal_fish_reconnection_events_buffered_total, 4);
+  const snapshot = metrics.jsonBody({ timeRange: "1h", includeSnapshot: true }, 0)
+    .metricsSnapshot as Record<string, Record<string, number>>;
+  equal(snapshot.cleanup!.expired_players_cleaned, 1);
+  equal(snapshot.reconnection!.events_buffered, 4);
 });
 
 Deno.test("Hub reports error replies, 1011 closes and JoinRoom/GameData timings", () => {

@@ -28,18 +28,23 @@ export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
-/** A monotonically increasing count. */
+/**
+ * A monotonically increasing count: increased with {@linkcode Counter.inc}, or read at scrape
+ * time from a source that only grows (a count kept where the thing happens).
+ */
 export class Counter {
   /** Metric name; ends in `_total`. */
   readonly name: string;
   /** One line of English for `# HELP`. */
   readonly help: string;
+  readonly #read: (() => number) | undefined;
   #value = 0;
 
   /** Use {@linkcode Registry.counter}. */
-  constructor(name: string, help: string) {
+  constructor(name: string, help: string, read?: () => number) {
     this.name = name;
     this.help = help;
+    this.#read = read;
   }
 
   /** Adds `by` (≥ 0). Throws `RangeError` on a negative or non-finite amount. */
@@ -50,9 +55,9 @@ export class Counter {
     this.#value += by;
   }
 
-  /** The current count. */
+  /** The current count (the source's answer for counters read at scrape time). */
   get value(): number {
-    return this.#value;
+    return this.#read ? this.#read() : this.#value;
   }
 }
 
@@ -155,12 +160,15 @@ export class Registry {
   readonly #metrics: Metric[] = [];
   readonly #names = new Set<string>();
 
-  /** Registers a counter. Throws `TypeError` on a bad or duplicate name. */
-  counter(name: string, help: string): Counter {
+  /**
+   * Registers a counter, optionally read from `read` (a count that never decreases) at scrape
+   * time. Throws `TypeError` on a bad or duplicate name.
+   */
+  counter(name: string, help: string, read?: () => number): Counter {
     if (!name.endsWith("_total")) {
       throw new TypeError(`Cannot register counter "${name}": name must end in _total`);
     }
-    return this.#add(new Counter(name, help));
+    return this.#add(new Counter(name, help, read));
   }
 
   /** Registers a gauge, optionally read from `read` at scrape time. Throws on a bad name. */

@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
-import { escapeHelp, formatValue, LatencySketch, Registry } from "./metrics.ts";
+import { escapeHelp, formatValue, LatencySketch, Registry } from "./registry.ts";
 
 Deno.test("formatValue() writes integers plainly and never uses exponent notation", () => {
   deepEqual(
@@ -92,6 +92,16 @@ Deno.test("Registry refuses counters without _total, invalid and duplicate names
   registry.gauge("demo_things", "x");
   throws(() => registry.gauge("demo_things", "x"), TypeError);
   throws(() => registry.histogram("demo_h_seconds", "x", [1, 0.5]), RangeError);
+});
+
+Deno.test("Registry.counter() with a source reports the source's count at each render", () => {
+  const registry = new Registry();
+  let appended = 0;
+  const counter = registry.counter("x_events_total", "Events", () => appended);
+  ok(registry.render().includes("# TYPE x_events_total counter\nx_events_total 0\n"));
+  appended = 7;
+  equal(counter.value, 7);
+  ok(registry.render().includes("x_events_total 7\n"));
 });
 
 Deno.test("Counter.inc() refuses negative amounts", () => {

@@ -12,7 +12,8 @@ import {
   LatencySketch,
   type LatencySummary,
   Registry,
-} from "./metrics.ts";
+} from "./registry.ts";
+import { upstreamRateLimitWindows, upstreamSnapshot } from "./upstream_json.ts";
 
 /** Live state the gauges and the dashboard read at scrape/refresh time. */
 export interface MetricsSources {
@@ -22,13 +23,18 @@ export interface MetricsSources {
   players: () => number;
   /** Seats currently held for reconnection; `undefined` when the engine has no reconnection. */
   heldSeats: () => number | undefined;
+  /** Messages appended to replay buffers so far (SERVER.md §6.3 #37); never decreases. */
+  eventsBuffered: () => number;
   /** Game name and seat count of every room on this instance (SERVER.md §6.6). */
   seatCounts: () => { gameName: string; seats: number }[];
 }
 
 /** Metrics settings (SERVER.md §2.7 `metrics.*`, `server.enable_reconnection`). */
 export interface ServerMetricsOptions {
-  /** Whether reconnection is on and implemented: exposes the `reconnection_*` families. */
+  /**
+   * `server.enable_reconnection`: joins issue tokens (counted in #33). Off, the `reconnection_*`
+   * families are still exposed and read 0 (SERVER.md §6.3 #33–#37).
+   */
   reconnection: boolean;
   /** `metrics.dashboard_cache_refresh_interval_secs`. @default 5 */
   refreshIntervalSecs: number;
@@ -111,11 +117,13 @@ export class ServerMetrics {
   readonly #playersJoined: Counter;
   readonly #playersLeft: Counter;
   readonly #gameData: Counter;
-  readonly #tokensIssued: Counter | undefined;
-  readonly #reconnectFailures: Counter | undefined;
-  readonly #reconnectCompletions: Counter | undefined;
+  readonly #tokensIssued: Counter;
+  readonly #reconnectFailures: Counter;
+  readonly #reconnectCompletions: Counter;
+  readonly #eventsBuffered: Counter;
   readonly #cleanupEmpty: Counter;
   readonly #cleanupInactive: Counter;
+  readonly #cleanupExpired: Counter;
   readonly #refreshFailures: Counter;
   readonly #slowConsumers: Counter;
   readonly #messagesDropped: Counter;
@@ -133,9 +141,12 @@ export class ServerMetrics {
   #refreshCount = 0;
   #lastError: string | null = null;
   #history: DashboardEntry[] = [];
-  /** What the JoinRoom/GameData being timed turned out to be. */
 
-  /** Registers every family of SERVER.md §6.3 this build has, in the spec's order. */
+  /**
+   * Registers every family of SERVER.md §6.3 this build has, in the spec's order. The
+   * `reconnection_*` families (#33–#37) are there whether `server.enable_reconnection` is on or
+   * not: off, they read 0.
+   */
   constructor(sources: MetricsSources, options: ServerMetricsOptions) {
     this.#sources = sources;
     this.#options = options;
@@ -187,25 +198,28 @@ export class ServerMetrics {
       `${p}game_data_messages_total`,
       "Inbound game data messages accepted for relay",
     );
-    if (options.reconnection) {
-      this.#tokensIssued = r.counter(
-        `${p}reconnection_tokens_issued_total`,
-        "Reconnection tokens issued",
-      );
-      r.gauge(
-        `${p}reconnection_sessions_active`,
-        "Seats currently held for reconnection",
-        () => sources.heldSeats() ?? 0,
-      );
-      this.#reconnectFailures = r.counter(
-        `${p}reconnection_validation_failures_total`,
-        "ReconnectionFailed replies",
-      );
-      this.#reconnectCompletions = r.counter(
-        `${p}reconnection_completions_total`,
-        "Reconnected replies",
-      );
-    }
+    this.#tokensIssued = r.counter(
+      `${p}reconnection_tokens_issued_total`,
+      "Reconnection tokens issued",
+    );
+    r.gauge(
+      `${p}reconnection_sessions_active`,
+      "Seats currently held for reconnection",
+      () => sources.heldSeats() ?? 0,
+    );
+    this.#reconnectFailures = r.counter(
+      `${p}reconnection_validation_failures_total`,
+      "ReconnectionFailed replies",
+    );
+    this.#reconnectCompletions = r.counter(
+      `${p}reconnection_completions_total`,
+      "Reconnected replies",
+    );
+    this.#eventsBuffered = r.counter(
+      `${p}reconnection_events_buffered_total`,
+      "Messages appended to replay buffers of held seats",
+      sources.eventsBuffered,
+    );
     this.#cleanupEmpty = r.counter(
       `${p}cleanup_empty_rooms_total`,
       "Empty rooms deleted by the maintenance sweep",
@@ -213,6 +227,10 @@ export class ServerMetrics {
     this.#cleanupInactive = r.counter(
       `${p}cleanup_inactive_rooms_total`,
       "Rooms with seats deleted for inactivity",
+    );
+    this.#cleanupExpired = r.counter(
+      `${p}cleanup_expired_players_total`,
+      "Connections closed by the idle timeout (1001, no response to pings)",
     );
     r.gauge(
       `${p}dashboard_cache_age_seconds`,
@@ -253,16 +271,17 @@ export class ServerMetrics {
         break;
       case "disconnected":
         this.#disconnections.inc();
+        if (event.idleTimeout) this.#cleanupExpired.inc();
         break;
       case "room_created":
         this.#roomsCreated.inc();
         this.#playersJoined.inc();
-        this.#tokensIssued?.inc();
+        if (this.#options.reconnection) this.#tokensIssued.inc();
         break;
       case "room_joined":
         this.#roomsJoined.inc();
         this.#playersJoined.inc();
-        this.#tokensIssued?.inc();
+        if (this.#options.reconnection) this.#tokensIssued.inc();
         break;
       case "seat_released":
         // Expiry is also reported as seat_released (reason "expired"): counted once.
@@ -302,11 +321,11 @@ export class ServerMetrics {
         this.#timed(event.outcome, event.seconds);
         break;
       case "player_reconnected":
-        this.#tokensIssued?.inc();
-        this.#reconnectCompletions?.inc();
+        this.#tokensIssued.inc();
+        this.#reconnectCompletions.inc();
         break;
       case "reconnect_failed":
-        this.#reconnectFailures?.inc();
+        this.#reconnectFailures.inc();
         break;
       case "slow_consumer":
         this.#slowConsumers.inc();
@@ -438,9 +457,7 @@ export class ServerMetrics {
           total: this.#errors.value,
         },
         rateLimiting: {
-          minute: { limit: 0, used: 0, checks: 0, rejections: 0 },
-          hour: { limit: 0, used: 0, checks: 0, rejections: 0 },
-          day: { limit: 0, used: 0, checks: 0, rejections: 0 },
+          ...upstreamRateLimitWindows(),
           total_rejections: this.#rateLimitRejections.value,
           resets: 0,
         },
@@ -451,122 +468,43 @@ export class ServerMetrics {
   }
 
   #snapshot(now: number): Record<string, unknown> {
-    const creation = this.#creationSketch.summary();
-    const join = this.#joinSketch.summary();
     const latest = this.#history.at(-1);
-    return {
-      timestamp: rfc3339(now),
-      connections: {
-        total_connections: this.#connections.value,
-        active_connections: this.#sources.connections(),
-        disconnections: this.#disconnections.value,
-        connection_errors: this.#errorsWebsocket.value,
-        websocket_messages_dropped: this.#dropped,
-      },
-      rooms: {
-        rooms_created: this.#roomsCreated.value,
-        rooms_joined: this.#roomsJoined.value,
-        room_creation_failures: this.#creationFailures,
-        room_join_failures: this.#joinFailures,
-        rooms_deleted: this.#roomsDeleted.value,
-        room_cap_lock_acquisitions: 0,
-        room_cap_lock_failures: 0,
-        room_cap_denials: this.#capDenials.value,
-      },
-      race_conditions: {
-        room_capacity_conflicts: 0,
-        room_code_collisions: this.#codeCollisions,
-        authority_transfer_conflicts: 0,
-        retry_attempts: 0,
-        retry_successes: 0,
-        retry_success_rate: 1.0,
-      },
-      cross_instance: {
-        cross_instance_messages: 0,
-        dedup_cache_hits: 0,
-        dedup_cache_misses: 0,
-        dedup_cache_evictions: 0,
-        dedup_cache_size: 0,
-        membership_cache_hits: 0,
-        membership_cache_misses: 0,
-        remote_membership_updates_published: 0,
-        remote_membership_updates_received: 0,
-        remote_membership_known_broadcasts: 0,
-        remote_membership_forced_broadcasts: 0,
-        remote_membership_skipped_broadcasts: 0,
-      },
-      performance: {
-        query_count: 0,
-        average_room_creation_ms: creation.average_ms,
-        average_room_join_ms: join.average_ms,
-        average_query_ms: null,
-        room_creation_latency: creation,
-        room_join_latency: join,
-        query_latency: new LatencySketch().summary(),
-        latency_histogram_clamped_samples: this.#clamped.value,
-      },
-      dashboard_cache: {
-        refresh_count: this.#refreshCount,
-        refresh_errors: this.#refreshFailures.value,
-        last_refresh_timestamp: latest ? Math.floor(latest.fetchedAt / 1000) : null,
-        refresh_failures: this.#refreshFailures.value,
-      },
-      rate_limiting: {
-        rate_limit_rejections: this.#rateLimitRejections.value,
-        rate_limit_resets: 0,
-        minute_limit: 0,
-        hour_limit: 0,
-        day_limit: 0,
-        minute_count: 0,
-        hour_count: 0,
-        day_count: 0,
-        minute_checks: 0,
-        hour_checks: 0,
-        day_checks: 0,
-        minute_rejections: 0,
-        hour_rejections: 0,
-        day_rejections: 0,
-        cache_rows: 0,
-        cache_purged: 0,
-      },
-      players: {
-        players_joined: this.#playersJoined.value,
-        players_left: this.#playersLeft.value,
-        authority_transfers: 0,
-        game_data_messages: this.#gameData.value,
-        heartbeat_updates: 0,
-        heartbeat_skipped: 0,
-      },
-      errors: {
-        validation_errors: this.#errorsValidation.value,
-        internal_errors: this.#errorsInternal.value,
-        websocket_errors: this.#errorsWebsocket.value,
-        total_errors: this.#errors.value,
-      },
-      cleanup: {
-        empty_rooms_cleaned: this.#cleanupEmpty.value,
-        inactive_rooms_cleaned: this.#cleanupInactive.value,
-        expired_players_cleaned: 0,
-      },
-      reconnection: {
-        tokens_issued: this.#tokensIssued?.value ?? 0,
-        sessions_active: this.#sources.heldSeats() ?? 0,
-        validations_failed: this.#reconnectFailures?.value ?? 0,
-        completions: this.#reconnectCompletions?.value ?? 0,
-        events_buffered: 0,
-      },
-      distributed_lock: {
-        release_failures: 0,
-        extend_failures: 0,
-        cleanup_runs: 0,
-        cleanup_removed: 0,
-      },
-      relay_health: {
-        client_id_reuse_events: 0,
-        client_id_exhaustion_events: 0,
-        session_timeouts: 0,
-      },
-    };
+    return upstreamSnapshot({
+      total_connections: this.#connections.value,
+      active_connections: this.#sources.connections(),
+      disconnections: this.#disconnections.value,
+      connection_errors: this.#errorsWebsocket.value,
+      websocket_messages_dropped: this.#dropped,
+      rooms_created: this.#roomsCreated.value,
+      rooms_joined: this.#roomsJoined.value,
+      room_creation_failures: this.#creationFailures,
+      room_join_failures: this.#joinFailures,
+      rooms_deleted: this.#roomsDeleted.value,
+      room_cap_denials: this.#capDenials.value,
+      room_code_collisions: this.#codeCollisions,
+      room_creation_latency: this.#creationSketch.summary(),
+      room_join_latency: this.#joinSketch.summary(),
+      latency_histogram_clamped_samples: this.#clamped.value,
+      refresh_count: this.#refreshCount,
+      refresh_failures: this.#refreshFailures.value,
+      last_refresh_timestamp: latest ? Math.floor(latest.fetchedAt / 1000) : null,
+      rate_limit_rejections: this.#rateLimitRejections.value,
+      players_joined: this.#playersJoined.value,
+      players_left: this.#playersLeft.value,
+      game_data_messages: this.#gameData.value,
+      validation_errors: this.#errorsValidation.value,
+      internal_errors: this.#errorsInternal.value,
+      websocket_errors: this.#errorsWebsocket.value,
+      total_errors: this.#errors.value,
+      empty_rooms_cleaned: this.#cleanupEmpty.value,
+      inactive_rooms_cleaned: this.#cleanupInactive.value,
+      expired_players_cleaned: this.#cleanupExpired.value,
+      tokens_issued: this.#tokensIssued.value,
+      sessions_active: this.#sources.heldSeats() ?? 0,
+      validations_failed: this.#reconnectFailures.value,
+      completions: this.#reconnectCompletions.value,
+      events_buffered: this.#eventsBuffered.value,
+    }, now);
   }
 
   #countError(counter: Counter): void {

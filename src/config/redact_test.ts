@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { DEFAULT_CONFIG } from "./schema.ts";
+import { redactConfig } from "./redact.ts";
+import { failed, FILE, load, loaded, withDefaults } from "./testing.ts";
+
+Deno.test("loadConfig() never shows secrets in error messages", () => {
+  const errors = failed(load(
+    {
+      [FILE]: {
+        security: {
+          metrics_auth_token: 123456789,
+          authorized_apps: [{ app_id: "a", app_name: "", app_secret: "s3cr3t-app" }],
+        },
+        cluster: { redis_url: "http://user:hunter2@cache:6379" },
+      },
+    },
+    {
+      SIGNAL_FISH_SECURITY__AUTHORIZED_APPS: '[{"app_secret":"s3cr3t-env"',
+      SIGNAL_FISH__SECURITY__AUTHORIZED_APPS: "[]",
+    },
+  ));
+  const text = errors.join("\n");
+  for (const secret of ["123456789", "s3cr3t", "hunter2"]) assert.ok(!text.includes(secret), text);
+  assert.deepEqual(errors, [
+    "invalid configuration: security.authorized_apps = <redacted> (from SIGNAL_FISH_SECURITY__AUTHORIZED_APPS): must be valid JSON (syntax error at position 27)",
+    `invalid configuration: security.metrics_auth_token = <redacted> (from config file ${FILE}): must be a string or null`,
+    `invalid configuration: security.authorized_apps[0].app_name = "" (from config file ${FILE}): must not be empty`,
+    `invalid configuration: cluster.redis_url = "http://user:<redacted>@cache:6379" (from config file ${FILE}): must be null or a redis:// or rediss:// URL`,
+  ]);
+});
+
+Deno.test("redactConfig() hides app secrets, the metrics token and the Redis password", () => {
+  const { config } = loaded(load({
+    [FILE]: {
+      security: {
+        require_metrics_auth: true,
+        metrics_auth_token: "0123456789abcdef",
+        authorized_apps: [
+          { app_id: "a", app_name: "A", app_secret: "s3cr3t" },
+          { app_id: "b", app_name: "B" },
+        ],
+      },
+      cluster: { redis_url: "rediss://user:hunter2@cache:6380/1" },
+    },
+  }));
+  const redacted = redactConfig(config);
+  assert.equal(redacted.security.metrics_auth_token, "<redacted>");
+  assert.deepEqual(redacted.security.authorized_apps.map((app) => app.app_secret), [
+    "<redacted>",
+    null,
+  ]);
+  assert.equal(redacted.cluster.redis_url, "rediss://user:<redacted>@cache:6380/1");
+  assert.equal(config.security.metrics_auth_token, "0123456789abcdef", "input left unchanged");
+  assert.equal(redactConfig(DEFAULT_CONFIG).security.metrics_auth_token, null);
+  assert.equal(
+    redactConfig(withDefaults({ cluster: { redis_url: "redis://cache:6379" } })).cluster.redis_url,
+    "redis://cache:6379",
+  );
+});

@@ -1,0 +1,210 @@
+/**
+ * The Signal Fish v2 wire shapes (PROTOCOL.md §3, §4, §6; EXTENSIONS.md E1–E4): types only, no
+ * runtime code and no dependency, so the server (`protocol/messages.ts`, with its zod schemas for
+ * client input) and the dependency-free client (`client/messages.ts`) import the same union with
+ * `import type` and neither bundles the other's code. Field names are the spec's wire names, in the
+ * order of the spec's tables.
+ *
+ * @module
+ */
+import type { ErrorCode } from "./error_codes.ts";
+
+export type { ErrorCode };
+
+/** A room's lobby state (PROTOCOL.md §3, §7.4). */
+export type LobbyState = "waiting" | "lobby" | "finalized";
+
+/** Game-data encodings (PROTOCOL.md §3, §7.1.5). */
+export type GameDataEncoding = "json" | "message_pack" | "rkyv";
+
+/** Relay transports (PROTOCOL.md §3). */
+export type RelayTransport = "tcp" | "udp" | "websocket" | "auto";
+
+/** Why a spectator joined or left (PROTOCOL.md §3). */
+export type SpectatorStateChangeReason =
+  | "joined"
+  | "voluntary_leave"
+  | "disconnected"
+  | "removed"
+  | "room_closed";
+
+/**
+ * Peer connection details (PROTOCOL.md §4.3), tagged by `type`, as a client may send them. The
+ * server re-emits them in canonical form (`relay.transport` filled in as `"auto"`, `webrtc.sdp`
+ * as `null` when absent), which fits this type.
+ */
+export type ConnectionInfo =
+  | { type: "direct"; host: string; port: number }
+  | { type: "unity_relay"; allocation_id: string; connection_data: string; key: string }
+  | {
+    type: "relay";
+    host: string;
+    port: number;
+    transport?: RelayTransport;
+    allocation_id: string;
+    token: string;
+    client_id?: number;
+  }
+  | { type: "webrtc"; sdp?: string | null; ice_candidates: string[] }
+  | { type: "custom"; data: unknown };
+
+/** A seat as listed in snapshots (PROTOCOL.md §4.1). `connected_at` is RFC 3339 with ms. */
+export interface PlayerInfo {
+  id: string;
+  name: string;
+  is_authority: boolean;
+  is_ready: boolean;
+  connected_at: string;
+  connection_info?: ConnectionInfo;
+}
+
+/** A spectator as listed in snapshots (PROTOCOL.md §4.2). */
+export interface SpectatorInfo {
+  id: string;
+  name: string;
+  connected_at: string;
+}
+
+/** One entry of `GameStarting.peer_connections` (PROTOCOL.md §4.4). */
+export interface PeerConnectionInfo {
+  player_id: string;
+  player_name: string;
+  is_authority: boolean;
+  relay_type: string;
+  connection_info?: ConnectionInfo;
+}
+
+/** Rate limits advertised in `Authenticated` (PROTOCOL.md §4.5); informational. */
+export interface RateLimitInfo {
+  per_minute: number;
+  per_hour: number;
+  per_day: number;
+}
+
+/** Player-name rules advertised in `ProtocolInfo` (PROTOCOL.md §4.6). */
+export interface PlayerNameRules {
+  max_length: number;
+  min_length: number;
+  allow_unicode_alphanumeric: boolean;
+  allow_spaces: boolean;
+  allow_leading_trailing_whitespace: boolean;
+  allowed_symbols: string[];
+  additional_allowed_characters?: string;
+}
+
+/** The fields shared by `RoomJoined` and `Reconnected` (PROTOCOL.md §6.4, §6.16). */
+export interface RoomSnapshot {
+  room_id: string;
+  room_code: string;
+  player_id: string;
+  game_name: string;
+  max_players: number;
+  supports_authority: boolean;
+  current_players: PlayerInfo[];
+  is_authority: boolean;
+  lobby_state: LobbyState;
+  ready_players: string[];
+  relay_type: string;
+  current_spectators: SpectatorInfo[];
+}
+
+/**
+ * `Reconnected` as received (PROTOCOL.md §6.16, EXTENSIONS.md E2/E3): the 12 snapshot fields,
+ * the replay buffer as complete server messages in original order, a fresh token and whether
+ * the replay is incomplete.
+ */
+export interface ReconnectedData extends RoomSnapshot {
+  missed_events: ServerMessage[];
+  reconnection_token: string;
+  replay_truncated: boolean;
+}
+
+/**
+ * Every JSON message the server sends (PROTOCOL.md §6), discriminated by `type`. `GameData.data`
+ * is the sender's JSON value; binary game data arrives as {@linkcode GameDataBinary} instead.
+ */
+export type ServerMessage =
+  | {
+    type: "Authenticated";
+    data: { app_name: string; organization?: string; rate_limits: RateLimitInfo };
+  }
+  | {
+    type: "ProtocolInfo";
+    data: {
+      platform?: string;
+      sdk_version?: string;
+      minimum_version?: string;
+      recommended_version?: string;
+      capabilities: string[];
+      notes?: string;
+      game_data_formats: GameDataEncoding[];
+      player_name_rules?: PlayerNameRules;
+    };
+  }
+  | { type: "AuthenticationError"; data: { error: string; error_code: ErrorCode } }
+  | { type: "RoomJoined"; data: RoomSnapshot & { reconnection_token?: string } }
+  | { type: "RoomJoinFailed"; data: { reason: string; error_code?: ErrorCode } }
+  | { type: "RoomLeft"; data?: undefined }
+  | { type: "PlayerJoined"; data: { player: PlayerInfo } }
+  | { type: "PlayerLeft"; data: { player_id: string } }
+  | { type: "GameData"; data: { from_player: string; data: unknown } }
+  | {
+    type: "AuthorityChanged";
+    data: { authority_player: string | null; you_are_authority: boolean };
+  }
+  | {
+    type: "AuthorityResponse";
+    data: { granted: boolean; reason: string | null; error_code?: ErrorCode };
+  }
+  | {
+    type: "LobbyStateChanged";
+    data: { lobby_state: LobbyState; ready_players: string[]; all_ready: boolean };
+  }
+  | { type: "GameStarting"; data: { peer_connections: PeerConnectionInfo[] } }
+  | { type: "Pong"; data?: undefined }
+  | { type: "Reconnected"; data: ReconnectedData }
+  | { type: "ReconnectionFailed"; data: { reason: string; error_code: ErrorCode } }
+  | { type: "PlayerReconnected"; data: { player_id: string } }
+  | {
+    type: "SpectatorJoined";
+    data: {
+      room_id: string;
+      room_code: string;
+      spectator_id: string;
+      game_name: string;
+      current_players: PlayerInfo[];
+      current_spectators: SpectatorInfo[];
+      lobby_state: LobbyState;
+      reason?: SpectatorStateChangeReason;
+    };
+  }
+  | { type: "SpectatorJoinFailed"; data: { reason: string; error_code?: ErrorCode } }
+  | {
+    type: "SpectatorLeft";
+    data: {
+      room_id?: string;
+      room_code?: string;
+      reason?: SpectatorStateChangeReason;
+      current_spectators: SpectatorInfo[];
+    };
+  }
+  | {
+    type: "NewSpectatorJoined";
+    data: {
+      spectator: SpectatorInfo;
+      current_spectators: SpectatorInfo[];
+      reason?: SpectatorStateChangeReason;
+    };
+  }
+  | {
+    type: "SpectatorDisconnected";
+    data: {
+      spectator_id: string;
+      reason?: SpectatorStateChangeReason;
+      current_spectators: SpectatorInfo[];
+    };
+  }
+  | { type: "Error"; data: { message: string; error_code?: ErrorCode } };
+
+/** The `type` of a server message. */
+export type ServerMessageType = ServerMessage["type"];
