@@ -261,3 +261,52 @@ Deno.test("Item 13: upgrades with an invalid key, over HTTP/1.0 or without Host 
   ok(good.head.startsWith("HTTP/1.1 101"));
   good.close();
 });
+
+Deno.test({
+  name: "Item 3: under `deno task start` the connection cap comes from the real ulimit -n",
+  sanitizeResources: false,
+  async fn() {
+    // `deno task start` runs without --allow-all, so it cannot read /proc/self/limits; the task
+    // passes `ulimit -n` in RLIMIT_NOFILE instead (before: always the 16000 fallback).
+    const root = new URL("..", import.meta.url).pathname;
+    const child = new Deno.Command("/bin/sh", {
+      args: ["-c", `ulimit -n 512 && exec "$0" task start --port 0`, Deno.execPath()],
+      cwd: root,
+      env: { NO_COLOR: "1", SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    let text = "";
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no Listening line:\n${text}`)), 30_000);
+      });
+      while (!/"message":"Listening on/.test(text)) {
+        const { value, done } = await Promise.race([reader.read(), deadline]);
+        if (done) throw new Error(`exited:\n${text}`);
+        text += value;
+      }
+      reader.releaseLock();
+      // 512 descriptors, 64 kept free.
+      ok(/"max_connections":448,"max_connections_from":"open-file limit"/.test(text), text);
+    } finally {
+      clearTimeout(timer);
+      // `deno task` runs the server as its child: stop both.
+      const pid = child.pid;
+      const children = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`).catch(() => "");
+      for (const id of children.trim().split(/\s+/).filter(Boolean)) {
+        try {
+          Deno.kill(Number(id), "SIGKILL");
+        } catch { /* gone */ }
+      }
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.stdout.cancel().catch(() => {});
+      await child.status;
+    }
+  },
+});
