@@ -115,14 +115,12 @@ const STATUS_TEXT = http.STATUS_CODES;
 
 /** Accept-loop liveness check period and how long a probe may wait to be accepted, ms. */
 const WATCH_INTERVAL_MS = 1_000;
-const WATCH_TIMEOUT_MS = 1_000;
+const WATCH_TIMEOUT_MS = 2_000;
+/** Consecutive unanswered probes before the port is bound again. */
+const WATCH_MISSES = 2;
 /** First pause before re-binding after a failed bind, ms; doubles up to the maximum. */
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 2_000;
-
-function isLoopback(address: string | undefined): boolean {
-  return address !== undefined && /^(127\.|::1$|::ffff:127\.)/.test(address);
-}
 
 /**
  * Binds and serves. Rejects when the bind fails (port in use, bad certificate), so the process
@@ -175,16 +173,11 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     else pendingByIp.delete(entry.ip);
   };
 
-  /** Local ports of our own liveness probes (see `watchAccept`), not counted as clients. */
-  const probes = new Set<number>();
-  let probesSeen = 0;
+  /** Connections accepted so far: the accept loop's liveness (see `watchAccept`). */
+  let accepted = 0;
 
   const onConnection = (socket: Socket) => {
-    if (probes.has(socket.remotePort ?? -1) && isLoopback(socket.remoteAddress)) {
-      probesSeen++;
-      socket.destroy();
-      return;
-    }
+    accepted++;
     const ip = peerKey(socket.remoteAddress);
     const fromIp = pendingByIp.get(ip) ?? 0;
     if (stopping || pendingSet.size >= limits.maxPending || fromIp >= limits.maxPendingPerIp) {
@@ -311,8 +304,9 @@ export async function listen(options: ListenOptions): Promise<Listener> {
 
   // Liveness of the accept loop. The runtime's `node:net` accept loop ends silently when
   // accept() fails (EMFILE under a descriptor flood): every later client would wait forever.
-  // A probe connection to ourselves every WATCH_INTERVAL_MS must be seen by `onConnection`;
-  // when it is not, the listener is bound again (upgraded sockets are not affected).
+  // A probe connection to ourselves every WATCH_INTERVAL_MS: when no connection at all is
+  // accepted within WATCH_TIMEOUT_MS of it, WATCH_MISSES times in a row, the listener is bound
+  // again (upgraded sockets are not affected).
   const probeHost = options.hostname === "0.0.0.0" || options.hostname === "::"
     ? "127.0.0.1"
     : options.hostname;
@@ -325,27 +319,31 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       sleepTimer = setTimeout(resolve, ms);
       Deno.unrefTimer(sleepTimer);
     });
+  let missed = 0;
   const watchAccept = async () => {
     while (watching) {
       await sleep(WATCH_INTERVAL_MS);
       if (!watching) return;
-      const before = probesSeen;
+      const before = accepted;
       let probe: Deno.TcpConn | undefined;
       try {
         probe = await Deno.connect({ hostname: probeHost, port: addr.port });
       } catch {
         continue; // out of descriptors ourselves, or shutting down: cannot tell
       }
-      const port = (probe.localAddr as Deno.NetAddr).port;
-      probes.add(port);
-      for (let waited = 0; waited < WATCH_TIMEOUT_MS && probesSeen === before; waited += 50) {
+      // Any connection accepted since the probe started (the probe or a client) proves it.
+      for (let waited = 0; waited < WATCH_TIMEOUT_MS && accepted === before; waited += 50) {
         await sleep(50);
       }
-      probes.delete(port);
       try {
         probe.close();
       } catch { /* closed by the server */ }
-      if (probesSeen !== before || !watching) continue;
+      if (accepted !== before || !watching) {
+        missed = 0;
+        continue;
+      }
+      if (++missed < WATCH_MISSES) continue;
+      missed = 0;
       log.error(
         "The listener on port {port} stopped accepting (Too many open files?), " +
           "binding it again",

@@ -302,6 +302,27 @@ interface Receiver {
   on(event: "conclude", listener: (code: number) => void): void;
 }
 
+/** A writable stream whose `end` may be called again after it finished. */
+interface EndableStream {
+  end(...args: unknown[]): unknown;
+  readonly writableFinished: boolean;
+  readonly destroyed: boolean;
+}
+
+/**
+ * Makes `end()` on a finished or destroyed stream a no-op. `ws` ends the connection and its
+ * parser again when the peer's FIN arrives after the close handshake; the runtime then builds an
+ * `ERR_STREAM_ALREADY_FINISHED` error with a stack trace each time, which measured about a
+ * quarter of the server's CPU in the connect/close benchmark (BENCHMARKS.md, "Transport").
+ */
+function quietEnd(stream: EndableStream): void {
+  const end = stream.end;
+  stream.end = function (this: EndableStream, ...args: unknown[]) {
+    if (this.writableFinished || this.destroyed) return this;
+    return end.apply(this, args);
+  };
+}
+
 /** The close reason of a connection closed for not answering pings (1001, PROTOCOL.md §7.10). */
 export const IDLE_TIMEOUT_REASON = "No response from ping frame.";
 
@@ -409,6 +430,8 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
       }
     });
     const receiver = (socket as unknown as { _receiver?: Receiver })._receiver;
+    quietEnd(stream);
+    if (receiver) quietEnd(receiver as unknown as EndableStream);
     // Runs before `ws`' own handler, which closes with 1009 at once: the client first gets the
     // `Error` frame telling why (SERVER.md §3.6).
     receiver?.prependListener("error", (error: Error & { code?: string }) => {
