@@ -17,24 +17,34 @@ import {
   formatJsonLine,
   formatTextLine,
   logLevel,
+  type LogStats,
+  newLogStats,
   openFileSink,
+  openRateLimitedSink,
   openStdoutSink,
 } from "./src/logging.ts";
 import { startServer, unsupportedSettings } from "./src/server.ts";
 
 /**
  * Sets up logtape once for the whole process (SERVER.md §7): stdout in `logging.format`, plus
- * the rotating file sink when `logging.enable_file_logging`. Returns warnings for stderr.
+ * the rotating, size-capped file sink when `logging.enable_file_logging`, both behind the
+ * per-event line rate limit (`logging.max_lines_per_event_per_second`). Failures of either sink
+ * are counted in `stats` and warned about (stdout's on stderr, the file's as a WARN line).
+ * Returns warnings for stderr.
  */
-async function configureLogging(config: Config): Promise<string[]> {
+async function configureLogging(config: Config, stats: LogStats): Promise<string[]> {
   const { logging } = config;
   const json = logging.format === "json";
   const colors = !json && Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
   const format = (record: LogRecord, tty: boolean) =>
     json ? formatJsonLine(record) : formatTextLine(record, tty);
-  const sinks: Record<string, Sink> = {
-    stdout: openStdoutSink({ format: (record) => format(record, colors) }),
-  };
+  const sinks: Sink[] = [
+    openStdoutSink({
+      format: (record) => format(record, colors),
+      stats,
+      warn: (message) => console.error(`Warning: ${message}`),
+    }),
+  ];
   const warnings: string[] = [];
   if (logging.enable_file_logging) {
     const file = openFileSink({
@@ -42,16 +52,24 @@ async function configureLogging(config: Config): Promise<string[]> {
       filename: logging.filename,
       rotation: logging.rotation,
       format: (record) => format(record, false),
+      maxFileBytes: logging.max_file_size_bytes,
+      maxFiles: logging.max_files,
+      stats,
+      warn: (message, fields) => getLogger(["signal-fish", "logging"]).warn(message, fields),
     });
     if ("warning" in file) warnings.push(file.warning);
-    else sinks.file = file;
+    else sinks.push(file);
   }
-  const names = Object.keys(sinks);
-  await configure({
+  const sink = openRateLimitedSink({
     sinks,
+    maxPerSecond: logging.max_lines_per_event_per_second,
+    stats,
+  });
+  await configure({
+    sinks: { main: sink },
     loggers: [
-      { category: ["signal-fish"], lowestLevel: logLevel(logging.level), sinks: names },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: names },
+      { category: ["signal-fish"], lowestLevel: logLevel(logging.level), sinks: ["main"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
     ],
   });
   return warnings;
@@ -72,14 +90,15 @@ async function main(args: string[]): Promise<number> {
   for (const warning of outcome.warnings) {
     console.error(`Warning: ${warning}`);
   }
-  for (const warning of await configureLogging(outcome.config)) {
+  const logStats = newLogStats();
+  for (const warning of await configureLogging(outcome.config, logStats)) {
     console.error(`Warning: ${warning}`);
   }
   const log = getLogger(["signal-fish", "main"]);
 
   let server;
   try {
-    server = await startServer(outcome.config);
+    server = await startServer(outcome.config, { logStats });
   } catch (error) {
     log.fatal("Cannot start the server: {error}", { error });
     await dispose();

@@ -24,19 +24,21 @@ export const ASSET_DIRS: readonly string[] = ["static"];
 export const ENV_ALLOW = "SIGNAL_FISH_*,RLIMIT_NOFILE,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE";
 
 /**
- * Files and directories the server may read, relative ones resolved against the working directory
- * at startup: `./config.json` (the implicit config file, SERVER.md §2.1) and {@linkcode CONFIG_DIR}
- * (`--config /etc/signal-fish/config.json`, TLS certificate and key). A config file or TLS file
- * elsewhere needs a wider `--allow-read` (run with `deno run` instead of the executable).
- */
-export const READ_ALLOW: readonly string[] = ["./config.json", CONFIG_DIR];
-
-/**
  * Directories the server may write: the log files of `logging.enable_file_logging` (SERVER.md
  * §7.3), either `./logs` (the default `logging.dir`) or `/var/log/signal-fish` (the systemd unit's
  * `LogsDirectory`). Another `logging.dir` needs a wider `--allow-write`.
  */
 export const WRITE_ALLOW: readonly string[] = ["./logs", "/var/log/signal-fish"];
+
+/**
+ * Files and directories the server may read, relative ones resolved against the working directory
+ * at startup: `./config.json` (the implicit config file, SERVER.md §2.1), {@linkcode CONFIG_DIR}
+ * (`--config /etc/signal-fish/config.json`, TLS certificate and key) and the log directories of
+ * {@linkcode WRITE_ALLOW} (size rotation and retention list them, SECURITY.md "Logging"). A config
+ * file or TLS file elsewhere needs a wider `--allow-read` (run with `deno run` instead of the
+ * executable).
+ */
+export const READ_ALLOW: readonly string[] = ["./config.json", CONFIG_DIR, ...WRITE_ALLOW];
 
 /**
  * The permission flags: network (listen, and Redis in cluster mode), the reads of

@@ -263,6 +263,10 @@ export interface StdoutSinkOptions {
   flushDelayMs?: number;
   /** Lines are written at once when this many characters wait. @default 65536 */
   maxBufferedChars?: number;
+  /** Counts failed writes and their lines. @default a private {@linkcode LogStats} */
+  stats?: LogStats;
+  /** Told once when writes start failing and once when they work again. */
+  warn?: (message: string) => void;
 }
 
 /** The console sink: `flush()` writes what waits; disposing flushes and detaches it. */
@@ -291,8 +295,12 @@ export function openStdoutSink(options: StdoutSinkOptions): StdoutSink {
   });
   const delay = options.flushDelayMs ?? 5;
   const maxChars = options.maxBufferedChars ?? 65_536;
+  const stats = options.stats ?? newLogStats();
   let pending = "";
+  let pendingLines = 0;
   let failedWrites = 0;
+  /** Lines lost since writes began failing; `undefined` while they work. */
+  let lostInRun: number | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const flush = () => {
     if (timer !== undefined) {
@@ -301,18 +309,32 @@ export function openStdoutSink(options: StdoutSinkOptions): StdoutSink {
     }
     if (pending === "") return;
     const text = pending;
+    const lines = pendingLines;
     pending = "";
+    pendingLines = 0;
     try {
       write(encoder.encode(text));
-    } catch {
+    } catch (error) {
       // stdout is gone (closed pipe, full disk): the lines cannot be written anywhere, and a
       // throw from the flush timer would end the process.
       failedWrites++;
+      stats.writeFailures++;
+      stats.linesDropped += lines;
+      if (lostInRun === undefined) {
+        lostInRun = lines;
+        options.warn?.(`Cannot write log lines to stdout: ${errorText(error)}`);
+      } else lostInRun += lines;
+      return;
+    }
+    if (lostInRun !== undefined) {
+      options.warn?.(`Writing log lines to stdout again; ${lostInRun} lines were lost`);
+      lostInRun = undefined;
     }
   };
   const sink = markImmediate(
     ((record: LogRecord) => {
       pending += options.format(record);
+      pendingLines++;
       if (pending.length >= maxChars) flush();
       else if (timer === undefined) timer = setTimeout(flush, delay);
     }) as StdoutSink,
@@ -343,6 +365,42 @@ export function logFileName(filename: string, rotation: Rotation, timestamp: num
     : `${filename}.${iso.slice(0, 10)}-${iso.slice(11, 13)}`;
 }
 
+/**
+ * Counts of lines the log sinks could not write or chose not to (SERVER.md §7.3, §7.5), read by
+ * the metrics at scrape time (`signal_fish_log_write_failures_total`,
+ * `signal_fish_log_lines_dropped_total`, `signal_fish_log_lines_suppressed_total`). One object
+ * is shared by every sink of the process.
+ */
+export interface LogStats {
+  /** Failed sink operations: a log file that cannot be opened, written or rotated, a failed
+   * stdout write, a log directory that cannot be created. */
+  writeFailures: number;
+  /** Lines lost: to failed writes, or waiting for a disk that cannot keep up. */
+  linesDropped: number;
+  /** Lines left out by the per-event rate limit (each summarised in a "Suppressed" line). */
+  linesSuppressed: number;
+}
+
+/** A fresh {@linkcode LogStats} with every count at 0. */
+export function newLogStats(): LogStats {
+  return { writeFailures: 0, linesDropped: 0, linesSuppressed: 0 };
+}
+
+/** What {@linkcode openFileSink} needs of an open log file (`Deno.FsFile` has it). */
+export interface LogFile {
+  /** Writes some of `bytes` at the end of the file; resolves with how many. */
+  write(bytes: Uint8Array): Promise<number>;
+  /** Cuts the file to `length` bytes. */
+  truncate(length?: number): Promise<void>;
+  /** The file's current size in bytes. */
+  stat(): Promise<{ size: number }>;
+  /** Closes the file. */
+  close(): void;
+}
+
+/** Opens `path` for appending, creating it (the default: `Deno.open` with append and create). */
+export type OpenLogFile = (path: string) => Promise<LogFile>;
+
 /** Options of {@linkcode openFileSink}. */
 export interface FileSinkOptions {
   /** Directory, created recursively (`logging.dir`). */
@@ -355,6 +413,27 @@ export interface FileSinkOptions {
   format: (record: LogRecord) => string;
   /** Lines waiting for the disk beyond this many bytes are dropped. @default 4 MiB */
   maxPendingBytes?: number;
+  /**
+   * `logging.max_file_size_bytes`: a file that would grow past this many bytes is closed and
+   * renamed `<name>.<n>` (n = 1, 2, … ; higher is newer) and a new one started; a single line
+   * larger than this gets a file of its own. `0` = no size cap. @default 0
+   */
+  maxFileBytes?: number;
+  /**
+   * `logging.max_files`: after every rotation, files of this sink in `dir` (`<filename>` and
+   * `<filename>.*`) beyond this many, the file being written included, are deleted, oldest
+   * (by modification time) first. `0` = keep every file. @default 0
+   */
+  maxFiles?: number;
+  /** Counts failures and dropped lines. @default a private {@linkcode LogStats} */
+  stats?: LogStats;
+  /**
+   * Told once when the sink starts failing (first failure after success) and once when it
+   * works again; the sink never throws. `fields` are structured log fields.
+   */
+  warn?: (message: string, fields: Record<string, unknown>) => void;
+  /** Opens a file for appending (tests inject failures). @default `Deno.open` append+create */
+  open?: OpenLogFile;
 }
 
 /** A logtape sink writing to rotating files; `dispose()` flushes and closes. */
@@ -365,59 +444,250 @@ export type FileSink = Sink & AsyncDisposable & {
   readonly dropped: number;
 };
 
+const openForAppend: OpenLogFile = (path) => Deno.open(path, { append: true, create: true });
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /**
  * Opens a rotating file sink (SERVER.md §7.3). Returns a warning instead when the directory
  * cannot be created (e.g. no write permission); the caller then logs to stdout only. Writes are
  * queued and written asynchronously, so logging never blocks the event loop.
+ *
+ * Files: the time-based name of {@linkcode logFileName}; past `maxFileBytes` the file is renamed
+ * `<name>.<n>` and a new one begun; after each rotation only the newest `maxFiles` files are
+ * kept. A line is written whole or not at all: when a write fails part-way (full disk), the file
+ * is cut back to its size before the write. A failure (read-only directory, wrong owner, full
+ * disk) never throws: the lines are dropped and counted in `stats`, and `warn` is told once per
+ * run of failures.
  */
 export function openFileSink(options: FileSinkOptions): FileSink | { warning: string } {
   try {
     Deno.mkdirSync(options.dir, { recursive: true });
   } catch (error) {
+    if (options.stats) options.stats.writeFailures++;
     return {
       warning: `cannot create the log directory "${options.dir}" (${
-        error instanceof Error ? error.message : error
+        errorText(error)
       }); logging to stdout only`,
     };
   }
   const maxPending = options.maxPendingBytes ?? 4 * 1024 * 1024;
+  const maxFileBytes = options.maxFileBytes ?? 0;
+  const maxFiles = options.maxFiles ?? 0;
+  const stats = options.stats ?? newLogStats();
+  const open = options.open ?? openForAppend;
+  const dir = options.dir;
   const encoder = new TextEncoder();
   let queue: { name: string; line: string }[] = [];
   let pendingBytes = 0;
   let dropped = 0;
   let writing: Promise<void> | undefined;
-  let file: Deno.FsFile | undefined;
+  let file: LogFile | undefined;
   let openName: string | undefined;
+  /** Bytes in the open file (as far as this sink knows). */
+  let size = 0;
+  /** The last file whose write failed and could not be cut back, and its good size. */
+  let repair: { name: string; size: number } | undefined;
+  /** Lines lost since the current run of failures began; `undefined` while healthy. */
+  let lostInRun: number | undefined;
+  /** The file name written last (retention runs when it changes). */
+  let lastName: string | undefined;
+  /** Size past which the open file is rotated: `maxFileBytes`, more after a failed rotation. */
+  let rotateAt = maxFileBytes;
+  /** Whether a rotation or retention failure was warned about. */
+  let housekeepingWarned = false;
+
+  function fail(lines: number, error: unknown, path: string) {
+    stats.writeFailures++;
+    lose(lines);
+    if (lostInRun === undefined) {
+      lostInRun = lines;
+      options.warn?.("Cannot write the log file {path}: {error}; dropping file log lines", {
+        path,
+        error: errorText(error),
+      });
+    } else lostInRun += lines;
+  }
+
+  function lose(lines: number) {
+    dropped += lines;
+    stats.linesDropped += lines;
+  }
+
+  function succeeded(path: string) {
+    if (lostInRun === undefined) return;
+    const lost = lostInRun;
+    lostInRun = undefined;
+    options.warn?.("Writing the log file {path} again; {lost} lines were lost", { path, lost });
+  }
+
+  function closeFile() {
+    try {
+      file?.close();
+    } catch {
+      // Already closed: nothing to release.
+    }
+    file = undefined;
+    openName = undefined;
+  }
+
+  /** Opens `name` for appending; a torn tail left by an earlier failed write is cut off. */
+  async function openFile(name: string): Promise<void> {
+    closeFile();
+    const handle = await open(`${dir}/${name}`);
+    try {
+      let current = (await handle.stat()).size;
+      if (repair?.name === name && current > repair.size) {
+        await handle.truncate(repair.size);
+        current = repair.size;
+      }
+      repair = undefined;
+      size = current;
+      rotateAt = maxFileBytes;
+    } catch (error) {
+      handle.close();
+      throw error;
+    }
+    file = handle;
+    openName = name;
+  }
+
+  /** The sink's files in `dir`: `filename` itself and `filename.*`. */
+  async function ownFiles(): Promise<{ name: string; mtime: number }[]> {
+    const out: { name: string; mtime: number }[] = [];
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile) continue;
+      if (entry.name !== options.filename && !entry.name.startsWith(`${options.filename}.`)) {
+        continue;
+      }
+      try {
+        const info = await Deno.stat(`${dir}/${entry.name}`);
+        out.push({ name: entry.name, mtime: info.mtime?.getTime() ?? 0 });
+      } catch {
+        // Removed meanwhile.
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Deletes the oldest files beyond `maxFiles` (retention). A failure (e.g. no permission to
+   * list the directory) is counted and warned about once; lines are still written.
+   */
+  async function prune(): Promise<void> {
+    if (maxFiles <= 0) return;
+    try {
+      const files = await ownFiles();
+      // Newest first; the file being written always stays.
+      files.sort((a, b) =>
+        a.name === openName ? -1 : b.name === openName ? 1 : b.mtime - a.mtime ||
+          // Same time: `s.log.10` is newer than `s.log.9`.
+          b.name.localeCompare(a.name, "en", { numeric: true })
+      );
+      for (const { name } of files.slice(maxFiles)) await Deno.remove(`${dir}/${name}`);
+    } catch (error) {
+      housekeepingFailed("delete old log files", error);
+    }
+  }
+
+  /**
+   * Renames the full file `name` to `name.<n>` (n one above the highest in use) and opens a new
+   * `name`. When that fails (e.g. no permission to list or rename), the failure is counted and
+   * warned about once and the current file is kept: lines go on being written to it, and the
+   * next attempt waits until it has grown by another `maxFileBytes`.
+   */
+  async function rotateBySize(name: string): Promise<void> {
+    try {
+      let highest = 0;
+      for await (const entry of Deno.readDir(dir)) {
+        if (!entry.name.startsWith(`${name}.`)) continue;
+        const n = Number(entry.name.slice(name.length + 1));
+        if (Number.isSafeInteger(n) && n > highest) highest = n;
+      }
+      await Deno.rename(`${dir}/${name}`, `${dir}/${name}.${highest + 1}`);
+    } catch (error) {
+      housekeepingFailed("rotate the log file", error);
+      rotateAt = size + maxFileBytes;
+      return;
+    }
+    closeFile();
+    await openFile(name);
+    await prune();
+  }
+
+  function housekeepingFailed(what: string, error: unknown) {
+    stats.writeFailures++;
+    if (housekeepingWarned) return;
+    housekeepingWarned = true;
+    options.warn?.(`Cannot ${what} in {path}: {error}`, { path: dir, error: errorText(error) });
+  }
+
+  /** Writes `bytes` whole or, on failure, cuts the file back to where it was. */
+  async function writeWhole(bytes: Uint8Array, name: string): Promise<void> {
+    const before = size;
+    try {
+      for (let written = 0; written < bytes.length;) {
+        written += await file!.write(bytes.subarray(written));
+      }
+      size += bytes.length;
+    } catch (error) {
+      try {
+        await file!.truncate(before);
+      } catch {
+        repair = { name, size: before };
+      }
+      closeFile();
+      throw error;
+    }
+  }
 
   async function drain(): Promise<void> {
     while (queue.length > 0) {
       const batch = queue;
       queue = [];
-      let start = 0;
-      while (start < batch.length) {
-        const name = batch[start]!.name;
-        let end = start;
-        let chunk = "";
-        while (end < batch.length && batch[end]!.name === name) chunk += batch[end++]!.line;
+      let i = 0;
+      while (i < batch.length) {
+        const name = batch[i]!.name;
+        const path = `${dir}/${name}`;
+        let end = i;
+        while (end < batch.length && batch[end]!.name === name) end++;
         try {
           if (openName !== name) {
-            file?.close();
-            file = undefined;
-            file = await Deno.open(`${options.dir}/${name}`, { append: true, create: true });
-            openName = name;
+            await openFile(name);
+            // A new period's file (daily/hourly), or the first file: apply retention.
+            if (lastName !== name) {
+              lastName = name;
+              await prune();
+            }
           }
-          const bytes = encoder.encode(chunk);
-          for (let written = 0; written < bytes.length;) {
-            written += await file!.write(bytes.subarray(written));
+          // Lines i..end go to `name`, in groups that fit under the size cap.
+          while (i < end) {
+            const group: Uint8Array[] = [];
+            let bytes = 0;
+            let j = i;
+            while (j < end) {
+              const encoded = encoder.encode(batch[j]!.line);
+              if (maxFileBytes > 0 && size + bytes + encoded.length > rotateAt) {
+                if (bytes > 0) break;
+                if (size > 0) await rotateBySize(name);
+              }
+              group.push(encoded);
+              bytes += encoded.length;
+              j++;
+            }
+            await writeWhole(group.length === 1 ? group[0]! : concat(group, bytes), name);
+            i = j;
+            succeeded(path);
           }
-        } catch {
-          dropped += end - start;
-          openName = undefined;
+        } catch (error) {
+          fail(end - i, error, path);
+          i = end;
         }
-        // Bytes count as pending until written, so a stalled disk makes new lines drop.
-        pendingBytes -= chunk.length;
-        start = end;
       }
+      // Bytes count as pending until written, so a stalled disk makes new lines drop.
+      for (const { line } of batch) pendingBytes -= line.length;
     }
     writing = undefined;
   }
@@ -426,7 +696,13 @@ export function openFileSink(options: FileSinkOptions): FileSink | { warning: st
     ((record: LogRecord) => {
       const line = options.format(record);
       if (pendingBytes + line.length > maxPending) {
-        dropped++;
+        lose(1);
+        if (lostInRun === undefined) {
+          lostInRun = 1;
+          options.warn?.("The log file in {path} cannot keep up; dropping file log lines", {
+            path: dir,
+          });
+        } else lostInRun++;
         return;
       }
       queue.push({ name: logFileName(options.filename, options.rotation, record.timestamp), line });
@@ -441,9 +717,193 @@ export function openFileSink(options: FileSinkOptions): FileSink | { warning: st
   sink.flush = flush;
   sink[Symbol.asyncDispose] = async () => {
     await flush();
-    file?.close();
-    file = undefined;
-    openName = undefined;
+    closeFile();
+  };
+  return sink;
+}
+
+function concat(parts: readonly Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** Options of {@linkcode openRateLimitedSink}. */
+export interface RateLimitedSinkOptions {
+  /**
+   * Where the lines that pass go, in order (e.g. stdout and the file sink). They belong to the
+   * rate-limited sink from now on: disposing it disposes them.
+   */
+  sinks: readonly Sink[];
+  /**
+   * `logging.max_lines_per_event_per_second`: lines of one event kind (category and message
+   * template) written per second of record time; the rest are counted and summarised in one
+   * line once the second is over. `0` = no limit.
+   */
+  maxPerSecond: number;
+  /** Counts suppressed lines. @default a private {@linkcode LogStats} */
+  stats?: LogStats;
+  /** The clock of the summary timer (ms). @default `Date.now` */
+  now?: () => number;
+}
+
+/**
+ * A sink that limits lines per event kind; disposing it writes the pending summaries, then
+ * disposes its inner sinks (those that are `Disposable` or `AsyncDisposable`).
+ */
+export type RateLimitedSink = Sink & AsyncDisposable;
+
+/** Per event kind: the current one-second window. */
+interface EventWindow {
+  /** Start of the window (ms, a whole second of record time). */
+  second: number;
+  /** Lines passed in this window. */
+  passed: number;
+  /** Lines suppressed since the last summary. */
+  suppressed: number;
+  /** Record time of the first suppressed line since the last summary (ms). */
+  firstSuppressed: number;
+  /** Category, level and template of the suppressed lines (for the summary line). */
+  sample: Pick<LogRecord, "category" | "level"> & { template: string } | undefined;
+}
+
+/**
+ * Event kinds tracked at most; beyond, every other kind shares one window. Kinds are the literal
+ * templates of this program's log calls, far fewer; the cap only bounds memory.
+ */
+const MAX_EVENT_KINDS = 1024;
+/** The summary line's template. */
+const SUMMARY_TEMPLATE = "Suppressed {suppressed} log lines like: {event}";
+
+function templateOf(record: LogRecord): string {
+  const raw = record.rawMessage;
+  return typeof raw === "string" ? raw : raw.join("{}");
+}
+
+/**
+ * Rate limit per event kind for log lines (issue 14 item 11): a client that connects and closes
+ * thousands of times a second cannot fill the disk with "Connection opened/closed" lines. An
+ * event kind is a record's category and message template (a literal of this program, so the
+ * set is small). At most `maxPerSecond` lines of a kind pass per second of record time; the rest
+ * are dropped and counted (`stats.linesSuppressed`), and once their second is over one line at
+ * the suppressed lines' level says how many were left out (`Suppressed <n> log lines like:
+ * <template>`, fields `suppressed`, `event`, `since`). The summary is written when the next line
+ * of that kind arrives, or by a timer a second later, or on dispose.
+ */
+export function openRateLimitedSink(options: RateLimitedSinkOptions): RateLimitedSink {
+  const { sinks, maxPerSecond } = options;
+  const stats = options.stats ?? newLogStats();
+  const now = options.now ?? Date.now;
+  /** Every kind's window, by `category\0template` (at most `MAX_EVENT_KINDS`, then "other"). */
+  const windows = new Map<string, EventWindow>();
+  /** The same windows by category array and raw template (no key string per line). */
+  const byCategory = new WeakMap<readonly string[], Map<unknown, EventWindow>>();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+
+  const windowOf = (record: LogRecord): EventWindow => {
+    let known = byCategory.get(record.category);
+    let window = known?.get(record.rawMessage);
+    if (window !== undefined) return window;
+    let key = `${record.category.join(".")}\u0000${templateOf(record)}`;
+    window = windows.get(key);
+    if (window === undefined && windows.size >= MAX_EVENT_KINDS) {
+      key = "\u0000other";
+      window = windows.get(key);
+    }
+    if (window === undefined) {
+      window = { second: 0, passed: 0, suppressed: 0, firstSuppressed: 0, sample: undefined };
+      windows.set(key, window);
+    }
+    if (known === undefined) byCategory.set(record.category, known = new Map());
+    if (known.size < MAX_EVENT_KINDS) known.set(record.rawMessage, window);
+    return window;
+  };
+
+  const emit = (record: LogRecord) => {
+    for (const sink of sinks) sink(record);
+  };
+
+  const summarise = (window: EventWindow, timestamp: number) => {
+    const sample = window.sample!;
+    const properties = {
+      suppressed: window.suppressed,
+      event: sample.template,
+      since: new Date(window.firstSuppressed).toISOString(),
+    };
+    emit({
+      category: sample.category,
+      level: sample.level,
+      rawMessage: SUMMARY_TEMPLATE,
+      message: ["Suppressed ", properties.suppressed, " log lines like: ", properties.event, ""],
+      timestamp,
+      properties,
+    });
+    window.suppressed = 0;
+    window.sample = undefined;
+  };
+
+  /** Writes the summaries of windows that ended before `time`. */
+  const summariseEnded = (time: number) => {
+    timer = undefined;
+    let waiting = false;
+    for (const window of windows.values()) {
+      if (window.suppressed === 0) continue;
+      if (window.second + 1000 <= time) summarise(window, time);
+      else waiting = true;
+    }
+    if (waiting) schedule();
+  };
+
+  const schedule = () => {
+    if (timer !== undefined) return;
+    timer = setTimeout(() => summariseEnded(now()), 1000);
+    // A pending summary must not keep the process alive.
+    Deno.unrefTimer(timer);
+  };
+
+  const sink = markImmediate(
+    ((record: LogRecord) => {
+      if (maxPerSecond <= 0) return emit(record);
+      const window = windowOf(record);
+      const second = Math.floor(record.timestamp / 1000) * 1000;
+      if (second !== window.second) {
+        if (window.suppressed > 0) summarise(window, record.timestamp);
+        window.second = second;
+        window.passed = 0;
+      }
+      if (window.passed < maxPerSecond) {
+        window.passed++;
+        return emit(record);
+      }
+      if (window.suppressed === 0) {
+        window.firstSuppressed = record.timestamp;
+        // The record itself is not kept: logtape may reuse it once the sink returns.
+        window.sample = {
+          category: record.category,
+          level: record.level,
+          template: templateOf(record),
+        };
+      }
+      window.suppressed++;
+      stats.linesSuppressed++;
+      schedule();
+    }) as RateLimitedSink,
+  );
+  sink[Symbol.asyncDispose] = async () => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    const time = now();
+    for (const window of windows.values()) {
+      if (window.suppressed > 0) summarise(window, time);
+    }
+    for (const inner of sinks) {
+      if (Symbol.asyncDispose in inner) await (inner as AsyncDisposable)[Symbol.asyncDispose]();
+      else if (Symbol.dispose in inner) (inner as Disposable)[Symbol.dispose]();
+    }
   };
   return sink;
 }

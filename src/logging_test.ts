@@ -4,9 +4,12 @@ import {
   formatJsonLine,
   formatTextLine,
   isoTimestamp,
+  type LogFile,
   logFileName,
   logLevel,
+  newLogStats,
   openFileSink,
+  openRateLimitedSink,
   openStdoutSink,
   REDACTED,
   renderMessage,
@@ -295,4 +298,395 @@ Deno.test("openStdoutSink() survives a failing stdout and keeps logging", () => 
   sink(record(["kept"]));
   sink.flush();
   deepEqual(writes, ["kept\n"]);
+});
+
+/** A record of `template` (its own category) at `timestamp`, rendered by its first part. */
+function event(template: string, timestamp: number, level: LogLevel = "info"): LogRecord {
+  return {
+    category: ["signal-fish", "hub"],
+    level,
+    message: [template],
+    rawMessage: template,
+    timestamp,
+    properties: {},
+  };
+}
+
+Deno.test("openRateLimitedSink() passes maxPerSecond lines per event kind and summarises the rest", async () => {
+  const seen: LogRecord[] = [];
+  const stats = newLogStats();
+  const t0 = Date.UTC(2026, 0, 1, 12, 0, 0, 0);
+  const sink = openRateLimitedSink({
+    sinks: [(r) => void seen.push(r)],
+    maxPerSecond: 3,
+    stats,
+    now: () => t0 + 5000,
+  });
+  // A flood of one kind within one second, another kind in between.
+  for (let i = 0; i < 1000; i++) {
+    sink(event("Connection {connection_id} opened", t0 + i % 1000));
+    if (i === 500) sink(event("Room {room_code} created", t0 + 500, "warning"));
+  }
+  deepEqual(seen.map((r) => r.rawMessage), [
+    "Connection {connection_id} opened",
+    "Connection {connection_id} opened",
+    "Connection {connection_id} opened",
+    "Room {room_code} created",
+  ]);
+  equal(stats.linesSuppressed, 997);
+  // The next second: first the summary, then the line.
+  sink(event("Connection {connection_id} opened", t0 + 1200));
+  equal(seen.length, 6);
+  const summary = seen[4]!;
+  equal(summary.level, "info");
+  deepEqual(summary.category, ["signal-fish", "hub"]);
+  equal(summary.properties.suppressed, 997);
+  equal(summary.properties.event, "Connection {connection_id} opened");
+  equal(summary.properties.since, new Date(t0 + 3).toISOString());
+  equal(renderMessage(summary), "Suppressed 997 log lines like: Connection {connection_id} opened");
+  equal(seen[5]!.timestamp, t0 + 1200);
+  // Suppressed again in this second; dispose writes the pending summary.
+  for (let i = 0; i < 10; i++) sink(event("Connection {connection_id} opened", t0 + 1300));
+  equal(seen.length, 8);
+  await sink[Symbol.asyncDispose]();
+  equal(seen.length, 9);
+  equal(seen[8]!.properties.suppressed, 8);
+  equal(stats.linesSuppressed, 1005);
+});
+
+Deno.test("openRateLimitedSink() writes a pending summary by timer when the flood stops", async () => {
+  const seen: LogRecord[] = [];
+  await using sink = openRateLimitedSink({ sinks: [(r) => void seen.push(r)], maxPerSecond: 1 });
+  const now = Date.now();
+  sink(event("a", now));
+  sink(event("a", now));
+  sink(event("a", now));
+  equal(seen.length, 1);
+  for (let i = 0; i < 60 && seen.length < 2; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  equal(seen.length, 2, "no summary within 3 s");
+  equal(seen[1]!.properties.suppressed, 2);
+});
+
+Deno.test("openRateLimitedSink() with maxPerSecond 0 passes everything", async () => {
+  let count = 0;
+  await using sink = openRateLimitedSink({ sinks: [() => void count++], maxPerSecond: 0 });
+  for (let i = 0; i < 500; i++) sink(event("x", 1000));
+  equal(count, 500);
+});
+
+/** Names and contents of the files in `dir`, sorted by name. */
+async function filesIn(dir: string): Promise<Map<string, string>> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  names.sort();
+  const out = new Map<string, string>();
+  for (const name of names) out.set(name, await Deno.readTextFile(`${dir}/${name}`));
+  return out;
+}
+
+Deno.test("openFileSink() rotates at maxFileBytes and keeps maxFiles files, lines whole", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const sink = openFileSink({
+      dir,
+      filename: "s.log",
+      rotation: "never",
+      format: (r) => `${r.message[0]}\n`,
+      maxFileBytes: 100,
+      maxFiles: 3,
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    // 40 lines of 9 bytes: 11 per file of ≤ 100 bytes, so 4 files, of which 3 are kept.
+    for (let i = 0; i < 40; i++) {
+      sink(record([`line-${String(i).padStart(3, "0")}`]));
+      // Separate drains, so retention sees distinct modification times.
+      if (i % 10 === 9) await sink.flush();
+    }
+    await sink[Symbol.asyncDispose]();
+    const files = await filesIn(dir);
+    equal(files.size, 3, [...files.keys()].join());
+    ok(files.has("s.log"));
+    let lines: string[] = [];
+    for (const [name, content] of files) {
+      ok(new TextEncoder().encode(content).length <= 100, name);
+      ok(content.endsWith("\n"), name);
+      lines = lines.concat(content.trim().split("\n"));
+    }
+    // The newest lines are kept, each whole: the first file (11 lines) was deleted.
+    deepEqual(
+      lines.sort(),
+      Array.from({ length: 29 }, (_, i) => `line-${String(i + 11).padStart(3, "0")}`),
+    );
+    ok(files.get("s.log")!.endsWith("line-039\n"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openFileSink() gives a line larger than maxFileBytes a file of its own", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const sink = openFileSink({
+      dir,
+      filename: "s.log",
+      rotation: "never",
+      format: (r) => `${r.message[0]}\n`,
+      maxFileBytes: 10,
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    sink(record(["short"]));
+    sink(record(["a line longer than ten bytes"]));
+    sink(record(["tail"]));
+    await sink[Symbol.asyncDispose]();
+    deepEqual(
+      [...(await filesIn(dir)).entries()],
+      [["s.log", "tail\n"], ["s.log.1", "short\n"], ["s.log.2", "a line longer than ten bytes\n"]],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A log file in memory whose writes fail after `budget` bytes (a disk filling up). */
+class FillingFile implements LogFile {
+  content = new Uint8Array(0);
+  constructor(public budget: number) {}
+  write(bytes: Uint8Array): Promise<number> {
+    if (this.budget <= 0) return Promise.reject(new Deno.errors.WriteZero("No space left"));
+    const n = Math.min(bytes.length, this.budget);
+    this.budget -= n;
+    const next = new Uint8Array(this.content.length + n);
+    next.set(this.content);
+    next.set(bytes.subarray(0, n), this.content.length);
+    this.content = next;
+    return Promise.resolve(n);
+  }
+  truncate(length = 0): Promise<void> {
+    this.content = this.content.slice(0, length);
+    return Promise.resolve();
+  }
+  stat(): Promise<{ size: number }> {
+    return Promise.resolve({ size: this.content.length });
+  }
+  close(): void {}
+}
+
+Deno.test("openFileSink() never tears a line when the disk fills, warns once, recovers", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = new FillingFile(15);
+    const stats = newLogStats();
+    const warnings: string[] = [];
+    const sink = openFileSink({
+      dir,
+      filename: "s.log",
+      rotation: "never",
+      format: (r) => `${r.message[0]}\n`,
+      stats,
+      warn: (message, fields) => warnings.push(`${message} ${JSON.stringify(fields)}`),
+      open: () => Promise.resolve(file),
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    sink(record(["one"])); // 4 bytes
+    await sink.flush();
+    sink(record(["two-two"])); // 8 bytes: 12 of 15
+    await sink.flush();
+    sink(record(["three-three"])); // 12 bytes: 3 written, then the disk is full
+    await sink.flush();
+    sink(record(["four"]));
+    await sink.flush();
+    const decoder = new TextDecoder();
+    equal(decoder.decode(file.content), "one\ntwo-two\n", "the failed line is cut back");
+    equal(stats.writeFailures, 2);
+    equal(stats.linesDropped, 2);
+    equal(warnings.length, 1);
+    match(warnings[0]!, /Cannot write the log file .*s\.log/);
+    file.budget = 100; // space freed
+    sink(record(["five"]));
+    await sink[Symbol.asyncDispose]();
+    equal(decoder.decode(file.content), "one\ntwo-two\nfive\n");
+    equal(warnings.length, 2);
+    match(warnings[1]!, /again; \{lost\} lines were lost .*"lost":2/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openFileSink() survives a log file it cannot open (counted, warned, never thrown)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/s.log`); // the file's name is taken by a directory
+    const stats = newLogStats();
+    const warnings: string[] = [];
+    const sink = openFileSink({
+      dir,
+      filename: "s.log",
+      rotation: "never",
+      format: (r) => `${r.message[0]}\n`,
+      stats,
+      warn: (message) => warnings.push(message),
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    for (let i = 0; i < 5; i++) {
+      sink(record([`line ${i}`]));
+      await sink.flush();
+    }
+    await sink[Symbol.asyncDispose]();
+    equal(stats.writeFailures, 5);
+    equal(stats.linesDropped, 5);
+    equal(sink.dropped, 5);
+    equal(warnings.length, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openFileSink() on a full device (/dev/full) loses lines without tearing or throwing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.symlink("/dev/full", `${dir}/s.log`);
+    const stats = newLogStats();
+    const sink = openFileSink({
+      dir,
+      filename: "s.log",
+      rotation: "never",
+      format: (r) => `${r.message[0]}\n`,
+      stats,
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    sink(record(["lost"]));
+    await sink[Symbol.asyncDispose]();
+    equal(stats.writeFailures, 1);
+    equal(stats.linesDropped, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openStdoutSink() counts failed writes and their lines in stats, warns once per run", () => {
+  const stats = newLogStats();
+  const warnings: string[] = [];
+  let fail = true;
+  using sink = openStdoutSink({
+    format: (r) => `${r.message[0]}\n`,
+    write: () => {
+      if (fail) throw new Deno.errors.BrokenPipe("closed");
+    },
+    flushDelayMs: 60_000,
+    stats,
+    warn: (message) => warnings.push(message),
+  });
+  sink(record(["a"]));
+  sink(record(["b"]));
+  sink.flush();
+  sink(record(["c"]));
+  sink.flush();
+  deepEqual(stats, { writeFailures: 2, linesDropped: 3, linesSuppressed: 0 });
+  equal(warnings.length, 1);
+  fail = false;
+  sink(record(["d"]));
+  sink.flush();
+  equal(warnings.length, 2);
+  match(warnings[1]!, /3 lines were lost/);
+});
+
+Deno.test("openRateLimitedSink() disposes its inner sinks after the last summary", async () => {
+  const order: string[] = [];
+  const syncSink = Object.assign((r: LogRecord) => void order.push(`sync ${r.rawMessage}`), {
+    [Symbol.dispose]: () => void order.push("sync disposed"),
+  });
+  const asyncSink = Object.assign((r: LogRecord) => void order.push(`async ${r.rawMessage}`), {
+    [Symbol.asyncDispose]: () => Promise.resolve(void order.push("async disposed")),
+  });
+  const sink = openRateLimitedSink({ sinks: [syncSink, asyncSink], maxPerSecond: 1 });
+  sink(event("x", 1000));
+  sink(event("x", 1000));
+  await sink[Symbol.asyncDispose]();
+  equal(order.length, 6);
+  equal(order[4], "sync disposed");
+  equal(order[5], "async disposed");
+  match(order[2]!, /^sync Suppressed/);
+});
+
+Deno.test("openFileSink() keeps writing when rotation fails (no permission to list the directory)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const stats = newLogStats();
+    const warnings: string[] = [];
+    const sink = openFileSink({
+      dir,
+      filename: "s.log",
+      rotation: "never",
+      format: (r) => `${r.message[0]}\n`,
+      maxFileBytes: 10,
+      stats,
+      warn: (message) => warnings.push(message),
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    sink(record(["first"]));
+    await sink.flush();
+    // Rotation lists the directory; make that fail by replacing the directory under the sink.
+    const readDir = Deno.readDir;
+    Object.defineProperty(Deno, "readDir", {
+      value: () => {
+        throw new Deno.errors.PermissionDenied("not allowed");
+      },
+      configurable: true,
+    });
+    try {
+      sink(record(["second"])); // 6 + 7 > 10: rotation, which fails
+      sink(record(["3"])); // 13 + 2 ≤ 6 + 10: no new attempt yet
+      await sink.flush();
+    } finally {
+      Object.defineProperty(Deno, "readDir", { value: readDir, configurable: true });
+    }
+    await sink[Symbol.asyncDispose]();
+    equal(await Deno.readTextFile(`${dir}/s.log`), "first\nsecond\n3\n", "no line lost");
+    equal(stats.linesDropped, 0);
+    equal(stats.writeFailures, 1, "one failed rotation; the next waits for another 10 bytes");
+    equal(warnings.length, 1);
+    match(warnings[0]!, /Cannot rotate the log file/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openRateLimitedSink() tracks at most 1024 event kinds; the rest share one window", async () => {
+  let passed = 0;
+  const stats = newLogStats();
+  const sink = openRateLimitedSink({ sinks: [() => void passed++], maxPerSecond: 3, stats });
+  for (let i = 0; i < 2000; i++) sink(event(`kind ${i}`, 5000));
+  equal(passed, 1024 + 3);
+  equal(stats.linesSuppressed, 2000 - 1024 - 3);
+  await sink[Symbol.asyncDispose]();
+  equal(passed, 1024 + 3 + 1, "one summary for the shared window");
+});
+
+Deno.test("openFileSink() applies retention when the day changes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/other.txt`, "not a log file\n");
+    const sink = openFileSink({
+      dir,
+      filename: "s.log",
+      rotation: "daily",
+      format: (r) => `${r.message[0]}\n`,
+      maxFiles: 2,
+    });
+    if ("warning" in sink) throw new Error(sink.warning);
+    for (const day of [1, 2, 3, 4]) {
+      sink(record([`day ${day}`], {}, Date.UTC(2025, 0, day, 12)));
+      await sink.flush();
+    }
+    await sink[Symbol.asyncDispose]();
+    deepEqual([...(await filesIn(dir)).entries()], [
+      ["other.txt", "not a log file\n"],
+      ["s.log.2025-01-03", "day 3\n"],
+      ["s.log.2025-01-04", "day 4\n"],
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -217,3 +217,64 @@ async function exitCodeIfDead(server: { exited: Promise<Deno.CommandStatus> }) {
     new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 0)),
   ]);
 }
+
+Deno.test("addresses of one IPv6 /64 share one per-IP budget: sockets and room creations", async () => {
+  await using server = await serve((config) => {
+    config.security.max_connections_per_ip = 3;
+    config.security.trusted_proxies = ["127.0.0.1"];
+    config.rate_limit.max_room_creations = 2;
+  });
+  const xff = (ip: string) => ({ headers: { "x-forwarded-for": ip } });
+  // The attack: a host owning 2001:db8:1:2::/64 connects from 40 of its addresses.
+  const held: Deno.TcpConn[] = [];
+  const statuses: number[] = [];
+  try {
+    for (let i = 1; i <= 40; i++) {
+      const { status, conn } = await rawUpgrade(server.port, {
+        "X-Forwarded-For": `2001:db8:1:2:${i.toString(16)}::${(i * 7919 % 65536).toString(16)}`,
+      });
+      statuses.push(status);
+      if (status === 101) held.push(conn);
+      else conn.close();
+    }
+    deepEqual(statuses.filter((s) => s === 101).length, 3, String(statuses));
+    deepEqual(statuses.filter((s) => s === 429).length, 37);
+    // Another /64, and IPv4 written as IPv4-mapped IPv6 (counted as its IPv4 address), are
+    // other clients.
+    await using other = await connect(server, xff("2001:db8:1:3::1"));
+    await using _v4 = await connect(server, xff("::ffff:198.51.100.7"));
+    await using _v4Again = await connect(server, xff("198.51.100.7"));
+    const v4Third = await rawUpgrade(server.port, { "X-Forwarded-For": "198.51.100.7" });
+    held.push(v4Third.conn);
+    equal(v4Third.status, 101);
+    const v4Fourth = await rawUpgrade(server.port, { "X-Forwarded-For": "::FFFF:198.51.100.7" });
+    v4Fourth.conn.close();
+    equal(v4Fourth.status, 429, "mapped and plain IPv4 share one budget");
+    other.send({ type: "Ping" });
+    await other.next("Pong");
+  } finally {
+    for (const conn of held) conn.close();
+  }
+
+  // The room-creation token bucket is shared by the /64 as well.
+  const creators: TestClient[] = [];
+  try {
+    const outcomes: string[] = [];
+    for (let i = 1; i <= 3; i++) {
+      // Slots come back as the raw sockets above are torn down.
+      let client: TestClient | undefined;
+      for (let attempt = 0; attempt < 50 && !client; attempt++) {
+        client = await connect(server, xff(`2001:db8:5:6::${i}`)).catch(() => undefined);
+        if (!client) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      ok(client, "no slot");
+      creators.push(client);
+      client.send(joinRoom(null, `p${i}`));
+      const reply = await client.next();
+      outcomes.push(reply.type === "RoomJoined" ? "created" : reply.data.error_code);
+    }
+    deepEqual(outcomes, ["created", "created", "RATE_LIMIT_EXCEEDED"]);
+  } finally {
+    for (const client of creators) await client.close();
+  }
+});

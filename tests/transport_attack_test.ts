@@ -164,10 +164,10 @@ Deno.test("Item 2: clients resetting after the upgrade request leave no slot tak
     conn.close();
   }
   // Every slot comes back (the closes are asynchronous: wait for them, bounded).
-  for (let i = 0; i < 100 && server.hub.size > 0; i++) {
+  for (let i = 0; i < 100 && server.edge.size > 0; i++) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  equal(server.hub.size, 0);
+  equal(server.edge.size, 0);
   const health = await fetch(`${server.url}/v2/health`);
   await health.body?.cancel();
   equal(health.status, 200);

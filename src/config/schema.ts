@@ -212,6 +212,11 @@ export const ConfigFields = z.strictObject({
     enable_file_logging: bool(true),
     // `pretty` is not in §2.6 rule 16; accepted on request of the issue tracker (json|pretty).
     format: looseEnum(["json", "text"], { pretty: "text" }).default("json"),
+    // Issue 14 item 11 (SECURITY.md): lines per event kind per second (0 = no limit), the size
+    // cap of one log file (0 = none) and how many files are kept (0 = all).
+    max_lines_per_event_per_second: int().default(20),
+    max_file_size_bytes: int().default(104857600),
+    max_files: int().default(10),
   }).prefault({}),
   security: z.strictObject({
     cors_origins: corsOrigins.default("*"),
@@ -220,6 +225,8 @@ export const ConfigFields = z.strictObject({
     metrics_auth_token: nullableText(),
     max_message_size: int(1024, 16777216).default(65536),
     max_connections_per_ip: int(1).default(10),
+    // Per-IP limits count an IPv6 client by its network of this many bits (issue 14 item 10).
+    ipv6_prefix_length: int(0, 128).default(64),
     max_connections: int(1).nullable().default(null),
     trusted_proxies: list(
       text().refine(isIpOrCidr, { error: "must be an IP address or CIDR range" }),
@@ -268,6 +275,8 @@ export const ConfigFields = z.strictObject({
     dashboard_cache_refresh_interval_secs: int(1).default(5),
     dashboard_cache_ttl_secs: int(1).default(30),
     dashboard_cache_history_window_secs: int(1).default(300),
+    // Games listed by name in the JSON body; the rest are one "(other)" entry (issue 14 item 9).
+    dashboard_max_games: int(1).default(20),
     dashboard_cache_history_fields: list(looseEnum(HISTORY_FIELDS)).default(
       (): (typeof HISTORY_FIELDS)[number][] => [
         "ActiveRooms",

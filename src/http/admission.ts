@@ -78,6 +78,57 @@ export function parseIp(text: string): Uint8Array | undefined {
   return mapped ? v6.slice(12) : v6;
 }
 
+/** `security.ipv6_prefix_length` default: one per-IP budget per IPv6 /64 (issue 14 item 10). */
+export const DEFAULT_IPV6_PREFIX_LENGTH = 64;
+
+/** RFC 5952 text of 16 address bytes: lower-case hex, the first longest zero run as `::`. */
+function formatIpv6(bytes: Uint8Array): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  let bestStart = -1;
+  let bestLength = 1; // a single zero group is not shortened
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) {
+      bestStart = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((group) => group.toString(16));
+  if (bestStart < 0) return hex.join(":");
+  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLength).join(":")}`;
+}
+
+/**
+ * The key every per-IP limit counts under (SERVER.md §1.9, §3.4, §3.5; issue 14 item 10): an
+ * IPv4 address (IPv4-mapped IPv6 included) is its own key, `a.b.c.d`; an IPv6 address is keyed by
+ * its network of `ipv6PrefixLength` bits (`security.ipv6_prefix_length`, default 64), written as
+ * `<network>/<prefix>` (`2001:db8:1:2::/64`), or the bare address when the prefix is 128. So a
+ * host that owns a /64 (the smallest block a site is normally given) gets one budget, not 2^64.
+ * Text that is not an IP address (e.g. `unknown`) is its own key, lower-cased.
+ *
+ * @param address a client IP in any textual form (brackets and zone ids allowed)
+ * @param ipv6PrefixLength 0–128 bits
+ */
+export function ipKey(address: string, ipv6PrefixLength: number): string {
+  const bytes = parseIp(address);
+  if (!bytes) return address.toLowerCase();
+  if (bytes.length === 4) return bytes.join(".");
+  const prefix = Math.max(0, Math.min(128, Math.trunc(ipv6PrefixLength)));
+  if (prefix === 128) return formatIpv6(bytes);
+  const network = new Uint8Array(16);
+  for (let i = 0, left = prefix; left > 0; i++, left -= 8) {
+    network[i] = bytes[i]! & (left >= 8 ? 0xff : (0xff << (8 - left)) & 0xff);
+  }
+  return `${formatIpv6(network)}/${prefix}`;
+}
+
 /**
  * Parses a `security.trusted_proxies` entry: an IP address or a CIDR range (`10.0.0.0/8`,
  * `fd00::/8`). Returns undefined when invalid.
@@ -160,29 +211,27 @@ export function clientIp(
   return peer;
 }
 
-/** Normalises a socket address for per-IP keys: IPv4-mapped IPv6 → IPv4, lower case, no zone. */
-export function normalizeIp(address: string): string {
-  let ip = address.toLowerCase();
-  const zone = ip.indexOf("%");
-  if (zone >= 0) ip = ip.slice(0, zone);
-  if (ip.startsWith("::ffff:") && ip.includes(".")) ip = ip.slice(7);
-  return ip;
-}
-
 /**
- * The per-IP key of a request (SERVER.md §1.9): the socket peer, or behind `trusted` proxies the
- * client they name ({@linkcode clientIp}), normalised ({@linkcode normalizeIp}); `"unknown"` for a
- * peer without an IP address (a Unix socket).
+ * The per-IP key of a request (SERVER.md §1.9), the one place every per-IP limit gets its key
+ * from (connection slots, the creation/join/reconnect token buckets, room lookups): the socket
+ * peer, or behind `trusted` proxies the client they name ({@linkcode clientIp}), keyed by
+ * {@linkcode ipKey} (IPv6 by its network of `ipv6PrefixLength` bits, IPv4 and IPv4-mapped IPv6
+ * by address); `"unknown"` for a peer without an IP address (a Unix socket).
+ *
+ * @param ipv6PrefixLength `security.ipv6_prefix_length` (0–128)
  */
 export function peerIp(
   request: Request,
   info: Deno.ServeHandlerInfo,
   trusted: TrustedProxies | undefined,
+  ipv6PrefixLength: number = DEFAULT_IPV6_PREFIX_LENGTH,
 ): string {
   const addr = info.remoteAddr as Deno.Addr;
   if (!("hostname" in addr)) return "unknown";
-  if (!trusted) return normalizeIp(addr.hostname);
-  return normalizeIp(clientIp(addr.hostname, request.headers.get("x-forwarded-for"), trusted));
+  const ip = trusted
+    ? clientIp(addr.hostname, request.headers.get("x-forwarded-for"), trusted)
+    : addr.hostname;
+  return ipKey(ip, ipv6PrefixLength);
 }
 
 /** Fallback of `security.max_connections` when the open-file limit cannot be read (§2.7). */

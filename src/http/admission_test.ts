@@ -2,8 +2,8 @@ import { deepEqual, equal, throws } from "node:assert/strict";
 import {
   clientIp,
   DEFAULT_MAX_CONNECTIONS,
+  ipKey,
   maxConnections,
-  normalizeIp,
   parseIp,
   parseNetwork,
   parseOpenFileLimit,
@@ -79,9 +79,31 @@ Deno.test("maxConnections() prefers the setting, else the open-file limit minus 
   deepEqual(maxConnections(null, undefined), { limit: DEFAULT_MAX_CONNECTIONS, source: "default" });
 });
 
-Deno.test("normalizeIp() maps IPv4-mapped IPv6 to IPv4 and drops zone ids", () => {
+Deno.test("ipKey() keys IPv6 by its /64 (configurable), IPv4 and mapped IPv4 by the address", () => {
+  // Every address of one /64 shares a key; the next /64 has another.
+  const sameNet = ["2001:db8:1:2::1", "2001:DB8:1:2:ffff:ffff:ffff:ffff", "[2001:db8:1:2::9]"]
+    .map((ip) => ipKey(ip, 64));
+  deepEqual(new Set(sameNet), new Set(["2001:db8:1:2::/64"]));
+  equal(ipKey("2001:db8:1:3::1", 64), "2001:db8:1:3::/64");
+  equal(ipKey("fe80::1%eth0", 64), "fe80::/64");
+  equal(ipKey("::1", 64), "::/64");
+  // Other prefix lengths, non-byte boundaries included.
+  equal(ipKey("2001:db8:1:2::1", 48), "2001:db8:1::/48");
+  equal(ipKey("2001:db8:1:2::1", 56), "2001:db8:1::/56");
+  equal(ipKey("2001:db8:1:ff::1", 60), "2001:db8:1:f0::/60");
+  equal(ipKey("2001:db8::1", 128), "2001:db8::1");
+  equal(ipKey("1:0:0:2:0:0:0:3", 128), "1:0:0:2::3", "the longest zero run is shortened");
+  equal(ipKey("1:0:0:2:0:0:3:4", 128), "1::2:0:0:3:4", "the first of equal runs");
+  equal(ipKey("1:2:3:4:5:6:0:8", 128), "1:2:3:4:5:6:0:8", "a single zero group stays");
+  equal(ipKey("2001:db8::1", 0), "::/0");
+  // IPv4 is keyed by the address (/32), whether written as IPv4 or IPv4-mapped IPv6.
+  equal(ipKey("192.0.2.7", 64), "192.0.2.7");
+  equal(ipKey("::ffff:192.0.2.7", 64), "192.0.2.7");
+  equal(ipKey("::FFFF:c000:0207", 64), "192.0.2.7");
+  equal(ipKey("Unknown", 64), "unknown");
+  // At /128 the key is the normalised address: mapped IPv4 → IPv4, lower case, no zone id.
   deepEqual(
-    ["::ffff:10.1.2.3", "FE80::1%eth0", "127.0.0.1", "2001:DB8::1"].map(normalizeIp),
+    ["::ffff:10.1.2.3", "FE80::1%eth0", "127.0.0.1", "2001:DB8::1"].map((ip) => ipKey(ip, 128)),
     ["10.1.2.3", "fe80::1", "127.0.0.1", "2001:db8::1"],
   );
 });

@@ -6,7 +6,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Hub } from "../transport/hub.ts";
+import type { Edge } from "../transport/edge.ts";
+import type { EdgeEvent } from "../transport/events.ts";
 import {
   negotiateTokenBinding,
   type TokenBinding,
@@ -15,7 +16,6 @@ import {
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
 import { peerIp, type TrustedProxies } from "./admission.ts";
 import type { Cors } from "./cors.ts";
-import type { MetricsRouteContext } from "./metrics_routes.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 
@@ -43,6 +43,11 @@ export interface UpgradeOptions {
   maxConnections?: number;
   /** Peers whose `X-Forwarded-For` names the client (SERVER.md §1.9). @default none */
   trustedProxies?: TrustedProxies;
+  /**
+   * `security.ipv6_prefix_length`: per-IP limits count an IPv6 client by its network of this
+   * many bits ({@linkcode peerIp}, issue 14 item 10). @default 64
+   */
+  ipv6PrefixLength?: number;
   /** `security.transport.token_binding` when enabled (SERVER.md §1.8, §3.9). @default off */
   tokenBinding?: TokenBindingOptions;
   /**
@@ -55,11 +60,11 @@ export interface UpgradeOptions {
 /** What the upgrade needs from the running server. */
 export interface UpgradeContext {
   /** Receives the upgraded connections. */
-  hub: Hub;
+  edge: Edge;
   /** True once graceful shutdown has begun (SERVER.md §1.1). */
   isDraining: () => boolean;
-  /** Counts refused upgrades (`rateLimited()`), when metrics are on. */
-  metrics?: MetricsRouteContext;
+  /** Receives the route's events (refused upgrades), like the edge's (metrics, logs). */
+  onEvent?: (event: EdgeEvent) => void;
 }
 
 function json(status: number, body: unknown, headers: HeadersInit = {}): Response {
@@ -116,11 +121,11 @@ export function websocketEndpoint(
       });
       return json(403, { message: "Origin not allowed", error_code: "UNAUTHORIZED" });
     }
-    const ip = peerIp(request, info, options.trustedProxies);
+    const ip = peerIp(request, info, options.trustedProxies, options.ipv6PrefixLength);
     const current = perIp.get(ip) ?? 0;
     const limit = options.maxConnectionsPerIp;
     if (current >= limit) {
-      context.metrics?.metrics.rateLimited();
+      context.onEvent?.({ type: "rate_limited", scope: "connections" });
       log.warn("Refused a WebSocket upgrade from {client_ip}: {current}/{limit} connections", {
         client_ip: ip,
         current,
@@ -163,7 +168,7 @@ export function websocketEndpoint(
       else perIp.delete(ip);
     };
     try {
-      return acceptWebSocket(request, context.hub, {
+      return acceptWebSocket(request, context.edge, {
         ip,
         maxMessageSize: options.maxMessageSize,
         idleTimeoutSecs: options.idleTimeoutSecs,

@@ -1,11 +1,11 @@
 /**
- * The server's metrics (SERVER.md §6): the §6.3 Prometheus families fed by hub and engine events,
+ * The server's metrics (SERVER.md §6): the §6.3 Prometheus families fed by edge and engine events,
  * the dashboard cache of §6.6 and the JSON body of §6.4.
  *
  * @module
  */
 import { VALIDATION_ERROR_CODES } from "../protocol/error_codes.ts";
-import type { HubEvent } from "../transport/hub.ts";
+import type { EdgeEvent } from "../transport/events.ts";
 import {
   type Counter,
   type Histogram,
@@ -14,6 +14,8 @@ import {
   Registry,
 } from "./registry.ts";
 import { upstreamRateLimitWindows, upstreamSnapshot } from "./upstream_json.ts";
+import { defaultProcessReaders, type ProcessReaders, registerProcessMetrics } from "./process.ts";
+import denoJson from "../../deno.json" with { type: "json" };
 
 /** Live state the gauges and the dashboard read at scrape/refresh time. */
 export interface MetricsSources {
@@ -21,12 +23,22 @@ export interface MetricsSources {
   connections: () => number;
   /** Occupied seats, held seats included. */
   players: () => number;
+  /**
+   * Open rooms on this instance, empty rooms included (`signal_fish_rooms_active`).
+   * @default the length of `seatCounts()`
+   */
+  rooms?: () => number;
   /** Seats currently held for reconnection; `undefined` when the engine has no reconnection. */
   heldSeats: () => number | undefined;
   /** Messages appended to replay buffers so far (SERVER.md §6.3 #37); never decreases. */
   eventsBuffered: () => number;
   /** Game name and seat count of every room on this instance (SERVER.md §6.6). */
   seatCounts: () => { gameName: string; seats: number }[];
+  /**
+   * What the log sinks counted (src/logging.ts `LogStats`), read at scrape time; absent when
+   * the process configured no logging (tests), then the log families read 0.
+   */
+  logStats?: Readonly<{ writeFailures: number; linesDropped: number; linesSuppressed: number }>;
 }
 
 /** Metrics settings (SERVER.md §2.7 `metrics.*`, `server.enable_reconnection`). */
@@ -36,6 +48,10 @@ export interface ServerMetricsOptions {
    * families are still exposed and read 0 (SERVER.md §6.3 #33–#37).
    */
   reconnection: boolean;
+  /** Server version for `signal_fish_build_info{version}`. @default deno.json `version` */
+  version?: string;
+  /** Process figures for the `process_*` families. @default defaultProcessReaders() */
+  processReaders?: ProcessReaders;
   /** `metrics.dashboard_cache_refresh_interval_secs`. @default 5 */
   refreshIntervalSecs: number;
   /** `metrics.dashboard_cache_ttl_secs`. @default 30 */
@@ -44,7 +60,22 @@ export interface ServerMetricsOptions {
   historyWindowSecs: number;
   /** `metrics.dashboard_cache_history_fields` (PascalCase names). */
   historyFields: readonly string[];
+  /**
+   * `metrics.dashboard_max_games`: games listed by name in `roomsByGame`/`gamePercentiles` of
+   * each dashboard entry; the rest are summed into {@linkcode OTHER_GAMES}. @default 20
+   */
+  maxGames?: number;
 }
+
+/**
+ * The `roomsByGame`/`gamePercentiles` key of the games beyond `metrics.dashboard_max_games`
+ * (issue 14 item 9). No game can have this name: game names are letters, digits, spaces, `-`
+ * and `_` (PROTOCOL.md §8.1).
+ */
+export const OTHER_GAMES = "(other)";
+
+/** `metrics.dashboard_max_games` default. */
+export const DEFAULT_MAX_GAMES = 20;
 
 /** The six percentile keys of SERVER.md §6.6 (`{}` when there are no rooms). */
 export type Percentiles = Record<string, number>;
@@ -79,6 +110,50 @@ export function seatPercentiles(counts: readonly number[]): Percentiles {
   }
   out.p100 = sorted.at(-1)!;
   return out;
+}
+
+/** The dashboard part of the JSON body, serialised (see `ServerMetrics.jsonText`). */
+interface RenderedDashboard {
+  /** `"playerPercentiles":…,"roomsByGame":…,"gamePercentiles":…,"activeRooms":n`. */
+  rooms: string;
+  /** The `history` array. */
+  history: string;
+}
+
+/**
+ * Rooms and seat-count percentiles per game (SERVER.md §6.6) for at most `maxGames` games: those
+ * with the most rooms (then most seats, then by name); every other game's rooms are summed under
+ * {@linkcode OTHER_GAMES}, with percentiles over their seat counts together. Attacker-chosen game
+ * names therefore cannot grow the JSON body (issue 14 item 9).
+ */
+export function topGames(
+  rooms: readonly { gameName: string; seats: number }[],
+  maxGames: number,
+): { roomsByGame: Record<string, number>; gamePercentiles: Record<string, Percentiles> } {
+  const byGame = new Map<string, { seats: number[]; total: number }>();
+  for (const { gameName, seats } of rooms) {
+    const game = byGame.get(gameName);
+    if (game) {
+      game.seats.push(seats);
+      game.total += seats;
+    } else byGame.set(gameName, { seats: [seats], total: seats });
+  }
+  const games = [...byGame].sort(([nameA, a], [nameB, b]) =>
+    b.seats.length - a.seats.length || b.total - a.total || (nameA < nameB ? -1 : 1)
+  );
+  const roomsByGame: Record<string, number> = {};
+  const gamePercentiles: Record<string, Percentiles> = {};
+  for (const [name, game] of games.slice(0, maxGames)) {
+    roomsByGame[name] = game.seats.length;
+    gamePercentiles[name] = seatPercentiles(game.seats);
+  }
+  if (games.length > maxGames) {
+    const other: number[] = [];
+    for (const [, game] of games.slice(maxGames)) for (const seats of game.seats) other.push(seats);
+    roomsByGame[OTHER_GAMES] = other.length;
+    gamePercentiles[OTHER_GAMES] = seatPercentiles(other);
+  }
+  return { roomsByGame, gamePercentiles };
 }
 
 function rfc3339(ms: number): string {
@@ -141,6 +216,9 @@ export class ServerMetrics {
   #refreshCount = 0;
   #lastError: string | null = null;
   #history: DashboardEntry[] = [];
+  /** The dashboard part of the JSON body since the last refresh. */
+  #rendered: RenderedDashboard | undefined;
+  #renders = 0;
 
   /**
    * Registers every family of SERVER.md §6.3 this build has, in the spec's order. The
@@ -192,6 +270,19 @@ export class ServerMetrics {
       "Client messages rejected as invalid",
     );
     r.gauge(`${p}players_active`, "Occupied seats, held seats included", sources.players);
+    // Additions for operators (issue 16): open rooms, the running version, process figures.
+    r.gauge(
+      `${p}rooms_active`,
+      "Rooms open now, empty rooms included",
+      sources.rooms ?? (() => sources.seatCounts().length),
+    );
+    r.gauge(
+      `${p}build_info`,
+      "Always 1; the running server version is in the version label",
+      () => 1,
+      { version: options.version ?? denoJson.version },
+    );
+    registerProcessMetrics(r, options.processReaders ?? defaultProcessReaders());
     this.#playersJoined = r.counter(`${p}players_joined_total`, "Seats taken");
     this.#playersLeft = r.counter(`${p}players_left_total`, "Seats released");
     this.#gameData = r.counter(
@@ -261,10 +352,26 @@ export class ServerMetrics {
       `${p}game_data_relay_latency_seconds`,
       "GameData received to relayed frames queued for every recipient",
     );
+    const logStats = sources.logStats;
+    r.counter(
+      `${p}log_write_failures_total`,
+      "Failed log sink operations: log file open, write or rotation, stdout write, log directory",
+      () => logStats?.writeFailures ?? 0,
+    );
+    r.counter(
+      `${p}log_lines_dropped_total`,
+      "Log lines lost to failed writes or to a disk that could not keep up",
+      () => logStats?.linesDropped ?? 0,
+    );
+    r.counter(
+      `${p}log_lines_suppressed_total`,
+      "Log lines left out by the per-event rate limit (each summarised in a Suppressed line)",
+      () => logStats?.linesSuppressed ?? 0,
+    );
   }
 
-  /** Counts one hub or engine event. Never throws on unknown events. */
-  observe(event: HubEvent): void {
+  /** Counts one edge or engine event. Never throws on unknown events. */
+  observe(event: EdgeEvent): void {
     switch (event.type) {
       case "connected":
         this.#connections.inc();
@@ -347,11 +454,6 @@ export class ServerMetrics {
     this.#countError(this.#errorsInternal);
   }
 
-  /** Counts a request refused by a limiter outside the engine (per-IP connections, lookups). */
-  rateLimited(): void {
-    this.#rateLimitRejections.inc();
-  }
-
   /** The Prometheus text (SERVER.md §6.2). */
   renderPrometheus(): string {
     return this.registry.render();
@@ -370,16 +472,10 @@ export class ServerMetrics {
       this.#lastError = error instanceof Error ? error.message : String(error);
       throw error;
     }
-    const roomsByGame: Record<string, number> = {};
-    const seatsByGame = new Map<string, number[]>();
-    for (const { gameName, seats } of rooms) {
-      roomsByGame[gameName] = (roomsByGame[gameName] ?? 0) + 1;
-      const list = seatsByGame.get(gameName);
-      if (list) list.push(seats);
-      else seatsByGame.set(gameName, [seats]);
-    }
-    const gamePercentiles: Record<string, Percentiles> = {};
-    for (const [game, seats] of seatsByGame) gamePercentiles[game] = seatPercentiles(seats);
+    const { roomsByGame, gamePercentiles } = topGames(
+      rooms,
+      this.#options.maxGames ?? DEFAULT_MAX_GAMES,
+    );
     this.#history.push({
       fetchedAt: now,
       activeRooms: rooms.length,
@@ -398,13 +494,21 @@ export class ServerMetrics {
     if (this.#history.length > capacity) this.#history.splice(0, this.#history.length - capacity);
     this.#refreshCount++;
     this.#lastError = null;
+    this.#rendered = undefined;
   }
 
-  /** The JSON metrics body (SERVER.md §6.4) at `now` (ms). */
-  jsonBody(query: JsonQuery, now: number): Record<string, unknown> {
+  /**
+   * How many times the dashboard part of the JSON body (snapshot and history) was serialised:
+   * at most once per refresh, however many requests (issue 14 item 9). For tests and diagnostics.
+   */
+  get dashboardRenders(): number {
+    return this.#renders;
+  }
+
+  /** The dashboard part of the JSON body, serialised once per refresh (SERVER.md §6.6). */
+  #dashboardJson(): RenderedDashboard {
+    if (this.#rendered) return this.#rendered;
     const latest = this.#history.at(-1);
-    const age = this.#cacheAgeSeconds(now);
-    const { refreshIntervalSecs, ttlSecs } = this.#options;
     const fields = new Set(this.#options.historyFields);
     if (
       !["ActiveRooms", "RoomsByGame", "PlayerPercentiles", "GamePercentiles"].some((f) =>
@@ -412,59 +516,83 @@ export class ServerMetrics {
       )
     ) fields.add("ActiveRooms");
     const pick = <T>(field: string, value: T) => fields.has(field) ? value : null;
-    const emptyLatency: LatencySummary = new LatencySketch().summary();
-    const body: Record<string, unknown> = {
-      timeRange: query.timeRange,
+    const rooms = JSON.stringify({
       playerPercentiles: latest?.playerPercentiles ?? {},
       roomsByGame: latest?.roomsByGame ?? {},
       gamePercentiles: latest?.gamePercentiles ?? {},
       activeRooms: latest?.activeRooms ?? 0,
-      timestamp: rfc3339(now),
-      dashboardCache: {
-        fetchedAt: latest ? rfc3339(latest.fetchedAt) : null,
-        ageSeconds: age ?? null,
-        stale: age === undefined || age > Math.max(ttlSecs, refreshIntervalSecs),
-        lastError: this.#lastError,
-        refreshIntervalSeconds: refreshIntervalSecs,
-        history: this.#history.map((entry) => ({
-          fetchedAt: rfc3339(entry.fetchedAt),
-          activeRooms: pick("ActiveRooms", entry.activeRooms),
-          roomsByGame: pick("RoomsByGame", entry.roomsByGame),
-          playerPercentiles: pick("PlayerPercentiles", entry.playerPercentiles),
-          gamePercentiles: pick("GamePercentiles", entry.gamePercentiles),
-        })),
+    });
+    const history = JSON.stringify(this.#history.map((entry) => ({
+      fetchedAt: rfc3339(entry.fetchedAt),
+      activeRooms: pick("ActiveRooms", entry.activeRooms),
+      roomsByGame: pick("RoomsByGame", entry.roomsByGame),
+      playerPercentiles: pick("PlayerPercentiles", entry.playerPercentiles),
+      gamePercentiles: pick("GamePercentiles", entry.gamePercentiles),
+    })));
+    this.#renders++;
+    // `{"playerPercentiles":…,"activeRooms":n}` without its braces, to splice into the body.
+    return this.#rendered = { rooms: rooms.slice(1, -1), history };
+  }
+
+  /** The JSON metrics body (SERVER.md §6.4) at `now` (ms), parsed (tests, diagnostics). */
+  jsonBody(query: JsonQuery, now: number): Record<string, unknown> {
+    return JSON.parse(this.jsonText(query, now));
+  }
+
+  /**
+   * The JSON metrics body (SERVER.md §6.4) at `now` (ms), as sent. Its size is bounded whatever
+   * the clients do: rooms are listed for at most `maxGames` games per dashboard entry (the rest
+   * under {@linkcode OTHER_GAMES}), and the dashboard part, the large one, is serialised once per
+   * refresh and reused (issue 14 item 9); only the small live part is built per request.
+   */
+  jsonText(query: JsonQuery, now: number): string {
+    const dashboard = this.#dashboardJson();
+    const latest = this.#history.at(-1);
+    const age = this.#cacheAgeSeconds(now);
+    const { refreshIntervalSecs, ttlSecs } = this.#options;
+    const emptyLatency: LatencySummary = new LatencySketch().summary();
+    const cache = JSON.stringify({
+      fetchedAt: latest ? rfc3339(latest.fetchedAt) : null,
+      ageSeconds: age ?? null,
+      stale: age === undefined || age > Math.max(ttlSecs, refreshIntervalSecs),
+      lastError: this.#lastError,
+      refreshIntervalSeconds: refreshIntervalSecs,
+    });
+    const serverMetrics = JSON.stringify({
+      connections: {
+        total: this.#connections.value,
+        active: this.#sources.connections(),
+        disconnections: this.#disconnections.value,
       },
-      serverMetrics: {
-        connections: {
-          total: this.#connections.value,
-          active: this.#sources.connections(),
-          disconnections: this.#disconnections.value,
-        },
-        rooms: {
-          created: this.#roomsCreated.value,
-          joined: this.#roomsJoined.value,
-          deleted: this.#roomsDeleted.value,
-        },
-        performance: {
-          queries: 0,
-          room_creation_latency: this.#creationSketch.summary(),
-          room_join_latency: this.#joinSketch.summary(),
-          query_latency: emptyLatency,
-        },
-        errors: {
-          internal: this.#errorsInternal.value,
-          websocket: this.#errorsWebsocket.value,
-          total: this.#errors.value,
-        },
-        rateLimiting: {
-          ...upstreamRateLimitWindows(),
-          total_rejections: this.#rateLimitRejections.value,
-          resets: 0,
-        },
+      rooms: {
+        created: this.#roomsCreated.value,
+        joined: this.#roomsJoined.value,
+        deleted: this.#roomsDeleted.value,
       },
-    };
-    if (query.includeSnapshot) body.metricsSnapshot = this.#snapshot(now);
-    return body;
+      performance: {
+        queries: 0,
+        room_creation_latency: this.#creationSketch.summary(),
+        room_join_latency: this.#joinSketch.summary(),
+        query_latency: emptyLatency,
+      },
+      errors: {
+        internal: this.#errorsInternal.value,
+        websocket: this.#errorsWebsocket.value,
+        total: this.#errors.value,
+      },
+      rateLimiting: {
+        ...upstreamRateLimitWindows(),
+        total_rejections: this.#rateLimitRejections.value,
+        resets: 0,
+      },
+    });
+    const snapshot = query.includeSnapshot
+      ? `,"metricsSnapshot":${JSON.stringify(this.#snapshot(now))}`
+      : "";
+    return `{"timeRange":${JSON.stringify(query.timeRange)},${dashboard.rooms},"timestamp":"${
+      rfc3339(now)
+    }","dashboardCache":${cache.slice(0, -1)},"history":${dashboard.history}},` +
+      `"serverMetrics":${serverMetrics}${snapshot}}`;
   }
 
   #snapshot(now: number): Record<string, unknown> {

@@ -1,19 +1,22 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { Engine } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
-import { Hub, type HubEvent } from "../transport/hub.ts";
-import { ServerMetrics } from "./server_metrics.ts";
+import { Edge, type EdgeEvent } from "../transport/edge.ts";
+import { OTHER_GAMES, seatPercentiles, ServerMetrics, topGames } from "./server_metrics.ts";
+import denoJson from "../../deno.json" with { type: "json" };
 
 /** Metrics over fixed sources: `held` seats held, `buffered()` messages buffered. */
 function metricsWith(held = 0, buffered: () => number = () => 0, reconnection = true) {
   return new ServerMetrics({
     connections: () => 2,
     players: () => 3,
+    rooms: () => 4,
     heldSeats: () => held,
     eventsBuffered: buffered,
     seatCounts: () => [],
   }, {
     reconnection,
+    version: "0.0.0-test",
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 300,
@@ -34,7 +37,7 @@ const ROOM = { gameName: "orbit", roomCode: "ABC123", roomId: "r1" };
 
 Deno.test("ServerMetrics.observe() counts each event into exactly its families", () => {
   const metrics = metricsWith(1);
-  const events: HubEvent[] = [
+  const events: EdgeEvent[] = [
     { type: "connected", connectionId: "c1", ip: "127.0.0.1" },
     { type: "room_created", ...ROOM, playerId: "p1" },
     { type: "handled", message: "JoinRoom", outcome: "created", seconds: 0.002 },
@@ -64,7 +67,7 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     { type: "disconnected", connectionId: "c1", ip: "127.0.0.1" },
   ];
   for (const event of events) metrics.observe(event);
-  metrics.rateLimited();
+  metrics.observe({ type: "rate_limited", scope: "connections" });
   deepEqual(values(metrics), {
     signal_fish_connections_total: 1,
     signal_fish_connections_active: 2,
@@ -82,6 +85,7 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     signal_fish_errors_websocket_total: 1,
     signal_fish_errors_validation_total: 3,
     signal_fish_players_active: 3,
+    signal_fish_rooms_active: 4,
     signal_fish_players_joined_total: 2,
     signal_fish_players_left_total: 2,
     signal_fish_game_data_messages_total: 1,
@@ -103,6 +107,9 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     signal_fish_room_join_latency_seconds_count: 1,
     signal_fish_game_data_relay_latency_seconds_sum: 0.0001,
     signal_fish_game_data_relay_latency_seconds_count: 1,
+    signal_fish_log_write_failures_total: 0,
+    signal_fish_log_lines_dropped_total: 0,
+    signal_fish_log_lines_suppressed_total: 0,
   });
   const text = metrics.renderPrometheus();
   ok(text.includes('signal_fish_room_join_latency_seconds_bucket{le="10"} 0\n'));
@@ -151,9 +158,9 @@ Deno.test("ServerMetrics counts idle-timeout closes (#44) and reads buffered mes
   equal(snapshot.reconnection!.events_buffered, 4);
 });
 
-Deno.test("Hub reports error replies, 1011 closes and JoinRoom/GameData timings", () => {
-  const events: HubEvent[] = [];
-  const hub = new Hub(new Engine(testOptions()), {
+Deno.test("Edge reports error replies, 1011 closes and JoinRoom/GameData timings", () => {
+  const events: EdgeEvent[] = [];
+  const edge = new Edge(new Engine(testOptions()), {
     maxMessageSize: 65536,
     newId: (() => {
       let n = 0;
@@ -162,19 +169,19 @@ Deno.test("Hub reports error replies, 1011 closes and JoinRoom/GameData timings"
     onEvent: (event) => events.push(event),
   });
   const peer = { send: () => undefined, close: () => {} };
-  const alice = hub.connect(peer, { ip: "127.0.0.1" });
-  hub.receive(
+  const alice = edge.connect(peer, { ip: "127.0.0.1" });
+  edge.receive(
     alice,
     JSON.stringify({ type: "JoinRoom", data: { game_name: "", player_name: "a" } }),
     0,
   );
-  hub.receive(
+  edge.receive(
     alice,
     JSON.stringify({ type: "JoinRoom", data: { game_name: "g", player_name: "a" } }),
     0,
   );
-  hub.receive(alice, JSON.stringify({ type: "Ping" }), 0);
-  hub.close(alice, 1011, "Internal error", 0);
+  edge.receive(alice, JSON.stringify({ type: "Ping" }), 0);
+  edge.close(alice, 1011, "Internal error", 0);
   // The failed join is not timed; the successful one is, as a creation.
   deepEqual(events.map((event) => event.type), [
     "connected",
@@ -191,4 +198,112 @@ Deno.test("Hub reports error replies, 1011 closes and JoinRoom/GameData timings"
   const handled = events[4] as { message: string; outcome: string; seconds: number };
   deepEqual([handled.message, handled.outcome], ["JoinRoom", "created"]);
   ok(handled.seconds >= 0);
+});
+
+Deno.test("ServerMetrics reads the log families from the log sinks' stats at scrape time", () => {
+  const logStats = { writeFailures: 0, linesDropped: 0, linesSuppressed: 0 };
+  const metrics = new ServerMetrics({
+    connections: () => 0,
+    players: () => 0,
+    heldSeats: () => 0,
+    eventsBuffered: () => 0,
+    seatCounts: () => [],
+    logStats,
+  }, {
+    reconnection: false,
+    refreshIntervalSecs: 5,
+    ttlSecs: 30,
+    historyWindowSecs: 300,
+    historyFields: [],
+  });
+  logStats.writeFailures = 2;
+  logStats.linesDropped = 7;
+  logStats.linesSuppressed = 40;
+  const text = metrics.renderPrometheus();
+  ok(text.includes("# TYPE signal_fish_log_write_failures_total counter\n"));
+  ok(text.includes("signal_fish_log_write_failures_total 2\n"));
+  ok(text.includes("signal_fish_log_lines_dropped_total 7\n"));
+  ok(text.includes("signal_fish_log_lines_suppressed_total 40\n"));
+});
+
+Deno.test("topGames() lists the games with most rooms and sums the rest under (other)", () => {
+  const rooms = [
+    ...Array.from({ length: 3 }, () => ({ gameName: "orbit", seats: 4 })),
+    ...Array.from({ length: 2 }, (_, i) => ({ gameName: "chess", seats: i + 1 })),
+    { gameName: "b-game", seats: 1 },
+    { gameName: "a-game", seats: 1 },
+    { gameName: "heavy", seats: 8 },
+  ];
+  const { roomsByGame, gamePercentiles } = topGames(rooms, 3);
+  // Most rooms first; equal rooms: most seats ("heavy"), then by name.
+  deepEqual(roomsByGame, { orbit: 3, chess: 2, heavy: 1, [OTHER_GAMES]: 2 });
+  deepEqual(Object.keys(gamePercentiles), ["orbit", "chess", "heavy", OTHER_GAMES]);
+  deepEqual(gamePercentiles[OTHER_GAMES], seatPercentiles([1, 1]));
+  deepEqual(gamePercentiles.chess, seatPercentiles([1, 2]));
+  // Few games: no (other) entry.
+  deepEqual(topGames(rooms.slice(0, 5), 3).roomsByGame, { orbit: 3, chess: 2 });
+  deepEqual(topGames([], 3), { roomsByGame: {}, gamePercentiles: {} });
+});
+
+Deno.test("ServerMetrics JSON body: bounded per game, dashboard serialised once per refresh", () => {
+  // 20,000 attacker-chosen game names, one room each, plus one real game with more rooms.
+  const rooms = Array.from({ length: 20_000 }, (_, i) => ({ gameName: `g${i}`, seats: 1 }));
+  for (let i = 0; i < 5; i++) rooms.push({ gameName: "orbit", seats: 2 });
+  const metrics = new ServerMetrics({
+    connections: () => 0,
+    players: () => 0,
+    heldSeats: () => 0,
+    eventsBuffered: () => 0,
+    seatCounts: () => rooms,
+  }, {
+    reconnection: false,
+    refreshIntervalSecs: 5,
+    ttlSecs: 30,
+    historyWindowSecs: 300,
+    historyFields: ["ActiveRooms", "RoomsByGame", "PlayerPercentiles", "GamePercentiles"],
+    maxGames: 10,
+  });
+  const query = { timeRange: "1h", includeSnapshot: false };
+  for (let i = 0; i < 60; i++) metrics.refreshDashboard(1_000_000 + i * 5000);
+  const renders = metrics.dashboardRenders;
+  const texts = [];
+  for (let i = 0; i < 50; i++) texts.push(metrics.jsonText(query, 1_300_000 + i));
+  equal(metrics.dashboardRenders, renders + 1, "one serialisation for 50 requests");
+  const body = JSON.parse(texts.at(-1)!);
+  equal(body.activeRooms, 20_005);
+  equal(Object.keys(body.roomsByGame).length, 11);
+  equal(body.roomsByGame.orbit, 5);
+  equal(body.roomsByGame[OTHER_GAMES], 19_991); // all but orbit and 9 others
+  equal(body.dashboardCache.history.length, 60);
+  for (const entry of body.dashboardCache.history) {
+    equal(Object.keys(entry.roomsByGame).length, 11);
+    equal(Object.keys(entry.gamePercentiles).length, 11);
+  }
+  ok(texts.at(-1)!.length < 200_000, `${texts.at(-1)!.length} characters`);
+  equal(body.timestamp, new Date(1_300_049).toISOString(), "the live part is per request");
+  // The next refresh serialises again, once.
+  metrics.refreshDashboard(1_400_000);
+  metrics.jsonText(query, 1_400_001);
+  metrics.jsonText(query, 1_400_002);
+  equal(metrics.dashboardRenders, renders + 2);
+});
+
+Deno.test("rooms_active and build_info default to the seat counts and deno.json's version", () => {
+  const metrics = new ServerMetrics({
+    connections: () => 0,
+    players: () => 0,
+    heldSeats: () => 0,
+    eventsBuffered: () => 0,
+    seatCounts: () => [{ gameName: "orbit", seats: 2 }, { gameName: "orbit", seats: 0 }],
+  }, {
+    reconnection: false,
+    refreshIntervalSecs: 5,
+    ttlSecs: 30,
+    historyWindowSecs: 300,
+    historyFields: [],
+  });
+  const text = metrics.renderPrometheus();
+  ok(text.includes("\nsignal_fish_rooms_active 2\n"), text);
+  ok(text.includes(`\nsignal_fish_build_info{version="${denoJson.version}"} 1\n`), text);
+  ok(text.includes("\n# TYPE process_cpu_seconds_total counter\n"), text);
 });

@@ -1,6 +1,6 @@
 /**
  * The only WebSocket code of the server: takes over an upgraded socket with `npm:ws` and binds it
- * to the hub. `ws` enforces `security.max_message_size` on the running total of a message's frame
+ * to the edge. `ws` enforces `security.max_message_size` on the running total of a message's frame
  * lengths, so a message is refused (close 1009) before more than the limit is buffered, however
  * it is fragmented (SERVER.md §3.6, SECURITY.md).
  *
@@ -14,7 +14,8 @@ import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { getLogger } from "@logtape/logtape";
 import { utf8Length } from "../protocol/utf8.ts";
 import { switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
-import type { Hub, Peer, SendFailure } from "./hub.ts";
+import type { Edge } from "./edge.ts";
+import type { Peer, SendFailure } from "./peer.ts";
 import type { TokenBinding } from "./token_binding.ts";
 
 const log = getLogger(["signal-fish", "websocket"]);
@@ -53,13 +54,13 @@ export interface AcceptOptions {
    * all of it (PROTOCOL.md §7.10).
    */
   idleTimeoutSecs: number;
-  /** Called once when the socket is gone, after the hub has torn the connection down. */
+  /** Called once when the socket is gone, after the edge has torn the connection down. */
   onClosed?: () => void;
   /** Outbound budget and batching (SERVER.md §5.2, §5.3). */
   outbound: OutboundOptions;
   /**
    * Token binding negotiated for this connection (SERVER.md §1.8, §3.9): the subprotocol named
-   * in the 101 response and what the hub needs to check each text frame.
+   * in the 101 response and what the edge needs to check each text frame.
    */
   tokenBinding?: { subprotocol: string; binding: TokenBinding };
 }
@@ -78,8 +79,8 @@ export interface OutboundOptions {
  * The outbound side of one socket (SERVER.md §5.2–5.3). Pending bytes are the application
  * queue plus the runtime's `bufferedAmount`; a frame that would take them past the budget (when
  * something is already pending) makes the connection a slow consumer: the queue is discarded
- * and the hub closes it with 1013. With batching, frames wait in the queue until `batchSize`
- * are queued or the hub has carried out everything the current event produced (it then calls
+ * and the edge closes it with 1013. With batching, frames wait in the queue until `batchSize`
+ * are queued or the edge has carried out everything the current event produced (it then calls
  * {@linkcode SocketPeer.flush}), which is well within `websocket.batch_interval_ms`. Deno writes
  * every frame with its own call, so waiting longer would add latency without saving work (a
  * microtask per connection was measured at +2.5 ms p99 and +2 µs CPU per message, BENCHMARKS.md).
@@ -113,7 +114,7 @@ export class SocketPeer implements Peer {
   }
 
   /**
-   * Writes every queued frame, in order (the hub calls it at the end of each event). Undefined
+   * Writes every queued frame, in order (the edge calls it at the end of each event). Undefined
    * without batching: frames are then written as they are sent, and the fanout has no peer to
    * remember for the end of the event.
    */
@@ -357,12 +358,12 @@ function refusedSize(socket: WsSocket, maxPayload: number): number {
 /**
  * Takes over the raw socket of `request` (already admitted, SERVER.md §1.8; the listener attached
  * the socket, `../http/handover.ts`), completes the handshake with `ws` and wires the WebSocket to
- * `hub`. Returns the marker response of `switchingProtocols()`. Throws when `request` did not
+ * `edge`. Returns the marker response of `switchingProtocols()`. Throws when `request` did not
  * arrive as an HTTP/1.1 upgrade (the caller answers 400). `options.onClosed` runs exactly once,
  * when the connection is gone, on every path: handshake refused by `ws`, reset before the 101,
  * closed after it.
  */
-export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptions): Response {
+export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOptions): Response {
   const upgrade = takeUpgradeSocket(request);
   if (!upgrade) throw new TypeError("Not an HTTP/1.1 upgrade request");
   const { message, socket: raw, head } = upgrade;
@@ -376,7 +377,7 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
     if (closed) return;
     closed = true;
     clearInterval(idleTimer);
-    if (id !== undefined) hub.disconnect(id, Date.now(), undefined, closeCode);
+    if (id !== undefined) edge.disconnect(id, Date.now(), undefined, closeCode);
     options.onClosed?.();
   };
   // The connection's end, whatever happened before: the only place a slot is given back.
@@ -394,7 +395,7 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
     }
     socket.binaryType = "nodebuffer";
     const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream);
-    id = hub.connect(peer, { ip: options.ip, tokenBinding: options.tokenBinding?.binding });
+    id = edge.connect(peer, { ip: options.ip, tokenBinding: options.tokenBinding?.binding });
     const connection = id;
     // Idle timeout (PROTOCOL.md §7.10): checked every half of it; traffic or a pong resets it.
     let heard = false;
@@ -410,7 +411,7 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
       } else {
         // The peer answers nothing: send the close frame and end the connection after it.
         peer.close(1001, IDLE_TIMEOUT_REASON);
-        hub.disconnect(connection, Date.now(), undefined, 1001, true);
+        edge.disconnect(connection, Date.now(), undefined, 1001, true);
         stream.end();
       }
     }, halfMs);
@@ -420,13 +421,13 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
     socket.on("message", (data: Uint8Array, isBinary: boolean) => {
       heard = true;
       try {
-        hub.receive(connection, isBinary ? data : (data as Buffer).toString(), Date.now());
+        edge.receive(connection, isBinary ? data : (data as Buffer).toString(), Date.now());
       } catch (error) {
         log.error("Cannot handle a frame from {connection_id}: {error}", {
           connection_id: connection,
           error,
         });
-        hub.close(connection, 1011, "Internal error", Date.now());
+        edge.close(connection, 1011, "Internal error", Date.now());
       }
     });
     const receiver = (socket as unknown as { _receiver?: Receiver })._receiver;
@@ -436,17 +437,17 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
     // `Error` frame telling why (SERVER.md §3.6).
     receiver?.prependListener("error", (error: Error & { code?: string }) => {
       if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
-        hub.refuseTooLarge(connection, refusedSize(socket, maxPayload), Date.now());
+        edge.refuseTooLarge(connection, refusedSize(socket, maxPayload), Date.now());
         // Read nothing more of this message (`ws` would read and discard it until the close
         // handshake): the close frame still goes out, and the grace timer ends the connection.
         setTimeout(() => stream.pause(), 0);
       }
     });
-    // The client's close frame ends the connection for the hub at once (`ws` has answered it
+    // The client's close frame ends the connection for the edge at once (`ws` has answered it
     // by now); the slot stays taken until the TCP connection is gone.
     receiver?.on(
       "conclude",
-      (code: number) => hub.disconnect(connection, Date.now(), undefined, code),
+      (code: number) => edge.disconnect(connection, Date.now(), undefined, code),
     );
     socket.on("error", (error: Error & { code?: string }) => {
       if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return;
@@ -454,7 +455,7 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
         connection_id: connection,
         error: error.message,
       });
-      hub.transportError(connection);
+      edge.transportError(connection);
     });
     socket.on("close", (code: number) => {
       teardown(code);
