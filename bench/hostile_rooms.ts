@@ -24,7 +24,7 @@ interface Server extends AsyncDisposable {
   port: number;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -32,7 +32,7 @@ async function freePort(): Promise<number> {
 }
 
 async function spawn(tree: string, env: Env): Promise<Server> {
-  const port = await freePort();
+  const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${tree}/main.ts`, "--port", String(port)],
     env: { ...COMMON, ...env },
