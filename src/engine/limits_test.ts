@@ -22,6 +22,7 @@ import {
   P1,
   P2,
   P3,
+  prng,
   S1,
   sentTo,
   spectate,
@@ -370,4 +371,62 @@ Deno.test("Spectators never see players' connection_info; players do", () => {
   );
   deepEqual(first(starting, P1, "GameStarting").data.peer_connections[1]!.connection_info, info);
   ok(!JSON.stringify(sentTo(starting, S1)).includes("192.0.2.10"));
+});
+
+Deno.test("Random walks keep the replay bytes within the global budget and give them all back", () => {
+  let drops = 0;
+  for (let seed = 1; seed <= 20; seed++) {
+    const random = prng(seed);
+    const budget = 4000;
+    const engine = engineWith([], { enableReconnection: true, eventBufferTotalMaxBytes: budget });
+    const players = Array.from({ length: 6 }, (_, i) => id(i + 1));
+    const tokens = new Map<string, string>();
+    const live = new Map<string, string>(); // player id → connection id
+    let conns = 100;
+    for (const p of players) {
+      engine.connect(p);
+      tokens.set(
+        p,
+        first(engine.handle(p, join("WALK01", p.slice(-4)), T0), p, "RoomJoined").data
+          .reconnection_token!,
+      );
+      live.set(p, p);
+    }
+    for (let step = 0; step < 300; step++) {
+      const p = players[Math.floor(random() * players.length)]!;
+      const conn = live.get(p);
+      const roll = random();
+      if (conn !== undefined && roll < 0.2) {
+        engine.disconnect(conn, T0 + step);
+        live.delete(p);
+      } else if (conn === undefined && roll < 0.4) {
+        const fresh = id(++conns);
+        engine.connect(fresh);
+        const effects = engine.handle(fresh, reconnect(p, "room-1", tokens.get(p)!), T0 + step);
+        tokens.set(p, first(effects, fresh, "Reconnected").data.reconnection_token);
+        live.set(p, fresh);
+      } else if (conn !== undefined) {
+        const size = 50 + Math.floor(random() * 900);
+        engine.handle(
+          conn,
+          { type: "GameData", data: { data: "y".repeat(size) } } as ClientMessage,
+          T0 + step,
+        );
+      }
+      ok(engine.stats().replayBufferBytes <= budget, `seed ${seed} step ${step}`);
+    }
+    for (const p of players) {
+      if (live.has(p)) continue;
+      const fresh = id(++conns);
+      engine.connect(fresh);
+      first(
+        engine.handle(fresh, reconnect(p, "room-1", tokens.get(p)!), T0 + 1000),
+        fresh,
+        "Reconnected",
+      );
+    }
+    equal(engine.stats().replayBufferBytes, 0, `seed ${seed}`);
+    drops += engine.stats().replayTruncations;
+  }
+  ok(drops > 0, "the walks reached the budget");
 });

@@ -302,8 +302,10 @@ export class Reconnection {
   #compactOrder(): void {
     const live = this.#bufferedFrames;
     if (this.#order.length < 2 * live + 1024) return;
+    // A hold's frames leave from the front only, so an entry is live iff its hold is and its
+    // number is not below the hold's oldest.
     this.#order = this.#order.slice(this.#orderHead).filter(({ hold, seq }) =>
-      this.#holds.get(hold.playerId) === hold && hold.seqs.includes(seq)
+      this.#holds.get(hold.playerId) === hold && hold.seqs.length > 0 && seq >= hold.seqs[0]!
     );
     this.#orderHead = 0;
   }
