@@ -49,8 +49,13 @@ export interface SignalFishServer extends AsyncDisposable {
 
 /** Options that are not part of the configuration file. */
 export interface StartOptions {
-  /** Address to bind. @default "0.0.0.0" (SERVER.md §1.1) */
+  /** Address to bind. @default config.server.host (SERVER.md §1.1 and its note) */
   hostname?: string;
+  /**
+   * Called once the listener is bound, before the "Listening" log line, with the URL a browser on
+   * this machine opens (`main.ts` prints its plain-words banner here).
+   */
+  onListening?: (url: string) => void;
   /** Receives every hub and engine event (metrics, tests). */
   onEvent?: (event: HubEvent) => void;
   /**
@@ -179,6 +184,21 @@ export function serverMetrics(
   });
 }
 
+/**
+ * The URL that reaches a server bound to `hostname:port` from this machine: a wildcard address
+ * (`0.0.0.0`, `::`) becomes the loopback address, an IPv6 literal is bracketed.
+ */
+export function localUrl(hostname: string, port: number, tls = false): string {
+  const host = hostname === "0.0.0.0"
+    ? "127.0.0.1"
+    : hostname === "::" || hostname === "[::]"
+    ? "[::1]"
+    : hostname.includes(":") && !hostname.startsWith("[")
+    ? `[${hostname}]`
+    : hostname;
+  return `${tls ? "https" : "http"}://${host}:${port}`;
+}
+
 /** Starts serving `config` and resolves once the listener is bound. */
 export async function startServer(
   config: Config,
@@ -261,7 +281,7 @@ export async function startServer(
     },
   });
 
-  const hostname = options.hostname ?? "0.0.0.0";
+  const hostname = options.hostname ?? config.server.host;
   const tls = readTls(config);
   const listener = await listen({
     hostname,
@@ -308,8 +328,8 @@ export async function startServer(
       Math.min(1000, Math.max(20, authTimeoutMs / 4)),
     )
     : undefined;
-  const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
-  const url = `${tls ? "https" : "http"}://${host}:${addr.port}`;
+  const url = localUrl(hostname, addr.port, tls !== undefined);
+  options.onListening?.(url);
   log.info("Listening on {hostname}:{port}", {
     hostname,
     port: addr.port,

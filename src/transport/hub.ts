@@ -78,7 +78,7 @@ export type HubEvent =
     seconds: number;
   };
 
-/** Routes frames between peers and the engine (STYLE.md: transport/hub.ts). */
+/** Routes frames between peers and the engine: the edge of SERVER.md §8.2 for one instance. */
 export class Hub {
   readonly #engine: Engine;
   readonly #options: HubOptions;
