@@ -1,6 +1,6 @@
 /**
  * The relay hot path without sockets (issue 5): the server's own JavaScript per inbound
- * `GameData`, from the hub's `receive` to the runtime's `WebSocket.send`, with the default
+ * `GameData`, from the edge's `receive` to the runtime's `WebSocket.send`, with the default
  * configuration, the server's metrics and real {@linkcode SocketPeer}s over stand-in sockets
  * whose `send` only counts. Rooms of `--room-size` players; every player sends in turn, with the
  * load generator's frame (`bench/agent.ts`). Reports nanoseconds per inbound frame, median of
@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { engineOptions, serverMetrics } from "../src/server.ts";
-import { Hub } from "../src/transport/hub.ts";
+import { Edge } from "../src/transport/edge.ts";
 import { SocketPeer } from "../src/transport/websocket.ts";
 import { gameDataFrame } from "./agent.ts";
 
@@ -54,8 +54,8 @@ export function runHotPath(
     maxRoomsPerGame: Number.MAX_SAFE_INTEGER,
     rateLimits: undefined,
   });
-  const metrics = serverMetrics(config, engine, () => hub.size);
-  const hub = new Hub(engine, {
+  const metrics = serverMetrics(config, engine, () => edge.size);
+  const edge = new Edge(engine, {
     maxMessageSize: config.security.max_message_size,
     newId: () => crypto.randomUUID(),
     onEvent: (event) => metrics.observe(event),
@@ -73,12 +73,12 @@ export function runHotPath(
     for (let seat = 0; seat < options.roomSize; seat++) {
       const socket = new CountingSocket();
       sockets.push(socket);
-      const id = hub.connect(
+      const id = edge.connect(
         new SocketPeer(socket as unknown as WebSocket, outbound),
         { ip: "127.0.0.1" },
         now,
       );
-      hub.receive(
+      edge.receive(
         id,
         JSON.stringify({
           type: "JoinRoom",
@@ -108,7 +108,7 @@ export function runHotPath(
     const start = performance.now();
     for (let i = 0; i < options.frames; i++) {
       const slot = i % players.length;
-      hub.receive(players[slot]!, frames[slot]!, now);
+      edge.receive(players[slot]!, frames[slot]!, now);
       if ((i & 1023) === 0) now++;
     }
     nsPerFrame.push(((performance.now() - start) * 1e6) / options.frames);

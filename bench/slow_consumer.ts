@@ -12,7 +12,7 @@
  */
 import { DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { startServer } from "../src/server.ts";
-import type { HubEvent } from "../src/transport/hub.ts";
+import type { EdgeEvent } from "../src/transport/edge.ts";
 
 const count = Number(Deno.args[0] ?? 12_000);
 
@@ -61,7 +61,7 @@ async function run(stalled: boolean): Promise<void> {
   config.rate_limit.max_join_attempts = 1_000_000;
   let sent = 0;
   let closedAfter = -1;
-  const onEvent = (event: HubEvent) => {
+  const onEvent = (event: EdgeEvent) => {
     if (event.type === "slow_consumer") closedAfter = sent;
   };
   await using server = await startServer(config, { hostname: "127.0.0.1", onEvent });

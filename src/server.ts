@@ -1,5 +1,5 @@
 /**
- * Wires configuration, engine, hub and HTTP routes into a running server.
+ * Wires configuration, engine, edge, timers and HTTP routes into a running server.
  *
  * @module
  */
@@ -10,18 +10,20 @@ import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type TlsPem } from "./http/listener.ts";
 import type { LogStats } from "./logging.ts";
-import { createHandler } from "./http/routes.ts";
+import { createHandler, type Handler } from "./http/routes.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
-import { Hub, type HubEvent } from "./transport/hub.ts";
+import { MemoryTokenBuckets } from "./coordination/memory.ts";
+import { MAX_TIMER_MS, startMaintenance } from "./maintenance.ts";
+import { logEvent } from "./metrics/event_log.ts";
+import { Edge } from "./transport/edge.ts";
+import type { EdgeEvent } from "./transport/events.ts";
 import { ServerMetrics } from "./metrics/server_metrics.ts";
 import type { StatusBody } from "./http/metrics_routes.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 const log = getLogger(["signal-fish", "server"]);
-
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Extension capabilities this build advertises in `ProtocolInfo` (EXTENSIONS.md). */
 export const EXTENSION_CAPABILITIES: readonly string[] = ["targeted-game-data", "room-lookup"];
@@ -36,8 +38,8 @@ export interface SignalFishServer extends AsyncDisposable {
   readonly port: number;
   /** The room engine (read-only use: stats, lookups). */
   readonly engine: Engine;
-  /** The connection hub. */
-  readonly hub: Hub;
+  /** The edge: connections, the inbound pipeline and the command entry (SERVER.md §8.2). */
+  readonly edge: Edge;
   /** The server's metrics (SERVER.md §6). */
   readonly metrics: ServerMetrics;
   /**
@@ -56,8 +58,8 @@ export interface StartOptions {
    * this machine opens (`main.ts` prints its plain-words banner here).
    */
   onListening?: (url: string) => void;
-  /** Receives every hub and engine event (metrics, tests). */
-  onEvent?: (event: HubEvent) => void;
+  /** Receives every edge, engine and route event (metrics, tests). */
+  onEvent?: (event: EdgeEvent) => void;
   /**
    * The log sinks' counts (src/logging.ts `newLogStats()`, filled by the sinks `main.ts`
    * configures), exposed as `signal_fish_log_*_total`. @default none: those read 0
@@ -170,12 +172,14 @@ export function serverMetrics(
   return new ServerMetrics({
     connections,
     players: () => engine.stats().players,
+    rooms: () => engine.stats().rooms,
     heldSeats: () => engine.stats().heldSeats,
     eventsBuffered: () => engine.stats().eventsBuffered,
     seatCounts: () => engine.seatCounts(),
     logStats,
   }, {
     reconnection: config.server.enable_reconnection,
+    version: denoJson.version,
     refreshIntervalSecs: config.metrics.dashboard_cache_refresh_interval_secs,
     ttlSecs: config.metrics.dashboard_cache_ttl_secs,
     historyWindowSecs: config.metrics.dashboard_cache_history_window_secs,
@@ -208,153 +212,61 @@ export async function startServer(
   const engine = new Engine(settings);
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
-  // `hub.size` is read at scrape time, after `hub` exists.
-  const metrics = serverMetrics(config, engine, () => hub.size, options.logStats);
-  const onEvent = options.onEvent;
-  const hub = new Hub(engine, {
+  // `edge.size` is read at scrape time, after `edge` exists.
+  const metrics = serverMetrics(config, engine, () => edge.size, options.logStats);
+  const onEvent = observers(metrics, options.onEvent);
+  const edge = new Edge(engine, {
     maxMessageSize: config.security.max_message_size,
+    maxQueuedBytes: config.websocket.max_buffered_bytes,
     newId: () => crypto.randomUUID(),
-    onEvent: (event) => {
-      metrics.observe(event);
-      onEvent?.(event);
-    },
+    onEvent,
   });
   let draining = false;
-  const corsOrigins = config.security.cors_origins.trim() === "*"
-    ? "*" as const
-    : config.security.cors_origins.split(",").map((origin) => origin.trim()).filter(Boolean);
-  const status = (): StatusBody => {
-    const stats = engine.stats();
-    return {
-      status: draining ? "draining" : "ok",
-      version: denoJson.version,
-      instance_id: instanceId,
-      uptime_secs: Math.floor((Date.now() - startedAt) / 1000),
-      rooms: stats.rooms,
-      players: stats.players,
-      spectators: stats.spectators,
-      connections: hub.size,
-      held_seats: stats.heldSeats,
-    };
-  };
-  const metricsContext = {
-    metrics,
-    status,
-    authToken: config.security.require_metrics_auth ? config.security.metrics_auth_token : null,
-  };
+  const sockets = new OpenSockets();
   const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());
-  let openSockets = 0;
-  let allSocketsClosed: (() => void) | undefined;
-  const rooms = roomRoutes({
-    engine,
-    rateLimits: settings.rateLimits,
-    publicRoomListing: config.security.public_room_listing,
-    roomCodeLength: config.protocol.room_code_length,
-    maxGameNameLength: config.protocol.max_game_name_length,
-    onRateLimited: () => {
-      const event = { type: "rate_limited", scope: "join" } as const;
-      metrics.observe(event);
-      onEvent?.(event);
-    },
-  });
   const handler = createHandler({
-    hub,
+    edge,
+    onEvent,
     isDraining: () => draining,
-    metrics: metricsContext,
-    roomRoutes: rooms,
-  }, {
-    corsOrigins,
-    maxConnectionsPerIp: config.security.max_connections_per_ip,
-    idleTimeoutSecs: config.server.ping_timeout,
-    maxConnections: connectionCap.limit,
-    trustedProxies: new TrustedProxies(config.security.trusted_proxies),
-    ipv6PrefixLength: config.security.ipv6_prefix_length,
-    tokenBinding: tokenBindingOptions(config),
-    onOpenSockets: (open) => {
-      openSockets = open;
-      if (open === 0) allSocketsClosed?.();
+    metrics: {
+      metrics,
+      status: () => statusBody(engine, edge, instanceId, startedAt, draining),
+      authToken: config.security.require_metrics_auth ? config.security.metrics_auth_token : null,
     },
-    outbound: {
-      maxBufferedBytes: config.websocket.max_buffered_bytes,
-      enableBatching: config.websocket.enable_batching,
-      batchSize: config.websocket.batch_size,
-    },
-  });
+    roomRoutes: roomRoutes({
+      directory: edge.directory,
+      buckets: new MemoryTokenBuckets(settings.rateLimits),
+      publicRoomListing: config.security.public_room_listing,
+      roomCodeLength: config.protocol.room_code_length,
+      maxGameNameLength: config.protocol.max_game_name_length,
+      onEvent,
+    }),
+  }, routeOptions(config, connectionCap.limit, (open) => sockets.set(open)));
 
   const hostname = options.hostname ?? config.server.host;
   const tls = readTls(config);
-  const listener = await listen({
-    hostname,
-    port: config.port,
-    tls,
-    handler: (request, info) => {
-      try {
-        return handler(request, info);
-      } catch (error) {
-        log.error("Cannot handle {method} {url}: {error}", {
-          method: request.method,
-          url: request.url,
-          error,
-        });
-        return new Response("Internal Server Error", { status: 500 });
-      }
-    },
+  const listener = await listen({ hostname, port: config.port, tls, handler: guarded(handler) });
+  const maintenance = startMaintenance(edge, {
+    sweepIntervalMs: config.server.room_cleanup_interval * 1000,
+    authTimeoutMs: config.security.require_websocket_auth
+      ? config.websocket.auth_timeout_secs * 1000
+      : undefined,
+    dashboardIntervalMs: config.metrics.dashboard_cache_refresh_interval_secs * 1000,
+    refreshDashboard: (now) => metrics.refreshDashboard(now),
   });
-  const addr = listener.addr;
-  const refreshDashboard = () => {
-    try {
-      metrics.refreshDashboard(Date.now());
-    } catch (error) {
-      log.error("Cannot refresh the dashboard cache: {error}", { error });
-    }
-  };
-  refreshDashboard();
-  const dashboard = setInterval(
-    refreshDashboard,
-    Math.min(config.metrics.dashboard_cache_refresh_interval_secs * 1000, MAX_TIMER_MS),
-  );
-  const sweep = setInterval(
-    () => hub.sweep(Date.now()),
-    // Timers treat delays above 2^31 - 1 ms as 1 ms; clamp so a huge interval stays huge.
-    Math.min(config.server.room_cleanup_interval * 1000, MAX_TIMER_MS),
-  );
-  // Held-seat expiry is processed within a second of the window's end (PROTOCOL.md §7.11.3).
-  const tick = setInterval(() => hub.tick(Date.now()), 1000);
-  // The auth deadline (SERVER.md §4.5) needs a finer clock than the maintenance sweep.
-  const authTimeoutMs = config.websocket.auth_timeout_secs * 1000;
-  const authTimer = config.security.require_websocket_auth
-    ? setInterval(
-      () => hub.expireAuthentication(Date.now()),
-      Math.min(1000, Math.max(20, authTimeoutMs / 4)),
-    )
-    : undefined;
-  const url = localUrl(hostname, addr.port, tls !== undefined);
+  const url = localUrl(hostname, listener.addr.port, tls !== undefined);
   options.onListening?.(url);
-  log.info("Listening on {hostname}:{port}", {
-    hostname,
-    port: addr.port,
-    region_id: config.server.region_id,
-    auth: config.security.require_websocket_auth,
-    instance_id: instanceId,
-    metrics_auth: config.security.require_metrics_auth,
-    tls: tls !== undefined,
-    max_connections: connectionCap.limit,
-    max_connections_from: connectionCap.source,
-  });
+  logListening(config, hostname, listener.addr.port, instanceId, connectionCap, tls !== undefined);
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       draining = true;
-      clearInterval(sweep);
-      clearInterval(tick);
-      clearInterval(dashboard);
+      maintenance.stop();
       // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
       // frame is still queued behind game data (SERVER.md §1.1, §5.5).
-      const socketsClosed = new Promise<void>((resolve) => allSocketsClosed = resolve);
-      if (openSockets === 0) allSocketsClosed?.();
-      clearInterval(authTimer);
-      hub.closeAll(1001, "Server shutting down", Date.now());
+      const socketsClosed = sockets.allClosed();
+      edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, Date.now());
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
@@ -370,12 +282,137 @@ export async function startServer(
   return {
     url,
     wsUrl: `${url.replace(/^http/, "ws")}/v2/ws`,
-    port: addr.port,
+    port: listener.addr.port,
     engine,
-    hub,
+    edge,
     metrics,
     close,
     [Symbol.asyncDispose]: close,
+  };
+}
+
+/** The start line of SERVER.md §7 with the settings an operator checks first. */
+function logListening(
+  config: Config,
+  hostname: string,
+  port: number,
+  instanceId: string,
+  connectionCap: { limit: number; source: string },
+  tls: boolean,
+): void {
+  log.info("Listening on {hostname}:{port}", {
+    hostname,
+    port,
+    region_id: config.server.region_id,
+    auth: config.security.require_websocket_auth,
+    instance_id: instanceId,
+    metrics_auth: config.security.require_metrics_auth,
+    tls,
+    max_connections: connectionCap.limit,
+    max_connections_from: connectionCap.source,
+  });
+}
+
+/**
+ * The one observer of every edge, engine and route event: the event log, the metrics, then the
+ * caller's `onEvent` (SERVER.md §6, §7).
+ */
+function observers(
+  metrics: ServerMetrics,
+  extra: ((event: EdgeEvent) => void) | undefined,
+): (event: EdgeEvent) => void {
+  return (event) => {
+    logEvent(event);
+    metrics.observe(event);
+    extra?.(event);
+  };
+}
+
+/** Counts open sockets and tells shutdown when the last one is gone. */
+class OpenSockets {
+  #open = 0;
+  #allClosed: (() => void) | undefined;
+
+  set(open: number): void {
+    this.#open = open;
+    if (open === 0) this.#allClosed?.();
+  }
+
+  /** Resolves once no socket is open (at once when none is). */
+  allClosed(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#allClosed = resolve);
+    if (this.#open === 0) this.#allClosed?.();
+    return closed;
+  }
+}
+
+/** The `/v2/status` body (EXTENSIONS.md E8). */
+function statusBody(
+  engine: Engine,
+  edge: Edge,
+  instanceId: string,
+  startedAt: number,
+  draining: boolean,
+): StatusBody {
+  const stats = engine.stats();
+  return {
+    status: draining ? "draining" : "ok",
+    version: denoJson.version,
+    instance_id: instanceId,
+    uptime_secs: Math.floor((Date.now() - startedAt) / 1000),
+    rooms: stats.rooms,
+    players: stats.players,
+    spectators: stats.spectators,
+    connections: edge.size,
+    held_seats: stats.heldSeats,
+  };
+}
+
+/** Route settings from the configuration (SERVER.md §1.8, §3.5, §3.9, §5.2). */
+function routeOptions(
+  config: Config,
+  maxConnections: number,
+  onOpenSockets: (open: number) => void,
+): Parameters<typeof createHandler>[1] {
+  const { security, websocket } = config;
+  return {
+    corsOrigins: security.cors_origins.trim() === "*"
+      ? "*" as const
+      : security.cors_origins.split(",").map((origin) => origin.trim()).filter(Boolean),
+    maxConnectionsPerIp: security.max_connections_per_ip,
+    idleTimeoutSecs: config.server.ping_timeout,
+    maxConnections,
+    trustedProxies: new TrustedProxies(security.trusted_proxies),
+    ipv6PrefixLength: security.ipv6_prefix_length,
+    tokenBinding: tokenBindingOptions(config),
+    onOpenSockets,
+    outbound: {
+      maxBufferedBytes: websocket.max_buffered_bytes,
+      enableBatching: websocket.enable_batching,
+      batchSize: websocket.batch_size,
+    },
+  };
+}
+
+/** `handler` with a last-resort 500 for a request it throws on (SERVER.md §1.11). */
+function guarded(handler: Handler): Handler {
+  const failed = (request: Request, error: unknown) => {
+    log.error("Cannot handle {method} {url}: {error}", {
+      method: request.method,
+      url: request.url,
+      error,
+    });
+    return new Response("Internal Server Error", { status: 500 });
+  };
+  return (request, info) => {
+    try {
+      const response = handler(request, info);
+      return response instanceof Promise
+        ? response.catch((error) => failed(request, error))
+        : response;
+    } catch (error) {
+      return failed(request, error);
+    }
   };
 }
 

@@ -79,9 +79,9 @@ Deno.test({
     await using server = await serve();
     // Record every frame a client sends: anything the server relays, it first receives here.
     const frames: (string | Uint8Array)[] = [];
-    const hub = server.hub;
-    const receive = hub.receive.bind(hub);
-    hub.receive = (id, frame, now) => {
+    const edge = server.edge;
+    const receive = edge.receive.bind(edge);
+    edge.receive = (id, frame, now) => {
       frames.push(typeof frame === "string" ? frame : new Uint8Array(frame));
       receive(id, frame, now);
     };

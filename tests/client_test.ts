@@ -438,7 +438,7 @@ Deno.test("SignalFishClient restores its seat after a dropped socket and replays
   gate.close();
   // Drop alice's socket from the server side (the connection id is her player id): a held-seat
   // close (PROTOCOL.md §1.6), so the seat waits for her with a replay buffer.
-  server.hub.close(created.player_id, 1011, "Internal error", Date.now());
+  server.edge.close(created.player_id, 1011, "Internal error", Date.now());
   bob.sendGameData("while you were away");
   bob.sendTo(created.player_id, { signal: "offer" });
   await bob.setReady(true);

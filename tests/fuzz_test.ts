@@ -352,8 +352,8 @@ Deno.test(`Fuzzing ${FUZZERS * FRAMES_PER_FUZZER + OVERSIZED} frames (seed ${SEE
   await probe.close();
   // Dropped players' seats are held for the reconnection window first, then their rooms empty.
   const windowEnd = Date.now() + 301_000;
-  server.hub.tick(windowEnd);
-  server.hub.sweep(windowEnd + 301_000);
+  server.edge.command({ kind: "tick" }, windowEnd);
+  server.edge.command({ kind: "sweep" }, windowEnd + 301_000);
   equal(server.engine.stats().rooms, 1, "only the guarded room is left");
   const after = heapUsed();
   const hasGc = typeof (globalThis as { gc?: unknown }).gc === "function";
@@ -426,7 +426,7 @@ Deno.test(`Fuzzing before authentication (seed ${SEED}) never gets past the auth
   equal(closed, CONNECTIONS);
   ok(frames >= 1_000, `sent ${frames} frames`);
   equal(server.engine.stats().rooms, 0);
-  equal(server.hub.size, 0);
+  equal(server.edge.size, 0);
   console.log(
     `fuzz (auth on): ${frames} frames on ${CONNECTIONS} connections, ${abnormal} reset after the refusal`,
   );

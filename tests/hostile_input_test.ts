@@ -75,7 +75,7 @@ Deno.test("Broken framing and invalid UTF-8 end only the offending connection", 
     deepEqual(text, [], name);
   }
   await game.assertIntact();
-  equal(server.hub.size, 2, "only the bystanders remain connected");
+  equal(server.edge.size, 2, "only the bystanders remain connected");
 });
 
 Deno.test("Valid fragmented text frames, UTF-8 split across fragments included, are accepted", async () => {

@@ -5,29 +5,10 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, joinRoom, serve, type TestClient } from "./helpers.ts";
+import { parseExposition } from "./exposition.ts";
+import process from "node:process";
+import denoJson from "../deno.json" with { type: "json" };
 import { RawWebSocket } from "./raw_websocket.ts";
-
-/** Parses Prometheus text into `name{labels}` → value, checking HELP/TYPE precede samples. */
-export function parseExposition(text: string): Map<string, number> {
-  const samples = new Map<string, number>();
-  const typed = new Set<string>();
-  for (const line of text.split("\n")) {
-    if (line === "") continue;
-    const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$/.exec(line);
-    if (meta) {
-      if (meta[1] === "TYPE") typed.add(meta[2]!);
-      continue;
-    }
-    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
-    if (!sample) throw new Error(`Cannot parse exposition line: ${line}`);
-    const family = sample[1]!.replace(/_(bucket|sum|count)$/, "");
-    if (!typed.has(sample[1]!) && !typed.has(family)) {
-      throw new Error(`Sample before its TYPE line: ${line}`);
-    }
-    samples.set(sample[1]! + (sample[2] ?? ""), Number(sample[3]));
-  }
-  return samples;
-}
 
 async function scrape(server: SignalFishServer, headers: HeadersInit = {}) {
   const response = await fetch(`${server.url}/metrics/prom`, { headers });
@@ -47,7 +28,7 @@ async function eventually(server: SignalFishServer, check: (m: Map<string, numbe
   }
 }
 
-import { RELAY_TIMING_SAMPLE } from "../src/transport/hub.ts";
+import { RELAY_TIMING_SAMPLE } from "../src/transport/edge.ts";
 const RELAYED = 20;
 
 Deno.test("A scripted session leaves every counter it touched at exactly the expected value", async () => {
@@ -357,4 +338,44 @@ Deno.test({
     equal(output.trim(), "", output);
     equal(status, 0, output);
   },
+});
+
+Deno.test("Operator families: open rooms, build version and process figures are live", async () => {
+  await using server = await serve();
+  const status = async () => (await (await fetch(`${server.url}/v2/status`)).json()).rooms;
+  const before = await scrape(server);
+  equal(before.get("signal_fish_rooms_active"), 0);
+  equal(before.get(`signal_fish_build_info{version="${denoJson.version}"}`), 1);
+  const clients = await Promise.all([0, 1, 2].map(() => connect(server)));
+  const [alice, bob, carol] = clients as [TestClient, TestClient, TestClient];
+  alice.send(joinRoom(null, "alice"));
+  const code = (await alice.next("RoomJoined")).data.room_code;
+  bob.send(joinRoom(code, "bob"));
+  await bob.next("RoomJoined");
+  carol.send(joinRoom(null, "carol"));
+  await carol.next("RoomJoined");
+  const during = await scrape(server);
+  equal(during.get("signal_fish_rooms_active"), 2);
+  equal(during.get("signal_fish_rooms_active"), await status());
+  equal(during.get("signal_fish_players_active"), 3);
+
+  // The server runs in this process: its process figures are this process's.
+  const rss = during.get("process_resident_memory_bytes")!;
+  const rssNow = Deno.memoryUsage().rss;
+  ok(rss > 0 && rss > rssNow / 2 && rss < rssNow * 2, `${rss} vs ${rssNow}`);
+  const cpu = during.get("process_cpu_seconds_total")!;
+  const { user, system } = process.cpuUsage();
+  ok(cpu > 0 && cpu <= (user + system) / 1e6, `${cpu}`);
+  ok(during.get("process_start_time_seconds")! * 1000 <= Date.now());
+  if (Deno.build.os === "linux") {
+    // Three WebSockets are six descriptors here (client and server side of each).
+    ok(
+      during.get("process_open_fds")! >= before.get("process_open_fds")! + 3,
+      `${before.get("process_open_fds")} → ${during.get("process_open_fds")}`,
+    );
+  }
+  // Relay latency resolves below 1 ms: the exposed bounds start at 1 µs.
+  ok(during.has('signal_fish_game_data_relay_latency_seconds_bucket{le="0.000001"}'));
+  ok(during.has('signal_fish_game_data_relay_latency_seconds_bucket{le="0.0005"}'));
+  await Promise.all(clients.map((client) => client.close()));
 });

@@ -1,6 +1,6 @@
 import { deepEqual, equal, match, notEqual, ok } from "node:assert/strict";
 import { decode, encode } from "@msgpack/msgpack";
-import type { HubEvent } from "../src/transport/hub.ts";
+import type { EdgeEvent } from "../src/transport/edge.ts";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, joinRoom, serve, type TestClient } from "./helpers.ts";
 import { RawWebSocket } from "./raw_websocket.ts";
@@ -193,7 +193,7 @@ async function stalledPlayer(port: number, code: string): Promise<RawWebSocket> 
 }
 
 Deno.test("A player that stops reading is closed with 1013 and its seat held; the others get everything", async () => {
-  const events: HubEvent[] = [];
+  const events: EdgeEvent[] = [];
   await using server = await serve((config) => {
     config.websocket.max_buffered_bytes = 65536;
   }, { onEvent: (event) => events.push(event) });

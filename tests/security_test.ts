@@ -5,7 +5,7 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { Config } from "../src/config/schema.ts";
 import { startServer, unsupportedSettings } from "../src/server.ts";
-import type { HubEvent } from "../src/transport/hub.ts";
+import type { EdgeEvent } from "../src/transport/edge.ts";
 import { connect, joinRoom, serve, testConfig } from "./helpers.ts";
 
 function withApps(config: Config): void {
@@ -194,7 +194,7 @@ Deno.test("GET /v2/rooms/{game_name}/{room_code} describes a room; unknown or in
 });
 
 Deno.test("Room lookups take join tokens: 429 with Retry-After, shared with JoinRoom", async () => {
-  const events: HubEvent[] = [];
+  const events: EdgeEvent[] = [];
   await using server = await startServer(
     testConfig((config) => config.rate_limit.max_join_attempts = 3),
     { hostname: "127.0.0.1", onEvent: (event) => events.push(event) },

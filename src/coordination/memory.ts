@@ -1,89 +1,226 @@
 /**
- * Single-process coordination: every connection's socket is in this process.
+ * Single-process implementations of the coordination seams: every node of the "cluster" is in
+ * this process. Used in single-instance mode (one node) and by tests (any number of nodes).
+ * Every method answers synchronously ({@linkcode Awaitable} without a Promise).
  *
  * @module
  */
-import type { ConnId, Fanout, Peer, SendFailure } from "./fanout.ts";
+import type { ConnId } from "../engine/effects.ts";
+import type { RateLimits } from "../engine/rate_limits.ts";
+import type { ClientMessage } from "../protocol/messages.ts";
+import type { BucketKind, BucketTake, TokenBuckets } from "./buckets.ts";
+import type {
+  ClaimCaps,
+  ClaimResult,
+  DirectoryRecord,
+  NodeId,
+  RefreshResult,
+  RoomDirectory,
+} from "./directory.ts";
+import type {
+  BindOutcome,
+  ClosedCause,
+  CommandReply,
+  DeliveryFailure,
+  Directive,
+  EdgeEndpoint,
+  HomeEndpoint,
+  RoomCommand,
+  Router,
+} from "./router.ts";
 
-/** A recipient that did not take a frame: not attached here (`gone`), or its peer refused it. */
-export type DeliveryFailure = { id: ConnId; failure: SendFailure | { reason: "gone" } };
-
-/** An attached peer and whether it is on the list of peers to flush. */
-interface Attached {
-  readonly peer: Peer;
-  queued: boolean;
+/** Directory key of a room: `(game_name, ROOM_CODE)` (PROTOCOL.md §7.2.2). */
+function key(gameName: string, roomCode: string): string {
+  return `${gameName}\u0000${roomCode}`;
 }
 
-/** A {@linkcode Fanout} over the peers attached to this process. */
-export class LocalFanout implements Fanout {
-  readonly #peers = new Map<ConnId, Attached>();
-  /** Peers that queued frames since the last {@linkcode flush}, each once. */
-  readonly #dirty: Attached[] = [];
+/** A {@linkcode RoomDirectory} in this process's memory. Records are shared: do not mutate. */
+export class MemoryRoomDirectory implements RoomDirectory {
+  /** Entries in creation order. */
+  readonly #entries = new Map<string, DirectoryRecord>();
+  readonly #perGame = new Map<string, number>();
+  readonly #perApp = new Map<string, number>();
 
-  /** Number of attached peers. */
+  /** Number of entries. */
   get size(): number {
-    return this.#peers.size;
+    return this.#entries.size;
   }
 
-  /** Makes `peer` reachable as `id`. */
-  attach(id: ConnId, peer: Peer): void {
-    this.#peers.set(id, { peer, queued: false });
+  claim(record: DirectoryRecord, caps: ClaimCaps, stale?: DirectoryRecord): ClaimResult {
+    const k = key(record.gameName, record.roomCode);
+    const current = this.#entries.get(k);
+    if (current && current.roomId !== stale?.roomId) return { status: "taken", record: current };
+    const games = (this.#perGame.get(record.gameName) ?? 0) - (current ? 1 : 0);
+    if (games >= caps.maxRoomsPerGame) {
+      return { status: "capped", scope: "game", count: games, limit: caps.maxRoomsPerGame };
+    }
+    if (record.appId !== undefined && caps.maxAppRooms !== undefined) {
+      const apps = this.#perApp.get(record.appId) ?? 0;
+      if (apps >= caps.maxAppRooms) {
+        return { status: "capped", scope: "app", count: apps, limit: caps.maxAppRooms };
+      }
+    }
+    if (current) this.#delete(k, current);
+    this.#set(k, record);
+    return { status: "ok" };
   }
 
-  /** Forgets `id`; later frames for it are skipped. Returns whether it was attached. */
-  detach(id: ConnId): boolean {
-    return this.#peers.delete(id);
+  refresh(record: DirectoryRecord): RefreshResult {
+    const k = key(record.gameName, record.roomCode);
+    const current = this.#entries.get(k);
+    if (current === undefined) {
+      this.#set(k, record);
+      return "created";
+    }
+    if (current.roomId !== record.roomId) return "conflict";
+    this.#entries.set(k, record);
+    return "refreshed";
   }
 
-  /** True when `id` is attached here. */
-  has(id: ConnId): boolean {
-    return this.#peers.has(id);
+  release(gameName: string, roomCode: string, roomId: string): void {
+    const k = key(gameName, roomCode);
+    const current = this.#entries.get(k);
+    if (current?.roomId === roomId) this.#delete(k, current);
   }
 
-  /**
-   * Hands `frame` to each attached peer in `to`, in order. Returns the recipients
-   * that did not take it, or `undefined` when all did (no allocation on the common path).
-   */
+  lookup(gameName: string, roomCode: string): DirectoryRecord | undefined {
+    return this.#entries.get(key(gameName, roomCode));
+  }
+
+  list(gameName: string, limit: number): DirectoryRecord[] {
+    const out: DirectoryRecord[] = [];
+    for (const record of this.#entries.values()) {
+      if (out.length >= limit) break;
+      if (record.gameName === gameName && record.summary.players > 0) out.push(record);
+    }
+    return out;
+  }
+
+  #set(k: string, record: DirectoryRecord): void {
+    this.#entries.set(k, record);
+    this.#perGame.set(record.gameName, (this.#perGame.get(record.gameName) ?? 0) + 1);
+    if (record.appId !== undefined) {
+      this.#perApp.set(record.appId, (this.#perApp.get(record.appId) ?? 0) + 1);
+    }
+  }
+
+  #delete(k: string, record: DirectoryRecord): void {
+    this.#entries.delete(k);
+    decrement(this.#perGame, record.gameName);
+    if (record.appId !== undefined) decrement(this.#perApp, record.appId);
+  }
+}
+
+function decrement(counts: Map<string, number>, name: string): void {
+  const left = (counts.get(name) ?? 1) - 1;
+  if (left > 0) counts.set(name, left);
+  else counts.delete(name);
+}
+
+/**
+ * {@linkcode TokenBuckets} over this process's per-IP buckets, the same {@linkcode RateLimits}
+ * the engine takes `JoinRoom` and `JoinAsSpectator` tokens from. Without limits every take
+ * succeeds (rate limiting off).
+ */
+export class MemoryTokenBuckets implements TokenBuckets {
+  readonly #limits: RateLimits | undefined;
+
+  /** Buckets backed by `limits`; `undefined` = unlimited. */
+  constructor(limits: RateLimits | undefined) {
+    this.#limits = limits;
+  }
+
+  take(kind: BucketKind, key: string, now: number): BucketTake {
+    const limits = this.#limits;
+    if (!limits) return TAKEN;
+    return kind === "creation" ? limits.takeCreation(key, now) : limits.takeJoin(key, now);
+  }
+}
+
+const TAKEN: BucketTake = { ok: true };
+
+/** A node's endpoints. */
+interface Endpoints {
+  readonly edge: EdgeEndpoint;
+  readonly home: HomeEndpoint;
+}
+
+/**
+ * A {@linkcode Router} between nodes of this process: every call is a direct, synchronous call
+ * of the destination's endpoint. Calls for a node that is not attached are answered as if the
+ * node were unreachable (`miss`, `gone`, `unreachable`) or ignored (`forward`, `direct`,
+ * `closed`: nothing is there to receive them).
+ */
+export class LocalRouter implements Router {
+  readonly #nodes = new Map<NodeId, Endpoints>();
+  /** The attached edges, for `flush` (no iterator on the hot path). */
+  #edges: EdgeEndpoint[] = [];
+  /** The most recently attached node: single-instance mode's only one, found without a lookup. */
+  #lastName: NodeId | undefined;
+  #last: Endpoints | undefined;
+
+  attach(node: NodeId, endpoints: Endpoints): void {
+    this.#nodes.set(node, endpoints);
+    this.#changed();
+  }
+
+  detach(node: NodeId): void {
+    this.#nodes.delete(node);
+    this.#changed();
+  }
+
+  #changed(): void {
+    this.#edges = [...this.#nodes.values()].map((n) => n.edge);
+    const last = [...this.#nodes.entries()].at(-1);
+    this.#lastName = last?.[0];
+    this.#last = last?.[1];
+  }
+
+  #node(name: NodeId): Endpoints | undefined {
+    return name === this.#lastName ? this.#last : this.#nodes.get(name);
+  }
+
+  bind(home: NodeId, conn: ConnId, message: ClientMessage, now: number): BindOutcome {
+    return this.#node(home)?.home.bind(conn, message, now) ?? MISS;
+  }
+
+  forward(
+    home: NodeId,
+    conn: ConnId,
+    input: ClientMessage | Uint8Array,
+    _frame: string | Uint8Array,
+    now: number,
+  ): void {
+    this.#node(home)?.home.receive(conn, input, now);
+  }
+
+  closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number): void {
+    this.#node(home)?.home.closed(conn, cause, now);
+  }
+
   deliver(
+    edge: NodeId,
     frame: string | Uint8Array,
     to: readonly ConnId[],
   ): DeliveryFailure[] | undefined {
-    let failed: DeliveryFailure[] | undefined;
-    for (let i = 0; i < to.length; i++) {
-      const id = to[i]!;
-      const attached = this.#peers.get(id);
-      const failure = attached ? attached.peer.send(frame) : GONE;
-      if (failure) {
-        (failed ??= []).push({ id, failure });
-      } else if (!attached!.queued && attached!.peer.flush) {
-        attached!.queued = true;
-        this.#dirty.push(attached!);
-      }
-    }
-    return failed;
+    const node = this.#node(edge);
+    if (node) return node.edge.deliver(frame, to);
+    return to.map((id) => ({ id, failure: GONE }));
   }
 
-  /** Writes what every peer queued since the last call (SERVER.md §5.3), in queue order. */
+  direct(edge: NodeId, directive: Directive, now: number): void {
+    this.#node(edge)?.edge.direct(directive, now);
+  }
+
   flush(): void {
-    const dirty = this.#dirty;
-    if (dirty.length === 0) return;
-    for (let i = 0; i < dirty.length; i++) {
-      const attached = dirty[i]!;
-      attached.queued = false;
-      attached.peer.flush!();
-    }
-    dirty.length = 0;
+    const edges = this.#edges;
+    for (let i = 0; i < edges.length; i++) edges[i]!.flush();
   }
 
-  /** Attached connection ids. */
-  ids(): ConnId[] {
-    return [...this.#peers.keys()];
-  }
-
-  /** Closes the peer of `to`, if attached. */
-  close(to: ConnId, code: number, reason: string): void {
-    this.#peers.get(to)?.peer.close(code, reason);
+  command(home: NodeId, command: RoomCommand, now: number): CommandReply {
+    return this.#node(home)?.home.command(command, now) ?? { ok: false, reason: "unreachable" };
   }
 }
 
+const MISS: BindOutcome = { status: "miss" };
 const GONE = { reason: "gone" } as const;

@@ -1,6 +1,6 @@
 /**
  * Room state: seats, spectators, the ready set, authority and activity times, plus the snapshot
- * builders of PROTOCOL.md §4. Pure data; all rules live in `engine.ts`.
+ * builders of PROTOCOL.md §4. Pure data; the rules live in `rooms.ts`, `spectators.ts` and `reconnection.ts`.
  *
  * @module
  */
@@ -9,12 +9,11 @@ import type {
   LobbyState,
   PeerConnectionInfo,
   PlayerInfo,
+  RoomSnapshot,
   SpectatorInfo,
 } from "../protocol/messages.ts";
+import type { ConnId } from "./effects.ts";
 import { nameKey } from "./validation.ts";
-
-/** A connection id: a UUIDv4 assigned at accept time (PROTOCOL.md §1.2). */
-export type ConnId = string;
 
 /** A player's place in a room (PROTOCOL.md §0 "seat"). Its id is the player id. */
 export interface Seat {
@@ -205,4 +204,22 @@ export class Room {
       return peer;
     });
   }
+}
+
+/** The 12 fields `RoomJoined` and `Reconnected` share (PROTOCOL.md §6.4, §6.16), for `playerId`. */
+export function roomSnapshot(room: Room, playerId: string): RoomSnapshot {
+  return {
+    room_id: room.id,
+    room_code: room.code,
+    player_id: playerId,
+    game_name: room.gameName,
+    max_players: room.maxPlayers,
+    supports_authority: room.supportsAuthority,
+    current_players: room.players(),
+    is_authority: room.authority === playerId,
+    lobby_state: room.lobbyState,
+    ready_players: [...room.ready],
+    relay_type: room.relayType,
+    current_spectators: room.spectatorInfos(),
+  };
 }

@@ -1,7 +1,7 @@
 import { deepEqual, equal } from "node:assert/strict";
 import { Engine } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
-import { Hub } from "../transport/hub.ts";
+import { Edge } from "../transport/edge.ts";
 import type { StatusBody } from "./metrics_routes.ts";
 import { createHandler } from "./routes.ts";
 import { seatPercentiles, ServerMetrics } from "../metrics/server_metrics.ts";
@@ -16,17 +16,19 @@ function setup(options: { draining?: boolean; token?: string | null } = {}) {
   const metrics = new ServerMetrics({
     connections: () => 0,
     players: () => engine.stats().players,
+    rooms: () => engine.stats().rooms,
     heldSeats: () => undefined,
     eventsBuffered: () => 0,
     seatCounts: () => engine.seatCounts(),
   }, {
     reconnection: false,
+    version: "0.0.0-test",
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 10,
     historyFields: ["ActiveRooms"],
   });
-  const hub = new Hub(engine, {
+  const edge = new Edge(engine, {
     maxMessageSize: 65536,
     newId: () => crypto.randomUUID(),
     onEvent: (event) => metrics.observe(event),
@@ -44,31 +46,31 @@ function setup(options: { draining?: boolean; token?: string | null } = {}) {
     held_seats: 0,
   });
   const handle = createHandler({
-    hub,
+    edge,
     isDraining: () => draining,
     metrics: { metrics, status, authToken: options.token ?? null, now: () => 1_000_000 },
   }, { corsOrigins: "*", maxConnectionsPerIp: 10, idleTimeoutSecs: 30 });
-  return { handle, metrics, hub };
+  return { handle, metrics, edge };
 }
 
-Deno.test("createHandler() serves Prometheus text on the three prom paths", () => {
+Deno.test("createHandler() serves Prometheus text on the three prom paths", async () => {
   const { handle } = setup();
   for (const path of ["/metrics/prom", "/v1/metrics/prom", "/v2/metrics/prom"]) {
-    const response = handle(new Request(`http://localhost${path}`), INFO);
+    const response = await handle(new Request(`http://localhost${path}`), INFO);
     equal(response.status, 200);
     equal(response.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
   }
-  const post = handle(new Request("http://localhost/metrics", { method: "POST" }), INFO);
+  const post = await handle(new Request("http://localhost/metrics", { method: "POST" }), INFO);
   equal(post.status, 405);
   equal(post.headers.get("allow"), "GET, HEAD");
 });
 
 Deno.test("createHandler() answers 401 with an empty body before parsing the query", async () => {
   const { handle } = setup({ token: "tok" });
-  const response = handle(new Request("http://localhost/metrics?includeSnapshot=nope"), INFO);
+  const response = await handle(new Request("http://localhost/metrics?includeSnapshot=nope"), INFO);
   equal(response.status, 401);
   equal(await response.text(), "");
-  const ok = handle(
+  const ok = await handle(
     new Request("http://localhost/metrics?includeSnapshot=nope", {
       headers: { authorization: "Bearer tok" },
     }),
@@ -80,33 +82,36 @@ Deno.test("createHandler() answers 401 with an empty body before parsing the que
 
 Deno.test("createHandler() answers /v2/status with 503 and status draining while shutting down", async () => {
   const { handle } = setup({ draining: true });
-  const response = handle(new Request("http://localhost/v2/status"), INFO);
+  const response = await handle(new Request("http://localhost/v2/status"), INFO);
   equal(response.status, 503);
   equal((await response.json()).status, "draining");
 });
 
-Deno.test("createHandler() counts a per-IP refusal as a rate-limit rejection", () => {
+Deno.test("createHandler() counts a per-IP refusal as a rate-limit rejection", async () => {
   const engine = new Engine(testOptions());
   const metrics = new ServerMetrics({
     connections: () => 0,
     players: () => 0,
+    rooms: () => 0,
     heldSeats: () => undefined,
     eventsBuffered: () => 0,
     seatCounts: () => [],
   }, {
     reconnection: false,
+    version: "0.0.0-test",
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 300,
     historyFields: [],
   });
-  const hub = new Hub(engine, { maxMessageSize: 65536, newId: () => crypto.randomUUID() });
+  const edge = new Edge(engine, { maxMessageSize: 65536, newId: () => crypto.randomUUID() });
   const handle = createHandler({
-    hub,
+    edge,
+    onEvent: (event) => metrics.observe(event),
     isDraining: () => false,
     metrics: { metrics, status: () => ({}) as StatusBody, authToken: null },
   }, { corsOrigins: "*", maxConnectionsPerIp: 0, idleTimeoutSecs: 30 });
-  const response = handle(
+  const response = await handle(
     new Request("http://localhost/v2/ws", {
       headers: {
         connection: "Upgrade",

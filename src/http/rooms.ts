@@ -2,19 +2,24 @@
  * Room lookup and listing over HTTP (SERVER.md §1.10, EXTENSIONS.md E5/E6): "join by code"
  * screens can check a code before connecting. Each request takes a token from the client IP's
  * join-attempt bucket, the same one `JoinRoom` uses, so codes are no cheaper to enumerate here.
+ * Both read the room directory (SERVER.md §8.4.3 "HTTP lookup and listing"), never the engine,
+ * so any node of a cluster answers them.
  *
  * @module
  */
-import type { Engine, RoomSummary } from "../engine/engine.ts";
-import { joinLimitReason, type RateLimits } from "../engine/rate_limits.ts";
+import { type Awaitable, then } from "../coordination/awaitable.ts";
+import type { TokenBuckets } from "../coordination/buckets.ts";
+import type { RoomDirectory, RoomSummary } from "../coordination/directory.ts";
+import { joinLimitReason } from "../engine/rate_limits.ts";
+import type { EdgeEvent } from "../transport/events.ts";
 import { checkGameName, checkRoomCode } from "../engine/validation.ts";
 
 /** Settings of {@linkcode roomRoutes}. */
 export interface RoomRouteOptions {
-  /** Answers the lookups. */
-  engine: Engine;
-  /** The per-IP buckets shared with the engine; absent = unlimited. */
-  rateLimits?: RateLimits;
+  /** Answers the lookups and listings. */
+  directory: RoomDirectory;
+  /** The per-IP join buckets, shared with `JoinRoom`; absent = unlimited. */
+  buckets?: TokenBuckets;
   /** `security.public_room_listing`: serve `GET /v2/rooms?game_name=`. @default false */
   publicRoomListing: boolean;
   /** `protocol.room_code_length`. @default 6 */
@@ -23,15 +28,19 @@ export interface RoomRouteOptions {
   maxGameNameLength: number;
   /** Clock in ms. @default Date.now */
   now?: () => number;
-  /** Called for each request refused with 429 (counted like the engine's `rate_limited`). */
-  onRateLimited?: () => void;
+  /** Receives a `rate_limited` event for each request refused with 429 (metrics, logs). */
+  onEvent?: (event: EdgeEvent) => void;
 }
 
 /**
  * Answers a request for a room route, or returns `undefined` when `path` is not one (then the
  * caller's 404 applies — also for the listing when it is disabled).
  */
-export type RoomRoutes = (request: Request, path: string, ip: string) => Response | undefined;
+export type RoomRoutes = (
+  request: Request,
+  path: string,
+  ip: string,
+) => Awaitable<Response> | undefined;
 
 /** Most rooms in one listing (SERVER.md §1.10). */
 export const MAX_LISTED_ROOMS = 100;
@@ -60,37 +69,39 @@ function decodeSegment(segment: string): string | undefined {
 export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
   const now = options.now ?? Date.now;
 
-  /** Takes a join token; returns the 429 when the bucket is empty. */
-  function limited(ip: string): Response | undefined {
-    const taken = options.rateLimits?.takeJoin(ip, now());
-    if (!taken || taken.ok) return undefined;
-    options.onRateLimited?.();
-    return reply(429, {
-      message: joinLimitReason(taken.retryAfterSecs),
-      error_code: "RATE_LIMIT_EXCEEDED",
-    }, { "retry-after": String(taken.retryAfterSecs) });
+  /** Takes a join token, then answers with `serve()`, or 429 when the bucket is empty. */
+  function limited(ip: string, serve: () => Awaitable<Response>): Awaitable<Response> {
+    if (!options.buckets) return serve();
+    return then(options.buckets.take("join", ip, now()), (taken) => {
+      if (taken.ok) return serve();
+      options.onEvent?.({ type: "rate_limited", scope: "join" });
+      return reply(429, {
+        message: joinLimitReason(taken.retryAfterSecs),
+        error_code: "RATE_LIMIT_EXCEEDED",
+      }, { "retry-after": String(taken.retryAfterSecs) });
+    }) as Awaitable<Response>;
   }
 
-  function lookup(segments: string[], ip: string): Response {
-    const refused = limited(ip);
-    if (refused) return refused;
+  function lookup(segments: string[]): Awaitable<Response> {
     const [gameName, code] = segments.map(decodeSegment);
     if (gameName === undefined || code === undefined) return notFound();
     if (checkGameName(gameName, options.maxGameNameLength) !== undefined) return notFound();
     if (checkRoomCode(code, options.roomCodeLength) !== undefined) return notFound();
-    const room = options.engine.lookup(gameName, code.toUpperCase());
-    return room ? reply(200, room) : notFound();
+    return then(
+      options.directory.lookup(gameName, code.toUpperCase()),
+      (record) => record ? reply(200, record.summary) : notFound(),
+    );
   }
 
-  function listing(request: Request, ip: string): Response {
-    const refused = limited(ip);
-    if (refused) return refused;
+  function listing(request: Request): Awaitable<Response> {
     const gameName = new URL(request.url).searchParams.get("game_name");
     if (gameName === null || checkGameName(gameName, options.maxGameNameLength) !== undefined) {
       return reply(400, { message: "game_name is required", error_code: "INVALID_GAME_NAME" });
     }
-    const rooms: RoomSummary[] = options.engine.list(gameName, MAX_LISTED_ROOMS);
-    return reply(200, { game_name: gameName, rooms });
+    return then(options.directory.list(gameName, MAX_LISTED_ROOMS), (records) => {
+      const rooms: RoomSummary[] = records.map((record) => record.summary);
+      return reply(200, { game_name: gameName, rooms });
+    });
   }
 
   return (request, path, ip) => {
@@ -104,6 +115,6 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
     }
-    return segments ? lookup(segments, ip) : listing(request, ip);
+    return limited(ip, () => segments ? lookup(segments) : listing(request));
   };
 }

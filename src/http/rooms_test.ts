@@ -1,33 +1,36 @@
 import { deepEqual, equal } from "node:assert/strict";
+import { MemoryTokenBuckets } from "../coordination/memory.ts";
 import { Engine } from "../engine/engine.ts";
 import { RateLimits } from "../engine/rate_limits.ts";
 import { join, testOptions } from "../engine/testing.ts";
+import { Edge } from "../transport/edge.ts";
 import { roomRoutes } from "./rooms.ts";
 
 function setup(publicRoomListing = false) {
   let now = 1_000_000;
   const rateLimits = new RateLimits({ maxRoomCreations: 5, maxJoinAttempts: 2, windowMs: 60_000 });
-  const engine = new Engine(testOptions());
-  engine.connect("p1");
-  engine.handle("p1", join("ROOM01", "mira", { max_players: 3 }), now);
+  // The room is created through an edge, whose directory effects fill the room directory.
+  const edge = new Edge(new Engine(testOptions()), { maxMessageSize: 65536, newId: () => "p1" });
+  const p1 = edge.connect({ send: () => undefined, close: () => {} }, { ip: "198.51.100.1" }, now);
+  edge.receive(p1, JSON.stringify(join("ROOM01", "mira", { max_players: 3 })), now);
   const routes = roomRoutes({
-    engine,
-    rateLimits,
+    directory: edge.directory,
+    buckets: new MemoryTokenBuckets(rateLimits),
     publicRoomListing,
     roomCodeLength: 6,
     maxGameNameLength: 64,
     now: () => now,
   });
-  const get = (path: string, ip = "203.0.113.9", method = "GET") => {
+  const get = async (path: string, ip = "203.0.113.9", method = "GET") => {
     const url = new URL(path, "http://localhost");
-    return routes(new Request(url, { method }), url.pathname, ip);
+    return await routes(new Request(url, { method }), url.pathname, ip);
   };
   return { get, advance: (ms: number) => now += ms };
 }
 
 Deno.test("roomRoutes() lookup: 200 summary, case-insensitive code, 404 otherwise", async () => {
   const { get } = setup();
-  const found = get("/v2/rooms/orbit/room01")!;
+  const found = (await get("/v2/rooms/orbit/room01"))!;
   equal(found.status, 200);
   deepEqual(await found.json(), {
     room_code: "ROOM01",
@@ -39,7 +42,7 @@ Deno.test("roomRoutes() lookup: 200 summary, case-insensitive code, 404 otherwis
     supports_authority: true,
     relay_type: "matchbox",
   });
-  const missing = get("/v2/rooms/orbit/ROOM02", "198.51.100.1")!;
+  const missing = (await get("/v2/rooms/orbit/ROOM02", "198.51.100.1"))!;
   equal(missing.status, 404);
   equal(missing.headers.get("cache-control"), "no-store");
   deepEqual(await missing.json(), { message: "Room not found", error_code: "ROOM_NOT_FOUND" });
@@ -47,41 +50,45 @@ Deno.test("roomRoutes() lookup: 200 summary, case-insensitive code, 404 otherwis
 
 Deno.test("roomRoutes() lookup: the join bucket answers 429 with Retry-After, then refills", async () => {
   const { get, advance } = setup();
-  equal(get("/v2/rooms/orbit/ROOM01")!.status, 200);
-  equal(get("/v2/rooms/orbit/BADCODE!")!.status, 404); // invalid requests take a token too
-  const limited = get("/v2/rooms/orbit/ROOM01")!;
+  equal((await get("/v2/rooms/orbit/ROOM01"))!.status, 200);
+  equal((await get("/v2/rooms/orbit/BADCODE!"))!.status, 404); // invalid requests take a token too
+  const limited = (await get("/v2/rooms/orbit/ROOM01"))!;
   equal(limited.status, 429);
   equal(limited.headers.get("retry-after"), "30");
   deepEqual(await limited.json(), {
     message: "Join attempt rate limit exceeded. Try again in 30 seconds.",
     error_code: "RATE_LIMIT_EXCEEDED",
   });
-  equal(get("/v2/rooms/orbit/ROOM01", "192.0.2.1")!.status, 200, "another IP is not limited");
+  equal(
+    (await get("/v2/rooms/orbit/ROOM01", "192.0.2.1"))!.status,
+    200,
+    "another IP is not limited",
+  );
   advance(29_001);
-  equal(get("/v2/rooms/orbit/ROOM01")!.headers.get("retry-after"), "1");
+  equal((await get("/v2/rooms/orbit/ROOM01"))!.headers.get("retry-after"), "1");
   advance(30_000);
-  equal(get("/v2/rooms/orbit/ROOM01")!.status, 200);
+  equal((await get("/v2/rooms/orbit/ROOM01"))!.status, 200);
 });
 
-Deno.test("roomRoutes() answers only its own paths; listing only when enabled", () => {
+Deno.test("roomRoutes() answers only its own paths; listing only when enabled", async () => {
   const { get } = setup(false);
-  equal(get("/v2/rooms"), undefined);
-  equal(get("/v2/rooms?game_name=orbit"), undefined);
-  equal(get("/v2/rooms/orbit"), undefined);
-  equal(get("/v2/rooms/orbit/ROOM01/extra"), undefined);
-  equal(get("/v2/roomsX/orbit/ROOM01"), undefined);
-  const post = get("/v2/rooms/orbit/ROOM01", "203.0.113.9", "POST")!;
+  equal(await get("/v2/rooms"), undefined);
+  equal(await get("/v2/rooms?game_name=orbit"), undefined);
+  equal(await get("/v2/rooms/orbit"), undefined);
+  equal(await get("/v2/rooms/orbit/ROOM01/extra"), undefined);
+  equal(await get("/v2/roomsX/orbit/ROOM01"), undefined);
+  const post = (await get("/v2/rooms/orbit/ROOM01", "203.0.113.9", "POST"))!;
   equal(post.status, 405);
   equal(post.headers.get("allow"), "GET, HEAD");
 });
 
 Deno.test("roomRoutes() listing: rooms with seats of one game; 400 without a valid game_name", async () => {
   const { get } = setup(true);
-  const listed = get("/v2/rooms?game_name=orbit")!;
+  const listed = (await get("/v2/rooms?game_name=orbit"))!;
   equal(listed.status, 200);
   const body = await listed.json();
   deepEqual(body.rooms.map((room: { room_code: string }) => room.room_code), ["ROOM01"]);
-  const bad = get("/v2/rooms?game_name=", "198.51.100.7")!;
+  const bad = (await get("/v2/rooms?game_name=", "198.51.100.7"))!;
   equal(bad.status, 400);
   deepEqual(await bad.json(), {
     message: "game_name is required",

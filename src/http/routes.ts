@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { Awaitable } from "../coordination/awaitable.ts";
 import { peerIp } from "./admission.ts";
 import { Cors } from "./cors.ts";
 import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
@@ -28,7 +29,10 @@ export interface RouteContext extends UpgradeContext {
 }
 
 /** An HTTP handler for `Deno.serve`. */
-export type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Response;
+export type Handler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+) => Response | Promise<Response>;
 
 /** One row of the route table (SERVER.md §1.2). */
 interface Route {
@@ -41,12 +45,12 @@ interface Route {
    * the handler, which answers 405 itself (the room routes, whose paths depend on settings).
    */
   readonly methods: "GET" | "own";
-  /** Answers the request, or `undefined` for the 404. */
+  /** Answers the request (later when it reads a remote directory), or `undefined` for the 404. */
   readonly handle: (
     request: Request,
     path: string,
     info: Deno.ServeHandlerInfo,
-  ) => Response | undefined;
+  ) => Awaitable<Response> | undefined;
 }
 
 /** The route table of SERVER.md §1.2, in its order; rows whose feature is off are left out. */
@@ -105,7 +109,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
   const cors = new Cors(options.corsOrigins);
   const table = routeTable(context, options, cors);
 
-  function route(request: Request, info: Deno.ServeHandlerInfo): Response {
+  function route(request: Request, info: Deno.ServeHandlerInfo): Awaitable<Response> {
     if (request.method === "OPTIONS" && request.headers.has("access-control-request-method")) {
       return cors.preflight(request);
     }
@@ -118,12 +122,18 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     return row.handle(request, path, info) ?? notFound();
   }
 
-  return (request, info) => {
-    const response = route(request, info);
+  const withCors = (request: Request, response: Response): Response => {
     if (response.status === 101) return response;
     for (const [name, value] of Object.entries(cors.headers(request))) {
       response.headers.set(name, value);
     }
     return response;
+  };
+  return (request, info) => {
+    const response = route(request, info);
+    // Room routes answer later when the directory is remote (SERVER.md §8.4.3).
+    return response instanceof Promise
+      ? response.then((answer) => withCors(request, answer))
+      : withCors(request, response);
   };
 }

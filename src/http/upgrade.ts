@@ -6,7 +6,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Hub } from "../transport/hub.ts";
+import type { Edge } from "../transport/edge.ts";
+import type { EdgeEvent } from "../transport/events.ts";
 import {
   negotiateTokenBinding,
   type TokenBinding,
@@ -15,7 +16,6 @@ import {
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
 import { peerIp, type TrustedProxies } from "./admission.ts";
 import type { Cors } from "./cors.ts";
-import type { MetricsRouteContext } from "./metrics_routes.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 
@@ -58,11 +58,11 @@ export interface UpgradeOptions {
 /** What the upgrade needs from the running server. */
 export interface UpgradeContext {
   /** Receives the upgraded connections. */
-  hub: Hub;
+  edge: Edge;
   /** True once graceful shutdown has begun (SERVER.md §1.1). */
   isDraining: () => boolean;
-  /** Counts refused upgrades (`rateLimited()`), when metrics are on. */
-  metrics?: MetricsRouteContext;
+  /** Receives the route's events (refused upgrades), like the edge's (metrics, logs). */
+  onEvent?: (event: EdgeEvent) => void;
 }
 
 function json(status: number, body: unknown, headers: HeadersInit = {}): Response {
@@ -109,7 +109,7 @@ export function websocketEndpoint(
     const current = perIp.get(ip) ?? 0;
     const limit = options.maxConnectionsPerIp;
     if (current >= limit) {
-      context.metrics?.metrics.rateLimited();
+      context.onEvent?.({ type: "rate_limited", scope: "connections" });
       log.warn("Refused a WebSocket upgrade from {client_ip}: {current}/{limit} connections", {
         client_ip: ip,
         current,
@@ -152,7 +152,7 @@ export function websocketEndpoint(
       else perIp.delete(ip);
     };
     try {
-      return acceptWebSocket(request, context.hub, {
+      return acceptWebSocket(request, context.edge, {
         ip,
         idleTimeoutSecs: options.idleTimeoutSecs,
         onClosed: release,

@@ -1,5 +1,12 @@
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
-import { escapeHelp, formatValue, LatencySketch, Registry } from "./registry.ts";
+import {
+  escapeHelp,
+  formatValue,
+  LATENCY_BUCKETS_SECONDS,
+  LatencySketch,
+  Registry,
+  renderLabels,
+} from "./registry.ts";
 
 Deno.test("formatValue() writes integers plainly and never uses exponent notation", () => {
   deepEqual(
@@ -109,6 +116,56 @@ Deno.test("Counter.inc() refuses negative amounts", () => {
   throws(() => counter.inc(-1), RangeError);
   throws(() => counter.inc(NaN), RangeError);
   equal(counter.value, 0);
+});
+
+Deno.test("A callback counter reports its callback at every render", () => {
+  const registry = new Registry();
+  let seconds = 1.5;
+  const counter = registry.counter("demo_cpu_seconds_total", "CPU", () => seconds);
+  equal(registry.render().split("\n")[2], "demo_cpu_seconds_total 1.5");
+  seconds = 2.25;
+  equal(counter.value, 2.25);
+  equal(registry.render().split("\n")[2], "demo_cpu_seconds_total 2.25");
+});
+
+Deno.test("A gauge with constant labels renders them on its one sample, escaped", () => {
+  const registry = new Registry();
+  registry.gauge("demo_build_info", "Build", () => 1, { version: '1.2.3-"rc"\\x\ny', os: "linux" });
+  equal(
+    registry.render(),
+    [
+      "# HELP demo_build_info Build",
+      "# TYPE demo_build_info gauge",
+      'demo_build_info{version="1.2.3-\\"rc\\"\\\\x\\ny",os="linux"} 1',
+      "",
+    ].join("\n"),
+  );
+  equal(renderLabels({}), "");
+  ["le", "__name", "1st", "a-b"].forEach((label, i) => {
+    throws(() => registry.gauge(`demo_bad_${i}`, "x", undefined, { [label]: "v" }), TypeError);
+  });
+});
+
+Deno.test("Latency buckets keep every bound of SERVER.md §6.2 and resolve below 1 ms", () => {
+  const spec = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+  deepEqual(LATENCY_BUCKETS_SECONDS.filter((bound) => bound >= 0.001), spec);
+  const below = LATENCY_BUCKETS_SECONDS.filter((bound) => bound < 0.001);
+  ok(below.length >= 6 && below[0]! <= 0.000001, String(below));
+  const registry = new Registry();
+  const histogram = registry.histogram("demo_relay_seconds", "Relay");
+  // A few microseconds (a relayed message) and 300 µs fall in different sub-millisecond buckets.
+  histogram.observe(0.000003);
+  histogram.observe(0.0003);
+  const text = registry.render();
+  ok(text.includes('demo_relay_seconds_bucket{le="0.0000025"} 0\n'), text);
+  ok(text.includes('demo_relay_seconds_bucket{le="0.000005"} 1\n'), text);
+  ok(text.includes('demo_relay_seconds_bucket{le="0.00025"} 1\n'), text);
+  ok(text.includes('demo_relay_seconds_bucket{le="0.0005"} 2\n'), text);
+  ok(text.includes('demo_relay_seconds_bucket{le="0.000001"} 0\n'), text);
+  // Bounds are written without exponent notation and ascend.
+  const bounds = [...text.matchAll(/le="([^"]+)"/g)].map((match) => match[1]!);
+  ok(bounds.every((bound) => !/e/i.test(bound.replace("+Inf", ""))), String(bounds));
+  deepEqual(bounds.slice(0, -1).map(Number), [...LATENCY_BUCKETS_SECONDS]);
 });
 
 Deno.test("LatencySketch reports nulls without samples", () => {

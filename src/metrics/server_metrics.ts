@@ -1,11 +1,11 @@
 /**
- * The server's metrics (SERVER.md §6): the §6.3 Prometheus families fed by hub and engine events,
+ * The server's metrics (SERVER.md §6): the §6.3 Prometheus families fed by edge and engine events,
  * the dashboard cache of §6.6 and the JSON body of §6.4.
  *
  * @module
  */
 import { VALIDATION_ERROR_CODES } from "../protocol/error_codes.ts";
-import type { HubEvent } from "../transport/hub.ts";
+import type { EdgeEvent } from "../transport/events.ts";
 import {
   type Counter,
   type Histogram,
@@ -14,6 +14,8 @@ import {
   Registry,
 } from "./registry.ts";
 import { upstreamRateLimitWindows, upstreamSnapshot } from "./upstream_json.ts";
+import { defaultProcessReaders, type ProcessReaders, registerProcessMetrics } from "./process.ts";
+import denoJson from "../../deno.json" with { type: "json" };
 
 /** Live state the gauges and the dashboard read at scrape/refresh time. */
 export interface MetricsSources {
@@ -21,6 +23,11 @@ export interface MetricsSources {
   connections: () => number;
   /** Occupied seats, held seats included. */
   players: () => number;
+  /**
+   * Open rooms on this instance, empty rooms included (`signal_fish_rooms_active`).
+   * @default the length of `seatCounts()`
+   */
+  rooms?: () => number;
   /** Seats currently held for reconnection; `undefined` when the engine has no reconnection. */
   heldSeats: () => number | undefined;
   /** Messages appended to replay buffers so far (SERVER.md §6.3 #37); never decreases. */
@@ -41,6 +48,10 @@ export interface ServerMetricsOptions {
    * families are still exposed and read 0 (SERVER.md §6.3 #33–#37).
    */
   reconnection: boolean;
+  /** Server version for `signal_fish_build_info{version}`. @default deno.json `version` */
+  version?: string;
+  /** Process figures for the `process_*` families. @default defaultProcessReaders() */
+  processReaders?: ProcessReaders;
   /** `metrics.dashboard_cache_refresh_interval_secs`. @default 5 */
   refreshIntervalSecs: number;
   /** `metrics.dashboard_cache_ttl_secs`. @default 30 */
@@ -259,6 +270,19 @@ export class ServerMetrics {
       "Client messages rejected as invalid",
     );
     r.gauge(`${p}players_active`, "Occupied seats, held seats included", sources.players);
+    // Additions for operators (issue 16): open rooms, the running version, process figures.
+    r.gauge(
+      `${p}rooms_active`,
+      "Rooms open now, empty rooms included",
+      sources.rooms ?? (() => sources.seatCounts().length),
+    );
+    r.gauge(
+      `${p}build_info`,
+      "Always 1; the running server version is in the version label",
+      () => 1,
+      { version: options.version ?? denoJson.version },
+    );
+    registerProcessMetrics(r, options.processReaders ?? defaultProcessReaders());
     this.#playersJoined = r.counter(`${p}players_joined_total`, "Seats taken");
     this.#playersLeft = r.counter(`${p}players_left_total`, "Seats released");
     this.#gameData = r.counter(
@@ -346,8 +370,8 @@ export class ServerMetrics {
     );
   }
 
-  /** Counts one hub or engine event. Never throws on unknown events. */
-  observe(event: HubEvent): void {
+  /** Counts one edge or engine event. Never throws on unknown events. */
+  observe(event: EdgeEvent): void {
     switch (event.type) {
       case "connected":
         this.#connections.inc();
@@ -423,11 +447,6 @@ export class ServerMetrics {
       default:
         break;
     }
-  }
-
-  /** Counts a request refused by a limiter outside the engine (per-IP connections, lookups). */
-  rateLimited(): void {
-    this.#rateLimitRejections.inc();
   }
 
   /** The Prometheus text (SERVER.md §6.2). */

@@ -1,19 +1,22 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { Engine } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
-import { Hub, type HubEvent } from "../transport/hub.ts";
+import { Edge, type EdgeEvent } from "../transport/edge.ts";
 import { OTHER_GAMES, seatPercentiles, ServerMetrics, topGames } from "./server_metrics.ts";
+import denoJson from "../../deno.json" with { type: "json" };
 
 /** Metrics over fixed sources: `held` seats held, `buffered()` messages buffered. */
 function metricsWith(held = 0, buffered: () => number = () => 0, reconnection = true) {
   return new ServerMetrics({
     connections: () => 2,
     players: () => 3,
+    rooms: () => 4,
     heldSeats: () => held,
     eventsBuffered: buffered,
     seatCounts: () => [],
   }, {
     reconnection,
+    version: "0.0.0-test",
     refreshIntervalSecs: 5,
     ttlSecs: 30,
     historyWindowSecs: 300,
@@ -34,7 +37,7 @@ const ROOM = { gameName: "orbit", roomCode: "ABC123", roomId: "r1" };
 
 Deno.test("ServerMetrics.observe() counts each event into exactly its families", () => {
   const metrics = metricsWith(1);
-  const events: HubEvent[] = [
+  const events: EdgeEvent[] = [
     { type: "connected", connectionId: "c1", ip: "127.0.0.1" },
     { type: "room_created", ...ROOM, playerId: "p1" },
     { type: "handled", message: "JoinRoom", outcome: "created", seconds: 0.002 },
@@ -64,7 +67,7 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     { type: "disconnected", connectionId: "c1", ip: "127.0.0.1" },
   ];
   for (const event of events) metrics.observe(event);
-  metrics.rateLimited();
+  metrics.observe({ type: "rate_limited", scope: "connections" });
   deepEqual(values(metrics), {
     signal_fish_connections_total: 1,
     signal_fish_connections_active: 2,
@@ -82,6 +85,7 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     signal_fish_errors_websocket_total: 1,
     signal_fish_errors_validation_total: 3,
     signal_fish_players_active: 3,
+    signal_fish_rooms_active: 4,
     signal_fish_players_joined_total: 2,
     signal_fish_players_left_total: 2,
     signal_fish_game_data_messages_total: 1,
@@ -154,9 +158,9 @@ Deno.test("ServerMetrics counts idle-timeout closes (#44) and reads buffered mes
   equal(snapshot.reconnection!.events_buffered, 4);
 });
 
-Deno.test("Hub reports error replies, 1011 closes and JoinRoom/GameData timings", () => {
-  const events: HubEvent[] = [];
-  const hub = new Hub(new Engine(testOptions()), {
+Deno.test("Edge reports error replies, 1011 closes and JoinRoom/GameData timings", () => {
+  const events: EdgeEvent[] = [];
+  const edge = new Edge(new Engine(testOptions()), {
     maxMessageSize: 65536,
     newId: (() => {
       let n = 0;
@@ -165,19 +169,19 @@ Deno.test("Hub reports error replies, 1011 closes and JoinRoom/GameData timings"
     onEvent: (event) => events.push(event),
   });
   const peer = { send: () => undefined, close: () => {} };
-  const alice = hub.connect(peer, { ip: "127.0.0.1" });
-  hub.receive(
+  const alice = edge.connect(peer, { ip: "127.0.0.1" });
+  edge.receive(
     alice,
     JSON.stringify({ type: "JoinRoom", data: { game_name: "", player_name: "a" } }),
     0,
   );
-  hub.receive(
+  edge.receive(
     alice,
     JSON.stringify({ type: "JoinRoom", data: { game_name: "g", player_name: "a" } }),
     0,
   );
-  hub.receive(alice, JSON.stringify({ type: "Ping" }), 0);
-  hub.close(alice, 1011, "Internal error", 0);
+  edge.receive(alice, JSON.stringify({ type: "Ping" }), 0);
+  edge.close(alice, 1011, "Internal error", 0);
   // The failed join is not timed; the successful one is, as a creation.
   deepEqual(events.map((event) => event.type), [
     "connected",
@@ -282,4 +286,24 @@ Deno.test("ServerMetrics JSON body: bounded per game, dashboard serialised once 
   metrics.jsonText(query, 1_400_001);
   metrics.jsonText(query, 1_400_002);
   equal(metrics.dashboardRenders, renders + 2);
+});
+
+Deno.test("rooms_active and build_info default to the seat counts and deno.json's version", () => {
+  const metrics = new ServerMetrics({
+    connections: () => 0,
+    players: () => 0,
+    heldSeats: () => 0,
+    eventsBuffered: () => 0,
+    seatCounts: () => [{ gameName: "orbit", seats: 2 }, { gameName: "orbit", seats: 0 }],
+  }, {
+    reconnection: false,
+    refreshIntervalSecs: 5,
+    ttlSecs: 30,
+    historyWindowSecs: 300,
+    historyFields: [],
+  });
+  const text = metrics.renderPrometheus();
+  ok(text.includes("\nsignal_fish_rooms_active 2\n"), text);
+  ok(text.includes(`\nsignal_fish_build_info{version="${denoJson.version}"} 1\n`), text);
+  ok(text.includes("\n# TYPE process_cpu_seconds_total counter\n"), text);
 });

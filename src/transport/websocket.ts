@@ -1,11 +1,12 @@
 /**
- * The only WebSocket code of the server: upgrades a request and binds the socket to the hub.
+ * The only WebSocket code of the server: upgrades a request and binds the socket to the edge.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { utf8Length } from "../protocol/utf8.ts";
-import type { Hub, Peer, SendFailure } from "./hub.ts";
+import type { Edge } from "./edge.ts";
+import type { Peer, SendFailure } from "./peer.ts";
 import type { TokenBinding } from "./token_binding.ts";
 
 const log = getLogger(["signal-fish", "websocket"]);
@@ -25,13 +26,13 @@ export interface AcceptOptions {
    * closes with 1001 "No response from ping frame." after all of it (PROTOCOL.md §7.10).
    */
   idleTimeoutSecs: number;
-  /** Called once when the socket is gone, after the hub has torn the connection down. */
+  /** Called once when the socket is gone, after the edge has torn the connection down. */
   onClosed?: () => void;
   /** Outbound budget and batching (SERVER.md §5.2, §5.3). */
   outbound: OutboundOptions;
   /**
    * Token binding negotiated for this connection (SERVER.md §1.8, §3.9): the subprotocol named
-   * in the 101 response and what the hub needs to check each text frame.
+   * in the 101 response and what the edge needs to check each text frame.
    */
   tokenBinding?: { subprotocol: string; binding: TokenBinding };
 }
@@ -50,8 +51,8 @@ export interface OutboundOptions {
  * The outbound side of one socket (SERVER.md §5.2–5.3). Pending bytes are the application
  * queue plus the runtime's `bufferedAmount`; a frame that would take them past the budget (when
  * something is already pending) makes the connection a slow consumer: the queue is discarded
- * and the hub closes it with 1013. With batching, frames wait in the queue until `batchSize`
- * are queued or the hub has carried out everything the current event produced (it then calls
+ * and the edge closes it with 1013. With batching, frames wait in the queue until `batchSize`
+ * are queued or the edge has carried out everything the current event produced (it then calls
  * {@linkcode SocketPeer.flush}), which is well within `websocket.batch_interval_ms`. Deno writes
  * every frame with its own call, so waiting longer would add latency without saving work (a
  * microtask per connection was measured at +2.5 ms p99 and +2 µs CPU per message, BENCHMARKS.md).
@@ -80,7 +81,7 @@ export class SocketPeer implements Peer {
   }
 
   /**
-   * Writes every queued frame, in order (the hub calls it at the end of each event). Undefined
+   * Writes every queued frame, in order (the edge calls it at the end of each event). Undefined
    * without batching: frames are then written as they are sent, and the fanout has no peer to
    * remember for the end of the event.
    */
@@ -203,10 +204,10 @@ export function isIdleTimeout(event: Event): boolean {
 }
 
 /**
- * Upgrades `request` (already admitted, SERVER.md §1.8) and wires the socket to `hub`.
+ * Upgrades `request` (already admitted, SERVER.md §1.8) and wires the socket to `edge`.
  * Returns the 101 response. Throws if the request is not a valid upgrade.
  */
-export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptions): Response {
+export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOptions): Response {
   const { socket, response } = Deno.upgradeWebSocket(request, {
     idleTimeout: options.idleTimeoutSecs,
     protocol: options.tokenBinding?.subprotocol,
@@ -215,7 +216,7 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
   let id: string | undefined;
   let closed = false;
   socket.onopen = () => {
-    id = hub.connect(new SocketPeer(socket, options.outbound), {
+    id = edge.connect(new SocketPeer(socket, options.outbound), {
       ip: options.ip,
       tokenBinding: options.tokenBinding?.binding,
     });
@@ -223,24 +224,24 @@ export function acceptWebSocket(request: Request, hub: Hub, options: AcceptOptio
   socket.onmessage = (event) => {
     if (id === undefined) return;
     try {
-      hub.receive(id, event.data, Date.now());
+      edge.receive(id, event.data, Date.now());
     } catch (error) {
       log.error("Cannot handle a frame from {connection_id}: {error}", {
         connection_id: id,
         error,
       });
-      hub.close(id, 1011, "Internal error", Date.now());
+      edge.close(id, 1011, "Internal error", Date.now());
     }
   };
   const teardown = (closeCode?: number, idleTimeout = false) => {
     if (closed) return;
     closed = true;
-    if (id !== undefined) hub.disconnect(id, Date.now(), undefined, closeCode, idleTimeout);
+    if (id !== undefined) edge.disconnect(id, Date.now(), undefined, closeCode, idleTimeout);
     options.onClosed?.();
   };
   socket.onclose = (event) => teardown(event.code, isIdleTimeout(event));
   socket.onerror = (event) => {
-    if (id !== undefined) hub.transportError(id);
+    if (id !== undefined) edge.transportError(id);
     // An error event is followed by close; tearing down here too keeps the count exact if not.
     if (socket.readyState === CLOSED_STATE) {
       const idle = isIdleTimeout(event);

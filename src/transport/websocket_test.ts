@@ -1,6 +1,6 @@
 import { deepEqual, equal } from "node:assert/strict";
 import { SocketPeer } from "./websocket.ts";
-import { LocalFanout } from "../coordination/memory.ts";
+import { LocalPeers } from "./local_peers.ts";
 
 /** A stand-in for a server-side WebSocket that records what it is sent. */
 class RecordingSocket {
@@ -53,8 +53,8 @@ Deno.test("SocketPeer without batching writes at once and has nothing to flush",
   equal(p.flush, undefined);
   p.send("a");
   deepEqual(socket.sent, ["a"]);
-  // The fanout then keeps no list of peers to flush, and delivery still works.
-  const fanout = new LocalFanout();
+  // LocalPeers then keeps no list of peers to flush, and delivery still works.
+  const fanout = new LocalPeers();
   fanout.attach("c1", p);
   equal(fanout.deliver("b", ["c1"]), undefined);
   fanout.flush();

@@ -1,5 +1,6 @@
 /**
- * App authentication (PROTOCOL.md §7.1, SERVER.md §3.1–§3.3) and per-IP rate limits (§3.4,
+ * Sessions: `Authenticate` and format negotiation (PROTOCOL.md §7.1.2–§7.1.5),
+ * app authentication (PROTOCOL.md §7.1, SERVER.md §3.1–§3.3) and per-IP rate limits (§3.4,
  * PROTOCOL.md §7.13) in the pure engine: time is passed in, nothing sleeps.
  */
 import { deepEqual, equal } from "node:assert/strict";
@@ -7,7 +8,18 @@ import type { ClientMessage } from "../protocol/messages.ts";
 import type { AuthorizedApp } from "./app_auth.ts";
 import { type Effect, Engine, type EngineEvent, type EngineOptions } from "./engine.ts";
 import { RateLimits } from "./rate_limits.ts";
-import { first, join, P1, P2, P3, S1, spectate, summarize, testOptions } from "./testing.ts";
+import {
+  engineWith,
+  first,
+  join,
+  P1,
+  P2,
+  P3,
+  S1,
+  spectate,
+  summarize,
+  testOptions,
+} from "./testing.ts";
 
 const T0 = Date.UTC(2026, 2, 4, 18, 0, 0);
 
@@ -469,4 +481,58 @@ Deno.test("Engine.sweep() forgets idle rate-limit buckets", () => {
   equal(limits.size, 100, "refilling buckets are kept");
   engine.sweep(T0 + 12_000 + 60_001);
   equal(limits.size, 0);
+});
+
+Deno.test("Engine.handle() Authenticate is answered once, negotiating the format", () => {
+  const engine = engineWith([P1, P2]);
+  const effects = engine.handle(P1, {
+    type: "Authenticate",
+    data: {
+      app_id: "anything",
+      platform: "Unity",
+      sdk_version: "1.12.0",
+      game_data_format: "rkyv",
+    },
+  }, T0);
+  deepEqual(summarize(effects), [
+    "p1 <- Error UNSUPPORTED_GAME_DATA_FORMAT",
+    "p1 <- Authenticated",
+    "p1 <- ProtocolInfo",
+  ]);
+  equal(
+    first(effects, P1, "Error").data.message,
+    "Requested game data format Rkyv is not supported. Server supports: Json. Falling back to JSON.",
+  );
+  deepEqual(first(effects, P1, "Authenticated").data, {
+    app_name: "default",
+    rate_limits: { per_minute: 1000, per_hour: 60000, per_day: 1440000 },
+  });
+  const info = first(effects, P1, "ProtocolInfo").data;
+  equal(info.platform, "Unity");
+  equal(info.minimum_version, "1.10.0");
+  equal(info.recommended_version, "1.12.0");
+  equal(info.notes, "Upgrade to 1.12.x.");
+  deepEqual(info.capabilities, [
+    "reconnection",
+    "spectator-mode",
+    "rate-limits-v2",
+    "relay-matchbox",
+    "targeted-game-data",
+  ]);
+  deepEqual(info.game_data_formats, ["json"]);
+  equal(info.player_name_rules?.max_length, 32);
+  deepEqual(engine.handle(P1, { type: "Authenticate", data: { app_id: "again" } }, T0), []);
+  // Without a platform only the _default capabilities and extensions are listed.
+  const plain = first(
+    engine.handle(P2, { type: "Authenticate", data: { app_id: "" } }, T0),
+    P2,
+    "ProtocolInfo",
+  );
+  equal(plain.data.minimum_version, undefined);
+  deepEqual(plain.data.capabilities, [
+    "reconnection",
+    "spectator-mode",
+    "rate-limits-v2",
+    "targeted-game-data",
+  ]);
 });

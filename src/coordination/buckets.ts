@@ -1,0 +1,29 @@
+/**
+ * The token-bucket seam (PROTOCOL.md §7.13, SERVER.md §3.4, §8.3 "Take"): per-client-IP room
+ * creation and join buckets, taken at the edge before a request reaches a room. In memory the
+ * buckets are this process's ({@linkcode RateLimits}); in a cluster they live in Redis and are
+ * global.
+ *
+ * @module
+ */
+import type { Awaitable } from "./awaitable.ts";
+
+/** Which bucket: room creations or join attempts (lookups and listings included), per IP. */
+export type BucketKind = "creation" | "join";
+
+/** The answer to a take: a token was taken, or how long until one is available. */
+export type BucketTake =
+  | { ok: true }
+  /** Whole seconds until a token is available, rounded up, at least 1. */
+  | { ok: false; retryAfterSecs: number };
+
+/** Token buckets keyed by kind and key (a client IP). */
+export interface TokenBuckets {
+  /**
+   * Takes one token from bucket `(kind, key)` at `now` (ms since the epoch); a missing bucket
+   * starts full. Memory answers synchronously, Redis with a Promise ({@linkcode Awaitable}).
+   * Guarantee: each call takes at most one token, exactly once (no retries that could double
+   * a take); when a cluster cannot reach Redis the caller falls back to a local bucket.
+   */
+  take(kind: BucketKind, key: string, now: number): Awaitable<BucketTake>;
+}

@@ -1,0 +1,79 @@
+/**
+ * The room directory seam (SERVER.md §8.3, §8.4.3): which node homes the room with a given
+ * code, the per-game and per-app room caps, and the summaries behind the HTTP lookup and
+ * listing (SERVER.md §1.10). In single-instance mode the in-memory directory
+ * (`memory.ts`) mirrors the engine's own rooms; in a cluster a Redis directory is shared by
+ * every node.
+ *
+ * Reads happen at the edge (HTTP routes, and in a cluster the resolution of `JoinRoom`,
+ * `JoinAsSpectator` and `Reconnect`); writes come out of the engine as `directory` effects
+ * (`refresh`, `release`) and are applied by the edge that carries out the effects.
+ *
+ * @module
+ */
+import type { DirectoryEntry } from "../engine/effects.ts";
+import type { Awaitable } from "./awaitable.ts";
+
+export type { DirectoryEntry, RoomSummary } from "../engine/effects.ts";
+
+/** A node name, `<instance_id>@<boot>` (SERVER.md §8.2). */
+export type NodeId = string;
+
+/** A directory entry with the node that homes the room. */
+export interface DirectoryRecord extends DirectoryEntry {
+  /** The room's home node (SERVER.md §8.2). */
+  home: NodeId;
+}
+
+/** The caps a creation claim enforces (SERVER.md §8.3 "Claim"). */
+export interface ClaimCaps {
+  /** `server.max_rooms_per_game`. */
+  maxRoomsPerGame: number;
+  /** The app's `max_rooms` (auth enabled, app with a cap). @default undefined (no app cap) */
+  maxAppRooms?: number;
+}
+
+/** The answer to a claim. */
+export type ClaimResult =
+  /** The code is now this room's. */
+  | { status: "ok" }
+  /** Another room holds the code: join that one instead (`record` names it). */
+  | { status: "taken"; record: DirectoryRecord }
+  /** A cap is reached: `count` rooms of the game (`scope: "game"`) or app (`"app"`). */
+  | { status: "capped"; scope: "game" | "app"; count: number; limit: number };
+
+/** The answer to a refresh (SERVER.md §8.3 "Refresh"). */
+export type RefreshResult = "refreshed" | "created" | "conflict";
+
+/**
+ * Where rooms live and what they look like from outside. Every method answers synchronously in
+ * memory and with a Promise in Redis ({@linkcode Awaitable}). Delivery guarantees are per method.
+ */
+export interface RoomDirectory {
+  /**
+   * Creates the entry of a new room if its code is free and the caps allow it (one atomic step:
+   * caps and code uniqueness are exact). `stale`, when given, is an entry the caller found to
+   * name a dead node or a room that no longer exists: it is replaced as if absent.
+   * Guarantee: on `ok` the entry is visible to every later `lookup` on any node.
+   */
+  claim(record: DirectoryRecord, caps: ClaimCaps, stale?: DirectoryRecord): Awaitable<ClaimResult>;
+  /**
+   * Rewrites the entry of a room its home still holds, with the current summary: `refreshed`
+   * when it named this room, `created` when it was absent (caps not checked: a re-registration
+   * is never refused), `conflict` when another room holds the code (left alone).
+   * Guarantee: best effort; the home repeats it every `T/3` in a cluster.
+   */
+  refresh(record: DirectoryRecord): Awaitable<RefreshResult>;
+  /**
+   * Deletes the entry of a deleted room, only if it names `roomId`, and frees its cap slots.
+   * Guarantee: idempotent; a lost release is repaired by the entry's expiry (TTL) in a cluster.
+   */
+  release(gameName: string, roomCode: string, roomId: string): Awaitable<void>;
+  /** The entry of `(gameName, roomCode)` (code upper-case), or `undefined`. Read-only. */
+  lookup(gameName: string, roomCode: string): Awaitable<DirectoryRecord | undefined>;
+  /**
+   * Rooms of `gameName` with at least one seat, oldest first, at most `limit`
+   * (EXTENSIONS.md E6). Read-only; a room conflicting with the entry of its code is left out.
+   */
+  list(gameName: string, limit: number): Awaitable<DirectoryRecord[]>;
+}

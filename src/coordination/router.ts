@@ -1,0 +1,146 @@
+/**
+ * The two-way router between edges and homes (SERVER.md §8.2, §8.4): the only path client
+ * input takes from the node that holds a socket (its edge) to the node that holds the room (its
+ * home), and the only path room output takes back. In single-instance mode the in-memory
+ * {@linkcode LocalRouter} (`memory.ts`) joins the one node's edge and home, so every test runs
+ * the cluster's shape; a Redis router carries the same calls as envelopes (SERVER.md §8.4.1).
+ *
+ * Crossings, with the envelope each becomes in a cluster:
+ *
+ * | method | direction | envelope |
+ * |---|---|---|
+ * | {@linkcode Router.bind} | edge → home | `BIND` |
+ * | {@linkcode Router.forward} | edge → home | `MSG` |
+ * | {@linkcode Router.closed} | edge → home | `CLOSED` |
+ * | {@linkcode Router.deliver}, {@linkcode Router.flush} | home → edge | `OUT` frame items |
+ * | {@linkcode Router.direct} | home → edge | `OUT` binding items (`BOUND`, `UNBIND`, `CLOSE`) |
+ * | {@linkcode Router.command} | operator → home | `CONTROL` / `REPLY` |
+ *
+ * @module
+ */
+import type { ConnId, RoomSummary } from "../engine/effects.ts";
+import type { ClientMessage } from "../protocol/messages.ts";
+import type { Awaitable } from "./awaitable.ts";
+import type { NodeId } from "./directory.ts";
+
+export type { NodeId } from "./directory.ts";
+
+/**
+ * Why a recipient did not take a frame (SERVER.md §5.2): not attached to the edge (`gone`), its
+ * socket no longer open (`closed`), or a slow consumer whose buffer would overflow (`overflow`,
+ * `dropped` = messages discarded, this one included).
+ */
+export type DeliveryFailure = {
+  id: ConnId;
+  failure: { reason: "gone" } | { reason: "closed" } | { reason: "overflow"; dropped: number };
+};
+
+/** What a bind request leaves: the connection is a member (`bound`) or not (`unbound`). */
+export type BindOutcome =
+  | { status: "bound"; role: "player" | "spectator" }
+  | { status: "unbound" }
+  /** The room is not on that home (SERVER.md §8.4.4): the edge resolves once more. */
+  | { status: "miss" };
+
+/** A binding change the home tells an edge about (SERVER.md §8.4.1 `OUT` binding items). */
+export type Directive =
+  | { kind: "bound"; conn: ConnId; role: "player" | "spectator" }
+  | { kind: "unbind"; conn: ConnId }
+  /** Close the connection with `code` (`4001` takeover, `1008` auth, `1012` resync…). */
+  | { kind: "close"; conn: ConnId; code: number; reason: string };
+
+/** Why an edge reports a connection gone (SERVER.md §8.4.4 `CLOSED`). */
+export type ClosedCause = "closed" | "switched" | "abandoned";
+
+/** An operator request for a room's home (EXTENSIONS.md E12; more actions join later). */
+export type RoomCommand = { kind: "inspect"; gameName: string; roomCode: string };
+
+/** The home's answer to a {@linkcode RoomCommand}. */
+export type CommandReply =
+  | { ok: true; summary: RoomSummary }
+  | { ok: false; reason: "not_found" | "unreachable" };
+
+/** What a node's edge offers the router (frames and directives from homes). */
+export interface EdgeEndpoint {
+  /** Hands `frame` to each listed local connection; returns those that did not take it. */
+  deliver(frame: string | Uint8Array, to: readonly ConnId[]): DeliveryFailure[] | undefined;
+  /** Applies a binding change or closes a connection. */
+  direct(directive: Directive, now: number): void;
+  /** Writes what `deliver` queued (write batching, SERVER.md §5.3). */
+  flush(): void;
+}
+
+/** What a node's home offers the router (client input for its rooms, operator commands). */
+export interface HomeEndpoint {
+  /** A bind request: `JoinRoom`, `JoinAsSpectator` or `Reconnect` from connection `conn`. */
+  bind(conn: ConnId, message: ClientMessage, now: number): BindOutcome;
+  /** Any other client input of a connection bound here (text message or binary payload). */
+  receive(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void;
+  /** Connection `conn`, bound here, is gone (`cause`, SERVER.md §8.4.4). */
+  closed(conn: ConnId, cause: ClosedCause, now: number): void;
+  /** Runs an operator command on one of its rooms. */
+  command(command: RoomCommand, now: number): CommandReply;
+}
+
+/**
+ * Carries client input from edges to homes and room output back. Methods on the common path
+ * (`forward`, `deliver`, `flush`) are synchronous in every implementation: a cluster publishes
+ * without waiting (SERVER.md §8.4.2 item 5). `bind` and `command` may answer later.
+ */
+export interface Router {
+  /** Registers the edge and home of node `node` (a process registers itself once). */
+  attach(node: NodeId, endpoints: { edge: EdgeEndpoint; home: HomeEndpoint }): void;
+  /** Forgets node `node` (shutdown). */
+  detach(node: NodeId): void;
+  /**
+   * Sends a bind request to `home`. The answer is the connection's new binding: at once in
+   * memory, with a Promise across nodes (the edge then holds the connection's later frames,
+   * SERVER.md §8.4.2). Guarantee: exactly one answer; a lost or late answer resolves as
+   * `unbound` with the failure already sent to the client (`SERVICE_UNAVAILABLE`).
+   */
+  bind(home: NodeId, conn: ConnId, message: ClientMessage, now: number): Awaitable<BindOutcome>;
+  /**
+   * Sends one client input of a connection bound to `home`: a decoded text message (`frame` is
+   * the text as received, for the wire) or a binary payload. Guarantee: in order per
+   * connection; at most once (a lost envelope is detected by sequence numbers and resyncs the
+   * pair, SERVER.md §8.5).
+   */
+  forward(
+    home: NodeId,
+    conn: ConnId,
+    input: ClientMessage | Uint8Array,
+    frame: string | Uint8Array,
+    now: number,
+  ): void;
+  /**
+   * Tells `home` that connection `conn` is gone. Guarantee: at most once; a lost one is
+   * covered by the pair's resync (SERVER.md §8.5.2).
+   */
+  closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number): void;
+  /**
+   * Hands one serialised frame to the listed connections of edge `edge`, in order. Returns the
+   * recipients that did not take it when the edge is this node (so the home can hold their seats
+   * at once); across nodes returns `undefined`, and failures come back as `closed` with the
+   * edge's delivery progress (SERVER.md §8.5.3). Guarantee: per-connection order; at most once.
+   */
+  deliver(
+    edge: NodeId,
+    frame: string | Uint8Array,
+    to: readonly ConnId[],
+  ): DeliveryFailure[] | undefined;
+  /**
+   * Sends a binding change or close to edge `edge`, ordered with the frames `deliver` sent there
+   * before it. Guarantee: at most once, in order with frames.
+   */
+  direct(edge: NodeId, directive: Directive, now: number): void;
+  /**
+   * Ends one home event: everything `deliver` and `direct` produced is written (memory) or
+   * published, one envelope per edge (cluster, SERVER.md §8.4.4 "Output").
+   */
+  flush(): void;
+  /**
+   * Runs an operator command on `home`. Guarantee: exactly one reply; `unreachable` when the
+   * home does not answer within `cluster.forward_timeout_ms`.
+   */
+  command(home: NodeId, command: RoomCommand, now: number): Awaitable<CommandReply>;
+}

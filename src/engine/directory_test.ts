@@ -1,0 +1,183 @@
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { HomeDirectory, roomSummary } from "./directory.ts";
+import type { Effect } from "./effects.ts";
+import { Room } from "./room.ts";
+import { bare, engineWith, first, join, P1, P2, P3, prng, S1, spectate } from "./testing.ts";
+
+const T0 = Date.UTC(2026, 2, 4, 18, 22, 5, 123);
+
+Deno.test("Engine.handle() JoinRoom keys rooms by game name and code", () => {
+  const engine = engineWith([P1, P2]);
+  engine.handle(P1, join("ROOM01", "a", { game_name: "alpha" }), T0);
+  const other = engine.handle(P2, join("ROOM01", "a", { game_name: "beta" }), T0);
+  deepEqual(first(other, P2, "RoomJoined").data.current_players.length, 1);
+  equal(engine.stats().rooms, 2);
+});
+
+Deno.test("Engine.handle() JoinRoom enforces max_rooms_per_game on every kind of creation", () => {
+  const engine = engineWith([P1, P2, P3], { maxRoomsPerGame: 1 });
+  engine.handle(P1, join("ROOM01", "a"), T0);
+  const expected = {
+    reason: "Game `orbit` already has 1 rooms (limit 1)",
+    error_code: "MAX_ROOMS_PER_GAME_EXCEEDED",
+  };
+  deepEqual(
+    first(engine.handle(P2, join(undefined, "b"), T0), P2, "RoomJoinFailed").data,
+    expected,
+  );
+  deepEqual(first(engine.handle(P2, join("ROOM02", "b"), T0), P2, "RoomJoinFailed").data, expected);
+  // Joining the existing room is not a creation.
+  ok(first(engine.handle(P3, join("ROOM01", "c"), T0), P3, "RoomJoined"));
+  // Other games are counted separately.
+  ok(first(engine.handle(P2, join("ROOM01", "b", { game_name: "other" }), T0), P2, "RoomJoined"));
+});
+
+Deno.test("Engine.lookup() and Engine.list() summarise rooms", () => {
+  const engine = engineWith([P1, P2, S1]);
+  engine.handle(P1, join("ROOM01", "a", { max_players: 4 }), T0);
+  engine.handle(S1, spectate("ROOM01"), T0);
+  engine.handle(P2, join("ROOM02", "b"), T0);
+  engine.handle(P2, bare("LeaveRoom"), T0);
+  deepEqual(engine.lookup("orbit", "ROOM01"), {
+    room_code: "ROOM01",
+    game_name: "orbit",
+    players: 1,
+    max_players: 4,
+    spectators: 1,
+    lobby_state: "waiting",
+    supports_authority: true,
+    relay_type: "matchbox",
+  });
+  deepEqual(engine.list("orbit", 100).map((room) => room.room_code), ["ROOM01"]);
+  deepEqual(engine.stats(), {
+    rooms: 2,
+    players: 1,
+    spectators: 1,
+    connections: 3,
+    heldSeats: 0,
+    eventsBuffered: 0,
+  });
+});
+
+Deno.test("Engine directory effects: refresh on create, join, ready and spectate; release on delete", () => {
+  const engine = engineWith([P1, P2, S1]);
+  const writes = (effects: Effect[]) =>
+    effects.flatMap((e) =>
+      e.kind === "directory"
+        ? [
+          e.op === "refresh"
+            ? `refresh ${e.entry.summary.players}/${e.entry.summary.spectators} ${e.entry.summary.lobby_state}`
+            : `release ${e.roomCode}`,
+        ]
+        : []
+    );
+  deepEqual(writes(engine.handle(P1, join("ROOM01", "Mira", { max_players: 2 }), T0)), [
+    "refresh 1/0 waiting",
+  ]);
+  deepEqual(writes(engine.handle(P2, join("ROOM01", "Tobi"), T0)), ["refresh 2/0 lobby"]);
+  deepEqual(writes(engine.handle(S1, spectate("ROOM01"), T0)), ["refresh 2/1 lobby"]);
+  deepEqual(writes(engine.handle(P1, bare("PlayerReady"), T0)), []);
+  deepEqual(writes(engine.handle(P2, bare("PlayerReady"), T0)), ["refresh 2/1 finalized"]);
+  deepEqual(writes(engine.handle(P2, bare("LeaveRoom"), T0)), ["refresh 1/1 waiting"]);
+  deepEqual(writes(engine.handle(P1, bare("LeaveRoom"), T0)), ["refresh 0/1 waiting"]);
+  deepEqual(writes(engine.sweep(T0 + 300_000)), ["release ROOM01"]);
+  equal(engine.lookup("orbit", "ROOM01"), undefined);
+});
+
+Deno.test("HomeDirectory counts rooms per game and per app until removed", () => {
+  const directory = new HomeDirectory();
+  const room = (code: string, gameName = "orbit") =>
+    new Room({
+      id: code,
+      code,
+      gameName,
+      maxPlayers: 2,
+      supportsAuthority: true,
+      relayType: "matchbox",
+      now: T0,
+    });
+  const a = room("AAAAAA");
+  const b = room("BBBBBB", "other");
+  directory.add(a, "app-1", T0);
+  directory.add(b, undefined, T0 + 1);
+  deepEqual([directory.gameCount("orbit"), directory.gameCount("other"), directory.size], [
+    1,
+    1,
+    2,
+  ]);
+  equal(directory.appCount("app-1"), 1);
+  equal(directory.get("orbit", "AAAAAA"), a);
+  equal(directory.has("other", "AAAAAA"), false);
+  const refresh = directory.refresh(a);
+  deepEqual(refresh.kind === "directory" && refresh.op === "refresh" && refresh.entry, {
+    roomId: "AAAAAA",
+    gameName: "orbit",
+    roomCode: "AAAAAA",
+    appId: "app-1",
+    createdAt: T0,
+    summary: roomSummary(a),
+  });
+  directory.remove(a);
+  deepEqual([directory.gameCount("orbit"), directory.appCount("app-1"), directory.size], [0, 0, 1]);
+});
+
+Deno.test("Engine directory effects keep a mirror equal to lookup() over random walks", () => {
+  const codes = ["ROOM01", "ROOM02"];
+  for (const seed of [11, 12, 13, 14]) {
+    const random = prng(seed);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+    const engine = engineWith([], {
+      enableReconnection: true,
+      reconnectionWindowMs: 20_000,
+      emptyRoomTimeoutMs: 10_000,
+    });
+    // Five client slots; a slot that disconnects comes back as a new connection id.
+    let fresh = 0;
+    const slots = Array.from({ length: 5 }, () => `conn-${++fresh}`);
+    for (const id of slots) engine.connect(id);
+    /** Code → [room id, summary], written only from `directory` effects. */
+    const mirror = new Map<string, [string, unknown]>();
+    const ops = { refresh: 0, release: 0 };
+    const write = (effects: Effect[]) => {
+      for (const effect of effects) {
+        if (effect.kind !== "directory") continue;
+        ops[effect.op]++;
+        if (effect.op === "refresh") {
+          mirror.set(effect.entry.roomCode, [effect.entry.roomId, effect.entry.summary]);
+        } else if (mirror.get(effect.roomCode)?.[0] === effect.roomId) {
+          mirror.delete(effect.roomCode);
+        }
+      }
+    };
+    let now = T0;
+    for (let step = 0; step < 1500; step++) {
+      now += Math.floor(random() * 4000);
+      const slot = Math.floor(random() * slots.length);
+      const id = slots[slot]!;
+      const roll = random();
+      if (roll < 0.05) {
+        write(engine.disconnect(id, now));
+        slots[slot] = `conn-${++fresh}`;
+        engine.connect(slots[slot]!);
+      } else if (roll < 0.08) {
+        write(engine.tick(now));
+      } else if (roll < 0.1) {
+        write(engine.sweep(now));
+      } else if (roll < 0.35) {
+        write(engine.handle(id, join(pick(codes), pick(["a", "b", "c"]), { max_players: 2 }), now));
+      } else if (roll < 0.5) {
+        write(engine.handle(id, spectate(pick(codes)), now));
+      } else if (roll < 0.7) {
+        write(engine.handle(id, bare("PlayerReady"), now));
+      } else if (roll < 0.85) {
+        write(engine.handle(id, bare("LeaveRoom"), now));
+      } else {
+        write(engine.handle(id, bare("LeaveSpectator"), now));
+      }
+      for (const code of codes) {
+        deepEqual(mirror.get(code)?.[1], engine.lookup("orbit", code), `seed ${seed} step ${step}`);
+      }
+    }
+    ok(ops.refresh > 100 && ops.release > 0, `seed ${seed}: ${JSON.stringify(ops)}`);
+  }
+});

@@ -1,0 +1,145 @@
+/**
+ * What the engine returns: effects (messages to send, sockets to close, directory writes, events
+ * to log or count) and the small builders every engine part shares. The engine never performs
+ * I/O; the edge carries effects out in order (SERVER.md §5).
+ *
+ * Recipients: inside the engine parts, `to` names identities (player or spectator ids). The
+ * engine facade routes every effect before returning it ({@linkcode Reconnection.route}): held
+ * seats' messages go to their replay buffers and adopted player ids become the connection id
+ * that adopted them, so what leaves the engine is addressed to connection ids.
+ *
+ * @module
+ */
+import type { ErrorCode } from "../protocol/error_codes.ts";
+import type { ServerMessage } from "../protocol/messages.ts";
+
+/** A connection id: a UUIDv4 assigned at accept time (PROTOCOL.md §1.2). */
+export type ConnId = string;
+
+/** Room summary for the HTTP lookup and listing (EXTENSIONS.md E5/E6, SERVER.md §1.10). */
+export interface RoomSummary {
+  room_code: string;
+  game_name: string;
+  players: number;
+  max_players: number;
+  spectators: number;
+  lobby_state: string;
+  supports_authority: boolean;
+  relay_type: string;
+}
+
+/** A room as the directory knows it (SERVER.md §8.3 `room:` entry). */
+export interface DirectoryEntry {
+  /** The room id (UUIDv4). */
+  roomId: string;
+  gameName: string;
+  /** Upper-case room code. */
+  roomCode: string;
+  /** The app whose connection created the room (auth enabled), for the per-app cap. */
+  appId?: string;
+  /** Creation time, ms since the epoch. */
+  createdAt: number;
+  /** The lookup summary at the time of the write. */
+  summary: RoomSummary;
+}
+
+/** Something the edge must do as a result of an engine call, in order. */
+export type Effect =
+  /**
+   * Send `message` to each connection in `to` (serialise once, SERVER.md §5.1). `frame` is its
+   * serialisation when the engine already made one (for a replay buffer); reuse it.
+   */
+  | { kind: "send"; to: readonly ConnId[]; message: ServerMessage; frame?: string }
+  /** Send an already serialised frame (binary envelope or JSON conversion, PROTOCOL.md §7.7). */
+  | { kind: "frame"; to: readonly ConnId[]; frame: string | Uint8Array }
+  /** Close a connection with a WebSocket close code (PROTOCOL.md §1.6). */
+  | { kind: "close"; to: ConnId; code: number; reason: string }
+  /**
+   * A write to the room directory (SERVER.md §8.3): `refresh` after a room was created or its
+   * lookup summary changed, `release` after it was deleted. The engine already applied its own
+   * caps and code uniqueness; the directory mirrors what the home holds.
+   */
+  | { kind: "directory"; op: "refresh"; entry: DirectoryEntry }
+  | { kind: "directory"; op: "release"; gameName: string; roomCode: string; roomId: string }
+  /** Something worth logging or counting; never sent to clients. */
+  | { kind: "event"; event: EngineEvent };
+
+/** Lifecycle events the engine reports for logs and metrics. */
+export type EngineEvent =
+  | { type: "room_created"; gameName: string; roomCode: string; roomId: string; playerId: string }
+  | { type: "room_joined"; gameName: string; roomCode: string; roomId: string; playerId: string }
+  | {
+    type: "seat_released";
+    gameName: string;
+    roomCode: string;
+    playerId: string;
+    reason: "leave" | "disconnect" | "expired" | "room_deleted";
+  }
+  | {
+    type: "room_deleted";
+    gameName: string;
+    roomCode: string;
+    roomId: string;
+    reason: "empty" | "inactive";
+  }
+  | { type: "spectator_joined"; gameName: string; roomCode: string; spectatorId: string }
+  | { type: "spectator_left"; gameName: string; roomCode: string; spectatorId: string }
+  | { type: "join_failed"; errorCode: ErrorCode; creating: boolean }
+  | { type: "game_data"; recipients: number }
+  | { type: "code_collision" }
+  /** A player's socket closed unexpectedly and the seat is held (PROTOCOL.md §7.11.2). */
+  | { type: "seat_held"; gameName: string; roomCode: string; playerId: string; truncated: boolean }
+  /** A held seat's window ended; its release follows (PROTOCOL.md §7.11.3). */
+  | { type: "seat_expired"; gameName: string; roomCode: string; playerId: string }
+  /** A `Reconnect` succeeded (PROTOCOL.md §7.11.5). `missed` = replayed messages. */
+  | {
+    type: "player_reconnected";
+    gameName: string;
+    roomCode: string;
+    playerId: string;
+    takeover: boolean;
+    missed: number;
+  }
+  /** A `Reconnected` carried `replay_truncated: true` (EXTENSIONS.md E3). */
+  | { type: "replay_truncated" }
+  /** A `Reconnect` failed with `errorCode` (PROTOCOL.md §7.11.4). */
+  | { type: "reconnect_failed"; errorCode: ErrorCode }
+  /** A request was refused because a token bucket was empty (PROTOCOL.md §7.13). */
+  | { type: "rate_limited"; scope: "create" | "join" | "app" }
+  /** An `Authenticate` failed, a pre-auth message arrived, or the auth deadline passed. */
+  | { type: "auth_failed"; errorCode: ErrorCode; connectionId: ConnId }
+  /** `Authenticated` was sent; `appId` is the app when auth is enabled. */
+  | { type: "authenticated"; appId?: string; connectionId: ConnId };
+
+/** `message` to one recipient or a list of them. */
+export function send(to: ConnId | readonly ConnId[], message: ServerMessage): Effect {
+  return { kind: "send", to: typeof to === "string" ? [to] : to, message };
+}
+
+/** An `Error` message (PROTOCOL.md §6.20) with `code`. */
+export function error(to: ConnId, message: string, code: ErrorCode): Effect {
+  return send(to, { type: "Error", data: { message, error_code: code } });
+}
+
+/** `RoomJoinFailed` (PROTOCOL.md §7.2.1) and its `join_failed` event. */
+export function joinFailed(
+  to: ConnId,
+  reason: string,
+  code: ErrorCode,
+  creating: boolean,
+): Effect[] {
+  return [
+    send(to, { type: "RoomJoinFailed", data: { reason, error_code: code } }),
+    { kind: "event", event: { type: "join_failed", errorCode: code, creating } },
+  ];
+}
+
+/** `SpectatorJoinFailed` (PROTOCOL.md §7.9). */
+export function spectatorJoinFailed(to: ConnId, reason: string, code: ErrorCode): Effect {
+  return send(to, { type: "SpectatorJoinFailed", data: { reason, error_code: code } });
+}
+
+/** An event effect. */
+export function event(event: EngineEvent): Effect {
+  return { kind: "event", event };
+}

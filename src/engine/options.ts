@@ -1,0 +1,82 @@
+/**
+ * Engine settings (SERVER.md §2.7 mapped to milliseconds) and what the edge knows about a new
+ * connection. Shared by every engine part.
+ *
+ * @module
+ */
+import type { AuthOptions } from "./app_auth.ts";
+import type { RateLimits } from "./rate_limits.ts";
+import type { NameRules } from "./validation.ts";
+
+/** SDK compatibility manifest (PROTOCOL.md §7.1.4, `protocol.sdk_compatibility`). */
+export interface SdkManifest {
+  /** Lower-case platform → minimum semver, reported as `minimum_version`. */
+  minimumVersions: Readonly<Record<string, string>>;
+  /** Lower-case platform → recommended semver, reported as `recommended_version`. */
+  recommendedVersions: Readonly<Record<string, string>>;
+  /** Lower-case platform (or `_default`, for everyone) → capability strings. */
+  capabilities: Readonly<Record<string, readonly string[]>>;
+  /** Lower-case platform (or `_default`, the fallback) → a note for that SDK. */
+  notes: Readonly<Record<string, string>>;
+}
+
+/** Engine settings; times are milliseconds. Defaults are those of SERVER.md §2.7. */
+export interface EngineOptions {
+  /** `max_players` when `JoinRoom` omits it. @default 8 */
+  defaultMaxPlayers: number;
+  /** Highest allowed `max_players`. @default 100 */
+  maxPlayersLimit: number;
+  /** Exact room-code length. @default 6 */
+  roomCodeLength: number;
+  /** Longest game name in UTF-8 bytes. @default 64 */
+  maxGameNameLength: number;
+  /** Rooms per game_name, empty rooms included. @default 1000 */
+  maxRoomsPerGame: number;
+  /** Spectators per room, `0` = unlimited. @default 0 */
+  maxSpectatorsPerRoom: number;
+  /** An empty room is deleted once empty this long. @default 300_000 */
+  emptyRoomTimeoutMs: number;
+  /** A room with seats is deleted when inactive this long. @default 3_600_000 */
+  inactiveRoomTimeoutMs: number;
+  /** Player and spectator name rules. */
+  nameRules: NameRules;
+  /** `relay_type` for games without a mapping. @default "matchbox" */
+  defaultRelayType: string;
+  /** `relay_type` per game name. @default {} */
+  relayTypeByGame: Readonly<Record<string, string>>;
+  /** Whether `message_pack` is offered in format negotiation (PROTOCOL.md §7.1.5). */
+  messagePack: boolean;
+  /** The SDK manifest reported in `ProtocolInfo`. */
+  sdk: SdkManifest;
+  /** Extension capabilities appended to `ProtocolInfo.capabilities` (EXTENSIONS.md). */
+  extensionCapabilities: readonly string[];
+  /** Returns a fresh UUIDv4 (room ids). */
+  newId: () => string;
+  /** Returns a random room code of `roomCodeLength` characters (prefix included). */
+  newRoomCode: () => string;
+  /** Tokens, held seats and `Reconnect` (`server.enable_reconnection`, PROTOCOL.md §7.11). */
+  enableReconnection: boolean;
+  /** How long a seat is held after an unexpected disconnect (ms). @default 300_000 */
+  reconnectionWindowMs: number;
+  /** Most messages in a held seat's replay buffer; `0` = no replay. @default 100 */
+  eventBufferSize: number;
+  /** Most bytes (serialised UTF-8) in a held seat's replay buffer. @default 262_144 */
+  eventBufferMaxBytes: number;
+  /** Returns a fresh reconnection token: 32 random bytes, base64url (PROTOCOL.md §7.11.1). */
+  newToken: () => string;
+  /** App authentication (SERVER.md §3.1). @default undefined (auth disabled, §3.2) */
+  auth?: AuthOptions;
+  /**
+   * Per-IP creation and join buckets (SERVER.md §3.4), shared with the HTTP room lookup.
+   * @default undefined (unlimited)
+   */
+  rateLimits?: RateLimits;
+}
+
+/** What the transport knows about a new connection. */
+export interface ConnectInfo {
+  /** Client IP (SERVER.md §1.9); keys the rate-limit buckets. @default "" */
+  ip?: string;
+  /** Accept time in ms; the auth deadline runs from here (SERVER.md §4.5). @default 0 */
+  now?: number;
+}

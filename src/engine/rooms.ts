@@ -1,0 +1,573 @@
+/**
+ * The home half of the engine (SERVER.md §8.2 "home"): `JoinRoom` (create, join, seat,
+ * PROTOCOL.md §7.2), leaving and the seat release sequence (§7.3), the lobby (§7.4), authority
+ * (§7.5), relay of text and binary game data (§7.6, §7.7), connection info (§7.8) and the
+ * maintenance sweep that deletes rooms (§7.12).
+ *
+ * @module
+ */
+import { encodeServerMessage } from "../protocol/codec.ts";
+import type { ErrorCode } from "../protocol/error_codes.ts";
+import {
+  type ClientData,
+  type ConnectionInfo,
+  RawJson,
+  type RoomSnapshot,
+  type ServerMessage,
+} from "../protocol/messages.ts";
+import { encodeGameDataEnvelope, msgpackToJson } from "../protocol/msgpack.ts";
+import { utf8Length } from "../protocol/utf8.ts";
+import { directoryRelease, type HomeDirectory } from "./directory.ts";
+import { type ConnId, type Effect, error, event, joinFailed, send } from "./effects.ts";
+import type { EngineOptions } from "./options.ts";
+import type { Reconnection } from "./reconnection.ts";
+import { Room, roomSnapshot, type Seat } from "./room.ts";
+import type { Session, Sessions } from "./sessions.ts";
+import { checkGameName, checkPlayerName, checkRoomCode, nameKey } from "./validation.ts";
+
+/** Attempts at a unique generated room code before giving up (PROTOCOL.md §7.2.3). */
+export const CODE_ATTEMPTS = 16;
+
+/** The room rules of one engine over the rooms of its {@linkcode HomeDirectory}. */
+export class Rooms {
+  readonly #options: EngineOptions;
+  readonly #directory: HomeDirectory;
+  readonly #sessions: Sessions;
+  readonly #reconnection: Reconnection;
+
+  /** Room rules over `directory`, seating `sessions`, with tokens and holds in `reconnection`. */
+  constructor(
+    options: EngineOptions,
+    directory: HomeDirectory,
+    sessions: Sessions,
+    reconnection: Reconnection,
+  ) {
+    this.#options = options;
+    this.#directory = directory;
+    this.#sessions = sessions;
+    this.#reconnection = reconnection;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // JoinRoom (PROTOCOL.md §7.2)
+
+  /** `JoinRoom`: validation in the spec's order, then join, or create (PROTOCOL.md §7.2.1). */
+  joinRoom(session: Session, data: ClientData<"JoinRoom">, now: number): Effect[] {
+    const options = this.#options;
+    const id = session.playerId;
+    const creating = data.room_code === undefined;
+    const limited = this.#sessions.takeToken(session, creating ? "create" : "join", now);
+    if (limited) {
+      return [...joinFailed(id, limited.reason, "RATE_LIMIT_EXCEEDED", creating), limited.event];
+    }
+    const gameNameProblem = checkGameName(data.game_name, options.maxGameNameLength);
+    if (gameNameProblem) return joinFailed(id, gameNameProblem, "INVALID_GAME_NAME", creating);
+    const nameProblem = checkPlayerName(data.player_name, options.nameRules);
+    if (nameProblem) return joinFailed(id, nameProblem, "INVALID_INPUT", creating);
+    // An app's max_players_per_room caps the default and the explicit value (SERVER.md §3.3).
+    const appCap = session.app?.maxPlayersPerRoom;
+    const maxPlayers = data.max_players ??
+      Math.min(options.defaultMaxPlayers, appCap ?? options.defaultMaxPlayers);
+    if (maxPlayers < 1) {
+      return joinFailed(id, "Max players must be at least 1", "INVALID_INPUT", creating);
+    }
+    if (maxPlayers > options.maxPlayersLimit) {
+      return joinFailed(
+        id,
+        `Max players cannot exceed ${options.maxPlayersLimit}`,
+        "INVALID_INPUT",
+        creating,
+      );
+    }
+    if (appCap !== undefined && maxPlayers > appCap) {
+      return joinFailed(id, `Max players cannot exceed ${appCap}`, "INVALID_INPUT", creating);
+    }
+    if (session.playing || session.watching) {
+      return joinFailed(id, "Already in a room", "ALREADY_IN_ROOM", creating);
+    }
+
+    if (data.room_code !== undefined) {
+      const codeProblem = checkRoomCode(data.room_code, options.roomCodeLength);
+      if (codeProblem) return joinFailed(id, codeProblem, "INVALID_ROOM_CODE", creating);
+      const room = this.#directory.get(data.game_name, data.room_code.toUpperCase());
+      if (room) return this.#joinExisting(session, room, data.player_name, now);
+    }
+
+    // Creating: with the requested code (join-or-create) or a generated one.
+    if (!creating) {
+      const limitedCreate = this.#sessions.takeToken(session, "create", now);
+      if (limitedCreate) {
+        return [
+          ...joinFailed(id, limitedCreate.reason, "RATE_LIMIT_EXCEEDED", true),
+          limitedCreate.event,
+        ];
+      }
+    }
+    const count = this.#directory.gameCount(data.game_name);
+    if (count >= options.maxRoomsPerGame) {
+      return joinFailed(
+        id,
+        `Game \`${data.game_name}\` already has ${count} rooms (limit ${options.maxRoomsPerGame})`,
+        "MAX_ROOMS_PER_GAME_EXCEEDED",
+        true,
+      );
+    }
+    const app = session.app;
+    if (app?.maxRooms !== undefined && this.#directory.appCount(app.appId) >= app.maxRooms) {
+      return joinFailed(
+        id,
+        `App \`${app.appId}\` already has ${
+          this.#directory.appCount(app.appId)
+        } rooms (limit ${app.maxRooms})`,
+        "MAX_ROOMS_PER_GAME_EXCEEDED",
+        true,
+      );
+    }
+    if (data.room_code !== undefined) {
+      return this.#create(session, data, data.room_code.toUpperCase(), maxPlayers, now);
+    }
+    const generated = this.#generateCode(data.game_name);
+    if (!generated.code) {
+      return [
+        ...generated.effects,
+        ...joinFailed(id, "Failed to create room", "ROOM_CREATION_FAILED", true),
+      ];
+    }
+    return [...generated.effects, ...this.#create(session, data, generated.code, maxPlayers, now)];
+  }
+
+  #generateCode(gameName: string): { code?: string; effects: Effect[] } {
+    const effects: Effect[] = [];
+    for (let attempt = 0; attempt < CODE_ATTEMPTS; attempt++) {
+      const code = this.#options.newRoomCode();
+      if (!this.#directory.has(gameName, code)) return { code, effects };
+      effects.push(event({ type: "code_collision" }));
+    }
+    return { effects };
+  }
+
+  #create(
+    session: Session,
+    data: ClientData<"JoinRoom">,
+    code: string,
+    maxPlayers: number,
+    now: number,
+  ): Effect[] {
+    const options = this.#options;
+    const room = new Room({
+      id: options.newId(),
+      code,
+      gameName: data.game_name,
+      maxPlayers,
+      supportsAuthority: data.supports_authority ?? true,
+      relayType: Object.hasOwn(options.relayTypeByGame, data.game_name)
+        ? options.relayTypeByGame[data.game_name]!
+        : options.defaultRelayType,
+      now,
+    });
+    this.#directory.add(room, session.app?.appId, now);
+    this.#seat(session, room, data.player_name, now);
+    if (room.supportsAuthority) room.authority = session.playerId;
+    return [
+      event({
+        type: "room_created",
+        gameName: room.gameName,
+        roomCode: room.code,
+        roomId: room.id,
+        playerId: session.playerId,
+      }),
+      this.#directory.refresh(room),
+      ...this.#announceJoin(session.playerId, room, now),
+    ];
+  }
+
+  #joinExisting(session: Session, room: Room, playerName: string, now: number): Effect[] {
+    if (room.hasName(playerName)) {
+      return joinFailed(
+        session.playerId,
+        "Player name already exists in this room",
+        "ROOM_CREATION_FAILED",
+        false,
+      );
+    }
+    if (room.seats.size >= room.maxPlayers) {
+      return joinFailed(session.playerId, "Room is full", "ROOM_FULL", false);
+    }
+    this.#seat(session, room, playerName, now);
+    return [
+      event({
+        type: "room_joined",
+        gameName: room.gameName,
+        roomCode: room.code,
+        roomId: room.id,
+        playerId: session.playerId,
+      }),
+      this.#directory.refresh(room),
+      ...this.#announceJoin(session.playerId, room, now),
+    ];
+  }
+
+  #seat(session: Session, room: Room, name: string, now: number): void {
+    const seat: Seat = {
+      id: session.playerId,
+      name,
+      nameKey: nameKey(name),
+      connectedAt: new Date(now).toISOString(),
+    };
+    room.addSeat(seat);
+    room.emptySince = null;
+    room.lastActivity = now;
+    session.playing = room;
+  }
+
+  /** Replies and broadcasts after a successful join (PROTOCOL.md §7.2.4), in order. */
+  #announceJoin(joiner: string, room: Room, now: number): Effect[] {
+    const seat = room.seats.get(joiner)!;
+    const data: RoomSnapshot & { reconnection_token?: string } = roomSnapshot(room, joiner);
+    if (this.#options.enableReconnection) {
+      data.reconnection_token = this.#reconnection.issueToken(joiner, room, now);
+    }
+    const effects: Effect[] = [send(joiner, { type: "RoomJoined", data })];
+    const others = room.membersExcept(joiner);
+    if (others.length > 0) {
+      const player = room.playerInfo(seat);
+      // The joiner never holds authority in the announcement (PROTOCOL.md §7.2.4 step 2).
+      player.is_authority = false;
+      effects.push(send(others, { type: "PlayerJoined", data: { player } }));
+    }
+    if (room.maxPlayers > 1 && room.seats.size === room.maxPlayers) {
+      effects.push(this.#lobbyChanged(room));
+    }
+    if (room.maxPlayers === 1) {
+      effects.push(send([joiner, ...room.spectators.keys()], {
+        type: "GameStarting",
+        data: { peer_connections: room.peerConnections() },
+      }));
+    }
+    return effects;
+  }
+
+  #lobbyChanged(room: Room): Effect {
+    const state = room.lobbyState;
+    return send(room.members(), {
+      type: "LobbyStateChanged",
+      data: {
+        lobby_state: state,
+        ready_players: [...room.ready],
+        all_ready: state === "finalized",
+      },
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Leaving (PROTOCOL.md §7.3)
+
+  /** `LeaveRoom`: `RoomLeft`, then the seat release sequence; non-members get nothing. */
+  leaveRoom(session: Session, now: number): Effect[] {
+    const room = session.playing;
+    if (!room) return [];
+    this.#reconnection.invalidateToken(session.playerId, "left", now);
+    return [
+      send(session.playerId, { type: "RoomLeft" }),
+      ...this.releaseSeat(room, session.playerId, now, "leave"),
+    ];
+  }
+
+  /** The seat release sequence (PROTOCOL.md §7.3.3). */
+  releaseSeat(
+    room: Room,
+    playerId: string,
+    now: number,
+    reason: "leave" | "disconnect" | "expired",
+  ): Effect[] {
+    const wasFull = room.lobbyState !== "waiting";
+    room.removeSeat(playerId);
+    room.ready.delete(playerId);
+    const session = this.#reconnection.sessionOf(playerId);
+    if (session?.playing === room) session.playing = undefined;
+    room.lastActivity = now;
+    const effects: Effect[] = [event({
+      type: "seat_released",
+      gameName: room.gameName,
+      roomCode: room.code,
+      playerId,
+      reason,
+    })];
+    const members = room.members();
+    if (members.length > 0) {
+      effects.push(send(members, { type: "PlayerLeft", data: { player_id: playerId } }));
+    }
+    if (room.authority === playerId) {
+      room.authority = null;
+      if (members.length > 0) {
+        effects.push(send(members, {
+          type: "AuthorityChanged",
+          data: { authority_player: null, you_are_authority: false },
+        }));
+      }
+    }
+    if (wasFull) {
+      room.ready.clear();
+      if (members.length > 0) effects.push(this.#lobbyChanged(room));
+    }
+    if (room.seats.size === 0) room.emptySince = now;
+    effects.push(this.#directory.refresh(room));
+    return effects;
+  }
+
+  /**
+   * Deletes a room (PROTOCOL.md §7.12): seated players get `RoomLeft`, spectators
+   * `SpectatorLeft{room_closed}`, held seats are dropped, tokens become `room_gone`, and the
+   * directory entry is released.
+   */
+  deleteRoom(room: Room, reason: "empty" | "inactive", now: number): Effect[] {
+    this.#directory.remove(room);
+    const effects: Effect[] = [event({
+      type: "room_deleted",
+      gameName: room.gameName,
+      roomCode: room.code,
+      roomId: room.id,
+      reason,
+    })];
+    for (const playerId of room.seats.keys()) {
+      // A held seat has nobody to tell: its connection is gone and its replay buffer goes too.
+      if (!this.#reconnection.roomGone(playerId, now)) {
+        const session = this.#reconnection.sessionOf(playerId);
+        if (session?.playing === room) session.playing = undefined;
+        effects.push(send(playerId, { type: "RoomLeft" }));
+      }
+      effects.push(event({
+        type: "seat_released",
+        gameName: room.gameName,
+        roomCode: room.code,
+        playerId,
+        reason: "room_deleted",
+      }));
+    }
+    const spectators = [...room.spectators.keys()];
+    for (const spectatorId of spectators) {
+      const session = this.#reconnection.sessionOf(spectatorId);
+      if (session?.watching === room) session.watching = undefined;
+    }
+    if (spectators.length > 0) {
+      effects.push(send(spectators, {
+        type: "SpectatorLeft",
+        data: {
+          room_id: room.id,
+          room_code: room.code,
+          reason: "room_closed",
+          current_spectators: [],
+        },
+      }));
+    }
+    room.clearMembers();
+    room.ready.clear();
+    effects.push(directoryRelease(room));
+    return effects;
+  }
+
+  /**
+   * The room part of the maintenance sweep (PROTOCOL.md §7.12, SERVER.md §4.2): deletes rooms
+   * empty for `emptyRoomTimeoutMs` and rooms with seats inactive for `inactiveRoomTimeoutMs`.
+   */
+  sweep(now: number): Effect[] {
+    const effects: Effect[] = [];
+    const { emptyRoomTimeoutMs, inactiveRoomTimeoutMs } = this.#options;
+    for (const room of [...this.#directory.rooms()]) {
+      if (room.seats.size === 0) {
+        if (room.emptySince !== null && now - room.emptySince >= emptyRoomTimeoutMs) {
+          effects.push(...this.deleteRoom(room, "empty", now));
+        }
+      } else if (now - room.lastActivity > inactiveRoomTimeoutMs) {
+        effects.push(...this.deleteRoom(room, "inactive", now));
+      }
+    }
+    return effects;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Game data (PROTOCOL.md §7.6, §7.7)
+
+  /** `GameData`: to `to_player`, or to every other seat and spectator (PROTOCOL.md §7.6). */
+  gameData(session: Session, data: ClientData<"GameData">, now: number): Effect[] {
+    if (session.watching) {
+      return [error(session.playerId, "Spectators cannot send game data", "SPECTATOR_NOT_ALLOWED")];
+    }
+    const room = session.playing;
+    if (!room) return [];
+    const message: ServerMessage = {
+      type: "GameData",
+      data: { from_player: session.playerId, data: data.data },
+    };
+    const target = data.to_player;
+    if (target !== undefined) {
+      if (target === session.playerId) {
+        return [error(session.playerId, "Cannot send game data to yourself", "INVALID_INPUT")];
+      }
+      if (!room.seats.has(target)) {
+        return [error(session.playerId, "Target player is not in this room", "INVALID_INPUT")];
+      }
+      room.lastActivity = now;
+      return [send(target, message), event({ type: "game_data", recipients: 1 })];
+    }
+    room.lastActivity = now;
+    const recipients = room.membersExcept(session.playerId);
+    const relayed = event({ type: "game_data", recipients: recipients.length });
+    return recipients.length > 0 ? [send(recipients, message), relayed] : [relayed];
+  }
+
+  /**
+   * One binary frame from an authenticated `message_pack` player (PROTOCOL.md §7.7): every
+   * other seat and spectator gets the envelope (`message_pack` connections) or the JSON
+   * conversion (`json` connections and held seats' replay buffers), each built at most once.
+   * The returned `frame` effects are already addressed to connection ids.
+   */
+  relayBinary(session: Session, payload: Uint8Array, now: number): Effect[] {
+    const me = session.playerId;
+    const room = session.playing;
+    if (!room) return [];
+    room.lastActivity = now;
+    const binaryTo: ConnId[] = [];
+    const textTo: ConnId[] = [];
+    // undefined: not converted yet; null: the payload has no JSON form.
+    let text: string | null | undefined;
+    const jsonFrame = () => {
+      if (text === undefined) {
+        const json = msgpackToJson(payload);
+        text = json === undefined ? null : encodeServerMessage({
+          type: "GameData",
+          data: { from_player: me, data: new RawJson(json) },
+        });
+      }
+      return text;
+    };
+    let recipients = 0;
+    for (const member of room.membersExcept(me)) {
+      const hold = this.#reconnection.held(member);
+      if (hold) {
+        const frame = jsonFrame();
+        if (frame === null) hold.truncated = true;
+        else this.#reconnection.append(hold, frame, utf8Length(frame));
+        recipients++;
+        continue;
+      }
+      const conn = this.#reconnection.connOf(member);
+      if (this.#sessions.get(conn)?.format === "message_pack") binaryTo.push(conn);
+      else textTo.push(conn);
+    }
+    const effects: Effect[] = [];
+    if (binaryTo.length > 0) {
+      effects.push({ kind: "frame", to: binaryTo, frame: encodeGameDataEnvelope(me, payload) });
+      recipients += binaryTo.length;
+    }
+    if (textTo.length > 0) {
+      const frame = jsonFrame();
+      if (frame !== null) {
+        effects.push({ kind: "frame", to: textTo, frame });
+        recipients += textTo.length;
+      }
+    }
+    effects.push(event({ type: "game_data", recipients }));
+    return effects;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Authority (PROTOCOL.md §7.5)
+
+  /** `AuthorityRequest`: answered exactly once, `AuthorityChanged` on a change. */
+  authorityRequest(session: Session, claim: boolean, now: number): Effect[] {
+    const id = session.playerId;
+    if (session.watching) {
+      return [error(id, "Spectators cannot request authority", "SPECTATOR_NOT_ALLOWED")];
+    }
+    const room = session.playing;
+    const deny = (reason: string, code: ErrorCode): Effect =>
+      send(id, {
+        type: "AuthorityResponse",
+        data: { granted: false, reason, error_code: code },
+      });
+    if (!room) return [deny("Not in a room", "NOT_IN_ROOM")];
+    room.lastActivity = now;
+    if (!room.supportsAuthority) {
+      return [deny("Room does not support authority", "AUTHORITY_NOT_SUPPORTED")];
+    }
+    const granted = send(id, { type: "AuthorityResponse", data: { granted: true, reason: null } });
+    if (claim) {
+      if (room.authority === id) return [granted];
+      if (room.authority !== null) {
+        return [deny("Another player already has authority", "AUTHORITY_CONFLICT")];
+      }
+      room.authority = id;
+    } else {
+      if (room.authority !== id) {
+        return [deny("You do not have authority to release", "AUTHORITY_DENIED")];
+      }
+      room.authority = null;
+    }
+    return [granted, ...this.#authorityChanged(room)];
+  }
+
+  /** `AuthorityChanged` to every member, personalised for the holder (PROTOCOL.md §7.5). */
+  #authorityChanged(room: Room): Effect[] {
+    const holder = room.authority;
+    const effects: Effect[] = [];
+    if (holder !== null) {
+      effects.push(send(holder, {
+        type: "AuthorityChanged",
+        data: { authority_player: holder, you_are_authority: true },
+      }));
+    }
+    const others = room.membersExcept(holder ?? "");
+    if (others.length > 0) {
+      effects.push(send(others, {
+        type: "AuthorityChanged",
+        data: { authority_player: holder, you_are_authority: false },
+      }));
+    }
+    return effects;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lobby (PROTOCOL.md §7.4) and connection info (§7.8)
+
+  /** `PlayerReady`: toggles readiness; `GameStarting` when the lobby becomes finalized. */
+  playerReady(session: Session, now: number): Effect[] {
+    if (session.watching) {
+      return [
+        error(session.playerId, "Spectators cannot change ready status", "SPECTATOR_NOT_ALLOWED"),
+      ];
+    }
+    const room = session.playing;
+    if (!room) return [error(session.playerId, "Not in a room", "NOT_IN_ROOM")];
+    room.lastActivity = now;
+    const before = room.lobbyState;
+    if (!room.ready.delete(session.playerId)) room.ready.add(session.playerId);
+    const effects = [this.#lobbyChanged(room)];
+    if (room.lobbyState === "finalized" && before !== "finalized") {
+      effects.push(send(room.members(), {
+        type: "GameStarting",
+        data: { peer_connections: room.peerConnections() },
+      }));
+    }
+    if (room.lobbyState !== before) effects.push(this.#directory.refresh(room));
+    return effects;
+  }
+
+  /** `ProvideConnectionInfo`: stored silently, shown in later snapshots (PROTOCOL.md §7.8). */
+  provideConnectionInfo(session: Session, info: ConnectionInfo, now: number): Effect[] {
+    if (session.watching) {
+      return [
+        error(
+          session.playerId,
+          "Spectators cannot provide connection info",
+          "SPECTATOR_NOT_ALLOWED",
+        ),
+      ];
+    }
+    const room = session.playing;
+    if (!room) return [error(session.playerId, "Not in a room", "NOT_IN_ROOM")];
+    room.lastActivity = now;
+    room.seats.get(session.playerId)!.connectionInfo = info;
+    return [];
+  }
+}

@@ -1,0 +1,593 @@
+/**
+ * The edge (SERVER.md §8.2): it owns this node's connections and runs each inbound frame
+ * through one pipeline — size limit → token binding → decode → session → route — handing room
+ * input to the room's home through the {@linkcode Router}, the only path in every mode. It is
+ * also this node's home endpoint: it applies the engine's effects, serialising each message once
+ * (SERVER.md §5.1) and delivering it through the router to the connections' edges.
+ *
+ * While a bind request (`JoinRoom`, `JoinAsSpectator`, `Reconnect`) is pending at a home, the
+ * connection's later frames wait in a bounded queue (SERVER.md §8.4.2); in single-instance mode
+ * the in-memory router answers at once, so nothing ever waits.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { type Awaitable, then } from "../coordination/awaitable.ts";
+import type { RoomDirectory } from "../coordination/directory.ts";
+import { LocalRouter, MemoryRoomDirectory } from "../coordination/memory.ts";
+import type {
+  BindOutcome,
+  ClosedCause,
+  CommandReply,
+  DeliveryFailure,
+  Directive,
+  NodeId,
+  RoomCommand,
+  Router,
+} from "../coordination/router.ts";
+import type { ConnId, DisconnectLoss, Effect, Engine } from "../engine/engine.ts";
+import { utf8Length } from "../protocol/utf8.ts";
+import {
+  decodeClientMessage,
+  encodeServerMessage,
+  INVALID_CLIENT_MESSAGE,
+} from "../protocol/codec.ts";
+import type { ErrorCode } from "../protocol/error_codes.ts";
+import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
+import type { EdgeEvent } from "./events.ts";
+import { LocalPeers } from "./local_peers.ts";
+import type { Peer } from "./peer.ts";
+import { type TokenBinding, verifyProof } from "./token_binding.ts";
+
+export type { EdgeEvent } from "./events.ts";
+export type { Peer, SendFailure } from "./peer.ts";
+
+const log = getLogger(["signal-fish", "hub"]);
+/** The frame every unparsable message gets (PROTOCOL.md §2.3), serialised once. */
+const INVALID_FRAME = encodeServerMessage(INVALID_CLIENT_MESSAGE);
+/** One GameData in this many is timed for the relay latency histogram (SERVER.md §6.5). */
+export const RELAY_TIMING_SAMPLE = 16;
+/** The node name of a single instance (SERVER.md §8.2; a cluster names nodes `<id>@<boot>`). */
+export const LOCAL_NODE: NodeId = "local";
+
+/** What the edge knows about a connection besides its peer. */
+export interface PeerInfo {
+  /** Client IP (SERVER.md §1.9). */
+  ip: string;
+  /** Set when the connection negotiated token binding: every text frame carries a proof. */
+  tokenBinding?: TokenBinding;
+}
+
+/** Edge settings. */
+export interface EdgeOptions {
+  /** Largest accepted inbound frame in bytes (`security.max_message_size`). @default 65536 */
+  maxMessageSize: number;
+  /**
+   * Most bytes of frames queued behind a pending request before the connection is closed as a
+   * slow consumer with 1013 (`websocket.max_buffered_bytes`, SERVER.md §8.4.2).
+   * @default 1048576
+   */
+  maxQueuedBytes?: number;
+  /** Returns a fresh UUIDv4 connection id. */
+  newId: () => string;
+  /** Receives every engine and transport event (metrics, logs, tests). */
+  onEvent?: (event: EdgeEvent) => void;
+  /** This node's name. @default LOCAL_NODE */
+  node?: NodeId;
+  /** The router between edges and homes. @default a new LocalRouter (single instance) */
+  router?: Router;
+  /** The room directory the engine's `directory` effects write to. @default in memory */
+  directory?: RoomDirectory;
+}
+
+/** A maintenance or operator command for the edge ({@linkcode Edge.command}). */
+export type EdgeCommand =
+  /** The maintenance sweep (SERVER.md §4.2). */
+  | { kind: "sweep" }
+  /** The once-a-second timer: held-seat expiry (SERVER.md §4.1). */
+  | { kind: "tick" }
+  /** Closes connections past their auth deadline (SERVER.md §4.5). */
+  | { kind: "expire_authentication" }
+  /** Closes every connection (graceful shutdown, SERVER.md §1.1). */
+  | { kind: "close_all"; code: number; reason: string }
+  /** An operator command for a room, routed to its home through the directory. */
+  | { kind: "room"; command: RoomCommand };
+
+/** Per-connection state of the inbound pipeline. */
+interface Connection {
+  readonly info: PeerInfo;
+  /** `info.tokenBinding`, read once per text frame. */
+  readonly tokenBinding: TokenBinding | undefined;
+  /** The node homing the room this connection is bound to (always this node in one process). */
+  home: NodeId;
+  /** Frames that arrived while a bind request was pending, oldest first; undefined = none pending. */
+  queue: (string | ArrayBuffer | Uint8Array)[] | undefined;
+  queuedBytes: number;
+}
+
+/** Routes frames between peers and homes, and applies this node's home output. */
+export class Edge {
+  readonly #engine: Engine;
+  readonly #options: EdgeOptions;
+  readonly #node: NodeId;
+  readonly #router: Router;
+  readonly #directory: RoomDirectory;
+  readonly #maxQueuedBytes: number;
+  readonly #onEvent: ((event: EdgeEvent) => void) | undefined;
+  readonly #peers = new LocalPeers((directive, now) => this.#direct(directive, now));
+  readonly #conns = new Map<ConnId, Connection>();
+  #relayCount = 0;
+  /** Nesting of {@linkcode Edge.#apply} (a teardown inside a batch applies its own effects). */
+  #depth = 0;
+
+  /** Creates the edge (and home) of node `options.node`, feeding `engine`. */
+  constructor(engine: Engine, options: EdgeOptions) {
+    this.#engine = engine;
+    this.#options = options;
+    this.#node = options.node ?? LOCAL_NODE;
+    this.#router = options.router ?? new LocalRouter();
+    this.#directory = options.directory ?? new MemoryRoomDirectory();
+    this.#maxQueuedBytes = options.maxQueuedBytes ?? 1_048_576;
+    this.#onEvent = options.onEvent;
+    this.#router.attach(this.#node, {
+      edge: this.#peers,
+      home: {
+        bind: (conn, message, now) => this.#bindHere(conn, message, now),
+        receive: (conn, input, now) => this.#receiveHere(conn, input, now),
+        closed: (conn, cause, now) => this.#closedHere(conn, cause, now),
+        command: (command) => this.#commandHere(command),
+      },
+    });
+  }
+
+  /** Number of open connections. */
+  get size(): number {
+    return this.#peers.size;
+  }
+
+  /** The room directory this edge writes to and reads from. */
+  get directory(): RoomDirectory {
+    return this.#directory;
+  }
+
+  /**
+   * Registers a connection accepted at `now` (ms) and returns its new connection id
+   * (PROTOCOL.md §1.2).
+   */
+  connect(peer: Peer, info: PeerInfo, now: number = Date.now()): ConnId {
+    const id = this.#options.newId();
+    this.#peers.attach(id, peer);
+    this.#conns.set(id, {
+      info,
+      tokenBinding: info.tokenBinding,
+      home: this.#node,
+      queue: undefined,
+      queuedBytes: 0,
+    });
+    this.#engine.connect(id, { ip: info.ip, now });
+    this.#onEvent?.({ type: "connected", connectionId: id, ip: info.ip });
+    return id;
+  }
+
+  /**
+   * Handles one inbound frame (SERVER.md §1.11, §8.4.2) received at `now` (ms): size check,
+   * then — unless a request is pending, when it is queued — token binding, decode, session and
+   * route. Frames from unknown or closing connections are ignored. Throws only on a bug.
+   */
+  receive(id: ConnId, frame: string | ArrayBuffer | Uint8Array, now: number): void {
+    const conn = this.#conns.get(id);
+    if (conn === undefined) return;
+    const size = typeof frame === "string"
+      ? textSize(frame, this.#options.maxMessageSize)
+      : frame.byteLength;
+    if (size > this.#options.maxMessageSize) {
+      this.#tooLarge(id, size, now);
+      return;
+    }
+    if (conn.queue !== undefined) {
+      this.#enqueue(id, conn, frame, size, now);
+      return;
+    }
+    this.#process(id, conn, frame, now);
+  }
+
+  /** Token binding → decode → session → route, for one frame that passed the size limit. */
+  #process(
+    id: ConnId,
+    conn: Connection,
+    frame: string | ArrayBuffer | Uint8Array,
+    now: number,
+  ): void {
+    if (typeof frame !== "string") {
+      const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
+      this.#router.forward(conn.home, id, bytes, bytes, now);
+      return;
+    }
+    const binding = conn.tokenBinding;
+    if (binding) {
+      const proof = verifyProof(frame, binding.secret, binding);
+      if (!proof.ok) {
+        this.#bindingViolation(id, proof.message, proof.code, proof.close, now);
+        return;
+      }
+      frame = proof.text;
+    }
+    const decoded = decodeClientMessage(frame);
+    if (!decoded.ok) {
+      this.#onEvent?.({
+        type: "invalid_message",
+        connectionId: id,
+        detail: decoded.detail,
+      });
+      this.#deliver(INVALID_FRAME, [id], now);
+      return;
+    }
+    const message = decoded.message;
+    // The common path first: relay input goes straight to the room's home.
+    if (message.type === "GameData") {
+      this.#router.forward(conn.home, id, message, frame, now);
+      return;
+    }
+    switch (message.type) {
+      case "Authenticate":
+        // The session step: answered by the edge, never by a home (SERVER.md §8.2).
+        this.#apply(this.#engine.handle(id, message, now), now);
+        return;
+      case "JoinRoom":
+      case "JoinAsSpectator":
+      case "Reconnect":
+        this.#bind(id, conn, message, now);
+        return;
+      default:
+        this.#router.forward(conn.home, id, message, frame, now);
+    }
+  }
+
+  /**
+   * Sends a bind request to the home. An answer that is not immediate (a remote home) makes the
+   * connection pending: later frames are queued until it arrives, then processed in order.
+   */
+  #bind(id: ConnId, conn: Connection, message: ClientMessage, now: number): void {
+    const outcome = this.#router.bind(conn.home, id, message, now);
+    if (!(outcome instanceof Promise)) return;
+    conn.queue = [];
+    const settle = () => {
+      const queue = conn.queue ?? [];
+      conn.queue = undefined;
+      conn.queuedBytes = 0;
+      for (let i = 0; i < queue.length; i++) {
+        if (this.#conns.get(id) !== conn) return;
+        const pending = conn.queue as Connection["queue"];
+        if (pending !== undefined) {
+          // Another request became pending: the rest waits behind it, in order.
+          pending.push(...queue.slice(i));
+          return;
+        }
+        this.#process(id, conn, queue[i]!, Date.now());
+      }
+    };
+    outcome.then(settle, (error) => {
+      log.error("Bind request of {connection_id} failed: {error}", { connection_id: id, error });
+      settle();
+    });
+  }
+
+  /** Queues a frame behind a pending request; over the byte limit → slow consumer, 1013. */
+  #enqueue(
+    id: ConnId,
+    conn: Connection,
+    frame: string | ArrayBuffer | Uint8Array,
+    size: number,
+    now: number,
+  ): void {
+    conn.queue!.push(frame);
+    conn.queuedBytes += size;
+    if (conn.queuedBytes <= this.#maxQueuedBytes) return;
+    const dropped = conn.queue!.length;
+    conn.queue = undefined;
+    this.#onEvent?.({ type: "slow_consumer", connectionId: id, dropped });
+    this.#onEvent?.({ type: "messages_dropped", count: dropped });
+    this.close(id, 1013, "Slow consumer", now);
+  }
+
+  /** Reports a transport error on a connection's socket (counted, SERVER.md §6.3 #27). */
+  transportError(id: ConnId): void {
+    this.#onEvent?.({ type: "websocket_error", connectionId: id });
+  }
+
+  /**
+   * Handles a closed socket (SERVER.md §5.5): a player's seat is held or released, a spectator
+   * detached. `loss` tells the home about messages that could not be written; `code` is the
+   * WebSocket close code, when known (for the log); `idleTimeout` says the socket was closed by
+   * the idle timeout (metrics). Idempotent.
+   */
+  disconnect(
+    id: ConnId,
+    now: number,
+    loss?: DisconnectLoss,
+    code?: number,
+    idleTimeout = false,
+  ): void {
+    const conn = this.#conns.get(id);
+    if (!conn) return;
+    this.#peers.detach(id);
+    this.#conns.delete(id);
+    conn.queue = undefined;
+    this.#apply(this.#engine.disconnect(id, now, loss), now);
+    this.#onEvent?.({
+      type: "disconnected",
+      connectionId: id,
+      ip: conn.info.ip,
+      code,
+      idleTimeout,
+    });
+  }
+
+  /** Closes a connection from the server side and tears it down at once. */
+  close(id: ConnId, code: number, reason: string, now: number): void {
+    if (!this.#peers.has(id)) return;
+    if (code === 1011) this.#onEvent?.({ type: "internal_error", connectionId: id });
+    this.#peers.close(id, code, reason);
+    this.disconnect(id, now, undefined, code);
+  }
+
+  /**
+   * The one entry for timers, shutdown and operator actions (SERVER.md §4, §1.1): runs
+   * `command` at `now` (ms) and carries out what it produces. Room commands answer with the
+   * home's reply (at once in one process); the others answer `undefined`.
+   */
+  command(command: EdgeCommand, now: number): Awaitable<CommandReply> | undefined {
+    switch (command.kind) {
+      case "sweep":
+        this.apply(this.#engine.sweep(now), now);
+        return undefined;
+      case "tick":
+        this.apply(this.#engine.tick(now), now);
+        return undefined;
+      case "expire_authentication":
+        this.apply(this.#engine.expireAuthentication(now), now);
+        return undefined;
+      case "close_all":
+        this.#closeAll(command.code, command.reason, now);
+        return undefined;
+      case "room": {
+        const room = command.command;
+        // A nested Awaitable flattens: a Promise resolves through the inner one.
+        return then(
+          this.#directory.lookup(room.gameName, room.roomCode),
+          (record) => record ? this.#router.command(record.home, room, now) : NOT_FOUND,
+        ) as Awaitable<CommandReply>;
+      }
+    }
+  }
+
+  /**
+   * Carries out effects produced at `now` (ms) in order, each message serialised once for all
+   * its recipients, then writes what they queued (SERVER.md §5.1, §5.3).
+   */
+  apply(effects: Effect[], now: number): void {
+    this.#apply(effects, now);
+  }
+
+  /**
+   * Closes every connection (graceful shutdown, SERVER.md §1.1). Every socket is closed and
+   * detached before any seat is released, so nobody gets room traffic about players who are
+   * leaving with them (PROTOCOL.md §7.12: "nobody is left to notify").
+   */
+  #closeAll(code: number, reason: string, now: number): void {
+    const ids = this.#peers.ids();
+    for (const id of ids) this.#peers.close(id, code, reason);
+    for (const id of ids) this.#peers.detach(id);
+    for (const id of ids) this.disconnect(id, now);
+  }
+
+  /** A refused token-binding proof (SERVER.md §3.9): `Error`, then close 1008 if `close`. */
+  #bindingViolation(
+    id: ConnId,
+    message: string,
+    code: ErrorCode,
+    close: boolean,
+    now: number,
+  ): void {
+    log.warn("Token binding violation on {connection_id}: {reason}", {
+      connection_id: id,
+      reason: message,
+    });
+    const frame = encodeServerMessage({ type: "Error", data: { message, error_code: code } });
+    this.#deliver(frame, [id], now);
+    if (close) this.close(id, 1008, "Token binding violation", now);
+  }
+
+  #tooLarge(id: ConnId, size: number, now: number): void {
+    const max = this.#options.maxMessageSize;
+    this.#onEvent?.({ type: "message_too_large", connectionId: id, size, max });
+    const message: ServerMessage = {
+      type: "Error",
+      data: {
+        message: `Message too large (${size} bytes, max ${max} bytes)`,
+        error_code: "MESSAGE_TOO_LARGE",
+      },
+    };
+    const frame = encodeServerMessage(message);
+    this.#deliver(frame, [id], now);
+    this.close(id, 1009, "Message too large", now);
+  }
+
+  /** A directive from a home for one of this edge's connections. */
+  #direct(directive: Directive, now: number): void {
+    switch (directive.kind) {
+      case "close":
+        this.close(directive.conn, directive.code, directive.reason, now);
+        break;
+      case "bound":
+      case "unbind":
+        // One node homes every room: bindings need no bookkeeping here. A cluster router
+        // records the home that sent them (SERVER.md §8.4.2).
+        break;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Home: this node's rooms, reached through the router.
+
+  #bindHere(conn: ConnId, message: ClientMessage, now: number): BindOutcome {
+    this.#receiveHere(conn, message, now);
+    const role = this.#engine.binding(conn);
+    return role ? { status: "bound", role } : UNBOUND;
+  }
+
+  #receiveHere(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void {
+    if (input instanceof Uint8Array) {
+      this.#apply(this.#engine.handleBinary(conn, input, now), now);
+      return;
+    }
+    const type = input.type;
+    if (type !== "JoinRoom" && type !== "GameData") {
+      this.#apply(this.#engine.handle(conn, input, now), now);
+      return;
+    }
+    // Relay latency is sampled (one GameData in RELAY_TIMING_SAMPLE): two clock reads per
+    // frame cost more than the rest of the metrics on the hot path. Joins are always timed.
+    if (type === "GameData" && ++this.#relayCount % RELAY_TIMING_SAMPLE !== 0) {
+      this.#apply(this.#engine.handle(conn, input, now), now);
+      return;
+    }
+    const start = performance.now();
+    const effects = this.#engine.handle(conn, input, now);
+    this.#apply(effects, now);
+    const seconds = (performance.now() - start) / 1000;
+    const outcome = outcomeOf(effects);
+    if (outcome) this.#onEvent?.({ type: "handled", message: type, outcome, seconds });
+  }
+
+  #closedHere(conn: ConnId, _cause: ClosedCause, now: number): void {
+    this.#apply(this.#engine.disconnect(conn, now), now);
+  }
+
+  #commandHere(command: RoomCommand): CommandReply {
+    const summary = this.#engine.lookup(command.gameName, command.roomCode);
+    return summary ? { ok: true, summary } : { ok: false, reason: "not_found" };
+  }
+
+  /**
+   * Hands one frame to its recipients through the router (SERVER.md §5.2). A peer whose socket
+   * is no longer open is torn down and the frame goes to its held seat's replay buffer; a slow
+   * consumer is closed with 1013, its seat held as truncated.
+   */
+  #deliver(frame: string | Uint8Array, to: readonly ConnId[], now: number): void {
+    // Every connection is on this node's edge until remote sessions exist (SERVER.md §8.4.4).
+    const failed = this.#router.deliver(this.#node, frame, to);
+    if (failed) this.#undelivered(frame, failed, now);
+    // Outside a batch of effects (a lone reply), write at once.
+    if (this.#depth === 0) this.#router.flush();
+  }
+
+  #undelivered(frame: string | Uint8Array, failed: DeliveryFailure[], now: number): void {
+    let dropped = 0;
+    for (const { id, failure } of failed) {
+      switch (failure.reason) {
+        case "gone":
+          // Torn down earlier in this batch: replay it if that connection's seat is held.
+          if (!this.#engine.replayUndelivered(id, frame)) dropped++;
+          break;
+        case "closed":
+          if (typeof frame === "string") this.disconnect(id, now, { unsent: [frame] });
+          else this.disconnect(id, now, { truncated: true });
+          break;
+        case "overflow":
+          dropped += failure.dropped;
+          this.#onEvent?.({
+            type: "slow_consumer",
+            connectionId: id,
+            dropped: failure.dropped,
+          });
+          // The seat is held from this decision, not from the socket's close event (§5.2).
+          this.#peers.close(id, 1013, "Slow consumer");
+          this.disconnect(id, now, { truncated: true });
+          break;
+      }
+    }
+    if (dropped > 0) this.#onEvent?.({ type: "messages_dropped", count: dropped });
+  }
+
+  /** Carries out effects in order; each message is serialised once for all its recipients. */
+  #apply(effects: Effect[], now: number): void {
+    this.#depth++;
+    try {
+      this.#applyAll(effects, now);
+    } finally {
+      // Everything this event produced is queued: write it (batching, SERVER.md §5.3).
+      if (--this.#depth === 0) this.#router.flush();
+    }
+  }
+
+  #applyAll(effects: Effect[], now: number): void {
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case "send": {
+          const frame = effect.frame ?? encodeServerMessage(effect.message);
+          this.#deliver(frame, effect.to, now);
+          if (effect.message.type === "GameData") break; // relayed data carries no error code
+          const errorCode = (effect.message as { data?: { error_code?: ErrorCode } }).data
+            ?.error_code;
+          if (errorCode) this.#onEvent?.({ type: "error_reply", errorCode });
+          break;
+        }
+        case "frame":
+          this.#deliver(effect.frame, effect.to, now);
+          break;
+        case "close":
+          this.#router.direct(this.#node, {
+            kind: "close",
+            conn: effect.to,
+            code: effect.code,
+            reason: effect.reason,
+          }, now);
+          break;
+        case "directory":
+          this.#writeDirectory(effect);
+          break;
+        case "event":
+          this.#onEvent?.(effect.event);
+          break;
+      }
+    }
+  }
+
+  /** Applies a `directory` effect; a failed write is logged (the next refresh repairs it). */
+  #writeDirectory(effect: Extract<Effect, { kind: "directory" }>): void {
+    const written = effect.op === "refresh"
+      ? this.#directory.refresh({ ...effect.entry, home: this.#node })
+      : this.#directory.release(effect.gameName, effect.roomCode, effect.roomId);
+    if (written instanceof Promise) {
+      written.catch((error) => log.error("Cannot write the room directory: {error}", { error }));
+    }
+  }
+}
+
+const UNBOUND: BindOutcome = { status: "unbound" };
+const NOT_FOUND: CommandReply = { ok: false, reason: "not_found" };
+
+/**
+ * UTF-8 size of a text frame, computed exactly only when it could exceed `limit` (a UTF-16 code
+ * unit is at most 3 UTF-8 bytes).
+ */
+function textSize(text: string, limit: number): number {
+  return text.length * 3 <= limit ? text.length : utf8Length(text);
+}
+
+/** What a JoinRoom or GameData achieved, read from its effects (for the latency histograms). */
+function outcomeOf(effects: Effect[]): "created" | "joined" | "relayed" | undefined {
+  for (const effect of effects) {
+    if (effect.kind !== "event") continue;
+    switch (effect.event.type) {
+      case "room_created":
+        return "created";
+      case "room_joined":
+        return "joined";
+      case "game_data":
+        return "relayed";
+    }
+  }
+  return undefined;
+}

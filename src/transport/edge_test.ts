@@ -1,0 +1,224 @@
+/**
+ * The edge without sockets: peers are recording doubles, time is passed in, the in-memory
+ * router and directory are the ones single-instance mode runs on.
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { LocalRouter } from "../coordination/memory.ts";
+import type { BindOutcome, Router } from "../coordination/router.ts";
+import { Engine, type EngineOptions } from "../engine/engine.ts";
+import { testOptions } from "../engine/testing.ts";
+import { Edge, type EdgeEvent, type EdgeOptions, type PeerInfo } from "./edge.ts";
+import type { SendFailure } from "./peer.ts";
+
+const T0 = 1_700_000_000_000;
+
+/** A peer that records what it is sent and how it is closed; `refuse` makes `send` fail. */
+class RecordingPeer {
+  readonly frames: unknown[] = [];
+  readonly log: string[] = [];
+  refuse: SendFailure | undefined;
+
+  send(frame: string | Uint8Array): SendFailure | undefined {
+    if (this.refuse) return this.refuse;
+    const message = typeof frame === "string" ? JSON.parse(frame) : frame;
+    this.frames.push(message);
+    this.log.push(typeof frame === "string" ? message.type : "binary");
+    return undefined;
+  }
+
+  close(code: number): void {
+    this.log.push(`close ${code}`);
+  }
+
+  /** Types of the messages received, in order. */
+  types(): string[] {
+    return this.log.filter((line) => !line.startsWith("close"));
+  }
+}
+
+function setup(
+  engineOverrides: Partial<EngineOptions> = {},
+  edgeOverrides: Partial<EdgeOptions> = {},
+) {
+  const events: EdgeEvent[] = [];
+  let ids = 0;
+  const engine = new Engine(testOptions(engineOverrides));
+  const edge = new Edge(engine, {
+    maxMessageSize: 65536,
+    newId: () => `conn-${++ids}`,
+    onEvent: (event) => events.push(event),
+    ...edgeOverrides,
+  });
+  const connect = (info: PeerInfo = { ip: "127.0.0.1" }) => {
+    const peer = new RecordingPeer();
+    return { peer, id: edge.connect(peer, info, T0) };
+  };
+  const send = (id: string, message: unknown, now = T0) =>
+    edge.receive(id, JSON.stringify(message), now);
+  const join = (id: string, name: string, code = "ROOM01") =>
+    send(id, {
+      type: "JoinRoom",
+      data: { game_name: "orbit", room_code: code, player_name: name, max_players: 4 },
+    });
+  return { engine, edge, events, connect, send, join };
+}
+
+Deno.test("Edge: a slow consumer is closed with 1013 and its seat held as truncated", () => {
+  const { engine, edge, events, connect, send, join } = setup({ enableReconnection: true });
+  const alice = connect();
+  const bob = connect();
+  join(alice.id, "Alice");
+  join(bob.id, "Bob");
+  bob.peer.refuse = { reason: "overflow", dropped: 5 };
+  send(alice.id, { type: "GameData", data: { data: { n: 1 } } });
+  deepEqual(bob.peer.log.slice(-1), ["close 1013"]);
+  equal(edge.size, 1);
+  equal(engine.stats().heldSeats, 1);
+  deepEqual(events.filter((e) => e.type === "slow_consumer"), [
+    { type: "slow_consumer", connectionId: bob.id, dropped: 5 },
+  ]);
+  ok(events.some((e) => e.type === "seat_held" && e.truncated));
+  deepEqual(events.filter((e) => e.type === "messages_dropped"), [
+    { type: "messages_dropped", count: 5 },
+  ]);
+});
+
+Deno.test("Edge command close_all closes every socket before any seat is released", () => {
+  const { edge, events, connect, join } = setup();
+  const alice = connect();
+  const bob = connect();
+  join(alice.id, "Alice");
+  join(bob.id, "Bob");
+  const before = [alice.peer.log.length, bob.peer.log.length];
+  equal(
+    edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, T0),
+    undefined,
+  );
+  // Nobody is told about players leaving with them (PROTOCOL.md §7.12).
+  deepEqual(alice.peer.log.slice(before[0]), ["close 1001"]);
+  deepEqual(bob.peer.log.slice(before[1]), ["close 1001"]);
+  equal(edge.size, 0);
+  equal(events.filter((e) => e.type === "seat_released").length, 2);
+  equal(events.filter((e) => e.type === "disconnected").length, 2);
+});
+
+Deno.test("Edge: a frame without its token-binding proof gets Error UNAUTHORIZED, then 1008", () => {
+  const { edge, connect, send } = setup();
+  const bound = connect({
+    ip: "127.0.0.1",
+    tokenBinding: { secret: new Uint8Array(16), requireFingerprint: false },
+  });
+  send(bound.id, { type: "Ping" });
+  deepEqual(bound.peer.frames, [{
+    type: "Error",
+    data: { message: "Token binding proof missing", error_code: "UNAUTHORIZED" },
+  }]);
+  deepEqual(bound.peer.log, ["Error", "close 1008"]);
+  equal(edge.size, 0);
+});
+
+Deno.test("Edge: an oversize frame gets Error MESSAGE_TOO_LARGE, then 1009, before decoding", () => {
+  const { edge, events, connect } = setup({}, { maxMessageSize: 100 });
+  const alice = connect();
+  edge.receive(alice.id, "x".repeat(101), T0);
+  deepEqual(alice.peer.frames, [{
+    type: "Error",
+    data: {
+      message: "Message too large (101 bytes, max 100 bytes)",
+      error_code: "MESSAGE_TOO_LARGE",
+    },
+  }]);
+  deepEqual(alice.peer.log, ["Error", "close 1009"]);
+  ok(!events.some((e) => e.type === "invalid_message"), "never decoded");
+  edge.receive(alice.id, new Uint8Array(200), T0); // a closed connection's frames are ignored
+  equal(alice.peer.log.length, 2);
+});
+
+/** A router whose bind answers only when the test says so (a home on another node). */
+class DeferredBindRouter implements Router {
+  readonly pending: (() => void)[] = [];
+  readonly #local = new LocalRouter();
+  attach: Router["attach"] = (node, endpoints) => this.#local.attach(node, endpoints);
+  detach: Router["detach"] = (node) => this.#local.detach(node);
+  forward: Router["forward"] = (...args) => this.#local.forward(...args);
+  closed: Router["closed"] = (...args) => this.#local.closed(...args);
+  deliver: Router["deliver"] = (...args) => this.#local.deliver(...args);
+  direct: Router["direct"] = (...args) => this.#local.direct(...args);
+  flush: Router["flush"] = () => this.#local.flush();
+  command: Router["command"] = (...args) => this.#local.command(...args);
+  bind(...args: Parameters<Router["bind"]>): Promise<BindOutcome> {
+    return new Promise((resolve) => this.pending.push(() => resolve(this.#local.bind(...args))));
+  }
+}
+
+Deno.test("Edge: frames wait behind a pending bind request and then run in arrival order", async () => {
+  const router = new DeferredBindRouter();
+  const { connect, send, join } = setup({}, { router });
+  const alice = connect();
+  join(alice.id, "Alice");
+  send(alice.id, { type: "Ping" });
+  send(alice.id, { type: "PlayerReady" });
+  deepEqual(alice.peer.types(), [], "nothing answered while the join is pending");
+  router.pending.shift()!();
+  await Promise.resolve();
+  await Promise.resolve();
+  deepEqual(alice.peer.types(), ["RoomJoined", "Pong", "LobbyStateChanged"]);
+});
+
+Deno.test("Edge: a queue behind a pending request over max_buffered_bytes closes with 1013", () => {
+  const router = new DeferredBindRouter();
+  const { edge, events, connect, send, join } = setup({}, { router, maxQueuedBytes: 40 });
+  const alice = connect();
+  join(alice.id, "Alice");
+  send(alice.id, { type: "Ping" }); // 15 bytes
+  send(alice.id, { type: "Ping" }); // 30
+  deepEqual(alice.peer.log, []);
+  send(alice.id, { type: "Ping" }); // 45 > 40
+  deepEqual(alice.peer.log, ["close 1013"]);
+  equal(edge.size, 0);
+  deepEqual(events.filter((e) => e.type === "slow_consumer"), [
+    { type: "slow_consumer", connectionId: alice.id, dropped: 3 },
+  ]);
+});
+
+Deno.test("Edge command: tick and sweep run the engine's timers; room commands reach the home", () => {
+  const { edge, events, connect, join } = setup({ enableReconnection: true });
+  const alice = connect();
+  const bob = connect();
+  join(alice.id, "Alice");
+  join(bob.id, "Bob");
+  deepEqual(edge.command({ kind: "room", command: inspect("ROOM01") }, T0), {
+    ok: true,
+    summary: {
+      room_code: "ROOM01",
+      game_name: "orbit",
+      players: 2,
+      max_players: 4,
+      spectators: 0,
+      lobby_state: "waiting",
+      supports_authority: true,
+      relay_type: "matchbox",
+    },
+  });
+  deepEqual(edge.command({ kind: "room", command: inspect("NOROOM") }, T0), {
+    ok: false,
+    reason: "not_found",
+  });
+  edge.disconnect(alice.id, T0);
+  edge.command({ kind: "tick" }, T0 + 299_999);
+  ok(!events.some((e) => e.type === "seat_expired"));
+  edge.command({ kind: "tick" }, T0 + 300_000);
+  ok(events.some((e) => e.type === "seat_expired"));
+  deepEqual(bob.peer.types().slice(-2), ["PlayerLeft", "AuthorityChanged"]);
+  edge.disconnect(bob.id, T0 + 300_000);
+  edge.command({ kind: "tick" }, T0 + 600_000);
+  edge.command({ kind: "sweep" }, T0 + 899_999);
+  ok(!events.some((e) => e.type === "room_deleted"));
+  edge.command({ kind: "sweep" }, T0 + 900_000);
+  ok(events.some((e) => e.type === "room_deleted" && e.reason === "empty"));
+  equal(edge.directory.lookup("orbit", "ROOM01"), undefined, "the directory entry is released");
+});
+
+function inspect(roomCode: string) {
+  return { kind: "inspect", gameName: "orbit", roomCode } as const;
+}

@@ -1,0 +1,29 @@
+/**
+ * What the edge needs from a connection's socket: a `send`/`flush`/`close` triple, so the same
+ * edge serves WebSockets and test doubles.
+ *
+ * @module
+ */
+
+/**
+ * Why a peer did not take a frame (SERVER.md §5.2): its socket is no longer open, or it is a
+ * slow consumer whose outbound buffer would overflow (`dropped` = messages discarded, this one
+ * included; the peer's application queue is already emptied).
+ */
+export type SendFailure = { reason: "closed" } | { reason: "overflow"; dropped: number };
+
+/** The three things the edge needs from a connection's socket. */
+export interface Peer {
+  /**
+   * Queues one frame (text = JSON message, binary = MessagePack envelope). Returns
+   * `undefined` when taken, else why not.
+   */
+  send(frame: string | Uint8Array): SendFailure | undefined;
+  /**
+   * Writes what `send` queued (write batching, SERVER.md §5.3). The edge calls it once it has
+   * carried out everything one event produced. Peers that write at once do not define it.
+   */
+  flush?(): void;
+  /** Closes the connection with a WebSocket close code (PROTOCOL.md §1.6). */
+  close(code: number, reason: string): void;
+}
