@@ -279,9 +279,7 @@ function lockedPackages(path: string): Map<string, string> {
 Deno.test("deno.lock holds the runtime dependencies only; tests/deno.lock agrees on their versions", () => {
   const runtime = lockedPackages(join(ROOT, "deno.lock"));
   const tests = lockedPackages(join(ROOT, "tests/deno.lock"));
-  const scoped = Object.values(denoJson.scopes ?? {}).flatMap((map) =>
-    Object.values(map as Record<string, string>)
-  ).map((specifier) => /^npm:(@?[^@]+)/.exec(specifier)?.[1]);
+  const scoped = testOnlyPackages();
   ok(scoped.includes("playwright-core"), "playwright-core is a tests/-scoped import");
   for (const name of scoped) {
     ok(
@@ -297,39 +295,59 @@ Deno.test("deno.lock holds the runtime dependencies only; tests/deno.lock agrees
   deepEqual(disagreements, [], "tests/deno.lock locks the same versions as deno.lock");
 });
 
-Deno.test("deno task start on a fresh copy installs no test dependency", async () => {
+/** The packages `deno.json` maps for `tests/` only (its "scopes"). */
+function testOnlyPackages(): string[] {
+  return Object.values(denoJson.scopes ?? {}).flatMap((map) =>
+    Object.values(map as Record<string, string>)
+  ).map((specifier) => /^npm:(@?[^@]+)/.exec(specifier)![1]!);
+}
+
+Deno.test("deno task start and compile on a fresh copy install no test dependency", async () => {
+  const testOnly = testOnlyPackages();
+  ok(testOnly.includes("playwright-core"), `${testOnly}`);
   const dir = await Deno.makeTempDir();
   try {
     for (const path of ["deno.json", "deno.lock", "main.ts"]) {
       await Deno.copyFile(join(ROOT, path), join(dir, path));
     }
-    for (const folder of ["src", "static"]) {
+    for (const folder of ["src", "static", "scripts"]) {
       await new Deno.Command("cp", { args: ["-r", join(ROOT, folder), dir] }).output();
     }
     await Deno.mkdir(join(dir, "tests"));
-    // Packages come from the test process's cache, where playwright-core is too: had the task
-    // wanted it, it would be in node_modules.
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["task", "start", "--version"],
-      cwd: dir,
-      clearEnv: true,
-      env: cleanEnv(),
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const timer = setTimeout(() => child.kill("SIGKILL"), DEADLINE_MS);
-    const { code, stdout, stderr } = await child.output();
-    clearTimeout(timer);
-    const text = new TextDecoder().decode(stderr);
-    equal(code, 0, text);
-    equal(new TextDecoder().decode(stdout), `signal-fish-server ${denoJson.version}\n`);
+    // Packages come from the test process's cache, where the test-only ones are too: had a task
+    // wanted one, it would be in node_modules.
+    const task = async (...args: string[]) => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["task", ...args],
+        cwd: dir,
+        clearEnv: true,
+        env: cleanEnv(),
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const timer = setTimeout(() => child.kill("SIGKILL"), DEADLINE_MS);
+      const { code, stdout, stderr } = await child.output();
+      clearTimeout(timer);
+      const decoder = new TextDecoder();
+      return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+    };
+    const start = await task("start", "--version");
+    equal(start.code, 0, start.stderr);
+    equal(start.stdout, `signal-fish-server ${denoJson.version}\n`);
+    const compile = await task("compile", "--dry-run", "x86_64-unknown-linux-gnu");
+    equal(compile.code, 0, compile.stderr);
+    match(compile.stdout, /^deno compile --frozen /);
     const installed = [...Deno.readDirSync(join(dir, "node_modules/.deno"))].map((e) => e.name);
     ok(
       installed.some((name) => name.startsWith("zod@")),
       `runtime packages installed: ${installed}`,
     );
-    deepEqual(installed.filter((name) => name.startsWith("playwright")), [], text);
-    ok(!/playwright/.test(text), text);
+    const output = start.stderr + compile.stderr;
+    for (const name of testOnly) {
+      const folder = name.replace("/", "+");
+      deepEqual(installed.filter((entry) => entry.startsWith(`${folder}@`)), [], output);
+      ok(!output.includes(name), output);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
