@@ -8,7 +8,7 @@ import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
-import { listen, type TlsPem } from "./http/listener.ts";
+import { listen, type PendingLimits, type TlsPem } from "./http/listener.ts";
 import type { LogStats } from "./logging.ts";
 import { createHandler, type Handler } from "./http/routes.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
@@ -245,7 +245,15 @@ export async function startServer(
 
   const hostname = options.hostname ?? config.server.host;
   const tls = readTls(config);
-  const listener = await listen({ hostname, port: config.port, tls, handler: guarded(handler) });
+  const listener = await listen({
+    hostname,
+    port: config.port,
+    tls,
+    handler: guarded(handler),
+    limits: pendingLimits(config),
+    onRefused: () => onEvent({ type: "rate_limited", scope: "connections" }),
+  });
+  const stopGuard = guardProcess(metrics);
   const maintenance = startMaintenance(edge, {
     sweepIntervalMs: config.server.room_cleanup_interval * 1000,
     authTimeoutMs: config.security.require_websocket_auth
@@ -274,6 +282,7 @@ export async function startServer(
         new Promise<void>((resolve) => timer = setTimeout(resolve, timeout)),
       ]);
       clearTimeout(timer);
+      stopGuard();
       log.info("Server stopped");
     })();
     return closing;
@@ -380,6 +389,7 @@ function routeOptions(
       ? "*" as const
       : security.cors_origins.split(",").map((origin) => origin.trim()).filter(Boolean),
     maxConnectionsPerIp: security.max_connections_per_ip,
+    maxMessageSize: security.max_message_size,
     idleTimeoutSecs: config.server.ping_timeout,
     maxConnections,
     trustedProxies: new TrustedProxies(security.trusted_proxies),
@@ -391,6 +401,42 @@ function routeOptions(
       enableBatching: websocket.enable_batching,
       batchSize: websocket.batch_size,
     },
+  };
+}
+
+/**
+ * The process-wide guard (SECURITY.md): an exception or rejection no handler caught is logged
+ * and counted in `errors_internal`, and the process keeps serving instead of exiting. Returns the
+ * function that removes the guard.
+ */
+function guardProcess(metrics: ServerMetrics): () => void {
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    metrics.internalError();
+    log.error("Uncaught error, still serving: {error}", { error: event.error ?? event.message });
+  };
+  const onRejection = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    metrics.internalError();
+    log.error("Unhandled rejection, still serving: {error}", { error: event.reason });
+  };
+  globalThis.addEventListener("error", onError);
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  return () => {
+    globalThis.removeEventListener("error", onError);
+    globalThis.removeEventListener("unhandledrejection", onRejection);
+  };
+}
+
+/** `security.http.*` as listener limits (SECURITY.md). */
+function pendingLimits(config: Config): PendingLimits {
+  const http = config.security.http;
+  return {
+    headerTimeoutMs: http.header_timeout_secs * 1000,
+    idleTimeoutMs: http.idle_timeout_secs * 1000,
+    tlsHandshakeTimeoutMs: http.tls_handshake_timeout_secs * 1000,
+    maxPending: http.max_pending_connections,
+    maxPendingPerIp: http.max_pending_connections_per_ip,
   };
 }
 

@@ -244,6 +244,14 @@ export const ConfigFields = z.strictObject({
       text().refine(isIpOrCidr, { error: "must be an IP address or CIDR range" }),
     ).default(() => []),
     public_room_listing: bool(false),
+    // Connections that are not WebSockets (yet): timeouts and caps (SECURITY.md, issue 14).
+    http: z.strictObject({
+      header_timeout_secs: int(1, 300).default(5),
+      idle_timeout_secs: int(1, 3600).default(5),
+      tls_handshake_timeout_secs: int(1, 300).default(5),
+      max_pending_connections: int(1).default(1024),
+      max_pending_connections_per_ip: int(1).default(32),
+    }).prefault({}),
     transport: z.strictObject({
       tls: z.strictObject({
         enabled: bool(false),
