@@ -237,7 +237,7 @@ Deno.test("--validate-config names the file it loaded and exits 2 on an unknown 
     match(typo.stderr, /^Configuration validation failed:\n/);
     match(
       typo.stderr,
-      /environment variable SIGNAL_FISH_SERVER__MAX_PLAYERS is not a configuration key/,
+      /environment variable SIGNAL_FISH_SERVER__MAX_PLAYERS is not a configuration key \(did you mean SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS\?\)\n/,
     );
     match(typo.stderr, new RegExp(`\nConfig file: ${file.replaceAll("/", "\\/")}\n$`));
   } finally {

@@ -42,18 +42,31 @@ function editDistance(a: string, b: string): number {
   return previous[b.length]!;
 }
 
-/** The documented (`SIGNAL_FISH_` + path) name closest to `name`, if it is a likely typo. */
+/**
+ * The documented (`SIGNAL_FISH_` + path) name `name` was likely meant as: one a small edit away
+ * (`SIGNAL_FISH_PROT` → `SIGNAL_FISH_PORT`), else the one key of the same object whose name
+ * contains the last segment (`SIGNAL_FISH_SERVER__MAX_PLAYERS` →
+ * `SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS`).
+ */
 function closestEnvName(name: string): string | undefined {
   const upper = name.toUpperCase();
+  const candidates = configEnvNames().filter((candidate) => !candidate.startsWith("SIGNAL_FISH__"));
   let best: { name: string; distance: number } | undefined;
-  for (const candidate of configEnvNames()) {
-    if (candidate.startsWith("SIGNAL_FISH__")) continue;
+  for (const candidate of candidates) {
     const distance = editDistance(upper, candidate);
     if (best === undefined || distance < best.distance) best = { name: candidate, distance };
   }
-  return best !== undefined && best.distance <= Math.max(2, Math.floor(upper.length / 8))
-    ? best.name
-    : undefined;
+  if (best !== undefined && best.distance <= Math.max(2, Math.floor(upper.length / 8))) {
+    return best.name;
+  }
+  const cut = upper.lastIndexOf("__") + 2;
+  const [parent, last] = cut > 1 ? [upper.slice(0, cut), upper.slice(cut)] : ["", ""];
+  if (last.length < 4) return undefined;
+  const containing = candidates.filter((candidate) =>
+    candidate.startsWith(parent) && !candidate.slice(parent.length).includes("__") &&
+    candidate.slice(parent.length).includes(last)
+  );
+  return containing.length === 1 ? containing[0] : undefined;
 }
 
 /** Alternative key names (full path => canonical key of the same object). */

@@ -216,6 +216,8 @@ Deno.test("loadConfig() lists unknown variables with the documented name a typo 
     SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYER: "4",
     SIGNAL_FISH_PROT: "1",
     SIGNAL_FISH_TEST_MODE: "1",
+    SIGNAL_FISH_SERVER__MAX_PLAYERS: "4",
+    SIGNAL_FISH_SERVER__TIMEOUT: "4",
   });
   assert.ok(result.ok);
   assert.deepEqual(result.unknownEnv, [
@@ -224,6 +226,9 @@ Deno.test("loadConfig() lists unknown variables with the documented name a typo 
       name: "SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYER",
       hint: "SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS",
     },
+    { name: "SIGNAL_FISH_SERVER__MAX_PLAYERS", hint: "SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS" },
+    // Several keys of server.* contain TIMEOUT: no guess.
+    { name: "SIGNAL_FISH_SERVER__TIMEOUT", hint: undefined },
     { name: "SIGNAL_FISH_TEST_MODE", hint: undefined },
   ]);
   assert.match(
