@@ -47,7 +47,7 @@ function scannedFiles(): string[] {
  * Section ids of a spec document from its headings: `## 1. Transport` → `1`, `### 7.11.2 …` →
  * `7.11.2`, `## Appendix A. …` → `Appendix A`, `## E4. …` → `E4`.
  */
-export function sectionIds(markdown: string): Set<string> {
+function sectionIds(markdown: string): Set<string> {
   const ids = new Set<string>();
   for (const line of markdown.split("\n")) {
     const heading = /^#{1,6}\s+(.*)$/.exec(line)?.[1];
@@ -61,7 +61,7 @@ export function sectionIds(markdown: string): Set<string> {
 }
 
 /** One reference found in a file: the document (undefined for a bare `§x`) and the section. */
-export interface Reference {
+interface Reference {
   doc: string | undefined;
   section: string | undefined;
   line: number;
@@ -84,7 +84,7 @@ function normalise(section: string): string {
  * `E1, E2`), and every `§x` not following a document name (those count for whichever document
  * has that section).
  */
-export function findReferences(text: string): Reference[] {
+function findReferences(text: string): Reference[] {
   const refs: Reference[] = [];
   const named = new Set<number>();
   const lineOf = (index: number) => text.slice(0, index).split("\n").length;
