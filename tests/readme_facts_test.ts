@@ -1,12 +1,13 @@
 /**
  * Facts the README and the protocol guide state about the code, checked against the code: the
  * executables' permission list, the `start` task's command, the defaults in the configuration
- * table, and the close codes (against PROTOCOL.md §1.6).
+ * table, the startup banner, and the close codes (against PROTOCOL.md §1.6).
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
 import { DEFAULT_CONFIG } from "../src/config/schema.ts";
+import { startupBanner } from "../src/cli.ts";
 
 const README = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
 const GUIDE = Deno.readTextFileSync(new URL("../docs/protocol.md", import.meta.url));
@@ -62,4 +63,10 @@ Deno.test("docs/protocol.md: the close codes are PROTOCOL.md §1.6's (cluster-on
   ok(spec.size >= 7, "spec close codes read");
   deepEqual([...guide].sort(), [...spec].filter((code) => code !== "1012").sort());
   ok(section(GUIDE, "## Planned").includes("`1012`"), "1012 is named under Planned");
+});
+
+Deno.test("README: the quick start shows the banner deno task start prints", () => {
+  const shown = /It prints where to go[^\n]*\n\n```text\n([\s\S]*?)```/.exec(README)?.[1];
+  ok(shown !== undefined, "the banner block exists");
+  equal(shown, startupBanner("http://127.0.0.1:3536", DEFAULT_CONFIG));
 });
