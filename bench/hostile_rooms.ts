@@ -128,8 +128,8 @@ const join = (code: string | null, name: string, extra = {}) => ({
 });
 
 /** Item 4: bytes one player receives while 300 spectators join. */
-async function spectators(tree: string): Promise<Record<string, unknown>> {
-  await using server = await spawn(tree, {});
+async function spectators(tree: string, env: Env = {}): Promise<Record<string, unknown>> {
+  await using server = await spawn(tree, env);
   const player = await Client.open(server.port);
   player.send(join("SPEC01", "mira"));
   await player.next(["RoomJoined"]);
@@ -272,39 +272,53 @@ async function squatting(tree: string): Promise<Record<string, unknown>> {
   return { squatRooms: created, realPlayer: reply.data.error_code ?? "RoomJoined" };
 }
 
-/** Item 8: RSS growth for 1000 held seats fed 40 × 8 KiB messages each. */
+/**
+ * Item 8: RSS growth for 1000 held seats (250 rooms of a sender and 4 seats that left), each
+ * sent 34 targeted 8 KiB messages (unique per seat, so nothing is shared between buffers).
+ */
 async function heldSeats(tree: string): Promise<Record<string, unknown>> {
   await using server = await spawn(tree, {});
-  const senders: Client[] = [];
+  const senders: { client: Client; seats: string[] }[] = [];
   const before = rssKiB(server.pid);
-  for (let r = 0; r < 100; r++) {
+  for (let r = 0; r < 250; r++) {
+    const code = `HELD${String(r).padStart(3, "0")}`;
     const sender = await Client.open(server.port, "10.5.0.1");
-    senders.push(sender);
-    sender.send(join(`HELD${String(r).padStart(2, "0")}`, "sender", { max_players: 11 }));
+    sender.send(join(code, "sender", { max_players: 5 }));
     await sender.next(["RoomJoined"]);
     const seats = await Promise.all(
-      Array.from({ length: 10 }, () => Client.open(server.port, "10.5.0.2")),
+      Array.from({ length: 4 }, () => Client.open(server.port, "10.5.0.2")),
     );
+    const ids: string[] = [];
     for (const [i, seat] of seats.entries()) {
-      seat.send(join(`HELD${String(r).padStart(2, "0")}`, `s${i}`));
-      await seat.next(["RoomJoined"]);
+      seat.send(join(code, `s${i}`));
+      ids.push((await seat.next(["RoomJoined"])).data.player_id);
       seat.close();
     }
+    senders.push({ client: sender, seats: ids });
   }
   await new Promise((resolve) => setTimeout(resolve, 500));
-  const payload = "x".repeat(8192);
-  for (const sender of senders) {
-    for (let i = 0; i < 40; i++) sender.send({ type: "GameData", data: { data: payload } });
-  }
-  for (const sender of senders) {
-    sender.send({ type: "Ping" });
-    await sender.next(["Pong"], 120_000);
+  for (const { client, seats } of senders) {
+    for (let i = 0; i < 34; i++) {
+      for (const seat of seats) {
+        client.send({
+          type: "GameData",
+          data: { data: `${i}${seat}`.padEnd(8192, "x"), to_player: seat },
+        });
+      }
+    }
+    client.send({ type: "Ping" });
+    await client.next(["Pong"], 120_000);
   }
   const after = rssKiB(server.pid);
   const prom = await (await fetch(`http://127.0.0.1:${server.port}/metrics/prom`)).text();
   const gauge = prom.match(/^signal_fish_replay_buffer_bytes (\d+)/m)?.[1];
-  for (const sender of senders) sender.close();
-  return { rssGrowthMiB: Math.round((after - before) / 1024), replayBufferBytes: gauge ?? "n/a" };
+  const held = prom.match(/^signal_fish_reconnection_sessions_active (\d+)/m)?.[1];
+  for (const { client } of senders) client.close();
+  return {
+    heldSeats: Number(held),
+    rssGrowthMiB: Math.round((after - before) / 1024),
+    replayBufferBytes: gauge ?? "n/a",
+  };
 }
 
 /** Item 12: does app B reach app A's room, does a spectator see an address? */
@@ -350,7 +364,11 @@ const [base, ours, roundsArg] = Deno.args;
 if (!base || !ours) throw new Error("usage: hostile_rooms.ts <base tree> <our tree> [rounds]");
 const rounds = Number(roundsArg ?? 2);
 const scenarios: [string, (tree: string) => Promise<Record<string, unknown>>][] = [
-  ["spectators", spectators],
+  ["spectators", (tree) => spectators(tree)],
+  [
+    "spectators_cap_300",
+    (tree) => spectators(tree, { SIGNAL_FISH_SERVER__MAX_SPECTATORS_PER_ROOM: "300" }),
+  ],
   ["reconnect_flood", (tree) => reconnectFlood(tree)],
   [
     "reconnect_flood_no_bucket",

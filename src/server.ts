@@ -53,8 +53,13 @@ export interface SignalFishServer extends AsyncDisposable {
 
 /** Options that are not part of the configuration file. */
 export interface StartOptions {
-  /** Address to bind. @default "0.0.0.0" (SERVER.md §1.1) */
+  /** Address to bind. @default config.server.host (SERVER.md §1.1 and its note) */
   hostname?: string;
+  /**
+   * Called once the listener is bound, before the "Listening" log line, with the URL a browser on
+   * this machine opens (`main.ts` prints its plain-words banner here).
+   */
+  onListening?: (url: string) => void;
   /** Receives every edge, engine and route event (metrics, tests). */
   onEvent?: (event: EdgeEvent) => void;
   /**
@@ -211,6 +216,21 @@ export function serverMetrics(
   });
 }
 
+/**
+ * The URL that reaches a server bound to `hostname:port` from this machine: a wildcard address
+ * (`0.0.0.0`, `::`) becomes the loopback address, an IPv6 literal is bracketed.
+ */
+export function localUrl(hostname: string, port: number, tls = false): string {
+  const host = hostname === "0.0.0.0"
+    ? "127.0.0.1"
+    : hostname === "::" || hostname === "[::]"
+    ? "[::1]"
+    : hostname.includes(":") && !hostname.startsWith("[")
+    ? `[${hostname}]`
+    : hostname;
+  return `${tls ? "https" : "http"}://${host}:${port}`;
+}
+
 /** Starts serving `config` and resolves once the listener is bound. */
 export async function startServer(
   config: Config,
@@ -252,7 +272,7 @@ export async function startServer(
     }),
   }, routeOptions(config, connectionCap.limit, (open) => sockets.set(open)));
 
-  const hostname = options.hostname ?? "0.0.0.0";
+  const hostname = options.hostname ?? config.server.host;
   const tls = readTls(config);
   const listener = await listen({
     hostname,
@@ -271,8 +291,8 @@ export async function startServer(
     dashboardIntervalMs: config.metrics.dashboard_cache_refresh_interval_secs * 1000,
     refreshDashboard: (now) => metrics.refreshDashboard(now),
   });
-  const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
-  const url = `${tls ? "https" : "http"}://${host}:${listener.addr.port}`;
+  const url = localUrl(hostname, listener.addr.port, tls !== undefined);
+  options.onListening?.(url);
   logListening(config, hostname, listener.addr.port, instanceId, connectionCap, tls !== undefined);
 
   let closing: Promise<void> | undefined;

@@ -26,7 +26,7 @@ Deno.test("compile bakes exactly RUNTIME_PERMISSIONS into every target", () => {
   }
   // The tasks that run the server use the same V8 settings as the executables.
   for (const task of ["start", "dev"] as const) {
-    match(denoJson.tasks[task], new RegExp(` ${V8_FLAGS_ARG} main\\.ts$`));
+    match(denoJson.tasks[task], new RegExp(` ${V8_FLAGS_ARG} main\\.ts( |$)`));
   }
   deepEqual(RUNTIME_PERMISSIONS, [
     "--allow-net",
