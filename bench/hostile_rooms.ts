@@ -22,6 +22,8 @@ const COMMON: Env = {
 interface Server extends AsyncDisposable {
   pid: number;
   port: number;
+  /** True once the process has exited (e.g. out of heap). */
+  exited: () => boolean;
 }
 
 function freePort(): number {
@@ -39,6 +41,8 @@ async function spawn(tree: string, env: Env): Promise<Server> {
     stdout: "null",
     stderr: "null",
   }).spawn();
+  let exited = false;
+  child.status.then(() => exited = true);
   const deadline = Date.now() + 30_000;
   for (;;) {
     try {
@@ -52,8 +56,11 @@ async function spawn(tree: string, env: Env): Promise<Server> {
   return {
     pid: child.pid,
     port,
+    exited: () => exited,
     async [Symbol.asyncDispose]() {
-      child.kill("SIGKILL");
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
       await child.status;
     },
   };
@@ -61,7 +68,8 @@ async function spawn(tree: string, env: Env): Promise<Server> {
 
 function rssKiB(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(status.match(/VmRSS:\s+(\d+)/)![1]);
+  const match = status.match(/VmRSS:\s+(\d+)/);
+  return match ? Number(match[1]) : 0; // 0: the process is gone (a zombie has no VmRSS)
 }
 
 // deno-lint-ignore no-explicit-any
@@ -298,7 +306,11 @@ async function heldSeats(tree: string, env: Env = {}): Promise<Record<string, un
     senders.push({ client: sender, seats: ids });
   }
   await new Promise((resolve) => setTimeout(resolve, 500));
+  let peakKiB = 0;
   for (const { client, seats } of senders) {
+    const rss = rssKiB(server.pid);
+    if (server.exited() || rss === 0) break;
+    peakKiB = Math.max(peakKiB, rss);
     for (let i = 0; i < 34; i++) {
       for (const seat of seats) {
         client.send({
@@ -308,7 +320,16 @@ async function heldSeats(tree: string, env: Env = {}): Promise<Record<string, un
       }
     }
     client.send({ type: "Ping" });
-    await client.next(["Pong"], 120_000);
+    try {
+      await client.next(["Pong"], 120_000);
+    } catch {
+      break; // the server died
+    }
+  }
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  if (server.exited() || rssKiB(server.pid) === 0) {
+    for (const { client } of senders) client.close();
+    return { survived: false, peakRssGrowthMiB: Math.round((peakKiB - before) / 1024) };
   }
   const after = rssKiB(server.pid);
   // Let V8's memory reducer collect what the buffers dropped, then read RSS again.
@@ -319,6 +340,7 @@ async function heldSeats(tree: string, env: Env = {}): Promise<Record<string, un
   const held = prom.match(/^signal_fish_reconnection_sessions_active (\d+)/m)?.[1];
   for (const { client } of senders) client.close();
   return {
+    survived: true,
     heldSeats: Number(held),
     rssGrowthMiB: Math.round((after - before) / 1024),
     rssGrowthSettledMiB: Math.round((settled - before) / 1024),
@@ -383,6 +405,10 @@ const scenarios: [string, (tree: string) => Promise<Record<string, unknown>>][] 
   ["lockout", lockout],
   ["squatting", squatting],
   ["held_seats", (tree) => heldSeats(tree)],
+  [
+    "held_seats_heap_256mib",
+    (tree) => heldSeats(tree, { DENO_V8_FLAGS: "--max-old-space-size=256" }),
+  ],
   [
     "held_seats_no_budget",
     (tree) => heldSeats(tree, { SIGNAL_FISH_SERVER__EVENT_BUFFER_TOTAL_MAX_BYTES: "0" }),
