@@ -81,6 +81,9 @@ Deno.test("Engine.roomDetail() gives members, held seats, authority, ready set, 
   engine.handle(P2, bare("PlayerReady"), T0 + 1000);
   for (let i = 0; i < 10; i++) engine.handle(P1, gameData(i), T0 + 2000);
   engine.disconnect(P2, T0 + 3000);
+  // One window later, the first window's 10 messages are the rate.
+  const fresh = engine.roomDetail("orbit", "ROOM01", T0 + RATE_WINDOW_MS)!;
+  equal(fresh.messages_per_sec, 10 / (RATE_WINDOW_MS / 1000));
   const detail = engine.roomDetail("orbit", "ROOM01", T0 + RATE_WINDOW_MS + 10_000)!;
   equal(detail.age_secs, RATE_WINDOW_MS / 1000 + 10);
   equal(detail.authority, P1);
@@ -93,8 +96,6 @@ Deno.test("Engine.roomDetail() gives members, held seats, authority, ready set, 
   equal(detail.messages_total, 10);
   // The 10 messages fell in the first window, which is two windows old by now.
   equal(detail.messages_per_sec, 0);
-  const fresh = engine.roomDetail("orbit", "ROOM01", T0 + RATE_WINDOW_MS)!;
-  equal(fresh.messages_per_sec, 10 / (RATE_WINDOW_MS / 1000));
   equal(engine.roomDetail("orbit", "NOROOM", T0), undefined);
 });
 
