@@ -8,6 +8,10 @@ import { crossFieldIssues } from "../src/config/schema.ts";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, joinAsSpectator, joinRoom, type Received, serve, testConfig } from "./helpers.ts";
 
+/** A parsed JSON body or event (shapes are asserted field by field). */
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
 const TOKEN = "operator-token-for-tests-0123456789abcdef";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 
@@ -26,7 +30,7 @@ async function call(
   server: SignalFishServer,
   path: string,
   init: RequestInit = {},
-): Promise<{ status: number; headers: Headers; text: string; json: () => any }> {
+): Promise<{ status: number; headers: Headers; text: string; json: () => Json }> {
   const response = await fetch(`${server.url}${path}`, init);
   const text = await response.text();
   return { status: response.status, headers: response.headers, text, json: () => JSON.parse(text) };
@@ -356,10 +360,10 @@ async function until(done: () => boolean, what: string): Promise<void> {
 /** Reads server-sent events from a fetch body until `until` says stop. */
 async function readEvents(
   body: ReadableStream<Uint8Array>,
-  until: (events: { event: string; data: any }[]) => boolean,
-): Promise<{ event: string; data: any }[]> {
+  until: (events: { event: string; data: Json }[]) => boolean,
+): Promise<{ event: string; data: Json }[]> {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  const events: { event: string; data: any }[] = [];
+  const events: { event: string; data: Json }[] = [];
   let buffer = "";
   try {
     while (!until(events)) {
