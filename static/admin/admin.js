@@ -261,7 +261,13 @@ function buildCharts(samples) {
           width: chartWidth(element),
           height: 160,
           cursor: { drag: { x: false, y: false } },
-          scales: { x: { time: true } },
+          // Counts, rates and latencies start at 0; an idle series still gets a readable axis.
+          scales: {
+            x: { time: true },
+            y: {
+              range: (_u, _min, max) => [0, Math.max(name === "latency" ? 0.05 : 1, max * 1.1)],
+            },
+          },
           axes: [
             { stroke: "#8b9bab", grid: { stroke: "#263444" }, ticks: { stroke: "#263444" } },
             {
