@@ -42,6 +42,7 @@ export function roomSummary(room: Room): RoomSummary {
     lobby_state: room.lobbyState,
     supports_authority: room.supportsAuthority,
     relay_type: room.relayType,
+    authority_handover: room.authorityHandover,
   };
 }
 

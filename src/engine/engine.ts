@@ -17,6 +17,7 @@ import { type EngineStats, HomeDirectory, type RoomSummary } from "./directory.t
 import { type ConnId, type Effect, error, send } from "./effects.ts";
 import type { ConnectInfo, EngineOptions } from "./options.ts";
 import { type DisconnectLoss, Reconnection } from "./reconnection.ts";
+import { playerDisconnected } from "./presence.ts";
 import { Rooms } from "./rooms.ts";
 import { type Session, Sessions } from "./sessions.ts";
 import { Spectators } from "./spectators.ts";
@@ -154,7 +155,11 @@ export class Engine {
       if (!this.#options.enableReconnection) {
         return this.#reconnection.route(this.#rooms.releaseSeat(room, me, now, "disconnect"));
       }
-      return this.#reconnection.hold(room, me, id, now, loss);
+      const effects = this.#reconnection.hold(room, me, id, now, loss);
+      const hold = this.#reconnection.held(me)!;
+      if (session.presence) hold.presence = true;
+      effects.push(...playerDisconnected(this.#reconnection, room, me, hold.expiresAt, now));
+      return this.#reconnection.route(effects);
     }
     if (session.watching) {
       return this.#reconnection.route(

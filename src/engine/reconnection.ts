@@ -30,6 +30,11 @@ export interface Hold {
   bytes: number;
   /** Some message for this seat was lost (EXTENSIONS.md E3). */
   truncated: boolean;
+  /**
+   * The dropped connection had opted in to presence events (EXTENSIONS.md E10), so
+   * `PlayerDisconnected` of others is buffered for this seat. @default false
+   */
+  presence?: boolean;
 }
 
 /** What the server remembers of one issued reconnection token (PROTOCOL.md §7.11.1). */
