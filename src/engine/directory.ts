@@ -92,6 +92,11 @@ export class HomeDirectory {
     this.#meta.set(room.key, { createdAt: now, appId });
   }
 
+  /** Creation time (ms) and creator's app of a room of this directory. */
+  meta(room: Room): { createdAt: number; appId?: string } {
+    return this.#meta.get(room.key) ?? { createdAt: 0 };
+  }
+
   /** Removes a deleted room and its counts. */
   remove(room: Room): void {
     this.#rooms.delete(room.key);
