@@ -16,6 +16,13 @@ import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
 import { MemoryTokenBuckets } from "./coordination/memory.ts";
 import { MAX_TIMER_MS, startMaintenance } from "./maintenance.ts";
+import {
+  consumeState,
+  restoreState,
+  saveState,
+  sha256TokenDigest,
+  type StateFileOptions,
+} from "./state_file.ts";
 import { logEvent } from "./metrics/event_log.ts";
 import { Edge } from "./transport/edge.ts";
 import type { EdgeEvent } from "./transport/events.ts";
@@ -120,6 +127,7 @@ export function engineOptions(config: Config): EngineOptions {
     eventBufferSize: server.event_buffer_size,
     eventBufferMaxBytes: server.event_buffer_max_bytes,
     newToken: newReconnectionToken,
+    tokenDigest: sha256TokenDigest,
     ...securityOptions(config),
   };
 }
@@ -186,13 +194,24 @@ export function serverMetrics(
   });
 }
 
-/** Starts serving `config` and resolves once the listener is bound. */
+/** `server.state_file` and its size bound, or undefined when rooms do not survive a restart. */
+function stateFileOptions(config: Config): StateFileOptions | undefined {
+  const { state_file: path, state_file_max_bytes: maxBytes } = config.server;
+  return path === null ? undefined : { path, maxBytes };
+}
+
+/**
+ * Starts serving `config` and resolves once the listener is bound. With `server.state_file`,
+ * rooms are restored from it first and saved to it at {@linkcode SignalFishServer.close}.
+ */
 export async function startServer(
   config: Config,
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
   const settings = engineOptions(config);
   const engine = new Engine(settings);
+  const stateFile = stateFileOptions(config);
+  const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
   // `edge.size` is read at scrape time, after `edge` exists.
@@ -237,9 +256,21 @@ export async function startServer(
     dashboardIntervalMs: config.metrics.dashboard_cache_refresh_interval_secs * 1000,
     refreshDashboard: (now) => metrics.refreshDashboard(now),
   });
+  if (restored?.ok) consumeState(stateFile!);
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
   const url = `${tls ? "https" : "http"}://${host}:${listener.addr.port}`;
   logListening(config, hostname, listener.addr.port, instanceId, connectionCap, tls !== undefined);
+
+  // Rooms survive a restart: the snapshot is written once, at shutdown, or when the program is
+  // unloaded without one (`deno run --watch` restarts without a signal).
+  let saved = false;
+  const save = () => {
+    if (!stateFile || saved) return;
+    saved = true;
+    globalThis.removeEventListener("unload", save);
+    saveState(engine, stateFile, Date.now());
+  };
+  if (stateFile) globalThis.addEventListener("unload", save);
 
   let closing: Promise<void> | undefined;
   const close = () => {
@@ -250,6 +281,8 @@ export async function startServer(
       // frame is still queued behind game data (SERVER.md §1.1, §5.5).
       const socketsClosed = sockets.allClosed();
       edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, Date.now());
+      // Every seat is held now, with what it was sent during the shutdown in its replay buffer.
+      save();
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([

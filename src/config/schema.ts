@@ -164,6 +164,10 @@ export const ConfigFields = z.strictObject({
     room_code_prefix: roomCodePrefix,
     max_spectators_per_room: int().default(0),
     drain_timeout_secs: int().default(10),
+    // Rooms survive a restart (single instance): snapshot path, null = off (README "Rooms
+    // survive a restart"); a larger file is refused at start and not written at shutdown.
+    state_file: nonEmptyText().nullable().default(null),
+    state_file_max_bytes: int(1024).default(67108864),
   }).prefault({}),
   rate_limit: z.strictObject({
     max_room_creations: int(1).default(5),
