@@ -172,3 +172,45 @@ for (const [name, content, env, reason] of REFUSED) {
     }
   });
 }
+
+Deno.test("deno run --watch (the dev task): rooms survive a restart caused by a saved file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-watch-" });
+  try {
+    const trigger = `${dir}/trigger.txt`;
+    await Deno.writeTextFile(trigger, "0");
+    // The restarted program binds the same port, so the test picks one first.
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = probe.addr.port;
+    probe.close();
+    await using server = await spawnServer({
+      cwd: dir,
+      denoFlags: ["--config", DENO_JSON, `--watch=${trigger}`],
+      args: ["--port", String(port)],
+      env: { SIGNAL_FISH_SERVER__STATE_FILE: STATE_FILE },
+    });
+    const url = `ws://127.0.0.1:${port}/v2/ws`;
+    const a = await TestClient.connect(url);
+    a.send(joinRoom("SAVE01", "Mira"));
+    const mira = await a.next("RoomJoined");
+    await Deno.writeTextFile(trigger, "1");
+    await a.closed;
+    const deadline = Date.now() + 20_000;
+    while (logLines(server, /Restored 1 rooms and 1 held seats from/).length === 0) {
+      ok(Date.now() < deadline, `no restore after the restart:\n${server.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    let b: TestClient | undefined;
+    while (!b) {
+      b = await TestClient.connect(url).catch(() => undefined);
+      ok(b || Date.now() < deadline, "the restarted server does not accept connections");
+      if (!b) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await using _b = b;
+    b.send(reconnect(mira));
+    const back = (await b.next("Reconnected")).data;
+    equal(back.room_code, "SAVE01");
+    ok(back.is_authority);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
