@@ -210,8 +210,6 @@ export async function startServer(
 ): Promise<SignalFishServer> {
   const settings = engineOptions(config);
   const engine = new Engine(settings);
-  const stateFile = stateFileOptions(config);
-  const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
   // `edge.size` is read at scrape time, after `edge` exists.
@@ -223,6 +221,9 @@ export async function startServer(
     newId: () => crypto.randomUUID(),
     onEvent,
   });
+  const stateFile = stateFileOptions(config);
+  const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
+  if (restored?.ok) edge.apply(restored.effects ?? [], Date.now());
   let draining = false;
   const sockets = new OpenSockets();
   const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());

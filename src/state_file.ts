@@ -11,7 +11,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { createHash } from "node:crypto";
-import { decodeSnapshot, type Engine } from "./engine/engine.ts";
+import { decodeSnapshot, type Effect, type Engine } from "./engine/engine.ts";
 
 const log = getLogger(["signal-fish", "state"]);
 
@@ -23,9 +23,12 @@ export interface StateFileOptions {
   maxBytes: number;
 }
 
-/** What became of a save or a restore; `reason` is also what was logged. */
+/**
+ * What became of a save or a restore; `reason` is also what was logged. A restore's `effects`
+ * publish the restored rooms to the room directory (apply them with the edge).
+ */
 export type StateOutcome =
-  | { ok: true; rooms: number; seats: number; bytes: number }
+  | { ok: true; rooms: number; seats: number; bytes: number; effects?: Effect[] }
   | { ok: false; reason: string };
 
 /**
@@ -123,9 +126,9 @@ export function restoreState(
   if (!decoded.ok) return refusedAtStart(path, decoded.reason);
   const restored = engine.restore(decoded.value, now);
   if (!restored.ok) return refusedAtStart(path, restored.reason);
-  const { rooms, seats } = restored.value;
+  const { rooms, seats, effects } = restored.value;
   log.info("Restored {rooms} rooms and {seats} held seats from {path}", { rooms, seats, path });
-  return { ok: true, rooms, seats, bytes: new TextEncoder().encode(text).length };
+  return { ok: true, rooms, seats, bytes: new TextEncoder().encode(text).length, effects };
 }
 
 /**

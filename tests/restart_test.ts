@@ -89,6 +89,13 @@ Deno.test("SIGTERM mid-game, start again: both players reconnect and keep playin
       (error) => ok(error instanceof Deno.errors.NotFound),
     );
     deepEqual(await status(server).then((s) => [s.rooms, s.held_seats]), [1, 2]);
+    const lookup = await fetch(
+      `http://127.0.0.1:${server.port}/v2/rooms/orbit/${mira.data.room_code}`,
+    );
+    deepEqual((({ players, lobby_state }) => ({ players, lobby_state }))(await lookup.json()), {
+      players: 2,
+      lobby_state: "lobby",
+    });
     const url = `ws://127.0.0.1:${server.port}/v2/ws`;
     await using a = await TestClient.connect(url);
     await using b = await TestClient.connect(url);

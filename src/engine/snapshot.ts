@@ -14,6 +14,7 @@
 import { z } from "zod";
 import { ConnectionInfo } from "../protocol/messages.ts";
 import type { HomeDirectory } from "./directory.ts";
+import type { Effect } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import type { Reconnection } from "./reconnection.ts";
 import { Room, roomKey } from "./room.ts";
@@ -170,17 +171,19 @@ export function decodeSnapshot(text: string): SnapshotOutcome<RoomsSnapshot> {
  * timers restart at `now`. Checks the whole snapshot first (unique rooms and players, authority
  * and ready players among the seats, seats within `max_players`, replayed messages that are
  * JSON server messages) and changes nothing when a check fails. Returns the number of rooms
- * and seats restored.
+ * and seats restored and the `directory` effects that publish the restored rooms (SERVER.md
+ * §8.3), for the edge to apply.
  */
 export function restoreSnapshot(
   parts: SnapshotParts,
   snapshot: RoomsSnapshot,
   now: number,
-): SnapshotOutcome<{ rooms: number; seats: number }> {
+): SnapshotOutcome<{ rooms: number; seats: number; effects: Effect[] }> {
   const { options, directory, reconnection } = parts;
   const problem = checkSnapshot(snapshot, directory, options);
   if (problem !== undefined) return { ok: false, reason: problem };
   let seats = 0;
+  const effects: Effect[] = [];
   for (const saved of snapshot.rooms) {
     const room = new Room({
       id: saved.id,
@@ -213,8 +216,9 @@ export function restoreSnapshot(
     for (const id of saved.ready) room.ready.add(id);
     room.authority = saved.authority;
     room.emptySince = room.seats.size === 0 ? now : null;
+    effects.push(directory.refresh(room));
   }
-  return { ok: true, value: { rooms: snapshot.rooms.length, seats } };
+  return { ok: true, value: { rooms: snapshot.rooms.length, seats, effects } };
 }
 
 /** The first reason `snapshot` cannot be restored into `directory`, or `undefined`. */

@@ -87,7 +87,16 @@ Deno.test("snapshot: restore then snapshot again gives the same rooms, seats and
   equal(saved.version, SNAPSHOT_VERSION);
   equal(saved.rooms.length, 2);
   const restored = engineWith([]);
-  deepEqual(restored.restore(roundTrip(saved), T1), { ok: true, value: { rooms: 2, seats: 3 } });
+  const outcome = restored.restore(roundTrip(saved), T1);
+  if (!outcome.ok) throw new Error(outcome.reason);
+  deepEqual([outcome.value.rooms, outcome.value.seats], [2, 3]);
+  // The restored rooms are published to the room directory (the HTTP lookup reads it).
+  deepEqual(
+    outcome.value.effects.map((e) =>
+      e.kind === "directory" && e.op === "refresh" ? e.entry.summary.room_code : e.kind
+    ),
+    ["ROOM01", "ROOM02"],
+  );
   const again = restored.snapshot(T1);
   // Spectators are recorded but not re-attached (they have no token); all else is equal.
   deepEqual(saved.rooms[0]!.spectators.map((s) => s.name), ["Watcher"]);
