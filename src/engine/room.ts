@@ -42,6 +42,8 @@ export interface RoomInit {
   maxPlayers: number;
   supportsAuthority: boolean;
   relayType: string;
+  /** Pass authority on when its holder's seat is released (EXTENSIONS.md E11). @default false */
+  authorityHandover?: boolean;
   /** Creation time in ms since the epoch (first activity). */
   now: number;
 }
@@ -63,6 +65,8 @@ export class Room {
   readonly maxPlayers: number;
   readonly supportsAuthority: boolean;
   readonly relayType: string;
+  /** `JoinRoom.authority_handover` of the creator (EXTENSIONS.md E11). */
+  readonly authorityHandover: boolean;
   readonly #seats = new Map<string, Seat>();
   readonly #spectators = new Map<ConnId, Spectator>();
   /**
@@ -78,8 +82,6 @@ export class Room {
   lastActivity: number;
   /** When the last seat was released, ms; `null` while the room has seats. */
   emptySince: number | null = null;
-  /** Creation time, ms (the room's age for operators, EXTENSIONS.md E12). */
-  readonly createdAt: number;
   /** Game messages (text and binary) its members sent: all time, this window, the last one. */
   #messages = { total: 0, window: 0, previous: 0, windowStart: 0 };
 
@@ -92,8 +94,8 @@ export class Room {
     this.maxPlayers = init.maxPlayers;
     this.supportsAuthority = init.supportsAuthority;
     this.relayType = init.relayType;
+    this.authorityHandover = init.authorityHandover ?? false;
     this.lastActivity = init.now;
-    this.createdAt = init.now;
     this.#messages.windowStart = init.now;
   }
 
