@@ -212,6 +212,16 @@ Deno.test({
       await carol.next("SpectatorJoined");
       for (let i = 0; i < 20; i++) alice.send({ type: "GameData", data: { data: { tick: i } } });
       await waitForText(page, row, "2/3");
+      // Search and filters narrow the table.
+      await page.fill("#room-search", "no-such-room");
+      await page.waitForSelector(row, { state: "detached", timeout: UI_TIMEOUT_MS });
+      await page.fill("#room-search", "bob"); // player names match too
+      await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
+      await page.selectOption("#state-filter", "finalized");
+      await page.waitForSelector(row, { state: "detached", timeout: UI_TIMEOUT_MS });
+      await page.selectOption("#state-filter", "waiting");
+      await page.selectOption("#game-filter", "orbit");
+      await page.fill("#room-search", "");
       await page.click(row);
       await page.waitForSelector(`#room-members li[data-player="${bobId}"]`, {
         timeout: UI_TIMEOUT_MS,
@@ -252,6 +262,23 @@ Deno.test({
         { timeout: UI_TIMEOUT_MS },
       );
       await waitForText(page, "#event-log", "close room");
+
+      // Maintenance from the header: new rooms are refused until it is turned off.
+      await page.click("#maintenance-button");
+      await confirm(page);
+      await page.waitForSelector("#maintenance-banner:not([hidden])", { timeout: UI_TIMEOUT_MS });
+      alice.send(joinRoom(null, "alice"));
+      deepEqual((await alice.next("RoomJoinFailed")).data, {
+        reason: "Server is in maintenance",
+        error_code: "SERVICE_UNAVAILABLE",
+      });
+      await page.click("#maintenance-button");
+      await confirm(page);
+      await page.waitForSelector("#maintenance-banner", {
+        state: "hidden",
+        timeout: UI_TIMEOUT_MS,
+      });
+      equal(server.engine.maintenance, false);
 
       // The token is asked once per tab: a reload goes straight back to the console.
       await page.reload();
