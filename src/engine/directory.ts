@@ -48,6 +48,7 @@ export function roomSummary(room: Room): RoomSummary {
     lobby_state: room.lobbyState,
     supports_authority: room.supportsAuthority,
     relay_type: room.relayType,
+    authority_handover: room.authorityHandover,
   };
 }
 
@@ -172,6 +173,11 @@ export class HomeDirectory {
       this.#roomsPerIp.set(key, (this.#roomsPerIp.get(key) ?? 0) + 1);
     }
     this.#meta.set(room.key, { createdAt: now, appId });
+  }
+
+  /** Creation time (ms) and creator's app of a room of this directory. */
+  meta(room: Room): { createdAt: number; appId?: string } {
+    return this.#meta.get(room.key) ?? { createdAt: 0 };
   }
 
   /** Removes a deleted room and its counts. */

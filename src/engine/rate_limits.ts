@@ -80,7 +80,7 @@ export class RateLimits {
 
   /** Whether `ip` has failed-`Authenticate` budget left at `now` (ms); takes nothing. */
   canFailAuth(ip: string, now: number): Take {
-    return this.#authFailures.peek(ip, now);
+    return this.#authFailures.check(ip, now);
   }
 
   /** Charges one failed `Authenticate` (unknown app, wrong secret) to `ip` at `now` (ms). */

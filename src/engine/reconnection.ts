@@ -32,6 +32,11 @@ export interface Hold {
   bytes: number;
   /** Some message for this seat was lost (EXTENSIONS.md E3). */
   truncated: boolean;
+  /**
+   * The dropped connection had opted in to presence events (EXTENSIONS.md E10), so
+   * `PlayerDisconnected` of others is buffered for this seat. @default false
+   */
+  presence?: boolean;
 }
 
 /**
@@ -204,6 +209,14 @@ export class Reconnection {
    */
   roomGone(playerId: string, now: number): boolean {
     this.invalidateToken(playerId, "room_gone", now);
+    return this.dropHold(playerId);
+  }
+
+  /**
+   * Drops `playerId`'s held seat and its replay buffer without releasing the seat (an operator
+   * removes the player, EXTENSIONS.md E12). Returns true when the seat was held.
+   */
+  dropHold(playerId: string): boolean {
     const hold = this.#holds.get(playerId);
     if (!hold) return false;
     this.#endHold(hold);
@@ -440,7 +453,7 @@ export class Reconnection {
     const appId = this.sessionOf(playerId)?.app?.appId;
     const record: TokenRecord = {
       playerId,
-      digest: tokenDigest(token),
+      digest: this.#digest(token),
       room,
       appId,
       state: "valid",
@@ -511,8 +524,78 @@ export class Reconnection {
   #findToken(playerId: string, token: string): TokenRecord | undefined {
     // A string's UTF-16 length never exceeds its UTF-8 length: a cheap test before the count.
     if (token.length > MAX_TOKEN_BYTES || utf8Length(token) > MAX_TOKEN_BYTES) return undefined;
-    const record = this.#records.get(tokenDigest(token));
+    const record = this.#records.get(this.#digest(token));
     return record?.playerId === playerId && !record.forgotten ? record : undefined;
+  }
+
+  /**
+   * The index key of a token: `EngineOptions.tokenDigest` when configured (so records restored
+   * from a snapshot, known only by that digest, are found the same way), else SHA-256, base64.
+   */
+  #digest(token: string): string {
+    return this.#options.tokenDigest?.(token) ?? tokenDigest(token);
+  }
+
+  /**
+   * The digest of the seat's valid token and the app it is bound to, for a snapshot (SERVER.md
+   * §2.7 `state_file`); `undefined` when the seat has no valid token. Tokens never leave here.
+   */
+  validTokenDigest(playerId: string): { digest: string; appId?: string } | undefined {
+    const record = this.#validByPlayer.get(playerId);
+    if (!record) return undefined;
+    if (!this.#options.tokenDigest) {
+      throw new TypeError("EngineOptions.tokenDigest is required for snapshots");
+    }
+    const digest = record.digest;
+    return record.appId === undefined ? { digest } : { digest, appId: record.appId };
+  }
+
+  /**
+   * Puts a seat restored from a snapshot on hold until `now + reconnectionWindowMs`, with its
+   * replay buffer (`frames`, serialised server messages in order) and, when `digest` is given,
+   * a valid token record known by its digest, bound to `appId` (SERVER.md §2.7 `state_file`).
+   */
+  restoreHold(
+    room: Room,
+    playerId: string,
+    seat: {
+      digest?: string;
+      appId?: string;
+      frames: readonly string[];
+      truncated: boolean;
+      presence: boolean;
+    },
+    now: number,
+  ): void {
+    const hold: Hold = {
+      room,
+      playerId,
+      conn: playerId,
+      expiresAt: now + this.#options.reconnectionWindowMs,
+      frames: [],
+      sizes: [],
+      seqs: [],
+      bytes: 0,
+      truncated: seat.truncated,
+    };
+    if (seat.presence) hold.presence = true;
+    this.#holds.set(playerId, hold);
+    this.#heldByConn.set(playerId, hold);
+    // Through append, so restored buffers count toward the global replay budget too.
+    const counted = this.#eventsBuffered; // counted by the process that buffered them
+    for (const frame of seat.frames) this.append(hold, frame, utf8Length(frame));
+    this.#eventsBuffered = counted;
+    if (seat.digest === undefined) return;
+    const record: TokenRecord = {
+      playerId,
+      digest: seat.digest,
+      room,
+      appId: seat.appId,
+      state: "valid",
+      invalidSince: 0,
+    };
+    this.#records.set(record.digest, record);
+    this.#validByPlayer.set(playerId, record);
   }
 
   /**

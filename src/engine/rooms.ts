@@ -47,8 +47,13 @@ function gameStarting(room: Room, players: ConnId[]): Effect[] {
   return effects;
 }
 
+/** What `JoinRoom` gets while no room may be created (EXTENSIONS.md E12 maintenance). */
+export const MAINTENANCE_REASON = "Server is in maintenance";
+
 /** The room rules of one engine over the rooms of its {@linkcode HomeDirectory}. */
 export class Rooms {
+  /** No new rooms: a `JoinRoom` that would create one is refused (EXTENSIONS.md E12). */
+  maintenance = false;
   readonly #options: EngineOptions;
   readonly #directory: HomeDirectory;
   readonly #sessions: Sessions;
@@ -74,7 +79,9 @@ export class Rooms {
   joinRoom(session: Session, data: ClientData<"JoinRoom">, now: number): Effect[] {
     const options = this.#options;
     const id = session.playerId;
-    const creating = data.room_code === undefined;
+    const mode = data.create ?? "if_missing";
+    // "never" without a code is a join attempt that fails at the code check (EXTENSIONS.md E9).
+    const creating = data.room_code === undefined && mode !== "never";
     const limited = this.#sessions.takeToken(session, creating ? "create" : "join", now);
     if (limited) {
       return [...joinFailed(id, limited.reason, "RATE_LIMIT_EXCEEDED", creating), limited.event];
@@ -105,16 +112,28 @@ export class Rooms {
       return joinFailed(id, "Already in a room", "ALREADY_IN_ROOM", creating);
     }
 
+    if (data.room_code === undefined && mode === "never") {
+      return joinFailed(id, "Room code is required to join", "INVALID_ROOM_CODE", false);
+    }
     // Each app has its own rooms when auth is enabled (issue 14 item 12).
     const scope = gameScope(data.game_name, session.app?.appId);
     if (data.room_code !== undefined) {
       const codeProblem = checkRoomCode(data.room_code, options.roomCodeLength);
       if (codeProblem) return joinFailed(id, codeProblem, "INVALID_ROOM_CODE", creating);
       const room = this.#directory.get(scope, data.room_code.toUpperCase());
-      if (room) return this.#joinExisting(session, room, data.player_name, now);
+      if (room) {
+        if (mode === "always") {
+          return joinFailed(id, "Room code already in use", "ROOM_CREATION_FAILED", true);
+        }
+        return this.#joinExisting(session, room, data.player_name, now);
+      }
+      if (mode === "never") return joinFailed(id, "Room not found", "ROOM_NOT_FOUND", false);
     }
 
     // Creating: with the requested code (join-or-create) or a generated one.
+    if (this.maintenance) {
+      return joinFailed(id, MAINTENANCE_REASON, "SERVICE_UNAVAILABLE", true);
+    }
     if (!creating) {
       const limitedCreate = this.#sessions.takeToken(session, "create", now);
       if (limitedCreate) {
@@ -244,6 +263,7 @@ export class Rooms {
       relayType: Object.hasOwn(options.relayTypeByGame, data.game_name)
         ? options.relayTypeByGame[data.game_name]!
         : options.defaultRelayType,
+      authorityHandover: data.authority_handover ?? false,
       now,
       appId: session.app?.appId,
       creatorIp: session.ip === "" ? undefined : session.ip,
@@ -357,7 +377,7 @@ export class Rooms {
     room: Room,
     playerId: string,
     now: number,
-    reason: "leave" | "disconnect" | "expired",
+    reason: "leave" | "disconnect" | "expired" | "removed",
   ): Effect[] {
     const wasFull = room.lobbyState !== "waiting";
     room.removeSeat(playerId);
@@ -377,8 +397,9 @@ export class Rooms {
       effects.push(send(members, { type: "PlayerLeft", data: { player_id: playerId } }));
     }
     if (room.authority === playerId) {
-      room.authority = null;
-      if (members.length > 0) {
+      room.authority = room.authorityHandover ? this.#successor(room) : null;
+      if (room.authority !== null) effects.push(...this.#authorityChanged(room));
+      else if (members.length > 0) {
         effects.push(send(members, {
           type: "AuthorityChanged",
           data: { authority_player: null, you_are_authority: false },
@@ -402,7 +423,7 @@ export class Rooms {
    * `SpectatorLeft{room_closed}`, held seats are dropped, tokens become `room_gone`, and the
    * directory entry is released.
    */
-  deleteRoom(room: Room, reason: "empty" | "inactive", now: number): Effect[] {
+  deleteRoom(room: Room, reason: "empty" | "inactive" | "closed", now: number): Effect[] {
     this.#directory.remove(room);
     const effects: Effect[] = [event({
       type: "room_deleted",
@@ -448,6 +469,33 @@ export class Rooms {
     return effects;
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Operator actions (EXTENSIONS.md E12)
+
+  /**
+   * Closes `room` for an operator: the deletion of PROTOCOL.md §7.12 with reason `closed`
+   * (members `RoomLeft`, spectators `SpectatorLeft{room_closed}`, tokens `room_gone` so a later
+   * `Reconnect` fails with `RECONNECTION_FAILED`, directory entry released).
+   */
+  closeRoom(room: Room, now: number): Effect[] {
+    return this.deleteRoom(room, "closed", now);
+  }
+
+  /**
+   * Removes player `playerId` from `room` for an operator: a live player gets `RoomLeft`, a held
+   * seat is dropped with its replay buffer; the token becomes invalid (`left`, so `Reconnect`
+   * answers `RECONNECTION_TOKEN_INVALID`), then the seat release sequence tells the others
+   * (`PlayerLeft`, PROTOCOL.md §7.3.3). Returns `undefined` when no such seat is in the room.
+   */
+  removePlayer(room: Room, playerId: string, now: number): Effect[] | undefined {
+    if (!room.seats.has(playerId)) return undefined;
+    const held = this.#reconnection.dropHold(playerId);
+    this.#reconnection.invalidateToken(playerId, "left", now);
+    const effects: Effect[] = held ? [] : [send(playerId, { type: "RoomLeft" })];
+    effects.push(...this.releaseSeat(room, playerId, now, "removed"));
+    return effects;
+  }
+
   /**
    * The room part of the maintenance sweep (PROTOCOL.md §7.12, SERVER.md §4.2): deletes rooms
    * empty for `emptyRoomTimeoutMs` and rooms with seats inactive for `inactiveRoomTimeoutMs`.
@@ -490,9 +538,11 @@ export class Rooms {
         return [error(session.playerId, "Target player is not in this room", "INVALID_INPUT")];
       }
       room.lastActivity = now;
+      room.noteMessage(now);
       return [send(target, message), event({ type: "game_data", recipients: 1 })];
     }
     room.lastActivity = now;
+    room.noteMessage(now);
     const recipients = room.membersExcept(session.playerId);
     const relayed = event({ type: "game_data", recipients: recipients.length });
     return recipients.length > 0 ? [send(recipients, message), relayed] : [relayed];
@@ -509,6 +559,7 @@ export class Rooms {
     const room = session.playing;
     if (!room) return [];
     room.lastActivity = now;
+    room.noteMessage(now);
     const binaryTo: ConnId[] = [];
     const textTo: ConnId[] = [];
     // undefined: not converted yet; null: the payload has no JSON form.
@@ -587,6 +638,20 @@ export class Rooms {
       room.authority = null;
     }
     return [granted, ...this.#authorityChanged(room)];
+  }
+
+  /**
+   * Who takes authority when its holder's seat is released in a room created with
+   * `authority_handover` (EXTENSIONS.md E11): the connected player seated longest, else the
+   * held seat seated longest, else nobody. Seats are kept in the order they were taken.
+   */
+  #successor(room: Room): string | null {
+    let heldFirst: string | null = null;
+    for (const playerId of room.seats.keys()) {
+      if (!this.#reconnection.held(playerId)) return playerId;
+      heldFirst ??= playerId;
+    }
+    return heldFirst;
   }
 
   /** `AuthorityChanged` to every member, personalised for the holder (PROTOCOL.md §7.5). */

@@ -98,10 +98,11 @@ export class KeyedBuckets {
   }
 
   /**
-   * Whether `key`'s bucket has a token at `now` (ms), without taking it (a missing bucket is
-   * full). Answers like {@linkcode take} would.
+   * Whether `key` could take a token at `now` (ms), without taking one or remembering the key:
+   * `{ ok: true }`, or when one will be available (EXTENSIONS.md E12 checks a client IP's
+   * bucket of failed operator logins before looking at the token).
    */
-  peek(key: string, now: number): Take {
+  check(key: string, now: number): Take {
     const level = this.#levels.get(key);
     if (!level) return TAKEN;
     return takeFrom({ ...level }, this.capacity, this.windowMs, now);

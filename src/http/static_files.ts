@@ -59,6 +59,44 @@ export function isStaticPath(path: string): boolean {
   return FILES.has(path);
 }
 
+/** An in-memory asset: its bytes and validator ({@linkcode asset}). */
+export interface Asset {
+  readonly body: Uint8Array<ArrayBuffer>;
+  readonly etag: string;
+  /** The media type, e.g. `text/javascript; charset=utf-8`. */
+  readonly type: string;
+}
+
+/** Encodes `text` once as an asset of media type `type`, with its ETag. */
+export function asset(text: string, type: string): Asset {
+  const body = new TextEncoder().encode(text);
+  return { body, etag: `"${fnv1a(body)}-${body.length}"`, type };
+}
+
+/**
+ * Answers GET or HEAD for `served` like {@linkcode serveStatic} (ETag, `304`, `no-cache`,
+ * `nosniff`), with `extra` headers (e.g. a content security policy); other methods get `405`.
+ */
+export function serveAsset(
+  request: Request,
+  served: Asset,
+  extra: Record<string, string> = {},
+): Response {
+  if (request.method !== "GET" && request.method !== "HEAD") return methodNotAllowed();
+  const headers = {
+    "content-type": served.type,
+    "cache-control": "no-cache",
+    etag: served.etag,
+    "x-content-type-options": "nosniff",
+    ...extra,
+  };
+  const match = request.headers.get("if-none-match");
+  if (match !== null && match.split(",").some((tag) => tag.trim() === served.etag)) {
+    return new Response(null, { status: 304, headers });
+  }
+  return new Response(request.method === "HEAD" ? null : served.body, { headers });
+}
+
 /**
  * Answers a request for a static file: `200` with the file (`cache-control: no-cache` plus an
  * ETag, so browsers revalidate and get `304` while it is unchanged), `405` for methods other
