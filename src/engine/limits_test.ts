@@ -430,3 +430,27 @@ Deno.test("Random walks keep the replay bytes within the global budget and give 
   }
   ok(drops > 0, "the walks reached the budget");
 });
+
+Deno.test("A restored snapshot keeps each room in its app's namespace and its token in the digest index", () => {
+  const options: Partial<EngineOptions> = {
+    enableReconnection: true,
+    tokenDigest: (token) => `d:${token}`,
+    auth: { required: true, apps: APPS, timeoutMs: 10_000, enforceSdkGate: false },
+  };
+  const before = new Engine(testOptions(options));
+  authed(before, P1, "app-a");
+  const a = first(before.handle(P1, join("ROOM01", "mira"), T0), P1, "RoomJoined").data;
+  before.disconnect(P1, T0);
+  const after = new Engine(testOptions(options));
+  ok(after.restore(before.snapshot(T0), T0).ok);
+  authed(after, P2, "app-b");
+  authed(after, C1, "app-a");
+  equal(
+    first(after.handle(P2, spectate("ROOM01"), T0), P2, "SpectatorJoinFailed").data.error_code,
+    "ROOM_NOT_FOUND",
+  );
+  authed(after, S1, "app-a");
+  first(after.handle(S1, spectate("ROOM01"), T0), S1, "SpectatorJoined");
+  const back = after.handle(C1, reconnect(P1, a.room_id, a.reconnection_token!), T0);
+  equal(first(back, C1, "Reconnected").data.room_code, "ROOM01");
+});
