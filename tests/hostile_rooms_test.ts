@@ -297,3 +297,35 @@ async function waitUntil(check: () => boolean): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+Deno.test("With app auth the operator API lists each app's rooms under its namespace and can close them", async () => {
+  const token = "operator-token-for-tests-0123456789abcdef";
+  const auth = { authorization: `Bearer ${token}` };
+  await using server = await serve((config) => {
+    config.security.admin_token = token;
+    config.security.require_websocket_auth = true;
+    config.security.authorized_apps = [{
+      app_id: "app-a",
+      app_secret: null,
+      app_name: "A",
+      max_rooms: null,
+      max_players_per_room: null,
+      rate_limit_per_minute: null,
+    }];
+  });
+  await using player = await connect(server);
+  player.send({ type: "Authenticate", data: { app_id: "app-a" } });
+  await player.next("Authenticated");
+  await player.next("ProtocolInfo");
+  player.send(joinRoom("ADMIN1", "mira"));
+  await player.next("RoomJoined");
+  const listed = await (await fetch(`${server.url}/admin/api/rooms`, { headers: auth })).json();
+  const entry = JSON.stringify(listed).match(/"game_name":"([^"]+)"/)?.[1];
+  equal(JSON.parse(`"${entry}"`), "app-a\u0001orbit");
+  const closed = await fetch(
+    `${server.url}/admin/api/rooms/${encodeURIComponent("app-a\u0001orbit")}/ADMIN1`,
+    { method: "DELETE", headers: auth },
+  );
+  equal(closed.status, 200, await closed.text());
+  await player.next("RoomLeft");
+});
