@@ -202,7 +202,7 @@ Deno.test("SignalFishClient reconnects with its token and replays missed events 
   equal(data.replay_truncated, false);
   deepEqual(log, [
     "close 1011 reconnecting=true",
-    "reconnecting 1 in 10", // 20 ms halved by jitter 0
+    "reconnecting 1 in 0", // full jitter: random() = 0 draws no delay at all
     "message Authenticated",
     "message ProtocolInfo",
     "message Reconnected",
@@ -274,11 +274,11 @@ Deno.test("SignalFishClient backs off exponentially and gives up when the server
   await server[Symbol.asyncDispose](); // Closes the socket and stops listening.
   const error = await failed;
   ok(error instanceof SignalFishConnectionError);
-  // Delays 10, 20, 25 (capped), each drawn at 3/4 of the way: d/2 + 0.5 * d/2.
+  // Bases 10, 20, 25 (capped), full jitter drawn half way: 0.5 * d.
   deepEqual(attempts, [
-    { attempt: 1, delayMs: 8 },
-    { attempt: 2, delayMs: 15 },
-    { attempt: 3, delayMs: 19 },
+    { attempt: 1, delayMs: 5 },
+    { attempt: 2, delayMs: 10 },
+    { attempt: 3, delayMs: 13 },
   ]);
   deepEqual(closes.map((c) => c.reconnecting), [true, false]);
   equal(client.status, "closed");
@@ -310,7 +310,7 @@ Deno.test("SignalFishClient does not reconnect after a takeover (4001) or its ow
 Deno.test("SignalFishClient.close() during the backoff stops reconnecting", async () => {
   await using server = new ScriptedServer(basics);
   const client = await seated(server, {
-    reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000, random: () => 0 },
+    reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000, random: () => 0.5 },
   });
   const scheduled = nextEvent(client, "reconnecting");
   server.sockets[0]!.close(1011);
