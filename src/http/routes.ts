@@ -92,7 +92,7 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
       handle: (request, path) => context.metrics && serveMetrics(request, path, context.metrics),
     },
     {
-      paths: "/, /demo.js, /client.js",
+      paths: "/, /demo.js, /client.js, /favicon.svg",
       matches: isStaticPath,
       methods: "GET",
       handle: serveStatic,
