@@ -15,10 +15,13 @@ export const ASSET_DIRS: readonly string[] = ["static"];
 /**
  * Environment variables the server reads: only the configuration variables of SERVER.md §2.3
  * (`SIGNAL_FISH_…` and `SIGNAL_FISH__…`, including `SIGNAL_FISH_CONFIG_PATH`). The `*` suffix is
- * a prefix wildcard (Deno ≥ 2.1); `src/config/load.ts` `readConfigEnv()` then looks up the known names
- * one by one, because listing the environment needs full env access.
+ * a prefix wildcard (Deno ≥ 2.1); `src/config/load.ts` `readConfigEnv()` then looks up the known
+ * names one by one, because listing the environment needs full env access. Besides:
+ * `RLIMIT_NOFILE`, the open-file limit when `/proc/self/limits` cannot be read
+ * (`src/http/admission.ts`), and the two switches `npm:ws` reads when it loads
+ * (`WS_NO_BUFFER_UTIL`, `WS_NO_UTF_8_VALIDATE`).
  */
-export const ENV_ALLOW = "SIGNAL_FISH_*";
+export const ENV_ALLOW = "SIGNAL_FISH_*,RLIMIT_NOFILE,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE";
 
 /**
  * Directories the server may write: the log files of `logging.enable_file_logging` (SERVER.md

@@ -881,7 +881,8 @@ var SignalFishClient = class _SignalFishClient {
   }
   #requireOpen() {
     if (this.#status !== "open" || this.#socket?.readyState !== OPEN) {
-      throw new SignalFishConnectionError(`Cannot send: the connection is ${this.#status}`);
+      const state = this.#status === "open" ? "closing" : this.#status;
+      throw new SignalFishConnectionError(`Cannot send: the connection is ${state}`);
     }
   }
   #send(message) {

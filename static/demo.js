@@ -457,9 +457,23 @@ function useChannel(id, peer, channel) {
   };
 }
 
+/**
+ * Runs a fire-and-forget send; a connection that is dropping right now throws, and the
+ * reconnection (or the status shown) takes it from there.
+ */
+function trySend(send) {
+  try {
+    send();
+  } catch (error) {
+    if (error.name !== "SignalFishConnectionError") throw error;
+  }
+}
+
 /** Sends `message` to one peer through the server (targeted GameData). */
 function relay(id, message) {
-  if (client.status === "open" && client.room?.role === "player") client.sendTo(id, message);
+  if (client.status === "open" && client.room?.role === "player") {
+    trySend(() => client.sendTo(id, message));
+  }
 }
 
 /** Sends `message` to one peer: over its DataChannel when open, else through the relay. */
@@ -627,13 +641,15 @@ function positionsForState() {
 
 function broadcastState() {
   if (!isAuthority() || client.status !== "open") return;
-  client.sendGameData({
-    g: "state",
-    round: game.round,
-    food: { x: Math.round(game.food.x), y: Math.round(game.food.y) },
-    scores: game.scores,
-    pos: positionsForState(),
-  });
+  trySend(() =>
+    client.sendGameData({
+      g: "state",
+      round: game.round,
+      food: { x: Math.round(game.food.x), y: Math.round(game.food.y) },
+      scores: game.scores,
+      pos: positionsForState(),
+    })
+  );
 }
 
 function onPosition(from, { x, y }) {

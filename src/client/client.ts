@@ -742,7 +742,8 @@ export class SignalFishClient implements AsyncDisposable {
       );
     }
     this.#requireOpen();
-    this.#socket!.send(payload);
+    // A view over a plain ArrayBuffer as far as the DOM typings care (the bytes are only read).
+    this.#socket!.send(payload as Uint8Array<ArrayBuffer>);
   }
 
   /**
@@ -890,7 +891,8 @@ export class SignalFishClient implements AsyncDisposable {
 
   #requireOpen(): void {
     if (this.#status !== "open" || this.#socket?.readyState !== OPEN) {
-      throw new SignalFishConnectionError(`Cannot send: the connection is ${this.#status}`);
+      const state = this.#status === "open" ? "closing" : this.#status;
+      throw new SignalFishConnectionError(`Cannot send: the connection is ${state}`);
     }
   }
 
