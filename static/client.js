@@ -747,11 +747,12 @@ var SignalFishClient = class _SignalFishClient {
    * watches the same room again. Resolves `undefined` when nothing is stored. On a refusal
    * (`RECONNECTION_EXPIRED`, `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`,
    * `ROOM_NOT_FOUND`, …) the stored session is forgotten and the promise rejects with
-   * {@linkcode SignalFishError}; the connection stays open so the app can join afresh.
+   * {@linkcode SignalFishError}; the connection stays open so the app can join afresh. Resolves
+   * `undefined` without sending anything while the client is already in a room.
    */
   async resume() {
     const stored = await this.storedSession();
-    if (!stored) return void 0;
+    if (!stored || this.#room !== void 0) return void 0;
     this.#requireOpen();
     try {
       if (stored.role === "spectator") {

@@ -86,6 +86,8 @@ Deno.test("client.resume() after a reload takes the seat back and the others see
   equal(reloaded.selfId, created.player_id);
   equal((await returned).player_id, created.player_id);
   equal(reloaded.room!.authorityPlayer, created.player_id, "authority kept");
+  equal(await reloaded.resume(), undefined, "already seated: nothing to resume");
+  equal((await reloaded.storedSession())?.role, "player", "and the stored seat is kept");
   deepEqual(reloaded.room!.players.map((p) => p.name), ["alice", "bob"]);
   const live = nextEvent(bob, "gameData");
   reloaded.sendGameData("back");

@@ -753,11 +753,12 @@ export class SignalFishClient implements AsyncDisposable {
    * watches the same room again. Resolves `undefined` when nothing is stored. On a refusal
    * (`RECONNECTION_EXPIRED`, `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`,
    * `ROOM_NOT_FOUND`, …) the stored session is forgotten and the promise rejects with
-   * {@linkcode SignalFishError}; the connection stays open so the app can join afresh.
+   * {@linkcode SignalFishError}; the connection stays open so the app can join afresh. Resolves
+   * `undefined` without sending anything while the client is already in a room.
    */
   async resume(): Promise<ResumeResult | undefined> {
     const stored = await this.storedSession();
-    if (!stored) return undefined;
+    if (!stored || this.#room !== undefined) return undefined; // Nothing stored, or seated.
     this.#requireOpen();
     try {
       if (stored.role === "spectator") {
