@@ -178,10 +178,12 @@ function nameOf(id) {
   return client.room?.players.find((p) => p.id === id)?.name ?? "peer";
 }
 
+/** Distinct colours by seat order (up to 4 seats; more wrap around). */
+const PALETTE = ["#ff6b9a", "#ffb347", "#5ec8ff", "#7ee081", "#c89bff", "#f2f27a"];
+
 function colorOf(id) {
-  let hash = 0;
-  for (const char of id) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
-  return `hsl(${hash % 360} 85% 62%)`;
+  const seat = client.room?.players.findIndex((p) => p.id === id) ?? -1;
+  return PALETTE[Math.max(0, seat) % PALETTE.length];
 }
 
 function render(room) {
@@ -217,7 +219,7 @@ function render(room) {
         dropped
           ? `⚠ dropped (seat held ${Math.max(0, Math.ceil((dropped.heldUntil - now) / 1000))} s)`
           : "",
-        self ? "(you)" : room.role === "player" ? transportTo(player.id) : "",
+        self ? "(you)" : room.role === "player" && !dropped ? transportTo(player.id) : "",
       ].filter(Boolean).join(" · ");
       item.append(swatch, `${player.name} — ${marks}`);
       return item;
