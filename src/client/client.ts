@@ -7,8 +7,8 @@
  * const client = await SignalFishClient.connect("http://127.0.0.1:3536");
  * client.on("gameData", ({ from_player, data }) => console.log(from_player, data));
  * client.on("room", (room) => console.log(room?.players.map((p) => p.name)));
- * const room = await client.createRoom({ game_name: "orbit", player_name: "Mira", max_players: 2 });
- * console.log("share this code:", room.room_code);
+ * const room = await client.create({ game_name: "orbit", player_name: "Mira", max_players: 2 });
+ * console.log("share this code:", room.room_code); // others: client.join({ …, room_code })
  * await client.setReady(true);
  * client.sendGameData({ op: "hello" });
  * ```
@@ -18,10 +18,17 @@
  * each connection in order (PROTOCOL.md §1.5), so each reply settles the oldest request waiting
  * for that kind of reply.
  *
+ * `join()` joins an existing room only, `create()` creates one, `joinOrCreate()` does either
+ * (`JoinRoom.create`, EXTENSIONS.md E9); `create({ authority_handover: true })` lets authority
+ * pass on when its holder leaves (E11); `presenceEvents: true` reports players who dropped (E10).
+ *
  * While seated in a room, a dropped connection is restored automatically (PROTOCOL.md §7.11):
- * the client reopens the socket with exponential backoff and jitter, re-sends `Authenticate` if
- * it had authenticated, sends `Reconnect` with the latest reconnection token, then delivers the
- * `missed_events` in order as ordinary events before emitting `reconnected`.
+ * the client reopens the socket with exponential backoff and full jitter (bounded in attempts
+ * and time, stopped by `cancelReconnect()`), re-sends `Authenticate` if it had authenticated,
+ * sends `Reconnect` with the latest reconnection token, then delivers the `missed_events` in
+ * order as ordinary events before emitting `reconnected`. Spectators watch the room again.
+ * The seat is also kept in a session store (`sessionStorage` in browsers), so after a page
+ * reload `resume()` takes it back.
  *
  * MessagePack game data (PROTOCOL.md §7.7) uses the small built-in codec in `msgpack.ts`:
  * `sendGameData(value, { binary: true })` encodes `value`; `sendBinary(bytes)` sends bytes the
