@@ -183,7 +183,10 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     ok(installed, `${CHROMIUM} is missing (install Debian's chromium; .ci/run does)`);
-    let server = await serve();
+    // Rooms are saved at close and restored at start (server.state_file), as `deno task dev`.
+    const stateDir = await Deno.makeTempDir({ prefix: "signal-fish-state-" });
+    const stateFile = `${stateDir}/rooms.json`;
+    let server = await serve((config) => config.server.state_file = stateFile);
     const port = server.port;
     const frames = recordFrames(server);
     const browser = await launch();
@@ -323,36 +326,67 @@ Deno.test({
         code,
       ]);
 
-      // 10. Presence: when bob's tab goes away, alice's list marks him dropped (E10, when the
-      //     server offers it).
-      const presence = await alice.evaluate(() =>
-        globalThis.signalFish.features.includes("presence-events") as boolean
-      );
-      if (presence) {
-        await bob.close();
-        await waitForText(alice, "#players", "bob — ✔ ready · ⚠ dropped (seat held");
-        await screenshot(alice, analyzer, "10-dropped", ["⚠ dropped"]);
-      } else {
-        console.log("server without presence-events: dropped marker not exercised");
+      // 10. A server restart that keeps its rooms: reconnecting… while it is away, then
+      //     reconnected with seat, authority and readiness intact, and the game goes on.
+      await server.close();
+      await waitForText(alice, "#connection", "reconnecting…");
+      await screenshot(alice, analyzer, "10-reconnecting", ["reconnecting…"]);
+      server = await serve((config) => {
+        config.port = port;
+        config.server.state_file = stateFile;
+      });
+      for (const page of [alice, bob, carol]) {
+        await waitForState(page, "#connection", "reconnected");
       }
+      await waitForState(nina, "#connection", "reconnected");
+      equal(await playerId(bob), bobId);
+      await waitForText(alice, "#players", "alice — not ready · ★ authority · (you)");
+      await waitForText(alice, "#players", "bob — ✔ ready");
+      await waitForText(nina, "#role", "(spectating)");
+      const carolBefore = await alice.evaluate(
+        (id) => globalThis.demo.view().players[id].x,
+        carolId,
+      );
+      await swimUntil(
+        carol,
+        "ArrowRight",
+        alice,
+        "(view, [id, x]) => (view.players[id]?.x ?? 0) > x + 30",
+        [carolId, carolBefore],
+      );
+      await screenshot(alice, analyzer, "11-reconnected-after-restart", [
+        "reconnected",
+        "Reconnected: your seat was kept.",
+        "★ authority",
+      ]);
+
+      // 11. Presence (E10): when bob's tab goes away, alice's list marks him dropped.
+      await bob.close();
+      await waitForText(alice, "#players", "bob — ✔ ready · ⚠ dropped (seat held");
+      await screenshot(alice, analyzer, "12-dropped", ["⚠ dropped (seat held"]);
+
+      // 12. Authority handover (E11): alice leaves, the longest-seated connected player (carol;
+      //     bob's seat is held) takes authority and the round clock.
+      await alice.click("#leave");
+      await waitForText(carol, "#players", "carol — not ready · ★ authority · (you)");
+      await waitForText(nina, "#authority", "carol");
+      await screenshot(carol, analyzer, "13-authority-handed-over", ["★ authority", "carol"]);
 
       // 11. 390 px wide (a phone): nothing overflows sideways.
       const phone = await browser.newContext({ viewport: { width: 390, height: 844 } });
       const small = await openPage(phone, link, errors);
       const width = await small.evaluate(() => document.documentElement.scrollWidth as number);
       ok(width <= 390, `page is ${width} px wide at 390 px`);
-      await screenshot(small, analyzer, "11-mobile-390", ["Create room", `room ${code}`]);
+      await screenshot(small, analyzer, "14-mobile-390", ["Create room", `room ${code}`]);
       await phone.close();
 
-      // 12. Server restart: honest status while it is down, then after it is back.
+      // 14. A restart that does not keep its rooms: the seat is gone, and the page says so.
       await server.close();
-      await waitForText(alice, "#connection", "reconnecting…");
-      await screenshot(alice, analyzer, "12-reconnecting", ["reconnecting…"]);
+      await waitForText(carol, "#connection", "reconnecting…");
       server = await serve((config) => config.port = port);
-      // Without a restored snapshot the seat is gone: the page says so and offers to join again.
-      await waitForState(alice, "#connection", "lost");
-      await waitForText(alice, "#entry-error", `Your place in room ${code} is gone`);
-      await screenshot(alice, analyzer, "13-seat-lost-after-restart", [
+      await waitForState(carol, "#connection", "lost");
+      await waitForText(carol, "#entry-error", `Your place in room ${code} is gone`);
+      await screenshot(carol, analyzer, "15-seat-lost-after-restart", [
         "seat lost",
         "join again, or create a new room",
       ]);
@@ -360,6 +394,7 @@ Deno.test({
     } finally {
       await browser.close();
       await server.close();
+      await Deno.remove(stateDir, { recursive: true });
     }
   },
 });

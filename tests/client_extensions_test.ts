@@ -22,12 +22,6 @@ const OPTIONS: ClientOptions = {
   session: false,
 };
 
-/**
- * TEMPORARY: E9–E11 server support lands from branch `gamedev`; until it is merged these tests are
- * skipped. Set to false after the merge.
- */
-const WAITS_FOR_SERVER = true;
-
 function client(server: SignalFishServer, options: ClientOptions = {}): Promise<SignalFishClient> {
   return SignalFishClient.connect(server.url, { ...OPTIONS, ...options });
 }

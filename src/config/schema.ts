@@ -176,6 +176,10 @@ export const ConfigFields = z.strictObject({
     // Bind address (SERVER.md §1.1 note): all IPv4 interfaces by default; `deno task dev` passes
     // `--host 127.0.0.1`.
     host: bindHost.default("0.0.0.0"),
+    // Rooms survive a restart (single instance): snapshot path, null = off (README "Rooms
+    // survive a restart"); a larger file is refused at start and not written at shutdown.
+    state_file: nonEmptyText().nullable().default(null),
+    state_file_max_bytes: int(1024).default(67108864),
   }).prefault({}),
   rate_limit: z.strictObject({
     max_room_creations: int(1).default(5),
