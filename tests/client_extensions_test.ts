@@ -92,10 +92,7 @@ Deno.test("client.resume() after a reload takes the seat back and the others see
   equal(await reloaded.storedSession(), undefined);
 });
 
-Deno.test({
-  name: "client.join() never creates and client.create() never joins (E9)",
-  ignore: WAITS_FOR_SERVER,
-}, async () => {
+Deno.test("client.join() never creates and client.create() never joins (E9)", async () => {
   await using server = await serve();
   await using alice = await client(server);
   await using bob = await client(server);
@@ -124,10 +121,7 @@ Deno.test({
   equal(summary?.players, 2);
 });
 
-Deno.test({
-  name: "presenceEvents: opted-in members hear that a player dropped (E10)",
-  ignore: WAITS_FOR_SERVER,
-}, async () => {
+Deno.test("presenceEvents: opted-in members hear that a player dropped (E10)", async () => {
   await using server = await serve();
   await using alice = await client(server, { presenceEvents: true });
   deepEqual(alice.features, ["presence-events"]);
@@ -154,10 +148,7 @@ Deno.test({
   ok(!carolMessages.includes("PlayerDisconnected"), carolMessages.join());
 });
 
-Deno.test({
-  name: "create({ authority_handover: true }): authority passes on when its holder leaves (E11)",
-  ignore: WAITS_FOR_SERVER,
-}, async () => {
+Deno.test("create({ authority_handover: true }): authority passes on when its holder leaves (E11)", async () => {
   await using server = await serve();
   const alice = await client(server);
   const created = await alice.create({
