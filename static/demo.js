@@ -904,8 +904,7 @@ async function start() {
     ui.roomNotice.textContent = resumed?.role === "spectator"
       ? `Resumed: watching room ${stored.room_code} again.`
       : `Resumed after the reload: your seat in room ${stored.room_code} was kept.`;
-    log(`resumed ${resumed?.role} in ${stored.room_code}`);
-    greetPeers();
+    log(`resumed ${resumed?.role} in ${stored.room_code}`); // "reconnected" greeted the peers.
   } catch (error) {
     ui.invite.textContent = "";
     ui.code.value = stored.room_code;
