@@ -9,7 +9,9 @@ import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import {
   type ClientEvents,
   type ClientOptions,
+  lookupRoom,
   SignalFishClient,
+  SignalFishConnectionError,
   SignalFishError,
 } from "../src/client/client.ts";
 import type { SignalFishServer } from "../src/server.ts";
@@ -173,4 +175,46 @@ Deno.test("create({ authority_handover: true }): authority passes on when its ho
   deepEqual(await changed, { authority_player: bobJoined.player_id, you_are_authority: true });
   equal(bob.room!.authorityPlayer, bobJoined.player_id);
   deepEqual(bob.room!.players.filter((p) => p.is_authority).map((p) => p.name), ["bob"]);
+});
+
+Deno.test("lookupRoom() maps 200, 404, 429 and an unreachable server", async () => {
+  const answers: Record<string, Response> = {
+    "/v2/rooms/orbit/Q7KM3P": Response.json({
+      room_code: "Q7KM3P",
+      game_name: "orbit",
+      players: 1,
+      max_players: 2,
+      spectators: 0,
+      lobby_state: "waiting",
+      supports_authority: true,
+      relay_type: "matchbox",
+      authority_handover: false,
+    }),
+    "/v2/rooms/orbit/NOSUCH": Response.json({
+      message: "Room not found",
+      error_code: "ROOM_NOT_FOUND",
+    }, { status: 404 }),
+    "/v2/rooms/orbit/BUSY": Response.json({
+      message: "Join attempt rate limit exceeded. Try again in 3 seconds.",
+      error_code: "RATE_LIMIT_EXCEEDED",
+    }, { status: 429, headers: { "retry-after": "3" } }),
+  };
+  const paths: string[] = [];
+  await using http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const path = new URL(request.url).pathname;
+    paths.push(path);
+    return answers[path] ?? new Response("Not Found", { status: 404 });
+  });
+  // Any form of the server's address works: http base, ws endpoint.
+  const base = `http://127.0.0.1:${http.addr.port}`;
+  equal((await lookupRoom(base, "orbit", "Q7KM3P"))?.players, 1);
+  equal(await lookupRoom(`ws://127.0.0.1:${http.addr.port}/v2/ws`, "orbit", "NOSUCH"), null);
+  await rejects(lookupRoom(base, "orbit", "BUSY"), (error) => {
+    ok(error instanceof SignalFishError);
+    equal(error.code, "RATE_LIMIT_EXCEEDED");
+    ok(error.message.includes("Try again in 3 seconds"));
+    return true;
+  });
+  deepEqual(paths, ["/v2/rooms/orbit/Q7KM3P", "/v2/rooms/orbit/NOSUCH", "/v2/rooms/orbit/BUSY"]);
+  await rejects(lookupRoom("http://127.0.0.1:9", "orbit", "Q7KM3P"), SignalFishConnectionError);
 });
