@@ -20,6 +20,8 @@ const ROOT = new URL("../", import.meta.url);
 const README_ADDRESS = "http://127.0.0.1:3536";
 const CHROMIUM = "/usr/bin/chromium";
 const ROOM_LINE = /^room ([A-Z0-9]{6})$/m;
+/** Set by .ci/run: a missing Chromium fails the browser example instead of skipping it. */
+const REQUIRE_BROWSER = Deno.env.get("SIGNAL_FISH_REQUIRE_BROWSER") === "1";
 
 function installed(command: string, args: string[]): string | undefined {
   try {
@@ -211,7 +213,7 @@ Deno.test({
 
 Deno.test({
   name: "README example: a web page imports /client.js from the server",
-  ignore: !HAS_CHROMIUM,
+  ignore: !HAS_CHROMIUM && !REQUIRE_BROWSER,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
