@@ -112,7 +112,7 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
         ),
     },
     {
-      paths: "/, /demo.js, /client.js",
+      paths: "/, /demo.js, /client.js, /favicon.svg",
       matches: isStaticPath,
       methods: "GET",
       handle: serveStatic,

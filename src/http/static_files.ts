@@ -1,14 +1,15 @@
 /**
- * The browser files the server serves beside the protocol: the demo page at `/`, its script and
- * the bundled client library at `/client.js` (built by `deno task bundle`). They are text imports
- * of `static/`, part of the module graph: serving them needs no file system access and a compiled
- * binary carries them.
+ * The browser files the server serves beside the protocol: the demo page at `/`, its script, its
+ * icon (`/favicon.svg`) and the bundled client library at `/client.js` (built by
+ * `deno task bundle`). They are text imports of `static/`, part of the module graph: serving them
+ * needs no file system access and a compiled binary carries them.
  *
  * @module
  */
 import { methodNotAllowed, notFound } from "./responses.ts";
 import clientJs from "../../static/client.js" with { type: "text" };
 import demoJs from "../../static/demo.js" with { type: "text" };
+import faviconSvg from "../../static/favicon.svg" with { type: "text" };
 import indexHtml from "../../static/index.html" with { type: "text" };
 
 /** File name in `static/` → its text. */
@@ -16,6 +17,7 @@ const STATIC_ASSETS: Readonly<Record<string, string>> = {
   "index.html": indexHtml,
   "client.js": clientJs,
   "demo.js": demoJs,
+  "favicon.svg": faviconSvg,
 };
 
 /** URL path → file in `static/` and its media type. */
@@ -24,6 +26,7 @@ const FILES: ReadonlyMap<string, { file: string; type: string }> = new Map([
   ["/index.html", { file: "index.html", type: "text/html; charset=utf-8" }],
   ["/client.js", { file: "client.js", type: "text/javascript; charset=utf-8" }],
   ["/demo.js", { file: "demo.js", type: "text/javascript; charset=utf-8" }],
+  ["/favicon.svg", { file: "favicon.svg", type: "image/svg+xml" }],
 ]);
 
 interface Loaded {
