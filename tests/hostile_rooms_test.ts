@@ -9,6 +9,7 @@ import type { Config } from "../src/config/schema.ts";
 import { connect, joinAsSpectator, joinRoom, serve, type TestClient } from "./helpers.ts";
 import { parseExposition } from "./exposition.ts";
 import type { SignalFishServer } from "../src/server.ts";
+import { lookupRoom } from "../src/client/client.ts";
 
 function viaProxy(config: Config): void {
   config.security.trusted_proxies = ["127.0.0.0/8"];
@@ -265,6 +266,9 @@ Deno.test("Attack 12: with app auth, app B cannot reach app A's rooms; spectator
   const bodies = await Promise.all(responses.map((response) => response.json()));
   deepEqual(responses.map((response) => response.status), [404, 200, 200]);
   deepEqual(bodies.slice(1).map((body) => body.players), [1, 1]);
+  // The client library names its app the same way.
+  equal((await lookupRoom(server.url, "orbit", "SHARE1", { appId: "app-a" }))?.players, 1);
+  equal(await lookupRoom(server.url, "orbit", "SHARE1"), null);
   // A never heard from B: neither its join nor its GameData (sent before the lookups).
   await a1.expectNothingElse();
   // Privacy: a spectator of A's room never sees the players' addresses.
