@@ -7,7 +7,6 @@
  */
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import {
-  type ClientEvents,
   type ClientOptions,
   lookupRoom,
   SignalFishClient,
@@ -15,6 +14,7 @@ import {
   SignalFishError,
 } from "../src/client/client.ts";
 import type { SignalFishServer } from "../src/server.ts";
+import { memoryStore, nextEvent, refusedWith } from "./client_helpers.ts";
 import { serve, TIMEOUT_MS } from "./helpers.ts";
 
 const GAME = "orbit";
@@ -26,42 +26,6 @@ const OPTIONS: ClientOptions = {
 
 function client(server: SignalFishServer, options: ClientOptions = {}): Promise<SignalFishClient> {
   return SignalFishClient.connect(server.url, { ...OPTIONS, ...options });
-}
-
-function nextEvent<E extends keyof ClientEvents>(
-  client: SignalFishClient,
-  event: E,
-  accept: (payload: ClientEvents[E]) => boolean = () => true,
-): Promise<ClientEvents[E]> {
-  const { promise, resolve, reject } = Promise.withResolvers<ClientEvents[E]>();
-  const timer = setTimeout(() => {
-    off();
-    reject(new Error(`Timed out waiting for ${event}`));
-  }, TIMEOUT_MS);
-  const off = client.on(event, (payload) => {
-    if (!accept(payload)) return;
-    off();
-    clearTimeout(timer);
-    resolve(payload);
-  });
-  return promise;
-}
-
-function refusedWith(code: string, messageType: string) {
-  return (error: unknown) => {
-    ok(error instanceof SignalFishError, `expected SignalFishError, got ${error}`);
-    deepEqual([error.code, error.messageType], [code, messageType]);
-    return true;
-  };
-}
-
-function memoryStore() {
-  const map = new Map<string, string>();
-  return {
-    getItem: (key: string) => map.get(key) ?? null,
-    setItem: (key: string, value: string) => void map.set(key, value),
-    removeItem: (key: string) => void map.delete(key),
-  };
 }
 
 Deno.test("client.resume() after a reload takes the seat back and the others see it return", async () => {

@@ -15,6 +15,7 @@ import {
   SignalFishConnectionError,
   SignalFishError,
 } from "../src/client/client.ts";
+import { memoryStore, nextEvent } from "./client_helpers.ts";
 import { TIMEOUT_MS } from "./helpers.ts";
 
 const PLAYER = "3f2b8c1e-9a47-4d0b-8e21-6c5f0a9d7b34";
@@ -138,20 +139,6 @@ const OPTIONS: ClientOptions = {
   requestTimeoutMs: TIMEOUT_MS,
   reconnect: { initialDelayMs: 20, maxDelayMs: 40, random: () => 0, maxAttempts: 3 },
 };
-
-function nextEvent<E extends keyof ClientEvents>(
-  client: SignalFishClient,
-  event: E,
-): Promise<ClientEvents[E]> {
-  const { promise, resolve, reject } = Promise.withResolvers<ClientEvents[E]>();
-  const timer = setTimeout(() => reject(new Error(`Timed out waiting for ${event}`)), TIMEOUT_MS);
-  const off = client.once(event, (payload) => {
-    clearTimeout(timer);
-    resolve(payload);
-  });
-  void off;
-  return promise;
-}
 
 /** A client that authenticated and holds a seat (token "token-1") on `server`. */
 async function seated(server: ScriptedServer, options: ClientOptions = {}) {
@@ -375,17 +362,6 @@ Deno.test("SignalFishClient decodes binary game-data envelopes (PROTOCOL.md §7.
   await client.ping();
   deepEqual(frames, [encode({ hello: [1, "two"] }), Uint8Array.of(0xc3)]);
 });
-
-/** A session store over a Map, as an app outside the browser would supply. */
-function memoryStore() {
-  const map = new Map<string, string>();
-  return {
-    map,
-    getItem: (key: string) => map.get(key) ?? null,
-    setItem: (key: string, value: string) => void map.set(key, value),
-    removeItem: (key: string) => void map.delete(key),
-  };
-}
 
 /** A `Reconnected` for PLAYER with `token`. */
 function reconnectedWith(token: string, missed: ServerMessage[] = []): ServerMessage {

@@ -6,13 +6,13 @@
  */
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import {
-  type ClientEvents,
   type ClientOptions,
   SignalFishClient,
   SignalFishConnectionError,
-  SignalFishError,
+  type SignalFishError,
 } from "../src/client/client.ts";
 import type { SignalFishServer } from "../src/server.ts";
+import { nextEvent, refusedWith } from "./client_helpers.ts";
 import { serve, TIMEOUT_MS } from "./helpers.ts";
 
 const GAME = "orbit";
@@ -22,38 +22,13 @@ function client(server: SignalFishServer, options: ClientOptions = {}): Promise<
   return SignalFishClient.connect(server.url, { ...OPTIONS, ...options });
 }
 
-/** Resolves with the next `event` of `client`, or rejects after the test timeout. */
-function nextEvent<E extends keyof ClientEvents>(
-  client: SignalFishClient,
-  event: E,
-  accept: (payload: ClientEvents[E]) => boolean = () => true,
-): Promise<ClientEvents[E]> {
-  const { promise, resolve, reject } = Promise.withResolvers<ClientEvents[E]>();
-  const timer = setTimeout(() => {
-    off();
-    reject(new Error(`Timed out waiting for ${event}`));
-  }, TIMEOUT_MS);
-  const off = client.on(event, (payload) => {
-    if (!accept(payload)) return;
-    off();
-    clearTimeout(timer);
-    resolve(payload);
-  });
-  return promise;
-}
-
 /** Rejects unless `promise` rejects with a SignalFishError carrying `code` and `messageType`. */
 function rejectsWith(
   promise: Promise<unknown>,
   code: string,
   messageType: SignalFishError["messageType"],
 ): Promise<void> {
-  return rejects(promise, (error) => {
-    ok(error instanceof SignalFishError, `expected SignalFishError, got ${error}`);
-    equal(error.code, code);
-    equal(error.messageType, messageType);
-    return true;
-  });
+  return rejects(promise, refusedWith(code, messageType));
 }
 
 /** Two players in a 2-seat room: alice created it, bob joined by the lower-cased code. */
