@@ -7,6 +7,7 @@ import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { crossFieldIssues } from "../src/config/schema.ts";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, joinAsSpectator, joinRoom, type Received, serve, testConfig } from "./helpers.ts";
+import { MAIN_RUN_ARGS, runMain } from "./process.ts";
 
 /** A parsed JSON body or event (shapes are asserted field by field). */
 // deno-lint-ignore no-explicit-any
@@ -453,54 +454,21 @@ Deno.test("Operator event stream: capped per address; a reader that stops readin
 });
 
 Deno.test("Operator actions are logged with action, target and client IP, never the token", async () => {
-  const MAIN = new URL("../main.ts", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      "--allow-write",
-      MAIN,
-      "--port",
-      "0",
-    ],
-    env: {
-      NO_COLOR: "1",
-      SIGNAL_FISH_SECURITY__ADMIN_TOKEN: TOKEN,
-      SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let stdout = "";
-  let port = 0;
-  while (!port) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    stdout += value;
-    port = Number(stdout.match(/Listening on [^:\s]+:(\d+)/)?.[1] ?? 0);
-  }
-  ok(port > 0, stdout);
-  const base = `http://127.0.0.1:${port}`;
-  await (await fetch(`${base}/admin/api/overview`, { headers: { authorization: "Bearer nope" } }))
-    .text();
-  await (await fetch(`${base}/admin/api/maintenance`, {
-    method: "PUT",
-    headers: AUTH,
-    body: '{"enabled":true}',
-  })).text();
-  await (await fetch(`${base}/admin/api/rooms/orbit/ABCDEF`, { method: "DELETE", headers: AUTH }))
-    .text();
-  child.kill("SIGTERM");
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    stdout += value;
-  }
-  const stderr = await new Response(child.stderr).text();
-  await child.status;
+  const { stdout, stderr } = await runMain({
+    SIGNAL_FISH_SECURITY__ADMIN_TOKEN: TOKEN,
+    SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+  }, async (port) => {
+    const base = `http://127.0.0.1:${port}`;
+    await (await fetch(`${base}/admin/api/overview`, { headers: { authorization: "Bearer nope" } }))
+      .text();
+    await (await fetch(`${base}/admin/api/maintenance`, {
+      method: "PUT",
+      headers: AUTH,
+      body: '{"enabled":true}',
+    })).text();
+    await (await fetch(`${base}/admin/api/rooms/orbit/ABCDEF`, { method: "DELETE", headers: AUTH }))
+      .text();
+  });
   const action = stdout.split("\n").find((line) => line.includes("maintenance_on"));
   ok(action, stdout);
   match(action, /INF|info/i);
@@ -510,18 +478,8 @@ Deno.test("Operator actions are logged with action, target and client IP, never 
 });
 
 Deno.test("A short security.admin_token stops the server at startup", async () => {
-  const MAIN = new URL("../main.ts", import.meta.url).pathname;
   const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      "--allow-write",
-      MAIN,
-      "--port",
-      "0",
-    ],
+    args: [...MAIN_RUN_ARGS],
     env: { NO_COLOR: "1", SIGNAL_FISH_SECURITY__ADMIN_TOKEN: "too-short-a-secret" },
     stdout: "piped",
     stderr: "piped",

@@ -4,49 +4,12 @@
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { TestClient } from "./helpers.ts";
+import { runMain as runMainUntilStopped } from "./process.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-/** Runs main.ts until its listening line, calls `session(port)`, then stops it with SIGTERM. */
+/** {@linkcode runMainUntilStopped} that also requires a clean exit (code 0). */
 async function runMain(env: Record<string, string>, session: (port: number) => Promise<void>) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      "--allow-write",
-      MAIN,
-      "--port",
-      "0",
-    ],
-    env: { NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let stdout = "";
-  let port = 0;
-  const deadline = Date.now() + 10_000;
-  while (!port && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    stdout += value;
-    port = Number(stdout.match(/Listening on [^:\s]+:(\d+)/)?.[1] ?? 0);
-  }
-  ok(port > 0, `no listening line in ${stdout}`);
-  try {
-    await session(port);
-  } finally {
-    child.kill("SIGTERM");
-  }
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    stdout += value;
-  }
-  const stderr = await new Response(child.stderr).text();
-  equal((await child.status).code, 0, stderr);
+  const { stdout, stderr, status } = await runMainUntilStopped(env, session);
+  equal(status.code, 0, stderr);
   return { stdout, stderr };
 }
 

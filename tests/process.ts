@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { ok } from "node:assert/strict";
 import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
 
 /** Absolute path of `main.ts`. */
@@ -11,6 +12,75 @@ export const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /** How long to wait for the server's "Listening" log line, ms. */
 const START_TIMEOUT_MS = 20_000;
+
+/**
+ * `deno run` arguments for `main.ts --port 0` with net, read, env and write permissions (the
+ * logging and operator-API tests' set, broader than {@linkcode RUNTIME_PERMISSIONS}).
+ */
+export const MAIN_RUN_ARGS: readonly string[] = [
+  "run",
+  "--allow-net",
+  "--allow-read",
+  "--allow-env",
+  "--allow-write",
+  MAIN,
+  "--port",
+  "0",
+];
+
+/** What {@linkcode runMain} saw of the process. */
+export interface MainRun {
+  stdout: string;
+  stderr: string;
+  status: Deno.CommandStatus;
+}
+
+/**
+ * Runs `main.ts` ({@linkcode MAIN_RUN_ARGS}, inheriting the environment plus `NO_COLOR=1` and
+ * `env`) until its "Listening on host:port" line (asserted within 10 s), calls `session(port)`,
+ * then stops it with SIGTERM and resolves once its output is read and it has exited. The exit
+ * status is returned, not asserted.
+ */
+export async function runMain(
+  env: Record<string, string>,
+  session: (port: number) => Promise<void>,
+): Promise<MainRun> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...MAIN_RUN_ARGS],
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let stdout = "";
+  let port = 0;
+  const deadline = Date.now() + 10_000;
+  while (!port && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += value;
+    port = Number(stdout.match(/Listening on [^:\s]+:(\d+)/)?.[1] ?? 0);
+  }
+  if (!(port > 0)) {
+    child.kill("SIGKILL");
+    await child.status;
+    await child.stderr.cancel();
+    await reader.cancel();
+  }
+  ok(port > 0, `no listening line in ${stdout}`);
+  try {
+    await session(port);
+  } finally {
+    child.kill("SIGTERM");
+  }
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += value;
+  }
+  const stderr = await new Response(child.stderr).text();
+  return { stdout, stderr, status: await child.status };
+}
 
 /** A running server process. */
 export interface ServerProcess extends AsyncDisposable {
