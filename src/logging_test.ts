@@ -1,6 +1,8 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { LogLevel, LogRecord } from "@logtape/logtape";
 import {
+  type FileSink,
+  type FileSinkOptions,
   formatJsonLine,
   formatTextLine,
   isoTimestamp,
@@ -33,6 +35,32 @@ function record(
     timestamp,
     properties,
   };
+}
+
+/** Runs `body` with a fresh temporary directory, removed afterwards whatever happens. */
+async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * A file sink writing `s.log` in `dir`, one line per record (its first message part), with no
+ * time rotation unless `options` says otherwise; fails the test if it only returns a warning.
+ */
+function lineSink(dir: string, options: Partial<FileSinkOptions> = {}): FileSink {
+  const sink = openFileSink({
+    dir,
+    filename: "s.log",
+    rotation: "never",
+    format: (r) => `${r.message[0]}\n`,
+    ...options,
+  });
+  if ("warning" in sink) throw new Error(sink.warning);
+  return sink;
 }
 
 Deno.test("logLevel() maps logging.level case-insensitively, aliases included", () => {
@@ -101,8 +129,7 @@ Deno.test("logFileName() names files per UTC day or hour, or not at all", () => 
 });
 
 Deno.test("openFileSink() creates the directory and starts a new file after the day boundary", async () => {
-  const root = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (root) => {
     const dir = `${root}/nested/logs`;
     const sink = openFileSink({
       dir,
@@ -136,34 +163,23 @@ Deno.test("openFileSink() creates the directory and starts a new file after the 
     again(record(["fourth"], {}, after));
     await again[Symbol.asyncDispose]();
     equal((await Deno.readTextFile(`${dir}/server.log.2025-02-01`)).trim().split("\n").length, 2);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });
 
 Deno.test("openFileSink() drops lines instead of queueing without bound", async () => {
-  const root = await Deno.makeTempDir();
-  try {
-    const sink = openFileSink({
-      dir: root,
-      filename: "s.log",
-      rotation: "never",
-      format: (r) => `${r.message[0]}\n`,
+  await withTempDir(async (root) => {
+    const sink = lineSink(root, {
       maxPendingBytes: 10,
     });
-    if ("warning" in sink) throw new Error(sink.warning);
     for (let i = 0; i < 5; i++) sink(record([`line${i}`])); // 6 bytes each, queued synchronously
     await sink[Symbol.asyncDispose]();
     equal(sink.dropped, 4);
     equal(await Deno.readTextFile(`${root}/s.log`), "line0\n");
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });
 
 Deno.test("openFileSink() returns a warning when the directory cannot be created", async () => {
-  const root = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (root) => {
     await Deno.writeTextFile(`${root}/file`, "");
     const sink = openFileSink({
       dir: `${root}/file/logs`,
@@ -173,9 +189,7 @@ Deno.test("openFileSink() returns a warning when the directory cannot be created
     });
     ok("warning" in sink);
     match(sink.warning, /cannot create the log directory/);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });
 
 /**
@@ -387,17 +401,11 @@ async function filesIn(dir: string): Promise<Map<string, string>> {
 }
 
 Deno.test("openFileSink() rotates at maxFileBytes and keeps maxFiles files, lines whole", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const sink = openFileSink({
-      dir,
-      filename: "s.log",
-      rotation: "never",
-      format: (r) => `${r.message[0]}\n`,
+  await withTempDir(async (dir) => {
+    const sink = lineSink(dir, {
       maxFileBytes: 100,
       maxFiles: 3,
     });
-    if ("warning" in sink) throw new Error(sink.warning);
     // 40 lines of 9 bytes: 11 per file of ≤ 100 bytes, so 4 files, of which 3 are kept.
     for (let i = 0; i < 40; i++) {
       sink(record([`line-${String(i).padStart(3, "0")}`]));
@@ -420,22 +428,14 @@ Deno.test("openFileSink() rotates at maxFileBytes and keeps maxFiles files, line
       Array.from({ length: 29 }, (_, i) => `line-${String(i + 11).padStart(3, "0")}`),
     );
     ok(files.get("s.log")!.endsWith("line-039\n"));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("openFileSink() gives a line larger than maxFileBytes a file of its own", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const sink = openFileSink({
-      dir,
-      filename: "s.log",
-      rotation: "never",
-      format: (r) => `${r.message[0]}\n`,
+  await withTempDir(async (dir) => {
+    const sink = lineSink(dir, {
       maxFileBytes: 10,
     });
-    if ("warning" in sink) throw new Error(sink.warning);
     sink(record(["short"]));
     sink(record(["a line longer than ten bytes"]));
     sink(record(["tail"]));
@@ -444,9 +444,7 @@ Deno.test("openFileSink() gives a line larger than maxFileBytes a file of its ow
       [...(await filesIn(dir)).entries()],
       [["s.log", "tail\n"], ["s.log.1", "short\n"], ["s.log.2", "a line longer than ten bytes\n"]],
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 /** A log file in memory whose writes fail after `budget` bytes (a disk filling up). */
@@ -474,21 +472,15 @@ class FillingFile implements LogFile {
 }
 
 Deno.test("openFileSink() never tears a line when the disk fills, warns once, recovers", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     const file = new FillingFile(15);
     const stats = newLogStats();
     const warnings: string[] = [];
-    const sink = openFileSink({
-      dir,
-      filename: "s.log",
-      rotation: "never",
-      format: (r) => `${r.message[0]}\n`,
+    const sink = lineSink(dir, {
       stats,
       warn: (message, fields) => warnings.push(`${message} ${JSON.stringify(fields)}`),
       open: () => Promise.resolve(file),
     });
-    if ("warning" in sink) throw new Error(sink.warning);
     sink(record(["one"])); // 4 bytes
     await sink.flush();
     sink(record(["two-two"])); // 8 bytes: 12 of 15
@@ -509,26 +501,18 @@ Deno.test("openFileSink() never tears a line when the disk fills, warns once, re
     equal(decoder.decode(file.content), "one\ntwo-two\nfive\n");
     equal(warnings.length, 2);
     match(warnings[1]!, /again; \{lost\} lines were lost .*"lost":2/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("openFileSink() survives a log file it cannot open (counted, warned, never thrown)", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     await Deno.mkdir(`${dir}/s.log`); // the file's name is taken by a directory
     const stats = newLogStats();
     const warnings: string[] = [];
-    const sink = openFileSink({
-      dir,
-      filename: "s.log",
-      rotation: "never",
-      format: (r) => `${r.message[0]}\n`,
+    const sink = lineSink(dir, {
       stats,
       warn: (message) => warnings.push(message),
     });
-    if ("warning" in sink) throw new Error(sink.warning);
     for (let i = 0; i < 5; i++) {
       sink(record([`line ${i}`]));
       await sink.flush();
@@ -538,31 +522,21 @@ Deno.test("openFileSink() survives a log file it cannot open (counted, warned, n
     equal(stats.linesDropped, 5);
     equal(sink.dropped, 5);
     equal(warnings.length, 1);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("openFileSink() on a full device (/dev/full) loses lines without tearing or throwing", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     await Deno.symlink("/dev/full", `${dir}/s.log`);
     const stats = newLogStats();
-    const sink = openFileSink({
-      dir,
-      filename: "s.log",
-      rotation: "never",
-      format: (r) => `${r.message[0]}\n`,
+    const sink = lineSink(dir, {
       stats,
     });
-    if ("warning" in sink) throw new Error(sink.warning);
     sink(record(["lost"]));
     await sink[Symbol.asyncDispose]();
     equal(stats.writeFailures, 1);
     equal(stats.linesDropped, 1);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("openStdoutSink() counts failed writes and their lines in stats, warns once per run", () => {
@@ -611,20 +585,14 @@ Deno.test("openRateLimitedSink() disposes its inner sinks after the last summary
 });
 
 Deno.test("openFileSink() keeps writing when rotation fails (no permission to list the directory)", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     const stats = newLogStats();
     const warnings: string[] = [];
-    const sink = openFileSink({
-      dir,
-      filename: "s.log",
-      rotation: "never",
-      format: (r) => `${r.message[0]}\n`,
+    const sink = lineSink(dir, {
       maxFileBytes: 10,
       stats,
       warn: (message) => warnings.push(message),
     });
-    if ("warning" in sink) throw new Error(sink.warning);
     sink(record(["first"]));
     await sink.flush();
     // Rotation lists the directory; make that fail by replacing the directory under the sink.
@@ -648,9 +616,7 @@ Deno.test("openFileSink() keeps writing when rotation fails (no permission to li
     equal(stats.writeFailures, 1, "one failed rotation; the next waits for another 10 bytes");
     equal(warnings.length, 1);
     match(warnings[0]!, /Cannot rotate the log file/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("openRateLimitedSink() tracks at most 1024 event kinds; the rest share one window", async () => {
@@ -665,17 +631,12 @@ Deno.test("openRateLimitedSink() tracks at most 1024 event kinds; the rest share
 });
 
 Deno.test("openFileSink() applies retention when the day changes", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/other.txt`, "not a log file\n");
-    const sink = openFileSink({
-      dir,
-      filename: "s.log",
+    const sink = lineSink(dir, {
       rotation: "daily",
-      format: (r) => `${r.message[0]}\n`,
       maxFiles: 2,
     });
-    if ("warning" in sink) throw new Error(sink.warning);
     for (const day of [1, 2, 3, 4]) {
       sink(record([`day ${day}`], {}, Date.UTC(2025, 0, day, 12)));
       await sink.flush();
@@ -686,7 +647,5 @@ Deno.test("openFileSink() applies retention when the day changes", async () => {
       ["s.log.2025-01-03", "day 3\n"],
       ["s.log.2025-01-04", "day 4\n"],
     ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
