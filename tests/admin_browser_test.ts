@@ -12,6 +12,7 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { browserTest, CHROMIUM, CHROMIUM_ARGS } from "./browser.ts";
 import { connect, joinRoom, serve, type TestClient } from "./helpers.ts";
 
 // The page functions below run in the browser; this is the little of the DOM they use.
@@ -36,22 +37,10 @@ declare const Image: new () => {
   decode(): Promise<void>;
 };
 
-const CHROMIUM = "/usr/bin/chromium";
-const REQUIRED = Deno.env.get("SIGNAL_FISH_REQUIRE_BROWSER") === "1";
 const ARTIFACTS = new URL("../artifacts/admin/", import.meta.url);
 const TOKEN = "browser-test-operator-token-0123456789abcdef";
 /** Generous: two cores are shared by many processes. */
 const UI_TIMEOUT_MS = 30_000;
-
-function chromiumInstalled(): boolean {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-}
-
-const installed = chromiumInstalled();
 
 async function launch(userDataDir: string): Promise<BrowserContext> {
   return await chromium.launchPersistentContext(userDataDir, {
@@ -59,11 +48,7 @@ async function launch(userDataDir: string): Promise<BrowserContext> {
     headless: true,
     viewport: { width: 1440, height: 900 },
     args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-dev-shm-usage",
-      "--no-first-run",
+      ...CHROMIUM_ARGS,
     ],
   });
 }
@@ -143,15 +128,9 @@ async function screenshot(
   return path;
 }
 
-Deno.test({
-  name: "Operator console: log in, watch a room fill, remove a player, close the room",
-  ignore: !installed && !REQUIRED,
-  // playwright-core keeps the browser's pipes and child process in its own bookkeeping; they
-  // are closed by context.close(), but not in an order Deno's sanitizers can follow.
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    ok(installed, `${CHROMIUM} is missing (install Debian's chromium; .ci/run does)`);
+browserTest(
+  "Operator console: log in, watch a room fill, remove a player, close the room",
+  async () => {
     await using server = await serve((config) => {
       config.security.admin_token = TOKEN;
       config.server.max_spectators_per_room = 2;
@@ -299,4 +278,4 @@ Deno.test({
     }
     deepEqual(problems, []);
   },
-});
+);

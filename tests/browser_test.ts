@@ -16,6 +16,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import type { SignalFishServer } from "../src/server.ts";
+import { browserTest, CHROMIUM, CHROMIUM_ARGS } from "./browser.ts";
 import { serve } from "./helpers.ts";
 
 // The page functions below run in the browser; this is the little of its world they use.
@@ -24,33 +25,17 @@ type Any = any;
 declare const document: Any;
 declare const globalThis: Any;
 
-const CHROMIUM = "/usr/bin/chromium";
-const REQUIRED = Deno.env.get("SIGNAL_FISH_REQUIRE_BROWSER") === "1";
 const ARTIFACTS = new URL("../test-artifacts/", import.meta.url);
 /** Generous: two cores are shared by many processes, and ICE on a busy machine is slow. */
 const UI_TIMEOUT_MS = 30_000;
 const GAME = "fish-pond-demo";
-
-function chromiumInstalled(): boolean {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-}
-
-const installed = chromiumInstalled();
 
 async function launch(): Promise<Browser> {
   return await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-dev-shm-usage",
-      "--no-first-run",
+      ...CHROMIUM_ARGS,
       // Plain host candidates (no mDNS names) so two tabs on one machine find each other
       // without STUN; loopback candidates too, for machines whose only interface is lo.
       "--disable-features=WebRtcHideLocalIpsWithMdns",
@@ -174,15 +159,9 @@ async function swimUntil(
   }
 }
 
-Deno.test({
-  name: "Demo page: join, create, share, spectate, play over P2P and relay, resume, restart",
-  ignore: !installed && !REQUIRED,
-  // playwright-core keeps the browser's pipes and child process in its own bookkeeping; they
-  // are closed by browser.close(), but not in an order Deno's sanitizers can follow.
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    ok(installed, `${CHROMIUM} is missing (install Debian's chromium; .ci/run does)`);
+browserTest(
+  "Demo page: join, create, share, spectate, play over P2P and relay, resume, restart",
+  async () => {
     // Rooms are saved at close and restored at start (server.state_file), as `deno task dev`.
     const stateDir = await Deno.makeTempDir({ prefix: "signal-fish-state-" });
     const stateFile = `${stateDir}/rooms.json`;
@@ -397,4 +376,4 @@ Deno.test({
       await Deno.remove(stateDir, { recursive: true });
     }
   },
-});
+);
