@@ -106,11 +106,14 @@ class Merged implements AsyncDisposable {
   }
 }
 
-/** Runs a short-lived command to completion (bounded by the deadline). */
-async function run(args: string[], env: Record<string, string> = {}) {
+/**
+ * Runs a short-lived `deno <args>` to completion in `cwd` (the repository by default) with a
+ * clean environment plus `env`, bounded by the deadline; resolves with its code and output.
+ */
+async function run(args: string[], env: Record<string, string> = {}, cwd: string = ROOT) {
   const child = new Deno.Command(Deno.execPath(), {
     args,
-    cwd: ROOT,
+    cwd,
     clearEnv: true,
     env: cleanEnv(env),
     stdin: "null",
@@ -316,21 +319,7 @@ Deno.test("deno task start and compile on a fresh copy install no test dependenc
     await Deno.mkdir(join(dir, "tests"));
     // Packages come from the test process's cache, where the test-only ones are too: had a task
     // wanted one, it would be in node_modules.
-    const task = async (...args: string[]) => {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["task", ...args],
-        cwd: dir,
-        clearEnv: true,
-        env: cleanEnv(),
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const timer = setTimeout(() => child.kill("SIGKILL"), DEADLINE_MS);
-      const { code, stdout, stderr } = await child.output();
-      clearTimeout(timer);
-      const decoder = new TextDecoder();
-      return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
-    };
+    const task = (...args: string[]) => run(["task", ...args], {}, dir);
     const start = await task("start", "--version");
     equal(start.code, 0, start.stderr);
     equal(start.stdout, `signal-fish-server ${denoJson.version}\n`);
