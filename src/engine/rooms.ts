@@ -271,9 +271,22 @@ export class Rooms {
     this.#directory.add(room, session.app?.appId, now);
     this.#seat(session, room, data.player_name, now);
     if (room.supportsAuthority) room.authority = session.playerId;
+    return this.#seated("room_created", session, room, now);
+  }
+
+  /**
+   * The effects of `session` taking a seat in `room` (new or existing): the `type` engine event,
+   * the directory's refresh of the room and the join announcements (PROTOCOL.md §7.2.4).
+   */
+  #seated(
+    type: "room_created" | "room_joined",
+    session: Session,
+    room: Room,
+    now: number,
+  ): Effect[] {
     return [
       event({
-        type: "room_created",
+        type,
         gameName: room.gameName,
         roomCode: room.code,
         roomId: room.id,
@@ -297,17 +310,7 @@ export class Rooms {
       return joinFailed(session.playerId, "Room is full", "ROOM_FULL", false);
     }
     this.#seat(session, room, playerName, now);
-    return [
-      event({
-        type: "room_joined",
-        gameName: room.gameName,
-        roomCode: room.code,
-        roomId: room.id,
-        playerId: session.playerId,
-      }),
-      this.#directory.refresh(room),
-      ...this.#announceJoin(session.playerId, room, now),
-    ];
+    return this.#seated("room_joined", session, room, now);
   }
 
   #seat(session: Session, room: Room, name: string, now: number): void {
