@@ -191,13 +191,13 @@ export class Rooms {
       }
       return true;
     };
+    // Every cap refuses with the same error code (PROTOCOL.md §7.2.1).
+    const refuse = (message: string) =>
+      joinFailed(id, message, "MAX_ROOMS_PER_GAME_EXCEEDED", true);
     if (!reclaim("game", scope, () => directory.gameCount(scope), options.maxRoomsPerGame)) {
       const count = directory.gameCount(scope);
-      return joinFailed(
-        id,
+      return refuse(
         `Game \`${gameName}\` already has ${count} rooms (limit ${options.maxRoomsPerGame})`,
-        "MAX_ROOMS_PER_GAME_EXCEEDED",
-        true,
       );
     }
     const app = session.app;
@@ -205,13 +205,10 @@ export class Rooms {
       app?.maxRooms !== undefined &&
       !reclaim("app", app.appId, () => directory.appCount(app.appId), app.maxRooms)
     ) {
-      return joinFailed(
-        id,
+      return refuse(
         `App \`${app.appId}\` already has ${
           directory.appCount(app.appId)
         } rooms (limit ${app.maxRooms})`,
-        "MAX_ROOMS_PER_GAME_EXCEEDED",
-        true,
       );
     }
     const perIp = options.maxRoomsPerIp ?? 0;
@@ -224,13 +221,10 @@ export class Rooms {
         perIp,
       )
     ) {
-      return joinFailed(
-        id,
+      return refuse(
         `Your address already has ${
           directory.ipCount(scope, session.ip)
         } rooms of game \`${gameName}\` (limit ${perIp})`,
-        "MAX_ROOMS_PER_GAME_EXCEEDED",
-        true,
       );
     }
     return undefined;
