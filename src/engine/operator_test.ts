@@ -8,12 +8,12 @@ import type { Effect, Engine } from "./engine.ts";
 import { RATE_WINDOW_MS } from "./room.ts";
 import {
   bare,
-  engineWith as baseEngineWith,
   first,
   join,
   P1,
   P2,
   P3,
+  reconnectingEngineWith,
   S1,
   spectate,
   summarize,
@@ -22,7 +22,7 @@ import {
 const T0 = Date.UTC(2026, 2, 4, 18, 0, 0);
 
 function engineWith(ids: string[]): Engine {
-  return baseEngineWith(ids, { enableReconnection: true, maxSpectatorsPerRoom: 4 });
+  return reconnectingEngineWith(ids, { maxSpectatorsPerRoom: 4 });
 }
 
 function reconnect(player_id: string, room_id: string, auth_token: string): ClientMessage {

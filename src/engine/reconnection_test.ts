@@ -1,17 +1,17 @@
 import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
 import { decode, encode } from "@msgpack/msgpack";
 import type { ClientMessage } from "../protocol/messages.ts";
-import type { Effect, Engine, EngineOptions } from "./engine.ts";
+import type { Effect, Engine } from "./engine.ts";
 import {
   bare,
   C1,
   C2,
-  engineWith as baseEngineWith,
   first,
   join,
   P1,
   P2,
   P3,
+  reconnectingEngineWith as engineWith,
   S1,
   spectate,
   summarize,
@@ -19,10 +19,6 @@ import {
 
 const T0 = Date.UTC(2026, 2, 4, 18, 0, 0);
 const WINDOW = 300_000;
-
-function engineWith(ids: string[], overrides: Partial<EngineOptions> = {}): Engine {
-  return baseEngineWith(ids, { enableReconnection: true, ...overrides });
-}
 
 function gameData(data: unknown, to_player?: string): ClientMessage {
   return { type: "GameData", data: { data, to_player } } as ClientMessage;

@@ -10,12 +10,12 @@ import {
   bare,
   C1,
   C2,
-  engineWith as baseEngineWith,
   first,
   join,
   P1,
   P2,
   P3,
+  reconnectingEngineWith,
   S1,
   sentTo,
   spectate,
@@ -33,7 +33,7 @@ function digest(token: string): string {
 }
 
 function engineWith(ids: string[], overrides = {}): Engine {
-  return baseEngineWith(ids, { enableReconnection: true, tokenDigest: digest, ...overrides });
+  return reconnectingEngineWith(ids, { tokenDigest: digest, ...overrides });
 }
 
 function reconnect(player_id: string, room_id: string, auth_token: string): ClientMessage {

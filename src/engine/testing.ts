@@ -69,6 +69,17 @@ export function engineWith(ids: string[], overrides: Partial<EngineOptions> = {}
   return engine;
 }
 
+/**
+ * {@link engineWith} with `enable_reconnection` on (PROTOCOL.md §7.11): players leaving hold
+ * their seat and get tokens; `overrides` apply on top.
+ */
+export function reconnectingEngineWith(
+  ids: string[],
+  overrides: Partial<EngineOptions> = {},
+): Engine {
+  return engineWith(ids, { enableReconnection: true, ...overrides });
+}
+
 /** `JoinRoom` with the given code (or none) and name. */
 export function join(
   code: string | undefined,
