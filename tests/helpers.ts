@@ -184,6 +184,18 @@ export function joinAsSpectator(roomCode: string, spectatorName: string): unknow
 }
 
 /**
+ * `alice` creates a room of game "orbit" (default settings) and `bob` joins it by its code;
+ * resolves with the room code once both have their `RoomJoined` (nothing else is read).
+ */
+export async function createAndJoin(alice: TestClient, bob: TestClient): Promise<string> {
+  alice.send(joinRoom(null, "alice"));
+  const code: string = (await alice.next("RoomJoined")).data.room_code;
+  bob.send(joinRoom(code, "bob"));
+  await bob.next("RoomJoined");
+  return code;
+}
+
+/**
  * Two players "alpha" and "beta" in room GUARD1 of game "guarded" (2 seats, lobby full), with
  * everything their joins produced already read: the game a robustness test keeps an eye on.
  */

@@ -4,7 +4,7 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import type { SignalFishServer } from "../src/server.ts";
-import { connect, joinRoom, serve, type TestClient } from "./helpers.ts";
+import { connect, createAndJoin, joinRoom, serve, type TestClient } from "./helpers.ts";
 import { parseExposition } from "./exposition.ts";
 import process from "node:process";
 import denoJson from "../deno.json" with { type: "json" };
@@ -48,10 +48,7 @@ Deno.test("A scripted session leaves every counter it touched at exactly the exp
   equal(refused.status, 429);
   await refused.body?.cancel();
 
-  alice.send(joinRoom(null, "alice"));
-  const code = (await alice.next("RoomJoined")).data.room_code;
-  bob.send(joinRoom(code, "bob"));
-  await bob.next("RoomJoined");
+  await createAndJoin(alice, bob);
   await alice.waitFor("PlayerJoined");
   for (let i = 0; i < RELAYED; i++) {
     alice.send({ type: "GameData", data: { data: { seq: i } } });
@@ -165,10 +162,7 @@ Deno.test("reconnection_events_buffered_total (#37) counts messages kept for a h
   await using server = await serve();
   const alice = await connect(server);
   await using bob = await connect(server);
-  alice.send(joinRoom(null, "alice"));
-  const code = (await alice.next("RoomJoined")).data.room_code;
-  bob.send(joinRoom(code, "bob"));
-  await bob.next("RoomJoined");
+  await createAndJoin(alice, bob);
   await alice.close(); // alice's seat is held
   await eventually(server, (m) => m.get("signal_fish_reconnection_sessions_active") === 1);
   for (let i = 0; i < 3; i++) bob.send({ type: "GameData", data: { data: i } });
@@ -317,10 +311,7 @@ Deno.test({
     await using server = await serve();
     await using alice = await connect(server);
     await using bob = await connect(server);
-    alice.send(joinRoom(null, "alice"));
-    const code = (await alice.next("RoomJoined")).data.room_code;
-    bob.send(joinRoom(code, "bob"));
-    await bob.next("RoomJoined");
+    await createAndJoin(alice, bob);
     alice.send({ type: "GameData", data: { data: { x: 1 } } });
     await bob.waitFor("GameData");
     const text = await (await fetch(`${server.url}/metrics/prom`)).text();
@@ -348,10 +339,7 @@ Deno.test("Operator families: open rooms, build version and process figures are 
   equal(before.get(`signal_fish_build_info{version="${denoJson.version}"}`), 1);
   const clients = await Promise.all([0, 1, 2].map(() => connect(server)));
   const [alice, bob, carol] = clients as [TestClient, TestClient, TestClient];
-  alice.send(joinRoom(null, "alice"));
-  const code = (await alice.next("RoomJoined")).data.room_code;
-  bob.send(joinRoom(code, "bob"));
-  await bob.next("RoomJoined");
+  await createAndJoin(alice, bob);
   carol.send(joinRoom(null, "carol"));
   await carol.next("RoomJoined");
   const during = await scrape(server);

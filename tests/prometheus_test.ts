@@ -12,7 +12,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import type { SignalFishServer } from "../src/server.ts";
-import { connect, joinRoom, serve } from "./helpers.ts";
+import { connect, createAndJoin, serve } from "./helpers.ts";
 import { spawnServer } from "./process.ts";
 import { parseExposition } from "./exposition.ts";
 import { RELAY_TIMING_SAMPLE } from "../src/transport/edge.ts";
@@ -167,10 +167,7 @@ function instanceVariable(dashboard: DashboardJson): string {
 async function session(server: SignalFishServer): Promise<void> {
   await using alice = await connect(server);
   await using bob = await connect(server);
-  alice.send(joinRoom(null, "alice"));
-  const code = (await alice.next("RoomJoined")).data.room_code;
-  bob.send(joinRoom(code, "bob"));
-  await bob.next("RoomJoined");
+  await createAndJoin(alice, bob);
   for (let i = 0; i < 2 * RELAY_TIMING_SAMPLE; i++) {
     alice.send({ type: "GameData", data: { data: { seq: i } } });
     await bob.waitFor("GameData");
