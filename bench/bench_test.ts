@@ -5,7 +5,7 @@
  */
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
 import { renderChart } from "./chart.ts";
-import { type Comparison, summarize } from "./compare.ts";
+import { type Comparison, formatComparison, summarize } from "./compare.ts";
 import { LoadGenerator, type Report, split } from "./load.ts";
 import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
 import { summarizeProfile } from "./profile.ts";
@@ -178,6 +178,41 @@ Deno.test("summarize() and renderChart() turn runs into ratios and a chart", () 
   match(svg, /1\.30× \(goal ≤ 1\.5×\)/);
   match(svg, /no data/);
   ok(svg.trimEnd().endsWith("</svg>"));
+});
+
+Deno.test("summarize() reports each interleaved pair, its ratio and the spread", () => {
+  const run = (kind: "ours" | "baseline", round: number, cycleMs: number) => ({
+    experiment: "churn" as const,
+    kind,
+    round,
+    report: { churn: { serverCpuMsPerCycle: cycleMs } } as Report,
+  });
+  const runs = [
+    run("ours", 1, 1.2),
+    run("baseline", 1, 1),
+    { ...run("ours", 2, 5), discarded: true }, // repeated: the next run of round 2 counts
+    run("ours", 2, 0.9),
+    run("baseline", 2, 1.5),
+    run("ours", 3, 2), // no baseline in round 3: no pair
+  ];
+  const churn = summarize(runs).find((metric) => metric.id === "churn_cpu")!;
+  deepEqual(churn.pairs, [
+    { round: 1, ours: 1.2, baseline: 1, ratio: 1.2 },
+    { round: 2, ours: 0.9, baseline: 1.5, ratio: 0.6 },
+  ]);
+  deepEqual([churn.pairRatioMedian, churn.pairRatioMin, churn.pairRatioMax], [0.9, 0.6, 1.2]);
+  const text = formatComparison({
+    createdAt: new Date(0).toISOString(),
+    machine: machineInfo(),
+    rounds: 3,
+    commands: {},
+    metrics: [churn],
+    cpuPressure: null,
+    seconds: 1,
+    runs,
+  });
+  match(text, /0\.90x \(0\.60-1\.20\)/);
+  match(text, /round 2: 0\.9 \/ 1\.5 = 0\.60x/);
 });
 
 Deno.test("summarizeProfile() adds self time per function and per file", () => {

@@ -199,15 +199,22 @@ const encoder = new TextEncoder();
 
 /**
  * Encodes `frames[0..count)` as unmasked, unfragmented server frames (RFC 6455 §5.2): text for
- * strings (UTF-8), binary for bytes, into one buffer, so a batch costs one write.
+ * strings (UTF-8), binary for bytes, into one buffer, so a batch costs one write. Into `scratch`
+ * when the frames surely fit there (the result is then a view of it), else into a new buffer.
  */
-export function encodeFrames(frames: readonly (string | Uint8Array)[], count: number): Uint8Array {
+export function encodeFrames(
+  frames: readonly (string | Uint8Array)[],
+  count: number,
+  scratch?: Buffer,
+): Uint8Array {
   let bound = 0;
   for (let i = 0; i < count; i++) {
     const frame = frames[i]!;
     bound += (typeof frame === "string" ? frame.length * 3 : frame.byteLength) + 10;
   }
-  const out = Buffer.allocUnsafe(bound);
+  const out = scratch !== undefined && bound <= scratch.length
+    ? scratch
+    : Buffer.allocUnsafe(bound);
   let pos = 0;
   for (let i = 0; i < count; i++) {
     const frame = frames[i]!;
@@ -250,6 +257,15 @@ export function encodeFrames(frames: readonly (string | Uint8Array)[], count: nu
   return out.subarray(0, pos);
 }
 
+/** Size of the buffer batches are encoded into, bytes; larger batches get their own. */
+const SCRATCH_BYTES = 64 * 1024;
+/**
+ * The buffer every connection's batches are encoded into while the kernel takes each write at
+ * once, so a delivery allocates no buffer (one per write cost a pool refill every ~80 writes
+ * and a tenth of the garbage collector's time, BENCHMARKS.md "Socket layer").
+ */
+let scratch: Buffer = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+
 /**
  * A `ws` WebSocket as an {@linkcode OutboundSocket} whose data frames are written straight to
  * the connection, a batch in one write (`ws`' own `send` costs two writes per frame). Control
@@ -274,11 +290,18 @@ class FramedSocket implements OutboundSocket {
   }
 
   send(frame: string | Uint8Array): void {
-    this.#stream.write(encodeFrames([frame], 1));
+    this.sendMany([frame], 1);
   }
 
   sendMany(frames: readonly (string | Uint8Array)[], count: number): void {
-    this.#stream.write(encodeFrames(frames, count));
+    const stream = this.#stream;
+    const bytes = encodeFrames(frames, count, scratch);
+    stream.write(bytes);
+    // Written to the kernel at once (the usual case): the scratch buffer is free again. Else the
+    // stream keeps a view of it until written, so the next batch needs another one.
+    if (bytes.buffer === scratch.buffer && stream.writableLength !== 0) {
+      scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    }
   }
 
   close(code?: number, reason?: string): void {

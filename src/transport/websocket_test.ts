@@ -1,4 +1,5 @@
-import { deepEqual, equal } from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { encodeFrames, SocketPeer } from "./websocket.ts";
 import { LocalPeers } from "./local_peers.ts";
 
@@ -131,4 +132,18 @@ Deno.test("encodeFrames() writes text and binary frames with the shortest length
   }
   // Only the first `count` frames are written.
   equal(parseFrames(encodeFrames(["a", "b", "c"], 2)).length, 2);
+});
+
+Deno.test("encodeFrames() encodes into the scratch buffer only when the frames surely fit", () => {
+  const scratch = Buffer.alloc(64);
+  const small = encodeFrames(["hello", new Uint8Array([9])], 2, scratch);
+  equal(small.buffer, scratch.buffer);
+  deepEqual(parseFrames(small).map(([opcode]) => opcode), [1, 2]);
+  deepEqual(parseFrames(small)[0]![1], new TextEncoder().encode("hello"));
+  // 30 code units may need 90 bytes: a buffer of its own, the scratch left as it was.
+  const before = Uint8Array.from(scratch);
+  const large = encodeFrames(["z".repeat(30)], 1, scratch);
+  ok(large.buffer !== scratch.buffer);
+  deepEqual(Uint8Array.from(scratch), before);
+  equal(new TextDecoder().decode(parseFrames(large)[0]![1]), "z".repeat(30));
 });
