@@ -5,10 +5,11 @@
  */
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
 import { renderChart } from "./chart.ts";
-import { type Comparison, formatComparison, summarize } from "./compare.ts";
+import { type Comparison, formatComparison, type Metric, summarize } from "./compare.ts";
 import { LoadGenerator, type Report, split } from "./load.ts";
 import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
 import { summarizeProfile } from "./profile.ts";
+import { judge } from "./guard.ts";
 import { spawnServer } from "./spawn.ts";
 import { Histogram, machineInfo, median } from "./stats.ts";
 
@@ -233,4 +234,21 @@ Deno.test("summarizeProfile() adds self time per function and per file", () => {
     ["npm:zod@4/index.js", 2],
   ]);
   equal(summary.functions[0]!.name, "receive src/transport/hub.ts:10");
+});
+
+Deno.test("judge() fails a guarded ratio more than 5 % above its recorded figure", () => {
+  const metric = (id: string, pairRatioMedian: number | null) =>
+    ({ id, pairRatioMedian }) as Metric;
+  const record = {
+    recordedAt: new Date(0).toISOString(),
+    ratios: { cpu_per_message: 1, churn_cpu: 2 },
+    cpuPressure: null,
+  };
+  deepEqual(judge([metric("cpu_per_message", 1.04), metric("churn_cpu", 2.2)], record), [
+    { id: "cpu_per_message", recorded: 1, measured: 1.04, change: 1.04, ok: true },
+    { id: "churn_cpu", recorded: 2, measured: 2.2, change: 1.1, ok: false },
+  ]);
+  // Nothing measured fails; nothing recorded cannot fail.
+  deepEqual(judge([metric("cpu_per_message", null)], record)[0]!.ok, false);
+  deepEqual(judge([metric("cpu_per_message", 3)], null)[0]!.ok, null);
 });

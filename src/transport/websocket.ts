@@ -257,8 +257,12 @@ export function encodeFrames(
   return out.subarray(0, pos);
 }
 
-/** Size of the buffer batches are encoded into, bytes; larger batches get their own. */
-const SCRATCH_BYTES = 64 * 1024;
+/**
+ * Size of the buffer batches are encoded into, bytes (a batch of 10 messages of up to ~270
+ * characters fits); larger batches get their own. As large as a `Buffer.allocUnsafe` pool, which
+ * a queued write kept alive before.
+ */
+const SCRATCH_BYTES = 8 * 1024;
 /**
  * The buffer every connection's batches are encoded into while the kernel takes each write at
  * once, so a delivery allocates no buffer (one per write cost a pool refill every ~80 writes
@@ -295,10 +299,16 @@ class FramedSocket implements OutboundSocket {
 
   sendMany(frames: readonly (string | Uint8Array)[], count: number): void {
     const stream = this.#stream;
+    if (stream.writableLength !== 0) {
+      // Queued behind earlier bytes: the stream keeps this buffer until then; one of its own.
+      stream.write(encodeFrames(frames, count));
+      return;
+    }
     const bytes = encodeFrames(frames, count, scratch);
     stream.write(bytes);
-    // Written to the kernel at once (the usual case): the scratch buffer is free again. Else the
-    // stream keeps a view of it until written, so the next batch needs another one.
+    // Taken by the kernel at once (the usual case): the scratch buffer is free again. Else (the
+    // kernel's buffer just filled up) the stream keeps a view of it until written, so the next
+    // batch needs another one; a slow consumer holds at most one scratch buffer that way.
     if (bytes.buffer === scratch.buffer && stream.writableLength !== 0) {
       scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
     }
