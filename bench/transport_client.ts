@@ -15,6 +15,8 @@ const { values } = parseArgs({
     rooms: { type: "string", default: "50" },
     inflight: { type: "string", default: "2" },
     duration: { type: "string", default: "3" },
+    /** Instead of the relay: open this many idle sockets, hold them for --duration, close. */
+    hold: { type: "string", default: "0" },
   },
 });
 const url = values.url!;
@@ -29,6 +31,23 @@ const open = (): Promise<WebSocket> =>
     socket.onopen = () => resolve(socket);
     socket.onerror = () => reject(new Error(`cannot connect to ${url}`));
   });
+
+const hold = Math.min(Number(values.hold), 20_000);
+if (hold > 0) {
+  const sockets: WebSocket[] = [];
+  // In batches, so the server's pending-connection caps are not the limit.
+  while (sockets.length < hold) {
+    const batch = Math.min(200, hold - sockets.length);
+    sockets.push(...await Promise.all(Array.from({ length: batch }, open)));
+  }
+  console.log("start");
+  await new Promise((resolve) => setTimeout(resolve, durationMs));
+  console.log("end");
+  for (const socket of sockets) socket.close();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  console.log(JSON.stringify({ held: sockets.length }));
+  Deno.exit(0);
+}
 
 const members = await Promise.all(
   Array.from({ length: rooms }, () => Promise.all([open(), open(), open(), open()])),

@@ -10,9 +10,13 @@
  * this process runs on core 0 when started under `taskset -c 0`. CPU is this process's user +
  * system time between the client's start and end marks.
  *
+ * With `--hold N` it measures memory instead: V8 heap, external and RSS per idle connection
+ * held (N per round, this process run with `--v8-flags=--expose-gc`).
+ *
  * ```sh
  * taskset -c 0 deno run -A bench/transport_micro.ts --rounds 8 --duration 3 \
  *   --tree . --tree /path/to/other/checkout
+ * taskset -c 0 deno run -A --v8-flags=--expose-gc bench/transport_micro.ts --hold 10000 --rounds 2
  * ```
  *
  * @module
@@ -169,6 +173,56 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** This process's memory, bytes, after two full collections (needs `--v8-flags=--expose-gc`). */
+function memory(): Deno.MemoryUsage {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
+  return Deno.memoryUsage();
+}
+
+/**
+ * Holds `count` idle connections on `server`; memory per connection, bytes: V8 heap, external
+ * (buffers outside the heap) and RSS, each the difference between holding them and before.
+ */
+async function holdRound(
+  server: Server,
+  count: number,
+): Promise<{ heap: number; external: number; rss: number }> {
+  const client = new Deno.Command("taskset", {
+    args: [
+      "-c",
+      "1",
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      new URL("./transport_client.ts", import.meta.url).pathname,
+      `--url=${server.url}`,
+      `--hold=${count}`,
+      "--duration=3",
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const before = memory();
+  let held: Deno.MemoryUsage | undefined;
+  let buffered = "";
+  for await (const chunk of client.stdout.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    if (!held && buffered.includes("start")) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      held = memory();
+    }
+  }
+  await client.status;
+  if (!held) throw new Error(`no hold on ${server.name}`);
+  return {
+    heap: (held.heapUsed - before.heapUsed) / count,
+    external: (held.external - before.external) / count,
+    rss: (held.rss - before.rss) / count,
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -179,6 +233,8 @@ async function main(): Promise<void> {
       duration: { type: "string", default: "3" },
       rooms: { type: "string", default: "50" },
       inflight: { type: "string", default: "2" },
+      /** Memory per held idle connection instead of CPU: connections per round. */
+      hold: { type: "string", default: "0" },
     },
   });
   const options = {
@@ -188,9 +244,25 @@ async function main(): Promise<void> {
   };
   const servers: Server[] = [];
   if (!values["no-deno"]) servers.push(denoServer());
-  for (const tree of values.tree) servers.push(await treeServer(tree, tree));
-  const results = new Map<string, number[]>(servers.map((s) => [s.name, []]));
+  // `--tree -`: no tree (`Deno.serve` alone, e.g. for a memory figure in a fresh process).
+  for (const tree of values.tree) if (tree !== "-") servers.push(await treeServer(tree, tree));
   const rounds = Math.min(Number(values.rounds), 40);
+  const hold = Math.min(Number(values.hold), 20_000);
+  if (hold > 0) {
+    const kb = (bytes: number) => (bytes / 1024).toFixed(2);
+    for (let i = 0; i < rounds; i++) {
+      for (const server of i % 2 ? [...servers].reverse() : servers) {
+        const { heap, external, rss } = await holdRound(server, hold);
+        console.log(
+          `round ${i + 1}: ${server.name}: per connection heap ${kb(heap)} kB, ` +
+            `external ${kb(external)} kB, RSS ${kb(rss)} kB (${hold} held)`,
+        );
+      }
+    }
+    for (const server of servers) await server.stop();
+    return;
+  }
+  const results = new Map<string, number[]>(servers.map((s) => [s.name, []]));
   for (let i = 0; i < rounds; i++) {
     // Alternate the order too, so no server always follows the same one.
     const order = i % 2 ? [...servers].reverse() : servers;
