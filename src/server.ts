@@ -16,6 +16,13 @@ import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
 import { MemoryTokenBuckets } from "./coordination/memory.ts";
 import { MAX_TIMER_MS, startMaintenance } from "./maintenance.ts";
+import {
+  consumeState,
+  restoreState,
+  saveState,
+  sha256TokenDigest,
+  type StateFileOptions,
+} from "./state_file.ts";
 import { logEvent } from "./metrics/event_log.ts";
 import { Edge } from "./transport/edge.ts";
 import type { EdgeEvent } from "./transport/events.ts";
@@ -51,8 +58,13 @@ export interface SignalFishServer extends AsyncDisposable {
 
 /** Options that are not part of the configuration file. */
 export interface StartOptions {
-  /** Address to bind. @default "0.0.0.0" (SERVER.md §1.1) */
+  /** Address to bind. @default config.server.host (SERVER.md §1.1 and its note) */
   hostname?: string;
+  /**
+   * Called once the listener is bound, before the "Listening" log line, with the URL a browser on
+   * this machine opens (`main.ts` prints its plain-words banner here).
+   */
+  onListening?: (url: string) => void;
   /** Receives every edge, engine and route event (metrics, tests). */
   onEvent?: (event: EdgeEvent) => void;
   /**
@@ -109,6 +121,9 @@ export function engineOptions(config: Config): EngineOptions {
       ...(server.enable_reconnection ? ["reconnection-token", "replay-truncated"] : []),
       ...EXTENSION_CAPABILITIES,
       ...(config.security.public_room_listing ? ["room-listing"] : []),
+      "join-modes",
+      ...(server.enable_reconnection ? ["presence-events"] : []),
+      "authority-handover",
     ],
     newId: () => crypto.randomUUID(),
     newRoomCode: roomCodeGenerator(protocol.room_code_length, server.room_code_prefix),
@@ -117,6 +132,7 @@ export function engineOptions(config: Config): EngineOptions {
     eventBufferSize: server.event_buffer_size,
     eventBufferMaxBytes: server.event_buffer_max_bytes,
     newToken: newReconnectionToken,
+    tokenDigest: sha256TokenDigest,
     ...securityOptions(config),
   };
 }
@@ -183,7 +199,31 @@ export function serverMetrics(
   });
 }
 
-/** Starts serving `config` and resolves once the listener is bound. */
+/** `server.state_file` and its size bound, or undefined when rooms do not survive a restart. */
+function stateFileOptions(config: Config): StateFileOptions | undefined {
+  const { state_file: path, state_file_max_bytes: maxBytes } = config.server;
+  return path === null ? undefined : { path, maxBytes };
+}
+
+/**
+ * The URL that reaches a server bound to `hostname:port` from this machine: a wildcard address
+ * (`0.0.0.0`, `::`) becomes the loopback address, an IPv6 literal is bracketed.
+ */
+export function localUrl(hostname: string, port: number, tls = false): string {
+  const host = hostname === "0.0.0.0"
+    ? "127.0.0.1"
+    : hostname === "::" || hostname === "[::]"
+    ? "[::1]"
+    : hostname.includes(":") && !hostname.startsWith("[")
+    ? `[${hostname}]`
+    : hostname;
+  return `${tls ? "https" : "http"}://${host}:${port}`;
+}
+
+/**
+ * Starts serving `config` and resolves once the listener is bound. With `server.state_file`,
+ * rooms are restored from it first and saved to it at {@linkcode SignalFishServer.close}.
+ */
 export async function startServer(
   config: Config,
   options: StartOptions = {},
@@ -201,6 +241,9 @@ export async function startServer(
     newId: () => crypto.randomUUID(),
     onEvent,
   });
+  const stateFile = stateFileOptions(config);
+  const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
+  if (restored?.ok) edge.apply(restored.effects ?? [], Date.now());
   let draining = false;
   const sockets = new OpenSockets();
   const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());
@@ -223,7 +266,7 @@ export async function startServer(
     }),
   }, routeOptions(config, connectionCap.limit, (open) => sockets.set(open)));
 
-  const hostname = options.hostname ?? "0.0.0.0";
+  const hostname = options.hostname ?? config.server.host;
   const tls = readTls(config);
   const listener = await listen({
     hostname,
@@ -242,9 +285,21 @@ export async function startServer(
     dashboardIntervalMs: config.metrics.dashboard_cache_refresh_interval_secs * 1000,
     refreshDashboard: (now) => metrics.refreshDashboard(now),
   });
-  const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
-  const url = `${tls ? "https" : "http"}://${host}:${listener.addr.port}`;
+  if (restored?.ok) consumeState(stateFile!);
+  const url = localUrl(hostname, listener.addr.port, tls !== undefined);
+  options.onListening?.(url);
   logListening(config, hostname, listener.addr.port, instanceId, connectionCap, tls !== undefined);
+
+  // Rooms survive a restart: the snapshot is written once, at shutdown, or when the program is
+  // unloaded without one (`deno run --watch` restarts without a signal).
+  let saved = false;
+  const save = () => {
+    if (!stateFile || saved) return;
+    saved = true;
+    globalThis.removeEventListener("unload", save);
+    saveState(engine, stateFile, Date.now());
+  };
+  if (stateFile) globalThis.addEventListener("unload", save);
 
   let closing: Promise<void> | undefined;
   const close = () => {
@@ -255,6 +310,8 @@ export async function startServer(
       // frame is still queued behind game data (SERVER.md §1.1, §5.5).
       const socketsClosed = sockets.allClosed();
       edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, Date.now());
+      // Every seat is held now, with what it was sent during the shutdown in its replay buffer.
+      save();
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([

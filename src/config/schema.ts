@@ -87,6 +87,15 @@ function isOrigin(entry: string): boolean {
   return match !== null && Number(match[1] ?? 0) <= 65535;
 }
 
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+/** `server.host`: an IPv4 or IPv6 literal (no brackets) or a host name (SERVER.md §2.7). */
+const bindHost = text().refine(
+  (value) => [z.ipv4(), z.ipv6()].some((f) => f.safeParse(value).success) || HOST_NAME.test(value),
+  { error: "must be an IPv4 or IPv6 address (without brackets) or a host name" },
+);
+
 function isIpOrCidr(entry: string): boolean {
   return [z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()].some((f) => f.safeParse(entry).success);
 }
@@ -164,6 +173,13 @@ export const ConfigFields = z.strictObject({
     room_code_prefix: roomCodePrefix,
     max_spectators_per_room: int().default(0),
     drain_timeout_secs: int().default(10),
+    // Bind address (SERVER.md §1.1 note): all IPv4 interfaces by default; `deno task dev` passes
+    // `--host 127.0.0.1`.
+    host: bindHost.default("0.0.0.0"),
+    // Rooms survive a restart (single instance): snapshot path, null = off (README "Rooms
+    // survive a restart"); a larger file is refused at start and not written at shutdown.
+    state_file: nonEmptyText().nullable().default(null),
+    state_file_max_bytes: int(1024).default(67108864),
   }).prefault({}),
   rate_limit: z.strictObject({
     max_room_creations: int(1).default(5),

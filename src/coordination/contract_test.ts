@@ -62,6 +62,7 @@ function record(
       lobby_state: "waiting",
       supports_authority: true,
       relay_type: "matchbox",
+      authority_handover: false,
     },
     ...rest,
   };

@@ -26,6 +26,8 @@ export interface RoomSummary {
   lobby_state: string;
   supports_authority: boolean;
   relay_type: string;
+  /** Whether authority passes on when its holder's seat is released (EXTENSIONS.md E11). */
+  authority_handover: boolean;
 }
 
 /** A room as the directory knows it (SERVER.md §8.3 `room:` entry). */

@@ -17,7 +17,15 @@ import { type EngineStats, HomeDirectory, type RoomSummary } from "./directory.t
 import { type ConnId, type Effect, error, send } from "./effects.ts";
 import type { ConnectInfo, EngineOptions } from "./options.ts";
 import { type DisconnectLoss, Reconnection } from "./reconnection.ts";
+import { playerDisconnected } from "./presence.ts";
 import { Rooms } from "./rooms.ts";
+import {
+  buildSnapshot,
+  restoreSnapshot,
+  type RoomsSnapshot,
+  type SnapshotOutcome,
+  type SnapshotParts,
+} from "./snapshot.ts";
 import { type Session, Sessions } from "./sessions.ts";
 import { Spectators } from "./spectators.ts";
 
@@ -26,6 +34,8 @@ export type { EngineStats } from "./directory.ts";
 export type { ConnectInfo, EngineOptions, SdkManifest } from "./options.ts";
 export type { DisconnectLoss } from "./reconnection.ts";
 export { CODE_ATTEMPTS } from "./rooms.ts";
+export type { RoomsSnapshot, SnapshotOutcome } from "./snapshot.ts";
+export { decodeSnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";
 
 /** The pure room engine (PROTOCOL.md §7). One instance owns every room of this process. */
 export class Engine {
@@ -154,7 +164,11 @@ export class Engine {
       if (!this.#options.enableReconnection) {
         return this.#reconnection.route(this.#rooms.releaseSeat(room, me, now, "disconnect"));
       }
-      return this.#reconnection.hold(room, me, id, now, loss);
+      const effects = this.#reconnection.hold(room, me, id, now, loss);
+      const hold = this.#reconnection.held(me)!;
+      if (session.presence) hold.presence = true;
+      effects.push(...playerDisconnected(this.#reconnection, room, me, hold.expiresAt, now));
+      return this.#reconnection.route(effects);
     }
     if (session.watching) {
       return this.#reconnection.route(
@@ -222,6 +236,36 @@ export class Engine {
       connections: this.#sessions.size,
       heldSeats: this.#reconnection.heldSeats,
       eventsBuffered: this.#reconnection.eventsBuffered,
+    };
+  }
+
+  /**
+   * A snapshot of every room at `now` (ms) for a restart (SERVER.md §2.7 `state_file`): rooms,
+   * seats, authority, ready sets, spectators, token digests and replay buffers
+   * (`snapshot.ts`). Needs `EngineOptions.tokenDigest`.
+   */
+  snapshot(now: number): RoomsSnapshot {
+    return buildSnapshot(this.#snapshotParts(), now);
+  }
+
+  /**
+   * Restores a decoded snapshot into this engine, which must have no rooms, at `now` (ms): every
+   * seat held for the reconnection window, resumable with its token. All or nothing; returns
+   * the counts and the `directory` effects publishing the rooms (apply them like any effects),
+   * or the reason nothing was restored (`snapshot.ts`).
+   */
+  restore(
+    snapshot: RoomsSnapshot,
+    now: number,
+  ): SnapshotOutcome<{ rooms: number; seats: number; effects: Effect[] }> {
+    return restoreSnapshot(this.#snapshotParts(), snapshot, now);
+  }
+
+  #snapshotParts(): SnapshotParts {
+    return {
+      options: this.#options,
+      directory: this.#directory,
+      reconnection: this.#reconnection,
     };
   }
 

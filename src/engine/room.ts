@@ -42,6 +42,8 @@ export interface RoomInit {
   maxPlayers: number;
   supportsAuthority: boolean;
   relayType: string;
+  /** Pass authority on when its holder's seat is released (EXTENSIONS.md E11). @default false */
+  authorityHandover?: boolean;
   /** Creation time in ms since the epoch (first activity). */
   now: number;
 }
@@ -60,6 +62,8 @@ export class Room {
   readonly maxPlayers: number;
   readonly supportsAuthority: boolean;
   readonly relayType: string;
+  /** `JoinRoom.authority_handover` of the creator (EXTENSIONS.md E11). */
+  readonly authorityHandover: boolean;
   readonly #seats = new Map<string, Seat>();
   readonly #spectators = new Map<ConnId, Spectator>();
   /**
@@ -85,6 +89,7 @@ export class Room {
     this.maxPlayers = init.maxPlayers;
     this.supportsAuthority = init.supportsAuthority;
     this.relayType = init.relayType;
+    this.authorityHandover = init.authorityHandover ?? false;
     this.lastActivity = init.now;
   }
 

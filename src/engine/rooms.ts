@@ -55,7 +55,9 @@ export class Rooms {
   joinRoom(session: Session, data: ClientData<"JoinRoom">, now: number): Effect[] {
     const options = this.#options;
     const id = session.playerId;
-    const creating = data.room_code === undefined;
+    const mode = data.create ?? "if_missing";
+    // "never" without a code is a join attempt that fails at the code check (EXTENSIONS.md E9).
+    const creating = data.room_code === undefined && mode !== "never";
     const limited = this.#sessions.takeToken(session, creating ? "create" : "join", now);
     if (limited) {
       return [...joinFailed(id, limited.reason, "RATE_LIMIT_EXCEEDED", creating), limited.event];
@@ -86,11 +88,20 @@ export class Rooms {
       return joinFailed(id, "Already in a room", "ALREADY_IN_ROOM", creating);
     }
 
+    if (data.room_code === undefined && mode === "never") {
+      return joinFailed(id, "Room code is required to join", "INVALID_ROOM_CODE", false);
+    }
     if (data.room_code !== undefined) {
       const codeProblem = checkRoomCode(data.room_code, options.roomCodeLength);
       if (codeProblem) return joinFailed(id, codeProblem, "INVALID_ROOM_CODE", creating);
       const room = this.#directory.get(data.game_name, data.room_code.toUpperCase());
-      if (room) return this.#joinExisting(session, room, data.player_name, now);
+      if (room) {
+        if (mode === "always") {
+          return joinFailed(id, "Room code already in use", "ROOM_CREATION_FAILED", true);
+        }
+        return this.#joinExisting(session, room, data.player_name, now);
+      }
+      if (mode === "never") return joinFailed(id, "Room not found", "ROOM_NOT_FOUND", false);
     }
 
     // Creating: with the requested code (join-or-create) or a generated one.
@@ -163,6 +174,7 @@ export class Rooms {
       relayType: Object.hasOwn(options.relayTypeByGame, data.game_name)
         ? options.relayTypeByGame[data.game_name]!
         : options.defaultRelayType,
+      authorityHandover: data.authority_handover ?? false,
       now,
     });
     this.#directory.add(room, session.app?.appId, now);
@@ -298,8 +310,9 @@ export class Rooms {
       effects.push(send(members, { type: "PlayerLeft", data: { player_id: playerId } }));
     }
     if (room.authority === playerId) {
-      room.authority = null;
-      if (members.length > 0) {
+      room.authority = room.authorityHandover ? this.#successor(room) : null;
+      if (room.authority !== null) effects.push(...this.#authorityChanged(room));
+      else if (members.length > 0) {
         effects.push(send(members, {
           type: "AuthorityChanged",
           data: { authority_player: null, you_are_authority: false },
@@ -505,6 +518,20 @@ export class Rooms {
       room.authority = null;
     }
     return [granted, ...this.#authorityChanged(room)];
+  }
+
+  /**
+   * Who takes authority when its holder's seat is released in a room created with
+   * `authority_handover` (EXTENSIONS.md E11): the connected player seated longest, else the
+   * held seat seated longest, else nobody. Seats are kept in the order they were taken.
+   */
+  #successor(room: Room): string | null {
+    let heldFirst: string | null = null;
+    for (const playerId of room.seats.keys()) {
+      if (!this.#reconnection.held(playerId)) return playerId;
+      heldFirst ??= playerId;
+    }
+    return heldFirst;
   }
 
   /** `AuthorityChanged` to every member, personalised for the holder (PROTOCOL.md §7.5). */

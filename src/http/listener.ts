@@ -160,7 +160,6 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     server.on("request", onRequest);
     server.on("upgrade", onUpgrade);
     server.on("clientError", onClientError);
-    server.on("error", (error: Error) => log.error("The listener failed: {error}", { error }));
     return server;
   };
 
@@ -294,6 +293,9 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     } finally {
       server.off("error", reject);
     }
+    // Errors after the bind are logged here; a failed bind is the caller's to report (main.ts
+    // prints "address in use" once, without a log line).
+    server.on("error", (error: Error) => log.error("The listener failed: {error}", { error }));
     return server;
   };
 

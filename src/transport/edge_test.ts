@@ -198,6 +198,7 @@ Deno.test("Edge command: tick and sweep run the engine's timers; room commands r
       lobby_state: "waiting",
       supports_authority: true,
       relay_type: "matchbox",
+      authority_handover: false,
     },
   });
   deepEqual(edge.command({ kind: "room", command: inspect("NOROOM") }, T0), {
