@@ -7,6 +7,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 // @ts-types="./ws.d.ts"
@@ -81,10 +82,12 @@ export interface OutboundOptions {
  * something is already pending) makes the connection a slow consumer: the queue is discarded
  * and the edge closes it with 1013. With batching, frames wait in the queue until `batchSize`
  * are queued or the edge has carried out everything the current event produced (it then calls
- * {@linkcode SocketPeer.flush}), which is well within `websocket.batch_interval_ms`. Deno writes
- * every frame with its own call, so waiting longer would add latency without saving work (a
- * microtask per connection was measured at +2.5 ms p99 and +2 µs CPU per message, BENCHMARKS.md).
- * Each message stays its own frame, in order.
+ * {@linkcode SocketPeer.flush}), or, for WebSockets, until the end of the event-loop turn
+ * ({@linkcode flushAtTurnEnd}); both well within `websocket.batch_interval_ms`. A batch is one
+ * write (`FramedSocket`), so waiting for the turn's end saves writes under load. (Under the
+ * earlier `Deno.serve` transport every frame was its own write, and a microtask per connection
+ * measured +2.5 ms p99 and +2 µs CPU per message, BENCHMARKS.md.) Each message stays its own
+ * frame, in order.
  *
  * Cost on the relay path: the exact byte counts (a UTF-8 scan of each text frame) and the
  * runtime's `bufferedAmount` (a call into the runtime) are only needed near the budget. The peer
@@ -106,11 +109,37 @@ export class SocketPeer implements Peer {
    * Wraps an accepted socket. `stream`, the connection under it, is corked while a batch is
    * written (one write for the batch) and destroyed when a close is not answered in time.
    */
-  constructor(socket: OutboundSocket, options: OutboundOptions, stream?: SocketStream) {
+  constructor(
+    socket: OutboundSocket,
+    options: OutboundOptions,
+    stream?: SocketStream,
+    /**
+     * With batching: `flush` only marks the peer, and its queue is written once at the end of
+     * the event-loop turn (see {@linkcode flushAtTurnEnd}), together with what later events of
+     * the same turn queued for it. @default false (written at each `flush`)
+     */
+    turnEnd = false,
+  ) {
     this.#socket = socket;
     this.#options = options;
     this.#stream = stream;
-    this.flush = options.enableBatching ? () => this.#flush() : undefined;
+    this.flush = !options.enableBatching ? undefined : turnEnd
+      ? () => {
+        if (!this.#waiting && this.#queue.length > 0) {
+          this.#waiting = true;
+          flushAtTurnEnd(this);
+        }
+      }
+      : () => this.#flush();
+  }
+
+  /** On the list of peers written at the end of the turn. */
+  #waiting = false;
+
+  /** Writes the queue now (the end of the turn, see {@linkcode flushAtTurnEnd}). */
+  flushNow(): void {
+    this.#waiting = false;
+    this.#flush();
   }
 
   /**
@@ -183,6 +212,34 @@ export class SocketPeer implements Peer {
       }, CLOSE_GRACE_MS);
       Deno.unrefTimer(timer);
       socket.addEventListener("close", () => clearTimeout(timer), { once: true });
+    }
+  }
+}
+
+/** Peers whose queue is written at the end of this event-loop turn, each once. */
+let turnPeers: SocketPeer[] = [];
+
+/**
+ * Writes `peer`'s queue at the end of the current event-loop turn (`setImmediate`: after the
+ * runtime has delivered every socket read that was ready), with everything other events of the
+ * turn queued for it: under load one write carries several messages to a connection instead of
+ * one write each (the write is most of a delivery's cost, BENCHMARKS.md "Socket layer"). Well
+ * within `websocket.batch_interval_ms` (SERVER.md §5.3); one timer for all connections.
+ */
+function flushAtTurnEnd(peer: SocketPeer): void {
+  if (turnPeers.length === 0) setImmediate(flushTurn);
+  turnPeers.push(peer);
+}
+
+function flushTurn(): void {
+  const peers = turnPeers;
+  turnPeers = [];
+  for (const peer of peers) {
+    try {
+      peer.flushNow();
+    } catch (error) {
+      // One connection's failure must not keep the others' messages back.
+      log.error("Cannot write a batch: {error}", { error });
     }
   }
 }
@@ -427,7 +484,7 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
       return;
     }
     socket.binaryType = "nodebuffer";
-    const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream);
+    const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream, true);
     id = edge.connect(peer, { ip: options.ip, tokenBinding: options.tokenBinding?.binding });
     const connection = id;
     // Idle timeout (PROTOCOL.md §7.10): checked every half of it; traffic or a pong resets it.

@@ -1,5 +1,6 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
 import { encodeFrames, SocketPeer } from "./websocket.ts";
 import { LocalPeers } from "./local_peers.ts";
 
@@ -146,4 +147,37 @@ Deno.test("encodeFrames() encodes into the scratch buffer only when the frames s
   ok(large.buffer !== scratch.buffer);
   deepEqual(Uint8Array.from(scratch), before);
   equal(new TextDecoder().decode(parseFrames(large)[0]![1]), "z".repeat(30));
+});
+
+Deno.test("SocketPeer flushed at the turn's end writes each connection's batch once, in order", async () => {
+  const options = { maxBufferedBytes: 1 << 20, enableBatching: true, batchSize: 10 };
+  const writes: string[][] = [];
+  const socket = (name: string) => ({
+    ...new RecordingSocket(),
+    readyState: 1,
+    send: (frame: string | Uint8Array) => writes.push([name, String(frame)]),
+    sendMany: (frames: readonly (string | Uint8Array)[], count: number) =>
+      writes.push([name, ...frames.slice(0, count).map(String)]),
+    close() {},
+    addEventListener() {},
+  });
+  const a = new SocketPeer(socket("a"), options, undefined, true);
+  const b = new SocketPeer(socket("b"), options, undefined, true);
+  // Two events in one turn: each queues for both and flushes.
+  a.send("1");
+  b.send("1");
+  a.flush!();
+  b.flush!();
+  a.send("2");
+  a.flush!();
+  deepEqual(writes, []);
+  await new Promise((resolve) => setImmediate(resolve)); // queued after the flush
+  deepEqual(writes, [["a", "1", "2"], ["b", "1"]]);
+  // A close writes what is queued at once, before the close frame; the turn's end finds nothing.
+  b.send("3");
+  b.flush!();
+  b.close(1000, "bye");
+  deepEqual(writes.at(-1), ["b", "3"]);
+  await new Promise((resolve) => setImmediate(resolve)); // queued after the flush
+  equal(writes.length, 3);
 });
