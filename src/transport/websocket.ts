@@ -83,7 +83,7 @@ export interface OutboundOptions {
  * and the edge closes it with 1013. With batching, frames wait in the queue until `batchSize`
  * are queued or the edge has carried out everything the current event produced (it then calls
  * {@linkcode SocketPeer.flush}), or, for WebSockets, until the end of the event-loop turn
- * ({@linkcode flushAtTurnEnd}); both well within `websocket.batch_interval_ms`. A batch is one
+ * under load ({@linkcode endTurn}); both well within `websocket.batch_interval_ms`. A batch is one
  * write (`FramedSocket`), so waiting for the turn's end saves writes under load. (Under the
  * earlier `Deno.serve` transport every frame was its own write, and a microtask per connection
  * measured +2.5 ms p99 and +2 µs CPU per message, BENCHMARKS.md.) Each message stays its own
@@ -114,9 +114,9 @@ export class SocketPeer implements Peer {
     options: OutboundOptions,
     stream?: SocketStream,
     /**
-     * With batching: `flush` only marks the peer, and its queue is written once at the end of
-     * the event-loop turn (see {@linkcode flushAtTurnEnd}), together with what later events of
-     * the same turn queued for it. @default false (written at each `flush`)
+     * With batching, under load: while the last event-loop turn wrote some connection twice,
+     * `flush` only marks the peer, and its queue is written once at the end of the turn with
+     * what later events of the same turn queued for it ({@linkcode endTurn}). @default false
      */
     turnEnd = false,
   ) {
@@ -125,9 +125,21 @@ export class SocketPeer implements Peer {
     this.#stream = stream;
     this.flush = !options.enableBatching ? undefined : turnEnd
       ? () => {
+        if (!deferring) {
+          this.#flush();
+          // Two batches for this connection within a millisecond: the server is busy; from now
+          // on writes wait for the turn's end (a timer per turn only then, not per message).
+          const now = Date.now();
+          if (this.#lastFlushMs === now) startDeferring();
+          this.#lastFlushMs = now;
+          return;
+        }
+        // A second batch for this connection in one turn: one write could have carried both.
+        if (this.#turn === turn) repeated = true;
+        else this.#turn = turn;
         if (!this.#waiting && this.#queue.length > 0) {
           this.#waiting = true;
-          flushAtTurnEnd(this);
+          turnPeers.push(this);
         }
       }
       : () => this.#flush();
@@ -135,8 +147,12 @@ export class SocketPeer implements Peer {
 
   /** On the list of peers written at the end of the turn. */
   #waiting = false;
+  /** The last turn this peer was flushed in (while deferring). */
+  #turn = -1;
+  /** When this peer was last flushed while writing at once, ms since the epoch. */
+  #lastFlushMs = 0;
 
-  /** Writes the queue now (the end of the turn, see {@linkcode flushAtTurnEnd}). */
+  /** Writes the queue now (the end of the turn, see {@linkcode endTurn}). */
   flushNow(): void {
     this.#waiting = false;
     this.#flush();
@@ -218,20 +234,37 @@ export class SocketPeer implements Peer {
 
 /** Peers whose queue is written at the end of this event-loop turn, each once. */
 let turnPeers: SocketPeer[] = [];
+/** Counts event-loop turns in which some peer was flushed. */
+let turn = 0;
+/** Some connection was flushed twice in this turn. */
+let repeated = false;
+/** This turn's writes wait for its end. */
+let deferring = false;
 
-/**
- * Writes `peer`'s queue at the end of the current event-loop turn (`setImmediate`: after the
- * runtime has delivered every socket read that was ready), with everything other events of the
- * turn queued for it: under load one write carries several messages to a connection instead of
- * one write each (the write is most of a delivery's cost, BENCHMARKS.md "Socket layer"). Well
- * within `websocket.batch_interval_ms` (SERVER.md §5.3); one timer for all connections.
- */
-function flushAtTurnEnd(peer: SocketPeer): void {
-  if (turnPeers.length === 0) setImmediate(flushTurn);
-  turnPeers.push(peer);
+/** Writes wait for the end of each turn until a turn has at most one batch per connection. */
+function startDeferring(): void {
+  if (deferring) return;
+  deferring = true;
+  repeated = false;
+  setImmediate(endTurn);
 }
 
-function flushTurn(): void {
+/**
+ * The end of an event-loop turn while deferring (`setImmediate`: after the runtime has delivered
+ * every socket read that was ready): writes each waiting peer's queue, so one write carries
+ * everything the turn's events produced for a connection instead of one write each (the write is
+ * most of a delivery's cost, BENCHMARKS.md "Socket layer"). Deferring starts when a connection
+ * gets two batches within a millisecond, and lasts while some connection gets two batches in a
+ * turn; a turn with at most one per connection switches back to writing at once, so a lightly
+ * loaded server adds neither latency nor a timer per message. Well within
+ * `websocket.batch_interval_ms` (SERVER.md §5.3); one timer for all connections.
+ */
+function endTurn(): void {
+  turn++;
+  // Busy still: the next turn defers too (one timer per turn); else back to writing at once.
+  deferring = repeated;
+  repeated = false;
+  if (deferring) setImmediate(endTurn);
   const peers = turnPeers;
   turnPeers = [];
   for (const peer of peers) {

@@ -149,7 +149,7 @@ Deno.test("encodeFrames() encodes into the scratch buffer only when the frames s
   equal(new TextDecoder().decode(parseFrames(large)[0]![1]), "z".repeat(30));
 });
 
-Deno.test("SocketPeer flushed at the turn's end writes each connection's batch once, in order", async () => {
+Deno.test("SocketPeer under load writes each connection's batches of a turn at its end, in order", async () => {
   const options = { maxBufferedBytes: 1 << 20, enableBatching: true, batchSize: 10 };
   const writes: string[][] = [];
   const socket = (name: string) => ({
@@ -163,21 +163,40 @@ Deno.test("SocketPeer flushed at the turn's end writes each connection's batch o
   });
   const a = new SocketPeer(socket("a"), options, undefined, true);
   const b = new SocketPeer(socket("b"), options, undefined, true);
-  // Two events in one turn: each queues for both and flushes.
-  a.send("1");
-  b.send("1");
-  a.flush!();
-  b.flush!();
-  a.send("2");
-  a.flush!();
-  deepEqual(writes, []);
-  await new Promise((resolve) => setImmediate(resolve)); // queued after the flush
-  deepEqual(writes, [["a", "1", "2"], ["b", "1"]]);
-  // A close writes what is queued at once, before the close frame; the turn's end finds nothing.
-  b.send("3");
-  b.flush!();
+  const endOfTurn = () => new Promise((resolve) => setImmediate(resolve)); // queued after ours
+  const event = (...peers: SocketPeer[]) => {
+    for (const peer of peers) peer.send(`${writes.length}`);
+    for (const peer of peers) peer.flush!();
+  };
+  // A quiet turn (one batch per connection): written at once.
+  event(a, b);
+  deepEqual(writes, [["a", "0"], ["b", "0"]]);
+  await endOfTurn();
+  // A busy turn: batch after batch for a; two within a millisecond and the writes start waiting.
+  let before: number;
+  let events = 0;
+  do {
+    before = writes.length;
+    event(a);
+  } while (writes.length > before && ++events < 100_000);
+  equal(writes.length, before, "writes never started to wait");
+  event(a); // a second waiting batch for a in this turn: the next turn waits too
+  await endOfTurn();
+  equal(writes.length, before + 1);
+  deepEqual(writes.at(-1), ["a", `${before}`, `${before}`]);
+  event(a, b);
+  event(a);
+  equal(writes.length, before + 1);
+  await endOfTurn();
+  deepEqual(writes.slice(-2), [["a", `${before + 1}`, `${before + 1}`], ["b", `${before + 1}`]]);
+  // Still waiting (a twice in that turn): a close writes what is queued at once, before its frame.
+  event(b);
   b.close(1000, "bye");
-  deepEqual(writes.at(-1), ["b", "3"]);
-  await new Promise((resolve) => setImmediate(resolve)); // queued after the flush
-  equal(writes.length, 3);
+  deepEqual(writes.at(-1), ["b", `${before + 3}`]);
+  await endOfTurn();
+  equal(writes.length, before + 4);
+  // That turn had one batch per connection: writes are immediate again.
+  event(a);
+  equal(writes.length, before + 5);
+  await endOfTurn();
 });
