@@ -14,6 +14,8 @@ import { createHandler, type Handler } from "./http/routes.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
+import { type AdminRoutes, adminRoutes } from "./http/admin.ts";
+import { OperatorFeed } from "./metrics/operator_feed.ts";
 import { MemoryTokenBuckets } from "./coordination/memory.ts";
 import { MAX_TIMER_MS, startMaintenance } from "./maintenance.ts";
 import {
@@ -49,6 +51,10 @@ export interface SignalFishServer extends AsyncDisposable {
   readonly edge: Edge;
   /** The server's metrics (SERVER.md §6). */
   readonly metrics: ServerMetrics;
+  /** The operator API and console (EXTENSIONS.md E12); absent without `security.admin_token`. */
+  readonly admin?: AdminRoutes;
+  /** The operator console's figures and live events; absent without `security.admin_token`. */
+  readonly operatorFeed?: OperatorFeed;
   /**
    * Graceful shutdown (SERVER.md §1.1): health turns 503, new upgrades get 503, every socket is
    * closed with 1001 "Server shutting down", then the listener stops. Idempotent.
@@ -234,7 +240,13 @@ export async function startServer(
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
   // `edge.size` is read at scrape time, after `edge` exists.
   const metrics = serverMetrics(config, engine, () => edge.size, options.logStats);
-  const onEvent = observers(metrics, options.onEvent);
+  const adminToken = config.security.admin_token;
+  const feed = adminToken === null ? undefined : new OperatorFeed({
+    connections: () => edge.size,
+    stats: () => engine.stats(),
+    maintenance: () => engine.maintenance,
+  });
+  const onEvent = observers(metrics, feed, options.onEvent);
   const edge = new Edge(engine, {
     maxMessageSize: config.security.max_message_size,
     maxQueuedBytes: config.websocket.max_buffered_bytes,
@@ -245,6 +257,20 @@ export async function startServer(
   const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
   if (restored?.ok) edge.apply(restored.effects ?? [], Date.now());
   let draining = false;
+  const status = () => statusBody(engine, edge, instanceId, startedAt, draining);
+  const admin = feed && adminToken !== null
+    ? adminRoutes({
+      token: adminToken,
+      directory: edge.directory,
+      command: (command, now) => edge.command({ kind: "room", command }, now)!,
+      setMaintenance: (enabled, now) => edge.command({ kind: "maintenance", enabled }, now),
+      maintenance: () => engine.maintenance,
+      feed,
+      status: () => ({ ...status() }),
+      roomCodeLength: config.protocol.room_code_length,
+      maxGameNameLength: config.protocol.max_game_name_length,
+    })
+    : undefined;
   const sockets = new OpenSockets();
   const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());
   const handler = createHandler({
@@ -253,7 +279,7 @@ export async function startServer(
     isDraining: () => draining,
     metrics: {
       metrics,
-      status: () => statusBody(engine, edge, instanceId, startedAt, draining),
+      status,
       authToken: config.security.require_metrics_auth ? config.security.metrics_auth_token : null,
     },
     roomRoutes: roomRoutes({
@@ -264,6 +290,7 @@ export async function startServer(
       maxGameNameLength: config.protocol.max_game_name_length,
       onEvent,
     }),
+    adminRoutes: admin,
   }, routeOptions(config, connectionCap.limit, (open) => sockets.set(open)));
 
   const hostname = options.hostname ?? config.server.host;
@@ -284,6 +311,7 @@ export async function startServer(
       : undefined,
     dashboardIntervalMs: config.metrics.dashboard_cache_refresh_interval_secs * 1000,
     refreshDashboard: (now) => metrics.refreshDashboard(now),
+    operatorFeed: feed && { intervalMs: feed.liveIntervalMs, tick: (now) => feed.tick(now) },
   });
   if (restored?.ok) consumeState(stateFile!);
   const url = localUrl(hostname, listener.addr.port, tls !== undefined);
@@ -306,6 +334,7 @@ export async function startServer(
     closing ??= (async () => {
       draining = true;
       maintenance.stop();
+      admin?.close(); // event streams would hold the listener open
       // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
       // frame is still queued behind game data (SERVER.md §1.1, §5.5).
       const socketsClosed = sockets.allClosed();
@@ -332,6 +361,8 @@ export async function startServer(
     engine,
     edge,
     metrics,
+    admin,
+    operatorFeed: feed,
     close,
     [Symbol.asyncDispose]: close,
   };
@@ -360,16 +391,18 @@ function logListening(
 }
 
 /**
- * The one observer of every edge, engine and route event: the event log, the metrics, then the
- * caller's `onEvent` (SERVER.md §6, §7).
+ * The one observer of every edge, engine and route event: the event log, the metrics, the
+ * operator feed (when the console is on), then the caller's `onEvent` (SERVER.md §6, §7).
  */
 function observers(
   metrics: ServerMetrics,
+  feed: OperatorFeed | undefined,
   extra: ((event: EdgeEvent) => void) | undefined,
 ): (event: EdgeEvent) => void {
   return (event) => {
     logEvent(event);
     metrics.observe(event);
+    feed?.observe(event);
     extra?.(event);
   };
 }

@@ -144,6 +144,24 @@ for (const impl of IMPLEMENTATIONS) {
     deepEqual(await codes(2), ["AAAAAA", "DDDDDD"]);
   });
 
+  Deno.test(`RoomDirectory (${impl.name}): all gives every room of every game, oldest first`, async () => {
+    const directory = impl.directory();
+    await directory.claim(record("AAAAAA"), CAPS);
+    await directory.claim(record("BBBBBB", { players: 0 }), CAPS);
+    await directory.claim(record("CCCCCC", { gameName: "other", home: "node-b" }), CAPS);
+    await directory.claim(record("DDDDDD"), CAPS);
+    await directory.release("orbit", "DDDDDD", "id-DDDDDD");
+    const rooms = async (limit: number) =>
+      (await directory.all(limit)).map((r) => `${r.gameName}/${r.roomCode}@${r.home}`);
+    deepEqual(await rooms(10), [
+      "orbit/AAAAAA@node-a",
+      "orbit/BBBBBB@node-a",
+      "other/CCCCCC@node-b",
+    ]);
+    deepEqual(await rooms(1), ["orbit/AAAAAA@node-a"]);
+    deepEqual(await rooms(0), []);
+  });
+
   Deno.test(`TokenBuckets (${impl.name}): takes until empty, then says when, per kind and key`, async () => {
     const buckets = impl.buckets({ creation: 2, join: 1, windowMs: 60_000 });
     deepEqual(await buckets.take("creation", "10.0.0.1", T0), { ok: true });

@@ -156,6 +156,14 @@ export class Reconnection {
    */
   roomGone(playerId: string, now: number): boolean {
     this.invalidateToken(playerId, "room_gone", now);
+    return this.dropHold(playerId);
+  }
+
+  /**
+   * Drops `playerId`'s held seat and its replay buffer without releasing the seat (an operator
+   * removes the player, EXTENSIONS.md E12). Returns true when the seat was held.
+   */
+  dropHold(playerId: string): boolean {
     const hold = this.#holds.get(playerId);
     if (!hold) return false;
     this.#holds.delete(playerId);

@@ -91,7 +91,9 @@ export type EdgeCommand =
   /** Closes every connection (graceful shutdown, SERVER.md §1.1). */
   | { kind: "close_all"; code: number; reason: string }
   /** An operator command for a room, routed to its home through the directory. */
-  | { kind: "room"; command: RoomCommand };
+  | { kind: "room"; command: RoomCommand }
+  /** Maintenance mode on this node: no new rooms (EXTENSIONS.md E12). */
+  | { kind: "maintenance"; enabled: boolean };
 
 /** Per-connection state of the inbound pipeline. */
 interface Connection {
@@ -135,7 +137,7 @@ export class Edge {
         bind: (conn, message, now) => this.#bindHere(conn, message, now),
         receive: (conn, input, now) => this.#receiveHere(conn, input, now),
         closed: (conn, cause, now) => this.#closedHere(conn, cause, now),
-        command: (command) => this.#commandHere(command),
+        command: (command, now) => this.#commandHere(command, now),
       },
     });
   }
@@ -358,6 +360,9 @@ export class Edge {
       case "close_all":
         this.#closeAll(command.code, command.reason, now);
         return undefined;
+      case "maintenance":
+        this.#engine.maintenance = command.enabled;
+        return undefined;
       case "room": {
         const room = command.command;
         // A nested Awaitable flattens: a Promise resolves through the inner one.
@@ -472,9 +477,28 @@ export class Edge {
     this.#apply(this.#engine.disconnect(conn, now), now);
   }
 
-  #commandHere(command: RoomCommand): CommandReply {
-    const summary = this.#engine.lookup(command.gameName, command.roomCode);
-    return summary ? { ok: true, summary } : { ok: false, reason: "not_found" };
+  /** Runs an operator command on a room homed here (EXTENSIONS.md E12). */
+  #commandHere(command: RoomCommand, now: number): CommandReply {
+    const { gameName, roomCode } = command;
+    const summary = this.#engine.lookup(gameName, roomCode);
+    if (!summary) return NOT_FOUND;
+    switch (command.kind) {
+      case "inspect":
+        return { ok: true, summary };
+      case "detail":
+        return { ok: true, summary, detail: this.#engine.roomDetail(gameName, roomCode, now) };
+      case "close":
+        this.#apply(this.#engine.closeRoom(gameName, roomCode, now) ?? [], now);
+        return { ok: true, summary };
+      case "remove_player": {
+        const effects = this.#engine.removePlayer(gameName, roomCode, command.playerId, now);
+        if (typeof effects === "string") {
+          return { ok: false, reason: effects === "room_not_found" ? "not_found" : effects };
+        }
+        this.#apply(effects, now);
+        return { ok: true, summary };
+      }
+    }
   }
 
   /**
