@@ -36,8 +36,8 @@ export class RedisBus implements ClusterBus {
     const handlers = this.#handlers;
     // Failure, no receiver, or an unknown outcome: the envelope counts as lost (§8.5.1).
     this.#link.command.publish(channel, asBuffer(bytes)).then(
-      (receivers: number) => {
-        if (receivers === 0) handlers?.lost(to);
+      (receivers: unknown) => {
+        if (Number(receivers) === 0) handlers?.lost(to);
       },
       () => handlers?.lost(to),
     );
