@@ -79,6 +79,11 @@ export class AppRegistry {
     }
   }
 
+  /** The configured app with id `appId`, if any (a remote session's app, SERVER.md §8.2). */
+  get(appId: string): AuthorizedApp | undefined {
+    return this.#apps.get(appId);
+  }
+
   /**
    * Steps 2–4 of PROTOCOL.md §7.1.3 for one `Authenticate` at `now` (ms): known app, app
    * bucket (a token is taken before the secret check, so guessing secrets is limited too),

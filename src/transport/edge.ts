@@ -22,6 +22,7 @@ import type {
   DeliveryFailure,
   Directive,
   NodeId,
+  RemoteMeta,
   RoomCommand,
   Router,
 } from "../coordination/router.ts";
@@ -78,7 +79,37 @@ export interface EdgeOptions {
   router?: Router;
   /** The room directory the engine's `directory` effects write to. @default in memory */
   directory?: RoomDirectory;
+  /**
+   * Cluster mode: resolves `JoinRoom`, `JoinAsSpectator` and `Reconnect` through the shared
+   * directory before any engine sees them (SERVER.md §8.4.3). @default none (single instance:
+   * every room is local)
+   */
+  resolver?: Resolver;
 }
+
+/** Where a bind request goes, decided by a {@linkcode Resolver} (SERVER.md §8.4.3). */
+export type Resolution =
+  /**
+   * Handled by this node's engine; `prepare` runs just before (stages a claimed code or id),
+   * `after` just after.
+   */
+  | { kind: "local"; prepare?: () => void; after?: () => void }
+  /** Sent to the room's home. */
+  | { kind: "remote"; home: NodeId }
+  /** Answered by the edge itself (a failure decided before any home). */
+  | { kind: "reply"; message: ServerMessage; events?: EdgeEvent[] };
+
+/**
+ * Resolves a bind request of connection `conn` (client IP `ip`) received at `now`. `stale`, on
+ * the second attempt after a `MISS`, names the home that did not have the room.
+ */
+export type Resolver = (
+  conn: ConnId,
+  message: ClientMessage,
+  ip: string,
+  now: number,
+  stale?: NodeId,
+) => Promise<Resolution>;
 
 /** A maintenance or operator command for the edge ({@linkcode Edge.command}). */
 export type EdgeCommand =
@@ -116,6 +147,11 @@ export class Edge {
   readonly #onEvent: ((event: EdgeEvent) => void) | undefined;
   readonly #peers = new LocalPeers((directive, now) => this.#direct(directive, now));
   readonly #conns = new Map<ConnId, Connection>();
+  readonly #resolver: Resolver | undefined;
+  /** Home side: remote sessions seated here → their edge node (SERVER.md §8.2). */
+  readonly #remote = new Map<ConnId, NodeId>();
+  /** Home side: remote recipients of `RoomLeft`/`SpectatorLeft` in this event (maybe unbound). */
+  #unbindCheck: ConnId[] = [];
   #relayCount = 0;
   /** Nesting of {@linkcode Edge.#apply} (a teardown inside a batch applies its own effects). */
   #depth = 0;
@@ -129,13 +165,25 @@ export class Edge {
     this.#directory = options.directory ?? new MemoryRoomDirectory();
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 1_048_576;
     this.#onEvent = options.onEvent;
+    this.#resolver = options.resolver;
+    const peers = this.#peers;
     this.#router.attach(this.#node, {
-      edge: this.#peers,
+      edge: this.#resolver === undefined ? peers : {
+        deliver: (frame, to) => peers.deliver(frame, to),
+        direct: (directive, now) => peers.direct(directive, now),
+        flush: () => peers.flush(),
+        bounce: (conn, frame, now) => this.#bounce(conn, frame, now),
+        resync: (home, now) => this.#resyncEdge(home, now),
+        boundTo: (home) => this.#boundTo(home),
+      },
       home: {
-        bind: (conn, message, now) => this.#bindHere(conn, message, now),
+        bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),
         receive: (conn, input, now) => this.#receiveHere(conn, input, now),
         closed: (conn, cause, now) => this.#closedHere(conn, cause, now),
         command: (command) => this.#commandHere(command),
+        edgeOf: (conn) => this.#remote.get(conn),
+        dropEdge: (edge, now) => this.#dropEdge(edge, now),
+        servesEdge: (edge) => this.#servesEdge(edge),
       },
     });
   }
@@ -236,7 +284,8 @@ export class Edge {
       case "JoinRoom":
       case "JoinAsSpectator":
       case "Reconnect":
-        this.#bind(id, conn, message, now);
+        if (this.#resolver) this.#resolve(id, conn, message, frame, now);
+        else this.#bind(id, conn, message, now);
         return;
       default:
         this.#router.forward(conn.home, id, message, frame, now);
@@ -270,6 +319,113 @@ export class Edge {
       log.error("Bind request of {connection_id} failed: {error}", { connection_id: id, error });
       settle();
     });
+  }
+
+  /**
+   * Cluster mode (SERVER.md §8.4.2–§8.4.3): the connection is pending while the resolver asks
+   * Redis and, for a room homed elsewhere, while that home answers the `BIND`; a `MISS` resolves
+   * once more with that home's entry treated as stale, a second one answers
+   * `SERVICE_UNAVAILABLE`. A connection bound to a remote home sends the request there.
+   */
+  #resolve(id: ConnId, conn: Connection, message: ClientMessage, frame: string, now: number): void {
+    conn.queue = [];
+    const meta = (): Omit<RemoteMeta, "edge"> => ({
+      ip: conn.info.ip,
+      ...(this.#engine.sessionMeta(id) ?? { format: "json" as const }),
+    });
+    const toHome = async (home: NodeId): Promise<BindOutcome> => {
+      const outcome = await this.#router.bind(home, id, message, Date.now(), {
+        frame,
+        meta: meta(),
+      });
+      if (outcome.status === "bound" && this.#conns.get(id) === conn) conn.home = home;
+      return outcome;
+    };
+    const run = async (): Promise<void> => {
+      if (conn.home !== this.#node) {
+        await toHome(conn.home);
+        return;
+      }
+      let stale: NodeId | undefined;
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const resolution = await this.#resolver!(id, message, conn.info.ip, now, stale);
+        if (this.#conns.get(id) !== conn) return;
+        switch (resolution.kind) {
+          case "reply":
+            for (const event of resolution.events ?? []) this.#onEvent?.(event);
+            this.#deliver(encodeServerMessage(resolution.message), [id], Date.now());
+            return;
+          case "local":
+            resolution.prepare?.();
+            try {
+              this.#receiveHere(id, message, Date.now());
+            } finally {
+              resolution.after?.();
+            }
+            return;
+          case "remote": {
+            const outcome = await toHome(resolution.home);
+            if (outcome.status !== "miss") return;
+            stale = resolution.home;
+          }
+        }
+      }
+      if (this.#conns.get(id) === conn) {
+        this.#deliver(encodeServerMessage(unavailable(message)), [id], Date.now());
+      }
+    };
+    run().catch((error) => {
+      log.error("Cannot resolve the request of {connection_id}: {error}", {
+        connection_id: id,
+        error,
+      });
+      if (this.#conns.get(id) === conn) {
+        this.#deliver(encodeServerMessage(unavailable(message)), [id], Date.now());
+      }
+    }).finally(() => this.#settle(id, conn));
+  }
+
+  /** Ends a pending request: the queued frames are processed in order. */
+  #settle(id: ConnId, conn: Connection): void {
+    const queue = conn.queue ?? [];
+    conn.queue = undefined;
+    conn.queuedBytes = 0;
+    for (let i = 0; i < queue.length; i++) {
+      if (this.#conns.get(id) !== conn) return;
+      const pending = conn.queue as Connection["queue"];
+      if (pending !== undefined) {
+        pending.push(...queue.slice(i));
+        return;
+      }
+      this.#process(id, conn, queue[i]!, Date.now());
+    }
+  }
+
+  /** A frame the remote home returned: processed again here (SERVER.md §8.4.2). */
+  #bounce(id: ConnId, frame: string | Uint8Array, now: number): void {
+    const conn = this.#conns.get(id);
+    if (!conn) return;
+    conn.home = this.#node;
+    if (conn.queue !== undefined) conn.queue.unshift(frame);
+    else this.#process(id, conn, frame, now);
+  }
+
+  /** Resync with `home`, edge side (SERVER.md §8.5.2 step 1): close with 1012. */
+  #resyncEdge(home: NodeId, now: number): ConnId[] {
+    const closed: ConnId[] = [];
+    for (const [id, conn] of this.#conns) {
+      if (conn.home !== home) continue;
+      // The router tells the home; disconnect must not send a second CLOSED.
+      conn.home = this.#node;
+      closed.push(id);
+    }
+    for (const id of closed) this.close(id, 1012, "Cluster resync", now);
+    return closed;
+  }
+
+  #boundTo(home: NodeId): boolean {
+    for (const conn of this.#conns.values()) if (conn.home === home) return true;
+    return false;
   }
 
   /** Queues a frame behind a pending request; over the byte limit → slow consumer, 1013. */
@@ -313,6 +469,7 @@ export class Edge {
     this.#peers.detach(id);
     this.#conns.delete(id);
     conn.queue = undefined;
+    if (conn.home !== this.#node) this.#router.closed(conn.home, id, "closed", now);
     this.#apply(this.#engine.disconnect(id, now, loss), now);
     this.#onEvent?.({
       type: "disconnected",
@@ -420,20 +577,79 @@ export class Edge {
         this.close(directive.conn, directive.code, directive.reason, now);
         break;
       case "bound":
-      case "unbind":
-        // One node homes every room: bindings need no bookkeeping here. A cluster router
-        // records the home that sent them (SERVER.md §8.4.2).
+        // Bound by a request's answer (the router resolves it); nothing to do here.
         break;
+      case "unbind": {
+        // The remote home let the connection go (RoomLeft, SpectatorLeft, room deleted).
+        const conn = this.#conns.get(directive.conn);
+        if (conn) conn.home = this.#node;
+        break;
+      }
     }
   }
 
   // -------------------------------------------------------------------------------------------
   // Home: this node's rooms, reached through the router.
 
-  #bindHere(conn: ConnId, message: ClientMessage, now: number): BindOutcome {
+  #bindHere(
+    conn: ConnId,
+    message: ClientMessage,
+    now: number,
+    remote?: RemoteMeta,
+  ): BindOutcome {
+    if (remote === undefined) {
+      this.#receiveHere(conn, message, now);
+      const role = this.#engine.binding(conn);
+      return role ? { status: "bound", role } : UNBOUND;
+    }
+    // A remote request never creates a room here (SERVER.md §8.4.4): no room → MISS.
+    if (!this.#hasRoomFor(message) && !this.#remote.has(conn)) return MISS;
+    this.#engine.connectRemote(conn, remote);
+    this.#remote.set(conn, remote.edge);
     this.#receiveHere(conn, message, now);
     const role = this.#engine.binding(conn);
-    return role ? { status: "bound", role } : UNBOUND;
+    if (role) return { status: "bound", role };
+    this.#dropRemote(conn, now);
+    return UNBOUND;
+  }
+
+  /** Whether the room a bind request names is homed here. */
+  #hasRoomFor(message: ClientMessage): boolean {
+    switch (message.type) {
+      case "JoinRoom":
+        return message.data.room_code !== undefined &&
+          this.#engine.lookup(message.data.game_name, message.data.room_code.toUpperCase()) !==
+            undefined;
+      case "JoinAsSpectator":
+        return this.#engine.lookup(message.data.game_name, message.data.room_code.toUpperCase()) !==
+          undefined;
+      case "Reconnect":
+        return this.#engine.hasRoomId(message.data.room_id);
+      default:
+        return false;
+    }
+  }
+
+  /** Forgets a remote session that holds nothing (no effects: it is in no room). */
+  #dropRemote(conn: ConnId, now: number): void {
+    this.#remote.delete(conn);
+    this.#apply(this.#engine.disconnect(conn, now), now);
+  }
+
+  /** Resync with `edge`, home side (SERVER.md §8.5.2 step 2): seats held, spectators detached. */
+  #dropEdge(edge: NodeId, now: number): ConnId[] {
+    const dropped: ConnId[] = [];
+    for (const [conn, of] of this.#remote) if (of === edge) dropped.push(conn);
+    for (const conn of dropped) {
+      this.#remote.delete(conn);
+      this.#apply(this.#engine.disconnect(conn, now, { truncated: true }), now);
+    }
+    return dropped;
+  }
+
+  #servesEdge(edge: NodeId): boolean {
+    for (const of of this.#remote.values()) if (of === edge) return true;
+    return false;
   }
 
   #receiveHere(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void {
@@ -460,7 +676,16 @@ export class Edge {
     if (outcome) this.#onEvent?.({ type: "handled", message: type, outcome, seconds });
   }
 
-  #closedHere(conn: ConnId, _cause: ClosedCause, now: number): void {
+  #closedHere(conn: ConnId, cause: ClosedCause, now: number): void {
+    const remote = this.#remote.delete(conn);
+    if (remote && cause !== "closed") {
+      // `switched` / `abandoned`: the binding is undone without a word to the connection.
+      const role = this.#engine.binding(conn);
+      if (role) {
+        const leave = { type: role === "player" ? "LeaveRoom" : "LeaveSpectator" } as ClientMessage;
+        this.#apply(withoutRecipient(this.#engine.handle(conn, leave, now), conn), now);
+      }
+    }
     this.#apply(this.#engine.disconnect(conn, now), now);
   }
 
@@ -475,11 +700,41 @@ export class Edge {
    * consumer is closed with 1013, its seat held as truncated.
    */
   #deliver(frame: string | Uint8Array, to: readonly ConnId[], now: number): void {
-    // Every connection is on this node's edge until remote sessions exist (SERVER.md §8.4.4).
-    const failed = this.#router.deliver(this.#node, frame, to);
-    if (failed) this.#undelivered(frame, failed, now);
+    if (this.#remote.size === 0) {
+      // Every recipient is on this node's edge (always in single-instance mode).
+      const failed = this.#router.deliver(this.#node, frame, to);
+      if (failed) this.#undelivered(frame, failed, now);
+    } else {
+      this.#deliverSplit(frame, to, now);
+    }
     // Outside a batch of effects (a lone reply), write at once.
     if (this.#depth === 0) this.#router.flush();
+  }
+
+  /**
+   * The one-pass output split of SERVER.md §8.4.4: local recipients → their sockets; remote
+   * sessions → the `OUT` of their edge; unknown ids → as in single-instance mode.
+   */
+  #deliverSplit(frame: string | Uint8Array, to: readonly ConnId[], now: number): void {
+    let local: ConnId[] | undefined;
+    let byEdge: Map<NodeId, ConnId[]> | undefined;
+    for (let i = 0; i < to.length; i++) {
+      const id = to[i]!;
+      const edge = this.#remote.get(id);
+      if (edge === undefined) {
+        (local ??= []).push(id);
+        continue;
+      }
+      byEdge ??= new Map();
+      const list = byEdge.get(edge);
+      if (list) list.push(id);
+      else byEdge.set(edge, [id]);
+    }
+    if (local) {
+      const failed = this.#router.deliver(this.#node, frame, local);
+      if (failed) this.#undelivered(frame, failed, now);
+    }
+    if (byEdge) { for (const [edge, ids] of byEdge) this.#router.deliver(edge, frame, ids); }
   }
 
   #undelivered(frame: string | Uint8Array, failed: DeliveryFailure[], now: number): void {
@@ -516,8 +771,21 @@ export class Edge {
     try {
       this.#applyAll(effects, now);
     } finally {
+      if (this.#depth === 1 && this.#unbindCheck.length > 0) this.#unbindRemotes(now);
       // Everything this event produced is queued: write it (batching, SERVER.md §5.3).
       if (--this.#depth === 0) this.#router.flush();
+    }
+  }
+
+  /** `UNBIND` after the last frame of remote sessions this event left roomless (§8.4.4). */
+  #unbindRemotes(now: number): void {
+    const check = this.#unbindCheck;
+    this.#unbindCheck = [];
+    for (const conn of check) {
+      const edge = this.#remote.get(conn);
+      if (edge === undefined || this.#engine.binding(conn) !== undefined) continue;
+      this.#router.direct(edge, { kind: "unbind", conn }, now);
+      this.#dropRemote(conn, now);
     }
   }
 
@@ -527,7 +795,11 @@ export class Edge {
         case "send": {
           const frame = effect.frame ?? encodeServerMessage(effect.message);
           this.#deliver(frame, effect.to, now);
-          if (effect.message.type === "GameData") break; // relayed data carries no error code
+          const type = effect.message.type;
+          if (type === "GameData") break; // relayed data carries no error code
+          if ((type === "RoomLeft" || type === "SpectatorLeft") && this.#remote.size > 0) {
+            for (const id of effect.to) if (this.#remote.has(id)) this.#unbindCheck.push(id);
+          }
           const errorCode = (effect.message as { data?: { error_code?: ErrorCode } }).data
             ?.error_code;
           if (errorCode) this.#onEvent?.({ type: "error_reply", errorCode });
@@ -536,14 +808,17 @@ export class Edge {
         case "frame":
           this.#deliver(effect.frame, effect.to, now);
           break;
-        case "close":
-          this.#router.direct(this.#node, {
+        case "close": {
+          const edge = this.#remote.get(effect.to);
+          if (edge !== undefined) this.#remote.delete(effect.to);
+          this.#router.direct(edge ?? this.#node, {
             kind: "close",
             conn: effect.to,
             code: effect.code,
             reason: effect.reason,
           }, now);
           break;
+        }
         case "directory":
           this.#writeDirectory(effect);
           break;
@@ -566,6 +841,37 @@ export class Edge {
 }
 
 const UNBOUND: BindOutcome = { status: "unbound" };
+const MISS: BindOutcome = { status: "miss" };
+
+/** `effects` with `conn` removed from every frame's recipients (an undo nobody is told of). */
+function withoutRecipient(effects: Effect[], conn: ConnId): Effect[] {
+  const out: Effect[] = [];
+  for (const effect of effects) {
+    if (effect.kind === "send" || effect.kind === "frame") {
+      const to = effect.to.filter((id) => id !== conn);
+      if (to.length > 0) out.push({ ...effect, to });
+    } else if (effect.kind !== "close" || effect.to !== conn) {
+      out.push(effect);
+    }
+  }
+  return out;
+}
+
+/** The failure a request gets when no home answers (SERVER.md §8.4.2 "Timeout"). */
+export function unavailable(message: ClientMessage): ServerMessage {
+  const data = {
+    reason: "Service temporarily unavailable",
+    error_code: "SERVICE_UNAVAILABLE" as const,
+  };
+  switch (message.type) {
+    case "JoinAsSpectator":
+      return { type: "SpectatorJoinFailed", data };
+    case "Reconnect":
+      return { type: "ReconnectionFailed", data };
+    default:
+      return { type: "RoomJoinFailed", data };
+  }
+}
 const NOT_FOUND: CommandReply = { ok: false, reason: "not_found" };
 
 /**
