@@ -314,7 +314,9 @@ export class ClusterRouter implements Router {
       }
       case Kind.CLOSED:
         if (this.#home?.edgeOf?.(envelope.conn) === envelope.source) {
-          this.#home.closed(envelope.conn, envelope.cause, now);
+          // Conservative per pair: anything sent to that edge after what it processed.
+          const truncated = this.streams.lastSent(envelope.source) > envelope.delivered;
+          this.#home.closed(envelope.conn, envelope.cause, now, truncated);
         }
         break;
       case Kind.OUT:

@@ -31,6 +31,8 @@ interface Pair {
   sent: number;
   /** Last `seq` received from the peer. */
   received: number;
+  /** Last `seq` processed in order (a gap is not processed). */
+  delivered: number;
   /** Highest `ack` the peer sent us (what it had processed of ours). */
   acked: number;
   /** When we last sent / heard anything, ms. */
@@ -99,7 +101,15 @@ export class Streams {
     let pair = this.#pairs.get(peer);
     if (pair === undefined) {
       const now = this.#now();
-      pair = { sent: 0, received: 0, acked: 0, lastSent: now, lastHeard: now, suspected: false };
+      pair = {
+        sent: 0,
+        received: 0,
+        delivered: 0,
+        acked: 0,
+        lastSent: now,
+        lastHeard: now,
+        suspected: false,
+      };
       this.#pairs.set(peer, pair);
     }
     return pair;
@@ -122,9 +132,12 @@ export class Streams {
     return this.#pairs.get(peer)?.sent ?? 0;
   }
 
-  /** The last `seq` received from `peer` (the edge's `delivered`, SERVER.md §8.5.3). */
+  /**
+   * The last `seq` from `peer` processed in order: the edge's `delivered` (SERVER.md §8.5.3;
+   * every frame of a processed `OUT` is handed to its sockets at once).
+   */
   lastReceived(peer: NodeId): number {
-    return this.#pairs.get(peer)?.received ?? 0;
+    return this.#pairs.get(peer)?.delivered ?? 0;
   }
 
   /** The highest `ack` received from `peer` (SERVER.md §8.5.3). */
@@ -174,6 +187,7 @@ export class Streams {
       this.#resync(peer, "gap");
       return;
     }
+    pair.delivered = envelope.seq;
     this.#handlers.deliver(envelope);
   }
 

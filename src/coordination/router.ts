@@ -100,8 +100,11 @@ export interface HomeEndpoint {
   bind(conn: ConnId, message: ClientMessage, now: number, remote?: RemoteMeta): BindOutcome;
   /** Any other client input of a connection bound here (text message or binary payload). */
   receive(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void;
-  /** Connection `conn`, bound here, is gone (`cause`, SERVER.md §8.4.4). */
-  closed(conn: ConnId, cause: ClosedCause, now: number): void;
+  /**
+   * Connection `conn`, bound here, is gone (`cause`, SERVER.md §8.4.4). `truncated`: frames sent
+   * to it may not have been delivered (a held seat's replay is marked, §8.5.3).
+   */
+  closed(conn: ConnId, cause: ClosedCause, now: number, truncated?: boolean): void;
   /** Runs an operator command on one of its rooms. */
   command(command: RoomCommand, now: number): CommandReply;
   /** The edge of remote session `conn`, or undefined when this home holds none. Cluster only. */

@@ -179,7 +179,7 @@ export class Edge {
       home: {
         bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),
         receive: (conn, input, now) => this.#receiveHere(conn, input, now),
-        closed: (conn, cause, now) => this.#closedHere(conn, cause, now),
+        closed: (conn, cause, now, truncated) => this.#closedHere(conn, cause, now, truncated),
         command: (command) => this.#commandHere(command),
         edgeOf: (conn) => this.#remote.get(conn),
         dropEdge: (edge, now) => this.#dropEdge(edge, now),
@@ -676,7 +676,7 @@ export class Edge {
     if (outcome) this.#onEvent?.({ type: "handled", message: type, outcome, seconds });
   }
 
-  #closedHere(conn: ConnId, cause: ClosedCause, now: number): void {
+  #closedHere(conn: ConnId, cause: ClosedCause, now: number, truncated = false): void {
     const remote = this.#remote.delete(conn);
     if (remote && cause !== "closed") {
       // `switched` / `abandoned`: the binding is undone without a word to the connection.
@@ -686,7 +686,7 @@ export class Edge {
         this.#apply(withoutRecipient(this.#engine.handle(conn, leave, now), conn), now);
       }
     }
-    this.#apply(this.#engine.disconnect(conn, now), now);
+    this.#apply(this.#engine.disconnect(conn, now, truncated ? { truncated } : undefined), now);
   }
 
   #commandHere(command: RoomCommand): CommandReply {
