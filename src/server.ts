@@ -64,15 +64,11 @@ export interface StartOptions {
 
 /**
  * Settings this build accepts but cannot honour yet: their silent absence would weaken security
- * or split a cluster, so the server must refuse to start (`errors`, one line each).
+ * or split a cluster, so the server must refuse to start (`errors`, one line each). None today:
+ * `cluster.redis_url` starts cluster mode (SERVER.md §8).
  */
-export function unsupportedSettings(config: Config): { errors: string[] } {
-  const errors: string[] = [];
-  const refuse = (key: string, what: string) =>
-    errors.push(`${key} is set, but ${what} is not available in this build`);
-  const { cluster } = config;
-  if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
-  return { errors };
+export function unsupportedSettings(_config: Config): { errors: string[] } {
+  return { errors: [] };
 }
 
 /** Maps the configuration onto engine settings (SERVER.md §2.7). */
@@ -188,10 +184,24 @@ export async function startServer(
   config: Config,
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
-  const settings = engineOptions(config);
-  const engine = new Engine(settings);
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
+  let settings = engineOptions(config);
+  // Cluster mode (SERVER.md §8): the Redis client is loaded only when configured.
+  const cluster = config.cluster.redis_url === null
+    ? undefined
+    : (await import("./cluster/open.ts")).openCluster(config, instanceId, settings.newRoomCode);
+  if (cluster) {
+    // The edge takes the (global) tokens and claims codes before the engine sees a request.
+    settings = {
+      ...settings,
+      rateLimits: undefined,
+      newId: cluster.staging.roomId,
+      newRoomCode: cluster.staging.roomCode,
+    };
+  }
+  const engine = new Engine(settings);
+  cluster?.setEngine(engine);
   // `edge.size` is read at scrape time, after `edge` exists.
   const metrics = serverMetrics(config, engine, () => edge.size, options.logStats);
   const onEvent = observers(metrics, options.onEvent);
@@ -200,7 +210,21 @@ export async function startServer(
     maxQueuedBytes: config.websocket.max_buffered_bytes,
     newId: () => crypto.randomUUID(),
     onEvent,
+    ...(cluster
+      ? {
+        node: cluster.node.node,
+        router: cluster.node.router,
+        directory: cluster.store,
+        resolver: cluster.resolver(engine, {
+          maxRoomsPerGame: settings.maxRoomsPerGame,
+          roomCodeLength: settings.roomCodeLength,
+          maxGameNameLength: settings.maxGameNameLength,
+          nameRules: settings.nameRules,
+        }),
+      }
+      : {}),
   });
+  cluster?.start();
   let draining = false;
   const sockets = new OpenSockets();
   const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());
@@ -208,14 +232,18 @@ export async function startServer(
     edge,
     onEvent,
     isDraining: () => draining,
+    isHealthy: cluster ? () => cluster.node.healthy : undefined,
     metrics: {
       metrics,
-      status: () => statusBody(engine, edge, instanceId, startedAt, draining),
+      status: () => ({
+        ...statusBody(engine, edge, instanceId, startedAt, draining),
+        ...(cluster ? { node: cluster.node.node, cluster_nodes: [...cluster.node.seen] } : {}),
+      }),
       authToken: config.security.require_metrics_auth ? config.security.metrics_auth_token : null,
     },
     roomRoutes: roomRoutes({
       directory: edge.directory,
-      buckets: new MemoryTokenBuckets(settings.rateLimits),
+      buckets: cluster ? cluster.store : new MemoryTokenBuckets(settings.rateLimits),
       publicRoomListing: config.security.public_room_listing,
       roomCodeLength: config.protocol.room_code_length,
       maxGameNameLength: config.protocol.max_game_name_length,
@@ -243,6 +271,8 @@ export async function startServer(
     closing ??= (async () => {
       draining = true;
       maintenance.stop();
+      // Rooms homed here are released as the engine deletes them; the liveness key goes now.
+      await cluster?.node.stop();
       // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
       // frame is still queued behind game data (SERVER.md §1.1, §5.5).
       const socketsClosed = sockets.allClosed();

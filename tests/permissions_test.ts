@@ -32,7 +32,7 @@ Deno.test("compile bakes exactly RUNTIME_PERMISSIONS into every target", () => {
     "--allow-net",
     "--allow-read=./config.json,/etc/signal-fish,./logs,/var/log/signal-fish",
     "--allow-write=./logs,/var/log/signal-fish",
-    "--allow-env=SIGNAL_FISH_*",
+    "--allow-env=SIGNAL_FISH_*,REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS",
   ]);
 });
 

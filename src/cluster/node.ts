@@ -57,6 +57,8 @@ export class ClusterNode {
   readonly conflicts = new Set<string>();
   /** Directory conflicts counted (SERVER.md §6.3). */
   conflictCount = 0;
+  /** The nodes with a liveness key at the last refresh (for `/v2/status`). */
+  seen: NodeId[] = [];
 
   constructor(options: ClusterNodeOptions) {
     this.#options = options;
@@ -136,6 +138,7 @@ export class ClusterNode {
         }
       });
       this.#registered = true;
+      this.seen = [...(await this.store.nodes()).keys()].sort();
     } catch (error) {
       log.warn("Cluster refresh failed: {error}", { error });
     }

@@ -26,6 +26,11 @@ export interface RouteContext extends UpgradeContext {
   metrics?: MetricsRouteContext;
   /** Room lookup and listing (SERVER.md §1.10, `./rooms.ts`). @default undefined (404) */
   roomRoutes?: RoomRoutes;
+  /**
+   * Cluster mode: false while Redis is unreachable or the node has not registered, when
+   * `/v2/health` answers 503 (SERVER.md §8.5.5). @default always healthy
+   */
+  isHealthy?: () => boolean;
 }
 
 /** An HTTP handler for `Deno.serve`. */
@@ -68,7 +73,7 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
       matches: (path) => path === "/v2/health",
       methods: "GET",
       handle: (request) =>
-        context.isDraining()
+        context.isDraining() || context.isHealthy?.() === false
           ? new Response(null, { status: 503 })
           : new Response(request.method === "HEAD" ? null : "OK", {
             headers: { "content-type": "text/plain; charset=utf-8" },
