@@ -4,13 +4,13 @@
  * SIGTERM or SIGINT, then drains.
  *
  * ```sh
- * deno run --allow-net --allow-read --allow-env main.ts --port 3536
+ * deno run --allow-net --allow-read --allow-env main.ts --port 3536 --host 127.0.0.1
  * ```
  *
  * @module
  */
 import { configure, dispose, getLogger, type LogRecord, type Sink } from "@logtape/logtape";
-import { runCli } from "./src/cli.ts";
+import { addressInUseMessage, runCli, startupBanner } from "./src/cli.ts";
 import type { Config } from "./src/config/schema.ts";
 import { readConfigEnv } from "./src/config/load.ts";
 import {
@@ -98,11 +98,16 @@ async function main(args: string[]): Promise<number> {
 
   let server;
   try {
-    server = await startServer(outcome.config, { logStats });
+    server = await startServer(outcome.config, {
+      logStats,
+      // Plain words first, so a new user sees where to go before the JSON lines start.
+      onListening: (url) => console.error(startupBanner(url, outcome.config)),
+    });
   } catch (error) {
-    log.fatal("Cannot start the server: {error}", { error });
+    const inUse = addressInUseMessage(error, outcome.config.server.host, outcome.config.port);
+    if (inUse === undefined) log.fatal("Cannot start the server: {error}", { error });
     await dispose();
-    console.error(`Error: cannot start the server: ${error}`);
+    console.error(inUse ?? `Error: cannot start the server: ${error}`);
     return 1;
   }
 

@@ -59,11 +59,62 @@ function existingAssets(): string[] {
   });
 }
 
-async function main(args: string[]): Promise<number> {
-  const dryRun = args.includes("--dry-run");
+/** The `--help` text of `deno task compile`. */
+export const COMPILE_USAGE = `Usage: deno task compile [--dry-run] [target ...]
+
+Builds dist/signal-fish-server-<version>-<suffix>, one self-contained executable per target
+(default: every target), with the server's permissions and static assets built in.
+
+Targets:
+${Object.entries(TARGETS).map(([target, suffix]) => `  ${target.padEnd(28)}${suffix}`).join("\n")}
+
+Options:
+  --dry-run   Print the deno compile commands without running them
+  -h, --help  Print this help and exit
+
+The first build of a target downloads its runtime (denort) from dl.deno.land.
+`;
+
+/**
+ * What `deno task compile <args>` does: print `usage` and exit (`--help`, or exit 2 on an unknown
+ * option or target, with the reason) or build `targets` (`dryRun`: print the commands only).
+ */
+export function parseCompileArgs(args: readonly string[]):
+  | { kind: "exit"; code: number; stdout: string; stderr: string }
+  | { kind: "build"; dryRun: boolean; targets: string[] } {
+  if (args.includes("--help") || args.includes("-h")) {
+    return { kind: "exit", code: 0, stdout: COMPILE_USAGE, stderr: "" };
+  }
+  const unknown = args.find((arg) =>
+    arg !== "--dry-run" && (arg.startsWith("-") || !(arg in TARGETS))
+  );
+  if (unknown !== undefined) {
+    const what = unknown.startsWith("-") ? "unknown option" : "unknown target";
+    return {
+      kind: "exit",
+      code: 2,
+      stdout: "",
+      stderr: `error: ${what} "${unknown}"\n\n${COMPILE_USAGE}`,
+    };
+  }
   const targets = args.filter((arg) => arg !== "--dry-run");
+  return {
+    kind: "build",
+    dryRun: args.includes("--dry-run"),
+    targets: targets.length > 0 ? targets : Object.keys(TARGETS),
+  };
+}
+
+async function main(args: string[]): Promise<number> {
+  const parsed = parseCompileArgs(args);
+  if (parsed.kind === "exit") {
+    if (parsed.stdout) console.log(parsed.stdout.trimEnd());
+    if (parsed.stderr) console.error(parsed.stderr.trimEnd());
+    return parsed.code;
+  }
+  const { dryRun, targets } = parsed;
   const assets = existingAssets();
-  for (const target of targets.length > 0 ? targets : Object.keys(TARGETS)) {
+  for (const target of targets) {
     const compile = compileArgs(target, assets);
     console.log(`deno ${compile.join(" ")}`);
     if (dryRun) continue;

@@ -137,7 +137,9 @@ Deno.test("runCli() --validate-config prints the summary, or the errors and exit
     ok.stdout,
     "Configuration validation passed\n\nConfiguration summary:\n  Port: 4000\n" +
       "  Storage backend: Redis\n  TLS enabled: false\n  Metrics auth required: false\n" +
-      "  Reconnection enabled: true\n  Max players per room: 8\n  Deployment region: eu-west\n",
+      "  Reconnection enabled: true\n  Max players per room: 8\n  Deployment region: eu-west\n" +
+      "  Bind address: 0.0.0.0\n" +
+      "  Config file: none (built-in defaults and environment variables)\n",
   );
   assert.equal(
     ok.stderr,
@@ -152,8 +154,45 @@ Deno.test("runCli() --validate-config prints the summary, or the errors and exit
   assert.equal(
     bad.stderr,
     "Configuration validation failed:\n" +
-      "invalid configuration: security.require_metrics_auth = true (from SIGNAL_FISH_SECURITY__REQUIRE_METRICS_AUTH): Metrics authentication is enabled but no credentials are configured (set security.metrics_auth_token)\n",
+      "invalid configuration: security.require_metrics_auth = true (from SIGNAL_FISH_SECURITY__REQUIRE_METRICS_AUTH): Metrics authentication is enabled but no credentials are configured (set security.metrics_auth_token)\n" +
+      "Config file: none\n",
   );
+});
+
+Deno.test("runCli() --validate-config names the file it loaded and exits 2 on unknown variables", () => {
+  const file = exited(
+    run(["--validate-config", "--config", "game.json"], {}, {
+      "/srv/app/game.json": { port: 4100 },
+    }),
+  );
+  assert.equal(file.code, 0);
+  assert.match(file.stdout, /\n {2}Port: 4100\n/);
+  assert.match(file.stdout, /\n {2}Config file: \/srv\/app\/game\.json\n$/);
+
+  const typo = exited(run(["--validate-config"], {
+    SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYER: "4",
+    SIGNAL_FISH_PORT: "4000",
+  }));
+  assert.equal(typo.code, 2);
+  assert.equal(typo.stdout, "");
+  assert.equal(
+    typo.stderr,
+    "Configuration validation failed:\n" +
+      "invalid configuration: environment variable SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYER is not a configuration key (did you mean SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS?)\n" +
+      "Config file: none\n",
+  );
+  // Serving keeps it a warning (the prefix is shared with other tools, SERVER.md §2.3).
+  const served = run([], { SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYER: "4" });
+  assert.equal(served.kind, "serve");
+});
+
+Deno.test("runCli() --host sets server.host; an empty --host is a usage error", () => {
+  assert.equal(served(run(["--host", "::1"])).config.server.host, "::1");
+  assert.equal(served(run(["--host=127.0.0.1"])).config.server.host, "127.0.0.1");
+  assert.equal(exited(run(["--host", ""])).code, 2);
+  const bad = exited(run(["--host", "not a host"]));
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /server\.host = "not a host" \(from --host\): must be an IPv4 or IPv6/);
 });
 
 Deno.test("runCli() --print-config prints every key as 2-space JSON with secrets redacted", () => {

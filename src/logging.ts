@@ -366,7 +366,7 @@ export function logFileName(filename: string, rotation: Rotation, timestamp: num
 }
 
 /**
- * Counts of lines the log sinks could not write or chose not to (SERVER.md §7.3, §7.5), read by
+ * Counts of lines the log sinks could not write or chose not to (SERVER.md §7.3 and its note), read by
  * the metrics at scrape time (`signal_fish_log_write_failures_total`,
  * `signal_fish_log_lines_dropped_total`, `signal_fish_log_lines_suppressed_total`). One object
  * is shared by every sink of the process.

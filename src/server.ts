@@ -8,7 +8,7 @@ import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
-import { listen, type TlsPem } from "./http/listener.ts";
+import { listen, type PendingLimits, type TlsPem } from "./http/listener.ts";
 import type { LogStats } from "./logging.ts";
 import { createHandler, type Handler } from "./http/routes.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
@@ -51,8 +51,13 @@ export interface SignalFishServer extends AsyncDisposable {
 
 /** Options that are not part of the configuration file. */
 export interface StartOptions {
-  /** Address to bind. @default "0.0.0.0" (SERVER.md §1.1) */
+  /** Address to bind. @default config.server.host (SERVER.md §1.1 and its note) */
   hostname?: string;
+  /**
+   * Called once the listener is bound, before the "Listening" log line, with the URL a browser on
+   * this machine opens (`main.ts` prints its plain-words banner here).
+   */
+  onListening?: (url: string) => void;
   /** Receives every edge, engine and route event (metrics, tests). */
   onEvent?: (event: EdgeEvent) => void;
   /**
@@ -179,6 +184,21 @@ export function serverMetrics(
   });
 }
 
+/**
+ * The URL that reaches a server bound to `hostname:port` from this machine: a wildcard address
+ * (`0.0.0.0`, `::`) becomes the loopback address, an IPv6 literal is bracketed.
+ */
+export function localUrl(hostname: string, port: number, tls = false): string {
+  const host = hostname === "0.0.0.0"
+    ? "127.0.0.1"
+    : hostname === "::" || hostname === "[::]"
+    ? "[::1]"
+    : hostname.includes(":") && !hostname.startsWith("[")
+    ? `[${hostname}]`
+    : hostname;
+  return `${tls ? "https" : "http"}://${host}:${port}`;
+}
+
 /** Starts serving `config` and resolves once the listener is bound. */
 export async function startServer(
   config: Config,
@@ -251,9 +271,17 @@ export async function startServer(
     }),
   }, routeOptions(config, connectionCap.limit, (open) => sockets.set(open)));
 
-  const hostname = options.hostname ?? "0.0.0.0";
+  const hostname = options.hostname ?? config.server.host;
   const tls = readTls(config);
-  const listener = await listen({ hostname, port: config.port, tls, handler: guarded(handler) });
+  const listener = await listen({
+    hostname,
+    port: config.port,
+    tls,
+    handler: guarded(handler),
+    limits: pendingLimits(config),
+    onRefused: () => onEvent({ type: "rate_limited", scope: "connections" }),
+  });
+  const stopGuard = guardProcess(metrics);
   const maintenance = startMaintenance(edge, {
     sweepIntervalMs: config.server.room_cleanup_interval * 1000,
     authTimeoutMs: config.security.require_websocket_auth
@@ -262,8 +290,8 @@ export async function startServer(
     dashboardIntervalMs: config.metrics.dashboard_cache_refresh_interval_secs * 1000,
     refreshDashboard: (now) => metrics.refreshDashboard(now),
   });
-  const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname;
-  const url = `${tls ? "https" : "http"}://${host}:${listener.addr.port}`;
+  const url = localUrl(hostname, listener.addr.port, tls !== undefined);
+  options.onListening?.(url);
   logListening(config, hostname, listener.addr.port, instanceId, connectionCap, tls !== undefined);
 
   let closing: Promise<void> | undefined;
@@ -284,6 +312,7 @@ export async function startServer(
         new Promise<void>((resolve) => timer = setTimeout(resolve, timeout)),
       ]);
       clearTimeout(timer);
+      stopGuard();
       log.info("Server stopped");
     })();
     return closing;
@@ -390,6 +419,7 @@ function routeOptions(
       ? "*" as const
       : security.cors_origins.split(",").map((origin) => origin.trim()).filter(Boolean),
     maxConnectionsPerIp: security.max_connections_per_ip,
+    maxMessageSize: security.max_message_size,
     idleTimeoutSecs: config.server.ping_timeout,
     maxConnections,
     trustedProxies: new TrustedProxies(security.trusted_proxies),
@@ -401,6 +431,42 @@ function routeOptions(
       enableBatching: websocket.enable_batching,
       batchSize: websocket.batch_size,
     },
+  };
+}
+
+/**
+ * The process-wide guard (SECURITY.md): an exception or rejection no handler caught is logged
+ * and counted in `errors_internal`, and the process keeps serving instead of exiting. Returns the
+ * function that removes the guard.
+ */
+function guardProcess(metrics: ServerMetrics): () => void {
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    metrics.internalError();
+    log.error("Uncaught error, still serving: {error}", { error: event.error ?? event.message });
+  };
+  const onRejection = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    metrics.internalError();
+    log.error("Unhandled rejection, still serving: {error}", { error: event.reason });
+  };
+  globalThis.addEventListener("error", onError);
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  return () => {
+    globalThis.removeEventListener("error", onError);
+    globalThis.removeEventListener("unhandledrejection", onRejection);
+  };
+}
+
+/** `security.http.*` as listener limits (SECURITY.md). */
+function pendingLimits(config: Config): PendingLimits {
+  const http = config.security.http;
+  return {
+    headerTimeoutMs: http.header_timeout_secs * 1000,
+    idleTimeoutMs: http.idle_timeout_secs * 1000,
+    tlsHandshakeTimeoutMs: http.tls_handshake_timeout_secs * 1000,
+    maxPending: http.max_pending_connections,
+    maxPendingPerIp: http.max_pending_connections_per_ip,
   };
 }
 

@@ -169,7 +169,7 @@ Deno.test({
     try {
       equal(open.length, 192);
       equal(refused.length, 108);
-      equal(await health(server.port), 200);
+      equal(await health(server.port), 503, "health says 503 while the cap is reached");
     } finally {
       await closeAll(open);
     }
@@ -187,7 +187,12 @@ Deno.test({
     // runs out of descriptors; the listener is bound again and the server keeps serving.
     await using server = await spawnServer({
       openFileLimit: 256,
-      env: { SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000" },
+      env: {
+        SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000",
+        // No pending-connection cap below the descriptor limit either.
+        SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS: "1000",
+        SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS_PER_IP: "1000",
+      },
     });
     const { open } = await flood(`ws://127.0.0.1:${server.port}/v2/ws`, 400, 400);
     await closeAll(open);

@@ -1,5 +1,5 @@
 /**
- * A real cluster for end-to-end tests (cluster-research.md §6.2): a private redis-server and N
+ * A real cluster for end-to-end tests (the cluster research note's test plan, §6.2): a private redis-server and N
  * server processes (`main.ts` under the executables' permissions) in cluster mode with short
  * timers, each stopped by pid.
  *

@@ -26,13 +26,14 @@ Deno.test("compile bakes exactly RUNTIME_PERMISSIONS into every target", () => {
   }
   // The tasks that run the server use the same V8 settings as the executables.
   for (const task of ["start", "dev"] as const) {
-    match(denoJson.tasks[task], new RegExp(` ${V8_FLAGS_ARG} main\\.ts$`));
+    match(denoJson.tasks[task], new RegExp(` ${V8_FLAGS_ARG} main\\.ts( |$)`));
   }
   deepEqual(RUNTIME_PERMISSIONS, [
     "--allow-net",
     "--allow-read=./config.json,/etc/signal-fish,./logs,/var/log/signal-fish",
     "--allow-write=./logs,/var/log/signal-fish",
-    "--allow-env=SIGNAL_FISH_*,REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS",
+    "--allow-env=SIGNAL_FISH_*,RLIMIT_NOFILE,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE," +
+    "REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS",
   ]);
 });
 

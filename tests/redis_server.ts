@@ -1,5 +1,5 @@
 /**
- * A private `redis-server` per test (cluster-research.md §6.2): started on a free loopback port
+ * A private `redis-server` per test (the cluster research note's test plan, §6.2): started on a free loopback port
  * with persistence off, stopped by its pid. CI (`.ci/run`) installs the Debian package
  * `redis-server` and sets `SIGNAL_FISH_REQUIRE_REDIS=1`, so a missing binary fails the Redis
  * tests there instead of skipping them.

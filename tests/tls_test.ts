@@ -54,6 +54,8 @@ Deno.test("With TLS enabled a wss:// client completes a game session", async () 
         "--cert",
         cert,
         "--allow-net",
+        // npm:ws, loaded with the server's modules, reads these two when it loads.
+        "--allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
         new URL("./wss_client.ts", import.meta.url).pathname,
         server.url,
       ],

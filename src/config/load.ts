@@ -25,6 +25,50 @@ type Leaf = {
 type Branch = { kind: "branch"; path: string[]; children: Map<string, Node> };
 type Node = Leaf | Branch;
 
+/** Edit distance (insertions, deletions, substitutions) between `a` and `b`. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/**
+ * The documented (`SIGNAL_FISH_` + path) name `name` was likely meant as: one a small edit away
+ * (`SIGNAL_FISH_PROT` → `SIGNAL_FISH_PORT`), else the one key of the same object whose name
+ * contains the last segment (`SIGNAL_FISH_SERVER__MAX_PLAYERS` →
+ * `SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS`).
+ */
+function closestEnvName(name: string): string | undefined {
+  const upper = name.toUpperCase();
+  const candidates = configEnvNames().filter((candidate) => !candidate.startsWith("SIGNAL_FISH__"));
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of candidates) {
+    const distance = editDistance(upper, candidate);
+    if (best === undefined || distance < best.distance) best = { name: candidate, distance };
+  }
+  if (best !== undefined && best.distance <= Math.max(2, Math.floor(upper.length / 8))) {
+    return best.name;
+  }
+  const cut = upper.lastIndexOf("__") + 2;
+  const [parent, last] = cut > 1 ? [upper.slice(0, cut), upper.slice(cut)] : ["", ""];
+  if (last.length < 4) return undefined;
+  const containing = candidates.filter((candidate) =>
+    candidate.startsWith(parent) && !candidate.slice(parent.length).includes("__") &&
+    candidate.slice(parent.length).includes(last)
+  );
+  return containing.length === 1 ? containing[0] : undefined;
+}
+
 /** Alternative key names (full path => canonical key of the same object). */
 const ALIASES: Record<string, string> = {
   "server.heartbeat_db_throttle_secs": "heartbeat_throttle_secs",
@@ -125,17 +169,37 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Where a JSON syntax error is: offset in UTF-16 code units, or undefined for "end of input". */
+type JsonFailure = { ok: false; rule: string; position: number | undefined };
+
 /** JSON.parse's position only: V8's message may quote the (possibly secret) input. */
-function parseJson(text: string): { ok: true; value: unknown } | { ok: false; rule: string } {
+function parseJson(text: string): { ok: true; value: unknown } | JsonFailure {
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch (error) {
-    const position = /at position (\d+)/.exec(errorMessage(error))?.[1];
+    const found = /at position (\d+)/.exec(errorMessage(error))?.[1];
+    const position = found === undefined ? undefined : Number(found);
     return {
       ok: false,
-      rule: `must be valid JSON${position ? ` (syntax error at position ${position})` : ""}`,
+      rule: `must be valid JSON${
+        position !== undefined ? ` (syntax error at position ${position})` : ""
+      }`,
+      position,
     };
   }
+}
+
+/**
+ * 1-based line and column of `position` in `text` (the end of the text when undefined), columns
+ * counted in characters: what an editor shows for a syntax error in the config file.
+ */
+export function lineAndColumn(text: string, position: number | undefined): {
+  line: number;
+  column: number;
+} {
+  const before = text.slice(0, position ?? text.length);
+  const lines = before.split("\n");
+  return { line: lines.length, column: [...lines.at(-1)!].length + 1 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,6 +214,10 @@ class Collector {
   readonly values = new Map<string, Assigned>();
   /** Leaves whose value could not even be read; cross-field rules skip them. */
   readonly failed = new Set<string>();
+  /** `SIGNAL_FISH_*` names that are not configuration keys (warned about). */
+  readonly unknownEnv: UnknownEnvName[] = [];
+  /** Absolute path of the config file that was read, if any. */
+  file: string | undefined;
 
   assign(leaf: Leaf, value: unknown, source: string): void {
     this.values.set(leaf.path.join("."), { leaf, value, source });
@@ -235,9 +303,17 @@ function collectFile(
     );
     return;
   }
+  out.file = path;
   const parsed = parseJson(text);
   if (!parsed.ok) {
-    out.errors.push(`invalid configuration: config file ${path} ${parsed.rule}`);
+    const { line, column } = lineAndColumn(text, parsed.position);
+    const what = parsed.position === undefined || parsed.position >= text.length
+      ? "unexpected end of input"
+      : "syntax error";
+    out.errors.push(
+      `invalid configuration: config file ${path} is not valid JSON: ${what} at line ${line}, ` +
+        `column ${column}`,
+    );
   } else if (!isRecord(parsed.value)) {
     out.errors.push(`invalid configuration: config file ${path} must contain a JSON object`);
   } else {
@@ -316,7 +392,12 @@ function collectEnv(env: Record<string, string>, out: Collector): void {
     if (name === ENV_CONFIG_PATH || ENV_UNSUPPORTED.includes(name)) continue;
     const node = resolveEnvName(name);
     if (!node) {
-      out.warnings.push(`ignoring environment variable ${name}: not a configuration key`);
+      const hint = closestEnvName(name);
+      out.warnings.push(
+        `ignoring environment variable ${name}: not a configuration key` +
+          (hint === undefined ? "" : ` (did you mean ${hint}?)`),
+      );
+      out.unknownEnv.push({ name, hint });
       continue;
     }
     const key = node.path.join(".");
@@ -433,6 +514,8 @@ export interface LoadOptions {
   configPath?: string;
   /** `--port` override; beats every other source. */
   port?: number;
+  /** `--host` override of `server.host`; beats every other source. */
+  host?: string;
   /** The process environment (`SIGNAL_FISH_*` overrides, `SIGNAL_FISH_CONFIG_PATH`). */
   env: Record<string, string>;
   /**
@@ -447,13 +530,26 @@ export interface LoadOptions {
   readTextFile?: (path: string) => string;
 }
 
+/** A `SIGNAL_FISH_*` variable that names no key, and the documented name it is closest to. */
+export interface UnknownEnvName {
+  name: string;
+  /** A likely intended name (a small edit away), if any. */
+  hint: string | undefined;
+}
+
 /**
  * The outcome of {@linkcode loadConfig}: the effective configuration plus warnings for stderr, or
  * every error found, each a line `invalid configuration: <key> = <value> (from <source>): <rule>`.
  */
 export type LoadResult =
-  | { ok: true; config: Config; warnings: string[] }
-  | { ok: false; errors: string[] };
+  | {
+    ok: true;
+    config: Config;
+    warnings: string[];
+    file: string | undefined;
+    unknownEnv: UnknownEnvName[];
+  }
+  | { ok: false; errors: string[]; file: string | undefined };
 
 /**
  * Builds the effective configuration from defaults < config file < environment < `port`
@@ -476,6 +572,10 @@ export function loadConfig(options: LoadOptions): LoadResult {
     if (options.port !== undefined) {
       out.assign(KEY_TREE.children.get("port") as Leaf, options.port, "--port");
     }
+    if (options.host !== undefined) {
+      const server = KEY_TREE.children.get("server") as Branch;
+      out.assign(server.children.get("host") as Leaf, options.host, "--host");
+    }
 
     const input = out.input();
     const parsed = ConfigFields.safeParse(input, { error: fallbackRule });
@@ -496,19 +596,29 @@ export function loadConfig(options: LoadOptions): LoadResult {
       }
       unreadableTlsFiles(config, cwd, read, out);
     }
-    if (out.errors.length > 0 || !config) return { ok: false, errors: out.errors };
-    return { ok: true, config, warnings: [...out.warnings, ...configWarnings(config)] };
+    if (out.errors.length > 0 || !config) return { ok: false, errors: out.errors, file: out.file };
+    return {
+      ok: true,
+      config,
+      warnings: [...out.warnings, ...configWarnings(config)],
+      file: out.file,
+      unknownEnv: out.unknownEnv,
+    };
   } catch (error) {
     // A bug here must still surface as a configuration failure, not an exception.
     return {
       ok: false,
       errors: [...out.errors, `cannot load configuration: ${errorMessage(error)}`],
+      file: out.file,
     };
   }
 }
 
-/** The stdout text of a successful `--validate-config` (SERVER.md §2.5), newline-terminated. */
-export function validationSummary(config: Config): string {
+/**
+ * The stdout text of a successful `--validate-config` (SERVER.md §2.5 and its note),
+ * newline-terminated. `file` is the config file that was read (undefined: none).
+ */
+export function validationSummary(config: Config, file?: string): string {
   return [
     "Configuration validation passed",
     "",
@@ -520,6 +630,9 @@ export function validationSummary(config: Config): string {
     `  Reconnection enabled: ${config.server.enable_reconnection}`,
     `  Max players per room: ${config.server.default_max_players}`,
     `  Deployment region: ${config.server.region_id}`,
+    // Not in SERVER.md §2.5's list; added after it (see the note there).
+    `  Bind address: ${config.server.host}`,
+    `  Config file: ${file ?? "none (built-in defaults and environment variables)"}`,
     "",
   ].join("\n");
 }

@@ -103,7 +103,17 @@ Deno.test("loadConfig() fails on a named file that is missing, not JSON or not a
     /cannot read config file \/nope\.json \(from SIGNAL_FISH_CONFIG_PATH\)/,
   );
   assert.deepEqual(failed(load({ [FILE]: '{"security": {"metrics_auth_token": "hunter2" x}' })), [
-    `invalid configuration: config file ${FILE} must be valid JSON (syntax error at position 46)`,
+    `invalid configuration: config file ${FILE} is not valid JSON: syntax error at line 1, column 47`,
+  ]);
+  // Line and column as an editor shows them; the text itself (it may hold a secret) is not quoted.
+  assert.deepEqual(
+    failed(load({ [FILE]: '{\n  "port": 1,\n  "server": { "region_id": "é" x }\n}' })),
+    [
+      `invalid configuration: config file ${FILE} is not valid JSON: syntax error at line 3, column 32`,
+    ],
+  );
+  assert.deepEqual(failed(load({ [FILE]: '{\n  "port": 1,\n' })), [
+    `invalid configuration: config file ${FILE} is not valid JSON: unexpected end of input at line 3, column 1`,
   ]);
   assert.deepEqual(failed(load({ [FILE]: "[1]" })), [
     `invalid configuration: config file ${FILE} must contain a JSON object`,
@@ -196,8 +206,49 @@ Deno.test("loadConfig() ignores variables that name no key, with a warning", () 
   }));
   assert.deepEqual(config, DEFAULT_CONFIG);
   assert.deepEqual(warnings.slice(0, 2), [
-    "ignoring environment variable SIGNAL_FISH_PROTOCOL__SDK_COMPATIBILITY__MINIMUM_VERSIONS__UNITY: not a configuration key",
+    "ignoring environment variable SIGNAL_FISH_PROTOCOL__SDK_COMPATIBILITY__MINIMUM_VERSIONS__UNITY: not a configuration key (did you mean SIGNAL_FISH_PROTOCOL__SDK_COMPATIBILITY__MINIMUM_VERSIONS?)",
     "ignoring environment variable SIGNAL_FISH_TEST_MODE: not a configuration key",
+  ]);
+});
+
+Deno.test("loadConfig() lists unknown variables with the documented name a typo is closest to", () => {
+  const result = load({}, {
+    SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYER: "4",
+    SIGNAL_FISH_PROT: "1",
+    SIGNAL_FISH_TEST_MODE: "1",
+    SIGNAL_FISH_SERVER__MAX_PLAYERS: "4",
+    SIGNAL_FISH_SERVER__TIMEOUT: "4",
+  });
+  assert.ok(result.ok);
+  assert.deepEqual(result.unknownEnv, [
+    { name: "SIGNAL_FISH_PROT", hint: "SIGNAL_FISH_PORT" },
+    {
+      name: "SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYER",
+      hint: "SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS",
+    },
+    { name: "SIGNAL_FISH_SERVER__MAX_PLAYERS", hint: "SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS" },
+    // Several keys of server.* contain TIMEOUT: no guess.
+    { name: "SIGNAL_FISH_SERVER__TIMEOUT", hint: undefined },
+    { name: "SIGNAL_FISH_TEST_MODE", hint: undefined },
+  ]);
+  assert.match(
+    result.warnings.join("\n"),
+    /SIGNAL_FISH_PROT: not a configuration key \(did you mean SIGNAL_FISH_PORT\?\)/,
+  );
+});
+
+Deno.test("loadConfig() takes server.host from --host over the file and environment", () => {
+  const { config } = loaded(load({ [FILE]: { server: { host: "10.0.0.1" } } }, {
+    SIGNAL_FISH_SERVER__HOST: "::",
+  }, { host: "::1" }));
+  assert.equal(config.server.host, "::1");
+  assert.equal(loaded(load({}, { SIGNAL_FISH_SERVER__HOST: "::" })).config.server.host, "::");
+  assert.equal(
+    loaded(load({ [FILE]: { server: { host: "localhost" } } })).config.server.host,
+    "localhost",
+  );
+  assert.deepEqual(failed(load({}, {}, { host: "[::1]" })), [
+    'invalid configuration: server.host = "[::1]" (from --host): must be an IPv4 or IPv6 address (without brackets) or a host name',
   ]);
 });
 
@@ -313,8 +364,14 @@ Deno.test("validationSummary() prints the --validate-config summary", () => {
       "  Reconnection enabled: true",
       "  Max players per room: 8",
       "  Deployment region: eu-west",
+      "  Bind address: 0.0.0.0",
+      "  Config file: none (built-in defaults and environment variables)",
       "",
     ].join("\n"),
+  );
+  assert.match(
+    validationSummary(DEFAULT_CONFIG, "/etc/signal-fish/config.json"),
+    / {2}Config file: \/etc\/signal-fish\/config\.json\n$/,
   );
   assert.match(validationSummary(DEFAULT_CONFIG), /Storage backend: InMemory/);
 });

@@ -87,6 +87,15 @@ function isOrigin(entry: string): boolean {
   return match !== null && Number(match[1] ?? 0) <= 65535;
 }
 
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+/** `server.host`: an IPv4 or IPv6 literal (no brackets) or a host name (SERVER.md §2.7). */
+const bindHost = text().refine(
+  (value) => [z.ipv4(), z.ipv6()].some((f) => f.safeParse(value).success) || HOST_NAME.test(value),
+  { error: "must be an IPv4 or IPv6 address (without brackets) or a host name" },
+);
+
 function isIpOrCidr(entry: string): boolean {
   return [z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()].some((f) => f.safeParse(entry).success);
 }
@@ -164,6 +173,9 @@ export const ConfigFields = z.strictObject({
     room_code_prefix: roomCodePrefix,
     max_spectators_per_room: int().default(0),
     drain_timeout_secs: int().default(10),
+    // Bind address (SERVER.md §1.1 note): all IPv4 interfaces by default; `deno task dev` passes
+    // `--host 127.0.0.1`.
+    host: bindHost.default("0.0.0.0"),
   }).prefault({}),
   rate_limit: z.strictObject({
     max_room_creations: int(1).default(5),
@@ -232,6 +244,14 @@ export const ConfigFields = z.strictObject({
       text().refine(isIpOrCidr, { error: "must be an IP address or CIDR range" }),
     ).default(() => []),
     public_room_listing: bool(false),
+    // Connections that are not WebSockets (yet): timeouts and caps (SECURITY.md, issue 14).
+    http: z.strictObject({
+      header_timeout_secs: int(1, 300).default(5),
+      idle_timeout_secs: int(1, 3600).default(5),
+      tls_handshake_timeout_secs: int(1, 300).default(5),
+      max_pending_connections: int(1).default(1024),
+      max_pending_connections_per_ip: int(1).default(32),
+    }).prefault({}),
     transport: z.strictObject({
       tls: z.strictObject({
         enabled: bool(false),

@@ -257,15 +257,30 @@ export function parseOpenFileLimit(limits: string): number | undefined {
 }
 
 /**
- * Reads the process's soft open-file limit from `/proc/self/limits` (Linux). Undefined when it
- * cannot be read: another OS, or a Deno permission set without `--allow-all` (Deno treats
- * `/proc/self` as privileged, so the least-privilege executables cannot read it).
+ * Reads the process's soft open-file limit from `/proc/self/limits` (Linux), else from the
+ * `RLIMIT_NOFILE` environment variable. Undefined when neither can be read: another OS, or a Deno
+ * permission set without `--allow-all` (Deno treats `/proc/self` as privileged) and no variable.
  */
 export function readOpenFileLimit(
   read: (path: string) => string = Deno.readTextFileSync,
+  env: (name: string) => string | undefined = readEnv,
 ): number | undefined {
   try {
     return parseOpenFileLimit(read("/proc/self/limits"));
+  } catch {
+    // `deno task start` passes `ulimit -n` in RLIMIT_NOFILE (deno.json), for runs without
+    // `--allow-all`.
+    const text = env(OPEN_FILE_LIMIT_ENV)?.trim();
+    return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
+  }
+}
+
+/** The environment variable `deno task start` sets to the soft open-file limit (`ulimit -n`). */
+export const OPEN_FILE_LIMIT_ENV = "RLIMIT_NOFILE";
+
+function readEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
   } catch {
     return undefined;
   }

@@ -1,18 +1,32 @@
 /**
- * The HTTP listener (SERVER.md §1.1, §3.10): `Deno.serve` over TCP or TLS, brought back when it
- * dies. `Deno.serve`'s accept loop ends for good when `accept()` fails, e.g. with "Too many open
- * files" (EMFILE) under a connection flood; upgraded WebSockets survive that, so re-binding the
- * same port after a short pause keeps the server reachable.
+ * The HTTP listener (SERVER.md §1.1, §3.10, SECURITY.md): a `node:http` (or `node:https`) server
+ * that bounds connections which have not become WebSockets yet, turns each request into a
+ * `Request` for the route handler and each upgrade into a `Request` whose raw socket the
+ * WebSocket layer takes over (`./handover.ts`).
+ *
+ * Why not `Deno.serve`: its WebSocket upgrade reassembles fragmented messages with no size limit
+ * (one client could exhaust memory, issue 14 item 1), a client resetting before the 101 leaked
+ * its slot and descriptor (item 2), and it has no header, idle or handshake timeouts (item 3).
+ * Measured against it in BENCHMARKS.md ("Transport").
+ *
+ * Limits enforced here, per connection that is not (yet) a WebSocket:
+ * - the request head must be complete within `headerTimeoutMs`;
+ * - a connection idle for `idleTimeoutMs` (before its first request, between keep-alive requests)
+ *   is closed; a TLS handshake must finish within `tlsHandshakeTimeoutMs`;
+ * - at most `maxPending` such connections in all and `maxPendingPerIp` per socket peer address;
+ *   a connection beyond either cap is closed at once, without reading it.
  *
  * @module
  */
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { getLogger } from "@logtape/logtape";
+import { attachUpgradeSocket, isSwitchingProtocols } from "./handover.ts";
 
 const log = getLogger(["signal-fish", "listener"]);
-
-/** First pause before re-binding after the listener died, ms; doubles up to the maximum. */
-const RETRY_MIN_MS = 50;
-const RETRY_MAX_MS = 2_000;
 
 /** PEM certificate chain and private key for HTTPS/WSS. */
 export interface TlsPem {
@@ -20,89 +34,392 @@ export interface TlsPem {
   key: string;
 }
 
+/** Bounds on connections that are not WebSockets (yet); `security.http.*` (SECURITY.md). */
+export interface PendingLimits {
+  /** A request head must be complete this long after its first byte was awaited, ms. */
+  headerTimeoutMs: number;
+  /** A connection with no traffic for this long before it is upgraded is closed, ms. */
+  idleTimeoutMs: number;
+  /** A TLS handshake must be over within this, ms (TLS only). */
+  tlsHandshakeTimeoutMs: number;
+  /** Connections not upgraded yet, all addresses together. */
+  maxPending: number;
+  /** Connections not upgraded yet from one socket peer address. */
+  maxPendingPerIp: number;
+}
+
+/** Defaults of {@linkcode PendingLimits} (`security.http.*`). */
+export const DEFAULT_PENDING_LIMITS: PendingLimits = {
+  headerTimeoutMs: 5_000,
+  idleTimeoutMs: 5_000,
+  tlsHandshakeTimeoutMs: 5_000,
+  maxPending: 1_024,
+  maxPendingPerIp: 32,
+};
+
+/** What the handler learns about the connection (the subset of `Deno.ServeHandlerInfo` used). */
+export interface RequestInfo {
+  remoteAddr: Deno.NetAddr;
+}
+
+/** The route handler: every request, upgrades included. */
+export type RequestHandler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
 /** Options of {@linkcode listen}. */
 export interface ListenOptions {
   hostname: string;
-  /** TCP port; 0 picks a free one, which is then kept across re-binds. */
+  /** TCP port; 0 picks a free one. */
   port: number;
   /** Serve HTTPS/WSS with this certificate and key. @default plain HTTP */
   tls?: TlsPem;
-  handler: Deno.ServeHandler<Deno.NetAddr>;
+  handler: RequestHandler;
+  /** @default DEFAULT_PENDING_LIMITS */
+  limits?: PendingLimits;
+  /** Called when a connection is closed unread because a pending-connection cap is reached. */
+  onRefused?: (reason: "pending" | "pending_per_ip") => void;
 }
 
 /** A bound listener. */
 export interface Listener {
   /** The bound address (port resolved when 0 was asked for). */
   readonly addr: Deno.NetAddr;
-  /** How often the listener died and was bound again (tests, logs). */
+  /** How often the accept loop was found dead and the port bound again (tests, logs). */
   readonly restarts: number;
-  /** Stops accepting and waits for in-flight HTTP requests (not WebSockets) to finish. */
+  /** Connections accepted and not upgraded (yet) (tests, metrics). */
+  readonly pending: number;
+  /**
+   * Stops accepting, closes connections that are not WebSockets (answering in-flight requests
+   * first) and resolves; upgraded sockets are left to their owner.
+   */
   shutdown(): Promise<void>;
 }
 
+/** Bookkeeping of one accepted connection until it is upgraded or closed. */
+interface Pending {
+  ip: string;
+  socket: Socket;
+  released: boolean;
+}
+
+/** Normalises a socket peer address for the per-IP pending count. */
+function peerKey(address: string | undefined): string {
+  if (address === undefined) return "unknown";
+  const ip = address.toLowerCase();
+  return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
+}
+
+const STATUS_TEXT = http.STATUS_CODES;
+
+/** Accept-loop liveness check period and how long a probe may wait to be accepted, ms. */
+const WATCH_INTERVAL_MS = 1_000;
+const WATCH_TIMEOUT_MS = 2_000;
+/** Consecutive unanswered probes before the port is bound again. */
+const WATCH_MISSES = 2;
+/** First pause before re-binding after a failed bind, ms; doubles up to the maximum. */
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 2_000;
+
 /**
- * Binds and serves. Rejects when the first bind fails (port in use, bad certificate), so the
- * process can exit 1; later failures of the accept loop are logged and the port is bound again.
+ * Binds and serves. Rejects when the bind fails (port in use, bad certificate), so the process
+ * can exit 1. Accept errors (EMFILE under a descriptor flood) are retried by the runtime with a
+ * backoff; the connections already open keep being served.
  */
 export async function listen(options: ListenOptions): Promise<Listener> {
+  const limits = options.limits ?? DEFAULT_PENDING_LIMITS;
+  const pendingByIp = new Map<string, number>();
+  const pendingBySocket = new WeakMap<object, Pending>();
+  const pendingSet = new Set<Pending>();
   let stopping = false;
-  let restarts = 0;
-  let current: Deno.HttpServer<Deno.NetAddr>;
-  let wake: (() => void) | undefined;
+  const scheme = options.tls ? "https" : "http";
 
-  const bind = async (port: number): Promise<Deno.NetAddr> => {
-    const { promise, resolve } = Promise.withResolvers<Deno.NetAddr>();
-    const init = { hostname: options.hostname, port, onListen: resolve };
-    current = options.tls
-      ? Deno.serve({ ...init, cert: options.tls.cert, key: options.tls.key }, options.handler)
-      : Deno.serve(init, options.handler);
-    const addr = await promise;
-    watch(current);
-    return addr;
+  // How often the header and request timeouts are checked, ms.
+  const connectionsCheckingInterval = Math.min(1_000, limits.headerTimeoutMs);
+  if (options.tls) {
+    // `node:https` would only fail at the first handshake; a bad file must fail startup.
+    new X509Certificate(options.tls.cert);
+    createPrivateKey(options.tls.key);
+  }
+  const makeServer = (): http.Server => {
+    const server: http.Server = options.tls
+      ? https.createServer({
+        cert: options.tls.cert,
+        key: options.tls.key,
+        handshakeTimeout: limits.tlsHandshakeTimeoutMs,
+        connectionsCheckingInterval,
+      })
+      : http.createServer({ connectionsCheckingInterval });
+    server.headersTimeout = limits.headerTimeoutMs;
+    server.requestTimeout = limits.headerTimeoutMs;
+    server.keepAliveTimeout = limits.idleTimeoutMs;
+    server.timeout = limits.idleTimeoutMs;
+    server.maxHeadersCount = 100;
+    server.on("connection", onConnection);
+    server.on("request", onRequest);
+    server.on("upgrade", onUpgrade);
+    server.on("clientError", onClientError);
+    return server;
   };
 
-  const addr = await bind(options.port);
+  const release = (entry: Pending) => {
+    if (entry.released) return;
+    entry.released = true;
+    pendingSet.delete(entry);
+    const left = (pendingByIp.get(entry.ip) ?? 1) - 1;
+    if (left > 0) pendingByIp.set(entry.ip, left);
+    else pendingByIp.delete(entry.ip);
+  };
 
-  function watch(server: Deno.HttpServer<Deno.NetAddr>): void {
-    server.finished.catch(async (error) => {
-      if (stopping) return;
-      log.error("The listener on port {port} failed, binding it again: {error}", {
-        port: addr.port,
+  /** Connections accepted so far: the accept loop's liveness (see `watchAccept`). */
+  let accepted = 0;
+
+  const onConnection = (socket: Socket) => {
+    accepted++;
+    const ip = peerKey(socket.remoteAddress);
+    const fromIp = pendingByIp.get(ip) ?? 0;
+    if (stopping || pendingSet.size >= limits.maxPending || fromIp >= limits.maxPendingPerIp) {
+      const reason = pendingSet.size >= limits.maxPending ? "pending" : "pending_per_ip";
+      if (!stopping) options.onRefused?.(reason);
+      socket.destroy();
+      return;
+    }
+    const entry: Pending = { ip, socket, released: false };
+    pendingSet.add(entry);
+    pendingByIp.set(ip, fromIp + 1);
+    pendingBySocket.set(socket, entry);
+    socket.once("close", () => release(entry));
+    // A stalled TLS handshake or a silent TCP connection: the idle timer covers both.
+    socket.setTimeout(limits.idleTimeoutMs, () => {
+      if (!entry.released) socket.destroy();
+    });
+  };
+
+  const entryOf = (socket: Duplex): Pending | undefined =>
+    pendingBySocket.get(socket) ??
+      pendingBySocket.get((socket as unknown as { _parent?: object })._parent ?? {}) ??
+      pendingBySocket.get((socket as unknown as { _handle?: object })._handle ?? {});
+
+  const info = (socket: Duplex): Deno.ServeHandlerInfo<Deno.NetAddr> => {
+    const s = socket as Socket;
+    return {
+      remoteAddr: {
+        transport: "tcp",
+        hostname: s.remoteAddress ?? "unknown",
+        port: s.remotePort ?? 0,
+      },
+      completed: Promise.resolve(),
+    };
+  };
+
+  const toRequest = (message: http.IncomingMessage): Request | undefined => {
+    try {
+      const headers = new Headers();
+      const raw = message.rawHeaders;
+      for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
+      const host = headers.get("host") ?? `${options.hostname}:${addr.port}`;
+      const target = message.url ?? "/";
+      if (!target.startsWith("/")) return undefined;
+      return new Request(`${scheme}://${host}${target}`, { method: message.method, headers });
+    } catch {
+      return undefined;
+    }
+  };
+
+  const handle = async (request: Request, socket: Duplex): Promise<Response> => {
+    try {
+      return await options.handler(request, info(socket));
+    } catch (error) {
+      log.error("Cannot handle {method} {url}: {error}", {
+        method: request.method,
+        url: request.url,
         error,
       });
-      for (let delay = RETRY_MIN_MS; !stopping; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          timer = setTimeout(resolve, delay);
-        });
-        clearTimeout(timer);
-        wake = undefined;
-        if (stopping) return;
+      return new Response("Internal Server Error", { status: 500 });
+    }
+  };
+
+  const onRequest = async (message: http.IncomingMessage, res: http.ServerResponse) => {
+    const request = toRequest(message);
+    const response = request
+      ? await handle(request, message.socket)
+      : new Response("Bad Request", { status: 400 });
+    const headers: string[] = [];
+    response.headers.forEach((value, name) => headers.push(name, value));
+    const body = response.body === null
+      ? undefined
+      : new Uint8Array(await response.arrayBuffer().catch(() => new ArrayBuffer(0)));
+    if (res.destroyed) return;
+    res.writeHead(response.status, response.statusText || STATUS_TEXT[response.status], headers);
+    res.end(body);
+  };
+
+  const onUpgrade = async (message: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => {});
+    const entry = entryOf(socket);
+    // RFC 6455 §4.1: an upgrade is an HTTP/1.1 GET with a Host header; anything else is 400.
+    const valid = message.httpVersion === "1.1" && (message.headers.host ?? "").trim() !== "";
+    const request = valid ? toRequest(message) : undefined;
+    let response: Response;
+    if (request === undefined) {
+      response = new Response("Bad Request", { status: 400 });
+    } else {
+      attachUpgradeSocket(request, { message, socket, head });
+      response = await handle(request, socket);
+    }
+    if (isSwitchingProtocols(response)) {
+      // A WebSocket now: no longer pending, no HTTP timeouts (the idle ping takes over).
+      if (entry) release(entry);
+      (socket as Socket).setTimeout?.(0);
+      entry?.socket.setTimeout(0);
+      return;
+    }
+    await writeRaw(socket, response);
+  };
+
+  const onClientError = (_error: Error, socket: Duplex) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    else socket.destroy();
+  };
+
+  const bind = async (port: number): Promise<http.Server> => {
+    const server = makeServer();
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    server.once("error", reject);
+    server.listen(port, options.hostname, () => resolve());
+    try {
+      await promise;
+    } finally {
+      server.off("error", reject);
+    }
+    // Errors after the bind are logged here; a failed bind is the caller's to report (main.ts
+    // prints "address in use" once, without a log line).
+    server.on("error", (error: Error) => log.error("The listener failed: {error}", { error }));
+    return server;
+  };
+
+  let server = await bind(options.port);
+  const bound = server.address();
+  if (bound === null || typeof bound === "string") throw new Error("The listener has no address");
+  const addr: Deno.NetAddr = { transport: "tcp", hostname: bound.address, port: bound.port };
+
+  // Liveness of the accept loop. The runtime's `node:net` accept loop ends silently when
+  // accept() fails (EMFILE under a descriptor flood): every later client would wait forever.
+  // A probe connection to ourselves every WATCH_INTERVAL_MS: when no connection at all is
+  // accepted within WATCH_TIMEOUT_MS of it, WATCH_MISSES times in a row, the listener is bound
+  // again (upgraded sockets are not affected).
+  const probeHost = options.hostname === "0.0.0.0" || options.hostname === "::"
+    ? "127.0.0.1"
+    : options.hostname;
+  let watching = true;
+  let wake: (() => void) | undefined;
+  let sleepTimer: ReturnType<typeof setTimeout> | undefined;
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      sleepTimer = setTimeout(resolve, ms);
+      Deno.unrefTimer(sleepTimer);
+    });
+  let missed = 0;
+  const watchAccept = async () => {
+    while (watching) {
+      await sleep(WATCH_INTERVAL_MS);
+      if (!watching) return;
+      const before = accepted;
+      let probe: Deno.TcpConn | undefined;
+      try {
+        probe = await Deno.connect({ hostname: probeHost, port: addr.port });
+      } catch {
+        continue; // out of descriptors ourselves, or shutting down: cannot tell
+      }
+      // Any connection accepted since the probe started (the probe or a client) proves it.
+      for (let waited = 0; waited < WATCH_TIMEOUT_MS && accepted === before; waited += 50) {
+        await sleep(50);
+      }
+      try {
+        probe.close();
+      } catch { /* closed by the server */ }
+      if (accepted !== before || !watching) {
+        missed = 0;
+        continue;
+      }
+      if (++missed < WATCH_MISSES) continue;
+      missed = 0;
+      log.error(
+        "The listener on port {port} stopped accepting (Too many open files?), " +
+          "binding it again",
+        { port: addr.port },
+      );
+      const old = server;
+      old.close();
+      for (let delay = RETRY_MIN_MS; watching; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
         try {
-          await bind(addr.port);
+          server = await bind(addr.port);
           restarts++;
           log.warn("Listening on port {port} again", { port: addr.port });
-          return;
-        } catch (bindError) {
-          log.error("Cannot bind port {port} again: {error}", {
-            port: addr.port,
-            error: bindError,
-          });
+          break;
+        } catch (error) {
+          log.error("Cannot bind port {port} again: {error}", { port: addr.port, error });
+          await sleep(delay);
         }
       }
-    });
-  }
+    }
+  };
+  let restarts = 0;
+  const watcher = watchAccept();
 
   return {
     addr,
     get restarts() {
       return restarts;
     },
+    get pending() {
+      return pendingSet.size;
+    },
     async shutdown() {
+      if (stopping) return;
       stopping = true;
+      watching = false;
+      clearTimeout(sleepTimer);
       wake?.();
-      await current.shutdown().catch(() => {});
+      const closed = new Promise<void>((done) => server.close(() => done()));
+      server.closeIdleConnections?.();
+      for (const entry of [...pendingSet]) {
+        // Answering requests keep their socket until written; the rest go at once.
+        if (!(entry.socket as unknown as { _httpMessage?: unknown })._httpMessage) {
+          entry.socket.destroy();
+        }
+      }
+      // Upgraded sockets keep the server "open" until their owner closes them; do not wait.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        closed,
+        new Promise<void>((done) => timer = setTimeout(done, limits.headerTimeoutMs)),
+      ]);
+      clearTimeout(timer);
+      for (const entry of [...pendingSet]) entry.socket.destroy();
+      await watcher;
     },
   };
+}
+
+/** Writes `response` as a complete HTTP/1.1 response on a raw socket, then closes it. */
+async function writeRaw(socket: Duplex, response: Response): Promise<void> {
+  const body = response.body === null
+    ? new Uint8Array(0)
+    : new Uint8Array(await response.arrayBuffer().catch(() => new ArrayBuffer(0)));
+  const lines = [
+    `HTTP/1.1 ${response.status} ${response.statusText || STATUS_TEXT[response.status] || ""}`,
+  ];
+  response.headers.forEach((value, name) => {
+    if (name !== "content-length" && name !== "connection") lines.push(`${name}: ${value}`);
+  });
+  lines.push(`content-length: ${body.byteLength}`, "connection: close", "", "");
+  if (socket.destroyed) return;
+  socket.write(lines.join("\r\n"));
+  socket.end(body);
+  // A peer that never reads must not keep the descriptor.
+  const timer = setTimeout(() => socket.destroy(), 5_000);
+  socket.once("close", () => clearTimeout(timer));
 }

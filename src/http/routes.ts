@@ -12,6 +12,7 @@ import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics
 import { methodNotAllowed, notFound } from "./responses.ts";
 import type { RoomRoutes } from "./rooms.ts";
 import { isStaticPath, serveStatic } from "./static_files.ts";
+import { isSwitchingProtocols } from "./handover.ts";
 import { type UpgradeContext, type UpgradeOptions, websocketEndpoint } from "./upgrade.ts";
 
 /** Route settings derived from the configuration. */
@@ -72,8 +73,10 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
       paths: "/v2/health",
       matches: (path) => path === "/v2/health",
       methods: "GET",
+      // 503 while draining or at the connection cap: a load balancer then sends players
+      // elsewhere (SECURITY.md, `security.max_connections`).
       handle: (request) =>
-        context.isDraining() || context.isHealthy?.() === false
+        context.isDraining() || upgrade.atCapacity() || context.isHealthy?.() === false
           ? new Response(null, { status: 503 })
           : new Response(request.method === "HEAD" ? null : "OK", {
             headers: { "content-type": "text/plain; charset=utf-8" },
@@ -108,7 +111,7 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
 
 /**
  * Builds the request handler: CORS preflights, then the first row of the route table whose paths
- * match, else the plain-text 404 (SERVER.md §1.2); CORS headers on every response but a 101.
+ * match, else the plain-text 404 (SERVER.md §1.2); CORS headers on every response but an upgrade.
  */
 export function createHandler(context: RouteContext, options: RouteOptions): Handler {
   const cors = new Cors(options.corsOrigins);
@@ -128,7 +131,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
   }
 
   const withCors = (request: Request, response: Response): Response => {
-    if (response.status === 101) return response;
+    if (isSwitchingProtocols(response)) return response;
     for (const [name, value] of Object.entries(cors.headers(request))) {
       response.headers.set(name, value);
     }

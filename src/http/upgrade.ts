@@ -30,6 +30,8 @@ const DEFAULT_OUTBOUND: OutboundOptions = {
 export interface UpgradeOptions {
   /** Concurrent WebSocket connections per client IP (SERVER.md §3.5). @default 10 */
   maxConnectionsPerIp: number;
+  /** `security.max_message_size`, bytes (SERVER.md §3.6). @default 65536 */
+  maxMessageSize?: number;
   /** `server.ping_timeout` in seconds. @default 30 */
   idleTimeoutSecs: number;
   /** Per-connection outbound buffer and batching (SERVER.md §5.2–5.3); defaults of §2.7. */
@@ -72,24 +74,38 @@ function json(status: number, body: unknown, headers: HeadersInit = {}): Respons
   });
 }
 
+/** A `Sec-WebSocket-Key`: 16 bytes in base64 (RFC 6455 §4.1, item 7). */
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+
+/**
+ * A valid RFC 6455 upgrade request (SERVER.md §1.8 check 2): `Upgrade: websocket`,
+ * `Connection: upgrade`, version 13 and a key of 16 base64 bytes. Upgrades over HTTP/1.0 or
+ * without `Host` never reach the handler: the listener answers them 400 (`./listener.ts`).
+ */
 function isUpgradeRequest(request: Request): boolean {
   const headers = request.headers;
   const connection = headers.get("connection")?.toLowerCase() ?? "";
   return headers.get("upgrade")?.toLowerCase() === "websocket" &&
     connection.split(",").some((token) => token.trim() === "upgrade") &&
     headers.get("sec-websocket-version") === "13" &&
-    (headers.get("sec-websocket-key") ?? "").trim() !== "";
+    WEBSOCKET_KEY.test((headers.get("sec-websocket-key") ?? "").trim());
 }
+
+/** The `/v2/ws` handler, and whether the connection cap is reached (health, SECURITY.md). */
+export type WebsocketEndpoint = ((request: Request, info: Deno.ServeHandlerInfo) => Response) & {
+  /** True while `maxConnections` sockets are open: `/v2/health` then answers 503. */
+  atCapacity(): boolean;
+};
 
 /**
  * Builds the `/v2/ws` handler. Per-IP connection counts live in the returned closure: a slot is
- * taken just before the upgrade and given back when the socket closes.
+ * taken just before the upgrade and given back when the TCP connection is gone, on every path.
  */
 export function websocketEndpoint(
   context: UpgradeContext,
   options: UpgradeOptions,
   cors: Cors,
-): (request: Request, info: Deno.ServeHandlerInfo) => Response {
+): WebsocketEndpoint {
   const perIp = new Map<string, number>();
   let total = 0;
   const originAllowed = (request: Request) => cors.allows(request);
@@ -154,6 +170,7 @@ export function websocketEndpoint(
     try {
       return acceptWebSocket(request, context.edge, {
         ip,
+        maxMessageSize: options.maxMessageSize,
         idleTimeoutSecs: options.idleTimeoutSecs,
         onClosed: release,
         outbound: options.outbound ?? DEFAULT_OUTBOUND,
@@ -166,5 +183,7 @@ export function websocketEndpoint(
     }
   }
 
-  return upgrade;
+  return Object.assign(upgrade, {
+    atCapacity: () => options.maxConnections !== undefined && total >= options.maxConnections,
+  });
 }

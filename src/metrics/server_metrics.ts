@@ -449,6 +449,11 @@ export class ServerMetrics {
     }
   }
 
+  /** Counts an error no handler caught (the process-wide guard, SECURITY.md). */
+  internalError(): void {
+    this.#countError(this.#errorsInternal);
+  }
+
   /** The Prometheus text (SERVER.md §6.2). */
   renderPrometheus(): string {
     return this.registry.render();

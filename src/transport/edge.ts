@@ -446,6 +446,14 @@ export class Edge {
     this.close(id, 1013, "Slow consumer", now);
   }
 
+  /**
+   * Refuses an inbound message the transport stopped reading at `size` bytes, past
+   * `maxMessageSize` (SERVER.md §3.6): `Error` MESSAGE_TOO_LARGE, then close 1009.
+   */
+  refuseTooLarge(id: ConnId, size: number, now: number): void {
+    if (this.#conns.has(id)) this.#tooLarge(id, size, now);
+  }
+
   /** Reports a transport error on a connection's socket (counted, SERVER.md §6.3 #27). */
   transportError(id: ConnId): void {
     this.#onEvent?.({ type: "websocket_error", connectionId: id });

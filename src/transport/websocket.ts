@@ -1,29 +1,57 @@
 /**
- * The only WebSocket code of the server: upgrades a request and binds the socket to the edge.
+ * The only WebSocket code of the server: takes over an upgraded socket with `npm:ws` and binds it
+ * to the edge. `ws` enforces `security.max_message_size` on the running total of a message's frame
+ * lengths, so a message is refused (close 1009) before more than the limit is buffered, however
+ * it is fragmented (SERVER.md §3.6, SECURITY.md).
  *
  * @module
  */
+import { Buffer } from "node:buffer";
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+// @ts-types="./ws.d.ts"
+import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { getLogger } from "@logtape/logtape";
 import { utf8Length } from "../protocol/utf8.ts";
+import { switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
 import type { Edge } from "./edge.ts";
 import type { Peer, SendFailure } from "./peer.ts";
 import type { TokenBinding } from "./token_binding.ts";
 
 const log = getLogger(["signal-fish", "websocket"]);
 
-// `WebSocket.readyState` values (WHATWG WebSockets). Deno defines the `WebSocket` global lazily,
-// so reading `WebSocket.OPEN` costs a getter call on every send; these are constants.
+// `WebSocket.readyState` values (WHATWG WebSockets, the same in `ws`).
 const CONNECTING = 0;
 const OPEN = 1;
 const CLOSED_STATE = 3;
+
+/**
+ * What {@linkcode SocketPeer} needs from a socket: a `ws` WebSocket, or a stand-in in tests.
+ * `bufferedAmount` is bytes accepted by `send` and not yet written to the kernel.
+ */
+export interface OutboundSocket {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(frame: string | Uint8Array): void;
+  /** Writes `frames[0..count)` at once, in order (optional; else `send` is called per frame). */
+  sendMany?(frames: readonly (string | Uint8Array)[], count: number): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: "close", listener: () => void, options?: { once?: boolean }): void;
+}
 
 /** Options of {@linkcode acceptWebSocket}. */
 export interface AcceptOptions {
   /** Client IP the connection is counted under (SERVER.md §1.9). */
   ip: string;
   /**
-   * Idle timeout in seconds (`server.ping_timeout`): the runtime pings after half of it and
-   * closes with 1001 "No response from ping frame." after all of it (PROTOCOL.md §7.10).
+   * Largest inbound message, bytes (`security.max_message_size`, SERVER.md §3.6): a message whose
+   * frames add up to more is refused with close 1009 while it arrives. @default 65536
+   */
+  maxMessageSize?: number;
+  /**
+   * Idle timeout in seconds (`server.ping_timeout`): a connection that sent nothing for half of
+   * it is pinged, and closed with 1001 "No response from ping frame." when still silent after
+   * all of it (PROTOCOL.md §7.10).
    */
   idleTimeoutSecs: number;
   /** Called once when the socket is gone, after the edge has torn the connection down. */
@@ -65,18 +93,23 @@ export interface OutboundOptions {
  * measures exactly only when that bound could exceed the budget.
  */
 export class SocketPeer implements Peer {
-  readonly #socket: WebSocket;
+  readonly #socket: OutboundSocket;
   readonly #options: OutboundOptions;
+  readonly #stream: SocketStream | undefined;
   readonly #queue: (string | Uint8Array)[] = [];
   /** Upper bound of the queue's bytes. */
   #queuedBound = 0;
   /** Upper bound of `bufferedAmount`: its last reading plus what was written since. */
   #bufferedBound = 0;
 
-  /** Wraps an accepted socket. */
-  constructor(socket: WebSocket, options: OutboundOptions) {
+  /**
+   * Wraps an accepted socket. `stream`, the connection under it, is corked while a batch is
+   * written (one write for the batch) and destroyed when a close is not answered in time.
+   */
+  constructor(socket: OutboundSocket, options: OutboundOptions, stream?: SocketStream) {
     this.#socket = socket;
     this.#options = options;
+    this.#stream = stream;
     this.flush = options.enableBatching ? () => this.#flush() : undefined;
   }
 
@@ -129,7 +162,8 @@ export class SocketPeer implements Peer {
     this.#queuedBound = 0;
     const socket = this.#socket;
     if (socket.readyState === OPEN) {
-      for (let i = 0; i < count; i++) socket.send(queue[i]!);
+      if (socket.sendMany) socket.sendMany(queue, count);
+      else for (let i = 0; i < count; i++) socket.send(queue[i]!);
     }
     queue.length = 0;
   }
@@ -145,7 +179,7 @@ export class SocketPeer implements Peer {
     if (socket.readyState === OPEN || socket.readyState === CONNECTING) {
       socket.close(code, reason);
       const timer = setTimeout(() => {
-        if (socket.readyState !== CLOSED_STATE) abortSocket(socket);
+        if (socket.readyState !== CLOSED_STATE) this.#stream?.destroy();
       }, CLOSE_GRACE_MS);
       Deno.unrefTimer(timer);
       socket.addEventListener("close", () => clearTimeout(timer), { once: true });
@@ -156,27 +190,103 @@ export class SocketPeer implements Peer {
 /** How long a server-initiated close may wait for the peer's close frame (SERVER.md §5.2). */
 export const CLOSE_GRACE_MS = 2000;
 
+/** The connection under a socket (a `node:net` socket), for forced closes. */
+export interface SocketStream {
+  destroy(): void;
+}
+
+const encoder = new TextEncoder();
+
 /**
- * Drops a socket's connection without the close handshake. Deno has no public API for this (a
- * `close()` waits behind unsent data for as long as the peer does not read), so this closes the
- * socket's resource through the runtime's internal handle, when available; otherwise it does
- * nothing and the idle timeout remains the only way out. Returns whether it could.
+ * Encodes `frames[0..count)` as unmasked, unfragmented server frames (RFC 6455 §5.2): text for
+ * strings (UTF-8), binary for bytes, into one buffer, so a batch costs one write.
  */
-export function abortSocket(socket: WebSocket): boolean {
-  try {
-    const internal =
-      (Deno as unknown as Record<symbol, { core?: { tryClose?(rid: number): void } }>)[
-        (Deno as unknown as { internal: symbol }).internal
-      ];
-    const ridKey = Object.getOwnPropertySymbols(socket).find((key) =>
-      key.description === "[[rid]]"
-    );
-    const rid = ridKey && (socket as unknown as Record<symbol, unknown>)[ridKey];
-    if (typeof rid !== "number" || typeof internal?.core?.tryClose !== "function") return false;
-    internal.core.tryClose(rid);
-    return true;
-  } catch {
-    return false;
+export function encodeFrames(frames: readonly (string | Uint8Array)[], count: number): Uint8Array {
+  let bound = 0;
+  for (let i = 0; i < count; i++) {
+    const frame = frames[i]!;
+    bound += (typeof frame === "string" ? frame.length * 3 : frame.byteLength) + 10;
+  }
+  const out = Buffer.allocUnsafe(bound);
+  let pos = 0;
+  for (let i = 0; i < count; i++) {
+    const frame = frames[i]!;
+    if (typeof frame === "string" && frame.length * 3 < 65_536) {
+      // Encode after room for a 4-byte header; move it back when a 2-byte header suffices.
+      const n = encoder.encodeInto(frame, out.subarray(pos + 4)).written;
+      out[pos] = 0x81;
+      if (n < 126) {
+        out.copyWithin(pos + 2, pos + 4, pos + 4 + n);
+        out[pos + 1] = n;
+        pos += 2 + n;
+      } else {
+        out[pos + 1] = 126;
+        out[pos + 2] = n >> 8;
+        out[pos + 3] = n & 0xff;
+        pos += 4 + n;
+      }
+      continue;
+    }
+    const bytes = typeof frame === "string" ? encoder.encode(frame) : frame;
+    const n = bytes.byteLength;
+    out[pos] = typeof frame === "string" ? 0x81 : 0x82;
+    if (n < 126) {
+      out[pos + 1] = n;
+      pos += 2;
+    } else if (n < 65_536) {
+      out[pos + 1] = 126;
+      out[pos + 2] = n >> 8;
+      out[pos + 3] = n & 0xff;
+      pos += 4;
+    } else {
+      out[pos + 1] = 127;
+      out.fill(0, pos + 2, pos + 6);
+      out.writeUInt32BE(n, pos + 6);
+      pos += 10;
+    }
+    out.set(bytes, pos);
+    pos += n;
+  }
+  return out.subarray(0, pos);
+}
+
+/**
+ * A `ws` WebSocket as an {@linkcode OutboundSocket} whose data frames are written straight to
+ * the connection, a batch in one write (`ws`' own `send` costs two writes per frame). Control
+ * frames (close, ping) still go through `ws`, on the same connection, so order is kept.
+ */
+class FramedSocket implements OutboundSocket {
+  readonly #ws: WsSocket;
+  readonly #stream: Socket;
+
+  constructor(ws: WsSocket, stream: Socket) {
+    this.#ws = ws;
+    this.#stream = stream;
+  }
+
+  get readyState(): number {
+    return this.#ws.readyState;
+  }
+
+  /** Bytes written to the connection and not yet taken by the kernel. */
+  get bufferedAmount(): number {
+    return this.#stream.writableLength;
+  }
+
+  send(frame: string | Uint8Array): void {
+    this.#stream.write(encodeFrames([frame], 1));
+  }
+
+  sendMany(frames: readonly (string | Uint8Array)[], count: number): void {
+    this.#stream.write(encodeFrames(frames, count));
+  }
+
+  close(code?: number, reason?: string): void {
+    this.#ws.close(code, reason);
+  }
+
+  addEventListener(type: "close", listener: () => void, options?: { once?: boolean }): void {
+    this.#ws.addEventListener(type, listener, options);
   }
 }
 
@@ -187,66 +297,171 @@ function byteSize(frame: string | Uint8Array): number {
   return typeof frame === "string" ? utf8Length(frame) : frame.byteLength;
 }
 
-/** The close reason of a connection the runtime closed for not answering pings (1001). */
-export const IDLE_TIMEOUT_REASON = "No response from ping frame.";
+/** The parser `ws` keeps in `_receiver` (private to `ws` 8.x; pinned in deno.json). */
+interface Receiver {
+  prependListener(event: "error", listener: (error: Error & { code?: string }) => void): void;
+  on(event: "conclude", listener: (code: number) => void): void;
+}
 
-/**
- * True when a server socket's error or close event reports the idle timeout (PROTOCOL.md §7.10).
- * The runtime first fires an error event with {@linkcode IDLE_TIMEOUT_REASON} as its message,
- * then a close event with 1001 and that reason and no close handshake (a client sending that
- * code and reason itself closes cleanly, so it does not count).
- */
-export function isIdleTimeout(event: Event): boolean {
-  if (event instanceof CloseEvent) {
-    return event.code === 1001 && !event.wasClean && event.reason === IDLE_TIMEOUT_REASON;
-  }
-  return event instanceof ErrorEvent && event.message === IDLE_TIMEOUT_REASON;
+/** A writable stream whose `end` may be called again after it finished. */
+interface EndableStream {
+  end(...args: unknown[]): unknown;
+  readonly writableFinished: boolean;
+  readonly destroyed: boolean;
 }
 
 /**
- * Upgrades `request` (already admitted, SERVER.md §1.8) and wires the socket to `edge`.
- * Returns the 101 response. Throws if the request is not a valid upgrade.
+ * Makes `end()` on a finished or destroyed stream a no-op. `ws` ends the connection and its
+ * parser again when the peer's FIN arrives after the close handshake; the runtime then builds an
+ * `ERR_STREAM_ALREADY_FINISHED` error with a stack trace each time, which measured about a
+ * quarter of the server's CPU in the connect/close benchmark (BENCHMARKS.md, "Transport").
+ */
+function quietEnd(stream: EndableStream): void {
+  const end = stream.end;
+  stream.end = function (this: EndableStream, ...args: unknown[]) {
+    if (this.writableFinished || this.destroyed) return this;
+    return end.apply(this, args);
+  };
+}
+
+/** The close reason of a connection closed for not answering pings (1001, PROTOCOL.md §7.10). */
+export const IDLE_TIMEOUT_REASON = "No response from ping frame.";
+
+/** One `ws` server per message size limit (they hold no sockets, only options). */
+const servers = new Map<number, WebSocketServer>();
+/** The subprotocol chosen for an upgrade request, read by `handleProtocols`. */
+const chosenProtocol = new WeakMap<IncomingMessage, string>();
+
+function wsServer(maxPayload: number): WebSocketServer {
+  let server = servers.get(maxPayload);
+  if (!server) {
+    server = new WebSocketServer({
+      noServer: true,
+      maxPayload,
+      perMessageDeflate: false,
+      clientTracking: false,
+      handleProtocols: (_offered, request) => chosenProtocol.get(request) ?? false,
+    });
+    servers.set(maxPayload, server);
+  }
+  return server;
+}
+
+/** What `ws` keeps of a message it stopped reading: the running total of its frame lengths. */
+function refusedSize(socket: WsSocket, maxPayload: number): number {
+  const receiver = (socket as unknown as { _receiver?: { _totalPayloadLength?: unknown } })
+    ._receiver;
+  const total = receiver?._totalPayloadLength;
+  return typeof total === "number" && total > maxPayload ? total : maxPayload + 1;
+}
+
+/**
+ * Takes over the raw socket of `request` (already admitted, SERVER.md §1.8; the listener attached
+ * the socket, `../http/handover.ts`), completes the handshake with `ws` and wires the WebSocket to
+ * `edge`. Returns the marker response of `switchingProtocols()`. Throws when `request` did not
+ * arrive as an HTTP/1.1 upgrade (the caller answers 400). `options.onClosed` runs exactly once,
+ * when the connection is gone, on every path: handshake refused by `ws`, reset before the 101,
+ * closed after it.
  */
 export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOptions): Response {
-  const { socket, response } = Deno.upgradeWebSocket(request, {
-    idleTimeout: options.idleTimeoutSecs,
-    protocol: options.tokenBinding?.subprotocol,
-  });
-  socket.binaryType = "arraybuffer";
+  const upgrade = takeUpgradeSocket(request);
+  if (!upgrade) throw new TypeError("Not an HTTP/1.1 upgrade request");
+  const { message, socket: raw, head } = upgrade;
+  const stream = raw as Socket;
+  const maxPayload = options.maxMessageSize ?? 65_536;
   let id: string | undefined;
+  let ws: WsSocket | undefined;
   let closed = false;
-  socket.onopen = () => {
-    id = edge.connect(new SocketPeer(socket, options.outbound), {
-      ip: options.ip,
-      tokenBinding: options.tokenBinding?.binding,
-    });
-  };
-  socket.onmessage = (event) => {
-    if (id === undefined) return;
-    try {
-      edge.receive(id, event.data, Date.now());
-    } catch (error) {
-      log.error("Cannot handle a frame from {connection_id}: {error}", {
-        connection_id: id,
-        error,
-      });
-      edge.close(id, 1011, "Internal error", Date.now());
-    }
-  };
-  const teardown = (closeCode?: number, idleTimeout = false) => {
+  let idleTimer: ReturnType<typeof setInterval> | undefined;
+  const teardown = (closeCode?: number) => {
     if (closed) return;
     closed = true;
-    if (id !== undefined) edge.disconnect(id, Date.now(), undefined, closeCode, idleTimeout);
+    clearInterval(idleTimer);
+    if (id !== undefined) edge.disconnect(id, Date.now(), undefined, closeCode);
     options.onClosed?.();
   };
-  socket.onclose = (event) => teardown(event.code, isIdleTimeout(event));
-  socket.onerror = (event) => {
-    if (id !== undefined) edge.transportError(id);
-    // An error event is followed by close; tearing down here too keeps the count exact if not.
-    if (socket.readyState === CLOSED_STATE) {
-      const idle = isIdleTimeout(event);
-      teardown(idle ? 1001 : undefined, idle);
+  // The connection's end, whatever happened before: the only place a slot is given back.
+  raw.once("close", () => teardown(ws?.readyState === CLOSED_STATE ? undefined : 1006));
+  if (raw.destroyed) {
+    queueMicrotask(() => teardown());
+    return switchingProtocols();
+  }
+  if (options.tokenBinding) chosenProtocol.set(message, options.tokenBinding.subprotocol);
+  wsServer(maxPayload).handleUpgrade(message, raw, Buffer.from(head), (socket) => {
+    ws = socket;
+    if (closed) {
+      socket.terminate();
+      return;
     }
-  };
-  return response;
+    socket.binaryType = "nodebuffer";
+    const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream);
+    id = edge.connect(peer, { ip: options.ip, tokenBinding: options.tokenBinding?.binding });
+    const connection = id;
+    // Idle timeout (PROTOCOL.md §7.10): checked every half of it; traffic or a pong resets it.
+    let heard = false;
+    let pinged = false;
+    const halfMs = Math.max(500, options.idleTimeoutSecs * 500);
+    idleTimer = setInterval(() => {
+      if (heard) {
+        heard = false;
+        pinged = false;
+      } else if (!pinged) {
+        pinged = true;
+        socket.ping();
+      } else {
+        // The peer answers nothing: send the close frame and end the connection after it.
+        peer.close(1001, IDLE_TIMEOUT_REASON);
+        edge.disconnect(connection, Date.now(), undefined, 1001, true);
+        stream.end();
+      }
+    }, halfMs);
+    Deno.unrefTimer(idleTimer as unknown as number);
+    socket.on("pong", () => heard = true);
+    socket.on("ping", () => heard = true);
+    socket.on("message", (data: Uint8Array, isBinary: boolean) => {
+      heard = true;
+      try {
+        edge.receive(connection, isBinary ? data : (data as Buffer).toString(), Date.now());
+      } catch (error) {
+        log.error("Cannot handle a frame from {connection_id}: {error}", {
+          connection_id: connection,
+          error,
+        });
+        edge.close(connection, 1011, "Internal error", Date.now());
+      }
+    });
+    const receiver = (socket as unknown as { _receiver?: Receiver })._receiver;
+    quietEnd(stream);
+    if (receiver) quietEnd(receiver as unknown as EndableStream);
+    // Runs before `ws`' own handler, which closes with 1009 at once: the client first gets the
+    // `Error` frame telling why (SERVER.md §3.6).
+    receiver?.prependListener("error", (error: Error & { code?: string }) => {
+      if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+        edge.refuseTooLarge(connection, refusedSize(socket, maxPayload), Date.now());
+        // Read nothing more of this message (`ws` would read and discard it until the close
+        // handshake): the close frame still goes out, and the grace timer ends the connection.
+        setTimeout(() => stream.pause(), 0);
+      }
+    });
+    // The client's close frame ends the connection for the edge at once (`ws` has answered it
+    // by now); the slot stays taken until the TCP connection is gone.
+    receiver?.on(
+      "conclude",
+      (code: number) => edge.disconnect(connection, Date.now(), undefined, code),
+    );
+    socket.on("error", (error: Error & { code?: string }) => {
+      if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return;
+      log.debug("WebSocket error on {connection_id}: {error}", {
+        connection_id: connection,
+        error: error.message,
+      });
+      edge.transportError(connection);
+    });
+    socket.on("close", (code: number) => {
+      teardown(code);
+      // `ws` destroys the socket after the close handshake; make sure of it.
+      stream.destroy();
+    });
+  });
+  return switchingProtocols();
 }

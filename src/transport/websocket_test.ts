@@ -1,5 +1,5 @@
 import { deepEqual, equal } from "node:assert/strict";
-import { SocketPeer } from "./websocket.ts";
+import { encodeFrames, SocketPeer } from "./websocket.ts";
 import { LocalPeers } from "./local_peers.ts";
 
 /** A stand-in for a server-side WebSocket that records what it is sent. */
@@ -83,4 +83,52 @@ Deno.test("SocketPeer refuses frames to a socket that is not open, and past its 
   stalled.peer.flush!();
   deepEqual(stalled.peer.send("z".repeat(10_000)), { reason: "overflow", dropped: 1 });
   equal(stalled.socket.sent.length, 2);
+});
+
+/** Parses unmasked server frames back into [opcode, payload] pairs. */
+function parseFrames(bytes: Uint8Array): [number, Uint8Array][] {
+  const out: [number, Uint8Array][] = [];
+  for (let pos = 0; pos < bytes.length;) {
+    equal(bytes[pos]! & 0xf0, 0x80, "FIN set, no RSV bits");
+    const opcode = bytes[pos]! & 0x0f;
+    let length = bytes[pos + 1]!;
+    equal(length & 0x80, 0, "server frames are not masked");
+    pos += 2;
+    if (length === 126) {
+      length = (bytes[pos]! << 8) | bytes[pos + 1]!;
+      pos += 2;
+    } else if (length === 127) {
+      length = new DataView(bytes.buffer, bytes.byteOffset + pos).getUint32(4);
+      pos += 8;
+    }
+    out.push([opcode, bytes.slice(pos, pos + length)]);
+    pos += length;
+  }
+  return out;
+}
+
+Deno.test("encodeFrames() writes text and binary frames with the shortest length encoding", () => {
+  const frames: (string | Uint8Array)[] = [
+    "",
+    "x".repeat(125),
+    "é".repeat(63), // 126 bytes from 63 code units: the 2-byte length form
+    "€".repeat(21_845), // 65,535 bytes, the largest 16-bit length
+    "y".repeat(65_536), // 64-bit length form
+    new Uint8Array([1, 2, 3]),
+    new Uint8Array(70_000).fill(7),
+  ];
+  const parsed = parseFrames(encodeFrames(frames, frames.length));
+  equal(parsed.length, frames.length);
+  for (const [i, frame] of frames.entries()) {
+    const [opcode, payload] = parsed[i]!;
+    if (typeof frame === "string") {
+      equal(opcode, 1);
+      equal(new TextDecoder().decode(payload), frame);
+    } else {
+      equal(opcode, 2);
+      deepEqual(payload, frame);
+    }
+  }
+  // Only the first `count` frames are written.
+  equal(parseFrames(encodeFrames(["a", "b", "c"], 2)).length, 2);
 });

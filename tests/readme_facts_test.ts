@@ -1,0 +1,72 @@
+/**
+ * Facts the README and the protocol guide state about the code, checked against the code: the
+ * executables' permission list, the `start` task's command, the defaults in the configuration
+ * table, the startup banner, and the close codes (against PROTOCOL.md §1.6).
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import denoJson from "../deno.json" with { type: "json" };
+import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
+import { DEFAULT_CONFIG } from "../src/config/schema.ts";
+import { startupBanner } from "../src/cli.ts";
+
+const README = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+const GUIDE = Deno.readTextFileSync(new URL("../docs/protocol.md", import.meta.url));
+const PROTOCOL = Deno.readTextFileSync(new URL("../docs/spec/PROTOCOL.md", import.meta.url));
+
+/** The text of `markdown` between the heading line starting with `heading` and the next heading. */
+function section(markdown: string, heading: string): string {
+  const start = markdown.indexOf(`\n${heading}`);
+  ok(start >= 0, `heading ${heading} exists`);
+  const rest = markdown.slice(start + 1);
+  const end = rest.slice(1).search(/\n#{1,4} /);
+  return end < 0 ? rest : rest.slice(0, end + 1);
+}
+
+Deno.test("README: the executables' permission list is scripts/permissions.ts's", () => {
+  const block = /carry a narrower set[\s\S]*?```text\n([\s\S]*?)```/.exec(README)?.[1];
+  ok(block !== undefined, "the permission block exists");
+  deepEqual(block.split(/\s+/).filter(Boolean), [...RUNTIME_PERMISSIONS]);
+});
+
+Deno.test("README: `deno task start` runs what deno.json says", () => {
+  const quoted = /`deno task start` runs\n`([^`]+)`/.exec(README)?.[1];
+  ok(quoted !== undefined, "the start command is quoted");
+  equal(quoted.replace(/\s+/g, " "), denoJson.tasks.start);
+});
+
+Deno.test("README: the defaults in the configuration table are DEFAULT_CONFIG's", () => {
+  let checked = 0;
+  for (const line of README.split("\n")) {
+    const row = /^\| `([a-z0-9_.]+)` +\| `([^`]+)` +\|/.exec(line);
+    if (row === null) continue;
+    let value: unknown = DEFAULT_CONFIG;
+    for (const key of row[1]!.split(".")) {
+      value = typeof value === "object" && value !== null
+        ? (value as Record<string, unknown>)[key]
+        : undefined;
+    }
+    if (value === undefined) continue; // a row of another table (e.g. the logging keys)
+    equal(row[2], JSON.stringify(value), `README default of ${row[1]}`);
+    checked++;
+  }
+  ok(checked >= 20, `only ${checked} default values found in the README`);
+});
+
+/** The close codes of the first Markdown table in `text`, in order. */
+function closeCodes(text: string): string[] {
+  return [...text.matchAll(/^\| `(\d{4})` +\|/gm)].map((m) => m[1]!);
+}
+
+Deno.test("docs/protocol.md: the close codes are PROTOCOL.md §1.6's (cluster-only 1012 planned)", () => {
+  const spec = new Set(closeCodes(section(PROTOCOL, "### 1.6 Close codes")));
+  const guide = new Set(closeCodes(section(GUIDE, "### Close codes")));
+  ok(spec.size >= 7, "spec close codes read");
+  deepEqual([...guide].sort(), [...spec].filter((code) => code !== "1012").sort());
+  ok(section(GUIDE, "## Planned").includes("`1012`"), "1012 is named under Planned");
+});
+
+Deno.test("README: the quick start shows the banner deno task start prints", () => {
+  const shown = /It prints where to go[^\n]*\n\n```text\n([\s\S]*?)```/.exec(README)?.[1];
+  ok(shown !== undefined, "the banner block exists");
+  equal(shown, startupBanner("http://127.0.0.1:3536", DEFAULT_CONFIG));
+});
