@@ -70,7 +70,7 @@ export class ClusterRouter implements Router {
   readonly #abandoned = new Map<ConnId, NodeId>();
   readonly #commands = new Map<
     number,
-    { resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
+    { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
   >();
   #nextRequest = 1;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -282,7 +282,7 @@ export class ClusterRouter implements Router {
       this.#commands.delete(requestId);
       resolve({ ok: false, reason: "unreachable" });
     }, this.#options.forwardTimeoutMs);
-    this.#commands.set(requestId, { resolve, timer });
+    this.#commands.set(requestId, { home, resolve, timer });
     this.streams.send(home, { kind: Kind.CONTROL, requestId, json: JSON.stringify(command) });
     return promise;
   }
@@ -443,6 +443,13 @@ export class ClusterRouter implements Router {
         cause: "closed",
         delivered: this.streams.lastReceived(peer),
       });
+    }
+    // Operator commands waiting for the peer fail at once.
+    for (const [id, command] of this.#commands) {
+      if (command.home !== peer) continue;
+      clearTimeout(command.timer);
+      this.#commands.delete(id);
+      command.resolve({ ok: false, reason: "unreachable" });
     }
     // Step 2: the peer's connections seated here.
     for (const conn of this.#home?.dropEdge?.(peer, now) ?? []) {

@@ -9,10 +9,21 @@ import type { ClientMessage } from "../protocol/messages.ts";
 import type { TokenBuckets } from "./buckets.ts";
 import type { DirectoryRecord, RoomDirectory } from "./directory.ts";
 import { LocalRouter, MemoryRoomDirectory, MemoryTokenBuckets } from "./memory.ts";
-import type { EdgeEndpoint, HomeEndpoint, Router } from "./router.ts";
+import type {
+  ClosedCause,
+  Directive,
+  EdgeEndpoint,
+  HomeEndpoint,
+  RoomCommand,
+  Router,
+} from "./router.ts";
 import type { Awaitable } from "./awaitable.ts";
 import { MemoryStore } from "../cluster/memory_store.ts";
 import { RedisLink, RedisStore } from "../cluster/store.ts";
+import { RedisBus } from "../cluster/bus.ts";
+import { MemoryNetwork } from "../cluster/memory_bus.ts";
+import { ClusterRouter } from "../cluster/router.ts";
+import type { ClusterBus } from "../cluster/types.ts";
 import { IGNORE_WITHOUT_REDIS, startRedis } from "../../tests/redis_server.ts";
 
 /** Bucket sizes of a contract run: tokens per kind, refilled over `windowMs`. */
@@ -34,6 +45,145 @@ interface Implementation {
   buckets: (spec: BucketSpec, cleanups: Cleanups) => Awaitable<TokenBuckets>;
   /** Absent until the implementation has a router. */
   router?: (cleanups: Cleanups) => Awaitable<Router>;
+}
+
+/**
+ * The cluster router seen as one {@linkcode Router}: one `ClusterRouter` per attached node over a
+ * shared bus, and every call made from an extra node `origin` (an edge and operator elsewhere).
+ * A connection bound through `bind` is held by that home as a remote session of `origin`.
+ */
+class ClusterRouters implements Router {
+  readonly #makeBus: (node: string) => Promise<ClusterBus>;
+  readonly #nodes = new Map<string, ClusterRouter>();
+  readonly #cleanups: Cleanups;
+  #origin: ClusterRouter | undefined;
+  readonly #ready: Promise<void>[] = [];
+
+  constructor(makeBus: (node: string) => Promise<ClusterBus>, cleanups: Cleanups) {
+    this.#makeBus = makeBus;
+    this.#cleanups = cleanups;
+  }
+
+  async #router(node: string): Promise<ClusterRouter> {
+    const bus = await this.#makeBus(node);
+    const router = new ClusterRouter(bus, {
+      forwardTimeoutMs: 2_000,
+      heartbeatMs: 60_000,
+      idleMs: 60_000,
+    });
+    await bus.start(router.busHandlers());
+    this.#cleanups.push(async () => {
+      router.stop();
+      await bus.close();
+    });
+    return router;
+  }
+
+  /** Creates the origin node. */
+  async init(): Promise<this> {
+    this.#origin = await this.#router("origin");
+    this.#origin.attach("origin", {
+      edge: { deliver: () => undefined, direct: () => {}, flush: () => {} },
+      home: {
+        bind: () => ({ status: "miss" }),
+        receive: () => {},
+        closed: () => {},
+        command: () => ({ ok: false, reason: "not_found" }),
+      },
+    });
+    return this;
+  }
+
+  attach(node: string, endpoints: { edge: EdgeEndpoint; home: HomeEndpoint }): void {
+    const held = new Map<string, string>();
+    const home: HomeEndpoint = {
+      ...endpoints.home,
+      bind: (conn, message, now, remote) => {
+        const outcome = endpoints.home.bind(conn, message, now, remote);
+        if (outcome.status === "bound" && remote) held.set(conn, remote.edge);
+        return outcome;
+      },
+      edgeOf: (conn) => held.get(conn),
+    };
+    this.#ready.push(
+      this.#router(node).then((router) => {
+        router.attach(node, { edge: endpoints.edge, home });
+        this.#nodes.set(node, router);
+      }),
+    );
+  }
+
+  detach(node: string): void {
+    this.#nodes.get(node)?.detach(node);
+  }
+
+  /** Resolves once every attached node is subscribed. */
+  ready(): Promise<void> {
+    return Promise.all(this.#ready).then(() => {});
+  }
+
+  /** Resolves once every node has processed what the origin sent it before (FIFO per pair). */
+  async settle(): Promise<void> {
+    for (const node of this.#nodes.keys()) {
+      await this.#origin!.command(node, { kind: "inspect", gameName: "", roomCode: "" }, 0);
+    }
+    // Their answers to the origin (OUT items) travel on the same pairs, before the replies.
+  }
+
+  bind(home: string, conn: string, message: ClientMessage, now: number) {
+    return this.#origin!.bind(home, conn, message, now, {
+      frame: JSON.stringify(message),
+      meta: { ip: "10.0.0.1", format: "json" },
+    });
+  }
+
+  forward(
+    home: string,
+    conn: string,
+    input: ClientMessage | Uint8Array,
+    frame: string | Uint8Array,
+    now: number,
+  ) {
+    this.#origin!.forward(home, conn, input, frame, now);
+  }
+
+  closed(home: string, conn: string, cause: ClosedCause, now: number) {
+    this.#origin!.closed(home, conn, cause, now);
+  }
+
+  deliver(edge: string, frame: string | Uint8Array, to: readonly string[]) {
+    return this.#origin!.deliver(edge, frame, to);
+  }
+
+  direct(edge: string, directive: Directive, now: number) {
+    this.#origin!.direct(edge, directive, now);
+  }
+
+  flush() {
+    this.#origin!.flush();
+  }
+
+  command(home: string, command: RoomCommand, now: number) {
+    return this.#origin!.command(home, command, now);
+  }
+}
+
+/** Cluster routers over the in-memory bus twin. */
+async function twinRouters(cleanups: Cleanups): Promise<ClusterRouters> {
+  const network = new MemoryNetwork();
+  cleanups.push(() => network.close());
+  return await new ClusterRouters((node) => Promise.resolve(network.bus(node)), cleanups).init();
+}
+
+/** Cluster routers over Redis pub/sub on a private redis-server. */
+async function redisRouters(cleanups: Cleanups): Promise<ClusterRouters> {
+  const server = await startRedis();
+  cleanups.push(() => server.stop());
+  return await new ClusterRouters(async (node) => {
+    const link = new RedisLink({ url: server.url });
+    await link.connect();
+    return new RedisBus(link, node, "contract:");
+  }, cleanups).init();
 }
 
 /** Store settings of a contract run with bucket sizes `spec` (T = 30 s). */
@@ -76,11 +226,13 @@ const IMPLEMENTATIONS: Implementation[] = [{
   name: "cluster memory twin",
   directory: () => new MemoryStore(storeSettings()),
   buckets: (spec) => new MemoryStore(storeSettings(spec)),
+  router: twinRouters,
 }, {
   name: "redis",
   ignore: IGNORE_WITHOUT_REDIS,
   directory: (cleanups) => redisStore(undefined, cleanups),
   buckets: (spec, cleanups) => redisStore(spec, cleanups),
+  router: redisRouters,
 }];
 
 /** A contract test of `impl`: `body` gets the cleanup list, run whatever the outcome. */
@@ -277,6 +429,7 @@ for (const impl of IMPLEMENTATIONS) {
       });
       router.attach("a", node("a"));
       router.attach("b", node("b"));
+      if (router instanceof ClusterRouters) await router.ready();
       const join = {
         type: "JoinRoom",
         data: { game_name: "orbit", player_name: "Mira" },
@@ -298,14 +451,17 @@ for (const impl of IMPLEMENTATIONS) {
         }, T0)).ok,
         true,
       );
-      deepEqual(calls.filter((call) => !call.endsWith("flush")), [
+      if (router instanceof ClusterRouters) await router.settle();
+      // Order is guaranteed per destination node (one stream per pair, SERVER.md §8.4.1).
+      const at = (node: string) =>
+        calls.filter((call) => call.startsWith(`${node} `) && !call.endsWith("flush"));
+      deepEqual(at("b"), [
         "b bind c1 JoinRoom",
         "b receive c1 Ping",
         "b receive c1 binary",
         "b closed c1 closed",
-        "a deliver frame-1 c1,gone",
-        "a direct close c1",
       ]);
+      deepEqual(at("a"), ["a deliver frame-1 c1,gone", "a direct close c1"]);
       ok(calls.includes("a flush"), "flush reaches the edge that got frames");
     },
   );
@@ -313,7 +469,10 @@ for (const impl of IMPLEMENTATIONS) {
   contract(impl, `Router (%): a detached node is unreachable`, async (cleanups) => {
     const router = await makeRouter(cleanups);
     const ping = { type: "Ping" } as ClientMessage;
-    deepEqual(await router.bind("nowhere", "c1", ping, T0), { status: "miss" });
+    // Not bound: `miss` in memory; a lost BIND across nodes resolves `unbound` (the client got
+    // SERVICE_UNAVAILABLE, SERVER.md §8.5.1).
+    const outcome = await router.bind("nowhere", "c1", ping, T0);
+    ok(outcome.status === "miss" || outcome.status === "unbound", outcome.status);
     deepEqual(
       await router.command("nowhere", {
         kind: "inspect",
