@@ -51,6 +51,8 @@ export interface ClusterRouterOptions {
 /** A bind request waiting for its home. */
 interface PendingBind {
   home: NodeId;
+  /** The request, for its failure message. */
+  message: ClientMessage;
   resolve: (outcome: BindOutcome) => void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -158,7 +160,7 @@ export class ClusterRouter implements Router {
       this.#sendToClient(conn, unavailable(message));
       resolve({ status: "unbound" });
     }, this.#options.forwardTimeoutMs);
-    this.#pending.set(conn, { home, resolve, timer });
+    this.#pending.set(conn, { home, message, resolve, timer });
     this.streams.send(home, {
       kind: Kind.BIND,
       conn,
@@ -433,6 +435,9 @@ export class ClusterRouter implements Router {
       if (pending.home !== peer) continue;
       clearTimeout(pending.timer);
       this.#pending.delete(conn);
+      // The request fails at once (SERVER.md §8.5.1); a late BOUND is undone.
+      this.#abandoned.set(conn, peer);
+      this.#sendToClient(conn, unavailable(pending.message));
       pending.resolve({ status: "unbound" });
     }
     for (const conn of this.#edge?.resync?.(peer, now) ?? []) {

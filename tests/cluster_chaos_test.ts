@@ -1,0 +1,111 @@
+/**
+ * Cluster failures, bounded (issue 15 item 4, SERVER.md §8.5.5): `kill -9` of a room's home and
+ * of a player's edge, with a real redis-server and three server processes (T = 3 s, heartbeat
+ * 250 ms). Each test ends within ~20 s.
+ */
+import { equal, ok } from "node:assert/strict";
+import { joinRoom, type Received, TestClient } from "./helpers.ts";
+import { startCluster, TEST_TTL_SECS } from "./cluster_helpers.ts";
+import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
+
+const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
+
+/** Sends `Reconnect` through `url` until `done(answer)` (every 300 ms, at most `ms`). */
+async function reconnectUntil(
+  url: string,
+  data: { player_id: string; room_id: string; auth_token: string },
+  done: (answer: Received) => boolean,
+  ms: number,
+): Promise<Received[]> {
+  const answers: Received[] = [];
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    await using client = await TestClient.connect(url);
+    client.send({ type: "Reconnect", data });
+    const answer = await client.next(undefined, 4_000);
+    answers.push(answer);
+    if (done(answer)) return answers;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  throw new Error(`no final answer: ${JSON.stringify(answers.map((a) => a.data))}`);
+}
+
+Deno.test({
+  ...opts,
+  name:
+    "cluster chaos: kill -9 of a room's home → remote members closed with 1012, Reconnect fails, the code is free again",
+  fn: async () => {
+    await using cluster = await startCluster(3);
+    await using alice = await TestClient.connect(cluster.wsUrl(0));
+    const bob = await TestClient.connect(cluster.wsUrl(1));
+    alice.send(joinRoom(null, "Alice"));
+    const created = await alice.next("RoomJoined");
+    bob.send(joinRoom(created.data.room_code, "Bob"));
+    const joined = await bob.next("RoomJoined");
+    cluster.servers[0]!.child.kill("SIGKILL");
+    const closed = await Promise.race([
+      bob.closed,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("no close")), 5_000)),
+    ]);
+    equal(closed.code, 1012);
+    // Unreachable first (SERVICE_UNAVAILABLE), then held dead: RECONNECTION_FAILED.
+    const answers = await reconnectUntil(
+      cluster.wsUrl(2),
+      {
+        player_id: joined.data.player_id,
+        room_id: joined.data.room_id,
+        auth_token: joined.data.reconnection_token,
+      },
+      (a) => a.data?.error_code === "RECONNECTION_FAILED",
+      4 * TEST_TTL_SECS * 1000,
+    );
+    for (const answer of answers) {
+      equal(answer.type, "ReconnectionFailed");
+      ok(
+        ["SERVICE_UNAVAILABLE", "RECONNECTION_FAILED"].includes(answer.data.error_code),
+        answer.data.error_code,
+      );
+    }
+    // The dead home's code can be created again.
+    await using carol = await TestClient.connect(cluster.wsUrl(2));
+    carol.send(joinRoom(created.data.room_code, "Carol"));
+    const again = await carol.next("RoomJoined");
+    equal(again.data.room_code, created.data.room_code);
+    ok(again.data.room_id !== created.data.room_id, "a new room");
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "cluster chaos: kill -9 of a player's edge → the home holds the seat; Reconnect through another instance resumes it",
+  fn: async () => {
+    await using cluster = await startCluster(3);
+    await using alice = await TestClient.connect(cluster.wsUrl(0));
+    const bob = await TestClient.connect(cluster.wsUrl(1));
+    alice.send(joinRoom(null, "Alice"));
+    const created = await alice.next("RoomJoined");
+    bob.send(joinRoom(created.data.room_code, "Bob"));
+    const joined = await bob.next("RoomJoined");
+    await alice.waitFor("PlayerJoined");
+    cluster.servers[1]!.child.kill("SIGKILL");
+    // Alice keeps playing meanwhile; nobody is told about Bob (his seat is held).
+    alice.send({ type: "GameData", data: { data: "while Bob is away" } });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const answers = await reconnectUntil(
+      cluster.wsUrl(2),
+      {
+        player_id: joined.data.player_id,
+        room_id: joined.data.room_id,
+        auth_token: joined.data.reconnection_token,
+      },
+      (a) => a.type === "Reconnected",
+      8_000,
+    );
+    const reconnected = answers.at(-1)!;
+    equal(reconnected.data.room_id, created.data.room_id);
+    equal((await alice.waitFor("PlayerReconnected")).data.player_id, joined.data.player_id);
+    const types = alice.drain().map((m) => (m as Received).type);
+    ok(!types.includes("PlayerLeft"), types.join());
+  },
+});
