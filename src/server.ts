@@ -244,7 +244,11 @@ export async function startServer(
       }
       : {}),
   });
-  cluster?.start();
+  if (cluster) {
+    const { registerClusterMetrics } = await import("./cluster/open.ts");
+    registerClusterMetrics(metrics.registry, cluster.node, edge);
+    cluster.start();
+  }
   let draining = false;
   const sockets = new OpenSockets();
   const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());

@@ -9,6 +9,11 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { joinAsSpectator, joinRoom, type Received, TestClient } from "./helpers.ts";
 import { startCluster } from "./cluster_helpers.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
+import { parseExposition } from "./exposition.ts";
+
+/** promtool lints the exposition when installed (CI installs it, tests/metrics_test.ts). */
+const PROMTOOL = await new Deno.Command("promtool", { args: ["--version"], stdout: "null" })
+  .output().then((result) => result.success, () => false);
 
 const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
 
@@ -151,7 +156,7 @@ Deno.test({
 Deno.test({
   ...opts,
   name:
-    "cluster: max_rooms_per_game is global; /v2/status lists the instances; lookup from any instance",
+    "cluster: max_rooms_per_game is global; /v2/status lists the instances; lookup from any instance; cluster metrics (promtool clean)",
   fn: async () => {
     await using cluster = await startCluster(3, { SIGNAL_FISH_SERVER__MAX_ROOMS_PER_GAME: "2" });
     const clients = await Promise.all([0, 1, 2].map((i) => TestClient.connect(cluster.wsUrl(i))));
@@ -176,6 +181,32 @@ Deno.test({
       const lookup = await fetch(`${cluster.httpUrl(2)}/v2/rooms/orbit/${first.data.room_code}`);
       equal(lookup.status, 200);
       equal((await lookup.json()).players, 1);
+
+      // Cluster metrics (SERVER.md §6.3): a join through instance 2 of a room homed on 0.
+      clients[2]!.send(joinRoom(first.data.room_code, "C"));
+      await clients[2]!.next("RoomJoined");
+      const text = await (await fetch(`${cluster.httpUrl(0)}/metrics/prom`)).text();
+      const metrics = parseExposition(text);
+      equal(metrics.get("signal_fish_cluster_redis_up"), 1);
+      equal(metrics.get("signal_fish_cluster_remote_sessions"), 1);
+      ok((metrics.get("signal_fish_cross_instance_messages_total") ?? 0) >= 1);
+      ok((metrics.get("signal_fish_cluster_envelopes_received_total") ?? 0) >= 1);
+      equal(metrics.get("signal_fish_cluster_sequence_gaps_total"), 0);
+      if (PROMTOOL) {
+        const child = new Deno.Command("promtool", {
+          args: ["check", "metrics"],
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const writer = child.stdin.getWriter();
+        await writer.write(new TextEncoder().encode(text));
+        await writer.close();
+        const { code, stdout, stderr } = await child.output();
+        const output = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+        equal(code, 0, output);
+        equal(output.trim(), "", output);
+      }
     } finally {
       await Promise.all(clients.map((c) => c.close()));
     }

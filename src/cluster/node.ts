@@ -13,6 +13,81 @@ import type { ClusterBus, ClusterStore, Epoch, LinkState, Liveness, NodeId } fro
 
 const log = getLogger(["signal-fish", "cluster"]);
 
+/** The part of the metrics registry cluster metrics need (src/metrics/registry.ts). */
+export interface MetricsRegistry {
+  counter(name: string, help: string, read?: () => number): unknown;
+  gauge(name: string, help: string, read?: () => number): unknown;
+}
+
+/**
+ * Registers the cluster metrics of SERVER.md §6.3 that this build counts, read at scrape time
+ * from `node` (and from the edge for `bound` and `remote`).
+ */
+export function registerClusterMetrics(
+  registry: MetricsRegistry,
+  node: ClusterNode,
+  edge: { boundRemote(): number; remoteSessions(): number },
+): void {
+  const p = "signal_fish_";
+  const stats = node.router.streams.stats;
+  registry.counter(
+    `${p}cross_instance_messages_total`,
+    "Envelopes published to other nodes, heartbeats included",
+    () => stats.envelopesOut,
+  );
+  registry.counter(
+    `${p}cluster_envelopes_received_total`,
+    "Envelopes received from other nodes, heartbeats and duplicates included",
+    () => stats.envelopesIn,
+  );
+  registry.counter(`${p}cluster_sent_bytes_total`, "Bytes of envelopes sent", () => stats.bytesOut);
+  registry.counter(
+    `${p}cluster_received_bytes_total`,
+    "Bytes of envelopes received",
+    () => stats.bytesIn,
+  );
+  registry.counter(
+    `${p}cluster_sequence_gaps_total`,
+    "Gaps found in envelope streams from other nodes",
+    () => stats.gaps,
+  );
+  registry.counter(
+    `${p}cluster_duplicate_envelopes_total`,
+    "Envelopes dropped as duplicates",
+    () => stats.duplicates,
+  );
+  registry.counter(
+    `${p}cluster_resyncs_total`,
+    "Pair resyncs: gap, silent peer or lost publish",
+    () => stats.resyncs,
+  );
+  registry.counter(
+    `${p}cluster_code_conflicts_total`,
+    "Rooms homed here whose refresh found their code owned by another room",
+    () => node.conflictCount,
+  );
+  registry.counter(
+    `${p}cluster_epoch_changes_total`,
+    "Epoch changes seen (Redis lost its data)",
+    () => node.epochChanges,
+  );
+  registry.gauge(
+    `${p}cluster_redis_up`,
+    "1 while both Redis connections are up and the node is registered, else 0",
+    () => node.healthy ? 1 : 0,
+  );
+  registry.gauge(
+    `${p}cluster_bound_connections`,
+    "Connections on this node bound to rooms homed on other nodes",
+    () => edge.boundRemote(),
+  );
+  registry.gauge(
+    `${p}cluster_remote_sessions`,
+    "Connections of other nodes seated in rooms homed here",
+    () => edge.remoteSessions(),
+  );
+}
+
 /** A fresh node name: `<instance_id>@<8 hex digits>` (SERVER.md §8.2). */
 export function nodeName(instanceId: string): NodeId {
   const boot = crypto.getRandomValues(new Uint8Array(4));
@@ -57,6 +132,8 @@ export class ClusterNode {
   readonly conflicts = new Set<string>();
   /** Directory conflicts counted (SERVER.md §6.3). */
   conflictCount = 0;
+  /** Epoch changes seen after the first read (SERVER.md §6.3). */
+  epochChanges = 0;
   /** The nodes with a liveness key at the last refresh (for `/v2/status`). */
   seen: NodeId[] = [];
 
@@ -111,6 +188,7 @@ export class ClusterNode {
       const epoch = await this.store.epoch();
       if (this.#epoch?.id !== epoch.id) {
         if (this.#epoch !== undefined) {
+          this.epochChanges++;
           log.warn("Redis epoch changed: re-registering {rooms} rooms", {
             rooms: this.#options.entries().length,
           });

@@ -12,6 +12,7 @@ import type { NameRules } from "../engine/validation.ts";
 import type { Resolver } from "../transport/edge.ts";
 import { RedisBus } from "./bus.ts";
 import { ClusterNode, nodeName } from "./node.ts";
+export { registerClusterMetrics } from "./node.ts";
 import { clusterResolver, Staging } from "./resolve.ts";
 import { RedisLink, RedisStore } from "./store.ts";
 

@@ -193,6 +193,18 @@ export class Edge {
     return this.#peers.size;
   }
 
+  /** Connections of this node bound to a room homed on another node (cluster metrics). */
+  boundRemote(): number {
+    let n = 0;
+    for (const conn of this.#conns.values()) if (conn.home !== this.#node) n++;
+    return n;
+  }
+
+  /** Remote sessions seated in rooms homed here (cluster metrics). */
+  remoteSessions(): number {
+    return this.#remote.size;
+  }
+
   /** The room directory this edge writes to and reads from. */
   get directory(): RoomDirectory {
     return this.#directory;
