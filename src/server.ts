@@ -44,9 +44,11 @@ export interface SignalFishServer extends AsyncDisposable {
   readonly metrics: ServerMetrics;
   /**
    * Graceful shutdown (SERVER.md §1.1): health turns 503, new upgrades get 503, every socket is
-   * closed with 1001 "Server shutting down", then the listener stops. Idempotent.
+   * closed with 1001 "Server shutting down", then the listener stops. Idempotent. In cluster mode
+   * a drain comes first (SERVER.md §8.7) unless `drain` is false or `cluster.drain_timeout_secs`
+   * is 0; a second call while draining (a second SIGTERM, or SIGINT) ends the drain.
    */
-  close(): Promise<void>;
+  close(options?: { drain?: boolean }): Promise<void>;
 }
 
 /** Options that are not part of the configuration file. */
@@ -299,16 +301,52 @@ export async function startServer(
   logListening(config, hostname, listener.addr.port, instanceId, connectionCap, tls !== undefined);
 
   let closing: Promise<void> | undefined;
-  const close = () => {
-    closing ??= (async () => {
+  let endDrain: (() => void) | undefined;
+  /**
+   * The drain of SERVER.md §8.7: liveness says `draining`, connections that are not members of
+   * a room homed here are closed with 1001 (every 250 ms, so members who leave go too), rooms
+   * without seats are deleted at once; it ends when no room is homed here, at
+   * `cluster.drain_timeout_secs` or on `endDrain`, and deletes the rooms still open.
+   */
+  const drain = async (node: NonNullable<typeof cluster>["node"]) => {
+    const timeoutMs = Math.min(config.cluster.drain_timeout_secs * 1000, MAX_TIMER_MS);
+    log.info("Draining for at most {seconds} s: {rooms} rooms homed here", {
+      seconds: timeoutMs / 1000,
+      rooms: engine.stats().rooms,
+    });
+    await node.drain();
+    const { promise: ended, resolve } = Promise.withResolvers<void>();
+    endDrain = resolve;
+    const step = () => {
+      edge.command({ kind: "drain", final: false }, Date.now());
+      if (engine.stats().rooms === 0) resolve();
+    };
+    const timer = setTimeout(resolve, timeoutMs);
+    const interval = setInterval(step, 250);
+    step();
+    await ended;
+    clearTimeout(timer);
+    clearInterval(interval);
+    edge.command({ kind: "drain", final: true }, Date.now());
+    log.info("Drain over");
+  };
+  const close = (options: { drain?: boolean } = {}) => {
+    if (closing) {
+      endDrain?.();
+      return closing;
+    }
+    closing = (async () => {
       draining = true;
+      if (cluster && config.cluster.drain_timeout_secs > 0 && options.drain !== false) {
+        await drain(cluster.node);
+      }
       maintenance.stop();
-      // Rooms homed here are released as the engine deletes them; the liveness key goes now.
-      await cluster?.node.stop();
       // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
       // frame is still queued behind game data (SERVER.md §1.1, §5.5).
       const socketsClosed = sockets.allClosed();
       edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, Date.now());
+      // Room releases and CLOSED envelopes are on their way; then the liveness key goes.
+      await cluster?.node.stop();
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([

@@ -158,6 +158,20 @@ export class Engine {
     };
   }
 
+  /**
+   * Drain step (SERVER.md §8.7): deletes every room without seats at once, or every room when
+   * `all` (the end of the drain: members get `RoomLeft` / `SpectatorLeft{room_closed}`, entries
+   * are released).
+   */
+  drainRooms(now: number, all: boolean): Effect[] {
+    const effects: Effect[] = [];
+    for (const room of [...this.#directory.rooms()]) {
+      if (room.seats.size === 0) effects.push(...this.#rooms.deleteRoom(room, "empty", now));
+      else if (all) effects.push(...this.#rooms.deleteRoom(room, "inactive", now));
+    }
+    return this.#reconnection.route(effects);
+  }
+
   /** Whether a room with id `roomId` is homed here (local-first `Reconnect`, §8.4.3). */
   hasRoomId(roomId: string): boolean {
     for (const room of this.#directory.rooms()) if (room.id === roomId) return true;

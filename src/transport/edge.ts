@@ -121,6 +121,12 @@ export type EdgeCommand =
   | { kind: "expire_authentication" }
   /** Closes every connection (graceful shutdown, SERVER.md §1.1). */
   | { kind: "close_all"; code: number; reason: string }
+  /**
+   * A drain step (cluster mode, SERVER.md §8.7): rooms without seats are deleted (every room
+   * when `final`), and every connection that is not a member of a room homed here is closed
+   * with 1001.
+   */
+  | { kind: "drain"; final: boolean }
   /** An operator command for a room, routed to its home through the directory. */
   | { kind: "room"; command: RoomCommand };
 
@@ -526,6 +532,13 @@ export class Edge {
         return undefined;
       case "close_all":
         this.#closeAll(command.code, command.reason, now);
+        return undefined;
+      case "drain":
+        this.apply(this.#engine.drainRooms(now, command.final), now);
+        for (const [id, conn] of [...this.#conns]) {
+          if (conn.home === this.#node && this.#engine.binding(id) !== undefined) continue;
+          this.close(id, 1001, "Server shutting down", now);
+        }
         return undefined;
       case "room": {
         const room = command.command;
