@@ -78,6 +78,47 @@ Deno.test({
 Deno.test({
   ...opts,
   name:
+    "cluster chaos: Redis restarted empty → rooms re-registered, no duplicate room, play goes on",
+  fn: async () => {
+    await using cluster = await startCluster(3);
+    await cluster.pastGrace();
+    await using alice = await TestClient.connect(cluster.wsUrl(0));
+    await using bob = await TestClient.connect(cluster.wsUrl(1));
+    alice.send(joinRoom("LIVE01", "Alice", { max_players: 8 }));
+    const created = await alice.next("RoomJoined");
+    bob.send(joinRoom("LIVE01", "Bob"));
+    await bob.next("RoomJoined");
+    await cluster.redis.restart();
+    // Until instance 0 re-registers (at once after its reconnect, or at the next T/3), a join of
+    // the live code must never create a second room: it joins it or is told to retry.
+    const deadline = Date.now() + 4 * TEST_TTL_SECS * 1000;
+    let joined: Received | undefined;
+    for (let i = 0; !joined && Date.now() < deadline; i++) {
+      await using carol = await TestClient.connect(cluster.wsUrl(2));
+      carol.send(joinRoom("LIVE01", `Carol${i}`));
+      const answer = await carol.next(undefined, 4_000);
+      if (answer.type === "RoomJoined") {
+        equal(answer.data.room_id, created.data.room_id, "the same room, never a duplicate");
+        joined = answer;
+      } else {
+        equal(answer.data.error_code, "SERVICE_UNAVAILABLE", JSON.stringify(answer));
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+    ok(joined, "joined the live room after the restart");
+    // Relay between the first two instances goes on (or their pair resynced with 1012).
+    bob.send({ type: "GameData", data: { data: "after the restart" } });
+    const next = await Promise.race([
+      alice.waitFor("GameData").then((m) => m.data.data),
+      bob.closed.then((c) => `closed ${c.code}`),
+    ]);
+    ok(next === "after the restart" || next === "closed 1012", String(next));
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
     "cluster chaos: kill -9 of a player's edge → the home holds the seat; Reconnect through another instance resumes it",
   fn: async () => {
     await using cluster = await startCluster(3);
