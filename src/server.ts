@@ -236,6 +236,7 @@ export async function startServer(
       ? {
         node: cluster.node.node,
         router: cluster.node.router,
+        forwardTimeoutMs: config.cluster.forward_timeout_ms,
         directory: cluster.store,
         resolver: cluster.resolver(engine, {
           maxRoomsPerGame: settings.maxRoomsPerGame,

@@ -68,13 +68,15 @@ Deno.test("Cluster (twins): a room created on A is joined through B and C; data,
       "GameStarting",
     );
 
-    // Bob leaves: RoomLeft, then he is unbound: his next room is created on B, his own edge.
+    // Bob leaves: LeaveRoom is a barrier, so his next frames wait for the home's answer and
+    // are then handled on B, his own edge: the GameData reaches nobody, the room is made on B.
     bob.say({ type: "LeaveRoom" });
     bob.say({ type: "GameData", data: { data: "after leaving" } });
-    await until(() => bob.last("RoomLeft") !== undefined, "RoomLeft");
-    await until(() => alice.last("PlayerLeft") !== undefined, "PlayerLeft");
     join(bob, "Bob", "BOBS01");
     await until(() => bob.last("RoomJoined")?.data?.room_code === "BOBS01", "Bob's new room");
+    const order = bob.types();
+    ok(order.lastIndexOf("RoomLeft") < order.lastIndexOf("RoomJoined"), order.join());
+    await until(() => alice.last("PlayerLeft") !== undefined, "PlayerLeft");
     equal(b.engine.stats().rooms, 1, "created on B");
     equal(
       alice.messages.filter((m) => m.type === "GameData").length,

@@ -149,6 +149,7 @@ export async function testCluster(options: TestClusterOptions = {}): Promise<Tes
       onEvent: (event) => events.push(event),
       node: name,
       router: cluster.router,
+      forwardTimeoutMs: options.forwardTimeoutMs ?? 2_000,
       directory: store,
       resolver: clusterResolver({
         node: name,

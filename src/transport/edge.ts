@@ -85,6 +85,12 @@ export interface EdgeOptions {
    * every room is local)
    */
   resolver?: Resolver;
+  /**
+   * Cluster mode: longest wait for a remote home's answer to a `LeaveRoom`/`LeaveSpectator`
+   * barrier before the connection is closed with 1012 (`cluster.forward_timeout_ms`).
+   * @default 5000
+   */
+  forwardTimeoutMs?: number;
 }
 
 /** Where a bind request goes, decided by a {@linkcode Resolver} (SERVER.md §8.4.3). */
@@ -140,6 +146,8 @@ interface Connection {
   /** Frames that arrived while a bind request was pending, oldest first; undefined = none pending. */
   queue: (string | ArrayBuffer | Uint8Array)[] | undefined;
   queuedBytes: number;
+  /** A `LeaveRoom`/`LeaveSpectator` sent to a remote home, waiting for its answer (§8.4.2). */
+  barrier?: ReturnType<typeof setTimeout>;
 }
 
 /** Routes frames between peers and homes, and applies this node's home output. */
@@ -184,7 +192,7 @@ export class Edge {
       },
       home: {
         bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),
-        receive: (conn, input, now) => this.#receiveHere(conn, input, now),
+        receive: (conn, input, now) => this.#receiveRemote(conn, input, now),
         closed: (conn, cause, now, truncated) => this.#closedHere(conn, cause, now, truncated),
         command: (command) => this.#commandHere(command),
         edgeOf: (conn) => this.#remote.get(conn),
@@ -307,7 +315,34 @@ export class Edge {
         return;
       default:
         this.#router.forward(conn.home, id, message, frame, now);
+        if (
+          conn.home !== this.#node &&
+          (message.type === "LeaveRoom" || message.type === "LeaveSpectator")
+        ) {
+          this.#startBarrier(id, conn);
+        }
     }
+  }
+
+  /**
+   * A barrier (SERVER.md §8.4.2 item 4): the connection is pending until the remote home
+   * answers with `BOUND` or `UNBIND`; without an answer in time it is closed with 1012.
+   */
+  #startBarrier(id: ConnId, conn: Connection): void {
+    conn.queue ??= [];
+    conn.barrier = setTimeout(() => {
+      if (this.#conns.get(id) !== conn || conn.barrier === undefined) return;
+      conn.barrier = undefined;
+      this.close(id, 1012, "Cluster resync", Date.now());
+    }, this.#options.forwardTimeoutMs ?? 5_000);
+  }
+
+  /** Ends a barrier: queued frames go on in order. */
+  #endBarrier(id: ConnId, conn: Connection): void {
+    if (conn.barrier === undefined) return;
+    clearTimeout(conn.barrier);
+    conn.barrier = undefined;
+    this.#settle(id, conn);
   }
 
   /**
@@ -361,8 +396,10 @@ export class Edge {
     };
     const run = async (): Promise<void> => {
       if (conn.home !== this.#node) {
-        await toHome(conn.home);
-        return;
+        // The home answers for its member ("Already in a room", a spectator switching there);
+        // a MISS (a room elsewhere) is resolved like any request.
+        if ((await toHome(conn.home)).status !== "miss") return;
+        if (this.#conns.get(id) !== conn) return;
       }
       let stale: NodeId | undefined;
       for (let attempt = 0; attempt < 2; attempt++) {
@@ -424,8 +461,12 @@ export class Edge {
     const conn = this.#conns.get(id);
     if (!conn) return;
     conn.home = this.#node;
-    if (conn.queue !== undefined) conn.queue.unshift(frame);
-    else this.#process(id, conn, frame, now);
+    if (conn.queue !== undefined) {
+      conn.queue.unshift(frame);
+      this.#endBarrier(id, conn);
+    } else {
+      this.#process(id, conn, frame, now);
+    }
   }
 
   /** Resync with `home`, edge side (SERVER.md §8.5.2 step 1): close with 1012. */
@@ -495,6 +536,7 @@ export class Edge {
     this.#peers.detach(id);
     this.#conns.delete(id);
     conn.queue = undefined;
+    if (conn.barrier !== undefined) clearTimeout(conn.barrier);
     if (conn.home !== this.#node) this.#router.closed(conn.home, id, "closed", now);
     this.#apply(this.#engine.disconnect(id, now, loss), now);
     this.#onEvent?.({
@@ -609,13 +651,19 @@ export class Edge {
       case "close":
         this.close(directive.conn, directive.code, directive.reason, now);
         break;
-      case "bound":
-        // Bound by a request's answer (the router resolves it); nothing to do here.
+      case "bound": {
+        // A barrier's answer: still a member (a request's answer is resolved by the router).
+        const conn = this.#conns.get(directive.conn);
+        if (conn) this.#endBarrier(directive.conn, conn);
         break;
+      }
       case "unbind": {
         // The remote home let the connection go (RoomLeft, SpectatorLeft, room deleted).
         const conn = this.#conns.get(directive.conn);
-        if (conn) conn.home = this.#node;
+        if (conn) {
+          conn.home = this.#node;
+          this.#endBarrier(directive.conn, conn);
+        }
         break;
       }
     }
@@ -644,6 +692,27 @@ export class Edge {
     if (role) return { status: "bound", role };
     this.#dropRemote(conn, now);
     return UNBOUND;
+  }
+
+  /**
+   * Input of a connection bound here. A barrier (`LeaveRoom`, `LeaveSpectator`) from a remote
+   * session is answered with `BOUND{role}` while it is still a member, else `UNBIND` (sent by
+   * the event itself when it left).
+   */
+  #receiveRemote(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void {
+    this.#receiveHere(conn, input, now);
+    if (input instanceof Uint8Array) return;
+    if (input.type !== "LeaveRoom" && input.type !== "LeaveSpectator") return;
+    const edge = this.#remote.get(conn);
+    if (edge === undefined) return;
+    const role = this.#engine.binding(conn);
+    if (role) {
+      this.#router.direct(edge, { kind: "bound", conn, role }, now);
+    } else {
+      this.#router.direct(edge, { kind: "unbind", conn }, now);
+      this.#dropRemote(conn, now);
+    }
+    this.#router.flush();
   }
 
   /** Whether the room a bind request names is homed here. */
