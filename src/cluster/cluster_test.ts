@@ -111,6 +111,47 @@ Deno.test("Cluster (twins): a spectator on C watches a room homed on A", async (
   }
 });
 
+Deno.test("Cluster (twins): a spectator switches between rooms homed on two other nodes", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    const bob = b.connect();
+    join(alice, "Alice", "ROOMAA");
+    join(bob, "Bob", "ROOMBB");
+    await until(() => !!alice.last("RoomJoined") && !!bob.last("RoomJoined"), "rooms");
+    const sam = c.connect();
+    const watch = (code: string) =>
+      sam.say({
+        type: "JoinAsSpectator",
+        data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
+      });
+    watch("ROOMAA");
+    await until(() => alice.last("NewSpectatorJoined") !== undefined, "Sam watches A's room");
+    watch("ROOMBB");
+    await until(() => bob.last("NewSpectatorJoined") !== undefined, "Sam watches B's room");
+    // As in one process: the old room's members see a voluntary leave; Sam is told nothing.
+    await until(() => alice.last("SpectatorDisconnected") !== undefined, "the old room told");
+    equal(alice.last("SpectatorDisconnected")!.data!.reason, "voluntary_leave");
+    equal(sam.last("SpectatorLeft"), undefined);
+    alice.say({ type: "GameData", data: { data: "A" } });
+    bob.say({ type: "GameData", data: { data: "B" } });
+    await until(() => sam.last("GameData")?.data?.data === "B", "B's data");
+    await settle();
+    deepEqual(
+      sam.messages.filter((m) => m.type === "GameData").map((m) => m.data!.data),
+      ["B"],
+      "nothing from the room Sam left",
+    );
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): 30 concurrent joins of one code over three nodes make exactly one room", async () => {
   const cluster = await testCluster({ engine: { defaultMaxPlayers: 100, maxPlayersLimit: 100 } });
   try {

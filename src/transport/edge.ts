@@ -391,7 +391,23 @@ export class Edge {
         frame,
         meta: meta(),
       });
-      if (outcome.status === "bound" && this.#conns.get(id) === conn) conn.home = home;
+      if (outcome.status === "bound" && this.#conns.get(id) === conn) {
+        const previous = conn.home;
+        conn.home = home;
+        // A spectator that switched to a room on another home leaves its old room silently
+        // (SERVER.md §8.4.2 `BOUND`): `CLOSED{switched}` to a remote home, a local detach here.
+        if (previous !== home) {
+          if (previous !== this.#node) {
+            this.#router.closed(previous, id, "switched", Date.now());
+          } else if (this.#engine.binding(id) === "spectator") {
+            const leave = { type: "LeaveSpectator" } as ClientMessage;
+            this.#apply(
+              withoutRecipient(this.#engine.handle(id, leave, Date.now()), id),
+              Date.now(),
+            );
+          }
+        }
+      }
       return outcome;
     };
     const run = async (): Promise<void> => {
@@ -684,7 +700,15 @@ export class Edge {
       return role ? { status: "bound", role } : UNBOUND;
     }
     // A remote request never creates a room here (SERVER.md §8.4.4): no room → MISS.
-    if (!this.#hasRoomFor(message) && !this.#remote.has(conn)) return MISS;
+    // A member here asking for a room elsewhere: a player is answered here ("Already in a
+    // room"); a spectator switching rooms is resolved by its edge (MISS).
+    if (
+      !this.#hasRoomFor(message) &&
+      (!this.#remote.has(conn) ||
+        (message.type === "JoinAsSpectator" && this.#engine.binding(conn) === "spectator"))
+    ) {
+      return MISS;
+    }
     this.#engine.connectRemote(conn, remote);
     this.#remote.set(conn, remote.edge);
     this.#receiveHere(conn, message, now);
