@@ -38,15 +38,43 @@ export function freePort(): number {
   return port;
 }
 
-/** Starts a redis-server on a free port and waits until it accepts connections (≤ 10 s). */
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+/** PEM files for a TLS-only redis-server (`rediss://`). */
+export interface RedisTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/**
+ * Starts a redis-server on a free port and waits until it accepts connections (≤ 10 s). With
+ * `tls`, the port speaks TLS only (its `url` is `rediss://`).
+ */
+export async function startRedis(
+  extraArgs: string[] = [],
+  tls?: RedisTls,
+): Promise<RedisServer> {
   const port = freePort();
+  const portArgs = tls
+    ? [
+      "--port",
+      "0",
+      "--tls-port",
+      String(port),
+      "--tls-cert-file",
+      tls.cert,
+      "--tls-key-file",
+      tls.key,
+      "--tls-ca-cert-file",
+      tls.ca,
+      "--tls-auth-clients",
+      "no",
+    ]
+    : ["--port", String(port)];
   let child: Deno.ChildProcess | undefined;
   const spawn = async () => {
     child = new Deno.Command(REDIS_SERVER, {
       args: [
-        "--port",
-        String(port),
+        ...portArgs,
         "--bind",
         "127.0.0.1",
         "--save",
@@ -86,7 +114,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   };
   await spawn();
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tls ? "rediss" : "redis"}://127.0.0.1:${port}`,
     port,
     pid: () => child?.pid ?? -1,
     stop,

@@ -8,7 +8,8 @@ import type { DirectoryRecord } from "../coordination/directory.ts";
 import { IGNORE_WITHOUT_REDIS, type RedisServer, startRedis } from "../../tests/redis_server.ts";
 import { gameTag, Keys } from "./keys.ts";
 import { MemoryStore } from "./memory_store.ts";
-import { RedisLink, RedisStore } from "./store.ts";
+import { bounded, RedisLink, RedisStore } from "./store.ts";
+import { RedisBus } from "./bus.ts";
 import type { ClusterStore, StoreSettings } from "./types.ts";
 
 function settings(overrides: Partial<StoreSettings> = {}): StoreSettings {
@@ -198,6 +199,96 @@ Deno.test({
     } finally {
       await link.close();
       await server.stop();
+    }
+  },
+});
+
+/** A private CA and a certificate for 127.0.0.1 it signed, made with openssl in `dir`. */
+async function makeCertificates(dir: string) {
+  const run = async (args: string[]) => {
+    const { code, stderr } = await new Deno.Command("openssl", { args, cwd: dir, stderr: "piped" })
+      .output();
+    equal(code, 0, new TextDecoder().decode(stderr));
+  };
+  await run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=Signal Fish test CA",
+  ]);
+  await run([
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=127.0.0.1",
+  ]);
+  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=IP:127.0.0.1\n");
+  await run([
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  ]);
+  return { cert: `${dir}/server.pem`, key: `${dir}/server.key`, ca: `${dir}/ca.pem` };
+}
+
+Deno.test({
+  name:
+    "RedisLink: rediss:// with a private CA carries commands and pub/sub; without the CA it fails",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const tls = await makeCertificates(dir);
+    const server = await startRedis([], tls);
+    const link = new RedisLink({ url: server.url, ca: await Deno.readTextFile(tls.ca) });
+    const untrusted = new RedisLink({ url: server.url, connectTimeoutMs: 500 });
+    try {
+      ok(server.url.startsWith("rediss://"));
+      await link.connect();
+      const store = new RedisStore(link, settings());
+      deepEqual(await store.claim(record("TLS001"), { maxRoomsPerGame: 5 }), { status: "ok" });
+      const bus = new RedisBus(link, "a@1", "sf:");
+      const received: number[] = [];
+      await bus.start({ receive: (bytes) => void received.push(bytes[0]!), lost: () => {} });
+      bus.publish("a@1", new Uint8Array([42]));
+      const deadline = Date.now() + 5_000;
+      while (received.length === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      deepEqual(received, [42]);
+      // The system roots do not know the private CA: no connection.
+      await rejects(bounded(untrusted.connect(), 2_000, "connect"));
+    } finally {
+      await untrusted.close();
+      await link.close();
+      await server.stop();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
