@@ -28,15 +28,23 @@ export const ENV_ALLOW = "SIGNAL_FISH_*,RLIMIT_NOFILE,WS_NO_BUFFER_UTIL,WS_NO_UT
 /**
  * Directories the server may write: the log files of `logging.enable_file_logging` (SERVER.md
  * §7.3), either `./logs` (the default `logging.dir`) or `/var/log/signal-fish` (the systemd unit's
- * `LogsDirectory`). Another `logging.dir` needs a wider `--allow-write`.
+ * `LogsDirectory`), and the state file of `server.state_file` (README "Rooms survive a restart"),
+ * under `./state` (the `dev` task's `./state/rooms.json`) or `/var/lib/signal-fish` (the unit's
+ * `StateDirectory`). Another `logging.dir` or state file path needs a wider `--allow-write`.
  */
-export const WRITE_ALLOW: readonly string[] = ["./logs", "/var/log/signal-fish"];
+export const WRITE_ALLOW: readonly string[] = [
+  "./logs",
+  "/var/log/signal-fish",
+  "./state",
+  "/var/lib/signal-fish",
+];
 
 /**
  * Files and directories the server may read, relative ones resolved against the working directory
  * at startup: `./config.json` (the implicit config file, SERVER.md §2.1), {@linkcode CONFIG_DIR}
- * (`--config /etc/signal-fish/config.json`, TLS certificate and key) and the log directories of
- * {@linkcode WRITE_ALLOW} (size rotation and retention list them, SECURITY.md "Logging"). A config
+ * (`--config /etc/signal-fish/config.json`, TLS certificate and key) and the directories of
+ * {@linkcode WRITE_ALLOW} (log rotation and retention list them, SECURITY.md "Logging"; the state
+ * file is read back at start). A config
  * file or TLS file elsewhere needs a wider `--allow-read` (run with `deno run` instead of the
  * executable).
  */

@@ -26,6 +26,11 @@ export interface MaintenanceOptions {
   dashboardIntervalMs: number;
   /** Refreshes the dashboard cache at `now` (ms). */
   refreshDashboard: (now: number) => void;
+  /**
+   * The operator console's sampler (EXTENSIONS.md E12): `tick(now)` every `intervalMs`.
+   * @default undefined (console off)
+   */
+  operatorFeed?: { intervalMs: number; tick: (now: number) => void };
 }
 
 /** Running timers; {@linkcode Maintenance.stop} clears them all. */
@@ -53,6 +58,16 @@ export function startMaintenance(edge: Edge, options: MaintenanceOptions): Maint
     // Held-seat expiry is processed within a second of the window's end (PROTOCOL.md §7.11.3).
     setInterval(() => edge.command({ kind: "tick" }, Date.now()), 1000),
   ];
+  const feed = options.operatorFeed;
+  if (feed !== undefined) {
+    timers.push(setInterval(() => {
+      try {
+        feed.tick(Date.now());
+      } catch (error) {
+        log.error("Cannot sample the operator figures: {error}", { error });
+      }
+    }, Math.min(Math.max(1, feed.intervalMs), MAX_TIMER_MS)));
+  }
   if (options.authTimeoutMs !== undefined) {
     // The auth deadline (SERVER.md §4.5) needs a finer clock than the maintenance sweep.
     timers.push(setInterval(

@@ -14,8 +14,17 @@ import { createHandler, type Handler } from "./http/routes.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
+import { type AdminRoutes, adminRoutes } from "./http/admin.ts";
+import { OperatorFeed } from "./metrics/operator_feed.ts";
 import { MemoryTokenBuckets } from "./coordination/memory.ts";
 import { MAX_TIMER_MS, startMaintenance } from "./maintenance.ts";
+import {
+  consumeState,
+  restoreState,
+  saveState,
+  sha256TokenDigest,
+  type StateFileOptions,
+} from "./state_file.ts";
 import { logEvent } from "./metrics/event_log.ts";
 import { Edge } from "./transport/edge.ts";
 import type { EdgeEvent } from "./transport/events.ts";
@@ -42,6 +51,10 @@ export interface SignalFishServer extends AsyncDisposable {
   readonly edge: Edge;
   /** The server's metrics (SERVER.md §6). */
   readonly metrics: ServerMetrics;
+  /** The operator API and console (EXTENSIONS.md E12); absent without `security.admin_token`. */
+  readonly admin?: AdminRoutes;
+  /** The operator console's figures and live events; absent without `security.admin_token`. */
+  readonly operatorFeed?: OperatorFeed;
   /**
    * Graceful shutdown (SERVER.md §1.1): health turns 503, new upgrades get 503, every socket is
    * closed with 1001 "Server shutting down", then the listener stops. Idempotent. In cluster mode
@@ -112,6 +125,9 @@ export function engineOptions(config: Config): EngineOptions {
       ...(server.enable_reconnection ? ["reconnection-token", "replay-truncated"] : []),
       ...EXTENSION_CAPABILITIES,
       ...(config.security.public_room_listing ? ["room-listing"] : []),
+      "join-modes",
+      ...(server.enable_reconnection ? ["presence-events"] : []),
+      "authority-handover",
     ],
     newId: () => crypto.randomUUID(),
     newRoomCode: roomCodeGenerator(protocol.room_code_length, server.room_code_prefix),
@@ -120,6 +136,7 @@ export function engineOptions(config: Config): EngineOptions {
     eventBufferSize: server.event_buffer_size,
     eventBufferMaxBytes: server.event_buffer_max_bytes,
     newToken: newReconnectionToken,
+    tokenDigest: sha256TokenDigest,
     ...securityOptions(config),
   };
 }
@@ -186,6 +203,12 @@ export function serverMetrics(
   });
 }
 
+/** `server.state_file` and its size bound, or undefined when rooms do not survive a restart. */
+function stateFileOptions(config: Config): StateFileOptions | undefined {
+  const { state_file: path, state_file_max_bytes: maxBytes } = config.server;
+  return path === null ? undefined : { path, maxBytes };
+}
+
 /**
  * The URL that reaches a server bound to `hostname:port` from this machine: a wildcard address
  * (`0.0.0.0`, `::`) becomes the loopback address, an IPv6 literal is bracketed.
@@ -201,7 +224,10 @@ export function localUrl(hostname: string, port: number, tls = false): string {
   return `${tls ? "https" : "http"}://${host}:${port}`;
 }
 
-/** Starts serving `config` and resolves once the listener is bound. */
+/**
+ * Starts serving `config` and resolves once the listener is bound. With `server.state_file`,
+ * rooms are restored from it first and saved to it at {@linkcode SignalFishServer.close}.
+ */
 export async function startServer(
   config: Config,
   options: StartOptions = {},
@@ -226,7 +252,13 @@ export async function startServer(
   cluster?.setEngine(engine);
   // `edge.size` is read at scrape time, after `edge` exists.
   const metrics = serverMetrics(config, engine, () => edge.size, options.logStats);
-  const onEvent = observers(metrics, options.onEvent);
+  const adminToken = config.security.admin_token;
+  const feed = adminToken === null ? undefined : new OperatorFeed({
+    connections: () => edge.size,
+    stats: () => engine.stats(),
+    maintenance: () => engine.maintenance,
+  });
+  const onEvent = observers(metrics, feed, options.onEvent);
   const edge = new Edge(engine, {
     maxMessageSize: config.security.max_message_size,
     maxQueuedBytes: config.websocket.max_buffered_bytes,
@@ -247,12 +279,32 @@ export async function startServer(
       }
       : {}),
   });
+  const stateFile = stateFileOptions(config);
+  const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
+  if (restored?.ok) edge.apply(restored.effects ?? [], Date.now());
   if (cluster) {
     const { registerClusterMetrics } = await import("./cluster/open.ts");
     registerClusterMetrics(metrics.registry, cluster.node, edge);
     cluster.start();
   }
   let draining = false;
+  const status = () => ({
+    ...statusBody(engine, edge, instanceId, startedAt, draining),
+    ...(cluster ? { node: cluster.node.node, cluster_nodes: [...cluster.node.seen] } : {}),
+  });
+  const admin = feed && adminToken !== null
+    ? adminRoutes({
+      token: adminToken,
+      directory: edge.directory,
+      command: (command, now) => edge.command({ kind: "room", command }, now)!,
+      setMaintenance: (enabled, now) => edge.command({ kind: "maintenance", enabled }, now),
+      maintenance: () => engine.maintenance,
+      feed,
+      status: () => ({ ...status() }),
+      roomCodeLength: config.protocol.room_code_length,
+      maxGameNameLength: config.protocol.max_game_name_length,
+    })
+    : undefined;
   const sockets = new OpenSockets();
   const connectionCap = maxConnections(config.security.max_connections, readOpenFileLimit());
   const handler = createHandler({
@@ -262,10 +314,7 @@ export async function startServer(
     isHealthy: cluster ? () => cluster.node.healthy : undefined,
     metrics: {
       metrics,
-      status: () => ({
-        ...statusBody(engine, edge, instanceId, startedAt, draining),
-        ...(cluster ? { node: cluster.node.node, cluster_nodes: [...cluster.node.seen] } : {}),
-      }),
+      status,
       authToken: config.security.require_metrics_auth ? config.security.metrics_auth_token : null,
     },
     roomRoutes: roomRoutes({
@@ -276,6 +325,7 @@ export async function startServer(
       maxGameNameLength: config.protocol.max_game_name_length,
       onEvent,
     }),
+    adminRoutes: admin,
   }, routeOptions(config, connectionCap.limit, (open) => sockets.set(open)));
 
   const hostname = options.hostname ?? config.server.host;
@@ -296,10 +346,23 @@ export async function startServer(
       : undefined,
     dashboardIntervalMs: config.metrics.dashboard_cache_refresh_interval_secs * 1000,
     refreshDashboard: (now) => metrics.refreshDashboard(now),
+    operatorFeed: feed && { intervalMs: feed.liveIntervalMs, tick: (now) => feed.tick(now) },
   });
+  if (restored?.ok) consumeState(stateFile!);
   const url = localUrl(hostname, listener.addr.port, tls !== undefined);
   options.onListening?.(url);
   logListening(config, hostname, listener.addr.port, instanceId, connectionCap, tls !== undefined);
+
+  // Rooms survive a restart: the snapshot is written once, at shutdown, or when the program is
+  // unloaded without one (`deno run --watch` restarts without a signal).
+  let saved = false;
+  const save = () => {
+    if (!stateFile || saved) return;
+    saved = true;
+    globalThis.removeEventListener("unload", save);
+    saveState(engine, stateFile, Date.now());
+  };
+  if (stateFile) globalThis.addEventListener("unload", save);
 
   let closing: Promise<void> | undefined;
   let endDrain: (() => void) | undefined;
@@ -342,10 +405,13 @@ export async function startServer(
         await drain(cluster.node);
       }
       maintenance.stop();
+      admin?.close(); // event streams would hold the listener open
       // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
       // frame is still queued behind game data (SERVER.md §1.1, §5.5).
       const socketsClosed = sockets.allClosed();
       edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, Date.now());
+      // Every seat is held now, with what it was sent during the shutdown in its replay buffer.
+      save();
       // Room releases and CLOSED envelopes are on their way; then the liveness key goes.
       await cluster?.node.stop();
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
@@ -368,6 +434,8 @@ export async function startServer(
     engine,
     edge,
     metrics,
+    admin,
+    operatorFeed: feed,
     close,
     [Symbol.asyncDispose]: close,
   };
@@ -396,16 +464,18 @@ function logListening(
 }
 
 /**
- * The one observer of every edge, engine and route event: the event log, the metrics, then the
- * caller's `onEvent` (SERVER.md §6, §7).
+ * The one observer of every edge, engine and route event: the event log, the metrics, the
+ * operator feed (when the console is on), then the caller's `onEvent` (SERVER.md §6, §7).
  */
 function observers(
   metrics: ServerMetrics,
+  feed: OperatorFeed | undefined,
   extra: ((event: EdgeEvent) => void) | undefined,
 ): (event: EdgeEvent) => void {
   return (event) => {
     logEvent(event);
     metrics.observe(event);
+    feed?.observe(event);
     extra?.(event);
   };
 }

@@ -292,9 +292,12 @@ var DEFAULT_TIMEOUT_MS = 1e4;
 var DEFAULT_HEARTBEAT_MS = 1e4;
 var DEFAULT_RECONNECT = {
   maxAttempts: 10,
+  maxElapsedMs: 12e4,
   initialDelayMs: 250,
   maxDelayMs: 1e4,
-  random: Math.random
+  jitter: "full",
+  random: Math.random,
+  whenIdle: false
 };
 var NO_RECONNECT_CLOSE_CODES = /* @__PURE__ */ new Set([
   1008,
@@ -344,6 +347,11 @@ var SignalFishClient = class _SignalFishClient {
   #wakeReconnect;
   #reconnectTimer;
   #closed;
+  #cancelled = false;
+  /** The spectated room, to watch it again after a drop or a reload. */
+  #spectating;
+  #store;
+  #sessionKey;
   /** Creates an unconnected client for `url` (http(s) base URL or the ws(s) endpoint). */
   constructor(url, options = {}) {
     this.url = endpointUrl(url);
@@ -352,6 +360,8 @@ var SignalFishClient = class _SignalFishClient {
       ...DEFAULT_RECONNECT,
       ...options.reconnect === true ? {} : options.reconnect
     };
+    this.#store = options.session === false ? void 0 : options.session ?? defaultSessionStore();
+    this.#sessionKey = options.sessionKey ?? `signal-fish:${this.url}`;
   }
   /** Creates a client and opens its connection; rejects with {@linkcode SignalFishConnectionError}. */
   static async connect(url, options) {
@@ -413,14 +423,43 @@ var SignalFishClient = class _SignalFishClient {
       throw new SignalFishConnectionError("Cannot open a closed client; create a new one");
     }
     this.#closing = false;
-    this.#status = "connecting";
+    this.#setStatus("connecting");
     try {
       await this.#openSocket();
     } catch (error) {
-      this.#status = "closed";
+      this.#setStatus("closed");
       throw error;
     }
-    this.#status = "open";
+    this.#setStatus("open");
+    const auto = this.#autoAuth;
+    if (auto) await this.authenticate(auto);
+  }
+  /** The `Authenticate` sent after each open, from `auth` and `presenceEvents`, if any. */
+  get #autoAuth() {
+    const { auth, presenceEvents } = this.#options;
+    if (!auth && !presenceEvents) return void 0;
+    return this.#withFeatures(auth ?? {
+      app_id: "signal-fish-client"
+    });
+  }
+  /** `data` with `"presence-events"` added to its features when `presenceEvents` asks. */
+  #withFeatures(data) {
+    if (!this.#options.presenceEvents) return data;
+    const features = data.features ?? [];
+    return features.includes("presence-events") ? data : {
+      ...data,
+      features: [
+        ...features,
+        "presence-events"
+      ]
+    };
+  }
+  /**
+   * The features the server accepted in `Authenticated.features` (EXTENSIONS.md E10), e.g.
+   * `["presence-events"]`; empty before authentication or when the server has none.
+   */
+  get features() {
+    return this.#authResult?.authenticated.features ?? [];
   }
   /**
    * Sends `Authenticate` (PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
@@ -432,6 +471,7 @@ var SignalFishClient = class _SignalFishClient {
   async authenticate(data) {
     if (this.#authResult) return this.#authResult;
     this.#requireOpen();
+    data = this.#withFeatures(data);
     const result = await this.#authenticateOnce(data);
     this.#authData = data;
     return result;
@@ -447,6 +487,51 @@ var SignalFishClient = class _SignalFishClient {
       ...data,
       room_code: void 0
     });
+  }
+  /**
+   * Joins an existing room only (`JoinRoom.create: "never"`, EXTENSIONS.md E9): a mistyped code
+   * rejects with {@linkcode SignalFishError} `ROOM_NOT_FOUND` instead of creating a room. Other
+   * refusals as {@linkcode joinRoom}. Needs a server advertising the `join-modes` capability;
+   * older servers ignore the field and create the room (check first with `lookupRoom()`).
+   */
+  join(data) {
+    return this.joinRoom({
+      ...data,
+      create: "never"
+    });
+  }
+  /**
+   * Creates a new room (EXTENSIONS.md E9): with `room_code`, that code (`create: "always"`;
+   * rejects with `ROOM_CREATION_FAILED` "Room code already in use" when it exists), else a
+   * generated code (as {@linkcode createRoom}). `authority_handover: true` makes authority pass
+   * to the longest-seated player when its holder's seat is released (E11).
+   */
+  create(data) {
+    if (data.room_code === void 0) return this.createRoom(data);
+    return this.joinRoom({
+      ...data,
+      create: "always"
+    });
+  }
+  /**
+   * Joins the room with `room_code`, creating it when it does not exist (v2 join-or-create,
+   * PROTOCOL.md §7.2.2; no `create` field is sent, so any v2 server behaves the same).
+   */
+  joinOrCreate(data) {
+    return this.joinRoom({
+      ...data,
+      create: void 0
+    });
+  }
+  /**
+   * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, EXTENSIONS.md E5) on
+   * this client's server; resolves `null` when there is no such room (404). Takes one
+   * join-attempt token from the caller's IP, like a join. Rejects with
+   * {@linkcode SignalFishError} `RATE_LIMIT_EXCEEDED` (429) or `SERVICE_UNAVAILABLE` (503), and
+   * with {@linkcode SignalFishConnectionError} when the server cannot be reached.
+   */
+  lookupRoom(gameName, roomCode) {
+    return lookupRoom(this.url, gameName, roomCode);
   }
   /**
    * Joins the room with `data.room_code` — or creates it, as the server does for unknown codes
@@ -481,9 +566,16 @@ var SignalFishClient = class _SignalFishClient {
       type: "JoinAsSpectator",
       data
     }, (reply) => {
-      if (reply.type === "SpectatorJoined") return {
-        value: reply.data
-      };
+      if (reply.type === "SpectatorJoined") {
+        this.#spectating = {
+          ...data,
+          room_code: reply.data.room_code
+        };
+        this.#saveSession();
+        return {
+          value: reply.data
+        };
+      }
       if (reply.type === "SpectatorJoinFailed") {
         return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
       }
@@ -648,6 +740,73 @@ var SignalFishClient = class _SignalFishClient {
     this.#requireOpen();
     this.#socket.send(payload);
   }
+  /**
+   * Takes back the seat (or the spectator place) kept in the session store after a page reload
+   * or a restart of the app: a player sends `Reconnect` with the stored token (PROTOCOL.md
+   * §7.11.4; missed events are emitted in order as on an automatic reconnection), a spectator
+   * watches the same room again. Resolves `undefined` when nothing is stored. On a refusal
+   * (`RECONNECTION_EXPIRED`, `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`,
+   * `ROOM_NOT_FOUND`, …) the stored session is forgotten and the promise rejects with
+   * {@linkcode SignalFishError}; the connection stays open so the app can join afresh. Resolves
+   * `undefined` without sending anything while the client is already in a room.
+   */
+  async resume() {
+    const stored = await this.storedSession();
+    if (!stored || this.#room !== void 0) return void 0;
+    this.#requireOpen();
+    try {
+      if (stored.role === "spectator") {
+        const { room_code, game_name, spectator_name } = stored;
+        return {
+          role: "spectator",
+          spectating: await this.spectate({
+            room_code,
+            game_name,
+            spectator_name
+          })
+        };
+      }
+      const data = await this.#sendReconnect({
+        playerId: stored.player_id,
+        roomId: stored.room_id,
+        token: stored.token
+      }, false);
+      this.#restore(data);
+      return {
+        role: "player",
+        reconnected: data
+      };
+    } catch (error) {
+      if (error instanceof SignalFishError) await this.#clearSession();
+      throw error;
+    }
+  }
+  /** What the session store holds for this client (see {@linkcode resume}), if anything. */
+  async storedSession() {
+    const store = this.#store;
+    if (!store) return void 0;
+    try {
+      const text = await store.getItem(this.#sessionKey);
+      const parsed = text ? JSON.parse(text) : void 0;
+      return parsed?.v === 1 && (parsed.role === "player" || parsed.role === "spectator") ? parsed : void 0;
+    } catch {
+      return void 0;
+    }
+  }
+  /**
+   * Stops automatic reconnection now: the seat is given up on this client (the server still
+   * holds it for its window, so the stored session can `resume()` it later), `reconnectFailed`
+   * is emitted with {@linkcode SignalFishConnectionError} and the client is closed. No effect
+   * unless reconnecting.
+   */
+  cancelReconnect() {
+    if (this.#status !== "reconnecting") return;
+    this.#cancelled = true;
+    clearTimeout(this.#reconnectTimer);
+    this.#wakeReconnect?.();
+    const socket = this.#socket;
+    if (socket && socket.readyState !== CLOSED) socket.close(1e3);
+  }
   /** Sends `Ping` and resolves with the round-trip time to its `Pong`, ms (PROTOCOL.md §7.10). */
   async ping() {
     const started = performance.now();
@@ -723,7 +882,8 @@ var SignalFishClient = class _SignalFishClient {
   }
   #requireOpen() {
     if (this.#status !== "open" || this.#socket?.readyState !== OPEN) {
-      throw new SignalFishConnectionError(`Cannot send: the connection is ${this.#status}`);
+      const state = this.#status === "open" ? "closing" : this.#status;
+      throw new SignalFishConnectionError(`Cannot send: the connection is ${state}`);
     }
   }
   #send(message) {
@@ -891,12 +1051,15 @@ var SignalFishClient = class _SignalFishClient {
       cause: this.#lastError
     }));
     if (this.#status === "reconnecting") return;
-    const canReconnect = !this.#closing && this.#reconnect !== void 0 && this.#seat?.token !== void 0 && !NO_RECONNECT_CLOSE_CODES.has(code);
+    const options = this.#reconnect;
+    const worthIt = this.#seat?.token !== void 0 || this.#spectating !== void 0 || options?.whenIdle === true;
+    const canReconnect = !this.#closing && options !== void 0 && worthIt && !NO_RECONNECT_CLOSE_CODES.has(code);
     if (!canReconnect) {
       this.#finishClose(code, reason);
       return;
     }
-    this.#status = "reconnecting";
+    this.#cancelled = false;
+    this.#setStatus("reconnecting");
     this.#emit("close", {
       code,
       reason,
@@ -906,15 +1069,25 @@ var SignalFishClient = class _SignalFishClient {
   }
   #finishClose(code, reason) {
     const wasClosed = this.#status === "closed";
-    this.#status = "closed";
+    this.#setStatus("closed");
     clearInterval(this.#heartbeat);
     this.#heartbeat = void 0;
     this.#seat = void 0;
+    this.#spectating = void 0;
     this.#setRoom(void 0);
     if (!wasClosed) this.#emit("close", {
       code,
       reason,
       reconnecting: false
+    });
+  }
+  #setStatus(status) {
+    const previous = this.#status;
+    if (previous === status) return;
+    this.#status = status;
+    this.#emit("status", {
+      status,
+      previous
     });
   }
   // -------------------------------------------------------------------------------------------
@@ -952,70 +1125,108 @@ var SignalFishClient = class _SignalFishClient {
     };
     return this.#authResult;
   }
+  /** Sends `Reconnect` for `seat` and resolves with `Reconnected` (not yet applied). */
+  #sendReconnect(seat, internal) {
+    const message = {
+      type: "Reconnect",
+      data: {
+        player_id: seat.playerId,
+        room_id: seat.roomId,
+        auth_token: seat.token
+      }
+    };
+    return this.#request(message, (reply) => {
+      if (reply.type === "Reconnected") return {
+        value: reply.data
+      };
+      if (reply.type === "ReconnectionFailed") {
+        return failure(reply.data.error_code, reply.data.reason, "ReconnectionFailed");
+      }
+      return errorWith(reply, [
+        "AUTHENTICATION_REQUIRED"
+      ]);
+    }, internal);
+  }
   #backoffMs(attempt) {
     const options = this.#reconnect;
     const exponential = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** (attempt - 1));
-    return Math.round(exponential / 2 + options.random() * (exponential / 2));
+    const floor = options.jitter === "equal" ? exponential / 2 : 0;
+    return Math.round(floor + options.random() * (exponential - floor));
   }
-  /** Waits `ms`, or less when `close()` is called meanwhile. */
+  /** Waits `ms`, or less when `close()` or `cancelReconnect()` is called meanwhile. */
   #sleep(ms) {
     return new Promise((resolve) => {
       this.#wakeReconnect = resolve;
       this.#reconnectTimer = setTimeout(resolve, ms);
     });
   }
+  /** Gives the seat up after reconnection failed for good; `open` = the socket stays usable. */
+  #giveUp(error, open) {
+    this.#seat = void 0;
+    this.#spectating = void 0;
+    this.#setRoom(void 0);
+    this.#setStatus(open ? "open" : "closed");
+    this.#emit("reconnectFailed", error);
+    if (!open) this.#emit("close", {
+      code: 1006,
+      reason: "",
+      reconnecting: false
+    });
+  }
   async #reconnectLoop() {
     const options = this.#reconnect;
+    const deadline = Date.now() + options.maxElapsedMs;
     let lastError = new SignalFishConnectionError("Cannot reconnect");
     for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
-      const delayMs = this.#backoffMs(attempt);
+      const delayMs = Math.min(this.#backoffMs(attempt), Math.max(0, deadline - Date.now()));
       this.#emit("reconnecting", {
         attempt,
         delayMs
       });
       await this.#sleep(delayMs);
       if (this.#closing) return this.#finishClose(1e3, "");
+      if (this.#cancelled) break;
       try {
         await this.#openSocket();
         this.#authResult = void 0;
-        if (this.#authData) await this.#authenticateOnce(this.#authData);
+        const auth = this.#authData ?? this.#autoAuth;
+        if (auth) {
+          await this.#authenticateOnce(auth);
+          this.#authData = auth;
+        }
+        if (this.#cancelled) throw new SignalFishConnectionError("Reconnection cancelled");
         const seat = this.#seat;
-        const message = {
-          type: "Reconnect",
-          data: {
-            player_id: seat.playerId,
-            room_id: seat.roomId,
-            auth_token: seat.token
-          }
-        };
-        const data = await this.#request(message, (reply) => {
-          if (reply.type === "Reconnected") return {
-            value: reply.data
-          };
-          if (reply.type === "ReconnectionFailed") {
-            return failure(reply.data.error_code, reply.data.reason, "ReconnectionFailed");
-          }
-          return errorWith(reply, [
-            "AUTHENTICATION_REQUIRED"
-          ]);
-        }, true);
-        this.#status = "open";
-        this.#restore(data);
+        const spectating = this.#spectating;
+        if (seat?.token !== void 0) {
+          const data = await this.#sendReconnect(seat, true);
+          this.#setStatus("open");
+          this.#restore(data);
+        } else if (spectating) {
+          const joined = await this.#request({
+            type: "JoinAsSpectator",
+            data: spectating
+          }, (reply) => {
+            if (reply.type === "SpectatorJoined") return {
+              value: reply.data
+            };
+            if (reply.type === "SpectatorJoinFailed") {
+              return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
+            }
+            return errorWith(reply, [
+              "INVALID_INPUT"
+            ]);
+          }, true);
+          this.#setStatus("open");
+          this.#emit("respectated", joined);
+        } else {
+          this.#setStatus("open");
+        }
         return;
       } catch (error) {
         if (this.#closing) return this.#finishClose(1e3, "");
         if (error instanceof SignalFishError) {
-          this.#seat = void 0;
-          this.#setRoom(void 0);
-          const open = this.#socket?.readyState === OPEN;
-          this.#status = open ? "open" : "closed";
-          this.#emit("reconnectFailed", error);
-          if (!open) this.#emit("close", {
-            code: 1006,
-            reason: "",
-            reconnecting: false
-          });
-          return;
+          if (error.messageType !== "AuthenticationError") await this.#clearSession();
+          return this.#giveUp(error, this.#socket?.readyState === OPEN);
         }
         lastError = error;
         const socket = this.#socket;
@@ -1023,17 +1234,11 @@ var SignalFishClient = class _SignalFishClient {
           socket.onclose = null;
           socket.close();
         }
+        if (this.#cancelled || Date.now() >= deadline) break;
       }
     }
-    this.#status = "closed";
-    this.#seat = void 0;
-    this.#setRoom(void 0);
-    this.#emit("reconnectFailed", lastError);
-    this.#emit("close", {
-      code: 1006,
-      reason: "",
-      reconnecting: false
-    });
+    if (this.#cancelled) lastError = new SignalFishConnectionError("Reconnection cancelled");
+    this.#giveUp(lastError, false);
   }
   /** Applies a `Reconnected`: replays missed events in order, then takes the fresh snapshot. */
   #restore(data) {
@@ -1043,8 +1248,51 @@ var SignalFishClient = class _SignalFishClient {
       roomId: data.room_id,
       token: data.reconnection_token
     };
-    this.#setRoom(roomFromSnapshot(data));
+    this.#spectating = void 0;
+    const room = roomFromSnapshot(data);
+    const present = new Set(room.players.map((p) => p.id));
+    room.dropped = (this.#room?.dropped ?? []).filter((d) => present.has(d.player_id));
+    this.#setRoom(room);
+    this.#saveSession();
     this.#emit("reconnected", data);
+  }
+  // -------------------------------------------------------------------------------------------
+  // Session store (resume after a reload)
+  #saveSession() {
+    const store = this.#store;
+    const room = this.#room;
+    if (!store) return;
+    let record;
+    const seat = this.#seat;
+    if (seat?.token !== void 0 && room?.role === "player") {
+      record = {
+        v: 1,
+        role: "player",
+        player_id: seat.playerId,
+        room_id: seat.roomId,
+        room_code: room.roomCode,
+        game_name: room.gameName,
+        token: seat.token
+      };
+    } else if (this.#spectating) {
+      record = {
+        v: 1,
+        role: "spectator",
+        ...this.#spectating
+      };
+    }
+    if (!record) return;
+    try {
+      void Promise.resolve(store.setItem(this.#sessionKey, JSON.stringify(record))).catch(() => {
+      });
+    } catch {
+    }
+  }
+  async #clearSession() {
+    try {
+      await this.#store?.removeItem(this.#sessionKey);
+    } catch {
+    }
   }
   // -------------------------------------------------------------------------------------------
   // Room state
@@ -1064,7 +1312,9 @@ var SignalFishClient = class _SignalFishClient {
           roomId: data.room_id,
           token: data.reconnection_token
         };
-        return this.#setRoom(roomFromSnapshot(data));
+        this.#spectating = void 0;
+        this.#setRoom(roomFromSnapshot(data));
+        return this.#saveSession();
       }
       case "Reconnected":
         return;
@@ -1083,13 +1333,17 @@ var SignalFishClient = class _SignalFishClient {
           spectators: data.current_spectators,
           lobbyState: data.lobby_state,
           readyPlayers: data.current_players.filter((p) => p.is_ready).map((p) => p.id),
-          authorityPlayer: data.current_players.find((p) => p.is_authority)?.id ?? null
+          authorityPlayer: data.current_players.find((p) => p.is_authority)?.id ?? null,
+          dropped: []
         });
       }
       case "RoomLeft":
         this.#seat = void 0;
+        void this.#clearSession();
         return this.#setRoom(void 0);
       case "SpectatorLeft":
+        this.#spectating = void 0;
+        void this.#clearSession();
         return this.#setRoom(void 0);
     }
     if (!room) return;
@@ -1104,10 +1358,31 @@ var SignalFishClient = class _SignalFishClient {
           ]
         });
       }
+      case "PlayerDisconnected": {
+        const { player_id, seat_held_secs } = message.data;
+        const dropped = room.dropped.filter((d) => d.player_id !== player_id);
+        dropped.push({
+          player_id,
+          heldUntil: Date.now() + seat_held_secs * 1e3
+        });
+        return this.#setRoom({
+          ...room,
+          dropped
+        });
+      }
+      case "PlayerReconnected": {
+        const id = message.data.player_id;
+        if (!room.dropped.some((d) => d.player_id === id)) return;
+        return this.#setRoom({
+          ...room,
+          dropped: room.dropped.filter((d) => d.player_id !== id)
+        });
+      }
       case "PlayerLeft": {
         const id = message.data.player_id;
         return this.#setRoom({
           ...room,
+          dropped: room.dropped.filter((d) => d.player_id !== id),
           players: room.players.filter((p) => p.id !== id),
           readyPlayers: room.readyPlayers.filter((ready) => ready !== id),
           authorityPlayer: room.authorityPlayer === id ? null : room.authorityPlayer
@@ -1162,7 +1437,8 @@ function roomFromSnapshot(data) {
     readyPlayers: [
       ...data.ready_players
     ],
-    authorityPlayer: data.current_players.find((p) => p.is_authority)?.id ?? null
+    authorityPlayer: data.current_players.find((p) => p.is_authority)?.id ?? null,
+    dropped: []
   };
 }
 function cloneRoom(room) {
@@ -1176,8 +1452,42 @@ function cloneRoom(room) {
     })),
     readyPlayers: [
       ...room.readyPlayers
-    ]
+    ],
+    dropped: room.dropped.map((d) => ({
+      ...d
+    }))
   };
+}
+function defaultSessionStore() {
+  try {
+    const storage = globalThis.sessionStorage;
+    return storage && typeof storage.getItem === "function" ? storage : void 0;
+  } catch {
+    return void 0;
+  }
+}
+async function lookupRoom(url, gameName, roomCode) {
+  const base = new URL(endpointUrl(url));
+  base.protocol = base.protocol === "wss:" ? "https:" : "http:";
+  const target = new URL(`/v2/rooms/${encodeURIComponent(gameName)}/${encodeURIComponent(roomCode)}`, base);
+  let response;
+  try {
+    response = await fetch(target, {
+      headers: {
+        accept: "application/json"
+      }
+    });
+  } catch (error) {
+    throw new SignalFishConnectionError(`Cannot reach ${target.origin}`, void 0, {
+      cause: error
+    });
+  }
+  const body = await response.json().catch(() => void 0);
+  if (response.status === 404) return null;
+  if (!response.ok) {
+    throw new SignalFishError(body?.error_code ?? "INTERNAL_ERROR", body?.message ?? `HTTP ${response.status}`, "Error");
+  }
+  return body;
 }
 function unclaimedRefusal(message) {
   switch (message.type) {
@@ -1202,5 +1512,6 @@ export {
   SignalFishError,
   decodeMessagePack,
   encodeMessagePack,
-  endpointUrl
+  endpointUrl,
+  lookupRoom
 };

@@ -202,7 +202,7 @@ Deno.test("SignalFishClient reconnects with its token and replays missed events 
   equal(data.replay_truncated, false);
   deepEqual(log, [
     "close 1011 reconnecting=true",
-    "reconnecting 1 in 10", // 20 ms halved by jitter 0
+    "reconnecting 1 in 0", // full jitter: random() = 0 draws no delay at all
     "message Authenticated",
     "message ProtocolInfo",
     "message Reconnected",
@@ -274,11 +274,11 @@ Deno.test("SignalFishClient backs off exponentially and gives up when the server
   await server[Symbol.asyncDispose](); // Closes the socket and stops listening.
   const error = await failed;
   ok(error instanceof SignalFishConnectionError);
-  // Delays 10, 20, 25 (capped), each drawn at 3/4 of the way: d/2 + 0.5 * d/2.
+  // Bases 10, 20, 25 (capped), full jitter drawn half way: 0.5 * d.
   deepEqual(attempts, [
-    { attempt: 1, delayMs: 8 },
-    { attempt: 2, delayMs: 15 },
-    { attempt: 3, delayMs: 19 },
+    { attempt: 1, delayMs: 5 },
+    { attempt: 2, delayMs: 10 },
+    { attempt: 3, delayMs: 13 },
   ]);
   deepEqual(closes.map((c) => c.reconnecting), [true, false]);
   equal(client.status, "closed");
@@ -310,7 +310,7 @@ Deno.test("SignalFishClient does not reconnect after a takeover (4001) or its ow
 Deno.test("SignalFishClient.close() during the backoff stops reconnecting", async () => {
   await using server = new ScriptedServer(basics);
   const client = await seated(server, {
-    reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000, random: () => 0 },
+    reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000, random: () => 0.5 },
   });
   const scheduled = nextEvent(client, "reconnecting");
   server.sockets[0]!.close(1011);
@@ -374,4 +374,333 @@ Deno.test("SignalFishClient decodes binary game-data envelopes (PROTOCOL.md §7.
   client.sendBinary(Uint8Array.of(0xc3));
   await client.ping();
   deepEqual(frames, [encode({ hello: [1, "two"] }), Uint8Array.of(0xc3)]);
+});
+
+/** A session store over a Map, as an app outside the browser would supply. */
+function memoryStore() {
+  const map = new Map<string, string>();
+  return {
+    map,
+    getItem: (key: string) => map.get(key) ?? null,
+    setItem: (key: string, value: string) => void map.set(key, value),
+    removeItem: (key: string) => void map.delete(key),
+  };
+}
+
+/** A `Reconnected` for PLAYER with `token`. */
+function reconnectedWith(token: string, missed: ServerMessage[] = []): ServerMessage {
+  return {
+    type: "Reconnected",
+    data: {
+      ...snapshot([player(PLAYER, "mira"), player(OTHER, "bob")]),
+      missed_events: missed,
+      reconnection_token: token,
+      replay_truncated: false,
+    },
+  };
+}
+
+Deno.test("SignalFishClient: equal jitter, the time budget and cancelReconnect() bound the retries", async () => {
+  // Equal jitter draws from the upper half of the base: random() = 0 gives d/2.
+  const server = new ScriptedServer(basics);
+  await using equalJitter = await seated(server, {
+    reconnect: { initialDelayMs: 40, maxDelayMs: 40, jitter: "equal", random: () => 0 },
+  });
+  const first = nextEvent(equalJitter, "reconnecting");
+  server.sockets[0]!.close(1011);
+  equal((await first).delayMs, 20);
+  await equalJitter.close();
+
+  // No time budget left: one attempt (to a server that is gone), then give up.
+  await using budget = await seated(server, {
+    reconnect: { maxAttempts: 50, maxElapsedMs: 0, initialDelayMs: 10, random: () => 1 },
+  });
+  let attempts = 0;
+  budget.on("reconnecting", () => attempts++);
+  const failed = nextEvent(budget, "reconnectFailed");
+  const statuses: string[] = [];
+  budget.on("status", ({ status }) => statuses.push(status));
+  await server[Symbol.asyncDispose]();
+  ok((await failed) instanceof SignalFishConnectionError);
+  equal(attempts, 1);
+  deepEqual(statuses, ["reconnecting", "closed"]);
+  equal(budget.room, undefined);
+});
+
+Deno.test("SignalFishClient.cancelReconnect() stops during the backoff and keeps the stored seat", async () => {
+  await using server = new ScriptedServer(basics);
+  const store = memoryStore();
+  const client = await seated(server, {
+    session: store,
+    reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000, random: () => 1 },
+  });
+  const scheduled = nextEvent(client, "reconnecting");
+  server.sockets[0]!.close(1011);
+  await scheduled;
+  equal(client.status, "reconnecting");
+  const failed = nextEvent(client, "reconnectFailed");
+  client.cancelReconnect();
+  const error = await failed;
+  ok(error instanceof SignalFishConnectionError);
+  equal(error.message, "Reconnection cancelled");
+  equal(client.status, "closed");
+  equal(server.sockets.length, 1, "no attempt was made");
+  // The server still holds the seat: a later resume() may take it back.
+  equal((await client.storedSession())?.role, "player");
+  await client.close();
+});
+
+Deno.test("SignalFishClient.resume() takes the stored seat back after a reload", async () => {
+  await using server = new ScriptedServer(basics);
+  const store = memoryStore();
+  const before = await seated(server, { session: store });
+  deepEqual(await before.storedSession(), {
+    v: 1,
+    role: "player",
+    player_id: PLAYER,
+    room_id: ROOM,
+    room_code: "Q7KM3P",
+    game_name: "orbit",
+    token: "token-1",
+  });
+  ok(store.map.has(`signal-fish:${before.url}`), "keyed by the endpoint");
+  await before.close(); // The page goes away; the stored seat stays.
+
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(
+      socket,
+      reconnectedWith("token-2", [
+        { type: "GameData", data: { from_player: OTHER, data: "while reloading" } },
+      ]),
+    );
+  };
+  await using after = await SignalFishClient.connect(server.url, { ...OPTIONS, session: store });
+  const replayed = nextEvent(after, "gameData");
+  const resumed = await after.resume();
+  equal(resumed?.role, "player");
+  deepEqual(server.sent("Reconnect").at(-1)!.message.data, {
+    player_id: PLAYER,
+    room_id: ROOM,
+    auth_token: "token-1",
+  });
+  deepEqual(await replayed, {
+    from_player: OTHER,
+    data: "while reloading",
+    binary: false,
+    replayed: true,
+  });
+  equal(after.selfId, PLAYER);
+  deepEqual(after.room!.players.map((p) => p.name), ["mira", "bob"]);
+  equal((await after.storedSession())?.role === "player" && after.reconnectionToken, "token-2");
+  const stored = await after.storedSession();
+  equal(stored?.role === "player" ? stored.token : undefined, "token-2");
+
+  // A refused resume forgets the stored seat and leaves the connection usable.
+  await after.close();
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, {
+      type: "ReconnectionFailed",
+      data: { reason: "Invalid reconnection token", error_code: "RECONNECTION_TOKEN_INVALID" },
+    });
+  };
+  await using again = await SignalFishClient.connect(server.url, { ...OPTIONS, session: store });
+  await again.resume().then(
+    () => ok(false, "expected a refusal"),
+    (error) => {
+      ok(error instanceof SignalFishError);
+      equal(error.code, "RECONNECTION_TOKEN_INVALID");
+    },
+  );
+  equal(await again.storedSession(), undefined);
+  equal(await again.resume(), undefined, "nothing left to resume");
+  equal(again.status, "open");
+
+  // session: false keeps nothing.
+  await using none = await SignalFishClient.connect(server.url, { ...OPTIONS, session: false });
+  await none.createRoom({ game_name: "orbit", player_name: "mira" });
+  equal(await none.storedSession(), undefined);
+});
+
+Deno.test("SignalFishClient asks for presence events and tracks dropped seats (E10)", async () => {
+  await using server = new ScriptedServer((message, socket) => {
+    if (message.type === "Authenticate") {
+      send(socket, {
+        type: "Authenticated",
+        data: {
+          app_name: "default",
+          rate_limits: { per_minute: 1, per_hour: 60, per_day: 1440 },
+          features: ["presence-events"],
+        },
+      });
+      send(socket, {
+        type: "ProtocolInfo",
+        data: { capabilities: ["presence-events"], game_data_formats: ["json"] },
+      });
+      return;
+    }
+    if (message.type === "JoinRoom") {
+      send(socket, {
+        type: "RoomJoined",
+        data: {
+          ...snapshot([player(PLAYER, "mira"), player(OTHER, "bob")]),
+          reconnection_token: "token-1",
+        },
+      });
+      return;
+    }
+    basics(message, socket);
+  });
+  await using client = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    presenceEvents: true,
+    session: false,
+  });
+  // connect() authenticated on its own, asking for the feature.
+  deepEqual(server.sent("Authenticate").map((e) => e.message.data), [
+    { app_id: "signal-fish-client", features: ["presence-events"] },
+  ]);
+  deepEqual(client.features, ["presence-events"]);
+  await client.joinOrCreate({ game_name: "orbit", room_code: "Q7KM3P", player_name: "mira" });
+  deepEqual(client.room!.dropped, []);
+
+  const dropped = nextEvent(client, "PlayerDisconnected");
+  const roomAfter = nextEvent(client, "room");
+  send(server.sockets[0]!, {
+    type: "PlayerDisconnected",
+    data: { player_id: OTHER, seat_held_secs: 300 },
+  });
+  deepEqual(await dropped, { player_id: OTHER, seat_held_secs: 300 });
+  const room = (await roomAfter)!;
+  deepEqual(room.dropped.map((d) => d.player_id), [OTHER]);
+  ok(room.dropped[0]!.heldUntil > Date.now() + 200_000, "about five minutes ahead");
+
+  const back = nextEvent(client, "room");
+  send(server.sockets[0]!, { type: "PlayerReconnected", data: { player_id: OTHER } });
+  deepEqual((await back)!.dropped, []);
+
+  // A second drop ends with the seat released: PlayerLeft clears the marker with the player.
+  send(server.sockets[0]!, {
+    type: "PlayerDisconnected",
+    data: { player_id: OTHER, seat_held_secs: 1 },
+  });
+  const left = nextEvent(client, "PlayerLeft");
+  send(server.sockets[0]!, { type: "PlayerLeft", data: { player_id: OTHER } });
+  await left;
+  deepEqual(client.room!.dropped, []);
+  deepEqual(client.room!.players.map((p) => p.id), [PLAYER]);
+
+  // An explicit authenticate() merges the feature into the app's own data.
+  await using other = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    auth: { app_id: "orbit-prod", features: ["something-else"] },
+    presenceEvents: true,
+    session: false,
+  });
+  deepEqual(server.sent("Authenticate").at(-1)!.message.data, {
+    app_id: "orbit-prod",
+    features: ["something-else", "presence-events"],
+  });
+  void other;
+});
+
+Deno.test("SignalFishClient join helpers send JoinRoom.create and authority_handover (E9, E11)", async () => {
+  await using server = new ScriptedServer(basics);
+  await using client = await SignalFishClient.connect(server.url, { ...OPTIONS, session: false });
+  const base = { game_name: "orbit", player_name: "mira" };
+  await client.join({ ...base, room_code: "q7km3p" });
+  const sent = () => server.sent("JoinRoom").at(-1)!.message.data;
+  deepEqual(sent(), { ...base, room_code: "q7km3p", create: "never" });
+  // Each call below is a fresh client: the script does not model leaving.
+  const calls: [string, (c: SignalFishClient) => Promise<unknown>, unknown][] = [
+    ["create with a code", (c) => c.create({ ...base, room_code: "ABCDEF" }), {
+      ...base,
+      room_code: "ABCDEF",
+      create: "always",
+    }],
+    ["create without a code", (c) => c.create({ ...base, authority_handover: true }), {
+      ...base,
+      authority_handover: true,
+    }],
+    ["join or create", (c) => c.joinOrCreate({ ...base, room_code: "ABCDEF" }), {
+      ...base,
+      room_code: "ABCDEF",
+    }],
+    ["v2 joinRoom", (c) => c.joinRoom({ ...base, room_code: "ABCDEF" }), {
+      ...base,
+      room_code: "ABCDEF",
+    }],
+  ];
+  for (const [label, call, expected] of calls) {
+    await using fresh = await SignalFishClient.connect(server.url, { ...OPTIONS, session: false });
+    await call(fresh);
+    deepEqual(sent(), expected, label);
+  }
+});
+
+Deno.test("SignalFishClient watches again after a spectator's drop and reopens idle connections", async () => {
+  await using server = new ScriptedServer((message, socket) => {
+    if (message.type === "JoinAsSpectator") {
+      send(socket, {
+        type: "SpectatorJoined",
+        data: {
+          room_id: ROOM,
+          room_code: "Q7KM3P",
+          spectator_id: OTHER,
+          game_name: "orbit",
+          current_players: [player(PLAYER, "mira")],
+          current_spectators: [],
+          lobby_state: "waiting",
+        },
+      });
+      return;
+    }
+    basics(message, socket);
+  });
+  const store = memoryStore();
+  await using watcher = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    session: store,
+  });
+  await watcher.spectate({ game_name: "orbit", room_code: "q7km3p", spectator_name: "nina" });
+  deepEqual(await watcher.storedSession(), {
+    v: 1,
+    role: "spectator",
+    game_name: "orbit",
+    room_code: "Q7KM3P",
+    spectator_name: "nina",
+  });
+  const again = nextEvent(watcher, "respectated");
+  server.sockets[0]!.close(1011);
+  equal((await again).spectator_id, OTHER);
+  equal(watcher.room!.role, "spectator");
+  deepEqual(server.sent("JoinAsSpectator").map((e) => e.connection), [0, 1]);
+
+  // A spectator resumes from the store on a new page too.
+  await using reloaded = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    session: store,
+  });
+  equal((await reloaded.resume())?.role, "spectator");
+  equal(reloaded.room!.roomCode, "Q7KM3P");
+
+  // whenIdle: a client in no room reopens its connection and authenticates again.
+  await using idle = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    session: false,
+    auth: { app_id: "lobby-screen" },
+    reconnect: { ...(OPTIONS.reconnect as object), whenIdle: true },
+  });
+  const statuses: string[] = [];
+  idle.on("status", ({ status }) => statuses.push(status));
+  const reopened = nextEvent(idle, "status");
+  const count = server.sockets.length;
+  server.sockets[count - 1]!.close(1001);
+  await reopened;
+  await server.connections(count + 1);
+  while (idle.status !== "open") await nextEvent(idle, "status");
+  deepEqual(statuses, ["reconnecting", "open"]);
+  equal(server.received.filter((e) => e.connection === count).at(0)?.message.type, "Authenticate");
+  ok((await idle.ping()) >= 0);
 });

@@ -172,6 +172,7 @@ Deno.test("GET /v2/rooms/{game_name}/{room_code} describes a room; unknown or in
     lobby_state: "waiting",
     supports_authority: true,
     relay_type: "matchbox",
+    authority_handover: false,
   });
   for (
     const path of [

@@ -7,8 +7,8 @@
  * const client = await SignalFishClient.connect("http://127.0.0.1:3536");
  * client.on("gameData", ({ from_player, data }) => console.log(from_player, data));
  * client.on("room", (room) => console.log(room?.players.map((p) => p.name)));
- * const room = await client.createRoom({ game_name: "orbit", player_name: "Mira", max_players: 2 });
- * console.log("share this code:", room.room_code);
+ * const room = await client.create({ game_name: "orbit", player_name: "Mira", max_players: 2 });
+ * console.log("share this code:", room.room_code); // others: client.join({ …, room_code })
  * await client.setReady(true);
  * client.sendGameData({ op: "hello" });
  * ```
@@ -18,10 +18,17 @@
  * each connection in order (PROTOCOL.md §1.5), so each reply settles the oldest request waiting
  * for that kind of reply.
  *
+ * `join()` joins an existing room only, `create()` creates one, `joinOrCreate()` does either
+ * (`JoinRoom.create`, EXTENSIONS.md E9); `create({ authority_handover: true })` lets authority
+ * pass on when its holder leaves (E11); `presenceEvents: true` reports players who dropped (E10).
+ *
  * While seated in a room, a dropped connection is restored automatically (PROTOCOL.md §7.11):
- * the client reopens the socket with exponential backoff and jitter, re-sends `Authenticate` if
- * it had authenticated, sends `Reconnect` with the latest reconnection token, then delivers the
- * `missed_events` in order as ordinary events before emitting `reconnected`.
+ * the client reopens the socket with exponential backoff and full jitter (bounded in attempts
+ * and time, stopped by `cancelReconnect()`), re-sends `Authenticate` if it had authenticated,
+ * sends `Reconnect` with the latest reconnection token, then delivers the `missed_events` in
+ * order as ordinary events before emitting `reconnected`. Spectators watch the room again.
+ * The seat is also kept in a session store (`sessionStorage` in browsers), so after a page
+ * reload `resume()` takes it back.
  *
  * MessagePack game data (PROTOCOL.md §7.7) uses the small built-in codec in `msgpack.ts`:
  * `sendGameData(value, { binary: true })` encodes `value`; `sendBinary(bytes)` sends bytes the
@@ -56,19 +63,84 @@ export type { FailureMessageType } from "./errors.ts";
 export { decodeMessagePack, encodeMessagePack } from "./msgpack.ts";
 export type * from "./messages.ts";
 
-/** Backoff settings of automatic reconnection (PROTOCOL.md §7.11). */
+/**
+ * Backoff settings of automatic reconnection (PROTOCOL.md §7.11). Attempt `n` (1-based) waits
+ * `random() × min(maxDelayMs, initialDelayMs × 2^(n−1))` ms ("full jitter", so clients dropped
+ * together by a server restart do not come back together), or with `jitter: "equal"` a delay
+ * drawn from the upper half of that range. Reconnection stops after `maxAttempts` attempts or
+ * once `maxElapsedMs` have passed since the drop, whichever comes first, and at once on
+ * `close()` or `cancelReconnect()`.
+ */
 export interface ReconnectOptions {
   /** Attempts before giving up. @default 10 */
   maxAttempts?: number;
-  /** Delay before the first attempt, ms; doubles each attempt. @default 250 */
+  /** Time budget from the drop to the last attempt, ms. @default 120000 */
+  maxElapsedMs?: number;
+  /** Backoff base before the first attempt, ms; doubles each attempt. @default 250 */
   initialDelayMs?: number;
-  /** Upper bound of the delay, ms. @default 10000 */
+  /** Upper bound of the backoff base, ms. @default 10000 */
   maxDelayMs?: number;
-  /**
-   * Source of jitter in `[0, 1)`: each delay is drawn uniformly from `[d/2, d)` where `d` is the
-   * exponential delay. @default Math.random
-   */
+  /** `"full"`: delay in `[0, d)`; `"equal"`: delay in `[d/2, d)`. @default "full" */
+  jitter?: "full" | "equal";
+  /** Source of jitter in `[0, 1)`. @default Math.random */
   random?: () => number;
+  /**
+   * Also reopen the connection (and authenticate again) when it drops while the client is in no
+   * room, so an idle lobby screen survives a server restart. @default false
+   */
+  whenIdle?: boolean;
+}
+
+/**
+ * Where the client keeps what it needs to take its seat back after a page reload (the room, the
+ * player id and the latest reconnection token; for spectators the room and name). The Web
+ * Storage interface, so `sessionStorage` (the browser default: one tab's reload, not shared with
+ * other tabs) or `localStorage` fit as they are; any object with these three methods works.
+ * `getItem` may return a promise (e.g. a file or database behind it).
+ */
+export interface SessionStore {
+  /** The stored text for `key`, or `null`. */
+  getItem(key: string): string | null | Promise<string | null>;
+  /** Stores `value` under `key`. */
+  setItem(key: string, value: string): void | Promise<void>;
+  /** Forgets `key`. */
+  removeItem(key: string): void | Promise<void>;
+}
+
+/** What {@linkcode SessionStore} holds for one client (JSON, versioned). */
+export type StoredSession =
+  | {
+    v: 1;
+    role: "player";
+    player_id: string;
+    room_id: string;
+    room_code: string;
+    game_name: string;
+    token: string;
+  }
+  | { v: 1; role: "spectator"; room_code: string; game_name: string; spectator_name: string };
+
+/** What {@linkcode SignalFishClient.resume} restored. */
+export type ResumeResult =
+  | { role: "player"; reconnected: ReconnectedData }
+  | { role: "spectator"; spectating: ServerData<"SpectatorJoined"> };
+
+/**
+ * A room as `GET /v2/rooms/{game_name}/{room_code}` describes it (EXTENSIONS.md E5, E11).
+ */
+export interface RoomSummary {
+  /** Canonical upper-case code. */
+  room_code: string;
+  game_name: string;
+  /** Seats, held ones included. */
+  players: number;
+  max_players: number;
+  spectators: number;
+  lobby_state: LobbyState;
+  supports_authority: boolean;
+  relay_type: string;
+  /** Whether authority passes on when its holder leaves (servers with E11). */
+  authority_handover?: boolean;
 }
 
 /** Options of {@linkcode SignalFishClient}. */
@@ -84,6 +156,25 @@ export interface ClientOptions {
   /** Automatic reconnection; `false` disables it. @default true (with the defaults above) */
   reconnect?: boolean | ReconnectOptions;
   /**
+   * Sent as `Authenticate` right after every open (first connect and each reconnection), so the
+   * app need not call `authenticate()` itself. Needed when the server requires auth.
+   */
+  auth?: AuthenticateData;
+  /**
+   * Ask for presence events (EXTENSIONS.md E10): adds `"presence-events"` to
+   * `Authenticate.features` (authenticating automatically with `auth`, or with app id
+   * `"signal-fish-client"` when `auth` is not given), so `PlayerDisconnected` arrives when
+   * another player drops and `RoomState.dropped` lists the held seats. @default false
+   */
+  presenceEvents?: boolean;
+  /**
+   * Where to keep the seat for {@linkcode SignalFishClient.resume} after a reload; `false`
+   * keeps nothing. @default globalThis.sessionStorage when the runtime has one, else nothing
+   */
+  session?: SessionStore | false;
+  /** Key under which the session is stored. @default "signal-fish:" + the endpoint URL */
+  sessionKey?: string;
+  /**
    * WebSocket constructor to use, for runtimes without a global one (any implementation of the
    * standard API, e.g. the `ws` package on older Node). @default globalThis.WebSocket
    */
@@ -92,6 +183,14 @@ export interface ClientOptions {
 
 /** The connection's state. */
 export type ClientStatus = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+
+/** A seat held for a player who dropped (EXTENSIONS.md E10 `PlayerDisconnected`). */
+export interface DroppedSeat {
+  /** The dropped player's id. */
+  player_id: string;
+  /** When the server will release the seat unless the player returns (epoch ms, local clock). */
+  heldUntil: number;
+}
 
 /** The room as this client currently knows it, rebuilt from snapshots and broadcasts. */
 export interface RoomState {
@@ -119,6 +218,11 @@ export interface RoomState {
   readyPlayers: string[];
   /** Id of the authority holder, or `null`. */
   authorityPlayer: string | null;
+  /**
+   * Seats whose player dropped and may come back (only with `presenceEvents`, EXTENSIONS.md
+   * E10): added on `PlayerDisconnected`, removed on `PlayerReconnected` or `PlayerLeft`.
+   */
+  dropped: DroppedSeat[];
 }
 
 /** Game data received from another player, JSON or binary. */
@@ -173,8 +277,15 @@ export type ClientEvents =
     reconnecting: { attempt: number; delayMs: number };
     /** The seat was restored; missed events have already been emitted, in order. */
     reconnected: ReconnectedData;
-    /** Automatic reconnection gave up; the seat is lost (`room` became `null`). */
+    /** A spectator's connection dropped and the client watches the room again. */
+    respectated: ServerData<"SpectatorJoined">;
+    /**
+     * Automatic reconnection gave up (refused, out of attempts or time, or cancelled); the seat
+     * is lost (`room` became `null`).
+     */
     reconnectFailed: SignalFishError | SignalFishConnectionError;
+    /** The connection's state changed (`status` is already the new one). */
+    status: { status: ClientStatus; previous: ClientStatus };
   };
 
 /** Name of an event of {@linkcode ClientEvents}. */
@@ -210,9 +321,12 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_HEARTBEAT_MS = 10_000;
 const DEFAULT_RECONNECT: Required<ReconnectOptions> = {
   maxAttempts: 10,
+  maxElapsedMs: 120_000,
   initialDelayMs: 250,
   maxDelayMs: 10_000,
+  jitter: "full",
   random: Math.random,
+  whenIdle: false,
 };
 /** Close codes after which the seat cannot or must not be taken back (PROTOCOL.md §1.6). */
 const NO_RECONNECT_CLOSE_CODES = new Set([1008, 4001]);
@@ -279,6 +393,11 @@ export class SignalFishClient implements AsyncDisposable {
   #wakeReconnect: (() => void) | undefined;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #closed: Promise<void> | undefined;
+  #cancelled = false;
+  /** The spectated room, to watch it again after a drop or a reload. */
+  #spectating: SpectateData | undefined;
+  readonly #store: SessionStore | undefined;
+  readonly #sessionKey: string;
 
   /** Creates an unconnected client for `url` (http(s) base URL or the ws(s) endpoint). */
   constructor(url: string | URL, options: ClientOptions = {}) {
@@ -287,6 +406,8 @@ export class SignalFishClient implements AsyncDisposable {
     this.#reconnect = options.reconnect === false
       ? undefined
       : { ...DEFAULT_RECONNECT, ...(options.reconnect === true ? {} : options.reconnect) };
+    this.#store = options.session === false ? undefined : options.session ?? defaultSessionStore();
+    this.#sessionKey = options.sessionKey ?? `signal-fish:${this.url}`;
   }
 
   /** Creates a client and opens its connection; rejects with {@linkcode SignalFishConnectionError}. */
@@ -364,14 +485,40 @@ export class SignalFishClient implements AsyncDisposable {
       throw new SignalFishConnectionError("Cannot open a closed client; create a new one");
     }
     this.#closing = false;
-    this.#status = "connecting";
+    this.#setStatus("connecting");
     try {
       await this.#openSocket();
     } catch (error) {
-      this.#status = "closed";
+      this.#setStatus("closed");
       throw error;
     }
-    this.#status = "open";
+    this.#setStatus("open");
+    const auto = this.#autoAuth;
+    if (auto) await this.authenticate(auto);
+  }
+
+  /** The `Authenticate` sent after each open, from `auth` and `presenceEvents`, if any. */
+  get #autoAuth(): AuthenticateData | undefined {
+    const { auth, presenceEvents } = this.#options;
+    if (!auth && !presenceEvents) return undefined;
+    return this.#withFeatures(auth ?? { app_id: "signal-fish-client" });
+  }
+
+  /** `data` with `"presence-events"` added to its features when `presenceEvents` asks. */
+  #withFeatures(data: AuthenticateData): AuthenticateData {
+    if (!this.#options.presenceEvents) return data;
+    const features = data.features ?? [];
+    return features.includes("presence-events")
+      ? data
+      : { ...data, features: [...features, "presence-events"] };
+  }
+
+  /**
+   * The features the server accepted in `Authenticated.features` (EXTENSIONS.md E10), e.g.
+   * `["presence-events"]`; empty before authentication or when the server has none.
+   */
+  get features(): readonly string[] {
+    return this.#authResult?.authenticated.features ?? [];
   }
 
   /**
@@ -384,6 +531,7 @@ export class SignalFishClient implements AsyncDisposable {
   async authenticate(data: AuthenticateData): Promise<AuthenticateResult> {
     if (this.#authResult) return this.#authResult;
     this.#requireOpen();
+    data = this.#withFeatures(data);
     const result = await this.#authenticateOnce(data);
     this.#authData = data;
     return result;
@@ -397,6 +545,50 @@ export class SignalFishClient implements AsyncDisposable {
    */
   createRoom(data: Omit<JoinRoomData, "room_code">): Promise<ServerData<"RoomJoined">> {
     return this.joinRoom({ ...data, room_code: undefined });
+  }
+
+  /**
+   * Joins an existing room only (`JoinRoom.create: "never"`, EXTENSIONS.md E9): a mistyped code
+   * rejects with {@linkcode SignalFishError} `ROOM_NOT_FOUND` instead of creating a room. Other
+   * refusals as {@linkcode joinRoom}. Needs a server advertising the `join-modes` capability;
+   * older servers ignore the field and create the room (check first with `lookupRoom()`).
+   */
+  join(
+    data: Omit<JoinRoomData, "create" | "room_code"> & { room_code: string },
+  ): Promise<ServerData<"RoomJoined">> {
+    return this.joinRoom({ ...data, create: "never" });
+  }
+
+  /**
+   * Creates a new room (EXTENSIONS.md E9): with `room_code`, that code (`create: "always"`;
+   * rejects with `ROOM_CREATION_FAILED` "Room code already in use" when it exists), else a
+   * generated code (as {@linkcode createRoom}). `authority_handover: true` makes authority pass
+   * to the longest-seated player when its holder's seat is released (E11).
+   */
+  create(data: Omit<JoinRoomData, "create">): Promise<ServerData<"RoomJoined">> {
+    if (data.room_code === undefined) return this.createRoom(data);
+    return this.joinRoom({ ...data, create: "always" });
+  }
+
+  /**
+   * Joins the room with `room_code`, creating it when it does not exist (v2 join-or-create,
+   * PROTOCOL.md §7.2.2; no `create` field is sent, so any v2 server behaves the same).
+   */
+  joinOrCreate(
+    data: Omit<JoinRoomData, "create" | "room_code"> & { room_code: string },
+  ): Promise<ServerData<"RoomJoined">> {
+    return this.joinRoom({ ...data, create: undefined });
+  }
+
+  /**
+   * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, EXTENSIONS.md E5) on
+   * this client's server; resolves `null` when there is no such room (404). Takes one
+   * join-attempt token from the caller's IP, like a join. Rejects with
+   * {@linkcode SignalFishError} `RATE_LIMIT_EXCEEDED` (429) or `SERVICE_UNAVAILABLE` (503), and
+   * with {@linkcode SignalFishConnectionError} when the server cannot be reached.
+   */
+  lookupRoom(gameName: string, roomCode: string): Promise<RoomSummary | null> {
+    return lookupRoom(this.url, gameName, roomCode);
   }
 
   /**
@@ -423,7 +615,11 @@ export class SignalFishClient implements AsyncDisposable {
    */
   spectate(data: SpectateData): Promise<ServerData<"SpectatorJoined">> {
     return this.#request({ type: "JoinAsSpectator", data }, (reply) => {
-      if (reply.type === "SpectatorJoined") return { value: reply.data };
+      if (reply.type === "SpectatorJoined") {
+        this.#spectating = { ...data, room_code: reply.data.room_code };
+        this.#saveSession();
+        return { value: reply.data };
+      }
       if (reply.type === "SpectatorJoinFailed") {
         return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
       }
@@ -553,7 +749,77 @@ export class SignalFishClient implements AsyncDisposable {
       );
     }
     this.#requireOpen();
-    this.#socket!.send(payload);
+    // A view over a plain ArrayBuffer as far as the DOM typings care (the bytes are only read).
+    this.#socket!.send(payload as Uint8Array<ArrayBuffer>);
+  }
+
+  /**
+   * Takes back the seat (or the spectator place) kept in the session store after a page reload
+   * or a restart of the app: a player sends `Reconnect` with the stored token (PROTOCOL.md
+   * §7.11.4; missed events are emitted in order as on an automatic reconnection), a spectator
+   * watches the same room again. Resolves `undefined` when nothing is stored. On a refusal
+   * (`RECONNECTION_EXPIRED`, `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`,
+   * `ROOM_NOT_FOUND`, …) the stored session is forgotten and the promise rejects with
+   * {@linkcode SignalFishError}; the connection stays open so the app can join afresh. Resolves
+   * `undefined` without sending anything while the client is already in a room.
+   */
+  async resume(): Promise<ResumeResult | undefined> {
+    const stored = await this.storedSession();
+    if (!stored || this.#room !== undefined) return undefined; // Nothing stored, or seated.
+    this.#requireOpen();
+    try {
+      if (stored.role === "spectator") {
+        const { room_code, game_name, spectator_name } = stored;
+        return {
+          role: "spectator",
+          spectating: await this.spectate({
+            room_code,
+            game_name,
+            spectator_name,
+          }),
+        };
+      }
+      const data = await this.#sendReconnect({
+        playerId: stored.player_id,
+        roomId: stored.room_id,
+        token: stored.token,
+      }, false);
+      this.#restore(data);
+      return { role: "player", reconnected: data };
+    } catch (error) {
+      if (error instanceof SignalFishError) await this.#clearSession();
+      throw error;
+    }
+  }
+
+  /** What the session store holds for this client (see {@linkcode resume}), if anything. */
+  async storedSession(): Promise<StoredSession | undefined> {
+    const store = this.#store;
+    if (!store) return undefined;
+    try {
+      const text = await store.getItem(this.#sessionKey);
+      const parsed = text ? JSON.parse(text) : undefined;
+      return parsed?.v === 1 && (parsed.role === "player" || parsed.role === "spectator")
+        ? parsed
+        : undefined;
+    } catch {
+      return undefined; // Unreadable or foreign: as if nothing were stored.
+    }
+  }
+
+  /**
+   * Stops automatic reconnection now: the seat is given up on this client (the server still
+   * holds it for its window, so the stored session can `resume()` it later), `reconnectFailed`
+   * is emitted with {@linkcode SignalFishConnectionError} and the client is closed. No effect
+   * unless reconnecting.
+   */
+  cancelReconnect(): void {
+    if (this.#status !== "reconnecting") return;
+    this.#cancelled = true;
+    clearTimeout(this.#reconnectTimer);
+    this.#wakeReconnect?.();
+    const socket = this.#socket;
+    if (socket && socket.readyState !== CLOSED) socket.close(1000);
   }
 
   /** Sends `Ping` and resolves with the round-trip time to its `Pong`, ms (PROTOCOL.md §7.10). */
@@ -633,7 +899,8 @@ export class SignalFishClient implements AsyncDisposable {
 
   #requireOpen(): void {
     if (this.#status !== "open" || this.#socket?.readyState !== OPEN) {
-      throw new SignalFishConnectionError(`Cannot send: the connection is ${this.#status}`);
+      const state = this.#status === "open" ? "closing" : this.#status;
+      throw new SignalFishConnectionError(`Cannot send: the connection is ${state}`);
     }
   }
 
@@ -812,25 +1079,37 @@ export class SignalFishClient implements AsyncDisposable {
       ),
     );
     if (this.#status === "reconnecting") return; // The reconnection loop handles it.
-    const canReconnect = !this.#closing && this.#reconnect !== undefined &&
-      this.#seat?.token !== undefined && !NO_RECONNECT_CLOSE_CODES.has(code);
+    const options = this.#reconnect;
+    const worthIt = this.#seat?.token !== undefined || this.#spectating !== undefined ||
+      options?.whenIdle === true;
+    const canReconnect = !this.#closing && options !== undefined && worthIt &&
+      !NO_RECONNECT_CLOSE_CODES.has(code);
     if (!canReconnect) {
       this.#finishClose(code, reason);
       return;
     }
-    this.#status = "reconnecting";
+    this.#cancelled = false;
+    this.#setStatus("reconnecting");
     this.#emit("close", { code, reason, reconnecting: true });
     void this.#reconnectLoop();
   }
 
   #finishClose(code: number, reason: string): void {
     const wasClosed = this.#status === "closed";
-    this.#status = "closed";
+    this.#setStatus("closed");
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     this.#seat = undefined;
+    this.#spectating = undefined;
     this.#setRoom(undefined);
     if (!wasClosed) this.#emit("close", { code, reason, reconnecting: false });
+  }
+
+  #setStatus(status: ClientStatus): void {
+    const previous = this.#status;
+    if (previous === status) return;
+    this.#status = status;
+    this.#emit("status", { status, previous });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -862,13 +1141,29 @@ export class SignalFishClient implements AsyncDisposable {
     return this.#authResult;
   }
 
+  /** Sends `Reconnect` for `seat` and resolves with `Reconnected` (not yet applied). */
+  #sendReconnect(seat: Seat, internal: boolean): Promise<ReconnectedData> {
+    const message: ClientMessage = {
+      type: "Reconnect",
+      data: { player_id: seat.playerId, room_id: seat.roomId, auth_token: seat.token! },
+    };
+    return this.#request<ReconnectedData>(message, (reply) => {
+      if (reply.type === "Reconnected") return { value: reply.data };
+      if (reply.type === "ReconnectionFailed") {
+        return failure(reply.data.error_code, reply.data.reason, "ReconnectionFailed");
+      }
+      return errorWith(reply, ["AUTHENTICATION_REQUIRED"]);
+    }, internal);
+  }
+
   #backoffMs(attempt: number): number {
     const options = this.#reconnect!;
     const exponential = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** (attempt - 1));
-    return Math.round(exponential / 2 + options.random() * (exponential / 2));
+    const floor = options.jitter === "equal" ? exponential / 2 : 0;
+    return Math.round(floor + options.random() * (exponential - floor));
   }
 
-  /** Waits `ms`, or less when `close()` is called meanwhile. */
+  /** Waits `ms`, or less when `close()` or `cancelReconnect()` is called meanwhile. */
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       this.#wakeReconnect = resolve;
@@ -876,47 +1171,68 @@ export class SignalFishClient implements AsyncDisposable {
     });
   }
 
+  /** Gives the seat up after reconnection failed for good; `open` = the socket stays usable. */
+  #giveUp(error: SignalFishError | SignalFishConnectionError, open: boolean): void {
+    this.#seat = undefined;
+    this.#spectating = undefined;
+    this.#setRoom(undefined);
+    this.#setStatus(open ? "open" : "closed");
+    this.#emit("reconnectFailed", error);
+    if (!open) this.#emit("close", { code: 1006, reason: "", reconnecting: false });
+  }
+
   async #reconnectLoop(): Promise<void> {
     const options = this.#reconnect!;
+    const deadline = Date.now() + options.maxElapsedMs;
     let lastError: SignalFishError | SignalFishConnectionError = new SignalFishConnectionError(
       "Cannot reconnect",
     );
     for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
-      const delayMs = this.#backoffMs(attempt);
+      const delayMs = Math.min(this.#backoffMs(attempt), Math.max(0, deadline - Date.now()));
       this.#emit("reconnecting", { attempt, delayMs });
       await this.#sleep(delayMs);
       if (this.#closing) return this.#finishClose(1000, "");
+      if (this.#cancelled) break;
       try {
         await this.#openSocket();
         this.#authResult = undefined;
-        if (this.#authData) await this.#authenticateOnce(this.#authData);
-        const seat = this.#seat!;
-        const message: ClientMessage = {
-          type: "Reconnect",
-          data: { player_id: seat.playerId, room_id: seat.roomId, auth_token: seat.token! },
-        };
-        const data = await this.#request<ReconnectedData>(message, (reply) => {
-          if (reply.type === "Reconnected") return { value: reply.data };
-          if (reply.type === "ReconnectionFailed") {
-            return failure(reply.data.error_code, reply.data.reason, "ReconnectionFailed");
-          }
-          return errorWith(reply, ["AUTHENTICATION_REQUIRED"]);
-        }, true);
-        this.#status = "open";
-        this.#restore(data);
+        const auth = this.#authData ?? this.#autoAuth;
+        if (auth) {
+          await this.#authenticateOnce(auth);
+          this.#authData = auth;
+        }
+        if (this.#cancelled) throw new SignalFishConnectionError("Reconnection cancelled");
+        const seat = this.#seat;
+        const spectating = this.#spectating;
+        if (seat?.token !== undefined) {
+          const data = await this.#sendReconnect(seat, true);
+          this.#setStatus("open");
+          this.#restore(data);
+        } else if (spectating) {
+          const joined = await this.#request<ServerData<"SpectatorJoined">>(
+            { type: "JoinAsSpectator", data: spectating },
+            (reply) => {
+              if (reply.type === "SpectatorJoined") return { value: reply.data };
+              if (reply.type === "SpectatorJoinFailed") {
+                return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
+              }
+              return errorWith(reply, ["INVALID_INPUT"]);
+            },
+            true,
+          );
+          this.#setStatus("open");
+          this.#emit("respectated", joined);
+        } else {
+          this.#setStatus("open");
+        }
         return;
       } catch (error) {
         if (this.#closing) return this.#finishClose(1000, "");
         if (error instanceof SignalFishError) {
           // The server refused: the seat is gone (or auth failed). Keep the socket if it is
           // open, so the app can join again, but give up on the seat.
-          this.#seat = undefined;
-          this.#setRoom(undefined);
-          const open = this.#socket?.readyState === OPEN;
-          this.#status = open ? "open" : "closed";
-          this.#emit("reconnectFailed", error);
-          if (!open) this.#emit("close", { code: 1006, reason: "", reconnecting: false });
-          return;
+          if (error.messageType !== "AuthenticationError") await this.#clearSession();
+          return this.#giveUp(error, this.#socket?.readyState === OPEN);
         }
         lastError = error as SignalFishConnectionError;
         const socket = this.#socket;
@@ -924,21 +1240,63 @@ export class SignalFishClient implements AsyncDisposable {
           socket.onclose = null;
           socket.close();
         }
+        if (this.#cancelled || Date.now() >= deadline) break;
       }
     }
-    this.#status = "closed";
-    this.#seat = undefined;
-    this.#setRoom(undefined);
-    this.#emit("reconnectFailed", lastError);
-    this.#emit("close", { code: 1006, reason: "", reconnecting: false });
+    if (this.#cancelled) lastError = new SignalFishConnectionError("Reconnection cancelled");
+    this.#giveUp(lastError, false);
   }
 
   /** Applies a `Reconnected`: replays missed events in order, then takes the fresh snapshot. */
   #restore(data: ReconnectedData): void {
     for (const missed of data.missed_events) this.#dispatch(missed, true);
     this.#seat = { playerId: data.player_id, roomId: data.room_id, token: data.reconnection_token };
-    this.#setRoom(roomFromSnapshot(data));
+    this.#spectating = undefined;
+    const room = roomFromSnapshot(data);
+    // The snapshot does not say who is held; keep what presence events told us.
+    const present = new Set(room.players.map((p) => p.id));
+    room.dropped = (this.#room?.dropped ?? []).filter((d) => present.has(d.player_id));
+    this.#setRoom(room);
+    this.#saveSession();
     this.#emit("reconnected", data);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Session store (resume after a reload)
+
+  #saveSession(): void {
+    const store = this.#store;
+    const room = this.#room;
+    if (!store) return;
+    let record: StoredSession | undefined;
+    const seat = this.#seat;
+    if (seat?.token !== undefined && room?.role === "player") {
+      record = {
+        v: 1,
+        role: "player",
+        player_id: seat.playerId,
+        room_id: seat.roomId,
+        room_code: room.roomCode,
+        game_name: room.gameName,
+        token: seat.token,
+      };
+    } else if (this.#spectating) {
+      record = { v: 1, role: "spectator", ...this.#spectating };
+    }
+    if (!record) return;
+    try {
+      void Promise.resolve(store.setItem(this.#sessionKey, JSON.stringify(record))).catch(() => {});
+    } catch {
+      // A full or blocked store only costs the resume after a reload.
+    }
+  }
+
+  async #clearSession(): Promise<void> {
+    try {
+      await this.#store?.removeItem(this.#sessionKey);
+    } catch {
+      // As above.
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -961,7 +1319,9 @@ export class SignalFishClient implements AsyncDisposable {
           roomId: data.room_id,
           token: data.reconnection_token,
         };
-        return this.#setRoom(roomFromSnapshot(data));
+        this.#spectating = undefined;
+        this.#setRoom(roomFromSnapshot(data));
+        return this.#saveSession();
       }
       case "Reconnected":
         return; // Applied by #restore after the replay.
@@ -980,12 +1340,16 @@ export class SignalFishClient implements AsyncDisposable {
           lobbyState: data.lobby_state,
           readyPlayers: data.current_players.filter((p) => p.is_ready).map((p) => p.id),
           authorityPlayer: data.current_players.find((p) => p.is_authority)?.id ?? null,
+          dropped: [],
         });
       }
       case "RoomLeft":
         this.#seat = undefined;
+        void this.#clearSession();
         return this.#setRoom(undefined);
       case "SpectatorLeft":
+        this.#spectating = undefined;
+        void this.#clearSession();
         return this.#setRoom(undefined);
     }
     if (!room) return;
@@ -994,10 +1358,22 @@ export class SignalFishClient implements AsyncDisposable {
         const players = room.players.filter((p) => p.id !== message.data.player.id);
         return this.#setRoom({ ...room, players: [...players, message.data.player] });
       }
+      case "PlayerDisconnected": {
+        const { player_id, seat_held_secs } = message.data;
+        const dropped = room.dropped.filter((d) => d.player_id !== player_id);
+        dropped.push({ player_id, heldUntil: Date.now() + seat_held_secs * 1000 });
+        return this.#setRoom({ ...room, dropped });
+      }
+      case "PlayerReconnected": {
+        const id = message.data.player_id;
+        if (!room.dropped.some((d) => d.player_id === id)) return;
+        return this.#setRoom({ ...room, dropped: room.dropped.filter((d) => d.player_id !== id) });
+      }
       case "PlayerLeft": {
         const id = message.data.player_id;
         return this.#setRoom({
           ...room,
+          dropped: room.dropped.filter((d) => d.player_id !== id),
           players: room.players.filter((p) => p.id !== id),
           readyPlayers: room.readyPlayers.filter((ready) => ready !== id),
           authorityPlayer: room.authorityPlayer === id ? null : room.authorityPlayer,
@@ -1041,6 +1417,7 @@ function roomFromSnapshot(data: RoomSnapshot): RoomState {
     lobbyState: data.lobby_state,
     readyPlayers: [...data.ready_players],
     authorityPlayer: data.current_players.find((p) => p.is_authority)?.id ?? null,
+    dropped: [],
   };
 }
 
@@ -1050,7 +1427,55 @@ function cloneRoom(room: RoomState): RoomState {
     players: room.players.map((p) => ({ ...p })),
     spectators: room.spectators.map((s) => ({ ...s })),
     readyPlayers: [...room.readyPlayers],
+    dropped: room.dropped.map((d) => ({ ...d })),
   };
+}
+
+/** `globalThis.sessionStorage` when the runtime has a usable one (browsers, Deno). */
+function defaultSessionStore(): SessionStore | undefined {
+  try {
+    const storage = (globalThis as { sessionStorage?: SessionStore }).sessionStorage;
+    return storage && typeof storage.getItem === "function" ? storage : undefined;
+  } catch {
+    return undefined; // Access can throw (sandboxed iframes, disabled storage).
+  }
+}
+
+/**
+ * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, EXTENSIONS.md E5) on the
+ * server at `url` (http(s) base URL or the ws(s) endpoint); resolves `null` for 404. Rejects
+ * with {@linkcode SignalFishError} for 429 (`RATE_LIMIT_EXCEEDED`) or 503, and with
+ * {@linkcode SignalFishConnectionError} when the server cannot be reached.
+ */
+export async function lookupRoom(
+  url: string | URL,
+  gameName: string,
+  roomCode: string,
+): Promise<RoomSummary | null> {
+  const base = new URL(endpointUrl(url));
+  base.protocol = base.protocol === "wss:" ? "https:" : "http:";
+  const target = new URL(
+    `/v2/rooms/${encodeURIComponent(gameName)}/${encodeURIComponent(roomCode)}`,
+    base,
+  );
+  let response: Response;
+  try {
+    response = await fetch(target, { headers: { accept: "application/json" } });
+  } catch (error) {
+    throw new SignalFishConnectionError(`Cannot reach ${target.origin}`, undefined, {
+      cause: error,
+    });
+  }
+  const body = await response.json().catch(() => undefined);
+  if (response.status === 404) return null;
+  if (!response.ok) {
+    throw new SignalFishError(
+      body?.error_code ?? "INTERNAL_ERROR",
+      body?.message ?? `HTTP ${response.status}`,
+      "Error",
+    );
+  }
+  return body as RoomSummary;
 }
 
 /** The refusal a message carries, if any (for the `error` event). */

@@ -7,8 +7,10 @@
  * @module
  */
 import type {
+  ConnectionFeature,
   ConnectionInfo,
   GameDataEncoding,
+  JoinCreateMode,
   ServerMessage,
   ServerMessageType,
 } from "../protocol/wire.ts";
@@ -44,6 +46,8 @@ export interface AuthenticateData {
   game_data_format?: GameDataEncoding;
   /** The app's shared secret, when the operator configured one (EXTENSIONS.md E7). */
   app_secret?: string;
+  /** Opt-in features of this connection, e.g. `["presence-events"]` (EXTENSIONS.md E10). */
+  features?: (ConnectionFeature | (string & Record<never, never>))[];
 }
 
 /** `JoinRoom` fields (PROTOCOL.md §5.2). */
@@ -58,6 +62,10 @@ export interface JoinRoomData {
   max_players?: number;
   /** Whether the room has an authority seat, when creating. @default true */
   supports_authority?: boolean;
+  /** Join-only (`"never"`), create-only (`"always"`) or v2 join-or-create (EXTENSIONS.md E9). */
+  create?: JoinCreateMode;
+  /** When creating: pass authority on when its holder's seat is released (EXTENSIONS.md E11). */
+  authority_handover?: boolean;
 }
 
 /** `JoinAsSpectator` fields (PROTOCOL.md §5.10). */

@@ -207,6 +207,21 @@ export class MemoryStore implements ClusterStore {
     });
   }
 
+  all(limit: number): Promise<DirectoryRecord[]> {
+    return this.#call(() => {
+      const records: DirectoryRecord[] = [];
+      for (const key of this.keys()) {
+        if (key.startsWith("room:")) records.push(this.#get<DirectoryRecord>(key)!);
+      }
+      records.sort((a, b) =>
+        a.createdAt - b.createdAt ||
+        (a.gameName < b.gameName ? -1 : a.gameName > b.gameName ? 1 : 0) ||
+        (a.roomCode < b.roomCode ? -1 : a.roomCode > b.roomCode ? 1 : 0)
+      );
+      return records.slice(0, Math.max(0, limit));
+    });
+  }
+
   async take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
     try {
       return await this.#call(() => {

@@ -153,6 +153,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
           lobby_state: "waiting",
           supports_authority: data.supports_authority ?? true,
           relay_type: "",
+          authority_handover: data.authority_handover ?? false,
         },
       };
       const claimed = await store.claim(record, caps, staleRecord);

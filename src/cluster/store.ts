@@ -280,6 +280,13 @@ if v == 'gone' then return {v, 0} end
 return {v, redis.call('EXISTS', ARGV[1] .. 'instance:' .. cjson.decode(v).home)}
 `);
 
+/** Order of listings: creation time, then game name, then code. */
+function oldestFirst(a: DirectoryRecord, b: DirectoryRecord): number {
+  return a.createdAt - b.createdAt ||
+    (a.gameName < b.gameName ? -1 : a.gameName > b.gameName ? 1 : 0) ||
+    (a.roomCode < b.roomCode ? -1 : a.roomCode > b.roomCode ? 1 : 0);
+}
+
 /** The `room-id:` value of a record. */
 function roomIdValue(record: DirectoryRecord): string {
   return JSON.stringify({
@@ -459,6 +466,38 @@ export class RedisStore implements ClusterStore {
       a.createdAt - b.createdAt || (a.roomCode < b.roomCode ? -1 : a.roomCode > b.roomCode ? 1 : 0)
     );
     return records.slice(0, limit);
+  }
+
+  /** Every room entry (SCAN of `room:` keys), oldest first (creation time, game, code). */
+  async all(limit: number): Promise<DirectoryRecord[]> {
+    if (limit <= 0) return [];
+    const pattern = `${this.#keys.prefix.replace(/[*?[\]\\]/g, "\\$&")}room:*`;
+    const records: DirectoryRecord[] = [];
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.#bounded(
+        this.#client.sendCommand<[string, string[]]>([
+          "SCAN",
+          cursor,
+          "MATCH",
+          pattern,
+          "COUNT",
+          "1000",
+        ]),
+        "scan",
+      );
+      cursor = String(next);
+      if (keys.length > 0) {
+        const values = await this.#bounded(
+          this.#client.sendCommand<(string | null)[]>(["MGET", ...keys.map(String)]),
+          "scan",
+        );
+        for (const value of values) {
+          if (value !== null && value !== undefined) records.push(JSON.parse(String(value)));
+        }
+      }
+    } while (cursor !== "0");
+    return records.sort(oldestFirst).slice(0, limit);
   }
 
   async take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {

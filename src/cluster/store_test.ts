@@ -42,6 +42,7 @@ function record(code: string, home = "a@00000001", overrides: Partial<DirectoryR
       lobby_state: "waiting",
       supports_authority: true,
       relay_type: "matchbox",
+      authority_handover: false,
     },
     ...overrides,
   } satisfies DirectoryRecord;

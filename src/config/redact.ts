@@ -43,18 +43,24 @@ export function redactValue(value: unknown, key?: string | number): unknown {
 /** True when the value at `path` may hold a secret, so its raw text must not be echoed. */
 export function holdsSecret(path: Path): boolean {
   const key = path.join(".");
-  return ["security.metrics_auth_token", "security.authorized_apps", "cluster.redis_url"]
+  return [
+    "security.metrics_auth_token",
+    "security.admin_token",
+    "security.authorized_apps",
+    "cluster.redis_url",
+  ]
     .some((secret) => secret === key || secret.startsWith(`${key}.`));
 }
 
 /**
- * Returns a copy of `config` with the secrets (`app_secret`, `metrics_auth_token`, the password of
+ * Returns a copy of `config` with the secrets (`app_secret`, `metrics_auth_token`, `admin_token`, the password of
  * `cluster.redis_url`) replaced by `"<redacted>"`; unset secrets stay `null`.
  */
 export function redactConfig(config: Config): Config {
   const copy = structuredClone(config);
   const { security, cluster } = copy;
   if (security.metrics_auth_token !== null) security.metrics_auth_token = REDACTED;
+  if (security.admin_token !== null) security.admin_token = REDACTED;
   for (const app of security.authorized_apps) {
     if (app.app_secret !== null) app.app_secret = REDACTED;
   }

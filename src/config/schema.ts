@@ -176,6 +176,10 @@ export const ConfigFields = z.strictObject({
     // Bind address (SERVER.md §1.1 note): all IPv4 interfaces by default; `deno task dev` passes
     // `--host 127.0.0.1`.
     host: bindHost.default("0.0.0.0"),
+    // Rooms survive a restart (single instance): snapshot path, null = off (README "Rooms
+    // survive a restart"); a larger file is refused at start and not written at shutdown.
+    state_file: nonEmptyText().nullable().default(null),
+    state_file_max_bytes: int(1024).default(67108864),
   }).prefault({}),
   rate_limit: z.strictObject({
     max_room_creations: int(1).default(5),
@@ -235,6 +239,8 @@ export const ConfigFields = z.strictObject({
     require_websocket_auth: bool(false),
     require_metrics_auth: bool(false),
     metrics_auth_token: nullableText(),
+    // EXTENSIONS.md E12: the operator console's bearer token (null = console off, 404).
+    admin_token: nullableText(),
     max_message_size: int(1024, 16777216).default(65536),
     max_connections_per_ip: int(1).default(10),
     // Per-IP limits count an IPv6 client by its network of this many bits (issue 14 item 10).
@@ -337,6 +343,9 @@ export type Path = readonly (string | number)[];
 /** One broken rule: the key it is reported against and the rule text. */
 export type Issue = { path: Path; message: string };
 
+/** Shortest accepted `security.admin_token` (EXTENSIONS.md E12). */
+export const MIN_ADMIN_TOKEN_LENGTH = 32;
+
 /** The §2.6 rules that relate two or more keys (single-key rules live in the schema). */
 export function crossFieldIssues(config: Config): Issue[] {
   const issues: Issue[] = [];
@@ -363,6 +372,13 @@ export function crossFieldIssues(config: Config): Issue[] {
       path: ["security", "require_metrics_auth"],
       message: "Metrics authentication is enabled but no credentials are configured " +
         "(set security.metrics_auth_token)",
+    });
+  }
+  if (security.admin_token !== null && security.admin_token.length < MIN_ADMIN_TOKEN_LENGTH) {
+    issues.push({
+      path: ["security", "admin_token"],
+      message: `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters (EXTENSIONS.md E12); ` +
+        "generate one with `openssl rand -hex 32`",
     });
   }
   if (tls.enabled) {

@@ -277,6 +277,7 @@ function record(
       lobby_state: "waiting",
       supports_authority: true,
       relay_type: "matchbox",
+      authority_handover: false,
     },
     ...rest,
   };
@@ -375,6 +376,28 @@ for (const impl of IMPLEMENTATIONS) {
         (await directory.list("orbit", limit)).map((r) => r.roomCode);
       deepEqual(await codes(10), ["AAAAAA", "DDDDDD", "EEEEEE"]);
       deepEqual(await codes(2), ["AAAAAA", "DDDDDD"]);
+    },
+  );
+
+  contract(
+    impl,
+    `RoomDirectory (%): all gives every room of every game, oldest first`,
+    async (cleanups) => {
+      const directory = await impl.directory(cleanups);
+      await directory.claim(record("AAAAAA"), CAPS);
+      await directory.claim(record("BBBBBB", { players: 0 }), CAPS);
+      await directory.claim(record("CCCCCC", { gameName: "other", home: "node-b" }), CAPS);
+      await directory.claim(record("DDDDDD"), CAPS);
+      await directory.release("orbit", "DDDDDD", "id-DDDDDD");
+      const rooms = async (limit: number) =>
+        (await directory.all(limit)).map((r) => `${r.gameName}/${r.roomCode}@${r.home}`);
+      deepEqual(await rooms(10), [
+        "orbit/AAAAAA@node-a",
+        "orbit/BBBBBB@node-a",
+        "other/CCCCCC@node-b",
+      ]);
+      deepEqual(await rooms(1), ["orbit/AAAAAA@node-a"]);
+      deepEqual(await rooms(0), []);
     },
   );
 

@@ -76,4 +76,9 @@ export interface RoomDirectory {
    * (EXTENSIONS.md E6). Read-only; a room conflicting with the entry of its code is left out.
    */
   list(gameName: string, limit: number): Awaitable<DirectoryRecord[]>;
+  /**
+   * Every room of every game, empty ones included, oldest first, at most `limit`: the
+   * operator's listing (EXTENSIONS.md E12), covering every node in a cluster. Read-only.
+   */
+  all(limit: number): Awaitable<DirectoryRecord[]>;
 }

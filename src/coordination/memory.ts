@@ -96,6 +96,15 @@ export class MemoryRoomDirectory implements RoomDirectory {
     return out;
   }
 
+  all(limit: number): DirectoryRecord[] {
+    const out: DirectoryRecord[] = [];
+    for (const record of this.#entries.values()) {
+      if (out.length >= limit) break;
+      out.push(record);
+    }
+    return out;
+  }
+
   #set(k: string, record: DirectoryRecord): void {
     this.#entries.set(k, record);
     this.#perGame.set(record.gameName, (this.#perGame.get(record.gameName) ?? 0) + 1);

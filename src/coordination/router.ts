@@ -18,7 +18,7 @@
  *
  * @module
  */
-import type { ConnId, RoomSummary } from "../engine/effects.ts";
+import type { ConnId, RoomDetail, RoomSummary } from "../engine/effects.ts";
 import type { ClientMessage } from "../protocol/messages.ts";
 import type { Awaitable } from "./awaitable.ts";
 import type { NodeId } from "./directory.ts";
@@ -52,13 +52,25 @@ export type Directive =
 /** Why an edge reports a connection gone (SERVER.md §8.4.4 `CLOSED`). */
 export type ClosedCause = "closed" | "switched" | "abandoned";
 
-/** An operator request for a room's home (EXTENSIONS.md E12; more actions join later). */
-export type RoomCommand = { kind: "inspect"; gameName: string; roomCode: string };
+/**
+ * An operator request for a room's home (EXTENSIONS.md E12); `roomCode` is upper-case.
+ * `inspect`: the lookup summary; `detail`: members, spectators, authority, age, rates;
+ * `close`: delete the room (reason `closed`); `remove_player`: take one seat away.
+ */
+export type RoomCommand =
+  | { kind: "inspect"; gameName: string; roomCode: string }
+  | { kind: "detail"; gameName: string; roomCode: string }
+  | { kind: "close"; gameName: string; roomCode: string }
+  | { kind: "remove_player"; gameName: string; roomCode: string; playerId: string };
 
-/** The home's answer to a {@linkcode RoomCommand}. */
+/**
+ * The home's answer to a {@linkcode RoomCommand}: the room's summary (before a `close` or
+ * `remove_player`, as it was), with `detail` for `detail`. `player_not_found`: the room has no
+ * such seat; `unreachable`: the home did not answer in time (cluster).
+ */
 export type CommandReply =
-  | { ok: true; summary: RoomSummary }
-  | { ok: false; reason: "not_found" | "unreachable" };
+  | { ok: true; summary: RoomSummary; detail?: RoomDetail }
+  | { ok: false; reason: "not_found" | "player_not_found" | "unreachable" };
 
 /** What a node's edge offers the router (frames and directives from homes). */
 export interface EdgeEndpoint {

@@ -42,6 +42,7 @@ export function roomSummary(room: Room): RoomSummary {
     lobby_state: room.lobbyState,
     supports_authority: room.supportsAuthority,
     relay_type: room.relayType,
+    authority_handover: room.authorityHandover,
   };
 }
 
@@ -89,6 +90,11 @@ export class HomeDirectory {
     if (appId !== undefined) this.#appRooms.add(appId, room.key);
     this.#roomsPerGame.set(room.gameName, this.gameCount(room.gameName) + 1);
     this.#meta.set(room.key, { createdAt: now, appId });
+  }
+
+  /** Creation time (ms) and creator's app of a room of this directory. */
+  meta(room: Room): { createdAt: number; appId?: string } {
+    return this.#meta.get(room.key) ?? { createdAt: 0 };
   }
 
   /** Removes a deleted room and its counts. */

@@ -47,6 +47,7 @@ Deno.test("Engine.lookup() and Engine.list() summarise rooms", () => {
     lobby_state: "waiting",
     supports_authority: true,
     relay_type: "matchbox",
+    authority_handover: false,
   });
   deepEqual(engine.list("orbit", 100).map((room) => room.room_code), ["ROOM01"]);
   deepEqual(engine.stats(), {

@@ -26,6 +26,40 @@ export interface RoomSummary {
   lobby_state: string;
   supports_authority: boolean;
   relay_type: string;
+  /** Whether authority passes on when its holder's seat is released (EXTENSIONS.md E11). */
+  authority_handover: boolean;
+}
+
+/** One seat as an operator sees it (EXTENSIONS.md E12). */
+export interface SeatDetail {
+  player_id: string;
+  name: string;
+  is_authority: boolean;
+  is_ready: boolean;
+  /** RFC 3339 with milliseconds. */
+  connected_at: string;
+  /** The connection dropped and the seat is held for a `Reconnect` (PROTOCOL.md §7.11.2). */
+  held: boolean;
+}
+
+/** A room in detail for operators (EXTENSIONS.md E12): the summary plus members and activity. */
+export interface RoomDetail extends RoomSummary {
+  room_id: string;
+  /** Creation time, ms since the epoch. */
+  created_at: number;
+  /** Age at the time of the answer, seconds. */
+  age_secs: number;
+  /** Seconds since the last room activity (PROTOCOL.md §7.12). */
+  idle_secs: number;
+  /** The authority holder's player id, or `null`. */
+  authority: string | null;
+  /** Player ids of ready seats, in readiness order. */
+  ready_players: string[];
+  members: SeatDetail[];
+  spectator_list: { id: string; name: string; connected_at: string }[];
+  /** Game messages members sent: since creation, and per second over the last 5 s window. */
+  messages_total: number;
+  messages_per_sec: number;
 }
 
 /** A room as the directory knows it (SERVER.md §8.3 `room:` entry). */
@@ -73,14 +107,15 @@ export type EngineEvent =
     gameName: string;
     roomCode: string;
     playerId: string;
-    reason: "leave" | "disconnect" | "expired" | "room_deleted";
+    reason: "leave" | "disconnect" | "expired" | "room_deleted" | "removed";
   }
   | {
     type: "room_deleted";
     gameName: string;
     roomCode: string;
     roomId: string;
-    reason: "empty" | "inactive";
+    /** `closed`: an operator closed it (EXTENSIONS.md E12). */
+    reason: "empty" | "inactive" | "closed";
   }
   | { type: "spectator_joined"; gameName: string; roomCode: string; spectatorId: string }
   | { type: "spectator_left"; gameName: string; roomCode: string; spectatorId: string }

@@ -14,18 +14,43 @@
  */
 import type { ClientMessage } from "../protocol/messages.ts";
 import { type EngineStats, HomeDirectory, type RoomSummary } from "./directory.ts";
-import { type ConnId, type DirectoryEntry, type Effect, error, send } from "./effects.ts";
+import {
+  type ConnId,
+  type DirectoryEntry,
+  type Effect,
+  error,
+  type RoomDetail,
+  send,
+} from "./effects.ts";
 import type { ConnectInfo, EngineOptions } from "./options.ts";
 import { type DisconnectLoss, Reconnection } from "./reconnection.ts";
+import { playerDisconnected } from "./presence.ts";
 import { Rooms } from "./rooms.ts";
+import {
+  buildSnapshot,
+  restoreSnapshot,
+  type RoomsSnapshot,
+  type SnapshotOutcome,
+  type SnapshotParts,
+} from "./snapshot.ts";
 import { type Session, Sessions } from "./sessions.ts";
 import { Spectators } from "./spectators.ts";
 
-export type { ConnId, DirectoryEntry, Effect, EngineEvent, RoomSummary } from "./effects.ts";
+export type {
+  ConnId,
+  DirectoryEntry,
+  Effect,
+  EngineEvent,
+  RoomDetail,
+  RoomSummary,
+  SeatDetail,
+} from "./effects.ts";
 export type { EngineStats } from "./directory.ts";
 export type { ConnectInfo, EngineOptions, SdkManifest } from "./options.ts";
 export type { DisconnectLoss } from "./reconnection.ts";
-export { CODE_ATTEMPTS } from "./rooms.ts";
+export { CODE_ATTEMPTS, MAINTENANCE_REASON } from "./rooms.ts";
+export type { RoomsSnapshot, SnapshotOutcome } from "./snapshot.ts";
+export { decodeSnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";
 
 /** The pure room engine (PROTOCOL.md §7). One instance owns every room of this process. */
 export class Engine {
@@ -204,7 +229,11 @@ export class Engine {
       if (!this.#options.enableReconnection) {
         return this.#reconnection.route(this.#rooms.releaseSeat(room, me, now, "disconnect"));
       }
-      return this.#reconnection.hold(room, me, id, now, loss);
+      const effects = this.#reconnection.hold(room, me, id, now, loss);
+      const hold = this.#reconnection.held(me)!;
+      if (session.presence) hold.presence = true;
+      effects.push(...playerDisconnected(this.#reconnection, room, me, hold.expiresAt, now));
+      return this.#reconnection.route(effects);
     }
     if (session.watching) {
       return this.#reconnection.route(
@@ -262,6 +291,84 @@ export class Engine {
     return this.#directory.list(gameName, limit);
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Operator actions (EXTENSIONS.md E12)
+
+  /**
+   * Maintenance mode: while true, a `JoinRoom` that would create a room answers
+   * `RoomJoinFailed{reason: "Server is in maintenance", error_code: "SERVICE_UNAVAILABLE"}`;
+   * joins of existing rooms, spectating and reconnecting go on.
+   */
+  get maintenance(): boolean {
+    return this.#rooms.maintenance;
+  }
+
+  set maintenance(on: boolean) {
+    this.#rooms.maintenance = on;
+  }
+
+  /**
+   * A room homed here in detail at `now` (ms): summary, seats (held ones marked), spectators,
+   * authority, ready set, age and message rate. `code` must be upper-case.
+   */
+  roomDetail(gameName: string, code: string, now: number): RoomDetail | undefined {
+    const room = this.#directory.get(gameName, code);
+    if (!room) return undefined;
+    const summary = this.#directory.lookup(gameName, code)!;
+    const rate = room.messageRate(now);
+    // The directory keeps the creation time (a room restored from a snapshot keeps its own).
+    const createdAt = this.#directory.meta(room).createdAt;
+    return {
+      ...summary,
+      room_id: room.id,
+      created_at: createdAt,
+      age_secs: Math.max(0, Math.floor((now - createdAt) / 1000)),
+      idle_secs: Math.max(0, Math.floor((now - room.lastActivity) / 1000)),
+      authority: room.authority,
+      ready_players: [...room.ready],
+      members: [...room.seats.values()].map((seat) => ({
+        player_id: seat.id,
+        name: seat.name,
+        is_authority: room.authority === seat.id,
+        is_ready: room.ready.has(seat.id),
+        connected_at: seat.connectedAt,
+        held: this.#reconnection.held(seat.id) !== undefined,
+      })),
+      spectator_list: room.spectatorInfos(),
+      messages_total: rate.total,
+      messages_per_sec: rate.perSecond,
+    };
+  }
+
+  /**
+   * Closes a room for an operator (EXTENSIONS.md E12): members get `RoomLeft`, spectators
+   * `SpectatorLeft{room_closed}`, tokens then fail with `RECONNECTION_FAILED`. Returns the
+   * effects, or `undefined` when no such room is homed here. `code` must be upper-case.
+   */
+  closeRoom(gameName: string, code: string, now: number): Effect[] | undefined {
+    const room = this.#directory.get(gameName, code);
+    if (!room) return undefined;
+    return this.#reconnection.route(this.#rooms.closeRoom(room, now));
+  }
+
+  /**
+   * Removes one player for an operator (EXTENSIONS.md E12): they get `RoomLeft`, the others
+   * `PlayerLeft`, their token is invalidated. Returns the effects, or which of room and player
+   * was not found. `code` must be upper-case.
+   */
+  removePlayer(
+    gameName: string,
+    code: string,
+    playerId: string,
+    now: number,
+  ): Effect[] | "room_not_found" | "player_not_found" {
+    const room = this.#directory.get(gameName, code);
+    if (!room) return "room_not_found";
+    // Route before the seat goes: a live player's RoomLeft must reach its connection.
+    const effects = this.#rooms.removePlayer(room, playerId, now);
+    return effects ? this.#reconnection.route(effects) : "player_not_found";
+  }
+
   /** Live counts of rooms, seats, spectators and connections. */
   stats(): EngineStats {
     const { players, spectators } = this.#directory.members();
@@ -272,6 +379,36 @@ export class Engine {
       connections: this.#sessions.size,
       heldSeats: this.#reconnection.heldSeats,
       eventsBuffered: this.#reconnection.eventsBuffered,
+    };
+  }
+
+  /**
+   * A snapshot of every room at `now` (ms) for a restart (SERVER.md §2.7 `state_file`): rooms,
+   * seats, authority, ready sets, spectators, token digests and replay buffers
+   * (`snapshot.ts`). Needs `EngineOptions.tokenDigest`.
+   */
+  snapshot(now: number): RoomsSnapshot {
+    return buildSnapshot(this.#snapshotParts(), now);
+  }
+
+  /**
+   * Restores a decoded snapshot into this engine, which must have no rooms, at `now` (ms): every
+   * seat held for the reconnection window, resumable with its token. All or nothing; returns
+   * the counts and the `directory` effects publishing the rooms (apply them like any effects),
+   * or the reason nothing was restored (`snapshot.ts`).
+   */
+  restore(
+    snapshot: RoomsSnapshot,
+    now: number,
+  ): SnapshotOutcome<{ rooms: number; seats: number; effects: Effect[] }> {
+    return restoreSnapshot(this.#snapshotParts(), snapshot, now);
+  }
+
+  #snapshotParts(): SnapshotParts {
+    return {
+      options: this.#options,
+      directory: this.#directory,
+      reconnection: this.#reconnection,
     };
   }
 

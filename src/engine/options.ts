@@ -64,6 +64,12 @@ export interface EngineOptions {
   eventBufferMaxBytes: number;
   /** Returns a fresh reconnection token: 32 random bytes, base64url (PROTOCOL.md §7.11.1). */
   newToken: () => string;
+  /**
+   * One-way digest of a reconnection token (e.g. SHA-256, base64url), so a snapshot of the
+   * rooms holds no token (SERVER.md §2.7 `state_file`). Required by `Engine.snapshot` and
+   * `Engine.restore`. @default undefined
+   */
+  tokenDigest?: (token: string) => string;
   /** App authentication (SERVER.md §3.1). @default undefined (auth disabled, §3.2) */
   auth?: AuthOptions;
   /**

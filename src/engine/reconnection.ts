@@ -30,6 +30,11 @@ export interface Hold {
   bytes: number;
   /** Some message for this seat was lost (EXTENSIONS.md E3). */
   truncated: boolean;
+  /**
+   * The dropped connection had opted in to presence events (EXTENSIONS.md E10), so
+   * `PlayerDisconnected` of others is buffered for this seat. @default false
+   */
+  presence?: boolean;
 }
 
 /** What the server remembers of one issued reconnection token (PROTOCOL.md §7.11.1). */
@@ -42,6 +47,11 @@ interface TokenRecord {
   state: "valid" | "used" | "superseded" | "left" | "expired" | "room_gone";
   /** When it stopped being valid, ms (records are forgotten a window later). */
   invalidSince: number;
+  /**
+   * Restored from a snapshot (SERVER.md §2.7 `state_file`): only the token's digest is known
+   * (`token` is then empty) and a presented token is compared by its digest.
+   */
+  readonly digest?: string;
 }
 
 /** Why a connection went away, as far as the replay buffer is concerned (SERVER.md §5.2). */
@@ -146,6 +156,14 @@ export class Reconnection {
    */
   roomGone(playerId: string, now: number): boolean {
     this.invalidateToken(playerId, "room_gone", now);
+    return this.dropHold(playerId);
+  }
+
+  /**
+   * Drops `playerId`'s held seat and its replay buffer without releasing the seat (an operator
+   * removes the player, EXTENSIONS.md E12). Returns true when the seat was held.
+   */
+  dropHold(playerId: string): boolean {
     const hold = this.#holds.get(playerId);
     if (!hold) return false;
     this.#holds.delete(playerId);
@@ -345,10 +363,77 @@ export class Reconnection {
   /** The record of `token` among `playerId`'s, compared in constant time. */
   #findToken(playerId: string, token: string): TokenRecord | undefined {
     let found: TokenRecord | undefined;
+    let digest: string | undefined;
     for (const record of this.#tokens.get(playerId) ?? []) {
-      if (secretEquals(record.token, token)) found = record;
+      if (record.digest !== undefined) {
+        digest ??= this.#digest(token);
+        if (secretEquals(record.digest, digest)) found = record;
+      } else if (secretEquals(record.token, token)) found = record;
     }
     return found;
+  }
+
+  #digest(token: string): string {
+    const digest = this.#options.tokenDigest;
+    if (!digest) throw new TypeError("EngineOptions.tokenDigest is required for snapshots");
+    return digest(token);
+  }
+
+  /**
+   * The digest of the seat's valid token and the app it is bound to, for a snapshot (SERVER.md
+   * §2.7 `state_file`); `undefined` when the seat has no valid token. Tokens never leave here.
+   */
+  validTokenDigest(playerId: string): { digest: string; appId?: string } | undefined {
+    for (const record of this.#tokens.get(playerId) ?? []) {
+      if (record.state !== "valid") continue;
+      const digest = record.digest ?? this.#digest(record.token);
+      return record.appId === undefined ? { digest } : { digest, appId: record.appId };
+    }
+    return undefined;
+  }
+
+  /**
+   * Puts a seat restored from a snapshot on hold until `now + reconnectionWindowMs`, with its
+   * replay buffer (`frames`, serialised server messages in order) and, when `digest` is given,
+   * a valid token record known by its digest, bound to `appId` (SERVER.md §2.7 `state_file`).
+   */
+  restoreHold(
+    room: Room,
+    playerId: string,
+    seat: {
+      digest?: string;
+      appId?: string;
+      frames: readonly string[];
+      truncated: boolean;
+      presence: boolean;
+    },
+    now: number,
+  ): void {
+    const hold: Hold = {
+      room,
+      playerId,
+      conn: playerId,
+      expiresAt: now + this.#options.reconnectionWindowMs,
+      frames: [...seat.frames],
+      sizes: seat.frames.map(utf8Length),
+      bytes: 0,
+      truncated: seat.truncated,
+    };
+    hold.bytes = hold.sizes.reduce((sum, size) => sum + size, 0);
+    if (seat.presence) hold.presence = true;
+    this.#holds.set(playerId, hold);
+    this.#heldByConn.set(playerId, hold);
+    if (seat.digest === undefined) return;
+    const record: TokenRecord = {
+      playerId,
+      token: "",
+      digest: seat.digest,
+      room,
+      appId: seat.appId,
+      state: "valid",
+      invalidSince: 0,
+    };
+    this.#tokens.set(playerId, [record]);
   }
 
   /**

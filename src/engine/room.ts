@@ -42,9 +42,14 @@ export interface RoomInit {
   maxPlayers: number;
   supportsAuthority: boolean;
   relayType: string;
+  /** Pass authority on when its holder's seat is released (EXTENSIONS.md E11). @default false */
+  authorityHandover?: boolean;
   /** Creation time in ms since the epoch (first activity). */
   now: number;
 }
+
+/** Width of the windows a room's message rate is measured over, ms (EXTENSIONS.md E12). */
+export const RATE_WINDOW_MS = 5000;
 
 /** Directory key of a room: rooms are keyed by `(game_name, ROOM_CODE)` (PROTOCOL.md §7.2.2). */
 export function roomKey(gameName: string, code: string): string {
@@ -60,6 +65,8 @@ export class Room {
   readonly maxPlayers: number;
   readonly supportsAuthority: boolean;
   readonly relayType: string;
+  /** `JoinRoom.authority_handover` of the creator (EXTENSIONS.md E11). */
+  readonly authorityHandover: boolean;
   readonly #seats = new Map<string, Seat>();
   readonly #spectators = new Map<ConnId, Spectator>();
   /**
@@ -75,6 +82,8 @@ export class Room {
   lastActivity: number;
   /** When the last seat was released, ms; `null` while the room has seats. */
   emptySince: number | null = null;
+  /** Game messages (text and binary) its members sent: all time, this window, the last one. */
+  #messages = { total: 0, window: 0, previous: 0, windowStart: 0 };
 
   /** Creates an empty room; the creator is seated by the engine. */
   constructor(init: RoomInit) {
@@ -85,7 +94,38 @@ export class Room {
     this.maxPlayers = init.maxPlayers;
     this.supportsAuthority = init.supportsAuthority;
     this.relayType = init.relayType;
+    this.authorityHandover = init.authorityHandover ?? false;
     this.lastActivity = init.now;
+    this.#messages.windowStart = init.now;
+  }
+
+  /** Counts one game message sent by a member at `now` (ms), for the operator's rates. */
+  noteMessage(now: number): void {
+    this.#roll(now);
+    this.#messages.window++;
+    this.#messages.total++;
+  }
+
+  /**
+   * Game messages sent by members: `total` since creation and `perSecond` over the last full
+   * window of {@linkcode RATE_WINDOW_MS} before `now` (0 when the room was quiet in it).
+   */
+  messageRate(now: number): { total: number; perSecond: number } {
+    this.#roll(now);
+    return {
+      total: this.#messages.total,
+      perSecond: this.#messages.previous / (RATE_WINDOW_MS / 1000),
+    };
+  }
+
+  #roll(now: number): void {
+    const messages = this.#messages;
+    const elapsed = now - messages.windowStart;
+    if (elapsed < RATE_WINDOW_MS) return;
+    // One window later the current count becomes the last one; longer ago, both are stale.
+    messages.previous = elapsed < 2 * RATE_WINDOW_MS ? messages.window : 0;
+    messages.window = 0;
+    messages.windowStart = now - (elapsed % RATE_WINDOW_MS);
   }
 
   /** Seats by player id, in the order they were taken (change with the methods below). */

@@ -28,8 +28,13 @@ import { checkGameName, checkPlayerName, checkRoomCode, nameKey } from "./valida
 /** Attempts at a unique generated room code before giving up (PROTOCOL.md §7.2.3). */
 export const CODE_ATTEMPTS = 16;
 
+/** What `JoinRoom` gets while no room may be created (EXTENSIONS.md E12 maintenance). */
+export const MAINTENANCE_REASON = "Server is in maintenance";
+
 /** The room rules of one engine over the rooms of its {@linkcode HomeDirectory}. */
 export class Rooms {
+  /** No new rooms: a `JoinRoom` that would create one is refused (EXTENSIONS.md E12). */
+  maintenance = false;
   readonly #options: EngineOptions;
   readonly #directory: HomeDirectory;
   readonly #sessions: Sessions;
@@ -55,7 +60,9 @@ export class Rooms {
   joinRoom(session: Session, data: ClientData<"JoinRoom">, now: number): Effect[] {
     const options = this.#options;
     const id = session.playerId;
-    const creating = data.room_code === undefined;
+    const mode = data.create ?? "if_missing";
+    // "never" without a code is a join attempt that fails at the code check (EXTENSIONS.md E9).
+    const creating = data.room_code === undefined && mode !== "never";
     const limited = this.#sessions.takeToken(session, creating ? "create" : "join", now);
     if (limited) {
       return [...joinFailed(id, limited.reason, "RATE_LIMIT_EXCEEDED", creating), limited.event];
@@ -86,14 +93,26 @@ export class Rooms {
       return joinFailed(id, "Already in a room", "ALREADY_IN_ROOM", creating);
     }
 
+    if (data.room_code === undefined && mode === "never") {
+      return joinFailed(id, "Room code is required to join", "INVALID_ROOM_CODE", false);
+    }
     if (data.room_code !== undefined) {
       const codeProblem = checkRoomCode(data.room_code, options.roomCodeLength);
       if (codeProblem) return joinFailed(id, codeProblem, "INVALID_ROOM_CODE", creating);
       const room = this.#directory.get(data.game_name, data.room_code.toUpperCase());
-      if (room) return this.#joinExisting(session, room, data.player_name, now);
+      if (room) {
+        if (mode === "always") {
+          return joinFailed(id, "Room code already in use", "ROOM_CREATION_FAILED", true);
+        }
+        return this.#joinExisting(session, room, data.player_name, now);
+      }
+      if (mode === "never") return joinFailed(id, "Room not found", "ROOM_NOT_FOUND", false);
     }
 
     // Creating: with the requested code (join-or-create) or a generated one.
+    if (this.maintenance) {
+      return joinFailed(id, MAINTENANCE_REASON, "SERVICE_UNAVAILABLE", true);
+    }
     if (!creating) {
       const limitedCreate = this.#sessions.takeToken(session, "create", now);
       if (limitedCreate) {
@@ -163,6 +182,7 @@ export class Rooms {
       relayType: Object.hasOwn(options.relayTypeByGame, data.game_name)
         ? options.relayTypeByGame[data.game_name]!
         : options.defaultRelayType,
+      authorityHandover: data.authority_handover ?? false,
       now,
     });
     this.#directory.add(room, session.app?.appId, now);
@@ -278,7 +298,7 @@ export class Rooms {
     room: Room,
     playerId: string,
     now: number,
-    reason: "leave" | "disconnect" | "expired",
+    reason: "leave" | "disconnect" | "expired" | "removed",
   ): Effect[] {
     const wasFull = room.lobbyState !== "waiting";
     room.removeSeat(playerId);
@@ -298,8 +318,9 @@ export class Rooms {
       effects.push(send(members, { type: "PlayerLeft", data: { player_id: playerId } }));
     }
     if (room.authority === playerId) {
-      room.authority = null;
-      if (members.length > 0) {
+      room.authority = room.authorityHandover ? this.#successor(room) : null;
+      if (room.authority !== null) effects.push(...this.#authorityChanged(room));
+      else if (members.length > 0) {
         effects.push(send(members, {
           type: "AuthorityChanged",
           data: { authority_player: null, you_are_authority: false },
@@ -320,7 +341,7 @@ export class Rooms {
    * `SpectatorLeft{room_closed}`, held seats are dropped, tokens become `room_gone`, and the
    * directory entry is released.
    */
-  deleteRoom(room: Room, reason: "empty" | "inactive", now: number): Effect[] {
+  deleteRoom(room: Room, reason: "empty" | "inactive" | "closed", now: number): Effect[] {
     this.#directory.remove(room);
     const effects: Effect[] = [event({
       type: "room_deleted",
@@ -366,6 +387,33 @@ export class Rooms {
     return effects;
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Operator actions (EXTENSIONS.md E12)
+
+  /**
+   * Closes `room` for an operator: the deletion of PROTOCOL.md §7.12 with reason `closed`
+   * (members `RoomLeft`, spectators `SpectatorLeft{room_closed}`, tokens `room_gone` so a later
+   * `Reconnect` fails with `RECONNECTION_FAILED`, directory entry released).
+   */
+  closeRoom(room: Room, now: number): Effect[] {
+    return this.deleteRoom(room, "closed", now);
+  }
+
+  /**
+   * Removes player `playerId` from `room` for an operator: a live player gets `RoomLeft`, a held
+   * seat is dropped with its replay buffer; the token becomes invalid (`left`, so `Reconnect`
+   * answers `RECONNECTION_TOKEN_INVALID`), then the seat release sequence tells the others
+   * (`PlayerLeft`, PROTOCOL.md §7.3.3). Returns `undefined` when no such seat is in the room.
+   */
+  removePlayer(room: Room, playerId: string, now: number): Effect[] | undefined {
+    if (!room.seats.has(playerId)) return undefined;
+    const held = this.#reconnection.dropHold(playerId);
+    this.#reconnection.invalidateToken(playerId, "left", now);
+    const effects: Effect[] = held ? [] : [send(playerId, { type: "RoomLeft" })];
+    effects.push(...this.releaseSeat(room, playerId, now, "removed"));
+    return effects;
+  }
+
   /**
    * The room part of the maintenance sweep (PROTOCOL.md §7.12, SERVER.md §4.2): deletes rooms
    * empty for `emptyRoomTimeoutMs` and rooms with seats inactive for `inactiveRoomTimeoutMs`.
@@ -408,9 +456,11 @@ export class Rooms {
         return [error(session.playerId, "Target player is not in this room", "INVALID_INPUT")];
       }
       room.lastActivity = now;
+      room.noteMessage(now);
       return [send(target, message), event({ type: "game_data", recipients: 1 })];
     }
     room.lastActivity = now;
+    room.noteMessage(now);
     const recipients = room.membersExcept(session.playerId);
     const relayed = event({ type: "game_data", recipients: recipients.length });
     return recipients.length > 0 ? [send(recipients, message), relayed] : [relayed];
@@ -427,6 +477,7 @@ export class Rooms {
     const room = session.playing;
     if (!room) return [];
     room.lastActivity = now;
+    room.noteMessage(now);
     const binaryTo: ConnId[] = [];
     const textTo: ConnId[] = [];
     // undefined: not converted yet; null: the payload has no JSON form.
@@ -505,6 +556,20 @@ export class Rooms {
       room.authority = null;
     }
     return [granted, ...this.#authorityChanged(room)];
+  }
+
+  /**
+   * Who takes authority when its holder's seat is released in a room created with
+   * `authority_handover` (EXTENSIONS.md E11): the connected player seated longest, else the
+   * held seat seated longest, else nobody. Seats are kept in the order they were taken.
+   */
+  #successor(room: Room): string | null {
+    let heldFirst: string | null = null;
+    for (const playerId of room.seats.keys()) {
+      if (!this.#reconnection.held(playerId)) return playerId;
+      heldFirst ??= playerId;
+    }
+    return heldFirst;
   }
 
   /** `AuthorityChanged` to every member, personalised for the holder (PROTOCOL.md §7.5). */

@@ -6,12 +6,14 @@
  *
  * @module
  */
-import type {
-  ClientData,
-  GameDataEncoding,
-  PlayerNameRules,
-  ServerMessage,
+import {
+  type ClientData,
+  type GameDataEncoding,
+  type PlayerNameRules,
+  PRESENCE_EVENTS,
+  type ServerMessage,
 } from "../protocol/messages.ts";
+import type { ConnectionFeature } from "../protocol/wire.ts";
 import { AppRegistry, type AuthFailure, type AuthorizedApp, rateLimitInfo } from "./app_auth.ts";
 import { type ConnId, type Effect, error, event, send } from "./effects.ts";
 import type { ConnectInfo, EngineOptions } from "./options.ts";
@@ -47,6 +49,11 @@ export interface Session {
   authenticateAnswered: boolean;
   /** Negotiated game-data format (PROTOCOL.md §7.1.5). */
   format: "json" | "message_pack";
+  /**
+   * Opted in to presence events with `Authenticate.features` (EXTENSIONS.md E10); absent =
+   * false. Belongs to the connection, not the seat.
+   */
+  presence?: boolean;
   /** The room this connection is a player of, if any (its binding, SERVER.md §8.4.2). */
   playing?: Room;
   /** The room this connection spectates, if any (exclusive with `playing`). */
@@ -168,20 +175,34 @@ export class Sessions {
         "UNSUPPORTED_GAME_DATA_FORMAT",
       ));
     }
+    const authenticated: Extract<ServerMessage, { type: "Authenticated" }>["data"] = session.app
+      ? {
+        app_name: session.app.appName,
+        rate_limits: rateLimitInfo(session.app.rateLimitPerMinute),
+      }
+      : { app_name: "default", rate_limits: { ...DEFAULT_RATE_LIMITS } };
+    if (data.features !== undefined) authenticated.features = this.#acceptFeatures(session, data);
     effects.push(
-      send(session.playerId, {
-        type: "Authenticated",
-        data: session.app
-          ? {
-            app_name: session.app.appName,
-            rate_limits: rateLimitInfo(session.app.rateLimitPerMinute),
-          }
-          : { app_name: "default", rate_limits: { ...DEFAULT_RATE_LIMITS } },
-      }),
+      send(session.playerId, { type: "Authenticated", data: authenticated }),
       send(session.playerId, { type: "ProtocolInfo", data: this.#protocolInfo(data, supported) }),
       event({ type: "authenticated", appId: session.app?.appId, connectionId: session.id }),
     );
     return effects;
+  }
+
+  /**
+   * `Authenticate.features` (EXTENSIONS.md E10): accepts `presence-events` when reconnection is
+   * enabled (there are no held seats otherwise) and ignores every other string. Returns the
+   * accepted list for `Authenticated.features`.
+   */
+  #acceptFeatures(
+    session: Session,
+    data: ClientData<"Authenticate">,
+  ): ConnectionFeature[] {
+    const presence = this.#options.enableReconnection &&
+      (data.features ?? []).includes(PRESENCE_EVENTS);
+    if (presence) session.presence = true;
+    return presence ? [PRESENCE_EVENTS] : [];
   }
 
   /**

@@ -97,6 +97,17 @@ export class KeyedBuckets {
     return takeFrom(level, this.capacity, this.windowMs, now);
   }
 
+  /**
+   * Whether `key` could take a token at `now` (ms), without taking one or remembering the key:
+   * `{ ok: true }`, or when one will be available (EXTENSIONS.md E12 checks a client IP's
+   * bucket of failed operator logins before looking at the token).
+   */
+  check(key: string, now: number): Take {
+    const level = this.#levels.get(key);
+    if (!level) return TAKEN;
+    return takeFrom({ ...level }, this.capacity, this.windowMs, now);
+  }
+
   /** Forgets every bucket that has been full for longer than `windowMs` at `now` (ms). */
   sweep(now: number): void {
     for (const [key, level] of this.#levels) {

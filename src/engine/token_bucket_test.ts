@@ -102,3 +102,16 @@ Deno.test("RateLimits keeps separate creation and join buckets per IP", () => {
   );
   equal(joinLimitReason(1), "Join attempt rate limit exceeded. Try again in 1 seconds.");
 });
+
+Deno.test("KeyedBuckets.check() tells whether a take would succeed without taking", () => {
+  const buckets = new KeyedBuckets(2, 60_000);
+  deepEqual(buckets.check("a", 0), { ok: true });
+  equal(buckets.size, 0, "checking remembers nothing");
+  buckets.take("a", 0);
+  deepEqual(buckets.check("a", 0), { ok: true });
+  deepEqual(buckets.check("a", 0), { ok: true }, "a check takes nothing");
+  buckets.take("a", 0);
+  deepEqual(buckets.check("a", 0), { ok: false, retryAfterSecs: 30 });
+  deepEqual(buckets.check("a", 30_000), { ok: true });
+  deepEqual(buckets.check("b", 0), { ok: true }, "keys are separate");
+});

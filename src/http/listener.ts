@@ -113,6 +113,48 @@ function peerKey(address: string | undefined): string {
 
 const STATUS_TEXT = http.STATUS_CODES;
 
+/** A Server-Sent Events answer (EXTENSIONS.md E12): written as it comes, not buffered whole. */
+function isEventStream(response: Response): boolean {
+  return response.headers.get("content-type")?.startsWith("text/event-stream") ?? false;
+}
+
+/**
+ * Writes a streamed body chunk by chunk, pulling the next chunk only when the socket has taken
+ * the last one (`drain`): a slow reader stops the pulls, so the producer sees its own queue fill
+ * and can drop the stream. Ends with the stream; a failed stream or a closed socket destroys the
+ * other side.
+ */
+async function streamBody(response: Response, res: http.ServerResponse): Promise<void> {
+  const reader = response.body!.getReader();
+  res.once("close", () => reader.cancel().catch(() => {}));
+  if (res.destroyed) return;
+  const headers: string[] = [];
+  response.headers.forEach((value, name) => headers.push(name, value));
+  res.writeHead(response.status, response.statusText || STATUS_TEXT[response.status], headers);
+  res.flushHeaders();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || res.destroyed) break;
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const settle = () => {
+            res.off("drain", settle);
+            res.off("close", settle);
+            resolve();
+          };
+          res.on("drain", settle);
+          res.on("close", settle);
+        });
+      }
+    }
+    if (!res.destroyed) res.end();
+  } catch {
+    // The producer dropped the stream (a slow reader) or it failed: cut the connection.
+    res.destroy();
+  }
+}
+
 /** Accept-loop liveness check period and how long a probe may wait to be accepted, ms. */
 const WATCH_INTERVAL_MS = 1_000;
 const WATCH_TIMEOUT_MS = 2_000;
@@ -221,7 +263,18 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       const host = headers.get("host") ?? `${options.hostname}:${addr.port}`;
       const target = message.url ?? "/";
       if (!target.startsWith("/")) return undefined;
-      return new Request(`${scheme}://${host}${target}`, { method: message.method, headers });
+      const method = message.method ?? "GET";
+      // A body only where one may come (the operator API's PUT, EXTENSIONS.md E12); the
+      // handler reads what it needs and caps it, node discards the rest.
+      const body = method === "GET" || method === "HEAD" ? undefined : ReadableStream.from(
+        message as AsyncIterable<Uint8Array>,
+      );
+      return new Request(`${scheme}://${host}${target}`, {
+        method,
+        headers,
+        body,
+        ...(body ? { duplex: "half" } : {}),
+      });
     } catch {
       return undefined;
     }
@@ -245,6 +298,10 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     const response = request
       ? await handle(request, message.socket)
       : new Response("Bad Request", { status: 400 });
+    if (response.body !== null && isEventStream(response)) {
+      await streamBody(response, res);
+      return;
+    }
     const headers: string[] = [];
     response.headers.forEach((value, name) => headers.push(name, value));
     const body = response.body === null

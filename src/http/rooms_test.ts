@@ -41,6 +41,7 @@ Deno.test("roomRoutes() lookup: 200 summary, case-insensitive code, 404 otherwis
     lobby_state: "waiting",
     supports_authority: true,
     relay_type: "matchbox",
+    authority_handover: false,
   });
   const missing = (await get("/v2/rooms/orbit/ROOM02", "198.51.100.1"))!;
   equal(missing.status, 404);

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Awaitable } from "../coordination/awaitable.ts";
+import { type AdminRoutes, isAdminPath } from "./admin.ts";
 import { peerIp } from "./admission.ts";
 import { Cors } from "./cors.ts";
 import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
@@ -32,6 +33,11 @@ export interface RouteContext extends UpgradeContext {
    * `/v2/health` answers 503 (SERVER.md §8.5.5). @default always healthy
    */
   isHealthy?: () => boolean;
+  /**
+   * The operator API and console (EXTENSIONS.md E12, `./admin.ts`), when `security.admin_token`
+   * is set. @default undefined (every `/admin…` path is an unknown path)
+   */
+  adminRoutes?: AdminRoutes;
 }
 
 /** An HTTP handler for `Deno.serve`. */
@@ -99,8 +105,19 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
       methods: "GET",
       handle: (request, path) => context.metrics && serveMetrics(request, path, context.metrics),
     },
+    context.adminRoutes !== undefined && {
+      paths: "/admin, /admin/…, /admin/api/… (EXTENSIONS.md E12)",
+      matches: isAdminPath,
+      methods: "own",
+      handle: (request, path, info) =>
+        context.adminRoutes?.handle(
+          request,
+          path,
+          peerIp(request, info, options.trustedProxies, options.ipv6PrefixLength),
+        ),
+    },
     {
-      paths: "/, /demo.js, /client.js",
+      paths: "/, /demo.js, /client.js, /favicon.svg",
       matches: isStaticPath,
       methods: "GET",
       handle: serveStatic,
@@ -111,17 +128,24 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
 
 /**
  * Builds the request handler: CORS preflights, then the first row of the route table whose paths
- * match, else the plain-text 404 (SERVER.md §1.2); CORS headers on every response but an upgrade.
+ * match, else the plain-text 404 (SERVER.md §1.2); CORS headers on every response but an upgrade
+ * and the operator routes' (same origin only, EXTENSIONS.md E12).
  */
 export function createHandler(context: RouteContext, options: RouteOptions): Handler {
   const cors = new Cors(options.corsOrigins);
   const table = routeTable(context, options, cors);
 
-  function route(request: Request, info: Deno.ServeHandlerInfo): Awaitable<Response> {
-    if (request.method === "OPTIONS" && request.headers.has("access-control-request-method")) {
-      return cors.preflight(request);
-    }
-    const path = new URL(request.url).pathname;
+  const admin = context.adminRoutes !== undefined;
+
+  function route(
+    request: Request,
+    path: string,
+    info: Deno.ServeHandlerInfo,
+  ): Awaitable<Response> {
+    // The operator routes are same-origin only (EXTENSIONS.md E12): no preflight answer.
+    const preflight = request.method === "OPTIONS" &&
+      request.headers.has("access-control-request-method");
+    if (preflight && !(admin && isAdminPath(path))) return cors.preflight(request);
     const row = table.find((route) => route.matches(path));
     if (!row) return notFound();
     if (row.methods === "GET" && request.method !== "GET" && request.method !== "HEAD") {
@@ -138,7 +162,9 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     return response;
   };
   return (request, info) => {
-    const response = route(request, info);
+    const path = new URL(request.url).pathname;
+    const response = route(request, path, info);
+    if (admin && isAdminPath(path)) return response;
     // Room routes answer later when the directory is remote (SERVER.md §8.4.3).
     return response instanceof Promise
       ? response.then((answer) => withCors(request, answer))

@@ -1,14 +1,15 @@
 /**
- * The browser files the server serves beside the protocol: the demo page at `/`, its script and
- * the bundled client library at `/client.js` (built by `deno task bundle`). They are text imports
- * of `static/`, part of the module graph: serving them needs no file system access and a compiled
- * binary carries them.
+ * The browser files the server serves beside the protocol: the demo page at `/`, its script, its
+ * icon (`/favicon.svg`) and the bundled client library at `/client.js` (built by
+ * `deno task bundle`). They are text imports of `static/`, part of the module graph: serving them
+ * needs no file system access and a compiled binary carries them.
  *
  * @module
  */
 import { methodNotAllowed, notFound } from "./responses.ts";
 import clientJs from "../../static/client.js" with { type: "text" };
 import demoJs from "../../static/demo.js" with { type: "text" };
+import faviconSvg from "../../static/favicon.svg" with { type: "text" };
 import indexHtml from "../../static/index.html" with { type: "text" };
 
 /** File name in `static/` → its text. */
@@ -16,6 +17,7 @@ const STATIC_ASSETS: Readonly<Record<string, string>> = {
   "index.html": indexHtml,
   "client.js": clientJs,
   "demo.js": demoJs,
+  "favicon.svg": faviconSvg,
 };
 
 /** URL path → file in `static/` and its media type. */
@@ -24,6 +26,7 @@ const FILES: ReadonlyMap<string, { file: string; type: string }> = new Map([
   ["/index.html", { file: "index.html", type: "text/html; charset=utf-8" }],
   ["/client.js", { file: "client.js", type: "text/javascript; charset=utf-8" }],
   ["/demo.js", { file: "demo.js", type: "text/javascript; charset=utf-8" }],
+  ["/favicon.svg", { file: "favicon.svg", type: "image/svg+xml" }],
 ]);
 
 interface Loaded {
@@ -57,6 +60,44 @@ function load(file: string): Loaded | null {
 /** True when `path` names one of the static files. */
 export function isStaticPath(path: string): boolean {
   return FILES.has(path);
+}
+
+/** An in-memory asset: its bytes and validator ({@linkcode asset}). */
+export interface Asset {
+  readonly body: Uint8Array<ArrayBuffer>;
+  readonly etag: string;
+  /** The media type, e.g. `text/javascript; charset=utf-8`. */
+  readonly type: string;
+}
+
+/** Encodes `text` once as an asset of media type `type`, with its ETag. */
+export function asset(text: string, type: string): Asset {
+  const body = new TextEncoder().encode(text);
+  return { body, etag: `"${fnv1a(body)}-${body.length}"`, type };
+}
+
+/**
+ * Answers GET or HEAD for `served` like {@linkcode serveStatic} (ETag, `304`, `no-cache`,
+ * `nosniff`), with `extra` headers (e.g. a content security policy); other methods get `405`.
+ */
+export function serveAsset(
+  request: Request,
+  served: Asset,
+  extra: Record<string, string> = {},
+): Response {
+  if (request.method !== "GET" && request.method !== "HEAD") return methodNotAllowed();
+  const headers = {
+    "content-type": served.type,
+    "cache-control": "no-cache",
+    etag: served.etag,
+    "x-content-type-options": "nosniff",
+    ...extra,
+  };
+  const match = request.headers.get("if-none-match");
+  if (match !== null && match.split(",").some((tag) => tag.trim() === served.etag)) {
+    return new Response(null, { status: 304, headers });
+  }
+  return new Response(request.method === "HEAD" ? null : served.body, { headers });
 }
 
 /**

@@ -82,6 +82,16 @@ export const GameDataEncoding = z.enum(
 /** One of `json`, `message_pack`, `rkyv`. */
 export type GameDataEncoding = z.infer<typeof GameDataEncoding>;
 
+/** `JoinRoom.create` values (EXTENSIONS.md E9). */
+export const JoinCreateMode = z.enum(
+  ["if_missing", "never", "always"] as const satisfies readonly wire.JoinCreateMode[],
+);
+/** One of `if_missing`, `never`, `always`. */
+export type JoinCreateMode = z.infer<typeof JoinCreateMode>;
+
+/** The feature string that opts a connection in to presence events (EXTENSIONS.md E10). */
+export const PRESENCE_EVENTS: wire.ConnectionFeature = "presence-events";
+
 // ---------------------------------------------------------------------------------------------
 // ConnectionInfo (PROTOCOL.md §4.3): parsed, then re-emitted in canonical form.
 
@@ -154,6 +164,8 @@ const Authenticate = z.object({
     platform: optional(z.string()),
     game_data_format: optional(GameDataEncoding),
     app_secret: optional(z.string()),
+    // EXTENSIONS.md E10: unknown strings are ignored, so any string array is accepted.
+    features: optional(z.array(z.string())),
   }),
 });
 const JoinRoom = z.object({
@@ -165,6 +177,10 @@ const JoinRoom = z.object({
     max_players: optional(U8),
     supports_authority: optional(z.boolean()),
     relay_transport: optional(RelayTransport),
+    // EXTENSIONS.md E9: any other value is a parse error (INVALID_INPUT).
+    create: optional(JoinCreateMode),
+    // EXTENSIONS.md E11: read only when the JoinRoom creates the room.
+    authority_handover: optional(z.boolean()),
   }),
 });
 const LeaveRoom = z.object({ type: z.literal("LeaveRoom"), data: NoPayload });

@@ -1,5 +1,5 @@
 /**
- * The Signal Fish v2 wire shapes (PROTOCOL.md §3, §4, §6; EXTENSIONS.md E1–E4): types only, no
+ * The Signal Fish v2 wire shapes (PROTOCOL.md §3, §4, §6; EXTENSIONS.md E1–E4, E9–E11): types only, no
  * runtime code and no dependency, so the server (`protocol/messages.ts`, with its zod schemas for
  * client input) and the dependency-free client (`client/messages.ts`) import the same union with
  * `import type` and neither bundles the other's code. Field names are the spec's wire names, in the
@@ -47,6 +47,19 @@ export type ConnectionInfo =
   }
   | { type: "webrtc"; sdp?: string | null; ice_candidates: string[] }
   | { type: "custom"; data: unknown };
+
+/**
+ * `JoinRoom.create` (EXTENSIONS.md E9): `"if_missing"` joins or creates (v2, also when absent),
+ * `"never"` only joins (`ROOM_NOT_FOUND` when the room does not exist), `"always"` only creates
+ * (`ROOM_CREATION_FAILED` "Room code already in use" when it exists).
+ */
+export type JoinCreateMode = "if_missing" | "never" | "always";
+
+/**
+ * Per-connection features a client may list in `Authenticate.features` (EXTENSIONS.md E10);
+ * the server echoes those it accepted in `Authenticated.features`. Unknown strings are ignored.
+ */
+export type ConnectionFeature = "presence-events";
 
 /** A seat as listed in snapshots (PROTOCOL.md §4.1). `connected_at` is RFC 3339 with ms. */
 export interface PlayerInfo {
@@ -126,7 +139,13 @@ export interface ReconnectedData extends RoomSnapshot {
 export type ServerMessage =
   | {
     type: "Authenticated";
-    data: { app_name: string; organization?: string; rate_limits: RateLimitInfo };
+    data: {
+      app_name: string;
+      organization?: string;
+      rate_limits: RateLimitInfo;
+      /** Accepted features; present only when `Authenticate` listed some (EXTENSIONS.md E10). */
+      features?: ConnectionFeature[];
+    };
   }
   | {
     type: "ProtocolInfo";
@@ -165,6 +184,12 @@ export type ServerMessage =
   | { type: "Reconnected"; data: ReconnectedData }
   | { type: "ReconnectionFailed"; data: { reason: string; error_code: ErrorCode } }
   | { type: "PlayerReconnected"; data: { player_id: string } }
+  /**
+   * A seat became held (EXTENSIONS.md E10): only to connections that opted in with
+   * `Authenticate.features: ["presence-events"]`. `seat_held_secs` is the window left, whole
+   * seconds rounded up; `PlayerReconnected` or `PlayerLeft` follows.
+   */
+  | { type: "PlayerDisconnected"; data: { player_id: string; seat_held_secs: number } }
   | {
     type: "SpectatorJoined";
     data: {

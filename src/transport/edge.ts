@@ -134,7 +134,9 @@ export type EdgeCommand =
    */
   | { kind: "drain"; final: boolean }
   /** An operator command for a room, routed to its home through the directory. */
-  | { kind: "room"; command: RoomCommand };
+  | { kind: "room"; command: RoomCommand }
+  /** Maintenance mode on this node: no new rooms (EXTENSIONS.md E12). */
+  | { kind: "maintenance"; enabled: boolean };
 
 /** Per-connection state of the inbound pipeline. */
 interface Connection {
@@ -194,7 +196,7 @@ export class Edge {
         bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),
         receive: (conn, input, now) => this.#receiveRemote(conn, input, now),
         closed: (conn, cause, now, truncated) => this.#closedHere(conn, cause, now, truncated),
-        command: (command) => this.#commandHere(command),
+        command: (command, now) => this.#commandHere(command, now),
         edgeOf: (conn) => this.#remote.get(conn),
         dropEdge: (edge, now) => this.#dropEdge(edge, now),
         servesEdge: (edge) => this.#servesEdge(edge),
@@ -598,6 +600,9 @@ export class Edge {
           this.close(id, 1001, "Server shutting down", now);
         }
         return undefined;
+      case "maintenance":
+        this.#engine.maintenance = command.enabled;
+        return undefined;
       case "room": {
         const room = command.command;
         // A nested Awaitable flattens: a Promise resolves through the inner one.
@@ -815,9 +820,28 @@ export class Edge {
     this.#apply(this.#engine.disconnect(conn, now, truncated ? { truncated } : undefined), now);
   }
 
-  #commandHere(command: RoomCommand): CommandReply {
-    const summary = this.#engine.lookup(command.gameName, command.roomCode);
-    return summary ? { ok: true, summary } : { ok: false, reason: "not_found" };
+  /** Runs an operator command on a room homed here (EXTENSIONS.md E12). */
+  #commandHere(command: RoomCommand, now: number): CommandReply {
+    const { gameName, roomCode } = command;
+    const summary = this.#engine.lookup(gameName, roomCode);
+    if (!summary) return NOT_FOUND;
+    switch (command.kind) {
+      case "inspect":
+        return { ok: true, summary };
+      case "detail":
+        return { ok: true, summary, detail: this.#engine.roomDetail(gameName, roomCode, now) };
+      case "close":
+        this.#apply(this.#engine.closeRoom(gameName, roomCode, now) ?? [], now);
+        return { ok: true, summary };
+      case "remove_player": {
+        const effects = this.#engine.removePlayer(gameName, roomCode, command.playerId, now);
+        if (typeof effects === "string") {
+          return { ok: false, reason: effects === "room_not_found" ? "not_found" : effects };
+        }
+        this.#apply(effects, now);
+        return { ok: true, summary };
+      }
+    }
   }
 
   /**

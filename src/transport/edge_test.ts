@@ -3,7 +3,7 @@
  * router and directory are the ones single-instance mode runs on.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { LocalRouter } from "../coordination/memory.ts";
+import { LocalRouter, MemoryRoomDirectory } from "../coordination/memory.ts";
 import type { BindOutcome, Router } from "../coordination/router.ts";
 import { Engine, type EngineOptions } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
@@ -198,6 +198,7 @@ Deno.test("Edge command: tick and sweep run the engine's timers; room commands r
       lobby_state: "waiting",
       supports_authority: true,
       relay_type: "matchbox",
+      authority_handover: false,
     },
   });
   deepEqual(edge.command({ kind: "room", command: inspect("NOROOM") }, T0), {
@@ -222,3 +223,67 @@ Deno.test("Edge command: tick and sweep run the engine's timers; room commands r
 function inspect(roomCode: string) {
   return { kind: "inspect", gameName: "orbit", roomCode } as const;
 }
+
+Deno.test("Edge command: operator actions issued on another node reach the room's home", () => {
+  // Two nodes sharing one router and directory: the room lives on "a", the operator asks "b".
+  const router = new LocalRouter();
+  const directory = new MemoryRoomDirectory();
+  const nodes = ["a", "b"].map((node) => {
+    let ids = 0;
+    const engine = new Engine(testOptions({ enableReconnection: true }));
+    const edge = new Edge(engine, {
+      maxMessageSize: 65536,
+      newId: () => `${node}-conn-${++ids}`,
+      node,
+      router,
+      directory,
+    });
+    return { engine, edge };
+  });
+  const [a, b] = nodes as [typeof nodes[0], typeof nodes[0]];
+  const peers = [new RecordingPeer(), new RecordingPeer()];
+  const [alice, bob] = peers.map((peer) => a.edge.connect(peer, { ip: "127.0.0.1" }, T0)) as [
+    string,
+    string,
+  ];
+  for (const [id, name] of [[alice, "Alice"], [bob, "Bob"]] as const) {
+    a.edge.receive(
+      id,
+      JSON.stringify({
+        type: "JoinRoom",
+        data: { game_name: "orbit", room_code: "ROOM01", player_name: name, max_players: 4 },
+      }),
+      T0,
+    );
+  }
+  const room = { gameName: "orbit", roomCode: "ROOM01" };
+  const detail = b.edge.command({ kind: "room", command: { kind: "detail", ...room } }, T0 + 1000);
+  ok(detail && !(detail instanceof Promise) && detail.ok);
+  deepEqual(detail.detail?.members.map((m) => m.name), ["Alice", "Bob"]);
+  equal(detail.detail?.age_secs, 1);
+
+  const remove = { kind: "remove_player", ...room, playerId: bob } as const;
+  deepEqual(b.edge.command({ kind: "room", command: remove }, T0 + 2000), {
+    ok: true,
+    summary: detail.summary,
+  });
+  deepEqual(peers[1]!.types().at(-1), "RoomLeft");
+  deepEqual(peers[0]!.types().at(-1), "PlayerLeft");
+  deepEqual(b.edge.command({ kind: "room", command: remove }, T0 + 2000), {
+    ok: false,
+    reason: "player_not_found",
+  });
+
+  const close = b.edge.command({ kind: "room", command: { kind: "close", ...room } }, T0 + 3000);
+  ok(close && !(close instanceof Promise) && close.ok);
+  deepEqual(peers[0]!.types().at(-1), "RoomLeft");
+  equal(directory.lookup("orbit", "ROOM01"), undefined, "the home released the entry");
+  deepEqual(b.edge.command({ kind: "room", command: { kind: "close", ...room } }, T0 + 3000), {
+    ok: false,
+    reason: "not_found",
+  });
+
+  // Maintenance is a node's own setting.
+  b.edge.command({ kind: "maintenance", enabled: true }, T0);
+  deepEqual([a.engine.maintenance, b.engine.maintenance], [false, true]);
+});

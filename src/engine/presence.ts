@@ -1,0 +1,38 @@
+/**
+ * Presence events (EXTENSIONS.md E10): `PlayerDisconnected{player_id, seat_held_secs}` to the
+ * members of a room that opted in with `Authenticate.features: ["presence-events"]`, when a seat
+ * becomes held. Connections that did not opt in never receive it (v2: "others are not told").
+ *
+ * @module
+ */
+import { type Effect, send } from "./effects.ts";
+import type { Reconnection } from "./reconnection.ts";
+import type { Room } from "./room.ts";
+
+/**
+ * `PlayerDisconnected` for `playerId`'s seat of `room`, just held until `expiresAt` (ms), to
+ * every opted-in player and spectator except `playerId`: connected members by their own
+ * connection's opt-in, held seats by the opt-in of the connection that dropped (the message then
+ * goes to their replay buffer when routed). `seat_held_secs` is the window left at `now`, whole
+ * seconds rounded up. Returns no effect when nobody opted in.
+ */
+export function playerDisconnected(
+  reconnection: Reconnection,
+  room: Room,
+  playerId: string,
+  expiresAt: number,
+  now: number,
+): Effect[] {
+  const to: string[] = [];
+  for (const member of room.membersExcept(playerId)) {
+    const hold = reconnection.held(member);
+    const optedIn = hold ? hold.presence === true : reconnection.sessionOf(member)?.presence;
+    if (optedIn) to.push(member);
+  }
+  if (to.length === 0) return [];
+  const seatHeldSecs = Math.max(0, Math.ceil((expiresAt - now) / 1000));
+  return [send(to, {
+    type: "PlayerDisconnected",
+    data: { player_id: playerId, seat_held_secs: seatHeldSecs },
+  })];
+}

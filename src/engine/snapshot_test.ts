@@ -1,0 +1,229 @@
+/**
+ * Rooms that survive a restart (SERVER.md §2.7 `state_file`): the engine's snapshot and restore,
+ * without I/O. Round trip, resumption with the old tokens, no token in the snapshot, and every
+ * refusal leaves the engine empty.
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import type { ClientMessage } from "../protocol/messages.ts";
+import { decodeSnapshot, type Engine, type RoomsSnapshot, SNAPSHOT_VERSION } from "./engine.ts";
+import {
+  bare,
+  C1,
+  C2,
+  engineWith as baseEngineWith,
+  first,
+  join,
+  P1,
+  P2,
+  P3,
+  S1,
+  sentTo,
+  spectate,
+} from "./testing.ts";
+
+const T0 = Date.UTC(2026, 2, 4, 18, 0, 0);
+const T1 = T0 + 60_000;
+const WINDOW = 300_000;
+
+/** A deterministic stand-in for the server's SHA-256 token digest (FNV-1a; tests only). */
+function digest(token: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < token.length; i++) h = Math.imul(h ^ token.charCodeAt(i), 16777619);
+  return `d${(h >>> 0).toString(16)}-${token.length}`;
+}
+
+function engineWith(ids: string[], overrides = {}): Engine {
+  return baseEngineWith(ids, { enableReconnection: true, tokenDigest: digest, ...overrides });
+}
+
+function reconnect(player_id: string, room_id: string, auth_token: string): ClientMessage {
+  return { type: "Reconnect", data: { player_id, room_id, auth_token } };
+}
+
+/**
+ * A game in progress: ROOM01 (3 seats, P1 holds authority, handover on, P1 and P2 ready, P1's
+ * connection info, P1 opted in to presence, a spectator, P3 held with a replay buffer) and an
+ * empty room ROOM02. Returns the engine and the players' tokens.
+ */
+function gameInProgress(): { engine: Engine; tokens: Record<string, string> } {
+  const engine = engineWith([P1, P2, P3, S1, C1]);
+  const tokens: Record<string, string> = {};
+  engine.handle(
+    P1,
+    { type: "Authenticate", data: { app_id: "orbit", features: ["presence-events"] } },
+    T0,
+  );
+  for (const [id, name] of [[P1, "Mira"], [P2, "Tobias"], [P3, "Nina"]] as const) {
+    const effects = engine.handle(
+      id,
+      join("ROOM01", name, { max_players: 4, authority_handover: true }),
+      T0,
+    );
+    tokens[id] = first(effects, id, "RoomJoined").data.reconnection_token!;
+  }
+  engine.handle(P1, {
+    type: "ProvideConnectionInfo",
+    data: { connection_info: { type: "direct", host: "203.0.113.40", port: 27015 } },
+  } as ClientMessage, T0);
+  engine.handle(P1, bare("PlayerReady"), T0);
+  engine.handle(P2, bare("PlayerReady"), T0);
+  engine.handle(S1, spectate("ROOM01"), T0);
+  engine.disconnect(P3, T0 + 1000);
+  engine.handle(P1, { type: "GameData", data: { data: { op: "steer" } } } as ClientMessage, T0);
+  engine.handle(C1, join("ROOM02", "Solo"), T0);
+  engine.handle(C1, bare("LeaveRoom"), T0);
+  return { engine, tokens };
+}
+
+function roundTrip(snapshot: RoomsSnapshot): RoomsSnapshot {
+  const decoded = decodeSnapshot(JSON.stringify(snapshot));
+  if (!decoded.ok) throw new Error(decoded.reason);
+  return decoded.value;
+}
+
+Deno.test("snapshot: restore then snapshot again gives the same rooms, seats and buffers", () => {
+  const { engine } = gameInProgress();
+  const saved = engine.snapshot(T1);
+  equal(saved.version, SNAPSHOT_VERSION);
+  equal(saved.rooms.length, 2);
+  const restored = engineWith([]);
+  const outcome = restored.restore(roundTrip(saved), T1);
+  if (!outcome.ok) throw new Error(outcome.reason);
+  deepEqual([outcome.value.rooms, outcome.value.seats], [2, 3]);
+  // The restored rooms are published to the room directory (the HTTP lookup reads it).
+  deepEqual(
+    outcome.value.effects.map((e) =>
+      e.kind === "directory" && e.op === "refresh" ? e.entry.summary.room_code : e.kind
+    ),
+    ["ROOM01", "ROOM02"],
+  );
+  const again = restored.snapshot(T1);
+  // Spectators are recorded but not re-attached (they have no token); all else is equal.
+  deepEqual(saved.rooms[0]!.spectators.map((s) => s.name), ["Watcher"]);
+  const withoutSpectators = (snapshot: RoomsSnapshot) =>
+    snapshot.rooms.map((room) => ({ ...room, spectators: [] }));
+  deepEqual(withoutSpectators(again), withoutSpectators(saved));
+  // Held seats: all three; the empty room stays joinable.
+  equal(restored.stats().heldSeats, 3);
+  deepEqual(restored.lookup("orbit", "ROOM01"), {
+    ...engine.lookup("orbit", "ROOM01")!,
+    spectators: 0,
+  });
+  equal(restored.lookup("orbit", "ROOM02")?.players, 0);
+});
+
+Deno.test("snapshot: holds token digests and replay buffers, never a token", () => {
+  const { engine, tokens } = gameInProgress();
+  const text = JSON.stringify(engine.snapshot(T1));
+  for (const token of Object.values(tokens)) ok(!text.includes(token), "token in snapshot");
+  const room = engine.snapshot(T1).rooms[0]!;
+  deepEqual(
+    room.seats.map((seat) => seat.token_digest),
+    [P1, P2, P3].map((id) => digest(tokens[id]!)),
+  );
+  deepEqual(room.seats[2]!.replay.map((frame) => JSON.parse(frame).type), ["GameData"]);
+  deepEqual(room.seats.map((seat) => seat.presence), [true, false, false]);
+});
+
+Deno.test("snapshot: players resume with their old tokens, replay, authority and lobby intact", () => {
+  const { engine, tokens } = gameInProgress();
+  const restored = engineWith([C1, C2]);
+  ok(restored.restore(roundTrip(engine.snapshot(T1)), T1).ok);
+  const wrong = restored.handle(C1, reconnect(P1, "room-1", tokens[P2]!), T1);
+  equal(first(wrong, C1, "ReconnectionFailed").data.error_code, "RECONNECTION_TOKEN_INVALID");
+  const back =
+    first(restored.handle(C1, reconnect(P1, "room-1", tokens[P1]!), T1), C1, "Reconnected")
+      .data;
+  ok(back.is_authority);
+  equal(back.lobby_state, "waiting");
+  deepEqual(back.ready_players, [P1, P2]);
+  deepEqual(back.current_players.map((p) => [p.name, p.is_ready]), [
+    ["Mira", true],
+    ["Tobias", true],
+    ["Nina", false],
+  ]);
+  deepEqual(back.current_players[0]!.connection_info, {
+    type: "direct",
+    host: "203.0.113.40",
+    port: 27015,
+  });
+  // P3's buffer from before the restart, then P1's PlayerReconnected from after it.
+  const p3 = restored.handle(C2, reconnect(P3, "room-1", tokens[P3]!), T1 + 1);
+  deepEqual(
+    first(p3, C2, "Reconnected").data.missed_events.map((e) => JSON.parse(e.text).type),
+    ["GameData", "PlayerReconnected"],
+  );
+  // The used token is consumed; the game goes on between the two.
+  const again = restored.handle(C2, reconnect(P3, "room-1", tokens[P3]!), T1 + 2);
+  equal(first(again, C2, "ReconnectionFailed").data.error_code, "ALREADY_IN_ROOM");
+  const relayed = restored.handle(C1, { type: "GameData", data: { data: 7 } } as ClientMessage, T1);
+  equal(sentTo(relayed, C2).length, 1);
+});
+
+Deno.test("snapshot: restored seats expire after a full window; handover follows", () => {
+  const { engine, tokens } = gameInProgress();
+  const restored = engineWith([C1]);
+  ok(restored.restore(roundTrip(engine.snapshot(T1)), T1).ok);
+  restored.handle(C1, reconnect(P2, "room-1", tokens[P2]!), T1);
+  equal(restored.tick(T1 + WINDOW - 1).length, 0);
+  const expired = restored.tick(T1 + WINDOW);
+  // P1 held authority; P2 (connected) takes it when P1's seat is released.
+  const changed = sentTo(expired, C1).filter((m) => m.type === "AuthorityChanged");
+  deepEqual(changed.at(-1)?.data, { authority_player: P2, you_are_authority: true });
+  equal(restored.stats().heldSeats, 0);
+});
+
+Deno.test("snapshot: a connected seat is recorded as held with an empty buffer", () => {
+  const engine = engineWith([P1]);
+  const token = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data
+    .reconnection_token!;
+  const saved = engine.snapshot(T1);
+  deepEqual(saved.rooms[0]!.seats[0]!.replay, []);
+  const restored = engineWith([C1]);
+  ok(restored.restore(roundTrip(saved), T1).ok);
+  ok(first(restored.handle(C1, reconnect(P1, "room-1", token), T1), C1, "Reconnected").data);
+});
+
+function refused(text: string, reason: RegExp, overrides = {}): void {
+  const engine = engineWith([], overrides);
+  const decoded = decodeSnapshot(text);
+  const outcome = decoded.ok ? engine.restore(decoded.value, T1) : decoded;
+  ok(!outcome.ok, `restored: ${text.slice(0, 80)}`);
+  ok(reason.test(outcome.reason), outcome.reason);
+  equal(engine.stats().rooms, 0);
+  equal(engine.stats().heldSeats, 0);
+}
+
+function edited(edit: (snapshot: RoomsSnapshot) => void): string {
+  const snapshot = gameInProgress().engine.snapshot(T1);
+  edit(snapshot);
+  return JSON.stringify(snapshot);
+}
+
+Deno.test("snapshot: refusals leave the engine empty", () => {
+  refused("{not json", /not JSON/);
+  refused('{"rooms":[]}', /not a signal-fish-rooms snapshot/);
+  refused("null", /not a signal-fish-rooms snapshot/);
+  refused(edited((s) => s.version = 2), /format version 2, this build reads 1/);
+  refused(edited((s) => (s as { version: unknown }).version = "1"), /format version "1"/);
+  refused(edited((s) => (s.rooms[0] as { seats: unknown }).seats = 3), /rooms\.0\.seats/);
+  refused(edited((s) => s.rooms[1]!.code = s.rooms[0]!.code), /duplicate room code/);
+  refused(edited((s) => s.rooms[1]!.id = s.rooms[0]!.id), /duplicate room id/);
+  refused(edited((s) => s.rooms[0]!.code = "room01"), /not upper-case/);
+  refused(edited((s) => s.rooms[0]!.max_players = 2), /more seats than max_players/);
+  refused(edited((s) => s.rooms[0]!.authority = P3 + "x"), /authority holder has no seat/);
+  refused(edited((s) => s.rooms[0]!.supports_authority = false), /authority holder has no seat/);
+  refused(edited((s) => s.rooms[0]!.ready.push(S1)), /ready player has no seat/);
+  refused(edited((s) => s.rooms[0]!.ready.push(P1)), /duplicate ready player/);
+  refused(edited((s) => s.rooms[1]!.seats.push(s.rooms[0]!.seats[0]!)), /seated twice/);
+  refused(edited((s) => s.rooms[0]!.seats[2]!.replay.push("{oops")), /replayed message/);
+  refused(JSON.stringify(gameInProgress().engine.snapshot(T1)), /enable_reconnection/, {
+    enableReconnection: false,
+  });
+  // A restore never merges into rooms that already exist.
+  const busy = engineWith([P1]);
+  busy.handle(P1, join("ROOM09", "Mira"), T0);
+  const outcome = busy.restore(roundTrip(gameInProgress().engine.snapshot(T1)), T1);
+  ok(!outcome.ok && /already has rooms/.test(outcome.reason));
+  equal(busy.stats().rooms, 1);
+});

@@ -1,0 +1,531 @@
+/**
+ * The operator API and console (EXTENSIONS.md E12), present only when `security.admin_token` is
+ * set. `/admin` and the console's assets under `/admin/` are served without the token (the page
+ * holds no data); every request under `/admin/api/` must carry `Authorization: Bearer <token>`,
+ * checked in constant time before routing. Failed attempts take from a per-IP bucket (10 a
+ * minute); an IP whose bucket is empty gets `429` before its token is looked at, so guessing
+ * stays slow. Answers carry no CORS headers (same origin only) and the token is never logged.
+ *
+ * Rooms are read through the room directory and changed through the room command entry
+ * (`Edge.command` → `Router.command`), so in a cluster every list covers every node and every
+ * action reaches the room's home.
+ *
+ * | method | path | answer |
+ * |---|---|---|
+ * | GET | `/admin/api/overview` | live counts, maintenance, games, the current sample |
+ * | GET | `/admin/api/games` | rooms, players and spectators per game |
+ * | GET | `/admin/api/rooms?game_name=&q=&limit=` | rooms in detail, oldest first |
+ * | GET | `/admin/api/rooms/{game}/{code}` | one room in detail |
+ * | DELETE | `/admin/api/rooms/{game}/{code}` | close the room |
+ * | DELETE | `/admin/api/rooms/{game}/{code}/players/{player_id}` | remove one player |
+ * | GET, PUT | `/admin/api/maintenance` | maintenance mode; PUT `{"enabled": bool}` |
+ * | GET | `/admin/api/history` | samples of the main figures (ring) |
+ * | GET | `/admin/api/events` | Server-Sent Events: `sample`, `room`, `action` |
+ *
+ * Errors are JSON `{message, error_code}`.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
+import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
+import adminCss from "../../static/admin/admin.css" with { type: "text" };
+import adminHtml from "../../static/admin/index.html" with { type: "text" };
+import adminJs from "../../static/admin/admin.js" with { type: "text" };
+import { type Awaitable, then } from "../coordination/awaitable.ts";
+import type { DirectoryRecord, RoomDirectory } from "../coordination/directory.ts";
+import type { CommandReply, RoomCommand } from "../coordination/router.ts";
+import type { RoomDetail, RoomSummary } from "../engine/effects.ts";
+import { KeyedBuckets } from "../engine/token_bucket.ts";
+import { checkGameName, checkRoomCode } from "../engine/validation.ts";
+import type { FeedEvent, FeedSample, OperatorFeed } from "../metrics/operator_feed.ts";
+import { bearerMatches } from "./auth.ts";
+import { notFound } from "./responses.ts";
+import { type Asset, asset, serveAsset } from "./static_files.ts";
+
+const log = getLogger(["signal-fish", "admin"]);
+
+/** Limits of the operator API (SECURITY.md "Operator console"). */
+export interface AdminLimits {
+  /** Failed authentications per client IP per minute before `429`. @default 10 */
+  failedAttemptsPerMinute: number;
+  /** Client IPs whose failed attempts are remembered (oldest forgotten first). @default 10000 */
+  maxTrackedIps: number;
+  /** Open event streams per client IP. @default 4 */
+  maxStreamsPerIp: number;
+  /** Open event streams in all. @default 32 */
+  maxStreams: number;
+  /** Bytes queued for one event stream before its reader counts as slow and is dropped. @default 262144 */
+  maxStreamBufferedBytes: number;
+  /** Largest accepted request body, bytes. @default 1024 */
+  maxBodyBytes: number;
+  /** Most rooms in one listing. @default 500 */
+  maxListedRooms: number;
+}
+
+/** The defaults of {@linkcode AdminLimits}. */
+export const DEFAULT_ADMIN_LIMITS: Readonly<AdminLimits> = {
+  failedAttemptsPerMinute: 10,
+  maxTrackedIps: 10_000,
+  maxStreamsPerIp: 4,
+  maxStreams: 32,
+  maxStreamBufferedBytes: 262_144,
+  maxBodyBytes: 1024,
+  maxListedRooms: 500,
+};
+
+/** What the operator routes need from the running server. */
+export interface AdminOptions {
+  /** `security.admin_token` (at least 32 characters, checked by the configuration). */
+  token: string;
+  /** Where rooms are listed (every node's in a cluster). */
+  directory: RoomDirectory;
+  /** Runs a room command at the room's home (`Edge.command({kind: "room"})`). */
+  command: (command: RoomCommand, now: number) => Awaitable<CommandReply>;
+  /** Maintenance mode (no new rooms) on or off. */
+  setMaintenance: (enabled: boolean, now: number) => void;
+  maintenance: () => boolean;
+  /** Samples, history and the live events. */
+  feed: OperatorFeed;
+  /** Extra figures for the overview (`/v2/status` fields). */
+  status: () => Record<string, unknown>;
+  /** `protocol.room_code_length`. */
+  roomCodeLength: number;
+  /** `protocol.max_game_name_length`. */
+  maxGameNameLength: number;
+  /** Limits; missing fields take {@linkcode DEFAULT_ADMIN_LIMITS}. */
+  limits?: Partial<AdminLimits>;
+  /** Clock in ms. @default Date.now */
+  now?: () => number;
+}
+
+/** The operator routes: a handler plus what shutdown needs. */
+export interface AdminRoutes {
+  /** Answers a request under `/admin`, or `undefined` when `path` is not one (then 404). */
+  handle(request: Request, path: string, ip: string): Awaitable<Response> | undefined;
+  /** Open event streams. */
+  readonly streams: number;
+  /** Ends every event stream (shutdown: the listener waits for open responses). */
+  close(): void;
+}
+
+/** True for `/admin` and every path under `/admin/`. */
+export function isAdminPath(path: string): boolean {
+  return path === "/admin" || path.startsWith("/admin/");
+}
+
+const API_PREFIX = "/admin/api/";
+const JSON_HEADERS = { "content-type": "application/json", "cache-control": "no-store" };
+/** The console may load its own scripts and styles and talk to its own origin, nothing else. */
+const PAGE_HEADERS = {
+  "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; " +
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; " +
+    "frame-ancestors 'none'",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY",
+};
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const HTML = "text/html; charset=utf-8";
+const JS = "text/javascript; charset=utf-8";
+const CSS = "text/css; charset=utf-8";
+/** The console's files: `static/admin/` and uPlot from its npm package (pinned in deno.lock). */
+const ASSETS: ReadonlyMap<string, Asset> = new Map([
+  ["/admin", asset(adminHtml, HTML)],
+  ["/admin/", asset(adminHtml, HTML)],
+  ["/admin/admin.js", asset(adminJs, JS)],
+  ["/admin/admin.css", asset(adminCss, CSS)],
+  ["/admin/uplot.js", asset(uplotJs, JS)],
+  ["/admin/uplot.css", asset(uplotCss, CSS)],
+]);
+
+/** A JSON answer. */
+function reply(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { ...JSON_HEADERS, ...headers } });
+}
+
+/** A JSON error answer `{message, error_code}`. */
+function problem(
+  status: number,
+  message: string,
+  code: string,
+  headers: Record<string, string> = {},
+): Response {
+  return reply(status, { message, error_code: code }, headers);
+}
+
+function methodNotAllowed(allow: string): Response {
+  return problem(405, `Method not allowed (allowed: ${allow})`, "METHOD_NOT_ALLOWED", { allow });
+}
+
+function decodeSegment(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a JSON body of at most `max` bytes; a problem response when it is not one. */
+async function readJson(request: Request, max: number): Promise<unknown | Response> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > max) {
+    await request.body?.cancel();
+    return problem(413, `Request body too large (max ${max} bytes)`, "PAYLOAD_TOO_LARGE");
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (request.body) {
+    for await (const chunk of request.body) {
+      size += chunk.byteLength;
+      if (size > max) {
+        return problem(413, `Request body too large (max ${max} bytes)`, "PAYLOAD_TOO_LARGE");
+      }
+      chunks.push(chunk);
+    }
+  }
+  const text = new TextDecoder().decode(concat(chunks, size));
+  try {
+    return JSON.parse(text);
+  } catch {
+    return problem(400, "Request body is not valid JSON", "INVALID_INPUT");
+  }
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+/** A room in a listing: its detail from the home, or the directory's summary if unreachable. */
+type ListedRoom =
+  | (RoomDetail & { home: string })
+  | (RoomSummary & {
+    home: string;
+    created_at: number;
+    unreachable: true;
+  });
+
+/** Builds the operator routes (EXTENSIONS.md E12). */
+export function adminRoutes(options: AdminOptions): AdminRoutes {
+  const limits: AdminLimits = { ...DEFAULT_ADMIN_LIMITS, ...options.limits };
+  const now = options.now ?? Date.now;
+  const failures = new KeyedBuckets(limits.failedAttemptsPerMinute, 60_000, limits.maxTrackedIps);
+  const streamsByIp = new Map<string, number>();
+  const closers = new Set<() => void>();
+
+  /** Checks the bearer token (EXTENSIONS.md E12); a response when the request may not go on. */
+  function authenticate(request: Request, ip: string): Response | undefined {
+    const t = now();
+    const blocked = failures.check(ip, t);
+    if (!blocked.ok) return tooManyAttempts(blocked.retryAfterSecs);
+    if (bearerMatches(request.headers.get("authorization"), options.token)) return undefined;
+    const taken = failures.take(ip, t);
+    log.info("Operator API authentication failed from {client_ip}", { client_ip: ip });
+    if (!taken.ok) return tooManyAttempts(taken.retryAfterSecs);
+    return problem(401, "A valid operator token is required", "UNAUTHORIZED", {
+      "www-authenticate": 'Bearer realm="signal-fish-admin"',
+    });
+  }
+
+  function tooManyAttempts(retryAfterSecs: number): Response {
+    return problem(
+      429,
+      `Too many failed authentication attempts; retry in ${retryAfterSecs} s`,
+      "RATE_LIMIT_EXCEEDED",
+      { "retry-after": String(retryAfterSecs) },
+    );
+  }
+
+  /** Logs an operator action and tells the event stream. */
+  function audit(action: string, target: string, ip: string): void {
+    log.info("Operator action {action} on {target} from {client_ip}", {
+      action,
+      target,
+      client_ip: ip,
+    });
+    options.feed.publish({ event: "action", data: { action, target, at: now() } });
+  }
+
+  /** `{game}/{code}` segments checked like the protocol checks them. */
+  function roomTarget(
+    gameSegment: string,
+    codeSegment: string,
+  ): { gameName: string; roomCode: string } | Response {
+    const gameName = decodeSegment(gameSegment);
+    const code = decodeSegment(codeSegment);
+    if (gameName === undefined || code === undefined) {
+      return problem(400, "Path segments are not valid percent-encoding", "INVALID_INPUT");
+    }
+    const gameProblem = checkGameName(gameName, options.maxGameNameLength);
+    if (gameProblem) return problem(400, gameProblem, "INVALID_GAME_NAME");
+    const codeProblem = checkRoomCode(code, options.roomCodeLength);
+    if (codeProblem) return problem(400, codeProblem, "INVALID_ROOM_CODE");
+    return { gameName, roomCode: code.toUpperCase() };
+  }
+
+  function commandFailed(reply: CommandReply & { ok: false }): Response {
+    switch (reply.reason) {
+      case "not_found":
+        return problem(404, "Room not found", "ROOM_NOT_FOUND");
+      case "player_not_found":
+        return problem(404, "No such player in this room", "PLAYER_NOT_FOUND");
+      case "unreachable":
+        return problem(503, "The room's home did not answer", "SERVICE_UNAVAILABLE");
+    }
+  }
+
+  function roomDetail(
+    target: { gameName: string; roomCode: string },
+    home?: string,
+  ): Awaitable<Response> {
+    return then(options.command({ kind: "detail", ...target }, now()), (answer) => {
+      if (!answer.ok) return commandFailed(answer);
+      return reply(200, { ...answer.detail, ...(home ? { home } : {}) });
+    });
+  }
+
+  function closeRoom(target: { gameName: string; roomCode: string }, ip: string) {
+    return then(options.command({ kind: "close", ...target }, now()), (answer) => {
+      if (!answer.ok) return commandFailed(answer);
+      audit("close_room", `${target.gameName}/${target.roomCode}`, ip);
+      return reply(200, { closed: true, room: answer.summary });
+    });
+  }
+
+  function removePlayer(
+    target: { gameName: string; roomCode: string },
+    playerSegment: string,
+    ip: string,
+  ): Awaitable<Response> {
+    const playerId = decodeSegment(playerSegment) ?? "";
+    if (!UUID.test(playerId)) {
+      return problem(400, "Player id must be a UUID", "INVALID_INPUT");
+    }
+    const command: RoomCommand = { kind: "remove_player", ...target, playerId };
+    return then(options.command(command, now()), (answer) => {
+      if (!answer.ok) return commandFailed(answer);
+      audit("remove_player", `${target.gameName}/${target.roomCode}/${playerId}`, ip);
+      return reply(200, { removed: playerId, room: answer.summary });
+    });
+  }
+
+  /** Every room of the directory, each in detail from its home. */
+  function listRooms(request: Request): Awaitable<Response> {
+    const params = new URL(request.url).searchParams;
+    const game = params.get("game_name");
+    const query = (params.get("q") ?? "").trim().toLowerCase();
+    const limitParam = params.get("limit");
+    const limit = limitParam === null ? limits.maxListedRooms : Number(limitParam);
+    if (!Number.isInteger(limit) || limit < 1 || limit > limits.maxListedRooms) {
+      return problem(
+        400,
+        `limit must be an integer from 1 to ${limits.maxListedRooms}`,
+        "INVALID_INPUT",
+      );
+    }
+    return then(options.directory.all(limits.maxListedRooms), (records): Awaitable<Response> => {
+      const wanted = records.filter((record) =>
+        (game === null || record.gameName === game) &&
+        (query === "" || record.roomCode.toLowerCase().includes(query) ||
+          record.gameName.toLowerCase().includes(query))
+      ).slice(0, limit);
+      const details = wanted.map((record) => detailOf(record));
+      const answer = (rooms: ListedRoom[]) =>
+        reply(200, { rooms, truncated: records.length >= limits.maxListedRooms });
+      return details.some((detail) => detail instanceof Promise)
+        ? Promise.all(details).then(answer)
+        : answer(details as ListedRoom[]);
+    }) as Awaitable<Response>;
+  }
+
+  function detailOf(record: DirectoryRecord): Awaitable<ListedRoom> {
+    const target = { gameName: record.gameName, roomCode: record.roomCode };
+    return then(options.command({ kind: "detail", ...target }, now()), (answer) => {
+      if (answer.ok && answer.detail) return { ...answer.detail, home: record.home };
+      return {
+        ...record.summary,
+        home: record.home,
+        created_at: record.createdAt,
+        unreachable: true as const,
+      };
+    }) as Awaitable<ListedRoom>;
+  }
+
+  function games(): Awaitable<
+    { game_name: string; rooms: number; players: number; spectators: number }[]
+  > {
+    return then(options.directory.all(limits.maxListedRooms), (records) => {
+      const byGame = new Map<string, { rooms: number; players: number; spectators: number }>();
+      for (const { gameName, summary } of records) {
+        const game = byGame.get(gameName) ?? { rooms: 0, players: 0, spectators: 0 };
+        game.rooms++;
+        game.players += summary.players;
+        game.spectators += summary.spectators;
+        byGame.set(gameName, game);
+      }
+      return [...byGame].map(([game_name, counts]) => ({ game_name, ...counts }));
+    });
+  }
+
+  async function maintenance(request: Request, ip: string): Promise<Response> {
+    const body = await readJson(request, limits.maxBodyBytes);
+    if (body instanceof Response) return body;
+    const enabled = (body as { enabled?: unknown } | null)?.enabled;
+    if (typeof enabled !== "boolean") {
+      return problem(400, 'Body must be {"enabled": true} or {"enabled": false}', "INVALID_INPUT");
+    }
+    options.setMaintenance(enabled, now());
+    audit(enabled ? "maintenance_on" : "maintenance_off", "server", ip);
+    return reply(200, { enabled });
+  }
+
+  /** The live event stream: bounded per IP and in all; a slow reader is dropped. */
+  function events(ip: string): Response {
+    const mine = streamsByIp.get(ip) ?? 0;
+    if (closers.size >= limits.maxStreams || mine >= limits.maxStreamsPerIp) {
+      return problem(
+        429,
+        `Too many open event streams (max ${limits.maxStreamsPerIp} per address, ` +
+          `${limits.maxStreams} in all)`,
+        "TOO_MANY_STREAMS",
+        { "retry-after": "5" },
+      );
+    }
+    streamsByIp.set(ip, mine + 1);
+    const encoder = new TextEncoder();
+    let finished = false;
+    let unsubscribe = () => {};
+    let stop = () => {};
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      unsubscribe();
+      closers.delete(stop);
+      const left = (streamsByIp.get(ip) ?? 1) - 1;
+      if (left > 0) streamsByIp.set(ip, left);
+      else streamsByIp.delete(ip);
+    };
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        const send = (event: FeedEvent) => {
+          if (finished) return;
+          const size = controller.desiredSize;
+          if (size !== null && size <= 0) {
+            // The reader does not keep up: drop it rather than buffer without bound.
+            log.info("Dropped a slow operator event stream of {client_ip}", { client_ip: ip });
+            finish();
+            // Aborting is the only way to end a response whose queue is full. Deno's server
+            // prints the reason: one line, without a stack (this is not a bug).
+            const reason = new Error("Slow reader");
+            reason.stack = "Operator event stream dropped: slow reader";
+            controller.error(reason);
+            return;
+          }
+          controller.enqueue(
+            encoder.encode(`event: ${event.event}\ndata: ${JSON.stringify(event.data)}\n\n`),
+          );
+        };
+        stop = () => {
+          finish();
+          try {
+            controller.close();
+          } catch {
+            // Already errored or closed.
+          }
+        };
+        closers.add(stop);
+        controller.enqueue(encoder.encode("retry: 2000\n\n"));
+        send({ event: "sample", data: options.feed.current(now()) });
+        unsubscribe = options.feed.subscribe(send);
+      },
+      cancel: () => finish(),
+    }, new ByteLengthQueuingStrategy({ highWaterMark: limits.maxStreamBufferedBytes }));
+    return new Response(body, {
+      headers: {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-store",
+        "x-accel-buffering": "no",
+      },
+    });
+  }
+
+  function api(request: Request, path: string, ip: string): Awaitable<Response> {
+    const denied = authenticate(request, ip);
+    if (denied) return denied;
+    const method = request.method;
+    const isGet = method === "GET" || method === "HEAD";
+    const segments = path.slice(API_PREFIX.length).split("/");
+    const [head, ...rest] = segments;
+    switch (head) {
+      case "overview":
+        if (rest.length > 0) break;
+        if (!isGet) return methodNotAllowed("GET, HEAD");
+        return then(games(), (list) =>
+          reply(200, {
+            ...options.status(),
+            maintenance: options.maintenance(),
+            sample: options.feed.current(now()),
+            games: list,
+          }));
+      case "games":
+        if (rest.length > 0) break;
+        if (!isGet) return methodNotAllowed("GET, HEAD");
+        return then(games(), (list) => reply(200, { games: list }));
+      case "history": {
+        if (rest.length > 0) break;
+        if (!isGet) return methodNotAllowed("GET, HEAD");
+        const samples: FeedSample[] = options.feed.history();
+        return reply(200, { interval_ms: options.feed.historyIntervalMs, samples });
+      }
+      case "events":
+        if (rest.length > 0) break;
+        if (method !== "GET") return methodNotAllowed("GET");
+        return events(ip);
+      case "maintenance":
+        if (rest.length > 0) break;
+        if (isGet) return reply(200, { enabled: options.maintenance() });
+        if (method === "PUT") return maintenance(request, ip);
+        return methodNotAllowed("GET, HEAD, PUT");
+      case "rooms": {
+        if (rest.length === 0 || (rest.length === 1 && rest[0] === "")) {
+          if (!isGet) return methodNotAllowed("GET, HEAD");
+          return listRooms(request);
+        }
+        if (rest.length !== 2 && !(rest.length === 4 && rest[2] === "players")) break;
+        const target = roomTarget(rest[0]!, rest[1]!);
+        if (target instanceof Response) return target;
+        if (rest.length === 4) {
+          if (method !== "DELETE") return methodNotAllowed("DELETE");
+          return removePlayer(target, rest[3]!, ip);
+        }
+        if (isGet) return roomDetail(target);
+        if (method === "DELETE") return closeRoom(target, ip);
+        return methodNotAllowed("GET, HEAD, DELETE");
+      }
+    }
+    return problem(404, `No operator API at ${path}`, "NOT_FOUND");
+  }
+
+  return {
+    handle(request, path, ip) {
+      if (path.startsWith(API_PREFIX) || path === "/admin/api") {
+        return api(request, path === "/admin/api" ? API_PREFIX : path, ip);
+      }
+      const served = ASSETS.get(path);
+      if (!served) return isAdminPath(path) ? notFound() : undefined;
+      return serveAsset(request, served, PAGE_HEADERS);
+    },
+    get streams() {
+      return closers.size;
+    },
+    close() {
+      for (const stop of [...closers]) stop();
+    },
+  };
+}

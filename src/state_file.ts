@@ -1,0 +1,161 @@
+/**
+ * The state file (SERVER.md §2.7 `server.state_file`; README "Rooms survive a restart"): the
+ * file I/O around the engine's pure snapshot and restore (`engine/snapshot.ts`). Writes are
+ * atomic (a temporary file in the same directory, flushed, then renamed over the old one) and
+ * bounded by `server.state_file_max_bytes`; reads refuse a missing-format, foreign-version,
+ * corrupt or oversized file with one log line, and the server then starts with no rooms. Both
+ * are synchronous so the snapshot can be written from an `unload` handler (`deno run --watch`
+ * restarts the program without a signal).
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { createHash } from "node:crypto";
+import { decodeSnapshot, type Effect, type Engine } from "./engine/engine.ts";
+
+const log = getLogger(["signal-fish", "state"]);
+
+/** Where the snapshot lives and how large it may be. */
+export interface StateFileOptions {
+  /** `server.state_file`, relative to the working directory. */
+  path: string;
+  /** `server.state_file_max_bytes`: larger snapshots are neither read nor written. */
+  maxBytes: number;
+}
+
+/**
+ * What became of a save or a restore; `reason` is also what was logged. A restore's `effects`
+ * publish the restored rooms to the room directory (apply them with the edge).
+ */
+export type StateOutcome =
+  | { ok: true; rooms: number; seats: number; bytes: number; effects?: Effect[] }
+  | { ok: false; reason: string };
+
+/**
+ * The SHA-256 digest of a reconnection token, base64url without padding: what the snapshot keeps
+ * instead of the token (`EngineOptions.tokenDigest`).
+ */
+export function sha256TokenDigest(token: string): string {
+  return createHash("sha256").update(token).digest("base64url");
+}
+
+/**
+ * Writes `engine`'s snapshot at `now` (ms) to `options.path` atomically: temporary file (mode
+ * 0600) next to it, flushed to disk, renamed over the old file; the directory is created when
+ * missing. A snapshot over `maxBytes` is not written. Logs one line either way; never throws.
+ */
+export function saveState(engine: Engine, options: StateFileOptions, now: number): StateOutcome {
+  const { path, maxBytes } = options;
+  const temporary = `${path}.tmp`;
+  try {
+    const snapshot = engine.snapshot(now);
+    const bytes = new TextEncoder().encode(JSON.stringify(snapshot));
+    const seats = snapshot.rooms.reduce((sum, room) => sum + room.seats.length, 0);
+    if (bytes.length > maxBytes) {
+      return refused(
+        "Cannot save rooms to {path}: the snapshot is {bytes} bytes, over server.state_file_max_bytes ({max}); rooms will not survive this restart",
+        { path, bytes: bytes.length, max: maxBytes },
+        `snapshot is ${bytes.length} bytes, over ${maxBytes}`,
+      );
+    }
+    const slash = path.lastIndexOf("/");
+    if (slash > 0) Deno.mkdirSync(path.slice(0, slash), { recursive: true });
+    const file = Deno.openSync(temporary, {
+      write: true,
+      create: true,
+      truncate: true,
+      mode: 0o600,
+    });
+    try {
+      let written = 0;
+      while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+      file.syncSync();
+    } finally {
+      file.close();
+    }
+    Deno.renameSync(temporary, path);
+    log.info("Saved {rooms} rooms and {seats} seats to {path} ({bytes} bytes)", {
+      rooms: snapshot.rooms.length,
+      seats,
+      path,
+      bytes: bytes.length,
+    });
+    return { ok: true, rooms: snapshot.rooms.length, seats, bytes: bytes.length };
+  } catch (error) {
+    try {
+      Deno.removeSync(temporary);
+    } catch {
+      // Nothing was left behind.
+    }
+    return refused(
+      "Cannot save rooms to {path}: {error}; rooms will not survive this restart",
+      { path, error: String(error) },
+      String(error),
+    );
+  }
+}
+
+/**
+ * Restores the rooms of `options.path` into `engine` (which has none) at `now` (ms); every seat
+ * is held for the reconnection window. No file: nothing to do, `undefined`. A file that is too
+ * large, unreadable, not JSON, of another format or version, or inconsistent is refused with one
+ * error line and nothing is restored. The caller deletes a restored file once it serves
+ * ({@linkcode consumeState}). Never throws.
+ */
+export function restoreState(
+  engine: Engine,
+  options: StateFileOptions,
+  now: number,
+): StateOutcome | undefined {
+  const { path, maxBytes } = options;
+  let text: string;
+  try {
+    const size = Deno.statSync(path).size;
+    if (size > maxBytes) {
+      return refusedAtStart(
+        path,
+        `it is ${size} bytes, over server.state_file_max_bytes (${maxBytes})`,
+      );
+    }
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    return refusedAtStart(path, String(error));
+  }
+  const decoded = decodeSnapshot(text);
+  if (!decoded.ok) return refusedAtStart(path, decoded.reason);
+  const restored = engine.restore(decoded.value, now);
+  if (!restored.ok) return refusedAtStart(path, restored.reason);
+  const { rooms, seats, effects } = restored.value;
+  log.info("Restored {rooms} rooms and {seats} held seats from {path}", { rooms, seats, path });
+  return { ok: true, rooms, seats, bytes: new TextEncoder().encode(text).length, effects };
+}
+
+/**
+ * Deletes a state file whose rooms were restored, once the server is up, so that a later crash
+ * (no snapshot written) cannot bring back stale rooms. Logs a warning when it cannot.
+ */
+export function consumeState(options: StateFileOptions): void {
+  try {
+    Deno.removeSync(options.path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    log.warn("Cannot remove the restored state file {path}: {error}", {
+      path: options.path,
+      error: String(error),
+    });
+  }
+}
+
+function refusedAtStart(path: string, reason: string): StateOutcome {
+  return refused(
+    "Cannot restore rooms from {path}: {reason}; starting with no rooms",
+    { path, reason },
+    reason,
+  );
+}
+
+function refused(message: string, fields: Record<string, unknown>, reason: string): StateOutcome {
+  log.error(message, fields);
+  return { ok: false, reason };
+}

@@ -1,0 +1,587 @@
+// The operator console's script (served at /admin/admin.js, no build step; EXTENSIONS.md E12).
+// It asks for the operator token once and keeps it in sessionStorage (this tab only), reads the
+// JSON API under /admin/api/ with it as a bearer token, follows the live event stream
+// (Server-Sent Events read through fetch, since EventSource cannot send an Authorization
+// header) and draws the figures with uPlot (/admin/uplot.js, from its npm package).
+"use strict";
+
+const TOKEN_KEY = "signal-fish-admin-token";
+/** Points kept per chart: 15 minutes of 1 s samples. */
+const MAX_POINTS = 900;
+/** Room list refreshes are coalesced: at most one per this many ms. */
+const REFRESH_MS = 300;
+const EVENT_LOG_LINES = 50;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  login: $("login"),
+  loginForm: $("login-form"),
+  tokenInput: $("token-input"),
+  loginError: $("login-error"),
+  console: $("console"),
+  state: $("connection-state"),
+  logout: $("logout-button"),
+  maintenance: $("maintenance-button"),
+  banner: $("maintenance-banner"),
+  search: $("room-search"),
+  gameFilter: $("game-filter"),
+  stateFilter: $("state-filter"),
+  roomsBody: document.querySelector("#rooms-table tbody"),
+  roomsEmpty: $("rooms-empty"),
+  roomCount: $("room-count"),
+  roomView: $("room-view"),
+  roomTitle: $("room-title"),
+  roomFacts: $("room-facts"),
+  roomMembers: $("room-members"),
+  roomSpectators: $("room-spectators"),
+  closeRoom: $("close-room"),
+  roomBack: $("room-back"),
+  eventLog: $("event-log"),
+  dialog: $("confirm-dialog"),
+  confirmText: $("confirm-text"),
+};
+
+let token = sessionStorage.getItem(TOKEN_KEY);
+let rooms = [];
+/** `{game_name, room_code}` of the room shown in the room view, or null. */
+let selected = null;
+let maintenance = false;
+let streamAbort = null;
+let refreshTimer = null;
+const charts = {};
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+class Unauthorized extends Error {}
+
+async function api(path, init = {}) {
+  const response = await fetch(`/admin/api/${path}`, {
+    ...init,
+    headers: { ...init.headers, authorization: `Bearer ${token}` },
+    cache: "no-store",
+  });
+  if (response.status === 401) throw new Unauthorized("The token was refused");
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(body.message ?? `HTTP ${response.status}`);
+    error.status = response.status;
+    error.code = body.error_code;
+    throw error;
+  }
+  return body;
+}
+
+const roomPath = (room) =>
+  `rooms/${encodeURIComponent(room.game_name)}/${encodeURIComponent(room.room_code)}`;
+
+// ---------------------------------------------------------------------------------------------
+// Login
+
+function showLogin(message = "") {
+  stopStream();
+  token = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  ui.console.hidden = true;
+  ui.logout.hidden = true;
+  ui.maintenance.hidden = true;
+  ui.login.hidden = false;
+  ui.loginError.textContent = message;
+  setState("idle", "not connected");
+  ui.tokenInput.focus();
+}
+
+ui.loginForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  token = ui.tokenInput.value.trim();
+  try {
+    await api("overview");
+  } catch (error) {
+    showLogin(error instanceof Unauthorized ? "That token was refused." : error.message);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  ui.tokenInput.value = "";
+  start();
+});
+
+ui.logout.addEventListener("click", () => showLogin());
+
+// ---------------------------------------------------------------------------------------------
+// Start
+
+async function start() {
+  ui.login.hidden = true;
+  ui.console.hidden = false;
+  ui.logout.hidden = false;
+  ui.maintenance.hidden = false;
+  try {
+    const [overview, history] = await Promise.all([api("overview"), api("history")]);
+    setMaintenance(overview.maintenance);
+    buildCharts(history.samples);
+    showSample(overview.sample);
+    await refreshRooms();
+    startStream();
+  } catch (error) {
+    if (error instanceof Unauthorized) showLogin("The token was refused.");
+    else logLine(`Cannot load the console: ${error.message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live stream (Server-Sent Events over fetch)
+
+function setState(state, text) {
+  ui.state.dataset.state = state;
+  ui.state.textContent = text;
+}
+
+function stopStream() {
+  streamAbort?.abort();
+  streamAbort = null;
+}
+
+async function startStream(attempt = 0) {
+  stopStream();
+  const abort = new AbortController();
+  streamAbort = abort;
+  try {
+    const response = await fetch("/admin/api/events", {
+      headers: { authorization: `Bearer ${token}` },
+      signal: abort.signal,
+      cache: "no-store",
+    });
+    if (response.status === 401) return showLogin("The token was refused.");
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    setState("live", "live");
+    attempt = 0;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        handleEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+      }
+    }
+  } catch (error) {
+    if (abort.signal.aborted) return;
+    logLine(`Event stream interrupted: ${error.message}`);
+  }
+  if (abort.signal.aborted || streamAbort !== abort) return;
+  // Dropped (slow tab, restart, network): try again with backoff and jitter.
+  const delay = Math.min(30_000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+  setState("retrying", "reconnecting…");
+  setTimeout(() => {
+    if (streamAbort === abort) startStream(attempt + 1);
+  }, delay);
+}
+
+function handleEvent(block) {
+  let name = "message";
+  let data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event: ")) name = line.slice(7);
+    else if (line.startsWith("data: ")) data += line.slice(6);
+  }
+  if (!data) return;
+  const payload = JSON.parse(data);
+  switch (name) {
+    case "sample":
+      showSample(payload);
+      pushSample(payload);
+      break;
+    case "room":
+      logLine(`${payload.type.replaceAll("_", " ")} · ${payload.game_name}/${payload.room_code}`);
+      scheduleRefresh();
+      break;
+    case "action":
+      logLine(`operator: ${payload.action.replaceAll("_", " ")} · ${payload.target}`);
+      if (payload.action.startsWith("maintenance")) setMaintenance(payload.action.endsWith("on"));
+      scheduleRefresh();
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tiles and charts
+
+const format = {
+  int: (n) => (n ?? 0).toLocaleString("en-US"),
+  rate: (n) => (n ?? 0).toLocaleString("en-US", { maximumFractionDigits: 1 }),
+  ms: (n) => n === null || n === undefined ? "–" : `${n.toFixed(n < 1 ? 3 : 1)} ms`,
+};
+
+function tile(name, text) {
+  document.querySelector(`[data-tile="${name}"] .value`).textContent = text;
+}
+
+function showSample(sample) {
+  if (!sample) return;
+  tile("connections", format.int(sample.connections));
+  tile("rooms", format.int(sample.rooms));
+  tile("players", format.int(sample.players));
+  tile("delivered", format.rate(sample.delivered_per_sec));
+  tile("p99", format.ms(sample.relay_p99_ms));
+  tile("rejections", format.rate(sample.rejections_per_sec));
+  if (sample.maintenance !== maintenance) setMaintenance(sample.maintenance);
+}
+
+const SERIES = {
+  load: [
+    ["connections", "Connections", "#4fb3ff"],
+    ["rooms", "Rooms", "#3ccf91"],
+    ["players", "Players", "#f5b84b"],
+  ],
+  traffic: [["delivered_per_sec", "Delivered/s", "#4fb3ff"]],
+  latency: [["relay_p99_ms", "p99 ms", "#c792ea"]],
+  rejections: [["rejections_per_sec", "Rejections/s", "#ff6b6b"]],
+};
+
+function chartWidth(element) {
+  return Math.max(200, element.parentElement.clientWidth - 24);
+}
+
+function buildCharts(samples) {
+  for (const [name, series] of Object.entries(SERIES)) {
+    const element = $(`chart-${name}`);
+    element.replaceChildren();
+    const data = [
+      samples.map((s) => s.t / 1000),
+      ...series.map(([key]) => samples.map((s) => s[key])),
+    ];
+    charts[name] = {
+      series,
+      data,
+      plot: new uPlot(
+        {
+          width: chartWidth(element),
+          height: 160,
+          cursor: { drag: { x: false, y: false } },
+          // Counts, rates and latencies start at 0; an idle series still gets a readable axis.
+          scales: {
+            x: { time: true },
+            y: {
+              range: (_u, _min, max) => [0, Math.max(name === "latency" ? 0.05 : 1, max * 1.1)],
+            },
+          },
+          axes: [
+            { stroke: "#8b9bab", grid: { stroke: "#263444" }, ticks: { stroke: "#263444" } },
+            {
+              stroke: "#8b9bab",
+              grid: { stroke: "#263444" },
+              ticks: { stroke: "#263444" },
+              size: 48,
+            },
+          ],
+          series: [
+            {},
+            ...series.map(([, label, color]) => ({
+              label,
+              stroke: color,
+              width: 2,
+              spanGaps: true,
+            })),
+          ],
+        },
+        data,
+        element,
+      ),
+    };
+  }
+}
+
+function pushSample(sample) {
+  for (const chart of Object.values(charts)) {
+    chart.data[0].push(sample.t / 1000);
+    chart.series.forEach(([key], i) => chart.data[i + 1].push(sample[key]));
+    if (chart.data[0].length > MAX_POINTS) { for (const column of chart.data) column.shift(); }
+    chart.plot.setData(chart.data);
+  }
+}
+
+new ResizeObserver(() => {
+  for (const [name, chart] of Object.entries(charts)) {
+    chart.plot.setSize({ width: chartWidth($(`chart-${name}`)), height: 160 });
+  }
+}).observe(document.body);
+
+// ---------------------------------------------------------------------------------------------
+// Maintenance
+
+function setMaintenance(on) {
+  maintenance = on;
+  ui.maintenance.textContent = `Maintenance: ${on ? "on" : "off"}`;
+  ui.maintenance.dataset.state = on ? "on" : "off";
+  ui.banner.hidden = !on;
+}
+
+ui.maintenance.addEventListener("click", async () => {
+  const enable = !maintenance;
+  const question = enable
+    ? "Turn maintenance on? No new rooms can be created until it is turned off."
+    : "Turn maintenance off? New rooms can be created again.";
+  if (!(await confirmAction(question))) return;
+  try {
+    const answer = await api("maintenance", {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ enabled: enable }),
+    });
+    setMaintenance(answer.enabled);
+  } catch (error) {
+    report(error);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Rooms
+
+function scheduleRefresh() {
+  if (refreshTimer !== null) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    refreshRooms().catch(report);
+  }, REFRESH_MS);
+}
+
+async function refreshRooms() {
+  const answer = await api("rooms");
+  rooms = answer.rooms;
+  updateGameFilter();
+  renderRooms();
+  if (selected) await showRoom(selected, false);
+}
+
+function updateGameFilter() {
+  const current = ui.gameFilter.value;
+  const games = [...new Set(rooms.map((room) => room.game_name))].sort();
+  const options = [new Option("All games", "")];
+  for (const game of games) options.push(new Option(game, game));
+  ui.gameFilter.replaceChildren(...options);
+  ui.gameFilter.value = games.includes(current) ? current : "";
+}
+
+function age(seconds) {
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m`;
+  return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
+}
+
+function cell(text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  return td;
+}
+
+function authorityName(room) {
+  if (!room.authority) return "—";
+  return room.members?.find((m) => m.player_id === room.authority)?.name ?? room.authority;
+}
+
+function renderRooms() {
+  const query = ui.search.value.trim().toLowerCase();
+  const game = ui.gameFilter.value;
+  const state = ui.stateFilter.value;
+  const shown = rooms.filter((room) =>
+    (!game || room.game_name === game) &&
+    (!state || room.lobby_state === state) &&
+    (!query || room.room_code.toLowerCase().includes(query) ||
+      room.game_name.toLowerCase().includes(query) ||
+      (room.members ?? []).some((m) => m.name.toLowerCase().includes(query)))
+  );
+  const rows = shown.map((room) => {
+    const tr = document.createElement("tr");
+    tr.tabIndex = 0;
+    tr.dataset.room = `${room.game_name}/${room.room_code}`;
+    tr.append(
+      cell(room.room_code),
+      cell(room.game_name),
+      cell(`${room.players}/${room.max_players}`),
+      cell(String(room.spectators)),
+      cell(room.unreachable ? "unreachable" : room.lobby_state),
+      cell(authorityName(room)),
+      cell(room.age_secs === undefined ? "–" : age(room.age_secs)),
+      cell(room.messages_per_sec === undefined ? "–" : format.rate(room.messages_per_sec)),
+    );
+    const open = () => showRoom({ game_name: room.game_name, room_code: room.room_code }, true);
+    tr.addEventListener("click", open);
+    tr.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") open();
+    });
+    return tr;
+  });
+  ui.roomsBody.replaceChildren(...rows);
+  ui.roomsEmpty.hidden = rows.length > 0;
+  ui.roomCount.textContent = shown.length === rooms.length
+    ? `(${rooms.length})`
+    : `(${shown.length} of ${rooms.length})`;
+}
+
+for (const input of [ui.search, ui.gameFilter, ui.stateFilter]) {
+  input.addEventListener("input", renderRooms);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Room view
+
+function fact(label, value) {
+  const div = document.createElement("div");
+  const dt = document.createElement("dt");
+  const dd = document.createElement("dd");
+  dt.textContent = label;
+  dd.textContent = value;
+  div.append(dt, dd);
+  return div;
+}
+
+function badge(text, kind) {
+  const span = document.createElement("span");
+  span.className = `badge ${kind}`;
+  span.textContent = text;
+  return span;
+}
+
+async function showRoom(target, scroll) {
+  let room;
+  try {
+    room = await api(roomPath(target));
+  } catch (error) {
+    if (error.status === 404) {
+      if (selected && selected.room_code === target.room_code) {
+        logLine(`Room ${target.game_name}/${target.room_code} is gone`);
+      }
+      hideRoom();
+      return;
+    }
+    throw error;
+  }
+  selected = target;
+  ui.roomView.hidden = false;
+  ui.roomView.dataset.room = `${room.game_name}/${room.room_code}`;
+  ui.roomTitle.textContent = `Room ${room.room_code} · ${room.game_name}`;
+  ui.roomFacts.replaceChildren(
+    fact("Lobby", room.lobby_state),
+    fact("Players", `${room.players}/${room.max_players}`),
+    fact("Spectators", String(room.spectators)),
+    fact("Authority", authorityName(room)),
+    fact("Ready", `${room.ready_players.length}/${room.players}`),
+    fact("Age", age(room.age_secs)),
+    fact("Idle", age(room.idle_secs)),
+    fact(
+      "Messages",
+      `${format.int(room.messages_total)} · ${format.rate(room.messages_per_sec)}/s`,
+    ),
+    fact("Relay", room.relay_type),
+    fact("Home", room.home ?? "local"),
+  );
+  ui.roomMembers.replaceChildren(...room.members.map((member) => {
+    const li = document.createElement("li");
+    li.dataset.player = member.player_id;
+    const who = document.createElement("div");
+    who.className = "who";
+    const name = document.createElement("strong");
+    name.textContent = member.name;
+    const id = document.createElement("span");
+    id.className = "id";
+    id.textContent = member.player_id;
+    who.append(name);
+    if (member.is_authority) who.append(badge("authority", "authority"));
+    who.append(badge(member.is_ready ? "ready" : "not ready", member.is_ready ? "ready" : ""));
+    if (member.held) who.append(badge("disconnected, seat held", "held"));
+    who.append(id);
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "danger small";
+    remove.dataset.action = "remove";
+    remove.dataset.player = member.player_id;
+    remove.textContent = "Remove";
+    remove.addEventListener("click", () => removePlayer(room, member));
+    li.append(who, remove);
+    return li;
+  }));
+  const spectators = room.spectator_list.map((spectator) => {
+    const li = document.createElement("li");
+    li.textContent = spectator.name;
+    return li;
+  });
+  if (spectators.length === 0) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "None";
+    spectators.push(li);
+  }
+  ui.roomSpectators.replaceChildren(...spectators);
+  if (scroll) ui.roomView.scrollIntoView({ block: "nearest" });
+}
+
+function hideRoom() {
+  selected = null;
+  ui.roomView.hidden = true;
+  delete ui.roomView.dataset.room;
+}
+
+ui.roomBack.addEventListener("click", hideRoom);
+
+ui.closeRoom.addEventListener("click", async () => {
+  if (!selected) return;
+  const target = selected;
+  const question = `Close room ${target.room_code} (${target.game_name})? ` +
+    "Every player and spectator is sent out and their reconnection tokens stop working.";
+  if (!(await confirmAction(question))) return;
+  try {
+    await api(roomPath(target), { method: "DELETE" });
+    logLine(`Closed ${target.game_name}/${target.room_code}`);
+    hideRoom();
+    await refreshRooms();
+  } catch (error) {
+    report(error);
+  }
+});
+
+async function removePlayer(room, member) {
+  const question = `Remove ${member.name} from room ${room.room_code}? ` +
+    "They are sent out of the room and cannot reconnect to the seat.";
+  if (!(await confirmAction(question))) return;
+  try {
+    await api(`${roomPath(room)}/players/${encodeURIComponent(member.player_id)}`, {
+      method: "DELETE",
+    });
+    logLine(`Removed ${member.name} from ${room.game_name}/${room.room_code}`);
+    await refreshRooms();
+  } catch (error) {
+    report(error);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Confirmation, errors, event log
+
+function confirmAction(question) {
+  ui.confirmText.textContent = question;
+  ui.dialog.returnValue = "";
+  ui.dialog.showModal();
+  return new Promise((resolve) => {
+    ui.dialog.addEventListener("close", () => resolve(ui.dialog.returnValue === "yes"), {
+      once: true,
+    });
+  });
+}
+
+function report(error) {
+  if (error instanceof Unauthorized) showLogin("The token was refused.");
+  else logLine(`Error: ${error.message}${error.code ? ` (${error.code})` : ""}`);
+}
+
+function logLine(text) {
+  const li = document.createElement("li");
+  li.textContent = `${new Date().toLocaleTimeString("en-GB")} ${text}`;
+  ui.eventLog.prepend(li);
+  while (ui.eventLog.children.length > EVENT_LOG_LINES) ui.eventLog.lastElementChild.remove();
+}
+
+if (token) start();
+else showLogin();

@@ -1,0 +1,302 @@
+/**
+ * The operator console (EXTENSIONS.md E12) in a real browser: headless Chromium logs in with the
+ * token, sees a room appear while scripted players join over real WebSockets, opens it, removes
+ * a player (who gets `RoomLeft`), closes the room (the last player gets `RoomLeft`), and keeps
+ * the token across a reload. Screenshots at 1440 px and 390 px go to `artifacts/admin/`; the
+ * test decodes each one (in the browser, through a canvas) and requires it to be non-blank.
+ *
+ * Needs Debian's chromium at /usr/bin/chromium (driven by playwright-core). Without it the test
+ * is skipped locally, but fails when SIGNAL_FISH_REQUIRE_BROWSER=1 (set by .ci/run).
+ *
+ * @module
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { connect, joinRoom, serve, type TestClient } from "./helpers.ts";
+
+// The page functions below run in the browser; this is the little of the DOM they use.
+declare const document: {
+  querySelector(selector: string): { textContent: string | null } | null;
+  querySelectorAll(selector: string): { length: number };
+  documentElement: { scrollWidth: number };
+  createElement(tag: "canvas"): {
+    width: number;
+    height: number;
+    getContext(kind: "2d"): {
+      drawImage(image: unknown, x: number, y: number): void;
+      getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+    };
+  };
+};
+declare const sessionStorage: { getItem(key: string): string | null };
+declare const Image: new () => {
+  src: string;
+  width: number;
+  height: number;
+  decode(): Promise<void>;
+};
+
+const CHROMIUM = "/usr/bin/chromium";
+const REQUIRED = Deno.env.get("SIGNAL_FISH_REQUIRE_BROWSER") === "1";
+const ARTIFACTS = new URL("../artifacts/admin/", import.meta.url);
+const TOKEN = "browser-test-operator-token-0123456789abcdef";
+/** Generous: two cores are shared by many processes. */
+const UI_TIMEOUT_MS = 30_000;
+
+function chromiumInstalled(): boolean {
+  try {
+    return Deno.statSync(CHROMIUM).isFile;
+  } catch {
+    return false;
+  }
+}
+
+const installed = chromiumInstalled();
+
+async function launch(userDataDir: string): Promise<BrowserContext> {
+  return await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1440, height: 900 },
+    args: [
+      "--no-sandbox",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-dev-shm-usage",
+      "--no-first-run",
+    ],
+  });
+}
+
+async function waitForText(page: Page, selector: string, text: string): Promise<void> {
+  await page.waitForFunction(
+    ([selector, text]) => document.querySelector(selector!)?.textContent?.includes(text!) ?? false,
+    [selector, text],
+    { timeout: UI_TIMEOUT_MS },
+  );
+}
+
+/** Clicks "Confirm" in the console's confirmation dialog. */
+async function confirm(page: Page): Promise<void> {
+  await page.waitForSelector("#confirm-dialog[open]", { timeout: UI_TIMEOUT_MS });
+  await page.click("#confirm-yes");
+}
+
+/** PNG width and height from the IHDR chunk. */
+function pngSize(png: Uint8Array): { width: number; height: number } {
+  deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47], "a PNG signature");
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  return { width: view.getUint32(16), height: view.getUint32(20) };
+}
+
+/**
+ * Decodes `png` in a blank page through a canvas and returns the standard deviation of its
+ * luminance and how many distinct colours it has (sampled on a grid): a blank or single-colour
+ * screenshot has a deviation near 0 and a handful of colours.
+ */
+async function pixelStats(
+  page: Page,
+  png: Uint8Array,
+): Promise<{ deviation: number; colours: number }> {
+  const base64 = png.toBase64();
+  return await page.evaluate(async (data) => {
+    const image = new Image();
+    image.src = `data:image/png;base64,${data}`;
+    await image.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = image.width;
+    canvas.height = image.height;
+    const context = canvas.getContext("2d");
+    context.drawImage(image, 0, 0);
+    const pixels = context.getImageData(0, 0, image.width, image.height).data;
+    let sum = 0;
+    let squares = 0;
+    let n = 0;
+    const colours = new Set<number>();
+    for (let i = 0; i < pixels.length; i += 4 * 7) {
+      const [r, g, b] = [pixels[i]!, pixels[i + 1]!, pixels[i + 2]!];
+      const y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+      sum += y;
+      squares += y * y;
+      n++;
+      colours.add((r << 16) | (g << 8) | b);
+    }
+    const mean = sum / n;
+    return { deviation: Math.sqrt(Math.max(0, squares / n - mean * mean)), colours: colours.size };
+  }, base64);
+}
+
+async function screenshot(
+  page: Page,
+  decoder: Page,
+  name: string,
+  width: number,
+): Promise<string> {
+  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  const path = new URL(name, ARTIFACTS).pathname;
+  await page.screenshot({ path, fullPage: true });
+  const png = await Deno.readFile(path);
+  equal(pngSize(png).width, width, `${name} is ${width} px wide`);
+  const stats = await pixelStats(decoder, png);
+  ok(stats.deviation > 10 && stats.colours > 50, `${name} is not blank: ${JSON.stringify(stats)}`);
+  console.log(`screenshot: ${path} ${JSON.stringify(stats)}`);
+  return path;
+}
+
+Deno.test({
+  name: "Operator console: log in, watch a room fill, remove a player, close the room",
+  ignore: !installed && !REQUIRED,
+  // playwright-core keeps the browser's pipes and child process in its own bookkeeping; they
+  // are closed by context.close(), but not in an order Deno's sanitizers can follow.
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    ok(installed, `${CHROMIUM} is missing (install Debian's chromium; .ci/run does)`);
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+      config.server.max_spectators_per_room = 2;
+    });
+    const userDataDir = await Deno.makeTempDir({ prefix: "signal-fish-chromium-" });
+    const context = await launch(userDataDir);
+    const problems: string[] = [];
+    const players: TestClient[] = [];
+    try {
+      const page = await context.newPage();
+      page.on("pageerror", (error) => problems.push(String(error)));
+      // Network errors are checked by URL below; any other console error is a problem.
+      page.on("console", (message) => {
+        const text = message.text();
+        if (message.type() === "error" && !text.startsWith("Failed to load resource")) {
+          problems.push(text);
+        }
+      });
+      const failures: string[] = [];
+      page.on("response", (response) => {
+        if (response.status() >= 400) {
+          failures.push(`${response.status()} ${new URL(response.url()).pathname}`);
+        }
+      });
+      const decoder = await context.newPage();
+
+      // Log in: a wrong token is refused, the right one opens the console.
+      await page.goto(`${server.url}/admin`);
+      await page.waitForSelector("#login:not([hidden])", { timeout: UI_TIMEOUT_MS });
+      await page.fill("#token-input", "w".repeat(40));
+      await page.click("#login-button");
+      await waitForText(page, "#login-error", "refused");
+      await page.fill("#token-input", TOKEN);
+      await page.click("#login-button");
+      await page.waitForSelector('#connection-state[data-state="live"]', {
+        timeout: UI_TIMEOUT_MS,
+      });
+      equal(await page.evaluate(() => sessionStorage.getItem("signal-fish-admin-token")), TOKEN);
+
+      // Scripted players join over real WebSockets; the room appears in the table.
+      const [alice, bob, carol] = [
+        await connect(server),
+        await connect(server),
+        await connect(server),
+      ];
+      players.push(alice, bob, carol);
+      alice.send(joinRoom(null, "alice", { max_players: 3 }));
+      const code: string = (await alice.next("RoomJoined")).data.room_code;
+      const row = `#rooms-table tr[data-room="orbit/${code}"]`;
+      await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
+      bob.send(joinRoom(code, "bob"));
+      const bobId: string = (await bob.next("RoomJoined")).data.player_id;
+      await alice.next("PlayerJoined");
+      carol.send({
+        type: "JoinAsSpectator",
+        data: { game_name: "orbit", room_code: code, spectator_name: "carol" },
+      });
+      await carol.next("SpectatorJoined");
+      for (let i = 0; i < 20; i++) alice.send({ type: "GameData", data: { data: { tick: i } } });
+      await waitForText(page, row, "2/3");
+      // Search and filters narrow the table.
+      await page.fill("#room-search", "no-such-room");
+      await page.waitForSelector(row, { state: "detached", timeout: UI_TIMEOUT_MS });
+      await page.fill("#room-search", "bob"); // player names match too
+      await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
+      await page.selectOption("#state-filter", "finalized");
+      await page.waitForSelector(row, { state: "detached", timeout: UI_TIMEOUT_MS });
+      await page.selectOption("#state-filter", "waiting");
+      await page.selectOption("#game-filter", "orbit");
+      await page.fill("#room-search", "");
+      await page.click(row);
+      await page.waitForSelector(`#room-members li[data-player="${bobId}"]`, {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await waitForText(page, "#room-facts", "alice"); // authority
+      await waitForText(page, "#room-spectators", "carol");
+      await waitForText(page, '[data-tile="players"] .value', "2");
+      await waitForText(page, '[data-tile="rooms"] .value', "1");
+      const wide = await screenshot(page, decoder, "admin-1440.png", 1440);
+
+      // Remove bob, behind a confirmation: he gets RoomLeft, alice PlayerLeft.
+      await page.click(`button[data-action="remove"][data-player="${bobId}"]`);
+      await confirm(page);
+      await bob.waitFor("RoomLeft");
+      equal((await alice.waitFor("PlayerLeft")).data.player_id, bobId);
+      await page.waitForFunction(
+        () => document.querySelectorAll("#room-members li").length === 1,
+        undefined,
+        { timeout: UI_TIMEOUT_MS },
+      );
+      await waitForText(page, row, "1/3");
+
+      // The phone layout: nothing wider than the screen.
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.waitForFunction(() => document.documentElement.scrollWidth <= 390, undefined, {
+        timeout: UI_TIMEOUT_MS,
+      });
+      const narrow = await screenshot(page, decoder, "admin-390.png", 390);
+
+      // Close the room: alice gets RoomLeft, carol SpectatorLeft{room_closed}; the row goes.
+      await page.click("#close-room");
+      await confirm(page);
+      await alice.waitFor("RoomLeft");
+      equal((await carol.waitFor("SpectatorLeft")).data.reason, "room_closed");
+      await page.waitForFunction(
+        (selector) => document.querySelector(selector) === null,
+        row,
+        { timeout: UI_TIMEOUT_MS },
+      );
+      await waitForText(page, "#event-log", "close room");
+
+      // Maintenance from the header: new rooms are refused until it is turned off.
+      await page.click("#maintenance-button");
+      await confirm(page);
+      await page.waitForSelector("#maintenance-banner:not([hidden])", { timeout: UI_TIMEOUT_MS });
+      alice.send(joinRoom(null, "alice"));
+      deepEqual((await alice.next("RoomJoinFailed")).data, {
+        reason: "Server is in maintenance",
+        error_code: "SERVICE_UNAVAILABLE",
+      });
+      await page.click("#maintenance-button");
+      await confirm(page);
+      await page.waitForSelector("#maintenance-banner", {
+        state: "hidden",
+        timeout: UI_TIMEOUT_MS,
+      });
+      equal(server.engine.maintenance, false);
+
+      // The token is asked once per tab: a reload goes straight back to the console.
+      await page.reload();
+      await page.waitForSelector('#connection-state[data-state="live"]', {
+        timeout: UI_TIMEOUT_MS,
+      });
+      ok(await page.isHidden("#login"));
+      // The only failed requests: the wrong token, and perhaps a look at the room just closed.
+      equal(failures[0], "401 /admin/api/overview");
+      for (const failure of failures.slice(1)) {
+        equal(failure, `404 /admin/api/rooms/orbit/${code}`);
+      }
+      console.log(`checked: ${wide}, ${narrow}`);
+    } finally {
+      for (const player of players) await player.close();
+      await context.close();
+      await Deno.remove(userDataDir, { recursive: true });
+    }
+    deepEqual(problems, []);
+  },
+});

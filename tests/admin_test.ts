@@ -1,0 +1,533 @@
+/**
+ * The operator API (EXTENSIONS.md E12) end to end: 404 everywhere without a token, bearer auth
+ * with its per-IP bucket of failed attempts, the listings, each action's effect on real
+ * WebSocket clients, bad input, the live event stream and its bounds, and the action log.
+ */
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { crossFieldIssues } from "../src/config/schema.ts";
+import type { SignalFishServer } from "../src/server.ts";
+import { connect, joinAsSpectator, joinRoom, type Received, serve, testConfig } from "./helpers.ts";
+
+/** A parsed JSON body or event (shapes are asserted field by field). */
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+const TOKEN = "operator-token-for-tests-0123456789abcdef";
+const AUTH = { authorization: `Bearer ${TOKEN}` };
+
+function withAdmin(
+  extra: (config: Parameters<Parameters<typeof serve>[0] & object>[0]) => void = () => {},
+) {
+  return serve((config) => {
+    config.security.admin_token = TOKEN;
+    config.server.max_spectators_per_room = 4;
+    extra(config);
+  });
+}
+
+/** A request to the server; the body is read so no resource is left open. */
+async function call(
+  server: SignalFishServer,
+  path: string,
+  init: RequestInit = {},
+): Promise<{ status: number; headers: Headers; text: string; json: () => Json }> {
+  const response = await fetch(`${server.url}${path}`, init);
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, text, json: () => JSON.parse(text) };
+}
+
+/** alice creates a room, bob joins, carol watches; returns them and the room code. */
+async function room(server: SignalFishServer) {
+  const alice = await connect(server);
+  const bob = await connect(server);
+  const carol = await connect(server);
+  alice.send(joinRoom(null, "alice", { max_players: 4 }));
+  const joined = await alice.next("RoomJoined");
+  const code: string = joined.data.room_code;
+  bob.send(joinRoom(code, "bob"));
+  const bobJoined = await bob.next("RoomJoined");
+  await alice.next("PlayerJoined");
+  carol.send(joinAsSpectator(code, "carol"));
+  await carol.next("SpectatorJoined");
+  await alice.next("NewSpectatorJoined");
+  await bob.next("NewSpectatorJoined");
+  return { alice, bob, carol, code, joined: joined.data, bobJoined: bobJoined.data };
+}
+
+Deno.test("Without security.admin_token every /admin path answers exactly like an unknown path", async () => {
+  await using server = await serve();
+  const unknown = await call(server, "/no-such-path");
+  equal(unknown.status, 404);
+  for (
+    const path of [
+      "/admin",
+      "/admin/",
+      "/admin/admin.js",
+      "/admin/uplot.js",
+      "/admin/api/overview",
+      "/admin/api/nope",
+    ]
+  ) {
+    for (const init of [{}, { headers: AUTH }, { method: "DELETE", headers: AUTH }]) {
+      const answer = await call(server, path, init);
+      deepEqual(
+        [answer.status, answer.text, [...answer.headers].filter(([name]) => name !== "date")],
+        [unknown.status, unknown.text, [...unknown.headers].filter(([name]) => name !== "date")],
+        path,
+      );
+    }
+  }
+});
+
+Deno.test("security.admin_token shorter than 32 characters is a configuration error", () => {
+  const short = testConfig((config) => config.security.admin_token = "x".repeat(31));
+  ok(crossFieldIssues(short).some((issue) => issue.path.join(".") === "security.admin_token"));
+  const long = testConfig((config) => config.security.admin_token = "x".repeat(32));
+  equal(
+    crossFieldIssues(long).filter((i) => i.path.join(".") === "security.admin_token").length,
+    0,
+  );
+});
+
+Deno.test("The console is served without the token, same-origin only, with uPlot embedded", async () => {
+  await using server = await withAdmin();
+  for (const path of ["/admin", "/admin/"]) {
+    const page = await call(server, path, { headers: { origin: "https://evil.example" } });
+    equal(page.status, 200);
+    match(page.headers.get("content-type")!, /^text\/html/);
+    match(page.headers.get("content-security-policy")!, /frame-ancestors 'none'/);
+    equal(page.headers.get("access-control-allow-origin"), null);
+    ok(page.text.includes("/admin/admin.js"));
+    ok(!page.text.includes(TOKEN));
+  }
+  const uplot = await call(server, "/admin/uplot.js");
+  equal(uplot.status, 200);
+  ok(uplot.text.includes("uPlot"));
+  equal((await call(server, "/admin/uplot.css")).status, 200);
+  equal((await call(server, "/admin/no-such-asset.js")).status, 404);
+  // The rest of the server keeps its CORS headers.
+  const health = await call(server, "/v2/health", { headers: { origin: "https://game.example" } });
+  equal(health.headers.get("access-control-allow-origin"), "*");
+});
+
+Deno.test("Operator API: 401 with WWW-Authenticate without a valid token, 429 after 10 failures", async () => {
+  await using server = await withAdmin();
+  const attempts: [string, RequestInit][] = [
+    ["/admin/api/overview", {}],
+    ["/admin/api/overview", { headers: { authorization: "Bearer wrong" } }],
+    ["/admin/api/overview", { headers: { authorization: TOKEN } }], // no "Bearer " prefix
+    ["/admin/api/no-such-route", {}], // unknown API paths need the token too
+    ["/admin/api/rooms", {
+      method: "OPTIONS",
+      headers: { origin: "https://evil.example", "access-control-request-method": "DELETE" },
+    }],
+  ];
+  for (let i = 0; i < 10; i++) {
+    const [path, init] = attempts[i % attempts.length]!;
+    const answer = await call(server, path, init);
+    equal(answer.status, 401, `${path} attempt ${i + 1}`);
+    match(answer.headers.get("www-authenticate")!, /^Bearer/);
+    equal(answer.json().error_code, "UNAUTHORIZED");
+    equal(answer.headers.get("access-control-allow-origin"), null);
+  }
+  const limited = await call(server, "/admin/api/overview");
+  equal(limited.status, 429);
+  equal(limited.json().error_code, "RATE_LIMIT_EXCEEDED");
+  ok(Number(limited.headers.get("retry-after")) >= 1);
+  // Once the address's bucket is empty even the right token waits: guessing cannot go faster.
+  equal((await call(server, "/admin/api/overview", { headers: AUTH })).status, 429);
+  // The console page itself is not behind the bucket.
+  equal((await call(server, "/admin")).status, 200);
+});
+
+Deno.test("Operator API lists games and rooms with members, spectators, authority and rates", async () => {
+  await using server = await withAdmin();
+  const { alice, bob, carol, code, joined } = await room(server);
+  try {
+    alice.send({ type: "GameData", data: { data: { hello: 1 } } });
+    await bob.next("GameData");
+    await carol.next("GameData");
+    const rooms = (await call(server, "/admin/api/rooms", { headers: AUTH })).json();
+    equal(rooms.rooms.length, 1);
+    const listed = rooms.rooms[0];
+    deepEqual(
+      [listed.game_name, listed.room_code, listed.players, listed.spectators, listed.lobby_state],
+      ["orbit", code, 2, 1, "waiting"],
+    );
+    equal(listed.authority, joined.player_id);
+    deepEqual(listed.members.map((m: { name: string }) => m.name), ["alice", "bob"]);
+    deepEqual(listed.spectator_list.map((s: { name: string }) => s.name), ["carol"]);
+    equal(listed.messages_total, 1);
+    ok(listed.age_secs >= 0 && listed.home === "local");
+
+    const detail =
+      (await call(server, `/admin/api/rooms/orbit/${code.toLowerCase()}`, { headers: AUTH }))
+        .json();
+    equal(detail.room_id, joined.room_id);
+    deepEqual(detail.members, listed.members);
+
+    const games = (await call(server, "/admin/api/games", { headers: AUTH })).json();
+    deepEqual(games.games, [{ game_name: "orbit", rooms: 1, players: 2, spectators: 1 }]);
+    const overview = (await call(server, "/admin/api/overview", { headers: AUTH })).json();
+    deepEqual([overview.rooms, overview.players, overview.connections], [1, 2, 3]);
+    equal(overview.maintenance, false);
+    equal(overview.sample.rooms, 1);
+    const filtered = async (query: string) =>
+      (await call(server, `/admin/api/rooms?${query}`, { headers: AUTH })).json().rooms.length;
+    equal(await filtered("game_name=other"), 0);
+    equal(await filtered(`q=${code.slice(0, 3).toLowerCase()}`), 1);
+    equal(await filtered("q=zzzzzzz"), 0);
+    const history = (await call(server, "/admin/api/history", { headers: AUTH })).json();
+    equal(history.interval_ms, 5000);
+    ok(Array.isArray(history.samples));
+  } finally {
+    await Promise.all([alice.close(), bob.close(), carol.close()]);
+  }
+});
+
+Deno.test("Operator API: bad input gets clear JSON errors with error codes", async () => {
+  await using server = await withAdmin();
+  const { alice, bob, carol, code } = await room(server);
+  try {
+    const cases: [string, RequestInit, number, string][] = [
+      ["/admin/api/rooms/orbit/ZZZZZZ", {}, 404, "ROOM_NOT_FOUND"],
+      ["/admin/api/rooms/orbit/ZZZZZZ", { method: "DELETE" }, 404, "ROOM_NOT_FOUND"],
+      ["/admin/api/rooms/orbit/AB!", {}, 400, "INVALID_ROOM_CODE"],
+      ["/admin/api/rooms/%E0%A4%A/ABCDEF", {}, 400, "INVALID_INPUT"],
+      ["/admin/api/rooms/bad%20game%3F/ABCDEF", {}, 400, "INVALID_GAME_NAME"],
+      [
+        `/admin/api/rooms/orbit/${code}/players/not-a-uuid`,
+        { method: "DELETE" },
+        400,
+        "INVALID_INPUT",
+      ],
+      [
+        `/admin/api/rooms/orbit/${code}/players/00000000-0000-4000-8000-000000000000`,
+        { method: "DELETE" },
+        404,
+        "PLAYER_NOT_FOUND",
+      ],
+      [
+        `/admin/api/rooms/orbit/${code}/players/00000000-0000-4000-8000-000000000000`,
+        {},
+        405,
+        "METHOD_NOT_ALLOWED",
+      ],
+      [`/admin/api/rooms/orbit/${code}`, { method: "POST" }, 405, "METHOD_NOT_ALLOWED"],
+      ["/admin/api/maintenance", { method: "PUT", body: "{not json" }, 400, "INVALID_INPUT"],
+      [
+        "/admin/api/maintenance",
+        { method: "PUT", body: '{"enabled":"yes"}' },
+        400,
+        "INVALID_INPUT",
+      ],
+      ["/admin/api/maintenance", { method: "PUT", body: "" }, 400, "INVALID_INPUT"],
+      [
+        "/admin/api/maintenance",
+        { method: "PUT", body: `{"enabled":true,"pad":"${"x".repeat(2000)}"}` },
+        413,
+        "PAYLOAD_TOO_LARGE",
+      ],
+      ["/admin/api/rooms?limit=0", {}, 400, "INVALID_INPUT"],
+      ["/admin/api/rooms?limit=abc", {}, 400, "INVALID_INPUT"],
+      ["/admin/api/nope", {}, 404, "NOT_FOUND"],
+      ["/admin/api/rooms/orbit", {}, 404, "NOT_FOUND"],
+    ];
+    for (const [path, init, status, errorCode] of cases) {
+      const answer = await call(server, path, { ...init, headers: AUTH });
+      equal(answer.status, status, `${init.method ?? "GET"} ${path}: ${answer.text}`);
+      const body = answer.json();
+      equal(body.error_code, errorCode, path);
+      ok(typeof body.message === "string" && body.message.length > 0, path);
+    }
+    // Nothing above changed the room or its players.
+    await alice.expectNothingElse();
+    await bob.expectNothingElse();
+    await carol.expectNothingElse();
+    equal(server.engine.maintenance, false);
+  } finally {
+    await Promise.all([alice.close(), bob.close(), carol.close()]);
+  }
+});
+
+Deno.test("Operator API: removing a player sends RoomLeft, PlayerLeft to the others, kills the token", async () => {
+  await using server = await withAdmin();
+  const { alice, bob, carol, code, bobJoined } = await room(server);
+  try {
+    const bobId = bobJoined.player_id;
+    const answer = await call(server, `/admin/api/rooms/orbit/${code}/players/${bobId}`, {
+      method: "DELETE",
+      headers: AUTH,
+    });
+    equal(answer.status, 200, answer.text);
+    equal(answer.json().removed, bobId);
+    await bob.next("RoomLeft");
+    equal((await alice.next("PlayerLeft")).data.player_id, bobId);
+    equal((await carol.next("PlayerLeft")).data.player_id, bobId);
+    // bob's connection stays open but his token no longer restores the seat.
+    bob.send({
+      type: "Reconnect",
+      data: {
+        player_id: bobId,
+        room_id: bobJoined.room_id,
+        auth_token: bobJoined.reconnection_token,
+      },
+    });
+    equal((await bob.next("ReconnectionFailed")).data.error_code, "RECONNECTION_TOKEN_INVALID");
+    const detail = (await call(server, `/admin/api/rooms/orbit/${code}`, { headers: AUTH })).json();
+    equal(detail.players, 1);
+  } finally {
+    await Promise.all([alice.close(), bob.close(), carol.close()]);
+  }
+});
+
+Deno.test("Operator API: closing a room tells members and spectators; tokens then fail", async () => {
+  await using server = await withAdmin();
+  const { alice, bob, carol, code, joined } = await room(server);
+  try {
+    const answer = await call(server, `/admin/api/rooms/orbit/${code}`, {
+      method: "DELETE",
+      headers: AUTH,
+    });
+    equal(answer.status, 200, answer.text);
+    equal(answer.json().closed, true);
+    await alice.next("RoomLeft");
+    await bob.next("RoomLeft");
+    const left: Received = await carol.next("SpectatorLeft");
+    equal(left.data.reason, "room_closed");
+    alice.send({
+      type: "Reconnect",
+      data: {
+        player_id: joined.player_id,
+        room_id: joined.room_id,
+        auth_token: joined.reconnection_token,
+      },
+    });
+    equal((await alice.next("ReconnectionFailed")).data.error_code, "RECONNECTION_FAILED");
+    equal((await call(server, `/admin/api/rooms/orbit/${code}`, { headers: AUTH })).status, 404);
+    equal(server.engine.stats().rooms, 0);
+  } finally {
+    await Promise.all([alice.close(), bob.close(), carol.close()]);
+  }
+});
+
+Deno.test("Operator API: maintenance refuses new rooms, not joins, until turned off", async () => {
+  await using server = await withAdmin();
+  const { alice, bob, carol, code } = await room(server);
+  await using dave = await connect(server);
+  try {
+    const on = await call(server, "/admin/api/maintenance", {
+      method: "PUT",
+      headers: AUTH,
+      body: JSON.stringify({ enabled: true }),
+    });
+    deepEqual(on.json(), { enabled: true });
+    deepEqual((await call(server, "/admin/api/maintenance", { headers: AUTH })).json(), {
+      enabled: true,
+    });
+    for (const roomCode of [null, "NEWONE"]) {
+      dave.send(joinRoom(roomCode, "dave"));
+      deepEqual((await dave.next("RoomJoinFailed")).data, {
+        reason: "Server is in maintenance",
+        error_code: "SERVICE_UNAVAILABLE",
+      });
+    }
+    dave.send(joinRoom(code, "dave"));
+    await dave.next("RoomJoined");
+    dave.send({ type: "LeaveRoom" });
+    await dave.next("RoomLeft");
+    await call(server, "/admin/api/maintenance", {
+      method: "PUT",
+      headers: AUTH,
+      body: JSON.stringify({ enabled: false }),
+    });
+    dave.send(joinRoom(null, "dave"));
+    await dave.next("RoomJoined");
+  } finally {
+    await Promise.all([alice.close(), bob.close(), carol.close()]);
+  }
+});
+
+/** Waits (polling every 10 ms, at most 5 s) until `done()` holds. */
+async function until(done: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!done()) {
+    ok(Date.now() < deadline, `timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Reads server-sent events from a fetch body until `until` says stop. */
+async function readEvents(
+  body: ReadableStream<Uint8Array>,
+  until: (events: { event: string; data: Json }[]) => boolean,
+): Promise<{ event: string; data: Json }[]> {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  const events: { event: string; data: Json }[] = [];
+  let buffer = "";
+  try {
+    while (!until(events)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = block.match(/^event: (.*)$/m)?.[1];
+        const data = block.match(/^data: (.*)$/m)?.[1];
+        if (event && data) events.push({ event, data: JSON.parse(data) });
+      }
+    }
+  } finally {
+    await reader.cancel();
+  }
+  return events;
+}
+
+Deno.test("Operator event stream: a sample first, then room events and actions as they happen", async () => {
+  await using server = await withAdmin();
+  const response = await fetch(`${server.url}/admin/api/events`, { headers: AUTH });
+  equal(response.status, 200);
+  match(response.headers.get("content-type")!, /^text\/event-stream/);
+  const players: Awaited<ReturnType<typeof connect>>[] = [];
+  let code = "";
+  const events = await readEvents(response.body!, (events) => {
+    if (events.length === 1 && players.length === 0) {
+      // The first sample arrived: now make something happen.
+      (async () => {
+        const alice = await connect(server);
+        players.push(alice);
+        alice.send(joinRoom(null, "alice"));
+        code = (await alice.next("RoomJoined")).data.room_code;
+        await call(server, `/admin/api/rooms/orbit/${code}`, { method: "DELETE", headers: AUTH });
+      })();
+    }
+    return events.some((event) => event.event === "action");
+  });
+  equal(events[0]!.event, "sample");
+  equal(typeof events[0]!.data.connections, "number");
+  ok(
+    events.some((e) =>
+      e.event === "room" && e.data.type === "room_created" && e.data.room_code === code
+    ),
+  );
+  deepEqual(events.find((e) => e.event === "action")!.data.action, "close_room");
+  for (const player of players) await player.close();
+  await until(() => server.admin!.streams === 0, "the stream is released when its reader goes");
+});
+
+Deno.test("Operator event stream: capped per address; a reader that stops reading is dropped", async () => {
+  await using server = await withAdmin();
+  const open: Response[] = [];
+  for (let i = 0; i < 4; i++) {
+    const response = await fetch(`${server.url}/admin/api/events`, { headers: AUTH });
+    equal(response.status, 200);
+    open.push(response);
+  }
+  const fifth = await call(server, "/admin/api/events", { headers: AUTH });
+  equal(fifth.status, 429);
+  equal(fifth.json().error_code, "TOO_MANY_STREAMS");
+  for (const response of open) await response.body!.cancel();
+  await until(() => server.admin!.streams === 0, "the cancelled streams are released");
+
+  // A raw client that sends the request and never reads: the server must drop it.
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  try {
+    await conn.write(new TextEncoder().encode(
+      `GET /admin/api/events HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${TOKEN}\r\n\r\n`,
+    ));
+    const feed = server.operatorFeed!;
+    const big = "x".repeat(64 * 1024);
+    await until(() => server.admin!.streams === 1, "the raw stream is accepted");
+    let published = 0;
+    // Bounded: 256 KiB may queue, the kernel buffers a few MiB; 4000 × 64 KiB is far more.
+    for (; server.admin!.streams > 0 && published < 4000; published++) {
+      feed.publish({ event: "action", data: { action: big, target: "t", at: 0 } });
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    equal(server.admin!.streams, 0, `still open after ${published} events of 64 KiB`);
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("Operator actions are logged with action, target and client IP, never the token", async () => {
+  const MAIN = new URL("../main.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-env",
+      "--allow-write",
+      MAIN,
+      "--port",
+      "0",
+    ],
+    env: {
+      NO_COLOR: "1",
+      SIGNAL_FISH_SECURITY__ADMIN_TOKEN: TOKEN,
+      SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let stdout = "";
+  let port = 0;
+  while (!port) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += value;
+    port = Number(stdout.match(/Listening on [^:\s]+:(\d+)/)?.[1] ?? 0);
+  }
+  ok(port > 0, stdout);
+  const base = `http://127.0.0.1:${port}`;
+  await (await fetch(`${base}/admin/api/overview`, { headers: { authorization: "Bearer nope" } }))
+    .text();
+  await (await fetch(`${base}/admin/api/maintenance`, {
+    method: "PUT",
+    headers: AUTH,
+    body: '{"enabled":true}',
+  })).text();
+  await (await fetch(`${base}/admin/api/rooms/orbit/ABCDEF`, { method: "DELETE", headers: AUTH }))
+    .text();
+  child.kill("SIGTERM");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += value;
+  }
+  const stderr = await new Response(child.stderr).text();
+  await child.status;
+  const action = stdout.split("\n").find((line) => line.includes("maintenance_on"));
+  ok(action, stdout);
+  match(action, /INF|info/i);
+  ok(action.includes("server") && action.includes("127.0.0.1"), action);
+  ok(stdout.includes("authentication failed"), stdout);
+  ok(!stdout.includes(TOKEN) && !stderr.includes(TOKEN), "the token is never logged");
+});
+
+Deno.test("A short security.admin_token stops the server at startup", async () => {
+  const MAIN = new URL("../main.ts", import.meta.url).pathname;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-env",
+      "--allow-write",
+      MAIN,
+      "--port",
+      "0",
+    ],
+    env: { NO_COLOR: "1", SIGNAL_FISH_SECURITY__ADMIN_TOKEN: "too-short-a-secret" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  equal(output.code, 2, "configuration errors exit with 2 (SERVER.md §2.6)");
+  const stderr = new TextDecoder().decode(output.stderr);
+  match(stderr, /security\.admin_token/);
+  ok(!stderr.includes("too-short-a-secret"), stderr);
+});

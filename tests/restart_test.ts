@@ -1,0 +1,223 @@
+/**
+ * Rooms survive a restart (README "Rooms survive a restart", SERVER.md §2.7 `server.state_file`):
+ * the real server process, under the executables' permissions, is stopped with SIGTERM in the
+ * middle of a game and started again on the same state file; both players resume with their
+ * tokens and keep playing with authority, lobby state and the replay intact. A corrupt,
+ * foreign-version or oversized state file is refused with one log line and the server starts
+ * with no rooms.
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { joinRoom, type Received, TestClient } from "./helpers.ts";
+import { exitWithin, type ServerProcess, spawnServer } from "./process.ts";
+
+const DENO_JSON = new URL("../deno.json", import.meta.url).pathname;
+const STATE_FILE = "./state/rooms.json";
+
+function start(cwd: string, env: Record<string, string> = {}): Promise<ServerProcess> {
+  return spawnServer({
+    cwd,
+    denoFlags: ["--config", DENO_JSON],
+    env: { SIGNAL_FISH_SERVER__STATE_FILE: STATE_FILE, ...env },
+  });
+}
+
+async function stop(server: ServerProcess): Promise<void> {
+  server.child.kill("SIGTERM");
+  const status = await exitWithin(server, 15_000);
+  ok(status, "still running after SIGTERM");
+  equal(status.code, 0, server.output());
+}
+
+function logLines(server: ServerProcess, pattern: RegExp): string[] {
+  return server.output().split("\n").filter((line) => pattern.test(line));
+}
+
+async function status(server: ServerProcess): Promise<{ rooms: number; held_seats: number }> {
+  const response = await fetch(`http://127.0.0.1:${server.port}/v2/status`);
+  return await response.json();
+}
+
+function reconnect(joined: Received): unknown {
+  return {
+    type: "Reconnect",
+    data: {
+      player_id: joined.data.player_id,
+      room_id: joined.data.room_id,
+      auth_token: joined.data.reconnection_token,
+    },
+  };
+}
+
+Deno.test("SIGTERM mid-game, start again: both players reconnect and keep playing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    let mira: Received;
+    let tobias: Received;
+    {
+      await using server = await start(dir);
+      const url = `ws://127.0.0.1:${server.port}/v2/ws`;
+      await using a = await TestClient.connect(url);
+      const b = await TestClient.connect(url);
+      a.send(joinRoom(null, "Mira", { max_players: 2 }));
+      mira = await a.next("RoomJoined");
+      b.send(joinRoom(mira.data.room_code, "Tobias"));
+      tobias = await b.next("RoomJoined");
+      await a.waitFor("LobbyStateChanged");
+      a.send({
+        type: "ProvideConnectionInfo",
+        data: { connection_info: { type: "direct", host: "203.0.113.40", port: 27015 } },
+      });
+      a.send({ type: "PlayerReady" });
+      await b.waitFor("LobbyStateChanged");
+      equal((await a.waitFor("LobbyStateChanged")).data.ready_players.length, 1);
+      // Tobias drops before the restart; what Mira sends then waits in his replay buffer.
+      await b.close();
+      a.send({ type: "GameData", data: { data: { op: "steer", angle: -12.5 } } });
+      await a.expectNothingElse();
+      await stop(server);
+      deepEqual(await a.closed, { code: 1001, reason: "Server shutting down" });
+      equal(logLines(server, /Saved 1 rooms and 2 seats to \.\/state\/rooms\.json/).length, 1);
+      const saved = await Deno.readTextFile(`${dir}/state/rooms.json`);
+      ok(!saved.includes(mira.data.reconnection_token), "a token in the state file");
+      ok(!saved.includes(tobias.data.reconnection_token), "a token in the state file");
+    }
+
+    await using server = await start(dir);
+    equal(logLines(server, /Restored 1 rooms and 2 held seats from/).length, 1);
+    await Deno.stat(`${dir}/state/rooms.json`).then(
+      () => ok(false, "the restored state file is still there"),
+      (error) => ok(error instanceof Deno.errors.NotFound),
+    );
+    deepEqual(await status(server).then((s) => [s.rooms, s.held_seats]), [1, 2]);
+    const lookup = await fetch(
+      `http://127.0.0.1:${server.port}/v2/rooms/orbit/${mira.data.room_code}`,
+    );
+    deepEqual((({ players, lobby_state }) => ({ players, lobby_state }))(await lookup.json()), {
+      players: 2,
+      lobby_state: "lobby",
+    });
+    const url = `ws://127.0.0.1:${server.port}/v2/ws`;
+    await using a = await TestClient.connect(url);
+    await using b = await TestClient.connect(url);
+
+    a.send(reconnect(mira));
+    const back = (await a.next("Reconnected")).data;
+    equal(back.room_code, mira.data.room_code);
+    ok(back.is_authority);
+    equal(back.lobby_state, "lobby");
+    deepEqual(back.ready_players, [mira.data.player_id]);
+    deepEqual(back.current_players.map((p: { name: string }) => p.name), ["Mira", "Tobias"]);
+    deepEqual(back.current_players[0].connection_info, {
+      type: "direct",
+      host: "203.0.113.40",
+      port: 27015,
+    });
+
+    b.send(reconnect(tobias));
+    const tobiasBack = (await b.next("Reconnected")).data;
+    deepEqual(tobiasBack.missed_events, [
+      {
+        type: "GameData",
+        data: { from_player: mira.data.player_id, data: { op: "steer", angle: -12.5 } },
+      },
+      { type: "PlayerReconnected", data: { player_id: mira.data.player_id } },
+    ]);
+    equal(tobiasBack.replay_truncated, false);
+    deepEqual((await a.next("PlayerReconnected")).data, { player_id: tobias.data.player_id });
+
+    // The game goes on: Tobias readies up, the game starts, data flows both ways.
+    b.send({ type: "PlayerReady" });
+    equal((await a.next("LobbyStateChanged")).data.lobby_state, "finalized");
+    const starting = (await a.next("GameStarting")).data.peer_connections;
+    deepEqual(starting.map((p: { is_authority: boolean }) => p.is_authority), [true, false]);
+    a.send({ type: "GameData", data: { data: { op: "go" } } });
+    deepEqual((await b.waitFor("GameData")).data.data, { op: "go" });
+    b.send({ type: "GameData", data: { data: { op: "ack" } } });
+    deepEqual((await a.waitFor("GameData")).data.data, { op: "ack" });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+const REFUSED: [string, string, Record<string, string>, RegExp][] = [
+  ["corrupt", '{"format":"signal-fish-rooms","version":1,"rooms":[', {}, /not JSON/],
+  [
+    "wrong-version",
+    JSON.stringify({ format: "signal-fish-rooms", version: 99, saved_at: 0, rooms: [] }),
+    {},
+    /format version 99, this build reads 1/,
+  ],
+  [
+    "oversized",
+    JSON.stringify({ format: "signal-fish-rooms", version: 1, saved_at: 0, rooms: [] }).padEnd(
+      2048,
+      " ",
+    ),
+    { SIGNAL_FISH_SERVER__STATE_FILE_MAX_BYTES: "1024" },
+    /it is 2048 bytes, over server\.state_file_max_bytes \(1024\)/,
+  ],
+];
+
+for (const [name, content, env, reason] of REFUSED) {
+  Deno.test(`state file refused (${name}): one log line, the server starts empty`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+    try {
+      await Deno.mkdir(`${dir}/state`);
+      await Deno.writeTextFile(`${dir}/state/rooms.json`, content);
+      await using server = await start(dir, env);
+      const lines = logLines(server, /Cannot restore rooms from/);
+      equal(lines.length, 1, server.output());
+      ok(reason.test(lines[0]!), lines[0]);
+      ok(/starting with no rooms/.test(lines[0]!), lines[0]);
+      deepEqual(await status(server).then((s) => [s.rooms, s.held_seats]), [0, 0]);
+      // It serves as usual.
+      await using client = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+      client.send(joinRoom(null, "Mira"));
+      await client.next("RoomJoined");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("deno run --watch (the dev task): rooms survive a restart caused by a saved file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-watch-" });
+  try {
+    const trigger = `${dir}/trigger.txt`;
+    await Deno.writeTextFile(trigger, "0");
+    // The restarted program binds the same port, so the test picks one first.
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = probe.addr.port;
+    probe.close();
+    await using server = await spawnServer({
+      cwd: dir,
+      denoFlags: ["--config", DENO_JSON, `--watch=${trigger}`],
+      args: ["--port", String(port)],
+      env: { SIGNAL_FISH_SERVER__STATE_FILE: STATE_FILE },
+    });
+    const url = `ws://127.0.0.1:${port}/v2/ws`;
+    const a = await TestClient.connect(url);
+    a.send(joinRoom("SAVE01", "Mira"));
+    const mira = await a.next("RoomJoined");
+    await Deno.writeTextFile(trigger, "1");
+    await a.closed;
+    const deadline = Date.now() + 20_000;
+    while (logLines(server, /Restored 1 rooms and 1 held seats from/).length === 0) {
+      ok(Date.now() < deadline, `no restore after the restart:\n${server.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    let b: TestClient | undefined;
+    while (!b) {
+      b = await TestClient.connect(url).catch(() => undefined);
+      ok(b || Date.now() < deadline, "the restarted server does not accept connections");
+      if (!b) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await using _b = b;
+    b.send(reconnect(mira));
+    const back = (await b.next("Reconnected")).data;
+    equal(back.room_code, "SAVE01");
+    ok(back.is_authority);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
