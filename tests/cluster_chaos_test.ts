@@ -7,6 +7,7 @@ import { equal, ok } from "node:assert/strict";
 import { joinRoom, type Received, TestClient } from "./helpers.ts";
 import { startCluster, TEST_TTL_SECS } from "./cluster_helpers.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
+import { parseExposition } from "./exposition.ts";
 
 const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
 
@@ -48,6 +49,11 @@ Deno.test({
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error("no close")), 5_000)),
     ]);
     equal(closed.code, 1012);
+    const metrics = parseExposition(
+      await (await fetch(`${cluster.httpUrl(1)}/metrics/prom`)).text(),
+    );
+    ok((metrics.get("signal_fish_cluster_resync_closes_total") ?? 0) >= 1, "counted");
+    ok((metrics.get("signal_fish_cluster_resyncs_total") ?? 0) >= 1, "counted");
     // Unreachable first (SERVICE_UNAVAILABLE), then held dead: RECONNECTION_FAILED.
     const answers = await reconnectUntil(
       cluster.wsUrl(2),

@@ -61,6 +61,27 @@ export function registerClusterMetrics(
     "Pair resyncs: gap, silent peer or lost publish",
     () => stats.resyncs,
   );
+  const counts = node.router.counts;
+  registry.counter(
+    `${p}cluster_resync_closes_total`,
+    "Connections this node closed with 1012",
+    () => counts.resyncCloses,
+  );
+  registry.counter(
+    `${p}cluster_bind_timeouts_total`,
+    "Requests failed with SERVICE_UNAVAILABLE after forward_timeout_ms without a home's answer",
+    () => counts.bindTimeouts,
+  );
+  registry.counter(
+    `${p}cluster_binds_expired_total`,
+    "Bind requests this home dropped because their deadline had passed",
+    () => counts.bindsExpired,
+  );
+  registry.counter(
+    `${p}cluster_binds_undone_total`,
+    "Late successful binds undone with CLOSED{abandoned}",
+    () => counts.bindsUndone,
+  );
   registry.counter(
     `${p}cluster_code_conflicts_total`,
     "Rooms homed here whose refresh found their code owned by another room",

@@ -75,6 +75,8 @@ export class ClusterRouter implements Router {
     { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
   >();
   #nextRequest = 1;
+  /** Counters of SERVER.md §6.3 (#71, #73–#75). */
+  readonly counts = { resyncCloses: 0, bindTimeouts: 0, bindsExpired: 0, bindsUndone: 0 };
   #heartbeat: ReturnType<typeof setInterval> | undefined;
 
   /** A router for `bus.node`; {@linkcode ClusterRouter.start} subscribes. */
@@ -157,6 +159,7 @@ export class ClusterRouter implements Router {
       if (this.#pending.get(conn)?.timer !== timer) return;
       this.#pending.delete(conn);
       this.#abandoned.set(conn, home);
+      this.counts.bindTimeouts++;
       this.#sendToClient(conn, unavailable(message));
       resolve({ status: "unbound" });
     }, this.#options.forwardTimeoutMs);
@@ -356,6 +359,7 @@ export class ClusterRouter implements Router {
     const edge = envelope.source;
     // Past its deadline (by this clock): the edge has answered already (SERVER.md §8.4.4).
     if (now > envelope.deadline) {
+      this.counts.bindsExpired++;
       log.debug("Dropped an expired BIND from {edge}", { edge });
       return;
     }
@@ -410,6 +414,7 @@ export class ClusterRouter implements Router {
       if (item.tag === "bound" && this.#abandoned.get(conn) === home) {
         // A success that crossed the timeout: undone (SERVER.md §8.4.2 "Late success").
         this.#abandoned.delete(conn);
+        this.counts.bindsUndone++;
         this.streams.send(home, {
           kind: Kind.CLOSED,
           conn,
@@ -442,6 +447,7 @@ export class ClusterRouter implements Router {
     }
     for (const conn of this.#edge?.resync?.(peer, now) ?? []) {
       closed++;
+      this.counts.resyncCloses++;
       this.streams.send(peer, {
         kind: Kind.CLOSED,
         conn,
