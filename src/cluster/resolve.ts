@@ -103,7 +103,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
   const { engine, store, node } = options;
 
   /** A bucket take; the reason when refused. */
-  const take = async (kind: BucketKind, ip: string, now: number) => {
+  const takeToken = async (kind: BucketKind, ip: string, now: number) => {
     const taken = await store.take(kind, ip, now);
     if (taken.ok) return undefined;
     return kind === "creation"
@@ -182,6 +182,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
   };
 
   const joinRoom = async (
+    take: typeof takeToken,
     conn: string,
     message: Extract<ClientMessage, { type: "JoinRoom" }>,
     ip: string,
@@ -228,6 +229,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
   };
 
   const joinAsSpectator = async (
+    take: typeof takeToken,
     message: Extract<ClientMessage, { type: "JoinAsSpectator" }>,
     ip: string,
     now: number,
@@ -293,13 +295,15 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     }
   };
 
-  return async (conn, message, ip, now, staleHome) => {
+  return async (conn, message, ip, now, staleHome, retry) => {
+    // A retry after a MISS takes no token again.
+    const take = retry ? () => Promise.resolve(undefined) : takeToken;
     try {
       switch (message.type) {
         case "JoinRoom":
-          return await joinRoom(conn, message, ip, now, staleHome);
+          return await joinRoom(take, conn, message, ip, now, staleHome);
         case "JoinAsSpectator":
-          return await joinAsSpectator(message, ip, now, staleHome);
+          return await joinAsSpectator(take, message, ip, now, staleHome);
         case "Reconnect":
           return await reconnect(message, staleHome, now);
         default:

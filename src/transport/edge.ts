@@ -107,7 +107,8 @@ export type Resolution =
 
 /**
  * Resolves a bind request of connection `conn` (client IP `ip`) received at `now`. `stale`, on
- * the second attempt after a `MISS`, names the home that did not have the room.
+ * the last attempt after `MISS`es, names the home that did not have the room; `retry` is true
+ * after the first attempt (no rate-limit token is taken again).
  */
 export type Resolver = (
   conn: ConnId,
@@ -115,6 +116,7 @@ export type Resolver = (
   ip: string,
   now: number,
   stale?: NodeId,
+  retry?: boolean,
 ) => Promise<Resolution>;
 
 /** A maintenance or operator command for the edge ({@linkcode Edge.command}). */
@@ -420,8 +422,15 @@ export class Edge {
         if (this.#conns.get(id) !== conn) return;
       }
       let stale: NodeId | undefined;
-      for (let attempt = 0; attempt < 2; attempt++) {
-        const resolution = await this.#resolver!(id, message, conn.info.ip, now, stale);
+      for (let attempt = 0; attempt < MISS_ATTEMPTS; attempt++) {
+        const resolution = await this.#resolver!(
+          id,
+          message,
+          conn.info.ip,
+          now,
+          stale,
+          attempt > 0,
+        );
         if (this.#conns.get(id) !== conn) return;
         switch (resolution.kind) {
           case "reply":
@@ -439,7 +448,14 @@ export class Edge {
           case "remote": {
             const outcome = await toHome(resolution.home);
             if (outcome.status !== "miss") return;
-            stale = resolution.home;
+            // The home may have claimed the code and not created the room yet (its claim's
+            // answer and this BIND travel on different connections): ask again a little later,
+            // and hold the entry stale only at the last attempt.
+            if (attempt < MISS_ATTEMPTS - 2) {
+              await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt));
+            } else {
+              stale = resolution.home;
+            }
           }
         }
       }
@@ -991,6 +1007,8 @@ export class Edge {
 }
 
 const UNBOUND: BindOutcome = { status: "unbound" };
+/** Resolutions of one request: MISSes retried after 20, 40, 80 ms, the last one stale. */
+const MISS_ATTEMPTS = 5;
 const MISS: BindOutcome = { status: "miss" };
 
 /** `effects` with `conn` removed from every frame's recipients (an undo nobody is told of). */
