@@ -5,10 +5,11 @@
  */
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
 import { renderChart } from "./chart.ts";
-import { type Comparison, summarize } from "./compare.ts";
+import { type Comparison, formatComparison, type Metric, summarize } from "./compare.ts";
 import { LoadGenerator, type Report, split } from "./load.ts";
 import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
 import { summarizeProfile } from "./profile.ts";
+import { judge } from "./guard.ts";
 import { spawnServer } from "./spawn.ts";
 import { Histogram, machineInfo, median } from "./stats.ts";
 
@@ -180,6 +181,41 @@ Deno.test("summarize() and renderChart() turn runs into ratios and a chart", () 
   ok(svg.trimEnd().endsWith("</svg>"));
 });
 
+Deno.test("summarize() reports each interleaved pair, its ratio and the spread", () => {
+  const run = (kind: "ours" | "baseline", round: number, cycleMs: number) => ({
+    experiment: "churn" as const,
+    kind,
+    round,
+    report: { churn: { serverCpuMsPerCycle: cycleMs } } as Report,
+  });
+  const runs = [
+    run("ours", 1, 1.2),
+    run("baseline", 1, 1),
+    { ...run("ours", 2, 5), discarded: true }, // repeated: the next run of round 2 counts
+    run("ours", 2, 0.9),
+    run("baseline", 2, 1.5),
+    run("ours", 3, 2), // no baseline in round 3: no pair
+  ];
+  const churn = summarize(runs).find((metric) => metric.id === "churn_cpu")!;
+  deepEqual(churn.pairs, [
+    { round: 1, ours: 1.2, baseline: 1, ratio: 1.2 },
+    { round: 2, ours: 0.9, baseline: 1.5, ratio: 0.6 },
+  ]);
+  deepEqual([churn.pairRatioMedian, churn.pairRatioMin, churn.pairRatioMax], [0.9, 0.6, 1.2]);
+  const text = formatComparison({
+    createdAt: new Date(0).toISOString(),
+    machine: machineInfo(),
+    rounds: 3,
+    commands: {},
+    metrics: [churn],
+    cpuPressure: null,
+    seconds: 1,
+    runs,
+  });
+  match(text, /0\.90x \(0\.60-1\.20\)/);
+  match(text, /round 2: 0\.9 \/ 1\.5 = 0\.60x/);
+});
+
 Deno.test("summarizeProfile() adds self time per function and per file", () => {
   const frame = (functionName: string, url: string) => ({ functionName, url, lineNumber: 9 });
   const summary = summarizeProfile({
@@ -198,4 +234,21 @@ Deno.test("summarizeProfile() adds self time per function and per file", () => {
     ["npm:zod@4/index.js", 2],
   ]);
   equal(summary.functions[0]!.name, "receive src/transport/hub.ts:10");
+});
+
+Deno.test("judge() fails a guarded ratio more than 5 % above its recorded figure", () => {
+  const metric = (id: string, pairRatioMedian: number | null) =>
+    ({ id, pairRatioMedian }) as Metric;
+  const record = {
+    recordedAt: new Date(0).toISOString(),
+    ratios: { cpu_per_message: 1, churn_cpu: 2 },
+    cpuPressure: null,
+  };
+  deepEqual(judge([metric("cpu_per_message", 1.04), metric("churn_cpu", 2.2)], record), [
+    { id: "cpu_per_message", recorded: 1, measured: 1.04, change: 1.04, ok: true },
+    { id: "churn_cpu", recorded: 2, measured: 2.2, change: 1.1, ok: false },
+  ]);
+  // Nothing measured fails; nothing recorded cannot fail.
+  deepEqual(judge([metric("cpu_per_message", null)], record)[0]!.ok, false);
+  deepEqual(judge([metric("cpu_per_message", 3)], null)[0]!.ok, null);
 });

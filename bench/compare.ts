@@ -31,6 +31,24 @@ export interface Metric extends Omit<MetricSpec, "value"> {
   met: boolean | null;
   /** Why the ratio may mislead, e.g. the generator was the bottleneck. */
   notes: string[];
+  /**
+   * Each interleaved pair (ours and baseline of the same round, both counted), in round order:
+   * one server's run-to-run spread on a shared machine is about ±20 %, so a ratio is only worth
+   * its spread over the pairs.
+   */
+  pairs: PairRatio[];
+  /** Median, lowest and highest of the pairs' ratios; null without a complete pair. */
+  pairRatioMedian: number | null;
+  pairRatioMin: number | null;
+  pairRatioMax: number | null;
+}
+
+/** One round's pair of values and their ratio ours / baseline (null when either is missing). */
+export interface PairRatio {
+  round: number;
+  ours: number;
+  baseline: number;
+  ratio: number | null;
 }
 
 /** The file `compare.ts` writes and `chart.ts` reads. */
@@ -199,6 +217,8 @@ export function summarize(runs: Comparison["runs"]): Metric[] {
       ? round3(oursMedian / baselineMedian)
       : null;
     const { value: _, ...described } = spec;
+    const pairs = pairRatios(runs, spec);
+    const pairValues = pairs.map((pair) => pair.ratio).filter((r): r is number => r !== null);
     const notes: string[] = [];
     if (spec.experiment === "saturate") {
       const counted = runs.filter((run) => run.experiment === "saturate" && !run.discarded);
@@ -224,28 +244,75 @@ export function summarize(runs: Comparison["runs"]): Metric[] {
         ? ratio >= spec.target
         : ratio <= spec.target,
       notes,
+      pairs,
+      pairRatioMedian: pairValues.length ? round3(median(pairValues)) : null,
+      pairRatioMin: pairValues.length ? Math.min(...pairValues) : null,
+      pairRatioMax: pairValues.length ? Math.max(...pairValues) : null,
     };
   });
 }
 
-/** Formats the metrics as a table for people. */
+/**
+ * The pairs of one metric: for each round, the counted (not discarded) run of each kind, the
+ * last one when a round was repeated.
+ */
+export function pairRatios(runs: Comparison["runs"], spec: MetricSpec): PairRatio[] {
+  const byRound = new Map<number, { ours?: number; baseline?: number }>();
+  for (const run of runs) {
+    if (run.experiment !== spec.experiment || run.discarded) continue;
+    const value = spec.value(run.report);
+    if (value === null || !Number.isFinite(value)) continue;
+    const pair = byRound.get(run.round) ?? {};
+    pair[run.kind] = value;
+    byRound.set(run.round, pair);
+  }
+  const pairs: PairRatio[] = [];
+  for (const [round, { ours, baseline }] of [...byRound].sort((a, b) => a[0] - b[0])) {
+    if (ours === undefined || baseline === undefined) continue;
+    pairs.push({ round, ours, baseline, ratio: baseline > 0 ? round3(ours / baseline) : null });
+  }
+  return pairs;
+}
+
+/** Formats the metrics as a table for people, then each metric's pairs and their spread. */
 export function formatComparison(comparison: Comparison): string {
-  const rows = [["target", "ours (median)", "baseline (median)", "ratio", "goal", "met"]];
+  const rows = [[
+    "target",
+    "ours (median)",
+    "baseline (median)",
+    "ratio",
+    "pair ratios (median, min-max)",
+    "goal",
+    "met",
+  ]];
+  const ratio = (r: number | null | undefined) =>
+    r === null || r === undefined ? "-" : r.toFixed(2);
   for (const m of comparison.metrics) {
     rows.push([
       m.title,
       m.oursMedian === null ? "-" : `${m.oursMedian} ${m.unit}`,
       m.baselineMedian === null ? "-" : `${m.baselineMedian} ${m.unit}`,
       m.ratio === null ? "-" : `${m.ratio.toFixed(2)}x`,
+      m.pairRatioMedian === null || m.pairRatioMedian === undefined
+        ? "-"
+        : `${ratio(m.pairRatioMedian)}x (${ratio(m.pairRatioMin)}-${ratio(m.pairRatioMax)})`,
       `${m.better === "higher" ? ">=" : "<="} ${m.target}x`,
       m.met === null ? "-" : m.met ? "yes" : "NO",
     ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  return rows.map((row) =>
+  const table = rows.map((row) =>
     row.map((cell, i) => i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)).join("  ")
-  )
-    .join("\n");
+  );
+  const lines = [...table, ""];
+  for (const m of comparison.metrics) {
+    if (!m.pairs?.length) continue;
+    const each = m.pairs.map((pair) =>
+      `round ${pair.round}: ${pair.ours} / ${pair.baseline} = ${ratio(pair.ratio)}x`
+    );
+    lines.push(`${m.id} (${m.unit}, ours / baseline): ${each.join("; ")}`);
+  }
+  return lines.join("\n").trimEnd();
 }
 
 async function main(): Promise<void> {

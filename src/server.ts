@@ -7,6 +7,8 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
+import { AppRegistry } from "./engine/app_auth.ts";
+import { gameScope } from "./engine/room.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type PendingLimits, type TlsPem } from "./http/listener.ts";
 import type { LogStats } from "./logging.ts";
@@ -135,6 +137,9 @@ export function engineOptions(config: Config): EngineOptions {
     reconnectionWindowMs: server.reconnection_window * 1000,
     eventBufferSize: server.event_buffer_size,
     eventBufferMaxBytes: server.event_buffer_max_bytes,
+    eventBufferTotalMaxBytes: server.event_buffer_total_max_bytes,
+    maxTokenRecords: server.max_token_records,
+    maxRoomsPerIp: server.max_rooms_per_ip,
     newToken: newReconnectionToken,
     tokenDigest: sha256TokenDigest,
     ...securityOptions(config),
@@ -161,8 +166,29 @@ function securityOptions(config: Config): Pick<EngineOptions, "auth" | "rateLimi
     rateLimits: new RateLimits({
       maxRoomCreations: rate_limit.max_room_creations,
       maxJoinAttempts: rate_limit.max_join_attempts,
+      maxReconnectAttempts: rate_limit.max_reconnect_attempts,
+      maxAuthFailures: rate_limit.max_auth_failures,
       windowMs: rate_limit.time_window * 1000,
     }),
+  };
+}
+
+/**
+ * How the HTTP room routes find a request's room namespace (issue 14 item 12): with auth
+ * enabled, the app named by `?app_id=` (and header `X-App-Secret` when the app has a secret);
+ * with auth disabled, the game name itself.
+ */
+function httpRoomScope(
+  settings: EngineOptions,
+): ((request: Request, gameName: string) => string | undefined) | undefined {
+  const auth = settings.auth;
+  if (!auth?.required) return undefined;
+  const apps = new AppRegistry(auth.apps);
+  return (request, gameName) => {
+    const appId = new URL(request.url).searchParams.get("app_id");
+    if (appId === null) return undefined;
+    const secret = request.headers.get("x-app-secret") ?? undefined;
+    return apps.verify(appId, secret) ? gameScope(gameName, appId) : undefined;
   };
 }
 
@@ -190,6 +216,8 @@ export function serverMetrics(
     rooms: () => engine.stats().rooms,
     heldSeats: () => engine.stats().heldSeats,
     eventsBuffered: () => engine.stats().eventsBuffered,
+    replayBufferBytes: () => engine.stats().replayBufferBytes,
+    replayTruncations: () => engine.stats().replayTruncations,
     seatCounts: () => engine.seatCounts(),
     logStats,
   }, {
@@ -321,6 +349,7 @@ export async function startServer(
       directory: edge.directory,
       buckets: cluster ? cluster.store : new MemoryTokenBuckets(settings.rateLimits),
       publicRoomListing: config.security.public_room_listing,
+      scope: httpRoomScope(settings),
       roomCodeLength: config.protocol.room_code_length,
       maxGameNameLength: config.protocol.max_game_name_length,
       onEvent,

@@ -531,7 +531,12 @@ var SignalFishClient = class _SignalFishClient {
    * with {@linkcode SignalFishConnectionError} when the server cannot be reached.
    */
   lookupRoom(gameName, roomCode) {
-    return lookupRoom(this.url, gameName, roomCode);
+    const auth = this.#authData ?? this.#options.auth;
+    const app = auth ? {
+      appId: auth.app_id,
+      appSecret: auth.app_secret ?? void 0
+    } : void 0;
+    return lookupRoom(this.url, gameName, roomCode, app);
   }
   /**
    * Joins the room with `data.room_code` — or creates it, as the server does for unknown codes
@@ -1466,16 +1471,21 @@ function defaultSessionStore() {
     return void 0;
   }
 }
-async function lookupRoom(url, gameName, roomCode) {
+async function lookupRoom(url, gameName, roomCode, app) {
   const base = new URL(endpointUrl(url));
   base.protocol = base.protocol === "wss:" ? "https:" : "http:";
   const target = new URL(`/v2/rooms/${encodeURIComponent(gameName)}/${encodeURIComponent(roomCode)}`, base);
+  const headers = {
+    accept: "application/json"
+  };
+  if (app) {
+    target.searchParams.set("app_id", app.appId);
+    if (app.appSecret !== void 0) headers["x-app-secret"] = app.appSecret;
+  }
   let response;
   try {
     response = await fetch(target, {
-      headers: {
-        accept: "application/json"
-      }
+      headers
     });
   } catch (error) {
     throw new SignalFishConnectionError(`Cannot reach ${target.origin}`, void 0, {

@@ -588,7 +588,10 @@ export class SignalFishClient implements AsyncDisposable {
    * with {@linkcode SignalFishConnectionError} when the server cannot be reached.
    */
   lookupRoom(gameName: string, roomCode: string): Promise<RoomSummary | null> {
-    return lookupRoom(this.url, gameName, roomCode);
+    // With app auth rooms belong to an app: look up in the one this client authenticates as.
+    const auth = this.#authData ?? this.#options.auth;
+    const app = auth ? { appId: auth.app_id, appSecret: auth.app_secret ?? undefined } : undefined;
+    return lookupRoom(this.url, gameName, roomCode, app);
   }
 
   /**
@@ -1445,12 +1448,15 @@ function defaultSessionStore(): SessionStore | undefined {
  * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, EXTENSIONS.md E5) on the
  * server at `url` (http(s) base URL or the ws(s) endpoint); resolves `null` for 404. Rejects
  * with {@linkcode SignalFishError} for 429 (`RATE_LIMIT_EXCEEDED`) or 503, and with
- * {@linkcode SignalFishConnectionError} when the server cannot be reached.
+ * {@linkcode SignalFishConnectionError} when the server cannot be reached. `app` names the app
+ * whose rooms to search on a server that requires app authentication (rooms are per app there:
+ * `?app_id=` and the `X-App-Secret` header); servers without it ignore both.
  */
 export async function lookupRoom(
   url: string | URL,
   gameName: string,
   roomCode: string,
+  app?: { appId: string; appSecret?: string },
 ): Promise<RoomSummary | null> {
   const base = new URL(endpointUrl(url));
   base.protocol = base.protocol === "wss:" ? "https:" : "http:";
@@ -1458,9 +1464,14 @@ export async function lookupRoom(
     `/v2/rooms/${encodeURIComponent(gameName)}/${encodeURIComponent(roomCode)}`,
     base,
   );
+  const headers: Record<string, string> = { accept: "application/json" };
+  if (app) {
+    target.searchParams.set("app_id", app.appId);
+    if (app.appSecret !== undefined) headers["x-app-secret"] = app.appSecret;
+  }
   let response: Response;
   try {
-    response = await fetch(target, { headers: { accept: "application/json" } });
+    response = await fetch(target, { headers });
   } catch (error) {
     throw new SignalFishConnectionError(`Cannot reach ${target.origin}`, undefined, {
       cause: error,

@@ -171,7 +171,10 @@ export const ConfigFields = z.strictObject({
     heartbeat_throttle_secs: int().default(30),
     region_id: text().default("default"),
     room_code_prefix: roomCodePrefix,
-    max_spectators_per_room: int().default(0),
+    max_spectators_per_room: int().default(100),
+    max_rooms_per_ip: int().default(20),
+    event_buffer_total_max_bytes: int().default(67108864),
+    max_token_records: int(1).default(200000),
     drain_timeout_secs: int().default(10),
     // Bind address (SERVER.md §1.1 note): all IPv4 interfaces by default; `deno task dev` passes
     // `--host 127.0.0.1`.
@@ -185,6 +188,8 @@ export const ConfigFields = z.strictObject({
     max_room_creations: int(1).default(5),
     time_window: int(1).default(60),
     max_join_attempts: int(1).default(20),
+    max_reconnect_attempts: int(1).default(60),
+    max_auth_failures: int(1).default(10),
   }).prefault({}),
   protocol: z.strictObject({
     max_game_name_length: int().default(64),

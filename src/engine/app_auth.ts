@@ -85,9 +85,23 @@ export class AppRegistry {
   }
 
   /**
-   * Steps 2–4 of PROTOCOL.md §7.1.3 for one `Authenticate` at `now` (ms): known app, app
-   * bucket (a token is taken before the secret check, so guessing secrets is limited too),
-   * secret (SHA-256 digests compared in constant time). Returns the app or the failure.
+   * Whether `appId` is a configured app and `appSecret` its secret (constant-time), without
+   * touching any bucket: how HTTP room lookups name their app when auth is enabled (issue 14
+   * item 12).
+   */
+  verify(appId: string, appSecret: string | undefined): boolean {
+    if (!this.#apps.has(appId)) return false;
+    const expected = this.#secrets.get(appId);
+    return !expected || timingSafeEqual(expected, sha256(appSecret ?? ""));
+  }
+
+  /**
+   * Steps 2–4 of PROTOCOL.md §7.1.3 for one `Authenticate` at `now` (ms): known app, secret
+   * (SHA-256 digests compared in constant time), then the app bucket. This implementation
+   * (SECURITY.md, issue 14 item 6) checks the secret before taking from the app bucket, so only
+   * connections that proved the secret draw from it and wrong secrets cannot lock an app's
+   * clients out; guessing is limited by the caller's per-IP failure bucket instead. Returns the
+   * app or the failure.
    */
   check(
     appId: string,
@@ -101,18 +115,18 @@ export class AppRegistry {
         failure: { error: "InvalidAppId", errorCode: "INVALID_APP_ID", close: true },
       };
     }
-    const bucket = this.#buckets.get(appId);
-    if (bucket && !bucket.take(now).ok) {
-      return {
-        ok: false,
-        failure: { error: "RateLimitExceeded", errorCode: "RATE_LIMIT_EXCEEDED", close: true },
-      };
-    }
     const expected = this.#secrets.get(appId);
     if (expected && !timingSafeEqual(expected, sha256(appSecret ?? ""))) {
       return {
         ok: false,
         failure: { error: "InvalidAppSecret", errorCode: "UNAUTHORIZED", close: true },
+      };
+    }
+    const bucket = this.#buckets.get(appId);
+    if (bucket && !bucket.take(now).ok) {
+      return {
+        ok: false,
+        failure: { error: "RateLimitExceeded", errorCode: "RATE_LIMIT_EXCEEDED", close: true },
       };
     }
     // Configured secrets are non-empty (config rule), so a missing app_secret never matches.

@@ -29,6 +29,12 @@ export interface EngineStats {
   heldSeats: number;
   /** Messages appended to replay buffers since the engine started (SERVER.md §6.3 #37). */
   eventsBuffered: number;
+  /** Bytes held in all replay buffers now (`server.event_buffer_total_max_bytes` counts these). */
+  replayBufferBytes: number;
+  /** Messages dropped from replay buffers for the global byte budget since the start. */
+  replayTruncations: number;
+  /** Reconnection token records remembered (valid and recently invalidated). */
+  tokenRecords: number;
 }
 
 /** The lookup summary of a room (EXTENSIONS.md E5). */
@@ -46,11 +52,45 @@ export function roomSummary(room: Room): RoomSummary {
   };
 }
 
-/** Rooms of this engine, in creation order, with their counts. */
+/** Which cap a reclaim is for: the game's, the app's, or the creating IP's share of a game. */
+export type CapScope = "game" | "app" | "ip";
+
+/** Adds `room` to the set of `key` in `sets`. */
+function addTo(sets: Map<string, Set<Room>>, key: string, room: Room): void {
+  const set = sets.get(key);
+  if (set) set.add(room);
+  else sets.set(key, new Set([room]));
+}
+
+/** Removes `room` from the set of `key` in `sets`. */
+function removeFrom(sets: Map<string, Set<Room>>, key: string, room: Room): void {
+  const set = sets.get(key);
+  if (!set?.delete(room)) return;
+  if (set.size === 0) sets.delete(key);
+}
+
+/** Key of an IP's share of a game namespace. */
+function ipScope(scope: string, ip: string): string {
+  return `${scope}\u0000${ip}`;
+}
+
+/**
+ * Rooms of this engine, in creation order, with their counts. Games are keyed by their
+ * {@linkcode Room.scope} (the game name, prefixed by the app when auth is enabled).
+ *
+ * Rooms without seats (no connected player, no held seat) are also indexed by when they became
+ * empty, per game, app and creator IP: a creation that finds a cap reached deletes the oldest
+ * such room of that cap first ({@linkcode HomeDirectory.oldestEmpty}), so empty rooms never keep
+ * a cap full (issue 14 item 7).
+ */
 export class HomeDirectory {
   readonly #rooms = new Map<string, Room>();
   readonly #roomsPerGame = new Map<string, number>();
+  readonly #roomsPerIp = new Map<string, number>();
   readonly #appRooms = new AppRoomCounts();
+  readonly #emptyByGame = new Map<string, Set<Room>>();
+  readonly #emptyByApp = new Map<string, Set<Room>>();
+  readonly #emptyByIp = new Map<string, Set<Room>>();
   /** Creation time and app of each room, for its directory entry. */
   readonly #meta = new Map<string, { createdAt: number; appId?: string }>();
 
@@ -59,14 +99,14 @@ export class HomeDirectory {
     return this.#rooms.size;
   }
 
-  /** The room with `code` (upper-case) in game `gameName`, if any. */
-  get(gameName: string, code: string): Room | undefined {
-    return this.#rooms.get(roomKey(gameName, code));
+  /** The room with `code` (upper-case) in game namespace `scope` ({@linkcode gameScope}). */
+  get(scope: string, code: string): Room | undefined {
+    return this.#rooms.get(roomKey(scope, code));
   }
 
-  /** True when game `gameName` has a room with `code`. */
-  has(gameName: string, code: string): boolean {
-    return this.#rooms.has(roomKey(gameName, code));
+  /** True when game namespace `scope` has a room with `code`. */
+  has(scope: string, code: string): boolean {
+    return this.#rooms.has(roomKey(scope, code));
   }
 
   /** Every room, oldest first. */
@@ -74,9 +114,48 @@ export class HomeDirectory {
     return this.#rooms.values();
   }
 
-  /** Rooms of `gameName`, empty ones included (the `max_rooms_per_game` count). */
-  gameCount(gameName: string): number {
-    return this.#roomsPerGame.get(gameName) ?? 0;
+  /** Rooms of game namespace `scope`, empty ones included (the `max_rooms_per_game` count). */
+  gameCount(scope: string): number {
+    return this.#roomsPerGame.get(scope) ?? 0;
+  }
+
+  /** Rooms of game namespace `scope` created from client IP key `ip` (`max_rooms_per_ip`). */
+  ipCount(scope: string, ip: string): number {
+    return this.#roomsPerIp.get(ipScope(scope, ip)) ?? 0;
+  }
+
+  /** The room of cap `kind` / `key` that has been empty longest, if any is empty. */
+  oldestEmpty(kind: CapScope, key: string): Room | undefined {
+    const sets = kind === "game"
+      ? this.#emptyByGame
+      : kind === "app"
+      ? this.#emptyByApp
+      : this.#emptyByIp;
+    return sets.get(key)?.values().next().value;
+  }
+
+  /** Key of `ip`'s share of game namespace `scope`, for {@linkcode oldestEmpty} with `"ip"`. */
+  ipKey(scope: string, ip: string): string {
+    return ipScope(scope, ip);
+  }
+
+  /** Records that `room` lost its last seat (it may be reclaimed from now on). */
+  markEmpty(room: Room): void {
+    if (!this.#rooms.has(room.key)) return;
+    addTo(this.#emptyByGame, room.scope, room);
+    if (room.appId !== undefined) addTo(this.#emptyByApp, room.appId, room);
+    if (room.creatorIp !== undefined) {
+      addTo(this.#emptyByIp, ipScope(room.scope, room.creatorIp), room);
+    }
+  }
+
+  /** Records that `room` has a seat again. */
+  markOccupied(room: Room): void {
+    removeFrom(this.#emptyByGame, room.scope, room);
+    if (room.appId !== undefined) removeFrom(this.#emptyByApp, room.appId, room);
+    if (room.creatorIp !== undefined) {
+      removeFrom(this.#emptyByIp, ipScope(room.scope, room.creatorIp), room);
+    }
   }
 
   /** Rooms created by connections of `appId` that still exist (the `max_rooms` count). */
@@ -88,7 +167,11 @@ export class HomeDirectory {
   add(room: Room, appId: string | undefined, now: number): void {
     this.#rooms.set(room.key, room);
     if (appId !== undefined) this.#appRooms.add(appId, room.key);
-    this.#roomsPerGame.set(room.gameName, this.gameCount(room.gameName) + 1);
+    this.#roomsPerGame.set(room.scope, this.gameCount(room.scope) + 1);
+    if (room.creatorIp !== undefined) {
+      const key = ipScope(room.scope, room.creatorIp);
+      this.#roomsPerIp.set(key, (this.#roomsPerIp.get(key) ?? 0) + 1);
+    }
     this.#meta.set(room.key, { createdAt: now, appId });
   }
 
@@ -102,23 +185,33 @@ export class HomeDirectory {
     this.#rooms.delete(room.key);
     this.#appRooms.remove(room.key);
     this.#meta.delete(room.key);
-    const left = this.gameCount(room.gameName) - 1;
-    if (left > 0) this.#roomsPerGame.set(room.gameName, left);
-    else this.#roomsPerGame.delete(room.gameName);
+    this.markOccupied(room);
+    const left = this.gameCount(room.scope) - 1;
+    if (left > 0) this.#roomsPerGame.set(room.scope, left);
+    else this.#roomsPerGame.delete(room.scope);
+    if (room.creatorIp !== undefined) {
+      const key = ipScope(room.scope, room.creatorIp);
+      const ipLeft = (this.#roomsPerIp.get(key) ?? 0) - 1;
+      if (ipLeft > 0) this.#roomsPerIp.set(key, ipLeft);
+      else this.#roomsPerIp.delete(key);
+    }
   }
 
-  /** The lookup summary of a room, or `undefined` (EXTENSIONS.md E5). `code` must be upper-case. */
-  lookup(gameName: string, code: string): RoomSummary | undefined {
-    const room = this.get(gameName, code);
+  /**
+   * The lookup summary of a room of game namespace `scope` ({@linkcode gameScope}), or
+   * `undefined` (EXTENSIONS.md E5). `code` must be upper-case.
+   */
+  lookup(scope: string, code: string): RoomSummary | undefined {
+    const room = this.get(scope, code);
     return room && roomSummary(room);
   }
 
   /** Rooms of a game with at least one seat, oldest first, at most `limit` (EXTENSIONS.md E6). */
-  list(gameName: string, limit: number): RoomSummary[] {
+  list(scope: string, limit: number): RoomSummary[] {
     const out: RoomSummary[] = [];
     for (const room of this.#rooms.values()) {
       if (out.length >= limit) break;
-      if (room.gameName === gameName && room.seats.size > 0) out.push(roomSummary(room));
+      if (room.scope === scope && room.seats.size > 0) out.push(roomSummary(room));
     }
     return out;
   }
@@ -150,7 +243,9 @@ export class HomeDirectory {
     const meta = this.#meta.get(room.key);
     const entry: DirectoryEntry = {
       roomId: room.id,
-      gameName: room.gameName,
+      // The namespace, so rooms of different apps never share an entry (issue 14 item 12);
+      // `summary.game_name` is the plain game name.
+      gameName: room.scope,
       roomCode: room.code,
       createdAt: meta?.createdAt ?? 0,
       summary: roomSummary(room),
@@ -165,7 +260,7 @@ export function directoryRelease(room: Room): Effect {
   return {
     kind: "directory",
     op: "release",
-    gameName: room.gameName,
+    gameName: room.scope,
     roomCode: room.code,
     roomId: room.id,
   };

@@ -57,6 +57,9 @@ Deno.test("Engine.lookup() and Engine.list() summarise rooms", () => {
     connections: 3,
     heldSeats: 0,
     eventsBuffered: 0,
+    replayBufferBytes: 0,
+    replayTruncations: 0,
+    tokenRecords: 0,
   });
 });
 

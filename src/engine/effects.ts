@@ -140,7 +140,7 @@ export type EngineEvent =
   /** A `Reconnect` failed with `errorCode` (PROTOCOL.md §7.11.4). */
   | { type: "reconnect_failed"; errorCode: ErrorCode }
   /** A request was refused because a token bucket was empty (PROTOCOL.md §7.13). */
-  | { type: "rate_limited"; scope: "create" | "join" | "app" }
+  | { type: "rate_limited"; scope: "create" | "join" | "app" | "reconnect" | "auth_failures" }
   /** An `Authenticate` failed, a pre-auth message arrived, or the auth deadline passed. */
   | { type: "auth_failed"; errorCode: ErrorCode; connectionId: ConnId }
   /** `Authenticated` was sent; `appId` is the app when auth is enabled. */

@@ -379,6 +379,9 @@ export class Engine {
       connections: this.#sessions.size,
       heldSeats: this.#reconnection.heldSeats,
       eventsBuffered: this.#reconnection.eventsBuffered,
+      replayBufferBytes: this.#reconnection.bufferedBytes,
+      replayTruncations: this.#reconnection.budgetDrops,
+      tokenRecords: this.#reconnection.tokenRecords,
     };
   }
 

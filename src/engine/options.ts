@@ -32,8 +32,28 @@ export interface EngineOptions {
   maxGameNameLength: number;
   /** Rooms per game_name, empty rooms included. @default 1000 */
   maxRoomsPerGame: number;
-  /** Spectators per room, `0` = unlimited. @default 0 */
+  /**
+   * Spectators per room, `0` = unlimited (`server.max_spectators_per_room`, PROTOCOL.md §7.9
+   * check 7). @default 100 (this implementation; the spec's default is 0, SECURITY.md)
+   */
   maxSpectatorsPerRoom: number;
+  /**
+   * Rooms of one game that connections from one client IP key (SERVER.md §1.9) may have created
+   * and that still have a seat (`server.max_rooms_per_ip`); `0` = unlimited. Empty rooms do
+   * not count (they are reclaimed). @default 20
+   */
+  maxRoomsPerIp?: number;
+  /**
+   * Most bytes in all held seats' replay buffers together (`server.event_buffer_total_max_bytes`);
+   * over it the oldest buffered messages, across seats, are dropped first and those buffers
+   * marked truncated. `0` = no global budget. @default 67_108_864
+   */
+  eventBufferTotalMaxBytes?: number;
+  /**
+   * Most reconnection token records kept (`server.max_token_records`): past it the records that
+   * stopped being valid longest ago are forgotten early. @default 200_000
+   */
+  maxTokenRecords?: number;
   /** An empty room is deleted once empty this long. @default 300_000 */
   emptyRoomTimeoutMs: number;
   /** A room with seats is deleted when inactive this long. @default 3_600_000 */

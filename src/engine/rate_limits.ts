@@ -15,7 +15,18 @@ export interface RateLimitOptions {
   maxRoomCreations: number;
   /** Join bucket capacity per client IP (`rate_limit.max_join_attempts`). @default 20 */
   maxJoinAttempts: number;
-  /** Refill period of both buckets in ms (`rate_limit.time_window` × 1000). @default 60_000 */
+  /**
+   * Reconnect bucket capacity per client IP (`rate_limit.max_reconnect_attempts`, SERVER.md
+   * §3.4). @default 60
+   */
+  maxReconnectAttempts?: number;
+  /**
+   * Failed `Authenticate` attempts (unknown app, wrong secret) per client IP and window
+   * (`rate_limit.max_auth_failures`, SECURITY.md); an IP with none left is refused before its
+   * secret is checked. @default 10
+   */
+  maxAuthFailures?: number;
+  /** Refill period of every bucket in ms (`rate_limit.time_window` × 1000). @default 60_000 */
   windowMs: number;
   /** Most client IPs remembered per bucket kind between sweeps. @default 100_000 */
   maxTrackedIps?: number;
@@ -25,6 +36,8 @@ export interface RateLimitOptions {
 export class RateLimits {
   readonly #creations: KeyedBuckets;
   readonly #joins: KeyedBuckets;
+  readonly #reconnects: KeyedBuckets;
+  readonly #authFailures: KeyedBuckets;
 
   /** Creates the buckets; every IP starts with full buckets. */
   constructor(options: RateLimitOptions) {
@@ -35,6 +48,16 @@ export class RateLimits {
     );
     this.#joins = new KeyedBuckets(
       options.maxJoinAttempts,
+      options.windowMs,
+      options.maxTrackedIps,
+    );
+    this.#reconnects = new KeyedBuckets(
+      options.maxReconnectAttempts ?? 60,
+      options.windowMs,
+      options.maxTrackedIps,
+    );
+    this.#authFailures = new KeyedBuckets(
+      options.maxAuthFailures ?? 10,
       options.windowMs,
       options.maxTrackedIps,
     );
@@ -50,21 +73,44 @@ export class RateLimits {
     return this.#joins.take(ip, now);
   }
 
+  /** Takes a reconnect token for `ip` at `now` (ms) (`Reconnect`, SERVER.md §3.4). */
+  takeReconnect(ip: string, now: number): Take {
+    return this.#reconnects.take(ip, now);
+  }
+
+  /** Whether `ip` has failed-`Authenticate` budget left at `now` (ms); takes nothing. */
+  canFailAuth(ip: string, now: number): Take {
+    return this.#authFailures.check(ip, now);
+  }
+
+  /** Charges one failed `Authenticate` (unknown app, wrong secret) to `ip` at `now` (ms). */
+  chargeAuthFailure(ip: string, now: number): void {
+    this.#authFailures.take(ip, now);
+  }
+
   /** Forgets buckets that have been full for longer than the window (SERVER.md §4.2 step 4). */
   sweep(now: number): void {
     this.#creations.sweep(now);
     this.#joins.sweep(now);
+    this.#reconnects.sweep(now);
+    this.#authFailures.sweep(now);
   }
 
   /** Number of remembered buckets (creation + join), for tests and metrics. */
   get size(): number {
-    return this.#creations.size + this.#joins.size;
+    return this.#creations.size + this.#joins.size + this.#reconnects.size +
+      this.#authFailures.size;
   }
 }
 
 /** `RoomJoinFailed.reason` when the creation bucket is empty (PROTOCOL.md §7.2.1). */
 export function creationLimitReason(retryAfterSecs: number): string {
   return `Room creation rate limit exceeded. Try again in ${retryAfterSecs} seconds.`;
+}
+
+/** `ReconnectionFailed.reason` when the reconnect bucket is empty (SERVER.md §3.4). */
+export function reconnectLimitReason(retryAfterSecs: number): string {
+  return `Reconnect attempt rate limit exceeded. Try again in ${retryAfterSecs} seconds.`;
 }
 
 /** Reason when the join bucket is empty (PROTOCOL.md §7.2.1, §7.9; SERVER.md §1.10). */

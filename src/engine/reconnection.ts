@@ -12,7 +12,7 @@ import { type ClientData, RawJson } from "../protocol/messages.ts";
 import { type ConnId, type Effect, event, send } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import { type Room, roomSnapshot } from "./room.ts";
-import { secretEquals } from "../util/secrets.ts";
+import { sha256 } from "../util/secrets.ts";
 import type { Session, Sessions } from "./sessions.ts";
 import { utf8Length } from "../protocol/utf8.ts";
 
@@ -24,9 +24,11 @@ export interface Hold {
   readonly conn: ConnId;
   /** When the window ends, ms. */
   readonly expiresAt: number;
-  /** Serialised server messages in delivery order, and their UTF-8 sizes. */
+  /** Serialised server messages in delivery order, their UTF-8 sizes and append numbers. */
   frames: string[];
   sizes: number[];
+  /** Engine-wide append number of each frame (the global budget drops the lowest first). */
+  seqs: number[];
   bytes: number;
   /** Some message for this seat was lost (EXTENSIONS.md E3). */
   truncated: boolean;
@@ -37,21 +39,41 @@ export interface Hold {
   presence?: boolean;
 }
 
-/** What the server remembers of one issued reconnection token (PROTOCOL.md §7.11.1). */
+/**
+ * Longest `Reconnect.auth_token` looked up, in UTF-8 bytes (PROTOCOL.md §7.11.4 check 2): longer
+ * ones fail before any hashing.
+ */
+export const MAX_TOKEN_BYTES = 256;
+/** Records of invalidated tokens kept per seat (the valid one comes on top). */
+export const MAX_INVALID_RECORDS_PER_SEAT = 4;
+
+/**
+ * What the server remembers of one issued reconnection token (PROTOCOL.md §7.11.1): the token
+ * itself only as its SHA-256 digest (the key of the record index).
+ */
 interface TokenRecord {
   readonly playerId: string;
-  readonly token: string;
+  /** SHA-256 of the token, base64: found by digest in O(1), never by scanning. */
+  readonly digest: string;
   readonly room: Room;
   /** The app the seat's connection authenticated with (auth enabled), else undefined. */
   readonly appId: string | undefined;
   state: "valid" | "used" | "superseded" | "left" | "expired" | "room_gone";
   /** When it stopped being valid, ms (records are forgotten a window later). */
   invalidSince: number;
-  /**
-   * Restored from a snapshot (SERVER.md §2.7 `state_file`): only the token's digest is known
-   * (`token` is then empty) and a presented token is compared by its digest.
-   */
-  readonly digest?: string;
+  /** Already forgotten (early, for a bound): its queue entry is skipped. */
+  forgotten?: boolean;
+}
+
+/** An entry of the engine-wide replay order: frame `seq` of `hold`. */
+interface Buffered {
+  readonly hold: Hold;
+  readonly seq: number;
+}
+
+/** The index key of a token: its SHA-256 digest, base64. */
+function tokenDigest(token: string): string {
+  return sha256(token).toBase64();
 }
 
 /** Why a connection went away, as far as the replay buffer is concerned (SERVER.md §5.2). */
@@ -81,12 +103,27 @@ export class Reconnection {
   readonly #heldByConn = new Map<ConnId, Hold>();
   /** Adopted player id → the connection id that adopted it with a `Reconnect`. */
   readonly #connByAdoptedPlayer = new Map<string, ConnId>();
-  /** Token records by player id (a handful each: the valid one and recently invalidated ones). */
-  readonly #tokens = new Map<string, TokenRecord[]>();
-  /** Records that stopped being valid, oldest first, to forget a window later. */
-  readonly #invalidated: TokenRecord[] = [];
+  /** Every remembered token record by digest (O(1) lookup, issue 14 item 5). */
+  readonly #records = new Map<string, TokenRecord>();
+  /** The valid record of each seat (at most one, PROTOCOL.md §7.11.1). */
+  readonly #validByPlayer = new Map<string, TokenRecord>();
+  /** Invalidated records per seat, oldest first, at most {@linkcode MAX_INVALID_RECORDS_PER_SEAT}. */
+  readonly #invalidByPlayer = new Map<string, TokenRecord[]>();
+  /** Records that stopped being valid, oldest first, to forget a window later; from `#head`. */
+  #invalidated: TokenRecord[] = [];
+  #head = 0;
   /** Messages appended to replay buffers so far (`Engine.stats().eventsBuffered`). */
   #eventsBuffered = 0;
+  /** Bytes in every replay buffer together (the global budget, issue 14 item 8). */
+  #bufferedBytes = 0;
+  /** Frames in every replay buffer together. */
+  #bufferedFrames = 0;
+  /** Messages dropped to stay within the global budget, since the engine started. */
+  #budgetDrops = 0;
+  /** Every buffered frame in append order, from `#orderHead` (stale entries are skipped). */
+  #order: Buffered[] = [];
+  #orderHead = 0;
+  #nextSeq = 0;
 
   /** `releaseSeat` is the room rules' seat release, called when a hold expires. */
   constructor(options: EngineOptions, sessions: Sessions, releaseSeat: ReleaseSeat) {
@@ -103,6 +140,21 @@ export class Reconnection {
   /** Messages appended to replay buffers since the engine started (SERVER.md §6.3 #37). */
   get eventsBuffered(): number {
     return this.#eventsBuffered;
+  }
+
+  /** Bytes held in all replay buffers now (`signal_fish_replay_buffer_bytes`). */
+  get bufferedBytes(): number {
+    return this.#bufferedBytes;
+  }
+
+  /** Messages dropped for `eventBufferTotalMaxBytes` since the engine started. */
+  get budgetDrops(): number {
+    return this.#budgetDrops;
+  }
+
+  /** Token records remembered now (valid and invalidated). */
+  get tokenRecords(): number {
+    return this.#records.size;
   }
 
   /** The hold of `playerId`'s seat, if held. */
@@ -135,6 +187,7 @@ export class Reconnection {
       expiresAt: now + this.#options.reconnectionWindowMs,
       frames: [],
       sizes: [],
+      seqs: [],
       bytes: 0,
       truncated: loss.truncated ?? false,
     };
@@ -166,15 +219,22 @@ export class Reconnection {
   dropHold(playerId: string): boolean {
     const hold = this.#holds.get(playerId);
     if (!hold) return false;
-    this.#holds.delete(playerId);
-    this.#heldByConn.delete(hold.conn);
+    this.#endHold(hold);
     return true;
+  }
+
+  /** Forgets a hold and gives its replay buffer's bytes back to the global budget. */
+  #endHold(hold: Hold): void {
+    this.#holds.delete(hold.playerId);
+    this.#heldByConn.delete(hold.conn);
+    this.#bufferedBytes -= hold.bytes;
+    this.#bufferedFrames -= hold.frames.length;
+    hold.bytes = 0;
   }
 
   /** Ends a hold whose window is over: the seat release sequence (PROTOCOL.md §7.11.3). */
   #expire(hold: Hold, now: number): Effect[] {
-    this.#holds.delete(hold.playerId);
-    this.#heldByConn.delete(hold.conn);
+    this.#endHold(hold);
     this.invalidateToken(hold.playerId, "expired", now);
     const { room } = hold;
     return [
@@ -191,23 +251,76 @@ export class Reconnection {
   /**
    * Appends one serialised message of `size` UTF-8 bytes to a replay buffer, dropping the oldest
    * to stay within `eventBufferSize` messages and `eventBufferMaxBytes` bytes (PROTOCOL.md
-   * §7.11.2); any drop marks the buffer truncated.
+   * §7.11.2), then the oldest messages of any held seat to stay within
+   * `eventBufferTotalMaxBytes` for all buffers together (SECURITY.md); any drop marks the
+   * buffer it came from truncated.
    */
   append(hold: Hold, frame: string, size: number): void {
     const { eventBufferSize, eventBufferMaxBytes } = this.#options;
-    if (eventBufferSize === 0 || size > eventBufferMaxBytes) {
+    const budget = this.#options.eventBufferTotalMaxBytes ?? 0;
+    if (eventBufferSize === 0 || size > eventBufferMaxBytes || (budget > 0 && size > budget)) {
       hold.truncated = true;
       return;
     }
     while (hold.frames.length >= eventBufferSize || hold.bytes + size > eventBufferMaxBytes) {
-      hold.frames.shift();
-      hold.bytes -= hold.sizes.shift()!;
-      hold.truncated = true;
+      this.#dropOldest(hold);
     }
+    if (budget > 0) {
+      while (this.#bufferedBytes + size > budget && this.#dropGloballyOldest()) {
+        this.#budgetDrops++;
+      }
+    }
+    const seq = this.#nextSeq++;
     hold.frames.push(frame);
     hold.sizes.push(size);
+    hold.seqs.push(seq);
     hold.bytes += size;
+    this.#bufferedBytes += size;
+    this.#bufferedFrames++;
     this.#eventsBuffered++;
+    if (budget > 0) {
+      this.#order.push({ hold, seq });
+      this.#compactOrder();
+    }
+  }
+
+  /** Drops `hold`'s oldest buffered message and marks the buffer truncated. */
+  #dropOldest(hold: Hold): void {
+    hold.frames.shift();
+    hold.seqs.shift();
+    const size = hold.sizes.shift()!;
+    hold.bytes -= size;
+    this.#bufferedBytes -= size;
+    this.#bufferedFrames--;
+    hold.truncated = true;
+  }
+
+  /**
+   * Drops the oldest message still buffered for any held seat; false when none is left.
+   * Amortised O(1): each append adds one entry to the order and each entry is passed once.
+   */
+  #dropGloballyOldest(): boolean {
+    const order = this.#order;
+    while (this.#orderHead < order.length) {
+      const { hold, seq } = order[this.#orderHead++]!;
+      if (this.#holds.get(hold.playerId) === hold && hold.seqs[0] === seq) {
+        this.#dropOldest(hold);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Drops passed and stale entries from the replay order once they outnumber the live ones. */
+  #compactOrder(): void {
+    const live = this.#bufferedFrames;
+    if (this.#order.length < 2 * live + 1024) return;
+    // A hold's frames leave from the front only, so an entry is live iff its hold is and its
+    // number is not below the hold's oldest.
+    this.#order = this.#order.slice(this.#orderHead).filter(({ hold, seq }) =>
+      this.#holds.get(hold.playerId) === hold && hold.seqs.length > 0 && seq >= hold.seqs[0]!
+    );
+    this.#orderHead = 0;
   }
 
   /**
@@ -235,18 +348,14 @@ export class Reconnection {
       // earlier ones' messages go (a seat still held then gets them in its replay buffer).
       if (now >= hold.expiresAt) effects.push(...this.route(this.#expire(hold, now)));
     }
-    // Forget records invalid for a window; they were queued in invalidation (time) order.
+    // Forget records invalid for a window; they were queued in invalidation (time) order, so
+    // this is linear in the records forgotten.
     const window = this.#options.reconnectionWindowMs;
     const queue = this.#invalidated;
-    let head = 0;
-    while (head < queue.length && now - queue[head]!.invalidSince >= window) {
-      const record = queue[head++]!;
-      const records = this.#tokens.get(record.playerId);
-      const kept = records?.filter((r) => r !== record) ?? [];
-      if (kept.length === 0) this.#tokens.delete(record.playerId);
-      else this.#tokens.set(record.playerId, kept);
+    while (this.#head < queue.length && now - queue[this.#head]!.invalidSince >= window) {
+      this.#forget(queue[this.#head++]!);
     }
-    if (head > 0) queue.splice(0, head);
+    this.#compactInvalidated();
     return effects;
   }
 
@@ -261,6 +370,9 @@ export class Reconnection {
     if (!this.#options.enableReconnection) {
       return fail("Reconnection is not enabled", "RECONNECTION_FAILED");
     }
+    // The per-IP reconnect bucket comes first (SERVER.md §3.4, issue 14 item 5).
+    const limited = this.#sessions.takeToken(session, "reconnect", now);
+    if (limited) return [...fail(limited.reason, "RATE_LIMIT_EXCEEDED"), limited.event];
     if (session.playing || session.watching) return fail("Already in a room", "ALREADY_IN_ROOM");
     const playerId = data.player_id;
     const record = this.#findToken(playerId, data.auth_token);
@@ -288,8 +400,7 @@ export class Reconnection {
     if (hold) {
       missed = hold.frames.map((frame) => new RawJson(frame));
       truncated = hold.truncated;
-      this.#holds.delete(playerId);
-      this.#heldByConn.delete(hold.conn);
+      this.#endHold(hold);
     } else {
       // Takeover: the seat is live on another socket (PROTOCOL.md §7.11.5 step 1).
       const oldConn = this.connOf(playerId);
@@ -339,44 +450,90 @@ export class Reconnection {
   issueToken(playerId: string, room: Room, now: number): string {
     this.invalidateToken(playerId, "superseded", now);
     const token = this.#options.newToken();
-    const records = this.#tokens.get(playerId);
     const appId = this.sessionOf(playerId)?.app?.appId;
-    const record: TokenRecord = { playerId, token, room, appId, state: "valid", invalidSince: 0 };
-    if (records) records.push(record);
-    else this.#tokens.set(playerId, [record]);
+    const record: TokenRecord = {
+      playerId,
+      digest: this.#digest(token),
+      room,
+      appId,
+      state: "valid",
+      invalidSince: 0,
+    };
+    this.#records.set(record.digest, record);
+    this.#validByPlayer.set(playerId, record);
+    this.#enforceGlobalBound();
     return token;
   }
 
   /** Moves the seat's valid token (if any) to `state`. */
   invalidateToken(playerId: string, state: TokenRecord["state"], now: number): void {
-    for (const record of this.#tokens.get(playerId) ?? []) {
-      if (record.state === "valid") this.#invalidate(record, state, now);
-    }
+    const record = this.#validByPlayer.get(playerId);
+    if (record) this.#invalidate(record, state, now);
   }
 
   #invalidate(record: TokenRecord, state: TokenRecord["state"], now: number): void {
+    if (record.state === "valid") {
+      this.#validByPlayer.delete(record.playerId);
+      const invalid = this.#invalidByPlayer.get(record.playerId);
+      if (invalid) invalid.push(record);
+      else this.#invalidByPlayer.set(record.playerId, [record]);
+      // Per seat only the newest few invalidated records are kept (a takeover loop mints one
+      // per round); the oldest goes early, answering later attempts with "invalid".
+      if (invalid && invalid.length > MAX_INVALID_RECORDS_PER_SEAT) this.#forget(invalid[0]!);
+      this.#invalidated.push(record);
+    }
     record.state = state;
     record.invalidSince = now;
-    this.#invalidated.push(record);
   }
 
-  /** The record of `token` among `playerId`'s, compared in constant time. */
-  #findToken(playerId: string, token: string): TokenRecord | undefined {
-    let found: TokenRecord | undefined;
-    let digest: string | undefined;
-    for (const record of this.#tokens.get(playerId) ?? []) {
-      if (record.digest !== undefined) {
-        digest ??= this.#digest(token);
-        if (secretEquals(record.digest, digest)) found = record;
-      } else if (secretEquals(record.token, token)) found = record;
+  /** Forgets an invalidated record (its window passed, or a bound needs the room). Idempotent. */
+  #forget(record: TokenRecord): void {
+    if (record.forgotten) return;
+    record.forgotten = true;
+    if (this.#records.get(record.digest) === record) this.#records.delete(record.digest);
+    const invalid = this.#invalidByPlayer.get(record.playerId);
+    if (!invalid) return;
+    const at = invalid.indexOf(record);
+    if (at >= 0) invalid.splice(at, 1);
+    if (invalid.length === 0) this.#invalidByPlayer.delete(record.playerId);
+  }
+
+  /** Past `maxTokenRecords`, forgets the records invalidated longest ago. */
+  #enforceGlobalBound(): void {
+    const max = this.#options.maxTokenRecords ?? 200_000;
+    const queue = this.#invalidated;
+    while (this.#records.size > max && this.#head < queue.length) {
+      this.#forget(queue[this.#head++]!);
     }
-    return found;
+    this.#compactInvalidated();
   }
 
+  /** Drops the passed part of the invalidation queue once it is most of the array. */
+  #compactInvalidated(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#invalidated.length) {
+      this.#invalidated = this.#invalidated.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /**
+   * The record of `token` if it belongs to `playerId`. Tokens longer than
+   * {@linkcode MAX_TOKEN_BYTES} are refused before any hashing; otherwise one SHA-256 and one
+   * map lookup by digest (no comparison of the token itself, so no timing to measure).
+   */
+  #findToken(playerId: string, token: string): TokenRecord | undefined {
+    // A string's UTF-16 length never exceeds its UTF-8 length: a cheap test before the count.
+    if (token.length > MAX_TOKEN_BYTES || utf8Length(token) > MAX_TOKEN_BYTES) return undefined;
+    const record = this.#records.get(this.#digest(token));
+    return record?.playerId === playerId && !record.forgotten ? record : undefined;
+  }
+
+  /**
+   * The index key of a token: `EngineOptions.tokenDigest` when configured (so records restored
+   * from a snapshot, known only by that digest, are found the same way), else SHA-256, base64.
+   */
   #digest(token: string): string {
-    const digest = this.#options.tokenDigest;
-    if (!digest) throw new TypeError("EngineOptions.tokenDigest is required for snapshots");
-    return digest(token);
+    return this.#options.tokenDigest?.(token) ?? tokenDigest(token);
   }
 
   /**
@@ -384,12 +541,13 @@ export class Reconnection {
    * §2.7 `state_file`); `undefined` when the seat has no valid token. Tokens never leave here.
    */
   validTokenDigest(playerId: string): { digest: string; appId?: string } | undefined {
-    for (const record of this.#tokens.get(playerId) ?? []) {
-      if (record.state !== "valid") continue;
-      const digest = record.digest ?? this.#digest(record.token);
-      return record.appId === undefined ? { digest } : { digest, appId: record.appId };
+    const record = this.#validByPlayer.get(playerId);
+    if (!record) return undefined;
+    if (!this.#options.tokenDigest) {
+      throw new TypeError("EngineOptions.tokenDigest is required for snapshots");
     }
-    return undefined;
+    const digest = record.digest;
+    return record.appId === undefined ? { digest } : { digest, appId: record.appId };
   }
 
   /**
@@ -414,26 +572,30 @@ export class Reconnection {
       playerId,
       conn: playerId,
       expiresAt: now + this.#options.reconnectionWindowMs,
-      frames: [...seat.frames],
-      sizes: seat.frames.map(utf8Length),
+      frames: [],
+      sizes: [],
+      seqs: [],
       bytes: 0,
       truncated: seat.truncated,
     };
-    hold.bytes = hold.sizes.reduce((sum, size) => sum + size, 0);
     if (seat.presence) hold.presence = true;
     this.#holds.set(playerId, hold);
     this.#heldByConn.set(playerId, hold);
+    // Through append, so restored buffers count toward the global replay budget too.
+    const counted = this.#eventsBuffered; // counted by the process that buffered them
+    for (const frame of seat.frames) this.append(hold, frame, utf8Length(frame));
+    this.#eventsBuffered = counted;
     if (seat.digest === undefined) return;
     const record: TokenRecord = {
       playerId,
-      token: "",
       digest: seat.digest,
       room,
       appId: seat.appId,
       state: "valid",
       invalidSince: 0,
     };
-    this.#tokens.set(playerId, [record]);
+    this.#records.set(record.digest, record);
+    this.#validByPlayer.set(playerId, record);
   }
 
   /**

@@ -46,6 +46,19 @@ export interface RoomInit {
   authorityHandover?: boolean;
   /** Creation time in ms since the epoch (first activity). */
   now: number;
+  /** The app whose namespace the room is in (auth enabled), see {@linkcode gameScope}. */
+  appId?: string;
+  /** The creating connection's client IP key (SERVER.md §1.9), for `max_rooms_per_ip`. */
+  creatorIp?: string;
+}
+
+/**
+ * The namespace of a game's rooms: the game name, prefixed by the app when auth is enabled, so
+ * each app has its own rooms (issue 14 item 12: a room of app A is "not found" for app B).
+ * Game names cannot contain control characters (PROTOCOL.md §8.1), so the key is unambiguous.
+ */
+export function gameScope(gameName: string, appId: string | undefined): string {
+  return appId === undefined ? gameName : `${appId}\u0001${gameName}`;
 }
 
 /** Width of the windows a room's message rate is measured over, ms (EXTENSIONS.md E12). */
@@ -61,6 +74,12 @@ export class Room {
   readonly id: string;
   readonly code: string;
   readonly gameName: string;
+  /** {@linkcode gameScope} of the game name and the room's app: the directory's game key. */
+  readonly scope: string;
+  /** The app whose namespace holds the room (auth enabled), else undefined. */
+  readonly appId: string | undefined;
+  /** The creating connection's client IP key, if known. */
+  readonly creatorIp: string | undefined;
   readonly key: string;
   readonly maxPlayers: number;
   readonly supportsAuthority: boolean;
@@ -90,7 +109,10 @@ export class Room {
     this.id = init.id;
     this.code = init.code;
     this.gameName = init.gameName;
-    this.key = roomKey(init.gameName, init.code);
+    this.appId = init.appId;
+    this.creatorIp = init.creatorIp;
+    this.scope = gameScope(init.gameName, init.appId);
+    this.key = roomKey(this.scope, init.code);
     this.maxPlayers = init.maxPlayers;
     this.supportsAuthority = init.supportsAuthority;
     this.relayType = init.relayType;
@@ -222,13 +244,14 @@ export class Room {
     return [...this.seats.values()].map((seat) => this.playerInfo(seat));
   }
 
-  /** Every spectator as `SpectatorInfo`, in join order. */
-  spectatorInfos(): SpectatorInfo[] {
-    return [...this.spectators.values()].map(({ id, name, connectedAt }) => ({
-      id,
-      name,
-      connected_at: connectedAt,
-    }));
+  /** Spectators as `SpectatorInfo`, in join order: all, or the first `limit`. */
+  spectatorInfos(limit = Infinity): SpectatorInfo[] {
+    const out: SpectatorInfo[] = [];
+    for (const { id, name, connectedAt } of this.spectators.values()) {
+      if (out.length >= limit) break;
+      out.push({ id, name, connected_at: connectedAt });
+    }
+    return out;
   }
 
   /** `GameStarting.peer_connections`: one entry per seat, in seat order (PROTOCOL.md §7.8). */
@@ -244,6 +267,16 @@ export class Room {
       return peer;
     });
   }
+}
+
+/**
+ * `info` without `connection_info`: what spectators get, since they never see players' addresses
+ * (issue 14 item 12). Returns `info` itself when it has none.
+ */
+export function withoutAddress<T extends { connection_info?: unknown }>(info: T): T {
+  if (info.connection_info === undefined) return info;
+  const { connection_info: _, ...rest } = info;
+  return rest as T;
 }
 
 /** The 12 fields `RoomJoined` and `Reconnected` share (PROTOCOL.md §6.4, §6.16), for `playerId`. */

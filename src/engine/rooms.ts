@@ -17,16 +17,35 @@ import {
 } from "../protocol/messages.ts";
 import { encodeGameDataEnvelope, msgpackToJson } from "../protocol/msgpack.ts";
 import { utf8Length } from "../protocol/utf8.ts";
-import { directoryRelease, type HomeDirectory } from "./directory.ts";
+import { type CapScope, directoryRelease, type HomeDirectory } from "./directory.ts";
 import { type ConnId, type Effect, error, event, joinFailed, send } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import type { Reconnection } from "./reconnection.ts";
-import { Room, roomSnapshot, type Seat } from "./room.ts";
+import { gameScope, Room, roomSnapshot, type Seat, withoutAddress } from "./room.ts";
 import type { Session, Sessions } from "./sessions.ts";
 import { checkGameName, checkPlayerName, checkRoomCode, nameKey } from "./validation.ts";
 
 /** Attempts at a unique generated room code before giving up (PROTOCOL.md §7.2.3). */
 export const CODE_ATTEMPTS = 16;
+
+/**
+ * `GameStarting` (PROTOCOL.md §7.8) to `players` with the peers' connection info, and to the
+ * room's spectators without it: spectators never see players' addresses (issue 14 item 12).
+ */
+function gameStarting(room: Room, players: ConnId[]): Effect[] {
+  const peers = room.peerConnections();
+  const effects: Effect[] = [
+    send(players, { type: "GameStarting", data: { peer_connections: peers } }),
+  ];
+  const spectators = [...room.spectators.keys()];
+  if (spectators.length > 0) {
+    effects.push(send(spectators, {
+      type: "GameStarting",
+      data: { peer_connections: peers.map(withoutAddress) },
+    }));
+  }
+  return effects;
+}
 
 /** What `JoinRoom` gets while no room may be created (EXTENSIONS.md E12 maintenance). */
 export const MAINTENANCE_REASON = "Server is in maintenance";
@@ -96,10 +115,12 @@ export class Rooms {
     if (data.room_code === undefined && mode === "never") {
       return joinFailed(id, "Room code is required to join", "INVALID_ROOM_CODE", false);
     }
+    // Each app has its own rooms when auth is enabled (issue 14 item 12).
+    const scope = gameScope(data.game_name, session.app?.appId);
     if (data.room_code !== undefined) {
       const codeProblem = checkRoomCode(data.room_code, options.roomCodeLength);
       if (codeProblem) return joinFailed(id, codeProblem, "INVALID_ROOM_CODE", creating);
-      const room = this.#directory.get(data.game_name, data.room_code.toUpperCase());
+      const room = this.#directory.get(scope, data.room_code.toUpperCase());
       if (room) {
         if (mode === "always") {
           return joinFailed(id, "Room code already in use", "ROOM_CREATION_FAILED", true);
@@ -122,44 +143,104 @@ export class Rooms {
         ];
       }
     }
-    const count = this.#directory.gameCount(data.game_name);
-    if (count >= options.maxRoomsPerGame) {
+    const reclaimed: Effect[] = [];
+    const capped = this.#checkCaps(session, data.game_name, scope, now, reclaimed);
+    if (capped) return [...reclaimed, ...capped];
+    if (data.room_code !== undefined) {
+      return [
+        ...reclaimed,
+        ...this.#create(session, data, data.room_code.toUpperCase(), maxPlayers, now),
+      ];
+    }
+    const generated = this.#generateCode(scope);
+    if (!generated.code) {
+      return [
+        ...reclaimed,
+        ...generated.effects,
+        ...joinFailed(id, "Failed to create room", "ROOM_CREATION_FAILED", true),
+      ];
+    }
+    return [
+      ...reclaimed,
+      ...generated.effects,
+      ...this.#create(session, data, generated.code, maxPlayers, now),
+    ];
+  }
+
+  /**
+   * The room caps at creation (SERVER.md §3.3, §3.7, and `max_rooms_per_ip`, SECURITY.md): for
+   * each cap that is reached the oldest empty room under it is deleted first (its effects go to
+   * `reclaimed`), so rooms with no connected player and no held seat never keep a cap full
+   * (issue 14 item 7). Returns the refusal when a cap is reached by rooms that have seats.
+   */
+  #checkCaps(
+    session: Session,
+    gameName: string,
+    scope: string,
+    now: number,
+    reclaimed: Effect[],
+  ): Effect[] | undefined {
+    const options = this.#options;
+    const id = session.playerId;
+    const directory = this.#directory;
+    const reclaim = (kind: CapScope, key: string, count: () => number, limit: number) => {
+      while (count() >= limit) {
+        const victim = directory.oldestEmpty(kind, key);
+        if (!victim) return false;
+        reclaimed.push(...this.deleteRoom(victim, "empty", now));
+      }
+      return true;
+    };
+    if (!reclaim("game", scope, () => directory.gameCount(scope), options.maxRoomsPerGame)) {
+      const count = directory.gameCount(scope);
       return joinFailed(
         id,
-        `Game \`${data.game_name}\` already has ${count} rooms (limit ${options.maxRoomsPerGame})`,
+        `Game \`${gameName}\` already has ${count} rooms (limit ${options.maxRoomsPerGame})`,
         "MAX_ROOMS_PER_GAME_EXCEEDED",
         true,
       );
     }
     const app = session.app;
-    if (app?.maxRooms !== undefined && this.#directory.appCount(app.appId) >= app.maxRooms) {
+    if (
+      app?.maxRooms !== undefined &&
+      !reclaim("app", app.appId, () => directory.appCount(app.appId), app.maxRooms)
+    ) {
       return joinFailed(
         id,
         `App \`${app.appId}\` already has ${
-          this.#directory.appCount(app.appId)
+          directory.appCount(app.appId)
         } rooms (limit ${app.maxRooms})`,
         "MAX_ROOMS_PER_GAME_EXCEEDED",
         true,
       );
     }
-    if (data.room_code !== undefined) {
-      return this.#create(session, data, data.room_code.toUpperCase(), maxPlayers, now);
+    const perIp = options.maxRoomsPerIp ?? 0;
+    if (
+      perIp > 0 && session.ip !== "" &&
+      !reclaim(
+        "ip",
+        directory.ipKey(scope, session.ip),
+        () => directory.ipCount(scope, session.ip),
+        perIp,
+      )
+    ) {
+      return joinFailed(
+        id,
+        `Your address already has ${
+          directory.ipCount(scope, session.ip)
+        } rooms of game \`${gameName}\` (limit ${perIp})`,
+        "MAX_ROOMS_PER_GAME_EXCEEDED",
+        true,
+      );
     }
-    const generated = this.#generateCode(data.game_name);
-    if (!generated.code) {
-      return [
-        ...generated.effects,
-        ...joinFailed(id, "Failed to create room", "ROOM_CREATION_FAILED", true),
-      ];
-    }
-    return [...generated.effects, ...this.#create(session, data, generated.code, maxPlayers, now)];
+    return undefined;
   }
 
-  #generateCode(gameName: string): { code?: string; effects: Effect[] } {
+  #generateCode(scope: string): { code?: string; effects: Effect[] } {
     const effects: Effect[] = [];
     for (let attempt = 0; attempt < CODE_ATTEMPTS; attempt++) {
       const code = this.#options.newRoomCode();
-      if (!this.#directory.has(gameName, code)) return { code, effects };
+      if (!this.#directory.has(scope, code)) return { code, effects };
       effects.push(event({ type: "code_collision" }));
     }
     return { effects };
@@ -184,6 +265,8 @@ export class Rooms {
         : options.defaultRelayType,
       authorityHandover: data.authority_handover ?? false,
       now,
+      appId: session.app?.appId,
+      creatorIp: session.ip === "" ? undefined : session.ip,
     });
     this.#directory.add(room, session.app?.appId, now);
     this.#seat(session, room, data.player_name, now);
@@ -235,6 +318,7 @@ export class Rooms {
       connectedAt: new Date(now).toISOString(),
     };
     room.addSeat(seat);
+    if (room.emptySince !== null) this.#directory.markOccupied(room);
     room.emptySince = null;
     room.lastActivity = now;
     session.playing = room;
@@ -258,12 +342,7 @@ export class Rooms {
     if (room.maxPlayers > 1 && room.seats.size === room.maxPlayers) {
       effects.push(this.#lobbyChanged(room));
     }
-    if (room.maxPlayers === 1) {
-      effects.push(send([joiner, ...room.spectators.keys()], {
-        type: "GameStarting",
-        data: { peer_connections: room.peerConnections() },
-      }));
-    }
+    if (room.maxPlayers === 1) effects.push(...gameStarting(room, [joiner]));
     return effects;
   }
 
@@ -331,7 +410,10 @@ export class Rooms {
       room.ready.clear();
       if (members.length > 0) effects.push(this.#lobbyChanged(room));
     }
-    if (room.seats.size === 0) room.emptySince = now;
+    if (room.seats.size === 0) {
+      room.emptySince = now;
+      this.#directory.markEmpty(room);
+    }
     effects.push(this.#directory.refresh(room));
     return effects;
   }
@@ -609,10 +691,7 @@ export class Rooms {
     if (!room.ready.delete(session.playerId)) room.ready.add(session.playerId);
     const effects = [this.#lobbyChanged(room)];
     if (room.lobbyState === "finalized" && before !== "finalized") {
-      effects.push(send(room.members(), {
-        type: "GameStarting",
-        data: { peer_connections: room.peerConnections() },
-      }));
+      effects.push(...gameStarting(room, [...room.seats.keys()]));
     }
     if (room.lobbyState !== before) effects.push(this.#directory.refresh(room));
     return effects;

@@ -17,7 +17,7 @@ import type { ConnectionFeature } from "../protocol/wire.ts";
 import { AppRegistry, type AuthFailure, type AuthorizedApp, rateLimitInfo } from "./app_auth.ts";
 import { type ConnId, type Effect, error, event, send } from "./effects.ts";
 import type { ConnectInfo, EngineOptions } from "./options.ts";
-import { creationLimitReason, joinLimitReason } from "./rate_limits.ts";
+import { creationLimitReason, joinLimitReason, reconnectLimitReason } from "./rate_limits.ts";
 import type { Room } from "./room.ts";
 import { checkSdk } from "./sdk_gate.ts";
 
@@ -215,8 +215,23 @@ export class Sessions {
     data: ClientData<"Authenticate">,
     now: number,
   ): Effect[] | undefined {
+    // Failed attempts are charged to the client IP, not the app (issue 14 item 6): an IP that
+    // used up its failure budget is refused before its secret is looked at.
+    const limits = this.#options.rateLimits;
+    if (limits && !limits.canFailAuth(session.ip, now).ok) {
+      return this.#authFailed(session.id, {
+        error: "RateLimitExceeded",
+        errorCode: "RATE_LIMIT_EXCEEDED",
+        close: true,
+      }, "auth_failures");
+    }
     const checked = this.#apps.check(data.app_id, data.app_secret, now);
-    if (!checked.ok) return this.#authFailed(session.id, checked.failure);
+    if (!checked.ok) {
+      if (checked.failure.errorCode !== "RATE_LIMIT_EXCEEDED") {
+        limits?.chargeAuthFailure(session.ip, now);
+      }
+      return this.#authFailed(session.id, checked.failure, "app");
+    }
     if (this.#options.auth?.enforceSdkGate) {
       const problem = checkSdk(this.#options.sdk, data.platform, data.sdk_version);
       if (problem !== undefined) {
@@ -233,7 +248,11 @@ export class Sessions {
     return undefined;
   }
 
-  #authFailed(id: ConnId, failure: AuthFailure): Effect[] {
+  #authFailed(
+    id: ConnId,
+    failure: AuthFailure,
+    scope: "app" | "auth_failures" = "app",
+  ): Effect[] {
     const effects: Effect[] = [
       send(id, {
         type: "AuthenticationError",
@@ -241,7 +260,7 @@ export class Sessions {
       }),
     ];
     if (failure.errorCode === "RATE_LIMIT_EXCEEDED") {
-      effects.push(event({ type: "rate_limited", scope: "app" }));
+      effects.push(event({ type: "rate_limited", scope }));
     }
     effects.push(event({ type: "auth_failed", errorCode: failure.errorCode, connectionId: id }));
     if (failure.close) {
@@ -284,24 +303,29 @@ export class Sessions {
   }
 
   /**
-   * Takes one token from the client IP's creation or join bucket (PROTOCOL.md §7.13). Returns
+   * Takes one token from the client IP's creation, join or reconnect bucket (PROTOCOL.md
+   * §7.13, SERVER.md §3.4). Returns
    * `undefined` when taken, else the rejection reason and its `rate_limited` event.
    */
   takeToken(
     session: Session,
-    scope: "create" | "join",
+    scope: "create" | "join" | "reconnect",
     now: number,
   ): { reason: string; event: Effect } | undefined {
     const limits = this.#options.rateLimits;
     if (!limits) return undefined;
     const taken = scope === "create"
       ? limits.takeCreation(session.ip, now)
-      : limits.takeJoin(session.ip, now);
+      : scope === "join"
+      ? limits.takeJoin(session.ip, now)
+      : limits.takeReconnect(session.ip, now);
     if (taken.ok) return undefined;
     return {
       reason: scope === "create"
         ? creationLimitReason(taken.retryAfterSecs)
-        : joinLimitReason(taken.retryAfterSecs),
+        : scope === "join"
+        ? joinLimitReason(taken.retryAfterSecs)
+        : reconnectLimitReason(taken.retryAfterSecs),
       event: event({ type: "rate_limited", scope }),
     };
   }

@@ -177,51 +177,67 @@ Deno.test("Engine with auth: Authenticated.rate_limits saturate at the u32 maxim
   );
 });
 
-Deno.test("Engine with auth: the app bucket limits Authenticate, secret guesses included", () => {
-  const engine = authEngine();
-  const ids = Array.from({ length: 6 }, (_, i) => `00000000-0000-4000-8000-00000000010${i}`);
-  for (const id of ids) engine.connect(id, { now: T0 });
-  // Capacity 3: two wrong guesses and one success use it up, whatever the secret.
-  equal(
-    first(engine.handle(ids[0]!, authenticate("orbit-prod"), T0), ids[0]!, "AuthenticationError")
-      .data.error_code,
-    "UNAUTHORIZED",
-  );
-  equal(
-    first(
-      engine.handle(ids[1]!, authenticate("orbit-prod", { app_secret: "x" }), T0),
-      ids[1]!,
-      "AuthenticationError",
-    ).data.error_code,
-    "UNAUTHORIZED",
-  );
-  first(
-    engine.handle(ids[2]!, authenticate("orbit-prod", { app_secret: "s3cret-value" }), T0),
+Deno.test("Engine with auth: wrong secrets are charged to the IP, the app bucket counts only successes (issue 14 item 6)", () => {
+  const engine = authEngine({
+    rateLimits: new RateLimits({
+      maxRoomCreations: 5,
+      maxJoinAttempts: 20,
+      maxAuthFailures: 2,
+      windowMs: 60_000,
+    }),
+  });
+  const ids = Array.from({ length: 9 }, (_, i) => `00000000-0000-4000-8000-00000000010${i}`);
+  const attacker = "203.0.113.9";
+  for (const [i, id] of ids.entries()) engine.connect(id, { ip: i < 4 ? attacker : "10.0.0.1" });
+  const code = (id: string, extra = {}, now = T0) =>
+    first(engine.handle(id, authenticate("orbit-prod", extra), now), id, "AuthenticationError")
+      .data.error_code;
+  // Two wrong secrets (no secret, a wrong one) use up the attacker's failure budget of 2 ...
+  equal(code(ids[0]!), "UNAUTHORIZED");
+  equal(code(ids[1]!, { app_secret: "x" }), "UNAUTHORIZED");
+  // ... so its next attempt is refused before the secret is looked at, even a right one.
+  const refused = engine.handle(
     ids[2]!,
-    "Authenticated",
-  );
-  const limited = engine.handle(
-    ids[3]!,
     authenticate("orbit-prod", { app_secret: "s3cret-value" }),
-    T0 + 1000,
+    T0,
   );
-  deepEqual(first(limited, ids[3]!, "AuthenticationError").data, {
+  deepEqual(first(refused, ids[2]!, "AuthenticationError").data, {
     error: "RateLimitExceeded",
     error_code: "RATE_LIMIT_EXCEEDED",
   });
-  deepEqual(closes(limited), [{ code: 1008, reason: "Authentication failed" }]);
+  deepEqual(closes(refused), [{ code: 1008, reason: "Authentication failed" }]);
+  deepEqual(events(refused), [
+    { type: "rate_limited", scope: "auth_failures" },
+    { type: "auth_failed", errorCode: "RATE_LIMIT_EXCEEDED", connectionId: ids[2]! },
+  ]);
+  // Unknown app ids are failures too.
+  equal(
+    first(engine.handle(ids[3]!, authenticate("nope"), T0), ids[3]!, "AuthenticationError").data
+      .error_code,
+    "RATE_LIMIT_EXCEEDED",
+  );
+  // Other clients of the app are not locked out: the app bucket (capacity 3) was not touched.
+  const ok = (id: string, now = T0) =>
+    first(
+      engine.handle(id, authenticate("orbit-prod", { app_secret: "s3cret-value" }), now),
+      id,
+      "Authenticated",
+    );
+  ok(ids[4]!);
+  ok(ids[5]!);
+  ok(ids[6]!);
+  // The fourth authenticated connection within the window finds the app bucket empty.
+  const limited = engine.handle(
+    ids[7]!,
+    authenticate("orbit-prod", { app_secret: "s3cret-value" }),
+    T0 + 1000,
+  );
   deepEqual(events(limited), [
     { type: "rate_limited", scope: "app" },
-    { type: "auth_failed", errorCode: "RATE_LIMIT_EXCEEDED", connectionId: ids[3]! },
+    { type: "auth_failed", errorCode: "RATE_LIMIT_EXCEEDED", connectionId: ids[7]! },
   ]);
-  // Other apps have their own (here: no) bucket.
-  first(engine.handle(ids[4]!, authenticate("open-app"), T0 + 1000), ids[4]!, "Authenticated");
-  // One token comes back every 20 s.
-  first(
-    engine.handle(ids[5]!, authenticate("orbit-prod", { app_secret: "s3cret-value" }), T0 + 20_000),
-    ids[5]!,
-    "Authenticated",
-  );
+  // One app token comes back every 20 s.
+  ok(ids[8]!, T0 + 20_000);
 });
 
 Deno.test("Engine.expireAuthentication() closes unauthenticated connections at the deadline", () => {
@@ -353,14 +369,14 @@ Deno.test("Engine per-app max_players_per_room caps the default and refuses larg
   equal(first(engine.handle(P3, join(undefined, "c"), T0), P3, "RoomJoined").data.max_players, 8);
   // Validated also when joining an existing room (PROTOCOL.md §7.2.1 step 4).
   equal(
-    first(engine.handle(P2, join("CODE02", "b", { max_players: 9 }), T0), P2, "RoomJoinFailed").data
+    first(engine.handle(P2, join("CODE01", "b", { max_players: 9 }), T0), P2, "RoomJoinFailed").data
       .reason,
     "Max players cannot exceed 4",
   );
   equal(
-    first(engine.handle(P2, join("CODE02", "b", { max_players: 3 }), T0), P2, "RoomJoined").data
+    first(engine.handle(P2, join("CODE01", "b", { max_players: 3 }), T0), P2, "RoomJoined").data
       .max_players,
-    8,
+    4,
   );
 });
 
@@ -383,15 +399,17 @@ Deno.test("Engine per-app max_rooms counts rooms created by the app's connection
   first(engine.handle(P3, join(undefined, "c"), T0), P3, "RoomJoined");
   engine.handle(P3, { type: "LeaveRoom", data: undefined }, T0);
   first(engine.handle(P2, join("APP001", "b"), T0), P2, "RoomJoined");
-  // The count includes empty rooms awaiting cleanup, and drops when the room is deleted.
+  // An empty room does not keep the cap full: a creation reclaims (deletes) it first
+  // (issue 14 item 7).
   engine.handle(P1, { type: "LeaveRoom", data: undefined }, T0);
   engine.handle(P2, { type: "LeaveRoom", data: undefined }, T0);
-  equal(
-    first(engine.handle(P1, join(undefined, "a"), T0), P1, "RoomJoinFailed").data.error_code,
-    "MAX_ROOMS_PER_GAME_EXCEEDED",
+  const created = engine.handle(P1, join(undefined, "a"), T0);
+  first(created, P1, "RoomJoined");
+  deepEqual(
+    events(created).filter((e) => e.type === "room_deleted").map((e) => e.roomCode),
+    ["APP001"],
   );
-  engine.sweep(T0 + 1);
-  first(engine.handle(P1, join(undefined, "a"), T0 + 2), P1, "RoomJoined");
+  equal(engine.lookup("orbit-prod\u0001orbit", "APP001"), undefined);
 });
 
 function limitedEngine(creations: number, joins: number): Engine {

@@ -17,7 +17,7 @@ import type { HomeDirectory } from "./directory.ts";
 import type { Effect } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import type { Reconnection } from "./reconnection.ts";
-import { Room, roomKey } from "./room.ts";
+import { gameScope, Room, roomKey } from "./room.ts";
 import { nameKey } from "./validation.ts";
 
 /** The `format` tag of a snapshot file. */
@@ -194,6 +194,8 @@ export function restoreSnapshot(
       relayType: saved.relay_type,
       authorityHandover: saved.authority_handover,
       now,
+      // The app namespace the room was created in (auth enabled, issue 14 item 12).
+      appId: saved.app_id ?? undefined,
     });
     directory.add(room, saved.app_id ?? undefined, saved.created_at);
     for (const seat of saved.seats) {
@@ -216,6 +218,7 @@ export function restoreSnapshot(
     for (const id of saved.ready) room.ready.add(id);
     room.authority = saved.authority;
     room.emptySince = room.seats.size === 0 ? now : null;
+    if (room.seats.size === 0) directory.markEmpty(room);
     effects.push(directory.refresh(room));
   }
   return { ok: true, value: { rooms: snapshot.rooms.length, seats, effects } };
@@ -239,7 +242,7 @@ function checkSnapshot(
     const where = `room ${room.game_name}/${room.code}`;
     if (roomIds.has(room.id)) return `${where}: duplicate room id`;
     roomIds.add(room.id);
-    const key = roomKey(room.game_name, room.code);
+    const key = roomKey(gameScope(room.game_name, room.app_id ?? undefined), room.code);
     if (keys.has(key)) return `${where}: duplicate room code`;
     keys.add(key);
     if (room.code !== room.code.toUpperCase()) return `${where}: room code is not upper-case`;

@@ -5,11 +5,21 @@
  * @module
  */
 import type { ClientData } from "../protocol/messages.ts";
+import { gameScope, withoutAddress } from "./room.ts";
 import type { HomeDirectory } from "./directory.ts";
 import { type Effect, error, event, send, spectatorJoinFailed } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import type { Session, Sessions } from "./sessions.ts";
 import { checkGameName, checkPlayerName, checkRoomCode } from "./validation.ts";
+
+/**
+ * Most entries of `current_spectators` in `NewSpectatorJoined` and `SpectatorDisconnected`, the
+ * messages every member gets for every spectator arrival or departure (issue 14 item 4): the
+ * first this many spectators in join order, so each arrival costs every member a bounded
+ * message instead of the whole list. `SpectatorJoined` (to the new spectator only) and
+ * `SpectatorLeft` still carry the whole list. README "Spectators" documents the deviation.
+ */
+export const SPECTATOR_LIST_LIMIT = 16;
 
 /** The spectator rules of one engine. */
 export class Spectators {
@@ -39,7 +49,9 @@ export class Spectators {
     if (session.playing) return [spectatorJoinFailed(id, "Already in a room", "ALREADY_IN_ROOM")];
     const codeProblem = checkRoomCode(data.room_code, options.roomCodeLength);
     if (codeProblem) return [spectatorJoinFailed(id, codeProblem, "INVALID_ROOM_CODE")];
-    const room = this.#directory.get(data.game_name, data.room_code.toUpperCase());
+    // Rooms of other apps are "not found" (issue 14 item 12).
+    const scope = gameScope(data.game_name, session.app?.appId);
+    const room = this.#directory.get(scope, data.room_code.toUpperCase());
     if (!room) return [spectatorJoinFailed(id, "Room not found", "ROOM_NOT_FOUND")];
     const others = room.spectators.size - (room.spectators.has(id) ? 1 : 0);
     if (options.maxSpectatorsPerRoom > 0 && others >= options.maxSpectatorsPerRoom) {
@@ -52,7 +64,6 @@ export class Spectators {
     room.addSpectator(spectator);
     room.lastActivity = now;
     session.watching = room;
-    const current = room.spectatorInfos();
     effects.push(
       send(id, {
         type: "SpectatorJoined",
@@ -61,8 +72,8 @@ export class Spectators {
           room_code: room.code,
           spectator_id: id,
           game_name: room.gameName,
-          current_players: room.players(),
-          current_spectators: current,
+          current_players: room.players().map(withoutAddress),
+          current_spectators: room.spectatorInfos(),
           lobby_state: room.lobbyState,
           reason: "joined",
         },
@@ -80,7 +91,7 @@ export class Spectators {
         type: "NewSpectatorJoined",
         data: {
           spectator: { id, name: spectator.name, connected_at: spectator.connectedAt },
-          current_spectators: current,
+          current_spectators: room.spectatorInfos(SPECTATOR_LIST_LIMIT),
           reason: "joined",
         },
       }));
@@ -113,7 +124,6 @@ export class Spectators {
     session.watching = undefined;
     room.removeSpectator(session.playerId);
     room.lastActivity = now;
-    const remaining = room.spectatorInfos();
     const effects: Effect[] = [event({
       type: "spectator_left",
       gameName: room.gameName,
@@ -127,7 +137,7 @@ export class Spectators {
           room_id: room.id,
           room_code: room.code,
           reason,
-          current_spectators: remaining,
+          current_spectators: room.spectatorInfos(),
         },
       }));
     }
@@ -135,7 +145,11 @@ export class Spectators {
     if (members.length > 0) {
       effects.push(send(members, {
         type: "SpectatorDisconnected",
-        data: { spectator_id: session.playerId, reason, current_spectators: remaining },
+        data: {
+          spectator_id: session.playerId,
+          reason,
+          current_spectators: room.spectatorInfos(SPECTATOR_LIST_LIMIT),
+        },
       }));
     }
     effects.push(this.#directory.refresh(room));

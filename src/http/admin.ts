@@ -262,7 +262,12 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     if (gameName === undefined || code === undefined) {
       return problem(400, "Path segments are not valid percent-encoding", "INVALID_INPUT");
     }
-    const gameProblem = checkGameName(gameName, options.maxGameNameLength);
+    // With app auth a room's directory name is `<app_id>\u0001<game>` (issue 14 item 12,
+    // `gameScope`): the console sends it back as listed; the game part is what is checked.
+    const gameProblem = checkGameName(
+      gameName.slice(gameName.lastIndexOf("\u0001") + 1),
+      options.maxGameNameLength,
+    );
     if (gameProblem) return problem(400, gameProblem, "INVALID_GAME_NAME");
     const codeProblem = checkRoomCode(code, options.roomCodeLength);
     if (codeProblem) return problem(400, codeProblem, "INVALID_ROOM_CODE");
@@ -347,7 +352,11 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
   function detailOf(record: DirectoryRecord): Awaitable<ListedRoom> {
     const target = { gameName: record.gameName, roomCode: record.roomCode };
     return then(options.command({ kind: "detail", ...target }, now()), (answer) => {
-      if (answer.ok && answer.detail) return { ...answer.detail, home: record.home };
+      // `game_name` is the directory's name of the room, which the actions take back: with app
+      // auth it is the app's namespace, `<app_id>\u0001<game>` (issue 14 item 12).
+      if (answer.ok && answer.detail) {
+        return { ...answer.detail, game_name: record.gameName, home: record.home };
+      }
       return {
         ...record.summary,
         home: record.home,

@@ -328,8 +328,8 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     if (isSwitchingProtocols(response)) {
       // A WebSocket now: no longer pending, no HTTP timeouts (the idle ping takes over).
       if (entry) release(entry);
-      (socket as Socket).setTimeout?.(0);
-      entry?.socket.setTimeout(0);
+      stopTimeout(socket);
+      if (entry) stopTimeout(entry.socket);
       return;
     }
     await writeRaw(socket, response);
@@ -459,6 +459,27 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       await watcher;
     },
   };
+}
+
+/** The runtime's private key of a socket's idle timer (`node:net`), found on first use. */
+let timerKey: symbol | null | undefined;
+
+/**
+ * Stops the idle timer of a socket that became a WebSocket. `setTimeout(0)` cancels the timer
+ * but the runtime still refreshes the cancelled timer on every read and write; forgetting it
+ * saves that call per frame (about 1 % of the relay's CPU, BENCHMARKS.md "Socket layer").
+ */
+function stopTimeout(socket: Duplex): void {
+  const s = socket as Socket;
+  if (typeof s.setTimeout !== "function") return;
+  s.setTimeout(0);
+  if (timerKey === undefined) {
+    timerKey = Object.getOwnPropertySymbols(s).find((key) => key.description === "timeout") ??
+      null;
+  }
+  if (timerKey !== null && timerKey in s) {
+    (s as unknown as Record<symbol, unknown>)[timerKey] = null;
+  }
 }
 
 /** Writes `response` as a complete HTTP/1.1 response on a raw socket, then closes it. */

@@ -26,6 +26,14 @@ export interface RoomRouteOptions {
   roomCodeLength: number;
   /** `protocol.max_game_name_length` in UTF-8 bytes. @default 64 */
   maxGameNameLength: number;
+  /**
+   * The directory's game key for a request (auth enabled, issue 14 item 12): the game name
+   * in the namespace of the app the request names (`?app_id=`, with header `X-App-Secret` for
+   * apps that have a secret), or `undefined` when it names no such app — then every lookup is
+   * 404 and every listing empty, so rooms of one app are never visible to another.
+   * @default the game name itself (auth disabled: one namespace)
+   */
+  scope?: (request: Request, gameName: string) => string | undefined;
   /** Clock in ms. @default Date.now */
   now?: () => number;
   /** Receives a `rate_limited` event for each request refused with 429 (metrics, logs). */
@@ -82,13 +90,17 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
     }) as Awaitable<Response>;
   }
 
-  function lookup(segments: string[]): Awaitable<Response> {
+  const scopeOf = options.scope ?? ((_request: Request, gameName: string) => gameName);
+
+  function lookup(request: Request, segments: string[]): Awaitable<Response> {
     const [gameName, code] = segments.map(decodeSegment);
     if (gameName === undefined || code === undefined) return notFound();
     if (checkGameName(gameName, options.maxGameNameLength) !== undefined) return notFound();
     if (checkRoomCode(code, options.roomCodeLength) !== undefined) return notFound();
+    const scope = scopeOf(request, gameName);
+    if (scope === undefined) return notFound();
     return then(
-      options.directory.lookup(gameName, code.toUpperCase()),
+      options.directory.lookup(scope, code.toUpperCase()),
       (record) => record ? reply(200, record.summary) : notFound(),
     );
   }
@@ -98,7 +110,9 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
     if (gameName === null || checkGameName(gameName, options.maxGameNameLength) !== undefined) {
       return reply(400, { message: "game_name is required", error_code: "INVALID_GAME_NAME" });
     }
-    return then(options.directory.list(gameName, MAX_LISTED_ROOMS), (records) => {
+    const scope = scopeOf(request, gameName);
+    if (scope === undefined) return reply(200, { game_name: gameName, rooms: [] });
+    return then(options.directory.list(scope, MAX_LISTED_ROOMS), (records) => {
       const rooms: RoomSummary[] = records.map((record) => record.summary);
       return reply(200, { game_name: gameName, rooms });
     });
@@ -115,6 +129,6 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
     }
-    return limited(ip, () => segments ? lookup(segments) : listing(request));
+    return limited(ip, () => segments ? lookup(request, segments) : listing(request));
   };
 }

@@ -32,6 +32,10 @@ export interface MetricsSources {
   heldSeats: () => number | undefined;
   /** Messages appended to replay buffers so far (SERVER.md §6.3 #37); never decreases. */
   eventsBuffered: () => number;
+  /** Bytes held in all replay buffers now (issue 14 item 8). @default 0 */
+  replayBufferBytes?: () => number;
+  /** Messages dropped from replay buffers for the global byte budget so far. @default 0 */
+  replayTruncations?: () => number;
   /** Game name and seat count of every room on this instance (SERVER.md §6.6). */
   seatCounts: () => { gameName: string; seats: number }[];
   /**
@@ -310,6 +314,16 @@ export class ServerMetrics {
       `${p}reconnection_events_buffered_total`,
       "Messages appended to replay buffers of held seats",
       sources.eventsBuffered,
+    );
+    r.gauge(
+      `${p}replay_buffer_bytes`,
+      "Bytes held in the replay buffers of all held seats",
+      () => sources.replayBufferBytes?.() ?? 0,
+    );
+    r.counter(
+      `${p}replay_truncations_total`,
+      "Messages dropped from replay buffers to stay within the global byte budget",
+      () => sources.replayTruncations?.() ?? 0,
     );
     this.#cleanupEmpty = r.counter(
       `${p}cleanup_empty_rooms_total`,

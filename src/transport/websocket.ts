@@ -7,6 +7,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 // @ts-types="./ws.d.ts"
@@ -81,10 +82,12 @@ export interface OutboundOptions {
  * something is already pending) makes the connection a slow consumer: the queue is discarded
  * and the edge closes it with 1013. With batching, frames wait in the queue until `batchSize`
  * are queued or the edge has carried out everything the current event produced (it then calls
- * {@linkcode SocketPeer.flush}), which is well within `websocket.batch_interval_ms`. Deno writes
- * every frame with its own call, so waiting longer would add latency without saving work (a
- * microtask per connection was measured at +2.5 ms p99 and +2 µs CPU per message, BENCHMARKS.md).
- * Each message stays its own frame, in order.
+ * {@linkcode SocketPeer.flush}), or, for WebSockets, until the end of the event-loop turn
+ * under load ({@linkcode endTurn}); both well within `websocket.batch_interval_ms`. A batch is one
+ * write (`FramedSocket`), so waiting for the turn's end saves writes under load. (Under the
+ * earlier `Deno.serve` transport every frame was its own write, and a microtask per connection
+ * measured +2.5 ms p99 and +2 µs CPU per message, BENCHMARKS.md.) Each message stays its own
+ * frame, in order.
  *
  * Cost on the relay path: the exact byte counts (a UTF-8 scan of each text frame) and the
  * runtime's `bufferedAmount` (a call into the runtime) are only needed near the budget. The peer
@@ -106,11 +109,53 @@ export class SocketPeer implements Peer {
    * Wraps an accepted socket. `stream`, the connection under it, is corked while a batch is
    * written (one write for the batch) and destroyed when a close is not answered in time.
    */
-  constructor(socket: OutboundSocket, options: OutboundOptions, stream?: SocketStream) {
+  constructor(
+    socket: OutboundSocket,
+    options: OutboundOptions,
+    stream?: SocketStream,
+    /**
+     * With batching, under load: while the last event-loop turn wrote some connection twice,
+     * `flush` only marks the peer, and its queue is written once at the end of the turn with
+     * what later events of the same turn queued for it ({@linkcode endTurn}). @default false
+     */
+    turnEnd = false,
+  ) {
     this.#socket = socket;
     this.#options = options;
     this.#stream = stream;
-    this.flush = options.enableBatching ? () => this.#flush() : undefined;
+    this.flush = !options.enableBatching ? undefined : turnEnd
+      ? () => {
+        if (!deferring) {
+          this.#flush();
+          // Two batches for this connection within a millisecond: the server is busy; from now
+          // on writes wait for the turn's end (a timer per turn only then, not per message).
+          const now = Date.now();
+          if (this.#lastFlushMs === now) startDeferring();
+          this.#lastFlushMs = now;
+          return;
+        }
+        // A second batch for this connection in one turn: one write could have carried both.
+        if (this.#turn === turn) repeated = true;
+        else this.#turn = turn;
+        if (!this.#waiting && this.#queue.length > 0) {
+          this.#waiting = true;
+          turnPeers.push(this);
+        }
+      }
+      : () => this.#flush();
+  }
+
+  /** On the list of peers written at the end of the turn. */
+  #waiting = false;
+  /** The last turn this peer was flushed in (while deferring). */
+  #turn = -1;
+  /** When this peer was last flushed while writing at once, ms since the epoch. */
+  #lastFlushMs = 0;
+
+  /** Writes the queue now (the end of the turn, see {@linkcode endTurn}). */
+  flushNow(): void {
+    this.#waiting = false;
+    this.#flush();
   }
 
   /**
@@ -187,6 +232,51 @@ export class SocketPeer implements Peer {
   }
 }
 
+/** Peers whose queue is written at the end of this event-loop turn, each once. */
+let turnPeers: SocketPeer[] = [];
+/** Counts event-loop turns in which some peer was flushed. */
+let turn = 0;
+/** Some connection was flushed twice in this turn. */
+let repeated = false;
+/** This turn's writes wait for its end. */
+let deferring = false;
+
+/** Writes wait for the end of each turn until a turn has at most one batch per connection. */
+function startDeferring(): void {
+  if (deferring) return;
+  deferring = true;
+  repeated = false;
+  setImmediate(endTurn);
+}
+
+/**
+ * The end of an event-loop turn while deferring (`setImmediate`: after the runtime has delivered
+ * every socket read that was ready): writes each waiting peer's queue, so one write carries
+ * everything the turn's events produced for a connection instead of one write each (the write is
+ * most of a delivery's cost, BENCHMARKS.md "Socket layer"). Deferring starts when a connection
+ * gets two batches within a millisecond, and lasts while some connection gets two batches in a
+ * turn; a turn with at most one per connection switches back to writing at once, so a lightly
+ * loaded server adds neither latency nor a timer per message. Well within
+ * `websocket.batch_interval_ms` (SERVER.md §5.3); one timer for all connections.
+ */
+function endTurn(): void {
+  turn++;
+  // Busy still: the next turn defers too (one timer per turn); else back to writing at once.
+  deferring = repeated;
+  repeated = false;
+  if (deferring) setImmediate(endTurn);
+  const peers = turnPeers;
+  turnPeers = [];
+  for (const peer of peers) {
+    try {
+      peer.flushNow();
+    } catch (error) {
+      // One connection's failure must not keep the others' messages back.
+      log.error("Cannot write a batch: {error}", { error });
+    }
+  }
+}
+
 /** How long a server-initiated close may wait for the peer's close frame (SERVER.md §5.2). */
 export const CLOSE_GRACE_MS = 2000;
 
@@ -199,15 +289,22 @@ const encoder = new TextEncoder();
 
 /**
  * Encodes `frames[0..count)` as unmasked, unfragmented server frames (RFC 6455 §5.2): text for
- * strings (UTF-8), binary for bytes, into one buffer, so a batch costs one write.
+ * strings (UTF-8), binary for bytes, into one buffer, so a batch costs one write. Into `scratch`
+ * when the frames surely fit there (the result is then a view of it), else into a new buffer.
  */
-export function encodeFrames(frames: readonly (string | Uint8Array)[], count: number): Uint8Array {
+export function encodeFrames(
+  frames: readonly (string | Uint8Array)[],
+  count: number,
+  scratch?: Buffer,
+): Uint8Array {
   let bound = 0;
   for (let i = 0; i < count; i++) {
     const frame = frames[i]!;
     bound += (typeof frame === "string" ? frame.length * 3 : frame.byteLength) + 10;
   }
-  const out = Buffer.allocUnsafe(bound);
+  const out = scratch !== undefined && bound <= scratch.length
+    ? scratch
+    : Buffer.allocUnsafe(bound);
   let pos = 0;
   for (let i = 0; i < count; i++) {
     const frame = frames[i]!;
@@ -251,6 +348,19 @@ export function encodeFrames(frames: readonly (string | Uint8Array)[], count: nu
 }
 
 /**
+ * Size of the buffer batches are encoded into, bytes (a batch of 10 messages of up to ~270
+ * characters fits); larger batches get their own. As large as a `Buffer.allocUnsafe` pool, which
+ * a queued write kept alive before.
+ */
+const SCRATCH_BYTES = 8 * 1024;
+/**
+ * The buffer every connection's batches are encoded into while the kernel takes each write at
+ * once, so a delivery allocates no buffer (one per write cost a pool refill every ~80 writes
+ * and a tenth of the garbage collector's time, BENCHMARKS.md "Socket layer").
+ */
+let scratch: Buffer = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+
+/**
  * A `ws` WebSocket as an {@linkcode OutboundSocket} whose data frames are written straight to
  * the connection, a batch in one write (`ws`' own `send` costs two writes per frame). Control
  * frames (close, ping) still go through `ws`, on the same connection, so order is kept.
@@ -274,11 +384,24 @@ class FramedSocket implements OutboundSocket {
   }
 
   send(frame: string | Uint8Array): void {
-    this.#stream.write(encodeFrames([frame], 1));
+    this.sendMany([frame], 1);
   }
 
   sendMany(frames: readonly (string | Uint8Array)[], count: number): void {
-    this.#stream.write(encodeFrames(frames, count));
+    const stream = this.#stream;
+    if (stream.writableLength !== 0) {
+      // Queued behind earlier bytes: the stream keeps this buffer until then; one of its own.
+      stream.write(encodeFrames(frames, count));
+      return;
+    }
+    const bytes = encodeFrames(frames, count, scratch);
+    stream.write(bytes);
+    // Taken by the kernel at once (the usual case): the scratch buffer is free again. Else (the
+    // kernel's buffer just filled up) the stream keeps a view of it until written, so the next
+    // batch needs another one; a slow consumer holds at most one scratch buffer that way.
+    if (bytes.buffer === scratch.buffer && stream.writableLength !== 0) {
+      scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    }
   }
 
   close(code?: number, reason?: string): void {
@@ -394,7 +517,7 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
       return;
     }
     socket.binaryType = "nodebuffer";
-    const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream);
+    const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream, true);
     id = edge.connect(peer, { ip: options.ip, tokenBinding: options.tokenBinding?.binding });
     const connection = id;
     // Idle timeout (PROTOCOL.md §7.10): checked every half of it; traffic or a pong resets it.

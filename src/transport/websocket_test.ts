@@ -1,4 +1,6 @@
-import { deepEqual, equal } from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
 import { encodeFrames, SocketPeer } from "./websocket.ts";
 import { LocalPeers } from "./local_peers.ts";
 
@@ -131,4 +133,70 @@ Deno.test("encodeFrames() writes text and binary frames with the shortest length
   }
   // Only the first `count` frames are written.
   equal(parseFrames(encodeFrames(["a", "b", "c"], 2)).length, 2);
+});
+
+Deno.test("encodeFrames() encodes into the scratch buffer only when the frames surely fit", () => {
+  const scratch = Buffer.alloc(64);
+  const small = encodeFrames(["hello", new Uint8Array([9])], 2, scratch);
+  equal(small.buffer, scratch.buffer);
+  deepEqual(parseFrames(small).map(([opcode]) => opcode), [1, 2]);
+  deepEqual(parseFrames(small)[0]![1], new TextEncoder().encode("hello"));
+  // 30 code units may need 90 bytes: a buffer of its own, the scratch left as it was.
+  const before = Uint8Array.from(scratch);
+  const large = encodeFrames(["z".repeat(30)], 1, scratch);
+  ok(large.buffer !== scratch.buffer);
+  deepEqual(Uint8Array.from(scratch), before);
+  equal(new TextDecoder().decode(parseFrames(large)[0]![1]), "z".repeat(30));
+});
+
+Deno.test("SocketPeer under load writes each connection's batches of a turn at its end, in order", async () => {
+  const options = { maxBufferedBytes: 1 << 20, enableBatching: true, batchSize: 10 };
+  const writes: string[][] = [];
+  const socket = (name: string) => ({
+    ...new RecordingSocket(),
+    readyState: 1,
+    send: (frame: string | Uint8Array) => writes.push([name, String(frame)]),
+    sendMany: (frames: readonly (string | Uint8Array)[], count: number) =>
+      writes.push([name, ...frames.slice(0, count).map(String)]),
+    close() {},
+    addEventListener() {},
+  });
+  const a = new SocketPeer(socket("a"), options, undefined, true);
+  const b = new SocketPeer(socket("b"), options, undefined, true);
+  const endOfTurn = () => new Promise((resolve) => setImmediate(resolve)); // queued after ours
+  const event = (...peers: SocketPeer[]) => {
+    for (const peer of peers) peer.send(`${writes.length}`);
+    for (const peer of peers) peer.flush!();
+  };
+  // A quiet turn (one batch per connection): written at once.
+  event(a, b);
+  deepEqual(writes, [["a", "0"], ["b", "0"]]);
+  await endOfTurn();
+  // A busy turn: batch after batch for a; two within a millisecond and the writes start waiting.
+  let before: number;
+  let events = 0;
+  do {
+    before = writes.length;
+    event(a);
+  } while (writes.length > before && ++events < 100_000);
+  equal(writes.length, before, "writes never started to wait");
+  event(a); // a second waiting batch for a in this turn: the next turn waits too
+  await endOfTurn();
+  equal(writes.length, before + 1);
+  deepEqual(writes.at(-1), ["a", `${before}`, `${before}`]);
+  event(a, b);
+  event(a);
+  equal(writes.length, before + 1);
+  await endOfTurn();
+  deepEqual(writes.slice(-2), [["a", `${before + 1}`, `${before + 1}`], ["b", `${before + 1}`]]);
+  // Still waiting (a twice in that turn): a close writes what is queued at once, before its frame.
+  event(b);
+  b.close(1000, "bye");
+  deepEqual(writes.at(-1), ["b", `${before + 3}`]);
+  await endOfTurn();
+  equal(writes.length, before + 4);
+  // That turn had one batch per connection: writes are immediate again.
+  event(a);
+  equal(writes.length, before + 5);
+  await endOfTurn();
 });

@@ -1,0 +1,456 @@
+/**
+ * Engine limits against hostile clients (issue 14 items 4, 5, 7, 8, 12): spectator messages of
+ * bounded size and the spectator cap, the reconnect bucket and bounded token records, empty rooms
+ * reclaimed at the caps and the per-IP share of a game, the global replay budget, and app
+ * isolation. No sockets, no sleeps: time is passed in.
+ */
+import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
+import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
+import { encodeServerMessage } from "../protocol/codec.ts";
+import type { AuthorizedApp } from "./app_auth.ts";
+import { type Effect, Engine, type EngineOptions } from "./engine.ts";
+import { RateLimits } from "./rate_limits.ts";
+import { MAX_INVALID_RECORDS_PER_SEAT, MAX_TOKEN_BYTES } from "./reconnection.ts";
+import { SPECTATOR_LIST_LIMIT } from "./spectators.ts";
+import {
+  bare,
+  C1,
+  C2,
+  engineWith,
+  first,
+  join,
+  P1,
+  P2,
+  P3,
+  prng,
+  S1,
+  sentTo,
+  spectate,
+  testOptions,
+} from "./testing.ts";
+
+const T0 = Date.UTC(2026, 11, 4, 18, 0, 0);
+const WINDOW = 300_000;
+
+/** A deterministic connection id number `n` (valid UUID). */
+function id(n: number): string {
+  return `00000000-0000-4000-9000-${n.toString(16).padStart(12, "0")}`;
+}
+
+function reconnect(player_id: string, room_id: string, auth_token: string): ClientMessage {
+  return { type: "Reconnect", data: { player_id, room_id, auth_token } };
+}
+
+function bytesTo(effects: Effect[], to: string): number {
+  return sentTo(effects, to).reduce((sum, m) => sum + encodeServerMessage(m).length, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 4: spectator amplification
+
+Deno.test("Spectator joins and leaves cost each member a bounded message; the joiner gets the whole list", () => {
+  const engine = engineWith([P1]);
+  first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined");
+  const perJoin: number[] = [];
+  const n = 3 * SPECTATOR_LIST_LIMIT;
+  for (let i = 1; i <= n; i++) {
+    engine.connect(id(i));
+    const effects = engine.handle(id(i), spectate("ROOM01", `w${i}`), T0);
+    equal(first(effects, id(i), "SpectatorJoined").data.current_spectators.length, i);
+    const news = first(effects, P1, "NewSpectatorJoined").data;
+    equal(news.spectator.id, id(i));
+    equal(news.current_spectators.length, Math.min(i, SPECTATOR_LIST_LIMIT));
+    perJoin.push(bytesTo(effects, P1));
+  }
+  // Past the bound every join costs the player the same number of bytes, whatever the count.
+  const late = perJoin.slice(SPECTATOR_LIST_LIMIT);
+  ok(late.every((bytes) => bytes === late[0]), `bytes per join: ${late.join(",")}`);
+  const left = engine.disconnect(id(n), T0);
+  equal(
+    first(left, P1, "SpectatorDisconnected").data.current_spectators.length,
+    SPECTATOR_LIST_LIMIT,
+  );
+});
+
+Deno.test("max_spectators_per_room refuses the spectator past the cap with TOO_MANY_SPECTATORS", () => {
+  const engine = engineWith([P1, S1, id(1), id(2)], { maxSpectatorsPerRoom: 2 });
+  engine.handle(P1, join("ROOM01", "Mira"), T0);
+  first(engine.handle(S1, spectate("ROOM01", "a"), T0), S1, "SpectatorJoined");
+  first(engine.handle(id(1), spectate("ROOM01", "b"), T0), id(1), "SpectatorJoined");
+  const refused = engine.handle(id(2), spectate("ROOM01", "c"), T0);
+  deepEqual(first(refused, id(2), "SpectatorJoinFailed").data, {
+    reason: "Spectator limit reached",
+    error_code: "TOO_MANY_SPECTATORS",
+  });
+  deepEqual(sentTo(refused, P1), []);
+  // A place frees up when one leaves.
+  engine.handle(S1, bare("LeaveSpectator"), T0);
+  first(engine.handle(id(2), spectate("ROOM01", "c"), T0), id(2), "SpectatorJoined");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Item 5: Reconnect
+
+Deno.test("Reconnect takes from the per-IP reconnect bucket; the connection stays open", () => {
+  const engine = new Engine(testOptions({
+    enableReconnection: true,
+    rateLimits: new RateLimits({
+      maxRoomCreations: 5,
+      maxJoinAttempts: 20,
+      maxReconnectAttempts: 2,
+      windowMs: 60_000,
+    }),
+  }));
+  engine.connect(C1, { ip: "203.0.113.7" });
+  engine.connect(C2, { ip: "203.0.113.8" });
+  const attempt = (conn: string) =>
+    engine.handle(conn, reconnect(P1, "room-1", "x".repeat(43)), T0);
+  equal(first(attempt(C1), C1, "ReconnectionFailed").data.error_code, "RECONNECTION_TOKEN_INVALID");
+  equal(first(attempt(C1), C1, "ReconnectionFailed").data.error_code, "RECONNECTION_TOKEN_INVALID");
+  const limited = attempt(C1);
+  deepEqual(first(limited, C1, "ReconnectionFailed").data, {
+    reason: "Reconnect attempt rate limit exceeded. Try again in 30 seconds.",
+    error_code: "RATE_LIMIT_EXCEEDED",
+  });
+  ok(!limited.some((effect) => effect.kind === "close"));
+  // Another address has its own bucket.
+  equal(first(attempt(C2), C2, "ReconnectionFailed").data.error_code, "RECONNECTION_TOKEN_INVALID");
+});
+
+Deno.test("Reconnect refuses a token longer than 256 bytes even when it starts with the right one", () => {
+  const engine = engineWith([P1, C1], { enableReconnection: true });
+  const token = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data
+    .reconnection_token!;
+  engine.disconnect(P1, T0);
+  const long = token + "x".repeat(65_536);
+  equal(
+    first(engine.handle(C1, reconnect(P1, "room-1", long), T0), C1, "ReconnectionFailed").data
+      .error_code,
+    "RECONNECTION_TOKEN_INVALID",
+  );
+  equal(
+    first(
+      engine.handle(C1, reconnect(P1, "room-1", "é".repeat(MAX_TOKEN_BYTES / 2 + 1)), T0),
+      C1,
+      "ReconnectionFailed",
+    )
+      .data.error_code,
+    "RECONNECTION_TOKEN_INVALID",
+  );
+  first(engine.handle(C1, reconnect(P1, "room-1", token), T0), C1, "Reconnected");
+});
+
+Deno.test("A takeover loop keeps a bounded number of token records per seat; a window later none", () => {
+  const engine = engineWith([P1], { enableReconnection: true });
+  let token = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data
+    .reconnection_token!;
+  const used: string[] = [];
+  for (let i = 1; i <= 50; i++) {
+    engine.connect(id(i));
+    const effects = engine.handle(id(i), reconnect(P1, "room-1", token), T0 + i);
+    used.push(token);
+    token = first(effects, id(i), "Reconnected").data.reconnection_token;
+    ok(engine.stats().tokenRecords <= 1 + MAX_INVALID_RECORDS_PER_SEAT);
+  }
+  // The newest used token still gets the precise answer (a known, used record: invalid).
+  engine.connect(id(100));
+  equal(
+    first(
+      engine.handle(id(100), reconnect(P1, "room-1", used.at(-1)!), T0 + 60),
+      id(100),
+      "ReconnectionFailed",
+    )
+      .data.error_code,
+    "RECONNECTION_TOKEN_INVALID",
+  );
+  engine.tick(T0 + 50 + WINDOW);
+  equal(engine.stats().tokenRecords, 1, "only the valid record is left");
+  engine.connect(id(101));
+  first(
+    engine.handle(id(101), reconnect(P1, "room-1", token), T0 + 60 + WINDOW),
+    id(101),
+    "Reconnected",
+  );
+});
+
+Deno.test("max_token_records forgets the records invalidated longest ago, never a valid one", () => {
+  const engine = engineWith([], { enableReconnection: true, maxTokenRecords: 10 });
+  const tokens: string[] = [];
+  for (let i = 1; i <= 30; i++) {
+    engine.connect(id(i));
+    tokens.push(
+      first(
+        engine.handle(id(i), join(`ROOM${String(i).padStart(2, "0")}`, "p"), T0),
+        id(i),
+        "RoomJoined",
+      )
+        .data.reconnection_token!,
+    );
+    if (i <= 25) engine.handle(id(i), bare("LeaveRoom"), T0 + i); // invalidates its token
+  }
+  ok(engine.stats().tokenRecords <= 10, `records: ${engine.stats().tokenRecords}`);
+  // The five valid tokens all still work.
+  for (let i = 26; i <= 30; i++) {
+    engine.disconnect(id(i), T0 + 100);
+    engine.connect(id(1000 + i));
+    first(
+      engine.handle(id(1000 + i), reconnect(id(i), `room-${i}`, tokens[i - 1]!), T0 + 101),
+      id(1000 + i),
+      "Reconnected",
+    );
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Item 7: room namespace squatting
+
+Deno.test("Empty rooms are reclaimed at max_rooms_per_game; rooms with a seat or a held seat count", () => {
+  const engine = engineWith([P1, P2, P3], { maxRoomsPerGame: 2, enableReconnection: true });
+  first(engine.handle(P1, join("ROOM01", "a"), T0), P1, "RoomJoined");
+  first(engine.handle(P2, join("ROOM02", "b"), T0), P2, "RoomJoined");
+  equal(
+    first(engine.handle(P3, join("ROOM03", "c"), T0), P3, "RoomJoinFailed").data.error_code,
+    "MAX_ROOMS_PER_GAME_EXCEEDED",
+  );
+  // A held seat still counts.
+  engine.disconnect(P2, T0);
+  equal(
+    first(engine.handle(P3, join("ROOM03", "c"), T0), P3, "RoomJoinFailed").data.error_code,
+    "MAX_ROOMS_PER_GAME_EXCEEDED",
+  );
+  // An empty room (no seat, no held seat) is deleted to make room for the new one.
+  engine.handle(P1, bare("LeaveRoom"), T0);
+  const created = engine.handle(P3, join("ROOM03", "c"), T0);
+  first(created, P3, "RoomJoined");
+  equal(engine.lookup("orbit", "ROOM01"), undefined);
+  ok(created.some((e) => e.kind === "event" && e.event.type === "room_deleted"));
+  equal(engine.stats().rooms, 2);
+});
+
+Deno.test("max_rooms_per_ip bounds one address's share of a game; its empty rooms are reclaimed", () => {
+  const engine = new Engine(testOptions({ maxRoomsPerIp: 2 }));
+  for (let i = 1; i <= 4; i++) engine.connect(id(i), { ip: "198.51.100.1" });
+  engine.connect(P3, { ip: "198.51.100.2" });
+  first(engine.handle(id(1), join("ROOM01", "a"), T0), id(1), "RoomJoined");
+  first(engine.handle(id(2), join("ROOM02", "a"), T0), id(2), "RoomJoined");
+  deepEqual(first(engine.handle(id(3), join("ROOM03", "a"), T0), id(3), "RoomJoinFailed").data, {
+    reason: "Your address already has 2 rooms of game `orbit` (limit 2)",
+    error_code: "MAX_ROOMS_PER_GAME_EXCEEDED",
+  });
+  // Other games and other addresses are not affected; joining is not creating.
+  first(engine.handle(id(3), join("ROOM03", "a", { game_name: "other" }), T0), id(3), "RoomJoined");
+  first(engine.handle(P3, join("ROOM04", "b"), T0), P3, "RoomJoined");
+  first(engine.handle(id(4), join("ROOM04", "c"), T0), id(4), "RoomJoined");
+  engine.handle(id(1), bare("LeaveRoom"), T0);
+  engine.connect(id(5), { ip: "198.51.100.1" });
+  first(engine.handle(id(5), join("ROOM05", "a"), T0), id(5), "RoomJoined");
+  equal(engine.lookup("orbit", "ROOM01"), undefined);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Item 8: global replay budget
+
+Deno.test("The global replay budget drops the oldest buffered messages across seats first", () => {
+  const payload = "x".repeat(500);
+  const frameSize = encodeServerMessage({
+    type: "GameData",
+    data: { from_player: P1, data: payload },
+  } as ServerMessage).length;
+  const engine = engineWith([P1, P2, P3, C1, C2], {
+    enableReconnection: true,
+    eventBufferTotalMaxBytes: 3 * frameSize + 10,
+  });
+  const tokens: Record<string, string> = {};
+  for (const p of [P1, P2, P3]) {
+    tokens[p] = first(
+      engine.handle(p, join("ROOM01", p.slice(-4), { max_players: 3 }), T0),
+      p,
+      "RoomJoined",
+    )
+      .data.reconnection_token!;
+  }
+  const send = (n: number) =>
+    engine.handle(P1, { type: "GameData", data: { data: payload + n } } as ClientMessage, T0);
+  engine.disconnect(P2, T0);
+  send(1);
+  send(2);
+  send(3);
+  // The LobbyState of a full room is not in the budget test: only GameData was buffered.
+  equal(engine.stats().replayTruncations, 0);
+  engine.disconnect(P3, T0);
+  send(4); // P2's m1 makes room for P2's m4, then P2's m2 for P3's m4
+  ok(engine.stats().replayBufferBytes <= 3 * frameSize + 10);
+  equal(engine.stats().replayTruncations, 2);
+  const back3 = engine.handle(C2, reconnect(P3, "room-1", tokens[P3]!), T0);
+  const three = first(back3, C2, "Reconnected").data;
+  equal(three.replay_truncated, false);
+  equal(three.missed_events.length, 1);
+  const back2 = engine.handle(C1, reconnect(P2, "room-1", tokens[P2]!), T0);
+  const two = first(back2, C1, "Reconnected").data;
+  equal(two.replay_truncated, true);
+  deepEqual(
+    two.missed_events.map((event) => JSON.parse(event.text)).map((m) =>
+      m.type === "GameData" ? (m.data.data as string).slice(500) : m.type
+    ),
+    ["3", "4", "PlayerReconnected"],
+  );
+  equal(engine.stats().replayBufferBytes, 0, "bytes come back when holds end");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Item 12: app isolation and privacy
+
+const APPS: AuthorizedApp[] = [{ appId: "app-a", appName: "A" }, { appId: "app-b", appName: "B" }];
+
+function authed(engine: Engine, conn: string, appId: string): void {
+  engine.connect(conn, { ip: "10.0.0.1", now: T0 });
+  first(
+    engine.handle(conn, { type: "Authenticate", data: { app_id: appId } }, T0),
+    conn,
+    "Authenticated",
+  );
+}
+
+Deno.test("With auth, each app has its own rooms: join, spectate and reconnect never reach another app's", () => {
+  const options: Partial<EngineOptions> = {
+    enableReconnection: true,
+    auth: { required: true, apps: APPS, timeoutMs: 10_000, enforceSdkGate: false },
+  };
+  const engine = new Engine(testOptions(options));
+  authed(engine, P1, "app-a");
+  authed(engine, P2, "app-b");
+  authed(engine, S1, "app-b");
+  authed(engine, C1, "app-b");
+  const a = first(engine.handle(P1, join("ROOM01", "mira"), T0), P1, "RoomJoined").data;
+  equal(
+    first(engine.handle(S1, spectate("ROOM01"), T0), S1, "SpectatorJoinFailed").data.error_code,
+    "ROOM_NOT_FOUND",
+  );
+  // The same code in app B is another room: B's join-or-create makes its own.
+  const b = first(engine.handle(P2, join("ROOM01", "mira"), T0), P2, "RoomJoined").data;
+  notEqual(b.room_id, a.room_id);
+  equal(b.current_players.length, 1);
+  const gameData = engine.handle(
+    P2,
+    { type: "GameData", data: { data: "hi" } } as ClientMessage,
+    T0,
+  );
+  deepEqual(sentTo(gameData, P1), []);
+  engine.disconnect(P1, T0);
+  equal(
+    first(
+      engine.handle(C1, reconnect(P1, a.room_id, a.reconnection_token!), T0),
+      C1,
+      "ReconnectionFailed",
+    )
+      .data.error_code,
+    "RECONNECTION_TOKEN_INVALID",
+  );
+});
+
+Deno.test("Spectators never see players' connection_info; players do", () => {
+  const engine = engineWith([P1, P2, S1]);
+  const info = { type: "direct" as const, host: "192.0.2.10", port: 7777 };
+  engine.handle(P1, join("ROOM01", "mira", { max_players: 2 }), T0);
+  engine.handle(P2, join("ROOM01", "tobias"), T0);
+  for (const p of [P1, P2]) {
+    engine.handle(
+      p,
+      { type: "ProvideConnectionInfo", data: { connection_info: info } } as ClientMessage,
+      T0,
+    );
+  }
+  const watched = first(engine.handle(S1, spectate("ROOM01"), T0), S1, "SpectatorJoined").data;
+  ok(watched.current_players.every((player) => player.connection_info === undefined));
+  engine.handle(P1, bare("PlayerReady"), T0);
+  const starting = engine.handle(P2, bare("PlayerReady"), T0);
+  ok(
+    first(starting, S1, "GameStarting").data.peer_connections.every((p) =>
+      p.connection_info === undefined
+    ),
+  );
+  deepEqual(first(starting, P1, "GameStarting").data.peer_connections[1]!.connection_info, info);
+  ok(!JSON.stringify(sentTo(starting, S1)).includes("192.0.2.10"));
+});
+
+Deno.test("Random walks keep the replay bytes within the global budget and give them all back", () => {
+  let drops = 0;
+  for (let seed = 1; seed <= 20; seed++) {
+    const random = prng(seed);
+    const budget = 4000;
+    const engine = engineWith([], { enableReconnection: true, eventBufferTotalMaxBytes: budget });
+    const players = Array.from({ length: 6 }, (_, i) => id(i + 1));
+    const tokens = new Map<string, string>();
+    const live = new Map<string, string>(); // player id → connection id
+    let conns = 100;
+    for (const p of players) {
+      engine.connect(p);
+      tokens.set(
+        p,
+        first(engine.handle(p, join("WALK01", p.slice(-4)), T0), p, "RoomJoined").data
+          .reconnection_token!,
+      );
+      live.set(p, p);
+    }
+    for (let step = 0; step < 300; step++) {
+      const p = players[Math.floor(random() * players.length)]!;
+      const conn = live.get(p);
+      const roll = random();
+      if (conn !== undefined && roll < 0.2) {
+        engine.disconnect(conn, T0 + step);
+        live.delete(p);
+      } else if (conn === undefined && roll < 0.4) {
+        const fresh = id(++conns);
+        engine.connect(fresh);
+        const effects = engine.handle(fresh, reconnect(p, "room-1", tokens.get(p)!), T0 + step);
+        tokens.set(p, first(effects, fresh, "Reconnected").data.reconnection_token);
+        live.set(p, fresh);
+      } else if (conn !== undefined) {
+        const size = 50 + Math.floor(random() * 900);
+        engine.handle(
+          conn,
+          { type: "GameData", data: { data: "y".repeat(size) } } as ClientMessage,
+          T0 + step,
+        );
+      }
+      ok(engine.stats().replayBufferBytes <= budget, `seed ${seed} step ${step}`);
+    }
+    for (const p of players) {
+      if (live.has(p)) continue;
+      const fresh = id(++conns);
+      engine.connect(fresh);
+      first(
+        engine.handle(fresh, reconnect(p, "room-1", tokens.get(p)!), T0 + 1000),
+        fresh,
+        "Reconnected",
+      );
+    }
+    equal(engine.stats().replayBufferBytes, 0, `seed ${seed}`);
+    drops += engine.stats().replayTruncations;
+  }
+  ok(drops > 0, "the walks reached the budget");
+});
+
+Deno.test("A restored snapshot keeps each room in its app's namespace and its token in the digest index", () => {
+  const options: Partial<EngineOptions> = {
+    enableReconnection: true,
+    tokenDigest: (token) => `d:${token}`,
+    auth: { required: true, apps: APPS, timeoutMs: 10_000, enforceSdkGate: false },
+  };
+  const before = new Engine(testOptions(options));
+  authed(before, P1, "app-a");
+  const a = first(before.handle(P1, join("ROOM01", "mira"), T0), P1, "RoomJoined").data;
+  before.disconnect(P1, T0);
+  const after = new Engine(testOptions(options));
+  ok(after.restore(before.snapshot(T0), T0).ok);
+  authed(after, P2, "app-b");
+  authed(after, C1, "app-a");
+  equal(
+    first(after.handle(P2, spectate("ROOM01"), T0), P2, "SpectatorJoinFailed").data.error_code,
+    "ROOM_NOT_FOUND",
+  );
+  authed(after, S1, "app-a");
+  first(after.handle(S1, spectate("ROOM01"), T0), S1, "SpectatorJoined");
+  const back = after.handle(C1, reconnect(P1, a.room_id, a.reconnection_token!), T0);
+  equal(first(back, C1, "Reconnected").data.room_code, "ROOM01");
+});

@@ -1,0 +1,335 @@
+/**
+ * Room-side attacks of issue 14 (items 4–8, 12) performed over real WebSockets on 127.0.0.1,
+ * each bounded in connections and messages and stopping by itself. Distinct client addresses
+ * come from `X-Forwarded-For` through a trusted loopback proxy (SERVER.md §1.9). Each test
+ * asserts the outcome the limit guarantees (SECURITY.md "Rooms, spectators and reconnection").
+ */
+import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
+import type { Config } from "../src/config/schema.ts";
+import { connect, joinAsSpectator, joinRoom, serve, type TestClient } from "./helpers.ts";
+import { parseExposition } from "./exposition.ts";
+import type { SignalFishServer } from "../src/server.ts";
+import { lookupRoom } from "../src/client/client.ts";
+
+function viaProxy(config: Config): void {
+  config.security.trusted_proxies = ["127.0.0.0/8"];
+}
+
+/** Connects as client address `ip` (through the trusted loopback proxy). */
+function connectAs(server: SignalFishServer, ip: string): Promise<TestClient> {
+  return connect(server, { headers: { "x-forwarded-for": ip } });
+}
+
+async function closeAll(clients: TestClient[]): Promise<void> {
+  await Promise.all(clients.map((client) => client.close()));
+}
+
+Deno.test("Attack 4: 130 spectator joins cost each player a bounded message per join; the cap refuses the rest", async () => {
+  await using server = await serve(viaProxy); // default max_spectators_per_room (100)
+  await using player = await connect(server);
+  player.send(joinRoom("SPEC01", "mira"));
+  await player.next("RoomJoined");
+  const watchers: TestClient[] = [];
+  let refused = 0;
+  try {
+    for (let i = 0; i < 130; i++) {
+      const watcher = await connectAs(server, `203.0.113.${1 + (i % 50)}`);
+      watchers.push(watcher);
+      watcher.send(joinAsSpectator("SPEC01", `w${i}`));
+      const reply = await watcher.next();
+      if (reply.type === "SpectatorJoinFailed") {
+        deepEqual(reply.data, {
+          reason: "Spectator limit reached",
+          error_code: "TOO_MANY_SPECTATORS",
+        });
+        refused++;
+      } else {
+        equal(reply.type, "SpectatorJoined");
+        equal(reply.data.current_spectators.length, i + 1, "the joiner gets the whole list");
+      }
+    }
+    equal(refused, 30);
+    let largest = 0;
+    for (let i = 0; i < 100; i++) {
+      const news = await player.next("NewSpectatorJoined");
+      ok(news.data.current_spectators.length <= 16);
+      largest = Math.max(largest, JSON.stringify(news).length);
+    }
+    ok(largest < 4096, `largest NewSpectatorJoined: ${largest} bytes`);
+    await player.expectNothingElse();
+  } finally {
+    await closeAll(watchers);
+  }
+});
+
+Deno.test("Attack 5: a Reconnect flood with 64 KiB tokens is cut by the per-IP bucket; a takeover loop keeps few records", async () => {
+  await using server = await serve(viaProxy);
+  await using bystander = await connect(server);
+  bystander.send(joinRoom("BYST01", "nina"));
+  const room = (await bystander.next("RoomJoined")).data;
+  await using attacker = await connectAs(server, "198.51.100.66");
+  const huge = "A".repeat(65_000);
+  const codes = new Map<string, number>();
+  for (let i = 0; i < 80; i++) {
+    attacker.send({
+      type: "Reconnect",
+      data: { player_id: room.player_id, room_id: room.room_id, auth_token: huge },
+    });
+  }
+  for (let i = 0; i < 80; i++) {
+    const code = (await attacker.next("ReconnectionFailed")).data.error_code;
+    codes.set(code, (codes.get(code) ?? 0) + 1);
+  }
+  deepEqual(Object.fromEntries(codes), { RECONNECTION_TOKEN_INVALID: 60, RATE_LIMIT_EXCEEDED: 20 });
+  bystander.send({ type: "Ping" });
+  await bystander.next("Pong");
+  // A takeover loop from other addresses: each round consumes a token and mints one.
+  let token = room.reconnection_token;
+  let holder = bystander;
+  const sockets: TestClient[] = [];
+  try {
+    for (let i = 0; i < 30; i++) {
+      const next = await connectAs(server, `192.0.2.${1 + (i % 25)}`);
+      sockets.push(next);
+      next.send({
+        type: "Reconnect",
+        data: { player_id: room.player_id, room_id: room.room_id, auth_token: token },
+      });
+      token = (await next.next("Reconnected")).data.reconnection_token;
+      equal((await holder.closed).code, 4001);
+      holder = next;
+    }
+    ok(server.engine.stats().tokenRecords <= 5, `records: ${server.engine.stats().tokenRecords}`);
+  } finally {
+    await closeAll(sockets);
+  }
+});
+
+Deno.test("Attack 6: 40 wrong secrets from one address lock out that address, not the app", async () => {
+  await using server = await serve((config) => {
+    viaProxy(config);
+    config.security.require_websocket_auth = true;
+    config.security.authorized_apps = [{
+      app_id: "orbit-prod",
+      app_secret: "correct horse battery staple",
+      app_name: "Orbit",
+      max_rooms: null,
+      max_players_per_room: null,
+      rate_limit_per_minute: 30,
+    }];
+  });
+  const codes = new Map<string, number>();
+  for (let i = 0; i < 40; i++) {
+    await using guess = await connectAs(server, "203.0.113.200");
+    guess.send({ type: "Authenticate", data: { app_id: "orbit-prod", app_secret: `guess-${i}` } });
+    const code = (await guess.next("AuthenticationError")).data.error_code;
+    codes.set(code, (codes.get(code) ?? 0) + 1);
+    equal((await guess.closed).code, 1008);
+  }
+  deepEqual(Object.fromEntries(codes), { UNAUTHORIZED: 10, RATE_LIMIT_EXCEEDED: 30 });
+  // Every other client of the app still gets in.
+  for (let i = 0; i < 5; i++) {
+    await using player = await connectAs(server, `198.51.100.${i + 1}`);
+    player.send({
+      type: "Authenticate",
+      data: { app_id: "orbit-prod", app_secret: "correct horse battery staple" },
+    });
+    equal((await player.next("Authenticated")).data.app_name, "Orbit");
+  }
+});
+
+Deno.test("Attack 7: squatters cannot keep a game's room cap full with empty rooms or from one address", async () => {
+  await using server = await serve((config) => {
+    viaProxy(config);
+    config.server.max_rooms_per_game = 20;
+    config.server.max_rooms_per_ip = 5;
+  });
+  const squatters: TestClient[] = [];
+  try {
+    // 5 addresses × 5 rooms each, every room left empty at once: the whole cap and more.
+    for (let a = 0; a < 5; a++) {
+      const squatter = await connectAs(server, `203.0.113.${10 + a}`);
+      squatters.push(squatter);
+      for (let r = 0; r < 5; r++) {
+        squatter.send(joinRoom(null, "squat"));
+        await squatter.next("RoomJoined");
+        squatter.send({ type: "LeaveRoom" });
+        await squatter.next("RoomLeft");
+      }
+    }
+    // One address holding rooms open gets at most its share.
+    const holders: TestClient[] = [];
+    for (let r = 0; r < 6; r++) {
+      const holder = await connectAs(server, "203.0.113.99");
+      squatters.push(holder);
+      holders.push(holder);
+      holder.send(joinRoom(null, "hold"));
+    }
+    const replies = await Promise.all(holders.map((holder) => holder.next()));
+    equal(replies.filter((reply) => reply.type === "RoomJoined").length, 5);
+    const refusal = replies.find((reply) => reply.type === "RoomJoinFailed")!;
+    equal(refusal.data.error_code, "MAX_ROOMS_PER_GAME_EXCEEDED");
+    // A real player still creates rooms: empty rooms are reclaimed, not counted.
+    for (let i = 0; i < 10; i++) {
+      const player = await connectAs(server, `198.51.100.${i + 1}`);
+      squatters.push(player);
+      player.send(joinRoom(null, "real"));
+      await player.next("RoomJoined");
+    }
+    ok(server.engine.stats().rooms <= 20);
+  } finally {
+    await closeAll(squatters);
+  }
+});
+
+Deno.test("Attack 8: 30 held seats fed 8 KiB messages stay within the global replay budget", async () => {
+  const budget = 256 * 1024;
+  await using server = await serve((config) => {
+    config.server.event_buffer_total_max_bytes = budget;
+    config.server.event_buffer_max_bytes = 262144;
+  });
+  await using sender = await connect(server);
+  sender.send(joinRoom("HELD01", "sender", { max_players: 31 }));
+  await sender.next("RoomJoined");
+  const seats: { player_id: string; room_id: string; token: string }[] = [];
+  for (let i = 0; i < 30; i++) {
+    const seat = await connect(server);
+    seat.send(joinRoom("HELD01", `seat${i}`));
+    const joined = (await seat.next("RoomJoined")).data;
+    seats.push({
+      player_id: joined.player_id,
+      room_id: joined.room_id,
+      token: joined.reconnection_token,
+    });
+    await seat.close(); // unexpected disconnect would be 1006; any close holds the seat
+  }
+  await waitUntil(() => server.engine.stats().heldSeats === 30);
+  const payload = "x".repeat(8192);
+  for (let i = 0; i < 40; i++) sender.send({ type: "GameData", data: { data: payload } });
+  sender.send({ type: "Ping" });
+  await sender.waitFor("Pong", 10_000); // every GameData was handled before the Pong
+  const metrics = parseExposition(await (await fetch(`${server.url}/metrics/prom`)).text());
+  const held = metrics.get("signal_fish_replay_buffer_bytes")!;
+  ok(held > 0 && held <= budget, `held ${held}`);
+  ok(metrics.get("signal_fish_replay_truncations_total")! > 0);
+  // The newest messages survive: a returning seat gets the last one, flagged truncated.
+  await using back = await connect(server);
+  const first = seats[0]!;
+  back.send({
+    type: "Reconnect",
+    data: { player_id: first.player_id, room_id: first.room_id, auth_token: first.token },
+  });
+  const reconnected = (await back.next("Reconnected")).data;
+  equal(reconnected.replay_truncated, true);
+});
+
+Deno.test("Attack 12: with app auth, app B cannot reach app A's rooms; spectators never see addresses", async () => {
+  await using server = await serve((config) => {
+    config.security.require_websocket_auth = true;
+    config.security.authorized_apps = ["app-a", "app-b"].map((app_id) => ({
+      app_id,
+      app_secret: null,
+      app_name: app_id,
+      max_rooms: null,
+      max_players_per_room: null,
+      rate_limit_per_minute: null,
+    }));
+  });
+  const as = async (app: string) => {
+    const client = await connect(server);
+    client.send({ type: "Authenticate", data: { app_id: app } });
+    await client.next("Authenticated");
+    await client.next("ProtocolInfo");
+    return client;
+  };
+  await using a1 = await as("app-a");
+  await using a2 = await as("app-a");
+  await using b = await as("app-b");
+  await using bWatcher = await as("app-b");
+  await using aWatcher = await as("app-a");
+  a1.send(joinRoom("SHARE1", "mira", { max_players: 2 }));
+  const roomA = (await a1.next("RoomJoined")).data;
+  bWatcher.send(joinAsSpectator("SHARE1", "peek"));
+  equal((await bWatcher.next("SpectatorJoinFailed")).data.error_code, "ROOM_NOT_FOUND");
+  b.send(joinRoom("SHARE1", "intruder"));
+  const roomB = (await b.next("RoomJoined")).data;
+  notEqual(roomB.room_id, roomA.room_id);
+  equal(roomB.current_players.length, 1);
+  b.send({ type: "GameData", data: { data: "hello A?" } });
+  // HTTP lookups are scoped the same way.
+  const lookup = (query: string) => fetch(`${server.url}/v2/rooms/orbit/SHARE1${query}`);
+  const responses = await Promise.all([
+    lookup(""),
+    lookup("?app_id=app-b"),
+    lookup("?app_id=app-a"),
+  ]);
+  const bodies = await Promise.all(responses.map((response) => response.json()));
+  deepEqual(responses.map((response) => response.status), [404, 200, 200]);
+  deepEqual(bodies.slice(1).map((body) => body.players), [1, 1]);
+  // The client library names its app the same way.
+  equal((await lookupRoom(server.url, "orbit", "SHARE1", { appId: "app-a" }))?.players, 1);
+  equal(await lookupRoom(server.url, "orbit", "SHARE1"), null);
+  // A never heard from B: neither its join nor its GameData (sent before the lookups).
+  await a1.expectNothingElse();
+  // Privacy: a spectator of A's room never sees the players' addresses.
+  a2.send(joinRoom("SHARE1", "tobias"));
+  await a2.next("RoomJoined");
+  const info = { type: "direct", host: "192.0.2.77", port: 7777 };
+  for (const p of [a1, a2]) {
+    p.send({ type: "ProvideConnectionInfo", data: { connection_info: info } });
+  }
+  for (const p of [a1, a2]) {
+    p.send({ type: "Ping" });
+    await p.waitFor("Pong");
+  }
+  aWatcher.send(joinAsSpectator("SHARE1", "fan"));
+  const watched = await aWatcher.next("SpectatorJoined");
+  ok(!JSON.stringify(watched).includes("192.0.2.77"));
+  a1.send({ type: "PlayerReady" });
+  a2.send({ type: "PlayerReady" });
+  const starting = await aWatcher.waitFor("GameStarting");
+  ok(!JSON.stringify(starting).includes("192.0.2.77"));
+  equal(starting.data.peer_connections.length, 2);
+  const playerView = await a1.waitFor("GameStarting");
+  equal(playerView.data.peer_connections[1].connection_info.host, "192.0.2.77");
+});
+
+async function waitUntil(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 3000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("Condition never held");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+Deno.test("With app auth the operator API lists each app's rooms under its namespace and can close them", async () => {
+  const token = "operator-token-for-tests-0123456789abcdef";
+  const auth = { authorization: `Bearer ${token}` };
+  await using server = await serve((config) => {
+    config.security.admin_token = token;
+    config.security.require_websocket_auth = true;
+    config.security.authorized_apps = [{
+      app_id: "app-a",
+      app_secret: null,
+      app_name: "A",
+      max_rooms: null,
+      max_players_per_room: null,
+      rate_limit_per_minute: null,
+    }];
+  });
+  await using player = await connect(server);
+  player.send({ type: "Authenticate", data: { app_id: "app-a" } });
+  await player.next("Authenticated");
+  await player.next("ProtocolInfo");
+  player.send(joinRoom("ADMIN1", "mira"));
+  await player.next("RoomJoined");
+  const listed = await (await fetch(`${server.url}/admin/api/rooms`, { headers: auth })).json();
+  const entry = JSON.stringify(listed).match(/"game_name":"([^"]+)"/)?.[1];
+  equal(JSON.parse(`"${entry}"`), "app-a\u0001orbit");
+  const closed = await fetch(
+    `${server.url}/admin/api/rooms/${encodeURIComponent("app-a\u0001orbit")}/ADMIN1`,
+    { method: "DELETE", headers: auth },
+  );
+  equal(closed.status, 200, await closed.text());
+  await player.next("RoomLeft");
+});
