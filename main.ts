@@ -112,16 +112,22 @@ async function main(args: string[]): Promise<number> {
   }
 
   const { promise: stopped, resolve } = Promise.withResolvers<string>();
+  let received: string | undefined;
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     try {
-      Deno.addSignalListener(signal, () => resolve(signal));
+      Deno.addSignalListener(signal, () => {
+        // A second signal (or SIGINT) ends a cluster drain (SERVER.md §8.7).
+        if (received !== undefined) void server.close({ drain: false });
+        received ??= signal;
+        resolve(signal);
+      });
     } catch {
       // Windows has no SIGTERM; Ctrl+C (SIGINT) still works there.
     }
   }
   const signal = await stopped;
   log.info("Received {signal}, shutting down", { signal });
-  await server.close();
+  await server.close({ drain: signal === "SIGTERM" });
   await dispose();
   return 0;
 }

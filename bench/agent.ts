@@ -18,8 +18,17 @@ import { Histogram, type HistogramData } from "./stats.ts";
 export type AgentCommand =
   | {
     cmd: "connect";
-    /** WebSocket URL of the server under test. */
+    /**
+     * WebSocket URL of the server under test, or a comma-separated list of a cluster's
+     * instances (SERVER.md §8): each player connects to one of them by `placement`.
+     */
     url: string;
+    /**
+     * With several URLs: `spread` puts a room's players round-robin over the instances, `affinity`
+     * puts every player of a room on the same one (room index modulo the instances).
+     * @default "spread"
+     */
+    placement?: "spread" | "affinity";
     /** Global index of this agent's first room. */
     firstRoom: number;
     /** Rooms this agent owns. */
@@ -244,7 +253,7 @@ class Agent {
         const { room, slot } = jobs[next++]!;
         let socket: WebSocket | undefined;
         try {
-          socket = await openSocket(command.url, command.timeoutMs);
+          socket = await openSocket(pickUrl(command, room.index, slot), command.timeoutMs);
           connected++;
           this.#open++;
           socket.addEventListener("close", () => this.#open--);
@@ -392,6 +401,18 @@ class Agent {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The instance a player connects to (one URL, or a cluster's list by placement). */
+function pickUrl(
+  command: { url: string; placement?: "spread" | "affinity" },
+  room: number,
+  slot: number,
+): string {
+  const urls = command.url.split(",");
+  if (urls.length === 1) return urls[0]!;
+  const index = command.placement === "affinity" ? room : room + slot;
+  return urls[index % urls.length]!;
 }
 
 /** Opens a WebSocket, failing after `timeoutMs`. */

@@ -35,6 +35,10 @@ export interface LoadOptions {
   agentCore?: number;
   /** Server process to sample from `/proc` (CPU, RSS); undefined = not sampled. */
   serverPid?: number;
+  /** Every process of the system under test (a cluster's servers and Redis), summed. */
+  serverPids?: number[];
+  /** With several URLs (a cluster): `spread` or `affinity` (bench/agent.ts). */
+  placement?: "spread" | "affinity";
   /** Describes the server in the report, e.g. "ours", "baseline", "external". */
   serverLabel?: string;
   /** The command that started the server, when the bench started it. */
@@ -328,6 +332,18 @@ export class LoadGenerator implements AsyncDisposable {
   }
 
   #server(): ProcSample | null {
+    const pids = this.#options.serverPids;
+    if (pids !== undefined && pids.length > 1) {
+      const samples = readProcs(pids);
+      if (samples.some((sample) => sample === null)) return null;
+      return samples.reduce<ProcSample>((sum, sample) => ({
+        at: sample!.at,
+        cpuSeconds: sum.cpuSeconds + sample!.cpuSeconds,
+        rssKb: sum.rssKb + sample!.rssKb,
+        peakRssKb: sum.peakRssKb + sample!.peakRssKb,
+        runDelaySeconds: sum.runDelaySeconds + sample!.runDelaySeconds,
+      }), { at: 0, cpuSeconds: 0, rssKb: 0, peakRssKb: 0, runDelaySeconds: 0 });
+    }
     return this.#options.serverPid === undefined ? null : readProc(this.#options.serverPid);
   }
 
@@ -420,6 +436,7 @@ export class LoadGenerator implements AsyncDisposable {
       const command: AgentCommand = {
         cmd: "connect",
         url: this.#options.url,
+        ...(this.#options.placement ? { placement: this.#options.placement } : {}),
         firstRoom: first,
         rooms: shares[i]!,
         roomSize,

@@ -41,9 +41,13 @@ Scenarios:
   churn         connect/create/join/leave/close cycles back to back; cycles/s, server CPU/cycle
 
 Target:
-  --url <ws-url>        server to load (default ws://127.0.0.1:3536/v2/ws)
+  --url <ws-url>        server to load (default ws://127.0.0.1:3536/v2/ws); a comma-separated
+                        list loads a cluster's instances (see --placement)
+  --placement <p>       with several --url: spread (a room's players round-robin, default) or
+                        affinity (a room's players on one instance)
   --allow-remote        allow a non-loopback --url
-  --server-pid <pid>    sample this process's CPU and RSS from /proc
+  --server-pid <pid>    sample this process's CPU and RSS from /proc; a comma-separated list
+                        sums every process (a cluster's servers and redis-server)
   --spawn ours|baseline start the server under test on a free loopback port (and sample it)
   --pin                 server on core 0, generator agents on core 1 (taskset)
   --nofile <n>          ulimit -n for a spawned server
@@ -219,6 +223,10 @@ export interface BenchArgs {
   serverEnv: Record<string, string>;
   cpuProfDir: string | undefined;
   serverPid: number | undefined;
+  /** `--server-pid a,b,c`: every process of a cluster (servers and Redis), summed. */
+  serverPids: number[] | undefined;
+  /** `--placement`: how a room's players spread over a cluster's `--url` list. */
+  placement: "spread" | "affinity" | undefined;
   agents: number | undefined;
   json: boolean;
   out: string | undefined;
@@ -253,6 +261,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
       url: { type: "string", default: "ws://127.0.0.1:3536/v2/ws" },
       "allow-remote": { type: "boolean", default: false },
       "server-pid": { type: "string" },
+      placement: { type: "string" },
       spawn: { type: "string" },
       pin: { type: "boolean", default: false },
       nofile: { type: "string" },
@@ -291,7 +300,10 @@ export function parseBenchArgs(args: string[]): BenchArgs {
   if (values.spawn !== undefined && values.spawn !== "ours" && values.spawn !== "baseline") {
     throw new TypeError(`--spawn must be "ours" or "baseline", got "${values.spawn}"`);
   }
-  if (!values.spawn && !isLoopback(values.url) && !values["allow-remote"]) {
+  if (
+    !values.spawn && !values.url.split(",").every((url) => isLoopback(url)) &&
+    !values["allow-remote"]
+  ) {
     throw new TypeError(
       `Refusing to load ${values.url}: not a loopback address (pass --allow-remote if you own it)`,
     );
@@ -336,7 +348,21 @@ export function parseBenchArgs(args: string[]): BenchArgs {
       return [pair.slice(0, at), pair.slice(at + 1)];
     })),
     cpuProfDir: values["cpu-prof"],
-    serverPid: values["server-pid"] === undefined ? undefined : num("server-pid", 0, 1, 2 ** 22),
+    serverPid: values["server-pid"] === undefined
+      ? undefined
+      : Number(values["server-pid"].split(",")[0]),
+    serverPids: values["server-pid"]?.split(",").map((pid) => {
+      const n = Number(pid);
+      if (!Number.isInteger(n) || n < 1) throw new TypeError(`--server-pid: bad pid "${pid}"`);
+      return n;
+    }),
+    placement: values.placement === undefined
+      ? undefined
+      : values.placement === "affinity" || values.placement === "spread"
+      ? values.placement
+      : (() => {
+        throw new TypeError(`--placement must be "spread" or "affinity"`);
+      })(),
     agents: values.agents === undefined ? undefined : num("agents", 2, 1, 64),
     json: values.json,
     out: values.out,
@@ -415,6 +441,8 @@ export async function bench(args: BenchArgs): Promise<Report> {
       agents: agentsFor(args.scenario === "churn" ? 0 : clients, args.agents),
       agentCore: pinned ? 1 : undefined,
       serverPid: server?.pid ?? args.serverPid,
+      serverPids: server ? undefined : args.serverPids,
+      placement: args.placement,
       serverLabel: server?.kind ?? "external",
       serverCommand: server?.command,
       progress: !args.quiet,

@@ -18,10 +18,12 @@ export const ASSET_DIRS: readonly string[] = ["static"];
  * a prefix wildcard (Deno ≥ 2.1); `src/config/load.ts` `readConfigEnv()` then looks up the known
  * names one by one, because listing the environment needs full env access. Besides:
  * `RLIMIT_NOFILE`, the open-file limit when `/proc/self/limits` cannot be read
- * (`src/http/admission.ts`), and the two switches `npm:ws` reads when it loads
- * (`WS_NO_BUFFER_UTIL`, `WS_NO_UTF_8_VALIDATE`).
+ * (`src/http/admission.ts`), the two switches `npm:ws` reads when it loads
+ * (`WS_NO_BUFFER_UTIL`, `WS_NO_UTF_8_VALIDATE`), and in cluster mode the two the Redis client
+ * (node-redis 6.x) reads (`REDIS_DEBUG_MAINTENANCE`, `REDIS_EMIT_DIAGNOSTICS`, SERVER.md §8.9).
  */
-export const ENV_ALLOW = "SIGNAL_FISH_*,RLIMIT_NOFILE,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE";
+export const ENV_ALLOW = "SIGNAL_FISH_*,RLIMIT_NOFILE,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE," +
+  "REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS";
 
 /**
  * Directories the server may write: the log files of `logging.enable_file_logging` (SERVER.md

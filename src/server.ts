@@ -59,9 +59,11 @@ export interface SignalFishServer extends AsyncDisposable {
   readonly operatorFeed?: OperatorFeed;
   /**
    * Graceful shutdown (SERVER.md §1.1): health turns 503, new upgrades get 503, every socket is
-   * closed with 1001 "Server shutting down", then the listener stops. Idempotent.
+   * closed with 1001 "Server shutting down", then the listener stops. Idempotent. In cluster mode
+   * a drain comes first (SERVER.md §8.7) unless `drain` is false or `cluster.drain_timeout_secs`
+   * is 0; a second call while draining (a second SIGTERM, or SIGINT) ends the drain.
    */
-  close(): Promise<void>;
+  close(options?: { drain?: boolean }): Promise<void>;
 }
 
 /** Options that are not part of the configuration file. */
@@ -84,15 +86,11 @@ export interface StartOptions {
 
 /**
  * Settings this build accepts but cannot honour yet: their silent absence would weaken security
- * or split a cluster, so the server must refuse to start (`errors`, one line each).
+ * or split a cluster, so the server must refuse to start (`errors`, one line each). None today:
+ * `cluster.redis_url` starts cluster mode (SERVER.md §8).
  */
-export function unsupportedSettings(config: Config): { errors: string[] } {
-  const errors: string[] = [];
-  const refuse = (key: string, what: string) =>
-    errors.push(`${key} is set, but ${what} is not available in this build`);
-  const { cluster } = config;
-  if (cluster.redis_url !== null) refuse("cluster.redis_url", "cluster mode");
-  return { errors };
+export function unsupportedSettings(_config: Config): { errors: string[] } {
+  return { errors: [] };
 }
 
 /** Maps the configuration onto engine settings (SERVER.md §2.7). */
@@ -262,10 +260,24 @@ export async function startServer(
   config: Config,
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
-  const settings = engineOptions(config);
-  const engine = new Engine(settings);
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
+  let settings = engineOptions(config);
+  // Cluster mode (SERVER.md §8): the Redis client is loaded only when configured.
+  const cluster = config.cluster.redis_url === null
+    ? undefined
+    : (await import("./cluster/open.ts")).openCluster(config, instanceId, settings.newRoomCode);
+  if (cluster) {
+    // The edge takes the (global) tokens and claims codes before the engine sees a request.
+    settings = {
+      ...settings,
+      rateLimits: undefined,
+      newId: cluster.staging.roomId,
+      newRoomCode: cluster.staging.roomCode,
+    };
+  }
+  const engine = new Engine(settings);
+  cluster?.setEngine(engine);
   // `edge.size` is read at scrape time, after `edge` exists.
   const metrics = serverMetrics(config, engine, () => edge.size, options.logStats);
   const adminToken = config.security.admin_token;
@@ -280,12 +292,34 @@ export async function startServer(
     maxQueuedBytes: config.websocket.max_buffered_bytes,
     newId: () => crypto.randomUUID(),
     onEvent,
+    ...(cluster
+      ? {
+        node: cluster.node.node,
+        router: cluster.node.router,
+        forwardTimeoutMs: config.cluster.forward_timeout_ms,
+        directory: cluster.store,
+        resolver: cluster.resolver(engine, {
+          maxRoomsPerGame: settings.maxRoomsPerGame,
+          roomCodeLength: settings.roomCodeLength,
+          maxGameNameLength: settings.maxGameNameLength,
+          nameRules: settings.nameRules,
+        }),
+      }
+      : {}),
   });
   const stateFile = stateFileOptions(config);
   const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
   if (restored?.ok) edge.apply(restored.effects ?? [], Date.now());
+  if (cluster) {
+    const { registerClusterMetrics } = await import("./cluster/open.ts");
+    registerClusterMetrics(metrics.registry, cluster.node, edge);
+    cluster.start();
+  }
   let draining = false;
-  const status = () => statusBody(engine, edge, instanceId, startedAt, draining);
+  const status = () => ({
+    ...statusBody(engine, edge, instanceId, startedAt, draining),
+    ...(cluster ? { node: cluster.node.node, cluster_nodes: [...cluster.node.seen] } : {}),
+  });
   const admin = feed && adminToken !== null
     ? adminRoutes({
       token: adminToken,
@@ -305,6 +339,7 @@ export async function startServer(
     edge,
     onEvent,
     isDraining: () => draining,
+    isHealthy: cluster ? () => cluster.node.healthy : undefined,
     metrics: {
       metrics,
       status,
@@ -312,7 +347,7 @@ export async function startServer(
     },
     roomRoutes: roomRoutes({
       directory: edge.directory,
-      buckets: new MemoryTokenBuckets(settings.rateLimits),
+      buckets: cluster ? cluster.store : new MemoryTokenBuckets(settings.rateLimits),
       publicRoomListing: config.security.public_room_listing,
       scope: httpRoomScope(settings),
       roomCodeLength: config.protocol.room_code_length,
@@ -359,9 +394,45 @@ export async function startServer(
   if (stateFile) globalThis.addEventListener("unload", save);
 
   let closing: Promise<void> | undefined;
-  const close = () => {
-    closing ??= (async () => {
+  let endDrain: (() => void) | undefined;
+  /**
+   * The drain of SERVER.md §8.7: liveness says `draining`, connections that are not members of
+   * a room homed here are closed with 1001 (every 250 ms, so members who leave go too), rooms
+   * without seats are deleted at once; it ends when no room is homed here, at
+   * `cluster.drain_timeout_secs` or on `endDrain`, and deletes the rooms still open.
+   */
+  const drain = async (node: NonNullable<typeof cluster>["node"]) => {
+    const timeoutMs = Math.min(config.cluster.drain_timeout_secs * 1000, MAX_TIMER_MS);
+    log.info("Draining for at most {seconds} s: {rooms} rooms homed here", {
+      seconds: timeoutMs / 1000,
+      rooms: engine.stats().rooms,
+    });
+    await node.drain();
+    const { promise: ended, resolve } = Promise.withResolvers<void>();
+    endDrain = resolve;
+    const step = () => {
+      edge.command({ kind: "drain", final: false }, Date.now());
+      if (engine.stats().rooms === 0) resolve();
+    };
+    const timer = setTimeout(resolve, timeoutMs);
+    const interval = setInterval(step, 250);
+    step();
+    await ended;
+    clearTimeout(timer);
+    clearInterval(interval);
+    edge.command({ kind: "drain", final: true }, Date.now());
+    log.info("Drain over");
+  };
+  const close = (options: { drain?: boolean } = {}) => {
+    if (closing) {
+      endDrain?.();
+      return closing;
+    }
+    closing = (async () => {
       draining = true;
+      if (cluster && config.cluster.drain_timeout_secs > 0 && options.drain !== false) {
+        await drain(cluster.node);
+      }
       maintenance.stop();
       admin?.close(); // event streams would hold the listener open
       // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
@@ -370,6 +441,8 @@ export async function startServer(
       edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, Date.now());
       // Every seat is held now, with what it was sent during the shutdown in its replay buffer.
       save();
+      // Room releases and CLOSED envelopes are on their way; then the liveness key goes.
+      await cluster?.node.stop();
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([

@@ -37,10 +37,13 @@ Deno.test("main.ts exits 2 naming the key, value, source and rule of an invalid 
     stderr,
     /server\.default_max_players = 0 \(from SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS\): must be/,
   );
-  // Settings this build cannot honour safely refuse to start instead of running open.
-  const cluster = await run([], { SIGNAL_FISH_CLUSTER__REDIS_URL: "redis://127.0.0.1:6379" });
+  // Cluster settings that cannot work together refuse to start (SERVER.md §2.6 rule 18).
+  const cluster = await run([], {
+    SIGNAL_FISH_CLUSTER__REDIS_URL: "redis://127.0.0.1:6379",
+    SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: "20000",
+  });
   equal(cluster.code, 2);
-  match(cluster.stderr, /cluster\.redis_url is set, but cluster mode is not available/);
+  match(cluster.stderr, /cluster\.heartbeat_ms = 20000 .*: must be at most/);
   const flag = await run(["--port", "99999"]);
   equal(flag.code, 2);
   const unknown = await run(["--bogus"]);

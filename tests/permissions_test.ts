@@ -32,7 +32,8 @@ Deno.test("compile bakes exactly RUNTIME_PERMISSIONS into every target", () => {
     "--allow-net",
     "--allow-read=./config.json,/etc/signal-fish,./logs,/var/log/signal-fish,./state,/var/lib/signal-fish",
     "--allow-write=./logs,/var/log/signal-fish,./state,/var/lib/signal-fish",
-    "--allow-env=SIGNAL_FISH_*,RLIMIT_NOFILE,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
+    "--allow-env=SIGNAL_FISH_*,RLIMIT_NOFILE,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE," +
+    "REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS",
   ]);
 });
 

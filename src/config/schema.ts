@@ -328,9 +328,15 @@ export const ConfigFields = z.strictObject({
     instance_id: nullableText().refine((id) => id === null || INSTANCE_ID.test(id), {
       error: "must be null or 1-64 characters of A-Z a-z 0-9 . _ -",
     }),
-    key_prefix: nonEmptyText().default("signal_fish:"),
+    key_prefix: nonEmptyText().default("signal_fish:").refine(
+      (prefix) => !/[{}]/.test(prefix),
+      { error: "must not contain { or }" },
+    ),
     directory_ttl_secs: int(3).default(30),
     forward_timeout_ms: int(100).default(5000),
+    heartbeat_ms: int(100).default(1000),
+    drain_timeout_secs: int(0).default(900),
+    redis_tls_ca_path: nullableText(),
   }).prefault({}),
 });
 
@@ -348,8 +354,23 @@ export const MIN_ADMIN_TOKEN_LENGTH = 32;
 /** The §2.6 rules that relate two or more keys (single-key rules live in the schema). */
 export function crossFieldIssues(config: Config): Issue[] {
   const issues: Issue[] = [];
-  const { server, protocol, security } = config;
+  const { server, protocol, security, cluster } = config;
   const { tls, token_binding: binding } = security.transport;
+  if (cluster.heartbeat_ms > (cluster.directory_ttl_secs * 1000) / 3) {
+    issues.push({
+      path: ["cluster", "heartbeat_ms"],
+      message: "must be at most cluster.directory_ttl_secs × 1000 / 3",
+    });
+  }
+  if (
+    cluster.redis_tls_ca_path !== null &&
+    !(cluster.redis_url ?? "").toLowerCase().startsWith("rediss://")
+  ) {
+    issues.push({
+      path: ["cluster", "redis_tls_ca_path"],
+      message: "needs a rediss:// cluster.redis_url",
+    });
+  }
   const limit = protocol.max_players_limit;
   if (security.require_metrics_auth && (security.metrics_auth_token ?? "").trim() === "") {
     issues.push({

@@ -189,7 +189,13 @@ export class LocalRouter implements Router {
     return name === this.#lastName ? this.#last : this.#nodes.get(name);
   }
 
-  bind(home: NodeId, conn: ConnId, message: ClientMessage, now: number): BindOutcome {
+  bind(
+    home: NodeId,
+    conn: ConnId,
+    message: ClientMessage,
+    now: number,
+    _request?: unknown,
+  ): BindOutcome {
     return this.#node(home)?.home.bind(conn, message, now) ?? MISS;
   }
 

@@ -80,18 +80,54 @@ export interface EdgeEndpoint {
   direct(directive: Directive, now: number): void;
   /** Writes what `deliver` queued (write batching, SERVER.md §5.3). */
   flush(): void;
+  /**
+   * A frame a remote home returned (`BOUNCE`, SERVER.md §8.4.2): the connection is no longer
+   * bound there; the frame is processed again as if it had just arrived. Cluster only.
+   */
+  bounce?(conn: ConnId, frame: string | Uint8Array, now: number): void;
+  /**
+   * Resync with `home` (SERVER.md §8.5.2 step 1): closes every connection bound to `home` or
+   * pending there with 1012 and returns them (the router tells `home`). Cluster only.
+   */
+  resync?(home: NodeId, now: number): ConnId[];
+  /** Whether any connection is bound to `home` or pending there (SERVER.md §8.2 "Peers"). */
+  boundTo?(home: NodeId): boolean;
+}
+
+/** What a `BIND` tells the home once about the connection (SERVER.md §8.2 "Remote session"). */
+export interface RemoteMeta {
+  /** The connection's edge node. */
+  edge: NodeId;
+  ip: string;
+  appId?: string;
+  format: "json" | "message_pack";
 }
 
 /** What a node's home offers the router (client input for its rooms, operator commands). */
 export interface HomeEndpoint {
-  /** A bind request: `JoinRoom`, `JoinAsSpectator` or `Reconnect` from connection `conn`. */
-  bind(conn: ConnId, message: ClientMessage, now: number): BindOutcome;
+  /**
+   * A bind request: `JoinRoom`, `JoinAsSpectator` or `Reconnect` from connection `conn`;
+   * `remote` when the connection's edge is another node (a remote session is created for it).
+   */
+  bind(conn: ConnId, message: ClientMessage, now: number, remote?: RemoteMeta): BindOutcome;
   /** Any other client input of a connection bound here (text message or binary payload). */
   receive(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void;
-  /** Connection `conn`, bound here, is gone (`cause`, SERVER.md §8.4.4). */
-  closed(conn: ConnId, cause: ClosedCause, now: number): void;
+  /**
+   * Connection `conn`, bound here, is gone (`cause`, SERVER.md §8.4.4). `truncated`: frames sent
+   * to it may not have been delivered (a held seat's replay is marked, §8.5.3).
+   */
+  closed(conn: ConnId, cause: ClosedCause, now: number, truncated?: boolean): void;
   /** Runs an operator command on one of its rooms. */
   command(command: RoomCommand, now: number): CommandReply;
+  /** The edge of remote session `conn`, or undefined when this home holds none. Cluster only. */
+  edgeOf?(conn: ConnId): NodeId | undefined;
+  /**
+   * Resync with `edge` (SERVER.md §8.5.2 step 2): ends every remote session of `edge` as an
+   * unexpected disconnect and returns them (the router sends `CLOSE{1012}`). Cluster only.
+   */
+  dropEdge?(edge: NodeId, now: number): ConnId[];
+  /** Whether this home holds a remote session of `edge`. Cluster only. */
+  servesEdge?(edge: NodeId): boolean;
 }
 
 /**
@@ -110,7 +146,13 @@ export interface Router {
    * SERVER.md §8.4.2). Guarantee: exactly one answer; a lost or late answer resolves as
    * `unbound` with the failure already sent to the client (`SERVICE_UNAVAILABLE`).
    */
-  bind(home: NodeId, conn: ConnId, message: ClientMessage, now: number): Awaitable<BindOutcome>;
+  bind(
+    home: NodeId,
+    conn: ConnId,
+    message: ClientMessage,
+    now: number,
+    request?: { frame: string; meta: Omit<RemoteMeta, "edge"> },
+  ): Awaitable<BindOutcome>;
   /**
    * Sends one client input of a connection bound to `home`: a decoded text message (`frame` is
    * the text as received, for the wire) or a binary payload. Guarantee: in order per

@@ -79,6 +79,11 @@ export class AppRegistry {
     }
   }
 
+  /** The configured app with id `appId`, if any (a remote session's app, SERVER.md §8.2). */
+  get(appId: string): AuthorizedApp | undefined {
+    return this.#apps.get(appId);
+  }
+
   /**
    * Whether `appId` is a configured app and `appSecret` its secret (constant-time), without
    * touching any bucket: how HTTP room lookups name their app when auth is enabled (issue 14

@@ -14,7 +14,14 @@
  */
 import type { ClientMessage } from "../protocol/messages.ts";
 import { type EngineStats, HomeDirectory, type RoomSummary } from "./directory.ts";
-import { type ConnId, type Effect, error, type RoomDetail, send } from "./effects.ts";
+import {
+  type ConnId,
+  type DirectoryEntry,
+  type Effect,
+  error,
+  type RoomDetail,
+  send,
+} from "./effects.ts";
 import type { ConnectInfo, EngineOptions } from "./options.ts";
 import { type DisconnectLoss, Reconnection } from "./reconnection.ts";
 import { playerDisconnected } from "./presence.ts";
@@ -154,6 +161,56 @@ export class Engine {
     const session = this.#sessions.get(id);
     if (session?.playing) return "player";
     return session?.watching ? "spectator" : undefined;
+  }
+
+  /**
+   * Seats nothing yet: registers connection `id`, authenticated on edge node of a cluster, as a
+   * remote session with `remote`'s IP, app and format (SERVER.md §8.2, §8.4.4 `BIND`).
+   */
+  connectRemote(
+    id: ConnId,
+    remote: { ip: string; appId?: string; format: "json" | "message_pack" },
+  ): void {
+    this.#sessions.connectRemote(id, remote);
+  }
+
+  /** The app id and negotiated format of connection `id` (what a `BIND` carries, §8.4.1). */
+  sessionMeta(id: ConnId): { appId?: string; format: "json" | "message_pack" } | undefined {
+    const session = this.#sessions.get(id);
+    if (!session) return undefined;
+    return session.app ? { appId: session.app.appId, format: session.format } : {
+      format: session.format,
+    };
+  }
+
+  /**
+   * Drain step (SERVER.md §8.7): deletes every room without seats at once, or every room when
+   * `all` (the end of the drain: members get `RoomLeft` / `SpectatorLeft{room_closed}`, entries
+   * are released).
+   */
+  drainRooms(now: number, all: boolean): Effect[] {
+    const effects: Effect[] = [];
+    for (const room of [...this.#directory.rooms()]) {
+      if (room.seats.size === 0) effects.push(...this.#rooms.deleteRoom(room, "empty", now));
+      else if (all) effects.push(...this.#rooms.deleteRoom(room, "inactive", now));
+    }
+    return this.#reconnection.route(effects);
+  }
+
+  /** Whether a room with id `roomId` is homed here (local-first `Reconnect`, §8.4.3). */
+  hasRoomId(roomId: string): boolean {
+    for (const room of this.#directory.rooms()) if (room.id === roomId) return true;
+    return false;
+  }
+
+  /** The directory entry of every room homed here (the `T/3` refresh, SERVER.md §8.3). */
+  directoryEntries(): DirectoryEntry[] {
+    const entries: DirectoryEntry[] = [];
+    for (const room of this.#directory.rooms()) {
+      const effect = this.#directory.refresh(room);
+      if (effect.kind === "directory" && effect.op === "refresh") entries.push(effect.entry);
+    }
+    return entries;
   }
 
   /**

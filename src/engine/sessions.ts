@@ -118,6 +118,28 @@ export class Sessions {
     if (!authenticated) this.#authDeadlines.set(id, (info.now ?? 0) + auth!.timeoutMs);
   }
 
+  /**
+   * Registers a connection authenticated on another node (a remote session, SERVER.md §8.2):
+   * authenticated, with the app and game-data format of its `BIND`, no auth deadline. An
+   * existing session of `id` is kept (a spectator switching rooms on this home).
+   */
+  connectRemote(
+    id: ConnId,
+    remote: { ip: string; appId?: string; format: "json" | "message_pack" },
+  ): void {
+    if (this.#sessions.has(id)) return;
+    const app = remote.appId !== undefined ? this.#apps.get(remote.appId) : undefined;
+    this.#sessions.set(id, {
+      id,
+      playerId: id,
+      ip: remote.ip,
+      authenticated: true,
+      authenticateAnswered: true,
+      format: remote.format,
+      ...(app ? { app } : {}),
+    });
+  }
+
   /** Forgets connection `id` (closed or replaced); returns its session. */
   remove(id: ConnId): Session | undefined {
     const session = this.#sessions.get(id);

@@ -38,6 +38,10 @@ export interface StatusBody {
   spectators: number;
   connections: number;
   held_seats: number;
+  /** Cluster mode: this node's name (`<instance_id>@<boot>`, SERVER.md §8.2). */
+  node?: string;
+  /** Cluster mode: the nodes with a liveness key at the last refresh, this one included. */
+  cluster_nodes?: string[];
 }
 
 /** What the metrics routes read. */

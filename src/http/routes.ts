@@ -29,6 +29,11 @@ export interface RouteContext extends UpgradeContext {
   /** Room lookup and listing (SERVER.md §1.10, `./rooms.ts`). @default undefined (404) */
   roomRoutes?: RoomRoutes;
   /**
+   * Cluster mode: false while Redis is unreachable or the node has not registered, when
+   * `/v2/health` answers 503 (SERVER.md §8.5.5). @default always healthy
+   */
+  isHealthy?: () => boolean;
+  /**
    * The operator API and console (EXTENSIONS.md E12, `./admin.ts`), when `security.admin_token`
    * is set. @default undefined (every `/admin…` path is an unknown path)
    */
@@ -77,7 +82,7 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
       // 503 while draining or at the connection cap: a load balancer then sends players
       // elsewhere (SECURITY.md, `security.max_connections`).
       handle: (request) =>
-        context.isDraining() || upgrade.atCapacity()
+        context.isDraining() || upgrade.atCapacity() || context.isHealthy?.() === false
           ? new Response(null, { status: 503 })
           : new Response(request.method === "HEAD" ? null : "OK", {
             headers: { "content-type": "text/plain; charset=utf-8" },

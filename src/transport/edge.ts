@@ -22,6 +22,7 @@ import type {
   DeliveryFailure,
   Directive,
   NodeId,
+  RemoteMeta,
   RoomCommand,
   Router,
 } from "../coordination/router.ts";
@@ -78,7 +79,45 @@ export interface EdgeOptions {
   router?: Router;
   /** The room directory the engine's `directory` effects write to. @default in memory */
   directory?: RoomDirectory;
+  /**
+   * Cluster mode: resolves `JoinRoom`, `JoinAsSpectator` and `Reconnect` through the shared
+   * directory before any engine sees them (SERVER.md §8.4.3). @default none (single instance:
+   * every room is local)
+   */
+  resolver?: Resolver;
+  /**
+   * Cluster mode: longest wait for a remote home's answer to a `LeaveRoom`/`LeaveSpectator`
+   * barrier before the connection is closed with 1012 (`cluster.forward_timeout_ms`).
+   * @default 5000
+   */
+  forwardTimeoutMs?: number;
 }
+
+/** Where a bind request goes, decided by a {@linkcode Resolver} (SERVER.md §8.4.3). */
+export type Resolution =
+  /**
+   * Handled by this node's engine; `prepare` runs just before (stages a claimed code or id),
+   * `after` just after.
+   */
+  | { kind: "local"; prepare?: () => void; after?: () => void }
+  /** Sent to the room's home. */
+  | { kind: "remote"; home: NodeId }
+  /** Answered by the edge itself (a failure decided before any home). */
+  | { kind: "reply"; message: ServerMessage; events?: EdgeEvent[] };
+
+/**
+ * Resolves a bind request of connection `conn` (client IP `ip`) received at `now`. `stale`, on
+ * the last attempt after `MISS`es, names the home that did not have the room; `retry` is true
+ * after the first attempt (no rate-limit token is taken again).
+ */
+export type Resolver = (
+  conn: ConnId,
+  message: ClientMessage,
+  ip: string,
+  now: number,
+  stale?: NodeId,
+  retry?: boolean,
+) => Promise<Resolution>;
 
 /** A maintenance or operator command for the edge ({@linkcode Edge.command}). */
 export type EdgeCommand =
@@ -90,6 +129,12 @@ export type EdgeCommand =
   | { kind: "expire_authentication" }
   /** Closes every connection (graceful shutdown, SERVER.md §1.1). */
   | { kind: "close_all"; code: number; reason: string }
+  /**
+   * A drain step (cluster mode, SERVER.md §8.7): rooms without seats are deleted (every room
+   * when `final`), and every connection that is not a member of a room homed here is closed
+   * with 1001.
+   */
+  | { kind: "drain"; final: boolean }
   /** An operator command for a room, routed to its home through the directory. */
   | { kind: "room"; command: RoomCommand }
   /** Maintenance mode on this node: no new rooms (EXTENSIONS.md E12). */
@@ -105,6 +150,8 @@ interface Connection {
   /** Frames that arrived while a bind request was pending, oldest first; undefined = none pending. */
   queue: (string | ArrayBuffer | Uint8Array)[] | undefined;
   queuedBytes: number;
+  /** A `LeaveRoom`/`LeaveSpectator` sent to a remote home, waiting for its answer (§8.4.2). */
+  barrier?: ReturnType<typeof setTimeout>;
 }
 
 /** Routes frames between peers and homes, and applies this node's home output. */
@@ -118,6 +165,11 @@ export class Edge {
   readonly #onEvent: ((event: EdgeEvent) => void) | undefined;
   readonly #peers = new LocalPeers((directive, now) => this.#direct(directive, now));
   readonly #conns = new Map<ConnId, Connection>();
+  readonly #resolver: Resolver | undefined;
+  /** Home side: remote sessions seated here → their edge node (SERVER.md §8.2). */
+  readonly #remote = new Map<ConnId, NodeId>();
+  /** Home side: remote recipients of `RoomLeft`/`SpectatorLeft` in this event (maybe unbound). */
+  #unbindCheck: ConnId[] = [];
   #relayCount = 0;
   /** Nesting of {@linkcode Edge.#apply} (a teardown inside a batch applies its own effects). */
   #depth = 0;
@@ -131,13 +183,25 @@ export class Edge {
     this.#directory = options.directory ?? new MemoryRoomDirectory();
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 1_048_576;
     this.#onEvent = options.onEvent;
+    this.#resolver = options.resolver;
+    const peers = this.#peers;
     this.#router.attach(this.#node, {
-      edge: this.#peers,
+      edge: this.#resolver === undefined ? peers : {
+        deliver: (frame, to) => peers.deliver(frame, to),
+        direct: (directive, now) => peers.direct(directive, now),
+        flush: () => peers.flush(),
+        bounce: (conn, frame, now) => this.#bounce(conn, frame, now),
+        resync: (home, now) => this.#resyncEdge(home, now),
+        boundTo: (home) => this.#boundTo(home),
+      },
       home: {
-        bind: (conn, message, now) => this.#bindHere(conn, message, now),
-        receive: (conn, input, now) => this.#receiveHere(conn, input, now),
-        closed: (conn, cause, now) => this.#closedHere(conn, cause, now),
+        bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),
+        receive: (conn, input, now) => this.#receiveRemote(conn, input, now),
+        closed: (conn, cause, now, truncated) => this.#closedHere(conn, cause, now, truncated),
         command: (command, now) => this.#commandHere(command, now),
+        edgeOf: (conn) => this.#remote.get(conn),
+        dropEdge: (edge, now) => this.#dropEdge(edge, now),
+        servesEdge: (edge) => this.#servesEdge(edge),
       },
     });
   }
@@ -145,6 +209,18 @@ export class Edge {
   /** Number of open connections. */
   get size(): number {
     return this.#peers.size;
+  }
+
+  /** Connections of this node bound to a room homed on another node (cluster metrics). */
+  boundRemote(): number {
+    let n = 0;
+    for (const conn of this.#conns.values()) if (conn.home !== this.#node) n++;
+    return n;
+  }
+
+  /** Remote sessions seated in rooms homed here (cluster metrics). */
+  remoteSessions(): number {
+    return this.#remote.size;
   }
 
   /** The room directory this edge writes to and reads from. */
@@ -238,11 +314,39 @@ export class Edge {
       case "JoinRoom":
       case "JoinAsSpectator":
       case "Reconnect":
-        this.#bind(id, conn, message, now);
+        if (this.#resolver) this.#resolve(id, conn, message, frame, now);
+        else this.#bind(id, conn, message, now);
         return;
       default:
         this.#router.forward(conn.home, id, message, frame, now);
+        if (
+          conn.home !== this.#node &&
+          (message.type === "LeaveRoom" || message.type === "LeaveSpectator")
+        ) {
+          this.#startBarrier(id, conn);
+        }
     }
+  }
+
+  /**
+   * A barrier (SERVER.md §8.4.2 item 4): the connection is pending until the remote home
+   * answers with `BOUND` or `UNBIND`; without an answer in time it is closed with 1012.
+   */
+  #startBarrier(id: ConnId, conn: Connection): void {
+    conn.queue ??= [];
+    conn.barrier = setTimeout(() => {
+      if (this.#conns.get(id) !== conn || conn.barrier === undefined) return;
+      conn.barrier = undefined;
+      this.close(id, 1012, "Cluster resync", Date.now());
+    }, this.#options.forwardTimeoutMs ?? 5_000);
+  }
+
+  /** Ends a barrier: queued frames go on in order. */
+  #endBarrier(id: ConnId, conn: Connection): void {
+    if (conn.barrier === undefined) return;
+    clearTimeout(conn.barrier);
+    conn.barrier = undefined;
+    this.#settle(id, conn);
   }
 
   /**
@@ -272,6 +376,149 @@ export class Edge {
       log.error("Bind request of {connection_id} failed: {error}", { connection_id: id, error });
       settle();
     });
+  }
+
+  /**
+   * Cluster mode (SERVER.md §8.4.2–§8.4.3): the connection is pending while the resolver asks
+   * Redis and, for a room homed elsewhere, while that home answers the `BIND`; a `MISS` resolves
+   * once more with that home's entry treated as stale, a second one answers
+   * `SERVICE_UNAVAILABLE`. A connection bound to a remote home sends the request there.
+   */
+  #resolve(id: ConnId, conn: Connection, message: ClientMessage, frame: string, now: number): void {
+    conn.queue = [];
+    const meta = (): Omit<RemoteMeta, "edge"> => ({
+      ip: conn.info.ip,
+      ...(this.#engine.sessionMeta(id) ?? { format: "json" as const }),
+    });
+    const toHome = async (home: NodeId): Promise<BindOutcome> => {
+      const outcome = await this.#router.bind(home, id, message, Date.now(), {
+        frame,
+        meta: meta(),
+      });
+      if (outcome.status === "bound" && this.#conns.get(id) === conn) {
+        const previous = conn.home;
+        conn.home = home;
+        // A spectator that switched to a room on another home leaves its old room silently
+        // (SERVER.md §8.4.2 `BOUND`): `CLOSED{switched}` to a remote home, a local detach here.
+        if (previous !== home) {
+          if (previous !== this.#node) {
+            this.#router.closed(previous, id, "switched", Date.now());
+          } else if (this.#engine.binding(id) === "spectator") {
+            const leave = { type: "LeaveSpectator" } as ClientMessage;
+            this.#apply(
+              withoutRecipient(this.#engine.handle(id, leave, Date.now()), id),
+              Date.now(),
+            );
+          }
+        }
+      }
+      return outcome;
+    };
+    const run = async (): Promise<void> => {
+      if (conn.home !== this.#node) {
+        // The home answers for its member ("Already in a room", a spectator switching there);
+        // a MISS (a room elsewhere) is resolved like any request.
+        if ((await toHome(conn.home)).status !== "miss") return;
+        if (this.#conns.get(id) !== conn) return;
+      }
+      let stale: NodeId | undefined;
+      for (let attempt = 0; attempt < MISS_ATTEMPTS; attempt++) {
+        const resolution = await this.#resolver!(
+          id,
+          message,
+          conn.info.ip,
+          now,
+          stale,
+          attempt > 0,
+        );
+        if (this.#conns.get(id) !== conn) return;
+        switch (resolution.kind) {
+          case "reply":
+            for (const event of resolution.events ?? []) this.#onEvent?.(event);
+            this.#deliver(encodeServerMessage(resolution.message), [id], Date.now());
+            return;
+          case "local":
+            resolution.prepare?.();
+            try {
+              this.#receiveHere(id, message, Date.now());
+            } finally {
+              resolution.after?.();
+            }
+            return;
+          case "remote": {
+            const outcome = await toHome(resolution.home);
+            if (outcome.status !== "miss") return;
+            // The home may have claimed the code and not created the room yet (its claim's
+            // answer and this BIND travel on different connections): ask again a little later,
+            // and hold the entry stale only at the last attempt.
+            if (attempt < MISS_ATTEMPTS - 2) {
+              await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt));
+            } else {
+              stale = resolution.home;
+            }
+          }
+        }
+      }
+      if (this.#conns.get(id) === conn) {
+        this.#deliver(encodeServerMessage(unavailable(message)), [id], Date.now());
+      }
+    };
+    run().catch((error) => {
+      log.error("Cannot resolve the request of {connection_id}: {error}", {
+        connection_id: id,
+        error,
+      });
+      if (this.#conns.get(id) === conn) {
+        this.#deliver(encodeServerMessage(unavailable(message)), [id], Date.now());
+      }
+    }).finally(() => this.#settle(id, conn));
+  }
+
+  /** Ends a pending request: the queued frames are processed in order. */
+  #settle(id: ConnId, conn: Connection): void {
+    const queue = conn.queue ?? [];
+    conn.queue = undefined;
+    conn.queuedBytes = 0;
+    for (let i = 0; i < queue.length; i++) {
+      if (this.#conns.get(id) !== conn) return;
+      const pending = conn.queue as Connection["queue"];
+      if (pending !== undefined) {
+        pending.push(...queue.slice(i));
+        return;
+      }
+      this.#process(id, conn, queue[i]!, Date.now());
+    }
+  }
+
+  /** A frame the remote home returned: processed again here (SERVER.md §8.4.2). */
+  #bounce(id: ConnId, frame: string | Uint8Array, now: number): void {
+    const conn = this.#conns.get(id);
+    if (!conn) return;
+    conn.home = this.#node;
+    if (conn.queue !== undefined) {
+      conn.queue.unshift(frame);
+      this.#endBarrier(id, conn);
+    } else {
+      this.#process(id, conn, frame, now);
+    }
+  }
+
+  /** Resync with `home`, edge side (SERVER.md §8.5.2 step 1): close with 1012. */
+  #resyncEdge(home: NodeId, now: number): ConnId[] {
+    const closed: ConnId[] = [];
+    for (const [id, conn] of this.#conns) {
+      if (conn.home !== home) continue;
+      // The router tells the home; disconnect must not send a second CLOSED.
+      conn.home = this.#node;
+      closed.push(id);
+    }
+    for (const id of closed) this.close(id, 1012, "Cluster resync", now);
+    return closed;
+  }
+
+  #boundTo(home: NodeId): boolean {
+    for (const conn of this.#conns.values()) if (conn.home === home) return true;
+    return false;
   }
 
   /** Queues a frame behind a pending request; over the byte limit → slow consumer, 1013. */
@@ -323,6 +570,8 @@ export class Edge {
     this.#peers.detach(id);
     this.#conns.delete(id);
     conn.queue = undefined;
+    if (conn.barrier !== undefined) clearTimeout(conn.barrier);
+    if (conn.home !== this.#node) this.#router.closed(conn.home, id, "closed", now);
     this.#apply(this.#engine.disconnect(id, now, loss), now);
     this.#onEvent?.({
       type: "disconnected",
@@ -359,6 +608,13 @@ export class Edge {
         return undefined;
       case "close_all":
         this.#closeAll(command.code, command.reason, now);
+        return undefined;
+      case "drain":
+        this.apply(this.#engine.drainRooms(now, command.final), now);
+        for (const [id, conn] of [...this.#conns]) {
+          if (conn.home === this.#node && this.#engine.binding(id) !== undefined) continue;
+          this.close(id, 1001, "Server shutting down", now);
+        }
         return undefined;
       case "maintenance":
         this.#engine.maintenance = command.enabled;
@@ -432,21 +688,115 @@ export class Edge {
       case "close":
         this.close(directive.conn, directive.code, directive.reason, now);
         break;
-      case "bound":
-      case "unbind":
-        // One node homes every room: bindings need no bookkeeping here. A cluster router
-        // records the home that sent them (SERVER.md §8.4.2).
+      case "bound": {
+        // A barrier's answer: still a member (a request's answer is resolved by the router).
+        const conn = this.#conns.get(directive.conn);
+        if (conn) this.#endBarrier(directive.conn, conn);
         break;
+      }
+      case "unbind": {
+        // The remote home let the connection go (RoomLeft, SpectatorLeft, room deleted).
+        const conn = this.#conns.get(directive.conn);
+        if (conn) {
+          conn.home = this.#node;
+          this.#endBarrier(directive.conn, conn);
+        }
+        break;
+      }
     }
   }
 
   // -------------------------------------------------------------------------------------------
   // Home: this node's rooms, reached through the router.
 
-  #bindHere(conn: ConnId, message: ClientMessage, now: number): BindOutcome {
+  #bindHere(
+    conn: ConnId,
+    message: ClientMessage,
+    now: number,
+    remote?: RemoteMeta,
+  ): BindOutcome {
+    if (remote === undefined) {
+      this.#receiveHere(conn, message, now);
+      const role = this.#engine.binding(conn);
+      return role ? { status: "bound", role } : UNBOUND;
+    }
+    // A remote request never creates a room here (SERVER.md §8.4.4): no room → MISS.
+    // A member here asking for a room elsewhere: a player is answered here ("Already in a
+    // room"); a spectator switching rooms is resolved by its edge (MISS).
+    if (
+      !this.#hasRoomFor(message) &&
+      (!this.#remote.has(conn) ||
+        (message.type === "JoinAsSpectator" && this.#engine.binding(conn) === "spectator"))
+    ) {
+      return MISS;
+    }
+    this.#engine.connectRemote(conn, remote);
+    this.#remote.set(conn, remote.edge);
     this.#receiveHere(conn, message, now);
     const role = this.#engine.binding(conn);
-    return role ? { status: "bound", role } : UNBOUND;
+    if (role) return { status: "bound", role };
+    this.#dropRemote(conn, now);
+    return UNBOUND;
+  }
+
+  /**
+   * Input of a connection bound here. A barrier (`LeaveRoom`, `LeaveSpectator`) from a remote
+   * session is answered with `BOUND{role}` while it is still a member, else `UNBIND` (sent by
+   * the event itself when it left).
+   */
+  #receiveRemote(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void {
+    this.#receiveHere(conn, input, now);
+    if (input instanceof Uint8Array) return;
+    if (input.type !== "LeaveRoom" && input.type !== "LeaveSpectator") return;
+    const edge = this.#remote.get(conn);
+    if (edge === undefined) return;
+    const role = this.#engine.binding(conn);
+    if (role) {
+      this.#router.direct(edge, { kind: "bound", conn, role }, now);
+    } else {
+      this.#router.direct(edge, { kind: "unbind", conn }, now);
+      this.#dropRemote(conn, now);
+    }
+    this.#router.flush();
+  }
+
+  /** Whether the room a bind request names is homed here. */
+  #hasRoomFor(message: ClientMessage): boolean {
+    switch (message.type) {
+      case "JoinRoom":
+        return message.data.room_code !== undefined &&
+          this.#engine.lookup(message.data.game_name, message.data.room_code.toUpperCase()) !==
+            undefined;
+      case "JoinAsSpectator":
+        return this.#engine.lookup(message.data.game_name, message.data.room_code.toUpperCase()) !==
+          undefined;
+      case "Reconnect":
+        return this.#engine.hasRoomId(message.data.room_id);
+      default:
+        return false;
+    }
+  }
+
+  /** Forgets a remote session that holds nothing (no effects: it is in no room). */
+  #dropRemote(conn: ConnId, now: number): void {
+    this.#remote.delete(conn);
+    this.#apply(this.#engine.disconnect(conn, now), now);
+  }
+
+  /** Resync with `edge`, home side (SERVER.md §8.5.2 step 2): seats held, spectators detached. */
+  #dropEdge(edge: NodeId, now: number): ConnId[] {
+    const dropped: ConnId[] = [];
+    for (const [conn, of] of this.#remote) if (of === edge) dropped.push(conn);
+    for (const conn of dropped) {
+      this.#remote.delete(conn);
+      this.#apply(this.#engine.disconnect(conn, now, { truncated: true }), now);
+    }
+    return dropped;
+  }
+
+  #servesEdge(edge: NodeId): boolean {
+    for (const of of this.#remote.values()) if (of === edge) return true;
+    return false;
   }
 
   #receiveHere(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void {
@@ -473,8 +823,17 @@ export class Edge {
     if (outcome) this.#onEvent?.({ type: "handled", message: type, outcome, seconds });
   }
 
-  #closedHere(conn: ConnId, _cause: ClosedCause, now: number): void {
-    this.#apply(this.#engine.disconnect(conn, now), now);
+  #closedHere(conn: ConnId, cause: ClosedCause, now: number, truncated = false): void {
+    const remote = this.#remote.delete(conn);
+    if (remote && cause !== "closed") {
+      // `switched` / `abandoned`: the binding is undone without a word to the connection.
+      const role = this.#engine.binding(conn);
+      if (role) {
+        const leave = { type: role === "player" ? "LeaveRoom" : "LeaveSpectator" } as ClientMessage;
+        this.#apply(withoutRecipient(this.#engine.handle(conn, leave, now), conn), now);
+      }
+    }
+    this.#apply(this.#engine.disconnect(conn, now, truncated ? { truncated } : undefined), now);
   }
 
   /** Runs an operator command on a room homed here (EXTENSIONS.md E12). */
@@ -507,11 +866,41 @@ export class Edge {
    * consumer is closed with 1013, its seat held as truncated.
    */
   #deliver(frame: string | Uint8Array, to: readonly ConnId[], now: number): void {
-    // Every connection is on this node's edge until remote sessions exist (SERVER.md §8.4.4).
-    const failed = this.#router.deliver(this.#node, frame, to);
-    if (failed) this.#undelivered(frame, failed, now);
+    if (this.#remote.size === 0) {
+      // Every recipient is on this node's edge (always in single-instance mode).
+      const failed = this.#router.deliver(this.#node, frame, to);
+      if (failed) this.#undelivered(frame, failed, now);
+    } else {
+      this.#deliverSplit(frame, to, now);
+    }
     // Outside a batch of effects (a lone reply), write at once.
     if (this.#depth === 0) this.#router.flush();
+  }
+
+  /**
+   * The one-pass output split of SERVER.md §8.4.4: local recipients → their sockets; remote
+   * sessions → the `OUT` of their edge; unknown ids → as in single-instance mode.
+   */
+  #deliverSplit(frame: string | Uint8Array, to: readonly ConnId[], now: number): void {
+    let local: ConnId[] | undefined;
+    let byEdge: Map<NodeId, ConnId[]> | undefined;
+    for (let i = 0; i < to.length; i++) {
+      const id = to[i]!;
+      const edge = this.#remote.get(id);
+      if (edge === undefined) {
+        (local ??= []).push(id);
+        continue;
+      }
+      byEdge ??= new Map();
+      const list = byEdge.get(edge);
+      if (list) list.push(id);
+      else byEdge.set(edge, [id]);
+    }
+    if (local) {
+      const failed = this.#router.deliver(this.#node, frame, local);
+      if (failed) this.#undelivered(frame, failed, now);
+    }
+    if (byEdge) { for (const [edge, ids] of byEdge) this.#router.deliver(edge, frame, ids); }
   }
 
   #undelivered(frame: string | Uint8Array, failed: DeliveryFailure[], now: number): void {
@@ -548,8 +937,21 @@ export class Edge {
     try {
       this.#applyAll(effects, now);
     } finally {
+      if (this.#depth === 1 && this.#unbindCheck.length > 0) this.#unbindRemotes(now);
       // Everything this event produced is queued: write it (batching, SERVER.md §5.3).
       if (--this.#depth === 0) this.#router.flush();
+    }
+  }
+
+  /** `UNBIND` after the last frame of remote sessions this event left roomless (§8.4.4). */
+  #unbindRemotes(now: number): void {
+    const check = this.#unbindCheck;
+    this.#unbindCheck = [];
+    for (const conn of check) {
+      const edge = this.#remote.get(conn);
+      if (edge === undefined || this.#engine.binding(conn) !== undefined) continue;
+      this.#router.direct(edge, { kind: "unbind", conn }, now);
+      this.#dropRemote(conn, now);
     }
   }
 
@@ -559,7 +961,11 @@ export class Edge {
         case "send": {
           const frame = effect.frame ?? encodeServerMessage(effect.message);
           this.#deliver(frame, effect.to, now);
-          if (effect.message.type === "GameData") break; // relayed data carries no error code
+          const type = effect.message.type;
+          if (type === "GameData") break; // relayed data carries no error code
+          if ((type === "RoomLeft" || type === "SpectatorLeft") && this.#remote.size > 0) {
+            for (const id of effect.to) if (this.#remote.has(id)) this.#unbindCheck.push(id);
+          }
           const errorCode = (effect.message as { data?: { error_code?: ErrorCode } }).data
             ?.error_code;
           if (errorCode) this.#onEvent?.({ type: "error_reply", errorCode });
@@ -568,14 +974,17 @@ export class Edge {
         case "frame":
           this.#deliver(effect.frame, effect.to, now);
           break;
-        case "close":
-          this.#router.direct(this.#node, {
+        case "close": {
+          const edge = this.#remote.get(effect.to);
+          if (edge !== undefined) this.#remote.delete(effect.to);
+          this.#router.direct(edge ?? this.#node, {
             kind: "close",
             conn: effect.to,
             code: effect.code,
             reason: effect.reason,
           }, now);
           break;
+        }
         case "directory":
           this.#writeDirectory(effect);
           break;
@@ -598,6 +1007,39 @@ export class Edge {
 }
 
 const UNBOUND: BindOutcome = { status: "unbound" };
+/** Resolutions of one request: MISSes retried after 20, 40, 80 ms, the last one stale. */
+const MISS_ATTEMPTS = 5;
+const MISS: BindOutcome = { status: "miss" };
+
+/** `effects` with `conn` removed from every frame's recipients (an undo nobody is told of). */
+function withoutRecipient(effects: Effect[], conn: ConnId): Effect[] {
+  const out: Effect[] = [];
+  for (const effect of effects) {
+    if (effect.kind === "send" || effect.kind === "frame") {
+      const to = effect.to.filter((id) => id !== conn);
+      if (to.length > 0) out.push({ ...effect, to });
+    } else if (effect.kind !== "close" || effect.to !== conn) {
+      out.push(effect);
+    }
+  }
+  return out;
+}
+
+/** The failure a request gets when no home answers (SERVER.md §8.4.2 "Timeout"). */
+export function unavailable(message: ClientMessage): ServerMessage {
+  const data = {
+    reason: "Service temporarily unavailable",
+    error_code: "SERVICE_UNAVAILABLE" as const,
+  };
+  switch (message.type) {
+    case "JoinAsSpectator":
+      return { type: "SpectatorJoinFailed", data };
+    case "Reconnect":
+      return { type: "ReconnectionFailed", data };
+    default:
+      return { type: "RoomJoinFailed", data };
+  }
+}
 const NOT_FOUND: CommandReply = { ok: false, reason: "not_found" };
 
 /**

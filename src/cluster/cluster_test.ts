@@ -1,0 +1,254 @@
+/**
+ * Cluster behaviour in one process (SERVER.md §8.4–§8.6): three nodes over the in-memory bus and
+ * store twins. A room lives on the node that created it; players and spectators joining through
+ * other nodes are remote sessions there; relay, authority, readiness and leaving cross nodes;
+ * codes are unique cluster-wide; a lost envelope resyncs only the affected pair.
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { settle, type TestClient, testCluster, until } from "./testing.ts";
+
+const join = (client: TestClient, name: string, code?: string, maxPlayers = 4) =>
+  client.say({
+    type: "JoinRoom",
+    data: {
+      game_name: "orbit",
+      player_name: name,
+      max_players: maxPlayers,
+      ...(code ? { room_code: code } : {}),
+    },
+  });
+
+Deno.test("Cluster (twins): a room created on A is joined through B and C; data, to_player, authority, ready and leave cross nodes", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", undefined, 3);
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice's RoomJoined");
+    const code = alice.last("RoomJoined")!.data!.room_code as string;
+    equal(a.engine.stats().rooms, 1, "the room is homed on A");
+    const bob = b.connect();
+    const carol = c.connect();
+    join(bob, "Bob", code);
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob's RoomJoined");
+    join(carol, "Carol", code);
+    await until(() => carol.last("RoomJoined") !== undefined, "Carol's RoomJoined");
+    equal(b.engine.stats().rooms + c.engine.stats().rooms, 0, "no room on B or C");
+    equal(bob.last("RoomJoined")!.data!.room_id, alice.last("RoomJoined")!.data!.room_id);
+    await until(() => alice.types().filter((t) => t === "PlayerJoined").length === 2, "joins");
+
+    // Relay: Bob (on B) to everyone, then Carol (on C) to Alice only.
+    bob.say({ type: "GameData", data: { data: { x: 1.50 } } });
+    await until(
+      () => alice.last("GameData") !== undefined && carol.last("GameData") !== undefined,
+      "relay",
+    );
+    deepEqual(carol.last("GameData")!.data, { from_player: bob.id, data: { x: 1.5 } });
+    equal(bob.last("GameData"), undefined, "not echoed to the sender");
+    carol.say({ type: "GameData", data: { data: { hi: "alice" }, to_player: alice.id } });
+    await until(
+      () => alice.messages.filter((m) => m.type === "GameData").length === 2,
+      "to_player",
+    );
+    equal(bob.messages.filter((m) => m.type === "GameData").length, 0, "Bob gets nothing");
+
+    // Authority held by the creator; a remote request is refused the same way as a local one.
+    bob.say({ type: "AuthorityRequest", data: { become_authority: true } });
+    await until(() => bob.last("AuthorityResponse") !== undefined, "authority answer");
+    equal(bob.last("AuthorityResponse")!.data!.granted, false);
+
+    // Everyone ready → GameStarting everywhere.
+    for (const client of [alice, bob, carol]) client.say({ type: "PlayerReady" });
+    await until(
+      () => [alice, bob, carol].every((client) => client.last("GameStarting") !== undefined),
+      "GameStarting",
+    );
+
+    // Bob leaves: LeaveRoom is a barrier, so his next frames wait for the home's answer and
+    // are then handled on B, his own edge: the GameData reaches nobody, the room is made on B.
+    bob.say({ type: "LeaveRoom" });
+    bob.say({ type: "GameData", data: { data: "after leaving" } });
+    join(bob, "Bob", "BOBS01");
+    await until(() => bob.last("RoomJoined")?.data?.room_code === "BOBS01", "Bob's new room");
+    const order = bob.types();
+    ok(order.lastIndexOf("RoomLeft") < order.lastIndexOf("RoomJoined"), order.join());
+    await until(() => alice.last("PlayerLeft") !== undefined, "PlayerLeft");
+    equal(b.engine.stats().rooms, 1, "created on B");
+    equal(
+      alice.messages.filter((m) => m.type === "GameData").length,
+      2,
+      "the frame after LeaveRoom reached nobody",
+    );
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a spectator on C watches a room homed on A", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, , c] = cluster.nodes;
+    const alice = a!.connect();
+    join(alice, "Alice", "WATCH1");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const sam = c!.connect();
+    sam.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "watch1", spectator_name: "Sam" },
+    });
+    await until(() => sam.last("SpectatorJoined") !== undefined, "SpectatorJoined");
+    alice.say({ type: "GameData", data: { data: { move: 3 } } });
+    await until(() => sam.last("GameData") !== undefined, "relay to the spectator");
+    sam.say({ type: "GameData", data: { data: 1 } });
+    await until(() => sam.last("Error") !== undefined, "spectators cannot send");
+    equal(sam.last("Error")!.data!.error_code, "SPECTATOR_NOT_ALLOWED");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a spectator switches between rooms homed on two other nodes", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    const bob = b.connect();
+    join(alice, "Alice", "ROOMAA");
+    join(bob, "Bob", "ROOMBB");
+    await until(() => !!alice.last("RoomJoined") && !!bob.last("RoomJoined"), "rooms");
+    const sam = c.connect();
+    const watch = (code: string) =>
+      sam.say({
+        type: "JoinAsSpectator",
+        data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
+      });
+    watch("ROOMAA");
+    await until(() => alice.last("NewSpectatorJoined") !== undefined, "Sam watches A's room");
+    watch("ROOMBB");
+    await until(() => bob.last("NewSpectatorJoined") !== undefined, "Sam watches B's room");
+    // As in one process: the old room's members see a voluntary leave; Sam is told nothing.
+    await until(() => alice.last("SpectatorDisconnected") !== undefined, "the old room told");
+    equal(alice.last("SpectatorDisconnected")!.data!.reason, "voluntary_leave");
+    equal(sam.last("SpectatorLeft"), undefined);
+    alice.say({ type: "GameData", data: { data: "A" } });
+    bob.say({ type: "GameData", data: { data: "B" } });
+    await until(() => sam.last("GameData")?.data?.data === "B", "B's data");
+    await settle();
+    deepEqual(
+      sam.messages.filter((m) => m.type === "GameData").map((m) => m.data!.data),
+      ["B"],
+      "nothing from the room Sam left",
+    );
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): 30 concurrent joins of one code over three nodes make exactly one room", async () => {
+  const cluster = await testCluster({ engine: { defaultMaxPlayers: 100, maxPlayersLimit: 100 } });
+  try {
+    const clients: TestClient[] = [];
+    for (let i = 0; i < 30; i++) {
+      const client = cluster.nodes[i % 3]!.connect();
+      clients.push(client);
+      client.say({
+        type: "JoinRoom",
+        data: { game_name: "orbit", player_name: `P${i}`, room_code: "RACE01", max_players: 30 },
+      });
+    }
+    await until(
+      () => clients.every((c) => c.last("RoomJoined") || c.last("RoomJoinFailed")),
+      "every answer",
+    );
+    const rooms = cluster.nodes.reduce((n, node) => n + node.engine.stats().rooms, 0);
+    equal(rooms, 1);
+    const ids = new Set(clients.map((c) => c.last("RoomJoined")?.data?.room_id));
+    equal(ids.size, 1, "everyone is in the one room");
+    equal(clients.filter((c) => c.last("RoomJoined")).length, 30);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a lost envelope closes only that pair's connections with 1012; Reconnect through another node resumes the seat", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "LOSS01");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const bob = b.connect();
+    const carol = c.connect();
+    join(bob, "Bob", "LOSS01");
+    join(carol, "Carol", "LOSS01");
+    await until(() => !!bob.last("RoomJoined") && !!carol.last("RoomJoined"), "joins");
+    await settle();
+    // Drop the next envelope from A to B: the one after it shows the gap.
+    let drop = true;
+    cluster.network.fault = (from, to) => {
+      if (from === a.name && to === b.name && drop) {
+        drop = false;
+        return "drop";
+      }
+      return "deliver";
+    };
+    alice.say({ type: "GameData", data: { data: 1 } });
+    alice.say({ type: "GameData", data: { data: 2 } });
+    await until(() => bob.closed !== undefined, "Bob's resync close");
+    equal(bob.closed, 1012);
+    equal(carol.closed, undefined, "the A–C pair is untouched");
+    await until(() => carol.messages.filter((m) => m.type === "GameData").length === 2, "Carol");
+    // Bob reconnects through C: his held seat resumes, marked truncated.
+    const joined = bob.last("RoomJoined")!.data!;
+    const again = c.connect();
+    again.say({
+      type: "Reconnect",
+      data: {
+        player_id: joined.player_id,
+        room_id: joined.room_id,
+        auth_token: joined.reconnection_token,
+      },
+    });
+    await until(() => !!again.last("Reconnected") || !!again.last("ReconnectionFailed"), "answer");
+    const reconnected = again.last("Reconnected");
+    ok(reconnected, JSON.stringify(again.messages));
+    equal(reconnected.data!.replay_truncated, true);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): the common GameData path makes no store call", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes;
+    const alice = a!.connect();
+    join(alice, "Alice", "FAST01");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const bob = b!.connect();
+    join(bob, "Bob", "FAST01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob");
+    await settle();
+    const calls = cluster.store.calls;
+    const published = cluster.network.published;
+    for (let i = 0; i < 10; i++) bob.say({ type: "GameData", data: { data: i } });
+    await until(() => alice.messages.filter((m) => m.type === "GameData").length === 10, "relay");
+    equal(cluster.store.calls, calls, "no Redis call per frame");
+    // One MSG per forwarded frame (B → A); Alice is local to the home: no OUT back.
+    ok(cluster.network.published - published <= 10 + 2, "one publish per forwarded frame");
+  } finally {
+    await cluster.close();
+  }
+});

@@ -1,0 +1,367 @@
+/**
+ * Envelopes between nodes (SERVER.md §8.4.1): binary, versioned, internal. Layout, integers
+ * big-endian:
+ *
+ * ```text
+ * header  u8 version (1) | u8 kind | str source node | u32 seq | u32 ack
+ * str     u32 byte length | UTF-8 bytes
+ * frame   u8 0 + str (text frame) | u8 1 + u32 length + bytes (binary frame)
+ * BIND    str conn | str ip | str app id ("" = none) | u8 format (0 json, 1 message_pack)
+ *         | f64 deadline (Unix ms) | frame request
+ * MSG     str conn | frame
+ * CLOSED  str conn | u8 cause (0 closed, 1 switched, 2 abandoned) | u32 delivered
+ * OUT     u32 items, each: u8 tag | …
+ *           0 frame: frame | u32 n | n × str conn
+ *           1 BOUND: str conn | u8 role (0 player, 1 spectator)
+ *           2 UNBIND: str conn        3 MISS: str conn
+ *           4 CLOSE: str conn | u16 code | str reason
+ * BOUNCE  str conn | u32 seq of the MSG | frame
+ * CONTROL / REPLY  u32 request id | str JSON
+ * HEARTBEAT  header only (seq = the last seq sent)
+ * ```
+ *
+ * @module
+ */
+import type { ConnId } from "../engine/effects.ts";
+import type { NodeId } from "./types.ts";
+
+/** The format version written and accepted. */
+export const ENVELOPE_VERSION = 1;
+
+/** Envelope kinds. */
+export const Kind = {
+  BIND: 1,
+  MSG: 2,
+  CLOSED: 3,
+  OUT: 4,
+  BOUNCE: 5,
+  CONTROL: 6,
+  REPLY: 7,
+  HEARTBEAT: 8,
+} as const;
+export type Kind = typeof Kind[keyof typeof Kind];
+
+/** A client or output frame as it travels: text or bytes. */
+export type Frame = string | Uint8Array;
+
+/** Binding items and frame items of an `OUT` envelope. */
+export type OutItem =
+  | { tag: "frame"; frame: Frame; to: ConnId[] }
+  | { tag: "bound"; conn: ConnId; role: "player" | "spectator" }
+  | { tag: "unbind"; conn: ConnId }
+  | { tag: "miss"; conn: ConnId }
+  | { tag: "close"; conn: ConnId; code: number; reason: string };
+
+/** The remote-session data a `BIND` carries once (SERVER.md §8.2 "Remote session"). */
+export interface BindMeta {
+  ip: string;
+  appId?: string;
+  format: "json" | "message_pack";
+}
+
+/** A decoded envelope. */
+export type Envelope =
+  & { source: NodeId; seq: number; ack: number }
+  & (
+    | { kind: typeof Kind.BIND; conn: ConnId; meta: BindMeta; deadline: number; frame: Frame }
+    | { kind: typeof Kind.MSG; conn: ConnId; frame: Frame }
+    | {
+      kind: typeof Kind.CLOSED;
+      conn: ConnId;
+      cause: "closed" | "switched" | "abandoned";
+      delivered: number;
+    }
+    | { kind: typeof Kind.OUT; items: OutItem[] }
+    | { kind: typeof Kind.BOUNCE; conn: ConnId; msgSeq: number; frame: Frame }
+    | { kind: typeof Kind.CONTROL | typeof Kind.REPLY; requestId: number; json: string }
+    | { kind: typeof Kind.HEARTBEAT }
+  );
+
+/** The body of an envelope, without the header the stream fills in. */
+export type Body = Envelope extends infer E
+  ? E extends Envelope ? Omit<E, "source" | "seq" | "ack"> : never
+  : never;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const CAUSES = ["closed", "switched", "abandoned"] as const;
+
+/** A growable byte writer. */
+class Writer {
+  #buf = new Uint8Array(256);
+  #view = new DataView(this.#buf.buffer);
+  length = 0;
+
+  #room(n: number): void {
+    if (this.length + n <= this.#buf.length) return;
+    let size = this.#buf.length * 2;
+    while (size < this.length + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.#buf.subarray(0, this.length));
+    this.#buf = next;
+    this.#view = new DataView(next.buffer);
+  }
+
+  u8(v: number): void {
+    this.#room(1);
+    this.#buf[this.length++] = v;
+  }
+
+  u16(v: number): void {
+    this.#room(2);
+    this.#view.setUint16(this.length, v);
+    this.length += 2;
+  }
+
+  u32(v: number): void {
+    this.#room(4);
+    this.#view.setUint32(this.length, v);
+    this.length += 4;
+  }
+
+  f64(v: number): void {
+    this.#room(8);
+    this.#view.setFloat64(this.length, v);
+    this.length += 8;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.u32(b.byteLength);
+    this.#room(b.byteLength);
+    this.#buf.set(b, this.length);
+    this.length += b.byteLength;
+  }
+
+  str(s: string): void {
+    // Worst case 3 bytes per UTF-16 code unit.
+    this.#room(4 + s.length * 3);
+    const at = this.length;
+    this.length += 4;
+    const { written } = encoder.encodeInto(s, this.#buf.subarray(this.length));
+    this.#view.setUint32(at, written);
+    this.length += written;
+  }
+
+  frame(f: Frame): void {
+    if (typeof f === "string") {
+      this.u8(0);
+      this.str(f);
+    } else {
+      this.u8(1);
+      this.bytes(f);
+    }
+  }
+
+  done(): Uint8Array {
+    return this.#buf.subarray(0, this.length);
+  }
+}
+
+/** A byte reader; throws a RangeError past the end (a malformed envelope). */
+class Reader {
+  readonly #buf: Uint8Array;
+  readonly #view: DataView;
+  at = 0;
+
+  constructor(buf: Uint8Array) {
+    this.#buf = buf;
+    this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  u8(): number {
+    return this.#view.getUint8(this.at++);
+  }
+
+  u16(): number {
+    const v = this.#view.getUint16(this.at);
+    this.at += 2;
+    return v;
+  }
+
+  u32(): number {
+    const v = this.#view.getUint32(this.at);
+    this.at += 4;
+    return v;
+  }
+
+  f64(): number {
+    const v = this.#view.getFloat64(this.at);
+    this.at += 8;
+    return v;
+  }
+
+  bytes(): Uint8Array {
+    const n = this.u32();
+    if (this.at + n > this.#buf.byteLength) throw new RangeError("Truncated envelope");
+    // A copy: the bus may reuse its buffer.
+    const b = this.#buf.slice(this.at, this.at + n);
+    this.at += n;
+    return b;
+  }
+
+  str(): string {
+    const n = this.u32();
+    if (this.at + n > this.#buf.byteLength) throw new RangeError("Truncated envelope");
+    const s = decoder.decode(this.#buf.subarray(this.at, this.at + n));
+    this.at += n;
+    return s;
+  }
+
+  frame(): Frame {
+    return this.u8() === 0 ? this.str() : this.bytes();
+  }
+}
+
+/** Serialises one envelope. */
+export function encodeEnvelope(source: NodeId, seq: number, ack: number, body: Body): Uint8Array {
+  const w = new Writer();
+  w.u8(ENVELOPE_VERSION);
+  w.u8(body.kind);
+  w.str(source);
+  w.u32(seq);
+  w.u32(ack);
+  switch (body.kind) {
+    case Kind.BIND:
+      w.str(body.conn);
+      w.str(body.meta.ip);
+      w.str(body.meta.appId ?? "");
+      w.u8(body.meta.format === "message_pack" ? 1 : 0);
+      w.f64(body.deadline);
+      w.frame(body.frame);
+      break;
+    case Kind.MSG:
+      w.str(body.conn);
+      w.frame(body.frame);
+      break;
+    case Kind.CLOSED:
+      w.str(body.conn);
+      w.u8(CAUSES.indexOf(body.cause));
+      w.u32(body.delivered);
+      break;
+    case Kind.OUT:
+      w.u32(body.items.length);
+      for (const item of body.items) {
+        switch (item.tag) {
+          case "frame":
+            w.u8(0);
+            w.frame(item.frame);
+            w.u32(item.to.length);
+            for (const id of item.to) w.str(id);
+            break;
+          case "bound":
+            w.u8(1);
+            w.str(item.conn);
+            w.u8(item.role === "player" ? 0 : 1);
+            break;
+          case "unbind":
+            w.u8(2);
+            w.str(item.conn);
+            break;
+          case "miss":
+            w.u8(3);
+            w.str(item.conn);
+            break;
+          case "close":
+            w.u8(4);
+            w.str(item.conn);
+            w.u16(item.code);
+            w.str(item.reason);
+            break;
+        }
+      }
+      break;
+    case Kind.BOUNCE:
+      w.str(body.conn);
+      w.u32(body.msgSeq);
+      w.frame(body.frame);
+      break;
+    case Kind.CONTROL:
+    case Kind.REPLY:
+      w.u32(body.requestId);
+      w.str(body.json);
+      break;
+    case Kind.HEARTBEAT:
+      break;
+  }
+  return w.done();
+}
+
+/**
+ * Parses one envelope. Throws a RangeError for another version, an unknown kind or malformed
+ * bytes (the receiver counts and drops it).
+ */
+export function decodeEnvelope(bytes: Uint8Array): Envelope {
+  const r = new Reader(bytes);
+  const version = r.u8();
+  if (version !== ENVELOPE_VERSION) throw new RangeError(`Unknown envelope version ${version}`);
+  const kind = r.u8();
+  const head = { source: r.str(), seq: r.u32(), ack: r.u32() };
+  switch (kind) {
+    case Kind.BIND: {
+      const conn = r.str();
+      const ip = r.str();
+      const appId = r.str();
+      const format = r.u8() === 1 ? "message_pack" as const : "json" as const;
+      const deadline = r.f64();
+      const meta: BindMeta = { ip, format, ...(appId ? { appId } : {}) };
+      return { ...head, kind, conn, meta, deadline, frame: r.frame() };
+    }
+    case Kind.MSG:
+      return { ...head, kind, conn: r.str(), frame: r.frame() };
+    case Kind.CLOSED: {
+      const conn = r.str();
+      const cause = CAUSES[r.u8()];
+      if (cause === undefined) throw new RangeError("Unknown CLOSED cause");
+      return { ...head, kind, conn, cause, delivered: r.u32() };
+    }
+    case Kind.OUT: {
+      const n = r.u32();
+      const items: OutItem[] = [];
+      for (let i = 0; i < n; i++) {
+        const tag = r.u8();
+        switch (tag) {
+          case 0: {
+            const frame = r.frame();
+            const count = r.u32();
+            const to: ConnId[] = [];
+            for (let j = 0; j < count; j++) to.push(r.str());
+            items.push({ tag: "frame", frame, to });
+            break;
+          }
+          case 1: {
+            const conn = r.str();
+            items.push({ tag: "bound", conn, role: r.u8() === 0 ? "player" : "spectator" });
+            break;
+          }
+          case 2:
+            items.push({ tag: "unbind", conn: r.str() });
+            break;
+          case 3:
+            items.push({ tag: "miss", conn: r.str() });
+            break;
+          case 4: {
+            const conn = r.str();
+            const code = r.u16();
+            items.push({ tag: "close", conn, code, reason: r.str() });
+            break;
+          }
+          default:
+            throw new RangeError(`Unknown OUT item ${tag}`);
+        }
+      }
+      return { ...head, kind, items };
+    }
+    case Kind.BOUNCE: {
+      const conn = r.str();
+      const msgSeq = r.u32();
+      return { ...head, kind, conn, msgSeq, frame: r.frame() };
+    }
+    case Kind.CONTROL:
+    case Kind.REPLY:
+      return { ...head, kind, requestId: r.u32(), json: r.str() };
+    case Kind.HEARTBEAT:
+      return { ...head, kind };
+    default:
+      throw new RangeError(`Unknown envelope kind ${kind}`);
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Envelopes (SERVER.md §8.4.1) round-trip byte-exactly; streams (§8.5.1) process in order, drop
+ * duplicates, resync on gaps, lost publishes and silence, and heartbeat idle pairs.
+ */
+import { deepEqual, equal, throws } from "node:assert/strict";
+import { type Body, decodeEnvelope, encodeEnvelope, Kind } from "./envelope.ts";
+import { MemoryNetwork } from "./memory_bus.ts";
+import { Streams } from "./streams.ts";
+import type { NodeId } from "./types.ts";
+
+Deno.test("envelopes: every kind round-trips, text and binary frames unchanged", () => {
+  const bodies: Body[] = [
+    {
+      kind: Kind.BIND,
+      conn: "c1",
+      meta: { ip: "2001:db8::1", appId: "app", format: "message_pack" },
+      deadline: 1_700_000_000_123,
+      frame: '{"type":"JoinRoom","data":{"game_name":"ørbit 🚀"}}',
+    },
+    { kind: Kind.MSG, conn: "c1", frame: new Uint8Array([0, 255, 7]) },
+    { kind: Kind.CLOSED, conn: "c1", cause: "abandoned", delivered: 42 },
+    {
+      kind: Kind.OUT,
+      items: [
+        { tag: "frame", frame: '{"type":"Pong"}', to: ["c1", "c2"] },
+        { tag: "frame", frame: new Uint8Array([1, 2]), to: [] },
+        { tag: "bound", conn: "c1", role: "spectator" },
+        { tag: "unbind", conn: "c2" },
+        { tag: "miss", conn: "c3" },
+        { tag: "close", conn: "c4", code: 4001, reason: "Replaced" },
+      ],
+    },
+    { kind: Kind.BOUNCE, conn: "c1", msgSeq: 9, frame: "x" },
+    { kind: Kind.CONTROL, requestId: 3, json: '{"kind":"inspect"}' },
+    { kind: Kind.REPLY, requestId: 3, json: '{"ok":false}' },
+    { kind: Kind.HEARTBEAT },
+  ];
+  for (const body of bodies) {
+    const bytes = encodeEnvelope("a@00000001", 7, 5, body);
+    deepEqual(decodeEnvelope(bytes), { source: "a@00000001", seq: 7, ack: 5, ...body });
+  }
+  const good = encodeEnvelope("a", 1, 0, { kind: Kind.MSG, conn: "c", frame: "hello" });
+  throws(() => decodeEnvelope(good.subarray(0, good.length - 2)), RangeError, "truncated");
+  const future = good.slice();
+  future[0] = 2;
+  throws(() => decodeEnvelope(future), /version/);
+});
+
+Deno.test("streams: in order, duplicates dropped, gaps and lost publishes resync the pair", async () => {
+  const network = new MemoryNetwork();
+  const received: number[] = [];
+  const resyncs: string[] = [];
+  const make = (node: NodeId) => {
+    const bus = network.bus(node);
+    const streams = new Streams(
+      bus,
+      {
+        deliver: (envelope) => void received.push(envelope.seq),
+        resync: (peer, reason) => void resyncs.push(`${node}:${peer}:${reason}`),
+        isPeer: () => true,
+      },
+      1_000,
+      30_000,
+    );
+    return { bus, streams };
+  };
+  const a = make("a");
+  const b = make("b");
+  await a.bus.start({ receive: (x) => a.streams.receive(x), lost: (to) => a.streams.lost(to) });
+  await b.bus.start({ receive: (x) => b.streams.receive(x), lost: (to) => b.streams.lost(to) });
+  const plan: Record<number, "duplicate" | "drop"> = { 2: "duplicate", 4: "drop" };
+  let n = 0;
+  network.fault = () => plan[++n] ?? "deliver";
+  for (let i = 0; i < 6; i++) a.streams.send("b", { kind: Kind.MSG, conn: "c", frame: `${i}` });
+  await new Promise((r) => setTimeout(r, 10));
+  // 1, 2 (its duplicate dropped), 3; 4 lost → 5 shows the gap (dropped), 6 goes on.
+  deepEqual(received, [1, 2, 3, 6]);
+  deepEqual(resyncs, ["b:a:gap"]);
+  equal(b.streams.stats.duplicates, 1);
+  equal(b.streams.stats.gaps, 1);
+  // A publish nobody hears is lost: the sender resyncs that pair.
+  a.streams.send("nobody", { kind: Kind.HEARTBEAT });
+  await new Promise((r) => setTimeout(r, 10));
+  deepEqual(resyncs, ["b:a:gap", "a:nobody:lost"]);
+  network.close();
+});

@@ -1,0 +1,64 @@
+/**
+ * Key and channel names of SERVER.md §8.3. Every name starts with `cluster.key_prefix`; the keys
+ * of one game share the Redis Cluster hash tag `{g}` (the first 16 hex digits of the SHA-256 of
+ * the UTF-8 game name, so braces in a game name cannot break the tag, §8.8).
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import type { NodeId } from "./types.ts";
+
+/** `{` + 16 hex digits of SHA-256(gameName) + `}`. */
+export function gameTag(gameName: string): string {
+  return `{${createHash("sha256").update(gameName, "utf8").digest("hex").slice(0, 16)}}`;
+}
+
+/** The key builder of one prefix. */
+export class Keys {
+  readonly prefix: string;
+
+  /** @param prefix `cluster.key_prefix` (contains no braces, SERVER.md §8.8) */
+  constructor(prefix: string) {
+    this.prefix = prefix;
+  }
+
+  /** `room:{g}:<game_name>:<CODE>`. */
+  room(gameName: string, roomCode: string): string {
+    return `${this.prefix}room:${gameTag(gameName)}:${gameName}:${roomCode}`;
+  }
+
+  /** `room-id:<room_id>`. */
+  roomId(roomId: string): string {
+    return `${this.prefix}room-id:${roomId}`;
+  }
+
+  /** `game-rooms:{g}:<game_name>` (sorted set code → expiry ms). */
+  gameRooms(gameName: string): string {
+    return `${this.prefix}game-rooms:${gameTag(gameName)}:${gameName}`;
+  }
+
+  /** `app-rooms:<app_id>` (sorted set room id → expiry ms). */
+  appRooms(appId: string): string {
+    return `${this.prefix}app-rooms:${appId}`;
+  }
+
+  /** `bucket:<kind>:<key>`. */
+  bucket(kind: string, key: string): string {
+    return `${this.prefix}bucket:${kind}:${key}`;
+  }
+
+  /** `instance:<node>`. */
+  instance(node: NodeId): string {
+    return `${this.prefix}instance:${node}`;
+  }
+
+  /** `epoch`. */
+  epoch(): string {
+    return `${this.prefix}epoch`;
+  }
+
+  /** Channel `inst:<node>`. */
+  channel(node: NodeId): string {
+    return `${this.prefix}inst:${node}`;
+  }
+}

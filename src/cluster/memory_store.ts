@@ -1,0 +1,307 @@
+/**
+ * The in-memory twin of the Redis store (SERVER.md §8.9): the same scripts of §8.3 over a map
+ * with per-key expiry on an injectable clock, shared by any number of in-process nodes, with the
+ * faults a real Redis can show: keys expiring early ({@linkcode MemoryStore.expire}), a restart
+ * that loses everything ({@linkcode MemoryStore.flush}) and being unreachable
+ * ({@linkcode MemoryStore.unreachable}). Answers are Promises, like Redis's.
+ *
+ * @module
+ */
+import type { BucketKind, BucketTake } from "../coordination/buckets.ts";
+import type {
+  ClaimCaps,
+  ClaimResult,
+  DirectoryRecord,
+  RefreshResult,
+} from "../coordination/directory.ts";
+import { KeyedBuckets } from "../engine/token_bucket.ts";
+import type { ClusterStore, Epoch, Liveness, NodeId, Resolved, StoreSettings } from "./types.ts";
+
+interface Item {
+  value: unknown;
+  /** Expiry, ms on the store's clock; Infinity = none. */
+  expiresAt: number;
+}
+
+/** Room-id values: the room's home and names, or `"gone"`. */
+type RoomIdValue = { home: NodeId; gameName: string; roomCode: string; appId?: string } | "gone";
+
+/** A shared in-memory store; give each node {@linkcode MemoryStore} over the same instance. */
+export class MemoryStore implements ClusterStore {
+  readonly #items = new Map<string, Item>();
+  readonly #settings: StoreSettings;
+  readonly #now: () => number;
+  readonly #fallback: Record<BucketKind, KeyedBuckets>;
+  /** While true every call rejects, as with Redis down (bucket takes fall back locally). */
+  unreachable = false;
+  /** Number of calls made (tests: "no store call on the hot path"). */
+  calls = 0;
+
+  /** @param settings as for Redis; `now` is the virtual clock */
+  constructor(settings: StoreSettings) {
+    this.#settings = settings;
+    this.#now = settings.now ?? Date.now;
+    this.#fallback = {
+      creation: new KeyedBuckets(
+        settings.buckets.creation.capacity,
+        settings.buckets.creation.windowMs,
+      ),
+      join: new KeyedBuckets(settings.buckets.join.capacity, settings.buckets.join.windowMs),
+    };
+  }
+
+  /** Deletes every key for which `match(key)` is true (keys: `room:<game>:<code>`, …). */
+  expire(match: (key: string) => boolean): void {
+    for (const key of [...this.#items.keys()]) if (match(key)) this.#items.delete(key);
+  }
+
+  /** Loses everything (a Redis restarted empty). */
+  flush(): void {
+    this.#items.clear();
+  }
+
+  /** Every live key (tests). */
+  keys(): string[] {
+    const now = this.#now();
+    return [...this.#items].filter(([, item]) => item.expiresAt > now).map(([key]) => key);
+  }
+
+  #get<T>(key: string): T | undefined {
+    const item = this.#items.get(key);
+    if (item === undefined) return undefined;
+    if (item.expiresAt <= this.#now()) {
+      this.#items.delete(key);
+      return undefined;
+    }
+    return item.value as T;
+  }
+
+  #set(key: string, value: unknown, ttlMs = Infinity): void {
+    this.#items.set(key, { value, expiresAt: this.#now() + ttlMs });
+  }
+
+  /** The live members of a sorted set (member → expiry), expired ones removed. */
+  #zset(key: string): Map<string, number> {
+    let set = this.#get<Map<string, number>>(key);
+    if (set === undefined) {
+      set = new Map();
+      this.#set(key, set, this.#settings.ttlMs);
+    }
+    const now = this.#now();
+    for (const [member, expiry] of set) if (expiry <= now) set.delete(member);
+    return set;
+  }
+
+  #zadd(key: string, member: string): void {
+    const set = this.#zset(key);
+    set.set(member, this.#now() + this.#settings.ttlMs);
+    this.#items.get(key)!.expiresAt = this.#now() + this.#settings.ttlMs;
+  }
+
+  async #call<T>(run: () => T): Promise<T> {
+    this.calls++;
+    await Promise.resolve();
+    if (this.unreachable) throw new Error("Redis unreachable (MemoryStore)");
+    return run();
+  }
+
+  #roomIdTtl(): number {
+    return this.#settings.ttlMs + this.#settings.reconnectionWindowMs;
+  }
+
+  #roomIdValue(record: DirectoryRecord): RoomIdValue {
+    return {
+      home: record.home,
+      gameName: record.gameName,
+      roomCode: record.roomCode,
+      ...(record.appId !== undefined ? { appId: record.appId } : {}),
+    };
+  }
+
+  claim(record: DirectoryRecord, caps: ClaimCaps, stale?: DirectoryRecord): Promise<ClaimResult> {
+    return this.#call(() => {
+      const roomKey = `room:${record.gameName}:${record.roomCode}`;
+      const current = this.#get<DirectoryRecord>(roomKey);
+      if (current && current.roomId !== (stale?.roomId ?? "")) {
+        return { status: "taken" as const, record: current };
+      }
+      const games = this.#zset(`game-rooms:${record.gameName}`);
+      const count = games.size - (games.has(record.roomCode) ? 1 : 0);
+      if (count >= caps.maxRoomsPerGame) {
+        return { status: "capped", scope: "game", count, limit: caps.maxRoomsPerGame };
+      }
+      if (record.appId !== undefined && caps.maxAppRooms !== undefined) {
+        const apps = this.#zset(`app-rooms:${record.appId}`);
+        const appCount = apps.size - (stale && apps.has(stale.roomId) ? 1 : 0);
+        if (appCount >= caps.maxAppRooms) {
+          return { status: "capped", scope: "app", count: appCount, limit: caps.maxAppRooms };
+        }
+      }
+      this.#set(roomKey, record, this.#settings.ttlMs);
+      this.#zadd(`game-rooms:${record.gameName}`, record.roomCode);
+      if (record.appId !== undefined) {
+        if (stale) this.#zset(`app-rooms:${record.appId}`).delete(stale.roomId);
+        this.#zadd(`app-rooms:${record.appId}`, record.roomId);
+      }
+      this.#set(`room-id:${record.roomId}`, this.#roomIdValue(record), this.#roomIdTtl());
+      return { status: "ok" };
+    });
+  }
+
+  #refresh(record: DirectoryRecord): RefreshResult {
+    const roomKey = `room:${record.gameName}:${record.roomCode}`;
+    const current = this.#get<DirectoryRecord>(roomKey);
+    const result: RefreshResult = current === undefined
+      ? "created"
+      : current.roomId === record.roomId
+      ? "refreshed"
+      : "conflict";
+    if (result !== "conflict") {
+      this.#set(roomKey, record, this.#settings.ttlMs);
+      this.#zadd(`game-rooms:${record.gameName}`, record.roomCode);
+    }
+    this.#set(`room-id:${record.roomId}`, this.#roomIdValue(record), this.#roomIdTtl());
+    if (record.appId !== undefined) this.#zadd(`app-rooms:${record.appId}`, record.roomId);
+    return result;
+  }
+
+  refresh(record: DirectoryRecord): Promise<RefreshResult> {
+    return this.#call(() => this.#refresh(record));
+  }
+
+  refreshAll(records: readonly DirectoryRecord[]): Promise<RefreshResult[]> {
+    return this.#call(() => records.map((record) => this.#refresh(record)));
+  }
+
+  release(gameName: string, roomCode: string, roomId: string): Promise<void> {
+    return this.#call(() => {
+      const roomKey = `room:${gameName}:${roomCode}`;
+      if (this.#get<DirectoryRecord>(roomKey)?.roomId === roomId) {
+        this.#items.delete(roomKey);
+        this.#zset(`game-rooms:${gameName}`).delete(roomCode);
+      }
+      const id = this.#get<RoomIdValue>(`room-id:${roomId}`);
+      if (id !== undefined && id !== "gone" && id.appId !== undefined) {
+        this.#zset(`app-rooms:${id.appId}`).delete(roomId);
+      }
+      this.#set(`room-id:${roomId}`, "gone", this.#settings.reconnectionWindowMs);
+    });
+  }
+
+  lookup(gameName: string, roomCode: string): Promise<DirectoryRecord | undefined> {
+    return this.#call(() => this.#get<DirectoryRecord>(`room:${gameName}:${roomCode}`));
+  }
+
+  list(gameName: string, limit: number): Promise<DirectoryRecord[]> {
+    return this.#call(() => {
+      const records: DirectoryRecord[] = [];
+      for (const code of this.#zset(`game-rooms:${gameName}`).keys()) {
+        const record = this.#get<DirectoryRecord>(`room:${gameName}:${code}`);
+        if (record && record.summary.players > 0) records.push(record);
+      }
+      records.sort((a, b) =>
+        a.createdAt - b.createdAt ||
+        (a.roomCode < b.roomCode ? -1 : a.roomCode > b.roomCode ? 1 : 0)
+      );
+      return records.slice(0, limit);
+    });
+  }
+
+  all(limit: number): Promise<DirectoryRecord[]> {
+    return this.#call(() => {
+      const records: DirectoryRecord[] = [];
+      for (const key of this.keys()) {
+        if (key.startsWith("room:")) records.push(this.#get<DirectoryRecord>(key)!);
+      }
+      records.sort((a, b) =>
+        a.createdAt - b.createdAt ||
+        (a.gameName < b.gameName ? -1 : a.gameName > b.gameName ? 1 : 0) ||
+        (a.roomCode < b.roomCode ? -1 : a.roomCode > b.roomCode ? 1 : 0)
+      );
+      return records.slice(0, Math.max(0, limit));
+    });
+  }
+
+  async take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+    try {
+      return await this.#call(() => {
+        const spec = this.#settings.buckets[kind];
+        const bucketKey = `bucket:${kind}:${key}`;
+        let buckets = this.#get<KeyedBuckets>(bucketKey);
+        if (buckets === undefined) {
+          buckets = new KeyedBuckets(spec.capacity, spec.windowMs, 1);
+          this.#set(bucketKey, buckets, 2 * spec.windowMs);
+        }
+        this.#items.get(bucketKey)!.expiresAt = this.#now() + 2 * spec.windowMs;
+        return buckets.take(key, now);
+      });
+    } catch {
+      return this.#fallback[kind].take(key, now);
+    }
+  }
+
+  #resolve(key: string): Resolved {
+    const value = this.#get<DirectoryRecord | RoomIdValue>(key);
+    if (value === undefined) return { status: "absent" };
+    if (value === "gone") return { status: "gone" };
+    const homeAlive = this.#get(`instance:${value.home}`) !== undefined;
+    return {
+      status: "found",
+      home: value.home,
+      homeAlive,
+      record: {
+        roomId: "roomId" in value ? value.roomId : key.slice("room-id:".length),
+        gameName: value.gameName,
+        roomCode: value.roomCode,
+      },
+      ...("summary" in value ? { entry: value } : {}),
+    };
+  }
+
+  resolveCode(gameName: string, roomCode: string): Promise<Resolved> {
+    return this.#call(() => this.#resolve(`room:${gameName}:${roomCode}`));
+  }
+
+  resolveRoomId(roomId: string): Promise<Resolved> {
+    return this.#call(() => this.#resolve(`room-id:${roomId}`));
+  }
+
+  writeLiveness(node: NodeId, liveness: Liveness): Promise<void> {
+    return this.#call(() => this.#set(`instance:${node}`, liveness, this.#settings.ttlMs));
+  }
+
+  deleteLiveness(node: NodeId): Promise<void> {
+    return this.#call(() => void this.#items.delete(`instance:${node}`));
+  }
+
+  liveness(node: NodeId): Promise<Liveness | undefined> {
+    return this.#call(() => this.#get<Liveness>(`instance:${node}`));
+  }
+
+  nodes(): Promise<Map<NodeId, Liveness>> {
+    return this.#call(() => {
+      const found = new Map<NodeId, Liveness>();
+      for (const key of this.keys()) {
+        if (key.startsWith("instance:")) {
+          found.set(key.slice("instance:".length), this.#get<Liveness>(key)!);
+        }
+      }
+      return found;
+    });
+  }
+
+  epoch(): Promise<Epoch> {
+    return this.#call(() => {
+      let epoch = this.#get<Epoch>("epoch");
+      if (epoch === undefined) {
+        epoch = { id: crypto.randomUUID(), createdAt: this.#now() };
+        this.#set("epoch", epoch);
+      }
+      return epoch;
+    });
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,293 @@
+/**
+ * One node of a cluster (SERVER.md §8.2–§8.5): its store and bus, its {@linkcode ClusterRouter},
+ * the `T/3` timer that rewrites its liveness key and refreshes the directory entries of its
+ * rooms, the epoch watch (re-registration and grace window, §8.3) and the death verdict of
+ * §8.5.4. Works the same over Redis and over the in-memory twins.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { DirectoryEntry } from "../engine/effects.ts";
+import { ClusterRouter } from "./router.ts";
+import type { ClusterBus, ClusterStore, Epoch, LinkState, Liveness, NodeId } from "./types.ts";
+
+const log = getLogger(["signal-fish", "cluster"]);
+
+/** The part of the metrics registry cluster metrics need (src/metrics/registry.ts). */
+export interface MetricsRegistry {
+  counter(name: string, help: string, read?: () => number): unknown;
+  gauge(name: string, help: string, read?: () => number): unknown;
+}
+
+/**
+ * Registers the cluster metrics of SERVER.md §6.3 that this build counts, read at scrape time
+ * from `node` (and from the edge for `bound` and `remote`).
+ */
+export function registerClusterMetrics(
+  registry: MetricsRegistry,
+  node: ClusterNode,
+  edge: { boundRemote(): number; remoteSessions(): number },
+): void {
+  const p = "signal_fish_";
+  const stats = node.router.streams.stats;
+  registry.counter(
+    `${p}cross_instance_messages_total`,
+    "Envelopes published to other nodes, heartbeats included",
+    () => stats.envelopesOut,
+  );
+  registry.counter(
+    `${p}cluster_envelopes_received_total`,
+    "Envelopes received from other nodes, heartbeats and duplicates included",
+    () => stats.envelopesIn,
+  );
+  registry.counter(`${p}cluster_sent_bytes_total`, "Bytes of envelopes sent", () => stats.bytesOut);
+  registry.counter(
+    `${p}cluster_received_bytes_total`,
+    "Bytes of envelopes received",
+    () => stats.bytesIn,
+  );
+  registry.counter(
+    `${p}cluster_sequence_gaps_total`,
+    "Gaps found in envelope streams from other nodes",
+    () => stats.gaps,
+  );
+  registry.counter(
+    `${p}cluster_duplicate_envelopes_total`,
+    "Envelopes dropped as duplicates",
+    () => stats.duplicates,
+  );
+  registry.counter(
+    `${p}cluster_resyncs_total`,
+    "Pair resyncs: gap, silent peer or lost publish",
+    () => stats.resyncs,
+  );
+  const counts = node.router.counts;
+  registry.counter(
+    `${p}cluster_resync_closes_total`,
+    "Connections this node closed with 1012",
+    () => counts.resyncCloses,
+  );
+  registry.counter(
+    `${p}cluster_bind_timeouts_total`,
+    "Requests failed with SERVICE_UNAVAILABLE after forward_timeout_ms without a home's answer",
+    () => counts.bindTimeouts,
+  );
+  registry.counter(
+    `${p}cluster_binds_expired_total`,
+    "Bind requests this home dropped because their deadline had passed",
+    () => counts.bindsExpired,
+  );
+  registry.counter(
+    `${p}cluster_binds_undone_total`,
+    "Late successful binds undone with CLOSED{abandoned}",
+    () => counts.bindsUndone,
+  );
+  registry.counter(
+    `${p}cluster_code_conflicts_total`,
+    "Rooms homed here whose refresh found their code owned by another room",
+    () => node.conflictCount,
+  );
+  registry.counter(
+    `${p}cluster_epoch_changes_total`,
+    "Epoch changes seen (Redis lost its data)",
+    () => node.epochChanges,
+  );
+  registry.gauge(
+    `${p}cluster_redis_up`,
+    "1 while both Redis connections are up and the node is registered, else 0",
+    () => node.healthy ? 1 : 0,
+  );
+  registry.gauge(
+    `${p}cluster_bound_connections`,
+    "Connections on this node bound to rooms homed on other nodes",
+    () => edge.boundRemote(),
+  );
+  registry.gauge(
+    `${p}cluster_remote_sessions`,
+    "Connections of other nodes seated in rooms homed here",
+    () => edge.remoteSessions(),
+  );
+}
+
+/** A fresh node name: `<instance_id>@<8 hex digits>` (SERVER.md §8.2). */
+export function nodeName(instanceId: string): NodeId {
+  const boot = crypto.getRandomValues(new Uint8Array(4));
+  return `${instanceId}@${[...boot].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+/** Settings of a {@linkcode ClusterNode}. */
+export interface ClusterNodeOptions {
+  store: ClusterStore;
+  bus: ClusterBus;
+  /** `T` = `cluster.directory_ttl_secs` × 1000. */
+  ttlMs: number;
+  /** `cluster.heartbeat_ms`. */
+  heartbeatMs: number;
+  /** `cluster.forward_timeout_ms`. */
+  forwardTimeoutMs: number;
+  /** The directory entries of the rooms homed here (read at every refresh). */
+  entries: () => DirectoryEntry[];
+  /** Clock, ms. @default Date.now */
+  now?: () => number;
+}
+
+/** The cluster side of one node. */
+export class ClusterNode {
+  readonly node: NodeId;
+  readonly router: ClusterRouter;
+  readonly store: ClusterStore;
+  readonly #bus: ClusterBus;
+  readonly #options: ClusterNodeOptions;
+  readonly #now: () => number;
+  readonly startedAt: number;
+  #state: Liveness["state"] = "up";
+  #epoch: Epoch | undefined;
+  /** Since when the link has been up without interruption (undefined = down). */
+  #upSince: number | undefined;
+  /** When the epoch last changed (or was first read). */
+  #epochSince = 0;
+  #registered = false;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopped = false;
+  /** Rooms whose last refresh found a conflict (left out of local-first code lookups). */
+  readonly conflicts = new Set<string>();
+  /** Directory conflicts counted (SERVER.md §6.3). */
+  conflictCount = 0;
+  /** Epoch changes seen after the first read (SERVER.md §6.3). */
+  epochChanges = 0;
+  /** The nodes with a liveness key at the last refresh (for `/v2/status`). */
+  seen: NodeId[] = [];
+
+  constructor(options: ClusterNodeOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.startedAt = this.#now();
+    this.store = options.store;
+    this.#bus = options.bus;
+    this.node = options.bus.node;
+    this.router = new ClusterRouter(options.bus, {
+      forwardTimeoutMs: options.forwardTimeoutMs,
+      heartbeatMs: options.heartbeatMs,
+      idleMs: options.ttlMs,
+      now: this.#now,
+    });
+  }
+
+  /** Whether the node is registered and its link is up (`/v2/health`, SERVER.md §8.5.5). */
+  get healthy(): boolean {
+    return this.#registered && this.#upSince !== undefined;
+  }
+
+  /** Subscribes, registers and starts the timers. Resolves once registered the first time. */
+  async start(): Promise<void> {
+    const handlers = this.router.busHandlers();
+    await this.#bus.start({ ...handlers, state: (state) => this.linkState(state) });
+    if (this.#upSince === undefined) this.linkState("up");
+    this.router.startHeartbeats();
+    this.#timer = setInterval(() => void this.refresh(), Math.max(1, this.#options.ttlMs / 3));
+    await this.refresh();
+  }
+
+  /** Reports a change of the Redis link: a reconnect re-registers at once (SERVER.md §8.3). */
+  linkState(state: LinkState): void {
+    if (state === "down") {
+      this.#upSince = undefined;
+      return;
+    }
+    if (this.#upSince !== undefined) return;
+    this.#upSince = this.#now();
+    if (this.#registered) void this.refresh();
+  }
+
+  /**
+   * The `T/3` refresh: reads the epoch (re-registering at once after a change), rewrites the
+   * liveness key and runs the refresh script for every homed room, pipelined.
+   */
+  async refresh(): Promise<void> {
+    if (this.#stopped) return;
+    try {
+      const epoch = await this.store.epoch();
+      if (this.#epoch?.id !== epoch.id) {
+        if (this.#epoch !== undefined) {
+          this.epochChanges++;
+          log.warn("Redis epoch changed: re-registering {rooms} rooms", {
+            rooms: this.#options.entries().length,
+          });
+        }
+        this.#epoch = epoch;
+        this.#epochSince = this.#now();
+      }
+      await this.store.writeLiveness(this.node, { startedAt: this.startedAt, state: this.#state });
+      const records = this.#options.entries().map((entry) => ({ ...entry, home: this.node }));
+      const results = await this.store.refreshAll(records);
+      results.forEach((result, i) => {
+        const record = records[i]!;
+        const key = `${record.gameName}\u0000${record.roomCode}`;
+        if (result === "conflict") {
+          if (!this.conflicts.has(key)) {
+            this.conflictCount++;
+            log.warn("Room code {room_code} of {game_name} is held by another room", {
+              room_code: record.roomCode,
+              game_name: record.gameName,
+            });
+          }
+          this.conflicts.add(key);
+        } else {
+          this.conflicts.delete(key);
+        }
+      });
+      this.#registered = true;
+      this.seen = [...(await this.store.nodes()).keys()].sort();
+    } catch (error) {
+      log.warn("Cluster refresh failed: {error}", { error });
+    }
+  }
+
+  /** Whether the epoch's grace window runs at `now` (SERVER.md §8.3 "Grace window"). */
+  inGrace(now: number): boolean {
+    const epoch = this.#epoch;
+    return epoch === undefined || now < epoch.createdAt + this.#options.ttlMs;
+  }
+
+  /**
+   * The death verdict of SERVER.md §8.5.4: link up and epoch unchanged for at least `T`, and
+   * `instance:<home>` absent at two reads `heartbeat_ms` apart with nothing heard from it.
+   */
+  async isDead(home: NodeId): Promise<boolean> {
+    const now = this.#now();
+    if (this.#upSince === undefined || now - this.#upSince < this.#options.ttlMs) return false;
+    if (now - this.#epochSince < this.#options.ttlMs) return false;
+    if ((await this.store.liveness(home)) !== undefined) return false;
+    await new Promise((resolve) => setTimeout(resolve, this.#options.heartbeatMs));
+    if ((await this.store.liveness(home)) !== undefined) return false;
+    return this.router.streams.silence(home) >= this.#options.heartbeatMs;
+  }
+
+  /** Marks the node draining in its liveness key (SERVER.md §8.7). */
+  async drain(): Promise<void> {
+    this.#state = "draining";
+    await this.refresh();
+  }
+
+  /** The nodes with a liveness key (for `/v2/status`); empty when Redis cannot be read. */
+  async nodes(): Promise<Map<NodeId, Liveness>> {
+    try {
+      return await this.store.nodes();
+    } catch {
+      return new Map();
+    }
+  }
+
+  /** Stops timers, deletes the liveness key (best effort) and closes the bus. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    this.router.stop();
+    try {
+      await this.store.deleteLiveness(this.node);
+    } catch { /* Redis down: the key expires */ }
+    await this.#bus.close();
+    await this.store.close();
+  }
+}

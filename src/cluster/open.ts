@@ -1,0 +1,112 @@
+/**
+ * Cluster mode for one server process (SERVER.md §8): builds the node's Redis link, store, bus,
+ * {@linkcode ClusterNode} and edge resolver from the configuration. Imported by `server.ts` only
+ * when `cluster.redis_url` is set, so single-instance mode never loads the Redis client.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Config } from "../config/schema.ts";
+import type { Engine } from "../engine/engine.ts";
+import type { NameRules } from "../engine/validation.ts";
+import type { Resolver } from "../transport/edge.ts";
+import { RedisBus } from "./bus.ts";
+import { ClusterNode, nodeName } from "./node.ts";
+export { registerClusterMetrics } from "./node.ts";
+import { clusterResolver, Staging } from "./resolve.ts";
+import { RedisLink, RedisStore } from "./store.ts";
+
+const log = getLogger(["signal-fish", "cluster"]);
+
+/** What `server.ts` wires in cluster mode. */
+export interface OpenCluster {
+  node: ClusterNode;
+  store: RedisStore;
+  staging: Staging;
+  /** Builds the edge resolver once the engine exists. */
+  resolver(engine: Engine, limits: {
+    maxRoomsPerGame: number;
+    roomCodeLength: number;
+    maxGameNameLength: number;
+    nameRules: NameRules;
+  }): Resolver;
+  /** Sets where the node reads its homed rooms (the engine, created after this). */
+  setEngine(engine: Engine): void;
+  /** Connects to Redis and registers in the background (never rejects). */
+  start(): void;
+}
+
+/**
+ * Opens cluster mode for `instanceId` (`cluster.instance_id` or a UUIDv4). `newRoomCode` makes
+ * codes as single-instance mode does. Nothing is connected until `start()`.
+ */
+export function openCluster(
+  config: Config,
+  instanceId: string,
+  newRoomCode: () => string,
+): OpenCluster {
+  const cluster = config.cluster;
+  const node = nodeName(instanceId);
+  const ttlMs = cluster.directory_ttl_secs * 1000;
+  // The link reports to the node, which is built on the link's store and bus.
+  const holder: { node?: ClusterNode } = {};
+  const link = new RedisLink({
+    url: cluster.redis_url!,
+    ...(cluster.redis_tls_ca_path ? { ca: Deno.readTextFileSync(cluster.redis_tls_ca_path) } : {}),
+    onState: (state) => {
+      log.info("Redis link {state}", { state, node });
+      holder.node?.linkState(state);
+    },
+    onError: (error) => log.debug("Redis connection error: {error}", { error }),
+  });
+  const windowMs = config.rate_limit.time_window * 1000;
+  const store = new RedisStore(link, {
+    prefix: cluster.key_prefix,
+    ttlMs,
+    reconnectionWindowMs: config.server.reconnection_window * 1000,
+    buckets: {
+      creation: { capacity: config.rate_limit.max_room_creations, windowMs },
+      join: { capacity: config.rate_limit.max_join_attempts, windowMs },
+    },
+    timeoutMs: cluster.forward_timeout_ms,
+  });
+  const bus = new RedisBus(link, node, cluster.key_prefix);
+  const staging = new Staging(() => crypto.randomUUID(), newRoomCode);
+  let engineRef: Engine | undefined;
+  const started = holder.node = new ClusterNode({
+    store,
+    bus,
+    ttlMs,
+    heartbeatMs: cluster.heartbeat_ms,
+    forwardTimeoutMs: cluster.forward_timeout_ms,
+    entries: () => engineRef?.directoryEntries() ?? [],
+  });
+  const apps = new Map(
+    (config.security.authorized_apps ?? []).map((app) => [app.app_id, app.max_rooms ?? undefined]),
+  );
+  return {
+    node: started,
+    store,
+    staging,
+    setEngine: (engine) => engineRef = engine,
+    resolver: (engine, limits) =>
+      clusterResolver({
+        node,
+        engine,
+        store,
+        staging,
+        ...limits,
+        appMaxRooms: (appId) => apps.get(appId),
+        inGrace: (now) => started.inGrace(now),
+        isDead: (home) => started.isDead(home),
+      }),
+    start: () => {
+      (async () => {
+        // The first connection may fail; the client keeps retrying with backoff.
+        await link.connect();
+        await started.start();
+        log.info("Cluster node {node} registered", { node });
+      })().catch((error) => log.error("Cannot start cluster mode: {error}", { error }));
+    },
+  };
+}

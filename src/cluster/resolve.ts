@@ -1,0 +1,328 @@
+/**
+ * Edge-side resolution of `JoinRoom`, `JoinAsSpectator` and `Reconnect` in cluster mode
+ * (SERVER.md §8.4.3): local first (a room homed here needs no Redis), else the rate-limit bucket
+ * in Redis, the directory entry, and either a `BIND` to the room's live home or a creation here
+ * under a claimed code. The engine then creates the room with the claimed code and room id
+ * ({@linkcode Staging}) and checks no caps or buckets of its own.
+ *
+ * @module
+ */
+import type { BucketKind } from "../coordination/buckets.ts";
+import type { DirectoryRecord } from "../coordination/directory.ts";
+import type { Engine } from "../engine/engine.ts";
+import { CODE_ATTEMPTS } from "../engine/engine.ts";
+import { creationLimitReason, joinLimitReason } from "../engine/rate_limits.ts";
+import { checkGameName, checkPlayerName, checkRoomCode } from "../engine/validation.ts";
+import type { NameRules } from "../engine/validation.ts";
+import type { ErrorCode } from "../protocol/error_codes.ts";
+import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
+import { type Resolution, type Resolver, unavailable } from "../transport/edge.ts";
+import type { EdgeEvent } from "../transport/events.ts";
+import type { ClusterStore, NodeId, Resolved } from "./types.ts";
+
+/**
+ * The room id and code the engine uses for its next room: staged by the resolver right before
+ * the engine creates a room under a claimed code, consumed once, else fresh.
+ */
+export class Staging {
+  #roomId: string | undefined;
+  #code: string | undefined;
+  readonly #newId: () => string;
+  readonly #newCode: () => string;
+
+  /** @param newId fresh room ids @param newCode fresh room codes (SERVER.md §2.7 prefix) */
+  constructor(newId: () => string, newCode: () => string) {
+    this.#newId = newId;
+    this.#newCode = newCode;
+  }
+
+  /** Stages the next room's id and (for a generated code) code. */
+  stage(roomId: string, code?: string): void {
+    this.#roomId = roomId;
+    this.#code = code;
+  }
+
+  /** Drops what was staged and not used. */
+  clear(): void {
+    this.#roomId = undefined;
+    this.#code = undefined;
+  }
+
+  /** For the engine's `newId`. */
+  roomId = (): string => {
+    const id = this.#roomId ?? this.#newId();
+    this.#roomId = undefined;
+    return id;
+  };
+
+  /** For the engine's `newRoomCode`. */
+  roomCode = (): string => {
+    const code = this.#code ?? this.#newCode();
+    this.#code = undefined;
+    return code;
+  };
+
+  /** A fresh code (not staged), for the resolver's own attempts. */
+  freshCode(): string {
+    return this.#newCode();
+  }
+}
+
+/** What the resolver needs. */
+export interface ResolverOptions {
+  node: NodeId;
+  engine: Engine;
+  store: ClusterStore;
+  staging: Staging;
+  maxRoomsPerGame: number;
+  roomCodeLength: number;
+  maxGameNameLength: number;
+  nameRules: NameRules;
+  /** An app's `max_rooms`, if it has one. */
+  appMaxRooms: (appId: string) => number | undefined;
+  /** Whether the epoch's grace window is running at `now` (SERVER.md §8.3). */
+  inGrace: (now: number) => boolean;
+  /** Whether `home` may be held dead (SERVER.md §8.5.4); the resolver re-reads before that. */
+  isDead: (home: NodeId) => Promise<boolean>;
+}
+
+function joinFailedReply(reason: string, code: ErrorCode, creating: boolean): Resolution {
+  return {
+    kind: "reply",
+    message: { type: "RoomJoinFailed", data: { reason, error_code: code } },
+    events: [{ type: "join_failed", errorCode: code, creating }],
+  };
+}
+
+function reply(message: ServerMessage, events?: EdgeEvent[]): Resolution {
+  return { kind: "reply", message, ...(events ? { events } : {}) };
+}
+
+/** Builds the resolver of one node. */
+export function clusterResolver(options: ResolverOptions): Resolver {
+  const { engine, store, node } = options;
+
+  /** A bucket take; the reason when refused. */
+  const takeToken = async (kind: BucketKind, ip: string, now: number) => {
+    const taken = await store.take(kind, ip, now);
+    if (taken.ok) return undefined;
+    return kind === "creation"
+      ? creationLimitReason(taken.retryAfterSecs)
+      : joinLimitReason(taken.retryAfterSecs);
+  };
+
+  /** Whether an entry found for a code or id names a room that is gone (stale). */
+  const stale = async (resolved: Resolved & { status: "found" }, staleHome?: NodeId) => {
+    if (resolved.home === node) return true; // named here, but not local: gone
+    if (resolved.home === staleHome) return true; // that home said MISS
+    if (resolved.homeAlive) return false;
+    return await options.isDead(resolved.home);
+  };
+
+  const claimAndCreate = async (
+    conn: string,
+    data: Extract<ClientMessage, { type: "JoinRoom" }>["data"],
+    now: number,
+    staleRecord?: DirectoryRecord,
+  ): Promise<Resolution> => {
+    const meta = engine.sessionMeta(conn);
+    const appId = meta?.appId;
+    const maxAppRooms = appId !== undefined ? options.appMaxRooms(appId) : undefined;
+    const caps = {
+      maxRoomsPerGame: options.maxRoomsPerGame,
+      ...(maxAppRooms !== undefined ? { maxAppRooms } : {}),
+    };
+    const given = data.room_code?.toUpperCase();
+    const events: EdgeEvent[] = [];
+    for (let attempt = 0; attempt < (given ? 1 : CODE_ATTEMPTS); attempt++) {
+      const code = given ?? options.staging.freshCode();
+      const roomId = crypto.randomUUID();
+      const record: DirectoryRecord = {
+        roomId,
+        gameName: data.game_name,
+        roomCode: code,
+        createdAt: now,
+        home: node,
+        ...(appId !== undefined ? { appId } : {}),
+        summary: {
+          room_code: code,
+          game_name: data.game_name,
+          players: 0,
+          max_players: data.max_players ?? 0,
+          spectators: 0,
+          lobby_state: "waiting",
+          supports_authority: data.supports_authority ?? true,
+          relay_type: "",
+          authority_handover: data.authority_handover ?? false,
+        },
+      };
+      const claimed = await store.claim(record, caps, staleRecord);
+      if (claimed.status === "ok") {
+        return {
+          kind: "local",
+          prepare: () => options.staging.stage(roomId, given ? undefined : code),
+          after: () => options.staging.clear(),
+        };
+      }
+      if (claimed.status === "capped") {
+        const reason = claimed.scope === "game"
+          ? `Game \`${data.game_name}\` already has ${claimed.count} rooms (limit ${claimed.limit})`
+          : `App \`${appId}\` already has ${claimed.count} rooms (limit ${claimed.limit})`;
+        return joinFailedReply(reason, "MAX_ROOMS_PER_GAME_EXCEEDED", true);
+      }
+      // Taken meanwhile: join the winner (a given code) or try another (a generated one).
+      if (given) {
+        return claimed.record.home === node
+          ? { kind: "local" }
+          : { kind: "remote", home: claimed.record.home };
+      }
+      events.push({ type: "code_collision" });
+    }
+    return joinFailedReply("Failed to create room", "ROOM_CREATION_FAILED", true);
+  };
+
+  const joinRoom = async (
+    take: typeof takeToken,
+    conn: string,
+    message: Extract<ClientMessage, { type: "JoinRoom" }>,
+    ip: string,
+    now: number,
+    staleHome?: NodeId,
+  ): Promise<Resolution> => {
+    const data = message.data;
+    const creating = data.room_code === undefined;
+    // Problems the engine reports in the spec's order: let the local engine answer them.
+    if (
+      checkGameName(data.game_name, options.maxGameNameLength) ||
+      checkPlayerName(data.player_name, options.nameRules) ||
+      engine.binding(conn) !== undefined ||
+      (data.room_code !== undefined && checkRoomCode(data.room_code, options.roomCodeLength))
+    ) {
+      const limited = await take(creating ? "creation" : "join", ip, now);
+      if (limited) return rateLimited(limited, creating ? "create" : "join", creating);
+      return { kind: "local" };
+    }
+    if (creating) {
+      const limited = await take("creation", ip, now);
+      if (limited) return rateLimited(limited, "create", true);
+      return claimAndCreate(conn, data, now);
+    }
+    const code = data.room_code!.toUpperCase();
+    const limited = await take("join", ip, now);
+    if (limited) return rateLimited(limited, "join", false);
+    if (engine.lookup(data.game_name, code) !== undefined && staleHome === undefined) {
+      return { kind: "local" };
+    }
+    const resolved = await store.resolveCode(data.game_name, code);
+    let staleRecord: DirectoryRecord | undefined;
+    if (resolved.status === "found") {
+      if (!(await stale(resolved, staleHome))) {
+        if (resolved.homeAlive) return { kind: "remote", home: resolved.home };
+        return reply(unavailable(message));
+      }
+      staleRecord = resolved.entry;
+    }
+    if (options.inGrace(now)) return reply(unavailable(message));
+    const limitedCreate = await take("creation", ip, now);
+    if (limitedCreate) return rateLimited(limitedCreate, "create", true);
+    return claimAndCreate(conn, data, now, staleRecord);
+  };
+
+  const joinAsSpectator = async (
+    take: typeof takeToken,
+    message: Extract<ClientMessage, { type: "JoinAsSpectator" }>,
+    ip: string,
+    now: number,
+    staleHome?: NodeId,
+  ): Promise<Resolution> => {
+    const data = message.data;
+    const limited = await take("join", ip, now);
+    if (limited) {
+      return reply(
+        {
+          type: "SpectatorJoinFailed",
+          data: { reason: limited, error_code: "RATE_LIMIT_EXCEEDED" },
+        },
+        [{ type: "rate_limited", scope: "join" }],
+      );
+    }
+    if (
+      checkGameName(data.game_name, options.maxGameNameLength) ||
+      checkRoomCode(data.room_code, options.roomCodeLength)
+    ) {
+      return { kind: "local" };
+    }
+    const code = data.room_code.toUpperCase();
+    if (engine.lookup(data.game_name, code) !== undefined) return { kind: "local" };
+    const resolved = await store.resolveCode(data.game_name, code);
+    if (resolved.status === "found" && !(await stale(resolved, staleHome))) {
+      if (resolved.homeAlive) return { kind: "remote", home: resolved.home };
+      return reply(unavailable(message));
+    }
+    if (options.inGrace(now)) return reply(unavailable(message));
+    return reply({
+      type: "SpectatorJoinFailed",
+      data: { reason: "Room not found", error_code: "ROOM_NOT_FOUND" },
+    });
+  };
+
+  const reconnect = async (
+    message: Extract<ClientMessage, { type: "Reconnect" }>,
+    staleHome: NodeId | undefined,
+    now: number,
+  ): Promise<Resolution> => {
+    const roomId = message.data.room_id;
+    if (engine.hasRoomId(roomId)) return { kind: "local" };
+    const resolved = await store.resolveRoomId(roomId);
+    const failed = (reason: string, code: ErrorCode): Resolution =>
+      reply({ type: "ReconnectionFailed", data: { reason, error_code: code } }, [{
+        type: "reconnect_failed",
+        errorCode: code,
+      }]);
+    switch (resolved.status) {
+      case "absent":
+        if (options.inGrace(now)) return reply(unavailable(message));
+        // The local engine answers RECONNECTION_TOKEN_INVALID, as in single-instance mode.
+        return { kind: "local" };
+      case "gone":
+        return failed("Room no longer exists", "RECONNECTION_FAILED");
+      case "found":
+        if (await stale(resolved, staleHome)) {
+          return failed("Room no longer exists", "RECONNECTION_FAILED");
+        }
+        if (!resolved.homeAlive) return reply(unavailable(message));
+        return { kind: "remote", home: resolved.home };
+    }
+  };
+
+  return async (conn, message, ip, now, staleHome, retry) => {
+    // A retry after a MISS takes no token again.
+    const take = retry ? () => Promise.resolve(undefined) : takeToken;
+    try {
+      switch (message.type) {
+        case "JoinRoom":
+          return await joinRoom(take, conn, message, ip, now, staleHome);
+        case "JoinAsSpectator":
+          return await joinAsSpectator(take, message, ip, now, staleHome);
+        case "Reconnect":
+          return await reconnect(message, staleHome, now);
+        default:
+          return { kind: "local" };
+      }
+    } catch {
+      // Redis unreachable or too slow (SERVER.md §8.4.3, §8.5.5).
+      return reply(unavailable(message));
+    }
+  };
+}
+
+function rateLimited(reason: string, scope: "create" | "join", creating: boolean): Resolution {
+  return {
+    kind: "reply",
+    message: { type: "RoomJoinFailed", data: { reason, error_code: "RATE_LIMIT_EXCEEDED" } },
+    events: [
+      { type: "join_failed", errorCode: "RATE_LIMIT_EXCEEDED", creating },
+      { type: "rate_limited", scope },
+    ],
+  };
+}

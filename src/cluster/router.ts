@@ -1,0 +1,485 @@
+/**
+ * The cluster {@linkcode Router} (SERVER.md §8.4): the same crossings as the in-memory
+ * `LocalRouter`, carried as envelopes over {@linkcode Streams} when the other side is another
+ * node. Calls for this node go straight to its own endpoints.
+ *
+ * Edge side: `bind` sends `BIND` and waits for the first binding item for the connection from
+ * that home (`BOUND`, `UNBIND`, `MISS`) or `forward_timeout_ms` (then the client gets
+ * `SERVICE_UNAVAILABLE` and a late `BOUND` is undone with `CLOSED{abandoned}`); `forward` sends
+ * `MSG`; `closed` sends `CLOSED`. Home side: `deliver` and `direct` collect the items of one event
+ * per edge and `flush` publishes one `OUT` per edge (SERVER.md §8.4.4 "Output").
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { ConnId } from "../engine/effects.ts";
+import { decodeClientMessage, encodeServerMessage } from "../protocol/codec.ts";
+import { unavailable } from "../transport/edge.ts";
+import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
+import type {
+  BindOutcome,
+  ClosedCause,
+  CommandReply,
+  DeliveryFailure,
+  Directive,
+  EdgeEndpoint,
+  HomeEndpoint,
+  RemoteMeta,
+  RoomCommand,
+  Router,
+} from "../coordination/router.ts";
+import { type Envelope, type Frame, Kind, type OutItem } from "./envelope.ts";
+import { type ResyncReason, Streams } from "./streams.ts";
+import type { ClusterBus, NodeId } from "./types.ts";
+
+const log = getLogger(["signal-fish", "cluster"]);
+
+/** Settings of a {@linkcode ClusterRouter}. */
+export interface ClusterRouterOptions {
+  /** `cluster.forward_timeout_ms`: longest wait for a home's answer. */
+  forwardTimeoutMs: number;
+  /** `cluster.heartbeat_ms`. */
+  heartbeatMs: number;
+  /** `T` (ms): idle stream state is dropped after it. */
+  idleMs: number;
+  /** Clock, ms. @default Date.now */
+  now?: () => number;
+  /** Called on every resync (logs, metrics). */
+  onResync?: (peer: NodeId, reason: ResyncReason, closed: number) => void;
+}
+
+/** A bind request waiting for its home. */
+interface PendingBind {
+  home: NodeId;
+  /** The request, for its failure message. */
+  message: ClientMessage;
+  resolve: (outcome: BindOutcome) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** A {@linkcode Router} for one node of a cluster. */
+export class ClusterRouter implements Router {
+  readonly #options: ClusterRouterOptions;
+  readonly #now: () => number;
+  readonly streams: Streams;
+  #node: NodeId;
+  #edge: EdgeEndpoint | undefined;
+  #home: HomeEndpoint | undefined;
+  /** Items of the current home event, per destination edge. */
+  readonly #out = new Map<NodeId, OutItem[]>();
+  readonly #pending = new Map<ConnId, PendingBind>();
+  /** Connections whose bind timed out, by the home it went to: a late `BOUND` is undone. */
+  readonly #abandoned = new Map<ConnId, NodeId>();
+  readonly #commands = new Map<
+    number,
+    { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
+  >();
+  #nextRequest = 1;
+  /** Counters of SERVER.md §6.3 (#71, #73–#75). */
+  readonly counts = { resyncCloses: 0, bindTimeouts: 0, bindsExpired: 0, bindsUndone: 0 };
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+
+  /** A router for `bus.node`; {@linkcode ClusterRouter.start} subscribes. */
+  constructor(bus: ClusterBus, options: ClusterRouterOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#node = bus.node;
+    this.streams = new Streams(
+      bus,
+      {
+        deliver: (envelope) => this.#receive(envelope),
+        resync: (peer, reason) => this.#resync(peer, reason),
+        isPeer: (peer) => this.#isPeer(peer),
+      },
+      options.heartbeatMs,
+      options.idleMs,
+      this.#now,
+    );
+  }
+
+  /** Starts the heartbeat timer (the bus is started by the caller with this router's handlers). */
+  startHeartbeats(): void {
+    this.#heartbeat ??= setInterval(() => this.streams.tick(), this.#options.heartbeatMs);
+  }
+
+  /** Stops timers and fails what is pending. */
+  stop(): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    for (const [, pending] of this.#pending) {
+      clearTimeout(pending.timer);
+      pending.resolve({ status: "unbound" });
+    }
+    this.#pending.clear();
+    for (const [, command] of this.#commands) {
+      clearTimeout(command.timer);
+      command.resolve({ ok: false, reason: "unreachable" });
+    }
+    this.#commands.clear();
+  }
+
+  /** Bus handlers to pass to `ClusterBus.start`. */
+  busHandlers(): { receive: (bytes: Uint8Array) => void; lost: (to: NodeId) => void } {
+    return {
+      receive: (bytes) => this.streams.receive(bytes),
+      lost: (to) => this.streams.lost(to),
+    };
+  }
+
+  attach(node: NodeId, endpoints: { edge: EdgeEndpoint; home: HomeEndpoint }): void {
+    this.#node = node;
+    this.#edge = endpoints.edge;
+    this.#home = endpoints.home;
+  }
+
+  detach(_node: NodeId): void {
+    this.#edge = undefined;
+    this.#home = undefined;
+  }
+
+  #isPeer(peer: NodeId): boolean {
+    return this.#edge?.boundTo?.(peer) === true || this.#home?.servesEdge?.(peer) === true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Edge → home
+
+  bind(
+    home: NodeId,
+    conn: ConnId,
+    message: ClientMessage,
+    now: number,
+    request?: { frame: string; meta: Omit<RemoteMeta, "edge"> },
+  ): BindOutcome | Promise<BindOutcome> {
+    if (home === this.#node) return this.#home?.bind(conn, message, now) ?? { status: "miss" };
+    if (request === undefined) throw new TypeError("A remote bind needs the request frame");
+    this.#abandoned.delete(conn);
+    const { promise, resolve } = Promise.withResolvers<BindOutcome>();
+    const timer = setTimeout(() => {
+      if (this.#pending.get(conn)?.timer !== timer) return;
+      this.#pending.delete(conn);
+      this.#abandoned.set(conn, home);
+      this.counts.bindTimeouts++;
+      this.#sendToClient(conn, unavailable(message));
+      resolve({ status: "unbound" });
+    }, this.#options.forwardTimeoutMs);
+    this.#pending.set(conn, { home, message, resolve, timer });
+    this.streams.send(home, {
+      kind: Kind.BIND,
+      conn,
+      meta: request.meta,
+      deadline: this.#now() + this.#options.forwardTimeoutMs,
+      frame: request.frame,
+    });
+    return promise;
+  }
+
+  #sendToClient(conn: ConnId, message: ServerMessage): void {
+    this.#edge?.deliver(encodeServerMessage(message), [conn]);
+    this.#edge?.flush();
+  }
+
+  forward(
+    home: NodeId,
+    conn: ConnId,
+    input: ClientMessage | Uint8Array,
+    frame: string | Uint8Array,
+    now: number,
+  ): void {
+    if (home === this.#node) {
+      this.#home?.receive(conn, input, now);
+      return;
+    }
+    this.streams.send(home, { kind: Kind.MSG, conn, frame });
+  }
+
+  closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number): void {
+    const pending = this.#pending.get(conn);
+    if (pending && pending.home === home) {
+      clearTimeout(pending.timer);
+      this.#pending.delete(conn);
+      pending.resolve({ status: "unbound" });
+    }
+    if (home === this.#node) {
+      this.#home?.closed(conn, cause, now);
+      return;
+    }
+    this.streams.send(home, {
+      kind: Kind.CLOSED,
+      conn,
+      cause,
+      delivered: this.streams.lastReceived(home),
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Home → edge
+
+  deliver(
+    edge: NodeId,
+    frame: string | Uint8Array,
+    to: readonly ConnId[],
+  ): DeliveryFailure[] | undefined {
+    if (edge === this.#node) return this.#edge?.deliver(frame, to);
+    let items = this.#out.get(edge);
+    if (items === undefined) {
+      items = [];
+      this.#out.set(edge, items);
+    }
+    items.push({ tag: "frame", frame, to: to as ConnId[] });
+    return undefined;
+  }
+
+  direct(edge: NodeId, directive: Directive, now: number): void {
+    if (edge === this.#node) {
+      this.#edge?.direct(directive, now);
+      return;
+    }
+    let items = this.#out.get(edge);
+    if (items === undefined) {
+      items = [];
+      this.#out.set(edge, items);
+    }
+    switch (directive.kind) {
+      case "bound":
+        items.push({ tag: "bound", conn: directive.conn, role: directive.role });
+        break;
+      case "unbind":
+        items.push({ tag: "unbind", conn: directive.conn });
+        break;
+      case "close":
+        items.push({
+          tag: "close",
+          conn: directive.conn,
+          code: directive.code,
+          reason: directive.reason,
+        });
+        break;
+    }
+  }
+
+  /** Adds a `MISS` item for `conn` to the `OUT` of `edge`. */
+  #miss(edge: NodeId, conn: ConnId): void {
+    let items = this.#out.get(edge);
+    if (items === undefined) {
+      items = [];
+      this.#out.set(edge, items);
+    }
+    items.push({ tag: "miss", conn });
+  }
+
+  flush(): void {
+    this.#edge?.flush();
+    if (this.#out.size === 0) return;
+    for (const [edge, items] of this.#out) {
+      this.streams.send(edge, { kind: Kind.OUT, items });
+    }
+    this.#out.clear();
+  }
+
+  command(home: NodeId, command: RoomCommand, now: number): CommandReply | Promise<CommandReply> {
+    if (home === this.#node) {
+      return this.#home?.command(command, now) ?? { ok: false, reason: "unreachable" };
+    }
+    const requestId = this.#nextRequest++;
+    const { promise, resolve } = Promise.withResolvers<CommandReply>();
+    const timer = setTimeout(() => {
+      this.#commands.delete(requestId);
+      resolve({ ok: false, reason: "unreachable" });
+    }, this.#options.forwardTimeoutMs);
+    this.#commands.set(requestId, { home, resolve, timer });
+    this.streams.send(home, { kind: Kind.CONTROL, requestId, json: JSON.stringify(command) });
+    return promise;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Receiving
+
+  #receive(envelope: Envelope): void {
+    const now = this.#now();
+    switch (envelope.kind) {
+      case Kind.BIND:
+        this.#onBind(envelope, now);
+        break;
+      case Kind.MSG: {
+        const home = this.#home;
+        if (home?.edgeOf?.(envelope.conn) !== envelope.source) {
+          this.streams.send(envelope.source, {
+            kind: Kind.BOUNCE,
+            conn: envelope.conn,
+            msgSeq: envelope.seq,
+            frame: envelope.frame,
+          });
+          break;
+        }
+        const input = decodeInput(envelope.frame);
+        // An unparsable frame never leaves an edge; one that does is dropped.
+        if (input !== undefined) home.receive(envelope.conn, input, now);
+        break;
+      }
+      case Kind.CLOSED:
+        if (this.#home?.edgeOf?.(envelope.conn) === envelope.source) {
+          // Conservative per pair: anything sent to that edge after what it processed.
+          const truncated = this.streams.lastSent(envelope.source) > envelope.delivered;
+          this.#home.closed(envelope.conn, envelope.cause, now, truncated);
+        }
+        break;
+      case Kind.OUT:
+        this.#onOut(envelope.source, envelope.items, now);
+        break;
+      case Kind.BOUNCE:
+        this.#edge?.bounce?.(envelope.conn, envelope.frame, now);
+        break;
+      case Kind.CONTROL: {
+        const command = JSON.parse(envelope.json) as RoomCommand;
+        const reply = this.#home?.command(command, now) ??
+          { ok: false, reason: "unreachable" } as CommandReply;
+        this.streams.send(envelope.source, {
+          kind: Kind.REPLY,
+          requestId: envelope.requestId,
+          json: JSON.stringify(reply),
+        });
+        break;
+      }
+      case Kind.REPLY: {
+        const waiting = this.#commands.get(envelope.requestId);
+        if (waiting) {
+          clearTimeout(waiting.timer);
+          this.#commands.delete(envelope.requestId);
+          waiting.resolve(JSON.parse(envelope.json));
+        }
+        break;
+      }
+      case Kind.HEARTBEAT:
+        break;
+    }
+  }
+
+  #onBind(envelope: Extract<Envelope, { kind: typeof Kind.BIND }>, now: number): void {
+    const edge = envelope.source;
+    // Past its deadline (by this clock): the edge has answered already (SERVER.md §8.4.4).
+    if (now > envelope.deadline) {
+      this.counts.bindsExpired++;
+      log.debug("Dropped an expired BIND from {edge}", { edge });
+      return;
+    }
+    const message = typeof envelope.frame === "string" ? decodeInput(envelope.frame) : undefined;
+    if (message === undefined || message instanceof Uint8Array) {
+      this.direct(edge, { kind: "unbind", conn: envelope.conn }, now);
+      this.flush();
+      return;
+    }
+    const outcome = this.#home?.bind(envelope.conn, message, now, { edge, ...envelope.meta }) ??
+      { status: "miss" as const };
+    switch (outcome.status) {
+      case "bound":
+        this.direct(edge, { kind: "bound", conn: envelope.conn, role: outcome.role }, now);
+        break;
+      case "unbound":
+        this.direct(edge, { kind: "unbind", conn: envelope.conn }, now);
+        break;
+      case "miss":
+        this.#miss(edge, envelope.conn);
+        break;
+    }
+    this.flush();
+  }
+
+  #onOut(home: NodeId, items: OutItem[], now: number): void {
+    const edge = this.#edge;
+    if (!edge) return;
+    for (const item of items) {
+      if (item.tag === "frame") {
+        edge.deliver(item.frame, item.to);
+        continue;
+      }
+      const conn = item.conn;
+      const pending = this.#pending.get(conn);
+      if (item.tag === "close") {
+        edge.direct({ kind: "close", conn, code: item.code, reason: item.reason }, now);
+        continue;
+      }
+      if (pending && pending.home === home) {
+        clearTimeout(pending.timer);
+        this.#pending.delete(conn);
+        pending.resolve(
+          item.tag === "bound"
+            ? { status: "bound", role: item.role }
+            : item.tag === "miss"
+            ? { status: "miss" }
+            : { status: "unbound" },
+        );
+        continue;
+      }
+      if (item.tag === "bound" && this.#abandoned.get(conn) === home) {
+        // A success that crossed the timeout: undone (SERVER.md §8.4.2 "Late success").
+        this.#abandoned.delete(conn);
+        this.counts.bindsUndone++;
+        this.streams.send(home, {
+          kind: Kind.CLOSED,
+          conn,
+          cause: "abandoned",
+          delivered: this.streams.lastReceived(home),
+        });
+        continue;
+      }
+      if (item.tag === "bound") {
+        edge.direct({ kind: "bound", conn, role: item.role }, now);
+      } else if (item.tag === "unbind") {
+        edge.direct({ kind: "unbind", conn }, now);
+      }
+    }
+    edge.flush();
+  }
+
+  #resync(peer: NodeId, reason: ResyncReason): void {
+    const now = this.#now();
+    let closed = 0;
+    // Step 1: our connections bound to the peer or pending there.
+    for (const [conn, pending] of this.#pending) {
+      if (pending.home !== peer) continue;
+      clearTimeout(pending.timer);
+      this.#pending.delete(conn);
+      // The request fails at once (SERVER.md §8.5.1); a late BOUND is undone.
+      this.#abandoned.set(conn, peer);
+      this.#sendToClient(conn, unavailable(pending.message));
+      pending.resolve({ status: "unbound" });
+    }
+    for (const conn of this.#edge?.resync?.(peer, now) ?? []) {
+      closed++;
+      this.counts.resyncCloses++;
+      this.streams.send(peer, {
+        kind: Kind.CLOSED,
+        conn,
+        cause: "closed",
+        delivered: this.streams.lastReceived(peer),
+      });
+    }
+    // Operator commands waiting for the peer fail at once.
+    for (const [id, command] of this.#commands) {
+      if (command.home !== peer) continue;
+      clearTimeout(command.timer);
+      this.#commands.delete(id);
+      command.resolve({ ok: false, reason: "unreachable" });
+    }
+    // Step 2: the peer's connections seated here.
+    for (const conn of this.#home?.dropEdge?.(peer, now) ?? []) {
+      closed++;
+      this.direct(peer, { kind: "close", conn, code: 1012, reason: "Cluster resync" }, now);
+    }
+    this.flush();
+    log.warn("Resynced with {peer} ({reason}): {closed} connections closed", {
+      peer,
+      reason,
+      closed,
+    });
+    this.#options.onResync?.(peer, reason, closed);
+  }
+}
+
+/** A frame as the home's input: a decoded text message or a binary payload. */
+function decodeInput(frame: Frame): ClientMessage | Uint8Array | undefined {
+  if (typeof frame !== "string") return frame;
+  const decoded = decodeClientMessage(frame);
+  return decoded.ok ? decoded.message : undefined;
+}

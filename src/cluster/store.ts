@@ -1,0 +1,625 @@
+/**
+ * The Redis side of cluster mode, part 1 (SERVER.md §8.3, §8.9): the node's two Redis
+ * connections ({@linkcode RedisLink}) and the shared state on them ({@linkcode RedisStore}):
+ * directory, caps, token buckets, liveness and epoch, each a Lua script invoked by SHA with a
+ * `NOSCRIPT` reload and one retry. Only this file and `bus.ts` know Redis.
+ *
+ * Client: node-redis (`npm:@redis/client`), one connection for commands and publishes and its
+ * `duplicate()` for the subscription (ordering, §8.4.1); `disableOfflineQueue`, so a command
+ * fails at once while Redis is down instead of waiting for the reconnect; reconnect backoff
+ * 100 ms doubling to 5 s; a ping every 5 s; every call bounded by `cluster.forward_timeout_ms`.
+ *
+ * @module
+ */
+import { createClient, type RedisClientType } from "@redis/client";
+import { Buffer } from "node:buffer";
+import { KeyedBuckets } from "../engine/token_bucket.ts";
+import type { BucketKind, BucketTake } from "../coordination/buckets.ts";
+import type {
+  ClaimCaps,
+  ClaimResult,
+  DirectoryRecord,
+  RefreshResult,
+} from "../coordination/directory.ts";
+import { Keys } from "./keys.ts";
+import type {
+  ClusterStore,
+  Epoch,
+  LinkState,
+  Liveness,
+  NodeId,
+  Resolved,
+  StoreSettings,
+} from "./types.ts";
+
+// deno-lint-ignore no-explicit-any
+type Client = RedisClientType<any, any, any, any, any>;
+
+/** How to reach Redis (`cluster.redis_url`, SERVER.md §2.7). */
+export interface RedisLinkOptions {
+  /** `redis://` or `rediss://` URL. */
+  url: string;
+  /** PEM of a private CA for `rediss://` (`cluster.redis_tls_ca_path`). */
+  ca?: string;
+  /** Connect timeout, ms. @default 2000 */
+  connectTimeoutMs?: number;
+  /** Called on every change of the link's state (both connections ready = `up`). */
+  onState?: (state: LinkState) => void;
+  /** Called with every connection error (logged by the caller; the client reconnects). */
+  onError?: (error: unknown) => void;
+}
+
+/** Reconnect delay after `retries` failed attempts: 100 ms doubling to 5 s (SERVER.md §8.5.5). */
+export function reconnectDelay(retries: number): number {
+  return Math.min(100 * 2 ** Math.min(retries, 16), 5_000);
+}
+
+/**
+ * The node's two Redis connections: `command` (commands and publishes) and `subscriber`. Errors
+ * are reported, never thrown (an unhandled client `error` event would end the process).
+ */
+export class RedisLink {
+  readonly command: Client;
+  readonly subscriber: Client;
+  #state: LinkState = "down";
+  readonly #options: RedisLinkOptions;
+  #closed = false;
+
+  /** Creates both clients; {@linkcode RedisLink.connect} opens them. */
+  constructor(options: RedisLinkOptions) {
+    this.#options = options;
+    const tls = options.url.toLowerCase().startsWith("rediss://");
+    this.command = createClient({
+      url: options.url,
+      disableOfflineQueue: true,
+      pingInterval: 5_000,
+      socket: {
+        connectTimeout: options.connectTimeoutMs ?? 2_000,
+        reconnectStrategy: reconnectDelay,
+        ...(tls ? { tls: true as const, ...(options.ca ? { ca: options.ca } : {}) } : {}),
+      },
+    }) as unknown as Client;
+    this.subscriber = this.command.duplicate() as Client;
+    for (const client of [this.command, this.subscriber]) {
+      client.on("error", (error: unknown) => options.onError?.(error));
+      client.on("ready", () => this.#update());
+      client.on("end", () => this.#update());
+      client.on("reconnecting", () => this.#update());
+    }
+  }
+
+  /** `up` while both connections are ready. */
+  get state(): LinkState {
+    return this.#state;
+  }
+
+  #update(): void {
+    const state: LinkState = !this.#closed && this.command.isReady && this.subscriber.isReady
+      ? "up"
+      : "down";
+    if (state === this.#state) return;
+    this.#state = state;
+    this.#options.onState?.(state);
+  }
+
+  /** Opens both connections; resolves when both are ready for the first time. */
+  async connect(): Promise<void> {
+    await Promise.all([this.command.connect(), this.subscriber.connect()]);
+    this.#update();
+  }
+
+  /** Closes both connections at once (pending commands fail). Idempotent. */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    for (const client of [this.command, this.subscriber]) {
+      try {
+        client.destroy();
+      } catch { /* never opened */ }
+    }
+    this.#update();
+    return Promise.resolve();
+  }
+}
+
+/** Wraps bytes for node-redis without copying (a bare Uint8Array is rejected, §8.9). */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Rejects with a timeout error when `promise` has not settled within `ms`. */
+export function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis ${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripts (SERVER.md §8.3 "Scripts"). Values: room entry = JSON DirectoryRecord; room-id = JSON
+// {home, gameName, roomCode, appId?} or "gone"; set scores = expiry ms.
+
+/** A Lua script with its SHA-1 (computed by Redis at the first load). */
+class Script {
+  readonly source: string;
+  #sha: string | undefined;
+
+  constructor(source: string) {
+    this.source = source;
+  }
+
+  /** EVALSHA; on NOSCRIPT (a restarted Redis) loads the script and retries once. */
+  async run(client: Client, keys: string[], args: string[]): Promise<unknown> {
+    const call = (sha: string) =>
+      client.sendCommand(["EVALSHA", sha, String(keys.length), ...keys, ...args]);
+    if (this.#sha === undefined) this.#sha = await this.#load(client);
+    try {
+      return await call(this.#sha);
+    } catch (error) {
+      if (!String((error as Error)?.message ?? error).startsWith("NOSCRIPT")) throw error;
+      this.#sha = await this.#load(client);
+      return await call(this.#sha);
+    }
+  }
+
+  async #load(client: Client): Promise<string> {
+    return String(await client.sendCommand(["SCRIPT", "LOAD", this.source]));
+  }
+}
+
+/**
+ * Claim. KEYS: room, game-rooms, app-rooms, room-id. ARGV: entry, room id, code, now, T,
+ * room-id TTL, max per game, max per app (-1 = none), stale room id ("" = none), room-id value,
+ * has app ("1"/"0").
+ */
+const CLAIM = new Script(`
+local now = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current).roomId ~= ARGV[9] then
+  return {'taken', current}
+end
+local games = redis.call('ZCARD', KEYS[2])
+if redis.call('ZSCORE', KEYS[2], ARGV[3]) then games = games - 1 end
+if games >= tonumber(ARGV[7]) then return {'capped', 'game', games} end
+local maxApp = tonumber(ARGV[8])
+if ARGV[11] == '1' and maxApp >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  local apps = redis.call('ZCARD', KEYS[3])
+  if ARGV[9] ~= '' and redis.call('ZSCORE', KEYS[3], ARGV[9]) then apps = apps - 1 end
+  if apps >= maxApp then return {'capped', 'app', apps} end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ttl)
+if ARGV[11] == '1' then
+  if ARGV[9] ~= '' then redis.call('ZREM', KEYS[3], ARGV[9]) end
+  redis.call('ZADD', KEYS[3], now + ttl, ARGV[2])
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
+redis.call('SET', KEYS[4], ARGV[10], 'PX', tonumber(ARGV[6]))
+return {'ok'}
+`);
+
+/**
+ * Refresh (compare-and-set). KEYS: room, game-rooms, app-rooms, room-id. ARGV: entry, room id,
+ * code, now, T, room-id TTL, room-id value, has app.
+ */
+const REFRESH = new Script(`
+local now = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+local current = redis.call('GET', KEYS[1])
+local result = 'created'
+if current then
+  if cjson.decode(current).roomId == ARGV[2] then result = 'refreshed' else result = 'conflict' end
+end
+if result ~= 'conflict' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+redis.call('SET', KEYS[4], ARGV[7], 'PX', tonumber(ARGV[6]))
+if ARGV[8] == '1' then
+  redis.call('ZADD', KEYS[3], now + ttl, ARGV[2])
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
+return result
+`);
+
+/** Release. KEYS: room, game-rooms, room-id. ARGV: room id, code, `gone` TTL, key prefix. */
+const RELEASE = new Script(`
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current).roomId == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+end
+local id = redis.call('GET', KEYS[3])
+if id and id ~= 'gone' then
+  local app = cjson.decode(id).appId
+  if type(app) == 'string' then redis.call('ZREM', ARGV[4] .. 'app-rooms:' .. app, ARGV[1]) end
+end
+redis.call('SET', KEYS[3], 'gone', 'PX', tonumber(ARGV[3]))
+return 1
+`);
+
+/**
+ * Take (token bucket in token-milliseconds, as engine/token_bucket.ts). KEYS: bucket. ARGV:
+ * capacity, window ms, now. Returns 0 (taken) or the whole seconds to wait (≥ 1).
+ */
+const TAKE = new Script(`
+local cap = tonumber(ARGV[1])
+local win = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local full = cap * win
+local units = full
+local at = now
+local v = redis.call('GET', KEYS[1])
+if v then
+  local s = string.find(v, ':', 1, true)
+  units = tonumber(string.sub(v, 1, s - 1))
+  at = tonumber(string.sub(v, s + 1))
+end
+if now > at then
+  units = math.min(full, units + (now - at) * cap)
+  at = now
+end
+local wait = 0
+if units >= win then units = units - win else wait = (win - units) / cap end
+redis.call('SET', KEYS[1], string.format('%.0f:%.0f', units, at), 'PX', 2 * win)
+if wait == 0 then return 0 end
+return math.max(1, math.ceil(wait / 1000))
+`);
+
+/** Resolve. KEYS: room or room-id key. ARGV: key prefix. Returns {} / {value, alive 0|1}. */
+const RESOLVE = new Script(`
+local v = redis.call('GET', KEYS[1])
+if not v then return {} end
+if v == 'gone' then return {v, 0} end
+return {v, redis.call('EXISTS', ARGV[1] .. 'instance:' .. cjson.decode(v).home)}
+`);
+
+/** Order of listings: creation time, then game name, then code. */
+function oldestFirst(a: DirectoryRecord, b: DirectoryRecord): number {
+  return a.createdAt - b.createdAt ||
+    (a.gameName < b.gameName ? -1 : a.gameName > b.gameName ? 1 : 0) ||
+    (a.roomCode < b.roomCode ? -1 : a.roomCode > b.roomCode ? 1 : 0);
+}
+
+/** The `room-id:` value of a record. */
+function roomIdValue(record: DirectoryRecord): string {
+  return JSON.stringify({
+    home: record.home,
+    gameName: record.gameName,
+    roomCode: record.roomCode,
+    ...(record.appId !== undefined ? { appId: record.appId } : {}),
+  });
+}
+
+/**
+ * {@linkcode ClusterStore} on Redis (SERVER.md §8.3). A bucket take that fails (Redis down or
+ * slow) falls back to this node's own buckets (§3.4, §8.4.3); everything else rejects.
+ */
+export class RedisStore implements ClusterStore {
+  readonly #client: Client;
+  readonly #keys: Keys;
+  readonly #settings: StoreSettings;
+  readonly #now: () => number;
+  readonly #fallback: Record<BucketKind, KeyedBuckets>;
+
+  /** A store on `link`'s command connection. */
+  constructor(link: RedisLink, settings: StoreSettings) {
+    this.#client = link.command;
+    this.#keys = new Keys(settings.prefix);
+    this.#settings = settings;
+    this.#now = settings.now ?? Date.now;
+    this.#fallback = {
+      creation: new KeyedBuckets(
+        settings.buckets.creation.capacity,
+        settings.buckets.creation.windowMs,
+      ),
+      join: new KeyedBuckets(settings.buckets.join.capacity, settings.buckets.join.windowMs),
+    };
+  }
+
+  #bounded<T>(promise: Promise<T>, what: string): Promise<T> {
+    return bounded(promise, this.#settings.timeoutMs, what);
+  }
+
+  #script(script: Script, keys: string[], args: string[], what: string): Promise<unknown> {
+    return this.#bounded(script.run(this.#client, keys, args), what);
+  }
+
+  #roomIdTtl(): number {
+    return this.#settings.ttlMs + this.#settings.reconnectionWindowMs;
+  }
+
+  async claim(
+    record: DirectoryRecord,
+    caps: ClaimCaps,
+    stale?: DirectoryRecord,
+  ): Promise<ClaimResult> {
+    const k = this.#keys;
+    const hasApp = record.appId !== undefined;
+    const reply = await this.#script(CLAIM, [
+      k.room(record.gameName, record.roomCode),
+      k.gameRooms(record.gameName),
+      k.appRooms(record.appId ?? ""),
+      k.roomId(record.roomId),
+    ], [
+      JSON.stringify(record),
+      record.roomId,
+      record.roomCode,
+      String(this.#now()),
+      String(this.#settings.ttlMs),
+      String(this.#roomIdTtl()),
+      String(caps.maxRoomsPerGame),
+      String(caps.maxAppRooms ?? -1),
+      stale?.roomId ?? "",
+      roomIdValue(record),
+      hasApp ? "1" : "0",
+    ], "claim") as [string, ...unknown[]];
+    switch (reply[0]) {
+      case "ok":
+        return { status: "ok" };
+      case "taken":
+        return { status: "taken", record: JSON.parse(String(reply[1])) };
+      default: {
+        const scope = reply[1] === "app" ? "app" : "game";
+        return {
+          status: "capped",
+          scope,
+          count: Number(reply[2]),
+          limit: scope === "app" ? caps.maxAppRooms! : caps.maxRoomsPerGame,
+        };
+      }
+    }
+  }
+
+  #refreshArgs(record: DirectoryRecord): [string[], string[]] {
+    const k = this.#keys;
+    return [[
+      k.room(record.gameName, record.roomCode),
+      k.gameRooms(record.gameName),
+      k.appRooms(record.appId ?? ""),
+      k.roomId(record.roomId),
+    ], [
+      JSON.stringify(record),
+      record.roomId,
+      record.roomCode,
+      String(this.#now()),
+      String(this.#settings.ttlMs),
+      String(this.#roomIdTtl()),
+      roomIdValue(record),
+      record.appId !== undefined ? "1" : "0",
+    ]];
+  }
+
+  async refresh(record: DirectoryRecord): Promise<RefreshResult> {
+    const [keys, args] = this.#refreshArgs(record);
+    return String(await this.#script(REFRESH, keys, args, "refresh")) as RefreshResult;
+  }
+
+  async refreshAll(records: readonly DirectoryRecord[]): Promise<RefreshResult[]> {
+    if (records.length === 0) return [];
+    // Loads the script once if needed, then sends every call without waiting (pipelined).
+    const [keys, args] = this.#refreshArgs(records[0]!);
+    const first = await this.#script(REFRESH, keys, args, "refresh");
+    const rest = records.slice(1).map((record) => {
+      const [k, a] = this.#refreshArgs(record);
+      return REFRESH.run(this.#client, k, a);
+    });
+    const replies = await this.#bounded(Promise.all(rest), "refresh");
+    return [first, ...replies].map((reply) => String(reply) as RefreshResult);
+  }
+
+  async release(gameName: string, roomCode: string, roomId: string): Promise<void> {
+    const k = this.#keys;
+    await this.#script(
+      RELEASE,
+      [
+        k.room(gameName, roomCode),
+        k.gameRooms(gameName),
+        k.roomId(roomId),
+      ],
+      [roomId, roomCode, String(this.#settings.reconnectionWindowMs), k.prefix],
+      "release",
+    );
+  }
+
+  async lookup(gameName: string, roomCode: string): Promise<DirectoryRecord | undefined> {
+    const value = await this.#bounded(
+      this.#client.sendCommand<string | null>(["GET", this.#keys.room(gameName, roomCode)]),
+      "lookup",
+    );
+    return value === null || value === undefined ? undefined : JSON.parse(String(value));
+  }
+
+  /** Oldest first (creation time, then code); rooms without seats are left out. */
+  async list(gameName: string, limit: number): Promise<DirectoryRecord[]> {
+    const k = this.#keys;
+    const codes = await this.#bounded(
+      this.#client.sendCommand<string[]>([
+        "ZRANGEBYSCORE",
+        k.gameRooms(gameName),
+        `(${this.#now()}`,
+        "+inf",
+      ]),
+      "list",
+    );
+    if (codes.length === 0) return [];
+    const values = await this.#bounded(
+      this.#client.sendCommand<(string | null)[]>([
+        "MGET",
+        ...codes.map((code) => k.room(gameName, String(code))),
+      ]),
+      "list",
+    );
+    const records: DirectoryRecord[] = [];
+    for (const value of values) {
+      if (value === null) continue;
+      const record = JSON.parse(String(value)) as DirectoryRecord;
+      if (record.summary.players > 0) records.push(record);
+    }
+    records.sort((a, b) =>
+      a.createdAt - b.createdAt || (a.roomCode < b.roomCode ? -1 : a.roomCode > b.roomCode ? 1 : 0)
+    );
+    return records.slice(0, limit);
+  }
+
+  /** Every room entry (SCAN of `room:` keys), oldest first (creation time, game, code). */
+  async all(limit: number): Promise<DirectoryRecord[]> {
+    if (limit <= 0) return [];
+    const pattern = `${this.#keys.prefix.replace(/[*?[\]\\]/g, "\\$&")}room:*`;
+    const records: DirectoryRecord[] = [];
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.#bounded(
+        this.#client.sendCommand<[string, string[]]>([
+          "SCAN",
+          cursor,
+          "MATCH",
+          pattern,
+          "COUNT",
+          "1000",
+        ]),
+        "scan",
+      );
+      cursor = String(next);
+      if (keys.length > 0) {
+        const values = await this.#bounded(
+          this.#client.sendCommand<(string | null)[]>(["MGET", ...keys.map(String)]),
+          "scan",
+        );
+        for (const value of values) {
+          if (value !== null && value !== undefined) records.push(JSON.parse(String(value)));
+        }
+      }
+    } while (cursor !== "0");
+    return records.sort(oldestFirst).slice(0, limit);
+  }
+
+  async take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+    const spec = this.#settings.buckets[kind];
+    try {
+      const wait = Number(
+        await this.#script(TAKE, [this.#keys.bucket(kind, key)], [
+          String(spec.capacity),
+          String(spec.windowMs),
+          String(now),
+        ], "take"),
+      );
+      return wait === 0 ? { ok: true } : { ok: false, retryAfterSecs: wait };
+    } catch {
+      // Redis unreachable: this node's own bucket (SERVER.md §8.4.3).
+      return this.#fallback[kind].take(key, now);
+    }
+  }
+
+  async #resolve(key: string): Promise<Resolved> {
+    const reply = await this.#script(RESOLVE, [key], [this.#keys.prefix], "resolve") as unknown[];
+    if (reply.length === 0) return { status: "absent" };
+    const value = String(reply[0]);
+    if (value === "gone") return { status: "gone" };
+    const parsed = JSON.parse(value);
+    return {
+      status: "found",
+      home: parsed.home,
+      homeAlive: Number(reply[1]) === 1,
+      record: { roomId: parsed.roomId, gameName: parsed.gameName, roomCode: parsed.roomCode },
+      ...(parsed.summary ? { entry: parsed as DirectoryRecord } : {}),
+    };
+  }
+
+  resolveCode(gameName: string, roomCode: string): Promise<Resolved> {
+    return this.#resolve(this.#keys.room(gameName, roomCode));
+  }
+
+  async resolveRoomId(roomId: string): Promise<Resolved> {
+    const resolved = await this.#resolve(this.#keys.roomId(roomId));
+    if (resolved.status === "found") resolved.record.roomId = roomId;
+    return resolved;
+  }
+
+  async writeLiveness(node: NodeId, liveness: Liveness): Promise<void> {
+    await this.#bounded(
+      this.#client.sendCommand([
+        "SET",
+        this.#keys.instance(node),
+        JSON.stringify(liveness),
+        "PX",
+        String(this.#settings.ttlMs),
+      ]),
+      "liveness",
+    );
+  }
+
+  async deleteLiveness(node: NodeId): Promise<void> {
+    await this.#bounded(this.#client.sendCommand(["DEL", this.#keys.instance(node)]), "liveness");
+  }
+
+  async liveness(node: NodeId): Promise<Liveness | undefined> {
+    const value = await this.#bounded(
+      this.#client.sendCommand<string | null>(["GET", this.#keys.instance(node)]),
+      "liveness",
+    );
+    return value === null || value === undefined ? undefined : JSON.parse(String(value));
+  }
+
+  async nodes(): Promise<Map<NodeId, Liveness>> {
+    const prefix = this.#keys.instance("");
+    const found = new Map<NodeId, Liveness>();
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.#bounded(
+        this.#client.sendCommand<[string, string[]]>([
+          "SCAN",
+          cursor,
+          "MATCH",
+          `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`,
+          "COUNT",
+          "1000",
+        ]),
+        "scan",
+      );
+      cursor = String(next);
+      if (keys.length > 0) {
+        const values = await this.#bounded(
+          this.#client.sendCommand<(string | null)[]>(["MGET", ...keys.map(String)]),
+          "scan",
+        );
+        keys.forEach((key, i) => {
+          const value = values[i];
+          if (value !== null && value !== undefined) {
+            found.set(String(key).slice(prefix.length), JSON.parse(String(value)));
+          }
+        });
+      }
+    } while (cursor !== "0");
+    return found;
+  }
+
+  async epoch(): Promise<Epoch> {
+    const key = this.#keys.epoch();
+    const read = async () => {
+      const value = await this.#bounded(
+        this.#client.sendCommand<string | null>(["GET", key]),
+        "epoch",
+      );
+      return value === null || value === undefined ? undefined : JSON.parse(String(value));
+    };
+    const current = await read();
+    if (current) return current;
+    const fresh: Epoch = { id: crypto.randomUUID(), createdAt: this.#now() };
+    await this.#bounded(
+      this.#client.sendCommand(["SET", key, JSON.stringify(fresh), "NX"]),
+      "epoch",
+    );
+    return (await read()) ?? fresh;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * The store beyond the directory and bucket contracts (SERVER.md §8.3): resolve, liveness, epoch,
+ * TTLs, and Redis's failure modes (NOSCRIPT after a restart, fail-fast while down, fallback
+ * buckets). The shared checks loop over the in-memory twin and a private redis-server.
+ */
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import type { DirectoryRecord } from "../coordination/directory.ts";
+import { IGNORE_WITHOUT_REDIS, type RedisServer, startRedis } from "../../tests/redis_server.ts";
+import { gameTag, Keys } from "./keys.ts";
+import { MemoryStore } from "./memory_store.ts";
+import { bounded, RedisLink, RedisStore } from "./store.ts";
+import { RedisBus } from "./bus.ts";
+import type { ClusterStore, StoreSettings } from "./types.ts";
+
+function settings(overrides: Partial<StoreSettings> = {}): StoreSettings {
+  return {
+    prefix: "sf:",
+    ttlMs: 30_000,
+    reconnectionWindowMs: 300_000,
+    buckets: {
+      creation: { capacity: 1, windowMs: 60_000 },
+      join: { capacity: 2, windowMs: 60_000 },
+    },
+    timeoutMs: 2_000,
+    ...overrides,
+  };
+}
+
+function record(code: string, home = "a@00000001", overrides: Partial<DirectoryRecord> = {}) {
+  return {
+    roomId: `id-${code}`,
+    gameName: "orbit",
+    roomCode: code,
+    createdAt: 1,
+    home,
+    summary: {
+      room_code: code,
+      game_name: "orbit",
+      players: 1,
+      max_players: 4,
+      spectators: 0,
+      lobby_state: "waiting",
+      supports_authority: true,
+      relay_type: "matchbox",
+      authority_handover: false,
+    },
+    ...overrides,
+  } satisfies DirectoryRecord;
+}
+
+type Make = (s: StoreSettings, cleanups: (() => Promise<void>)[]) => Promise<ClusterStore>;
+
+const STORES: { name: string; ignore?: boolean; make: Make }[] = [
+  { name: "memory twin", make: (s) => Promise.resolve(new MemoryStore(s)) },
+  {
+    name: "redis",
+    ignore: IGNORE_WITHOUT_REDIS,
+    make: async (s, cleanups) => {
+      const server = await startRedis();
+      cleanups.push(() => server.stop());
+      const link = new RedisLink({ url: server.url });
+      cleanups.push(() => link.close());
+      await link.connect();
+      return new RedisStore(link, s);
+    },
+  },
+];
+
+for (const { name, ignore, make } of STORES) {
+  const test = (title: string, body: (cleanups: (() => Promise<void>)[]) => Promise<void>) =>
+    Deno.test({
+      name: `ClusterStore (${name}): ${title}`,
+      ignore,
+      fn: async () => {
+        const cleanups: (() => Promise<void>)[] = [];
+        try {
+          await body(cleanups);
+        } finally {
+          for (const cleanup of cleanups.reverse()) await cleanup();
+        }
+      },
+    });
+
+  test("resolve by code and by room id reports the home and whether it is alive", async (c) => {
+    const store = await make(settings(), c);
+    deepEqual(await store.resolveCode("orbit", "AAAAAA"), { status: "absent" });
+    deepEqual(await store.resolveRoomId("id-AAAAAA"), { status: "absent" });
+    await store.claim(record("AAAAAA", "a@1", { appId: "app" }), { maxRoomsPerGame: 5 });
+    const byCode = await store.resolveCode("orbit", "AAAAAA");
+    equal(byCode.status, "found");
+    if (byCode.status !== "found") return;
+    equal(byCode.home, "a@1");
+    equal(byCode.homeAlive, false, "no liveness key yet");
+    deepEqual(byCode.entry, record("AAAAAA", "a@1", { appId: "app" }));
+    await store.writeLiveness("a@1", { startedAt: 5, state: "up" });
+    const byId = await store.resolveRoomId("id-AAAAAA");
+    deepEqual(byId, {
+      status: "found",
+      home: "a@1",
+      homeAlive: true,
+      record: { roomId: "id-AAAAAA", gameName: "orbit", roomCode: "AAAAAA" },
+    });
+    await store.release("orbit", "AAAAAA", "id-AAAAAA");
+    deepEqual(await store.resolveRoomId("id-AAAAAA"), { status: "gone" });
+    deepEqual(await store.resolveCode("orbit", "AAAAAA"), { status: "absent" });
+    // The app slot was freed with the release.
+    deepEqual(
+      await store.claim(record("BBBBBB", "a@1", { appId: "app" }), {
+        maxRoomsPerGame: 5,
+        maxAppRooms: 1,
+      }),
+      { status: "ok" },
+    );
+  });
+
+  test("a refresh of a conflicting room keeps its room-id entry alive", async (c) => {
+    const store = await make(settings(), c);
+    await store.claim(record("AAAAAA", "a@1"), { maxRoomsPerGame: 5 });
+    const loser = record("AAAAAA", "b@2", { roomId: "id-loser" });
+    deepEqual(await store.refreshAll([loser, record("CCCCCC", "b@2")]), ["conflict", "created"]);
+    const byId = await store.resolveRoomId("id-loser");
+    equal(byId.status === "found" && byId.home, "b@2");
+    equal((await store.lookup("orbit", "AAAAAA"))?.home, "a@1", "the entry's room keeps it");
+  });
+
+  test("liveness keys: written, listed, deleted", async (c) => {
+    const store = await make(settings(), c);
+    await store.writeLiveness("a@1", { startedAt: 1, state: "up" });
+    await store.writeLiveness("b@2", { startedAt: 2, state: "draining" });
+    deepEqual(await store.liveness("b@2"), { startedAt: 2, state: "draining" });
+    deepEqual(
+      [...(await store.nodes())].sort(),
+      [["a@1", { startedAt: 1, state: "up" }], ["b@2", { startedAt: 2, state: "draining" }]],
+    );
+    await store.deleteLiveness("a@1");
+    equal(await store.liveness("a@1"), undefined);
+  });
+
+  test("the epoch is created once and then read back unchanged", async (c) => {
+    const store = await make(settings(), c);
+    const first = await store.epoch();
+    ok(first.id.length > 0);
+    deepEqual(await store.epoch(), first);
+  });
+}
+
+Deno.test("gameTag: 16 hex digits of SHA-256 in braces, whatever the game name holds", () => {
+  // SHA-256("orbit") starts with these 16 hex digits (computed with `sha256sum`).
+  equal(gameTag("orbit"), "{4fa1a13ac468ac49}");
+  ok(/^\{[0-9a-f]{16}\}$/.test(gameTag("{weird}name")));
+  const keys = new Keys("signal_fish:");
+  equal(keys.room("orbit", "ABC123"), `signal_fish:room:${gameTag("orbit")}:orbit:ABC123`);
+  equal(keys.channel("a@1"), "signal_fish:inst:a@1");
+});
+
+Deno.test("MemoryStore: keys expire with the clock; unreachable rejects but buckets fall back", async () => {
+  let now = 1_000;
+  const store = new MemoryStore(settings({ now: () => now }));
+  await store.claim(record("AAAAAA"), { maxRoomsPerGame: 1 });
+  now += 30_001;
+  equal(await store.lookup("orbit", "AAAAAA"), undefined, "entry expired after T");
+  deepEqual(await store.claim(record("BBBBBB"), { maxRoomsPerGame: 1 }), { status: "ok" });
+  store.unreachable = true;
+  await rejects(store.lookup("orbit", "BBBBBB"));
+  deepEqual(await store.take("creation", "1.2.3.4", now), { ok: true });
+  deepEqual(await store.take("creation", "1.2.3.4", now), { ok: false, retryAfterSecs: 60 });
+});
+
+Deno.test({
+  name: "RedisStore: scripts survive a Redis restart (NOSCRIPT → load, retry); down = fail fast",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const server: RedisServer = await startRedis();
+    const states: string[] = [];
+    const link = new RedisLink({ url: server.url, onState: (s) => states.push(s) });
+    try {
+      await link.connect();
+      const store = new RedisStore(link, settings());
+      deepEqual(await store.claim(record("AAAAAA"), { maxRoomsPerGame: 5 }), { status: "ok" });
+      await server.restart();
+      // Wait (bounded) until the client reconnected to the empty server.
+      const deadline = Date.now() + 10_000;
+      while (link.state !== "up" || !link.command.isReady) {
+        if (Date.now() > deadline) throw new Error("no reconnect");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      equal(await store.lookup("orbit", "AAAAAA"), undefined, "restarted empty");
+      deepEqual(await store.claim(record("AAAAAA"), { maxRoomsPerGame: 5 }), { status: "ok" });
+      ok(states.includes("down") && states.at(-1) === "up", `states: ${states}`);
+      await server.stop();
+      // No offline queue: the command fails with the client's error, not our timeout.
+      await rejects(store.lookup("orbit", "AAAAAA"), (error: Error) => {
+        ok(!/timed out/.test(error.message), error.message);
+        return true;
+      });
+      // Bucket takes fall back to the node's own buckets (join: 2 per window).
+      deepEqual(await store.take("join", "9.9.9.9", 0), { ok: true });
+      deepEqual(await store.take("join", "9.9.9.9", 0), { ok: true });
+      deepEqual(await store.take("join", "9.9.9.9", 0), { ok: false, retryAfterSecs: 30 });
+    } finally {
+      await link.close();
+      await server.stop();
+    }
+  },
+});
+
+/** A private CA and a certificate for 127.0.0.1 it signed, made with openssl in `dir`. */
+async function makeCertificates(dir: string) {
+  const run = async (args: string[]) => {
+    const { code, stderr } = await new Deno.Command("openssl", { args, cwd: dir, stderr: "piped" })
+      .output();
+    equal(code, 0, new TextDecoder().decode(stderr));
+  };
+  await run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=Signal Fish test CA",
+  ]);
+  await run([
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=127.0.0.1",
+  ]);
+  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=IP:127.0.0.1\n");
+  await run([
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  ]);
+  return { cert: `${dir}/server.pem`, key: `${dir}/server.key`, ca: `${dir}/ca.pem` };
+}
+
+Deno.test({
+  name:
+    "RedisLink: rediss:// with a private CA carries commands and pub/sub; without the CA it fails",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const tls = await makeCertificates(dir);
+    const server = await startRedis([], tls);
+    const link = new RedisLink({ url: server.url, ca: await Deno.readTextFile(tls.ca) });
+    const untrusted = new RedisLink({ url: server.url, connectTimeoutMs: 500 });
+    try {
+      ok(server.url.startsWith("rediss://"));
+      await link.connect();
+      const store = new RedisStore(link, settings());
+      deepEqual(await store.claim(record("TLS001"), { maxRoomsPerGame: 5 }), { status: "ok" });
+      const bus = new RedisBus(link, "a@1", "sf:");
+      const received: number[] = [];
+      await bus.start({ receive: (bytes) => void received.push(bytes[0]!), lost: () => {} });
+      bus.publish("a@1", new Uint8Array([42]));
+      const deadline = Date.now() + 5_000;
+      while (received.length === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      deepEqual(received, [42]);
+      // The system roots do not know the private CA: no connection.
+      await rejects(bounded(untrusted.connect(), 2_000, "connect"));
+    } finally {
+      await untrusted.close();
+      await link.close();
+      await server.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -1,0 +1,87 @@
+/**
+ * A real cluster for end-to-end tests (the cluster research note's test plan, §6.2): a private redis-server and N
+ * server processes (`main.ts` under the executables' permissions) in cluster mode with short
+ * timers, each stopped by pid.
+ *
+ * @module
+ */
+import { type RedisServer, startRedis } from "./redis_server.ts";
+import { type ServerProcess, spawnServer } from "./process.ts";
+
+/** A running cluster. */
+export interface RealCluster extends AsyncDisposable {
+  redis: RedisServer;
+  servers: ServerProcess[];
+  /** `ws://127.0.0.1:<port>/v2/ws` of server `i`. */
+  wsUrl(i: number): string;
+  /** `http://127.0.0.1:<port>` of server `i`. */
+  httpUrl(i: number): string;
+  /** Resolves when every server's grace window is over (T after the epoch's creation). */
+  pastGrace(): Promise<void>;
+}
+
+/** `T` of test clusters, seconds. */
+export const TEST_TTL_SECS = 3;
+
+/** Starts redis-server and `n` servers; resolves once every `/v2/health` answers 200. */
+export async function startCluster(
+  n = 3,
+  env: Record<string, string> = {},
+): Promise<RealCluster> {
+  const redis = await startRedis();
+  const servers: ServerProcess[] = [];
+  // The epoch is created by the first node to register, before every server is healthy.
+  let healthyAt = Date.now();
+  try {
+    for (let i = 0; i < n; i++) {
+      servers.push(
+        await spawnServer({
+          env: {
+            SIGNAL_FISH_CLUSTER__REDIS_URL: redis.url,
+            SIGNAL_FISH_CLUSTER__INSTANCE_ID: `test-${i}`,
+            SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS: String(TEST_TTL_SECS),
+            SIGNAL_FISH_CLUSTER__FORWARD_TIMEOUT_MS: "1500",
+            SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: "250",
+            SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+            SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000",
+            SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS: "1000",
+            SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS: "1000",
+            SIGNAL_FISH_SERVER__ENABLE_RECONNECTION: "true",
+            ...env,
+          },
+        }),
+      );
+    }
+    const deadline = Date.now() + 15_000;
+    for (const server of servers) {
+      for (;;) {
+        const response = await fetch(`http://127.0.0.1:${server.port}/v2/health`);
+        await response.body?.cancel();
+        if (response.status === 200) break;
+        if (Date.now() > deadline) {
+          throw new Error(`Server ${server.port} never became healthy:\n${server.output()}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    healthyAt = Date.now();
+  } catch (error) {
+    for (const server of servers) await server[Symbol.asyncDispose]();
+    await redis.stop();
+    throw error;
+  }
+  return {
+    redis,
+    servers,
+    wsUrl: (i) => `ws://127.0.0.1:${servers[i]!.port}/v2/ws`,
+    httpUrl: (i) => `http://127.0.0.1:${servers[i]!.port}`,
+    pastGrace: async () => {
+      const left = healthyAt + TEST_TTL_SECS * 1000 + 200 - Date.now();
+      if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+    },
+    async [Symbol.asyncDispose]() {
+      for (const server of servers) await server[Symbol.asyncDispose]();
+      await redis.stop();
+    },
+  };
+}
