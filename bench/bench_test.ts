@@ -216,6 +216,34 @@ Deno.test("summarize() reports each interleaved pair, its ratio and the spread",
   match(text, /round 2: 0\.9 \/ 1\.5 = 0\.60x/);
 });
 
+Deno.test("summarize() notes a run whose clients could not all join (a smaller load)", () => {
+  const run = (kind: "ours" | "baseline", failed: number) => ({
+    experiment: "churn" as const,
+    kind,
+    round: 1,
+    report: {
+      churn: { serverCpuMsPerCycle: 1 },
+      connect: {
+        clients: 400,
+        connected: 400,
+        joined: 400 - failed,
+        failed,
+        seconds: 1,
+        errors: failed ? ["JoinRoom answered with RoomJoinFailed"] : [],
+      },
+    } as unknown as Report,
+  });
+  const churn = summarize([run("ours", 320), run("baseline", 0)])
+    .find((metric) => metric.id === "churn_cpu")!;
+  deepEqual(churn.notes, [
+    "ours round 1: 320 clients failed to join (JoinRoom answered with RoomJoinFailed)",
+  ]);
+  deepEqual(
+    summarize([run("ours", 0), run("baseline", 0)]).find((m) => m.id === "churn_cpu")!.notes,
+    [],
+  );
+});
+
 Deno.test("summarizeProfile() adds self time per function and per file", () => {
   const frame = (functionName: string, url: string) => ({ functionName, url, lineNumber: 9 });
   const summary = summarizeProfile({

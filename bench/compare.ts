@@ -231,6 +231,17 @@ export function summarize(runs: Comparison["runs"]): Metric[] {
         );
       }
     }
+    // A run whose clients could not all join measured a smaller load than the other side's.
+    const short = runs.filter((run) =>
+      run.experiment === spec.experiment && !run.discarded && (run.report.connect?.failed ?? 0) > 0
+    );
+    for (const run of short) {
+      notes.push(
+        `${run.kind} round ${run.round}: ${run.report.connect!.failed} clients failed to join (${
+          run.report.connect!.errors[0] ?? "no error text"
+        })`,
+      );
+    }
     return {
       ...described,
       ours,

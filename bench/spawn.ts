@@ -46,7 +46,8 @@ const ROOT = new URL("../", import.meta.url).pathname;
 /**
  * Settings ours needs to be load-tested from one IP: every generator socket shares 127.0.0.1,
  * so the per-IP connection cap (default 10) and the per-IP room-creation and join buckets
- * (default 5 and 20 per minute) go up. The global connection cap defaults to the open-file limit
+ * (default 5 and 20 per minute) go up, and so does the per-IP share of a game's rooms (default 20
+ * live rooms per address, SECURITY.md). The global connection cap defaults to the open-file limit
  * minus 10 % (18,000 under `ulimit -n 20000`), so it is set just under the 20,000 descriptors
  * the 19,000-connection run gets. Everything else keeps its default.
  */
@@ -58,6 +59,7 @@ export const OURS_ENV: Record<string, string> = {
   SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS_PER_IP: "100000",
   SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS: "1000000000",
   SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS: "1000000000",
+  SIGNAL_FISH_SERVER__MAX_ROOMS_PER_IP: "1000000",
   SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
 };
 

@@ -15,6 +15,8 @@ import type { SignalFishServer } from "../src/server.ts";
 import { connect, createAndJoin, serve } from "./helpers.ts";
 import { spawnServer } from "./process.ts";
 import { parseExposition } from "./exposition.ts";
+import { startCluster } from "./cluster_helpers.ts";
+import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
 import { RELAY_TIMING_SAMPLE } from "../src/transport/edge.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -27,6 +29,8 @@ const DASHBOARD = `${DEPLOY}grafana/signal-fish.json`;
 const JOB = "signal-fish";
 /** Series Prometheus makes itself for every target; not in the exposition. */
 const SYNTHETIC = new Set(["up"]);
+/** Families a node exports only in cluster mode (SERVER.md §6.3, "cluster"). */
+const CLUSTER_ONLY = /^signal_fish_cluster_/;
 
 async function available(program: string): Promise<boolean> {
   try {
@@ -228,7 +232,11 @@ Deno.test("Every metric in the Grafana dashboard and the alert rules is in a liv
     deepEqual(datasource, { type: "prometheus", uid: "${datasource}" }, panel);
   }
   check("variable instance", instanceVariable(dashboard));
-  for (const rule of await alertRules()) check(`alert ${rule.alert}`, rule.expr);
+  for (const rule of await alertRules()) {
+    // Cluster-only families are checked against a cluster node below.
+    if (promqlMetricNames(rule.expr).every((name) => CLUSTER_ONLY.test(name))) continue;
+    check(`alert ${rule.alert}`, rule.expr);
+  }
   deepEqual(missing, []);
   // Wanted on the dashboard (issue 16 item 4).
   const all = targets.map((t) => t.expr).join("\n");
@@ -488,4 +496,29 @@ Deno.test("Under the executables' permissions the process families are exported,
   equal(metrics.has("process_open_fds"), false);
   equal(metrics.get(`signal_fish_build_info{version="${denoJson.version}"}`), 1);
   equal(metrics.get("signal_fish_rooms_active"), 0);
+});
+
+Deno.test({
+  name: "Every metric of the cluster alert rules is in a live cluster node's exposition",
+  ignore: IGNORE_WITHOUT_REDIS,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const rules = (await alertRules()).filter((rule) =>
+      promqlMetricNames(rule.expr).every((name) => CLUSTER_ONLY.test(name))
+    );
+    ok(rules.length >= 2, `only ${rules.length} cluster alert rules`);
+    await using cluster = await startCluster(1);
+    const response = await fetch(`${cluster.httpUrl(0)}/metrics/prom`);
+    equal(response.status, 200);
+    const exposed = new Set(
+      [...parseExposition(await response.text()).keys()].map((key) => key.replace(/\{.*$/, "")),
+    );
+    const missing = rules.flatMap((rule) =>
+      promqlMetricNames(rule.expr).filter((name) => !exposed.has(name)).map((name) =>
+        `alert ${rule.alert}: ${name}`
+      )
+    );
+    deepEqual(missing, []);
+  },
 });
