@@ -13,6 +13,8 @@
  * @module
  */
 import type { ClientMessage } from "../protocol/messages.ts";
+import { authorityRequest } from "./authority.ts";
+import { playerReady, provideConnectionInfo } from "./lobby.ts";
 import { type EngineStats, HomeDirectory, type RoomSummary } from "./directory.ts";
 import {
   type ConnId,
@@ -108,11 +110,11 @@ export class Engine {
       case "GameData":
         return this.#rooms.gameData(session, message.data, now);
       case "AuthorityRequest":
-        return this.#rooms.authorityRequest(session, message.data.become_authority, now);
+        return authorityRequest(session, message.data.become_authority, now);
       case "PlayerReady":
-        return this.#rooms.playerReady(session, now);
+        return playerReady(session, this.#directory, now);
       case "ProvideConnectionInfo":
-        return this.#rooms.provideConnectionInfo(session, message.data.connection_info, now);
+        return provideConnectionInfo(session, message.data.connection_info, now);
       case "Ping":
         return [send(session.playerId, { type: "Pong" })];
       case "Reconnect":

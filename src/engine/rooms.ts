@@ -7,45 +7,26 @@
  * @module
  */
 import { encodeServerMessage } from "../protocol/codec.ts";
-import type { ErrorCode } from "../protocol/error_codes.ts";
 import {
   type ClientData,
-  type ConnectionInfo,
   RawJson,
   type RoomSnapshot,
   type ServerMessage,
 } from "../protocol/messages.ts";
 import { encodeGameDataEnvelope, msgpackToJson } from "../protocol/msgpack.ts";
 import { utf8Length } from "../protocol/utf8.ts";
+import { authorityChanged, authoritySuccessor } from "./authority.ts";
+import { gameStarting, lobbyChanged } from "./lobby.ts";
 import { type CapScope, directoryRelease, type HomeDirectory } from "./directory.ts";
 import { type ConnId, type Effect, error, event, joinFailed, send } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import type { Reconnection } from "./reconnection.ts";
-import { gameScope, Room, roomSnapshot, type Seat, withoutAddress } from "./room.ts";
+import { gameScope, Room, roomSnapshot, type Seat } from "./room.ts";
 import type { Session, Sessions } from "./sessions.ts";
 import { checkGameName, checkPlayerName, checkRoomCode, nameKey } from "./validation.ts";
 
 /** Attempts at a unique generated room code before giving up (PROTOCOL.md §7.2.3). */
 export const CODE_ATTEMPTS = 16;
-
-/**
- * `GameStarting` (PROTOCOL.md §7.8) to `players` with the peers' connection info, and to the
- * room's spectators without it: spectators never see players' addresses (issue 14 item 12).
- */
-function gameStarting(room: Room, players: ConnId[]): Effect[] {
-  const peers = room.peerConnections();
-  const effects: Effect[] = [
-    send(players, { type: "GameStarting", data: { peer_connections: peers } }),
-  ];
-  const spectators = [...room.spectators.keys()];
-  if (spectators.length > 0) {
-    effects.push(send(spectators, {
-      type: "GameStarting",
-      data: { peer_connections: peers.map(withoutAddress) },
-    }));
-  }
-  return effects;
-}
 
 /** What `JoinRoom` gets while no room may be created (EXTENSIONS.md E12 maintenance). */
 export const MAINTENANCE_REASON = "Server is in maintenance";
@@ -337,22 +318,10 @@ export class Rooms {
       effects.push(send(others, { type: "PlayerJoined", data: { player } }));
     }
     if (room.maxPlayers > 1 && room.seats.size === room.maxPlayers) {
-      effects.push(this.#lobbyChanged(room));
+      effects.push(lobbyChanged(room));
     }
     if (room.maxPlayers === 1) effects.push(...gameStarting(room, [joiner]));
     return effects;
-  }
-
-  #lobbyChanged(room: Room): Effect {
-    const state = room.lobbyState;
-    return send(room.members(), {
-      type: "LobbyStateChanged",
-      data: {
-        lobby_state: state,
-        ready_players: [...room.ready],
-        all_ready: state === "finalized",
-      },
-    });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -394,8 +363,10 @@ export class Rooms {
       effects.push(send(members, { type: "PlayerLeft", data: { player_id: playerId } }));
     }
     if (room.authority === playerId) {
-      room.authority = room.authorityHandover ? this.#successor(room) : null;
-      if (room.authority !== null) effects.push(...this.#authorityChanged(room));
+      room.authority = room.authorityHandover
+        ? authoritySuccessor(room, (id) => this.#reconnection.held(id) !== undefined)
+        : null;
+      if (room.authority !== null) effects.push(...authorityChanged(room));
       else if (members.length > 0) {
         effects.push(send(members, {
           type: "AuthorityChanged",
@@ -405,7 +376,7 @@ export class Rooms {
     }
     if (wasFull) {
       room.ready.clear();
-      if (members.length > 0) effects.push(this.#lobbyChanged(room));
+      if (members.length > 0) effects.push(lobbyChanged(room));
     }
     if (room.seats.size === 0) {
       room.emptySince = now;
@@ -599,116 +570,5 @@ export class Rooms {
     }
     effects.push(event({ type: "game_data", recipients }));
     return effects;
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Authority (PROTOCOL.md §7.5)
-
-  /** `AuthorityRequest`: answered exactly once, `AuthorityChanged` on a change. */
-  authorityRequest(session: Session, claim: boolean, now: number): Effect[] {
-    const id = session.playerId;
-    if (session.watching) {
-      return [error(id, "Spectators cannot request authority", "SPECTATOR_NOT_ALLOWED")];
-    }
-    const room = session.playing;
-    const deny = (reason: string, code: ErrorCode): Effect =>
-      send(id, {
-        type: "AuthorityResponse",
-        data: { granted: false, reason, error_code: code },
-      });
-    if (!room) return [deny("Not in a room", "NOT_IN_ROOM")];
-    room.lastActivity = now;
-    if (!room.supportsAuthority) {
-      return [deny("Room does not support authority", "AUTHORITY_NOT_SUPPORTED")];
-    }
-    const granted = send(id, { type: "AuthorityResponse", data: { granted: true, reason: null } });
-    if (claim) {
-      if (room.authority === id) return [granted];
-      if (room.authority !== null) {
-        return [deny("Another player already has authority", "AUTHORITY_CONFLICT")];
-      }
-      room.authority = id;
-    } else {
-      if (room.authority !== id) {
-        return [deny("You do not have authority to release", "AUTHORITY_DENIED")];
-      }
-      room.authority = null;
-    }
-    return [granted, ...this.#authorityChanged(room)];
-  }
-
-  /**
-   * Who takes authority when its holder's seat is released in a room created with
-   * `authority_handover` (EXTENSIONS.md E11): the connected player seated longest, else the
-   * held seat seated longest, else nobody. Seats are kept in the order they were taken.
-   */
-  #successor(room: Room): string | null {
-    let heldFirst: string | null = null;
-    for (const playerId of room.seats.keys()) {
-      if (!this.#reconnection.held(playerId)) return playerId;
-      heldFirst ??= playerId;
-    }
-    return heldFirst;
-  }
-
-  /** `AuthorityChanged` to every member, personalised for the holder (PROTOCOL.md §7.5). */
-  #authorityChanged(room: Room): Effect[] {
-    const holder = room.authority;
-    const effects: Effect[] = [];
-    if (holder !== null) {
-      effects.push(send(holder, {
-        type: "AuthorityChanged",
-        data: { authority_player: holder, you_are_authority: true },
-      }));
-    }
-    const others = room.membersExcept(holder ?? "");
-    if (others.length > 0) {
-      effects.push(send(others, {
-        type: "AuthorityChanged",
-        data: { authority_player: holder, you_are_authority: false },
-      }));
-    }
-    return effects;
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Lobby (PROTOCOL.md §7.4) and connection info (§7.8)
-
-  /** `PlayerReady`: toggles readiness; `GameStarting` when the lobby becomes finalized. */
-  playerReady(session: Session, now: number): Effect[] {
-    if (session.watching) {
-      return [
-        error(session.playerId, "Spectators cannot change ready status", "SPECTATOR_NOT_ALLOWED"),
-      ];
-    }
-    const room = session.playing;
-    if (!room) return [error(session.playerId, "Not in a room", "NOT_IN_ROOM")];
-    room.lastActivity = now;
-    const before = room.lobbyState;
-    if (!room.ready.delete(session.playerId)) room.ready.add(session.playerId);
-    const effects = [this.#lobbyChanged(room)];
-    if (room.lobbyState === "finalized" && before !== "finalized") {
-      effects.push(...gameStarting(room, [...room.seats.keys()]));
-    }
-    if (room.lobbyState !== before) effects.push(this.#directory.refresh(room));
-    return effects;
-  }
-
-  /** `ProvideConnectionInfo`: stored silently, shown in later snapshots (PROTOCOL.md §7.8). */
-  provideConnectionInfo(session: Session, info: ConnectionInfo, now: number): Effect[] {
-    if (session.watching) {
-      return [
-        error(
-          session.playerId,
-          "Spectators cannot provide connection info",
-          "SPECTATOR_NOT_ALLOWED",
-        ),
-      ];
-    }
-    const room = session.playing;
-    if (!room) return [error(session.playerId, "Not in a room", "NOT_IN_ROOM")];
-    room.lastActivity = now;
-    room.seats.get(session.playerId)!.connectionInfo = info;
-    return [];
   }
 }
