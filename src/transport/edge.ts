@@ -1,12 +1,12 @@
 /**
- * The edge (SERVER.md §8.2): it owns this node's connections and runs each inbound frame
+ * The edge (docs/spec/SERVER.md §8.2): it owns this node's connections and runs each inbound frame
  * through one pipeline — size limit → token binding → decode → session → route — handing room
  * input to the room's home through the {@linkcode Router}, the only path in every mode. It is
  * also this node's home endpoint: it applies the engine's effects, serialising each message once
- * (SERVER.md §5.1) and delivering it through the router to the connections' edges.
+ * (docs/spec/SERVER.md §5.1) and delivering it through the router to the connections' edges.
  *
  * While a bind request (`JoinRoom`, `JoinAsSpectator`, `Reconnect`) is pending at a home, the
- * connection's later frames wait in a bounded queue (SERVER.md §8.4.2); in single-instance mode
+ * connection's later frames wait in a bounded queue (docs/spec/SERVER.md §8.4.2); in single-instance mode
  * the in-memory router answers at once, so nothing ever waits.
  *
  * @module
@@ -44,16 +44,16 @@ export type { EdgeEvent } from "./events.ts";
 export type { Peer, SendFailure } from "./peer.ts";
 
 const log = getLogger(["signal-fish", "hub"]);
-/** The frame every unparsable message gets (PROTOCOL.md §2.3), serialised once. */
+/** The frame every unparsable message gets (docs/spec/PROTOCOL.md §2.3), serialised once. */
 const INVALID_FRAME = encodeServerMessage(INVALID_CLIENT_MESSAGE);
-/** One GameData in this many is timed for the relay latency histogram (SERVER.md §6.5). */
+/** One GameData in this many is timed for the relay latency histogram (docs/spec/SERVER.md §6.5). */
 export const RELAY_TIMING_SAMPLE = 16;
-/** The node name of a single instance (SERVER.md §8.2; a cluster names nodes `<id>@<boot>`). */
+/** The node name of a single instance (docs/spec/SERVER.md §8.2; a cluster names nodes `<id>@<boot>`). */
 export const LOCAL_NODE: NodeId = "local";
 
 /** What the edge knows about a connection besides its peer. */
 export interface PeerInfo {
-  /** Client IP (SERVER.md §1.9). */
+  /** Client IP (docs/spec/SERVER.md §1.9). */
   ip: string;
   /** Set when the connection negotiated token binding: every text frame carries a proof. */
   tokenBinding?: TokenBinding;
@@ -65,7 +65,7 @@ export interface EdgeOptions {
   maxMessageSize: number;
   /**
    * Most bytes of frames queued behind a pending request before the connection is closed as a
-   * slow consumer with 1013 (`websocket.max_buffered_bytes`, SERVER.md §8.4.2).
+   * slow consumer with 1013 (`websocket.max_buffered_bytes`, docs/spec/SERVER.md §8.4.2).
    * @default 1048576
    */
   maxQueuedBytes?: number;
@@ -81,7 +81,7 @@ export interface EdgeOptions {
   directory?: RoomDirectory;
   /**
    * Cluster mode: resolves `JoinRoom`, `JoinAsSpectator` and `Reconnect` through the shared
-   * directory before any engine sees them (SERVER.md §8.4.3). @default none (single instance:
+   * directory before any engine sees them (docs/spec/SERVER.md §8.4.3). @default none (single instance:
    * every room is local)
    */
   resolver?: Resolver;
@@ -93,7 +93,7 @@ export interface EdgeOptions {
   forwardTimeoutMs?: number;
 }
 
-/** Where a bind request goes, decided by a {@linkcode Resolver} (SERVER.md §8.4.3). */
+/** Where a bind request goes, decided by a {@linkcode Resolver} (docs/spec/SERVER.md §8.4.3). */
 export type Resolution =
   /**
    * Handled by this node's engine; `prepare` runs just before (stages a claimed code or id),
@@ -121,23 +121,23 @@ export type Resolver = (
 
 /** A maintenance or operator command for the edge ({@linkcode Edge.command}). */
 export type EdgeCommand =
-  /** The maintenance sweep (SERVER.md §4.2). */
+  /** The maintenance sweep (docs/spec/SERVER.md §4.2). */
   | { kind: "sweep" }
-  /** The once-a-second timer: held-seat expiry (SERVER.md §4.1). */
+  /** The once-a-second timer: held-seat expiry (docs/spec/SERVER.md §4.1). */
   | { kind: "tick" }
-  /** Closes connections past their auth deadline (SERVER.md §4.5). */
+  /** Closes connections past their auth deadline (docs/spec/SERVER.md §4.5). */
   | { kind: "expire_authentication" }
-  /** Closes every connection (graceful shutdown, SERVER.md §1.1). */
+  /** Closes every connection (graceful shutdown, docs/spec/SERVER.md §1.1). */
   | { kind: "close_all"; code: number; reason: string }
   /**
-   * A drain step (cluster mode, SERVER.md §8.7): rooms without seats are deleted (every room
+   * A drain step (cluster mode, docs/spec/SERVER.md §8.7): rooms without seats are deleted (every room
    * when `final`), and every connection that is not a member of a room homed here is closed
    * with 1001.
    */
   | { kind: "drain"; final: boolean }
   /** An operator command for a room, routed to its home through the directory. */
   | { kind: "room"; command: RoomCommand }
-  /** Maintenance mode on this node: no new rooms (EXTENSIONS.md E12). */
+  /** Maintenance mode on this node: no new rooms (docs/spec/EXTENSIONS.md E12). */
   | { kind: "maintenance"; enabled: boolean };
 
 /** Per-connection state of the inbound pipeline. */
@@ -166,7 +166,7 @@ export class Edge {
   readonly #peers = new LocalPeers((directive, now) => this.#direct(directive, now));
   readonly #conns = new Map<ConnId, Connection>();
   readonly #resolver: Resolver | undefined;
-  /** Home side: remote sessions seated here → their edge node (SERVER.md §8.2). */
+  /** Home side: remote sessions seated here → their edge node (docs/spec/SERVER.md §8.2). */
   readonly #remote = new Map<ConnId, NodeId>();
   /** Home side: remote recipients of `RoomLeft`/`SpectatorLeft` in this event (maybe unbound). */
   #unbindCheck: ConnId[] = [];
@@ -230,7 +230,7 @@ export class Edge {
 
   /**
    * Registers a connection accepted at `now` (ms) and returns its new connection id
-   * (PROTOCOL.md §1.2).
+   * (docs/spec/PROTOCOL.md §1.2).
    */
   connect(peer: Peer, info: PeerInfo, now: number = Date.now()): ConnId {
     const id = this.#options.newId();
@@ -248,7 +248,7 @@ export class Edge {
   }
 
   /**
-   * Handles one inbound frame (SERVER.md §1.11, §8.4.2) received at `now` (ms): size check,
+   * Handles one inbound frame (docs/spec/SERVER.md §1.11, §8.4.2) received at `now` (ms): size check,
    * then — unless a request is pending, when it is queued — token binding, decode, session and
    * route. Frames from unknown or closing connections are ignored. Throws only on a bug.
    */
@@ -308,7 +308,7 @@ export class Edge {
     }
     switch (message.type) {
       case "Authenticate":
-        // The session step: answered by the edge, never by a home (SERVER.md §8.2).
+        // The session step: answered by the edge, never by a home (docs/spec/SERVER.md §8.2).
         this.#apply(this.#engine.handle(id, message, now), now);
         return;
       case "JoinRoom":
@@ -329,7 +329,7 @@ export class Edge {
   }
 
   /**
-   * A barrier (SERVER.md §8.4.2 item 4): the connection is pending until the remote home
+   * A barrier (docs/spec/SERVER.md §8.4.2 item 4): the connection is pending until the remote home
    * answers with `BOUND` or `UNBIND`; without an answer in time it is closed with 1012.
    */
   #startBarrier(id: ConnId, conn: Connection): void {
@@ -357,21 +357,7 @@ export class Edge {
     const outcome = this.#router.bind(conn.home, id, message, now);
     if (!(outcome instanceof Promise)) return;
     conn.queue = [];
-    const settle = () => {
-      const queue = conn.queue ?? [];
-      conn.queue = undefined;
-      conn.queuedBytes = 0;
-      for (let i = 0; i < queue.length; i++) {
-        if (this.#conns.get(id) !== conn) return;
-        const pending = conn.queue as Connection["queue"];
-        if (pending !== undefined) {
-          // Another request became pending: the rest waits behind it, in order.
-          pending.push(...queue.slice(i));
-          return;
-        }
-        this.#process(id, conn, queue[i]!, Date.now());
-      }
-    };
+    const settle = () => this.#settle(id, conn);
     outcome.then(settle, (error) => {
       log.error("Bind request of {connection_id} failed: {error}", { connection_id: id, error });
       settle();
@@ -379,7 +365,7 @@ export class Edge {
   }
 
   /**
-   * Cluster mode (SERVER.md §8.4.2–§8.4.3): the connection is pending while the resolver asks
+   * Cluster mode (docs/spec/SERVER.md §8.4.2–§8.4.3): the connection is pending while the resolver asks
    * Redis and, for a room homed elsewhere, while that home answers the `BIND`; a `MISS` resolves
    * once more with that home's entry treated as stale, a second one answers
    * `SERVICE_UNAVAILABLE`. A connection bound to a remote home sends the request there.
@@ -399,7 +385,7 @@ export class Edge {
         const previous = conn.home;
         conn.home = home;
         // A spectator that switched to a room on another home leaves its old room silently
-        // (SERVER.md §8.4.2 `BOUND`): `CLOSED{switched}` to a remote home, a local detach here.
+        // (docs/spec/SERVER.md §8.4.2 `BOUND`): `CLOSED{switched}` to a remote home, a local detach here.
         if (previous !== home) {
           if (previous !== this.#node) {
             this.#router.closed(previous, id, "switched", Date.now());
@@ -483,6 +469,7 @@ export class Edge {
       if (this.#conns.get(id) !== conn) return;
       const pending = conn.queue as Connection["queue"];
       if (pending !== undefined) {
+        // Another request became pending: the rest waits behind it, in order.
         pending.push(...queue.slice(i));
         return;
       }
@@ -490,7 +477,7 @@ export class Edge {
     }
   }
 
-  /** A frame the remote home returned: processed again here (SERVER.md §8.4.2). */
+  /** A frame the remote home returned: processed again here (docs/spec/SERVER.md §8.4.2). */
   #bounce(id: ConnId, frame: string | Uint8Array, now: number): void {
     const conn = this.#conns.get(id);
     if (!conn) return;
@@ -503,7 +490,7 @@ export class Edge {
     }
   }
 
-  /** Resync with `home`, edge side (SERVER.md §8.5.2 step 1): close with 1012. */
+  /** Resync with `home`, edge side (docs/spec/SERVER.md §8.5.2 step 1): close with 1012. */
   #resyncEdge(home: NodeId, now: number): ConnId[] {
     const closed: ConnId[] = [];
     for (const [id, conn] of this.#conns) {
@@ -541,19 +528,19 @@ export class Edge {
 
   /**
    * Refuses an inbound message the transport stopped reading at `size` bytes, past
-   * `maxMessageSize` (SERVER.md §3.6): `Error` MESSAGE_TOO_LARGE, then close 1009.
+   * `maxMessageSize` (docs/spec/SERVER.md §3.6): `Error` MESSAGE_TOO_LARGE, then close 1009.
    */
   refuseTooLarge(id: ConnId, size: number, now: number): void {
     if (this.#conns.has(id)) this.#tooLarge(id, size, now);
   }
 
-  /** Reports a transport error on a connection's socket (counted, SERVER.md §6.3 #27). */
+  /** Reports a transport error on a connection's socket (counted, docs/spec/SERVER.md §6.3 #27). */
   transportError(id: ConnId): void {
     this.#onEvent?.({ type: "websocket_error", connectionId: id });
   }
 
   /**
-   * Handles a closed socket (SERVER.md §5.5): a player's seat is held or released, a spectator
+   * Handles a closed socket (docs/spec/SERVER.md §5.5): a player's seat is held or released, a spectator
    * detached. `loss` tells the home about messages that could not be written; `code` is the
    * WebSocket close code, when known (for the log); `idleTimeout` says the socket was closed by
    * the idle timeout (metrics). Idempotent.
@@ -591,7 +578,7 @@ export class Edge {
   }
 
   /**
-   * The one entry for timers, shutdown and operator actions (SERVER.md §4, §1.1): runs
+   * The one entry for timers, shutdown and operator actions (docs/spec/SERVER.md §4, §1.1): runs
    * `command` at `now` (ms) and carries out what it produces. Room commands answer with the
    * home's reply (at once in one process); the others answer `undefined`.
    */
@@ -632,16 +619,16 @@ export class Edge {
 
   /**
    * Carries out effects produced at `now` (ms) in order, each message serialised once for all
-   * its recipients, then writes what they queued (SERVER.md §5.1, §5.3).
+   * its recipients, then writes what they queued (docs/spec/SERVER.md §5.1, §5.3).
    */
   apply(effects: Effect[], now: number): void {
     this.#apply(effects, now);
   }
 
   /**
-   * Closes every connection (graceful shutdown, SERVER.md §1.1). Every socket is closed and
+   * Closes every connection (graceful shutdown, docs/spec/SERVER.md §1.1). Every socket is closed and
    * detached before any seat is released, so nobody gets room traffic about players who are
-   * leaving with them (PROTOCOL.md §7.12: "nobody is left to notify").
+   * leaving with them (docs/spec/PROTOCOL.md §7.12: "nobody is left to notify").
    */
   #closeAll(code: number, reason: string, now: number): void {
     const ids = this.#peers.ids();
@@ -650,7 +637,7 @@ export class Edge {
     for (const id of ids) this.disconnect(id, now);
   }
 
-  /** A refused token-binding proof (SERVER.md §3.9): `Error`, then close 1008 if `close`. */
+  /** A refused token-binding proof (docs/spec/SERVER.md §3.9): `Error`, then close 1008 if `close`. */
   #bindingViolation(
     id: ConnId,
     message: string,
@@ -720,7 +707,7 @@ export class Edge {
       const role = this.#engine.binding(conn);
       return role ? { status: "bound", role } : UNBOUND;
     }
-    // A remote request never creates a room here (SERVER.md §8.4.4): no room → MISS.
+    // A remote request never creates a room here (docs/spec/SERVER.md §8.4.4): no room → MISS.
     // A member here asking for a room elsewhere: a player is answered here ("Already in a
     // room"); a spectator switching rooms is resolved by its edge (MISS).
     if (
@@ -783,7 +770,7 @@ export class Edge {
     this.#apply(this.#engine.disconnect(conn, now), now);
   }
 
-  /** Resync with `edge`, home side (SERVER.md §8.5.2 step 2): seats held, spectators detached. */
+  /** Resync with `edge`, home side (docs/spec/SERVER.md §8.5.2 step 2): seats held, spectators detached. */
   #dropEdge(edge: NodeId, now: number): ConnId[] {
     const dropped: ConnId[] = [];
     for (const [conn, of] of this.#remote) if (of === edge) dropped.push(conn);
@@ -836,7 +823,7 @@ export class Edge {
     this.#apply(this.#engine.disconnect(conn, now, truncated ? { truncated } : undefined), now);
   }
 
-  /** Runs an operator command on a room homed here (EXTENSIONS.md E12). */
+  /** Runs an operator command on a room homed here (docs/spec/EXTENSIONS.md E12). */
   #commandHere(command: RoomCommand, now: number): CommandReply {
     const { gameName, roomCode } = command;
     const summary = this.#engine.lookup(gameName, roomCode);
@@ -861,7 +848,7 @@ export class Edge {
   }
 
   /**
-   * Hands one frame to its recipients through the router (SERVER.md §5.2). A peer whose socket
+   * Hands one frame to its recipients through the router (docs/spec/SERVER.md §5.2). A peer whose socket
    * is no longer open is torn down and the frame goes to its held seat's replay buffer; a slow
    * consumer is closed with 1013, its seat held as truncated.
    */
@@ -878,7 +865,7 @@ export class Edge {
   }
 
   /**
-   * The one-pass output split of SERVER.md §8.4.4: local recipients → their sockets; remote
+   * The one-pass output split of docs/spec/SERVER.md §8.4.4: local recipients → their sockets; remote
    * sessions → the `OUT` of their edge; unknown ids → as in single-instance mode.
    */
   #deliverSplit(frame: string | Uint8Array, to: readonly ConnId[], now: number): void {
@@ -938,7 +925,7 @@ export class Edge {
       this.#applyAll(effects, now);
     } finally {
       if (this.#depth === 1 && this.#unbindCheck.length > 0) this.#unbindRemotes(now);
-      // Everything this event produced is queued: write it (batching, SERVER.md §5.3).
+      // Everything this event produced is queued: write it (batching, docs/spec/SERVER.md §5.3).
       if (--this.#depth === 0) this.#router.flush();
     }
   }
@@ -1025,7 +1012,7 @@ function withoutRecipient(effects: Effect[], conn: ConnId): Effect[] {
   return out;
 }
 
-/** The failure a request gets when no home answers (SERVER.md §8.4.2 "Timeout"). */
+/** The failure a request gets when no home answers (docs/spec/SERVER.md §8.4.2 "Timeout"). */
 export function unavailable(message: ClientMessage): ServerMessage {
   const data = {
     reason: "Service temporarily unavailable",
