@@ -52,6 +52,8 @@ export function runHotPath(
   const engine = new Engine({
     ...settings,
     maxRoomsPerGame: Number.MAX_SAFE_INTEGER,
+    // Every simulated player shares one address: no per-IP share of a game's rooms.
+    maxRoomsPerIp: undefined,
     rateLimits: undefined,
   });
   const metrics = serverMetrics(config, engine, () => edge.size);
