@@ -26,7 +26,7 @@ import {
 import { startServer, unsupportedSettings } from "./src/server.ts";
 
 /**
- * Sets up logtape once for the whole process (SERVER.md §7): stdout in `logging.format`, plus
+ * Sets up logtape once for the whole process (docs/spec/SERVER.md §7): stdout in `logging.format`, plus
  * the rotating, size-capped file sink when `logging.enable_file_logging`, both behind the
  * per-event line rate limit (`logging.max_lines_per_event_per_second`). Failures of either sink
  * are counted in `stats` and warned about (stdout's on stderr, the file's as a WARN line).
@@ -116,7 +116,7 @@ async function main(args: string[]): Promise<number> {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     try {
       Deno.addSignalListener(signal, () => {
-        // A second signal (or SIGINT) ends a cluster drain (SERVER.md §8.7).
+        // A second signal (or SIGINT) ends a cluster drain (docs/spec/SERVER.md §8.7).
         if (received !== undefined) void server.close({ drain: false });
         received ??= signal;
         resolve(signal);

@@ -20,7 +20,7 @@ export type AgentCommand =
     cmd: "connect";
     /**
      * WebSocket URL of the server under test, or a comma-separated list of a cluster's
-     * instances (SERVER.md §8): each player connects to one of them by `placement`.
+     * instances (docs/spec/SERVER.md §8): each player connects to one of them by `placement`.
      */
     url: string;
     /**

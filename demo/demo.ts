@@ -2,7 +2,7 @@
  * A scripted two-player session against a real Signal Fish server, printed as a conversation.
  *
  * The demo starts a server on `127.0.0.1` (an OS-assigned port) and drives two WebSocket clients
- * through the whole lobby flow of PROTOCOL.md §7:
+ * through the whole lobby flow of docs/spec/PROTOCOL.md §7:
  *
  * 1. Mira authenticates (`Authenticated` + `ProtocolInfo`) and creates a two-seat room.
  * 2. Tobias joins with the room code; the full room enters `lobby`.
@@ -174,7 +174,7 @@ async function main(): Promise<void> {
   check(created.is_authority, "the creator of the room should hold authority");
   const { room_code: roomCode, player_id: miraId } = created;
 
-  // Authentication is off by default (PROTOCOL.md §7.1.2), so Tobias can skip it.
+  // Authentication is off by default (docs/spec/PROTOCOL.md §7.1.2), so Tobias can skip it.
   step(`Tobias joins room ${roomCode}; the room is full, so it enters the lobby`);
   await using tobias = await Client.connect("Tobias", server.wsUrl);
   tobias.send("JoinRoom", { game_name: GAME_NAME, room_code: roomCode, player_name: "Tobias" });
@@ -225,7 +225,7 @@ async function main(): Promise<void> {
   check((await mira.expect("AuthorityChanged")).data.authority_player === tobiasId, "wrong lead");
 
   // Tobias held authority and the room was full, so Mira also learns that authority is vacant
-  // and that the room is back to waiting (PROTOCOL.md §7.3.3).
+  // and that the room is back to waiting (docs/spec/PROTOCOL.md §7.3.3).
   step("Tobias leaves the room");
   tobias.send("LeaveRoom");
   await tobias.expect("RoomLeft");

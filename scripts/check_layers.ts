@@ -23,7 +23,7 @@ export interface ModuleGraph {
 }
 
 /**
- * Layer → the layers it must not import (SERVER.md has no layering section; issue 13 item 5 and
+ * Layer → the layers it must not import (docs/spec/SERVER.md has no layering section; issue 13 item 5 and
  * the architecture review's target layout set these). `"*"` forbids every layer but its own.
  */
 export const FORBIDDEN: Readonly<Record<string, readonly string[] | "*">> = {

@@ -13,20 +13,20 @@ export const CONFIG_DIR = "/etc/signal-fish";
 export const ASSET_DIRS: readonly string[] = ["static"];
 
 /**
- * Environment variables the server reads: only the configuration variables of SERVER.md §2.3
+ * Environment variables the server reads: only the configuration variables of docs/spec/SERVER.md §2.3
  * (`SIGNAL_FISH_…` and `SIGNAL_FISH__…`, including `SIGNAL_FISH_CONFIG_PATH`). The `*` suffix is
  * a prefix wildcard (Deno ≥ 2.1); `src/config/load.ts` `readConfigEnv()` then looks up the known
  * names one by one, because listing the environment needs full env access. Besides:
  * `RLIMIT_NOFILE`, the open-file limit when `/proc/self/limits` cannot be read
  * (`src/http/admission.ts`), the two switches `npm:ws` reads when it loads
  * (`WS_NO_BUFFER_UTIL`, `WS_NO_UTF_8_VALIDATE`), and in cluster mode the two the Redis client
- * (node-redis 6.x) reads (`REDIS_DEBUG_MAINTENANCE`, `REDIS_EMIT_DIAGNOSTICS`, SERVER.md §8.9).
+ * (node-redis 6.x) reads (`REDIS_DEBUG_MAINTENANCE`, `REDIS_EMIT_DIAGNOSTICS`, docs/spec/SERVER.md §8.9).
  */
 export const ENV_ALLOW = "SIGNAL_FISH_*,RLIMIT_NOFILE,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE," +
   "REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS";
 
 /**
- * Directories the server may write: the log files of `logging.enable_file_logging` (SERVER.md
+ * Directories the server may write: the log files of `logging.enable_file_logging` (docs/spec/SERVER.md
  * §7.3), either `./logs` (the default `logging.dir`) or `/var/log/signal-fish` (the systemd unit's
  * `LogsDirectory`), and the state file of `server.state_file` (README "Rooms survive a restart"),
  * under `./state` (the `dev` task's `./state/rooms.json`) or `/var/lib/signal-fish` (the unit's
@@ -41,7 +41,7 @@ export const WRITE_ALLOW: readonly string[] = [
 
 /**
  * Files and directories the server may read, relative ones resolved against the working directory
- * at startup: `./config.json` (the implicit config file, SERVER.md §2.1), {@linkcode CONFIG_DIR}
+ * at startup: `./config.json` (the implicit config file, docs/spec/SERVER.md §2.1), {@linkcode CONFIG_DIR}
  * (`--config /etc/signal-fish/config.json`, TLS certificate and key) and the directories of
  * {@linkcode WRITE_ALLOW} (log rotation and retention list them, SECURITY.md "Logging"; the state
  * file is read back at start). A config

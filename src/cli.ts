@@ -1,5 +1,5 @@
 /**
- * Command-line handling (SERVER.md §2.5): parses the flags, loads the configuration and decides
+ * Command-line handling (docs/spec/SERVER.md §2.5): parses the flags, loads the configuration and decides
  * whether to exit (with the text to print) or to serve. Pure apart from the injected file reader.
  *
  * @module
@@ -130,7 +130,7 @@ export function runCli(
 
 /**
  * The plain-words lines `main.ts` prints on stderr once the server listens, before any JSON log
- * line (SERVER.md §1.1 note): where to point a browser, a game client and a health check, and
+ * line (docs/spec/SERVER.md §1.1 note): where to point a browser, a game client and a health check, and
  * where the documentation is. `url` is the server's local URL (`http://127.0.0.1:3536`).
  */
 export function startupBanner(url: string, config: Config): string {

@@ -181,7 +181,7 @@ Deno.test("runCli() --validate-config names the file it loaded and exits 2 on un
       "invalid configuration: environment variable SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYER is not a configuration key (did you mean SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS?)\n" +
       "Config file: none\n",
   );
-  // Serving keeps it a warning (the prefix is shared with other tools, SERVER.md §2.3).
+  // Serving keeps it a warning (the prefix is shared with other tools, docs/spec/SERVER.md §2.3).
   const served = run([], { SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYER: "4" });
   assert.equal(served.kind, "serve");
 });

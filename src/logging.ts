@@ -1,12 +1,12 @@
 /**
- * Log formatting and the rotating file sink (SERVER.md §7). `main.ts` passes these to logtape's
+ * Log formatting and the rotating file sink (docs/spec/SERVER.md §7). `main.ts` passes these to logtape's
  * `configure()`; nothing here configures logging itself.
  *
  * @module
  */
 import type { LogLevel, LogRecord, Sink } from "@logtape/logtape";
 
-/** `logging.level` values (SERVER.md §2.7, aliases included) → logtape levels. */
+/** `logging.level` values (docs/spec/SERVER.md §2.7, aliases included) → logtape levels. */
 const LEVELS: Readonly<Record<string, LogLevel>> = {
   trace: "trace",
   debug: "debug",
@@ -22,7 +22,7 @@ export function logLevel(level: string | null): LogLevel {
   return LEVELS[level?.toLowerCase() ?? "info"] ?? "info";
 }
 
-/** Spec level names (SERVER.md §7.2): `TRACE|DEBUG|INFO|WARN|ERROR`; fatal is logged as ERROR. */
+/** Spec level names (docs/spec/SERVER.md §7.2): `TRACE|DEBUG|INFO|WARN|ERROR`; fatal is logged as ERROR. */
 const LEVEL_NAMES: Readonly<Record<LogLevel, string>> = {
   trace: "TRACE",
   debug: "DEBUG",
@@ -33,7 +33,7 @@ const LEVEL_NAMES: Readonly<Record<LogLevel, string>> = {
 };
 
 /**
- * Property names whose values are never logged (SERVER.md §7.2 "Never logged"): secrets,
+ * Property names whose values are never logged (docs/spec/SERVER.md §7.2 "Never logged"): secrets,
  * tokens, passwords and `Authorization` headers. Matched case-insensitively as substrings.
  */
 const SECRET_KEY = /secret|token|password|authorization/i;
@@ -127,7 +127,7 @@ export function safeProperties(record: LogRecord): Record<string, unknown> {
 }
 
 /**
- * One JSON object per line (SERVER.md §7.2 `json`): `timestamp` (RFC 3339 UTC), `level`,
+ * One JSON object per line (docs/spec/SERVER.md §7.2 `json`): `timestamp` (RFC 3339 UTC), `level`,
  * `category`, `message`, then the structured fields, flat.
  */
 export function formatJsonLine(record: LogRecord): string {
@@ -221,7 +221,7 @@ const COLORS: Readonly<Record<string, string>> = {
 };
 
 /**
- * One human-readable line (SERVER.md §7.2 `text`): `<timestamp> <LEVEL> <category>: <message>
+ * One human-readable line (docs/spec/SERVER.md §7.2 `text`): `<timestamp> <LEVEL> <category>: <message>
  * k=v …`; the level is coloured only when `colors` (a TTY, never a file).
  */
 export function formatTextLine(record: LogRecord, colors = false): string {
@@ -278,7 +278,7 @@ export type StdoutSink = Sink & Disposable & {
 };
 
 /**
- * The stdout sink (SERVER.md §7.2): each record is formatted when logged, and lines are written
+ * The stdout sink (docs/spec/SERVER.md §7.2): each record is formatted when logged, and lines are written
  * together at most `flushDelayMs` later (or as soon as `maxBufferedChars` wait), one write for
  * many lines instead of a system call per line. Lines are never dropped and stay in order; what
  * waits is written when the process unloads (`Deno.exit`, end of the event loop), on an
@@ -350,11 +350,11 @@ export function openStdoutSink(options: StdoutSinkOptions): StdoutSink {
   return sink;
 }
 
-/** `logging.rotation` (SERVER.md §7.3). */
+/** `logging.rotation` (docs/spec/SERVER.md §7.3). */
 export type Rotation = "hourly" | "daily" | "never";
 
 /**
- * The log file name for a write at `timestamp` (ms, UTC, SERVER.md §7.3): `<filename>.YYYY-MM-DD`
+ * The log file name for a write at `timestamp` (ms, UTC, docs/spec/SERVER.md §7.3): `<filename>.YYYY-MM-DD`
  * (daily), `<filename>.YYYY-MM-DD-HH` (hourly) or `<filename>` (never).
  */
 export function logFileName(filename: string, rotation: Rotation, timestamp: number): string {
@@ -366,7 +366,7 @@ export function logFileName(filename: string, rotation: Rotation, timestamp: num
 }
 
 /**
- * Counts of lines the log sinks could not write or chose not to (SERVER.md §7.3 and its note), read by
+ * Counts of lines the log sinks could not write or chose not to (docs/spec/SERVER.md §7.3 and its note), read by
  * the metrics at scrape time (`signal_fish_log_write_failures_total`,
  * `signal_fish_log_lines_dropped_total`, `signal_fish_log_lines_suppressed_total`). One object
  * is shared by every sink of the process.
@@ -451,7 +451,7 @@ function errorText(error: unknown): string {
 }
 
 /**
- * Opens a rotating file sink (SERVER.md §7.3). Returns a warning instead when the directory
+ * Opens a rotating file sink (docs/spec/SERVER.md §7.3). Returns a warning instead when the directory
  * cannot be created (e.g. no write permission); the caller then logs to stdout only. Writes are
  * queued and written asynchronously, so logging never blocks the event loop.
  *

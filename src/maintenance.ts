@@ -1,6 +1,6 @@
 /**
- * The server's timers (SERVER.md §4): the maintenance sweep (§4.2), the once-a-second tick that
- * expires held seats (§4.1, PROTOCOL.md §7.11.3), the auth deadline check (§4.5) and the
+ * The server's timers (docs/spec/SERVER.md §4): the maintenance sweep (§4.2), the once-a-second tick that
+ * expires held seats (§4.1, docs/spec/PROTOCOL.md §7.11.3), the auth deadline check (§4.5) and the
  * dashboard cache refresh (§4.8). Each runs through the edge's one command entry.
  *
  * @module
@@ -27,7 +27,7 @@ export interface MaintenanceOptions {
   /** Refreshes the dashboard cache at `now` (ms). */
   refreshDashboard: (now: number) => void;
   /**
-   * The operator console's sampler (EXTENSIONS.md E12): `tick(now)` every `intervalMs`.
+   * The operator console's sampler (docs/spec/EXTENSIONS.md E12): `tick(now)` every `intervalMs`.
    * @default undefined (console off)
    */
   operatorFeed?: { intervalMs: number; tick: (now: number) => void };
@@ -55,7 +55,7 @@ export function startMaintenance(edge: Edge, options: MaintenanceOptions): Maint
       () => edge.command({ kind: "sweep" }, Date.now()),
       Math.min(options.sweepIntervalMs, MAX_TIMER_MS),
     ),
-    // Held-seat expiry is processed within a second of the window's end (PROTOCOL.md §7.11.3).
+    // Held-seat expiry is processed within a second of the window's end (docs/spec/PROTOCOL.md §7.11.3).
     setInterval(() => edge.command({ kind: "tick" }, Date.now()), 1000),
   ];
   const feed = options.operatorFeed;
@@ -69,7 +69,7 @@ export function startMaintenance(edge: Edge, options: MaintenanceOptions): Maint
     }, Math.min(Math.max(1, feed.intervalMs), MAX_TIMER_MS)));
   }
   if (options.authTimeoutMs !== undefined) {
-    // The auth deadline (SERVER.md §4.5) needs a finer clock than the maintenance sweep.
+    // The auth deadline (docs/spec/SERVER.md §4.5) needs a finer clock than the maintenance sweep.
     timers.push(setInterval(
       () => edge.command({ kind: "expire_authentication" }, Date.now()),
       Math.min(1000, Math.max(20, options.authTimeoutMs / 4)),

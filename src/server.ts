@@ -36,7 +36,7 @@ import denoJson from "../deno.json" with { type: "json" };
 
 const log = getLogger(["signal-fish", "server"]);
 
-/** Extension capabilities this build advertises in `ProtocolInfo` (EXTENSIONS.md). */
+/** Extension capabilities this build advertises in `ProtocolInfo` (docs/spec/EXTENSIONS.md). */
 export const EXTENSION_CAPABILITIES: readonly string[] = ["targeted-game-data", "room-lookup"];
 
 /** A running server. `await using server = await startServer(config)` closes it on scope exit. */
@@ -49,18 +49,18 @@ export interface SignalFishServer extends AsyncDisposable {
   readonly port: number;
   /** The room engine (read-only use: stats, lookups). */
   readonly engine: Engine;
-  /** The edge: connections, the inbound pipeline and the command entry (SERVER.md §8.2). */
+  /** The edge: connections, the inbound pipeline and the command entry (docs/spec/SERVER.md §8.2). */
   readonly edge: Edge;
-  /** The server's metrics (SERVER.md §6). */
+  /** The server's metrics (docs/spec/SERVER.md §6). */
   readonly metrics: ServerMetrics;
-  /** The operator API and console (EXTENSIONS.md E12); absent without `security.admin_token`. */
+  /** The operator API and console (docs/spec/EXTENSIONS.md E12); absent without `security.admin_token`. */
   readonly admin?: AdminRoutes;
   /** The operator console's figures and live events; absent without `security.admin_token`. */
   readonly operatorFeed?: OperatorFeed;
   /**
-   * Graceful shutdown (SERVER.md §1.1): health turns 503, new upgrades get 503, every socket is
+   * Graceful shutdown (docs/spec/SERVER.md §1.1): health turns 503, new upgrades get 503, every socket is
    * closed with 1001 "Server shutting down", then the listener stops. Idempotent. In cluster mode
-   * a drain comes first (SERVER.md §8.7) unless `drain` is false or `cluster.drain_timeout_secs`
+   * a drain comes first (docs/spec/SERVER.md §8.7) unless `drain` is false or `cluster.drain_timeout_secs`
    * is 0; a second call while draining (a second SIGTERM, or SIGINT) ends the drain.
    */
   close(options?: { drain?: boolean }): Promise<void>;
@@ -68,7 +68,7 @@ export interface SignalFishServer extends AsyncDisposable {
 
 /** Options that are not part of the configuration file. */
 export interface StartOptions {
-  /** Address to bind. @default config.server.host (SERVER.md §1.1 and its note) */
+  /** Address to bind. @default config.server.host (docs/spec/SERVER.md §1.1 and its note) */
   hostname?: string;
   /**
    * Called once the listener is bound, before the "Listening" log line, with the URL a browser on
@@ -87,13 +87,13 @@ export interface StartOptions {
 /**
  * Settings this build accepts but cannot honour yet: their silent absence would weaken security
  * or split a cluster, so the server must refuse to start (`errors`, one line each). None today:
- * `cluster.redis_url` starts cluster mode (SERVER.md §8).
+ * `cluster.redis_url` starts cluster mode (docs/spec/SERVER.md §8).
  */
 export function unsupportedSettings(_config: Config): { errors: string[] } {
   return { errors: [] };
 }
 
-/** Maps the configuration onto engine settings (SERVER.md §2.7). */
+/** Maps the configuration onto engine settings (docs/spec/SERVER.md §2.7). */
 export function engineOptions(config: Config): EngineOptions {
   const { server, protocol } = config;
   const names = protocol.player_name_validation;
@@ -146,7 +146,7 @@ export function engineOptions(config: Config): EngineOptions {
   };
 }
 
-/** App authentication and per-IP rate limits (SERVER.md §3.1–§3.4) from the configuration. */
+/** App authentication and per-IP rate limits (docs/spec/SERVER.md §3.1–§3.4) from the configuration. */
 function securityOptions(config: Config): Pick<EngineOptions, "auth" | "rateLimits"> {
   const { security, rate_limit } = config;
   return {
@@ -201,7 +201,7 @@ export function newReconnectionToken(): string {
 }
 
 /**
- * The server's metrics (SERVER.md §6) for `config`, reading gauges from `engine` and the open
+ * The server's metrics (docs/spec/SERVER.md §6) for `config`, reading gauges from `engine` and the open
  * connection count from `connections` when scraped.
  */
 export function serverMetrics(
@@ -263,7 +263,7 @@ export async function startServer(
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
   let settings = engineOptions(config);
-  // Cluster mode (SERVER.md §8): the Redis client is loaded only when configured.
+  // Cluster mode (docs/spec/SERVER.md §8): the Redis client is loaded only when configured.
   const cluster = config.cluster.redis_url === null
     ? undefined
     : (await import("./cluster/open.ts")).openCluster(config, instanceId, settings.newRoomCode);
@@ -396,7 +396,7 @@ export async function startServer(
   let closing: Promise<void> | undefined;
   let endDrain: (() => void) | undefined;
   /**
-   * The drain of SERVER.md §8.7: liveness says `draining`, connections that are not members of
+   * The drain of docs/spec/SERVER.md §8.7: liveness says `draining`, connections that are not members of
    * a room homed here are closed with 1001 (every 250 ms, so members who leave go too), rooms
    * without seats are deleted at once; it ends when no room is homed here, at
    * `cluster.drain_timeout_secs` or on `endDrain`, and deletes the rooms still open.
@@ -436,7 +436,7 @@ export async function startServer(
       maintenance.stop();
       admin?.close(); // event streams would hold the listener open
       // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
-      // frame is still queued behind game data (SERVER.md §1.1, §5.5).
+      // frame is still queued behind game data (docs/spec/SERVER.md §1.1, §5.5).
       const socketsClosed = sockets.allClosed();
       edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, Date.now());
       // Every seat is held now, with what it was sent during the shutdown in its replay buffer.
@@ -470,7 +470,7 @@ export async function startServer(
   };
 }
 
-/** The start line of SERVER.md §7 with the settings an operator checks first. */
+/** The start line of docs/spec/SERVER.md §7 with the settings an operator checks first. */
 function logListening(
   config: Config,
   hostname: string,
@@ -494,7 +494,7 @@ function logListening(
 
 /**
  * The one observer of every edge, engine and route event: the event log, the metrics, the
- * operator feed (when the console is on), then the caller's `onEvent` (SERVER.md §6, §7).
+ * operator feed (when the console is on), then the caller's `onEvent` (docs/spec/SERVER.md §6, §7).
  */
 function observers(
   metrics: ServerMetrics,
@@ -527,7 +527,7 @@ class OpenSockets {
   }
 }
 
-/** The `/v2/status` body (EXTENSIONS.md E8). */
+/** The `/v2/status` body (docs/spec/EXTENSIONS.md E8). */
 function statusBody(
   engine: Engine,
   edge: Edge,
@@ -549,7 +549,7 @@ function statusBody(
   };
 }
 
-/** Route settings from the configuration (SERVER.md §1.8, §3.5, §3.9, §5.2). */
+/** Route settings from the configuration (docs/spec/SERVER.md §1.8, §3.5, §3.9, §5.2). */
 function routeOptions(
   config: Config,
   maxConnections: number,
@@ -612,7 +612,7 @@ function pendingLimits(config: Config): PendingLimits {
   };
 }
 
-/** `handler` with a last-resort 500 for a request it throws on (SERVER.md §1.11). */
+/** `handler` with a last-resort 500 for a request it throws on (docs/spec/SERVER.md §1.11). */
 function guarded(handler: Handler): Handler {
   const failed = (request: Request, error: unknown) => {
     log.error("Cannot handle {method} {url}: {error}", {
@@ -635,7 +635,7 @@ function guarded(handler: Handler): Handler {
 }
 
 /**
- * Reads the PEM certificate chain and key of `security.transport.tls` (SERVER.md §3.10), paths
+ * Reads the PEM certificate chain and key of `security.transport.tls` (docs/spec/SERVER.md §3.10), paths
  * relative to the working directory; undefined when TLS is off. Throws when a file is unreadable
  * (startup then fails with exit 1; a file without a certificate or key fails in `Deno.serve`).
  */

@@ -1,5 +1,5 @@
 /**
- * The state file (SERVER.md §2.7 `server.state_file`; README "Rooms survive a restart"): the
+ * The state file (docs/spec/SERVER.md §2.7 `server.state_file`; README "Rooms survive a restart"): the
  * file I/O around the engine's pure snapshot and restore (`engine/snapshot.ts`). Writes are
  * atomic (a temporary file in the same directory, flushed, then renamed over the old one) and
  * bounded by `server.state_file_max_bytes`; reads refuse a missing-format, foreign-version,

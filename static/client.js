@@ -381,7 +381,7 @@ var SignalFishClient = class _SignalFishClient {
   get selfId() {
     return this.#room?.selfId;
   }
-  /** The current reconnection token (EXTENSIONS.md E1/E2), when the server issued one. */
+  /** The current reconnection token (docs/spec/EXTENSIONS.md E1/E2), when the server issued one. */
   get reconnectionToken() {
     return this.#seat?.token;
   }
@@ -415,7 +415,7 @@ var SignalFishClient = class _SignalFishClient {
   /**
    * Opens the WebSocket and resolves once it is open (immediately if it already is). Rejects
    * with {@linkcode SignalFishConnectionError} when it cannot be opened (e.g. HTTP 429 before
-   * the upgrade, PROTOCOL.md §1.2) or within the request timeout.
+   * the upgrade, docs/spec/PROTOCOL.md §1.2) or within the request timeout.
    */
   async open() {
     if (this.#status === "open") return;
@@ -455,14 +455,14 @@ var SignalFishClient = class _SignalFishClient {
     };
   }
   /**
-   * The features the server accepted in `Authenticated.features` (EXTENSIONS.md E10), e.g.
+   * The features the server accepted in `Authenticated.features` (docs/spec/EXTENSIONS.md E10), e.g.
    * `["presence-events"]`; empty before authentication or when the server has none.
    */
   get features() {
     return this.#authResult?.authenticated.features ?? [];
   }
   /**
-   * Sends `Authenticate` (PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
+   * Sends `Authenticate` (docs/spec/PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
    * `ProtocolInfo` and the negotiated game-data format. A second call resolves with the first
    * result without sending (the server ignores repeats). Rejects with {@linkcode SignalFishError}
    * for an `AuthenticationError` (`INVALID_APP_ID`, `UNAUTHORIZED`, `RATE_LIMIT_EXCEEDED`,
@@ -477,7 +477,7 @@ var SignalFishClient = class _SignalFishClient {
     return result;
   }
   /**
-   * Creates a room with a generated code (`JoinRoom` without `room_code`, PROTOCOL.md §7.2) and
+   * Creates a room with a generated code (`JoinRoom` without `room_code`, docs/spec/PROTOCOL.md §7.2) and
    * resolves with the `RoomJoined` snapshot. Rejects with {@linkcode SignalFishError}
    * (`RoomJoinFailed`: `INVALID_GAME_NAME`, `INVALID_INPUT`, `ALREADY_IN_ROOM`,
    * `RATE_LIMIT_EXCEEDED`, `MAX_ROOMS_PER_GAME_EXCEEDED`, …).
@@ -489,7 +489,7 @@ var SignalFishClient = class _SignalFishClient {
     });
   }
   /**
-   * Joins an existing room only (`JoinRoom.create: "never"`, EXTENSIONS.md E9): a mistyped code
+   * Joins an existing room only (`JoinRoom.create: "never"`, docs/spec/EXTENSIONS.md E9): a mistyped code
    * rejects with {@linkcode SignalFishError} `ROOM_NOT_FOUND` instead of creating a room. Other
    * refusals as {@linkcode joinRoom}. Needs a server advertising the `join-modes` capability;
    * older servers ignore the field and create the room (check first with `lookupRoom()`).
@@ -501,7 +501,7 @@ var SignalFishClient = class _SignalFishClient {
     });
   }
   /**
-   * Creates a new room (EXTENSIONS.md E9): with `room_code`, that code (`create: "always"`;
+   * Creates a new room (docs/spec/EXTENSIONS.md E9): with `room_code`, that code (`create: "always"`;
    * rejects with `ROOM_CREATION_FAILED` "Room code already in use" when it exists), else a
    * generated code (as {@linkcode createRoom}). `authority_handover: true` makes authority pass
    * to the longest-seated player when its holder's seat is released (E11).
@@ -515,7 +515,7 @@ var SignalFishClient = class _SignalFishClient {
   }
   /**
    * Joins the room with `room_code`, creating it when it does not exist (v2 join-or-create,
-   * PROTOCOL.md §7.2.2; no `create` field is sent, so any v2 server behaves the same).
+   * docs/spec/PROTOCOL.md §7.2.2; no `create` field is sent, so any v2 server behaves the same).
    */
   joinOrCreate(data) {
     return this.joinRoom({
@@ -524,7 +524,7 @@ var SignalFishClient = class _SignalFishClient {
     });
   }
   /**
-   * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, EXTENSIONS.md E5) on
+   * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, docs/spec/EXTENSIONS.md E5) on
    * this client's server; resolves `null` when there is no such room (404). Takes one
    * join-attempt token from the caller's IP, like a join. Rejects with
    * {@linkcode SignalFishError} `RATE_LIMIT_EXCEEDED` (429) or `SERVICE_UNAVAILABLE` (503), and
@@ -540,7 +540,7 @@ var SignalFishClient = class _SignalFishClient {
   }
   /**
    * Joins the room with `data.room_code` — or creates it, as the server does for unknown codes
-   * (PROTOCOL.md §7.2.2) — and resolves with the `RoomJoined` snapshot. Rejects with
+   * (docs/spec/PROTOCOL.md §7.2.2) — and resolves with the `RoomJoined` snapshot. Rejects with
    * {@linkcode SignalFishError} (`ROOM_FULL`, `ROOM_CREATION_FAILED` for a taken name,
    * `INVALID_ROOM_CODE`, …).
    */
@@ -562,7 +562,7 @@ var SignalFishClient = class _SignalFishClient {
     });
   }
   /**
-   * Watches a room as a spectator (`JoinAsSpectator`, PROTOCOL.md §7.9) and resolves with
+   * Watches a room as a spectator (`JoinAsSpectator`, docs/spec/PROTOCOL.md §7.9) and resolves with
    * `SpectatorJoined`. Rejects with {@linkcode SignalFishError} (`SpectatorJoinFailed`:
    * `ROOM_NOT_FOUND`, `ALREADY_IN_ROOM`, `TOO_MANY_SPECTATORS`, …).
    */
@@ -590,7 +590,7 @@ var SignalFishClient = class _SignalFishClient {
     });
   }
   /**
-   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, PROTOCOL.md
+   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
    * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`). Resolves at once
    * when not in a room. The reconnection token is forgotten.
    */
@@ -618,7 +618,7 @@ var SignalFishClient = class _SignalFishClient {
     }
   }
   /**
-   * Sets this player's readiness (PROTOCOL.md §7.4). `PlayerReady` toggles on the wire, so this
+   * Sets this player's readiness (docs/spec/PROTOCOL.md §7.4). `PlayerReady` toggles on the wire, so this
    * sends it only when the known readiness differs from `ready`, and resolves with the
    * `LobbyStateChanged` that reflects the change (or the current state when nothing was sent).
    * Rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or `SPECTATOR_NOT_ALLOWED`.
@@ -650,7 +650,7 @@ var SignalFishClient = class _SignalFishClient {
     });
   }
   /**
-   * Claims (`true`) or releases (`false`) room authority (PROTOCOL.md §7.5) and resolves with
+   * Claims (`true`) or releases (`false`) room authority (docs/spec/PROTOCOL.md §7.5) and resolves with
    * the granting `AuthorityResponse`. Rejects with {@linkcode SignalFishError}:
    * `AUTHORITY_CONFLICT`, `AUTHORITY_DENIED`, `AUTHORITY_NOT_SUPPORTED`, `NOT_IN_ROOM`,
    * `SPECTATOR_NOT_ALLOWED`.
@@ -674,7 +674,7 @@ var SignalFishClient = class _SignalFishClient {
     });
   }
   /**
-   * Stores this seat's connection info (PROTOCOL.md §7.8); it reaches others in `GameStarting`.
+   * Stores this seat's connection info (docs/spec/PROTOCOL.md §7.8); it reaches others in `GameStarting`.
    * The server does not acknowledge it, so the client follows it with a `Ping` and resolves on
    * the `Pong`; rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or
    * `SPECTATOR_NOT_ALLOWED`.
@@ -700,8 +700,8 @@ var SignalFishClient = class _SignalFishClient {
   }
   /**
    * Sends game data to every other member of the room, or with `to` only to that player
-   * (`GameData.to_player`, EXTENSIONS.md E4). With `binary: true` the value is encoded as
-   * MessagePack and sent as a binary frame (PROTOCOL.md §7.7; needs a connection that
+   * (`GameData.to_player`, docs/spec/EXTENSIONS.md E4). With `binary: true` the value is encoded as
+   * MessagePack and sent as a binary frame (docs/spec/PROTOCOL.md §7.7; needs a connection that
    * negotiated `message_pack`, and has no targeted form). Fire and forget: refusals (bad
    * target, spectator) arrive as `error` events.
    *
@@ -725,7 +725,7 @@ var SignalFishClient = class _SignalFishClient {
       data: payload
     });
   }
-  /** Sends JSON game data to one player of the room (`to_player`, EXTENSIONS.md E4). */
+  /** Sends JSON game data to one player of the room (`to_player`, docs/spec/EXTENSIONS.md E4). */
   sendTo(playerId, data) {
     this.sendGameData(data, {
       to: playerId
@@ -733,7 +733,7 @@ var SignalFishClient = class _SignalFishClient {
   }
   /**
    * Sends `payload` (the app's own MessagePack encoding of a game value) as one binary frame
-   * (PROTOCOL.md §7.7).
+   * (docs/spec/PROTOCOL.md §7.7).
    *
    * @throws {TypeError} unless `authenticate()` negotiated `message_pack`.
    * @throws {SignalFishConnectionError} when the connection is not open.
@@ -747,7 +747,7 @@ var SignalFishClient = class _SignalFishClient {
   }
   /**
    * Takes back the seat (or the spectator place) kept in the session store after a page reload
-   * or a restart of the app: a player sends `Reconnect` with the stored token (PROTOCOL.md
+   * or a restart of the app: a player sends `Reconnect` with the stored token (docs/spec/PROTOCOL.md
    * §7.11.4; missed events are emitted in order as on an automatic reconnection), a spectator
    * watches the same room again. Resolves `undefined` when nothing is stored. On a refusal
    * (`RECONNECTION_EXPIRED`, `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`,
@@ -812,7 +812,7 @@ var SignalFishClient = class _SignalFishClient {
     const socket = this.#socket;
     if (socket && socket.readyState !== CLOSED) socket.close(1e3);
   }
-  /** Sends `Ping` and resolves with the round-trip time to its `Pong`, ms (PROTOCOL.md §7.10). */
+  /** Sends `Ping` and resolves with the round-trip time to its `Pong`, ms (docs/spec/PROTOCOL.md §7.10). */
   async ping() {
     const started = performance.now();
     await this.#request({
@@ -826,7 +826,7 @@ var SignalFishClient = class _SignalFishClient {
   }
   /**
    * Closes the connection on purpose (close code 1000; the server treats a player's close as an
-   * unexpected disconnect unless it left first, PROTOCOL.md §7.3.2) and stops reconnecting.
+   * unexpected disconnect unless it left first, docs/spec/PROTOCOL.md §7.3.2) and stops reconnecting.
    * Resolves once the socket is closed. Idempotent.
    */
   close() {
@@ -1306,7 +1306,7 @@ var SignalFishClient = class _SignalFishClient {
     this.#room = room;
     this.#emit("room", room ? cloneRoom(room) : null);
   }
-  /** Updates the room model from one server message (PROTOCOL.md §6, §11). */
+  /** Updates the room model from one server message (docs/spec/PROTOCOL.md §6, §11). */
   #track(message) {
     const room = this.#room;
     switch (message.type) {

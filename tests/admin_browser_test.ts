@@ -1,5 +1,5 @@
 /**
- * The operator console (EXTENSIONS.md E12) in a real browser: headless Chromium logs in with the
+ * The operator console (docs/spec/EXTENSIONS.md E12) in a real browser: headless Chromium logs in with the
  * token, sees a room appear while scripted players join over real WebSockets, opens it, removes
  * a player (who gets `RoomLeft`), closes the room (the last player gets `RoomLeft`), and keeps
  * the token across a reload. Screenshots at 1440 px and 390 px go to `artifacts/admin/`; the

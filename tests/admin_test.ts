@@ -1,5 +1,5 @@
 /**
- * The operator API (EXTENSIONS.md E12) end to end: 404 everywhere without a token, bearer auth
+ * The operator API (docs/spec/EXTENSIONS.md E12) end to end: 404 everywhere without a token, bearer auth
  * with its per-IP bucket of failed attempts, the listings, each action's effect on real
  * WebSocket clients, bad input, the live event stream and its bounds, and the action log.
  */
@@ -484,7 +484,7 @@ Deno.test("A short security.admin_token stops the server at startup", async () =
     stdout: "piped",
     stderr: "piped",
   }).output();
-  equal(output.code, 2, "configuration errors exit with 2 (SERVER.md §2.6)");
+  equal(output.code, 2, "configuration errors exit with 2 (docs/spec/SERVER.md §2.6)");
   const stderr = new TextDecoder().decode(output.stderr);
   match(stderr, /security\.admin_token/);
   ok(!stderr.includes("too-short-a-secret"), stderr);

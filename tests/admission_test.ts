@@ -1,5 +1,5 @@
 /**
- * Admission before the upgrade (SERVER.md §1.8, §1.9, §2.7): trusted proxies and
+ * Admission before the upgrade (docs/spec/SERVER.md §1.8, §1.9, §2.7): trusted proxies and
  * X-Forwarded-For, the global connection cap, and surviving a flood under a low open-file limit.
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";

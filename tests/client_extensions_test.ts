@@ -1,7 +1,7 @@
 /**
  * The client library's helpers for the game-developer extensions against a real server:
- * join-only / create-only (EXTENSIONS.md E9), presence events (E10), authority handover (E11),
- * and resume after a reload from the session store (PROTOCOL.md §7.11).
+ * join-only / create-only (docs/spec/EXTENSIONS.md E9), presence events (E10), authority handover (E11),
+ * and resume after a reload from the session store (docs/spec/PROTOCOL.md §7.11).
  *
  * @module
  */

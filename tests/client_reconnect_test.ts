@@ -1,5 +1,5 @@
 /**
- * The client's automatic reconnection (PROTOCOL.md §7.11, EXTENSIONS.md E1–E3), heartbeat and
+ * The client's automatic reconnection (docs/spec/PROTOCOL.md §7.11, docs/spec/EXTENSIONS.md E1–E3), heartbeat and
  * binary envelopes (§7.7), driven by a scripted stand-in server so every branch (replay order,
  * refusals, backoff exhaustion, takeover, dead connections) can be forced exactly.
  *
@@ -183,7 +183,7 @@ Deno.test("SignalFishClient reconnects with its token and replays missed events 
     });
   };
   const reconnected = nextEvent(client, "reconnected");
-  server.sockets[0]!.close(1011, "Internal error"); // A held-seat close (PROTOCOL.md §1.6).
+  server.sockets[0]!.close(1011, "Internal error"); // A held-seat close (docs/spec/PROTOCOL.md §1.6).
   const data = await reconnected;
 
   equal(data.replay_truncated, false);
@@ -335,7 +335,7 @@ Deno.test("SignalFishClient treats a silent connection as dropped and reconnects
   equal(client.reconnectionToken, "token-2");
 });
 
-Deno.test("SignalFishClient decodes binary game-data envelopes (PROTOCOL.md §7.7)", async () => {
+Deno.test("SignalFishClient decodes binary game-data envelopes (docs/spec/PROTOCOL.md §7.7)", async () => {
   await using server = new ScriptedServer(basics);
   await using client = await seated(server);
   equal(client.gameDataFormat, "message_pack");

@@ -94,7 +94,7 @@ Deno.test("SignalFishClient.createRoom() and joinRoom() keep both players' room 
     deepEqual(room.players.map((p) => p.name), ["alice", "bob"]);
     equal(room.authorityPlayer, aliceId);
   }
-  // The server issues reconnection tokens only with reconnection enabled (EXTENSIONS.md E1).
+  // The server issues reconnection tokens only with reconnection enabled (docs/spec/EXTENSIONS.md E1).
   const tokenIssued = (await nextRoomJoinedToken(server)) !== undefined;
   equal(alice.reconnectionToken !== undefined, tokenIssued);
 });
@@ -412,7 +412,7 @@ Deno.test("SignalFishClient restores its seat after a dropped socket and replays
 
   gate.close();
   // Drop alice's socket from the server side (the connection id is her player id): a held-seat
-  // close (PROTOCOL.md §1.6), so the seat waits for her with a replay buffer.
+  // close (docs/spec/PROTOCOL.md §1.6), so the seat waits for her with a replay buffer.
   server.edge.close(created.player_id, 1011, "Internal error", Date.now());
   bob.sendGameData("while you were away");
   bob.sendTo(created.player_id, { signal: "offer" });
@@ -467,7 +467,7 @@ Deno.test("SignalFishClient sends and receives MessagePack game data through the
   equal(binary.from_player, room.player_id);
   deepEqual(binary.data, value);
   ok(binary.payload instanceof Uint8Array);
-  // A JSON connection gets the server's JSON conversion of the same value (PROTOCOL.md §7.7).
+  // A JSON connection gets the server's JSON conversion of the same value (docs/spec/PROTOCOL.md §7.7).
   deepEqual(await atCarol, {
     from_player: room.player_id,
     data: value,

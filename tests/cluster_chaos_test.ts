@@ -1,5 +1,5 @@
 /**
- * Cluster failures, bounded (issue 15 item 4, SERVER.md §8.5.5): `kill -9` of a room's home and
+ * Cluster failures, bounded (issue 15 item 4, docs/spec/SERVER.md §8.5.5): `kill -9` of a room's home and
  * of a player's edge, with a real redis-server and three server processes (T = 3 s, heartbeat
  * 250 ms). Each test ends within ~20 s.
  */

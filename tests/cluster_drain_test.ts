@@ -1,5 +1,5 @@
 /**
- * Drain in cluster mode (SERVER.md §8.7), with a real redis-server and two server processes:
+ * Drain in cluster mode (docs/spec/SERVER.md §8.7), with a real redis-server and two server processes:
  * SIGTERM keeps the rooms homed on the instance alive for their members on any instance, sends
  * other connections away with 1001, and exits 0 once no room is left; at the drain timeout the
  * rooms still open are deleted and their remote members get `RoomLeft`.

@@ -1,5 +1,5 @@
 /**
- * Cluster mode end to end (SERVER.md §8, issue 15 item 3): a private redis-server and three
+ * Cluster mode end to end (docs/spec/SERVER.md §8, issue 15 item 3): a private redis-server and three
  * server processes. A room created on one instance is joined through the others; game data,
  * `to_player`, authority, ready → `GameStarting` and a spectator cross instances; `Reconnect`
  * works through another instance; 30 concurrent joins of one code make one room; the per-game
@@ -182,7 +182,7 @@ Deno.test({
       equal(lookup.status, 200);
       equal((await lookup.json()).players, 1);
 
-      // Cluster metrics (SERVER.md §6.3): a join through instance 2 of a room homed on 0.
+      // Cluster metrics (docs/spec/SERVER.md §6.3): a join through instance 2 of a room homed on 0.
       clients[2]!.send(joinRoom(first.data.room_code, "C"));
       await clients[2]!.next("RoomJoined");
       const text = await (await fetch(`${cluster.httpUrl(0)}/metrics/prom`)).text();

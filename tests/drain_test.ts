@@ -1,5 +1,5 @@
 /**
- * Graceful shutdown of the real process (SERVER.md §1.1, §5.5; issue 7): on SIGTERM or SIGINT
+ * Graceful shutdown of the real process (docs/spec/SERVER.md §1.1, §5.5; issue 7): on SIGTERM or SIGINT
  * mid-game, both players get close 1001 "Server shutting down" and the process exits 0 within
  * `server.drain_timeout_secs`. A third, raw client that never reads is connected too, so the
  * shutdown cannot depend on every client being well-behaved.

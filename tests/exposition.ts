@@ -1,5 +1,5 @@
 /**
- * A strict reader of the Prometheus text exposition for tests (SERVER.md §6.2).
+ * A strict reader of the Prometheus text exposition for tests (docs/spec/SERVER.md §6.2).
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * EXTENSIONS.md E9–E11 over real WebSockets: capabilities in the spec's order, an unknown
+ * docs/spec/EXTENSIONS.md E9–E11 over real WebSockets: capabilities in the spec's order, an unknown
  * `create` value is a parse error, join-only and create-only, presence events to opted-in
  * connections only, and authority handover reported in the room lookup and announced on leave.
  */

@@ -256,7 +256,7 @@ async function sendBatch(
 ): Promise<void> {
   for (const frame of frames) state.client.send(frame);
   // Only this Ping can produce a Pong (the generator never sends a valid Ping), so its Pong
-  // means every earlier frame of this connection was handled (PROTOCOL.md §1.5).
+  // means every earlier frame of this connection was handled (docs/spec/PROTOCOL.md §1.5).
   state.client.send({ type: "Ping" });
   await state.client.waitFor("Pong", 15_000);
   state.client.drain();
@@ -387,7 +387,7 @@ Deno.test(`Fuzzing before authentication (seed ${SEED}) never gets past the auth
   });
   const generator = new FrameGenerator(SEED ^ 0xa5a5);
   const allowed = new Set([
-    "Error INVALID_INPUT", // parse failures keep the connection (PROTOCOL.md §2.3)
+    "Error INVALID_INPUT", // parse failures keep the connection (docs/spec/PROTOCOL.md §2.3)
     "Error AUTHENTICATION_REQUIRED",
     "AuthenticationError INVALID_APP_ID",
   ]);

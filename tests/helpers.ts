@@ -113,7 +113,7 @@ export class TestClient implements AsyncDisposable {
 
   /**
    * Proves nothing else is queued for this client: sends `Ping` and requires `Pong` to be the
-   * very next message (the server keeps per-connection order, PROTOCOL.md §1.5).
+   * very next message (the server keeps per-connection order, docs/spec/PROTOCOL.md §1.5).
    */
   async expectNothingElse(): Promise<void> {
     this.send({ type: "Ping" });

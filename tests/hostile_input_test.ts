@@ -182,7 +182,7 @@ Deno.test("Wrong types get INVALID_INPUT; extra fields are ignored", async () =>
     client.send(frame);
     deepEqual((await client.next("Error")).data, INVALID, frame);
   }
-  // Unknown members at both levels are ignored (PROTOCOL.md §2.1) and never echoed.
+  // Unknown members at both levels are ignored (docs/spec/PROTOCOL.md §2.1) and never echoed.
   client.send(
     '{"type":"JoinRoom","admin":true,"data":{"game_name":"g","player_name":"p","room_code":"EXTRA1","is_authority":false,"max_players":3,"__proto__":{"x":1}},"id":9}',
   );
@@ -195,7 +195,7 @@ Deno.test("Wrong types get INVALID_INPUT; extra fields are ignored", async () =>
   await game.assertIntact();
 });
 
-Deno.test("Unicode edge cases in names follow the PROTOCOL.md §8.2 rules exactly", async () => {
+Deno.test("Unicode edge cases in names follow the docs/spec/PROTOCOL.md §8.2 rules exactly", async () => {
   await using server = await serve();
   await using game = await Bystanders.start(server);
   const refused: [string, string][] = [

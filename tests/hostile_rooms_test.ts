@@ -1,7 +1,7 @@
 /**
  * Room-side attacks of issue 14 (items 4–8, 12) performed over real WebSockets on 127.0.0.1,
  * each bounded in connections and messages and stopping by itself. Distinct client addresses
- * come from `X-Forwarded-For` through a trusted loopback proxy (SERVER.md §1.9). Each test
+ * come from `X-Forwarded-For` through a trusted loopback proxy (docs/spec/SERVER.md §1.9). Each test
  * asserts the outcome the limit guarantees (SECURITY.md "Rooms, spectators and reconnection").
  */
 import { deepEqual, equal, notEqual, ok } from "node:assert/strict";

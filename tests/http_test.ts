@@ -1,5 +1,5 @@
 /**
- * HTTP surface (SERVER.md §1): health, 404/405, CORS, and the pre-upgrade admission checks.
+ * HTTP surface (docs/spec/SERVER.md §1): health, 404/405, CORS, and the pre-upgrade admission checks.
  */
 import { deepEqual, equal, rejects } from "node:assert/strict";
 import { connect, joinRoom, serve } from "./helpers.ts";
@@ -15,7 +15,7 @@ Deno.test("GET /v2/health answers 200 OK as plain text, HEAD with no body", asyn
   equal(await head.text(), "");
 });
 
-Deno.test("Unknown paths get a plain-text 404 (SERVER.md §1.2) and known paths refuse other methods with 405", async () => {
+Deno.test("Unknown paths get a plain-text 404 (docs/spec/SERVER.md §1.2) and known paths refuse other methods with 405", async () => {
   await using server = await serve();
   for (const path of ["/health", "/v1/ws", "/v2/healthz", "/v2/ws/extra", "/v2/rooms"]) {
     for (const method of ["GET", "POST"]) {

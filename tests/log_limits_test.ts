@@ -1,5 +1,5 @@
 /**
- * Log volume and log sink failures through the real entry point (issue 14 item 11, SERVER.md
+ * Log volume and log sink failures through the real entry point (issue 14 item 11, docs/spec/SERVER.md
  * §7.3): a connect flood writes a bounded number of lines per second (the rest summarised), the
  * log files stay under their size cap and retention, and a log sink that fails is warned about
  * and counted while the server keeps serving.

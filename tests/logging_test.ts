@@ -1,5 +1,5 @@
 /**
- * Logging through the real entry point (SERVER.md §7): format and level from the environment,
+ * Logging through the real entry point (docs/spec/SERVER.md §7): format and level from the environment,
  * the rotating file sink, and lifecycle lines with structured fields.
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
@@ -39,7 +39,7 @@ Deno.test("main.ts writes JSON lines with a timestamp key to stdout and a daily 
     equal(created.game_name, "orbit");
     match(created.room_code, /^[A-Z0-9]{6}$/);
     equal(typeof created.player_id, "string");
-    // Nothing per relayed message at info level (SERVER.md §7.2).
+    // Nothing per relayed message at info level (docs/spec/SERVER.md §7.2).
     equal(lines.some((line) => JSON.stringify(line).includes("GameData")), false);
     // One file, or two if the run straddled midnight UTC; together they hold every line.
     const names = [];

@@ -37,7 +37,7 @@ Deno.test("main.ts exits 2 naming the key, value, source and rule of an invalid 
     stderr,
     /server\.default_max_players = 0 \(from SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS\): must be/,
   );
-  // Cluster settings that cannot work together refuse to start (SERVER.md §2.6 rule 18).
+  // Cluster settings that cannot work together refuse to start (docs/spec/SERVER.md §2.6 rule 18).
   const cluster = await run([], {
     SIGNAL_FISH_CLUSTER__REDIS_URL: "redis://127.0.0.1:6379",
     SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: "20000",

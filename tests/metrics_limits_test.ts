@@ -1,5 +1,5 @@
 /**
- * The JSON metrics body under attacker-chosen game names (issue 14 item 9, SERVER.md §6.4, §6.6):
+ * The JSON metrics body under attacker-chosen game names (issue 14 item 9, docs/spec/SERVER.md §6.4, §6.6):
  * its size is bounded by `metrics.dashboard_max_games`, not by the number of games, and its
  * dashboard part is serialised once per refresh however many clients fetch it.
  */

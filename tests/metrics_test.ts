@@ -1,5 +1,5 @@
 /**
- * Metrics end to end (SERVER.md §6): a scripted session over real WebSockets, then the counters
+ * Metrics end to end (docs/spec/SERVER.md §6): a scripted session over real WebSockets, then the counters
  * scraped from `/metrics/prom` must match it exactly; promtool must accept the exposition.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
@@ -36,7 +36,7 @@ Deno.test("A scripted session leaves every counter it touched at exactly the exp
   const alice = await connect(server);
   const bob = await connect(server);
   const carol = await connect(server);
-  // The per-IP connection limit is a limiter too (SERVER.md §6.3 #11): a 4th upgrade is refused.
+  // The per-IP connection limit is a limiter too (docs/spec/SERVER.md §6.3 #11): a 4th upgrade is refused.
   const refused = await fetch(`${server.url}/v2/ws`, {
     headers: {
       connection: "Upgrade",
@@ -139,7 +139,7 @@ Deno.test("Families of features this build lacks are omitted, not reported as ze
   }
 });
 
-Deno.test("The reconnection families (SERVER.md §6.3 #33–#37) stay, reading 0, with reconnection off", async () => {
+Deno.test("The reconnection families (docs/spec/SERVER.md §6.3 #33–#37) stay, reading 0, with reconnection off", async () => {
   await using server = await serve((config) => config.server.enable_reconnection = false);
   await using alice = await connect(server);
   alice.send(joinRoom(null, "alice"));
@@ -205,7 +205,7 @@ Deno.test({
   },
 });
 
-Deno.test("Metrics routes require the bearer token when configured (SERVER.md §1.4)", async () => {
+Deno.test("Metrics routes require the bearer token when configured (docs/spec/SERVER.md §1.4)", async () => {
   const token = "a-very-secret-metrics-token";
   await using server = await serve((config) => {
     config.security.require_metrics_auth = true;
@@ -237,7 +237,7 @@ Deno.test("Metrics routes require the bearer token when configured (SERVER.md §
   await scrape(server, { authorization: `Bearer ${token}` });
 });
 
-Deno.test("GET /metrics answers the JSON body of SERVER.md §6.4 with live values", async () => {
+Deno.test("GET /metrics answers the JSON body of docs/spec/SERVER.md §6.4 with live values", async () => {
   await using server = await serve();
   await using alice = await connect(server);
   alice.send(joinRoom(null, "alice"));

@@ -29,7 +29,7 @@ const DASHBOARD = `${DEPLOY}grafana/signal-fish.json`;
 const JOB = "signal-fish";
 /** Series Prometheus makes itself for every target; not in the exposition. */
 const SYNTHETIC = new Set(["up"]);
-/** Families a node exports only in cluster mode (SERVER.md §6.3, "cluster"). */
+/** Families a node exports only in cluster mode (docs/spec/SERVER.md §6.3, "cluster"). */
 const CLUSTER_ONLY = /^signal_fish_cluster_/;
 
 async function available(program: string): Promise<boolean> {

@@ -1,7 +1,7 @@
 /**
  * Facts the README and the protocol guide state about the code, checked against the code: the
  * executables' permission list, the `start` task's command, the defaults in the configuration
- * table, the startup banner, and the close codes (against PROTOCOL.md §1.6).
+ * table, the startup banner, and the close codes (against docs/spec/PROTOCOL.md §1.6).
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
@@ -57,7 +57,7 @@ function closeCodes(text: string): string[] {
   return [...text.matchAll(/^\| `(\d{4})` +\|/gm)].map((m) => m[1]!);
 }
 
-Deno.test("docs/protocol.md: the close codes are PROTOCOL.md §1.6's (cluster-only 1012 planned)", () => {
+Deno.test("docs/protocol.md: the close codes are docs/spec/PROTOCOL.md §1.6's (cluster-only 1012 planned)", () => {
   const spec = new Set(closeCodes(section(PROTOCOL, "### 1.6 Close codes")));
   const guide = new Set(closeCodes(section(GUIDE, "### Close codes")));
   ok(spec.size >= 7, "spec close codes read");

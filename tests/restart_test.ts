@@ -1,5 +1,5 @@
 /**
- * Rooms survive a restart (README "Rooms survive a restart", SERVER.md §2.7 `server.state_file`):
+ * Rooms survive a restart (README "Rooms survive a restart", docs/spec/SERVER.md §2.7 `server.state_file`):
  * the real server process, under the executables' permissions, is stopped with SIGTERM in the
  * middle of a game and started again on the same state file; both players resume with their
  * tokens and keep playing with authority, lobby state and the replay intact. A corrupt,

@@ -1,6 +1,6 @@
 /**
  * App authentication, rate limits and the HTTP room lookup/listing over real sockets
- * (SERVER.md §1.10, §3.1–§3.4; PROTOCOL.md §7.1, §7.13).
+ * (docs/spec/SERVER.md §1.10, §3.1–§3.4; docs/spec/PROTOCOL.md §7.1, §7.13).
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { Config } from "../src/config/schema.ts";
@@ -42,7 +42,7 @@ Deno.test("require_websocket_auth is no longer refused at startup", () => {
 Deno.test("With auth: Authenticate first, then play; the reply carries the app's name and limits", async () => {
   await using server = await serve(withApps);
   await using client = await connect(server);
-  // A parse failure before auth neither authenticates nor closes (PROTOCOL.md §2.3).
+  // A parse failure before auth neither authenticates nor closes (docs/spec/PROTOCOL.md §2.3).
   client.send("{oops");
   equal((await client.next("Error")).data.error_code, "INVALID_INPUT");
   client.send(AUTH_OK);

@@ -1,5 +1,5 @@
 /**
- * TLS (SERVER.md §3.10): HTTPS and WSS on the configured port with a PEM certificate and key.
+ * TLS (docs/spec/SERVER.md §3.10): HTTPS and WSS on the configured port with a PEM certificate and key.
  * The certificate is self-signed by openssl for 127.0.0.1; the client runs in a subprocess started
  * with `--cert`, the way to make Deno's WebSocket client trust an extra root.
  */

@@ -1,6 +1,6 @@
 /**
  * A dependency-free Signal Fish v2 client for browsers, Deno and Node ≥ 22 (anything with a
- * standard `WebSocket`). It wraps the protocol (PROTOCOL.md §5–§7, EXTENSIONS.md) in promises
+ * standard `WebSocket`). It wraps the protocol (docs/spec/PROTOCOL.md §5–§7, docs/spec/EXTENSIONS.md) in promises
  * and events:
  *
  * ```ts
@@ -15,14 +15,14 @@
  *
  * Requests resolve with the server's answer and reject with {@linkcode SignalFishError}
  * (`code` = the spec's error code) or {@linkcode SignalFishConnectionError}. The server answers
- * each connection in order (PROTOCOL.md §1.5), so each reply settles the oldest request waiting
+ * each connection in order (docs/spec/PROTOCOL.md §1.5), so each reply settles the oldest request waiting
  * for that kind of reply.
  *
  * `join()` joins an existing room only, `create()` creates one, `joinOrCreate()` does either
- * (`JoinRoom.create`, EXTENSIONS.md E9); `create({ authority_handover: true })` lets authority
+ * (`JoinRoom.create`, docs/spec/EXTENSIONS.md E9); `create({ authority_handover: true })` lets authority
  * pass on when its holder leaves (E11); `presenceEvents: true` reports players who dropped (E10).
  *
- * While seated in a room, a dropped connection is restored automatically (PROTOCOL.md §7.11):
+ * While seated in a room, a dropped connection is restored automatically (docs/spec/PROTOCOL.md §7.11):
  * the client reopens the socket with exponential backoff and full jitter (bounded in attempts
  * and time, stopped by `cancelReconnect()`), re-sends `Authenticate` if it had authenticated,
  * sends `Reconnect` with the latest reconnection token, then delivers the `missed_events` in
@@ -30,7 +30,7 @@
  * The seat is also kept in a session store (`sessionStorage` in browsers), so after a page
  * reload `resume()` takes it back.
  *
- * MessagePack game data (PROTOCOL.md §7.7) uses the small built-in codec in `msgpack.ts`:
+ * MessagePack game data (docs/spec/PROTOCOL.md §7.7) uses the small built-in codec in `msgpack.ts`:
  * `sendGameData(value, { binary: true })` encodes `value`; `sendBinary(bytes)` sends bytes the
  * app encoded itself. Received envelopes emit `gameData` with `binary: true`, the raw `payload`
  * and the decoded `data`.
@@ -64,7 +64,7 @@ export { decodeMessagePack, encodeMessagePack } from "./msgpack.ts";
 export type * from "./messages.ts";
 
 /**
- * Backoff settings of automatic reconnection (PROTOCOL.md §7.11). Attempt `n` (1-based) waits
+ * Backoff settings of automatic reconnection (docs/spec/PROTOCOL.md §7.11). Attempt `n` (1-based) waits
  * `random() × min(maxDelayMs, initialDelayMs × 2^(n−1))` ms ("full jitter", so clients dropped
  * together by a server restart do not come back together), or with `jitter: "equal"` a delay
  * drawn from the upper half of that range. Reconnection stops after `maxAttempts` attempts or
@@ -126,7 +126,7 @@ export type ResumeResult =
   | { role: "spectator"; spectating: ServerData<"SpectatorJoined"> };
 
 /**
- * A room as `GET /v2/rooms/{game_name}/{room_code}` describes it (EXTENSIONS.md E5, E11).
+ * A room as `GET /v2/rooms/{game_name}/{room_code}` describes it (docs/spec/EXTENSIONS.md E5, E11).
  */
 export interface RoomSummary {
   /** Canonical upper-case code. */
@@ -148,7 +148,7 @@ export interface ClientOptions {
   /** How long a request waits for its answer, ms. @default 10000 */
   requestTimeoutMs?: number;
   /**
-   * Interval of JSON `Ping` heartbeats while open, ms (PROTOCOL.md §7.10); `0` disables them.
+   * Interval of JSON `Ping` heartbeats while open, ms (docs/spec/PROTOCOL.md §7.10); `0` disables them.
    * With heartbeats on, a connection that receives nothing for 3 intervals is treated as
    * dropped (so a half-open TCP connection triggers reconnection). @default 10000
    */
@@ -161,7 +161,7 @@ export interface ClientOptions {
    */
   auth?: AuthenticateData;
   /**
-   * Ask for presence events (EXTENSIONS.md E10): adds `"presence-events"` to
+   * Ask for presence events (docs/spec/EXTENSIONS.md E10): adds `"presence-events"` to
    * `Authenticate.features` (authenticating automatically with `auth`, or with app id
    * `"signal-fish-client"` when `auth` is not given), so `PlayerDisconnected` arrives when
    * another player drops and `RoomState.dropped` lists the held seats. @default false
@@ -184,7 +184,7 @@ export interface ClientOptions {
 /** The connection's state. */
 export type ClientStatus = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
-/** A seat held for a player who dropped (EXTENSIONS.md E10 `PlayerDisconnected`). */
+/** A seat held for a player who dropped (docs/spec/EXTENSIONS.md E10 `PlayerDisconnected`). */
 export interface DroppedSeat {
   /** The dropped player's id. */
   player_id: string;
@@ -212,14 +212,14 @@ export interface RoomState {
   players: PlayerInfo[];
   /** Spectators in join order. */
   spectators: SpectatorInfo[];
-  /** `waiting`, `lobby` or `finalized` (PROTOCOL.md §7.4). */
+  /** `waiting`, `lobby` or `finalized` (docs/spec/PROTOCOL.md §7.4). */
   lobbyState: LobbyState;
   /** Ready seats' ids, in the order they became ready. */
   readyPlayers: string[];
   /** Id of the authority holder, or `null`. */
   authorityPlayer: string | null;
   /**
-   * Seats whose player dropped and may come back (only with `presenceEvents`, EXTENSIONS.md
+   * Seats whose player dropped and may come back (only with `presenceEvents`, docs/spec/EXTENSIONS.md
    * E10): added on `PlayerDisconnected`, removed on `PlayerReconnected` or `PlayerLeft`.
    */
   dropped: DroppedSeat[];
@@ -234,7 +234,7 @@ export interface GameDataEvent {
    * (`undefined` when the payload is not MessagePack this client can decode).
    */
   data: unknown;
-  /** True when it arrived as a binary MessagePack envelope (PROTOCOL.md §7.7). */
+  /** True when it arrived as a binary MessagePack envelope (docs/spec/PROTOCOL.md §7.7). */
   binary: boolean;
   /** The sender's raw bytes, for binary data only. */
   payload?: Uint8Array;
@@ -246,7 +246,7 @@ export interface GameDataEvent {
 export interface CloseEvent {
   /** WebSocket close code (1005 when none was given, 1006 when the connection was lost). */
   code: number;
-  /** Close reason (do not parse it, PROTOCOL.md §1.6). */
+  /** Close reason (do not parse it, docs/spec/PROTOCOL.md §1.6). */
   reason: string;
   /** True when automatic reconnection will now try to restore the seat. */
   reconnecting: boolean;
@@ -293,11 +293,11 @@ export type ClientEventName = keyof ClientEvents;
 
 /** `Authenticated` and `ProtocolInfo` together, as `authenticate()` resolves them. */
 export interface AuthenticateResult {
-  /** The `Authenticated` payload (PROTOCOL.md §6.1). */
+  /** The `Authenticated` payload (docs/spec/PROTOCOL.md §6.1). */
   authenticated: ServerData<"Authenticated">;
-  /** The `ProtocolInfo` payload (PROTOCOL.md §6.2). */
+  /** The `ProtocolInfo` payload (docs/spec/PROTOCOL.md §6.2). */
   protocolInfo: ServerData<"ProtocolInfo">;
-  /** The binary game-data format now in effect (PROTOCOL.md §7.1.5). */
+  /** The binary game-data format now in effect (docs/spec/PROTOCOL.md §7.1.5). */
   gameDataFormat: GameDataEncoding;
 }
 
@@ -328,7 +328,7 @@ const DEFAULT_RECONNECT: Required<ReconnectOptions> = {
   random: Math.random,
   whenIdle: false,
 };
-/** Close codes after which the seat cannot or must not be taken back (PROTOCOL.md §1.6). */
+/** Close codes after which the seat cannot or must not be taken back (docs/spec/PROTOCOL.md §1.6). */
 const NO_RECONNECT_CLOSE_CODES = new Set([1008, 4001]);
 /** `WebSocket.readyState` values (not read from a global `WebSocket`, which may be absent). */
 const OPEN = 1;
@@ -432,7 +432,7 @@ export class SignalFishClient implements AsyncDisposable {
     return this.#room?.selfId;
   }
 
-  /** The current reconnection token (EXTENSIONS.md E1/E2), when the server issued one. */
+  /** The current reconnection token (docs/spec/EXTENSIONS.md E1/E2), when the server issued one. */
   get reconnectionToken(): string | undefined {
     return this.#seat?.token;
   }
@@ -477,7 +477,7 @@ export class SignalFishClient implements AsyncDisposable {
   /**
    * Opens the WebSocket and resolves once it is open (immediately if it already is). Rejects
    * with {@linkcode SignalFishConnectionError} when it cannot be opened (e.g. HTTP 429 before
-   * the upgrade, PROTOCOL.md §1.2) or within the request timeout.
+   * the upgrade, docs/spec/PROTOCOL.md §1.2) or within the request timeout.
    */
   async open(): Promise<void> {
     if (this.#status === "open") return;
@@ -514,7 +514,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * The features the server accepted in `Authenticated.features` (EXTENSIONS.md E10), e.g.
+   * The features the server accepted in `Authenticated.features` (docs/spec/EXTENSIONS.md E10), e.g.
    * `["presence-events"]`; empty before authentication or when the server has none.
    */
   get features(): readonly string[] {
@@ -522,7 +522,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Sends `Authenticate` (PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
+   * Sends `Authenticate` (docs/spec/PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
    * `ProtocolInfo` and the negotiated game-data format. A second call resolves with the first
    * result without sending (the server ignores repeats). Rejects with {@linkcode SignalFishError}
    * for an `AuthenticationError` (`INVALID_APP_ID`, `UNAUTHORIZED`, `RATE_LIMIT_EXCEEDED`,
@@ -538,7 +538,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Creates a room with a generated code (`JoinRoom` without `room_code`, PROTOCOL.md §7.2) and
+   * Creates a room with a generated code (`JoinRoom` without `room_code`, docs/spec/PROTOCOL.md §7.2) and
    * resolves with the `RoomJoined` snapshot. Rejects with {@linkcode SignalFishError}
    * (`RoomJoinFailed`: `INVALID_GAME_NAME`, `INVALID_INPUT`, `ALREADY_IN_ROOM`,
    * `RATE_LIMIT_EXCEEDED`, `MAX_ROOMS_PER_GAME_EXCEEDED`, …).
@@ -548,7 +548,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Joins an existing room only (`JoinRoom.create: "never"`, EXTENSIONS.md E9): a mistyped code
+   * Joins an existing room only (`JoinRoom.create: "never"`, docs/spec/EXTENSIONS.md E9): a mistyped code
    * rejects with {@linkcode SignalFishError} `ROOM_NOT_FOUND` instead of creating a room. Other
    * refusals as {@linkcode joinRoom}. Needs a server advertising the `join-modes` capability;
    * older servers ignore the field and create the room (check first with `lookupRoom()`).
@@ -560,7 +560,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Creates a new room (EXTENSIONS.md E9): with `room_code`, that code (`create: "always"`;
+   * Creates a new room (docs/spec/EXTENSIONS.md E9): with `room_code`, that code (`create: "always"`;
    * rejects with `ROOM_CREATION_FAILED` "Room code already in use" when it exists), else a
    * generated code (as {@linkcode createRoom}). `authority_handover: true` makes authority pass
    * to the longest-seated player when its holder's seat is released (E11).
@@ -572,7 +572,7 @@ export class SignalFishClient implements AsyncDisposable {
 
   /**
    * Joins the room with `room_code`, creating it when it does not exist (v2 join-or-create,
-   * PROTOCOL.md §7.2.2; no `create` field is sent, so any v2 server behaves the same).
+   * docs/spec/PROTOCOL.md §7.2.2; no `create` field is sent, so any v2 server behaves the same).
    */
   joinOrCreate(
     data: Omit<JoinRoomData, "create" | "room_code"> & { room_code: string },
@@ -581,7 +581,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, EXTENSIONS.md E5) on
+   * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, docs/spec/EXTENSIONS.md E5) on
    * this client's server; resolves `null` when there is no such room (404). Takes one
    * join-attempt token from the caller's IP, like a join. Rejects with
    * {@linkcode SignalFishError} `RATE_LIMIT_EXCEEDED` (429) or `SERVICE_UNAVAILABLE` (503), and
@@ -596,7 +596,7 @@ export class SignalFishClient implements AsyncDisposable {
 
   /**
    * Joins the room with `data.room_code` — or creates it, as the server does for unknown codes
-   * (PROTOCOL.md §7.2.2) — and resolves with the `RoomJoined` snapshot. Rejects with
+   * (docs/spec/PROTOCOL.md §7.2.2) — and resolves with the `RoomJoined` snapshot. Rejects with
    * {@linkcode SignalFishError} (`ROOM_FULL`, `ROOM_CREATION_FAILED` for a taken name,
    * `INVALID_ROOM_CODE`, …).
    */
@@ -612,7 +612,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Watches a room as a spectator (`JoinAsSpectator`, PROTOCOL.md §7.9) and resolves with
+   * Watches a room as a spectator (`JoinAsSpectator`, docs/spec/PROTOCOL.md §7.9) and resolves with
    * `SpectatorJoined`. Rejects with {@linkcode SignalFishError} (`SpectatorJoinFailed`:
    * `ROOM_NOT_FOUND`, `ALREADY_IN_ROOM`, `TOO_MANY_SPECTATORS`, …).
    */
@@ -631,7 +631,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, PROTOCOL.md
+   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
    * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`). Resolves at once
    * when not in a room. The reconnection token is forgotten.
    */
@@ -650,7 +650,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Sets this player's readiness (PROTOCOL.md §7.4). `PlayerReady` toggles on the wire, so this
+   * Sets this player's readiness (docs/spec/PROTOCOL.md §7.4). `PlayerReady` toggles on the wire, so this
    * sends it only when the known readiness differs from `ready`, and resolves with the
    * `LobbyStateChanged` that reflects the change (or the current state when nothing was sent).
    * Rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or `SPECTATOR_NOT_ALLOWED`.
@@ -676,7 +676,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Claims (`true`) or releases (`false`) room authority (PROTOCOL.md §7.5) and resolves with
+   * Claims (`true`) or releases (`false`) room authority (docs/spec/PROTOCOL.md §7.5) and resolves with
    * the granting `AuthorityResponse`. Rejects with {@linkcode SignalFishError}:
    * `AUTHORITY_CONFLICT`, `AUTHORITY_DENIED`, `AUTHORITY_NOT_SUPPORTED`, `NOT_IN_ROOM`,
    * `SPECTATOR_NOT_ALLOWED`.
@@ -697,7 +697,7 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Stores this seat's connection info (PROTOCOL.md §7.8); it reaches others in `GameStarting`.
+   * Stores this seat's connection info (docs/spec/PROTOCOL.md §7.8); it reaches others in `GameStarting`.
    * The server does not acknowledge it, so the client follows it with a `Ping` and resolves on
    * the `Pong`; rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or
    * `SPECTATOR_NOT_ALLOWED`.
@@ -712,8 +712,8 @@ export class SignalFishClient implements AsyncDisposable {
 
   /**
    * Sends game data to every other member of the room, or with `to` only to that player
-   * (`GameData.to_player`, EXTENSIONS.md E4). With `binary: true` the value is encoded as
-   * MessagePack and sent as a binary frame (PROTOCOL.md §7.7; needs a connection that
+   * (`GameData.to_player`, docs/spec/EXTENSIONS.md E4). With `binary: true` the value is encoded as
+   * MessagePack and sent as a binary frame (docs/spec/PROTOCOL.md §7.7; needs a connection that
    * negotiated `message_pack`, and has no targeted form). Fire and forget: refusals (bad
    * target, spectator) arrive as `error` events.
    *
@@ -733,14 +733,14 @@ export class SignalFishClient implements AsyncDisposable {
     this.#send({ type: "GameData", data: payload });
   }
 
-  /** Sends JSON game data to one player of the room (`to_player`, EXTENSIONS.md E4). */
+  /** Sends JSON game data to one player of the room (`to_player`, docs/spec/EXTENSIONS.md E4). */
   sendTo(playerId: string, data: unknown): void {
     this.sendGameData(data, { to: playerId });
   }
 
   /**
    * Sends `payload` (the app's own MessagePack encoding of a game value) as one binary frame
-   * (PROTOCOL.md §7.7).
+   * (docs/spec/PROTOCOL.md §7.7).
    *
    * @throws {TypeError} unless `authenticate()` negotiated `message_pack`.
    * @throws {SignalFishConnectionError} when the connection is not open.
@@ -758,7 +758,7 @@ export class SignalFishClient implements AsyncDisposable {
 
   /**
    * Takes back the seat (or the spectator place) kept in the session store after a page reload
-   * or a restart of the app: a player sends `Reconnect` with the stored token (PROTOCOL.md
+   * or a restart of the app: a player sends `Reconnect` with the stored token (docs/spec/PROTOCOL.md
    * §7.11.4; missed events are emitted in order as on an automatic reconnection), a spectator
    * watches the same room again. Resolves `undefined` when nothing is stored. On a refusal
    * (`RECONNECTION_EXPIRED`, `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`,
@@ -825,7 +825,7 @@ export class SignalFishClient implements AsyncDisposable {
     if (socket && socket.readyState !== CLOSED) socket.close(1000);
   }
 
-  /** Sends `Ping` and resolves with the round-trip time to its `Pong`, ms (PROTOCOL.md §7.10). */
+  /** Sends `Ping` and resolves with the round-trip time to its `Pong`, ms (docs/spec/PROTOCOL.md §7.10). */
   async ping(): Promise<number> {
     const started = performance.now();
     await this.#request({ type: "Ping" }, (reply) => {
@@ -836,7 +836,7 @@ export class SignalFishClient implements AsyncDisposable {
 
   /**
    * Closes the connection on purpose (close code 1000; the server treats a player's close as an
-   * unexpected disconnect unless it left first, PROTOCOL.md §7.3.2) and stops reconnecting.
+   * unexpected disconnect unless it left first, docs/spec/PROTOCOL.md §7.3.2) and stops reconnecting.
    * Resolves once the socket is closed. Idempotent.
    */
   close(): Promise<void> {
@@ -978,7 +978,7 @@ export class SignalFishClient implements AsyncDisposable {
       try {
         message = JSON.parse(frame);
       } catch {
-        return; // The server sends only valid JSON (PROTOCOL.md §1.3); ignore anything else.
+        return; // The server sends only valid JSON (docs/spec/PROTOCOL.md §1.3); ignore anything else.
       }
       this.#dispatch(message, false);
     } else if (frame instanceof ArrayBuffer) {
@@ -999,7 +999,7 @@ export class SignalFishClient implements AsyncDisposable {
         payload: raw.payload,
       };
     } catch {
-      return; // Not an envelope of PROTOCOL.md §7.7.
+      return; // Not an envelope of docs/spec/PROTOCOL.md §7.7.
     }
     let data: unknown;
     try {
@@ -1311,7 +1311,7 @@ export class SignalFishClient implements AsyncDisposable {
     this.#emit("room", room ? cloneRoom(room) : null);
   }
 
-  /** Updates the room model from one server message (PROTOCOL.md §6, §11). */
+  /** Updates the room model from one server message (docs/spec/PROTOCOL.md §6, §11). */
   #track(message: ServerMessage): void {
     const room = this.#room;
     switch (message.type) {
@@ -1445,7 +1445,7 @@ function defaultSessionStore(): SessionStore | undefined {
 }
 
 /**
- * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, EXTENSIONS.md E5) on the
+ * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, docs/spec/EXTENSIONS.md E5) on the
  * server at `url` (http(s) base URL or the ws(s) endpoint); resolves `null` for 404. Rejects
  * with {@linkcode SignalFishError} for 429 (`RATE_LIMIT_EXCEEDED`) or 503, and with
  * {@linkcode SignalFishConnectionError} when the server cannot be reached. `app` names the app

@@ -1,6 +1,6 @@
 /**
  * Errors the client rejects with: {@linkcode SignalFishError} when the server refused a request
- * (carrying the spec's error code, PROTOCOL.md §9), {@linkcode SignalFishConnectionError} when
+ * (carrying the spec's error code, docs/spec/PROTOCOL.md §9), {@linkcode SignalFishConnectionError} when
  * the connection failed, closed or did not answer in time.
  *
  * @module
@@ -17,7 +17,7 @@ export type FailureMessageType =
   | "ReconnectionFailed";
 
 /**
- * A refusal from the server. `code` is the wire `error_code` (PROTOCOL.md §9), `message` the
+ * A refusal from the server. `code` is the wire `error_code` (docs/spec/PROTOCOL.md §9), `message` the
  * server's human-readable reason (do not parse it), `messageType` the message that carried it.
  */
 export class SignalFishError extends Error {
@@ -38,7 +38,7 @@ export class SignalFishError extends Error {
 /**
  * The connection could not be opened, closed while a request was waiting, was not open when a
  * message had to be sent, or the server did not answer within the request timeout. `closeCode`
- * is the WebSocket close code when the socket closed (PROTOCOL.md §1.6), else `undefined`.
+ * is the WebSocket close code when the socket closed (docs/spec/PROTOCOL.md §1.6), else `undefined`.
  * `cause` is the server's last unanswered `Error` before the close, when there was one (e.g.
  * `AUTHENTICATION_REQUIRED` before close 1008).
  */

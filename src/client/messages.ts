@@ -1,5 +1,5 @@
 /**
- * The wire messages as the client sees them (PROTOCOL.md §4–§6; EXTENSIONS.md E1–E4). Types
+ * The wire messages as the client sees them (docs/spec/PROTOCOL.md §4–§6; docs/spec/EXTENSIONS.md E1–E4). Types
  * only: the server messages and shared objects are `src/protocol/wire.ts` (the one copy, shared
  * with the server), so the published client has explicit types and no dependency (zod is never
  * bundled); this module adds what only the client sends or decodes.
@@ -22,7 +22,7 @@ export type ServerData<T extends ServerMessageType> = Extract<ServerMessage, { t
   { data: infer D } ? D : undefined;
 
 /**
- * A decoded binary game-data envelope (PROTOCOL.md §7.7), received only by connections that
+ * A decoded binary game-data envelope (docs/spec/PROTOCOL.md §7.7), received only by connections that
  * negotiated `message_pack`. `payload` holds the sender's bytes unchanged.
  */
 export interface GameDataBinary {
@@ -34,7 +34,7 @@ export interface GameDataBinary {
   payload: Uint8Array;
 }
 
-/** `Authenticate` fields a client may send (PROTOCOL.md §5.1, EXTENSIONS.md E7). */
+/** `Authenticate` fields a client may send (docs/spec/PROTOCOL.md §5.1, docs/spec/EXTENSIONS.md E7). */
 export interface AuthenticateData {
   /** Public application id; any string when the server has auth disabled. */
   app_id: string;
@@ -44,13 +44,13 @@ export interface AuthenticateData {
   platform?: string;
   /** Preferred binary game-data encoding. @default "json" */
   game_data_format?: GameDataEncoding;
-  /** The app's shared secret, when the operator configured one (EXTENSIONS.md E7). */
+  /** The app's shared secret, when the operator configured one (docs/spec/EXTENSIONS.md E7). */
   app_secret?: string;
-  /** Opt-in features of this connection, e.g. `["presence-events"]` (EXTENSIONS.md E10). */
+  /** Opt-in features of this connection, e.g. `["presence-events"]` (docs/spec/EXTENSIONS.md E10). */
   features?: (ConnectionFeature | (string & Record<never, never>))[];
 }
 
-/** `JoinRoom` fields (PROTOCOL.md §5.2). */
+/** `JoinRoom` fields (docs/spec/PROTOCOL.md §5.2). */
 export interface JoinRoomData {
   /** Namespace for room codes (§8.1). */
   game_name: string;
@@ -62,13 +62,13 @@ export interface JoinRoomData {
   max_players?: number;
   /** Whether the room has an authority seat, when creating. @default true */
   supports_authority?: boolean;
-  /** Join-only (`"never"`), create-only (`"always"`) or v2 join-or-create (EXTENSIONS.md E9). */
+  /** Join-only (`"never"`), create-only (`"always"`) or v2 join-or-create (docs/spec/EXTENSIONS.md E9). */
   create?: JoinCreateMode;
-  /** When creating: pass authority on when its holder's seat is released (EXTENSIONS.md E11). */
+  /** When creating: pass authority on when its holder's seat is released (docs/spec/EXTENSIONS.md E11). */
   authority_handover?: boolean;
 }
 
-/** `JoinAsSpectator` fields (PROTOCOL.md §5.10). */
+/** `JoinAsSpectator` fields (docs/spec/PROTOCOL.md §5.10). */
 export interface SpectateData {
   /** The room's game name. */
   game_name: string;
@@ -78,7 +78,7 @@ export interface SpectateData {
   spectator_name: string;
 }
 
-/** Every message a client sends as JSON (PROTOCOL.md §5). */
+/** Every message a client sends as JSON (docs/spec/PROTOCOL.md §5). */
 export type ClientMessage =
   | { type: "Authenticate"; data: AuthenticateData }
   | { type: "JoinRoom"; data: JoinRoomData }

@@ -1,6 +1,6 @@
 /**
  * A small, dependency-free MessagePack encoder and decoder for the client's binary game data
- * (PROTOCOL.md §7.7). It covers the types a game value and the server's binary envelope use:
+ * (docs/spec/PROTOCOL.md §7.7). It covers the types a game value and the server's binary envelope use:
  * nil, bool, integers (up to 64 bits), float32/float64, str, bin, array and map. Extension types
  * are refused.
  *

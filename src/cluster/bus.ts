@@ -1,5 +1,5 @@
 /**
- * The Redis side of cluster mode, part 2 (SERVER.md §8.4.1, §8.9): envelopes published to
+ * The Redis side of cluster mode, part 2 (docs/spec/SERVER.md §8.4.1, §8.9): envelopes published to
  * `inst:<node>` through the node's one command connection and received on its one subscriber
  * connection, so each ordered pair of nodes is a FIFO stream. Payloads are `Buffer`s over the
  * envelope bytes (no copy). Only this file and `store.ts` know Redis.

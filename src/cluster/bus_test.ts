@@ -1,5 +1,5 @@
 /**
- * The bus contract (SERVER.md §8.4.1, §8.5.1) over the in-memory twin and Redis: FIFO per pair,
+ * The bus contract (docs/spec/SERVER.md §8.4.1, §8.5.1) over the in-memory twin and Redis: FIFO per pair,
  * bytes unchanged (0x00 and 0xff included), a publish nobody receives reported lost; then the
  * twin's faults, and Redis's resubscription after a restart.
  */

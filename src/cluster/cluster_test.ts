@@ -1,5 +1,5 @@
 /**
- * Cluster behaviour in one process (SERVER.md §8.4–§8.6): three nodes over the in-memory bus and
+ * Cluster behaviour in one process (docs/spec/SERVER.md §8.4–§8.6): three nodes over the in-memory bus and
  * store twins. A room lives on the node that created it; players and spectators joining through
  * other nodes are remote sessions there; relay, authority, readiness and leaving cross nodes;
  * codes are unique cluster-wide; a lost envelope resyncs only the affected pair.

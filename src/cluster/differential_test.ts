@@ -1,5 +1,5 @@
 /**
- * Differential test (issue 15 item 2, SERVER.md §8.6 "nothing different in normal operation"):
+ * Differential test (issue 15 item 2, docs/spec/SERVER.md §8.6 "nothing different in normal operation"):
  * the same scripted sessions against one node and against three (connections assigned
  * round-robin) must give every client the same message sequence once ids, tokens, codes and
  * times are normalised. Steps run one at a time and the cluster is let settle in between, so the

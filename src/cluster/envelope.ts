@@ -1,5 +1,5 @@
 /**
- * Envelopes between nodes (SERVER.md §8.4.1): binary, versioned, internal. Layout, integers
+ * Envelopes between nodes (docs/spec/SERVER.md §8.4.1): binary, versioned, internal. Layout, integers
  * big-endian:
  *
  * ```text
@@ -52,7 +52,7 @@ export type OutItem =
   | { tag: "miss"; conn: ConnId }
   | { tag: "close"; conn: ConnId; code: number; reason: string };
 
-/** The remote-session data a `BIND` carries once (SERVER.md §8.2 "Remote session"). */
+/** The remote-session data a `BIND` carries once (docs/spec/SERVER.md §8.2 "Remote session"). */
 export interface BindMeta {
   ip: string;
   appId?: string;

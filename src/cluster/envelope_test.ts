@@ -1,5 +1,5 @@
 /**
- * Envelopes (SERVER.md §8.4.1) round-trip byte-exactly; streams (§8.5.1) process in order, drop
+ * Envelopes (docs/spec/SERVER.md §8.4.1) round-trip byte-exactly; streams (§8.5.1) process in order, drop
  * duplicates, resync on gaps, lost publishes and silence, and heartbeat idle pairs.
  */
 import { deepEqual, equal, throws } from "node:assert/strict";

@@ -1,5 +1,5 @@
 /**
- * Key and channel names of SERVER.md §8.3. Every name starts with `cluster.key_prefix`; the keys
+ * Key and channel names of docs/spec/SERVER.md §8.3. Every name starts with `cluster.key_prefix`; the keys
  * of one game share the Redis Cluster hash tag `{g}` (the first 16 hex digits of the SHA-256 of
  * the UTF-8 game name, so braces in a game name cannot break the tag, §8.8).
  *
@@ -17,7 +17,7 @@ export function gameTag(gameName: string): string {
 export class Keys {
   readonly prefix: string;
 
-  /** @param prefix `cluster.key_prefix` (contains no braces, SERVER.md §8.8) */
+  /** @param prefix `cluster.key_prefix` (contains no braces, docs/spec/SERVER.md §8.8) */
   constructor(prefix: string) {
     this.prefix = prefix;
   }

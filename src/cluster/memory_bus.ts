@@ -1,5 +1,5 @@
 /**
- * The in-memory twin of the Redis bus (SERVER.md §8.9): nodes of one process exchange envelopes
+ * The in-memory twin of the Redis bus (docs/spec/SERVER.md §8.9): nodes of one process exchange envelopes
  * through a {@linkcode MemoryNetwork}, delivered asynchronously (a microtask per envelope, so
  * FIFO per pair like one Redis connection), with fault injection: drop, delay, duplicate and
  * reorder, chosen per envelope by a {@linkcode Fault} function.

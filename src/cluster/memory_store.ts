@@ -1,5 +1,5 @@
 /**
- * The in-memory twin of the Redis store (SERVER.md §8.9): the same scripts of §8.3 over a map
+ * The in-memory twin of the Redis store (docs/spec/SERVER.md §8.9): the same scripts of §8.3 over a map
  * with per-key expiry on an injectable clock, shared by any number of in-process nodes, with the
  * faults a real Redis can show: keys expiring early ({@linkcode MemoryStore.expire}), a restart
  * that loses everything ({@linkcode MemoryStore.flush}) and being unreachable

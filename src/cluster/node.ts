@@ -1,5 +1,5 @@
 /**
- * One node of a cluster (SERVER.md §8.2–§8.5): its store and bus, its {@linkcode ClusterRouter},
+ * One node of a cluster (docs/spec/SERVER.md §8.2–§8.5): its store and bus, its {@linkcode ClusterRouter},
  * the `T/3` timer that rewrites its liveness key and refreshes the directory entries of its
  * rooms, the epoch watch (re-registration and grace window, §8.3) and the death verdict of
  * §8.5.4. Works the same over Redis and over the in-memory twins.
@@ -20,7 +20,7 @@ export interface MetricsRegistry {
 }
 
 /**
- * Registers the cluster metrics of SERVER.md §6.3 that this build counts, read at scrape time
+ * Registers the cluster metrics of docs/spec/SERVER.md §6.3 that this build counts, read at scrape time
  * from `node` (and from the edge for `bound` and `remote`).
  */
 export function registerClusterMetrics(
@@ -109,7 +109,7 @@ export function registerClusterMetrics(
   );
 }
 
-/** A fresh node name: `<instance_id>@<8 hex digits>` (SERVER.md §8.2). */
+/** A fresh node name: `<instance_id>@<8 hex digits>` (docs/spec/SERVER.md §8.2). */
 export function nodeName(instanceId: string): NodeId {
   const boot = crypto.getRandomValues(new Uint8Array(4));
   return `${instanceId}@${[...boot].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
@@ -151,9 +151,9 @@ export class ClusterNode {
   #stopped = false;
   /** Rooms whose last refresh found a conflict (left out of local-first code lookups). */
   readonly conflicts = new Set<string>();
-  /** Directory conflicts counted (SERVER.md §6.3). */
+  /** Directory conflicts counted (docs/spec/SERVER.md §6.3). */
   conflictCount = 0;
-  /** Epoch changes seen after the first read (SERVER.md §6.3). */
+  /** Epoch changes seen after the first read (docs/spec/SERVER.md §6.3). */
   epochChanges = 0;
   /** The nodes with a liveness key at the last refresh (for `/v2/status`). */
   seen: NodeId[] = [];
@@ -173,7 +173,7 @@ export class ClusterNode {
     });
   }
 
-  /** Whether the node is registered and its link is up (`/v2/health`, SERVER.md §8.5.5). */
+  /** Whether the node is registered and its link is up (`/v2/health`, docs/spec/SERVER.md §8.5.5). */
   get healthy(): boolean {
     return this.#registered && this.#upSince !== undefined;
   }
@@ -188,7 +188,7 @@ export class ClusterNode {
     await this.refresh();
   }
 
-  /** Reports a change of the Redis link: a reconnect re-registers at once (SERVER.md §8.3). */
+  /** Reports a change of the Redis link: a reconnect re-registers at once (docs/spec/SERVER.md §8.3). */
   linkState(state: LinkState): void {
     if (state === "down") {
       this.#upSince = undefined;
@@ -243,14 +243,14 @@ export class ClusterNode {
     }
   }
 
-  /** Whether the epoch's grace window runs at `now` (SERVER.md §8.3 "Grace window"). */
+  /** Whether the epoch's grace window runs at `now` (docs/spec/SERVER.md §8.3 "Grace window"). */
   inGrace(now: number): boolean {
     const epoch = this.#epoch;
     return epoch === undefined || now < epoch.createdAt + this.#options.ttlMs;
   }
 
   /**
-   * The death verdict of SERVER.md §8.5.4: link up and epoch unchanged for at least `T`, and
+   * The death verdict of docs/spec/SERVER.md §8.5.4: link up and epoch unchanged for at least `T`, and
    * `instance:<home>` absent at two reads `heartbeat_ms` apart with nothing heard from it.
    */
   async isDead(home: NodeId): Promise<boolean> {
@@ -263,7 +263,7 @@ export class ClusterNode {
     return this.router.streams.silence(home) >= this.#options.heartbeatMs;
   }
 
-  /** Marks the node draining in its liveness key (SERVER.md §8.7). */
+  /** Marks the node draining in its liveness key (docs/spec/SERVER.md §8.7). */
   async drain(): Promise<void> {
     this.#state = "draining";
     await this.refresh();

@@ -1,5 +1,5 @@
 /**
- * Cluster mode for one server process (SERVER.md §8): builds the node's Redis link, store, bus,
+ * Cluster mode for one server process (docs/spec/SERVER.md §8): builds the node's Redis link, store, bus,
  * {@linkcode ClusterNode} and edge resolver from the configuration. Imported by `server.ts` only
  * when `cluster.redis_url` is set, so single-instance mode never loads the Redis client.
  *

@@ -1,6 +1,6 @@
 /**
  * Edge-side resolution of `JoinRoom`, `JoinAsSpectator` and `Reconnect` in cluster mode
- * (SERVER.md §8.4.3): local first (a room homed here needs no Redis), else the rate-limit bucket
+ * (docs/spec/SERVER.md §8.4.3): local first (a room homed here needs no Redis), else the rate-limit bucket
  * in Redis, the directory entry, and either a `BIND` to the room's live home or a creation here
  * under a claimed code. The engine then creates the room with the claimed code and room id
  * ({@linkcode Staging}) and checks no caps or buckets of its own.
@@ -30,7 +30,7 @@ export class Staging {
   readonly #newId: () => string;
   readonly #newCode: () => string;
 
-  /** @param newId fresh room ids @param newCode fresh room codes (SERVER.md §2.7 prefix) */
+  /** @param newId fresh room ids @param newCode fresh room codes (docs/spec/SERVER.md §2.7 prefix) */
   constructor(newId: () => string, newCode: () => string) {
     this.#newId = newId;
     this.#newCode = newCode;
@@ -80,9 +80,9 @@ export interface ResolverOptions {
   nameRules: NameRules;
   /** An app's `max_rooms`, if it has one. */
   appMaxRooms: (appId: string) => number | undefined;
-  /** Whether the epoch's grace window is running at `now` (SERVER.md §8.3). */
+  /** Whether the epoch's grace window is running at `now` (docs/spec/SERVER.md §8.3). */
   inGrace: (now: number) => boolean;
-  /** Whether `home` may be held dead (SERVER.md §8.5.4); the resolver re-reads before that. */
+  /** Whether `home` may be held dead (docs/spec/SERVER.md §8.5.4); the resolver re-reads before that. */
   isDead: (home: NodeId) => Promise<boolean>;
 }
 
@@ -310,7 +310,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
           return { kind: "local" };
       }
     } catch {
-      // Redis unreachable or too slow (SERVER.md §8.4.3, §8.5.5).
+      // Redis unreachable or too slow (docs/spec/SERVER.md §8.4.3, §8.5.5).
       return reply(unavailable(message));
     }
   };

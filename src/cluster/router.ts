@@ -1,5 +1,5 @@
 /**
- * The cluster {@linkcode Router} (SERVER.md §8.4): the same crossings as the in-memory
+ * The cluster {@linkcode Router} (docs/spec/SERVER.md §8.4): the same crossings as the in-memory
  * `LocalRouter`, carried as envelopes over {@linkcode Streams} when the other side is another
  * node. Calls for this node go straight to its own endpoints.
  *
@@ -7,7 +7,7 @@
  * that home (`BOUND`, `UNBIND`, `MISS`) or `forward_timeout_ms` (then the client gets
  * `SERVICE_UNAVAILABLE` and a late `BOUND` is undone with `CLOSED{abandoned}`); `forward` sends
  * `MSG`; `closed` sends `CLOSED`. Home side: `deliver` and `direct` collect the items of one event
- * per edge and `flush` publishes one `OUT` per edge (SERVER.md §8.4.4 "Output").
+ * per edge and `flush` publishes one `OUT` per edge (docs/spec/SERVER.md §8.4.4 "Output").
  *
  * @module
  */
@@ -75,7 +75,7 @@ export class ClusterRouter implements Router {
     { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
   >();
   #nextRequest = 1;
-  /** Counters of SERVER.md §6.3 (#71, #73–#75). */
+  /** Counters of docs/spec/SERVER.md §6.3 (#71, #73–#75). */
   readonly counts = { resyncCloses: 0, bindTimeouts: 0, bindsExpired: 0, bindsUndone: 0 };
   #heartbeat: ReturnType<typeof setInterval> | undefined;
 
@@ -357,7 +357,7 @@ export class ClusterRouter implements Router {
 
   #onBind(envelope: Extract<Envelope, { kind: typeof Kind.BIND }>, now: number): void {
     const edge = envelope.source;
-    // Past its deadline (by this clock): the edge has answered already (SERVER.md §8.4.4).
+    // Past its deadline (by this clock): the edge has answered already (docs/spec/SERVER.md §8.4.4).
     if (now > envelope.deadline) {
       this.counts.bindsExpired++;
       log.debug("Dropped an expired BIND from {edge}", { edge });
@@ -412,7 +412,7 @@ export class ClusterRouter implements Router {
         continue;
       }
       if (item.tag === "bound" && this.#abandoned.get(conn) === home) {
-        // A success that crossed the timeout: undone (SERVER.md §8.4.2 "Late success").
+        // A success that crossed the timeout: undone (docs/spec/SERVER.md §8.4.2 "Late success").
         this.#abandoned.delete(conn);
         this.counts.bindsUndone++;
         this.streams.send(home, {
@@ -440,7 +440,7 @@ export class ClusterRouter implements Router {
       if (pending.home !== peer) continue;
       clearTimeout(pending.timer);
       this.#pending.delete(conn);
-      // The request fails at once (SERVER.md §8.5.1); a late BOUND is undone.
+      // The request fails at once (docs/spec/SERVER.md §8.5.1); a late BOUND is undone.
       this.#abandoned.set(conn, peer);
       this.#sendToClient(conn, unavailable(pending.message));
       pending.resolve({ status: "unbound" });

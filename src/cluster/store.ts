@@ -1,5 +1,5 @@
 /**
- * The Redis side of cluster mode, part 1 (SERVER.md §8.3, §8.9): the node's two Redis
+ * The Redis side of cluster mode, part 1 (docs/spec/SERVER.md §8.3, §8.9): the node's two Redis
  * connections ({@linkcode RedisLink}) and the shared state on them ({@linkcode RedisStore}):
  * directory, caps, token buckets, liveness and epoch, each a Lua script invoked by SHA with a
  * `NOSCRIPT` reload and one retry. Only this file and `bus.ts` know Redis.
@@ -35,7 +35,7 @@ import type {
 // deno-lint-ignore no-explicit-any
 type Client = RedisClientType<any, any, any, any, any>;
 
-/** How to reach Redis (`cluster.redis_url`, SERVER.md §2.7). */
+/** How to reach Redis (`cluster.redis_url`, docs/spec/SERVER.md §2.7). */
 export interface RedisLinkOptions {
   /** `redis://` or `rediss://` URL. */
   url: string;
@@ -49,7 +49,7 @@ export interface RedisLinkOptions {
   onError?: (error: unknown) => void;
 }
 
-/** Reconnect delay after `retries` failed attempts: 100 ms doubling to 5 s (SERVER.md §8.5.5). */
+/** Reconnect delay after `retries` failed attempts: 100 ms doubling to 5 s (docs/spec/SERVER.md §8.5.5). */
 export function reconnectDelay(retries: number): number {
   return Math.min(100 * 2 ** Math.min(retries, 16), 5_000);
 }
@@ -137,7 +137,7 @@ export function bounded<T>(promise: Promise<T>, ms: number, what: string): Promi
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scripts (SERVER.md §8.3 "Scripts"). Values: room entry = JSON DirectoryRecord; room-id = JSON
+// Scripts (docs/spec/SERVER.md §8.3 "Scripts"). Values: room entry = JSON DirectoryRecord; room-id = JSON
 // {home, gameName, roomCode, appId?} or "gone"; set scores = expiry ms.
 
 /** A Lua script with its SHA-1 (computed by Redis at the first load). */
@@ -298,7 +298,7 @@ function roomIdValue(record: DirectoryRecord): string {
 }
 
 /**
- * {@linkcode ClusterStore} on Redis (SERVER.md §8.3). A bucket take that fails (Redis down or
+ * {@linkcode ClusterStore} on Redis (docs/spec/SERVER.md §8.3). A bucket take that fails (Redis down or
  * slow) falls back to this node's own buckets (§3.4, §8.4.3); everything else rejects.
  */
 export class RedisStore implements ClusterStore {
@@ -512,7 +512,7 @@ export class RedisStore implements ClusterStore {
       );
       return wait === 0 ? { ok: true } : { ok: false, retryAfterSecs: wait };
     } catch {
-      // Redis unreachable: this node's own bucket (SERVER.md §8.4.3).
+      // Redis unreachable: this node's own bucket (docs/spec/SERVER.md §8.4.3).
       return this.#fallback[kind].take(key, now);
     }
   }

@@ -1,5 +1,5 @@
 /**
- * The store beyond the directory and bucket contracts (SERVER.md §8.3): resolve, liveness, epoch,
+ * The store beyond the directory and bucket contracts (docs/spec/SERVER.md §8.3): resolve, liveness, epoch,
  * TTLs, and Redis's failure modes (NOSCRIPT after a restart, fail-fast while down, fallback
  * buckets). The shared checks loop over the in-memory twin and a private redis-server.
  */

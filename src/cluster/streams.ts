@@ -1,5 +1,5 @@
 /**
- * Streams between nodes (SERVER.md §8.5.1): every ordered pair of nodes numbers its envelopes
+ * Streams between nodes (docs/spec/SERVER.md §8.5.1): every ordered pair of nodes numbers its envelopes
  * from 1 (`seq`), each envelope acknowledges the highest `seq` received from the destination
  * (`ack`), and heartbeats carry the last `seq` sent. The receiver processes the next expected
  * `seq`, treats a larger one (or a heartbeat naming one not received) as a **gap** — the pair is
@@ -19,7 +19,7 @@ export type ResyncReason = "gap" | "lost" | "suspect";
 export interface StreamHandlers {
   /** An envelope in order, with its header. */
   deliver(envelope: Envelope): void;
-  /** Resync the pair with `peer` (SERVER.md §8.5.2). */
+  /** Resync the pair with `peer` (docs/spec/SERVER.md §8.5.2). */
   resync(peer: NodeId, reason: ResyncReason): void;
   /** Whether `peer` is a peer now (bindings, pending requests or remote sessions, §8.2). */
   isPeer(peer: NodeId): boolean;
@@ -42,7 +42,7 @@ interface Pair {
   suspected: boolean;
 }
 
-/** Counters of the stream layer (SERVER.md §6.3 cluster metrics). */
+/** Counters of the stream layer (docs/spec/SERVER.md §6.3 cluster metrics). */
 export interface StreamStats {
   envelopesOut: number;
   envelopesIn: number;
@@ -133,14 +133,14 @@ export class Streams {
   }
 
   /**
-   * The last `seq` from `peer` processed in order: the edge's `delivered` (SERVER.md §8.5.3;
+   * The last `seq` from `peer` processed in order: the edge's `delivered` (docs/spec/SERVER.md §8.5.3;
    * every frame of a processed `OUT` is handed to its sockets at once).
    */
   lastReceived(peer: NodeId): number {
     return this.#pairs.get(peer)?.delivered ?? 0;
   }
 
-  /** The highest `ack` received from `peer` (SERVER.md §8.5.3). */
+  /** The highest `ack` received from `peer` (docs/spec/SERVER.md §8.5.3). */
   acked(peer: NodeId): number {
     return this.#pairs.get(peer)?.acked ?? 0;
   }

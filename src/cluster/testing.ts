@@ -1,6 +1,6 @@
 /**
  * Test support: a cluster of N nodes in one process (Engine + Edge + ClusterNode each) over the
- * in-memory bus and store twins (SERVER.md §8.9), and recording clients. No sockets; the bus
+ * in-memory bus and store twins (docs/spec/SERVER.md §8.9), and recording clients. No sockets; the bus
  * delivers in microtasks, so tests await {@linkcode settle}.
  *
  * @module

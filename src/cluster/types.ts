@@ -1,6 +1,6 @@
 /**
- * The two interfaces behind which cluster mode keeps Redis (SERVER.md §8.9): the **bus** carries
- * envelopes between nodes over pub/sub, the **store** holds the shared state of SERVER.md §8.3
+ * The two interfaces behind which cluster mode keeps Redis (docs/spec/SERVER.md §8.9): the **bus** carries
+ * envelopes between nodes over pub/sub, the **store** holds the shared state of docs/spec/SERVER.md §8.3
  * (directory, caps, buckets, liveness, epoch). `bus.ts` and `store.ts` implement them on Redis;
  * `memory_bus.ts` and `memory_store.ts` are the in-memory twins with fault injection used by fast
  * in-process tests.
@@ -17,18 +17,18 @@ import type {
 
 export type { NodeId } from "../coordination/directory.ts";
 
-/** Whether a Redis link (or its twin) is usable: both connections up (SERVER.md §8.5.5). */
+/** Whether a Redis link (or its twin) is usable: both connections up (docs/spec/SERVER.md §8.5.5). */
 export type LinkState = "up" | "down";
 
 /**
- * Envelopes between nodes (SERVER.md §8.4.1): one channel per node, FIFO per ordered pair of
+ * Envelopes between nodes (docs/spec/SERVER.md §8.4.1): one channel per node, FIFO per ordered pair of
  * nodes, at most once.
  */
 export interface ClusterBus {
   /** This node's name; envelopes for it arrive on its channel. */
   readonly node: NodeId;
   /**
-   * Publishes `bytes` to node `to`'s channel without waiting (SERVER.md §8.4.2 item 5). A publish
+   * Publishes `bytes` to node `to`'s channel without waiting (docs/spec/SERVER.md §8.4.2 item 5). A publish
    * that fails, reaches no subscriber or has an unknown outcome is reported to the `lost`
    * handler given to {@linkcode ClusterBus.start} (the sender resyncs the pair, §8.5.1).
    */
@@ -51,7 +51,7 @@ export interface BusHandlers {
   state?(state: LinkState): void;
 }
 
-/** What the directory knows about a room code or room id (SERVER.md §8.3 "Resolve"). */
+/** What the directory knows about a room code or room id (docs/spec/SERVER.md §8.3 "Resolve"). */
 export type Resolved =
   | { status: "absent" }
   /** `room-id` tombstone: the room was deleted (only for room ids). */
@@ -59,7 +59,7 @@ export type Resolved =
   | {
     status: "found";
     home: NodeId;
-    /** Whether the `instance:` key of `home` exists (SERVER.md §8.5.4). */
+    /** Whether the `instance:` key of `home` exists (docs/spec/SERVER.md §8.5.4). */
     homeAlive: boolean;
     /** The room entry (lookups by code) or the `room-id` fields (lookups by id). */
     record: { roomId: string; gameName: string; roomCode: string };
@@ -67,21 +67,21 @@ export type Resolved =
     entry?: DirectoryRecord;
   };
 
-/** The shared epoch (SERVER.md §8.3 "Epoch"). */
+/** The shared epoch (docs/spec/SERVER.md §8.3 "Epoch"). */
 export interface Epoch {
   id: string;
   /** Creation time, ms since the epoch. */
   createdAt: number;
 }
 
-/** What a node writes about itself (SERVER.md §8.3 `instance:<node>`). */
+/** What a node writes about itself (docs/spec/SERVER.md §8.3 `instance:<node>`). */
 export interface Liveness {
   startedAt: number;
   state: "up" | "draining";
 }
 
 /**
- * The shared state of SERVER.md §8.3. Every method answers with a Promise that rejects when the
+ * The shared state of docs/spec/SERVER.md §8.3. Every method answers with a Promise that rejects when the
  * store cannot be reached or does not answer within `cluster.forward_timeout_ms`.
  */
 export interface ClusterStore extends RoomDirectory, TokenBuckets {
@@ -89,7 +89,7 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
   resolveCode(gameName: string, roomCode: string): Promise<Resolved>;
   /** Resolves a room id (`Reconnect`). */
   resolveRoomId(roomId: string): Promise<Resolved>;
-  /** Runs the refresh script for every record in one pipeline (SERVER.md §8.3). */
+  /** Runs the refresh script for every record in one pipeline (docs/spec/SERVER.md §8.3). */
   refreshAll(records: readonly DirectoryRecord[]): Promise<RefreshResult[]>;
   /** Writes this node's liveness key with TTL `T`. */
   writeLiveness(node: NodeId, liveness: Liveness): Promise<void>;
@@ -105,7 +105,7 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
   close(): Promise<void>;
 }
 
-/** Settings of a store (SERVER.md §2.7 `cluster.*`, §8.3). */
+/** Settings of a store (docs/spec/SERVER.md §2.7 `cluster.*`, §8.3). */
 export interface StoreSettings {
   /** `cluster.key_prefix`. */
   prefix: string;
@@ -113,7 +113,7 @@ export interface StoreSettings {
   ttlMs: number;
   /** `server.reconnection_window` × 1000, ms (lifetime of `room-id` beyond `T`, and of `gone`). */
   reconnectionWindowMs: number;
-  /** Bucket sizes per kind: `capacity` tokens refilled over `windowMs` (SERVER.md §3.4). */
+  /** Bucket sizes per kind: `capacity` tokens refilled over `windowMs` (docs/spec/SERVER.md §3.4). */
   buckets: Record<"creation" | "join", { capacity: number; windowMs: number }>;
   /** Longest wait for one store call, ms (`cluster.forward_timeout_ms`). */
   timeoutMs: number;

@@ -1,5 +1,5 @@
 /**
- * Loading the configuration (SERVER.md §2.1–§2.6): built-in defaults < config file < environment
+ * Loading the configuration (docs/spec/SERVER.md §2.1–§2.6): built-in defaults < config file < environment
  * variables < `--port`, checked against the one schema of `schema.ts`, every error collected as a
  * line `invalid configuration: <key> = <value> (from <source>): <rule>`.
  *
@@ -349,7 +349,7 @@ function parseScalar(type: ScalarType, text: string): unknown {
   return text; // strings; anything unparsed is left for the schema to reject with its rule
 }
 
-/** Parses an environment value by its key's type (SERVER.md §2.3 table). */
+/** Parses an environment value by its key's type (docs/spec/SERVER.md §2.3 table). */
 function parseEnvValue(node: Node, raw: string): { ok: true; value: unknown } | {
   ok: false;
   rule: string;
@@ -553,7 +553,7 @@ export type LoadResult =
 
 /**
  * Builds the effective configuration from defaults < config file < environment < `port`
- * (SERVER.md §2.1) and validates it (§2.6), collecting all errors. Never throws.
+ * (docs/spec/SERVER.md §2.1) and validates it (§2.6), collecting all errors. Never throws.
  */
 export function loadConfig(options: LoadOptions): LoadResult {
   const out = new Collector();
@@ -615,7 +615,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
 }
 
 /**
- * The stdout text of a successful `--validate-config` (SERVER.md §2.5 and its note),
+ * The stdout text of a successful `--validate-config` (docs/spec/SERVER.md §2.5 and its note),
  * newline-terminated. `file` is the config file that was read (undefined: none).
  */
 export function validationSummary(config: Config, file?: string): string {
@@ -630,7 +630,7 @@ export function validationSummary(config: Config, file?: string): string {
     `  Reconnection enabled: ${config.server.enable_reconnection}`,
     `  Max players per room: ${config.server.default_max_players}`,
     `  Deployment region: ${config.server.region_id}`,
-    // Not in SERVER.md §2.5's list; added after it (see the note there).
+    // Not in docs/spec/SERVER.md §2.5's list; added after it (see the note there).
     `  Bind address: ${config.server.host}`,
     `  Config file: ${file ?? "none (built-in defaults and environment variables)"}`,
     "",
@@ -638,7 +638,7 @@ export function validationSummary(config: Config, file?: string): string {
 }
 
 /**
- * Every environment variable name the configuration reads, upper case (SERVER.md §2.3): both
+ * Every environment variable name the configuration reads, upper case (docs/spec/SERVER.md §2.3): both
  * prefixes (`SIGNAL_FISH_` and `SIGNAL_FISH__`) for every key and object of the key tree, the
  * aliases, and the reserved names. Used when the process may read only `SIGNAL_FISH_*` variables
  * and so cannot list the environment.

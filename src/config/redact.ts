@@ -1,5 +1,5 @@
 /**
- * Hiding secrets of the configuration (SERVER.md §2.5 `--print-config`, §2.6 error lines): app
+ * Hiding secrets of the configuration (docs/spec/SERVER.md §2.5 `--print-config`, §2.6 error lines): app
  * secrets, the metrics bearer token and the password of `cluster.redis_url`.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * The configuration schema (SERVER.md §2.7): ONE zod schema mirroring `config.example.json`, with
+ * The configuration schema (docs/spec/SERVER.md §2.7): ONE zod schema mirroring `config.example.json`, with
  * every single-key rule in its building blocks and the §2.6 rules that relate several keys in
  * {@linkcode crossFieldIssues}. Loading (file, environment, flags) is `load.ts`; hiding secrets is
  * `redact.ts`.
@@ -90,7 +90,7 @@ function isOrigin(entry: string): boolean {
 const HOST_NAME =
   /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
-/** `server.host`: an IPv4 or IPv6 literal (no brackets) or a host name (SERVER.md §2.7). */
+/** `server.host`: an IPv4 or IPv6 literal (no brackets) or a host name (docs/spec/SERVER.md §2.7). */
 const bindHost = text().refine(
   (value) => [z.ipv4(), z.ipv6()].some((f) => f.safeParse(value).success) || HOST_NAME.test(value),
   { error: "must be an IPv4 or IPv6 address (without brackets) or a host name" },
@@ -151,7 +151,7 @@ const HISTORY_FIELDS = [
 ] as const;
 
 /**
- * Every key of SERVER.md §2.7 with its default, in the order of the tables, without the cross-key
+ * Every key of docs/spec/SERVER.md §2.7 with its default, in the order of the tables, without the cross-key
  * rules (the loader walks its shape to build the key tree, then applies the rules itself).
  */
 export const ConfigFields = z.strictObject({
@@ -176,7 +176,7 @@ export const ConfigFields = z.strictObject({
     event_buffer_total_max_bytes: int().default(67108864),
     max_token_records: int(1).default(200000),
     drain_timeout_secs: int().default(10),
-    // Bind address (SERVER.md §1.1 note): all IPv4 interfaces by default; `deno task dev` passes
+    // Bind address (docs/spec/SERVER.md §1.1 note): all IPv4 interfaces by default; `deno task dev` passes
     // `--host 127.0.0.1`.
     host: bindHost.default("0.0.0.0"),
     // Rooms survive a restart (single instance): snapshot path, null = off (README "Rooms
@@ -244,7 +244,7 @@ export const ConfigFields = z.strictObject({
     require_websocket_auth: bool(false),
     require_metrics_auth: bool(false),
     metrics_auth_token: nullableText(),
-    // EXTENSIONS.md E12: the operator console's bearer token (null = console off, 404).
+    // docs/spec/EXTENSIONS.md E12: the operator console's bearer token (null = console off, 404).
     admin_token: nullableText(),
     max_message_size: int(1024, 16777216).default(65536),
     max_connections_per_ip: int(1).default(10),
@@ -348,7 +348,7 @@ export type Path = readonly (string | number)[];
 /** One broken rule: the key it is reported against and the rule text. */
 export type Issue = { path: Path; message: string };
 
-/** Shortest accepted `security.admin_token` (EXTENSIONS.md E12). */
+/** Shortest accepted `security.admin_token` (docs/spec/EXTENSIONS.md E12). */
 export const MIN_ADMIN_TOKEN_LENGTH = 32;
 
 /** The §2.6 rules that relate two or more keys (single-key rules live in the schema). */
@@ -382,7 +382,8 @@ export function crossFieldIssues(config: Config): Issue[] {
   if (security.admin_token !== null && security.admin_token.length < MIN_ADMIN_TOKEN_LENGTH) {
     issues.push({
       path: ["security", "admin_token"],
-      message: `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters (EXTENSIONS.md E12); ` +
+      message:
+        `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters (docs/spec/EXTENSIONS.md E12); ` +
         "generate one with `openssl rand -hex 32`",
     });
   }
@@ -445,7 +446,7 @@ export function crossFieldIssues(config: Config): Issue[] {
 }
 
 /**
- * The configuration file's schema (SERVER.md §2.7) with every single-key and cross-key rule of
+ * The configuration file's schema (docs/spec/SERVER.md §2.7) with every single-key and cross-key rule of
  * §2.6 except TLS file readability. Parsing `{}` gives the built-in defaults.
  */
 export const ConfigSchema = ConfigFields.superRefine((config, ctx) => {
@@ -462,5 +463,5 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** The built-in defaults (SERVER.md §2.7, equal to `config.example.json`). Frozen. */
+/** The built-in defaults (docs/spec/SERVER.md §2.7, equal to `config.example.json`). Frozen. */
 export const DEFAULT_CONFIG: Config = deepFreeze(ConfigFields.parse({}));

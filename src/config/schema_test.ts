@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ConfigSchema, DEFAULT_CONFIG } from "./schema.ts";
 import { failed, FILE, load, loaded } from "./testing.ts";
 
-Deno.test("DEFAULT_CONFIG has the documented defaults of SERVER.md §2.7", () => {
+Deno.test("DEFAULT_CONFIG has the documented defaults of docs/spec/SERVER.md §2.7", () => {
   assert.equal(DEFAULT_CONFIG.port, 3536);
   assert.equal(DEFAULT_CONFIG.server.default_max_players, 8);
   assert.equal(DEFAULT_CONFIG.server.room_code_prefix, null);

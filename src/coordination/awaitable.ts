@@ -1,8 +1,8 @@
 /**
- * `Awaitable<T>`: what a coordination seam answers (SERVER.md §8.9). The in-memory
+ * `Awaitable<T>`: what a coordination seam answers (docs/spec/SERVER.md §8.9). The in-memory
  * implementations answer synchronously, so single-instance mode never awaits; a Redis
  * implementation answers with a Promise. Callers that can wait use {@linkcode then}; the
- * common GameData path calls no seam that can answer asynchronously (SERVER.md §8.4.2 item 5).
+ * common GameData path calls no seam that can answer asynchronously (docs/spec/SERVER.md §8.4.2 item 5).
  *
  * @module
  */

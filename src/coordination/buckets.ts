@@ -1,5 +1,5 @@
 /**
- * The token-bucket seam (PROTOCOL.md §7.13, SERVER.md §3.4, §8.3 "Take"): per-client-IP room
+ * The token-bucket seam (docs/spec/PROTOCOL.md §7.13, docs/spec/SERVER.md §3.4, §8.3 "Take"): per-client-IP room
  * creation and join buckets, taken at the edge before a request reaches a room. In memory the
  * buckets are this process's ({@linkcode RateLimits}); in a cluster they live in Redis and are
  * global.

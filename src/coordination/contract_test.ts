@@ -1,5 +1,5 @@
 /**
- * One contract for each coordination seam, run over every implementation (SERVER.md §8.9):
+ * One contract for each coordination seam, run over every implementation (docs/spec/SERVER.md §8.9):
  * today the in-memory ones; the Redis bus and store join the `IMPLEMENTATIONS` list. Tests
  * `await` every answer, so synchronous and asynchronous implementations pass the same checks.
  */
@@ -475,7 +475,7 @@ for (const impl of IMPLEMENTATIONS) {
         true,
       );
       if (router instanceof ClusterRouters) await router.settle();
-      // Order is guaranteed per destination node (one stream per pair, SERVER.md §8.4.1).
+      // Order is guaranteed per destination node (one stream per pair, docs/spec/SERVER.md §8.4.1).
       const at = (node: string) =>
         calls.filter((call) => call.startsWith(`${node} `) && !call.endsWith("flush"));
       deepEqual(at("b"), [
@@ -493,7 +493,7 @@ for (const impl of IMPLEMENTATIONS) {
     const router = await makeRouter(cleanups);
     const ping = { type: "Ping" } as ClientMessage;
     // Not bound: `miss` in memory; a lost BIND across nodes resolves `unbound` (the client got
-    // SERVICE_UNAVAILABLE, SERVER.md §8.5.1).
+    // SERVICE_UNAVAILABLE, docs/spec/SERVER.md §8.5.1).
     const outcome = await router.bind("nowhere", "c1", ping, T0);
     ok(outcome.status === "miss" || outcome.status === "unbound", outcome.status);
     deepEqual(

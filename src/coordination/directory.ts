@@ -1,7 +1,7 @@
 /**
- * The room directory seam (SERVER.md §8.3, §8.4.3): which node homes the room with a given
+ * The room directory seam (docs/spec/SERVER.md §8.3, §8.4.3): which node homes the room with a given
  * code, the per-game and per-app room caps, and the summaries behind the HTTP lookup and
- * listing (SERVER.md §1.10). In single-instance mode the in-memory directory
+ * listing (docs/spec/SERVER.md §1.10). In single-instance mode the in-memory directory
  * (`memory.ts`) mirrors the engine's own rooms; in a cluster a Redis directory is shared by
  * every node.
  *
@@ -16,16 +16,16 @@ import type { Awaitable } from "./awaitable.ts";
 
 export type { DirectoryEntry, RoomSummary } from "../engine/effects.ts";
 
-/** A node name, `<instance_id>@<boot>` (SERVER.md §8.2). */
+/** A node name, `<instance_id>@<boot>` (docs/spec/SERVER.md §8.2). */
 export type NodeId = string;
 
 /** A directory entry with the node that homes the room. */
 export interface DirectoryRecord extends DirectoryEntry {
-  /** The room's home node (SERVER.md §8.2). */
+  /** The room's home node (docs/spec/SERVER.md §8.2). */
   home: NodeId;
 }
 
-/** The caps a creation claim enforces (SERVER.md §8.3 "Claim"). */
+/** The caps a creation claim enforces (docs/spec/SERVER.md §8.3 "Claim"). */
 export interface ClaimCaps {
   /** `server.max_rooms_per_game`. */
   maxRoomsPerGame: number;
@@ -42,7 +42,7 @@ export type ClaimResult =
   /** A cap is reached: `count` rooms of the game (`scope: "game"`) or app (`"app"`). */
   | { status: "capped"; scope: "game" | "app"; count: number; limit: number };
 
-/** The answer to a refresh (SERVER.md §8.3 "Refresh"). */
+/** The answer to a refresh (docs/spec/SERVER.md §8.3 "Refresh"). */
 export type RefreshResult = "refreshed" | "created" | "conflict";
 
 /**
@@ -73,12 +73,12 @@ export interface RoomDirectory {
   lookup(gameName: string, roomCode: string): Awaitable<DirectoryRecord | undefined>;
   /**
    * Rooms of `gameName` with at least one seat, oldest first, at most `limit`
-   * (EXTENSIONS.md E6). Read-only; a room conflicting with the entry of its code is left out.
+   * (docs/spec/EXTENSIONS.md E6). Read-only; a room conflicting with the entry of its code is left out.
    */
   list(gameName: string, limit: number): Awaitable<DirectoryRecord[]>;
   /**
    * Every room of every game, empty ones included, oldest first, at most `limit`: the
-   * operator's listing (EXTENSIONS.md E12), covering every node in a cluster. Read-only.
+   * operator's listing (docs/spec/EXTENSIONS.md E12), covering every node in a cluster. Read-only.
    */
   all(limit: number): Awaitable<DirectoryRecord[]>;
 }

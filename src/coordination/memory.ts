@@ -29,7 +29,7 @@ import type {
   Router,
 } from "./router.ts";
 
-/** Directory key of a room: `(game_name, ROOM_CODE)` (PROTOCOL.md §7.2.2). */
+/** Directory key of a room: `(game_name, ROOM_CODE)` (docs/spec/PROTOCOL.md §7.2.2). */
 function key(gameName: string, roomCode: string): string {
   return `${gameName}\u0000${roomCode}`;
 }

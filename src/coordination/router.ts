@@ -1,9 +1,9 @@
 /**
- * The two-way router between edges and homes (SERVER.md §8.2, §8.4): the only path client
+ * The two-way router between edges and homes (docs/spec/SERVER.md §8.2, §8.4): the only path client
  * input takes from the node that holds a socket (its edge) to the node that holds the room (its
  * home), and the only path room output takes back. In single-instance mode the in-memory
  * {@linkcode LocalRouter} (`memory.ts`) joins the one node's edge and home, so every test runs
- * the cluster's shape; a Redis router carries the same calls as envelopes (SERVER.md §8.4.1).
+ * the cluster's shape; a Redis router carries the same calls as envelopes (docs/spec/SERVER.md §8.4.1).
  *
  * Crossings, with the envelope each becomes in a cluster:
  *
@@ -26,7 +26,7 @@ import type { NodeId } from "./directory.ts";
 export type { NodeId } from "./directory.ts";
 
 /**
- * Why a recipient did not take a frame (SERVER.md §5.2): not attached to the edge (`gone`), its
+ * Why a recipient did not take a frame (docs/spec/SERVER.md §5.2): not attached to the edge (`gone`), its
  * socket no longer open (`closed`), or a slow consumer whose buffer would overflow (`overflow`,
  * `dropped` = messages discarded, this one included).
  */
@@ -39,21 +39,21 @@ export type DeliveryFailure = {
 export type BindOutcome =
   | { status: "bound"; role: "player" | "spectator" }
   | { status: "unbound" }
-  /** The room is not on that home (SERVER.md §8.4.4): the edge resolves once more. */
+  /** The room is not on that home (docs/spec/SERVER.md §8.4.4): the edge resolves once more. */
   | { status: "miss" };
 
-/** A binding change the home tells an edge about (SERVER.md §8.4.1 `OUT` binding items). */
+/** A binding change the home tells an edge about (docs/spec/SERVER.md §8.4.1 `OUT` binding items). */
 export type Directive =
   | { kind: "bound"; conn: ConnId; role: "player" | "spectator" }
   | { kind: "unbind"; conn: ConnId }
   /** Close the connection with `code` (`4001` takeover, `1008` auth, `1012` resync…). */
   | { kind: "close"; conn: ConnId; code: number; reason: string };
 
-/** Why an edge reports a connection gone (SERVER.md §8.4.4 `CLOSED`). */
+/** Why an edge reports a connection gone (docs/spec/SERVER.md §8.4.4 `CLOSED`). */
 export type ClosedCause = "closed" | "switched" | "abandoned";
 
 /**
- * An operator request for a room's home (EXTENSIONS.md E12); `roomCode` is upper-case.
+ * An operator request for a room's home (docs/spec/EXTENSIONS.md E12); `roomCode` is upper-case.
  * `inspect`: the lookup summary; `detail`: members, spectators, authority, age, rates;
  * `close`: delete the room (reason `closed`); `remove_player`: take one seat away.
  */
@@ -78,23 +78,23 @@ export interface EdgeEndpoint {
   deliver(frame: string | Uint8Array, to: readonly ConnId[]): DeliveryFailure[] | undefined;
   /** Applies a binding change or closes a connection. */
   direct(directive: Directive, now: number): void;
-  /** Writes what `deliver` queued (write batching, SERVER.md §5.3). */
+  /** Writes what `deliver` queued (write batching, docs/spec/SERVER.md §5.3). */
   flush(): void;
   /**
-   * A frame a remote home returned (`BOUNCE`, SERVER.md §8.4.2): the connection is no longer
+   * A frame a remote home returned (`BOUNCE`, docs/spec/SERVER.md §8.4.2): the connection is no longer
    * bound there; the frame is processed again as if it had just arrived. Cluster only.
    */
   bounce?(conn: ConnId, frame: string | Uint8Array, now: number): void;
   /**
-   * Resync with `home` (SERVER.md §8.5.2 step 1): closes every connection bound to `home` or
+   * Resync with `home` (docs/spec/SERVER.md §8.5.2 step 1): closes every connection bound to `home` or
    * pending there with 1012 and returns them (the router tells `home`). Cluster only.
    */
   resync?(home: NodeId, now: number): ConnId[];
-  /** Whether any connection is bound to `home` or pending there (SERVER.md §8.2 "Peers"). */
+  /** Whether any connection is bound to `home` or pending there (docs/spec/SERVER.md §8.2 "Peers"). */
   boundTo?(home: NodeId): boolean;
 }
 
-/** What a `BIND` tells the home once about the connection (SERVER.md §8.2 "Remote session"). */
+/** What a `BIND` tells the home once about the connection (docs/spec/SERVER.md §8.2 "Remote session"). */
 export interface RemoteMeta {
   /** The connection's edge node. */
   edge: NodeId;
@@ -113,7 +113,7 @@ export interface HomeEndpoint {
   /** Any other client input of a connection bound here (text message or binary payload). */
   receive(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void;
   /**
-   * Connection `conn`, bound here, is gone (`cause`, SERVER.md §8.4.4). `truncated`: frames sent
+   * Connection `conn`, bound here, is gone (`cause`, docs/spec/SERVER.md §8.4.4). `truncated`: frames sent
    * to it may not have been delivered (a held seat's replay is marked, §8.5.3).
    */
   closed(conn: ConnId, cause: ClosedCause, now: number, truncated?: boolean): void;
@@ -122,7 +122,7 @@ export interface HomeEndpoint {
   /** The edge of remote session `conn`, or undefined when this home holds none. Cluster only. */
   edgeOf?(conn: ConnId): NodeId | undefined;
   /**
-   * Resync with `edge` (SERVER.md §8.5.2 step 2): ends every remote session of `edge` as an
+   * Resync with `edge` (docs/spec/SERVER.md §8.5.2 step 2): ends every remote session of `edge` as an
    * unexpected disconnect and returns them (the router sends `CLOSE{1012}`). Cluster only.
    */
   dropEdge?(edge: NodeId, now: number): ConnId[];
@@ -133,7 +133,7 @@ export interface HomeEndpoint {
 /**
  * Carries client input from edges to homes and room output back. Methods on the common path
  * (`forward`, `deliver`, `flush`) are synchronous in every implementation: a cluster publishes
- * without waiting (SERVER.md §8.4.2 item 5). `bind` and `command` may answer later.
+ * without waiting (docs/spec/SERVER.md §8.4.2 item 5). `bind` and `command` may answer later.
  */
 export interface Router {
   /** Registers the edge and home of node `node` (a process registers itself once). */
@@ -143,7 +143,7 @@ export interface Router {
   /**
    * Sends a bind request to `home`. The answer is the connection's new binding: at once in
    * memory, with a Promise across nodes (the edge then holds the connection's later frames,
-   * SERVER.md §8.4.2). Guarantee: exactly one answer; a lost or late answer resolves as
+   * docs/spec/SERVER.md §8.4.2). Guarantee: exactly one answer; a lost or late answer resolves as
    * `unbound` with the failure already sent to the client (`SERVICE_UNAVAILABLE`).
    */
   bind(
@@ -157,7 +157,7 @@ export interface Router {
    * Sends one client input of a connection bound to `home`: a decoded text message (`frame` is
    * the text as received, for the wire) or a binary payload. Guarantee: in order per
    * connection; at most once (a lost envelope is detected by sequence numbers and resyncs the
-   * pair, SERVER.md §8.5).
+   * pair, docs/spec/SERVER.md §8.5).
    */
   forward(
     home: NodeId,
@@ -168,14 +168,14 @@ export interface Router {
   ): void;
   /**
    * Tells `home` that connection `conn` is gone. Guarantee: at most once; a lost one is
-   * covered by the pair's resync (SERVER.md §8.5.2).
+   * covered by the pair's resync (docs/spec/SERVER.md §8.5.2).
    */
   closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number): void;
   /**
    * Hands one serialised frame to the listed connections of edge `edge`, in order. Returns the
    * recipients that did not take it when the edge is this node (so the home can hold their seats
    * at once); across nodes returns `undefined`, and failures come back as `closed` with the
-   * edge's delivery progress (SERVER.md §8.5.3). Guarantee: per-connection order; at most once.
+   * edge's delivery progress (docs/spec/SERVER.md §8.5.3). Guarantee: per-connection order; at most once.
    */
   deliver(
     edge: NodeId,
@@ -189,7 +189,7 @@ export interface Router {
   direct(edge: NodeId, directive: Directive, now: number): void;
   /**
    * Ends one home event: everything `deliver` and `direct` produced is written (memory) or
-   * published, one envelope per edge (cluster, SERVER.md §8.4.4 "Output").
+   * published, one envelope per edge (cluster, docs/spec/SERVER.md §8.4.4 "Output").
    */
   flush(): void;
   /**

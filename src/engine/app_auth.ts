@@ -1,5 +1,5 @@
 /**
- * App authentication (PROTOCOL.md §7.1.3, SERVER.md §3.1/§3.3): the allow-list of apps, the
+ * App authentication (docs/spec/PROTOCOL.md §7.1.3, docs/spec/SERVER.md §3.1/§3.3): the allow-list of apps, the
  * constant-time secret check, the per-app `Authenticate` token bucket and the per-app room
  * count. Pure apart from hashing; time is passed in.
  *
@@ -11,7 +11,7 @@ import type { ErrorCode } from "../protocol/error_codes.ts";
 import type { RateLimitInfo } from "../protocol/messages.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
-/** One entry of `security.authorized_apps` (SERVER.md §2.7). */
+/** One entry of `security.authorized_apps` (docs/spec/SERVER.md §2.7). */
 export interface AuthorizedApp {
   /** Public id, matched exactly against `Authenticate.app_id`. */
   appId: string;
@@ -35,7 +35,7 @@ export interface AuthOptions {
   apps: readonly AuthorizedApp[];
   /** `websocket.auth_timeout_secs` × 1000: time to authenticate after connecting. @default 10_000 */
   timeoutMs: number;
-  /** `protocol.sdk_compatibility.enforce` (PROTOCOL.md §7.1.4). @default false */
+  /** `protocol.sdk_compatibility.enforce` (docs/spec/PROTOCOL.md §7.1.4). @default false */
   enforceSdkGate: boolean;
 }
 
@@ -48,7 +48,7 @@ export interface AuthFailure {
   close: boolean;
 }
 
-/** `per_minute` advertised for apps without `rate_limit_per_minute` (PROTOCOL.md §7.1.3). */
+/** `per_minute` advertised for apps without `rate_limit_per_minute` (docs/spec/PROTOCOL.md §7.1.3). */
 export const UNLIMITED_PER_MINUTE = 1000;
 const U32_MAX = 4294967295;
 const APP_WINDOW_MS = 60_000;
@@ -79,7 +79,7 @@ export class AppRegistry {
     }
   }
 
-  /** The configured app with id `appId`, if any (a remote session's app, SERVER.md §8.2). */
+  /** The configured app with id `appId`, if any (a remote session's app, docs/spec/SERVER.md §8.2). */
   get(appId: string): AuthorizedApp | undefined {
     return this.#apps.get(appId);
   }
@@ -96,7 +96,7 @@ export class AppRegistry {
   }
 
   /**
-   * Steps 2–4 of PROTOCOL.md §7.1.3 for one `Authenticate` at `now` (ms): known app, secret
+   * Steps 2–4 of docs/spec/PROTOCOL.md §7.1.3 for one `Authenticate` at `now` (ms): known app, secret
    * (SHA-256 digests compared in constant time), then the app bucket. This implementation
    * (SECURITY.md, issue 14 item 6) checks the secret before taking from the app bucket, so only
    * connections that proved the secret draw from it and wrong secrets cannot lock an app's
@@ -134,7 +134,7 @@ export class AppRegistry {
   }
 }
 
-/** How many existing rooms each app's connections created (SERVER.md §3.3 `max_rooms`). */
+/** How many existing rooms each app's connections created (docs/spec/SERVER.md §3.3 `max_rooms`). */
 export class AppRoomCounts {
   readonly #appByRoom = new Map<string, string>();
   readonly #counts = new Map<string, number>();

@@ -1,6 +1,6 @@
 /**
- * Authority (PROTOCOL.md §7.5): who holds a room's authority, requests to claim or release it, and
- * the handover when its holder's seat is released (EXTENSIONS.md E11). Pure functions over a
+ * Authority (docs/spec/PROTOCOL.md §7.5): who holds a room's authority, requests to claim or release it, and
+ * the handover when its holder's seat is released (docs/spec/EXTENSIONS.md E11). Pure functions over a
  * {@linkcode Room}; the home's room logic (`rooms.ts`) calls them.
  *
  * @module
@@ -13,7 +13,7 @@ import type { Session } from "./sessions.ts";
 /**
  * `AuthorityRequest` from `session` (`claim` = `become_authority`): answered exactly once with
  * `AuthorityResponse`, followed by `AuthorityChanged` to every member when the holder changes.
- * Spectators get `Error{SPECTATOR_NOT_ALLOWED}` instead (PROTOCOL.md §7.5).
+ * Spectators get `Error{SPECTATOR_NOT_ALLOWED}` instead (docs/spec/PROTOCOL.md §7.5).
  */
 export function authorityRequest(session: Session, claim: boolean, now: number): Effect[] {
   const id = session.playerId;
@@ -49,7 +49,7 @@ export function authorityRequest(session: Session, claim: boolean, now: number):
 
 /**
  * Who takes authority when its holder's seat is released in a room created with
- * `authority_handover` (EXTENSIONS.md E11): the connected player seated longest, else the held
+ * `authority_handover` (docs/spec/EXTENSIONS.md E11): the connected player seated longest, else the held
  * seat (`held(id)` true) seated longest, else nobody (`null`). Seats are kept in the order they
  * were taken.
  */
@@ -62,7 +62,7 @@ export function authoritySuccessor(room: Room, held: (playerId: string) => boole
   return heldFirst;
 }
 
-/** `AuthorityChanged` to every member, personalised for the holder (PROTOCOL.md §7.5). */
+/** `AuthorityChanged` to every member, personalised for the holder (docs/spec/PROTOCOL.md §7.5). */
 export function authorityChanged(room: Room): Effect[] {
   const holder = room.authority;
   const effects: Effect[] = [];

@@ -1,7 +1,7 @@
 /**
- * The rooms homed in this engine, by `(game_name, ROOM_CODE)` (PROTOCOL.md §7.2.2), with the
- * per-game and per-app room counts their caps need (SERVER.md §2.7 `max_rooms_per_game`, §3.3
- * `max_rooms`), the lookup and listing summaries (EXTENSIONS.md E5/E6) and live counts.
+ * The rooms homed in this engine, by `(game_name, ROOM_CODE)` (docs/spec/PROTOCOL.md §7.2.2), with the
+ * per-game and per-app room counts their caps need (docs/spec/SERVER.md §2.7 `max_rooms_per_game`, §3.3
+ * `max_rooms`), the lookup and listing summaries (docs/spec/EXTENSIONS.md E5/E6) and live counts.
  *
  * This is the home's own index, read synchronously by the room rules. The shared directory of a
  * cluster (`coordination/directory.ts`) is written from it through `directory` effects
@@ -25,9 +25,9 @@ export interface EngineStats {
   spectators: number;
   /** Registered connections, seated or not. */
   connections: number;
-  /** Seats held for a reconnection (PROTOCOL.md §7.11.2). */
+  /** Seats held for a reconnection (docs/spec/PROTOCOL.md §7.11.2). */
   heldSeats: number;
-  /** Messages appended to replay buffers since the engine started (SERVER.md §6.3 #37). */
+  /** Messages appended to replay buffers since the engine started (docs/spec/SERVER.md §6.3 #37). */
   eventsBuffered: number;
   /** Bytes held in all replay buffers now (`server.event_buffer_total_max_bytes` counts these). */
   replayBufferBytes: number;
@@ -37,7 +37,7 @@ export interface EngineStats {
   tokenRecords: number;
 }
 
-/** The lookup summary of a room (EXTENSIONS.md E5). */
+/** The lookup summary of a room (docs/spec/EXTENSIONS.md E5). */
 export function roomSummary(room: Room): RoomSummary {
   return {
     room_code: room.code,
@@ -199,14 +199,14 @@ export class HomeDirectory {
 
   /**
    * The lookup summary of a room of game namespace `scope` ({@linkcode gameScope}), or
-   * `undefined` (EXTENSIONS.md E5). `code` must be upper-case.
+   * `undefined` (docs/spec/EXTENSIONS.md E5). `code` must be upper-case.
    */
   lookup(scope: string, code: string): RoomSummary | undefined {
     const room = this.get(scope, code);
     return room && roomSummary(room);
   }
 
-  /** Rooms of a game with at least one seat, oldest first, at most `limit` (EXTENSIONS.md E6). */
+  /** Rooms of a game with at least one seat, oldest first, at most `limit` (docs/spec/EXTENSIONS.md E6). */
   list(scope: string, limit: number): RoomSummary[] {
     const out: RoomSummary[] = [];
     for (const room of this.#rooms.values()) {
@@ -237,7 +237,7 @@ export class HomeDirectory {
 
   /**
    * The `directory` effect that publishes `room`'s current summary (after creation or a change
-   * of seats, spectators or lobby state; SERVER.md §8.3 "refreshed when the summary changes").
+   * of seats, spectators or lobby state; docs/spec/SERVER.md §8.3 "refreshed when the summary changes").
    */
   refresh(room: Room): Effect {
     const meta = this.#meta.get(room.key);
@@ -255,7 +255,7 @@ export class HomeDirectory {
   }
 }
 
-/** The `directory` effect that releases a deleted room's entry (SERVER.md §8.3 "Release"). */
+/** The `directory` effect that releases a deleted room's entry (docs/spec/SERVER.md §8.3 "Release"). */
 export function directoryRelease(room: Room): Effect {
   return {
     kind: "directory",

@@ -1,7 +1,7 @@
 /**
  * What the engine returns: effects (messages to send, sockets to close, directory writes, events
  * to log or count) and the small builders every engine part shares. The engine never performs
- * I/O; the edge carries effects out in order (SERVER.md §5).
+ * I/O; the edge carries effects out in order (docs/spec/SERVER.md §5).
  *
  * Recipients: inside the engine parts, `to` names identities (player or spectator ids). The
  * engine facade routes every effect before returning it ({@linkcode Reconnection.route}): held
@@ -13,10 +13,10 @@
 import type { ErrorCode } from "../protocol/error_codes.ts";
 import type { ServerMessage } from "../protocol/messages.ts";
 
-/** A connection id: a UUIDv4 assigned at accept time (PROTOCOL.md §1.2). */
+/** A connection id: a UUIDv4 assigned at accept time (docs/spec/PROTOCOL.md §1.2). */
 export type ConnId = string;
 
-/** Room summary for the HTTP lookup and listing (EXTENSIONS.md E5/E6, SERVER.md §1.10). */
+/** Room summary for the HTTP lookup and listing (docs/spec/EXTENSIONS.md E5/E6, docs/spec/SERVER.md §1.10). */
 export interface RoomSummary {
   room_code: string;
   game_name: string;
@@ -26,11 +26,11 @@ export interface RoomSummary {
   lobby_state: string;
   supports_authority: boolean;
   relay_type: string;
-  /** Whether authority passes on when its holder's seat is released (EXTENSIONS.md E11). */
+  /** Whether authority passes on when its holder's seat is released (docs/spec/EXTENSIONS.md E11). */
   authority_handover: boolean;
 }
 
-/** One seat as an operator sees it (EXTENSIONS.md E12). */
+/** One seat as an operator sees it (docs/spec/EXTENSIONS.md E12). */
 export interface SeatDetail {
   player_id: string;
   name: string;
@@ -38,18 +38,18 @@ export interface SeatDetail {
   is_ready: boolean;
   /** RFC 3339 with milliseconds. */
   connected_at: string;
-  /** The connection dropped and the seat is held for a `Reconnect` (PROTOCOL.md §7.11.2). */
+  /** The connection dropped and the seat is held for a `Reconnect` (docs/spec/PROTOCOL.md §7.11.2). */
   held: boolean;
 }
 
-/** A room in detail for operators (EXTENSIONS.md E12): the summary plus members and activity. */
+/** A room in detail for operators (docs/spec/EXTENSIONS.md E12): the summary plus members and activity. */
 export interface RoomDetail extends RoomSummary {
   room_id: string;
   /** Creation time, ms since the epoch. */
   created_at: number;
   /** Age at the time of the answer, seconds. */
   age_secs: number;
-  /** Seconds since the last room activity (PROTOCOL.md §7.12). */
+  /** Seconds since the last room activity (docs/spec/PROTOCOL.md §7.12). */
   idle_secs: number;
   /** The authority holder's player id, or `null`. */
   authority: string | null;
@@ -62,7 +62,7 @@ export interface RoomDetail extends RoomSummary {
   messages_per_sec: number;
 }
 
-/** A room as the directory knows it (SERVER.md §8.3 `room:` entry). */
+/** A room as the directory knows it (docs/spec/SERVER.md §8.3 `room:` entry). */
 export interface DirectoryEntry {
   /** The room id (UUIDv4). */
   roomId: string;
@@ -80,16 +80,16 @@ export interface DirectoryEntry {
 /** Something the edge must do as a result of an engine call, in order. */
 export type Effect =
   /**
-   * Send `message` to each connection in `to` (serialise once, SERVER.md §5.1). `frame` is its
+   * Send `message` to each connection in `to` (serialise once, docs/spec/SERVER.md §5.1). `frame` is its
    * serialisation when the engine already made one (for a replay buffer); reuse it.
    */
   | { kind: "send"; to: readonly ConnId[]; message: ServerMessage; frame?: string }
-  /** Send an already serialised frame (binary envelope or JSON conversion, PROTOCOL.md §7.7). */
+  /** Send an already serialised frame (binary envelope or JSON conversion, docs/spec/PROTOCOL.md §7.7). */
   | { kind: "frame"; to: readonly ConnId[]; frame: string | Uint8Array }
-  /** Close a connection with a WebSocket close code (PROTOCOL.md §1.6). */
+  /** Close a connection with a WebSocket close code (docs/spec/PROTOCOL.md §1.6). */
   | { kind: "close"; to: ConnId; code: number; reason: string }
   /**
-   * A write to the room directory (SERVER.md §8.3): `refresh` after a room was created or its
+   * A write to the room directory (docs/spec/SERVER.md §8.3): `refresh` after a room was created or its
    * lookup summary changed, `release` after it was deleted. The engine already applied its own
    * caps and code uniqueness; the directory mirrors what the home holds.
    */
@@ -114,7 +114,7 @@ export type EngineEvent =
     gameName: string;
     roomCode: string;
     roomId: string;
-    /** `closed`: an operator closed it (EXTENSIONS.md E12). */
+    /** `closed`: an operator closed it (docs/spec/EXTENSIONS.md E12). */
     reason: "empty" | "inactive" | "closed";
   }
   | { type: "spectator_joined"; gameName: string; roomCode: string; spectatorId: string }
@@ -122,11 +122,11 @@ export type EngineEvent =
   | { type: "join_failed"; errorCode: ErrorCode; creating: boolean }
   | { type: "game_data"; recipients: number }
   | { type: "code_collision" }
-  /** A player's socket closed unexpectedly and the seat is held (PROTOCOL.md §7.11.2). */
+  /** A player's socket closed unexpectedly and the seat is held (docs/spec/PROTOCOL.md §7.11.2). */
   | { type: "seat_held"; gameName: string; roomCode: string; playerId: string; truncated: boolean }
-  /** A held seat's window ended; its release follows (PROTOCOL.md §7.11.3). */
+  /** A held seat's window ended; its release follows (docs/spec/PROTOCOL.md §7.11.3). */
   | { type: "seat_expired"; gameName: string; roomCode: string; playerId: string }
-  /** A `Reconnect` succeeded (PROTOCOL.md §7.11.5). `missed` = replayed messages. */
+  /** A `Reconnect` succeeded (docs/spec/PROTOCOL.md §7.11.5). `missed` = replayed messages. */
   | {
     type: "player_reconnected";
     gameName: string;
@@ -135,11 +135,11 @@ export type EngineEvent =
     takeover: boolean;
     missed: number;
   }
-  /** A `Reconnected` carried `replay_truncated: true` (EXTENSIONS.md E3). */
+  /** A `Reconnected` carried `replay_truncated: true` (docs/spec/EXTENSIONS.md E3). */
   | { type: "replay_truncated" }
-  /** A `Reconnect` failed with `errorCode` (PROTOCOL.md §7.11.4). */
+  /** A `Reconnect` failed with `errorCode` (docs/spec/PROTOCOL.md §7.11.4). */
   | { type: "reconnect_failed"; errorCode: ErrorCode }
-  /** A request was refused because a token bucket was empty (PROTOCOL.md §7.13). */
+  /** A request was refused because a token bucket was empty (docs/spec/PROTOCOL.md §7.13). */
   | { type: "rate_limited"; scope: "create" | "join" | "app" | "reconnect" | "auth_failures" }
   /** An `Authenticate` failed, a pre-auth message arrived, or the auth deadline passed. */
   | { type: "auth_failed"; errorCode: ErrorCode; connectionId: ConnId }
@@ -151,12 +151,12 @@ export function send(to: ConnId | readonly ConnId[], message: ServerMessage): Ef
   return { kind: "send", to: typeof to === "string" ? [to] : to, message };
 }
 
-/** An `Error` message (PROTOCOL.md §6.20) with `code`. */
+/** An `Error` message (docs/spec/PROTOCOL.md §6.20) with `code`. */
 export function error(to: ConnId, message: string, code: ErrorCode): Effect {
   return send(to, { type: "Error", data: { message, error_code: code } });
 }
 
-/** `RoomJoinFailed` (PROTOCOL.md §7.2.1) and its `join_failed` event. */
+/** `RoomJoinFailed` (docs/spec/PROTOCOL.md §7.2.1) and its `join_failed` event. */
 export function joinFailed(
   to: ConnId,
   reason: string,
@@ -169,7 +169,7 @@ export function joinFailed(
   ];
 }
 
-/** `SpectatorJoinFailed` (PROTOCOL.md §7.9). */
+/** `SpectatorJoinFailed` (docs/spec/PROTOCOL.md §7.9). */
 export function spectatorJoinFailed(to: ConnId, reason: string, code: ErrorCode): Effect {
   return send(to, { type: "SpectatorJoinFailed", data: { reason, error_code: code } });
 }

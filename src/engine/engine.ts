@@ -1,9 +1,9 @@
 /**
- * The room engine: every room, lobby, authority, spectator and relay rule of PROTOCOL.md §7,
+ * The room engine: every room, lobby, authority, spectator and relay rule of docs/spec/PROTOCOL.md §7,
  * with no I/O. Callers pass the time in and get back effects (messages to send, sockets to
  * close, directory writes, events to log or count), addressed to connection ids.
  *
- * `Engine` is a thin facade over its parts, split along the edge/home line of SERVER.md §8.2:
+ * `Engine` is a thin facade over its parts, split along the edge/home line of docs/spec/SERVER.md §8.2:
  * `sessions.ts` (edge: connections, `Authenticate`, auth deadline, rate-limit takes),
  * `rooms.ts` (home: join, seat, lobby, authority, relay, sweep), `spectators.ts`,
  * `reconnection.ts` (held seats, tokens, replay buffers, identity routing) and `directory.ts`
@@ -54,7 +54,7 @@ export { CODE_ATTEMPTS, MAINTENANCE_REASON } from "./rooms.ts";
 export type { RoomsSnapshot, SnapshotOutcome } from "./snapshot.ts";
 export { decodeSnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";
 
-/** The pure room engine (PROTOCOL.md §7). One instance owns every room of this process. */
+/** The pure room engine (docs/spec/PROTOCOL.md §7). One instance owns every room of this process. */
 export class Engine {
   readonly #options: EngineOptions;
   readonly #sessions: Sessions;
@@ -79,8 +79,8 @@ export class Engine {
   }
 
   /**
-   * Registers a newly accepted connection (PROTOCOL.md §1.2). When auth is required its
-   * deadline starts at `info.now` (SERVER.md §4.5).
+   * Registers a newly accepted connection (docs/spec/PROTOCOL.md §1.2). When auth is required its
+   * deadline starts at `info.now` (docs/spec/SERVER.md §4.5).
    */
   connect(id: ConnId, info: ConnectInfo = {}): void {
     this.#sessions.connect(id, info);
@@ -127,7 +127,7 @@ export class Engine {
   }
 
   /**
-   * Applies one binary frame from `from` (the raw MessagePack game payload, PROTOCOL.md §7.7):
+   * Applies one binary frame from `from` (the raw MessagePack game payload, docs/spec/PROTOCOL.md §7.7):
    * every other seat and spectator gets the envelope (`message_pack` connections) or the JSON
    * conversion (`json` connections and held seats' replay buffers), each built at most once.
    * The returned `frame` effects are already addressed to connection ids.
@@ -156,7 +156,7 @@ export class Engine {
   }
 
   /**
-   * What connection `id` is bound to (SERVER.md §8.4.2): a seat (`player`), a room it watches
+   * What connection `id` is bound to (docs/spec/SERVER.md §8.4.2): a seat (`player`), a room it watches
    * (`spectator`), or nothing.
    */
   binding(id: ConnId): "player" | "spectator" | undefined {
@@ -167,7 +167,7 @@ export class Engine {
 
   /**
    * Seats nothing yet: registers connection `id`, authenticated on edge node of a cluster, as a
-   * remote session with `remote`'s IP, app and format (SERVER.md §8.2, §8.4.4 `BIND`).
+   * remote session with `remote`'s IP, app and format (docs/spec/SERVER.md §8.2, §8.4.4 `BIND`).
    */
   connectRemote(
     id: ConnId,
@@ -186,7 +186,7 @@ export class Engine {
   }
 
   /**
-   * Drain step (SERVER.md §8.7): deletes every room without seats at once, or every room when
+   * Drain step (docs/spec/SERVER.md §8.7): deletes every room without seats at once, or every room when
    * `all` (the end of the drain: members get `RoomLeft` / `SpectatorLeft{room_closed}`, entries
    * are released).
    */
@@ -205,7 +205,7 @@ export class Engine {
     return false;
   }
 
-  /** The directory entry of every room homed here (the `T/3` refresh, SERVER.md §8.3). */
+  /** The directory entry of every room homed here (the `T/3` refresh, docs/spec/SERVER.md §8.3). */
   directoryEntries(): DirectoryEntry[] {
     const entries: DirectoryEntry[] = [];
     for (const room of this.#directory.rooms()) {
@@ -216,10 +216,10 @@ export class Engine {
   }
 
   /**
-   * Handles a closed connection (PROTOCOL.md §7.3.2, SERVER.md §5.5): a player's seat is held
+   * Handles a closed connection (docs/spec/PROTOCOL.md §7.3.2, docs/spec/SERVER.md §5.5): a player's seat is held
    * for `reconnectionWindowMs` (reconnection enabled; nobody is told) or released at once; a
    * spectator is detached with reason `disconnected`. `loss` describes messages the edge could
-   * not deliver (SERVER.md §5.2). Idempotent.
+   * not deliver (docs/spec/SERVER.md §5.2). Idempotent.
    */
   disconnect(id: ConnId, now: number, loss: DisconnectLoss = {}): Effect[] {
     const session = this.#sessions.remove(id);
@@ -247,7 +247,7 @@ export class Engine {
 
   /**
    * Puts a frame that could not be written to connection `conn` into the replay buffer of the
-   * seat held since that connection dropped (SERVER.md §5.2). Binary frames cannot be replayed,
+   * seat held since that connection dropped (docs/spec/SERVER.md §5.2). Binary frames cannot be replayed,
    * so they mark the buffer truncated. Returns false when `conn` held no seat.
    */
   replayUndelivered(conn: ConnId, frame: string | Uint8Array): boolean {
@@ -255,15 +255,15 @@ export class Engine {
   }
 
   /**
-   * The once-a-second timer (SERVER.md §4.1): releases held seats whose window ended
-   * (PROTOCOL.md §7.11.3) and forgets token records invalid for longer than a window.
+   * The once-a-second timer (docs/spec/SERVER.md §4.1): releases held seats whose window ended
+   * (docs/spec/PROTOCOL.md §7.11.3) and forgets token records invalid for longer than a window.
    */
   tick(now: number): Effect[] {
     return this.#reconnection.tick(now);
   }
 
   /**
-   * The maintenance sweep (PROTOCOL.md §7.12, SERVER.md §4.2): closes connections past their
+   * The maintenance sweep (docs/spec/PROTOCOL.md §7.12, docs/spec/SERVER.md §4.2): closes connections past their
    * auth deadline, forgets idle rate-limit buckets, deletes rooms empty for
    * `emptyRoomTimeoutMs` and rooms with seats inactive for `inactiveRoomTimeoutMs`, telling
    * their members (`RoomLeft`, `SpectatorLeft{room_closed}`).
@@ -277,24 +277,24 @@ export class Engine {
 
   /**
    * Closes connections whose auth deadline has passed at `now` (ms): `Error`
-   * `AUTHENTICATION_TIMEOUT`, then close 1008 (SERVER.md §4.5). Cheap when nothing expired.
+   * `AUTHENTICATION_TIMEOUT`, then close 1008 (docs/spec/SERVER.md §4.5). Cheap when nothing expired.
    */
   expireAuthentication(now: number): Effect[] {
     return this.#sessions.expireAuthentication(now);
   }
 
-  /** The lookup summary of a room, or `undefined` (EXTENSIONS.md E5). `code` must be upper-case. */
+  /** The lookup summary of a room, or `undefined` (docs/spec/EXTENSIONS.md E5). `code` must be upper-case. */
   lookup(gameName: string, code: string): RoomSummary | undefined {
     return this.#directory.lookup(gameName, code);
   }
 
-  /** Rooms of a game with at least one seat, oldest first, at most `limit` (EXTENSIONS.md E6). */
+  /** Rooms of a game with at least one seat, oldest first, at most `limit` (docs/spec/EXTENSIONS.md E6). */
   list(gameName: string, limit: number): RoomSummary[] {
     return this.#directory.list(gameName, limit);
   }
 
   // -------------------------------------------------------------------------------------------
-  // Operator actions (EXTENSIONS.md E12)
+  // Operator actions (docs/spec/EXTENSIONS.md E12)
 
   /**
    * Maintenance mode: while true, a `JoinRoom` that would create a room answers
@@ -343,7 +343,7 @@ export class Engine {
   }
 
   /**
-   * Closes a room for an operator (EXTENSIONS.md E12): members get `RoomLeft`, spectators
+   * Closes a room for an operator (docs/spec/EXTENSIONS.md E12): members get `RoomLeft`, spectators
    * `SpectatorLeft{room_closed}`, tokens then fail with `RECONNECTION_FAILED`. Returns the
    * effects, or `undefined` when no such room is homed here. `code` must be upper-case.
    */
@@ -354,7 +354,7 @@ export class Engine {
   }
 
   /**
-   * Removes one player for an operator (EXTENSIONS.md E12): they get `RoomLeft`, the others
+   * Removes one player for an operator (docs/spec/EXTENSIONS.md E12): they get `RoomLeft`, the others
    * `PlayerLeft`, their token is invalidated. Returns the effects, or which of room and player
    * was not found. `code` must be upper-case.
    */
@@ -388,7 +388,7 @@ export class Engine {
   }
 
   /**
-   * A snapshot of every room at `now` (ms) for a restart (SERVER.md §2.7 `state_file`): rooms,
+   * A snapshot of every room at `now` (ms) for a restart (docs/spec/SERVER.md §2.7 `state_file`): rooms,
    * seats, authority, ready sets, spectators, token digests and replay buffers
    * (`snapshot.ts`). Needs `EngineOptions.tokenDigest`.
    */

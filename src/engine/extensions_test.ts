@@ -1,5 +1,5 @@
 /**
- * EXTENSIONS.md E9 (`JoinRoom.create`), E10 (presence events) and E11 (authority handover) on
+ * docs/spec/EXTENSIONS.md E9 (`JoinRoom.create`), E10 (presence events) and E11 (authority handover) on
  * the engine, and the promise that v2 clients see byte-identical v2 behaviour while other
  * clients use them.
  */

@@ -1,5 +1,5 @@
 /**
- * The lobby (PROTOCOL.md §7.4) and connection info (§7.8): readiness, `LobbyStateChanged`,
+ * The lobby (docs/spec/PROTOCOL.md §7.4) and connection info (§7.8): readiness, `LobbyStateChanged`,
  * `GameStarting` once every seat is ready, and the connection info players hand each other. Pure
  * functions over a {@linkcode Room}; the home's room logic (`rooms.ts`) and the engine call them.
  *
@@ -12,7 +12,7 @@ import { type Room, withoutAddress } from "./room.ts";
 import type { Session } from "./sessions.ts";
 
 /**
- * `GameStarting` (PROTOCOL.md §7.8) to `players` with the peers' connection info, and to the
+ * `GameStarting` (docs/spec/PROTOCOL.md §7.8) to `players` with the peers' connection info, and to the
  * room's spectators without it: spectators never see players' addresses (SECURITY.md).
  */
 export function gameStarting(room: Room, players: ConnId[]): Effect[] {
@@ -30,7 +30,7 @@ export function gameStarting(room: Room, players: ConnId[]): Effect[] {
   return effects;
 }
 
-/** `LobbyStateChanged` to every member of `room` with its current state (PROTOCOL.md §7.4). */
+/** `LobbyStateChanged` to every member of `room` with its current state (docs/spec/PROTOCOL.md §7.4). */
 export function lobbyChanged(room: Room): Effect {
   const state = room.lobbyState;
   return send(room.members(), {
@@ -69,7 +69,7 @@ export function playerReady(session: Session, directory: HomeDirectory, now: num
 
 /**
  * `ProvideConnectionInfo` from `session`: stored silently on its seat and shown in later
- * snapshots (PROTOCOL.md §7.8); spectators get `Error{SPECTATOR_NOT_ALLOWED}`.
+ * snapshots (docs/spec/PROTOCOL.md §7.8); spectators get `Error{SPECTATOR_NOT_ALLOWED}`.
  */
 export function provideConnectionInfo(
   session: Session,

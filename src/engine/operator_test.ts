@@ -1,5 +1,5 @@
 /**
- * The engine's operator actions (EXTENSIONS.md E12): maintenance mode, room detail, closing a
+ * The engine's operator actions (docs/spec/EXTENSIONS.md E12): maintenance mode, room detail, closing a
  * room and removing a player, with their effects on members, spectators and tokens.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";

@@ -1,5 +1,5 @@
 /**
- * Engine settings (SERVER.md §2.7 mapped to milliseconds) and what the edge knows about a new
+ * Engine settings (docs/spec/SERVER.md §2.7 mapped to milliseconds) and what the edge knows about a new
  * connection. Shared by every engine part.
  *
  * @module
@@ -8,7 +8,7 @@ import type { AuthOptions } from "./app_auth.ts";
 import type { RateLimits } from "./rate_limits.ts";
 import type { NameRules } from "./validation.ts";
 
-/** SDK compatibility manifest (PROTOCOL.md §7.1.4, `protocol.sdk_compatibility`). */
+/** SDK compatibility manifest (docs/spec/PROTOCOL.md §7.1.4, `protocol.sdk_compatibility`). */
 export interface SdkManifest {
   /** Lower-case platform → minimum semver, reported as `minimum_version`. */
   minimumVersions: Readonly<Record<string, string>>;
@@ -20,7 +20,7 @@ export interface SdkManifest {
   notes: Readonly<Record<string, string>>;
 }
 
-/** Engine settings; times are milliseconds. Defaults are those of SERVER.md §2.7. */
+/** Engine settings; times are milliseconds. Defaults are those of docs/spec/SERVER.md §2.7. */
 export interface EngineOptions {
   /** `max_players` when `JoinRoom` omits it. @default 8 */
   defaultMaxPlayers: number;
@@ -33,12 +33,12 @@ export interface EngineOptions {
   /** Rooms per game_name, empty rooms included. @default 1000 */
   maxRoomsPerGame: number;
   /**
-   * Spectators per room, `0` = unlimited (`server.max_spectators_per_room`, PROTOCOL.md §7.9
+   * Spectators per room, `0` = unlimited (`server.max_spectators_per_room`, docs/spec/PROTOCOL.md §7.9
    * check 7). @default 100 (this implementation; the spec's default is 0, SECURITY.md)
    */
   maxSpectatorsPerRoom: number;
   /**
-   * Rooms of one game that connections from one client IP key (SERVER.md §1.9) may have created
+   * Rooms of one game that connections from one client IP key (docs/spec/SERVER.md §1.9) may have created
    * and that still have a seat (`server.max_rooms_per_ip`); `0` = unlimited. Empty rooms do
    * not count (they are reclaimed). @default 20
    */
@@ -64,17 +64,17 @@ export interface EngineOptions {
   defaultRelayType: string;
   /** `relay_type` per game name. @default {} */
   relayTypeByGame: Readonly<Record<string, string>>;
-  /** Whether `message_pack` is offered in format negotiation (PROTOCOL.md §7.1.5). */
+  /** Whether `message_pack` is offered in format negotiation (docs/spec/PROTOCOL.md §7.1.5). */
   messagePack: boolean;
   /** The SDK manifest reported in `ProtocolInfo`. */
   sdk: SdkManifest;
-  /** Extension capabilities appended to `ProtocolInfo.capabilities` (EXTENSIONS.md). */
+  /** Extension capabilities appended to `ProtocolInfo.capabilities` (docs/spec/EXTENSIONS.md). */
   extensionCapabilities: readonly string[];
   /** Returns a fresh UUIDv4 (room ids). */
   newId: () => string;
   /** Returns a random room code of `roomCodeLength` characters (prefix included). */
   newRoomCode: () => string;
-  /** Tokens, held seats and `Reconnect` (`server.enable_reconnection`, PROTOCOL.md §7.11). */
+  /** Tokens, held seats and `Reconnect` (`server.enable_reconnection`, docs/spec/PROTOCOL.md §7.11). */
   enableReconnection: boolean;
   /** How long a seat is held after an unexpected disconnect (ms). @default 300_000 */
   reconnectionWindowMs: number;
@@ -82,18 +82,18 @@ export interface EngineOptions {
   eventBufferSize: number;
   /** Most bytes (serialised UTF-8) in a held seat's replay buffer. @default 262_144 */
   eventBufferMaxBytes: number;
-  /** Returns a fresh reconnection token: 32 random bytes, base64url (PROTOCOL.md §7.11.1). */
+  /** Returns a fresh reconnection token: 32 random bytes, base64url (docs/spec/PROTOCOL.md §7.11.1). */
   newToken: () => string;
   /**
    * One-way digest of a reconnection token (e.g. SHA-256, base64url), so a snapshot of the
-   * rooms holds no token (SERVER.md §2.7 `state_file`). Required by `Engine.snapshot` and
+   * rooms holds no token (docs/spec/SERVER.md §2.7 `state_file`). Required by `Engine.snapshot` and
    * `Engine.restore`. @default undefined
    */
   tokenDigest?: (token: string) => string;
-  /** App authentication (SERVER.md §3.1). @default undefined (auth disabled, §3.2) */
+  /** App authentication (docs/spec/SERVER.md §3.1). @default undefined (auth disabled, §3.2) */
   auth?: AuthOptions;
   /**
-   * Per-IP creation and join buckets (SERVER.md §3.4), shared with the HTTP room lookup.
+   * Per-IP creation and join buckets (docs/spec/SERVER.md §3.4), shared with the HTTP room lookup.
    * @default undefined (unlimited)
    */
   rateLimits?: RateLimits;
@@ -101,8 +101,8 @@ export interface EngineOptions {
 
 /** What the transport knows about a new connection. */
 export interface ConnectInfo {
-  /** Client IP (SERVER.md §1.9); keys the rate-limit buckets. @default "" */
+  /** Client IP (docs/spec/SERVER.md §1.9); keys the rate-limit buckets. @default "" */
   ip?: string;
-  /** Accept time in ms; the auth deadline runs from here (SERVER.md §4.5). @default 0 */
+  /** Accept time in ms; the auth deadline runs from here (docs/spec/SERVER.md §4.5). @default 0 */
   now?: number;
 }

@@ -1,5 +1,5 @@
 /**
- * Presence events (EXTENSIONS.md E10): `PlayerDisconnected{player_id, seat_held_secs}` to the
+ * Presence events (docs/spec/EXTENSIONS.md E10): `PlayerDisconnected{player_id, seat_held_secs}` to the
  * members of a room that opted in with `Authenticate.features: ["presence-events"]`, when a seat
  * becomes held. Connections that did not opt in never receive it (v2: "others are not told").
  *

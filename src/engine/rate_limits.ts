@@ -1,7 +1,7 @@
 /**
- * Per-client-IP room creation and join-attempt limits (PROTOCOL.md §7.13, SERVER.md §3.4).
+ * Per-client-IP room creation and join-attempt limits (docs/spec/PROTOCOL.md §7.13, docs/spec/SERVER.md §3.4).
  * One instance is shared by the engine (`JoinRoom`, `JoinAsSpectator`) and the HTTP room lookup
- * and listing (SERVER.md §1.10), so every counted request draws from the same buckets.
+ * and listing (docs/spec/SERVER.md §1.10), so every counted request draws from the same buckets.
  *
  * @module
  */
@@ -9,14 +9,14 @@ import { KeyedBuckets, type Take } from "./token_bucket.ts";
 
 export type { Take } from "./token_bucket.ts";
 
-/** Settings of {@linkcode RateLimits}; `rate_limit.*` of SERVER.md §2.7. */
+/** Settings of {@linkcode RateLimits}; `rate_limit.*` of docs/spec/SERVER.md §2.7. */
 export interface RateLimitOptions {
   /** Creation bucket capacity per client IP (`rate_limit.max_room_creations`). @default 5 */
   maxRoomCreations: number;
   /** Join bucket capacity per client IP (`rate_limit.max_join_attempts`). @default 20 */
   maxJoinAttempts: number;
   /**
-   * Reconnect bucket capacity per client IP (`rate_limit.max_reconnect_attempts`, SERVER.md
+   * Reconnect bucket capacity per client IP (`rate_limit.max_reconnect_attempts`, docs/spec/SERVER.md
    * §3.4). @default 60
    */
   maxReconnectAttempts?: number;
@@ -73,7 +73,7 @@ export class RateLimits {
     return this.#joins.take(ip, now);
   }
 
-  /** Takes a reconnect token for `ip` at `now` (ms) (`Reconnect`, SERVER.md §3.4). */
+  /** Takes a reconnect token for `ip` at `now` (ms) (`Reconnect`, docs/spec/SERVER.md §3.4). */
   takeReconnect(ip: string, now: number): Take {
     return this.#reconnects.take(ip, now);
   }
@@ -88,7 +88,7 @@ export class RateLimits {
     this.#authFailures.take(ip, now);
   }
 
-  /** Forgets buckets that have been full for longer than the window (SERVER.md §4.2 step 4). */
+  /** Forgets buckets that have been full for longer than the window (docs/spec/SERVER.md §4.2 step 4). */
   sweep(now: number): void {
     this.#creations.sweep(now);
     this.#joins.sweep(now);
@@ -103,17 +103,17 @@ export class RateLimits {
   }
 }
 
-/** `RoomJoinFailed.reason` when the creation bucket is empty (PROTOCOL.md §7.2.1). */
+/** `RoomJoinFailed.reason` when the creation bucket is empty (docs/spec/PROTOCOL.md §7.2.1). */
 export function creationLimitReason(retryAfterSecs: number): string {
   return `Room creation rate limit exceeded. Try again in ${retryAfterSecs} seconds.`;
 }
 
-/** `ReconnectionFailed.reason` when the reconnect bucket is empty (SERVER.md §3.4). */
+/** `ReconnectionFailed.reason` when the reconnect bucket is empty (docs/spec/SERVER.md §3.4). */
 export function reconnectLimitReason(retryAfterSecs: number): string {
   return `Reconnect attempt rate limit exceeded. Try again in ${retryAfterSecs} seconds.`;
 }
 
-/** Reason when the join bucket is empty (PROTOCOL.md §7.2.1, §7.9; SERVER.md §1.10). */
+/** Reason when the join bucket is empty (docs/spec/PROTOCOL.md §7.2.1, §7.9; docs/spec/SERVER.md §1.10). */
 export function joinLimitReason(retryAfterSecs: number): string {
   return `Join attempt rate limit exceeded. Try again in ${retryAfterSecs} seconds.`;
 }

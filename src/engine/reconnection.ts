@@ -1,5 +1,5 @@
 /**
- * Reconnection (PROTOCOL.md §7.11): held seats and their replay buffers, reconnection token
+ * Reconnection (docs/spec/PROTOCOL.md §7.11): held seats and their replay buffers, reconnection token
  * records, `Reconnect` with takeover, and the routing of engine output to connection ids
  * ({@linkcode Reconnection.route}): identities of held seats go to replay buffers, adopted
  * player ids to the connection that adopted them.
@@ -16,7 +16,7 @@ import { sha256 } from "../util/secrets.ts";
 import type { Session, Sessions } from "./sessions.ts";
 import { utf8Length } from "../protocol/utf8.ts";
 
-/** A seat held after an unexpected disconnect, with its replay buffer (PROTOCOL.md §7.11.2). */
+/** A seat held after an unexpected disconnect, with its replay buffer (docs/spec/PROTOCOL.md §7.11.2). */
 export interface Hold {
   readonly room: Room;
   readonly playerId: string;
@@ -30,17 +30,17 @@ export interface Hold {
   /** Engine-wide append number of each frame (the global budget drops the lowest first). */
   seqs: number[];
   bytes: number;
-  /** Some message for this seat was lost (EXTENSIONS.md E3). */
+  /** Some message for this seat was lost (docs/spec/EXTENSIONS.md E3). */
   truncated: boolean;
   /**
-   * The dropped connection had opted in to presence events (EXTENSIONS.md E10), so
+   * The dropped connection had opted in to presence events (docs/spec/EXTENSIONS.md E10), so
    * `PlayerDisconnected` of others is buffered for this seat. @default false
    */
   presence?: boolean;
 }
 
 /**
- * Longest `Reconnect.auth_token` looked up, in UTF-8 bytes (PROTOCOL.md §7.11.4 check 2): longer
+ * Longest `Reconnect.auth_token` looked up, in UTF-8 bytes (docs/spec/PROTOCOL.md §7.11.4 check 2): longer
  * ones fail before any hashing.
  */
 export const MAX_TOKEN_BYTES = 256;
@@ -48,7 +48,7 @@ export const MAX_TOKEN_BYTES = 256;
 export const MAX_INVALID_RECORDS_PER_SEAT = 4;
 
 /**
- * What the server remembers of one issued reconnection token (PROTOCOL.md §7.11.1): the token
+ * What the server remembers of one issued reconnection token (docs/spec/PROTOCOL.md §7.11.1): the token
  * itself only as its SHA-256 digest (the key of the record index).
  */
 interface TokenRecord {
@@ -76,7 +76,7 @@ function tokenDigest(token: string): string {
   return sha256(token).toBase64();
 }
 
-/** Why a connection went away, as far as the replay buffer is concerned (SERVER.md §5.2). */
+/** Why a connection went away, as far as the replay buffer is concerned (docs/spec/SERVER.md §5.2). */
 export interface DisconnectLoss {
   /** Messages were discarded (slow consumer): the hold starts truncated. */
   truncated?: boolean;
@@ -84,7 +84,7 @@ export interface DisconnectLoss {
   unsent?: readonly string[];
 }
 
-/** Releases a seat whose hold expired (the seat release sequence, PROTOCOL.md §7.3.3). */
+/** Releases a seat whose hold expired (the seat release sequence, docs/spec/PROTOCOL.md §7.3.3). */
 export type ReleaseSeat = (
   room: Room,
   playerId: string,
@@ -105,7 +105,7 @@ export class Reconnection {
   readonly #connByAdoptedPlayer = new Map<string, ConnId>();
   /** Every remembered token record by digest (O(1) lookup, issue 14 item 5). */
   readonly #records = new Map<string, TokenRecord>();
-  /** The valid record of each seat (at most one, PROTOCOL.md §7.11.1). */
+  /** The valid record of each seat (at most one, docs/spec/PROTOCOL.md §7.11.1). */
   readonly #validByPlayer = new Map<string, TokenRecord>();
   /** Invalidated records per seat, oldest first, at most {@linkcode MAX_INVALID_RECORDS_PER_SEAT}. */
   readonly #invalidByPlayer = new Map<string, TokenRecord[]>();
@@ -137,7 +137,7 @@ export class Reconnection {
     return this.#holds.size;
   }
 
-  /** Messages appended to replay buffers since the engine started (SERVER.md §6.3 #37). */
+  /** Messages appended to replay buffers since the engine started (docs/spec/SERVER.md §6.3 #37). */
   get eventsBuffered(): number {
     return this.#eventsBuffered;
   }
@@ -178,7 +178,7 @@ export class Reconnection {
     if (playerId !== conn) this.#connByAdoptedPlayer.delete(playerId);
   }
 
-  /** Holds a dropped player's seat (PROTOCOL.md §7.11.2); nobody is told. */
+  /** Holds a dropped player's seat (docs/spec/PROTOCOL.md §7.11.2); nobody is told. */
   hold(room: Room, playerId: string, conn: ConnId, now: number, loss: DisconnectLoss): Effect[] {
     const hold: Hold = {
       room,
@@ -214,7 +214,7 @@ export class Reconnection {
 
   /**
    * Drops `playerId`'s held seat and its replay buffer without releasing the seat (an operator
-   * removes the player, EXTENSIONS.md E12). Returns true when the seat was held.
+   * removes the player, docs/spec/EXTENSIONS.md E12). Returns true when the seat was held.
    */
   dropHold(playerId: string): boolean {
     const hold = this.#holds.get(playerId);
@@ -232,7 +232,7 @@ export class Reconnection {
     hold.bytes = 0;
   }
 
-  /** Ends a hold whose window is over: the seat release sequence (PROTOCOL.md §7.11.3). */
+  /** Ends a hold whose window is over: the seat release sequence (docs/spec/PROTOCOL.md §7.11.3). */
   #expire(hold: Hold, now: number): Effect[] {
     this.#endHold(hold);
     this.invalidateToken(hold.playerId, "expired", now);
@@ -250,7 +250,7 @@ export class Reconnection {
 
   /**
    * Appends one serialised message of `size` UTF-8 bytes to a replay buffer, dropping the oldest
-   * to stay within `eventBufferSize` messages and `eventBufferMaxBytes` bytes (PROTOCOL.md
+   * to stay within `eventBufferSize` messages and `eventBufferMaxBytes` bytes (docs/spec/PROTOCOL.md
    * §7.11.2), then the oldest messages of any held seat to stay within
    * `eventBufferTotalMaxBytes` for all buffers together (SECURITY.md); any drop marks the
    * buffer it came from truncated.
@@ -325,7 +325,7 @@ export class Reconnection {
 
   /**
    * Puts a frame that could not be written to connection `conn` into the replay buffer of the
-   * seat held since that connection dropped (SERVER.md §5.2). Binary frames cannot be replayed,
+   * seat held since that connection dropped (docs/spec/SERVER.md §5.2). Binary frames cannot be replayed,
    * so they mark the buffer truncated. Returns false when `conn` held no seat.
    */
   replayUndelivered(conn: ConnId, frame: string | Uint8Array): boolean {
@@ -337,8 +337,8 @@ export class Reconnection {
   }
 
   /**
-   * The once-a-second timer (SERVER.md §4.1): releases held seats whose window ended
-   * (PROTOCOL.md §7.11.3), routing each expiry's effects at once, and forgets token records
+   * The once-a-second timer (docs/spec/SERVER.md §4.1): releases held seats whose window ended
+   * (docs/spec/PROTOCOL.md §7.11.3), routing each expiry's effects at once, and forgets token records
    * invalid for longer than a window.
    */
   tick(now: number): Effect[] {
@@ -359,7 +359,7 @@ export class Reconnection {
     return effects;
   }
 
-  /** `Reconnect` (PROTOCOL.md §7.11.4–§7.11.5): resume a held seat or take over a live one. */
+  /** `Reconnect` (docs/spec/PROTOCOL.md §7.11.4–§7.11.5): resume a held seat or take over a live one. */
   reconnect(session: Session, data: ClientData<"Reconnect">, now: number): Effect[] {
     const effects: Effect[] = [];
     const fail = (reason: string, code: ErrorCode): Effect[] => [
@@ -370,7 +370,7 @@ export class Reconnection {
     if (!this.#options.enableReconnection) {
       return fail("Reconnection is not enabled", "RECONNECTION_FAILED");
     }
-    // The per-IP reconnect bucket comes first (SERVER.md §3.4, issue 14 item 5).
+    // The per-IP reconnect bucket comes first (docs/spec/SERVER.md §3.4, issue 14 item 5).
     const limited = this.#sessions.takeToken(session, "reconnect", now);
     if (limited) return [...fail(limited.reason, "RATE_LIMIT_EXCEEDED"), limited.event];
     if (session.playing || session.watching) return fail("Already in a room", "ALREADY_IN_ROOM");
@@ -385,7 +385,7 @@ export class Reconnection {
     }
     let hold = this.#holds.get(playerId);
     if (hold && now >= hold.expiresAt) {
-      // The window ended before the timer got to it: expire it now (PROTOCOL.md §7.11.3).
+      // The window ended before the timer got to it: expire it now (docs/spec/PROTOCOL.md §7.11.3).
       effects.push(...this.#expire(hold, now));
       hold = undefined;
     }
@@ -402,7 +402,7 @@ export class Reconnection {
       truncated = hold.truncated;
       this.#endHold(hold);
     } else {
-      // Takeover: the seat is live on another socket (PROTOCOL.md §7.11.5 step 1).
+      // Takeover: the seat is live on another socket (docs/spec/PROTOCOL.md §7.11.5 step 1).
       const oldConn = this.connOf(playerId);
       const old = this.#sessions.remove(oldConn);
       if (old) old.playing = undefined;
@@ -446,7 +446,7 @@ export class Reconnection {
     return effects;
   }
 
-  /** Mints the seat's token, superseding the previous one (PROTOCOL.md §7.11.1). */
+  /** Mints the seat's token, superseding the previous one (docs/spec/PROTOCOL.md §7.11.1). */
   issueToken(playerId: string, room: Room, now: number): string {
     this.invalidateToken(playerId, "superseded", now);
     const token = this.#options.newToken();
@@ -537,7 +537,7 @@ export class Reconnection {
   }
 
   /**
-   * The digest of the seat's valid token and the app it is bound to, for a snapshot (SERVER.md
+   * The digest of the seat's valid token and the app it is bound to, for a snapshot (docs/spec/SERVER.md
    * §2.7 `state_file`); `undefined` when the seat has no valid token. Tokens never leave here.
    */
   validTokenDigest(playerId: string): { digest: string; appId?: string } | undefined {
@@ -553,7 +553,7 @@ export class Reconnection {
   /**
    * Puts a seat restored from a snapshot on hold until `now + reconnectionWindowMs`, with its
    * replay buffer (`frames`, serialised server messages in order) and, when `digest` is given,
-   * a valid token record known by its digest, bound to `appId` (SERVER.md §2.7 `state_file`).
+   * a valid token record known by its digest, bound to `appId` (docs/spec/SERVER.md §2.7 `state_file`).
    */
   restoreHold(
     room: Room,

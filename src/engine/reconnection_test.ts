@@ -239,7 +239,7 @@ Deno.test("Engine: Reconnect for a live seat takes it over; the old socket is cl
   deepEqual(summarize(engine.handle(P2, gameData(1), T0 + 3)), ["c1 <- GameData"]);
 });
 
-Deno.test("Engine: every Reconnect failure of PROTOCOL.md §7.11.4", () => {
+Deno.test("Engine: every Reconnect failure of docs/spec/PROTOCOL.md §7.11.4", () => {
   const engine = engineWith([P1, P2, P3, C1, C2], { inactiveRoomTimeoutMs: 10_000 });
   const t1 = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data;
   const t2 = first(engine.handle(P2, join("ROOM01", "Tobias"), T0), P2, "RoomJoined").data;

@@ -1,6 +1,6 @@
 /**
  * Room state: seats, spectators, the ready set, authority and activity times, plus the snapshot
- * builders of PROTOCOL.md §4. Pure data; the rules live in `rooms.ts`, `spectators.ts` and `reconnection.ts`.
+ * builders of docs/spec/PROTOCOL.md §4. Pure data; the rules live in `rooms.ts`, `spectators.ts` and `reconnection.ts`.
  *
  * @module
  */
@@ -15,7 +15,7 @@ import type {
 import type { ConnId } from "./effects.ts";
 import { nameKey } from "./validation.ts";
 
-/** A player's place in a room (PROTOCOL.md §0 "seat"). Its id is the player id. */
+/** A player's place in a room (docs/spec/PROTOCOL.md §0 "seat"). Its id is the player id. */
 export interface Seat {
   /** The player id (the connection id of the connection that took the seat). */
   readonly id: string;
@@ -27,7 +27,7 @@ export interface Seat {
   connectionInfo?: ConnectionInfo;
 }
 
-/** A spectator of a room (PROTOCOL.md §7.9). */
+/** A spectator of a room (docs/spec/PROTOCOL.md §7.9). */
 export interface Spectator {
   readonly id: ConnId;
   readonly name: string;
@@ -42,29 +42,29 @@ export interface RoomInit {
   maxPlayers: number;
   supportsAuthority: boolean;
   relayType: string;
-  /** Pass authority on when its holder's seat is released (EXTENSIONS.md E11). @default false */
+  /** Pass authority on when its holder's seat is released (docs/spec/EXTENSIONS.md E11). @default false */
   authorityHandover?: boolean;
   /** Creation time in ms since the epoch (first activity). */
   now: number;
   /** The app whose namespace the room is in (auth enabled), see {@linkcode gameScope}. */
   appId?: string;
-  /** The creating connection's client IP key (SERVER.md §1.9), for `max_rooms_per_ip`. */
+  /** The creating connection's client IP key (docs/spec/SERVER.md §1.9), for `max_rooms_per_ip`. */
   creatorIp?: string;
 }
 
 /**
  * The namespace of a game's rooms: the game name, prefixed by the app when auth is enabled, so
  * each app has its own rooms (issue 14 item 12: a room of app A is "not found" for app B).
- * Game names cannot contain control characters (PROTOCOL.md §8.1), so the key is unambiguous.
+ * Game names cannot contain control characters (docs/spec/PROTOCOL.md §8.1), so the key is unambiguous.
  */
 export function gameScope(gameName: string, appId: string | undefined): string {
   return appId === undefined ? gameName : `${appId}\u0001${gameName}`;
 }
 
-/** Width of the windows a room's message rate is measured over, ms (EXTENSIONS.md E12). */
+/** Width of the windows a room's message rate is measured over, ms (docs/spec/EXTENSIONS.md E12). */
 export const RATE_WINDOW_MS = 5000;
 
-/** Directory key of a room: rooms are keyed by `(game_name, ROOM_CODE)` (PROTOCOL.md §7.2.2). */
+/** Directory key of a room: rooms are keyed by `(game_name, ROOM_CODE)` (docs/spec/PROTOCOL.md §7.2.2). */
 export function roomKey(gameName: string, code: string): string {
   return `${gameName}\u0000${code}`;
 }
@@ -84,7 +84,7 @@ export class Room {
   readonly maxPlayers: number;
   readonly supportsAuthority: boolean;
   readonly relayType: string;
-  /** `JoinRoom.authority_handover` of the creator (EXTENSIONS.md E11). */
+  /** `JoinRoom.authority_handover` of the creator (docs/spec/EXTENSIONS.md E11). */
   readonly authorityHandover: boolean;
   readonly #seats = new Map<string, Seat>();
   readonly #spectators = new Map<ConnId, Spectator>();
@@ -97,7 +97,7 @@ export class Room {
   readonly ready = new Set<string>();
   /** The authority holder's player id, or `null`. */
   authority: string | null = null;
-  /** Last room activity (PROTOCOL.md §7.12), ms. */
+  /** Last room activity (docs/spec/PROTOCOL.md §7.12), ms. */
   lastActivity: number;
   /** When the last seat was released, ms; `null` while the room has seats. */
   emptySince: number | null = null;
@@ -191,7 +191,7 @@ export class Room {
     this.#except = undefined;
   }
 
-  /** The lobby state derived from the seat count and the ready set (PROTOCOL.md §7.4). */
+  /** The lobby state derived from the seat count and the ready set (docs/spec/PROTOCOL.md §7.4). */
   get lobbyState(): LobbyState {
     if (this.maxPlayers === 1 || this.seats.size < this.maxPlayers) return "waiting";
     return this.ready.size === this.seats.size ? "finalized" : "lobby";
@@ -226,7 +226,7 @@ export class Room {
     return out;
   }
 
-  /** `PlayerInfo` of one seat (PROTOCOL.md §4.1). */
+  /** `PlayerInfo` of one seat (docs/spec/PROTOCOL.md §4.1). */
   playerInfo(seat: Seat): PlayerInfo {
     const info: PlayerInfo = {
       id: seat.id,
@@ -254,7 +254,7 @@ export class Room {
     return out;
   }
 
-  /** `GameStarting.peer_connections`: one entry per seat, in seat order (PROTOCOL.md §7.8). */
+  /** `GameStarting.peer_connections`: one entry per seat, in seat order (docs/spec/PROTOCOL.md §7.8). */
   peerConnections(): PeerConnectionInfo[] {
     return [...this.seats.values()].map((seat) => {
       const peer: PeerConnectionInfo = {
@@ -279,7 +279,7 @@ export function withoutAddress<T extends { connection_info?: unknown }>(info: T)
   return rest as T;
 }
 
-/** The 12 fields `RoomJoined` and `Reconnected` share (PROTOCOL.md §6.4, §6.16), for `playerId`. */
+/** The 12 fields `RoomJoined` and `Reconnected` share (docs/spec/PROTOCOL.md §6.4, §6.16), for `playerId`. */
 export function roomSnapshot(room: Room, playerId: string): RoomSnapshot {
   return {
     room_id: room.id,

@@ -1,5 +1,5 @@
 /**
- * Generated room codes (PROTOCOL.md §7.2.3).
+ * Generated room codes (docs/spec/PROTOCOL.md §7.2.3).
  *
  * @module
  */

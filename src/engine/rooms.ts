@@ -1,6 +1,6 @@
 /**
- * The home half of the engine (SERVER.md §8.2 "home"): `JoinRoom` (create, join, seat,
- * PROTOCOL.md §7.2), leaving and the seat release sequence (§7.3), the lobby (§7.4), authority
+ * The home half of the engine (docs/spec/SERVER.md §8.2 "home"): `JoinRoom` (create, join, seat,
+ * docs/spec/PROTOCOL.md §7.2), leaving and the seat release sequence (§7.3), the lobby (§7.4), authority
  * (§7.5), relay of text and binary game data (§7.6, §7.7), connection info (§7.8) and the
  * maintenance sweep that deletes rooms (§7.12).
  *
@@ -25,15 +25,15 @@ import { gameScope, Room, roomSnapshot, type Seat } from "./room.ts";
 import type { Session, Sessions } from "./sessions.ts";
 import { checkGameName, checkPlayerName, checkRoomCode, nameKey } from "./validation.ts";
 
-/** Attempts at a unique generated room code before giving up (PROTOCOL.md §7.2.3). */
+/** Attempts at a unique generated room code before giving up (docs/spec/PROTOCOL.md §7.2.3). */
 export const CODE_ATTEMPTS = 16;
 
-/** What `JoinRoom` gets while no room may be created (EXTENSIONS.md E12 maintenance). */
+/** What `JoinRoom` gets while no room may be created (docs/spec/EXTENSIONS.md E12 maintenance). */
 export const MAINTENANCE_REASON = "Server is in maintenance";
 
 /** The room rules of one engine over the rooms of its {@linkcode HomeDirectory}. */
 export class Rooms {
-  /** No new rooms: a `JoinRoom` that would create one is refused (EXTENSIONS.md E12). */
+  /** No new rooms: a `JoinRoom` that would create one is refused (docs/spec/EXTENSIONS.md E12). */
   maintenance = false;
   readonly #options: EngineOptions;
   readonly #directory: HomeDirectory;
@@ -54,14 +54,14 @@ export class Rooms {
   }
 
   // -------------------------------------------------------------------------------------------
-  // JoinRoom (PROTOCOL.md §7.2)
+  // JoinRoom (docs/spec/PROTOCOL.md §7.2)
 
-  /** `JoinRoom`: validation in the spec's order, then join, or create (PROTOCOL.md §7.2.1). */
+  /** `JoinRoom`: validation in the spec's order, then join, or create (docs/spec/PROTOCOL.md §7.2.1). */
   joinRoom(session: Session, data: ClientData<"JoinRoom">, now: number): Effect[] {
     const options = this.#options;
     const id = session.playerId;
     const mode = data.create ?? "if_missing";
-    // "never" without a code is a join attempt that fails at the code check (EXTENSIONS.md E9).
+    // "never" without a code is a join attempt that fails at the code check (docs/spec/EXTENSIONS.md E9).
     const creating = data.room_code === undefined && mode !== "never";
     const limited = this.#sessions.takeToken(session, creating ? "create" : "join", now);
     if (limited) {
@@ -71,7 +71,7 @@ export class Rooms {
     if (gameNameProblem) return joinFailed(id, gameNameProblem, "INVALID_GAME_NAME", creating);
     const nameProblem = checkPlayerName(data.player_name, options.nameRules);
     if (nameProblem) return joinFailed(id, nameProblem, "INVALID_INPUT", creating);
-    // An app's max_players_per_room caps the default and the explicit value (SERVER.md §3.3).
+    // An app's max_players_per_room caps the default and the explicit value (docs/spec/SERVER.md §3.3).
     const appCap = session.app?.maxPlayersPerRoom;
     const maxPlayers = data.max_players ??
       Math.min(options.defaultMaxPlayers, appCap ?? options.defaultMaxPlayers);
@@ -149,7 +149,7 @@ export class Rooms {
   }
 
   /**
-   * The room caps at creation (SERVER.md §3.3, §3.7, and `max_rooms_per_ip`, SECURITY.md): for
+   * The room caps at creation (docs/spec/SERVER.md §3.3, §3.7, and `max_rooms_per_ip`, SECURITY.md): for
    * each cap that is reached the oldest empty room under it is deleted first (its effects go to
    * `reclaimed`), so rooms with no connected player and no held seat never keep a cap full
    * (issue 14 item 7). Returns the refusal when a cap is reached by rooms that have seats.
@@ -172,7 +172,7 @@ export class Rooms {
       }
       return true;
     };
-    // Every cap refuses with the same error code (PROTOCOL.md §7.2.1).
+    // Every cap refuses with the same error code (docs/spec/PROTOCOL.md §7.2.1).
     const refuse = (message: string) =>
       joinFailed(id, message, "MAX_ROOMS_PER_GAME_EXCEEDED", true);
     if (!reclaim("game", scope, () => directory.gameCount(scope), options.maxRoomsPerGame)) {
@@ -251,7 +251,7 @@ export class Rooms {
 
   /**
    * The effects of `session` taking a seat in `room` (new or existing): the `type` engine event,
-   * the directory's refresh of the room and the join announcements (PROTOCOL.md §7.2.4).
+   * the directory's refresh of the room and the join announcements (docs/spec/PROTOCOL.md §7.2.4).
    */
   #seated(
     type: "room_created" | "room_joined",
@@ -302,7 +302,7 @@ export class Rooms {
     session.playing = room;
   }
 
-  /** Replies and broadcasts after a successful join (PROTOCOL.md §7.2.4), in order. */
+  /** Replies and broadcasts after a successful join (docs/spec/PROTOCOL.md §7.2.4), in order. */
   #announceJoin(joiner: string, room: Room, now: number): Effect[] {
     const seat = room.seats.get(joiner)!;
     const data: RoomSnapshot & { reconnection_token?: string } = roomSnapshot(room, joiner);
@@ -313,7 +313,7 @@ export class Rooms {
     const others = room.membersExcept(joiner);
     if (others.length > 0) {
       const player = room.playerInfo(seat);
-      // The joiner never holds authority in the announcement (PROTOCOL.md §7.2.4 step 2).
+      // The joiner never holds authority in the announcement (docs/spec/PROTOCOL.md §7.2.4 step 2).
       player.is_authority = false;
       effects.push(send(others, { type: "PlayerJoined", data: { player } }));
     }
@@ -325,7 +325,7 @@ export class Rooms {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Leaving (PROTOCOL.md §7.3)
+  // Leaving (docs/spec/PROTOCOL.md §7.3)
 
   /** `LeaveRoom`: `RoomLeft`, then the seat release sequence; non-members get nothing. */
   leaveRoom(session: Session, now: number): Effect[] {
@@ -338,7 +338,7 @@ export class Rooms {
     ];
   }
 
-  /** The seat release sequence (PROTOCOL.md §7.3.3). */
+  /** The seat release sequence (docs/spec/PROTOCOL.md §7.3.3). */
   releaseSeat(
     room: Room,
     playerId: string,
@@ -387,7 +387,7 @@ export class Rooms {
   }
 
   /**
-   * Deletes a room (PROTOCOL.md §7.12): seated players get `RoomLeft`, spectators
+   * Deletes a room (docs/spec/PROTOCOL.md §7.12): seated players get `RoomLeft`, spectators
    * `SpectatorLeft{room_closed}`, held seats are dropped, tokens become `room_gone`, and the
    * directory entry is released.
    */
@@ -438,10 +438,10 @@ export class Rooms {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Operator actions (EXTENSIONS.md E12)
+  // Operator actions (docs/spec/EXTENSIONS.md E12)
 
   /**
-   * Closes `room` for an operator: the deletion of PROTOCOL.md §7.12 with reason `closed`
+   * Closes `room` for an operator: the deletion of docs/spec/PROTOCOL.md §7.12 with reason `closed`
    * (members `RoomLeft`, spectators `SpectatorLeft{room_closed}`, tokens `room_gone` so a later
    * `Reconnect` fails with `RECONNECTION_FAILED`, directory entry released).
    */
@@ -453,7 +453,7 @@ export class Rooms {
    * Removes player `playerId` from `room` for an operator: a live player gets `RoomLeft`, a held
    * seat is dropped with its replay buffer; the token becomes invalid (`left`, so `Reconnect`
    * answers `RECONNECTION_TOKEN_INVALID`), then the seat release sequence tells the others
-   * (`PlayerLeft`, PROTOCOL.md §7.3.3). Returns `undefined` when no such seat is in the room.
+   * (`PlayerLeft`, docs/spec/PROTOCOL.md §7.3.3). Returns `undefined` when no such seat is in the room.
    */
   removePlayer(room: Room, playerId: string, now: number): Effect[] | undefined {
     if (!room.seats.has(playerId)) return undefined;
@@ -465,7 +465,7 @@ export class Rooms {
   }
 
   /**
-   * The room part of the maintenance sweep (PROTOCOL.md §7.12, SERVER.md §4.2): deletes rooms
+   * The room part of the maintenance sweep (docs/spec/PROTOCOL.md §7.12, docs/spec/SERVER.md §4.2): deletes rooms
    * empty for `emptyRoomTimeoutMs` and rooms with seats inactive for `inactiveRoomTimeoutMs`.
    */
   sweep(now: number): Effect[] {
@@ -484,9 +484,9 @@ export class Rooms {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Game data (PROTOCOL.md §7.6, §7.7)
+  // Game data (docs/spec/PROTOCOL.md §7.6, §7.7)
 
-  /** `GameData`: to `to_player`, or to every other seat and spectator (PROTOCOL.md §7.6). */
+  /** `GameData`: to `to_player`, or to every other seat and spectator (docs/spec/PROTOCOL.md §7.6). */
   gameData(session: Session, data: ClientData<"GameData">, now: number): Effect[] {
     if (session.watching) {
       return [error(session.playerId, "Spectators cannot send game data", "SPECTATOR_NOT_ALLOWED")];
@@ -517,7 +517,7 @@ export class Rooms {
   }
 
   /**
-   * One binary frame from an authenticated `message_pack` player (PROTOCOL.md §7.7): every
+   * One binary frame from an authenticated `message_pack` player (docs/spec/PROTOCOL.md §7.7): every
    * other seat and spectator gets the envelope (`message_pack` connections) or the JSON
    * conversion (`json` connections and held seats' replay buffers), each built at most once.
    * The returned `frame` effects are already addressed to connection ids.

@@ -1,5 +1,5 @@
 /**
- * The SDK compatibility gate (PROTOCOL.md §7.1.4): strict semantic versions and the checks that
+ * The SDK compatibility gate (docs/spec/PROTOCOL.md §7.1.4): strict semantic versions and the checks that
  * refuse a client's `Authenticate` when `protocol.sdk_compatibility.enforce` is on.
  *
  * @module
@@ -84,7 +84,7 @@ export interface SdkGateManifest {
 }
 
 /**
- * Applies the gate's checks in the order of PROTOCOL.md §7.1.4 and returns the
+ * Applies the gate's checks in the order of docs/spec/PROTOCOL.md §7.1.4 and returns the
  * `AuthenticationError.error` text of the first failure, or `undefined` when the client passes.
  * The gate is inactive (always passes) when `minimumVersions` is empty.
  */

@@ -70,7 +70,7 @@ Deno.test("compareSemVer() follows semver precedence", () => {
   equal(compareSemVer(version("1.2.3+a"), version("1.2.3+b")), 0);
 });
 
-Deno.test("checkSdk() applies the PROTOCOL.md §7.1.4 rows in order", () => {
+Deno.test("checkSdk() applies the docs/spec/PROTOCOL.md §7.1.4 rows in order", () => {
   equal(
     checkSdk(MANIFEST, undefined, "1.0.0"),
     "SDK platform is required for compatibility validation",

@@ -1,8 +1,8 @@
 /**
- * The edge half of the engine (SERVER.md §8.2 "edge, every connection"): per-connection
- * sessions, `Authenticate` with the app checks and format negotiation (PROTOCOL.md §7.1), the
- * auth deadline (SERVER.md §4.5), the per-IP rate-limit takes of `JoinRoom` and
- * `JoinAsSpectator` (PROTOCOL.md §7.13) and the room a connection is bound to.
+ * The edge half of the engine (docs/spec/SERVER.md §8.2 "edge, every connection"): per-connection
+ * sessions, `Authenticate` with the app checks and format negotiation (docs/spec/PROTOCOL.md §7.1), the
+ * auth deadline (docs/spec/SERVER.md §4.5), the per-IP rate-limit takes of `JoinRoom` and
+ * `JoinAsSpectator` (docs/spec/PROTOCOL.md §7.13) and the room a connection is bound to.
  *
  * @module
  */
@@ -21,7 +21,7 @@ import { creationLimitReason, joinLimitReason, reconnectLimitReason } from "./ra
 import type { Room } from "./room.ts";
 import { checkSdk } from "./sdk_gate.ts";
 
-/** Rate limits advertised when auth is disabled (PROTOCOL.md §7.1.2). */
+/** Rate limits advertised when auth is disabled (docs/spec/PROTOCOL.md §7.1.2). */
 const DEFAULT_RATE_LIMITS = { per_minute: 1000, per_hour: 60000, per_day: 1440000 };
 
 const FORMAT_NAMES: Record<GameDataEncoding, string> = {
@@ -36,25 +36,25 @@ export interface Session {
   readonly id: ConnId;
   /**
    * The identity used on the wire and in rooms (player id, spectator id). Equal to `id` until a
-   * `Reconnect` makes the connection adopt the reconnected player's id (PROTOCOL.md §7.11.5).
+   * `Reconnect` makes the connection adopt the reconnected player's id (docs/spec/PROTOCOL.md §7.11.5).
    */
   playerId: string;
   /** Client IP, the key of its rate-limit buckets. */
   readonly ip: string;
-  /** False until a successful `Authenticate` when auth is required (PROTOCOL.md §7.1.1). */
+  /** False until a successful `Authenticate` when auth is required (docs/spec/PROTOCOL.md §7.1.1). */
   authenticated: boolean;
-  /** The authenticated app (auth enabled only); its per-app limits apply (SERVER.md §3.3). */
+  /** The authenticated app (auth enabled only); its per-app limits apply (docs/spec/SERVER.md §3.3). */
   app?: AuthorizedApp;
-  /** `Authenticate` already answered (PROTOCOL.md §7.1.2: only the first is). */
+  /** `Authenticate` already answered (docs/spec/PROTOCOL.md §7.1.2: only the first is). */
   authenticateAnswered: boolean;
-  /** Negotiated game-data format (PROTOCOL.md §7.1.5). */
+  /** Negotiated game-data format (docs/spec/PROTOCOL.md §7.1.5). */
   format: "json" | "message_pack";
   /**
-   * Opted in to presence events with `Authenticate.features` (EXTENSIONS.md E10); absent =
+   * Opted in to presence events with `Authenticate.features` (docs/spec/EXTENSIONS.md E10); absent =
    * false. Belongs to the connection, not the seat.
    */
   presence?: boolean;
-  /** The room this connection is a player of, if any (its binding, SERVER.md §8.4.2). */
+  /** The room this connection is a player of, if any (its binding, docs/spec/SERVER.md §8.4.2). */
   playing?: Room;
   /** The room this connection spectates, if any (exclusive with `playing`). */
   watching?: Room;
@@ -65,7 +65,7 @@ export class Sessions {
   readonly #options: EngineOptions;
   readonly #sessions = new Map<ConnId, Session>();
   readonly #apps: AppRegistry;
-  /** Auth deadlines (ms) of unauthenticated connections, in accept order (SERVER.md §4.5). */
+  /** Auth deadlines (ms) of unauthenticated connections, in accept order (docs/spec/SERVER.md §4.5). */
   readonly #authDeadlines = new Map<ConnId, number>();
   readonly #nameRules: PlayerNameRules;
 
@@ -101,8 +101,8 @@ export class Sessions {
   }
 
   /**
-   * Registers a newly accepted connection (PROTOCOL.md §1.2). When auth is required its
-   * deadline starts at `info.now` (SERVER.md §4.5).
+   * Registers a newly accepted connection (docs/spec/PROTOCOL.md §1.2). When auth is required its
+   * deadline starts at `info.now` (docs/spec/SERVER.md §4.5).
    */
   connect(id: ConnId, info: ConnectInfo): void {
     const auth = this.#options.auth;
@@ -119,7 +119,7 @@ export class Sessions {
   }
 
   /**
-   * Registers a connection authenticated on another node (a remote session, SERVER.md §8.2):
+   * Registers a connection authenticated on another node (a remote session, docs/spec/SERVER.md §8.2):
    * authenticated, with the app and game-data format of its `BIND`, no auth deadline. An
    * existing session of `id` is kept (a spectator switching rooms on this home).
    */
@@ -149,7 +149,7 @@ export class Sessions {
     return session;
   }
 
-  /** `Authenticate` (PROTOCOL.md §7.1.2–§7.1.5): answered once, negotiating the format. */
+  /** `Authenticate` (docs/spec/PROTOCOL.md §7.1.2–§7.1.5): answered once, negotiating the format. */
   authenticate(session: Session, data: ClientData<"Authenticate">, now: number): Effect[] {
     if (session.authenticateAnswered) return [];
     if (this.#options.auth?.required) {
@@ -191,7 +191,7 @@ export class Sessions {
   }
 
   /**
-   * `Authenticate.features` (EXTENSIONS.md E10): accepts `presence-events` when reconnection is
+   * `Authenticate.features` (docs/spec/EXTENSIONS.md E10): accepts `presence-events` when reconnection is
    * enabled (there are no held seats otherwise) and ignores every other string. Returns the
    * accepted list for `Authenticated.features`.
    */
@@ -206,7 +206,7 @@ export class Sessions {
   }
 
   /**
-   * Steps 2–5 of PROTOCOL.md §7.1.3 (auth enabled). On success marks the session
+   * Steps 2–5 of docs/spec/PROTOCOL.md §7.1.3 (auth enabled). On success marks the session
    * authenticated, remembers its app, stops its deadline and returns `undefined`; otherwise
    * returns the refusal (`AuthenticationError`, then close 1008 except for the SDK gate).
    */
@@ -269,7 +269,7 @@ export class Sessions {
     return effects;
   }
 
-  /** A message before authentication (PROTOCOL.md §7.1.1): `Error`, then close 1008. */
+  /** A message before authentication (docs/spec/PROTOCOL.md §7.1.1): `Error`, then close 1008. */
   authenticationRequired(id: ConnId, message: string): Effect[] {
     return [
       error(id, message, "AUTHENTICATION_REQUIRED"),
@@ -280,7 +280,7 @@ export class Sessions {
 
   /**
    * Closes connections whose auth deadline has passed at `now` (ms): `Error`
-   * `AUTHENTICATION_TIMEOUT`, then close 1008 (SERVER.md §4.5). Cheap when nothing expired.
+   * `AUTHENTICATION_TIMEOUT`, then close 1008 (docs/spec/SERVER.md §4.5). Cheap when nothing expired.
    */
   expireAuthentication(now: number): Effect[] {
     const effects: Effect[] = [];
@@ -303,8 +303,8 @@ export class Sessions {
   }
 
   /**
-   * Takes one token from the client IP's creation, join or reconnect bucket (PROTOCOL.md
-   * §7.13, SERVER.md §3.4). Returns
+   * Takes one token from the client IP's creation, join or reconnect bucket (docs/spec/PROTOCOL.md
+   * §7.13, docs/spec/SERVER.md §3.4). Returns
    * `undefined` when taken, else the rejection reason and its `rate_limited` event.
    */
   takeToken(

@@ -1,7 +1,7 @@
 /**
- * Sessions: `Authenticate` and format negotiation (PROTOCOL.md §7.1.2–§7.1.5),
- * app authentication (PROTOCOL.md §7.1, SERVER.md §3.1–§3.3) and per-IP rate limits (§3.4,
- * PROTOCOL.md §7.13) in the pure engine: time is passed in, nothing sleeps.
+ * Sessions: `Authenticate` and format negotiation (docs/spec/PROTOCOL.md §7.1.2–§7.1.5),
+ * app authentication (docs/spec/PROTOCOL.md §7.1, docs/spec/SERVER.md §3.1–§3.3) and per-IP rate limits (§3.4,
+ * docs/spec/PROTOCOL.md §7.13) in the pure engine: time is passed in, nothing sleeps.
  */
 import { deepEqual, equal } from "node:assert/strict";
 import type { ClientMessage } from "../protocol/messages.ts";
@@ -367,7 +367,7 @@ Deno.test("Engine per-app max_players_per_room caps the default and refuses larg
   equal(first(engine.handle(P1, join(undefined, "a"), T0), P1, "RoomJoined").data.max_players, 4);
   // Other apps are not capped.
   equal(first(engine.handle(P3, join(undefined, "c"), T0), P3, "RoomJoined").data.max_players, 8);
-  // Validated also when joining an existing room (PROTOCOL.md §7.2.1 step 4).
+  // Validated also when joining an existing room (docs/spec/PROTOCOL.md §7.2.1 step 4).
   equal(
     first(engine.handle(P2, join("CODE01", "b", { max_players: 9 }), T0), P2, "RoomJoinFailed").data
       .reason,

@@ -1,5 +1,5 @@
 /**
- * Rooms that survive a restart (single instance; SERVER.md §2.7 `server.state_file`, README
+ * Rooms that survive a restart (single instance; docs/spec/SERVER.md §2.7 `server.state_file`, README
  * "Rooms survive a restart"): the snapshot of every room, seat, authority, ready set, the rooms
  * spectators watch, token digests (never tokens) and replay buffers, built and restored by pure
  * functions. Reading and writing the file is the server's business (`src/state_file.ts`).
@@ -7,7 +7,7 @@
  * Format (JSON, {@linkcode SNAPSHOT_VERSION}): `{format, version, saved_at, rooms: [...]}`. A
  * restore either applies the whole snapshot or nothing: everything is checked before the first
  * room is built. Every restored seat is held for `reconnectionWindowMs` from the restore, so its
- * player resumes with `Reconnect` and the token it had (PROTOCOL.md §7.11).
+ * player resumes with `Reconnect` and the token it had (docs/spec/PROTOCOL.md §7.11).
  *
  * @module
  */
@@ -34,9 +34,9 @@ const SnapshotSeat = z.object({
   token_digest: z.string().min(1).nullable(),
   /** The app the token is bound to (auth enabled), or null. */
   token_app_id: z.string().nullable(),
-  /** The seat's last connection had opted in to presence events (EXTENSIONS.md E10). */
+  /** The seat's last connection had opted in to presence events (docs/spec/EXTENSIONS.md E10). */
   presence: z.boolean(),
-  /** The replay buffer: serialised server messages, oldest first (PROTOCOL.md §7.11.2). */
+  /** The replay buffer: serialised server messages, oldest first (docs/spec/PROTOCOL.md §7.11.2). */
   replay: z.array(z.string()),
   replay_truncated: z.boolean(),
 });
@@ -171,7 +171,7 @@ export function decodeSnapshot(text: string): SnapshotOutcome<RoomsSnapshot> {
  * timers restart at `now`. Checks the whole snapshot first (unique rooms and players, authority
  * and ready players among the seats, seats within `max_players`, replayed messages that are
  * JSON server messages) and changes nothing when a check fails. Returns the number of rooms
- * and seats restored and the `directory` effects that publish the restored rooms (SERVER.md
+ * and seats restored and the `directory` effects that publish the restored rooms (docs/spec/SERVER.md
  * §8.3), for the edge to apply.
  */
 export function restoreSnapshot(

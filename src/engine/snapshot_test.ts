@@ -1,5 +1,5 @@
 /**
- * Rooms that survive a restart (SERVER.md §2.7 `state_file`): the engine's snapshot and restore,
+ * Rooms that survive a restart (docs/spec/SERVER.md §2.7 `state_file`): the engine's snapshot and restore,
  * without I/O. Round trip, resumption with the old tokens, no token in the snapshot, and every
  * refusal leaves the engine empty.
  */

@@ -1,5 +1,5 @@
 /**
- * Spectators (PROTOCOL.md §7.9): `JoinAsSpectator` (with switching rooms), `LeaveSpectator`,
+ * Spectators (docs/spec/PROTOCOL.md §7.9): `JoinAsSpectator` (with switching rooms), `LeaveSpectator`,
  * and detaching a spectator whose connection closed.
  *
  * @module
@@ -34,7 +34,7 @@ export class Spectators {
     this.#sessions = sessions;
   }
 
-  /** `JoinAsSpectator` (PROTOCOL.md §7.9): checks in the spec's order, then attach or switch. */
+  /** `JoinAsSpectator` (docs/spec/PROTOCOL.md §7.9): checks in the spec's order, then attach or switch. */
   join(session: Session, data: ClientData<"JoinAsSpectator">, now: number): Effect[] {
     const options = this.#options;
     const id = session.playerId;

@@ -70,7 +70,7 @@ export function engineWith(ids: string[], overrides: Partial<EngineOptions> = {}
 }
 
 /**
- * {@link engineWith} with `enable_reconnection` on (PROTOCOL.md §7.11): players leaving hold
+ * {@link engineWith} with `enable_reconnection` on (docs/spec/PROTOCOL.md §7.11): players leaving hold
  * their seat and get tokens; `overrides` apply on top.
  */
 export function reconnectingEngineWith(

@@ -1,6 +1,6 @@
 /**
  * Token buckets in the engine's pure style: no timers, the caller passes the time in (ms).
- * Used for the per-IP creation and join limits (SERVER.md §3.4), the per-app `Authenticate`
+ * Used for the per-IP creation and join limits (docs/spec/SERVER.md §3.4), the per-app `Authenticate`
  * limit (§3.3) and the HTTP room lookup (§1.10).
  *
  * Arithmetic is exact: a bucket's level is kept in "token-milliseconds", where one token is
@@ -55,7 +55,7 @@ export class TokenBucket {
 
 /**
  * Token buckets keyed by a string (a client IP), all with the same capacity and window. A bucket
- * that has been full for longer than `windowMs` is forgotten by {@linkcode sweep} (SERVER.md
+ * that has been full for longer than `windowMs` is forgotten by {@linkcode sweep} (docs/spec/SERVER.md
  * §4.2 step 4); forgetting is invisible, because a new bucket starts full. `maxKeys` bounds
  * memory between sweeps: a new key beyond it drops the least recently used bucket (which
  * resets that key's limit, the price of bounded memory under a flood of source addresses).
@@ -99,7 +99,7 @@ export class KeyedBuckets {
 
   /**
    * Whether `key` could take a token at `now` (ms), without taking one or remembering the key:
-   * `{ ok: true }`, or when one will be available (EXTENSIONS.md E12 checks a client IP's
+   * `{ ok: true }`, or when one will be available (docs/spec/EXTENSIONS.md E12 checks a client IP's
    * bucket of failed operator logins before looking at the token).
    */
   check(key: string, now: number): Take {

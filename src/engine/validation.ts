@@ -1,12 +1,12 @@
 /**
- * Name and code rules of PROTOCOL.md §8. Pure functions: each returns `undefined` when the value
+ * Name and code rules of docs/spec/PROTOCOL.md §8. Pure functions: each returns `undefined` when the value
  * is valid, or the exact wire reason of the first rule it breaks.
  *
  * @module
  */
 import { utf8Length } from "../protocol/utf8.ts";
 
-/** Player-name rules (PROTOCOL.md §8.2, `protocol.player_name_validation`). */
+/** Player-name rules (docs/spec/PROTOCOL.md §8.2, `protocol.player_name_validation`). */
 export interface NameRules {
   /** Longest name in UTF-8 bytes. @default 32 */
   maxLength: number;
@@ -37,7 +37,7 @@ const WHITE_SPACE = /^\p{White_Space}$/u;
 const LEADING_OR_TRAILING_WHITE_SPACE = /^\p{White_Space}|\p{White_Space}$/u;
 const ONLY_WHITE_SPACE = /^\p{White_Space}+$/u;
 
-/** Checks a `game_name` (PROTOCOL.md §8.1). */
+/** Checks a `game_name` (docs/spec/PROTOCOL.md §8.1). */
 export function checkGameName(name: string, maxLength: number): string | undefined {
   if (name.length === 0) return "Game name cannot be empty";
   if (utf8Length(name) > maxLength) return `Game name too long (max ${maxLength} characters)`;
@@ -49,7 +49,7 @@ export function checkGameName(name: string, maxLength: number): string | undefin
   return undefined;
 }
 
-/** Checks a `player_name` or `spectator_name` (PROTOCOL.md §8.2). */
+/** Checks a `player_name` or `spectator_name` (docs/spec/PROTOCOL.md §8.2). */
 export function checkPlayerName(name: string, rules: NameRules): string | undefined {
   if (name.length === 0) return "Player name cannot be empty";
   if (utf8Length(name) > rules.maxLength) {
@@ -76,7 +76,7 @@ export function checkPlayerName(name: string, rules: NameRules): string | undefi
   return undefined;
 }
 
-/** Checks a client-supplied `room_code` (PROTOCOL.md §8.3); valid codes are then upper-cased. */
+/** Checks a client-supplied `room_code` (docs/spec/PROTOCOL.md §8.3); valid codes are then upper-cased. */
 export function checkRoomCode(code: string, length: number): string | undefined {
   if (code.length === 0) return "Room code cannot be empty";
   if (utf8Length(code) !== length) return `Room code must be exactly ${length} characters`;
@@ -84,7 +84,7 @@ export function checkRoomCode(code: string, length: number): string | undefined 
   return undefined;
 }
 
-/** Unicode lower-casing used for the case-insensitive name uniqueness check (PROTOCOL.md §8.2). */
+/** Unicode lower-casing used for the case-insensitive name uniqueness check (docs/spec/PROTOCOL.md §8.2). */
 export function nameKey(name: string): string {
   return name.toLowerCase();
 }

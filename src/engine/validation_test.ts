@@ -11,7 +11,7 @@ Deno.test("checkGameName() allows Unicode letters, digits, '-', '_' and spaces w
   equal(checkGameName("tab\there", 64), "Game name contains invalid characters");
 });
 
-Deno.test("checkPlayerName() applies the PROTOCOL.md §8.2 rules in order", () => {
+Deno.test("checkPlayerName() applies the docs/spec/PROTOCOL.md §8.2 rules in order", () => {
   const check = (name: string) => checkPlayerName(name, DEFAULT_NAME_RULES);
   equal(check("Mira"), undefined);
   equal(check("Caster Jun"), undefined);

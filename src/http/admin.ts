@@ -1,5 +1,5 @@
 /**
- * The operator API and console (EXTENSIONS.md E12), present only when `security.admin_token` is
+ * The operator API and console (docs/spec/EXTENSIONS.md E12), present only when `security.admin_token` is
  * set. `/admin` and the console's assets under `/admin/` are served without the token (the page
  * holds no data); every request under `/admin/api/` must carry `Authorization: Bearer <token>`,
  * checked in constant time before routing. Failed attempts take from a per-IP bucket (10 a
@@ -211,7 +211,7 @@ type ListedRoom =
     unreachable: true;
   });
 
-/** Builds the operator routes (EXTENSIONS.md E12). */
+/** Builds the operator routes (docs/spec/EXTENSIONS.md E12). */
 export function adminRoutes(options: AdminOptions): AdminRoutes {
   const limits: AdminLimits = { ...DEFAULT_ADMIN_LIMITS, ...options.limits };
   const now = options.now ?? Date.now;
@@ -219,7 +219,7 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
   const streamsByIp = new Map<string, number>();
   const closers = new Set<() => void>();
 
-  /** Checks the bearer token (EXTENSIONS.md E12); a response when the request may not go on. */
+  /** Checks the bearer token (docs/spec/EXTENSIONS.md E12); a response when the request may not go on. */
   function authenticate(request: Request, ip: string): Response | undefined {
     const t = now();
     const blocked = failures.check(ip, t);

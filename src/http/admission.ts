@@ -1,5 +1,5 @@
 /**
- * Pre-upgrade admission helpers (SERVER.md §1.8, §1.9, §2.7 `security.*`): the client IP behind
+ * Pre-upgrade admission helpers (docs/spec/SERVER.md §1.8, §1.9, §2.7 `security.*`): the client IP behind
  * trusted proxies and its normalised per-IP key, and the global connection cap derived from the
  * open-file limit.
  *
@@ -106,7 +106,7 @@ function formatIpv6(bytes: Uint8Array): string {
 }
 
 /**
- * The key every per-IP limit counts under (SERVER.md §1.9, §3.4, §3.5; issue 14 item 10): an
+ * The key every per-IP limit counts under (docs/spec/SERVER.md §1.9, §3.4, §3.5; issue 14 item 10): an
  * IPv4 address (IPv4-mapped IPv6 included) is its own key, `a.b.c.d`; an IPv6 address is keyed by
  * its network of `ipv6PrefixLength` bits (`security.ipv6_prefix_length`, default 64), written as
  * `<network>/<prefix>` (`2001:db8:1:2::/64`), or the bare address when the prefix is 128. So a
@@ -188,7 +188,7 @@ export class TrustedProxies {
 }
 
 /**
- * The client IP of SERVER.md §1.9: the socket peer, unless the peer is a trusted proxy; then the
+ * The client IP of docs/spec/SERVER.md §1.9: the socket peer, unless the peer is a trusted proxy; then the
  * right-most `X-Forwarded-For` entry that is not itself a trusted proxy, if it is a valid IP
  * address (else the peer). Returns the address as written (the caller normalises it).
  *
@@ -212,7 +212,7 @@ export function clientIp(
 }
 
 /**
- * The per-IP key of a request (SERVER.md §1.9), the one place every per-IP limit gets its key
+ * The per-IP key of a request (docs/spec/SERVER.md §1.9), the one place every per-IP limit gets its key
  * from (connection slots, the creation/join/reconnect token buckets, room lookups): the socket
  * peer, or behind `trusted` proxies the client they name ({@linkcode clientIp}), keyed by
  * {@linkcode ipKey} (IPv6 by its network of `ipv6PrefixLength` bits, IPv4 and IPv4-mapped IPv6

@@ -1,5 +1,5 @@
 /**
- * CORS (SERVER.md §1.7): the response headers for `security.cors_origins`, and the origin check
+ * CORS (docs/spec/SERVER.md §1.7): the response headers for `security.cors_origins`, and the origin check
  * of WebSocket upgrades.
  *
  * @module
@@ -14,7 +14,7 @@ export class Cors {
     this.#allowed = origins === "*" ? "*" : new Set(origins.map((origin) => origin.toLowerCase()));
   }
 
-  /** The CORS headers of a response to `request` (SERVER.md §1.7). */
+  /** The CORS headers of a response to `request` (docs/spec/SERVER.md §1.7). */
   headers(request: Request): Record<string, string> {
     const allowed = this.#allowed;
     if (allowed === "*") {
@@ -30,7 +30,7 @@ export class Cors {
     return headers;
   }
 
-  /** True when `request` has no `Origin` or an allowed one (SERVER.md §1.8 step 3). */
+  /** True when `request` has no `Origin` or an allowed one (docs/spec/SERVER.md §1.8 step 3). */
   allows(request: Request): boolean {
     const origin = request.headers.get("origin");
     return this.#allowed === "*" || origin === null || this.#allowed.has(origin.toLowerCase());

@@ -1,5 +1,5 @@
 /**
- * The hand-over between the listener and the WebSocket layer (SERVER.md §1.8): the listener
+ * The hand-over between the listener and the WebSocket layer (docs/spec/SERVER.md §1.8): the listener
  * turns an HTTP upgrade into a `Request` and remembers its raw socket here; the WebSocket layer
  * takes the socket over and answers with a marker response telling the listener that the socket
  * is no longer its to answer.

@@ -1,5 +1,5 @@
 /**
- * The HTTP listener (SERVER.md §1.1, §3.10, SECURITY.md): a `node:http` (or `node:https`) server
+ * The HTTP listener (docs/spec/SERVER.md §1.1, §3.10, SECURITY.md): a `node:http` (or `node:https`) server
  * that bounds connections which have not become WebSockets yet, turns each request into a
  * `Request` for the route handler and each upgrade into a `Request` whose raw socket the
  * WebSocket layer takes over (`./handover.ts`).
@@ -113,7 +113,7 @@ function peerKey(address: string | undefined): string {
 
 const STATUS_TEXT = http.STATUS_CODES;
 
-/** A Server-Sent Events answer (EXTENSIONS.md E12): written as it comes, not buffered whole. */
+/** A Server-Sent Events answer (docs/spec/EXTENSIONS.md E12): written as it comes, not buffered whole. */
 function isEventStream(response: Response): boolean {
   return response.headers.get("content-type")?.startsWith("text/event-stream") ?? false;
 }
@@ -264,7 +264,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       const target = message.url ?? "/";
       if (!target.startsWith("/")) return undefined;
       const method = message.method ?? "GET";
-      // A body only where one may come (the operator API's PUT, EXTENSIONS.md E12); the
+      // A body only where one may come (the operator API's PUT, docs/spec/EXTENSIONS.md E12); the
       // handler reads what it needs and caps it, node discards the rest.
       const body = method === "GET" || method === "HEAD" ? undefined : ReadableStream.from(
         message as AsyncIterable<Uint8Array>,

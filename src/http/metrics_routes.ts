@@ -1,5 +1,5 @@
 /**
- * The metrics and status routes (SERVER.md §1.2, §1.4–§1.6; EXTENSIONS.md E8): Prometheus text,
+ * The metrics and status routes (docs/spec/SERVER.md §1.2, §1.4–§1.6; docs/spec/EXTENSIONS.md E8): Prometheus text,
  * the JSON metrics body and `/v2/status`, all behind the optional metrics bearer token.
  *
  * @module
@@ -11,22 +11,22 @@ import type { ServerMetrics } from "../metrics/server_metrics.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 
-/** Paths served as Prometheus text (SERVER.md §1.2). */
+/** Paths served as Prometheus text (docs/spec/SERVER.md §1.2). */
 export const PROMETHEUS_PATHS: ReadonlySet<string> = new Set([
   "/metrics/prom",
   "/v1/metrics/prom",
   "/v2/metrics/prom",
 ]);
-/** Paths served as the JSON metrics body (SERVER.md §1.2). */
+/** Paths served as the JSON metrics body (docs/spec/SERVER.md §1.2). */
 export const JSON_METRICS_PATHS: ReadonlySet<string> = new Set([
   "/metrics",
   "/v1/metrics",
   "/v2/metrics",
 ]);
-/** The status path (EXTENSIONS.md E8). */
+/** The status path (docs/spec/EXTENSIONS.md E8). */
 export const STATUS_PATH = "/v2/status";
 
-/** The `/v2/status` body (EXTENSIONS.md E8). */
+/** The `/v2/status` body (docs/spec/EXTENSIONS.md E8). */
 export interface StatusBody {
   status: "ok" | "draining";
   version: string;
@@ -38,7 +38,7 @@ export interface StatusBody {
   spectators: number;
   connections: number;
   held_seats: number;
-  /** Cluster mode: this node's name (`<instance_id>@<boot>`, SERVER.md §8.2). */
+  /** Cluster mode: this node's name (`<instance_id>@<boot>`, docs/spec/SERVER.md §8.2). */
   node?: string;
   /** Cluster mode: the nodes with a liveness key at the last refresh, this one included. */
   cluster_nodes?: string[];

@@ -1,10 +1,10 @@
 /**
- * The plain responses every HTTP route shares (SERVER.md §1.2).
+ * The plain responses every HTTP route shares (docs/spec/SERVER.md §1.2).
  *
  * @module
  */
 
-/** The 404 of every unknown path (SERVER.md §1.2): `text/plain; charset=utf-8`, body `Not Found`. */
+/** The 404 of every unknown path (docs/spec/SERVER.md §1.2): `text/plain; charset=utf-8`, body `Not Found`. */
 export function notFound(): Response {
   return new Response("Not Found", {
     status: 404,
@@ -12,7 +12,7 @@ export function notFound(): Response {
   });
 }
 
-/** The 405 of a known path asked with a method other than GET or HEAD (SERVER.md §1.2). */
+/** The 405 of a known path asked with a method other than GET or HEAD (docs/spec/SERVER.md §1.2). */
 export function methodNotAllowed(): Response {
   return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
 }

@@ -1,8 +1,8 @@
 /**
- * Room lookup and listing over HTTP (SERVER.md §1.10, EXTENSIONS.md E5/E6): "join by code"
+ * Room lookup and listing over HTTP (docs/spec/SERVER.md §1.10, docs/spec/EXTENSIONS.md E5/E6): "join by code"
  * screens can check a code before connecting. Each request takes a token from the client IP's
  * join-attempt bucket, the same one `JoinRoom` uses, so codes are no cheaper to enumerate here.
- * Both read the room directory (SERVER.md §8.4.3 "HTTP lookup and listing"), never the engine,
+ * Both read the room directory (docs/spec/SERVER.md §8.4.3 "HTTP lookup and listing"), never the engine,
  * so any node of a cluster answers them.
  *
  * @module
@@ -50,7 +50,7 @@ export type RoomRoutes = (
   ip: string,
 ) => Awaitable<Response> | undefined;
 
-/** Most rooms in one listing (SERVER.md §1.10). */
+/** Most rooms in one listing (docs/spec/SERVER.md §1.10). */
 export const MAX_LISTED_ROOMS = 100;
 
 const LOOKUP_PREFIX = "/v2/rooms/";

@@ -1,5 +1,5 @@
 /**
- * The HTTP surface (SERVER.md §1): the route table of §1.2 with CORS (§1.7) around it. Each row
+ * The HTTP surface (docs/spec/SERVER.md §1): the route table of §1.2 with CORS (§1.7) around it. Each row
  * names its paths and handler; a known path asked with another method gets 405, anything else the
  * plain-text 404.
  *
@@ -18,23 +18,23 @@ import { type UpgradeContext, type UpgradeOptions, websocketEndpoint } from "./u
 
 /** Route settings derived from the configuration. */
 export interface RouteOptions extends UpgradeOptions {
-  /** `"*"`, or the allowed origins (SERVER.md §1.7), compared ASCII-case-insensitively. */
+  /** `"*"`, or the allowed origins (docs/spec/SERVER.md §1.7), compared ASCII-case-insensitively. */
   corsOrigins: "*" | readonly string[];
 }
 
 /** What the routes need from the running server. */
 export interface RouteContext extends UpgradeContext {
-  /** Metrics and status routes (SERVER.md §1.4–§1.6, EXTENSIONS.md E8); absent ⇒ 404. */
+  /** Metrics and status routes (docs/spec/SERVER.md §1.4–§1.6, docs/spec/EXTENSIONS.md E8); absent ⇒ 404. */
   metrics?: MetricsRouteContext;
-  /** Room lookup and listing (SERVER.md §1.10, `./rooms.ts`). @default undefined (404) */
+  /** Room lookup and listing (docs/spec/SERVER.md §1.10, `./rooms.ts`). @default undefined (404) */
   roomRoutes?: RoomRoutes;
   /**
    * Cluster mode: false while Redis is unreachable or the node has not registered, when
-   * `/v2/health` answers 503 (SERVER.md §8.5.5). @default always healthy
+   * `/v2/health` answers 503 (docs/spec/SERVER.md §8.5.5). @default always healthy
    */
   isHealthy?: () => boolean;
   /**
-   * The operator API and console (EXTENSIONS.md E12, `./admin.ts`), when `security.admin_token`
+   * The operator API and console (docs/spec/EXTENSIONS.md E12, `./admin.ts`), when `security.admin_token`
    * is set. @default undefined (every `/admin…` path is an unknown path)
    */
   adminRoutes?: AdminRoutes;
@@ -46,7 +46,7 @@ export type Handler = (
   info: Deno.ServeHandlerInfo,
 ) => Response | Promise<Response>;
 
-/** One row of the route table (SERVER.md §1.2). */
+/** One row of the route table (docs/spec/SERVER.md §1.2). */
 interface Route {
   /** The row's paths as the spec writes them. */
   readonly paths: string;
@@ -65,7 +65,7 @@ interface Route {
   ) => Awaitable<Response> | undefined;
 }
 
-/** The route table of SERVER.md §1.2, in its order; rows whose feature is off are left out. */
+/** The route table of docs/spec/SERVER.md §1.2, in its order; rows whose feature is off are left out. */
 function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): Route[] {
   const upgrade = websocketEndpoint(context, options, cors);
   const routes: (Route | false)[] = [
@@ -106,7 +106,7 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
       handle: (request, path) => context.metrics && serveMetrics(request, path, context.metrics),
     },
     context.adminRoutes !== undefined && {
-      paths: "/admin, /admin/…, /admin/api/… (EXTENSIONS.md E12)",
+      paths: "/admin, /admin/…, /admin/api/… (docs/spec/EXTENSIONS.md E12)",
       matches: isAdminPath,
       methods: "own",
       handle: (request, path, info) =>
@@ -128,8 +128,8 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
 
 /**
  * Builds the request handler: CORS preflights, then the first row of the route table whose paths
- * match, else the plain-text 404 (SERVER.md §1.2); CORS headers on every response but an upgrade
- * and the operator routes' (same origin only, EXTENSIONS.md E12).
+ * match, else the plain-text 404 (docs/spec/SERVER.md §1.2); CORS headers on every response but an upgrade
+ * and the operator routes' (same origin only, docs/spec/EXTENSIONS.md E12).
  */
 export function createHandler(context: RouteContext, options: RouteOptions): Handler {
   const cors = new Cors(options.corsOrigins);
@@ -142,7 +142,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     path: string,
     info: Deno.ServeHandlerInfo,
   ): Awaitable<Response> {
-    // The operator routes are same-origin only (EXTENSIONS.md E12): no preflight answer.
+    // The operator routes are same-origin only (docs/spec/EXTENSIONS.md E12): no preflight answer.
     const preflight = request.method === "OPTIONS" &&
       request.headers.has("access-control-request-method");
     if (preflight && !(admin && isAdminPath(path))) return cors.preflight(request);
@@ -165,7 +165,7 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     const path = new URL(request.url).pathname;
     const response = route(request, path, info);
     if (admin && isAdminPath(path)) return response;
-    // Room routes answer later when the directory is remote (SERVER.md §8.4.3).
+    // Room routes answer later when the directory is remote (docs/spec/SERVER.md §8.4.3).
     return response instanceof Promise
       ? response.then((answer) => withCors(request, answer))
       : withCors(request, response);

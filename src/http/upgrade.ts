@@ -1,5 +1,5 @@
 /**
- * The WebSocket endpoint `GET /v2/ws` (SERVER.md §1.8): pre-upgrade admission (draining, origin,
+ * The WebSocket endpoint `GET /v2/ws` (docs/spec/SERVER.md §1.8): pre-upgrade admission (draining, origin,
  * per-IP and global connection caps, token-binding negotiation), then the upgrade handed to the
  * transport.
  *
@@ -19,7 +19,7 @@ import type { Cors } from "./cors.ts";
 
 const log = getLogger(["signal-fish", "http"]);
 
-/** `websocket.*` defaults (SERVER.md §2.7). */
+/** `websocket.*` defaults (docs/spec/SERVER.md §2.7). */
 const DEFAULT_OUTBOUND: OutboundOptions = {
   maxBufferedBytes: 1_048_576,
   enableBatching: true,
@@ -28,27 +28,27 @@ const DEFAULT_OUTBOUND: OutboundOptions = {
 
 /** Upgrade settings derived from the configuration. */
 export interface UpgradeOptions {
-  /** Concurrent WebSocket connections per client IP (SERVER.md §3.5). @default 10 */
+  /** Concurrent WebSocket connections per client IP (docs/spec/SERVER.md §3.5). @default 10 */
   maxConnectionsPerIp: number;
-  /** `security.max_message_size`, bytes (SERVER.md §3.6). @default 65536 */
+  /** `security.max_message_size`, bytes (docs/spec/SERVER.md §3.6). @default 65536 */
   maxMessageSize?: number;
   /** `server.ping_timeout` in seconds. @default 30 */
   idleTimeoutSecs: number;
-  /** Per-connection outbound buffer and batching (SERVER.md §5.2–5.3); defaults of §2.7. */
+  /** Per-connection outbound buffer and batching (docs/spec/SERVER.md §5.2–5.3); defaults of §2.7. */
   outbound?: OutboundOptions;
   /**
    * Concurrent WebSocket connections on this instance (`security.max_connections`, resolved by
    * `maxConnections()` of admission.ts); beyond it upgrades get 503. @default unlimited
    */
   maxConnections?: number;
-  /** Peers whose `X-Forwarded-For` names the client (SERVER.md §1.9). @default none */
+  /** Peers whose `X-Forwarded-For` names the client (docs/spec/SERVER.md §1.9). @default none */
   trustedProxies?: TrustedProxies;
   /**
    * `security.ipv6_prefix_length`: per-IP limits count an IPv6 client by its network of this
    * many bits ({@linkcode peerIp}, issue 14 item 10). @default 64
    */
   ipv6PrefixLength?: number;
-  /** `security.transport.token_binding` when enabled (SERVER.md §1.8, §3.9). @default off */
+  /** `security.transport.token_binding` when enabled (docs/spec/SERVER.md §1.8, §3.9). @default off */
   tokenBinding?: TokenBindingOptions;
   /**
    * Told the number of upgraded sockets still open whenever it changes; a socket counts until its
@@ -61,7 +61,7 @@ export interface UpgradeOptions {
 export interface UpgradeContext {
   /** Receives the upgraded connections. */
   edge: Edge;
-  /** True once graceful shutdown has begun (SERVER.md §1.1). */
+  /** True once graceful shutdown has begun (docs/spec/SERVER.md §1.1). */
   isDraining: () => boolean;
   /** Receives the route's events (refused upgrades), like the edge's (metrics, logs). */
   onEvent?: (event: EdgeEvent) => void;
@@ -78,7 +78,7 @@ function json(status: number, body: unknown, headers: HeadersInit = {}): Respons
 const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 
 /**
- * A valid RFC 6455 upgrade request (SERVER.md §1.8 check 2): `Upgrade: websocket`,
+ * A valid RFC 6455 upgrade request (docs/spec/SERVER.md §1.8 check 2): `Upgrade: websocket`,
  * `Connection: upgrade`, version 13 and a key of 16 base64 bytes. Upgrades over HTTP/1.0 or
  * without `Host` never reach the handler: the listener answers them 400 (`./listener.ts`).
  */
@@ -141,7 +141,7 @@ export function websocketEndpoint(
         client_ip: ip,
         total,
       });
-      // connection: close gives the descriptor back at once (SERVER.md §2.7 max_connections).
+      // connection: close gives the descriptor back at once (docs/spec/SERVER.md §2.7 max_connections).
       return json(503, {
         message: "Service temporarily unavailable",
         error_code: "SERVICE_UNAVAILABLE",

@@ -1,5 +1,5 @@
 /**
- * The log lines of edge and engine events (SERVER.md §7): one observer of the event stream,
+ * The log lines of edge and engine events (docs/spec/SERVER.md §7): one observer of the event stream,
  * beside the metrics. Category `signal-fish.hub` (kept from before the edge had its name, so
  * log filters keep working).
  *

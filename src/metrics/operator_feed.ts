@@ -1,5 +1,5 @@
 /**
- * The operator console's figures (EXTENSIONS.md E12): an observer of edge and engine events that
+ * The operator console's figures (docs/spec/EXTENSIONS.md E12): an observer of edge and engine events that
  * turns them into samples of the main figures — connections, rooms, players, delivered messages
  * per second, p99 relay latency, refused requests per second — every `liveIntervalMs` for the
  * live event stream, and into a bounded in-memory ring of `historyIntervalMs` samples (15 minutes
@@ -37,7 +37,7 @@ export type FeedEvent =
   | { event: "sample"; data: FeedSample }
   /** A room was created, deleted, joined or left (the console refreshes its table). */
   | { event: "room"; data: { type: string; game_name: string; room_code: string } }
-  /** An operator action (EXTENSIONS.md E12), as logged. */
+  /** An operator action (docs/spec/EXTENSIONS.md E12), as logged. */
   | { event: "action"; data: { action: string; target: string; at: number } };
 
 /** Live counts the feed reads at each sample. */

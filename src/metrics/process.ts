@@ -1,7 +1,7 @@
 /**
  * Process metrics with the names Prometheus client libraries use (`process_*`), read at scrape
  * time: resident memory, CPU time, start time and, on Linux where `/proc` is readable, open file
- * descriptors. Additions to SERVER.md §6.3 asked for by issue 16 (operators' memory, CPU and
+ * descriptors. Additions to docs/spec/SERVER.md §6.3 asked for by issue 16 (operators' memory, CPU and
  * descriptor panels).
  *
  * @module

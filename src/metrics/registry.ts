@@ -1,13 +1,13 @@
 /**
  * A small metrics registry (counters, gauges, histograms) and its Prometheus text-format 0.0.4
- * renderer (SERVER.md §6.2), plus the latency sketch behind the JSON percentiles (§6.5).
+ * renderer (docs/spec/SERVER.md §6.2), plus the latency sketch behind the JSON percentiles (§6.5).
  * A leaf module: it imports nothing from the project.
  *
  * @module
  */
 
 /**
- * Histogram bucket upper bounds in seconds, `+Inf` implied: the bounds of SERVER.md §6.2 (1 ms …
+ * Histogram bucket upper bounds in seconds, `+Inf` implied: the bounds of docs/spec/SERVER.md §6.2 (1 ms …
  * 10 s), preceded by 1 µs … 0.5 ms in 1-2.5-5 steps so that in-process handling, which takes
  * microseconds (relaying one `GameData` averaged 3 µs over 100 timed samples on a 2-core
  * development machine), does not all land in the first bucket (issue 16).
@@ -37,7 +37,7 @@ export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
   10,
 ];
 
-/** The `Content-Type` of the Prometheus text exposition (SERVER.md §1.5). */
+/** The `Content-Type` of the Prometheus text exposition (docs/spec/SERVER.md §1.5). */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -180,7 +180,7 @@ export type Metric = Counter | Gauge | Histogram;
 
 /**
  * Metric families in registration order (= exposition order). Names are unique and valid
- * Prometheus names; counters end in `_total` (promtool's lint rules, SERVER.md §6.1).
+ * Prometheus names; counters end in `_total` (promtool's lint rules, docs/spec/SERVER.md §6.1).
  */
 export class Registry {
   readonly #metrics: Metric[] = [];
@@ -226,7 +226,7 @@ export class Registry {
     return this.#metrics;
   }
 
-  /** Renders every family as Prometheus text format 0.0.4 (SERVER.md §6.2). */
+  /** Renders every family as Prometheus text format 0.0.4 (docs/spec/SERVER.md §6.2). */
   render(): string {
     const lines: string[] = [];
     for (const metric of this.#metrics) {
@@ -283,7 +283,7 @@ export function escapeHelp(text: string): string {
 }
 
 /**
- * Formats a sample value (SERVER.md §6.2): integers without a fraction, other numbers in
+ * Formats a sample value (docs/spec/SERVER.md §6.2): integers without a fraction, other numbers in
  * shortest round-trip decimal form and never in exponent notation; `+Inf`, `-Inf`, `NaN`.
  */
 export function formatValue(value: number): string {
@@ -306,15 +306,15 @@ export function formatValue(value: number): string {
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
 
-/** Samples above this many seconds are clamped (SERVER.md §6.5). */
+/** Samples above this many seconds are clamped (docs/spec/SERVER.md §6.5). */
 export const LATENCY_MAX_SECONDS = 300;
-/** Samples below this many seconds are recorded as this value (SERVER.md §6.5). */
+/** Samples below this many seconds are recorded as this value (docs/spec/SERVER.md §6.5). */
 export const LATENCY_MIN_SECONDS = 1e-6;
 const RELATIVE_ERROR = 0.001;
 const GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR);
 const LOG_GAMMA = Math.log(GAMMA);
 
-/** The JSON `Latency` object of SERVER.md §6.4 (milliseconds; `null` without samples). */
+/** The JSON `Latency` object of docs/spec/SERVER.md §6.4 (milliseconds; `null` without samples). */
 export interface LatencySummary {
   average_ms: number | null;
   p50_ms: number | null;
@@ -326,7 +326,7 @@ export interface LatencySummary {
 }
 
 /**
- * Latency percentiles with ≤ 0.1 % relative error over 1 µs – 300 s (SERVER.md §6.5): samples
+ * Latency percentiles with ≤ 0.1 % relative error over 1 µs – 300 s (docs/spec/SERVER.md §6.5): samples
  * fall into logarithmic buckets whose bounds grow by a factor of 1.002, so any value reported
  * for a bucket is within 0.1 % of every sample in it.
  */
@@ -379,7 +379,7 @@ export class LatencySketch {
     return this.#max;
   }
 
-  /** The JSON summary in milliseconds (SERVER.md §6.4 `Latency`). */
+  /** The JSON summary in milliseconds (docs/spec/SERVER.md §6.4 `Latency`). */
   summary(): LatencySummary {
     const ms = (seconds: number | null) => seconds === null ? null : seconds * 1000;
     const empty = this.#count === 0;

@@ -146,7 +146,7 @@ Deno.test("A gauge with constant labels renders them on its one sample, escaped"
   });
 });
 
-Deno.test("Latency buckets keep every bound of SERVER.md §6.2 and resolve below 1 ms", () => {
+Deno.test("Latency buckets keep every bound of docs/spec/SERVER.md §6.2 and resolve below 1 ms", () => {
   const spec = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   deepEqual(LATENCY_BUCKETS_SECONDS.filter((bound) => bound >= 0.001), spec);
   const below = LATENCY_BUCKETS_SECONDS.filter((bound) => bound < 0.001);

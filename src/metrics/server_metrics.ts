@@ -1,5 +1,5 @@
 /**
- * The server's metrics (SERVER.md §6): the §6.3 Prometheus families fed by edge and engine events,
+ * The server's metrics (docs/spec/SERVER.md §6): the §6.3 Prometheus families fed by edge and engine events,
  * the dashboard cache of §6.6 and the JSON body of §6.4.
  *
  * @module
@@ -30,13 +30,13 @@ export interface MetricsSources {
   rooms?: () => number;
   /** Seats currently held for reconnection; `undefined` when the engine has no reconnection. */
   heldSeats: () => number | undefined;
-  /** Messages appended to replay buffers so far (SERVER.md §6.3 #37); never decreases. */
+  /** Messages appended to replay buffers so far (docs/spec/SERVER.md §6.3 #37); never decreases. */
   eventsBuffered: () => number;
   /** Bytes held in all replay buffers now (issue 14 item 8). @default 0 */
   replayBufferBytes?: () => number;
   /** Messages dropped from replay buffers for the global byte budget so far. @default 0 */
   replayTruncations?: () => number;
-  /** Game name and seat count of every room on this instance (SERVER.md §6.6). */
+  /** Game name and seat count of every room on this instance (docs/spec/SERVER.md §6.6). */
   seatCounts: () => { gameName: string; seats: number }[];
   /**
    * What the log sinks counted (src/logging.ts `LogStats`), read at scrape time; absent when
@@ -45,11 +45,11 @@ export interface MetricsSources {
   logStats?: Readonly<{ writeFailures: number; linesDropped: number; linesSuppressed: number }>;
 }
 
-/** Metrics settings (SERVER.md §2.7 `metrics.*`, `server.enable_reconnection`). */
+/** Metrics settings (docs/spec/SERVER.md §2.7 `metrics.*`, `server.enable_reconnection`). */
 export interface ServerMetricsOptions {
   /**
    * `server.enable_reconnection`: joins issue tokens (counted in #33). Off, the `reconnection_*`
-   * families are still exposed and read 0 (SERVER.md §6.3 #33–#37).
+   * families are still exposed and read 0 (docs/spec/SERVER.md §6.3 #33–#37).
    */
   reconnection: boolean;
   /** Server version for `signal_fish_build_info{version}`. @default deno.json `version` */
@@ -74,14 +74,14 @@ export interface ServerMetricsOptions {
 /**
  * The `roomsByGame`/`gamePercentiles` key of the games beyond `metrics.dashboard_max_games`
  * (issue 14 item 9). No game can have this name: game names are letters, digits, spaces, `-`
- * and `_` (PROTOCOL.md §8.1).
+ * and `_` (docs/spec/PROTOCOL.md §8.1).
  */
 export const OTHER_GAMES = "(other)";
 
 /** `metrics.dashboard_max_games` default. */
 export const DEFAULT_MAX_GAMES = 20;
 
-/** The six percentile keys of SERVER.md §6.6 (`{}` when there are no rooms). */
+/** The six percentile keys of docs/spec/SERVER.md §6.6 (`{}` when there are no rooms). */
 export type Percentiles = Record<string, number>;
 
 interface DashboardEntry {
@@ -101,7 +101,7 @@ const PERCENTILES: readonly [string, number][] = [
 ];
 
 /**
- * Nearest-rank percentiles of seat counts (SERVER.md §6.6): the element at index
+ * Nearest-rank percentiles of seat counts (docs/spec/SERVER.md §6.6): the element at index
  * `round(p × (n − 1))` of the ascending counts, `p100` = max; `{}` for no rooms.
  */
 export function seatPercentiles(counts: readonly number[]): Percentiles {
@@ -125,7 +125,7 @@ interface RenderedDashboard {
 }
 
 /**
- * Rooms and seat-count percentiles per game (SERVER.md §6.6) for at most `maxGames` games: those
+ * Rooms and seat-count percentiles per game (docs/spec/SERVER.md §6.6) for at most `maxGames` games: those
  * with the most rooms (then most seats, then by name); every other game's rooms are summed under
  * {@linkcode OTHER_GAMES}, with percentiles over their seat counts together. Attacker-chosen game
  * names therefore cannot grow the JSON body (issue 14 item 9).
@@ -164,7 +164,7 @@ function rfc3339(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/** Query parameters of the JSON endpoint (SERVER.md §1.6), already validated. */
+/** Query parameters of the JSON endpoint (docs/spec/SERVER.md §1.6), already validated. */
 export interface JsonQuery {
   /** Echoed as `timeRange`. @default "1h" */
   timeRange: string;
@@ -172,7 +172,7 @@ export interface JsonQuery {
   includeSnapshot: boolean;
 }
 
-/** Counts what happens on this instance and renders it (SERVER.md §6). */
+/** Counts what happens on this instance and renders it (docs/spec/SERVER.md §6). */
 export class ServerMetrics {
   /** The registry behind `/metrics/prom`. */
   readonly registry = new Registry();
@@ -213,7 +213,7 @@ export class ServerMetrics {
 
   readonly #creationSketch = new LatencySketch();
   readonly #joinSketch = new LatencySketch();
-  // Snapshot-only counts (SERVER.md §6.4 "Live in the snapshot").
+  // Snapshot-only counts (docs/spec/SERVER.md §6.4 "Live in the snapshot").
   #creationFailures = 0;
   #joinFailures = 0;
   #codeCollisions = 0;
@@ -225,7 +225,7 @@ export class ServerMetrics {
   #renders = 0;
 
   /**
-   * Registers every family of SERVER.md §6.3 this build has, in the spec's order. The
+   * Registers every family of docs/spec/SERVER.md §6.3 this build has, in the spec's order. The
    * `reconnection_*` families (#33–#37) are there whether `server.enable_reconnection` is on or
    * not: off, they read 0.
    */
@@ -468,13 +468,13 @@ export class ServerMetrics {
     this.#countError(this.#errorsInternal);
   }
 
-  /** The Prometheus text (SERVER.md §6.2). */
+  /** The Prometheus text (docs/spec/SERVER.md §6.2). */
   renderPrometheus(): string {
     return this.registry.render();
   }
 
   /**
-   * Takes a dashboard snapshot from the rooms on this instance (SERVER.md §6.6) at `now` (ms).
+   * Takes a dashboard snapshot from the rooms on this instance (docs/spec/SERVER.md §6.6) at `now` (ms).
    * A failure is counted and kept as `lastError`; the previous snapshot stays.
    */
   refreshDashboard(now: number): void {
@@ -519,7 +519,7 @@ export class ServerMetrics {
     return this.#renders;
   }
 
-  /** The dashboard part of the JSON body, serialised once per refresh (SERVER.md §6.6). */
+  /** The dashboard part of the JSON body, serialised once per refresh (docs/spec/SERVER.md §6.6). */
   #dashboardJson(): RenderedDashboard {
     if (this.#rendered) return this.#rendered;
     const latest = this.#history.at(-1);
@@ -548,13 +548,13 @@ export class ServerMetrics {
     return this.#rendered = { rooms: rooms.slice(1, -1), history };
   }
 
-  /** The JSON metrics body (SERVER.md §6.4) at `now` (ms), parsed (tests, diagnostics). */
+  /** The JSON metrics body (docs/spec/SERVER.md §6.4) at `now` (ms), parsed (tests, diagnostics). */
   jsonBody(query: JsonQuery, now: number): Record<string, unknown> {
     return JSON.parse(this.jsonText(query, now));
   }
 
   /**
-   * The JSON metrics body (SERVER.md §6.4) at `now` (ms), as sent. Its size is bounded whatever
+   * The JSON metrics body (docs/spec/SERVER.md §6.4) at `now` (ms), as sent. Its size is bounded whatever
    * the clients do: rooms are listed for at most `maxGames` games per dashboard entry (the rest
    * under {@linkcode OTHER_GAMES}), and the dashboard part, the large one, is serialised once per
    * refresh and reused (issue 14 item 9); only the small live part is built per request.

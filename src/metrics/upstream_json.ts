@@ -1,5 +1,5 @@
 /**
- * The upstream-compatible JSON metrics snapshot (SERVER.md §6.4 `metricsSnapshot`). The upstream
+ * The upstream-compatible JSON metrics snapshot (docs/spec/SERVER.md §6.4 `metricsSnapshot`). The upstream
  * server reports more than this build measures: cross-instance caches, distributed locks, query
  * latency, per-window rate-limit counters. Those keys stay in the body for client compatibility
  * and read zero here; the live values come from {@linkcode LiveCounts}.
@@ -8,7 +8,7 @@
  */
 import { LatencySketch, type LatencySummary } from "./registry.ts";
 
-/** The values this build counts, named as their keys in the snapshot (SERVER.md §6.4). */
+/** The values this build counts, named as their keys in the snapshot (docs/spec/SERVER.md §6.4). */
 export interface LiveCounts {
   total_connections: number;
   active_connections: number;
@@ -49,7 +49,7 @@ export interface LiveCounts {
   events_buffered: number;
 }
 
-/** The rate-limit window block of the JSON body (SERVER.md §6.4): upstream windows, all zero. */
+/** The rate-limit window block of the JSON body (docs/spec/SERVER.md §6.4): upstream windows, all zero. */
 export function upstreamRateLimitWindows(): Record<"minute" | "hour" | "day", Window> {
   return { minute: emptyWindow(), hour: emptyWindow(), day: emptyWindow() };
 }
@@ -65,7 +65,7 @@ function emptyWindow(): Window {
   return { limit: 0, used: 0, checks: 0, rejections: 0 };
 }
 
-/** The `metricsSnapshot` object (SERVER.md §6.4) at `now` (ms): live counts plus upstream zeros. */
+/** The `metricsSnapshot` object (docs/spec/SERVER.md §6.4) at `now` (ms): live counts plus upstream zeros. */
 export function upstreamSnapshot(live: LiveCounts, now: number): Record<string, unknown> {
   const creation = live.room_creation_latency;
   const join = live.room_join_latency;

@@ -1,6 +1,6 @@
 /**
  * Frame codec: turns inbound text frames into validated client messages and server messages into
- * the exact text frames of PROTOCOL.md §2. Never throws on client input.
+ * the exact text frames of docs/spec/PROTOCOL.md §2. Never throws on client input.
  *
  * @module
  */
@@ -12,15 +12,15 @@ export type Decoded =
   | { ok: true; message: ClientMessage }
   | { ok: false; detail: string };
 
-/** The `Error` every unparsable client message gets (PROTOCOL.md §2.3). */
+/** The `Error` every unparsable client message gets (docs/spec/PROTOCOL.md §2.3). */
 export const INVALID_CLIENT_MESSAGE: ServerMessage = {
   type: "Error",
   data: { message: "Invalid client message", error_code: "INVALID_INPUT" },
 };
 
 /**
- * Parses and validates one JSON text frame (PROTOCOL.md §2). For `GameData`, the inner `data`
- * becomes a {@linkcode RawJson} holding the sender's exact text (PROTOCOL.md §7.6).
+ * Parses and validates one JSON text frame (docs/spec/PROTOCOL.md §2). For `GameData`, the inner `data`
+ * becomes a {@linkcode RawJson} holding the sender's exact text (docs/spec/PROTOCOL.md §7.6).
  * Never throws: every failure is `{ ok: false, detail }`, where `detail` is for logs only.
  */
 export function decodeClientMessage(text: string): Decoded {

@@ -22,7 +22,7 @@ Deno.test("decodeClientMessage() accepts payload-less messages with no data, nul
   }
 });
 
-Deno.test("decodeClientMessage() rejects what PROTOCOL.md §2.3 calls parse failures", () => {
+Deno.test("decodeClientMessage() rejects what docs/spec/PROTOCOL.md §2.3 calls parse failures", () => {
   const bad = [
     "not json",
     "[]",

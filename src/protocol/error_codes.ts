@@ -1,5 +1,5 @@
 /**
- * The 40 v2 error codes (PROTOCOL.md §9). Clients parse all of them; the server never sends any
+ * The 40 v2 error codes (docs/spec/PROTOCOL.md §9). Clients parse all of them; the server never sends any
  * other string, and several of them are never sent at all (kept so the type matches the SDKs).
  */
 export const ERROR_CODES = [
@@ -45,10 +45,10 @@ export const ERROR_CODES = [
   "SERVICE_UNAVAILABLE",
 ] as const;
 
-/** One of the 40 wire error codes (PROTOCOL.md §9). */
+/** One of the 40 wire error codes (docs/spec/PROTOCOL.md §9). */
 export type ErrorCode = typeof ERROR_CODES[number];
 
-/** Error codes counted as validation errors (SERVER.md §6.3 #28). */
+/** Error codes counted as validation errors (docs/spec/SERVER.md §6.3 #28). */
 export const VALIDATION_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "INVALID_INPUT",
   "INVALID_GAME_NAME",

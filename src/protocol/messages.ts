@@ -1,8 +1,8 @@
 /**
  * The Signal Fish v2 wire messages on the server: zod schemas for everything a client may send
- * (PROTOCOL.md §5) and the server's view of what it sends (PROTOCOL.md §6), whose shapes are the
+ * (docs/spec/PROTOCOL.md §5) and the server's view of what it sends (docs/spec/PROTOCOL.md §6), whose shapes are the
  * types-only `wire.ts` shared with the client. Field names are the spec's wire names; output field
- * order is the order of the spec's tables (PROTOCOL.md §2.1).
+ * order is the order of the spec's tables (docs/spec/PROTOCOL.md §2.1).
  *
  * @module
  */
@@ -21,7 +21,7 @@ export type {
 } from "./wire.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Scalars (PROTOCOL.md §2.4, §3)
+// Scalars (docs/spec/PROTOCOL.md §2.4, §3)
 
 const HYPHENATED = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SIMPLE = /^[0-9a-f]{32}$/i;
@@ -29,7 +29,7 @@ const SIMPLE = /^[0-9a-f]{32}$/i;
 /**
  * Normalises any UUID spelling a standard parser accepts (hyphenated, 32 hex digits, `{braced}`,
  * `urn:uuid:`; any case) to lower-case hyphenated form, or returns `undefined` when `text` is not
- * a UUID (PROTOCOL.md §2.4).
+ * a UUID (docs/spec/PROTOCOL.md §2.4).
  */
 export function normalizeUuid(text: string): string | undefined {
   let s = text;
@@ -56,44 +56,44 @@ const Uuid = z.string().transform((value, ctx) => {
 const U8 = z.number().int().min(0).max(255);
 const U16 = z.number().int().min(0).max(65535);
 
-/** `null` on input means "absent" for optional fields (PROTOCOL.md §2.2). */
+/** `null` on input means "absent" for optional fields (docs/spec/PROTOCOL.md §2.2). */
 function optional<T extends z.ZodType>(schema: T) {
   return schema.nullish().transform((value) => value ?? undefined).optional();
 }
 
-/** Lobby states (PROTOCOL.md §3, §7.4). */
+/** Lobby states (docs/spec/PROTOCOL.md §3, §7.4). */
 export const LOBBY_STATES = [
   "waiting",
   "lobby",
   "finalized",
 ] as const satisfies readonly wire.LobbyState[];
 
-/** Relay transports a client may name (PROTOCOL.md §3). */
+/** Relay transports a client may name (docs/spec/PROTOCOL.md §3). */
 export const RelayTransport = z.enum(
   ["tcp", "udp", "websocket", "auto"] as const satisfies readonly wire.RelayTransport[],
 );
 /** One of `tcp`, `udp`, `websocket`, `auto`. */
 export type RelayTransport = z.infer<typeof RelayTransport>;
 
-/** Game-data encodings (PROTOCOL.md §3, §7.1.5). */
+/** Game-data encodings (docs/spec/PROTOCOL.md §3, §7.1.5). */
 export const GameDataEncoding = z.enum(
   ["json", "message_pack", "rkyv"] as const satisfies readonly wire.GameDataEncoding[],
 );
 /** One of `json`, `message_pack`, `rkyv`. */
 export type GameDataEncoding = z.infer<typeof GameDataEncoding>;
 
-/** `JoinRoom.create` values (EXTENSIONS.md E9). */
+/** `JoinRoom.create` values (docs/spec/EXTENSIONS.md E9). */
 export const JoinCreateMode = z.enum(
   ["if_missing", "never", "always"] as const satisfies readonly wire.JoinCreateMode[],
 );
 /** One of `if_missing`, `never`, `always`. */
 export type JoinCreateMode = z.infer<typeof JoinCreateMode>;
 
-/** The feature string that opts a connection in to presence events (EXTENSIONS.md E10). */
+/** The feature string that opts a connection in to presence events (docs/spec/EXTENSIONS.md E10). */
 export const PRESENCE_EVENTS: wire.ConnectionFeature = "presence-events";
 
 // ---------------------------------------------------------------------------------------------
-// ConnectionInfo (PROTOCOL.md §4.3): parsed, then re-emitted in canonical form.
+// ConnectionInfo (docs/spec/PROTOCOL.md §4.3): parsed, then re-emitted in canonical form.
 
 const DirectInfo = z.object({ type: z.literal("direct"), host: z.string(), port: U16 })
   .transform(({ host, port }) => ({ type: "direct" as const, host, port }));
@@ -112,7 +112,7 @@ const RelayInfo = z.object({
   type: z.literal("relay"),
   host: z.string(),
   port: U16,
-  // May be omitted (then "auto"), but `null` is a parse error (PROTOCOL.md §2.2).
+  // May be omitted (then "auto"), but `null` is a parse error (docs/spec/PROTOCOL.md §2.2).
   transport: RelayTransport.optional(),
   allocation_id: z.string(),
   token: z.string(),
@@ -139,7 +139,7 @@ const CustomInfo = z.object({ type: z.literal("custom"), data: z.unknown() })
   .refine((value) => Object.hasOwn(value, "data"), "data is required")
   .transform(({ data }) => ({ type: "custom" as const, data }));
 
-/** Peer connection details a player provides (PROTOCOL.md §4.3), in canonical output form. */
+/** Peer connection details a player provides (docs/spec/PROTOCOL.md §4.3), in canonical output form. */
 export const ConnectionInfo = z.union([
   DirectInfo,
   UnityRelayInfo,
@@ -151,9 +151,9 @@ export const ConnectionInfo = z.union([
 export type ConnectionInfo = z.output<typeof ConnectionInfo>;
 
 // ---------------------------------------------------------------------------------------------
-// Client -> server (PROTOCOL.md §5)
+// Client -> server (docs/spec/PROTOCOL.md §5)
 
-/** Payload-less messages accept a missing `data`, `null` or any object (PROTOCOL.md §2.1). */
+/** Payload-less messages accept a missing `data`, `null` or any object (docs/spec/PROTOCOL.md §2.1). */
 const NoPayload = z.object({}).nullish().transform(() => undefined);
 
 const Authenticate = z.object({
@@ -164,7 +164,7 @@ const Authenticate = z.object({
     platform: optional(z.string()),
     game_data_format: optional(GameDataEncoding),
     app_secret: optional(z.string()),
-    // EXTENSIONS.md E10: unknown strings are ignored, so any string array is accepted.
+    // docs/spec/EXTENSIONS.md E10: unknown strings are ignored, so any string array is accepted.
     features: optional(z.array(z.string())),
   }),
 });
@@ -177,9 +177,9 @@ const JoinRoom = z.object({
     max_players: optional(U8),
     supports_authority: optional(z.boolean()),
     relay_transport: optional(RelayTransport),
-    // EXTENSIONS.md E9: any other value is a parse error (INVALID_INPUT).
+    // docs/spec/EXTENSIONS.md E9: any other value is a parse error (INVALID_INPUT).
     create: optional(JoinCreateMode),
-    // EXTENSIONS.md E11: read only when the JoinRoom creates the room.
+    // docs/spec/EXTENSIONS.md E11: read only when the JoinRoom creates the room.
     authority_handover: optional(z.boolean()),
   }),
 });
@@ -209,7 +209,7 @@ const JoinAsSpectator = z.object({
 });
 const LeaveSpectator = z.object({ type: z.literal("LeaveSpectator"), data: NoPayload });
 
-/** Every message a client may send, discriminated by `type` (PROTOCOL.md §5). */
+/** Every message a client may send, discriminated by `type` (docs/spec/PROTOCOL.md §5). */
 export const ClientMessage = z.discriminatedUnion("type", [
   Authenticate,
   JoinRoom,
@@ -231,21 +231,21 @@ export type ClientMessageType = ClientMessage["type"];
 export type ClientData<T extends ClientMessageType> = Extract<ClientMessage, { type: T }>["data"];
 
 // ---------------------------------------------------------------------------------------------
-// Shared objects (PROTOCOL.md §4): the shapes are in wire.ts.
+// Shared objects (docs/spec/PROTOCOL.md §4): the shapes are in wire.ts.
 
 /**
  * Exact JSON text forwarded without re-serialisation, so game data keeps its number spelling
- * and integers beyond 2^53 (PROTOCOL.md §7.6). `text` must be one valid JSON value.
+ * and integers beyond 2^53 (docs/spec/PROTOCOL.md §7.6). `text` must be one valid JSON value.
  */
 export class RawJson {
   constructor(readonly text: string) {}
 }
 
 // ---------------------------------------------------------------------------------------------
-// Server -> client (PROTOCOL.md §6)
+// Server -> client (docs/spec/PROTOCOL.md §6)
 
 /**
- * Every message the server sends as a JSON text frame (PROTOCOL.md §6): the wire union, except
+ * Every message the server sends as a JSON text frame (docs/spec/PROTOCOL.md §6): the wire union, except
  * that `Reconnected.missed_events` holds the replayed messages already serialised (each a
  * {@linkcode RawJson} of one wire `ServerMessage`), so a replay is never re-encoded.
  */

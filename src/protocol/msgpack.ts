@@ -1,5 +1,5 @@
 /**
- * Binary game data (PROTOCOL.md §7.7): the MessagePack envelope sent to `message_pack` clients
+ * Binary game data (docs/spec/PROTOCOL.md §7.7): the MessagePack envelope sent to `message_pack` clients
  * and the JSON conversion sent to `json` clients and replay buffers. Encoding and decoding are
  * done by npm:@msgpack/msgpack; this module only adds the envelope shape and the strictness the
  * spec asks for (no `bin`/`ext`, string keys only, valid UTF-8).
@@ -9,7 +9,7 @@
 import { decode, encode, ExtData } from "@msgpack/msgpack";
 
 /**
- * Builds the binary envelope of PROTOCOL.md §7.7: a MessagePack map with exactly the keys
+ * Builds the binary envelope of docs/spec/PROTOCOL.md §7.7: a MessagePack map with exactly the keys
  * `from_player` (bin 16, the UUID's raw bytes), `encoding` (`"message_pack"`) and `payload`
  * (bin, the sender's frame unchanged), in that order.
  *
@@ -45,7 +45,7 @@ function stringKeysOnly(key: unknown): string {
 class Unconvertible extends Error {}
 
 /**
- * Converts one MessagePack value to JSON text for a `json` recipient (PROTOCOL.md §7.7):
+ * Converts one MessagePack value to JSON text for a `json` recipient (docs/spec/PROTOCOL.md §7.7):
  * nil, booleans, integers (exactly, also beyond ±2^53), floats (float32 widened; NaN and
  * infinities become `null`, as JSON has no such numbers), strings, arrays and maps with string
  * keys. Returns `undefined` when the payload is not exactly one valid MessagePack value or holds

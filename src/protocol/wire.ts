@@ -1,5 +1,5 @@
 /**
- * The Signal Fish v2 wire shapes (PROTOCOL.md §3, §4, §6; EXTENSIONS.md E1–E4, E9–E11): types only, no
+ * The Signal Fish v2 wire shapes (docs/spec/PROTOCOL.md §3, §4, §6; docs/spec/EXTENSIONS.md E1–E4, E9–E11): types only, no
  * runtime code and no dependency, so the server (`protocol/messages.ts`, with its zod schemas for
  * client input) and the dependency-free client (`client/messages.ts`) import the same union with
  * `import type` and neither bundles the other's code. Field names are the spec's wire names, in the
@@ -11,16 +11,16 @@ import type { ErrorCode } from "./error_codes.ts";
 
 export type { ErrorCode };
 
-/** A room's lobby state (PROTOCOL.md §3, §7.4). */
+/** A room's lobby state (docs/spec/PROTOCOL.md §3, §7.4). */
 export type LobbyState = "waiting" | "lobby" | "finalized";
 
-/** Game-data encodings (PROTOCOL.md §3, §7.1.5). */
+/** Game-data encodings (docs/spec/PROTOCOL.md §3, §7.1.5). */
 export type GameDataEncoding = "json" | "message_pack" | "rkyv";
 
-/** Relay transports (PROTOCOL.md §3). */
+/** Relay transports (docs/spec/PROTOCOL.md §3). */
 export type RelayTransport = "tcp" | "udp" | "websocket" | "auto";
 
-/** Why a spectator joined or left (PROTOCOL.md §3). */
+/** Why a spectator joined or left (docs/spec/PROTOCOL.md §3). */
 export type SpectatorStateChangeReason =
   | "joined"
   | "voluntary_leave"
@@ -29,7 +29,7 @@ export type SpectatorStateChangeReason =
   | "room_closed";
 
 /**
- * Peer connection details (PROTOCOL.md §4.3), tagged by `type`, as a client may send them. The
+ * Peer connection details (docs/spec/PROTOCOL.md §4.3), tagged by `type`, as a client may send them. The
  * server re-emits them in canonical form (`relay.transport` filled in as `"auto"`, `webrtc.sdp`
  * as `null` when absent), which fits this type.
  */
@@ -49,19 +49,19 @@ export type ConnectionInfo =
   | { type: "custom"; data: unknown };
 
 /**
- * `JoinRoom.create` (EXTENSIONS.md E9): `"if_missing"` joins or creates (v2, also when absent),
+ * `JoinRoom.create` (docs/spec/EXTENSIONS.md E9): `"if_missing"` joins or creates (v2, also when absent),
  * `"never"` only joins (`ROOM_NOT_FOUND` when the room does not exist), `"always"` only creates
  * (`ROOM_CREATION_FAILED` "Room code already in use" when it exists).
  */
 export type JoinCreateMode = "if_missing" | "never" | "always";
 
 /**
- * Per-connection features a client may list in `Authenticate.features` (EXTENSIONS.md E10);
+ * Per-connection features a client may list in `Authenticate.features` (docs/spec/EXTENSIONS.md E10);
  * the server echoes those it accepted in `Authenticated.features`. Unknown strings are ignored.
  */
 export type ConnectionFeature = "presence-events";
 
-/** A seat as listed in snapshots (PROTOCOL.md §4.1). `connected_at` is RFC 3339 with ms. */
+/** A seat as listed in snapshots (docs/spec/PROTOCOL.md §4.1). `connected_at` is RFC 3339 with ms. */
 export interface PlayerInfo {
   id: string;
   name: string;
@@ -71,14 +71,14 @@ export interface PlayerInfo {
   connection_info?: ConnectionInfo;
 }
 
-/** A spectator as listed in snapshots (PROTOCOL.md §4.2). */
+/** A spectator as listed in snapshots (docs/spec/PROTOCOL.md §4.2). */
 export interface SpectatorInfo {
   id: string;
   name: string;
   connected_at: string;
 }
 
-/** One entry of `GameStarting.peer_connections` (PROTOCOL.md §4.4). */
+/** One entry of `GameStarting.peer_connections` (docs/spec/PROTOCOL.md §4.4). */
 export interface PeerConnectionInfo {
   player_id: string;
   player_name: string;
@@ -87,14 +87,14 @@ export interface PeerConnectionInfo {
   connection_info?: ConnectionInfo;
 }
 
-/** Rate limits advertised in `Authenticated` (PROTOCOL.md §4.5); informational. */
+/** Rate limits advertised in `Authenticated` (docs/spec/PROTOCOL.md §4.5); informational. */
 export interface RateLimitInfo {
   per_minute: number;
   per_hour: number;
   per_day: number;
 }
 
-/** Player-name rules advertised in `ProtocolInfo` (PROTOCOL.md §4.6). */
+/** Player-name rules advertised in `ProtocolInfo` (docs/spec/PROTOCOL.md §4.6). */
 export interface PlayerNameRules {
   max_length: number;
   min_length: number;
@@ -105,7 +105,7 @@ export interface PlayerNameRules {
   additional_allowed_characters?: string;
 }
 
-/** The fields shared by `RoomJoined` and `Reconnected` (PROTOCOL.md §6.4, §6.16). */
+/** The fields shared by `RoomJoined` and `Reconnected` (docs/spec/PROTOCOL.md §6.4, §6.16). */
 export interface RoomSnapshot {
   room_id: string;
   room_code: string;
@@ -122,7 +122,7 @@ export interface RoomSnapshot {
 }
 
 /**
- * `Reconnected` as received (PROTOCOL.md §6.16, EXTENSIONS.md E2/E3): the 12 snapshot fields,
+ * `Reconnected` as received (docs/spec/PROTOCOL.md §6.16, docs/spec/EXTENSIONS.md E2/E3): the 12 snapshot fields,
  * the replay buffer as complete server messages in original order, a fresh token and whether
  * the replay is incomplete.
  */
@@ -133,7 +133,7 @@ export interface ReconnectedData extends RoomSnapshot {
 }
 
 /**
- * Every JSON message the server sends (PROTOCOL.md §6), discriminated by `type`. `GameData.data`
+ * Every JSON message the server sends (docs/spec/PROTOCOL.md §6), discriminated by `type`. `GameData.data`
  * is the sender's JSON value; binary game data arrives as {@linkcode GameDataBinary} instead.
  */
 export type ServerMessage =
@@ -143,7 +143,7 @@ export type ServerMessage =
       app_name: string;
       organization?: string;
       rate_limits: RateLimitInfo;
-      /** Accepted features; present only when `Authenticate` listed some (EXTENSIONS.md E10). */
+      /** Accepted features; present only when `Authenticate` listed some (docs/spec/EXTENSIONS.md E10). */
       features?: ConnectionFeature[];
     };
   }
@@ -185,7 +185,7 @@ export type ServerMessage =
   | { type: "ReconnectionFailed"; data: { reason: string; error_code: ErrorCode } }
   | { type: "PlayerReconnected"; data: { player_id: string } }
   /**
-   * A seat became held (EXTENSIONS.md E10): only to connections that opted in with
+   * A seat became held (docs/spec/EXTENSIONS.md E10): only to connections that opted in with
    * `Authenticate.features: ["presence-events"]`. `seat_held_secs` is the window left, whole
    * seconds rounded up; `PlayerReconnected` or `PlayerLeft` follows.
    */

@@ -94,7 +94,7 @@ Deno.test("Edge command close_all closes every socket before any seat is release
     edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, T0),
     undefined,
   );
-  // Nobody is told about players leaving with them (PROTOCOL.md §7.12).
+  // Nobody is told about players leaving with them (docs/spec/PROTOCOL.md §7.12).
   deepEqual(alice.peer.log.slice(before[0]), ["close 1001"]);
   deepEqual(bob.peer.log.slice(before[1]), ["close 1001"]);
   equal(edge.size, 0);

@@ -14,7 +14,7 @@ export type EdgeEvent =
   | { type: "connected"; connectionId: ConnId; ip: string }
   /**
    * `code` is the WebSocket close code, when known; `idleTimeout`: closed by the idle timeout
-   * (1001, no pong), SERVER.md §6.3 #44.
+   * (1001, no pong), docs/spec/SERVER.md §6.3 #44.
    */
   | {
     type: "disconnected";
@@ -24,24 +24,24 @@ export type EdgeEvent =
     idleTimeout?: boolean;
   }
   | { type: "invalid_message"; connectionId: ConnId; detail: string }
-  /** A frame of `size` bytes over the limit `max` (SERVER.md §3.6). */
+  /** A frame of `size` bytes over the limit `max` (docs/spec/SERVER.md §3.6). */
   | { type: "message_too_large"; connectionId: ConnId; size: number; max?: number }
   /**
-   * A slow consumer was closed with 1013 (SERVER.md §5.2, §8.4.2): `dropped` messages
+   * A slow consumer was closed with 1013 (docs/spec/SERVER.md §5.2, §8.4.2): `dropped` messages
    * discarded (outbound buffer, or inbound frames queued behind a pending request).
    */
   | { type: "slow_consumer"; connectionId: ConnId; dropped: number }
-  /** Messages discarded for connections with no seat to replay them to (SERVER.md §5.2). */
+  /** Messages discarded for connections with no seat to replay them to (docs/spec/SERVER.md §5.2). */
   | { type: "messages_dropped"; count: number }
-  /** A reply carrying an `error_code` was sent (metrics: validation errors, SERVER.md §6.3). */
+  /** A reply carrying an `error_code` was sent (metrics: validation errors, docs/spec/SERVER.md §6.3). */
   | { type: "error_reply"; errorCode: ErrorCode }
-  /** A connection was closed with 1011 after a handler exception (SERVER.md §1.11). */
+  /** A connection was closed with 1011 after a handler exception (docs/spec/SERVER.md §1.11). */
   | { type: "internal_error"; connectionId: ConnId }
-  /** The socket reported a transport error (SERVER.md §6.3 #27). */
+  /** The socket reported a transport error (docs/spec/SERVER.md §6.3 #27). */
   | { type: "websocket_error"; connectionId: ConnId }
-  /** An upgrade refused by the per-IP connection limit (SERVER.md §3.5), counted as a rejection. */
+  /** An upgrade refused by the per-IP connection limit (docs/spec/SERVER.md §3.5), counted as a rejection. */
   | { type: "rate_limited"; scope: "connections" }
-  /** Time spent applying one message: engine plus effects, in seconds (SERVER.md §6.5). */
+  /** Time spent applying one message: engine plus effects, in seconds (docs/spec/SERVER.md §6.5). */
   | {
     type: "handled";
     message: "JoinRoom" | "GameData";

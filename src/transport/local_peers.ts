@@ -1,6 +1,6 @@
 /**
  * The sockets of this node's connections, by connection id: the edge's local registry
- * (SERVER.md §8.2 "edge"), with write batching (SERVER.md §5.3).
+ * (docs/spec/SERVER.md §8.2 "edge"), with write batching (docs/spec/SERVER.md §5.3).
  *
  * @module
  */
@@ -31,7 +31,7 @@ export class LocalPeers implements EdgeEndpoint {
     this.#onDirective = onDirective;
   }
 
-  /** Hands a directive from a home to the owner (SERVER.md §8.4.1 binding items). */
+  /** Hands a directive from a home to the owner (docs/spec/SERVER.md §8.4.1 binding items). */
   direct(directive: Directive, now: number): void {
     this.#onDirective(directive, now);
   }
@@ -79,7 +79,7 @@ export class LocalPeers implements EdgeEndpoint {
     return failed;
   }
 
-  /** Writes what every peer queued since the last call (SERVER.md §5.3), in queue order. */
+  /** Writes what every peer queued since the last call (docs/spec/SERVER.md §5.3), in queue order. */
   flush(): void {
     const dirty = this.#dirty;
     if (dirty.length === 0) return;

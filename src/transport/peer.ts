@@ -6,7 +6,7 @@
  */
 
 /**
- * Why a peer did not take a frame (SERVER.md §5.2): its socket is no longer open, or it is a
+ * Why a peer did not take a frame (docs/spec/SERVER.md §5.2): its socket is no longer open, or it is a
  * slow consumer whose outbound buffer would overflow (`dropped` = messages discarded, this one
  * included; the peer's application queue is already emptied).
  */
@@ -20,10 +20,10 @@ export interface Peer {
    */
   send(frame: string | Uint8Array): SendFailure | undefined;
   /**
-   * Writes what `send` queued (write batching, SERVER.md §5.3). The edge calls it once it has
+   * Writes what `send` queued (write batching, docs/spec/SERVER.md §5.3). The edge calls it once it has
    * carried out everything one event produced. Peers that write at once do not define it.
    */
   flush?(): void;
-  /** Closes the connection with a WebSocket close code (PROTOCOL.md §1.6). */
+  /** Closes the connection with a WebSocket close code (docs/spec/PROTOCOL.md §1.6). */
   close(code: number, reason: string): void;
 }

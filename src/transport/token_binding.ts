@@ -1,16 +1,16 @@
 /**
- * Token binding proofs (SERVER.md §3.9, PROTOCOL.md Appendix A): every text frame of a bound
+ * Token binding proofs (docs/spec/SERVER.md §3.9, docs/spec/PROTOCOL.md Appendix A): every text frame of a bound
  * connection carries `token_binding: { scheme, signature, fingerprint? }`, an HMAC-SHA256 over the
  * canonical JSON of the rest of the frame, keyed with the 16 bytes of the handshake's
  * `Sec-WebSocket-Key`. Pure functions: {@linkcode negotiateTokenBinding} runs at the upgrade
- * (SERVER.md §1.8 step 6), {@linkcode verifyProof} checks each frame in the hub.
+ * (docs/spec/SERVER.md §1.8 step 6), {@linkcode verifyProof} checks each frame in the hub.
  *
  * @module
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { secretEquals } from "../util/secrets.ts";
 
-/** What a bound connection needs to check its frames (SERVER.md §3.9). */
+/** What a bound connection needs to check its frames (docs/spec/SERVER.md §3.9). */
 export interface TokenBinding {
   /** The 16-byte session secret ({@linkcode sessionSecret}). */
   secret: Uint8Array;
@@ -26,7 +26,7 @@ export const TOKEN_BINDING_SCHEME = "sec_websocket_key_sha256";
 /**
  * The session secret: base64-decoded `Sec-WebSocket-Key`, which must be exactly 16 bytes.
  * Undefined when the key is blank, not base64 or of another length ("invalid token binding
- * handshake", SERVER.md §1.8).
+ * handshake", docs/spec/SERVER.md §1.8).
  */
 export function sessionSecret(secWebSocketKey: string): Uint8Array | undefined {
   const key = secWebSocketKey.trim();
@@ -35,7 +35,7 @@ export function sessionSecret(secWebSocketKey: string): Uint8Array | undefined {
   return bytes.length === 16 ? bytes : undefined;
 }
 
-/** Token-binding settings (`security.transport.token_binding.*`, PROTOCOL.md Appendix A). */
+/** Token-binding settings (`security.transport.token_binding.*`, docs/spec/PROTOCOL.md Appendix A). */
 export interface TokenBindingOptions {
   /** Refuse upgrades that do not offer the subprotocol. */
   required: boolean;
@@ -45,7 +45,7 @@ export interface TokenBindingOptions {
   subprotocol: string;
 }
 
-/** Client-certificate fingerprint headers, in priority order (SERVER.md §1.8). */
+/** Client-certificate fingerprint headers, in priority order (docs/spec/SERVER.md §1.8). */
 const FINGERPRINT_HEADERS = [
   "x-signalfish-client-cert-sha256",
   "x-forwarded-client-cert-sha256",
@@ -53,12 +53,12 @@ const FINGERPRINT_HEADERS = [
 ];
 
 /**
- * Token-binding negotiation of SERVER.md §1.8 step 6: a plain-text refusal (401 without a
+ * Token-binding negotiation of docs/spec/SERVER.md §1.8 step 6: a plain-text refusal (401 without a
  * required fingerprint, 400 without a required subprotocol or with a bad `Sec-WebSocket-Key`), or
  * the subprotocol to select and the binding to use (`undefined` = the connection proceeds unbound).
  *
  * @param fromTrustedProxy whether the socket peer is a trusted proxy, whose fingerprint headers
- *   count (SERVER.md §1.9)
+ *   count (docs/spec/SERVER.md §1.9)
  */
 export function negotiateTokenBinding(
   request: Request,
@@ -94,7 +94,7 @@ export function negotiateTokenBinding(
   if (!secret) return new Response("invalid token binding handshake", { status: 400 });
   return {
     // Deno.upgradeWebSocket only selects a protocol spelled exactly as the client offered it, so
-    // a client offering another letter case gets its own spelling back (SERVER.md §1.8 wants the
+    // a client offering another letter case gets its own spelling back (docs/spec/SERVER.md §1.8 wants the
     // configured one; the match itself is case-insensitive as specified).
     subprotocol: offered,
     binding: {
@@ -239,11 +239,11 @@ function write(value: Json): string {
 }
 
 /**
- * Canonical JSON of SERVER.md §3.9 step 4: compact, object keys sorted by UTF-8 bytes at every
+ * Canonical JSON of docs/spec/SERVER.md §3.9 step 4: compact, object keys sorted by UTF-8 bytes at every
  * level, integers as integers, floats in shortest round-trip form keeping `.0` (`1.0`, `1e21`),
  * strings minimally escaped (non-ASCII raw, `/` unescaped). Throws SyntaxError on invalid JSON.
  * Float spelling follows JavaScript's shortest form, whose exponent thresholds may differ from
- * upstream's (SERVER.md §10 item 15).
+ * upstream's (docs/spec/SERVER.md §10 item 15).
  */
 export function canonicalJson(text: string): string {
   return write(new JsonReader(text).document());
@@ -263,7 +263,7 @@ const refuse = (message: string, close = true): ProofResult => ({
 });
 
 /**
- * Verifies one text frame of a bound connection (SERVER.md §3.9 steps 1–6) and returns the frame
+ * Verifies one text frame of a bound connection (docs/spec/SERVER.md §3.9 steps 1–6) and returns the frame
  * without its `token_binding` member, ready for the client-message parser (step 7).
  *
  * @param secret the 16-byte session secret ({@linkcode sessionSecret})

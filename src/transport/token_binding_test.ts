@@ -8,7 +8,7 @@ import {
 
 // Vectors computed independently with Python: json.dumps(sort_keys=True, separators=(",", ":"),
 // ensure_ascii=False), then hmac.new(key, payload + fingerprint, sha256), base64. Integers only
-// (SERVER.md §10 item 15).
+// (docs/spec/SERVER.md §10 item 15).
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const VECTORS = [
   {
@@ -102,7 +102,7 @@ Deno.test("verifyProof() refuses each violation with the spec's message", () => 
   );
 });
 
-Deno.test("negotiateTokenBinding() selects the offered subprotocol or refuses as SERVER.md §1.8 says", async () => {
+Deno.test("negotiateTokenBinding() selects the offered subprotocol or refuses as docs/spec/SERVER.md §1.8 says", async () => {
   const options = { required: false, requireClientFingerprint: false, subprotocol: "sf.tb.v1" };
   const request = (headers: Record<string, string>) =>
     new Request("http://127.0.0.1/v2/ws", { headers: { "sec-websocket-key": KEY, ...headers } });

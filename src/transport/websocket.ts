@@ -2,7 +2,7 @@
  * The only WebSocket code of the server: takes over an upgraded socket with `npm:ws` and binds it
  * to the edge. `ws` enforces `security.max_message_size` on the running total of a message's frame
  * lengths, so a message is refused (close 1009) before more than the limit is buffered, however
- * it is fragmented (SERVER.md §3.6, SECURITY.md).
+ * it is fragmented (docs/spec/SERVER.md §3.6, SECURITY.md).
  *
  * @module
  */
@@ -42,31 +42,31 @@ export interface OutboundSocket {
 
 /** Options of {@linkcode acceptWebSocket}. */
 export interface AcceptOptions {
-  /** Client IP the connection is counted under (SERVER.md §1.9). */
+  /** Client IP the connection is counted under (docs/spec/SERVER.md §1.9). */
   ip: string;
   /**
-   * Largest inbound message, bytes (`security.max_message_size`, SERVER.md §3.6): a message whose
+   * Largest inbound message, bytes (`security.max_message_size`, docs/spec/SERVER.md §3.6): a message whose
    * frames add up to more is refused with close 1009 while it arrives. @default 65536
    */
   maxMessageSize?: number;
   /**
    * Idle timeout in seconds (`server.ping_timeout`): a connection that sent nothing for half of
    * it is pinged, and closed with 1001 "No response from ping frame." when still silent after
-   * all of it (PROTOCOL.md §7.10).
+   * all of it (docs/spec/PROTOCOL.md §7.10).
    */
   idleTimeoutSecs: number;
   /** Called once when the socket is gone, after the edge has torn the connection down. */
   onClosed?: () => void;
-  /** Outbound budget and batching (SERVER.md §5.2, §5.3). */
+  /** Outbound budget and batching (docs/spec/SERVER.md §5.2, §5.3). */
   outbound: OutboundOptions;
   /**
-   * Token binding negotiated for this connection (SERVER.md §1.8, §3.9): the subprotocol named
+   * Token binding negotiated for this connection (docs/spec/SERVER.md §1.8, §3.9): the subprotocol named
    * in the 101 response and what the edge needs to check each text frame.
    */
   tokenBinding?: { subprotocol: string; binding: TokenBinding };
 }
 
-/** Per-connection outbound settings (`websocket.*`, SERVER.md §5.2–5.3). */
+/** Per-connection outbound settings (`websocket.*`, docs/spec/SERVER.md §5.2–5.3). */
 export interface OutboundOptions {
   /** Pending-byte budget before a connection is a slow consumer. @default 1_048_576 */
   maxBufferedBytes: number;
@@ -77,7 +77,7 @@ export interface OutboundOptions {
 }
 
 /**
- * The outbound side of one socket (SERVER.md §5.2–5.3). Pending bytes are the application
+ * The outbound side of one socket (docs/spec/SERVER.md §5.2–5.3). Pending bytes are the application
  * queue plus the runtime's `bufferedAmount`; a frame that would take them past the budget (when
  * something is already pending) makes the connection a slow consumer: the queue is discarded
  * and the edge closes it with 1013. With batching, frames wait in the queue until `batchSize`
@@ -257,7 +257,7 @@ function startDeferring(): void {
  * gets two batches within a millisecond, and lasts while some connection gets two batches in a
  * turn; a turn with at most one per connection switches back to writing at once, so a lightly
  * loaded server adds neither latency nor a timer per message. Well within
- * `websocket.batch_interval_ms` (SERVER.md §5.3); one timer for all connections.
+ * `websocket.batch_interval_ms` (docs/spec/SERVER.md §5.3); one timer for all connections.
  */
 function endTurn(): void {
   turn++;
@@ -277,7 +277,7 @@ function endTurn(): void {
   }
 }
 
-/** How long a server-initiated close may wait for the peer's close frame (SERVER.md §5.2). */
+/** How long a server-initiated close may wait for the peer's close frame (docs/spec/SERVER.md §5.2). */
 export const CLOSE_GRACE_MS = 2000;
 
 /** The connection under a socket (a `node:net` socket), for forced closes. */
@@ -447,7 +447,7 @@ function quietEnd(stream: EndableStream): void {
   };
 }
 
-/** The close reason of a connection closed for not answering pings (1001, PROTOCOL.md §7.10). */
+/** The close reason of a connection closed for not answering pings (1001, docs/spec/PROTOCOL.md §7.10). */
 export const IDLE_TIMEOUT_REASON = "No response from ping frame.";
 
 /** One `ws` server per message size limit (they hold no sockets, only options). */
@@ -479,7 +479,7 @@ function refusedSize(socket: WsSocket, maxPayload: number): number {
 }
 
 /**
- * Takes over the raw socket of `request` (already admitted, SERVER.md §1.8; the listener attached
+ * Takes over the raw socket of `request` (already admitted, docs/spec/SERVER.md §1.8; the listener attached
  * the socket, `../http/handover.ts`), completes the handshake with `ws` and wires the WebSocket to
  * `edge`. Returns the marker response of `switchingProtocols()`. Throws when `request` did not
  * arrive as an HTTP/1.1 upgrade (the caller answers 400). `options.onClosed` runs exactly once,
@@ -520,7 +520,7 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
     const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream, true);
     id = edge.connect(peer, { ip: options.ip, tokenBinding: options.tokenBinding?.binding });
     const connection = id;
-    // Idle timeout (PROTOCOL.md §7.10): checked every half of it; traffic or a pong resets it.
+    // Idle timeout (docs/spec/PROTOCOL.md §7.10): checked every half of it; traffic or a pong resets it.
     let heard = false;
     let pinged = false;
     const halfMs = Math.max(500, options.idleTimeoutSecs * 500);
@@ -557,7 +557,7 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
     quietEnd(stream);
     if (receiver) quietEnd(receiver as unknown as EndableStream);
     // Runs before `ws`' own handler, which closes with 1009 at once: the client first gets the
-    // `Error` frame telling why (SERVER.md §3.6).
+    // `Error` frame telling why (docs/spec/SERVER.md §3.6).
     receiver?.prependListener("error", (error: Error & { code?: string }) => {
       if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
         edge.refuseTooLarge(connection, refusedSize(socket, maxPayload), Date.now());
