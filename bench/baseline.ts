@@ -267,6 +267,27 @@ export async function startBaseline(
   };
 }
 
+/** A writable stream whose `end` may be called again after it finished. */
+interface EndableStream {
+  end(...args: unknown[]): unknown;
+  readonly writableFinished: boolean;
+  readonly destroyed: boolean;
+}
+
+/**
+ * Makes `end()` on a finished stream a no-op: `ws` ends the connection again when the peer's FIN
+ * comes after the close handshake, and the runtime builds an error with a stack trace for it
+ * each time. Ours does the same (src/transport/websocket.ts `quietEnd`); without it this relay
+ * spent a seventh of its CPU per connect/close cycle on those errors.
+ */
+function quietEnd(stream: EndableStream): void {
+  const end = stream.end;
+  stream.end = function (this: EndableStream, ...args: unknown[]) {
+    if (this.writableFinished || this.destroyed) return this;
+    return end.apply(this, args);
+  };
+}
+
 /** The relay's side of a transport: a socket comes, sends frames, goes. */
 interface RelayCore {
   connect(socket: RelaySocket): Player;
@@ -304,7 +325,10 @@ async function serveWs(
       socket.destroy();
       return;
     }
+    quietEnd(socket);
     wss.handleUpgrade(request, socket, head, (ws: Ws.WebSocket) => {
+      const receiver = (ws as unknown as { _receiver?: EndableStream })._receiver;
+      if (receiver) quietEnd(receiver);
       const player = core.connect(ws);
       ws.on("message", (data: Uint8Array, isBinary: boolean) => {
         // A `Buffer` at run time.

@@ -364,6 +364,7 @@ export async function startServer(
     port: config.port,
     tls,
     handler: guarded(handler),
+    upgrade: handler.websocket,
     limits: pendingLimits(config),
     onRefused: () => onEvent({ type: "rate_limited", scope: "connections" }),
   });
