@@ -69,6 +69,8 @@ export interface Baseline extends AsyncDisposable {
   readonly port: number;
   /** WebSocket endpoint, e.g. `ws://127.0.0.1:3537/v2/ws`. */
   readonly wsUrl: string;
+  /** Open WebSocket connections (bench/heap_per_connection.ts waits for its clients with it). */
+  readonly connections: number;
   /** Stops listening and closes every socket. */
   close(): Promise<void>;
 }
@@ -262,6 +264,9 @@ export async function startBaseline(
   return {
     port: addr.port,
     wsUrl: `ws://${addr.hostname}:${addr.port}/v2/ws`,
+    get connections() {
+      return sockets.size;
+    },
     close,
     [Symbol.asyncDispose]: close,
   };
@@ -349,6 +354,9 @@ async function serveWs(
   return {
     port: addr.port,
     wsUrl: `ws://${addr.address}:${addr.port}/v2/ws`,
+    get connections() {
+      return core.sockets.size;
+    },
     close,
     [Symbol.asyncDispose]: close,
   };

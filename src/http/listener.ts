@@ -226,6 +226,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     if (entry.released) return;
     entry.released = true;
     pendingSet.delete(entry);
+    pendingBySocket.delete(entry.socket);
     const left = (pendingByIp.get(entry.ip) ?? 1) - 1;
     if (left > 0) pendingByIp.set(entry.ip, left);
     else pendingByIp.delete(entry.ip);
@@ -248,11 +249,28 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     pendingSet.add(entry);
     pendingByIp.set(ip, fromIp + 1);
     pendingBySocket.set(socket, entry);
-    socket.once("close", () => release(entry));
+    // Shared listeners, removed at the upgrade (`forget`): an upgraded connection keeps nothing
+    // of its pending time (BENCHMARKS.md "Churn and memory").
+    socket.on("close", onPendingClose);
     // A stalled TLS handshake or a silent TCP connection: the idle timer covers both.
-    socket.setTimeout(limits.idleTimeoutMs, () => {
-      if (!entry.released) socket.destroy();
-    });
+    socket.setTimeout(limits.idleTimeoutMs);
+    socket.on("timeout", onPendingTimeout);
+  };
+
+  function onPendingClose(this: Socket) {
+    const entry = pendingBySocket.get(this);
+    if (entry) release(entry);
+  }
+
+  function onPendingTimeout(this: Socket) {
+    if (pendingBySocket.has(this)) this.destroy();
+  }
+
+  /** Releases an upgraded connection's entry and drops its pending-time listeners. */
+  const forget = (entry: Pending) => {
+    release(entry);
+    entry.socket.off("close", onPendingClose);
+    entry.socket.off("timeout", onPendingTimeout);
   };
 
   const entryOf = (socket: Duplex): Pending | undefined =>
@@ -357,7 +375,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   };
 
   const onUpgrade = async (message: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on("error", () => {});
+    socket.on("error", ignore);
     const entry = entryOf(socket);
     // RFC 6455 §4.1: an upgrade is an HTTP/1.1 GET with a Host header; anything else is 400.
     const valid = message.httpVersion === "1.1" && (message.headers.host ?? "").trim() !== "";
@@ -381,7 +399,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     }
     if (isSwitchingProtocols(response)) {
       // A WebSocket now: no longer pending, no HTTP timeouts (the idle ping takes over).
-      if (entry) release(entry);
+      if (entry) forget(entry);
       stopTimeout(socket);
       if (entry) stopTimeout(entry.socket);
       return;
@@ -534,6 +552,9 @@ export function isPlainHost(host: string): boolean {
   const match = PLAIN_HOST.exec(host);
   return match !== null && (match[1] === undefined || Number(match[1]) <= 65_535);
 }
+
+/** The error listener of an upgrade's socket (errors end in `close`, handled by its owner). */
+function ignore(): void {}
 
 /** The runtime's private key of a socket's idle timer (`node:net`), found on first use. */
 let timerKey: symbol | null | undefined;
