@@ -130,6 +130,9 @@ function peerKey(address: string | undefined): string {
 
 const STATUS_TEXT = http.STATUS_CODES;
 
+/** `ServeHandlerInfo.completed`: nothing here waits for it; one settled promise for all. */
+const COMPLETED: Promise<void> = Promise.resolve();
+
 /** A Server-Sent Events answer (docs/spec/EXTENSIONS.md E12): written as it comes, not buffered whole. */
 function isEventStream(response: Response): boolean {
   return response.headers.get("content-type")?.startsWith("text/event-stream") ?? false;
@@ -252,8 +255,11 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     // Shared listeners, removed at the upgrade (`forget`): an upgraded connection keeps nothing
     // of its pending time (BENCHMARKS.md "Churn and memory").
     socket.on("close", onPendingClose);
-    // A stalled TLS handshake or a silent TCP connection: the idle timer covers both.
-    socket.setTimeout(limits.idleTimeoutMs);
+    // A stalled TLS handshake or a silent TCP connection: the idle timer covers both. A plain
+    // HTTP server has armed it already (`server.timeout`); arming it again costs a timer.
+    if ((socket as { timeout?: number }).timeout !== limits.idleTimeoutMs) {
+      socket.setTimeout(limits.idleTimeoutMs);
+    }
     socket.on("timeout", onPendingTimeout);
   };
 
@@ -286,7 +292,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
         hostname: s.remoteAddress ?? "unknown",
         port: s.remotePort ?? 0,
       },
-      completed: Promise.resolve(),
+      completed: COMPLETED,
     };
   };
 
