@@ -514,7 +514,9 @@ export function acceptWebSocket(
     return switchingProtocols();
   }
   if (options.tokenBinding) chosenProtocol.set(message, options.tokenBinding.subprotocol);
-  wsServer(maxPayload).handleUpgrade(message, raw, Buffer.from(head), (socket) => {
+  // `head` is a `Buffer` from the listener; `Buffer.from` would copy it.
+  const headBuffer = Buffer.isBuffer(head) ? head : Buffer.from(head);
+  wsServer(maxPayload).handleUpgrade(message, raw, headBuffer, (socket) => {
     ws = socket;
     if (closed) {
       socket.terminate();
