@@ -365,6 +365,7 @@ export async function startServer(
     tls,
     handler: guarded(handler),
     limits: pendingLimits(config),
+    reusePort: config.server.reuse_port,
     onRefused: () => onEvent({ type: "rate_limited", scope: "connections" }),
   });
   const stopGuard = guardProcess(metrics);
