@@ -313,6 +313,8 @@ export async function startServer(
   if (cluster) {
     const { registerClusterMetrics } = await import("./cluster/open.ts");
     registerClusterMetrics(metrics.registry, cluster.node, edge);
+    // Redis queries and their round trips (docs/spec/SERVER.md §6.3 #19, #23, #63).
+    cluster.store.onQuery = metrics.queries();
     cluster.start();
   }
   let draining = false;
