@@ -309,7 +309,20 @@ export async function startServer(
   });
   const stateFile = stateFileOptions(config);
   const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
-  if (restored?.ok) edge.apply(restored.effects ?? [], Date.now());
+  if (restored?.ok) {
+    // Cluster mode: the node's first registration claims the restored rooms' codes (their
+    // directory writes would only fail before Redis is connected); a room whose code another
+    // room took meanwhile is dropped (docs/spec/SERVER.md §2.7 note).
+    const effects = restored.effects ?? [];
+    edge.apply(
+      cluster ? effects.filter((effect) => effect.kind !== "directory") : effects,
+      Date.now(),
+    );
+    cluster?.node.restored(engine.directoryEntries(), (gameName, roomCode) => {
+      const now = Date.now();
+      edge.apply(engine.closeRoom(gameName, roomCode, now) ?? [], now);
+    });
+  }
   if (cluster) {
     const { registerClusterMetrics } = await import("./cluster/open.ts");
     registerClusterMetrics(metrics.registry, cluster.node, edge);

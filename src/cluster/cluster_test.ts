@@ -252,3 +252,31 @@ Deno.test("Cluster (twins): the common GameData path makes no store call", async
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a room whose code the directory gives to another room gets no joins by code, even on its own home (docs/spec/SERVER.md §8.3, §8.4.3)", async () => {
+  const cluster = await testCluster({ nodes: 2 });
+  try {
+    const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+    const alice = a.connect();
+    join(alice, "Alice");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice's RoomJoined");
+    const code = alice.last("RoomJoined")!.data!.room_code as string;
+    // The directory loses A's entry (a pause longer than T); B creates a room under the code.
+    cluster.store.expire((key) => key.startsWith("room:"));
+    const bob = b.connect();
+    join(bob, "Bob", code);
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob's RoomJoined");
+    const owner = bob.last("RoomJoined")!.data!.room_id;
+    ok(owner !== alice.last("RoomJoined")!.data!.room_id, "a second room under the code");
+    await a.cluster.refresh();
+    ok(a.cluster.isConflicted("orbit", code), "A's refresh found the conflict");
+    // A join by code through A goes to the owner on B, not to A's own room.
+    const carol = a.connect();
+    join(carol, "Carol", code);
+    await until(() => carol.last("RoomJoined") !== undefined, "Carol's RoomJoined");
+    equal(carol.last("RoomJoined")!.data!.room_id, owner);
+    equal(alice.types().includes("PlayerJoined"), false, "nobody joined A's room");
+  } finally {
+    await cluster.close();
+  }
+});

@@ -163,6 +163,7 @@ export async function testCluster(options: TestClusterOptions = {}): Promise<Tes
         appMaxRooms: () => undefined,
         inGrace: (now) => cluster.inGrace(now),
         isDead: (home) => cluster.isDead(home),
+        conflicted: (gameName, roomCode) => cluster.isConflicted(gameName, roomCode),
       }),
     });
     await cluster.start();
