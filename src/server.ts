@@ -424,6 +424,13 @@ export async function startServer(
       rooms: engine.stats().rooms,
     });
     await node.drain();
+    if (config.server.reuse_port) {
+      // On a shared port the kernel would keep handing new connections to this instance, only
+      // to have their upgrades refused: leave the port to the other instances (docs/spec/SERVER.md
+      // §1.1 note). Upgraded sockets stay.
+      log.info("Draining: no longer accepting on shared port {port}", { port: listener.addr.port });
+      void listener.shutdown();
+    }
     const { promise: ended, resolve } = Promise.withResolvers<void>();
     endDrain = resolve;
     const step = () => {

@@ -13,7 +13,7 @@
 import { equal, ok } from "node:assert/strict";
 import { joinRoom, TestClient } from "./helpers.ts";
 import { freePort, IGNORE_WITHOUT_REDIS, startRedis } from "./redis_server.ts";
-import { type ServerProcess, spawnServer } from "./process.ts";
+import { exitWithin, type ServerProcess, spawnServer } from "./process.ts";
 
 const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
 
@@ -62,6 +62,34 @@ async function connectionsByInstance(
   return seen;
 }
 
+/** Starts one cluster process on the shared `port`. */
+function startShared(redisUrl: string, port: number, id: string): Promise<ServerProcess> {
+  return spawnServer({
+    args: ["--port", String(port), "--host", "127.0.0.1"],
+    env: {
+      SIGNAL_FISH_SERVER__REUSE_PORT: "true",
+      SIGNAL_FISH_CLUSTER__REDIS_URL: redisUrl,
+      SIGNAL_FISH_CLUSTER__INSTANCE_ID: id,
+      SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS: "3",
+      SIGNAL_FISH_CLUSTER__FORWARD_TIMEOUT_MS: "1500",
+      SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: "250",
+      SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+      SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000",
+      SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS: "1000",
+      SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS: "1000",
+    },
+  });
+}
+
+/** Waits (≤ 15 s) until every process has registered its node in Redis. */
+async function registered(servers: ServerProcess[]): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!servers.every((s) => s.output().includes("registered"))) {
+    ok(Date.now() < deadline, servers.map((s) => s.output()).join("\n---\n"));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 Deno.test({
   ...opts,
   name:
@@ -73,32 +101,9 @@ Deno.test({
     const servers: ServerProcess[] = [];
     const clients: TestClient[] = [];
     try {
-      for (const id of ids) {
-        servers.push(
-          await spawnServer({
-            args: ["--port", String(port), "--host", "127.0.0.1"],
-            env: {
-              SIGNAL_FISH_SERVER__REUSE_PORT: "true",
-              SIGNAL_FISH_CLUSTER__REDIS_URL: redis.url,
-              SIGNAL_FISH_CLUSTER__INSTANCE_ID: id,
-              SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS: "3",
-              SIGNAL_FISH_CLUSTER__FORWARD_TIMEOUT_MS: "1500",
-              SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: "250",
-              SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
-              SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000",
-              SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS: "1000",
-              SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS: "1000",
-            },
-          }),
-        );
-      }
+      for (const id of ids) servers.push(await startShared(redis.url, port, id));
       for (const server of servers) equal(server.port, port, "every process bound the shared port");
-      // Registered in Redis: each process logs it once its node is up.
-      const deadline = Date.now() + 15_000;
-      while (!servers.every((s) => s.output().includes("registered"))) {
-        ok(Date.now() < deadline, servers.map((s) => s.output()).join("\n---\n"));
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      await registered(servers);
 
       // Clients one at a time; after each, the process whose count went up is where it landed.
       const where: string[] = [];
@@ -149,6 +154,60 @@ Deno.test({
       // The accept-loop watchdog probes a shared port without mistaking another process's accept
       // for a dead loop of its own.
       for (const server of servers) ok(!server.output().includes("stopped accepting"));
+    } finally {
+      await Promise.all(clients.map((client) => client.close()));
+      for (const server of servers) await server[Symbol.asyncDispose]();
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "cluster: on a shared port a draining instance stops accepting; new connections reach the other, its room plays on",
+  fn: async () => {
+    const redis = await startRedis();
+    const port = freePort();
+    const ids = ["drain-0", "drain-1"];
+    const servers: ServerProcess[] = [];
+    const clients: TestClient[] = [];
+    try {
+      for (const id of ids) servers.push(await startShared(redis.url, port, id));
+      await registered(servers);
+      const alice = await TestClient.connect(`ws://127.0.0.1:${port}/v2/ws`);
+      clients.push(alice);
+      const counts = await connectionsByInstance(port, ids);
+      const home = ids.find((id) => counts.get(id) === 1)!;
+      const other = ids.find((id) => id !== home)!;
+      alice.send(joinRoom(null, "Alice", { max_players: 2 }));
+      const code = (await alice.next("RoomJoined")).data.room_code as string;
+
+      const draining = servers[ids.indexOf(home)]!;
+      draining.child.kill("SIGTERM");
+      const deadline = Date.now() + 10_000;
+      while (!draining.output().includes("no longer accepting on shared port")) {
+        ok(Date.now() < deadline, draining.output());
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // Every new connection now lands on the other instance (the closed socket left the group).
+      for (let i = 0; i < 20; i++) {
+        const { status, body } = await freshGet(port, "/v2/status");
+        equal(status, 200);
+        equal(JSON.parse(body).instance_id, other);
+      }
+      // The room homed on the draining instance plays on through the other one.
+      const bob = await TestClient.connect(`ws://127.0.0.1:${port}/v2/ws`);
+      clients.push(bob);
+      bob.send(joinRoom(code, "Bob"));
+      await bob.next("RoomJoined");
+      bob.send({ type: "GameData", data: { data: "still here" } });
+      equal((await alice.waitFor("GameData")).data.data, "still here");
+      // Once the room empties the drain ends and the instance exits 0.
+      for (const client of [alice, bob]) client.send({ type: "LeaveRoom" });
+      const status = await exitWithin(draining, 10_000);
+      ok(status, "the drained instance exited");
+      equal(status.code, 0, draining.output());
     } finally {
       await Promise.all(clients.map((client) => client.close()));
       for (const server of servers) await server[Symbol.asyncDispose]();
