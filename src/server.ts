@@ -378,7 +378,9 @@ export async function startServer(
     hostname,
     port: config.port,
     tls,
-    handler: guarded(handler),
+    handler: cluster && config.security.trusted_proxies.length === 0
+      ? warnUntrustedProxy(guarded(handler))
+      : guarded(handler),
     limits: pendingLimits(config),
     reusePort: config.server.reuse_port,
     onRefused: () => onEvent({ type: "rate_limited", scope: "connections" }),
@@ -636,6 +638,29 @@ function pendingLimits(config: Config): PendingLimits {
 }
 
 /** `handler` with a last-resort 500 for a request it throws on (docs/spec/SERVER.md §1.11). */
+/**
+ * Cluster mode without `security.trusted_proxies`: the first request that carries
+ * `X-Forwarded-For` logs a warning, once. Instances of a cluster sit behind a load balancer, and
+ * without trusting it every client shares its address, so the per-IP limits throttle everyone
+ * (docs/spec/SERVER.md §8.7 "Reconnect storms"). One header lookup per HTTP request until then.
+ */
+function warnUntrustedProxy(handler: Handler): Handler {
+  let warned = false;
+  return (request, info) => {
+    if (!warned && request.headers.has("x-forwarded-for")) {
+      warned = true;
+      const addr = info.remoteAddr as Deno.Addr;
+      log.warn(
+        "A request from {peer} carries X-Forwarded-For but security.trusted_proxies is empty: " +
+          "behind a load balancer every client shares its address and its per-IP limits; " +
+          "list the load balancer in security.trusted_proxies",
+        { peer: "hostname" in addr ? addr.hostname : "unknown" },
+      );
+    }
+    return handler(request, info);
+  };
+}
+
 function guarded(handler: Handler): Handler {
   const failed = (request: Request, error: unknown) => {
     log.error("Cannot handle {method} {url}: {error}", {
