@@ -280,3 +280,54 @@ Deno.test("Cluster (twins): a room whose code the directory gives to another roo
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): replay truncation is decided per connection — a frame in flight to a neighbour on the same edge does not mark a seat (docs/spec/SERVER.md §8.5.3)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "CONN01");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const bob = b.connect();
+    const carol = b.connect();
+    join(bob, "Bob", "CONN01");
+    await until(() => !!bob.last("RoomJoined"), "Bob joined");
+    join(carol, "Carol", "CONN01");
+    await until(() => !!carol.last("RoomJoined") && !!bob.last("PlayerJoined"), "Carol joined");
+    await settle();
+    const reconnect = (joined: Record<string, unknown>) => {
+      const again = c.connect();
+      again.say({
+        type: "Reconnect",
+        data: {
+          player_id: joined.player_id,
+          room_id: joined.room_id,
+          auth_token: joined.reconnection_token,
+        },
+      });
+      return again;
+    };
+
+    // A frame for Carol only is on its way to B when Bob's socket goes: the OUT carrying it is
+    // past what B had handed Bob, but carries nothing for him.
+    alice.say({ type: "GameData", data: { data: "for carol", to_player: carol.id } });
+    b.edge.disconnect(bob.id, Date.now());
+    const bobBack = reconnect(bob.last("RoomJoined")!.data!);
+    await until(() => !!bobBack.last("Reconnected"), "Bob's Reconnected");
+    equal(bobBack.last("Reconnected")!.data!.replay_truncated, false);
+    equal(carol.last("GameData")!.data!.data, "for carol");
+
+    // A frame for Carol herself in flight when her socket goes: her replay is truncated.
+    alice.say({ type: "GameData", data: { data: "lost", to_player: carol.id } });
+    b.edge.disconnect(carol.id, Date.now());
+    const carolBack = reconnect(carol.last("RoomJoined")!.data!);
+    await until(() => !!carolBack.last("Reconnected"), "Carol's Reconnected");
+    equal(carolBack.last("Reconnected")!.data!.replay_truncated, true);
+  } finally {
+    await cluster.close();
+  }
+});
