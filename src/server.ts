@@ -274,6 +274,7 @@ export async function startServer(
       rateLimits: undefined,
       newId: cluster.staging.roomId,
       newRoomCode: cluster.staging.roomCode,
+      takeoverTruncated: (conn) => cluster.node.router.takeoverTruncated(conn),
     };
   }
   const engine = new Engine(settings);

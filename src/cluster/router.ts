@@ -113,6 +113,19 @@ export class ClusterRouter implements Router {
     this.#heartbeat ??= setInterval(() => this.streams.tick(), this.#options.heartbeatMs);
   }
 
+  /**
+   * Home side, the takeover rule of docs/spec/SERVER.md §8.5.3: a remote connection replaced by a
+   * takeover may have missed frames when its `last_sent` is past the highest `ack` from its edge
+   * and nothing has arrived from that edge for more than `heartbeat_ms`. False for a local or
+   * unknown connection.
+   */
+  takeoverTruncated(conn: ConnId): boolean {
+    const edge = this.#home?.edgeOf?.(conn);
+    if (edge === undefined || edge === this.#node) return false;
+    return (this.#lastSent.get(conn) ?? 0) > this.streams.acked(edge) &&
+      this.streams.silence(edge) > this.#options.heartbeatMs;
+  }
+
   /** Stops timers and fails what is pending. */
   stop(): void {
     clearInterval(this.#heartbeat);
