@@ -34,10 +34,10 @@ function isHttpSpace(code: number): boolean {
 
 /**
  * A {@linkcode RequestHead} read straight from the parsed request head (`rawHeaders`), for the
- * WebSocket upgrade: no `Request`, `Headers` or URL object is built (together about a sixth of the
- * server's CPU per connect/close cycle, BENCHMARKS.md "Churn and memory"). Lookups give what a
- * `Headers` built from the same raw headers gives: names compared case-insensitively, values
- * stripped of HTTP whitespace, repeats joined with `", "` in order.
+ * WebSocket upgrade: no `Request`, `Headers` or URL object is built (together about an eighth of
+ * the server's CPU per connect/close cycle, BENCHMARKS.md "Session 5: churn and memory"). Lookups
+ * give what a `Headers` built from the same raw headers gives: names compared case-insensitively,
+ * values stripped of HTTP whitespace, repeats joined with `", "` in order.
  */
 export class UpgradeRequest implements RequestHead, HeaderReader {
   readonly method: string;

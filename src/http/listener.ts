@@ -268,7 +268,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     pendingByIp.set(ip, fromIp + 1);
     pendingBySocket.set(socket, entry);
     // Shared listeners, removed at the upgrade (`forget`): an upgraded connection keeps nothing
-    // of its pending time (BENCHMARKS.md "Churn and memory").
+    // of its pending time (BENCHMARKS.md "Session 5: churn and memory").
     socket.on("close", onPendingClose);
     // A stalled TLS handshake or a silent TCP connection: the idle timer covers both. A plain
     // HTTP server has armed it already (`server.timeout`); arming it again costs a timer.
