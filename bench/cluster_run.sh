@@ -1,33 +1,81 @@
 #!/bin/bash
-# Usage: OUT=bench/results/cluster bash bench/cluster_run.sh spread affinity spread affinity
-# (needs redis-server; ports picked at random; every process stopped at the end).
-# 3 instances + redis on loopback, relay 100 rooms x 4 at 10 msg/s per player (12k delivered/s).
+# Usage: OUT=/tmp/x [TREE=/work/wt-start] [PROF=dir] bash bench/cluster_run.sh single spread affinity idle ...
+# Each argument is one run on a fresh system: `single` = one instance without Redis; `spread` /
+# `affinity` = three instances + redis-server, a room's players round-robin / on its home;
+# `idle` = the three instances + Redis holding 400 connections in 100 rooms at 0 msg/s, spread
+# (CPU per process); `saturate-spread` / `saturate-affinity` = the saturation search.
+# Relay: 100 rooms x 4 at 10 msg/s per player (12,000 delivered/s), 10 s, JSON per run in $OUT.
+# TREE = the server's source tree (default this one; the load generator is always this one's).
+# PROF = a directory for V8 CPU profiles of the servers (--cpu-prof; written at exit).
+# Needs redis-server; ports picked at random; every process started here is stopped at the end.
 set -u
 cd "$(dirname "$0")/.."
-P=$((20000 + RANDOM % 20000))
-redis-server --port $P --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
-RPID=$!
-sleep 0.5
-PIDS=()
-URLS=()
-for i in 0 1 2; do
-  PORT=$((P + 1 + i))
-  SIGNAL_FISH_CLUSTER__REDIS_URL=redis://127.0.0.1:$P SIGNAL_FISH_CLUSTER__INSTANCE_ID=b$i \
-  SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS=3 SIGNAL_FISH_CLUSTER__HEARTBEAT_MS=1000 \
-  SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP=1000000 SIGNAL_FISH_SECURITY__MAX_CONNECTIONS=19900 \
-  SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS=100000 SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS_PER_IP=100000 \
-  SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS=1000000000 SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS=1000000000 \
-  SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING=false SIGNAL_FISH_LOGGING__LEVEL=warn NO_COLOR=1 \
-  deno run --allow-net --allow-read --allow-env --v8-flags=--initial-old-space-size=64 main.ts --port $PORT >${OUT:-/tmp}/server$i.log 2>&1 &
-  PIDS+=($!)
-  URLS+=("ws://127.0.0.1:$PORT/v2/ws")
-done
-sleep 5   # past the grace window (T = 3 s)
-IFS=,; URLLIST="${URLS[*]}"; PIDLIST="${PIDS[*]},$RPID"; unset IFS
-for placement in "$@"; do
-  deno task bench relay --url "$URLLIST" --placement $placement --server-pid "$PIDLIST" \
-    --rooms 100 --rate 10 --duration 10 --json 2>/dev/null > ${OUT:-/tmp}/$placement-$(date +%s).json
-  echo "$placement done"
-done
-kill ${PIDS[@]} $RPID
-wait 2>/dev/null
+OUT=${OUT:-/tmp}
+TREE=${TREE:-$PWD}
+mkdir -p "$OUT"
+ENV_COMMON=(SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP=1000000 SIGNAL_FISH_SECURITY__MAX_CONNECTIONS=19900
+  SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS=100000 SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS_PER_IP=100000
+  SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS=1000000000 SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS=1000000000
+  SIGNAL_FISH_SERVER__MAX_ROOMS_PER_IP=1000000
+  SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING=false SIGNAL_FISH_LOGGING__LEVEL=warn NO_COLOR=1)
+PROF_FLAGS=()
+[ -n "${PROF:-}" ] && mkdir -p "$PROF" && PROF_FLAGS=(--cpu-prof "--cpu-prof-dir=$PROF")
+
+run() { # mode
+  local mode=$1 P n=3 RPID= PIDS=() URLS=()
+  # Four free ports in a row (other benchmarks may be running on this machine).
+  while :; do
+    P=$((20000 + RANDOM % 20000))
+    ss -Hltn "( sport >= :$P and sport <= :$((P + 3)) )" | grep -q . || break
+  done
+  [ "$mode" = single ] && n=1
+  if [ $n -gt 1 ]; then
+    redis-server --port $P --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+    RPID=$!
+    sleep 0.5
+  fi
+  for ((i = 0; i < n; i++)); do
+    local PORT=$((P + 1 + i)) CL=()
+    [ $n -gt 1 ] && CL=(SIGNAL_FISH_CLUSTER__REDIS_URL=redis://127.0.0.1:$P SIGNAL_FISH_CLUSTER__INSTANCE_ID=b$i
+      SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS=3 SIGNAL_FISH_CLUSTER__HEARTBEAT_MS=1000
+      SIGNAL_FISH_CLUSTER__DRAIN_TIMEOUT_SECS=0)
+    (cd "$TREE" && exec env "${ENV_COMMON[@]}" "${CL[@]}" deno run --allow-net --allow-read --allow-env \
+      --v8-flags=--initial-old-space-size=64 "${PROF_FLAGS[@]}" main.ts --host 127.0.0.1 --port $PORT) \
+      >"$OUT/server-$mode-$i.log" 2>&1 &
+    PIDS+=($!)
+    URLS+=("ws://127.0.0.1:$PORT/v2/ws")
+  done
+  sleep 5 # past the grace window (T = 3 s)
+  local URLLIST PIDLIST
+  URLLIST=$(IFS=,; echo "${URLS[*]}")
+  PIDLIST=$(IFS=,; echo "${PIDS[*]}${RPID:+,$RPID}")
+  local REDIS=()
+  [ -n "$RPID" ] && REDIS=(--redis 127.0.0.1:$P)
+  local tag
+  tag=$(basename "$TREE")-$mode-$(date +%H%M%S)
+  local before
+  before=$(cat /proc/pressure/cpu | head -1)
+  case $mode in
+    single | spread | affinity)
+      local PL=()
+      [ $n -gt 1 ] && PL=(--placement $mode)
+      deno run --allow-all bench/main.ts relay --url "$URLLIST" "${PL[@]}" --server-pid "$PIDLIST" \
+        "${REDIS[@]}" --rooms 100 --rate 10 --duration 10 --json --quiet >"$OUT/$tag.json"
+      ;;
+    idle)
+      deno run --allow-all bench/main.ts connections --url "$URLLIST" --placement spread \
+        --server-pid "$PIDLIST" --clients 400 --room-size 4 --duration 10 --json --quiet >"$OUT/$tag.json"
+      ;;
+    saturate-spread | saturate-affinity)
+      deno run --allow-all bench/main.ts saturate --url "$URLLIST" --placement ${mode#saturate-} \
+        --server-pid "$PIDLIST" "${REDIS[@]}" --rooms 100 --rate 10 --factor 1.25 --step-duration 5 \
+        --max-steps 12 --p99-limit 50 --json --quiet >"$OUT/$tag.json"
+      ;;
+  esac
+  echo "$tag pressure-before: $before after: $(head -1 /proc/pressure/cpu)"
+  kill -TERM "${PIDS[@]}"
+  wait "${PIDS[@]}" 2>/dev/null
+  [ -n "$RPID" ] && kill "$RPID" && wait "$RPID" 2>/dev/null
+}
+
+for mode in "$@"; do run "$mode"; done
