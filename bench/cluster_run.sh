@@ -4,9 +4,11 @@
 # `affinity` = three instances + redis-server, a room's players round-robin / on its home;
 # `idle` = the three instances + Redis holding 400 connections in 100 rooms at 0 msg/s, spread
 # (CPU per process); `saturate-spread` / `saturate-affinity` = the saturation search.
-# Relay: 100 rooms x 4 at 10 msg/s per player (12,000 delivered/s), 10 s, JSON per run in $OUT.
+# Relay: 100 rooms x 4 at 10 msg/s per player (12,000 delivered/s; ROOMS=, RATE= change it), 10 s,
+# JSON per run in $OUT.
 # TREE = the server's source tree (default this one; the load generator is always this one's).
 # PROF = a directory for V8 CPU profiles of the servers (--cpu-prof; written at exit).
+# PERF=1 = `perf stat` of each process (system calls, context switches, CPU) for 5 s mid-step.
 # Needs redis-server; ports picked at random; every process started here is stopped at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -55,12 +57,20 @@ run() { # mode
   tag=$(basename "$TREE")-$mode-$(date +%H%M%S)
   local before
   before=$(cat /proc/pressure/cpu | head -1)
+  if [ -n "${PERF:-}" ] && [ "$mode" != idle ]; then
+    # System calls and context switches of each process over 5 s in the middle of the step
+    # (connect + warm-up take about 4 s): `perf stat`, one per process.
+    (sleep 7; for pid in "${PIDS[@]}" $RPID; do
+      perf stat -x, -e raw_syscalls:sys_enter,context-switches,task-clock -p "$pid" -- sleep 5 \
+        2>"$OUT/$tag-perf-$pid.csv" &
+    done; wait) &
+  fi
   case $mode in
     single | spread | affinity)
       local PL=()
       [ $n -gt 1 ] && PL=(--placement $mode)
       deno run --allow-all bench/main.ts relay --url "$URLLIST" "${PL[@]}" --server-pid "$PIDLIST" \
-        "${REDIS[@]}" --rooms 100 --rate 10 --duration 10 --json --quiet >"$OUT/$tag.json"
+        "${REDIS[@]}" --rooms ${ROOMS:-100} --rate ${RATE:-10} --duration 10 --json --quiet >"$OUT/$tag.json"
       ;;
     idle)
       deno run --allow-all bench/main.ts connections --url "$URLLIST" --placement spread \

@@ -7,7 +7,8 @@
  * that home (`BOUND`, `UNBIND`, `MISS`) or `forward_timeout_ms` (then the client gets
  * `SERVICE_UNAVAILABLE` and a late `BOUND` is undone with `CLOSED{abandoned}`); `forward` sends
  * `MSG`; `closed` sends `CLOSED`. Home side: `deliver` and `direct` collect the items of one event
- * per edge and `flush` publishes one `OUT` per edge (docs/spec/SERVER.md §8.4.4 "Output").
+ * per edge and `flush` hands one `OUT` per edge to the streams, which publish one envelope per
+ * peer per event-loop turn (docs/spec/SERVER.md §8.4.4 "Output").
  *
  * @module
  */
@@ -104,6 +105,8 @@ export class ClusterRouter implements Router {
 
   /** Stops timers and fails what is pending. */
   stop(): void {
+    // What this turn produced still goes out (a drain's last RoomLeft, for example).
+    this.streams.flush();
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     for (const [, pending] of this.#pending) {
