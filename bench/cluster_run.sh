@@ -8,7 +8,8 @@
 # JSON per run in $OUT.
 # TREE = the server's source tree (default this one; the load generator is always this one's).
 # PROF = a directory for V8 CPU profiles of the servers (--cpu-prof; written at exit).
-# PERF=1 = `perf stat` of each process (system calls, context switches, CPU) for 5 s mid-step.
+# PERF=1 = `perf stat` of each process (system calls, context switches, CPU) for 5 s mid-step;
+# with PERFREC=1 also `perf record` (on-CPU samples; V8FLAGS=--perf-basic-prof names JS frames).
 # Needs redis-server; ports picked at random; every process started here is stopped at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ run() { # mode
       SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS=3 SIGNAL_FISH_CLUSTER__HEARTBEAT_MS=1000
       SIGNAL_FISH_CLUSTER__DRAIN_TIMEOUT_SECS=0)
     (cd "$TREE" && exec env "${ENV_COMMON[@]}" "${CL[@]}" deno run --allow-net --allow-read --allow-env \
-      --v8-flags=--initial-old-space-size=64 "${PROF_FLAGS[@]}" main.ts --host 127.0.0.1 --port $PORT) \
+      --v8-flags=--initial-old-space-size=64${V8FLAGS:+,$V8FLAGS} "${PROF_FLAGS[@]}" main.ts --host 127.0.0.1 --port $PORT) \
       >"$OUT/server-$mode-$i.log" 2>&1 &
     PIDS+=($!)
     URLS+=("ws://127.0.0.1:$PORT/v2/ws")
@@ -60,6 +61,8 @@ run() { # mode
   if [ -n "${PERF:-}" ] && [ "$mode" != idle ]; then
     # System calls and context switches of each process over 5 s in the middle of the step
     # (connect + warm-up take about 4 s): `perf stat`, one per process.
+    [ -n "${PERFREC:-}" ] && (sleep 7; perf record -F 1999 -o "$OUT/$tag.perf.data" \
+      -p "$(IFS=,; echo "${PIDS[*]}${RPID:+,$RPID}")" -- sleep 5 >"$OUT/$tag.perf.log" 2>&1) &
     (sleep 7; for pid in "${PIDS[@]}" $RPID; do
       perf stat -x, -e raw_syscalls:sys_enter,context-switches,task-clock -p "$pid" -- sleep 5 \
         2>"$OUT/$tag-perf-$pid.csv" &
@@ -70,11 +73,11 @@ run() { # mode
       local PL=()
       [ $n -gt 1 ] && PL=(--placement $mode)
       deno run --allow-all bench/main.ts relay --url "$URLLIST" "${PL[@]}" --server-pid "$PIDLIST" \
-        "${REDIS[@]}" --rooms ${ROOMS:-100} --rate ${RATE:-10} --duration 10 --json --quiet >"$OUT/$tag.json"
+        "${REDIS[@]}" --rooms ${ROOMS:-100} --rate ${RATE:-10} --duration 10 --json --quiet >"$OUT/$tag.json" 2>"$OUT/$tag.err"
       ;;
     idle)
       deno run --allow-all bench/main.ts connections --url "$URLLIST" --placement spread \
-        --server-pid "$PIDLIST" --clients 400 --room-size 4 --duration 10 --json --quiet >"$OUT/$tag.json"
+        --server-pid "$PIDLIST" --clients 400 --room-size 4 --duration 10 --json --quiet >"$OUT/$tag.json" 2>"$OUT/$tag.err"
       ;;
     saturate-spread | saturate-affinity)
       deno run --allow-all bench/main.ts saturate --url "$URLLIST" --placement ${mode#saturate-} \

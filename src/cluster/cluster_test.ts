@@ -5,6 +5,7 @@
  * codes are unique cluster-wide; a lost envelope resyncs only the affected pair.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
+import { decodeBatch, Kind } from "./envelope.ts";
 import { settle, type TestClient, testCluster, until } from "./testing.ts";
 
 const join = (client: TestClient, name: string, code?: string, maxPlayers = 4) =>
@@ -248,6 +249,46 @@ Deno.test("Cluster (twins): the common GameData path makes no store call", async
     equal(cluster.store.calls, calls, "no Redis call per frame");
     // One MSG per forwarded frame (B → A); Alice is local to the home: no OUT back.
     ok(cluster.network.published - published <= 10 + 2, "one publish per forwarded frame");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): GameData crossing an UNBIND comes back as BOUNCE and gets the single-instance treatment", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+    const alice = a.connect();
+    join(alice, "Alice", "BNCE01");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice");
+    const bob = b.connect();
+    join(bob, "Bob", "BNCE01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob");
+    await settle();
+    const bobId = bob.last("RoomJoined")!.data!.player_id as string;
+    const bodies: string[] = [];
+    cluster.network.fault = (from, to, bytes) => {
+      for (const body of decodeBatch(bytes).bodies) {
+        bodies.push(`${from === a.name ? "A" : "B"}>${to === a.name ? "A" : "B"}:${body.kind}`);
+        if (body.kind === Kind.BOUNCE) equal(JSON.parse(body.frame as string).data.data.x, 1);
+      }
+      return "deliver";
+    };
+    // In one turn: the home removes Bob, and Bob's edge forwards his GameData (a DATA body)
+    // before it has heard of the UNBIND. The home bounces it; the edge handles it as a single
+    // instance would for a roomless connection (no answer, nobody else gets it).
+    const reply = a.edge.command({
+      kind: "room",
+      command: { kind: "remove_player", gameName: "orbit", roomCode: "BNCE01", playerId: bobId },
+    }, Date.now());
+    bob.say({ type: "GameData", data: { data: { x: 1 } } });
+    ok(await reply);
+    await until(() => bodies.includes(`A>B:${Kind.BOUNCE}`), "the BOUNCE");
+    ok(bodies.includes(`B>A:${Kind.DATA}`), bodies.join());
+    bob.say({ type: "Ping" });
+    await until(() => bob.last("Pong") !== undefined, "Pong");
+    deepEqual(bob.types(), ["RoomJoined", "RoomLeft", "Pong"]);
+    equal(alice.messages.filter((m) => m.type === "GameData").length, 0);
   } finally {
     await cluster.close();
   }

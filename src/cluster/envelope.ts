@@ -12,6 +12,8 @@
  * BIND    str conn | str ip | str app id ("" = none) | u8 format (0 json, 1 message_pack)
  *         | f64 deadline (Unix ms) | frame request
  * MSG     str conn | frame
+ * DATA    str conn | str V: the client frame `{"type":"GameData","data":{"data":V}}` (an untargeted
+ *         GameData the edge has validated; the home needs no second decode)
  * CLOSED  str conn | u8 cause (0 closed, 1 switched, 2 abandoned) | u32 delivered
  * OUT     u32 items, each: u8 tag | …
  *           0 frame: frame | u32 n | n × str conn
@@ -41,6 +43,7 @@ export const Kind = {
   CONTROL: 6,
   REPLY: 7,
   HEARTBEAT: 8,
+  DATA: 9,
 } as const;
 export type Kind = typeof Kind[keyof typeof Kind];
 
@@ -68,6 +71,7 @@ export type Envelope =
   & (
     | { kind: typeof Kind.BIND; conn: ConnId; meta: BindMeta; deadline: number; frame: Frame }
     | { kind: typeof Kind.MSG; conn: ConnId; frame: Frame }
+    | { kind: typeof Kind.DATA; conn: ConnId; value: string }
     | {
       kind: typeof Kind.CLOSED;
       conn: ConnId;
@@ -304,6 +308,10 @@ function writeBody(w: Writer, body: Body): void {
       w.str(body.conn);
       w.frame(body.frame);
       break;
+    case Kind.DATA:
+      w.str(body.conn);
+      w.str(body.value);
+      break;
     case Kind.CLOSED:
       w.str(body.conn);
       w.u8(CAUSES.indexOf(body.cause));
@@ -413,6 +421,10 @@ function readBody(r: Reader, source: NodeId, seq: number, ack: number): Envelope
     case Kind.MSG: {
       const conn = r.str();
       return { source, seq, ack, kind, conn, frame: r.frame() };
+    }
+    case Kind.DATA: {
+      const conn = r.str();
+      return { source, seq, ack, kind, conn, value: r.str() };
     }
     case Kind.CLOSED: {
       const conn = r.str();

@@ -18,6 +18,7 @@ Deno.test("envelopes: every kind round-trips, text and binary frames unchanged",
       frame: '{"type":"JoinRoom","data":{"game_name":"ørbit 🚀"}}',
     },
     { kind: Kind.MSG, conn: "c1", frame: new Uint8Array([0, 255, 7]) },
+    { kind: Kind.DATA, conn: "c1", value: '{"x":[1,2,"ü"]}' },
     { kind: Kind.CLOSED, conn: "c1", cause: "abandoned", delivered: 42 },
     {
       kind: Kind.OUT,

@@ -16,7 +16,7 @@ import { getLogger } from "@logtape/logtape";
 import type { ConnId } from "../engine/effects.ts";
 import { decodeClientMessage, encodeServerMessage } from "../protocol/codec.ts";
 import { unavailable } from "../transport/edge.ts";
-import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
+import { type ClientMessage, RawJson, type ServerMessage } from "../protocol/messages.ts";
 import type {
   BindOutcome,
   ClosedCause,
@@ -193,6 +193,14 @@ export class ClusterRouter implements Router {
       this.#home?.receive(conn, input, now);
       return;
     }
+    if (
+      typeof input === "object" && !(input instanceof Uint8Array) && input.type === "GameData" &&
+      input.data.to_player === undefined && input.data.data instanceof RawJson
+    ) {
+      // The relay's common frame, validated here: only its payload travels (no second decode).
+      this.streams.send(home, { kind: Kind.DATA, conn, value: input.data.data.text });
+      return;
+    }
     this.streams.send(home, { kind: Kind.MSG, conn, frame });
   }
 
@@ -318,6 +326,23 @@ export class ClusterRouter implements Router {
         const input = decodeInput(envelope.frame);
         // An unparsable frame never leaves an edge; one that does is dropped.
         if (input !== undefined) home.receive(envelope.conn, input, now);
+        break;
+      }
+      case Kind.DATA: {
+        const home = this.#home;
+        if (home?.edgeOf?.(envelope.conn) !== envelope.source) {
+          this.streams.send(envelope.source, {
+            kind: Kind.BOUNCE,
+            conn: envelope.conn,
+            msgSeq: envelope.seq,
+            frame: gameDataFrame(envelope.value),
+          });
+          break;
+        }
+        home.receive(envelope.conn, {
+          type: "GameData",
+          data: { data: new RawJson(envelope.value) },
+        }, now);
         break;
       }
       case Kind.CLOSED:
@@ -478,6 +503,11 @@ export class ClusterRouter implements Router {
     });
     this.#options.onResync?.(peer, reason, closed);
   }
+}
+
+/** The client frame a `DATA` body stands for (for its `BOUNCE`). */
+function gameDataFrame(value: string): string {
+  return `{"type":"GameData","data":{"data":${value}}}`;
 }
 
 /** A frame as the home's input: a decoded text message or a binary payload. */
