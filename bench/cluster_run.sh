@@ -3,7 +3,8 @@
 # Each argument is one run on a fresh system: `single` = one instance without Redis; `spread` /
 # `affinity` = three instances + redis-server, a room's players round-robin / on its home;
 # `idle` = the three instances + Redis holding 400 connections in 100 rooms at 0 msg/s, spread
-# (CPU per process); `saturate-spread` / `saturate-affinity` = the saturation search.
+# (CPU per process); `saturate-single` / `saturate-spread` / `saturate-affinity` = the saturation
+# search (rate × 1.25 per 5-s step until p99 > 50 ms or a loss).
 # Relay: 100 rooms x 4 at 10 msg/s per player (12,000 delivered/s; ROOMS=, RATE= change it), 10 s,
 # JSON per run in $OUT.
 # TREE = the server's source tree (default this one; the load generator is always this one's).
@@ -31,7 +32,7 @@ run() { # mode
     P=$((20000 + RANDOM % 20000))
     ss -Hltn "( sport >= :$P and sport <= :$((P + 3)) )" | grep -q . || break
   done
-  [ "$mode" = single ] && n=1
+  case $mode in single | saturate-single) n=1 ;; esac
   if [ $n -gt 1 ]; then
     redis-server --port $P --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
     RPID=$!
@@ -48,7 +49,15 @@ run() { # mode
     PIDS+=($!)
     URLS+=("ws://127.0.0.1:$PORT/v2/ws")
   done
-  sleep 5 # past the grace window (T = 3 s)
+  # Every instance up (and, in a cluster, registered: /v2/health is 200), then past the epoch's
+  # grace window (T = 3 s). A busy machine may need tens of seconds to start them.
+  for ((i = 0; i < n; i++)); do
+    for ((try = 0; try < 600; try++)); do
+      curl -sf -o /dev/null "http://127.0.0.1:$((P + 1 + i))/v2/health" && break
+      sleep 0.1
+    done
+  done
+  sleep 3.5
   local URLLIST PIDLIST
   URLLIST=$(IFS=,; echo "${URLS[*]}")
   PIDLIST=$(IFS=,; echo "${PIDS[*]}${RPID:+,$RPID}")
@@ -79,8 +88,10 @@ run() { # mode
       deno run --allow-all bench/main.ts connections --url "$URLLIST" --placement spread \
         --server-pid "$PIDLIST" --clients 400 --room-size 4 --duration 10 --json --quiet >"$OUT/$tag.json" 2>"$OUT/$tag.err"
       ;;
-    saturate-spread | saturate-affinity)
-      deno run --allow-all bench/main.ts saturate --url "$URLLIST" --placement ${mode#saturate-} \
+    saturate-single | saturate-spread | saturate-affinity)
+      local SPL=()
+      [ $n -gt 1 ] && SPL=(--placement "${mode#saturate-}")
+      deno run --allow-all bench/main.ts saturate --url "$URLLIST" "${SPL[@]}" \
         --server-pid "$PIDLIST" "${REDIS[@]}" --rooms 100 --rate 10 --factor 1.25 --step-duration 5 \
         --max-steps 12 --p99-limit 50 --json --quiet >"$OUT/$tag.json"
       ;;
