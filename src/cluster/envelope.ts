@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import type { ConnId } from "../engine/effects.ts";
 import type { NodeId } from "./types.ts";
 
@@ -184,63 +185,71 @@ class Writer {
     this.length = 0;
   }
 
-  /** A copy of what was written (the bus may hold it after this returns). */
+  /**
+   * A copy of what was written (the bus may hold it after this returns), from Node's pooled
+   * buffer slabs: a small envelope costs no `ArrayBuffer` allocation of its own.
+   */
   done(): Uint8Array {
-    return this.#buf.slice(0, this.length);
+    const out = Buffer.allocUnsafe(this.length);
+    out.set(this.#buf.subarray(0, this.length));
+    return out;
   }
 }
 
 /** A byte reader; throws a RangeError past the end (a malformed envelope). */
 class Reader {
   readonly #buf: Uint8Array;
-  readonly #view: DataView;
+  readonly #end: number;
   at = 0;
 
   constructor(buf: Uint8Array) {
     this.#buf = buf;
-    this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.#end = buf.byteLength;
   }
 
   get done(): boolean {
-    return this.at >= this.#buf.byteLength;
+    return this.at >= this.#end;
+  }
+
+  #need(n: number): number {
+    const at = this.at;
+    if (at + n > this.#end) throw new RangeError("Truncated envelope");
+    this.at = at + n;
+    return at;
   }
 
   u8(): number {
-    return this.#view.getUint8(this.at++);
+    return this.#buf[this.#need(1)]!;
   }
 
   u16(): number {
-    const v = this.#view.getUint16(this.at);
-    this.at += 2;
-    return v;
+    const at = this.#need(2);
+    const b = this.#buf;
+    return (b[at]! << 8) | b[at + 1]!;
   }
 
   u32(): number {
-    const v = this.#view.getUint32(this.at);
-    this.at += 4;
-    return v;
+    const at = this.#need(4);
+    const b = this.#buf;
+    return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
   }
 
   f64(): number {
-    const v = this.#view.getFloat64(this.at);
-    this.at += 8;
-    return v;
+    const at = this.#need(8);
+    const b = this.#buf;
+    return new DataView(b.buffer, b.byteOffset + at, 8).getFloat64(0);
   }
 
   bytes(): Uint8Array {
     const n = this.u32();
-    if (this.at + n > this.#buf.byteLength) throw new RangeError("Truncated envelope");
-    // A copy: the bus may reuse its buffer.
-    const b = this.#buf.slice(this.at, this.at + n);
-    this.at += n;
-    return b;
+    const at = this.#need(n);
+    // A copy (the bus may reuse its buffer), even when it is a Node Buffer (whose slice is a view).
+    return Uint8Array.prototype.slice.call(this.#buf, at, at + n);
   }
 
   str(): string {
     const n = this.u32();
-    const at = this.at;
-    if (at + n > this.#buf.byteLength) throw new RangeError("Truncated envelope");
-    this.at += n;
+    const at = this.#need(n);
     const buf = this.#buf;
     // Short ASCII strings without a runtime call (connection ids, node names).
     if (n <= 64) {

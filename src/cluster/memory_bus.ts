@@ -48,7 +48,8 @@ export class MemoryNetwork {
   /** @internal */
   send(from: NodeId, to: NodeId, bytes: Uint8Array, sender: BusHandlers | undefined): void {
     this.published++;
-    const copy = bytes.slice();
+    // A copy, even of a Node Buffer (whose slice is a view).
+    const copy = Uint8Array.prototype.slice.call(bytes);
     const action = this.fault?.(from, to, copy) ?? "deliver";
     const pair = `${from}\u0000${to}`;
     const deliver = (payload: Uint8Array) =>
