@@ -4,7 +4,7 @@
 # `affinity` = three instances + redis-server, a room's players round-robin / on its home;
 # `idle` = the three instances + Redis holding 400 connections in 100 rooms at 0 msg/s, spread
 # (CPU per process); `saturate-single` / `saturate-spread` / `saturate-affinity` = the saturation
-# search (rate × 1.25 per 5-s step until p99 > 50 ms or a loss).
+# search (from SAT_RATE = 2 msg/s per player, × 1.25 per 5-s step until p99 > 50 ms or a loss).
 # Relay: 100 rooms x 4 at 10 msg/s per player (12,000 delivered/s; ROOMS=, RATE= change it), 10 s,
 # JSON per run in $OUT.
 # TREE = the server's source tree (default this one; the load generator is always this one's).
@@ -92,7 +92,7 @@ run() { # mode
       local SPL=()
       [ $n -gt 1 ] && SPL=(--placement "${mode#saturate-}")
       deno run --allow-all bench/main.ts saturate --url "$URLLIST" "${SPL[@]}" \
-        --server-pid "$PIDLIST" "${REDIS[@]}" --rooms 100 --rate 10 --factor 1.25 --step-duration 5 \
+        --server-pid "$PIDLIST" "${REDIS[@]}" --rooms 100 --rate "${SAT_RATE:-2}" --factor 1.25 --step-duration 5 \
         --max-steps 12 --p99-limit 50 --json --quiet >"$OUT/$tag.json"
       ;;
   esac
