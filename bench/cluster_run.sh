@@ -36,7 +36,15 @@ run() { # mode
   if [ $n -gt 1 ]; then
     redis-server --port $P --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
     RPID=$!
-    sleep 0.5
+    for ((try = 0; try < 50; try++)); do
+      redis-cli -p $P ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    if ! redis-cli -p $P ping >/dev/null 2>&1; then
+      echo "$mode: redis-server did not start on port $P" >&2
+      kill "$RPID" 2>/dev/null
+      return 1
+    fi
   fi
   for ((i = 0; i < n; i++)); do
     local PORT=$((P + 1 + i)) CL=()
@@ -51,12 +59,21 @@ run() { # mode
   done
   # Every instance up (and, in a cluster, registered: /v2/health is 200), then past the epoch's
   # grace window (T = 3 s). A busy machine may need tens of seconds to start them.
+  local up=1
   for ((i = 0; i < n; i++)); do
     for ((try = 0; try < 600; try++)); do
       curl -sf -o /dev/null "http://127.0.0.1:$((P + 1 + i))/v2/health" && break
       sleep 0.1
     done
+    curl -sf -o /dev/null "http://127.0.0.1:$((P + 1 + i))/v2/health" || up=0
   done
+  if [ $up = 0 ]; then
+    echo "$mode: an instance did not come up (see $OUT/server-$mode-*.log)" >&2
+    kill -TERM "${PIDS[@]}" 2>/dev/null
+    wait "${PIDS[@]}" 2>/dev/null
+    [ -n "$RPID" ] && kill "$RPID" && wait "$RPID" 2>/dev/null
+    return 1
+  fi
   sleep 3.5
   local URLLIST PIDLIST
   URLLIST=$(IFS=,; echo "${URLS[*]}")
