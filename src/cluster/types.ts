@@ -85,6 +85,16 @@ export interface Liveness {
  * store cannot be reached or does not answer within `cluster.forward_timeout_ms`.
  */
 export interface ClusterStore extends RoomDirectory, TokenBuckets {
+  /**
+   * Whether the store answers: `false` from a call that failed because Redis could not be reached
+   * or did not answer within `cluster.forward_timeout_ms` until a call answers again (an error
+   * reply from Redis counts as an answer). While `false`, Redis is "unreachable"
+   * (docs/spec/SERVER.md §8.5.5): `/v2/health` answers 503, requests that need Redis answer
+   * `SERVICE_UNAVAILABLE`, and the death-verdict guard of §8.5.4 restarts.
+   */
+  readonly reachable: boolean;
+  /** Adds a listener called on every change of {@linkcode ClusterStore.reachable}. */
+  watchReachable(listener: (reachable: boolean) => void): void;
   /** Resolves a room code (`JoinRoom`, `JoinAsSpectator`, HTTP lookup). */
   resolveCode(gameName: string, roomCode: string): Promise<Resolved>;
   /** Resolves a room id (`Reconnect`). */
