@@ -120,3 +120,49 @@ Deno.test("Cluster (twins): a Redis link that comes back counts a reconnect and 
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a subscriber cut off for a while → only the pairs that lost envelopes resync; lost heartbeats resync nothing", async () => {
+  // Heartbeat 200 ms: a cut of 300 ms holds at least one heartbeat from C and stays under the
+  // 600 ms of silence that makes a peer suspect.
+  const cluster = await testCluster({ heartbeatMs: 200 });
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "CUT001");
+    const carol = c.connect();
+    join(carol, "Carol", "CUT002");
+    await until(() => !!alice.last("RoomJoined") && !!carol.last("RoomJoined"), "rooms");
+    const bob = b.connect();
+    join(bob, "Bob", "CUT001");
+    const dave = b.connect();
+    join(dave, "Dave", "CUT002");
+    await until(() => !!bob.last("RoomJoined") && !!dave.last("RoomJoined"), "joins");
+    await new Promise((resolve) => setTimeout(resolve, 450)); // heartbeats running
+    // B's subscription is gone: every publish to B reaches no subscriber.
+    let fromC = 0;
+    cluster.network.fault = (from, to) => {
+      if (to !== b.name) return "deliver";
+      if (from === c.name) fromC++;
+      return "fail";
+    };
+    alice.say({ type: "GameData", data: { data: "lost" } });
+    // C heartbeats B meanwhile (it sends B nothing else).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    cluster.network.fault = undefined;
+    alice.say({ type: "GameData", data: { data: "after" } });
+    carol.say({ type: "GameData", data: { data: "C after" } });
+    await until(() => bob.closed !== undefined, "Bob's resync close");
+    equal(bob.closed, 1012);
+    await until(() => dave.last("GameData") !== undefined, "Carol's data reaches Dave");
+    equal(dave.last("GameData")?.data?.data, "C after");
+    ok(fromC >= 1, "a heartbeat from C was lost");
+    equal(dave.closed, undefined, "the C–B pair lost only heartbeats: no resync");
+    equal(carol.closed, undefined);
+  } finally {
+    await cluster.close();
+  }
+});

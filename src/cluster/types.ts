@@ -30,9 +30,11 @@ export interface ClusterBus {
   /**
    * Publishes `bytes` to node `to`'s channel without waiting (docs/spec/SERVER.md §8.4.2 item 5). A publish
    * that fails, reaches no subscriber or has an unknown outcome is reported to the `lost`
-   * handler given to {@linkcode ClusterBus.start} (the sender resyncs the pair, §8.5.1).
+   * handler given to {@linkcode ClusterBus.start} (the sender resyncs the pair, §8.5.1) —
+   * unless `heartbeat` is true: a heartbeat carries no `seq` of its own, so losing one loses
+   * nothing (a subscriber cut off for a moment must not resync every pair that heartbeats it).
    */
-  publish(to: NodeId, bytes: Uint8Array): void;
+  publish(to: NodeId, bytes: Uint8Array, heartbeat?: boolean): void;
   /**
    * Subscribes to this node's channel. `receive` gets every envelope in arrival order, `lost`
    * every destination whose publish was lost, `state` every change of the link.
