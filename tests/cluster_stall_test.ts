@@ -1,0 +1,138 @@
+/**
+ * Cluster failures that stall rather than crash (issue 15 item 4, docs/spec/SERVER.md §8.5.5), bounded
+ * (each ≤ 30 s): Redis paused (SIGSTOP) for longer than `forward_timeout_ms` and the heartbeat
+ * but well under `T`; a node's subscriber cut off by Redis's pub/sub output-buffer limit; a home
+ * too slow to answer a join. A real redis-server and three server processes; each test asserts
+ * the outcome §8 names and that no client loses anything it is not told about.
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { joinRoom, type Received, TestClient } from "./helpers.ts";
+import { health, metric, pause, type RealCluster, startCluster } from "./cluster_helpers.ts";
+import { IGNORE_WITHOUT_REDIS, redisCommand } from "./redis_server.ts";
+
+const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Resolves with `promise`, or rejects after `ms` naming `what`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Polls `check` every 100 ms until true (at most `ms`). */
+async function eventually(check: () => Promise<boolean>, ms: number, what: string) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not ${what} within ${ms} ms`);
+    await sleep(100);
+  }
+}
+
+/** `Reconnect` through server `i`, retried while the answer is SERVICE_UNAVAILABLE (≤ `ms`). */
+async function reconnect(
+  cluster: RealCluster,
+  i: number,
+  joined: Received,
+  ms = 6_000,
+): Promise<{ client: TestClient; answer: Received }> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const client = await TestClient.connect(cluster.wsUrl(i));
+    client.send({
+      type: "Reconnect",
+      data: {
+        player_id: joined.data.player_id,
+        room_id: joined.data.room_id,
+        auth_token: joined.data.reconnection_token,
+      },
+    });
+    const answer = await client.next(undefined, 4_000);
+    if (answer.data?.error_code !== "SERVICE_UNAVAILABLE" || Date.now() > deadline) {
+      return { client, answer };
+    }
+    await client.close();
+    await sleep(200);
+  }
+}
+
+Deno.test({
+  ...opts,
+  name:
+    "cluster stall: Redis paused longer than forward_timeout and the heartbeat, under T → SERVICE_UNAVAILABLE and health 503 meanwhile, local members play on; then recovery, no death verdict, resynced pairs resume with replay_truncated",
+  fn: async () => {
+    // T = 6 s: a pause of 3 s stays under the 2T/3 a directory entry has left at worst.
+    await using cluster = await startCluster(3, {}, { ttlSecs: 6 });
+    await using alice = await TestClient.connect(cluster.wsUrl(0));
+    alice.send(joinRoom(null, "Alice", { max_players: 8 }));
+    const created = await alice.next("RoomJoined");
+    const code = created.data.room_code;
+    await using dave = await TestClient.connect(cluster.wsUrl(0));
+    dave.send(joinRoom(code, "Dave"));
+    await dave.next("RoomJoined");
+    const bob = await TestClient.connect(cluster.wsUrl(1));
+    bob.send(joinRoom(code, "Bob"));
+    const joined = await bob.next("RoomJoined");
+    await alice.waitFor("PlayerJoined");
+    await alice.waitFor("PlayerJoined");
+    alice.drain();
+    const resume = pause(cluster.redis.pid());
+    try {
+      const pausedAt = Date.now();
+      // Requests that need Redis, through the edge of a remote member: answered, not hung.
+      await using erin = await TestClient.connect(cluster.wsUrl(1));
+      await using frank = await TestClient.connect(cluster.wsUrl(1));
+      erin.send(joinRoom(code, "Erin"));
+      frank.send(joinRoom(null, "Frank"));
+      for (const client of [erin, frank]) {
+        const answer = await client.next(undefined, 2_500);
+        equal(answer.type, "RoomJoinFailed", JSON.stringify(answer));
+        equal(answer.data.error_code, "SERVICE_UNAVAILABLE");
+      }
+      equal(await health(cluster, 1), 503, "health while Redis does not answer");
+      // Bob's pair with the home resynced on silence: told with 1012.
+      equal((await within(bob.closed, 2_000, "close of Bob")).code, 1012);
+      // The home's local members keep playing.
+      alice.send({ type: "GameData", data: { data: "during the pause" } });
+      equal((await dave.waitFor("GameData")).data.data, "during the pause");
+      ok(Date.now() - pausedAt < 3_000, "all of it within the pause");
+      await sleep(Math.max(0, pausedAt + 3_000 - Date.now()));
+    } finally {
+      resume();
+    }
+    // Recovery: every node healthy again, the room intact, Bob's seat resumes (truncated).
+    await eventually(
+      async () =>
+        (await Promise.all([0, 1, 2].map((i) => health(cluster, i)))).every((s) => s === 200),
+      5_000,
+      "healthy",
+    );
+    const { client: bob2, answer } = await reconnect(cluster, 2, joined);
+    await using _bob2 = bob2;
+    equal(answer.type, "Reconnected", JSON.stringify(answer));
+    equal(answer.data.room_id, created.data.room_id);
+    equal(answer.data.replay_truncated, true);
+    // Alice's frame from the pause is in Bob's replay or he was told it may be missing.
+    bob2.send({ type: "GameData", data: { data: "Bob is back" } });
+    equal((await alice.waitFor("GameData")).data.data, "Bob is back");
+    // New rooms and joins work again, through any node.
+    await using gina = await TestClient.connect(cluster.wsUrl(1));
+    gina.send(joinRoom(code, "Gina"));
+    equal((await gina.next("RoomJoined")).data.room_id, created.data.room_id);
+    await using hugo = await TestClient.connect(cluster.wsUrl(2));
+    hugo.send(joinRoom(null, "Hugo"));
+    await hugo.next("RoomJoined");
+    // No node was held dead; the resyncs were counted.
+    for (const i of [0, 1, 2]) {
+      equal(await metric(cluster, i, "signal_fish_cluster_peer_deaths_total"), 0);
+    }
+    ok((await metric(cluster, 1, "signal_fish_cluster_resync_closes_total")) >= 1);
+    ok((await metric(cluster, 0, "signal_fish_cluster_resyncs_total")) >= 1);
+    for (const i of [0, 1, 2]) equal(await metric(cluster, i, "signal_fish_cluster_redis_up"), 1);
+  },
+});
