@@ -136,3 +136,75 @@ Deno.test({
     for (const i of [0, 1, 2]) equal(await metric(cluster, i, "signal_fish_cluster_redis_up"), 1);
   },
 });
+
+Deno.test({
+  ...opts,
+  name:
+    "cluster stall: a node's subscriber cut off at Redis's pub/sub output-buffer limit → it resubscribes, the gap resyncs only the pair that lost envelopes, the rest plays on",
+  fn: async () => {
+    // Heartbeat 2 s: a stall of 2 s makes no peer suspect (6 s), so only the lost envelopes act.
+    await using cluster = await startCluster(3, {}, { ttlSecs: 6, heartbeatMs: 2_000 });
+    await redisCommand(
+      cluster.redis.port,
+      "CONFIG",
+      "SET",
+      "client-output-buffer-limit",
+      "pubsub 262144 131072 1",
+    );
+    // Room 1 homed on A (0) with Bob on B (1); room 2 homed on C (2) with Dave on B.
+    await using alice = await TestClient.connect(cluster.wsUrl(0));
+    alice.send(joinRoom(null, "Alice"));
+    const room1 = await alice.next("RoomJoined");
+    await using carol = await TestClient.connect(cluster.wsUrl(2));
+    carol.send(joinRoom(null, "Carol"));
+    const room2 = await carol.next("RoomJoined");
+    const bob = await TestClient.connect(cluster.wsUrl(1));
+    bob.send(joinRoom(room1.data.room_code, "Bob"));
+    const joined = await bob.next("RoomJoined");
+    await using dave = await TestClient.connect(cluster.wsUrl(1));
+    dave.send(joinRoom(room2.data.room_code, "Dave"));
+    await dave.next("RoomJoined");
+    await alice.waitFor("PlayerJoined");
+    await carol.waitFor("PlayerJoined");
+    bob.drain();
+    const reconnectsBefore = await metric(cluster, 1, "signal_fish_cluster_redis_reconnects_total");
+    // Stall B while A publishes ~10 MB to it: Redis closes B's subscription at 256 KiB.
+    const resume = pause(cluster.servers[1]!.child.pid);
+    const frames = 200;
+    try {
+      const filler = "x".repeat(48_000);
+      for (let i = 0; i < frames; i++) {
+        alice.send({ type: "GameData", data: { data: { i, filler } } });
+      }
+      await sleep(2_000);
+    } finally {
+      resume();
+    }
+    // B notices its subscription was closed, reconnects and resubscribes; the next envelope
+    // or heartbeat from A shows the gap: Bob is told with 1012.
+    equal((await within(bob.closed, 8_000, "close of Bob")).code, 1012);
+    // What Bob got is a prefix of what Alice sent: nothing missing that he was not told about.
+    const got = bob.drain().filter((m): m is Received => !(m instanceof Uint8Array))
+      .filter((m) => m.type === "GameData").map((m) => m.data.data.i as number);
+    deepEqual(got, got.map((_, i) => i), "in order, no hole");
+    ok(got.length < frames, `Bob got ${got.length} of ${frames} frames: some were lost`);
+    ok(
+      (await metric(cluster, 1, "signal_fish_cluster_redis_reconnects_total")) > reconnectsBefore,
+      "B's subscription was re-established",
+    );
+    ok((await metric(cluster, 1, "signal_fish_cluster_sequence_gaps_total")) >= 1, "gap counted");
+    // The C–B pair lost nothing: Dave and Carol play on.
+    carol.send({ type: "GameData", data: { data: "C after the stall" } });
+    equal((await dave.waitFor("GameData", 5_000)).data.data, "C after the stall");
+    dave.send({ type: "GameData", data: { data: "B after the stall" } });
+    equal((await carol.waitFor("GameData", 5_000)).data.data, "B after the stall");
+    equal(await metric(cluster, 2, "signal_fish_cluster_resyncs_total"), 0, "C resynced nothing");
+    // Bob resumes his seat through C, told that messages may be missing.
+    const { client: bob2, answer } = await reconnect(cluster, 2, joined);
+    await using _bob2 = bob2;
+    equal(answer.type, "Reconnected", JSON.stringify(answer));
+    equal(answer.data.replay_truncated, true);
+    bob2.send({ type: "GameData", data: { data: "Bob is back" } });
+    equal((await alice.waitFor("GameData", 5_000)).data.data, "Bob is back");
+  },
+});
