@@ -193,6 +193,8 @@ export class Edge {
         bounce: (conn, frame, now) => this.#bounce(conn, frame, now),
         resync: (home, now) => this.#resyncEdge(home, now),
         boundTo: (home) => this.#boundTo(home),
+        homeOf: (conn) => this.#conns.get(conn)?.home,
+        dropped: (count) => this.#onEvent?.({ type: "messages_dropped", count }),
       },
       home: {
         bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),

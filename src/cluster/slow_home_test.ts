@@ -1,0 +1,125 @@
+/**
+ * A home too slow for `forward_timeout_ms` (docs/spec/SERVER.md §8.4.2 "Timeout", "Late success", §8.4.4
+ * `BIND`, §8.5.5), in one process over the in-memory twins with delayed envelopes: the client gets
+ * `SERVICE_UNAVAILABLE`; a `BIND` that reaches the home after its deadline is dropped; a success
+ * that crosses the timeout is undone with `CLOSED{abandoned}` and nothing of it reaches the client.
+ * No ghost player remains either way.
+ */
+import { equal, ok } from "node:assert/strict";
+import { decodeEnvelope, Kind } from "./envelope.ts";
+import { settle, type TestClient, testCluster, until } from "./testing.ts";
+
+const FORWARD_MS = 200;
+
+const join = (client: TestClient, name: string, code?: string) =>
+  client.say({
+    type: "JoinRoom",
+    data: {
+      game_name: "orbit",
+      player_name: name,
+      max_players: 4,
+      ...(code ? { room_code: code } : {}),
+    },
+  });
+
+/**
+ * A cluster with Alice's room SLOW01 on A; `slow(from, kind)` delays the next envelope of that
+ * kind from that node past the forward timeout. Heartbeats every 10 s: none overtakes it.
+ */
+async function setup(forwardTimeoutMs = FORWARD_MS) {
+  const cluster = await testCluster({ forwardTimeoutMs, heartbeatMs: 10_000 });
+  const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+  const alice = a.connect();
+  join(alice, "Alice", "SLOW01");
+  await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+  const slow = (from: string, kind: number) => {
+    let once = true;
+    cluster.network.fault = (sender, _to, bytes) => {
+      if (once && sender === from && decodeEnvelope(bytes).kind === kind) {
+        once = false;
+        return { delayMs: FORWARD_MS + 150 };
+      }
+      return "deliver";
+    };
+  };
+  return { cluster, a, b, alice, slow };
+}
+
+Deno.test("Cluster (twins): a BIND that reaches the home after its deadline → SERVICE_UNAVAILABLE, dropped by the home, no ghost", async () => {
+  const { cluster, a, b, alice, slow } = await setup();
+  try {
+    slow(b.name, Kind.BIND);
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "Bob's answer");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    equal(b.cluster.router.counts.bindTimeouts, 1);
+    await until(() => a.cluster.router.counts.bindsExpired === 1, "the home drops the BIND");
+    await settle();
+    equal(a.engine.lookup("orbit", "SLOW01")?.players, 1, "no ghost seat");
+    ok(!alice.types().includes("PlayerJoined"), alice.types().join());
+    equal(bob.types().join(), "RoomJoinFailed", "nothing else reaches Bob");
+    // Bob can try again and joins.
+    cluster.network.fault = undefined;
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins");
+    equal(a.engine.lookup("orbit", "SLOW01")?.players, 2);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a success that crosses the timeout is undone (abandoned); nothing of it reaches the client, no ghost remains", async () => {
+  const { cluster, a, b, alice, slow } = await setup();
+  try {
+    slow(a.name, Kind.OUT);
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "Bob's answer");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late BOUND undone");
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "seat released");
+    await settle();
+    equal(bob.types().join(), "RoomJoinFailed", "no RoomJoined after the failure");
+    equal(b.engine.binding(bob.id), undefined);
+    // Alice saw Bob come and go; the room is hers alone again and play goes on.
+    ok(alice.types().includes("PlayerLeft"), alice.types().join());
+    cluster.network.fault = undefined;
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins");
+    alice.say({ type: "GameData", data: { data: "hi" } });
+    await until(() => bob.last("GameData") !== undefined, "relay");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): the answer to a pending join is lost (gap) → SERVICE_UNAVAILABLE, and the home undoes the seat it gave", async () => {
+  // A long forward timeout: the gap, not the timer, ends the request.
+  const { cluster, a, b, alice } = await setup(5_000);
+  try {
+    let drop = true;
+    cluster.network.fault = (from, _to, bytes) => {
+      if (drop && from === a.name && decodeEnvelope(bytes).kind === Kind.OUT) {
+        drop = false;
+        return "drop";
+      }
+      return "deliver";
+    };
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => alice.last("PlayerJoined") !== undefined, "Bob seated on A");
+    // The next envelope from A to B shows the gap.
+    alice.say({ type: "GameData", data: { data: "hello Bob?" } });
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "Bob's answer");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "no ghost seat");
+    await settle();
+    equal(bob.types().join(), "RoomJoinFailed");
+    equal(bob.closed, undefined, "Bob may try again");
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins");
+  } finally {
+    await cluster.close();
+  }
+});
