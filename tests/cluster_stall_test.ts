@@ -208,3 +208,80 @@ Deno.test({
     equal((await alice.waitFor("GameData", 5_000)).data.data, "Bob is back");
   },
 });
+
+Deno.test({
+  ...opts,
+  name:
+    "cluster stall: a home too slow for forward_timeout → SERVICE_UNAVAILABLE, the home drops the expired BIND, a success crossing the timeout is undone; no ghost player",
+  fn: async () => {
+    // Heartbeat 2 s: the stalls below (≤ 2.5 s) make no peer suspect (6 s); the timer decides.
+    await using cluster = await startCluster(3, {}, { ttlSecs: 6, heartbeatMs: 2_000 });
+    await using alice = await TestClient.connect(cluster.wsUrl(0));
+    alice.send(joinRoom(null, "Alice"));
+    const created = await alice.next("RoomJoined");
+    const code = created.data.room_code;
+    const home = cluster.servers[0]!.child.pid;
+    const edge = cluster.servers[1]!.child.pid;
+    // 1. The home is stopped while Bob's BIND waits: the edge answers at forward_timeout, the
+    // home finds the BIND expired when it runs again.
+    await using bob = await TestClient.connect(cluster.wsUrl(1));
+    let resume = pause(home);
+    try {
+      bob.send(joinRoom(code, "Bob"));
+      const failed = await bob.next(undefined, 2_500);
+      equal(failed.type, "RoomJoinFailed", JSON.stringify(failed));
+      equal(failed.data.error_code, "SERVICE_UNAVAILABLE");
+      await sleep(500);
+    } finally {
+      resume();
+    }
+    await eventually(
+      async () => (await metric(cluster, 0, "signal_fish_cluster_binds_expired_total")) === 1,
+      3_000,
+      "the expired BIND dropped",
+    );
+    equal(await metric(cluster, 1, "signal_fish_cluster_bind_timeouts_total"), 1);
+    // 2. The home answers in time but the edge is stopped until after its timer: the success
+    // crosses the timeout.
+    await using carl = await TestClient.connect(cluster.wsUrl(1));
+    resume = pause(home);
+    let resumeEdge: (() => void) | undefined;
+    try {
+      carl.send(joinRoom(code, "Carl"));
+      await sleep(1_000); // the BIND waits at the stopped home
+      resumeEdge = pause(edge);
+      resume(); // the home answers before the deadline; the answer waits at the stopped edge
+      await sleep(1_500);
+    } finally {
+      resume();
+      resumeEdge?.();
+    }
+    // Carl is told SERVICE_UNAVAILABLE; the home's late success is undone, nothing of it
+    // reaches him.
+    const carlAnswer = await carl.next(undefined, 3_000);
+    equal(carlAnswer.type, "RoomJoinFailed", JSON.stringify(carlAnswer));
+    equal(carlAnswer.data.error_code, "SERVICE_UNAVAILABLE");
+    await eventually(
+      async () => (await metric(cluster, 1, "signal_fish_cluster_binds_undone_total")) === 1,
+      3_000,
+      "the late success undone",
+    );
+    const joinedThenLeft = await alice.waitFor("PlayerJoined");
+    equal(joinedThenLeft.data.player.name, "Carl");
+    equal((await alice.waitFor("PlayerLeft")).data.player_id, joinedThenLeft.data.player.id);
+    await carl.expectNothingElse();
+    // No ghost: a newcomer finds Alice alone; Bob and Carl can join now.
+    await using dan = await TestClient.connect(cluster.wsUrl(2));
+    dan.send(joinRoom(code, "Dan"));
+    const danJoined = await dan.next("RoomJoined");
+    deepEqual(danJoined.data.current_players.map((p: { name: string }) => p.name).sort(), [
+      "Alice",
+      "Dan",
+    ]);
+    for (const client of [bob, carl]) {
+      client.send(joinRoom(code, client === bob ? "Bob" : "Carl"));
+      await client.next("RoomJoined");
+    }
+    equal(await metric(cluster, 0, "signal_fish_cluster_peer_deaths_total"), 0);
+  },
+});
