@@ -349,7 +349,12 @@ export async function startServer(
       directory: edge.directory,
       buckets: cluster ? cluster.store : new MemoryTokenBuckets(settings.rateLimits),
       publicRoomListing: config.security.public_room_listing,
-      ...(cluster ? { inGrace: (now: number) => cluster.node.inGrace(now) } : {}),
+      ...(cluster
+        ? {
+          inGrace: (now: number) => cluster.node.inGrace(now),
+          reachable: () => cluster.store.reachable,
+        }
+        : {}),
       scope: httpRoomScope(settings),
       roomCodeLength: config.protocol.room_code_length,
       maxGameNameLength: config.protocol.max_game_name_length,

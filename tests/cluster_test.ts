@@ -192,6 +192,8 @@ Deno.test({
       ok((metrics.get("signal_fish_cross_instance_messages_total") ?? 0) >= 1);
       ok((metrics.get("signal_fish_cluster_envelopes_received_total") ?? 0) >= 1);
       equal(metrics.get("signal_fish_cluster_sequence_gaps_total"), 0);
+      equal(metrics.get("signal_fish_cluster_peer_deaths_total"), 0);
+      equal(metrics.get("signal_fish_cluster_redis_reconnects_total"), 0);
       if (PROMTOOL) {
         const child = new Deno.Command("promtool", {
           args: ["check", "metrics"],

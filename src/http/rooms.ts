@@ -41,6 +41,12 @@ export interface RoomRouteOptions {
    * @default never
    */
   inGrace?: (now: number) => boolean;
+  /**
+   * Cluster mode: whether the shared store answers. Read after the bucket take (which falls back
+   * to this node's bucket when Redis does not answer): `false` answers 503 at once instead of
+   * waiting for the directory too (docs/spec/SERVER.md §8.5.5 "Redis unreachable"). @default always
+   */
+  reachable?: () => boolean;
   /** Clock in ms. @default Date.now */
   now?: () => number;
   /** Receives a `rate_limited` event for each request refused with 429 (metrics, logs). */
@@ -101,7 +107,7 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
   function limited(ip: string, serve: () => Awaitable<Response>): Awaitable<Response> {
     if (!options.buckets) return serve();
     return then(options.buckets.take("join", ip, now()), (taken) => {
-      if (taken.ok) return serve();
+      if (taken.ok) return options.reachable?.() === false ? unavailable() : serve();
       options.onEvent?.({ type: "rate_limited", scope: "join" });
       return reply(429, {
         message: joinLimitReason(taken.retryAfterSecs),

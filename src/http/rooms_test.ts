@@ -150,6 +150,28 @@ Deno.test("roomRoutes() in cluster mode: 503 for an unknown code in the grace wi
   });
   grace = false;
   equal((await get("/v2/rooms/orbit/ROOM02")).status, 404);
+  // Known unreachable (the bucket take fell back): 503 without asking the directory.
+  let reachable = false;
+  const known = roomRoutes({
+    directory: {
+      lookup: () => Promise.reject(new Error("not asked")),
+      list: () => Promise.reject(new Error("not asked")),
+      claim: () => answer({ status: "ok" as const }),
+      refresh: () => answer("refreshed" as const),
+      release: () => answer(undefined),
+      all: () => answer([record]),
+    },
+    buckets: { take: () => Promise.resolve({ ok: true as const }) },
+    publicRoomListing: true,
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+    reachable: () => reachable,
+  });
+  const url = new URL("/v2/rooms/orbit/ROOM01", "http://localhost");
+  equal((await known(new Request(url), url.pathname, "203.0.113.9"))!.status, 503);
+  reachable = true;
+  // (the directory is asked now, and rejects: still 503)
+  equal((await known(new Request(url), url.pathname, "203.0.113.9"))!.status, 503);
   // The store does not answer: 503 for lookups and listings, never 500.
   failing = true;
   const down = await get("/v2/rooms/orbit/ROOM01");
