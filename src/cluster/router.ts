@@ -78,6 +78,8 @@ export class ClusterRouter implements Router {
     number,
     { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
   >();
+  /** Requests answered `BOUND` whose binding the edge has not taken yet (see `#onOut`). */
+  readonly #justBound = new Map<ConnId, NodeId>();
   #nextRequest = 1;
   /** Set while a received envelope is processed: `flush` publishes nothing until it ends. */
   #holding = false;
@@ -435,6 +437,14 @@ export class ClusterRouter implements Router {
       if (pending && pending.home === home) {
         clearTimeout(pending.timer);
         this.#pending.delete(conn);
+        if (item.tag === "bound") {
+          // The edge takes the binding when the request's promise settles (a microtask): until
+          // then, frames of envelopes processed in the same run still reach the connection.
+          this.#justBound.set(conn, home);
+          queueMicrotask(() => {
+            if (this.#justBound.get(conn) === home) this.#justBound.delete(conn);
+          });
+        }
         pending.resolve(
           item.tag === "bound"
             ? { status: "bound", role: item.role }
@@ -472,7 +482,8 @@ export class ClusterRouter implements Router {
    */
   #accepts(home: NodeId, conn: ConnId): boolean {
     const homeOf = this.#edge?.homeOf;
-    return homeOf === undefined || homeOf(conn) === home || this.#pending.get(conn)?.home === home;
+    return homeOf === undefined || homeOf(conn) === home ||
+      this.#pending.get(conn)?.home === home || this.#justBound.get(conn) === home;
   }
 
   /** The recipients of a frame from `home` that may get it; the others are counted as dropped. */

@@ -123,3 +123,30 @@ Deno.test("Cluster (twins): the answer to a pending join is lost (gap) → SERVI
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a home's answer and its next frame processed back to back both reach the client", async () => {
+  const { cluster, a, b, alice } = await setup(5_000);
+  try {
+    // Catch A's answer to Bob's BIND and A's next OUT, then hand both to B in one synchronous
+    // run, as the Redis client does with messages that arrive in one read.
+    const caught: Uint8Array[] = [];
+    cluster.network.fault = (from, _to, bytes) => {
+      if (caught.length < 2 && from === a.name && decodeEnvelope(bytes).kind === Kind.OUT) {
+        caught.push(bytes);
+        return "drop";
+      }
+      return "deliver";
+    };
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => alice.last("PlayerJoined") !== undefined, "Bob seated on A");
+    alice.say({ type: "GameData", data: { data: "welcome" } });
+    await until(() => caught.length === 2, "both envelopes");
+    const receive = b.cluster.router.busHandlers().receive;
+    for (const bytes of caught) receive(bytes);
+    await until(() => bob.last("GameData") !== undefined, "the frame right after the answer");
+    equal(bob.types().join(), "RoomJoined,GameData");
+  } finally {
+    await cluster.close();
+  }
+});
