@@ -166,3 +166,18 @@ Deno.test("Cluster (twins): a subscriber cut off for a while → only the pairs 
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): while Redis does not answer the node probes every heartbeat, so health returns without traffic", async () => {
+  // T = 30 s: the T/3 refresh would take 10 s; the probe (heartbeat 50 ms) is what brings it back.
+  const cluster = await testCluster({ nodes: 1, heartbeatMs: 50 });
+  try {
+    const node = cluster.nodes[0]!.cluster;
+    cluster.store.unreachable = true;
+    await node.refresh();
+    equal(node.healthy, false);
+    cluster.store.unreachable = false;
+    await until(() => node.healthy, "healthy again without any request");
+  } finally {
+    await cluster.close();
+  }
+});

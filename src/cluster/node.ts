@@ -170,6 +170,8 @@ export class ClusterNode {
   #epochSince = 0;
   #registered = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** The pending probe while Redis does not answer. */
+  #probing: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   /** Rooms whose last refresh found a conflict (left out of local-first code lookups). */
   readonly conflicts = new Set<string>();
@@ -241,9 +243,27 @@ export class ClusterNode {
     if (!reachable) {
       if (this.#upSince !== undefined) log.warn("Redis does not answer");
       this.#upSince = undefined;
+      this.#probe();
       return;
     }
     if (this.#linkUp) this.#reachableAgain();
+  }
+
+  /**
+   * While Redis does not answer, one light read every `heartbeat_ms` (not only the `T/3`
+   * refresh) notices its return: a node whose `/v2/health` is 503 gets no traffic from a load
+   * balancer, so nothing else would.
+   */
+  #probe(): void {
+    if (this.#probing !== undefined || this.#stopped) return;
+    this.#probing = setTimeout(() => {
+      this.#probing = undefined;
+      if (this.#stopped || this.store.reachable) return;
+      this.store.liveness(this.node).then(
+        () => {},
+        () => this.#probe(),
+      );
+    }, this.#options.heartbeatMs);
   }
 
   /** Redis reachable again: the guard restarts and the node re-registers at once (§8.3). */
@@ -348,6 +368,7 @@ export class ClusterNode {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#probing);
     this.router.stop();
     try {
       await this.store.deleteLiveness(this.node);
