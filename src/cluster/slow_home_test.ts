@@ -150,3 +150,48 @@ Deno.test("Cluster (twins): a home's answer and its next frame processed back to
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a Reconnect whose success crosses the timeout is undone: the seat is held again and the token presented works again", async () => {
+  const { cluster, a, b, alice, slow } = await setup();
+  try {
+    const c = cluster.nodes[2]!;
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins");
+    const joined = bob.last("RoomJoined")!.data!;
+    const reconnect = {
+      type: "Reconnect",
+      data: {
+        player_id: joined.player_id,
+        room_id: joined.room_id,
+        auth_token: joined.reconnection_token,
+      },
+    };
+    b.edge.disconnect(bob.id, Date.now());
+    await until(() => a.engine.stats().heldSeats === 1, "Bob's seat held");
+    // Bob's Reconnect through B succeeds on A, but the answer arrives after B's timer.
+    slow(a.name, Kind.OUT);
+    const again = b.connect();
+    again.say(reconnect);
+    await until(() => again.last("ReconnectionFailed") !== undefined, "the answer");
+    equal(again.last("ReconnectionFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late success undone");
+    await until(() => a.engine.stats().heldSeats === 1, "the seat held again");
+    ok(!alice.types().includes("PlayerLeft"), alice.types().join());
+    equal(a.engine.lookup("orbit", "SLOW01")?.players, 2);
+    equal(again.types().join(), "ReconnectionFailed");
+    // The token Bob holds still resumes the seat, through any node; the replay is truncated.
+    cluster.network.fault = undefined;
+    const third = c.connect();
+    third.say(reconnect);
+    await until(
+      () => !!third.last("Reconnected") || !!third.last("ReconnectionFailed"),
+      "the retry's answer",
+    );
+    const resumed = third.last("Reconnected");
+    ok(resumed, JSON.stringify(third.messages));
+    equal(resumed.data!.replay_truncated, true);
+  } finally {
+    await cluster.close();
+  }
+});
