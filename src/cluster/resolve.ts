@@ -84,6 +84,12 @@ export interface ResolverOptions {
   inGrace: (now: number) => boolean;
   /** Whether `home` may be held dead (docs/spec/SERVER.md §8.5.4); the resolver re-reads before that. */
   isDead: (home: NodeId) => Promise<boolean>;
+  /**
+   * Whether the code of a room homed here is not its own in the directory: its last refresh
+   * found a conflict, or it was restored and not claimed yet (docs/spec/SERVER.md §8.3, §8.4.3:
+   * "by code unless its last refresh found a conflict"). @default never
+   */
+  conflicted?: (gameName: string, roomCode: string) => boolean;
 }
 
 function joinFailedReply(reason: string, code: ErrorCode, creating: boolean): Resolution {
@@ -101,6 +107,7 @@ function reply(message: ServerMessage, events?: EdgeEvent[]): Resolution {
 /** Builds the resolver of one node. */
 export function clusterResolver(options: ResolverOptions): Resolver {
   const { engine, store, node } = options;
+  const conflicted = options.conflicted ?? (() => false);
 
   /**
    * A bucket take; the reason when refused. The take falls back to this node's bucket when Redis
@@ -220,7 +227,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const code = data.room_code!.toUpperCase();
     const limited = await take("join", ip, now);
     if (limited) return rateLimited(limited, "join", false);
-    if (engine.lookup(data.game_name, code) !== undefined && staleHome === undefined) {
+    const here = engine.lookup(data.game_name, code) !== undefined;
+    if (here && !conflicted(data.game_name, code) && staleHome === undefined) {
       return { kind: "local" };
     }
     reachable();
@@ -233,6 +241,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       }
       staleRecord = resolved.entry;
     }
+    // A conflicted room here whose rival's entry is gone: it takes the code back at its refresh.
+    if (here && staleHome === undefined) return { kind: "local" };
     if (options.inGrace(now)) return reply(unavailable(message));
     const limitedCreate = await take("creation", ip, now);
     if (limitedCreate) return rateLimited(limitedCreate, "create", true);
@@ -264,13 +274,15 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       return { kind: "local" };
     }
     const code = data.room_code.toUpperCase();
-    if (engine.lookup(data.game_name, code) !== undefined) return { kind: "local" };
+    const here = engine.lookup(data.game_name, code) !== undefined;
+    if (here && !conflicted(data.game_name, code)) return { kind: "local" };
     reachable();
     const resolved = await store.resolveCode(data.game_name, code);
     if (resolved.status === "found" && !(await stale(resolved, staleHome))) {
       if (resolved.homeAlive) return { kind: "remote", home: resolved.home };
       return reply(unavailable(message));
     }
+    if (here) return { kind: "local" };
     if (options.inGrace(now)) return reply(unavailable(message));
     return reply({
       type: "SpectatorJoinFailed",

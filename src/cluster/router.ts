@@ -83,6 +83,17 @@ export class ClusterRouter implements Router {
   #nextRequest = 1;
   /** Set while a received envelope is processed: `flush` publishes nothing until it ends. */
   #holding = false;
+  /**
+   * Home side, per remote session: `last_sent`, the `seq` of the last `OUT` that carried a frame
+   * for it (docs/spec/SERVER.md §8.2, §8.5.3). Dropped when the binding ends.
+   */
+  readonly #lastSent = new Map<ConnId, number>();
+  /**
+   * Edge side, per connection bound to another home: `delivered`, the `seq` of the last `OUT`
+   * from that home from which the connection was handed a frame (§8.5.3). Dropped when the
+   * binding ends.
+   */
+  readonly #delivered = new Map<ConnId, number>();
   /** Counters of docs/spec/SERVER.md §6.3 (#71, #73–#75). */
   readonly counts = { resyncCloses: 0, bindTimeouts: 0, bindsExpired: 0, bindsUndone: 0 };
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -111,6 +122,19 @@ export class ClusterRouter implements Router {
       this.streams.tick();
       this.#forgetAbandoned();
     }, this.#options.heartbeatMs);
+  }
+
+  /**
+   * Home side, the takeover rule of docs/spec/SERVER.md §8.5.3: a remote connection replaced by a
+   * takeover may have missed frames when its `last_sent` is past the highest `ack` from its edge
+   * and nothing has arrived from that edge for more than `heartbeat_ms`. False for a local or
+   * unknown connection.
+   */
+  takeoverTruncated(conn: ConnId): boolean {
+    const edge = this.#home?.edgeOf?.(conn);
+    if (edge === undefined || edge === this.#node) return false;
+    return (this.#lastSent.get(conn) ?? 0) > this.streams.acked(edge) &&
+      this.streams.silence(edge) > this.#options.heartbeatMs;
   }
 
   /** Stops timers and fails what is pending. */
@@ -224,8 +248,15 @@ export class ClusterRouter implements Router {
       kind: Kind.CLOSED,
       conn,
       cause,
-      delivered: this.streams.lastReceived(home),
+      delivered: this.#takeDelivered(conn),
     });
+  }
+
+  /** The connection's `delivered` for its `CLOSED` (0 = nothing handed), forgotten. */
+  #takeDelivered(conn: ConnId): number {
+    const delivered = this.#delivered.get(conn) ?? 0;
+    this.#delivered.delete(conn);
+    return delivered;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -289,7 +320,14 @@ export class ClusterRouter implements Router {
     // While an envelope is being processed, its whole output leaves as one OUT per edge.
     if (this.#holding || this.#out.size === 0) return;
     for (const [edge, items] of this.#out) {
-      this.streams.send(edge, { kind: Kind.OUT, items });
+      const seq = this.streams.send(edge, { kind: Kind.OUT, items });
+      for (const item of items) {
+        if (item.tag === "frame") {
+          for (const conn of item.to) this.#lastSent.set(conn, seq);
+        } else if (item.tag === "unbind" || item.tag === "close") {
+          this.#lastSent.delete(item.conn);
+        }
+      }
     }
     this.#out.clear();
   }
@@ -351,13 +389,14 @@ export class ClusterRouter implements Router {
       }
       case Kind.CLOSED:
         if (this.#home?.edgeOf?.(envelope.conn) === envelope.source) {
-          // Conservative per pair: anything sent to that edge after what it processed.
-          const truncated = this.streams.lastSent(envelope.source) > envelope.delivered;
+          // Per connection: a frame sent to it in an OUT the edge had not handed it (§8.5.3).
+          const truncated = (this.#lastSent.get(envelope.conn) ?? 0) > envelope.delivered;
+          this.#lastSent.delete(envelope.conn);
           this.#home.closed(envelope.conn, envelope.cause, now, truncated);
         }
         break;
       case Kind.OUT:
-        this.#onOut(envelope.source, envelope.items, now);
+        this.#onOut(envelope.source, envelope.seq, envelope.items, now);
         break;
       case Kind.BOUNCE:
         this.#edge?.bounce?.(envelope.conn, envelope.frame, now);
@@ -417,23 +456,32 @@ export class ClusterRouter implements Router {
     this.flush();
   }
 
-  #onOut(home: NodeId, items: OutItem[], now: number): void {
+  #onOut(home: NodeId, seq: number, items: OutItem[], now: number): void {
     const edge = this.#edge;
     if (!edge) return;
     for (const item of items) {
       if (item.tag === "frame") {
         const to = this.#accepted(home, item.to);
-        if (to.length > 0) edge.deliver(item.frame, to);
+        if (to.length === 0) continue;
+        const failed = edge.deliver(item.frame, to);
+        // `delivered` moves for the connections handed the frame (§8.5.3).
+        for (const conn of to) {
+          if (failed === undefined || !failed.some((f) => f.id === conn)) {
+            this.#delivered.set(conn, seq);
+          }
+        }
         continue;
       }
       const conn = item.conn;
       const pending = this.#pending.get(conn);
       if (item.tag === "close") {
         if (this.#accepts(home, conn)) {
+          this.#delivered.delete(conn);
           edge.direct({ kind: "close", conn, code: item.code, reason: item.reason }, now);
         }
         continue;
       }
+      if (item.tag === "unbind") this.#delivered.delete(conn);
       if (pending && pending.home === home) {
         clearTimeout(pending.timer);
         this.#pending.delete(conn);
@@ -462,7 +510,7 @@ export class ClusterRouter implements Router {
           kind: Kind.CLOSED,
           conn,
           cause: "abandoned",
-          delivered: this.streams.lastReceived(home),
+          delivered: this.#takeDelivered(conn),
         });
         continue;
       }
@@ -529,7 +577,7 @@ export class ClusterRouter implements Router {
         kind: Kind.CLOSED,
         conn,
         cause: "abandoned",
-        delivered: this.streams.lastReceived(peer),
+        delivered: this.#takeDelivered(conn),
       });
     }
     for (const conn of this.#edge?.resync?.(peer, now) ?? []) {
@@ -539,7 +587,7 @@ export class ClusterRouter implements Router {
         kind: Kind.CLOSED,
         conn,
         cause: "closed",
-        delivered: this.streams.lastReceived(peer),
+        delivered: this.#takeDelivered(conn),
       });
     }
     // Operator commands waiting for the peer fail at once.
@@ -550,7 +598,11 @@ export class ClusterRouter implements Router {
       command.resolve({ ok: false, reason: "unreachable" });
     }
     // Step 2: the peer's connections seated here.
-    for (const conn of this.#home?.dropEdge?.(peer, now) ?? []) {
+    // A seat is truncated when a frame was sent to it after what the peer acknowledged (§8.5.3).
+    const acked = this.streams.acked(peer);
+    const truncated = (conn: ConnId) => (this.#lastSent.get(conn) ?? 0) > acked;
+    for (const conn of this.#home?.dropEdge?.(peer, now, truncated) ?? []) {
+      this.#lastSent.delete(conn);
       closed++;
       this.direct(peer, { kind: "close", conn, code: 1012, reason: "Cluster resync" }, now);
     }
