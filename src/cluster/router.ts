@@ -514,6 +514,9 @@ export class ClusterRouter implements Router {
         });
         continue;
       }
+      // A barrier's answer, or the end of a binding: only from the connection's own home (a
+      // late item from a home it has left must not unbind it from its new one).
+      if (!this.#accepts(home, conn)) continue;
       if (item.tag === "bound") {
         edge.direct({ kind: "bound", conn, role: item.role }, now);
       } else if (item.tag === "unbind") {

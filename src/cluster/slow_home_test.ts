@@ -195,3 +195,34 @@ Deno.test("Cluster (twins): a Reconnect whose success crosses the timeout is und
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a late UNBIND from a home the connection has left does not unbind it from its new home", async () => {
+  const { cluster, a, b, slow } = await setup();
+  try {
+    const c = cluster.nodes[2]!;
+    const host = a.connect();
+    host.say({
+      type: "JoinRoom",
+      data: { game_name: "orbit", player_name: "Host", max_players: 2, room_code: "FULL01" },
+    });
+    const dave = a.connect();
+    await until(() => host.last("RoomJoined") !== undefined, "FULL01");
+    join(dave, "Dave", "FULL01");
+    const carol = c.connect();
+    join(carol, "Carol", "OTHER1");
+    await until(() => !!dave.last("RoomJoined") && !!carol.last("RoomJoined"), "rooms");
+    // Bob's join of the full room: A's refusal (RoomJoinFailed + UNBIND) arrives late.
+    slow(a.name, Kind.OUT);
+    const bob = b.connect();
+    join(bob, "Bob", "FULL01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
+    join(bob, "Bob", "OTHER1");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins Carol's room");
+    await new Promise((resolve) => setTimeout(resolve, FORWARD_MS + 200)); // the late OUT lands
+    bob.say({ type: "GameData", data: { data: "to Carol" } });
+    await until(() => carol.last("GameData") !== undefined, "Bob's data reaches Carol");
+    equal(bob.types().join(), "RoomJoinFailed,RoomJoined");
+  } finally {
+    await cluster.close();
+  }
+});
