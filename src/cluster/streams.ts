@@ -81,6 +81,8 @@ export class Streams {
   readonly #idleMs: number;
   readonly #now: () => number;
   readonly #pairs = new Map<NodeId, Pair>();
+  /** When {@linkcode Streams.tick} last ran (ms). */
+  #lastTick: number;
   readonly stats: StreamStats = {
     envelopesOut: 0,
     envelopesIn: 0,
@@ -116,6 +118,7 @@ export class Streams {
     this.#heartbeatMs = heartbeatMs;
     this.#idleMs = idleMs;
     this.#now = now;
+    this.#lastTick = now();
   }
 
   /** This node. */
@@ -279,18 +282,23 @@ export class Streams {
     // A heartbeat never overtakes a batch of its pair (it names the batch's seq).
     this.flush();
     const now = this.#now();
+    // "Sent nothing in that period": nothing since the previous tick. (Comparing with
+    // `heartbeat_ms` instead skipped every other heartbeat whenever a timer fired a millisecond
+    // early, doubling the silence a peer sees.)
+    const since = this.#lastTick;
+    this.#lastTick = now;
     for (const [peer, pair] of this.#pairs) {
       const active = this.#handlers.isPeer(peer);
       if (!active && now - pair.lastHeard > this.#idleMs && now - pair.lastSent > this.#idleMs) {
         this.#pairs.delete(peer);
         continue;
       }
-      if (now - pair.lastSent >= this.#heartbeatMs) {
+      if (pair.lastSent <= since) {
         pair.lastSent = now;
         const bytes = encodeBatch(this.#bus.node, pair.sent, pair.received, []);
         this.stats.envelopesOut++;
         this.stats.bytesOut += bytes.byteLength;
-        this.#bus.publish(peer, bytes);
+        this.#bus.publish(peer, bytes, true);
       }
       if (active && !pair.suspected && now - pair.lastHeard > 3 * this.#heartbeatMs) {
         pair.suspected = true;

@@ -193,6 +193,8 @@ export class Edge {
         bounce: (conn, frame, now) => this.#bounce(conn, frame, now),
         resync: (home, now) => this.#resyncEdge(home, now),
         boundTo: (home) => this.#boundTo(home),
+        homeOf: (conn) => this.#conns.get(conn)?.home,
+        dropped: (count) => this.#onEvent?.({ type: "messages_dropped", count }),
       },
       home: {
         bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),
@@ -816,6 +818,14 @@ export class Edge {
 
   #closedHere(conn: ConnId, cause: ClosedCause, now: number, truncated = false): void {
     const remote = this.#remote.delete(conn);
+    if (remote && cause === "abandoned") {
+      // A seat resumed by Reconnect is held again, its old token valid (docs/spec/SERVER.md §8.4.4).
+      const undone = this.#engine.abandonReconnect(conn, now);
+      if (undone) {
+        this.#apply(undone, now);
+        return;
+      }
+    }
     if (remote && cause !== "closed") {
       // `switched` / `abandoned`: the binding is undone without a word to the connection.
       const role = this.#engine.binding(conn);
