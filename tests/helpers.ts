@@ -6,6 +6,7 @@
  */
 import { type Config, DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { type SignalFishServer, type StartOptions, startServer } from "../src/server.ts";
+import { serveCluster, TEST_CLUSTER } from "./cluster_serve.ts";
 
 /** A server message as received (parsed JSON). */
 // deno-lint-ignore no-explicit-any
@@ -26,11 +27,16 @@ export function testConfig(mutate: (config: Config) => void = () => {}): Config 
   return config;
 }
 
-/** Starts a server on 127.0.0.1 with {@linkcode testConfig}. */
+/**
+ * Starts a server on 127.0.0.1 with {@linkcode testConfig}. With `SIGNAL_FISH_TEST_CLUSTER=<n>`
+ * in the environment it is instead `n` server processes in cluster mode on a private
+ * redis-server behind a round-robin TCP proxy (tests/cluster_serve.ts), with the same config.
+ */
 export function serve(
   mutate?: (config: Config) => void,
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
+  if (TEST_CLUSTER > 0) return serveCluster(testConfig(mutate), options, TEST_CLUSTER);
   return startServer(testConfig(mutate), { hostname: "127.0.0.1", ...options });
 }
 
