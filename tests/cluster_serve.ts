@@ -12,7 +12,9 @@
  * @module
  */
 import type { Config } from "../src/config/schema.ts";
-import type { SignalFishServer, StartOptions } from "../src/server.ts";
+import type { Engine } from "../src/engine/engine.ts";
+import type { Edge } from "../src/transport/edge.ts";
+import { type SignalFishServer, type StartOptions, startServer } from "../src/server.ts";
 import { ENV_ALLOW } from "../scripts/permissions.ts";
 import { type ServerProcess, spawnServer } from "./process.ts";
 import { startRedis } from "./redis_server.ts";
@@ -41,6 +43,14 @@ export function notInCluster(reason: string): boolean {
   return TEST_CLUSTER > 0;
 }
 
+/**
+ * Where the instances run: `process` (default: `main.ts` subprocesses) or `inprocess`
+ * (`startServer` in the test process, each with its own cluster node and Redis connections):
+ * `SIGNAL_FISH_TEST_CLUSTER_MODE`.
+ */
+export const TEST_CLUSTER_MODE: "process" | "inprocess" =
+  Deno.env.get("SIGNAL_FISH_TEST_CLUSTER_MODE") === "inprocess" ? "inprocess" : "process";
+
 /** How long the instances may take to answer `/v2/health` 200, ms. */
 const HEALTHY_TIMEOUT_MS = 20_000;
 /** How long a SIGTERMed instance may take to exit before it is killed, ms. */
@@ -66,6 +76,56 @@ async function seedEpoch(port: number, key: string, ageMs: number): Promise<void
   }
 }
 
+/** One instance of a proxied cluster. */
+interface Instance {
+  port: number;
+  /** Its log so far (processes) or "" (in process). */
+  output(): string;
+  /** Graceful shutdown (SIGTERM or `close()`), killed after {@linkcode EXIT_TIMEOUT_MS}. */
+  stop(): Promise<void>;
+  /** The in-process server, when there is one. */
+  server?: SignalFishServer;
+}
+
+async function startProcess(configPath: string, host: string, id: string): Promise<Instance> {
+  const server: ServerProcess = await spawnServer({
+    args: ["--config", configPath, "--host", host],
+    env: { SIGNAL_FISH_CLUSTER__INSTANCE_ID: id },
+    permissions: ["--allow-net", "--allow-read", "--allow-write", `--allow-env=${ENV_ALLOW}`],
+  });
+  return {
+    port: server.port,
+    output: server.output,
+    stop: async () => {
+      try {
+        server.child.kill("SIGTERM");
+      } catch { /* already exited */ }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const exited = await Promise.race([
+        server.exited.then(() => true),
+        new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), EXIT_TIMEOUT_MS)),
+      ]);
+      clearTimeout(timer);
+      if (!exited) await server[Symbol.asyncDispose]();
+    },
+  };
+}
+
+async function startInProcess(
+  config: Config,
+  options: StartOptions,
+  id: string,
+): Promise<Instance> {
+  const own = structuredClone(config);
+  own.cluster.instance_id = id;
+  const server = await startServer(own, {
+    hostname: "127.0.0.1",
+    ...options,
+    onListening: undefined,
+  });
+  return { port: server.port, output: () => "", stop: () => server.close(), server };
+}
+
 function internals(what: string): never {
   throw new Error(
     `server.${what} is the in-process server's; under SIGNAL_FISH_TEST_CLUSTER the servers are ` +
@@ -86,29 +146,18 @@ export async function serveCluster(
   options: StartOptions,
   n: number,
 ): Promise<SignalFishServer> {
-  if (options.onEvent || options.logStats) {
+  const inProcess = TEST_CLUSTER_MODE === "inprocess";
+  if (!inProcess && (options.onEvent || options.logStats)) {
     internals(options.onEvent ? "onEvent" : "logStats");
   }
   const clusterConfig = structuredClone(config);
-  clusterConfig.cluster.redis_url ??= "set below";
   if (config.cluster.drain_timeout_secs === 900) clusterConfig.cluster.drain_timeout_secs = 0;
   const redis = await startRedis();
-  const servers: ServerProcess[] = [];
+  const instances: Instance[] = [];
   let configPath: string | undefined;
   let proxy: ReturnType<typeof startTcpProxy> | undefined;
   const stopAll = async () => {
-    await Promise.all(servers.map(async (server) => {
-      try {
-        server.child.kill("SIGTERM");
-      } catch { /* already exited */ }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const exited = await Promise.race([
-        server.exited.then(() => true),
-        new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), EXIT_TIMEOUT_MS)),
-      ]);
-      clearTimeout(timer);
-      if (!exited) await server[Symbol.asyncDispose]();
-    }));
+    await Promise.all(instances.map((instance) => instance.stop()));
     await proxy?.close();
     await redis.stop();
     if (configPath) await Deno.remove(configPath).catch(() => {});
@@ -120,39 +169,33 @@ export async function serveCluster(
       `${clusterConfig.cluster.key_prefix}epoch`,
       10 * clusterConfig.cluster.directory_ttl_secs * 1000,
     );
-    configPath = await Deno.makeTempFile({ prefix: "signal-fish-cluster-", suffix: ".json" });
-    await Deno.writeTextFile(configPath, JSON.stringify(clusterConfig));
-    const started = await Promise.allSettled(
-      Array.from({ length: n }, (_, i) =>
-        spawnServer({
-          args: ["--config", configPath!, "--host", options.hostname ?? "127.0.0.1"],
-          env: { SIGNAL_FISH_CLUSTER__INSTANCE_ID: `proxied-${i}` },
-          permissions: [
-            "--allow-net",
-            "--allow-read",
-            "--allow-write",
-            `--allow-env=${ENV_ALLOW}`,
-          ],
-        })),
-    );
+    let start: (i: number) => Promise<Instance>;
+    if (inProcess) {
+      start = (i) => startInProcess(clusterConfig, options, `proxied-${i}`);
+    } else {
+      configPath = await Deno.makeTempFile({ prefix: "signal-fish-cluster-", suffix: ".json" });
+      await Deno.writeTextFile(configPath, JSON.stringify(clusterConfig));
+      start = (i) => startProcess(configPath!, options.hostname ?? "127.0.0.1", `proxied-${i}`);
+    }
+    const started = await Promise.allSettled(Array.from({ length: n }, (_, i) => start(i)));
     for (const outcome of started) {
-      if (outcome.status === "fulfilled") servers.push(outcome.value);
+      if (outcome.status === "fulfilled") instances.push(outcome.value);
     }
     const failed = started.find((outcome) => outcome.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
     const deadline = Date.now() + HEALTHY_TIMEOUT_MS;
-    for (const server of servers) {
+    for (const instance of instances) {
       for (;;) {
-        const response = await fetch(`http://127.0.0.1:${server.port}/v2/health`);
+        const response = await fetch(`http://127.0.0.1:${instance.port}/v2/health`);
         await response.body?.cancel();
         if (response.status === 200) break;
         if (Date.now() > deadline) {
-          throw new Error(`instance ${server.port} never became healthy:\n${server.output()}`);
+          throw new Error(`instance ${instance.port} never became healthy:\n${instance.output()}`);
         }
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
     }
-    proxy = startTcpProxy(servers.map((server) => server.port));
+    proxy = startTcpProxy(instances.map((instance) => instance.port));
   } catch (error) {
     await stopAll();
     throw error;
@@ -162,15 +205,17 @@ export async function serveCluster(
   options.onListening?.(url);
   let closing: Promise<void> | undefined;
   const close = () => closing ??= stopAll();
+  const servers = instances.flatMap((instance) => instance.server ? [instance.server] : []);
+  const view = servers.length > 0 ? clusterView(servers) : undefined;
   return {
     url,
     wsUrl: `ws://127.0.0.1:${port}/v2/ws`,
     port,
     get engine() {
-      return internals("engine");
+      return view?.engine ?? internals("engine");
     },
     get edge() {
-      return internals("edge");
+      return view?.edge ?? internals("edge");
     },
     get metrics() {
       return internals("metrics");
@@ -184,4 +229,45 @@ export async function serveCluster(
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * The cluster seen as one server, in process mode only, for the read-only checks end-to-end tests
+ * make: `engine.lookup()` (the room's home answers), `engine.stats()` (sums over the instances),
+ * `edge.size` (sum) and `edge.close()` (the instance holding the connection). Anything else
+ * throws.
+ */
+function clusterView(servers: SignalFishServer[]): Pick<SignalFishServer, "engine" | "edge"> {
+  const engine = {
+    lookup: (...args: Parameters<Engine["lookup"]>) => {
+      for (const server of servers) {
+        const found = server.engine.lookup(...args);
+        if (found) return found;
+      }
+      return undefined;
+    },
+    stats: () => {
+      const total: Record<string, number> = {};
+      for (const server of servers) {
+        for (const [key, value] of Object.entries(server.engine.stats())) {
+          if (typeof value === "number") total[key] = (total[key] ?? 0) + value;
+        }
+      }
+      return total;
+    },
+  };
+  const edge = {
+    get size() {
+      return servers.reduce((sum, server) => sum + server.edge.size, 0);
+    },
+    close: (...args: Parameters<Edge["close"]>) => {
+      for (const server of servers) server.edge.close(...args);
+    },
+  };
+  const only = <T extends object>(name: string, target: T) =>
+    new Proxy(target, {
+      get: (object, key) =>
+        key in object ? Reflect.get(object, key) : internals(`${name}.${String(key)}`),
+    }) as never;
+  return { engine: only("engine", engine), edge: only("edge", edge) };
 }

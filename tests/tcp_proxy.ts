@@ -3,7 +3,8 @@
  * §6.2 "conformance through a load balancer"): it listens on a free 127.0.0.1 port and pipes
  * each accepted connection, both directions, to the next of N upstream ports in turn — a load
  * balancer without sticky sessions, in front of the instances of a cluster (docs/spec/SERVER.md
- * §8.1). When either side ends or fails, both sockets are closed. Bounded: at most
+ * §8.1). An end of stream is passed on as a half-close; both sockets are closed once both directions
+ * are over, or 5 s after the first one ended. Bounded: at most
  * `maxConnections` piped at once (more are closed on accept), one fixed 16 KiB buffer per
  * direction.
  *
@@ -36,19 +37,36 @@ export interface TcpProxyOptions {
 }
 
 const BUFFER_BYTES = 16 * 1024;
+/** How long one direction may go on after the other has ended, ms. */
+const LINGER_MS = 5_000;
 
-/** Copies `from` to `to` until `from` ends or either side fails. Never rejects. */
-async function pump(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+/**
+ * Copies `from` to `to` until `from` ends, then half-closes `to` (FIN), as a load balancer does.
+ * If writing to `to` fails (its peer is gone), it keeps reading and discarding `from` until that
+ * ends too, so unread bytes never turn the other side's close into a reset that could destroy a
+ * close frame still in flight. Never rejects.
+ */
+async function pump(from: Deno.TcpConn, to: Deno.TcpConn): Promise<void> {
   const buffer = new Uint8Array(BUFFER_BYTES);
+  let writable = true;
   try {
     for (;;) {
       const n = await from.read(buffer);
-      if (n === null) return;
-      for (let offset = 0; offset < n;) offset += await to.write(buffer.subarray(offset, n));
+      if (n === null) break;
+      try {
+        for (let offset = 0; writable && offset < n;) {
+          offset += await to.write(buffer.subarray(offset, n));
+        }
+      } catch {
+        writable = false;
+      }
     }
   } catch {
-    // Reset, or closed by the other direction's end: either way this direction is over.
+    // `from` was reset, or closed by close(): this direction is over.
   }
+  try {
+    to.closeWrite();
+  } catch { /* already closed */ }
 }
 
 function closeQuietly(conn: Deno.Conn): void {
@@ -62,7 +80,10 @@ function closeQuietly(conn: Deno.Conn): void {
  * accepted connection goes to `upstreams[n % upstreams.length]`; if that upstream refuses, the
  * client's connection is closed (as a load balancer with a dead backend would).
  */
-export function startTcpProxy(upstreams: readonly number[], options: TcpProxyOptions = {}): TcpProxy {
+export function startTcpProxy(
+  upstreams: readonly number[],
+  options: TcpProxyOptions = {},
+): TcpProxy {
   if (upstreams.length === 0) throw new Error("a proxy needs at least one upstream");
   const maxConnections = options.maxConnections ?? 2048;
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -96,8 +117,14 @@ export function startTcpProxy(upstreams: readonly number[], options: TcpProxyOpt
       client.setNoDelay(true);
     } catch { /* not fatal */ }
     const directions = [pump(client, upstream), pump(upstream, client)];
+    // Once one direction is over, the other gets LINGER_MS to finish before both are closed.
+    let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race(directions);
-    // One side is done: close both, which ends the other direction's read.
+    await Promise.race([
+      Promise.all(directions),
+      new Promise((resolve) => timer = setTimeout(resolve, LINGER_MS)),
+    ]);
+    clearTimeout(timer);
     for (const conn of [client, upstream]) {
       open.delete(conn);
       closeQuietly(conn);

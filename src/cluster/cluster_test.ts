@@ -252,3 +252,34 @@ Deno.test("Cluster (twins): the common GameData path makes no store call", async
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a join-only JoinRoom (E9) for an unknown code claims nothing; without a code it creates nothing", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+    const ann = a.connect();
+    ann.say({
+      type: "JoinRoom",
+      data: { game_name: "orbit", player_name: "Ann", room_code: "NOSUCH", create: "never" },
+    });
+    await until(() => ann.last("RoomJoinFailed") !== undefined, "Ann's refusal");
+    equal(ann.last("RoomJoinFailed")!.data!.error_code, "ROOM_NOT_FOUND");
+    equal((await cluster.store.resolveCode("orbit", "NOSUCH")).status, "absent");
+    ann.say({
+      type: "JoinRoom",
+      data: { game_name: "orbit", player_name: "Ann", create: "never" },
+    });
+    await until(
+      () => ann.messages.filter((m) => m.type === "RoomJoinFailed").length === 2,
+      "the second refusal",
+    );
+    equal(a.engine.stats().rooms, 0, "no room was created");
+    // The code is still free: a create through another node gets it.
+    const bob = b.connect();
+    join(bob, "Bob", "NOSUCH");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob's RoomJoined");
+    equal(bob.last("RoomJoined")!.data!.room_code, "NOSUCH");
+  } finally {
+    await cluster.close();
+  }
+});

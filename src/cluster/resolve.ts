@@ -190,9 +190,13 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     staleHome?: NodeId,
   ): Promise<Resolution> => {
     const data = message.data;
-    const creating = data.room_code === undefined;
+    // Join-only (`create: "never"`, docs/spec/EXTENSIONS.md E9) never claims a code: without a
+    // code it fails at the code check, with an unknown one it gets ROOM_NOT_FOUND.
+    const joinOnly = data.create === "never";
+    const creating = data.room_code === undefined && !joinOnly;
     // Problems the engine reports in the spec's order: let the local engine answer them.
     if (
+      (data.room_code === undefined && joinOnly) ||
       checkGameName(data.game_name, options.maxGameNameLength) ||
       checkPlayerName(data.player_name, options.nameRules) ||
       engine.binding(conn) !== undefined ||
@@ -223,6 +227,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       staleRecord = resolved.entry;
     }
     if (options.inGrace(now)) return reply(unavailable(message));
+    // Not in the directory: the local engine answers a join-only request ROOM_NOT_FOUND.
+    if (joinOnly) return { kind: "local" };
     const limitedCreate = await take("creation", ip, now);
     if (limitedCreate) return rateLimited(limitedCreate, "create", true);
     return claimAndCreate(conn, data, now, staleRecord);
