@@ -12,6 +12,7 @@ import type { DirectoryRecord } from "../coordination/directory.ts";
 import type { Engine } from "../engine/engine.ts";
 import { CODE_ATTEMPTS } from "../engine/engine.ts";
 import { creationLimitReason, joinLimitReason } from "../engine/rate_limits.ts";
+import { gameScope } from "../engine/room.ts";
 import { checkGameName, checkPlayerName, checkRoomCode } from "../engine/validation.ts";
 import type { NameRules } from "../engine/validation.ts";
 import type { ErrorCode } from "../protocol/error_codes.ts";
@@ -139,7 +140,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       const roomId = crypto.randomUUID();
       const record: DirectoryRecord = {
         roomId,
-        gameName: data.game_name,
+        // The app's namespace, as the home's directory entries name it (docs/spec/SERVER.md §3.7).
+        gameName: gameScope(data.game_name, appId),
         roomCode: code,
         createdAt: now,
         home: node,
@@ -214,10 +216,11 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const code = data.room_code!.toUpperCase();
     const limited = await take("join", ip, now);
     if (limited) return rateLimited(limited, "join", false);
-    if (engine.lookup(data.game_name, code) !== undefined && staleHome === undefined) {
+    const scope = gameScope(data.game_name, engine.sessionMeta(conn)?.appId);
+    if (engine.lookup(scope, code) !== undefined && staleHome === undefined) {
       return { kind: "local" };
     }
-    const resolved = await store.resolveCode(data.game_name, code);
+    const resolved = await store.resolveCode(scope, code);
     let staleRecord: DirectoryRecord | undefined;
     if (resolved.status === "found") {
       if (!(await stale(resolved, staleHome))) {
@@ -236,6 +239,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
 
   const joinAsSpectator = async (
     take: typeof takeToken,
+    conn: string,
     message: Extract<ClientMessage, { type: "JoinAsSpectator" }>,
     ip: string,
     now: number,
@@ -259,8 +263,9 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       return { kind: "local" };
     }
     const code = data.room_code.toUpperCase();
-    if (engine.lookup(data.game_name, code) !== undefined) return { kind: "local" };
-    const resolved = await store.resolveCode(data.game_name, code);
+    const scope = gameScope(data.game_name, engine.sessionMeta(conn)?.appId);
+    if (engine.lookup(scope, code) !== undefined) return { kind: "local" };
+    const resolved = await store.resolveCode(scope, code);
     if (resolved.status === "found" && !(await stale(resolved, staleHome))) {
       if (resolved.homeAlive) return { kind: "remote", home: resolved.home };
       return reply(unavailable(message));
@@ -309,7 +314,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         case "JoinRoom":
           return await joinRoom(take, conn, message, ip, now, staleHome);
         case "JoinAsSpectator":
-          return await joinAsSpectator(take, message, ip, now, staleHome);
+          return await joinAsSpectator(take, conn, message, ip, now, staleHome);
         case "Reconnect":
           return await reconnect(message, staleHome, now);
         default:
