@@ -6,8 +6,10 @@
  * round-robin TCP proxy (tests/tcp_proxy.ts) in front of them. The returned server's `url`,
  * `wsUrl` and `port` are the proxy's, so consecutive connections of a test land on different
  * instances. The in-process internals (`engine`, `edge`, `metrics`, `admin`, `operatorFeed`) do
- * not exist there: reading one throws, and the few tests that need them opt out with
- * {@linkcode notInCluster} and a reason.
+ * not exist as such: in process mode `engine` and `edge` are a read-only view over the
+ * instances (`clusterView`); anything else throws. Tests that cannot run behind the proxy opt out
+ * with {@linkcode notInCluster} (a difference docs/spec/SERVER.md §8.6 allows, or the proxy's own
+ * buffering) or {@linkcode clusterGap} (a known cluster bug), each with a reason.
  *
  * @module
  */
@@ -44,12 +46,23 @@ export function notInCluster(reason: string): boolean {
 }
 
 /**
- * Where the instances run: `process` (default: `main.ts` subprocesses) or `inprocess`
- * (`startServer` in the test process, each with its own cluster node and Redis connections):
- * `SIGNAL_FISH_TEST_CLUSTER_MODE`.
+ * Where the instances run, `SIGNAL_FISH_TEST_CLUSTER_MODE`: `inprocess` (default: `startServer`
+ * in the test process, each instance with its own cluster node, its own two Redis connections
+ * and its own listener; ~0.2 s per test) or `process` (`main.ts` subprocesses; ~1 s more per
+ * test for three process starts, and tests that read internals, pass `onEvent` or set values
+ * below the file schema's minimums cannot run there).
  */
 export const TEST_CLUSTER_MODE: "process" | "inprocess" =
-  Deno.env.get("SIGNAL_FISH_TEST_CLUSTER_MODE") === "inprocess" ? "inprocess" : "process";
+  Deno.env.get("SIGNAL_FISH_TEST_CLUSTER_MODE") === "process" ? "process" : "inprocess";
+
+/**
+ * `ignore` value for a test that meets a known cluster gap: behaviour §8 promises (or single
+ * instance has) that cluster mode does not have yet. True in cluster mode. Each use is a bug to
+ * fix, listed in the report of issue 15, not a permanent exemption.
+ */
+export function clusterGap(reason: string): boolean {
+  return notInCluster(reason);
+}
 
 /** How long the instances may take to answer `/v2/health` 200, ms. */
 const HEALTHY_TIMEOUT_MS = 20_000;
