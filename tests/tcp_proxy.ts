@@ -65,7 +65,7 @@ async function pump(from: Deno.TcpConn, to: Deno.TcpConn): Promise<void> {
     // `from` was reset, or closed by close(): this direction is over.
   }
   try {
-    to.closeWrite();
+    await to.closeWrite();
   } catch { /* already closed */ }
 }
 

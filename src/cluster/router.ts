@@ -390,7 +390,9 @@ export class ClusterRouter implements Router {
     if (!edge) return;
     for (const item of items) {
       if (item.tag === "frame") {
-        edge.deliver(item.frame, item.to);
+        // A slow or closed connection is torn down here, its home told by CLOSED (§5.2).
+        const failed = edge.deliver(item.frame, item.to);
+        if (failed) edge.undelivered?.(item.frame, failed, now);
         continue;
       }
       const conn = item.conn;

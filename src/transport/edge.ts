@@ -194,6 +194,7 @@ export class Edge {
         bounce: (conn, frame, now) => this.#bounce(conn, frame, now),
         resync: (home, now) => this.#resyncEdge(home, now),
         boundTo: (home) => this.#boundTo(home),
+        undelivered: (frame, failed, now) => this.#undelivered(frame, failed, now),
       },
       home: {
         bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),
