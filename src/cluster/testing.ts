@@ -22,8 +22,12 @@ export class TestClient {
   id = "";
   node!: TestNode;
 
+  /** When true, every frame is refused as an outbound-buffer overflow (a stalled reader). */
+  stalled = false;
+
   send(frame: string | Uint8Array): SendFailure | undefined {
     if (this.closed !== undefined) return { reason: "closed" };
+    if (this.stalled) return { reason: "overflow", dropped: 1 };
     this.messages.push(typeof frame === "string" ? JSON.parse(frame) : { type: "binary" });
     return undefined;
   }
