@@ -56,6 +56,16 @@ export const TEST_CLUSTER_MODE: "process" | "inprocess" =
   Deno.env.get("SIGNAL_FISH_TEST_CLUSTER_MODE") === "process" ? "process" : "inprocess";
 
 /**
+ * `ignore` value for a test that needs the instances in the test process (it reads `engine` or
+ * `edge`, passes `onEvent`, or sets a value the configuration file would refuse): true in
+ * `process` mode only. `reason` says which.
+ */
+export function inProcessOnly(reason: string): boolean {
+  if (reason.trim().length < 10) throw new Error("an opt-out needs a reason");
+  return TEST_CLUSTER > 0 && TEST_CLUSTER_MODE === "process";
+}
+
+/**
  * `ignore` value for a test that meets a known cluster gap: behaviour §8 promises (or single
  * instance has) that cluster mode does not have yet. True in cluster mode. Each use is a bug to
  * fix, listed in the report of issue 15, not a permanent exemption.
