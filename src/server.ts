@@ -283,6 +283,7 @@ export async function startServer(
       }),
       newId: cluster.staging.roomId,
       newRoomCode: cluster.staging.roomCode,
+      takeoverTruncated: (conn) => cluster.node.router.takeoverTruncated(conn),
     };
   }
   const engine = new Engine(settings);
@@ -318,10 +319,25 @@ export async function startServer(
   });
   const stateFile = stateFileOptions(config);
   const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
-  if (restored?.ok) edge.apply(restored.effects ?? [], Date.now());
+  if (restored?.ok) {
+    // Cluster mode: the node's first registration claims the restored rooms' codes (their
+    // directory writes would only fail before Redis is connected); a room whose code another
+    // room took meanwhile is dropped (docs/spec/SERVER.md §2.7 note).
+    const effects = restored.effects ?? [];
+    edge.apply(
+      cluster ? effects.filter((effect) => effect.kind !== "directory") : effects,
+      Date.now(),
+    );
+    cluster?.node.restored(engine.directoryEntries(), (gameName, roomCode) => {
+      const now = Date.now();
+      edge.apply(engine.closeRoom(gameName, roomCode, now) ?? [], now);
+    });
+  }
   if (cluster) {
     const { registerClusterMetrics } = await import("./cluster/open.ts");
     registerClusterMetrics(metrics.registry, cluster.node, edge);
+    // Redis queries and their round trips (docs/spec/SERVER.md §6.3 #19, #23, #63).
+    cluster.store.onQuery = metrics.queries();
     cluster.start();
   }
   let draining = false;
@@ -372,8 +388,11 @@ export async function startServer(
     hostname,
     port: config.port,
     tls,
-    handler: guarded(handler),
+    handler: cluster && config.security.trusted_proxies.length === 0
+      ? warnUntrustedProxy(guarded(handler))
+      : guarded(handler),
     limits: pendingLimits(config),
+    reusePort: config.server.reuse_port,
     onRefused: () => onEvent({ type: "rate_limited", scope: "connections" }),
   });
   const stopGuard = guardProcess(metrics);
@@ -417,6 +436,13 @@ export async function startServer(
       rooms: engine.stats().rooms,
     });
     await node.drain();
+    if (config.server.reuse_port) {
+      // On a shared port the kernel would keep handing new connections to this instance, only
+      // to have their upgrades refused: leave the port to the other instances (docs/spec/SERVER.md
+      // §1.1 note). Upgraded sockets stay.
+      log.info("Draining: no longer accepting on shared port {port}", { port: listener.addr.port });
+      void listener.shutdown();
+    }
     const { promise: ended, resolve } = Promise.withResolvers<void>();
     endDrain = resolve;
     const step = () => {
@@ -622,6 +648,29 @@ function pendingLimits(config: Config): PendingLimits {
 }
 
 /** `handler` with a last-resort 500 for a request it throws on (docs/spec/SERVER.md §1.11). */
+/**
+ * Cluster mode without `security.trusted_proxies`: the first request that carries
+ * `X-Forwarded-For` logs a warning, once. Instances of a cluster sit behind a load balancer, and
+ * without trusting it every client shares its address, so the per-IP limits throttle everyone
+ * (docs/spec/SERVER.md §8.7 "Reconnect storms"). One header lookup per HTTP request until then.
+ */
+function warnUntrustedProxy(handler: Handler): Handler {
+  let warned = false;
+  return (request, info) => {
+    if (!warned && request.headers.has("x-forwarded-for")) {
+      warned = true;
+      const addr = info.remoteAddr as Deno.Addr;
+      log.warn(
+        "A request from {peer} carries X-Forwarded-For but security.trusted_proxies is empty: " +
+          "behind a load balancer every client shares its address and its per-IP limits; " +
+          "list the load balancer in security.trusted_proxies",
+        { peer: "hostname" in addr ? addr.hostname : "unknown" },
+      );
+    }
+    return handler(request, info);
+  };
+}
+
 function guarded(handler: Handler): Handler {
   const failed = (request: Request, error: unknown) => {
     log.error("Cannot handle {method} {url}: {error}", {

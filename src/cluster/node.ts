@@ -157,6 +157,9 @@ export class ClusterNode {
   epochChanges = 0;
   /** The nodes with a liveness key at the last refresh (for `/v2/status`). */
   seen: NodeId[] = [];
+  /** Rooms restored from `server.state_file` whose codes no refresh has claimed yet, by room id. */
+  readonly #unclaimed = new Set<string>();
+  #dropRestored: ((gameName: string, roomCode: string) => void) | undefined;
 
   constructor(options: ClusterNodeOptions) {
     this.#options = options;
@@ -176,6 +179,26 @@ export class ClusterNode {
   /** Whether the node is registered and its link is up (`/v2/health`, docs/spec/SERVER.md §8.5.5). */
   get healthy(): boolean {
     return this.#registered && this.#upSince !== undefined;
+  }
+
+  /**
+   * Rooms restored from `server.state_file` at startup (docs/spec/SERVER.md §2.7 note): until a
+   * refresh has claimed a room's code in the directory, local-first lookups by code skip it (as
+   * a conflict's loser, §8.3), so nobody joins a room that may be about to go; `Reconnect` by
+   * room id reaches it. A refresh that finds the code held by another room (taken while this
+   * instance was down) drops the room through `drop`, with a warning, instead of keeping it as
+   * a conflict's loser: its seats are all held, and its players' `Reconnect` then fails with
+   * `RECONNECTION_FAILED`. Call before {@linkcode ClusterNode.start}.
+   */
+  restored(
+    rooms: readonly { roomId: string; gameName: string; roomCode: string }[],
+    drop: (gameName: string, roomCode: string) => void,
+  ): void {
+    this.#dropRestored = drop;
+    for (const room of rooms) {
+      this.#unclaimed.add(room.roomId);
+      this.conflicts.add(`${room.gameName}\u0000${room.roomCode}`);
+    }
   }
 
   /** Subscribes, registers and starts the timers. Resolves once registered the first time. */
@@ -223,7 +246,15 @@ export class ClusterNode {
       results.forEach((result, i) => {
         const record = records[i]!;
         const key = `${record.gameName}\u0000${record.roomCode}`;
-        if (result === "conflict") {
+        if (this.#unclaimed.delete(record.roomId) && result === "conflict") {
+          this.conflictCount++;
+          this.conflicts.delete(key);
+          log.warn(
+            "Dropping restored room {room_code} of {game_name}: its code is held by another room",
+            { room_code: record.roomCode, game_name: record.gameName, room_id: record.roomId },
+          );
+          this.#dropRestored?.(record.gameName, record.roomCode);
+        } else if (result === "conflict") {
           if (!this.conflicts.has(key)) {
             this.conflictCount++;
             log.warn("Room code {room_code} of {game_name} is held by another room", {
@@ -241,6 +272,14 @@ export class ClusterNode {
     } catch (error) {
       log.warn("Cluster refresh failed: {error}", { error });
     }
+  }
+
+  /**
+   * Whether the code of a room homed here is not its own in the directory: the last refresh
+   * found a conflict, or the room was restored and not claimed yet (docs/spec/SERVER.md §8.3).
+   */
+  isConflicted(gameName: string, roomCode: string): boolean {
+    return this.conflicts.size > 0 && this.conflicts.has(`${gameName}\u0000${roomCode}`);
   }
 
   /** Whether the epoch's grace window runs at `now` (docs/spec/SERVER.md §8.3 "Grace window"). */

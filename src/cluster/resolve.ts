@@ -85,6 +85,12 @@ export interface ResolverOptions {
   inGrace: (now: number) => boolean;
   /** Whether `home` may be held dead (docs/spec/SERVER.md §8.5.4); the resolver re-reads before that. */
   isDead: (home: NodeId) => Promise<boolean>;
+  /**
+   * Whether the code of a room homed here is not its own in the directory: its last refresh
+   * found a conflict, or it was restored and not claimed yet (docs/spec/SERVER.md §8.3, §8.4.3:
+   * "by code unless its last refresh found a conflict"). @default never
+   */
+  conflicted?: (gameName: string, roomCode: string) => boolean;
 }
 
 function joinFailedReply(reason: string, code: ErrorCode, creating: boolean): Resolution {
@@ -102,6 +108,7 @@ function reply(message: ServerMessage, events?: EdgeEvent[]): Resolution {
 /** Builds the resolver of one node. */
 export function clusterResolver(options: ResolverOptions): Resolver {
   const { engine, store, node } = options;
+  const conflicted = options.conflicted ?? (() => false);
 
   /** A bucket take; the reason when refused. */
   const takeToken = async (kind: BucketKind, ip: string, now: number) => {
@@ -217,7 +224,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const limited = await take("join", ip, now);
     if (limited) return rateLimited(limited, "join", false);
     const scope = gameScope(data.game_name, engine.sessionMeta(conn)?.appId);
-    if (engine.lookup(scope, code) !== undefined && staleHome === undefined) {
+    const here = engine.lookup(scope, code) !== undefined;
+    if (here && !conflicted(scope, code) && staleHome === undefined) {
       return { kind: "local" };
     }
     const resolved = await store.resolveCode(scope, code);
@@ -229,6 +237,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       }
       staleRecord = resolved.entry;
     }
+    // A conflicted room here whose rival's entry is gone: it takes the code back at its refresh.
+    if (here && staleHome === undefined) return { kind: "local" };
     if (options.inGrace(now)) return reply(unavailable(message));
     // Not in the directory: the local engine answers a join-only request ROOM_NOT_FOUND.
     if (joinOnly) return { kind: "local" };
@@ -264,12 +274,14 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     }
     const code = data.room_code.toUpperCase();
     const scope = gameScope(data.game_name, engine.sessionMeta(conn)?.appId);
-    if (engine.lookup(scope, code) !== undefined) return { kind: "local" };
+    const here = engine.lookup(scope, code) !== undefined;
+    if (here && !conflicted(scope, code)) return { kind: "local" };
     const resolved = await store.resolveCode(scope, code);
     if (resolved.status === "found" && !(await stale(resolved, staleHome))) {
       if (resolved.homeAlive) return { kind: "remote", home: resolved.home };
       return reply(unavailable(message));
     }
+    if (here) return { kind: "local" };
     if (options.inGrace(now)) return reply(unavailable(message));
     return reply({
       type: "SpectatorJoinFailed",

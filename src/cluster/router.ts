@@ -75,6 +75,17 @@ export class ClusterRouter implements Router {
     { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
   >();
   #nextRequest = 1;
+  /**
+   * Home side, per remote session: `last_sent`, the `seq` of the last `OUT` that carried a frame
+   * for it (docs/spec/SERVER.md §8.2, §8.5.3). Dropped when the binding ends.
+   */
+  readonly #lastSent = new Map<ConnId, number>();
+  /**
+   * Edge side, per connection bound to another home: `delivered`, the `seq` of the last `OUT`
+   * from that home from which the connection was handed a frame (§8.5.3). Dropped when the
+   * binding ends.
+   */
+  readonly #delivered = new Map<ConnId, number>();
   /** Counters of docs/spec/SERVER.md §6.3 (#71, #73–#75). */
   readonly counts = { resyncCloses: 0, bindTimeouts: 0, bindsExpired: 0, bindsUndone: 0 };
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -100,6 +111,19 @@ export class ClusterRouter implements Router {
   /** Starts the heartbeat timer (the bus is started by the caller with this router's handlers). */
   startHeartbeats(): void {
     this.#heartbeat ??= setInterval(() => this.streams.tick(), this.#options.heartbeatMs);
+  }
+
+  /**
+   * Home side, the takeover rule of docs/spec/SERVER.md §8.5.3: a remote connection replaced by a
+   * takeover may have missed frames when its `last_sent` is past the highest `ack` from its edge
+   * and nothing has arrived from that edge for more than `heartbeat_ms`. False for a local or
+   * unknown connection.
+   */
+  takeoverTruncated(conn: ConnId): boolean {
+    const edge = this.#home?.edgeOf?.(conn);
+    if (edge === undefined || edge === this.#node) return false;
+    return (this.#lastSent.get(conn) ?? 0) > this.streams.acked(edge) &&
+      this.streams.silence(edge) > this.#options.heartbeatMs;
   }
 
   /** Stops timers and fails what is pending. */
@@ -208,8 +232,15 @@ export class ClusterRouter implements Router {
       kind: Kind.CLOSED,
       conn,
       cause,
-      delivered: this.streams.lastReceived(home),
+      delivered: this.#takeDelivered(conn),
     });
+  }
+
+  /** The connection's `delivered` for its `CLOSED` (0 = nothing handed), forgotten. */
+  #takeDelivered(conn: ConnId): number {
+    const delivered = this.#delivered.get(conn) ?? 0;
+    this.#delivered.delete(conn);
+    return delivered;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -272,7 +303,14 @@ export class ClusterRouter implements Router {
     this.#edge?.flush();
     if (this.#out.size === 0) return;
     for (const [edge, items] of this.#out) {
-      this.streams.send(edge, { kind: Kind.OUT, items });
+      const seq = this.streams.send(edge, { kind: Kind.OUT, items });
+      for (const item of items) {
+        if (item.tag === "frame") {
+          for (const conn of item.to) this.#lastSent.set(conn, seq);
+        } else if (item.tag === "unbind" || item.tag === "close") {
+          this.#lastSent.delete(item.conn);
+        }
+      }
     }
     this.#out.clear();
   }
@@ -319,13 +357,14 @@ export class ClusterRouter implements Router {
       }
       case Kind.CLOSED:
         if (this.#home?.edgeOf?.(envelope.conn) === envelope.source) {
-          // Conservative per pair: anything sent to that edge after what it processed.
-          const truncated = this.streams.lastSent(envelope.source) > envelope.delivered;
+          // Per connection: a frame sent to it in an OUT the edge had not handed it (§8.5.3).
+          const truncated = (this.#lastSent.get(envelope.conn) ?? 0) > envelope.delivered;
+          this.#lastSent.delete(envelope.conn);
           this.#home.closed(envelope.conn, envelope.cause, now, truncated);
         }
         break;
       case Kind.OUT:
-        this.#onOut(envelope.source, envelope.items, now);
+        this.#onOut(envelope.source, envelope.seq, envelope.items, now);
         break;
       case Kind.BOUNCE:
         this.#edge?.bounce?.(envelope.conn, envelope.frame, now);
@@ -385,22 +424,30 @@ export class ClusterRouter implements Router {
     this.flush();
   }
 
-  #onOut(home: NodeId, items: OutItem[], now: number): void {
+  #onOut(home: NodeId, seq: number, items: OutItem[], now: number): void {
     const edge = this.#edge;
     if (!edge) return;
     for (const item of items) {
       if (item.tag === "frame") {
-        // A slow or closed connection is torn down here, its home told by CLOSED (§5.2).
         const failed = edge.deliver(item.frame, item.to);
+        // `delivered` moves for the connections handed the frame (§8.5.3).
+        for (const conn of item.to) {
+          if (failed === undefined || !failed.some((f) => f.id === conn)) {
+            this.#delivered.set(conn, seq);
+          }
+        }
+        // A slow or closed connection is torn down here, its home told by CLOSED (§5.2).
         if (failed) edge.undelivered?.(item.frame, failed, now);
         continue;
       }
       const conn = item.conn;
       const pending = this.#pending.get(conn);
       if (item.tag === "close") {
+        this.#delivered.delete(conn);
         edge.direct({ kind: "close", conn, code: item.code, reason: item.reason }, now);
         continue;
       }
+      if (item.tag === "unbind") this.#delivered.delete(conn);
       if (pending && pending.home === home) {
         clearTimeout(pending.timer);
         this.#pending.delete(conn);
@@ -421,7 +468,7 @@ export class ClusterRouter implements Router {
           kind: Kind.CLOSED,
           conn,
           cause: "abandoned",
-          delivered: this.streams.lastReceived(home),
+          delivered: this.#takeDelivered(conn),
         });
         continue;
       }
@@ -454,7 +501,7 @@ export class ClusterRouter implements Router {
         kind: Kind.CLOSED,
         conn,
         cause: "closed",
-        delivered: this.streams.lastReceived(peer),
+        delivered: this.#takeDelivered(conn),
       });
     }
     // Operator commands waiting for the peer fail at once.
@@ -465,7 +512,11 @@ export class ClusterRouter implements Router {
       command.resolve({ ok: false, reason: "unreachable" });
     }
     // Step 2: the peer's connections seated here.
-    for (const conn of this.#home?.dropEdge?.(peer, now) ?? []) {
+    // A seat is truncated when a frame was sent to it after what the peer acknowledged (§8.5.3).
+    const acked = this.streams.acked(peer);
+    const truncated = (conn: ConnId) => (this.#lastSent.get(conn) ?? 0) > acked;
+    for (const conn of this.#home?.dropEdge?.(peer, now, truncated) ?? []) {
+      this.#lastSent.delete(conn);
       closed++;
       this.direct(peer, { kind: "close", conn, code: 1012, reason: "Cluster resync" }, now);
     }

@@ -129,9 +129,11 @@ export interface HomeEndpoint {
   edgeOf?(conn: ConnId): NodeId | undefined;
   /**
    * Resync with `edge` (docs/spec/SERVER.md §8.5.2 step 2): ends every remote session of `edge` as an
-   * unexpected disconnect and returns them (the router sends `CLOSE{1012}`). Cluster only.
+   * unexpected disconnect and returns them (the router sends `CLOSE{1012}`); a player's held seat
+   * is marked truncated when `truncated(conn)` says frames sent to it may be missing (§8.5.3;
+   * absent = always). Cluster only.
    */
-  dropEdge?(edge: NodeId, now: number): ConnId[];
+  dropEdge?(edge: NodeId, now: number, truncated?: (conn: ConnId) => boolean): ConnId[];
   /** Whether this home holds a remote session of `edge`. Cluster only. */
   servesEdge?(edge: NodeId): boolean;
 }

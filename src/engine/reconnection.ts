@@ -404,6 +404,7 @@ export class Reconnection {
     } else {
       // Takeover: the seat is live on another socket (docs/spec/PROTOCOL.md §7.11.5 step 1).
       const oldConn = this.connOf(playerId);
+      truncated = this.#options.takeoverTruncated?.(oldConn) ?? false;
       const old = this.#sessions.remove(oldConn);
       if (old) old.playing = undefined;
       effects.push({

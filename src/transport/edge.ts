@@ -202,7 +202,7 @@ export class Edge {
         closed: (conn, cause, now, truncated) => this.#closedHere(conn, cause, now, truncated),
         command: (command, now) => this.#commandHere(command, now),
         edgeOf: (conn) => this.#remote.get(conn),
-        dropEdge: (edge, now) => this.#dropEdge(edge, now),
+        dropEdge: (edge, now, truncated) => this.#dropEdge(edge, now, truncated),
         servesEdge: (edge) => this.#servesEdge(edge),
       },
     });
@@ -780,12 +780,16 @@ export class Edge {
   }
 
   /** Resync with `edge`, home side (docs/spec/SERVER.md §8.5.2 step 2): seats held, spectators detached. */
-  #dropEdge(edge: NodeId, now: number): ConnId[] {
+  #dropEdge(edge: NodeId, now: number, truncated?: (conn: ConnId) => boolean): ConnId[] {
     const dropped: ConnId[] = [];
     for (const [conn, of] of this.#remote) if (of === edge) dropped.push(conn);
     for (const conn of dropped) {
       this.#remote.delete(conn);
-      this.#apply(this.#engine.disconnect(conn, now, { truncated: true }), now);
+      const missing = truncated?.(conn) ?? true;
+      this.#apply(
+        this.#engine.disconnect(conn, now, missing ? { truncated: true } : undefined),
+        now,
+      );
     }
     return dropped;
   }
