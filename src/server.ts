@@ -13,6 +13,7 @@ import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admiss
 import { listen, type PendingLimits, type TlsPem } from "./http/listener.ts";
 import type { LogStats } from "./logging.ts";
 import { createHandler, type Handler } from "./http/routes.ts";
+import type { RequestHead } from "./http/handover.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
 import { type RateLimitOptions, RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
@@ -374,6 +375,12 @@ export async function startServer(
       directory: edge.directory,
       buckets: cluster ? cluster.store : new MemoryTokenBuckets(settings.rateLimits),
       publicRoomListing: config.security.public_room_listing,
+      ...(cluster
+        ? {
+          inGrace: (now: number) => cluster.node.inGrace(now),
+          reachable: () => cluster.store.reachable,
+        }
+        : {}),
       scope: httpRoomScope(settings),
       roomCodeLength: config.protocol.room_code_length,
       maxGameNameLength: config.protocol.max_game_name_length,
@@ -384,13 +391,15 @@ export async function startServer(
 
   const hostname = options.hostname ?? config.server.host;
   const tls = readTls(config);
+  const warnProxy = cluster && config.security.trusted_proxies.length === 0
+    ? untrustedProxyWarning()
+    : undefined;
   const listener = await listen({
     hostname,
     port: config.port,
     tls,
-    handler: cluster && config.security.trusted_proxies.length === 0
-      ? warnUntrustedProxy(guarded(handler))
-      : guarded(handler),
+    handler: warnProxy ? warned(warnProxy, guarded(handler)) : guarded(handler),
+    upgrade: warnProxy ? warned(warnProxy, handler.websocket) : handler.websocket,
     limits: pendingLimits(config),
     reusePort: config.server.reuse_port,
     onRefused: () => onEvent({ type: "rate_limited", scope: "connections" }),
@@ -647,14 +656,14 @@ function pendingLimits(config: Config): PendingLimits {
   };
 }
 
-/** `handler` with a last-resort 500 for a request it throws on (docs/spec/SERVER.md §1.11). */
 /**
  * Cluster mode without `security.trusted_proxies`: the first request that carries
  * `X-Forwarded-For` logs a warning, once. Instances of a cluster sit behind a load balancer, and
  * without trusting it every client shares its address, so the per-IP limits throttle everyone
- * (docs/spec/SERVER.md §8.7 "Reconnect storms"). One header lookup per HTTP request until then.
+ * (docs/spec/SERVER.md §8.7 "Reconnect storms"). One header lookup per HTTP request and upgrade
+ * until then.
  */
-function warnUntrustedProxy(handler: Handler): Handler {
+function untrustedProxyWarning(): (request: RequestHead, info: Deno.ServeHandlerInfo) => void {
   let warned = false;
   return (request, info) => {
     if (!warned && request.headers.has("x-forwarded-for")) {
@@ -667,10 +676,21 @@ function warnUntrustedProxy(handler: Handler): Handler {
         { peer: "hostname" in addr ? addr.hostname : "unknown" },
       );
     }
-    return handler(request, info);
   };
 }
 
+/** `handle`, with `warn` looking at each request first. */
+function warned<R extends RequestHead, T>(
+  warn: (request: RequestHead, info: Deno.ServeHandlerInfo) => void,
+  handle: (request: R, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => T,
+): (request: R, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => T {
+  return (request, info) => {
+    warn(request, info);
+    return handle(request, info);
+  };
+}
+
+/** `handler` with a last-resort 500 for a request it throws on (docs/spec/SERVER.md §1.11). */
 function guarded(handler: Handler): Handler {
   const failed = (request: Request, error: unknown) => {
     log.error("Cannot handle {method} {url}: {error}", {

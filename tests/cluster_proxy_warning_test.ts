@@ -42,3 +42,33 @@ for (
     },
   });
 }
+
+/** A WebSocket upgrade carrying `X-Forwarded-For`, over a raw connection; resolves on its 101. */
+async function forwardedUpgrade(url: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  try {
+    await conn.write(new TextEncoder().encode(
+      `GET /v2/ws HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: Upgrade\r\n` +
+        "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+    ));
+    const buffer = new Uint8Array(1024);
+    const read = await conn.read(buffer);
+    return new TextDecoder().decode(buffer.subarray(0, read ?? 0)).split("\r\n")[0]!;
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test({
+  ...opts,
+  name: "cluster: a WebSocket upgrade with X-Forwarded-For is warned about too",
+  fn: async () => {
+    await using cluster = await startCluster(1, {});
+    equal(await forwardedUpgrade(cluster.httpUrl(0)), "HTTP/1.1 101 Switching Protocols");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const output = cluster.servers[0]!.output();
+    equal(output.match(WARNING)?.length ?? 0, 1, output);
+  },
+});

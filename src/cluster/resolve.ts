@@ -110,13 +110,22 @@ export function clusterResolver(options: ResolverOptions): Resolver {
   const { engine, store, node } = options;
   const conflicted = options.conflicted ?? (() => false);
 
-  /** A bucket take; the reason when refused. */
+  /**
+   * A bucket take; the reason when refused. The take falls back to this node's bucket when Redis
+   * does not answer; then every later step that needs Redis answers `SERVICE_UNAVAILABLE` at once
+   * instead of waiting `forward_timeout_ms` again (docs/spec/SERVER.md §8.4.3, §8.5.5).
+   */
   const takeToken = async (kind: BucketKind, ip: string, now: number) => {
     const taken = await store.take(kind, ip, now);
     if (taken.ok) return undefined;
     return kind === "creation"
       ? creationLimitReason(taken.retryAfterSecs)
       : joinLimitReason(taken.retryAfterSecs);
+  };
+
+  /** Throws while Redis is known not to answer (the caller's catch answers SERVICE_UNAVAILABLE). */
+  const reachable = () => {
+    if (!store.reachable) throw new Error("Redis unreachable");
   };
 
   /** Whether an entry found for a code or id names a room that is gone (stale). */
@@ -142,6 +151,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     };
     const given = data.room_code?.toUpperCase();
     const events: EdgeEvent[] = [];
+    reachable();
     for (let attempt = 0; attempt < (given ? 1 : CODE_ATTEMPTS); attempt++) {
       const code = given ?? options.staging.freshCode();
       const roomId = crypto.randomUUID();
@@ -228,6 +238,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     if (here && !conflicted(scope, code) && staleHome === undefined) {
       return { kind: "local" };
     }
+    reachable();
     const resolved = await store.resolveCode(scope, code);
     let staleRecord: DirectoryRecord | undefined;
     if (resolved.status === "found") {
@@ -276,6 +287,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const scope = gameScope(data.game_name, engine.sessionMeta(conn)?.appId);
     const here = engine.lookup(scope, code) !== undefined;
     if (here && !conflicted(scope, code)) return { kind: "local" };
+    reachable();
     const resolved = await store.resolveCode(scope, code);
     if (resolved.status === "found" && !(await stale(resolved, staleHome))) {
       if (resolved.homeAlive) return { kind: "remote", home: resolved.home };

@@ -98,6 +98,14 @@ export interface EdgeEndpoint {
    * down; either way the home learns it through `CLOSED` and holds the seat. Cluster only.
    */
   undelivered?(frame: string | Uint8Array, failed: DeliveryFailure[], now: number): void;
+  /**
+   * The node homing the room `conn` is bound to (this node when unbound), or `undefined` for an
+   * unknown connection. Frames from a home reach only its connections (docs/spec/SERVER.md §8.4.2).
+   * Cluster only.
+   */
+  homeOf?(conn: ConnId): NodeId | undefined;
+  /** `count` frames were dropped for connections that were not the home's any more (metrics). */
+  dropped?(count: number): void;
 }
 
 /** What a `BIND` tells the home once about the connection (docs/spec/SERVER.md §8.2 "Remote session"). */

@@ -195,6 +195,8 @@ export class Edge {
         resync: (home, now) => this.#resyncEdge(home, now),
         boundTo: (home) => this.#boundTo(home),
         undelivered: (frame, failed, now) => this.#undelivered(frame, failed, now),
+        homeOf: (conn) => this.#conns.get(conn)?.home,
+        dropped: (count) => this.#onEvent?.({ type: "messages_dropped", count }),
       },
       home: {
         bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),
@@ -825,6 +827,14 @@ export class Edge {
 
   #closedHere(conn: ConnId, cause: ClosedCause, now: number, truncated = false): void {
     const remote = this.#remote.delete(conn);
+    if (remote && cause === "abandoned") {
+      // A seat resumed by Reconnect is held again, its old token valid (docs/spec/SERVER.md §8.4.4).
+      const undone = this.#engine.abandonReconnect(conn, now);
+      if (undone) {
+        this.#apply(undone, now);
+        return;
+      }
+    }
     if (remote && cause !== "closed") {
       // `switched` / `abandoned`: the binding is undone without a word to the connection.
       const role = this.#engine.binding(conn);
