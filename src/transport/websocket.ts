@@ -423,7 +423,63 @@ function byteSize(frame: string | Uint8Array): number {
 /** The parser `ws` keeps in `_receiver` (private to `ws` 8.x; pinned in deno.json). */
 interface Receiver {
   prependListener(event: "error", listener: (error: Error & { code?: string }) => void): void;
-  on(event: "conclude", listener: (code: number) => void): void;
+  on(event: "conclude" | "error", listener: (code: number) => void): void;
+  /** `Writable.write`: parses `chunk`; false when its buffer is over the high-water mark. */
+  write(chunk: Uint8Array): boolean;
+}
+
+/**
+ * The native TCP handle under a `node:net` socket (Deno 2.x, private to the runtime): it calls
+ * `onread` with each read's bytes, as an `ArrayBuffer` of the bytes read, and `undefined` at
+ * the end of the stream or on an error. `readStart` takes the `onread` set at that moment.
+ */
+interface ReadHandle {
+  onread: (this: ReadHandle, bytes?: ArrayBuffer) => unknown;
+  readStop(): number;
+  readStart(): number;
+}
+
+/** Connections whose reads go straight to the `ws` parser (for the test that pins this). */
+export const directReads = { sockets: 0 };
+
+/**
+ * Hands each read of an upgraded plain-TCP socket straight to `ws`' parser instead of through
+ * the socket's `Readable` (`push` → `addChunk` → `emit("data")` → `ws`' listener), which
+ * measured about a tenth of a delivery's JavaScript (BENCHMARKS.md "Relay CPU"). What `ws`'
+ * listener does is kept: the chunk goes to `receiver.write`, and the socket is paused when that
+ * returns false. Whenever the plain path could differ, the read takes it: the socket paused
+ * or holding unread data (order), destroyed, `ws` no longer reading it (after a close frame or
+ * a protocol error, it stops feeding the parser), the end of the stream and errors. TLS
+ * sockets and handles that do not look as expected keep the plain path everywhere
+ * (`tests/direct_reads_test.ts` fails when the runtime or `ws` changes what this relies on).
+ */
+function readsDirect(stream: Socket, receiver: Receiver): void {
+  const handle = (stream as unknown as { _handle?: Partial<ReadHandle> | null })._handle;
+  if (
+    (stream as { encrypted?: boolean }).encrypted === true || !handle ||
+    typeof handle.onread !== "function" || typeof handle.readStop !== "function" ||
+    typeof handle.readStart !== "function"
+  ) return;
+  const plain = handle.onread;
+  let feeding = true;
+  const stop = () => feeding = false;
+  receiver.on("conclude", stop);
+  receiver.on("error", stop);
+  stream.once("close", stop);
+  handle.onread = function (bytes) {
+    if (
+      feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 && !stream.destroyed &&
+      stream.readableFlowing === true && stream.readableLength === 0
+    ) {
+      if (!receiver.write(Buffer.from(bytes))) stream.pause();
+      return undefined;
+    }
+    return plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
+  };
+  // The handle took `onread` when it started reading: restart it to take this one.
+  handle.readStop();
+  handle.readStart();
+  directReads.sockets++;
 }
 
 /** A writable stream whose `end` may be called again after it finished. */
@@ -554,6 +610,7 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
       }
     });
     const receiver = (socket as unknown as { _receiver?: Receiver })._receiver;
+    if (receiver) readsDirect(stream, receiver);
     quietEnd(stream);
     if (receiver) quietEnd(receiver as unknown as EndableStream);
     // Runs before `ws`' own handler, which closes with 1009 at once: the client first gets the

@@ -1,0 +1,100 @@
+/**
+ * Pins what `src/transport/websocket.ts` relies on to hand socket reads straight to `ws`' parser
+ * (BENCHMARKS.md "Relay CPU"): the runtime's TCP handle (`onread` taken at `readStart`, called
+ * with an `ArrayBuffer` of exactly the bytes read) and `ws`' own reading (one `data` listener
+ * that writes each chunk to `_receiver`). When a runtime or `ws` upgrade changes either, a test
+ * here fails before the relay silently takes the slower path or misreads a socket.
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { createServer } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { Writable } from "node:stream";
+// @ts-types="../src/transport/ws.d.ts"
+import { WebSocketServer } from "ws";
+import { directReads } from "../src/transport/websocket.ts";
+import { connect, guardedRoom, serve } from "./helpers.ts";
+import { RawWebSocket } from "./raw_websocket.ts";
+
+const encoder = new TextEncoder();
+
+Deno.test("The runtime's TCP handle and ws read as the direct reads expect", async () => {
+  const sent = ["a".repeat(10), "b".repeat(300), "c".repeat(5)];
+  // Bytes on the wire: each a masked frame (2-byte header, 2 more past 125, 4-byte mask).
+  const total = sent.reduce((sum, text) => sum + text.length + 6 + (text.length > 125 ? 2 : 0), 0);
+  const seen = Promise.withResolvers<{ chunks: ArrayBuffer[]; listeners: string[] }>();
+  const messages: string[] = [];
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 1024,
+    perMessageDeflate: false,
+    clientTracking: false,
+    handleProtocols: () => false,
+  });
+  const server = createServer();
+  server.on("upgrade", (request, raw: Socket, head: Buffer) => {
+    wss.handleUpgrade(request, raw, head, (ws) => {
+      ws.on("message", (data) => messages.push(Buffer.from(data).toString()));
+      // ws feeds its parser from one `data` listener, and keeps the parser in `_receiver`.
+      const listeners = raw.listeners("data").map((listener) => listener.name);
+      const receiver = (ws as unknown as { _receiver?: unknown })._receiver;
+      ok(receiver instanceof Writable, "ws keeps its Receiver (a Writable) in _receiver");
+      const handle = (raw as unknown as { _handle: Record<string, unknown> })._handle;
+      for (const name of ["onread", "readStop", "readStart"]) {
+        equal(typeof handle[name], "function", `the TCP handle has ${name}`);
+      }
+      const chunks: ArrayBuffer[] = [];
+      let read = 0;
+      const plain = handle.onread as (bytes?: ArrayBuffer) => unknown;
+      handle.onread = function (bytes?: ArrayBuffer) {
+        if (bytes !== undefined) chunks.push(bytes.slice(0));
+        read += bytes?.byteLength ?? 0;
+        // Still the runtime's reader: ws gets every byte through it.
+        const result = plain.apply(this, [bytes]);
+        if (read >= total) seen.resolve({ chunks, listeners });
+        return result;
+      };
+      (handle.readStop as () => void)();
+      (handle.readStart as () => void)();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    await using socket = await RawWebSocket.open(port);
+    for (const text of sent) await socket.sendText(text);
+    const { chunks, listeners } = await seen.promise;
+    deepEqual(listeners, ["socketOnData"]);
+    // Each read is an ArrayBuffer of exactly the bytes read (not a larger buffer with an
+    // offset): together exactly the frames sent, which ws parsed into the messages sent.
+    ok(chunks.every((chunk) => chunk instanceof ArrayBuffer));
+    equal(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0), total);
+    deepEqual(messages, sent);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+    server.closeAllConnections();
+  }
+});
+
+Deno.test("The server reads plain WebSockets directly, and relays fragmented messages intact", async () => {
+  await using server = await serve();
+  const before = directReads.sockets;
+  const [a, b] = await guardedRoom(server);
+  ok(directReads.sockets - before >= 2, "both players' reads go straight to the parser");
+  a.send({ type: "GameData", data: { data: { n: 1 } } });
+  deepEqual((await b.next("GameData")).data.data, { n: 1 });
+  // A message in several frames, from another client.
+  await using raw = await RawWebSocket.open(server.port);
+  const join = encoder.encode(
+    '{"type":"JoinRoom","data":{"game_name":"g","player_name":"Ren","room_code":"SPLIT1"}}',
+  );
+  await raw.sendText(join.subarray(0, 30), { fin: false });
+  await raw.sendFrame(0, join.subarray(30));
+  const reply = JSON.parse(new TextDecoder().decode((await raw.readFrame())!.payload));
+  equal(reply.type, "RoomJoined");
+  await using c = await connect(server);
+  c.send({ type: "Ping" });
+  equal((await c.next("Pong")).type, "Pong");
+  await a.close();
+  await b.close();
+});
