@@ -39,6 +39,11 @@ Deno.test("The runtime's TCP handle and ws read as the direct reads expect", asy
       const listeners = raw.listeners("data").map((listener) => listener.name);
       const receiver = (ws as unknown as { _receiver?: unknown })._receiver;
       ok(receiver instanceof Writable, "ws keeps its Receiver (a Writable) in _receiver");
+      // Its own parse step, run synchronously: events emitted at once, no extension.
+      const parser = receiver as unknown as Record<string, unknown>;
+      ok(typeof parser._write === "function" && parser._write !== Writable.prototype._write);
+      equal(parser._allowSynchronousEvents, true);
+      deepEqual(parser._extensions, {});
       const handle = (raw as unknown as { _handle: Record<string, unknown> })._handle;
       for (const name of ["onread", "readStop", "readStart"]) {
         equal(typeof handle[name], "function", `the TCP handle has ${name}`);
@@ -78,9 +83,10 @@ Deno.test("The runtime's TCP handle and ws read as the direct reads expect", asy
 
 Deno.test("The server reads plain WebSockets directly, and relays fragmented messages intact", async () => {
   await using server = await serve();
-  const before = directReads.sockets;
+  const before = { ...directReads };
   const [a, b] = await guardedRoom(server);
-  ok(directReads.sockets - before >= 2, "both players' reads go straight to the parser");
+  ok(directReads.sockets - before.sockets >= 2, "both players' reads go straight to the parser");
+  ok(directReads.parsedAtOnce - before.parsedAtOnce >= 2, "and skip Writable.write");
   a.send({ type: "GameData", data: { data: { n: 1 } } });
   deepEqual((await b.next("GameData")).data.data, { n: 1 });
   // A message in several frames, from another client.
@@ -97,4 +103,21 @@ Deno.test("The server reads plain WebSockets directly, and relays fragmented mes
   equal((await c.next("Pong")).type, "Pong");
   await a.close();
   await b.close();
+});
+
+Deno.test("Protocol errors found by the direct reads still close with ws' codes", async () => {
+  await using server = await serve((config) => config.security.max_message_size = 1024);
+  const cases: [string, (socket: RawWebSocket) => Promise<void>, number][] = [
+    ["invalid UTF-8", (s) => s.sendText(new Uint8Array([0x7b, 0xff, 0x7d])), 1007],
+    ["unmasked frame", (s) => s.sendText("{}", { mask: false }), 1002],
+    ["message over the limit across fragments", async (s) => {
+      await s.sendText(new Uint8Array(600), { fin: false });
+      await s.sendFrame(0, new Uint8Array(600));
+    }, 1009],
+  ];
+  for (const [name, send, expected] of cases) {
+    await using socket = await RawWebSocket.open(server.port);
+    await send(socket);
+    equal((await socket.readClose(3000)).code, expected, name);
+  }
 });

@@ -426,6 +426,15 @@ interface Receiver {
   on(event: "conclude" | "error", listener: (code: number) => void): void;
   /** `Writable.write`: parses `chunk`; false when its buffer is over the high-water mark. */
   write(chunk: Uint8Array): boolean;
+  /**
+   * The parse step `Writable.write` calls: parses `chunk` and calls `done` (with the protocol
+   * error, if any); synchronously while events are emitted synchronously (a `ws` server's
+   * default) and no extension is negotiated (this server negotiates none).
+   */
+  _write(chunk: Uint8Array, encoding: string, done: (error?: Error | null) => void): void;
+  readonly _allowSynchronousEvents?: boolean;
+  readonly _extensions?: Record<string, unknown>;
+  destroy(error: Error): void;
 }
 
 /**
@@ -439,8 +448,11 @@ interface ReadHandle {
   readStart(): number;
 }
 
-/** Connections whose reads go straight to the `ws` parser (for the test that pins this). */
-export const directReads = { sockets: 0 };
+/**
+ * Connections whose reads go straight to the `ws` parser, and of those, the ones whose reads
+ * skip `Writable.write` too (for the test that pins this, `tests/direct_reads_test.ts`).
+ */
+export const directReads = { sockets: 0, parsedAtOnce: 0 };
 
 /**
  * Hands each read of an upgraded plain-TCP socket straight to `ws`' parser instead of through
@@ -466,12 +478,24 @@ function readsDirect(stream: Socket, receiver: Receiver): void {
   receiver.on("conclude", stop);
   receiver.on("error", stop);
   stream.once("close", stop);
+  // Parsing synchronously, the parser needs none of `Writable.write`'s queueing: call its parse
+  // step, and end it with the error as `Writable` would (`destroy` emits `error` on the next
+  // tick, which `ws` answers with the close code).
+  const parseAtOnce = typeof receiver._write === "function" &&
+    receiver._allowSynchronousEvents === true &&
+    Object.keys(receiver._extensions ?? {}).length === 0;
+  const parsed = (error?: Error | null) => {
+    if (!error) return;
+    feeding = false;
+    receiver.destroy(error);
+  };
   handle.onread = function (bytes) {
     if (
       feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 && !stream.destroyed &&
       stream.readableFlowing === true && stream.readableLength === 0
     ) {
-      if (!receiver.write(Buffer.from(bytes))) stream.pause();
+      if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
+      else if (!receiver.write(Buffer.from(bytes))) stream.pause();
       return undefined;
     }
     return plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
@@ -480,6 +504,7 @@ function readsDirect(stream: Socket, receiver: Receiver): void {
   handle.readStop();
   handle.readStart();
   directReads.sockets++;
+  if (parseAtOnce) directReads.parsedAtOnce++;
 }
 
 /** A writable stream whose `end` may be called again after it finished. */
