@@ -452,7 +452,12 @@ interface ReadHandle {
  * Connections whose reads go straight to the `ws` parser, and of those, the ones whose reads
  * skip `Writable.write` too (for the test that pins this, `tests/direct_reads_test.ts`).
  */
-export const directReads = { sockets: 0, parsedAtOnce: 0 };
+export const directReads = {
+  sockets: 0,
+  parsedAtOnce: 0,
+  /** Off: sockets accepted from then on read through the `Readable` (for A/B measurements). */
+  enabled: true,
+};
 
 /**
  * Hands each read of an upgraded plain-TCP socket straight to `ws`' parser instead of through
@@ -468,7 +473,7 @@ export const directReads = { sockets: 0, parsedAtOnce: 0 };
 function readsDirect(stream: Socket, receiver: Receiver): void {
   const handle = (stream as unknown as { _handle?: Partial<ReadHandle> | null })._handle;
   if (
-    (stream as { encrypted?: boolean }).encrypted === true || !handle ||
+    !directReads.enabled || (stream as { encrypted?: boolean }).encrypted === true || !handle ||
     typeof handle.onread !== "function" || typeof handle.readStop !== "function" ||
     typeof handle.readStart !== "function"
   ) return;
