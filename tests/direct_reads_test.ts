@@ -44,6 +44,18 @@ Deno.test("The runtime's TCP handle and ws read as the direct reads expect", asy
       ok(typeof parser._write === "function" && parser._write !== Writable.prototype._write);
       equal(parser._allowSynchronousEvents, true);
       deepEqual(parser._extensions, {});
+      // The parser's messages reach the WebSocket through one listener of ws' that re-emits them.
+      const onMessage = (receiver as unknown as { listeners(event: string): unknown[] })
+        .listeners("message");
+      deepEqual(onMessage.map((listener) => (listener as () => void).name), [
+        "receiverOnMessage",
+      ]);
+      ok(/\.emit\('message', data, isBinary\)/.test(String(onMessage[0])));
+      // The Readable state the direct reads check instead of its getters.
+      const state = (raw as unknown as { _readableState: Record<string, unknown> })._readableState;
+      equal(state.flowing, raw.readableFlowing);
+      equal(state.length, raw.readableLength);
+      equal(state.destroyed, raw.destroyed);
       const handle = (raw as unknown as { _handle: Record<string, unknown> })._handle;
       for (const name of ["onread", "readStop", "readStart"]) {
         equal(typeof handle[name], "function", `the TCP handle has ${name}`);
