@@ -424,6 +424,9 @@ function byteSize(frame: string | Uint8Array): number {
 interface Receiver {
   prependListener(event: "error", listener: (error: Error & { code?: string }) => void): void;
   on(event: "conclude" | "error", listener: (code: number) => void): void;
+  on(event: "message", listener: (data: Uint8Array, isBinary: boolean) => void): void;
+  listeners(event: "message"): ((...args: never[]) => unknown)[];
+  removeListener(event: "message", listener: (...args: never[]) => unknown): void;
   /** `Writable.write`: parses `chunk`; false when its buffer is over the high-water mark. */
   write(chunk: Uint8Array): boolean;
   /**
@@ -438,6 +441,23 @@ interface Receiver {
 }
 
 /**
+ * Takes each message from `ws`' parser itself instead of through the `WebSocket`, whose only
+ * listener of the parser's `message` event re-emits it on the `WebSocket` (one emit and one
+ * call less per message). False, and nothing changed, when the parser's listeners are not that
+ * one (`tests/direct_reads_test.ts` pins it).
+ */
+function hearParser(
+  receiver: Receiver,
+  onMessage: (data: Uint8Array, isBinary: boolean) => void,
+): boolean {
+  const listeners = receiver.listeners("message");
+  if (listeners.length !== 1 || listeners[0]!.name !== "receiverOnMessage") return false;
+  receiver.removeListener("message", listeners[0]!);
+  receiver.on("message", onMessage);
+  return true;
+}
+
+/**
  * The native TCP handle under a `node:net` socket (Deno 2.x, private to the runtime): it calls
  * `onread` with each read's bytes, as an `ArrayBuffer` of the bytes read, and `undefined` at
  * the end of the stream or on an error. `readStart` takes the `onread` set at that moment.
@@ -446,6 +466,13 @@ interface ReadHandle {
   onread: (this: ReadHandle, bytes?: ArrayBuffer) => unknown;
   readStop(): number;
   readStart(): number;
+}
+
+/** What {@linkcode readsDirect} reads of a `Readable`'s state (Node's `_readableState`). */
+interface ReadableState {
+  readonly destroyed: boolean;
+  readonly flowing: boolean | null;
+  readonly length: number;
 }
 
 /**
@@ -481,6 +508,8 @@ function readsDirect(stream: Socket, receiver: Receiver): void {
     typeof handle.readStart !== "function"
   ) return;
   const plain = handle.onread;
+  // `readable.destroyed`, `readableFlowing` and `readableLength` without their getters.
+  const state = (stream as unknown as { _readableState: ReadableState })._readableState;
   let feeding = true;
   const stop = () => feeding = false;
   receiver.on("conclude", stop);
@@ -499,8 +528,8 @@ function readsDirect(stream: Socket, receiver: Receiver): void {
   };
   handle.onread = function (bytes) {
     if (
-      feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 && !stream.destroyed &&
-      stream.readableFlowing === true && stream.readableLength === 0
+      feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 && !state.destroyed &&
+      state.flowing === true && state.length === 0
     ) {
       if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
       else if (!receiver.write(Buffer.from(bytes))) stream.pause();
@@ -630,7 +659,7 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
     Deno.unrefTimer(idleTimer as unknown as number);
     socket.on("pong", () => heard = true);
     socket.on("ping", () => heard = true);
-    socket.on("message", (data: Uint8Array, isBinary: boolean) => {
+    const onMessage = (data: Uint8Array, isBinary: boolean) => {
       heard = true;
       try {
         edge.receive(connection, isBinary ? data : (data as Buffer).toString(), Date.now());
@@ -641,8 +670,11 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
         });
         edge.close(connection, 1011, "Internal error", Date.now());
       }
-    });
+    };
     const receiver = (socket as unknown as { _receiver?: Receiver })._receiver;
+    if (!receiver || !directReads.enabled || !hearParser(receiver, onMessage)) {
+      socket.on("message", onMessage);
+    }
     if (receiver) readsDirect(stream, receiver);
     quietEnd(stream);
     if (receiver) quietEnd(receiver as unknown as EndableStream);
