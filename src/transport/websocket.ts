@@ -565,6 +565,88 @@ function quietEnd(stream: EndableStream): void {
   };
 }
 
+/** One connection as the idle sweep sees it. */
+interface IdleWatch {
+  /** When the peer last sent something (a message, ping or pong), ms since the epoch. */
+  heardMs: number;
+  /** Pinged since it was last heard from. */
+  pinged: boolean;
+  ping(): void;
+  /** Closes the connection for not answering (1001). */
+  expire(): void;
+}
+
+/**
+ * The idle timeout of every connection with the same `server.ping_timeout` (docs/spec/PROTOCOL.md
+ * §7.10), checked by one interval timer, every quarter of the timeout, while it watches any
+ * connection: a connection silent for half of the timeout is pinged, one silent for all of it
+ * after a ping is closed with 1001, each within a quarter of the timeout of the due time. One
+ * timer for all connections instead of one per connection (a `Timeout` and its runtime timer
+ * per connect and close, BENCHMARKS.md "Socket layer").
+ */
+class IdleSweep {
+  readonly #watches = new Set<IdleWatch>();
+  readonly #timeoutMs: number;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  /** `timeoutMs`: the idle timeout, ms (at least 1000). */
+  constructor(timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
+  }
+
+  add(watch: IdleWatch): void {
+    this.#watches.add(watch);
+    if (this.#timer !== undefined) return;
+    this.#timer = setInterval(() => this.#sweep(Date.now()), this.#timeoutMs / 4);
+    Deno.unrefTimer(this.#timer as unknown as number);
+  }
+
+  delete(watch: IdleWatch): void {
+    this.#watches.delete(watch);
+    this.#stopWhenIdle();
+  }
+
+  /** No connection left to watch: no timer either. */
+  #stopWhenIdle(): void {
+    if (this.#watches.size > 0 || this.#timer === undefined) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #sweep(now: number): void {
+    const half = this.#timeoutMs / 2;
+    for (const watch of this.#watches) {
+      const silentMs = now - watch.heardMs;
+      try {
+        if (silentMs < half) watch.pinged = false;
+        else if (!watch.pinged) {
+          watch.pinged = true;
+          watch.ping();
+        } else if (silentMs >= this.#timeoutMs) {
+          this.#watches.delete(watch);
+          watch.expire();
+        }
+      } catch (error) {
+        // One connection's failure must not stop the sweep for the others.
+        log.error("Idle sweep: {error}", { error });
+      }
+    }
+    this.#stopWhenIdle();
+  }
+}
+
+/** One idle sweep per timeout, seconds. */
+const idleSweeps = new Map<number, IdleSweep>();
+
+function idleSweep(timeoutSecs: number): IdleSweep {
+  let sweep = idleSweeps.get(timeoutSecs);
+  if (!sweep) {
+    sweep = new IdleSweep(Math.max(1000, timeoutSecs * 1000));
+    idleSweeps.set(timeoutSecs, sweep);
+  }
+  return sweep;
+}
+
 /** The close reason of a connection closed for not answering pings (1001, docs/spec/PROTOCOL.md §7.10). */
 export const IDLE_TIMEOUT_REASON = "No response from ping frame.";
 
@@ -613,11 +695,11 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
   let id: string | undefined;
   let ws: WsSocket | undefined;
   let closed = false;
-  let idleTimer: ReturnType<typeof setInterval> | undefined;
+  let idle: IdleWatch | undefined;
   const teardown = (closeCode?: number) => {
     if (closed) return;
     closed = true;
-    clearInterval(idleTimer);
+    if (idle) idleSweep(options.idleTimeoutSecs).delete(idle);
     if (id !== undefined) edge.disconnect(id, Date.now(), undefined, closeCode);
     options.onClosed?.();
   };
@@ -638,31 +720,28 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
     const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream, true);
     id = edge.connect(peer, { ip: options.ip, tokenBinding: options.tokenBinding?.binding });
     const connection = id;
-    // Idle timeout (docs/spec/PROTOCOL.md §7.10): checked every half of it; traffic or a pong resets it.
-    let heard = false;
-    let pinged = false;
-    const halfMs = Math.max(500, options.idleTimeoutSecs * 500);
-    idleTimer = setInterval(() => {
-      if (heard) {
-        heard = false;
-        pinged = false;
-      } else if (!pinged) {
-        pinged = true;
-        socket.ping();
-      } else {
+    // Idle timeout (docs/spec/PROTOCOL.md §7.10): one sweep for all connections (`IdleSweep`);
+    // traffic or a pong resets it.
+    const watch: IdleWatch = {
+      heardMs: Date.now(),
+      pinged: false,
+      ping: () => socket.ping(),
+      expire: () => {
         // The peer answers nothing: send the close frame and end the connection after it.
         peer.close(1001, IDLE_TIMEOUT_REASON);
         edge.disconnect(connection, Date.now(), undefined, 1001, true);
         stream.end();
-      }
-    }, halfMs);
-    Deno.unrefTimer(idleTimer as unknown as number);
-    socket.on("pong", () => heard = true);
-    socket.on("ping", () => heard = true);
+      },
+    };
+    idle = watch;
+    idleSweep(options.idleTimeoutSecs).add(watch);
+    socket.on("pong", () => watch.heardMs = Date.now());
+    socket.on("ping", () => watch.heardMs = Date.now());
     const onMessage = (data: Uint8Array, isBinary: boolean) => {
-      heard = true;
+      const now = Date.now();
+      watch.heardMs = now;
       try {
-        edge.receive(connection, isBinary ? data : (data as Buffer).toString(), Date.now());
+        edge.receive(connection, isBinary ? data : (data as Buffer).toString(), now);
       } catch (error) {
         log.error("Cannot handle a frame from {connection_id}: {error}", {
           connection_id: connection,
