@@ -2,9 +2,7 @@
  * The write path of one delivery alone: encode a ~110-byte text frame and write it to one of 100
  * loopback `node:net` sockets (TCP_NODELAY, as the HTTP server sets it) whose reader runs in a
  * child process on core 1, a fresh buffer per write (`Buffer.allocUnsafe`, the pool) against
- * the scratch buffer of session 4 (a new one whenever the stream still holds the last) and the
- * arena of `src/transport/websocket.ts` (each batch after the previous one in one 8 KiB buffer),
- * alternating round by round. Prints
+ * the reused scratch buffer of `src/transport/websocket.ts`, alternating round by round. Prints
  * this process's CPU µs per write.
  *
  * ```sh
@@ -56,8 +54,6 @@ const frame = JSON.stringify({
   data: { player_id: "0123456789abcdef", x: 1.25, y: 2.5, pad: "x".repeat(32) },
 });
 let scratch = Buffer.allocUnsafeSlow(8 * 1024);
-let arena = Buffer.allocUnsafeSlow(8 * 1024);
-let arenaUsed = 0;
 const variants: [string, (socket: net.Socket) => void][] = [
   ["fresh buffer", (socket) => void socket.write(encodeFrames([frame], 1))],
   ["scratch", (socket) => {
@@ -65,18 +61,6 @@ const variants: [string, (socket: net.Socket) => void][] = [
     const bytes = encodeFrames([frame], 1, scratch);
     socket.write(bytes);
     if (socket.writableLength !== 0) scratch = Buffer.allocUnsafeSlow(8 * 1024);
-  }],
-  // Batches one after the other in an 8 KiB buffer, a new one when full (websocket.ts now).
-  ["arena", (socket) => {
-    const bytes = encodeFrames([frame], 1, arena, arenaUsed);
-    if (bytes.buffer === arena.buffer) {
-      arenaUsed = bytes.byteOffset + bytes.byteLength;
-      if (8 * 1024 - arenaUsed < 512) {
-        arena = Buffer.allocUnsafeSlow(8 * 1024);
-        arenaUsed = 0;
-      }
-    }
-    socket.write(bytes);
   }],
 ];
 const results = new Map<string, number[]>(variants.map(([name]) => [name, []]));

@@ -290,24 +290,22 @@ const encoder = new TextEncoder();
 /**
  * Encodes `frames[0..count)` as unmasked, unfragmented server frames (RFC 6455 §5.2): text for
  * strings (UTF-8), binary for bytes, into one buffer, so a batch costs one write. Into `scratch`
- * from byte `offset` on when the frames surely fit there (the result is then a view of it),
- * else into a new buffer.
+ * when the frames surely fit there (the result is then a view of it), else into a new buffer.
  */
 export function encodeFrames(
   frames: readonly (string | Uint8Array)[],
   count: number,
   scratch?: Buffer,
-  offset = 0,
 ): Uint8Array {
   let bound = 0;
   for (let i = 0; i < count; i++) {
     const frame = frames[i]!;
     bound += (typeof frame === "string" ? frame.length * 3 : frame.byteLength) + 10;
   }
-  const inScratch = scratch !== undefined && offset + bound <= scratch.length;
-  const out = inScratch ? scratch : Buffer.allocUnsafe(bound);
-  const start = inScratch ? offset : 0;
-  let pos = start;
+  const out = scratch !== undefined && bound <= scratch.length
+    ? scratch
+    : Buffer.allocUnsafe(bound);
+  let pos = 0;
   for (let i = 0; i < count; i++) {
     const frame = frames[i]!;
     if (typeof frame === "string" && frame.length * 3 < 65_536) {
@@ -346,30 +344,21 @@ export function encodeFrames(
     out.set(bytes, pos);
     pos += n;
   }
-  return out.subarray(start, pos);
+  return out.subarray(0, pos);
 }
 
 /**
- * Size of the buffers batches are encoded into one after the other, bytes (a batch of 10
- * messages of up to ~270 characters fits); a larger batch gets its own. As large as a
- * `Buffer.allocUnsafe` pool: a write still queued keeps at most that much alive.
+ * Size of the buffer batches are encoded into, bytes (a batch of 10 messages of up to ~270
+ * characters fits); larger batches get their own. As large as a `Buffer.allocUnsafe` pool, which
+ * a queued write kept alive before.
  */
-const ARENA_BYTES = 8 * 1024;
+const SCRATCH_BYTES = 8 * 1024;
 /**
- * A new arena is started when less than this is left, bytes (a typical batch of one relayed
- * message needs ~130 with the encoding's upper bound).
+ * The buffer every connection's batches are encoded into while the kernel takes each write at
+ * once, so a delivery allocates no buffer (one per write cost a pool refill every ~80 writes
+ * and a tenth of the garbage collector's time, BENCHMARKS.md "Socket layer").
  */
-const ARENA_MIN_LEFT = 512;
-/**
- * The buffer every connection's batches are encoded into, each batch after the previous one.
- * The runtime writes a socket's bytes after `write` returns (it keeps a view until then, even
- * when the kernel could take them at once), so no part is ever reused: when it is full, the
- * next batch starts a new one, and the old one lives until its last write is done. One
- * allocation for ~60 writes instead of one 8 KiB buffer per write (BENCHMARKS.md "Relay CPU").
- */
-let arena: Buffer = Buffer.allocUnsafeSlow(ARENA_BYTES);
-/** Bytes of {@linkcode arena} handed out. */
-let arenaUsed = 0;
+let scratch: Buffer = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
 
 /**
  * A `ws` WebSocket as an {@linkcode OutboundSocket} whose data frames are written straight to
@@ -399,15 +388,20 @@ class FramedSocket implements OutboundSocket {
   }
 
   sendMany(frames: readonly (string | Uint8Array)[], count: number): void {
-    const bytes = encodeFrames(frames, count, arena, arenaUsed);
-    if (bytes.buffer === arena.buffer) {
-      arenaUsed = bytes.byteOffset - arena.byteOffset + bytes.byteLength;
-      if (ARENA_BYTES - arenaUsed < ARENA_MIN_LEFT) {
-        arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
-        arenaUsed = 0;
-      }
+    const stream = this.#stream;
+    if (stream.writableLength !== 0) {
+      // Queued behind earlier bytes: the stream keeps this buffer until then; one of its own.
+      stream.write(encodeFrames(frames, count));
+      return;
     }
-    this.#stream.write(bytes);
+    const bytes = encodeFrames(frames, count, scratch);
+    stream.write(bytes);
+    // Taken by the kernel at once (the usual case): the scratch buffer is free again. Else (the
+    // kernel's buffer just filled up) the stream keeps a view of it until written, so the next
+    // batch needs another one; a slow consumer holds at most one scratch buffer that way.
+    if (bytes.buffer === scratch.buffer && stream.writableLength !== 0) {
+      scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    }
   }
 
   close(code?: number, reason?: string): void {
