@@ -12,7 +12,8 @@ import type { AddressInfo, Socket } from "node:net";
 import { Writable } from "node:stream";
 // @ts-types="../src/transport/ws.d.ts"
 import { WebSocketServer } from "ws";
-import { directReads } from "../src/transport/websocket.ts";
+import process from "node:process";
+import { directReads, directWrites } from "../src/transport/websocket.ts";
 import { connect, guardedRoom, serve } from "./helpers.ts";
 import { RawWebSocket } from "./raw_websocket.ts";
 
@@ -96,7 +97,9 @@ Deno.test("The runtime's TCP handle and ws read as the direct reads expect", asy
 Deno.test("The server reads plain WebSockets directly, and relays fragmented messages intact", async () => {
   await using server = await serve();
   const before = { ...directReads };
+  const writesBefore = directWrites.sockets;
   const [a, b] = await guardedRoom(server);
+  ok(directWrites.sockets - writesBefore >= 2, "both players' batches go straight to the handle");
   ok(directReads.sockets - before.sockets >= 2, "both players' reads go straight to the parser");
   ok(directReads.parsedAtOnce - before.parsedAtOnce >= 2, "and skip Writable.write");
   a.send({ type: "GameData", data: { data: { n: 1 } } });
@@ -131,5 +134,65 @@ Deno.test("Protocol errors found by the direct reads still close with ws' codes"
     await using socket = await RawWebSocket.open(server.port);
     await send(socket);
     equal((await socket.readClose(3000)).code, expected, name);
+  }
+});
+
+Deno.test("An upgraded socket's TCP handle writes as the direct writes expect", async () => {
+  const { streamBaseState, kLastWriteWasAsync } = (process as unknown as {
+    binding(name: string): { streamBaseState: Int32Array; kLastWriteWasAsync: number };
+  }).binding("stream_wrap");
+  ok(ArrayBuffer.isView(streamBaseState) && typeof kLastWriteWasAsync === "number");
+  const big = 32 << 20; // more than loopback buffers take at once
+  const done = Promise.withResolvers<number>();
+  const flags: number[] = [];
+  const server = createServer();
+  server.on("upgrade", (_request, raw: Socket) => {
+    const handle = (raw as unknown as { _handle: { constructor: { name: string } } })._handle;
+    equal(handle.constructor.name, "TCPWrap");
+    const write = (bytes: Uint8Array, oncomplete = (_status: number) => {}) => {
+      equal(
+        (handle as unknown as {
+          writeBuffer(r: { oncomplete(status: number): void }, b: Uint8Array): number;
+        }).writeBuffer({ oncomplete }, bytes),
+        0,
+      );
+      flags.push(streamBaseState[kLastWriteWasAsync]!);
+    };
+    write(new Uint8Array(100).fill(1)); // taken at once
+    write(new Uint8Array(big).fill(2), (status) => done.resolve(status)); // queued
+    raw.write(new Uint8Array(10).fill(3)); // the stream's own write, after both
+    raw.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(
+      encoder.encode(
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+      ),
+    );
+    // Everything arrives, in the order handed to the handle and the stream.
+    const counts = [0, 0, 0, 0];
+    let order = 1;
+    let inOrder = true;
+    const buffer = new Uint8Array(1 << 16);
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      for (let i = 0; i < n; i++) {
+        const byte = buffer[i]!;
+        if (byte < order) inOrder = false;
+        order = byte;
+        counts[byte]!++;
+      }
+    }
+    conn.close();
+    deepEqual(counts, [0, 100, big, 10]);
+    ok(inOrder);
+    deepEqual(flags, [0, 1], "the small write was taken at once, the large one queued");
+    equal(await done.promise, 0, "the queued write completed");
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
   }
 });

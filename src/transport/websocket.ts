@@ -7,6 +7,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import process from "node:process";
 import { setImmediate } from "node:timers";
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
@@ -368,10 +369,17 @@ let scratch: Buffer = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
 class FramedSocket implements OutboundSocket {
   readonly #ws: WsSocket;
   readonly #stream: Socket;
+  /** The socket's TCP handle when batches are handed to it directly ({@linkcode writeHandle}). */
+  readonly #handle: WriteHandle | undefined;
+  readonly #state: WritableState;
+  /** Bytes handed to {@linkcode #handle} that the kernel has not taken yet. */
+  pending = 0;
 
   constructor(ws: WsSocket, stream: Socket) {
     this.#ws = ws;
     this.#stream = stream;
+    this.#handle = writeHandle(stream);
+    this.#state = (stream as unknown as { _writableState: WritableState })._writableState;
   }
 
   get readyState(): number {
@@ -380,7 +388,7 @@ class FramedSocket implements OutboundSocket {
 
   /** Bytes written to the connection and not yet taken by the kernel. */
   get bufferedAmount(): number {
-    return this.#stream.writableLength;
+    return this.#stream.writableLength + this.pending;
   }
 
   send(frame: string | Uint8Array): void {
@@ -389,7 +397,28 @@ class FramedSocket implements OutboundSocket {
 
   sendMany(frames: readonly (string | Uint8Array)[], count: number): void {
     const stream = this.#stream;
-    if (stream.writableLength !== 0) {
+    const handle = this.#handle;
+    const state = this.#state;
+    // Straight to the handle while the stream holds nothing (nothing of `ws`' to overtake) and
+    // is open for writing.
+    if (handle !== undefined && state.length === 0 && !state.ending && !state.destroyed) {
+      const queued = this.pending !== 0;
+      const bytes = encodeFrames(frames, count, queued ? undefined : scratch);
+      const request = new DirectWrite(this, stream, bytes.byteLength);
+      const status = handle.writeBuffer(request, bytes);
+      if (status !== 0) {
+        stream.destroy(writeError(status));
+        return;
+      }
+      if ((streamBaseState?.[kLastWriteWasAsync] ?? 1) !== 0) {
+        // The kernel did not take it all: the handle keeps a view until written.
+        request.counted = true;
+        this.pending += bytes.byteLength;
+        if (bytes.buffer === scratch.buffer) scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+      }
+      return;
+    }
+    if (stream.writableLength !== 0 || this.pending !== 0) {
       // Queued behind earlier bytes: the stream keeps this buffer until then; one of its own.
       stream.write(encodeFrames(frames, count));
       return;
@@ -411,6 +440,104 @@ class FramedSocket implements OutboundSocket {
   addEventListener(type: "close", listener: () => void, options?: { once?: boolean }): void {
     this.#ws.addEventListener(type, listener, options);
   }
+}
+
+/**
+ * The write side of the native TCP handle under a `node:net` socket (Deno 2.x, private to the
+ * runtime, like `ReadHandle`): `writeBuffer` writes what the kernel takes at once and queues the
+ * rest behind every write handed to the handle before (the stream's own included), keeping a
+ * view of it; `streamBaseState[kLastWriteWasAsync]` then says whether it queued, and only then
+ * is `request.oncomplete` called, with 0 when written, or with a negative error number when the
+ * write failed or the socket was closed first. A shutdown (`end()`) waits for queued writes.
+ */
+interface WriteHandle {
+  writeBuffer(request: { oncomplete(status: number): void }, bytes: Uint8Array): number;
+}
+
+/** The runtime's record of the last handle write (Node's `internalBinding('stream_wrap')`). */
+const { streamBaseState, kLastWriteWasAsync } = streamWrap();
+
+function streamWrap(): { streamBaseState?: Uint8Array | Int32Array; kLastWriteWasAsync: number } {
+  try {
+    const binding = (process as unknown as { binding(name: string): Record<string, unknown> })
+      .binding("stream_wrap");
+    const state = binding.streamBaseState;
+    const index = binding.kLastWriteWasAsync;
+    if (ArrayBuffer.isView(state) && typeof index === "number") {
+      return { streamBaseState: state as Int32Array, kLastWriteWasAsync: index };
+    }
+  } catch {
+    // Not available: batches go through the stream.
+  }
+  return { kLastWriteWasAsync: 0 };
+}
+
+/** What `FramedSocket` reads of a `Writable`'s state (Node's `_writableState`). */
+interface WritableState {
+  /** Bytes the stream holds: written to the handle and not done, or waiting. */
+  readonly length: number;
+  readonly ending: boolean;
+  readonly destroyed: boolean;
+}
+
+/** Connections whose batches go straight to the TCP handle (see {@linkcode writeHandle}). */
+export const directWrites = {
+  sockets: 0,
+  /** Off: sockets accepted from then on write through the stream (for A/B measurements). */
+  enabled: true,
+};
+
+/**
+ * The TCP handle of a plain-TCP socket whose batches can be handed to it directly, skipping the
+ * socket's `Writable` (`write` → `_writeGeneric` → a `WriteWrap` with an async id per write →
+ * completion callbacks), a large part of a delivery's JavaScript (BENCHMARKS.md "Relay CPU").
+ * Order is kept: a batch goes to the handle only while the stream holds nothing (`ws`' control
+ * frames, when one waits, go first; after a close frame nothing more is sent), and the handle
+ * writes in the order it was given. Bytes the kernel did not take count towards
+ * `bufferedAmount`, so the slow-consumer budget sees them. Undefined (write through the stream)
+ * for TLS sockets and anything that does not look as expected (`tests/direct_reads_test.ts`).
+ */
+function writeHandle(stream: Socket): WriteHandle | undefined {
+  const handle = (stream as unknown as { _handle?: { constructor?: { name?: string } } | null })
+    ._handle;
+  if (
+    !directWrites.enabled || streamBaseState === undefined ||
+    (stream as { encrypted?: boolean }).encrypted === true || !handle ||
+    handle.constructor?.name !== "TCPWrap" ||
+    typeof (handle as Partial<WriteHandle>).writeBuffer !== "function"
+  ) return undefined;
+  directWrites.sockets++;
+  return handle as unknown as WriteHandle;
+}
+
+/** One batch handed to the TCP handle: its completion, when the kernel did not take it at once. */
+class DirectWrite {
+  readonly #socket: FramedSocket;
+  readonly #stream: Socket;
+  readonly #bytes: number;
+  /** Queued by the handle, so counted in the socket's pending bytes. */
+  counted = false;
+
+  constructor(socket: FramedSocket, stream: Socket, bytes: number) {
+    this.#socket = socket;
+    this.#stream = stream;
+    this.#bytes = bytes;
+  }
+
+  /** Called by the handle for a queued write: 0 when written, else a negative error number. */
+  oncomplete(status: number): void {
+    if (this.counted) {
+      this.counted = false;
+      this.#socket.pending -= this.#bytes;
+    }
+    // As the stream does when its own write fails: the connection is done.
+    if (status < 0 && !this.#stream.destroyed) this.#stream.destroy(writeError(status));
+  }
+}
+
+/** The error a failed direct write ends its connection with. */
+function writeError(status: number): Error {
+  return Object.assign(new Error(`write failed (${status})`), { code: "EDIRECTWRITE", status });
 }
 
 const CLOSED: SendFailure = { reason: "closed" };
