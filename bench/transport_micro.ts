@@ -236,8 +236,9 @@ async function main(): Promise<void> {
       rooms: { type: "string", default: "50" },
       inflight: { type: "string", default: "2" },
       /**
-       * This tree's transport with its direct reads off, then on, alternately (one server,
-       * connections accepted anew each round; `directReads` of `src/transport/websocket.ts`).
+       * This tree's transport with its direct reads and writes off, then on, alternately (one
+       * server, connections accepted anew each round; `directReads` and `directWrites` of
+       * `src/transport/websocket.ts`).
        */
       "direct-ab": { type: "boolean", default: false },
       /** Memory per held idle connection instead of CPU: connections per round. */
@@ -254,16 +255,15 @@ async function main(): Promise<void> {
   // `--tree -`: no tree (`Deno.serve` alone, e.g. for a memory figure in a fresh process).
   for (const tree of values.tree) if (tree !== "-") servers.push(await treeServer(tree, tree));
   if (values["direct-ab"]) {
-    const { directReads } = await import("../src/transport/websocket.ts");
+    const { directReads, directWrites } = await import("../src/transport/websocket.ts");
     const server = servers.pop()!;
+    const set = (on: boolean) => () => {
+      directReads.enabled = on;
+      directWrites.enabled = on;
+    };
     servers.push(
-      { ...server, name: "plain reads", before: () => directReads.enabled = false },
-      {
-        ...server,
-        name: "direct reads",
-        before: () => directReads.enabled = true,
-        stop: async () => {},
-      },
+      { ...server, name: "stream i/o", before: set(false) },
+      { ...server, name: "direct i/o", before: set(true), stop: async () => {} },
     );
   }
   const rounds = Math.min(Number(values.rounds), 40);
