@@ -10,18 +10,36 @@
  * states, no idle timeout. GameData is parsed with `JSON.parse` and serialised once per
  * broadcast.
  *
+ * `transport: "ws"` (`--transport ws`) serves the same relay on `node:http` + `npm:ws`, the
+ * transport ours runs on (src/http/listener.ts, src/transport/websocket.ts), with `ws`' defaults
+ * but no compression and no client tracking: the thinnest relay on ours' transport, so memory
+ * and churn can be compared transport for transport.
+ *
  * ```sh
  * deno run --allow-net bench/baseline.ts --port 3537 [--hostname 127.0.0.1]
+ * deno run --allow-net --allow-read --allow-env bench/baseline.ts --transport ws --port 3537
  * ```
  *
  * @module
  */
 import { parseArgs } from "node:util";
+// @ts-types="../src/transport/ws.d.ts"
+import type * as Ws from "ws";
+
+/** What the relay needs of a socket: a WHATWG `WebSocket` or a `ws` one. */
+interface RelaySocket {
+  readonly readyState: number;
+  send(frame: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** Which server the relay runs on. */
+export type BaselineTransport = "deno" | "ws";
 
 interface Player {
   id: string;
   name: string;
-  socket: WebSocket;
+  socket: RelaySocket;
   connectedAt: string;
   room: Room | undefined;
 }
@@ -37,6 +55,8 @@ interface Room {
   players: Player[];
 }
 
+/** `readyState` of an open socket (WHATWG and `ws` alike). */
+const OPEN = 1;
 const CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 const PONG = '{"type":"Pong"}';
 const ROOM_LEFT = '{"type":"RoomLeft"}';
@@ -49,6 +69,8 @@ export interface Baseline extends AsyncDisposable {
   readonly port: number;
   /** WebSocket endpoint, e.g. `ws://127.0.0.1:3537/v2/ws`. */
   readonly wsUrl: string;
+  /** Open WebSocket connections (bench/heap_per_connection.ts waits for its clients with it). */
+  readonly connections: number;
   /** Stops listening and closes every socket. */
   close(): Promise<void>;
 }
@@ -72,13 +94,13 @@ function generateCode(): string {
 
 /** Starts the baseline relay on `hostname:port` (port 0 picks a free one). */
 export async function startBaseline(
-  options: { hostname?: string; port?: number } = {},
+  options: { hostname?: string; port?: number; transport?: BaselineTransport } = {},
 ): Promise<Baseline> {
   const rooms = new Map<string, Room>();
-  const sockets = new Set<WebSocket>();
+  const sockets = new Set<RelaySocket>();
 
   function send(player: Player, frame: string): void {
-    if (player.socket.readyState === WebSocket.OPEN) player.socket.send(frame);
+    if (player.socket.readyState === OPEN) player.socket.send(frame);
   }
 
   function join(player: Player, data: Record<string, unknown>): void {
@@ -196,6 +218,27 @@ export async function startBaseline(
     }
   }
 
+  /** A new player on `socket`; the caller routes its messages to `receive` and its close here. */
+  function connect(socket: RelaySocket): Player {
+    sockets.add(socket);
+    return {
+      id: crypto.randomUUID(),
+      name: "",
+      socket,
+      connectedAt: new Date().toISOString(),
+      room: undefined,
+    };
+  }
+
+  function disconnect(player: Player): void {
+    sockets.delete(player.socket);
+    leave(player);
+  }
+
+  if (options.transport === "ws") {
+    return await serveWs(options, { connect, receive, disconnect, sockets });
+  }
+
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({
     hostname: options.hostname ?? "127.0.0.1",
@@ -208,19 +251,9 @@ export async function startBaseline(
       return new Response("Not found", { status: 404 });
     }
     const { socket, response } = Deno.upgradeWebSocket(request);
-    const player: Player = {
-      id: crypto.randomUUID(),
-      name: "",
-      socket,
-      connectedAt: new Date().toISOString(),
-      room: undefined,
-    };
-    sockets.add(socket);
+    const player = connect(socket);
     socket.onmessage = (event) => receive(player, event.data);
-    socket.onclose = () => {
-      sockets.delete(socket);
-      leave(player);
-    };
+    socket.onclose = () => disconnect(player);
     return response;
   });
   const addr = await listening;
@@ -231,6 +264,99 @@ export async function startBaseline(
   return {
     port: addr.port,
     wsUrl: `ws://${addr.hostname}:${addr.port}/v2/ws`,
+    get connections() {
+      return sockets.size;
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** A writable stream whose `end` may be called again after it finished. */
+interface EndableStream {
+  end(...args: unknown[]): unknown;
+  readonly writableFinished: boolean;
+  readonly destroyed: boolean;
+}
+
+/**
+ * Makes `end()` on a finished stream a no-op: `ws` ends the connection again when the peer's FIN
+ * comes after the close handshake, and the runtime builds an error with a stack trace for it
+ * each time. Ours does the same (src/transport/websocket.ts `quietEnd`); without it this relay
+ * spent a seventh of its CPU per connect/close cycle on those errors.
+ */
+function quietEnd(stream: EndableStream): void {
+  const end = stream.end;
+  stream.end = function (this: EndableStream, ...args: unknown[]) {
+    if (this.writableFinished || this.destroyed) return this;
+    return end.apply(this, args);
+  };
+}
+
+/** The relay's side of a transport: a socket comes, sends frames, goes. */
+interface RelayCore {
+  connect(socket: RelaySocket): Player;
+  receive(player: Player, frame: unknown): void;
+  disconnect(player: Player): void;
+  sockets: Set<RelaySocket>;
+}
+
+/**
+ * The relay on `node:http` + `npm:ws` (loaded only here, so the `Deno.serve` relay stays one
+ * file with no package): `/v2/health` answers `OK`, an upgrade of `/v2/ws` is handed to `ws`.
+ */
+async function serveWs(
+  options: { hostname?: string; port?: number },
+  core: RelayCore,
+): Promise<Baseline> {
+  const http = await import("node:http");
+  const { WebSocketServer } = await import("ws") as typeof Ws;
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 65_536,
+    perMessageDeflate: false,
+    clientTracking: false,
+    handleProtocols: () => false,
+  });
+  const server = http.createServer((request, response) => {
+    if (request.url === "/v2/health") response.end("OK");
+    else {
+      response.statusCode = 404;
+      response.end("Not found");
+    }
+  });
+  server.on("upgrade", (request, socket, head) => {
+    if (!request.url?.startsWith("/v2/ws")) {
+      socket.destroy();
+      return;
+    }
+    quietEnd(socket);
+    wss.handleUpgrade(request, socket, head, (ws: Ws.WebSocket) => {
+      const receiver = (ws as unknown as { _receiver?: EndableStream })._receiver;
+      if (receiver) quietEnd(receiver);
+      const player = core.connect(ws);
+      ws.on("message", (data: Uint8Array, isBinary: boolean) => {
+        // A `Buffer` at run time.
+        core.receive(player, isBinary ? data : (data as unknown as object).toString());
+      });
+      ws.on("close", () => core.disconnect(player));
+      ws.on("error", () => {});
+    });
+  });
+  const { promise: listening, resolve } = Promise.withResolvers<void>();
+  server.listen(options.port ?? 0, options.hostname ?? "127.0.0.1", () => resolve());
+  await listening;
+  const addr = server.address() as { address: string; port: number };
+  const close = async () => {
+    for (const socket of core.sockets) socket.close(1001, "Server shutting down");
+    await new Promise<void>((done) => server.close(() => done()));
+  };
+  return {
+    port: addr.port,
+    wsUrl: `ws://${addr.address}:${addr.port}/v2/ws`,
+    get connections() {
+      return core.sockets.size;
+    },
     close,
     [Symbol.asyncDispose]: close,
   };
@@ -239,11 +365,20 @@ export async function startBaseline(
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { port: { type: "string", default: "3537" }, hostname: { type: "string" } },
+    options: {
+      port: { type: "string", default: "3537" },
+      hostname: { type: "string" },
+      transport: { type: "string", default: "deno" },
+    },
   });
+  if (values.transport !== "deno" && values.transport !== "ws") {
+    console.error(`--transport must be "deno" or "ws", got "${values.transport}"`);
+    Deno.exit(2);
+  }
   const baseline = await startBaseline({
     hostname: values.hostname ?? "127.0.0.1",
     port: Number(values.port),
+    transport: values.transport,
   });
   console.log(JSON.stringify({ msg: "Listening", port: baseline.port, url: baseline.wsUrl }));
   const { promise, resolve } = Promise.withResolvers<void>();

@@ -8,7 +8,7 @@ import { renderChart } from "./chart.ts";
 import { type Comparison, formatComparison, type Metric, summarize } from "./compare.ts";
 import { LoadGenerator, type Report, split } from "./load.ts";
 import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
-import { summarizeProfile } from "./profile.ts";
+import { areaOf, summarizeProfile } from "./profile.ts";
 import { judge } from "./guard.ts";
 import { spawnServer } from "./spawn.ts";
 import { Histogram, machineInfo, median } from "./stats.ts";
@@ -279,4 +279,22 @@ Deno.test("judge() fails a guarded ratio more than 5 % above its recorded figure
   // Nothing measured fails; nothing recorded cannot fail.
   deepEqual(judge([metric("cpu_per_message", null)], record)[0]!.ok, false);
   deepEqual(judge([metric("cpu_per_message", 3)], null)[0]!.ok, null);
+});
+
+Deno.test("areaOf() puts a profile sample in its area by function and file", () => {
+  equal(areaOf("(idle)", ""), undefined);
+  equal(areaOf("(garbage collector)", ""), "garbage collector");
+  equal(areaOf("writev", ""), "socket ops on the JS thread");
+  equal(areaOf("joinRoom", "file:///x/src/engine/rooms.ts"), "engine");
+  equal(areaOf("onUpgrade", "file:///x/src/http/listener.ts"), "our HTTP routing + admission");
+  equal(
+    areaOf("log", "file:///x/node_modules/.deno/@logtape+logtape@2.4.2/a/logger.js"),
+    "logging",
+  );
+  equal(
+    areaOf("send", "file:///x/node_modules/.deno/ws@8.23.1/node_modules/ws/lib/sender.js"),
+    "ws (JS)",
+  );
+  equal(areaOf("emit", "ext:deno_node/_events.mjs"), "node:net/http/streams/timers (JS)");
+  equal(areaOf("Request", "ext:deno_fetch/23_request.js"), "Request / Headers / URL");
 });

@@ -6,6 +6,7 @@
  * ```sh
  * deno task bench:compare                       # everything, 3 rounds, 1 round of 19k connections
  * deno task bench:compare --only relay,churn --rounds 5
+ * deno task bench:compare --only churn,connections --baseline-transport ws   # ours' transport
  * deno task bench:compare --resummarize bench/results/compare.json   # recompute ratios only
  * ```
  *
@@ -339,6 +340,7 @@ async function main(): Promise<void> {
       out: { type: "string", default: new URL("./results/compare.json", import.meta.url).pathname },
       "no-pin": { type: "boolean", default: false },
       resummarize: { type: "string" },
+      "baseline-transport": { type: "string", default: "deno" },
     },
   });
   if (values.resummarize) {
@@ -371,6 +373,10 @@ async function main(): Promise<void> {
   for (const experiment of experiments) {
     const args = experimentArgs(experiment, options);
     if (!values["no-pin"]) args.push("--pin");
+    // The baseline on ours' transport (`node:http` + `ws`) instead of `Deno.serve`.
+    if (values["baseline-transport"] !== "deno") {
+      args.push(`--baseline-transport=${values["baseline-transport"]}`);
+    }
     comparison.commands[experiment] = `deno task bench ${args.join(" ")} --spawn <ours|baseline>`;
     const count = experiment === "connections" ? Number(values["connection-rounds"]) : rounds;
     for (let round = 1; round <= count; round++) {

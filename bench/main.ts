@@ -50,6 +50,9 @@ Target:
                         sums every process (a cluster's servers and redis-server)
   --spawn ours|baseline start the server under test on a free loopback port (and sample it)
   --pin                 server on core 0, generator agents on core 1 (taskset)
+  --baseline-transport deno|ws
+                        the spawned baseline's transport: Deno.serve (default) or node:http + ws
+                        (ours' transport)
   --nofile <n>          ulimit -n for a spawned server
   --server-env K=V      environment for a spawned server (repeatable), e.g.
                         SIGNAL_FISH_LOGGING__LEVEL=warn
@@ -218,6 +221,8 @@ export interface BenchArgs {
   scenario: Scenario;
   url: string;
   spawn: ServerKind | undefined;
+  /** `--baseline-transport`: the spawned baseline on `Deno.serve` or `node:http` + `ws`. */
+  baselineTransport: "deno" | "ws";
   pin: boolean;
   nofile: number | undefined;
   serverEnv: Record<string, string>;
@@ -263,6 +268,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
       "server-pid": { type: "string" },
       placement: { type: "string" },
       spawn: { type: "string" },
+      "baseline-transport": { type: "string", default: "deno" },
       pin: { type: "boolean", default: false },
       nofile: { type: "string" },
       "server-env": { type: "string", multiple: true },
@@ -299,6 +305,10 @@ export function parseBenchArgs(args: string[]): BenchArgs {
   }
   if (values.spawn !== undefined && values.spawn !== "ours" && values.spawn !== "baseline") {
     throw new TypeError(`--spawn must be "ours" or "baseline", got "${values.spawn}"`);
+  }
+  const baselineTransport = values["baseline-transport"];
+  if (baselineTransport !== "deno" && baselineTransport !== "ws") {
+    throw new TypeError(`--baseline-transport must be "deno" or "ws", got "${baselineTransport}"`);
   }
   if (
     !values.spawn && !values.url.split(",").every((url) => isLoopback(url)) &&
@@ -340,6 +350,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
     scenario,
     url: values.url,
     spawn: values.spawn as ServerKind | undefined,
+    baselineTransport,
     pin: values.pin,
     nofile: values.nofile === undefined ? undefined : num("nofile", 0, 64, 1_048_576),
     serverEnv: Object.fromEntries((values["server-env"] ?? []).map((pair) => {
@@ -430,6 +441,7 @@ export async function bench(args: BenchArgs): Promise<Report> {
       nofile: args.nofile,
       env: args.serverEnv,
       cpuProfDir: args.cpuProfDir,
+      baselineTransport: args.baselineTransport,
     });
   }
   try {
@@ -443,7 +455,11 @@ export async function bench(args: BenchArgs): Promise<Report> {
       serverPid: server?.pid ?? args.serverPid,
       serverPids: server ? undefined : args.serverPids,
       placement: args.placement,
-      serverLabel: server?.kind ?? "external",
+      serverLabel: server === undefined
+        ? "external"
+        : server.kind === "baseline" && args.baselineTransport === "ws"
+        ? "baseline-ws"
+        : server.kind,
       serverCommand: server?.command,
       progress: !args.quiet,
     };

@@ -24,6 +24,11 @@ export interface SpawnOptions {
    * stops; undefined = no profile.
    */
   cpuProfDir?: string;
+  /**
+   * The baseline's transport: `deno` (`Deno.serve`, the thin relay of the targets) or `ws`
+   * (`node:http` + `npm:ws`, ours' transport). Ignored for ours. @default "deno"
+   */
+  baselineTransport?: "deno" | "ws";
   /** How long to wait for `/v2/health`, ms. @default 30000 */
   readyTimeoutMs?: number;
 }
@@ -76,7 +81,12 @@ function shellQuote(word: string): string {
 }
 
 /** The argv that runs `kind` on `port` (before any pinning or limit). */
-export function serverArgv(kind: ServerKind, port: number, cpuProfDir?: string): string[] {
+export function serverArgv(
+  kind: ServerKind,
+  port: number,
+  cpuProfDir?: string,
+  baselineTransport: "deno" | "ws" = "deno",
+): string[] {
   const prof = cpuProfDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`];
   return kind === "ours"
     ? [
@@ -97,9 +107,12 @@ export function serverArgv(kind: ServerKind, port: number, cpuProfDir?: string):
       "run",
       ...prof,
       "--allow-net",
+      // `npm:ws` reads its package and an environment switch.
+      ...(baselineTransport === "ws" ? ["--allow-read", "--allow-env"] : []),
       `${ROOT}bench/baseline.ts`,
       "--port",
       String(port),
+      ...(baselineTransport === "ws" ? ["--transport", "ws"] : []),
     ];
 }
 
@@ -122,7 +135,10 @@ export async function spawnServer(
   options: SpawnOptions = {},
 ): Promise<SpawnedServer> {
   const port = freePort();
-  const argv = wrapArgv(serverArgv(kind, port, options.cpuProfDir), options);
+  const argv = wrapArgv(
+    serverArgv(kind, port, options.cpuProfDir, options.baselineTransport),
+    options,
+  );
   const env = { NO_COLOR: "1", ...(kind === "ours" ? OURS_ENV : {}), ...options.env };
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),

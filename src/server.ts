@@ -13,6 +13,7 @@ import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admiss
 import { listen, type PendingLimits, type TlsPem } from "./http/listener.ts";
 import type { LogStats } from "./logging.ts";
 import { createHandler, type Handler } from "./http/routes.ts";
+import type { RequestHead } from "./http/handover.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
 import { RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
@@ -274,6 +275,7 @@ export async function startServer(
       rateLimits: undefined,
       newId: cluster.staging.roomId,
       newRoomCode: cluster.staging.roomCode,
+      takeoverTruncated: (conn) => cluster.node.router.takeoverTruncated(conn),
     };
   }
   const engine = new Engine(settings);
@@ -309,10 +311,25 @@ export async function startServer(
   });
   const stateFile = stateFileOptions(config);
   const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
-  if (restored?.ok) edge.apply(restored.effects ?? [], Date.now());
+  if (restored?.ok) {
+    // Cluster mode: the node's first registration claims the restored rooms' codes (their
+    // directory writes would only fail before Redis is connected); a room whose code another
+    // room took meanwhile is dropped (docs/spec/SERVER.md §2.7 note).
+    const effects = restored.effects ?? [];
+    edge.apply(
+      cluster ? effects.filter((effect) => effect.kind !== "directory") : effects,
+      Date.now(),
+    );
+    cluster?.node.restored(engine.directoryEntries(), (gameName, roomCode) => {
+      const now = Date.now();
+      edge.apply(engine.closeRoom(gameName, roomCode, now) ?? [], now);
+    });
+  }
   if (cluster) {
     const { registerClusterMetrics } = await import("./cluster/open.ts");
     registerClusterMetrics(metrics.registry, cluster.node, edge);
+    // Redis queries and their round trips (docs/spec/SERVER.md §6.3 #19, #23, #63).
+    cluster.store.onQuery = metrics.queries();
     cluster.start();
   }
   let draining = false;
@@ -349,6 +366,12 @@ export async function startServer(
       directory: edge.directory,
       buckets: cluster ? cluster.store : new MemoryTokenBuckets(settings.rateLimits),
       publicRoomListing: config.security.public_room_listing,
+      ...(cluster
+        ? {
+          inGrace: (now: number) => cluster.node.inGrace(now),
+          reachable: () => cluster.store.reachable,
+        }
+        : {}),
       scope: httpRoomScope(settings),
       roomCodeLength: config.protocol.room_code_length,
       maxGameNameLength: config.protocol.max_game_name_length,
@@ -359,12 +382,17 @@ export async function startServer(
 
   const hostname = options.hostname ?? config.server.host;
   const tls = readTls(config);
+  const warnProxy = cluster && config.security.trusted_proxies.length === 0
+    ? untrustedProxyWarning()
+    : undefined;
   const listener = await listen({
     hostname,
     port: config.port,
     tls,
-    handler: guarded(handler),
+    handler: warnProxy ? warned(warnProxy, guarded(handler)) : guarded(handler),
+    upgrade: warnProxy ? warned(warnProxy, handler.websocket) : handler.websocket,
     limits: pendingLimits(config),
+    reusePort: config.server.reuse_port,
     onRefused: () => onEvent({ type: "rate_limited", scope: "connections" }),
   });
   const stopGuard = guardProcess(metrics);
@@ -408,6 +436,13 @@ export async function startServer(
       rooms: engine.stats().rooms,
     });
     await node.drain();
+    if (config.server.reuse_port) {
+      // On a shared port the kernel would keep handing new connections to this instance, only
+      // to have their upgrades refused: leave the port to the other instances (docs/spec/SERVER.md
+      // §1.1 note). Upgraded sockets stay.
+      log.info("Draining: no longer accepting on shared port {port}", { port: listener.addr.port });
+      void listener.shutdown();
+    }
     const { promise: ended, resolve } = Promise.withResolvers<void>();
     endDrain = resolve;
     const step = () => {
@@ -609,6 +644,40 @@ function pendingLimits(config: Config): PendingLimits {
     tlsHandshakeTimeoutMs: http.tls_handshake_timeout_secs * 1000,
     maxPending: http.max_pending_connections,
     maxPendingPerIp: http.max_pending_connections_per_ip,
+  };
+}
+
+/**
+ * Cluster mode without `security.trusted_proxies`: the first request that carries
+ * `X-Forwarded-For` logs a warning, once. Instances of a cluster sit behind a load balancer, and
+ * without trusting it every client shares its address, so the per-IP limits throttle everyone
+ * (docs/spec/SERVER.md §8.7 "Reconnect storms"). One header lookup per HTTP request and upgrade
+ * until then.
+ */
+function untrustedProxyWarning(): (request: RequestHead, info: Deno.ServeHandlerInfo) => void {
+  let warned = false;
+  return (request, info) => {
+    if (!warned && request.headers.has("x-forwarded-for")) {
+      warned = true;
+      const addr = info.remoteAddr as Deno.Addr;
+      log.warn(
+        "A request from {peer} carries X-Forwarded-For but security.trusted_proxies is empty: " +
+          "behind a load balancer every client shares its address and its per-IP limits; " +
+          "list the load balancer in security.trusted_proxies",
+        { peer: "hostname" in addr ? addr.hostname : "unknown" },
+      );
+    }
+  };
+}
+
+/** `handle`, with `warn` looking at each request first. */
+function warned<R extends RequestHead, T>(
+  warn: (request: RequestHead, info: Deno.ServeHandlerInfo) => void,
+  handle: (request: R, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => T,
+): (request: R, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => T {
+  return (request, info) => {
+    warn(request, info);
+    return handle(request, info);
   };
 }
 

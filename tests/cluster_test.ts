@@ -192,6 +192,20 @@ Deno.test({
       ok((metrics.get("signal_fish_cross_instance_messages_total") ?? 0) >= 1);
       ok((metrics.get("signal_fish_cluster_envelopes_received_total") ?? 0) >= 1);
       equal(metrics.get("signal_fish_cluster_sequence_gaps_total"), 0);
+      equal(metrics.get("signal_fish_cluster_peer_deaths_total"), 0);
+      equal(metrics.get("signal_fish_cluster_redis_reconnects_total"), 0);
+      // Redis queries (§6.3 #19, #23, #63): the creation's claim and the liveness writes at least;
+      // each answered command is one histogram sample.
+      const queries = metrics.get("signal_fish_queries_total") ?? 0;
+      const timed = metrics.get("signal_fish_query_latency_seconds_count") ?? 0;
+      ok(queries >= 2, `queries ${queries}`);
+      ok(timed >= 1 && timed <= queries, `timed ${timed} of ${queries}`);
+      equal(metrics.get("signal_fish_query_latency_samples_total"), timed);
+      equal(metrics.get('signal_fish_query_latency_seconds_bucket{le="+Inf"}'), timed);
+      const json = await (await fetch(`${cluster.httpUrl(0)}/metrics?includeSnapshot=true`)).json();
+      ok(json.serverMetrics.performance.queries >= queries);
+      ok(json.serverMetrics.performance.query_latency.sample_count >= timed);
+      ok(json.metricsSnapshot.performance.query_count >= queries);
       if (PROMTOOL) {
         const child = new Deno.Command("promtool", {
           args: ["check", "metrics"],

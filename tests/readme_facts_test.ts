@@ -70,3 +70,46 @@ Deno.test("README: the quick start shows the banner deno task start prints", () 
   ok(shown !== undefined, "the banner block exists");
   equal(shown, startupBanner("http://127.0.0.1:3536", DEFAULT_CONFIG));
 });
+
+/** Whether the dotted `path` names a key of DEFAULT_CONFIG (a leaf or a table). */
+function isConfigKey(path: string): boolean {
+  let value: unknown = DEFAULT_CONFIG;
+  for (const key of path.split(".")) {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+    if (!Object.hasOwn(value, key)) return false;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return true;
+}
+
+Deno.test("README and deploy/: every configuration key and SIGNAL_FISH_ variable they name exists", () => {
+  const sections = Object.keys(DEFAULT_CONFIG).filter((key) =>
+    typeof (DEFAULT_CONFIG as Record<string, unknown>)[key] === "object"
+  );
+  const keyPattern = new RegExp(`\`((?:${sections.join("|")})\\.[a-z0-9_.]+)\``, "g");
+  const keys = [...README.matchAll(keyPattern)].map((m) => m[1]!)
+    // File names in the logging table (`server.log`).
+    .filter((key) => !/\.(log|json)$/.test(key));
+  ok(keys.includes("server.reuse_port") && keys.includes("cluster.redis_url"), "keys read");
+  deepEqual(keys.filter((key) => !isConfigKey(key)), [], "README names keys the schema lacks");
+
+  const deploy = new URL("../deploy/", import.meta.url);
+  const texts = [
+    README,
+    ...["signal-fish.env", "signal-fish.service", "signal-fish@.service"].map((file) =>
+      Deno.readTextFileSync(new URL(file, deploy))
+    ),
+  ];
+  // Spellings the README shows on purpose: a rejected name and the accepted double underscore.
+  const shownWrong = new Set(["SIGNAL_FISH_SERVER__MAX_PLAYERS"]);
+  const other = new Set(["SIGNAL_FISH_CONFIG_PATH"]); // docs/spec/SERVER.md §2.4
+  const names = texts.flatMap((text) => [...text.matchAll(/SIGNAL_FISH_[A-Z0-9_]*[A-Z0-9]/g)])
+    .map((m) => m[0]).filter((name) => !shownWrong.has(name) && !other.has(name));
+  ok(names.includes("SIGNAL_FISH_SERVER__REUSE_PORT"), "the template's variables read");
+  const unknown = names.filter((name) => {
+    const path = name.slice("SIGNAL_FISH_".length).replace(/^_/, "").toLowerCase()
+      .split("__").join(".");
+    return !isConfigKey(path);
+  });
+  deepEqual([...new Set(unknown)], [], "variables that name no configuration key");
+});

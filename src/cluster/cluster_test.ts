@@ -252,3 +252,138 @@ Deno.test("Cluster (twins): the common GameData path makes no store call", async
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a room whose code the directory gives to another room gets no joins by code, even on its own home (docs/spec/SERVER.md §8.3, §8.4.3)", async () => {
+  const cluster = await testCluster({ nodes: 2 });
+  try {
+    const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+    const alice = a.connect();
+    join(alice, "Alice");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice's RoomJoined");
+    const code = alice.last("RoomJoined")!.data!.room_code as string;
+    // The directory loses A's entry (a pause longer than T); B creates a room under the code.
+    cluster.store.expire((key) => key.startsWith("room:"));
+    const bob = b.connect();
+    join(bob, "Bob", code);
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob's RoomJoined");
+    const owner = bob.last("RoomJoined")!.data!.room_id;
+    ok(owner !== alice.last("RoomJoined")!.data!.room_id, "a second room under the code");
+    await a.cluster.refresh();
+    ok(a.cluster.isConflicted("orbit", code), "A's refresh found the conflict");
+    // A join by code through A goes to the owner on B, not to A's own room.
+    const carol = a.connect();
+    join(carol, "Carol", code);
+    await until(() => carol.last("RoomJoined") !== undefined, "Carol's RoomJoined");
+    equal(carol.last("RoomJoined")!.data!.room_id, owner);
+    equal(alice.types().includes("PlayerJoined"), false, "nobody joined A's room");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): replay truncation is decided per connection — a frame in flight to a neighbour on the same edge does not mark a seat (docs/spec/SERVER.md §8.5.3)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "CONN01");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const bob = b.connect();
+    const carol = b.connect();
+    join(bob, "Bob", "CONN01");
+    await until(() => !!bob.last("RoomJoined"), "Bob joined");
+    join(carol, "Carol", "CONN01");
+    await until(() => !!carol.last("RoomJoined") && !!bob.last("PlayerJoined"), "Carol joined");
+    await settle();
+    const reconnect = (joined: Record<string, unknown>) => {
+      const again = c.connect();
+      again.say({
+        type: "Reconnect",
+        data: {
+          player_id: joined.player_id,
+          room_id: joined.room_id,
+          auth_token: joined.reconnection_token,
+        },
+      });
+      return again;
+    };
+
+    // A frame for Carol only is on its way to B when Bob's socket goes: the OUT carrying it is
+    // past what B had handed Bob, but carries nothing for him.
+    alice.say({ type: "GameData", data: { data: "for carol", to_player: carol.id } });
+    b.edge.disconnect(bob.id, Date.now());
+    const bobBack = reconnect(bob.last("RoomJoined")!.data!);
+    await until(() => !!bobBack.last("Reconnected"), "Bob's Reconnected");
+    equal(bobBack.last("Reconnected")!.data!.replay_truncated, false);
+    equal(carol.last("GameData")!.data!.data, "for carol");
+
+    // A frame for Carol herself in flight when her socket goes: her replay is truncated.
+    alice.say({ type: "GameData", data: { data: "lost", to_player: carol.id } });
+    b.edge.disconnect(carol.id, Date.now());
+    const carolBack = reconnect(carol.last("RoomJoined")!.data!);
+    await until(() => !!carolBack.last("Reconnected"), "Carol's Reconnected");
+    equal(carolBack.last("Reconnected")!.data!.replay_truncated, true);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a takeover of a remote connection reports replay_truncated when frames sent to it are unacknowledged and its edge is silent (docs/spec/SERVER.md §8.5.3)", async () => {
+  // The nodes' clock moves only when the test says; heartbeats tick every 50 ms of real time.
+  let clock = Date.now();
+  const cluster = await testCluster({ heartbeatMs: 50, now: () => clock });
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "TAKE01");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const takeOver = async (client: TestClient) => {
+      const joined = client.last("RoomJoined")!.data!;
+      const again = c.connect();
+      again.say({
+        type: "Reconnect",
+        data: {
+          player_id: joined.player_id,
+          room_id: joined.room_id,
+          auth_token: joined.reconnection_token,
+        },
+      });
+      await until(() => !!again.last("Reconnected"), "Reconnected");
+      return again.last("Reconnected")!.data!.replay_truncated;
+    };
+    const streams = a.cluster.router.streams;
+
+    // B has acknowledged everything A sent it: a takeover misses nothing.
+    const bob = b.connect();
+    join(bob, "Bob", "TAKE01");
+    await until(() => !!bob.last("RoomJoined"), "Bob joined");
+    clock += 60; // a heartbeat period passes: B's heartbeat carries its ack
+    await until(() => streams.acked(b.name) >= streams.lastSent(b.name), "B's ack");
+    equal(await takeOver(bob), false);
+    await until(() => bob.closed === 4001, "Bob replaced");
+
+    // Carol on B; then A and B lose each other, a frame for Carol is lost, B stays silent for
+    // two heartbeat periods (not yet suspect: that takes three): the takeover may have missed it.
+    const carol = b.connect();
+    join(carol, "Carol", "TAKE01");
+    await until(() => !!carol.last("RoomJoined"), "Carol joined");
+    clock += 60;
+    await until(() => streams.acked(b.name) >= streams.lastSent(b.name), "B's ack");
+    cluster.network.fault = (from, to) =>
+      (from === a.name && to === b.name) || (from === b.name && to === a.name) ? "drop" : "deliver";
+    alice.say({ type: "GameData", data: { data: "lost", to_player: carol.id } });
+    await settle();
+    clock += 100;
+    equal(await takeOver(carol), true);
+  } finally {
+    await cluster.close();
+  }
+});

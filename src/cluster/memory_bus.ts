@@ -46,7 +46,13 @@ export class MemoryNetwork {
   }
 
   /** @internal */
-  send(from: NodeId, to: NodeId, bytes: Uint8Array, sender: BusHandlers | undefined): void {
+  send(
+    from: NodeId,
+    to: NodeId,
+    bytes: Uint8Array,
+    sender: BusHandlers | undefined,
+    heartbeat = false,
+  ): void {
     this.published++;
     const copy = bytes.slice();
     const action = this.fault?.(from, to, copy) ?? "deliver";
@@ -57,7 +63,7 @@ export class MemoryNetwork {
         if (target) target.receive(payload);
       });
     if (!this.#nodes.has(to) || action === "fail") {
-      queueMicrotask(() => sender?.lost(to));
+      if (!heartbeat) queueMicrotask(() => sender?.lost(to));
       return;
     }
     const held = this.#held.get(pair);
@@ -108,8 +114,8 @@ export class MemoryBus implements ClusterBus {
     this.node = node;
   }
 
-  publish(to: NodeId, bytes: Uint8Array): void {
-    this.#network.send(this.node, to, bytes, this.#handlers);
+  publish(to: NodeId, bytes: Uint8Array, heartbeat = false): void {
+    this.#network.send(this.node, to, bytes, this.#handlers, heartbeat);
   }
 
   start(handlers: BusHandlers): Promise<void> {

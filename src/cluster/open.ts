@@ -99,6 +99,7 @@ export function openCluster(
         appMaxRooms: (appId) => apps.get(appId),
         inGrace: (now) => started.inGrace(now),
         isDead: (home) => started.isDead(home),
+        conflicted: (gameName, roomCode) => started.isConflicted(gameName, roomCode),
       }),
     start: () => {
       (async () => {

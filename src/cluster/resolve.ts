@@ -84,6 +84,12 @@ export interface ResolverOptions {
   inGrace: (now: number) => boolean;
   /** Whether `home` may be held dead (docs/spec/SERVER.md §8.5.4); the resolver re-reads before that. */
   isDead: (home: NodeId) => Promise<boolean>;
+  /**
+   * Whether the code of a room homed here is not its own in the directory: its last refresh
+   * found a conflict, or it was restored and not claimed yet (docs/spec/SERVER.md §8.3, §8.4.3:
+   * "by code unless its last refresh found a conflict"). @default never
+   */
+  conflicted?: (gameName: string, roomCode: string) => boolean;
 }
 
 function joinFailedReply(reason: string, code: ErrorCode, creating: boolean): Resolution {
@@ -101,14 +107,24 @@ function reply(message: ServerMessage, events?: EdgeEvent[]): Resolution {
 /** Builds the resolver of one node. */
 export function clusterResolver(options: ResolverOptions): Resolver {
   const { engine, store, node } = options;
+  const conflicted = options.conflicted ?? (() => false);
 
-  /** A bucket take; the reason when refused. */
+  /**
+   * A bucket take; the reason when refused. The take falls back to this node's bucket when Redis
+   * does not answer; then every later step that needs Redis answers `SERVICE_UNAVAILABLE` at once
+   * instead of waiting `forward_timeout_ms` again (docs/spec/SERVER.md §8.4.3, §8.5.5).
+   */
   const takeToken = async (kind: BucketKind, ip: string, now: number) => {
     const taken = await store.take(kind, ip, now);
     if (taken.ok) return undefined;
     return kind === "creation"
       ? creationLimitReason(taken.retryAfterSecs)
       : joinLimitReason(taken.retryAfterSecs);
+  };
+
+  /** Throws while Redis is known not to answer (the caller's catch answers SERVICE_UNAVAILABLE). */
+  const reachable = () => {
+    if (!store.reachable) throw new Error("Redis unreachable");
   };
 
   /** Whether an entry found for a code or id names a room that is gone (stale). */
@@ -134,6 +150,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     };
     const given = data.room_code?.toUpperCase();
     const events: EdgeEvent[] = [];
+    reachable();
     for (let attempt = 0; attempt < (given ? 1 : CODE_ATTEMPTS); attempt++) {
       const code = given ?? options.staging.freshCode();
       const roomId = crypto.randomUUID();
@@ -210,9 +227,11 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const code = data.room_code!.toUpperCase();
     const limited = await take("join", ip, now);
     if (limited) return rateLimited(limited, "join", false);
-    if (engine.lookup(data.game_name, code) !== undefined && staleHome === undefined) {
+    const here = engine.lookup(data.game_name, code) !== undefined;
+    if (here && !conflicted(data.game_name, code) && staleHome === undefined) {
       return { kind: "local" };
     }
+    reachable();
     const resolved = await store.resolveCode(data.game_name, code);
     let staleRecord: DirectoryRecord | undefined;
     if (resolved.status === "found") {
@@ -222,6 +241,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       }
       staleRecord = resolved.entry;
     }
+    // A conflicted room here whose rival's entry is gone: it takes the code back at its refresh.
+    if (here && staleHome === undefined) return { kind: "local" };
     if (options.inGrace(now)) return reply(unavailable(message));
     const limitedCreate = await take("creation", ip, now);
     if (limitedCreate) return rateLimited(limitedCreate, "create", true);
@@ -253,12 +274,15 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       return { kind: "local" };
     }
     const code = data.room_code.toUpperCase();
-    if (engine.lookup(data.game_name, code) !== undefined) return { kind: "local" };
+    const here = engine.lookup(data.game_name, code) !== undefined;
+    if (here && !conflicted(data.game_name, code)) return { kind: "local" };
+    reachable();
     const resolved = await store.resolveCode(data.game_name, code);
     if (resolved.status === "found" && !(await stale(resolved, staleHome))) {
       if (resolved.homeAlive) return { kind: "remote", home: resolved.home };
       return reply(unavailable(message));
     }
+    if (here) return { kind: "local" };
     if (options.inGrace(now)) return reply(unavailable(message));
     return reply({
       type: "SpectatorJoinFailed",

@@ -68,13 +68,32 @@ export class ClusterRouter implements Router {
   /** Items of the current home event, per destination edge. */
   readonly #out = new Map<NodeId, OutItem[]>();
   readonly #pending = new Map<ConnId, PendingBind>();
-  /** Connections whose bind timed out, by the home it went to: a late `BOUND` is undone. */
-  readonly #abandoned = new Map<ConnId, NodeId>();
+  /**
+   * Connections whose bind request failed without the home's answer (timeout, resync), by the
+   * home it went to and when: a late `BOUND` is undone, and a resync with that home undoes
+   * whatever the request did there. Forgotten after `T`.
+   */
+  readonly #abandoned = new Map<ConnId, { home: NodeId; at: number }>();
   readonly #commands = new Map<
     number,
     { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
   >();
+  /** Requests answered `BOUND` whose binding the edge has not taken yet (see `#onOut`). */
+  readonly #justBound = new Map<ConnId, NodeId>();
   #nextRequest = 1;
+  /** Set while a received envelope is processed: `flush` publishes nothing until it ends. */
+  #holding = false;
+  /**
+   * Home side, per remote session: `last_sent`, the `seq` of the last `OUT` that carried a frame
+   * for it (docs/spec/SERVER.md §8.2, §8.5.3). Dropped when the binding ends.
+   */
+  readonly #lastSent = new Map<ConnId, number>();
+  /**
+   * Edge side, per connection bound to another home: `delivered`, the `seq` of the last `OUT`
+   * from that home from which the connection was handed a frame (§8.5.3). Dropped when the
+   * binding ends.
+   */
+  readonly #delivered = new Map<ConnId, number>();
   /** Counters of docs/spec/SERVER.md §6.3 (#71, #73–#75). */
   readonly counts = { resyncCloses: 0, bindTimeouts: 0, bindsExpired: 0, bindsUndone: 0 };
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -99,7 +118,23 @@ export class ClusterRouter implements Router {
 
   /** Starts the heartbeat timer (the bus is started by the caller with this router's handlers). */
   startHeartbeats(): void {
-    this.#heartbeat ??= setInterval(() => this.streams.tick(), this.#options.heartbeatMs);
+    this.#heartbeat ??= setInterval(() => {
+      this.streams.tick();
+      this.#forgetAbandoned();
+    }, this.#options.heartbeatMs);
+  }
+
+  /**
+   * Home side, the takeover rule of docs/spec/SERVER.md §8.5.3: a remote connection replaced by a
+   * takeover may have missed frames when its `last_sent` is past the highest `ack` from its edge
+   * and nothing has arrived from that edge for more than `heartbeat_ms`. False for a local or
+   * unknown connection.
+   */
+  takeoverTruncated(conn: ConnId): boolean {
+    const edge = this.#home?.edgeOf?.(conn);
+    if (edge === undefined || edge === this.#node) return false;
+    return (this.#lastSent.get(conn) ?? 0) > this.streams.acked(edge) &&
+      this.streams.silence(edge) > this.#options.heartbeatMs;
   }
 
   /** Stops timers and fails what is pending. */
@@ -138,7 +173,12 @@ export class ClusterRouter implements Router {
   }
 
   #isPeer(peer: NodeId): boolean {
-    return this.#edge?.boundTo?.(peer) === true || this.#home?.servesEdge?.(peer) === true;
+    if (this.#edge?.boundTo?.(peer) === true || this.#home?.servesEdge?.(peer) === true) {
+      return true;
+    }
+    // A request pending there makes a peer too (docs/spec/SERVER.md §8.2 "Peers").
+    for (const pending of this.#pending.values()) if (pending.home === peer) return true;
+    return false;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -158,7 +198,7 @@ export class ClusterRouter implements Router {
     const timer = setTimeout(() => {
       if (this.#pending.get(conn)?.timer !== timer) return;
       this.#pending.delete(conn);
-      this.#abandoned.set(conn, home);
+      this.#abandoned.set(conn, { home, at: this.#now() });
       this.counts.bindTimeouts++;
       this.#sendToClient(conn, unavailable(message));
       resolve({ status: "unbound" });
@@ -208,8 +248,15 @@ export class ClusterRouter implements Router {
       kind: Kind.CLOSED,
       conn,
       cause,
-      delivered: this.streams.lastReceived(home),
+      delivered: this.#takeDelivered(conn),
     });
+  }
+
+  /** The connection's `delivered` for its `CLOSED` (0 = nothing handed), forgotten. */
+  #takeDelivered(conn: ConnId): number {
+    const delivered = this.#delivered.get(conn) ?? 0;
+    this.#delivered.delete(conn);
+    return delivered;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -270,9 +317,17 @@ export class ClusterRouter implements Router {
 
   flush(): void {
     this.#edge?.flush();
-    if (this.#out.size === 0) return;
+    // While an envelope is being processed, its whole output leaves as one OUT per edge.
+    if (this.#holding || this.#out.size === 0) return;
     for (const [edge, items] of this.#out) {
-      this.streams.send(edge, { kind: Kind.OUT, items });
+      const seq = this.streams.send(edge, { kind: Kind.OUT, items });
+      for (const item of items) {
+        if (item.tag === "frame") {
+          for (const conn of item.to) this.#lastSent.set(conn, seq);
+        } else if (item.tag === "unbind" || item.tag === "close") {
+          this.#lastSent.delete(item.conn);
+        }
+      }
     }
     this.#out.clear();
   }
@@ -295,7 +350,22 @@ export class ClusterRouter implements Router {
   // -------------------------------------------------------------------------------------------
   // Receiving
 
+  /**
+   * Processes one envelope. Everything it makes the home send to other edges — the frames of the
+   * event and the binding item (`BOUND`/`UNBIND`/`MISS`) that ends a request or barrier — leaves
+   * in one `OUT` per edge, frames first (docs/spec/SERVER.md §8.4.4 "Output"; see the note there).
+   */
   #receive(envelope: Envelope): void {
+    this.#holding = true;
+    try {
+      this.#dispatch(envelope);
+    } finally {
+      this.#holding = false;
+      this.flush();
+    }
+  }
+
+  #dispatch(envelope: Envelope): void {
     const now = this.#now();
     switch (envelope.kind) {
       case Kind.BIND:
@@ -319,13 +389,14 @@ export class ClusterRouter implements Router {
       }
       case Kind.CLOSED:
         if (this.#home?.edgeOf?.(envelope.conn) === envelope.source) {
-          // Conservative per pair: anything sent to that edge after what it processed.
-          const truncated = this.streams.lastSent(envelope.source) > envelope.delivered;
+          // Per connection: a frame sent to it in an OUT the edge had not handed it (§8.5.3).
+          const truncated = (this.#lastSent.get(envelope.conn) ?? 0) > envelope.delivered;
+          this.#lastSent.delete(envelope.conn);
           this.#home.closed(envelope.conn, envelope.cause, now, truncated);
         }
         break;
       case Kind.OUT:
-        this.#onOut(envelope.source, envelope.items, now);
+        this.#onOut(envelope.source, envelope.seq, envelope.items, now);
         break;
       case Kind.BOUNCE:
         this.#edge?.bounce?.(envelope.conn, envelope.frame, now);
@@ -385,23 +456,43 @@ export class ClusterRouter implements Router {
     this.flush();
   }
 
-  #onOut(home: NodeId, items: OutItem[], now: number): void {
+  #onOut(home: NodeId, seq: number, items: OutItem[], now: number): void {
     const edge = this.#edge;
     if (!edge) return;
     for (const item of items) {
       if (item.tag === "frame") {
-        edge.deliver(item.frame, item.to);
+        const to = this.#accepted(home, item.to);
+        if (to.length === 0) continue;
+        const failed = edge.deliver(item.frame, to);
+        // `delivered` moves for the connections handed the frame (§8.5.3).
+        for (const conn of to) {
+          if (failed === undefined || !failed.some((f) => f.id === conn)) {
+            this.#delivered.set(conn, seq);
+          }
+        }
         continue;
       }
       const conn = item.conn;
       const pending = this.#pending.get(conn);
       if (item.tag === "close") {
-        edge.direct({ kind: "close", conn, code: item.code, reason: item.reason }, now);
+        if (this.#accepts(home, conn)) {
+          this.#delivered.delete(conn);
+          edge.direct({ kind: "close", conn, code: item.code, reason: item.reason }, now);
+        }
         continue;
       }
+      if (item.tag === "unbind") this.#delivered.delete(conn);
       if (pending && pending.home === home) {
         clearTimeout(pending.timer);
         this.#pending.delete(conn);
+        if (item.tag === "bound") {
+          // The edge takes the binding when the request's promise settles (a microtask): until
+          // then, frames of envelopes processed in the same run still reach the connection.
+          this.#justBound.set(conn, home);
+          queueMicrotask(() => {
+            if (this.#justBound.get(conn) === home) this.#justBound.delete(conn);
+          });
+        }
         pending.resolve(
           item.tag === "bound"
             ? { status: "bound", role: item.role }
@@ -411,7 +502,7 @@ export class ClusterRouter implements Router {
         );
         continue;
       }
-      if (item.tag === "bound" && this.#abandoned.get(conn) === home) {
+      if (item.tag === "bound" && this.#abandoned.get(conn)?.home === home) {
         // A success that crossed the timeout: undone (docs/spec/SERVER.md §8.4.2 "Late success").
         this.#abandoned.delete(conn);
         this.counts.bindsUndone++;
@@ -419,10 +510,13 @@ export class ClusterRouter implements Router {
           kind: Kind.CLOSED,
           conn,
           cause: "abandoned",
-          delivered: this.streams.lastReceived(home),
+          delivered: this.#takeDelivered(conn),
         });
         continue;
       }
+      // A barrier's answer, or the end of a binding: only from the connection's own home (a
+      // late item from a home it has left must not unbind it from its new one).
+      if (!this.#accepts(home, conn)) continue;
       if (item.tag === "bound") {
         edge.direct({ kind: "bound", conn, role: item.role }, now);
       } else if (item.tag === "unbind") {
@@ -430,6 +524,38 @@ export class ClusterRouter implements Router {
       }
     }
     edge.flush();
+  }
+
+  /**
+   * Whether a frame or `CLOSE` from `home` may reach `conn`: only while it is bound to `home` or
+   * has a request pending there (docs/spec/SERVER.md §8.4.2 "Delivery and unbinding"; after a
+   * failed request nothing from that home reaches it, "Late success").
+   */
+  #accepts(home: NodeId, conn: ConnId): boolean {
+    const homeOf = this.#edge?.homeOf;
+    return homeOf === undefined || homeOf(conn) === home ||
+      this.#pending.get(conn)?.home === home || this.#justBound.get(conn) === home;
+  }
+
+  /** The recipients of a frame from `home` that may get it; the others are counted as dropped. */
+  #accepted(home: NodeId, to: ConnId[]): ConnId[] {
+    let kept: ConnId[] | undefined;
+    for (let i = 0; i < to.length; i++) {
+      const conn = to[i]!;
+      if (this.#accepts(home, conn)) kept?.push(conn);
+      else kept ??= to.slice(0, i);
+    }
+    if (kept === undefined) return to;
+    this.#edge?.dropped?.(to.length - kept.length);
+    return kept;
+  }
+
+  /** Forgets failed requests older than `T` (their late answers can no longer arrive). */
+  #forgetAbandoned(): void {
+    const oldest = this.#now() - this.#options.idleMs;
+    for (const [conn, abandoned] of this.#abandoned) {
+      if (abandoned.at < oldest) this.#abandoned.delete(conn);
+    }
   }
 
   #resync(peer: NodeId, reason: ResyncReason): void {
@@ -440,10 +566,22 @@ export class ClusterRouter implements Router {
       if (pending.home !== peer) continue;
       clearTimeout(pending.timer);
       this.#pending.delete(conn);
-      // The request fails at once (docs/spec/SERVER.md §8.5.1); a late BOUND is undone.
-      this.#abandoned.set(conn, peer);
+      // The request fails at once (docs/spec/SERVER.md §8.5.1) and is undone below.
+      this.#abandoned.set(conn, { home: peer, at: now });
       this.#sendToClient(conn, unavailable(pending.message));
       pending.resolve({ status: "unbound" });
+    }
+    // Requests that failed without the peer's answer may have succeeded there, and the answer
+    // may be what was lost: undo them (`abandoned`; a home that holds nothing ignores it).
+    for (const [conn, abandoned] of this.#abandoned) {
+      if (abandoned.home !== peer) continue;
+      this.#abandoned.delete(conn);
+      this.streams.send(peer, {
+        kind: Kind.CLOSED,
+        conn,
+        cause: "abandoned",
+        delivered: this.#takeDelivered(conn),
+      });
     }
     for (const conn of this.#edge?.resync?.(peer, now) ?? []) {
       closed++;
@@ -452,7 +590,7 @@ export class ClusterRouter implements Router {
         kind: Kind.CLOSED,
         conn,
         cause: "closed",
-        delivered: this.streams.lastReceived(peer),
+        delivered: this.#takeDelivered(conn),
       });
     }
     // Operator commands waiting for the peer fail at once.
@@ -463,7 +601,11 @@ export class ClusterRouter implements Router {
       command.resolve({ ok: false, reason: "unreachable" });
     }
     // Step 2: the peer's connections seated here.
-    for (const conn of this.#home?.dropEdge?.(peer, now) ?? []) {
+    // A seat is truncated when a frame was sent to it after what the peer acknowledged (§8.5.3).
+    const acked = this.streams.acked(peer);
+    const truncated = (conn: ConnId) => (this.#lastSent.get(conn) ?? 0) > acked;
+    for (const conn of this.#home?.dropEdge?.(peer, now, truncated) ?? []) {
+      this.#lastSent.delete(conn);
       closed++;
       this.direct(peer, { kind: "close", conn, code: 1012, reason: "Cluster resync" }, now);
     }

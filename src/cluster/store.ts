@@ -11,9 +11,10 @@
  *
  * @module
  */
-import { createClient, type RedisClientType } from "@redis/client";
+import { createClient, ErrorReply, type RedisClientType } from "@redis/client";
 import { Buffer } from "node:buffer";
 import { KeyedBuckets } from "../engine/token_bucket.ts";
+import type { QueryObserver } from "../metrics/server_metrics.ts";
 import type { BucketKind, BucketTake } from "../coordination/buckets.ts";
 import type {
   ClaimCaps,
@@ -140,6 +141,9 @@ export function bounded<T>(promise: Promise<T>, ms: number, what: string): Promi
 // Scripts (docs/spec/SERVER.md §8.3 "Scripts"). Values: room entry = JSON DirectoryRecord; room-id = JSON
 // {home, gameName, roomCode, appId?} or "gone"; set scores = expiry ms.
 
+/** Sends one command on the command connection and resolves with Redis's reply. */
+type Send = (args: string[]) => Promise<unknown>;
+
 /** A Lua script with its SHA-1 (computed by Redis at the first load). */
 class Script {
   readonly source: string;
@@ -150,21 +154,20 @@ class Script {
   }
 
   /** EVALSHA; on NOSCRIPT (a restarted Redis) loads the script and retries once. */
-  async run(client: Client, keys: string[], args: string[]): Promise<unknown> {
-    const call = (sha: string) =>
-      client.sendCommand(["EVALSHA", sha, String(keys.length), ...keys, ...args]);
-    if (this.#sha === undefined) this.#sha = await this.#load(client);
+  async run(send: Send, keys: string[], args: string[]): Promise<unknown> {
+    const call = (sha: string) => send(["EVALSHA", sha, String(keys.length), ...keys, ...args]);
+    if (this.#sha === undefined) this.#sha = await this.#load(send);
     try {
       return await call(this.#sha);
     } catch (error) {
       if (!String((error as Error)?.message ?? error).startsWith("NOSCRIPT")) throw error;
-      this.#sha = await this.#load(client);
+      this.#sha = await this.#load(send);
       return await call(this.#sha);
     }
   }
 
-  async #load(client: Client): Promise<string> {
-    return String(await client.sendCommand(["SCRIPT", "LOAD", this.source]));
+  async #load(send: Send): Promise<string> {
+    return String(await send(["SCRIPT", "LOAD", this.source]));
   }
 }
 
@@ -307,6 +310,12 @@ export class RedisStore implements ClusterStore {
   readonly #settings: StoreSettings;
   readonly #now: () => number;
   readonly #fallback: Record<BucketKind, KeyedBuckets>;
+  /**
+   * Told about every command this store sends and the round trip of every answer
+   * (docs/spec/SERVER.md §6.3 #19, #23, #63; publishes go through the bus and are not counted).
+   * Set once the metrics exist.
+   */
+  onQuery: QueryObserver | undefined;
 
   /** A store on `link`'s command connection. */
   constructor(link: RedisLink, settings: StoreSettings) {
@@ -323,12 +332,62 @@ export class RedisStore implements ClusterStore {
     };
   }
 
-  #bounded<T>(promise: Promise<T>, what: string): Promise<T> {
-    return bounded(promise, this.#settings.timeoutMs, what);
+  #reachable = true;
+  readonly #listeners: ((reachable: boolean) => void)[] = [];
+
+  watchReachable(listener: (reachable: boolean) => void): void {
+    this.#listeners.push(listener);
   }
 
+  /**
+   * Whether the last call answered: a call that times out or fails for want of a connection
+   * makes it `false`, the next answer (an error reply included) `true` (docs/spec/SERVER.md §8.5.5).
+   */
+  get reachable(): boolean {
+    return this.#reachable;
+  }
+
+  #answered(reachable: boolean): void {
+    if (reachable === this.#reachable) return;
+    this.#reachable = reachable;
+    for (const listener of this.#listeners) listener(reachable);
+  }
+
+  #bounded<T>(promise: Promise<T>, what: string): Promise<T> {
+    return bounded(promise, this.#settings.timeoutMs, what).then(
+      (value) => {
+        this.#answered(true);
+        return value;
+      },
+      (error) => {
+        // An error reply is an answer; a timeout or a connection failure is not.
+        this.#answered(error instanceof ErrorReply);
+        throw error;
+      },
+    );
+  }
+
+  /**
+   * Sends one command, counted and timed for {@linkcode RedisStore.onQuery}: the round trip
+   * ends with Redis's reply, an error reply included; a command that fails without one (link
+   * down, connection lost) is counted but not timed.
+   */
+  readonly #send = <T = unknown>(args: string[]): Promise<T> => {
+    const observer = this.onQuery;
+    if (observer === undefined) return this.#client.sendCommand<T>(args);
+    observer.sent();
+    const start = performance.now();
+    return this.#client.sendCommand<T>(args).then((reply) => {
+      observer.answered((performance.now() - start) / 1000);
+      return reply;
+    }, (error) => {
+      if (error instanceof ErrorReply) observer.answered((performance.now() - start) / 1000);
+      throw error;
+    });
+  };
+
   #script(script: Script, keys: string[], args: string[], what: string): Promise<unknown> {
-    return this.#bounded(script.run(this.#client, keys, args), what);
+    return this.#bounded(script.run(this.#send, keys, args), what);
   }
 
   #roomIdTtl(): number {
@@ -408,7 +467,7 @@ export class RedisStore implements ClusterStore {
     const first = await this.#script(REFRESH, keys, args, "refresh");
     const rest = records.slice(1).map((record) => {
       const [k, a] = this.#refreshArgs(record);
-      return REFRESH.run(this.#client, k, a);
+      return REFRESH.run(this.#send, k, a);
     });
     const replies = await this.#bounded(Promise.all(rest), "refresh");
     return [first, ...replies].map((reply) => String(reply) as RefreshResult);
@@ -430,7 +489,7 @@ export class RedisStore implements ClusterStore {
 
   async lookup(gameName: string, roomCode: string): Promise<DirectoryRecord | undefined> {
     const value = await this.#bounded(
-      this.#client.sendCommand<string | null>(["GET", this.#keys.room(gameName, roomCode)]),
+      this.#send<string | null>(["GET", this.#keys.room(gameName, roomCode)]),
       "lookup",
     );
     return value === null || value === undefined ? undefined : JSON.parse(String(value));
@@ -440,7 +499,7 @@ export class RedisStore implements ClusterStore {
   async list(gameName: string, limit: number): Promise<DirectoryRecord[]> {
     const k = this.#keys;
     const codes = await this.#bounded(
-      this.#client.sendCommand<string[]>([
+      this.#send<string[]>([
         "ZRANGEBYSCORE",
         k.gameRooms(gameName),
         `(${this.#now()}`,
@@ -450,7 +509,7 @@ export class RedisStore implements ClusterStore {
     );
     if (codes.length === 0) return [];
     const values = await this.#bounded(
-      this.#client.sendCommand<(string | null)[]>([
+      this.#send<(string | null)[]>([
         "MGET",
         ...codes.map((code) => k.room(gameName, String(code))),
       ]),
@@ -476,7 +535,7 @@ export class RedisStore implements ClusterStore {
     let cursor = "0";
     do {
       const [next, keys] = await this.#bounded(
-        this.#client.sendCommand<[string, string[]]>([
+        this.#send<[string, string[]]>([
           "SCAN",
           cursor,
           "MATCH",
@@ -489,7 +548,7 @@ export class RedisStore implements ClusterStore {
       cursor = String(next);
       if (keys.length > 0) {
         const values = await this.#bounded(
-          this.#client.sendCommand<(string | null)[]>(["MGET", ...keys.map(String)]),
+          this.#send<(string | null)[]>(["MGET", ...keys.map(String)]),
           "scan",
         );
         for (const value of values) {
@@ -544,7 +603,7 @@ export class RedisStore implements ClusterStore {
 
   async writeLiveness(node: NodeId, liveness: Liveness): Promise<void> {
     await this.#bounded(
-      this.#client.sendCommand([
+      this.#send([
         "SET",
         this.#keys.instance(node),
         JSON.stringify(liveness),
@@ -556,12 +615,12 @@ export class RedisStore implements ClusterStore {
   }
 
   async deleteLiveness(node: NodeId): Promise<void> {
-    await this.#bounded(this.#client.sendCommand(["DEL", this.#keys.instance(node)]), "liveness");
+    await this.#bounded(this.#send(["DEL", this.#keys.instance(node)]), "liveness");
   }
 
   async liveness(node: NodeId): Promise<Liveness | undefined> {
     const value = await this.#bounded(
-      this.#client.sendCommand<string | null>(["GET", this.#keys.instance(node)]),
+      this.#send<string | null>(["GET", this.#keys.instance(node)]),
       "liveness",
     );
     return value === null || value === undefined ? undefined : JSON.parse(String(value));
@@ -573,7 +632,7 @@ export class RedisStore implements ClusterStore {
     let cursor = "0";
     do {
       const [next, keys] = await this.#bounded(
-        this.#client.sendCommand<[string, string[]]>([
+        this.#send<[string, string[]]>([
           "SCAN",
           cursor,
           "MATCH",
@@ -586,7 +645,7 @@ export class RedisStore implements ClusterStore {
       cursor = String(next);
       if (keys.length > 0) {
         const values = await this.#bounded(
-          this.#client.sendCommand<(string | null)[]>(["MGET", ...keys.map(String)]),
+          this.#send<(string | null)[]>(["MGET", ...keys.map(String)]),
           "scan",
         );
         keys.forEach((key, i) => {
@@ -604,7 +663,7 @@ export class RedisStore implements ClusterStore {
     const key = this.#keys.epoch();
     const read = async () => {
       const value = await this.#bounded(
-        this.#client.sendCommand<string | null>(["GET", key]),
+        this.#send<string | null>(["GET", key]),
         "epoch",
       );
       return value === null || value === undefined ? undefined : JSON.parse(String(value));
@@ -613,7 +672,7 @@ export class RedisStore implements ClusterStore {
     if (current) return current;
     const fresh: Epoch = { id: crypto.randomUUID(), createdAt: this.#now() };
     await this.#bounded(
-      this.#client.sendCommand(["SET", key, JSON.stringify(fresh), "NX"]),
+      this.#send(["SET", key, JSON.stringify(fresh), "NX"]),
       "epoch",
     );
     return (await read()) ?? fresh;

@@ -204,6 +204,64 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "RedisStore: every command is counted and each answer timed (queries, query latency; docs/spec/SERVER.md §6.3 #19, #23, #63)",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const server = await startRedis();
+    const link = new RedisLink({ url: server.url });
+    try {
+      await link.connect();
+      const store = new RedisStore(link, settings());
+      // Scripts are loaded on this server first (their SHAs are shared by every store in the
+      // process, so whether a load is needed depends on the tests before).
+      equal((await store.claim(record("QRY000"), { maxRoomsPerGame: 10 })).status, "ok");
+      await store.refreshAll([record("QRY000")]);
+      const samples: number[] = [];
+      let sent = 0;
+      store.onQuery = { sent: () => sent++, answered: (seconds) => samples.push(seconds) };
+      // A claim is one EVALSHA; a lookup is one GET.
+      equal((await store.claim(record("QRY001"), { maxRoomsPerGame: 10 })).status, "ok");
+      equal(sent, 1);
+      ok((await store.lookup("orbit", "QRY001")) !== undefined);
+      equal(sent, 2);
+      deepEqual(samples.length, 2);
+      ok(samples.every((s) => s > 0 && s < 10), `${samples}`);
+      // Pipelined refreshes: one command each.
+      await store.refreshAll([record("QRY001"), record("QRY002"), record("QRY003")]);
+      equal(sent, 5, "three EVALSHA");
+      equal(samples.length, 5);
+      // A restarted Redis answers NOSCRIPT (an error reply: timed), then LOAD and the retry.
+      await server.stop();
+      await server.restart();
+      const deadline = Date.now() + 5_000;
+      while (link.state !== "up") {
+        ok(Date.now() < deadline, "reconnected");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const before = sent;
+      equal((await store.claim(record("QRY004"), { maxRoomsPerGame: 10 })).status, "ok");
+      equal(sent - before, 3, "EVALSHA (NOSCRIPT), SCRIPT LOAD, EVALSHA");
+      equal(samples.length, 8);
+      // Down: the command is sent to the client and fails without an answer — counted, not timed.
+      await server.stop();
+      const down = Date.now() + 5_000;
+      while (link.state === "up") {
+        ok(Date.now() < down, "noticed the loss");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const counted = sent;
+      await rejects(store.lookup("orbit", "QRY001"));
+      equal(sent, counted + 1);
+      equal(samples.length, 8);
+    } finally {
+      await link.close();
+      await server.stop();
+    }
+  },
+});
+
 /** A private CA and a certificate for 127.0.0.1 it signed, made with openssl in `dir`. */
 async function makeCertificates(dir: string) {
   const run = async (args: string[]) => {

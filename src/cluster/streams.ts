@@ -62,6 +62,8 @@ export class Streams {
   readonly #idleMs: number;
   readonly #now: () => number;
   readonly #pairs = new Map<NodeId, Pair>();
+  /** When {@linkcode Streams.tick} last ran (ms). */
+  #lastTick: number;
   readonly stats: StreamStats = {
     envelopesOut: 0,
     envelopesIn: 0,
@@ -90,6 +92,7 @@ export class Streams {
     this.#heartbeatMs = heartbeatMs;
     this.#idleMs = idleMs;
     this.#now = now;
+    this.#lastTick = now();
   }
 
   /** This node. */
@@ -207,20 +210,25 @@ export class Streams {
    */
   tick(): void {
     const now = this.#now();
+    // "Sent nothing in that period": nothing since the previous tick. (Comparing with
+    // `heartbeat_ms` instead skipped every other heartbeat whenever a timer fired a millisecond
+    // early, doubling the silence a peer sees.)
+    const since = this.#lastTick;
+    this.#lastTick = now;
     for (const [peer, pair] of this.#pairs) {
       const active = this.#handlers.isPeer(peer);
       if (!active && now - pair.lastHeard > this.#idleMs && now - pair.lastSent > this.#idleMs) {
         this.#pairs.delete(peer);
         continue;
       }
-      if (now - pair.lastSent >= this.#heartbeatMs) {
+      if (pair.lastSent <= since) {
         pair.lastSent = now;
         const bytes = encodeEnvelope(this.#bus.node, pair.sent, pair.received, {
           kind: Kind.HEARTBEAT,
         });
         this.stats.envelopesOut++;
         this.stats.bytesOut += bytes.byteLength;
-        this.#bus.publish(peer, bytes);
+        this.#bus.publish(peer, bytes, true);
       }
       if (active && !pair.suspected && now - pair.lastHeard > 3 * this.#heartbeatMs) {
         pair.suspected = true;

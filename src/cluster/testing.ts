@@ -68,6 +68,8 @@ export interface TestClusterOptions {
   ttlMs?: number;
   /** Start with the grace window over (a cluster that has been running). @default true */
   pastGrace?: boolean;
+  /** The nodes' clock (streams, heartbeats, verdicts), ms. @default Date.now */
+  now?: () => number;
 }
 
 /** A started test cluster; `close()` stops everything. */
@@ -127,20 +129,23 @@ export async function testCluster(options: TestClusterOptions = {}): Promise<Tes
       () => crypto.randomUUID(),
       () => `C${String(++codes).padStart(5, "0")}`,
     );
+    const holder: { cluster?: ClusterNode } = {};
     const engine: Engine = new Engine(testOptions({
       enableReconnection: true,
       ...options.engine,
       newId: staging.roomId,
       newRoomCode: staging.roomCode,
       rateLimits: undefined,
+      takeoverTruncated: (conn) => holder.cluster?.router.takeoverTruncated(conn) ?? false,
     }));
-    const cluster = new ClusterNode({
+    const cluster = holder.cluster = new ClusterNode({
       store,
       bus: network.bus(name),
       ttlMs,
       heartbeatMs: options.heartbeatMs ?? 1_000,
       forwardTimeoutMs: options.forwardTimeoutMs ?? 2_000,
       entries: () => engine.directoryEntries(),
+      ...(options.now ? { now: options.now } : {}),
     });
     const engineSettings = testOptions(options.engine);
     const edge = new Edge(engine, {
@@ -163,6 +168,7 @@ export async function testCluster(options: TestClusterOptions = {}): Promise<Tes
         appMaxRooms: () => undefined,
         inGrace: (now) => cluster.inGrace(now),
         isDead: (home) => cluster.isDead(home),
+        conflicted: (gameName, roomCode) => cluster.isConflicted(gameName, roomCode),
       }),
     });
     await cluster.start();

@@ -179,6 +179,8 @@ export const ConfigFields = z.strictObject({
     // Bind address (docs/spec/SERVER.md §1.1 note): all IPv4 interfaces by default; `deno task dev` passes
     // `--host 127.0.0.1`.
     host: bindHost.default("0.0.0.0"),
+    // Several processes on one port (SO_REUSEPORT; docs/spec/SERVER.md §1.1 note, README "Cluster mode").
+    reuse_port: bool(false),
     // Rooms survive a restart (single instance): snapshot path, null = off (README "Rooms
     // survive a restart"); a larger file is refused at start and not written at shutdown.
     state_file: nonEmptyText().nullable().default(null),

@@ -92,6 +92,14 @@ export interface EdgeEndpoint {
   resync?(home: NodeId, now: number): ConnId[];
   /** Whether any connection is bound to `home` or pending there (docs/spec/SERVER.md §8.2 "Peers"). */
   boundTo?(home: NodeId): boolean;
+  /**
+   * The node homing the room `conn` is bound to (this node when unbound), or `undefined` for an
+   * unknown connection. Frames from a home reach only its connections (docs/spec/SERVER.md §8.4.2).
+   * Cluster only.
+   */
+  homeOf?(conn: ConnId): NodeId | undefined;
+  /** `count` frames were dropped for connections that were not the home's any more (metrics). */
+  dropped?(count: number): void;
 }
 
 /** What a `BIND` tells the home once about the connection (docs/spec/SERVER.md §8.2 "Remote session"). */
@@ -123,9 +131,11 @@ export interface HomeEndpoint {
   edgeOf?(conn: ConnId): NodeId | undefined;
   /**
    * Resync with `edge` (docs/spec/SERVER.md §8.5.2 step 2): ends every remote session of `edge` as an
-   * unexpected disconnect and returns them (the router sends `CLOSE{1012}`). Cluster only.
+   * unexpected disconnect and returns them (the router sends `CLOSE{1012}`); a player's held seat
+   * is marked truncated when `truncated(conn)` says frames sent to it may be missing (§8.5.3;
+   * absent = always). Cluster only.
    */
-  dropEdge?(edge: NodeId, now: number): ConnId[];
+  dropEdge?(edge: NodeId, now: number, truncated?: (conn: ConnId) => boolean): ConnId[];
   /** Whether this home holds a remote session of `edge`. Cluster only. */
   servesEdge?(edge: NodeId): boolean;
 }

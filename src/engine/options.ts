@@ -97,6 +97,12 @@ export interface EngineOptions {
    * @default undefined (unlimited)
    */
   rateLimits?: RateLimits;
+  /**
+   * Cluster mode (docs/spec/SERVER.md §8.5.3): whether frames sent to `conn`, a connection being
+   * replaced by a takeover, may not have reached it; `Reconnected.replay_truncated` says so.
+   * @default undefined (never: a local socket took everything it was given)
+   */
+  takeoverTruncated?: (conn: string) => boolean;
 }
 
 /** What the transport knows about a new connection. */

@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { HeaderReader } from "./handover.ts";
+
 /** An IP network: address bytes (4 or 16) and prefix length in bits. */
 interface Network {
   bytes: Uint8Array;
@@ -22,6 +24,31 @@ function parseIpv4(text: string): Uint8Array | undefined {
     bytes[i] = Number(part);
   }
   return bytes;
+}
+
+/**
+ * True for `a.b.c.d` with each part 0–255 written without a leading zero: the text
+ * {@linkcode ipKey} would make of it anyway.
+ */
+function isCanonicalIpv4(text: string): boolean {
+  let parts = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const code = i < text.length ? text.charCodeAt(i) : 0x2e;
+    if (code === 0x2e) {
+      if (digits === 0 || ++parts > 4) return false;
+      value = 0;
+      digits = 0;
+    } else if (code >= 0x30 && code <= 0x39) {
+      if (digits === 1 && value === 0) return false; // a leading zero
+      value = value * 10 + (code - 0x30);
+      if (++digits > 3 || value > 255) return false;
+    } else {
+      return false;
+    }
+  }
+  return parts === 4;
 }
 
 /** Parses an IPv6 address (with `::` and an optional dotted IPv4 tail) into 16 bytes. */
@@ -117,6 +144,8 @@ function formatIpv6(bytes: Uint8Array): string {
  * @param ipv6PrefixLength 0–128 bits
  */
 export function ipKey(address: string, ipv6PrefixLength: number): string {
+  // The usual case, checked without splitting or a regular expression: already its own key.
+  if (isCanonicalIpv4(address)) return address;
   const bytes = parseIp(address);
   if (!bytes) return address.toLowerCase();
   if (bytes.length === 4) return bytes.join(".");
@@ -221,7 +250,7 @@ export function clientIp(
  * @param ipv6PrefixLength `security.ipv6_prefix_length` (0–128)
  */
 export function peerIp(
-  request: Request,
+  request: { readonly headers: HeaderReader },
   info: Deno.ServeHandlerInfo,
   trusted: TrustedProxies | undefined,
   ipv6PrefixLength: number = DEFAULT_IPV6_PREFIX_LENGTH,

@@ -101,6 +101,12 @@ Deno.test("ipKey() keys IPv6 by its /64 (configurable), IPv4 and mapped IPv4 by 
   equal(ipKey("::ffff:192.0.2.7", 64), "192.0.2.7");
   equal(ipKey("::FFFF:c000:0207", 64), "192.0.2.7");
   equal(ipKey("Unknown", 64), "unknown");
+  // Written with leading zeros or out of range: parsed, not taken as written.
+  equal(ipKey("192.000.02.7", 64), "192.0.2.7");
+  equal(ipKey("0.0.0.0", 64), "0.0.0.0");
+  equal(ipKey("256.0.0.1", 64), "256.0.0.1");
+  equal(ipKey("1.2.3", 64), "1.2.3");
+  equal(ipKey("1.2.3.4.", 64), "1.2.3.4.");
   // At /128 the key is the normalised address: mapped IPv4 → IPv4, lower case, no zone id.
   deepEqual(
     ["::ffff:10.1.2.3", "FE80::1%eth0", "127.0.0.1", "2001:DB8::1"].map((ip) => ipKey(ip, 128)),

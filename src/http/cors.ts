@@ -5,6 +5,11 @@
  * @module
  */
 
+import type { HeaderReader } from "./handover.ts";
+
+/** What the policy reads of a request: its headers (a `Request`, or the upgrade's head). */
+type WithHeaders = { readonly headers: HeaderReader };
+
 /** The CORS policy of `security.cors_origins`. */
 export class Cors {
   readonly #allowed: "*" | ReadonlySet<string>;
@@ -15,7 +20,7 @@ export class Cors {
   }
 
   /** The CORS headers of a response to `request` (docs/spec/SERVER.md §1.7). */
-  headers(request: Request): Record<string, string> {
+  headers(request: WithHeaders): Record<string, string> {
     const allowed = this.#allowed;
     if (allowed === "*") {
       return { "access-control-allow-origin": "*", "access-control-expose-headers": "*" };
@@ -31,7 +36,7 @@ export class Cors {
   }
 
   /** True when `request` has no `Origin` or an allowed one (docs/spec/SERVER.md §1.8 step 3). */
-  allows(request: Request): boolean {
+  allows(request: WithHeaders): boolean {
     const origin = request.headers.get("origin");
     return this.#allowed === "*" || origin === null || this.#allowed.has(origin.toLowerCase());
   }

@@ -24,7 +24,12 @@ import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { getLogger } from "@logtape/logtape";
-import { attachUpgradeSocket, isSwitchingProtocols } from "./handover.ts";
+import {
+  attachUpgradeSocket,
+  isSwitchingProtocols,
+  takeUpgradeSocket,
+  UpgradeRequest,
+} from "./handover.ts";
 
 const log = getLogger(["signal-fish", "listener"]);
 
@@ -68,6 +73,16 @@ export type RequestHandler = (
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ) => Response | Promise<Response>;
 
+/**
+ * The fast path of upgrades (docs/spec/SERVER.md §1.8): answers an upgrade from its head alone,
+ * without a `Request` (the WebSocket route), or returns undefined to have `handler` answer it
+ * from a full `Request`. Throwing answers 500, as a throwing `handler` does.
+ */
+export type UpgradeHandler = (
+  request: UpgradeRequest,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | undefined;
+
 /** Options of {@linkcode listen}. */
 export interface ListenOptions {
   hostname: string;
@@ -76,10 +91,18 @@ export interface ListenOptions {
   /** Serve HTTPS/WSS with this certificate and key. @default plain HTTP */
   tls?: TlsPem;
   handler: RequestHandler;
+  /** Tried first for every upgrade; see {@linkcode UpgradeHandler}. @default none */
+  upgrade?: UpgradeHandler;
   /** @default DEFAULT_PENDING_LIMITS */
   limits?: PendingLimits;
   /** Called when a connection is closed unread because a pending-connection cap is reached. */
   onRefused?: (reason: "pending" | "pending_per_ip") => void;
+  /**
+   * Bind with `SO_REUSEPORT` (`server.reuse_port`, docs/spec/SERVER.md §1.1): several processes
+   * of the same user listen on one address and port, and the kernel spreads new connections
+   * over them (Linux: by a hash of the connection's addresses and ports). @default false
+   */
+  reusePort?: boolean;
 }
 
 /** A bound listener. */
@@ -112,6 +135,9 @@ function peerKey(address: string | undefined): string {
 }
 
 const STATUS_TEXT = http.STATUS_CODES;
+
+/** `ServeHandlerInfo.completed`: nothing here waits for it; one settled promise for all. */
+const COMPLETED: Promise<void> = Promise.resolve();
 
 /** A Server-Sent Events answer (docs/spec/EXTENSIONS.md E12): written as it comes, not buffered whole. */
 function isEventStream(response: Response): boolean {
@@ -160,6 +186,15 @@ const WATCH_INTERVAL_MS = 1_000;
 const WATCH_TIMEOUT_MS = 2_000;
 /** Consecutive unanswered probes before the port is bound again. */
 const WATCH_MISSES = 2;
+/**
+ * With `reusePort`, the kernel hands each probe to any process sharing the port, so one probe
+ * proves nothing about this one: each round opens this many at once (any of them, or any
+ * client, accepted here proves the accept loop alive), and the port is bound again only after
+ * {@linkcode WATCH_MISSES_SHARED} rounds in a row without one. With N processes a live listener
+ * misses a round with probability ((N − 1)/N)^16 (N = 3: 0.2 %; N = 8: 12 %).
+ */
+const SHARED_PROBES = 16;
+const WATCH_MISSES_SHARED = 4;
 /** First pause before re-binding after a failed bind, ms; doubles up to the maximum. */
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 2_000;
@@ -209,6 +244,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     if (entry.released) return;
     entry.released = true;
     pendingSet.delete(entry);
+    pendingBySocket.delete(entry.socket);
     const left = (pendingByIp.get(entry.ip) ?? 1) - 1;
     if (left > 0) pendingByIp.set(entry.ip, left);
     else pendingByIp.delete(entry.ip);
@@ -231,11 +267,31 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     pendingSet.add(entry);
     pendingByIp.set(ip, fromIp + 1);
     pendingBySocket.set(socket, entry);
-    socket.once("close", () => release(entry));
-    // A stalled TLS handshake or a silent TCP connection: the idle timer covers both.
-    socket.setTimeout(limits.idleTimeoutMs, () => {
-      if (!entry.released) socket.destroy();
-    });
+    // Shared listeners, removed at the upgrade (`forget`): an upgraded connection keeps nothing
+    // of its pending time (BENCHMARKS.md "Session 5: churn and memory").
+    socket.on("close", onPendingClose);
+    // A stalled TLS handshake or a silent TCP connection: the idle timer covers both. A plain
+    // HTTP server has armed it already (`server.timeout`); arming it again costs a timer.
+    if ((socket as { timeout?: number }).timeout !== limits.idleTimeoutMs) {
+      socket.setTimeout(limits.idleTimeoutMs);
+    }
+    socket.on("timeout", onPendingTimeout);
+  };
+
+  function onPendingClose(this: Socket) {
+    const entry = pendingBySocket.get(this);
+    if (entry) release(entry);
+  }
+
+  function onPendingTimeout(this: Socket) {
+    if (pendingBySocket.has(this)) this.destroy();
+  }
+
+  /** Releases an upgraded connection's entry and drops its pending-time listeners. */
+  const forget = (entry: Pending) => {
+    release(entry);
+    entry.socket.off("close", onPendingClose);
+    entry.socket.off("timeout", onPendingTimeout);
   };
 
   const entryOf = (socket: Duplex): Pending | undefined =>
@@ -251,7 +307,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
         hostname: s.remoteAddress ?? "unknown",
         port: s.remotePort ?? 0,
       },
-      completed: Promise.resolve(),
+      completed: COMPLETED,
     };
   };
 
@@ -312,22 +368,59 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     res.end(body);
   };
 
+  /**
+   * The upgrade as an {@linkcode UpgradeRequest}, when building a `Request` of it surely succeeds
+   * (a target from `/`, a plain host, see {@linkcode isPlainHost}); else undefined, and the full
+   * path decides (it answers 400 to what `Request` refuses).
+   */
+  const toUpgradeRequest = (message: http.IncomingMessage): UpgradeRequest | undefined => {
+    const target = message.url ?? "";
+    if (target.charCodeAt(0) !== 0x2f) return undefined;
+    const request = new UpgradeRequest(message.method ?? "GET", message.rawHeaders, scheme, target);
+    const host = request.get("host");
+    return host !== null && isPlainHost(host) ? request : undefined;
+  };
+
+  /** Tries `options.upgrade`; undefined when it declines (the full path answers). */
+  const handleFast = (request: UpgradeRequest, socket: Duplex): Response | undefined => {
+    try {
+      return options.upgrade!(request, info(socket));
+    } catch (error) {
+      log.error("Cannot handle {method} {url}: {error}", {
+        method: request.method,
+        url: request.url,
+        error,
+      });
+      return new Response("Internal Server Error", { status: 500 });
+    }
+  };
+
   const onUpgrade = async (message: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on("error", () => {});
+    socket.on("error", ignore);
     const entry = entryOf(socket);
     // RFC 6455 §4.1: an upgrade is an HTTP/1.1 GET with a Host header; anything else is 400.
     const valid = message.httpVersion === "1.1" && (message.headers.host ?? "").trim() !== "";
-    const request = valid ? toRequest(message) : undefined;
-    let response: Response;
-    if (request === undefined) {
-      response = new Response("Bad Request", { status: 400 });
-    } else {
-      attachUpgradeSocket(request, { message, socket, head });
-      response = await handle(request, socket);
+    let response: Response | undefined;
+    if (valid && options.upgrade) {
+      const fast = toUpgradeRequest(message);
+      if (fast) {
+        attachUpgradeSocket(fast, { message, socket, head });
+        response = handleFast(fast, socket);
+        if (response === undefined) takeUpgradeSocket(fast);
+      }
+    }
+    if (response === undefined) {
+      const request = valid ? toRequest(message) : undefined;
+      if (request === undefined) {
+        response = new Response("Bad Request", { status: 400 });
+      } else {
+        attachUpgradeSocket(request, { message, socket, head });
+        response = await handle(request, socket);
+      }
     }
     if (isSwitchingProtocols(response)) {
       // A WebSocket now: no longer pending, no HTTP timeouts (the idle ping takes over).
-      if (entry) release(entry);
+      if (entry) forget(entry);
       stopTimeout(socket);
       if (entry) stopTimeout(entry.socket);
       return;
@@ -344,7 +437,10 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     const server = makeServer();
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     server.once("error", reject);
-    server.listen(port, options.hostname, () => resolve());
+    server.listen(
+      { port, host: options.hostname, ...(options.reusePort ? { reusePort: true } : {}) },
+      () => resolve(),
+    );
     try {
       await promise;
     } finally {
@@ -384,24 +480,30 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       await sleep(WATCH_INTERVAL_MS);
       if (!watching) return;
       const before = accepted;
-      let probe: Deno.TcpConn | undefined;
-      try {
-        probe = await Deno.connect({ hostname: probeHost, port: addr.port });
-      } catch {
-        continue; // out of descriptors ourselves, or shutting down: cannot tell
+      const probes: Deno.TcpConn[] = [];
+      for (let i = 0; i < (options.reusePort ? SHARED_PROBES : 1); i++) {
+        try {
+          probes.push(await Deno.connect({ hostname: probeHost, port: addr.port }));
+        } catch {
+          break; // out of descriptors ourselves, or shutting down: cannot tell
+        }
+        if (accepted !== before) break;
       }
-      // Any connection accepted since the probe started (the probe or a client) proves it.
+      if (probes.length === 0) continue;
+      // Any connection accepted since the probes started (a probe or a client) proves it.
       for (let waited = 0; waited < WATCH_TIMEOUT_MS && accepted === before; waited += 50) {
         await sleep(50);
       }
-      try {
-        probe.close();
-      } catch { /* closed by the server */ }
+      for (const probe of probes) {
+        try {
+          probe.close();
+        } catch { /* closed by the server */ }
+      }
       if (accepted !== before || !watching) {
         missed = 0;
         continue;
       }
-      if (++missed < WATCH_MISSES) continue;
+      if (++missed < (options.reusePort ? WATCH_MISSES_SHARED : WATCH_MISSES)) continue;
       missed = 0;
       log.error(
         "The listener on port {port} stopped accepting (Too many open files?), " +
@@ -409,10 +511,12 @@ export async function listen(options: ListenOptions): Promise<Listener> {
         { port: addr.port },
       );
       const old = server;
-      old.close();
+      // A shared port can be bound again before the old socket goes: no gap for new clients.
+      if (!options.reusePort) old.close();
       for (let delay = RETRY_MIN_MS; watching; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
         try {
           server = await bind(addr.port);
+          if (options.reusePort) old.close();
           restarts++;
           log.warn("Listening on port {port} again", { port: addr.port });
           break;
@@ -460,6 +564,29 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     },
   };
 }
+
+/** An IPv4 octet as the URL parser accepts it unchanged: 0–255 without a leading zero. */
+const OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+/**
+ * Hosts for which `new URL("http://" + host)` surely succeeds: a dotted-quad IPv4 address, or a
+ * name of letters, digits, `-` and `_` whose last label is not a number (the URL parser reads a
+ * name ending in a number as IPv4 and may refuse it), each with an optional port up to 65535.
+ * Anything else (IPv6, ports above 65535, repeated Host headers joined with ", ") goes the full
+ * way, where `Request` decides.
+ */
+const PLAIN_HOST = new RegExp(
+  `^(?:(?:${OCTET}\\.){3}${OCTET}|(?:[A-Za-z0-9_-]+\\.)*(?!0[xX][0-9A-Fa-f]*(?::|$))` +
+    `[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*)(?::(\\d{1,5}))?$`,
+);
+
+/** True for a Host header value that {@linkcode PLAIN_HOST} accepts with a port ≤ 65535. */
+export function isPlainHost(host: string): boolean {
+  const match = PLAIN_HOST.exec(host);
+  return match !== null && (match[1] === undefined || Number(match[1]) <= 65_535);
+}
+
+/** The error listener of an upgrade's socket (errors end in `close`, handled by its owner). */
+function ignore(): void {}
 
 /** The runtime's private key of a socket's idle timer (`node:net`), found on first use. */
 let timerKey: symbol | null | undefined;

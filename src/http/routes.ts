@@ -13,8 +13,13 @@ import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics
 import { methodNotAllowed, notFound } from "./responses.ts";
 import type { RoomRoutes } from "./rooms.ts";
 import { isStaticPath, serveStatic } from "./static_files.ts";
-import { isSwitchingProtocols } from "./handover.ts";
-import { type UpgradeContext, type UpgradeOptions, websocketEndpoint } from "./upgrade.ts";
+import { isSwitchingProtocols, type RequestHead, type UpgradeRequest } from "./handover.ts";
+import {
+  type UpgradeContext,
+  type UpgradeOptions,
+  type WebsocketEndpoint,
+  websocketEndpoint,
+} from "./upgrade.ts";
 
 /** Route settings derived from the configuration. */
 export interface RouteOptions extends UpgradeOptions {
@@ -46,6 +51,20 @@ export type Handler = (
   info: Deno.ServeHandlerInfo,
 ) => Response | Promise<Response>;
 
+/**
+ * The request handler, and the WebSocket route for upgrades read from their head alone
+ * (`listen`'s `upgrade`, src/http/listener.ts): `websocket` answers a `GET /v2/ws` upgrade as
+ * the handler would, or returns undefined for every other request (the handler answers it).
+ */
+export type RouteHandler = Handler & {
+  websocket(request: UpgradeRequest, info: Deno.ServeHandlerInfo): Response | undefined;
+};
+
+/** True for a request target whose path is `/v2/ws` as the URL parser reads it. */
+function isWebsocketTarget(target: string): boolean {
+  return target === "/v2/ws" || target.startsWith("/v2/ws?");
+}
+
 /** One row of the route table (docs/spec/SERVER.md §1.2). */
 interface Route {
   /** The row's paths as the spec writes them. */
@@ -66,8 +85,11 @@ interface Route {
 }
 
 /** The route table of docs/spec/SERVER.md §1.2, in its order; rows whose feature is off are left out. */
-function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): Route[] {
-  const upgrade = websocketEndpoint(context, options, cors);
+function routeTable(
+  upgrade: WebsocketEndpoint,
+  context: RouteContext,
+  options: RouteOptions,
+): Route[] {
   const routes: (Route | false)[] = [
     {
       paths: "/v2/ws",
@@ -131,9 +153,10 @@ function routeTable(context: RouteContext, options: RouteOptions, cors: Cors): R
  * match, else the plain-text 404 (docs/spec/SERVER.md §1.2); CORS headers on every response but an upgrade
  * and the operator routes' (same origin only, docs/spec/EXTENSIONS.md E12).
  */
-export function createHandler(context: RouteContext, options: RouteOptions): Handler {
+export function createHandler(context: RouteContext, options: RouteOptions): RouteHandler {
   const cors = new Cors(options.corsOrigins);
-  const table = routeTable(context, options, cors);
+  const upgrade = websocketEndpoint(context, options, cors);
+  const table = routeTable(upgrade, context, options);
 
   const admin = context.adminRoutes !== undefined;
 
@@ -154,14 +177,14 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
     return row.handle(request, path, info) ?? notFound();
   }
 
-  const withCors = (request: Request, response: Response): Response => {
+  const withCors = (request: RequestHead, response: Response): Response => {
     if (isSwitchingProtocols(response)) return response;
     for (const [name, value] of Object.entries(cors.headers(request))) {
       response.headers.set(name, value);
     }
     return response;
   };
-  return (request, info) => {
+  const handler: Handler = (request, info) => {
     const path = new URL(request.url).pathname;
     const response = route(request, path, info);
     if (admin && isAdminPath(path)) return response;
@@ -170,4 +193,11 @@ export function createHandler(context: RouteContext, options: RouteOptions): Han
       ? response.then((answer) => withCors(request, answer))
       : withCors(request, response);
   };
+  // The first row of the table for a GET of /v2/ws: the upgrade route with CORS headers on a
+  // refusal, as above, without a `Request`. Preflights, HEAD and other methods go the full way.
+  const websocket = (request: UpgradeRequest, info: Deno.ServeHandlerInfo) =>
+    request.method === "GET" && isWebsocketTarget(request.target)
+      ? withCors(request, upgrade(request, info))
+      : undefined;
+  return Object.assign(handler, { websocket });
 }

@@ -15,6 +15,7 @@ import {
 } from "../transport/token_binding.ts";
 import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
 import { peerIp, type TrustedProxies } from "./admission.ts";
+import type { RequestHead } from "./handover.ts";
 import type { Cors } from "./cors.ts";
 
 const log = getLogger(["signal-fish", "http"]);
@@ -82,7 +83,7 @@ const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
  * `Connection: upgrade`, version 13 and a key of 16 base64 bytes. Upgrades over HTTP/1.0 or
  * without `Host` never reach the handler: the listener answers them 400 (`./listener.ts`).
  */
-function isUpgradeRequest(request: Request): boolean {
+function isUpgradeRequest(request: RequestHead): boolean {
   const headers = request.headers;
   const connection = headers.get("connection")?.toLowerCase() ?? "";
   return headers.get("upgrade")?.toLowerCase() === "websocket" &&
@@ -92,10 +93,12 @@ function isUpgradeRequest(request: Request): boolean {
 }
 
 /** The `/v2/ws` handler, and whether the connection cap is reached (health, SECURITY.md). */
-export type WebsocketEndpoint = ((request: Request, info: Deno.ServeHandlerInfo) => Response) & {
-  /** True while `maxConnections` sockets are open: `/v2/health` then answers 503. */
-  atCapacity(): boolean;
-};
+export type WebsocketEndpoint =
+  & ((request: RequestHead, info: Deno.ServeHandlerInfo) => Response)
+  & {
+    /** True while `maxConnections` sockets are open: `/v2/health` then answers 503. */
+    atCapacity(): boolean;
+  };
 
 /**
  * Builds the `/v2/ws` handler. Per-IP connection counts live in the returned closure: a slot is
@@ -108,9 +111,9 @@ export function websocketEndpoint(
 ): WebsocketEndpoint {
   const perIp = new Map<string, number>();
   let total = 0;
-  const originAllowed = (request: Request) => cors.allows(request);
+  const originAllowed = (request: RequestHead) => cors.allows(request);
 
-  function upgrade(request: Request, info: Deno.ServeHandlerInfo): Response {
+  function upgrade(request: RequestHead, info: Deno.ServeHandlerInfo): Response {
     if (!isUpgradeRequest(request)) {
       return new Response("Expected a WebSocket upgrade request", { status: 400 });
     }

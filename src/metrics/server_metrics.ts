@@ -164,6 +164,17 @@ function rfc3339(ms: number): string {
   return new Date(ms).toISOString();
 }
 
+/**
+ * Where the Redis store reports its commands (cluster mode, docs/spec/SERVER.md §6.3 #19, #23,
+ * #63): `sent()` once per command written (script loads and retries included, publishes
+ * excluded), `answered(seconds)` with the round trip of each command Redis answered (an error
+ * reply included; a command that failed without an answer — link down, timed out — is not timed).
+ */
+export interface QueryObserver {
+  sent(): void;
+  answered(seconds: number): void;
+}
+
 /** Query parameters of the JSON endpoint (docs/spec/SERVER.md §1.6), already validated. */
 export interface JsonQuery {
   /** Echoed as `timeRange`. @default "1h" */
@@ -213,6 +224,10 @@ export class ServerMetrics {
 
   readonly #creationSketch = new LatencySketch();
   readonly #joinSketch = new LatencySketch();
+  /** Cluster mode only (docs/spec/SERVER.md §6.3 #19, #23, #63): see {@linkcode ServerMetrics.queries}. */
+  #queries:
+    | { sent: Counter; samples: Counter; latency: Histogram; sketch: LatencySketch }
+    | undefined;
   // Snapshot-only counts (docs/spec/SERVER.md §6.4 "Live in the snapshot").
   #creationFailures = 0;
   #joinFailures = 0;
@@ -463,6 +478,41 @@ export class ServerMetrics {
     }
   }
 
+  /**
+   * Cluster mode: registers the Redis query families of docs/spec/SERVER.md §6.3 —
+   * `signal_fish_queries_total` (#19, commands sent, publishes excluded),
+   * `signal_fish_query_latency_samples_total` (#23) and the histogram
+   * `signal_fish_query_latency_seconds` (#63, round trip of each answered command, the §6.2
+   * buckets) — and returns the observer the Redis store reports to; the JSON body's
+   * `performance.queries` and `query_latency` (§6.4) read the same counts. Called once; absent
+   * in single-instance mode, where the families are omitted (§6.3 "cluster").
+   */
+  queries(): QueryObserver {
+    if (this.#queries) throw new Error("The query families are already registered");
+    const r = this.registry;
+    const p = "signal_fish_";
+    const queries = this.#queries = {
+      sent: r.counter(`${p}queries_total`, "Commands sent to Redis, publishes excluded"),
+      samples: r.counter(
+        `${p}query_latency_samples_total`,
+        "Redis command round trips timed, publishes excluded",
+      ),
+      latency: r.histogram(
+        `${p}query_latency_seconds`,
+        "Redis command round trip, publishes excluded",
+      ),
+      sketch: new LatencySketch(),
+    };
+    return {
+      sent: () => queries.sent.inc(),
+      answered: (seconds) => {
+        queries.latency.observe(seconds);
+        queries.samples.inc();
+        if (queries.sketch.record(seconds)) this.#clamped.inc();
+      },
+    };
+  }
+
   /** Counts an error no handler caught (the process-wide guard, SECURITY.md). */
   internalError(): void {
     this.#countError(this.#errorsInternal);
@@ -584,10 +634,10 @@ export class ServerMetrics {
         deleted: this.#roomsDeleted.value,
       },
       performance: {
-        queries: 0,
+        queries: this.#queries?.sent.value ?? 0,
         room_creation_latency: this.#creationSketch.summary(),
         room_join_latency: this.#joinSketch.summary(),
-        query_latency: emptyLatency,
+        query_latency: this.#queries?.sketch.summary() ?? emptyLatency,
       },
       errors: {
         internal: this.#errorsInternal.value,
@@ -627,6 +677,9 @@ export class ServerMetrics {
       room_creation_latency: this.#creationSketch.summary(),
       room_join_latency: this.#joinSketch.summary(),
       latency_histogram_clamped_samples: this.#clamped.value,
+      ...(this.#queries
+        ? { query_count: this.#queries.sent.value, query_latency: this.#queries.sketch.summary() }
+        : {}),
       refresh_count: this.#refreshCount,
       refresh_failures: this.#refreshFailures.value,
       last_refresh_timestamp: latest ? Math.floor(latest.fetchedAt / 1000) : null,

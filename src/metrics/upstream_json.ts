@@ -1,7 +1,7 @@
 /**
  * The upstream-compatible JSON metrics snapshot (docs/spec/SERVER.md §6.4 `metricsSnapshot`). The upstream
- * server reports more than this build measures: cross-instance caches, distributed locks, query
- * latency, per-window rate-limit counters. Those keys stay in the body for client compatibility
+ * server reports more than this build measures: cross-instance caches, distributed locks,
+ * per-window rate-limit counters (and query latency outside cluster mode). Those keys stay in the body for client compatibility
  * and read zero here; the live values come from {@linkcode LiveCounts}.
  *
  * @module
@@ -27,6 +27,10 @@ export interface LiveCounts {
   /** Join latency for existing rooms. */
   room_join_latency: LatencySummary;
   latency_histogram_clamped_samples: number;
+  /** Cluster mode: Redis commands sent (docs/spec/SERVER.md §6.3 #19); 0 otherwise. */
+  query_count?: number;
+  /** Cluster mode: Redis command round trips (§6.3 #23); no samples otherwise. */
+  query_latency?: LatencySummary;
   refresh_count: number;
   refresh_failures: number;
   /** Unix seconds of the last dashboard refresh, `null` before the first. */
@@ -111,13 +115,13 @@ export function upstreamSnapshot(live: LiveCounts, now: number): Record<string, 
       remote_membership_skipped_broadcasts: 0,
     },
     performance: {
-      query_count: 0,
+      query_count: live.query_count ?? 0,
       average_room_creation_ms: creation.average_ms,
       average_room_join_ms: join.average_ms,
-      average_query_ms: null,
+      average_query_ms: live.query_latency?.average_ms ?? null,
       room_creation_latency: creation,
       room_join_latency: join,
-      query_latency: new LatencySketch().summary(),
+      query_latency: live.query_latency ?? new LatencySketch().summary(),
       latency_histogram_clamped_samples: live.latency_histogram_clamped_samples,
     },
     dashboard_cache: {

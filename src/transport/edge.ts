@@ -193,6 +193,8 @@ export class Edge {
         bounce: (conn, frame, now) => this.#bounce(conn, frame, now),
         resync: (home, now) => this.#resyncEdge(home, now),
         boundTo: (home) => this.#boundTo(home),
+        homeOf: (conn) => this.#conns.get(conn)?.home,
+        dropped: (count) => this.#onEvent?.({ type: "messages_dropped", count }),
       },
       home: {
         bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),
@@ -200,7 +202,7 @@ export class Edge {
         closed: (conn, cause, now, truncated) => this.#closedHere(conn, cause, now, truncated),
         command: (command, now) => this.#commandHere(command, now),
         edgeOf: (conn) => this.#remote.get(conn),
-        dropEdge: (edge, now) => this.#dropEdge(edge, now),
+        dropEdge: (edge, now, truncated) => this.#dropEdge(edge, now, truncated),
         servesEdge: (edge) => this.#servesEdge(edge),
       },
     });
@@ -771,12 +773,16 @@ export class Edge {
   }
 
   /** Resync with `edge`, home side (docs/spec/SERVER.md §8.5.2 step 2): seats held, spectators detached. */
-  #dropEdge(edge: NodeId, now: number): ConnId[] {
+  #dropEdge(edge: NodeId, now: number, truncated?: (conn: ConnId) => boolean): ConnId[] {
     const dropped: ConnId[] = [];
     for (const [conn, of] of this.#remote) if (of === edge) dropped.push(conn);
     for (const conn of dropped) {
       this.#remote.delete(conn);
-      this.#apply(this.#engine.disconnect(conn, now, { truncated: true }), now);
+      const missing = truncated?.(conn) ?? true;
+      this.#apply(
+        this.#engine.disconnect(conn, now, missing ? { truncated: true } : undefined),
+        now,
+      );
     }
     return dropped;
   }
@@ -812,6 +818,14 @@ export class Edge {
 
   #closedHere(conn: ConnId, cause: ClosedCause, now: number, truncated = false): void {
     const remote = this.#remote.delete(conn);
+    if (remote && cause === "abandoned") {
+      // A seat resumed by Reconnect is held again, its old token valid (docs/spec/SERVER.md §8.4.4).
+      const undone = this.#engine.abandonReconnect(conn, now);
+      if (undone) {
+        this.#apply(undone, now);
+        return;
+      }
+    }
     if (remote && cause !== "closed") {
       // `switched` / `abandoned`: the binding is undone without a word to the connection.
       const role = this.#engine.binding(conn);

@@ -9,6 +9,7 @@
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { secretEquals } from "../util/secrets.ts";
+import type { HeaderReader } from "../http/handover.ts";
 
 /** What a bound connection needs to check its frames (docs/spec/SERVER.md §3.9). */
 export interface TokenBinding {
@@ -61,7 +62,7 @@ const FINGERPRINT_HEADERS = [
  *   count (docs/spec/SERVER.md §1.9)
  */
 export function negotiateTokenBinding(
-  request: Request,
+  request: { readonly headers: HeaderReader },
   fromTrustedProxy: boolean,
   options: TokenBindingOptions,
 ): Response | { subprotocol: string; binding: TokenBinding } | undefined {

@@ -15,7 +15,7 @@ import type { Socket } from "node:net";
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { getLogger } from "@logtape/logtape";
 import { utf8Length } from "../protocol/utf8.ts";
-import { switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
+import { type RequestHead, switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
 import type { Edge } from "./edge.ts";
 import type { Peer, SendFailure } from "./peer.ts";
 import type { TokenBinding } from "./token_binding.ts";
@@ -813,7 +813,11 @@ function refusedSize(socket: WsSocket, maxPayload: number): number {
  * when the connection is gone, on every path: handshake refused by `ws`, reset before the 101,
  * closed after it.
  */
-export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOptions): Response {
+export function acceptWebSocket(
+  request: RequestHead,
+  edge: Edge,
+  options: AcceptOptions,
+): Response {
   const upgrade = takeUpgradeSocket(request);
   if (!upgrade) throw new TypeError("Not an HTTP/1.1 upgrade request");
   const { message, socket: raw, head } = upgrade;
@@ -837,7 +841,9 @@ export function acceptWebSocket(request: Request, edge: Edge, options: AcceptOpt
     return switchingProtocols();
   }
   if (options.tokenBinding) chosenProtocol.set(message, options.tokenBinding.subprotocol);
-  wsServer(maxPayload).handleUpgrade(message, raw, Buffer.from(head), (socket) => {
+  // `head` is a `Buffer` from the listener; `Buffer.from` would copy it.
+  const headBuffer = Buffer.isBuffer(head) ? head : Buffer.from(head);
+  wsServer(maxPayload).handleUpgrade(message, raw, headBuffer, (socket) => {
     ws = socket;
     if (closed) {
       socket.terminate();
