@@ -2,6 +2,7 @@
  * Bad input, size limits and timers over real sockets: errors are answered, connections stay
  * open where the spec says so, and nobody else's game is affected.
  */
+import { inProcessOnly } from "./cluster_serve.ts";
 import { deepEqual, equal } from "node:assert/strict";
 import { connect, joinAsSpectator, joinRoom, serve } from "./helpers.ts";
 
@@ -182,7 +183,9 @@ Deno.test("A connection that only answers pings outlives ping_timeout, as do its
   equal((await other.next("Pong")).type, "Pong");
 });
 
-Deno.test("The maintenance sweep deletes inactive rooms and tells their members", async () => {
+Deno.test("The maintenance sweep deletes inactive rooms and tells their members", {
+  ignore: inProcessOnly("it reads server.engine.lookup()"),
+}, async () => {
   await using server = await serve((config) => {
     config.server.room_cleanup_interval = 1;
     config.server.inactive_room_timeout = 1;

@@ -387,3 +387,56 @@ Deno.test("Cluster (twins): a takeover of a remote connection reports replay_tru
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a join-only JoinRoom (E9) for an unknown code claims nothing; without a code it creates nothing", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+    const ann = a.connect();
+    ann.say({
+      type: "JoinRoom",
+      data: { game_name: "orbit", player_name: "Ann", room_code: "NOSUCH", create: "never" },
+    });
+    await until(() => ann.last("RoomJoinFailed") !== undefined, "Ann's refusal");
+    equal(ann.last("RoomJoinFailed")!.data!.error_code, "ROOM_NOT_FOUND");
+    equal((await cluster.store.resolveCode("orbit", "NOSUCH")).status, "absent");
+    ann.say({
+      type: "JoinRoom",
+      data: { game_name: "orbit", player_name: "Ann", create: "never" },
+    });
+    await until(
+      () => ann.messages.filter((m) => m.type === "RoomJoinFailed").length === 2,
+      "the second refusal",
+    );
+    equal(a.engine.stats().rooms, 0, "no room was created");
+    // The code is still free: a create through another node gets it.
+    const bob = b.connect();
+    join(bob, "Bob", "NOSUCH");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob's RoomJoined");
+    equal(bob.last("RoomJoined")!.data!.room_code, "NOSUCH");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a stalled reader on B in a room homed on A is closed with 1013 and its seat held on A", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+    const alice = a.connect();
+    join(alice, "Alice");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice's RoomJoined");
+    const code = alice.last("RoomJoined")!.data!.room_code as string;
+    const bob = b.connect();
+    join(bob, "Bob", code);
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob's RoomJoined");
+    bob.stalled = true;
+    alice.say({ type: "GameData", data: { data: "are you there?" } });
+    await until(() => bob.closed !== undefined, "Bob's close");
+    equal(bob.closed, 1013);
+    ok(cluster.events.some((e) => e.type === "slow_consumer"), "a slow-consumer decision");
+    await until(() => a.engine.stats().heldSeats === 1, "Bob's seat held on A");
+  } finally {
+    await cluster.close();
+  }
+});

@@ -470,6 +470,8 @@ export class ClusterRouter implements Router {
             this.#delivered.set(conn, seq);
           }
         }
+        // A slow or closed connection is torn down here, its home told by CLOSED (§5.2).
+        if (failed) edge.undelivered?.(item.frame, failed, now);
         continue;
       }
       const conn = item.conn;
