@@ -1,9 +1,12 @@
 /**
  * Pins what `src/transport/websocket.ts` relies on to hand socket reads straight to `ws`' parser
- * (BENCHMARKS.md "Relay CPU"): the runtime's TCP handle (`onread` taken at `readStart`, called
- * with an `ArrayBuffer` of exactly the bytes read) and `ws`' own reading (one `data` listener
- * that writes each chunk to `_receiver`). When a runtime or `ws` upgrade changes either, a test
- * here fails before the relay silently takes the slower path or misreads a socket.
+ * and batches straight to the TCP handle (BENCHMARKS.md "Session 5: relay CPU per delivered
+ * message"): the runtime's TCP handle (`onread` taken at `readStart` and called with an
+ * `ArrayBuffer` of exactly the bytes read; `writeBuffer` in order, with
+ * `streamBaseState[kLastWriteWasAsync]` telling a queued write), the `Readable` state read
+ * without getters, and `ws`' own reading (one `data` listener, a synchronous parser in
+ * `_receiver` whose messages one listener re-emits). When a runtime or `ws` upgrade changes any
+ * of it, a test here fails before the relay silently takes the slower path or misreads a socket.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { Buffer } from "node:buffer";
