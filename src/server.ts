@@ -15,7 +15,7 @@ import type { LogStats } from "./logging.ts";
 import { createHandler, type Handler } from "./http/routes.ts";
 import type { RequestHead } from "./http/handover.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
-import { RateLimits } from "./engine/rate_limits.ts";
+import { type RateLimitOptions, RateLimits } from "./engine/rate_limits.ts";
 import { roomRoutes } from "./http/rooms.ts";
 import { type AdminRoutes, adminRoutes } from "./http/admin.ts";
 import { OperatorFeed } from "./metrics/operator_feed.ts";
@@ -164,13 +164,18 @@ function securityOptions(config: Config): Pick<EngineOptions, "auth" | "rateLimi
       timeoutMs: config.websocket.auth_timeout_secs * 1000,
       enforceSdkGate: config.protocol.sdk_compatibility.enforce,
     },
-    rateLimits: new RateLimits({
-      maxRoomCreations: rate_limit.max_room_creations,
-      maxJoinAttempts: rate_limit.max_join_attempts,
-      maxReconnectAttempts: rate_limit.max_reconnect_attempts,
-      maxAuthFailures: rate_limit.max_auth_failures,
-      windowMs: rate_limit.time_window * 1000,
-    }),
+    rateLimits: new RateLimits(rateLimitOptions(rate_limit)),
+  };
+}
+
+/** The `rate_limit.*` settings as {@linkcode RateLimits} options (docs/spec/SERVER.md §3.4). */
+function rateLimitOptions(rate_limit: Config["rate_limit"]): RateLimitOptions {
+  return {
+    maxRoomCreations: rate_limit.max_room_creations,
+    maxJoinAttempts: rate_limit.max_join_attempts,
+    maxReconnectAttempts: rate_limit.max_reconnect_attempts,
+    maxAuthFailures: rate_limit.max_auth_failures,
+    windowMs: rate_limit.time_window * 1000,
   };
 }
 
@@ -269,10 +274,14 @@ export async function startServer(
     ? undefined
     : (await import("./cluster/open.ts")).openCluster(config, instanceId, settings.newRoomCode);
   if (cluster) {
-    // The edge takes the (global) tokens and claims codes before the engine sees a request.
+    // The edge takes the (global) creation and join tokens and claims codes before the engine
+    // sees a request; the engine keeps the reconnect and failed-Authenticate buckets, per node.
     settings = {
       ...settings,
-      rateLimits: undefined,
+      rateLimits: new RateLimits({
+        ...rateLimitOptions(config.rate_limit),
+        roomTokensElsewhere: true,
+      }),
       newId: cluster.staging.roomId,
       newRoomCode: cluster.staging.roomCode,
       takeoverTruncated: (conn) => cluster.node.router.takeoverTruncated(conn),
@@ -366,6 +375,12 @@ export async function startServer(
       directory: edge.directory,
       buckets: cluster ? cluster.store : new MemoryTokenBuckets(settings.rateLimits),
       publicRoomListing: config.security.public_room_listing,
+      ...(cluster
+        ? {
+          inGrace: (now: number) => cluster.node.inGrace(now),
+          reachable: () => cluster.store.reachable,
+        }
+        : {}),
       scope: httpRoomScope(settings),
       roomCodeLength: config.protocol.room_code_length,
       maxGameNameLength: config.protocol.max_game_name_length,

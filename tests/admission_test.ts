@@ -2,6 +2,7 @@
  * Admission before the upgrade (docs/spec/SERVER.md §1.8, §1.9, §2.7): trusted proxies and
  * X-Forwarded-For, the global connection cap, and surviving a flood under a low open-file limit.
  */
+import { notInCluster } from "./cluster_serve.ts";
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { connect, joinRoom, serve, TestClient } from "./helpers.ts";
 import { spawnServer } from "./process.ts";
@@ -39,7 +40,11 @@ async function rawUpgrade(
   }
 }
 
-Deno.test("X-Forwarded-For from a trusted proxy keys the per-IP limit by the client", async () => {
+Deno.test("X-Forwarded-For from a trusted proxy keys the per-IP limit by the client", {
+  ignore: notInCluster(
+    'the per-IP connection limit is per instance (docs/spec/SERVER.md §8.6, §8.7 "Connection caps")',
+  ),
+}, async () => {
   await using server = await serve((config) => {
     config.security.max_connections_per_ip = 1;
     config.security.trusted_proxies = ["127.0.0.0/8"];
@@ -60,7 +65,11 @@ Deno.test("X-Forwarded-For from a trusted proxy keys the per-IP limit by the cli
   await b.next("Pong");
 });
 
-Deno.test("X-Forwarded-For from an untrusted peer is ignored", async () => {
+Deno.test("X-Forwarded-For from an untrusted peer is ignored", {
+  ignore: notInCluster(
+    'the per-IP connection limit is per instance (docs/spec/SERVER.md §8.6, §8.7 "Connection caps")',
+  ),
+}, async () => {
   await using server = await serve((config) => {
     config.security.max_connections_per_ip = 1;
     config.security.trusted_proxies = ["10.0.0.0/8"];
@@ -73,7 +82,11 @@ Deno.test("X-Forwarded-For from an untrusted peer is ignored", async () => {
   await a.next("Pong");
 });
 
-Deno.test("security.max_connections answers 503 SERVICE_UNAVAILABLE beyond the cap", async () => {
+Deno.test("security.max_connections answers 503 SERVICE_UNAVAILABLE beyond the cap", {
+  ignore: notInCluster(
+    'security.max_connections is per instance (docs/spec/SERVER.md §8.6, §8.7 "Connection caps")',
+  ),
+}, async () => {
   await using server = await serve((config) => {
     config.security.max_connections = 2;
   });
@@ -218,7 +231,11 @@ async function exitCodeIfDead(server: { exited: Promise<Deno.CommandStatus> }) {
   ]);
 }
 
-Deno.test("addresses of one IPv6 /64 share one per-IP budget: sockets and room creations", async () => {
+Deno.test("addresses of one IPv6 /64 share one per-IP budget: sockets and room creations", {
+  ignore: notInCluster(
+    'the per-IP connection limit is per instance (docs/spec/SERVER.md §8.6, §8.7 "Connection caps")',
+  ),
+}, async () => {
   await using server = await serve((config) => {
     config.security.max_connections_per_ip = 3;
     config.security.trusted_proxies = ["127.0.0.1"];

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { inProcessOnly } from "./cluster_serve.ts";
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import {
   type ClientOptions,
@@ -386,7 +387,9 @@ function gatedWebSocket() {
   };
 }
 
-Deno.test("SignalFishClient restores its seat after a dropped socket and replays missed data", async () => {
+Deno.test("SignalFishClient restores its seat after a dropped socket and replays missed data", {
+  ignore: inProcessOnly("it drops the socket with server.edge.close()"),
+}, async () => {
   await using server = await serve((config) => config.server.enable_reconnection = true);
   const gate = gatedWebSocket();
   await using alice = await client(server, {

@@ -95,6 +95,20 @@ Deno.test({
     bob.send(joinRoom("LIVE01", "Bob"));
     await bob.next("RoomJoined");
     await cluster.redis.restart();
+    // A new epoch, so a new grace window (docs/spec/SERVER.md §8.3): once a node answers again, an HTTP
+    // lookup of a code the directory does not know is 503, not 404; after the window, 404.
+    const unknown = `${cluster.httpUrl(2)}/v2/rooms/orbit/NONE99`;
+    const healthyAgain = Date.now() + 3_000;
+    for (;;) {
+      const response = await fetch(`${cluster.httpUrl(2)}/v2/health`);
+      await response.body?.cancel();
+      if (response.status === 200) break;
+      ok(Date.now() < healthyAgain, "healthy again after the restart");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const inGrace = await fetch(unknown);
+    equal(inGrace.status, 503);
+    equal((await inGrace.json()).error_code, "SERVICE_UNAVAILABLE");
     // Until instance 0 re-registers (at once after its reconnect, or at the next T/3), a join of
     // the live code must never create a second room: it joins it or is told to retry.
     const deadline = Date.now() + 4 * TEST_TTL_SECS * 1000;
@@ -119,6 +133,10 @@ Deno.test({
       bob.closed.then((c) => `closed ${c.code}`),
     ]);
     ok(next === "after the restart" || next === "closed 1012", String(next));
+    await new Promise((resolve) => setTimeout(resolve, TEST_TTL_SECS * 1000 + 200));
+    const afterGrace = await fetch(unknown);
+    equal(afterGrace.status, 404);
+    await afterGrace.body?.cancel();
   },
 });
 

@@ -7,6 +7,7 @@
  */
 import { type RedisServer, startRedis } from "./redis_server.ts";
 import { type ServerProcess, spawnServer } from "./process.ts";
+import { parseExposition } from "./exposition.ts";
 
 /** A running cluster. */
 export interface RealCluster extends AsyncDisposable {
@@ -23,11 +24,23 @@ export interface RealCluster extends AsyncDisposable {
 /** `T` of test clusters, seconds. */
 export const TEST_TTL_SECS = 3;
 
+/** Settings of {@linkcode startCluster} beyond the servers' environment. */
+export interface ClusterOptions {
+  /** `cluster.directory_ttl_secs` (`T`). @default TEST_TTL_SECS */
+  ttlSecs?: number;
+  /** `cluster.heartbeat_ms`. @default 250 */
+  heartbeatMs?: number;
+  /** `cluster.forward_timeout_ms`. @default 1500 */
+  forwardTimeoutMs?: number;
+}
+
 /** Starts redis-server and `n` servers; resolves once every `/v2/health` answers 200. */
 export async function startCluster(
   n = 3,
   env: Record<string, string> = {},
+  options: ClusterOptions = {},
 ): Promise<RealCluster> {
+  const ttlSecs = options.ttlSecs ?? TEST_TTL_SECS;
   const redis = await startRedis();
   const servers: ServerProcess[] = [];
   // The epoch is created by the first node to register, before every server is healthy.
@@ -39,9 +52,9 @@ export async function startCluster(
           env: {
             SIGNAL_FISH_CLUSTER__REDIS_URL: redis.url,
             SIGNAL_FISH_CLUSTER__INSTANCE_ID: `test-${i}`,
-            SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS: String(TEST_TTL_SECS),
-            SIGNAL_FISH_CLUSTER__FORWARD_TIMEOUT_MS: "1500",
-            SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: "250",
+            SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS: String(ttlSecs),
+            SIGNAL_FISH_CLUSTER__FORWARD_TIMEOUT_MS: String(options.forwardTimeoutMs ?? 1500),
+            SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: String(options.heartbeatMs ?? 250),
             SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
             SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000",
             SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS: "1000",
@@ -76,12 +89,36 @@ export async function startCluster(
     wsUrl: (i) => `ws://127.0.0.1:${servers[i]!.port}/v2/ws`,
     httpUrl: (i) => `http://127.0.0.1:${servers[i]!.port}`,
     pastGrace: async () => {
-      const left = healthyAt + TEST_TTL_SECS * 1000 + 200 - Date.now();
+      const left = healthyAt + ttlSecs * 1000 + 200 - Date.now();
       if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
     },
     async [Symbol.asyncDispose]() {
       for (const server of servers) await server[Symbol.asyncDispose]();
       await redis.stop();
     },
+  };
+}
+
+/** The value of metric `name` (summed over label sets) on server `i`'s `/metrics/prom`. */
+export async function metric(cluster: RealCluster, i: number, name: string): Promise<number> {
+  const text = await (await fetch(`${cluster.httpUrl(i)}/metrics/prom`)).text();
+  return parseExposition(text).get(name) ?? 0;
+}
+
+/** The status of server `i`'s `/v2/health`. */
+export async function health(cluster: RealCluster, i: number): Promise<number> {
+  const response = await fetch(`${cluster.httpUrl(i)}/v2/health`);
+  await response.body?.cancel();
+  return response.status;
+}
+
+/** Stops (SIGSTOP) process `pid`; the returned function resumes it (SIGCONT), once. */
+export function pause(pid: number): () => void {
+  Deno.kill(pid, "SIGSTOP");
+  let resumed = false;
+  return () => {
+    if (resumed) return;
+    resumed = true;
+    Deno.kill(pid, "SIGCONT");
   };
 }

@@ -192,6 +192,8 @@ Deno.test({
       ok((metrics.get("signal_fish_cross_instance_messages_total") ?? 0) >= 1);
       ok((metrics.get("signal_fish_cluster_envelopes_received_total") ?? 0) >= 1);
       equal(metrics.get("signal_fish_cluster_sequence_gaps_total"), 0);
+      equal(metrics.get("signal_fish_cluster_peer_deaths_total"), 0);
+      equal(metrics.get("signal_fish_cluster_redis_reconnects_total"), 0);
       // Redis queries (§6.3 #19, #23, #63): the creation's claim and the liveness writes at least;
       // each answered command is one histogram sample.
       const queries = metrics.get("signal_fish_queries_total") ?? 0;

@@ -1,6 +1,7 @@
 /**
  * End-to-end game flows over real WebSockets against a server on an OS-assigned port.
  */
+import { inProcessOnly } from "./cluster_serve.ts";
 import { deepEqual, equal, match, notEqual, ok } from "node:assert/strict";
 import { connect, joinAsSpectator, joinRoom, serve } from "./helpers.ts";
 
@@ -37,7 +38,9 @@ Deno.test("JoinRoom without a code creates a room another client joins by its co
   ]);
 });
 
-Deno.test("JoinRoom into a full room fails with ROOM_FULL and changes nothing", async () => {
+Deno.test("JoinRoom into a full room fails with ROOM_FULL and changes nothing", {
+  ignore: inProcessOnly("it reads server.engine.lookup()"),
+}, async () => {
   await using server = await serve();
   await using a = await connect(server);
   await using b = await connect(server);
@@ -309,35 +312,41 @@ Deno.test("Spectators watch, may not act, and leave cleanly", async () => {
   await jun.expectNothingElse();
 });
 
-Deno.test("Without reconnection a disconnect releases the seat: PlayerLeft, authority vacated, lobby back to waiting", async () => {
-  await using server = await serve((config) => config.server.enable_reconnection = false);
-  await using a = await connect(server);
-  const b = await connect(server);
-  a.send(joinRoom("DROP01", "a", { max_players: 2 }));
-  await a.next("RoomJoined");
-  b.send(joinRoom("DROP01", "b"));
-  const { player_id: bId } = (await b.next("RoomJoined")).data;
-  b.send({ type: "AuthorityRequest", data: { become_authority: true } });
-  await b.waitFor("AuthorityResponse");
-  a.send({ type: "AuthorityRequest", data: { become_authority: false } });
-  await a.waitFor("AuthorityResponse");
-  b.send({ type: "AuthorityRequest", data: { become_authority: true } });
-  await b.waitFor("AuthorityChanged");
-  await a.waitFor("AuthorityChanged");
-  await a.waitFor("AuthorityChanged");
-  await b.close();
-  deepEqual((await a.next("PlayerLeft")).data, { player_id: bId });
-  deepEqual((await a.next("AuthorityChanged")).data, {
-    authority_player: null,
-    you_are_authority: false,
-  });
-  deepEqual((await a.next("LobbyStateChanged")).data, {
-    lobby_state: "waiting",
-    ready_players: [],
-    all_ready: false,
-  });
-  equal(server.engine.lookup("orbit", "DROP01")?.players, 1);
-});
+Deno.test(
+  "Without reconnection a disconnect releases the seat: PlayerLeft, authority vacated, lobby back to waiting",
+  {
+    ignore: inProcessOnly("it reads server.engine.lookup()"),
+  },
+  async () => {
+    await using server = await serve((config) => config.server.enable_reconnection = false);
+    await using a = await connect(server);
+    const b = await connect(server);
+    a.send(joinRoom("DROP01", "a", { max_players: 2 }));
+    await a.next("RoomJoined");
+    b.send(joinRoom("DROP01", "b"));
+    const { player_id: bId } = (await b.next("RoomJoined")).data;
+    b.send({ type: "AuthorityRequest", data: { become_authority: true } });
+    await b.waitFor("AuthorityResponse");
+    a.send({ type: "AuthorityRequest", data: { become_authority: false } });
+    await a.waitFor("AuthorityResponse");
+    b.send({ type: "AuthorityRequest", data: { become_authority: true } });
+    await b.waitFor("AuthorityChanged");
+    await a.waitFor("AuthorityChanged");
+    await a.waitFor("AuthorityChanged");
+    await b.close();
+    deepEqual((await a.next("PlayerLeft")).data, { player_id: bId });
+    deepEqual((await a.next("AuthorityChanged")).data, {
+      authority_player: null,
+      you_are_authority: false,
+    });
+    deepEqual((await a.next("LobbyStateChanged")).data, {
+      lobby_state: "waiting",
+      ready_players: [],
+      all_ready: false,
+    });
+    equal(server.engine.lookup("orbit", "DROP01")?.players, 1);
+  },
+);
 
 Deno.test("LeaveRoom answers RoomLeft and no more room traffic follows", async () => {
   await using server = await serve();

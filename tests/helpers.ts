@@ -26,12 +26,28 @@ export function testConfig(mutate: (config: Config) => void = () => {}): Config 
   return config;
 }
 
-/** Starts a server on 127.0.0.1 with {@linkcode testConfig}. */
-export function serve(
+/**
+ * Starts a server on 127.0.0.1 with {@linkcode testConfig}. With `SIGNAL_FISH_TEST_CLUSTER=<n>`
+ * in the environment it is instead `n` server processes in cluster mode on a private
+ * redis-server behind a round-robin TCP proxy (tests/cluster_serve.ts), with the same config.
+ */
+export async function serve(
   mutate?: (config: Config) => void,
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
+  if (clusterRequested()) {
+    // Loaded only then: scripts that import this module may run with --allow-net alone.
+    const { serveCluster, TEST_CLUSTER } = await import("./cluster_serve.ts");
+    if (TEST_CLUSTER > 0) return serveCluster(testConfig(mutate), options, TEST_CLUSTER);
+  }
   return startServer(testConfig(mutate), { hostname: "127.0.0.1", ...options });
+}
+
+/** Whether `SIGNAL_FISH_TEST_CLUSTER` is set (false without permission to read it). */
+function clusterRequested(): boolean {
+  const variable = "SIGNAL_FISH_TEST_CLUSTER";
+  if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return false;
+  return (Deno.env.get(variable) ?? "") !== "";
 }
 
 /** A WebSocket client that queues what it receives. */

@@ -4,6 +4,7 @@
  * edge cases in names and wrong-state messages. Each gets the spec's reply or close, and a game
  * running in another room sees nothing of it.
  */
+import { inProcessOnly } from "./cluster_serve.ts";
 import { deepEqual, equal } from "node:assert/strict";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, guardedRoom, serve, type TestClient } from "./helpers.ts";
@@ -52,7 +53,9 @@ class Bystanders implements AsyncDisposable {
 
 const encoder = new TextEncoder();
 
-Deno.test("Broken framing and invalid UTF-8 end only the offending connection", async () => {
+Deno.test("Broken framing and invalid UTF-8 end only the offending connection", {
+  ignore: inProcessOnly("it reads server.edge.size"),
+}, async () => {
   await using server = await serve();
   await using game = await Bystanders.start(server);
   const violations: [string, (socket: RawWebSocket) => Promise<void>][] = [

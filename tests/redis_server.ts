@@ -125,3 +125,65 @@ export async function startRedis(
     [Symbol.asyncDispose]: stop,
   };
 }
+
+/**
+ * Sends one command to the Redis server on `port` over a fresh connection and returns its reply:
+ * a simple or bulk string as text, an integer as a number, an error as a thrown Error (RESP2;
+ * arrays are not parsed). For test setup and inspection (`CONFIG SET`, `INFO`).
+ */
+export async function redisCommand(port: number, ...args: string[]): Promise<string | number> {
+  const encoder = new TextEncoder();
+  const request = `*${args.length}\r\n` +
+    args.map((arg) => `$${encoder.encode(arg).byteLength}\r\n${arg}\r\n`).join("");
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(encoder.encode(request));
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(65536);
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+      const text = new TextDecoder().decode(concat(chunks));
+      const reply = parseReply(text);
+      if (reply !== undefined) return reply;
+    }
+    throw new Error("Redis closed the connection without a reply");
+  } finally {
+    conn.close();
+  }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
+}
+
+/** A complete RESP2 reply in `text`, or undefined when more is needed. */
+function parseReply(text: string): string | number | undefined {
+  const end = text.indexOf("\r\n");
+  if (end < 0) return undefined;
+  const head = text.slice(1, end);
+  switch (text[0]) {
+    case "+":
+      return head;
+    case "-":
+      throw new Error(head);
+    case ":":
+      return Number(head);
+    case "$": {
+      const length = Number(head);
+      if (length < 0) return "";
+      const body = text.slice(end + 2);
+      // Bulk strings here are ASCII (INFO, CONFIG): characters = bytes.
+      return body.length >= length + 2 ? body.slice(0, length) : undefined;
+    }
+    default:
+      throw new Error(`Unsupported reply: ${text.slice(0, 40)}`);
+  }
+}

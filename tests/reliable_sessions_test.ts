@@ -1,4 +1,5 @@
 import { deepEqual, equal, match, notEqual, ok } from "node:assert/strict";
+import { inProcessOnly } from "./cluster_serve.ts";
 import { decode, encode } from "@msgpack/msgpack";
 import type { EdgeEvent } from "../src/transport/edge.ts";
 import type { SignalFishServer } from "../src/server.ts";
@@ -34,64 +35,70 @@ async function threePlayers(
   return { clients, joined };
 }
 
-Deno.test("A dropped player reconnects and gets the missed GameData in order; the others never see PlayerLeft", async () => {
-  await using server = await serve();
-  const { clients, joined } = await threePlayers(server, "DROP01");
-  const [mira, tobias, nina] = clients as [TestClient, TestClient, TestClient];
-  const ninaSeat = joined[2];
+Deno.test(
+  "A dropped player reconnects and gets the missed GameData in order; the others never see PlayerLeft",
+  {
+    ignore: inProcessOnly("it reads server.engine.stats()"),
+  },
+  async () => {
+    await using server = await serve();
+    const { clients, joined } = await threePlayers(server, "DROP01");
+    const [mira, tobias, nina] = clients as [TestClient, TestClient, TestClient];
+    const ninaSeat = joined[2];
 
-  await nina.close();
-  await until(() => server.engine.stats().heldSeats === 1, "the seat to be held");
-  for (let n = 1; n <= 5; n++) mira.send({ type: "GameData", data: { data: { n } } });
-  for (let n = 1; n <= 5; n++) deepEqual((await tobias.next("GameData")).data.data, { n });
-  tobias.send({ type: "GameData", data: { data: "to-nina", to_player: ninaSeat.player_id } });
-  equal(server.engine.lookup("orbit", "DROP01")?.players, 3);
+    await nina.close();
+    await until(() => server.engine.stats().heldSeats === 1, "the seat to be held");
+    for (let n = 1; n <= 5; n++) mira.send({ type: "GameData", data: { data: { n } } });
+    for (let n = 1; n <= 5; n++) deepEqual((await tobias.next("GameData")).data.data, { n });
+    tobias.send({ type: "GameData", data: { data: "to-nina", to_player: ninaSeat.player_id } });
+    equal(server.engine.lookup("orbit", "DROP01")?.players, 3);
 
-  await using back = await connect(server);
-  back.send({
-    type: "Reconnect",
-    data: {
-      player_id: ninaSeat.player_id,
-      room_id: ninaSeat.room_id,
-      auth_token: ninaSeat.reconnection_token,
-    },
-  });
-  const reconnected = (await back.next("Reconnected")).data;
-  deepEqual(
-    reconnected.missed_events.map((event: { type: string; data: { data: unknown } }) => [
-      event.type,
-      event.data.data,
-    ]),
-    [
-      ["GameData", { n: 1 }],
-      ["GameData", { n: 2 }],
-      ["GameData", { n: 3 }],
-      ["GameData", { n: 4 }],
-      ["GameData", { n: 5 }],
-      ["GameData", "to-nina"],
-    ],
-  );
-  equal(reconnected.replay_truncated, false);
-  equal(reconnected.player_id, ninaSeat.player_id);
-  equal(reconnected.lobby_state, "lobby");
-  match(reconnected.reconnection_token, /^[A-Za-z0-9_-]{43}$/);
-  notEqual(reconnected.reconnection_token, ninaSeat.reconnection_token);
-  // The others: PlayerReconnected is the very next thing they get (no PlayerLeft before it).
-  deepEqual((await mira.next("PlayerReconnected")).data, { player_id: ninaSeat.player_id });
-  deepEqual((await tobias.next("PlayerReconnected")).data, { player_id: ninaSeat.player_id });
+    await using back = await connect(server);
+    back.send({
+      type: "Reconnect",
+      data: {
+        player_id: ninaSeat.player_id,
+        room_id: ninaSeat.room_id,
+        auth_token: ninaSeat.reconnection_token,
+      },
+    });
+    const reconnected = (await back.next("Reconnected")).data;
+    deepEqual(
+      reconnected.missed_events.map((event: { type: string; data: { data: unknown } }) => [
+        event.type,
+        event.data.data,
+      ]),
+      [
+        ["GameData", { n: 1 }],
+        ["GameData", { n: 2 }],
+        ["GameData", { n: 3 }],
+        ["GameData", { n: 4 }],
+        ["GameData", { n: 5 }],
+        ["GameData", "to-nina"],
+      ],
+    );
+    equal(reconnected.replay_truncated, false);
+    equal(reconnected.player_id, ninaSeat.player_id);
+    equal(reconnected.lobby_state, "lobby");
+    match(reconnected.reconnection_token, /^[A-Za-z0-9_-]{43}$/);
+    notEqual(reconnected.reconnection_token, ninaSeat.reconnection_token);
+    // The others: PlayerReconnected is the very next thing they get (no PlayerLeft before it).
+    deepEqual((await mira.next("PlayerReconnected")).data, { player_id: ninaSeat.player_id });
+    deepEqual((await tobias.next("PlayerReconnected")).data, { player_id: ninaSeat.player_id });
 
-  // Play goes on with the new socket as Nina.
-  back.send({ type: "GameData", data: { data: "i'm back" } });
-  deepEqual((await mira.next("GameData")).data, {
-    from_player: ninaSeat.player_id,
-    data: "i'm back",
-  });
-  await tobias.next("GameData");
-  await mira.expectNothingElse();
-  await tobias.expectNothingElse();
-  await mira.close();
-  await tobias.close();
-});
+    // Play goes on with the new socket as Nina.
+    back.send({ type: "GameData", data: { data: "i'm back" } });
+    deepEqual((await mira.next("GameData")).data, {
+      from_player: ninaSeat.player_id,
+      data: "i'm back",
+    });
+    await tobias.next("GameData");
+    await mira.expectNothingElse();
+    await tobias.expectNothingElse();
+    await mira.close();
+    await tobias.close();
+  },
+);
 
 Deno.test("Reconnect on a live seat takes it over: the old socket is closed with 4001", async () => {
   await using server = await serve();
@@ -192,44 +199,53 @@ async function stalledPlayer(port: number, code: string): Promise<RawWebSocket> 
   return socket;
 }
 
-Deno.test("A player that stops reading is closed with 1013 and its seat held; the others get everything", async () => {
-  const events: EdgeEvent[] = [];
-  await using server = await serve((config) => {
-    config.websocket.max_buffered_bytes = 65536;
-  }, { onEvent: (event) => events.push(event) });
-  await using sender = await connect(server);
-  await using reader = await connect(server);
-  sender.send(joinRoom("SLOW01", "sender"));
-  await sender.next("RoomJoined");
-  reader.send(joinRoom("SLOW01", "reader"));
-  await reader.next("RoomJoined");
-  const stalled = await stalledPlayer(server.port, "SLOW01");
-  await sender.waitFor("PlayerJoined");
-  await reader.waitFor("PlayerJoined");
+Deno.test(
+  "A player that stops reading is closed with 1013 and its seat held; the others get everything",
+  {
+    ignore: inProcessOnly("it passes onEvent"),
+  },
+  async () => {
+    const events: EdgeEvent[] = [];
+    await using server = await serve((config) => {
+      config.websocket.max_buffered_bytes = 65536;
+    }, { onEvent: (event) => events.push(event) });
+    await using sender = await connect(server);
+    await using reader = await connect(server);
+    sender.send(joinRoom("SLOW01", "sender"));
+    await sender.next("RoomJoined");
+    reader.send(joinRoom("SLOW01", "reader"));
+    await reader.next("RoomJoined");
+    const stalled = await stalledPlayer(server.port, "SLOW01");
+    await sender.waitFor("PlayerJoined");
+    await reader.waitFor("PlayerJoined");
 
-  // 32 KiB messages until the server gives up on the stalled player (bounded at 64 MiB).
-  const chunk = "x".repeat(32 * 1024);
-  let sent = 0;
-  const slow = () => events.some((event) => event.type === "slow_consumer");
-  while (!slow() && sent < 2048) {
-    sender.send({ type: "GameData", data: { data: { seq: sent, chunk } } });
-    // Keep pace with the reader so only the stalled player falls behind.
-    equal((await reader.next("GameData")).data.data.seq, sent++);
-  }
-  ok(slow(), `no slow-consumer close after ${sent} messages`);
-  equal(server.engine.stats().heldSeats, 1);
-  // Play goes on for the others, in order and complete.
-  for (let i = 0; i < 10; i++) sender.send({ type: "GameData", data: { data: { seq: sent++ } } });
-  for (let i = sent - 10; i < sent; i++) {
-    equal((await reader.next("GameData")).data.data.seq, i);
-  }
-  await reader.expectNothingElse();
-  // Reading at last: everything queued before the decision, then the close frame.
-  equal((await stalled.readClose()).code, 1013);
-  stalled.close();
-});
+    // 32 KiB messages until the server gives up on the stalled player (bounded at 64 MiB).
+    const chunk = "x".repeat(32 * 1024);
+    let sent = 0;
+    const slow = () => events.some((event) => event.type === "slow_consumer");
+    while (!slow() && sent < 2048) {
+      sender.send({ type: "GameData", data: { data: { seq: sent, chunk } } });
+      // Keep pace with the reader so only the stalled player falls behind.
+      equal((await reader.next("GameData")).data.data.seq, sent++);
+    }
+    ok(slow(), `no slow-consumer close after ${sent} messages`);
+    // At once in one process; behind the proxy the home holds it when the edge's CLOSED arrives.
+    await until(() => server.engine.stats().heldSeats === 1, "the stalled seat to be held");
+    // Play goes on for the others, in order and complete.
+    for (let i = 0; i < 10; i++) sender.send({ type: "GameData", data: { data: { seq: sent++ } } });
+    for (let i = sent - 10; i < sent; i++) {
+      equal((await reader.next("GameData")).data.data.seq, i);
+    }
+    await reader.expectNothingElse();
+    // Reading at last: everything queued before the decision, then the close frame.
+    equal((await stalled.readClose()).code, 1013);
+    stalled.close();
+  },
+);
 
-Deno.test("A slow consumer that never reads again still gives its connection back", async () => {
+Deno.test("A slow consumer that never reads again still gives its connection back", {
+  ignore: inProcessOnly("it passes onEvent"),
+}, async () => {
   let decided = false;
   await using server = await serve((config) => {
     config.websocket.max_buffered_bytes = 65536;

@@ -27,15 +27,20 @@ export class RedisBus implements ClusterBus {
     this.#keys = new Keys(prefix);
   }
 
-  publish(to: NodeId, bytes: Uint8Array): void {
+  publish(to: NodeId, bytes: Uint8Array, heartbeat = false): void {
     let channel = this.#channels.get(to);
     if (channel === undefined) {
       channel = this.#keys.channel(to);
       this.#channels.set(to, channel);
     }
     const handlers = this.#handlers;
+    const sent = this.#link.command.publish(channel, asBuffer(bytes));
+    if (heartbeat) {
+      sent.catch(() => {}); // a lost heartbeat loses nothing (§8.5.1)
+      return;
+    }
     // Failure, no receiver, or an unknown outcome: the envelope counts as lost (§8.5.1).
-    this.#link.command.publish(channel, asBuffer(bytes)).then(
+    sent.then(
       (receivers: unknown) => {
         if (Number(receivers) === 0) handlers?.lost(to);
       },

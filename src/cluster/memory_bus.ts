@@ -46,9 +46,16 @@ export class MemoryNetwork {
   }
 
   /** @internal */
-  send(from: NodeId, to: NodeId, bytes: Uint8Array, sender: BusHandlers | undefined): void {
+  send(
+    from: NodeId,
+    to: NodeId,
+    bytes: Uint8Array,
+    sender: BusHandlers | undefined,
+    heartbeat = false,
+  ): void {
     this.published++;
-    const copy = bytes.slice();
+    // A copy, even of a Node Buffer (whose slice is a view).
+    const copy = Uint8Array.prototype.slice.call(bytes);
     const action = this.fault?.(from, to, copy) ?? "deliver";
     const pair = `${from}\u0000${to}`;
     const deliver = (payload: Uint8Array) =>
@@ -57,7 +64,7 @@ export class MemoryNetwork {
         if (target) target.receive(payload);
       });
     if (!this.#nodes.has(to) || action === "fail") {
-      queueMicrotask(() => sender?.lost(to));
+      if (!heartbeat) queueMicrotask(() => sender?.lost(to));
       return;
     }
     const held = this.#held.get(pair);
@@ -108,8 +115,8 @@ export class MemoryBus implements ClusterBus {
     this.node = node;
   }
 
-  publish(to: NodeId, bytes: Uint8Array): void {
-    this.#network.send(this.node, to, bytes, this.#handlers);
+  publish(to: NodeId, bytes: Uint8Array, heartbeat = false): void {
+    this.#network.send(this.node, to, bytes, this.#handlers, heartbeat);
   }
 
   start(handlers: BusHandlers): Promise<void> {

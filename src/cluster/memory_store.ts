@@ -101,8 +101,30 @@ export class MemoryStore implements ClusterStore {
   async #call<T>(run: () => T): Promise<T> {
     this.calls++;
     await Promise.resolve();
-    if (this.unreachable) throw new Error("Redis unreachable (MemoryStore)");
+    if (this.unreachable) {
+      this.#answered(false);
+      throw new Error("Redis unreachable (MemoryStore)");
+    }
+    this.#answered(true);
     return run();
+  }
+
+  #reachable = true;
+  readonly #listeners: ((reachable: boolean) => void)[] = [];
+
+  watchReachable(listener: (reachable: boolean) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Whether the last call answered (docs/spec/SERVER.md §8.5.5). */
+  get reachable(): boolean {
+    return this.#reachable;
+  }
+
+  #answered(reachable: boolean): void {
+    if (reachable === this.#reachable) return;
+    this.#reachable = reachable;
+    for (const listener of this.#listeners) listener(reachable);
   }
 
   #roomIdTtl(): number {

@@ -92,9 +92,19 @@ export function registerClusterMetrics(
     "Epoch changes seen (Redis lost its data)",
     () => node.epochChanges,
   );
+  registry.counter(
+    `${p}cluster_peer_deaths_total`,
+    "Death verdicts on other nodes, once per node",
+    () => node.peerDeaths,
+  );
+  registry.counter(
+    `${p}cluster_redis_reconnects_total`,
+    "Redis links re-established after a loss",
+    () => node.redisReconnects,
+  );
   registry.gauge(
     `${p}cluster_redis_up`,
-    "1 while both Redis connections are up and the node is registered, else 0",
+    "1 while both Redis connections are up, Redis answers and the node is registered, else 0",
     () => node.healthy ? 1 : 0,
   );
   registry.gauge(
@@ -108,6 +118,9 @@ export function registerClusterMetrics(
     () => edge.remoteSessions(),
   );
 }
+
+/** Most dead nodes remembered for counting verdicts once each (then the set starts over). */
+const MAX_DEAD_REMEMBERED = 10_000;
 
 /** A fresh node name: `<instance_id>@<8 hex digits>` (docs/spec/SERVER.md §8.2). */
 export function nodeName(instanceId: string): NodeId {
@@ -142,12 +155,23 @@ export class ClusterNode {
   readonly startedAt: number;
   #state: Liveness["state"] = "up";
   #epoch: Epoch | undefined;
-  /** Since when the link has been up without interruption (undefined = down). */
+  /**
+   * Since when Redis has been reachable without interruption: both connections up and no store
+   * call failed or timed out since (undefined = not now; docs/spec/SERVER.md §8.5.4 guard 1).
+   */
   #upSince: number | undefined;
+  /** Both Redis connections up (the bus's link state). */
+  #linkUp = false;
+  /** The link was up once (later ups are reconnects). */
+  #everUp = false;
+  /** Nodes this node held dead (each counted once, docs/spec/SERVER.md §6.3 #77). */
+  readonly #dead = new Set<NodeId>();
   /** When the epoch last changed (or was first read). */
   #epochSince = 0;
   #registered = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** The pending probe while Redis does not answer. */
+  #probing: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   /** Rooms whose last refresh found a conflict (left out of local-first code lookups). */
   readonly conflicts = new Set<string>();
@@ -157,6 +181,10 @@ export class ClusterNode {
   epochChanges = 0;
   /** The nodes with a liveness key at the last refresh (for `/v2/status`). */
   seen: NodeId[] = [];
+  /** Death verdicts on other nodes, once per node (docs/spec/SERVER.md §6.3 #77). */
+  peerDeaths = 0;
+  /** Redis links re-established after a loss (docs/spec/SERVER.md §6.3 #78). */
+  redisReconnects = 0;
   /** Rooms restored from `server.state_file` whose codes no refresh has claimed yet, by room id. */
   readonly #unclaimed = new Set<string>();
   #dropRestored: ((gameName: string, roomCode: string) => void) | undefined;
@@ -174,9 +202,13 @@ export class ClusterNode {
       idleMs: options.ttlMs,
       now: this.#now,
     });
+    this.store.watchReachable((reachable) => this.#storeState(reachable));
   }
 
-  /** Whether the node is registered and its link is up (`/v2/health`, docs/spec/SERVER.md §8.5.5). */
+  /**
+   * Whether the node is registered, its link is up and the store answers (`/v2/health`,
+   * docs/spec/SERVER.md §8.5.5 "Redis unreachable").
+   */
   get healthy(): boolean {
     return this.#registered && this.#upSince !== undefined;
   }
@@ -205,7 +237,7 @@ export class ClusterNode {
   async start(): Promise<void> {
     const handlers = this.router.busHandlers();
     await this.#bus.start({ ...handlers, state: (state) => this.linkState(state) });
-    if (this.#upSince === undefined) this.linkState("up");
+    if (!this.#linkUp) this.linkState("up");
     this.router.startHeartbeats();
     this.#timer = setInterval(() => void this.refresh(), Math.max(1, this.#options.ttlMs / 3));
     await this.refresh();
@@ -213,10 +245,52 @@ export class ClusterNode {
 
   /** Reports a change of the Redis link: a reconnect re-registers at once (docs/spec/SERVER.md §8.3). */
   linkState(state: LinkState): void {
+    const wasUp = this.#linkUp;
+    this.#linkUp = state === "up";
     if (state === "down") {
       this.#upSince = undefined;
       return;
     }
+    if (wasUp) return;
+    if (this.#everUp) this.redisReconnects++;
+    this.#everUp = true;
+    this.#reachableAgain();
+  }
+
+  /**
+   * The store stopped or started answering: a Redis that does not answer (paused, overloaded,
+   * cut off) is an interruption like a lost connection (docs/spec/SERVER.md §8.5.4 guard 1,
+   * §8.5.5 "Redis unreachable").
+   */
+  #storeState(reachable: boolean): void {
+    if (!reachable) {
+      if (this.#upSince !== undefined) log.warn("Redis does not answer");
+      this.#upSince = undefined;
+      this.#probe();
+      return;
+    }
+    if (this.#linkUp) this.#reachableAgain();
+  }
+
+  /**
+   * While Redis does not answer, one light read every `heartbeat_ms` (not only the `T/3`
+   * refresh) notices its return: a node whose `/v2/health` is 503 gets no traffic from a load
+   * balancer, so nothing else would.
+   */
+  #probe(): void {
+    if (this.#probing !== undefined || this.#stopped) return;
+    this.#probing = setTimeout(() => {
+      this.#probing = undefined;
+      if (this.#stopped || this.store.reachable) return;
+      this.store.liveness(this.node).then(
+        () => {},
+        () => this.#probe(),
+      );
+    }, this.#options.heartbeatMs);
+  }
+
+  /** Redis reachable again: the guard restarts and the node re-registers at once (§8.3). */
+  #reachableAgain(): void {
     if (this.#upSince !== undefined) return;
     this.#upSince = this.#now();
     if (this.#registered) void this.refresh();
@@ -243,8 +317,17 @@ export class ClusterNode {
       await this.store.writeLiveness(this.node, { startedAt: this.startedAt, state: this.#state });
       const records = this.#options.entries().map((entry) => ({ ...entry, home: this.node }));
       const results = await this.store.refreshAll(records);
+      // Rooms that closed while the scripts ran: their answers say nothing about the code now (a
+      // new room may hold it), and a refresh that ran after the release wrote the entry back.
+      const homed = new Set(this.#options.entries().map((entry) => entry.roomId));
       results.forEach((result, i) => {
         const record = records[i]!;
+        if (!homed.has(record.roomId)) {
+          this.#unclaimed.delete(record.roomId);
+          Promise.resolve(this.store.release(record.gameName, record.roomCode, record.roomId))
+            .catch((error: unknown) => log.warn("Cluster release failed: {error}", { error }));
+          return;
+        }
         const key = `${record.gameName}\u0000${record.roomCode}`;
         if (this.#unclaimed.delete(record.roomId) && result === "conflict") {
           this.conflictCount++;
@@ -299,7 +382,18 @@ export class ClusterNode {
     if ((await this.store.liveness(home)) !== undefined) return false;
     await new Promise((resolve) => setTimeout(resolve, this.#options.heartbeatMs));
     if ((await this.store.liveness(home)) !== undefined) return false;
-    return this.router.streams.silence(home) >= this.#options.heartbeatMs;
+    if (this.router.streams.silence(home) < this.#options.heartbeatMs) return false;
+    // Re-checked after the awaits: Redis may have stopped answering meanwhile.
+    if (this.#upSince === undefined || this.#now() - this.#upSince < this.#options.ttlMs) {
+      return false;
+    }
+    if (!this.#dead.has(home)) {
+      if (this.#dead.size >= MAX_DEAD_REMEMBERED) this.#dead.clear();
+      this.#dead.add(home);
+      this.peerDeaths++;
+      log.warn("Node {peer} held dead", { peer: home });
+    }
+    return true;
   }
 
   /** Marks the node draining in its liveness key (docs/spec/SERVER.md §8.7). */
@@ -322,6 +416,7 @@ export class ClusterNode {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#probing);
     this.router.stop();
     try {
       await this.store.deleteLiveness(this.node);

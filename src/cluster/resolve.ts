@@ -12,6 +12,7 @@ import type { DirectoryRecord } from "../coordination/directory.ts";
 import type { Engine } from "../engine/engine.ts";
 import { CODE_ATTEMPTS } from "../engine/engine.ts";
 import { creationLimitReason, joinLimitReason } from "../engine/rate_limits.ts";
+import { gameScope } from "../engine/room.ts";
 import { checkGameName, checkPlayerName, checkRoomCode } from "../engine/validation.ts";
 import type { NameRules } from "../engine/validation.ts";
 import type { ErrorCode } from "../protocol/error_codes.ts";
@@ -109,13 +110,22 @@ export function clusterResolver(options: ResolverOptions): Resolver {
   const { engine, store, node } = options;
   const conflicted = options.conflicted ?? (() => false);
 
-  /** A bucket take; the reason when refused. */
+  /**
+   * A bucket take; the reason when refused. The take falls back to this node's bucket when Redis
+   * does not answer; then every later step that needs Redis answers `SERVICE_UNAVAILABLE` at once
+   * instead of waiting `forward_timeout_ms` again (docs/spec/SERVER.md §8.4.3, §8.5.5).
+   */
   const takeToken = async (kind: BucketKind, ip: string, now: number) => {
     const taken = await store.take(kind, ip, now);
     if (taken.ok) return undefined;
     return kind === "creation"
       ? creationLimitReason(taken.retryAfterSecs)
       : joinLimitReason(taken.retryAfterSecs);
+  };
+
+  /** Throws while Redis is known not to answer (the caller's catch answers SERVICE_UNAVAILABLE). */
+  const reachable = () => {
+    if (!store.reachable) throw new Error("Redis unreachable");
   };
 
   /** Whether an entry found for a code or id names a room that is gone (stale). */
@@ -141,12 +151,14 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     };
     const given = data.room_code?.toUpperCase();
     const events: EdgeEvent[] = [];
+    reachable();
     for (let attempt = 0; attempt < (given ? 1 : CODE_ATTEMPTS); attempt++) {
       const code = given ?? options.staging.freshCode();
       const roomId = crypto.randomUUID();
       const record: DirectoryRecord = {
         roomId,
-        gameName: data.game_name,
+        // The app's namespace, as the home's directory entries name it (docs/spec/SERVER.md §3.7).
+        gameName: gameScope(data.game_name, appId),
         roomCode: code,
         createdAt: now,
         home: node,
@@ -197,9 +209,13 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     staleHome?: NodeId,
   ): Promise<Resolution> => {
     const data = message.data;
-    const creating = data.room_code === undefined;
+    // Join-only (`create: "never"`, docs/spec/EXTENSIONS.md E9) never claims a code: without a
+    // code it fails at the code check, with an unknown one it gets ROOM_NOT_FOUND.
+    const joinOnly = data.create === "never";
+    const creating = data.room_code === undefined && !joinOnly;
     // Problems the engine reports in the spec's order: let the local engine answer them.
     if (
+      (data.room_code === undefined && joinOnly) ||
       checkGameName(data.game_name, options.maxGameNameLength) ||
       checkPlayerName(data.player_name, options.nameRules) ||
       engine.binding(conn) !== undefined ||
@@ -217,11 +233,13 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const code = data.room_code!.toUpperCase();
     const limited = await take("join", ip, now);
     if (limited) return rateLimited(limited, "join", false);
-    const here = engine.lookup(data.game_name, code) !== undefined;
-    if (here && !conflicted(data.game_name, code) && staleHome === undefined) {
+    const scope = gameScope(data.game_name, engine.sessionMeta(conn)?.appId);
+    const here = engine.lookup(scope, code) !== undefined;
+    if (here && !conflicted(scope, code) && staleHome === undefined) {
       return { kind: "local" };
     }
-    const resolved = await store.resolveCode(data.game_name, code);
+    reachable();
+    const resolved = await store.resolveCode(scope, code);
     let staleRecord: DirectoryRecord | undefined;
     if (resolved.status === "found") {
       if (!(await stale(resolved, staleHome))) {
@@ -233,6 +251,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     // A conflicted room here whose rival's entry is gone: it takes the code back at its refresh.
     if (here && staleHome === undefined) return { kind: "local" };
     if (options.inGrace(now)) return reply(unavailable(message));
+    // Not in the directory: the local engine answers a join-only request ROOM_NOT_FOUND.
+    if (joinOnly) return { kind: "local" };
     const limitedCreate = await take("creation", ip, now);
     if (limitedCreate) return rateLimited(limitedCreate, "create", true);
     return claimAndCreate(conn, data, now, staleRecord);
@@ -240,6 +260,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
 
   const joinAsSpectator = async (
     take: typeof takeToken,
+    conn: string,
     message: Extract<ClientMessage, { type: "JoinAsSpectator" }>,
     ip: string,
     now: number,
@@ -263,9 +284,11 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       return { kind: "local" };
     }
     const code = data.room_code.toUpperCase();
-    const here = engine.lookup(data.game_name, code) !== undefined;
-    if (here && !conflicted(data.game_name, code)) return { kind: "local" };
-    const resolved = await store.resolveCode(data.game_name, code);
+    const scope = gameScope(data.game_name, engine.sessionMeta(conn)?.appId);
+    const here = engine.lookup(scope, code) !== undefined;
+    if (here && !conflicted(scope, code)) return { kind: "local" };
+    reachable();
+    const resolved = await store.resolveCode(scope, code);
     if (resolved.status === "found" && !(await stale(resolved, staleHome))) {
       if (resolved.homeAlive) return { kind: "remote", home: resolved.home };
       return reply(unavailable(message));
@@ -315,7 +338,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         case "JoinRoom":
           return await joinRoom(take, conn, message, ip, now, staleHome);
         case "JoinAsSpectator":
-          return await joinAsSpectator(take, message, ip, now, staleHome);
+          return await joinAsSpectator(take, conn, message, ip, now, staleHome);
         case "Reconnect":
           return await reconnect(message, staleHome, now);
         default:

@@ -7,7 +7,8 @@
  * that home (`BOUND`, `UNBIND`, `MISS`) or `forward_timeout_ms` (then the client gets
  * `SERVICE_UNAVAILABLE` and a late `BOUND` is undone with `CLOSED{abandoned}`); `forward` sends
  * `MSG`; `closed` sends `CLOSED`. Home side: `deliver` and `direct` collect the items of one event
- * per edge and `flush` publishes one `OUT` per edge (docs/spec/SERVER.md §8.4.4 "Output").
+ * per edge and `flush` hands one `OUT` per edge to the streams, which publish one envelope per
+ * peer per event-loop turn (docs/spec/SERVER.md §8.4.4 "Output").
  *
  * @module
  */
@@ -15,7 +16,7 @@ import { getLogger } from "@logtape/logtape";
 import type { ConnId } from "../engine/effects.ts";
 import { decodeClientMessage, encodeServerMessage } from "../protocol/codec.ts";
 import { unavailable } from "../transport/edge.ts";
-import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
+import { type ClientMessage, RawJson, type ServerMessage } from "../protocol/messages.ts";
 import type {
   BindOutcome,
   ClosedCause,
@@ -68,13 +69,21 @@ export class ClusterRouter implements Router {
   /** Items of the current home event, per destination edge. */
   readonly #out = new Map<NodeId, OutItem[]>();
   readonly #pending = new Map<ConnId, PendingBind>();
-  /** Connections whose bind timed out, by the home it went to: a late `BOUND` is undone. */
-  readonly #abandoned = new Map<ConnId, NodeId>();
+  /**
+   * Connections whose bind request failed without the home's answer (timeout, resync), by the
+   * home it went to and when: a late `BOUND` is undone, and a resync with that home undoes
+   * whatever the request did there. Forgotten after `T`.
+   */
+  readonly #abandoned = new Map<ConnId, { home: NodeId; at: number }>();
   readonly #commands = new Map<
     number,
     { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
   >();
+  /** Requests answered `BOUND` whose binding the edge has not taken yet (see `#onOut`). */
+  readonly #justBound = new Map<ConnId, NodeId>();
   #nextRequest = 1;
+  /** Set while a received envelope is processed: `flush` publishes nothing until it ends. */
+  #holding = false;
   /**
    * Home side, per remote session: `last_sent`, the `seq` of the last `OUT` that carried a frame
    * for it (docs/spec/SERVER.md §8.2, §8.5.3). Dropped when the binding ends.
@@ -110,7 +119,10 @@ export class ClusterRouter implements Router {
 
   /** Starts the heartbeat timer (the bus is started by the caller with this router's handlers). */
   startHeartbeats(): void {
-    this.#heartbeat ??= setInterval(() => this.streams.tick(), this.#options.heartbeatMs);
+    this.#heartbeat ??= setInterval(() => {
+      this.streams.tick();
+      this.#forgetAbandoned();
+    }, this.#options.heartbeatMs);
   }
 
   /**
@@ -128,6 +140,8 @@ export class ClusterRouter implements Router {
 
   /** Stops timers and fails what is pending. */
   stop(): void {
+    // What this turn produced still goes out (a drain's last RoomLeft, for example).
+    this.streams.flush();
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     for (const [, pending] of this.#pending) {
@@ -162,7 +176,12 @@ export class ClusterRouter implements Router {
   }
 
   #isPeer(peer: NodeId): boolean {
-    return this.#edge?.boundTo?.(peer) === true || this.#home?.servesEdge?.(peer) === true;
+    if (this.#edge?.boundTo?.(peer) === true || this.#home?.servesEdge?.(peer) === true) {
+      return true;
+    }
+    // A request pending there makes a peer too (docs/spec/SERVER.md §8.2 "Peers").
+    for (const pending of this.#pending.values()) if (pending.home === peer) return true;
+    return false;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -182,7 +201,7 @@ export class ClusterRouter implements Router {
     const timer = setTimeout(() => {
       if (this.#pending.get(conn)?.timer !== timer) return;
       this.#pending.delete(conn);
-      this.#abandoned.set(conn, home);
+      this.#abandoned.set(conn, { home, at: this.#now() });
       this.counts.bindTimeouts++;
       this.#sendToClient(conn, unavailable(message));
       resolve({ status: "unbound" });
@@ -212,6 +231,14 @@ export class ClusterRouter implements Router {
   ): void {
     if (home === this.#node) {
       this.#home?.receive(conn, input, now);
+      return;
+    }
+    if (
+      typeof input === "object" && !(input instanceof Uint8Array) && input.type === "GameData" &&
+      input.data.to_player === undefined && input.data.data instanceof RawJson
+    ) {
+      // The relay's common frame, validated here: only its payload travels (no second decode).
+      this.streams.send(home, { kind: Kind.DATA, conn, value: input.data.data.text });
       return;
     }
     this.streams.send(home, { kind: Kind.MSG, conn, frame });
@@ -301,7 +328,8 @@ export class ClusterRouter implements Router {
 
   flush(): void {
     this.#edge?.flush();
-    if (this.#out.size === 0) return;
+    // While an envelope is being processed, its whole output leaves as one OUT per edge.
+    if (this.#holding || this.#out.size === 0) return;
     for (const [edge, items] of this.#out) {
       const seq = this.streams.send(edge, { kind: Kind.OUT, items });
       for (const item of items) {
@@ -333,7 +361,22 @@ export class ClusterRouter implements Router {
   // -------------------------------------------------------------------------------------------
   // Receiving
 
+  /**
+   * Processes one envelope. Everything it makes the home send to other edges — the frames of the
+   * event and the binding item (`BOUND`/`UNBIND`/`MISS`) that ends a request or barrier — leaves
+   * in one `OUT` per edge, frames first (docs/spec/SERVER.md §8.4.4 "Output"; see the note there).
+   */
   #receive(envelope: Envelope): void {
+    this.#holding = true;
+    try {
+      this.#dispatch(envelope);
+    } finally {
+      this.#holding = false;
+      this.flush();
+    }
+  }
+
+  #dispatch(envelope: Envelope): void {
     const now = this.#now();
     switch (envelope.kind) {
       case Kind.BIND:
@@ -353,6 +396,23 @@ export class ClusterRouter implements Router {
         const input = decodeInput(envelope.frame);
         // An unparsable frame never leaves an edge; one that does is dropped.
         if (input !== undefined) home.receive(envelope.conn, input, now);
+        break;
+      }
+      case Kind.DATA: {
+        const home = this.#home;
+        if (home?.edgeOf?.(envelope.conn) !== envelope.source) {
+          this.streams.send(envelope.source, {
+            kind: Kind.BOUNCE,
+            conn: envelope.conn,
+            msgSeq: envelope.seq,
+            frame: gameDataFrame(envelope.value),
+          });
+          break;
+        }
+        home.receive(envelope.conn, {
+          type: "GameData",
+          data: { data: new RawJson(envelope.value) },
+        }, now);
         break;
       }
       case Kind.CLOSED:
@@ -429,26 +489,40 @@ export class ClusterRouter implements Router {
     if (!edge) return;
     for (const item of items) {
       if (item.tag === "frame") {
-        const failed = edge.deliver(item.frame, item.to);
+        const to = this.#accepted(home, item.to);
+        if (to.length === 0) continue;
+        const failed = edge.deliver(item.frame, to);
         // `delivered` moves for the connections handed the frame (§8.5.3).
-        for (const conn of item.to) {
+        for (const conn of to) {
           if (failed === undefined || !failed.some((f) => f.id === conn)) {
             this.#delivered.set(conn, seq);
           }
         }
+        // A slow or closed connection is torn down here, its home told by CLOSED (§5.2).
+        if (failed) edge.undelivered?.(item.frame, failed, now);
         continue;
       }
       const conn = item.conn;
       const pending = this.#pending.get(conn);
       if (item.tag === "close") {
-        this.#delivered.delete(conn);
-        edge.direct({ kind: "close", conn, code: item.code, reason: item.reason }, now);
+        if (this.#accepts(home, conn)) {
+          this.#delivered.delete(conn);
+          edge.direct({ kind: "close", conn, code: item.code, reason: item.reason }, now);
+        }
         continue;
       }
       if (item.tag === "unbind") this.#delivered.delete(conn);
       if (pending && pending.home === home) {
         clearTimeout(pending.timer);
         this.#pending.delete(conn);
+        if (item.tag === "bound") {
+          // The edge takes the binding when the request's promise settles (a microtask): until
+          // then, frames of envelopes processed in the same run still reach the connection.
+          this.#justBound.set(conn, home);
+          queueMicrotask(() => {
+            if (this.#justBound.get(conn) === home) this.#justBound.delete(conn);
+          });
+        }
         pending.resolve(
           item.tag === "bound"
             ? { status: "bound", role: item.role }
@@ -458,7 +532,7 @@ export class ClusterRouter implements Router {
         );
         continue;
       }
-      if (item.tag === "bound" && this.#abandoned.get(conn) === home) {
+      if (item.tag === "bound" && this.#abandoned.get(conn)?.home === home) {
         // A success that crossed the timeout: undone (docs/spec/SERVER.md §8.4.2 "Late success").
         this.#abandoned.delete(conn);
         this.counts.bindsUndone++;
@@ -470,6 +544,9 @@ export class ClusterRouter implements Router {
         });
         continue;
       }
+      // A barrier's answer, or the end of a binding: only from the connection's own home (a
+      // late item from a home it has left must not unbind it from its new one).
+      if (!this.#accepts(home, conn)) continue;
       if (item.tag === "bound") {
         edge.direct({ kind: "bound", conn, role: item.role }, now);
       } else if (item.tag === "unbind") {
@@ -477,6 +554,38 @@ export class ClusterRouter implements Router {
       }
     }
     edge.flush();
+  }
+
+  /**
+   * Whether a frame or `CLOSE` from `home` may reach `conn`: only while it is bound to `home` or
+   * has a request pending there (docs/spec/SERVER.md §8.4.2 "Delivery and unbinding"; after a
+   * failed request nothing from that home reaches it, "Late success").
+   */
+  #accepts(home: NodeId, conn: ConnId): boolean {
+    const homeOf = this.#edge?.homeOf;
+    return homeOf === undefined || homeOf(conn) === home ||
+      this.#pending.get(conn)?.home === home || this.#justBound.get(conn) === home;
+  }
+
+  /** The recipients of a frame from `home` that may get it; the others are counted as dropped. */
+  #accepted(home: NodeId, to: ConnId[]): ConnId[] {
+    let kept: ConnId[] | undefined;
+    for (let i = 0; i < to.length; i++) {
+      const conn = to[i]!;
+      if (this.#accepts(home, conn)) kept?.push(conn);
+      else kept ??= to.slice(0, i);
+    }
+    if (kept === undefined) return to;
+    this.#edge?.dropped?.(to.length - kept.length);
+    return kept;
+  }
+
+  /** Forgets failed requests older than `T` (their late answers can no longer arrive). */
+  #forgetAbandoned(): void {
+    const oldest = this.#now() - this.#options.idleMs;
+    for (const [conn, abandoned] of this.#abandoned) {
+      if (abandoned.at < oldest) this.#abandoned.delete(conn);
+    }
   }
 
   #resync(peer: NodeId, reason: ResyncReason): void {
@@ -487,10 +596,22 @@ export class ClusterRouter implements Router {
       if (pending.home !== peer) continue;
       clearTimeout(pending.timer);
       this.#pending.delete(conn);
-      // The request fails at once (docs/spec/SERVER.md §8.5.1); a late BOUND is undone.
-      this.#abandoned.set(conn, peer);
+      // The request fails at once (docs/spec/SERVER.md §8.5.1) and is undone below.
+      this.#abandoned.set(conn, { home: peer, at: now });
       this.#sendToClient(conn, unavailable(pending.message));
       pending.resolve({ status: "unbound" });
+    }
+    // Requests that failed without the peer's answer may have succeeded there, and the answer
+    // may be what was lost: undo them (`abandoned`; a home that holds nothing ignores it).
+    for (const [conn, abandoned] of this.#abandoned) {
+      if (abandoned.home !== peer) continue;
+      this.#abandoned.delete(conn);
+      this.streams.send(peer, {
+        kind: Kind.CLOSED,
+        conn,
+        cause: "abandoned",
+        delivered: this.#takeDelivered(conn),
+      });
     }
     for (const conn of this.#edge?.resync?.(peer, now) ?? []) {
       closed++;
@@ -526,6 +647,11 @@ export class ClusterRouter implements Router {
     });
     this.#options.onResync?.(peer, reason, closed);
   }
+}
+
+/** The client frame a `DATA` body stands for (for its `BOUNCE`). */
+function gameDataFrame(value: string): string {
+  return `{"type":"GameData","data":{"data":${value}}}`;
 }
 
 /** A frame as the home's input: a decoded text message or a binary payload. */

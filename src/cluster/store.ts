@@ -332,8 +332,39 @@ export class RedisStore implements ClusterStore {
     };
   }
 
+  #reachable = true;
+  readonly #listeners: ((reachable: boolean) => void)[] = [];
+
+  watchReachable(listener: (reachable: boolean) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /**
+   * Whether the last call answered: a call that times out or fails for want of a connection
+   * makes it `false`, the next answer (an error reply included) `true` (docs/spec/SERVER.md §8.5.5).
+   */
+  get reachable(): boolean {
+    return this.#reachable;
+  }
+
+  #answered(reachable: boolean): void {
+    if (reachable === this.#reachable) return;
+    this.#reachable = reachable;
+    for (const listener of this.#listeners) listener(reachable);
+  }
+
   #bounded<T>(promise: Promise<T>, what: string): Promise<T> {
-    return bounded(promise, this.#settings.timeoutMs, what);
+    return bounded(promise, this.#settings.timeoutMs, what).then(
+      (value) => {
+        this.#answered(true);
+        return value;
+      },
+      (error) => {
+        // An error reply is an answer; a timeout or a connection failure is not.
+        this.#answered(error instanceof ErrorReply);
+        throw error;
+      },
+    );
   }
 
   /**

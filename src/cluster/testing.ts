@@ -1,6 +1,7 @@
 /**
  * Test support: a cluster of N nodes in one process (Engine + Edge + ClusterNode each) over the
- * in-memory bus and store twins (docs/spec/SERVER.md §8.9), and recording clients. No sockets; the bus
+ * in-memory bus and store twins (docs/spec/SERVER.md §8.9), or over a real Redis
+ * ({@linkcode redisTestCluster}), and recording clients. No sockets; the bus
  * delivers in microtasks, so tests await {@linkcode settle}.
  *
  * @module
@@ -13,7 +14,9 @@ import { MemoryNetwork } from "./memory_bus.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { ClusterNode } from "./node.ts";
 import { clusterResolver, Staging } from "./resolve.ts";
-import type { StoreSettings } from "./types.ts";
+import type { ClusterBus, ClusterStore, StoreSettings } from "./types.ts";
+import { RedisBus } from "./bus.ts";
+import { RedisLink, RedisStore } from "./store.ts";
 
 /** A client: what it received (parsed), how it was closed. */
 export class TestClient {
@@ -22,8 +25,12 @@ export class TestClient {
   id = "";
   node!: TestNode;
 
+  /** When true, every frame is refused as an outbound-buffer overflow (a stalled reader). */
+  stalled = false;
+
   send(frame: string | Uint8Array): SendFailure | undefined {
     if (this.closed !== undefined) return { reason: "closed" };
+    if (this.stalled) return { reason: "overflow", dropped: 1 };
     this.messages.push(typeof frame === "string" ? JSON.parse(frame) : { type: "binary" });
     return undefined;
   }
@@ -101,14 +108,7 @@ export async function testCluster(options: TestClusterOptions = {}): Promise<Tes
   let clock = Date.now();
   // The store's clock may run ahead so the epoch's grace window is over.
   const store = new MemoryStore({
-    prefix: "",
-    ttlMs,
-    reconnectionWindowMs: 300_000,
-    buckets: {
-      creation: { capacity: 1000, windowMs: 60_000 },
-      join: { capacity: 1000, windowMs: 60_000 },
-    },
-    timeoutMs: 1_000,
+    ...storeSettings(ttlMs, ""),
     now: () => Date.now() + clock,
     ...options.store,
   });
@@ -122,69 +122,10 @@ export async function testCluster(options: TestClusterOptions = {}): Promise<Tes
   const network = new MemoryNetwork();
   const events: EdgeEvent[] = [];
   const nodes: TestNode[] = [];
-  let codes = 0;
+  const codes = { n: 0 };
   for (let i = 0; i < (options.nodes ?? 3); i++) {
     const name = `node${i}@0000000${i}`;
-    const staging = new Staging(
-      () => crypto.randomUUID(),
-      () => `C${String(++codes).padStart(5, "0")}`,
-    );
-    const holder: { cluster?: ClusterNode } = {};
-    const engine: Engine = new Engine(testOptions({
-      enableReconnection: true,
-      ...options.engine,
-      newId: staging.roomId,
-      newRoomCode: staging.roomCode,
-      rateLimits: undefined,
-      takeoverTruncated: (conn) => holder.cluster?.router.takeoverTruncated(conn) ?? false,
-    }));
-    const cluster = holder.cluster = new ClusterNode({
-      store,
-      bus: network.bus(name),
-      ttlMs,
-      heartbeatMs: options.heartbeatMs ?? 1_000,
-      forwardTimeoutMs: options.forwardTimeoutMs ?? 2_000,
-      entries: () => engine.directoryEntries(),
-      ...(options.now ? { now: options.now } : {}),
-    });
-    const engineSettings = testOptions(options.engine);
-    const edge = new Edge(engine, {
-      maxMessageSize: 65_536,
-      newId: () => crypto.randomUUID(),
-      onEvent: (event) => events.push(event),
-      node: name,
-      router: cluster.router,
-      forwardTimeoutMs: options.forwardTimeoutMs ?? 2_000,
-      directory: store,
-      resolver: clusterResolver({
-        node: name,
-        engine,
-        store,
-        staging,
-        maxRoomsPerGame: engineSettings.maxRoomsPerGame,
-        roomCodeLength: engineSettings.roomCodeLength,
-        maxGameNameLength: engineSettings.maxGameNameLength,
-        nameRules: engineSettings.nameRules,
-        appMaxRooms: () => undefined,
-        inGrace: (now) => cluster.inGrace(now),
-        isDead: (home) => cluster.isDead(home),
-        conflicted: (gameName, roomCode) => cluster.isConflicted(gameName, roomCode),
-      }),
-    });
-    await cluster.start();
-    const node: TestNode = {
-      name,
-      engine,
-      edge,
-      cluster,
-      connect: (ip = "10.0.0.1") => {
-        const client = new TestClient();
-        client.node = node;
-        client.id = edge.connect(client, { ip }, Date.now());
-        return client;
-      },
-    };
-    nodes.push(node);
+    nodes.push(await startNode(name, store, network.bus(name), options, events, codes));
   }
   return {
     network,
@@ -192,11 +133,161 @@ export async function testCluster(options: TestClusterOptions = {}): Promise<Tes
     nodes,
     events,
     close: async () => {
-      for (const node of nodes) {
-        node.edge.command({ kind: "close_all", code: 1001, reason: "Test over" }, Date.now());
-        await node.cluster.stop();
-      }
+      await closeNodes(nodes);
       network.close();
     },
   };
+}
+
+/** A test cluster on a real Redis (no twins): its nodes, their events, `close()`. */
+export interface RedisTestCluster {
+  nodes: TestNode[];
+  events: EdgeEvent[];
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `options.nodes` (3) nodes in this process on the Redis server at `url`, each with its
+ * own two connections, store and bus as `open.ts` builds them (docs/spec/SERVER.md §8.9), under
+ * a fresh key prefix, with the epoch written long ago (no grace window). `store` and `pastGrace`
+ * options do not apply.
+ */
+export async function redisTestCluster(
+  url: string,
+  options: TestClusterOptions = {},
+): Promise<RedisTestCluster> {
+  const ttlMs = options.ttlMs ?? 30_000;
+  const prefix = `test-${crypto.randomUUID().slice(0, 8)}:`;
+  const events: EdgeEvent[] = [];
+  const nodes: TestNode[] = [];
+  const links: RedisLink[] = [];
+  const codes = { n: 0 };
+  try {
+    for (let i = 0; i < (options.nodes ?? 3); i++) {
+      const name = `node${i}@0000000${i}`;
+      const holder: { node?: ClusterNode } = {};
+      const link = new RedisLink({ url, onState: (state) => holder.node?.linkState(state) });
+      links.push(link);
+      await link.connect();
+      if (i === 0) {
+        const epoch = { id: crypto.randomUUID(), createdAt: Date.now() - 2 * ttlMs };
+        await link.command.sendCommand(["SET", `${prefix}epoch`, JSON.stringify(epoch)]);
+      }
+      const store = new RedisStore(link, storeSettings(ttlMs, prefix));
+      const node = await startNode(
+        name,
+        store,
+        new RedisBus(link, name, prefix),
+        options,
+        events,
+        codes,
+      );
+      holder.node = node.cluster;
+      nodes.push(node);
+    }
+  } catch (error) {
+    await closeNodes(nodes);
+    for (const link of links) await link.close();
+    throw error;
+  }
+  return {
+    nodes,
+    events,
+    close: async () => {
+      await closeNodes(nodes);
+      for (const link of links) await link.close();
+    },
+  };
+}
+
+function storeSettings(ttlMs: number, prefix: string): StoreSettings {
+  return {
+    prefix,
+    ttlMs,
+    reconnectionWindowMs: 300_000,
+    buckets: {
+      creation: { capacity: 1000, windowMs: 60_000 },
+      join: { capacity: 1000, windowMs: 60_000 },
+    },
+    timeoutMs: 1_000,
+  };
+}
+
+async function closeNodes(nodes: TestNode[]): Promise<void> {
+  for (const node of nodes) {
+    node.edge.command({ kind: "close_all", code: 1001, reason: "Test over" }, Date.now());
+    await node.cluster.stop();
+  }
+}
+
+/** Builds one node (Engine + Edge + ClusterNode) on `store` and `bus` and starts it. */
+async function startNode(
+  name: string,
+  store: ClusterStore,
+  bus: ClusterBus,
+  options: TestClusterOptions,
+  events: EdgeEvent[],
+  codes: { n: number },
+): Promise<TestNode> {
+  const ttlMs = options.ttlMs ?? 30_000;
+  const staging = new Staging(
+    () => crypto.randomUUID(),
+    () => `C${String(++codes.n).padStart(5, "0")}`,
+  );
+  const holder: { cluster?: ClusterNode } = {};
+  const engine: Engine = new Engine(testOptions({
+    enableReconnection: true,
+    ...options.engine,
+    newId: staging.roomId,
+    newRoomCode: staging.roomCode,
+    rateLimits: undefined,
+    takeoverTruncated: (conn) => holder.cluster?.router.takeoverTruncated(conn) ?? false,
+  }));
+  const cluster = holder.cluster = new ClusterNode({
+    store,
+    bus,
+    ttlMs,
+    heartbeatMs: options.heartbeatMs ?? 1_000,
+    forwardTimeoutMs: options.forwardTimeoutMs ?? 2_000,
+    entries: () => engine.directoryEntries(),
+    ...(options.now ? { now: options.now } : {}),
+  });
+  const engineSettings = testOptions(options.engine);
+  const edge = new Edge(engine, {
+    maxMessageSize: 65_536,
+    newId: () => crypto.randomUUID(),
+    onEvent: (event) => events.push(event),
+    node: name,
+    router: cluster.router,
+    forwardTimeoutMs: options.forwardTimeoutMs ?? 2_000,
+    directory: store,
+    resolver: clusterResolver({
+      node: name,
+      engine,
+      store,
+      staging,
+      maxRoomsPerGame: engineSettings.maxRoomsPerGame,
+      roomCodeLength: engineSettings.roomCodeLength,
+      maxGameNameLength: engineSettings.maxGameNameLength,
+      nameRules: engineSettings.nameRules,
+      appMaxRooms: () => undefined,
+      inGrace: (now) => cluster.inGrace(now),
+      isDead: (home) => cluster.isDead(home),
+      conflicted: (gameName, roomCode) => cluster.isConflicted(gameName, roomCode),
+    }),
+  });
+  await cluster.start();
+  const node: TestNode = {
+    name,
+    engine,
+    edge,
+    cluster,
+    connect: (ip = "10.0.0.1") => {
+      const client = new TestClient();
+      client.node = node;
+      client.id = edge.connect(client, { ip }, Date.now());
+      return client;
+    },
+  };
+  return node;
 }

@@ -30,9 +30,11 @@ export interface ClusterBus {
   /**
    * Publishes `bytes` to node `to`'s channel without waiting (docs/spec/SERVER.md §8.4.2 item 5). A publish
    * that fails, reaches no subscriber or has an unknown outcome is reported to the `lost`
-   * handler given to {@linkcode ClusterBus.start} (the sender resyncs the pair, §8.5.1).
+   * handler given to {@linkcode ClusterBus.start} (the sender resyncs the pair, §8.5.1) —
+   * unless `heartbeat` is true: a heartbeat carries no `seq` of its own, so losing one loses
+   * nothing (a subscriber cut off for a moment must not resync every pair that heartbeats it).
    */
-  publish(to: NodeId, bytes: Uint8Array): void;
+  publish(to: NodeId, bytes: Uint8Array, heartbeat?: boolean): void;
   /**
    * Subscribes to this node's channel. `receive` gets every envelope in arrival order, `lost`
    * every destination whose publish was lost, `state` every change of the link.
@@ -85,6 +87,16 @@ export interface Liveness {
  * store cannot be reached or does not answer within `cluster.forward_timeout_ms`.
  */
 export interface ClusterStore extends RoomDirectory, TokenBuckets {
+  /**
+   * Whether the store answers: `false` from a call that failed because Redis could not be reached
+   * or did not answer within `cluster.forward_timeout_ms` until a call answers again (an error
+   * reply from Redis counts as an answer). While `false`, Redis is "unreachable"
+   * (docs/spec/SERVER.md §8.5.5): `/v2/health` answers 503, requests that need Redis answer
+   * `SERVICE_UNAVAILABLE`, and the death-verdict guard of §8.5.4 restarts.
+   */
+  readonly reachable: boolean;
+  /** Adds a listener called on every change of {@linkcode ClusterStore.reachable}. */
+  watchReachable(listener: (reachable: boolean) => void): void;
   /** Resolves a room code (`JoinRoom`, `JoinAsSpectator`, HTTP lookup). */
   resolveCode(gameName: string, roomCode: string): Promise<Resolved>;
   /** Resolves a room id (`Reconnect`). */

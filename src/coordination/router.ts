@@ -92,6 +92,20 @@ export interface EdgeEndpoint {
   resync?(home: NodeId, now: number): ConnId[];
   /** Whether any connection is bound to `home` or pending there (docs/spec/SERVER.md §8.2 "Peers"). */
   boundTo?(home: NodeId): boolean;
+  /**
+   * The connections that did not take a frame from a remote home (`deliver`'s failures): a full
+   * outbound buffer is a slow consumer (1013, docs/spec/SERVER.md §5.2), a closed socket is torn
+   * down; either way the home learns it through `CLOSED` and holds the seat. Cluster only.
+   */
+  undelivered?(frame: string | Uint8Array, failed: DeliveryFailure[], now: number): void;
+  /**
+   * The node homing the room `conn` is bound to (this node when unbound), or `undefined` for an
+   * unknown connection. Frames from a home reach only its connections (docs/spec/SERVER.md §8.4.2).
+   * Cluster only.
+   */
+  homeOf?(conn: ConnId): NodeId | undefined;
+  /** `count` frames were dropped for connections that were not the home's any more (metrics). */
+  dropped?(count: number): void;
 }
 
 /** What a `BIND` tells the home once about the connection (docs/spec/SERVER.md §8.2 "Remote session"). */

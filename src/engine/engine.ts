@@ -246,6 +246,17 @@ export class Engine {
   }
 
   /**
+   * `CLOSED{abandoned}` for a connection whose seat a `Reconnect` resumed (cluster mode,
+   * docs/spec/SERVER.md §8.4.4): the seat is held again with its replay marked truncated, and the token
+   * presented in that `Reconnect` is valid again in place of the one just issued. Returns
+   * `undefined` when `id` did not resume its seat by `Reconnect` (the caller undoes a join).
+   */
+  abandonReconnect(id: ConnId, now: number): Effect[] | undefined {
+    if (!this.#reconnection.restorePresentedToken(id, now)) return undefined;
+    return this.disconnect(id, now, { truncated: true });
+  }
+
+  /**
    * Puts a frame that could not be written to connection `conn` into the replay buffer of the
    * seat held since that connection dropped (docs/spec/SERVER.md §5.2). Binary frames cannot be replayed,
    * so they mark the buffer truncated. Returns false when `conn` held no seat.

@@ -30,7 +30,16 @@ export interface RateLimitOptions {
   windowMs: number;
   /** Most client IPs remembered per bucket kind between sweeps. @default 100_000 */
   maxTrackedIps?: number;
+  /**
+   * Cluster mode: the edge takes the creation and join tokens from the global buckets in Redis
+   * before a request reaches the engine (docs/spec/SERVER.md §8.2, §8.3), so
+   * {@linkcode RateLimits.takeCreation} and {@linkcode RateLimits.takeJoin} always succeed here;
+   * the reconnect and failed-`Authenticate` buckets stay per node. @default false
+   */
+  roomTokensElsewhere?: boolean;
 }
+
+const TAKEN: Take = { ok: true };
 
 /** The creation and join buckets of every client IP. */
 export class RateLimits {
@@ -38,9 +47,11 @@ export class RateLimits {
   readonly #joins: KeyedBuckets;
   readonly #reconnects: KeyedBuckets;
   readonly #authFailures: KeyedBuckets;
+  readonly #roomTokensElsewhere: boolean;
 
   /** Creates the buckets; every IP starts with full buckets. */
   constructor(options: RateLimitOptions) {
+    this.#roomTokensElsewhere = options.roomTokensElsewhere ?? false;
     this.#creations = new KeyedBuckets(
       options.maxRoomCreations,
       options.windowMs,
@@ -65,11 +76,13 @@ export class RateLimits {
 
   /** Takes a room-creation token for `ip` at `now` (ms). */
   takeCreation(ip: string, now: number): Take {
+    if (this.#roomTokensElsewhere) return TAKEN;
     return this.#creations.take(ip, now);
   }
 
   /** Takes a join-attempt token for `ip` at `now` (ms) (JoinRoom with a code, spectate, lookup). */
   takeJoin(ip: string, now: number): Take {
+    if (this.#roomTokensElsewhere) return TAKEN;
     return this.#joins.take(ip, now);
   }
 

@@ -103,6 +103,11 @@ export class Reconnection {
   readonly #heldByConn = new Map<ConnId, Hold>();
   /** Adopted player id → the connection id that adopted it with a `Reconnect`. */
   readonly #connByAdoptedPlayer = new Map<string, ConnId>();
+  /**
+   * The token record a connection presented in the `Reconnect` that resumed its seat, until the
+   * connection goes (cluster mode: `CLOSED{abandoned}` makes it valid again, docs/spec/SERVER.md §8.4.4).
+   */
+  readonly #resumedWith = new Map<ConnId, TokenRecord>();
   /** Every remembered token record by digest (O(1) lookup, issue 14 item 5). */
   readonly #records = new Map<string, TokenRecord>();
   /** The valid record of each seat (at most one, docs/spec/PROTOCOL.md §7.11.1). */
@@ -176,6 +181,32 @@ export class Reconnection {
   /** Forgets that connection `conn` adopted identity `playerId` (the connection closed). */
   forgetAdopted(playerId: string, conn: ConnId): void {
     if (playerId !== conn) this.#connByAdoptedPlayer.delete(playerId);
+    this.#resumedWith.delete(conn);
+  }
+
+  /**
+   * Undoes the token side of the `Reconnect` that resumed connection `conn`'s seat, when `conn`
+   * still holds that seat (docs/spec/SERVER.md §8.4.4 `CLOSED{abandoned}`): the token it presented is
+   * valid again in place of the one just issued, which the client never received. Returns false
+   * (nothing done) when `conn` did not resume its seat by `Reconnect`.
+   */
+  restorePresentedToken(conn: ConnId, now: number): boolean {
+    const used = this.#resumedWith.get(conn);
+    this.#resumedWith.delete(conn);
+    if (!used || used.forgotten || this.connOf(used.playerId) !== conn) return false;
+    this.invalidateToken(used.playerId, "superseded", now);
+    // A fresh record under the same digest: the used one stays queued for forgetting.
+    const record: TokenRecord = {
+      playerId: used.playerId,
+      digest: used.digest,
+      room: used.room,
+      appId: used.appId,
+      state: "valid",
+      invalidSince: 0,
+    };
+    this.#records.set(record.digest, record);
+    this.#validByPlayer.set(record.playerId, record);
+    return true;
   }
 
   /** Holds a dropped player's seat (docs/spec/PROTOCOL.md §7.11.2); nobody is told. */
@@ -419,6 +450,7 @@ export class Reconnection {
     if (session.id === playerId) this.#connByAdoptedPlayer.delete(playerId);
     else this.#connByAdoptedPlayer.set(playerId, session.id);
     this.#invalidate(record, "used", now);
+    this.#resumedWith.set(session.id, record);
     room.lastActivity = now;
     effects.push(
       send(playerId, {

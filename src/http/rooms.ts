@@ -34,6 +34,19 @@ export interface RoomRouteOptions {
    * @default the game name itself (auth disabled: one namespace)
    */
   scope?: (request: Request, gameName: string) => string | undefined;
+  /**
+   * Cluster mode: whether the epoch's grace window runs at `now` (ms); while it does, a lookup of
+   * a code the directory does not know answers 503 instead of 404, because its room may be alive
+   * on a home that has not re-registered yet (docs/spec/SERVER.md §8.3 "Grace window").
+   * @default never
+   */
+  inGrace?: (now: number) => boolean;
+  /**
+   * Cluster mode: whether the shared store answers. Read after the bucket take (which falls back
+   * to this node's bucket when Redis does not answer): `false` answers 503 at once instead of
+   * waiting for the directory too (docs/spec/SERVER.md §8.5.5 "Redis unreachable"). @default always
+   */
+  reachable?: () => boolean;
   /** Clock in ms. @default Date.now */
   now?: () => number;
   /** Receives a `rate_limited` event for each request refused with 429 (metrics, logs). */
@@ -65,6 +78,19 @@ function notFound(): Response {
   return reply(404, { message: "Room not found", error_code: "ROOM_NOT_FOUND" });
 }
 
+/** The answer while the cluster store is unreachable or in its grace window (§1.10, §8.3). */
+function unavailable(): Response {
+  return reply(503, {
+    message: "Service temporarily unavailable",
+    error_code: "SERVICE_UNAVAILABLE",
+  });
+}
+
+/** `answer`, or 503 when it is a Promise that rejects (the cluster store did not answer). */
+function orUnavailable(answer: Awaitable<Response>): Awaitable<Response> {
+  return answer instanceof Promise ? answer.catch(unavailable) : answer;
+}
+
 function decodeSegment(segment: string): string | undefined {
   try {
     return decodeURIComponent(segment);
@@ -81,7 +107,7 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
   function limited(ip: string, serve: () => Awaitable<Response>): Awaitable<Response> {
     if (!options.buckets) return serve();
     return then(options.buckets.take("join", ip, now()), (taken) => {
-      if (taken.ok) return serve();
+      if (taken.ok) return options.reachable?.() === false ? unavailable() : serve();
       options.onEvent?.({ type: "rate_limited", scope: "join" });
       return reply(429, {
         message: joinLimitReason(taken.retryAfterSecs),
@@ -99,10 +125,15 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
     if (checkRoomCode(code, options.roomCodeLength) !== undefined) return notFound();
     const scope = scopeOf(request, gameName);
     if (scope === undefined) return notFound();
-    return then(
+    return orUnavailable(then(
       options.directory.lookup(scope, code.toUpperCase()),
-      (record) => record ? reply(200, record.summary) : notFound(),
-    );
+      (record) =>
+        record
+          ? reply(200, record.summary)
+          : options.inGrace?.(now()) === true
+          ? unavailable()
+          : notFound(),
+    ) as Awaitable<Response>);
   }
 
   function listing(request: Request): Awaitable<Response> {
@@ -112,10 +143,10 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
     }
     const scope = scopeOf(request, gameName);
     if (scope === undefined) return reply(200, { game_name: gameName, rooms: [] });
-    return then(options.directory.list(scope, MAX_LISTED_ROOMS), (records) => {
+    return orUnavailable(then(options.directory.list(scope, MAX_LISTED_ROOMS), (records) => {
       const rooms: RoomSummary[] = records.map((record) => record.summary);
       return reply(200, { game_name: gameName, rooms });
-    });
+    }) as Awaitable<Response>);
   }
 
   return (request, path, ip) => {

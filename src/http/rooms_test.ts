@@ -96,3 +96,88 @@ Deno.test("roomRoutes() listing: rooms with seats of one game; 400 without a val
     error_code: "INVALID_GAME_NAME",
   });
 });
+
+Deno.test("roomRoutes() in cluster mode: 503 for an unknown code in the grace window and when the store fails (docs/spec/SERVER.md §1.10, §8.3)", async () => {
+  let grace = true;
+  let failing = false;
+  const summary = {
+    room_code: "ROOM01",
+    game_name: "orbit",
+    players: 1,
+    max_players: 3,
+    spectators: 0,
+    lobby_state: "waiting" as const,
+    supports_authority: true,
+    relay_type: "matchbox",
+    authority_handover: false,
+  };
+  const record = {
+    roomId: "r1",
+    gameName: "orbit",
+    roomCode: "ROOM01",
+    createdAt: 1,
+    home: "a@00000000",
+    summary,
+  };
+  // A remote directory: answers with Promises, rejects while "Redis" does not answer.
+  const answer = <T>(value: T) =>
+    failing ? Promise.reject(new Error("Redis lookup timed out")) : Promise.resolve(value);
+  const routes = roomRoutes({
+    directory: {
+      lookup: (_game, code) => answer(code === "ROOM01" ? record : undefined),
+      list: () => answer([record]),
+      claim: () => answer({ status: "ok" as const }),
+      refresh: () => answer("refreshed" as const),
+      release: () => answer(undefined),
+      all: () => answer([record]),
+    },
+    publicRoomListing: true,
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+    inGrace: () => grace,
+  });
+  const get = async (path: string) => {
+    const url = new URL(path, "http://localhost");
+    return (await routes(new Request(url), url.pathname, "203.0.113.9"))!;
+  };
+  // Known code: 200 even in the grace window; unknown: 503 in it, 404 after it.
+  equal((await get("/v2/rooms/orbit/ROOM01")).status, 200);
+  const unknown = await get("/v2/rooms/orbit/ROOM02");
+  equal(unknown.status, 503);
+  deepEqual(await unknown.json(), {
+    message: "Service temporarily unavailable",
+    error_code: "SERVICE_UNAVAILABLE",
+  });
+  grace = false;
+  equal((await get("/v2/rooms/orbit/ROOM02")).status, 404);
+  // Known unreachable (the bucket take fell back): 503 without asking the directory.
+  let reachable = false;
+  const known = roomRoutes({
+    directory: {
+      lookup: () => Promise.reject(new Error("not asked")),
+      list: () => Promise.reject(new Error("not asked")),
+      claim: () => answer({ status: "ok" as const }),
+      refresh: () => answer("refreshed" as const),
+      release: () => answer(undefined),
+      all: () => answer([record]),
+    },
+    buckets: { take: () => Promise.resolve({ ok: true as const }) },
+    publicRoomListing: true,
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+    reachable: () => reachable,
+  });
+  const url = new URL("/v2/rooms/orbit/ROOM01", "http://localhost");
+  equal((await known(new Request(url), url.pathname, "203.0.113.9"))!.status, 503);
+  reachable = true;
+  // (the directory is asked now, and rejects: still 503)
+  equal((await known(new Request(url), url.pathname, "203.0.113.9"))!.status, 503);
+  // The store does not answer: 503 for lookups and listings, never 500.
+  failing = true;
+  const down = await get("/v2/rooms/orbit/ROOM01");
+  equal(down.status, 503);
+  equal((await down.json()).error_code, "SERVICE_UNAVAILABLE");
+  equal((await get("/v2/rooms?game_name=orbit")).status, 503);
+  failing = false;
+  equal((await get("/v2/rooms?game_name=orbit")).status, 200);
+});

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { gameScope } from "../engine/room.ts";
 import { getLogger } from "@logtape/logtape";
 import { type Awaitable, then } from "../coordination/awaitable.ts";
 import type { RoomDirectory } from "../coordination/directory.ts";
@@ -193,6 +194,9 @@ export class Edge {
         bounce: (conn, frame, now) => this.#bounce(conn, frame, now),
         resync: (home, now) => this.#resyncEdge(home, now),
         boundTo: (home) => this.#boundTo(home),
+        undelivered: (frame, failed, now) => this.#undelivered(frame, failed, now),
+        homeOf: (conn) => this.#conns.get(conn)?.home,
+        dropped: (count) => this.#onEvent?.({ type: "messages_dropped", count }),
       },
       home: {
         bind: (conn, message, now, remote) => this.#bindHere(conn, message, now, remote),
@@ -711,7 +715,7 @@ export class Edge {
     // A member here asking for a room elsewhere: a player is answered here ("Already in a
     // room"); a spectator switching rooms is resolved by its edge (MISS).
     if (
-      !this.#hasRoomFor(message) &&
+      !this.#hasRoomFor(message, remote.appId) &&
       (!this.#remote.has(conn) ||
         (message.type === "JoinAsSpectator" && this.#engine.binding(conn) === "spectator"))
     ) {
@@ -747,16 +751,23 @@ export class Edge {
     this.#router.flush();
   }
 
-  /** Whether the room a bind request names is homed here. */
-  #hasRoomFor(message: ClientMessage): boolean {
+  /**
+   * Whether the room a bind request names is homed here, looked up in the namespace of the
+   * requester's app (`appId` of its `BIND`, docs/spec/SERVER.md §3.7).
+   */
+  #hasRoomFor(message: ClientMessage, appId: string | undefined): boolean {
     switch (message.type) {
       case "JoinRoom":
         return message.data.room_code !== undefined &&
-          this.#engine.lookup(message.data.game_name, message.data.room_code.toUpperCase()) !==
-            undefined;
+          this.#engine.lookup(
+              gameScope(message.data.game_name, appId),
+              message.data.room_code.toUpperCase(),
+            ) !== undefined;
       case "JoinAsSpectator":
-        return this.#engine.lookup(message.data.game_name, message.data.room_code.toUpperCase()) !==
-          undefined;
+        return this.#engine.lookup(
+          gameScope(message.data.game_name, appId),
+          message.data.room_code.toUpperCase(),
+        ) !== undefined;
       case "Reconnect":
         return this.#engine.hasRoomId(message.data.room_id);
       default:
@@ -816,6 +827,14 @@ export class Edge {
 
   #closedHere(conn: ConnId, cause: ClosedCause, now: number, truncated = false): void {
     const remote = this.#remote.delete(conn);
+    if (remote && cause === "abandoned") {
+      // A seat resumed by Reconnect is held again, its old token valid (docs/spec/SERVER.md §8.4.4).
+      const undone = this.#engine.abandonReconnect(conn, now);
+      if (undone) {
+        this.#apply(undone, now);
+        return;
+      }
+    }
     if (remote && cause !== "closed") {
       // `switched` / `abandoned`: the binding is undone without a word to the connection.
       const role = this.#engine.binding(conn);

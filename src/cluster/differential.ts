@@ -1,0 +1,127 @@
+/**
+ * The differential oracle of issue 15 item 2 (docs/spec/SERVER.md §8.6 "nothing different in normal
+ * operation"): one scripted session, a normaliser for ids, tokens, codes and times, and a runner
+ * that plays the script on a test cluster with clients assigned to nodes round-robin. Used by
+ * src/cluster/differential_test.ts (in-memory twins) and tests/cluster_differential_test.ts (a
+ * real redis-server).
+ *
+ * @module
+ */
+import { settle, type TestClient, type TestNode } from "./testing.ts";
+
+/** One step: which client sends which message. */
+export type Step = [client: number, message: unknown];
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Replaces ids, tokens, codes and times by placeholders numbered in order of appearance. */
+export function normalise(messages: unknown[]): unknown[] {
+  const names = new Map<string, string>();
+  const name = (kind: string, value: string) => {
+    const key = `${kind}:${value}`;
+    if (!names.has(key)) names.set(key, `<${kind}${names.size}>`);
+    return names.get(key)!;
+  };
+  const walk = (value: unknown, key = ""): unknown => {
+    if (Array.isArray(value)) return value.map((v) => walk(v));
+    if (value !== null && typeof value === "object") {
+      return Object.fromEntries(
+        Object.entries(value).map(([k, v]) => [k, walk(v, k)]),
+      );
+    }
+    if (typeof value !== "string") return value;
+    if (UUID.test(value)) return name("id", value);
+    if (key === "reconnection_token" || key === "auth_token") return name("token", value);
+    if (key === "room_code") return name("code", value);
+    if (key.endsWith("_at") || /^\d{4}-\d{2}-\d{2}T/.test(value)) return "<time>";
+    return value;
+  };
+  return messages.map((m) => walk(m));
+}
+
+/**
+ * Plays `script` on `nodes` (a started cluster; `CODE` stands for the first room's code and
+ * `PLAYER0` for client 0's player id), client `i` connected through node `i % nodes.length`,
+ * one step at a time, awaiting `wait(clients)` after each so the order of different senders'
+ * messages is the script's; resolves with each client's normalised messages.
+ */
+export async function runScript(
+  nodes: readonly TestNode[],
+  clients: number,
+  script: readonly Step[],
+  wait: (clients: readonly TestClient[]) => Promise<void> = () => settle(20),
+): Promise<unknown[][]> {
+  const all: TestClient[] = [];
+  for (let i = 0; i < clients; i++) all.push(nodes[i % nodes.length]!.connect(`10.0.0.${i}`));
+  let code = "";
+  for (const [who, message] of script) {
+    const text = JSON.stringify(message).replaceAll("CODE", code).replaceAll(
+      "PLAYER0",
+      String(all[0]!.last("RoomJoined")?.data?.player_id ?? ""),
+    );
+    all[who]!.node.edge.receive(all[who]!.id, text, Date.now());
+    await wait(all);
+    code ||= String(all[0]!.last("RoomJoined")?.data?.room_code ?? "");
+  }
+  return all.map((client) => normalise(client.messages));
+}
+
+/**
+ * Waits until no client has received anything for `quietMs` (polled every 5 ms), at most
+ * `limitMs`: for clusters whose envelopes cross real sockets.
+ */
+export async function quiet(
+  clients: readonly TestClient[],
+  quietMs = 50,
+  limitMs = 3_000,
+): Promise<void> {
+  const count = () => clients.reduce((sum, client) => sum + client.messages.length, 0);
+  const end = Date.now() + limitMs;
+  let last = count();
+  let since = Date.now();
+  while (Date.now() < end && Date.now() - since < quietMs) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const now = count();
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    }
+  }
+}
+
+const join = (name: string, code: string | null, extra: object = {}) => ({
+  type: "JoinRoom",
+  data: { game_name: "orbit", player_name: name, room_code: code, ...extra },
+});
+
+/** The scripted session: 6 clients, one room, every kind of room traffic. */
+export const SCRIPT: Step[] = [
+  [0, join("Ann", null, { max_players: 3 })],
+  [1, join("Ben", "CODE")],
+  [2, join("Cat", "CODE")],
+  [3, {
+    type: "JoinAsSpectator",
+    data: { game_name: "orbit", room_code: "CODE", spectator_name: "Sid" },
+  }],
+  [4, join("Ann", "CODE")],
+  [1, { type: "GameData", data: { data: { x: 1.25, tag: "from Ben" } } }],
+  [2, { type: "GameData", data: { data: "to Ann", to_player: "PLAYER0" } }],
+  [1, { type: "AuthorityRequest", data: { become_authority: true } }],
+  [0, { type: "AuthorityRequest", data: { become_authority: false } }],
+  [1, { type: "AuthorityRequest", data: { become_authority: true } }],
+  [2, {
+    type: "ProvideConnectionInfo",
+    data: { connection_info: { type: "direct", host: "10.1.1.1", port: 7777 } },
+  }],
+  [0, { type: "PlayerReady" }],
+  [1, { type: "PlayerReady" }],
+  [2, { type: "PlayerReady" }],
+  [3, { type: "GameData", data: { data: "spectators cannot" } }],
+  [1, { type: "LeaveRoom" }],
+  [1, { type: "GameData", data: { data: "after leaving" } }],
+  [4, join("Dee", "CODE")],
+  [3, { type: "LeaveSpectator" }],
+  [0, { type: "Ping" }],
+  [5, join("Eve", "NOROOM")],
+  [5, { type: "GameData", data: { data: "in my own room" } }],
+];

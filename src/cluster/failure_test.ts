@@ -1,0 +1,183 @@
+/**
+ * Redis not answering, in one process (docs/spec/SERVER.md §8.5.4, §8.5.5 "Redis unreachable"): three
+ * nodes over the in-memory twins with the store made unreachable. Requests that need Redis answer
+ * `SERVICE_UNAVAILABLE` without waiting twice, rooms keep working for local members, `/v2/health`
+ * (the node's `healthy`) is false until Redis answers again, and no death verdict is given until
+ * Redis has answered without interruption for `T`.
+ */
+import { equal, ok } from "node:assert/strict";
+import { type TestClient, testCluster, until } from "./testing.ts";
+
+const join = (client: TestClient, name: string, code?: string) =>
+  client.say({
+    type: "JoinRoom",
+    data: {
+      game_name: "orbit",
+      player_name: name,
+      max_players: 4,
+      ...(code ? { room_code: code } : {}),
+    },
+  });
+
+const answered = (client: TestClient) =>
+  client.last("RoomJoined") ?? client.last("RoomJoinFailed") ?? client.last("SpectatorJoinFailed");
+
+Deno.test("Cluster (twins): Redis unreachable → remote joins and creations SERVICE_UNAVAILABLE after one failed call, local members play on, health false until Redis answers", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+    const alice = a.connect();
+    join(alice, "Alice", "DOWN01");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    ok(a.cluster.healthy && b.cluster.healthy);
+    cluster.store.unreachable = true;
+    // A join by code through B: the bucket take fails (local bucket), then no second wait.
+    const calls = cluster.store.calls;
+    const bob = b.connect();
+    join(bob, "Bob", "DOWN01");
+    await until(() => answered(bob) !== undefined, "Bob's answer");
+    equal(bob.last("RoomJoinFailed")?.data?.error_code, "SERVICE_UNAVAILABLE");
+    equal(cluster.store.calls - calls, 1, "only the bucket take reached the store");
+    equal(b.cluster.healthy, false, "health 503 while Redis does not answer");
+    // A creation (generated code) needs the claim: SERVICE_UNAVAILABLE too.
+    const erin = b.connect();
+    join(erin, "Erin");
+    await until(() => answered(erin) !== undefined, "Erin's answer");
+    equal(erin.last("RoomJoinFailed")?.data?.error_code, "SERVICE_UNAVAILABLE");
+    // A spectator of a remote room: the same.
+    const sam = b.connect();
+    sam.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "DOWN01", spectator_name: "Sam" },
+    });
+    await until(() => answered(sam) !== undefined, "Sam's answer");
+    equal(sam.last("SpectatorJoinFailed")?.data?.error_code, "SERVICE_UNAVAILABLE");
+    // The room's home serves its local members: a join by code (local first) and relay.
+    const dave = a.connect();
+    join(dave, "Dave", "DOWN01");
+    await until(() => answered(dave) !== undefined, "Dave's answer");
+    ok(dave.last("RoomJoined"), JSON.stringify(dave.messages));
+    alice.say({ type: "GameData", data: { data: "still here" } });
+    await until(() => dave.last("GameData") !== undefined, "relay on the home");
+    // Redis answers again: the next call (here the T/3 refresh) restores health.
+    cluster.store.unreachable = false;
+    await b.cluster.refresh();
+    equal(b.cluster.healthy, true);
+    const bob2 = b.connect();
+    join(bob2, "Bob", "DOWN01");
+    await until(() => answered(bob2) !== undefined, "Bob's second answer");
+    ok(bob2.last("RoomJoined"), JSON.stringify(bob2.messages));
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): no death verdict until Redis has answered for T again; each dead node counted once", async () => {
+  const ttlMs = 300;
+  const cluster = await testCluster({ nodes: 1, ttlMs, heartbeatMs: 100 });
+  try {
+    const node = cluster.nodes[0]!.cluster;
+    const ghost = "ghost@00000000";
+    await new Promise((resolve) => setTimeout(resolve, ttlMs + 50));
+    // Up for more than T, no liveness key, nothing heard: dead.
+    equal(await node.isDead(ghost), true);
+    equal(node.peerDeaths, 1);
+    equal(await node.isDead(ghost), true);
+    equal(node.peerDeaths, 1, "counted once per node");
+    // Redis stops answering, then answers again: the guard restarts.
+    cluster.store.unreachable = true;
+    await node.refresh();
+    equal(node.healthy, false);
+    cluster.store.unreachable = false;
+    await node.refresh();
+    equal(node.healthy, true);
+    equal(await node.isDead("ghost@00000001"), false, "Redis answered for less than T");
+    await new Promise((resolve) => setTimeout(resolve, ttlMs + 50));
+    equal(await node.isDead("ghost@00000001"), true);
+    equal(node.peerDeaths, 2);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a Redis link that comes back counts a reconnect and re-registers at once", async () => {
+  const cluster = await testCluster({ nodes: 1 });
+  try {
+    const node = cluster.nodes[0]!.cluster;
+    equal(node.redisReconnects, 0);
+    node.linkState("down");
+    equal(node.healthy, false);
+    cluster.store.flush(); // e.g. a Redis restarted empty
+    node.linkState("up");
+    node.linkState("up");
+    equal(node.redisReconnects, 1);
+    await until(
+      () => cluster.store.keys().some((key) => key.startsWith("instance:")),
+      "re-registered",
+    );
+    equal(node.healthy, true);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a subscriber cut off for a while → only the pairs that lost envelopes resync; lost heartbeats resync nothing", async () => {
+  // Heartbeat 200 ms: a cut of 300 ms holds at least one heartbeat from C and stays under the
+  // 600 ms of silence that makes a peer suspect.
+  const cluster = await testCluster({ heartbeatMs: 200 });
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "CUT001");
+    const carol = c.connect();
+    join(carol, "Carol", "CUT002");
+    await until(() => !!alice.last("RoomJoined") && !!carol.last("RoomJoined"), "rooms");
+    const bob = b.connect();
+    join(bob, "Bob", "CUT001");
+    const dave = b.connect();
+    join(dave, "Dave", "CUT002");
+    await until(() => !!bob.last("RoomJoined") && !!dave.last("RoomJoined"), "joins");
+    await new Promise((resolve) => setTimeout(resolve, 450)); // heartbeats running
+    // B's subscription is gone: every publish to B reaches no subscriber.
+    let fromC = 0;
+    cluster.network.fault = (from, to) => {
+      if (to !== b.name) return "deliver";
+      if (from === c.name) fromC++;
+      return "fail";
+    };
+    alice.say({ type: "GameData", data: { data: "lost" } });
+    // C heartbeats B meanwhile (it sends B nothing else).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    cluster.network.fault = undefined;
+    alice.say({ type: "GameData", data: { data: "after" } });
+    carol.say({ type: "GameData", data: { data: "C after" } });
+    await until(() => bob.closed !== undefined, "Bob's resync close");
+    equal(bob.closed, 1012);
+    await until(() => dave.last("GameData") !== undefined, "Carol's data reaches Dave");
+    equal(dave.last("GameData")?.data?.data, "C after");
+    ok(fromC >= 1, "a heartbeat from C was lost");
+    equal(dave.closed, undefined, "the C–B pair lost only heartbeats: no resync");
+    equal(carol.closed, undefined);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): while Redis does not answer the node probes every heartbeat, so health returns without traffic", async () => {
+  // T = 30 s: the T/3 refresh would take 10 s; the probe (heartbeat 50 ms) is what brings it back.
+  const cluster = await testCluster({ nodes: 1, heartbeatMs: 50 });
+  try {
+    const node = cluster.nodes[0]!.cluster;
+    cluster.store.unreachable = true;
+    await node.refresh();
+    equal(node.healthy, false);
+    cluster.store.unreachable = false;
+    await until(() => node.healthy, "healthy again without any request");
+  } finally {
+    await cluster.close();
+  }
+});

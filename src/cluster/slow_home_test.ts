@@ -1,0 +1,228 @@
+/**
+ * A home too slow for `forward_timeout_ms` (docs/spec/SERVER.md §8.4.2 "Timeout", "Late success", §8.4.4
+ * `BIND`, §8.5.5), in one process over the in-memory twins with delayed envelopes: the client gets
+ * `SERVICE_UNAVAILABLE`; a `BIND` that reaches the home after its deadline is dropped; a success
+ * that crosses the timeout is undone with `CLOSED{abandoned}` and nothing of it reaches the client.
+ * No ghost player remains either way.
+ */
+import { equal, ok } from "node:assert/strict";
+import { decodeEnvelope, Kind } from "./envelope.ts";
+import { settle, type TestClient, testCluster, until } from "./testing.ts";
+
+const FORWARD_MS = 200;
+
+const join = (client: TestClient, name: string, code?: string) =>
+  client.say({
+    type: "JoinRoom",
+    data: {
+      game_name: "orbit",
+      player_name: name,
+      max_players: 4,
+      ...(code ? { room_code: code } : {}),
+    },
+  });
+
+/**
+ * A cluster with Alice's room SLOW01 on A; `slow(from, kind)` delays the next envelope of that
+ * kind from that node past the forward timeout. Heartbeats every 10 s: none overtakes it.
+ */
+async function setup(forwardTimeoutMs = FORWARD_MS) {
+  const cluster = await testCluster({ forwardTimeoutMs, heartbeatMs: 10_000 });
+  const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+  const alice = a.connect();
+  join(alice, "Alice", "SLOW01");
+  await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+  const slow = (from: string, kind: number) => {
+    let once = true;
+    cluster.network.fault = (sender, _to, bytes) => {
+      if (once && sender === from && decodeEnvelope(bytes).kind === kind) {
+        once = false;
+        return { delayMs: FORWARD_MS + 150 };
+      }
+      return "deliver";
+    };
+  };
+  return { cluster, a, b, alice, slow };
+}
+
+Deno.test("Cluster (twins): a BIND that reaches the home after its deadline → SERVICE_UNAVAILABLE, dropped by the home, no ghost", async () => {
+  const { cluster, a, b, alice, slow } = await setup();
+  try {
+    slow(b.name, Kind.BIND);
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "Bob's answer");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    equal(b.cluster.router.counts.bindTimeouts, 1);
+    await until(() => a.cluster.router.counts.bindsExpired === 1, "the home drops the BIND");
+    await settle();
+    equal(a.engine.lookup("orbit", "SLOW01")?.players, 1, "no ghost seat");
+    ok(!alice.types().includes("PlayerJoined"), alice.types().join());
+    equal(bob.types().join(), "RoomJoinFailed", "nothing else reaches Bob");
+    // Bob can try again and joins.
+    cluster.network.fault = undefined;
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins");
+    equal(a.engine.lookup("orbit", "SLOW01")?.players, 2);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a success that crosses the timeout is undone (abandoned); nothing of it reaches the client, no ghost remains", async () => {
+  const { cluster, a, b, alice, slow } = await setup();
+  try {
+    slow(a.name, Kind.OUT);
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "Bob's answer");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late BOUND undone");
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "seat released");
+    await settle();
+    equal(bob.types().join(), "RoomJoinFailed", "no RoomJoined after the failure");
+    equal(b.engine.binding(bob.id), undefined);
+    // Alice saw Bob come and go; the room is hers alone again and play goes on.
+    ok(alice.types().includes("PlayerLeft"), alice.types().join());
+    cluster.network.fault = undefined;
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins");
+    alice.say({ type: "GameData", data: { data: "hi" } });
+    await until(() => bob.last("GameData") !== undefined, "relay");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): the answer to a pending join is lost (gap) → SERVICE_UNAVAILABLE, and the home undoes the seat it gave", async () => {
+  // A long forward timeout: the gap, not the timer, ends the request.
+  const { cluster, a, b, alice } = await setup(5_000);
+  try {
+    let drop = true;
+    cluster.network.fault = (from, _to, bytes) => {
+      if (drop && from === a.name && decodeEnvelope(bytes).kind === Kind.OUT) {
+        drop = false;
+        return "drop";
+      }
+      return "deliver";
+    };
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => alice.last("PlayerJoined") !== undefined, "Bob seated on A");
+    // The next envelope from A to B shows the gap.
+    alice.say({ type: "GameData", data: { data: "hello Bob?" } });
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "Bob's answer");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "no ghost seat");
+    await settle();
+    equal(bob.types().join(), "RoomJoinFailed");
+    equal(bob.closed, undefined, "Bob may try again");
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a home's answer and its next frame processed back to back both reach the client", async () => {
+  const { cluster, a, b, alice } = await setup(5_000);
+  try {
+    // Catch A's answer to Bob's BIND and A's next OUT, then hand both to B in one synchronous
+    // run, as the Redis client does with messages that arrive in one read.
+    const caught: Uint8Array[] = [];
+    cluster.network.fault = (from, _to, bytes) => {
+      if (caught.length < 2 && from === a.name && decodeEnvelope(bytes).kind === Kind.OUT) {
+        caught.push(bytes);
+        return "drop";
+      }
+      return "deliver";
+    };
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => alice.last("PlayerJoined") !== undefined, "Bob seated on A");
+    alice.say({ type: "GameData", data: { data: "welcome" } });
+    await until(() => caught.length === 2, "both envelopes");
+    const receive = b.cluster.router.busHandlers().receive;
+    for (const bytes of caught) receive(bytes);
+    await until(() => bob.last("GameData") !== undefined, "the frame right after the answer");
+    equal(bob.types().join(), "RoomJoined,GameData");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a Reconnect whose success crosses the timeout is undone: the seat is held again and the token presented works again", async () => {
+  const { cluster, a, b, alice, slow } = await setup();
+  try {
+    const c = cluster.nodes[2]!;
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins");
+    const joined = bob.last("RoomJoined")!.data!;
+    const reconnect = {
+      type: "Reconnect",
+      data: {
+        player_id: joined.player_id,
+        room_id: joined.room_id,
+        auth_token: joined.reconnection_token,
+      },
+    };
+    b.edge.disconnect(bob.id, Date.now());
+    await until(() => a.engine.stats().heldSeats === 1, "Bob's seat held");
+    // Bob's Reconnect through B succeeds on A, but the answer arrives after B's timer.
+    slow(a.name, Kind.OUT);
+    const again = b.connect();
+    again.say(reconnect);
+    await until(() => again.last("ReconnectionFailed") !== undefined, "the answer");
+    equal(again.last("ReconnectionFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late success undone");
+    await until(() => a.engine.stats().heldSeats === 1, "the seat held again");
+    ok(!alice.types().includes("PlayerLeft"), alice.types().join());
+    equal(a.engine.lookup("orbit", "SLOW01")?.players, 2);
+    equal(again.types().join(), "ReconnectionFailed");
+    // The token Bob holds still resumes the seat, through any node; the replay is truncated.
+    cluster.network.fault = undefined;
+    const third = c.connect();
+    third.say(reconnect);
+    await until(
+      () => !!third.last("Reconnected") || !!third.last("ReconnectionFailed"),
+      "the retry's answer",
+    );
+    const resumed = third.last("Reconnected");
+    ok(resumed, JSON.stringify(third.messages));
+    equal(resumed.data!.replay_truncated, true);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a late UNBIND from a home the connection has left does not unbind it from its new home", async () => {
+  const { cluster, a, b, slow } = await setup();
+  try {
+    const c = cluster.nodes[2]!;
+    const host = a.connect();
+    host.say({
+      type: "JoinRoom",
+      data: { game_name: "orbit", player_name: "Host", max_players: 2, room_code: "FULL01" },
+    });
+    const dave = a.connect();
+    await until(() => host.last("RoomJoined") !== undefined, "FULL01");
+    join(dave, "Dave", "FULL01");
+    const carol = c.connect();
+    join(carol, "Carol", "OTHER1");
+    await until(() => !!dave.last("RoomJoined") && !!carol.last("RoomJoined"), "rooms");
+    // Bob's join of the full room: A's refusal (RoomJoinFailed + UNBIND) arrives late.
+    slow(a.name, Kind.OUT);
+    const bob = b.connect();
+    join(bob, "Bob", "FULL01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
+    join(bob, "Bob", "OTHER1");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins Carol's room");
+    await new Promise((resolve) => setTimeout(resolve, FORWARD_MS + 200)); // the late OUT lands
+    bob.say({ type: "GameData", data: { data: "to Carol" } });
+    await until(() => carol.last("GameData") !== undefined, "Bob's data reaches Carol");
+    equal(bob.types().join(), "RoomJoinFailed,RoomJoined");
+  } finally {
+    await cluster.close();
+  }
+});
