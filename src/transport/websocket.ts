@@ -808,6 +808,125 @@ function refusedSize(socket: WsSocket, maxPayload: number): number {
   return typeof total === "number" && total > maxPayload ? total : maxPayload + 1;
 }
 
+/** Where the shared listeners below find their connection: a property of the emitter. */
+const CONNECTION = Symbol("signal-fish connection");
+
+/** An emitter the listeners of {@linkcode acceptWebSocket} are attached to. */
+interface WithConnection {
+  [CONNECTION]?: WsConnection;
+}
+
+/**
+ * One accepted WebSocket connection's state: one object per connection instead of a closure per
+ * listener. The listeners are shared functions that find it on the emitter ({@linkcode CONNECTION}),
+ * and it is the connection's {@linkcode IdleWatch}.
+ */
+class WsConnection implements IdleWatch {
+  heardMs = 0;
+  pinged = false;
+  id: string | undefined = undefined;
+  ws: WsSocket | undefined = undefined;
+  peer: SocketPeer | undefined = undefined;
+  closed = false;
+  watched = false;
+  readonly edge: Edge;
+  readonly options: AcceptOptions;
+  readonly stream: Socket;
+  readonly maxPayload: number;
+
+  constructor(edge: Edge, options: AcceptOptions, stream: Socket, maxPayload: number) {
+    this.edge = edge;
+    this.options = options;
+    this.stream = stream;
+    this.maxPayload = maxPayload;
+  }
+
+  teardown(closeCode?: number): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.watched) idleSweep(this.options.idleTimeoutSecs).delete(this);
+    if (this.id !== undefined) this.edge.disconnect(this.id, Date.now(), undefined, closeCode);
+    this.options.onClosed?.();
+  }
+
+  ping(): void {
+    this.ws!.ping();
+  }
+
+  expire(): void {
+    // The peer answers nothing: send the close frame and end the connection after it.
+    this.peer!.close(1001, IDLE_TIMEOUT_REASON);
+    this.edge.disconnect(this.id!, Date.now(), undefined, 1001, true);
+    this.stream.end();
+  }
+}
+
+// The connection's end, whatever happened before: the only place a slot is given back.
+function onRawClose(this: WithConnection): void {
+  const connection = this[CONNECTION]!;
+  connection.teardown(connection.ws?.readyState === CLOSED_STATE ? undefined : 1006);
+}
+
+function onHeard(this: WithConnection): void {
+  this[CONNECTION]!.heardMs = Date.now();
+}
+
+function onMessage(this: WithConnection, data: Uint8Array, isBinary: boolean): void {
+  const connection = this[CONNECTION]!;
+  const now = Date.now();
+  connection.heardMs = now;
+  const id = connection.id!;
+  try {
+    connection.edge.receive(id, isBinary ? data : (data as Buffer).toString(), now);
+  } catch (error) {
+    log.error("Cannot handle a frame from {connection_id}: {error}", {
+      connection_id: id,
+      error,
+    });
+    connection.edge.close(id, 1011, "Internal error", Date.now());
+  }
+}
+
+// Runs before `ws`' own handler, which closes with 1009 at once: the client first gets the
+// `Error` frame telling why (docs/spec/SERVER.md §3.6).
+function onReceiverError(this: WithConnection, error: Error & { code?: string }): void {
+  if (error.code !== "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return;
+  const connection = this[CONNECTION]!;
+  connection.edge.refuseTooLarge(
+    connection.id!,
+    refusedSize(connection.ws!, connection.maxPayload),
+    Date.now(),
+  );
+  // Read nothing more of this message (`ws` would read and discard it until the close
+  // handshake): the close frame still goes out, and the grace timer ends the connection.
+  const stream = connection.stream;
+  setTimeout(() => stream.pause(), 0);
+}
+
+// The client's close frame ends the connection for the edge at once (`ws` has answered it by
+// now); the slot stays taken until the TCP connection is gone.
+function onConclude(this: WithConnection, code: number): void {
+  const connection = this[CONNECTION]!;
+  connection.edge.disconnect(connection.id!, Date.now(), undefined, code);
+}
+
+function onSocketError(this: WithConnection, error: Error & { code?: string }): void {
+  if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return;
+  const connection = this[CONNECTION]!;
+  log.debug("WebSocket error on {connection_id}: {error}", {
+    connection_id: connection.id,
+    error: error.message,
+  });
+  connection.edge.transportError(connection.id!);
+}
+
+function onSocketClose(this: WithConnection, code: number): void {
+  const connection = this[CONNECTION]!;
+  connection.teardown(code);
+  // `ws` destroys the socket after the close handshake; make sure of it.
+  connection.stream.destroy();
+}
+
 /**
  * Takes over the raw socket of `request` (already admitted, docs/spec/SERVER.md §1.8; the listener attached
  * the socket, `../http/handover.ts`), completes the handshake with `ws` and wires the WebSocket to
@@ -826,102 +945,49 @@ export function acceptWebSocket(
   const { message, socket: raw, head } = upgrade;
   const stream = raw as Socket;
   const maxPayload = options.maxMessageSize ?? 65_536;
-  let id: string | undefined;
-  let ws: WsSocket | undefined;
-  let closed = false;
-  let idle: IdleWatch | undefined;
-  const teardown = (closeCode?: number) => {
-    if (closed) return;
-    closed = true;
-    if (idle) idleSweep(options.idleTimeoutSecs).delete(idle);
-    if (id !== undefined) edge.disconnect(id, Date.now(), undefined, closeCode);
-    options.onClosed?.();
-  };
-  // The connection's end, whatever happened before: the only place a slot is given back.
-  raw.once("close", () => teardown(ws?.readyState === CLOSED_STATE ? undefined : 1006));
+  const connection = new WsConnection(edge, options, stream, maxPayload);
+  (raw as WithConnection)[CONNECTION] = connection;
+  raw.once("close", onRawClose);
   if (raw.destroyed) {
-    queueMicrotask(() => teardown());
+    queueMicrotask(() => connection.teardown());
     return switchingProtocols();
   }
   if (options.tokenBinding) chosenProtocol.set(message, options.tokenBinding.subprotocol);
   // `head` is a `Buffer` from the listener; `Buffer.from` would copy it.
   const headBuffer = Buffer.isBuffer(head) ? head : Buffer.from(head);
   wsServer(maxPayload).handleUpgrade(message, raw, headBuffer, (socket) => {
-    ws = socket;
-    if (closed) {
+    connection.ws = socket;
+    if (connection.closed) {
       socket.terminate();
       return;
     }
     socket.binaryType = "nodebuffer";
     const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream, true);
-    id = edge.connect(peer, { ip: options.ip, tokenBinding: options.tokenBinding?.binding });
-    const connection = id;
+    connection.peer = peer;
+    connection.id = edge.connect(peer, {
+      ip: options.ip,
+      tokenBinding: options.tokenBinding?.binding,
+    });
+    (socket as WithConnection)[CONNECTION] = connection;
     // Idle timeout (docs/spec/PROTOCOL.md §7.10): one sweep for all connections (`IdleSweep`);
     // traffic or a pong resets it.
-    const watch: IdleWatch = {
-      heardMs: Date.now(),
-      pinged: false,
-      ping: () => socket.ping(),
-      expire: () => {
-        // The peer answers nothing: send the close frame and end the connection after it.
-        peer.close(1001, IDLE_TIMEOUT_REASON);
-        edge.disconnect(connection, Date.now(), undefined, 1001, true);
-        stream.end();
-      },
-    };
-    idle = watch;
-    idleSweep(options.idleTimeoutSecs).add(watch);
-    socket.on("pong", () => watch.heardMs = Date.now());
-    socket.on("ping", () => watch.heardMs = Date.now());
-    const onMessage = (data: Uint8Array, isBinary: boolean) => {
-      const now = Date.now();
-      watch.heardMs = now;
-      try {
-        edge.receive(connection, isBinary ? data : (data as Buffer).toString(), now);
-      } catch (error) {
-        log.error("Cannot handle a frame from {connection_id}: {error}", {
-          connection_id: connection,
-          error,
-        });
-        edge.close(connection, 1011, "Internal error", Date.now());
-      }
-    };
+    connection.heardMs = Date.now();
+    connection.watched = true;
+    idleSweep(options.idleTimeoutSecs).add(connection);
+    socket.on("pong", onHeard);
+    socket.on("ping", onHeard);
     const receiver = (socket as unknown as { _receiver?: Receiver })._receiver;
+    if (receiver) (receiver as WithConnection)[CONNECTION] = connection;
     if (!receiver || !directReads.enabled || !hearParser(receiver, onMessage)) {
       socket.on("message", onMessage);
     }
     if (receiver) readsDirect(stream, receiver);
     quietEnd(stream);
     if (receiver) quietEnd(receiver as unknown as EndableStream);
-    // Runs before `ws`' own handler, which closes with 1009 at once: the client first gets the
-    // `Error` frame telling why (docs/spec/SERVER.md §3.6).
-    receiver?.prependListener("error", (error: Error & { code?: string }) => {
-      if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
-        edge.refuseTooLarge(connection, refusedSize(socket, maxPayload), Date.now());
-        // Read nothing more of this message (`ws` would read and discard it until the close
-        // handshake): the close frame still goes out, and the grace timer ends the connection.
-        setTimeout(() => stream.pause(), 0);
-      }
-    });
-    // The client's close frame ends the connection for the edge at once (`ws` has answered it
-    // by now); the slot stays taken until the TCP connection is gone.
-    receiver?.on(
-      "conclude",
-      (code: number) => edge.disconnect(connection, Date.now(), undefined, code),
-    );
-    socket.on("error", (error: Error & { code?: string }) => {
-      if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return;
-      log.debug("WebSocket error on {connection_id}: {error}", {
-        connection_id: connection,
-        error: error.message,
-      });
-      edge.transportError(connection);
-    });
-    socket.on("close", (code: number) => {
-      teardown(code);
-      // `ws` destroys the socket after the close handshake; make sure of it.
-      stream.destroy();
-    });
+    receiver?.prependListener("error", onReceiverError);
+    receiver?.on("conclude", onConclude);
+    socket.on("error", onSocketError);
+    socket.on("close", onSocketClose);
   });
   return switchingProtocols();
 }
