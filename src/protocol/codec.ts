@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { ClientMessage, RawJson, type ServerMessage } from "./messages.ts";
+import {
+  ClientMessage,
+  JoinCreateMode,
+  RawJson,
+  RelayTransport,
+  type ServerMessage,
+} from "./messages.ts";
 import { isJsonValue } from "./json_scan.ts";
 
 /** The outcome of decoding one text frame. */
@@ -34,6 +40,8 @@ export function decodeClientMessage(text: string): Decoded {
   } catch {
     return { ok: false, detail: "Cannot parse JSON" };
   }
+  const join = checkedJoinRoom(raw);
+  if (join) return { ok: true, message: join };
   const parsed = ClientMessage.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -46,6 +54,66 @@ export function decodeClientMessage(text: string): Decoded {
     if (span) message.data.data = new RawJson(text.slice(span[0], span[1]));
   }
   return { ok: true, message };
+}
+
+const RELAY_TRANSPORTS: ReadonlySet<unknown> = new Set(RelayTransport.options);
+const JOIN_CREATE_MODES: ReadonlySet<unknown> = new Set(JoinCreateMode.options);
+/** The members of `JoinRoom.data` that may be absent or `null` (then `undefined`), in schema order. */
+const JOIN_OPTIONAL = [
+  "max_players",
+  "supports_authority",
+  "relay_transport",
+  "create",
+  "authority_handover",
+] as const;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** One optional `JoinRoom.data` member's check (its schema in `messages.ts`), `null` allowed. */
+function joinMemberValid(name: (typeof JOIN_OPTIONAL)[number], value: unknown): boolean {
+  switch (name) {
+    case "max_players":
+      return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 255;
+    case "supports_authority":
+    case "authority_handover":
+      return typeof value === "boolean";
+    case "relay_transport":
+      return RELAY_TRANSPORTS.has(value);
+    case "create":
+      return JOIN_CREATE_MODES.has(value);
+  }
+}
+
+/**
+ * `JoinRoom` without the schema run (churn, issue 18 item 2): when `raw` (a `JSON.parse` result)
+ * is a valid `JoinRoom`, the message the `ClientMessage` schema makes of it (the same members, in
+ * the same order, unknown ones dropped, `null` optionals as `undefined`); else `undefined`, and
+ * the schema decides and explains. `src/protocol/codec_test.ts` compares both on valid and
+ * invalid input.
+ */
+export function checkedJoinRoom(raw: unknown): ClientMessage | undefined {
+  if (!isPlainObject(raw) || raw.type !== "JoinRoom") return undefined;
+  const data = raw.data;
+  if (!isPlainObject(data)) return undefined;
+  const gameName = data.game_name;
+  const playerName = data.player_name;
+  if (typeof gameName !== "string" || typeof playerName !== "string") return undefined;
+  const out: Record<string, unknown> = { game_name: gameName };
+  if (Object.hasOwn(data, "room_code")) {
+    const roomCode = data.room_code;
+    if (roomCode !== null && typeof roomCode !== "string") return undefined;
+    out.room_code = roomCode ?? undefined;
+  }
+  out.player_name = playerName;
+  for (const name of JOIN_OPTIONAL) {
+    if (!Object.hasOwn(data, name)) continue;
+    const value = data[name];
+    if (value !== null && !joinMemberValid(name, value)) return undefined;
+    out[name] = value ?? undefined;
+  }
+  return { type: "JoinRoom", data: out } as ClientMessage;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { decodeClientMessage, encodeServerMessage } from "./codec.ts";
-import { normalizeUuid, RawJson, type ServerMessage } from "./messages.ts";
+import { checkedJoinRoom, decodeClientMessage, encodeServerMessage } from "./codec.ts";
+import { ClientMessage, normalizeUuid, RawJson, type ServerMessage } from "./messages.ts";
 
 function decoded(text: string) {
   const result = decodeClientMessage(text);
@@ -185,4 +185,81 @@ Deno.test("decodeClientMessage() decodes bare payload-less frames as the schema 
   // Unknown or payload-carrying types are not on the fast path.
   equal(decodeClientMessage('{"type":"JoinRoom"}').ok, false);
   equal(decodeClientMessage('{"type":"Reconnect"}').ok, false);
+});
+
+/**
+ * `value` as text that tells `{a: undefined}` from `{}` and `undefined` from `null`, members in
+ * order (`deepEqual` of `node:assert/strict` takes `null` for `undefined` under Deno).
+ */
+function shape(value: unknown): string {
+  return JSON.stringify(value, (_key, member) => member === undefined ? "<undefined>" : member);
+}
+
+Deno.test("JoinRoom without the schema run gives exactly what the schema gives, on valid and invalid input", () => {
+  // Seeded (mulberry32): the same 20,000 cases every run.
+  let seed = 18;
+  const random = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)]!;
+  const junk = [null, 0, -1, 1.5, 256, 255, -0, 4, true, false, "", "x", [], {}, ["a"], { a: 1 }];
+  // Per member: values the schema accepts, then more it may not.
+  const members: Record<string, [readonly unknown[], readonly unknown[]]> = {
+    game_name: [["game", "", "ünï"], junk],
+    room_code: [["ABC123", "", null], junk],
+    player_name: [["a", ""], junk],
+    max_players: [[0, 1, 8, 255, -0, null], [256, -1, 2.5, 1e300, "4", ...junk]],
+    supports_authority: [[true, false, null], junk],
+    relay_transport: [["tcp", "udp", "websocket", "auto", null], ["TCP", "quic", ...junk]],
+    create: [["if_missing", "never", "always", null], ["sometimes", ...junk]],
+    authority_handover: [[true, false, null], junk],
+    extra: [["ignored", ...junk], []],
+    ["__proto__"]: [[{ polluted: true }, ...junk], []],
+  };
+  let accepted = 0;
+  let rejected = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const data: Record<string, unknown> = {};
+    // Random member order; each member absent, valid (mostly) or maybe invalid.
+    for (const name of Object.keys(members).sort(() => random() - 0.5)) {
+      const roll = random();
+      if (roll < 0.25) continue;
+      const [valid, other] = members[name]!;
+      const value = roll < 0.95 || other.length === 0 ? pick(valid) : pick(other);
+      Object.defineProperty(data, name, {
+        value,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    const roll = random();
+    const raw: unknown = roll < 0.9
+      ? { type: "JoinRoom", data }
+      : roll < 0.93
+      ? { data, type: "JoinRoom", extra: 1 }
+      : roll < 0.96
+      ? { type: "JoinRoom", data: pick([null, [], "x", 1, [data]]) }
+      : { type: pick(["joinroom", "JoinAsSpectator", "GameData"]), data };
+    const text = JSON.stringify(raw);
+    const parsed = JSON.parse(text);
+    const schema = ClientMessage.safeParse(parsed);
+    const fast = checkedJoinRoom(JSON.parse(text));
+    if (schema.success) {
+      accepted++;
+      equal(shape(fast), shape(schema.data), text);
+    } else {
+      rejected++;
+      equal(fast, undefined, text);
+    }
+    // And the decoder as a whole answers as the schema does.
+    const decoded = decodeClientMessage(text);
+    equal(decoded.ok, schema.success, text);
+    if (decoded.ok && schema.success) equal(shape(decoded.message), shape(schema.data), text);
+  }
+  // Both sides were exercised.
+  ok(accepted > 2_000 && rejected > 2_000, `${accepted} accepted, ${rejected} rejected`);
 });
