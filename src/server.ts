@@ -311,6 +311,7 @@ export async function startServer(
         directory: cluster.store,
         resolver: cluster.resolver(engine, {
           maxRoomsPerGame: settings.maxRoomsPerGame,
+          maxRoomsPerIp: settings.maxRoomsPerIp ?? 0,
           roomCodeLength: settings.roomCodeLength,
           maxGameNameLength: settings.maxGameNameLength,
           nameRules: settings.nameRules,

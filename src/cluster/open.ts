@@ -26,6 +26,7 @@ export interface OpenCluster {
   /** Builds the edge resolver once the engine exists. */
   resolver(engine: Engine, limits: {
     maxRoomsPerGame: number;
+    maxRoomsPerIp?: number;
     roomCodeLength: number;
     maxGameNameLength: number;
     nameRules: NameRules;

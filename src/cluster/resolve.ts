@@ -76,6 +76,11 @@ export interface ResolverOptions {
   store: ClusterStore;
   staging: Staging;
   maxRoomsPerGame: number;
+  /**
+   * `server.max_rooms_per_ip`: rooms with a seat one client IP key may have created in a game,
+   * across the cluster (docs/spec/SERVER.md §8.3 "Claim"); `0` = no cap. @default 0
+   */
+  maxRoomsPerIp?: number;
   roomCodeLength: number;
   maxGameNameLength: number;
   nameRules: NameRules;
@@ -139,6 +144,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
   const claimAndCreate = async (
     conn: string,
     data: Extract<ClientMessage, { type: "JoinRoom" }>["data"],
+    ip: string,
     now: number,
     staleRecord?: DirectoryRecord,
   ): Promise<Resolution> => {
@@ -148,6 +154,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const caps = {
       maxRoomsPerGame: options.maxRoomsPerGame,
       ...(maxAppRooms !== undefined ? { maxAppRooms } : {}),
+      ...(options.maxRoomsPerIp ? { maxRoomsPerIp: options.maxRoomsPerIp } : {}),
     };
     const given = data.room_code?.toUpperCase();
     const events: EdgeEvent[] = [];
@@ -163,6 +170,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         createdAt: now,
         home: node,
         ...(appId !== undefined ? { appId } : {}),
+        // The engine's `creatorIp` of the room (the same client IP key), for the per-IP cap.
+        ...(ip !== "" ? { creatorIp: ip } : {}),
         summary: {
           room_code: code,
           game_name: data.game_name,
@@ -186,6 +195,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       if (claimed.status === "capped") {
         const reason = claimed.scope === "game"
           ? `Game \`${data.game_name}\` already has ${claimed.count} rooms (limit ${claimed.limit})`
+          : claimed.scope === "ip"
+          ? `Your address already has ${claimed.count} rooms of game \`${data.game_name}\` (limit ${claimed.limit})`
           : `App \`${appId}\` already has ${claimed.count} rooms (limit ${claimed.limit})`;
         return joinFailedReply(reason, "MAX_ROOMS_PER_GAME_EXCEEDED", true);
       }
@@ -228,7 +239,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     if (creating) {
       const limited = await take("creation", ip, now);
       if (limited) return rateLimited(limited, "create", true);
-      return claimAndCreate(conn, data, now);
+      return claimAndCreate(conn, data, ip, now);
     }
     const code = data.room_code!.toUpperCase();
     const limited = await take("join", ip, now);
@@ -255,7 +266,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     if (joinOnly) return { kind: "local" };
     const limitedCreate = await take("creation", ip, now);
     if (limitedCreate) return rateLimited(limitedCreate, "create", true);
-    return claimAndCreate(conn, data, now, staleRecord);
+    return claimAndCreate(conn, data, ip, now, staleRecord);
   };
 
   const joinAsSpectator = async (

@@ -267,6 +267,7 @@ async function startNode(
       store,
       staging,
       maxRoomsPerGame: engineSettings.maxRoomsPerGame,
+      maxRoomsPerIp: engineSettings.maxRoomsPerIp ?? 0,
       roomCodeLength: engineSettings.roomCodeLength,
       maxGameNameLength: engineSettings.maxGameNameLength,
       nameRules: engineSettings.nameRules,

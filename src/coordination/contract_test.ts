@@ -333,6 +333,60 @@ for (const impl of IMPLEMENTATIONS) {
 
   contract(
     impl,
+    `RoomDirectory (%): rooms without a seat stop counting against the game and IP caps`,
+    async (cleanups) => {
+      const directory = await impl.directory(cleanups);
+      const caps = { maxRoomsPerGame: 2, maxRoomsPerIp: 1 };
+      const ip = { creatorIp: "203.0.113.7" };
+      // A claimed room counts before its first refresh (its creator is about to sit).
+      deepEqual(await directory.claim(record("AAAAAA", { ...ip, players: 0 }), caps), {
+        status: "ok",
+      });
+      deepEqual(await directory.claim(record("BBBBBB", ip), caps), {
+        status: "capped",
+        scope: "ip",
+        count: 1,
+        limit: 1,
+      });
+      deepEqual(await directory.claim(record("BBBBBB", { creatorIp: "198.51.100.1" }), caps), {
+        status: "ok",
+      });
+      deepEqual(await directory.claim(record("CCCCCC"), caps), {
+        status: "capped",
+        scope: "game",
+        count: 2,
+        limit: 2,
+      });
+      // AAAAAA loses its last seat: it no longer counts for the game nor for its creator's IP.
+      equal(await directory.refresh(record("AAAAAA", { ...ip, players: 0 })), "refreshed");
+      deepEqual(await directory.claim(record("CCCCCC", ip), caps), { status: "ok" });
+      ok(await directory.lookup("orbit", "AAAAAA"), "the empty room's entry stays");
+      deepEqual(await directory.claim(record("DDDDDD"), caps), {
+        status: "capped",
+        scope: "game",
+        count: 2,
+        limit: 2,
+      });
+      // A seat again: it counts again (a refresh is never refused, the count may exceed the cap).
+      equal(await directory.refresh(record("AAAAAA", { ...ip, players: 1 })), "refreshed");
+      deepEqual(await directory.claim(record("DDDDDD"), caps), {
+        status: "capped",
+        scope: "game",
+        count: 3,
+        limit: 2,
+      });
+      // Released rooms free their slots; other games and IPs are separate.
+      await directory.release("orbit", "AAAAAA", "id-AAAAAA");
+      await directory.release("orbit", "CCCCCC", "id-CCCCCC");
+      deepEqual(await directory.claim(record("DDDDDD", ip), caps), { status: "ok" });
+      deepEqual(await directory.claim(record("EEEEEE", { ...ip, gameName: "other" }), caps), {
+        status: "ok",
+      });
+    },
+  );
+
+  contract(
+    impl,
     `RoomDirectory (%): refresh rewrites, re-creates or reports a conflict`,
     async (cleanups) => {
       const directory = await impl.directory(cleanups);
