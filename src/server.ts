@@ -312,6 +312,7 @@ export async function startServer(
         resolver: cluster.resolver(engine, {
           maxRoomsPerGame: settings.maxRoomsPerGame,
           maxRoomsPerIp: settings.maxRoomsPerIp ?? 0,
+          enableReconnection: settings.enableReconnection,
           roomCodeLength: settings.roomCodeLength,
           maxGameNameLength: settings.maxGameNameLength,
           nameRules: settings.nameRules,

@@ -47,6 +47,10 @@ export class MemoryStore implements ClusterStore {
         settings.buckets.creation.windowMs,
       ),
       join: new KeyedBuckets(settings.buckets.join.capacity, settings.buckets.join.windowMs),
+      reconnect: new KeyedBuckets(
+        settings.buckets.reconnect.capacity,
+        settings.buckets.reconnect.windowMs,
+      ),
     };
   }
 

@@ -27,6 +27,7 @@ export interface OpenCluster {
   resolver(engine: Engine, limits: {
     maxRoomsPerGame: number;
     maxRoomsPerIp?: number;
+    enableReconnection?: boolean;
     roomCodeLength: number;
     maxGameNameLength: number;
     nameRules: NameRules;
@@ -68,6 +69,7 @@ export function openCluster(
     buckets: {
       creation: { capacity: config.rate_limit.max_room_creations, windowMs },
       join: { capacity: config.rate_limit.max_join_attempts, windowMs },
+      reconnect: { capacity: config.rate_limit.max_reconnect_attempts, windowMs },
     },
     timeoutMs: cluster.forward_timeout_ms,
   });

@@ -11,7 +11,11 @@ import type { BucketKind } from "../coordination/buckets.ts";
 import type { DirectoryRecord } from "../coordination/directory.ts";
 import type { Engine } from "../engine/engine.ts";
 import { CODE_ATTEMPTS } from "../engine/engine.ts";
-import { creationLimitReason, joinLimitReason } from "../engine/rate_limits.ts";
+import {
+  creationLimitReason,
+  joinLimitReason,
+  reconnectLimitReason,
+} from "../engine/rate_limits.ts";
 import { gameScope } from "../engine/room.ts";
 import { checkGameName, checkPlayerName, checkRoomCode } from "../engine/validation.ts";
 import type { NameRules } from "../engine/validation.ts";
@@ -84,6 +88,11 @@ export interface ResolverOptions {
   roomCodeLength: number;
   maxGameNameLength: number;
   nameRules: NameRules;
+  /**
+   * `server.enable_reconnection`: when off, `Reconnect` takes no token and the engine answers
+   * `RECONNECTION_FAILED`. @default true
+   */
+  enableReconnection?: boolean;
   /** An app's `max_rooms`, if it has one. */
   appMaxRooms: (appId: string) => number | undefined;
   /** Whether the epoch's grace window is running at `now` (docs/spec/SERVER.md §8.3). */
@@ -125,7 +134,9 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     if (taken.ok) return undefined;
     return kind === "creation"
       ? creationLimitReason(taken.retryAfterSecs)
-      : joinLimitReason(taken.retryAfterSecs);
+      : kind === "join"
+      ? joinLimitReason(taken.retryAfterSecs)
+      : reconnectLimitReason(taken.retryAfterSecs);
   };
 
   /** Throws while Redis is known not to answer (the caller's catch answers SERVICE_UNAVAILABLE). */
@@ -313,18 +324,37 @@ export function clusterResolver(options: ResolverOptions): Resolver {
   };
 
   const reconnect = async (
+    take: typeof takeToken,
     message: Extract<ClientMessage, { type: "Reconnect" }>,
+    ip: string,
     staleHome: NodeId | undefined,
     now: number,
   ): Promise<Resolution> => {
-    const roomId = message.data.room_id;
-    if (engine.hasRoomId(roomId)) return { kind: "local" };
-    const resolved = await store.resolveRoomId(roomId);
     const failed = (reason: string, code: ErrorCode): Resolution =>
       reply({ type: "ReconnectionFailed", data: { reason, error_code: code } }, [{
         type: "reconnect_failed",
         errorCode: code,
       }]);
+    // The per-IP reconnect bucket, global (docs/spec/SERVER.md §3.4, §8.3): first, as in the engine,
+    // unless reconnection is off (the engine then answers RECONNECTION_FAILED).
+    if (options.enableReconnection ?? true) {
+      const limited = await take("reconnect", ip, now);
+      if (limited) {
+        return reply(
+          {
+            type: "ReconnectionFailed",
+            data: { reason: limited, error_code: "RATE_LIMIT_EXCEEDED" },
+          },
+          [
+            { type: "reconnect_failed", errorCode: "RATE_LIMIT_EXCEEDED" },
+            { type: "rate_limited", scope: "reconnect" },
+          ],
+        );
+      }
+    }
+    const roomId = message.data.room_id;
+    if (engine.hasRoomId(roomId)) return { kind: "local" };
+    const resolved = await store.resolveRoomId(roomId);
     switch (resolved.status) {
       case "absent":
         if (options.inGrace(now)) return reply(unavailable(message));
@@ -351,7 +381,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         case "JoinAsSpectator":
           return await joinAsSpectator(take, conn, message, ip, now, staleHome);
         case "Reconnect":
-          return await reconnect(message, staleHome, now);
+          return await reconnect(take, message, ip, staleHome, now);
         default:
           return { kind: "local" };
       }

@@ -208,6 +208,7 @@ function storeSettings(ttlMs: number, prefix: string): StoreSettings {
     buckets: {
       creation: { capacity: 1000, windowMs: 60_000 },
       join: { capacity: 1000, windowMs: 60_000 },
+      reconnect: { capacity: 1000, windowMs: 60_000 },
     },
     timeoutMs: 1_000,
   };
@@ -268,6 +269,7 @@ async function startNode(
       staging,
       maxRoomsPerGame: engineSettings.maxRoomsPerGame,
       maxRoomsPerIp: engineSettings.maxRoomsPerIp ?? 0,
+      enableReconnection: engineSettings.enableReconnection,
       roomCodeLength: engineSettings.roomCodeLength,
       maxGameNameLength: engineSettings.maxGameNameLength,
       nameRules: engineSettings.nameRules,

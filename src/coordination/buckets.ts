@@ -8,8 +8,11 @@
  */
 import type { Awaitable } from "./awaitable.ts";
 
-/** Which bucket: room creations or join attempts (lookups and listings included), per IP. */
-export type BucketKind = "creation" | "join";
+/**
+ * Which bucket, per IP: room creations, join attempts (lookups and listings included), or
+ * `Reconnect` attempts (`rate_limit.max_reconnect_attempts`, docs/spec/SERVER.md §3.4).
+ */
+export type BucketKind = "creation" | "join" | "reconnect";
 
 /** The answer to a take: a token was taken, or how long until one is available. */
 export type BucketTake =

@@ -30,6 +30,7 @@ import { IGNORE_WITHOUT_REDIS, startRedis } from "../../tests/redis_server.ts";
 interface BucketSpec {
   creation: number;
   join: number;
+  reconnect: number;
   windowMs: number;
 }
 
@@ -187,7 +188,9 @@ async function redisRouters(cleanups: Cleanups): Promise<ClusterRouters> {
 }
 
 /** Store settings of a contract run with bucket sizes `spec` (T = 30 s). */
-function storeSettings(spec: BucketSpec = { creation: 1, join: 1, windowMs: 60_000 }) {
+function storeSettings(
+  spec: BucketSpec = { creation: 1, join: 1, reconnect: 1, windowMs: 60_000 },
+) {
   return {
     prefix: "contract:",
     ttlMs: 30_000,
@@ -195,6 +198,7 @@ function storeSettings(spec: BucketSpec = { creation: 1, join: 1, windowMs: 60_0
     buckets: {
       creation: { capacity: spec.creation, windowMs: spec.windowMs },
       join: { capacity: spec.join, windowMs: spec.windowMs },
+      reconnect: { capacity: spec.reconnect, windowMs: spec.windowMs },
     },
     timeoutMs: 5_000,
   };
@@ -218,6 +222,7 @@ const IMPLEMENTATIONS: Implementation[] = [{
       new RateLimits({
         maxRoomCreations: spec.creation,
         maxJoinAttempts: spec.join,
+        maxReconnectAttempts: spec.reconnect,
         windowMs: spec.windowMs,
       }),
     ),
@@ -459,7 +464,10 @@ for (const impl of IMPLEMENTATIONS) {
     impl,
     `TokenBuckets (%): takes until empty, then says when, per kind and key`,
     async (cleanups) => {
-      const buckets = await impl.buckets({ creation: 2, join: 1, windowMs: 60_000 }, cleanups);
+      const buckets = await impl.buckets(
+        { creation: 2, join: 1, reconnect: 3, windowMs: 60_000 },
+        cleanups,
+      );
       deepEqual(await buckets.take("creation", "10.0.0.1", T0), { ok: true });
       deepEqual(await buckets.take("creation", "10.0.0.1", T0), { ok: true });
       deepEqual(await buckets.take("creation", "10.0.0.1", T0), { ok: false, retryAfterSecs: 30 });
@@ -467,6 +475,10 @@ for (const impl of IMPLEMENTATIONS) {
       deepEqual(await buckets.take("creation", "10.0.0.2", T0), { ok: true }, "keys are separate");
       deepEqual(await buckets.take("join", "10.0.0.1", T0 + 1), { ok: false, retryAfterSecs: 60 });
       deepEqual(await buckets.take("creation", "10.0.0.1", T0 + 30_000), { ok: true }, "refilled");
+      for (let i = 0; i < 3; i++) {
+        deepEqual(await buckets.take("reconnect", "10.0.0.1", T0), { ok: true }, `reconnect ${i}`);
+      }
+      deepEqual(await buckets.take("reconnect", "10.0.0.1", T0), { ok: false, retryAfterSecs: 20 });
     },
   );
 

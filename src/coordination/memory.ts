@@ -180,7 +180,11 @@ export class MemoryTokenBuckets implements TokenBuckets {
   take(kind: BucketKind, key: string, now: number): BucketTake {
     const limits = this.#limits;
     if (!limits) return TAKEN;
-    return kind === "creation" ? limits.takeCreation(key, now) : limits.takeJoin(key, now);
+    return kind === "creation"
+      ? limits.takeCreation(key, now)
+      : kind === "join"
+      ? limits.takeJoin(key, now)
+      : limits.takeReconnect(key, now);
   }
 }
 

@@ -31,10 +31,10 @@ export interface RateLimitOptions {
   /** Most client IPs remembered per bucket kind between sweeps. @default 100_000 */
   maxTrackedIps?: number;
   /**
-   * Cluster mode: the edge takes the creation and join tokens from the global buckets in Redis
-   * before a request reaches the engine (docs/spec/SERVER.md §8.2, §8.3), so
-   * {@linkcode RateLimits.takeCreation} and {@linkcode RateLimits.takeJoin} always succeed here;
-   * the reconnect and failed-`Authenticate` buckets stay per node. @default false
+   * Cluster mode: the edge takes the creation, join and reconnect tokens from the global buckets
+   * in Redis before a request reaches the engine (docs/spec/SERVER.md §8.2, §8.3), so
+   * {@linkcode RateLimits.takeCreation}, {@linkcode RateLimits.takeJoin} and
+   * {@linkcode RateLimits.takeReconnect} always succeed here. @default false
    */
   roomTokensElsewhere?: boolean;
 }
@@ -88,6 +88,7 @@ export class RateLimits {
 
   /** Takes a reconnect token for `ip` at `now` (ms) (`Reconnect`, docs/spec/SERVER.md §3.4). */
   takeReconnect(ip: string, now: number): Take {
+    if (this.#roomTokensElsewhere) return TAKEN;
     return this.#reconnects.take(ip, now);
   }
 
