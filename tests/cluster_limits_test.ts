@@ -1,7 +1,7 @@
 /**
  * Cluster mode keeps the per-IP limits the engine owns in single-instance mode (docs/spec/SERVER.md
- * §3.4, §8.2): the failed-`Authenticate` lockout (per node) and the `Reconnect` bucket (global,
- * in Redis like the creation and join buckets). Instances in process on a private redis-server
+ * §3.4, §8.2): the failed-`Authenticate` lockout and the `Reconnect` bucket, both global (in
+ * Redis like the creation and join buckets). Instances in process on a private redis-server
  * behind the round-robin proxy (tests/cluster_serve.ts).
  */
 import { deepEqual } from "node:assert/strict";
@@ -10,7 +10,8 @@ import { TestClient, testConfig } from "./helpers.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
 
 Deno.test({
-  name: "cluster: wrong secrets lock out the address after max_auth_failures",
+  name:
+    "cluster: wrong secrets through three instances lock out the address after max_auth_failures, globally",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
     await using server = await serveCluster(
@@ -27,9 +28,11 @@ Deno.test({
         }];
       }),
       {},
-      1,
+      3,
     );
     const codes: string[] = [];
+    // One connection per attempt, spread over the instances by the round-robin proxy: per
+    // instance (3 each) none would be refused.
     for (let i = 0; i < 5; i++) {
       await using guess = await TestClient.connect(server.wsUrl);
       guess.send({

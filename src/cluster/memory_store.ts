@@ -51,6 +51,10 @@ export class MemoryStore implements ClusterStore {
         settings.buckets.reconnect.capacity,
         settings.buckets.reconnect.windowMs,
       ),
+      auth_failure: new KeyedBuckets(
+        settings.buckets.auth_failure.capacity,
+        settings.buckets.auth_failure.windowMs,
+      ),
     };
   }
 
@@ -284,21 +288,32 @@ export class MemoryStore implements ClusterStore {
     });
   }
 
-  async take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+  take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+    return this.#bucket(kind, key, now, true);
+  }
+
+  check(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+    return this.#bucket(kind, key, now, false);
+  }
+
+  async #bucket(kind: BucketKind, key: string, now: number, take: boolean): Promise<BucketTake> {
     try {
       return await this.#call(() => {
         const spec = this.#settings.buckets[kind];
         const bucketKey = `bucket:${kind}:${key}`;
         let buckets = this.#get<KeyedBuckets>(bucketKey);
         if (buckets === undefined) {
+          if (!take) return { ok: true as const };
           buckets = new KeyedBuckets(spec.capacity, spec.windowMs, 1);
           this.#set(bucketKey, buckets, 2 * spec.windowMs);
         }
+        if (!take) return buckets.check(key, now);
         this.#items.get(bucketKey)!.expiresAt = this.#now() + 2 * spec.windowMs;
         return buckets.take(key, now);
       });
     } catch {
-      return this.#fallback[kind].take(key, now);
+      const fallback = this.#fallback[kind];
+      return take ? fallback.take(key, now) : fallback.check(key, now);
     }
   }
 

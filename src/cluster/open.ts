@@ -70,6 +70,7 @@ export function openCluster(
       creation: { capacity: config.rate_limit.max_room_creations, windowMs },
       join: { capacity: config.rate_limit.max_join_attempts, windowMs },
       reconnect: { capacity: config.rate_limit.max_reconnect_attempts, windowMs },
+      auth_failure: { capacity: config.rate_limit.max_auth_failures, windowMs },
     },
     timeoutMs: cluster.forward_timeout_ms,
   });

@@ -293,7 +293,8 @@ return 1
 
 /**
  * Take (token bucket in token-milliseconds, as engine/token_bucket.ts). KEYS: bucket. ARGV:
- * capacity, window ms, now. Returns 0 (taken) or the whole seconds to wait (≥ 1).
+ * capacity, window ms, now, "0" to only look (nothing written). Returns 0 (a token is there, and
+ * was taken unless looking) or the whole seconds to wait (≥ 1).
  */
 const TAKE = new Script(`
 local cap = tonumber(ARGV[1])
@@ -314,7 +315,9 @@ if now > at then
 end
 local wait = 0
 if units >= win then units = units - win else wait = (win - units) / cap end
-redis.call('SET', KEYS[1], string.format('%.0f:%.0f', units, at), 'PX', 2 * win)
+if ARGV[4] ~= '0' then
+  redis.call('SET', KEYS[1], string.format('%.0f:%.0f', units, at), 'PX', 2 * win)
+end
 if wait == 0 then return 0 end
 return math.max(1, math.ceil(wait / 1000))
 `);
@@ -376,6 +379,10 @@ export class RedisStore implements ClusterStore {
       reconnect: new KeyedBuckets(
         settings.buckets.reconnect.capacity,
         settings.buckets.reconnect.windowMs,
+      ),
+      auth_failure: new KeyedBuckets(
+        settings.buckets.auth_failure.capacity,
+        settings.buckets.auth_failure.windowMs,
       ),
     };
   }
@@ -627,7 +634,15 @@ export class RedisStore implements ClusterStore {
     return records.sort(oldestFirst).slice(0, limit);
   }
 
-  async take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+  take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+    return this.#bucket(kind, key, now, true);
+  }
+
+  check(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+    return this.#bucket(kind, key, now, false);
+  }
+
+  async #bucket(kind: BucketKind, key: string, now: number, take: boolean): Promise<BucketTake> {
     const spec = this.#settings.buckets[kind];
     try {
       const wait = Number(
@@ -635,12 +650,14 @@ export class RedisStore implements ClusterStore {
           String(spec.capacity),
           String(spec.windowMs),
           String(now),
-        ], "take"),
+          take ? "1" : "0",
+        ], take ? "take" : "check"),
       );
       return wait === 0 ? { ok: true } : { ok: false, retryAfterSecs: wait };
     } catch {
       // Redis unreachable: this node's own bucket (docs/spec/SERVER.md §8.4.3).
-      return this.#fallback[kind].take(key, now);
+      const fallback = this.#fallback[kind];
+      return take ? fallback.take(key, now) : fallback.check(key, now);
     }
   }
 

@@ -21,6 +21,7 @@ function settings(overrides: Partial<StoreSettings> = {}): StoreSettings {
       creation: { capacity: 1, windowMs: 60_000 },
       join: { capacity: 2, windowMs: 60_000 },
       reconnect: { capacity: 3, windowMs: 60_000 },
+      auth_failure: { capacity: 3, windowMs: 60_000 },
     },
     timeoutMs: 2_000,
     ...overrides,

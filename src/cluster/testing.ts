@@ -209,6 +209,7 @@ function storeSettings(ttlMs: number, prefix: string): StoreSettings {
       creation: { capacity: 1000, windowMs: 60_000 },
       join: { capacity: 1000, windowMs: 60_000 },
       reconnect: { capacity: 1000, windowMs: 60_000 },
+      auth_failure: { capacity: 1000, windowMs: 60_000 },
     },
     timeoutMs: 1_000,
   };

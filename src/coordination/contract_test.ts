@@ -199,6 +199,7 @@ function storeSettings(
       creation: { capacity: spec.creation, windowMs: spec.windowMs },
       join: { capacity: spec.join, windowMs: spec.windowMs },
       reconnect: { capacity: spec.reconnect, windowMs: spec.windowMs },
+      auth_failure: { capacity: spec.reconnect, windowMs: spec.windowMs },
     },
     timeoutMs: 5_000,
   };
@@ -223,6 +224,7 @@ const IMPLEMENTATIONS: Implementation[] = [{
         maxRoomCreations: spec.creation,
         maxJoinAttempts: spec.join,
         maxReconnectAttempts: spec.reconnect,
+        maxAuthFailures: spec.reconnect,
         windowMs: spec.windowMs,
       }),
     ),
@@ -479,6 +481,17 @@ for (const impl of IMPLEMENTATIONS) {
         deepEqual(await buckets.take("reconnect", "10.0.0.1", T0), { ok: true }, `reconnect ${i}`);
       }
       deepEqual(await buckets.take("reconnect", "10.0.0.1", T0), { ok: false, retryAfterSecs: 20 });
+      // check looks without taking (the failed-Authenticate budget, same capacity here).
+      for (let i = 0; i < 5; i++) {
+        deepEqual(await buckets.check("auth_failure", "10.0.0.1", T0), { ok: true }, `check ${i}`);
+      }
+      for (let i = 0; i < 3; i++) await buckets.take("auth_failure", "10.0.0.1", T0);
+      deepEqual(await buckets.check("auth_failure", "10.0.0.1", T0), {
+        ok: false,
+        retryAfterSecs: 20,
+      });
+      deepEqual(await buckets.check("auth_failure", "10.0.0.1", T0 + 20_000), { ok: true });
+      deepEqual(await buckets.check("reconnect", "10.0.0.2", T0), { ok: true });
     },
   );
 

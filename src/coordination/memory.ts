@@ -184,7 +184,15 @@ export class MemoryTokenBuckets implements TokenBuckets {
       ? limits.takeCreation(key, now)
       : kind === "join"
       ? limits.takeJoin(key, now)
-      : limits.takeReconnect(key, now);
+      : kind === "reconnect"
+      ? limits.takeReconnect(key, now)
+      : limits.bucket(kind).take(key, now);
+  }
+
+  check(kind: BucketKind, key: string, now: number): BucketTake {
+    const limits = this.#limits;
+    if (!limits) return TAKEN;
+    return limits.bucket(kind).check(key, now);
   }
 }
 
