@@ -345,6 +345,7 @@ export async function startServer(
     registerClusterMetrics(metrics.registry, cluster.node, edge);
     // Redis queries and their round trips (docs/spec/SERVER.md §6.3 #19, #23, #63).
     cluster.store.onQuery = metrics.queries();
+    cluster.bus.onPublished = metrics.publishLatency();
     cluster.start();
   }
   let draining = false;

@@ -22,6 +22,8 @@ const log = getLogger(["signal-fish", "cluster"]);
 export interface OpenCluster {
   node: ClusterNode;
   store: RedisStore;
+  /** The node's bus (its publish round trips feed docs/spec/SERVER.md §6.3 #67). */
+  bus: RedisBus;
   staging: Staging;
   /** Builds the edge resolver once the engine exists. */
   resolver(engine: Engine, limits: {
@@ -91,6 +93,7 @@ export function openCluster(
   return {
     node: started,
     store,
+    bus,
     staging,
     setEngine: (engine) => engineRef = engine,
     resolver: (engine, limits) =>
