@@ -71,6 +71,8 @@ interface Server {
   name: string;
   url: string;
   stop(): Promise<void>;
+  /** Runs before each of this server's rounds. */
+  before?: () => void;
 }
 
 /** The production transport of the tree at `root`. */
@@ -233,6 +235,12 @@ async function main(): Promise<void> {
       duration: { type: "string", default: "3" },
       rooms: { type: "string", default: "50" },
       inflight: { type: "string", default: "2" },
+      /**
+       * This tree's transport with its direct reads and writes off, then on, alternately (one
+       * server, connections accepted anew each round; `directReads` and `directWrites` of
+       * `src/transport/websocket.ts`).
+       */
+      "direct-ab": { type: "boolean", default: false },
       /** Memory per held idle connection instead of CPU: connections per round. */
       hold: { type: "string", default: "0" },
     },
@@ -246,6 +254,18 @@ async function main(): Promise<void> {
   if (!values["no-deno"]) servers.push(denoServer());
   // `--tree -`: no tree (`Deno.serve` alone, e.g. for a memory figure in a fresh process).
   for (const tree of values.tree) if (tree !== "-") servers.push(await treeServer(tree, tree));
+  if (values["direct-ab"]) {
+    const { directReads, directWrites } = await import("../src/transport/websocket.ts");
+    const server = servers.pop()!;
+    const set = (on: boolean) => () => {
+      directReads.enabled = on;
+      directWrites.enabled = on;
+    };
+    servers.push(
+      { ...server, name: "stream i/o", before: set(false) },
+      { ...server, name: "direct i/o", before: set(true), stop: async () => {} },
+    );
+  }
   const rounds = Math.min(Number(values.rounds), 40);
   const hold = Math.min(Number(values.hold), 20_000);
   if (hold > 0) {
@@ -268,6 +288,7 @@ async function main(): Promise<void> {
     const order = i % 2 ? [...servers].reverse() : servers;
     const line: string[] = [];
     for (const server of order) {
+      server.before?.();
       const { usPerDelivery, deliveries } = await round(server, options);
       results.get(server.name)!.push(usPerDelivery);
       line.push(`${server.name} ${usPerDelivery.toFixed(2)} µs (${deliveries})`);

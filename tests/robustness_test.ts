@@ -171,6 +171,18 @@ Deno.test("An idle connection is pinged after ping_timeout/2 and closed with 100
   equal(elapsed >= 1900 && elapsed < 5000, true, `closed after ${elapsed} ms`);
 });
 
+Deno.test("A connection that only answers pings outlives ping_timeout, as do its neighbours", async () => {
+  await using server = await serve((config) => config.server.ping_timeout = 2);
+  // Deno's WebSocket answers pings by itself; neither client sends a message for 3 s.
+  await using quiet = await connect(server);
+  await using other = await connect(server);
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  quiet.send({ type: "Ping" });
+  equal((await quiet.next("Pong")).type, "Pong");
+  other.send({ type: "Ping" });
+  equal((await other.next("Pong")).type, "Pong");
+});
+
 Deno.test("The maintenance sweep deletes inactive rooms and tells their members", {
   ignore: inProcessOnly("it reads server.engine.lookup()"),
 }, async () => {

@@ -7,6 +7,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import process from "node:process";
 import { setImmediate } from "node:timers";
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
@@ -368,10 +369,17 @@ let scratch: Buffer = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
 class FramedSocket implements OutboundSocket {
   readonly #ws: WsSocket;
   readonly #stream: Socket;
+  /** The socket's TCP handle when batches are handed to it directly ({@linkcode writeHandle}). */
+  readonly #handle: WriteHandle | undefined;
+  readonly #state: WritableState;
+  /** Bytes handed to {@linkcode #handle} that the kernel has not taken yet. */
+  pending = 0;
 
   constructor(ws: WsSocket, stream: Socket) {
     this.#ws = ws;
     this.#stream = stream;
+    this.#handle = writeHandle(stream);
+    this.#state = (stream as unknown as { _writableState: WritableState })._writableState;
   }
 
   get readyState(): number {
@@ -380,7 +388,7 @@ class FramedSocket implements OutboundSocket {
 
   /** Bytes written to the connection and not yet taken by the kernel. */
   get bufferedAmount(): number {
-    return this.#stream.writableLength;
+    return this.#stream.writableLength + this.pending;
   }
 
   send(frame: string | Uint8Array): void {
@@ -389,7 +397,28 @@ class FramedSocket implements OutboundSocket {
 
   sendMany(frames: readonly (string | Uint8Array)[], count: number): void {
     const stream = this.#stream;
-    if (stream.writableLength !== 0) {
+    const handle = this.#handle;
+    const state = this.#state;
+    // Straight to the handle while the stream holds nothing (nothing of `ws`' to overtake) and
+    // is open for writing.
+    if (handle !== undefined && state.length === 0 && !state.ending && !state.destroyed) {
+      const queued = this.pending !== 0;
+      const bytes = encodeFrames(frames, count, queued ? undefined : scratch);
+      const request = new DirectWrite(this, stream, bytes.byteLength);
+      const status = handle.writeBuffer(request, bytes);
+      if (status !== 0) {
+        stream.destroy(writeError(status));
+        return;
+      }
+      if ((streamBaseState?.[kLastWriteWasAsync] ?? 1) !== 0) {
+        // The kernel did not take it all: the handle keeps a view until written.
+        request.counted = true;
+        this.pending += bytes.byteLength;
+        if (bytes.buffer === scratch.buffer) scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+      }
+      return;
+    }
+    if (stream.writableLength !== 0 || this.pending !== 0) {
       // Queued behind earlier bytes: the stream keeps this buffer until then; one of its own.
       stream.write(encodeFrames(frames, count));
       return;
@@ -413,6 +442,105 @@ class FramedSocket implements OutboundSocket {
   }
 }
 
+/**
+ * The write side of the native TCP handle under a `node:net` socket (Deno 2.x, private to the
+ * runtime, like `ReadHandle`): `writeBuffer` writes what the kernel takes at once and queues the
+ * rest behind every write handed to the handle before (the stream's own included), keeping a
+ * view of it; `streamBaseState[kLastWriteWasAsync]` then says whether it queued, and only then
+ * is `request.oncomplete` called, with 0 when written, or with a negative error number when the
+ * write failed or the socket was closed first. A shutdown (`end()`) waits for queued writes.
+ */
+interface WriteHandle {
+  writeBuffer(request: { oncomplete(status: number): void }, bytes: Uint8Array): number;
+}
+
+/** The runtime's record of the last handle write (Node's `internalBinding('stream_wrap')`). */
+const { streamBaseState, kLastWriteWasAsync } = streamWrap();
+
+function streamWrap(): { streamBaseState?: Uint8Array | Int32Array; kLastWriteWasAsync: number } {
+  try {
+    const binding = (process as unknown as { binding(name: string): Record<string, unknown> })
+      .binding("stream_wrap");
+    const state = binding.streamBaseState;
+    const index = binding.kLastWriteWasAsync;
+    if (ArrayBuffer.isView(state) && typeof index === "number") {
+      return { streamBaseState: state as Int32Array, kLastWriteWasAsync: index };
+    }
+  } catch {
+    // Not available: batches go through the stream.
+  }
+  return { kLastWriteWasAsync: 0 };
+}
+
+/** What `FramedSocket` reads of a `Writable`'s state (Node's `_writableState`). */
+interface WritableState {
+  /** Bytes the stream holds: written to the handle and not done, or waiting. */
+  readonly length: number;
+  readonly ending: boolean;
+  readonly destroyed: boolean;
+}
+
+/** Connections whose batches go straight to the TCP handle (see {@linkcode writeHandle}). */
+export const directWrites = {
+  sockets: 0,
+  /** Off: sockets accepted from then on write through the stream (for A/B measurements). */
+  enabled: true,
+};
+
+/**
+ * The TCP handle of a plain-TCP socket whose batches can be handed to it directly, skipping the
+ * socket's `Writable` (`write` → `_writeGeneric` → a `WriteWrap` with an async id per write →
+ * completion callbacks): the write's JavaScript besides the system call went from 1.04 to 0.29
+ * profiled µs per delivery (BENCHMARKS.md "Session 5: relay CPU per delivered message").
+ * Order is kept: a batch goes to the handle only while the stream holds nothing (`ws`' control
+ * frames, when one waits, go first; after a close frame nothing more is sent), and the handle
+ * writes in the order it was given. Bytes the kernel did not take count towards
+ * `bufferedAmount`, so the slow-consumer budget sees them. Undefined (write through the stream)
+ * for TLS sockets and anything that does not look as expected (`tests/direct_reads_test.ts`).
+ */
+function writeHandle(stream: Socket): WriteHandle | undefined {
+  const handle = (stream as unknown as { _handle?: { constructor?: { name?: string } } | null })
+    ._handle;
+  if (
+    !directWrites.enabled || streamBaseState === undefined ||
+    (stream as { encrypted?: boolean }).encrypted === true || !handle ||
+    handle.constructor?.name !== "TCPWrap" ||
+    typeof (handle as Partial<WriteHandle>).writeBuffer !== "function"
+  ) return undefined;
+  directWrites.sockets++;
+  return handle as unknown as WriteHandle;
+}
+
+/** One batch handed to the TCP handle: its completion, when the kernel did not take it at once. */
+class DirectWrite {
+  readonly #socket: FramedSocket;
+  readonly #stream: Socket;
+  readonly #bytes: number;
+  /** Queued by the handle, so counted in the socket's pending bytes. */
+  counted = false;
+
+  constructor(socket: FramedSocket, stream: Socket, bytes: number) {
+    this.#socket = socket;
+    this.#stream = stream;
+    this.#bytes = bytes;
+  }
+
+  /** Called by the handle for a queued write: 0 when written, else a negative error number. */
+  oncomplete(status: number): void {
+    if (this.counted) {
+      this.counted = false;
+      this.#socket.pending -= this.#bytes;
+    }
+    // As the stream does when its own write fails: the connection is done.
+    if (status < 0 && !this.#stream.destroyed) this.#stream.destroy(writeError(status));
+  }
+}
+
+/** The error a failed direct write ends its connection with. */
+function writeError(status: number): Error {
+  return Object.assign(new Error(`write failed (${status})`), { code: "EDIRECTWRITE", status });
+}
+
 const CLOSED: SendFailure = { reason: "closed" };
 
 /** Exact size of a frame on the wire (payload bytes). */
@@ -423,7 +551,127 @@ function byteSize(frame: string | Uint8Array): number {
 /** The parser `ws` keeps in `_receiver` (private to `ws` 8.x; pinned in deno.json). */
 interface Receiver {
   prependListener(event: "error", listener: (error: Error & { code?: string }) => void): void;
-  on(event: "conclude", listener: (code: number) => void): void;
+  on(event: "conclude" | "error", listener: (code: number) => void): void;
+  on(event: "message", listener: (data: Uint8Array, isBinary: boolean) => void): void;
+  listeners(event: "message"): ((...args: never[]) => unknown)[];
+  removeListener(event: "message", listener: (...args: never[]) => unknown): void;
+  /** `Writable.write`: parses `chunk`; false when its buffer is over the high-water mark. */
+  write(chunk: Uint8Array): boolean;
+  /**
+   * The parse step `Writable.write` calls: parses `chunk` and calls `done` (with the protocol
+   * error, if any); synchronously while events are emitted synchronously (a `ws` server's
+   * default) and no extension is negotiated (this server negotiates none).
+   */
+  _write(chunk: Uint8Array, encoding: string, done: (error?: Error | null) => void): void;
+  readonly _allowSynchronousEvents?: boolean;
+  readonly _extensions?: Record<string, unknown>;
+  destroy(error: Error): void;
+}
+
+/**
+ * Takes each message from `ws`' parser itself instead of through the `WebSocket`, whose only
+ * listener of the parser's `message` event re-emits it on the `WebSocket` (one emit and one
+ * call less per message). False, and nothing changed, when the parser's listeners are not that
+ * one (`tests/direct_reads_test.ts` pins it).
+ */
+function hearParser(
+  receiver: Receiver,
+  onMessage: (data: Uint8Array, isBinary: boolean) => void,
+): boolean {
+  const listeners = receiver.listeners("message");
+  if (listeners.length !== 1 || listeners[0]!.name !== "receiverOnMessage") return false;
+  receiver.removeListener("message", listeners[0]!);
+  receiver.on("message", onMessage);
+  return true;
+}
+
+/**
+ * The native TCP handle under a `node:net` socket (Deno 2.x, private to the runtime): it calls
+ * `onread` with each read's bytes, as an `ArrayBuffer` of the bytes read, and `undefined` at
+ * the end of the stream or on an error. `readStart` takes the `onread` set at that moment.
+ */
+interface ReadHandle {
+  onread: (this: ReadHandle, bytes?: ArrayBuffer) => unknown;
+  readStop(): number;
+  readStart(): number;
+}
+
+/** What {@linkcode readsDirect} reads of a `Readable`'s state (Node's `_readableState`). */
+interface ReadableState {
+  readonly destroyed: boolean;
+  readonly flowing: boolean | null;
+  readonly length: number;
+}
+
+/**
+ * Connections whose reads go straight to the `ws` parser, and of those, the ones whose reads
+ * skip `Writable.write` too (for the test that pins this, `tests/direct_reads_test.ts`).
+ */
+export const directReads = {
+  sockets: 0,
+  parsedAtOnce: 0,
+  /**
+   * Off: sockets accepted from then on read through the `Readable` and hear messages from the
+   * `WebSocket` (for A/B measurements, `bench/transport_micro.ts --direct-ab`).
+   */
+  enabled: true,
+};
+
+/**
+ * Hands each read of an upgraded plain-TCP socket straight to `ws`' parser instead of through
+ * the socket's `Readable` (`push` → `addChunk` → `emit("data")` → `ws`' listener →
+ * `Writable.write`): that machinery went from 2.37 to 0.90 profiled µs per delivery with
+ * {@linkcode hearParser} (BENCHMARKS.md "Session 5: relay CPU per delivered message"). The chunk
+ * goes to the parser's own step (`_write`) when it parses synchronously, else to
+ * `receiver.write`, the socket paused when that returns false, as `ws`' listener does. Whenever
+ * the plain path could differ, the read takes it: the socket paused
+ * or holding unread data (order), destroyed, `ws` no longer reading it (after a close frame or
+ * a protocol error, it stops feeding the parser), the end of the stream and errors. TLS
+ * sockets and handles that do not look as expected keep the plain path everywhere
+ * (`tests/direct_reads_test.ts` fails when the runtime or `ws` changes what this relies on).
+ */
+function readsDirect(stream: Socket, receiver: Receiver): void {
+  const handle = (stream as unknown as { _handle?: Partial<ReadHandle> | null })._handle;
+  if (
+    !directReads.enabled || (stream as { encrypted?: boolean }).encrypted === true || !handle ||
+    typeof handle.onread !== "function" || typeof handle.readStop !== "function" ||
+    typeof handle.readStart !== "function"
+  ) return;
+  const plain = handle.onread;
+  // `readable.destroyed`, `readableFlowing` and `readableLength` without their getters.
+  const state = (stream as unknown as { _readableState: ReadableState })._readableState;
+  let feeding = true;
+  const stop = () => feeding = false;
+  receiver.on("conclude", stop);
+  receiver.on("error", stop);
+  stream.once("close", stop);
+  // Parsing synchronously, the parser needs none of `Writable.write`'s queueing: call its parse
+  // step, and end it with the error as `Writable` would (`destroy` emits `error` on the next
+  // tick, which `ws` answers with the close code).
+  const parseAtOnce = typeof receiver._write === "function" &&
+    receiver._allowSynchronousEvents === true &&
+    Object.keys(receiver._extensions ?? {}).length === 0;
+  const parsed = (error?: Error | null) => {
+    if (!error) return;
+    feeding = false;
+    receiver.destroy(error);
+  };
+  handle.onread = function (bytes) {
+    if (
+      feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 && !state.destroyed &&
+      state.flowing === true && state.length === 0
+    ) {
+      if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
+      else if (!receiver.write(Buffer.from(bytes))) stream.pause();
+      return undefined;
+    }
+    return plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
+  };
+  // The handle took `onread` when it started reading: restart it to take this one.
+  handle.readStop();
+  handle.readStart();
+  directReads.sockets++;
+  if (parseAtOnce) directReads.parsedAtOnce++;
 }
 
 /** A writable stream whose `end` may be called again after it finished. */
@@ -445,6 +693,88 @@ function quietEnd(stream: EndableStream): void {
     if (this.writableFinished || this.destroyed) return this;
     return end.apply(this, args);
   };
+}
+
+/** One connection as the idle sweep sees it. */
+interface IdleWatch {
+  /** When the peer last sent something (a message, ping or pong), ms since the epoch. */
+  heardMs: number;
+  /** Pinged since it was last heard from. */
+  pinged: boolean;
+  ping(): void;
+  /** Closes the connection for not answering (1001). */
+  expire(): void;
+}
+
+/**
+ * The idle timeout of every connection with the same `server.ping_timeout` (docs/spec/PROTOCOL.md
+ * §7.10), checked by one interval timer, every quarter of the timeout, while it watches any
+ * connection: a connection silent for half of the timeout is pinged, one silent for all of it
+ * after a ping is closed with 1001, each within a quarter of the timeout of the due time. One
+ * timer for all connections instead of one per connection (a `Timeout` and its runtime timer
+ * per connect and close).
+ */
+class IdleSweep {
+  readonly #watches = new Set<IdleWatch>();
+  readonly #timeoutMs: number;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  /** `timeoutMs`: the idle timeout, ms (at least 1000). */
+  constructor(timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
+  }
+
+  add(watch: IdleWatch): void {
+    this.#watches.add(watch);
+    if (this.#timer !== undefined) return;
+    this.#timer = setInterval(() => this.#sweep(Date.now()), this.#timeoutMs / 4);
+    Deno.unrefTimer(this.#timer as unknown as number);
+  }
+
+  delete(watch: IdleWatch): void {
+    this.#watches.delete(watch);
+    this.#stopWhenIdle();
+  }
+
+  /** No connection left to watch: no timer either. */
+  #stopWhenIdle(): void {
+    if (this.#watches.size > 0 || this.#timer === undefined) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #sweep(now: number): void {
+    const half = this.#timeoutMs / 2;
+    for (const watch of this.#watches) {
+      const silentMs = now - watch.heardMs;
+      try {
+        if (silentMs < half) watch.pinged = false;
+        else if (!watch.pinged) {
+          watch.pinged = true;
+          watch.ping();
+        } else if (silentMs >= this.#timeoutMs) {
+          this.#watches.delete(watch);
+          watch.expire();
+        }
+      } catch (error) {
+        // One connection's failure must not stop the sweep for the others.
+        log.error("Idle sweep: {error}", { error });
+      }
+    }
+    this.#stopWhenIdle();
+  }
+}
+
+/** One idle sweep per timeout, seconds. */
+const idleSweeps = new Map<number, IdleSweep>();
+
+function idleSweep(timeoutSecs: number): IdleSweep {
+  let sweep = idleSweeps.get(timeoutSecs);
+  if (!sweep) {
+    sweep = new IdleSweep(Math.max(1000, timeoutSecs * 1000));
+    idleSweeps.set(timeoutSecs, sweep);
+  }
+  return sweep;
 }
 
 /** The close reason of a connection closed for not answering pings (1001, docs/spec/PROTOCOL.md §7.10). */
@@ -499,11 +829,11 @@ export function acceptWebSocket(
   let id: string | undefined;
   let ws: WsSocket | undefined;
   let closed = false;
-  let idleTimer: ReturnType<typeof setInterval> | undefined;
+  let idle: IdleWatch | undefined;
   const teardown = (closeCode?: number) => {
     if (closed) return;
     closed = true;
-    clearInterval(idleTimer);
+    if (idle) idleSweep(options.idleTimeoutSecs).delete(idle);
     if (id !== undefined) edge.disconnect(id, Date.now(), undefined, closeCode);
     options.onClosed?.();
   };
@@ -526,31 +856,28 @@ export function acceptWebSocket(
     const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream, true);
     id = edge.connect(peer, { ip: options.ip, tokenBinding: options.tokenBinding?.binding });
     const connection = id;
-    // Idle timeout (docs/spec/PROTOCOL.md §7.10): checked every half of it; traffic or a pong resets it.
-    let heard = false;
-    let pinged = false;
-    const halfMs = Math.max(500, options.idleTimeoutSecs * 500);
-    idleTimer = setInterval(() => {
-      if (heard) {
-        heard = false;
-        pinged = false;
-      } else if (!pinged) {
-        pinged = true;
-        socket.ping();
-      } else {
+    // Idle timeout (docs/spec/PROTOCOL.md §7.10): one sweep for all connections (`IdleSweep`);
+    // traffic or a pong resets it.
+    const watch: IdleWatch = {
+      heardMs: Date.now(),
+      pinged: false,
+      ping: () => socket.ping(),
+      expire: () => {
         // The peer answers nothing: send the close frame and end the connection after it.
         peer.close(1001, IDLE_TIMEOUT_REASON);
         edge.disconnect(connection, Date.now(), undefined, 1001, true);
         stream.end();
-      }
-    }, halfMs);
-    Deno.unrefTimer(idleTimer as unknown as number);
-    socket.on("pong", () => heard = true);
-    socket.on("ping", () => heard = true);
-    socket.on("message", (data: Uint8Array, isBinary: boolean) => {
-      heard = true;
+      },
+    };
+    idle = watch;
+    idleSweep(options.idleTimeoutSecs).add(watch);
+    socket.on("pong", () => watch.heardMs = Date.now());
+    socket.on("ping", () => watch.heardMs = Date.now());
+    const onMessage = (data: Uint8Array, isBinary: boolean) => {
+      const now = Date.now();
+      watch.heardMs = now;
       try {
-        edge.receive(connection, isBinary ? data : (data as Buffer).toString(), Date.now());
+        edge.receive(connection, isBinary ? data : (data as Buffer).toString(), now);
       } catch (error) {
         log.error("Cannot handle a frame from {connection_id}: {error}", {
           connection_id: connection,
@@ -558,8 +885,12 @@ export function acceptWebSocket(
         });
         edge.close(connection, 1011, "Internal error", Date.now());
       }
-    });
+    };
     const receiver = (socket as unknown as { _receiver?: Receiver })._receiver;
+    if (!receiver || !directReads.enabled || !hearParser(receiver, onMessage)) {
+      socket.on("message", onMessage);
+    }
+    if (receiver) readsDirect(stream, receiver);
     quietEnd(stream);
     if (receiver) quietEnd(receiver as unknown as EndableStream);
     // Runs before `ws`' own handler, which closes with 1009 at once: the client first gets the
