@@ -166,6 +166,12 @@ Deno.test("MemoryStore: keys expire with the clock; unreachable rejects but buck
   await rejects(store.lookup("orbit", "BBBBBB"));
   deepEqual(await store.take("creation", "1.2.3.4", now), { ok: true });
   deepEqual(await store.take("creation", "1.2.3.4", now), { ok: false, retryAfterSecs: 60 });
+  // The failed-Authenticate budget falls back too: check looks, take charges (capacity 3).
+  for (let i = 0; i < 3; i++) {
+    deepEqual(await store.check("auth_failure", "1.2.3.4", now), { ok: true });
+    deepEqual(await store.take("auth_failure", "1.2.3.4", now), { ok: true });
+  }
+  deepEqual(await store.check("auth_failure", "1.2.3.4", now), { ok: false, retryAfterSecs: 20 });
 });
 
 Deno.test({
