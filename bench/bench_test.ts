@@ -6,7 +6,7 @@
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
 import { renderChart } from "./chart.ts";
 import { type Comparison, formatComparison, type Metric, summarize } from "./compare.ts";
-import { LoadGenerator, type Report, split } from "./load.ts";
+import { LoadGenerator, promValue, type Report, split } from "./load.ts";
 import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
 import { areaOf, summarizeProfile } from "./profile.ts";
 import { judge } from "./guard.ts";
@@ -297,4 +297,18 @@ Deno.test("areaOf() puts a profile sample in its area by function and file", () 
   );
   equal(areaOf("emit", "ext:deno_node/_events.mjs"), "node:net/http/streams/timers (JS)");
   equal(areaOf("Request", "ext:deno_fetch/23_request.js"), "Request / Headers / URL");
+});
+
+Deno.test("promValue() reads an unlabelled sample and ignores labelled ones and other names", () => {
+  const text = [
+    "# HELP signal_fish_cross_instance_messages_total Envelopes published",
+    "# TYPE signal_fish_cross_instance_messages_total counter",
+    "signal_fish_cross_instance_messages_total 1234",
+    "signal_fish_cross_instance_messages_total_other 7",
+    'signal_fish_cluster_sent_bytes_total{kind="x"} 9',
+    "signal_fish_cluster_sent_bytes_total 5.5e+06",
+  ].join("\n");
+  equal(promValue(text, "signal_fish_cross_instance_messages_total"), 1234);
+  equal(promValue(text, "signal_fish_cluster_sent_bytes_total"), 5_500_000);
+  equal(promValue(text, "signal_fish_missing_total"), 0);
 });

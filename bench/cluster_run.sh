@@ -1,33 +1,122 @@
 #!/bin/bash
-# Usage: OUT=bench/results/cluster bash bench/cluster_run.sh spread affinity spread affinity
-# (needs redis-server; ports picked at random; every process stopped at the end).
-# 3 instances + redis on loopback, relay 100 rooms x 4 at 10 msg/s per player (12k delivered/s).
+# Usage: OUT=/tmp/x [TREE=/work/wt-start] [PROF=dir] bash bench/cluster_run.sh single spread affinity idle ...
+# Each argument is one run on a fresh system: `single` = one instance without Redis; `spread` /
+# `affinity` = three instances + redis-server, a room's players round-robin / on its home;
+# `idle` = the three instances + Redis holding 400 connections in 100 rooms at 0 msg/s, spread
+# (CPU per process); `saturate-single` / `saturate-spread` / `saturate-affinity` = the saturation
+# search (from SAT_RATE = 2 msg/s per player, × 1.25 per 5-s step until p99 > 50 ms or a loss).
+# Relay: 100 rooms x 4 at 10 msg/s per player (12,000 delivered/s; ROOMS=, RATE= change it), 10 s,
+# JSON per run in $OUT.
+# TREE = the server's source tree (default this one; the load generator is always this one's).
+# PROF = a directory for V8 CPU profiles of the servers (--cpu-prof; written at exit).
+# PERF=1 = `perf stat` of each process (system calls, context switches, CPU) for 5 s mid-step;
+# with PERFREC=1 also `perf record` (on-CPU samples; V8FLAGS=--perf-basic-prof names JS frames).
+# Needs redis-server; ports picked at random; every process started here is stopped at the end.
 set -u
 cd "$(dirname "$0")/.."
-P=$((20000 + RANDOM % 20000))
-redis-server --port $P --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
-RPID=$!
-sleep 0.5
-PIDS=()
-URLS=()
-for i in 0 1 2; do
-  PORT=$((P + 1 + i))
-  SIGNAL_FISH_CLUSTER__REDIS_URL=redis://127.0.0.1:$P SIGNAL_FISH_CLUSTER__INSTANCE_ID=b$i \
-  SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS=3 SIGNAL_FISH_CLUSTER__HEARTBEAT_MS=1000 \
-  SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP=1000000 SIGNAL_FISH_SECURITY__MAX_CONNECTIONS=19900 \
-  SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS=100000 SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS_PER_IP=100000 \
-  SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS=1000000000 SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS=1000000000 \
-  SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING=false SIGNAL_FISH_LOGGING__LEVEL=warn NO_COLOR=1 \
-  deno run --allow-net --allow-read --allow-env --v8-flags=--initial-old-space-size=64 main.ts --port $PORT >${OUT:-/tmp}/server$i.log 2>&1 &
-  PIDS+=($!)
-  URLS+=("ws://127.0.0.1:$PORT/v2/ws")
-done
-sleep 5   # past the grace window (T = 3 s)
-IFS=,; URLLIST="${URLS[*]}"; PIDLIST="${PIDS[*]},$RPID"; unset IFS
-for placement in "$@"; do
-  deno task bench relay --url "$URLLIST" --placement $placement --server-pid "$PIDLIST" \
-    --rooms 100 --rate 10 --duration 10 --json 2>/dev/null > ${OUT:-/tmp}/$placement-$(date +%s).json
-  echo "$placement done"
-done
-kill ${PIDS[@]} $RPID
-wait 2>/dev/null
+OUT=${OUT:-/tmp}
+TREE=${TREE:-$PWD}
+mkdir -p "$OUT"
+ENV_COMMON=(SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP=1000000 SIGNAL_FISH_SECURITY__MAX_CONNECTIONS=19900
+  SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS=100000 SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS_PER_IP=100000
+  SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS=1000000000 SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS=1000000000
+  SIGNAL_FISH_SERVER__MAX_ROOMS_PER_IP=1000000
+  SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING=false SIGNAL_FISH_LOGGING__LEVEL=warn NO_COLOR=1)
+PROF_FLAGS=()
+[ -n "${PROF:-}" ] && mkdir -p "$PROF" && PROF_FLAGS=(--cpu-prof "--cpu-prof-dir=$PROF")
+
+run() { # mode
+  local mode=$1 P n=3 RPID= PIDS=() URLS=()
+  # Four free ports in a row (other benchmarks may be running on this machine).
+  while :; do
+    P=$((20000 + RANDOM % 20000))
+    ss -Hltn "( sport >= :$P and sport <= :$((P + 3)) )" | grep -q . || break
+  done
+  case $mode in single | saturate-single) n=1 ;; esac
+  if [ $n -gt 1 ]; then
+    redis-server --port $P --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+    RPID=$!
+    for ((try = 0; try < 50; try++)); do
+      redis-cli -p $P ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    if ! redis-cli -p $P ping >/dev/null 2>&1; then
+      echo "$mode: redis-server did not start on port $P" >&2
+      kill "$RPID" 2>/dev/null
+      return 1
+    fi
+  fi
+  for ((i = 0; i < n; i++)); do
+    local PORT=$((P + 1 + i)) CL=()
+    [ $n -gt 1 ] && CL=(SIGNAL_FISH_CLUSTER__REDIS_URL=redis://127.0.0.1:$P SIGNAL_FISH_CLUSTER__INSTANCE_ID=b$i
+      SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS=3 SIGNAL_FISH_CLUSTER__HEARTBEAT_MS=1000
+      SIGNAL_FISH_CLUSTER__DRAIN_TIMEOUT_SECS=0)
+    (cd "$TREE" && exec env "${ENV_COMMON[@]}" "${CL[@]}" deno run --allow-net --allow-read --allow-env \
+      --v8-flags=--initial-old-space-size=64${V8FLAGS:+,$V8FLAGS} "${PROF_FLAGS[@]}" main.ts --host 127.0.0.1 --port $PORT) \
+      >"$OUT/server-$mode-$i.log" 2>&1 &
+    PIDS+=($!)
+    URLS+=("ws://127.0.0.1:$PORT/v2/ws")
+  done
+  # Every instance up (and, in a cluster, registered: /v2/health is 200), then past the epoch's
+  # grace window (T = 3 s). A busy machine may need tens of seconds to start them.
+  local up=1
+  for ((i = 0; i < n; i++)); do
+    for ((try = 0; try < 600; try++)); do
+      curl -sf -o /dev/null "http://127.0.0.1:$((P + 1 + i))/v2/health" && break
+      sleep 0.1
+    done
+    curl -sf -o /dev/null "http://127.0.0.1:$((P + 1 + i))/v2/health" || up=0
+  done
+  if [ $up = 0 ]; then
+    echo "$mode: an instance did not come up (see $OUT/server-$mode-*.log)" >&2
+    kill -TERM "${PIDS[@]}" 2>/dev/null
+    wait "${PIDS[@]}" 2>/dev/null
+    [ -n "$RPID" ] && kill "$RPID" && wait "$RPID" 2>/dev/null
+    return 1
+  fi
+  sleep 3.5
+  local URLLIST PIDLIST
+  URLLIST=$(IFS=,; echo "${URLS[*]}")
+  PIDLIST=$(IFS=,; echo "${PIDS[*]}${RPID:+,$RPID}")
+  local REDIS=()
+  [ -n "$RPID" ] && REDIS=(--redis 127.0.0.1:$P)
+  local tag
+  tag=$(basename "$TREE")-$mode-$(date +%H%M%S)
+  local before
+  before=$(cat /proc/pressure/cpu | head -1)
+  if [ -n "${PERF:-}" ] && [ "$mode" != idle ]; then
+    # System calls and context switches of each process over 5 s in the middle of the step
+    # (connect + warm-up take about 4 s): `perf stat`, one per process.
+    [ -n "${PERFREC:-}" ] && (sleep 7; perf record -F 1999 -o "$OUT/$tag.perf.data" \
+      -p "$(IFS=,; echo "${PIDS[*]}${RPID:+,$RPID}")" -- sleep 5 >"$OUT/$tag.perf.log" 2>&1) &
+    (sleep 7; for pid in "${PIDS[@]}" $RPID; do
+      perf stat -x, -e raw_syscalls:sys_enter,context-switches,task-clock -p "$pid" -- sleep 5 \
+        2>"$OUT/$tag-perf-$pid.csv" &
+    done; wait) &
+  fi
+  case $mode in
+    single | spread | affinity)
+      local PL=()
+      [ $n -gt 1 ] && PL=(--placement $mode)
+      deno run --allow-all bench/main.ts relay --url "$URLLIST" "${PL[@]}" --server-pid "$PIDLIST" \
+        "${REDIS[@]}" --rooms ${ROOMS:-100} --rate ${RATE:-10} --duration 10 --json --quiet >"$OUT/$tag.json" 2>"$OUT/$tag.err"
+      ;;
+    idle)
+      deno run --allow-all bench/main.ts connections --url "$URLLIST" --placement spread \
+        --server-pid "$PIDLIST" --clients 400 --room-size 4 --duration 10 --json --quiet >"$OUT/$tag.json" 2>"$OUT/$tag.err"
+      ;;
+    saturate-single | saturate-spread | saturate-affinity)
+      local SPL=()
+      [ $n -gt 1 ] && SPL=(--placement "${mode#saturate-}")
+      deno run --allow-all bench/main.ts saturate --url "$URLLIST" "${SPL[@]}" \
+        --server-pid "$PIDLIST" "${REDIS[@]}" --rooms 100 --rate "${SAT_RATE:-2}" --factor 1.25 --step-duration 5 \
+        --max-steps 12 --p99-limit 50 --json --quiet >"$OUT/$tag.json"
+      ;;
+  esac
+  echo "$tag pressure-before: $before after: $(head -1 /proc/pressure/cpu)"
+  kill -TERM "${PIDS[@]}"
+  wait "${PIDS[@]}" 2>/dev/null
+  [ -n "$RPID" ] && kill "$RPID" && wait "$RPID" 2>/dev/null
+}
+
+for mode in "$@"; do run "$mode"; done

@@ -39,6 +39,11 @@ export interface LoadOptions {
   serverPids?: number[];
   /** With several URLs (a cluster): `spread` or `affinity` (bench/agent.ts). */
   placement?: "spread" | "affinity";
+  /**
+   * A cluster's Redis (`host:port`): its `INFO commandstats` is read around each step, for the
+   * commands and publishes per delivered message.
+   */
+  redis?: string;
   /** Describes the server in the report, e.g. "ours", "baseline", "external". */
   serverLabel?: string;
   /** The command that started the server, when the bench started it. */
@@ -136,6 +141,35 @@ export interface StepResult {
   serverWaitFraction: number | null;
   /** Sending time, s. */
   seconds: number;
+  /**
+   * Times the server's main threads (every sampled process) blocked and woke up, per delivered
+   * message (`voluntary_ctxt_switches` of `/proc/<pid>/status`).
+   */
+  serverWakeupsPerMessage?: number;
+  /** CPU of each sampled process over the step, s (several `--server-pid`s), in their order. */
+  serverCpuByProcess?: number[];
+  /** A cluster's traffic between instances over the step (several `--url`s). */
+  cluster?: ClusterStepFigures;
+}
+
+/**
+ * Envelopes between a cluster's instances over one step (docs/spec/SERVER.md §8.4.1), summed
+ * over the instances' `/metrics/prom` counters (`signal_fish_cross_instance_messages_total`,
+ * `signal_fish_cluster_sent_bytes_total`): every envelope is one Redis `PUBLISH`.
+ */
+export interface ClusterStepFigures {
+  /** Envelopes published, heartbeats included. */
+  envelopes: number;
+  envelopeBytes: number;
+  /** Per delivered message. */
+  publishesPerMessage: number;
+  envelopeBytesPerMessage: number;
+  /** From Redis `INFO commandstats` (with `--redis`): every command, and the publishes. */
+  redisCommands?: number;
+  redisPublishes?: number;
+  redisCommandsPerMessage?: number;
+  /** Redis's own time in commands, µs per delivered message (`usec` of commandstats). */
+  redisCommandUsPerMessage?: number;
 }
 
 /** Connecting and joining. */
@@ -178,6 +212,10 @@ export interface Report {
     rssPerConnectionKb: number;
     /** Connections still open at the end of the hold. */
     openAtEnd: number;
+    /** Server CPU during the hold (0 msg/s), as a share of one core. */
+    idleCpuShare: number | null;
+    /** The same per `--server-pid` (a cluster's servers and Redis), in their order. */
+    idleCpuShareByProcess?: number[];
   } | null;
   churn: {
     cycles: number;
@@ -305,6 +343,93 @@ export function split(total: number, parts: number): number[] {
   );
 }
 
+/** Counters read around a step (bench `ClusterStepFigures`). */
+interface ClusterCounters {
+  envelopes: number;
+  bytes: number;
+  redis?: { calls: number; publishes: number; usec: number };
+}
+
+/** The per-step figures from two counter readings. */
+function clusterFigures(
+  a: ClusterCounters,
+  b: ClusterCounters,
+  delivered: number,
+): ClusterStepFigures {
+  const per = (n: number) => delivered > 0 ? round3(n / delivered) : 0;
+  const envelopes = b.envelopes - a.envelopes;
+  const bytes = b.bytes - a.bytes;
+  const figures: ClusterStepFigures = {
+    envelopes,
+    envelopeBytes: bytes,
+    publishesPerMessage: per(envelopes),
+    envelopeBytesPerMessage: per(bytes),
+  };
+  if (a.redis && b.redis) {
+    // The two INFO calls themselves are counted once each.
+    figures.redisCommands = b.redis.calls - a.redis.calls - 1;
+    figures.redisPublishes = b.redis.publishes - a.redis.publishes;
+    figures.redisCommandsPerMessage = per(figures.redisCommands);
+    figures.redisCommandUsPerMessage = per(b.redis.usec - a.redis.usec);
+  }
+  return figures;
+}
+
+/** The value of an unlabelled sample `name` in a Prometheus text body (0 when absent). */
+export function promValue(text: string, name: string): number {
+  const match = new RegExp(`^${name} ([0-9.e+-]+)$`, "m").exec(text);
+  return match ? Number(match[1]) : 0;
+}
+
+/**
+ * Redis `INFO commandstats` over one plain TCP connection (loopback bench use only): every
+ * command's calls, the publishes, and the µs Redis spent in commands.
+ */
+export async function redisCommandStats(
+  address: string,
+): Promise<{ calls: number; publishes: number; usec: number }> {
+  const [hostname, port] = address.split(":");
+  const conn = await Deno.connect({ hostname: hostname || "127.0.0.1", port: Number(port) });
+  try {
+    await conn.write(new TextEncoder().encode("INFO commandstats\r\n"));
+    const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
+    let text = "";
+    // A bulk string: `$<len>\r\n<body>\r\n`.
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      chunks.push(buf.slice(0, n));
+      text = new TextDecoder().decode(concat(chunks));
+      const header = /^\$(\d+)\r\n/.exec(text);
+      if (
+        header && new TextEncoder().encode(text).byteLength >= header[0].length + Number(header[1])
+      ) {
+        break;
+      }
+    }
+    let calls = 0, publishes = 0, usec = 0;
+    for (const m of text.matchAll(/^cmdstat_([a-z|_]+):calls=(\d+),usec=(\d+)/gm)) {
+      calls += Number(m[2]);
+      usec += Number(m[3]);
+      if (m[1] === "publish") publishes = Number(m[2]);
+    }
+    return { calls, publishes, usec };
+  } finally {
+    conn.close();
+  }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
 /** Runs scenarios against one server with a pool of agent processes. */
 export class LoadGenerator implements AsyncDisposable {
   readonly #options: LoadOptions;
@@ -342,7 +467,15 @@ export class LoadGenerator implements AsyncDisposable {
         rssKb: sum.rssKb + sample!.rssKb,
         peakRssKb: sum.peakRssKb + sample!.peakRssKb,
         runDelaySeconds: sum.runDelaySeconds + sample!.runDelaySeconds,
-      }), { at: 0, cpuSeconds: 0, rssKb: 0, peakRssKb: 0, runDelaySeconds: 0 });
+        wakeups: sum.wakeups! + (sample!.wakeups ?? 0),
+      }), {
+        at: 0,
+        cpuSeconds: 0,
+        rssKb: 0,
+        peakRssKb: 0,
+        runDelaySeconds: 0,
+        wakeups: 0,
+      });
     }
     return this.#options.serverPid === undefined ? null : readProc(this.#options.serverPid);
   }
@@ -481,6 +614,8 @@ export class LoadGenerator implements AsyncDisposable {
     params: { durationMs: number; drainMs: number; padBytes: number },
   ): Promise<StepResult> {
     const phase = this.#phase++;
+    const cluster0 = await this.#clusterCounters();
+    const procs0 = this.#processes();
     const server0 = this.#server();
     const gen0 = this.#generatorCpu();
     const answers = await Promise.all(
@@ -496,7 +631,9 @@ export class LoadGenerator implements AsyncDisposable {
       ),
     );
     const server1 = this.#server();
+    const procs1 = this.#processes();
     const gen1 = this.#generatorCpu();
+    const cluster1 = await this.#clusterCounters();
     const latency = new Histogram();
     let sent = 0, expected = 0, delivered = 0, reordered = 0, duplicates = 0, sendMs = 0;
     for (const answer of answers) {
@@ -535,7 +672,52 @@ export class LoadGenerator implements AsyncDisposable {
         ? round3((server1.runDelaySeconds - server0.runDelaySeconds) / seconds)
         : null,
       seconds: round3(seconds),
+      ...(server0?.wakeups !== undefined && server1?.wakeups !== undefined && delivered > 0
+        ? {
+          serverWakeupsPerMessage: round3((server1.wakeups! - server0.wakeups!) / delivered),
+        }
+        : {}),
+      ...(procs0 && procs1
+        ? { serverCpuByProcess: procs0.map((p, i) => round3(procs1[i]! - p)) }
+        : {}),
+      ...(cluster0 && cluster1 ? { cluster: clusterFigures(cluster0, cluster1, delivered) } : {}),
     };
+  }
+
+  /** CPU seconds of each of several `--server-pid`s (null for one, or when one is gone). */
+  #processes(): number[] | null {
+    const pids = this.#options.serverPids;
+    if (pids === undefined || pids.length < 2) return null;
+    const samples = readProcs(pids);
+    if (samples.some((sample) => sample === null)) return null;
+    return samples.map((sample) => sample!.cpuSeconds);
+  }
+
+  /** The cluster counters now (null for one URL, or when an instance does not answer). */
+  async #clusterCounters(): Promise<ClusterCounters | null> {
+    const urls = this.#options.url.split(",");
+    if (urls.length < 2) return null;
+    try {
+      const texts = await Promise.all(urls.map(async (url) => {
+        const http = new URL(url.trim());
+        http.protocol = http.protocol === "wss:" ? "https:" : "http:";
+        http.pathname = "/metrics/prom";
+        const response = await fetch(http, { signal: AbortSignal.timeout(5000) });
+        return await response.text();
+      }));
+      const counters: ClusterCounters = { envelopes: 0, bytes: 0 };
+      for (const text of texts) {
+        counters.envelopes += promValue(text, "signal_fish_cross_instance_messages_total");
+        counters.bytes += promValue(text, "signal_fish_cluster_sent_bytes_total");
+      }
+      if (this.#options.redis) {
+        const stats = await redisCommandStats(this.#options.redis);
+        counters.redis = stats;
+      }
+      return counters;
+    } catch {
+      return null;
+    }
   }
 
   async #run(
@@ -575,8 +757,13 @@ export class LoadGenerator implements AsyncDisposable {
     return this.#run("connections", { ...p, rooms }, async (report) => {
       const before = this.#server();
       report.connect = await this.#connect(rooms, p.roomSize, p.concurrency);
+      const idle0 = this.#server();
+      const procs0 = this.#processes();
+      const holdStart = performance.now();
       await new Promise((resolve) => setTimeout(resolve, p.holdMs));
       const held = this.#server();
+      const procs1 = this.#processes();
+      const holdSeconds = (performance.now() - holdStart) / 1000;
       const open = await this.#disconnect();
       if (before && held) {
         report.hold = {
@@ -587,6 +774,12 @@ export class LoadGenerator implements AsyncDisposable {
             ? round3((held.rssKb - before.rssKb) / report.connect.joined)
             : 0,
           openAtEnd: open,
+          idleCpuShare: idle0 ? round3((held.cpuSeconds - idle0.cpuSeconds) / holdSeconds) : null,
+          ...(procs0 && procs1
+            ? {
+              idleCpuShareByProcess: procs0.map((c, i) => round3((procs1[i]! - c) / holdSeconds)),
+            }
+            : {}),
         };
       }
     });

@@ -48,6 +48,7 @@ Target:
   --allow-remote        allow a non-loopback --url
   --server-pid <pid>    sample this process's CPU and RSS from /proc; a comma-separated list
                         sums every process (a cluster's servers and redis-server)
+  --redis <host:port>   a cluster's Redis: commands and publishes per delivered message (INFO)
   --spawn ours|baseline start the server under test on a free loopback port (and sample it)
   --pin                 server on core 0, generator agents on core 1 (taskset)
   --baseline-transport deno|ws
@@ -232,6 +233,8 @@ export interface BenchArgs {
   serverPids: number[] | undefined;
   /** `--placement`: how a room's players spread over a cluster's `--url` list. */
   placement: "spread" | "affinity" | undefined;
+  /** `--redis host:port`: a cluster's Redis, read with `INFO commandstats` around each step. */
+  redis?: string;
   agents: number | undefined;
   json: boolean;
   out: string | undefined;
@@ -267,6 +270,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
       "allow-remote": { type: "boolean", default: false },
       "server-pid": { type: "string" },
       placement: { type: "string" },
+      redis: { type: "string" },
       spawn: { type: "string" },
       "baseline-transport": { type: "string", default: "deno" },
       pin: { type: "boolean", default: false },
@@ -374,6 +378,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
       : (() => {
         throw new TypeError(`--placement must be "spread" or "affinity"`);
       })(),
+    ...(values.redis ? { redis: values.redis } : {}),
     agents: values.agents === undefined ? undefined : num("agents", 2, 1, 64),
     json: values.json,
     out: values.out,
@@ -455,6 +460,7 @@ export async function bench(args: BenchArgs): Promise<Report> {
       serverPid: server?.pid ?? args.serverPid,
       serverPids: server ? undefined : args.serverPids,
       placement: args.placement,
+      ...(args.redis ? { redis: args.redis } : {}),
       serverLabel: server === undefined
         ? "external"
         : server.kind === "baseline" && args.baselineTransport === "ws"

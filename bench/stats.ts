@@ -141,6 +141,8 @@ export interface ProcSample {
    * field 2): how much other work on the machine delayed it.
    */
   runDelaySeconds: number;
+  /** Times the main thread blocked (`voluntary_ctxt_switches`): wake-ups. */
+  wakeups?: number;
 }
 
 /**
@@ -168,7 +170,11 @@ export function readFiles(paths: readonly string[]): string[] {
  */
 export function readProcs(pids: readonly number[]): (ProcSample | null)[] {
   const files = readFiles(
-    pids.flatMap((pid) => [`/proc/${pid}/stat`, `/proc/${pid}/status`, `/proc/${pid}/schedstat`]),
+    pids.flatMap((pid) => [
+      `/proc/${pid}/stat`,
+      `/proc/${pid}/status`,
+      `/proc/${pid}/schedstat`,
+    ]),
   );
   const at = performance.now();
   return pids.map((_, i) => {
@@ -186,6 +192,7 @@ export function readProcs(pids: readonly number[]): (ProcSample | null)[] {
       rssKb: statusKb(status, "VmRSS"),
       peakRssKb: statusKb(status, "VmHWM"),
       runDelaySeconds: (Number(schedstat.split(" ")[1]) || 0) / 1e9,
+      wakeups: field(status, "voluntary_ctxt_switches"),
     };
   });
 }
@@ -193,6 +200,11 @@ export function readProcs(pids: readonly number[]): (ProcSample | null)[] {
 /** {@linkcode readProcs} for one process. */
 export function readProc(pid: number): ProcSample | null {
   return readProcs([pid])[0] ?? null;
+}
+
+function field(text: string, key: string): number {
+  const found = text.match(new RegExp(`^${key}:\\s+(\\d+)`, "m"));
+  return found ? Number(found[1]) : 0;
 }
 
 function statusKb(status: string, key: string): number {

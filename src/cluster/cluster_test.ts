@@ -5,7 +5,8 @@
  * codes are unique cluster-wide; a lost envelope resyncs only the affected pair.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { settle, type TestClient, testCluster, until } from "./testing.ts";
+import { decodeBatch, Kind } from "./envelope.ts";
+import { settle, type TestClient, testCluster, type TestNode, until } from "./testing.ts";
 
 const join = (client: TestClient, name: string, code?: string, maxPlayers = 4) =>
   client.say({
@@ -253,6 +254,46 @@ Deno.test("Cluster (twins): the common GameData path makes no store call", async
   }
 });
 
+Deno.test("Cluster (twins): GameData crossing an UNBIND comes back as BOUNCE and gets the single-instance treatment", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+    const alice = a.connect();
+    join(alice, "Alice", "BNCE01");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice");
+    const bob = b.connect();
+    join(bob, "Bob", "BNCE01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob");
+    await settle();
+    const bobId = bob.last("RoomJoined")!.data!.player_id as string;
+    const bodies: string[] = [];
+    cluster.network.fault = (from, to, bytes) => {
+      for (const body of decodeBatch(bytes).bodies) {
+        bodies.push(`${from === a.name ? "A" : "B"}>${to === a.name ? "A" : "B"}:${body.kind}`);
+        if (body.kind === Kind.BOUNCE) equal(JSON.parse(body.frame as string).data.data.x, 1);
+      }
+      return "deliver";
+    };
+    // In one turn: the home removes Bob, and Bob's edge forwards his GameData (a DATA body)
+    // before it has heard of the UNBIND. The home bounces it; the edge handles it as a single
+    // instance would for a roomless connection (no answer, nobody else gets it).
+    const reply = a.edge.command({
+      kind: "room",
+      command: { kind: "remove_player", gameName: "orbit", roomCode: "BNCE01", playerId: bobId },
+    }, Date.now());
+    bob.say({ type: "GameData", data: { data: { x: 1 } } });
+    ok(await reply);
+    await until(() => bodies.includes(`A>B:${Kind.BOUNCE}`), "the BOUNCE");
+    ok(bodies.includes(`B>A:${Kind.DATA}`), bodies.join());
+    bob.say({ type: "Ping" });
+    await until(() => bob.last("Pong") !== undefined, "Pong");
+    deepEqual(bob.types(), ["RoomJoined", "RoomLeft", "Pong"]);
+    equal(alice.messages.filter((m) => m.type === "GameData").length, 0);
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a room whose code the directory gives to another room gets no joins by code, even on its own home (docs/spec/SERVER.md §8.3, §8.4.3)", async () => {
   const cluster = await testCluster({ nodes: 2 });
   try {
@@ -438,5 +479,66 @@ Deno.test("Cluster (twins): a stalled reader on B in a room homed on A is closed
     await until(() => a.engine.stats().heldSeats === 1, "Bob's seat held on A");
   } finally {
     await cluster.close();
+  }
+});
+
+/**
+ * Holds `node`'s next `refreshAll` until the returned `release` is called, so a test can change
+ * the node's rooms between the refresh's snapshot of its entries and the script's answer.
+ */
+function holdRefresh(node: TestNode) {
+  const store = node.cluster.store;
+  const original = store.refreshAll.bind(store);
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => release = resolve);
+  let held = false;
+  store.refreshAll = async (records) => {
+    held = true;
+    store.refreshAll = original;
+    await gate;
+    return original(records);
+  };
+  return { release, held: () => held };
+}
+
+Deno.test("Cluster (twins): a room closed while its refresh is in flight neither marks its code conflicted nor revives its directory entry (docs/spec/SERVER.md §8.3)", async () => {
+  for (const reused of [true, false]) {
+    const cluster = await testCluster({ nodes: 1 });
+    try {
+      const [a] = cluster.nodes as [TestNode];
+      const alice = a.connect();
+      join(alice, "Alice");
+      await until(() => alice.last("RoomJoined") !== undefined, "Alice's RoomJoined");
+      const code = alice.last("RoomJoined")!.data!.room_code as string;
+      const first = alice.last("RoomJoined")!.data!.room_id as string;
+      const hold = holdRefresh(a);
+      const refreshing = a.cluster.refresh();
+      await until(() => hold.held(), "the refresh took its snapshot");
+      // An operator closes Alice's room, which releases the code; maybe Bob reuses it at once.
+      await a.edge.command(
+        { kind: "room", command: { kind: "close", gameName: "orbit", roomCode: code } },
+        Date.now(),
+      );
+      await until(() => alice.last("RoomLeft") !== undefined, "Alice's RoomLeft");
+      await settle();
+      equal(await cluster.store.lookup("orbit", code), undefined, "the code released");
+      let second: string | undefined;
+      if (reused) {
+        const bob = a.connect();
+        join(bob, "Bob", code);
+        await until(() => bob.last("RoomJoined") !== undefined, "Bob's RoomJoined");
+        second = bob.last("RoomJoined")!.data!.room_id as string;
+        ok(second !== first, "a new room under the code");
+      }
+      const conflictsBefore = a.cluster.conflictCount;
+      hold.release();
+      await refreshing;
+      await settle();
+      equal(a.cluster.conflictCount, conflictsBefore, "no conflict counted");
+      equal(a.cluster.isConflicted("orbit", code), false, "the code is not held conflicted");
+      equal((await cluster.store.lookup("orbit", code))?.roomId, second);
+    } finally {
+      await cluster.close();
+    }
   }
 });

@@ -1,14 +1,19 @@
 /**
- * Envelopes between nodes (docs/spec/SERVER.md §8.4.1): binary, versioned, internal. Layout, integers
+ * Envelopes between nodes (docs/spec/SERVER.md §8.4.1): binary, versioned, internal. One
+ * envelope (one publish, one `seq`) carries the bodies a node produced for one peer in one
+ * event-loop turn, in order (docs/spec/SERVER.md §8.4.1 "This implementation"). Layout, integers
  * big-endian:
  *
  * ```text
- * header  u8 version (1) | u8 kind | str source node | u32 seq | u32 ack
+ * header  u8 version (1) | str source node | u32 seq | u32 ack | u16 n
+ *         then n bodies, each: u8 kind | …   (n = 0: a HEARTBEAT, seq = the last seq sent)
  * str     u32 byte length | UTF-8 bytes
  * frame   u8 0 + str (text frame) | u8 1 + u32 length + bytes (binary frame)
  * BIND    str conn | str ip | str app id ("" = none) | u8 format (0 json, 1 message_pack)
  *         | f64 deadline (Unix ms) | frame request
  * MSG     str conn | frame
+ * DATA    str conn | str V: the client frame `{"type":"GameData","data":{"data":V}}` (an untargeted
+ *         GameData the edge has validated; the home needs no second decode)
  * CLOSED  str conn | u8 cause (0 closed, 1 switched, 2 abandoned) | u32 delivered
  * OUT     u32 items, each: u8 tag | …
  *           0 frame: frame | u32 n | n × str conn
@@ -17,11 +22,12 @@
  *           4 CLOSE: str conn | u16 code | str reason
  * BOUNCE  str conn | u32 seq of the MSG | frame
  * CONTROL / REPLY  u32 request id | str JSON
- * HEARTBEAT  header only (seq = the last seq sent)
+ * HEARTBEAT  nothing (as a body: a no-op)
  * ```
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import type { ConnId } from "../engine/effects.ts";
 import type { NodeId } from "./types.ts";
 
@@ -38,6 +44,7 @@ export const Kind = {
   CONTROL: 6,
   REPLY: 7,
   HEARTBEAT: 8,
+  DATA: 9,
 } as const;
 export type Kind = typeof Kind[keyof typeof Kind];
 
@@ -65,6 +72,7 @@ export type Envelope =
   & (
     | { kind: typeof Kind.BIND; conn: ConnId; meta: BindMeta; deadline: number; frame: Frame }
     | { kind: typeof Kind.MSG; conn: ConnId; frame: Frame }
+    | { kind: typeof Kind.DATA; conn: ConnId; value: string }
     | {
       kind: typeof Kind.CLOSED;
       conn: ConnId;
@@ -86,9 +94,9 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const CAUSES = ["closed", "switched", "abandoned"] as const;
 
-/** A growable byte writer. */
+/** A growable byte writer, reused for every envelope (encoding is synchronous). */
 class Writer {
-  #buf = new Uint8Array(256);
+  #buf = new Uint8Array(4096);
   #view = new DataView(this.#buf.buffer);
   length = 0;
 
@@ -119,6 +127,11 @@ class Writer {
     this.length += 4;
   }
 
+  /** Overwrites a u16 written earlier at `at`. */
+  u16At(at: number, v: number): void {
+    this.#view.setUint16(at, v);
+  }
+
   f64(v: number): void {
     this.#room(8);
     this.#view.setFloat64(this.length, v);
@@ -133,13 +146,28 @@ class Writer {
   }
 
   str(s: string): void {
+    const n = s.length;
     // Worst case 3 bytes per UTF-16 code unit.
-    this.#room(4 + s.length * 3);
-    const at = this.length;
-    this.length += 4;
-    const { written } = encoder.encodeInto(s, this.#buf.subarray(this.length));
-    this.#view.setUint32(at, written);
-    this.length += written;
+    this.#room(4 + n * 3);
+    const buf = this.#buf;
+    const at = this.length + 4;
+    // Short ASCII strings (connection ids, node names, most frames) without a runtime call.
+    if (n <= 64) {
+      let i = 0;
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[at + i] = c;
+      }
+      if (i === n) {
+        this.#view.setUint32(this.length, n);
+        this.length = at + n;
+        return;
+      }
+    }
+    const { written } = encoder.encodeInto(s, buf.subarray(at));
+    this.#view.setUint32(this.length, written);
+    this.length = at + written;
   }
 
   frame(f: Frame): void {
@@ -152,59 +180,89 @@ class Writer {
     }
   }
 
+  /** Starts a new envelope. */
+  reset(): void {
+    this.length = 0;
+  }
+
+  /**
+   * A copy of what was written (the bus may hold it after this returns), from Node's pooled
+   * buffer slabs: a small envelope costs no `ArrayBuffer` allocation of its own.
+   */
   done(): Uint8Array {
-    return this.#buf.subarray(0, this.length);
+    const out = Buffer.allocUnsafe(this.length);
+    out.set(this.#buf.subarray(0, this.length));
+    return out;
   }
 }
 
 /** A byte reader; throws a RangeError past the end (a malformed envelope). */
 class Reader {
   readonly #buf: Uint8Array;
-  readonly #view: DataView;
+  readonly #end: number;
   at = 0;
 
   constructor(buf: Uint8Array) {
     this.#buf = buf;
-    this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.#end = buf.byteLength;
+  }
+
+  get done(): boolean {
+    return this.at >= this.#end;
+  }
+
+  #need(n: number): number {
+    const at = this.at;
+    if (at + n > this.#end) throw new RangeError("Truncated envelope");
+    this.at = at + n;
+    return at;
   }
 
   u8(): number {
-    return this.#view.getUint8(this.at++);
+    return this.#buf[this.#need(1)]!;
   }
 
   u16(): number {
-    const v = this.#view.getUint16(this.at);
-    this.at += 2;
-    return v;
+    const at = this.#need(2);
+    const b = this.#buf;
+    return (b[at]! << 8) | b[at + 1]!;
   }
 
   u32(): number {
-    const v = this.#view.getUint32(this.at);
-    this.at += 4;
-    return v;
+    const at = this.#need(4);
+    const b = this.#buf;
+    return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
   }
 
   f64(): number {
-    const v = this.#view.getFloat64(this.at);
-    this.at += 8;
-    return v;
+    const at = this.#need(8);
+    const b = this.#buf;
+    return new DataView(b.buffer, b.byteOffset + at, 8).getFloat64(0);
   }
 
   bytes(): Uint8Array {
     const n = this.u32();
-    if (this.at + n > this.#buf.byteLength) throw new RangeError("Truncated envelope");
-    // A copy: the bus may reuse its buffer.
-    const b = this.#buf.slice(this.at, this.at + n);
-    this.at += n;
-    return b;
+    const at = this.#need(n);
+    // A copy (the bus may reuse its buffer), even when it is a Node Buffer (whose slice is a view).
+    return Uint8Array.prototype.slice.call(this.#buf, at, at + n);
   }
 
   str(): string {
     const n = this.u32();
-    if (this.at + n > this.#buf.byteLength) throw new RangeError("Truncated envelope");
-    const s = decoder.decode(this.#buf.subarray(this.at, this.at + n));
-    this.at += n;
-    return s;
+    const at = this.#need(n);
+    const buf = this.#buf;
+    // Short ASCII strings without a runtime call (connection ids, node names).
+    if (n <= 64) {
+      let ascii = true;
+      for (let i = at; i < at + n; i++) {
+        if (buf[i]! >= 0x80) {
+          ascii = false;
+          break;
+        }
+      }
+      if (ascii) return String.fromCharCode.apply(null, buf.subarray(at, at + n) as never);
+    }
+    return decoder.decode(buf.subarray(at, at + n));
   }
 
   frame(): Frame {
@@ -212,14 +270,40 @@ class Reader {
   }
 }
 
-/** Serialises one envelope. */
+const writer = new Writer();
+
+/** The most bodies one envelope carries (u16 count). */
+export const MAX_BODIES = 0xffff;
+
+/** Serialises one envelope carrying `body`. */
 export function encodeEnvelope(source: NodeId, seq: number, ack: number, body: Body): Uint8Array {
-  const w = new Writer();
+  return encodeBatch(source, seq, ack, [body]);
+}
+
+/**
+ * Serialises one envelope carrying `bodies` in order (at most {@linkcode MAX_BODIES}); none =
+ * a heartbeat, whose `seq` is the last one sent.
+ */
+export function encodeBatch(
+  source: NodeId,
+  seq: number,
+  ack: number,
+  bodies: readonly Body[],
+): Uint8Array {
+  if (bodies.length > MAX_BODIES) throw new RangeError("Too many bodies for one envelope");
+  const w = writer;
+  w.reset();
   w.u8(ENVELOPE_VERSION);
-  w.u8(body.kind);
   w.str(source);
   w.u32(seq);
   w.u32(ack);
+  w.u16(bodies.length);
+  for (let i = 0; i < bodies.length; i++) writeBody(w, bodies[i]!);
+  return w.done();
+}
+
+function writeBody(w: Writer, body: Body): void {
+  w.u8(body.kind);
   switch (body.kind) {
     case Kind.BIND:
       w.str(body.conn);
@@ -233,6 +317,10 @@ export function encodeEnvelope(source: NodeId, seq: number, ack: number, body: B
       w.str(body.conn);
       w.frame(body.frame);
       break;
+    case Kind.DATA:
+      w.str(body.conn);
+      w.str(body.value);
+      break;
     case Kind.CLOSED:
       w.str(body.conn);
       w.u8(CAUSES.indexOf(body.cause));
@@ -242,12 +330,14 @@ export function encodeEnvelope(source: NodeId, seq: number, ack: number, body: B
       w.u32(body.items.length);
       for (const item of body.items) {
         switch (item.tag) {
-          case "frame":
+          case "frame": {
             w.u8(0);
             w.frame(item.frame);
-            w.u32(item.to.length);
-            for (const id of item.to) w.str(id);
+            const to = item.to;
+            w.u32(to.length);
+            for (let i = 0; i < to.length; i++) w.str(to[i]!);
             break;
+          }
           case "bound":
             w.u8(1);
             w.str(item.conn);
@@ -283,19 +373,50 @@ export function encodeEnvelope(source: NodeId, seq: number, ack: number, body: B
     case Kind.HEARTBEAT:
       break;
   }
-  return w.done();
+}
+
+/** A decoded envelope: its header and its bodies, each with the header filled in. */
+export interface Batch {
+  source: NodeId;
+  seq: number;
+  ack: number;
+  /** In order; empty for a heartbeat. */
+  bodies: Envelope[];
 }
 
 /**
  * Parses one envelope. Throws a RangeError for another version, an unknown kind or malformed
  * bytes (the receiver counts and drops it).
  */
-export function decodeEnvelope(bytes: Uint8Array): Envelope {
+export function decodeBatch(bytes: Uint8Array): Batch {
   const r = new Reader(bytes);
   const version = r.u8();
   if (version !== ENVELOPE_VERSION) throw new RangeError(`Unknown envelope version ${version}`);
+  const source = r.str();
+  const seq = r.u32();
+  const ack = r.u32();
+  const n = r.u16();
+  const bodies: Envelope[] = [];
+  for (let i = 0; i < n; i++) bodies.push(readBody(r, source, seq, ack));
+  if (!r.done) throw new RangeError("Trailing bytes after the envelope");
+  return { source, seq, ack, bodies };
+}
+
+/**
+ * Parses an envelope of one body (or a heartbeat, returned as a `HEARTBEAT` envelope); throws a
+ * RangeError as {@linkcode decodeBatch} does, or when it carries several bodies.
+ */
+export function decodeEnvelope(bytes: Uint8Array): Envelope {
+  const batch = decodeBatch(bytes);
+  if (batch.bodies.length === 0) {
+    return { source: batch.source, seq: batch.seq, ack: batch.ack, kind: Kind.HEARTBEAT };
+  }
+  if (batch.bodies.length > 1) throw new RangeError("Several bodies in the envelope");
+  return batch.bodies[0]!;
+}
+
+function readBody(r: Reader, source: NodeId, seq: number, ack: number): Envelope {
   const kind = r.u8();
-  const head = { source: r.str(), seq: r.u32(), ack: r.u32() };
   switch (kind) {
     case Kind.BIND: {
       const conn = r.str();
@@ -304,15 +425,21 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
       const format = r.u8() === 1 ? "message_pack" as const : "json" as const;
       const deadline = r.f64();
       const meta: BindMeta = { ip, format, ...(appId ? { appId } : {}) };
-      return { ...head, kind, conn, meta, deadline, frame: r.frame() };
+      return { source, seq, ack, kind, conn, meta, deadline, frame: r.frame() };
     }
-    case Kind.MSG:
-      return { ...head, kind, conn: r.str(), frame: r.frame() };
+    case Kind.MSG: {
+      const conn = r.str();
+      return { source, seq, ack, kind, conn, frame: r.frame() };
+    }
+    case Kind.DATA: {
+      const conn = r.str();
+      return { source, seq, ack, kind, conn, value: r.str() };
+    }
     case Kind.CLOSED: {
       const conn = r.str();
       const cause = CAUSES[r.u8()];
       if (cause === undefined) throw new RangeError("Unknown CLOSED cause");
-      return { ...head, kind, conn, cause, delivered: r.u32() };
+      return { source, seq, ack, kind, conn, cause, delivered: r.u32() };
     }
     case Kind.OUT: {
       const n = r.u32();
@@ -349,18 +476,18 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
             throw new RangeError(`Unknown OUT item ${tag}`);
         }
       }
-      return { ...head, kind, items };
+      return { source, seq, ack, kind, items };
     }
     case Kind.BOUNCE: {
       const conn = r.str();
       const msgSeq = r.u32();
-      return { ...head, kind, conn, msgSeq, frame: r.frame() };
+      return { source, seq, ack, kind, conn, msgSeq, frame: r.frame() };
     }
     case Kind.CONTROL:
     case Kind.REPLY:
-      return { ...head, kind, requestId: r.u32(), json: r.str() };
+      return { source, seq, ack, kind, requestId: r.u32(), json: r.str() };
     case Kind.HEARTBEAT:
-      return { ...head, kind };
+      return { source, seq, ack, kind };
     default:
       throw new RangeError(`Unknown envelope kind ${kind}`);
   }

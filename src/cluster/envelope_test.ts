@@ -18,6 +18,7 @@ Deno.test("envelopes: every kind round-trips, text and binary frames unchanged",
       frame: '{"type":"JoinRoom","data":{"game_name":"ørbit 🚀"}}',
     },
     { kind: Kind.MSG, conn: "c1", frame: new Uint8Array([0, 255, 7]) },
+    { kind: Kind.DATA, conn: "c1", value: '{"x":[1,2,"ü"]}' },
     { kind: Kind.CLOSED, conn: "c1", cause: "abandoned", delivered: 42 },
     {
       kind: Kind.OUT,
@@ -31,6 +32,9 @@ Deno.test("envelopes: every kind round-trips, text and binary frames unchanged",
       ],
     },
     { kind: Kind.BOUNCE, conn: "c1", msgSeq: 9, frame: "x" },
+    // Short and long strings, ASCII and not (the writer's and reader's two paths).
+    { kind: Kind.MSG, conn: "é", frame: "x".repeat(64) + "é" },
+    { kind: Kind.MSG, conn: "c".repeat(64), frame: "ü".repeat(200) + "\u0000\u007f" },
     { kind: Kind.CONTROL, requestId: 3, json: '{"kind":"inspect"}' },
     { kind: Kind.REPLY, requestId: 3, json: '{"ok":false}' },
     { kind: Kind.HEARTBEAT },
@@ -71,7 +75,11 @@ Deno.test("streams: in order, duplicates dropped, gaps and lost publishes resync
   const plan: Record<number, "duplicate" | "drop"> = { 2: "duplicate", 4: "drop" };
   let n = 0;
   network.fault = () => plan[++n] ?? "deliver";
-  for (let i = 0; i < 6; i++) a.streams.send("b", { kind: Kind.MSG, conn: "c", frame: `${i}` });
+  // One envelope per send: each is flushed as its turn would end.
+  for (let i = 0; i < 6; i++) {
+    a.streams.send("b", { kind: Kind.MSG, conn: "c", frame: `${i}` });
+    a.streams.flush();
+  }
   await new Promise((r) => setTimeout(r, 10));
   // 1, 2 (its duplicate dropped), 3; 4 lost → 5 shows the gap (dropped), 6 goes on.
   deepEqual(received, [1, 2, 3, 6]);
@@ -80,7 +88,69 @@ Deno.test("streams: in order, duplicates dropped, gaps and lost publishes resync
   equal(b.streams.stats.gaps, 1);
   // A publish nobody hears is lost: the sender resyncs that pair.
   a.streams.send("nobody", { kind: Kind.HEARTBEAT });
+  a.streams.flush();
   await new Promise((r) => setTimeout(r, 10));
   deepEqual(resyncs, ["b:a:gap", "a:nobody:lost"]);
+  network.close();
+});
+
+Deno.test("streams: one envelope per peer per turn, consecutive OUTs merged, order kept", async () => {
+  const network = new MemoryNetwork();
+  const received: { seq: number; kind: number; detail: string }[] = [];
+  const make = (node: NodeId) => {
+    const bus = network.bus(node);
+    const streams = new Streams(
+      bus,
+      {
+        deliver: (e) =>
+          void received.push({
+            seq: e.seq,
+            kind: e.kind,
+            detail: e.kind === Kind.OUT
+              ? e.items.map((item) => item.tag === "frame" ? item.frame : item.tag).join(",")
+              : e.kind === Kind.MSG
+              ? String(e.frame)
+              : "",
+          }),
+        resync: () => {},
+        isPeer: () => true,
+      },
+      1_000,
+      30_000,
+    );
+    return { bus, streams };
+  };
+  const a = make("a");
+  const b = make("b");
+  const c = make("c");
+  for (const n of [a, b, c]) {
+    await n.bus.start({ receive: (x) => n.streams.receive(x), lost: () => {} });
+  }
+  const out = (frame: string): Body => ({
+    kind: Kind.OUT,
+    items: [{ tag: "frame", frame, to: ["x"] }],
+  });
+  // One turn: two OUTs, a MSG, another OUT to b; one OUT to c.
+  equal(a.streams.send("b", out("1")), 1);
+  a.streams.send("b", { kind: Kind.OUT, items: [{ tag: "unbind", conn: "x" }] });
+  a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "m" });
+  equal(a.streams.send("b", out("2")), 1);
+  equal(a.streams.send("c", out("3")), 1);
+  equal(network.published, 0, "nothing is published before the turn ends");
+  await new Promise((r) => setTimeout(r, 10));
+  equal(network.published, 2, "one envelope per peer");
+  deepEqual(received.filter((r) => r.detail !== "3"), [
+    { seq: 1, kind: Kind.OUT, detail: "1,unbind" },
+    { seq: 1, kind: Kind.MSG, detail: "m" },
+    { seq: 1, kind: Kind.OUT, detail: "2" },
+  ]);
+  // The next turn is the next envelope; a heartbeat names it without a gap.
+  equal(a.streams.send("b", out("4")), 2);
+  a.streams.tick();
+  await new Promise((r) => setTimeout(r, 10));
+  equal(b.streams.stats.gaps, 0);
+  equal(b.streams.lastReceived("a"), 2);
+  equal(a.streams.stats.bodiesOut, 6);
+  equal(b.streams.stats.bodiesIn, 4);
   network.close();
 });

@@ -54,7 +54,8 @@ export class MemoryNetwork {
     heartbeat = false,
   ): void {
     this.published++;
-    const copy = bytes.slice();
+    // A copy, even of a Node Buffer (whose slice is a view).
+    const copy = Uint8Array.prototype.slice.call(bytes);
     const action = this.fault?.(from, to, copy) ?? "deliver";
     const pair = `${from}\u0000${to}`;
     const deliver = (payload: Uint8Array) =>

@@ -317,8 +317,17 @@ export class ClusterNode {
       await this.store.writeLiveness(this.node, { startedAt: this.startedAt, state: this.#state });
       const records = this.#options.entries().map((entry) => ({ ...entry, home: this.node }));
       const results = await this.store.refreshAll(records);
+      // Rooms that closed while the scripts ran: their answers say nothing about the code now (a
+      // new room may hold it), and a refresh that ran after the release wrote the entry back.
+      const homed = new Set(this.#options.entries().map((entry) => entry.roomId));
       results.forEach((result, i) => {
         const record = records[i]!;
+        if (!homed.has(record.roomId)) {
+          this.#unclaimed.delete(record.roomId);
+          Promise.resolve(this.store.release(record.gameName, record.roomCode, record.roomId))
+            .catch((error: unknown) => log.warn("Cluster release failed: {error}", { error }));
+          return;
+        }
         const key = `${record.gameName}\u0000${record.roomCode}`;
         if (this.#unclaimed.delete(record.roomId) && result === "conflict") {
           this.conflictCount++;

@@ -7,7 +7,8 @@
  * that home (`BOUND`, `UNBIND`, `MISS`) or `forward_timeout_ms` (then the client gets
  * `SERVICE_UNAVAILABLE` and a late `BOUND` is undone with `CLOSED{abandoned}`); `forward` sends
  * `MSG`; `closed` sends `CLOSED`. Home side: `deliver` and `direct` collect the items of one event
- * per edge and `flush` publishes one `OUT` per edge (docs/spec/SERVER.md §8.4.4 "Output").
+ * per edge and `flush` hands one `OUT` per edge to the streams, which publish one envelope per
+ * peer per event-loop turn (docs/spec/SERVER.md §8.4.4 "Output").
  *
  * @module
  */
@@ -15,7 +16,7 @@ import { getLogger } from "@logtape/logtape";
 import type { ConnId } from "../engine/effects.ts";
 import { decodeClientMessage, encodeServerMessage } from "../protocol/codec.ts";
 import { unavailable } from "../transport/edge.ts";
-import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
+import { type ClientMessage, RawJson, type ServerMessage } from "../protocol/messages.ts";
 import type {
   BindOutcome,
   ClosedCause,
@@ -139,6 +140,8 @@ export class ClusterRouter implements Router {
 
   /** Stops timers and fails what is pending. */
   stop(): void {
+    // What this turn produced still goes out (a drain's last RoomLeft, for example).
+    this.streams.flush();
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     for (const [, pending] of this.#pending) {
@@ -228,6 +231,14 @@ export class ClusterRouter implements Router {
   ): void {
     if (home === this.#node) {
       this.#home?.receive(conn, input, now);
+      return;
+    }
+    if (
+      typeof input === "object" && !(input instanceof Uint8Array) && input.type === "GameData" &&
+      input.data.to_player === undefined && input.data.data instanceof RawJson
+    ) {
+      // The relay's common frame, validated here: only its payload travels (no second decode).
+      this.streams.send(home, { kind: Kind.DATA, conn, value: input.data.data.text });
       return;
     }
     this.streams.send(home, { kind: Kind.MSG, conn, frame });
@@ -385,6 +396,23 @@ export class ClusterRouter implements Router {
         const input = decodeInput(envelope.frame);
         // An unparsable frame never leaves an edge; one that does is dropped.
         if (input !== undefined) home.receive(envelope.conn, input, now);
+        break;
+      }
+      case Kind.DATA: {
+        const home = this.#home;
+        if (home?.edgeOf?.(envelope.conn) !== envelope.source) {
+          this.streams.send(envelope.source, {
+            kind: Kind.BOUNCE,
+            conn: envelope.conn,
+            msgSeq: envelope.seq,
+            frame: gameDataFrame(envelope.value),
+          });
+          break;
+        }
+        home.receive(envelope.conn, {
+          type: "GameData",
+          data: { data: new RawJson(envelope.value) },
+        }, now);
         break;
       }
       case Kind.CLOSED:
@@ -619,6 +647,11 @@ export class ClusterRouter implements Router {
     });
     this.#options.onResync?.(peer, reason, closed);
   }
+}
+
+/** The client frame a `DATA` body stands for (for its `BOUNCE`). */
+function gameDataFrame(value: string): string {
+  return `{"type":"GameData","data":{"data":${value}}}`;
 }
 
 /** A frame as the home's input: a decoded text message or a binary payload. */

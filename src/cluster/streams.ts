@@ -7,9 +7,23 @@
  * **duplicate**. A publish the bus reports lost, and a peer silent for 3 × `heartbeat_ms`, resync
  * the pair too.
  *
+ * Bodies sent to a peer during one event-loop turn travel in one envelope, published at the end
+ * of the turn (`setImmediate`, after the runtime has delivered every read that was ready), and
+ * consecutive `OUT` bodies merge into one: one publish per peer per turn instead of one per
+ * frame or event (docs/spec/SERVER.md §8.4.1 "This implementation").
+ *
  * @module
  */
-import { type Body, decodeEnvelope, encodeEnvelope, type Envelope, Kind } from "./envelope.ts";
+import { setImmediate } from "node:timers";
+import {
+  type Batch,
+  type Body,
+  decodeBatch,
+  encodeBatch,
+  type Envelope,
+  Kind,
+  MAX_BODIES,
+} from "./envelope.ts";
 import type { ClusterBus, NodeId } from "./types.ts";
 
 /** Why a pair was resynced (for logs and `signal_fish_cluster_resyncs_total`). */
@@ -40,6 +54,8 @@ interface Pair {
   lastHeard: number;
   /** A resync for silence was done and nothing arrived since (no repeat every tick). */
   suspected: boolean;
+  /** Bodies of this turn for the peer, published at its end with `seq` = `sent`. */
+  batch: Body[] | undefined;
 }
 
 /** Counters of the stream layer (docs/spec/SERVER.md §6.3 cluster metrics). */
@@ -52,6 +68,9 @@ export interface StreamStats {
   duplicates: number;
   malformed: number;
   resyncs: number;
+  /** Bodies sent and received (several per envelope). */
+  bodiesOut: number;
+  bodiesIn: number;
 }
 
 /** The streams of one node over a {@linkcode ClusterBus}. */
@@ -73,7 +92,14 @@ export class Streams {
     duplicates: 0,
     malformed: 0,
     resyncs: 0,
+    bodiesOut: 0,
+    bodiesIn: 0,
   };
+  /** Pairs with a batch waiting for the end of the turn. */
+  #open: Pair[] = [];
+  #openPeers: NodeId[] = [];
+  #scheduled = false;
+  readonly #endTurn = () => this.flush();
 
   /**
    * @param heartbeatMs `cluster.heartbeat_ms`
@@ -112,22 +138,63 @@ export class Streams {
         lastSent: now,
         lastHeard: now,
         suspected: false,
+        batch: undefined,
       };
       this.#pairs.set(peer, pair);
     }
     return pair;
   }
 
-  /** Sends `body` to `peer`; returns its `seq`. Synchronous (one publish). */
+  /**
+   * Sends `body` to `peer`; returns the `seq` of the envelope that carries it. Synchronous: the
+   * body joins the peer's envelope of this turn, published at its end ({@linkcode Streams.flush}).
+   */
   send(peer: NodeId, body: Body): number {
     const pair = this.#pair(peer);
-    const seq = ++pair.sent;
     pair.lastSent = this.#now();
-    const bytes = encodeEnvelope(this.#bus.node, seq, pair.received, body);
+    this.stats.bodiesOut++;
+    let batch = pair.batch;
+    if (batch === undefined || batch.length >= MAX_BODIES) {
+      if (batch !== undefined) this.#publish(peer, pair);
+      batch = pair.batch = [];
+      pair.sent++;
+      this.#open.push(pair);
+      this.#openPeers.push(peer);
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#endTurn);
+      }
+    }
+    const last = batch[batch.length - 1];
+    if (body.kind === Kind.OUT && last?.kind === Kind.OUT) {
+      // Consecutive outputs for one edge: one OUT, items in production order (§8.4.4).
+      for (const item of body.items) last.items.push(item);
+    } else {
+      // An OUT's item list is the caller's to give away (the router builds one per event).
+      batch.push(body);
+    }
+    return pair.sent;
+  }
+
+  /** Publishes every batch of this turn now (the end of a turn, a heartbeat tick, a stop). */
+  flush(): void {
+    this.#scheduled = false;
+    const pairs = this.#open;
+    const peers = this.#openPeers;
+    if (pairs.length === 0) return;
+    this.#open = [];
+    this.#openPeers = [];
+    for (let i = 0; i < pairs.length; i++) this.#publish(peers[i]!, pairs[i]!);
+  }
+
+  #publish(peer: NodeId, pair: Pair): void {
+    const batch = pair.batch;
+    if (batch === undefined) return;
+    pair.batch = undefined;
+    const bytes = encodeBatch(this.#bus.node, pair.sent, pair.received, batch);
     this.stats.envelopesOut++;
     this.stats.bytesOut += bytes.byteLength;
     this.#bus.publish(peer, bytes);
-    return seq;
   }
 
   /** The last `seq` sent to `peer` (0 = none). */
@@ -154,44 +221,47 @@ export class Streams {
     return pair ? this.#now() - pair.lastHeard : Infinity;
   }
 
-  /** Handles bytes from the bus. */
+  /** Handles bytes from the bus: one envelope, its bodies delivered in order. */
   receive(bytes: Uint8Array): void {
-    let envelope: Envelope;
+    let batch: Batch;
     try {
-      envelope = decodeEnvelope(bytes);
+      batch = decodeBatch(bytes);
     } catch {
       this.stats.malformed++;
       return;
     }
     this.stats.envelopesIn++;
     this.stats.bytesIn += bytes.byteLength;
-    const peer = envelope.source;
+    const peer = batch.source;
     if (peer === this.#bus.node) return;
     const pair = this.#pair(peer);
     pair.lastHeard = this.#now();
     pair.suspected = false;
-    if (envelope.ack > pair.acked) pair.acked = envelope.ack;
-    if (envelope.kind === Kind.HEARTBEAT) {
-      if (envelope.seq > pair.received) {
+    if (batch.ack > pair.acked) pair.acked = batch.ack;
+    const bodies = batch.bodies;
+    if (bodies.length === 0) {
+      // A heartbeat: the last seq sent.
+      if (batch.seq > pair.received) {
         this.stats.gaps++;
-        pair.received = envelope.seq;
+        pair.received = batch.seq;
         this.#resync(peer, "gap");
       }
       return;
     }
     const expected = pair.received + 1;
-    if (envelope.seq < expected) {
+    if (batch.seq < expected) {
       this.stats.duplicates++;
       return;
     }
-    pair.received = envelope.seq;
-    if (envelope.seq > expected) {
+    pair.received = batch.seq;
+    if (batch.seq > expected) {
       this.stats.gaps++;
       this.#resync(peer, "gap");
       return;
     }
-    pair.delivered = envelope.seq;
-    this.#handlers.deliver(envelope);
+    pair.delivered = batch.seq;
+    this.stats.bodiesIn += bodies.length;
+    for (let i = 0; i < bodies.length; i++) this.#handlers.deliver(bodies[i]!);
   }
 
   /** The bus reports a publish to `peer` lost. */
@@ -209,6 +279,8 @@ export class Streams {
    * period; a resync for each peer silent for 3 × `heartbeat_ms`; idle non-peers forgotten.
    */
   tick(): void {
+    // A heartbeat never overtakes a batch of its pair (it names the batch's seq).
+    this.flush();
     const now = this.#now();
     // "Sent nothing in that period": nothing since the previous tick. (Comparing with
     // `heartbeat_ms` instead skipped every other heartbeat whenever a timer fired a millisecond
@@ -223,9 +295,7 @@ export class Streams {
       }
       if (pair.lastSent <= since) {
         pair.lastSent = now;
-        const bytes = encodeEnvelope(this.#bus.node, pair.sent, pair.received, {
-          kind: Kind.HEARTBEAT,
-        });
+        const bytes = encodeBatch(this.#bus.node, pair.sent, pair.received, []);
         this.stats.envelopesOut++;
         this.stats.bytesOut += bytes.byteLength;
         this.#bus.publish(peer, bytes, true);
