@@ -27,11 +27,6 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
-import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
-import adminCss from "../../static/admin/admin.css" with { type: "text" };
-import adminHtml from "../../static/admin/index.html" with { type: "text" };
-import adminJs from "../../static/admin/admin.js" with { type: "text" };
 import { type Awaitable, then } from "../coordination/awaitable.ts";
 import type { DirectoryRecord, RoomDirectory } from "../coordination/directory.ts";
 import type { CommandReply, RoomCommand } from "../coordination/router.ts";
@@ -41,7 +36,7 @@ import { checkGameName, checkRoomCode } from "../engine/validation.ts";
 import type { FeedEvent, FeedSample, OperatorFeed } from "../metrics/operator_feed.ts";
 import { bearerMatches } from "./auth.ts";
 import { notFound } from "./responses.ts";
-import { type Asset, asset, serveAsset } from "./static_files.ts";
+import { type Asset, serveAsset } from "./static_files.ts";
 
 const log = getLogger(["signal-fish", "admin"]);
 
@@ -126,18 +121,16 @@ const PAGE_HEADERS = {
 };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-const HTML = "text/html; charset=utf-8";
-const JS = "text/javascript; charset=utf-8";
-const CSS = "text/css; charset=utf-8";
-/** The console's files: `static/admin/` and uPlot from its npm package (pinned in deno.lock). */
-const ASSETS: ReadonlyMap<string, Asset> = new Map([
-  ["/admin", asset(adminHtml, HTML)],
-  ["/admin/", asset(adminHtml, HTML)],
-  ["/admin/admin.js", asset(adminJs, JS)],
-  ["/admin/admin.css", asset(adminCss, CSS)],
-  ["/admin/uplot.js", asset(uplotJs, JS)],
-  ["/admin/uplot.css", asset(uplotCss, CSS)],
+/** The console's asset paths (`admin_assets.ts`, loaded on the first request for one of them). */
+const ASSET_PATHS: ReadonlySet<string> = new Set([
+  "/admin",
+  "/admin/",
+  "/admin/admin.js",
+  "/admin/admin.css",
+  "/admin/uplot.js",
+  "/admin/uplot.css",
 ]);
+let assets: Promise<ReadonlyMap<string, Asset>> | undefined;
 
 /** A JSON answer. */
 function reply(status: number, body: unknown, headers: Record<string, string> = {}): Response {
@@ -526,9 +519,9 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
       if (path.startsWith(API_PREFIX) || path === "/admin/api") {
         return api(request, path === "/admin/api" ? API_PREFIX : path, ip);
       }
-      const served = ASSETS.get(path);
-      if (!served) return isAdminPath(path) ? notFound() : undefined;
-      return serveAsset(request, served, PAGE_HEADERS);
+      if (!ASSET_PATHS.has(path)) return isAdminPath(path) ? notFound() : undefined;
+      assets ??= import("./admin_assets.ts").then((module) => module.ADMIN_ASSETS);
+      return assets.then((loaded) => serveAsset(request, loaded.get(path)!, PAGE_HEADERS));
     },
     get streams() {
       return closers.size;

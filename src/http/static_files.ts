@@ -1,24 +1,18 @@
 /**
  * The browser files the server serves beside the protocol: the demo page at `/`, its script, its
  * icon (`/favicon.svg`) and the bundled client library at `/client.js` (built by
- * `deno task bundle`). They are text imports of `static/`, part of the module graph: serving them
- * needs no file system access and a compiled binary carries them.
+ * `deno task bundle`). They are text imports of `static/` (`static_assets.ts`), part of the module
+ * graph: serving them needs no file system access and a compiled binary carries them. That module is
+ * imported on the first request for one of them, so a server that never serves the page does not
+ * hold their text.
  *
  * @module
  */
 import { methodNotAllowed, notFound } from "./responses.ts";
-import clientJs from "../../static/client.js" with { type: "text" };
-import demoJs from "../../static/demo.js" with { type: "text" };
-import faviconSvg from "../../static/favicon.svg" with { type: "text" };
-import indexHtml from "../../static/index.html" with { type: "text" };
+import type { Awaitable } from "../coordination/awaitable.ts";
 
-/** File name in `static/` → its text. */
-const STATIC_ASSETS: Readonly<Record<string, string>> = {
-  "index.html": indexHtml,
-  "client.js": clientJs,
-  "demo.js": demoJs,
-  "favicon.svg": faviconSvg,
-};
+/** `static_assets.ts`'s texts, once the first request for one of them has loaded it. */
+let texts: Promise<Readonly<Record<string, string>>> | undefined;
 
 /** URL path → file in `static/` and its media type. */
 const FILES: ReadonlyMap<string, { file: string; type: string }> = new Map([
@@ -43,10 +37,10 @@ function fnv1a(bytes: Uint8Array): string {
   return hash.toString(16).padStart(8, "0");
 }
 
-function load(file: string): Loaded | null {
+function load(file: string, assets: Readonly<Record<string, string>>): Loaded | null {
   let loaded = cache.get(file);
   if (loaded === undefined) {
-    const text = Object.hasOwn(STATIC_ASSETS, file) ? STATIC_ASSETS[file] : undefined;
+    const text = Object.hasOwn(assets, file) ? assets[file] : undefined;
     if (text === undefined) loaded = null;
     else {
       const body = new TextEncoder().encode(text);
@@ -106,14 +100,20 @@ export function serveAsset(
  * than GET/HEAD, `404` when the file is missing from the build. Files are read once and kept
  * in memory. Returns `undefined` when `path` is not a static file.
  */
-export function serveStatic(request: Request, path: string): Response | undefined {
+export function serveStatic(request: Request, path: string): Awaitable<Response> | undefined {
   const entry = FILES.get(path);
   if (!entry) return undefined;
   if (request.method !== "GET" && request.method !== "HEAD") return methodNotAllowed();
-  const loaded = load(entry.file);
+  const cached = cache.get(entry.file);
+  if (cached !== undefined) return answer(request, entry.type, cached);
+  texts ??= import("./static_assets.ts").then((module) => module.STATIC_ASSETS);
+  return texts.then((assets) => answer(request, entry.type, load(entry.file, assets)));
+}
+
+function answer(request: Request, type: string, loaded: Loaded | null): Response {
   if (!loaded) return notFound();
   const headers = {
-    "content-type": entry.type,
+    "content-type": type,
     "cache-control": "no-cache",
     etag: loaded.etag,
     "x-content-type-options": "nosniff",
