@@ -274,13 +274,14 @@ export async function startServer(
     ? undefined
     : (await import("./cluster/open.ts")).openCluster(config, instanceId, settings.newRoomCode);
   if (cluster) {
-    // The edge takes the (global) creation and join tokens and claims codes before the engine
-    // sees a request; the engine keeps the reconnect and failed-Authenticate buckets, per node.
+    // The edge takes the (global) creation, join and reconnect tokens and claims codes before
+    // the engine sees a request, and reads the global failed-Authenticate budget for it.
     settings = {
       ...settings,
       rateLimits: new RateLimits({
         ...rateLimitOptions(config.rate_limit),
         roomTokensElsewhere: true,
+        authFailuresElsewhere: true,
       }),
       newId: cluster.staging.roomId,
       newRoomCode: cluster.staging.roomCode,
@@ -309,8 +310,13 @@ export async function startServer(
         router: cluster.node.router,
         forwardTimeoutMs: config.cluster.forward_timeout_ms,
         directory: cluster.store,
+        ...(settings.rateLimits
+          ? { authFailures: { buckets: cluster.store, limits: settings.rateLimits } }
+          : {}),
         resolver: cluster.resolver(engine, {
           maxRoomsPerGame: settings.maxRoomsPerGame,
+          maxRoomsPerIp: settings.maxRoomsPerIp ?? 0,
+          enableReconnection: settings.enableReconnection,
           roomCodeLength: settings.roomCodeLength,
           maxGameNameLength: settings.maxGameNameLength,
           nameRules: settings.nameRules,
@@ -339,6 +345,7 @@ export async function startServer(
     registerClusterMetrics(metrics.registry, cluster.node, edge);
     // Redis queries and their round trips (docs/spec/SERVER.md §6.3 #19, #23, #63).
     cluster.store.onQuery = metrics.queries();
+    cluster.bus.onPublished = metrics.publishLatency();
     cluster.start();
   }
   let draining = false;

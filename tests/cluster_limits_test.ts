@@ -1,8 +1,8 @@
 /**
- * Cluster mode keeps the per-IP limits the engine owns (docs/spec/SERVER.md §3.4, §8.2): the
- * failed-`Authenticate` lockout and the `Reconnect` bucket, per node, while creation and join
- * tokens come from Redis. Before this, cluster mode dropped both (found by the proxied e2e run).
- * One in-process instance on a private redis-server (tests/cluster_serve.ts).
+ * Cluster mode keeps the per-IP limits the engine owns in single-instance mode (docs/spec/SERVER.md
+ * §3.4, §8.2): the failed-`Authenticate` lockout and the `Reconnect` bucket, both global (in
+ * Redis like the creation and join buckets). Instances in process on a private redis-server
+ * behind the round-robin proxy (tests/cluster_serve.ts).
  */
 import { deepEqual } from "node:assert/strict";
 import { serveCluster } from "./cluster_serve.ts";
@@ -10,7 +10,8 @@ import { TestClient, testConfig } from "./helpers.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
 
 Deno.test({
-  name: "cluster: wrong secrets lock out the address after max_auth_failures",
+  name:
+    "cluster: wrong secrets through three instances lock out the address after max_auth_failures, globally",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
     await using server = await serveCluster(
@@ -27,9 +28,11 @@ Deno.test({
         }];
       }),
       {},
-      1,
+      3,
     );
     const codes: string[] = [];
+    // One connection per attempt, spread over the instances by the round-robin proxy: per
+    // instance (3 each) none would be refused.
     for (let i = 0; i < 5; i++) {
       await using guess = await TestClient.connect(server.wsUrl);
       guess.send({
@@ -49,17 +52,19 @@ Deno.test({
 });
 
 Deno.test({
-  name: "cluster: Reconnect attempts draw from the per-IP reconnect bucket",
+  name: "cluster: Reconnect attempts through three instances draw from one global per-IP bucket",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
     await using server = await serveCluster(
-      testConfig((config) => config.rate_limit.max_reconnect_attempts = 2),
+      testConfig((config) => config.rate_limit.max_reconnect_attempts = 4),
       {},
-      1,
+      3,
     );
-    await using client = await TestClient.connect(server.wsUrl);
     const codes: string[] = [];
-    for (let i = 0; i < 4; i++) {
+    // One connection per attempt: the round-robin proxy spreads them over the three instances,
+    // so a per-instance bucket (4 each) would never refuse.
+    for (let i = 0; i < 6; i++) {
+      await using client = await TestClient.connect(server.wsUrl);
       client.send({
         type: "Reconnect",
         data: { player_id: crypto.randomUUID(), room_id: crypto.randomUUID(), auth_token: "x" },
@@ -67,6 +72,8 @@ Deno.test({
       codes.push((await client.next("ReconnectionFailed")).data.error_code);
     }
     deepEqual(codes, [
+      "RECONNECTION_TOKEN_INVALID",
+      "RECONNECTION_TOKEN_INVALID",
       "RECONNECTION_TOKEN_INVALID",
       "RECONNECTION_TOKEN_INVALID",
       "RATE_LIMIT_EXCEEDED",

@@ -202,6 +202,26 @@ Deno.test({
       ok(timed >= 1 && timed <= queries, `timed ${timed} of ${queries}`);
       equal(metrics.get("signal_fish_query_latency_samples_total"), timed);
       equal(metrics.get('signal_fish_query_latency_seconds_bucket{le="+Inf"}'), timed);
+      // Publish round trips (§6.3 #67): home 0 published the join's answer to instance 2; each
+      // publish Redis answered (heartbeats included) is one sample, never more than were
+      // published. The answer may still be on its way at the first scrape: scrape again (bounded).
+      let published = 0;
+      let publishes = 0;
+      let publishMetrics = metrics;
+      for (const until = Date.now() + 5_000; Date.now() < until;) {
+        published = publishMetrics.get("signal_fish_cross_instance_messages_total") ?? 0;
+        publishes = publishMetrics.get("signal_fish_cluster_publish_latency_seconds_count") ?? 0;
+        if (publishes >= 1) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        publishMetrics = parseExposition(
+          await (await fetch(`${cluster.httpUrl(0)}/metrics/prom`)).text(),
+        );
+      }
+      ok(publishes >= 1 && publishes <= published, `publishes ${publishes} of ${published}`);
+      equal(
+        publishMetrics.get('signal_fish_cluster_publish_latency_seconds_bucket{le="+Inf"}'),
+        publishes,
+      );
       const json = await (await fetch(`${cluster.httpUrl(0)}/metrics?includeSnapshot=true`)).json();
       ok(json.serverMetrics.performance.queries >= queries);
       ok(json.serverMetrics.performance.query_latency.sample_count >= timed);

@@ -19,6 +19,12 @@ export class RedisBus implements ClusterBus {
   #handlers: BusHandlers | undefined;
   /** Channel names of peers, built once each. */
   readonly #channels = new Map<NodeId, string>();
+  /**
+   * Told the round trip, in seconds, of every publish Redis answered, heartbeats included
+   * (`signal_fish_cluster_publish_latency_seconds`, docs/spec/SERVER.md §6.3 #67). Set once the
+   * metrics exist.
+   */
+  onPublished: ((seconds: number) => void) | undefined;
 
   /** The bus of node `node` on `link`, channels named with `prefix` (`cluster.key_prefix`). */
   constructor(link: RedisLink, node: NodeId, prefix: string) {
@@ -34,14 +40,21 @@ export class RedisBus implements ClusterBus {
       this.#channels.set(to, channel);
     }
     const handlers = this.#handlers;
+    const observe = this.onPublished;
+    const start = observe === undefined ? 0 : performance.now();
     const sent = this.#link.command.publish(channel, asBuffer(bytes));
     if (heartbeat) {
-      sent.catch(() => {}); // a lost heartbeat loses nothing (§8.5.1)
+      // A lost heartbeat loses nothing (§8.5.1).
+      sent.then(
+        observe && (() => observe((performance.now() - start) / 1000)),
+        () => {},
+      );
       return;
     }
     // Failure, no receiver, or an unknown outcome: the envelope counts as lost (§8.5.1).
     sent.then(
       (receivers: unknown) => {
+        observe?.((performance.now() - start) / 1000);
         if (Number(receivers) === 0) handlers?.lost(to);
       },
       () => handlers?.lost(to),

@@ -37,6 +37,25 @@ export class Keys {
     return `${this.prefix}game-rooms:${gameTag(gameName)}:${gameName}`;
   }
 
+  /** `game-empty:{g}:<game_name>` (sorted set code → expiry ms: rooms without a seat). */
+  gameEmpty(gameName: string): string {
+    return `${this.prefix}game-empty:${gameTag(gameName)}:${gameName}`;
+  }
+
+  /**
+   * `ip-rooms:{g}:<len>:<game_name>:` (sorted set code → expiry ms: rooms with a seat created
+   * from one client IP key); the IP key is appended. `len` is the game name's length in UTF-16
+   * units, so a `:` in a game name cannot make two (game, IP) pairs share a key.
+   */
+  ipRoomsPrefix(gameName: string): string {
+    return `${this.prefix}ip-rooms:${gameTag(gameName)}:${gameName.length}:${gameName}:`;
+  }
+
+  /** {@linkcode Keys.ipRoomsPrefix} + `ip`. */
+  ipRooms(gameName: string, ip: string): string {
+    return this.ipRoomsPrefix(gameName) + ip;
+  }
+
   /** `app-rooms:<app_id>` (sorted set room id → expiry ms). */
   appRooms(appId: string): string {
     return `${this.prefix}app-rooms:${appId}`;

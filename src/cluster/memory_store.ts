@@ -47,6 +47,14 @@ export class MemoryStore implements ClusterStore {
         settings.buckets.creation.windowMs,
       ),
       join: new KeyedBuckets(settings.buckets.join.capacity, settings.buckets.join.windowMs),
+      reconnect: new KeyedBuckets(
+        settings.buckets.reconnect.capacity,
+        settings.buckets.reconnect.windowMs,
+      ),
+      auth_failure: new KeyedBuckets(
+        settings.buckets.auth_failure.capacity,
+        settings.buckets.auth_failure.windowMs,
+      ),
     };
   }
 
@@ -148,7 +156,12 @@ export class MemoryStore implements ClusterStore {
         return { status: "taken" as const, record: current };
       }
       const games = this.#zset(`game-rooms:${record.gameName}`);
-      const count = games.size - (games.has(record.roomCode) ? 1 : 0);
+      const empty = this.#zset(`game-empty:${record.gameName}`);
+      const count = Math.max(
+        0,
+        games.size - empty.size -
+          (games.has(record.roomCode) && !empty.has(record.roomCode) ? 1 : 0),
+      );
       if (count >= caps.maxRoomsPerGame) {
         return { status: "capped", scope: "game", count, limit: caps.maxRoomsPerGame };
       }
@@ -159,8 +172,25 @@ export class MemoryStore implements ClusterStore {
           return { status: "capped", scope: "app", count: appCount, limit: caps.maxAppRooms };
         }
       }
+      const maxIp = caps.maxRoomsPerIp ?? 0;
+      if (record.creatorIp !== undefined && maxIp > 0) {
+        const ips = this.#zset(`ip-rooms:${record.gameName}\u0000${record.creatorIp}`);
+        const ipCount = ips.size - (ips.has(record.roomCode) ? 1 : 0);
+        if (ipCount >= maxIp) {
+          return { status: "capped", scope: "ip", count: ipCount, limit: maxIp };
+        }
+      }
+      if (current?.creatorIp !== undefined) {
+        this.#zset(`ip-rooms:${current.gameName}\u0000${current.creatorIp}`).delete(
+          record.roomCode,
+        );
+      }
       this.#set(roomKey, record, this.#settings.ttlMs);
       this.#zadd(`game-rooms:${record.gameName}`, record.roomCode);
+      empty.delete(record.roomCode);
+      if (record.creatorIp !== undefined) {
+        this.#zadd(`ip-rooms:${record.gameName}\u0000${record.creatorIp}`, record.roomCode);
+      }
       if (record.appId !== undefined) {
         if (stale) this.#zset(`app-rooms:${record.appId}`).delete(stale.roomId);
         this.#zadd(`app-rooms:${record.appId}`, record.roomId);
@@ -181,6 +211,15 @@ export class MemoryStore implements ClusterStore {
     if (result !== "conflict") {
       this.#set(roomKey, record, this.#settings.ttlMs);
       this.#zadd(`game-rooms:${record.gameName}`, record.roomCode);
+      // Rooms without a seat stop counting against the game and IP caps (§8.3 "Claim").
+      const ipKey = `ip-rooms:${record.gameName}\u0000${record.creatorIp}`;
+      if (record.summary.players === 0) {
+        this.#zadd(`game-empty:${record.gameName}`, record.roomCode);
+        if (record.creatorIp !== undefined) this.#zset(ipKey).delete(record.roomCode);
+      } else {
+        this.#zset(`game-empty:${record.gameName}`).delete(record.roomCode);
+        if (record.creatorIp !== undefined) this.#zadd(ipKey, record.roomCode);
+      }
     }
     this.#set(`room-id:${record.roomId}`, this.#roomIdValue(record), this.#roomIdTtl());
     if (record.appId !== undefined) this.#zadd(`app-rooms:${record.appId}`, record.roomId);
@@ -198,9 +237,14 @@ export class MemoryStore implements ClusterStore {
   release(gameName: string, roomCode: string, roomId: string): Promise<void> {
     return this.#call(() => {
       const roomKey = `room:${gameName}:${roomCode}`;
-      if (this.#get<DirectoryRecord>(roomKey)?.roomId === roomId) {
+      const current = this.#get<DirectoryRecord>(roomKey);
+      if (current?.roomId === roomId) {
         this.#items.delete(roomKey);
         this.#zset(`game-rooms:${gameName}`).delete(roomCode);
+        this.#zset(`game-empty:${gameName}`).delete(roomCode);
+        if (current.creatorIp !== undefined) {
+          this.#zset(`ip-rooms:${gameName}\u0000${current.creatorIp}`).delete(roomCode);
+        }
       }
       const id = this.#get<RoomIdValue>(`room-id:${roomId}`);
       if (id !== undefined && id !== "gone" && id.appId !== undefined) {
@@ -244,21 +288,32 @@ export class MemoryStore implements ClusterStore {
     });
   }
 
-  async take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+  take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+    return this.#bucket(kind, key, now, true);
+  }
+
+  check(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+    return this.#bucket(kind, key, now, false);
+  }
+
+  async #bucket(kind: BucketKind, key: string, now: number, take: boolean): Promise<BucketTake> {
     try {
       return await this.#call(() => {
         const spec = this.#settings.buckets[kind];
         const bucketKey = `bucket:${kind}:${key}`;
         let buckets = this.#get<KeyedBuckets>(bucketKey);
         if (buckets === undefined) {
+          if (!take) return { ok: true as const };
           buckets = new KeyedBuckets(spec.capacity, spec.windowMs, 1);
           this.#set(bucketKey, buckets, 2 * spec.windowMs);
         }
+        if (!take) return buckets.check(key, now);
         this.#items.get(bucketKey)!.expiresAt = this.#now() + 2 * spec.windowMs;
         return buckets.take(key, now);
       });
     } catch {
-      return this.#fallback[kind].take(key, now);
+      const fallback = this.#fallback[kind];
+      return take ? fallback.take(key, now) : fallback.check(key, now);
     }
   }
 

@@ -22,10 +22,14 @@ const log = getLogger(["signal-fish", "cluster"]);
 export interface OpenCluster {
   node: ClusterNode;
   store: RedisStore;
+  /** The node's bus (its publish round trips feed docs/spec/SERVER.md §6.3 #67). */
+  bus: RedisBus;
   staging: Staging;
   /** Builds the edge resolver once the engine exists. */
   resolver(engine: Engine, limits: {
     maxRoomsPerGame: number;
+    maxRoomsPerIp?: number;
+    enableReconnection?: boolean;
     roomCodeLength: number;
     maxGameNameLength: number;
     nameRules: NameRules;
@@ -67,6 +71,8 @@ export function openCluster(
     buckets: {
       creation: { capacity: config.rate_limit.max_room_creations, windowMs },
       join: { capacity: config.rate_limit.max_join_attempts, windowMs },
+      reconnect: { capacity: config.rate_limit.max_reconnect_attempts, windowMs },
+      auth_failure: { capacity: config.rate_limit.max_auth_failures, windowMs },
     },
     timeoutMs: cluster.forward_timeout_ms,
   });
@@ -87,6 +93,7 @@ export function openCluster(
   return {
     node: started,
     store,
+    bus,
     staging,
     setEngine: (engine) => engineRef = engine,
     resolver: (engine, limits) =>

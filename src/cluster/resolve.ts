@@ -11,7 +11,11 @@ import type { BucketKind } from "../coordination/buckets.ts";
 import type { DirectoryRecord } from "../coordination/directory.ts";
 import type { Engine } from "../engine/engine.ts";
 import { CODE_ATTEMPTS } from "../engine/engine.ts";
-import { creationLimitReason, joinLimitReason } from "../engine/rate_limits.ts";
+import {
+  creationLimitReason,
+  joinLimitReason,
+  reconnectLimitReason,
+} from "../engine/rate_limits.ts";
 import { gameScope } from "../engine/room.ts";
 import { checkGameName, checkPlayerName, checkRoomCode } from "../engine/validation.ts";
 import type { NameRules } from "../engine/validation.ts";
@@ -76,9 +80,19 @@ export interface ResolverOptions {
   store: ClusterStore;
   staging: Staging;
   maxRoomsPerGame: number;
+  /**
+   * `server.max_rooms_per_ip`: rooms with a seat one client IP key may have created in a game,
+   * across the cluster (docs/spec/SERVER.md §8.3 "Claim"); `0` = no cap. @default 0
+   */
+  maxRoomsPerIp?: number;
   roomCodeLength: number;
   maxGameNameLength: number;
   nameRules: NameRules;
+  /**
+   * `server.enable_reconnection`: when off, `Reconnect` takes no token and the engine answers
+   * `RECONNECTION_FAILED`. @default true
+   */
+  enableReconnection?: boolean;
   /** An app's `max_rooms`, if it has one. */
   appMaxRooms: (appId: string) => number | undefined;
   /** Whether the epoch's grace window is running at `now` (docs/spec/SERVER.md §8.3). */
@@ -120,7 +134,9 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     if (taken.ok) return undefined;
     return kind === "creation"
       ? creationLimitReason(taken.retryAfterSecs)
-      : joinLimitReason(taken.retryAfterSecs);
+      : kind === "join"
+      ? joinLimitReason(taken.retryAfterSecs)
+      : reconnectLimitReason(taken.retryAfterSecs);
   };
 
   /** Throws while Redis is known not to answer (the caller's catch answers SERVICE_UNAVAILABLE). */
@@ -139,6 +155,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
   const claimAndCreate = async (
     conn: string,
     data: Extract<ClientMessage, { type: "JoinRoom" }>["data"],
+    ip: string,
     now: number,
     staleRecord?: DirectoryRecord,
   ): Promise<Resolution> => {
@@ -148,6 +165,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const caps = {
       maxRoomsPerGame: options.maxRoomsPerGame,
       ...(maxAppRooms !== undefined ? { maxAppRooms } : {}),
+      ...(options.maxRoomsPerIp ? { maxRoomsPerIp: options.maxRoomsPerIp } : {}),
     };
     const given = data.room_code?.toUpperCase();
     const events: EdgeEvent[] = [];
@@ -163,6 +181,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         createdAt: now,
         home: node,
         ...(appId !== undefined ? { appId } : {}),
+        // The engine's `creatorIp` of the room (the same client IP key), for the per-IP cap.
+        ...(ip !== "" ? { creatorIp: ip } : {}),
         summary: {
           room_code: code,
           game_name: data.game_name,
@@ -186,6 +206,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       if (claimed.status === "capped") {
         const reason = claimed.scope === "game"
           ? `Game \`${data.game_name}\` already has ${claimed.count} rooms (limit ${claimed.limit})`
+          : claimed.scope === "ip"
+          ? `Your address already has ${claimed.count} rooms of game \`${data.game_name}\` (limit ${claimed.limit})`
           : `App \`${appId}\` already has ${claimed.count} rooms (limit ${claimed.limit})`;
         return joinFailedReply(reason, "MAX_ROOMS_PER_GAME_EXCEEDED", true);
       }
@@ -228,7 +250,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     if (creating) {
       const limited = await take("creation", ip, now);
       if (limited) return rateLimited(limited, "create", true);
-      return claimAndCreate(conn, data, now);
+      return claimAndCreate(conn, data, ip, now);
     }
     const code = data.room_code!.toUpperCase();
     const limited = await take("join", ip, now);
@@ -255,7 +277,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     if (joinOnly) return { kind: "local" };
     const limitedCreate = await take("creation", ip, now);
     if (limitedCreate) return rateLimited(limitedCreate, "create", true);
-    return claimAndCreate(conn, data, now, staleRecord);
+    return claimAndCreate(conn, data, ip, now, staleRecord);
   };
 
   const joinAsSpectator = async (
@@ -302,18 +324,37 @@ export function clusterResolver(options: ResolverOptions): Resolver {
   };
 
   const reconnect = async (
+    take: typeof takeToken,
     message: Extract<ClientMessage, { type: "Reconnect" }>,
+    ip: string,
     staleHome: NodeId | undefined,
     now: number,
   ): Promise<Resolution> => {
-    const roomId = message.data.room_id;
-    if (engine.hasRoomId(roomId)) return { kind: "local" };
-    const resolved = await store.resolveRoomId(roomId);
     const failed = (reason: string, code: ErrorCode): Resolution =>
       reply({ type: "ReconnectionFailed", data: { reason, error_code: code } }, [{
         type: "reconnect_failed",
         errorCode: code,
       }]);
+    // The per-IP reconnect bucket, global (docs/spec/SERVER.md §3.4, §8.3): first, as in the engine,
+    // unless reconnection is off (the engine then answers RECONNECTION_FAILED).
+    if (options.enableReconnection ?? true) {
+      const limited = await take("reconnect", ip, now);
+      if (limited) {
+        return reply(
+          {
+            type: "ReconnectionFailed",
+            data: { reason: limited, error_code: "RATE_LIMIT_EXCEEDED" },
+          },
+          [
+            { type: "reconnect_failed", errorCode: "RATE_LIMIT_EXCEEDED" },
+            { type: "rate_limited", scope: "reconnect" },
+          ],
+        );
+      }
+    }
+    const roomId = message.data.room_id;
+    if (engine.hasRoomId(roomId)) return { kind: "local" };
+    const resolved = await store.resolveRoomId(roomId);
     switch (resolved.status) {
       case "absent":
         if (options.inGrace(now)) return reply(unavailable(message));
@@ -340,7 +381,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         case "JoinAsSpectator":
           return await joinAsSpectator(take, conn, message, ip, now, staleHome);
         case "Reconnect":
-          return await reconnect(message, staleHome, now);
+          return await reconnect(take, message, ip, staleHome, now);
         default:
           return { kind: "local" };
       }

@@ -172,20 +172,25 @@ class Script {
 }
 
 /**
- * Claim. KEYS: room, game-rooms, app-rooms, room-id. ARGV: entry, room id, code, now, T,
- * room-id TTL, max per game, max per app (-1 = none), stale room id ("" = none), room-id value,
- * has app ("1"/"0").
+ * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms. ARGV: entry, room
+ * id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale room id ("" =
+ * none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP ("1"/"0"), ip-rooms
+ * prefix of the game. Rooms in game-empty (no seat at their last refresh) do not count.
  */
 const CLAIM = new Script(`
 local now = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 local current = redis.call('GET', KEYS[1])
 if current and cjson.decode(current).roomId ~= ARGV[9] then
   return {'taken', current}
 end
-local games = redis.call('ZCARD', KEYS[2])
-if redis.call('ZSCORE', KEYS[2], ARGV[3]) then games = games - 1 end
+local games = redis.call('ZCARD', KEYS[2]) - redis.call('ZCARD', KEYS[5])
+if redis.call('ZSCORE', KEYS[2], ARGV[3]) and not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
+  games = games - 1
+end
+if games < 0 then games = 0 end
 if games >= tonumber(ARGV[7]) then return {'capped', 'game', games} end
 local maxApp = tonumber(ARGV[8])
 if ARGV[11] == '1' and maxApp >= 0 then
@@ -194,9 +199,25 @@ if ARGV[11] == '1' and maxApp >= 0 then
   if ARGV[9] ~= '' and redis.call('ZSCORE', KEYS[3], ARGV[9]) then apps = apps - 1 end
   if apps >= maxApp then return {'capped', 'app', apps} end
 end
+local maxIp = tonumber(ARGV[12])
+if ARGV[13] == '1' and maxIp > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+  local ips = redis.call('ZCARD', KEYS[6])
+  if redis.call('ZSCORE', KEYS[6], ARGV[3]) then ips = ips - 1 end
+  if ips >= maxIp then return {'capped', 'ip', ips} end
+end
+if current then
+  local ip = cjson.decode(current).creatorIp
+  if type(ip) == 'string' then redis.call('ZREM', ARGV[14] .. ip, ARGV[3]) end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZREM', KEYS[5], ARGV[3])
+if ARGV[13] == '1' then
+  redis.call('ZADD', KEYS[6], now + ttl, ARGV[3])
+  redis.call('PEXPIRE', KEYS[6], ttl)
+end
 if ARGV[11] == '1' then
   if ARGV[9] ~= '' then redis.call('ZREM', KEYS[3], ARGV[9]) end
   redis.call('ZADD', KEYS[3], now + ttl, ARGV[2])
@@ -207,8 +228,10 @@ return {'ok'}
 `);
 
 /**
- * Refresh (compare-and-set). KEYS: room, game-rooms, app-rooms, room-id. ARGV: entry, room id,
- * code, now, T, room-id TTL, room-id value, has app.
+ * Refresh (compare-and-set). KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms.
+ * ARGV: entry, room id, code, now, T, room-id TTL, room-id value, has app, empty ("1" = no
+ * seat), has IP. An empty room joins game-empty and leaves its ip-rooms set; a room with a seat
+ * the reverse.
  */
 const REFRESH = new Script(`
 local now = tonumber(ARGV[4])
@@ -222,6 +245,17 @@ if result ~= 'conflict' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
   redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ttl)
+  if ARGV[9] == '1' then
+    redis.call('ZADD', KEYS[5], now + ttl, ARGV[3])
+    redis.call('PEXPIRE', KEYS[5], ttl)
+    if ARGV[10] == '1' then redis.call('ZREM', KEYS[6], ARGV[3]) end
+  else
+    redis.call('ZREM', KEYS[5], ARGV[3])
+    if ARGV[10] == '1' then
+      redis.call('ZADD', KEYS[6], now + ttl, ARGV[3])
+      redis.call('PEXPIRE', KEYS[6], ttl)
+    end
+  end
 end
 redis.call('SET', KEYS[4], ARGV[7], 'PX', tonumber(ARGV[6]))
 if ARGV[8] == '1' then
@@ -231,12 +265,22 @@ end
 return result
 `);
 
-/** Release. KEYS: room, game-rooms, room-id. ARGV: room id, code, `gone` TTL, key prefix. */
+/**
+ * Release. KEYS: room, game-rooms, room-id, game-empty. ARGV: room id, code, `gone` TTL, key
+ * prefix, ip-rooms prefix of the game.
+ */
 const RELEASE = new Script(`
 local current = redis.call('GET', KEYS[1])
-if current and cjson.decode(current).roomId == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[2])
+if current then
+  local entry = cjson.decode(current)
+  if entry.roomId == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    redis.call('ZREM', KEYS[2], ARGV[2])
+    redis.call('ZREM', KEYS[4], ARGV[2])
+    if type(entry.creatorIp) == 'string' then
+      redis.call('ZREM', ARGV[5] .. entry.creatorIp, ARGV[2])
+    end
+  end
 end
 local id = redis.call('GET', KEYS[3])
 if id and id ~= 'gone' then
@@ -249,7 +293,8 @@ return 1
 
 /**
  * Take (token bucket in token-milliseconds, as engine/token_bucket.ts). KEYS: bucket. ARGV:
- * capacity, window ms, now. Returns 0 (taken) or the whole seconds to wait (≥ 1).
+ * capacity, window ms, now, "0" to only look (nothing written). Returns 0 (a token is there, and
+ * was taken unless looking) or the whole seconds to wait (≥ 1).
  */
 const TAKE = new Script(`
 local cap = tonumber(ARGV[1])
@@ -270,7 +315,9 @@ if now > at then
 end
 local wait = 0
 if units >= win then units = units - win else wait = (win - units) / cap end
-redis.call('SET', KEYS[1], string.format('%.0f:%.0f', units, at), 'PX', 2 * win)
+if ARGV[4] ~= '0' then
+  redis.call('SET', KEYS[1], string.format('%.0f:%.0f', units, at), 'PX', 2 * win)
+end
 if wait == 0 then return 0 end
 return math.max(1, math.ceil(wait / 1000))
 `);
@@ -329,6 +376,14 @@ export class RedisStore implements ClusterStore {
         settings.buckets.creation.windowMs,
       ),
       join: new KeyedBuckets(settings.buckets.join.capacity, settings.buckets.join.windowMs),
+      reconnect: new KeyedBuckets(
+        settings.buckets.reconnect.capacity,
+        settings.buckets.reconnect.windowMs,
+      ),
+      auth_failure: new KeyedBuckets(
+        settings.buckets.auth_failure.capacity,
+        settings.buckets.auth_failure.windowMs,
+      ),
     };
   }
 
@@ -406,6 +461,8 @@ export class RedisStore implements ClusterStore {
       k.gameRooms(record.gameName),
       k.appRooms(record.appId ?? ""),
       k.roomId(record.roomId),
+      k.gameEmpty(record.gameName),
+      k.ipRooms(record.gameName, record.creatorIp ?? ""),
     ], [
       JSON.stringify(record),
       record.roomId,
@@ -418,6 +475,9 @@ export class RedisStore implements ClusterStore {
       stale?.roomId ?? "",
       roomIdValue(record),
       hasApp ? "1" : "0",
+      String(caps.maxRoomsPerIp ?? -1),
+      record.creatorIp !== undefined ? "1" : "0",
+      k.ipRoomsPrefix(record.gameName),
     ], "claim") as [string, ...unknown[]];
     switch (reply[0]) {
       case "ok":
@@ -425,12 +485,16 @@ export class RedisStore implements ClusterStore {
       case "taken":
         return { status: "taken", record: JSON.parse(String(reply[1])) };
       default: {
-        const scope = reply[1] === "app" ? "app" : "game";
+        const scope = reply[1] === "app" ? "app" : reply[1] === "ip" ? "ip" : "game";
         return {
           status: "capped",
           scope,
           count: Number(reply[2]),
-          limit: scope === "app" ? caps.maxAppRooms! : caps.maxRoomsPerGame,
+          limit: scope === "app"
+            ? caps.maxAppRooms!
+            : scope === "ip"
+            ? caps.maxRoomsPerIp!
+            : caps.maxRoomsPerGame,
         };
       }
     }
@@ -443,6 +507,8 @@ export class RedisStore implements ClusterStore {
       k.gameRooms(record.gameName),
       k.appRooms(record.appId ?? ""),
       k.roomId(record.roomId),
+      k.gameEmpty(record.gameName),
+      k.ipRooms(record.gameName, record.creatorIp ?? ""),
     ], [
       JSON.stringify(record),
       record.roomId,
@@ -452,6 +518,8 @@ export class RedisStore implements ClusterStore {
       String(this.#roomIdTtl()),
       roomIdValue(record),
       record.appId !== undefined ? "1" : "0",
+      record.summary.players === 0 ? "1" : "0",
+      record.creatorIp !== undefined ? "1" : "0",
     ]];
   }
 
@@ -481,8 +549,15 @@ export class RedisStore implements ClusterStore {
         k.room(gameName, roomCode),
         k.gameRooms(gameName),
         k.roomId(roomId),
+        k.gameEmpty(gameName),
       ],
-      [roomId, roomCode, String(this.#settings.reconnectionWindowMs), k.prefix],
+      [
+        roomId,
+        roomCode,
+        String(this.#settings.reconnectionWindowMs),
+        k.prefix,
+        k.ipRoomsPrefix(gameName),
+      ],
       "release",
     );
   }
@@ -559,7 +634,15 @@ export class RedisStore implements ClusterStore {
     return records.sort(oldestFirst).slice(0, limit);
   }
 
-  async take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+  take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+    return this.#bucket(kind, key, now, true);
+  }
+
+  check(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
+    return this.#bucket(kind, key, now, false);
+  }
+
+  async #bucket(kind: BucketKind, key: string, now: number, take: boolean): Promise<BucketTake> {
     const spec = this.#settings.buckets[kind];
     try {
       const wait = Number(
@@ -567,12 +650,14 @@ export class RedisStore implements ClusterStore {
           String(spec.capacity),
           String(spec.windowMs),
           String(now),
-        ], "take"),
+          take ? "1" : "0",
+        ], take ? "take" : "check"),
       );
       return wait === 0 ? { ok: true } : { ok: false, retryAfterSecs: wait };
     } catch {
       // Redis unreachable: this node's own bucket (docs/spec/SERVER.md §8.4.3).
-      return this.#fallback[kind].take(key, now);
+      const fallback = this.#fallback[kind];
+      return take ? fallback.take(key, now) : fallback.check(key, now);
     }
   }
 

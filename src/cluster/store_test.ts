@@ -20,6 +20,8 @@ function settings(overrides: Partial<StoreSettings> = {}): StoreSettings {
     buckets: {
       creation: { capacity: 1, windowMs: 60_000 },
       join: { capacity: 2, windowMs: 60_000 },
+      reconnect: { capacity: 3, windowMs: 60_000 },
+      auth_failure: { capacity: 3, windowMs: 60_000 },
     },
     timeoutMs: 2_000,
     ...overrides,
@@ -164,6 +166,12 @@ Deno.test("MemoryStore: keys expire with the clock; unreachable rejects but buck
   await rejects(store.lookup("orbit", "BBBBBB"));
   deepEqual(await store.take("creation", "1.2.3.4", now), { ok: true });
   deepEqual(await store.take("creation", "1.2.3.4", now), { ok: false, retryAfterSecs: 60 });
+  // The failed-Authenticate budget falls back too: check looks, take charges (capacity 3).
+  for (let i = 0; i < 3; i++) {
+    deepEqual(await store.check("auth_failure", "1.2.3.4", now), { ok: true });
+    deepEqual(await store.take("auth_failure", "1.2.3.4", now), { ok: true });
+  }
+  deepEqual(await store.check("auth_failure", "1.2.3.4", now), { ok: false, retryAfterSecs: 20 });
 });
 
 Deno.test({

@@ -208,6 +208,8 @@ function storeSettings(ttlMs: number, prefix: string): StoreSettings {
     buckets: {
       creation: { capacity: 1000, windowMs: 60_000 },
       join: { capacity: 1000, windowMs: 60_000 },
+      reconnect: { capacity: 1000, windowMs: 60_000 },
+      auth_failure: { capacity: 1000, windowMs: 60_000 },
     },
     timeoutMs: 1_000,
   };
@@ -267,6 +269,8 @@ async function startNode(
       store,
       staging,
       maxRoomsPerGame: engineSettings.maxRoomsPerGame,
+      maxRoomsPerIp: engineSettings.maxRoomsPerIp ?? 0,
+      enableReconnection: engineSettings.enableReconnection,
       roomCodeLength: engineSettings.roomCodeLength,
       maxGameNameLength: engineSettings.maxGameNameLength,
       nameRules: engineSettings.nameRules,

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { TokenBuckets } from "../coordination/buckets.ts";
+import type { BucketKind, TokenBuckets } from "../coordination/buckets.ts";
 import type {
   DirectoryRecord,
   NodeId,
@@ -126,7 +126,7 @@ export interface StoreSettings {
   /** `server.reconnection_window` × 1000, ms (lifetime of `room-id` beyond `T`, and of `gone`). */
   reconnectionWindowMs: number;
   /** Bucket sizes per kind: `capacity` tokens refilled over `windowMs` (docs/spec/SERVER.md §3.4). */
-  buckets: Record<"creation" | "join", { capacity: number; windowMs: number }>;
+  buckets: Record<BucketKind, { capacity: number; windowMs: number }>;
   /** Longest wait for one store call, ms (`cluster.forward_timeout_ms`). */
   timeoutMs: number;
   /** Clock for TTL arithmetic, ms. @default Date.now */

@@ -8,8 +8,12 @@
  */
 import type { Awaitable } from "./awaitable.ts";
 
-/** Which bucket: room creations or join attempts (lookups and listings included), per IP. */
-export type BucketKind = "creation" | "join";
+/**
+ * Which bucket, per IP: room creations, join attempts (lookups and listings included),
+ * `Reconnect` attempts (`rate_limit.max_reconnect_attempts`, docs/spec/SERVER.md §3.4), or failed
+ * `Authenticate` attempts (`rate_limit.max_auth_failures`: checked before, taken on a failure).
+ */
+export type BucketKind = "creation" | "join" | "reconnect" | "auth_failure";
 
 /** The answer to a take: a token was taken, or how long until one is available. */
 export type BucketTake =
@@ -26,4 +30,9 @@ export interface TokenBuckets {
    * a take); when a cluster cannot reach Redis the caller falls back to a local bucket.
    */
   take(kind: BucketKind, key: string, now: number): Awaitable<BucketTake>;
+  /**
+   * Whether bucket `(kind, key)` has a token at `now`, taking none (the failed-`Authenticate`
+   * budget is looked at before a secret is checked). Same fallback as {@linkcode take}.
+   */
+  check(kind: BucketKind, key: string, now: number): Awaitable<BucketTake>;
 }

@@ -30,6 +30,7 @@ import { IGNORE_WITHOUT_REDIS, startRedis } from "../../tests/redis_server.ts";
 interface BucketSpec {
   creation: number;
   join: number;
+  reconnect: number;
   windowMs: number;
 }
 
@@ -187,7 +188,9 @@ async function redisRouters(cleanups: Cleanups): Promise<ClusterRouters> {
 }
 
 /** Store settings of a contract run with bucket sizes `spec` (T = 30 s). */
-function storeSettings(spec: BucketSpec = { creation: 1, join: 1, windowMs: 60_000 }) {
+function storeSettings(
+  spec: BucketSpec = { creation: 1, join: 1, reconnect: 1, windowMs: 60_000 },
+) {
   return {
     prefix: "contract:",
     ttlMs: 30_000,
@@ -195,6 +198,8 @@ function storeSettings(spec: BucketSpec = { creation: 1, join: 1, windowMs: 60_0
     buckets: {
       creation: { capacity: spec.creation, windowMs: spec.windowMs },
       join: { capacity: spec.join, windowMs: spec.windowMs },
+      reconnect: { capacity: spec.reconnect, windowMs: spec.windowMs },
+      auth_failure: { capacity: spec.reconnect, windowMs: spec.windowMs },
     },
     timeoutMs: 5_000,
   };
@@ -218,6 +223,8 @@ const IMPLEMENTATIONS: Implementation[] = [{
       new RateLimits({
         maxRoomCreations: spec.creation,
         maxJoinAttempts: spec.join,
+        maxReconnectAttempts: spec.reconnect,
+        maxAuthFailures: spec.reconnect,
         windowMs: spec.windowMs,
       }),
     ),
@@ -333,6 +340,60 @@ for (const impl of IMPLEMENTATIONS) {
 
   contract(
     impl,
+    `RoomDirectory (%): rooms without a seat stop counting against the game and IP caps`,
+    async (cleanups) => {
+      const directory = await impl.directory(cleanups);
+      const caps = { maxRoomsPerGame: 2, maxRoomsPerIp: 1 };
+      const ip = { creatorIp: "203.0.113.7" };
+      // A claimed room counts before its first refresh (its creator is about to sit).
+      deepEqual(await directory.claim(record("AAAAAA", { ...ip, players: 0 }), caps), {
+        status: "ok",
+      });
+      deepEqual(await directory.claim(record("BBBBBB", ip), caps), {
+        status: "capped",
+        scope: "ip",
+        count: 1,
+        limit: 1,
+      });
+      deepEqual(await directory.claim(record("BBBBBB", { creatorIp: "198.51.100.1" }), caps), {
+        status: "ok",
+      });
+      deepEqual(await directory.claim(record("CCCCCC"), caps), {
+        status: "capped",
+        scope: "game",
+        count: 2,
+        limit: 2,
+      });
+      // AAAAAA loses its last seat: it no longer counts for the game nor for its creator's IP.
+      equal(await directory.refresh(record("AAAAAA", { ...ip, players: 0 })), "refreshed");
+      deepEqual(await directory.claim(record("CCCCCC", ip), caps), { status: "ok" });
+      ok(await directory.lookup("orbit", "AAAAAA"), "the empty room's entry stays");
+      deepEqual(await directory.claim(record("DDDDDD"), caps), {
+        status: "capped",
+        scope: "game",
+        count: 2,
+        limit: 2,
+      });
+      // A seat again: it counts again (a refresh is never refused, the count may exceed the cap).
+      equal(await directory.refresh(record("AAAAAA", { ...ip, players: 1 })), "refreshed");
+      deepEqual(await directory.claim(record("DDDDDD"), caps), {
+        status: "capped",
+        scope: "game",
+        count: 3,
+        limit: 2,
+      });
+      // Released rooms free their slots; other games and IPs are separate.
+      await directory.release("orbit", "AAAAAA", "id-AAAAAA");
+      await directory.release("orbit", "CCCCCC", "id-CCCCCC");
+      deepEqual(await directory.claim(record("DDDDDD", ip), caps), { status: "ok" });
+      deepEqual(await directory.claim(record("EEEEEE", { ...ip, gameName: "other" }), caps), {
+        status: "ok",
+      });
+    },
+  );
+
+  contract(
+    impl,
     `RoomDirectory (%): refresh rewrites, re-creates or reports a conflict`,
     async (cleanups) => {
       const directory = await impl.directory(cleanups);
@@ -405,7 +466,10 @@ for (const impl of IMPLEMENTATIONS) {
     impl,
     `TokenBuckets (%): takes until empty, then says when, per kind and key`,
     async (cleanups) => {
-      const buckets = await impl.buckets({ creation: 2, join: 1, windowMs: 60_000 }, cleanups);
+      const buckets = await impl.buckets(
+        { creation: 2, join: 1, reconnect: 3, windowMs: 60_000 },
+        cleanups,
+      );
       deepEqual(await buckets.take("creation", "10.0.0.1", T0), { ok: true });
       deepEqual(await buckets.take("creation", "10.0.0.1", T0), { ok: true });
       deepEqual(await buckets.take("creation", "10.0.0.1", T0), { ok: false, retryAfterSecs: 30 });
@@ -413,6 +477,21 @@ for (const impl of IMPLEMENTATIONS) {
       deepEqual(await buckets.take("creation", "10.0.0.2", T0), { ok: true }, "keys are separate");
       deepEqual(await buckets.take("join", "10.0.0.1", T0 + 1), { ok: false, retryAfterSecs: 60 });
       deepEqual(await buckets.take("creation", "10.0.0.1", T0 + 30_000), { ok: true }, "refilled");
+      for (let i = 0; i < 3; i++) {
+        deepEqual(await buckets.take("reconnect", "10.0.0.1", T0), { ok: true }, `reconnect ${i}`);
+      }
+      deepEqual(await buckets.take("reconnect", "10.0.0.1", T0), { ok: false, retryAfterSecs: 20 });
+      // check looks without taking (the failed-Authenticate budget, same capacity here).
+      for (let i = 0; i < 5; i++) {
+        deepEqual(await buckets.check("auth_failure", "10.0.0.1", T0), { ok: true }, `check ${i}`);
+      }
+      for (let i = 0; i < 3; i++) await buckets.take("auth_failure", "10.0.0.1", T0);
+      deepEqual(await buckets.check("auth_failure", "10.0.0.1", T0), {
+        ok: false,
+        retryAfterSecs: 20,
+      });
+      deepEqual(await buckets.check("auth_failure", "10.0.0.1", T0 + 20_000), { ok: true });
+      deepEqual(await buckets.check("reconnect", "10.0.0.2", T0), { ok: true });
     },
   );
 

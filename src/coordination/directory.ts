@@ -25,12 +25,22 @@ export interface DirectoryRecord extends DirectoryEntry {
   home: NodeId;
 }
 
-/** The caps a creation claim enforces (docs/spec/SERVER.md §8.3 "Claim"). */
+/**
+ * The caps a creation claim enforces (docs/spec/SERVER.md §8.3 "Claim"). The game and per-IP
+ * counts leave out rooms whose last refresh said they have no seat (no connected player, no
+ * held seat): such rooms stop counting at once, as a single instance reclaims them (issue 14
+ * item 7). A freshly claimed room counts until its home refreshes it.
+ */
 export interface ClaimCaps {
   /** `server.max_rooms_per_game`. */
   maxRoomsPerGame: number;
   /** The app's `max_rooms` (auth enabled, app with a cap). @default undefined (no app cap) */
   maxAppRooms?: number;
+  /**
+   * `server.max_rooms_per_ip`: rooms with a seat that the claim's `creatorIp` created in the
+   * game, across every node. `0` or absent = no cap.
+   */
+  maxRoomsPerIp?: number;
 }
 
 /** The answer to a claim. */
@@ -39,8 +49,11 @@ export type ClaimResult =
   | { status: "ok" }
   /** Another room holds the code: join that one instead (`record` names it). */
   | { status: "taken"; record: DirectoryRecord }
-  /** A cap is reached: `count` rooms of the game (`scope: "game"`) or app (`"app"`). */
-  | { status: "capped"; scope: "game" | "app"; count: number; limit: number };
+  /**
+   * A cap is reached: `count` rooms of the game (`scope: "game"`), the app (`"app"`) or the
+   * creator's IP in the game (`"ip"`).
+   */
+  | { status: "capped"; scope: "game" | "app" | "ip"; count: number; limit: number };
 
 /** The answer to a refresh (docs/spec/SERVER.md §8.3 "Refresh"). */
 export type RefreshResult = "refreshed" | "created" | "conflict";

@@ -34,11 +34,23 @@ function key(gameName: string, roomCode: string): string {
   return `${gameName}\u0000${roomCode}`;
 }
 
-/** A {@linkcode RoomDirectory} in this process's memory. Records are shared: do not mutate. */
+/** Key of an IP's share of a game's rooms. */
+function ipKey(gameName: string, ip: string): string {
+  return `${gameName}\u0000${ip}`;
+}
+
+/**
+ * A {@linkcode RoomDirectory} in this process's memory. Records are shared: do not mutate.
+ * Rooms whose last write said they have no seat do not count against the game and IP caps
+ * ({@linkcode ClaimCaps}); a claimed room counts until its first refresh.
+ */
 export class MemoryRoomDirectory implements RoomDirectory {
   /** Entries in creation order. */
   readonly #entries = new Map<string, DirectoryRecord>();
+  /** Keys of the entries that count against the game and IP caps (a seat, or just claimed). */
+  readonly #occupied = new Set<string>();
   readonly #perGame = new Map<string, number>();
+  readonly #perIp = new Map<string, number>();
   readonly #perApp = new Map<string, number>();
 
   /** Number of entries. */
@@ -50,7 +62,8 @@ export class MemoryRoomDirectory implements RoomDirectory {
     const k = key(record.gameName, record.roomCode);
     const current = this.#entries.get(k);
     if (current && current.roomId !== stale?.roomId) return { status: "taken", record: current };
-    const games = (this.#perGame.get(record.gameName) ?? 0) - (current ? 1 : 0);
+    const replaced = current !== undefined && this.#occupied.has(k);
+    const games = (this.#perGame.get(record.gameName) ?? 0) - (replaced ? 1 : 0);
     if (games >= caps.maxRoomsPerGame) {
       return { status: "capped", scope: "game", count: games, limit: caps.maxRoomsPerGame };
     }
@@ -60,8 +73,15 @@ export class MemoryRoomDirectory implements RoomDirectory {
         return { status: "capped", scope: "app", count: apps, limit: caps.maxAppRooms };
       }
     }
+    const maxIp = caps.maxRoomsPerIp ?? 0;
+    if (record.creatorIp !== undefined && maxIp > 0) {
+      const sameIp = replaced && current.creatorIp === record.creatorIp;
+      const ips = (this.#perIp.get(ipKey(record.gameName, record.creatorIp)) ?? 0) -
+        (sameIp ? 1 : 0);
+      if (ips >= maxIp) return { status: "capped", scope: "ip", count: ips, limit: maxIp };
+    }
     if (current) this.#delete(k, current);
-    this.#set(k, record);
+    this.#set(k, record, true);
     return { status: "ok" };
   }
 
@@ -69,11 +89,12 @@ export class MemoryRoomDirectory implements RoomDirectory {
     const k = key(record.gameName, record.roomCode);
     const current = this.#entries.get(k);
     if (current === undefined) {
-      this.#set(k, record);
+      this.#set(k, record, record.summary.players > 0);
       return "created";
     }
     if (current.roomId !== record.roomId) return "conflict";
     this.#entries.set(k, record);
+    this.#mark(k, record, record.summary.players > 0);
     return "refreshed";
   }
 
@@ -105,17 +126,34 @@ export class MemoryRoomDirectory implements RoomDirectory {
     return out;
   }
 
-  #set(k: string, record: DirectoryRecord): void {
+  /** Counts entry `k` (of `record`) against the game and IP caps or not. */
+  #mark(k: string, record: DirectoryRecord, occupied: boolean): void {
+    if (occupied === this.#occupied.has(k)) return;
+    const ip = record.creatorIp !== undefined
+      ? ipKey(record.gameName, record.creatorIp)
+      : undefined;
+    if (occupied) {
+      this.#occupied.add(k);
+      this.#perGame.set(record.gameName, (this.#perGame.get(record.gameName) ?? 0) + 1);
+      if (ip !== undefined) this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+    } else {
+      this.#occupied.delete(k);
+      decrement(this.#perGame, record.gameName);
+      if (ip !== undefined) decrement(this.#perIp, ip);
+    }
+  }
+
+  #set(k: string, record: DirectoryRecord, occupied: boolean): void {
     this.#entries.set(k, record);
-    this.#perGame.set(record.gameName, (this.#perGame.get(record.gameName) ?? 0) + 1);
+    this.#mark(k, record, occupied);
     if (record.appId !== undefined) {
       this.#perApp.set(record.appId, (this.#perApp.get(record.appId) ?? 0) + 1);
     }
   }
 
   #delete(k: string, record: DirectoryRecord): void {
+    this.#mark(k, record, false);
     this.#entries.delete(k);
-    decrement(this.#perGame, record.gameName);
     if (record.appId !== undefined) decrement(this.#perApp, record.appId);
   }
 }
@@ -142,7 +180,19 @@ export class MemoryTokenBuckets implements TokenBuckets {
   take(kind: BucketKind, key: string, now: number): BucketTake {
     const limits = this.#limits;
     if (!limits) return TAKEN;
-    return kind === "creation" ? limits.takeCreation(key, now) : limits.takeJoin(key, now);
+    return kind === "creation"
+      ? limits.takeCreation(key, now)
+      : kind === "join"
+      ? limits.takeJoin(key, now)
+      : kind === "reconnect"
+      ? limits.takeReconnect(key, now)
+      : limits.bucket(kind).take(key, now);
+  }
+
+  check(kind: BucketKind, key: string, now: number): BucketTake {
+    const limits = this.#limits;
+    if (!limits) return TAKEN;
+    return limits.bucket(kind).check(key, now);
   }
 }
 

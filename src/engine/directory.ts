@@ -251,6 +251,7 @@ export class HomeDirectory {
       summary: roomSummary(room),
     };
     if (meta?.appId !== undefined) entry.appId = meta.appId;
+    if (room.creatorIp !== undefined) entry.creatorIp = room.creatorIp;
     return { kind: "directory", op: "refresh", entry };
   }
 }

@@ -71,6 +71,11 @@ export interface DirectoryEntry {
   roomCode: string;
   /** The app whose connection created the room (auth enabled), for the per-app cap. */
   appId?: string;
+  /**
+   * The creating connection's client IP key (docs/spec/SERVER.md §1.9), for the global
+   * `max_rooms_per_ip` count in a cluster (docs/spec/SERVER.md §8.3 "Claim").
+   */
+  creatorIp?: string;
   /** Creation time, ms since the epoch. */
   createdAt: number;
   /** The lookup summary at the time of the write. */

@@ -31,12 +31,19 @@ export interface RateLimitOptions {
   /** Most client IPs remembered per bucket kind between sweeps. @default 100_000 */
   maxTrackedIps?: number;
   /**
-   * Cluster mode: the edge takes the creation and join tokens from the global buckets in Redis
-   * before a request reaches the engine (docs/spec/SERVER.md §8.2, §8.3), so
-   * {@linkcode RateLimits.takeCreation} and {@linkcode RateLimits.takeJoin} always succeed here;
-   * the reconnect and failed-`Authenticate` buckets stay per node. @default false
+   * Cluster mode: the edge takes the creation, join and reconnect tokens from the global buckets
+   * in Redis before a request reaches the engine (docs/spec/SERVER.md §8.2, §8.3), so
+   * {@linkcode RateLimits.takeCreation}, {@linkcode RateLimits.takeJoin} and
+   * {@linkcode RateLimits.takeReconnect} always succeed here. @default false
    */
   roomTokensElsewhere?: boolean;
+  /**
+   * Cluster mode: the failed-`Authenticate` budget lives in Redis; the edge looks it up and
+   * runs the engine inside {@linkcode RateLimits.withAuthVerdict}, which answers
+   * {@linkcode RateLimits.canFailAuth} and records the charge for the edge to take globally.
+   * @default false
+   */
+  authFailuresElsewhere?: boolean;
 }
 
 const TAKEN: Take = { ok: true };
@@ -48,10 +55,15 @@ export class RateLimits {
   readonly #reconnects: KeyedBuckets;
   readonly #authFailures: KeyedBuckets;
   readonly #roomTokensElsewhere: boolean;
+  readonly #authFailuresElsewhere: boolean;
+  /** The global verdict while {@linkcode RateLimits.withAuthVerdict} runs. */
+  #authVerdict: Take | undefined;
+  #authCharged = false;
 
   /** Creates the buckets; every IP starts with full buckets. */
   constructor(options: RateLimitOptions) {
     this.#roomTokensElsewhere = options.roomTokensElsewhere ?? false;
+    this.#authFailuresElsewhere = options.authFailuresElsewhere ?? false;
     this.#creations = new KeyedBuckets(
       options.maxRoomCreations,
       options.windowMs,
@@ -88,17 +100,52 @@ export class RateLimits {
 
   /** Takes a reconnect token for `ip` at `now` (ms) (`Reconnect`, docs/spec/SERVER.md §3.4). */
   takeReconnect(ip: string, now: number): Take {
+    if (this.#roomTokensElsewhere) return TAKEN;
     return this.#reconnects.take(ip, now);
   }
 
   /** Whether `ip` has failed-`Authenticate` budget left at `now` (ms); takes nothing. */
   canFailAuth(ip: string, now: number): Take {
+    if (this.#authFailuresElsewhere) return this.#authVerdict ?? TAKEN;
     return this.#authFailures.check(ip, now);
   }
 
   /** Charges one failed `Authenticate` (unknown app, wrong secret) to `ip` at `now` (ms). */
   chargeAuthFailure(ip: string, now: number): void {
+    if (this.#authFailuresElsewhere) {
+      this.#authCharged = true;
+      return;
+    }
     this.#authFailures.take(ip, now);
+  }
+
+  /**
+   * Cluster mode (`authFailuresElsewhere`): runs `handle` (the engine's answer to one
+   * `Authenticate`) with `verdict`, the global budget the edge read, as the answer of
+   * {@linkcode RateLimits.canFailAuth}. `charged` tells whether the attempt failed and must be
+   * taken from the global bucket.
+   */
+  withAuthVerdict<T>(verdict: Take, handle: () => T): { result: T; charged: boolean } {
+    this.#authVerdict = verdict;
+    this.#authCharged = false;
+    try {
+      const result = handle();
+      return { result, charged: this.#authCharged };
+    } finally {
+      this.#authVerdict = undefined;
+      this.#authCharged = false;
+    }
+  }
+
+  /** The bucket of `kind` (the {@linkcode TokenBuckets} seam in single-instance mode). */
+  bucket(kind: "creation" | "join" | "reconnect" | "auth_failure"): KeyedBuckets {
+    return kind === "creation"
+      ? this.#creations
+      : kind === "join"
+      ? this.#joins
+      : kind === "reconnect"
+      ? this.#reconnects
+      : this.#authFailures;
   }
 
   /** Forgets buckets that have been full for longer than the window (docs/spec/SERVER.md §4.2 step 4). */

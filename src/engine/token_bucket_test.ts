@@ -115,3 +115,29 @@ Deno.test("KeyedBuckets.check() tells whether a take would succeed without takin
   deepEqual(buckets.check("a", 30_000), { ok: true });
   deepEqual(buckets.check("b", 0), { ok: true }, "keys are separate");
 });
+
+Deno.test("RateLimits in cluster mode: reconnect tokens are taken elsewhere; the failed-Authenticate budget is the edge's verdict", () => {
+  const limits = new RateLimits({
+    maxRoomCreations: 1,
+    maxJoinAttempts: 1,
+    maxReconnectAttempts: 1,
+    maxAuthFailures: 1,
+    windowMs: 60_000,
+    roomTokensElsewhere: true,
+    authFailuresElsewhere: true,
+  });
+  for (let i = 0; i < 3; i++) deepEqual(limits.takeReconnect("10.0.0.1", T0), { ok: true });
+  // The verdict the edge read from Redis is what the engine sees, and only while it runs.
+  const refused = { ok: false as const, retryAfterSecs: 7 };
+  const seen = limits.withAuthVerdict(refused, () => limits.canFailAuth("10.0.0.1", T0));
+  deepEqual(seen, { result: refused, charged: false });
+  deepEqual(limits.canFailAuth("10.0.0.1", T0), { ok: true });
+  // A failure charged inside is reported to the edge, not taken here.
+  const failed = limits.withAuthVerdict({ ok: true }, () => {
+    limits.chargeAuthFailure("10.0.0.1", T0);
+    return "answered";
+  });
+  deepEqual(failed, { result: "answered", charged: true });
+  deepEqual(limits.canFailAuth("10.0.0.1", T0), { ok: true });
+  deepEqual(limits.withAuthVerdict({ ok: true }, () => 1), { result: 1, charged: false });
+});

@@ -161,7 +161,10 @@ Deno.test("roomRoutes() in cluster mode: 503 for an unknown code in the grace wi
       release: () => answer(undefined),
       all: () => answer([record]),
     },
-    buckets: { take: () => Promise.resolve({ ok: true as const }) },
+    buckets: {
+      take: () => Promise.resolve({ ok: true as const }),
+      check: () => Promise.resolve({ ok: true as const }),
+    },
     publicRoomListing: true,
     roomCodeLength: 6,
     maxGameNameLength: 64,

@@ -513,6 +513,20 @@ export class ServerMetrics {
     };
   }
 
+  /**
+   * Cluster mode: registers `signal_fish_cluster_publish_latency_seconds` (docs/spec/SERVER.md
+   * §6.3 #67, the round trip of each publish Redis answered, the §6.2 buckets) and returns the
+   * function the bus reports each round trip to, in seconds. Called once; absent in
+   * single-instance mode.
+   */
+  publishLatency(): (seconds: number) => void {
+    const histogram = this.registry.histogram(
+      "signal_fish_cluster_publish_latency_seconds",
+      "Publish round trip to Redis, heartbeats included",
+    );
+    return (seconds) => histogram.observe(seconds);
+  }
+
   /** Counts an error no handler caught (the process-wide guard, SECURITY.md). */
   internalError(): void {
     this.#countError(this.#errorsInternal);

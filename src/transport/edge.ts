@@ -14,6 +14,7 @@
 import { gameScope } from "../engine/room.ts";
 import { getLogger } from "@logtape/logtape";
 import { type Awaitable, then } from "../coordination/awaitable.ts";
+import type { BucketTake, TokenBuckets } from "../coordination/buckets.ts";
 import type { RoomDirectory } from "../coordination/directory.ts";
 import { LocalRouter, MemoryRoomDirectory } from "../coordination/memory.ts";
 import type {
@@ -86,6 +87,19 @@ export interface EdgeOptions {
    * every room is local)
    */
   resolver?: Resolver;
+  /**
+   * Cluster mode: the failed-`Authenticate` budget per client IP is global (docs/spec/SERVER.md
+   * §3.4, §8.3): before the engine answers an `Authenticate` the edge reads the `auth_failure`
+   * bucket from `buckets` (the connection is pending meanwhile) and runs the engine inside
+   * `limits.withAuthVerdict` (engine/rate_limits.ts); a failure it charged is taken from the
+   * bucket before the answer is sent. @default none (the engine's own per-process bucket)
+   */
+  authFailures?: {
+    buckets: TokenBuckets;
+    limits: {
+      withAuthVerdict<T>(verdict: BucketTake, handle: () => T): { result: T; charged: boolean };
+    };
+  };
   /**
    * Cluster mode: longest wait for a remote home's answer to a `LeaveRoom`/`LeaveSpectator`
    * barrier before the connection is closed with 1012 (`cluster.forward_timeout_ms`).
@@ -313,7 +327,8 @@ export class Edge {
     switch (message.type) {
       case "Authenticate":
         // The session step: answered by the edge, never by a home (docs/spec/SERVER.md §8.2).
-        this.#apply(this.#engine.handle(id, message, now), now);
+        if (this.#options.authFailures) this.#authenticate(id, conn, message, now);
+        else this.#apply(this.#engine.handle(id, message, now), now);
         return;
       case "JoinRoom":
       case "JoinAsSpectator":
@@ -462,6 +477,36 @@ export class Edge {
         this.#deliver(encodeServerMessage(unavailable(message)), [id], Date.now());
       }
     }).finally(() => this.#settle(id, conn));
+  }
+
+  /**
+   * `Authenticate` with the global failed-attempt budget ({@linkcode EdgeOptions.authFailures}):
+   * pending while the bucket is read and, after a failure, while the failure is taken, so the
+   * next attempt from the address (on any instance) sees it.
+   */
+  #authenticate(id: ConnId, conn: Connection, message: ClientMessage, now: number): void {
+    const { buckets, limits } = this.#options.authFailures!;
+    conn.queue = [];
+    const run = async () => {
+      const ip = conn.info.ip;
+      const verdict = await buckets.check("auth_failure", ip, now);
+      if (this.#conns.get(id) !== conn) return;
+      const answered = limits.withAuthVerdict(
+        verdict,
+        () => this.#engine.handle(id, message, Date.now()),
+      );
+      if (answered.charged) await buckets.take("auth_failure", ip, Date.now());
+      if (this.#conns.get(id) !== conn) return;
+      this.#apply(answered.result, Date.now());
+    };
+    run().catch((error) => {
+      log.error("Cannot check the Authenticate budget of {connection_id}: {error}", {
+        connection_id: id,
+        error,
+      });
+    }).finally(() => {
+      if (this.#conns.get(id) === conn) this.#settle(id, conn);
+    });
   }
 
   /** Ends a pending request: the queued frames are processed in order. */
