@@ -238,6 +238,7 @@ export class ClusterNode {
     const handlers = this.router.busHandlers();
     await this.#bus.start({ ...handlers, state: (state) => this.linkState(state) });
     if (!this.#linkUp) this.linkState("up");
+    await this.#prepare();
     this.router.startHeartbeats();
     this.#timer = setInterval(() => void this.refresh(), Math.max(1, this.#options.ttlMs / 3));
     await this.refresh();
@@ -252,9 +253,21 @@ export class ClusterNode {
       return;
     }
     if (wasUp) return;
-    if (this.#everUp) this.redisReconnects++;
+    if (this.#everUp) {
+      this.redisReconnects++;
+      void this.#prepare();
+    }
     this.#everUp = true;
     this.#reachableAgain();
+  }
+
+  /** Readies the store's fresh connection ({@linkcode ClusterStore.prepare}); failures only log. */
+  async #prepare(): Promise<void> {
+    try {
+      await this.store.prepare?.();
+    } catch (error) {
+      log.debug("Cannot load the Redis scripts yet: {error}", { error });
+    }
   }
 
   /**

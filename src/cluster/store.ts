@@ -166,9 +166,24 @@ class Script {
     }
   }
 
+  /** Loads the script (`SCRIPT LOAD`), so the next run needs no retry. */
+  async load(send: Send): Promise<void> {
+    this.#sha = await this.#load(send);
+  }
+
   async #load(send: Send): Promise<string> {
     return String(await send(["SCRIPT", "LOAD", this.source]));
   }
+}
+
+/** Every script of this module, for {@linkcode RedisStore.prepare}. */
+const SCRIPTS: Script[] = [];
+
+/** A script of this module (registered for {@linkcode RedisStore.prepare}). */
+function script(source: string): Script {
+  const made = new Script(source);
+  SCRIPTS.push(made);
+  return made;
 }
 
 /**
@@ -177,7 +192,7 @@ class Script {
  * none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP ("1"/"0"), ip-rooms
  * prefix of the game. Rooms in game-empty (no seat at their last refresh) do not count.
  */
-const CLAIM = new Script(`
+const CLAIM = script(`
 local now = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -233,7 +248,7 @@ return {'ok'}
  * seat), has IP. An empty room joins game-empty and leaves its ip-rooms set; a room with a seat
  * the reverse.
  */
-const REFRESH = new Script(`
+const REFRESH = script(`
 local now = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
 local current = redis.call('GET', KEYS[1])
@@ -269,7 +284,7 @@ return result
  * Release. KEYS: room, game-rooms, room-id, game-empty. ARGV: room id, code, `gone` TTL, key
  * prefix, ip-rooms prefix of the game.
  */
-const RELEASE = new Script(`
+const RELEASE = script(`
 local current = redis.call('GET', KEYS[1])
 if current then
   local entry = cjson.decode(current)
@@ -296,7 +311,7 @@ return 1
  * capacity, window ms, now, "0" to only look (nothing written). Returns 0 (a token is there, and
  * was taken unless looking) or the whole seconds to wait (≥ 1).
  */
-const TAKE = new Script(`
+const TAKE = script(`
 local cap = tonumber(ARGV[1])
 local win = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -323,7 +338,7 @@ return math.max(1, math.ceil(wait / 1000))
 `);
 
 /** Resolve. KEYS: room or room-id key. ARGV: key prefix. Returns {} / {value, alive 0|1}. */
-const RESOLVE = new Script(`
+const RESOLVE = script(`
 local v = redis.call('GET', KEYS[1])
 if not v then return {} end
 if v == 'gone' then return {v, 0} end
@@ -440,6 +455,11 @@ export class RedisStore implements ClusterStore {
       throw error;
     });
   };
+
+  /** Loads every script (see {@linkcode ClusterStore.prepare}), within `forward_timeout_ms`. */
+  async prepare(): Promise<void> {
+    await this.#bounded(Promise.all(SCRIPTS.map((each) => each.load(this.#send))), "script load");
+  }
 
   #script(script: Script, keys: string[], args: string[], what: string): Promise<unknown> {
     return this.#bounded(script.run(this.#send, keys, args), what);

@@ -270,6 +270,43 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    'RedisStore.prepare loads every script: on a fresh Redis the first claim, refresh and take are one command each (docs/spec/SERVER.md §8.3 "Scripts")',
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const server = await startRedis();
+    const link = new RedisLink({ url: server.url });
+    try {
+      await link.connect();
+      const store = new RedisStore(link, settings());
+      // Load the scripts elsewhere first: their SHAs are cached in the process, and this
+      // server has none of them (a fresh or restarted Redis), so each first call would be
+      // EVALSHA → NOSCRIPT → SCRIPT LOAD → EVALSHA without prepare.
+      await store.prepare();
+      await server.stop();
+      await server.restart();
+      const deadline = Date.now() + 5_000;
+      while (link.state !== "up") {
+        ok(Date.now() < deadline, "reconnected");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await store.prepare();
+      let sent = 0;
+      store.onQuery = { sent: () => sent++, answered: () => {} };
+      equal((await store.claim(record("PRE001"), { maxRoomsPerGame: 10 })).status, "ok");
+      equal(sent, 1, "claim: one EVALSHA");
+      await store.refreshAll([record("PRE001")]);
+      equal(sent, 2, "refresh: one EVALSHA");
+      deepEqual(await store.take("join", "9.9.9.9", 0), { ok: true });
+      equal(sent, 3, "take: one EVALSHA");
+    } finally {
+      await link.close();
+      await server.stop();
+    }
+  },
+});
+
 /** A private CA and a certificate for 127.0.0.1 it signed, made with openssl in `dir`. */
 async function makeCertificates(dir: string) {
   const run = async (args: string[]) => {

@@ -88,6 +88,13 @@ export interface Liveness {
  */
 export interface ClusterStore extends RoomDirectory, TokenBuckets {
   /**
+   * Readies a fresh connection (docs/spec/SERVER.md §8.3 "Scripts"): loads every script, so the
+   * first claim, refresh or take after a start or a reconnect (a restarted Redis has no
+   * scripts) is one round trip instead of three (`EVALSHA` → `NOSCRIPT` → load → retry).
+   * Rejects when Redis does not answer; calls load what they miss by themselves anyway.
+   */
+  prepare?(): Promise<void>;
+  /**
    * Whether the store answers: `false` from a call that failed because Redis could not be reached
    * or did not answer within `cluster.forward_timeout_ms` until a call answers again (an error
    * reply from Redis counts as an answer). While `false`, Redis is "unreachable"
