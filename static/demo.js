@@ -1,6 +1,6 @@
 // The demo page's script (served at /demo.js, no build step): a lobby on top of the Signal Fish
 // client (/client.js), a WebRTC DataChannel mesh signalled through the server (targeted GameData,
-// EXTENSIONS.md E4), chat, and a tiny real-time game — fish on a shared pond — whose positions
+// docs/spec/EXTENSIONS.md E4), chat, and a tiny real-time game — fish on a shared pond — whose positions
 // travel peer to peer, or through the server's relay when peer to peer is not available
 // (`?p2p=off` forces that). The authority holder runs the round clock and broadcasts the game
 // state through the relay, which is also how spectators watch.
@@ -96,7 +96,7 @@ function clearErrors() {
   ui.roomError.textContent = "";
 }
 
-/** Plain words for the refusals a player can cause here (PROTOCOL.md §9). */
+/** Plain words for the refusals a player can cause here (docs/spec/PROTOCOL.md §9). */
 function explain(error, code) {
   switch (error.code) {
     case "ROOM_NOT_FOUND":
@@ -623,7 +623,7 @@ function startRound() {
   render(client.room);
 }
 
-/** Authority passed to us (EXTENSIONS.md E11 handover, or a claim): continue the round. */
+/** Authority passed to us (docs/spec/EXTENSIONS.md E11 handover, or a claim): continue the round. */
 function takeOverClock() {
   if (!game.round.running) return;
   const left = game.round.remainingMs - (performance.now() - game.stateAt);

@@ -1,4 +1,4 @@
-// The operator console's script (served at /admin/admin.js, no build step; EXTENSIONS.md E12).
+// The operator console's script (served at /admin/admin.js, no build step; docs/spec/EXTENSIONS.md E12).
 // It asks for the operator token once and keeps it in sessionStorage (this tab only), reads the
 // JSON API under /admin/api/ with it as a bearer token, follows the live event stream
 // (Server-Sent Events read through fetch, since EventSource cannot send an Authorization
