@@ -15,7 +15,15 @@ import type {
   RefreshResult,
 } from "../coordination/directory.ts";
 import { KeyedBuckets } from "../engine/token_bucket.ts";
-import type { ClusterStore, Epoch, Liveness, NodeId, Resolved, StoreSettings } from "./types.ts";
+import {
+  type ClusterStore,
+  type Epoch,
+  type Liveness,
+  type NodeId,
+  Reachability,
+  type Resolved,
+  type StoreSettings,
+} from "./types.ts";
 
 interface Item {
   value: unknown;
@@ -110,29 +118,22 @@ export class MemoryStore implements ClusterStore {
     this.calls++;
     await Promise.resolve();
     if (this.unreachable) {
-      this.#answered(false);
+      this.#reachability.answered(false);
       throw new Error("Redis unreachable (MemoryStore)");
     }
-    this.#answered(true);
+    this.#reachability.answered(true);
     return run();
   }
 
-  #reachable = true;
-  readonly #listeners: ((reachable: boolean) => void)[] = [];
+  readonly #reachability = new Reachability();
 
   watchReachable(listener: (reachable: boolean) => void): void {
-    this.#listeners.push(listener);
+    this.#reachability.watch(listener);
   }
 
   /** Whether the last call answered (docs/spec/SERVER.md §8.5.5). */
   get reachable(): boolean {
-    return this.#reachable;
-  }
-
-  #answered(reachable: boolean): void {
-    if (reachable === this.#reachable) return;
-    this.#reachable = reachable;
-    for (const listener of this.#listeners) listener(reachable);
+    return this.#reachability.reachable;
   }
 
   #roomIdTtl(): number {

@@ -23,14 +23,15 @@ import type {
   RefreshResult,
 } from "../coordination/directory.ts";
 import { Keys } from "./keys.ts";
-import type {
-  ClusterStore,
-  Epoch,
-  LinkState,
-  Liveness,
-  NodeId,
-  Resolved,
-  StoreSettings,
+import {
+  type ClusterStore,
+  type Epoch,
+  type LinkState,
+  type Liveness,
+  type NodeId,
+  Reachability,
+  type Resolved,
+  type StoreSettings,
 } from "./types.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -402,11 +403,10 @@ export class RedisStore implements ClusterStore {
     };
   }
 
-  #reachable = true;
-  readonly #listeners: ((reachable: boolean) => void)[] = [];
+  readonly #reachability = new Reachability();
 
   watchReachable(listener: (reachable: boolean) => void): void {
-    this.#listeners.push(listener);
+    this.#reachability.watch(listener);
   }
 
   /**
@@ -414,24 +414,18 @@ export class RedisStore implements ClusterStore {
    * makes it `false`, the next answer (an error reply included) `true` (docs/spec/SERVER.md §8.5.5).
    */
   get reachable(): boolean {
-    return this.#reachable;
-  }
-
-  #answered(reachable: boolean): void {
-    if (reachable === this.#reachable) return;
-    this.#reachable = reachable;
-    for (const listener of this.#listeners) listener(reachable);
+    return this.#reachability.reachable;
   }
 
   #bounded<T>(promise: Promise<T>, what: string): Promise<T> {
     return bounded(promise, this.#settings.timeoutMs, what).then(
       (value) => {
-        this.#answered(true);
+        this.#reachability.answered(true);
         return value;
       },
       (error) => {
         // An error reply is an answer; a timeout or a connection failure is not.
-        this.#answered(error instanceof ErrorReply);
+        this.#reachability.answered(error instanceof ErrorReply);
         throw error;
       },
     );
@@ -476,14 +470,7 @@ export class RedisStore implements ClusterStore {
   ): Promise<ClaimResult> {
     const k = this.#keys;
     const hasApp = record.appId !== undefined;
-    const reply = await this.#script(CLAIM, [
-      k.room(record.gameName, record.roomCode),
-      k.gameRooms(record.gameName),
-      k.appRooms(record.appId ?? ""),
-      k.roomId(record.roomId),
-      k.gameEmpty(record.gameName),
-      k.ipRooms(record.gameName, record.creatorIp ?? ""),
-    ], [
+    const reply = await this.#script(CLAIM, this.#recordKeys(record), [
       JSON.stringify(record),
       record.roomId,
       record.roomCode,
@@ -520,16 +507,21 @@ export class RedisStore implements ClusterStore {
     }
   }
 
-  #refreshArgs(record: DirectoryRecord): [string[], string[]] {
+  /** The keys the claim and refresh scripts take for `record`, in their `KEYS` order. */
+  #recordKeys(record: DirectoryRecord): string[] {
     const k = this.#keys;
-    return [[
+    return [
       k.room(record.gameName, record.roomCode),
       k.gameRooms(record.gameName),
       k.appRooms(record.appId ?? ""),
       k.roomId(record.roomId),
       k.gameEmpty(record.gameName),
       k.ipRooms(record.gameName, record.creatorIp ?? ""),
-    ], [
+    ];
+  }
+
+  #refreshArgs(record: DirectoryRecord): [string[], string[]] {
+    return [this.#recordKeys(record), [
       JSON.stringify(record),
       record.roomId,
       record.roomCode,

@@ -139,3 +139,30 @@ export interface StoreSettings {
   /** Clock for TTL arithmetic, ms. @default Date.now */
   now?: () => number;
 }
+
+/**
+ * Whether a {@linkcode ClusterStore} answers, and who is told when that changes (the
+ * `reachable` / `watchReachable` part of the store, shared by the Redis store and its twin;
+ * docs/spec/SERVER.md §8.5.5).
+ */
+export class Reachability {
+  #reachable = true;
+  readonly #listeners: ((reachable: boolean) => void)[] = [];
+
+  /** The last call's verdict: `true` until a call fails without an answer. */
+  get reachable(): boolean {
+    return this.#reachable;
+  }
+
+  /** Adds a listener called on every change. */
+  watch(listener: (reachable: boolean) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Records a call's verdict; listeners hear only changes. */
+  answered(reachable: boolean): void {
+    if (reachable === this.#reachable) return;
+    this.#reachable = reachable;
+    for (const listener of this.#listeners) listener(reachable);
+  }
+}
