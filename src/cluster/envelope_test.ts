@@ -154,3 +154,55 @@ Deno.test("streams: one envelope per peer per turn, consecutive OUTs merged, ord
   equal(b.streams.stats.bodiesIn, 4);
   network.close();
 });
+
+Deno.test("streams: a window holds the batches of later turns until it ends, in one envelope", async () => {
+  const network = new MemoryNetwork();
+  const received: string[] = [];
+  let clock = 1_000_000;
+  const make = (node: NodeId) => {
+    const bus = network.bus(node);
+    const streams = new Streams(
+      bus,
+      {
+        deliver: (e) => void received.push(`${e.seq}:${e.kind === Kind.MSG ? e.frame : e.kind}`),
+        resync: () => {},
+        isPeer: () => true,
+      },
+      1_000,
+      30_000,
+      () => clock,
+      // Longer than the test: only `flush` (a tick, a stop) ends it here.
+      60_000,
+    );
+    return { bus, streams };
+  };
+  const a = make("a");
+  const b = make("b");
+  for (const n of [a, b]) {
+    await n.bus.start({ receive: (x) => n.streams.receive(x), lost: () => {} });
+  }
+  const turn = () => new Promise((r) => setTimeout(r, 0));
+  // No publish in the last window: the first batch leaves at the end of its turn.
+  a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "1" });
+  await turn();
+  equal(network.published, 1);
+  // Within the window: later turns' bodies wait, together.
+  clock += 5;
+  equal(a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "2" }), 2);
+  await turn();
+  equal(a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "3" }), 2);
+  await turn();
+  equal(network.published, 1, "held by the window");
+  // The window's end (here a flush, as a heartbeat tick or a stop does): one envelope.
+  a.streams.flush();
+  await turn();
+  equal(network.published, 2);
+  deepEqual(received, ["1:1", "2:2", "2:3"]);
+  // A window after the last publish has passed: the end of the turn again.
+  clock += 60_000;
+  a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "4" });
+  await turn();
+  equal(network.published, 3);
+  deepEqual(received.at(-1), "3:4");
+  network.close();
+});

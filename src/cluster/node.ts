@@ -136,6 +136,8 @@ export interface ClusterNodeOptions {
   ttlMs: number;
   /** `cluster.heartbeat_ms`. */
   heartbeatMs: number;
+  /** `cluster.envelope_window_ms` (docs/spec/SERVER.md §8.4.1). @default 0 */
+  envelopeWindowMs?: number;
   /** `cluster.forward_timeout_ms`. */
   forwardTimeoutMs: number;
   /** The directory entries of the rooms homed here (read at every refresh). */
@@ -201,6 +203,7 @@ export class ClusterNode {
       heartbeatMs: options.heartbeatMs,
       idleMs: options.ttlMs,
       now: this.#now,
+      envelopeWindowMs: options.envelopeWindowMs ?? 0,
     });
     this.store.watchReachable((reachable) => this.#storeState(reachable));
   }

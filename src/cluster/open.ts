@@ -84,6 +84,7 @@ export function openCluster(
     bus,
     ttlMs,
     heartbeatMs: cluster.heartbeat_ms,
+    envelopeWindowMs: cluster.envelope_window_ms,
     forwardTimeoutMs: cluster.forward_timeout_ms,
     entries: () => engineRef?.directoryEntries() ?? [],
   });

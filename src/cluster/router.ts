@@ -43,6 +43,8 @@ export interface ClusterRouterOptions {
   heartbeatMs: number;
   /** `T` (ms): idle stream state is dropped after it. */
   idleMs: number;
+  /** `cluster.envelope_window_ms`: least time between two publishes of batches. @default 0 */
+  envelopeWindowMs?: number;
   /** Clock, ms. @default Date.now */
   now?: () => number;
   /** Called on every resync (logs, metrics). */
@@ -114,6 +116,7 @@ export class ClusterRouter implements Router {
       options.heartbeatMs,
       options.idleMs,
       this.#now,
+      options.envelopeWindowMs ?? 0,
     );
   }
 

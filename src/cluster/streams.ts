@@ -10,7 +10,11 @@
  * Bodies sent to a peer during one event-loop turn travel in one envelope, published at the end
  * of the turn (`setImmediate`, after the runtime has delivered every read that was ready), and
  * consecutive `OUT` bodies merge into one: one publish per peer per turn instead of one per
- * frame or event (docs/spec/SERVER.md §8.4.1 "This implementation").
+ * frame or event (docs/spec/SERVER.md §8.4.1 "This implementation"). With
+ * `cluster.envelope_window_ms` = W > 0, a node publishes its batches at most once per W ms: a
+ * batch opened less than W ms after the last publish waits for the window's end (a timer), so
+ * the bodies of several turns share one envelope and one wake-up of each receiver; after a
+ * quiet window the batch leaves at the end of its turn as before.
  *
  * @module
  */
@@ -79,7 +83,10 @@ export class Streams {
   readonly #handlers: StreamHandlers;
   readonly #heartbeatMs: number;
   readonly #idleMs: number;
+  readonly #windowMs: number;
   readonly #now: () => number;
+  /** When this node last published its turn's batches (ms; for the coalescing window). */
+  #lastFlush = -Infinity;
   readonly #pairs = new Map<NodeId, Pair>();
   /** When {@linkcode Streams.tick} last ran (ms). */
   #lastTick: number;
@@ -99,12 +106,20 @@ export class Streams {
   #open: Pair[] = [];
   #openPeers: NodeId[] = [];
   #scheduled = false;
+  /** The window's timer while one is set (a publish within the window: `envelope_window_ms`). */
+  #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #endTurn = () => this.flush();
+  readonly #endWindow = () => {
+    this.#timer = undefined;
+    this.flush();
+  };
 
   /**
    * @param heartbeatMs `cluster.heartbeat_ms`
    * @param idleMs a pair's state is dropped after this long without traffic once it is no
    *   longer a peer (`T`)
+   * @param windowMs `cluster.envelope_window_ms`: batches are published at most once per this
+   *   many ms (0 = at the end of every turn that produced one)
    */
   constructor(
     bus: ClusterBus,
@@ -112,11 +127,13 @@ export class Streams {
     heartbeatMs: number,
     idleMs: number,
     now: () => number = Date.now,
+    windowMs = 0,
   ) {
     this.#bus = bus;
     this.#handlers = handlers;
     this.#heartbeatMs = heartbeatMs;
     this.#idleMs = idleMs;
+    this.#windowMs = windowMs;
     this.#now = now;
     this.#lastTick = now();
   }
@@ -151,7 +168,7 @@ export class Streams {
    */
   send(peer: NodeId, body: Body): number {
     const pair = this.#pair(peer);
-    pair.lastSent = this.#now();
+    const now = pair.lastSent = this.#now();
     this.stats.bodiesOut++;
     let batch = pair.batch;
     if (batch === undefined || batch.length >= MAX_BODIES) {
@@ -162,7 +179,10 @@ export class Streams {
       this.#openPeers.push(peer);
       if (!this.#scheduled) {
         this.#scheduled = true;
-        setImmediate(this.#endTurn);
+        // The end of this turn, or the end of the window opened by the last publish.
+        const wait = this.#lastFlush + this.#windowMs - now;
+        if (wait > 0) this.#timer = setTimeout(this.#endWindow, wait);
+        else setImmediate(this.#endTurn);
       }
     }
     const last = batch[batch.length - 1];
@@ -179,9 +199,14 @@ export class Streams {
   /** Publishes every batch of this turn now (the end of a turn, a heartbeat tick, a stop). */
   flush(): void {
     this.#scheduled = false;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
     const pairs = this.#open;
     const peers = this.#openPeers;
     if (pairs.length === 0) return;
+    if (this.#windowMs > 0) this.#lastFlush = this.#now();
     this.#open = [];
     this.#openPeers = [];
     for (let i = 0; i < pairs.length; i++) this.#publish(peers[i]!, pairs[i]!);
