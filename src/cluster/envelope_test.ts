@@ -204,5 +204,15 @@ Deno.test("streams: a window holds the batches of later turns until it ends, in 
   await turn();
   equal(network.published, 3);
   deepEqual(received.at(-1), "3:4");
+  // A batch held by the window leaves with the first send of a turn after the window's end.
+  clock += 5;
+  a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "5" });
+  await turn();
+  equal(network.published, 3, "held by the window");
+  clock += 60_000;
+  a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "6" });
+  await turn();
+  equal(network.published, 4);
+  deepEqual(received.slice(-2), ["4:5", "4:6"]);
   network.close();
 });

@@ -185,6 +185,12 @@ export class Streams {
         else setImmediate(this.#endTurn);
       }
     }
+    if (this.#timer !== undefined && now - this.#lastFlush >= this.#windowMs) {
+      // The window is over and this turn is awake anyway: publish at its end, not on the timer.
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      setImmediate(this.#endTurn);
+    }
     const last = batch[batch.length - 1];
     if (body.kind === Kind.OUT && last?.kind === Kind.OUT) {
       // Consecutive outputs for one edge: one OUT, items in production order (§8.4.4).
