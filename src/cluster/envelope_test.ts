@@ -214,5 +214,16 @@ Deno.test("streams: a window holds the batches of later turns until it ends, in 
   await turn();
   equal(network.published, 4);
   deepEqual(received.slice(-2), ["4:5", "4:6"]);
+  // …or with the turn of an envelope received after the window's end.
+  clock += 5;
+  a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "7" });
+  await turn();
+  equal(network.published, 4, "held by the window");
+  clock += 60_000;
+  b.streams.send("a", { kind: Kind.MSG, conn: "y", frame: "from b" });
+  await turn();
+  await turn();
+  equal(network.published, 6, "b's envelope, then a's held one");
+  deepEqual(received.slice(-2), ["1:from b", "5:7"]);
   network.close();
 });

@@ -13,8 +13,10 @@
  * frame or event (docs/spec/SERVER.md §8.4.1 "This implementation"). With
  * `cluster.envelope_window_ms` = W > 0, a node publishes its batches at most once per W ms: a
  * batch opened less than W ms after the last publish waits for the window's end (a timer), so
- * the bodies of several turns share one envelope and one wake-up of each receiver; after a
- * quiet window the batch leaves at the end of its turn as before.
+ * the bodies of several turns share one envelope and one wake-up of each receiver. A held batch
+ * leaves at the end of the first turn after the window that sends or receives anything (the
+ * timer only when no such turn comes); after a quiet window a batch leaves at the end of its
+ * turn as before.
  *
  * @module
  */
@@ -185,12 +187,7 @@ export class Streams {
         else setImmediate(this.#endTurn);
       }
     }
-    if (this.#timer !== undefined && now - this.#lastFlush >= this.#windowMs) {
-      // The window is over and this turn is awake anyway: publish at its end, not on the timer.
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      setImmediate(this.#endTurn);
-    }
+    if (this.#timer !== undefined) this.#awake(now);
     const last = batch[batch.length - 1];
     if (body.kind === Kind.OUT && last?.kind === Kind.OUT) {
       // Consecutive outputs for one edge: one OUT, items in production order (§8.4.4).
@@ -200,6 +197,17 @@ export class Streams {
       batch.push(body);
     }
     return pair.sent;
+  }
+
+  /**
+   * This turn is awake anyway (a send, an envelope received): when the window is over, the held
+   * batches leave at the end of the turn instead of on the timer's own wake-up.
+   */
+  #awake(now: number): void {
+    if (now - this.#lastFlush < this.#windowMs) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    setImmediate(this.#endTurn);
   }
 
   /** Publishes every batch of this turn now (the end of a turn, a heartbeat tick, a stop). */
@@ -266,7 +274,8 @@ export class Streams {
     const peer = batch.source;
     if (peer === this.#bus.node) return;
     const pair = this.#pair(peer);
-    pair.lastHeard = this.#now();
+    const now = pair.lastHeard = this.#now();
+    if (this.#timer !== undefined) this.#awake(now);
     pair.suspected = false;
     if (batch.ack > pair.acked) pair.acked = batch.ack;
     const bodies = batch.bodies;
