@@ -50,9 +50,6 @@ const { testCluster, settle } = await import(`file://${tree}/src/cluster/testing
 const cluster = await testCluster({
   nodes: nodesCount,
   heartbeatMs: 60_000,
-  // Turns, not time, batch here (`--per-turn`): the window of `cluster.envelope_window_ms` is
-  // measured by `bench/cluster_run.sh` only.
-  envelopeWindowMs: 0,
   forwardTimeoutMs: 10_000,
   engine: { maxRoomsPerGame: 1_000_000, maxRoomsPerIp: undefined },
 });

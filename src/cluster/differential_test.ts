@@ -9,9 +9,13 @@ import { deepEqual, ok } from "node:assert/strict";
 import { runScript, SCRIPT } from "./differential.ts";
 import { testCluster } from "./testing.ts";
 
-/** Runs the script on `nodes` twin nodes. */
-async function run(nodes: number): Promise<unknown[][]> {
-  const cluster = await testCluster({ nodes, engine: { enableReconnection: true } });
+/** Runs the script on `nodes` twin nodes (`windowMs` = `cluster.envelope_window_ms`). */
+async function run(nodes: number, windowMs = 0): Promise<unknown[][]> {
+  const cluster = await testCluster({
+    nodes,
+    envelopeWindowMs: windowMs,
+    engine: { enableReconnection: true },
+  });
   try {
     return await runScript(cluster.nodes, 6, SCRIPT);
   } finally {
@@ -28,6 +32,14 @@ Deno.test("Differential: one node and three nodes give every client the same mes
   ok(types(0).includes("GameStarting") && types(3).includes("GameStarting"), types(0).join());
   ok(types(1).includes("RoomLeft") && types(4).includes("RoomJoinFailed"), types(4).join());
   ok(types(3).includes("SpectatorLeft") && types(5).at(-1) === "RoomJoined", types(5).join());
+  for (let i = 0; i < single.length; i++) {
+    deepEqual(three[i], single[i], `client ${i}`);
+  }
+});
+
+Deno.test("Differential: with an envelope window (cluster.envelope_window_ms) three nodes still match one", async () => {
+  const single = await run(1);
+  const three = await run(3, 5);
   for (let i = 0; i < single.length; i++) {
     deepEqual(three[i], single[i], `client ${i}`);
   }

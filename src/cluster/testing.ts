@@ -72,7 +72,7 @@ export interface TestClusterOptions {
   store?: Partial<StoreSettings>;
   forwardTimeoutMs?: number;
   heartbeatMs?: number;
-  /** `cluster.envelope_window_ms`. @default 2 (the configuration's default) */
+  /** `cluster.envelope_window_ms`. @default 0 (the configuration's default) */
   envelopeWindowMs?: number;
   ttlMs?: number;
   /** Start with the grace window over (a cluster that has been running). @default true */
@@ -252,7 +252,7 @@ async function startNode(
     bus,
     ttlMs,
     heartbeatMs: options.heartbeatMs ?? 1_000,
-    envelopeWindowMs: options.envelopeWindowMs ?? 2,
+    envelopeWindowMs: options.envelopeWindowMs ?? 0,
     forwardTimeoutMs: options.forwardTimeoutMs ?? 2_000,
     entries: () => engine.directoryEntries(),
     ...(options.now ? { now: options.now } : {}),

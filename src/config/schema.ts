@@ -337,7 +337,7 @@ export const ConfigFields = z.strictObject({
     directory_ttl_secs: int(3).default(30),
     forward_timeout_ms: int(100).default(5000),
     heartbeat_ms: int(100).default(1000),
-    envelope_window_ms: int(0, 50).default(2),
+    envelope_window_ms: int(0, 50).default(0),
     drain_timeout_secs: int(0).default(900),
     redis_tls_ca_path: nullableText(),
   }).prefault({}),
