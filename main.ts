@@ -23,6 +23,7 @@ import {
   openRateLimitedSink,
   openStdoutSink,
 } from "./src/logging.ts";
+import { setSuppressedLineCheck } from "./src/metrics/event_log.ts";
 import { startServer, unsupportedSettings } from "./src/server.ts";
 
 /**
@@ -72,6 +73,8 @@ async function configureLogging(config: Config, stats: LogStats): Promise<string
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
     ],
   });
+  // Event lines the rate limit would drop are dropped before logtape builds their records.
+  setSuppressedLineCheck(sink.suppresses);
   return warnings;
 }
 

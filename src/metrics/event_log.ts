@@ -5,22 +5,59 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger, type LogLevel } from "@logtape/logtape";
 import type { EdgeEvent } from "../transport/events.ts";
 
 const log = getLogger(["signal-fish", "hub"]);
+
+/**
+ * Tells, before a line's record is built, that the line would be suppressed by the per-event
+ * rate limit, and counts it there (`RateLimitedSink.suppresses` of `src/logging.ts`): `category`
+ * is the logger's array, `template` the literal message, `timestamp` ms.
+ */
+export type SuppressedLine = (
+  category: readonly string[],
+  template: string,
+  level: LogLevel,
+  timestamp: number,
+) => boolean;
+
+let suppressed: SuppressedLine | undefined;
+
+/**
+ * Installs (or with `undefined` removes) the rate limit's early check, so a flood of lifecycle
+ * events (thousands of connections a second) does not build a logtape record per line only for
+ * the sink to drop it (docs/spec/SERVER.md §7.3 note). Lines that pass are logged as before;
+ * without a check every line goes to logtape. `main.ts` installs the one of its sink.
+ */
+export function setSuppressedLineCheck(check: SuppressedLine | undefined): void {
+  suppressed = check;
+}
+
+/** Whether the rate limit drops a line of `template` at `level` now (counted there). */
+function quiet(template: string, level: LogLevel): boolean {
+  return suppressed !== undefined && suppressed(log.category, template, level, Date.now());
+}
+
+const OPENED = "Connection {connection_id} opened from {client_ip}";
+const CLOSED = "Connection {connection_id} closed ({code})";
+const ROOM_CREATED = "Room {room_code} created for {game_name}";
+const ROOM_DELETED = "Room {room_code} deleted ({reason})";
+const AUTHENTICATED = "Client authenticated";
 
 /** Writes the log line of `event`, if it has one. Never throws on unknown events. */
 export function logEvent(event: EdgeEvent): void {
   switch (event.type) {
     case "connected":
-      log.info("Connection {connection_id} opened from {client_ip}", {
+      if (quiet(OPENED, "info")) break;
+      log.info(OPENED, {
         connection_id: event.connectionId,
         client_ip: event.ip,
       });
       break;
     case "disconnected":
-      log.info("Connection {connection_id} closed ({code})", {
+      if (quiet(CLOSED, "info")) break;
+      log.info(CLOSED, {
         connection_id: event.connectionId,
         code: event.code,
       });
@@ -45,7 +82,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "room_created":
-      log.info("Room {room_code} created for {game_name}", {
+      if (quiet(ROOM_CREATED, "info")) break;
+      log.info(ROOM_CREATED, {
         game_name: event.gameName,
         room_code: event.roomCode,
         room_id: event.roomId,
@@ -69,7 +107,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "room_deleted":
-      log.info("Room {room_code} deleted ({reason})", {
+      if (quiet(ROOM_DELETED, "info")) break;
+      log.info(ROOM_DELETED, {
         game_name: event.gameName,
         room_code: event.roomCode,
         room_id: event.roomId,
@@ -110,7 +149,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "authenticated":
-      log.info("Client authenticated", { connection_id: event.connectionId, app_id: event.appId });
+      if (quiet(AUTHENTICATED, "info")) break;
+      log.info(AUTHENTICATED, { connection_id: event.connectionId, app_id: event.appId });
       break;
     case "auth_failed":
       log.warn("Authentication failed for {connection_id}: {error_code}", {
