@@ -9,7 +9,14 @@
  *
  * @module
  */
-import { configure, dispose, getLogger, type LogRecord, type Sink } from "@logtape/logtape";
+import {
+  compareLogLevel,
+  configure,
+  dispose,
+  getLogger,
+  type LogRecord,
+  type Sink,
+} from "@logtape/logtape";
 import { addressInUseMessage, runCli, startupBanner } from "./src/cli.ts";
 import type { Config } from "./src/config/schema.ts";
 import { readConfigEnv } from "./src/config/load.ts";
@@ -73,8 +80,12 @@ async function configureLogging(config: Config, stats: LogStats): Promise<string
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
     ],
   });
-  // Event lines the rate limit would drop are dropped before logtape builds their records.
-  setSuppressedLineCheck(sink.suppresses);
+  // Event lines below the level or over the rate limit are dropped before logtape builds their
+  // records (the limit counts them as if they had reached it).
+  const lowest = logLevel(logging.level);
+  setSuppressedLineCheck((category, template, level, timestamp) =>
+    compareLogLevel(level, lowest) < 0 || sink.suppresses(category, template, level, timestamp)
+  );
   return warnings;
 }
 

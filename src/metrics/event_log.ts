@@ -11,9 +11,10 @@ import type { EdgeEvent } from "../transport/events.ts";
 const log = getLogger(["signal-fish", "hub"]);
 
 /**
- * Tells, before a line's record is built, that the line would be suppressed by the per-event
- * rate limit, and counts it there (`RateLimitedSink.suppresses` of `src/logging.ts`): `category`
- * is the logger's array, `template` the literal message, `timestamp` ms.
+ * Tells, before a line's record is built, that the line would be dropped: below the configured
+ * level, or by the per-event rate limit, which counts it (`RateLimitedSink.suppresses` of
+ * `src/logging.ts`). `category` is the logger's array, `template` the literal message,
+ * `timestamp` ms.
  */
 export type SuppressedLine = (
   category: readonly string[],
@@ -25,16 +26,17 @@ export type SuppressedLine = (
 let suppressed: SuppressedLine | undefined;
 
 /**
- * Installs (or with `undefined` removes) the rate limit's early check, so a flood of lifecycle
- * events (thousands of connections a second) does not build a logtape record per line only for
- * the sink to drop it (docs/spec/SERVER.md §7.3 note). Lines that pass are logged as before;
- * without a check every line goes to logtape. `main.ts` installs the one of its sink.
+ * Installs (or with `undefined` removes) the early check, so a flood of lifecycle events
+ * (thousands of connections a second) does not build a logtape record per line only for the
+ * level or the rate limit to drop it (docs/spec/SERVER.md §7.3 note). Lines that pass are logged
+ * as before; without a check every line goes to logtape. `main.ts` installs one that mirrors its
+ * configuration (the level of `["signal-fish"]`, its rate-limited sink).
  */
 export function setSuppressedLineCheck(check: SuppressedLine | undefined): void {
   suppressed = check;
 }
 
-/** Whether the rate limit drops a line of `template` at `level` now (counted there). */
+/** Whether a line of `template` at `level` is dropped now (see {@linkcode SuppressedLine}). */
 function quiet(template: string, level: LogLevel): boolean {
   return suppressed !== undefined && suppressed(log.category, template, level, Date.now());
 }
@@ -44,6 +46,10 @@ const CLOSED = "Connection {connection_id} closed ({code})";
 const ROOM_CREATED = "Room {room_code} created for {game_name}";
 const ROOM_DELETED = "Room {room_code} deleted ({reason})";
 const AUTHENTICATED = "Client authenticated";
+const SPECTATOR = "Spectator {player_id} {action} room {room_code}";
+const LEFT = "Player {player_id} left room {room_code} ({reason})";
+const JOINED = "Player {player_id} joined room {room_code}";
+const INVALID = "Invalid message from {connection_id}: {detail}";
 
 /** Writes the log line of `event`, if it has one. Never throws on unknown events. */
 export function logEvent(event: EdgeEvent): void {
@@ -63,7 +69,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "invalid_message":
-      log.debug("Invalid message from {connection_id}: {detail}", {
+      if (quiet(INVALID, "debug")) break;
+      log.debug(INVALID, {
         connection_id: event.connectionId,
         detail: event.detail,
       });
@@ -91,7 +98,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "room_joined":
-      log.debug("Player {player_id} joined room {room_code}", {
+      if (quiet(JOINED, "debug")) break;
+      log.debug(JOINED, {
         game_name: event.gameName,
         room_code: event.roomCode,
         room_id: event.roomId,
@@ -99,7 +107,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "seat_released":
-      log.debug("Player {player_id} left room {room_code} ({reason})", {
+      if (quiet(LEFT, "debug")) break;
+      log.debug(LEFT, {
         game_name: event.gameName,
         room_code: event.roomCode,
         player_id: event.playerId,
@@ -117,7 +126,8 @@ export function logEvent(event: EdgeEvent): void {
       break;
     case "spectator_joined":
     case "spectator_left":
-      log.debug("Spectator {player_id} {action} room {room_code}", {
+      if (quiet(SPECTATOR, "debug")) break;
+      log.debug(SPECTATOR, {
         game_name: event.gameName,
         room_code: event.roomCode,
         player_id: event.spectatorId,
