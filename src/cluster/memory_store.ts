@@ -167,8 +167,14 @@ export class MemoryStore implements ClusterStore {
         return { status: "capped", scope: "game", count, limit: caps.maxRoomsPerGame };
       }
       if (record.appId !== undefined && caps.maxAppRooms !== undefined) {
+        // Rooms in app-empty (no seat at their last refresh) do not count (§8.3 "Claim").
         const apps = this.#zset(`app-rooms:${record.appId}`);
-        const appCount = apps.size - (stale && apps.has(stale.roomId) ? 1 : 0);
+        const appEmpty = this.#zset(`app-empty:${record.appId}`);
+        const appCount = Math.max(
+          0,
+          apps.size - appEmpty.size -
+            (stale && apps.has(stale.roomId) && !appEmpty.has(stale.roomId) ? 1 : 0),
+        );
         if (appCount >= caps.maxAppRooms) {
           return { status: "capped", scope: "app", count: appCount, limit: caps.maxAppRooms };
         }
@@ -193,7 +199,10 @@ export class MemoryStore implements ClusterStore {
         this.#zadd(`ip-rooms:${record.gameName}\u0000${record.creatorIp}`, record.roomCode);
       }
       if (record.appId !== undefined) {
-        if (stale) this.#zset(`app-rooms:${record.appId}`).delete(stale.roomId);
+        if (stale) {
+          this.#zset(`app-rooms:${record.appId}`).delete(stale.roomId);
+          this.#zset(`app-empty:${record.appId}`).delete(stale.roomId);
+        }
         this.#zadd(`app-rooms:${record.appId}`, record.roomId);
       }
       this.#set(`room-id:${record.roomId}`, this.#roomIdValue(record), this.#roomIdTtl());
@@ -223,7 +232,11 @@ export class MemoryStore implements ClusterStore {
       }
     }
     this.#set(`room-id:${record.roomId}`, this.#roomIdValue(record), this.#roomIdTtl());
-    if (record.appId !== undefined) this.#zadd(`app-rooms:${record.appId}`, record.roomId);
+    if (record.appId !== undefined) {
+      this.#zadd(`app-rooms:${record.appId}`, record.roomId);
+      if (record.summary.players === 0) this.#zadd(`app-empty:${record.appId}`, record.roomId);
+      else this.#zset(`app-empty:${record.appId}`).delete(record.roomId);
+    }
     return result;
   }
 
@@ -250,6 +263,7 @@ export class MemoryStore implements ClusterStore {
       const id = this.#get<RoomIdValue>(`room-id:${roomId}`);
       if (id !== undefined && id !== "gone" && id.appId !== undefined) {
         this.#zset(`app-rooms:${id.appId}`).delete(roomId);
+        this.#zset(`app-empty:${id.appId}`).delete(roomId);
       }
       this.#set(`room-id:${roomId}`, "gone", this.#settings.reconnectionWindowMs);
     });
