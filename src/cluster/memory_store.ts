@@ -44,6 +44,11 @@ export class MemoryStore implements ClusterStore {
   unreachable = false;
   /** Number of calls made (tests: "no store call on the hot path"). */
   calls = 0;
+  /**
+   * Fault injection (tests): told each `claim` and `resolveCode` after it ran; a Promise it
+   * returns holds the answer back until it settles (a reply in flight while other calls run).
+   */
+  hold: ((method: "claim" | "resolveCode") => Promise<void> | undefined) | undefined;
 
   /** @param settings as for Redis; `now` is the virtual clock */
   constructor(settings: StoreSettings) {
@@ -114,7 +119,7 @@ export class MemoryStore implements ClusterStore {
     this.#items.get(key)!.expiresAt = this.#now() + this.#settings.ttlMs;
   }
 
-  async #call<T>(run: () => T): Promise<T> {
+  async #call<T>(run: () => T, method?: "claim" | "resolveCode"): Promise<T> {
     this.calls++;
     await Promise.resolve();
     if (this.unreachable) {
@@ -122,7 +127,10 @@ export class MemoryStore implements ClusterStore {
       throw new Error("Redis unreachable (MemoryStore)");
     }
     this.#reachability.answered(true);
-    return run();
+    const result = run();
+    const held = method === undefined ? undefined : this.hold?.(method);
+    if (held) await held;
+    return result;
   }
 
   readonly #reachability = new Reachability();
@@ -207,7 +215,7 @@ export class MemoryStore implements ClusterStore {
       }
       this.#set(`room-id:${record.roomId}`, this.#roomIdValue(record), this.#roomIdTtl());
       return { status: "ok" };
-    });
+    }, "claim");
   }
 
   #refresh(record: DirectoryRecord): RefreshResult {
@@ -351,7 +359,7 @@ export class MemoryStore implements ClusterStore {
   }
 
   resolveCode(gameName: string, roomCode: string): Promise<Resolved> {
-    return this.#call(() => this.#resolve(`room:${gameName}:${roomCode}`));
+    return this.#call(() => this.#resolve(`room:${gameName}:${roomCode}`), "resolveCode");
   }
 
   resolveRoomId(roomId: string): Promise<Resolved> {
