@@ -554,6 +554,7 @@ for (
   const race of [
     "the second request finds the first one's fresh entry (named here, room not created yet)",
     "the second request's claim finds the code taken by the first one's claim (room not created yet)",
+    "the second request finds the first one's fresh entry, and the room is created before that answer arrives",
   ]
 ) {
   Deno.test(`Cluster (twins): two creations of one code on one node race; ${race} → one room, its entry names it, no conflict`, async () => {
@@ -571,7 +572,7 @@ for (
       const secondAnswer = gate();
       let claims = 0;
       let resolves = 0;
-      if (race.startsWith("the second request finds")) {
+      if (race.endsWith("(named here, room not created yet)")) {
         // First's claim runs, its answer is held; second resolves the code (finds first's entry),
         // and its answer (and any claim it makes) is held until first's room exists.
         cluster.store.hold = (method) =>
@@ -580,6 +581,22 @@ for (
         await until(() => claims === 1, "first claim");
         joinX(second, "Second");
         await settle();
+        firstClaim.open();
+        await until(() => first.last("RoomJoined") !== undefined, "first's room");
+        secondAnswer.open();
+      } else if (race.endsWith("before that answer arrives")) {
+        // First's claim answer is held; second's lookup finds first's entry, its answer is held
+        // until first's room exists (no creation is pending any more when it arrives).
+        cluster.store.hold = (method) => {
+          if (method === "claim" && claims++ === 0) return firstClaim.wait;
+          // Lookup 0 is first's (the code is not in the directory yet), 1 second's.
+          if (method === "resolveCode" && resolves++ === 1) return secondAnswer.wait;
+          return undefined;
+        };
+        joinX(first, "First");
+        await until(() => claims === 1, "first claim");
+        joinX(second, "Second");
+        await until(() => resolves === 2, "second's lookup");
         firstClaim.open();
         await until(() => first.last("RoomJoined") !== undefined, "first's room");
         secondAnswer.open();

@@ -303,15 +303,11 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     }
     reachable();
     const resolved = await store.resolveCode(scope, code);
-    if (
-      resolved.status === "found" && resolved.home === node &&
-      uncreated.has(resolved.record.roomId)
-    ) {
-      // Claimed here by a request whose room is about to be created: join it once it is.
+    if (resolved.status === "found" && resolved.home === node && staleHome === undefined) {
+      // Named here: a room claimed by another request of this node may be about to be created
+      // (wait for it), or may have been created while this lookup was answered. Join it.
       await created(resolved.record.roomId);
-      if (engine.lookup(scope, code) !== undefined && staleHome === undefined) {
-        return { kind: "local" };
-      }
+      if (engine.lookup(scope, code) !== undefined) return { kind: "local" };
     }
     let staleRecord: DirectoryRecord | undefined;
     if (resolved.status === "found") {
@@ -362,6 +358,11 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     if (here && !conflicted(scope, code)) return { kind: "local" };
     reachable();
     const resolved = await store.resolveCode(scope, code);
+    if (resolved.status === "found" && resolved.home === node && staleHome === undefined) {
+      // Named here: a room claimed here may be about to be created, or was meanwhile.
+      await created(resolved.record.roomId);
+      if (engine.lookup(scope, code) !== undefined) return { kind: "local" };
+    }
     if (resolved.status === "found" && !(await stale(resolved, staleHome))) {
       if (resolved.homeAlive) return { kind: "remote", home: resolved.home };
       return reply(unavailable(message));
