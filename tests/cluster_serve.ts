@@ -42,7 +42,13 @@ export const TEST_CLUSTER: number = (() => {
  */
 export function notInCluster(reason: string): boolean {
   if (reason.trim().length < 10) throw new Error("an opt-out needs a reason");
-  return TEST_CLUSTER > 0;
+  return ignored(TEST_CLUSTER > 0, reason);
+}
+
+/** Says on stderr why a test is ignored (deno test only prints "ignored"). */
+function ignored(ignore: boolean, reason: string): boolean {
+  if (ignore) console.error(`ignored behind the cluster proxy (${TEST_CLUSTER_MODE}): ${reason}`);
+  return ignore;
 }
 
 /**
@@ -62,7 +68,7 @@ export const TEST_CLUSTER_MODE: "process" | "inprocess" =
  */
 export function inProcessOnly(reason: string): boolean {
   if (reason.trim().length < 10) throw new Error("an opt-out needs a reason");
-  return TEST_CLUSTER > 0 && TEST_CLUSTER_MODE === "process";
+  return ignored(TEST_CLUSTER > 0 && TEST_CLUSTER_MODE === "process", reason);
 }
 
 /**

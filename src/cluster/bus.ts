@@ -8,6 +8,7 @@
  */
 import type { Buffer } from "node:buffer";
 import { Keys } from "./keys.ts";
+import { type Flight, PublishWatch } from "./publish_watch.ts";
 import { asBuffer, type RedisLink } from "./store.ts";
 import type { BusHandlers, ClusterBus, NodeId } from "./types.ts";
 
@@ -25,12 +26,29 @@ export class RedisBus implements ClusterBus {
    * metrics exist.
    */
   onPublished: ((seconds: number) => void) | undefined;
+  /** Publishes awaiting Redis's answer, timed out after `timeoutMs` (§8.5.1). */
+  readonly #watch: PublishWatch;
 
-  /** The bus of node `node` on `link`, channels named with `prefix` (`cluster.key_prefix`). */
-  constructor(link: RedisLink, node: NodeId, prefix: string) {
+  /**
+   * The bus of node `node` on `link`, channels named with `prefix` (`cluster.key_prefix`); a
+   * publish Redis has not answered within `timeoutMs` ms (`cluster.forward_timeout_ms`) counts
+   * as lost. @default timeoutMs 5000
+   */
+  constructor(link: RedisLink, node: NodeId, prefix: string, timeoutMs = 5_000) {
     this.#link = link;
     this.node = node;
     this.#keys = new Keys(prefix);
+    this.#watch = new PublishWatch(timeoutMs, (flight) => this.#unanswered(flight));
+  }
+
+  /** Publishes counted lost because Redis did not answer in time (§6.3 #82). */
+  get unanswered(): number {
+    return this.#watch.timedOut + this.#watch.refused;
+  }
+
+  #unanswered(flight: Flight): void {
+    // A lost heartbeat loses nothing (§8.5.1).
+    if (!flight.heartbeat) queueMicrotask(() => this.#handlers?.lost(flight.to));
   }
 
   publish(to: NodeId, bytes: Uint8Array, heartbeat = false): void {
@@ -40,26 +58,39 @@ export class RedisBus implements ClusterBus {
       this.#channels.set(to, channel);
     }
     const handlers = this.#handlers;
+    const watch = this.#watch;
+    if (watch.refuse()) {
+      // Redis has not answered an older publish in time: this one is not sent, and is lost.
+      if (!heartbeat) queueMicrotask(() => handlers?.lost(to));
+      return;
+    }
     const observe = this.onPublished;
-    const start = observe === undefined ? 0 : performance.now();
+    const flight = watch.begin(to, heartbeat);
     // `sendCommand` rather than `publish`: the raw command path, without the command parser and
     // the async wrapper around it (one promise per publish instead of two).
     const sent = this.#link.command.sendCommand(["PUBLISH", channel, asBuffer(bytes)]);
     if (heartbeat) {
       // A lost heartbeat loses nothing (§8.5.1).
       sent.then(
-        observe && (() => observe((performance.now() - start) / 1000)),
-        () => {},
+        () => {
+          watch.end(flight);
+          observe?.((performance.now() - flight.at) / 1000);
+        },
+        () => watch.end(flight),
       );
       return;
     }
-    // Failure, no receiver, or an unknown outcome: the envelope counts as lost (§8.5.1).
+    // Failure, no receiver, or an unknown outcome (timed out): the envelope counts as lost
+    // (§8.5.1), reported once.
     sent.then(
       (receivers: unknown) => {
-        observe?.((performance.now() - start) / 1000);
-        if (Number(receivers) === 0) handlers?.lost(to);
+        const inTime = watch.end(flight);
+        observe?.((performance.now() - flight.at) / 1000);
+        if (inTime && Number(receivers) === 0) handlers?.lost(to);
       },
-      () => handlers?.lost(to),
+      () => {
+        if (watch.end(flight)) handlers?.lost(to);
+      },
     );
   }
 
@@ -81,6 +112,7 @@ export class RedisBus implements ClusterBus {
 
   async close(): Promise<void> {
     this.#handlers = undefined;
+    this.#watch.close();
     await this.#link.close();
   }
 }

@@ -542,3 +542,98 @@ Deno.test("Cluster (twins): a room closed while its refresh is in flight neither
     }
   }
 });
+
+/** A promise and its resolver. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((resolve) => open = resolve);
+  return { wait, open };
+}
+
+for (
+  const race of [
+    "the second request finds the first one's fresh entry (named here, room not created yet)",
+    "the second request's claim finds the code taken by the first one's claim (room not created yet)",
+    "the second request finds the first one's fresh entry, and the room is created before that answer arrives",
+  ]
+) {
+  Deno.test(`Cluster (twins): two creations of one code on one node race; ${race} → one room, its entry names it, no conflict`, async () => {
+    const cluster = await testCluster({ nodes: 1 });
+    try {
+      const node = cluster.nodes[0]!;
+      const joinX = (client: ReturnType<typeof node.connect>, name: string) =>
+        client.say({
+          type: "JoinRoom",
+          data: { game_name: "orbit", player_name: name, room_code: "RACE01" },
+        });
+      const first = node.connect();
+      const second = node.connect();
+      const firstClaim = gate();
+      const secondAnswer = gate();
+      let claims = 0;
+      let resolves = 0;
+      if (race.endsWith("(named here, room not created yet)")) {
+        // First's claim runs, its answer is held; second resolves the code (finds first's entry),
+        // and its answer (and any claim it makes) is held until first's room exists.
+        cluster.store.hold = (method) =>
+          method === "claim" ? (claims++ === 0 ? firstClaim.wait : secondAnswer.wait) : undefined;
+        joinX(first, "First");
+        await until(() => claims === 1, "first claim");
+        joinX(second, "Second");
+        await settle();
+        firstClaim.open();
+        await until(() => first.last("RoomJoined") !== undefined, "first's room");
+        secondAnswer.open();
+      } else if (race.endsWith("before that answer arrives")) {
+        // First's claim answer is held; second's lookup finds first's entry, its answer is held
+        // until first's room exists (no creation is pending any more when it arrives).
+        cluster.store.hold = (method) => {
+          if (method === "claim" && claims++ === 0) return firstClaim.wait;
+          // Lookup 0 is first's (the code is not in the directory yet), 1 second's.
+          if (method === "resolveCode" && resolves++ === 1) return secondAnswer.wait;
+          return undefined;
+        };
+        joinX(first, "First");
+        await until(() => claims === 1, "first claim");
+        joinX(second, "Second");
+        await until(() => resolves === 2, "second's lookup");
+        firstClaim.open();
+        await until(() => first.last("RoomJoined") !== undefined, "first's room");
+        secondAnswer.open();
+      } else {
+        // Second resolves the code before first claims it (answer held), then claims after
+        // first's claim: taken by a room not created yet.
+        cluster.store.hold = (method) => {
+          if (method === "resolveCode" && resolves++ === 0) return secondAnswer.wait;
+          if (method === "claim" && claims++ === 0) return firstClaim.wait;
+          return undefined;
+        };
+        joinX(second, "Second");
+        await until(() => resolves === 1, "second's lookup");
+        joinX(first, "First");
+        await until(() => claims === 1, "first claim");
+        secondAnswer.open();
+        await settle();
+        firstClaim.open();
+      }
+      await until(
+        () => first.last("RoomJoined") !== undefined && second.last("RoomJoined") !== undefined,
+        "both joined",
+      );
+      const roomId = first.last("RoomJoined")!.data!.room_id;
+      equal(second.last("RoomJoined")!.data!.room_id, roomId, "one room");
+      cluster.store.hold = undefined;
+      await node.cluster.refresh();
+      console.log(
+        roomId,
+        JSON.stringify(await cluster.store.lookup("orbit", "RACE01")),
+        claims,
+        resolves,
+      );
+      equal(node.cluster.conflictCount, 0, "no conflict at the refresh");
+      equal((await cluster.store.lookup("orbit", "RACE01"))?.roomId, roomId);
+    } finally {
+      await cluster.close();
+    }
+  });
+}

@@ -181,3 +181,52 @@ Deno.test("Cluster (twins): while Redis does not answer the node probes every he
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a publish Redis does not answer times out after forward_timeout_ms → that pair resyncs, nothing more is sent until Redis answers, counted", async () => {
+  // Heartbeats every 10 s: no peer turns suspect during the test, so only the timeout can resync.
+  const cluster = await testCluster({ nodes: 2, forwardTimeoutMs: 200, heartbeatMs: 10_000 });
+  try {
+    const [a, b] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0]];
+    const alice = a.connect();
+    join(alice, "Alice", "STALL1");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice's RoomJoined");
+    const bob = b.connect();
+    join(bob, "Bob", "STALL1");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob's RoomJoined");
+    // Redis stalls on B's next publish to A for 600 ms (paused), then answers it.
+    let stalled = 0;
+    let sentToA = 0;
+    cluster.network.fault = (from, to) => {
+      if (from !== b.name || to !== a.name) return "deliver";
+      sentToA++;
+      return stalled++ === 0 ? { stallMs: 600 } : "deliver";
+    };
+    const unanswered = b.cluster.publishesUnanswered;
+    bob.say({ type: "GameData", data: { data: "into the void" } });
+    await until(() => bob.closed !== undefined, "Bob's resync close");
+    equal(bob.closed, 1012, "the pair resyncs once the publish has no answer in time");
+    ok(b.cluster.publishesUnanswered > unanswered, "counted");
+    // While that publish is unanswered B sends A nothing: a request for A fails at once.
+    const carol = b.connect();
+    join(carol, "Carol", "STALL1");
+    await until(() => answered(carol) !== undefined, "Carol's answer");
+    equal(carol.last("RoomJoinFailed")?.data?.error_code, "SERVICE_UNAVAILABLE");
+    equal(sentToA, 1, "nothing published behind the unanswered publish");
+    // Redis answers (the stalled envelope arrives late): B publishes again. Its first envelope
+    // shows A the gap left by the envelopes not sent, so A drops it and resyncs (§8.5.1): that
+    // request fails; the stream goes on from there.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const dave = b.connect();
+    join(dave, "Dave", "STALL1");
+    await until(() => answered(dave) !== undefined, "Dave's answer");
+    equal(sentToA, 2, "published again once Redis answered");
+    equal(dave.last("RoomJoinFailed")?.data?.error_code, "SERVICE_UNAVAILABLE");
+    const erin = b.connect();
+    join(erin, "Erin", "STALL1");
+    await until(() => answered(erin) !== undefined, "Erin's answer");
+    ok(erin.last("RoomJoined"), JSON.stringify(erin.messages));
+    equal(alice.closed, undefined, "the home's local member is untouched");
+  } finally {
+    await cluster.close();
+  }
+});

@@ -61,6 +61,11 @@ export class Keys {
     return `${this.prefix}app-rooms:${appId}`;
   }
 
+  /** `app-empty:<app_id>` (sorted set room id → expiry ms: the app's rooms without a seat). */
+  appEmpty(appId: string): string {
+    return `${this.prefix}app-empty:${appId}`;
+  }
+
   /** `bucket:<kind>:<key>`. */
   bucket(kind: string, key: string): string {
     return `${this.prefix}bucket:${kind}:${key}`;

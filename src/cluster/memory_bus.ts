@@ -1,11 +1,13 @@
 /**
  * The in-memory twin of the Redis bus (docs/spec/SERVER.md §8.9): nodes of one process exchange envelopes
  * through a {@linkcode MemoryNetwork}, delivered asynchronously (a microtask per envelope, so
- * FIFO per pair like one Redis connection), with fault injection: drop, delay, duplicate and
- * reorder, chosen per envelope by a {@linkcode Fault} function.
+ * FIFO per pair like one Redis connection), with fault injection: drop, delay, duplicate,
+ * reorder, fail and stall (a publish Redis does not answer), chosen per envelope by a
+ * {@linkcode Fault} function. Publishes time out as on the Redis bus ({@linkcode PublishWatch}).
  *
  * @module
  */
+import { PublishWatch } from "./publish_watch.ts";
 import type { BusHandlers, ClusterBus, NodeId } from "./types.ts";
 
 /** What to do with one envelope from `from` to `to`. */
@@ -18,7 +20,13 @@ export type FaultAction =
   /** Deliver it after `ms` (later envelopes of the pair may overtake it). */
   | { delayMs: number }
   /** The publish fails at the sender (reported as lost; nothing is delivered). */
-  | "fail";
+  | "fail"
+  /**
+   * Redis stalls on it: neither delivered nor answered for `ms` (a paused Redis), then both.
+   * Later envelopes of the pair are not held back (Redis would be stalled for them too: use
+   * the same action for them).
+   */
+  | { stallMs: number };
 
 /** Chooses the fate of each envelope. */
 export type Fault = (from: NodeId, to: NodeId, bytes: Uint8Array) => FaultAction;
@@ -34,9 +42,12 @@ export class MemoryNetwork {
   /** Timers of delayed envelopes, cleared by {@linkcode MemoryNetwork.close}. */
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
 
-  /** A bus for node `node` on this network. */
-  bus(node: NodeId): MemoryBus {
-    return new MemoryBus(this, node);
+  /**
+   * A bus for node `node` on this network; publishes unanswered for `timeoutMs` ms count as lost
+   * (as `cluster.forward_timeout_ms` for the Redis bus). @default timeoutMs 5000
+   */
+  bus(node: NodeId, timeoutMs = 5_000): MemoryBus {
+    return new MemoryBus(this, node, timeoutMs);
   }
 
   /** @internal */
@@ -45,13 +56,16 @@ export class MemoryNetwork {
     else this.#nodes.delete(node);
   }
 
-  /** @internal */
+  /**
+   * @internal Sends `bytes` from `from` to `to`; `answer` is told the outcome as Redis would
+   * answer the publish (`true` = delivered to a subscriber), or never for a stall that outlives
+   * the network.
+   */
   send(
     from: NodeId,
     to: NodeId,
     bytes: Uint8Array,
-    sender: BusHandlers | undefined,
-    heartbeat = false,
+    answer: (delivered: boolean) => void,
   ): void {
     this.published++;
     // A copy, even of a Node Buffer (whose slice is a view).
@@ -64,9 +78,20 @@ export class MemoryNetwork {
         if (target) target.receive(payload);
       });
     if (!this.#nodes.has(to) || action === "fail") {
-      if (!heartbeat) queueMicrotask(() => sender?.lost(to));
+      queueMicrotask(() => answer(false));
       return;
     }
+    if (typeof action === "object" && "stallMs" in action) {
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer);
+        const target = this.#nodes.get(to);
+        target?.receive(copy);
+        answer(target !== undefined);
+      }, action.stallMs);
+      this.#timers.add(timer);
+      return;
+    }
+    queueMicrotask(() => answer(true));
     const held = this.#held.get(pair);
     switch (action) {
       case "drop":
@@ -108,15 +133,36 @@ export class MemoryBus implements ClusterBus {
   readonly node: NodeId;
   readonly #network: MemoryNetwork;
   #handlers: BusHandlers | undefined;
+  readonly #watch: PublishWatch;
 
   /** Use {@linkcode MemoryNetwork.bus}. */
-  constructor(network: MemoryNetwork, node: NodeId) {
+  constructor(network: MemoryNetwork, node: NodeId, timeoutMs: number) {
     this.#network = network;
     this.node = node;
+    this.#watch = new PublishWatch(timeoutMs, (flight) => {
+      if (!flight.heartbeat) queueMicrotask(() => this.#handlers?.lost(flight.to));
+    });
+  }
+
+  get unanswered(): number {
+    return this.#watch.timedOut + this.#watch.refused;
+  }
+
+  /** Publishes sent and not yet answered (timed out ones included). */
+  get pending(): number {
+    return this.#watch.pending;
   }
 
   publish(to: NodeId, bytes: Uint8Array, heartbeat = false): void {
-    this.#network.send(this.node, to, bytes, this.#handlers, heartbeat);
+    const watch = this.#watch;
+    if (watch.refuse()) {
+      if (!heartbeat) queueMicrotask(() => this.#handlers?.lost(to));
+      return;
+    }
+    const flight = watch.begin(to, heartbeat);
+    this.#network.send(this.node, to, bytes, (delivered) => {
+      if (watch.end(flight) && !delivered && !heartbeat) this.#handlers?.lost(to);
+    });
   }
 
   start(handlers: BusHandlers): Promise<void> {
@@ -129,6 +175,7 @@ export class MemoryBus implements ClusterBus {
   close(): Promise<void> {
     this.#network.subscribe(this.node, undefined);
     this.#handlers = undefined;
+    this.#watch.close();
     return Promise.resolve();
   }
 }

@@ -44,6 +44,11 @@ export class MemoryStore implements ClusterStore {
   unreachable = false;
   /** Number of calls made (tests: "no store call on the hot path"). */
   calls = 0;
+  /**
+   * Fault injection (tests): told each `claim` and `resolveCode` after it ran; a Promise it
+   * returns holds the answer back until it settles (a reply in flight while other calls run).
+   */
+  hold: ((method: "claim" | "resolveCode") => Promise<void> | undefined) | undefined;
 
   /** @param settings as for Redis; `now` is the virtual clock */
   constructor(settings: StoreSettings) {
@@ -114,7 +119,7 @@ export class MemoryStore implements ClusterStore {
     this.#items.get(key)!.expiresAt = this.#now() + this.#settings.ttlMs;
   }
 
-  async #call<T>(run: () => T): Promise<T> {
+  async #call<T>(run: () => T, method?: "claim" | "resolveCode"): Promise<T> {
     this.calls++;
     await Promise.resolve();
     if (this.unreachable) {
@@ -122,7 +127,10 @@ export class MemoryStore implements ClusterStore {
       throw new Error("Redis unreachable (MemoryStore)");
     }
     this.#reachability.answered(true);
-    return run();
+    const result = run();
+    const held = method === undefined ? undefined : this.hold?.(method);
+    if (held) await held;
+    return result;
   }
 
   readonly #reachability = new Reachability();
@@ -167,8 +175,14 @@ export class MemoryStore implements ClusterStore {
         return { status: "capped", scope: "game", count, limit: caps.maxRoomsPerGame };
       }
       if (record.appId !== undefined && caps.maxAppRooms !== undefined) {
+        // Rooms in app-empty (no seat at their last refresh) do not count (§8.3 "Claim").
         const apps = this.#zset(`app-rooms:${record.appId}`);
-        const appCount = apps.size - (stale && apps.has(stale.roomId) ? 1 : 0);
+        const appEmpty = this.#zset(`app-empty:${record.appId}`);
+        const appCount = Math.max(
+          0,
+          apps.size - appEmpty.size -
+            (stale && apps.has(stale.roomId) && !appEmpty.has(stale.roomId) ? 1 : 0),
+        );
         if (appCount >= caps.maxAppRooms) {
           return { status: "capped", scope: "app", count: appCount, limit: caps.maxAppRooms };
         }
@@ -193,12 +207,15 @@ export class MemoryStore implements ClusterStore {
         this.#zadd(`ip-rooms:${record.gameName}\u0000${record.creatorIp}`, record.roomCode);
       }
       if (record.appId !== undefined) {
-        if (stale) this.#zset(`app-rooms:${record.appId}`).delete(stale.roomId);
+        if (stale) {
+          this.#zset(`app-rooms:${record.appId}`).delete(stale.roomId);
+          this.#zset(`app-empty:${record.appId}`).delete(stale.roomId);
+        }
         this.#zadd(`app-rooms:${record.appId}`, record.roomId);
       }
       this.#set(`room-id:${record.roomId}`, this.#roomIdValue(record), this.#roomIdTtl());
       return { status: "ok" };
-    });
+    }, "claim");
   }
 
   #refresh(record: DirectoryRecord): RefreshResult {
@@ -223,7 +240,11 @@ export class MemoryStore implements ClusterStore {
       }
     }
     this.#set(`room-id:${record.roomId}`, this.#roomIdValue(record), this.#roomIdTtl());
-    if (record.appId !== undefined) this.#zadd(`app-rooms:${record.appId}`, record.roomId);
+    if (record.appId !== undefined) {
+      this.#zadd(`app-rooms:${record.appId}`, record.roomId);
+      if (record.summary.players === 0) this.#zadd(`app-empty:${record.appId}`, record.roomId);
+      else this.#zset(`app-empty:${record.appId}`).delete(record.roomId);
+    }
     return result;
   }
 
@@ -250,6 +271,7 @@ export class MemoryStore implements ClusterStore {
       const id = this.#get<RoomIdValue>(`room-id:${roomId}`);
       if (id !== undefined && id !== "gone" && id.appId !== undefined) {
         this.#zset(`app-rooms:${id.appId}`).delete(roomId);
+        this.#zset(`app-empty:${id.appId}`).delete(roomId);
       }
       this.#set(`room-id:${roomId}`, "gone", this.#settings.reconnectionWindowMs);
     });
@@ -337,7 +359,7 @@ export class MemoryStore implements ClusterStore {
   }
 
   resolveCode(gameName: string, roomCode: string): Promise<Resolved> {
-    return this.#call(() => this.#resolve(`room:${gameName}:${roomCode}`));
+    return this.#call(() => this.#resolve(`room:${gameName}:${roomCode}`), "resolveCode");
   }
 
   resolveRoomId(roomId: string): Promise<Resolved> {

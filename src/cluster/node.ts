@@ -57,6 +57,11 @@ export function registerClusterMetrics(
     () => stats.duplicates,
   );
   registry.counter(
+    `${p}cluster_publishes_unanswered_total`,
+    "Publishes counted lost: Redis did not answer within forward_timeout_ms, or an older one was still unanswered",
+    () => node.publishesUnanswered,
+  );
+  registry.counter(
     `${p}cluster_resyncs_total`,
     "Pair resyncs: gap, silent peer or lost publish",
     () => stats.resyncs,
@@ -206,6 +211,11 @@ export class ClusterNode {
       envelopeWindowMs: options.envelopeWindowMs ?? 0,
     });
     this.store.watchReachable((reachable) => this.#storeState(reachable));
+  }
+
+  /** Publishes counted lost because Redis did not answer in time (docs/spec/SERVER.md §6.3 #82). */
+  get publishesUnanswered(): number {
+    return this.#bus.unanswered;
   }
 
   /**

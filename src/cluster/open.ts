@@ -76,7 +76,7 @@ export function openCluster(
     },
     timeoutMs: cluster.forward_timeout_ms,
   });
-  const bus = new RedisBus(link, node, cluster.key_prefix);
+  const bus = new RedisBus(link, node, cluster.key_prefix, cluster.forward_timeout_ms);
   const staging = new Staging(() => crypto.randomUUID(), newRoomCode);
   let engineRef: Engine | undefined;
   const started = holder.node = new ClusterNode({

@@ -8,7 +8,7 @@
  * @module
  */
 import type { BucketKind } from "../coordination/buckets.ts";
-import type { DirectoryRecord } from "../coordination/directory.ts";
+import type { ClaimResult, DirectoryRecord } from "../coordination/directory.ts";
 import type { Engine } from "../engine/engine.ts";
 import { CODE_ATTEMPTS } from "../engine/engine.ts";
 import {
@@ -107,6 +107,12 @@ export interface ResolverOptions {
   conflicted?: (gameName: string, roomCode: string) => boolean;
 }
 
+/**
+ * Longest wait, ms, of a request for a room claimed on this node whose creation has not run yet
+ * (a turn or two normally; bounded in case the creating request never runs).
+ */
+const CREATION_WAIT_MS = 1_000;
+
 function joinFailedReply(reason: string, code: ErrorCode, creating: boolean): Resolution {
   return {
     kind: "reply",
@@ -123,6 +129,25 @@ function reply(message: ServerMessage, events?: EdgeEvent[]): Resolution {
 export function clusterResolver(options: ResolverOptions): Resolver {
   const { engine, store, node } = options;
   const conflicted = options.conflicted ?? (() => false);
+  /**
+   * Rooms this node claimed whose creation has not run yet, by room id: settled once the engine
+   * has handled the creating request (or the request was dropped). Another request for the
+   * same code that finds the claim (its entry, or `taken`) waits for it instead of holding the
+   * entry stale or creating a second room under the code (which made the directory name a room
+   * that does not exist, and the real one a conflict's loser, docs/spec/SERVER.md §8.3).
+   */
+  const uncreated = new Map<string, Promise<void>>();
+  /** Waits (at most {@linkcode CREATION_WAIT_MS}) for the creation of a room claimed here. */
+  const created = async (roomId: string): Promise<void> => {
+    const pending = uncreated.get(roomId);
+    if (pending === undefined) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      pending,
+      new Promise<void>((resolve) => timer = setTimeout(resolve, CREATION_WAIT_MS)),
+    ]);
+    clearTimeout(timer);
+  };
 
   /**
    * A bucket take; the reason when refused. The take falls back to this node's bucket when Redis
@@ -195,14 +220,30 @@ export function clusterResolver(options: ResolverOptions): Resolver {
           authority_handover: data.authority_handover ?? false,
         },
       };
-      const claimed = await store.claim(record, caps, staleRecord);
+      let settle!: () => void;
+      uncreated.set(roomId, new Promise<void>((resolve) => settle = resolve));
+      const done = () => {
+        uncreated.delete(roomId);
+        settle();
+      };
+      let claimed: ClaimResult;
+      try {
+        claimed = await store.claim(record, caps, staleRecord);
+      } catch (error) {
+        done();
+        throw error;
+      }
       if (claimed.status === "ok") {
         return {
           kind: "local",
           prepare: () => options.staging.stage(roomId, given ? undefined : code),
-          after: () => options.staging.clear(),
+          after: () => {
+            options.staging.clear();
+            done();
+          },
         };
       }
+      done();
       if (claimed.status === "capped") {
         const reason = claimed.scope === "game"
           ? `Game \`${data.game_name}\` already has ${claimed.count} rooms (limit ${claimed.limit})`
@@ -213,9 +254,9 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       }
       // Taken meanwhile: join the winner (a given code) or try another (a generated one).
       if (given) {
-        return claimed.record.home === node
-          ? { kind: "local" }
-          : { kind: "remote", home: claimed.record.home };
+        if (claimed.record.home !== node) return { kind: "remote", home: claimed.record.home };
+        await created(claimed.record.roomId);
+        return { kind: "local" };
       }
       events.push({ type: "code_collision" });
     }
@@ -262,6 +303,12 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     }
     reachable();
     const resolved = await store.resolveCode(scope, code);
+    if (resolved.status === "found" && resolved.home === node && staleHome === undefined) {
+      // Named here: a room claimed by another request of this node may be about to be created
+      // (wait for it), or may have been created while this lookup was answered. Join it.
+      await created(resolved.record.roomId);
+      if (engine.lookup(scope, code) !== undefined) return { kind: "local" };
+    }
     let staleRecord: DirectoryRecord | undefined;
     if (resolved.status === "found") {
       if (!(await stale(resolved, staleHome))) {
@@ -311,6 +358,11 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     if (here && !conflicted(scope, code)) return { kind: "local" };
     reachable();
     const resolved = await store.resolveCode(scope, code);
+    if (resolved.status === "found" && resolved.home === node && staleHome === undefined) {
+      // Named here: a room claimed here may be about to be created, or was meanwhile.
+      await created(resolved.record.roomId);
+      if (engine.lookup(scope, code) !== undefined) return { kind: "local" };
+    }
     if (resolved.status === "found" && !(await stale(resolved, staleHome))) {
       if (resolved.homeAlive) return { kind: "remote", home: resolved.home };
       return reply(unavailable(message));

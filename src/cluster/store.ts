@@ -188,10 +188,10 @@ function script(source: string): Script {
 }
 
 /**
- * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms. ARGV: entry, room
+ * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty. ARGV: entry, room
  * id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale room id ("" =
  * none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP ("1"/"0"), ip-rooms
- * prefix of the game. Rooms in game-empty (no seat at their last refresh) do not count.
+ * prefix of the game. Rooms in game-empty / app-empty (no seat at their last refresh) do not count.
  */
 const CLAIM = script(`
 local now = tonumber(ARGV[4])
@@ -211,8 +211,13 @@ if games >= tonumber(ARGV[7]) then return {'capped', 'game', games} end
 local maxApp = tonumber(ARGV[8])
 if ARGV[11] == '1' and maxApp >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  local apps = redis.call('ZCARD', KEYS[3])
-  if ARGV[9] ~= '' and redis.call('ZSCORE', KEYS[3], ARGV[9]) then apps = apps - 1 end
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
+  local apps = redis.call('ZCARD', KEYS[3]) - redis.call('ZCARD', KEYS[7])
+  if ARGV[9] ~= '' and redis.call('ZSCORE', KEYS[3], ARGV[9])
+    and not redis.call('ZSCORE', KEYS[7], ARGV[9]) then
+    apps = apps - 1
+  end
+  if apps < 0 then apps = 0 end
   if apps >= maxApp then return {'capped', 'app', apps} end
 end
 local maxIp = tonumber(ARGV[12])
@@ -235,7 +240,10 @@ if ARGV[13] == '1' then
   redis.call('PEXPIRE', KEYS[6], ttl)
 end
 if ARGV[11] == '1' then
-  if ARGV[9] ~= '' then redis.call('ZREM', KEYS[3], ARGV[9]) end
+  if ARGV[9] ~= '' then
+    redis.call('ZREM', KEYS[3], ARGV[9])
+    redis.call('ZREM', KEYS[7], ARGV[9])
+  end
   redis.call('ZADD', KEYS[3], now + ttl, ARGV[2])
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
@@ -244,10 +252,10 @@ return {'ok'}
 `);
 
 /**
- * Refresh (compare-and-set). KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms.
- * ARGV: entry, room id, code, now, T, room-id TTL, room-id value, has app, empty ("1" = no
- * seat), has IP. An empty room joins game-empty and leaves its ip-rooms set; a room with a seat
- * the reverse.
+ * Refresh (compare-and-set). KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms,
+ * app-empty. ARGV: entry, room id, code, now, T, room-id TTL, room-id value, has app, empty ("1"
+ * = no seat), has IP. An empty room joins game-empty and app-empty and leaves its ip-rooms set; a
+ * room with a seat the reverse. The app sets follow the room id even in a conflict.
  */
 const REFRESH = script(`
 local now = tonumber(ARGV[4])
@@ -277,6 +285,12 @@ redis.call('SET', KEYS[4], ARGV[7], 'PX', tonumber(ARGV[6]))
 if ARGV[8] == '1' then
   redis.call('ZADD', KEYS[3], now + ttl, ARGV[2])
   redis.call('PEXPIRE', KEYS[3], ttl)
+  if ARGV[9] == '1' then
+    redis.call('ZADD', KEYS[7], now + ttl, ARGV[2])
+    redis.call('PEXPIRE', KEYS[7], ttl)
+  else
+    redis.call('ZREM', KEYS[7], ARGV[2])
+  end
 end
 return result
 `);
@@ -301,7 +315,10 @@ end
 local id = redis.call('GET', KEYS[3])
 if id and id ~= 'gone' then
   local app = cjson.decode(id).appId
-  if type(app) == 'string' then redis.call('ZREM', ARGV[4] .. 'app-rooms:' .. app, ARGV[1]) end
+  if type(app) == 'string' then
+    redis.call('ZREM', ARGV[4] .. 'app-rooms:' .. app, ARGV[1])
+    redis.call('ZREM', ARGV[4] .. 'app-empty:' .. app, ARGV[1])
+  end
 end
 redis.call('SET', KEYS[3], 'gone', 'PX', tonumber(ARGV[3]))
 return 1
@@ -517,6 +534,7 @@ export class RedisStore implements ClusterStore {
       k.roomId(record.roomId),
       k.gameEmpty(record.gameName),
       k.ipRooms(record.gameName, record.creatorIp ?? ""),
+      k.appEmpty(record.appId ?? ""),
     ];
   }
 

@@ -127,7 +127,8 @@ export async function testCluster(options: TestClusterOptions = {}): Promise<Tes
   const codes = { n: 0 };
   for (let i = 0; i < (options.nodes ?? 3); i++) {
     const name = `node${i}@0000000${i}`;
-    nodes.push(await startNode(name, store, network.bus(name), options, events, codes));
+    const bus = network.bus(name, options.forwardTimeoutMs ?? 2_000);
+    nodes.push(await startNode(name, store, bus, options, events, codes));
   }
   return {
     network,
@@ -179,7 +180,7 @@ export async function redisTestCluster(
       const node = await startNode(
         name,
         store,
-        new RedisBus(link, name, prefix),
+        new RedisBus(link, name, prefix, options.forwardTimeoutMs ?? 2_000),
         options,
         events,
         codes,

@@ -36,6 +36,12 @@ export interface ClusterBus {
    */
   publish(to: NodeId, bytes: Uint8Array, heartbeat?: boolean): void;
   /**
+   * Publishes counted lost because Redis did not answer within `cluster.forward_timeout_ms`, or
+   * not sent because an older one had not been answered in time (docs/spec/SERVER.md §8.5.1,
+   * §6.3 #82). Each is reported like a failed publish; heartbeats are counted but not reported.
+   */
+  readonly unanswered: number;
+  /**
    * Subscribes to this node's channel. `receive` gets every envelope in arrival order, `lost`
    * every destination whose publish was lost, `state` every change of the link.
    * Resolves once subscribed (or rejects when Redis cannot be reached at all; the link keeps

@@ -340,6 +340,44 @@ for (const impl of IMPLEMENTATIONS) {
 
   contract(
     impl,
+    `RoomDirectory (%): rooms without a seat stop counting against an app's max_rooms`,
+    async (cleanups) => {
+      const directory = await impl.directory(cleanups);
+      const caps = { maxRoomsPerGame: 10, maxAppRooms: 2 };
+      const app = { appId: "app" };
+      const capped = (count: number) => ({ status: "capped", scope: "app", count, limit: 2 });
+      // Claimed rooms count before their first refresh, in every game of the app.
+      deepEqual(await directory.claim(record("AAAAAA", { ...app, players: 0 }), caps), {
+        status: "ok",
+      });
+      deepEqual(await directory.claim(record("BBBBBB", { ...app, gameName: "other" }), caps), {
+        status: "ok",
+      });
+      deepEqual(await directory.claim(record("CCCCCC", app), caps), capped(2));
+      // AAAAAA loses its last seat: it no longer counts.
+      equal(await directory.refresh(record("AAAAAA", { ...app, players: 0 })), "refreshed");
+      deepEqual(await directory.claim(record("CCCCCC", app), caps), { status: "ok" });
+      deepEqual(await directory.claim(record("DDDDDD", app), caps), capped(2));
+      // A seat again: it counts again (a refresh is never refused, the count may exceed the cap).
+      equal(await directory.refresh(record("AAAAAA", { ...app, players: 1 })), "refreshed");
+      deepEqual(await directory.claim(record("DDDDDD", app), caps), capped(3));
+      // Releasing an empty room frees nothing more than it held.
+      equal(await directory.refresh(record("AAAAAA", { ...app, players: 0 })), "refreshed");
+      await directory.release("orbit", "AAAAAA", "id-AAAAAA");
+      deepEqual(await directory.claim(record("DDDDDD", app), caps), capped(2));
+      // An empty room replaced as stale leaves the empty set with its slot.
+      equal(await directory.refresh(record("CCCCCC", { ...app, players: 0 })), "refreshed");
+      const rival = record("CCCCCC", { ...app, roomId: "id-rival", home: "node-b" });
+      deepEqual(await directory.claim(rival, caps, record("CCCCCC", app)), { status: "ok" });
+      deepEqual(await directory.claim(record("DDDDDD", app), caps), capped(2));
+      deepEqual(await directory.claim(record("DDDDDD", { appId: "other-app" }), caps), {
+        status: "ok",
+      });
+    },
+  );
+
+  contract(
+    impl,
     `RoomDirectory (%): rooms without a seat stop counting against the game and IP caps`,
     async (cleanups) => {
       const directory = await impl.directory(cleanups);

@@ -41,13 +41,13 @@ function ipKey(gameName: string, ip: string): string {
 
 /**
  * A {@linkcode RoomDirectory} in this process's memory. Records are shared: do not mutate.
- * Rooms whose last write said they have no seat do not count against the game and IP caps
+ * Rooms whose last write said they have no seat do not count against the game, app and IP caps
  * ({@linkcode ClaimCaps}); a claimed room counts until its first refresh.
  */
 export class MemoryRoomDirectory implements RoomDirectory {
   /** Entries in creation order. */
   readonly #entries = new Map<string, DirectoryRecord>();
-  /** Keys of the entries that count against the game and IP caps (a seat, or just claimed). */
+  /** Keys of the entries that count against the game, app and IP caps (a seat, or just claimed). */
   readonly #occupied = new Set<string>();
   readonly #perGame = new Map<string, number>();
   readonly #perIp = new Map<string, number>();
@@ -68,7 +68,8 @@ export class MemoryRoomDirectory implements RoomDirectory {
       return { status: "capped", scope: "game", count: games, limit: caps.maxRoomsPerGame };
     }
     if (record.appId !== undefined && caps.maxAppRooms !== undefined) {
-      const apps = this.#perApp.get(record.appId) ?? 0;
+      const sameApp = replaced && current.appId === record.appId;
+      const apps = (this.#perApp.get(record.appId) ?? 0) - (sameApp ? 1 : 0);
       if (apps >= caps.maxAppRooms) {
         return { status: "capped", scope: "app", count: apps, limit: caps.maxAppRooms };
       }
@@ -126,7 +127,7 @@ export class MemoryRoomDirectory implements RoomDirectory {
     return out;
   }
 
-  /** Counts entry `k` (of `record`) against the game and IP caps or not. */
+  /** Counts entry `k` (of `record`) against the game, app and IP caps or not. */
   #mark(k: string, record: DirectoryRecord, occupied: boolean): void {
     if (occupied === this.#occupied.has(k)) return;
     const ip = record.creatorIp !== undefined
@@ -134,28 +135,30 @@ export class MemoryRoomDirectory implements RoomDirectory {
       : undefined;
     if (occupied) {
       this.#occupied.add(k);
-      this.#perGame.set(record.gameName, (this.#perGame.get(record.gameName) ?? 0) + 1);
-      if (ip !== undefined) this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+      increment(this.#perGame, record.gameName);
+      if (ip !== undefined) increment(this.#perIp, ip);
+      if (record.appId !== undefined) increment(this.#perApp, record.appId);
     } else {
       this.#occupied.delete(k);
       decrement(this.#perGame, record.gameName);
       if (ip !== undefined) decrement(this.#perIp, ip);
+      if (record.appId !== undefined) decrement(this.#perApp, record.appId);
     }
   }
 
   #set(k: string, record: DirectoryRecord, occupied: boolean): void {
     this.#entries.set(k, record);
     this.#mark(k, record, occupied);
-    if (record.appId !== undefined) {
-      this.#perApp.set(record.appId, (this.#perApp.get(record.appId) ?? 0) + 1);
-    }
   }
 
   #delete(k: string, record: DirectoryRecord): void {
     this.#mark(k, record, false);
     this.#entries.delete(k);
-    if (record.appId !== undefined) decrement(this.#perApp, record.appId);
   }
+}
+
+function increment(counts: Map<string, number>, name: string): void {
+  counts.set(name, (counts.get(name) ?? 0) + 1);
 }
 
 function decrement(counts: Map<string, number>, name: string): void {

@@ -436,7 +436,11 @@ export class Edge {
           stale,
           attempt > 0,
         );
-        if (this.#conns.get(id) !== conn) return;
+        if (this.#conns.get(id) !== conn) {
+          // The connection went away: a claim made for it is never used (its waiters go on).
+          if (resolution.kind === "local") resolution.after?.();
+          return;
+        }
         switch (resolution.kind) {
           case "reply":
             for (const event of resolution.events ?? []) this.#onEvent?.(event);
