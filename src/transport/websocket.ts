@@ -564,6 +564,8 @@ interface Receiver {
    */
   _write(chunk: Uint8Array, encoding: string, done: (error?: Error | null) => void): void;
   readonly _allowSynchronousEvents?: boolean;
+  /** `EventEmitter`'s listener table: an event's listener, or an array of them. */
+  readonly _events?: Record<string, unknown>;
   readonly _extensions?: Record<string, unknown>;
   destroy(error: Error): void;
 }
@@ -580,6 +582,14 @@ function hearParser(
 ): boolean {
   const listeners = receiver.listeners("message");
   if (listeners.length !== 1 || listeners[0]!.name !== "receiverOnMessage") return false;
+  // The listener is swapped in place in the emitter's table when it is where `EventEmitter`
+  // keeps a single listener: `removeListener` deletes the event's entry, which turns the table
+  // into a dictionary (about 0.4 kB more per connection, BENCHMARKS.md "Session 6: memory").
+  const events = receiver._events;
+  if (events && events.message === listeners[0]) {
+    events.message = onMessage;
+    return true;
+  }
   receiver.removeListener("message", listeners[0]!);
   receiver.on("message", onMessage);
   return true;
@@ -630,7 +640,7 @@ export const directReads = {
  * sockets and handles that do not look as expected keep the plain path everywhere
  * (`tests/direct_reads_test.ts` fails when the runtime or `ws` changes what this relies on).
  */
-function readsDirect(stream: Socket, receiver: Receiver): void {
+function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads): void {
   const handle = (stream as unknown as { _handle?: Partial<ReadHandle> | null })._handle;
   if (
     !directReads.enabled || (stream as { encrypted?: boolean }).encrypted === true || !handle ||
@@ -640,11 +650,9 @@ function readsDirect(stream: Socket, receiver: Receiver): void {
   const plain = handle.onread;
   // `readable.destroyed`, `readableFlowing` and `readableLength` without their getters.
   const state = (stream as unknown as { _readableState: ReadableState })._readableState;
-  let feeding = true;
-  const stop = () => feeding = false;
-  receiver.on("conclude", stop);
-  receiver.on("error", stop);
-  stream.once("close", stop);
+  // Cleared by the connection's shared listeners of the parser's `conclude` and `error` and of
+  // the socket's `close` (no listener of its own: three fewer entries in their tables).
+  connection.feeding = true;
   // Parsing synchronously, the parser needs none of `Writable.write`'s queueing: call its parse
   // step, and end it with the error as `Writable` would (`destroy` emits `error` on the next
   // tick, which `ws` answers with the close code).
@@ -653,12 +661,12 @@ function readsDirect(stream: Socket, receiver: Receiver): void {
     Object.keys(receiver._extensions ?? {}).length === 0;
   const parsed = (error?: Error | null) => {
     if (!error) return;
-    feeding = false;
+    connection.feeding = false;
     receiver.destroy(error);
   };
   handle.onread = function (bytes) {
     if (
-      feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 && !state.destroyed &&
+      connection.feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 && !state.destroyed &&
       state.flowing === true && state.length === 0
     ) {
       if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
@@ -689,10 +697,27 @@ interface EndableStream {
  */
 function quietEnd(stream: EndableStream): void {
   const end = stream.end;
-  stream.end = function (this: EndableStream, ...args: unknown[]) {
-    if (this.writableFinished || this.destroyed) return this;
-    return end.apply(this, args);
-  };
+  let quiet = quietEnds.get(end);
+  if (!quiet) {
+    quiet = function (this: EndableStream, ...args: unknown[]) {
+      if (this.writableFinished || this.destroyed) return this;
+      return end.apply(this, args);
+    };
+    quietEnds.set(end, quiet);
+  }
+  stream.end = quiet;
+}
+
+/**
+ * One quiet `end` per original `end` (in practice two: the socket's and the parser's), shared by
+ * every connection instead of a closure per stream.
+ */
+const quietEnds = new Map<EndableStream["end"], EndableStream["end"]>();
+
+/** What {@linkcode readsDirect} keeps on the connection. */
+interface DirectReads {
+  /** Reads may go to the parser: not after its `conclude` or `error`, nor the socket's `close`. */
+  feeding: boolean;
 }
 
 /** One connection as the idle sweep sees it. */
@@ -821,9 +846,10 @@ interface WithConnection {
  * listener. The listeners are shared functions that find it on the emitter ({@linkcode CONNECTION}),
  * and it is the connection's {@linkcode IdleWatch}.
  */
-class WsConnection implements IdleWatch {
+class WsConnection implements IdleWatch, DirectReads {
   heardMs = 0;
   pinged = false;
+  feeding = false;
   id: string | undefined = undefined;
   ws: WsSocket | undefined = undefined;
   peer: SocketPeer | undefined = undefined;
@@ -864,6 +890,7 @@ class WsConnection implements IdleWatch {
 // The connection's end, whatever happened before: the only place a slot is given back.
 function onRawClose(this: WithConnection): void {
   const connection = this[CONNECTION]!;
+  connection.feeding = false;
   connection.teardown(connection.ws?.readyState === CLOSED_STATE ? undefined : 1006);
 }
 
@@ -890,8 +917,9 @@ function onMessage(this: WithConnection, data: Uint8Array, isBinary: boolean): v
 // Runs before `ws`' own handler, which closes with 1009 at once: the client first gets the
 // `Error` frame telling why (docs/spec/SERVER.md §3.6).
 function onReceiverError(this: WithConnection, error: Error & { code?: string }): void {
-  if (error.code !== "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return;
   const connection = this[CONNECTION]!;
+  connection.feeding = false;
+  if (error.code !== "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return;
   connection.edge.refuseTooLarge(
     connection.id!,
     refusedSize(connection.ws!, connection.maxPayload),
@@ -907,6 +935,7 @@ function onReceiverError(this: WithConnection, error: Error & { code?: string })
 // now); the slot stays taken until the TCP connection is gone.
 function onConclude(this: WithConnection, code: number): void {
   const connection = this[CONNECTION]!;
+  connection.feeding = false;
   connection.edge.disconnect(connection.id!, Date.now(), undefined, code);
 }
 
@@ -947,7 +976,9 @@ export function acceptWebSocket(
   const maxPayload = options.maxMessageSize ?? 65_536;
   const connection = new WsConnection(edge, options, stream, maxPayload);
   (raw as WithConnection)[CONNECTION] = connection;
-  raw.once("close", onRawClose);
+  // `on`, not `once`: a socket closes once, and `teardown` runs once (`once` costs a wrapper
+  // and a bound function per connection).
+  raw.on("close", onRawClose);
   if (raw.destroyed) {
     queueMicrotask(() => connection.teardown());
     return switchingProtocols();
@@ -981,7 +1012,7 @@ export function acceptWebSocket(
     if (!receiver || !directReads.enabled || !hearParser(receiver, onMessage)) {
       socket.on("message", onMessage);
     }
-    if (receiver) readsDirect(stream, receiver);
+    if (receiver) readsDirect(stream, receiver, connection);
     quietEnd(stream);
     if (receiver) quietEnd(receiver as unknown as EndableStream);
     receiver?.prependListener("error", onReceiverError);
