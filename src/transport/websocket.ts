@@ -41,10 +41,11 @@ export interface OutboundSocket {
   addEventListener(type: "close", listener: () => void, options?: { once?: boolean }): void;
 }
 
-/** Options of {@linkcode acceptWebSocket}. */
-export interface AcceptOptions {
-  /** Client IP the connection is counted under (docs/spec/SERVER.md §1.9). */
-  ip: string;
+/**
+ * What every connection of an endpoint shares ({@linkcode acceptWebSocketWith}): one object for
+ * all of them, not one per connection.
+ */
+export interface AcceptSettings {
   /**
    * Largest inbound message, bytes (`security.max_message_size`, docs/spec/SERVER.md §3.6): a message whose
    * frames add up to more is refused with close 1009 while it arrives. @default 65536
@@ -56,15 +57,32 @@ export interface AcceptOptions {
    * all of it (docs/spec/PROTOCOL.md §7.10).
    */
   idleTimeoutSecs: number;
-  /** Called once when the socket is gone, after the edge has torn the connection down. */
-  onClosed?: () => void;
+  /**
+   * Called once when the socket is gone, after the edge has torn the connection down, with the
+   * connection's client IP.
+   */
+  onClosed?: (ip: string) => void;
   /** Outbound budget and batching (docs/spec/SERVER.md §5.2, §5.3). */
   outbound: OutboundOptions;
+}
+
+/** Token binding negotiated for one connection (docs/spec/SERVER.md §1.8, §3.9). */
+export interface NegotiatedBinding {
+  /** The subprotocol named in the 101 response. */
+  subprotocol: string;
+  /** What the edge needs to check each text frame. */
+  binding: TokenBinding;
+}
+
+/** Options of {@linkcode acceptWebSocket}: the shared settings and this connection's. */
+export interface AcceptOptions extends AcceptSettings {
+  /** Client IP the connection is counted under (docs/spec/SERVER.md §1.9). */
+  ip: string;
   /**
    * Token binding negotiated for this connection (docs/spec/SERVER.md §1.8, §3.9): the subprotocol named
    * in the 101 response and what the edge needs to check each text frame.
    */
-  tokenBinding?: { subprotocol: string; binding: TokenBinding };
+  tokenBinding?: NegotiatedBinding;
 }
 
 /** Per-connection outbound settings (`websocket.*`, docs/spec/SERVER.md §5.2–5.3). */
@@ -124,27 +142,38 @@ export class SocketPeer implements Peer {
     this.#socket = socket;
     this.#options = options;
     this.#stream = stream;
-    this.flush = !options.enableBatching ? undefined : turnEnd
-      ? () => {
-        if (!deferring) {
-          this.#flush();
-          // Two batches for this connection within a millisecond: the server is busy; from now
-          // on writes wait for the turn's end (a timer per turn only then, not per message).
-          const now = Date.now();
-          if (this.#lastFlushMs === now) startDeferring();
-          this.#lastFlushMs = now;
-          return;
-        }
-        // A second batch for this connection in one turn: one write could have carried both.
-        if (this.#turn === turn) repeated = true;
-        else this.#turn = turn;
-        if (!this.#waiting && this.#queue.length > 0) {
-          this.#waiting = true;
-          turnPeers.push(this);
-        }
-      }
-      : () => this.#flush();
+    // Shared functions, not a closure per peer (BENCHMARKS.md "Session 6: memory").
+    this.flush = !options.enableBatching
+      ? undefined
+      : turnEnd
+      ? SocketPeer.#flushDeferrable
+      : SocketPeer.#flushAtOnce;
   }
+
+  /** `flush` without turn-end deferral: writes the queue now. */
+  static readonly #flushAtOnce = function (this: SocketPeer): void {
+    this.#flush();
+  };
+
+  /** `flush` with turn-end deferral (the `turnEnd` option of the constructor). */
+  static readonly #flushDeferrable = function (this: SocketPeer): void {
+    if (!deferring) {
+      this.#flush();
+      // Two batches for this connection within a millisecond: the server is busy; from now
+      // on writes wait for the turn's end (a timer per turn only then, not per message).
+      const now = Date.now();
+      if (this.#lastFlushMs === now) startDeferring();
+      this.#lastFlushMs = now;
+      return;
+    }
+    // A second batch for this connection in one turn: one write could have carried both.
+    if (this.#turn === turn) repeated = true;
+    else this.#turn = turn;
+    if (!this.#waiting && this.#queue.length > 0) {
+      this.#waiting = true;
+      turnPeers.push(this);
+    }
+  };
 
   /** On the list of peers written at the end of the turn. */
   #waiting = false;
@@ -666,7 +695,8 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
   };
   handle.onread = function (bytes) {
     if (
-      connection.feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 && !state.destroyed &&
+      connection.feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 &&
+      !state.destroyed &&
       state.flowing === true && state.length === 0
     ) {
       if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
@@ -856,13 +886,21 @@ class WsConnection implements IdleWatch, DirectReads {
   closed = false;
   watched = false;
   readonly edge: Edge;
-  readonly options: AcceptOptions;
+  readonly settings: AcceptSettings;
+  readonly ip: string;
   readonly stream: Socket;
   readonly maxPayload: number;
 
-  constructor(edge: Edge, options: AcceptOptions, stream: Socket, maxPayload: number) {
+  constructor(
+    edge: Edge,
+    settings: AcceptSettings,
+    ip: string,
+    stream: Socket,
+    maxPayload: number,
+  ) {
     this.edge = edge;
-    this.options = options;
+    this.settings = settings;
+    this.ip = ip;
     this.stream = stream;
     this.maxPayload = maxPayload;
   }
@@ -870,9 +908,9 @@ class WsConnection implements IdleWatch, DirectReads {
   teardown(closeCode?: number): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.watched) idleSweep(this.options.idleTimeoutSecs).delete(this);
+    if (this.watched) idleSweep(this.settings.idleTimeoutSecs).delete(this);
     if (this.id !== undefined) this.edge.disconnect(this.id, Date.now(), undefined, closeCode);
-    this.options.onClosed?.();
+    this.settings.onClosed?.(this.ip);
   }
 
   ping(): void {
@@ -969,12 +1007,26 @@ export function acceptWebSocket(
   edge: Edge,
   options: AcceptOptions,
 ): Response {
+  return acceptWebSocketWith(request, edge, options, options.ip, options.tokenBinding);
+}
+
+/**
+ * {@linkcode acceptWebSocket} with the endpoint's shared `settings` and this connection's client
+ * IP and token binding as arguments (no options object per connection). Same answers and errors.
+ */
+export function acceptWebSocketWith(
+  request: RequestHead,
+  edge: Edge,
+  settings: AcceptSettings,
+  ip: string,
+  tokenBinding: NegotiatedBinding | undefined,
+): Response {
   const upgrade = takeUpgradeSocket(request);
   if (!upgrade) throw new TypeError("Not an HTTP/1.1 upgrade request");
   const { message, socket: raw, head } = upgrade;
   const stream = raw as Socket;
-  const maxPayload = options.maxMessageSize ?? 65_536;
-  const connection = new WsConnection(edge, options, stream, maxPayload);
+  const maxPayload = settings.maxMessageSize ?? 65_536;
+  const connection = new WsConnection(edge, settings, ip, stream, maxPayload);
   (raw as WithConnection)[CONNECTION] = connection;
   // `on`, not `once`: a socket closes once, and `teardown` runs once (`once` costs a wrapper
   // and a bound function per connection).
@@ -983,7 +1035,7 @@ export function acceptWebSocket(
     queueMicrotask(() => connection.teardown());
     return switchingProtocols();
   }
-  if (options.tokenBinding) chosenProtocol.set(message, options.tokenBinding.subprotocol);
+  if (tokenBinding) chosenProtocol.set(message, tokenBinding.subprotocol);
   // `head` is a `Buffer` from the listener; `Buffer.from` would copy it.
   const headBuffer = Buffer.isBuffer(head) ? head : Buffer.from(head);
   wsServer(maxPayload).handleUpgrade(message, raw, headBuffer, (socket) => {
@@ -993,18 +1045,18 @@ export function acceptWebSocket(
       return;
     }
     socket.binaryType = "nodebuffer";
-    const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream, true);
+    const peer = new SocketPeer(new FramedSocket(socket, stream), settings.outbound, stream, true);
     connection.peer = peer;
     connection.id = edge.connect(peer, {
-      ip: options.ip,
-      tokenBinding: options.tokenBinding?.binding,
+      ip,
+      tokenBinding: tokenBinding?.binding,
     });
     (socket as WithConnection)[CONNECTION] = connection;
     // Idle timeout (docs/spec/PROTOCOL.md §7.10): one sweep for all connections (`IdleSweep`);
     // traffic or a pong resets it.
     connection.heardMs = Date.now();
     connection.watched = true;
-    idleSweep(options.idleTimeoutSecs).add(connection);
+    idleSweep(settings.idleTimeoutSecs).add(connection);
     socket.on("pong", onHeard);
     socket.on("ping", onHeard);
     const receiver = (socket as unknown as { _receiver?: Receiver })._receiver;
