@@ -279,3 +279,74 @@ browserTest(
     deepEqual(problems, []);
   },
 );
+
+browserTest(
+  "Operator console with app auth: rooms of two apps with one code are told apart and acted on apart",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+      config.security.require_websocket_auth = true;
+      config.security.authorized_apps = ["app-a", "app-b"].map((app_id) => ({
+        app_id,
+        app_secret: null,
+        app_name: app_id,
+        max_rooms: null,
+        max_players_per_room: null,
+        rate_limit_per_minute: null,
+      }));
+    });
+    const userDataDir = await Deno.makeTempDir({ prefix: "signal-fish-chromium-" });
+    const context = await launch(userDataDir);
+    const players: TestClient[] = [];
+    const problems: string[] = [];
+    try {
+      const page = await context.newPage();
+      page.on("pageerror", (error) => problems.push(String(error)));
+      await page.goto(`${server.url}/admin`);
+      await page.waitForSelector("#login:not([hidden])", { timeout: UI_TIMEOUT_MS });
+      await page.fill("#token-input", TOKEN);
+      await page.click("#login-button");
+      await page.waitForSelector('#connection-state[data-state="live"]', {
+        timeout: UI_TIMEOUT_MS,
+      });
+      // Two apps, each with a room "SHARE1" of the game "orbit" (docs/spec/SERVER.md §3.3).
+      for (const app of ["app-a", "app-b"]) {
+        const player = await connect(server);
+        players.push(player);
+        player.send({ type: "Authenticate", data: { app_id: app } });
+        await player.next("Authenticated");
+        await player.next("ProtocolInfo");
+        player.send(joinRoom("SHARE1", `host-${app}`, { max_players: 2 }));
+        equal((await player.next("RoomJoined")).data.room_code, "SHARE1");
+      }
+      const [playerA, playerB] = players as [TestClient, TestClient];
+      await waitForText(page, "#rooms-table", "orbit (app-b)");
+      await waitForText(page, "#rooms-table", "orbit (app-a)");
+      const cells = await page.locator("#rooms-table td").allTextContents();
+      ok(cells.every((text) => !text.includes("\u0001")), `no raw namespace: ${cells}`);
+      // The game filter offers each app's game by its label.
+      const options = await page.locator("#game-filter option").allTextContents();
+      deepEqual(options.slice(1).sort(), ["orbit (app-a)", "orbit (app-b)"]);
+
+      // Open app B's room and close it: only app B's player is sent out.
+      await page.click('#rooms-table tr:has-text("orbit (app-b)")');
+      await waitForText(page, "#room-title", "orbit (app-b)");
+      await waitForText(page, "#room-members", "host-app-b");
+      await page.click("#close-room");
+      await confirm(page);
+      await playerB.waitFor("RoomLeft");
+      await page.waitForSelector('#rooms-table tr:has-text("orbit (app-b)")', {
+        state: "detached",
+        timeout: UI_TIMEOUT_MS,
+      });
+      await waitForText(page, "#rooms-table", "orbit (app-a)");
+      playerA.send({ type: "Ping" });
+      await playerA.next("Pong"); // app A's room was not touched: no RoomLeft came first
+    } finally {
+      for (const player of players) await player.close();
+      await context.close();
+      await Deno.remove(userDataDir, { recursive: true });
+    }
+    deepEqual(problems, []);
+  },
+);

@@ -72,6 +72,16 @@ async function api(path, init = {}) {
   return body;
 }
 
+/**
+ * How a room's game is shown: with app auth the directory names a game `<app_id>\u0001<game>`
+ * (each app has its own rooms, docs/spec/SERVER.md §3.3); the console shows `game (app_id)` and keeps the
+ * full name for the API paths.
+ */
+function gameLabel(gameName) {
+  const split = gameName.lastIndexOf("\u0001");
+  return split < 0 ? gameName : `${gameName.slice(split + 1)} (${gameName.slice(0, split)})`;
+}
+
 const roomPath = (room) =>
   `rooms/${encodeURIComponent(room.game_name)}/${encodeURIComponent(room.room_code)}`;
 
@@ -195,7 +205,11 @@ function handleEvent(block) {
       pushSample(payload);
       break;
     case "room":
-      logLine(`${payload.type.replaceAll("_", " ")} · ${payload.game_name}/${payload.room_code}`);
+      logLine(
+        `${payload.type.replaceAll("_", " ")} · ${
+          gameLabel(payload.game_name)
+        }/${payload.room_code}`,
+      );
       scheduleRefresh();
       break;
     case "action":
@@ -360,7 +374,7 @@ function updateGameFilter() {
   const current = ui.gameFilter.value;
   const games = [...new Set(rooms.map((room) => room.game_name))].sort();
   const options = [new Option("All games", "")];
-  for (const game of games) options.push(new Option(game, game));
+  for (const game of games) options.push(new Option(gameLabel(game), game));
   ui.gameFilter.replaceChildren(...options);
   ui.gameFilter.value = games.includes(current) ? current : "";
 }
@@ -390,7 +404,7 @@ function renderRooms() {
     (!game || room.game_name === game) &&
     (!state || room.lobby_state === state) &&
     (!query || room.room_code.toLowerCase().includes(query) ||
-      room.game_name.toLowerCase().includes(query) ||
+      gameLabel(room.game_name).toLowerCase().includes(query) ||
       (room.members ?? []).some((m) => m.name.toLowerCase().includes(query)))
   );
   const rows = shown.map((room) => {
@@ -399,7 +413,7 @@ function renderRooms() {
     tr.dataset.room = `${room.game_name}/${room.room_code}`;
     tr.append(
       cell(room.room_code),
-      cell(room.game_name),
+      cell(gameLabel(room.game_name)),
       cell(`${room.players}/${room.max_players}`),
       cell(String(room.spectators)),
       cell(room.unreachable ? "unreachable" : room.lobby_state),
@@ -452,7 +466,7 @@ async function showRoom(target, scroll) {
   } catch (error) {
     if (error.status === 404) {
       if (selected && selected.room_code === target.room_code) {
-        logLine(`Room ${target.game_name}/${target.room_code} is gone`);
+        logLine(`Room ${gameLabel(target.game_name)}/${target.room_code} is gone`);
       }
       hideRoom();
       return;
@@ -462,7 +476,7 @@ async function showRoom(target, scroll) {
   selected = target;
   ui.roomView.hidden = false;
   ui.roomView.dataset.room = `${room.game_name}/${room.room_code}`;
-  ui.roomTitle.textContent = `Room ${room.room_code} · ${room.game_name}`;
+  ui.roomTitle.textContent = `Room ${room.room_code} · ${gameLabel(target.game_name)}`;
   ui.roomFacts.replaceChildren(
     fact("Lobby", room.lobby_state),
     fact("Players", `${room.players}/${room.max_players}`),
@@ -529,12 +543,12 @@ ui.roomBack.addEventListener("click", hideRoom);
 ui.closeRoom.addEventListener("click", async () => {
   if (!selected) return;
   const target = selected;
-  const question = `Close room ${target.room_code} (${target.game_name})? ` +
+  const question = `Close room ${target.room_code} (${gameLabel(target.game_name)})? ` +
     "Every player and spectator is sent out and their reconnection tokens stop working.";
   if (!(await confirmAction(question))) return;
   try {
     await api(roomPath(target), { method: "DELETE" });
-    logLine(`Closed ${target.game_name}/${target.room_code}`);
+    logLine(`Closed ${gameLabel(target.game_name)}/${target.room_code}`);
     hideRoom();
     await refreshRooms();
   } catch (error) {
@@ -550,7 +564,7 @@ async function removePlayer(room, member) {
     await api(`${roomPath(room)}/players/${encodeURIComponent(member.player_id)}`, {
       method: "DELETE",
     });
-    logLine(`Removed ${member.name} from ${room.game_name}/${room.room_code}`);
+    logLine(`Removed ${member.name} from ${gameLabel(room.game_name)}/${room.room_code}`);
     await refreshRooms();
   } catch (error) {
     report(error);
