@@ -9,7 +9,14 @@
  *
  * @module
  */
-import { configure, dispose, getLogger, type LogRecord, type Sink } from "@logtape/logtape";
+import {
+  compareLogLevel,
+  configure,
+  dispose,
+  getLogger,
+  type LogRecord,
+  type Sink,
+} from "@logtape/logtape";
 import { addressInUseMessage, runCli, startupBanner } from "./src/cli.ts";
 import type { Config } from "./src/config/schema.ts";
 import { readConfigEnv } from "./src/config/load.ts";
@@ -23,6 +30,7 @@ import {
   openRateLimitedSink,
   openStdoutSink,
 } from "./src/logging.ts";
+import { setSuppressedLineCheck } from "./src/metrics/event_log.ts";
 import { startServer, unsupportedSettings } from "./src/server.ts";
 
 /**
@@ -72,6 +80,12 @@ async function configureLogging(config: Config, stats: LogStats): Promise<string
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
     ],
   });
+  // Event lines below the level or over the rate limit are dropped before logtape builds their
+  // records (the limit counts them as if they had reached it).
+  const lowest = logLevel(logging.level);
+  setSuppressedLineCheck((category, template, level, timestamp) =>
+    compareLogLevel(level, lowest) < 0 || sink.suppresses(category, template, level, timestamp)
+  );
   return warnings;
 }
 

@@ -9,6 +9,7 @@ import { type Comparison, formatComparison, type Metric, summarize } from "./com
 import { LoadGenerator, promValue, type Report, split } from "./load.ts";
 import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
 import { areaOf, summarizeProfile } from "./profile.ts";
+import { runChurnPath } from "./churn_path.ts";
 import { judge } from "./guard.ts";
 import { spawnServer } from "./spawn.ts";
 import { Histogram, machineInfo, median } from "./stats.ts";
@@ -311,4 +312,16 @@ Deno.test("promValue() reads an unlabelled sample and ignores labelled ones and 
   equal(promValue(text, "signal_fish_cross_instance_messages_total"), 1234);
   equal(promValue(text, "signal_fish_cluster_sent_bytes_total"), 5_500_000);
   equal(promValue(text, "signal_fish_missing_total"), 0);
+});
+
+Deno.test("bench:churn-path runs whole cycles: six frames each, log lines written", async () => {
+  const result = await runChurnPath({
+    cycles: 300,
+    rounds: 2,
+    tree: new URL("..", import.meta.url).pathname,
+  });
+  equal(result.usPerCycle.length, 2);
+  // RoomJoined ×2, PlayerJoined, RoomLeft ×2, PlayerLeft per cycle (last round's sockets).
+  equal(result.sent, 300 * 6);
+  ok(result.written > 0);
 });

@@ -755,7 +755,23 @@ export interface RateLimitedSinkOptions {
  * A sink that limits lines per event kind; disposing it writes the pending summaries, then
  * disposes its inner sinks (those that are `Disposable` or `AsyncDisposable`).
  */
-export type RateLimitedSink = Sink & AsyncDisposable;
+export type RateLimitedSink = Sink & AsyncDisposable & {
+  /**
+   * Decides, before a record is built, whether a line would be suppressed: when lines of this
+   * kind (`category`, the logger's own array, and the literal `template`) have already used up
+   * the second of `timestamp` (ms), counts it as the sink would have (`stats.linesSuppressed`,
+   * the summary) and returns `true`; the caller then skips the log call. Otherwise changes
+   * nothing and returns `false`: the caller logs as usual and the sink decides. Only a kind
+   * whose lines reached this sink in that second can be suppressed here, so a level or filter
+   * that drops them upstream is never bypassed.
+   */
+  suppresses(
+    category: readonly string[],
+    template: string,
+    level: LogLevel,
+    timestamp: number,
+  ): boolean;
+};
 
 /** Per event kind: the current one-second window. */
 interface EventWindow {
@@ -865,6 +881,27 @@ export function openRateLimitedSink(options: RateLimitedSinkOptions): RateLimite
     Deno.unrefTimer(timer);
   };
 
+  /** Counts one suppressed line of `window`'s kind; `line` gives its template. */
+  const suppress = (
+    window: EventWindow,
+    category: readonly string[],
+    level: LogLevel,
+    line: LogRecord | string,
+    timestamp: number,
+  ) => {
+    if (window.suppressed === 0) {
+      window.firstSuppressed = timestamp;
+      window.sample = {
+        category,
+        level,
+        template: typeof line === "string" ? line : templateOf(line),
+      };
+    }
+    window.suppressed++;
+    stats.linesSuppressed++;
+    schedule();
+  };
+
   const sink = markImmediate(
     ((record: LogRecord) => {
       if (maxPerSecond <= 0) return emit(record);
@@ -879,20 +916,20 @@ export function openRateLimitedSink(options: RateLimitedSinkOptions): RateLimite
         window.passed++;
         return emit(record);
       }
-      if (window.suppressed === 0) {
-        window.firstSuppressed = record.timestamp;
-        // The record itself is not kept: logtape may reuse it once the sink returns.
-        window.sample = {
-          category: record.category,
-          level: record.level,
-          template: templateOf(record),
-        };
-      }
-      window.suppressed++;
-      stats.linesSuppressed++;
-      schedule();
+      // The record itself is not kept: logtape may reuse it once the sink returns.
+      suppress(window, record.category, record.level, record, record.timestamp);
     }) as RateLimitedSink,
   );
+  sink.suppresses = (category, template, level, timestamp) => {
+    if (maxPerSecond <= 0) return false;
+    const window = byCategory.get(category)?.get(template);
+    if (
+      window === undefined || window.passed < maxPerSecond ||
+      window.second !== Math.floor(timestamp / 1000) * 1000
+    ) return false;
+    suppress(window, category, level, template, timestamp);
+    return true;
+  };
   sink[Symbol.asyncDispose] = async () => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;

@@ -368,6 +368,75 @@ Deno.test("openRateLimitedSink() passes maxPerSecond lines per event kind and su
   equal(stats.linesSuppressed, 1005);
 });
 
+Deno.test("openRateLimitedSink().suppresses() drops exactly the lines the sink would, before their records", async () => {
+  const category = ["signal-fish", "hub"];
+  const templates = ["Connection {connection_id} opened", "Room {room_code} created", "a"];
+  const t0 = Date.UTC(2026, 0, 1, 12, 0, 0, 0);
+  const random = prng(18);
+  // One seeded stream of lines: three kinds, bursts within a second, jumps across seconds.
+  const lines: { template: string; timestamp: number; level: LogLevel }[] = [];
+  let time = t0;
+  for (let i = 0; i < 3000; i++) {
+    time += random() < 0.01 ? Math.floor(random() * 2500) : random() < 0.5 ? 1 : 0;
+    const template = templates[Math.floor(random() * templates.length)]!;
+    lines.push({ template, timestamp: time, level: template === "a" ? "warning" : "info" });
+  }
+  const run = async (early: boolean) => {
+    const seen: LogRecord[] = [];
+    const stats = newLogStats();
+    const sink = openRateLimitedSink({
+      sinks: [(r) => void seen.push(r)],
+      maxPerSecond: 4,
+      stats,
+      now: () => time + 5000,
+    });
+    let built = 0;
+    for (const { template, timestamp, level } of lines) {
+      if (early && sink.suppresses(category, template, level, timestamp)) continue;
+      built++;
+      sink({
+        category,
+        level,
+        message: [template],
+        rawMessage: template,
+        timestamp,
+        properties: {},
+      });
+    }
+    await sink[Symbol.asyncDispose]();
+    const written = seen.map((r) => [r.level, r.rawMessage, r.timestamp, r.properties]);
+    return { written, stats, built };
+  };
+  const late = await run(false);
+  const early = await run(true);
+  deepEqual(early.written, late.written);
+  deepEqual(early.stats, late.stats);
+  ok(late.stats.linesSuppressed > 1000, `only ${late.stats.linesSuppressed} suppressed`);
+  // The early check spared the records of all but a few suppressed lines.
+  ok(early.built < lines.length - late.stats.linesSuppressed + 50, `${early.built} built`);
+});
+
+Deno.test("openRateLimitedSink().suppresses() never drops a kind the sink has not passed", async () => {
+  const category = ["signal-fish", "hub"];
+  await using sink = openRateLimitedSink({ sinks: [() => {}], maxPerSecond: 1 });
+  const now = Date.UTC(2026, 0, 1, 12, 0, 0, 0);
+  // Never seen (e.g. below the logger's level, so logtape drops it first): left to logtape.
+  for (let i = 0; i < 10; i++) equal(sink.suppresses(category, "b", "debug", now), false);
+  sink({
+    category,
+    level: "info",
+    message: ["b"],
+    rawMessage: "b",
+    timestamp: now,
+    properties: {},
+  });
+  equal(sink.suppresses(category, "b", "info", now + 999 - (now % 1000)), true);
+  // Another second, another category array or template: the sink decides.
+  equal(sink.suppresses(category, "b", "info", now + 1000), false);
+  equal(sink.suppresses(["signal-fish", "hub"], "b", "info", now), false);
+  equal(sink.suppresses(category, "c", "info", now), false);
+});
+
 Deno.test("openRateLimitedSink() writes a pending summary by timer when the flood stops", async () => {
   const seen: LogRecord[] = [];
   await using sink = openRateLimitedSink({ sinks: [(r) => void seen.push(r)], maxPerSecond: 1 });

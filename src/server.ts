@@ -28,6 +28,7 @@ import {
   sha256TokenDigest,
   type StateFileOptions,
 } from "./state_file.ts";
+import { randomToken } from "./util/secrets.ts";
 import { logEvent } from "./metrics/event_log.ts";
 import { Edge } from "./transport/edge.ts";
 import type { EdgeEvent } from "./transport/events.ts";
@@ -200,10 +201,7 @@ function httpRoomScope(
 
 /** 32 bytes from the system's cryptographic RNG, base64url without padding (43 characters). */
 export function newReconnectionToken(): string {
-  return crypto.getRandomValues(new Uint8Array(32)).toBase64({
-    alphabet: "base64url",
-    omitPadding: true,
-  });
+  return randomToken();
 }
 
 /**

@@ -5,28 +5,72 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger, type LogLevel } from "@logtape/logtape";
 import type { EdgeEvent } from "../transport/events.ts";
 
 const log = getLogger(["signal-fish", "hub"]);
+
+/**
+ * Tells, before a line's record is built, that the line would be dropped: below the configured
+ * level, or by the per-event rate limit, which counts it (`RateLimitedSink.suppresses` of
+ * `src/logging.ts`). `category` is the logger's array, `template` the literal message,
+ * `timestamp` ms.
+ */
+export type SuppressedLine = (
+  category: readonly string[],
+  template: string,
+  level: LogLevel,
+  timestamp: number,
+) => boolean;
+
+let suppressed: SuppressedLine | undefined;
+
+/**
+ * Installs (or with `undefined` removes) the early check, so a flood of lifecycle events
+ * (thousands of connections a second) does not build a logtape record per line only for the
+ * level or the rate limit to drop it (docs/spec/SERVER.md §7.3 note). Lines that pass are logged
+ * as before; without a check every line goes to logtape. `main.ts` installs one that mirrors its
+ * configuration (the level of `["signal-fish"]`, its rate-limited sink).
+ */
+export function setSuppressedLineCheck(check: SuppressedLine | undefined): void {
+  suppressed = check;
+}
+
+/** Whether a line of `template` at `level` is dropped now (see {@linkcode SuppressedLine}). */
+function quiet(template: string, level: LogLevel): boolean {
+  return suppressed !== undefined && suppressed(log.category, template, level, Date.now());
+}
+
+const OPENED = "Connection {connection_id} opened from {client_ip}";
+const CLOSED = "Connection {connection_id} closed ({code})";
+const ROOM_CREATED = "Room {room_code} created for {game_name}";
+const ROOM_DELETED = "Room {room_code} deleted ({reason})";
+const AUTHENTICATED = "Client authenticated";
+const SPECTATOR = "Spectator {player_id} {action} room {room_code}";
+const LEFT = "Player {player_id} left room {room_code} ({reason})";
+const JOINED = "Player {player_id} joined room {room_code}";
+const INVALID = "Invalid message from {connection_id}: {detail}";
 
 /** Writes the log line of `event`, if it has one. Never throws on unknown events. */
 export function logEvent(event: EdgeEvent): void {
   switch (event.type) {
     case "connected":
-      log.info("Connection {connection_id} opened from {client_ip}", {
+      if (quiet(OPENED, "info")) break;
+      log.info(OPENED, {
         connection_id: event.connectionId,
         client_ip: event.ip,
       });
       break;
     case "disconnected":
-      log.info("Connection {connection_id} closed ({code})", {
+      if (quiet(CLOSED, "info")) break;
+      log.info(CLOSED, {
         connection_id: event.connectionId,
         code: event.code,
       });
       break;
     case "invalid_message":
-      log.debug("Invalid message from {connection_id}: {detail}", {
+      if (quiet(INVALID, "debug")) break;
+      log.debug(INVALID, {
         connection_id: event.connectionId,
         detail: event.detail,
       });
@@ -45,7 +89,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "room_created":
-      log.info("Room {room_code} created for {game_name}", {
+      if (quiet(ROOM_CREATED, "info")) break;
+      log.info(ROOM_CREATED, {
         game_name: event.gameName,
         room_code: event.roomCode,
         room_id: event.roomId,
@@ -53,7 +98,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "room_joined":
-      log.debug("Player {player_id} joined room {room_code}", {
+      if (quiet(JOINED, "debug")) break;
+      log.debug(JOINED, {
         game_name: event.gameName,
         room_code: event.roomCode,
         room_id: event.roomId,
@@ -61,7 +107,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "seat_released":
-      log.debug("Player {player_id} left room {room_code} ({reason})", {
+      if (quiet(LEFT, "debug")) break;
+      log.debug(LEFT, {
         game_name: event.gameName,
         room_code: event.roomCode,
         player_id: event.playerId,
@@ -69,7 +116,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "room_deleted":
-      log.info("Room {room_code} deleted ({reason})", {
+      if (quiet(ROOM_DELETED, "info")) break;
+      log.info(ROOM_DELETED, {
         game_name: event.gameName,
         room_code: event.roomCode,
         room_id: event.roomId,
@@ -78,7 +126,8 @@ export function logEvent(event: EdgeEvent): void {
       break;
     case "spectator_joined":
     case "spectator_left":
-      log.debug("Spectator {player_id} {action} room {room_code}", {
+      if (quiet(SPECTATOR, "debug")) break;
+      log.debug(SPECTATOR, {
         game_name: event.gameName,
         room_code: event.roomCode,
         player_id: event.spectatorId,
@@ -110,7 +159,8 @@ export function logEvent(event: EdgeEvent): void {
       });
       break;
     case "authenticated":
-      log.info("Client authenticated", { connection_id: event.connectionId, app_id: event.appId });
+      if (quiet(AUTHENTICATED, "info")) break;
+      log.info(AUTHENTICATED, { connection_id: event.connectionId, app_id: event.appId });
       break;
     case "auth_failed":
       log.warn("Authentication failed for {connection_id}: {error_code}", {
