@@ -53,7 +53,7 @@ run() { # mode
       SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS=3 SIGNAL_FISH_CLUSTER__HEARTBEAT_MS=1000
       SIGNAL_FISH_CLUSTER__DRAIN_TIMEOUT_SECS=0)
     (cd "$TREE" && exec env "${ENV_COMMON[@]}" "${CL[@]}" deno run --allow-net --allow-read --allow-env \
-      --v8-flags=--initial-old-space-size=64${V8FLAGS:+,$V8FLAGS} "${PROF_FLAGS[@]}" main.ts --host 127.0.0.1 --port $PORT) \
+      --v8-flags=--initial-old-space-size=64,--max-semi-space-size=4${V8FLAGS:+,$V8FLAGS} "${PROF_FLAGS[@]}" main.ts --host 127.0.0.1 --port $PORT) \
       >"$OUT/server-$mode-$i.log" 2>&1 &
     PIDS+=($!)
     URLS+=("ws://127.0.0.1:$PORT/v2/ws")

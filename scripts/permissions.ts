@@ -70,8 +70,14 @@ export const RUNTIME_PERMISSIONS: readonly string[] = [
  * ms), a stall for every message in flight. Measured (BENCHMARKS.md, session 3): p99 at 12,000
  * relayed msg/s 1.21× the baseline pooled without it, 1.06× over five rounds with it. It is a
  * starting limit, not a reservation: memory is committed only as the heap grows.
+ * `--max-semi-space-size=4` (MiB) caps the young generation (V8 lets it grow to 32 MiB per semi-space
+ * under load and keeps it committed): 10,000 joined connections held 217 → 175 MB RSS, 19,000
+ * held 308 → 257 MB (BENCHMARKS.md "Session 6: memory"), for more frequent, shorter scavenges.
  */
-export const RUNTIME_V8_FLAGS: readonly string[] = ["--initial-old-space-size=64"];
+export const RUNTIME_V8_FLAGS: readonly string[] = [
+  "--initial-old-space-size=64",
+  "--max-semi-space-size=4",
+];
 
 /** {@linkcode RUNTIME_V8_FLAGS} as one `deno run` / `deno compile` argument. */
 export const V8_FLAGS_ARG = `--v8-flags=${RUNTIME_V8_FLAGS.join(",")}`;

@@ -55,6 +55,8 @@ Deno.test("The runtime's TCP handle and ws read as the direct reads expect", asy
         "receiverOnMessage",
       ]);
       ok(/\.emit\('message', data, isBinary\)/.test(String(onMessage[0])));
+      // A single listener is the table's entry itself, which `hearParser` swaps in place.
+      equal((parser._events as Record<string, unknown>).message, onMessage[0]);
       // The Readable state the direct reads check instead of its getters.
       const state = (raw as unknown as { _readableState: Record<string, unknown> })._readableState;
       equal(state.flowing, raw.readableFlowing);

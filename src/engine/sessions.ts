@@ -107,13 +107,19 @@ export class Sessions {
   connect(id: ConnId, info: ConnectInfo): void {
     const auth = this.#options.auth;
     const authenticated = !auth?.required;
+    // Every member set here, the optional ones too: members added later move the session to a
+    // property store outside the object (BENCHMARKS.md "Session 6: memory").
     this.#sessions.set(id, {
       id,
       playerId: id,
       ip: info.ip ?? "",
       authenticated,
+      app: undefined,
       authenticateAnswered: false,
       format: "json",
+      presence: undefined,
+      playing: undefined,
+      watching: undefined,
     });
     if (!authenticated) this.#authDeadlines.set(id, (info.now ?? 0) + auth!.timeoutMs);
   }
@@ -134,9 +140,12 @@ export class Sessions {
       playerId: id,
       ip: remote.ip,
       authenticated: true,
+      app,
       authenticateAnswered: true,
       format: remote.format,
-      ...(app ? { app } : {}),
+      presence: undefined,
+      playing: undefined,
+      watching: undefined,
     });
   }
 

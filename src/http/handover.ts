@@ -111,6 +111,13 @@ export interface UpgradeSocket {
   socket: Duplex;
   /** Bytes that followed the request head (the first frames, if the client did not wait). */
   head: Uint8Array;
+  /**
+   * Called by {@linkcode takeUpgradeSocket} with `socket` as it is taken over, before its new
+   * owner adds listeners: the listener drops its pending-time ones there, so the owner's are
+   * not added to listener arrays that then keep their grown capacity (BENCHMARKS.md
+   * "Session 6: memory").
+   */
+  onTaken?: (socket: Duplex) => void;
 }
 
 const sockets = new WeakMap<RequestHead, UpgradeSocket>();
@@ -127,7 +134,13 @@ export function attachUpgradeSocket(request: RequestHead, upgrade: UpgradeSocket
 export function takeUpgradeSocket(request: RequestHead): UpgradeSocket | undefined {
   const upgrade = sockets.get(request);
   sockets.delete(request);
+  upgrade?.onTaken?.(upgrade.socket);
   return upgrade;
+}
+
+/** Forgets the raw socket of `request` without taking it (`onTaken` is not called). */
+export function dropUpgradeSocket(request: RequestHead): void {
+  sockets.delete(request);
 }
 
 /**

@@ -26,8 +26,8 @@ import type { Duplex } from "node:stream";
 import { getLogger } from "@logtape/logtape";
 import {
   attachUpgradeSocket,
+  dropUpgradeSocket,
   isSwitchingProtocols,
-  takeUpgradeSocket,
   UpgradeRequest,
 } from "./handover.ts";
 
@@ -294,6 +294,12 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     entry.socket.off("timeout", onPendingTimeout);
   };
 
+  /** The handover's `onTaken`: the socket is a WebSocket's from now on. */
+  const onTaken = (socket: Duplex) => {
+    const entry = entryOf(socket);
+    if (entry) forget(entry);
+  };
+
   const entryOf = (socket: Duplex): Pending | undefined =>
     pendingBySocket.get(socket) ??
       pendingBySocket.get((socket as unknown as { _parent?: object })._parent ?? {}) ??
@@ -404,9 +410,9 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     if (valid && options.upgrade) {
       const fast = toUpgradeRequest(message);
       if (fast) {
-        attachUpgradeSocket(fast, { message, socket, head });
+        attachUpgradeSocket(fast, { message, socket, head, onTaken });
         response = handleFast(fast, socket);
-        if (response === undefined) takeUpgradeSocket(fast);
+        if (response === undefined) dropUpgradeSocket(fast);
       }
     }
     if (response === undefined) {
@@ -414,7 +420,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       if (request === undefined) {
         response = new Response("Bad Request", { status: 400 });
       } else {
-        attachUpgradeSocket(request, { message, socket, head });
+        attachUpgradeSocket(request, { message, socket, head, onTaken });
         response = await handle(request, socket);
       }
     }

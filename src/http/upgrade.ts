@@ -8,12 +8,13 @@
 import { getLogger } from "@logtape/logtape";
 import type { Edge } from "../transport/edge.ts";
 import type { EdgeEvent } from "../transport/events.ts";
+import { negotiateTokenBinding, type TokenBindingOptions } from "../transport/token_binding.ts";
 import {
-  negotiateTokenBinding,
-  type TokenBinding,
-  type TokenBindingOptions,
-} from "../transport/token_binding.ts";
-import { acceptWebSocket, type OutboundOptions } from "../transport/websocket.ts";
+  type AcceptSettings,
+  acceptWebSocketWith,
+  type NegotiatedBinding,
+  type OutboundOptions,
+} from "../transport/websocket.ts";
 import { peerIp, type TrustedProxies } from "./admission.ts";
 import type { RequestHead } from "./handover.ts";
 import type { Cors } from "./cors.ts";
@@ -111,6 +112,20 @@ export function websocketEndpoint(
 ): WebsocketEndpoint {
   const perIp = new Map<string, number>();
   let total = 0;
+  // Gives the slot of a connection from `ip` back (once, when its socket is gone).
+  const release = (ip: string) => {
+    options.onOpenSockets?.(--total);
+    const left = (perIp.get(ip) ?? 1) - 1;
+    if (left > 0) perIp.set(ip, left);
+    else perIp.delete(ip);
+  };
+  // One settings object for every connection of this endpoint.
+  const settings: AcceptSettings = {
+    maxMessageSize: options.maxMessageSize,
+    idleTimeoutSecs: options.idleTimeoutSecs,
+    onClosed: release,
+    outbound: options.outbound ?? DEFAULT_OUTBOUND,
+  };
   const originAllowed = (request: RequestHead) => cors.allows(request);
 
   function upgrade(request: RequestHead, info: Deno.ServeHandlerInfo): Response {
@@ -150,7 +165,7 @@ export function websocketEndpoint(
         error_code: "SERVICE_UNAVAILABLE",
       }, { connection: "close" });
     }
-    let tokenBinding: { subprotocol: string; binding: TokenBinding } | undefined;
+    let tokenBinding: NegotiatedBinding | undefined;
     if (options.tokenBinding) {
       const addr = info.remoteAddr as Deno.Addr;
       const peer = "hostname" in addr ? addr.hostname : undefined;
@@ -164,23 +179,10 @@ export function websocketEndpoint(
     }
     perIp.set(ip, current + 1);
     options.onOpenSockets?.(++total);
-    const release = () => {
-      options.onOpenSockets?.(--total);
-      const left = (perIp.get(ip) ?? 1) - 1;
-      if (left > 0) perIp.set(ip, left);
-      else perIp.delete(ip);
-    };
     try {
-      return acceptWebSocket(request, context.edge, {
-        ip,
-        maxMessageSize: options.maxMessageSize,
-        idleTimeoutSecs: options.idleTimeoutSecs,
-        onClosed: release,
-        outbound: options.outbound ?? DEFAULT_OUTBOUND,
-        tokenBinding,
-      });
+      return acceptWebSocketWith(request, context.edge, settings, ip, tokenBinding);
     } catch (error) {
-      release();
+      release(ip);
       log.warn("Cannot upgrade a request from {client_ip}: {error}", { client_ip: ip, error });
       return new Response("Invalid WebSocket upgrade request", { status: 400 });
     }

@@ -157,8 +157,9 @@ export type EdgeCommand =
 
 /** Per-connection state of the inbound pipeline. */
 interface Connection {
-  readonly info: PeerInfo;
-  /** `info.tokenBinding`, read once per text frame. */
+  /** Client IP (`PeerInfo.ip`; the caller's `PeerInfo` is not kept: one object less). */
+  readonly ip: string;
+  /** `PeerInfo.tokenBinding`, read once per text frame. */
   readonly tokenBinding: TokenBinding | undefined;
   /** The node homing the room this connection is bound to (always this node in one process). */
   home: NodeId;
@@ -254,7 +255,7 @@ export class Edge {
     const id = this.#options.newId();
     this.#peers.attach(id, peer);
     this.#conns.set(id, {
-      info,
+      ip: info.ip,
       tokenBinding: info.tokenBinding,
       home: this.#node,
       queue: undefined,
@@ -392,7 +393,7 @@ export class Edge {
   #resolve(id: ConnId, conn: Connection, message: ClientMessage, frame: string, now: number): void {
     conn.queue = [];
     const meta = (): Omit<RemoteMeta, "edge"> => ({
-      ip: conn.info.ip,
+      ip: conn.ip,
       ...(this.#engine.sessionMeta(id) ?? { format: "json" as const }),
     });
     const toHome = async (home: NodeId): Promise<BindOutcome> => {
@@ -431,7 +432,7 @@ export class Edge {
         const resolution = await this.#resolver!(
           id,
           message,
-          conn.info.ip,
+          conn.ip,
           now,
           stale,
           attempt > 0,
@@ -492,7 +493,7 @@ export class Edge {
     const { buckets, limits } = this.#options.authFailures!;
     conn.queue = [];
     const run = async () => {
-      const ip = conn.info.ip;
+      const ip = conn.ip;
       const verdict = await buckets.check("auth_failure", ip, now);
       if (this.#conns.get(id) !== conn) return;
       const answered = limits.withAuthVerdict(
@@ -616,7 +617,7 @@ export class Edge {
     this.#onEvent?.({
       type: "disconnected",
       connectionId: id,
-      ip: conn.info.ip,
+      ip: conn.ip,
       code,
       idleTimeout,
     });

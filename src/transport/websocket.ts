@@ -41,10 +41,11 @@ export interface OutboundSocket {
   addEventListener(type: "close", listener: () => void, options?: { once?: boolean }): void;
 }
 
-/** Options of {@linkcode acceptWebSocket}. */
-export interface AcceptOptions {
-  /** Client IP the connection is counted under (docs/spec/SERVER.md §1.9). */
-  ip: string;
+/**
+ * What every connection of an endpoint shares ({@linkcode acceptWebSocketWith}): one object for
+ * all of them, not one per connection.
+ */
+export interface AcceptSettings {
   /**
    * Largest inbound message, bytes (`security.max_message_size`, docs/spec/SERVER.md §3.6): a message whose
    * frames add up to more is refused with close 1009 while it arrives. @default 65536
@@ -56,15 +57,32 @@ export interface AcceptOptions {
    * all of it (docs/spec/PROTOCOL.md §7.10).
    */
   idleTimeoutSecs: number;
-  /** Called once when the socket is gone, after the edge has torn the connection down. */
-  onClosed?: () => void;
+  /**
+   * Called once when the socket is gone, after the edge has torn the connection down, with the
+   * connection's client IP.
+   */
+  onClosed?: (ip: string) => void;
   /** Outbound budget and batching (docs/spec/SERVER.md §5.2, §5.3). */
   outbound: OutboundOptions;
+}
+
+/** Token binding negotiated for one connection (docs/spec/SERVER.md §1.8, §3.9). */
+export interface NegotiatedBinding {
+  /** The subprotocol named in the 101 response. */
+  subprotocol: string;
+  /** What the edge needs to check each text frame. */
+  binding: TokenBinding;
+}
+
+/** Options of {@linkcode acceptWebSocket}: the shared settings and this connection's. */
+export interface AcceptOptions extends AcceptSettings {
+  /** Client IP the connection is counted under (docs/spec/SERVER.md §1.9). */
+  ip: string;
   /**
    * Token binding negotiated for this connection (docs/spec/SERVER.md §1.8, §3.9): the subprotocol named
    * in the 101 response and what the edge needs to check each text frame.
    */
-  tokenBinding?: { subprotocol: string; binding: TokenBinding };
+  tokenBinding?: NegotiatedBinding;
 }
 
 /** Per-connection outbound settings (`websocket.*`, docs/spec/SERVER.md §5.2–5.3). */
@@ -124,27 +142,38 @@ export class SocketPeer implements Peer {
     this.#socket = socket;
     this.#options = options;
     this.#stream = stream;
-    this.flush = !options.enableBatching ? undefined : turnEnd
-      ? () => {
-        if (!deferring) {
-          this.#flush();
-          // Two batches for this connection within a millisecond: the server is busy; from now
-          // on writes wait for the turn's end (a timer per turn only then, not per message).
-          const now = Date.now();
-          if (this.#lastFlushMs === now) startDeferring();
-          this.#lastFlushMs = now;
-          return;
-        }
-        // A second batch for this connection in one turn: one write could have carried both.
-        if (this.#turn === turn) repeated = true;
-        else this.#turn = turn;
-        if (!this.#waiting && this.#queue.length > 0) {
-          this.#waiting = true;
-          turnPeers.push(this);
-        }
-      }
-      : () => this.#flush();
+    // Shared functions, not a closure per peer (BENCHMARKS.md "Session 6: memory").
+    this.flush = !options.enableBatching
+      ? undefined
+      : turnEnd
+      ? SocketPeer.#flushDeferrable
+      : SocketPeer.#flushAtOnce;
   }
+
+  /** `flush` without turn-end deferral: writes the queue now. */
+  static readonly #flushAtOnce = function (this: SocketPeer): void {
+    this.#flush();
+  };
+
+  /** `flush` with turn-end deferral (the `turnEnd` option of the constructor). */
+  static readonly #flushDeferrable = function (this: SocketPeer): void {
+    if (!deferring) {
+      this.#flush();
+      // Two batches for this connection within a millisecond: the server is busy; from now
+      // on writes wait for the turn's end (a timer per turn only then, not per message).
+      const now = Date.now();
+      if (this.#lastFlushMs === now) startDeferring();
+      this.#lastFlushMs = now;
+      return;
+    }
+    // A second batch for this connection in one turn: one write could have carried both.
+    if (this.#turn === turn) repeated = true;
+    else this.#turn = turn;
+    if (!this.#waiting && this.#queue.length > 0) {
+      this.#waiting = true;
+      turnPeers.push(this);
+    }
+  };
 
   /** On the list of peers written at the end of the turn. */
   #waiting = false;
@@ -564,6 +593,8 @@ interface Receiver {
    */
   _write(chunk: Uint8Array, encoding: string, done: (error?: Error | null) => void): void;
   readonly _allowSynchronousEvents?: boolean;
+  /** `EventEmitter`'s listener table: an event's listener, or an array of them. */
+  readonly _events?: Record<string, unknown>;
   readonly _extensions?: Record<string, unknown>;
   destroy(error: Error): void;
 }
@@ -580,6 +611,14 @@ function hearParser(
 ): boolean {
   const listeners = receiver.listeners("message");
   if (listeners.length !== 1 || listeners[0]!.name !== "receiverOnMessage") return false;
+  // The listener is swapped in place in the emitter's table when it is where `EventEmitter`
+  // keeps a single listener: `removeListener` deletes the event's entry, which turns the table
+  // into a dictionary (about 0.4 kB more per connection, BENCHMARKS.md "Session 6: memory").
+  const events = receiver._events;
+  if (events && events.message === listeners[0]) {
+    events.message = onMessage;
+    return true;
+  }
   receiver.removeListener("message", listeners[0]!);
   receiver.on("message", onMessage);
   return true;
@@ -630,7 +669,7 @@ export const directReads = {
  * sockets and handles that do not look as expected keep the plain path everywhere
  * (`tests/direct_reads_test.ts` fails when the runtime or `ws` changes what this relies on).
  */
-function readsDirect(stream: Socket, receiver: Receiver): void {
+function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads): void {
   const handle = (stream as unknown as { _handle?: Partial<ReadHandle> | null })._handle;
   if (
     !directReads.enabled || (stream as { encrypted?: boolean }).encrypted === true || !handle ||
@@ -640,11 +679,9 @@ function readsDirect(stream: Socket, receiver: Receiver): void {
   const plain = handle.onread;
   // `readable.destroyed`, `readableFlowing` and `readableLength` without their getters.
   const state = (stream as unknown as { _readableState: ReadableState })._readableState;
-  let feeding = true;
-  const stop = () => feeding = false;
-  receiver.on("conclude", stop);
-  receiver.on("error", stop);
-  stream.once("close", stop);
+  // Cleared by the connection's shared listeners of the parser's `conclude` and `error` and of
+  // the socket's `close` (no listener of its own: three fewer entries in their tables).
+  connection.feeding = true;
   // Parsing synchronously, the parser needs none of `Writable.write`'s queueing: call its parse
   // step, and end it with the error as `Writable` would (`destroy` emits `error` on the next
   // tick, which `ws` answers with the close code).
@@ -653,12 +690,13 @@ function readsDirect(stream: Socket, receiver: Receiver): void {
     Object.keys(receiver._extensions ?? {}).length === 0;
   const parsed = (error?: Error | null) => {
     if (!error) return;
-    feeding = false;
+    connection.feeding = false;
     receiver.destroy(error);
   };
   handle.onread = function (bytes) {
     if (
-      feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 && !state.destroyed &&
+      connection.feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 &&
+      !state.destroyed &&
       state.flowing === true && state.length === 0
     ) {
       if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
@@ -689,10 +727,27 @@ interface EndableStream {
  */
 function quietEnd(stream: EndableStream): void {
   const end = stream.end;
-  stream.end = function (this: EndableStream, ...args: unknown[]) {
-    if (this.writableFinished || this.destroyed) return this;
-    return end.apply(this, args);
-  };
+  let quiet = quietEnds.get(end);
+  if (!quiet) {
+    quiet = function (this: EndableStream, ...args: unknown[]) {
+      if (this.writableFinished || this.destroyed) return this;
+      return end.apply(this, args);
+    };
+    quietEnds.set(end, quiet);
+  }
+  stream.end = quiet;
+}
+
+/**
+ * One quiet `end` per original `end` (in practice two: the socket's and the parser's), shared by
+ * every connection instead of a closure per stream.
+ */
+const quietEnds = new Map<EndableStream["end"], EndableStream["end"]>();
+
+/** What {@linkcode readsDirect} keeps on the connection. */
+interface DirectReads {
+  /** Reads may go to the parser: not after its `conclude` or `error`, nor the socket's `close`. */
+  feeding: boolean;
 }
 
 /** One connection as the idle sweep sees it. */
@@ -821,22 +876,31 @@ interface WithConnection {
  * listener. The listeners are shared functions that find it on the emitter ({@linkcode CONNECTION}),
  * and it is the connection's {@linkcode IdleWatch}.
  */
-class WsConnection implements IdleWatch {
+class WsConnection implements IdleWatch, DirectReads {
   heardMs = 0;
   pinged = false;
+  feeding = false;
   id: string | undefined = undefined;
   ws: WsSocket | undefined = undefined;
   peer: SocketPeer | undefined = undefined;
   closed = false;
   watched = false;
   readonly edge: Edge;
-  readonly options: AcceptOptions;
+  readonly settings: AcceptSettings;
+  readonly ip: string;
   readonly stream: Socket;
   readonly maxPayload: number;
 
-  constructor(edge: Edge, options: AcceptOptions, stream: Socket, maxPayload: number) {
+  constructor(
+    edge: Edge,
+    settings: AcceptSettings,
+    ip: string,
+    stream: Socket,
+    maxPayload: number,
+  ) {
     this.edge = edge;
-    this.options = options;
+    this.settings = settings;
+    this.ip = ip;
     this.stream = stream;
     this.maxPayload = maxPayload;
   }
@@ -844,9 +908,9 @@ class WsConnection implements IdleWatch {
   teardown(closeCode?: number): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.watched) idleSweep(this.options.idleTimeoutSecs).delete(this);
+    if (this.watched) idleSweep(this.settings.idleTimeoutSecs).delete(this);
     if (this.id !== undefined) this.edge.disconnect(this.id, Date.now(), undefined, closeCode);
-    this.options.onClosed?.();
+    this.settings.onClosed?.(this.ip);
   }
 
   ping(): void {
@@ -864,6 +928,7 @@ class WsConnection implements IdleWatch {
 // The connection's end, whatever happened before: the only place a slot is given back.
 function onRawClose(this: WithConnection): void {
   const connection = this[CONNECTION]!;
+  connection.feeding = false;
   connection.teardown(connection.ws?.readyState === CLOSED_STATE ? undefined : 1006);
 }
 
@@ -890,8 +955,9 @@ function onMessage(this: WithConnection, data: Uint8Array, isBinary: boolean): v
 // Runs before `ws`' own handler, which closes with 1009 at once: the client first gets the
 // `Error` frame telling why (docs/spec/SERVER.md §3.6).
 function onReceiverError(this: WithConnection, error: Error & { code?: string }): void {
-  if (error.code !== "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return;
   const connection = this[CONNECTION]!;
+  connection.feeding = false;
+  if (error.code !== "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return;
   connection.edge.refuseTooLarge(
     connection.id!,
     refusedSize(connection.ws!, connection.maxPayload),
@@ -907,6 +973,7 @@ function onReceiverError(this: WithConnection, error: Error & { code?: string })
 // now); the slot stays taken until the TCP connection is gone.
 function onConclude(this: WithConnection, code: number): void {
   const connection = this[CONNECTION]!;
+  connection.feeding = false;
   connection.edge.disconnect(connection.id!, Date.now(), undefined, code);
 }
 
@@ -940,19 +1007,35 @@ export function acceptWebSocket(
   edge: Edge,
   options: AcceptOptions,
 ): Response {
+  return acceptWebSocketWith(request, edge, options, options.ip, options.tokenBinding);
+}
+
+/**
+ * {@linkcode acceptWebSocket} with the endpoint's shared `settings` and this connection's client
+ * IP and token binding as arguments (no options object per connection). Same answers and errors.
+ */
+export function acceptWebSocketWith(
+  request: RequestHead,
+  edge: Edge,
+  settings: AcceptSettings,
+  ip: string,
+  tokenBinding: NegotiatedBinding | undefined,
+): Response {
   const upgrade = takeUpgradeSocket(request);
   if (!upgrade) throw new TypeError("Not an HTTP/1.1 upgrade request");
   const { message, socket: raw, head } = upgrade;
   const stream = raw as Socket;
-  const maxPayload = options.maxMessageSize ?? 65_536;
-  const connection = new WsConnection(edge, options, stream, maxPayload);
+  const maxPayload = settings.maxMessageSize ?? 65_536;
+  const connection = new WsConnection(edge, settings, ip, stream, maxPayload);
   (raw as WithConnection)[CONNECTION] = connection;
-  raw.once("close", onRawClose);
+  // `on`, not `once`: a socket closes once, and `teardown` runs once (`once` costs a wrapper
+  // and a bound function per connection).
+  raw.on("close", onRawClose);
   if (raw.destroyed) {
     queueMicrotask(() => connection.teardown());
     return switchingProtocols();
   }
-  if (options.tokenBinding) chosenProtocol.set(message, options.tokenBinding.subprotocol);
+  if (tokenBinding) chosenProtocol.set(message, tokenBinding.subprotocol);
   // `head` is a `Buffer` from the listener; `Buffer.from` would copy it.
   const headBuffer = Buffer.isBuffer(head) ? head : Buffer.from(head);
   wsServer(maxPayload).handleUpgrade(message, raw, headBuffer, (socket) => {
@@ -962,18 +1045,18 @@ export function acceptWebSocket(
       return;
     }
     socket.binaryType = "nodebuffer";
-    const peer = new SocketPeer(new FramedSocket(socket, stream), options.outbound, stream, true);
+    const peer = new SocketPeer(new FramedSocket(socket, stream), settings.outbound, stream, true);
     connection.peer = peer;
     connection.id = edge.connect(peer, {
-      ip: options.ip,
-      tokenBinding: options.tokenBinding?.binding,
+      ip,
+      tokenBinding: tokenBinding?.binding,
     });
     (socket as WithConnection)[CONNECTION] = connection;
     // Idle timeout (docs/spec/PROTOCOL.md §7.10): one sweep for all connections (`IdleSweep`);
     // traffic or a pong resets it.
     connection.heardMs = Date.now();
     connection.watched = true;
-    idleSweep(options.idleTimeoutSecs).add(connection);
+    idleSweep(settings.idleTimeoutSecs).add(connection);
     socket.on("pong", onHeard);
     socket.on("ping", onHeard);
     const receiver = (socket as unknown as { _receiver?: Receiver })._receiver;
@@ -981,7 +1064,7 @@ export function acceptWebSocket(
     if (!receiver || !directReads.enabled || !hearParser(receiver, onMessage)) {
       socket.on("message", onMessage);
     }
-    if (receiver) readsDirect(stream, receiver);
+    if (receiver) readsDirect(stream, receiver, connection);
     quietEnd(stream);
     if (receiver) quietEnd(receiver as unknown as EndableStream);
     receiver?.prependListener("error", onReceiverError);
