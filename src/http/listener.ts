@@ -125,6 +125,16 @@ interface Pending {
   ip: string;
   socket: Socket;
   released: boolean;
+  /** Bytes read and written when the idle sweep last saw them change (plain HTTP only). */
+  traffic: number;
+  /** When the idle sweep last saw traffic, or when the connection came, ms since the epoch. */
+  activeMs: number;
+}
+
+/** Bytes read and written on `socket` so far (0 where the runtime does not count them). */
+function trafficOf(socket: Socket): number {
+  const total = socket.bytesRead + socket.bytesWritten;
+  return Number.isFinite(total) ? total : 0;
 }
 
 /** Normalises a socket peer address for the per-IP pending count. */
@@ -231,7 +241,11 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     server.headersTimeout = limits.headerTimeoutMs;
     server.requestTimeout = limits.headerTimeoutMs;
     server.keepAliveTimeout = limits.idleTimeoutMs;
-    server.timeout = limits.idleTimeoutMs;
+    // Plain HTTP: no idle timer per connection (`node:http` would arm one for each and refresh
+    // it on every read); `sweepIdle` checks every pending connection's traffic instead. TLS keeps
+    // the timer, armed in `onConnection` (the sweep reads the raw socket's byte counts, not
+    // checked to follow traffic under the TLS layer).
+    server.timeout = options.tls ? limits.idleTimeoutMs : 0;
     server.maxHeadersCount = 100;
     server.on("connection", onConnection);
     server.on("request", onRequest);
@@ -263,20 +277,44 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       socket.destroy();
       return;
     }
-    const entry: Pending = { ip, socket, released: false };
+    const entry: Pending = { ip, socket, released: false, traffic: 0, activeMs: Date.now() };
     pendingSet.add(entry);
     pendingByIp.set(ip, fromIp + 1);
     pendingBySocket.set(socket, entry);
-    // Shared listeners, removed at the upgrade (`forget`): an upgraded connection keeps nothing
+    // A shared listener, removed at the upgrade (`forget`): an upgraded connection keeps nothing
     // of its pending time (BENCHMARKS.md "Session 5: churn and memory").
     socket.on("close", onPendingClose);
-    // A stalled TLS handshake or a silent TCP connection: the idle timer covers both. A plain
-    // HTTP server has armed it already (`server.timeout`); arming it again costs a timer.
-    if ((socket as { timeout?: number }).timeout !== limits.idleTimeoutMs) {
-      socket.setTimeout(limits.idleTimeoutMs);
+    if (options.tls) {
+      // A stalled TLS handshake or a silent TLS connection: the socket's idle timer.
+      if ((socket as { timeout?: number }).timeout !== limits.idleTimeoutMs) {
+        socket.setTimeout(limits.idleTimeoutMs);
+      }
+      socket.on("timeout", onPendingTimeout);
     }
-    socket.on("timeout", onPendingTimeout);
+    // Plain HTTP: a silent connection is closed by `sweepIdle` (BENCHMARKS.md "Session 6: churn").
   };
+
+  /**
+   * The idle timeout of plain HTTP connections that are not upgraded (yet): one sweep for all
+   * of them every {@linkcode idleSweepMs} instead of a timer per connection. A connection whose
+   * byte counts did not move for `idleTimeoutMs` is closed, so it goes between `idleTimeoutMs`
+   * and `idleTimeoutMs` + one period after its last traffic.
+   */
+  const sweepIdle = () => {
+    const now = Date.now();
+    for (const entry of pendingSet) {
+      const traffic = trafficOf(entry.socket);
+      if (traffic !== entry.traffic) {
+        entry.traffic = traffic;
+        entry.activeMs = now;
+      } else if (now - entry.activeMs >= limits.idleTimeoutMs) {
+        entry.socket.destroy();
+      }
+    }
+  };
+  const idleSweepMs = Math.max(10, Math.min(1_000, limits.idleTimeoutMs / 4));
+  const idleTimer = options.tls ? undefined : setInterval(sweepIdle, idleSweepMs);
+  if (idleTimer !== undefined) Deno.unrefTimer(idleTimer);
 
   function onPendingClose(this: Socket) {
     const entry = pendingBySocket.get(this);
@@ -291,7 +329,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   const forget = (entry: Pending) => {
     release(entry);
     entry.socket.off("close", onPendingClose);
-    entry.socket.off("timeout", onPendingTimeout);
+    if (options.tls) entry.socket.off("timeout", onPendingTimeout);
   };
 
   /** The handover's `onTaken`: the socket is a WebSocket's from now on. */
@@ -425,10 +463,11 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       }
     }
     if (isSwitchingProtocols(response)) {
-      // A WebSocket now: no longer pending, no HTTP timeouts (the idle ping takes over).
-      if (entry) forget(entry);
+      // A WebSocket now: no longer pending (`onTaken` has forgotten it, unless the route took
+      // the socket some other way), no HTTP timeouts (the idle ping takes over).
+      if (entry && !entry.released) forget(entry);
       stopTimeout(socket);
-      if (entry) stopTimeout(entry.socket);
+      if (entry && entry.socket !== socket) stopTimeout(entry.socket);
       return;
     }
     await writeRaw(socket, response);
@@ -549,6 +588,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       stopping = true;
       watching = false;
       clearTimeout(sleepTimer);
+      clearInterval(idleTimer);
       wake?.();
       const closed = new Promise<void>((done) => server.close(() => done()));
       server.closeIdleConnections?.();
@@ -585,10 +625,16 @@ const PLAIN_HOST = new RegExp(
     `[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*)(?::(\\d{1,5}))?$`,
 );
 
+/** The last Host value {@linkcode isPlainHost} accepted: clients of one server mostly send one. */
+let lastPlainHost = "";
+
 /** True for a Host header value that {@linkcode PLAIN_HOST} accepts with a port ≤ 65535. */
 export function isPlainHost(host: string): boolean {
+  if (host === lastPlainHost) return true;
   const match = PLAIN_HOST.exec(host);
-  return match !== null && (match[1] === undefined || Number(match[1]) <= 65_535);
+  const plain = match !== null && (match[1] === undefined || Number(match[1]) <= 65_535);
+  if (plain) lastPlainHost = host;
+  return plain;
 }
 
 /** The error listener of an upgrade's socket (errors end in `close`, handled by its owner). */
@@ -605,14 +651,15 @@ let timerKey: symbol | null | undefined;
 function stopTimeout(socket: Duplex): void {
   const s = socket as Socket;
   if (typeof s.setTimeout !== "function") return;
-  s.setTimeout(0);
   if (timerKey === undefined) {
     timerKey = Object.getOwnPropertySymbols(s).find((key) => key.description === "timeout") ??
       null;
   }
-  if (timerKey !== null && timerKey in s) {
-    (s as unknown as Record<symbol, unknown>)[timerKey] = null;
-  }
+  const timers = s as unknown as Record<symbol, unknown>;
+  // No timer was ever armed (plain HTTP, first request an upgrade): nothing to stop.
+  if (timerKey !== null && timerKey in s && timers[timerKey] == null) return;
+  s.setTimeout(0);
+  if (timerKey !== null && timerKey in s) timers[timerKey] = null;
 }
 
 /** Writes `response` as a complete HTTP/1.1 response on a raw socket, then closes it. */
