@@ -1,0 +1,106 @@
+import { equal, ok } from "node:assert/strict";
+import type { Duplex } from "node:stream";
+import { switchingProtocols, takeUpgradeSocket } from "./handover.ts";
+import { DEFAULT_PENDING_LIMITS, isPlainHost, listen, type Listener } from "./listener.ts";
+
+/** Reads until the server closes `conn`; rejects after `boundMs` (only stops a failing test). */
+async function readUntilClosed(conn: Deno.Conn, boundMs: number): Promise<string> {
+  const decoder = new TextDecoder();
+  const buffer = new Uint8Array(4096);
+  let text = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still open after ${boundMs} ms`)), boundMs);
+  });
+  try {
+    for (;;) {
+      const n = await Promise.race([conn.read(buffer).catch(() => null), bound]);
+      if (n === null) return text;
+      text += decoder.decode(buffer.subarray(0, n));
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Sockets the test route took over (destroyed at the end, so shutdown does not wait). */
+const taken: Duplex[] = [];
+
+/** A listener whose idle timeout is short and whose header timeout is far longer. */
+function idleListener(): Promise<Listener> {
+  return listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: () => new Response("ok"),
+    // A WebSocket-like route: takes the socket, answers 101 by hand, keeps it open.
+    upgrade: (request) => {
+      const upgrade = takeUpgradeSocket(request);
+      upgrade?.socket.write("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+      if (upgrade) taken.push(upgrade.socket);
+      return switchingProtocols();
+    },
+    limits: { ...DEFAULT_PENDING_LIMITS, headerTimeoutMs: 60_000, idleTimeoutMs: 200 },
+  });
+}
+
+Deno.test("listen: a silent plain-HTTP connection is closed by the idle timeout (one sweep for all)", async () => {
+  const listener = await idleListener();
+  try {
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const partial = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    await partial.write(new TextEncoder().encode("GET /v2/health HTTP/1.1\r\nHost: x\r\n"));
+    // The header timeout (60 s) is far beyond the bound: only the idle timeout closes them.
+    equal(await readUntilClosed(silent, 20_000), "");
+    equal(await readUntilClosed(partial, 20_000), "");
+    silent.close();
+    partial.close();
+    for (let i = 0; i < 100 && listener.pending > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    equal(listener.pending, 0);
+  } finally {
+    await listener.shutdown();
+  }
+});
+
+Deno.test("listen: an upgraded connection is no longer subject to the pending idle timeout", async () => {
+  const listener = await idleListener();
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    await conn.write(
+      new TextEncoder().encode(
+        "GET /v2/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+      ),
+    );
+    const buffer = new Uint8Array(256);
+    const n = await conn.read(buffer);
+    ok(n !== null && new TextDecoder().decode(buffer.subarray(0, n)).startsWith("HTTP/1.1 101"));
+    equal(listener.pending, 0, "taken over: not pending");
+    // Several idle periods (and sweeps) later it is still open: a read does not see its end.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const still = await Promise.race([
+      conn.read(buffer).then((read) => read === null ? "closed" : "data", () => "closed"),
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve("open"), 300)),
+    ]);
+    clearTimeout(timer);
+    equal(still, "open");
+    conn.close();
+  } finally {
+    for (const socket of taken.splice(0)) socket.destroy();
+    await listener.shutdown();
+  }
+});
+
+Deno.test("isPlainHost: the remembered last host does not change the answers", () => {
+  const hosts = ["localhost:3536", "example.com", "[::1]:80", "localhost:70000", "1.2.3.4:80"];
+  const expected = [true, true, false, false, true];
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < hosts.length; i++) equal(isPlainHost(hosts[i]!), expected[i], hosts[i]);
+    // Each host twice in a row, so a remembered one is asked again.
+    for (let i = 0; i < hosts.length; i++) {
+      equal(isPlainHost(hosts[i]!), expected[i]);
+      equal(isPlainHost(hosts[i]!), expected[i]);
+    }
+  }
+});
