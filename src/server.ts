@@ -271,21 +271,7 @@ export async function startServer(
   const cluster = config.cluster.redis_url === null
     ? undefined
     : (await import("./cluster/open.ts")).openCluster(config, instanceId, settings.newRoomCode);
-  if (cluster) {
-    // The edge takes the (global) creation, join and reconnect tokens and claims codes before
-    // the engine sees a request, and reads the global failed-Authenticate budget for it.
-    settings = {
-      ...settings,
-      rateLimits: new RateLimits({
-        ...rateLimitOptions(config.rate_limit),
-        roomTokensElsewhere: true,
-        authFailuresElsewhere: true,
-      }),
-      newId: cluster.staging.roomId,
-      newRoomCode: cluster.staging.roomCode,
-      takeoverTruncated: (conn) => cluster.node.router.takeoverTruncated(conn),
-    };
-  }
+  if (cluster) settings = clusterEngineOptions(settings, config, cluster);
   const engine = new Engine(settings);
   cluster?.setEngine(engine);
   // `edge.size` is read at scrape time, after `edge` exists.
@@ -302,42 +288,10 @@ export async function startServer(
     maxQueuedBytes: config.websocket.max_buffered_bytes,
     newId: () => crypto.randomUUID(),
     onEvent,
-    ...(cluster
-      ? {
-        node: cluster.node.node,
-        router: cluster.node.router,
-        forwardTimeoutMs: config.cluster.forward_timeout_ms,
-        directory: cluster.store,
-        ...(settings.rateLimits
-          ? { authFailures: { buckets: cluster.store, limits: settings.rateLimits } }
-          : {}),
-        resolver: cluster.resolver(engine, {
-          maxRoomsPerGame: settings.maxRoomsPerGame,
-          maxRoomsPerIp: settings.maxRoomsPerIp ?? 0,
-          enableReconnection: settings.enableReconnection,
-          roomCodeLength: settings.roomCodeLength,
-          maxGameNameLength: settings.maxGameNameLength,
-          nameRules: settings.nameRules,
-        }),
-      }
-      : {}),
+    ...(cluster ? clusterEdgeOptions(cluster, engine, settings, config) : {}),
   });
   const stateFile = stateFileOptions(config);
-  const restored = stateFile ? restoreState(engine, stateFile, Date.now()) : undefined;
-  if (restored?.ok) {
-    // Cluster mode: the node's first registration claims the restored rooms' codes (their
-    // directory writes would only fail before Redis is connected); a room whose code another
-    // room took meanwhile is dropped (docs/spec/SERVER.md §2.7 note).
-    const effects = restored.effects ?? [];
-    edge.apply(
-      cluster ? effects.filter((effect) => effect.kind !== "directory") : effects,
-      Date.now(),
-    );
-    cluster?.node.restored(engine.directoryEntries(), (gameName, roomCode) => {
-      const now = Date.now();
-      edge.apply(engine.closeRoom(gameName, roomCode, now) ?? [], now);
-    });
-  }
+  const restored = stateFile ? restoreRooms(engine, edge, stateFile, cluster) : undefined;
   if (cluster) {
     const { registerClusterMetrics } = await import("./cluster/open.ts");
     registerClusterMetrics(metrics.registry, cluster.node, edge);
@@ -437,41 +391,6 @@ export async function startServer(
 
   let closing: Promise<void> | undefined;
   let endDrain: (() => void) | undefined;
-  /**
-   * The drain of docs/spec/SERVER.md §8.7: liveness says `draining`, connections that are not members of
-   * a room homed here are closed with 1001 (every 250 ms, so members who leave go too), rooms
-   * without seats are deleted at once; it ends when no room is homed here, at
-   * `cluster.drain_timeout_secs` or on `endDrain`, and deletes the rooms still open.
-   */
-  const drain = async (node: NonNullable<typeof cluster>["node"]) => {
-    const timeoutMs = Math.min(config.cluster.drain_timeout_secs * 1000, MAX_TIMER_MS);
-    log.info("Draining for at most {seconds} s: {rooms} rooms homed here", {
-      seconds: timeoutMs / 1000,
-      rooms: engine.stats().rooms,
-    });
-    await node.drain();
-    if (config.server.reuse_port) {
-      // On a shared port the kernel would keep handing new connections to this instance, only
-      // to have their upgrades refused: leave the port to the other instances (docs/spec/SERVER.md
-      // §1.1 note). Upgraded sockets stay.
-      log.info("Draining: no longer accepting on shared port {port}", { port: listener.addr.port });
-      void listener.shutdown();
-    }
-    const { promise: ended, resolve } = Promise.withResolvers<void>();
-    endDrain = resolve;
-    const step = () => {
-      edge.command({ kind: "drain", final: false }, Date.now());
-      if (engine.stats().rooms === 0) resolve();
-    };
-    const timer = setTimeout(resolve, timeoutMs);
-    const interval = setInterval(step, 250);
-    step();
-    await ended;
-    clearTimeout(timer);
-    clearInterval(interval);
-    edge.command({ kind: "drain", final: true }, Date.now());
-    log.info("Drain over");
-  };
   const close = (options: { drain?: boolean } = {}) => {
     if (closing) {
       endDrain?.();
@@ -480,7 +399,14 @@ export async function startServer(
     closing = (async () => {
       draining = true;
       if (cluster && config.cluster.drain_timeout_secs > 0 && options.drain !== false) {
-        await drain(cluster.node);
+        await drainHome({
+          config,
+          engine,
+          edge,
+          node: cluster.node,
+          listener,
+          onEndable: (end) => endDrain = end,
+        });
       }
       maintenance.stop();
       admin?.close(); // event streams would hold the listener open
@@ -517,6 +443,129 @@ export async function startServer(
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+type Cluster = import("./cluster/open.ts").OpenCluster;
+
+/**
+ * Engine options in cluster mode (docs/spec/SERVER.md §8.2): the edge takes the (global)
+ * creation, join and reconnect tokens and claims codes before the engine sees a request, and reads
+ * the global failed-Authenticate budget for it; room ids and codes come from the cluster's staging.
+ */
+function clusterEngineOptions(
+  settings: EngineOptions,
+  config: Config,
+  cluster: Cluster,
+): EngineOptions {
+  return {
+    ...settings,
+    rateLimits: new RateLimits({
+      ...rateLimitOptions(config.rate_limit),
+      roomTokensElsewhere: true,
+      authFailuresElsewhere: true,
+    }),
+    newId: cluster.staging.roomId,
+    newRoomCode: cluster.staging.roomCode,
+    takeoverTruncated: (conn) => cluster.node.router.takeoverTruncated(conn),
+  };
+}
+
+/** The edge's cluster wiring (docs/spec/SERVER.md §8.4): node, router, directory, resolver. */
+function clusterEdgeOptions(
+  cluster: Cluster,
+  engine: Engine,
+  settings: EngineOptions,
+  config: Config,
+) {
+  return {
+    node: cluster.node.node,
+    router: cluster.node.router,
+    forwardTimeoutMs: config.cluster.forward_timeout_ms,
+    directory: cluster.store,
+    ...(settings.rateLimits
+      ? { authFailures: { buckets: cluster.store, limits: settings.rateLimits } }
+      : {}),
+    resolver: cluster.resolver(engine, {
+      maxRoomsPerGame: settings.maxRoomsPerGame,
+      maxRoomsPerIp: settings.maxRoomsPerIp ?? 0,
+      enableReconnection: settings.enableReconnection,
+      roomCodeLength: settings.roomCodeLength,
+      maxGameNameLength: settings.maxGameNameLength,
+      nameRules: settings.nameRules,
+    }),
+  };
+}
+
+/**
+ * Restores the rooms of `server.state_file` into `engine` and applies their effects. In cluster
+ * mode the node's first registration claims the restored rooms' codes (their directory writes
+ * would only fail before Redis is connected); a room whose code another room took meanwhile is
+ * closed (docs/spec/SERVER.md §2.7 note). Returns `restoreState`'s verdict.
+ */
+function restoreRooms(
+  engine: Engine,
+  edge: Edge,
+  stateFile: StateFileOptions,
+  cluster: Cluster | undefined,
+): ReturnType<typeof restoreState> {
+  const restored = restoreState(engine, stateFile, Date.now());
+  if (!restored?.ok) return restored;
+  const effects = restored.effects ?? [];
+  edge.apply(
+    cluster ? effects.filter((effect) => effect.kind !== "directory") : effects,
+    Date.now(),
+  );
+  cluster?.node.restored(engine.directoryEntries(), (gameName, roomCode) => {
+    const now = Date.now();
+    edge.apply(engine.closeRoom(gameName, roomCode, now) ?? [], now);
+  });
+  return restored;
+}
+
+/**
+ * The drain of docs/spec/SERVER.md §8.7: liveness says `draining`, connections that are not
+ * members of a room homed here are closed with 1001 (every 250 ms, so members who leave go too),
+ * rooms without seats are deleted at once; it ends when no room is homed here, at
+ * `cluster.drain_timeout_secs` or when the function given to `onEndable` is called, and deletes
+ * the rooms still open. On a shared port (`server.reuse_port`) the listener stops accepting first.
+ */
+async function drainHome(
+  { config, engine, edge, node, listener, onEndable }: {
+    config: Config;
+    engine: Engine;
+    edge: Edge;
+    node: Cluster["node"];
+    listener: { addr: { port: number }; shutdown(): Promise<void> };
+    onEndable: (end: () => void) => void;
+  },
+): Promise<void> {
+  const timeoutMs = Math.min(config.cluster.drain_timeout_secs * 1000, MAX_TIMER_MS);
+  log.info("Draining for at most {seconds} s: {rooms} rooms homed here", {
+    seconds: timeoutMs / 1000,
+    rooms: engine.stats().rooms,
+  });
+  await node.drain();
+  if (config.server.reuse_port) {
+    // On a shared port the kernel would keep handing new connections to this instance, only
+    // to have their upgrades refused: leave the port to the other instances (docs/spec/SERVER.md
+    // §1.1 note). Upgraded sockets stay.
+    log.info("Draining: no longer accepting on shared port {port}", { port: listener.addr.port });
+    void listener.shutdown();
+  }
+  const { promise: ended, resolve } = Promise.withResolvers<void>();
+  onEndable(resolve);
+  const step = () => {
+    edge.command({ kind: "drain", final: false }, Date.now());
+    if (engine.stats().rooms === 0) resolve();
+  };
+  const timer = setTimeout(resolve, timeoutMs);
+  const interval = setInterval(step, 250);
+  step();
+  await ended;
+  clearTimeout(timer);
+  clearInterval(interval);
+  edge.command({ kind: "drain", final: true }, Date.now());
+  log.info("Drain over");
 }
 
 /** The start line of docs/spec/SERVER.md §7 with the settings an operator checks first. */
