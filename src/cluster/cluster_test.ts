@@ -624,12 +624,6 @@ for (
       equal(second.last("RoomJoined")!.data!.room_id, roomId, "one room");
       cluster.store.hold = undefined;
       await node.cluster.refresh();
-      console.log(
-        roomId,
-        JSON.stringify(await cluster.store.lookup("orbit", "RACE01")),
-        claims,
-        resolves,
-      );
       equal(node.cluster.conflictCount, 0, "no conflict at the refresh");
       equal((await cluster.store.lookup("orbit", "RACE01"))?.roomId, roomId);
     } finally {
@@ -637,3 +631,41 @@ for (
     }
   });
 }
+
+Deno.test("Cluster (twins): a spectator for a code claimed on this node whose room is not created yet waits for it and joins (docs/spec/SERVER.md §8.3)", async () => {
+  const cluster = await testCluster({ nodes: 1 });
+  try {
+    const node = cluster.nodes[0]!;
+    const host = node.connect();
+    const watcher = node.connect();
+    const firstClaim = gate();
+    let claims = 0;
+    // The host's claim is applied, its answer held: the directory names this node for a room
+    // the engine does not have yet when the spectator's lookup comes back.
+    cluster.store.hold = (method) =>
+      method === "claim" && claims++ === 0 ? firstClaim.wait : undefined;
+    host.say({
+      type: "JoinRoom",
+      data: { game_name: "orbit", player_name: "Host", room_code: "RACE02" },
+    });
+    await until(() => claims === 1, "the host's claim");
+    watcher.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "RACE02", spectator_name: "Watcher" },
+    });
+    await settle();
+    equal(watcher.last("SpectatorJoinFailed"), undefined, "no failure while the room is coming");
+    firstClaim.open();
+    await until(() => watcher.last("SpectatorJoined") !== undefined, "the spectator joined");
+    equal(
+      watcher.last("SpectatorJoined")!.data!.room_id,
+      host.last("RoomJoined")!.data!.room_id,
+      "the host's room",
+    );
+    cluster.store.hold = undefined;
+    await node.cluster.refresh();
+    equal(node.cluster.conflictCount, 0, "no conflict at the refresh");
+  } finally {
+    await cluster.close();
+  }
+});
