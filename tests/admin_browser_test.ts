@@ -13,7 +13,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { browserTest, CHROMIUM, CHROMIUM_ARGS } from "./browser.ts";
-import { connect, joinRoom, serve, type TestClient } from "./helpers.ts";
+import { connect, joinRoom, openApps, serve, type TestClient } from "./helpers.ts";
 
 // The page functions below run in the browser; this is the little of the DOM they use.
 declare const document: {
@@ -286,14 +286,7 @@ browserTest(
     await using server = await serve((config) => {
       config.security.admin_token = TOKEN;
       config.security.require_websocket_auth = true;
-      config.security.authorized_apps = ["app-a", "app-b"].map((app_id) => ({
-        app_id,
-        app_secret: null,
-        app_name: app_id,
-        max_rooms: null,
-        max_players_per_room: null,
-        rate_limit_per_minute: null,
-      }));
+      config.security.authorized_apps = openApps("app-a", "app-b");
     });
     const userDataDir = await Deno.makeTempDir({ prefix: "signal-fish-chromium-" });
     const context = await launch(userDataDir);

@@ -27,6 +27,21 @@ export function testConfig(mutate: (config: Config) => void = () => {}): Config 
 }
 
 /**
+ * `security.authorized_apps` entries for `appIds`, each without a secret or per-app limits and
+ * named by its id (docs/spec/SERVER.md §3.3): apps that authenticate by `app_id` alone.
+ */
+export function openApps(...appIds: string[]): Config["security"]["authorized_apps"] {
+  return appIds.map((app_id) => ({
+    app_id,
+    app_secret: null,
+    app_name: app_id,
+    max_rooms: null,
+    max_players_per_room: null,
+    rate_limit_per_minute: null,
+  }));
+}
+
+/**
  * Starts a server on 127.0.0.1 with {@linkcode testConfig}. With `SIGNAL_FISH_TEST_CLUSTER=<n>`
  * in the environment it is instead `n` server processes in cluster mode on a private
  * redis-server behind a round-robin TCP proxy (tests/cluster_serve.ts), with the same config.

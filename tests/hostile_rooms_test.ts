@@ -7,7 +7,7 @@
 import { notInCluster, TEST_CLUSTER, TEST_CLUSTER_MODE } from "./cluster_serve.ts";
 import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
 import type { Config } from "../src/config/schema.ts";
-import { connect, joinAsSpectator, joinRoom, serve, type TestClient } from "./helpers.ts";
+import { connect, joinAsSpectator, joinRoom, openApps, serve, type TestClient } from "./helpers.ts";
 import { parseExposition } from "./exposition.ts";
 import type { SignalFishServer } from "../src/server.ts";
 import { lookupRoom } from "../src/client/client.ts";
@@ -251,14 +251,7 @@ Deno.test("Attack 8: 30 held seats fed 8 KiB messages stay within the global rep
 Deno.test("Attack 12: with app auth, app B cannot reach app A's rooms; spectators never see addresses", async () => {
   await using server = await serve((config) => {
     config.security.require_websocket_auth = true;
-    config.security.authorized_apps = ["app-a", "app-b"].map((app_id) => ({
-      app_id,
-      app_secret: null,
-      app_name: app_id,
-      max_rooms: null,
-      max_players_per_room: null,
-      rate_limit_per_minute: null,
-    }));
+    config.security.authorized_apps = openApps("app-a", "app-b");
   });
   const as = async (app: string) => {
     const client = await connect(server);
