@@ -379,6 +379,25 @@ export class ClusterRouter implements Router {
     }
   }
 
+  /**
+   * The home, when `envelope`'s connection is bound here from its sender; otherwise the frame
+   * goes back to the sender as a `BOUNCE` (docs/spec/SERVER.md §8.4.2) and the answer is
+   * `undefined`.
+   */
+  #boundHome(
+    envelope: Extract<Envelope, { kind: typeof Kind.MSG | typeof Kind.DATA }>,
+  ): HomeEndpoint | undefined {
+    const home = this.#home;
+    if (home?.edgeOf?.(envelope.conn) === envelope.source) return home;
+    this.streams.send(envelope.source, {
+      kind: Kind.BOUNCE,
+      conn: envelope.conn,
+      msgSeq: envelope.seq,
+      frame: envelope.kind === Kind.MSG ? envelope.frame : gameDataFrame(envelope.value),
+    });
+    return undefined;
+  }
+
   #dispatch(envelope: Envelope): void {
     const now = this.#now();
     switch (envelope.kind) {
@@ -386,32 +405,16 @@ export class ClusterRouter implements Router {
         this.#onBind(envelope, now);
         break;
       case Kind.MSG: {
-        const home = this.#home;
-        if (home?.edgeOf?.(envelope.conn) !== envelope.source) {
-          this.streams.send(envelope.source, {
-            kind: Kind.BOUNCE,
-            conn: envelope.conn,
-            msgSeq: envelope.seq,
-            frame: envelope.frame,
-          });
-          break;
-        }
+        const home = this.#boundHome(envelope);
+        if (home === undefined) break;
         const input = decodeInput(envelope.frame);
         // An unparsable frame never leaves an edge; one that does is dropped.
         if (input !== undefined) home.receive(envelope.conn, input, now);
         break;
       }
       case Kind.DATA: {
-        const home = this.#home;
-        if (home?.edgeOf?.(envelope.conn) !== envelope.source) {
-          this.streams.send(envelope.source, {
-            kind: Kind.BOUNCE,
-            conn: envelope.conn,
-            msgSeq: envelope.seq,
-            frame: gameDataFrame(envelope.value),
-          });
-          break;
-        }
+        const home = this.#boundHome(envelope);
+        if (home === undefined) break;
         home.receive(envelope.conn, {
           type: "GameData",
           data: { data: new RawJson(envelope.value) },
