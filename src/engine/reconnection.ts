@@ -55,7 +55,13 @@ interface TokenRecord {
   readonly playerId: string;
   /** SHA-256 of the token, base64: found by digest in O(1), never by scanning. */
   readonly digest: string;
-  readonly room: Room;
+  /** The seat's room id (a `Reconnect` names it, docs/spec/PROTOCOL.md §7.11.4 check 3). */
+  readonly roomId: string;
+  /**
+   * The seat's room while the token is valid; dropped when it is invalidated, so the records kept
+   * for a window afterwards (up to `server.max_token_records`) never keep a deleted room alive.
+   */
+  room: Room | undefined;
   /** The app the seat's connection authenticated with (auth enabled), else undefined. */
   readonly appId: string | undefined;
   state: "valid" | "used" | "superseded" | "left" | "expired" | "room_gone";
@@ -194,12 +200,16 @@ export class Reconnection {
     const used = this.#resumedWith.get(conn);
     this.#resumedWith.delete(conn);
     if (!used || used.forgotten || this.connOf(used.playerId) !== conn) return false;
+    // The used record let its room go; the seat is still `conn`'s, in the room it plays in.
+    const room = this.#sessions.get(conn)?.playing;
+    if (room === undefined || room.id !== used.roomId) return false;
     this.invalidateToken(used.playerId, "superseded", now);
     // A fresh record under the same digest: the used one stays queued for forgetting.
     const record: TokenRecord = {
       playerId: used.playerId,
       digest: used.digest,
-      room: used.room,
+      roomId: used.roomId,
+      room,
       appId: used.appId,
       state: "valid",
       invalidSince: 0,
@@ -408,7 +418,7 @@ export class Reconnection {
     const playerId = data.player_id;
     const record = this.#findToken(playerId, data.auth_token);
     if (
-      !record || record.room.id !== data.room_id ||
+      !record || record.roomId !== data.room_id ||
       (this.#options.auth?.required && record.appId !== session.app?.appId) ||
       !(record.state === "valid" || record.state === "expired" || record.state === "room_gone")
     ) {
@@ -425,7 +435,9 @@ export class Reconnection {
     }
     if (record.state === "room_gone") return fail("Room no longer exists", "RECONNECTION_FAILED");
 
+    // A valid record has its room (only invalidation drops it).
     const room = record.room;
+    if (room === undefined) return fail("Invalid reconnection token", "RECONNECTION_TOKEN_INVALID");
     let missed: RawJson[] = [];
     let truncated = false;
     if (hold) {
@@ -487,6 +499,7 @@ export class Reconnection {
     const record: TokenRecord = {
       playerId,
       digest: this.#digest(token),
+      roomId: room.id,
       room,
       appId,
       state: "valid",
@@ -517,6 +530,7 @@ export class Reconnection {
     }
     record.state = state;
     record.invalidSince = now;
+    record.room = undefined;
   }
 
   /** Forgets an invalidated record (its window passed, or a bound needs the room). Idempotent. */
@@ -622,6 +636,7 @@ export class Reconnection {
     const record: TokenRecord = {
       playerId,
       digest: seat.digest,
+      roomId: room.id,
       room,
       appId: seat.appId,
       state: "valid",

@@ -2,6 +2,9 @@ import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
 import { decode, encode } from "@msgpack/msgpack";
 import type { ClientMessage } from "../protocol/messages.ts";
 import type { Effect, Engine } from "./engine.ts";
+import { Reconnection } from "./reconnection.ts";
+import { Room } from "./room.ts";
+import { Sessions } from "./sessions.ts";
 import {
   bare,
   C1,
@@ -15,6 +18,7 @@ import {
   S1,
   spectate,
   summarize,
+  testOptions,
 } from "./testing.ts";
 
 const T0 = Date.UTC(2026, 2, 4, 18, 0, 0);
@@ -378,4 +382,37 @@ Deno.test("Engine with auth: a token only works for a connection of the app it w
   engine.handle(C2, auth("app-a"), T0);
   const effects = engine.handle(C2, reconnect(P1, t1.room_id, t1.reconnection_token!), T0);
   equal(first(effects, C2, "Reconnected").data.player_id, P1);
+});
+
+Deno.test("A token record invalidated for the window does not keep its room alive", async () => {
+  // Records are remembered for a window after they stop being valid (up to
+  // `server.max_token_records`, so "room no longer exists" can be answered); they must not hold
+  // the deleted room itself, or every such record pins a whole room for the window.
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error("run with --v8-flags=--expose-gc (deno task test does)");
+  const options = testOptions({ enableReconnection: true });
+  const reconnection = new Reconnection(options, new Sessions(options), () => []);
+  const watch = (state: "room_gone" | "left"): WeakRef<Room> => {
+    const room = new Room({
+      id: crypto.randomUUID(),
+      code: "ABC123",
+      gameName: "g",
+      maxPlayers: 4,
+      supportsAuthority: true,
+      relayType: "Hybrid",
+      now: T0,
+    });
+    const player = crypto.randomUUID();
+    reconnection.issueToken(player, room, T0);
+    reconnection.invalidateToken(player, state, T0 + 1);
+    return new WeakRef(room);
+  };
+  const gone = watch("room_gone");
+  const left = watch("left");
+  equal(reconnection.tokenRecords, 2, "both records are still remembered");
+  // A WeakRef's target stays alive until the current job ends.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  gc();
+  equal(gone.deref(), undefined, "the room of a room_gone record was collected");
+  equal(left.deref(), undefined, "the room of a left record was collected");
 });
