@@ -324,4 +324,9 @@ Deno.test("bench:churn-path runs whole cycles: six frames each, log lines writte
   // RoomJoined ×2, PlayerJoined, RoomLeft ×2, PlayerLeft per cycle (last round's sockets).
   equal(result.sent, 300 * 6);
   ok(result.written > 0);
+  // `deno task test` exposes gc: after the sweeps nothing but token records stays.
+  ok(result.retained, "retained figures (gc exposed)");
+  equal(result.retained.rooms, 0);
+  equal(result.retained.connections, 0);
+  equal(result.retained.tokenRecords, 2 * 300 * 2, "two records per cycle, within the window");
 });

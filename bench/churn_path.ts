@@ -16,6 +16,10 @@
  * deno task bench:churn-path [--cycles 20000] [--rounds 7] [--tree /work/wt-s6start]
  * ```
  *
+ * Run with `--v8-flags=--expose-gc` (the task does) it also reports what the engine holds after
+ * the last sweep: rooms and connections (0 unless something leaks) and the heap per token record
+ * kept for the reconnection window.
+ *
  * @module
  */
 import { parseArgs } from "node:util";
@@ -45,6 +49,13 @@ export interface ChurnPathResult {
   usPerCycle: number[];
   sent: number;
   written: number;
+  /**
+   * What the engine still holds after the last sweep, when `gc` is exposed
+   * (`--v8-flags=--expose-gc`): rooms and connections (both 0 unless something leaks), the
+   * reconnection token records remembered for the window (`server.max_token_records` bounds
+   * them), and the V8 heap grown since before the first round, after full collections, in bytes.
+   */
+  retained?: { rooms: number; connections: number; tokenRecords: number; heapBytes: number };
 }
 
 /** Runs `rounds` × `cycles` churn cycles against the server code of checkout `tree`. */
@@ -161,6 +172,9 @@ export async function runChurnPath(
     edge.disconnect(a, now, undefined, 1000);
   };
   const usPerCycle: number[] = [];
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const heapBefore = Deno.memoryUsage().heapUsed;
   for (let round = 0; round < options.rounds; round++) {
     sockets.length = 0;
     const start = performance.now();
@@ -177,10 +191,22 @@ export async function runChurnPath(
     usPerCycle.push(((performance.now() - start) * 1e3) / options.cycles);
   }
   const sent = sockets.reduce((sum, socket) => sum + socket.sent, 0);
+  let retained: ChurnPathResult["retained"];
+  if (gc) {
+    gc();
+    gc();
+    const stats = engine.stats();
+    retained = {
+      rooms: stats.rooms,
+      connections: stats.connections,
+      tokenRecords: stats.tokenRecords,
+      heapBytes: Deno.memoryUsage().heapUsed - heapBefore,
+    };
+  }
   eventLog.setSuppressedLineCheck?.(undefined);
   await sink[Symbol.asyncDispose]();
   await reset();
-  return { usPerCycle, sent, written };
+  return { usPerCycle, sent, written, retained };
 }
 
 if (import.meta.main) {
@@ -197,7 +223,7 @@ if (import.meta.main) {
     rounds: Number(values.rounds),
     tree: values.tree,
   };
-  const { usPerCycle, sent, written } = await runChurnPath(options);
+  const { usPerCycle, sent, written, retained } = await runChurnPath(options);
   const sorted = [...usPerCycle].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)]!;
   console.log(
@@ -206,4 +232,14 @@ if (import.meta.main) {
       `${usPerCycle.map((us) => us.toFixed(1)).join(", ")}; frames in the last round ${sent}, ` +
       `log bytes ${written}`,
   );
+  if (retained) {
+    const perRecord = retained.tokenRecords > 0
+      ? `, ${Math.round(retained.heapBytes / retained.tokenRecords)} bytes of heap per record`
+      : "";
+    console.log(
+      `retained after the last sweep: ${retained.rooms} rooms, ${retained.connections} ` +
+        `connections, ${retained.tokenRecords} token records (remembered for the reconnection ` +
+        `window)${perRecord}`,
+    );
+  }
 }
