@@ -309,3 +309,62 @@ Deno.test("rooms_active and build_info default to the seat counts and deno.json'
   ok(text.includes(`\nsignal_fish_build_info{version="${denoJson.version}"} 1\n`), text);
   ok(text.includes("\n# TYPE process_cpu_seconds_total counter\n"), text);
 });
+
+Deno.test("topGames() and seatPercentiles() answer as sorting every room and game would (seeded random rooms)", () => {
+  // The definition, spelled out: sort every room's seat count; sort every game by rooms, seats,
+  // name; list the first maxGames, the rest together under (other).
+  const sortedPercentiles = (counts: number[]): Record<string, number> => {
+    if (counts.length === 0) return {};
+    const sorted = [...counts].sort((a, b) => a - b);
+    const at = (p: number) => sorted[Math.round(p * (sorted.length - 1))]!;
+    return {
+      p50: at(0.5),
+      p90: at(0.9),
+      p99: at(0.99),
+      p99_5: at(0.995),
+      p99_9: at(0.999),
+      p100: sorted.at(-1)!,
+    };
+  };
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (let round = 0; round < 60; round++) {
+    const games = 1 + Math.floor(random() * 40);
+    // Odd rounds: every room has 2 seats, so games tie on rooms and seats and the name decides.
+    const rooms = Array.from({ length: Math.floor(random() * 400) }, () => ({
+      gameName: `game-${Math.floor(random() * random() * games)}`,
+      seats: round % 2 === 1 ? 2 : Math.floor(random() * random() * 9),
+    }));
+    const maxGames = Math.floor(random() * 6);
+    const byGame = new Map<string, number[]>();
+    for (const room of rooms) {
+      byGame.set(room.gameName, [...byGame.get(room.gameName) ?? [], room.seats]);
+    }
+    const order = [...byGame].sort(([nameA, a], [nameB, b]) =>
+      b.length - a.length || b.reduce((x, y) => x + y, 0) - a.reduce((x, y) => x + y, 0) ||
+      (nameA < nameB ? -1 : 1)
+    );
+    const expected: {
+      roomsByGame: Record<string, number>;
+      gamePercentiles: Record<string, unknown>;
+    } = {
+      roomsByGame: {},
+      gamePercentiles: {},
+    };
+    for (const [name, seats] of order.slice(0, maxGames)) {
+      expected.roomsByGame[name] = seats.length;
+      expected.gamePercentiles[name] = sortedPercentiles(seats);
+    }
+    if (order.length > maxGames) {
+      const rest = order.slice(maxGames).flatMap(([, seats]) => seats);
+      expected.roomsByGame[OTHER_GAMES] = rest.length;
+      expected.gamePercentiles[OTHER_GAMES] = sortedPercentiles(rest);
+    }
+    // JSON text: the same entries in the same order (the body lists games in this order).
+    equal(JSON.stringify(topGames(rooms, maxGames)), JSON.stringify(expected), `round ${round}`);
+    deepEqual(
+      seatPercentiles(rooms.map((room) => room.seats)),
+      sortedPercentiles(rooms.map((room) => room.seats)),
+    );
+  }
+});
