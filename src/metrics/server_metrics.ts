@@ -110,7 +110,11 @@ export function seatPercentiles(counts: readonly number[]): Percentiles {
   return histogramPercentiles(histogram, counts.length);
 }
 
-/** Adds one room with `seats` seats to `histogram` (rooms per seat count). */
+/**
+ * Adds one room with `seats` seats to `histogram` (rooms per seat count). Seat counts are
+ * non-negative integers no larger than `protocol.max_players_limit` (at most 255), so a
+ * histogram has at most 256 entries.
+ */
 function countSeats(histogram: number[], seats: number): void {
   while (histogram.length <= seats) histogram.push(0);
   histogram[seats]!++;
