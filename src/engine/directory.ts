@@ -229,10 +229,11 @@ export class HomeDirectory {
 
   /** Game name and seat count (held seats included) of every room, oldest first (metrics). */
   seatCounts(): { gameName: string; seats: number }[] {
-    return [...this.#rooms.values()].map((room) => ({
-      gameName: room.gameName,
-      seats: room.seats.size,
-    }));
+    const counts: { gameName: string; seats: number }[] = [];
+    for (const room of this.#rooms.values()) {
+      counts.push({ gameName: room.gameName, seats: room.seats.size });
+    }
+    return counts;
   }
 
   /**
