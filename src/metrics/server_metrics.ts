@@ -134,7 +134,8 @@ function histogramPercentiles(histogram: readonly number[], rooms: number): Perc
   for (const [key, p] of PERCENTILES) {
     // Math.round rounds .5 up, which is "half away from zero" for these non-negative indices.
     const rank = Math.round(p * (rooms - 1));
-    while (upTo <= rank) upTo += histogram[++seats] ?? 0;
+    // (The histogram holds `rooms` rooms; the bound only guards against a caller's miscount.)
+    while (upTo <= rank && seats < histogram.length - 1) upTo += histogram[++seats]!;
     out[key] = seats;
   }
   // The histogram ends at the largest seat count seen.
