@@ -55,7 +55,7 @@ interface TokenRecord {
   readonly playerId: string;
   /** SHA-256 of the token, base64: found by digest in O(1), never by scanning. */
   readonly digest: string;
-  /** The seat's room id (a `Reconnect` names it, docs/spec/PROTOCOL.md §7.11.4 check 3). */
+  /** The seat's room id (a `Reconnect` must name it, docs/spec/PROTOCOL.md §7.11.4 check 2). */
   readonly roomId: string;
   /**
    * The seat's room while the token is valid; dropped when it is invalidated, so the records kept
