@@ -3,8 +3,8 @@
  * scripts and benchmarks (`SERVER.md §1.2`, `PROTOCOL.md Appendix A`, `EXTENSIONS.md E4`, a bare
  * `§7.11`) names a document and a section heading that exist in this repository (docs/spec/), every
  * `*.md` name mentioned there is a file of the repository, every relative Markdown link resolves,
- * and the configuration keys of SERVER.md §2.7 (with its "This implementation" note) match the
- * schema.
+ * and the configuration keys of docs/spec/SERVER.md §2.7 (with its "This implementation" note)
+ * match the schema.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { dirname, join, relative } from "node:path";
@@ -182,11 +182,14 @@ Deno.test("every *.md name and relative Markdown link points at a file of the re
   deepEqual(broken, []);
 });
 
-/** The configuration keys documented in SERVER.md §2.7: table rows under each `#### `x.*`` heading. */
+/**
+ * The configuration keys documented in docs/spec/SERVER.md §2.7: table rows under each `#### `x.*``
+ * heading.
+ */
 function documentedKeys(server: string): Set<string> {
   const start = server.indexOf("### 2.7 Key reference");
   const end = server.indexOf("### 2.8 ");
-  ok(start >= 0 && end > start, "SERVER.md has §2.7 and §2.8");
+  ok(start >= 0 && end > start, "docs/spec/SERVER.md has §2.7 and §2.8");
   const keys = new Set<string>();
   let prefix = "";
   let inApps = false;
