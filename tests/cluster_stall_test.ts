@@ -34,6 +34,16 @@ async function eventually(check: () => Promise<boolean>, ms: number, what: strin
   }
 }
 
+/** Waits until all three instances answer `/v2/health` with 200 (at most 5 s). */
+function allHealthy(cluster: RealCluster): Promise<void> {
+  return eventually(
+    async () =>
+      (await Promise.all([0, 1, 2].map((i) => health(cluster, i)))).every((s) => s === 200),
+    5_000,
+    "healthy",
+  );
+}
+
 /** `Reconnect` through server `i`, retried while the answer is SERVICE_UNAVAILABLE (≤ `ms`). */
 async function reconnect(
   cluster: RealCluster,
@@ -94,12 +104,7 @@ Deno.test({
       resume();
     }
     // Recovery: Bob's seat resumes through another instance.
-    await eventually(
-      async () =>
-        (await Promise.all([0, 1, 2].map((i) => health(cluster, i)))).every((s) => s === 200),
-      5_000,
-      "healthy",
-    );
+    await allHealthy(cluster);
     const { client: bob2, answer } = await reconnect(cluster, 2, joined);
     await using _bob2 = bob2;
     equal(answer.type, "Reconnected", JSON.stringify(answer));
@@ -166,12 +171,7 @@ Deno.test({
       resume();
     }
     // Recovery: every node healthy again, the room intact, Bob's seat resumes (truncated).
-    await eventually(
-      async () =>
-        (await Promise.all([0, 1, 2].map((i) => health(cluster, i)))).every((s) => s === 200),
-      5_000,
-      "healthy",
-    );
+    await allHealthy(cluster);
     const { client: bob2, answer } = await reconnect(cluster, 2, joined);
     await using _bob2 = bob2;
     equal(answer.type, "Reconnected", JSON.stringify(answer));
