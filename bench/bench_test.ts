@@ -10,6 +10,7 @@ import { LoadGenerator, promValue, type Report, split } from "./load.ts";
 import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
 import { areaOf, summarizeProfile } from "./profile.ts";
 import { runChurnPath } from "./churn_path.ts";
+import { runOperatorReads } from "./operator_reads.ts";
 import { judge } from "./guard.ts";
 import { spawnServer } from "./spawn.ts";
 import { Histogram, machineInfo, median } from "./stats.ts";
@@ -329,4 +330,17 @@ Deno.test("bench:churn-path runs whole cycles: six frames each, log lines writte
   equal(result.retained.rooms, 0);
   equal(result.retained.connections, 0);
   equal(result.retained.tokenRecords, 2 * 300 * 2, "two records per cycle, within the window");
+});
+
+Deno.test("bench:operator-reads fills the rooms it is asked for and times each read", async () => {
+  const result = await runOperatorReads({
+    rooms: 300,
+    games: 3,
+    repeat: 3,
+    tree: new URL("..", import.meta.url).pathname,
+  });
+  deepEqual([result.rooms, result.players], [300, 600]);
+  for (const timing of [result.scrape, result.listing, result.dashboardRefresh]) {
+    ok(timing.medianMs >= 0 && timing.maxMs >= timing.medianMs);
+  }
 });

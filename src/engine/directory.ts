@@ -11,7 +11,7 @@
  */
 import { AppRoomCounts } from "./app_auth.ts";
 import type { DirectoryEntry, Effect, RoomSummary } from "./effects.ts";
-import { type Room, roomKey } from "./room.ts";
+import { type MemberTally, type Room, roomKey } from "./room.ts";
 
 export type { RoomSummary } from "./effects.ts";
 
@@ -85,7 +85,9 @@ function ipScope(scope: string, ip: string): string {
  */
 export class HomeDirectory {
   readonly #rooms = new Map<string, Room>();
-  readonly #roomsPerGame = new Map<string, number>();
+  /** The rooms of each game namespace, oldest first: its cap count and its listing. */
+  readonly #roomsByGame = new Map<string, Set<Room>>();
+  readonly #members: MemberTally = { players: 0, spectators: 0 };
   readonly #roomsPerIp = new Map<string, number>();
   readonly #appRooms = new AppRoomCounts();
   readonly #emptyByGame = new Map<string, Set<Room>>();
@@ -116,7 +118,7 @@ export class HomeDirectory {
 
   /** Rooms of game namespace `scope`, empty ones included (the `max_rooms_per_game` count). */
   gameCount(scope: string): number {
-    return this.#roomsPerGame.get(scope) ?? 0;
+    return this.#roomsByGame.get(scope)?.size ?? 0;
   }
 
   /** Rooms of game namespace `scope` created from client IP key `ip` (`max_rooms_per_ip`). */
@@ -167,7 +169,8 @@ export class HomeDirectory {
   add(room: Room, appId: string | undefined, now: number): void {
     this.#rooms.set(room.key, room);
     if (appId !== undefined) this.#appRooms.add(appId, room.key);
-    this.#roomsPerGame.set(room.scope, this.gameCount(room.scope) + 1);
+    addTo(this.#roomsByGame, room.scope, room);
+    room.countMembersIn(this.#members);
     if (room.creatorIp !== undefined) {
       const key = ipScope(room.scope, room.creatorIp);
       this.#roomsPerIp.set(key, (this.#roomsPerIp.get(key) ?? 0) + 1);
@@ -186,9 +189,8 @@ export class HomeDirectory {
     this.#appRooms.remove(room.key);
     this.#meta.delete(room.key);
     this.markOccupied(room);
-    const left = this.gameCount(room.scope) - 1;
-    if (left > 0) this.#roomsPerGame.set(room.scope, left);
-    else this.#roomsPerGame.delete(room.scope);
+    removeFrom(this.#roomsByGame, room.scope, room);
+    room.countMembersIn(undefined);
     if (room.creatorIp !== undefined) {
       const key = ipScope(room.scope, room.creatorIp);
       const ipLeft = (this.#roomsPerIp.get(key) ?? 0) - 1;
@@ -206,32 +208,32 @@ export class HomeDirectory {
     return room && roomSummary(room);
   }
 
-  /** Rooms of a game with at least one seat, oldest first, at most `limit` (docs/spec/EXTENSIONS.md E6). */
+  /**
+   * Rooms of a game with at least one seat, oldest first, at most `limit` (docs/spec/EXTENSIONS.md
+   * E6). Walks only that game's rooms (at most `server.max_rooms_per_game`), not every room.
+   */
   list(scope: string, limit: number): RoomSummary[] {
     const out: RoomSummary[] = [];
-    for (const room of this.#rooms.values()) {
+    for (const room of this.#roomsByGame.get(scope) ?? []) {
       if (out.length >= limit) break;
-      if (room.scope === scope && room.seats.size > 0) out.push(roomSummary(room));
+      if (room.seats.size > 0) out.push(roomSummary(room));
     }
     return out;
   }
 
-  /** Seats and spectators over every room. */
+  /** Seats and spectators over every room (kept as members come and go: no walk). */
   members(): { players: number; spectators: number } {
-    let players = 0;
-    let spectators = 0;
-    for (const room of this.#rooms.values()) {
-      players += room.seats.size;
-      spectators += room.spectators.size;
-    }
-    return { players, spectators };
+    return { players: this.#members.players, spectators: this.#members.spectators };
   }
 
-  /** Game name and seat count (held seats included) of every room, oldest first (metrics). */
+  /**
+   * Game name and seat count (held seats included) of every room, game by game, oldest first
+   * within a game (metrics; the dashboard does not depend on the order).
+   */
   seatCounts(): { gameName: string; seats: number }[] {
     const counts: { gameName: string; seats: number }[] = [];
-    for (const room of this.#rooms.values()) {
-      counts.push({ gameName: room.gameName, seats: room.seats.size });
+    for (const rooms of this.#roomsByGame.values()) {
+      for (const room of rooms) counts.push({ gameName: room.gameName, seats: room.seats.size });
     }
     return counts;
   }

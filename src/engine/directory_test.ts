@@ -125,6 +125,63 @@ Deno.test("HomeDirectory counts rooms per game and per app until removed", () =>
   deepEqual([directory.gameCount("orbit"), directory.appCount("app-1"), directory.size], [0, 0, 1]);
 });
 
+Deno.test("HomeDirectory lists one game's occupied rooms oldest first and tallies members", () => {
+  const directory = new HomeDirectory();
+  const room = (code: string, gameName: string) =>
+    new Room({
+      id: code,
+      code,
+      gameName,
+      maxPlayers: 4,
+      supportsAuthority: true,
+      relayType: "matchbox",
+      now: T0,
+    });
+  const seat = (id: string) => ({ id, name: id, nameKey: id, connectedAt: "" });
+  const watcher = (id: string) => ({ id, name: id, connectedAt: "" });
+  // Rooms of two games interleaved; one room of each is seated before it is added.
+  const rooms = ["A1", "B1", "A2", "B2", "A3"].map((code) =>
+    room(code, code.startsWith("A") ? "alpha" : "beta")
+  );
+  rooms[0]!.addSeat(seat("p1"));
+  rooms[1]!.addSeat(seat("p2"));
+  for (const each of rooms) directory.add(each, undefined, T0);
+  rooms[2]!.addSeat(seat("p3"));
+  rooms[4]!.addSeat(seat("p4"));
+  rooms[4]!.addSeat(seat("p5"));
+  rooms[4]!.addSpectator(watcher("s1"));
+  const codes = (game: string, limit = 10) => directory.list(game, limit).map((r) => r.room_code);
+  deepEqual(codes("alpha"), ["A1", "A2", "A3"]);
+  deepEqual(codes("alpha", 2), ["A1", "A2"]);
+  deepEqual(codes("beta"), ["B1"]); // B2 has no seat
+  deepEqual(codes("gamma"), []);
+  deepEqual(directory.members(), { players: 5, spectators: 1 });
+  // A seat set again under its id is not a second seat; removing an absent one changes nothing.
+  rooms[4]!.addSeat(seat("p5"));
+  equal(rooms[4]!.removeSeat("nobody"), false);
+  equal(rooms[4]!.removeSpectator("nobody"), false);
+  deepEqual(directory.members(), { players: 5, spectators: 1 });
+  rooms[4]!.removeSeat("p4");
+  rooms[4]!.removeSpectator("s1");
+  deepEqual(directory.members(), { players: 4, spectators: 0 });
+  // A removed room stops counting, whatever happens to it afterwards.
+  directory.remove(rooms[2]!);
+  rooms[2]!.addSeat(seat("p6"));
+  rooms[2]!.clearMembers();
+  deepEqual(directory.members(), { players: 3, spectators: 0 });
+  deepEqual(codes("alpha"), ["A1", "A3"]);
+  const later = room("A4", "alpha");
+  directory.add(later, undefined, T0 + 1);
+  later.addSeat(seat("p7"));
+  deepEqual(codes("alpha"), ["A1", "A3", "A4"]);
+  equal(directory.gameCount("alpha"), 3);
+  rooms[4]!.clearMembers();
+  deepEqual(directory.members(), { players: 3, spectators: 0 });
+  for (const each of [...directory.rooms()]) directory.remove(each);
+  deepEqual(directory.members(), { players: 0, spectators: 0 });
+  deepEqual([directory.gameCount("alpha"), directory.gameCount("beta"), directory.size], [0, 0, 0]);
+});
+
 Deno.test("Engine directory effects keep a mirror equal to lookup() over random walks", () => {
   const codes = ["ROOM01", "ROOM02"];
   for (const seed of [11, 12, 13, 14]) {
@@ -178,9 +235,16 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
       } else {
         write(engine.handle(id, bare("LeaveSpectator"), now));
       }
+      const summed = { players: 0, spectators: 0 };
       for (const code of codes) {
-        deepEqual(mirror.get(code)?.[1], engine.lookup("orbit", code), `seed ${seed} step ${step}`);
+        const summary = engine.lookup("orbit", code);
+        deepEqual(mirror.get(code)?.[1], summary, `seed ${seed} step ${step}`);
+        summed.players += summary?.players ?? 0;
+        summed.spectators += summary?.spectators ?? 0;
       }
+      // The kept tallies equal the rooms' own counts after every step.
+      const { players, spectators } = engine.stats();
+      deepEqual({ players, spectators }, summed, `seed ${seed} step ${step}: member tallies`);
     }
     ok(ops.refresh > 100 && ops.release > 0, `seed ${seed}: ${JSON.stringify(ops)}`);
   }

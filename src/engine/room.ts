@@ -69,6 +69,18 @@ export function roomKey(gameName: string, code: string): string {
   return `${gameName}\u0000${code}`;
 }
 
+/**
+ * Seats and spectators over every room of one directory, kept current by the member methods of
+ * the rooms counted in it (`HomeDirectory.members`, read by each metrics scrape), so reading it
+ * never walks the rooms.
+ */
+export interface MemberTally {
+  /** Occupied seats (held seats included). */
+  players: number;
+  /** Attached spectators. */
+  spectators: number;
+}
+
 /** One room: its seats in seat order, spectators in join order, ready set in readiness order. */
 export class Room {
   readonly id: string;
@@ -93,6 +105,8 @@ export class Room {
    * whenever a seat or spectator comes or goes: a broadcast then allocates nothing.
    */
   #except: Map<ConnId, readonly ConnId[]> | undefined;
+  /** The directory's tally this room's members are counted in, while it is in a directory. */
+  #tally: MemberTally | undefined;
   /** Player ids of ready seats, in the order they became ready. */
   readonly ready = new Set<string>();
   /** The authority holder's player id, or `null`. */
@@ -162,33 +176,60 @@ export class Room {
 
   /** Seats `seat` after the others. */
   addSeat(seat: Seat): void {
+    const before = this.#seats.size;
     this.#seats.set(seat.id, seat);
+    if (this.#tally) this.#tally.players += this.#seats.size - before;
     this.#except = undefined;
   }
 
   /** Releases the seat of `playerId`; returns whether it was taken. */
   removeSeat(playerId: string): boolean {
     this.#except = undefined;
-    return this.#seats.delete(playerId);
+    if (!this.#seats.delete(playerId)) return false;
+    if (this.#tally) this.#tally.players--;
+    return true;
   }
 
   /** Adds `spectator` after the others. */
   addSpectator(spectator: Spectator): void {
+    const before = this.#spectators.size;
     this.#spectators.set(spectator.id, spectator);
+    if (this.#tally) this.#tally.spectators += this.#spectators.size - before;
     this.#except = undefined;
   }
 
   /** Detaches spectator `id`; returns whether it was watching. */
   removeSpectator(id: ConnId): boolean {
     this.#except = undefined;
-    return this.#spectators.delete(id);
+    if (!this.#spectators.delete(id)) return false;
+    if (this.#tally) this.#tally.spectators--;
+    return true;
   }
 
   /** Empties the room of seats and spectators (room deletion). */
   clearMembers(): void {
+    this.#count(-1);
     this.#seats.clear();
     this.#spectators.clear();
+    this.#count(1);
     this.#except = undefined;
+  }
+
+  /**
+   * Counts this room's members in `tally` from now on (the directory that adds the room), or
+   * stops counting them (`undefined`, the directory that removes it): the members it has now move
+   * out of the old tally and into the new one.
+   */
+  countMembersIn(tally: MemberTally | undefined): void {
+    this.#count(-1);
+    this.#tally = tally;
+    this.#count(1);
+  }
+
+  #count(sign: 1 | -1): void {
+    if (!this.#tally) return;
+    this.#tally.players += sign * this.#seats.size;
+    this.#tally.spectators += sign * this.#spectators.size;
   }
 
   /** The lobby state derived from the seat count and the ready set (docs/spec/PROTOCOL.md §7.4). */
