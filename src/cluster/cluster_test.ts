@@ -153,6 +153,40 @@ Deno.test("Cluster (twins): a spectator switches between rooms homed on two othe
   }
 });
 
+Deno.test("Cluster (twins): a player of a room homed on its own node cannot also watch a room homed elsewhere (ALREADY_IN_ROOM, as in one process)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes;
+    const alice = a!.connect();
+    const ann = a!.connect();
+    const bob = b!.connect();
+    join(alice, "Alice", "HOMEAA");
+    join(bob, "Bob", "HOMEBB");
+    await until(() => !!alice.last("RoomJoined") && !!bob.last("RoomJoined"), "rooms");
+    join(ann, "Ann", "HOMEAA");
+    await until(() => ann.last("RoomJoined") !== undefined, "Ann joins Alice's room");
+    // Alice plays in a room homed on her own node and asks to watch Bob's room on B.
+    alice.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "HOMEBB", spectator_name: "Alice" },
+    });
+    await until(() => alice.last("SpectatorJoinFailed") !== undefined, "refused");
+    deepEqual(alice.last("SpectatorJoinFailed")!.data, {
+      reason: "Already in a room",
+      error_code: "ALREADY_IN_ROOM",
+    });
+    await settle(20);
+    equal(bob.last("NewSpectatorJoined"), undefined, "Bob's room got no spectator");
+    // Alice still plays in her room: her game data reaches Ann, not Bob.
+    alice.say({ type: "GameData", data: { data: "still here" } });
+    await until(() => ann.last("GameData")?.data?.data === "still here", "relay to Ann");
+    await settle(20);
+    equal(bob.last("GameData"), undefined);
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): 30 concurrent joins of one code over three nodes make exactly one room", async () => {
   const cluster = await testCluster({ engine: { defaultMaxPlayers: 100, maxPlayersLimit: 100 } });
   try {

@@ -39,11 +39,24 @@ export function normalise(messages: unknown[]): unknown[] {
   return messages.map((m) => walk(m));
 }
 
+/** The step that drops a client's connection (an unexpected disconnect, code 1006). */
+export const DROP = "DROP";
+
+/** The seat a client holds, from its latest `RoomJoined` or `Reconnected`. */
+function seatOf(client: TestClient | undefined): Record<string, unknown> | undefined {
+  return client?.messages.findLast((m) => m.type === "RoomJoined" || m.type === "Reconnected")
+    ?.data;
+}
+
 /**
- * Plays `script` on `nodes` (a started cluster; `CODE` stands for the first room's code and
- * `PLAYER0` for client 0's player id), client `i` connected through node `i % nodes.length`,
- * one step at a time, awaiting `wait(clients)` after each so the order of different senders'
- * messages is the script's; resolves with each client's normalised messages.
+ * Plays `script` on `nodes` (a started cluster), client `i` connected through node
+ * `i % nodes.length`, one step at a time, awaiting `wait(clients)` after each so the order of
+ * different senders' messages is the script's. In a message, `CODE` stands for the first room's
+ * code, and `PLAYER<k>`, `ROOMID<k>` and `TOKEN<k>` for the player id, room id and reconnection
+ * token of client `k`'s latest `RoomJoined` or `Reconnected`. A {@linkcode DROP} step ends the
+ * client's connection as an unexpected disconnect and connects a new one in its place through
+ * the same node. Resolves with each client slot's normalised messages, every connection's close
+ * code after its messages (`{ closed }`, `null` for a connection still open).
  */
 export async function runScript(
   nodes: readonly TestNode[],
@@ -52,18 +65,33 @@ export async function runScript(
   wait: (clients: readonly TestClient[]) => Promise<void> = () => settle(20),
 ): Promise<unknown[][]> {
   const all: TestClient[] = [];
-  for (let i = 0; i < clients; i++) all.push(nodes[i % nodes.length]!.connect(`10.0.0.${i}`));
+  const ended: unknown[][] = [];
+  for (let i = 0; i < clients; i++) {
+    all.push(nodes[i % nodes.length]!.connect(`10.0.0.${i}`));
+    ended.push([]);
+  }
+  const seatField = (field: string) => (_: string, k: string) =>
+    String(seatOf(all[Number(k)])?.[field] ?? "");
   let code = "";
   for (const [who, message] of script) {
-    const text = JSON.stringify(message).replaceAll("CODE", code).replaceAll(
-      "PLAYER0",
-      String(all[0]!.last("RoomJoined")?.data?.player_id ?? ""),
-    );
-    all[who]!.node.edge.receive(all[who]!.id, text, Date.now());
+    const client = all[who]!;
+    if (message === DROP) {
+      client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
+      ended[who]!.push(...client.messages, { closed: client.closed ?? 1006 });
+      all[who] = client.node.connect(`10.0.0.${who}`);
+    } else {
+      const text = JSON.stringify(message).replaceAll("CODE", code)
+        .replace(/PLAYER(\d+)/g, seatField("player_id"))
+        .replace(/ROOMID(\d+)/g, seatField("room_id"))
+        .replace(/TOKEN(\d+)/g, seatField("reconnection_token"));
+      client.node.edge.receive(client.id, text, Date.now());
+    }
     await wait(all);
     code ||= String(all[0]!.last("RoomJoined")?.data?.room_code ?? "");
   }
-  return all.map((client) => normalise(client.messages));
+  return all.map((client, i) =>
+    normalise([...ended[i]!, ...client.messages, { closed: client.closed ?? null }])
+  );
 }
 
 /**
@@ -125,3 +153,62 @@ export const SCRIPT: Step[] = [
   [5, join("Eve", "NOROOM")],
   [5, { type: "GameData", data: { data: "in my own room" } }],
 ];
+
+/**
+ * A random script of `steps` steps for `clients` clients (a seeded `random` in [0, 1)): joins
+ * and spectating of two fixed room codes of one game (names drawn from three, so some collide),
+ * game data to all and to one player, readiness, authority requests, connection info, leaving,
+ * dropped connections, `Reconnect` with any client's seat (a resume or a takeover) and pings, in
+ * any order and from any client, so most steps are valid and some are refused.
+ * The differential runs it on one node and on three and requires the same messages.
+ */
+export function randomScript(random: () => number, clients: number, steps: number): Step[] {
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const codes = ["ROOM01", "ROOM02"];
+  const names = ["Ann", "Ben", "Cat"];
+  const script: Step[] = [];
+  for (let step = 0; step < steps; step++) {
+    const who = Math.floor(random() * clients);
+    const roll = random();
+    let message: unknown;
+    if (roll < 0.2) {
+      message = join(pick(names), pick(codes), { max_players: pick([2, 3, 4]) });
+    } else if (roll < 0.28) {
+      message = {
+        type: "JoinAsSpectator",
+        data: { game_name: "orbit", room_code: pick(codes), spectator_name: pick(names) },
+      };
+    } else if (roll < 0.45) {
+      message = { type: "GameData", data: { data: { step, from: who } } };
+    } else if (roll < 0.55) {
+      const to = Math.floor(random() * clients);
+      message = { type: "GameData", data: { data: `to ${to}`, to_player: `PLAYER${to}` } };
+    } else if (roll < 0.65) {
+      message = { type: "PlayerReady" };
+    } else if (roll < 0.73) {
+      message = { type: "AuthorityRequest", data: { become_authority: random() < 0.7 } };
+    } else if (roll < 0.78) {
+      message = {
+        type: "ProvideConnectionInfo",
+        data: { connection_info: { type: "direct", host: `10.1.1.${who}`, port: 7000 + step } },
+      };
+    } else if (roll < 0.88) {
+      message = { type: "LeaveRoom" };
+    } else if (roll < 0.92) {
+      message = { type: "LeaveSpectator" };
+    } else if (roll < 0.95) {
+      message = DROP;
+    } else if (roll < 0.98) {
+      // Resume (or take over) the seat of any client, its own included.
+      const k = Math.floor(random() * clients);
+      message = {
+        type: "Reconnect",
+        data: { player_id: `PLAYER${k}`, room_id: `ROOMID${k}`, auth_token: `TOKEN${k}` },
+      };
+    } else {
+      message = { type: "Ping" };
+    }
+    script.push([who, message]);
+  }
+  return script;
+}

@@ -6,18 +6,19 @@
  * real redis-server).
  */
 import { deepEqual, ok } from "node:assert/strict";
-import { runScript, SCRIPT } from "./differential.ts";
+import { randomScript, runScript, SCRIPT } from "./differential.ts";
+import { prng } from "../engine/testing.ts";
 import { testCluster } from "./testing.ts";
 
-/** Runs the script on `nodes` twin nodes (`windowMs` = `cluster.envelope_window_ms`). */
-async function run(nodes: number, windowMs = 0): Promise<unknown[][]> {
+/** Runs `script` on `nodes` twin nodes (`windowMs` = `cluster.envelope_window_ms`). */
+async function run(nodes: number, windowMs = 0, script = SCRIPT): Promise<unknown[][]> {
   const cluster = await testCluster({
     nodes,
     envelopeWindowMs: windowMs,
     engine: { enableReconnection: true },
   });
   try {
-    return await runScript(cluster.nodes, 6, SCRIPT);
+    return await runScript(cluster.nodes, 6, script);
   } finally {
     await cluster.close();
   }
@@ -26,8 +27,10 @@ async function run(nodes: number, windowMs = 0): Promise<unknown[][]> {
 Deno.test("Differential: one node and three nodes give every client the same messages", async () => {
   const single = await run(1);
   const three = await run(3);
-  ok(single.every((messages) => messages.length > 0), "every client got something");
-  const types = (i: number) => single[i]!.map((m) => (m as { type: string }).type);
+  /** Client `i`'s message types (without the close code entry runScript ends each list with). */
+  const types = (i: number) =>
+    single[i]!.flatMap((m) => "type" in (m as object) ? [(m as { type: string }).type] : []);
+  ok(single.every((_, i) => types(i).length > 0), "every client got something");
   // The script does what it says (so equality is about something).
   ok(types(0).includes("GameStarting") && types(3).includes("GameStarting"), types(0).join());
   ok(types(1).includes("RoomLeft") && types(4).includes("RoomJoinFailed"), types(4).join());
@@ -42,5 +45,46 @@ Deno.test("Differential: with an envelope window (cluster.envelope_window_ms) th
   const three = await run(3, 5);
   for (let i = 0; i < single.length; i++) {
     deepEqual(three[i], single[i], `client ${i}`);
+  }
+});
+
+/** Seeds of the random differential; `SIGNAL_FISH_DIFFERENTIAL_SEEDS=n` runs n more (a soak). */
+const SEEDS = [1, 2, 3, 4];
+const extra = Number(Deno.env.get("SIGNAL_FISH_DIFFERENTIAL_SEEDS") ?? 0);
+for (let i = 0; i < extra; i++) SEEDS.push(1000 + i);
+
+Deno.test("Differential: random scripts give every client the same messages on one node and three", async () => {
+  const seen = new Map<string, number>();
+  for (const seed of SEEDS) {
+    const script = randomScript(prng(seed), 6, 40);
+    const single = await run(1, 0, script);
+    const three = await run(3, 0, script);
+    for (let i = 0; i < single.length; i++) {
+      deepEqual(three[i], single[i], `seed ${seed}, client ${i}`);
+    }
+    for (const message of single.flat()) {
+      const type = (message as { type?: string }).type ??
+        `closed ${(message as { closed: unknown }).closed}`;
+      seen.set(type, (seen.get(type) ?? 0) + 1);
+    }
+  }
+  // The scripts reached rooms and every kind of room traffic, and some steps were refused (so
+  // the equality is about all of that).
+  for (
+    const type of [
+      "RoomJoined",
+      "PlayerJoined",
+      "SpectatorJoined",
+      "GameData",
+      "AuthorityChanged",
+      "LobbyStateChanged",
+      "PlayerLeft",
+      "RoomJoinFailed",
+      "Error",
+      "Reconnected",
+      "closed 1006",
+    ]
+  ) {
+    ok((seen.get(type) ?? 0) > 0, `no ${type} in ${JSON.stringify(Object.fromEntries(seen))}`);
   }
 });

@@ -346,8 +346,12 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         [{ type: "rate_limited", scope: "join" }],
       );
     }
+    // Problems the engine reports in the spec's order (a player of a room homed here included:
+    // "Already in a room", docs/spec/PROTOCOL.md §7.9): let the local engine answer them.
     if (
       checkGameName(data.game_name, options.maxGameNameLength) ||
+      checkPlayerName(data.spectator_name, options.nameRules) ||
+      engine.binding(conn) === "player" ||
       checkRoomCode(data.room_code, options.roomCodeLength)
     ) {
       return { kind: "local" };

@@ -124,11 +124,11 @@ export async function testCluster(options: TestClusterOptions = {}): Promise<Tes
   const network = new MemoryNetwork();
   const events: EdgeEvent[] = [];
   const nodes: TestNode[] = [];
-  const codes = { n: 0 };
+  const counters = { codes: 0, tokens: 0 };
   for (let i = 0; i < (options.nodes ?? 3); i++) {
     const name = `node${i}@0000000${i}`;
     const bus = network.bus(name, options.forwardTimeoutMs ?? 2_000);
-    nodes.push(await startNode(name, store, bus, options, events, codes));
+    nodes.push(await startNode(name, store, bus, options, events, counters));
   }
   return {
     network,
@@ -164,7 +164,7 @@ export async function redisTestCluster(
   const events: EdgeEvent[] = [];
   const nodes: TestNode[] = [];
   const links: RedisLink[] = [];
-  const codes = { n: 0 };
+  const counters = { codes: 0, tokens: 0 };
   try {
     for (let i = 0; i < (options.nodes ?? 3); i++) {
       const name = `node${i}@0000000${i}`;
@@ -183,7 +183,7 @@ export async function redisTestCluster(
         new RedisBus(link, name, prefix, options.forwardTimeoutMs ?? 2_000),
         options,
         events,
-        codes,
+        counters,
       );
       holder.node = node.cluster;
       nodes.push(node);
@@ -232,12 +232,12 @@ async function startNode(
   bus: ClusterBus,
   options: TestClusterOptions,
   events: EdgeEvent[],
-  codes: { n: number },
+  counters: { codes: number; tokens: number },
 ): Promise<TestNode> {
   const ttlMs = options.ttlMs ?? 30_000;
   const staging = new Staging(
     () => crypto.randomUUID(),
-    () => `C${String(++codes.n).padStart(5, "0")}`,
+    () => `C${String(++counters.codes).padStart(5, "0")}`,
   );
   const holder: { cluster?: ClusterNode } = {};
   const engine: Engine = new Engine(testOptions({
@@ -245,6 +245,9 @@ async function startNode(
     ...options.engine,
     newId: staging.roomId,
     newRoomCode: staging.roomCode,
+    // Numbered across the cluster's nodes (as random tokens would be distinct), so one and
+    // three nodes mint the same sequence (the differential compares them).
+    newToken: () => `token-${++counters.tokens}`.padEnd(43, "x"),
     rateLimits: undefined,
     takeoverTruncated: (conn) => holder.cluster?.router.takeoverTruncated(conn) ?? false,
   }));
