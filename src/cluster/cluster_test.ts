@@ -187,6 +187,49 @@ Deno.test("Cluster (twins): a player of a room homed on its own node cannot also
   }
 });
 
+Deno.test("Cluster (twins): a member of a room homed on its own node cannot Reconnect into a seat homed elsewhere (ALREADY_IN_ROOM, as in one process)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes;
+    const alice = a!.connect();
+    const sam = a!.connect();
+    const bob = b!.connect();
+    join(alice, "Alice", "HOMEAA");
+    join(bob, "Bob", "HOMEBB");
+    await until(() => !!alice.last("RoomJoined") && !!bob.last("RoomJoined"), "rooms");
+    sam.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "HOMEAA", spectator_name: "Sam" },
+    });
+    await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watches Alice's room");
+    const seat = bob.last("RoomJoined")!.data!;
+    const takeOver = {
+      type: "Reconnect",
+      data: {
+        player_id: seat.player_id,
+        room_id: seat.room_id,
+        auth_token: seat.reconnection_token,
+      },
+    };
+    // A player and a spectator of a room homed on A present Bob's seat (homed on B).
+    for (const member of [alice, sam]) {
+      member.say(takeOver);
+      await until(() => member.last("ReconnectionFailed") !== undefined, "refused");
+      deepEqual(member.last("ReconnectionFailed")!.data, {
+        reason: "Already in a room",
+        error_code: "ALREADY_IN_ROOM",
+      });
+    }
+    await settle(20);
+    // Bob keeps his seat and his connection.
+    equal(bob.closed, undefined);
+    equal(alice.last("Reconnected"), undefined);
+    equal(sam.last("Reconnected"), undefined);
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): 30 concurrent joins of one code over three nodes make exactly one room", async () => {
   const cluster = await testCluster({ engine: { defaultMaxPlayers: 100, maxPlayersLimit: 100 } });
   try {

@@ -381,6 +381,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
 
   const reconnect = async (
     take: typeof takeToken,
+    conn: string,
     message: Extract<ClientMessage, { type: "Reconnect" }>,
     ip: string,
     staleHome: NodeId | undefined,
@@ -409,7 +410,9 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       }
     }
     const roomId = message.data.room_id;
-    if (engine.hasRoomId(roomId)) return { kind: "local" };
+    // A member of a room homed here (player or spectator) is answered by the local engine
+    // ("Already in a room", docs/spec/PROTOCOL.md §7.11.4), as for a room homed here.
+    if (engine.hasRoomId(roomId) || engine.binding(conn) !== undefined) return { kind: "local" };
     const resolved = await store.resolveRoomId(roomId);
     switch (resolved.status) {
       case "absent":
@@ -437,7 +440,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         case "JoinAsSpectator":
           return await joinAsSpectator(take, conn, message, ip, now, staleHome);
         case "Reconnect":
-          return await reconnect(take, message, ip, staleHome, now);
+          return await reconnect(take, conn, message, ip, staleHome, now);
         default:
           return { kind: "local" };
       }
