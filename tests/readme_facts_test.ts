@@ -57,12 +57,13 @@ function closeCodes(text: string): string[] {
   return [...text.matchAll(/^\| `(\d{4})` +\|/gm)].map((m) => m[1]!);
 }
 
-Deno.test("docs/protocol.md: the close codes are docs/spec/PROTOCOL.md §1.6's (cluster-only 1012 planned)", () => {
+Deno.test("docs/protocol.md: the close codes are docs/spec/PROTOCOL.md §1.6's, cluster-only 1012 explained", () => {
   const spec = new Set(closeCodes(section(PROTOCOL, "### 1.6 Close codes")));
   const guide = new Set(closeCodes(section(GUIDE, "### Close codes")));
-  ok(spec.size >= 7, "spec close codes read");
-  deepEqual([...guide].sort(), [...spec].filter((code) => code !== "1012").sort());
-  ok(section(GUIDE, "## Planned").includes("`1012`"), "1012 is named under Planned");
+  ok(spec.size >= 7 && spec.has("1012"), "spec close codes read");
+  deepEqual([...guide].sort(), [...spec].sort());
+  const several = section(GUIDE, "## Servers with several instances");
+  ok(several.includes("`1012`") && several.includes("`SERVICE_UNAVAILABLE`"), several);
 });
 
 Deno.test("README: the quick start shows the banner deno task start prints", () => {
