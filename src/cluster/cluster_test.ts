@@ -230,6 +230,47 @@ Deno.test("Cluster (twins): a member of a room homed on its own node cannot Reco
   }
 });
 
+Deno.test("Cluster (twins): a spectator of a room homed elsewhere switches to a room homed on its own node; the old room lets it go", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes;
+    const alice = a!.connect();
+    const bob = b!.connect();
+    join(alice, "Alice", "HOMEAA");
+    join(bob, "Bob", "HOMEBB");
+    await until(() => !!alice.last("RoomJoined") && !!bob.last("RoomJoined"), "rooms");
+    const sam = a!.connect();
+    const watch = (code: string) =>
+      sam.say({
+        type: "JoinAsSpectator",
+        data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
+      });
+    watch("HOMEBB");
+    await until(() => bob.last("NewSpectatorJoined") !== undefined, "Sam watches Bob's room");
+    watch("HOMEAA");
+    await until(() => alice.last("NewSpectatorJoined") !== undefined, "Sam watches Alice's room");
+    // As in one process: the old room's members see a voluntary leave; Sam is told nothing.
+    await until(() => bob.last("SpectatorDisconnected") !== undefined, "the old room told");
+    equal(bob.last("SpectatorDisconnected")!.data!.reason, "voluntary_leave");
+    equal(sam.last("SpectatorLeft"), undefined);
+    // Sam's input now goes to the room he watches: a spectator there.
+    sam.say({ type: "AuthorityRequest", data: { become_authority: true } });
+    await until(() => sam.last("Error") !== undefined, "spectators cannot");
+    equal(sam.last("Error")!.data!.error_code, "SPECTATOR_NOT_ALLOWED");
+    bob.say({ type: "GameData", data: { data: "B" } });
+    alice.say({ type: "GameData", data: { data: "A" } });
+    await until(() => sam.last("GameData")?.data?.data === "A", "Alice's data");
+    await settle(20);
+    deepEqual(
+      sam.messages.filter((m) => m.type === "GameData").map((m) => m.data!.data),
+      ["A"],
+      "nothing from the room Sam left",
+    );
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): 30 concurrent joins of one code over three nodes make exactly one room", async () => {
   const cluster = await testCluster({ engine: { defaultMaxPlayers: 100, maxPlayersLimit: 100 } });
   try {

@@ -454,6 +454,7 @@ export class Edge {
             } finally {
               resolution.after?.();
             }
+            this.#switchedHere(id, conn);
             return;
           case "remote": {
             const outcome = await toHome(resolution.home);
@@ -482,6 +483,19 @@ export class Edge {
         this.#deliver(encodeServerMessage(unavailable(message)), [id], Date.now());
       }
     }).finally(() => this.#settle(id, conn));
+  }
+
+  /**
+   * After a request answered here: a spectator of a room homed elsewhere that now watches a room
+   * homed here (the only request a remote member's home lets go on to resolve, §8.4.2) is bound
+   * here, and its old home lets it go silently (`CLOSED{switched}`, as a switch between two
+   * remote homes does).
+   */
+  #switchedHere(id: ConnId, conn: Connection): void {
+    const previous = conn.home;
+    if (previous === this.#node || this.#engine.binding(id) === undefined) return;
+    conn.home = this.#node;
+    this.#router.closed(previous, id, "switched", Date.now());
   }
 
   /**
