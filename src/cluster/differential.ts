@@ -155,8 +155,9 @@ export const SCRIPT: Step[] = [
 ];
 
 /**
- * A random script of `steps` steps for `clients` clients (a seeded `random` in [0, 1)): joins
- * and spectating of two fixed room codes of one game (names drawn from three, so some collide),
+ * A random script of `steps` steps for `clients` clients (a seeded `random` in [0, 1)): joins,
+ * creations and spectating of two fixed room codes and client 0's first room in one game (names
+ * drawn from three, so some collide; some joins join-only or create-only, some without a code),
  * game data to all and to one player, readiness, authority requests, connection info, leaving,
  * dropped connections, `Reconnect` with any client's seat (a resume or a takeover) and pings, in
  * any order and from any client, so most steps are valid and some are refused.
@@ -164,7 +165,8 @@ export const SCRIPT: Step[] = [
  */
 export function randomScript(random: () => number, clients: number, steps: number): Step[] {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
-  const codes = ["ROOM01", "ROOM02"];
+  // `CODE` is client 0's first room (a generated code, once it has one).
+  const codes = ["ROOM01", "ROOM02", "CODE"];
   const names = ["Ann", "Ben", "Cat"];
   const script: Step[] = [];
   for (let step = 0; step < steps; step++) {
@@ -172,7 +174,19 @@ export function randomScript(random: () => number, clients: number, steps: numbe
     const roll = random();
     let message: unknown;
     if (roll < 0.2) {
-      message = join(pick(names), pick(codes), { max_players: pick([2, 3, 4]) });
+      // A join or creation by code, now and then join-only (E9), without a code (a generated
+      // one) or with E11's authority handover.
+      const kind = random();
+      message = join(pick(names), kind < 0.1 ? null : pick(codes), {
+        max_players: pick([2, 3, 4]),
+        ...(kind > 0.9
+          ? { create: "always" }
+          : kind > 0.8
+          ? { create: "never" }
+          : kind > 0.7
+          ? { authority_handover: true }
+          : {}),
+      });
     } else if (roll < 0.28) {
       message = {
         type: "JoinAsSpectator",
