@@ -271,6 +271,75 @@ Deno.test("Cluster (twins): a spectator of a room homed elsewhere switches to a 
   }
 });
 
+Deno.test("Cluster (twins): a connection keeps the player id it adopted by Reconnect in rooms homed on other nodes (docs/spec/PROTOCOL.md §1.2)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes;
+    const alice = a!.connect();
+    const bob = b!.connect();
+    const cy = c!.connect();
+    join(alice, "Alice", "HOMEAA");
+    join(bob, "Bob", "HOMEBB");
+    join(cy, "Cy", "HOMECC");
+    await until(
+      () => !!alice.last("RoomJoined") && !!bob.last("RoomJoined") && !!cy.last("RoomJoined"),
+      "rooms",
+    );
+    const seat = bob.last("RoomJoined")!.data!;
+    // Carol, on A, takes over Bob's seat in the room homed on B, then leaves it.
+    const carol = a!.connect();
+    carol.say({
+      type: "Reconnect",
+      data: {
+        player_id: seat.player_id,
+        room_id: seat.room_id,
+        auth_token: seat.reconnection_token,
+      },
+    });
+    await until(() => carol.last("Reconnected") !== undefined, "Reconnected");
+    equal(carol.last("Reconnected")!.data!.player_id, seat.player_id);
+    carol.say({ type: "LeaveRoom" });
+    await until(() => carol.last("RoomLeft") !== undefined, "left");
+    // As in one process, the adopted id is Carol's in the rooms she joins next: one homed on C,
+    // then one homed on her own node.
+    join(carol, "Carol", "HOMECC");
+    await until(() => carol.last("RoomJoined") !== undefined, "joined C's room");
+    equal(carol.last("RoomJoined")!.data!.player_id, seat.player_id);
+    await until(() => cy.last("PlayerJoined") !== undefined, "Cy told");
+    equal((cy.last("PlayerJoined")!.data!.player as { id: string }).id, seat.player_id);
+    cy.say({ type: "GameData", data: { data: "to Carol", to_player: seat.player_id } });
+    await until(() => carol.last("GameData")?.data?.data === "to Carol", "targeted data");
+    carol.say({ type: "LeaveRoom" });
+    await until(() => carol.types().filter((t) => t === "RoomLeft").length === 2, "left C's");
+    join(carol, "Carol", "HOMEAA");
+    await until(() => alice.last("PlayerJoined") !== undefined, "joined A's room");
+    equal((alice.last("PlayerJoined")!.data!.player as { id: string }).id, seat.player_id);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a connection that opted in to presence events gets PlayerDisconnected from a room homed on another node (docs/spec/EXTENSIONS.md E10)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes;
+    const bob = b!.connect();
+    join(bob, "Bob", "HOMEBB");
+    await until(() => bob.last("RoomJoined") !== undefined, "room");
+    const pat = a!.connect();
+    pat.say({ type: "Authenticate", data: { app_id: "orbit", features: ["presence-events"] } });
+    await until(() => pat.last("Authenticated") !== undefined, "Authenticated");
+    deepEqual(pat.last("Authenticated")!.data!.features, ["presence-events"]);
+    join(pat, "Pat", "HOMEBB");
+    await until(() => pat.last("RoomJoined") !== undefined, "Pat joins Bob's room");
+    b!.edge.disconnect(bob.id, Date.now(), undefined, 1006);
+    await until(() => pat.last("PlayerDisconnected") !== undefined, "PlayerDisconnected");
+    equal(pat.last("PlayerDisconnected")!.data!.player_id, bob.last("RoomJoined")!.data!.player_id);
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): 30 concurrent joins of one code over three nodes make exactly one room", async () => {
   const cluster = await testCluster({ engine: { defaultMaxPlayers: 100, maxPlayersLimit: 100 } });
   try {

@@ -11,6 +11,11 @@
  * frame   u8 0 + str (text frame) | u8 1 + u32 length + bytes (binary frame)
  * BIND    str conn | str ip | str app id ("" = none) | u8 format (0 json, 1 message_pack)
  *         | f64 deadline (Unix ms) | frame request
+ * BINDX   (kind 10) a BIND of a connection that opted in to presence events or adopted a
+ *         player id by `Reconnect`: str conn | str ip | str app id | u8 format | u8 flags
+ *         (bit 0: presence events) | str player id ("" = the connection id) | f64 deadline
+ *         | frame request. Decoded as a BIND; written only when one of the two applies, so
+ *         every other BIND stays readable by the previous release.
  * MSG     str conn | frame
  * DATA    str conn | str V: the client frame `{"type":"GameData","data":{"data":V}}` (an untargeted
  *         GameData the edge has validated; the home needs no second decode)
@@ -46,6 +51,8 @@ export const Kind = {
   HEARTBEAT: 8,
   DATA: 9,
 } as const;
+/** The wire kind of a `BIND` with presence events or an adopted player id (decoded as a BIND). */
+const BIND_EXTENDED = 10;
 export type Kind = typeof Kind[keyof typeof Kind];
 
 /** A client or output frame as it travels: text or bytes. */
@@ -64,6 +71,13 @@ export interface BindMeta {
   ip: string;
   appId?: string;
   format: "json" | "message_pack";
+  /** Opted in to presence events at `Authenticate` (docs/spec/EXTENSIONS.md E10). */
+  presence?: boolean;
+  /**
+   * The player id the connection adopted by a successful `Reconnect`, when it differs from the
+   * connection id (docs/spec/PROTOCOL.md §1.2: the identity for the rest of the socket's life).
+   */
+  playerId?: string;
 }
 
 /** A decoded envelope. */
@@ -303,16 +317,24 @@ export function encodeBatch(
 }
 
 function writeBody(w: Writer, body: Body): void {
+  if (body.kind === Kind.BIND) {
+    const { meta } = body;
+    const extended = meta.presence === true || meta.playerId !== undefined;
+    w.u8(extended ? BIND_EXTENDED : Kind.BIND);
+    w.str(body.conn);
+    w.str(meta.ip);
+    w.str(meta.appId ?? "");
+    w.u8(meta.format === "message_pack" ? 1 : 0);
+    if (extended) {
+      w.u8(meta.presence === true ? 1 : 0);
+      w.str(meta.playerId ?? "");
+    }
+    w.f64(body.deadline);
+    w.frame(body.frame);
+    return;
+  }
   w.u8(body.kind);
   switch (body.kind) {
-    case Kind.BIND:
-      w.str(body.conn);
-      w.str(body.meta.ip);
-      w.str(body.meta.appId ?? "");
-      w.u8(body.meta.format === "message_pack" ? 1 : 0);
-      w.f64(body.deadline);
-      w.frame(body.frame);
-      break;
     case Kind.MSG:
       w.str(body.conn);
       w.frame(body.frame);
@@ -418,14 +440,20 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
 function readBody(r: Reader, source: NodeId, seq: number, ack: number): Envelope {
   const kind = r.u8();
   switch (kind) {
-    case Kind.BIND: {
+    case Kind.BIND:
+    case BIND_EXTENDED: {
       const conn = r.str();
       const ip = r.str();
       const appId = r.str();
       const format = r.u8() === 1 ? "message_pack" as const : "json" as const;
-      const deadline = r.f64();
       const meta: BindMeta = { ip, format, ...(appId ? { appId } : {}) };
-      return { source, seq, ack, kind, conn, meta, deadline, frame: r.frame() };
+      if (kind === BIND_EXTENDED) {
+        if ((r.u8() & 1) === 1) meta.presence = true;
+        const playerId = r.str();
+        if (playerId !== "") meta.playerId = playerId;
+      }
+      const deadline = r.f64();
+      return { source, seq, ack, kind: Kind.BIND, conn, meta, deadline, frame: r.frame() };
     }
     case Kind.MSG: {
       const conn = r.str();

@@ -17,6 +17,28 @@ Deno.test("envelopes: every kind round-trips, text and binary frames unchanged",
       deadline: 1_700_000_000_123,
       frame: '{"type":"JoinRoom","data":{"game_name":"ørbit 🚀"}}',
     },
+    // A BIND with presence events and an adopted player id (the extended layout), and each alone.
+    {
+      kind: Kind.BIND,
+      conn: "c2",
+      meta: { ip: "10.0.0.1", format: "json", presence: true, playerId: "p-adopted" },
+      deadline: 1_700_000_000_124,
+      frame: '{"type":"JoinRoom"}',
+    },
+    {
+      kind: Kind.BIND,
+      conn: "c3",
+      meta: { ip: "10.0.0.1", appId: "app", format: "json", presence: true },
+      deadline: 1,
+      frame: "x",
+    },
+    {
+      kind: Kind.BIND,
+      conn: "c4",
+      meta: { ip: "10.0.0.1", format: "message_pack", playerId: "p" },
+      deadline: 2,
+      frame: "y",
+    },
     { kind: Kind.MSG, conn: "c1", frame: new Uint8Array([0, 255, 7]) },
     { kind: Kind.DATA, conn: "c1", value: '{"x":[1,2,"ü"]}' },
     { kind: Kind.CLOSED, conn: "c1", cause: "abandoned", delivered: 42 },
@@ -43,6 +65,19 @@ Deno.test("envelopes: every kind round-trips, text and binary frames unchanged",
     const bytes = encodeEnvelope("a@00000001", 7, 5, body);
     deepEqual(decodeEnvelope(bytes), { source: "a@00000001", seq: 7, ack: 5, ...body });
   }
+  // A BIND without presence or adopted id keeps the first release's layout (kind 1, no extra
+  // bytes), so instances of that release read it during a rolling deploy.
+  const bind = {
+    kind: Kind.BIND,
+    conn: "c1",
+    meta: { ip: "10.0.0.1", format: "json" },
+    deadline: 1,
+    frame: "x",
+  } as const;
+  const plain = encodeEnvelope("a", 1, 0, bind);
+  const extended = encodeEnvelope("a", 1, 0, { ...bind, meta: { ...bind.meta, presence: true } });
+  const kindAt = 1 + 4 + 1 + 4 + 4 + 2; // version, source "a", seq, ack, count
+  deepEqual([plain[kindAt], extended[kindAt], extended.length - plain.length], [1, 10, 5]);
   const good = encodeEnvelope("a", 1, 0, { kind: Kind.MSG, conn: "c", frame: "hello" });
   throws(() => decodeEnvelope(good.subarray(0, good.length - 2)), RangeError, "truncated");
   const future = good.slice();

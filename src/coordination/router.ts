@@ -115,6 +115,10 @@ export interface RemoteMeta {
   ip: string;
   appId?: string;
   format: "json" | "message_pack";
+  /** Opted in to presence events at `Authenticate` (docs/spec/EXTENSIONS.md E10). */
+  presence?: boolean;
+  /** The player id the connection adopted by `Reconnect`, when not its connection id. */
+  playerId?: string;
 }
 
 /** What a node's home offers the router (client input for its rooms, operator commands). */

@@ -35,7 +35,7 @@ import {
   type SnapshotOutcome,
   type SnapshotParts,
 } from "./snapshot.ts";
-import { type Session, Sessions } from "./sessions.ts";
+import { type Session, type SessionMeta, Sessions } from "./sessions.ts";
 import { Spectators } from "./spectators.ts";
 
 export type {
@@ -50,6 +50,7 @@ export type {
 export type { EngineStats } from "./directory.ts";
 export type { ConnectInfo, EngineOptions, SdkManifest } from "./options.ts";
 export type { DisconnectLoss } from "./reconnection.ts";
+export type { SessionMeta } from "./sessions.ts";
 export { CODE_ATTEMPTS, MAINTENANCE_REASON } from "./rooms.ts";
 export type { RoomsSnapshot, SnapshotOutcome } from "./snapshot.ts";
 export { decodeSnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";
@@ -167,22 +168,37 @@ export class Engine {
 
   /**
    * Seats nothing yet: registers connection `id`, authenticated on edge node of a cluster, as a
-   * remote session with `remote`'s IP, app and format (docs/spec/SERVER.md §8.2, §8.4.4 `BIND`).
+   * remote session with `remote`'s IP, app, format, presence opt-in and adopted player id
+   * (docs/spec/SERVER.md §8.2, §8.4.4 `BIND`; docs/spec/PROTOCOL.md §1.2).
    */
-  connectRemote(
-    id: ConnId,
-    remote: { ip: string; appId?: string; format: "json" | "message_pack" },
-  ): void {
-    this.#sessions.connectRemote(id, remote);
+  connectRemote(id: ConnId, remote: SessionMeta & { ip: string }): void {
+    if (!this.#sessions.connectRemote(id, remote)) return;
+    if (remote.playerId !== undefined) this.#reconnection.adopt(remote.playerId, id);
   }
 
-  /** The app id and negotiated format of connection `id` (what a `BIND` carries, §8.4.1). */
-  sessionMeta(id: ConnId): { appId?: string; format: "json" | "message_pack" } | undefined {
+  /**
+   * What a `BIND` carries about connection `id` (docs/spec/SERVER.md §8.4.1): its app, negotiated
+   * format, presence opt-in (docs/spec/EXTENSIONS.md E10) and the player id it adopted by
+   * `Reconnect` (only when that is not its connection id); `undefined` for an unknown connection.
+   */
+  sessionMeta(id: ConnId): SessionMeta | undefined {
     const session = this.#sessions.get(id);
     if (!session) return undefined;
-    return session.app ? { appId: session.app.appId, format: session.format } : {
+    return {
       format: session.format,
+      ...(session.app ? { appId: session.app.appId } : {}),
+      ...(session.presence ? { presence: true } : {}),
+      ...(session.playerId !== id ? { playerId: session.playerId } : {}),
     };
+  }
+
+  /**
+   * Connection `id` adopted `playerId` by a `Reconnect` its room's home (another node) answered
+   * (docs/spec/PROTOCOL.md §7.11.5 step 2): this node's session of it takes that identity too, so a
+   * later request answered here or sent to another home keeps it (§1.2).
+   */
+  adoptPlayerId(id: ConnId, playerId: string): void {
+    if (this.#sessions.get(id)?.playerId !== playerId) this.#reconnection.adopt(playerId, id);
   }
 
   /**

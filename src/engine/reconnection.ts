@@ -184,6 +184,19 @@ export class Reconnection {
     return session?.playerId === playerId ? session : undefined;
   }
 
+  /**
+   * Connection `conn` carries identity `playerId` from now on (docs/spec/PROTOCOL.md §7.11.5 step
+   * 2): adopted by a `Reconnect` here, or by one another node's home answered (cluster mode, the
+   * connection's edge or a home it binds to later, docs/spec/PROTOCOL.md §1.2).
+   */
+  adopt(playerId: string, conn: ConnId): void {
+    const session = this.#sessions.get(conn);
+    if (!session) return;
+    session.playerId = playerId;
+    if (conn === playerId) this.#connByAdoptedPlayer.delete(playerId);
+    else this.#connByAdoptedPlayer.set(playerId, conn);
+  }
+
   /** Forgets that connection `conn` adopted identity `playerId` (the connection closed). */
   forgetAdopted(playerId: string, conn: ConnId): void {
     if (playerId !== conn) this.#connByAdoptedPlayer.delete(playerId);
@@ -457,10 +470,8 @@ export class Reconnection {
         reason: "Replaced by a new connection",
       });
     }
-    session.playerId = playerId;
+    this.adopt(playerId, session.id);
     session.playing = room;
-    if (session.id === playerId) this.#connByAdoptedPlayer.delete(playerId);
-    else this.#connByAdoptedPlayer.set(playerId, session.id);
     this.#invalidate(record, "used", now);
     this.#resumedWith.set(session.id, record);
     room.lastActivity = now;

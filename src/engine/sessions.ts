@@ -60,6 +60,18 @@ export interface Session {
   watching?: Room;
 }
 
+/**
+ * What a cluster `BIND` carries about a connection's session (docs/spec/SERVER.md §8.4.1): its
+ * app, negotiated format, presence opt-in (docs/spec/EXTENSIONS.md E10) and the player id it
+ * adopted by `Reconnect` (absent while that is its connection id, docs/spec/PROTOCOL.md §1.2).
+ */
+export interface SessionMeta {
+  appId?: string;
+  format: "json" | "message_pack";
+  presence?: boolean;
+  playerId?: string;
+}
+
 /** Every connection's session, the auth deadlines and the configured apps. */
 export class Sessions {
   readonly #options: EngineOptions;
@@ -126,14 +138,12 @@ export class Sessions {
 
   /**
    * Registers a connection authenticated on another node (a remote session, docs/spec/SERVER.md §8.2):
-   * authenticated, with the app and game-data format of its `BIND`, no auth deadline. An
-   * existing session of `id` is kept (a spectator switching rooms on this home).
+   * authenticated, with the app, game-data format and presence opt-in of its `BIND`, no auth
+   * deadline. An existing session of `id` is kept (a spectator switching rooms on this home):
+   * returns whether a session was created.
    */
-  connectRemote(
-    id: ConnId,
-    remote: { ip: string; appId?: string; format: "json" | "message_pack" },
-  ): void {
-    if (this.#sessions.has(id)) return;
+  connectRemote(id: ConnId, remote: SessionMeta & { ip: string }): boolean {
+    if (this.#sessions.has(id)) return false;
     const app = remote.appId !== undefined ? this.#apps.get(remote.appId) : undefined;
     this.#sessions.set(id, {
       id,
@@ -143,10 +153,11 @@ export class Sessions {
       app,
       authenticateAnswered: true,
       format: remote.format,
-      presence: undefined,
+      presence: remote.presence === true ? true : undefined,
       playing: undefined,
       watching: undefined,
     });
+    return true;
   }
 
   /** Forgets connection `id` (closed or replaced); returns its session. */

@@ -458,6 +458,14 @@ export class Edge {
             return;
           case "remote": {
             const outcome = await toHome(resolution.home);
+            if (
+              outcome.status === "bound" && message.type === "Reconnect" &&
+              this.#conns.get(id) === conn
+            ) {
+              // The connection was in no room, so bound = resumed: it adopted the seat's player
+              // id (docs/spec/PROTOCOL.md §7.11.5), which later requests carry (§1.2).
+              this.#engine.adoptPlayerId(id, message.data.player_id);
+            }
             if (outcome.status !== "miss") return;
             // The home may have claimed the code and not created the room yet (its claim's
             // answer and this BIND travel on different connections): ask again a little later,
