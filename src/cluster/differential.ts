@@ -160,7 +160,8 @@ export const SCRIPT: Step[] = [
  * drawn from three, so some collide; some joins join-only or create-only, some without a code),
  * game data to all and to one player, readiness, authority requests, connection info, leaving,
  * dropped connections, `Reconnect` with any client's seat (a resume or a takeover) and pings, in
- * any order and from any client, so most steps are valid and some are refused.
+ * any order and from any client, so most steps are valid and some are refused; every other client
+ * opts in to presence events first.
  * The differential runs it on one node and on three and requires the same messages.
  */
 export function randomScript(random: () => number, clients: number, steps: number): Step[] {
@@ -168,7 +169,14 @@ export function randomScript(random: () => number, clients: number, steps: numbe
   // `CODE` is client 0's first room (a generated code, once it has one).
   const codes = ["ROOM01", "ROOM02", "CODE"];
   const names = ["Ann", "Ben", "Cat"];
+  // Every other client opts in to presence events (docs/spec/EXTENSIONS.md E10) first.
   const script: Step[] = [];
+  for (let k = 0; k < clients; k += 2) {
+    script.push([k, {
+      type: "Authenticate",
+      data: { app_id: "orbit", features: ["presence-events"] },
+    }]);
+  }
   for (let step = 0; step < steps; step++) {
     const who = Math.floor(random() * clients);
     const roll = random();

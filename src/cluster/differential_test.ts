@@ -94,6 +94,7 @@ Deno.test("Differential: random scripts give every client the same messages on o
       "RoomJoinFailed",
       "Error",
       "Reconnected",
+      "PlayerDisconnected",
       "closed 1006",
     ]
   ) {
