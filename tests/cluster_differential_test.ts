@@ -19,7 +19,7 @@ Deno.test({
     const run = async (nodes: number, script = SCRIPT) => {
       const cluster = await redisTestCluster(redis.url, {
         nodes,
-        engine: { enableReconnection: true },
+        engine: { enableReconnection: true, messagePack: true },
       });
       try {
         // Envelopes cross real sockets: each step waits until every client has been quiet.

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { encode } from "@msgpack/msgpack";
 import { settle, type TestClient, type TestNode } from "./testing.ts";
 
 /** One step: which client sends which message. */
@@ -41,6 +42,11 @@ export function normalise(messages: unknown[]): unknown[] {
 
 /** The step that drops a client's connection (an unexpected disconnect, code 1006). */
 export const DROP = "DROP";
+
+/** A step sending `value` as a binary frame: its MessagePack encoding (PROTOCOL.md §7.7). */
+export interface BinaryStep {
+  binary: unknown;
+}
 
 /** The seat a client holds, from its latest `RoomJoined` or `Reconnected`. */
 function seatOf(client: TestClient | undefined): Record<string, unknown> | undefined {
@@ -79,6 +85,8 @@ export async function runScript(
       client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
       ended[who]!.push(...client.messages, { closed: client.closed ?? 1006 });
       all[who] = client.node.connect(`10.0.0.${who}`);
+    } else if (typeof message === "object" && message !== null && "binary" in message) {
+      client.node.edge.receive(client.id, encode((message as BinaryStep).binary), Date.now());
     } else {
       const text = JSON.stringify(message).replaceAll("CODE", code)
         .replace(/PLAYER(\d+)/g, seatField("player_id"))
@@ -160,8 +168,8 @@ export const SCRIPT: Step[] = [
  * drawn from three, so some collide; some joins join-only or create-only, some without a code),
  * game data to all and to one player, readiness, authority requests, connection info, leaving,
  * dropped connections, `Reconnect` with any client's seat (a resume or a takeover) and pings, in
- * any order and from any client, so most steps are valid and some are refused; every other client
- * opts in to presence events first.
+ * any order and from any client, so most steps are valid and some are refused. All clients but
+ * one ask for MessagePack game data first, most of them with presence events.
  * The differential runs it on one node and on three and requires the same messages.
  */
 export function randomScript(random: () => number, clients: number, steps: number): Step[] {
@@ -169,12 +177,18 @@ export function randomScript(random: () => number, clients: number, steps: numbe
   // `CODE` is client 0's first room (a generated code, once it has one).
   const codes = ["ROOM01", "ROOM02", "CODE"];
   const names = ["Ann", "Ben", "Cat"];
-  // Every other client opts in to presence events (docs/spec/EXTENSIONS.md E10) first.
+  // First, clients ask for MessagePack game data (docs/spec/PROTOCOL.md §7.1.5), all but the last
+  // of them with presence events (docs/spec/EXTENSIONS.md E10); client 4 stays a plain v2 client.
   const script: Step[] = [];
-  for (let k = 0; k < clients; k += 2) {
+  for (let k = 0; k < clients; k++) {
+    if (k === 4) continue;
     script.push([k, {
       type: "Authenticate",
-      data: { app_id: "orbit", features: ["presence-events"] },
+      data: {
+        app_id: "orbit",
+        game_data_format: "message_pack",
+        ...(k < clients - 1 ? { features: ["presence-events"] } : {}),
+      },
     }]);
   }
   for (let step = 0; step < steps; step++) {
@@ -200,8 +214,13 @@ export function randomScript(random: () => number, clients: number, steps: numbe
         type: "JoinAsSpectator",
         data: { game_name: "orbit", room_code: pick(codes), spectator_name: pick(names) },
       };
-    } else if (roll < 0.45) {
+    } else if (roll < 0.38) {
       message = { type: "GameData", data: { data: { step, from: who } } };
+    } else if (roll < 0.45) {
+      // Binary game data: a value JSON recipients get converted, or one they cannot (bytes).
+      message = {
+        binary: random() < 0.7 ? { step, from: who } : new Uint8Array([step & 255, who]),
+      } satisfies BinaryStep;
     } else if (roll < 0.55) {
       const to = Math.floor(random() * clients);
       message = { type: "GameData", data: { data: `to ${to}`, to_player: `PLAYER${to}` } };

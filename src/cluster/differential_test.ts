@@ -3,7 +3,9 @@
  * the same scripted sessions against one node and against three (connections assigned
  * round-robin) must give every client the same message sequence once ids, tokens, codes and
  * times are normalised, on the in-memory twins (tests/cluster_differential_test.ts runs it on a
- * real redis-server).
+ * real redis-server). Besides the scripted session, seeded random scripts (`randomScript`); run
+ * more of them as a soak with `SIGNAL_FISH_DIFFERENTIAL_SEEDS=300 deno task test
+ * src/cluster/differential_test.ts` (about 3.5 minutes).
  */
 import { deepEqual, ok } from "node:assert/strict";
 import { randomScript, runScript, SCRIPT } from "./differential.ts";
@@ -15,7 +17,7 @@ async function run(nodes: number, windowMs = 0, script = SCRIPT): Promise<unknow
   const cluster = await testCluster({
     nodes,
     envelopeWindowMs: windowMs,
-    engine: { enableReconnection: true },
+    engine: { enableReconnection: true, messagePack: true },
   });
   try {
     return await runScript(cluster.nodes, 6, script);
@@ -49,30 +51,41 @@ Deno.test("Differential: with an envelope window (cluster.envelope_window_ms) th
 });
 
 /** Seeds of the random differential; `SIGNAL_FISH_DIFFERENTIAL_SEEDS=n` runs n more (a soak). */
-const SEEDS = [1, 2, 3, 4];
+const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
 const extra = Number(Deno.env.get("SIGNAL_FISH_DIFFERENTIAL_SEEDS") ?? 0);
 for (let i = 0; i < extra; i++) SEEDS.push(1000 + i);
 
-Deno.test("Differential: random scripts give every client the same messages on one node and three", async () => {
+Deno.test("Differential: random scripts give every client the same messages on one node and three (with and without an envelope window)", async () => {
   const seen = new Map<string, number>();
   // Independent clusters: the one-node and three-node runs of a few seeds at a time (the steps
   // wait for timer turns, not for the CPU).
   const AT_ONCE = 4;
-  const outcomes: { seed: number; single: unknown[][]; three: unknown[][] }[] = [];
+  const outcomes: {
+    seed: number;
+    single: unknown[][];
+    three: unknown[][];
+    windowed: unknown[][];
+  }[] = [];
   for (let first = 0; first < SEEDS.length; first += AT_ONCE) {
     outcomes.push(
       ...await Promise.all(
         SEEDS.slice(first, first + AT_ONCE).map(async (seed) => {
           const script = randomScript(prng(seed), 6, 60);
-          const [single, three] = await Promise.all([run(1, 0, script), run(3, 0, script)]);
-          return { seed, single, three };
+          // Three nodes also with a 5-ms envelope window (cluster.envelope_window_ms).
+          const [single, three, windowed] = await Promise.all([
+            run(1, 0, script),
+            run(3, 0, script),
+            run(3, 5, script),
+          ]);
+          return { seed, single, three, windowed };
         }),
       ),
     );
   }
-  for (const { seed, single, three } of outcomes) {
+  for (const { seed, single, three, windowed } of outcomes) {
     for (let i = 0; i < single.length; i++) {
       deepEqual(three[i], single[i], `seed ${seed}, client ${i}`);
+      deepEqual(windowed[i], single[i], `seed ${seed}, client ${i}, 5-ms window`);
     }
     for (const message of single.flat()) {
       const type = (message as { type?: string }).type ??
@@ -95,6 +108,7 @@ Deno.test("Differential: random scripts give every client the same messages on o
       "Error",
       "Reconnected",
       "PlayerDisconnected",
+      "binary",
       "closed 1006",
     ]
   ) {

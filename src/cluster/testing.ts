@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { decode } from "@msgpack/msgpack";
 import { Engine, type EngineOptions } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
 import { Edge, type EdgeEvent } from "../transport/edge.ts";
@@ -17,6 +18,30 @@ import { clusterResolver, Staging } from "./resolve.ts";
 import type { ClusterBus, ClusterStore, StoreSettings } from "./types.ts";
 import { RedisBus } from "./bus.ts";
 import { RedisLink, RedisStore } from "./store.ts";
+
+/**
+ * A binary frame as the test client records it: a MessagePack game-data envelope
+ * (docs/spec/PROTOCOL.md §7.7) as `{type: "binary", data: {from_player, encoding, payload}}`
+ * with the sender's UUID as text and the payload in hex, anything else as its hex bytes.
+ */
+function binaryMessage(frame: Uint8Array): { type: string; data: Record<string, unknown> } {
+  const hex = (bytes: Uint8Array) =>
+    Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  try {
+    const map = decode(frame) as Record<string, unknown>;
+    const from = map.from_player as Uint8Array;
+    const h = hex(from);
+    const uuid = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${
+      h.slice(20)
+    }`;
+    return {
+      type: "binary",
+      data: { from_player: uuid, encoding: map.encoding, payload: hex(map.payload as Uint8Array) },
+    };
+  } catch {
+    return { type: "binary", data: { bytes: hex(frame) } };
+  }
+}
 
 /** A client: what it received (parsed), how it was closed. */
 export class TestClient {
@@ -31,7 +56,7 @@ export class TestClient {
   send(frame: string | Uint8Array): SendFailure | undefined {
     if (this.closed !== undefined) return { reason: "closed" };
     if (this.stalled) return { reason: "overflow", dropped: 1 };
-    this.messages.push(typeof frame === "string" ? JSON.parse(frame) : { type: "binary" });
+    this.messages.push(typeof frame === "string" ? JSON.parse(frame) : binaryMessage(frame));
     return undefined;
   }
 
