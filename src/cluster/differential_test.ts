@@ -10,14 +10,23 @@
 import { deepEqual, ok } from "node:assert/strict";
 import { randomScript, runScript, SCRIPT } from "./differential.ts";
 import { prng } from "../engine/testing.ts";
+import type { EngineOptions } from "../engine/engine.ts";
 import { testCluster } from "./testing.ts";
 
-/** Runs `script` on `nodes` twin nodes (`windowMs` = `cluster.envelope_window_ms`). */
-async function run(nodes: number, windowMs = 0, script = SCRIPT): Promise<unknown[][]> {
+/**
+ * Runs `script` on `nodes` twin nodes (`windowMs` = `cluster.envelope_window_ms`), engine
+ * settings `engine` on top of reconnection and MessagePack on.
+ */
+async function run(
+  nodes: number,
+  windowMs = 0,
+  script = SCRIPT,
+  engine: Partial<EngineOptions> = {},
+): Promise<unknown[][]> {
   const cluster = await testCluster({
     nodes,
     envelopeWindowMs: windowMs,
-    engine: { enableReconnection: true, messagePack: true },
+    engine: { enableReconnection: true, messagePack: true, ...engine },
   });
   try {
     return await runScript(cluster.nodes, 6, script);
@@ -72,10 +81,12 @@ Deno.test("Differential: random scripts give every client the same messages on o
         SEEDS.slice(first, first + AT_ONCE).map(async (seed) => {
           const script = randomScript(prng(seed), 6, 60);
           // Three nodes also with a 5-ms envelope window (cluster.envelope_window_ms).
+          // Two spectators per room at most, so the homes' cap checks are compared too.
+          const caps = { maxSpectatorsPerRoom: 2 };
           const [single, three, windowed] = await Promise.all([
-            run(1, 0, script),
-            run(3, 0, script),
-            run(3, 5, script),
+            run(1, 0, script, caps),
+            run(3, 0, script, caps),
+            run(3, 5, script, caps),
           ]);
           return { seed, single, three, windowed };
         }),
@@ -107,6 +118,7 @@ Deno.test("Differential: random scripts give every client the same messages on o
       "RoomJoinFailed",
       "Error",
       "Reconnected",
+      "SpectatorJoinFailed",
       "PlayerDisconnected",
       "binary",
       "closed 1006",
