@@ -48,6 +48,16 @@ export interface BinaryStep {
   binary: unknown;
 }
 
+/**
+ * An operator's room command (docs/spec/EXTENSIONS.md E12) sent through the first node: close a
+ * room, or remove a player (`PLAYER<k>` placeholders apply) from it. Its replies are compared too.
+ */
+export interface OperatorStep {
+  operator: "close" | "remove_player";
+  code: string;
+  player?: string;
+}
+
 /** The seat a client holds, from its latest `RoomJoined` or `Reconnected`. */
 function seatOf(client: TestClient | undefined): Record<string, unknown> | undefined {
   return client?.messages.findLast((m) => m.type === "RoomJoined" || m.type === "Reconnected")
@@ -58,11 +68,13 @@ function seatOf(client: TestClient | undefined): Record<string, unknown> | undef
  * Plays `script` on `nodes` (a started cluster), client `i` connected through node
  * `i % nodes.length`, one step at a time, awaiting `wait(clients)` after each so the order of
  * different senders' messages is the script's. In a message, `CODE` stands for the first room's
- * code, and `PLAYER<k>`, `ROOMID<k>` and `TOKEN<k>` for the player id, room id and reconnection
- * token of client `k`'s latest `RoomJoined` or `Reconnected`. A {@linkcode DROP} step ends the
+ * code, and `PLAYER<k>`, `ROOMID<k>`, `ROOMCODE<k>` and `TOKEN<k>` for the player id, room id,
+ * room code and reconnection token of client `k`'s latest `RoomJoined` or `Reconnected`. A {@linkcode DROP} step ends the
  * client's connection as an unexpected disconnect and connects a new one in its place through
- * the same node. Resolves with each client slot's normalised messages, every connection's close
- * code after its messages (`{ closed }`, `null` for a connection still open).
+ * the same node; an {@linkcode OperatorStep} runs a room command through the first node. Resolves
+ * with each client slot's normalised messages, every connection's close code after its messages
+ * (`{ closed }`, `null` for a connection still open), and, when there were operator steps, one more
+ * list: the operator's normalised replies.
  */
 export async function runScript(
   nodes: readonly TestNode[],
@@ -76,30 +88,51 @@ export async function runScript(
     all.push(nodes[i % nodes.length]!.connect(`10.0.0.${i}`));
     ended.push([]);
   }
+  let code = "";
   const seatField = (field: string) => (_: string, k: string) =>
     String(seatOf(all[Number(k)])?.[field] ?? "");
-  let code = "";
+  // `ROOMCODE<k>` before `CODE`, which it contains.
+  const substitute = (message: unknown) =>
+    JSON.stringify(message)
+      .replace(/ROOMCODE(\d+)/g, seatField("room_code"))
+      .replaceAll("CODE", code)
+      .replace(/PLAYER(\d+)/g, seatField("player_id"))
+      .replace(/ROOMID(\d+)/g, seatField("room_id"))
+      .replace(/TOKEN(\d+)/g, seatField("reconnection_token"));
+  const replies: unknown[] = [];
   for (const [who, message] of script) {
     const client = all[who]!;
-    if (message === DROP) {
+    if (typeof message === "object" && message !== null && "operator" in message) {
+      const step = JSON.parse(substitute(message)) as OperatorStep;
+      const reply = await nodes[0]!.edge.command({
+        kind: "room",
+        command: step.operator === "close"
+          ? { kind: "close", gameName: "orbit", roomCode: step.code }
+          : {
+            kind: "remove_player",
+            gameName: "orbit",
+            roomCode: step.code,
+            playerId: step.player ?? "",
+          },
+      }, Date.now());
+      replies.push({ operator: step.operator, reply: reply ?? null });
+    } else if (message === DROP) {
       client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
       ended[who]!.push(...client.messages, { closed: client.closed ?? 1006 });
       all[who] = client.node.connect(`10.0.0.${who}`);
     } else if (typeof message === "object" && message !== null && "binary" in message) {
       client.node.edge.receive(client.id, encode((message as BinaryStep).binary), Date.now());
     } else {
-      const text = JSON.stringify(message).replaceAll("CODE", code)
-        .replace(/PLAYER(\d+)/g, seatField("player_id"))
-        .replace(/ROOMID(\d+)/g, seatField("room_id"))
-        .replace(/TOKEN(\d+)/g, seatField("reconnection_token"));
-      client.node.edge.receive(client.id, text, Date.now());
+      client.node.edge.receive(client.id, substitute(message), Date.now());
     }
     await wait(all);
     code ||= String(all[0]!.last("RoomJoined")?.data?.room_code ?? "");
   }
-  return all.map((client, i) =>
+  const outcome = all.map((client, i) =>
     normalise([...ended[i]!, ...client.messages, { closed: client.closed ?? null }])
   );
+  // The operator's replies, when the script had operator steps, after the clients' lists.
+  return replies.length > 0 ? [...outcome, normalise(replies)] : outcome;
 }
 
 /**
@@ -237,9 +270,17 @@ export function randomScript(random: () => number, clients: number, steps: numbe
       message = { type: "LeaveRoom" };
     } else if (roll < 0.92) {
       message = { type: "LeaveSpectator" };
-    } else if (roll < 0.95) {
+    } else if (roll < 0.94) {
       message = DROP;
-    } else if (roll < 0.98) {
+    } else if (roll < 0.97) {
+      // The operator closes a room or removes a player (docs/spec/EXTENSIONS.md E12).
+      const k = Math.floor(random() * clients);
+      // Mostly the room client k last joined (`ROOMCODE<k>`).
+      const code = random() < 0.8 ? `ROOMCODE${k}` : pick(codes);
+      message = random() < 0.5
+        ? { operator: "close", code } satisfies OperatorStep
+        : { operator: "remove_player", code, player: `PLAYER${k}` } satisfies OperatorStep;
+    } else if (roll < 0.99) {
       // Resume (or take over) the seat of any client, its own included.
       const k = Math.floor(random() * clients);
       message = {

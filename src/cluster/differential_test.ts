@@ -99,9 +99,14 @@ Deno.test("Differential: random scripts give every client the same messages on o
       deepEqual(windowed[i], single[i], `seed ${seed}, client ${i}, 5-ms window`);
     }
     for (const message of single.flat()) {
-      const type = (message as { type?: string }).type ??
-        `closed ${(message as { closed: unknown }).closed}`;
-      seen.set(type, (seen.get(type) ?? 0) + 1);
+      const { type, closed, operator, reply } = message as {
+        type?: string;
+        closed?: unknown;
+        operator?: string;
+        reply?: { ok: boolean };
+      };
+      const key = type ?? (operator ? `operator ${operator} ${reply?.ok}` : `closed ${closed}`);
+      seen.set(key, (seen.get(key) ?? 0) + 1);
     }
   }
   // The scripts reached rooms and every kind of room traffic, and some steps were refused (so
@@ -121,6 +126,8 @@ Deno.test("Differential: random scripts give every client the same messages on o
       "SpectatorJoinFailed",
       "PlayerDisconnected",
       "binary",
+      "operator close true",
+      "operator remove_player true",
       "closed 1006",
     ]
   ) {
