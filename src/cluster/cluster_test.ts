@@ -340,6 +340,58 @@ Deno.test("Cluster (twins): a connection that opted in to presence events gets P
   }
 });
 
+Deno.test("Cluster (twins): with authentication required, a connection that has not authenticated cannot join, watch or reconnect into a room homed on another node", async () => {
+  const cluster = await testCluster({
+    engine: {
+      auth: {
+        required: true,
+        apps: [{ appId: "app-a", appName: "A" }],
+        timeoutMs: 60_000,
+        enforceSdkGate: false,
+      },
+    },
+  });
+  try {
+    const [a, b] = cluster.nodes;
+    const bob = b!.connect();
+    bob.say({ type: "Authenticate", data: { app_id: "app-a" } });
+    await until(() => bob.last("Authenticated") !== undefined, "Bob authenticated");
+    join(bob, "Bob", "HOMEBB");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob's room");
+    const seat = bob.last("RoomJoined")!.data!;
+    const requests = [
+      { type: "JoinRoom", data: { game_name: "orbit", player_name: "Eve", room_code: "HOMEBB" } },
+      {
+        type: "JoinAsSpectator",
+        data: { game_name: "orbit", room_code: "HOMEBB", spectator_name: "Eve" },
+      },
+      {
+        type: "Reconnect",
+        data: {
+          player_id: seat.player_id,
+          room_id: seat.room_id,
+          auth_token: seat.reconnection_token,
+        },
+      },
+    ];
+    // Each request from a fresh connection on A that skipped Authenticate: as in one process,
+    // `Error` AUTHENTICATION_REQUIRED and close 1008, and Bob's room never sees it.
+    for (const request of requests) {
+      const eve = a!.connect();
+      eve.say(request);
+      await until(() => eve.closed !== undefined, `${request.type} refused`);
+      equal(eve.closed, 1008);
+      deepEqual(eve.types(), ["Error"]);
+      equal(eve.last("Error")!.data!.error_code, "AUTHENTICATION_REQUIRED");
+    }
+    await settle(20);
+    deepEqual(bob.types(), ["Authenticated", "ProtocolInfo", "RoomJoined"]);
+    equal(bob.closed, undefined);
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): 30 concurrent joins of one code over three nodes make exactly one room", async () => {
   const cluster = await testCluster({ engine: { defaultMaxPlayers: 100, maxPlayersLimit: 100 } });
   try {

@@ -205,22 +205,30 @@ export const SCRIPT: Step[] = [
  * one ask for MessagePack game data first, most of them with presence events.
  * The differential runs it on one node and on three and requires the same messages.
  */
-export function randomScript(random: () => number, clients: number, steps: number): Step[] {
+export function randomScript(
+  random: () => number,
+  clients: number,
+  steps: number,
+  options: { apps?: readonly string[] } = {},
+): Step[] {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   // `CODE` is client 0's first room (a generated code, once it has one).
   const codes = ["ROOM01", "ROOM02", "CODE"];
   const names = ["Ann", "Ben", "Cat"];
   // First, clients ask for MessagePack game data (docs/spec/PROTOCOL.md §7.1.5), all but the last
-  // of them with presence events (docs/spec/EXTENSIONS.md E10); client 4 stays a plain v2 client.
+  // of them with presence events (docs/spec/EXTENSIONS.md E10); client 4 stays a plain v2 client,
+  // unless `options.apps` are given (authentication required): then every client authenticates,
+  // client k as app `apps[k % apps.length]`, so the apps' room namespaces are compared too.
+  const apps = options.apps;
   const script: Step[] = [];
   for (let k = 0; k < clients; k++) {
-    if (k === 4) continue;
+    if (k === 4 && apps === undefined) continue;
     script.push([k, {
       type: "Authenticate",
       data: {
-        app_id: "orbit",
-        game_data_format: "message_pack",
-        ...(k < clients - 1 ? { features: ["presence-events"] } : {}),
+        app_id: apps?.[k % apps.length] ?? "orbit",
+        ...(k !== 4 ? { game_data_format: "message_pack" } : {}),
+        ...(k < clients - 1 && k !== 4 ? { features: ["presence-events"] } : {}),
       },
     }]);
   }

@@ -134,3 +134,39 @@ Deno.test("Differential: random scripts give every client the same messages on o
     ok((seen.get(type) ?? 0) > 0, `no ${type} in ${JSON.stringify(Object.fromEntries(seen))}`);
   }
 });
+
+Deno.test("Differential: random scripts with authentication required and two apps give the same messages on one node and three", async () => {
+  const auth = {
+    auth: {
+      required: true,
+      apps: [{ appId: "app-a", appName: "A" }, { appId: "app-b", appName: "B" }],
+      timeoutMs: 60_000,
+      enforceSdkGate: false,
+    },
+  };
+  const seeds = [21, 22, 23, 24];
+  for (let i = 0; i < extra; i++) seeds.push(2000 + i);
+  const outcomes: { seed: number; single: unknown[][]; three: unknown[][] }[] = [];
+  for (let first = 0; first < seeds.length; first += 4) {
+    outcomes.push(
+      ...await Promise.all(
+        seeds.slice(first, first + 4).map(async (seed) => {
+          const script = randomScript(prng(seed), 6, 60, { apps: ["app-a", "app-b"] });
+          const [single, three] = await Promise.all([
+            run(1, 0, script, auth),
+            run(3, 0, script, auth),
+          ]);
+          return { seed, single, three };
+        }),
+      ),
+    );
+  }
+  let joined = 0;
+  for (const { seed, single, three } of outcomes) {
+    for (let i = 0; i < single.length; i++) {
+      deepEqual(three[i], single[i], `seed ${seed}, client ${i}`);
+    }
+    joined += single.flat().filter((m) => (m as { type?: string }).type === "RoomJoined").length;
+  }
+  ok(joined > 10, `only ${joined} joins`);
+});

@@ -177,6 +177,14 @@ export class Engine {
   }
 
   /**
+   * Whether connection `id` may send more than `Authenticate`: it authenticated, or this server
+   * does not require it (docs/spec/PROTOCOL.md §7.1.1). False for an unknown connection.
+   */
+  authenticated(id: ConnId): boolean {
+    return this.#sessions.get(id)?.authenticated ?? false;
+  }
+
+  /**
    * What a `BIND` carries about connection `id` (docs/spec/SERVER.md §8.4.1): its app, negotiated
    * format, presence opt-in (docs/spec/EXTENSIONS.md E10) and the player id it adopted by
    * `Reconnect` (only when that is not its connection id); `undefined` for an unknown connection.

@@ -334,8 +334,13 @@ export class Edge {
       case "JoinRoom":
       case "JoinAsSpectator":
       case "Reconnect":
-        if (this.#resolver) this.#resolve(id, conn, message, frame, now);
-        else this.#bind(id, conn, message, now);
+        // A connection that still owes `Authenticate` is answered here (AUTHENTICATION_REQUIRED,
+        // close 1008), before any token, claim or other node is involved.
+        if (this.#resolver && this.#engine.authenticated(id)) {
+          this.#resolve(id, conn, message, frame, now);
+        } else {
+          this.#bind(id, conn, message, now);
+        }
         return;
       default:
         this.#router.forward(conn.home, id, message, frame, now);
