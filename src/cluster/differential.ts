@@ -8,7 +8,7 @@
  * @module
  */
 import { encode } from "@msgpack/msgpack";
-import { settle, type TestClient, type TestNode } from "./testing.ts";
+import { type ScriptNode, settle, type TestClient } from "./testing.ts";
 
 /** One step: which client sends which message. */
 export type Step = [client: number, message: unknown];
@@ -65,7 +65,7 @@ function seatOf(client: TestClient | undefined): Record<string, unknown> | undef
 }
 
 /**
- * Plays `script` on `nodes` (a started cluster), client `i` connected through node
+ * Plays `script` on `nodes` (a started cluster, or one {@linkcode singleInstance}), client `i` connected through node
  * `i % nodes.length`, one step at a time, awaiting `wait(clients)` after each so the order of
  * different senders' messages is the script's. In a message, `CODE` stands for the first room's
  * code, and `PLAYER<k>`, `ROOMID<k>`, `ROOMCODE<k>` and `TOKEN<k>` for the player id, room id,
@@ -77,7 +77,7 @@ function seatOf(client: TestClient | undefined): Record<string, unknown> | undef
  * list: the operator's normalised replies.
  */
 export async function runScript(
-  nodes: readonly TestNode[],
+  nodes: readonly ScriptNode[],
   clients: number,
   script: readonly Step[],
   wait: (clients: readonly TestClient[]) => Promise<void> = () => settle(20),

@@ -8,10 +8,10 @@
  * src/cluster/differential_test.ts` (about 3.5 minutes).
  */
 import { deepEqual, ok } from "node:assert/strict";
-import { randomScript, runScript, SCRIPT } from "./differential.ts";
+import { randomScript, runScript, SCRIPT, type Step } from "./differential.ts";
 import { prng } from "../engine/testing.ts";
 import type { EngineOptions } from "../engine/engine.ts";
-import { testCluster } from "./testing.ts";
+import { singleInstance, testCluster } from "./testing.ts";
 
 /**
  * Runs `script` on `nodes` twin nodes (`windowMs` = `cluster.envelope_window_ms`), engine
@@ -33,6 +33,11 @@ async function run(
   } finally {
     await cluster.close();
   }
+}
+
+/** Runs `script` on a single-instance server (no cluster code at all) with `engine` settings. */
+function runAlone(script: Step[], engine: Partial<EngineOptions> = {}): Promise<unknown[][]> {
+  return runScript([singleInstance({ messagePack: true, ...engine })], 6, script);
 }
 
 Deno.test("Differential: one node and three nodes give every client the same messages", async () => {
@@ -64,7 +69,7 @@ const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
 const extra = Number(Deno.env.get("SIGNAL_FISH_DIFFERENTIAL_SEEDS") ?? 0);
 for (let i = 0; i < extra; i++) SEEDS.push(1000 + i);
 
-Deno.test("Differential: random scripts give every client the same messages on one node and three (with and without an envelope window)", async () => {
+Deno.test("Differential: random scripts give every client the same messages on a single-instance server, one node and three (with and without an envelope window)", async () => {
   const seen = new Map<string, number>();
   // Independent clusters: the one-node and three-node runs of a few seeds at a time (the steps
   // wait for timer turns, not for the CPU).
@@ -74,6 +79,7 @@ Deno.test("Differential: random scripts give every client the same messages on o
     single: unknown[][];
     three: unknown[][];
     windowed: unknown[][];
+    alone: unknown[][];
   }[] = [];
   for (let first = 0; first < SEEDS.length; first += AT_ONCE) {
     outcomes.push(
@@ -83,18 +89,20 @@ Deno.test("Differential: random scripts give every client the same messages on o
           // Three nodes also with a 5-ms envelope window (cluster.envelope_window_ms).
           // Two spectators per room at most, so the homes' cap checks are compared too.
           const caps = { maxSpectatorsPerRoom: 2 };
-          const [single, three, windowed] = await Promise.all([
+          const [single, three, windowed, alone] = await Promise.all([
             run(1, 0, script, caps),
             run(3, 0, script, caps),
             run(3, 5, script, caps),
+            runAlone(script, caps),
           ]);
-          return { seed, single, three, windowed };
+          return { seed, single, three, windowed, alone };
         }),
       ),
     );
   }
-  for (const { seed, single, three, windowed } of outcomes) {
+  for (const { seed, single, three, windowed, alone } of outcomes) {
     for (let i = 0; i < single.length; i++) {
+      deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
       deepEqual(three[i], single[i], `seed ${seed}, client ${i}`);
       deepEqual(windowed[i], single[i], `seed ${seed}, client ${i}, 5-ms window`);
     }
@@ -135,7 +143,7 @@ Deno.test("Differential: random scripts give every client the same messages on o
   }
 });
 
-Deno.test("Differential: random scripts with authentication required and two apps give the same messages on one node and three", async () => {
+Deno.test("Differential: random scripts with authentication required and two apps give the same messages on a single-instance server, one node and three", async () => {
   const auth = {
     auth: {
       required: true,
@@ -146,24 +154,31 @@ Deno.test("Differential: random scripts with authentication required and two app
   };
   const seeds = [21, 22, 23, 24];
   for (let i = 0; i < extra; i++) seeds.push(2000 + i);
-  const outcomes: { seed: number; single: unknown[][]; three: unknown[][] }[] = [];
+  const outcomes: {
+    seed: number;
+    single: unknown[][];
+    three: unknown[][];
+    alone: unknown[][];
+  }[] = [];
   for (let first = 0; first < seeds.length; first += 4) {
     outcomes.push(
       ...await Promise.all(
         seeds.slice(first, first + 4).map(async (seed) => {
           const script = randomScript(prng(seed), 6, 60, { apps: ["app-a", "app-b"] });
-          const [single, three] = await Promise.all([
+          const [single, three, alone] = await Promise.all([
             run(1, 0, script, auth),
             run(3, 0, script, auth),
+            runAlone(script, auth),
           ]);
-          return { seed, single, three };
+          return { seed, single, three, alone };
         }),
       ),
     );
   }
   let joined = 0;
-  for (const { seed, single, three } of outcomes) {
+  for (const { seed, single, three, alone } of outcomes) {
     for (let i = 0; i < single.length; i++) {
+      deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
       deepEqual(three[i], single[i], `seed ${seed}, client ${i}`);
     }
     joined += single.flat().filter((m) => (m as { type?: string }).type === "RoomJoined").length;

@@ -48,7 +48,7 @@ export class TestClient {
   readonly messages: { type: string; data?: Record<string, unknown> }[] = [];
   closed: number | undefined;
   id = "";
-  node!: TestNode;
+  node!: ScriptNode;
 
   /** When true, every frame is refused as an outbound-buffer overflow (a stalled reader). */
   stalled = false;
@@ -80,14 +80,48 @@ export class TestClient {
   }
 }
 
-/** One node of a test cluster. */
-export interface TestNode {
-  name: string;
-  engine: Engine;
+/** What a test client needs of its server: the edge it speaks to, and how to connect another. */
+export interface ScriptNode {
   edge: Edge;
-  cluster: ClusterNode;
   /** Connects a new client through this node. */
   connect(ip?: string): TestClient;
+}
+
+/**
+ * A single-instance server as `main.ts` runs it without `cluster.redis_url`: one engine and its
+ * edge, no resolver, router or store (the engine checks caps and buckets itself), with the same
+ * test engine settings as {@linkcode testCluster}'s nodes. For the differential's comparisons.
+ */
+export function singleInstance(engine: Partial<EngineOptions> = {}): ScriptNode {
+  const counters = { codes: 0, tokens: 0 };
+  const edge = new Edge(
+    new Engine(testOptions({
+      enableReconnection: true,
+      ...engine,
+      newId: () => crypto.randomUUID(),
+      newRoomCode: () => `C${String(++counters.codes).padStart(5, "0")}`,
+      newToken: () => `token-${++counters.tokens}`.padEnd(43, "x"),
+      rateLimits: undefined,
+    })),
+    { maxMessageSize: 65_536, newId: () => crypto.randomUUID() },
+  );
+  const node: ScriptNode = {
+    edge,
+    connect: (ip = "10.0.0.1") => {
+      const client = new TestClient();
+      client.node = node;
+      client.id = edge.connect(client, { ip }, Date.now());
+      return client;
+    },
+  };
+  return node;
+}
+
+/** One node of a test cluster. */
+export interface TestNode extends ScriptNode {
+  name: string;
+  engine: Engine;
+  cluster: ClusterNode;
 }
 
 /** Settings of {@linkcode testCluster}. */
