@@ -87,7 +87,10 @@ Deno.test("Differential: random scripts give every client the same messages on a
         SEEDS.slice(first, first + AT_ONCE).map(async (seed) => {
           const script = randomScript(prng(seed), 6, 60);
           // Three nodes also with a 5-ms envelope window (cluster.envelope_window_ms).
-          // Two spectators per room at most, so the homes' cap checks are compared too.
+          // Two spectators per room at most, so the homes' cap checks are compared too. (Not a
+          // small max_rooms_per_game: a creation at that cap deletes the oldest room without a
+          // seat only on its own node, docs/spec/SERVER.md §8.3 note, so an empty room homed
+          // elsewhere lives on where one process would have deleted it.)
           const caps = { maxSpectatorsPerRoom: 2 };
           const [single, three, windowed, alone] = await Promise.all([
             run(1, 0, script, caps),
