@@ -200,10 +200,11 @@ export const SCRIPT: Step[] = [
  * creations and spectating of two fixed room codes and client 0's first room in one game (names
  * drawn from three, so some collide; some joins join-only or create-only, some without a code),
  * game data to all and to one player, readiness, authority requests, connection info, leaving,
- * dropped connections, `Reconnect` with any client's seat (a resume or a takeover) and pings, in
- * any order and from any client, so most steps are valid and some are refused. All clients but
- * one ask for MessagePack game data first, most of them with presence events.
- * The differential runs it on one node and on three and requires the same messages.
+ * dropped connections, `Reconnect` with any client's seat (a resume or a takeover), operator
+ * commands ({@linkcode OperatorStep}) and pings, in any order and from any client, so most steps
+ * are valid and some are refused. All clients but one ask for MessagePack game data first, most of
+ * them with presence events. The differential runs it on a single-instance server, on one node and
+ * on three, and requires the same messages.
  */
 export function randomScript(
   random: () => number,
