@@ -6,7 +6,14 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { decodeBatch, Kind } from "./envelope.ts";
-import { settle, type TestClient, testCluster, type TestNode, until } from "./testing.ts";
+import {
+  reconnectFor,
+  settle,
+  type TestClient,
+  testCluster,
+  type TestNode,
+  until,
+} from "./testing.ts";
 
 const join = (client: TestClient, name: string, code?: string, maxPlayers = 4) =>
   client.say({
@@ -203,14 +210,7 @@ Deno.test("Cluster (twins): a member of a room homed on its own node cannot Reco
     });
     await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watches Alice's room");
     const seat = bob.last("RoomJoined")!.data!;
-    const takeOver = {
-      type: "Reconnect",
-      data: {
-        player_id: seat.player_id,
-        room_id: seat.room_id,
-        auth_token: seat.reconnection_token,
-      },
-    };
+    const takeOver = reconnectFor(seat);
     // A player and a spectator of a room homed on A present Bob's seat (homed on B).
     for (const member of [alice, sam]) {
       member.say(takeOver);
@@ -288,14 +288,7 @@ Deno.test("Cluster (twins): a connection keeps the player id it adopted by Recon
     const seat = bob.last("RoomJoined")!.data!;
     // Carol, on A, takes over Bob's seat in the room homed on B, then leaves it.
     const carol = a!.connect();
-    carol.say({
-      type: "Reconnect",
-      data: {
-        player_id: seat.player_id,
-        room_id: seat.room_id,
-        auth_token: seat.reconnection_token,
-      },
-    });
+    carol.say(reconnectFor(seat));
     await until(() => carol.last("Reconnected") !== undefined, "Reconnected");
     equal(carol.last("Reconnected")!.data!.player_id, seat.player_id);
     carol.say({ type: "LeaveRoom" });
@@ -365,14 +358,7 @@ Deno.test("Cluster (twins): with authentication required, a connection that has 
         type: "JoinAsSpectator",
         data: { game_name: "orbit", room_code: "HOMEBB", spectator_name: "Eve" },
       },
-      {
-        type: "Reconnect",
-        data: {
-          player_id: seat.player_id,
-          room_id: seat.room_id,
-          auth_token: seat.reconnection_token,
-        },
-      },
+      reconnectFor(seat),
     ];
     // Each request from a fresh connection on A that skipped Authenticate: as in one process,
     // `Error` AUTHENTICATION_REQUIRED and close 1008, and Bob's room never sees it.
@@ -453,14 +439,7 @@ Deno.test("Cluster (twins): a lost envelope closes only that pair's connections 
     // Bob reconnects through C: his held seat resumes, marked truncated.
     const joined = bob.last("RoomJoined")!.data!;
     const again = c.connect();
-    again.say({
-      type: "Reconnect",
-      data: {
-        player_id: joined.player_id,
-        room_id: joined.room_id,
-        auth_token: joined.reconnection_token,
-      },
-    });
+    again.say(reconnectFor(joined));
     await until(() => !!again.last("Reconnected") || !!again.last("ReconnectionFailed"), "answer");
     const reconnected = again.last("Reconnected");
     ok(reconnected, JSON.stringify(again.messages));
@@ -581,14 +560,7 @@ Deno.test("Cluster (twins): replay truncation is decided per connection — a fr
     await settle();
     const reconnect = (joined: Record<string, unknown>) => {
       const again = c.connect();
-      again.say({
-        type: "Reconnect",
-        data: {
-          player_id: joined.player_id,
-          room_id: joined.room_id,
-          auth_token: joined.reconnection_token,
-        },
-      });
+      again.say(reconnectFor(joined));
       return again;
     };
 
@@ -628,14 +600,7 @@ Deno.test("Cluster (twins): a takeover of a remote connection reports replay_tru
     const takeOver = async (client: TestClient) => {
       const joined = client.last("RoomJoined")!.data!;
       const again = c.connect();
-      again.say({
-        type: "Reconnect",
-        data: {
-          player_id: joined.player_id,
-          room_id: joined.room_id,
-          auth_token: joined.reconnection_token,
-        },
-      });
+      again.say(reconnectFor(joined));
       await until(() => !!again.last("Reconnected"), "Reconnected");
       return again.last("Reconnected")!.data!.replay_truncated;
     };

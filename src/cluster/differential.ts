@@ -43,7 +43,7 @@ export function normalise(messages: unknown[]): unknown[] {
 /** The step that drops a client's connection (an unexpected disconnect, code 1006). */
 export const DROP = "DROP";
 
-/** A step sending `value` as a binary frame: its MessagePack encoding (PROTOCOL.md §7.7). */
+/** A step sending `value` as a binary frame: its MessagePack encoding (docs/spec/PROTOCOL.md §7.7). */
 export interface BinaryStep {
   binary: unknown;
 }

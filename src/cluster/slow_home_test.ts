@@ -7,7 +7,7 @@
  */
 import { equal, ok } from "node:assert/strict";
 import { decodeEnvelope, Kind } from "./envelope.ts";
-import { settle, type TestClient, testCluster, until } from "./testing.ts";
+import { reconnectFor, settle, type TestClient, testCluster, until } from "./testing.ts";
 
 const FORWARD_MS = 200;
 
@@ -159,14 +159,7 @@ Deno.test("Cluster (twins): a Reconnect whose success crosses the timeout is und
     join(bob, "Bob", "SLOW01");
     await until(() => bob.last("RoomJoined") !== undefined, "Bob joins");
     const joined = bob.last("RoomJoined")!.data!;
-    const reconnect = {
-      type: "Reconnect",
-      data: {
-        player_id: joined.player_id,
-        room_id: joined.room_id,
-        auth_token: joined.reconnection_token,
-      },
-    };
+    const reconnect = reconnectFor(joined);
     b.edge.disconnect(bob.id, Date.now());
     await until(() => a.engine.stats().heldSeats === 1, "Bob's seat held");
     // Bob's Reconnect through B succeeds on A, but the answer arrives after B's timer.

@@ -43,6 +43,20 @@ function binaryMessage(frame: Uint8Array): { type: string; data: Record<string, 
   }
 }
 
+/** The `Reconnect` for the seat of a `RoomJoined`'s (or `Reconnected`'s) `data`. */
+export function reconnectFor(
+  seat: Record<string, unknown>,
+): { type: "Reconnect"; data: Record<string, unknown> } {
+  return {
+    type: "Reconnect",
+    data: {
+      player_id: seat.player_id,
+      room_id: seat.room_id,
+      auth_token: seat.reconnection_token,
+    },
+  };
+}
+
 /** A client: what it received (parsed), how it was closed. */
 export class TestClient {
   readonly messages: { type: string; data?: Record<string, unknown> }[] = [];
@@ -105,16 +119,19 @@ export function singleInstance(engine: Partial<EngineOptions> = {}): ScriptNode 
     })),
     { maxMessageSize: 65_536, newId: () => crypto.randomUUID() },
   );
-  const node: ScriptNode = {
-    edge,
-    connect: (ip = "10.0.0.1") => {
-      const client = new TestClient();
-      client.node = node;
-      client.id = edge.connect(client, { ip }, Date.now());
-      return client;
-    },
+  return withConnect({ edge });
+}
+
+/** `node` with `connect`: a new recording client through its edge (client IP `ip`). */
+function withConnect<N extends { edge: Edge }>(node: N): N & ScriptNode {
+  const full = node as N & ScriptNode;
+  full.connect = (ip = "10.0.0.1") => {
+    const client = new TestClient();
+    client.node = full;
+    client.id = full.edge.connect(client, { ip }, Date.now());
+    return client;
   };
-  return node;
+  return full;
 }
 
 /** One node of a test cluster. */
@@ -347,17 +364,5 @@ async function startNode(
     }),
   });
   await cluster.start();
-  const node: TestNode = {
-    name,
-    engine,
-    edge,
-    cluster,
-    connect: (ip = "10.0.0.1") => {
-      const client = new TestClient();
-      client.node = node;
-      client.id = edge.connect(client, { ip }, Date.now());
-      return client;
-    },
-  };
-  return node;
+  return withConnect({ name, engine, edge, cluster });
 }
