@@ -271,6 +271,68 @@ Deno.test("Cluster (twins): a spectator of a room homed elsewhere switches to a 
   }
 });
 
+Deno.test("Cluster (twins): a member of a room homed elsewhere draws a token for each JoinRoom, JoinAsSpectator and Reconnect, as one process does (docs/spec/PROTOCOL.md §7.2.1 step 1)", async () => {
+  const cluster = await testCluster({
+    store: {
+      buckets: {
+        creation: { capacity: 10, windowMs: 60_000 },
+        join: { capacity: 3, windowMs: 60_000 },
+        reconnect: { capacity: 1, windowMs: 60_000 },
+        auth_failure: { capacity: 10, windowMs: 60_000 },
+      },
+    },
+  });
+  try {
+    const [a, b] = cluster.nodes;
+    const alice = a!.connect("10.0.0.1");
+    join(alice, "Alice", "HOMEAA");
+    await until(() => !!alice.last("RoomJoined"), "Alice's room");
+    // Bob joins through B (one join token), then asks twice more while in the room.
+    const bob = b!.connect("10.0.0.2");
+    join(bob, "Bob", "HOMEAA");
+    await until(() => !!bob.last("RoomJoined"), "Bob in Alice's room");
+    const failures = () =>
+      bob.messages.filter((m) => m.type.endsWith("Failed")).map((m) => m.data!.error_code);
+    join(bob, "Bob", "HOMEAA");
+    await until(() => failures().length === 1, "the second JoinRoom answered");
+    bob.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "HOMEAA", spectator_name: "Bob" },
+    });
+    await until(() => failures().length === 2, "JoinAsSpectator answered");
+    // The join bucket (3) is empty now: the home is not asked again.
+    join(bob, "Bob", "HOMEAA");
+    await until(() => failures().length === 3, "the third JoinRoom answered");
+    // The reconnect bucket (1): "Already in a room" once, then the limit.
+    const seat = bob.last("RoomJoined")!.data!;
+    const reconnect = {
+      type: "Reconnect",
+      data: {
+        player_id: seat.player_id,
+        room_id: seat.room_id,
+        auth_token: seat.reconnection_token,
+      },
+    };
+    bob.say(reconnect);
+    await until(() => failures().length === 4, "the first Reconnect answered");
+    bob.say(reconnect);
+    await until(() => failures().length === 5, "the second Reconnect answered");
+    deepEqual(failures(), [
+      "ALREADY_IN_ROOM",
+      "ALREADY_IN_ROOM",
+      "RATE_LIMIT_EXCEEDED",
+      "ALREADY_IN_ROOM",
+      "RATE_LIMIT_EXCEEDED",
+    ]);
+    // Alice's address kept its own buckets.
+    const carol = a!.connect("10.0.0.1");
+    join(carol, "Carol", "HOMEAA");
+    await until(() => !!carol.last("RoomJoined"), "Carol joins from Alice's address");
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a connection keeps the player id it adopted by Reconnect in rooms homed on other nodes (docs/spec/PROTOCOL.md §1.2)", async () => {
   const cluster = await testCluster();
   try {

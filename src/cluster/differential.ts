@@ -15,7 +15,10 @@ export type Step = [client: number, message: unknown];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** Replaces ids, tokens, codes and times by placeholders numbered in order of appearance. */
+/**
+ * Replaces ids, tokens, codes and times by placeholders numbered in order of appearance, and a
+ * rate limit's wait in seconds by `<s>`.
+ */
 export function normalise(messages: unknown[]): unknown[] {
   const names = new Map<string, string>();
   const name = (kind: string, value: string) => {
@@ -35,7 +38,8 @@ export function normalise(messages: unknown[]): unknown[] {
     if (key === "reconnection_token" || key === "auth_token") return name("token", value);
     if (key === "room_code") return name("code", value);
     if (key.endsWith("_at") || /^\d{4}-\d{2}-\d{2}T/.test(value)) return "<time>";
-    return value;
+    // A rate limit's wait depends on when the script's steps ran (docs/spec/PROTOCOL.md §7.13).
+    return value.replace(/Try again in \d+ seconds/, "Try again in <s> seconds");
   };
   return messages.map((m) => walk(m));
 }
@@ -66,7 +70,7 @@ function seatOf(client: TestClient | undefined): Record<string, unknown> | undef
 
 /**
  * Plays `script` on `nodes` (a started cluster, or one {@linkcode singleInstance}), client `i` connected through node
- * `i % nodes.length`, one step at a time, awaiting `wait(clients)` after each so the order of
+ * `i % nodes.length` from client IP `ipOf(i)` (default `10.0.0.<i>`), one step at a time, awaiting `wait(clients)` after each so the order of
  * different senders' messages is the script's. In a message, `CODE` stands for the first room's
  * code, and `PLAYER<k>`, `ROOMID<k>`, `ROOMCODE<k>` and `TOKEN<k>` for the player id, room id,
  * room code and reconnection token of client `k`'s latest `RoomJoined` or `Reconnected`. A {@linkcode DROP} step ends the
@@ -81,11 +85,12 @@ export async function runScript(
   clients: number,
   script: readonly Step[],
   wait: (clients: readonly TestClient[]) => Promise<void> = () => settle(20),
+  ipOf: (client: number) => string = (client) => `10.0.0.${client}`,
 ): Promise<unknown[][]> {
   const all: TestClient[] = [];
   const ended: unknown[][] = [];
   for (let i = 0; i < clients; i++) {
-    all.push(nodes[i % nodes.length]!.connect(`10.0.0.${i}`));
+    all.push(nodes[i % nodes.length]!.connect(ipOf(i)));
     ended.push([]);
   }
   let code = "";
@@ -119,7 +124,7 @@ export async function runScript(
     } else if (message === DROP) {
       client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
       ended[who]!.push(...client.messages, { closed: client.closed ?? 1006 });
-      all[who] = client.node.connect(`10.0.0.${who}`);
+      all[who] = client.node.connect(ipOf(who));
     } else if (typeof message === "object" && message !== null && "binary" in message) {
       client.node.edge.receive(client.id, encode((message as BinaryStep).binary), Date.now());
     } else {

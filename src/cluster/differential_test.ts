@@ -11,6 +11,7 @@ import { deepEqual, ok } from "node:assert/strict";
 import { randomScript, runScript, SCRIPT, type Step } from "./differential.ts";
 import { prng } from "../engine/testing.ts";
 import type { EngineOptions } from "../engine/engine.ts";
+import { RateLimits } from "../engine/rate_limits.ts";
 import { singleInstance, testCluster } from "./testing.ts";
 
 /**
@@ -22,22 +23,64 @@ async function run(
   windowMs = 0,
   script = SCRIPT,
   engine: Partial<EngineOptions> = {},
+  limits?: Limits,
 ): Promise<unknown[][]> {
   const cluster = await testCluster({
     nodes,
     envelopeWindowMs: windowMs,
     engine: { enableReconnection: true, messagePack: true, ...engine },
+    ...(limits
+      ? {
+        store: {
+          buckets: {
+            creation: { capacity: limits.creations, windowMs: 60_000 },
+            join: { capacity: limits.joins, windowMs: 60_000 },
+            reconnect: { capacity: limits.reconnects, windowMs: 60_000 },
+            auth_failure: { capacity: 10, windowMs: 60_000 },
+          },
+        },
+      }
+      : {}),
   });
   try {
-    return await runScript(cluster.nodes, 6, script);
+    return await runScript(cluster.nodes, 6, script, undefined, limits?.ipOf);
   } finally {
     await cluster.close();
   }
 }
 
+/**
+ * Per-IP bucket capacities (docs/spec/SERVER.md §3.4; one refill period of 60 s, far longer than
+ * a script) and each client's IP: in a cluster the buckets live in the store, global
+ * (docs/spec/SERVER.md §8.3), in a single instance in its engine.
+ */
+interface Limits {
+  creations: number;
+  joins: number;
+  reconnects: number;
+  ipOf: (client: number) => string;
+}
+
 /** Runs `script` on a single-instance server (no cluster code at all) with `engine` settings. */
-function runAlone(script: Step[], engine: Partial<EngineOptions> = {}): Promise<unknown[][]> {
-  return runScript([singleInstance({ messagePack: true, ...engine })], 6, script);
+function runAlone(
+  script: Step[],
+  engine: Partial<EngineOptions> = {},
+  limits?: Limits,
+): Promise<unknown[][]> {
+  const rateLimits = limits &&
+    new RateLimits({
+      maxRoomCreations: limits.creations,
+      maxJoinAttempts: limits.joins,
+      maxReconnectAttempts: limits.reconnects,
+      windowMs: 60_000,
+    });
+  return runScript(
+    [singleInstance({ messagePack: true, ...engine, ...(rateLimits ? { rateLimits } : {}) })],
+    6,
+    script,
+    undefined,
+    limits?.ipOf,
+  );
 }
 
 Deno.test("Differential: one node and three nodes give every client the same messages", async () => {
@@ -187,4 +230,72 @@ Deno.test("Differential: random scripts with authentication required and two app
     joined += single.flat().filter((m) => (m as { type?: string }).type === "RoomJoined").length;
   }
   ok(joined > 10, `only ${joined} joins`);
+});
+
+Deno.test("Differential: random scripts with tight rate limits, clients sharing addresses across nodes, give the same messages on a single-instance server, one node and three", async () => {
+  // Two client IPs, each used by three clients on three different nodes (client i on node
+  // i % 3), so a bucket is drawn from through every node: the store's buckets must refuse what a
+  // single instance's refuses, at the same step, with the same reason.
+  const limits: Limits = {
+    creations: 3,
+    joins: 6,
+    reconnects: 1,
+    ipOf: (client) => `10.0.1.${client % 2}`,
+  };
+  const seeds = [31, 32, 33, 34];
+  for (let i = 0; i < extra; i++) seeds.push(3000 + i);
+  const outcomes: {
+    seed: number;
+    single: unknown[][];
+    three: unknown[][];
+    alone: unknown[][];
+  }[] = [];
+  for (let first = 0; first < seeds.length; first += 4) {
+    outcomes.push(
+      ...await Promise.all(
+        seeds.slice(first, first + 4).map(async (seed) => {
+          // The random steps, then a Reconnect from every client (three per address against a
+          // reconnect bucket of one) for a room id no room ever had: members of a room are
+          // answered "Already in a room", the others "Invalid reconnection token", alike in
+          // one process and in a cluster. (For a room that existed and is gone a cluster
+          // answers "Room no longer exists" whatever the token, docs/spec/PROTOCOL.md §7.11.4
+          // note, where one process may find the token invalid first.)
+          const script = randomScript(prng(seed), 6, 60);
+          for (let k = 0; k < 6; k++) {
+            script.push([k, {
+              type: "Reconnect",
+              data: {
+                player_id: `PLAYER${k}`,
+                room_id: "00000000-0000-4000-8000-000000000000",
+                auth_token: `TOKEN${k}`,
+              },
+            }]);
+          }
+          const [single, three, alone] = await Promise.all([
+            run(1, 0, script, {}, limits),
+            run(3, 0, script, {}, limits),
+            runAlone(script, {}, limits),
+          ]);
+          return { seed, single, three, alone };
+        }),
+      ),
+    );
+  }
+  const refused = new Map<string, number>();
+  for (const { seed, single, three, alone } of outcomes) {
+    for (let i = 0; i < single.length; i++) {
+      deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
+      deepEqual(three[i], single[i], `seed ${seed}, client ${i}`);
+    }
+    for (const message of single.flat()) {
+      const { type, data } = message as { type?: string; data?: { error_code?: string } };
+      if (data?.error_code === "RATE_LIMIT_EXCEEDED") {
+        refused.set(type!, (refused.get(type!) ?? 0) + 1);
+      }
+    }
+  }
+  // Every bucket refused something (so the equality covers the refusals).
+  for (const type of ["RoomJoinFailed", "SpectatorJoinFailed", "ReconnectionFailed"]) {
+    ok((refused.get(type) ?? 0) > 0, `no rate-limited ${type}: ${JSON.stringify([...refused])}`);
+  }
 });

@@ -164,6 +164,58 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       : reconnectLimitReason(taken.retryAfterSecs);
   };
 
+  /**
+   * The token of a bind request's first check, drawn from the client IP's global bucket
+   * (docs/spec/SERVER.md §3.4, §8.3) as the engine draws it: `JoinRoom` from the creation bucket
+   * without a code (unless join-only), else from the join bucket (docs/spec/PROTOCOL.md §7.2.1
+   * step 1); `JoinAsSpectator` from the join bucket (§7.9 check 1); `Reconnect` from the
+   * reconnect bucket unless reconnection is off (then the engine answers RECONNECTION_FAILED,
+   * §7.11.4 check 0). Resolves with the refusal the engine would send, or `undefined` when drawn.
+   */
+  const firstToken = async (
+    take: typeof takeToken,
+    message: ClientMessage,
+    ip: string,
+    now: number,
+  ): Promise<Resolution | undefined> => {
+    switch (message.type) {
+      case "JoinRoom": {
+        const data = message.data;
+        const creating = data.room_code === undefined && data.create !== "never";
+        const limited = await take(creating ? "creation" : "join", ip, now);
+        return limited ? rateLimited(limited, creating ? "create" : "join", creating) : undefined;
+      }
+      case "JoinAsSpectator": {
+        const limited = await take("join", ip, now);
+        if (!limited) return undefined;
+        return reply(
+          {
+            type: "SpectatorJoinFailed",
+            data: { reason: limited, error_code: "RATE_LIMIT_EXCEEDED" },
+          },
+          [{ type: "rate_limited", scope: "join" }],
+        );
+      }
+      case "Reconnect": {
+        if (!(options.enableReconnection ?? true)) return undefined;
+        const limited = await take("reconnect", ip, now);
+        if (!limited) return undefined;
+        return reply(
+          {
+            type: "ReconnectionFailed",
+            data: { reason: limited, error_code: "RATE_LIMIT_EXCEEDED" },
+          },
+          [
+            { type: "reconnect_failed", errorCode: "RATE_LIMIT_EXCEEDED" },
+            { type: "rate_limited", scope: "reconnect" },
+          ],
+        );
+      }
+      default:
+        return undefined;
+    }
+  };
+
   /** Throws while Redis is known not to answer (the caller's catch answers SERVICE_UNAVAILABLE). */
   const reachable = () => {
     if (!store.reachable) throw new Error("Redis unreachable");
@@ -276,6 +328,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     // code it fails at the code check, with an unknown one it gets ROOM_NOT_FOUND.
     const joinOnly = data.create === "never";
     const creating = data.room_code === undefined && !joinOnly;
+    const limited = await firstToken(take, message, ip, now);
+    if (limited) return limited;
     // Problems the engine reports in the spec's order: let the local engine answer them.
     if (
       (data.room_code === undefined && joinOnly) ||
@@ -284,18 +338,10 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       engine.binding(conn) !== undefined ||
       (data.room_code !== undefined && checkRoomCode(data.room_code, options.roomCodeLength))
     ) {
-      const limited = await take(creating ? "creation" : "join", ip, now);
-      if (limited) return rateLimited(limited, creating ? "create" : "join", creating);
       return { kind: "local" };
     }
-    if (creating) {
-      const limited = await take("creation", ip, now);
-      if (limited) return rateLimited(limited, "create", true);
-      return claimAndCreate(conn, data, ip, now);
-    }
+    if (creating) return claimAndCreate(conn, data, ip, now);
     const code = data.room_code!.toUpperCase();
-    const limited = await take("join", ip, now);
-    if (limited) return rateLimited(limited, "join", false);
     const scope = gameScope(data.game_name, engine.sessionMeta(conn)?.appId);
     const here = engine.lookup(scope, code) !== undefined;
     if (here && !conflicted(scope, code) && staleHome === undefined) {
@@ -336,16 +382,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     staleHome?: NodeId,
   ): Promise<Resolution> => {
     const data = message.data;
-    const limited = await take("join", ip, now);
-    if (limited) {
-      return reply(
-        {
-          type: "SpectatorJoinFailed",
-          data: { reason: limited, error_code: "RATE_LIMIT_EXCEEDED" },
-        },
-        [{ type: "rate_limited", scope: "join" }],
-      );
-    }
+    const limited = await firstToken(take, message, ip, now);
+    if (limited) return limited;
     // Problems the engine reports in the spec's order (a player of a room homed here included:
     // "Already in a room", docs/spec/PROTOCOL.md §7.9): let the local engine answer them.
     if (
@@ -392,23 +430,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         type: "reconnect_failed",
         errorCode: code,
       }]);
-    // The per-IP reconnect bucket, global (docs/spec/SERVER.md §3.4, §8.3): first, as in the engine,
-    // unless reconnection is off (the engine then answers RECONNECTION_FAILED).
-    if (options.enableReconnection ?? true) {
-      const limited = await take("reconnect", ip, now);
-      if (limited) {
-        return reply(
-          {
-            type: "ReconnectionFailed",
-            data: { reason: limited, error_code: "RATE_LIMIT_EXCEEDED" },
-          },
-          [
-            { type: "reconnect_failed", errorCode: "RATE_LIMIT_EXCEEDED" },
-            { type: "rate_limited", scope: "reconnect" },
-          ],
-        );
-      }
-    }
+    const limited = await firstToken(take, message, ip, now);
+    if (limited) return limited;
     const roomId = message.data.room_id;
     // A member of a room homed here (player or spectator) is answered by the local engine
     // ("Already in a room", docs/spec/PROTOCOL.md §7.11.4), as for a room homed here.
@@ -430,10 +453,19 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     }
   };
 
-  return async (conn, message, ip, now, staleHome, retry) => {
-    // A retry after a MISS takes no token again.
-    const take = retry ? () => Promise.resolve(undefined) : takeToken;
+  return async (conn, message, ip, now, attempt) => {
+    const staleHome = attempt.stale;
+    // Each bucket at most once per request, over all its attempts.
+    const take: typeof takeToken = (kind, ip, now) => {
+      if (attempt.drawn.has(kind)) return Promise.resolve(undefined);
+      attempt.drawn.add(kind);
+      return takeToken(kind, ip, now);
+    };
     try {
+      if (attempt.memberOf !== undefined) {
+        return await firstToken(take, message, ip, now) ??
+          { kind: "remote", home: attempt.memberOf };
+      }
       switch (message.type) {
         case "JoinRoom":
           return await joinRoom(take, conn, message, ip, now, staleHome);

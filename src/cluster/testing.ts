@@ -103,8 +103,9 @@ export interface ScriptNode {
 
 /**
  * A single-instance server as `main.ts` runs it without `cluster.redis_url`: one engine and its
- * edge, no resolver, router or store (the engine checks caps and buckets itself), with the same
- * test engine settings as {@linkcode testCluster}'s nodes. For the differential's comparisons.
+ * edge, no resolver, router or store (the engine checks caps and buckets itself: pass
+ * `engine.rateLimits` for buckets), with the same test engine settings as
+ * {@linkcode testCluster}'s nodes. For the differential's comparisons.
  */
 export function singleInstance(engine: Partial<EngineOptions> = {}): ScriptNode {
   const counters = { codes: 0, tokens: 0 };
@@ -115,7 +116,8 @@ export function singleInstance(engine: Partial<EngineOptions> = {}): ScriptNode 
       newId: () => crypto.randomUUID(),
       newRoomCode: () => `C${String(++counters.codes).padStart(5, "0")}`,
       newToken: () => `token-${++counters.tokens}`.padEnd(43, "x"),
-      rateLimits: undefined,
+      // The engine's own buckets when given (a single instance takes its tokens itself).
+      rateLimits: engine.rateLimits,
     })),
     { maxMessageSize: 65_536, newId: () => crypto.randomUUID() },
   );
@@ -337,7 +339,8 @@ async function startNode(
     entries: () => engine.directoryEntries(),
     ...(options.now ? { now: options.now } : {}),
   });
-  const engineSettings = testOptions(options.engine);
+  // The engine's settings as above (reconnection on unless the test turns it off).
+  const engineSettings = testOptions({ enableReconnection: true, ...options.engine });
   const edge = new Edge(engine, {
     maxMessageSize: 65_536,
     newId: () => crypto.randomUUID(),

@@ -14,7 +14,7 @@
 import { gameScope } from "../engine/room.ts";
 import { getLogger } from "@logtape/logtape";
 import { type Awaitable, then } from "../coordination/awaitable.ts";
-import type { BucketTake, TokenBuckets } from "../coordination/buckets.ts";
+import type { BucketKind, BucketTake, TokenBuckets } from "../coordination/buckets.ts";
 import type { RoomDirectory } from "../coordination/directory.ts";
 import { LocalRouter, MemoryRoomDirectory } from "../coordination/memory.ts";
 import type {
@@ -120,18 +120,35 @@ export type Resolution =
   /** Answered by the edge itself (a failure decided before any home). */
   | { kind: "reply"; message: ServerMessage; events?: EdgeEvent[] };
 
+/** One attempt of a bind request's resolution ({@linkcode Resolver}). */
+export interface ResolveAttempt {
+  /** On the last attempt after `MISS`es, the home that did not have the room. */
+  stale?: NodeId;
+  /**
+   * The rate-limit buckets this request has drawn a token from, over all its attempts: the
+   * resolver adds each one it draws from and never draws from one twice (a token is not
+   * returned, docs/spec/PROTOCOL.md §7.2.1; a retry after a `MISS` draws nothing again).
+   */
+  drawn: Set<BucketKind>;
+  /**
+   * The remote home of the room the connection is a member of: the resolver only draws the
+   * token of the request's first check (docs/spec/PROTOCOL.md §7.2.1 step 1, §7.9 check 1,
+   * §7.11.4 after check 0) and answers `remote` to that home, which answers for its member as a
+   * single instance would; refused, it answers `RATE_LIMIT_EXCEEDED` as the engine does.
+   */
+  memberOf?: NodeId;
+}
+
 /**
- * Resolves a bind request of connection `conn` (client IP `ip`) received at `now`. `stale`, on
- * the last attempt after `MISS`es, names the home that did not have the room; `retry` is true
- * after the first attempt (no rate-limit token is taken again).
+ * Resolves a bind request of connection `conn` (client IP `ip`) received at `now`, one attempt
+ * at a time (docs/spec/SERVER.md §8.4.3).
  */
 export type Resolver = (
   conn: ConnId,
   message: ClientMessage,
   ip: string,
   now: number,
-  stale?: NodeId,
-  retry?: boolean,
+  attempt: ResolveAttempt,
 ) => Promise<Resolution>;
 
 /** A maintenance or operator command for the edge ({@linkcode Edge.command}). */
@@ -425,23 +442,28 @@ export class Edge {
       }
       return outcome;
     };
+    const drawn = new Set<BucketKind>();
     const run = async (): Promise<void> => {
       if (conn.home !== this.#node) {
-        // The home answers for its member ("Already in a room", a spectator switching there);
+        // The home answers for its member ("Already in a room", a spectator switching there),
+        // once the request's first token is drawn here, as its engine would have drawn it;
         // a MISS (a room elsewhere) is resolved like any request.
+        const member = await this.#resolver!(id, message, conn.ip, now, {
+          drawn,
+          memberOf: conn.home,
+        });
+        if (this.#conns.get(id) !== conn) return;
+        if (member.kind === "reply") {
+          for (const event of member.events ?? []) this.#onEvent?.(event);
+          this.#deliver(encodeServerMessage(member.message), [id], Date.now());
+          return;
+        }
         if ((await toHome(conn.home)).status !== "miss") return;
         if (this.#conns.get(id) !== conn) return;
       }
       let stale: NodeId | undefined;
       for (let attempt = 0; attempt < MISS_ATTEMPTS; attempt++) {
-        const resolution = await this.#resolver!(
-          id,
-          message,
-          conn.ip,
-          now,
-          stale,
-          attempt > 0,
-        );
+        const resolution = await this.#resolver!(id, message, conn.ip, now, { stale, drawn });
         if (this.#conns.get(id) !== conn) {
           // The connection went away: a claim made for it is never used (its waiters go on).
           if (resolution.kind === "local") resolution.after?.();
