@@ -62,6 +62,16 @@ export interface OperatorStep {
   player?: string;
 }
 
+/**
+ * An HTTP request of the sending client's (its node, its IP): the lookup of room `code` of game
+ * `orbit` (docs/spec/EXTENSIONS.md E5) or the listing of the game's rooms (E6). Its status and
+ * body are compared too.
+ */
+export interface HttpStep {
+  http: "lookup" | "list";
+  code?: string;
+}
+
 /** The seat a client holds, from its latest `RoomJoined` or `Reconnected`. */
 function seatOf(client: TestClient | undefined): Record<string, unknown> | undefined {
   return client?.messages.findLast((m) => m.type === "RoomJoined" || m.type === "Reconnected")
@@ -75,10 +85,11 @@ function seatOf(client: TestClient | undefined): Record<string, unknown> | undef
  * code, and `PLAYER<k>`, `ROOMID<k>`, `ROOMCODE<k>` and `TOKEN<k>` for the player id, room id,
  * room code and reconnection token of client `k`'s latest `RoomJoined` or `Reconnected`. A {@linkcode DROP} step ends the
  * client's connection as an unexpected disconnect and connects a new one in its place through
- * the same node; an {@linkcode OperatorStep} runs a room command through the first node. Resolves
+ * the same node; an {@linkcode OperatorStep} runs a room command through the first node; an
+ * {@linkcode HttpStep} a room lookup or listing through the client's node. Resolves
  * with each client slot's normalised messages, every connection's close code after its messages
- * (`{ closed }`, `null` for a connection still open), and, when there were operator steps, one more
- * list: the operator's normalised replies.
+ * (`{ closed }`, `null` for a connection still open), and, when there were operator or HTTP steps,
+ * one more list: their normalised replies, in step order.
  */
 export async function runScript(
   nodes: readonly ScriptNode[],
@@ -121,6 +132,21 @@ export async function runScript(
           },
       }, Date.now());
       replies.push({ operator: step.operator, reply: reply ?? null });
+    } else if (typeof message === "object" && message !== null && "http" in message) {
+      const step = JSON.parse(substitute(message)) as HttpStep;
+      const path = step.http === "lookup" ? `/v2/rooms/orbit/${step.code}` : "/v2/rooms";
+      const query = step.http === "list" ? "?game_name=orbit" : "";
+      const response = await client.node.rooms(
+        new Request(`http://signal-fish.test${path}${query}`),
+        path,
+        ipOf(who),
+      )!;
+      replies.push({
+        http: step.http,
+        client: who,
+        status: response.status,
+        body: await response.json(),
+      });
     } else if (message === DROP) {
       client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
       ended[who]!.push(...client.messages, { closed: client.closed ?? 1006 });
@@ -136,7 +162,7 @@ export async function runScript(
   const outcome = all.map((client, i) =>
     normalise([...ended[i]!, ...client.messages, { closed: client.closed ?? null }])
   );
-  // The operator's replies, when the script had operator steps, after the clients' lists.
+  // The operator's and HTTP replies, when the script had such steps, after the clients' lists.
   return replies.length > 0 ? [...outcome, normalise(replies)] : outcome;
 }
 
@@ -206,7 +232,8 @@ export const SCRIPT: Step[] = [
  * drawn from three, so some collide; some joins join-only or create-only, some without a code),
  * game data to all and to one player, readiness, authority requests, connection info, leaving,
  * dropped connections, `Reconnect` with any client's seat (a resume or a takeover), operator
- * commands ({@linkcode OperatorStep}) and pings, in any order and from any client, so most steps
+ * commands ({@linkcode OperatorStep}), HTTP room lookups and listings ({@linkcode HttpStep}) and
+ * pings, in any order and from any client, so most steps
  * are valid and some are refused. All clients but one ask for MessagePack game data first, most of
  * them with presence events. The differential runs it on a single-instance server, on one node and
  * on three, and requires the same messages.
@@ -261,8 +288,13 @@ export function randomScript(
         type: "JoinAsSpectator",
         data: { game_name: "orbit", room_code: pick(codes), spectator_name: pick(names) },
       };
-    } else if (roll < 0.38) {
+    } else if (roll < 0.36) {
       message = { type: "GameData", data: { data: { step, from: who } } };
+    } else if (roll < 0.38) {
+      // An HTTP lookup of a room by code, or the game's listing (docs/spec/EXTENSIONS.md E5, E6).
+      message = random() < 0.7
+        ? { http: "lookup", code: random() < 0.5 ? `ROOMCODE${who}` : pick(codes) }
+        : { http: "list" } satisfies HttpStep;
     } else if (roll < 0.45) {
       // Binary game data: a value JSON recipients get converted, or one they cannot (bytes).
       message = {
@@ -286,7 +318,7 @@ export function randomScript(
       message = { type: "LeaveSpectator" };
     } else if (roll < 0.94) {
       message = DROP;
-    } else if (roll < 0.97) {
+    } else if (roll < 0.96) {
       // The operator closes a room or removes a player (docs/spec/EXTENSIONS.md E12).
       const k = Math.floor(random() * clients);
       // Mostly the room client k last joined (`ROOMCODE<k>`).

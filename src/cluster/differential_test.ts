@@ -153,13 +153,22 @@ Deno.test("Differential: random scripts give every client the same messages on a
       deepEqual(windowed[i], single[i], `seed ${seed}, client ${i}, 5-ms window`);
     }
     for (const message of single.flat()) {
-      const { type, closed, operator, reply } = message as {
+      const { type, closed, operator, reply, http, status, body } = message as {
         type?: string;
         closed?: unknown;
         operator?: string;
         reply?: { ok: boolean };
+        http?: string;
+        status?: number;
+        body?: { rooms?: unknown[] };
       };
-      const key = type ?? (operator ? `operator ${operator} ${reply?.ok}` : `closed ${closed}`);
+      if ((body?.rooms?.length ?? 0) > 0) seen.set("http list of rooms", 1);
+      const key = type ??
+        (operator
+          ? `operator ${operator} ${reply?.ok}`
+          : http
+          ? `http ${http} ${status}`
+          : `closed ${closed}`);
       seen.set(key, (seen.get(key) ?? 0) + 1);
     }
   }
@@ -182,6 +191,10 @@ Deno.test("Differential: random scripts give every client the same messages on a
       "binary",
       "operator close true",
       "operator remove_player true",
+      "http lookup 200",
+      "http lookup 404",
+      "http list 200",
+      "http list of rooms",
       "closed 1006",
     ]
   ) {

@@ -10,6 +10,9 @@ import { decode } from "@msgpack/msgpack";
 import { Engine, type EngineOptions } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
 import { Edge, type EdgeEvent } from "../transport/edge.ts";
+import { type RoomRoutes, roomRoutes } from "../http/rooms.ts";
+import { MemoryTokenBuckets } from "../coordination/memory.ts";
+import type { TokenBuckets } from "../coordination/buckets.ts";
 import type { SendFailure } from "../transport/peer.ts";
 import { MemoryNetwork } from "./memory_bus.ts";
 import { MemoryStore } from "./memory_store.ts";
@@ -99,6 +102,11 @@ export interface ScriptNode {
   edge: Edge;
   /** Connects a new client through this node. */
   connect(ip?: string): TestClient;
+  /**
+   * The node's HTTP room lookup and listing (docs/spec/SERVER.md §1.10, listing enabled) over its
+   * directory, drawing from the same join buckets as its edge, as `server.ts` wires them.
+   */
+  rooms: RoomRoutes;
 }
 
 /**
@@ -109,6 +117,7 @@ export interface ScriptNode {
  */
 export function singleInstance(engine: Partial<EngineOptions> = {}): ScriptNode {
   const counters = { codes: 0, tokens: 0 };
+  const rateLimits = engine.rateLimits;
   const edge = new Edge(
     new Engine(testOptions({
       enableReconnection: true,
@@ -121,12 +130,27 @@ export function singleInstance(engine: Partial<EngineOptions> = {}): ScriptNode 
     })),
     { maxMessageSize: 65_536, newId: () => crypto.randomUUID() },
   );
-  return withConnect({ edge });
+  return withConnect({ edge }, rateLimits && new MemoryTokenBuckets(rateLimits));
 }
 
-/** `node` with `connect`: a new recording client through its edge (client IP `ip`). */
-function withConnect<N extends { edge: Edge }>(node: N): N & ScriptNode {
+/**
+ * `node` with `connect` (a new recording client through its edge, client IP `ip`) and `rooms`
+ * (its HTTP room routes, drawing join tokens from `buckets` when given).
+ */
+function withConnect<N extends { edge: Edge }>(
+  node: N,
+  buckets?: TokenBuckets,
+  cluster?: { inGrace: (now: number) => boolean; reachable: () => boolean },
+): N & ScriptNode {
   const full = node as N & ScriptNode;
+  full.rooms = roomRoutes({
+    directory: node.edge.directory,
+    ...(buckets ? { buckets } : {}),
+    ...(cluster ?? {}),
+    publicRoomListing: true,
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+  });
   full.connect = (ip = "10.0.0.1") => {
     const client = new TestClient();
     client.node = full;
@@ -367,5 +391,8 @@ async function startNode(
     }),
   });
   await cluster.start();
-  return withConnect({ name, engine, edge, cluster });
+  return withConnect({ name, engine, edge, cluster }, store, {
+    inGrace: (now) => cluster.inGrace(now),
+    reachable: () => store.reachable,
+  });
 }
