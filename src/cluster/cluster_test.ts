@@ -333,6 +333,74 @@ Deno.test("Cluster (twins): a member of a room homed elsewhere draws a token for
   }
 });
 
+Deno.test("Cluster (twins): a creation refused for its max_players claims no code; one the engine refuses after the claim (maintenance) releases it (docs/spec/SERVER.md §8.3, §8.4.3)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes;
+    const ben = b!.connect();
+    ben.say({
+      type: "JoinRoom",
+      data: { game_name: "orbit", player_name: "Ben", room_code: "PHANTO", max_players: 101 },
+    });
+    await until(() => !!ben.last("RoomJoinFailed"), "Ben refused");
+    equal(ben.last("RoomJoinFailed")!.data!.error_code, "INVALID_INPUT");
+    // Maintenance mode refuses creations in the engine, after the resolver's claim.
+    b!.engine.maintenance = true;
+    join(ben, "Ben", "MAINTE");
+    await until(() => ben.messages.filter((m) => m.type === "RoomJoinFailed").length === 2, "2nd");
+    equal(ben.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await settle(20);
+    equal(
+      await cluster.store.lookup("orbit", "PHANTO"),
+      undefined,
+      "no entry for a room never made",
+    );
+    equal(await cluster.store.lookup("orbit", "MAINTE"), undefined, "nor in maintenance");
+    // So the code is free: Alice creates it through A at once, homed there.
+    const alice = a!.connect();
+    join(alice, "Alice", "PHANTO");
+    await settle(20);
+    equal(alice.last("RoomJoined")?.data?.room_code, "PHANTO", "created without waiting");
+    equal((await cluster.store.lookup("orbit", "PHANTO"))?.home, a!.name);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): Reconnect for a room that is gone is answered from the token records of the node that homed it, from the directory elsewhere (docs/spec/PROTOCOL.md §7.11.4 note)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes;
+    const alice = a!.connect();
+    join(alice, "Alice", "GONEAA");
+    await until(() => !!alice.last("RoomJoined"), "Alice's room");
+    const seat = alice.last("RoomJoined")!.data!;
+    alice.say({ type: "LeaveRoom" });
+    await until(() => !!alice.last("RoomLeft"), "Alice left");
+    // The operator closes the room she left (empty rooms otherwise wait for their timeout).
+    const closed = await b!.edge.command({
+      kind: "room",
+      command: { kind: "close", gameName: "orbit", roomCode: "GONEAA" },
+    }, Date.now());
+    equal(closed?.ok, true);
+    await settle(20);
+    equal(await cluster.store.lookup("orbit", "GONEAA"), undefined, "its entry released");
+    const retry = reconnectFor(seat);
+    // On A, the home: her token was given up by LeaveRoom (check 2 before check 4), as in one
+    // process.
+    alice.say(retry);
+    await until(() => !!alice.last("ReconnectionFailed"), "answered on A");
+    equal(alice.last("ReconnectionFailed")!.data!.error_code, "RECONNECTION_TOKEN_INVALID");
+    // Through B, which never held the room: the directory's "gone" answers (check 4).
+    const again = b!.connect();
+    again.say(retry);
+    await until(() => !!again.last("ReconnectionFailed"), "answered on B");
+    equal(again.last("ReconnectionFailed")!.data!.error_code, "RECONNECTION_FAILED");
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a connection keeps the player id it adopted by Reconnect in rooms homed on other nodes (docs/spec/PROTOCOL.md §1.2)", async () => {
   const cluster = await testCluster();
   try {

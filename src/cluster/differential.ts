@@ -229,7 +229,8 @@ export const SCRIPT: Step[] = [
 /**
  * A random script of `steps` steps for `clients` clients (a seeded `random` in [0, 1)): joins,
  * creations and spectating of two fixed room codes and client 0's first room in one game (names
- * drawn from three, so some collide; some joins join-only or create-only, some without a code),
+ * drawn from three, so some collide; some joins join-only or create-only, some without a code,
+ * some with a field the checks refuse),
  * game data to all and to one player, readiness, authority requests, connection info, leaving,
  * dropped connections, `Reconnect` with any client's seat (a resume or a takeover), operator
  * commands ({@linkcode OperatorStep}), HTTP room lookups and listings ({@linkcode HttpStep}) and
@@ -265,6 +266,25 @@ export function randomScript(
       },
     }]);
   }
+  /**
+   * `message` with one field the checks of docs/spec/PROTOCOL.md §7.2.1 / §7.9 refuse (game
+   * name, player or spectator name, room code, `max_players`), or join-only without a code.
+   */
+  const spoilt = (message: { data: Record<string, unknown> }) => {
+    const data = { ...message.data };
+    const nameKey = "player_name" in data ? "player_name" : "spectator_name";
+    const field = pick(["game_name", "name", "room_code", "max_players", "never"]);
+    if (field === "game_name") data.game_name = pick(["", "g".repeat(65)]);
+    else if (field === "name") data[nameKey] = pick(["", "n".repeat(33)]);
+    else if (field === "room_code") data.room_code = pick(["AB1", "ROOM-1"]);
+    else if (field === "max_players" && nameKey === "player_name") {
+      data.max_players = pick([0, 101]);
+    } else if (nameKey === "player_name") {
+      data.room_code = null;
+      data.create = "never";
+    }
+    return { ...message, data };
+  };
   for (let step = 0; step < steps; step++) {
     const who = Math.floor(random() * clients);
     const roll = random();
@@ -283,11 +303,13 @@ export function randomScript(
           ? { authority_handover: true }
           : {}),
       });
+      if (random() < 0.15) message = spoilt(message as { data: Record<string, unknown> });
     } else if (roll < 0.28) {
       message = {
         type: "JoinAsSpectator",
         data: { game_name: "orbit", room_code: pick(codes), spectator_name: pick(names) },
       };
+      if (random() < 0.15) message = spoilt(message as { data: Record<string, unknown> });
     } else if (roll < 0.36) {
       message = { type: "GameData", data: { data: { step, from: who } } };
     } else if (roll < 0.38) {
@@ -312,9 +334,9 @@ export function randomScript(
         type: "ProvideConnectionInfo",
         data: { connection_info: { type: "direct", host: `10.1.1.${who}`, port: 7000 + step } },
       };
-    } else if (roll < 0.88) {
+    } else if (roll < 0.86) {
       message = { type: "LeaveRoom" };
-    } else if (roll < 0.92) {
+    } else if (roll < 0.89) {
       message = { type: "LeaveSpectator" };
     } else if (roll < 0.94) {
       message = DROP;

@@ -24,6 +24,9 @@ import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
 import { type Resolution, type Resolver, unavailable } from "../transport/edge.ts";
 import type { EdgeEvent } from "../transport/events.ts";
 import type { ClusterStore, NodeId, Resolved } from "./types.ts";
+import { getLogger } from "@logtape/logtape";
+
+const log = getLogger(["signal-fish", "cluster"]);
 
 /**
  * The room id and code the engine uses for its next room: staged by the resolver right before
@@ -216,6 +219,17 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     }
   };
 
+  /** Releases a claim whose room was never created (logged when Redis does not answer). */
+  const release = (record: DirectoryRecord) => {
+    Promise.resolve(store.release(record.gameName, record.roomCode, record.roomId)).catch(
+      (error) =>
+        log.warn("Cannot release the unused claim of {code}: {error}", {
+          code: record.roomCode,
+          error,
+        }),
+    );
+  };
+
   /** Throws while Redis is known not to answer (the caller's catch answers SERVICE_UNAVAILABLE). */
   const reachable = () => {
     if (!store.reachable) throw new Error("Redis unreachable");
@@ -291,6 +305,10 @@ export function clusterResolver(options: ResolverOptions): Resolver {
           prepare: () => options.staging.stage(roomId, given ? undefined : code),
           after: () => {
             options.staging.clear();
+            // The engine may still refuse the creation after the claim (max_players, an app's
+            // max_players_per_room, maintenance) or the connection may be gone: a claim no room
+            // holds is released at once, so its code is free and no cap counts it (§8.3).
+            if (!engine.hasRoomId(roomId)) release(record);
             done();
           },
         };
@@ -330,16 +348,9 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const creating = data.room_code === undefined && !joinOnly;
     const limited = await firstToken(take, message, ip, now);
     if (limited) return limited;
-    // Problems the engine reports in the spec's order: let the local engine answer them.
-    if (
-      (data.room_code === undefined && joinOnly) ||
-      checkGameName(data.game_name, options.maxGameNameLength) ||
-      checkPlayerName(data.player_name, options.nameRules) ||
-      engine.binding(conn) !== undefined ||
-      (data.room_code !== undefined && checkRoomCode(data.room_code, options.roomCodeLength))
-    ) {
-      return { kind: "local" };
-    }
+    // Problems the engine reports before resolution (its steps 2–6, max_players included):
+    // the local engine answers them, and no code is claimed for a request it would refuse.
+    if (engine.joinRefused(conn, data)) return { kind: "local" };
     if (creating) return claimAndCreate(conn, data, ip, now);
     const code = data.room_code!.toUpperCase();
     const scope = gameScope(data.game_name, engine.sessionMeta(conn)?.appId);
@@ -433,6 +444,12 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const limited = await firstToken(take, message, ip, now);
     if (limited) return limited;
     const roomId = message.data.room_id;
+    // A room that is gone and was homed here: this engine's token records answer, as in one
+    // process ("Invalid reconnection token" for a token left or superseded, check 2 before 4).
+    const goneHere = (): Resolution | undefined =>
+      engine.knowsToken(message.data.player_id, message.data.auth_token)
+        ? { kind: "local" }
+        : undefined;
     // A member of a room homed here (player or spectator) is answered by the local engine
     // ("Already in a room", docs/spec/PROTOCOL.md §7.11.4), as for a room homed here.
     if (engine.hasRoomId(roomId) || engine.binding(conn) !== undefined) return { kind: "local" };
@@ -443,10 +460,10 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         // The local engine answers RECONNECTION_TOKEN_INVALID, as in single-instance mode.
         return { kind: "local" };
       case "gone":
-        return failed("Room no longer exists", "RECONNECTION_FAILED");
+        return goneHere() ?? failed("Room no longer exists", "RECONNECTION_FAILED");
       case "found":
         if (await stale(resolved, staleHome)) {
-          return failed("Room no longer exists", "RECONNECTION_FAILED");
+          return goneHere() ?? failed("Room no longer exists", "RECONNECTION_FAILED");
         }
         if (!resolved.homeAlive) return reply(unavailable(message));
         return { kind: "remote", home: resolved.home };

@@ -85,6 +85,8 @@ function ipScope(scope: string, ip: string): string {
  */
 export class HomeDirectory {
   readonly #rooms = new Map<string, Room>();
+  /** The same rooms by room id (local-first `Reconnect`, docs/spec/SERVER.md §8.4.3). */
+  readonly #byId = new Map<string, Room>();
   /** The rooms of each game namespace, oldest first: its cap count and its listing. */
   readonly #roomsByGame = new Map<string, Set<Room>>();
   readonly #members: MemberTally = { players: 0, spectators: 0 };
@@ -104,6 +106,11 @@ export class HomeDirectory {
   /** The room with `code` (upper-case) in game namespace `scope` ({@linkcode gameScope}). */
   get(scope: string, code: string): Room | undefined {
     return this.#rooms.get(roomKey(scope, code));
+  }
+
+  /** The room with id `roomId`, if it is in this directory. */
+  byId(roomId: string): Room | undefined {
+    return this.#byId.get(roomId);
   }
 
   /** True when game namespace `scope` has a room with `code`. */
@@ -168,6 +175,7 @@ export class HomeDirectory {
   /** Adds a new room created at `now` (ms) by a connection of `appId`, if any. */
   add(room: Room, appId: string | undefined, now: number): void {
     this.#rooms.set(room.key, room);
+    this.#byId.set(room.id, room);
     if (appId !== undefined) this.#appRooms.add(appId, room.key);
     addTo(this.#roomsByGame, room.scope, room);
     room.countMembersIn(this.#members);
@@ -186,6 +194,7 @@ export class HomeDirectory {
   /** Removes a deleted room and its counts. */
   remove(room: Room): void {
     this.#rooms.delete(room.key);
+    if (this.#byId.get(room.id) === room) this.#byId.delete(room.id);
     this.#appRooms.remove(room.key);
     this.#meta.delete(room.key);
     this.markOccupied(room);

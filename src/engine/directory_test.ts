@@ -112,6 +112,7 @@ Deno.test("HomeDirectory counts rooms per game and per app until removed", () =>
   equal(directory.appCount("app-1"), 1);
   equal(directory.get("orbit", "AAAAAA"), a);
   equal(directory.has("other", "AAAAAA"), false);
+  equal(directory.byId("BBBBBB"), b);
   const refresh = directory.refresh(a);
   deepEqual(refresh.kind === "directory" && refresh.op === "refresh" && refresh.entry, {
     roomId: "AAAAAA",
@@ -123,6 +124,8 @@ Deno.test("HomeDirectory counts rooms per game and per app until removed", () =>
   });
   directory.remove(a);
   deepEqual([directory.gameCount("orbit"), directory.appCount("app-1"), directory.size], [0, 0, 1]);
+  equal(directory.byId("AAAAAA"), undefined);
+  equal(directory.byId("BBBBBB"), b);
 });
 
 Deno.test("HomeDirectory lists one game's occupied rooms oldest first and tallies members", () => {

@@ -223,10 +223,28 @@ export class Engine {
     return this.#reconnection.route(effects);
   }
 
+  /**
+   * Whether `JoinRoom` `data` from connection `id` fails a check that needs no room (steps 2–6 of
+   * docs/spec/PROTOCOL.md §7.2.1: names, `max_players`, membership, the code): a cluster's resolver
+   * then lets this engine answer without resolving anything (docs/spec/SERVER.md §8.4.3).
+   */
+  joinRefused(id: ConnId, data: Extract<ClientMessage, { type: "JoinRoom" }>["data"]): boolean {
+    const session = this.#sessions.get(id);
+    return session !== undefined && this.#rooms.joinRefused(session, data);
+  }
+
   /** Whether a room with id `roomId` is homed here (local-first `Reconnect`, §8.4.3). */
   hasRoomId(roomId: string): boolean {
-    for (const room of this.#directory.rooms()) if (room.id === roomId) return true;
-    return false;
+    return this.#directory.byId(roomId) !== undefined;
+  }
+
+  /**
+   * Whether this engine holds a reconnection token record (valid or invalidated, not forgotten)
+   * for `token` and `playerId`: the room was homed here, so this engine answers a `Reconnect`
+   * with it as a single instance would (docs/spec/PROTOCOL.md §7.11.4, docs/spec/SERVER.md §8.4.3).
+   */
+  knowsToken(playerId: string, token: string): boolean {
+    return this.#reconnection.knowsToken(playerId, token);
   }
 
   /** The directory entry of every room homed here (the `T/3` refresh, docs/spec/SERVER.md §8.3). */

@@ -56,25 +56,31 @@ export class Rooms {
   // -------------------------------------------------------------------------------------------
   // JoinRoom (docs/spec/PROTOCOL.md §7.2)
 
-  /** `JoinRoom`: validation in the spec's order, then join, or create (docs/spec/PROTOCOL.md §7.2.1). */
-  joinRoom(session: Session, data: ClientData<"JoinRoom">, now: number): Effect[] {
+  /** `max_players` with the default applied; an app's `max_players_per_room` caps the default. */
+  #maxPlayers(session: Session, data: ClientData<"JoinRoom">): number {
+    const appCap = session.app?.maxPlayersPerRoom;
+    const defaultMax = this.#options.defaultMaxPlayers;
+    return data.max_players ?? Math.min(defaultMax, appCap ?? defaultMax);
+  }
+
+  /**
+   * Steps 2–6 of docs/spec/PROTOCOL.md §7.2.1 (those after the token, before resolution), in order:
+   * the failure's effects, or `undefined` when `data` passes them all.
+   */
+  #joinProblem(
+    session: Session,
+    data: ClientData<"JoinRoom">,
+    creating: boolean,
+  ): Effect[] | undefined {
     const options = this.#options;
     const id = session.playerId;
-    const mode = data.create ?? "if_missing";
-    // "never" without a code is a join attempt that fails at the code check (docs/spec/EXTENSIONS.md E9).
-    const creating = data.room_code === undefined && mode !== "never";
-    const limited = this.#sessions.takeToken(session, creating ? "create" : "join", now);
-    if (limited) {
-      return [...joinFailed(id, limited.reason, "RATE_LIMIT_EXCEEDED", creating), limited.event];
-    }
     const gameNameProblem = checkGameName(data.game_name, options.maxGameNameLength);
     if (gameNameProblem) return joinFailed(id, gameNameProblem, "INVALID_GAME_NAME", creating);
     const nameProblem = checkPlayerName(data.player_name, options.nameRules);
     if (nameProblem) return joinFailed(id, nameProblem, "INVALID_INPUT", creating);
-    // An app's max_players_per_room caps the default and the explicit value (docs/spec/SERVER.md §3.3).
+    // An app's max_players_per_room caps the explicit value too (docs/spec/SERVER.md §3.3).
     const appCap = session.app?.maxPlayersPerRoom;
-    const maxPlayers = data.max_players ??
-      Math.min(options.defaultMaxPlayers, appCap ?? options.defaultMaxPlayers);
+    const maxPlayers = this.#maxPlayers(session, data);
     if (maxPlayers < 1) {
       return joinFailed(id, "Max players must be at least 1", "INVALID_INPUT", creating);
     }
@@ -92,15 +98,41 @@ export class Rooms {
     if (session.playing || session.watching) {
       return joinFailed(id, "Already in a room", "ALREADY_IN_ROOM", creating);
     }
-
-    if (data.room_code === undefined && mode === "never") {
+    if (data.room_code === undefined && data.create === "never") {
       return joinFailed(id, "Room code is required to join", "INVALID_ROOM_CODE", false);
     }
-    // Each app has its own rooms when auth is enabled (issue 14 item 12).
-    const scope = gameScope(data.game_name, session.app?.appId);
     if (data.room_code !== undefined) {
       const codeProblem = checkRoomCode(data.room_code, options.roomCodeLength);
       if (codeProblem) return joinFailed(id, codeProblem, "INVALID_ROOM_CODE", creating);
+    }
+    return undefined;
+  }
+
+  /**
+   * Whether `JoinRoom` `data` from `session` fails one of steps 2–6 of docs/spec/PROTOCOL.md §7.2.1: a
+   * cluster's resolver then lets this engine answer, without resolving the room
+   * (docs/spec/SERVER.md §8.4.3 "Edge checks").
+   */
+  joinRefused(session: Session, data: ClientData<"JoinRoom">): boolean {
+    return this.#joinProblem(session, data, false) !== undefined;
+  }
+
+  /** `JoinRoom`: validation in the spec's order, then join, or create (docs/spec/PROTOCOL.md §7.2.1). */
+  joinRoom(session: Session, data: ClientData<"JoinRoom">, now: number): Effect[] {
+    const id = session.playerId;
+    const mode = data.create ?? "if_missing";
+    // "never" without a code is a join attempt that fails at the code check (docs/spec/EXTENSIONS.md E9).
+    const creating = data.room_code === undefined && mode !== "never";
+    const limited = this.#sessions.takeToken(session, creating ? "create" : "join", now);
+    if (limited) {
+      return [...joinFailed(id, limited.reason, "RATE_LIMIT_EXCEEDED", creating), limited.event];
+    }
+    const problem = this.#joinProblem(session, data, creating);
+    if (problem) return problem;
+    const maxPlayers = this.#maxPlayers(session, data);
+    // Each app has its own rooms when auth is enabled (issue 14 item 12).
+    const scope = gameScope(data.game_name, session.app?.appId);
+    if (data.room_code !== undefined) {
       const room = this.#directory.get(scope, data.room_code.toUpperCase());
       if (room) {
         if (mode === "always") {
