@@ -230,7 +230,13 @@ Deno.test("Differential: random scripts with authentication required and two app
   const auth = {
     auth: {
       required: true,
-      apps: [{ appId: "app-a", appName: "A" }, { appId: "app-b", appName: "B" }],
+      // App B's rooms hold at most 3 players (docs/spec/SERVER.md §3.3): its 4-player requests
+      // are refused before resolution, on every node.
+      apps: [{ appId: "app-a", appName: "A" }, {
+        appId: "app-b",
+        appName: "B",
+        maxPlayersPerRoom: 3,
+      }],
       timeoutMs: 60_000,
       enforceSdkGate: false,
     },
@@ -259,14 +265,19 @@ Deno.test("Differential: random scripts with authentication required and two app
     );
   }
   let joined = 0;
+  let capped = 0;
   for (const { seed, single, three, alone } of outcomes) {
     for (let i = 0; i < single.length; i++) {
       deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
       deepEqual(acrossNodes(three[i]!), acrossNodes(single[i]!), `seed ${seed}, client ${i}`);
     }
     joined += single.flat().filter((m) => (m as { type?: string }).type === "RoomJoined").length;
+    capped += single.flat().filter((m) =>
+      (m as { data?: { reason?: string } }).data?.reason === "Max players cannot exceed 3"
+    ).length;
   }
   ok(joined > 10, `only ${joined} joins`);
+  ok(capped > 0, "no request over app B's max_players_per_room");
 });
 
 Deno.test("Differential: random scripts with tight rate limits, clients sharing addresses across nodes, give the same messages on a single-instance server, one node and three", async () => {
