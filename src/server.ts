@@ -7,8 +7,6 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
-import { AppRegistry } from "./engine/app_auth.ts";
-import { gameScope } from "./engine/room.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type PendingLimits, type TlsPem } from "./http/listener.ts";
 import type { LogStats } from "./logging.ts";
@@ -16,7 +14,7 @@ import { createHandler, type Handler } from "./http/routes.ts";
 import type { RequestHead } from "./http/handover.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
 import { type RateLimitOptions, RateLimits } from "./engine/rate_limits.ts";
-import { roomRoutes } from "./http/rooms.ts";
+import { appRoomScope, roomRoutes } from "./http/rooms.ts";
 import { type AdminRoutes, adminRoutes } from "./http/admin.ts";
 import { OperatorFeed } from "./metrics/operator_feed.ts";
 import { MemoryTokenBuckets } from "./coordination/memory.ts";
@@ -180,25 +178,6 @@ function rateLimitOptions(rate_limit: Config["rate_limit"]): RateLimitOptions {
   };
 }
 
-/**
- * How the HTTP room routes find a request's room namespace (issue 14 item 12): with auth
- * enabled, the app named by `?app_id=` (and header `X-App-Secret` when the app has a secret);
- * with auth disabled, the game name itself.
- */
-function httpRoomScope(
-  settings: EngineOptions,
-): ((request: Request, gameName: string) => string | undefined) | undefined {
-  const auth = settings.auth;
-  if (!auth?.required) return undefined;
-  const apps = new AppRegistry(auth.apps);
-  return (request, gameName) => {
-    const appId = new URL(request.url).searchParams.get("app_id");
-    if (appId === null) return undefined;
-    const secret = request.headers.get("x-app-secret") ?? undefined;
-    return apps.verify(appId, secret) ? gameScope(gameName, appId) : undefined;
-  };
-}
-
 /** 32 bytes from the system's cryptographic RNG, base64url without padding (43 characters). */
 export function newReconnectionToken(): string {
   return randomToken();
@@ -340,7 +319,7 @@ export async function startServer(
           reachable: () => cluster.store.reachable,
         }
         : {}),
-      scope: httpRoomScope(settings),
+      scope: appRoomScope(settings.auth),
       roomCodeLength: config.protocol.room_code_length,
       maxGameNameLength: config.protocol.max_game_name_length,
       onEvent,

@@ -70,6 +70,8 @@ export interface OperatorStep {
 export interface HttpStep {
   http: "lookup" | "list";
   code?: string;
+  /** `?app_id=` of the request (the app namespace to look in, authentication required). */
+  app?: string;
 }
 
 /** The seat a client holds, from its latest `RoomJoined` or `Reconnected`. */
@@ -135,7 +137,10 @@ export async function runScript(
     } else if (typeof message === "object" && message !== null && "http" in message) {
       const step = JSON.parse(substitute(message)) as HttpStep;
       const path = step.http === "lookup" ? `/v2/rooms/orbit/${step.code}` : "/v2/rooms";
-      const query = step.http === "list" ? "?game_name=orbit" : "";
+      const params = new URLSearchParams();
+      if (step.http === "list") params.set("game_name", "orbit");
+      if (step.app !== undefined) params.set("app_id", step.app);
+      const query = params.size > 0 ? `?${params}` : "";
       const response = await client.node.rooms(
         new Request(`http://signal-fish.test${path}${query}`),
         path,
@@ -314,9 +319,14 @@ export function randomScript(
       message = { type: "GameData", data: { data: { step, from: who } } };
     } else if (roll < 0.38) {
       // An HTTP lookup of a room by code, or the game's listing (docs/spec/EXTENSIONS.md E5, E6).
-      message = random() < 0.7
-        ? { http: "lookup", code: random() < 0.5 ? `ROOMCODE${who}` : pick(codes) }
-        : { http: "list" } satisfies HttpStep;
+      // With apps, mostly in the client's own app's namespace, sometimes in the other's.
+      const app = apps && (random() < 0.7 ? apps[who % apps.length] : pick(apps));
+      message = {
+        ...(random() < 0.7
+          ? { http: "lookup", code: random() < 0.5 ? `ROOMCODE${who}` : pick(codes) }
+          : { http: "list" }),
+        ...(app !== undefined ? { app } : {}),
+      } satisfies HttpStep;
     } else if (roll < 0.45) {
       // Binary game data: a value JSON recipients get converted, or one they cannot (bytes).
       message = {

@@ -266,6 +266,7 @@ Deno.test("Differential: random scripts with authentication required and two app
   }
   let joined = 0;
   let capped = 0;
+  let found = 0;
   for (const { seed, single, three, alone } of outcomes) {
     for (let i = 0; i < single.length; i++) {
       deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
@@ -275,7 +276,12 @@ Deno.test("Differential: random scripts with authentication required and two app
     capped += single.flat().filter((m) =>
       (m as { data?: { reason?: string } }).data?.reason === "Max players cannot exceed 3"
     ).length;
+    found += single.flat().filter((m) => {
+      const { http, status } = m as { http?: string; status?: number };
+      return http === "lookup" && status === 200;
+    }).length;
   }
+  ok(found > 0, "no lookup found a room in its app's namespace");
   ok(joined > 10, `only ${joined} joins`);
   ok(capped > 0, "no request over app B's max_players_per_room");
 });

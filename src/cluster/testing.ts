@@ -10,7 +10,7 @@ import { decode } from "@msgpack/msgpack";
 import { Engine, type EngineOptions } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
 import { Edge, type EdgeEvent } from "../transport/edge.ts";
-import { type RoomRoutes, roomRoutes } from "../http/rooms.ts";
+import { appRoomScope, type RoomRoutes, roomRoutes } from "../http/rooms.ts";
 import { MemoryTokenBuckets } from "../coordination/memory.ts";
 import type { TokenBuckets } from "../coordination/buckets.ts";
 import type { SendFailure } from "../transport/peer.ts";
@@ -130,22 +130,26 @@ export function singleInstance(engine: Partial<EngineOptions> = {}): ScriptNode 
     })),
     { maxMessageSize: 65_536, newId: () => crypto.randomUUID() },
   );
-  return withConnect({ edge }, rateLimits && new MemoryTokenBuckets(rateLimits));
+  return withConnect({ edge }, engine, rateLimits && new MemoryTokenBuckets(rateLimits));
 }
 
 /**
  * `node` with `connect` (a new recording client through its edge, client IP `ip`) and `rooms`
- * (its HTTP room routes, drawing join tokens from `buckets` when given).
+ * (its HTTP room routes for engine `settings` — app namespaces when authentication is required —
+ * drawing join tokens from `buckets` when given).
  */
 function withConnect<N extends { edge: Edge }>(
   node: N,
+  settings: Partial<EngineOptions>,
   buckets?: TokenBuckets,
   cluster?: { inGrace: (now: number) => boolean; reachable: () => boolean },
 ): N & ScriptNode {
   const full = node as N & ScriptNode;
+  const scope = appRoomScope(settings.auth);
   full.rooms = roomRoutes({
     directory: node.edge.directory,
     ...(buckets ? { buckets } : {}),
+    ...(scope ? { scope } : {}),
     ...(cluster ?? {}),
     publicRoomListing: true,
     roomCodeLength: 6,
@@ -391,7 +395,7 @@ async function startNode(
     }),
   });
   await cluster.start();
-  return withConnect({ name, engine, edge, cluster }, store, {
+  return withConnect({ name, engine, edge, cluster }, options.engine ?? {}, store, {
     inGrace: (now) => cluster.inGrace(now),
     reachable: () => store.reachable,
   });

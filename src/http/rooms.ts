@@ -13,6 +13,8 @@ import type { RoomDirectory, RoomSummary } from "../coordination/directory.ts";
 import { joinLimitReason } from "../engine/rate_limits.ts";
 import type { EdgeEvent } from "../transport/events.ts";
 import { checkGameName, checkRoomCode } from "../engine/validation.ts";
+import { AppRegistry, type AuthOptions } from "../engine/app_auth.ts";
+import { gameScope } from "../engine/room.ts";
 
 /** Settings of {@linkcode roomRoutes}. */
 export interface RoomRouteOptions {
@@ -97,6 +99,25 @@ function decodeSegment(segment: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * {@linkcode RoomRouteOptions.scope} for `auth` (issue 14 item 12, docs/spec/SERVER.md §1.10): with
+ * authentication required, the namespace of the app named by `?app_id=` (with header
+ * `X-App-Secret` when the app has a secret), `undefined` for a request naming no such app; with
+ * authentication off, `undefined` (the game name itself is the namespace).
+ */
+export function appRoomScope(
+  auth: AuthOptions | undefined,
+): ((request: Request, gameName: string) => string | undefined) | undefined {
+  if (!auth?.required) return undefined;
+  const apps = new AppRegistry(auth.apps);
+  return (request, gameName) => {
+    const appId = new URL(request.url).searchParams.get("app_id");
+    if (appId === null) return undefined;
+    const secret = request.headers.get("x-app-secret") ?? undefined;
+    return apps.verify(appId, secret) ? gameScope(gameName, appId) : undefined;
+  };
 }
 
 /** Builds the handler for `GET /v2/rooms/{game_name}/{room_code}` and `GET /v2/rooms`. */
