@@ -23,7 +23,7 @@ Deno.test({
       });
       try {
         // Envelopes cross real sockets: each step waits until every client has been quiet.
-        return await runScript(cluster.nodes, 6, script, (clients) => quiet(clients));
+        return await runScript(cluster.nodes, 6, script, { wait: (clients) => quiet(clients) });
       } finally {
         await cluster.close();
       }

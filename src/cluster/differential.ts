@@ -74,6 +74,19 @@ export interface HttpStep {
   app?: string;
 }
 
+/** Settings of {@linkcode runScript}. */
+export interface RunOptions {
+  /** Awaited after each step. @default 20 timer turns (`settle(20)`) */
+  wait?: (clients: readonly TestClient[]) => Promise<void>;
+  /** Client IP of client `i`. @default `10.0.0.<i>` */
+  ipOf?: (client: number) => string;
+  /**
+   * A dropped client's next connection goes through the next node (client `i`'s `k`-th
+   * through node `(i + k) % nodes`), so its `Reconnect` crosses nodes. @default false (the same node)
+   */
+  moveOnDrop?: boolean;
+}
+
 /** The seat a client holds, from its latest `RoomJoined` or `Reconnected`. */
 function seatOf(client: TestClient | undefined): Record<string, unknown> | undefined {
   return client?.messages.findLast((m) => m.type === "RoomJoined" || m.type === "Reconnected")
@@ -82,12 +95,12 @@ function seatOf(client: TestClient | undefined): Record<string, unknown> | undef
 
 /**
  * Plays `script` on `nodes` (a started cluster, or one {@linkcode singleInstance}), client `i` connected through node
- * `i % nodes.length` from client IP `ipOf(i)` (default `10.0.0.<i>`), one step at a time, awaiting `wait(clients)` after each so the order of
+ * `i % nodes.length` from client IP `options.ipOf(i)`, one step at a time, awaiting `options.wait(clients)` after each so the order of
  * different senders' messages is the script's. In a message, `CODE` stands for the first room's
  * code, and `PLAYER<k>`, `ROOMID<k>`, `ROOMCODE<k>` and `TOKEN<k>` for the player id, room id,
  * room code and reconnection token of client `k`'s latest `RoomJoined` or `Reconnected`. A {@linkcode DROP} step ends the
  * client's connection as an unexpected disconnect and connects a new one in its place through
- * the same node; an {@linkcode OperatorStep} runs a room command through the first node; an
+ * the same node (the next one with `options.moveOnDrop`); an {@linkcode OperatorStep} runs a room command through the first node; an
  * {@linkcode HttpStep} a room lookup or listing through the client's node. Resolves
  * with each client slot's normalised messages, every connection's close code after its messages
  * (`{ closed }`, `null` for a connection still open), and, when there were operator or HTTP steps,
@@ -97,14 +110,18 @@ export async function runScript(
   nodes: readonly ScriptNode[],
   clients: number,
   script: readonly Step[],
-  wait: (clients: readonly TestClient[]) => Promise<void> = () => settle(20),
-  ipOf: (client: number) => string = (client) => `10.0.0.${client}`,
+  options: RunOptions = {},
 ): Promise<unknown[][]> {
+  const wait = options.wait ?? (() => settle(20));
+  const ipOf = options.ipOf ?? ((client: number) => `10.0.0.${client}`);
   const all: TestClient[] = [];
   const ended: unknown[][] = [];
+  /** Connections client `i` has had; its next one goes through node `(i + moves) % nodes`. */
+  const moves: number[] = [];
   for (let i = 0; i < clients; i++) {
     all.push(nodes[i % nodes.length]!.connect(ipOf(i)));
     ended.push([]);
+    moves.push(0);
   }
   let code = "";
   const seatField = (field: string) => (_: string, k: string) =>
@@ -155,7 +172,8 @@ export async function runScript(
     } else if (message === DROP) {
       client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
       ended[who]!.push(...client.messages, { closed: client.closed ?? 1006 });
-      all[who] = client.node.connect(ipOf(who));
+      const node = options.moveOnDrop ? nodes[(who + ++moves[who]!) % nodes.length]! : client.node;
+      all[who] = node.connect(ipOf(who));
     } else if (typeof message === "object" && message !== null && "binary" in message) {
       client.node.edge.receive(client.id, encode((message as BinaryStep).binary), Date.now());
     } else {

@@ -16,7 +16,8 @@ import { singleInstance, testCluster } from "./testing.ts";
 
 /**
  * Runs `script` on `nodes` twin nodes (`windowMs` = `cluster.envelope_window_ms`), engine
- * settings `engine` on top of reconnection and MessagePack on.
+ * settings `engine` on top of reconnection and MessagePack on, bucket `limits` if given; with
+ * `moveOnDrop` a dropped client comes back through the next node.
  */
 async function run(
   nodes: number,
@@ -24,6 +25,7 @@ async function run(
   script = SCRIPT,
   engine: Partial<EngineOptions> = {},
   limits?: Limits,
+  moveOnDrop = false,
 ): Promise<unknown[][]> {
   const cluster = await testCluster({
     nodes,
@@ -43,7 +45,10 @@ async function run(
       : {}),
   });
   try {
-    return await runScript(cluster.nodes, 6, script, undefined, limits?.ipOf);
+    return await runScript(cluster.nodes, 6, script, {
+      ...(limits ? { ipOf: limits.ipOf } : {}),
+      moveOnDrop,
+    });
   } finally {
     await cluster.close();
   }
@@ -78,8 +83,7 @@ function runAlone(
     [singleInstance({ messagePack: true, ...engine, ...(rateLimits ? { rateLimits } : {}) })],
     6,
     script,
-    undefined,
-    limits?.ipOf,
+    limits ? { ipOf: limits.ipOf } : {},
   );
 }
 
@@ -158,7 +162,8 @@ Deno.test("Differential: random scripts give every client the same messages on a
           const [single, three, windowed, alone] = await Promise.all([
             run(1, 0, script, caps),
             run(3, 0, script, caps),
-            run(3, 5, script, caps),
+            // The windowed run also brings dropped clients back through another node.
+            run(3, 5, script, caps, undefined, true),
             runAlone(script, caps),
           ]);
           return { seed, single, three, windowed, alone };
@@ -256,7 +261,8 @@ Deno.test("Differential: random scripts with authentication required and two app
           const script = randomScript(prng(seed), 6, 60, { apps: ["app-a", "app-b"] });
           const [single, three, alone] = await Promise.all([
             run(1, 0, script, auth),
-            run(3, 0, script, auth),
+            // Three nodes, dropped clients coming back through another node.
+            run(3, 0, script, auth, undefined, true),
             runAlone(script, auth),
           ]);
           return { seed, single, three, alone };
@@ -327,7 +333,8 @@ Deno.test("Differential: random scripts with tight rate limits, clients sharing 
           }
           const [single, three, alone] = await Promise.all([
             run(1, 0, script, {}, limits),
-            run(3, 0, script, {}, limits),
+            // Three nodes, dropped clients coming back through another node.
+            run(3, 0, script, {}, limits, true),
             runAlone(script, {}, limits),
           ]);
           return { seed, single, three, alone };
