@@ -201,7 +201,7 @@ export function serverMetrics(
     eventsBuffered: () => engine.stats().eventsBuffered,
     replayBufferBytes: () => engine.stats().replayBufferBytes,
     replayTruncations: () => engine.stats().replayTruncations,
-    seatCounts: () => engine.seatCounts(),
+    seatHistograms: () => engine.seatHistograms(),
     logStats,
   }, {
     reconnection: config.server.enable_reconnection,

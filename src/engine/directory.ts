@@ -89,7 +89,7 @@ export class HomeDirectory {
   readonly #byId = new Map<string, Room>();
   /** The rooms of each game namespace, oldest first: its cap count and its listing. */
   readonly #roomsByGame = new Map<string, Set<Room>>();
-  readonly #members: MemberTally = { players: 0, spectators: 0 };
+  readonly #members: MemberTally = { players: 0, spectators: 0, seatsByGame: new Map() };
   readonly #roomsPerIp = new Map<string, number>();
   readonly #appRooms = new AppRoomCounts();
   readonly #emptyByGame = new Map<string, Set<Room>>();
@@ -236,15 +236,16 @@ export class HomeDirectory {
   }
 
   /**
-   * Game name and seat count (held seats included) of every room, game by game, oldest first
-   * within a game (metrics; the dashboard does not depend on the order).
+   * Rooms per seat count (held seats included) of each game name (`histogram[n]` rooms with `n`
+   * seats), kept as rooms and seats come and go: the dashboard's refresh reads them in a time
+   * that grows with games, not rooms (docs/spec/SERVER.md §6.6). The arrays are live: copy to keep.
    */
-  seatCounts(): { gameName: string; seats: number }[] {
-    const counts: { gameName: string; seats: number }[] = [];
-    for (const rooms of this.#roomsByGame.values()) {
-      for (const room of rooms) counts.push({ gameName: room.gameName, seats: room.seats.size });
+  seatHistograms(): { gameName: string; histogram: readonly number[] }[] {
+    const out: { gameName: string; histogram: readonly number[] }[] = [];
+    for (const [gameName, histogram] of this.#members.seatsByGame) {
+      out.push({ gameName, histogram });
     }
-    return counts;
+    return out;
   }
 
   /**

@@ -185,7 +185,7 @@ Deno.test("HomeDirectory lists one game's occupied rooms oldest first and tallie
   deepEqual([directory.gameCount("alpha"), directory.gameCount("beta"), directory.size], [0, 0, 0]);
 });
 
-Deno.test("Engine directory effects keep a mirror equal to lookup() over random walks", () => {
+Deno.test("Engine directory effects keep a mirror equal to lookup() over random walks; member tallies and seat histograms match the rooms", () => {
   const codes = ["ROOM01", "ROOM02"];
   for (const seed of [11, 12, 13, 14]) {
     const random = prng(seed);
@@ -199,7 +199,7 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
     let fresh = 0;
     const slots = Array.from({ length: 5 }, () => `conn-${++fresh}`);
     for (const id of slots) engine.connect(id);
-    /** Code → [room id, summary], written only from `directory` effects. */
+    /** `game/CODE` → [room id, summary], written only from `directory` effects. */
     const mirror = new Map<string, [string, unknown]>();
     const ops = { refresh: 0, release: 0 };
     const write = (effects: Effect[]) => {
@@ -207,9 +207,10 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
         if (effect.kind !== "directory") continue;
         ops[effect.op]++;
         if (effect.op === "refresh") {
-          mirror.set(effect.entry.roomCode, [effect.entry.roomId, effect.entry.summary]);
-        } else if (mirror.get(effect.roomCode)?.[0] === effect.roomId) {
-          mirror.delete(effect.roomCode);
+          const key = `${effect.entry.gameName}/${effect.entry.roomCode}`;
+          mirror.set(key, [effect.entry.roomId, effect.entry.summary]);
+        } else if (mirror.get(`${effect.gameName}/${effect.roomCode}`)?.[0] === effect.roomId) {
+          mirror.delete(`${effect.gameName}/${effect.roomCode}`);
         }
       }
     };
@@ -228,7 +229,13 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
       } else if (roll < 0.1) {
         write(engine.sweep(now));
       } else if (roll < 0.35) {
-        write(engine.handle(id, join(pick(codes), pick(["a", "b", "c"]), { max_players: 2 }), now));
+        // Mostly game "orbit", sometimes "chess" (the same codes in another game).
+        const game = random() < 0.8 ? "orbit" : "chess";
+        write(engine.handle(
+          id,
+          join(pick(codes), pick(["a", "b", "c"]), { max_players: 2, game_name: game }),
+          now,
+        ));
       } else if (roll < 0.5) {
         write(engine.handle(id, spectate(pick(codes)), now));
       } else if (roll < 0.7) {
@@ -239,15 +246,29 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
         write(engine.handle(id, bare("LeaveSpectator"), now));
       }
       const summed = { players: 0, spectators: 0 };
-      for (const code of codes) {
-        const summary = engine.lookup("orbit", code);
-        deepEqual(mirror.get(code)?.[1], summary, `seed ${seed} step ${step}`);
-        summed.players += summary?.players ?? 0;
-        summed.spectators += summary?.spectators ?? 0;
+      /** Rooms per seat count of each game, from the rooms' own summaries. */
+      const histograms: Record<string, number[]> = {};
+      for (const game of ["orbit", "chess"]) {
+        for (const code of codes) {
+          const summary = engine.lookup(game, code);
+          deepEqual(mirror.get(`${game}/${code}`)?.[1], summary, `seed ${seed} step ${step}`);
+          summed.players += summary?.players ?? 0;
+          summed.spectators += summary?.spectators ?? 0;
+          if (summary) {
+            const histogram = histograms[game] ??= [];
+            while (histogram.length <= summary.players) histogram.push(0);
+            histogram[summary.players]!++;
+          }
+        }
       }
-      // The kept tallies equal the rooms' own counts after every step.
+      // The kept tallies and seat histograms equal the rooms' own counts after every step.
       const { players, spectators } = engine.stats();
       deepEqual({ players, spectators }, summed, `seed ${seed} step ${step}: member tallies`);
+      deepEqual(
+        Object.fromEntries(engine.seatHistograms().map((g) => [g.gameName, [...g.histogram]])),
+        histograms,
+        `seed ${seed} step ${step}: seat histograms`,
+      );
     }
     ok(ops.refresh > 100 && ops.release > 0, `seed ${seed}: ${JSON.stringify(ops)}`);
   }

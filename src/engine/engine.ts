@@ -470,8 +470,11 @@ export class Engine {
     };
   }
 
-  /** Game name and seat count (held seats included) of every room, oldest first (metrics). */
-  seatCounts(): { gameName: string; seats: number }[] {
-    return this.#directory.seatCounts();
+  /**
+   * Rooms per seat count of each game name homed here (`HomeDirectory.seatHistograms`; the
+   * dashboard, docs/spec/SERVER.md §6.6).
+   */
+  seatHistograms(): { gameName: string; histogram: readonly number[] }[] {
+    return this.#directory.seatHistograms();
   }
 }

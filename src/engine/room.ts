@@ -79,6 +79,37 @@ export interface MemberTally {
   players: number;
   /** Attached spectators. */
   spectators: number;
+  /**
+   * Rooms per seat count of each game name: `seatsByGame.get(g)[n]` rooms of game `g` have `n`
+   * seats (held seats included); a game's histogram ends at its largest seat count and a game
+   * without rooms has none (the dashboard's seat percentiles, docs/spec/SERVER.md §6.6).
+   */
+  seatsByGame: Map<string, number[]>;
+}
+
+/**
+ * Moves one room of `gameName` in `tally`'s histograms from `from` seats to `to` seats; `from`
+ * `undefined` counts a room in, `to` `undefined` counts one out.
+ */
+function moveRoom(
+  tally: MemberTally,
+  gameName: string,
+  from: number | undefined,
+  to: number | undefined,
+): void {
+  let histogram = tally.seatsByGame.get(gameName);
+  if (histogram === undefined) {
+    histogram = [];
+    tally.seatsByGame.set(gameName, histogram);
+  }
+  if (from !== undefined) histogram[from]!--;
+  if (to !== undefined) {
+    while (histogram.length <= to) histogram.push(0);
+    histogram[to]!++;
+  }
+  // The histogram ends at the largest seat count a room has.
+  while (histogram.length > 0 && histogram[histogram.length - 1] === 0) histogram.pop();
+  if (histogram.length === 0) tally.seatsByGame.delete(gameName);
 }
 
 /** One room: its seats in seat order, spectators in join order, ready set in readiness order. */
@@ -178,7 +209,11 @@ export class Room {
   addSeat(seat: Seat): void {
     const before = this.#seats.size;
     this.#seats.set(seat.id, seat);
-    if (this.#tally) this.#tally.players += this.#seats.size - before;
+    const after = this.#seats.size;
+    if (this.#tally && after !== before) {
+      this.#tally.players += after - before;
+      moveRoom(this.#tally, this.gameName, before, after);
+    }
     this.#except = undefined;
   }
 
@@ -186,7 +221,10 @@ export class Room {
   removeSeat(playerId: string): boolean {
     this.#except = undefined;
     if (!this.#seats.delete(playerId)) return false;
-    if (this.#tally) this.#tally.players--;
+    if (this.#tally) {
+      this.#tally.players--;
+      moveRoom(this.#tally, this.gameName, this.#seats.size + 1, this.#seats.size);
+    }
     return true;
   }
 
@@ -230,6 +268,13 @@ export class Room {
     if (!this.#tally) return;
     this.#tally.players += sign * this.#seats.size;
     this.#tally.spectators += sign * this.#spectators.size;
+    const seats = this.#seats.size;
+    moveRoom(
+      this.#tally,
+      this.gameName,
+      sign < 0 ? seats : undefined,
+      sign > 0 ? seats : undefined,
+    );
   }
 
   /** The lobby state derived from the seat count and the ready set (docs/spec/PROTOCOL.md §7.4). */

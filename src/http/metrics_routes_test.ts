@@ -19,7 +19,7 @@ function setup(options: { draining?: boolean; token?: string | null } = {}) {
     rooms: () => engine.stats().rooms,
     heldSeats: () => undefined,
     eventsBuffered: () => 0,
-    seatCounts: () => engine.seatCounts(),
+    seatHistograms: () => engine.seatHistograms(),
   }, {
     reconnection: false,
     version: "0.0.0-test",
@@ -95,7 +95,7 @@ Deno.test("createHandler() counts a per-IP refusal as a rate-limit rejection", a
     rooms: () => 0,
     heldSeats: () => undefined,
     eventsBuffered: () => 0,
-    seatCounts: () => [],
+    seatHistograms: () => [],
   }, {
     reconnection: false,
     version: "0.0.0-test",

@@ -17,6 +17,26 @@ import { upstreamRateLimitWindows, upstreamSnapshot } from "./upstream_json.ts";
 import { defaultProcessReaders, type ProcessReaders, registerProcessMetrics } from "./process.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 
+/**
+ * The rooms of one game by seat count: `histogram[n]` rooms have `n` seats (held seats included),
+ * the last entry non-zero.
+ */
+export interface GameSeats {
+  gameName: string;
+  histogram: readonly number[];
+}
+
+/** {@linkcode GameSeats} of a list of rooms (game name and seat count each), games in order of first room. */
+export function gameSeats(rooms: readonly { gameName: string; seats: number }[]): GameSeats[] {
+  const byGame = new Map<string, number[]>();
+  for (const { gameName, seats } of rooms) {
+    let histogram = byGame.get(gameName);
+    if (histogram === undefined) byGame.set(gameName, histogram = []);
+    countSeats(histogram, seats, 1);
+  }
+  return [...byGame].map(([gameName, histogram]) => ({ gameName, histogram }));
+}
+
 /** Live state the gauges and the dashboard read at scrape/refresh time. */
 export interface MetricsSources {
   /** Open WebSocket connections. */
@@ -25,7 +45,7 @@ export interface MetricsSources {
   players: () => number;
   /**
    * Open rooms on this instance, empty rooms included (`signal_fish_rooms_active`).
-   * @default the length of `seatCounts()`
+   * @default the rooms counted in `seatHistograms()`
    */
   rooms?: () => number;
   /** Seats currently held for reconnection; `undefined` when the engine has no reconnection. */
@@ -36,8 +56,11 @@ export interface MetricsSources {
   replayBufferBytes?: () => number;
   /** Messages dropped from replay buffers for the global byte budget so far. @default 0 */
   replayTruncations?: () => number;
-  /** Game name and seat count of every room on this instance (docs/spec/SERVER.md §6.6). */
-  seatCounts: () => { gameName: string; seats: number }[];
+  /**
+   * Rooms per seat count of each game on this instance (docs/spec/SERVER.md §6.6): read once per
+   * dashboard refresh, in a time that grows with games, not rooms.
+   */
+  seatHistograms: () => readonly GameSeats[];
   /**
    * What the log sinks counted (src/logging.ts `LogStats`), read at scrape time; absent when
    * the process configured no logging (tests), then the log families read 0.
@@ -106,7 +129,7 @@ const PERCENTILES: readonly [string, number][] = [
  */
 export function seatPercentiles(counts: readonly number[]): Percentiles {
   const histogram: number[] = [];
-  for (let i = 0; i < counts.length; i++) countSeats(histogram, counts[i]!);
+  for (let i = 0; i < counts.length; i++) countSeats(histogram, counts[i]!, 1);
   return histogramPercentiles(histogram, counts.length);
 }
 
@@ -115,9 +138,27 @@ export function seatPercentiles(counts: readonly number[]): Percentiles {
  * non-negative integers no larger than `protocol.max_players_limit` (at most 255), so a
  * histogram has at most 256 entries.
  */
-function countSeats(histogram: number[], seats: number): void {
+function countSeats(histogram: number[], seats: number, rooms: number): void {
   while (histogram.length <= seats) histogram.push(0);
-  histogram[seats]!++;
+  histogram[seats]! += rooms;
+}
+
+/** Adds every count of `from` into `into` (rooms per seat count). */
+function addHistogram(into: number[], from: readonly number[]): void {
+  for (let seats = 0; seats < from.length; seats++) {
+    if (from[seats]! > 0) countSeats(into, seats, from[seats]!);
+  }
+}
+
+/** Rooms and seats in a histogram (rooms per seat count). */
+function histogramTotals(histogram: readonly number[]): { rooms: number; seats: number } {
+  let rooms = 0;
+  let seats = 0;
+  for (let n = 0; n < histogram.length; n++) {
+    rooms += histogram[n]!;
+    seats += n * histogram[n]!;
+  }
+  return { rooms, seats };
 }
 
 /**
@@ -157,27 +198,24 @@ interface RenderedDashboard {
  * {@linkcode OTHER_GAMES}, with percentiles over their seat counts together. Attacker-chosen game
  * names therefore cannot grow the JSON body (issue 14 item 9).
  *
- * Linear in rooms and games, allocating per listed game only: one pass counts rooms and seats per
- * game (a number each, exact below 2^21 rooms per game), the leaders are picked without sorting
- * every game, and a second pass builds seat-count histograms for them and for (other), whose
- * percentiles need no sorted copy of the counts (BENCHMARKS.md "Session 7": a refresh over
- * 100,000 rooms took half the time).
+ * Reads each game's seat histogram ({@linkcode GameSeats}, kept by the directory as seats come and
+ * go) once: linear in games and seat counts, not rooms; the leaders are picked without sorting
+ * every game.
  */
 export function topGames(
-  rooms: readonly { gameName: string; seats: number }[],
+  games: readonly GameSeats[],
   maxGames: number,
 ): { roomsByGame: Record<string, number>; gamePercentiles: Record<string, Percentiles> } {
-  // Pass 1: per game, rooms and seats packed in one number (rooms × 2^32 + seats), so that a
-  // larger number is a game listed earlier, up to the name.
-  const rank = new Map<string, number>();
-  for (let i = 0; i < rooms.length; i++) {
-    const { gameName, seats } = rooms[i]!;
-    rank.set(gameName, (rank.get(gameName) ?? 0) + ROOM_UNIT + seats);
-  }
-  // The leaders, in order, kept to `maxGames` entries as the games go by.
-  const top: [name: string, rank: number][] = [];
+  // Per game, rooms and seats packed in one number (rooms × 2^32 + seats), so that a larger
+  // number is a game listed earlier, up to the name; the leaders, in order, kept to `maxGames`
+  // entries as the games go by.
+  const top: [name: string, rank: number, index: number][] = [];
   if (maxGames > 0) {
-    for (const entry of rank) {
+    for (let index = 0; index < games.length; index++) {
+      const { gameName, histogram } = games[index]!;
+      const { rooms, seats } = histogramTotals(histogram);
+      if (rooms === 0) continue;
+      const entry: [string, number, number] = [gameName, rooms * ROOM_UNIT + seats, index];
       if (top.length === maxGames && !listedBefore(entry, top[maxGames - 1]!)) continue;
       let at = top.length;
       while (at > 0 && listedBefore(entry, top[at - 1]!)) at--;
@@ -185,26 +223,22 @@ export function topGames(
       if (top.length > maxGames) top.pop();
     }
   }
-  // Pass 2: seat-count histograms of the leaders and of everyone else together.
-  const histograms = new Map<string, number[]>();
-  for (const [name] of top) histograms.set(name, []);
-  const other: number[] = [];
-  let otherRooms = 0;
-  for (let i = 0; i < rooms.length; i++) {
-    const { gameName, seats } = rooms[i]!;
-    const histogram = histograms.get(gameName);
-    if (histogram !== undefined) countSeats(histogram, seats);
-    else {
-      countSeats(other, seats);
-      otherRooms++;
-    }
-  }
   const roomsByGame: Record<string, number> = {};
   const gamePercentiles: Record<string, Percentiles> = {};
-  for (const [name, packed] of top) {
+  const listed = new Set<number>();
+  for (const [name, packed, index] of top) {
     const count = Math.floor(packed / ROOM_UNIT);
     roomsByGame[name] = count;
-    gamePercentiles[name] = histogramPercentiles(histograms.get(name)!, count);
+    gamePercentiles[name] = histogramPercentiles(games[index]!.histogram, count);
+    listed.add(index);
+  }
+  // Everyone else's rooms together.
+  const other: number[] = [];
+  let otherRooms = 0;
+  for (let index = 0; index < games.length; index++) {
+    if (listed.has(index)) continue;
+    addHistogram(other, games[index]!.histogram);
+    otherRooms += histogramTotals(games[index]!.histogram).rooms;
   }
   if (otherRooms > 0) {
     roomsByGame[OTHER_GAMES] = otherRooms;
@@ -217,7 +251,10 @@ export function topGames(
 const ROOM_UNIT = 2 ** 32;
 
 /** Game `a` is listed before `b`: more rooms, then more seats (both in the packed rank), then the lower name. */
-function listedBefore(a: [string, number], b: [string, number]): boolean {
+function listedBefore(
+  a: readonly [string, number, ...unknown[]],
+  b: readonly [string, number, ...unknown[]],
+): boolean {
   return a[1] !== b[1] ? a[1] > b[1] : a[0] < b[0];
 }
 
@@ -354,7 +391,12 @@ export class ServerMetrics {
     r.gauge(
       `${p}rooms_active`,
       "Rooms open now, empty rooms included",
-      sources.rooms ?? (() => sources.seatCounts().length),
+      sources.rooms ??
+        (() =>
+          sources.seatHistograms().reduce(
+            (sum, game) => sum + histogramTotals(game.histogram).rooms,
+            0,
+          )),
     );
     r.gauge(
       `${p}build_info`,
@@ -603,23 +645,26 @@ export class ServerMetrics {
    * A failure is counted and kept as `lastError`; the previous snapshot stays.
    */
   refreshDashboard(now: number): void {
-    let rooms;
+    let games;
     try {
-      rooms = this.#sources.seatCounts();
+      games = this.#sources.seatHistograms();
     } catch (error) {
       this.#refreshFailures.inc();
       this.#lastError = error instanceof Error ? error.message : String(error);
       throw error;
     }
     const { roomsByGame, gamePercentiles } = topGames(
-      rooms,
+      games,
       this.#options.maxGames ?? DEFAULT_MAX_GAMES,
     );
+    const all: number[] = [];
+    for (const game of games) addHistogram(all, game.histogram);
+    const activeRooms = histogramTotals(all).rooms;
     this.#history.push({
       fetchedAt: now,
-      activeRooms: rooms.length,
+      activeRooms,
       roomsByGame,
-      playerPercentiles: seatPercentiles(rooms.map((room) => room.seats)),
+      playerPercentiles: histogramPercentiles(all, activeRooms),
       gamePercentiles,
     });
     const { refreshIntervalSecs, historyWindowSecs } = this.#options;

@@ -2,7 +2,13 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { Engine } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
 import { Edge, type EdgeEvent } from "../transport/edge.ts";
-import { OTHER_GAMES, seatPercentiles, ServerMetrics, topGames } from "./server_metrics.ts";
+import {
+  gameSeats,
+  OTHER_GAMES,
+  seatPercentiles,
+  ServerMetrics,
+  topGames,
+} from "./server_metrics.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 
 /** Metrics over fixed sources: `held` seats held, `buffered()` messages buffered. */
@@ -13,7 +19,7 @@ function metricsWith(held = 0, buffered: () => number = () => 0, reconnection = 
     rooms: () => 4,
     heldSeats: () => held,
     eventsBuffered: buffered,
-    seatCounts: () => [],
+    seatHistograms: () => [],
   }, {
     reconnection,
     version: "0.0.0-test",
@@ -209,7 +215,7 @@ Deno.test("ServerMetrics reads the log families from the log sinks' stats at scr
     players: () => 0,
     heldSeats: () => 0,
     eventsBuffered: () => 0,
-    seatCounts: () => [],
+    seatHistograms: () => [],
     logStats,
   }, {
     reconnection: false,
@@ -236,14 +242,14 @@ Deno.test("topGames() lists the games with most rooms and sums the rest under (o
     { gameName: "a-game", seats: 1 },
     { gameName: "heavy", seats: 8 },
   ];
-  const { roomsByGame, gamePercentiles } = topGames(rooms, 3);
+  const { roomsByGame, gamePercentiles } = topGames(gameSeats(rooms), 3);
   // Most rooms first; equal rooms: most seats ("heavy"), then by name.
   deepEqual(roomsByGame, { orbit: 3, chess: 2, heavy: 1, [OTHER_GAMES]: 2 });
   deepEqual(Object.keys(gamePercentiles), ["orbit", "chess", "heavy", OTHER_GAMES]);
   deepEqual(gamePercentiles[OTHER_GAMES], seatPercentiles([1, 1]));
   deepEqual(gamePercentiles.chess, seatPercentiles([1, 2]));
   // Few games: no (other) entry.
-  deepEqual(topGames(rooms.slice(0, 5), 3).roomsByGame, { orbit: 3, chess: 2 });
+  deepEqual(topGames(gameSeats(rooms.slice(0, 5)), 3).roomsByGame, { orbit: 3, chess: 2 });
   deepEqual(topGames([], 3), { roomsByGame: {}, gamePercentiles: {} });
 });
 
@@ -256,7 +262,7 @@ Deno.test("ServerMetrics JSON body: bounded per game, dashboard serialised once 
     players: () => 0,
     heldSeats: () => 0,
     eventsBuffered: () => 0,
-    seatCounts: () => rooms,
+    seatHistograms: () => gameSeats(rooms),
   }, {
     reconnection: false,
     refreshIntervalSecs: 5,
@@ -290,13 +296,13 @@ Deno.test("ServerMetrics JSON body: bounded per game, dashboard serialised once 
   equal(metrics.dashboardRenders, renders + 2);
 });
 
-Deno.test("rooms_active and build_info default to the seat counts and deno.json's version", () => {
+Deno.test("rooms_active and build_info default to the rooms of the seat histograms and deno.json's version", () => {
   const metrics = new ServerMetrics({
     connections: () => 0,
     players: () => 0,
     heldSeats: () => 0,
     eventsBuffered: () => 0,
-    seatCounts: () => [{ gameName: "orbit", seats: 2 }, { gameName: "orbit", seats: 0 }],
+    seatHistograms: () => [{ gameName: "orbit", histogram: [1, 0, 1] }],
   }, {
     reconnection: false,
     refreshIntervalSecs: 5,
@@ -361,7 +367,11 @@ Deno.test("topGames() and seatPercentiles() answer as sorting every room and gam
       expected.gamePercentiles[OTHER_GAMES] = sortedPercentiles(rest);
     }
     // JSON text: the same entries in the same order (the body lists games in this order).
-    equal(JSON.stringify(topGames(rooms, maxGames)), JSON.stringify(expected), `round ${round}`);
+    equal(
+      JSON.stringify(topGames(gameSeats(rooms), maxGames)),
+      JSON.stringify(expected),
+      `round ${round}`,
+    );
     deepEqual(
       seatPercentiles(rooms.map((room) => room.seats)),
       sortedPercentiles(rooms.map((room) => room.seats)),
