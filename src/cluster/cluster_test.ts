@@ -401,6 +401,42 @@ Deno.test("Cluster (twins): Reconnect for a room that is gone is answered from t
   }
 });
 
+Deno.test("Cluster (twins): a member's JoinRoom whose home lets it go while its token is drawn is resolved through the directory, not created unclaimed", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes;
+    const alice = a!.connect();
+    join(alice, "Alice", "HOMEAA");
+    const dave = c!.connect();
+    join(dave, "Dave", "DAVEDD");
+    await until(() => !!alice.last("RoomJoined") && !!dave.last("RoomJoined"), "two rooms");
+    const bob = b!.connect();
+    join(bob, "Bob", "HOMEAA");
+    await until(() => !!bob.last("RoomJoined"), "Bob in Alice's room (homed on A)");
+    // Bob asks for Dave's room; while his join token is drawn, the operator closes Alice's
+    // room, so A lets Bob go (UNBIND) before the answer comes back.
+    const drawn = gate();
+    cluster.store.hold = (method) => method === "take" ? drawn.wait : undefined;
+    join(bob, "Bob", "DAVEDD");
+    await settle(5);
+    cluster.store.hold = undefined;
+    const closed = await a!.edge.command({
+      kind: "room",
+      command: { kind: "close", gameName: "orbit", roomCode: "HOMEAA" },
+    }, Date.now());
+    equal(closed?.ok, true);
+    await until(() => !!bob.last("RoomLeft"), "Bob let go");
+    drawn.open();
+    // Bob joins Dave's room on C (the directory's), not a second DAVEDD made on B unclaimed.
+    await until(() => bob.messages.filter((m) => m.type === "RoomJoined").length === 2, "joined");
+    await until(() => !!dave.last("PlayerJoined"), "Dave sees Bob");
+    equal(bob.last("RoomJoined")!.data!.room_id, dave.last("RoomJoined")!.data!.room_id);
+    equal(b!.engine.lookup("orbit", "DAVEDD"), undefined, "no room DAVEDD on B");
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a connection keeps the player id it adopted by Reconnect in rooms homed on other nodes (docs/spec/PROTOCOL.md §1.2)", async () => {
   const cluster = await testCluster();
   try {

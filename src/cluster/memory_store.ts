@@ -45,10 +45,10 @@ export class MemoryStore implements ClusterStore {
   /** Number of calls made (tests: "no store call on the hot path"). */
   calls = 0;
   /**
-   * Fault injection (tests): told each `claim` and `resolveCode` after it ran; a Promise it
+   * Fault injection (tests): told each `claim`, `resolveCode` and bucket `take` after it ran; a Promise it
    * returns holds the answer back until it settles (a reply in flight while other calls run).
    */
-  hold: ((method: "claim" | "resolveCode") => Promise<void> | undefined) | undefined;
+  hold: ((method: "claim" | "resolveCode" | "take") => Promise<void> | undefined) | undefined;
 
   /** @param settings as for Redis; `now` is the virtual clock */
   constructor(settings: StoreSettings) {
@@ -119,7 +119,7 @@ export class MemoryStore implements ClusterStore {
     this.#items.get(key)!.expiresAt = this.#now() + this.#settings.ttlMs;
   }
 
-  async #call<T>(run: () => T, method?: "claim" | "resolveCode"): Promise<T> {
+  async #call<T>(run: () => T, method?: "claim" | "resolveCode" | "take"): Promise<T> {
     this.calls++;
     await Promise.resolve();
     if (this.unreachable) {
@@ -333,7 +333,7 @@ export class MemoryStore implements ClusterStore {
         if (!take) return buckets.check(key, now);
         this.#items.get(bucketKey)!.expiresAt = this.#now() + 2 * spec.windowMs;
         return buckets.take(key, now);
-      });
+      }, take ? "take" : undefined);
     } catch {
       const fallback = this.#fallback[kind];
       return take ? fallback.take(key, now) : fallback.check(key, now);

@@ -447,10 +447,12 @@ export class Edge {
       if (conn.home !== this.#node) {
         // The home answers for its member ("Already in a room", a spectator switching there),
         // once the request's first token is drawn here, as its engine would have drawn it;
-        // a MISS (a room elsewhere) is resolved like any request.
+        // a MISS (a room elsewhere) is resolved like any request, and so is the request of a
+        // connection its home let go (UNBIND) while the token was drawn.
+        const home = conn.home;
         const member = await this.#resolver!(id, message, conn.ip, now, {
           drawn,
-          memberOf: conn.home,
+          memberOf: home,
         });
         if (this.#conns.get(id) !== conn) return;
         if (member.kind === "reply") {
@@ -458,7 +460,7 @@ export class Edge {
           this.#deliver(encodeServerMessage(member.message), [id], Date.now());
           return;
         }
-        if ((await toHome(conn.home)).status !== "miss") return;
+        if (conn.home === home && (await toHome(home)).status !== "miss") return;
         if (this.#conns.get(id) !== conn) return;
       }
       let stale: NodeId | undefined;
