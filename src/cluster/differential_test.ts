@@ -3,9 +3,11 @@
  * the same scripted sessions against one node and against three (connections assigned
  * round-robin) must give every client the same message sequence once ids, tokens, codes and
  * times are normalised, on the in-memory twins (tests/cluster_differential_test.ts runs it on a
- * real redis-server). Besides the scripted session, seeded random scripts (`randomScript`); run
- * more of them as a soak with `SIGNAL_FISH_DIFFERENTIAL_SEEDS=300 deno task test
- * src/cluster/differential_test.ts` (about 3.5 minutes).
+ * real redis-server). Besides the scripted session, seeded random scripts (`randomScript`) in
+ * four settings (plain; a 5-ms envelope window; two apps with authentication required; tight
+ * rate-limit buckets shared across nodes), each also on a single-instance server; run more of
+ * them as a soak with `SIGNAL_FISH_DIFFERENTIAL_SEEDS=150 deno task test
+ * src/cluster/differential_test.ts` (about 6 minutes: n more seeds in each setting).
  */
 import { deepEqual, ok } from "node:assert/strict";
 import { randomScript, runScript, SCRIPT, type Step } from "./differential.ts";
