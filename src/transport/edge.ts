@@ -127,7 +127,8 @@ export interface ResolveAttempt {
   /**
    * The rate-limit buckets this request has drawn a token from, over all its attempts: the
    * resolver adds each one it draws from and never draws from one twice (a token is not
-   * returned, docs/spec/PROTOCOL.md §7.2.1; a retry after a `MISS` draws nothing again).
+   * returned, docs/spec/PROTOCOL.md §7.2.1), so a retry after a `MISS` draws only what the
+   * request has not drawn yet (the creation token of a join that now creates).
    */
   drawn: Set<BucketKind>;
   /**
