@@ -53,7 +53,7 @@ export interface BinaryStep {
 }
 
 /**
- * An operator's room command (docs/spec/EXTENSIONS.md E12) sent through the first node: close a
+ * An operator's room command (docs/spec/EXTENSIONS.md E12) sent through the sending client's node: close a
  * room, or remove a player (`PLAYER<k>` placeholders apply) from it. Its replies are compared too.
  */
 export interface OperatorStep {
@@ -100,7 +100,7 @@ function seatOf(client: TestClient | undefined): Record<string, unknown> | undef
  * code, and `PLAYER<k>`, `ROOMID<k>`, `ROOMCODE<k>` and `TOKEN<k>` for the player id, room id,
  * room code and reconnection token of client `k`'s latest `RoomJoined` or `Reconnected`. A {@linkcode DROP} step ends the
  * client's connection as an unexpected disconnect and connects a new one in its place through
- * the same node (the next one with `options.moveOnDrop`); an {@linkcode OperatorStep} runs a room command through the first node; an
+ * the same node (the next one with `options.moveOnDrop`); an {@linkcode OperatorStep} runs a room command through the client's node; an
  * {@linkcode HttpStep} a room lookup or listing through the client's node. Resolves
  * with each client slot's normalised messages, every connection's close code after its messages
  * (`{ closed }`, `null` for a connection still open), and, when there were operator or HTTP steps,
@@ -139,7 +139,7 @@ export async function runScript(
     const client = all[who]!;
     if (typeof message === "object" && message !== null && "operator" in message) {
       const step = JSON.parse(substitute(message)) as OperatorStep;
-      const reply = await nodes[0]!.edge.command({
+      const reply = await client.node.edge.command({
         kind: "room",
         command: step.operator === "close"
           ? { kind: "close", gameName: "orbit", roomCode: step.code }
