@@ -133,6 +133,25 @@ function acrossNodes(messages: unknown[]): unknown[] {
   });
 }
 
+/**
+ * Runs `one` for every seed, four seeds at a time (independent clusters: their steps wait for
+ * timer turns, not for the CPU), and resolves with each result and its seed, in seed order.
+ */
+async function forSeeds<T extends object>(
+  seeds: readonly number[],
+  one: (seed: number) => Promise<T>,
+): Promise<(T & { seed: number })[]> {
+  const out: (T & { seed: number })[] = [];
+  for (let first = 0; first < seeds.length; first += 4) {
+    out.push(
+      ...await Promise.all(
+        seeds.slice(first, first + 4).map(async (seed) => ({ ...await one(seed), seed })),
+      ),
+    );
+  }
+  return out;
+}
+
 /** Seeds of the random differential; `SIGNAL_FISH_DIFFERENTIAL_SEEDS=n` runs n more (a soak). */
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
 const extra = Number(Deno.env.get("SIGNAL_FISH_DIFFERENTIAL_SEEDS") ?? 0);
@@ -140,39 +159,23 @@ for (let i = 0; i < extra; i++) SEEDS.push(1000 + i);
 
 Deno.test("Differential: random scripts give every client the same messages on a single-instance server, one node and three (with and without an envelope window)", async () => {
   const seen = new Map<string, number>();
-  // Independent clusters: the one-node and three-node runs of a few seeds at a time (the steps
-  // wait for timer turns, not for the CPU).
-  const AT_ONCE = 4;
-  const outcomes: {
-    seed: number;
-    single: unknown[][];
-    three: unknown[][];
-    windowed: unknown[][];
-    alone: unknown[][];
-  }[] = [];
-  for (let first = 0; first < SEEDS.length; first += AT_ONCE) {
-    outcomes.push(
-      ...await Promise.all(
-        SEEDS.slice(first, first + AT_ONCE).map(async (seed) => {
-          const script = randomScript(prng(seed), 6, 60);
-          // Three nodes also with a 5-ms envelope window (cluster.envelope_window_ms).
-          // Two spectators per room at most, so the homes' cap checks are compared too. (Not a
-          // small max_rooms_per_game: a creation at that cap deletes the oldest room without a
-          // seat only on its own node, docs/spec/SERVER.md §8.3 note, so an empty room homed
-          // elsewhere lives on where one process would have deleted it.)
-          const caps = { maxSpectatorsPerRoom: 2 };
-          const [single, three, windowed, alone] = await Promise.all([
-            run(1, 0, script, caps),
-            run(3, 0, script, caps),
-            // The windowed run also brings dropped clients back through another node.
-            run(3, 5, script, caps, undefined, true),
-            runAlone(script, caps),
-          ]);
-          return { seed, single, three, windowed, alone };
-        }),
-      ),
-    );
-  }
+  const outcomes = await forSeeds(SEEDS, async (seed) => {
+    const script = randomScript(prng(seed), 6, 60);
+    // Three nodes also with a 5-ms envelope window (cluster.envelope_window_ms).
+    // Two spectators per room at most, so the homes' cap checks are compared too. (Not a
+    // small max_rooms_per_game: a creation at that cap deletes the oldest room without a
+    // seat only on its own node, docs/spec/SERVER.md §8.3 note, so an empty room homed
+    // elsewhere lives on where one process would have deleted it.)
+    const caps = { maxSpectatorsPerRoom: 2 };
+    const [single, three, windowed, alone] = await Promise.all([
+      run(1, 0, script, caps),
+      run(3, 0, script, caps),
+      // The windowed run also brings dropped clients back through another node.
+      run(3, 5, script, caps, undefined, true),
+      runAlone(script, caps),
+    ]);
+    return { single, three, windowed, alone };
+  });
   for (const { seed, single, three, windowed, alone } of outcomes) {
     for (let i = 0; i < single.length; i++) {
       deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
@@ -250,28 +253,16 @@ Deno.test("Differential: random scripts with authentication required and two app
   };
   const seeds = [21, 22, 23, 24];
   for (let i = 0; i < extra; i++) seeds.push(2000 + i);
-  const outcomes: {
-    seed: number;
-    single: unknown[][];
-    three: unknown[][];
-    alone: unknown[][];
-  }[] = [];
-  for (let first = 0; first < seeds.length; first += 4) {
-    outcomes.push(
-      ...await Promise.all(
-        seeds.slice(first, first + 4).map(async (seed) => {
-          const script = randomScript(prng(seed), 6, 60, { apps: ["app-a", "app-b"] });
-          const [single, three, alone] = await Promise.all([
-            run(1, 0, script, auth),
-            // Three nodes, dropped clients coming back through another node.
-            run(3, 0, script, auth, undefined, true),
-            runAlone(script, auth),
-          ]);
-          return { seed, single, three, alone };
-        }),
-      ),
-    );
-  }
+  const outcomes = await forSeeds(seeds, async (seed) => {
+    const script = randomScript(prng(seed), 6, 60, { apps: ["app-a", "app-b"] });
+    const [single, three, alone] = await Promise.all([
+      run(1, 0, script, auth),
+      // Three nodes, dropped clients coming back through another node.
+      run(3, 0, script, auth, undefined, true),
+      runAlone(script, auth),
+    ]);
+    return { single, three, alone };
+  });
   let joined = 0;
   let capped = 0;
   let found = 0;
@@ -306,44 +297,32 @@ Deno.test("Differential: random scripts with tight rate limits, clients sharing 
   };
   const seeds = [31, 32, 33, 34];
   for (let i = 0; i < extra; i++) seeds.push(3000 + i);
-  const outcomes: {
-    seed: number;
-    single: unknown[][];
-    three: unknown[][];
-    alone: unknown[][];
-  }[] = [];
-  for (let first = 0; first < seeds.length; first += 4) {
-    outcomes.push(
-      ...await Promise.all(
-        seeds.slice(first, first + 4).map(async (seed) => {
-          // The random steps, then a Reconnect from every client (three per address against a
-          // reconnect bucket of one) for a room id no room ever had: members of a room are
-          // answered "Already in a room", the others "Invalid reconnection token", alike in
-          // one process and in a cluster. (For a room that existed and is gone a cluster
-          // answers "Room no longer exists" whatever the token, docs/spec/PROTOCOL.md §7.11.4
-          // note, where one process may find the token invalid first.)
-          const script = randomScript(prng(seed), 6, 60);
-          for (let k = 0; k < 6; k++) {
-            script.push([k, {
-              type: "Reconnect",
-              data: {
-                player_id: `PLAYER${k}`,
-                room_id: "00000000-0000-4000-8000-000000000000",
-                auth_token: `TOKEN${k}`,
-              },
-            }]);
-          }
-          const [single, three, alone] = await Promise.all([
-            run(1, 0, script, {}, limits),
-            // Three nodes, dropped clients coming back through another node.
-            run(3, 0, script, {}, limits, true),
-            runAlone(script, {}, limits),
-          ]);
-          return { seed, single, three, alone };
-        }),
-      ),
-    );
-  }
+  const outcomes = await forSeeds(seeds, async (seed) => {
+    // The random steps, then a Reconnect from every client (three per address against a
+    // reconnect bucket of one) for a room id no room ever had: members of a room are
+    // answered "Already in a room", the others "Invalid reconnection token", alike in
+    // one process and in a cluster. (For a room that existed and is gone, an instance that
+    // did not home it answers "Room no longer exists" whatever the token, docs/spec/PROTOCOL.md
+    // §7.11.4 note, where one process may find the token invalid first.)
+    const script = randomScript(prng(seed), 6, 60);
+    for (let k = 0; k < 6; k++) {
+      script.push([k, {
+        type: "Reconnect",
+        data: {
+          player_id: `PLAYER${k}`,
+          room_id: "00000000-0000-4000-8000-000000000000",
+          auth_token: `TOKEN${k}`,
+        },
+      }]);
+    }
+    const [single, three, alone] = await Promise.all([
+      run(1, 0, script, {}, limits),
+      // Three nodes, dropped clients coming back through another node.
+      run(3, 0, script, {}, limits, true),
+      runAlone(script, {}, limits),
+    ]);
+    return { single, three, alone };
+  });
   const refused = new Map<string, number>();
   for (const { seed, single, three, alone } of outcomes) {
     for (let i = 0; i < single.length; i++) {

@@ -26,17 +26,6 @@ export interface GameSeats {
   histogram: readonly number[];
 }
 
-/** {@linkcode GameSeats} of a list of rooms (game name and seat count each), games in order of first room. */
-export function gameSeats(rooms: readonly { gameName: string; seats: number }[]): GameSeats[] {
-  const byGame = new Map<string, number[]>();
-  for (const { gameName, seats } of rooms) {
-    let histogram = byGame.get(gameName);
-    if (histogram === undefined) byGame.set(gameName, histogram = []);
-    countSeats(histogram, seats, 1);
-  }
-  return [...byGame].map(([gameName, histogram]) => ({ gameName, histogram }));
-}
-
 /** Live state the gauges and the dashboard read at scrape/refresh time. */
 export interface MetricsSources {
   /** Open WebSocket connections. */

@@ -3,13 +3,25 @@ import { Engine } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
 import { Edge, type EdgeEvent } from "../transport/edge.ts";
 import {
-  gameSeats,
+  type GameSeats,
   OTHER_GAMES,
   seatPercentiles,
   ServerMetrics,
   topGames,
 } from "./server_metrics.ts";
 import denoJson from "../../deno.json" with { type: "json" };
+
+/** The seat histograms of a list of rooms (game name and seat count each), games in order of first room. */
+function gameSeats(rooms: readonly { gameName: string; seats: number }[]): GameSeats[] {
+  const byGame = new Map<string, number[]>();
+  for (const { gameName, seats } of rooms) {
+    const histogram = byGame.get(gameName) ?? [];
+    byGame.set(gameName, histogram);
+    while (histogram.length <= seats) histogram.push(0);
+    histogram[seats]!++;
+  }
+  return [...byGame].map(([gameName, histogram]) => ({ gameName, histogram }));
+}
 
 /** Metrics over fixed sources: `held` seats held, `buffered()` messages buffered. */
 function metricsWith(held = 0, buffered: () => number = () => 0, reconnection = true) {

@@ -444,6 +444,11 @@ export class Edge {
       return outcome;
     };
     const drawn = new Set<BucketKind>();
+    /** Sends a reply the resolver decided, with its events. */
+    const answer = (reply: Extract<Resolution, { kind: "reply" }>) => {
+      for (const event of reply.events ?? []) this.#onEvent?.(event);
+      this.#deliver(encodeServerMessage(reply.message), [id], Date.now());
+    };
     const run = async (): Promise<void> => {
       if (conn.home !== this.#node) {
         // The home answers for its member ("Already in a room", a spectator switching there),
@@ -456,11 +461,7 @@ export class Edge {
           memberOf: home,
         });
         if (this.#conns.get(id) !== conn) return;
-        if (member.kind === "reply") {
-          for (const event of member.events ?? []) this.#onEvent?.(event);
-          this.#deliver(encodeServerMessage(member.message), [id], Date.now());
-          return;
-        }
+        if (member.kind === "reply") return answer(member);
         if (conn.home === home && (await toHome(home)).status !== "miss") return;
         if (this.#conns.get(id) !== conn) return;
       }
@@ -474,9 +475,7 @@ export class Edge {
         }
         switch (resolution.kind) {
           case "reply":
-            for (const event of resolution.events ?? []) this.#onEvent?.(event);
-            this.#deliver(encodeServerMessage(resolution.message), [id], Date.now());
-            return;
+            return answer(resolution);
           case "local":
             resolution.prepare?.();
             try {
