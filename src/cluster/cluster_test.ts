@@ -367,35 +367,55 @@ Deno.test("Cluster (twins): a creation refused for its max_players claims no cod
   }
 });
 
-Deno.test("Cluster (twins): Reconnect for a room that is gone is answered from the token records of the node that homed it, from the directory elsewhere (docs/spec/PROTOCOL.md §7.11.4 note)", async () => {
+Deno.test("Cluster (twins): Reconnect for a room that is gone is answered by the node that homed it, through any node, as one process answers; the directory answers once that node is gone (docs/spec/SERVER.md §8.4.3)", async () => {
   const cluster = await testCluster();
   try {
-    const [a, b] = cluster.nodes;
+    const [a, b, c] = cluster.nodes;
     const alice = a!.connect();
     join(alice, "Alice", "GONEAA");
     await until(() => !!alice.last("RoomJoined"), "Alice's room");
-    const seat = alice.last("RoomJoined")!.data!;
+    const bob = c!.connect();
+    join(bob, "Bob", "GONEAA");
+    await until(() => !!bob.last("RoomJoined"), "Bob joined through C");
+    const aliceSeat = alice.last("RoomJoined")!.data!;
+    const bobSeat = bob.last("RoomJoined")!.data!;
     alice.say({ type: "LeaveRoom" });
     await until(() => !!alice.last("RoomLeft"), "Alice left");
-    // The operator closes the room she left (empty rooms otherwise wait for their timeout).
+    // The operator closes the room with Bob still in it.
     const closed = await b!.edge.command({
       kind: "room",
       command: { kind: "close", gameName: "orbit", roomCode: "GONEAA" },
     }, Date.now());
     equal(closed?.ok, true);
+    await until(() => !!bob.last("RoomLeft") || !!bob.last("Error"), "Bob told");
     await settle(20);
     equal(await cluster.store.lookup("orbit", "GONEAA"), undefined, "its entry released");
-    const retry = reconnectFor(seat);
-    // On A, the home: her token was given up by LeaveRoom (check 2 before check 4), as in one
-    // process.
-    alice.say(retry);
-    await until(() => !!alice.last("ReconnectionFailed"), "answered on A");
-    equal(alice.last("ReconnectionFailed")!.data!.error_code, "RECONNECTION_TOKEN_INVALID");
-    // Through B, which never held the room: the directory's "gone" answers (check 4).
-    const again = b!.connect();
-    again.say(retry);
-    await until(() => !!again.last("ReconnectionFailed"), "answered on B");
-    equal(again.last("ReconnectionFailed")!.data!.error_code, "RECONNECTION_FAILED");
+    const answer = async (through: TestNode, seat: Record<string, unknown>, what: string) => {
+      const client = through.connect();
+      client.say(reconnectFor(seat));
+      await until(() => !!client.last("ReconnectionFailed"), what);
+      return client.last("ReconnectionFailed")!.data!;
+    };
+    // Alice gave her token up (LeaveRoom): check 2 fails before check 4, on A as in one
+    // process, and through B and C, which ask A.
+    for (const node of [a!, b!, c!]) {
+      equal(
+        (await answer(node, aliceSeat, `Alice through ${node.name}`)).error_code,
+        "RECONNECTION_TOKEN_INVALID",
+        `Alice through ${node.name}`,
+      );
+    }
+    // Bob's token is still his: check 4 answers, through every node.
+    for (const node of [a!, b!, c!]) {
+      const failed = await answer(node, bobSeat, `Bob through ${node.name}`);
+      equal(failed.error_code, "RECONNECTION_FAILED", `Bob through ${node.name}`);
+      equal(failed.reason, "Room no longer exists");
+    }
+    // A gone (its instance key expired): only the directory is left to answer, check 4.
+    cluster.store.expire((key) => key === `instance:${a!.name}`);
+    const failed = await answer(b!, aliceSeat, "Alice through B, A gone");
+    equal(failed.error_code, "RECONNECTION_FAILED");
+    equal(failed.reason, "Room no longer exists");
   } finally {
     await cluster.close();
   }

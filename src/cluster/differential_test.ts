@@ -114,26 +114,6 @@ Deno.test("Differential: with an envelope window (cluster.envelope_window_ms) th
 });
 
 /**
- * `messages` with the one answer docs/spec/PROTOCOL.md §7.11.4 lets differ between one instance and
- * several made alike: a `Reconnect` for a room that is gone, sent through an instance that did
- * not home it, fails "Room no longer exists" (the directory answers, docs/spec/SERVER.md §8.4.3) where
- * the room's home may find the token given up first ("Invalid reconnection token"). For the
- * comparisons across nodes only; one node and a single instance must agree exactly.
- */
-function acrossNodes(messages: unknown[]): unknown[] {
-  return messages.map((message) => {
-    const { type, data } = message as { type?: string; data?: { error_code?: string } };
-    const code = data?.error_code;
-    return type === "ReconnectionFailed" &&
-        (code === "RECONNECTION_TOKEN_INVALID" ||
-          (code === "RECONNECTION_FAILED" &&
-            (data as { reason?: string }).reason === "Room no longer exists"))
-      ? { type, data: "<token invalid, or its room gone>" }
-      : message;
-  });
-}
-
-/**
  * Runs `one` for every seed, four seeds at a time (independent clusters: their steps wait for
  * timer turns, not for the CPU), and resolves with each result and its seed, in seed order.
  */
@@ -179,10 +159,10 @@ Deno.test("Differential: random scripts give every client the same messages on a
   for (const { seed, single, three, windowed, alone } of outcomes) {
     for (let i = 0; i < single.length; i++) {
       deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
-      deepEqual(acrossNodes(three[i]!), acrossNodes(single[i]!), `seed ${seed}, client ${i}`);
+      deepEqual(three[i]!, single[i]!, `seed ${seed}, client ${i}`);
       deepEqual(
-        acrossNodes(windowed[i]!),
-        acrossNodes(single[i]!),
+        windowed[i]!,
+        single[i]!,
         `seed ${seed}, client ${i}, 5-ms window`,
       );
     }
@@ -269,7 +249,7 @@ Deno.test("Differential: random scripts with authentication required and two app
   for (const { seed, single, three, alone } of outcomes) {
     for (let i = 0; i < single.length; i++) {
       deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
-      deepEqual(acrossNodes(three[i]!), acrossNodes(single[i]!), `seed ${seed}, client ${i}`);
+      deepEqual(three[i]!, single[i]!, `seed ${seed}, client ${i}`);
     }
     joined += single.flat().filter((m) => (m as { type?: string }).type === "RoomJoined").length;
     capped += single.flat().filter((m) =>
@@ -301,9 +281,7 @@ Deno.test("Differential: random scripts with tight rate limits, clients sharing 
     // The random steps, then a Reconnect from every client (three per address against a
     // reconnect bucket of one) for a room id no room ever had: members of a room are
     // answered "Already in a room", the others "Invalid reconnection token", alike in
-    // one process and in a cluster. (For a room that existed and is gone, an instance that
-    // did not home it answers "Room no longer exists" whatever the token, docs/spec/PROTOCOL.md
-    // §7.11.4 note, where one process may find the token invalid first.)
+    // one process and in a cluster.
     const script = randomScript(prng(seed), 6, 60);
     for (let k = 0; k < 6; k++) {
       script.push([k, {
@@ -327,7 +305,7 @@ Deno.test("Differential: random scripts with tight rate limits, clients sharing 
   for (const { seed, single, three, alone } of outcomes) {
     for (let i = 0; i < single.length; i++) {
       deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
-      deepEqual(acrossNodes(three[i]!), acrossNodes(single[i]!), `seed ${seed}, client ${i}`);
+      deepEqual(three[i]!, single[i]!, `seed ${seed}, client ${i}`);
     }
     for (const message of single.flat()) {
       const { type, data } = message as { type?: string; data?: { error_code?: string } };

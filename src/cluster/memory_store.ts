@@ -32,7 +32,10 @@ interface Item {
 }
 
 /** Room-id values: the room's home and names, or `"gone"`. */
-type RoomIdValue = { home: NodeId; gameName: string; roomCode: string; appId?: string } | "gone";
+type RoomIdValue =
+  | { home: NodeId; gameName: string; roomCode: string; appId?: string }
+  | { gone: true; home: NodeId }
+  | "gone";
 
 /** A shared in-memory store; give each node {@linkcode MemoryStore} over the same instance. */
 export class MemoryStore implements ClusterStore {
@@ -269,11 +272,19 @@ export class MemoryStore implements ClusterStore {
         }
       }
       const id = this.#get<RoomIdValue>(`room-id:${roomId}`);
-      if (id !== undefined && id !== "gone" && id.appId !== undefined) {
-        this.#zset(`app-rooms:${id.appId}`).delete(roomId);
-        this.#zset(`app-empty:${id.appId}`).delete(roomId);
+      let gone: RoomIdValue = "gone";
+      if (id !== undefined && id !== "gone") {
+        if ("gone" in id) {
+          gone = id;
+        } else {
+          if (id.appId !== undefined) {
+            this.#zset(`app-rooms:${id.appId}`).delete(roomId);
+            this.#zset(`app-empty:${id.appId}`).delete(roomId);
+          }
+          gone = { gone: true, home: id.home };
+        }
       }
-      this.#set(`room-id:${roomId}`, "gone", this.#settings.reconnectionWindowMs);
+      this.#set(`room-id:${roomId}`, gone, this.#settings.reconnectionWindowMs);
     });
   }
 
@@ -345,6 +356,7 @@ export class MemoryStore implements ClusterStore {
     if (value === undefined) return { status: "absent" };
     if (value === "gone") return { status: "gone" };
     const homeAlive = this.#get(`instance:${value.home}`) !== undefined;
+    if ("gone" in value) return { status: "gone", home: value.home, homeAlive };
     return {
       status: "found",
       home: value.home,

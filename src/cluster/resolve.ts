@@ -441,15 +441,10 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         type: "reconnect_failed",
         errorCode: code,
       }]);
+    const roomGone = () => failed("Room no longer exists", "RECONNECTION_FAILED");
     const limited = await firstToken(take, message, ip, now);
     if (limited) return limited;
     const roomId = message.data.room_id;
-    // A room that is gone and was homed here: this engine's token records answer, as in one
-    // process ("Invalid reconnection token" for a token left or superseded, check 2 before 4).
-    const goneHere = (): Resolution | undefined =>
-      engine.knowsToken(message.data.player_id, message.data.auth_token)
-        ? { kind: "local" }
-        : undefined;
     // A member of a room homed here (player or spectator) is answered by the local engine
     // ("Already in a room", docs/spec/PROTOCOL.md §7.11.4), as for a room homed here.
     if (engine.hasRoomId(roomId) || engine.binding(conn) !== undefined) return { kind: "local" };
@@ -460,13 +455,20 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         // The local engine answers RECONNECTION_TOKEN_INVALID, as in single-instance mode.
         return { kind: "local" };
       case "gone":
-        return goneHere() ?? failed("Room no longer exists", "RECONNECTION_FAILED");
-      case "found":
-        if (await stale(resolved, staleHome)) {
-          return goneHere() ?? failed("Room no longer exists", "RECONNECTION_FAILED");
+      case "found": {
+        // A room id is homed on one instance for its whole life, and that instance keeps the
+        // room's token records: while it is alive its engine answers, as one process would
+        // (checks 2–4; docs/spec/SERVER.md §8.4.3). Only a home that is gone (or a tombstone
+        // that does not name it) leaves the answer to the directory.
+        const home = resolved.home;
+        if (home === node) return { kind: "local" };
+        if (home === undefined || home === staleHome) return roomGone();
+        if (resolved.status === "gone") {
+          return resolved.homeAlive ? { kind: "remote", home } : roomGone();
         }
-        if (!resolved.homeAlive) return reply(unavailable(message));
-        return { kind: "remote", home: resolved.home };
+        if (resolved.homeAlive) return { kind: "remote", home };
+        return (await options.isDead(home)) ? roomGone() : reply(unavailable(message));
+      }
     }
   };
 

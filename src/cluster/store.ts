@@ -297,7 +297,8 @@ return result
 
 /**
  * Release. KEYS: room, game-rooms, room-id, game-empty. ARGV: room id, code, `gone` TTL, key
- * prefix, ip-rooms prefix of the game.
+ * prefix, ip-rooms prefix of the game. The `room-id` tombstone keeps the home that released it
+ * (`{"gone":true,"home":…}`; a bare `gone` when the id's value had expired).
  */
 const RELEASE = script(`
 local current = redis.call('GET', KEYS[1])
@@ -313,14 +314,20 @@ if current then
   end
 end
 local id = redis.call('GET', KEYS[3])
+local gone = 'gone'
 if id and id ~= 'gone' then
-  local app = cjson.decode(id).appId
-  if type(app) == 'string' then
-    redis.call('ZREM', ARGV[4] .. 'app-rooms:' .. app, ARGV[1])
-    redis.call('ZREM', ARGV[4] .. 'app-empty:' .. app, ARGV[1])
+  local value = cjson.decode(id)
+  if value.gone then
+    gone = id
+  else
+    if type(value.appId) == 'string' then
+      redis.call('ZREM', ARGV[4] .. 'app-rooms:' .. value.appId, ARGV[1])
+      redis.call('ZREM', ARGV[4] .. 'app-empty:' .. value.appId, ARGV[1])
+    end
+    gone = cjson.encode({gone = true, home = value.home})
   end
 end
-redis.call('SET', KEYS[3], 'gone', 'PX', tonumber(ARGV[3]))
+redis.call('SET', KEYS[3], gone, 'PX', tonumber(ARGV[3]))
 return 1
 `);
 
@@ -697,6 +704,9 @@ export class RedisStore implements ClusterStore {
     const value = String(reply[0]);
     if (value === "gone") return { status: "gone" };
     const parsed = JSON.parse(value);
+    if (parsed.gone === true) {
+      return { status: "gone", home: parsed.home, homeAlive: Number(reply[1]) === 1 };
+    }
     return {
       status: "found",
       home: parsed.home,

@@ -103,7 +103,14 @@ for (const { name, ignore, make } of STORES) {
       record: { roomId: "id-AAAAAA", gameName: "orbit", roomCode: "AAAAAA" },
     });
     await store.release("orbit", "AAAAAA", "id-AAAAAA");
-    deepEqual(await store.resolveRoomId("id-AAAAAA"), { status: "gone" });
+    // The tombstone names the home that released it (its token records answer Reconnect).
+    const gone = { status: "gone", home: "a@1", homeAlive: true };
+    deepEqual(await store.resolveRoomId("id-AAAAAA"), gone);
+    await store.release("orbit", "AAAAAA", "id-AAAAAA");
+    deepEqual(await store.resolveRoomId("id-AAAAAA"), gone, "a second release keeps it");
+    await store.deleteLiveness("a@1");
+    deepEqual(await store.resolveRoomId("id-AAAAAA"), { ...gone, homeAlive: false });
+    await store.writeLiveness("a@1", { startedAt: 5, state: "up" });
     deepEqual(await store.resolveCode("orbit", "AAAAAA"), { status: "absent" });
     // The app slot was freed with the release.
     deepEqual(

@@ -62,8 +62,12 @@ export interface BusHandlers {
 /** What the directory knows about a room code or room id (docs/spec/SERVER.md §8.3 "Resolve"). */
 export type Resolved =
   | { status: "absent" }
-  /** `room-id` tombstone: the room was deleted (only for room ids). */
-  | { status: "gone" }
+  /**
+   * `room-id` tombstone: the room was deleted (only for room ids). `home` is the instance that
+   * homed it and `homeAlive` whether its `instance:` key exists (both absent when the tombstone
+   * was written without them, docs/spec/SERVER.md §8.3).
+   */
+  | { status: "gone"; home?: NodeId; homeAlive?: boolean }
   | {
     status: "found";
     home: NodeId;

@@ -238,15 +238,6 @@ export class Engine {
     return this.#directory.byId(roomId) !== undefined;
   }
 
-  /**
-   * Whether this engine holds a reconnection token record (valid or invalidated, not forgotten)
-   * for `token` and `playerId`: the room was homed here, so this engine answers a `Reconnect`
-   * with it as a single instance would (docs/spec/PROTOCOL.md §7.11.4, docs/spec/SERVER.md §8.4.3).
-   */
-  knowsToken(playerId: string, token: string): boolean {
-    return this.#reconnection.knowsToken(playerId, token);
-  }
-
   /** The directory entry of every room homed here (the `T/3` refresh, docs/spec/SERVER.md §8.3). */
   directoryEntries(): DirectoryEntry[] {
     const entries: DirectoryEntry[] = [];

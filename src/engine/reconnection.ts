@@ -574,11 +574,6 @@ export class Reconnection {
     }
   }
 
-  /** Whether a record of `token` for `playerId` is kept (any state; see `#findToken`). */
-  knowsToken(playerId: string, token: string): boolean {
-    return this.#findToken(playerId, token) !== undefined;
-  }
-
   /**
    * The record of `token` if it belongs to `playerId`. Tokens longer than
    * {@linkcode MAX_TOKEN_BYTES} are refused before any hashing; otherwise one SHA-256 and one

@@ -870,7 +870,10 @@ export class Edge {
           message.data.room_code.toUpperCase(),
         ) !== undefined;
       case "Reconnect":
-        return this.#engine.hasRoomId(message.data.room_id);
+        // A room id is homed here for the room's whole life and its token records stay here:
+        // this engine answers a Reconnect routed here even once the room is gone, as one
+        // process would (docs/spec/SERVER.md §8.4.3).
+        return true;
       default:
         return false;
     }
