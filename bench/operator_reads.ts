@@ -1,7 +1,8 @@
 /**
  * What the operator's reads cost the event loop at many rooms: one Prometheus scrape
  * (`/metrics/prom`, docs/spec/SERVER.md §6.3), one room listing of a game (`GET /v2/rooms`,
- * docs/spec/EXTENSIONS.md E6) with a few rooms and of a game with none, and the dashboard
+ * docs/spec/EXTENSIONS.md E6, from the edge's directory as the HTTP route reads it) of a game
+ * with rooms and of a game with none, and the dashboard
  * refresh every `metrics.dashboard_cache_refresh_interval_secs` (§6.6). Engine and metrics
  * only, no sockets: `--rooms` rooms of two players each over `--games` games, every read timed
  * `--repeat` times; prints the median and the maximum in ms. Each of these runs on the event loop
@@ -59,6 +60,7 @@ export async function runOperatorReads(
   const { DEFAULT_CONFIG } = await load("src/config/schema.ts");
   const { Engine } = await load("src/engine/engine.ts");
   const { engineOptions, serverMetrics } = await load("src/server.ts");
+  const { MemoryRoomDirectory } = await load("src/coordination/memory.ts");
   const config = structuredClone(DEFAULT_CONFIG);
   config.server.max_rooms_per_game = 1e9;
   config.server.max_rooms_per_ip = 1e9;
@@ -82,6 +84,10 @@ export async function runOperatorReads(
       }, now);
     }
   }
+  // The directory the HTTP routes read in single-instance mode (the edge's), written as the
+  // edge writes it: one entry per room as it is created.
+  const directory = new MemoryRoomDirectory();
+  for (const entry of engine.directoryEntries()) directory.refresh({ ...entry, home: "local" });
   const stats = engine.stats();
   // Each refresh a new period, so none is served from the cache.
   const dashboardRefresh = time(
@@ -92,8 +98,8 @@ export async function runOperatorReads(
     rooms: stats.rooms,
     players: stats.players,
     scrape: time(options.repeat, () => metrics.renderPrometheus()),
-    listing: time(options.repeat, () => engine.list("game-7", 20)),
-    listingUnknownGame: time(options.repeat, () => engine.list("no-such-game", 20)),
+    listing: time(options.repeat, () => directory.list("game-7", 100)),
+    listingUnknownGame: time(options.repeat, () => directory.list("no-such-game", 100)),
     dashboardRefresh,
   };
 }

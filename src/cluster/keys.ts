@@ -37,6 +37,14 @@ export class Keys {
     return `${this.prefix}game-rooms:${gameTag(gameName)}:${gameName}`;
   }
 
+  /**
+   * `game-order:{g}:<game_name>` (sorted set code → creation time ms: the listing order,
+   * docs/spec/SERVER.md §8.3).
+   */
+  gameOrder(gameName: string): string {
+    return `${this.prefix}game-order:${gameTag(gameName)}:${gameName}`;
+  }
+
   /** `game-empty:{g}:<game_name>` (sorted set code → expiry ms: rooms without a seat). */
   gameEmpty(gameName: string): string {
     return `${this.prefix}game-empty:${gameTag(gameName)}:${gameName}`;

@@ -188,10 +188,11 @@ function script(source: string): Script {
 }
 
 /**
- * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty. ARGV: entry, room
- * id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale room id ("" =
- * none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP ("1"/"0"), ip-rooms
- * prefix of the game. Rooms in game-empty / app-empty (no seat at their last refresh) do not count.
+ * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty, game-order.
+ * ARGV: entry, room id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale
+ * room id ("" = none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP
+ * ("1"/"0"), ip-rooms prefix of the game, creation time. Rooms in game-empty / app-empty (no seat
+ * at their last refresh) do not count.
  */
 const CLAIM = script(`
 local now = tonumber(ARGV[4])
@@ -234,6 +235,8 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[8], tonumber(ARGV[15]), ARGV[3])
+redis.call('PEXPIRE', KEYS[8], ttl)
 redis.call('ZREM', KEYS[5], ARGV[3])
 if ARGV[13] == '1' then
   redis.call('ZADD', KEYS[6], now + ttl, ARGV[3])
@@ -253,9 +256,10 @@ return {'ok'}
 
 /**
  * Refresh (compare-and-set). KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms,
- * app-empty. ARGV: entry, room id, code, now, T, room-id TTL, room-id value, has app, empty ("1"
- * = no seat), has IP. An empty room joins game-empty and app-empty and leaves its ip-rooms set; a
- * room with a seat the reverse. The app sets follow the room id even in a conflict.
+ * app-empty, game-order. ARGV: entry, room id, code, now, T, room-id TTL, room-id value, has app,
+ * empty ("1" = no seat), has IP, creation time. An empty room joins game-empty and app-empty and
+ * leaves its ip-rooms set; a room with a seat the reverse. The app sets follow the room id even
+ * in a conflict.
  */
 const REFRESH = script(`
 local now = tonumber(ARGV[4])
@@ -269,6 +273,8 @@ if result ~= 'conflict' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
   redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('ZADD', KEYS[8], tonumber(ARGV[11]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[8], ttl)
   if ARGV[9] == '1' then
     redis.call('ZADD', KEYS[5], now + ttl, ARGV[3])
     redis.call('PEXPIRE', KEYS[5], ttl)
@@ -296,7 +302,7 @@ return result
 `);
 
 /**
- * Release. KEYS: room, game-rooms, room-id, game-empty. ARGV: room id, code, `gone` TTL, key
+ * Release. KEYS: room, game-rooms, room-id, game-empty, game-order. ARGV: room id, code, `gone` TTL, key
  * prefix, ip-rooms prefix of the game. The `room-id` tombstone keeps the home that released it
  * (`{"gone":true,"home":…}`; a bare `gone` when the id's value had expired).
  */
@@ -308,6 +314,7 @@ if current then
     redis.call('DEL', KEYS[1])
     redis.call('ZREM', KEYS[2], ARGV[2])
     redis.call('ZREM', KEYS[4], ARGV[2])
+    redis.call('ZREM', KEYS[5], ARGV[2])
     if type(entry.creatorIp) == 'string' then
       redis.call('ZREM', ARGV[5] .. entry.creatorIp, ARGV[2])
     end
@@ -368,6 +375,39 @@ local v = redis.call('GET', KEYS[1])
 if not v then return {} end
 if v == 'gone' then return {v, 0} end
 return {v, redis.call('EXISTS', ARGV[1] .. 'instance:' .. cjson.decode(v).home)}
+`);
+
+/**
+ * List (a game's rooms with players, oldest first). KEYS: game-order, game-rooms. ARGV: room key
+ * prefix of the game, limit, now. Walks game-order (creation time, then code) until `limit`
+ * entries with players are found, dropping members whose entry has expired. Returns false when
+ * game-order holds fewer members than game-rooms has live ones (rooms an older version claimed,
+ * not yet refreshed by this one): the caller reads every entry instead.
+ */
+const LIST = script(`
+local limit = tonumber(ARGV[2])
+if redis.call('ZCARD', KEYS[1]) < redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf') then
+  return false
+end
+local out = {}
+local expired = {}
+local start = 0
+while #out < limit do
+  local codes = redis.call('ZRANGE', KEYS[1], start, start + 63)
+  if #codes == 0 then break end
+  for _, code in ipairs(codes) do
+    local value = redis.call('GET', ARGV[1] .. code)
+    if not value then
+      expired[#expired + 1] = code
+    elseif cjson.decode(value).summary.players > 0 then
+      out[#out + 1] = value
+      if #out == limit then break end
+    end
+  end
+  start = start + 64
+end
+for _, code in ipairs(expired) do redis.call('ZREM', KEYS[1], code) end
+return out
 `);
 
 /** Order of listings: creation time, then game name, then code. */
@@ -509,6 +549,7 @@ export class RedisStore implements ClusterStore {
       String(caps.maxRoomsPerIp ?? -1),
       record.creatorIp !== undefined ? "1" : "0",
       k.ipRoomsPrefix(record.gameName),
+      String(record.createdAt),
     ], "claim") as [string, ...unknown[]];
     switch (reply[0]) {
       case "ok":
@@ -542,6 +583,7 @@ export class RedisStore implements ClusterStore {
       k.gameEmpty(record.gameName),
       k.ipRooms(record.gameName, record.creatorIp ?? ""),
       k.appEmpty(record.appId ?? ""),
+      k.gameOrder(record.gameName),
     ];
   }
 
@@ -557,6 +599,7 @@ export class RedisStore implements ClusterStore {
       record.appId !== undefined ? "1" : "0",
       record.summary.players === 0 ? "1" : "0",
       record.creatorIp !== undefined ? "1" : "0",
+      String(record.createdAt),
     ]];
   }
 
@@ -587,6 +630,7 @@ export class RedisStore implements ClusterStore {
         k.gameRooms(gameName),
         k.roomId(roomId),
         k.gameEmpty(gameName),
+        k.gameOrder(gameName),
       ],
       [
         roomId,
@@ -607,8 +651,26 @@ export class RedisStore implements ClusterStore {
     return value === null || value === undefined ? undefined : JSON.parse(String(value));
   }
 
-  /** Oldest first (creation time, then code); rooms without seats are left out. */
+  /**
+   * Oldest first (creation time, then code); rooms without players are left out. One script
+   * call that reads entries only until `limit` are found (the `game-order` index); while that
+   * index is incomplete, every entry of the game is read here instead.
+   */
   async list(gameName: string, limit: number): Promise<DirectoryRecord[]> {
+    if (limit <= 0) return [];
+    const k = this.#keys;
+    const listed = await this.#script(
+      LIST,
+      [k.gameOrder(gameName), k.gameRooms(gameName)],
+      [k.room(gameName, ""), String(limit), String(this.#now())],
+      "list",
+    ) as unknown[] | null;
+    if (Array.isArray(listed)) return listed.map((value) => JSON.parse(String(value)));
+    return await this.#listAll(gameName, limit);
+  }
+
+  /** Every entry of the game, filtered and sorted here (the index is incomplete). */
+  async #listAll(gameName: string, limit: number): Promise<DirectoryRecord[]> {
     const k = this.#keys;
     const codes = await this.#bounded(
       this.#send<string[]>([

@@ -182,6 +182,59 @@ Deno.test("MemoryStore: keys expire with the clock; unreachable rejects but buck
 });
 
 Deno.test({
+  name:
+    "RedisStore: a listing reads entries only until it has its rooms, drops expired ones from its index, and reads every entry while the index lacks a room",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const server: RedisServer = await startRedis();
+    const link = new RedisLink({ url: server.url });
+    try {
+      await link.connect();
+      const store = new RedisStore(link, settings());
+      const keys = new Keys("sf:");
+      const redis = (...command: string[]) => link.command.sendCommand(command);
+      const codes = async (limit: number) =>
+        (await store.list("orbit", limit)).map((entry) => entry.roomCode);
+      for (let i = 0; i < 200; i++) {
+        const code = `R${String(i).padStart(5, "0")}`;
+        await store.claim(record(code, "a@1", { createdAt: 1_000 + i }), { maxRoomsPerGame: 500 });
+      }
+      deepEqual(await codes(3), ["R00000", "R00001", "R00002"]);
+      // A home gone without a release: its entries expire (TTL T). The listing skips them and
+      // takes them out of its index.
+      await redis("DEL", keys.room("orbit", "R00000"), keys.room("orbit", "R00002"));
+      await redis("ZADD", keys.gameRooms("orbit"), "1", "R00000", "1", "R00002");
+      deepEqual(await codes(3), ["R00001", "R00003", "R00004"]);
+      equal(
+        await redis("ZSCORE", keys.gameOrder("orbit"), "R00000"),
+        null,
+        "dropped from the index",
+      );
+      // Reads stay near the limit: one listing of 3 does not read the 200 entries.
+      await redis("CONFIG", "RESETSTAT");
+      await codes(3);
+      const stats = String(await redis("INFO", "commandstats"));
+      const gets = Number(/cmdstat_get:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+      ok(gets >= 3 && gets <= 64, `entries read for 3 rooms: ${gets}`);
+      // Rooms claimed by a version without the index (or an index lost): the listing reads
+      // every entry instead, until a refresh indexes them again.
+      await redis("ZREM", keys.gameOrder("orbit"), "R00001", "R00003");
+      await redis("CONFIG", "RESETSTAT");
+      deepEqual(await codes(3), ["R00001", "R00003", "R00004"]);
+      ok(/cmdstat_mget:calls=1,/.test(String(await redis("INFO", "commandstats"))), "read all");
+      equal(
+        await store.refresh(record("R00001", "a@1", { createdAt: 1_001 })),
+        "refreshed",
+      );
+      equal(Number(await redis("ZSCORE", keys.gameOrder("orbit"), "R00001")), 1_001);
+    } finally {
+      await link.close();
+      await server.stop();
+    }
+  },
+});
+
+Deno.test({
   name: "RedisStore: scripts survive a Redis restart (NOSCRIPT → load, retry); down = fail fast",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {

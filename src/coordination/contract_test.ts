@@ -480,6 +480,62 @@ for (const impl of IMPLEMENTATIONS) {
 
   contract(
     impl,
+    `RoomDirectory (%): list matches its definition over seeded random claims, refreshes and releases`,
+    async (cleanups) => {
+      // The definition: the game's entries with players, by creation time then code, the
+      // first `limit`. Creation times rise as rooms are created (as in an engine; one process's
+      // directory keeps entries in creation order); more rooms than one read batch of an
+      // index, rooms whose players come and go, codes claimed again by later rooms.
+      const directory = await impl.directory(cleanups);
+      let state = 7;
+      const random = (n: number) => {
+        state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+        return (state >>> 8) % n;
+      };
+      const model = new Map<string, DirectoryRecord>();
+      const code = (i: number) => `R${String(i).padStart(5, "0")}`;
+      const caps = { maxRoomsPerGame: 10_000 };
+      let ids = 0;
+      const expected = (limit: number) =>
+        [...model.values()]
+          .filter((entry) => entry.summary.players > 0)
+          .sort((a, b) => a.createdAt - b.createdAt || (a.roomCode < b.roomCode ? -1 : 1))
+          .slice(0, limit)
+          .map((entry) => `${entry.roomCode}/${entry.roomId}`);
+      const listed = async (limit: number) =>
+        (await directory.list("orbit", limit)).map((entry) => `${entry.roomCode}/${entry.roomId}`);
+      for (let step = 0; step < 400; step++) {
+        const roomCode = code(random(180));
+        const current = model.get(roomCode);
+        const roll = random(10);
+        if (current === undefined || roll < 2) {
+          // A claim, or a claim over the current entry (held stale) by another room.
+          const fresh = record(roomCode, {
+            roomId: `id-${ids++}`,
+            createdAt: T0 + step * 3 + random(3),
+            players: random(3),
+          });
+          equal((await directory.claim(fresh, caps, current)).status, "ok", `claim ${step}`);
+          model.set(roomCode, fresh);
+        } else if (roll < 7) {
+          const changed = { ...current, summary: { ...current.summary, players: random(3) } };
+          equal(await directory.refresh(changed), "refreshed", `refresh ${step}`);
+          model.set(roomCode, changed);
+        } else {
+          await directory.release("orbit", roomCode, current.roomId);
+          model.delete(roomCode);
+        }
+        if (step % 40 === 39) {
+          for (const limit of [1, 30, 100, 1000]) {
+            deepEqual(await listed(limit), expected(limit), `step ${step}, limit ${limit}`);
+          }
+        }
+      }
+    },
+  );
+
+  contract(
+    impl,
     `RoomDirectory (%): all gives every room of every game, oldest first`,
     async (cleanups) => {
       const directory = await impl.directory(cleanups);

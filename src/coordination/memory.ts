@@ -47,6 +47,8 @@ function ipKey(gameName: string, ip: string): string {
 export class MemoryRoomDirectory implements RoomDirectory {
   /** Entries in creation order. */
   readonly #entries = new Map<string, DirectoryRecord>();
+  /** The same entries per game, in creation order (a listing reads only its game's). */
+  readonly #byGame = new Map<string, Map<string, DirectoryRecord>>();
   /** Keys of the entries that count against the game, app and IP caps (a seat, or just claimed). */
   readonly #occupied = new Set<string>();
   readonly #perGame = new Map<string, number>();
@@ -95,6 +97,7 @@ export class MemoryRoomDirectory implements RoomDirectory {
     }
     if (current.roomId !== record.roomId) return "conflict";
     this.#entries.set(k, record);
+    this.#byGame.get(record.gameName)!.set(k, record);
     this.#mark(k, record, record.summary.players > 0);
     return "refreshed";
   }
@@ -111,9 +114,9 @@ export class MemoryRoomDirectory implements RoomDirectory {
 
   list(gameName: string, limit: number): DirectoryRecord[] {
     const out: DirectoryRecord[] = [];
-    for (const record of this.#entries.values()) {
+    for (const record of this.#byGame.get(gameName)?.values() ?? []) {
       if (out.length >= limit) break;
-      if (record.gameName === gameName && record.summary.players > 0) out.push(record);
+      if (record.summary.players > 0) out.push(record);
     }
     return out;
   }
@@ -148,12 +151,18 @@ export class MemoryRoomDirectory implements RoomDirectory {
 
   #set(k: string, record: DirectoryRecord, occupied: boolean): void {
     this.#entries.set(k, record);
+    let game = this.#byGame.get(record.gameName);
+    if (game === undefined) this.#byGame.set(record.gameName, game = new Map());
+    game.set(k, record);
     this.#mark(k, record, occupied);
   }
 
   #delete(k: string, record: DirectoryRecord): void {
     this.#mark(k, record, false);
     this.#entries.delete(k);
+    const game = this.#byGame.get(record.gameName)!;
+    game.delete(k);
+    if (game.size === 0) this.#byGame.delete(record.gameName);
   }
 }
 
