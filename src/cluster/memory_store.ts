@@ -8,11 +8,13 @@
  * @module
  */
 import type { BucketKind, BucketTake } from "../coordination/buckets.ts";
-import type {
-  ClaimCaps,
-  ClaimResult,
-  DirectoryRecord,
-  RefreshResult,
+import {
+  type ClaimCaps,
+  type ClaimResult,
+  type DirectoryRecord,
+  keptBy,
+  type RefreshResult,
+  type RoomFilter,
 } from "../coordination/directory.ts";
 import { KeyedBuckets } from "../engine/token_bucket.ts";
 import {
@@ -307,11 +309,13 @@ export class MemoryStore implements ClusterStore {
     });
   }
 
-  all(limit: number): Promise<DirectoryRecord[]> {
+  all(limit: number, filter?: RoomFilter): Promise<DirectoryRecord[]> {
     return this.#call(() => {
       const records: DirectoryRecord[] = [];
       for (const key of this.keys()) {
-        if (key.startsWith("room:")) records.push(this.#get<DirectoryRecord>(key)!);
+        if (!key.startsWith("room:")) continue;
+        const record = this.#get<DirectoryRecord>(key)!;
+        if (keptBy(record, filter)) records.push(record);
       }
       records.sort((a, b) =>
         a.createdAt - b.createdAt ||

@@ -16,11 +16,13 @@ import { Buffer } from "node:buffer";
 import { KeyedBuckets } from "../engine/token_bucket.ts";
 import type { QueryObserver } from "../metrics/server_metrics.ts";
 import type { BucketKind, BucketTake } from "../coordination/buckets.ts";
-import type {
-  ClaimCaps,
-  ClaimResult,
-  DirectoryRecord,
-  RefreshResult,
+import {
+  type ClaimCaps,
+  type ClaimResult,
+  type DirectoryRecord,
+  keptBy,
+  type RefreshResult,
+  type RoomFilter,
 } from "../coordination/directory.ts";
 import { Keys } from "./keys.ts";
 import {
@@ -701,10 +703,16 @@ export class RedisStore implements ClusterStore {
     return records.slice(0, limit);
   }
 
-  /** Every room entry (SCAN of `room:` keys), oldest first (creation time, game, code). */
-  async all(limit: number): Promise<DirectoryRecord[]> {
+  /**
+   * Every room entry `filter` keeps (SCAN of `room:` keys, only the game's with `gameName`),
+   * oldest first (creation time, game, code).
+   */
+  async all(limit: number, filter?: RoomFilter): Promise<DirectoryRecord[]> {
     if (limit <= 0) return [];
-    const pattern = `${this.#keys.prefix.replace(/[*?[\]\\]/g, "\\$&")}room:*`;
+    const glob = (text: string) => text.replace(/[*?[\]\\]/g, "\\$&");
+    const pattern = filter?.gameName !== undefined
+      ? `${glob(this.#keys.room(filter.gameName, ""))}*`
+      : `${glob(this.#keys.prefix)}room:*`;
     const records: DirectoryRecord[] = [];
     let cursor = "0";
     do {
@@ -726,7 +734,9 @@ export class RedisStore implements ClusterStore {
           "scan",
         );
         for (const value of values) {
-          if (value !== null && value !== undefined) records.push(JSON.parse(String(value)));
+          if (value === null || value === undefined) continue;
+          const record = JSON.parse(String(value)) as DirectoryRecord;
+          if (keptBy(record, filter)) records.push(record);
         }
       }
     } while (cursor !== "0");

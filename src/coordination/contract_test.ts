@@ -7,7 +7,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { RateLimits } from "../engine/rate_limits.ts";
 import type { ClientMessage } from "../protocol/messages.ts";
 import type { TokenBuckets } from "./buckets.ts";
-import type { DirectoryRecord, RoomDirectory } from "./directory.ts";
+import type { DirectoryRecord, RoomDirectory, RoomFilter } from "./directory.ts";
 import { LocalRouter, MemoryRoomDirectory, MemoryTokenBuckets } from "./memory.ts";
 import type {
   ClosedCause,
@@ -553,6 +553,34 @@ for (const impl of IMPLEMENTATIONS) {
       ]);
       deepEqual(await rooms(1), ["orbit/AAAAAA@node-a"]);
       deepEqual(await rooms(0), []);
+    },
+  );
+
+  contract(
+    impl,
+    `RoomDirectory (%): all with a filter keeps a game's rooms or those matching a query, before the limit`,
+    async (cleanups) => {
+      const directory = await impl.directory(cleanups);
+      // Twelve rooms of one game first, then the other game's: the filter must look past them.
+      for (let i = 0; i < 12; i++) {
+        const code = `AA${String(i).padStart(4, "0")}`;
+        await directory.claim(record(code, { createdAt: T0 + i }), { maxRoomsPerGame: 100 });
+      }
+      await directory.claim(
+        record("QUIZ01", { gameName: "other", createdAt: T0 + 20, players: 0 }),
+        CAPS,
+      );
+      await directory.claim(record("ZZZZZZ", { gameName: "other", createdAt: T0 + 21 }), CAPS);
+      await directory.claim(record("BBQUIZ", { createdAt: T0 + 22 }), { maxRoomsPerGame: 100 });
+      const rooms = async (limit: number, filter: RoomFilter) =>
+        (await directory.all(limit, filter)).map((r) => `${r.gameName}/${r.roomCode}`);
+      deepEqual(await rooms(5, { gameName: "other" }), ["other/QUIZ01", "other/ZZZZZZ"]);
+      deepEqual(await rooms(1, { gameName: "other" }), ["other/QUIZ01"]);
+      deepEqual(await rooms(5, { query: "quiz" }), ["other/QUIZ01", "orbit/BBQUIZ"]);
+      deepEqual(await rooms(5, { query: "othe" }), ["other/QUIZ01", "other/ZZZZZZ"]);
+      deepEqual(await rooms(5, { gameName: "orbit", query: "quiz" }), ["orbit/BBQUIZ"]);
+      deepEqual(await rooms(5, { gameName: "none" }), []);
+      equal((await rooms(100, {})).length, 15);
     },
   );
 

@@ -59,6 +59,26 @@ export type ClaimResult =
 export type RefreshResult = "refreshed" | "created" | "conflict";
 
 /**
+ * Which rooms an operator's listing keeps (docs/spec/EXTENSIONS.md E12, `/admin/api/rooms`):
+ * `gameName` exactly (as the directory names the game), `query` as a case-insensitive substring
+ * of the room code or the game name. Absent fields keep every room.
+ */
+export interface RoomFilter {
+  gameName?: string;
+  query?: string;
+}
+
+/** Whether `record` passes `filter` ({@linkcode RoomFilter}); `query` must be lower-case. */
+export function keptBy(record: DirectoryRecord, filter: RoomFilter | undefined): boolean {
+  if (filter === undefined) return true;
+  if (filter.gameName !== undefined && record.gameName !== filter.gameName) return false;
+  const query = filter.query;
+  return query === undefined || query === "" ||
+    record.roomCode.toLowerCase().includes(query) ||
+    record.gameName.toLowerCase().includes(query);
+}
+
+/**
  * Where rooms live and what they look like from outside. Every method answers synchronously in
  * memory and with a Promise in Redis ({@linkcode Awaitable}). Delivery guarantees are per method.
  */
@@ -90,8 +110,9 @@ export interface RoomDirectory {
    */
   list(gameName: string, limit: number): Awaitable<DirectoryRecord[]>;
   /**
-   * Every room of every game, empty ones included, oldest first, at most `limit`: the
+   * Every room of every game that `filter` keeps, empty ones included, oldest first (creation
+   * time, game name, code), at most `limit` (the filter applies before the limit): the
    * operator's listing (docs/spec/EXTENSIONS.md E12), covering every node in a cluster. Read-only.
    */
-  all(limit: number): Awaitable<DirectoryRecord[]>;
+  all(limit: number, filter?: RoomFilter): Awaitable<DirectoryRecord[]>;
 }

@@ -9,13 +9,15 @@ import type { ConnId } from "../engine/effects.ts";
 import type { RateLimits } from "../engine/rate_limits.ts";
 import type { ClientMessage } from "../protocol/messages.ts";
 import type { BucketKind, BucketTake, TokenBuckets } from "./buckets.ts";
-import type {
-  ClaimCaps,
-  ClaimResult,
-  DirectoryRecord,
-  NodeId,
-  RefreshResult,
-  RoomDirectory,
+import {
+  type ClaimCaps,
+  type ClaimResult,
+  type DirectoryRecord,
+  keptBy,
+  type NodeId,
+  type RefreshResult,
+  type RoomDirectory,
+  type RoomFilter,
 } from "./directory.ts";
 import type {
   BindOutcome,
@@ -121,11 +123,14 @@ export class MemoryRoomDirectory implements RoomDirectory {
     return out;
   }
 
-  all(limit: number): DirectoryRecord[] {
+  all(limit: number, filter?: RoomFilter): DirectoryRecord[] {
     const out: DirectoryRecord[] = [];
-    for (const record of this.#entries.values()) {
+    const entries = filter?.gameName !== undefined
+      ? this.#byGame.get(filter.gameName)?.values() ?? []
+      : this.#entries.values();
+    for (const record of entries) {
       if (out.length >= limit) break;
-      out.push(record);
+      if (keptBy(record, filter)) out.push(record);
     }
     return out;
   }

@@ -28,7 +28,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { type Awaitable, then } from "../coordination/awaitable.ts";
-import type { DirectoryRecord, RoomDirectory } from "../coordination/directory.ts";
+import type { DirectoryRecord, RoomDirectory, RoomFilter } from "../coordination/directory.ts";
 import type { CommandReply, RoomCommand } from "../coordination/router.ts";
 import type { RoomDetail, RoomSummary } from "../engine/effects.ts";
 import { KeyedBuckets } from "../engine/token_bucket.ts";
@@ -327,15 +327,16 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
         "INVALID_INPUT",
       );
     }
-    return then(options.directory.all(limits.maxListedRooms), (records): Awaitable<Response> => {
-      const wanted = records.filter((record) =>
-        (game === null || record.gameName === game) &&
-        (query === "" || record.roomCode.toLowerCase().includes(query) ||
-          record.gameName.toLowerCase().includes(query))
-      ).slice(0, limit);
+    const filter: RoomFilter = {
+      ...(game !== null ? { gameName: game } : {}),
+      ...(query !== "" ? { query } : {}),
+    };
+    // One more than asked for says whether more rooms match than are listed.
+    return then(options.directory.all(limit + 1, filter), (records): Awaitable<Response> => {
+      const wanted = records.slice(0, limit);
       const details = wanted.map((record) => detailOf(record));
       const answer = (rooms: ListedRoom[]) =>
-        reply(200, { rooms, truncated: records.length >= limits.maxListedRooms });
+        reply(200, { rooms, truncated: records.length > limit });
       return details.some((detail) => detail instanceof Promise)
         ? Promise.all(details).then(answer)
         : answer(details as ListedRoom[]);
@@ -362,7 +363,8 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
   function games(): Awaitable<
     { game_name: string; rooms: number; players: number; spectators: number }[]
   > {
-    return then(options.directory.all(limits.maxListedRooms), (records) => {
+    // Every room, not the listing's first ones: the counts are per game over all rooms.
+    return then(options.directory.all(Number.MAX_SAFE_INTEGER), (records) => {
       const byGame = new Map<string, { rooms: number; players: number; spectators: number }>();
       for (const { gameName, summary } of records) {
         const game = byGame.get(gameName) ?? { rooms: 0, players: 0, spectators: 0 };
