@@ -259,7 +259,7 @@ export async function startServer(
   const feed = adminToken === null ? undefined : new OperatorFeed({
     connections: () => edge.size,
     stats: () => engine.stats(),
-    maintenance: () => engine.maintenance,
+    maintenance: () => cluster?.node.maintenance ?? engine.maintenance,
   });
   const onEvent = observers(metrics, feed, options.onEvent);
   const edge = new Edge(engine, {
@@ -289,8 +289,11 @@ export async function startServer(
       token: adminToken,
       directory: edge.directory,
       command: (command, now) => edge.command({ kind: "room", command }, now)!,
-      setMaintenance: (enabled, now) => edge.command({ kind: "maintenance", enabled }, now),
-      maintenance: () => engine.maintenance,
+      // Cluster mode: every instance's, through the shared key (docs/spec/SERVER.md §8.3).
+      setMaintenance: cluster
+        ? (enabled) => cluster.node.setMaintenance(enabled)
+        : (enabled, now) => void edge.command({ kind: "maintenance", enabled }, now),
+      maintenance: cluster ? () => cluster.node.readMaintenance() : () => engine.maintenance,
       feed,
       status: () => ({ ...status() }),
       roomCodeLength: config.protocol.room_code_length,

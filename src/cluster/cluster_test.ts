@@ -421,6 +421,77 @@ Deno.test("Cluster (twins): Reconnect for a room that is gone is answered by the
   }
 });
 
+Deno.test("Cluster (twins): maintenance mode set through one node refuses new rooms through every node at once, joins go on, and turning it off through another frees creation at once (docs/spec/EXTENSIONS.md E12)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes;
+    const alice = a!.connect();
+    join(alice, "Alice", "OPENAA");
+    await until(() => !!alice.last("RoomJoined"), "Alice's room");
+    await a!.cluster.setMaintenance(true);
+    const refused = (client: TestClient) => client.last("RoomJoinFailed")?.data;
+    // A code nobody holds, through B; a generated code, through C: refused before any claim.
+    const bob = b!.connect("10.0.0.2");
+    join(bob, "Bob", "NEWBBB");
+    const carol = c!.connect("10.0.0.3");
+    join(carol, "Carol");
+    await until(() => !!refused(bob) && !!refused(carol), "both refused");
+    for (const client of [bob, carol]) {
+      deepEqual(refused(client), {
+        reason: "Server is in maintenance",
+        error_code: "SERVICE_UNAVAILABLE",
+      });
+    }
+    equal(await cluster.store.lookup("orbit", "NEWBBB"), undefined, "no claim");
+    // Joining a room that exists goes on, through a node that is not its home.
+    const dave = c!.connect("10.0.0.4");
+    join(dave, "Dave", "OPENAA");
+    await until(() => !!dave.last("RoomJoined"), "Dave joined");
+    // Every node reads the mode at its refresh (status, console).
+    await b!.cluster.refresh();
+    equal(b!.cluster.maintenance, true);
+    equal(await c!.cluster.readMaintenance(), true);
+    // Off through C: B creates at once, without waiting for a refresh.
+    await c!.cluster.setMaintenance(false);
+    join(bob, "Bob", "NEWBBB");
+    await until(() => !!bob.last("RoomJoined"), "Bob's room");
+    equal(bob.last("RoomJoined")!.data!.room_code, "NEWBBB");
+    equal(b!.cluster.maintenance, true, "B has not refreshed: creation did not wait for it");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a JoinRoom by a free code refused in maintenance mode draws no creation token, as in one process (docs/spec/PROTOCOL.md §7.2.1)", async () => {
+  // One creation per address per minute.
+  const cluster = await testCluster({
+    store: {
+      buckets: {
+        creation: { capacity: 1, windowMs: 60_000 },
+        join: { capacity: 100, windowMs: 60_000 },
+        reconnect: { capacity: 100, windowMs: 60_000 },
+        auth_failure: { capacity: 100, windowMs: 60_000 },
+      },
+    },
+  });
+  try {
+    const [a, b] = cluster.nodes;
+    await a!.cluster.setMaintenance(true);
+    const bob = b!.connect("10.0.0.2");
+    join(bob, "Bob", "NEWBBB");
+    await until(() => !!bob.last("RoomJoinFailed"), "refused");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await a!.cluster.setMaintenance(false);
+    // The address's one creation token is still there.
+    join(bob, "Bob", "NEWBBB");
+    const failures = () => bob.types().filter((type) => type === "RoomJoinFailed").length;
+    await until(() => !!bob.last("RoomJoined") || failures() === 2, "answered");
+    equal(bob.last("RoomJoined")?.data?.room_code, "NEWBBB", JSON.stringify(bob.types()));
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a member's JoinRoom whose home lets it go while its token is drawn is resolved through the directory, not created unclaimed", async () => {
   const cluster = await testCluster();
   try {

@@ -53,11 +53,13 @@ export interface BinaryStep {
 }
 
 /**
- * An operator's room command (docs/spec/EXTENSIONS.md E12) sent through the sending client's node: close a
- * room, or remove a player (`PLAYER<k>` placeholders apply) from it. Its replies are compared too.
+ * An operator's command (docs/spec/EXTENSIONS.md E12) sent through the sending client's node: close a
+ * room, remove a player (`PLAYER<k>` placeholders apply) from it, or turn maintenance mode on or
+ * off (`enabled`; the whole cluster's). Its replies are compared too.
  */
 export interface OperatorStep {
-  operator: "close" | "remove_player";
+  operator: "close" | "remove_player" | "maintenance";
+  enabled?: boolean;
   code: string;
   player?: string;
 }
@@ -139,6 +141,12 @@ export async function runScript(
     const client = all[who]!;
     if (typeof message === "object" && message !== null && "operator" in message) {
       const step = JSON.parse(substitute(message)) as OperatorStep;
+      if (step.operator === "maintenance") {
+        await client.node.setMaintenance(step.enabled ?? false);
+        replies.push({ operator: step.operator, enabled: step.enabled ?? false });
+        await wait(all);
+        continue;
+      }
       const reply = await client.node.edge.command({
         kind: "room",
         command: step.operator === "close"
@@ -369,13 +377,17 @@ export function randomScript(
     } else if (roll < 0.94) {
       message = DROP;
     } else if (roll < 0.96) {
-      // The operator closes a room or removes a player (docs/spec/EXTENSIONS.md E12).
+      // The operator closes a room, removes a player or (now and then) turns maintenance mode
+      // on or off (docs/spec/EXTENSIONS.md E12).
       const k = Math.floor(random() * clients);
       // Mostly the room client k last joined (`ROOMCODE<k>`).
       const code = random() < 0.8 ? `ROOMCODE${k}` : pick(codes);
-      message = random() < 0.5
+      const kind = random();
+      message = kind < 0.4
         ? { operator: "close", code } satisfies OperatorStep
-        : { operator: "remove_player", code, player: `PLAYER${k}` } satisfies OperatorStep;
+        : kind < 0.8
+        ? { operator: "remove_player", code, player: `PLAYER${k}` } satisfies OperatorStep
+        : { operator: "maintenance", code: "", enabled: random() < 0.6 } satisfies OperatorStep;
     } else if (roll < 0.99) {
       // Resume (or take over) the seat of any client, its own included.
       const k = Math.floor(random() * clients);

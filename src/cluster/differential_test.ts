@@ -177,6 +177,9 @@ Deno.test("Differential: random scripts give every client the same messages on a
         body?: { rooms?: unknown[] };
       };
       if ((body?.rooms?.length ?? 0) > 0) seen.set("http list of rooms", 1);
+      if ((message as { data?: { reason?: string } }).data?.reason === "Server is in maintenance") {
+        seen.set("refused in maintenance", 1);
+      }
       const key = type ??
         (operator
           ? `operator ${operator} ${reply?.ok}`
@@ -209,6 +212,7 @@ Deno.test("Differential: random scripts give every client the same messages on a
       "http lookup 404",
       "http list 200",
       "http list of rooms",
+      "refused in maintenance",
       "closed 1006",
     ]
   ) {

@@ -79,6 +79,11 @@ export class Keys {
     return `${this.prefix}bucket:${kind}:${key}`;
   }
 
+  /** `maintenance` (exists while the cluster is in maintenance mode, docs/spec/EXTENSIONS.md E12). */
+  maintenance(): string {
+    return `${this.prefix}maintenance`;
+  }
+
   /** `instance:<node>`. */
   instance(node: NodeId): string {
     return `${this.prefix}instance:${node}`;

@@ -169,6 +169,7 @@ export class MemoryStore implements ClusterStore {
       if (current && current.roomId !== (stale?.roomId ?? "")) {
         return { status: "taken" as const, record: current };
       }
+      if (this.#get("maintenance") !== undefined) return { status: "maintenance" as const };
       const games = this.#zset(`game-rooms:${record.gameName}`);
       const empty = this.#zset(`game-empty:${record.gameName}`);
       const count = Math.max(
@@ -375,7 +376,13 @@ export class MemoryStore implements ClusterStore {
   }
 
   resolveCode(gameName: string, roomCode: string): Promise<Resolved> {
-    return this.#call(() => this.#resolve(`room:${gameName}:${roomCode}`), "resolveCode");
+    return this.#call(
+      () => ({
+        ...this.#resolve(`room:${gameName}:${roomCode}`),
+        maintenance: this.#get("maintenance") !== undefined,
+      }),
+      "resolveCode",
+    );
   }
 
   resolveRoomId(roomId: string): Promise<Resolved> {
@@ -415,6 +422,17 @@ export class MemoryStore implements ClusterStore {
       }
       return epoch;
     });
+  }
+
+  setMaintenance(enabled: boolean): Promise<void> {
+    return this.#call(() => {
+      if (enabled) this.#set("maintenance", true);
+      else this.#items.delete("maintenance");
+    });
+  }
+
+  maintenance(): Promise<boolean> {
+    return this.#call(() => this.#get("maintenance") !== undefined);
   }
 
   close(): Promise<void> {

@@ -186,6 +186,11 @@ export class ClusterNode {
   conflictCount = 0;
   /** Epoch changes seen after the first read (docs/spec/SERVER.md §6.3). */
   epochChanges = 0;
+  /**
+   * Cluster-wide maintenance mode (docs/spec/EXTENSIONS.md E12) as last read from Redis (every
+   * refresh) or set through this node.
+   */
+  maintenance = false;
   /** The nodes with a liveness key at the last refresh (for `/v2/status`). */
   seen: NodeId[] = [];
   /** Death verdicts on other nodes, once per node (docs/spec/SERVER.md §6.3 #77). */
@@ -341,6 +346,7 @@ export class ClusterNode {
         this.#epochSince = this.#now();
       }
       await this.store.writeLiveness(this.node, { startedAt: this.startedAt, state: this.#state });
+      this.maintenance = await this.store.maintenance();
       const records = this.#options.entries().map((entry) => ({ ...entry, home: this.node }));
       const results = await this.store.refreshAll(records);
       // Rooms that closed while the scripts ran: their answers say nothing about the code now (a
@@ -381,6 +387,25 @@ export class ClusterNode {
     } catch (error) {
       log.warn("Cluster refresh failed: {error}", { error });
     }
+  }
+
+  /**
+   * Turns maintenance mode on or off for the whole cluster (the `maintenance` key: every claim
+   * refuses while it exists, docs/spec/SERVER.md §8.3). Rejects when Redis does not answer.
+   */
+  async setMaintenance(enabled: boolean): Promise<void> {
+    await this.store.setMaintenance(enabled);
+    this.maintenance = enabled;
+  }
+
+  /** Reads cluster-wide maintenance mode from Redis; the last known value when it does not answer. */
+  async readMaintenance(): Promise<boolean> {
+    try {
+      this.maintenance = await this.store.maintenance();
+    } catch {
+      // Redis unreachable: the last value read or set.
+    }
+    return this.maintenance;
   }
 
   /**

@@ -10,7 +10,7 @@
 import type { BucketKind } from "../coordination/buckets.ts";
 import type { ClaimResult, DirectoryRecord } from "../coordination/directory.ts";
 import type { Engine } from "../engine/engine.ts";
-import { CODE_ATTEMPTS } from "../engine/engine.ts";
+import { CODE_ATTEMPTS, MAINTENANCE_REASON } from "../engine/engine.ts";
 import {
   creationLimitReason,
   joinLimitReason,
@@ -314,6 +314,9 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         };
       }
       done();
+      if (claimed.status === "maintenance") {
+        return joinFailedReply(MAINTENANCE_REASON, "SERVICE_UNAVAILABLE", true);
+      }
       if (claimed.status === "capped") {
         const reason = claimed.scope === "game"
           ? `Game \`${data.game_name}\` already has ${claimed.count} rooms (limit ${claimed.limit})`
@@ -379,6 +382,11 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     if (options.inGrace(now)) return reply(unavailable(message));
     // Not in the directory: the local engine answers a join-only request ROOM_NOT_FOUND.
     if (joinOnly) return { kind: "local" };
+    // Maintenance mode refuses a creation before its creation token, as the engine does
+    // (the claim refuses it too, when it was turned on meanwhile; docs/spec/EXTENSIONS.md E12).
+    if (resolved.maintenance === true) {
+      return joinFailedReply(MAINTENANCE_REASON, "SERVICE_UNAVAILABLE", true);
+    }
     const limitedCreate = await take("creation", ip, now);
     if (limitedCreate) return rateLimited(limitedCreate, "create", true);
     return claimAndCreate(conn, data, ip, now, staleRecord);

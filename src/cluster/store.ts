@@ -190,8 +190,9 @@ function script(source: string): Script {
 }
 
 /**
- * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty, game-order.
- * ARGV: entry, room id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale
+ * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty, game-order,
+ * maintenance. A code another room holds answers `taken`; otherwise maintenance mode refuses
+ * (`maintenance`), then the caps. ARGV: entry, room id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale
  * room id ("" = none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP
  * ("1"/"0"), ip-rooms prefix of the game, creation time. Rooms in game-empty / app-empty (no seat
  * at their last refresh) do not count.
@@ -205,6 +206,7 @@ local current = redis.call('GET', KEYS[1])
 if current and cjson.decode(current).roomId ~= ARGV[9] then
   return {'taken', current}
 end
+if redis.call('EXISTS', KEYS[9]) == 1 then return {'maintenance'} end
 local games = redis.call('ZCARD', KEYS[2]) - redis.call('ZCARD', KEYS[5])
 if redis.call('ZSCORE', KEYS[2], ARGV[3]) and not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
   games = games - 1
@@ -371,12 +373,19 @@ if wait == 0 then return 0 end
 return math.max(1, math.ceil(wait / 1000))
 `);
 
-/** Resolve. KEYS: room or room-id key. ARGV: key prefix. Returns {} / {value, alive 0|1}. */
+/**
+ * Resolve. KEYS: room or room-id key, then (lookups by code) the maintenance key. ARGV: key
+ * prefix. Returns {value or '', alive 0|1, maintenance 0|1} ('' = absent).
+ */
 const RESOLVE = script(`
+local m = 0
+if KEYS[2] then m = redis.call('EXISTS', KEYS[2]) end
 local v = redis.call('GET', KEYS[1])
-if not v then return {} end
-if v == 'gone' then return {v, 0} end
-return {v, redis.call('EXISTS', ARGV[1] .. 'instance:' .. cjson.decode(v).home)}
+if not v then return {'', 0, m} end
+if v == 'gone' then return {v, 0, m} end
+local home = cjson.decode(v).home
+if not home then return {v, 0, m} end
+return {v, redis.call('EXISTS', ARGV[1] .. 'instance:' .. home), m}
 `);
 
 /**
@@ -556,6 +565,8 @@ export class RedisStore implements ClusterStore {
     switch (reply[0]) {
       case "ok":
         return { status: "ok" };
+      case "maintenance":
+        return { status: "maintenance" };
       case "taken":
         return { status: "taken", record: JSON.parse(String(reply[1])) };
       default: {
@@ -586,6 +597,7 @@ export class RedisStore implements ClusterStore {
       k.ipRooms(record.gameName, record.creatorIp ?? ""),
       k.appEmpty(record.appId ?? ""),
       k.gameOrder(record.gameName),
+      k.maintenance(),
     ];
   }
 
@@ -770,16 +782,19 @@ export class RedisStore implements ClusterStore {
     }
   }
 
-  async #resolve(key: string): Promise<Resolved> {
-    const reply = await this.#script(RESOLVE, [key], [this.#keys.prefix], "resolve") as unknown[];
-    if (reply.length === 0) return { status: "absent" };
+  async #resolve(key: string, byCode: boolean): Promise<Resolved> {
+    const keys = byCode ? [key, this.#keys.maintenance()] : [key];
+    const reply = await this.#script(RESOLVE, keys, [this.#keys.prefix], "resolve") as unknown[];
+    const maintenance = byCode ? { maintenance: Number(reply[2]) === 1 } : {};
     const value = String(reply[0]);
+    if (value === "") return { status: "absent", ...maintenance };
     if (value === "gone") return { status: "gone" };
     const parsed = JSON.parse(value);
     if (parsed.gone === true) {
       return { status: "gone", home: parsed.home, homeAlive: Number(reply[1]) === 1 };
     }
     return {
+      ...maintenance,
       status: "found",
       home: parsed.home,
       homeAlive: Number(reply[1]) === 1,
@@ -789,11 +804,11 @@ export class RedisStore implements ClusterStore {
   }
 
   resolveCode(gameName: string, roomCode: string): Promise<Resolved> {
-    return this.#resolve(this.#keys.room(gameName, roomCode));
+    return this.#resolve(this.#keys.room(gameName, roomCode), true);
   }
 
   async resolveRoomId(roomId: string): Promise<Resolved> {
-    const resolved = await this.#resolve(this.#keys.roomId(roomId));
+    const resolved = await this.#resolve(this.#keys.roomId(roomId), false);
     if (resolved.status === "found") resolved.record.roomId = roomId;
     return resolved;
   }
@@ -854,6 +869,19 @@ export class RedisStore implements ClusterStore {
       }
     } while (cursor !== "0");
     return found;
+  }
+
+  async setMaintenance(enabled: boolean): Promise<void> {
+    const key = this.#keys.maintenance();
+    await this.#bounded(
+      this.#send(enabled ? ["SET", key, "1"] : ["DEL", key]),
+      "maintenance",
+    );
+  }
+
+  async maintenance(): Promise<boolean> {
+    const key = this.#keys.maintenance();
+    return Number(await this.#bounded(this.#send(["EXISTS", key]), "maintenance")) === 1;
   }
 
   async epoch(): Promise<Epoch> {

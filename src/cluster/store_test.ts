@@ -85,7 +85,7 @@ for (const { name, ignore, make } of STORES) {
 
   test("resolve by code and by room id reports the home and whether it is alive", async (c) => {
     const store = await make(settings(), c);
-    deepEqual(await store.resolveCode("orbit", "AAAAAA"), { status: "absent" });
+    deepEqual(await store.resolveCode("orbit", "AAAAAA"), { status: "absent", maintenance: false });
     deepEqual(await store.resolveRoomId("id-AAAAAA"), { status: "absent" });
     await store.claim(record("AAAAAA", "a@1", { appId: "app" }), { maxRoomsPerGame: 5 });
     const byCode = await store.resolveCode("orbit", "AAAAAA");
@@ -111,7 +111,7 @@ for (const { name, ignore, make } of STORES) {
     await store.deleteLiveness("a@1");
     deepEqual(await store.resolveRoomId("id-AAAAAA"), { ...gone, homeAlive: false });
     await store.writeLiveness("a@1", { startedAt: 5, state: "up" });
-    deepEqual(await store.resolveCode("orbit", "AAAAAA"), { status: "absent" });
+    deepEqual(await store.resolveCode("orbit", "AAAAAA"), { status: "absent", maintenance: false });
     // The app slot was freed with the release.
     deepEqual(
       await store.claim(record("BBBBBB", "a@1", { appId: "app" }), {
@@ -120,6 +120,29 @@ for (const { name, ignore, make } of STORES) {
       }),
       { status: "ok" },
     );
+  });
+
+  test("maintenance mode: claims of free codes refused, taken codes still answered, resolves say so", async (c) => {
+    const store = await make(settings(), c);
+    await store.claim(record("AAAAAA"), { maxRoomsPerGame: 5 });
+    equal(await store.maintenance(), false);
+    equal((await store.resolveCode("orbit", "AAAAAA")).maintenance, false);
+    await store.setMaintenance(true);
+    equal(await store.maintenance(), true);
+    deepEqual(await store.claim(record("BBBBBB"), { maxRoomsPerGame: 5 }), {
+      status: "maintenance",
+    });
+    // A taken code is still a join of its room, even in maintenance mode.
+    equal(
+      (await store.claim(record("AAAAAA", "b@1", { roomId: "other" }), { maxRoomsPerGame: 5 }))
+        .status,
+      "taken",
+    );
+    equal((await store.resolveCode("orbit", "AAAAAA")).maintenance, true);
+    deepEqual(await store.resolveCode("orbit", "BBBBBB"), { status: "absent", maintenance: true });
+    await store.setMaintenance(false);
+    equal(await store.maintenance(), false);
+    deepEqual(await store.claim(record("BBBBBB"), { maxRoomsPerGame: 5 }), { status: "ok" });
   });
 
   test("a refresh of a conflicting room keeps its room-id entry alive", async (c) => {

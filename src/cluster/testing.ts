@@ -107,6 +107,11 @@ export interface ScriptNode {
    * directory, drawing from the same join buckets as its edge, as `server.ts` wires them.
    */
   rooms: RoomRoutes;
+  /**
+   * Maintenance mode on or off as the operator API sets it through this node (docs/spec/EXTENSIONS.md
+   * E12): the engine's flag, or in a cluster the shared key.
+   */
+  setMaintenance(enabled: boolean): Promise<void>;
 }
 
 /**
@@ -130,7 +135,17 @@ export function singleInstance(engine: Partial<EngineOptions> = {}): ScriptNode 
     })),
     { maxMessageSize: 65_536, newId: () => crypto.randomUUID() },
   );
-  return withConnect({ edge }, engine, rateLimits && new MemoryTokenBuckets(rateLimits));
+  return withConnect(
+    {
+      edge,
+      setMaintenance: (enabled: boolean) => {
+        edge.command({ kind: "maintenance", enabled }, Date.now());
+        return Promise.resolve();
+      },
+    },
+    engine,
+    rateLimits && new MemoryTokenBuckets(rateLimits),
+  );
 }
 
 /**
@@ -138,7 +153,7 @@ export function singleInstance(engine: Partial<EngineOptions> = {}): ScriptNode 
  * (its HTTP room routes for engine `settings` — app namespaces when authentication is required —
  * drawing join tokens from `buckets` when given).
  */
-function withConnect<N extends { edge: Edge }>(
+function withConnect<N extends { edge: Edge; setMaintenance(enabled: boolean): Promise<void> }>(
   node: N,
   settings: Partial<EngineOptions>,
   buckets?: TokenBuckets,
@@ -395,7 +410,8 @@ async function startNode(
     }),
   });
   await cluster.start();
-  return withConnect({ name, engine, edge, cluster }, options.engine ?? {}, store, {
+  const setMaintenance = (enabled: boolean) => cluster.setMaintenance(enabled);
+  return withConnect({ name, engine, edge, cluster, setMaintenance }, options.engine ?? {}, store, {
     inGrace: (now) => cluster.inGrace(now),
     reachable: () => store.reachable,
   });

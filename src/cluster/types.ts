@@ -61,22 +61,28 @@ export interface BusHandlers {
 
 /** What the directory knows about a room code or room id (docs/spec/SERVER.md §8.3 "Resolve"). */
 export type Resolved =
-  | { status: "absent" }
-  /**
-   * `room-id` tombstone: the room was deleted (only for room ids). `home` is the instance that
-   * homed it and `homeAlive` whether its `instance:` key exists (both absent when the tombstone
-   * was written without them, docs/spec/SERVER.md §8.3).
-   */
-  | { status: "gone"; home?: NodeId; homeAlive?: boolean }
-  | {
-    status: "found";
-    home: NodeId;
-    /** Whether the `instance:` key of `home` exists (docs/spec/SERVER.md §8.5.4). */
-    homeAlive: boolean;
-    /** The room entry (lookups by code) or the `room-id` fields (lookups by id). */
-    record: { roomId: string; gameName: string; roomCode: string };
-    /** The full entry, for lookups by code. */
-    entry?: DirectoryRecord;
+  & (
+    | { status: "absent" }
+    /**
+     * `room-id` tombstone: the room was deleted (only for room ids). `home` is the instance that
+     * homed it and `homeAlive` whether its `instance:` key exists (both absent when the tombstone
+     * was written without them, docs/spec/SERVER.md §8.3).
+     */
+    | { status: "gone"; home?: NodeId; homeAlive?: boolean }
+    | {
+      status: "found";
+      home: NodeId;
+      /** Whether the `instance:` key of `home` exists (docs/spec/SERVER.md §8.5.4). */
+      homeAlive: boolean;
+      /** The room entry (lookups by code) or the `room-id` fields (lookups by id). */
+      record: { roomId: string; gameName: string; roomCode: string };
+      /** The full entry, for lookups by code. */
+      entry?: DirectoryRecord;
+    }
+  )
+  & {
+    /** Lookups by code: whether the cluster is in maintenance mode (no new rooms). */
+    maintenance?: boolean;
   };
 
 /** The shared epoch (docs/spec/SERVER.md §8.3 "Epoch"). */
@@ -114,7 +120,10 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
   readonly reachable: boolean;
   /** Adds a listener called on every change of {@linkcode ClusterStore.reachable}. */
   watchReachable(listener: (reachable: boolean) => void): void;
-  /** Resolves a room code (`JoinRoom`, `JoinAsSpectator`, HTTP lookup). */
+  /**
+   * Resolves a room code (`JoinRoom`, `JoinAsSpectator`, HTTP lookup); the answer also says
+   * whether the cluster is in maintenance mode (`maintenance`).
+   */
   resolveCode(gameName: string, roomCode: string): Promise<Resolved>;
   /** Resolves a room id (`Reconnect`). */
   resolveRoomId(roomId: string): Promise<Resolved>;
@@ -128,6 +137,13 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
   liveness(node: NodeId): Promise<Liveness | undefined>;
   /** Every node with a liveness key (for `/v2/status` and operator listings). */
   nodes(): Promise<Map<NodeId, Liveness>>;
+  /**
+   * Puts the whole cluster in maintenance mode or takes it out (the `maintenance` key,
+   * docs/spec/EXTENSIONS.md E12): while on, claims answer `maintenance`.
+   */
+  setMaintenance(enabled: boolean): Promise<void>;
+  /** Whether the cluster is in maintenance mode. */
+  maintenance(): Promise<boolean>;
   /** Reads the epoch, creating it (`SET NX`, then read back) when missing. */
   epoch(): Promise<Epoch>;
   /** Closes the store's connections (a shared link is closed by its owner). */

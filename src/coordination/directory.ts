@@ -53,7 +53,12 @@ export type ClaimResult =
    * A cap is reached: `count` rooms of the game (`scope: "game"`), the app (`"app"`) or the
    * creator's IP in the game (`"ip"`).
    */
-  | { status: "capped"; scope: "game" | "app" | "ip"; count: number; limit: number };
+  | { status: "capped"; scope: "game" | "app" | "ip"; count: number; limit: number }
+  /**
+   * The cluster is in maintenance mode: no new rooms (docs/spec/EXTENSIONS.md E12; cluster
+   * store only, a single instance's engine refuses them itself).
+   */
+  | { status: "maintenance" };
 
 /** The answer to a refresh (docs/spec/SERVER.md §8.3 "Refresh"). */
 export type RefreshResult = "refreshed" | "created" | "conflict";

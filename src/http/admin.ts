@@ -77,9 +77,14 @@ export interface AdminOptions {
   directory: RoomDirectory;
   /** Runs a room command at the room's home (`Edge.command({kind: "room"})`). */
   command: (command: RoomCommand, now: number) => Awaitable<CommandReply>;
-  /** Maintenance mode (no new rooms) on or off. */
-  setMaintenance: (enabled: boolean, now: number) => void;
-  maintenance: () => boolean;
+  /**
+   * Maintenance mode (no new rooms) on or off: this process's engine, or in cluster mode every
+   * instance's (the shared `maintenance` key, docs/spec/SERVER.md §8.3). A rejection (Redis does
+   * not answer) is a `503`.
+   */
+  setMaintenance: (enabled: boolean, now: number) => Awaitable<void>;
+  /** Whether maintenance mode is on (cluster mode: read from Redis, the last known on failure). */
+  maintenance: () => Awaitable<boolean>;
   /** Samples, history and the live events. */
   feed: OperatorFeed;
   /** Extra figures for the overview (`/v2/status` fields). */
@@ -384,7 +389,12 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     if (typeof enabled !== "boolean") {
       return problem(400, 'Body must be {"enabled": true} or {"enabled": false}', "INVALID_INPUT");
     }
-    options.setMaintenance(enabled, now());
+    try {
+      await options.setMaintenance(enabled, now());
+    } catch (error) {
+      log.warn("Cannot set maintenance mode: {error}", { error });
+      return problem(503, "Service temporarily unavailable", "SERVICE_UNAVAILABLE");
+    }
     audit(enabled ? "maintenance_on" : "maintenance_off", "server", ip);
     return reply(200, { enabled });
   }
@@ -471,12 +481,13 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
         if (rest.length > 0) break;
         if (!isGet) return methodNotAllowed("GET, HEAD");
         return then(games(), (list) =>
-          reply(200, {
-            ...options.status(),
-            maintenance: options.maintenance(),
-            sample: options.feed.current(now()),
-            games: list,
-          }));
+          then(options.maintenance(), (maintenance) =>
+            reply(200, {
+              ...options.status(),
+              maintenance,
+              sample: options.feed.current(now()),
+              games: list,
+            }))) as Awaitable<Response>;
       case "games":
         if (rest.length > 0) break;
         if (!isGet) return methodNotAllowed("GET, HEAD");
@@ -493,7 +504,7 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
         return events(ip);
       case "maintenance":
         if (rest.length > 0) break;
-        if (isGet) return reply(200, { enabled: options.maintenance() });
+        if (isGet) return then(options.maintenance(), (enabled) => reply(200, { enabled }));
         if (method === "PUT") return maintenance(request, ip);
         return methodNotAllowed("GET, HEAD, PUT");
       case "rooms": {
