@@ -367,7 +367,7 @@ async function until(done: () => boolean, what: string): Promise<void> {
   }
 }
 
-/** Reads server-sent events from a fetch body until `until` says stop. */
+/** Reads server-sent events from a fetch body until `until` says stop; fails after 10 s. */
 async function readEvents(
   body: ReadableStream<Uint8Array>,
   until: (events: { event: string; data: Json }[]) => boolean,
@@ -375,9 +375,16 @@ async function readEvents(
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   const events: { event: string; data: Json }[] = [];
   let buffer = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no end of the event stream in 10 s: ${JSON.stringify(events)}`)),
+      10_000,
+    );
+  });
   try {
     while (!until(events)) {
-      const { value, done } = await reader.read();
+      const { value, done } = await Promise.race([reader.read(), timeout]);
       if (done) break;
       buffer += value;
       let end;
@@ -390,6 +397,7 @@ async function readEvents(
       }
     }
   } finally {
+    clearTimeout(timer);
     await reader.cancel();
   }
   return events;
