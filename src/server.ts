@@ -279,6 +279,18 @@ export async function startServer(
     cluster.bus.onPublished = metrics.publishLatency();
     cluster.start();
   }
+  if (cluster) {
+    // Written with the liveness key, summed over the instances for the operator overview.
+    cluster.node.counts = () => {
+      const stats = engine.stats();
+      return {
+        connections: edge.size,
+        rooms: stats.rooms,
+        players: stats.players,
+        spectators: stats.spectators,
+      };
+    };
+  }
   let draining = false;
   const status = () => ({
     ...statusBody(engine, edge, instanceId, startedAt, draining),
@@ -295,7 +307,11 @@ export async function startServer(
         : (enabled, now) => void edge.command({ kind: "maintenance", enabled }, now),
       maintenance: cluster ? () => cluster.node.readMaintenance() : () => engine.maintenance,
       feed,
-      status: () => ({ ...status() }),
+      // Cluster mode: the instance's own figures, plus the cluster's (docs/spec/EXTENSIONS.md E12).
+      status: () => ({
+        ...status(),
+        ...(cluster ? { cluster_totals: cluster.node.totals() } : {}),
+      }),
       roomCodeLength: config.protocol.room_code_length,
       maxGameNameLength: config.protocol.max_game_name_length,
     })

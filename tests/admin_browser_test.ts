@@ -13,7 +13,8 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { browserTest, CHROMIUM, CHROMIUM_ARGS } from "./browser.ts";
-import { connect, joinRoom, openApps, serve, type TestClient } from "./helpers.ts";
+import { connect, joinRoom, openApps, serve, type TestClient, testConfig } from "./helpers.ts";
+import { serveCluster } from "./cluster_serve.ts";
 
 // The page functions below run in the browser; this is the little of the DOM they use.
 declare const document: {
@@ -337,6 +338,40 @@ browserTest(
       await playerA.next("Pong"); // app A's room was not touched: no RoomLeft came first
     } finally {
       for (const player of players) await player.close();
+      await context.close();
+      await Deno.remove(userDataDir, { recursive: true });
+    }
+    deepEqual(problems, []);
+  },
+);
+
+browserTest(
+  "Operator console in cluster mode: the cluster's sums beside the answering instance's figures",
+  async () => {
+    // Three instances on a private redis-server behind the round-robin proxy, as test:proxied
+    // runs them (tests/cluster_serve.ts).
+    await using server = await serveCluster(
+      testConfig((config) => {
+        config.security.admin_token = TOKEN;
+      }),
+      {},
+      3,
+    );
+    const userDataDir = await Deno.makeTempDir({ prefix: "signal-fish-chromium-" });
+    const context = await launch(userDataDir);
+    const problems: string[] = [];
+    try {
+      const page = await context.newPage();
+      page.on("pageerror", (error) => problems.push(String(error)));
+      await page.goto(`${server.url}/admin`);
+      await page.waitForSelector("#login:not([hidden])", { timeout: UI_TIMEOUT_MS });
+      await page.fill("#token-input", TOKEN);
+      await page.click("#login-button");
+      await page.waitForSelector("#cluster-line:not([hidden])", { timeout: UI_TIMEOUT_MS });
+      const line = await page.locator("#cluster-line").textContent() ?? "";
+      ok(/^Cluster: [1-3] instances, \d+ connections, \d+ rooms, /.test(line), line);
+      ok(/The figures above are instance \S+'s\.$/.test(line), line);
+    } finally {
       await context.close();
       await Deno.remove(userDataDir, { recursive: true });
     }

@@ -179,6 +179,14 @@ Deno.test("Operator API lists games and rooms with members, spectators, authorit
       // The counts of the answering instance (docs/spec/EXTENSIONS.md E12 note): all of them here.
       deepEqual([overview.rooms, overview.players, overview.connections], [1, 2, 3]);
       equal(overview.sample.rooms, 1);
+      equal(overview.cluster_totals, undefined);
+    } else {
+      // The cluster's sums, each instance's from its last refresh (the twins test the sums).
+      const totals = overview.cluster_totals;
+      ok(totals.instances >= 1 && totals.instances <= TEST_CLUSTER, JSON.stringify(totals));
+      for (const field of ["connections", "rooms", "players", "spectators"]) {
+        ok(Number.isInteger(totals[field]) && totals[field] >= 0, JSON.stringify(totals));
+      }
     }
     const filtered = async (query: string) =>
       (await call(server, `/admin/api/rooms?${query}`, { headers: AUTH })).json().rooms.length;

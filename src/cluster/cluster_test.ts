@@ -492,6 +492,40 @@ Deno.test("Cluster (twins): a JoinRoom by a free code refused in maintenance mod
   }
 });
 
+Deno.test("Cluster (twins): the operator's cluster totals sum every node's figures once (its own now, the others' from their liveness keys)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes;
+    const alice = a!.connect();
+    join(alice, "Alice", "SUMSUM");
+    await until(() => !!alice.last("RoomJoined"), "Alice's room");
+    const bob = b!.connect();
+    join(bob, "Bob", "SUMSUM");
+    const carol = c!.connect();
+    carol.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "SUMSUM", spectator_name: "Carol" },
+    });
+    c!.connect(); // a connection in no room
+    await until(() => !!bob.last("RoomJoined") && !!carol.last("SpectatorJoined"), "joined");
+    // Every node writes its figures, then every node reads the others'.
+    for (const node of cluster.nodes) await node.cluster.refresh();
+    for (const node of cluster.nodes) await node.cluster.refresh();
+    const expected = { instances: 3, connections: 4, rooms: 1, players: 2, spectators: 1 };
+    for (const node of cluster.nodes) deepEqual(node.cluster.totals(), expected, node.name);
+    // The node's own figures are live; the others' wait for their next refresh.
+    bob.say({ type: "LeaveRoom" });
+    await until(() => !!bob.last("RoomLeft"), "Bob left");
+    equal(a!.cluster.totals().players, 1, "A homes the room: its own count is current");
+    equal(b!.cluster.totals().players, 2, "B reads A's count from A's last refresh");
+    await a!.cluster.refresh();
+    await b!.cluster.refresh();
+    equal(b!.cluster.totals().players, 1);
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a member's JoinRoom whose home lets it go while its token is drawn is resolved through the directory, not created unclaimed", async () => {
   const cluster = await testCluster();
   try {

@@ -9,7 +9,16 @@
 import { getLogger } from "@logtape/logtape";
 import type { DirectoryEntry } from "../engine/effects.ts";
 import { ClusterRouter } from "./router.ts";
-import type { ClusterBus, ClusterStore, Epoch, LinkState, Liveness, NodeId } from "./types.ts";
+import type {
+  ClusterBus,
+  ClusterCounts,
+  ClusterStore,
+  Epoch,
+  InstanceCounts,
+  LinkState,
+  Liveness,
+  NodeId,
+} from "./types.ts";
 
 const log = getLogger(["signal-fish", "cluster"]);
 
@@ -193,6 +202,10 @@ export class ClusterNode {
   maintenance = false;
   /** The nodes with a liveness key at the last refresh (for `/v2/status`). */
   seen: NodeId[] = [];
+  /** Their liveness values at the last refresh (for {@linkcode ClusterNode.totals}). */
+  #peers = new Map<NodeId, Liveness>();
+  /** This node's own figures, written with its liveness key at every refresh. */
+  counts: (() => InstanceCounts) | undefined;
   /** Death verdicts on other nodes, once per node (docs/spec/SERVER.md §6.3 #77). */
   peerDeaths = 0;
   /** Redis links re-established after a loss (docs/spec/SERVER.md §6.3 #78). */
@@ -345,7 +358,12 @@ export class ClusterNode {
         this.#epoch = epoch;
         this.#epochSince = this.#now();
       }
-      await this.store.writeLiveness(this.node, { startedAt: this.startedAt, state: this.#state });
+      const counts = this.counts?.();
+      await this.store.writeLiveness(this.node, {
+        startedAt: this.startedAt,
+        state: this.#state,
+        ...(counts ? { counts } : {}),
+      });
       this.maintenance = await this.store.maintenance();
       const records = this.#options.entries().map((entry) => ({ ...entry, home: this.node }));
       const results = await this.store.refreshAll(records);
@@ -383,10 +401,38 @@ export class ClusterNode {
         }
       });
       this.#registered = true;
-      this.seen = [...(await this.store.nodes()).keys()].sort();
+      this.#peers = await this.store.nodes();
+      this.seen = [...this.#peers.keys()].sort();
     } catch (error) {
       log.warn("Cluster refresh failed: {error}", { error });
     }
+  }
+
+  /**
+   * The cluster's figures (the operator overview, docs/spec/EXTENSIONS.md E12): this node's own
+   * as they are now, plus every other node's as its liveness key said at this node's last
+   * refresh (at most `T/3` old; a node that writes none counts as an instance only).
+   */
+  totals(): ClusterCounts {
+    const own = this.counts?.();
+    const sum: ClusterCounts = {
+      instances: 0,
+      connections: 0,
+      rooms: 0,
+      players: 0,
+      spectators: 0,
+    };
+    const add = (counts: InstanceCounts | undefined) => {
+      sum.instances++;
+      if (counts === undefined) return;
+      sum.connections += counts.connections;
+      sum.rooms += counts.rooms;
+      sum.players += counts.players;
+      sum.spectators += counts.spectators;
+    };
+    add(own);
+    for (const [node, liveness] of this.#peers) if (node !== this.node) add(liveness.counts);
+    return sum;
   }
 
   /**

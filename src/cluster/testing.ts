@@ -409,6 +409,16 @@ async function startNode(
       conflicted: (gameName, roomCode) => cluster.isConflicted(gameName, roomCode),
     }),
   });
+  // As server.ts: the node's own figures go with its liveness key.
+  cluster.counts = () => {
+    const stats = engine.stats();
+    return {
+      connections: edge.size,
+      rooms: stats.rooms,
+      players: stats.players,
+      spectators: stats.spectators,
+    };
+  };
   await cluster.start();
   const setMaintenance = (enabled: boolean) => cluster.setMaintenance(enabled);
   return withConnect({ name, engine, edge, cluster, setMaintenance }, options.engine ?? {}, store, {

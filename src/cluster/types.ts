@@ -96,6 +96,25 @@ export interface Epoch {
 export interface Liveness {
   startedAt: number;
   state: "up" | "draining";
+  /** The node's own figures at its last refresh (absent from nodes that do not write them). */
+  counts?: InstanceCounts;
+}
+
+/**
+ * One instance's figures: its connections (as an edge) and the rooms, players and spectators of
+ * the rooms homed there (`/v2/status` fields, docs/spec/SERVER.md §1.5), so that summed over the
+ * instances each is counted once.
+ */
+export interface InstanceCounts {
+  connections: number;
+  rooms: number;
+  players: number;
+  spectators: number;
+}
+
+/** {@linkcode InstanceCounts} summed over the instances with a liveness key. */
+export interface ClusterCounts extends InstanceCounts {
+  instances: number;
 }
 
 /**

@@ -37,6 +37,7 @@ const ui = {
   closeRoom: $("close-room"),
   roomBack: $("room-back"),
   eventLog: $("event-log"),
+  clusterLine: $("cluster-line"),
   dialog: $("confirm-dialog"),
   confirmText: $("confirm-text"),
 };
@@ -48,6 +49,9 @@ let selected = null;
 let maintenance = false;
 let streamAbort = null;
 let refreshTimer = null;
+/** Cluster mode: the overview (with the cluster's sums) is read again every CLUSTER_MS. */
+let clusterTimer = null;
+const CLUSTER_MS = 10_000;
 const charts = {};
 
 // ---------------------------------------------------------------------------------------------
@@ -90,6 +94,8 @@ const roomPath = (room) =>
 
 function showLogin(message = "") {
   stopStream();
+  clearInterval(clusterTimer);
+  clusterTimer = null;
   token = null;
   sessionStorage.removeItem(TOKEN_KEY);
   ui.console.hidden = true;
@@ -128,6 +134,12 @@ async function start() {
   try {
     const [overview, history] = await Promise.all([api("overview"), api("history")]);
     setMaintenance(overview.maintenance);
+    showCluster(overview);
+    if (overview.cluster_totals && clusterTimer === null) {
+      clusterTimer = setInterval(() => {
+        api("overview").then(showCluster).catch(() => {});
+      }, CLUSTER_MS);
+    }
     buildCharts(history.samples);
     showSample(overview.sample);
     await refreshRooms();
@@ -231,6 +243,20 @@ const format = {
 
 function tile(name, text) {
   document.querySelector(`[data-tile="${name}"] .value`).textContent = text;
+}
+
+/**
+ * Cluster mode: the cluster's sums, and which instance the tiles, charts and event log come
+ * from (they are that instance's own).
+ */
+function showCluster(overview) {
+  const totals = overview.cluster_totals;
+  if (!totals) return;
+  ui.clusterLine.textContent = `Cluster: ${format.int(totals.instances)} instances, ` +
+    `${format.int(totals.connections)} connections, ${format.int(totals.rooms)} rooms, ` +
+    `${format.int(totals.players)} players, ${format.int(totals.spectators)} spectators. ` +
+    `The figures above are instance ${overview.node}'s.`;
+  ui.clusterLine.hidden = false;
 }
 
 function showSample(sample) {
