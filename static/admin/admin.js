@@ -49,7 +49,7 @@ let selected = null;
 let maintenance = false;
 let streamAbort = null;
 let refreshTimer = null;
-/** Cluster mode: the overview (with the cluster's sums) is read again every CLUSTER_MS. */
+/** Cluster mode: the overview (with the cluster's sums) and the rooms are read every CLUSTER_MS. */
 let clusterTimer = null;
 const CLUSTER_MS = 10_000;
 const charts = {};
@@ -136,8 +136,11 @@ async function start() {
     setMaintenance(overview.maintenance);
     showCluster(overview);
     if (overview.cluster_totals && clusterTimer === null) {
+      // The event stream carries this instance's events only: rooms made or changed on the
+      // others show up at this refresh.
       clusterTimer = setInterval(() => {
         api("overview").then(showCluster).catch(() => {});
+        scheduleRefresh();
       }, CLUSTER_MS);
     }
     buildCharts(history.samples);
