@@ -8,10 +8,11 @@
  * (`INFO commandstats`, ms: Redis runs one command at a time, so it is a stall for every instance).
  *
  * ```sh
- * deno task bench:cluster-listing [--rooms 20000] [--empty-every 10] [--repeat 21] [--tree <checkout>]
+ * deno task bench:cluster-listing [--rooms 20000] [--empty-every 10] [--repeat 21] [--tree <checkout>] [--all]
  * ```
  *
- * `--tree` loads another checkout's store (e.g. a session's start) with this driver.
+ * `--tree` loads another checkout's store (e.g. a session's start) with this driver; `--all` times
+ * the operator's listing of every game's rooms (`all(501)`, `/admin/api/rooms`) instead.
  *
  * @module
  */
@@ -27,8 +28,11 @@ const args = parseArgs({
     "empty-every": { type: "string", default: "10" },
     repeat: { type: "string", default: "21" },
     tree: { type: "string", default: "." },
+    all: { type: "boolean", default: false },
   },
 });
+/** `--all`: the operator's listing of every room (`/admin/api/rooms`, at most 500 and one more). */
+const all = args.values.all === true;
 const rooms = Number(args.values.rooms);
 const emptyEvery = Number(args.values["empty-every"]);
 const repeat = Number(args.values.repeat);
@@ -94,7 +98,7 @@ try {
     const redisBefore = await redisUsec();
     const cpuBefore = process.cpuUsage();
     const t0 = performance.now();
-    listed = (await store.list("orbit", 100)).length;
+    listed = all ? (await store.all(501)).length : (await store.list("orbit", 100)).length;
     wall.push(performance.now() - t0);
     const used = process.cpuUsage(cpuBefore);
     cpu.push((used.user + used.system) / 1000);

@@ -45,6 +45,19 @@ export class Keys {
     return `${this.prefix}game-order:${gameTag(gameName)}:${gameName}`;
   }
 
+  /**
+   * `rooms-order` (sorted set `{g}:<game_name>:<CODE>` → creation time ms: every room, for the
+   * operator's listing, docs/spec/SERVER.md §8.3); a member is its room key after `room:`.
+   */
+  roomsOrder(): string {
+    return `${this.prefix}rooms-order`;
+  }
+
+  /** The {@linkcode Keys.roomsOrder} member of a room: its `room:` key without `<prefix>room:`. */
+  roomsOrderMember(gameName: string, roomCode: string): string {
+    return `${gameTag(gameName)}:${gameName}:${roomCode}`;
+  }
+
   /** `game-empty:{g}:<game_name>` (sorted set code → expiry ms: rooms without a seat). */
   gameEmpty(gameName: string): string {
     return `${this.prefix}game-empty:${gameTag(gameName)}:${gameName}`;

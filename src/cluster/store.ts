@@ -191,10 +191,10 @@ function script(source: string): Script {
 
 /**
  * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty, game-order,
- * maintenance. A code another room holds answers `taken`; otherwise maintenance mode refuses
+ * maintenance, rooms-order. A code another room holds answers `taken`; otherwise maintenance mode refuses
  * (`maintenance`), then the caps. ARGV: entry, room id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale
  * room id ("" = none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP
- * ("1"/"0"), ip-rooms prefix of the game, creation time. Rooms in game-empty / app-empty (no seat
+ * ("1"/"0"), ip-rooms prefix of the game, creation time, rooms-order member. Rooms in game-empty / app-empty (no seat
  * at their last refresh) do not count.
  */
 const CLAIM = script(`
@@ -241,6 +241,8 @@ redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[8], tonumber(ARGV[15]), ARGV[3])
 redis.call('PEXPIRE', KEYS[8], ttl)
+redis.call('ZADD', KEYS[10], tonumber(ARGV[15]), ARGV[16])
+redis.call('PEXPIRE', KEYS[10], ttl)
 redis.call('ZREM', KEYS[5], ARGV[3])
 if ARGV[13] == '1' then
   redis.call('ZADD', KEYS[6], now + ttl, ARGV[3])
@@ -260,8 +262,9 @@ return {'ok'}
 
 /**
  * Refresh (compare-and-set). KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms,
- * app-empty, game-order. ARGV: entry, room id, code, now, T, room-id TTL, room-id value, has app,
- * empty ("1" = no seat), has IP, creation time. An empty room joins game-empty and app-empty and
+ * app-empty, game-order, (maintenance, unused), rooms-order. ARGV: entry, room id, code, now, T,
+ * room-id TTL, room-id value, has app, empty ("1" = no seat), has IP, creation time, rooms-order
+ * member. An empty room joins game-empty and app-empty and
  * leaves its ip-rooms set; a room with a seat the reverse. The app sets follow the room id even
  * in a conflict.
  */
@@ -279,6 +282,8 @@ if result ~= 'conflict' then
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('ZADD', KEYS[8], tonumber(ARGV[11]), ARGV[3])
   redis.call('PEXPIRE', KEYS[8], ttl)
+  redis.call('ZADD', KEYS[10], tonumber(ARGV[11]), ARGV[12])
+  redis.call('PEXPIRE', KEYS[10], ttl)
   if ARGV[9] == '1' then
     redis.call('ZADD', KEYS[5], now + ttl, ARGV[3])
     redis.call('PEXPIRE', KEYS[5], ttl)
@@ -306,8 +311,8 @@ return result
 `);
 
 /**
- * Release. KEYS: room, game-rooms, room-id, game-empty, game-order. ARGV: room id, code, `gone` TTL, key
- * prefix, ip-rooms prefix of the game. The `room-id` tombstone keeps the home that released it
+ * Release. KEYS: room, game-rooms, room-id, game-empty, game-order, rooms-order. ARGV: room id,
+ * code, `gone` TTL, key prefix, ip-rooms prefix of the game, rooms-order member. The `room-id` tombstone keeps the home that released it
  * (`{"gone":true,"home":…}`; a bare `gone` when the id's value had expired).
  */
 const RELEASE = script(`
@@ -319,6 +324,7 @@ if current then
     redis.call('ZREM', KEYS[2], ARGV[2])
     redis.call('ZREM', KEYS[4], ARGV[2])
     redis.call('ZREM', KEYS[5], ARGV[2])
+    redis.call('ZREM', KEYS[6], ARGV[6])
     if type(entry.creatorIp) == 'string' then
       redis.call('ZREM', ARGV[5] .. entry.creatorIp, ARGV[2])
     end
@@ -418,6 +424,42 @@ while #out < limit do
   start = start + 64
 end
 for _, code in ipairs(expired) do redis.call('ZREM', KEYS[1], code) end
+return out
+`);
+
+/**
+ * All (the operator's listing). KEYS: rooms-order. ARGV: `<prefix>room:`, limit. Walks rooms-order
+ * (creation time) reading entries until `limit` are found and the next member is younger than the
+ * last one read (so the caller can order rooms created in the same millisecond by game and code),
+ * dropping members whose entry has expired.
+ */
+const ALL = script(`
+local limit = tonumber(ARGV[2])
+local out = {}
+local expired = {}
+local start = 0
+local last = nil
+local done = false
+while not done do
+  local batch = redis.call('ZRANGE', KEYS[1], start, start + 127, 'WITHSCORES')
+  if #batch == 0 then break end
+  for i = 1, #batch, 2 do
+    local score = tonumber(batch[i + 1])
+    if #out >= limit and score ~= last then
+      done = true
+      break
+    end
+    local value = redis.call('GET', ARGV[1] .. batch[i])
+    if value then
+      out[#out + 1] = value
+      last = score
+    else
+      expired[#expired + 1] = batch[i]
+    end
+  end
+  start = start + 128
+end
+for _, member in ipairs(expired) do redis.call('ZREM', KEYS[1], member) end
 return out
 `);
 
@@ -561,6 +603,7 @@ export class RedisStore implements ClusterStore {
       record.creatorIp !== undefined ? "1" : "0",
       k.ipRoomsPrefix(record.gameName),
       String(record.createdAt),
+      k.roomsOrderMember(record.gameName, record.roomCode),
     ], "claim") as [string, ...unknown[]];
     switch (reply[0]) {
       case "ok":
@@ -598,6 +641,7 @@ export class RedisStore implements ClusterStore {
       k.appEmpty(record.appId ?? ""),
       k.gameOrder(record.gameName),
       k.maintenance(),
+      k.roomsOrder(),
     ];
   }
 
@@ -614,6 +658,7 @@ export class RedisStore implements ClusterStore {
       record.summary.players === 0 ? "1" : "0",
       record.creatorIp !== undefined ? "1" : "0",
       String(record.createdAt),
+      this.#keys.roomsOrderMember(record.gameName, record.roomCode),
     ]];
   }
 
@@ -645,6 +690,7 @@ export class RedisStore implements ClusterStore {
         k.roomId(roomId),
         k.gameEmpty(gameName),
         k.gameOrder(gameName),
+        k.roomsOrder(),
       ],
       [
         roomId,
@@ -652,6 +698,7 @@ export class RedisStore implements ClusterStore {
         String(this.#settings.reconnectionWindowMs),
         k.prefix,
         k.ipRoomsPrefix(gameName),
+        k.roomsOrderMember(gameName, roomCode),
       ],
       "release",
     );
@@ -721,6 +768,17 @@ export class RedisStore implements ClusterStore {
    */
   async all(limit: number, filter?: RoomFilter): Promise<DirectoryRecord[]> {
     if (limit <= 0) return [];
+    if (filter?.gameName === undefined && (filter?.query ?? "") === "") {
+      // Every game: the rooms-order index, read about as far as the limit.
+      const values = await this.#script(
+        ALL,
+        [this.#keys.roomsOrder()],
+        [`${this.#keys.prefix}room:`, String(Math.min(limit, 2 ** 31))],
+        "all",
+      ) as unknown[];
+      const records = values.map((value) => JSON.parse(String(value)) as DirectoryRecord);
+      return records.sort(oldestFirst).slice(0, limit);
+    }
     const glob = (text: string) => text.replace(/[*?[\]\\]/g, "\\$&");
     const pattern = filter?.gameName !== undefined
       ? `${glob(this.#keys.room(filter.gameName, ""))}*`

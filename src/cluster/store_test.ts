@@ -233,6 +233,12 @@ Deno.test({
         null,
         "dropped from the index",
       );
+      // The operator's listing skips them too, and drops them from its own index.
+      deepEqual((await store.all(2)).map((entry) => entry.roomCode), ["R00001", "R00003"]);
+      equal(
+        await redis("ZSCORE", keys.roomsOrder(), keys.roomsOrderMember("orbit", "R00002")),
+        null,
+      );
       // Reads stay near the limit: one listing of 3 does not read the 200 entries.
       await redis("CONFIG", "RESETSTAT");
       await codes(3);

@@ -528,6 +528,13 @@ for (const impl of IMPLEMENTATIONS) {
         if (step % 40 === 39) {
           for (const limit of [1, 30, 100, 1000]) {
             deepEqual(await listed(limit), expected(limit), `step ${step}, limit ${limit}`);
+            // The operator's listing: every room, empty ones too, in the same order.
+            const all = (await directory.all(limit)).map((e) => `${e.roomCode}/${e.roomId}`);
+            const every = [...model.values()]
+              .sort((a, b) => a.createdAt - b.createdAt || (a.roomCode < b.roomCode ? -1 : 1))
+              .slice(0, limit)
+              .map((entry) => `${entry.roomCode}/${entry.roomId}`);
+            deepEqual(all, every, `all: step ${step}, limit ${limit}`);
           }
         }
       }
