@@ -187,3 +187,109 @@ function parseReply(text: string): string | number | undefined {
       throw new Error(`Unsupported reply: ${text.slice(0, 40)}`);
   }
 }
+
+/** A primary, its replica and one Redis Sentinel watching them (the README's HA setup, small). */
+export interface SentinelSet extends AsyncDisposable {
+  primary: RedisServer;
+  replica: RedisServer;
+  /** The sentinel's port (`cluster.redis_sentinels`: `127.0.0.1:<port>`). */
+  sentinelPort: number;
+  /** The monitored primary's name (`cluster.redis_sentinel_master`). */
+  master: string;
+  /** Asks the sentinel to fail over and waits (≤ 20 s) until it names the replica as primary. */
+  failover(): Promise<void>;
+  /** The `host:port` the sentinel names as primary now. */
+  primaryAddress(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a primary, a replica of it and a sentinel (quorum 1, down after 1 s) on free ports,
+ * and waits until the sentinel knows the replica. Stopped by pid like {@linkcode startRedis}.
+ */
+export async function startSentinelSet(): Promise<SentinelSet> {
+  const { createClient } = await import("@redis/client");
+  const primary = await startRedis();
+  const replica = await startRedis(["--replicaof", "127.0.0.1", String(primary.port)]);
+  const sentinelPort = freePort();
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-sentinel-" });
+  const master = "signal-fish-test";
+  const config = `${dir}/sentinel.conf`;
+  await Deno.writeTextFile(
+    config,
+    [
+      `port ${sentinelPort}`,
+      "bind 127.0.0.1",
+      `dir ${dir}`,
+      `sentinel monitor ${master} 127.0.0.1 ${primary.port} 1`,
+      `sentinel down-after-milliseconds ${master} 1000`,
+      `sentinel failover-timeout ${master} 5000`,
+      "",
+    ].join("\n"),
+  );
+  const sentinel = new Deno.Command(REDIS_SERVER, {
+    args: [config, "--sentinel"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const client = createClient({
+    url: `redis://127.0.0.1:${sentinelPort}`,
+    socket: { reconnectStrategy: 50 },
+  });
+  client.on("error", () => {});
+  const stop = async () => {
+    await client.destroy();
+    try {
+      sentinel.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await sentinel.status;
+    await replica.stop();
+    await primary.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  const primaryAddress = async () => {
+    const reply = await client.sendCommand(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", master]);
+    return (reply as unknown as string[]).join(":");
+  };
+  try {
+    const deadline = Date.now() + 10_000;
+    while (true) {
+      try {
+        if (!client.isOpen) await client.connect();
+        const replicas = await client.sendCommand(["SENTINEL", "REPLICAS", master]) as unknown[];
+        if (replicas.length > 0) break;
+      } catch { /* not up yet */ }
+      if (Date.now() > deadline) throw new Error("the sentinel never saw the replica");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return {
+    primary,
+    replica,
+    sentinelPort,
+    master,
+    primaryAddress,
+    failover: async () => {
+      const target = `127.0.0.1:${replica.port}`;
+      const deadline = Date.now() + 20_000;
+      let asked = false;
+      while ((await primaryAddress()) !== target) {
+        if (Date.now() > deadline) throw new Error("no failover within 20 s");
+        if (!asked) {
+          // NOGOODSLAVE until the replica is in sync: ask again.
+          asked = await client.sendCommand(["SENTINEL", "FAILOVER", master]).then(
+            () => true,
+            () => false,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}

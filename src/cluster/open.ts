@@ -6,7 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Config } from "../config/schema.ts";
+import { type Config, sentinelAddress } from "../config/schema.ts";
 import type { Engine } from "../engine/engine.ts";
 import type { NameRules } from "../engine/validation.ts";
 import type { Resolver } from "../transport/edge.ts";
@@ -57,6 +57,14 @@ export function openCluster(
   const link = new RedisLink({
     url: cluster.redis_url!,
     ...(cluster.redis_tls_ca_path ? { ca: Deno.readTextFileSync(cluster.redis_tls_ca_path) } : {}),
+    ...(cluster.redis_sentinels.length > 0
+      ? {
+        sentinel: {
+          nodes: cluster.redis_sentinels.map((address) => sentinelAddress(address)!),
+          master: cluster.redis_sentinel_master,
+        },
+      }
+      : {}),
     onState: (state) => {
       log.info("Redis link {state}", { state, node });
       holder.node?.linkState(state);

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { createClient, ErrorReply, type RedisClientType } from "@redis/client";
+import { createClient, createSentinel, ErrorReply, type RedisClientType } from "@redis/client";
 import { Buffer } from "node:buffer";
 import { KeyedBuckets } from "../engine/token_bucket.ts";
 import type { QueryObserver } from "../metrics/server_metrics.ts";
@@ -39,6 +39,22 @@ import {
 // deno-lint-ignore no-explicit-any
 type Client = RedisClientType<any, any, any, any, any>;
 
+/** What the store and the bus use of the command connection (publishes included). */
+export interface CommandConnection {
+  /** Sends one command (strings or bytes) and resolves with Redis's reply. */
+  sendCommand<T = unknown>(args: (string | Buffer)[]): Promise<T>;
+  /** Whether it can send now. */
+  readonly isReady: boolean;
+}
+
+/** What the bus uses of the subscribing connection. */
+export interface SubscriberConnection {
+  /** Subscribes `listener` to `channel`, messages as bytes. */
+  subscribe(channel: string, listener: (message: Buffer) => void, buffers: true): Promise<unknown>;
+  /** Whether it is connected and subscribed. */
+  readonly isReady: boolean;
+}
+
 /** How to reach Redis (`cluster.redis_url`, docs/spec/SERVER.md §2.7). */
 export interface RedisLinkOptions {
   /** `redis://` or `rediss://` URL. */
@@ -47,6 +63,12 @@ export interface RedisLinkOptions {
   ca?: string;
   /** Connect timeout, ms. @default 2000 */
   connectTimeoutMs?: number;
+  /**
+   * Redis Sentinel (`cluster.redis_sentinels`, `cluster.redis_sentinel_master`): the primary of
+   * `master` is found through these sentinels and followed across failovers; `url` then gives
+   * the scheme, credentials and database only.
+   */
+  sentinel?: { nodes: { host: string; port: number }[]; master: string };
   /** Called on every change of the link's state (both connections ready = `up`). */
   onState?: (state: LinkState) => void;
   /** Called with every connection error (logged by the caller; the client reconnects). */
@@ -58,38 +80,101 @@ export function reconnectDelay(retries: number): number {
   return Math.min(100 * 2 ** Math.min(retries, 16), 5_000);
 }
 
+/** How often the state of a Sentinel-backed link is read again, ms (it has no ready events). */
+const SENTINEL_STATE_MS = 250;
+
 /**
  * The node's two Redis connections: `command` (commands and publishes) and `subscriber`. Errors
- * are reported, never thrown (an unhandled client `error` event would end the process).
+ * are reported, never thrown (an unhandled client `error` event would end the process). With
+ * `sentinel`, both go to the primary the sentinels name, through node-redis's Sentinel client
+ * (one reserved connection for commands, so publishes keep their order, and its pub/sub
+ * connection), which moves them to the new primary after a failover.
  */
 export class RedisLink {
-  readonly command: Client;
-  readonly subscriber: Client;
+  readonly command: CommandConnection;
+  readonly subscriber: SubscriberConnection;
   #state: LinkState = "down";
   readonly #options: RedisLinkOptions;
   #closed = false;
+  readonly #open: () => Promise<void>;
+  readonly #destroy: () => void;
+  #poll: ReturnType<typeof setInterval> | undefined;
 
-  /** Creates both clients; {@linkcode RedisLink.connect} opens them. */
+  /** Creates the clients; {@linkcode RedisLink.connect} opens them. */
   constructor(options: RedisLinkOptions) {
     this.#options = options;
     const tls = options.url.toLowerCase().startsWith("rediss://");
-    this.command = createClient({
+    const socket = {
+      connectTimeout: options.connectTimeoutMs ?? 2_000,
+      reconnectStrategy: reconnectDelay,
+      ...(tls ? { tls: true as const, ...(options.ca ? { ca: options.ca } : {}) } : {}),
+    };
+    if (options.sentinel) {
+      const url = new URL(options.url);
+      const database = Number(url.pathname.slice(1) || "0");
+      const sentinel = createSentinel({
+        name: options.sentinel.master,
+        sentinelRootNodes: options.sentinel.nodes,
+        masterPoolSize: 1,
+        reserveClient: true,
+        nodeClientOptions: {
+          disableOfflineQueue: true,
+          pingInterval: 5_000,
+          ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+          ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+          ...(database ? { database } : {}),
+          socket,
+        },
+        sentinelClientOptions: { socket: { ...socket, tls: false as const } },
+        passthroughClientErrorEvents: true,
+      });
+      sentinel.on("error", (error: unknown) => options.onError?.(error));
+      sentinel.on("topology-change", () => this.#update());
+      this.command = {
+        sendCommand: <T>(args: (string | Buffer)[]) => sentinel.sendCommand<T>(false, args),
+        get isReady() {
+          return sentinel.isReady;
+        },
+      };
+      this.subscriber = {
+        subscribe: (channel, listener, buffers) => sentinel.subscribe(channel, listener, buffers),
+        get isReady() {
+          return sentinel.isReady;
+        },
+      };
+      this.#open = async () => {
+        await sentinel.connect();
+        // node-redis's Sentinel client emits no ready or end events: read its state often.
+        this.#poll = setInterval(() => this.#update(), SENTINEL_STATE_MS);
+      };
+      this.#destroy = () => void sentinel.destroy().catch(() => {});
+      return;
+    }
+    const command = createClient({
       url: options.url,
       disableOfflineQueue: true,
       pingInterval: 5_000,
-      socket: {
-        connectTimeout: options.connectTimeoutMs ?? 2_000,
-        reconnectStrategy: reconnectDelay,
-        ...(tls ? { tls: true as const, ...(options.ca ? { ca: options.ca } : {}) } : {}),
-      },
+      socket,
     }) as unknown as Client;
-    this.subscriber = this.command.duplicate() as Client;
-    for (const client of [this.command, this.subscriber]) {
+    const subscriber = command.duplicate() as Client;
+    for (const client of [command, subscriber]) {
       client.on("error", (error: unknown) => options.onError?.(error));
       client.on("ready", () => this.#update());
       client.on("end", () => this.#update());
       client.on("reconnecting", () => this.#update());
     }
+    this.command = command as unknown as CommandConnection;
+    this.subscriber = subscriber as unknown as SubscriberConnection;
+    this.#open = async () => {
+      await Promise.all([command.connect(), subscriber.connect()]);
+    };
+    this.#destroy = () => {
+      for (const client of [command, subscriber]) {
+        try {
+          client.destroy();
+        } catch { /* never opened */ }
+      }
+    };
   }
 
   /** `up` while both connections are ready. */
@@ -108,7 +193,7 @@ export class RedisLink {
 
   /** Opens both connections; resolves when both are ready for the first time. */
   async connect(): Promise<void> {
-    await Promise.all([this.command.connect(), this.subscriber.connect()]);
+    await this.#open();
     this.#update();
   }
 
@@ -116,11 +201,8 @@ export class RedisLink {
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
-    for (const client of [this.command, this.subscriber]) {
-      try {
-        client.destroy();
-      } catch { /* never opened */ }
-    }
+    clearInterval(this.#poll);
+    this.#destroy();
     this.#update();
     return Promise.resolve();
   }
@@ -485,7 +567,7 @@ function roomIdValue(record: DirectoryRecord): string {
  * slow) falls back to this node's own buckets (§3.4, §8.4.3); everything else rejects.
  */
 export class RedisStore implements ClusterStore {
-  readonly #client: Client;
+  readonly #client: CommandConnection;
   readonly #keys: Keys;
   readonly #settings: StoreSettings;
   readonly #now: () => number;

@@ -340,8 +340,28 @@ export const ConfigFields = z.strictObject({
     envelope_window_ms: int(0, 50).default(0),
     drain_timeout_secs: int(0).default(900),
     redis_tls_ca_path: nullableText(),
+    // Redis Sentinel (README "Run a cluster"): `host:port` of sentinels to ask for the primary of
+    // `redis_sentinel_master`; `redis_url` then gives the scheme, credentials and database only.
+    redis_sentinels: list(
+      text().refine((address) => sentinelAddress(address) !== undefined, {
+        error: "must be host:port (port 1-65535)",
+      }),
+    ).default(() => []),
+    redis_sentinel_master: nonEmptyText().default("mymaster"),
   }).prefault({}),
 });
+
+/**
+ * `host` and `port` of a `cluster.redis_sentinels` entry (`host:port`, `[v6]:port`), or
+ * `undefined` when it is not one.
+ */
+export function sentinelAddress(address: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(address);
+  if (match === null) return undefined;
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: match[1] ?? match[2]!, port };
+}
 
 /** The effective configuration: every key present, defaults filled in, enums canonical. */
 export type Config = z.output<typeof ConfigFields>;
@@ -363,6 +383,12 @@ export function crossFieldIssues(config: Config): Issue[] {
     issues.push({
       path: ["cluster", "heartbeat_ms"],
       message: "must be at most cluster.directory_ttl_secs × 1000 / 3",
+    });
+  }
+  if (cluster.redis_sentinels.length > 0 && cluster.redis_url === null) {
+    issues.push({
+      path: ["cluster", "redis_sentinels"],
+      message: "needs cluster.redis_url (its scheme, credentials and database are used)",
     });
   }
   if (

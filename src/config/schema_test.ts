@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigSchema, DEFAULT_CONFIG } from "./schema.ts";
+import { ConfigSchema, DEFAULT_CONFIG, sentinelAddress } from "./schema.ts";
 import { failed, FILE, load, loaded } from "./testing.ts";
 
 Deno.test("DEFAULT_CONFIG has the documented defaults of docs/spec/SERVER.md §2.7", () => {
@@ -231,4 +231,34 @@ Deno.test("loadConfig() rejects null for keys that are not nullable", () => {
     `invalid configuration: security = null (from config file ${FILE}): must be an object`,
     `invalid configuration: server.region_id = null (from config file ${FILE}): must be a string`,
   ]);
+});
+
+Deno.test("loadConfig() reads cluster.redis_sentinels as host:port entries (a comma list in the environment), only with a redis_url", () => {
+  const { config } = loaded(load({}, {
+    SIGNAL_FISH_CLUSTER__REDIS_URL: "redis://:secret@ignored:6379/2",
+    SIGNAL_FISH_CLUSTER__REDIS_SENTINELS: "10.0.0.21:26379, sentinel-b.local:26380,[fd00::1]:26379",
+    SIGNAL_FISH_CLUSTER__REDIS_SENTINEL_MASTER: "signal-fish",
+  }));
+  assert.deepEqual(config.cluster.redis_sentinels, [
+    "10.0.0.21:26379",
+    "sentinel-b.local:26380",
+    "[fd00::1]:26379",
+  ]);
+  assert.equal(config.cluster.redis_sentinel_master, "signal-fish");
+  assert.deepEqual(sentinelAddress("[fd00::1]:26379"), { host: "fd00::1", port: 26379 });
+  assert.deepEqual(DEFAULT_CONFIG.cluster.redis_sentinels, []);
+  assert.equal(DEFAULT_CONFIG.cluster.redis_sentinel_master, "mymaster");
+  const errors = failed(load({
+    [FILE]: { cluster: { redis_sentinels: ["10.0.0.21", "host:0", "host:65536", "a b:1"] } },
+  }));
+  assert.deepEqual(errors.map((e) => e.split(" (from")[0]), [
+    'invalid configuration: cluster.redis_sentinels[0] = "10.0.0.21"',
+    'invalid configuration: cluster.redis_sentinels[1] = "host:0"',
+    'invalid configuration: cluster.redis_sentinels[2] = "host:65536"',
+    'invalid configuration: cluster.redis_sentinels[3] = "a b:1"',
+  ]);
+  assert.match(
+    failed(load({ [FILE]: { cluster: { redis_sentinels: ["10.0.0.21:26379"] } } }))[0]!,
+    /cluster\.redis_sentinels.*needs cluster\.redis_url/,
+  );
 });

@@ -1,0 +1,163 @@
+/**
+ * Cluster mode with Redis Sentinel (`cluster.redis_sentinels`, README "Run a cluster"): a real
+ * primary, its replica and a sentinel; the store and the bus of two nodes reach the primary the
+ * sentinel names, and after a failover they work on the new primary without a restart: claims,
+ * lookups of what was written before, envelopes between the nodes. One more test runs two
+ * server processes configured with the sentinel (their `redis_url` names another, empty Redis,
+ * which they must not use) through a failover.
+ *
+ * @module
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { RedisBus } from "../src/cluster/bus.ts";
+import { RedisLink, RedisStore } from "../src/cluster/store.ts";
+import type { LinkState, StoreSettings } from "../src/cluster/types.ts";
+import type { DirectoryRecord } from "../src/coordination/directory.ts";
+import { IGNORE_WITHOUT_REDIS, redisCommand, startSentinelSet } from "./redis_server.ts";
+import { health, startCluster } from "./cluster_helpers.ts";
+import { joinRoom, TestClient } from "./helpers.ts";
+
+const SETTINGS: StoreSettings = {
+  prefix: "sf:",
+  ttlMs: 30_000,
+  reconnectionWindowMs: 60_000,
+  buckets: {
+    creation: { capacity: 100, windowMs: 60_000 },
+    join: { capacity: 100, windowMs: 60_000 },
+    reconnect: { capacity: 100, windowMs: 60_000 },
+    auth_failure: { capacity: 100, windowMs: 60_000 },
+  },
+  timeoutMs: 2_000,
+};
+
+function record(code: string): DirectoryRecord {
+  return {
+    roomId: `id-${code}`,
+    gameName: "orbit",
+    roomCode: code,
+    createdAt: Date.now(),
+    home: "a@00000001",
+    summary: {
+      room_code: code,
+      game_name: "orbit",
+      players: 1,
+      max_players: 4,
+      spectators: 0,
+      lobby_state: "waiting",
+      supports_authority: true,
+      relay_type: "matchbox",
+      authority_handover: false,
+    },
+  };
+}
+
+/** Polls `check` every 50 ms until it resolves true (a rejection counts as false), ≤ `ms`. */
+async function eventually(check: () => Promise<boolean>, what: string, ms = 20_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+Deno.test({
+  name:
+    "Redis Sentinel: store and bus reach the primary the sentinel names, and the new one after a failover",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    await using set = await startSentinelSet();
+    const sentinel = { nodes: [{ host: "127.0.0.1", port: set.sentinelPort }], master: set.master };
+    const states: LinkState[] = [];
+    const linkA = new RedisLink({
+      url: "redis://ignored.invalid:6379",
+      sentinel,
+      onState: (state) => states.push(state),
+    });
+    const linkB = new RedisLink({ url: "redis://ignored.invalid:6379", sentinel });
+    const busA = new RedisBus(linkA, "a@00000001", "sf:");
+    const busB = new RedisBus(linkB, "b@00000001", "sf:");
+    try {
+      await Promise.all([linkA.connect(), linkB.connect()]);
+      equal(linkA.state, "up");
+      const store = new RedisStore(linkA, SETTINGS);
+      const received: number[] = [];
+      await busA.start({ receive: (bytes) => void received.push(bytes[0]!), lost: () => {} });
+      await busB.start({ receive: () => {}, lost: () => {} });
+      deepEqual(await store.claim(record("BEFORE"), { maxRoomsPerGame: 10 }), { status: "ok" });
+      busB.publish("a@00000001", new Uint8Array([1]));
+      await eventually(() => Promise.resolve(received.includes(1)), "an envelope before");
+      equal(await set.primaryAddress(), `127.0.0.1:${set.primary.port}`);
+
+      await set.failover();
+      // Commands and the subscription follow the new primary, with no restart.
+      await eventually(
+        async () => (await store.claim(record("AFTER1"), { maxRoomsPerGame: 10 })).status === "ok",
+        "a claim on the new primary",
+      );
+      const role = String(
+        await linkA.command.sendCommand(["INFO", "replication"]),
+      ).match(/role:(\w+)/)?.[1];
+      equal(role, "master");
+      ok((await store.lookup("orbit", "BEFORE")) !== undefined, "written before, replicated");
+      await eventually(async () => {
+        busB.publish("a@00000001", new Uint8Array([2]));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return received.includes(2);
+      }, "an envelope after the failover");
+      equal(linkA.state, "up");
+      equal(states[0], "up");
+    } finally {
+      await busA.close();
+      await busB.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "Redis Sentinel: two server processes keep relaying across a failover; new rooms cross instances after it",
+  ignore: IGNORE_WITHOUT_REDIS,
+  sanitizeResources: false,
+  fn: async () => {
+    await using set = await startSentinelSet();
+    await using cluster = await startCluster(2, {
+      SIGNAL_FISH_CLUSTER__REDIS_SENTINELS: `127.0.0.1:${set.sentinelPort}`,
+      SIGNAL_FISH_CLUSTER__REDIS_SENTINEL_MASTER: set.master,
+    });
+    // A room across both instances, before.
+    await using alice = await TestClient.connect(cluster.wsUrl(0));
+    await using bob = await TestClient.connect(cluster.wsUrl(1));
+    alice.send(joinRoom(null, "Alice"));
+    const code = (await alice.next("RoomJoined")).data.room_code;
+    bob.send(joinRoom(code, "Bob"));
+    await bob.next("RoomJoined");
+    alice.send({ type: "GameData", data: { data: "before" } });
+    equal((await bob.waitFor("GameData")).data.data, "before");
+
+    // The instances use the primary the sentinel names, not the address in redis_url.
+    ok(Number(await redisCommand(set.primary.port, "DBSIZE")) > 0, "keys on the primary");
+    equal(Number(await redisCommand(cluster.redis.port, "DBSIZE")), 0, "none at redis_url");
+
+    await set.failover();
+
+    // After: every instance healthy again, and a new room crosses instances.
+    await eventually(
+      async () => (await health(cluster, 0)) === 200 && (await health(cluster, 1)) === 200,
+      "both instances healthy on the new primary",
+    );
+    let room = "";
+    await eventually(async () => {
+      await using carol = await TestClient.connect(cluster.wsUrl(1));
+      carol.send(joinRoom(null, "Carol"));
+      const answer = await carol.next();
+      if (answer.type !== "RoomJoined") return false;
+      room = answer.data.room_code;
+      await using dave = await TestClient.connect(cluster.wsUrl(0));
+      dave.send(joinRoom(room, "Dave"));
+      if ((await dave.next()).type !== "RoomJoined") return false;
+      dave.send({ type: "GameData", data: { data: "after" } });
+      return (await carol.waitFor("GameData")).data.data === "after";
+    }, "a room made and joined across instances after the failover");
+    ok(room !== "");
+  },
+});
