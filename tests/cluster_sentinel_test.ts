@@ -161,3 +161,42 @@ Deno.test({
     ok(room !== "");
   },
 });
+
+Deno.test({
+  name:
+    "Redis Sentinel: a primary killed with SIGKILL: commands fail (bounded) until the sentinel promotes the replica, then work there",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    await using set = await startSentinelSet();
+    const link = new RedisLink({
+      url: "redis://ignored.invalid:6379",
+      sentinel: { nodes: [{ host: "127.0.0.1", port: set.sentinelPort }], master: set.master },
+      onError: () => {},
+    });
+    try {
+      await link.connect();
+      const store = new RedisStore(link, { ...SETTINGS, timeoutMs: 500 });
+      deepEqual(await store.claim(record("BEFORE"), { maxRoomsPerGame: 10 }), { status: "ok" });
+      await set.primary.stop();
+      const killed = Date.now();
+      let failures = 0;
+      await eventually(async () => {
+        try {
+          const claimed = await store.claim(record("AFTER1"), { maxRoomsPerGame: 10 });
+          // A claim that timed out may still have run once the replica took over: its own
+          // entry then answers `taken` (an unknown outcome, docs/spec/SERVER.md §8.5.1).
+          return claimed.status === "ok" ||
+            (claimed.status === "taken" && claimed.record.roomId === "id-AFTER1");
+        } catch (error) {
+          failures++;
+          throw error;
+        }
+      }, "a claim once the replica is promoted");
+      ok(failures > 0, "the dead primary's commands failed");
+      equal(await set.primaryAddress(), `127.0.0.1:${set.replica.port}`);
+      console.log(`commands answered again ${Date.now() - killed} ms after the kill`);
+    } finally {
+      await link.close();
+    }
+  },
+});
