@@ -526,6 +526,45 @@ Deno.test("Cluster (twins): the operator's cluster totals sum every node's figur
   }
 });
 
+Deno.test("Cluster (twins): a creation whose claim ran but whose answer was lost answers SERVICE_UNAVAILABLE and releases the claim, at once or once Redis answers again", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a] = cluster.nodes;
+    // The claim runs in the store, then its answer is lost (a timeout after the fact).
+    cluster.store.hold = (method) =>
+      method === "claim" ? Promise.reject(new Error("answer lost")) : undefined;
+    const alice = a!.connect("10.0.0.2");
+    join(alice, "Alice", "LOSTAA");
+    await until(() => !!alice.last("RoomJoinFailed"), "refused");
+    equal(alice.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await settle(10);
+    equal(await cluster.store.lookup("orbit", "LOSTAA"), undefined, "released at once");
+    // Again, and Redis stops answering before the release can run: released when it answers.
+    cluster.store.hold = (method) => {
+      if (method !== "claim") return undefined;
+      cluster.store.unreachable = true;
+      return Promise.reject(new Error("answer lost"));
+    };
+    join(alice, "Alice", "LOSTBB");
+    await until(
+      () => alice.messages.filter((m) => m.type === "RoomJoinFailed").length === 2,
+      "refused again",
+    );
+    await settle(10);
+    cluster.store.hold = undefined;
+    cluster.store.unreachable = false;
+    const held = (await cluster.store.lookup("orbit", "LOSTBB"))?.roomCode;
+    equal(held, "LOSTBB", "still held while Redis did not answer");
+    await settle(10);
+    equal(await cluster.store.lookup("orbit", "LOSTBB"), undefined, "released once it answered");
+    // The codes are free: Alice creates one of them now.
+    join(alice, "Alice", "LOSTBB");
+    await until(() => !!alice.last("RoomJoined"), "created");
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a member's JoinRoom whose home lets it go while its token is drawn is resolved through the directory, not created unclaimed", async () => {
   const cluster = await testCluster();
   try {

@@ -128,6 +128,9 @@ function reply(message: ServerMessage, events?: EdgeEvent[]): Resolution {
   return { kind: "reply", message, ...(events ? { events } : {}) };
 }
 
+/** Most claims of unknown outcome kept for a later release (one per failed creation). */
+const MAX_UNSURE_CLAIMS = 10_000;
+
 /** Builds the resolver of one node. */
 export function clusterResolver(options: ResolverOptions): Resolver {
   const { engine, store, node } = options;
@@ -219,14 +222,33 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     }
   };
 
-  /** Releases a claim whose room was never created (logged when Redis does not answer). */
+  /**
+   * Claims whose outcome is unknown (the call failed or timed out, yet may have run in Redis)
+   * and whose release has not succeeded yet, by room id: released again when Redis answers
+   * again (docs/spec/SERVER.md §8.5.1, §8.5.5). Bounded; the oldest is left to expire with `T`.
+   */
+  const unsure = new Map<string, DirectoryRecord>();
+  store.watchReachable((reachable) => {
+    if (!reachable) return;
+    for (const record of [...unsure.values()]) release(record);
+  });
+
+  /**
+   * Releases a claim whose room was never created. One whose release fails is kept in
+   * `unsure` and released again once Redis answers (logged).
+   */
   const release = (record: DirectoryRecord) => {
-    Promise.resolve(store.release(record.gameName, record.roomCode, record.roomId)).catch(
-      (error) =>
+    Promise.resolve(store.release(record.gameName, record.roomCode, record.roomId)).then(
+      () => unsure.delete(record.roomId),
+      (error) => {
         log.warn("Cannot release the unused claim of {code}: {error}", {
           code: record.roomCode,
           error,
-        }),
+        });
+        unsure.delete(record.roomId);
+        unsure.set(record.roomId, record);
+        if (unsure.size > MAX_UNSURE_CLAIMS) unsure.delete(unsure.keys().next().value!);
+      },
     );
   };
 
@@ -297,6 +319,8 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         claimed = await store.claim(record, caps, staleRecord);
       } catch (error) {
         done();
+        // The claim may have run although its answer never came: a code held by no room.
+        release(record);
         throw error;
       }
       if (claimed.status === "ok") {
