@@ -22,6 +22,7 @@ import {
   type Epoch,
   type Liveness,
   type NodeId,
+  PendingReleases,
   Reachability,
   type Resolved,
   type StoreSettings,
@@ -262,7 +263,22 @@ export class MemoryStore implements ClusterStore {
     return this.#call(() => records.map((record) => this.#refresh(record)));
   }
 
+  /** Releases that failed, sent again once the store answers ({@linkcode PendingReleases}). */
+  readonly #releases = new PendingReleases(
+    this.#reachability,
+    (gameName, roomCode, roomId) => this.#release(gameName, roomCode, roomId),
+  );
+
+  /** Releases waiting for the store to answer again. */
+  get pendingReleases(): number {
+    return this.#releases.size;
+  }
+
   release(gameName: string, roomCode: string, roomId: string): Promise<void> {
+    return this.#releases.release(gameName, roomCode, roomId);
+  }
+
+  #release(gameName: string, roomCode: string, roomId: string): Promise<void> {
     return this.#call(() => {
       const roomKey = `room:${gameName}:${roomCode}`;
       const current = this.#get<DirectoryRecord>(roomKey);

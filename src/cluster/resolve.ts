@@ -128,9 +128,6 @@ function reply(message: ServerMessage, events?: EdgeEvent[]): Resolution {
   return { kind: "reply", message, ...(events ? { events } : {}) };
 }
 
-/** Most claims of unknown outcome kept for a later release (one per failed creation). */
-const MAX_UNSURE_CLAIMS = 10_000;
-
 /** Builds the resolver of one node. */
 export function clusterResolver(options: ResolverOptions): Resolver {
   const { engine, store, node } = options;
@@ -223,32 +220,16 @@ export function clusterResolver(options: ResolverOptions): Resolver {
   };
 
   /**
-   * Claims whose outcome is unknown (the call failed or timed out, yet may have run in Redis)
-   * and whose release has not succeeded yet, by room id: released again when Redis answers
-   * again (docs/spec/SERVER.md §8.5.1, §8.5.5). Bounded; the oldest is left to expire with `T`.
-   */
-  const unsure = new Map<string, DirectoryRecord>();
-  store.watchReachable((reachable) => {
-    if (!reachable) return;
-    for (const record of [...unsure.values()]) release(record);
-  });
-
-  /**
-   * Releases a claim whose room was never created. One whose release fails is kept in
-   * `unsure` and released again once Redis answers (logged).
+   * Releases a claim whose room was never created, logged when Redis does not answer (the store
+   * sends it again once Redis answers, docs/spec/SERVER.md §8.5.5).
    */
   const release = (record: DirectoryRecord) => {
-    Promise.resolve(store.release(record.gameName, record.roomCode, record.roomId)).then(
-      () => unsure.delete(record.roomId),
-      (error) => {
-        log.warn("Cannot release the unused claim of {code}: {error}", {
+    Promise.resolve(store.release(record.gameName, record.roomCode, record.roomId)).catch(
+      (error) =>
+        log.warn("Cannot release the unused claim of {code} yet: {error}", {
           code: record.roomCode,
           error,
-        });
-        unsure.delete(record.roomId);
-        unsure.set(record.roomId, record);
-        if (unsure.size > MAX_UNSURE_CLAIMS) unsure.delete(unsure.keys().next().value!);
-      },
+        }),
     );
   };
 

@@ -31,6 +31,7 @@ import {
   type LinkState,
   type Liveness,
   type NodeId,
+  PendingReleases,
   Reachability,
   type Resolved,
   type StoreSettings,
@@ -762,7 +763,22 @@ export class RedisStore implements ClusterStore {
     return [first, ...replies].map((reply) => String(reply) as RefreshResult);
   }
 
-  async release(gameName: string, roomCode: string, roomId: string): Promise<void> {
+  /** Releases that failed, sent again once Redis answers ({@linkcode PendingReleases}). */
+  readonly #releases = new PendingReleases(
+    this.#reachability,
+    (gameName, roomCode, roomId) => this.#release(gameName, roomCode, roomId),
+  );
+
+  /** Releases waiting for Redis to answer again. */
+  get pendingReleases(): number {
+    return this.#releases.size;
+  }
+
+  release(gameName: string, roomCode: string, roomId: string): Promise<void> {
+    return this.#releases.release(gameName, roomCode, roomId);
+  }
+
+  async #release(gameName: string, roomCode: string, roomId: string): Promise<void> {
     const k = this.#keys;
     await this.#script(
       RELEASE,

@@ -10,7 +10,7 @@ import { gameTag, Keys } from "./keys.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { bounded, RedisLink, RedisStore } from "./store.ts";
 import { RedisBus } from "./bus.ts";
-import type { ClusterStore, StoreSettings } from "./types.ts";
+import { type ClusterStore, PendingReleases, Reachability, type StoreSettings } from "./types.ts";
 
 function settings(overrides: Partial<StoreSettings> = {}): StoreSettings {
   return {
@@ -183,6 +183,38 @@ Deno.test("gameTag: 16 hex digits of SHA-256 in braces, whatever the game name h
   const keys = new Keys("signal_fish:");
   equal(keys.room("orbit", "ABC123"), `signal_fish:room:${gameTag("orbit")}:orbit:ABC123`);
   equal(keys.channel("a@1"), "signal_fish:inst:a@1");
+});
+
+Deno.test("A release that fails while the store does not answer is sent again once it answers (the twin; PendingReleases)", async () => {
+  const store = new MemoryStore(settings());
+  await store.claim(record("AAAAAA"), { maxRoomsPerGame: 5 });
+  store.unreachable = true;
+  await rejects(store.release("orbit", "AAAAAA", "id-AAAAAA"));
+  equal(store.pendingReleases, 1);
+  store.unreachable = false;
+  // The next call that answers makes the store reachable again: the release goes out.
+  ok(await store.lookup("orbit", "AAAAAA"), "not released while Redis was away");
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  equal(await store.lookup("orbit", "AAAAAA"), undefined, "released once it answered");
+  equal(store.pendingReleases, 0);
+});
+
+Deno.test("PendingReleases keeps at most `max` failed releases, dropping the oldest", async () => {
+  const reachability = new Reachability();
+  const sent: string[] = [];
+  let failing = true;
+  const pending = new PendingReleases(reachability, (_game, _code, roomId) => {
+    sent.push(roomId);
+    return failing ? Promise.reject(new Error("down")) : Promise.resolve();
+  }, 2);
+  for (const id of ["a", "b", "c"]) await rejects(pending.release("orbit", "X", id));
+  equal(pending.size, 2);
+  reachability.answered(false);
+  failing = false;
+  reachability.answered(true);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  deepEqual(sent.slice(3), ["b", "c"], "the two newest, once reachable");
+  equal(pending.size, 0);
 });
 
 Deno.test("MemoryStore: keys expire with the clock; unreachable rejects but buckets fall back", async () => {

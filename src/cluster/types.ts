@@ -211,3 +211,51 @@ export class Reachability {
     for (const listener of this.#listeners) listener(reachable);
   }
 }
+
+/**
+ * Releases that failed without an answer, sent again each time the store answers again
+ * (docs/spec/SERVER.md §8.3 "Release", §8.5.5), so a room's entry does not outlive the room by up
+ * to `T` because Redis was away when the room closed, and a claim whose answer was lost does not
+ * hold its code. Shared by the Redis store and its twin. Bounded: past `max`, the oldest is left
+ * to expire with its TTL.
+ */
+export class PendingReleases {
+  readonly #pending = new Map<string, [gameName: string, roomCode: string]>();
+  readonly #send: (gameName: string, roomCode: string, roomId: string) => Promise<void>;
+  readonly #max: number;
+
+  constructor(
+    reachability: Reachability,
+    send: (gameName: string, roomCode: string, roomId: string) => Promise<void>,
+    max = 10_000,
+  ) {
+    this.#send = send;
+    this.#max = max;
+    reachability.watch((reachable) => {
+      if (!reachable) return;
+      for (const [roomId, [gameName, roomCode]] of [...this.#pending]) {
+        this.release(gameName, roomCode, roomId).catch(() => {});
+      }
+    });
+  }
+
+  /** Releases waiting for the store to answer. */
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  /** Sends the release; a failure rejects as usual and keeps it for the next answer. */
+  release(gameName: string, roomCode: string, roomId: string): Promise<void> {
+    return this.#send(gameName, roomCode, roomId).then(
+      () => void this.#pending.delete(roomId),
+      (error) => {
+        this.#pending.delete(roomId);
+        this.#pending.set(roomId, [gameName, roomCode]);
+        if (this.#pending.size > this.#max) {
+          this.#pending.delete(this.#pending.keys().next().value!);
+        }
+        throw error;
+      },
+    );
+  }
+}

@@ -1109,7 +1109,10 @@ export class Edge {
     }
   }
 
-  /** Applies a `directory` effect; a failed write is logged (the next refresh repairs it). */
+  /**
+   * Applies a `directory` effect; a failed write is logged (the next refresh repairs a refresh;
+   * the cluster store sends a failed release again once Redis answers).
+   */
   #writeDirectory(effect: Extract<Effect, { kind: "directory" }>): void {
     const written = effect.op === "refresh"
       ? this.#directory.refresh({ ...effect.entry, home: this.#node })
