@@ -53,9 +53,9 @@ export interface BinaryStep {
 }
 
 /**
- * An operator's command (docs/spec/EXTENSIONS.md E12) sent through the sending client's node: close a
- * room, remove a player (`PLAYER<k>` placeholders apply) from it, or turn maintenance mode on or
- * off (`enabled`; the whole cluster's). Its replies are compared too.
+ * An operator's command (docs/spec/EXTENSIONS.md E12) sent through the sending client's node:
+ * close a room, remove a player (`PLAYER<k>` placeholders apply) from it, or turn maintenance
+ * mode on or off (`enabled`; the whole cluster's). Its replies are compared too.
  */
 export interface OperatorStep {
   operator: "close" | "remove_player" | "maintenance";

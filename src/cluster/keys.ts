@@ -92,7 +92,10 @@ export class Keys {
     return `${this.prefix}bucket:${kind}:${key}`;
   }
 
-  /** `maintenance` (exists while the cluster is in maintenance mode, docs/spec/EXTENSIONS.md E12). */
+  /**
+   * `maintenance`: present while the cluster is in maintenance mode (docs/spec/EXTENSIONS.md
+   * E12).
+   */
   maintenance(): string {
     return `${this.prefix}maintenance`;
   }

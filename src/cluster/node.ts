@@ -444,7 +444,7 @@ export class ClusterNode {
     this.maintenance = enabled;
   }
 
-  /** Reads cluster-wide maintenance mode from Redis; the last known value when it does not answer. */
+  /** Reads cluster-wide maintenance mode from Redis (the last known when Redis does not answer). */
   async readMaintenance(): Promise<boolean> {
     try {
       this.maintenance = await this.store.maintenance();

@@ -273,12 +273,13 @@ function script(source: string): Script {
 }
 
 /**
- * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty, game-order,
- * maintenance, rooms-order. A code another room holds answers `taken`; otherwise maintenance mode refuses
- * (`maintenance`), then the caps. ARGV: entry, room id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale
- * room id ("" = none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP
- * ("1"/"0"), ip-rooms prefix of the game, creation time, rooms-order member. Rooms in game-empty / app-empty (no seat
- * at their last refresh) do not count.
+ * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty,
+ * game-order, maintenance, rooms-order. A code another room holds answers `taken`; otherwise
+ * maintenance mode refuses (`maintenance`), then the caps. ARGV: entry, room id, code, now, T,
+ * room-id TTL, max per game, max per app (-1 = none), stale room id ("" = none), room-id value,
+ * has app ("1"/"0"), max per IP (-1 = none), has IP ("1"/"0"), ip-rooms prefix of the game,
+ * creation time, rooms-order member. Rooms in game-empty / app-empty (no seat at their last
+ * refresh) do not count.
  */
 const CLAIM = script(`
 local now = tonumber(ARGV[4])
@@ -347,9 +348,8 @@ return {'ok'}
  * Refresh (compare-and-set). KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms,
  * app-empty, game-order, (maintenance, unused), rooms-order. ARGV: entry, room id, code, now, T,
  * room-id TTL, room-id value, has app, empty ("1" = no seat), has IP, creation time, rooms-order
- * member. An empty room joins game-empty and app-empty and
- * leaves its ip-rooms set; a room with a seat the reverse. The app sets follow the room id even
- * in a conflict.
+ * member. An empty room joins game-empty and app-empty and leaves its ip-rooms set; a room with
+ * a seat the reverse. The app sets follow the room id even in a conflict.
  */
 const REFRESH = script(`
 local now = tonumber(ARGV[4])
@@ -395,8 +395,9 @@ return result
 
 /**
  * Release. KEYS: room, game-rooms, room-id, game-empty, game-order, rooms-order. ARGV: room id,
- * code, `gone` TTL, key prefix, ip-rooms prefix of the game, rooms-order member. The `room-id` tombstone keeps the home that released it
- * (`{"gone":true,"home":…}`; a bare `gone` when the id's value had expired).
+ * code, `gone` TTL, key prefix, ip-rooms prefix of the game, rooms-order member. The `room-id`
+ * tombstone keeps the home that released it (`{"gone":true,"home":…}`; a bare `gone` when the
+ * id's value had expired).
  */
 const RELEASE = script(`
 local current = redis.call('GET', KEYS[1])

@@ -108,8 +108,8 @@ export interface ScriptNode {
    */
   rooms: RoomRoutes;
   /**
-   * Maintenance mode on or off as the operator API sets it through this node (docs/spec/EXTENSIONS.md
-   * E12): the engine's flag, or in a cluster the shared key.
+   * Maintenance mode on or off as the operator API sets it through this node
+   * (docs/spec/EXTENSIONS.md E12): the engine's flag, or in a cluster the shared key.
    */
   setMaintenance(enabled: boolean): Promise<void>;
 }

@@ -1,7 +1,7 @@
 /**
  * The operator API's listings over a directory with more rooms than one listing holds
- * (docs/spec/EXTENSIONS.md E12): filters look at every room, not at the oldest ones, and the per-game
- * counts cover every room. No sockets: the routes over an in-memory directory.
+ * (docs/spec/EXTENSIONS.md E12): filters look at every room, not at the oldest ones, and the
+ * per-game counts cover every room. No sockets: the routes over an in-memory directory.
  */
 import { deepEqual, equal } from "node:assert/strict";
 import { MemoryRoomDirectory } from "../coordination/memory.ts";
