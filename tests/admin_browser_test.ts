@@ -62,6 +62,15 @@ async function waitForText(page: Page, selector: string, text: string): Promise<
   );
 }
 
+/** Opens the console at `url`, logs in with the token and waits until its stream is live. */
+async function logIn(page: Page, url: string): Promise<void> {
+  await page.goto(`${url}/admin`);
+  await page.waitForSelector("#login:not([hidden])", { timeout: UI_TIMEOUT_MS });
+  await page.fill("#token-input", TOKEN);
+  await page.click("#login-button");
+  await page.waitForSelector('#connection-state[data-state="live"]', { timeout: UI_TIMEOUT_MS });
+}
+
 /** Clicks "Confirm" in the console's confirmation dialog. */
 async function confirm(page: Page): Promise<void> {
   await page.waitForSelector("#confirm-dialog[open]", { timeout: UI_TIMEOUT_MS });
@@ -296,13 +305,7 @@ browserTest(
     try {
       const page = await context.newPage();
       page.on("pageerror", (error) => problems.push(String(error)));
-      await page.goto(`${server.url}/admin`);
-      await page.waitForSelector("#login:not([hidden])", { timeout: UI_TIMEOUT_MS });
-      await page.fill("#token-input", TOKEN);
-      await page.click("#login-button");
-      await page.waitForSelector('#connection-state[data-state="live"]', {
-        timeout: UI_TIMEOUT_MS,
-      });
+      await logIn(page, server.url);
       // Two apps, each with a room "SHARE1" of the game "orbit" (docs/spec/SERVER.md §3.3).
       for (const app of ["app-a", "app-b"]) {
         const player = await connect(server);
@@ -363,10 +366,7 @@ browserTest(
     try {
       const page = await context.newPage();
       page.on("pageerror", (error) => problems.push(String(error)));
-      await page.goto(`${server.url}/admin`);
-      await page.waitForSelector("#login:not([hidden])", { timeout: UI_TIMEOUT_MS });
-      await page.fill("#token-input", TOKEN);
-      await page.click("#login-button");
+      await logIn(page, server.url);
       await page.waitForSelector("#cluster-line:not([hidden])", { timeout: UI_TIMEOUT_MS });
       const line = await page.locator("#cluster-line").textContent() ?? "";
       ok(/^Cluster: [1-3] instances, \d+ connections, \d+ rooms, /.test(line), line);

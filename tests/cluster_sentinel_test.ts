@@ -11,24 +11,14 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { RedisBus } from "../src/cluster/bus.ts";
 import { RedisLink, RedisStore } from "../src/cluster/store.ts";
-import type { LinkState, StoreSettings } from "../src/cluster/types.ts";
+import type { LinkState } from "../src/cluster/types.ts";
+import { storeSettings } from "../src/cluster/testing.ts";
 import type { DirectoryRecord } from "../src/coordination/directory.ts";
 import { IGNORE_WITHOUT_REDIS, redisCommand, startSentinelSet } from "./redis_server.ts";
 import { health, startCluster } from "./cluster_helpers.ts";
 import { joinRoom, TestClient } from "./helpers.ts";
 
-const SETTINGS: StoreSettings = {
-  prefix: "sf:",
-  ttlMs: 30_000,
-  reconnectionWindowMs: 60_000,
-  buckets: {
-    creation: { capacity: 100, windowMs: 60_000 },
-    join: { capacity: 100, windowMs: 60_000 },
-    reconnect: { capacity: 100, windowMs: 60_000 },
-    auth_failure: { capacity: 100, windowMs: 60_000 },
-  },
-  timeoutMs: 2_000,
-};
+const SETTINGS = { ...storeSettings(30_000, "sf:"), timeoutMs: 2_000 };
 
 function record(code: string): DirectoryRecord {
   return {

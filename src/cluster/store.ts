@@ -479,46 +479,19 @@ return {v, redis.call('EXISTS', ARGV[1] .. 'instance:' .. home), m}
 `);
 
 /**
- * List (a game's rooms with players, oldest first). KEYS: game-order, game-rooms. ARGV: room key
- * prefix of the game, limit, now. Walks game-order (creation time, then code) until `limit`
- * entries with players are found, dropping members whose entry has expired. Returns false when
- * game-order holds fewer members than game-rooms has live ones (rooms an older version claimed,
- * not yet refreshed by this one): the caller reads every entry instead.
+ * Walk (the room listings). KEYS: an order set (`game-order` or `rooms-order`: member → creation
+ * time), then for a game's listing its `game-rooms`. ARGV: prefix that makes a member its entry's
+ * key, limit, "1" to keep only rooms with players, now. Reads entries in the set's order until
+ * `limit` are kept and the next member is younger than the last kept one (so the caller can order
+ * rooms created in the same millisecond by game and code), dropping members whose entry has
+ * expired. Returns false when `game-rooms` has more live members than the order set (rooms an
+ * older version claimed, not refreshed by this one yet): the caller reads every entry instead.
  */
-const LIST = script(`
+const WALK = script(`
 local limit = tonumber(ARGV[2])
-if redis.call('ZCARD', KEYS[1]) < redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf') then
+if KEYS[2] and redis.call('ZCARD', KEYS[1]) < redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[4], '+inf') then
   return false
 end
-local out = {}
-local expired = {}
-local start = 0
-while #out < limit do
-  local codes = redis.call('ZRANGE', KEYS[1], start, start + 63)
-  if #codes == 0 then break end
-  for _, code in ipairs(codes) do
-    local value = redis.call('GET', ARGV[1] .. code)
-    if not value then
-      expired[#expired + 1] = code
-    elseif cjson.decode(value).summary.players > 0 then
-      out[#out + 1] = value
-      if #out == limit then break end
-    end
-  end
-  start = start + 64
-end
-for _, code in ipairs(expired) do redis.call('ZREM', KEYS[1], code) end
-return out
-`);
-
-/**
- * All (the operator's listing). KEYS: rooms-order. ARGV: `<prefix>room:`, limit. Walks rooms-order
- * (creation time) reading entries until `limit` are found and the next member is younger than the
- * last one read (so the caller can order rooms created in the same millisecond by game and code),
- * dropping members whose entry has expired.
- */
-const ALL = script(`
-local limit = tonumber(ARGV[2])
 local out = {}
 local expired = {}
 local start = 0
@@ -534,11 +507,11 @@ while not done do
       break
     end
     local value = redis.call('GET', ARGV[1] .. batch[i])
-    if value then
+    if not value then
+      expired[#expired + 1] = batch[i]
+    elseif ARGV[3] ~= '1' or cjson.decode(value).summary.players > 0 then
       out[#out + 1] = value
       last = score
-    else
-      expired[#expired + 1] = batch[i]
     end
   end
   start = start + 128
@@ -819,14 +792,34 @@ export class RedisStore implements ClusterStore {
   async list(gameName: string, limit: number): Promise<DirectoryRecord[]> {
     if (limit <= 0) return [];
     const k = this.#keys;
-    const listed = await this.#script(
-      LIST,
+    const listed = await this.#walk(
       [k.gameOrder(gameName), k.gameRooms(gameName)],
-      [k.room(gameName, ""), String(limit), String(this.#now())],
+      k.room(gameName, ""),
+      limit,
+      true,
+    );
+    return listed ?? await this.#listAll(gameName, limit);
+  }
+
+  /**
+   * The {@linkcode WALK} script over `keys`: at most `limit` entries, oldest first (creation
+   * time, game, code); `undefined` when the index is incomplete.
+   */
+  async #walk(
+    keys: string[],
+    prefix: string,
+    limit: number,
+    withPlayers: boolean,
+  ): Promise<DirectoryRecord[] | undefined> {
+    const values = await this.#script(
+      WALK,
+      keys,
+      [prefix, String(Math.min(limit, 2 ** 31)), withPlayers ? "1" : "0", String(this.#now())],
       "list",
     ) as unknown[] | null;
-    if (Array.isArray(listed)) return listed.map((value) => JSON.parse(String(value)));
-    return await this.#listAll(gameName, limit);
+    if (!Array.isArray(values)) return undefined;
+    const records = values.map((value) => JSON.parse(String(value)) as DirectoryRecord);
+    return records.sort(oldestFirst).slice(0, limit);
   }
 
   /** Every entry of the game, filtered and sorted here (the index is incomplete). */
@@ -855,28 +848,24 @@ export class RedisStore implements ClusterStore {
       const record = JSON.parse(String(value)) as DirectoryRecord;
       if (record.summary.players > 0) records.push(record);
     }
-    records.sort((a, b) =>
-      a.createdAt - b.createdAt || (a.roomCode < b.roomCode ? -1 : a.roomCode > b.roomCode ? 1 : 0)
-    );
-    return records.slice(0, limit);
+    return records.sort(oldestFirst).slice(0, limit);
   }
 
   /**
-   * Every room entry `filter` keeps (SCAN of `room:` keys, only the game's with `gameName`),
-   * oldest first (creation time, game, code).
+   * Every room entry `filter` keeps, oldest first (creation time, game, code). Without a filter
+   * from the `rooms-order` index, reading about `limit` entries; with one, a SCAN of `room:`
+   * keys (only the game's with `gameName`).
    */
   async all(limit: number, filter?: RoomFilter): Promise<DirectoryRecord[]> {
     if (limit <= 0) return [];
     if (filter?.gameName === undefined && (filter?.query ?? "") === "") {
       // Every game: the rooms-order index, read about as far as the limit.
-      const values = await this.#script(
-        ALL,
+      return (await this.#walk(
         [this.#keys.roomsOrder()],
-        [`${this.#keys.prefix}room:`, String(Math.min(limit, 2 ** 31))],
-        "all",
-      ) as unknown[];
-      const records = values.map((value) => JSON.parse(String(value)) as DirectoryRecord);
-      return records.sort(oldestFirst).slice(0, limit);
+        `${this.#keys.prefix}room:`,
+        limit,
+        false,
+      ))!;
     }
     const glob = (text: string) => text.replace(/[*?[\]\\]/g, "\\$&");
     const pattern = filter?.gameName !== undefined

@@ -324,7 +324,8 @@ export async function redisTestCluster(
   };
 }
 
-function storeSettings(ttlMs: number, prefix: string): StoreSettings {
+/** Store settings of the test nodes: TTL `ttlMs`, keys under `prefix`, buckets of 1,000 a minute. */
+export function storeSettings(ttlMs: number, prefix: string): StoreSettings {
   return {
     prefix,
     ttlMs,
