@@ -32,6 +32,8 @@ export interface ClusterOptions {
   heartbeatMs?: number;
   /** `cluster.forward_timeout_ms`. @default 1500 */
   forwardTimeoutMs?: number;
+  /** The servers' permission flags. @default RUNTIME_PERMISSIONS (the executables') */
+  permissions?: readonly string[];
 }
 
 /** Starts redis-server and `n` servers; resolves once every `/v2/health` answers 200. */
@@ -62,6 +64,7 @@ export async function startCluster(
             SIGNAL_FISH_SERVER__ENABLE_RECONNECTION: "true",
             ...env,
           },
+          ...(options.permissions ? { permissions: options.permissions } : {}),
         }),
       );
     }

@@ -4,17 +4,24 @@
  * sentinel names, and after a failover they work on the new primary without a restart: claims,
  * lookups of what was written before, envelopes between the nodes. One more test runs two
  * server processes configured with the sentinel (their `redis_url` names another, empty Redis,
- * which they must not use) through a failover.
+ * which they must not use) through a failover. Two more run the same with a password and TLS on
+ * every server (`cluster.redis_sentinel_password`, `cluster.redis_sentinel_tls`).
  *
  * @module
  */
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { RedisBus } from "../src/cluster/bus.ts";
-import { RedisLink, RedisStore } from "../src/cluster/store.ts";
 import type { LinkState } from "../src/cluster/types.ts";
 import { storeSettings } from "../src/cluster/testing.ts";
 import type { DirectoryRecord } from "../src/coordination/directory.ts";
-import { IGNORE_WITHOUT_REDIS, redisCommand, startSentinelSet } from "./redis_server.ts";
+import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
+import { bounded, RedisLink, RedisStore } from "../src/cluster/store.ts";
+import {
+  IGNORE_WITHOUT_REDIS,
+  makeCertificates,
+  redisCommand,
+  startSentinelSet,
+} from "./redis_server.ts";
 import { health, startCluster } from "./cluster_helpers.ts";
 import { joinRoom, TestClient } from "./helpers.ts";
 
@@ -187,6 +194,127 @@ Deno.test({
       console.log(`commands answered again ${Date.now() - killed} ms after the kill`);
     } finally {
       await link.close();
+    }
+  },
+});
+
+const SECRET = "sentinel-test-secret";
+
+Deno.test({
+  name:
+    "Redis Sentinel with a password and TLS everywhere: store and bus work through a failover; a wrong sentinel password or an untrusted CA gets no link",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const tls = await makeCertificates(dir);
+    const ca = await Deno.readTextFile(tls.ca);
+    await using set = await startSentinelSet({ password: SECRET, tls });
+    const nodes = [{ host: "127.0.0.1", port: set.sentinelPort }];
+    const url = `rediss://:${SECRET}@ignored.invalid:6379`;
+    const link = new RedisLink({
+      url,
+      ca,
+      sentinel: { nodes, master: set.master, password: SECRET, tls: true },
+      onError: () => {},
+    });
+    const peer = new RedisLink({
+      url,
+      ca,
+      sentinel: { nodes, master: set.master, password: SECRET, tls: true },
+      onError: () => {},
+    });
+    const wrongPassword = new RedisLink({
+      url,
+      ca,
+      connectTimeoutMs: 500,
+      sentinel: { nodes, master: set.master, password: "not-the-secret", tls: true },
+      onError: () => {},
+    });
+    const untrusted = new RedisLink({
+      url,
+      connectTimeoutMs: 500,
+      sentinel: { nodes, master: set.master, password: SECRET, tls: true },
+      onError: () => {},
+    });
+    const busA = new RedisBus(link, "a@00000001", "sf:");
+    const busB = new RedisBus(peer, "b@00000001", "sf:");
+    try {
+      await Promise.all([link.connect(), peer.connect()]);
+      equal(link.state, "up");
+      const store = new RedisStore(link, SETTINGS);
+      const received: number[] = [];
+      await busA.start({ receive: (bytes) => void received.push(bytes[0]!), lost: () => {} });
+      await busB.start({ receive: () => {}, lost: () => {} });
+      deepEqual(await store.claim(record("BEFORE"), { maxRoomsPerGame: 10 }), { status: "ok" });
+      busB.publish("a@00000001", new Uint8Array([1]));
+      await eventually(() => Promise.resolve(received.includes(1)), "an envelope before");
+
+      await set.failover();
+      await eventually(
+        async () => (await store.claim(record("AFTER1"), { maxRoomsPerGame: 10 })).status === "ok",
+        "a claim on the new primary",
+      );
+      ok((await store.lookup("orbit", "BEFORE")) !== undefined, "written before, replicated");
+      await eventually(async () => {
+        busB.publish("a@00000001", new Uint8Array([2]));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return received.includes(2);
+      }, "an envelope after the failover");
+
+      // The sentinel refuses the wrong password; the system roots do not know the private CA.
+      await rejects(bounded(wrongPassword.connect(), 3_000, "connect"));
+      await rejects(bounded(untrusted.connect(), 3_000, "connect"));
+      ok(wrongPassword.state !== "up" && untrusted.state !== "up");
+    } finally {
+      await busA.close();
+      await busB.close();
+      await wrongPassword.close();
+      await untrusted.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "Redis Sentinel with a password and TLS, configured by environment: two server processes relay a room across instances",
+  ignore: IGNORE_WITHOUT_REDIS,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const tls = await makeCertificates(dir);
+    try {
+      await using set = await startSentinelSet({ password: SECRET, tls });
+      await using cluster = await startCluster(2, {
+        SIGNAL_FISH_CLUSTER__REDIS_URL: `rediss://:${SECRET}@ignored.invalid:6379`,
+        SIGNAL_FISH_CLUSTER__REDIS_TLS_CA_PATH: tls.ca,
+        SIGNAL_FISH_CLUSTER__REDIS_SENTINELS: `127.0.0.1:${set.sentinelPort}`,
+        SIGNAL_FISH_CLUSTER__REDIS_SENTINEL_MASTER: set.master,
+        SIGNAL_FISH_CLUSTER__REDIS_SENTINEL_PASSWORD: SECRET,
+        SIGNAL_FISH_CLUSTER__REDIS_SENTINEL_TLS: "true",
+      }, {
+        // The executables' permissions, with the CA's directory readable (the README's advice
+        // for a file outside /etc/signal-fish).
+        permissions: RUNTIME_PERMISSIONS.map((flag) =>
+          flag.startsWith("--allow-read=") ? `${flag},${dir}` : flag
+        ),
+      });
+      await using alice = await TestClient.connect(cluster.wsUrl(0));
+      await using bob = await TestClient.connect(cluster.wsUrl(1));
+      alice.send(joinRoom(null, "Alice"));
+      const code = (await alice.next("RoomJoined")).data.room_code;
+      bob.send(joinRoom(code, "Bob"));
+      await bob.next("RoomJoined");
+      alice.send({ type: "GameData", data: { data: "over TLS" } });
+      equal((await bob.waitFor("GameData")).data.data, "over TLS");
+      // Nothing went to the plain Redis the helper started: the sentinel's primary holds it.
+      equal(
+        Number(await redisCommand(cluster.redis.port, "DBSIZE")),
+        0,
+        "none at the helper's Redis",
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

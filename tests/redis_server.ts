@@ -45,6 +45,61 @@ export interface RedisTls {
   ca: string;
 }
 
+/** A private CA and a certificate for 127.0.0.1 it signed, made with openssl in `dir`. */
+export async function makeCertificates(dir: string): Promise<RedisTls> {
+  const run = async (args: string[]) => {
+    const { code, stderr } = await new Deno.Command("openssl", { args, cwd: dir, stderr: "piped" })
+      .output();
+    if (code !== 0) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(stderr)}`);
+  };
+  await run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=Signal Fish test CA",
+  ]);
+  await run([
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=127.0.0.1",
+  ]);
+  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=IP:127.0.0.1\n");
+  await run([
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  ]);
+  return { cert: `${dir}/server.pem`, key: `${dir}/server.key`, ca: `${dir}/ca.pem` };
+}
+
 /**
  * Starts a redis-server on a free port and waits until it accepts connections (≤ 10 s). With
  * `tls`, the port speaks TLS only (its `url` is `rediss://`).
@@ -203,14 +258,28 @@ export interface SentinelSet extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
+/** How {@linkcode startSentinelSet} secures its servers. */
+export interface SentinelSetOptions {
+  /** `requirepass` of the primary, the replica and the sentinel (and the auth between them). */
+  password?: string;
+  /** TLS only, on every port (the replica and the sentinel reach the primary over TLS too). */
+  tls?: RedisTls;
+}
+
 /**
  * Starts a primary, a replica of it and a sentinel (quorum 1, down after 1 s) on free ports,
  * and waits until the sentinel knows the replica. Stopped by pid like {@linkcode startRedis}.
  */
-export async function startSentinelSet(): Promise<SentinelSet> {
+export async function startSentinelSet(options: SentinelSetOptions = {}): Promise<SentinelSet> {
   const { createClient } = await import("@redis/client");
-  const primary = await startRedis();
-  const replica = await startRedis(["--replicaof", "127.0.0.1", String(primary.port)]);
+  const { password, tls } = options;
+  const auth = password === undefined ? [] : ["--requirepass", password, "--masterauth", password];
+  const tlsReplication = tls ? ["--tls-replication", "yes"] : [];
+  const primary = await startRedis([...auth, ...tlsReplication], tls);
+  const replica = await startRedis(
+    ["--replicaof", "127.0.0.1", String(primary.port), ...auth, ...tlsReplication],
+    tls,
+  );
   const sentinelPort = freePort();
   const dir = await Deno.makeTempDir({ prefix: "signal-fish-sentinel-" });
   const master = "signal-fish-test";
@@ -218,12 +287,25 @@ export async function startSentinelSet(): Promise<SentinelSet> {
   await Deno.writeTextFile(
     config,
     [
-      `port ${sentinelPort}`,
+      ...(tls
+        ? [
+          "port 0",
+          `tls-port ${sentinelPort}`,
+          `tls-cert-file ${tls.cert}`,
+          `tls-key-file ${tls.key}`,
+          `tls-ca-cert-file ${tls.ca}`,
+          "tls-auth-clients no",
+          "tls-replication yes",
+        ]
+        : [`port ${sentinelPort}`]),
       "bind 127.0.0.1",
       `dir ${dir}`,
       `sentinel monitor ${master} 127.0.0.1 ${primary.port} 1`,
       `sentinel down-after-milliseconds ${master} 1000`,
       `sentinel failover-timeout ${master} 5000`,
+      ...(password === undefined
+        ? []
+        : [`sentinel auth-pass ${master} ${password}`, `requirepass ${password}`]),
       "",
     ].join("\n"),
   );
@@ -234,8 +316,12 @@ export async function startSentinelSet(): Promise<SentinelSet> {
     stderr: "null",
   }).spawn();
   const client = createClient({
-    url: `redis://127.0.0.1:${sentinelPort}`,
-    socket: { reconnectStrategy: 50 },
+    url: `${tls ? "rediss" : "redis"}://127.0.0.1:${sentinelPort}`,
+    ...(password === undefined ? {} : { password }),
+    socket: {
+      reconnectStrategy: 50,
+      ...(tls ? { tls: true as const, ca: await Deno.readTextFile(tls.ca) } : {}),
+    },
   });
   client.on("error", () => {});
   const stop = async () => {

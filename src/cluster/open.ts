@@ -62,6 +62,13 @@ export function openCluster(
         sentinel: {
           nodes: cluster.redis_sentinels.map((address) => sentinelAddress(address)!),
           master: cluster.redis_sentinel_master,
+          ...(cluster.redis_sentinel_username === null
+            ? {}
+            : { username: cluster.redis_sentinel_username }),
+          ...(cluster.redis_sentinel_password === null
+            ? {}
+            : { password: cluster.redis_sentinel_password }),
+          tls: cluster.redis_sentinel_tls,
         },
       }
       : {}),

@@ -56,6 +56,23 @@ export interface SubscriberConnection {
   readonly isReady: boolean;
 }
 
+/**
+ * The sentinels of a Sentinel-backed link (`cluster.redis_sentinel*`, docs/spec/SERVER.md §2.7,
+ * §8.8): where they listen, the primary's name, and how to reach them.
+ */
+export interface SentinelOptions {
+  /** `host` and `port` of each sentinel asked for the primary. */
+  nodes: { host: string; port: number }[];
+  /** The primary's name in the sentinels' `sentinel monitor` lines. */
+  master: string;
+  /** ACL user for the sentinels (`AUTH username password`); needs `password`. */
+  username?: string;
+  /** The sentinels' `requirepass`. */
+  password?: string;
+  /** TLS to the sentinels, trusting {@linkcode RedisLinkOptions.ca} when given. */
+  tls?: boolean;
+}
+
 /** How to reach Redis (`cluster.redis_url`, docs/spec/SERVER.md §2.7). */
 export interface RedisLinkOptions {
   /** `redis://` or `rediss://` URL. */
@@ -69,7 +86,7 @@ export interface RedisLinkOptions {
    * `master` is found through these sentinels and followed across failovers; `url` then gives
    * the scheme, credentials and database only.
    */
-  sentinel?: { nodes: { host: string; port: number }[]; master: string };
+  sentinel?: SentinelOptions;
   /** Called on every change of the link's state (both connections ready = `up`). */
   onState?: (state: LinkState) => void;
   /** Called with every connection error (logged by the caller; the client reconnects). */
@@ -126,7 +143,18 @@ export class RedisLink {
           ...(database ? { database } : {}),
           socket,
         },
-        sentinelClientOptions: { socket: { ...socket, tls: false as const } },
+        sentinelClientOptions: {
+          ...(options.sentinel.username ? { username: options.sentinel.username } : {}),
+          ...(options.sentinel.password ? { password: options.sentinel.password } : {}),
+          socket: options.sentinel.tls
+            ? {
+              connectTimeout: socket.connectTimeout,
+              reconnectStrategy: reconnectDelay,
+              tls: true as const,
+              ...(options.ca ? { ca: options.ca } : {}),
+            }
+            : { connectTimeout: socket.connectTimeout, reconnectStrategy: reconnectDelay },
+        },
         passthroughClientErrorEvents: true,
       });
       sentinel.on("error", (error: unknown) => options.onError?.(error));

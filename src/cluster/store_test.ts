@@ -5,7 +5,12 @@
  */
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import type { DirectoryRecord } from "../coordination/directory.ts";
-import { IGNORE_WITHOUT_REDIS, type RedisServer, startRedis } from "../../tests/redis_server.ts";
+import {
+  IGNORE_WITHOUT_REDIS,
+  makeCertificates,
+  type RedisServer,
+  startRedis,
+} from "../../tests/redis_server.ts";
 import { gameTag, Keys } from "./keys.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { bounded, RedisLink, RedisStore } from "./store.ts";
@@ -427,61 +432,6 @@ Deno.test({
     }
   },
 });
-
-/** A private CA and a certificate for 127.0.0.1 it signed, made with openssl in `dir`. */
-async function makeCertificates(dir: string) {
-  const run = async (args: string[]) => {
-    const { code, stderr } = await new Deno.Command("openssl", { args, cwd: dir, stderr: "piped" })
-      .output();
-    equal(code, 0, new TextDecoder().decode(stderr));
-  };
-  await run([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=Signal Fish test CA",
-  ]);
-  await run([
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "server.key",
-    "-out",
-    "server.csr",
-    "-subj",
-    "/CN=127.0.0.1",
-  ]);
-  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=IP:127.0.0.1\n");
-  await run([
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "server.pem",
-    "-days",
-    "2",
-    "-extfile",
-    "ext.cnf",
-  ]);
-  return { cert: `${dir}/server.pem`, key: `${dir}/server.key`, ca: `${dir}/ca.pem` };
-}
 
 Deno.test({
   name:

@@ -1,6 +1,6 @@
 /**
  * Hiding secrets of the configuration (docs/spec/SERVER.md §2.5 `--print-config`, §2.6 error lines): app
- * secrets, the metrics bearer token and the password of `cluster.redis_url`.
+ * secrets, the metrics bearer token and the Redis passwords (`cluster.redis_url`'s, the sentinels').
  *
  * @module
  */
@@ -48,13 +48,14 @@ export function holdsSecret(path: Path): boolean {
     "security.admin_token",
     "security.authorized_apps",
     "cluster.redis_url",
+    "cluster.redis_sentinel_password",
   ]
     .some((secret) => secret === key || secret.startsWith(`${key}.`));
 }
 
 /**
  * Returns a copy of `config` with the secrets (`app_secret`, `metrics_auth_token`, `admin_token`, the password of
- * `cluster.redis_url`) replaced by `"<redacted>"`; unset secrets stay `null`.
+ * `cluster.redis_url`, `cluster.redis_sentinel_password`) replaced by `"<redacted>"`; unset secrets stay `null`.
  */
 export function redactConfig(config: Config): Config {
   const copy = structuredClone(config);
@@ -65,5 +66,6 @@ export function redactConfig(config: Config): Config {
     if (app.app_secret !== null) app.app_secret = REDACTED;
   }
   if (cluster.redis_url !== null) cluster.redis_url = redactUrlPassword(cluster.redis_url);
+  if (cluster.redis_sentinel_password !== null) cluster.redis_sentinel_password = REDACTED;
   return copy;
 }

@@ -29,7 +29,7 @@ Deno.test("loadConfig() never shows secrets in error messages", () => {
   ]);
 });
 
-Deno.test("redactConfig() hides app secrets, the metrics token and the Redis password", () => {
+Deno.test("redactConfig() hides app secrets, the metrics token and the Redis passwords", () => {
   const { config } = loaded(load({
     [FILE]: {
       security: {
@@ -40,7 +40,11 @@ Deno.test("redactConfig() hides app secrets, the metrics token and the Redis pas
           { app_id: "b", app_name: "B" },
         ],
       },
-      cluster: { redis_url: "rediss://user:hunter2@cache:6380/1" },
+      cluster: {
+        redis_url: "rediss://user:hunter2@cache:6380/1",
+        redis_sentinels: ["10.0.0.21:26379"],
+        redis_sentinel_password: "s3nt1nel",
+      },
     },
   }));
   const redacted = redactConfig(config);
@@ -50,6 +54,7 @@ Deno.test("redactConfig() hides app secrets, the metrics token and the Redis pas
     null,
   ]);
   assert.equal(redacted.cluster.redis_url, "rediss://user:<redacted>@cache:6380/1");
+  assert.equal(redacted.cluster.redis_sentinel_password, "<redacted>");
   assert.equal(config.security.metrics_auth_token, "0123456789abcdef", "input left unchanged");
   assert.equal(redactConfig(DEFAULT_CONFIG).security.metrics_auth_token, null);
   assert.equal(

@@ -348,6 +348,11 @@ export const ConfigFields = z.strictObject({
       }),
     ).default(() => []),
     redis_sentinel_master: nonEmptyText().default("mymaster"),
+    // The sentinels' own `requirepass` (and ACL user), and TLS to them (trusting
+    // `redis_tls_ca_path` when set); the primary's credentials stay in `redis_url`.
+    redis_sentinel_username: nullableText(),
+    redis_sentinel_password: nullableText(),
+    redis_sentinel_tls: bool(false),
   }).prefault({}),
 });
 
@@ -393,11 +398,29 @@ export function crossFieldIssues(config: Config): Issue[] {
   }
   if (
     cluster.redis_tls_ca_path !== null &&
-    !(cluster.redis_url ?? "").toLowerCase().startsWith("rediss://")
+    !(cluster.redis_url ?? "").toLowerCase().startsWith("rediss://") &&
+    !(cluster.redis_sentinel_tls && cluster.redis_sentinels.length > 0)
   ) {
     issues.push({
       path: ["cluster", "redis_tls_ca_path"],
-      message: "needs a rediss:// cluster.redis_url",
+      message: "needs a rediss:// cluster.redis_url or cluster.redis_sentinel_tls",
+    });
+  }
+  for (const key of ["redis_sentinel_username", "redis_sentinel_password"] as const) {
+    if (cluster[key] !== null && cluster.redis_sentinels.length === 0) {
+      issues.push({ path: ["cluster", key], message: "needs cluster.redis_sentinels" });
+    }
+  }
+  if (cluster.redis_sentinel_tls && cluster.redis_sentinels.length === 0) {
+    issues.push({
+      path: ["cluster", "redis_sentinel_tls"],
+      message: "needs cluster.redis_sentinels",
+    });
+  }
+  if (cluster.redis_sentinel_username !== null && cluster.redis_sentinel_password === null) {
+    issues.push({
+      path: ["cluster", "redis_sentinel_username"],
+      message: "needs cluster.redis_sentinel_password",
     });
   }
   const limit = protocol.max_players_limit;

@@ -262,3 +262,49 @@ Deno.test("loadConfig() reads cluster.redis_sentinels as host:port entries (a co
     /cluster\.redis_sentinels.*needs cluster\.redis_url/,
   );
 });
+
+Deno.test("loadConfig() reads the sentinels' password, user and TLS, each only with sentinels; the CA then serves them too", () => {
+  const { config } = loaded(load({}, {
+    SIGNAL_FISH_CLUSTER__REDIS_URL: "redis://ignored:6379",
+    SIGNAL_FISH_CLUSTER__REDIS_SENTINELS: "10.0.0.21:26379",
+    SIGNAL_FISH_CLUSTER__REDIS_SENTINEL_USERNAME: "watcher",
+    SIGNAL_FISH_CLUSTER__REDIS_SENTINEL_PASSWORD: "s3nt1nel",
+    SIGNAL_FISH_CLUSTER__REDIS_SENTINEL_TLS: "true",
+    SIGNAL_FISH_CLUSTER__REDIS_TLS_CA_PATH: "/etc/signal-fish/redis-ca.pem",
+  }));
+  assert.equal(config.cluster.redis_sentinel_username, "watcher");
+  assert.equal(config.cluster.redis_sentinel_password, "s3nt1nel");
+  assert.equal(config.cluster.redis_sentinel_tls, true);
+  assert.equal(config.cluster.redis_tls_ca_path, "/etc/signal-fish/redis-ca.pem");
+  assert.equal(DEFAULT_CONFIG.cluster.redis_sentinel_password, null);
+  assert.equal(DEFAULT_CONFIG.cluster.redis_sentinel_tls, false);
+  const errors = failed(load({
+    [FILE]: {
+      cluster: {
+        redis_url: "redis://cache:6379",
+        redis_sentinel_username: "watcher",
+        redis_sentinel_password: "s3nt1nel",
+        redis_sentinel_tls: true,
+        redis_tls_ca_path: "/etc/signal-fish/redis-ca.pem",
+      },
+    },
+  })).map((e) => e.split(" (from")[0]!.replace(/ = .*/, ""));
+  assert.deepEqual(errors.sort(), [
+    "invalid configuration: cluster.redis_sentinel_password",
+    "invalid configuration: cluster.redis_sentinel_tls",
+    "invalid configuration: cluster.redis_sentinel_username",
+    "invalid configuration: cluster.redis_tls_ca_path",
+  ]);
+  assert.match(
+    failed(load({
+      [FILE]: {
+        cluster: {
+          redis_url: "redis://cache:6379",
+          redis_sentinels: ["10.0.0.21:26379"],
+          redis_sentinel_username: "watcher",
+        },
+      },
+    }))[0]!,
+    /cluster\.redis_sentinel_username.*needs cluster\.redis_sentinel_password/,
+  );
+});
