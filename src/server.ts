@@ -260,7 +260,7 @@ export async function startServer(
     connections: () => edge.size,
     stats: () => engine.stats(),
     maintenance: () => cluster?.node.maintenance ?? engine.maintenance,
-  });
+  }, cluster ? { instance: cluster.node.node } : {});
   const onEvent = observers(metrics, feed, options.onEvent);
   const edge = new Edge(engine, {
     maxMessageSize: config.security.max_message_size,
@@ -278,6 +278,8 @@ export async function startServer(
     cluster.store.onQuery = metrics.queries();
     cluster.bus.onPublished = metrics.publishLatency();
     cluster.start();
+    // The console's event stream carries every instance's events (docs/spec/EXTENSIONS.md E12).
+    if (feed) feed.setRelay(cluster.operatorEvents((event) => feed.deliver(event)));
   }
   if (cluster) {
     // Written with the liveness key, summed over the instances for the operator overview.

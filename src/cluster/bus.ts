@@ -10,7 +10,7 @@ import type { Buffer } from "node:buffer";
 import { Keys } from "./keys.ts";
 import { type Flight, PublishWatch } from "./publish_watch.ts";
 import { asBuffer, type RedisLink } from "./store.ts";
-import type { BusHandlers, ClusterBus, NodeId } from "./types.ts";
+import type { BusHandlers, ClusterBus, NodeId, OperatorChannel } from "./types.ts";
 
 /** A {@linkcode ClusterBus} over a {@linkcode RedisLink}. */
 export class RedisBus implements ClusterBus {
@@ -28,6 +28,8 @@ export class RedisBus implements ClusterBus {
   onPublished: ((seconds: number) => void) | undefined;
   /** Publishes awaiting Redis's answer, timed out after `timeoutMs` (§8.5.1). */
   readonly #watch: PublishWatch;
+  /** The listener subscribed to each operator channel (docs/spec/EXTENSIONS.md E12). */
+  readonly #listeners = new Map<OperatorChannel, (message: Buffer) => void>();
 
   /**
    * The bus of node `node` on `link`, channels named with `prefix` (`cluster.key_prefix`); a
@@ -103,6 +105,36 @@ export class RedisBus implements ClusterBus {
       },
       true,
     );
+  }
+
+  broadcast(kind: OperatorChannel, payload: string): void {
+    if (!this.#link.command.isReady) return;
+    this.#link.command.sendCommand(["PUBLISH", this.#keys.operatorChannel(kind), payload])
+      .catch(() => {});
+  }
+
+  async listen(
+    kind: OperatorChannel,
+    listener: ((payload: string) => void) | undefined,
+  ): Promise<void> {
+    const channel = this.#keys.operatorChannel(kind);
+    const current = this.#listeners.get(kind);
+    if (listener === undefined) {
+      if (current === undefined) return;
+      this.#listeners.delete(kind);
+      await this.#link.subscriber.unsubscribe(channel, current, true);
+      return;
+    }
+    if (current !== undefined) await this.listen(kind, undefined);
+    const decoder = new TextDecoder();
+    const wrapped = (message: Buffer) => listener(decoder.decode(message));
+    this.#listeners.set(kind, wrapped);
+    try {
+      await this.#link.subscriber.subscribe(channel, wrapped, true);
+    } catch (error) {
+      this.#listeners.delete(kind);
+      throw error;
+    }
   }
 
   /** Forgets peers' channel names (the map grows with the number of peers ever seen). */

@@ -100,6 +100,48 @@ for (const { name, ignore, setup } of BUSES) {
   });
 }
 
+for (const { name, ignore, setup } of BUSES) {
+  Deno.test({
+    name:
+      `ClusterBus (${name}): operator channels reach every listener, the sender too, until it stops listening; envelopes unaffected`,
+    ignore,
+    fn: async () => {
+      const cleanups: Cleanups = [];
+      try {
+        const make = await setup(cleanups);
+        const a = await make("a@1", cleanups);
+        const b = await make("b@2", cleanups);
+        const atB = recorder();
+        await a.start(recorder().handlers);
+        await b.start(atB.handlers);
+        const heard: Record<string, string[]> = { a: [], b: [], events: [] };
+        await a.listen("watch", (payload) => heard.a!.push(payload));
+        await b.listen("watch", (payload) => heard.b!.push(payload));
+        await b.listen("events", (payload) => heard.events!.push(payload));
+        a.broadcast("watch", "notice é 1");
+        a.broadcast("events", '{"n":1}');
+        await until(() => heard.a!.length === 1 && heard.b!.length === 1, "the notice");
+        await until(() => heard.events!.length === 1, "the event");
+        deepEqual([heard.a, heard.b, heard.events], [["notice é 1"], ["notice é 1"], ['{"n":1}']]);
+        // Listening again replaces the listener; `undefined` stops it.
+        const again: string[] = [];
+        await b.listen("events", (payload) => again.push(payload));
+        await b.listen("watch", undefined);
+        a.broadcast("events", '{"n":2}');
+        a.broadcast("watch", "notice 2");
+        await until(() => again.length === 1 && heard.a!.length === 2, "after the change");
+        deepEqual([heard.events, again, heard.b], [['{"n":1}'], ['{"n":2}'], ["notice é 1"]]);
+        // The node's own channel still carries envelopes.
+        a.publish("b@2", new Uint8Array([5]));
+        await until(() => atB.received.length === 1, "an envelope");
+        deepEqual(atB.received, [[5]]);
+      } finally {
+        for (const cleanup of cleanups.reverse()) await cleanup();
+      }
+    },
+  });
+}
+
 Deno.test("MemoryNetwork: drop, duplicate, reorder, delay and fail per envelope", async () => {
   const network = new MemoryNetwork();
   const a = network.bus("a");

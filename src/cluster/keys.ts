@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { NodeId } from "./types.ts";
+import type { NodeId, OperatorChannel } from "./types.ts";
 
 /** `{` + 16 hex digits of SHA-256(gameName) + `}`. */
 export function gameTag(gameName: string): string {
@@ -113,5 +113,13 @@ export class Keys {
   /** Channel `inst:<node>`. */
   channel(node: NodeId): string {
     return `${this.prefix}inst:${node}`;
+  }
+
+  /**
+   * Channel `operator:watch` or `operator:events`: the operator console's cluster-wide event
+   * stream (docs/spec/EXTENSIONS.md E12, docs/spec/SERVER.md §8.3).
+   */
+  operatorChannel(kind: OperatorChannel): string {
+    return `${this.prefix}operator:${kind}`;
   }
 }

@@ -8,7 +8,7 @@
  * @module
  */
 import { PublishWatch } from "./publish_watch.ts";
-import type { BusHandlers, ClusterBus, NodeId } from "./types.ts";
+import type { BusHandlers, ClusterBus, NodeId, OperatorChannel } from "./types.ts";
 
 /** What to do with one envelope from `from` to `to`. */
 export type FaultAction =
@@ -121,6 +121,27 @@ export class MemoryNetwork {
     }
   }
 
+  /** Listeners of the operator channels, by channel and node. */
+  readonly #operator = new Map<OperatorChannel, Map<NodeId, (payload: string) => void>>();
+  /** When true, operator-channel publishes are dropped (Redis away for them). */
+  dropOperator = false;
+
+  /** @internal Sets or removes (`undefined`) `node`'s listener of operator channel `kind`. */
+  listen(kind: OperatorChannel, node: NodeId, listener: ((payload: string) => void) | undefined) {
+    let listeners = this.#operator.get(kind);
+    if (listeners === undefined) this.#operator.set(kind, listeners = new Map());
+    if (listener) listeners.set(node, listener);
+    else listeners.delete(node);
+  }
+
+  /** @internal Delivers `payload` to every listener of `kind`, each in a microtask. */
+  broadcast(kind: OperatorChannel, payload: string): void {
+    if (this.dropOperator) return;
+    for (const listener of this.#operator.get(kind)?.values() ?? []) {
+      queueMicrotask(() => listener(payload));
+    }
+  }
+
   /** Cancels delayed envelopes (test cleanup). */
   close(): void {
     for (const timer of this.#timers) clearTimeout(timer);
@@ -172,7 +193,18 @@ export class MemoryBus implements ClusterBus {
     return Promise.resolve();
   }
 
+  broadcast(kind: OperatorChannel, payload: string): void {
+    this.#network.broadcast(kind, payload);
+  }
+
+  listen(kind: OperatorChannel, listener: ((payload: string) => void) | undefined): Promise<void> {
+    this.#network.listen(kind, this.node, listener);
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
+    this.#network.listen("watch", this.node, undefined);
+    this.#network.listen("events", this.node, undefined);
     this.#network.subscribe(this.node, undefined);
     this.#handlers = undefined;
     this.#watch.close();

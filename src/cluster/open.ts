@@ -11,7 +11,9 @@ import type { Engine } from "../engine/engine.ts";
 import type { NameRules } from "../engine/validation.ts";
 import type { Resolver } from "../transport/edge.ts";
 import { RedisBus } from "./bus.ts";
+import type { FeedEvent } from "../metrics/operator_feed.ts";
 import { ClusterNode, nodeName } from "./node.ts";
+import { ClusterOperatorEvents } from "./operator_events.ts";
 export { registerClusterMetrics } from "./node.ts";
 import { clusterResolver, Staging } from "./resolve.ts";
 import { RedisLink, RedisStore } from "./store.ts";
@@ -38,6 +40,11 @@ export interface OpenCluster {
   setEngine(engine: Engine): void;
   /** Connects to Redis and registers in the background (never rejects). */
   start(): void;
+  /**
+   * The operator console's relay across instances (docs/spec/EXTENSIONS.md E12): other
+   * instances' events go to `deliver`. Call once, after `start()`.
+   */
+  operatorEvents(deliver: (event: FeedEvent) => void): ClusterOperatorEvents;
 }
 
 /**
@@ -124,6 +131,7 @@ export function openCluster(
         isDead: (home) => started.isDead(home),
         conflicted: (gameName, roomCode) => started.isConflicted(gameName, roomCode),
       }),
+    operatorEvents: (deliver) => new ClusterOperatorEvents(bus, node, deliver),
     start: () => {
       (async () => {
         // The first connection may fail; the client keeps retrying with backoff.

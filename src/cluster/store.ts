@@ -52,6 +52,12 @@ export interface CommandConnection {
 export interface SubscriberConnection {
   /** Subscribes `listener` to `channel`, messages as bytes. */
   subscribe(channel: string, listener: (message: Buffer) => void, buffers: true): Promise<unknown>;
+  /** Removes `listener` from `channel` (the channel is left when it has no listener). */
+  unsubscribe(
+    channel: string,
+    listener: (message: Buffer) => void,
+    buffers: true,
+  ): Promise<unknown>;
   /** Whether it is connected and subscribed. */
   readonly isReady: boolean;
 }
@@ -167,6 +173,13 @@ export class RedisLink {
       };
       this.subscriber = {
         subscribe: (channel, listener, buffers) => sentinel.subscribe(channel, listener, buffers),
+        unsubscribe: (channel, listener, buffers) =>
+          // The same listener type as `subscribe`'s, which node-redis declares more narrowly.
+          sentinel.unsubscribe(
+            channel,
+            listener as Parameters<typeof sentinel.unsubscribe>[1],
+            buffers,
+          ),
         get isReady() {
           return sentinel.isReady;
         },

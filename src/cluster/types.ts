@@ -48,9 +48,28 @@ export interface ClusterBus {
    * retrying with backoff).
    */
   start(handlers: BusHandlers): Promise<void>;
+  /**
+   * Publishes `payload` on the cluster-wide operator channel `kind` (docs/spec/EXTENSIONS.md E12,
+   * docs/spec/SERVER.md §8.3): every node listening to it receives it, this one included. No
+   * sequence and no loss report: a failed or unanswered publish is dropped (the console's event
+   * log, not envelopes).
+   */
+  broadcast(kind: OperatorChannel, payload: string): void;
+  /**
+   * Subscribes `listener` to operator channel `kind`, or with `undefined` unsubscribes. Resolves
+   * once Redis confirmed; rejects when it cannot be reached (the caller tries again).
+   */
+  listen(kind: OperatorChannel, listener: ((payload: string) => void) | undefined): Promise<void>;
   /** Unsubscribes and closes the connections. Idempotent. */
   close(): Promise<void>;
 }
+
+/**
+ * The operator console's two cluster-wide channels (docs/spec/EXTENSIONS.md E12): `watch` carries
+ * the notices of nodes whose console has readers, `events` the room and action events every node
+ * publishes while one watches.
+ */
+export type OperatorChannel = "watch" | "events";
 
 /** What a bus reports. */
 export interface BusHandlers {

@@ -32,13 +32,39 @@ export interface FeedSample {
   maintenance: boolean;
 }
 
-/** What the stream's subscribers receive. */
+/**
+ * What the stream's subscribers receive. In cluster mode `room` and `action` events come from
+ * every instance and name it (`instance`, the node name, docs/spec/SERVER.md §8.2).
+ */
 export type FeedEvent =
   | { event: "sample"; data: FeedSample }
   /** A room was created, deleted, joined or left (the console refreshes its table). */
-  | { event: "room"; data: { type: string; game_name: string; room_code: string } }
+  | {
+    event: "room";
+    data: { type: string; game_name: string; room_code: string; instance?: string };
+  }
   /** An operator action (docs/spec/EXTENSIONS.md E12), as logged. */
-  | { event: "action"; data: { action: string; target: string; at: number } };
+  | { event: "action"; data: { action: string; target: string; at: number; instance?: string } }
+  /**
+   * Cluster mode: `count` events of `instance` were not sent to other instances' streams in the
+   * last second, over the per-instance rate (src/cluster/operator_events.ts).
+   */
+  | { event: "skipped"; data: { count: number; instance: string } };
+
+/**
+ * Where a feed sends its own `room` and `action` events beyond its subscribers, and learns how
+ * many subscribers it has: the cluster's event relay (docs/spec/EXTENSIONS.md E12 note).
+ */
+export interface FeedRelay {
+  /** True while some instance's console watches: events are built without local subscribers. */
+  readonly wanted: boolean;
+  /** One of this instance's `room` or `action` events. */
+  forward(event: FeedEvent): void;
+  /** The number of this feed's subscribers changed to `count`. */
+  subscribers(count: number): void;
+  /** The feed's timer, every `liveIntervalMs`. */
+  tick(now: number): void;
+}
 
 /** Live counts the feed reads at each sample. */
 export interface FeedSources {
@@ -55,6 +81,8 @@ export interface FeedOptions {
   historyIntervalMs?: number;
   /** Samples the history ring keeps. @default 180 (15 minutes at 5 s) */
   historySamples?: number;
+  /** Cluster mode: this instance's node name, added to its `room` and `action` events. */
+  instance?: string;
 }
 
 /** Counts over one interval. */
@@ -100,6 +128,8 @@ export class OperatorFeed {
   readonly #ring: FeedSample[] = [];
   #next = 0;
   readonly #subscribers = new Set<(event: FeedEvent) => void>();
+  readonly #instance: string | undefined;
+  #relay: FeedRelay | undefined;
 
   /** A feed reading `sources`, its windows starting at `now` (ms). */
   constructor(sources: FeedSources, options: FeedOptions = {}, now = Date.now()) {
@@ -107,6 +137,7 @@ export class OperatorFeed {
     this.liveIntervalMs = options.liveIntervalMs ?? 1000;
     this.historyIntervalMs = options.historyIntervalMs ?? 5000;
     this.#capacity = Math.max(1, options.historySamples ?? 180);
+    this.#instance = options.instance;
     this.#live = new Window(now);
     this.#slow = new Window(now);
   }
@@ -141,7 +172,7 @@ export class OperatorFeed {
         if (event.scope === "connections") this.#reject();
         return;
     }
-    if (this.#subscribers.size > 0 && ROOM_EVENTS.has(event.type)) {
+    if ((this.#subscribers.size > 0 || this.#relay?.wanted) && ROOM_EVENTS.has(event.type)) {
       const room = event as { gameName?: string; roomCode?: string };
       if (room.gameName !== undefined && room.roomCode !== undefined) {
         this.publish({
@@ -164,8 +195,15 @@ export class OperatorFeed {
       this.#next = (this.#next + 1) % this.#capacity;
       this.#slow.reset(now);
     }
-    if (this.#subscribers.size > 0) this.publish({ event: "sample", data: live });
+    if (this.#subscribers.size > 0) this.deliver({ event: "sample", data: live });
+    this.#relay?.tick(now);
     return live;
+  }
+
+  /** Cluster mode: sends this feed's `room` and `action` events through `relay` too. */
+  setRelay(relay: FeedRelay): void {
+    this.#relay = relay;
+    relay.subscribers(this.#subscribers.size);
   }
 
   /** The history ring, oldest first (at most `historySamples`). */
@@ -183,11 +221,26 @@ export class OperatorFeed {
   /** Adds a subscriber; returns the function that removes it. */
   subscribe(listener: (event: FeedEvent) => void): () => void {
     this.#subscribers.add(listener);
-    return () => this.#subscribers.delete(listener);
+    this.#relay?.subscribers(this.#subscribers.size);
+    return () => {
+      if (this.#subscribers.delete(listener)) this.#relay?.subscribers(this.#subscribers.size);
+    };
   }
 
-  /** Sends `event` to every subscriber. */
+  /**
+   * Sends one of this instance's events to every subscriber, and a `room` or `action` event to
+   * the relay (named with the instance in cluster mode).
+   */
   publish(event: FeedEvent): void {
+    if (this.#instance !== undefined && (event.event === "room" || event.event === "action")) {
+      event = { ...event, data: { ...event.data, instance: this.#instance } } as FeedEvent;
+    }
+    this.deliver(event);
+    if (event.event !== "sample") this.#relay?.forward(event);
+  }
+
+  /** Sends `event` to every subscriber only (another instance's, from the relay). */
+  deliver(event: FeedEvent): void {
     for (const listener of [...this.#subscribers]) listener(event);
   }
 

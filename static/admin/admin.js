@@ -223,16 +223,27 @@ function handleEvent(block) {
       logLine(
         `${payload.type.replaceAll("_", " ")} · ${
           gameLabel(payload.game_name)
-        }/${payload.room_code}`,
+        }/${payload.room_code}${where(payload)}`,
       );
       scheduleRefresh();
       break;
     case "action":
-      logLine(`operator: ${payload.action.replaceAll("_", " ")} · ${payload.target}`);
+      logLine(
+        `operator: ${payload.action.replaceAll("_", " ")} · ${payload.target}${where(payload)}`,
+      );
       if (payload.action.startsWith("maintenance")) setMaintenance(payload.action.endsWith("on"));
       scheduleRefresh();
       break;
+    case "skipped":
+      logLine(`${format.int(payload.count)} events of ${payload.instance} not shown (rate cap)`);
+      scheduleRefresh();
+      break;
   }
+}
+
+/** Cluster mode: the instance an event happened on. */
+function where(payload) {
+  return payload.instance ? ` · on ${payload.instance}` : "";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,7 +269,7 @@ function showCluster(overview) {
   ui.clusterLine.textContent = `Cluster: ${format.int(totals.instances)} instances, ` +
     `${format.int(totals.connections)} connections, ${format.int(totals.rooms)} rooms, ` +
     `${format.int(totals.players)} players, ${format.int(totals.spectators)} spectators. ` +
-    `The figures above are instance ${overview.node}'s.`;
+    `The figures above are instance ${overview.node}'s; the event log is every instance's.`;
   ui.clusterLine.hidden = false;
 }
 

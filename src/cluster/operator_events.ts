@@ -1,0 +1,212 @@
+/**
+ * The operator console's event stream across the cluster (docs/spec/EXTENSIONS.md E12 note,
+ * docs/spec/SERVER.md §8.3 channels `operator:watch` and `operator:events`): each instance's
+ * `room` and `action` events reach the streams of every instance, not only its own.
+ *
+ * Nothing is published while nobody watches. A node whose console has readers sends a watch
+ * notice on `operator:watch` at once and every `leaseMs / 3` while they stay, and listens to
+ * `operator:events`; a node that heard another node's notice within `leaseMs` publishes its own
+ * events there, at most `maxPerSecond` a second (a token bucket), and says each second how many
+ * it left out (a `skipped` event). Receivers drop their own events (their stream has them
+ * already) and anything that is not a well-formed event. Publishes are fire and forget: the
+ * console's log may miss events while Redis is away, never the engine.
+ *
+ * @module
+ */
+import type { FeedEvent, FeedRelay } from "../metrics/operator_feed.ts";
+import type { ClusterBus, NodeId } from "./types.ts";
+
+/** Settings of {@linkcode ClusterOperatorEvents}. */
+export interface OperatorEventsOptions {
+  /** How long one watch notice makes other nodes publish, ms. @default 15000 */
+  leaseMs?: number;
+  /** Events a node publishes per second at most (the bucket's capacity and rate). @default 200 */
+  maxPerSecond?: number;
+  /** The clock, ms. @default Date.now */
+  now?: () => number;
+}
+
+/** A watch notice on `operator:watch`. */
+interface WatchNotice {
+  from: NodeId;
+  lease_ms: number;
+}
+
+/** An event on `operator:events`. */
+interface RelayedEvent {
+  from: NodeId;
+  event: FeedEvent;
+}
+
+/** The {@linkcode FeedRelay} of one node in cluster mode. */
+export class ClusterOperatorEvents implements FeedRelay {
+  readonly #bus: ClusterBus;
+  readonly #node: NodeId;
+  readonly #leaseMs: number;
+  readonly #rate: number;
+  readonly #now: () => number;
+  /** Receives other nodes' events (the feed's `deliver`). */
+  readonly #deliver: (event: FeedEvent) => void;
+  /** This node's stream readers. */
+  #readers = 0;
+  /** Until when (ms) another node's console watches. */
+  #watchedUntil = 0;
+  /** When this node last sent a watch notice, ms. */
+  #noticeAt = -Infinity;
+  /** Whether the `operator:watch` subscription is in place (or being made). */
+  #hearing: "no" | "pending" | "yes" = "no";
+  /** Whether `operator:events` is subscribed (or being subscribed): while there are readers. */
+  #listening: "no" | "pending" | "yes" = "no";
+  #tokens: number;
+  #refilledAt: number;
+  /** Events left out by the bucket since the last `skipped` event. */
+  #skipped = 0;
+  /** Events published and received, and left out (tests, status). */
+  readonly counts = { published: 0, received: 0, skipped: 0 };
+
+  /**
+   * The relay of node `node` on `bus`; other nodes' events go to `deliver`. Subscribes to the
+   * watch notices at once (and again at each tick until that succeeds).
+   */
+  constructor(
+    bus: ClusterBus,
+    node: NodeId,
+    deliver: (event: FeedEvent) => void,
+    options: OperatorEventsOptions = {},
+  ) {
+    this.#bus = bus;
+    this.#node = node;
+    this.#deliver = deliver;
+    this.#leaseMs = options.leaseMs ?? 15_000;
+    this.#rate = options.maxPerSecond ?? 200;
+    this.#now = options.now ?? Date.now;
+    this.#tokens = this.#rate;
+    this.#refilledAt = this.#now();
+    this.#hear();
+  }
+
+  get wanted(): boolean {
+    return this.#now() < this.#watchedUntil;
+  }
+
+  forward(event: FeedEvent): void {
+    if (!this.wanted) return;
+    const now = this.#now();
+    this.#tokens = Math.min(
+      this.#rate,
+      this.#tokens + ((now - this.#refilledAt) / 1000) * this.#rate,
+    );
+    this.#refilledAt = now;
+    if (this.#tokens < 1) {
+      this.#skipped++;
+      this.counts.skipped++;
+      return;
+    }
+    this.#tokens--;
+    this.#publish(event);
+  }
+
+  subscribers(count: number): void {
+    const before = this.#readers;
+    this.#readers = count;
+    if (before === 0 && count > 0) {
+      this.#listen();
+      this.#notice(this.#now());
+    } else if (before > 0 && count === 0) {
+      this.#unlisten();
+    }
+  }
+
+  tick(now: number): void {
+    if (this.#hearing === "no") this.#hear();
+    if (this.#readers > 0) {
+      if (this.#listening === "no") this.#listen();
+      if (now - this.#noticeAt >= this.#leaseMs / 3) this.#notice(now);
+    }
+    if (this.#skipped > 0) {
+      if (this.wanted) {
+        this.#publish({ event: "skipped", data: { count: this.#skipped, instance: this.#node } });
+      }
+      this.#skipped = 0;
+    }
+  }
+
+  #publish(event: FeedEvent): void {
+    this.counts.published++;
+    this.#bus.broadcast("events", JSON.stringify({ from: this.#node, event } as RelayedEvent));
+  }
+
+  #notice(now: number): void {
+    this.#noticeAt = now;
+    this.#bus.broadcast(
+      "watch",
+      JSON.stringify({ from: this.#node, lease_ms: this.#leaseMs } as WatchNotice),
+    );
+  }
+
+  #hear(): void {
+    this.#hearing = "pending";
+    this.#bus.listen("watch", (payload) => this.#heard(payload)).then(
+      () => this.#hearing = "yes",
+      () => this.#hearing = "no",
+    );
+  }
+
+  #listen(): void {
+    this.#listening = "pending";
+    this.#bus.listen("events", (payload) => this.#received(payload)).then(
+      () => {
+        this.#listening = "yes";
+        // The readers may have left meanwhile.
+        if (this.#readers === 0) this.#unlisten();
+      },
+      () => this.#listening = "no",
+    );
+  }
+
+  #unlisten(): void {
+    if (this.#listening === "no") return;
+    this.#listening = "no";
+    this.#bus.listen("events", undefined).catch(() => {});
+  }
+
+  #heard(payload: string): void {
+    const notice = parse(payload) as Partial<WatchNotice> | undefined;
+    if (
+      notice === undefined || typeof notice.from !== "string" || notice.from === this.#node ||
+      typeof notice.lease_ms !== "number" || !(notice.lease_ms > 0)
+    ) {
+      return;
+    }
+    // At most one lease ahead of this node's own setting, whatever a notice says.
+    const until = this.#now() + Math.min(notice.lease_ms, this.#leaseMs);
+    if (until > this.#watchedUntil) this.#watchedUntil = until;
+  }
+
+  #received(payload: string): void {
+    if (this.#readers === 0) return;
+    const relayed = parse(payload) as Partial<RelayedEvent> | undefined;
+    if (relayed === undefined || relayed.from === this.#node || !isFeedEvent(relayed.event)) {
+      return;
+    }
+    this.counts.received++;
+    this.#deliver(relayed.event);
+  }
+}
+
+function parse(payload: string): unknown {
+  try {
+    const value: unknown = JSON.parse(payload);
+    return typeof value === "object" && value !== null ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A `room`, `action` or `skipped` event with a data object (samples stay per instance). */
+function isFeedEvent(value: unknown): value is FeedEvent {
+  if (typeof value !== "object" || value === null) return false;
+  const { event, data } = value as { event?: unknown; data?: unknown };
+  return (event === "room" || event === "action" || event === "skipped") &&
+    typeof data === "object" && data !== null && !Array.isArray(data);
+}

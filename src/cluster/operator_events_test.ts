@@ -1,0 +1,150 @@
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { type FeedEvent, OperatorFeed } from "../metrics/operator_feed.ts";
+import { MemoryNetwork } from "./memory_bus.ts";
+import { ClusterOperatorEvents } from "./operator_events.ts";
+
+const T0 = 1_700_000_000_000;
+
+/** Lets queued microtasks (the twin network's deliveries) run. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+}
+
+/** Three nodes, each with a feed and its relay, on one network and one fake clock. */
+function cluster(options: { maxPerSecond?: number } = {}) {
+  const network = new MemoryNetwork();
+  const clock = { now: T0 };
+  const nodes = ["a@1", "b@1", "c@1"].map((name) => {
+    const feed = new OperatorFeed(
+      {
+        connections: () => 0,
+        stats: () => ({ rooms: 0, players: 0, spectators: 0, heldSeats: 0 }),
+        maintenance: () => false,
+      },
+      { instance: name },
+      T0,
+    );
+    const relay = new ClusterOperatorEvents(network.bus(name), name, (e) => feed.deliver(e), {
+      leaseMs: 15_000,
+      now: () => clock.now,
+      ...options,
+    });
+    feed.setRelay(relay);
+    const seen: FeedEvent[] = [];
+    return { name, feed, relay, seen, read: () => feed.subscribe((e) => seen.push(e)) };
+  });
+  return { network, clock, nodes };
+}
+
+function roomCreated(code: string) {
+  return { type: "room_created" as const, gameName: "orbit", roomCode: code } as never;
+}
+
+const rooms = (seen: FeedEvent[]) =>
+  seen.filter((e) => e.event === "room").map((e) => [e.data.room_code, e.data.instance]);
+
+Deno.test("Cluster operator events: nothing is published while no console watches", async () => {
+  const { nodes } = cluster();
+  await settle();
+  for (const node of nodes) node.feed.observe(roomCreated(`R-${node.name}`));
+  await settle();
+  deepEqual(nodes.map((n) => n.relay.counts.published), [0, 0, 0]);
+  ok(nodes.every((n) => !n.relay.wanted));
+});
+
+Deno.test("Cluster operator events: a reader on one node sees every node's room events and actions once, named by instance", async () => {
+  const { nodes } = cluster();
+  await settle();
+  const [a, b, c] = nodes as [typeof nodes[0], typeof nodes[0], typeof nodes[0]];
+  a.read();
+  await settle();
+  ok(b.relay.wanted && c.relay.wanted, "the watch notice reached the others");
+  equal(a.relay.wanted, false, "a node does not publish for its own readers");
+  a.feed.observe(roomCreated("AAAA"));
+  b.feed.observe(roomCreated("BBBB"));
+  c.feed.publish({ event: "action", data: { action: "close_room", target: "orbit/AAAA", at: 1 } });
+  await settle();
+  deepEqual(rooms(a.seen), [["AAAA", "a@1"], ["BBBB", "b@1"]]);
+  const action = a.seen.find((e) => e.event === "action");
+  deepEqual(action?.data, { action: "close_room", target: "orbit/AAAA", at: 1, instance: "c@1" });
+  // B and C have no readers: they hear nothing from the events channel.
+  deepEqual([b.relay.counts.received, c.relay.counts.received], [0, 0]);
+  equal(a.relay.counts.published, 0);
+});
+
+Deno.test("Cluster operator events: the lease is renewed while a reader stays and ends after it leaves", async () => {
+  const { nodes, clock } = cluster();
+  await settle();
+  const [a, b] = nodes as [typeof nodes[0], typeof nodes[0]];
+  const leave = a.read();
+  await settle();
+  // 40 s with the reader: renewed every 5 s, so B keeps publishing.
+  for (let s = 1; s <= 40; s++) {
+    clock.now = T0 + s * 1000;
+    for (const node of nodes) node.feed.tick(clock.now);
+    await settle();
+  }
+  ok(b.relay.wanted);
+  b.feed.observe(roomCreated("LATE"));
+  await settle();
+  deepEqual(rooms(a.seen).at(-1), ["LATE", "b@1"]);
+  leave();
+  // Within the lease B still publishes (nobody reads it), then stops.
+  clock.now += 14_000;
+  ok(b.relay.wanted);
+  clock.now += 2_000;
+  equal(b.relay.wanted, false);
+  const published = b.relay.counts.published;
+  b.feed.observe(roomCreated("GONE"));
+  await settle();
+  equal(b.relay.counts.published, published);
+});
+
+Deno.test("Cluster operator events: over the rate a node leaves events out and says how many", async () => {
+  const { nodes, clock } = cluster({ maxPerSecond: 20 });
+  await settle();
+  const [a, b] = nodes as [typeof nodes[0], typeof nodes[0]];
+  a.read();
+  await settle();
+  for (let i = 0; i < 30; i++) b.feed.observe(roomCreated(`R${i}`));
+  clock.now += 1000;
+  b.feed.tick(clock.now);
+  await settle();
+  equal(rooms(a.seen).length, 20);
+  deepEqual(a.seen.filter((e) => e.event === "skipped").map((e) => e.data), [
+    { count: 10, instance: "b@1" },
+  ]);
+  // A second later the bucket has refilled.
+  b.feed.observe(roomCreated("NEXT"));
+  await settle();
+  deepEqual(rooms(a.seen).at(-1), ["NEXT", "b@1"]);
+});
+
+Deno.test("Cluster operator events: malformed notices and events are ignored", async () => {
+  const { network, nodes } = cluster();
+  await settle();
+  const [a, b] = nodes as [typeof nodes[0], typeof nodes[0]];
+  for (const payload of ["", "[]", "null", '{"from":"x@1"}', '{"from":"x@1","lease_ms":-5}']) {
+    network.broadcast("watch", payload);
+  }
+  await settle();
+  equal(b.relay.wanted, false);
+  a.read();
+  await settle();
+  for (
+    const payload of [
+      "{",
+      '{"from":"x@1","event":{"event":"sample","data":{}}}',
+      '{"from":"x@1","event":{"event":"room","data":[]}}',
+      '{"from":"x@1","event":{"event":"room"}}',
+    ]
+  ) {
+    network.broadcast("events", payload);
+  }
+  network.broadcast(
+    "events",
+    '{"from":"x@1","event":{"event":"room","data":{"type":"room_created","game_name":"g","room_code":"OK","instance":"x@1"}}}',
+  );
+  await settle();
+  deepEqual(rooms(a.seen), [["OK", "x@1"]]);
+});
