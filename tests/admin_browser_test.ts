@@ -397,6 +397,14 @@ browserTest(
         ).catch(() => {});
       }
       ok((await instances()).size >= 2, await page.locator("#event-log").textContent() ?? "");
+      // The cluster line turns live: every instance's latest sample, summed each second.
+      await page.waitForFunction(
+        () =>
+          /^Cluster: 3 instances, \d+ connections, .* msg\/s delivered, .* rejections\/s\. The figures above/
+            .test(document.querySelector("#cluster-line")?.textContent ?? ""),
+        undefined,
+        { timeout: UI_TIMEOUT_MS },
+      );
     } finally {
       for (const player of players) await player.close();
       await context.close();

@@ -7,13 +7,14 @@
  * notice on `operator:watch` at once and every `leaseMs / 3` while they stay, and listens to
  * `operator:events`; a node that heard another node's notice within `leaseMs` publishes its own
  * events there, at most `maxPerSecond` a second (a token bucket), and says each second how many
- * it left out (a `skipped` event). Receivers drop their own events (their stream has them
- * already) and anything that is not a well-formed event. Publishes are fire and forget: the
+ * it left out (a `skipped` event), and its live sample every second: a watching node sums those
+ * into the `cluster` figures of its own samples. Receivers drop their own events (their stream
+ * has them already) and anything that is not a well-formed event. Publishes are fire and forget: the
  * console's log may miss events while Redis is away, never the engine.
  *
  * @module
  */
-import type { FeedEvent, FeedRelay } from "../metrics/operator_feed.ts";
+import type { ClusterSample, FeedEvent, FeedRelay, FeedSample } from "../metrics/operator_feed.ts";
 import type { ClusterBus, NodeId } from "./types.ts";
 
 /** Settings of {@linkcode ClusterOperatorEvents}. */
@@ -25,6 +26,9 @@ export interface OperatorEventsOptions {
   /** The clock, ms. @default Date.now */
   now?: () => number;
 }
+
+/** How old another node's latest sample may be and still count in the sums, ms. */
+const SAMPLE_AGE_MS = 3_000;
 
 /** A watch notice on `operator:watch`. */
 interface WatchNotice {
@@ -59,6 +63,8 @@ export class ClusterOperatorEvents implements FeedRelay {
   #listening: "no" | "pending" | "yes" = "no";
   #tokens: number;
   #refilledAt: number;
+  /** The latest sample of each other node, and when it arrived (ms). */
+  readonly #samples = new Map<NodeId, { sample: FeedSample; at: number }>();
   /** Events left out by the bucket since the last `skipped` event. */
   #skipped = 0;
   /** Events published and received, and left out (tests, status). */
@@ -117,8 +123,10 @@ export class ClusterOperatorEvents implements FeedRelay {
     }
   }
 
-  tick(now: number): void {
+  tick(now: number, sample: FeedSample): ClusterSample | undefined {
     if (this.#hearing === "no") this.#hear();
+    // Samples are exempt from the bucket: one a second.
+    if (this.wanted) this.#publish({ event: "sample", data: sample });
     if (this.#readers > 0) {
       if (this.#listening === "no") this.#listen();
       if (now - this.#noticeAt >= this.#leaseMs / 3) this.#notice(now);
@@ -129,6 +137,40 @@ export class ClusterOperatorEvents implements FeedRelay {
       }
       this.#skipped = 0;
     }
+    return this.#readers > 0 ? this.#sum(sample, now) : undefined;
+  }
+
+  /** `local` plus the latest sample of every other node heard within 3 s. */
+  #sum(local: FeedSample, now: number): ClusterSample {
+    const sum: ClusterSample = {
+      instances: 1,
+      connections: local.connections,
+      rooms: local.rooms,
+      players: local.players,
+      spectators: local.spectators,
+      held_seats: local.held_seats,
+      delivered_per_sec: local.delivered_per_sec,
+      relay_p99_ms: local.relay_p99_ms,
+      rejections_per_sec: local.rejections_per_sec,
+    };
+    for (const [node, { sample, at }] of this.#samples) {
+      if (now - at > SAMPLE_AGE_MS) {
+        this.#samples.delete(node);
+        continue;
+      }
+      sum.instances++;
+      sum.connections += sample.connections;
+      sum.rooms += sample.rooms;
+      sum.players += sample.players;
+      sum.spectators += sample.spectators;
+      sum.held_seats += sample.held_seats;
+      sum.delivered_per_sec = round(sum.delivered_per_sec + sample.delivered_per_sec);
+      sum.rejections_per_sec = round(sum.rejections_per_sec + sample.rejections_per_sec);
+      if (sample.relay_p99_ms !== null) {
+        sum.relay_p99_ms = Math.max(sum.relay_p99_ms ?? 0, sample.relay_p99_ms);
+      }
+    }
+    return sum;
   }
 
   #publish(event: FeedEvent): void {
@@ -186,12 +228,24 @@ export class ClusterOperatorEvents implements FeedRelay {
   #received(payload: string): void {
     if (this.#readers === 0) return;
     const relayed = parse(payload) as Partial<RelayedEvent> | undefined;
-    if (relayed === undefined || relayed.from === this.#node || !isFeedEvent(relayed.event)) {
+    if (
+      relayed === undefined || typeof relayed.from !== "string" || relayed.from === this.#node ||
+      !isFeedEvent(relayed.event)
+    ) {
       return;
     }
     this.counts.received++;
+    if (relayed.event.event === "sample") {
+      // Kept for the sums, not shown as this instance's figures.
+      this.#samples.set(relayed.from, { sample: relayed.event.data, at: this.#now() });
+      return;
+    }
     this.#deliver(relayed.event);
   }
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
 }
 
 function parse(payload: string): unknown {
@@ -203,10 +257,26 @@ function parse(payload: string): unknown {
   }
 }
 
-/** A `room`, `action` or `skipped` event with a data object (samples stay per instance). */
+/** Figures a relayed `sample` must carry as numbers (`relay_p99_ms` may be `null`). */
+const SAMPLE_FIGURES = [
+  "connections",
+  "rooms",
+  "players",
+  "spectators",
+  "held_seats",
+  "delivered_per_sec",
+  "rejections_per_sec",
+] as const;
+
+/** A `room`, `action`, `skipped` or well-formed `sample` event with a data object. */
 function isFeedEvent(value: unknown): value is FeedEvent {
   if (typeof value !== "object" || value === null) return false;
   const { event, data } = value as { event?: unknown; data?: unknown };
-  return (event === "room" || event === "action" || event === "skipped") &&
-    typeof data === "object" && data !== null && !Array.isArray(data);
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return false;
+  if (event === "sample") {
+    const figures = data as Record<string, unknown>;
+    return SAMPLE_FIGURES.every((key) => Number.isFinite(figures[key])) &&
+      (figures.relay_p99_ms === null || Number.isFinite(figures.relay_p99_ms));
+  }
+  return event === "room" || event === "action" || event === "skipped";
 }

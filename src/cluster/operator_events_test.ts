@@ -148,3 +148,67 @@ Deno.test("Cluster operator events: malformed notices and events are ignored", a
   await settle();
   deepEqual(rooms(a.seen), [["OK", "x@1"]]);
 });
+
+Deno.test("Cluster operator events: a watching node's samples carry the cluster's sums of every live instance's latest sample", async () => {
+  const network = new MemoryNetwork();
+  const clock = { now: T0 };
+  const figures = [
+    { connections: 10, rooms: 2, players: 5, spectators: 1, heldSeats: 0 },
+    { connections: 20, rooms: 3, players: 7, spectators: 0, heldSeats: 1 },
+    { connections: 30, rooms: 4, players: 9, spectators: 2, heldSeats: 0 },
+  ];
+  const nodes = ["a@1", "b@1", "c@1"].map((name, i) => {
+    const feed = new OperatorFeed(
+      {
+        connections: () => figures[i]!.connections,
+        stats: () => figures[i]!,
+        maintenance: () => false,
+      },
+      { instance: name },
+      T0,
+    );
+    const relay = new ClusterOperatorEvents(network.bus(name), name, (e) => feed.deliver(e), {
+      now: () => clock.now,
+    });
+    feed.setRelay(relay);
+    return { feed, relay };
+  });
+  await settle();
+  const samples: FeedEvent[] = [];
+  nodes[0]!.feed.subscribe((e) => e.event === "sample" && samples.push(e));
+  await settle();
+  // One second: every node samples; B's and C's reach A before A's next tick.
+  for (const second of [1, 2]) {
+    clock.now = T0 + second * 1000;
+    nodes[1]!.feed.observe({ type: "game_data", recipients: 4 });
+    for (const node of nodes) node.feed.tick(clock.now);
+    await settle();
+  }
+  const last = samples.at(-1);
+  ok(last?.event === "sample");
+  equal(last.data.connections, 10, "the tiles stay this instance's");
+  deepEqual(last.data.cluster, {
+    instances: 3,
+    connections: 60,
+    rooms: 9,
+    players: 21,
+    spectators: 3,
+    held_seats: 1,
+    delivered_per_sec: 4,
+    relay_p99_ms: null,
+    rejections_per_sec: 0,
+  });
+  // C goes quiet: 3 s later it no longer counts.
+  clock.now += 3_500;
+  nodes[0]!.feed.tick(clock.now);
+  nodes[1]!.feed.tick(clock.now);
+  await settle();
+  clock.now += 500;
+  nodes[0]!.feed.tick(clock.now);
+  const quiet = samples.at(-1);
+  ok(quiet?.event === "sample");
+  equal(quiet.data.cluster?.instances, 2);
+  equal(quiet.data.cluster?.connections, 30);
+  // Without readers, no sums.
+  equal(nodes[1]!.feed.tick(clock.now).cluster, undefined);
+});

@@ -30,6 +30,25 @@ export interface FeedSample {
    */
   rejections_per_sec: number;
   maintenance: boolean;
+  /**
+   * Cluster mode, while this instance's stream has readers: the same figures summed over every
+   * instance whose latest sample is at most 3 s old (this one included); `relay_p99_ms` is the
+   * largest instance's p99 (an upper bound, not a merged quantile).
+   */
+  cluster?: ClusterSample;
+}
+
+/** The cluster's figures in a {@linkcode FeedSample} (docs/spec/EXTENSIONS.md E12). */
+export interface ClusterSample {
+  instances: number;
+  connections: number;
+  rooms: number;
+  players: number;
+  spectators: number;
+  held_seats: number;
+  delivered_per_sec: number;
+  relay_p99_ms: number | null;
+  rejections_per_sec: number;
 }
 
 /**
@@ -62,8 +81,11 @@ export interface FeedRelay {
   forward(event: FeedEvent): void;
   /** The number of this feed's subscribers changed to `count`. */
   subscribers(count: number): void;
-  /** The feed's timer, every `liveIntervalMs`. */
-  tick(now: number): void;
+  /**
+   * The feed's timer, every `liveIntervalMs`, with this instance's new live sample; returns the
+   * cluster's figures for it when this instance has readers and knows them.
+   */
+  tick(now: number, sample: FeedSample): ClusterSample | undefined;
 }
 
 /** Live counts the feed reads at each sample. */
@@ -195,8 +217,10 @@ export class OperatorFeed {
       this.#next = (this.#next + 1) % this.#capacity;
       this.#slow.reset(now);
     }
-    if (this.#subscribers.size > 0) this.deliver({ event: "sample", data: live });
-    this.#relay?.tick(now);
+    const cluster = this.#relay?.tick(now, live);
+    if (this.#subscribers.size > 0) {
+      this.deliver({ event: "sample", data: cluster ? { ...live, cluster } : live });
+    }
     return live;
   }
 

@@ -51,6 +51,9 @@ let streamAbort = null;
 let refreshTimer = null;
 /** Cluster mode: the overview (with the cluster's sums) and the rooms are read every CLUSTER_MS. */
 let clusterTimer = null;
+/** Cluster mode: the answering instance's node name, and when a live `cluster` sum last came. */
+let clusterNode = null;
+let liveClusterAt = 0;
 const CLUSTER_MS = 10_000;
 const charts = {};
 
@@ -136,8 +139,8 @@ async function start() {
     setMaintenance(overview.maintenance);
     showCluster(overview);
     if (overview.cluster_totals && clusterTimer === null) {
-      // The event stream carries this instance's events only: rooms made or changed on the
-      // others show up at this refresh.
+      // Every instance's events reach the stream, but an instance may leave some out (rate
+      // cap) or start while this runs: the table and the sums are read again now and then.
       clusterTimer = setInterval(() => {
         api("overview").then(showCluster).catch(() => {});
         scheduleRefresh();
@@ -218,6 +221,10 @@ function handleEvent(block) {
     case "sample":
       showSample(payload);
       pushSample(payload);
+      if (payload.cluster && clusterNode !== null) {
+        liveClusterAt = Date.now();
+        clusterLine(payload.cluster);
+      }
       break;
     case "room":
       logLine(
@@ -266,10 +273,25 @@ function tile(name, text) {
 function showCluster(overview) {
   const totals = overview.cluster_totals;
   if (!totals) return;
+  clusterNode = overview.node;
+  // The live sums of the stream's samples are newer than the liveness keys' counts.
+  if (Date.now() - liveClusterAt > 3 * 1000) clusterLine(totals);
+}
+
+/**
+ * The cluster line: `totals` from the overview (counts) or from a sample's live `cluster` sums
+ * (counts and rates, every second while the stream runs).
+ */
+function clusterLine(totals) {
+  const rates = totals.delivered_per_sec === undefined
+    ? ""
+    : `${format.rate(totals.delivered_per_sec)} msg/s delivered, ` +
+      `${format.rate(totals.rejections_per_sec)} rejections/s. `;
   ui.clusterLine.textContent = `Cluster: ${format.int(totals.instances)} instances, ` +
     `${format.int(totals.connections)} connections, ${format.int(totals.rooms)} rooms, ` +
-    `${format.int(totals.players)} players, ${format.int(totals.spectators)} spectators. ` +
-    `The figures above are instance ${overview.node}'s; the event log is every instance's.`;
+    `${format.int(totals.players)} players, ${format.int(totals.spectators)} spectators` +
+    `${rates ? `; ${rates}` : ". "}` +
+    `The figures above are instance ${clusterNode}'s; the event log is every instance's.`;
   ui.clusterLine.hidden = false;
 }
 
