@@ -60,6 +60,14 @@ interface PendingBind {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/**
+ * Heartbeat periods an edge must have been silent for a takeover of one of its connections to
+ * report `replay_truncated` (docs/spec/SERVER.md §8.5.3): a live peer sends something at least
+ * every two periods (a heartbeat when it sent nothing else since the previous tick, §8.5.1), and
+ * it is suspect after three.
+ */
+const TAKEOVER_SILENCE = 2.5;
+
 /** A {@linkcode Router} for one node of a cluster. */
 export class ClusterRouter implements Router {
   readonly #options: ClusterRouterOptions;
@@ -131,14 +139,15 @@ export class ClusterRouter implements Router {
   /**
    * Home side, the takeover rule of docs/spec/SERVER.md §8.5.3: a remote connection replaced by a
    * takeover may have missed frames when its `last_sent` is past the highest `ack` from its edge
-   * and nothing has arrived from that edge for more than `heartbeat_ms`. False for a local or
-   * unknown connection.
+   * and nothing has arrived from that edge for more than 2.5 × `heartbeat_ms` — longer than a live
+   * peer is ever silent (just under two periods, §8.5.1), shorter than the silence that makes it
+   * suspect (three). False for a local or unknown connection.
    */
   takeoverTruncated(conn: ConnId): boolean {
     const edge = this.#home?.edgeOf?.(conn);
     if (edge === undefined || edge === this.#node) return false;
     return (this.#lastSent.get(conn) ?? 0) > this.streams.acked(edge) &&
-      this.streams.silence(edge) > this.#options.heartbeatMs;
+      this.streams.silence(edge) > TAKEOVER_SILENCE * this.#options.heartbeatMs;
   }
 
   /** Stops timers and fails what is pending. */
