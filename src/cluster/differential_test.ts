@@ -7,7 +7,8 @@
  * four settings (plain; a 5-ms envelope window; two apps with authentication required; tight
  * rate-limit buckets shared across nodes), each also on a single-instance server; run more of
  * them as a soak with `SIGNAL_FISH_DIFFERENTIAL_SEEDS=150 deno task test
- * src/cluster/differential_test.ts` (about 6 minutes: n more seeds in each setting).
+ * src/cluster/differential_test.ts` (about 6 minutes: n more seeds in each setting; add
+ * `SIGNAL_FISH_DIFFERENTIAL_FROM=k` to start at the k-th extra seed, for a soak beyond the last).
  */
 import { deepEqual, ok } from "node:assert/strict";
 import { randomScript, runScript, SCRIPT, type Step } from "./differential.ts";
@@ -135,7 +136,8 @@ async function forSeeds<T extends object>(
 /** Seeds of the random differential; `SIGNAL_FISH_DIFFERENTIAL_SEEDS=n` runs n more (a soak). */
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
 const extra = Number(Deno.env.get("SIGNAL_FISH_DIFFERENTIAL_SEEDS") ?? 0);
-for (let i = 0; i < extra; i++) SEEDS.push(1000 + i);
+const from = Number(Deno.env.get("SIGNAL_FISH_DIFFERENTIAL_FROM") ?? 0);
+for (let i = from; i < from + extra; i++) SEEDS.push(1000 + i);
 
 Deno.test("Differential: random scripts give every client the same messages on a single-instance server, one node and three (with and without an envelope window)", async () => {
   const seen = new Map<string, number>();
@@ -236,7 +238,7 @@ Deno.test("Differential: random scripts with authentication required and two app
     },
   };
   const seeds = [21, 22, 23, 24];
-  for (let i = 0; i < extra; i++) seeds.push(2000 + i);
+  for (let i = from; i < from + extra; i++) seeds.push(2000 + i);
   const outcomes = await forSeeds(seeds, async (seed) => {
     const script = randomScript(prng(seed), 6, 60, { apps: ["app-a", "app-b"] });
     const [single, three, alone] = await Promise.all([
@@ -280,7 +282,7 @@ Deno.test("Differential: random scripts with tight rate limits, clients sharing 
     ipOf: (client) => `10.0.1.${client % 2}`,
   };
   const seeds = [31, 32, 33, 34];
-  for (let i = 0; i < extra; i++) seeds.push(3000 + i);
+  for (let i = from; i < from + extra; i++) seeds.push(3000 + i);
   const outcomes = await forSeeds(seeds, async (seed) => {
     // The random steps, then a Reconnect from every client (three per address against a
     // reconnect bucket of one) for a room id no room ever had: members of a room are
