@@ -249,6 +249,19 @@ Deno.test({
       busB.publish("a@00000001", new Uint8Array([1]));
       await eventually(() => Promise.resolve(received.includes(1)), "an envelope before");
 
+      // The operator channels (docs/spec/EXTENSIONS.md E12) through the Sentinel client too:
+      // subscribed, heard, unsubscribed.
+      const heard: string[] = [];
+      await busA.listen("events", (payload) => heard.push(payload));
+      await busA.listen("watch", (payload) => heard.push(payload));
+      busB.broadcast("events", "one");
+      await eventually(() => Promise.resolve(heard.includes("one")), "an operator event");
+      await busA.listen("events", undefined);
+      busB.broadcast("events", "two");
+      busB.broadcast("watch", "three");
+      await eventually(() => Promise.resolve(heard.includes("three")), "a watch notice");
+      deepEqual(heard, ["one", "three"]);
+
       await set.failover();
       await eventually(
         async () => (await store.claim(record("AFTER1"), { maxRoomsPerGame: 10 })).status === "ok",
