@@ -39,10 +39,12 @@ Deno.test({
     ok(types(3).includes("SpectatorLeft") && types(5).at(-1) === "RoomJoined", types(5).join());
     for (let i = 0; i < single.length; i++) deepEqual(three[i], single[i], `client ${i}`);
     // One random script too (src/cluster/differential_test.ts runs more on the twins);
-    // `SIGNAL_FISH_DIFFERENTIAL_SEEDS=n` adds n more here (a soak on Redis, ~2 s a seed).
+    // `SIGNAL_FISH_DIFFERENTIAL_SEEDS=n` adds n more here (a soak on Redis, ~2 s a seed), from
+    // the `SIGNAL_FISH_DIFFERENTIAL_FROM`-th on.
     const seeds = [5];
     const extra = Number(Deno.env.get("SIGNAL_FISH_DIFFERENTIAL_SEEDS") ?? 0);
-    for (let i = 0; i < extra; i++) seeds.push(500 + i);
+    const from = Number(Deno.env.get("SIGNAL_FISH_DIFFERENTIAL_FROM") ?? 0);
+    for (let i = from; i < from + extra; i++) seeds.push(500 + i);
     for (const seed of seeds) {
       const script = randomScript(prng(seed), 6, seed === 5 ? 40 : 60);
       const [randomSingle, randomThree] = await Promise.all([run(1, script), run(3, script)]);
