@@ -123,8 +123,6 @@ export class MemoryNetwork {
 
   /** Listeners of the operator channels, by channel and node. */
   readonly #operator = new Map<OperatorChannel, Map<NodeId, (payload: string) => void>>();
-  /** When true, operator-channel publishes are dropped (Redis away for them). */
-  dropOperator = false;
 
   /** @internal Sets or removes (`undefined`) `node`'s listener of operator channel `kind`. */
   listen(kind: OperatorChannel, node: NodeId, listener: ((payload: string) => void) | undefined) {
@@ -136,7 +134,6 @@ export class MemoryNetwork {
 
   /** @internal Delivers `payload` to every listener of `kind`, each in a microtask. */
   broadcast(kind: OperatorChannel, payload: string): void {
-    if (this.dropOperator) return;
     for (const listener of this.#operator.get(kind)?.values() ?? []) {
       queueMicrotask(() => listener(payload));
     }

@@ -15,6 +15,7 @@
  * @module
  */
 import type { ClusterSample, FeedEvent, FeedRelay, FeedSample } from "../metrics/operator_feed.ts";
+import { TokenBucket } from "../engine/token_bucket.ts";
 import type { ClusterBus, NodeId } from "./types.ts";
 
 /** Settings of {@linkcode ClusterOperatorEvents}. */
@@ -47,7 +48,6 @@ export class ClusterOperatorEvents implements FeedRelay {
   readonly #bus: ClusterBus;
   readonly #node: NodeId;
   readonly #leaseMs: number;
-  readonly #rate: number;
   readonly #now: () => number;
   /** Receives other nodes' events (the feed's `deliver`). */
   readonly #deliver: (event: FeedEvent) => void;
@@ -61,8 +61,8 @@ export class ClusterOperatorEvents implements FeedRelay {
   #hearing: "no" | "pending" | "yes" = "no";
   /** Whether `operator:events` is subscribed (or being subscribed): while there are readers. */
   #listening: "no" | "pending" | "yes" = "no";
-  #tokens: number;
-  #refilledAt: number;
+  /** At most `maxPerSecond` events a second are published. */
+  readonly #bucket: TokenBucket;
   /** The latest sample of each other node, and when it arrived (ms). */
   readonly #samples = new Map<NodeId, { sample: FeedSample; at: number }>();
   /** Events left out by the bucket since the last `skipped` event. */
@@ -84,10 +84,8 @@ export class ClusterOperatorEvents implements FeedRelay {
     this.#node = node;
     this.#deliver = deliver;
     this.#leaseMs = options.leaseMs ?? 15_000;
-    this.#rate = options.maxPerSecond ?? 200;
     this.#now = options.now ?? Date.now;
-    this.#tokens = this.#rate;
-    this.#refilledAt = this.#now();
+    this.#bucket = new TokenBucket(options.maxPerSecond ?? 200, 1000);
     this.#hear();
   }
 
@@ -97,18 +95,11 @@ export class ClusterOperatorEvents implements FeedRelay {
 
   forward(event: FeedEvent): void {
     if (!this.wanted) return;
-    const now = this.#now();
-    this.#tokens = Math.min(
-      this.#rate,
-      this.#tokens + ((now - this.#refilledAt) / 1000) * this.#rate,
-    );
-    this.#refilledAt = now;
-    if (this.#tokens < 1) {
+    if (!this.#bucket.take(this.#now()).ok) {
       this.#skipped++;
       this.counts.skipped++;
       return;
     }
-    this.#tokens--;
     this.#publish(event);
   }
 
