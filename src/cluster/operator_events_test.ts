@@ -212,3 +212,51 @@ Deno.test("Cluster operator events: a watching node's samples carry the cluster'
   // Without readers, no sums.
   equal(nodes[1]!.feed.tick(clock.now).cluster, undefined);
 });
+
+Deno.test("Cluster operator events: subscriptions that fail (Redis not yet reachable) are made again at the next tick", async () => {
+  const network = new MemoryNetwork();
+  const clock = { now: T0 };
+  let refusals = 3;
+  const flaky = (name: string) => {
+    const bus = network.bus(name);
+    const listen = bus.listen.bind(bus);
+    bus.listen = (kind, listener) =>
+      refusals-- > 0 ? Promise.reject(new Error("Redis away")) : listen(kind, listener);
+    return bus;
+  };
+  const make = (name: string) => {
+    const feed = new OperatorFeed(
+      {
+        connections: () => 0,
+        stats: () => ({ rooms: 0, players: 0, spectators: 0, heldSeats: 0 }),
+        maintenance: () => false,
+      },
+      { instance: name },
+      T0,
+    );
+    const relay = new ClusterOperatorEvents(flaky(name), name, (e) => feed.deliver(e), {
+      now: () => clock.now,
+    });
+    feed.setRelay(relay);
+    return { feed, relay };
+  };
+  // A's watch subscription fails; B's events subscription (when its reader comes) fails too.
+  const a = make("a@1");
+  const b = make("b@1");
+  await settle();
+  const seen: FeedEvent[] = [];
+  b.feed.subscribe((e) => seen.push(e));
+  await settle();
+  equal(a.relay.wanted, false, "A did not hear B's notice: it was not subscribed");
+  // The next ticks subscribe again and B renews its notice within a third of the lease.
+  for (let second = 1; second <= 6; second++) {
+    clock.now = T0 + second * 1000;
+    a.feed.tick(clock.now);
+    b.feed.tick(clock.now);
+    await settle();
+  }
+  ok(a.relay.wanted, "A heard a later notice");
+  a.feed.observe(roomCreated("LATER"));
+  await settle();
+  deepEqual(rooms(seen), [["LATER", "a@1"]]);
+});
