@@ -275,8 +275,8 @@ Deno.test({
       }, "an envelope after the failover");
 
       // The sentinel refuses the wrong password; the system roots do not know the private CA.
-      await rejects(bounded(wrongPassword.connect(), 3_000, "connect"));
-      await rejects(bounded(untrusted.connect(), 3_000, "connect"));
+      await rejects(bounded(wrongPassword.connect(), 1_500, "connect"));
+      await rejects(bounded(untrusted.connect(), 1_500, "connect"));
       ok(wrongPassword.state !== "up" && untrusted.state !== "up");
     } finally {
       await busA.close();
