@@ -133,30 +133,16 @@ export class ClusterOperatorEvents implements FeedRelay {
 
   /** `local` plus the latest sample of every other node heard within 3 s. */
   #sum(local: FeedSample, now: number): ClusterSample {
-    const sum: ClusterSample = {
-      instances: 1,
-      connections: local.connections,
-      rooms: local.rooms,
-      players: local.players,
-      spectators: local.spectators,
-      held_seats: local.held_seats,
-      delivered_per_sec: local.delivered_per_sec,
-      relay_p99_ms: local.relay_p99_ms,
-      rejections_per_sec: local.rejections_per_sec,
-    };
+    const sum: ClusterSample = { instances: 1, relay_p99_ms: local.relay_p99_ms } as ClusterSample;
+    for (const key of SAMPLE_FIGURES) sum[key] = local[key];
     for (const [node, { sample, at }] of this.#samples) {
       if (now - at > SAMPLE_AGE_MS) {
         this.#samples.delete(node);
         continue;
       }
       sum.instances++;
-      sum.connections += sample.connections;
-      sum.rooms += sample.rooms;
-      sum.players += sample.players;
-      sum.spectators += sample.spectators;
-      sum.held_seats += sample.held_seats;
-      sum.delivered_per_sec = round(sum.delivered_per_sec + sample.delivered_per_sec);
-      sum.rejections_per_sec = round(sum.rejections_per_sec + sample.rejections_per_sec);
+      // Rates are rounded like a sample's (two decimals); counts stay whole.
+      for (const key of SAMPLE_FIGURES) sum[key] = round(sum[key] + sample[key]);
       if (sample.relay_p99_ms !== null) {
         sum.relay_p99_ms = Math.max(sum.relay_p99_ms ?? 0, sample.relay_p99_ms);
       }
@@ -248,7 +234,10 @@ function parse(payload: string): unknown {
   }
 }
 
-/** Figures a relayed `sample` must carry as numbers (`relay_p99_ms` may be `null`). */
+/**
+ * Figures a relayed `sample` must carry as numbers (`relay_p99_ms` may be `null`), and that the
+ * cluster's sums add up.
+ */
 const SAMPLE_FIGURES = [
   "connections",
   "rooms",

@@ -38,18 +38,13 @@ export interface FeedSample {
   cluster?: ClusterSample;
 }
 
-/** The cluster's figures in a {@linkcode FeedSample} (docs/spec/EXTENSIONS.md E12). */
-export interface ClusterSample {
+/**
+ * The cluster's figures in a {@linkcode FeedSample} (docs/spec/EXTENSIONS.md E12): a sample's
+ * counts and rates summed over `instances` instances.
+ */
+export type ClusterSample = Omit<FeedSample, "t" | "maintenance" | "cluster"> & {
   instances: number;
-  connections: number;
-  rooms: number;
-  players: number;
-  spectators: number;
-  held_seats: number;
-  delivered_per_sec: number;
-  relay_p99_ms: number | null;
-  rejections_per_sec: number;
-}
+};
 
 /**
  * What the stream's subscribers receive. In cluster mode `room` and `action` events come from
