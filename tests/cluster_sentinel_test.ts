@@ -20,6 +20,7 @@ import {
   IGNORE_WITHOUT_REDIS,
   makeCertificates,
   redisCommand,
+  type SentinelSet,
   startSentinelSet,
 } from "./redis_server.ts";
 import { health, startCluster } from "./cluster_helpers.ts";
@@ -57,6 +58,54 @@ async function eventually(check: () => Promise<boolean>, what: string, ms = 20_0
   }
 }
 
+/**
+ * The store and bus of two nodes on `linkA` and `linkB`: a claim and an envelope, then `before`,
+ * then a failover of `set`, after which a claim, a lookup of what was written before and an
+ * envelope must work without a restart. Closes the buses (and so the links).
+ */
+async function throughFailover(
+  set: SentinelSet,
+  linkA: RedisLink,
+  linkB: RedisLink,
+  before: (busA: RedisBus, busB: RedisBus) => Promise<void> = () => Promise.resolve(),
+): Promise<void> {
+  const busA = new RedisBus(linkA, "a@00000001", "sf:");
+  const busB = new RedisBus(linkB, "b@00000001", "sf:");
+  try {
+    await Promise.all([linkA.connect(), linkB.connect()]);
+    equal(linkA.state, "up");
+    const store = new RedisStore(linkA, SETTINGS);
+    const received: number[] = [];
+    await busA.start({ receive: (bytes) => void received.push(bytes[0]!), lost: () => {} });
+    await busB.start({ receive: () => {}, lost: () => {} });
+    deepEqual(await store.claim(record("BEFORE"), { maxRoomsPerGame: 10 }), { status: "ok" });
+    busB.publish("a@00000001", new Uint8Array([1]));
+    await eventually(() => Promise.resolve(received.includes(1)), "an envelope before");
+    await before(busA, busB);
+
+    await set.failover();
+    // Commands and the subscription follow the new primary, with no restart.
+    await eventually(
+      async () => (await store.claim(record("AFTER1"), { maxRoomsPerGame: 10 })).status === "ok",
+      "a claim on the new primary",
+    );
+    const role = String(
+      await linkA.command.sendCommand(["INFO", "replication"]),
+    ).match(/role:(\w+)/)?.[1];
+    equal(role, "master");
+    ok((await store.lookup("orbit", "BEFORE")) !== undefined, "written before, replicated");
+    await eventually(async () => {
+      busB.publish("a@00000001", new Uint8Array([2]));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return received.includes(2);
+    }, "an envelope after the failover");
+    equal(linkA.state, "up");
+  } finally {
+    await busA.close();
+    await busB.close();
+  }
+}
+
 Deno.test({
   name:
     "Redis Sentinel: store and bus reach the primary the sentinel names, and the new one after a failover",
@@ -71,42 +120,10 @@ Deno.test({
       onState: (state) => states.push(state),
     });
     const linkB = new RedisLink({ url: "redis://ignored.invalid:6379", sentinel });
-    const busA = new RedisBus(linkA, "a@00000001", "sf:");
-    const busB = new RedisBus(linkB, "b@00000001", "sf:");
-    try {
-      await Promise.all([linkA.connect(), linkB.connect()]);
-      equal(linkA.state, "up");
-      const store = new RedisStore(linkA, SETTINGS);
-      const received: number[] = [];
-      await busA.start({ receive: (bytes) => void received.push(bytes[0]!), lost: () => {} });
-      await busB.start({ receive: () => {}, lost: () => {} });
-      deepEqual(await store.claim(record("BEFORE"), { maxRoomsPerGame: 10 }), { status: "ok" });
-      busB.publish("a@00000001", new Uint8Array([1]));
-      await eventually(() => Promise.resolve(received.includes(1)), "an envelope before");
+    await throughFailover(set, linkA, linkB, async () => {
       equal(await set.primaryAddress(), `127.0.0.1:${set.primary.port}`);
-
-      await set.failover();
-      // Commands and the subscription follow the new primary, with no restart.
-      await eventually(
-        async () => (await store.claim(record("AFTER1"), { maxRoomsPerGame: 10 })).status === "ok",
-        "a claim on the new primary",
-      );
-      const role = String(
-        await linkA.command.sendCommand(["INFO", "replication"]),
-      ).match(/role:(\w+)/)?.[1];
-      equal(role, "master");
-      ok((await store.lookup("orbit", "BEFORE")) !== undefined, "written before, replicated");
-      await eventually(async () => {
-        busB.publish("a@00000001", new Uint8Array([2]));
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        return received.includes(2);
-      }, "an envelope after the failover");
-      equal(linkA.state, "up");
-      equal(states[0], "up");
-    } finally {
-      await busA.close();
-      await busB.close();
-    }
+    });
+    equal(states[0], "up");
   },
 });
 
@@ -236,51 +253,27 @@ Deno.test({
       sentinel: { nodes, master: set.master, password: SECRET, tls: true },
       onError: () => {},
     });
-    const busA = new RedisBus(link, "a@00000001", "sf:");
-    const busB = new RedisBus(peer, "b@00000001", "sf:");
     try {
-      await Promise.all([link.connect(), peer.connect()]);
-      equal(link.state, "up");
-      const store = new RedisStore(link, SETTINGS);
-      const received: number[] = [];
-      await busA.start({ receive: (bytes) => void received.push(bytes[0]!), lost: () => {} });
-      await busB.start({ receive: () => {}, lost: () => {} });
-      deepEqual(await store.claim(record("BEFORE"), { maxRoomsPerGame: 10 }), { status: "ok" });
-      busB.publish("a@00000001", new Uint8Array([1]));
-      await eventually(() => Promise.resolve(received.includes(1)), "an envelope before");
-
-      // The operator channels (docs/spec/EXTENSIONS.md E12) through the Sentinel client too:
-      // subscribed, heard, unsubscribed.
-      const heard: string[] = [];
-      await busA.listen("events", (payload) => heard.push(payload));
-      await busA.listen("watch", (payload) => heard.push(payload));
-      busB.broadcast("events", "one");
-      await eventually(() => Promise.resolve(heard.includes("one")), "an operator event");
-      await busA.listen("events", undefined);
-      busB.broadcast("events", "two");
-      busB.broadcast("watch", "three");
-      await eventually(() => Promise.resolve(heard.includes("three")), "a watch notice");
-      deepEqual(heard, ["one", "three"]);
-
-      await set.failover();
-      await eventually(
-        async () => (await store.claim(record("AFTER1"), { maxRoomsPerGame: 10 })).status === "ok",
-        "a claim on the new primary",
-      );
-      ok((await store.lookup("orbit", "BEFORE")) !== undefined, "written before, replicated");
-      await eventually(async () => {
-        busB.publish("a@00000001", new Uint8Array([2]));
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        return received.includes(2);
-      }, "an envelope after the failover");
+      await throughFailover(set, link, peer, async (busA, busB) => {
+        // The operator channels (docs/spec/EXTENSIONS.md E12) through the Sentinel client too:
+        // subscribed, heard, unsubscribed.
+        const heard: string[] = [];
+        await busA.listen("events", (payload) => heard.push(payload));
+        await busA.listen("watch", (payload) => heard.push(payload));
+        busB.broadcast("events", "one");
+        await eventually(() => Promise.resolve(heard.includes("one")), "an operator event");
+        await busA.listen("events", undefined);
+        busB.broadcast("events", "two");
+        busB.broadcast("watch", "three");
+        await eventually(() => Promise.resolve(heard.includes("three")), "a watch notice");
+        deepEqual(heard, ["one", "three"]);
+      });
 
       // The sentinel refuses the wrong password; the system roots do not know the private CA.
       await rejects(bounded(wrongPassword.connect(), 1_500, "connect"));
       await rejects(bounded(untrusted.connect(), 1_500, "connect"));
       ok(wrongPassword.state !== "up" && untrusted.state !== "up");
     } finally {
-      await busA.close();
-      await busB.close();
       await wrongPassword.close();
       await untrusted.close();
       await Deno.remove(dir, { recursive: true });
