@@ -57,90 +57,88 @@ const BUSES: { name: string; ignore?: boolean; setup: (c: Cleanups) => Promise<M
   },
 ];
 
-for (const { name, ignore, setup } of BUSES) {
-  Deno.test({
-    name:
-      `ClusterBus (${name}): FIFO per pair, bytes unchanged, unheard publishes lost (heartbeats not)`,
-    ignore,
-    fn: async () => {
-      const cleanups: Cleanups = [];
-      try {
-        const make = await setup(cleanups);
-        const a = await make("a@1", cleanups);
-        const b = await make("b@2", cleanups);
-        const atA = recorder();
-        const atB = recorder();
-        await a.start(atA.handlers);
-        await b.start(atB.handlers);
-        const sent: number[][] = [];
-        for (let i = 0; i < 200; i++) {
-          const bytes = new Uint8Array([i & 0xff, 0x00, 0xff, i >> 8]);
-          sent.push([...bytes]);
-          // A view into a larger buffer: only its own bytes travel.
-          const big = new Uint8Array(16);
-          big.set(bytes, 6);
-          a.publish("b@2", big.subarray(6, 10));
+/**
+ * One contract test per bus: `body` gets the buses of nodes `a@1` and `b@2`, not yet started;
+ * everything is closed afterwards.
+ */
+function busContract(title: string, body: (a: ClusterBus, b: ClusterBus) => Promise<void>): void {
+  for (const { name, ignore, setup } of BUSES) {
+    Deno.test({
+      name: `ClusterBus (${name}): ${title}`,
+      ignore,
+      fn: async () => {
+        const cleanups: Cleanups = [];
+        try {
+          const make = await setup(cleanups);
+          await body(await make("a@1", cleanups), await make("b@2", cleanups));
+        } finally {
+          for (const cleanup of cleanups.reverse()) await cleanup();
         }
-        await until(() => atB.received.length === 200, "200 envelopes");
-        deepEqual(atB.received, sent);
-        b.publish("a@1", new Uint8Array([7]));
-        await until(() => atA.received.length === 1, "the answer");
-        // A heartbeat nobody hears is not reported (it carries no seq, §8.5.1); the envelope
-        // published after it is.
-        a.publish("ghost@0", new Uint8Array([1]), true);
-        a.publish("nobody@0", new Uint8Array([1]));
-        await until(() => atA.lost.length === 1, "the lost report");
-        b.publish("a@1", new Uint8Array([8]));
-        await until(() => atA.received.length === 2, "a later envelope");
-        deepEqual(atA.lost, ["nobody@0"]);
-      } finally {
-        for (const cleanup of cleanups.reverse()) await cleanup();
-      }
-    },
-  });
+      },
+    });
+  }
 }
 
-for (const { name, ignore, setup } of BUSES) {
-  Deno.test({
-    name:
-      `ClusterBus (${name}): operator channels reach every listener, the sender too, until it stops listening; envelopes unaffected`,
-    ignore,
-    fn: async () => {
-      const cleanups: Cleanups = [];
-      try {
-        const make = await setup(cleanups);
-        const a = await make("a@1", cleanups);
-        const b = await make("b@2", cleanups);
-        const atB = recorder();
-        await a.start(recorder().handlers);
-        await b.start(atB.handlers);
-        const heard: Record<string, string[]> = { a: [], b: [], events: [] };
-        await a.listen("watch", (payload) => heard.a!.push(payload));
-        await b.listen("watch", (payload) => heard.b!.push(payload));
-        await b.listen("events", (payload) => heard.events!.push(payload));
-        a.broadcast("watch", "notice é 1");
-        a.broadcast("events", '{"n":1}');
-        await until(() => heard.a!.length === 1 && heard.b!.length === 1, "the notice");
-        await until(() => heard.events!.length === 1, "the event");
-        deepEqual([heard.a, heard.b, heard.events], [["notice é 1"], ["notice é 1"], ['{"n":1}']]);
-        // Listening again replaces the listener; `undefined` stops it.
-        const again: string[] = [];
-        await b.listen("events", (payload) => again.push(payload));
-        await b.listen("watch", undefined);
-        a.broadcast("events", '{"n":2}');
-        a.broadcast("watch", "notice 2");
-        await until(() => again.length === 1 && heard.a!.length === 2, "after the change");
-        deepEqual([heard.events, again, heard.b], [['{"n":1}'], ['{"n":2}'], ["notice é 1"]]);
-        // The node's own channel still carries envelopes.
-        a.publish("b@2", new Uint8Array([5]));
-        await until(() => atB.received.length === 1, "an envelope");
-        deepEqual(atB.received, [[5]]);
-      } finally {
-        for (const cleanup of cleanups.reverse()) await cleanup();
-      }
-    },
-  });
-}
+busContract(
+  "FIFO per pair, bytes unchanged, unheard publishes lost (heartbeats not)",
+  async (a, b) => {
+    const atA = recorder();
+    const atB = recorder();
+    await a.start(atA.handlers);
+    await b.start(atB.handlers);
+    const sent: number[][] = [];
+    for (let i = 0; i < 200; i++) {
+      const bytes = new Uint8Array([i & 0xff, 0x00, 0xff, i >> 8]);
+      sent.push([...bytes]);
+      // A view into a larger buffer: only its own bytes travel.
+      const big = new Uint8Array(16);
+      big.set(bytes, 6);
+      a.publish("b@2", big.subarray(6, 10));
+    }
+    await until(() => atB.received.length === 200, "200 envelopes");
+    deepEqual(atB.received, sent);
+    b.publish("a@1", new Uint8Array([7]));
+    await until(() => atA.received.length === 1, "the answer");
+    // A heartbeat nobody hears is not reported (it carries no seq, §8.5.1); the envelope
+    // published after it is.
+    a.publish("ghost@0", new Uint8Array([1]), true);
+    a.publish("nobody@0", new Uint8Array([1]));
+    await until(() => atA.lost.length === 1, "the lost report");
+    b.publish("a@1", new Uint8Array([8]));
+    await until(() => atA.received.length === 2, "a later envelope");
+    deepEqual(atA.lost, ["nobody@0"]);
+  },
+);
+
+busContract(
+  "operator channels reach every listener, the sender too, until it stops listening; envelopes unaffected",
+  async (a, b) => {
+    const atB = recorder();
+    await a.start(recorder().handlers);
+    await b.start(atB.handlers);
+    const heard: Record<string, string[]> = { a: [], b: [], events: [] };
+    await a.listen("watch", (payload) => heard.a!.push(payload));
+    await b.listen("watch", (payload) => heard.b!.push(payload));
+    await b.listen("events", (payload) => heard.events!.push(payload));
+    a.broadcast("watch", "notice é 1");
+    a.broadcast("events", '{"n":1}');
+    await until(() => heard.a!.length === 1 && heard.b!.length === 1, "the notice");
+    await until(() => heard.events!.length === 1, "the event");
+    deepEqual([heard.a, heard.b, heard.events], [["notice é 1"], ["notice é 1"], ['{"n":1}']]);
+    // Listening again replaces the listener; `undefined` stops it.
+    const again: string[] = [];
+    await b.listen("events", (payload) => again.push(payload));
+    await b.listen("watch", undefined);
+    a.broadcast("events", '{"n":2}');
+    a.broadcast("watch", "notice 2");
+    await until(() => again.length === 1 && heard.a!.length === 2, "after the change");
+    deepEqual([heard.events, again, heard.b], [['{"n":1}'], ['{"n":2}'], ["notice é 1"]]);
+    // The node's own channel still carries envelopes.
+    a.publish("b@2", new Uint8Array([5]));
+    await until(() => atB.received.length === 1, "an envelope");
+    deepEqual(atB.received, [[5]]);
+  },
+);
 
 Deno.test("MemoryNetwork: drop, duplicate, reorder, delay and fail per envelope", async () => {
   const network = new MemoryNetwork();
