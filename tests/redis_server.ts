@@ -125,13 +125,19 @@ export async function startRedis(
       "no",
     ]
     : ["--port", String(port)];
+  // Its own working directory: a replica writes the primary's snapshot there during a full
+  // sync even with saving off, and nothing may land in the caller's directory.
+  const dir = Deno.makeTempDirSync({ prefix: "signal-fish-redis-" });
   let child: Deno.ChildProcess | undefined;
   const spawn = async () => {
+    Deno.mkdirSync(dir, { recursive: true }); // again after a stop, which removes it
     child = new Deno.Command(REDIS_SERVER, {
       args: [
         ...portArgs,
         "--bind",
         "127.0.0.1",
+        "--dir",
+        dir,
         "--save",
         "",
         "--appendonly",
@@ -167,17 +173,21 @@ export async function startRedis(
     } catch { /* already gone */ }
     await running.status;
   };
+  const stopAndClean = async () => {
+    await stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
   await spawn();
   return {
     url: `${tls ? "rediss" : "redis"}://127.0.0.1:${port}`,
     port,
     pid: () => child?.pid ?? -1,
-    stop,
+    stop: stopAndClean,
     restart: async () => {
       await stop();
       await spawn();
     },
-    [Symbol.asyncDispose]: stop,
+    [Symbol.asyncDispose]: stopAndClean,
   };
 }
 
