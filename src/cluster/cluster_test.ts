@@ -914,90 +914,88 @@ Deno.test("Cluster (twins): replay truncation is decided per connection — a fr
   }
 });
 
-Deno.test("Cluster (twins): a takeover of a remote connection reports replay_truncated when frames sent to it are unacknowledged and its edge is silent (docs/spec/SERVER.md §8.5.3)", async () => {
-  // The nodes' clock moves only when the test says; heartbeats tick every 50 ms of real time.
+/**
+ * Three twin nodes on a clock that moves only when the test says (heartbeats tick every 50 ms
+ * of real time; a takeover's probe waits one period of real time), Alice on A homing room
+ * `TAKE01`, and helpers for the takeover tests of docs/spec/SERVER.md §8.5.3.
+ */
+async function takeoverCluster() {
   let clock = Date.now();
   const cluster = await testCluster({ heartbeatMs: 50, now: () => clock });
-  try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
-    const alice = a.connect();
-    join(alice, "Alice", "TAKE01");
-    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
-    const takeOver = async (client: TestClient) => {
-      const joined = client.last("RoomJoined")!.data!;
-      const again = c.connect();
-      again.say(reconnectFor(joined));
+  const [a, b, c] = cluster.nodes as [
+    typeof cluster.nodes[0],
+    typeof cluster.nodes[0],
+    typeof cluster.nodes[0],
+  ];
+  const streams = a.cluster.router.streams;
+  const alice = a.connect();
+  join(alice, "Alice", "TAKE01", 8);
+  await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+  return {
+    cluster,
+    a,
+    b,
+    c,
+    alice,
+    streams,
+    /** A player on B, joined, its joining acknowledged to A. */
+    seatedOnB: async (name: string) => {
+      const client = b.connect();
+      join(client, name, "TAKE01");
+      await until(() => !!client.last("RoomJoined"), `${name} joined`);
+      clock += 60; // a heartbeat period passes: B's heartbeat carries its ack
+      await until(() => streams.acked(b.name) >= streams.lastSent(b.name), "B's ack");
+      return client;
+    },
+    /** `client`'s seat taken over through `node`; its Reconnected's replay_truncated. */
+    takeOver: async (client: TestClient, node: typeof a) => {
+      const again = node.connect();
+      again.say(reconnectFor(client.last("RoomJoined")!.data!));
       await until(() => !!again.last("Reconnected"), "Reconnected");
       return again.last("Reconnected")!.data!.replay_truncated;
-    };
-    const streams = a.cluster.router.streams;
+    },
+  };
+}
 
-    // B has acknowledged everything A sent it: a takeover misses nothing.
-    const bob = b.connect();
-    join(bob, "Bob", "TAKE01");
-    await until(() => !!bob.last("RoomJoined"), "Bob joined");
-    clock += 60; // a heartbeat period passes: B's heartbeat carries its ack
-    await until(() => streams.acked(b.name) >= streams.lastSent(b.name), "B's ack");
-    equal(await takeOver(bob), false);
-    await until(() => bob.closed === 4001, "Bob replaced");
-
-    // Carol on B; then A and B lose each other, a frame for Carol is lost, B stays silent for
-    // 2.8 heartbeat periods (longer than a live peer, not yet suspect: that takes three): the
-    // takeover may have missed it.
-    const carol = b.connect();
-    join(carol, "Carol", "TAKE01");
-    await until(() => !!carol.last("RoomJoined"), "Carol joined");
-    clock += 60;
-    await until(() => streams.acked(b.name) >= streams.lastSent(b.name), "B's ack");
-    cluster.network.fault = (from, to) =>
-      (from === a.name && to === b.name) || (from === b.name && to === a.name) ? "drop" : "deliver";
-    alice.say({ type: "GameData", data: { data: "lost", to_player: carol.id } });
-    await settle();
-    clock += 140;
-    equal(await takeOver(carol), true);
-  } finally {
-    await cluster.close();
-  }
-});
-
-Deno.test("Cluster (twins): a takeover of a connection on a live edge that has been quiet for under two heartbeat periods reports nothing missed, as one process (docs/spec/SERVER.md §8.5.3)", async () => {
-  let clock = Date.now();
-  const cluster = await testCluster({ heartbeatMs: 50, now: () => clock });
+Deno.test("Cluster (twins): a takeover of a connection on a live edge reports nothing missed, as one process, acknowledged or not (docs/spec/SERVER.md §8.5.3)", async () => {
+  const { cluster, b, c, alice, streams, seatedOnB, takeOver } = await takeoverCluster();
   try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
-    const alice = a.connect();
-    join(alice, "Alice", "TAKE02");
-    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
-    const dave = b.connect();
-    join(dave, "Dave", "TAKE02");
-    await until(() => !!dave.last("RoomJoined"), "Dave joined");
-    const streams = a.cluster.router.streams;
-    clock += 60;
-    await until(() => streams.acked(b.name) >= streams.lastSent(b.name), "B's ack");
-    // A frame reaches Dave; B's acknowledgement of it has not reached A yet (held back here),
-    // and B has been quiet for 1.6 periods, as a live peer may be between its heartbeats.
-    cluster.network.fault = (from, to) => from === b.name && to === a.name ? "drop" : "deliver";
+    // Everything acknowledged: nothing to ask.
+    const bob = await seatedOnB("Bob");
+    equal(await takeOver(bob, c), false);
+    await until(() => bob.closed === 4001, "Bob replaced");
+    // A frame reaches Dave; B's acknowledgement of it is held back, then B's traffic flows again
+    // but B sends nothing unasked (the clock stands still): the home asks B, which answers.
+    const dave = await seatedOnB("Dave");
+    cluster.network.fault = (from, to) => from === b.name && to !== b.name ? "drop" : "deliver";
     alice.say({ type: "GameData", data: { data: "delivered", to_player: dave.id } });
     await until(() => dave.last("GameData")?.data?.data === "delivered", "Dave's frame");
     ok(streams.acked(b.name) < streams.lastSent(b.name), "unacknowledged at A");
-    clock += 80;
-    const again = c.connect();
-    again.say(reconnectFor(dave.last("RoomJoined")!.data!));
-    await until(() => !!again.last("Reconnected"), "Reconnected");
-    equal(again.last("Reconnected")!.data!.replay_truncated, false);
+    cluster.network.fault = undefined;
+    equal(await takeOver(dave, c), false);
   } finally {
     cluster.network.fault = undefined;
     await cluster.close();
   }
 });
+
+for (const through of ["a third node", "the home"]) {
+  Deno.test(`Cluster (twins): a takeover through ${through} right after the edge of the replaced connection was cut off, a frame to it lost, reports replay_truncated (docs/spec/SERVER.md §8.5.3)`, async () => {
+    const { cluster, a, b, c, alice, seatedOnB, takeOver } = await takeoverCluster();
+    try {
+      const carol = await seatedOnB("Carol");
+      cluster.network.fault = (from, to) => from === b.name || to === b.name ? "drop" : "deliver";
+      alice.say({ type: "GameData", data: { data: "lost", to_player: carol.id } });
+      await settle();
+      // At once: B has been silent for less than one heartbeat period; it does not answer the
+      // home's probe.
+      equal(await takeOver(carol, through === "the home" ? a : c), true);
+    } finally {
+      cluster.network.fault = undefined;
+      await cluster.close();
+    }
+  });
+}
 
 Deno.test("Cluster (twins): a join-only JoinRoom (E9) for an unknown code claims nothing; without a code it creates nothing", async () => {
   const cluster = await testCluster();

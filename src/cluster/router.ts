@@ -61,12 +61,17 @@ interface PendingBind {
 }
 
 /**
- * Heartbeat periods an edge must have been silent for a takeover of one of its connections to
- * report `replay_truncated` (docs/spec/SERVER.md §8.5.3): a live peer sends something at least
- * every two periods (a heartbeat when it sent nothing else since the previous tick, §8.5.1), and
- * it is suspect after three.
+ * The `CONTROL` body of a takeover's probe (docs/spec/SERVER.md §8.5.3): an operator inspect of no
+ * room, which every release of this server answers at once (`not_found`), so its `REPLY` shows
+ * the peer alive and, by its `ack`, what the peer had received.
  */
-const TAKEOVER_SILENCE = 2.5;
+const PROBE = JSON.stringify({ kind: "inspect", gameName: "", roomCode: "" });
+
+/** A takeover's replaced connection and whether frames sent to it may be missing (§8.5.3). */
+interface TakeoverVerdict {
+  conn: ConnId;
+  truncated: boolean;
+}
 
 /** A {@linkcode Router} for one node of a cluster. */
 export class ClusterRouter implements Router {
@@ -105,6 +110,16 @@ export class ClusterRouter implements Router {
    * binding ends.
    */
   readonly #delivered = new Map<ConnId, number>();
+  /**
+   * Home side: `BIND`s of `Reconnect`s waiting for a probe of the edge whose connection they take
+   * over (§8.5.3), by connection, with the edge that sent them. Dropped by that connection's
+   * `CLOSED` or a resync with its edge (which answers the request itself).
+   */
+  readonly #parked = new Map<ConnId, NodeId>();
+  /** Set while a takeover's bind runs: what {@linkcode ClusterRouter.takeoverTruncated} answers. */
+  #verdict: TakeoverVerdict | undefined;
+  /** Set by {@linkcode ClusterRouter.stop}: parked requests are not carried out after it. */
+  #stopped = false;
   /** Counters of docs/spec/SERVER.md §6.3 (#71, #73–#75). */
   readonly counts = { resyncCloses: 0, bindTimeouts: 0, bindsExpired: 0, bindsUndone: 0 };
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -137,21 +152,123 @@ export class ClusterRouter implements Router {
   }
 
   /**
-   * Home side, the takeover rule of docs/spec/SERVER.md §8.5.3: a remote connection replaced by a
-   * takeover may have missed frames when its `last_sent` is past the highest `ack` from its edge
-   * and nothing has arrived from that edge for more than 2.5 × `heartbeat_ms` — longer than a live
-   * peer is ever silent (just under two periods, §8.5.1), shorter than the silence that makes it
-   * suspect (three). False for a local or unknown connection.
+   * Home side, the takeover rule of docs/spec/SERVER.md §8.5.3, asked by the engine while a
+   * `Reconnect` replaces `conn`: whether frames sent to it may not have reached it. Decided
+   * before the bind ran (see `#takeoverVerdict`); false for a local or unknown connection.
    */
   takeoverTruncated(conn: ConnId): boolean {
-    const edge = this.#home?.edgeOf?.(conn);
-    if (edge === undefined || edge === this.#node) return false;
-    return (this.#lastSent.get(conn) ?? 0) > this.streams.acked(edge) &&
-      this.streams.silence(edge) > TAKEOVER_SILENCE * this.#options.heartbeatMs;
+    const verdict = this.#verdict;
+    return verdict !== undefined && verdict.conn === conn && verdict.truncated;
+  }
+
+  /**
+   * The remote connection a `Reconnect` from edge `from` would take over here, if any: a
+   * `Reconnect` whose player's seat is played by a remote session of another node.
+   */
+  #takeoverOf(message: ClientMessage, from: NodeId): { conn: ConnId; edge: NodeId } | undefined {
+    if (message.type !== "Reconnect") return undefined;
+    const home = this.#home;
+    const conn = home?.seatConnection?.(message.data.player_id);
+    if (conn === undefined) return undefined;
+    const edge = home!.edgeOf?.(conn);
+    return edge === undefined || edge === this.#node ? undefined : { conn, edge };
+  }
+
+  /**
+   * Whether frames were sent to `takeover.conn` past the last `ack` of its edge: until that edge
+   * is heard from, their arrival is unknown.
+   */
+  #unacknowledged(takeover: { conn: ConnId; edge: NodeId }): boolean {
+    return (this.#lastSent.get(takeover.conn) ?? 0) > this.streams.acked(takeover.edge);
+  }
+
+  /**
+   * The verdict for the takeover a `Reconnect` from `from` makes now (§8.5.3): nothing missing
+   * when its edge acknowledged every frame sent to the replaced connection, is the request's own
+   * edge (alive: it just sent the request), or answered the probe sent for this request
+   * (`answered`, the probed edge); otherwise the frames past its `ack` may be missing.
+   */
+  #takeoverVerdict(
+    message: ClientMessage,
+    from: NodeId,
+    answered?: NodeId,
+  ): TakeoverVerdict | undefined {
+    const takeover = this.#takeoverOf(message, from);
+    if (takeover === undefined) return undefined;
+    const alive = takeover.edge === from || takeover.edge === answered;
+    return { conn: takeover.conn, truncated: !alive && this.#unacknowledged(takeover) };
+  }
+
+  /** Whether a `Reconnect` from `from` must probe the edge of the connection it takes over first. */
+  #needsProbe(message: ClientMessage, from: NodeId): NodeId | undefined {
+    const takeover = this.#takeoverOf(message, from);
+    if (takeover === undefined || takeover.edge === from) return undefined;
+    return this.#unacknowledged(takeover) ? takeover.edge : undefined;
+  }
+
+  /**
+   * Sends `edge` a probe and settles `true` when its `REPLY` arrives (the edge is alive and its
+   * `ack` is current), `false` after `ms` ms or a resync with it (docs/spec/SERVER.md §8.5.3).
+   */
+  #probe(edge: NodeId, ms: number): Promise<boolean> {
+    const requestId = this.#nextRequest++;
+    const { promise, resolve } = Promise.withResolvers<boolean>();
+    const timer = setTimeout(() => {
+      this.#commands.delete(requestId);
+      resolve(false);
+    }, Math.max(0, ms));
+    this.#commands.set(requestId, {
+      home: edge,
+      timer,
+      resolve: (reply) => resolve(reply.ok || reply.reason !== "unreachable"),
+    });
+    this.streams.send(edge, { kind: Kind.CONTROL, requestId, json: PROBE });
+    return promise;
+  }
+
+  takeover(message: ClientMessage, handle: () => void): Promise<void> | undefined {
+    const node = this.#node;
+    const probed = this.#needsProbe(message, node);
+    if (probed === undefined) {
+      this.#judged(this.#takeoverVerdict(message, node), handle);
+      return undefined;
+    }
+    const wait = Math.min(this.#options.heartbeatMs, this.#options.forwardTimeoutMs);
+    return this.#probe(probed, wait).then((answered) => {
+      if (this.#stopped) return;
+      this.#judged(this.#takeoverVerdict(message, node, answered ? probed : undefined), handle);
+      this.flush();
+    });
+  }
+
+  /** Runs `handle` with `verdict` for the engine's takeover rule. */
+  #judged(verdict: TakeoverVerdict | undefined, handle: () => void): void {
+    this.#verdict = verdict;
+    try {
+      handle();
+    } finally {
+      this.#verdict = undefined;
+    }
+  }
+
+  /** Runs the home's bind with `verdict` for the engine's takeover rule. */
+  #bindHome(
+    conn: ConnId,
+    message: ClientMessage,
+    now: number,
+    verdict: TakeoverVerdict | undefined,
+    remote?: RemoteMeta,
+  ): BindOutcome {
+    const home = this.#home;
+    if (home === undefined) return { status: "miss" };
+    let outcome: BindOutcome = { status: "miss" };
+    this.#judged(verdict, () => outcome = home.bind(conn, message, now, remote));
+    return outcome;
   }
 
   /** Stops timers and fails what is pending. */
   stop(): void {
+    this.#stopped = true;
     // What this turn produced still goes out (a drain's last RoomLeft, for example).
     this.streams.flush();
     clearInterval(this.#heartbeat);
@@ -206,7 +323,27 @@ export class ClusterRouter implements Router {
     now: number,
     request?: { frame: string; meta: Omit<RemoteMeta, "edge"> },
   ): BindOutcome | Promise<BindOutcome> {
-    if (home === this.#node) return this.#home?.bind(conn, message, now) ?? { status: "miss" };
+    if (home === this.#node) {
+      const node = this.#node;
+      const probed = this.#needsProbe(message, node);
+      if (probed === undefined) {
+        return this.#bindHome(conn, message, now, this.#takeoverVerdict(message, node));
+      }
+      // A takeover of a connection whose edge has not acknowledged frames sent to it: that edge
+      // is asked first (docs/spec/SERVER.md §8.5.3); the request stays pending meanwhile.
+      const wait = Math.min(this.#options.heartbeatMs, this.#options.forwardTimeoutMs);
+      return this.#probe(probed, wait).then((answered) => {
+        // Closed meanwhile: the edge forgot the connection, and so did this home.
+        if (this.#stopped || this.#edge?.homeOf?.(conn) === undefined) {
+          return { status: "unbound" } as const;
+        }
+        const later = this.#now();
+        const verdict = this.#takeoverVerdict(message, node, answered ? probed : undefined);
+        const outcome = this.#bindHome(conn, message, later, verdict);
+        this.flush();
+        return outcome;
+      });
+    }
     if (request === undefined) throw new TypeError("A remote bind needs the request frame");
     this.#abandoned.delete(conn);
     const { promise, resolve } = Promise.withResolvers<BindOutcome>();
@@ -431,6 +568,10 @@ export class ClusterRouter implements Router {
         break;
       }
       case Kind.CLOSED:
+        // The edge gave up on a request parked for a probe: it is not carried out.
+        if (this.#parked.get(envelope.conn) === envelope.source) {
+          this.#parked.delete(envelope.conn);
+        }
         if (this.#home?.edgeOf?.(envelope.conn) === envelope.source) {
           // Per connection: a frame sent to it in an OUT the edge had not handed it (§8.5.3).
           const truncated = (this.#lastSent.get(envelope.conn) ?? 0) > envelope.delivered;
@@ -469,7 +610,15 @@ export class ClusterRouter implements Router {
     }
   }
 
-  #onBind(envelope: Extract<Envelope, { kind: typeof Kind.BIND }>, now: number): void {
+  /**
+   * A `BIND` from an edge. `probed`: set when it comes back from waiting for a probe (§8.5.3) —
+   * the edge that answered, or `null` when none did.
+   */
+  #onBind(
+    envelope: Extract<Envelope, { kind: typeof Kind.BIND }>,
+    now: number,
+    probed?: NodeId | null,
+  ): void {
     const edge = envelope.source;
     // Past its deadline (by this clock): the edge has answered already (docs/spec/SERVER.md §8.4.4).
     if (now > envelope.deadline) {
@@ -483,8 +632,32 @@ export class ClusterRouter implements Router {
       this.flush();
       return;
     }
-    const outcome = this.#home?.bind(envelope.conn, message, now, { edge, ...envelope.meta }) ??
-      { status: "miss" as const };
+    if (probed === undefined) {
+      const probe = this.#needsProbe(message, edge);
+      if (probe !== undefined) {
+        // A takeover of a connection whose edge has not acknowledged frames sent to it: that
+        // edge is asked first (docs/spec/SERVER.md §8.5.3), within the request's deadline.
+        this.#parked.set(envelope.conn, edge);
+        void this.#probe(probe, Math.min(this.#options.heartbeatMs, envelope.deadline - now))
+          .then((answered) => {
+            if (this.#parked.get(envelope.conn) !== edge || this.#stopped) return;
+            this.#parked.delete(envelope.conn);
+            this.#holding = true;
+            try {
+              this.#onBind(envelope, this.#now(), answered ? probe : null);
+            } finally {
+              this.#holding = false;
+              this.flush();
+            }
+          });
+        return;
+      }
+    }
+    const verdict = this.#takeoverVerdict(message, edge, probed ?? undefined);
+    const outcome = this.#bindHome(envelope.conn, message, now, verdict, {
+      edge,
+      ...envelope.meta,
+    });
     switch (outcome.status) {
       case "bound":
         this.direct(edge, { kind: "bound", conn: envelope.conn, role: outcome.role }, now);
@@ -638,7 +811,9 @@ export class ClusterRouter implements Router {
         delivered: this.#takeDelivered(conn),
       });
     }
-    // Operator commands waiting for the peer fail at once.
+    // Requests of the peer parked for a probe: the peer answers them itself (step 1 there).
+    for (const [conn, source] of this.#parked) if (source === peer) this.#parked.delete(conn);
+    // Operator commands and probes waiting for the peer fail at once.
     for (const [id, command] of this.#commands) {
       if (command.home !== peer) continue;
       clearTimeout(command.timer);

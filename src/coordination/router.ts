@@ -148,6 +148,11 @@ export interface HomeEndpoint {
   dropEdge?(edge: NodeId, now: number, truncated?: (conn: ConnId) => boolean): ConnId[];
   /** Whether this home holds a remote session of `edge`. Cluster only. */
   servesEdge?(edge: NodeId): boolean;
+  /**
+   * The connection playing `playerId`'s seat here, which a `Reconnect` would take over, or
+   * `undefined` (seat held, or no such player). Cluster only.
+   */
+  seatConnection?(playerId: string): ConnId | undefined;
 }
 
 /**
@@ -160,6 +165,14 @@ export interface Router {
   attach(node: NodeId, endpoints: { edge: EdgeEndpoint; home: HomeEndpoint }): void;
   /** Forgets node `node` (shutdown). */
   detach(node: NodeId): void;
+  /**
+   * Runs `handle` — this node's own handling of `message`, a request of one of its connections
+   * for a room homed here — once a takeover it may make can be judged (docs/spec/SERVER.md
+   * §8.5.3): at once (`undefined`), or after the edge of the connection it would replace has
+   * answered a probe or not (a Promise settled after `handle` ran). Cluster only; without it,
+   * `handle` runs at once.
+   */
+  takeover?(message: ClientMessage, handle: () => void): Promise<void> | undefined;
   /**
    * Sends a bind request to `home`. The answer is the connection's new binding: at once in
    * memory, with a Promise across nodes (the edge then holds the connection's later frames,

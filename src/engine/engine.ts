@@ -167,6 +167,16 @@ export class Engine {
   }
 
   /**
+   * The connection playing `playerId`'s seat now, which a `Reconnect` with its token would replace
+   * (a takeover, docs/spec/PROTOCOL.md §7.11.5 step 1); `undefined` when the seat is held or no
+   * such player is seated.
+   */
+  seatConnection(playerId: string): ConnId | undefined {
+    const session = this.#reconnection.sessionOf(playerId);
+    return session?.playing ? session.id : undefined;
+  }
+
+  /**
    * Seats nothing yet: registers connection `id`, authenticated on edge node of a cluster, as a
    * remote session with `remote`'s IP, app, format, presence opt-in and adopted player id
    * (docs/spec/SERVER.md §8.2, §8.4.4 `BIND`; docs/spec/PROTOCOL.md §1.2).

@@ -239,6 +239,7 @@ export class Edge {
         edgeOf: (conn) => this.#remote.get(conn),
         dropEdge: (edge, now, truncated) => this.#dropEdge(edge, now, truncated),
         servesEdge: (edge) => this.#servesEdge(edge),
+        seatConnection: (playerId) => this.#engine.seatConnection(playerId),
       },
     });
   }
@@ -476,15 +477,25 @@ export class Edge {
         switch (resolution.kind) {
           case "reply":
             return answer(resolution);
-          case "local":
-            resolution.prepare?.();
-            try {
-              this.#receiveHere(id, message, Date.now());
-            } finally {
-              resolution.after?.();
-            }
-            this.#switchedHere(id, conn);
+          case "local": {
+            const handle = () => {
+              if (this.#conns.get(id) !== conn) {
+                resolution.after?.();
+                return;
+              }
+              resolution.prepare?.();
+              try {
+                this.#receiveHere(id, message, Date.now());
+              } finally {
+                resolution.after?.();
+              }
+              this.#switchedHere(id, conn);
+            };
+            // A takeover of a seat on another edge may wait for that edge (§8.5.3).
+            const router = this.#router;
+            await (router.takeover ? router.takeover(message, handle) : handle());
             return;
+          }
           case "remote": {
             const outcome = await toHome(resolution.home);
             if (
