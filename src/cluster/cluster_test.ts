@@ -997,6 +997,55 @@ for (const through of ["a third node", "the home"]) {
   });
 }
 
+Deno.test("Cluster (twins): a takeover request waiting for its probe is dropped when its connection closes meanwhile: the seat stays where it was (docs/spec/SERVER.md §8.5.3)", async () => {
+  const { cluster, a, b, c, alice, seatedOnB } = await takeoverCluster();
+  try {
+    const carol = await seatedOnB("Carol");
+    cluster.network.fault = (from, to) => from === b.name || to === b.name ? "drop" : "deliver";
+    alice.say({ type: "GameData", data: { data: "lost", to_player: carol.id } });
+    await settle();
+    const again = c.connect();
+    again.say(reconnectFor(carol.last("RoomJoined")!.data!));
+    await settle(); // the BIND reached the home, which asked B and waits (one period, 50 ms)
+    c.edge.disconnect(again.id, Date.now());
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    await settle();
+    equal(a.engine.seatConnection(carol.id), carol.id, "not taken over");
+    equal(again.last("Reconnected"), undefined);
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a connection that closes while its JoinRoom's answer is on its way leaves its seat held at the home, as after any unexpected disconnect (docs/spec/SERVER.md §8.4.2)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, , c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "GONE01");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    // The home's answers to C are held back while Bob's request is carried out.
+    cluster.network.fault = (from, to) =>
+      from === a.name && to === c.name ? { delayMs: 150 } : "deliver";
+    const bob = c.connect();
+    join(bob, "Bob", "GONE01");
+    await until(() => a.engine.seatConnection(bob.id) === bob.id, "Bob seated at the home");
+    c.edge.disconnect(bob.id, Date.now());
+    cluster.network.fault = undefined;
+    await until(() => a.engine.seatConnection(bob.id) === undefined, "Bob's seat no longer live");
+    equal(a.engine.lookup("orbit", "GONE01")?.players, 2, "held, not removed");
+    equal(bob.last("RoomJoined"), undefined, "the answer never reached the closed connection");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a join-only JoinRoom (E9) for an unknown code claims nothing; without a code it creates nothing", async () => {
   const cluster = await testCluster();
   try {

@@ -112,10 +112,10 @@ export class ClusterRouter implements Router {
   readonly #delivered = new Map<ConnId, number>();
   /**
    * Home side: `BIND`s of `Reconnect`s waiting for a probe of the edge whose connection they take
-   * over (§8.5.3), by connection, with the edge that sent them. Dropped by that connection's
-   * `CLOSED` or a resync with its edge (which answers the request itself).
+   * over (§8.5.3), by connection. Dropped by that connection's `CLOSED` or a resync with the edge
+   * that sent it (which answers the request itself).
    */
-  readonly #parked = new Map<ConnId, NodeId>();
+  readonly #parked = new Map<ConnId, Extract<Envelope, { kind: typeof Kind.BIND }>>();
   /** Set while a takeover's bind runs: what {@linkcode ClusterRouter.takeoverTruncated} answers. */
   #verdict: TakeoverVerdict | undefined;
   /** Set by {@linkcode ClusterRouter.stop}: parked requests are not carried out after it. */
@@ -162,10 +162,10 @@ export class ClusterRouter implements Router {
   }
 
   /**
-   * The remote connection a `Reconnect` from edge `from` would take over here, if any: a
-   * `Reconnect` whose player's seat is played by a remote session of another node.
+   * The remote connection a `Reconnect` would take over here, if any: one whose player's seat is
+   * played by a remote session of another node.
    */
-  #takeoverOf(message: ClientMessage, from: NodeId): { conn: ConnId; edge: NodeId } | undefined {
+  #takeoverOf(message: ClientMessage): { conn: ConnId; edge: NodeId } | undefined {
     if (message.type !== "Reconnect") return undefined;
     const home = this.#home;
     const conn = home?.seatConnection?.(message.data.player_id);
@@ -193,7 +193,7 @@ export class ClusterRouter implements Router {
     from: NodeId,
     answered?: NodeId,
   ): TakeoverVerdict | undefined {
-    const takeover = this.#takeoverOf(message, from);
+    const takeover = this.#takeoverOf(message);
     if (takeover === undefined) return undefined;
     const alive = takeover.edge === from || takeover.edge === answered;
     return { conn: takeover.conn, truncated: !alive && this.#unacknowledged(takeover) };
@@ -201,7 +201,7 @@ export class ClusterRouter implements Router {
 
   /** Whether a `Reconnect` from `from` must probe the edge of the connection it takes over first. */
   #needsProbe(message: ClientMessage, from: NodeId): NodeId | undefined {
-    const takeover = this.#takeoverOf(message, from);
+    const takeover = this.#takeoverOf(message);
     if (takeover === undefined || takeover.edge === from) return undefined;
     return this.#unacknowledged(takeover) ? takeover.edge : undefined;
   }
@@ -324,25 +324,9 @@ export class ClusterRouter implements Router {
     request?: { frame: string; meta: Omit<RemoteMeta, "edge"> },
   ): BindOutcome | Promise<BindOutcome> {
     if (home === this.#node) {
-      const node = this.#node;
-      const probed = this.#needsProbe(message, node);
-      if (probed === undefined) {
-        return this.#bindHome(conn, message, now, this.#takeoverVerdict(message, node));
-      }
-      // A takeover of a connection whose edge has not acknowledged frames sent to it: that edge
-      // is asked first (docs/spec/SERVER.md §8.5.3); the request stays pending meanwhile.
-      const wait = Math.min(this.#options.heartbeatMs, this.#options.forwardTimeoutMs);
-      return this.#probe(probed, wait).then((answered) => {
-        // Closed meanwhile: the edge forgot the connection, and so did this home.
-        if (this.#stopped || this.#edge?.homeOf?.(conn) === undefined) {
-          return { status: "unbound" } as const;
-        }
-        const later = this.#now();
-        const verdict = this.#takeoverVerdict(message, node, answered ? probed : undefined);
-        const outcome = this.#bindHome(conn, message, later, verdict);
-        this.flush();
-        return outcome;
-      });
+      // Without a probe (the edge resolves its own requests through `takeover`): a takeover
+      // here judges unacknowledged frames missing (§8.5.3).
+      return this.#bindHome(conn, message, now, this.#takeoverVerdict(message, home));
     }
     if (request === undefined) throw new TypeError("A remote bind needs the request frame");
     this.#abandoned.delete(conn);
@@ -410,6 +394,21 @@ export class ClusterRouter implements Router {
       cause,
       delivered: this.#takeDelivered(conn),
     });
+  }
+
+  closedPending(conn: ConnId, _now: number): void {
+    const pending = this.#pending.get(conn);
+    if (pending === undefined) return;
+    clearTimeout(pending.timer);
+    this.#pending.delete(conn);
+    // After the BIND on the same stream: the home binds, then closes (or drops a parked BIND).
+    this.streams.send(pending.home, {
+      kind: Kind.CLOSED,
+      conn,
+      cause: "closed",
+      delivered: this.#takeDelivered(conn),
+    });
+    pending.resolve({ status: "unbound" });
   }
 
   /** The connection's `delivered` for its `CLOSED` (0 = nothing handed), forgotten. */
@@ -569,7 +568,7 @@ export class ClusterRouter implements Router {
       }
       case Kind.CLOSED:
         // The edge gave up on a request parked for a probe: it is not carried out.
-        if (this.#parked.get(envelope.conn) === envelope.source) {
+        if (this.#parked.get(envelope.conn)?.source === envelope.source) {
           this.#parked.delete(envelope.conn);
         }
         if (this.#home?.edgeOf?.(envelope.conn) === envelope.source) {
@@ -637,10 +636,10 @@ export class ClusterRouter implements Router {
       if (probe !== undefined) {
         // A takeover of a connection whose edge has not acknowledged frames sent to it: that
         // edge is asked first (docs/spec/SERVER.md §8.5.3), within the request's deadline.
-        this.#parked.set(envelope.conn, edge);
+        this.#parked.set(envelope.conn, envelope);
         void this.#probe(probe, Math.min(this.#options.heartbeatMs, envelope.deadline - now))
           .then((answered) => {
-            if (this.#parked.get(envelope.conn) !== edge || this.#stopped) return;
+            if (this.#parked.get(envelope.conn) !== envelope || this.#stopped) return;
             this.#parked.delete(envelope.conn);
             this.#holding = true;
             try {
@@ -812,7 +811,9 @@ export class ClusterRouter implements Router {
       });
     }
     // Requests of the peer parked for a probe: the peer answers them itself (step 1 there).
-    for (const [conn, source] of this.#parked) if (source === peer) this.#parked.delete(conn);
+    for (const [conn, parked] of this.#parked) {
+      if (parked.source === peer) this.#parked.delete(conn);
+    }
     // Operator commands and probes waiting for the peer fail at once.
     for (const [id, command] of this.#commands) {
       if (command.home !== peer) continue;

@@ -205,6 +205,14 @@ export interface Router {
    */
   closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number): void;
   /**
+   * Connection `conn` of this node's edge is gone while a bind request of it is in flight to
+   * another home (after {@linkcode Router.closed} for its current home, if remote): the request
+   * resolves `unbound` and that home is told `CLOSED{closed}` after it, so whatever the request
+   * did there ends as if the connection had closed once bound (docs/spec/SERVER.md §8.4.2).
+   * Cluster only.
+   */
+  closedPending?(conn: ConnId, now: number): void;
+  /**
    * Hands one serialised frame to the listed connections of edge `edge`, in order. Returns the
    * recipients that did not take it when the edge is this node (so the home can hold their seats
    * at once); across nodes returns `undefined`, and failures come back as `closed` with the

@@ -675,6 +675,8 @@ export class Edge {
     conn.queue = undefined;
     if (conn.barrier !== undefined) clearTimeout(conn.barrier);
     if (conn.home !== this.#node) this.#router.closed(conn.home, id, "closed", now);
+    // A request still in flight to another home: that home hears of the close after it.
+    this.#router.closedPending?.(id, now);
     this.#apply(this.#engine.disconnect(id, now, loss), now);
     this.#onEvent?.({
       type: "disconnected",
