@@ -1,0 +1,185 @@
+/**
+ * Consistency under overlapping requests (issue 15 items 2 and 4, docs/spec/SERVER.md §8.4.2,
+ * §8.5.3, §8.6): seeded random clients on three twin nodes join, leave, send game data, drop
+ * their connections, come back through any node and take over seats with `Reconnect` — without
+ * waiting for answers, so requests cross answers, closes and takeovers in flight. Once the
+ * cluster is quiet, every home's live seats must be exactly what the live clients were told:
+ * a client seated by its last `RoomJoined`/`Reconnected` (and no `RoomLeft` or close since) holds
+ * a live seat under that player id at the room's home, on that very connection, and no live seat
+ * belongs to a connection that is gone or believes itself roomless (a ghost).
+ *
+ * The differential test compares with one process step by step, each step answered before the
+ * next; this one is about what only overlap produces. Seeds: `SIGNAL_FISH_CONSISTENCY_SEEDS=n`
+ * runs n more.
+ */
+import { deepEqual } from "node:assert/strict";
+import { prng } from "../engine/testing.ts";
+import { settle, type TestClient, testCluster, type TestNode } from "./testing.ts";
+
+/** A seat as a client learnt it, or as a home holds it. */
+interface Seat {
+  roomCode: string;
+  playerId: string;
+  conn: string;
+}
+
+/** The seat `client` believes it plays, from its messages; undefined when none or closed. */
+function seatOf(client: TestClient): Seat | undefined {
+  if (client.closed !== undefined) return undefined;
+  let seat: Seat | undefined;
+  for (const message of client.messages) {
+    const data = message.data as { room_code?: string; player_id?: string } | undefined;
+    if (message.type === "RoomJoined" || message.type === "Reconnected") {
+      seat = { roomCode: data!.room_code!, playerId: data!.player_id!, conn: client.id };
+    } else if (message.type === "RoomLeft") {
+      seat = undefined;
+    }
+  }
+  return seat;
+}
+
+/** Every live (not held) seat of the rooms homed on `node`, with the connection playing it. */
+function liveSeats(node: TestNode): Seat[] {
+  const seats: Seat[] = [];
+  for (const room of node.engine.list("orbit", 1_000)) {
+    const detail = node.engine.roomDetail("orbit", room.room_code, Date.now());
+    for (const member of detail?.members ?? []) {
+      if (member.held) continue;
+      seats.push({
+        roomCode: room.room_code,
+        playerId: member.player_id,
+        conn: node.engine.seatConnection(member.player_id) ?? "(none)",
+      });
+    }
+  }
+  return seats;
+}
+
+/** A node's counts of what crosses to other nodes, and what its peers' seats say they should be. */
+interface Crossings {
+  node: string;
+  remoteSessions: number;
+  boundRemote: number;
+  seatsOfOtherEdges: number;
+  seatsHomedElsewhere: number;
+}
+
+const order = (a: Seat, b: Seat) =>
+  `${a.roomCode}/${a.playerId}/${a.conn}`.localeCompare(`${b.roomCode}/${b.playerId}/${b.conn}`);
+
+/** One seeded run; resolves with the clients' seats and the homes' live seats, sorted. */
+async function runSeed(
+  seed: number,
+): Promise<{ told: Seat[]; held: Seat[]; crossings: Crossings[] }> {
+  const random = prng(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const cluster = await testCluster({
+    heartbeatMs: 50,
+    engine: { enableReconnection: true },
+  });
+  try {
+    const nodes = cluster.nodes;
+    let ip = 0;
+    const connect = () => pick(nodes).connect(`10.1.${Math.floor(ip / 250)}.${ip++ % 250}`);
+    const clients: TestClient[] = Array.from({ length: 8 }, connect);
+    /** The latest seat credentials any client was given (for Reconnect, by anyone). */
+    const tokens: { player_id: string; room_id: string; auth_token: string }[] = [];
+    const remember = (client: TestClient) => {
+      const data = client.messages.findLast((m) =>
+        m.type === "RoomJoined" || m.type === "Reconnected"
+      )?.data as { player_id: string; room_id: string; reconnection_token: string } | undefined;
+      if (data) {
+        tokens.push({
+          player_id: data.player_id,
+          room_id: data.room_id,
+          auth_token: data.reconnection_token,
+        });
+      }
+    };
+    /** Drops client `k`'s connection `client` (if still its own) for a new one through any node. */
+    const drop = (k: number, client: TestClient) => {
+      if (clients[k] !== client) return;
+      if (client.closed === undefined) {
+        client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
+      }
+      clients[k] = connect();
+    };
+    for (let step = 0; step < 250; step++) {
+      const k = Math.floor(random() * clients.length);
+      const client = clients[k]!;
+      remember(client);
+      const roll = random();
+      if (client.closed !== undefined || roll < 0.04) {
+        // Dropped (or closed by the server): a new connection through any node.
+        drop(k, client);
+      } else if (roll < 0.62) {
+        if (roll < 0.4) {
+          client.say({
+            type: "JoinRoom",
+            data: {
+              game_name: "orbit",
+              player_name: `P${k}`,
+              room_code: pick(["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD"]),
+              max_players: 8,
+            },
+          });
+        } else if (roll < 0.5) {
+          client.say({ type: "LeaveRoom" });
+        } else if (tokens.length > 0) {
+          // Its own seat back, or anyone's: a resume, or a takeover of a live seat.
+          client.say({ type: "Reconnect", data: pick(tokens) });
+        }
+        // Now and then the connection drops while the request is under way.
+        if (random() < 0.2) void settle(Math.floor(random() * 6)).then(() => drop(k, client));
+      } else {
+        client.say({ type: "GameData", data: { data: { step } } });
+      }
+      // Answers may or may not have arrived before the next request.
+      await settle(Math.floor(random() * 3));
+    }
+    // Quiet: every request answered, every close told (a probe waits one 50-ms period).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await settle(20);
+    const told = clients.map(seatOf).filter((seat) => seat !== undefined).sort(order);
+    const held = nodes.flatMap(liveSeats).sort(order);
+    // Per node: remote sessions it homes, and its connections bound to rooms homed elsewhere,
+    // against the live seats (a leaked remote session or binding would differ).
+    const nodeOf = new Map(clients.map((client) => [client.id, client.node]));
+    const crossings = nodes.map((node) => {
+      const homed = liveSeats(node);
+      return {
+        node: node.name,
+        remoteSessions: node.edge.remoteSessions(),
+        boundRemote: node.edge.boundRemote(),
+        seatsOfOtherEdges: homed.filter((seat) => nodeOf.get(seat.conn) !== node).length,
+        seatsHomedElsewhere: nodes.filter((home) => home !== node)
+          .flatMap(liveSeats).filter((seat) => nodeOf.get(seat.conn) === node).length,
+      };
+    });
+    return { told, held, crossings };
+  } finally {
+    await cluster.close();
+  }
+}
+
+const SEEDS = [1, 2, 3, 4, 5, 6];
+const extra = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_SEEDS") ?? 0);
+for (let i = 0; i < extra; i++) SEEDS.push(100 + i);
+
+Deno.test("Cluster consistency (twins): with requests crossing answers, closes and takeovers, every home's live seats are exactly those its clients were told of (docs/spec/SERVER.md §8.4.2, §8.6)", async () => {
+  let seated = 0;
+  for (const seed of SEEDS) {
+    const { told, held, crossings } = await runSeed(seed);
+    deepEqual(held, told, `seed ${seed}`);
+    for (const counts of crossings) {
+      deepEqual(
+        { remoteSessions: counts.remoteSessions, boundRemote: counts.boundRemote },
+        { remoteSessions: counts.seatsOfOtherEdges, boundRemote: counts.seatsHomedElsewhere },
+        `seed ${seed}, node ${counts.node}`,
+      );
+    }
+    seated += told.length;
+  }
+  // The runs ended with players in rooms (the comparison is not between two empty lists).
+  if (seated === 0) throw new Error("no seeded run ended with a seated client");
+});
