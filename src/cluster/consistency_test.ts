@@ -5,8 +5,9 @@
  * waiting for answers, so requests cross answers, closes and takeovers in flight. Once the
  * cluster is quiet, every home's live seats must be exactly what the live clients were told:
  * a client seated by its last `RoomJoined`/`Reconnected` (and no `RoomLeft` or close since) holds
- * a live seat under that player id at the room's home, on that very connection, and no live seat
- * belongs to a connection that is gone or believes itself roomless (a ghost).
+ * a live seat under that player id at the room's home, on that very connection (a spectator by
+ * its `SpectatorJoined` and no `SpectatorLeft`, likewise), and no live seat or spectator belongs
+ * to a connection that is gone or believes itself elsewhere (a ghost).
  *
  * The differential test compares with one process step by step, each step answered before the
  * next; this one is about what only overlap produces. Seeds: `SIGNAL_FISH_CONSISTENCY_SEEDS=n`
@@ -16,40 +17,55 @@ import { deepEqual } from "node:assert/strict";
 import { prng } from "../engine/testing.ts";
 import { settle, type TestClient, testCluster, type TestNode } from "./testing.ts";
 
-/** A seat as a client learnt it, or as a home holds it. */
+/** A player's seat or a spectator's place as a client learnt it, or as a home holds it. */
 interface Seat {
   roomCode: string;
-  playerId: string;
+  role: "player" | "spectator";
+  /** The player or spectator id. */
+  id: string;
   conn: string;
 }
 
-/** The seat `client` believes it plays, from its messages; undefined when none or closed. */
+/** Where `client` believes it is, from its messages; undefined when nowhere or closed. */
 function seatOf(client: TestClient): Seat | undefined {
   if (client.closed !== undefined) return undefined;
   let seat: Seat | undefined;
   for (const message of client.messages) {
-    const data = message.data as { room_code?: string; player_id?: string } | undefined;
+    const data = message.data as
+      | { room_code?: string; player_id?: string; spectator_id?: string }
+      | undefined;
     if (message.type === "RoomJoined" || message.type === "Reconnected") {
-      seat = { roomCode: data!.room_code!, playerId: data!.player_id!, conn: client.id };
-    } else if (message.type === "RoomLeft") {
+      seat = { roomCode: data!.room_code!, role: "player", id: data!.player_id!, conn: client.id };
+    } else if (message.type === "SpectatorJoined") {
+      seat = {
+        roomCode: data!.room_code!,
+        role: "spectator",
+        id: data!.spectator_id!,
+        conn: client.id,
+      };
+    } else if (message.type === "RoomLeft" || message.type === "SpectatorLeft") {
       seat = undefined;
     }
   }
   return seat;
 }
 
-/** Every live (not held) seat of the rooms homed on `node`, with the connection playing it. */
+/** Every live (not held) seat and spectator of the rooms homed on `node`, with its connection. */
 function liveSeats(node: TestNode): Seat[] {
   const seats: Seat[] = [];
   for (const room of node.engine.list("orbit", 1_000)) {
-    const detail = node.engine.roomDetail("orbit", room.room_code, Date.now());
+    const roomCode = room.room_code;
+    const detail = node.engine.roomDetail("orbit", roomCode, Date.now());
     for (const member of detail?.members ?? []) {
       if (member.held) continue;
-      seats.push({
-        roomCode: room.room_code,
-        playerId: member.player_id,
-        conn: node.engine.seatConnection(member.player_id) ?? "(none)",
-      });
+      const id = member.player_id;
+      const conn = node.engine.seatConnection(id) ?? "(none)";
+      seats.push({ roomCode, role: "player", id, conn });
+    }
+    for (const spectator of detail?.spectator_list ?? []) {
+      const id = spectator.id;
+      const conn = node.engine.spectatorConnection(id) ?? "(none)";
+      seats.push({ roomCode, role: "spectator", id, conn });
     }
   }
   return seats;
@@ -65,7 +81,7 @@ interface Crossings {
 }
 
 const order = (a: Seat, b: Seat) =>
-  `${a.roomCode}/${a.playerId}/${a.conn}`.localeCompare(`${b.roomCode}/${b.playerId}/${b.conn}`);
+  `${a.roomCode}/${a.id}/${a.conn}`.localeCompare(`${b.roomCode}/${b.id}/${b.conn}`);
 
 /** One seeded run; resolves with the clients' seats and the homes' live seats, sorted. */
 async function runSeed(
@@ -123,8 +139,21 @@ async function runSeed(
               max_players: 8,
             },
           });
-        } else if (roll < 0.5) {
+        } else if (roll < 0.45) {
           client.say({ type: "LeaveRoom" });
+        } else if (roll < 0.5) {
+          client.say(
+            random() < 0.6
+              ? {
+                type: "JoinAsSpectator",
+                data: {
+                  game_name: "orbit",
+                  room_code: pick(["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD"]),
+                  spectator_name: `S${k}`,
+                },
+              }
+              : { type: "LeaveSpectator" },
+          );
         } else if (tokens.length > 0) {
           // Its own seat back, or anyone's: a resume, or a takeover of a live seat.
           client.say({ type: "Reconnect", data: pick(tokens) });
@@ -166,7 +195,7 @@ const SEEDS = [1, 2, 3, 4, 5, 6];
 const extra = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_SEEDS") ?? 0);
 for (let i = 0; i < extra; i++) SEEDS.push(100 + i);
 
-Deno.test("Cluster consistency (twins): with requests crossing answers, closes and takeovers, every home's live seats are exactly those its clients were told of (docs/spec/SERVER.md §8.4.2, §8.6)", async () => {
+Deno.test("Cluster consistency (twins): with requests crossing answers, closes and takeovers, every home's live seats and spectators are exactly those its clients were told of (docs/spec/SERVER.md §8.4.2, §8.6)", async () => {
   let seated = 0;
   for (const seed of SEEDS) {
     const { told, held, crossings } = await runSeed(seed);

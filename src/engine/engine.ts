@@ -176,6 +176,12 @@ export class Engine {
     return session?.playing ? session.id : undefined;
   }
 
+  /** The connection watching a room as spectator `spectatorId`, if any. */
+  spectatorConnection(spectatorId: string): ConnId | undefined {
+    const session = this.#reconnection.sessionOf(spectatorId);
+    return session?.watching ? session.id : undefined;
+  }
+
   /**
    * Seats nothing yet: registers connection `id`, authenticated on edge node of a cluster, as a
    * remote session with `remote`'s IP, app, format, presence opt-in and adopted player id
