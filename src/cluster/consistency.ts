@@ -1,0 +1,219 @@
+/**
+ * The consistency property of issue 15 items 2 and 4 (docs/spec/SERVER.md §8.4.2, §8.5.3, §8.6):
+ * seeded random clients on three nodes join, leave, watch, send game data, drop their
+ * connections, come back through any node and take over seats with `Reconnect` — without waiting
+ * for answers, so requests cross answers, closes and takeovers in flight. Once the cluster is
+ * quiet, every home's live seats must be exactly what the live clients were told: a client seated
+ * by its last `RoomJoined`/`Reconnected` (and no `RoomLeft` or close since) holds a live seat under
+ * that player id at the room's home, on that very connection (a spectator by its
+ * `SpectatorJoined` and no `SpectatorLeft`, likewise), and no live seat or spectator belongs to a
+ * connection that is gone or believes itself elsewhere (a ghost). The differential compares with
+ * one process step by step, each step answered before the next; this is about what only overlap
+ * produces. Run on the twins by `consistency_test.ts`, on Redis by
+ * `tests/cluster_consistency_test.ts`.
+ *
+ * @module
+ */
+import { deepEqual } from "node:assert/strict";
+import { prng } from "../engine/testing.ts";
+import { settle, type TestClient, type TestNode } from "./testing.ts";
+
+/** A player's seat or a spectator's place as a client learnt it, or as a home holds it. */
+export interface Seat {
+  roomCode: string;
+  role: "player" | "spectator";
+  /** The player or spectator id. */
+  id: string;
+  conn: string;
+}
+
+/** Where `client` believes it is, from its messages; undefined when nowhere or closed. */
+export function seatOf(client: TestClient): Seat | undefined {
+  if (client.closed !== undefined) return undefined;
+  let seat: Seat | undefined;
+  for (const message of client.messages) {
+    const data = message.data as
+      | { room_code?: string; player_id?: string; spectator_id?: string }
+      | undefined;
+    if (message.type === "RoomJoined" || message.type === "Reconnected") {
+      seat = { roomCode: data!.room_code!, role: "player", id: data!.player_id!, conn: client.id };
+    } else if (message.type === "SpectatorJoined") {
+      seat = {
+        roomCode: data!.room_code!,
+        role: "spectator",
+        id: data!.spectator_id!,
+        conn: client.id,
+      };
+    } else if (message.type === "RoomLeft" || message.type === "SpectatorLeft") {
+      seat = undefined;
+    }
+  }
+  return seat;
+}
+
+/** Every live (not held) seat and spectator of the rooms homed on `node`, with its connection. */
+export function liveSeats(node: TestNode): Seat[] {
+  const seats: Seat[] = [];
+  for (const room of node.engine.list("orbit", 1_000)) {
+    const roomCode = room.room_code;
+    const detail = node.engine.roomDetail("orbit", roomCode, Date.now());
+    for (const member of detail?.members ?? []) {
+      if (member.held) continue;
+      const id = member.player_id;
+      const conn = node.engine.seatConnection(id) ?? "(none)";
+      seats.push({ roomCode, role: "player", id, conn });
+    }
+    for (const spectator of detail?.spectator_list ?? []) {
+      const id = spectator.id;
+      const conn = node.engine.spectatorConnection(id) ?? "(none)";
+      seats.push({ roomCode, role: "spectator", id, conn });
+    }
+  }
+  return seats;
+}
+
+/** A node's counts of what crosses to other nodes, and what its peers' seats say they should be. */
+export interface Crossings {
+  node: string;
+  remoteSessions: number;
+  boundRemote: number;
+  seatsOfOtherEdges: number;
+  seatsHomedElsewhere: number;
+}
+
+const order = (a: Seat, b: Seat) =>
+  `${a.roomCode}/${a.id}/${a.conn}`.localeCompare(`${b.roomCode}/${b.id}/${b.conn}`);
+
+/** What one run found: the clients' seats, the homes' live seats (sorted) and the crossings. */
+export interface ConsistencyOutcome {
+  told: Seat[];
+  held: Seat[];
+  crossings: Crossings[];
+}
+
+/**
+ * One seeded run on the started `cluster` (three nodes; reconnection enabled; a heartbeat period
+ * of at most 100 ms), closed at the end: 8 clients, 250 steps, then `quietMs` without steps.
+ * @default quietMs 300
+ */
+export async function runConsistency(
+  cluster: { nodes: TestNode[]; close(): Promise<void> },
+  seed: number,
+  quietMs = 300,
+): Promise<ConsistencyOutcome> {
+  const random = prng(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  try {
+    const nodes = cluster.nodes;
+    let ip = 0;
+    const connect = () => pick(nodes).connect(`10.1.${Math.floor(ip / 250)}.${ip++ % 250}`);
+    const clients: TestClient[] = Array.from({ length: 8 }, connect);
+    /** The latest seat credentials any client was given (for Reconnect, by anyone). */
+    const tokens: { player_id: string; room_id: string; auth_token: string }[] = [];
+    const remember = (client: TestClient) => {
+      const data = client.messages.findLast((m) =>
+        m.type === "RoomJoined" || m.type === "Reconnected"
+      )?.data as { player_id: string; room_id: string; reconnection_token: string } | undefined;
+      if (data) {
+        tokens.push({
+          player_id: data.player_id,
+          room_id: data.room_id,
+          auth_token: data.reconnection_token,
+        });
+      }
+    };
+    /** Drops client `k`'s connection `client` (if still its own) for a new one through any node. */
+    const drop = (k: number, client: TestClient) => {
+      if (clients[k] !== client) return;
+      if (client.closed === undefined) {
+        client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
+      }
+      clients[k] = connect();
+    };
+    for (let step = 0; step < 250; step++) {
+      const k = Math.floor(random() * clients.length);
+      const client = clients[k]!;
+      remember(client);
+      const roll = random();
+      if (client.closed !== undefined || roll < 0.04) {
+        // Dropped (or closed by the server): a new connection through any node.
+        drop(k, client);
+      } else if (roll < 0.62) {
+        if (roll < 0.4) {
+          client.say({
+            type: "JoinRoom",
+            data: {
+              game_name: "orbit",
+              player_name: `P${k}`,
+              room_code: pick(["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD"]),
+              max_players: 8,
+            },
+          });
+        } else if (roll < 0.45) {
+          client.say({ type: "LeaveRoom" });
+        } else if (roll < 0.5) {
+          client.say(
+            random() < 0.6
+              ? {
+                type: "JoinAsSpectator",
+                data: {
+                  game_name: "orbit",
+                  room_code: pick(["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD"]),
+                  spectator_name: `S${k}`,
+                },
+              }
+              : { type: "LeaveSpectator" },
+          );
+        } else if (tokens.length > 0) {
+          // Its own seat back, or anyone's: a resume, or a takeover of a live seat.
+          client.say({ type: "Reconnect", data: pick(tokens) });
+        }
+        // Now and then the connection drops while the request is under way.
+        if (random() < 0.2) void settle(Math.floor(random() * 6)).then(() => drop(k, client));
+      } else {
+        client.say({ type: "GameData", data: { data: { step } } });
+      }
+      // Answers may or may not have arrived before the next request.
+      await settle(Math.floor(random() * 3));
+    }
+    // Quiet: every request answered, every close told (a probe waits one 50-ms period).
+    await new Promise((resolve) => setTimeout(resolve, quietMs));
+    await settle(20);
+    const told = clients.map(seatOf).filter((seat) => seat !== undefined).sort(order);
+    const held = nodes.flatMap(liveSeats).sort(order);
+    // Per node: remote sessions it homes, and its connections bound to rooms homed elsewhere,
+    // against the live seats (a leaked remote session or binding would differ).
+    const nodeOf = new Map(clients.map((client) => [client.id, client.node]));
+    const crossings = nodes.map((node) => {
+      const homed = liveSeats(node);
+      return {
+        node: node.name,
+        remoteSessions: node.edge.remoteSessions(),
+        boundRemote: node.edge.boundRemote(),
+        seatsOfOtherEdges: homed.filter((seat) => nodeOf.get(seat.conn) !== node).length,
+        seatsHomedElsewhere: nodes.filter((home) => home !== node)
+          .flatMap(liveSeats).filter((seat) => nodeOf.get(seat.conn) === node).length,
+      };
+    });
+    return { told, held, crossings };
+  } finally {
+    await cluster.close();
+  }
+}
+
+/**
+ * Asserts what {@linkcode runConsistency} found: the homes' live seats are the clients', and each
+ * node's remote sessions and remote bindings match them. Returns how many seats there were.
+ */
+export function assertConsistent(outcome: ConsistencyOutcome, label: string): number {
+  const { told, held, crossings } = outcome;
+  deepEqual(held, told, label);
+  for (const counts of crossings) {
+    deepEqual(
+      { remoteSessions: counts.remoteSessions, boundRemote: counts.boundRemote },
+      { remoteSessions: counts.seatsOfOtherEdges, boundRemote: counts.seatsHomedElsewhere },
+      `${label}, node ${counts.node}`,
+    );
+  }
+  return told.length;
+}
