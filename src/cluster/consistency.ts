@@ -18,6 +18,9 @@ import { deepEqual } from "node:assert/strict";
 import { prng } from "../engine/testing.ts";
 import { settle, type TestClient, type TestNode } from "./testing.ts";
 
+/** The room codes the clients use. */
+const CODES = ["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD"];
+
 /** A player's seat or a spectator's place as a client learnt it, or as a home holds it. */
 export interface Seat {
   roomCode: string;
@@ -145,7 +148,7 @@ export async function runConsistency(
             data: {
               game_name: "orbit",
               player_name: `P${k}`,
-              room_code: pick(["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD"]),
+              room_code: pick(CODES),
               max_players: 8,
             },
           });
@@ -158,7 +161,7 @@ export async function runConsistency(
                 type: "JoinAsSpectator",
                 data: {
                   game_name: "orbit",
-                  room_code: pick(["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD"]),
+                  room_code: pick(CODES),
                   spectator_name: `S${k}`,
                 },
               }
@@ -170,6 +173,21 @@ export async function runConsistency(
         }
         // Now and then the connection drops while the request is under way.
         if (random() < 0.2) void settle(Math.floor(random() * 6)).then(() => drop(k, client));
+      } else if (roll < 0.65) {
+        // An operator, through any node: close a room, or remove a player (a member's id).
+        const roomCode = pick(CODES);
+        const seat = seatOf(pick(clients));
+        void pick(nodes).edge.command({
+          kind: "room",
+          command: roll < 0.635 || seat?.role !== "player"
+            ? { kind: "close", gameName: "orbit", roomCode }
+            : {
+              kind: "remove_player",
+              gameName: "orbit",
+              roomCode: seat.roomCode,
+              playerId: seat.id,
+            },
+        }, Date.now());
       } else {
         client.say({ type: "GameData", data: { data: { step } } });
       }
