@@ -1018,6 +1018,48 @@ Deno.test("Cluster (twins): a takeover request waiting for its probe is dropped 
   }
 });
 
+Deno.test("Cluster (twins): a request of a connection replaced by a takeover that crosses its close is not carried out: the identity stays with the connection that took the seat (docs/spec/SERVER.md §8.4.4)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "FIRST1");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const ann = a.connect();
+    join(ann, "Ann", "OTHER1");
+    await until(() => ann.last("RoomJoined") !== undefined, "RoomJoined");
+    const bob = b.connect();
+    join(bob, "Bob", "FIRST1");
+    await until(() => !!bob.last("RoomJoined"), "Bob joined");
+    // Bob's edge acknowledges all it got (a frame of Bob's carries its ack), so the takeover
+    // below needs no probe.
+    bob.say({ type: "GameData", data: { data: "hi" } });
+    await until(() => alice.last("GameData") !== undefined, "Bob's frame");
+    // Bob asks for the other room of his home; his request reaches it only after Carol, through
+    // a third node, took his seat with his token.
+    cluster.network.fault = (from, to) =>
+      from === b.name && to === a.name ? { delayMs: 100 } : "deliver";
+    join(bob, "Bob", "OTHER1");
+    await settle(); // B resolved the request and sent it
+    const carol = c.connect();
+    carol.say(reconnectFor(bob.last("RoomJoined")!.data!));
+    await until(() => !!carol.last("Reconnected"), "Carol took the seat");
+    await until(() => bob.closed === 4001, "Bob replaced");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await settle();
+    equal(carol.last("RoomJoined"), undefined, "Bob's answer does not reach Carol");
+    equal(a.engine.lookup("orbit", "OTHER1")?.players, 1, "no seat for Bob's late request");
+    equal(a.engine.seatConnection(bob.id), carol.id, "Bob's identity stays with Carol");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a connection that closes while its JoinRoom's answer is on its way leaves its seat held at the home, as after any unexpected disconnect (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {

@@ -176,6 +176,14 @@ export class Engine {
     return session?.playing ? session.id : undefined;
   }
 
+  /**
+   * The connection whose live session carries identity `playerId` (its own id, or one it adopted
+   * by `Reconnect`, docs/spec/PROTOCOL.md §1.2), if any.
+   */
+  identityCarrier(playerId: string): ConnId | undefined {
+    return this.#reconnection.sessionOf(playerId)?.id;
+  }
+
   /** The connection watching a room as spectator `spectatorId`, if any. */
   spectatorConnection(spectatorId: string): ConnId | undefined {
     const session = this.#reconnection.sessionOf(spectatorId);

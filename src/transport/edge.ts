@@ -835,6 +835,12 @@ export class Edge {
     ) {
       return MISS;
     }
+    // A connection a takeover here replaced, whose request crossed its `CLOSE{4001}`: its
+    // identity now belongs to the connection that took the seat (docs/spec/SERVER.md §8.4.4).
+    if (!this.#remote.has(conn)) {
+      const carrier = this.#engine.identityCarrier(remote.playerId ?? conn);
+      if (carrier !== undefined && carrier !== conn) return UNBOUND;
+    }
     this.#engine.connectRemote(conn, remote);
     this.#remote.set(conn, remote.edge);
     this.#receiveHere(conn, message, now);
