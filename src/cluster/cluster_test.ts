@@ -1060,6 +1060,53 @@ Deno.test("Cluster (twins): a request of a connection replaced by a takeover tha
   }
 });
 
+Deno.test("Cluster (twins): a member's request that reaches its home in the turn the home removed it is still answered, and its edge no longer holds it bound there (docs/spec/SERVER.md §8.4.2)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "HERE01");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const cole = c.connect();
+    join(cole, "Cole", "ELSE01");
+    await until(() => cole.last("RoomJoined") !== undefined, "RoomJoined");
+    const bob = b.connect();
+    join(bob, "Bob", "HERE01");
+    await until(() => !!bob.last("RoomJoined"), "Bob joined");
+    // When Bob's next request leaves B for his home A, an operator removes him there at once:
+    // A's answer to the request and its removal leave in one envelope, the removal first.
+    let removed = false;
+    cluster.network.fault = (from, to, bytes) => {
+      if (!removed && from === b.name && to === a.name) {
+        if (decodeBatch(bytes).bodies.some((body) => body.kind === Kind.BIND)) {
+          removed = true;
+          // As an operator's removal runs at the home (synchronously, before A reads the BIND).
+          const effects = a.engine.removePlayer("orbit", "HERE01", bob.id, Date.now());
+          if (typeof effects === "string") throw new Error(effects);
+          a.edge.apply(effects, Date.now());
+        }
+      }
+      return "deliver";
+    };
+    join(bob, "Bob", "ELSE01");
+    await until(() => removed, "the removal");
+    await until(() => bob.last("RoomLeft") !== undefined, "Bob's RoomLeft");
+    await until(
+      () => bob.last("RoomJoined")?.data?.room_code === "ELSE01" || !!bob.last("RoomJoinFailed"),
+      "an answer to Bob's JoinRoom",
+    );
+    equal(bob.last("RoomJoined")?.data?.room_code, "ELSE01", "not in a room any more: joined");
+    equal(b.edge.boundRemote(), 1, "bound to C's room only");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a connection that closes while its JoinRoom's answer is on its way leaves its seat held at the home, as after any unexpected disconnect (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {

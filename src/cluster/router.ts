@@ -54,6 +54,11 @@ export interface ClusterRouterOptions {
 /** A bind request waiting for its home. */
 interface PendingBind {
   home: NodeId;
+  /**
+   * The `seq` of the envelope that carried the `BIND`: only a binding item in an envelope whose
+   * `ack` reaches it answers the request (docs/spec/SERVER.md §8.4.2 "Pending requests").
+   */
+  seq: number;
   /** The request, for its failure message. */
   message: ClientMessage;
   resolve: (outcome: BindOutcome) => void;
@@ -339,14 +344,14 @@ export class ClusterRouter implements Router {
       this.#sendToClient(conn, unavailable(message));
       resolve({ status: "unbound" });
     }, this.#options.forwardTimeoutMs);
-    this.#pending.set(conn, { home, message, resolve, timer });
-    this.streams.send(home, {
+    const seq = this.streams.send(home, {
       kind: Kind.BIND,
       conn,
       meta: request.meta,
       deadline: this.#now() + this.#options.forwardTimeoutMs,
       frame: request.frame,
     });
+    this.#pending.set(conn, { home, seq, message, resolve, timer });
     return promise;
   }
 
@@ -579,7 +584,7 @@ export class ClusterRouter implements Router {
         }
         break;
       case Kind.OUT:
-        this.#onOut(envelope.source, envelope.seq, envelope.items, now);
+        this.#onOut(envelope.source, envelope.seq, envelope.ack, envelope.items, now);
         break;
       case Kind.BOUNCE:
         this.#edge?.bounce?.(envelope.conn, envelope.frame, now);
@@ -671,10 +676,12 @@ export class ClusterRouter implements Router {
     this.flush();
   }
 
-  #onOut(home: NodeId, seq: number, items: OutItem[], now: number): void {
+  #onOut(home: NodeId, seq: number, ack: number, items: OutItem[], now: number): void {
     const edge = this.#edge;
     if (!edge) return;
-    for (const item of items) {
+    const answers = this.#answers(home, ack, items);
+    for (let index = 0; index < items.length; index++) {
+      const item = items[index]!;
       if (item.tag === "frame") {
         const to = this.#accepted(home, item.to);
         if (to.length === 0) continue;
@@ -699,9 +706,13 @@ export class ClusterRouter implements Router {
         continue;
       }
       if (item.tag === "unbind") this.#delivered.delete(conn);
-      if (pending && pending.home === home) {
+      if (pending !== undefined && answers?.get(conn) === index) {
         clearTimeout(pending.timer);
         this.#pending.delete(conn);
+        // Not a member there now: a binding to that home ends too.
+        if (item.tag === "unbind" && edge.homeOf?.(conn) === home) {
+          edge.direct({ kind: "unbind", conn }, now);
+        }
         if (item.tag === "bound") {
           // The edge takes the binding when the request's promise settles (a microtask): until
           // then, frames of envelopes processed in the same run still reach the connection.
@@ -741,6 +752,27 @@ export class ClusterRouter implements Router {
       }
     }
     edge.flush();
+  }
+
+  /**
+   * Which binding item of an `OUT` from `home` answers each request pending there
+   * (docs/spec/SERVER.md §8.4.2 "Pending requests"): in an envelope whose `ack` reaches the
+   * request's `BIND`, the connection's last binding item. Earlier ones were produced before the
+   * home ran the request (a removal, a room closed, in the same envelope) and apply as they would
+   * without a request. `undefined` when none does.
+   */
+  #answers(home: NodeId, ack: number, items: OutItem[]): Map<ConnId, number> | undefined {
+    if (this.#pending.size === 0) return undefined;
+    let answers: Map<ConnId, number> | undefined;
+    for (let index = 0; index < items.length; index++) {
+      const item = items[index]!;
+      if (item.tag === "frame" || item.tag === "close") continue;
+      const pending = this.#pending.get(item.conn);
+      if (pending?.home === home && ack >= pending.seq) {
+        (answers ??= new Map()).set(item.conn, index);
+      }
+    }
+    return answers;
   }
 
   /**
