@@ -59,8 +59,8 @@ export function seatOf(client: TestClient): Seat | undefined {
 /** Every live (not held) seat and spectator of the rooms homed on `node`, with its connection. */
 export function liveSeats(node: TestNode): Seat[] {
   const seats: Seat[] = [];
-  for (const room of node.engine.list("orbit", 1_000)) {
-    const roomCode = room.room_code;
+  // By code: the listing leaves out rooms without players (docs/spec/EXTENSIONS.md E6).
+  for (const roomCode of CODES) {
     const detail = node.engine.roomDetail("orbit", roomCode, Date.now());
     for (const member of detail?.members ?? []) {
       if (member.held) continue;
