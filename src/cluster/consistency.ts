@@ -89,11 +89,16 @@ export interface Crossings {
 const order = (a: Seat, b: Seat) =>
   `${a.roomCode}/${a.id}/${a.conn}`.localeCompare(`${b.roomCode}/${b.id}/${b.conn}`);
 
-/** What one run found: the clients' seats, the homes' live seats (sorted) and the crossings. */
+/**
+ * What one run found: the clients' seats, the homes' live seats (sorted), the crossings, and
+ * what the final round of game data reached.
+ */
 export interface ConsistencyOutcome {
   told: Seat[];
   held: Seat[];
   crossings: Crossings[];
+  /** Per client: whose check frame it should have received and whose it did (sorted ids). */
+  relay: { client: string; expected: string[]; got: string[] }[];
 }
 
 /**
@@ -229,7 +234,31 @@ export async function runConsistency(
           .flatMap(liveSeats).filter((seat) => nodeOf.get(seat.conn) === node).length,
       };
     });
-    return { told, held, crossings };
+    // Then every live player sends one untargeted GameData: it must reach exactly the other live
+    // members of its room (players and spectators, docs/spec/PROTOCOL.md §7.9), once each.
+    losing = undefined;
+    const seatAtCheck = new Map(clients.map((client) => [client, seatOf(client)]));
+    const seen = new Map(clients.map((client) => [client, client.messages.length]));
+    for (const [client, seat] of seatAtCheck) {
+      if (seat?.role === "player") {
+        client.say({ type: "GameData", data: { data: { check: client.id } } });
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, quietMs));
+    await settle(20);
+    const relay = clients.map((client) => {
+      const seat = seatAtCheck.get(client);
+      const expected = seat === undefined ? [] : [...seatAtCheck]
+        .filter(([other, its]) =>
+          other !== client && its?.role === "player" && its.roomCode === seat.roomCode
+        )
+        .map(([other]) => other.id).sort();
+      const got = client.messages.slice(seen.get(client))
+        .filter((message) => message.type === "GameData")
+        .map((message) => String((message.data?.data as { check?: string })?.check)).sort();
+      return { client: client.id, expected, got };
+    });
+    return { told, held, crossings, relay };
   } finally {
     await cluster.close();
   }
@@ -240,7 +269,7 @@ export async function runConsistency(
  * node's remote sessions and remote bindings match them. Returns how many seats there were.
  */
 export function assertConsistent(outcome: ConsistencyOutcome, label: string): number {
-  const { told, held, crossings } = outcome;
+  const { told, held, crossings, relay } = outcome;
   // The label inside the compared values, so a failure shows both it and the difference.
   deepEqual({ label, seats: held }, { label, seats: told });
   for (const counts of crossings) {
@@ -258,6 +287,9 @@ export function assertConsistent(outcome: ConsistencyOutcome, label: string): nu
         boundRemote: counts.seatsHomedElsewhere,
       },
     );
+  }
+  for (const { client, expected, got } of relay) {
+    deepEqual({ label, client, got }, { label, client, got: expected });
   }
   return told.length;
 }
