@@ -1107,6 +1107,58 @@ Deno.test("Cluster (twins): a member's request that reaches its home in the turn
   }
 });
 
+Deno.test("Cluster (twins): a spectator's switch answered MISS by its home, which then closes the room in the same turn, is still carried out (docs/spec/SERVER.md §8.4.2)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "HERE02");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const cole = c.connect();
+    join(cole, "Cole", "ELSE02");
+    await until(() => cole.last("RoomJoined") !== undefined, "RoomJoined");
+    const watch = (code: string) => ({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
+    });
+    const sam = b.connect();
+    sam.say(watch("HERE02"));
+    await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watching");
+    // When Sam's switch leaves B for his home A, A closes his room right after answering it
+    // (MISS: the new room is elsewhere), in the same turn: one envelope, the answer first.
+    let closed = false;
+    cluster.network.fault = (from, to, bytes) => {
+      if (!closed && from === b.name && to === a.name) {
+        if (decodeBatch(bytes).bodies.some((body) => body.kind === Kind.BIND)) {
+          closed = true;
+          // Two microtasks on: after the delivery of this envelope, before the turn ends.
+          queueMicrotask(() =>
+            queueMicrotask(() =>
+              a.edge.apply(a.engine.closeRoom("orbit", "HERE02", Date.now())!, Date.now())
+            )
+          );
+        }
+      }
+      return "deliver";
+    };
+    sam.say(watch("ELSE02"));
+    await until(() => closed, "the close");
+    await until(
+      () => sam.last("SpectatorJoined")?.data?.room_code === "ELSE02",
+      "Sam watching the other room",
+    );
+    equal(sam.last("SpectatorLeft")?.data?.reason, "room_closed");
+    equal(b.edge.boundRemote(), 1, "bound to C's room only");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a connection that closes while its JoinRoom's answer is on its way leaves its seat held at the home, as after any unexpected disconnect (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {

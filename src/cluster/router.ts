@@ -756,21 +756,25 @@ export class ClusterRouter implements Router {
 
   /**
    * Which binding item of an `OUT` from `home` answers each request pending there
-   * (docs/spec/SERVER.md §8.4.2 "Pending requests"): in an envelope whose `ack` reaches the
-   * request's `BIND`, the connection's last binding item. Earlier ones were produced before the
-   * home ran the request (a removal, a room closed, in the same envelope) and apply as they would
-   * without a request. `undefined` when none does.
+   * (docs/spec/SERVER.md §8.4.2 "Pending requests"), in an envelope whose `ack` reaches the
+   * request's `BIND`: its first `BOUND` or `MISS` (never sent unasked while a request is pending:
+   * a barrier and a request are never pending together), else its last `UNBIND`. Other items were
+   * produced before the home ran the request (a removal, a room closed, in the same envelope) or
+   * after it, and apply as they would without a request. `undefined` when none answers.
    */
   #answers(home: NodeId, ack: number, items: OutItem[]): Map<ConnId, number> | undefined {
     if (this.#pending.size === 0) return undefined;
     let answers: Map<ConnId, number> | undefined;
+    let decided: Set<ConnId> | undefined;
     for (let index = 0; index < items.length; index++) {
       const item = items[index]!;
       if (item.tag === "frame" || item.tag === "close") continue;
-      const pending = this.#pending.get(item.conn);
-      if (pending?.home === home && ack >= pending.seq) {
-        (answers ??= new Map()).set(item.conn, index);
-      }
+      const conn = item.conn;
+      const pending = this.#pending.get(conn);
+      if (pending?.home !== home || ack < pending.seq || decided?.has(conn)) continue;
+      answers ??= new Map();
+      answers.set(conn, index);
+      if (item.tag !== "unbind") (decided ??= new Set()).add(conn);
     }
     return answers;
   }
