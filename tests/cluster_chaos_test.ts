@@ -141,7 +141,7 @@ Deno.test({
 });
 
 // Reconnecting at once is a takeover (the home has not noticed the silence yet); a second later the
-// seat is held. Either way the frame sent to the dead edge is reported missing (§8.5.3).
+// seat is held. Either way the frame sent to the dead edge is reported missing (docs/spec/SERVER.md §8.5.3).
 for (const [when, waitMs] of [["at once (a takeover)", 0], ["a second later", 1_000]] as const) {
   Deno.test({
     ...opts,

@@ -99,7 +99,7 @@ busContract(
     deepEqual(atB.received, sent);
     b.publish("a@1", new Uint8Array([7]));
     await until(() => atA.received.length === 1, "the answer");
-    // A heartbeat nobody hears is not reported (it carries no seq, §8.5.1); the envelope
+    // A heartbeat nobody hears is not reported (it carries no seq, docs/spec/SERVER.md §8.5.1); the envelope
     // published after it is.
     a.publish("ghost@0", new Uint8Array([1]), true);
     a.publish("nobody@0", new Uint8Array([1]));

@@ -26,6 +26,22 @@ const join = (client: TestClient, name: string, code?: string, maxPlayers = 4) =
     },
   });
 
+/** The three nodes of a default test cluster. */
+const threeNodes = (cluster: { nodes: TestNode[] }) =>
+  cluster.nodes as [TestNode, TestNode, TestNode];
+
+/** A client connected through `node` that joined (or created) room `code`, its RoomJoined in. */
+async function joined(node: TestNode, name: string, code: string, maxPlayers = 4) {
+  const client = node.connect();
+  join(client, name, code, maxPlayers);
+  await until(() => client.last("RoomJoined") !== undefined, `${name}'s RoomJoined`);
+  return client;
+}
+
+/** Whether an envelope carries a `BIND` (for faults that act when a request leaves an edge). */
+const carriesBind = (bytes: Uint8Array) =>
+  decodeBatch(bytes).bodies.some((body) => body.kind === Kind.BIND);
+
 Deno.test("Cluster (twins): a room created on A is joined through B and C; data, to_player, authority, ready and leave cross nodes", async () => {
   const cluster = await testCluster();
   try {
@@ -922,15 +938,9 @@ Deno.test("Cluster (twins): replay truncation is decided per connection — a fr
 async function takeoverCluster() {
   let clock = Date.now();
   const cluster = await testCluster({ heartbeatMs: 50, now: () => clock });
-  const [a, b, c] = cluster.nodes as [
-    typeof cluster.nodes[0],
-    typeof cluster.nodes[0],
-    typeof cluster.nodes[0],
-  ];
+  const [a, b, c] = threeNodes(cluster);
   const streams = a.cluster.router.streams;
-  const alice = a.connect();
-  join(alice, "Alice", "TAKE01", 8);
-  await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+  const alice = await joined(a, "Alice", "TAKE01", 8);
   return {
     cluster,
     a,
@@ -1021,20 +1031,10 @@ Deno.test("Cluster (twins): a takeover request waiting for its probe is dropped 
 Deno.test("Cluster (twins): a request of a connection replaced by a takeover that crosses its close is not carried out: the identity stays with the connection that took the seat (docs/spec/SERVER.md §8.4.4)", async () => {
   const cluster = await testCluster();
   try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
-    const alice = a.connect();
-    join(alice, "Alice", "FIRST1");
-    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
-    const ann = a.connect();
-    join(ann, "Ann", "OTHER1");
-    await until(() => ann.last("RoomJoined") !== undefined, "RoomJoined");
-    const bob = b.connect();
-    join(bob, "Bob", "FIRST1");
-    await until(() => !!bob.last("RoomJoined"), "Bob joined");
+    const [a, b, c] = threeNodes(cluster);
+    const alice = await joined(a, "Alice", "FIRST1");
+    const ann = await joined(a, "Ann", "OTHER1");
+    const bob = await joined(b, "Bob", "FIRST1");
     // Bob's edge acknowledges all it got (a frame of Bob's carries its ack), so the takeover
     // below needs no probe.
     bob.say({ type: "GameData", data: { data: "hi" } });
@@ -1063,26 +1063,16 @@ Deno.test("Cluster (twins): a request of a connection replaced by a takeover tha
 Deno.test("Cluster (twins): a member's request that reaches its home in the turn the home removed it is still answered, and its edge no longer holds it bound there (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
-    const alice = a.connect();
-    join(alice, "Alice", "HERE01");
-    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
-    const cole = c.connect();
-    join(cole, "Cole", "ELSE01");
-    await until(() => cole.last("RoomJoined") !== undefined, "RoomJoined");
-    const bob = b.connect();
-    join(bob, "Bob", "HERE01");
-    await until(() => !!bob.last("RoomJoined"), "Bob joined");
+    const [a, b, c] = threeNodes(cluster);
+    const alice = await joined(a, "Alice", "HERE01");
+    const cole = await joined(c, "Cole", "ELSE01");
+    const bob = await joined(b, "Bob", "HERE01");
     // When Bob's next request leaves B for his home A, an operator removes him there at once:
     // A's answer to the request and its removal leave in one envelope, the removal first.
     let removed = false;
     cluster.network.fault = (from, to, bytes) => {
       if (!removed && from === b.name && to === a.name) {
-        if (decodeBatch(bytes).bodies.some((body) => body.kind === Kind.BIND)) {
+        if (carriesBind(bytes)) {
           removed = true;
           // As an operator's removal runs at the home (synchronously, before A reads the BIND).
           const effects = a.engine.removePlayer("orbit", "HERE01", bob.id, Date.now());
@@ -1110,17 +1100,9 @@ Deno.test("Cluster (twins): a member's request that reaches its home in the turn
 Deno.test("Cluster (twins): a spectator's switch answered MISS by its home, which then closes the room in the same turn, is still carried out (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
-    const alice = a.connect();
-    join(alice, "Alice", "HERE02");
-    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
-    const cole = c.connect();
-    join(cole, "Cole", "ELSE02");
-    await until(() => cole.last("RoomJoined") !== undefined, "RoomJoined");
+    const [a, b, c] = threeNodes(cluster);
+    const alice = await joined(a, "Alice", "HERE02");
+    const cole = await joined(c, "Cole", "ELSE02");
     const watch = (code: string) => ({
       type: "JoinAsSpectator",
       data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
@@ -1133,7 +1115,7 @@ Deno.test("Cluster (twins): a spectator's switch answered MISS by its home, whic
     let closed = false;
     cluster.network.fault = (from, to, bytes) => {
       if (!closed && from === b.name && to === a.name) {
-        if (decodeBatch(bytes).bodies.some((body) => body.kind === Kind.BIND)) {
+        if (carriesBind(bytes)) {
           closed = true;
           // Two microtasks on: after the delivery of this envelope, before the turn ends.
           queueMicrotask(() =>
@@ -1162,14 +1144,8 @@ Deno.test("Cluster (twins): a spectator's switch answered MISS by its home, whic
 Deno.test("Cluster (twins): a connection that closes while its JoinRoom's answer is on its way leaves its seat held at the home, as after any unexpected disconnect (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {
-    const [a, , c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
-    const alice = a.connect();
-    join(alice, "Alice", "GONE01");
-    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const [a, , c] = threeNodes(cluster);
+    const alice = await joined(a, "Alice", "GONE01");
     // The home's answers to C are held back while Bob's request is carried out.
     cluster.network.fault = (from, to) =>
       from === a.name && to === c.name ? { delayMs: 150 } : "deliver";

@@ -72,7 +72,7 @@ interface PendingBind {
  */
 const PROBE = JSON.stringify({ kind: "inspect", gameName: "", roomCode: "" });
 
-/** A takeover's replaced connection and whether frames sent to it may be missing (§8.5.3). */
+/** A takeover's replaced connection and whether frames sent to it may be missing (docs/spec/SERVER.md §8.5.3). */
 interface TakeoverVerdict {
   conn: ConnId;
   truncated: boolean;
@@ -117,7 +117,7 @@ export class ClusterRouter implements Router {
   readonly #delivered = new Map<ConnId, number>();
   /**
    * Home side: `BIND`s of `Reconnect`s waiting for a probe of the edge whose connection they take
-   * over (§8.5.3), by connection. Dropped by that connection's `CLOSED` or a resync with the edge
+   * over (docs/spec/SERVER.md §8.5.3), by connection. Dropped by that connection's `CLOSED` or a resync with the edge
    * that sent it (which answers the request itself).
    */
   readonly #parked = new Map<ConnId, Extract<Envelope, { kind: typeof Kind.BIND }>>();
@@ -188,7 +188,7 @@ export class ClusterRouter implements Router {
   }
 
   /**
-   * The verdict for the takeover a `Reconnect` from `from` makes now (§8.5.3): nothing missing
+   * The verdict for the takeover a `Reconnect` from `from` makes now (docs/spec/SERVER.md §8.5.3): nothing missing
    * when its edge acknowledged every frame sent to the replaced connection, is the request's own
    * edge (alive: it just sent the request), or answered the probe sent for this request
    * (`answered`, the probed edge); otherwise the frames past its `ack` may be missing.
@@ -330,7 +330,7 @@ export class ClusterRouter implements Router {
   ): BindOutcome | Promise<BindOutcome> {
     if (home === this.#node) {
       // Without a probe (the edge resolves its own requests through `takeover`): a takeover
-      // here judges unacknowledged frames missing (§8.5.3).
+      // here judges unacknowledged frames missing (docs/spec/SERVER.md §8.5.3).
       return this.#bindHome(conn, message, now, this.#takeoverVerdict(message, home));
     }
     if (request === undefined) throw new TypeError("A remote bind needs the request frame");
@@ -615,7 +615,7 @@ export class ClusterRouter implements Router {
   }
 
   /**
-   * A `BIND` from an edge. `probed`: set when it comes back from waiting for a probe (§8.5.3) —
+   * A `BIND` from an edge. `probed`: set when it comes back from waiting for a probe (docs/spec/SERVER.md §8.5.3) —
    * the edge that answered, or `null` when none did.
    */
   #onBind(

@@ -167,8 +167,8 @@ export interface Router {
   detach(node: NodeId): void;
   /**
    * Runs `handle` — this node's own handling of `message`, a request of one of its connections
-   * for a room homed here — once a takeover it may make can be judged (docs/spec/SERVER.md
-   * §8.5.3): at once (`undefined`), or after the edge of the connection it would replace has
+   * for a room homed here — once a takeover it may make can be judged
+   * (docs/spec/SERVER.md §8.5.3): at once (`undefined`), or after the edge of the connection it would replace has
    * answered a probe or not (a Promise settled after `handle` ran). Cluster only; without it,
    * `handle` runs at once.
    */

@@ -491,7 +491,7 @@ export class Edge {
               }
               this.#switchedHere(id, conn);
             };
-            // A takeover of a seat on another edge may wait for that edge (§8.5.3).
+            // A takeover of a seat on another edge may wait for that edge (docs/spec/SERVER.md §8.5.3).
             const router = this.#router;
             await (router.takeover ? router.takeover(message, handle) : handle());
             return;
