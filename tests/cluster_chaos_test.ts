@@ -140,8 +140,9 @@ Deno.test({
   },
 });
 
-// Reconnecting at once is a takeover (the home has not noticed the silence yet); a second later the
-// seat is held. Either way the frame sent to the dead edge is reported missing (docs/spec/SERVER.md §8.5.3).
+// Reconnecting at once is a takeover (the home has not noticed the silence yet); a second later
+// the seat is held. Either way the frame sent to the dead edge is reported missing
+// (docs/spec/SERVER.md §8.5.3).
 for (const [when, waitMs] of [["at once (a takeover)", 0], ["a second later", 1_000]] as const) {
   Deno.test({
     ...opts,
