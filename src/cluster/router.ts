@@ -748,7 +748,13 @@ export class ClusterRouter implements Router {
       if (item.tag === "bound") {
         edge.direct({ kind: "bound", conn, role: item.role }, now);
       } else if (item.tag === "unbind") {
-        edge.direct({ kind: "unbind", conn }, now);
+        if (this.#justBound.get(conn) === home) {
+          // The end of a binding this envelope's answer gave: the edge takes that binding when
+          // the request's promise settles, so the end waits until then (a later microtask).
+          queueMicrotask(() => edge.direct({ kind: "unbind", conn }, now));
+        } else {
+          edge.direct({ kind: "unbind", conn }, now);
+        }
       }
     }
     edge.flush();
