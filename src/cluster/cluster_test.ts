@@ -1141,6 +1141,39 @@ Deno.test("Cluster (twins): a spectator's switch answered MISS by its home, whic
   }
 });
 
+Deno.test("Cluster (twins): a player removed in the turn its join was answered, in the same envelope, is not left bound to that home (docs/spec/SERVER.md §8.4.2)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = threeNodes(cluster);
+    await joined(a, "Alice", "HERE03");
+    // When Bob's join leaves B for A, A removes Bob right after seating him, in the same turn:
+    // BOUND (the answer), RoomLeft and UNBIND travel in one envelope.
+    let removed = false;
+    const bob = b.connect();
+    cluster.network.fault = (from, to, bytes) => {
+      if (!removed && from === b.name && to === a.name && carriesBind(bytes)) {
+        removed = true;
+        queueMicrotask(() =>
+          queueMicrotask(() => {
+            const effects = a.engine.removePlayer("orbit", "HERE03", bob.id, Date.now());
+            if (typeof effects === "string") throw new Error(effects);
+            a.edge.apply(effects, Date.now());
+          })
+        );
+      }
+      return "deliver";
+    };
+    join(bob, "Bob", "HERE03");
+    await until(() => bob.last("RoomLeft") !== undefined, "Bob's RoomLeft");
+    await settle();
+    deepEqual(bob.types(), ["RoomJoined", "RoomLeft"]);
+    equal(b.edge.boundRemote(), 0, "not bound to A any more");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a connection that closes while its JoinRoom's answer is on its way leaves its seat held at the home, as after any unexpected disconnect (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {
