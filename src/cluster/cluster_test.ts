@@ -1033,7 +1033,7 @@ Deno.test("Cluster (twins): a request of a connection replaced by a takeover tha
   try {
     const [a, b, c] = threeNodes(cluster);
     const alice = await joined(a, "Alice", "FIRST1");
-    const ann = await joined(a, "Ann", "OTHER1");
+    await joined(a, "Ann", "OTHER1");
     const bob = await joined(b, "Bob", "FIRST1");
     // Bob's edge acknowledges all it got (a frame of Bob's carries its ack), so the takeover
     // below needs no probe.
@@ -1064,8 +1064,8 @@ Deno.test("Cluster (twins): a member's request that reaches its home in the turn
   const cluster = await testCluster();
   try {
     const [a, b, c] = threeNodes(cluster);
-    const alice = await joined(a, "Alice", "HERE01");
-    const cole = await joined(c, "Cole", "ELSE01");
+    await joined(a, "Alice", "HERE01");
+    await joined(c, "Cole", "ELSE01");
     const bob = await joined(b, "Bob", "HERE01");
     // When Bob's next request leaves B for his home A, an operator removes him there at once:
     // A's answer to the request and its removal leave in one envelope, the removal first.
@@ -1101,8 +1101,8 @@ Deno.test("Cluster (twins): a spectator's switch answered MISS by its home, whic
   const cluster = await testCluster();
   try {
     const [a, b, c] = threeNodes(cluster);
-    const alice = await joined(a, "Alice", "HERE02");
-    const cole = await joined(c, "Cole", "ELSE02");
+    await joined(a, "Alice", "HERE02");
+    await joined(c, "Cole", "ELSE02");
     const watch = (code: string) => ({
       type: "JoinAsSpectator",
       data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
@@ -1178,7 +1178,7 @@ Deno.test("Cluster (twins): a connection that closes while its JoinRoom's answer
   const cluster = await testCluster();
   try {
     const [a, , c] = threeNodes(cluster);
-    const alice = await joined(a, "Alice", "GONE01");
+    await joined(a, "Alice", "GONE01");
     // The home's answers to C are held back while Bob's request is carried out.
     cluster.network.fault = (from, to) =>
       from === a.name && to === c.name ? { delayMs: 150 } : "deliver";
