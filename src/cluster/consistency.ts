@@ -99,33 +99,77 @@ export interface ConsistencyOutcome {
   crossings: Crossings[];
   /** Per client: whose check frame it should have received and whose it did (sorted ids). */
   relay: { client: string; expected: string[]; got: string[] }[];
+  /**
+   * What the run went through, over every connection it opened: close codes the server sent
+   * (`1012` resyncs, `4001` takeovers; not the drops the run made itself) and the `error_code`s of
+   * failed joins and reconnects, each with its count.
+   */
+  seen: Record<string, number>;
+}
+
+/** Settings of {@linkcode runConsistency}. */
+export interface ConsistencyOptions {
+  /** Quiet time after the steps, and again after the final round of game data, ms. @default 300 */
+  quietMs?: number;
+  /**
+   * Before this step (0–249) one node, picked by the seed, crashes as `kill -9` would
+   * (docs/spec/SERVER.md §8.5.5 "Edge crashes", "Home crashes"): nothing it produces from then on
+   * leaves it (on the twins; on Redis its last turn's output may), its subscription and liveness
+   * key are gone, and its clients see their connections drop and come back through the other
+   * nodes. The checks then cover the surviving nodes: the dead node's rooms are lost, so their
+   * members on other nodes must have been closed (`1012`), and seats whose connection was on the
+   * dead node must be held, not live. @default no crash
+   */
+  crashAt?: number;
+  /**
+   * At this step (0–169) one node, picked by the seed, starts the drain of docs/spec/SERVER.md §8.7
+   * (`SIGTERM`): no new connections reach it, its connections outside its rooms are closed `1001`
+   * (again every 10 steps, as the server's 250-ms tick), its rooms keep working; 80 steps later
+   * the drain times out: its remaining rooms are deleted (their members told `RoomLeft`), its
+   * connections closed `1001`, and the node stops. @default no drain
+   */
+  drainAt?: number;
 }
 
 /**
  * One seeded run on the started `cluster` (three nodes; reconnection enabled; a heartbeat period
- * of at most 100 ms), closed at the end: 8 clients, 250 steps, then `quietMs` without steps.
- * @default quietMs 300
+ * of at most 100 ms), closed at the end: 8 clients, 250 steps, then `options.quietMs` without
+ * steps; with `options.crashAt`, one node crashes during the run, with `options.drainAt`, one
+ * drains and stops.
  */
 export async function runConsistency(
   cluster: { nodes: TestNode[]; network?: MemoryNetwork; close(): Promise<void> },
   seed: number,
-  quietMs = 300,
+  options: ConsistencyOptions = {},
 ): Promise<ConsistencyOutcome> {
+  const quietMs = options.quietMs ?? 300;
   const random = prng(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   /** With the twins' network: the next envelope from one node to another is lost (a gap). */
   let losing: { from: string; to: string } | undefined;
+  /** Crashed nodes: nothing they publish is delivered any more (the twins). */
+  const crashed = new Set<string>();
   if (cluster.network) {
     cluster.network.fault = (from, to) => {
+      if (crashed.has(from)) return "drop";
       if (losing?.from !== from || losing.to !== to) return "deliver";
       losing = undefined;
       return "drop";
     };
   }
   try {
-    const nodes = cluster.nodes;
+    /** The nodes still running and accepting connections. */
+    let nodes = cluster.nodes;
+    /** The node draining, until it stops. */
+    let draining: TestNode | undefined;
     let ip = 0;
-    const connect = () => pick(nodes).connect(`10.1.${Math.floor(ip / 250)}.${ip++ % 250}`);
+    /** Every connection the run opened. */
+    const opened: TestClient[] = [];
+    const connect = () => {
+      const client = pick(nodes).connect(`10.1.${Math.floor(ip / 250)}.${ip++ % 250}`);
+      opened.push(client);
+      return client;
+    };
     const clients: TestClient[] = Array.from({ length: 8 }, connect);
     /** The latest seat credentials any client was given (for Reconnect, by anyone). */
     const tokens: { player_id: string; room_id: string; auth_token: string }[] = [];
@@ -150,6 +194,33 @@ export async function runConsistency(
       clients[k] = connect();
     };
     for (let step = 0; step < 250; step++) {
+      if (step === options.crashAt) {
+        const victim = pick(nodes);
+        crashed.add(victim.name);
+        nodes = nodes.filter((node) => node !== victim);
+        // Its clients' TCP connections die with it; nothing is said to the other nodes: its
+        // subscription and liveness key go as a dead process's would (the key at once rather
+        // than after its TTL).
+        for (const client of clients) if (client.node === victim) client.close(1006);
+        await victim.cluster.stop();
+      }
+      if (step === options.drainAt) {
+        draining = pick(nodes);
+        nodes = nodes.filter((node) => node !== draining);
+        await draining.cluster.drain();
+      }
+      if (draining && step === options.drainAt! + 80) {
+        // The drain's timeout, then the shutdown of docs/spec/SERVER.md §1.1.
+        draining.edge.command({ kind: "drain", final: true }, Date.now());
+        draining.edge.command(
+          { kind: "close_all", code: 1001, reason: "Server shutting down" },
+          Date.now(),
+        );
+        await draining.cluster.stop();
+        draining = undefined;
+      } else if (draining && (step - options.drainAt!) % 10 === 0) {
+        draining.edge.command({ kind: "drain", final: false }, Date.now());
+      }
       if (cluster.network && random() < 0.02) {
         // One envelope between two nodes is lost: that pair resyncs (docs/spec/SERVER.md §8.5.2).
         const [from, to] = [pick(nodes).name, pick(nodes).name];
@@ -258,7 +329,16 @@ export async function runConsistency(
         .map((message) => String((message.data?.data as { check?: string })?.check)).sort();
       return { client: client.id, expected, got };
     });
-    return { told, held, crossings, relay };
+    const went: Record<string, number> = {};
+    const count = (what: string) => went[what] = (went[what] ?? 0) + 1;
+    for (const client of opened) {
+      if (client.closed !== undefined && client.closed !== 1006) count(`close ${client.closed}`);
+      for (const message of client.messages) {
+        const code = message.data?.error_code;
+        if (code !== undefined) count(`${message.type} ${code}`);
+      }
+    }
+    return { told, held, crossings, relay, seen: went };
   } finally {
     await cluster.close();
   }

@@ -27,3 +27,38 @@ Deno.test("Cluster consistency (twins): with requests crossing answers, closes a
   // The runs ended with members in rooms (the comparison is not between two empty lists).
   if (seated === 0) throw new Error("no seeded run ended with a seated client");
 });
+
+Deno.test("Cluster consistency (twins): one node crashes mid-run (its rooms lost, its connections dropped, its clients back through the others): the surviving homes' live seats are still exactly those their clients were told of (docs/spec/SERVER.md §8.5.5, §8.6)", async () => {
+  let seated = 0;
+  for (const seed of SEEDS) {
+    // A short T, so the survivors hold the dead node dead during the run and its codes are
+    // created again (docs/spec/SERVER.md §8.5.4).
+    const cluster = await testCluster({
+      heartbeatMs: 50,
+      ttlMs: 600,
+      engine: { enableReconnection: true },
+    });
+    const crashAt = 60 + (seed * 37) % 130;
+    const label = `seed ${seed}, crash before step ${crashAt}`;
+    seated += assertConsistent(
+      await runConsistency(cluster, seed, { quietMs: 600, crashAt }),
+      label,
+    );
+  }
+  if (seated === 0) throw new Error("no seeded run ended with a seated client");
+});
+
+Deno.test("Cluster consistency (twins): one node drains mid-run and stops (its rooms keep playing for members on every node until the drain times out, then are deleted): every live seat is still exactly what its client was told (docs/spec/SERVER.md §8.7)", async () => {
+  let seated = 0;
+  let drained = 0;
+  for (const seed of SEEDS) {
+    const cluster = await testCluster({ heartbeatMs: 50, engine: { enableReconnection: true } });
+    const drainAt = 40 + (seed * 29) % 100;
+    const outcome = await runConsistency(cluster, seed, { drainAt });
+    seated += assertConsistent(outcome, `seed ${seed}, drain from step ${drainAt}`);
+    drained += outcome.seen["close 1001"] ?? 0;
+  }
+  if (seated === 0) throw new Error("no seeded run ended with a seated client");
+  // The drain sent connections away (docs/spec/SERVER.md §8.7 step 2).
+  if (drained === 0) throw new Error("no connection was closed 1001 by the drain");
+});
