@@ -18,6 +18,7 @@
 import { deepEqual } from "node:assert/strict";
 import { prng } from "../engine/testing.ts";
 import type { MemoryNetwork } from "./memory_bus.ts";
+import type { MemoryStore } from "./memory_store.ts";
 import { settle, type TestClient, type TestNode } from "./testing.ts";
 
 /** The room codes the clients use. */
@@ -129,16 +130,27 @@ export interface ConsistencyOptions {
    * connections closed `1001`, and the node stops. @default no drain
    */
   drainAt?: number;
+  /**
+   * On the twins only: from this step (0–209), for 40 steps, Redis does not answer (docs/spec/SERVER.md
+   * §8.5.5 "Redis unreachable"): every store call fails and every publish fails at its sender.
+   * @default no outage
+   */
+  outageAt?: number;
 }
 
 /**
  * One seeded run on the started `cluster` (three nodes; reconnection enabled; a heartbeat period
  * of at most 100 ms), closed at the end: 8 clients, 250 steps, then `options.quietMs` without
  * steps; with `options.crashAt`, one node crashes during the run, with `options.drainAt`, one
- * drains and stops.
+ * drains and stops, with `options.outageAt`, Redis stops answering for a while.
  */
 export async function runConsistency(
-  cluster: { nodes: TestNode[]; network?: MemoryNetwork; close(): Promise<void> },
+  cluster: {
+    nodes: TestNode[];
+    network?: MemoryNetwork;
+    store?: unknown;
+    close(): Promise<void>;
+  },
   seed: number,
   options: ConsistencyOptions = {},
 ): Promise<ConsistencyOutcome> {
@@ -149,9 +161,16 @@ export async function runConsistency(
   let losing: { from: string; to: string } | undefined;
   /** Crashed nodes: nothing they publish is delivered any more (the twins). */
   const crashed = new Set<string>();
+  /** Redis does not answer (the twins). */
+  let outage = false;
+  const store = cluster.network ? cluster.store as MemoryStore : undefined;
+  if (options.outageAt !== undefined && (!cluster.network || !store)) {
+    throw new Error("an outage needs the twins");
+  }
   if (cluster.network) {
     cluster.network.fault = (from, to) => {
       if (crashed.has(from)) return "drop";
+      if (outage) return "fail";
       if (losing?.from !== from || losing.to !== to) return "deliver";
       losing = undefined;
       return "drop";
@@ -220,6 +239,10 @@ export async function runConsistency(
         draining = undefined;
       } else if (draining && (step - options.drainAt!) % 10 === 0) {
         draining.edge.command({ kind: "drain", final: false }, Date.now());
+      }
+      if (step === options.outageAt || step === options.outageAt! + 40) {
+        outage = step === options.outageAt;
+        store!.unreachable = outage;
       }
       if (cluster.network && random() < 0.02) {
         // One envelope between two nodes is lost: that pair resyncs (docs/spec/SERVER.md §8.5.2).

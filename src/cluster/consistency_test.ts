@@ -62,3 +62,19 @@ Deno.test("Cluster consistency (twins): one node drains mid-run and stops (its r
   // The drain sent connections away (docs/spec/SERVER.md §8.7 step 2).
   if (drained === 0) throw new Error("no connection was closed 1001 by the drain");
 });
+
+Deno.test("Cluster consistency (twins): Redis stops answering for 40 steps mid-run (store calls and publishes fail), then answers again: every live seat is still exactly what its client was told (docs/spec/SERVER.md §8.5.5)", async () => {
+  let seated = 0;
+  let unavailable = 0;
+  for (const seed of SEEDS) {
+    const cluster = await testCluster({ heartbeatMs: 50, engine: { enableReconnection: true } });
+    const outageAt = 30 + (seed * 41) % 150;
+    const outcome = await runConsistency(cluster, seed, { outageAt });
+    seated += assertConsistent(outcome, `seed ${seed}, Redis out from step ${outageAt}`);
+    unavailable += Object.entries(outcome.seen)
+      .filter(([what]) => what.endsWith("SERVICE_UNAVAILABLE")).reduce((n, [, k]) => n + k, 0);
+  }
+  if (seated === 0) throw new Error("no seeded run ended with a seated client");
+  // Requests that needed Redis meanwhile were refused (docs/spec/SERVER.md §8.6).
+  if (unavailable === 0) throw new Error("no request was answered SERVICE_UNAVAILABLE");
+});

@@ -6,7 +6,9 @@
  * Redis has answered without interruption for `T`.
  */
 import { equal, ok } from "node:assert/strict";
-import { type TestClient, testCluster, until } from "./testing.ts";
+import { adminRoutes } from "../http/admin.ts";
+import { OperatorFeed } from "../metrics/operator_feed.ts";
+import { type TestClient, testCluster, type TestNode, until } from "./testing.ts";
 
 const join = (client: TestClient, name: string, code?: string) =>
   client.say({
@@ -226,6 +228,72 @@ Deno.test("Cluster (twins): a publish Redis does not answer times out after forw
     await until(() => answered(erin) !== undefined, "Erin's answer");
     ok(erin.last("RoomJoined"), JSON.stringify(erin.messages));
     equal(alice.closed, undefined, "the home's local member is untouched");
+  } finally {
+    await cluster.close();
+  }
+});
+
+/** The operator API of `node` as server.ts wires it in cluster mode (token `TOKEN`). */
+function operatorApi(node: TestNode) {
+  const feed = new OperatorFeed({
+    connections: () => node.edge.size,
+    stats: () => ({ ...node.engine.stats(), heldSeats: 0 }),
+    maintenance: () => node.cluster.maintenance,
+  });
+  const routes = adminRoutes({
+    token: TOKEN,
+    directory: node.edge.directory,
+    command: (command, now) => node.edge.command({ kind: "room", command }, now)!,
+    setMaintenance: (enabled) => node.cluster.setMaintenance(enabled),
+    maintenance: () => node.cluster.readMaintenance(),
+    feed,
+    status: () => ({}),
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+  });
+  return async (method: string, path: string) => {
+    const response = await routes.handle(
+      new Request(`http://127.0.0.1${path}`, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}` },
+      }),
+      path,
+      "127.0.0.1",
+    )!;
+    return { status: response.status, body: await response.json() };
+  };
+}
+
+const TOKEN = "operator-token-for-tests-0123456789abcdef";
+
+Deno.test("Cluster (twins): while Redis does not answer, the operator API answers 503 SERVICE_UNAVAILABLE for room commands, listings and counts (not 500), and works again once it answers (docs/spec/SERVER.md §8.5.5)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes as [TestNode, TestNode];
+    const alice = a.connect();
+    join(alice, "Alice", "OPER01");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice's room");
+    const api = operatorApi(b);
+    cluster.store.unreachable = true;
+    for (
+      const [method, path] of [
+        ["GET", "/admin/api/rooms/orbit/OPER01"],
+        ["DELETE", "/admin/api/rooms/orbit/OPER01"],
+        ["DELETE", `/admin/api/rooms/orbit/OPER01/players/${crypto.randomUUID()}`],
+        ["GET", "/admin/api/rooms"],
+        ["GET", "/admin/api/games"],
+        ["GET", "/admin/api/overview"],
+      ] as const
+    ) {
+      const { status, body } = await api(method, path);
+      equal(status, 503, `${method} ${path}: ${JSON.stringify(body)}`);
+      equal(body.error_code, "SERVICE_UNAVAILABLE", `${method} ${path}`);
+    }
+    equal(alice.closed, undefined, "nothing was closed");
+    cluster.store.unreachable = false;
+    const { status, body } = await api("DELETE", "/admin/api/rooms/orbit/OPER01");
+    equal(status, 200, JSON.stringify(body));
+    await until(() => alice.last("RoomLeft") !== undefined, "Alice told her room closed");
   } finally {
     await cluster.close();
   }

@@ -469,6 +469,18 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     });
   }
 
+  /**
+   * `answer`, or a 503 when it is a Promise that rejects: the cluster's directory did not answer
+   * (docs/spec/SERVER.md §8.5.5 "Redis unreachable").
+   */
+  function orUnavailable(answer: Awaitable<Response>): Awaitable<Response> {
+    if (!(answer instanceof Promise)) return answer;
+    return answer.catch((error) => {
+      log.warn("Cannot read the room directory: {error}", { error });
+      return problem(503, "Service temporarily unavailable", "SERVICE_UNAVAILABLE");
+    });
+  }
+
   function api(request: Request, path: string, ip: string): Awaitable<Response> {
     const denied = authenticate(request, ip);
     if (denied) return denied;
@@ -480,18 +492,20 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
       case "overview":
         if (rest.length > 0) break;
         if (!isGet) return methodNotAllowed("GET, HEAD");
-        return then(games(), (list) =>
-          then(options.maintenance(), (maintenance) =>
-            reply(200, {
-              ...options.status(),
-              maintenance,
-              sample: options.feed.current(now()),
-              games: list,
-            }))) as Awaitable<Response>;
+        return orUnavailable(
+          then(games(), (list) =>
+            then(options.maintenance(), (maintenance) =>
+              reply(200, {
+                ...options.status(),
+                maintenance,
+                sample: options.feed.current(now()),
+                games: list,
+              }))) as Awaitable<Response>,
+        );
       case "games":
         if (rest.length > 0) break;
         if (!isGet) return methodNotAllowed("GET, HEAD");
-        return then(games(), (list) => reply(200, { games: list }));
+        return orUnavailable(then(games(), (list) => reply(200, { games: list })));
       case "history": {
         if (rest.length > 0) break;
         if (!isGet) return methodNotAllowed("GET, HEAD");
@@ -510,7 +524,7 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
       case "rooms": {
         if (rest.length === 0 || (rest.length === 1 && rest[0] === "")) {
           if (!isGet) return methodNotAllowed("GET, HEAD");
-          return listRooms(request);
+          return orUnavailable(listRooms(request));
         }
         if (rest.length !== 2 && !(rest.length === 4 && rest[2] === "players")) break;
         const target = roomTarget(rest[0]!, rest[1]!);

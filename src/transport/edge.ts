@@ -727,10 +727,13 @@ export class Edge {
       case "room": {
         const room = command.command;
         // A nested Awaitable flattens: a Promise resolves through the inner one.
-        return then(
+        const reply = then(
           this.#directory.lookup(room.gameName, room.roomCode),
           (record) => record ? this.#router.command(record.home, room, now) : NOT_FOUND,
         ) as Awaitable<CommandReply>;
+        // Redis not answering the lookup: the home cannot be reached either (a 503 at the
+        // operator API, docs/spec/SERVER.md §8.5.5 "Redis unreachable"), not a rejection.
+        return reply instanceof Promise ? reply.catch(() => UNREACHABLE) : reply;
       }
     }
   }
@@ -1177,6 +1180,7 @@ export function unavailable(message: ClientMessage): ServerMessage {
   }
 }
 const NOT_FOUND: CommandReply = { ok: false, reason: "not_found" };
+const UNREACHABLE: CommandReply = { ok: false, reason: "unreachable" };
 
 /**
  * UTF-8 size of a text frame, computed exactly only when it could exceed `limit` (a UTF-16 code
