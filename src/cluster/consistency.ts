@@ -136,13 +136,21 @@ export interface ConsistencyOptions {
    * @default no outage
    */
   outageAt?: number;
+  /**
+   * On the twins only: at this step (0–239) Redis restarts empty (docs/spec/SERVER.md §8.5.5): every
+   * node's link goes down, every key is lost, nothing is answered or delivered for 10 steps, then
+   * the links come back (the nodes re-register under a new epoch, with its grace window).
+   * @default no restart
+   */
+  restartAt?: number;
 }
 
 /**
  * One seeded run on the started `cluster` (three nodes; reconnection enabled; a heartbeat period
  * of at most 100 ms), closed at the end: 8 clients, 250 steps, then `options.quietMs` without
  * steps; with `options.crashAt`, one node crashes during the run, with `options.drainAt`, one
- * drains and stops, with `options.outageAt`, Redis stops answering for a while.
+ * drains and stops, with `options.outageAt`, Redis stops answering for a while, with
+ * `options.restartAt`, it restarts empty.
  */
 export async function runConsistency(
   cluster: {
@@ -164,7 +172,7 @@ export async function runConsistency(
   /** Redis does not answer (the twins). */
   let outage = false;
   const store = cluster.network ? cluster.store as MemoryStore : undefined;
-  if (options.outageAt !== undefined && (!cluster.network || !store)) {
+  if ((options.outageAt ?? options.restartAt) !== undefined && (!cluster.network || !store)) {
     throw new Error("an outage needs the twins");
   }
   if (cluster.network) {
@@ -243,6 +251,14 @@ export async function runConsistency(
       if (step === options.outageAt || step === options.outageAt! + 40) {
         outage = step === options.outageAt;
         store!.unreachable = outage;
+      }
+      if (step === options.restartAt) {
+        outage = store!.unreachable = true;
+        for (const node of cluster.nodes) node.cluster.linkState("down");
+        store!.flush();
+      } else if (step === options.restartAt! + 10) {
+        outage = store!.unreachable = false;
+        for (const node of cluster.nodes) node.cluster.linkState("up");
       }
       if (cluster.network && random() < 0.02) {
         // One envelope between two nodes is lost: that pair resyncs (docs/spec/SERVER.md §8.5.2).

@@ -78,3 +78,14 @@ Deno.test("Cluster consistency (twins): Redis stops answering for 40 steps mid-r
   // Requests that needed Redis meanwhile were refused (docs/spec/SERVER.md §8.6).
   if (unavailable === 0) throw new Error("no request was answered SERVICE_UNAVAILABLE");
 });
+
+Deno.test("Cluster consistency (twins): Redis restarts empty mid-run (links down, every key lost, then a new epoch and re-registration): every live seat is still exactly what its client was told (docs/spec/SERVER.md §8.5.5)", async () => {
+  let seated = 0;
+  for (const seed of SEEDS) {
+    const cluster = await testCluster({ heartbeatMs: 50, engine: { enableReconnection: true } });
+    const restartAt = 30 + (seed * 43) % 180;
+    const outcome = await runConsistency(cluster, seed, { restartAt });
+    seated += assertConsistent(outcome, `seed ${seed}, Redis restarted at step ${restartAt}`);
+  }
+  if (seated === 0) throw new Error("no seeded run ended with a seated client");
+});
