@@ -102,10 +102,16 @@ export interface ConsistencyOutcome {
   relay: { client: string; expected: string[]; got: string[] }[];
   /**
    * What the run went through, over every connection it opened: close codes the server sent
-   * (`1012` resyncs, `4001` takeovers; not the drops the run made itself) and the `error_code`s of
-   * failed joins and reconnects, each with its count.
+   * (`1012` resyncs, `4001` takeovers; not the drops the run made itself), the `error_code`s of
+   * failed joins and reconnects, and the game data frames received, each with its count.
    */
   seen: Record<string, number>;
+  /**
+   * Game data out of order on a connection (docs/spec/PROTOCOL.md §1.5): for each connection and
+   * sender, the steps of the frames it received (live, or replayed in `Reconnected.missed_events`)
+   * must rise strictly — a repeat is a duplicate, a fall a reordering. Empty when none.
+   */
+  disorder: string[];
 }
 
 /** Settings of {@linkcode runConsistency}. */
@@ -377,7 +383,32 @@ export async function runConsistency(
         if (code !== undefined) count(`${message.type} ${code}`);
       }
     }
-    return { told, held, crossings, relay, seen: went };
+    const disorder: string[] = [];
+    for (const client of opened) {
+      const last = new Map<string, number>();
+      const check = (frame: { from_player?: string; data?: { step?: number } } | undefined) => {
+        const step = frame?.data?.step;
+        if (step === undefined || frame?.from_player === undefined) return;
+        count("GameData received");
+        const before = last.get(frame.from_player) ?? -1;
+        if (step <= before) {
+          disorder.push(`${client.id} got step ${step} from ${frame.from_player} after ${before}`);
+        }
+        last.set(frame.from_player, step);
+      };
+      for (const message of client.messages) {
+        if (message.type === "GameData") check(message.data as Parameters<typeof check>[0]);
+        if (message.type === "Reconnected") {
+          const missed = (message.data?.missed_events ?? []) as { type: string; data?: unknown }[];
+          for (const event of missed) {
+            if (event.type !== "GameData") continue;
+            count("GameData replayed");
+            check(event.data as Parameters<typeof check>[0]);
+          }
+        }
+      }
+    }
+    return { told, held, crossings, relay, seen: went, disorder };
   } finally {
     await cluster.close();
   }
@@ -388,7 +419,8 @@ export async function runConsistency(
  * node's remote sessions and remote bindings match them. Returns how many seats there were.
  */
 export function assertConsistent(outcome: ConsistencyOutcome, label: string): number {
-  const { told, held, crossings, relay } = outcome;
+  const { told, held, crossings, relay, disorder } = outcome;
+  deepEqual({ label, disorder }, { label, disorder: [] });
   // The label inside the compared values, so a failure shows both it and the difference.
   deepEqual({ label, seats: held }, { label, seats: told });
   for (const counts of crossings) {
