@@ -107,9 +107,10 @@ export interface ConsistencyOutcome {
    */
   seen: Record<string, number>;
   /**
-   * Game data out of order on a connection (docs/spec/PROTOCOL.md §1.5): for each connection and
-   * sender, the steps of the frames it received (live, or replayed in `Reconnected.missed_events`)
-   * must rise strictly — a repeat is a duplicate, a fall a reordering. Empty when none.
+   * Game data out of order on a connection (docs/spec/PROTOCOL.md §1.5): for each receiving and
+   * each sending connection, the steps of the frames received (live, or replayed in
+   * `Reconnected.missed_events`) must rise strictly — a repeat is a duplicate, a fall a
+   * reordering. Empty when none.
    */
   disorder: string[];
 }
@@ -196,6 +197,8 @@ export async function runConsistency(
     /** The node draining, until it stops. */
     let draining: TestNode | undefined;
     let ip = 0;
+    /** The connection that sent each step's game data. */
+    const sender = new Map<number, string>();
     /** Every connection the run opened. */
     const opened: TestClient[] = [];
     const connect = () => {
@@ -326,6 +329,7 @@ export async function runConsistency(
             },
         }, Date.now());
       } else {
+        sender.set(step, client.id);
         client.say({ type: "GameData", data: { data: { step } } });
       }
       // Answers may or may not have arrived before the next request.
@@ -390,11 +394,14 @@ export async function runConsistency(
         const step = frame?.data?.step;
         if (step === undefined || frame?.from_player === undefined) return;
         count("GameData received");
-        const before = last.get(frame.from_player) ?? -1;
+        // Per sending connection: two connections of one player (a takeover racing the old
+        // connection's frames) are ordered only each on its own.
+        const from = sender.get(step)!;
+        const before = last.get(from) ?? -1;
         if (step <= before) {
-          disorder.push(`${client.id} got step ${step} from ${frame.from_player} after ${before}`);
+          disorder.push(`${client.id} got step ${step} from connection ${from} after ${before}`);
         }
-        last.set(frame.from_player, step);
+        last.set(from, step);
       };
       for (const message of client.messages) {
         if (message.type === "GameData") check(message.data as Parameters<typeof check>[0]);
