@@ -113,6 +113,14 @@ export interface ConsistencyOutcome {
    * reordering. Empty when none.
    */
   disorder: string[];
+  /**
+   * Frames a seat missed without being told (docs/spec/SERVER.md §8.5.3): between two frames a
+   * player seat received from one connection, a frame that connection sent and the seat never
+   * received, live on any of its connections or replayed — unless a `Reconnected` of that seat
+   * said `replay_truncated: true`, or a resync (`1012`) closed the seat's or the sender's
+   * connection; and a frame a seat received twice. Empty when none.
+   */
+  gaps: string[];
 }
 
 /** Settings of {@linkcode runConsistency}. */
@@ -388,8 +396,16 @@ export async function runConsistency(
       }
     }
     const disorder: string[] = [];
+    /** Per player seat: the steps its connections received (live or replayed), by sender. */
+    const bySeat = new Map<string, Map<string, number[]>>();
+    /** Seats whose client was told frames may be missing (a truncated replay, a resync). */
+    const truncated = new Set<string>();
+    /** Sending connections told frames may be lost (closed by a resync). */
+    const lossy = new Set<string>();
     for (const client of opened) {
       const last = new Map<string, number>();
+      /** The player seat this connection holds at this point of its messages. */
+      let seat: string | undefined;
       const check = (frame: { from_player?: string; data?: { step?: number } } | undefined) => {
         const step = frame?.data?.step;
         if (step === undefined || frame?.from_player === undefined) return;
@@ -402,10 +418,21 @@ export async function runConsistency(
           disorder.push(`${client.id} got step ${step} from connection ${from} after ${before}`);
         }
         last.set(from, step);
+        if (seat === undefined) return;
+        let senders = bySeat.get(seat);
+        if (senders === undefined) bySeat.set(seat, senders = new Map());
+        const steps = senders.get(from);
+        if (steps === undefined) senders.set(from, [step]);
+        else steps.push(step);
       };
       for (const message of client.messages) {
+        const data = message.data as { player_id?: string; replay_truncated?: boolean } | undefined;
+        if (message.type === "RoomJoined") seat = data!.player_id;
+        if (message.type === "RoomLeft") seat = undefined;
         if (message.type === "GameData") check(message.data as Parameters<typeof check>[0]);
         if (message.type === "Reconnected") {
+          seat = data!.player_id;
+          if (data!.replay_truncated) truncated.add(seat!);
           const missed = (message.data?.missed_events ?? []) as { type: string; data?: unknown }[];
           for (const event of missed) {
             if (event.type !== "GameData") continue;
@@ -414,8 +441,39 @@ export async function runConsistency(
           }
         }
       }
+      if (client.closed === 1012) {
+        lossy.add(client.id);
+        if (seat !== undefined) truncated.add(seat);
+      }
     }
-    return { told, held, crossings, relay, seen: went, disorder };
+    // Nothing lost that the client is not told about (issue 15 item 4): between two frames a
+    // seat received from one connection, every frame that connection sent reached the seat —
+    // live on one of its connections or in a replay — once; unless the seat was told frames may
+    // be missing or the sender was resynced.
+    const gaps: string[] = [];
+    const sentBy = new Map<string, number[]>();
+    for (const [step, conn] of sender) {
+      const steps = sentBy.get(conn);
+      if (steps === undefined) sentBy.set(conn, [step]);
+      else steps.push(step);
+    }
+    for (const [seat, senders] of bySeat) {
+      for (const [from, steps] of senders) {
+        if (new Set(steps).size !== steps.length) {
+          gaps.push(`seat ${seat} got a frame of connection ${from} twice: ${steps}`);
+        }
+        if (truncated.has(seat) || lossy.has(from)) continue;
+        const got = new Set(steps);
+        const first = Math.min(...steps), final = Math.max(...steps);
+        const between = (sentBy.get(from) ?? []).filter((step) => step > first && step < final);
+        if (between.length > 0) count("frames checked for gaps");
+        const missing = between.filter((step) => !got.has(step));
+        if (missing.length > 0) {
+          gaps.push(`seat ${seat} missed steps ${missing} of connection ${from} (got ${steps})`);
+        }
+      }
+    }
+    return { told, held, crossings, relay, seen: went, disorder, gaps };
   } finally {
     await cluster.close();
   }
@@ -428,6 +486,7 @@ export async function runConsistency(
 export function assertConsistent(outcome: ConsistencyOutcome, label: string): number {
   const { told, held, crossings, relay, disorder } = outcome;
   deepEqual({ label, disorder }, { label, disorder: [] });
+  deepEqual({ label, gaps: outcome.gaps }, { label, gaps: [] });
   // The label inside the compared values, so a failure shows both it and the difference.
   deepEqual({ label, seats: held }, { label, seats: told });
   for (const counts of crossings) {
