@@ -1060,6 +1060,46 @@ Deno.test("Cluster (twins): a request of a connection replaced by a takeover tha
   }
 });
 
+Deno.test("Cluster (twins): a request of a connection whose home resynced with its edge, crossing the CLOSE{1012}, is not carried out: no second seat with the held seat's id (docs/spec/SERVER.md §8.4.4, §8.5.2)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = threeNodes(cluster);
+    await joined(a, "Alice", "FIRST1");
+    await joined(a, "Ann", "OTHER1");
+    const bob = await joined(b, "Bob", "FIRST1");
+    const dave = await joined(b, "Dave", "FIRST1");
+    // An envelope from B to A is lost (Bob's frame); the next one (Dave's) shows A the gap, so A
+    // resyncs: Bob's and Dave's seats held, CLOSE{1012} on its way to B, held back there.
+    let lost = false;
+    cluster.network.fault = (from, to) => {
+      if (from === b.name && to === a.name && !lost) {
+        lost = true;
+        return "drop";
+      }
+      return from === a.name && to === b.name ? { delayMs: 100 } : "deliver";
+    };
+    bob.say({ type: "GameData", data: { data: "lost" } });
+    await settle();
+    dave.say({ type: "GameData", data: { data: "shows the gap" } });
+    await until(() => a.engine.seatHeld(bob.id), "A resynced with B");
+    // B does not know yet: Bob's request goes to his home A, which also homes the room he asks for.
+    join(bob, "Bob", "OTHER1");
+    await until(() => bob.closed === 1012, "Bob closed by the resync");
+    await settle(20);
+    equal(bob.last("RoomJoined")?.data?.room_code, "FIRST1", "no answer to the crossed request");
+    equal(a.engine.lookup("orbit", "OTHER1")?.players, 1, "no seat for Bob's crossed request");
+    equal(a.engine.seatHeld(bob.id), true, "Bob's seat in FIRST1 is still held for his Reconnect");
+    // His Reconnect through any node resumes it.
+    const back = b.connect();
+    back.say(reconnectFor(bob.last("RoomJoined")!.data!));
+    await until(() => back.last("Reconnected") !== undefined, "Bob back");
+    equal(back.last("Reconnected")!.data!.room_code, "FIRST1");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a member's request that reaches its home in the turn the home removed it is still answered, and its edge no longer holds it bound there (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {

@@ -205,8 +205,13 @@ export async function runConsistency(
     /** The node draining, until it stops. */
     let draining: TestNode | undefined;
     let ip = 0;
-    /** The connection that sent each step's game data. */
+    /**
+     * Who sent each step's game data: the connection, and how many requests (joins, leaves,
+     * reconnects) it had sent before it (`<connection id>#<requests>`).
+     */
     const sender = new Map<number, string>();
+    /** Requests sent per connection. */
+    const requests = new Map<string, number>();
     /** Every connection the run opened. */
     const opened: TestClient[] = [];
     const connect = () => {
@@ -290,6 +295,9 @@ export async function runConsistency(
         // Dropped (or closed by the server): a new connection through any node.
         drop(k, client);
       } else if (roll < 0.62) {
+        // A request that may change the connection's membership: its game data before and after
+        // are compared apart (one connection keeps its player id from room to room).
+        requests.set(client.id, (requests.get(client.id) ?? 0) + 1);
         if (roll < 0.4) {
           client.say({
             type: "JoinRoom",
@@ -337,8 +345,19 @@ export async function runConsistency(
             },
         }, Date.now());
       } else {
-        sender.set(step, client.id);
+        sender.set(step, `${client.id}#${requests.get(client.id) ?? 0}`);
         client.say({ type: "GameData", data: { data: { step } } });
+      }
+      if (step % 3 === 0) {
+        // Every third step each client that believes itself seated sends a frame too (numbered
+        // after the step's own), so frames flow while others drop and come back: what a replay
+        // must carry (no random draw, so the run's choices stay the seed's).
+        clients.forEach((other, i) => {
+          if (seatOf(other)?.role !== "player") return;
+          const tick = step + (i + 1) / 100;
+          sender.set(tick, `${other.id}#${requests.get(other.id) ?? 0}`);
+          other.say({ type: "GameData", data: { data: { step: tick } } });
+        });
       }
       // Answers may or may not have arrived before the next request.
       await settle(Math.floor(random() * 3));
@@ -402,8 +421,19 @@ export async function runConsistency(
     const truncated = new Set<string>();
     /** Sending connections told frames may be lost (closed by a resync). */
     const lossy = new Set<string>();
+    // A connection keeps its player id from room to room, so a seat is `<player id>#<n>`, its
+    // nth `RoomJoined`; a `Reconnected` resumes the player's latest seat (the token of an earlier
+    // one was given up when it left, and a resumed player's first connection is gone).
+    const joins = new Map<string, number>();
+    for (const client of opened) {
+      for (const message of client.messages) {
+        const id = (message.data as { player_id?: string } | undefined)?.player_id;
+        if (message.type === "RoomJoined") joins.set(id!, (joins.get(id!) ?? 0) + 1);
+      }
+    }
     for (const client of opened) {
       const last = new Map<string, number>();
+      const joined = new Map<string, number>();
       /** The player seat this connection holds at this point of its messages. */
       let seat: string | undefined;
       const check = (frame: { from_player?: string; data?: { step?: number } } | undefined) => {
@@ -427,12 +457,19 @@ export async function runConsistency(
       };
       for (const message of client.messages) {
         const data = message.data as { player_id?: string; replay_truncated?: boolean } | undefined;
-        if (message.type === "RoomJoined") seat = data!.player_id;
+        // A new seat's stream starts (a takeover may replay frames this connection already got
+        // as its own seat).
+        if (message.type === "RoomJoined" || message.type === "Reconnected") last.clear();
+        if (message.type === "RoomJoined") {
+          const n = (joined.get(data!.player_id!) ?? 0) + 1;
+          joined.set(data!.player_id!, n);
+          seat = `${data!.player_id}#${n}`;
+        }
         if (message.type === "RoomLeft") seat = undefined;
         if (message.type === "GameData") check(message.data as Parameters<typeof check>[0]);
         if (message.type === "Reconnected") {
-          seat = data!.player_id;
-          if (data!.replay_truncated) truncated.add(seat!);
+          seat = `${data!.player_id}#${joins.get(data!.player_id!) ?? 0}`;
+          if (data!.replay_truncated) truncated.add(seat);
           const missed = (message.data?.missed_events ?? []) as { type: string; data?: unknown }[];
           for (const event of missed) {
             if (event.type !== "GameData") continue;
@@ -462,7 +499,7 @@ export async function runConsistency(
         if (new Set(steps).size !== steps.length) {
           gaps.push(`seat ${seat} got a frame of connection ${from} twice: ${steps}`);
         }
-        if (truncated.has(seat) || lossy.has(from)) continue;
+        if (truncated.has(seat) || lossy.has(from.split("#")[0]!)) continue;
         const got = new Set(steps);
         const first = Math.min(...steps), final = Math.max(...steps);
         const between = (sentBy.get(from) ?? []).filter((step) => step > first && step < final);

@@ -184,6 +184,14 @@ export class Engine {
     return this.#reconnection.sessionOf(playerId)?.id;
   }
 
+  /**
+   * Whether `playerId`'s seat is held here (its connection gone, the reconnection window
+   * running; docs/spec/PROTOCOL.md §7.11).
+   */
+  seatHeld(playerId: string): boolean {
+    return this.#reconnection.held(playerId) !== undefined;
+  }
+
   /** The connection watching a room as spectator `spectatorId`, if any. */
   spectatorConnection(spectatorId: string): ConnId | undefined {
     const session = this.#reconnection.sessionOf(spectatorId);

@@ -838,11 +838,16 @@ export class Edge {
     ) {
       return MISS;
     }
-    // A connection a takeover here replaced, whose request crossed its `CLOSE{4001}`: its
-    // identity now belongs to the connection that took the seat (docs/spec/SERVER.md §8.4.4).
+    // A connection this home let go, whose request crossed the news (docs/spec/SERVER.md
+    // §8.4.4): a takeover here replaced it (its `CLOSE{4001}`; its identity now belongs to the
+    // connection that took the seat), or its session ended and its seat is held (a resync's
+    // `CLOSE{1012}`, or its own edge's `CLOSED`). Run, the request would seat a second player
+    // with the held seat's id.
     if (!this.#remote.has(conn)) {
-      const carrier = this.#engine.identityCarrier(remote.playerId ?? conn);
+      const identity = remote.playerId ?? conn;
+      const carrier = this.#engine.identityCarrier(identity);
       if (carrier !== undefined && carrier !== conn) return UNBOUND;
+      if (carrier === undefined && this.#engine.seatHeld(identity)) return UNBOUND;
     }
     this.#engine.connectRemote(conn, remote);
     this.#remote.set(conn, remote.edge);
