@@ -1100,6 +1100,38 @@ Deno.test("Cluster (twins): a request of a connection whose home resynced with i
   }
 });
 
+Deno.test("Cluster (twins): the same crossing request for a room on a third node is not sent on there either: the held seat's id is not seated twice in the cluster (docs/spec/SERVER.md §8.4.4)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = threeNodes(cluster);
+    await joined(a, "Alice", "FIRST1");
+    await joined(c, "Cole", "THIRD1");
+    const bob = await joined(b, "Bob", "FIRST1");
+    const dave = await joined(b, "Dave", "FIRST1");
+    let lost = false;
+    cluster.network.fault = (from, to) => {
+      if (from === b.name && to === a.name && !lost) {
+        lost = true;
+        return "drop";
+      }
+      return from === a.name && to === b.name ? { delayMs: 100 } : "deliver";
+    };
+    bob.say({ type: "GameData", data: { data: "lost" } });
+    await settle();
+    dave.say({ type: "GameData", data: { data: "shows the gap" } });
+    await until(() => a.engine.seatHeld(bob.id), "A resynced with B");
+    join(bob, "Bob", "THIRD1");
+    await until(() => bob.closed === 1012, "Bob closed by the resync");
+    await settle(20);
+    equal(c.engine.lookup("orbit", "THIRD1")?.players, 1, "no seat for Bob on C");
+    equal(c.engine.seatHeld(bob.id), false, "nor a held one");
+    equal(a.engine.seatHeld(bob.id), true, "Bob's seat in FIRST1 is held for his Reconnect");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a member's request that reaches its home in the turn the home removed it is still answered, and its edge no longer holds it bound there (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {

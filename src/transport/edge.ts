@@ -828,6 +828,17 @@ export class Edge {
       const role = this.#engine.binding(conn);
       return role ? { status: "bound", role } : UNBOUND;
     }
+    // A connection this home let go, whose request crossed the news (docs/spec/SERVER.md
+    // §8.4.4): a takeover here replaced it (its `CLOSE{4001}`; its identity now belongs to the
+    // connection that took the seat), or its session ended and its seat is held (a resync's
+    // `CLOSE{1012}`, or its own edge's `CLOSED`). Run, the request would seat a second player
+    // with the held seat's id, here or, through a MISS, at another home.
+    if (!this.#remote.has(conn)) {
+      const identity = remote.playerId ?? conn;
+      const carrier = this.#engine.identityCarrier(identity);
+      if (carrier !== undefined && carrier !== conn) return UNBOUND;
+      if (carrier === undefined && this.#engine.seatHeld(identity)) return UNBOUND;
+    }
     // A remote request never creates a room here (docs/spec/SERVER.md §8.4.4): no room → MISS.
     // A member here asking for a room elsewhere: a player is answered here ("Already in a
     // room"); a spectator switching rooms is resolved by its edge (MISS).
@@ -837,17 +848,6 @@ export class Edge {
         (message.type === "JoinAsSpectator" && this.#engine.binding(conn) === "spectator"))
     ) {
       return MISS;
-    }
-    // A connection this home let go, whose request crossed the news (docs/spec/SERVER.md
-    // §8.4.4): a takeover here replaced it (its `CLOSE{4001}`; its identity now belongs to the
-    // connection that took the seat), or its session ended and its seat is held (a resync's
-    // `CLOSE{1012}`, or its own edge's `CLOSED`). Run, the request would seat a second player
-    // with the held seat's id.
-    if (!this.#remote.has(conn)) {
-      const identity = remote.playerId ?? conn;
-      const carrier = this.#engine.identityCarrier(identity);
-      if (carrier !== undefined && carrier !== conn) return UNBOUND;
-      if (carrier === undefined && this.#engine.seatHeld(identity)) return UNBOUND;
     }
     this.#engine.connectRemote(conn, remote);
     this.#remote.set(conn, remote.edge);
