@@ -1132,6 +1132,31 @@ Deno.test("Cluster (twins): the same crossing request for a room on a third node
   }
 });
 
+Deno.test("Cluster (twins): frames a home bounces back while the connection's next request is pending keep their order, and the request is answered although the bounces split the home's answer envelope (docs/spec/SERVER.md §8.4.2, PROTOCOL.md §1.5)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = threeNodes(cluster);
+    await joined(a, "Alice", "HERE01");
+    const cole = await joined(c, "Cole", "OTHER1");
+    const bob = await joined(b, "Bob", "HERE01");
+    // Bob sends three frames to his home A and then asks for a room on C; A removes him before
+    // they arrive, so it bounces all three back, and they wait behind his request.
+    for (const n of [1, 2, 3]) bob.say({ type: "GameData", data: { data: { n } } });
+    void a.edge.command({
+      kind: "room",
+      command: { kind: "remove_player", gameName: "orbit", roomCode: "HERE01", playerId: bob.id },
+    }, Date.now());
+    join(bob, "Bob", "OTHER1");
+    await until(() => bob.last("RoomJoined")?.data?.room_code === "OTHER1", "Bob in OTHER1");
+    await until(() => cole.messages.filter((m) => m.type === "GameData").length === 3, "3 frames");
+    const got = cole.messages.filter((m) => m.type === "GameData")
+      .map((m) => (m.data!.data as { n: number }).n);
+    deepEqual(got, [1, 2, 3], "in the order Bob sent them");
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a member's request that reaches its home in the turn the home removed it is still answered, and its edge no longer holds it bound there (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {

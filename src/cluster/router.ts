@@ -101,6 +101,12 @@ export class ClusterRouter implements Router {
   >();
   /** Requests answered `BOUND` whose binding the edge has not taken yet (see `#onOut`). */
   readonly #justBound = new Map<ConnId, NodeId>();
+  /**
+   * Requests whose answer, so far in the envelope being delivered, is an `UNBIND`: a `BOUND` or
+   * `MISS` in a later body of the same envelope answers instead (bodies of other kinds, a
+   * `BOUNCE`, split one `OUT` in two); at the envelope's end the `UNBIND` answers.
+   */
+  readonly #unboundSoFar = new Map<ConnId, PendingBind>();
   #nextRequest = 1;
   /** Set while a received envelope is processed: `flush` publishes nothing until it ends. */
   #holding = false;
@@ -138,6 +144,7 @@ export class ClusterRouter implements Router {
       bus,
       {
         deliver: (envelope) => this.#receive(envelope),
+        delivered: (peer) => this.#envelopeEnd(peer),
         resync: (peer, reason) => this.#resync(peer, reason),
         isPeer: (peer) => this.#isPeer(peer),
       },
@@ -707,12 +714,18 @@ export class ClusterRouter implements Router {
       }
       if (item.tag === "unbind") this.#delivered.delete(conn);
       if (pending !== undefined && answers?.get(conn) === index) {
-        clearTimeout(pending.timer);
-        this.#pending.delete(conn);
         // Not a member there now: a binding to that home ends too.
         if (item.tag === "unbind" && edge.homeOf?.(conn) === home) {
           edge.direct({ kind: "unbind", conn }, now);
         }
+        if (item.tag === "unbind") {
+          // The answer unless a later body of this envelope has a BOUND or MISS for it.
+          this.#unboundSoFar.set(conn, pending);
+          continue;
+        }
+        this.#unboundSoFar.delete(conn);
+        clearTimeout(pending.timer);
+        this.#pending.delete(conn);
         if (item.tag === "bound") {
           // The edge takes the binding when the request's promise settles (a microtask): until
           // then, frames of envelopes processed in the same run still reach the connection.
@@ -758,6 +771,19 @@ export class ClusterRouter implements Router {
       }
     }
     edge.flush();
+  }
+
+  /** The end of an envelope from `peer`: the `UNBIND`s that stayed answers answer (see above). */
+  #envelopeEnd(peer: NodeId): void {
+    if (this.#unboundSoFar.size === 0) return;
+    for (const [conn, pending] of this.#unboundSoFar) {
+      if (pending.home !== peer) continue;
+      this.#unboundSoFar.delete(conn);
+      if (this.#pending.get(conn) !== pending) continue;
+      clearTimeout(pending.timer);
+      this.#pending.delete(conn);
+      pending.resolve({ status: "unbound" });
+    }
   }
 
   /**

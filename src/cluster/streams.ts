@@ -39,6 +39,8 @@ export type ResyncReason = "gap" | "lost" | "suspect";
 export interface StreamHandlers {
   /** An envelope in order, with its header. */
   deliver(envelope: Envelope): void;
+  /** Every body of one envelope from `peer` has been delivered (an envelope's end). */
+  delivered?(peer: NodeId): void;
   /** Resync the pair with `peer` (docs/spec/SERVER.md §8.5.2). */
   resync(peer: NodeId, reason: ResyncReason): void;
   /** Whether `peer` is a peer now (bindings, pending requests or remote sessions, §8.2). */
@@ -302,6 +304,7 @@ export class Streams {
     pair.delivered = batch.seq;
     this.stats.bodiesIn += bodies.length;
     for (let i = 0; i < bodies.length; i++) this.#handlers.deliver(bodies[i]!);
+    this.#handlers.delivered?.(peer);
   }
 
   /** The bus reports a publish to `peer` lost. */

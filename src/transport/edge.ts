@@ -599,7 +599,11 @@ export class Edge {
     if (!conn) return;
     conn.home = this.#node;
     if (conn.queue !== undefined) {
-      conn.queue.unshift(frame);
+      // Ahead of the frames queued behind the pending request (the client sent those later),
+      // behind the frames this queue already got back: bounces arrive in the order sent.
+      const ahead = bouncedAhead.get(conn.queue) ?? 0;
+      conn.queue.splice(ahead, 0, frame);
+      bouncedAhead.set(conn.queue, ahead + 1);
       this.#endBarrier(id, conn);
     } else {
       this.#process(id, conn, frame, now);
@@ -1184,6 +1188,13 @@ export function unavailable(message: ClientMessage): ServerMessage {
       return { type: "RoomJoinFailed", data };
   }
 }
+/**
+ * How many frames at the head of a pending request's queue a remote home bounced back
+ * (`Edge.#bounce`), by queue: the next bounce goes behind them. Nothing is kept per connection
+ * for this rare path.
+ */
+const bouncedAhead = new WeakMap<unknown[], number>();
+
 const NOT_FOUND: CommandReply = { ok: false, reason: "not_found" };
 const UNREACHABLE: CommandReply = { ok: false, reason: "unreachable" };
 
