@@ -146,8 +146,8 @@ export interface ConsistencyOptions {
    */
   drainAt?: number;
   /**
-   * On the twins only: from this step (0–209), for 40 steps, Redis does not answer (docs/spec/SERVER.md
-   * §8.5.5 "Redis unreachable"): every store call fails and every publish fails at its sender.
+   * On the twins only: from this step (0–209), for 40 steps, Redis does not answer
+   * (docs/spec/SERVER.md §8.5.5 "Redis unreachable"): every store call and every publish fails.
    * @default no outage
    */
   outageAt?: number;

@@ -832,11 +832,11 @@ export class Edge {
       const role = this.#engine.binding(conn);
       return role ? { status: "bound", role } : UNBOUND;
     }
-    // A connection this home let go, whose request crossed the news (docs/spec/SERVER.md
-    // §8.4.4): a takeover here replaced it (its `CLOSE{4001}`; its identity now belongs to the
-    // connection that took the seat), or its session ended and its seat is held (a resync's
-    // `CLOSE{1012}`, or its own edge's `CLOSED`). Run, the request would seat a second player
-    // with the held seat's id, here or, through a MISS, at another home.
+    // A connection this home let go, whose request crossed the news
+    // (docs/spec/SERVER.md §8.4.4): a takeover here replaced it (its `CLOSE{4001}`; its
+    // identity now belongs to the connection that took the seat), or its session ended and its
+    // seat is held (a resync's `CLOSE{1012}`, or its own edge's `CLOSED`). Run, the request
+    // would seat a second player with the held seat's id, here or, through a MISS, elsewhere.
     if (!this.#remote.has(conn)) {
       const identity = remote.playerId ?? conn;
       const carrier = this.#engine.identityCarrier(identity);
