@@ -6,6 +6,7 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { decodeBatch, Kind } from "./envelope.ts";
+import type { MemoryNetwork } from "./memory_bus.ts";
 import {
   reconnectFor,
   settle,
@@ -1060,28 +1061,38 @@ Deno.test("Cluster (twins): a request of a connection replaced by a takeover tha
   }
 });
 
+/**
+ * Alice's room FIRST1 on A, Bob and Dave in it through B; then an envelope from B to A is lost
+ * (Bob's frame) and the next (Dave's) shows A the gap, so A resyncs: Bob's and Dave's seats
+ * held, `CLOSE{1012}` on its way to B and held back there 100 ms. Returns Bob, whose edge does
+ * not know yet.
+ */
+async function homeResyncedWithBob(cluster: { nodes: TestNode[]; network: MemoryNetwork }) {
+  const [a, b] = threeNodes(cluster);
+  await joined(a, "Alice", "FIRST1");
+  const bob = await joined(b, "Bob", "FIRST1");
+  const dave = await joined(b, "Dave", "FIRST1");
+  let lost = false;
+  cluster.network.fault = (from, to) => {
+    if (from === b.name && to === a.name && !lost) {
+      lost = true;
+      return "drop";
+    }
+    return from === a.name && to === b.name ? { delayMs: 100 } : "deliver";
+  };
+  bob.say({ type: "GameData", data: { data: "lost" } });
+  await settle();
+  dave.say({ type: "GameData", data: { data: "shows the gap" } });
+  await until(() => a.engine.seatHeld(bob.id), "A resynced with B");
+  return bob;
+}
+
 Deno.test("Cluster (twins): a request of a connection whose home resynced with its edge, crossing the CLOSE{1012}, is not carried out: no second seat with the held seat's id (docs/spec/SERVER.md §8.4.4, §8.5.2)", async () => {
   const cluster = await testCluster();
   try {
     const [a, b] = threeNodes(cluster);
-    await joined(a, "Alice", "FIRST1");
     await joined(a, "Ann", "OTHER1");
-    const bob = await joined(b, "Bob", "FIRST1");
-    const dave = await joined(b, "Dave", "FIRST1");
-    // An envelope from B to A is lost (Bob's frame); the next one (Dave's) shows A the gap, so A
-    // resyncs: Bob's and Dave's seats held, CLOSE{1012} on its way to B, held back there.
-    let lost = false;
-    cluster.network.fault = (from, to) => {
-      if (from === b.name && to === a.name && !lost) {
-        lost = true;
-        return "drop";
-      }
-      return from === a.name && to === b.name ? { delayMs: 100 } : "deliver";
-    };
-    bob.say({ type: "GameData", data: { data: "lost" } });
-    await settle();
-    dave.say({ type: "GameData", data: { data: "shows the gap" } });
-    await until(() => a.engine.seatHeld(bob.id), "A resynced with B");
+    const bob = await homeResyncedWithBob(cluster);
     // B does not know yet: Bob's request goes to his home A, which also homes the room he asks for.
     join(bob, "Bob", "OTHER1");
     await until(() => bob.closed === 1012, "Bob closed by the resync");
@@ -1103,23 +1114,9 @@ Deno.test("Cluster (twins): a request of a connection whose home resynced with i
 Deno.test("Cluster (twins): the same crossing request for a room on a third node is not sent on there either: the held seat's id is not seated twice in the cluster (docs/spec/SERVER.md §8.4.4)", async () => {
   const cluster = await testCluster();
   try {
-    const [a, b, c] = threeNodes(cluster);
-    await joined(a, "Alice", "FIRST1");
+    const [a, , c] = threeNodes(cluster);
     await joined(c, "Cole", "THIRD1");
-    const bob = await joined(b, "Bob", "FIRST1");
-    const dave = await joined(b, "Dave", "FIRST1");
-    let lost = false;
-    cluster.network.fault = (from, to) => {
-      if (from === b.name && to === a.name && !lost) {
-        lost = true;
-        return "drop";
-      }
-      return from === a.name && to === b.name ? { delayMs: 100 } : "deliver";
-    };
-    bob.say({ type: "GameData", data: { data: "lost" } });
-    await settle();
-    dave.say({ type: "GameData", data: { data: "shows the gap" } });
-    await until(() => a.engine.seatHeld(bob.id), "A resynced with B");
+    const bob = await homeResyncedWithBob(cluster);
     join(bob, "Bob", "THIRD1");
     await until(() => bob.closed === 1012, "Bob closed by the resync");
     await settle(20);
@@ -1132,7 +1129,7 @@ Deno.test("Cluster (twins): the same crossing request for a room on a third node
   }
 });
 
-Deno.test("Cluster (twins): frames a home bounces back while the connection's next request is pending keep their order, and the request is answered although the bounces split the home's answer envelope (docs/spec/SERVER.md §8.4.2, PROTOCOL.md §1.5)", async () => {
+Deno.test("Cluster (twins): frames a home bounces back while the connection's next request is pending keep their order, and the request is answered although the bounces split the home's answer envelope (docs/spec/SERVER.md §8.4.2, docs/spec/PROTOCOL.md §1.5)", async () => {
   const cluster = await testCluster();
   try {
     const [a, b, c] = threeNodes(cluster);

@@ -171,7 +171,7 @@ export async function runConsistency(
   cluster: {
     nodes: TestNode[];
     network?: MemoryNetwork;
-    store?: unknown;
+    store?: MemoryStore;
     close(): Promise<void>;
   },
   seed: number,
@@ -186,7 +186,7 @@ export async function runConsistency(
   const crashed = new Set<string>();
   /** Redis does not answer (the twins). */
   let outage = false;
-  const store = cluster.network ? cluster.store as MemoryStore : undefined;
+  const store = cluster.store;
   if ((options.outageAt ?? options.restartAt) !== undefined && (!cluster.network || !store)) {
     throw new Error("an outage needs the twins");
   }

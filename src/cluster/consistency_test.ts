@@ -4,8 +4,8 @@
  * and unrelated binding items meet more often), and `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more
  * (a soak, ~2 s a seed).
  */
-import { assertConsistent, runConsistency } from "./consistency.ts";
-import { testCluster } from "./testing.ts";
+import { assertConsistent, type ConsistencyOptions, runConsistency } from "./consistency.ts";
+import { testCluster, type TestClusterOptions } from "./testing.ts";
 
 const SEEDS = [1, 2, 3, 4, 5, 6];
 const extra = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_SEEDS") ?? 0);
@@ -28,64 +28,70 @@ Deno.test("Cluster consistency (twins): with requests crossing answers, closes a
   if (seated === 0) throw new Error("no seeded run ended with a seated client");
 });
 
-Deno.test("Cluster consistency (twins): one node crashes mid-run (its rooms lost, its connections dropped, its clients back through the others): the surviving homes' live seats are still exactly those their clients were told of (docs/spec/SERVER.md §8.5.5, §8.6)", async () => {
+/**
+ * One run per seed of {@linkcode SEEDS} on fresh twins (heartbeat 50 ms, reconnection on,
+ * `settings` added), with the incident `incident(seed)` gives (and its label); asserts every run,
+ * that some run ended with a seated client, and, with `expect`, that the runs went through what
+ * it counts in their `seen` (else throws `expect.none`).
+ */
+async function everySeed(
+  settings: TestClusterOptions,
+  incident: (seed: number) => [label: string, options: ConsistencyOptions],
+  expect?: { count: (seen: Record<string, number>) => number; none: string },
+): Promise<void> {
   let seated = 0;
+  let counted = 0;
   for (const seed of SEEDS) {
-    // A short T, so the survivors hold the dead node dead during the run and its codes are
-    // created again (docs/spec/SERVER.md §8.5.4).
     const cluster = await testCluster({
       heartbeatMs: 50,
-      ttlMs: 600,
       engine: { enableReconnection: true },
+      ...settings,
     });
-    const crashAt = 60 + (seed * 37) % 130;
-    const label = `seed ${seed}, crash before step ${crashAt}`;
-    seated += assertConsistent(
-      await runConsistency(cluster, seed, { quietMs: 600, crashAt }),
-      label,
-    );
+    const [label, options] = incident(seed);
+    const outcome = await runConsistency(cluster, seed, options);
+    seated += assertConsistent(outcome, `seed ${seed}, ${label}`);
+    counted += expect?.count(outcome.seen) ?? 0;
   }
   if (seated === 0) throw new Error("no seeded run ended with a seated client");
+  if (expect && counted === 0) throw new Error(expect.none);
+}
+
+Deno.test("Cluster consistency (twins): one node crashes mid-run (its rooms lost, its connections dropped, its clients back through the others): the surviving homes' live seats are still exactly those their clients were told of (docs/spec/SERVER.md §8.5.5, §8.6)", async () => {
+  // A short T, so the survivors hold the dead node dead during the run and its codes are
+  // created again (docs/spec/SERVER.md §8.5.4).
+  await everySeed({ ttlMs: 600 }, (seed) => {
+    const crashAt = 60 + (seed * 37) % 130;
+    return [`crash before step ${crashAt}`, { quietMs: 600, crashAt }];
+  });
 });
 
 Deno.test("Cluster consistency (twins): one node drains mid-run and stops (its rooms keep playing for members on every node until the drain times out, then are deleted): every live seat is still exactly what its client was told (docs/spec/SERVER.md §8.7)", async () => {
-  let seated = 0;
-  let drained = 0;
-  for (const seed of SEEDS) {
-    const cluster = await testCluster({ heartbeatMs: 50, engine: { enableReconnection: true } });
+  await everySeed({}, (seed) => {
     const drainAt = 40 + (seed * 29) % 100;
-    const outcome = await runConsistency(cluster, seed, { drainAt });
-    seated += assertConsistent(outcome, `seed ${seed}, drain from step ${drainAt}`);
-    drained += outcome.seen["close 1001"] ?? 0;
-  }
-  if (seated === 0) throw new Error("no seeded run ended with a seated client");
-  // The drain sent connections away (docs/spec/SERVER.md §8.7 step 2).
-  if (drained === 0) throw new Error("no connection was closed 1001 by the drain");
+    return [`drain from step ${drainAt}`, { drainAt }];
+  }, {
+    // The drain sent connections away (docs/spec/SERVER.md §8.7 step 2).
+    count: (seen) => seen["close 1001"] ?? 0,
+    none: "no connection was closed 1001 by the drain",
+  });
 });
 
 Deno.test("Cluster consistency (twins): Redis stops answering for 40 steps mid-run (store calls and publishes fail), then answers again: every live seat is still exactly what its client was told (docs/spec/SERVER.md §8.5.5)", async () => {
-  let seated = 0;
-  let unavailable = 0;
-  for (const seed of SEEDS) {
-    const cluster = await testCluster({ heartbeatMs: 50, engine: { enableReconnection: true } });
+  await everySeed({}, (seed) => {
     const outageAt = 30 + (seed * 41) % 150;
-    const outcome = await runConsistency(cluster, seed, { outageAt });
-    seated += assertConsistent(outcome, `seed ${seed}, Redis out from step ${outageAt}`);
-    unavailable += Object.entries(outcome.seen)
-      .filter(([what]) => what.endsWith("SERVICE_UNAVAILABLE")).reduce((n, [, k]) => n + k, 0);
-  }
-  if (seated === 0) throw new Error("no seeded run ended with a seated client");
-  // Requests that needed Redis meanwhile were refused (docs/spec/SERVER.md §8.6).
-  if (unavailable === 0) throw new Error("no request was answered SERVICE_UNAVAILABLE");
+    return [`Redis out from step ${outageAt}`, { outageAt }];
+  }, {
+    // Requests that needed Redis meanwhile were refused (docs/spec/SERVER.md §8.6).
+    count: (seen) =>
+      Object.entries(seen).filter(([what]) => what.endsWith("SERVICE_UNAVAILABLE"))
+        .reduce((n, [, k]) => n + k, 0),
+    none: "no request was answered SERVICE_UNAVAILABLE",
+  });
 });
 
 Deno.test("Cluster consistency (twins): Redis restarts empty mid-run (links down, every key lost, then a new epoch and re-registration): every live seat is still exactly what its client was told (docs/spec/SERVER.md §8.5.5)", async () => {
-  let seated = 0;
-  for (const seed of SEEDS) {
-    const cluster = await testCluster({ heartbeatMs: 50, engine: { enableReconnection: true } });
+  await everySeed({}, (seed) => {
     const restartAt = 30 + (seed * 43) % 180;
-    const outcome = await runConsistency(cluster, seed, { restartAt });
-    seated += assertConsistent(outcome, `seed ${seed}, Redis restarted at step ${restartAt}`);
-  }
-  if (seated === 0) throw new Error("no seeded run ended with a seated client");
+    return [`Redis restarted at step ${restartAt}`, { restartAt }];
+  });
 });
