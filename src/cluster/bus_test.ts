@@ -164,6 +164,30 @@ Deno.test("MemoryNetwork: drop, duplicate, reorder, delay and fail per envelope"
   network.close();
 });
 
+Deno.test("MemoryNetwork: a late or stalled envelope keeps its pair's order; other pairs pass it", async () => {
+  const network = new MemoryNetwork();
+  const [a, b, c] = [network.bus("a"), network.bus("b"), network.bus("c")];
+  const [atB, atC] = [recorder(), recorder()];
+  await a.start(recorder().handlers);
+  await b.start(atB.handlers);
+  await c.start(atC.handlers);
+  const plan: Record<number, ReturnType<NonNullable<MemoryNetwork["fault"]>>> = {
+    1: { lateMs: 40 },
+    3: { lateMs: 5 },
+    4: "duplicate",
+    6: { stallMs: 30 },
+  };
+  network.fault = (_from, _to, bytes) => plan[bytes[0]!] ?? "deliver";
+  for (let i = 0; i <= 7; i++) a.publish(i === 2 ? "c" : "b", new Uint8Array([i]));
+  // The other pair's envelope is not held back by the late one.
+  await until(() => atC.received.length === 1, "a → c");
+  equal(atB.received.length, 1, "only the envelope before the late one has reached b");
+  await until(() => atB.received.length === 8, "a → b, all of it");
+  // 3 is due before 1 but waits behind it; 4 twice; 6 stalled, 7 behind it.
+  deepEqual(atB.received.map((r) => r[0]), [0, 1, 3, 4, 4, 5, 6, 7]);
+  network.close();
+});
+
 Deno.test({
   name: "RedisBus: the subscriber comes back by itself after Redis restarts",
   ignore: IGNORE_WITHOUT_REDIS,

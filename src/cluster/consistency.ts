@@ -103,7 +103,8 @@ export interface ConsistencyOutcome {
   /**
    * What the run went through, over every connection it opened: close codes the server sent
    * (`1012` resyncs, `4001` takeovers; not the drops the run made itself), the `error_code`s of
-   * failed joins and reconnects, and the game data frames received, each with its count.
+   * failed joins and reconnects, the game data frames received, and what the nodes counted
+   * (pair resyncs, bind timeouts, binds expired at the home and undone), each with its count.
    */
   seen: Record<string, number>;
   /**
@@ -121,6 +122,8 @@ export interface ConsistencyOutcome {
    * connection; and a frame a seat received twice. Empty when none.
    */
   gaps: string[];
+  /** Every connection the run opened, in order (to read a failure's story). */
+  opened: TestClient[];
 }
 
 /** Settings of {@linkcode runConsistency}. */
@@ -158,6 +161,24 @@ export interface ConsistencyOptions {
    * @default no restart
    */
   restartAt?: number;
+  /**
+   * On the twins only: from this step (0–209), for 40 steps, one node, picked by the seed, is
+   * too slow (docs/spec/SERVER.md §8.5.5 "Home too slow"): each envelope it publishes or is sent
+   * arrives 0–`slowMs` late (each pair's order kept), so with a short `forward_timeout_ms` its
+   * requests' answers cross the edges' timeouts both ways: a `BIND` expired when the home reads
+   * it, a `BOUND` after the edge gave up (undone, `abandoned`). @default no slow node
+   */
+  slowAt?: number;
+  /** How late, at most, a slow node's envelopes arrive, ms. @default 160 */
+  slowMs?: number;
+  /**
+   * On the twins only: at this step (0–239) Redis pauses for `pauseMs` (docs/spec/SERVER.md §8.5.1:
+   * a publish neither delivered nor answered meanwhile, store calls waiting), then answers
+   * everything in order; a pause past 3 × `heartbeat_ms` makes every pair suspect. @default none
+   */
+  pauseAt?: number;
+  /** How long Redis pauses, ms. @default 250 */
+  pauseMs?: number;
 }
 
 /**
@@ -165,7 +186,8 @@ export interface ConsistencyOptions {
  * of at most 100 ms), closed at the end: 8 clients, 250 steps, then `options.quietMs` without
  * steps; with `options.crashAt`, one node crashes during the run, with `options.drainAt`, one
  * drains and stops, with `options.outageAt`, Redis stops answering for a while, with
- * `options.restartAt`, it restarts empty.
+ * `options.restartAt`, it restarts empty, with `options.slowAt`, one node is slow for a while,
+ * with `options.pauseAt`, Redis pauses.
  */
 export async function runConsistency(
   cluster: {
@@ -186,17 +208,30 @@ export async function runConsistency(
   const crashed = new Set<string>();
   /** Redis does not answer (the twins). */
   let outage = false;
+  /** Redis is paused until this time (`Date.now()`); 0 = not paused. */
+  let pausedUntil = 0;
+  /** The slow node's name while it is slow, and how late each of its envelopes is. */
+  let slow: string | undefined;
+  const lateness = prng(seed + 7_919);
   const store = cluster.store;
-  if ((options.outageAt ?? options.restartAt) !== undefined && (!cluster.network || !store)) {
-    throw new Error("an outage needs the twins");
+  const twinsOnly = [options.outageAt, options.restartAt, options.slowAt, options.pauseAt];
+  if (twinsOnly.some((at) => at !== undefined) && (!cluster.network || !store)) {
+    throw new Error("an outage, a restart, a slow node or a pause needs the twins");
   }
   if (cluster.network) {
     cluster.network.fault = (from, to) => {
       if (crashed.has(from)) return "drop";
       if (outage) return "fail";
-      if (losing?.from !== from || losing.to !== to) return "deliver";
-      losing = undefined;
-      return "drop";
+      const now = Date.now();
+      if (now < pausedUntil) return { stallMs: pausedUntil - now };
+      if (losing?.from === from && losing.to === to) {
+        losing = undefined;
+        return "drop";
+      }
+      if (slow !== undefined && (from === slow || to === slow)) {
+        return { lateMs: Math.floor(lateness() * (options.slowMs ?? 160)) };
+      }
+      return "deliver";
     };
   }
   try {
@@ -281,6 +316,15 @@ export async function runConsistency(
       } else if (step === options.restartAt! + 10) {
         outage = store!.unreachable = false;
         for (const node of cluster.nodes) node.cluster.linkState("up");
+      }
+      if (step === options.slowAt) slow = pick(nodes).name;
+      else if (step === options.slowAt! + 40) slow = undefined;
+      if (step === options.pauseAt) {
+        const pauseMs = options.pauseMs ?? 250;
+        pausedUntil = Date.now() + pauseMs;
+        store!.paused = new Promise((resume) => setTimeout(resume, pauseMs)).then(() => {
+          store!.paused = undefined;
+        });
       }
       if (cluster.network && random() < 0.02) {
         // One envelope between two nodes is lost: that pair resyncs (docs/spec/SERVER.md §8.5.2).
@@ -414,6 +458,18 @@ export async function runConsistency(
         if (code !== undefined) count(`${message.type} ${code}`);
       }
     }
+    // What the nodes counted (docs/spec/SERVER.md §6.3 #70, #73–#75), over every node.
+    for (const node of cluster.nodes) {
+      const { streams, counts } = node.cluster.router;
+      for (
+        const [what, n] of [
+          ["pair resyncs", streams.stats.resyncs],
+          ["bind timeouts", counts.bindTimeouts],
+          ["binds expired at the home", counts.bindsExpired],
+          ["binds undone", counts.bindsUndone],
+        ] as const
+      ) if (n > 0) went[what] = (went[what] ?? 0) + n;
+    }
     const disorder: string[] = [];
     /** Per player seat: the steps its connections received (live or replayed), by sender. */
     const bySeat = new Map<string, Map<string, number[]>>();
@@ -510,7 +566,7 @@ export async function runConsistency(
         }
       }
     }
-    return { told, held, crossings, relay, seen: went, disorder, gaps };
+    return { told, held, crossings, relay, seen: went, disorder, gaps, opened };
   } finally {
     await cluster.close();
   }

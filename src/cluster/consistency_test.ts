@@ -2,7 +2,8 @@
  * The consistency property (`consistency.ts`) on the in-memory twins: seeds 1–6, each also with a
  * 5-ms envelope window (`cluster.envelope_window_ms`: more bodies share an envelope, so answers
  * and unrelated binding items meet more often), and `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more
- * (a soak, ~2 s a seed).
+ * (a soak, ~2 s a seed). The incident tests (a crash, a drain, a Redis outage, restart or pause, a
+ * slow node) run the same seeds.
  */
 import { assertConsistent, type ConsistencyOptions, runConsistency } from "./consistency.ts";
 import { testCluster, type TestClusterOptions } from "./testing.ts";
@@ -93,5 +94,28 @@ Deno.test("Cluster consistency (twins): Redis restarts empty mid-run (links down
   await everySeed({}, (seed) => {
     const restartAt = 30 + (seed * 43) % 180;
     return [`Redis restarted at step ${restartAt}`, { restartAt }];
+  });
+});
+
+Deno.test("Cluster consistency (twins): one node is too slow for 40 steps (envelopes to and from it 0–160 ms late, forward_timeout_ms 100): requests time out, expire at the home or succeed too late and are undone, and every live seat is still exactly what its client was told (docs/spec/SERVER.md §8.4.2, §8.5.5)", async () => {
+  // A heartbeat of 100 ms: a late envelope (≤ 160 ms) does not make its sender suspect (300 ms).
+  await everySeed({ heartbeatMs: 100, forwardTimeoutMs: 100 }, (seed) => {
+    const slowAt = 30 + (seed * 47) % 170;
+    return [`slow node from step ${slowAt}`, { slowAt }];
+  }, {
+    // The timeouts happened (docs/spec/SERVER.md §6.3 #73, #74).
+    count: (seen) => Math.min(seen["bind timeouts"] ?? 0, seen["binds expired at the home"] ?? 0),
+    none: "no request timed out at an edge and expired at a home",
+  });
+});
+
+Deno.test("Cluster consistency (twins): Redis pauses mid-run (publishes neither delivered nor answered, store calls waiting; 100 ms, or 250 ms so every pair falls silent past 3 × heartbeat_ms): every live seat is still exactly what its client was told (docs/spec/SERVER.md §8.5.1, §8.5.5)", async () => {
+  await everySeed({}, (seed) => {
+    const pauseAt = 30 + (seed * 53) % 200;
+    const pauseMs = seed % 2 === 0 ? 250 : 100;
+    return [`Redis paused ${pauseMs} ms at step ${pauseAt}`, { pauseAt, pauseMs }];
+  }, {
+    count: (seen) => seen["pair resyncs"] ?? 0,
+    none: "no pair was resynced",
   });
 });

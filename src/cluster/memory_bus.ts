@@ -2,7 +2,8 @@
  * The in-memory twin of the Redis bus (docs/spec/SERVER.md §8.9): nodes of one process exchange envelopes
  * through a {@linkcode MemoryNetwork}, delivered asynchronously (a microtask per envelope, so
  * FIFO per pair like one Redis connection), with fault injection: drop, delay, duplicate,
- * reorder, fail and stall (a publish Redis does not answer), chosen per envelope by a
+ * reorder, fail, late (a slow sender or receiver, order kept) and stall (a publish Redis does not
+ * answer), chosen per envelope by a
  * {@linkcode Fault} function. Publishes time out as on the Redis bus ({@linkcode PublishWatch}).
  *
  * @module
@@ -19,12 +20,17 @@ export type FaultAction =
   | "reorder"
   /** Deliver it after `ms` (later envelopes of the pair may overtake it). */
   | { delayMs: number }
+  /**
+   * Answered at once, delivered after `ms` (a home too slow to read, or a subscriber's
+   * connection behind): later envelopes of the pair wait behind it, so the pair's order holds.
+   */
+  | { lateMs: number }
   /** The publish fails at the sender (reported as lost; nothing is delivered). */
   | "fail"
   /**
    * Redis stalls on it: neither delivered nor answered for `ms` (a paused Redis), then both.
-   * Later envelopes of the pair are not held back (Redis would be stalled for them too: use
-   * the same action for them).
+   * Later envelopes of the pair wait behind it (delivered, not answered, in order); a stall for
+   * them too needs the same action.
    */
   | { stallMs: number };
 
@@ -41,6 +47,11 @@ export class MemoryNetwork {
   published = 0;
   /** Timers of delayed envelopes, cleared by {@linkcode MemoryNetwork.close}. */
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  /**
+   * Per pair (`from\0to`), the deliveries waiting behind a late or stalled envelope, in order,
+   * each with the time (`Date.now()`) it may run; absent while none waits.
+   */
+  readonly #queues = new Map<string, { due: number; run: () => void }[]>();
 
   /**
    * A bus for node `node` on this network; publishes unanswered for `timeoutMs` ms count as lost
@@ -82,16 +93,26 @@ export class MemoryNetwork {
       return;
     }
     if (typeof action === "object" && "stallMs" in action) {
-      const timer = setTimeout(() => {
-        this.#timers.delete(timer);
+      this.#enqueue(pair, Date.now() + action.stallMs, () => {
         const target = this.#nodes.get(to);
         target?.receive(copy);
         answer(target !== undefined);
-      }, action.stallMs);
-      this.#timers.add(timer);
+      });
       return;
     }
     queueMicrotask(() => answer(true));
+    if (typeof action === "object" && "lateMs" in action) {
+      this.#enqueue(pair, Date.now() + action.lateMs, () => this.#nodes.get(to)?.receive(copy));
+      return;
+    }
+    if (this.#queues.has(pair) && (action === "deliver" || action === "duplicate")) {
+      // Behind a late envelope of the pair: in order, as soon as it is through.
+      const times = action === "duplicate" ? 2 : 1;
+      for (let i = 0; i < times; i++) {
+        this.#enqueue(pair, 0, () => this.#nodes.get(to)?.receive(copy));
+      }
+      return;
+    }
     const held = this.#held.get(pair);
     switch (action) {
       case "drop":
@@ -121,6 +142,37 @@ export class MemoryNetwork {
     }
   }
 
+  /** Queues `run` on `pair` behind what waits there, to run no earlier than `due`. */
+  #enqueue(pair: string, due: number, run: () => void): void {
+    let queue = this.#queues.get(pair);
+    if (queue === undefined) this.#queues.set(pair, queue = []);
+    queue.push({ due, run });
+    if (queue.length === 1) this.#drain(pair, queue);
+  }
+
+  /** Runs `queue`'s deliveries in order, each at its time; drops the queue once it is empty. */
+  #drain(pair: string, queue: { due: number; run: () => void }[]): void {
+    while (queue.length > 0) {
+      const wait = queue[0]!.due - Date.now();
+      if (wait > 0) {
+        const timer = setTimeout(() => {
+          this.#timers.delete(timer);
+          if (this.#queues.get(pair) === queue) this.#drain(pair, queue);
+        }, wait);
+        this.#timers.add(timer);
+        return;
+      }
+      // Run before it leaves the queue: a delivery that queues another on the pair finds the
+      // queue busy, and this loop runs that one too.
+      try {
+        queue[0]!.run();
+      } finally {
+        queue.shift();
+      }
+    }
+    this.#queues.delete(pair);
+  }
+
   /** Listeners of the operator channels, by channel and node. */
   readonly #operator = new Map<OperatorChannel, Map<NodeId, (payload: string) => void>>();
 
@@ -143,6 +195,7 @@ export class MemoryNetwork {
   close(): void {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+    this.#queues.clear();
   }
 }
 

@@ -2,8 +2,8 @@
  * The in-memory twin of the Redis store (docs/spec/SERVER.md §8.9): the same scripts of §8.3 over a map
  * with per-key expiry on an injectable clock, shared by any number of in-process nodes, with the
  * faults a real Redis can show: keys expiring early ({@linkcode MemoryStore.expire}), a restart
- * that loses everything ({@linkcode MemoryStore.flush}) and being unreachable
- * ({@linkcode MemoryStore.unreachable}). Answers are Promises, like Redis's.
+ * that loses everything ({@linkcode MemoryStore.flush}), being unreachable
+ * ({@linkcode MemoryStore.unreachable}) and a pause ({@linkcode MemoryStore.paused}). Answers are Promises, like Redis's.
  *
  * @module
  */
@@ -48,6 +48,11 @@ export class MemoryStore implements ClusterStore {
   readonly #fallback: Record<BucketKind, KeyedBuckets>;
   /** While true every call rejects, as with Redis down (bucket takes fall back locally). */
   unreachable = false;
+  /**
+   * While set, every call waits for it to settle before it runs, as with Redis paused (`DEBUG
+   * SLEEP`, a stalled host): the calls queue and are answered in order once it resumes.
+   */
+  paused: Promise<void> | undefined;
   /** Number of calls made (tests: "no store call on the hot path"). */
   calls = 0;
   /**
@@ -127,6 +132,7 @@ export class MemoryStore implements ClusterStore {
 
   async #call<T>(run: () => T, method?: "claim" | "resolveCode" | "take"): Promise<T> {
     this.calls++;
+    if (this.paused) await this.paused;
     await Promise.resolve();
     if (this.unreachable) {
       this.#reachability.answered(false);

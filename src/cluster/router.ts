@@ -90,11 +90,12 @@ export class ClusterRouter implements Router {
   readonly #out = new Map<NodeId, OutItem[]>();
   readonly #pending = new Map<ConnId, PendingBind>();
   /**
-   * Connections whose bind request failed without the home's answer (timeout, resync), by the
-   * home it went to and when: a late `BOUND` is undone, and a resync with that home undoes
-   * whatever the request did there. Forgotten after `T`.
+   * Bind requests that failed without the home's answer (timeout, resync), by
+   * {@linkcode abandonedKey} (connection and home), with when: a late `BOUND` is undone, and a
+   * resync with that home undoes whatever the request did there. Per connection and home, so a
+   * request the connection sends elsewhere meanwhile does not forget one. Forgotten after `T`.
    */
-  readonly #abandoned = new Map<ConnId, { home: NodeId; at: number }>();
+  readonly #abandoned = new Map<string, { conn: ConnId; home: NodeId; at: number }>();
   readonly #commands = new Map<
     number,
     { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
@@ -341,12 +342,13 @@ export class ClusterRouter implements Router {
       return this.#bindHome(conn, message, now, this.#takeoverVerdict(message, home));
     }
     if (request === undefined) throw new TypeError("A remote bind needs the request frame");
-    this.#abandoned.delete(conn);
+    // A new request to that home answers for itself: what it finds there is what it reports.
+    this.#abandoned.delete(abandonedKey(conn, home));
     const { promise, resolve } = Promise.withResolvers<BindOutcome>();
     const timer = setTimeout(() => {
       if (this.#pending.get(conn)?.timer !== timer) return;
       this.#pending.delete(conn);
-      this.#abandoned.set(conn, { home, at: this.#now() });
+      this.#abandoned.set(abandonedKey(conn, home), { conn, home, at: this.#now() });
       this.counts.bindTimeouts++;
       this.#sendToClient(conn, unavailable(message));
       resolve({ status: "unbound" });
@@ -743,9 +745,8 @@ export class ClusterRouter implements Router {
         );
         continue;
       }
-      if (item.tag === "bound" && this.#abandoned.get(conn)?.home === home) {
+      if (item.tag === "bound" && this.#abandoned.delete(abandonedKey(conn, home))) {
         // A success that crossed the timeout: undone (docs/spec/SERVER.md §8.4.2 "Late success").
-        this.#abandoned.delete(conn);
         this.counts.bindsUndone++;
         this.streams.send(home, {
           kind: Kind.CLOSED,
@@ -838,8 +839,8 @@ export class ClusterRouter implements Router {
   /** Forgets failed requests older than `T` (their late answers can no longer arrive). */
   #forgetAbandoned(): void {
     const oldest = this.#now() - this.#options.idleMs;
-    for (const [conn, abandoned] of this.#abandoned) {
-      if (abandoned.at < oldest) this.#abandoned.delete(conn);
+    for (const [key, abandoned] of this.#abandoned) {
+      if (abandoned.at < oldest) this.#abandoned.delete(key);
     }
   }
 
@@ -852,15 +853,15 @@ export class ClusterRouter implements Router {
       clearTimeout(pending.timer);
       this.#pending.delete(conn);
       // The request fails at once (docs/spec/SERVER.md §8.5.1) and is undone below.
-      this.#abandoned.set(conn, { home: peer, at: now });
+      this.#abandoned.set(abandonedKey(conn, peer), { conn, home: peer, at: now });
       this.#sendToClient(conn, unavailable(pending.message));
       pending.resolve({ status: "unbound" });
     }
     // Requests that failed without the peer's answer may have succeeded there, and the answer
     // may be what was lost: undo them (`abandoned`; a home that holds nothing ignores it).
-    for (const [conn, abandoned] of this.#abandoned) {
-      if (abandoned.home !== peer) continue;
-      this.#abandoned.delete(conn);
+    for (const [key, { conn, home }] of this.#abandoned) {
+      if (home !== peer) continue;
+      this.#abandoned.delete(key);
       this.streams.send(peer, {
         kind: Kind.CLOSED,
         conn,
@@ -918,4 +919,9 @@ function decodeInput(frame: Frame): ClientMessage | Uint8Array | undefined {
   if (typeof frame !== "string") return frame;
   const decoded = decodeClientMessage(frame);
   return decoded.ok ? decoded.message : undefined;
+}
+
+/** The key of an abandoned bind request: the connection and the home it went to. */
+function abandonedKey(conn: ConnId, home: NodeId): string {
+  return `${conn}\u0000${home}`;
 }

@@ -219,3 +219,28 @@ Deno.test("Cluster (twins): a late UNBIND from a home the connection has left do
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a success that crosses the timeout is undone even when the client has joined a room on a third node meanwhile", async () => {
+  const { cluster, a, b, alice, slow } = await setup();
+  try {
+    const c = cluster.nodes[2]!;
+    const carol = c.connect();
+    join(carol, "Carol", "OTHER1");
+    await until(() => carol.last("RoomJoined") !== undefined, "OTHER1 on C");
+    // Bob's join of Alice's room succeeds on A, but the answer arrives after the timeout.
+    slow(a.name, Kind.OUT);
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
+    // At once another request, to another home: the late success from A must still be undone.
+    join(bob, "Bob", "OTHER1");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob joins Carol's room");
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late BOUND undone");
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "no ghost seat on A");
+    ok(alice.types().includes("PlayerLeft"), alice.types().join());
+    equal(bob.types().join(), "RoomJoinFailed,RoomJoined");
+    equal(c.engine.lookup("orbit", "OTHER1")?.players, 2);
+  } finally {
+    await cluster.close();
+  }
+});
