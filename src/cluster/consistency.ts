@@ -477,19 +477,29 @@ export async function runConsistency(
     const truncated = new Set<string>();
     /** Sending connections told frames may be lost (closed by a resync). */
     const lossy = new Set<string>();
-    // A connection keeps its player id from room to room, so a seat is `<player id>#<n>`, its
-    // nth `RoomJoined`; a `Reconnected` resumes the player's latest seat (the token of an earlier
-    // one was given up when it left, and a resumed player's first connection is gone).
-    const joins = new Map<string, number>();
-    for (const client of opened) {
-      for (const message of client.messages) {
-        const id = (message.data as { player_id?: string } | undefined)?.player_id;
-        if (message.type === "RoomJoined") joins.set(id!, (joins.get(id!) ?? 0) + 1);
+    // A connection keeps its player id from room to room (and a `Reconnected` hands it to the
+    // new connection), so a seat is `<player id>#<n>`, the player's nth `RoomJoined` on any
+    // connection in the order they arrived; a `Reconnected` resumes the player's latest seat
+    // before it (the token of an earlier one was given up when it left).
+    const seatOfMessage = new Map<object, string>();
+    {
+      const answers: { arrival: number; message: TestClient["messages"][number] }[] = [];
+      for (const client of opened) {
+        client.messages.forEach((message, i) => {
+          if (message.type === "RoomJoined" || message.type === "Reconnected") {
+            answers.push({ arrival: client.arrivals[i]!, message });
+          }
+        });
+      }
+      const joins = new Map<string, number>();
+      for (const { message } of answers.sort((a, b) => a.arrival - b.arrival)) {
+        const id = (message.data as { player_id: string }).player_id;
+        if (message.type === "RoomJoined") joins.set(id, (joins.get(id) ?? 0) + 1);
+        seatOfMessage.set(message, `${id}#${joins.get(id) ?? 0}`);
       }
     }
     for (const client of opened) {
       const last = new Map<string, number>();
-      const joined = new Map<string, number>();
       /** The player seat this connection holds at this point of its messages. */
       let seat: string | undefined;
       const check = (frame: { from_player?: string; data?: { step?: number } } | undefined) => {
@@ -516,16 +526,12 @@ export async function runConsistency(
         // A new seat's stream starts (a takeover may replay frames this connection already got
         // as its own seat).
         if (message.type === "RoomJoined" || message.type === "Reconnected") last.clear();
-        if (message.type === "RoomJoined") {
-          const n = (joined.get(data!.player_id!) ?? 0) + 1;
-          joined.set(data!.player_id!, n);
-          seat = `${data!.player_id}#${n}`;
-        }
+        if (message.type === "RoomJoined") seat = seatOfMessage.get(message);
         if (message.type === "RoomLeft") seat = undefined;
         if (message.type === "GameData") check(message.data as Parameters<typeof check>[0]);
         if (message.type === "Reconnected") {
-          seat = `${data!.player_id}#${joins.get(data!.player_id!) ?? 0}`;
-          if (data!.replay_truncated) truncated.add(seat);
+          seat = seatOfMessage.get(message);
+          if (data!.replay_truncated && seat !== undefined) truncated.add(seat);
           const missed = (message.data?.missed_events ?? []) as { type: string; data?: unknown }[];
           for (const event of missed) {
             if (event.type !== "GameData") continue;

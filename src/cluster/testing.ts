@@ -60,9 +60,17 @@ export function reconnectFor(
   };
 }
 
+/** Messages received by every {@linkcode TestClient} of the process so far. */
+let arrivals = 0;
+
 /** A client: what it received (parsed), how it was closed. */
 export class TestClient {
   readonly messages: { type: string; data?: Record<string, unknown> }[] = [];
+  /**
+   * Per message of {@linkcode messages}, its place among the messages every client of the
+   * process received (1-based): the order of messages on different connections.
+   */
+  readonly arrivals: number[] = [];
   closed: number | undefined;
   id = "";
   node!: ScriptNode;
@@ -74,6 +82,7 @@ export class TestClient {
     if (this.closed !== undefined) return { reason: "closed" };
     if (this.stalled) return { reason: "overflow", dropped: 1 };
     this.messages.push(typeof frame === "string" ? JSON.parse(frame) : binaryMessage(frame));
+    this.arrivals.push(++arrivals);
     return undefined;
   }
 
