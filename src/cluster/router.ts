@@ -348,7 +348,12 @@ export class ClusterRouter implements Router {
     const timer = setTimeout(() => {
       if (this.#pending.get(conn)?.timer !== timer) return;
       this.#pending.delete(conn);
-      this.#abandoned.set(abandonedKey(conn, home), { conn, home, at: this.#now() });
+      // Bound to that home already, the connection stays bound (docs/spec/SERVER.md §8.4.2
+      // "Timeout"): the home's late answer is its binding as the home left it, and reaches the
+      // client. Undoing it would end the membership it had before the request, untold.
+      if (this.#edge?.homeOf?.(conn) !== home) {
+        this.#abandoned.set(abandonedKey(conn, home), { conn, home, at: this.#now() });
+      }
       this.counts.bindTimeouts++;
       this.#sendToClient(conn, unavailable(message));
       resolve({ status: "unbound" });

@@ -244,3 +244,30 @@ Deno.test("Cluster (twins): a success that crosses the timeout is undone even wh
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a request that times out while the connection is already bound to that home leaves its membership there alone when the late answer comes", async () => {
+  const { cluster, a, b, alice, slow } = await setup();
+  try {
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob in Alice's room");
+    // Bob asks his own home for something (a second join of the room): the answer is late.
+    slow(a.name, Kind.OUT);
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    // The late answer (a refusal, Bob still bound there) arrives: nothing is undone.
+    await until(() => bob.messages.filter((m) => m.type === "RoomJoinFailed").length === 2, "late");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "ALREADY_IN_ROOM");
+    await settle();
+    equal(b.cluster.router.counts.bindsUndone, 0);
+    const seat = a.engine.roomDetail("orbit", "SLOW01", Date.now())?.members
+      .find((member) => member.player_id === bob.id);
+    equal(seat?.held, false, "Bob's seat is still live");
+    ok(!alice.types().includes("PlayerLeft"), alice.types().join());
+    alice.say({ type: "GameData", data: { data: "still there?" } });
+    await until(() => bob.last("GameData") !== undefined, "relay to Bob");
+  } finally {
+    await cluster.close();
+  }
+});
