@@ -1530,3 +1530,47 @@ Deno.test("Cluster (twins): a spectator for a code claimed on this node whose ro
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a connection's CLOSED lost on its way to the home, with a frame for it arriving after the close: the resync marks its replay truncated (docs/spec/SERVER.md §8.5.1, §8.5.3)", async () => {
+  const cluster = await testCluster({ heartbeatMs: 50, engine: { enableReconnection: true } });
+  try {
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    const alice = a.connect();
+    join(alice, "Alice", "LOST01");
+    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
+    const bob = b.connect();
+    join(bob, "Bob", "LOST01");
+    await until(() => !!bob.last("RoomJoined") && !!alice.last("PlayerJoined"), "Bob joined");
+    await settle();
+    // Bob's socket goes; the envelope carrying his CLOSED is lost. Alice's frame for him leaves A
+    // before A can know, and reaches B after he is gone: never handed to him.
+    let lose = true;
+    cluster.network.fault = (from, to) => {
+      if (lose && from === b.name && to === a.name) {
+        lose = false;
+        return "drop";
+      }
+      return "deliver";
+    };
+    b.edge.disconnect(bob.id, Date.now());
+    alice.say({ type: "GameData", data: { data: "never handed to Bob" } });
+    // B's next envelope (a heartbeat naming the lost seq, acknowledging A's frame) shows A the gap.
+    await until(() => a.cluster.router.streams.stats.resyncs > 0, "A resyncs with B");
+    const again = c.connect();
+    again.say(reconnectFor(bob.last("RoomJoined")!.data!));
+    await until(() => !!again.last("Reconnected"), "Bob's Reconnected");
+    const { replay_truncated, missed_events } = again.last("Reconnected")!.data! as {
+      replay_truncated: boolean;
+      missed_events: unknown[];
+    };
+    // Either the frame is replayed or the client is told frames may be missing.
+    ok(replay_truncated || JSON.stringify(missed_events).includes("never handed"), "told");
+    equal(replay_truncated, true);
+  } finally {
+    await cluster.close();
+  }
+});

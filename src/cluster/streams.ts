@@ -279,14 +279,18 @@ export class Streams {
     const now = pair.lastHeard = this.#now();
     if (this.#timer !== undefined) this.#awake(now);
     pair.suspected = false;
-    if (batch.ack > pair.acked) pair.acked = batch.ack;
     const bodies = batch.bodies;
+    // The `ack` counts only from an envelope that follows all before it: one behind a gap was
+    // sent after what was lost, which may hold a connection's `CLOSED` whose `delivered` is lower
+    // (frames that reached the edge after the close were never handed over, §8.5.3).
     if (bodies.length === 0) {
       // A heartbeat: the last seq sent.
       if (batch.seq > pair.received) {
         this.stats.gaps++;
         pair.received = batch.seq;
         this.#resync(peer, "gap");
+      } else if (batch.ack > pair.acked) {
+        pair.acked = batch.ack;
       }
       return;
     }
@@ -301,6 +305,7 @@ export class Streams {
       this.#resync(peer, "gap");
       return;
     }
+    if (batch.ack > pair.acked) pair.acked = batch.ack;
     pair.delivered = batch.seq;
     this.stats.bodiesIn += bodies.length;
     for (let i = 0; i < bodies.length; i++) this.#handlers.deliver(bodies[i]!);
