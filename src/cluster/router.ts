@@ -96,6 +96,14 @@ export class ClusterRouter implements Router {
    * request the connection sends elsewhere meanwhile does not forget one. Forgotten after `T`.
    */
   readonly #abandoned = new Map<string, { conn: ConnId; home: NodeId; at: number }>();
+  /**
+   * Requests undone with `CLOSED{abandoned}`, by {@linkcode abandonedKey}: the `seq` of the
+   * envelope that carries it, and when. Until the home acknowledges that envelope, what it sends
+   * the connection may still be the undone request's doing (an answer, frames of the room it
+   * joined), which a new request to that home would take for its own: such a request is refused
+   * at once (`SERVICE_UNAVAILABLE`) meanwhile.
+   */
+  readonly #undoing = new Map<string, { seq: number; at: number }>();
   readonly #commands = new Map<
     number,
     { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
@@ -342,8 +350,17 @@ export class ClusterRouter implements Router {
       return this.#bindHome(conn, message, now, this.#takeoverVerdict(message, home));
     }
     if (request === undefined) throw new TypeError("A remote bind needs the request frame");
+    const key = abandonedKey(conn, home);
+    const undoing = this.#undoing.get(key);
+    if (undoing !== undefined) {
+      if (this.streams.acked(home) < undoing.seq) {
+        this.#sendToClient(conn, unavailable(message));
+        return { status: "unbound" };
+      }
+      this.#undoing.delete(key);
+    }
     // A new request to that home answers for itself: what it finds there is what it reports.
-    this.#abandoned.delete(abandonedKey(conn, home));
+    this.#abandoned.delete(key);
     const { promise, resolve } = Promise.withResolvers<BindOutcome>();
     const timer = setTimeout(() => {
       if (this.#pending.get(conn)?.timer !== timer) return;
@@ -596,6 +613,9 @@ export class ClusterRouter implements Router {
           this.#lastSent.delete(envelope.conn);
           this.#home.closed(envelope.conn, envelope.cause, now, truncated);
         }
+        // The edge refuses the connection's next request to this home until it learns the undo
+        // was done here: it learns it from our ack, so one goes at once.
+        if (envelope.cause === "abandoned") this.streams.acknowledge(envelope.source);
         break;
       case Kind.OUT:
         this.#onOut(envelope.source, envelope.seq, envelope.ack, envelope.items, now);
@@ -753,12 +773,7 @@ export class ClusterRouter implements Router {
       if (item.tag === "bound" && this.#abandoned.delete(abandonedKey(conn, home))) {
         // A success that crossed the timeout: undone (docs/spec/SERVER.md §8.4.2 "Late success").
         this.counts.bindsUndone++;
-        this.streams.send(home, {
-          kind: Kind.CLOSED,
-          conn,
-          cause: "abandoned",
-          delivered: this.#takeDelivered(conn),
-        });
+        this.#undo(home, conn, now);
         continue;
       }
       // A barrier's answer, or the end of a binding: only from the connection's own home (a
@@ -841,11 +856,28 @@ export class ClusterRouter implements Router {
     return kept;
   }
 
+  /**
+   * Undoes at `home` a request of `conn` that failed without its answer (`CLOSED{abandoned}`,
+   * docs/spec/SERVER.md §8.4.2 "Late success"), remembering the envelope that carries it.
+   */
+  #undo(home: NodeId, conn: ConnId, now: number): void {
+    const seq = this.streams.send(home, {
+      kind: Kind.CLOSED,
+      conn,
+      cause: "abandoned",
+      delivered: this.#takeDelivered(conn),
+    });
+    this.#undoing.set(abandonedKey(conn, home), { seq, at: now });
+  }
+
   /** Forgets failed requests older than `T` (their late answers can no longer arrive). */
   #forgetAbandoned(): void {
     const oldest = this.#now() - this.#options.idleMs;
     for (const [key, abandoned] of this.#abandoned) {
       if (abandoned.at < oldest) this.#abandoned.delete(key);
+    }
+    for (const [key, undoing] of this.#undoing) {
+      if (undoing.at < oldest) this.#undoing.delete(key);
     }
   }
 
@@ -867,12 +899,7 @@ export class ClusterRouter implements Router {
     for (const [key, { conn, home }] of this.#abandoned) {
       if (home !== peer) continue;
       this.#abandoned.delete(key);
-      this.streams.send(peer, {
-        kind: Kind.CLOSED,
-        conn,
-        cause: "abandoned",
-        delivered: this.#takeDelivered(conn),
-      });
+      this.#undo(peer, conn, now);
     }
     for (const conn of this.#edge?.resync?.(peer, now) ?? []) {
       closed++;

@@ -271,3 +271,34 @@ Deno.test("Cluster (twins): a request that times out while the connection is alr
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): after a resync undoes a pending join, the connection's next request to that home is not answered by the undone join's late items", async () => {
+  const { cluster, a, b, alice } = await setup(2_000);
+  try {
+    // A's envelopes to B arrive 150 ms late (in order): Bob's join is answered after the resync.
+    cluster.network.fault = (from, to) =>
+      from === a.name && to === b.name ? { lateMs: 150 } : "deliver";
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 2, "Bob seated on A");
+    // B resyncs with A (a lost publish): Bob's join fails at once and is undone (abandoned).
+    b.cluster.router.streams.lost(a.name);
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "Bob's join failed");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    // Bob's next request goes to the same home before A has undone the join (a Reconnect to a
+    // room there with a token that is not valid).
+    const roomId = alice.last("RoomJoined")!.data!.room_id;
+    bob.say({
+      type: "Reconnect",
+      data: { player_id: alice.id, room_id: roomId, auth_token: "x".repeat(43) },
+    });
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "the join undone on A");
+    await new Promise((resolve) => setTimeout(resolve, 400)); // A's late envelopes land
+    await settle();
+    // Whatever Bob was told, it matches A: he holds no seat there, so he was not told he joined.
+    equal(bob.last("RoomJoined"), undefined, bob.types().join());
+    equal(b.engine.binding(bob.id), undefined);
+  } finally {
+    await cluster.close();
+  }
+});

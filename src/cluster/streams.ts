@@ -238,6 +238,20 @@ export class Streams {
     this.#bus.publish(peer, bytes);
   }
 
+  /**
+   * Tells `peer` this node's `ack` now: nothing to do when a batch to it is open (it carries
+   * the ack at the end of the turn), else a heartbeat (docs/spec/SERVER.md §8.5.1; a heartbeat
+   * takes no number, so one more is harmless).
+   */
+  acknowledge(peer: NodeId): void {
+    const pair = this.#pairs.get(peer);
+    if (pair === undefined || pair.batch !== undefined) return;
+    const bytes = encodeBatch(this.#bus.node, pair.sent, pair.received, []);
+    this.stats.envelopesOut++;
+    this.stats.bytesOut += bytes.byteLength;
+    this.#bus.publish(peer, bytes, true);
+  }
+
   /** The last `seq` sent to `peer` (0 = none). */
   lastSent(peer: NodeId): number {
     return this.#pairs.get(peer)?.sent ?? 0;
