@@ -621,7 +621,7 @@ export class ClusterRouter implements Router {
         this.#onOut(envelope.source, envelope.seq, envelope.ack, envelope.items, now);
         break;
       case Kind.BOUNCE:
-        this.#edge?.bounce?.(envelope.conn, envelope.frame, now);
+        this.#edge?.bounce?.(envelope.conn, envelope.frame, now, envelope.source);
         break;
       case Kind.CONTROL: {
         const command = JSON.parse(envelope.json) as RoomCommand;

@@ -302,3 +302,43 @@ Deno.test("Cluster (twins): after a resync undoes a pending join, the connection
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a frame bounced by a home the connection has since left is handled as from a connection in no room, and leaves its binding to its new home alone", async () => {
+  const { cluster, a, b, alice } = await setup();
+  try {
+    const c = cluster.nodes[2]!;
+    const carol = c.connect();
+    join(carol, "Carol", "OTHER1");
+    await until(() => carol.last("RoomJoined") !== undefined, "OTHER1 on C");
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => !!bob.last("RoomJoined") && !!alice.last("PlayerJoined"), "Bob on A");
+    // Bob's next frame reaches A late, after an operator closed the room and Bob joined OTHER1.
+    cluster.network.fault = (from, to) =>
+      from === b.name && to === a.name ? { lateMs: 150 } : "deliver";
+    bob.say({ type: "GameData", data: { data: "for SLOW01" } });
+    await a.edge.command({
+      kind: "room",
+      command: { kind: "close", gameName: "orbit", roomCode: "SLOW01" },
+    }, Date.now());
+    await until(() => bob.last("RoomLeft") !== undefined, "Bob told the room closed");
+    join(bob, "Bob", "OTHER1");
+    await until(() => bob.messages.filter((m) => m.type === "RoomJoined").length === 2, "OTHER1");
+    // A bounces the late frame (Bob is no member there now).
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    await settle();
+    // As in one process, game data from a player in no room is not answered.
+    equal(bob.types().join(), "RoomJoined,RoomLeft,RoomJoined");
+    // Bob is still bound to C: his game data reaches Carol, his requests go there.
+    equal(b.edge.boundRemote(), 1);
+    bob.say({ type: "GameData", data: { data: "for OTHER1" } });
+    await until(() => carol.last("GameData") !== undefined, "relay to Carol");
+    equal(carol.last("GameData")!.data!.data, "for OTHER1");
+    equal(carol.messages.filter((m) => m.type === "GameData").length, 1, "nothing of SLOW01");
+    join(bob, "Bob", "OTHER1");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "answer");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "ALREADY_IN_ROOM");
+  } finally {
+    await cluster.close();
+  }
+});

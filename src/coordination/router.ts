@@ -81,10 +81,11 @@ export interface EdgeEndpoint {
   /** Writes what `deliver` queued (write batching, docs/spec/SERVER.md §5.3). */
   flush(): void;
   /**
-   * A frame a remote home returned (`BOUNCE`, docs/spec/SERVER.md §8.4.2): the connection is no longer
-   * bound there; the frame is processed again as if it had just arrived. Cluster only.
+   * A frame remote home `home` returned (`BOUNCE`, docs/spec/SERVER.md §8.4.2): the connection is no
+   * longer bound there; the frame is processed again as if it had just arrived — as from a
+   * connection in no room when the connection has been bound elsewhere since. Cluster only.
    */
-  bounce?(conn: ConnId, frame: string | Uint8Array, now: number): void;
+  bounce?(conn: ConnId, frame: string | Uint8Array, now: number, home: NodeId): void;
   /**
    * Resync with `home` (docs/spec/SERVER.md §8.5.2 step 1): closes every connection bound to `home` or
    * pending there with 1012 and returns them (the router tells `home`). Cluster only.

@@ -224,7 +224,7 @@ export class Edge {
         deliver: (frame, to) => peers.deliver(frame, to),
         direct: (directive, now) => peers.direct(directive, now),
         flush: () => peers.flush(),
-        bounce: (conn, frame, now) => this.#bounce(conn, frame, now),
+        bounce: (conn, frame, now, home) => this.#bounce(conn, frame, now, home),
         resync: (home, now) => this.#resyncEdge(home, now),
         boundTo: (home) => this.#boundTo(home),
         undelivered: (frame, failed, now) => this.#undelivered(frame, failed, now),
@@ -593,10 +593,24 @@ export class Edge {
     }
   }
 
-  /** A frame the remote home returned: processed again here (docs/spec/SERVER.md §8.4.2). */
-  #bounce(id: ConnId, frame: string | Uint8Array, now: number): void {
+  /** A frame remote home `home` returned: processed again here (docs/spec/SERVER.md §8.4.2). */
+  #bounce(id: ConnId, frame: string | Uint8Array, now: number, home: NodeId): void {
     const conn = this.#conns.get(id);
     if (!conn) return;
+    if (conn.home !== home) {
+      // Sent while bound to `home`, returned after the connection went elsewhere (that room
+      // closed, or it left, and it joined another since): the frame belongs to the membership
+      // that ended. Handled as one process would have handled it then, from a connection in no
+      // room, and the binding the connection has now stays as it is.
+      const current = conn.home;
+      conn.home = this.#node;
+      try {
+        this.#process(id, conn, frame, now);
+      } finally {
+        conn.home = current;
+      }
+      return;
+    }
     conn.home = this.#node;
     if (conn.queue !== undefined) {
       // Ahead of the frames queued behind the pending request (the client sent those later),
