@@ -1579,3 +1579,35 @@ Deno.test("Cluster (twins): a connection's CLOSED lost on its way to the home, w
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a member's join resolved as 'already in a room' that finds the member removed by the time it runs is resolved again, never creating a second room with a code another home holds (docs/spec/SERVER.md §8.3)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = threeNodes(cluster);
+    const alice = await joined(a, "Alice", "TAKEN1");
+    const bob = await joined(b, "Bob", "MINE01");
+    // Right after the resolver decides that B's engine answers ("Already in a room"), and before
+    // that runs, an operator removes Bob from his room here.
+    const refused = b.engine.joinRefused.bind(b.engine);
+    let once = true;
+    b.engine.joinRefused = (conn, data) => {
+      const answer = refused(conn, data);
+      if (answer && once && conn === bob.id) {
+        once = false;
+        queueMicrotask(() => {
+          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
+          if (typeof effects === "string") throw new Error(effects);
+          b.edge.apply(effects, Date.now());
+        });
+      }
+      return answer;
+    };
+    join(bob, "Bob", "TAKEN1");
+    await until(() => bob.last("RoomJoined")?.data?.room_code === "TAKEN1", "Bob's join");
+    equal(once, false, "the removal crossed the resolution");
+    equal(bob.last("RoomJoined")!.data!.room_id, alice.last("RoomJoined")!.data!.room_id);
+    equal(b.engine.lookup("orbit", "TAKEN1"), undefined, "no second TAKEN1 on B");
+  } finally {
+    await cluster.close();
+  }
+});

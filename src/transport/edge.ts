@@ -478,6 +478,13 @@ export class Edge {
           case "reply":
             return answer(resolution);
           case "local": {
+            if (resolution.prepare === undefined && this.#createsUnclaimed(id, message)) {
+              // What the resolution relied on changed before it could run (the connection left
+              // its room, or the room here closed): the engine would create a room whose code
+              // no claim holds. Resolved again (docs/spec/SERVER.md §8.3: codes unique).
+              resolution.after?.();
+              continue;
+            }
             const handle = () => {
               if (this.#conns.get(id) !== conn) {
                 resolution.after?.();
@@ -531,6 +538,20 @@ export class Edge {
         this.#deliver(encodeServerMessage(unavailable(message)), [id], Date.now());
       }
     }).finally(() => this.#settle(id, conn));
+  }
+
+  /**
+   * Whether the local engine, given `message` from `id` now, would create a room with the code
+   * the client named (a `JoinRoom` it would not refuse, for a code no room here has): in cluster
+   * mode only a claimed code may be created (docs/spec/SERVER.md §8.3).
+   */
+  #createsUnclaimed(id: ConnId, message: ClientMessage): boolean {
+    if (message.type !== "JoinRoom") return false;
+    const data = message.data;
+    if (data.room_code === undefined || data.create === "never") return false;
+    if (this.#engine.joinRefused(id, data)) return false;
+    const scope = gameScope(data.game_name, this.#engine.sessionMeta(id)?.appId);
+    return this.#engine.lookup(scope, data.room_code.toUpperCase()) === undefined;
   }
 
   /**
