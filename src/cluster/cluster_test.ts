@@ -1611,3 +1611,30 @@ Deno.test("Cluster (twins): a member's join resolved as 'already in a room' that
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a gap found in the same run as the answer that bound a connection resyncs that connection too (closed 1012, not left bound with a frame lost) (docs/spec/SERVER.md §8.5.1, §8.5.2)", async () => {
+  const cluster = await testCluster({ engine: { enableReconnection: true } });
+  try {
+    const [a, b] = threeNodes(cluster);
+    const alice = await joined(a, "Alice", "GAP001");
+    // A's answer to Bob's join is late; A's next envelope to B (Alice's first frame) is lost;
+    // the one after waits behind the answer, so B reads both in one run.
+    let fromA = 0;
+    cluster.network.fault = (from, to) => {
+      if (from !== a.name || to !== b.name) return "deliver";
+      fromA++;
+      return fromA === 1 ? { lateMs: 60 } : fromA === 2 ? "drop" : "deliver";
+    };
+    const bob = b.connect();
+    join(bob, "Bob", "GAP001");
+    await until(() => alice.last("PlayerJoined") !== undefined, "Bob seated on A");
+    alice.say({ type: "GameData", data: { data: "lost" } });
+    await settle();
+    alice.say({ type: "GameData", data: { data: "after the gap" } });
+    await until(() => bob.closed !== undefined, "Bob's connection closed");
+    equal(bob.closed, 1012);
+    equal(fromA >= 3, true, "the envelope that shows the gap was sent");
+  } finally {
+    await cluster.close();
+  }
+});

@@ -901,6 +901,22 @@ export class ClusterRouter implements Router {
       this.#abandoned.delete(key);
       this.#undo(peer, conn, now);
     }
+    // Answered by the peer in an envelope processed before this one in the same run: the edge
+    // takes the binding in a microtask, so it is not bound to the peer yet, but frames from the
+    // peer may already be lost for it.
+    for (const [conn, home] of this.#justBound) {
+      if (home !== peer) continue;
+      this.#justBound.delete(conn);
+      this.#edge?.direct({ kind: "close", conn, code: 1012, reason: "Cluster resync" }, now);
+      closed++;
+      this.counts.resyncCloses++;
+      this.streams.send(peer, {
+        kind: Kind.CLOSED,
+        conn,
+        cause: "closed",
+        delivered: this.#takeDelivered(conn),
+      });
+    }
     for (const conn of this.#edge?.resync?.(peer, now) ?? []) {
       closed++;
       this.counts.resyncCloses++;
