@@ -296,7 +296,8 @@ export class Streams {
     const bodies = batch.bodies;
     // The `ack` counts only from an envelope that follows all before it: one behind a gap was
     // sent after what was lost, which may hold a connection's `CLOSED` whose `delivered` is lower
-    // (frames that reached the edge after the close were never handed over, §8.5.3).
+    // (frames that reached the edge after the close were never handed over). See
+    // docs/spec/SERVER.md §8.5.3.
     if (bodies.length === 0) {
       // A heartbeat: the last seq sent.
       if (batch.seq > pair.received) {
