@@ -8,6 +8,8 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { decodeBatch, Kind } from "./envelope.ts";
 import type { MemoryNetwork } from "./memory_bus.ts";
 import {
+  join,
+  joined,
   reconnectFor,
   settle,
   type TestClient,
@@ -16,28 +18,9 @@ import {
   until,
 } from "./testing.ts";
 
-const join = (client: TestClient, name: string, code?: string, maxPlayers = 4) =>
-  client.say({
-    type: "JoinRoom",
-    data: {
-      game_name: "orbit",
-      player_name: name,
-      max_players: maxPlayers,
-      ...(code ? { room_code: code } : {}),
-    },
-  });
-
 /** The three nodes of a default test cluster. */
 const threeNodes = (cluster: { nodes: TestNode[] }) =>
   cluster.nodes as [TestNode, TestNode, TestNode];
-
-/** A client connected through `node` that joined (or created) room `code`, its RoomJoined in. */
-async function joined(node: TestNode, name: string, code: string, maxPlayers = 4) {
-  const client = node.connect();
-  join(client, name, code, maxPlayers);
-  await until(() => client.last("RoomJoined") !== undefined, `${name}'s RoomJoined`);
-  return client;
-}
 
 /** Whether an envelope carries a `BIND` (for faults that act when a request leaves an edge). */
 const carriesBind = (bytes: Uint8Array) =>
@@ -1539,17 +1522,10 @@ Deno.test("Cluster (twins): a spectator for a code claimed on this node whose ro
 Deno.test("Cluster (twins): a connection's CLOSED lost on its way to the home, with a frame for it arriving after the close: the resync marks its replay truncated (docs/spec/SERVER.md §8.5.1, §8.5.3)", async () => {
   const cluster = await testCluster({ heartbeatMs: 50, engine: { enableReconnection: true } });
   try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
-    const alice = a.connect();
-    join(alice, "Alice", "LOST01");
-    await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
-    const bob = b.connect();
-    join(bob, "Bob", "LOST01");
-    await until(() => !!bob.last("RoomJoined") && !!alice.last("PlayerJoined"), "Bob joined");
+    const [a, b, c] = threeNodes(cluster);
+    const alice = await joined(a, "Alice", "LOST01");
+    const bob = await joined(b, "Bob", "LOST01");
+    await until(() => !!alice.last("PlayerJoined"), "Alice told Bob joined");
     await settle();
     // Bob's socket goes; the envelope carrying his CLOSED is lost. Alice's frame for him leaves A
     // before A can know, and reaches B after he is gone: never handed to him.

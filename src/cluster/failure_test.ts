@@ -8,18 +8,7 @@
 import { equal, ok } from "node:assert/strict";
 import { adminRoutes } from "../http/admin.ts";
 import { OperatorFeed } from "../metrics/operator_feed.ts";
-import { type TestClient, testCluster, type TestNode, until } from "./testing.ts";
-
-const join = (client: TestClient, name: string, code?: string) =>
-  client.say({
-    type: "JoinRoom",
-    data: {
-      game_name: "orbit",
-      player_name: name,
-      max_players: 4,
-      ...(code ? { room_code: code } : {}),
-    },
-  });
+import { join, type TestClient, testCluster, type TestNode, until } from "./testing.ts";
 
 const answered = (client: TestClient) =>
   client.last("RoomJoined") ?? client.last("RoomJoinFailed") ?? client.last("SpectatorJoinFailed");

@@ -7,20 +7,9 @@
  */
 import { equal, ok } from "node:assert/strict";
 import { decodeEnvelope, Kind } from "./envelope.ts";
-import { reconnectFor, settle, type TestClient, testCluster, until } from "./testing.ts";
+import { join, joined, reconnectFor, settle, testCluster, until } from "./testing.ts";
 
 const FORWARD_MS = 200;
-
-const join = (client: TestClient, name: string, code?: string) =>
-  client.say({
-    type: "JoinRoom",
-    data: {
-      game_name: "orbit",
-      player_name: name,
-      max_players: 4,
-      ...(code ? { room_code: code } : {}),
-    },
-  });
 
 /**
  * A cluster with Alice's room SLOW01 on A; `slow(from, kind)` delays the next envelope of that
@@ -224,9 +213,7 @@ Deno.test("Cluster (twins): a success that crosses the timeout is undone even wh
   const { cluster, a, b, alice, slow } = await setup();
   try {
     const c = cluster.nodes[2]!;
-    const carol = c.connect();
-    join(carol, "Carol", "OTHER1");
-    await until(() => carol.last("RoomJoined") !== undefined, "OTHER1 on C");
+    await joined(c, "Carol", "OTHER1");
     // Bob's join of Alice's room succeeds on A, but the answer arrives after the timeout.
     slow(a.name, Kind.OUT);
     const bob = b.connect();
@@ -248,9 +235,7 @@ Deno.test("Cluster (twins): a success that crosses the timeout is undone even wh
 Deno.test("Cluster (twins): a request that times out while the connection is already bound to that home leaves its membership there alone when the late answer comes", async () => {
   const { cluster, a, b, alice, slow } = await setup();
   try {
-    const bob = b.connect();
-    join(bob, "Bob", "SLOW01");
-    await until(() => bob.last("RoomJoined") !== undefined, "Bob in Alice's room");
+    const bob = await joined(b, "Bob", "SLOW01");
     // Bob asks his own home for something (a second join of the room): the answer is late.
     slow(a.name, Kind.OUT);
     join(bob, "Bob", "SLOW01");
@@ -306,13 +291,9 @@ Deno.test("Cluster (twins): after a resync undoes a pending join, the connection
 Deno.test("Cluster (twins): a frame bounced by a home the connection has since left is handled as from a connection in no room, and leaves its binding to its new home alone", async () => {
   const { cluster, a, b, alice } = await setup();
   try {
-    const c = cluster.nodes[2]!;
-    const carol = c.connect();
-    join(carol, "Carol", "OTHER1");
-    await until(() => carol.last("RoomJoined") !== undefined, "OTHER1 on C");
-    const bob = b.connect();
-    join(bob, "Bob", "SLOW01");
-    await until(() => !!bob.last("RoomJoined") && !!alice.last("PlayerJoined"), "Bob on A");
+    const carol = await joined(cluster.nodes[2]!, "Carol", "OTHER1");
+    const bob = await joined(b, "Bob", "SLOW01");
+    await until(() => !!alice.last("PlayerJoined"), "Alice told Bob joined");
     // Bob's next frame reaches A late, after an operator closed the room and Bob joined OTHER1.
     cluster.network.fault = (from, to) =>
       from === b.name && to === a.name ? { lateMs: 150 } : "deliver";

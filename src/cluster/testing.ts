@@ -225,6 +225,32 @@ export async function settle(turns = 5): Promise<void> {
   for (let i = 0; i < turns; i++) await new Promise((resolve) => setTimeout(resolve, 0));
 }
 
+/** `client` asks to join room `code` of game `orbit` as `name` (creates it when absent). */
+export function join(client: TestClient, name: string, code?: string, maxPlayers = 4): void {
+  client.say({
+    type: "JoinRoom",
+    data: {
+      game_name: "orbit",
+      player_name: name,
+      max_players: maxPlayers,
+      ...(code ? { room_code: code } : {}),
+    },
+  });
+}
+
+/** A client connected through `node` that joined (or created) room `code`, its RoomJoined in. */
+export async function joined(
+  node: ScriptNode,
+  name: string,
+  code: string,
+  maxPlayers = 4,
+): Promise<TestClient> {
+  const client = node.connect();
+  join(client, name, code, maxPlayers);
+  await until(() => client.last("RoomJoined") !== undefined, `${name}'s RoomJoined`);
+  return client;
+}
+
 /** Polls `check` every 5 ms until true; throws after 5 s naming `what`. */
 export async function until(check: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 5_000;
