@@ -1142,6 +1142,61 @@ Deno.test("Cluster (twins): frames a home bounces back while the connection's ne
   }
 });
 
+Deno.test("Cluster (twins): a token-bound connection's frames that a home bounces back are handled without a second proof check, whether or not a request is pending (docs/spec/PROTOCOL.md Appendix A, docs/spec/SERVER.md §8.4.2)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = threeNodes(cluster);
+    const alice = await joined(a, "Alice", "HERE01");
+    const cole = await joined(c, "Cole", "OTHER1");
+    const remove = (player: TestClient) =>
+      a.edge.command({
+        kind: "room",
+        command: {
+          kind: "remove_player",
+          gameName: "orbit",
+          roomCode: "HERE01",
+          playerId: player.id,
+        },
+      }, Date.now());
+    const secret = () => crypto.getRandomValues(new Uint8Array(16));
+    // No request pending: Bob's frame crosses his removal and comes back to B.
+    const bob = b.connect("10.0.0.2", secret());
+    join(bob, "Bob", "HERE01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob's RoomJoined");
+    const bounced = a.cluster.router.streams.stats.bodiesOut;
+    const removed = remove(bob);
+    bob.say({ type: "GameData", data: { data: { n: 1 } } });
+    ok(await removed);
+    await until(() => a.cluster.router.streams.stats.bodiesOut > bounced, "A's bounce");
+    bob.say({ type: "Ping" });
+    await until(() => bob.last("Pong") !== undefined || bob.closed !== undefined, "Pong");
+    equal(bob.closed, undefined, "not closed as a token binding violation");
+    deepEqual(bob.types(), ["RoomJoined", "RoomLeft", "Pong"]);
+    // A request pending: Dan's frames come back while his join on C waits.
+    const dan = b.connect("10.0.0.3", secret());
+    join(dan, "Dan", "HERE01");
+    await until(() => dan.last("RoomJoined") !== undefined, "Dan's RoomJoined");
+    for (const n of [2, 3]) dan.say({ type: "GameData", data: { data: { n } } });
+    void remove(dan);
+    join(dan, "Dan", "OTHER1");
+    await until(
+      () => dan.last("RoomJoined")?.data?.room_code === "OTHER1" || dan.closed !== undefined,
+      "Dan in OTHER1",
+    );
+    equal(dan.closed, undefined, "not closed as a token binding violation");
+    dan.say({ type: "GameData", data: { data: { n: 4 } } });
+    await until(() => cole.last("GameData") !== undefined, "frame 4");
+    await settle();
+    equal(dan.messages.filter((m) => m.type === "Error").length, 0, dan.types().join());
+    deepEqual(cole.messages.filter((m) => m.type === "GameData").map((m) => m.data!.data), [{
+      n: 4,
+    }]);
+    equal(alice.messages.filter((m) => m.type === "GameData").length, 0);
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a member's request that reaches its home in the turn the home removed it is still answered, and its edge no longer holds it bound there (docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {

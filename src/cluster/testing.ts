@@ -7,6 +7,8 @@
  * @module
  */
 import { decode } from "@msgpack/msgpack";
+import { createHmac } from "node:crypto";
+import { canonicalJson, TOKEN_BINDING_SCHEME } from "../transport/token_binding.ts";
 import { Engine, type EngineOptions } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
 import { Edge, type EdgeEvent } from "../transport/edge.ts";
@@ -60,6 +62,19 @@ export function reconnectFor(
   };
 }
 
+/**
+ * `text` as a client bound by `secret` sends it (docs/spec/PROTOCOL.md Appendix A): canonical
+ * JSON with a `token_binding` member holding the HMAC-SHA256 signature; `text` unchanged without
+ * a secret.
+ */
+function signed(text: string, secret: Uint8Array | undefined): string {
+  if (secret === undefined) return text;
+  const canonical = canonicalJson(text);
+  const signature = createHmac("sha256", secret).update(canonical, "utf8").digest("base64");
+  const proof = `"token_binding":{"scheme":"${TOKEN_BINDING_SCHEME}","signature":"${signature}"}`;
+  return canonical === "{}" ? `{${proof}}` : `${canonical.slice(0, -1)},${proof}}`;
+}
+
 /** Messages received by every {@linkcode TestClient} of the process so far. */
 let arrivals = 0;
 
@@ -78,6 +93,12 @@ export class TestClient {
   /** When true, every frame is refused as an outbound-buffer overflow (a stalled reader). */
   stalled = false;
 
+  /**
+   * The session secret when the connection negotiated token binding: {@linkcode say} then signs
+   * every message as a bound client does (docs/spec/PROTOCOL.md Appendix A).
+   */
+  secret: Uint8Array | undefined;
+
   send(frame: string | Uint8Array): SendFailure | undefined {
     if (this.closed !== undefined) return { reason: "closed" };
     if (this.stalled) return { reason: "overflow", dropped: 1 };
@@ -90,9 +111,9 @@ export class TestClient {
     this.closed ??= code;
   }
 
-  /** Sends a client message through its edge. */
+  /** Sends a client message through its edge (with its token-binding proof when bound). */
   say(message: unknown): void {
-    this.node.edge.receive(this.id, JSON.stringify(message), Date.now());
+    this.node.edge.receive(this.id, signed(JSON.stringify(message), this.secret), Date.now());
   }
 
   /** Message types received, in order. */
@@ -109,8 +130,11 @@ export class TestClient {
 /** What a test client needs of its server: the edge it speaks to, and how to connect another. */
 export interface ScriptNode {
   edge: Edge;
-  /** Connects a new client through this node. */
-  connect(ip?: string): TestClient;
+  /**
+   * Connects a new client through this node from `ip`; with `secret` (16 bytes) the connection
+   * negotiated token binding and the client signs what it says (docs/spec/PROTOCOL.md Appendix A).
+   */
+  connect(ip?: string, secret?: Uint8Array): TestClient;
   /**
    * The node's HTTP room lookup and listing (docs/spec/SERVER.md §1.10, listing enabled) over its
    * directory, drawing from the same join buckets as its edge, as `server.ts` wires them.
@@ -179,10 +203,16 @@ function withConnect<N extends { edge: Edge; setMaintenance(enabled: boolean): P
     roomCodeLength: 6,
     maxGameNameLength: 64,
   });
-  full.connect = (ip = "10.0.0.1") => {
+  full.connect = (ip = "10.0.0.1", secret?: Uint8Array) => {
     const client = new TestClient();
     client.node = full;
-    client.id = full.edge.connect(client, { ip }, Date.now());
+    client.secret = secret;
+    const tokenBinding = secret && { secret, requireFingerprint: false };
+    client.id = full.edge.connect(
+      client,
+      { ip, ...(tokenBinding ? { tokenBinding } : {}) },
+      Date.now(),
+    );
     return client;
   };
   return full;

@@ -182,7 +182,7 @@ interface Connection {
   /** The node homing the room this connection is bound to (always this node in one process). */
   home: NodeId;
   /** Frames that arrived while a bind request was pending, oldest first; undefined = none pending. */
-  queue: (string | ArrayBuffer | Uint8Array)[] | undefined;
+  queue: (string | ArrayBuffer | Uint8Array | Bounced)[] | undefined;
   queuedBytes: number;
   /** A `LeaveRoom`/`LeaveSpectator` sent to a remote home, waiting for its answer (§8.4.2). */
   barrier?: ReturnType<typeof setTimeout>;
@@ -328,6 +328,15 @@ export class Edge {
       }
       frame = proof.text;
     }
+    this.#route(id, conn, frame, now);
+  }
+
+  /**
+   * Decode → session → route, for one text frame whose token-binding proof (if the connection has
+   * one) was checked and removed: every frame {@linkcode receive} takes, and the ones a remote home
+   * bounced back, which this edge checked before it forwarded them (docs/spec/PROTOCOL.md Appendix A).
+   */
+  #route(id: ConnId, conn: Connection, frame: string, now: number): void {
     const decoded = decodeClientMessage(frame);
     if (!decoded.ok) {
       this.#onEvent?.({
@@ -610,7 +619,9 @@ export class Edge {
         pending.push(...queue.slice(i));
         return;
       }
-      this.#process(id, conn, queue[i]!, Date.now());
+      const frame = queue[i]!;
+      if (frame instanceof Bounced) this.#route(id, conn, frame.text, Date.now());
+      else this.#process(id, conn, frame, Date.now());
     }
   }
 
@@ -626,7 +637,7 @@ export class Edge {
       const current = conn.home;
       conn.home = this.#node;
       try {
-        this.#process(id, conn, frame, now);
+        this.#reprocess(id, conn, frame, now);
       } finally {
         conn.home = current;
       }
@@ -637,12 +648,21 @@ export class Edge {
       // Ahead of the frames queued behind the pending request (the client sent those later),
       // behind the frames this queue already got back: bounces arrive in the order sent.
       const ahead = bouncedAhead.get(conn.queue) ?? 0;
-      conn.queue.splice(ahead, 0, frame);
+      conn.queue.splice(ahead, 0, typeof frame === "string" ? new Bounced(frame) : frame);
       bouncedAhead.set(conn.queue, ahead + 1);
       this.#endBarrier(id, conn);
     } else {
-      this.#process(id, conn, frame, now);
+      this.#reprocess(id, conn, frame, now);
     }
+  }
+
+  /**
+   * A bounced frame processed again: text was checked for its proof before it left this edge and
+   * went without it (docs/spec/PROTOCOL.md Appendix A), so it is routed as is.
+   */
+  #reprocess(id: ConnId, conn: Connection, frame: string | Uint8Array, now: number): void {
+    if (typeof frame === "string") this.#route(id, conn, frame, now);
+    else this.#process(id, conn, frame, now);
   }
 
   /** Resync with `home`, edge side (docs/spec/SERVER.md §8.5.2 step 1): close with 1012. */
@@ -1223,6 +1243,15 @@ export function unavailable(message: ClientMessage): ServerMessage {
       return { type: "RoomJoinFailed", data };
   }
 }
+/**
+ * A text frame a remote home bounced back, queued behind a pending request: its token-binding proof
+ * was checked and removed before it was forwarded (docs/spec/PROTOCOL.md Appendix A), so it skips
+ * that step when the queue is processed.
+ */
+class Bounced {
+  constructor(readonly text: string) {}
+}
+
 /**
  * How many frames at the head of a pending request's queue a remote home bounced back
  * (`Edge.#bounce`), by queue: the next bounce goes behind them. Nothing is kept per connection
