@@ -179,6 +179,11 @@ export interface ConsistencyOptions {
   pauseAt?: number;
   /** How long Redis pauses, ms. @default 250 */
   pauseMs?: number;
+  /**
+   * Every connection negotiated token binding (docs/spec/PROTOCOL.md Appendix A): each has its own
+   * session secret and signs every text frame it sends. @default false
+   */
+  tokenBinding?: boolean;
 }
 
 /**
@@ -250,7 +255,10 @@ export async function runConsistency(
     /** Every connection the run opened. */
     const opened: TestClient[] = [];
     const connect = () => {
-      const client = pick(nodes).connect(`10.1.${Math.floor(ip / 250)}.${ip++ % 250}`);
+      const client = pick(nodes).connect(
+        `10.1.${Math.floor(ip / 250)}.${ip++ % 250}`,
+        options.tokenBinding ? crypto.getRandomValues(new Uint8Array(16)) : undefined,
+      );
       opened.push(client);
       return client;
     };
@@ -467,6 +475,7 @@ export async function runConsistency(
           ["bind timeouts", counts.bindTimeouts],
           ["binds expired at the home", counts.bindsExpired],
           ["binds undone", counts.bindsUndone],
+          ["frames bounced", counts.bounced],
         ] as const
       ) if (n > 0) went[what] = (went[what] ?? 0) + n;
     }

@@ -33,12 +33,13 @@ Deno.test("Cluster consistency (twins): with requests crossing answers, closes a
  * One run per seed of {@linkcode SEEDS} on fresh twins (heartbeat 50 ms, reconnection on,
  * `settings` added), with the incident `incident(seed)` gives (and its label); asserts every run,
  * that some run ended with a seated client, and, with `expect`, that the runs went through what
- * it counts in their `seen` (else throws `expect.none`).
+ * it counts in their `seen` (else throws `expect.none`) and, with `expect.never`, that no run
+ * saw any of those entries.
  */
 async function everySeed(
   settings: TestClusterOptions,
   incident: (seed: number) => [label: string, options: ConsistencyOptions],
-  expect?: { count: (seen: Record<string, number>) => number; none: string },
+  expect?: { count: (seen: Record<string, number>) => number; none: string; never?: string[] },
 ): Promise<void> {
   let seated = 0;
   let counted = 0;
@@ -52,6 +53,11 @@ async function everySeed(
     const outcome = await runConsistency(cluster, seed, options);
     seated += assertConsistent(outcome, `seed ${seed}, ${label}`);
     counted += expect?.count(outcome.seen) ?? 0;
+    for (const what of expect?.never ?? []) {
+      if (outcome.seen[what]) {
+        throw new Error(`seed ${seed}, ${label}: ${what} ×${outcome.seen[what]}`);
+      }
+    }
   }
   if (seated === 0) throw new Error("no seeded run ended with a seated client");
   if (expect && counted === 0) throw new Error(expect.none);
@@ -117,5 +123,14 @@ Deno.test("Cluster consistency (twins): Redis pauses mid-run (publishes neither 
   }, {
     count: (seen) => seen["pair resyncs"] ?? 0,
     none: "no pair was resynced",
+  });
+});
+
+Deno.test("Cluster consistency (twins): every connection token-bound (each text frame signed, 5-ms envelope window): frames a home bounces back are handled as the edge first took them, so no signed frame is refused, and every live seat is still exactly what its client was told (docs/spec/PROTOCOL.md Appendix A, docs/spec/SERVER.md §8.4.2)", async () => {
+  await everySeed({ envelopeWindowMs: 5 }, () => ["token-bound", { tokenBinding: true }], {
+    count: (seen) => seen["frames bounced"] ?? 0,
+    none: "no frame was bounced",
+    // Every frame the clients sent was signed: a refusal is the edge's mistake.
+    never: ["close 1008", "Error UNAUTHORIZED"],
   });
 });

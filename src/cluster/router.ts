@@ -141,7 +141,14 @@ export class ClusterRouter implements Router {
   /** Set by {@linkcode ClusterRouter.stop}: parked requests are not carried out after it. */
   #stopped = false;
   /** Counters of docs/spec/SERVER.md §6.3 (#71, #73–#75). */
-  readonly counts = { resyncCloses: 0, bindTimeouts: 0, bindsExpired: 0, bindsUndone: 0 };
+  readonly counts = {
+    resyncCloses: 0,
+    bindTimeouts: 0,
+    bindsExpired: 0,
+    bindsUndone: 0,
+    /** Edge side: frames a home returned as `BOUNCE` (docs/spec/SERVER.md §8.4.2). */
+    bounced: 0,
+  };
   #heartbeat: ReturnType<typeof setInterval> | undefined;
 
   /** A router for `bus.node`; {@linkcode ClusterRouter.start} subscribes. */
@@ -621,6 +628,7 @@ export class ClusterRouter implements Router {
         this.#onOut(envelope.source, envelope.seq, envelope.ack, envelope.items, now);
         break;
       case Kind.BOUNCE:
+        this.counts.bounced++;
         this.#edge?.bounce?.(envelope.conn, envelope.frame, now, envelope.source);
         break;
       case Kind.CONTROL: {
