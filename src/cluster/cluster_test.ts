@@ -991,6 +991,27 @@ for (const through of ["a third node", "the home"]) {
   });
 }
 
+Deno.test("Cluster (twins): a takeover through the replaced connection's own edge, crossing a frame that edge then fails to hand (a slow consumer), reports replay_truncated, as one process (docs/spec/SERVER.md §8.5.3, §5.2)", async () => {
+  const { cluster, a, b, alice, seatedOnB, takeOver } = await takeoverCluster();
+  try {
+    const bob = await seatedOnB("Bob");
+    bob.stalled = true;
+    // Alice's frame to Bob reaches B late; meanwhile Bob's new connection on B asks A for his
+    // seat. B's request crosses the frame, and B closes the old connection (1013) when the frame
+    // arrives: the frame is lost, and one process would have held the seat as truncated before
+    // the takeover.
+    cluster.network.fault = (from, to) =>
+      from === a.name && to === b.name ? { lateMs: 40 } : "deliver";
+    alice.say({ type: "GameData", data: { data: "lost", to_player: bob.id } });
+    await settle(1);
+    equal(await takeOver(bob, b), true);
+    equal(bob.closed, 1013, "the old connection was a slow consumer");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a takeover request waiting for its probe is dropped when its connection closes meanwhile: the seat stays where it was (docs/spec/SERVER.md §8.5.3)", async () => {
   const { cluster, a, b, c, alice, seatedOnB } = await takeoverCluster();
   try {

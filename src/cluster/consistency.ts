@@ -184,6 +184,13 @@ export interface ConsistencyOptions {
    * session secret and signs every text frame it sends. @default false
    */
   tokenBinding?: boolean;
+  /**
+   * Slow consumers (docs/spec/PROTOCOL.md §1.5, §1.6): at each step, with this probability, one
+   * client, picked by the seed, stops reading, so the next frame its edge writes to it overflows
+   * and the edge closes it with `1013` (its seat held), whatever the connection is doing then.
+   * @default 0
+   */
+  stallRate?: number;
 }
 
 /**
@@ -338,6 +345,9 @@ export async function runConsistency(
         // One envelope between two nodes is lost: that pair resyncs (docs/spec/SERVER.md §8.5.2).
         const [from, to] = [pick(nodes).name, pick(nodes).name];
         if (from !== to) losing = { from, to };
+      }
+      if (options.stallRate && random() < options.stallRate) {
+        clients[Math.floor(random() * clients.length)]!.stalled = true;
       }
       const k = Math.floor(random() * clients.length);
       const client = clients[k]!;

@@ -211,26 +211,27 @@ export class ClusterRouter implements Router {
   }
 
   /**
-   * The verdict for the takeover a `Reconnect` from `from` makes now (docs/spec/SERVER.md §8.5.3): nothing missing
-   * when its edge acknowledged every frame sent to the replaced connection, is the request's own
-   * edge (alive: it just sent the request), or answered the probe sent for this request
-   * (`answered`, the probed edge); otherwise the frames past its `ack` may be missing.
+   * The verdict for the takeover a `Reconnect` makes now (docs/spec/SERVER.md §8.5.3): nothing
+   * missing when the replaced connection's edge acknowledged every frame sent to it, or answered
+   * the probe sent for this request (`answered`, the probed edge), having handed them (a frame it
+   * could not hand closed the connection, and that `CLOSED` came before the answer); otherwise the
+   * frames past its `ack` may be missing.
    */
-  #takeoverVerdict(
-    message: ClientMessage,
-    from: NodeId,
-    answered?: NodeId,
-  ): TakeoverVerdict | undefined {
+  #takeoverVerdict(message: ClientMessage, answered?: NodeId): TakeoverVerdict | undefined {
     const takeover = this.#takeoverOf(message);
     if (takeover === undefined) return undefined;
-    const alive = takeover.edge === from || takeover.edge === answered;
+    const alive = takeover.edge === answered;
     return { conn: takeover.conn, truncated: !alive && this.#unacknowledged(takeover) };
   }
 
-  /** Whether a `Reconnect` from `from` must probe the edge of the connection it takes over first. */
-  #needsProbe(message: ClientMessage, from: NodeId): NodeId | undefined {
+  /**
+   * The edge a `Reconnect` must probe before it takes over a connection there: one with frames
+   * sent to that connection past its `ack`, even when that edge sent the request (those frames
+   * crossed it, and may yet fail to reach the connection, docs/spec/SERVER.md §8.5.3).
+   */
+  #needsProbe(message: ClientMessage): NodeId | undefined {
     const takeover = this.#takeoverOf(message);
-    if (takeover === undefined || takeover.edge === from) return undefined;
+    if (takeover === undefined) return undefined;
     return this.#unacknowledged(takeover) ? takeover.edge : undefined;
   }
 
@@ -255,16 +256,15 @@ export class ClusterRouter implements Router {
   }
 
   takeover(message: ClientMessage, handle: () => void): Promise<void> | undefined {
-    const node = this.#node;
-    const probed = this.#needsProbe(message, node);
+    const probed = this.#needsProbe(message);
     if (probed === undefined) {
-      this.#judged(this.#takeoverVerdict(message, node), handle);
+      this.#judged(this.#takeoverVerdict(message), handle);
       return undefined;
     }
     const wait = Math.min(this.#options.heartbeatMs, this.#options.forwardTimeoutMs);
     return this.#probe(probed, wait).then((answered) => {
       if (this.#stopped) return;
-      this.#judged(this.#takeoverVerdict(message, node, answered ? probed : undefined), handle);
+      this.#judged(this.#takeoverVerdict(message, answered ? probed : undefined), handle);
       this.flush();
     });
   }
@@ -354,7 +354,7 @@ export class ClusterRouter implements Router {
     if (home === this.#node) {
       // Without a probe (the edge resolves its own requests through `takeover`): a takeover
       // here judges unacknowledged frames missing (docs/spec/SERVER.md §8.5.3).
-      return this.#bindHome(conn, message, now, this.#takeoverVerdict(message, home));
+      return this.#bindHome(conn, message, now, this.#takeoverVerdict(message));
     }
     if (request === undefined) throw new TypeError("A remote bind needs the request frame");
     const key = abandonedKey(conn, home);
@@ -679,7 +679,7 @@ export class ClusterRouter implements Router {
       return;
     }
     if (probed === undefined) {
-      const probe = this.#needsProbe(message, edge);
+      const probe = this.#needsProbe(message);
       if (probe !== undefined) {
         // A takeover of a connection whose edge has not acknowledged frames sent to it: that
         // edge is asked first (docs/spec/SERVER.md §8.5.3), within the request's deadline.
@@ -699,7 +699,7 @@ export class ClusterRouter implements Router {
         return;
       }
     }
-    const verdict = this.#takeoverVerdict(message, edge, probed ?? undefined);
+    const verdict = this.#takeoverVerdict(message, probed ?? undefined);
     const outcome = this.#bindHome(envelope.conn, message, now, verdict, {
       edge,
       ...envelope.meta,
