@@ -60,3 +60,35 @@ Deno.test({
     if (resyncs === 0) throw new Error("no connection was closed 1012 after the crash");
   },
 });
+
+Deno.test({
+  name:
+    "Cluster consistency on Redis: token-bound connections, some of them slow consumers (closed 1013): no signed frame refused, nothing lost untold, every live seat what its client was told",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    await using redis = await startRedis();
+    const seeds = [13, 14];
+    const extra = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_SEEDS") ?? 0);
+    for (let i = 0; i < extra; i++) seeds.push(1100 + i);
+    let seated = 0;
+    let slow = 0;
+    for (const seed of seeds) {
+      const cluster = await redisTestCluster(redis.url, {
+        heartbeatMs: 50,
+        engine: { enableReconnection: true },
+      });
+      const outcome = await runConsistency(cluster, seed, {
+        quietMs: 600,
+        tokenBinding: true,
+        stallRate: 0.03,
+      });
+      seated += assertConsistent(outcome, `seed ${seed}`);
+      slow += outcome.seen["close 1013"] ?? 0;
+      // Every text frame was signed (docs/spec/PROTOCOL.md Appendix A).
+      const refused = (outcome.seen["close 1008"] ?? 0) + (outcome.seen["Error UNAUTHORIZED"] ?? 0);
+      if (refused > 0) throw new Error(`seed ${seed}: ${refused} signed frames refused`);
+    }
+    if (seated === 0) throw new Error("no seeded run ended with a seated client");
+    if (slow === 0) throw new Error("no connection was closed as a slow consumer");
+  },
+});
