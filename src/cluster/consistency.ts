@@ -16,6 +16,7 @@
  * @module
  */
 import { deepEqual } from "node:assert/strict";
+import { decode, encode } from "@msgpack/msgpack";
 import { prng } from "../engine/testing.ts";
 import type { MemoryNetwork } from "./memory_bus.ts";
 import type { MemoryStore } from "./memory_store.ts";
@@ -191,6 +192,13 @@ export interface ConsistencyOptions {
    * @default 0
    */
   stallRate?: number;
+  /**
+   * Every other connection the run opens negotiates MessagePack game data at once
+   * (docs/spec/PROTOCOL.md §7.1.5, an `Authenticate` with `game_data_format: "message_pack"`) and
+   * sends its numbered game data as binary frames (§7.7), which reach MessagePack recipients as
+   * binary envelopes and the others, and replays, as JSON. @default false
+   */
+  messagePack?: boolean;
 }
 
 /**
@@ -267,7 +275,21 @@ export async function runConsistency(
         options.tokenBinding ? crypto.getRandomValues(new Uint8Array(16)) : undefined,
       );
       opened.push(client);
+      if (options.messagePack && opened.length % 2 === 0) {
+        packed.add(client);
+        client.say({
+          type: "Authenticate",
+          data: { app_id: "orbit", game_data_format: "message_pack" },
+        });
+      }
       return client;
+    };
+    /** The connections that negotiated MessagePack: their game data goes as binary frames. */
+    const packed = new Set<TestClient>();
+    /** `client` sends game data `value`, a binary frame when it negotiated MessagePack. */
+    const sendData = (client: TestClient, value: Record<string, unknown>) => {
+      if (packed.has(client)) client.node.edge.receive(client.id, encode(value), Date.now());
+      else client.say({ type: "GameData", data: { data: value } });
     };
     const clients: TestClient[] = Array.from({ length: 8 }, connect);
     /** The latest seat credentials any client was given (for Reconnect, by anyone). */
@@ -408,7 +430,7 @@ export async function runConsistency(
         }, Date.now());
       } else {
         sender.set(step, `${client.id}#${requests.get(client.id) ?? 0}`);
-        client.say({ type: "GameData", data: { data: { step } } });
+        sendData(client, { step });
       }
       if (step % 3 === 0) {
         // Every third step each client that believes itself seated sends a frame too (numbered
@@ -418,7 +440,7 @@ export async function runConsistency(
           if (seatOf(other)?.role !== "player") return;
           const tick = step + (i + 1) / 100;
           sender.set(tick, `${other.id}#${requests.get(other.id) ?? 0}`);
-          other.say({ type: "GameData", data: { data: { step: tick } } });
+          sendData(other, { step: tick });
         });
       }
       // Answers may or may not have arrived before the next request.
@@ -548,6 +570,10 @@ export async function runConsistency(
         if (message.type === "RoomJoined") seat = seatOfMessage.get(message);
         if (message.type === "RoomLeft") seat = undefined;
         if (message.type === "GameData") check(message.data as Parameters<typeof check>[0]);
+        if (message.type === "binary") {
+          count("binary GameData received");
+          check(unpacked(message.data));
+        }
         if (message.type === "Reconnected") {
           seat = seatOfMessage.get(message);
           if (data!.replay_truncated && seat !== undefined) truncated.add(seat);
@@ -627,4 +653,17 @@ export function assertConsistent(outcome: ConsistencyOutcome, label: string): nu
     deepEqual({ label, client, got }, { label, client, got: expected });
   }
   return told.length;
+}
+
+/**
+ * A binary game-data envelope as the test client records it (`from_player`, `payload` in hex) as
+ * the `GameData` data it stands for (docs/spec/PROTOCOL.md §7.7); undefined for another frame.
+ */
+function unpacked(
+  data: Record<string, unknown> | undefined,
+): { from_player?: string; data?: { step?: number } } | undefined {
+  const hex = data?.payload;
+  if (typeof hex !== "string") return undefined;
+  const bytes = Uint8Array.from(hex.match(/../g) ?? [], (pair) => parseInt(pair, 16));
+  return { from_player: data!.from_player as string, data: decode(bytes) as { step?: number } };
 }

@@ -3,7 +3,8 @@
  * 5-ms envelope window (`cluster.envelope_window_ms`: more bodies share an envelope, so answers
  * and unrelated binding items meet more often), and `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more
  * (a soak, ~2 s a seed). The incident tests (a crash, a drain, a Redis outage, restart or pause, a
- * slow node) run the same seeds.
+ * slow node) and the client-side variants (token-bound connections, slow consumers, MessagePack
+ * game data) run the same seeds.
  */
 import { assertConsistent, type ConsistencyOptions, runConsistency } from "./consistency.ts";
 import { testCluster, type TestClusterOptions } from "./testing.ts";
@@ -140,4 +141,16 @@ Deno.test("Cluster consistency (twins): clients stop reading now and then (slow 
     count: (seen) => seen["close 1013"] ?? 0,
     none: "no connection was closed as a slow consumer",
   });
+});
+
+Deno.test("Cluster consistency (twins): half the connections negotiate MessagePack and send binary game data (binary envelopes to MessagePack recipients, JSON to the others and in replays), token-bound, some of them slow consumers: every live seat is still exactly what its client was told, and nothing is lost untold (docs/spec/PROTOCOL.md §7.7, Appendix A)", async () => {
+  await everySeed(
+    { engine: { enableReconnection: true, messagePack: true } },
+    () => ["MessagePack", { messagePack: true, tokenBinding: true, stallRate: 0.03 }],
+    {
+      count: (seen) => seen["binary GameData received"] ?? 0,
+      none: "no binary game data was received",
+      never: ["close 1008", "Error UNAUTHORIZED", "Error UNSUPPORTED_GAME_DATA_FORMAT"],
+    },
+  );
 });
