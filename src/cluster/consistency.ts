@@ -125,6 +125,112 @@ export interface ConsistencyOutcome {
   gaps: string[];
   /** Every connection the run opened, in order (to read a failure's story). */
   opened: TestClient[];
+  /**
+   * With `roomState`: the seated clients whose view of their room differs from their home's,
+   * each as `{ client, view, home }`. Empty when none (or without `roomState`).
+   */
+  views: { client: string; view: RoomView; home: RoomView }[];
+}
+
+/** A room's players as one member sees it, or as its home holds it (`roomState`). */
+export interface RoomView {
+  roomId: string;
+  /** Player ids, sorted. */
+  players: string[];
+  /** For a player's view only: */
+  authority?: string | null;
+  ready?: string[];
+  lobby?: string;
+}
+
+/**
+ * What `client` believes of the room it is seated in, from its messages (the TypeScript client's
+ * rules, src/client/client.ts); undefined when it is in none. A spectator's view holds the
+ * players only.
+ */
+export function viewOf(client: TestClient): RoomView | undefined {
+  type Player = { id: string; is_authority?: boolean };
+  type Data = {
+    room_id?: string;
+    current_players?: Player[];
+    ready_players?: string[];
+    lobby_state?: string;
+    player?: Player;
+    player_id?: string;
+    authority_player?: string | null;
+  };
+  let view: (RoomView & { spectator: boolean }) | undefined;
+  for (const message of client.messages) {
+    const data = (message.data ?? {}) as Data;
+    switch (message.type) {
+      case "RoomJoined":
+      case "Reconnected":
+      case "SpectatorJoined": {
+        const players = data.current_players ?? [];
+        view = {
+          roomId: data.room_id!,
+          players: players.map((p) => p.id),
+          spectator: message.type === "SpectatorJoined",
+          authority: players.find((p) => p.is_authority)?.id ?? null,
+          ready: [...(data.ready_players ?? [])],
+          lobby: data.lobby_state,
+        };
+        break;
+      }
+      case "RoomLeft":
+      case "SpectatorLeft":
+        view = undefined;
+        break;
+      case "PlayerJoined":
+        if (view && !view.players.includes(data.player!.id)) view.players.push(data.player!.id);
+        break;
+      case "PlayerLeft":
+        if (view) {
+          const id = data.player_id;
+          view.players = view.players.filter((p) => p !== id);
+          view.ready = view.ready!.filter((p) => p !== id);
+          if (view.authority === id) view.authority = null;
+        }
+        break;
+      case "LobbyStateChanged":
+        if (view) {
+          view.ready = [...(data.ready_players ?? [])];
+          view.lobby = data.lobby_state;
+        }
+        break;
+      case "AuthorityChanged":
+        if (view) view.authority = data.authority_player ?? null;
+        break;
+    }
+  }
+  if (view === undefined) return undefined;
+  const players = [...view.players].sort();
+  return view.spectator ? { roomId: view.roomId, players } : {
+    roomId: view.roomId,
+    players,
+    authority: view.authority,
+    ready: [...view.ready!].sort(),
+    lobby: view.lobby,
+  };
+}
+
+/** Room `roomId` as the node that homes it holds it, in the shape of a player's (or spectator's) view. */
+function homeView(nodes: TestNode[], roomId: string, spectator: boolean): RoomView | undefined {
+  for (const node of nodes) {
+    for (const code of CODES) {
+      const detail = node.engine.roomDetail("orbit", code, Date.now());
+      if (detail?.room_id !== roomId) continue;
+      const players = detail.members.map((m) => m.player_id).sort();
+      return spectator ? { roomId, players } : {
+        roomId,
+        players,
+        authority: detail.authority,
+        ready: [...detail.ready_players].sort(),
+        lobby: detail.lobby_state,
+      };
+    }
+  }
+  return undefined;
 }
 
 /** Settings of {@linkcode runConsistency}. */
@@ -199,6 +305,15 @@ export interface ConsistencyOptions {
    * binary envelopes and the others, and replays, as JSON. @default false
    */
   messagePack?: boolean;
+  /**
+   * Players also mark themselves ready and ask for or give up authority now and then
+   * (docs/spec/PROTOCOL.md §7.4, §7.5), and once quiet, each seated client's view of its room —
+   * built from what it was told as the TypeScript client builds it: a snapshot (`RoomJoined`,
+   * `Reconnected`, `SpectatorJoined`), then `PlayerJoined`, `PlayerLeft`, `LobbyStateChanged`,
+   * `AuthorityChanged` — must be its home's room: the same players (held seats included), and for
+   * a player the same authority, ready set and lobby state. @default false
+   */
+  roomState?: boolean;
 }
 
 /**
@@ -373,6 +488,15 @@ export async function runConsistency(
       }
       const k = Math.floor(random() * clients.length);
       const client = clients[k]!;
+      if (options.roomState && random() < 0.12) {
+        // Ready, or authority asked for or given up (answered or refused by the home).
+        const which = random();
+        client.say(
+          which < 0.5
+            ? { type: "PlayerReady" }
+            : { type: "AuthorityRequest", data: { become_authority: which < 0.85 } },
+        );
+      }
       remember(client);
       const roll = random();
       if (client.closed !== undefined || roll < 0.04) {
@@ -389,7 +513,8 @@ export async function runConsistency(
               game_name: "orbit",
               player_name: `P${k}`,
               room_code: pick(CODES),
-              max_players: 8,
+              // Rooms that fill up reach the lobby and its ready checks (§7.4).
+              max_players: options.roomState ? 3 : 8,
             },
           });
         } else if (roll < 0.45) {
@@ -468,6 +593,22 @@ export async function runConsistency(
     // Then every live player sends one untargeted GameData: it must reach exactly the other live
     // members of its room (players and spectators, docs/spec/PROTOCOL.md §7.9), once each.
     losing = undefined;
+    const views: ConsistencyOutcome["views"] = [];
+    let compared = 0;
+    if (options.roomState) {
+      for (const client of clients) {
+        const view = seatOf(client) && viewOf(client);
+        if (view === undefined) continue;
+        const home = homeView(nodes, view.roomId, view.authority === undefined);
+        // A room no node homes is the seat check's failure (told, not held).
+        if (home !== undefined) {
+          compared++;
+          if (JSON.stringify(view) !== JSON.stringify(home)) {
+            views.push({ client: client.id, view, home });
+          }
+        }
+      }
+    }
     const seatAtCheck = new Map(clients.map((client) => [client, seatOf(client)]));
     const seen = new Map(clients.map((client) => [client, client.messages.length]));
     for (const [client, seat] of seatAtCheck) {
@@ -491,6 +632,7 @@ export async function runConsistency(
     });
     const went: Record<string, number> = {};
     const count = (what: string) => went[what] = (went[what] ?? 0) + 1;
+    if (compared > 0) went["room views compared"] = compared;
     for (const client of opened) {
       if (client.closed !== undefined && client.closed !== 1006) count(`close ${client.closed}`);
       for (const message of client.messages) {
@@ -617,7 +759,7 @@ export async function runConsistency(
         }
       }
     }
-    return { told, held, crossings, relay, seen: went, disorder, gaps, opened };
+    return { told, held, crossings, relay, seen: went, disorder, gaps, opened, views };
   } finally {
     await cluster.close();
   }
@@ -631,6 +773,7 @@ export function assertConsistent(outcome: ConsistencyOutcome, label: string): nu
   const { told, held, crossings, relay, disorder } = outcome;
   deepEqual({ label, disorder }, { label, disorder: [] });
   deepEqual({ label, gaps: outcome.gaps }, { label, gaps: [] });
+  deepEqual({ label, views: outcome.views }, { label, views: [] });
   // The label inside the compared values, so a failure shows both it and the difference.
   deepEqual({ label, seats: held }, { label, seats: told });
   for (const counts of crossings) {
