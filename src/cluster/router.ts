@@ -62,7 +62,11 @@ interface PendingBind {
   /** The request, for its failure message. */
   message: ClientMessage;
   resolve: (outcome: BindOutcome) => void;
-  timer: ReturnType<typeof setTimeout>;
+  /**
+   * Fails the request after `forward_timeout_ms`; none for a connection bound to that home
+   * already, which waits for the home's answer or a resync (docs/spec/SERVER.md §8.4.2).
+   */
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /**
@@ -369,15 +373,15 @@ export class ClusterRouter implements Router {
     // A new request to that home answers for itself: what it finds there is what it reports.
     this.#abandoned.delete(key);
     const { promise, resolve } = Promise.withResolvers<BindOutcome>();
-    const timer = setTimeout(() => {
+    // A member's request to its own home has no timeout (docs/spec/SERVER.md §8.4.2 "Timeout"):
+    // that home answers it in order with the room's traffic however slow it is, and a home that
+    // stops answering is resynced (1012). A timeout would answer the client twice (its
+    // `SERVICE_UNAVAILABLE`, then the home's late answer, which must reach it: undoing it would
+    // end, untold, the membership the connection had before the request).
+    const timer = this.#edge?.homeOf?.(conn) === home ? undefined : setTimeout(() => {
       if (this.#pending.get(conn)?.timer !== timer) return;
       this.#pending.delete(conn);
-      // Bound to that home already, the connection stays bound (docs/spec/SERVER.md §8.4.2
-      // "Timeout"): the home's late answer is its binding as the home left it, and reaches the
-      // client. Undoing it would end the membership it had before the request, untold.
-      if (this.#edge?.homeOf?.(conn) !== home) {
-        this.#abandoned.set(abandonedKey(conn, home), { conn, home, at: this.#now() });
-      }
+      this.#abandoned.set(abandonedKey(conn, home), { conn, home, at: this.#now() });
       this.counts.bindTimeouts++;
       this.#sendToClient(conn, unavailable(message));
       resolve({ status: "unbound" });
@@ -666,8 +670,9 @@ export class ClusterRouter implements Router {
     probed?: NodeId | null,
   ): void {
     const edge = envelope.source;
-    // Past its deadline (by this clock): the edge has answered already (docs/spec/SERVER.md §8.4.4).
-    if (now > envelope.deadline) {
+    // Past its deadline (by this clock): the edge has answered already (docs/spec/SERVER.md §8.4.4),
+    // unless the connection is a member here through that edge, whose request has no deadline.
+    if (now > envelope.deadline && this.#home?.edgeOf?.(envelope.conn) !== edge) {
       this.counts.bindsExpired++;
       log.debug("Dropped an expired BIND from {edge}", { edge });
       return;
@@ -684,7 +689,9 @@ export class ClusterRouter implements Router {
         // A takeover of a connection whose edge has not acknowledged frames sent to it: that
         // edge is asked first (docs/spec/SERVER.md §8.5.3), within the request's deadline.
         this.#parked.set(envelope.conn, envelope);
-        void this.#probe(probe, Math.min(this.#options.heartbeatMs, envelope.deadline - now))
+        const member = this.#home?.edgeOf?.(envelope.conn) === edge;
+        const heartbeat = this.#options.heartbeatMs;
+        void this.#probe(probe, member ? heartbeat : Math.min(heartbeat, envelope.deadline - now))
           .then((answered) => {
             if (this.#parked.get(envelope.conn) !== envelope || this.#stopped) return;
             this.#parked.delete(envelope.conn);

@@ -5,7 +5,7 @@
  * that crosses the timeout is undone with `CLOSED{abandoned}` and nothing of it reaches the client.
  * No ghost player remains either way.
  */
-import { equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
 import { decodeEnvelope, Kind } from "./envelope.ts";
 import { join, joined, reconnectFor, settle, testCluster, until } from "./testing.ts";
 
@@ -232,19 +232,23 @@ Deno.test("Cluster (twins): a success that crosses the timeout is undone even wh
   }
 });
 
-Deno.test("Cluster (twins): a request that times out while the connection is already bound to that home leaves its membership there alone when the late answer comes", async () => {
+Deno.test("Cluster (twins): a member's request to its own home has no timeout: a slow home's late answer is the only answer, and the membership stays (docs/spec/SERVER.md §8.4.2)", async () => {
   const { cluster, a, b, alice, slow } = await setup();
   try {
     const bob = await joined(b, "Bob", "SLOW01");
-    // Bob asks his own home for something (a second join of the room): the answer is late.
+    // Bob asks his own home for something (a second join of the room): the answer is late,
+    // past forward_timeout_ms.
     slow(a.name, Kind.OUT);
     join(bob, "Bob", "SLOW01");
-    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
-    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
-    // The late answer (a refusal, Bob still bound there) arrives: nothing is undone.
-    await until(() => bob.messages.filter((m) => m.type === "RoomJoinFailed").length === 2, "late");
-    equal(bob.last("RoomJoinFailed")!.data!.error_code, "ALREADY_IN_ROOM");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the answer");
+    await new Promise((resolve) => setTimeout(resolve, FORWARD_MS)); // no second answer
     await settle();
+    deepEqual(
+      bob.messages.filter((m) => m.type === "RoomJoinFailed").map((m) => m.data!.error_code),
+      ["ALREADY_IN_ROOM"],
+      "one answer, the home's",
+    );
+    equal(b.cluster.router.counts.bindTimeouts, 0);
     equal(b.cluster.router.counts.bindsUndone, 0);
     const seat = a.engine.roomDetail("orbit", "SLOW01", Date.now())?.members
       .find((member) => member.player_id === bob.id);
@@ -252,6 +256,24 @@ Deno.test("Cluster (twins): a request that times out while the connection is alr
     ok(!alice.types().includes("PlayerLeft"), alice.types().join());
     alice.say({ type: "GameData", data: { data: "still there?" } });
     await until(() => bob.last("GameData") !== undefined, "relay to Bob");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a member's request that reaches its home after the request's deadline is still carried out there: its edge never gave up on it (docs/spec/SERVER.md §8.4.2, §8.4.4)", async () => {
+  const { cluster, a, b, slow } = await setup();
+  try {
+    const bob = await joined(b, "Bob", "SLOW01");
+    slow(b.name, Kind.BIND);
+    bob.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
+    });
+    await until(() => bob.last("SpectatorJoinFailed") !== undefined, "the answer");
+    equal(bob.last("SpectatorJoinFailed")!.data!.error_code, "ALREADY_IN_ROOM");
+    equal(a.cluster.router.counts.bindsExpired, 0, "not dropped as expired");
+    equal(b.cluster.router.counts.bindTimeouts, 0);
   } finally {
     await cluster.close();
   }
