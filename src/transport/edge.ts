@@ -307,12 +307,17 @@ export class Edge {
     this.#process(id, conn, frame, now);
   }
 
-  /** Token binding → decode → session → route, for one frame that passed the size limit. */
+  /**
+   * Token binding → decode → session → route, for one frame that passed the size limit. `checked`:
+   * a text frame a remote home bounced back, whose proof this edge checked and removed before it
+   * forwarded it (docs/spec/PROTOCOL.md Appendix A): not checked again.
+   */
   #process(
     id: ConnId,
     conn: Connection,
     frame: string | ArrayBuffer | Uint8Array,
     now: number,
+    checked?: boolean,
   ): void {
     if (typeof frame !== "string") {
       const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
@@ -320,7 +325,7 @@ export class Edge {
       return;
     }
     const binding = conn.tokenBinding;
-    if (binding) {
+    if (binding && !checked) {
       const proof = verifyProof(frame, binding.secret, binding);
       if (!proof.ok) {
         this.#bindingViolation(id, proof.message, proof.code, proof.close, now);
@@ -328,15 +333,6 @@ export class Edge {
       }
       frame = proof.text;
     }
-    this.#route(id, conn, frame, now);
-  }
-
-  /**
-   * Decode → session → route, for one text frame whose token-binding proof (if the connection has
-   * one) was checked and removed: every frame {@linkcode receive} takes, and the ones a remote home
-   * bounced back, which this edge checked before it forwarded them (docs/spec/PROTOCOL.md Appendix A).
-   */
-  #route(id: ConnId, conn: Connection, frame: string, now: number): void {
     const decoded = decodeClientMessage(frame);
     if (!decoded.ok) {
       this.#onEvent?.({
@@ -620,7 +616,7 @@ export class Edge {
         return;
       }
       const frame = queue[i]!;
-      if (frame instanceof Bounced) this.#route(id, conn, frame.text, Date.now());
+      if (frame instanceof Bounced) this.#process(id, conn, frame.text, Date.now(), true);
       else this.#process(id, conn, frame, Date.now());
     }
   }
@@ -637,7 +633,7 @@ export class Edge {
       const current = conn.home;
       conn.home = this.#node;
       try {
-        this.#reprocess(id, conn, frame, now);
+        this.#process(id, conn, frame, now, true);
       } finally {
         conn.home = current;
       }
@@ -652,17 +648,8 @@ export class Edge {
       bouncedAhead.set(conn.queue, ahead + 1);
       this.#endBarrier(id, conn);
     } else {
-      this.#reprocess(id, conn, frame, now);
+      this.#process(id, conn, frame, now, true);
     }
-  }
-
-  /**
-   * A bounced frame processed again: text was checked for its proof before it left this edge and
-   * went without it (docs/spec/PROTOCOL.md Appendix A), so it is routed as is.
-   */
-  #reprocess(id: ConnId, conn: Connection, frame: string | Uint8Array, now: number): void {
-    if (typeof frame === "string") this.#route(id, conn, frame, now);
-    else this.#process(id, conn, frame, now);
   }
 
   /** Resync with `home`, edge side (docs/spec/SERVER.md §8.5.2 step 1): close with 1012. */
@@ -1243,6 +1230,7 @@ export function unavailable(message: ClientMessage): ServerMessage {
       return { type: "RoomJoinFailed", data };
   }
 }
+
 /**
  * A text frame a remote home bounced back, queued behind a pending request: its token-binding proof
  * was checked and removed before it was forwarded (docs/spec/PROTOCOL.md Appendix A), so it skips
