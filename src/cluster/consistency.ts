@@ -301,8 +301,9 @@ export interface ConsistencyOptions {
   /**
    * Every other connection the run opens negotiates MessagePack game data at once
    * (docs/spec/PROTOCOL.md §7.1.5, an `Authenticate` with `game_data_format: "message_pack"`) and
-   * sends its numbered game data as binary frames (§7.7), which reach MessagePack recipients as
-   * binary envelopes and the others, and replays, as JSON. @default false
+   * sends its numbered game data as binary frames (docs/spec/PROTOCOL.md §7.7), which reach
+   * MessagePack recipients as binary envelopes and the others, and replays, as JSON.
+   * @default false
    */
   messagePack?: boolean;
   /**
@@ -513,7 +514,7 @@ export async function runConsistency(
               game_name: "orbit",
               player_name: `P${k}`,
               room_code: pick(CODES),
-              // Rooms that fill up reach the lobby and its ready checks (§7.4).
+              // Rooms that fill up reach the lobby (docs/spec/PROTOCOL.md §7.4).
               max_players: options.roomState ? 3 : 8,
             },
           });
