@@ -141,6 +141,11 @@ export interface RoomView {
   authority?: string | null;
   ready?: string[];
   lobby?: string;
+  /**
+   * In a client's view only: the players it was told are disconnected and held
+   * (docs/spec/EXTENSIONS.md E10), sorted; each must be a held seat at the home.
+   */
+  dropped?: string[];
 }
 
 /**
@@ -160,13 +165,29 @@ export function viewOf(client: TestClient): RoomView | undefined {
     authority_player?: string | null;
   };
   let view: (RoomView & { spectator: boolean }) | undefined;
+  /** Presence (docs/spec/EXTENSIONS.md E10), as the client keeps it across snapshots. */
+  let dropped = new Set<string>();
+  const presence = (type: string, data: Data) => {
+    if (type === "PlayerDisconnected") dropped.add(data.player_id!);
+    if (type === "PlayerReconnected" || type === "PlayerLeft") dropped.delete(data.player_id!);
+  };
   for (const message of client.messages) {
     const data = (message.data ?? {}) as Data;
+    presence(message.type, data);
     switch (message.type) {
       case "RoomJoined":
       case "Reconnected":
       case "SpectatorJoined": {
         const players = data.current_players ?? [];
+        if (message.type === "Reconnected") {
+          // Missed events first, then the snapshot keeps those still present.
+          const missed = (message.data?.missed_events ?? []) as { type: string; data?: Data }[];
+          for (const event of missed) presence(event.type, event.data ?? {});
+          const present = new Set(players.map((p) => p.id));
+          dropped = new Set([...dropped].filter((id) => present.has(id)));
+        } else {
+          dropped = new Set();
+        }
         view = {
           roomId: data.room_id!,
           players: players.map((p) => p.id),
@@ -205,28 +226,37 @@ export function viewOf(client: TestClient): RoomView | undefined {
   }
   if (view === undefined) return undefined;
   const players = [...view.players].sort();
-  return view.spectator ? { roomId: view.roomId, players } : {
+  return view.spectator ? { roomId: view.roomId, players, dropped: [...dropped].sort() } : {
     roomId: view.roomId,
     players,
     authority: view.authority,
     ready: [...view.ready!].sort(),
     lobby: view.lobby,
+    dropped: [...dropped].sort(),
   };
 }
 
-/** Room `roomId` as the node that homes it holds it, in the shape of a player's (or spectator's) view. */
-function homeView(nodes: TestNode[], roomId: string, spectator: boolean): RoomView | undefined {
+/**
+ * Room `roomId` as the node that homes it holds it, in the shape of `view` (a player's or a
+ * spectator's): its `dropped` is the part of the view's that the home holds as held seats (a
+ * client need not have heard of every held seat: a snapshot does not say which are held).
+ */
+function homeView(nodes: TestNode[], view: RoomView): RoomView | undefined {
+  const roomId = view.roomId;
   for (const node of nodes) {
     for (const code of CODES) {
       const detail = node.engine.roomDetail("orbit", code, Date.now());
       if (detail?.room_id !== roomId) continue;
       const players = detail.members.map((m) => m.player_id).sort();
-      return spectator ? { roomId, players } : {
+      const held = new Set(detail.members.filter((m) => m.held).map((m) => m.player_id));
+      const dropped = (view.dropped ?? []).filter((id) => held.has(id));
+      return view.authority === undefined ? { roomId, players, dropped } : {
         roomId,
         players,
         authority: detail.authority,
         ready: [...detail.ready_players].sort(),
         lobby: detail.lobby_state,
+        dropped,
       };
     }
   }
@@ -312,7 +342,10 @@ export interface ConsistencyOptions {
    * built from what it was told as the TypeScript client builds it: a snapshot (`RoomJoined`,
    * `Reconnected`, `SpectatorJoined`), then `PlayerJoined`, `PlayerLeft`, `LobbyStateChanged`,
    * `AuthorityChanged` — must be its home's room: the same players (held seats included), and for
-   * a player the same authority, ready set and lobby state. @default false
+   * a player the same authority, ready set and lobby state. Every connection also opts in to
+   * presence events (docs/spec/EXTENSIONS.md E10), a dropped client's next connection asks for its
+   * own seat back at once, as a game client does, and every player a client was told is
+   * disconnected must be a held seat at the home. @default false
    */
   roomState?: boolean;
 }
@@ -391,11 +424,17 @@ export async function runConsistency(
         options.tokenBinding ? crypto.getRandomValues(new Uint8Array(16)) : undefined,
       );
       opened.push(client);
-      if (options.messagePack && opened.length % 2 === 0) {
-        packed.add(client);
+      const pack = options.messagePack && opened.length % 2 === 0;
+      if (pack) packed.add(client);
+      if (pack || options.roomState) {
         client.say({
           type: "Authenticate",
-          data: { app_id: "orbit", game_data_format: "message_pack" },
+          data: {
+            app_id: "orbit",
+            ...(pack ? { game_data_format: "message_pack" } : {}),
+            // Presence events (docs/spec/EXTENSIONS.md E10): who the client sees as dropped.
+            ...(options.roomState ? { features: ["presence-events"] } : {}),
+          },
         });
       }
       return client;
@@ -411,16 +450,8 @@ export async function runConsistency(
     /** The latest seat credentials any client was given (for Reconnect, by anyone). */
     const tokens: { player_id: string; room_id: string; auth_token: string }[] = [];
     const remember = (client: TestClient) => {
-      const data = client.messages.findLast((m) =>
-        m.type === "RoomJoined" || m.type === "Reconnected"
-      )?.data as { player_id: string; room_id: string; reconnection_token: string } | undefined;
-      if (data) {
-        tokens.push({
-          player_id: data.player_id,
-          room_id: data.room_id,
-          auth_token: data.reconnection_token,
-        });
-      }
+      const seat = credentialsOf(client);
+      if (seat) tokens.push(seat);
     };
     /** Drops client `k`'s connection `client` (if still its own) for a new one through any node. */
     const drop = (k: number, client: TestClient) => {
@@ -428,7 +459,14 @@ export async function runConsistency(
       if (client.closed === undefined) {
         client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
       }
-      clients[k] = connect();
+      const fresh = clients[k] = connect();
+      const seat = options.roomState ? credentialsOf(client) : undefined;
+      if (seat !== undefined) {
+        // As a game client does after a drop: its own seat back at once (its room sees
+        // `PlayerDisconnected`, then `PlayerReconnected`).
+        requests.set(fresh.id, 1);
+        fresh.say({ type: "Reconnect", data: seat });
+      }
     };
     for (let step = 0; step < 250; step++) {
       if (step === options.crashAt) {
@@ -600,7 +638,7 @@ export async function runConsistency(
       for (const client of clients) {
         const view = seatOf(client) && viewOf(client);
         if (view === undefined) continue;
-        const home = homeView(nodes, view.roomId, view.authority === undefined);
+        const home = homeView(nodes, view);
         // A room no node homes is the seat check's failure (told, not held).
         if (home !== undefined) {
           compared++;
@@ -810,4 +848,17 @@ function unpacked(
   if (typeof hex !== "string") return undefined;
   const bytes = Uint8Array.from(hex.match(/../g) ?? [], (pair) => parseInt(pair, 16));
   return { from_player: data!.from_player as string, data: decode(bytes) as { step?: number } };
+}
+
+/** The `Reconnect` data for the seat of `client`'s latest `RoomJoined` or `Reconnected`, if any. */
+function credentialsOf(
+  client: TestClient,
+): { player_id: string; room_id: string; auth_token: string } | undefined {
+  const data = client.messages.findLast((m) => m.type === "RoomJoined" || m.type === "Reconnected")
+    ?.data as { player_id: string; room_id: string; reconnection_token: string } | undefined;
+  return data && {
+    player_id: data.player_id,
+    room_id: data.room_id,
+    auth_token: data.reconnection_token,
+  };
 }

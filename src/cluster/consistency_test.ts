@@ -155,7 +155,7 @@ Deno.test("Cluster consistency (twins): half the connections negotiate MessagePa
   );
 });
 
-Deno.test("Cluster consistency (twins): players also mark themselves ready and ask for or give up authority; once quiet, every seated client's view of its room (players, authority, ready set, lobby state, from what it was told) is its home's room (docs/spec/PROTOCOL.md §7.4, §7.5, docs/spec/SERVER.md §8.6)", async () => {
+Deno.test("Cluster consistency (twins): players also mark themselves ready and ask for or give up authority; once quiet, every seated client's view of its room (players, authority, ready set, lobby state, who is disconnected, from what it was told) is its home's room (docs/spec/PROTOCOL.md §7.4, §7.5, docs/spec/SERVER.md §8.6)", async () => {
   await everySeed({ envelopeWindowMs: 5 }, () => ["room state", { roomState: true }], {
     count: (seen) => seen["room views compared"] ?? 0,
     none: "no seated client's view was compared",
