@@ -143,7 +143,8 @@ export interface RoomView {
   lobby?: string;
   /**
    * In a client's view only: the players it was told are disconnected and held
-   * (docs/spec/EXTENSIONS.md E10), sorted; each must be a held seat at the home.
+   * (docs/spec/EXTENSIONS.md E10), sorted; each must be a held seat at the home. Absent after a
+   * truncated replay (the client was told it may have missed some of those events).
    */
   dropped?: string[];
 }
@@ -167,6 +168,12 @@ export function viewOf(client: TestClient): RoomView | undefined {
   let view: (RoomView & { spectator: boolean }) | undefined;
   /** Presence (docs/spec/EXTENSIONS.md E10), as the client keeps it across snapshots. */
   let dropped = new Set<string>();
+  /**
+   * Set by a `Reconnected` with `replay_truncated: true` (docs/spec/PROTOCOL.md §7.11): the
+   * client was told events may be missing, so until its next join what it knows of who is
+   * disconnected is not compared.
+   */
+  let unsure = false;
   const presence = (type: string, data: Data) => {
     if (type === "PlayerDisconnected") dropped.add(data.player_id!);
     if (type === "PlayerReconnected" || type === "PlayerLeft") dropped.delete(data.player_id!);
@@ -185,8 +192,10 @@ export function viewOf(client: TestClient): RoomView | undefined {
           for (const event of missed) presence(event.type, event.data ?? {});
           const present = new Set(players.map((p) => p.id));
           dropped = new Set([...dropped].filter((id) => present.has(id)));
+          if ((message.data as { replay_truncated?: boolean }).replay_truncated) unsure = true;
         } else {
           dropped = new Set();
+          unsure = false;
         }
         view = {
           roomId: data.room_id!,
@@ -226,13 +235,14 @@ export function viewOf(client: TestClient): RoomView | undefined {
   }
   if (view === undefined) return undefined;
   const players = [...view.players].sort();
-  return view.spectator ? { roomId: view.roomId, players, dropped: [...dropped].sort() } : {
+  const told = unsure ? {} : { dropped: [...dropped].sort() };
+  return view.spectator ? { roomId: view.roomId, players, ...told } : {
     roomId: view.roomId,
     players,
     authority: view.authority,
     ready: [...view.ready!].sort(),
     lobby: view.lobby,
-    dropped: [...dropped].sort(),
+    ...told,
   };
 }
 
@@ -249,14 +259,14 @@ function homeView(nodes: TestNode[], view: RoomView): RoomView | undefined {
       if (detail?.room_id !== roomId) continue;
       const players = detail.members.map((m) => m.player_id).sort();
       const held = new Set(detail.members.filter((m) => m.held).map((m) => m.player_id));
-      const dropped = (view.dropped ?? []).filter((id) => held.has(id));
-      return view.authority === undefined ? { roomId, players, dropped } : {
+      const presence = view.dropped && { dropped: view.dropped.filter((id) => held.has(id)) };
+      return view.authority === undefined ? { roomId, players, ...presence } : {
         roomId,
         players,
         authority: detail.authority,
         ready: [...detail.ready_players].sort(),
         lobby: detail.lobby_state,
-        dropped,
+        ...presence,
       };
     }
   }
