@@ -4,32 +4,51 @@
  * answers, closes and takeovers; once quiet, every home's live seats are what its clients were
  * told. `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more seeds (a soak on Redis).
  */
-import { assertConsistent, runConsistency } from "../src/cluster/consistency.ts";
-import { redisTestCluster } from "../src/cluster/testing.ts";
+import {
+  assertConsistent,
+  type ConsistencyOptions,
+  type ConsistencyOutcome,
+  runConsistency,
+} from "../src/cluster/consistency.ts";
+import { redisTestCluster, type TestClusterOptions } from "../src/cluster/testing.ts";
 import { IGNORE_WITHOUT_REDIS, startRedis } from "./redis_server.ts";
+
+/**
+ * One run per seed (`seeds`, then `SIGNAL_FISH_CONSISTENCY_SEEDS` more from `extraFrom`) on a
+ * fresh cluster over one private redis-server (heartbeat 50 ms, reconnection on, `settings`
+ * added), with the options `options(seed)` gives (and its label); asserts every run, hands each
+ * outcome to `check`, and requires that some run ended with a seated client.
+ */
+async function everySeedOnRedis(
+  seeds: number[],
+  extraFrom: number,
+  settings: TestClusterOptions,
+  options: (seed: number) => [label: string, options: ConsistencyOptions],
+  check?: (outcome: ConsistencyOutcome, seed: number) => void,
+): Promise<void> {
+  await using redis = await startRedis();
+  const extra = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_SEEDS") ?? 0);
+  for (let i = 0; i < extra; i++) seeds.push(extraFrom + i);
+  let seated = 0;
+  for (const seed of seeds) {
+    const cluster = await redisTestCluster(redis.url, {
+      heartbeatMs: 50,
+      engine: { enableReconnection: true },
+      ...settings,
+    });
+    const [label, chosen] = options(seed);
+    const outcome = await runConsistency(cluster, seed, { quietMs: 600, ...chosen });
+    seated += assertConsistent(outcome, label);
+    check?.(outcome, seed);
+  }
+  if (seated === 0) throw new Error("no seeded run ended with a seated client");
+}
 
 Deno.test({
   name:
     "Cluster consistency on Redis: every home's live seats and spectators are exactly those its clients were told of",
   ignore: IGNORE_WITHOUT_REDIS,
-  fn: async () => {
-    await using redis = await startRedis();
-    const seeds = [7, 8];
-    const extra = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_SEEDS") ?? 0);
-    for (let i = 0; i < extra; i++) seeds.push(700 + i);
-    let seated = 0;
-    for (const seed of seeds) {
-      const cluster = await redisTestCluster(redis.url, {
-        heartbeatMs: 50,
-        engine: { enableReconnection: true },
-      });
-      seated += assertConsistent(
-        await runConsistency(cluster, seed, { quietMs: 600 }),
-        `seed ${seed}`,
-      );
-    }
-    if (seated === 0) throw new Error("no seeded run ended with a seated client");
-  },
+  fn: () => everySeedOnRedis([7, 8], 700, {}, (seed) => [`seed ${seed}`, {}]),
 });
 
 Deno.test({
@@ -37,25 +56,12 @@ Deno.test({
     "Cluster consistency on Redis: one node crashes mid-run; the survivors' live seats and spectators are still exactly those their clients were told of",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    await using redis = await startRedis();
-    const seeds = [11, 12];
-    const extra = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_SEEDS") ?? 0);
-    for (let i = 0; i < extra; i++) seeds.push(900 + i);
-    let seated = 0;
     let resyncs = 0;
-    for (const seed of seeds) {
-      // A short T, so the survivors hold the dead node dead during the run (docs/spec/SERVER.md §8.5.4).
-      const cluster = await redisTestCluster(redis.url, {
-        heartbeatMs: 50,
-        ttlMs: 600,
-        engine: { enableReconnection: true },
-      });
+    // A short T, so the survivors hold the dead node dead during the run (docs/spec/SERVER.md §8.5.4).
+    await everySeedOnRedis([11, 12], 900, { ttlMs: 600 }, (seed) => {
       const crashAt = 60 + (seed * 37) % 130;
-      const outcome = await runConsistency(cluster, seed, { quietMs: 600, crashAt });
-      seated += assertConsistent(outcome, `seed ${seed}, crash before step ${crashAt}`);
-      resyncs += outcome.seen["close 1012"] ?? 0;
-    }
-    if (seated === 0) throw new Error("no seeded run ended with a seated client");
+      return [`seed ${seed}, crash before step ${crashAt}`, { crashAt }];
+    }, (outcome) => resyncs += outcome.seen["close 1012"] ?? 0);
     // The crash reached members of its rooms on other nodes (closed 1012, docs/spec/SERVER.md §8.6).
     if (resyncs === 0) throw new Error("no connection was closed 1012 after the crash");
   },
@@ -66,29 +72,16 @@ Deno.test({
     "Cluster consistency on Redis: token-bound connections, some of them slow consumers (closed 1013): no signed frame refused, nothing lost untold, every live seat what its client was told",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    await using redis = await startRedis();
-    const seeds = [13, 14];
-    const extra = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_SEEDS") ?? 0);
-    for (let i = 0; i < extra; i++) seeds.push(1100 + i);
-    let seated = 0;
     let slow = 0;
-    for (const seed of seeds) {
-      const cluster = await redisTestCluster(redis.url, {
-        heartbeatMs: 50,
-        engine: { enableReconnection: true },
-      });
-      const outcome = await runConsistency(cluster, seed, {
-        quietMs: 600,
-        tokenBinding: true,
-        stallRate: 0.03,
-      });
-      seated += assertConsistent(outcome, `seed ${seed}`);
+    await everySeedOnRedis([13, 14], 1100, {}, (seed) => [
+      `seed ${seed}`,
+      { tokenBinding: true, stallRate: 0.03 },
+    ], (outcome, seed) => {
       slow += outcome.seen["close 1013"] ?? 0;
       // Every text frame was signed (docs/spec/PROTOCOL.md Appendix A).
       const refused = (outcome.seen["close 1008"] ?? 0) + (outcome.seen["Error UNAUTHORIZED"] ?? 0);
       if (refused > 0) throw new Error(`seed ${seed}: ${refused} signed frames refused`);
-    }
-    if (seated === 0) throw new Error("no seeded run ended with a seated client");
+    });
     if (slow === 0) throw new Error("no connection was closed as a slow consumer");
   },
 });

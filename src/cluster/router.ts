@@ -435,12 +435,7 @@ export class ClusterRouter implements Router {
       this.#home?.closed(conn, cause, now);
       return;
     }
-    this.streams.send(home, {
-      kind: Kind.CLOSED,
-      conn,
-      cause,
-      delivered: this.#takeDelivered(conn),
-    });
+    this.#sendClosed(home, conn, cause);
   }
 
   closedPending(conn: ConnId, _now: number): void {
@@ -449,13 +444,21 @@ export class ClusterRouter implements Router {
     clearTimeout(pending.timer);
     this.#pending.delete(conn);
     // After the BIND on the same stream: the home binds, then closes (or drops a parked BIND).
-    this.streams.send(pending.home, {
+    this.#sendClosed(pending.home, conn, "closed");
+    pending.resolve({ status: "unbound" });
+  }
+
+  /**
+   * Tells `home` that connection `conn` closed or gave up its request (`CLOSED{cause,
+   * delivered}`, docs/spec/SERVER.md §8.5.3); returns the envelope's `seq`.
+   */
+  #sendClosed(home: NodeId, conn: ConnId, cause: ClosedCause): number {
+    return this.streams.send(home, {
       kind: Kind.CLOSED,
       conn,
-      cause: "closed",
+      cause,
       delivered: this.#takeDelivered(conn),
     });
-    pending.resolve({ status: "unbound" });
   }
 
   /** The connection's `delivered` for its `CLOSED` (0 = nothing handed), forgotten. */
@@ -876,12 +879,7 @@ export class ClusterRouter implements Router {
    * docs/spec/SERVER.md §8.4.2 "Late success"), remembering the envelope that carries it.
    */
   #undo(home: NodeId, conn: ConnId, now: number): void {
-    const seq = this.streams.send(home, {
-      kind: Kind.CLOSED,
-      conn,
-      cause: "abandoned",
-      delivered: this.#takeDelivered(conn),
-    });
+    const seq = this.#sendClosed(home, conn, "abandoned");
     this.#undoing.set(abandonedKey(conn, home), { seq, at: now });
   }
 
@@ -916,6 +914,12 @@ export class ClusterRouter implements Router {
       this.#abandoned.delete(key);
       this.#undo(peer, conn, now);
     }
+    /** A connection closed with 1012 for this resync: its home is told. */
+    const resynced = (conn: ConnId) => {
+      closed++;
+      this.counts.resyncCloses++;
+      this.#sendClosed(peer, conn, "closed");
+    };
     // Answered by the peer in an envelope processed before this one in the same run: the edge
     // takes the binding in a microtask, so it is not bound to the peer yet, but frames from the
     // peer may already be lost for it.
@@ -923,25 +927,9 @@ export class ClusterRouter implements Router {
       if (home !== peer) continue;
       this.#justBound.delete(conn);
       this.#edge?.direct({ kind: "close", conn, code: 1012, reason: "Cluster resync" }, now);
-      closed++;
-      this.counts.resyncCloses++;
-      this.streams.send(peer, {
-        kind: Kind.CLOSED,
-        conn,
-        cause: "closed",
-        delivered: this.#takeDelivered(conn),
-      });
+      resynced(conn);
     }
-    for (const conn of this.#edge?.resync?.(peer, now) ?? []) {
-      closed++;
-      this.counts.resyncCloses++;
-      this.streams.send(peer, {
-        kind: Kind.CLOSED,
-        conn,
-        cause: "closed",
-        delivered: this.#takeDelivered(conn),
-      });
-    }
+    for (const conn of this.#edge?.resync?.(peer, now) ?? []) resynced(conn);
     // Requests of the peer parked for a probe: the peer answers them itself (step 1 there).
     for (const [conn, parked] of this.#parked) {
       if (parked.source === peer) this.#parked.delete(conn);
