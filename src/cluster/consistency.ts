@@ -20,7 +20,7 @@ import { decode, encode } from "@msgpack/msgpack";
 import { prng } from "../engine/testing.ts";
 import type { MemoryNetwork } from "./memory_bus.ts";
 import type { MemoryStore } from "./memory_store.ts";
-import { settle, type TestClient, type TestNode } from "./testing.ts";
+import { reconnectFor, settle, type TestClient, type TestNode } from "./testing.ts";
 
 /** The room codes the clients use. */
 const CODES = ["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD"];
@@ -864,11 +864,8 @@ function unpacked(
 function credentialsOf(
   client: TestClient,
 ): { player_id: string; room_id: string; auth_token: string } | undefined {
-  const data = client.messages.findLast((m) => m.type === "RoomJoined" || m.type === "Reconnected")
-    ?.data as { player_id: string; room_id: string; reconnection_token: string } | undefined;
-  return data && {
-    player_id: data.player_id,
-    room_id: data.room_id,
-    auth_token: data.reconnection_token,
-  };
+  const seat = client.messages.findLast((m) => m.type === "RoomJoined" || m.type === "Reconnected")
+    ?.data;
+  return seat &&
+    reconnectFor(seat).data as { player_id: string; room_id: string; auth_token: string };
 }
