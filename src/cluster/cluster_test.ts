@@ -1012,6 +1012,34 @@ Deno.test("Cluster (twins): a takeover through the replaced connection's own edg
   }
 });
 
+Deno.test("Cluster (twins): a takeover whose probe is answered before a frame sent to the replaced connection after the probe reaches it (a slow consumer, closed 1013 by that frame) reports replay_truncated, as one process (docs/spec/SERVER.md §8.5.3, §5.2)", async () => {
+  const { cluster, a, b, c, alice, streams, seatedOnB } = await takeoverCluster();
+  try {
+    const bob = await seatedOnB("Bob");
+    // A first frame reaches Bob; B does not acknowledge it yet (its clock stands still), so a
+    // takeover must ask B.
+    alice.say({ type: "GameData", data: { data: "first", to_player: bob.id } });
+    await until(() => bob.last("GameData")?.data?.data === "first", "Bob's first frame");
+    ok(streams.acked(b.name) < streams.lastSent(b.name), "unacknowledged at A");
+    bob.stalled = true;
+    // A's envelopes reach B 40 ms late (in order): the probe A sends for Carol's takeover, then
+    // Alice's second frame to Bob. B answers the probe, then fails to hand Bob the frame and
+    // closes him (1013): its CLOSED reaches A after the answer.
+    cluster.network.fault = (from, to) =>
+      from === a.name && to === b.name ? { lateMs: 40 } : "deliver";
+    const carol = c.connect();
+    carol.say(reconnectFor(bob.last("RoomJoined")!.data!));
+    await settle(); // the BIND reached A, which parked it and sent B the probe
+    alice.say({ type: "GameData", data: { data: "lost", to_player: bob.id } });
+    await until(() => !!carol.last("Reconnected"), "Reconnected");
+    equal(bob.closed, 1013, "the old connection was a slow consumer");
+    equal(carol.last("Reconnected")!.data!.replay_truncated, true);
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a takeover request waiting for its probe is dropped when its connection closes meanwhile: the seat stays where it was (docs/spec/SERVER.md §8.5.3)", async () => {
   const { cluster, a, b, c, alice, seatedOnB } = await takeoverCluster();
   try {

@@ -123,6 +123,12 @@ export interface ConsistencyOutcome {
    * connection; and a frame a seat received twice. Empty when none.
    */
   gaps: string[];
+  /**
+   * With `targeted`: game data sent `to_player` that reached a connection which was not, at that
+   * point of its messages, that player's seat (another player, a spectator, a connection out of
+   * the room), live or replayed (docs/spec/PROTOCOL.md §7.6). Empty when none.
+   */
+  misdelivered: string[];
   /** Every connection the run opened, in order (to read a failure's story). */
   opened: TestClient[];
   /**
@@ -358,6 +364,14 @@ export interface ConsistencyOptions {
    * disconnected must be a held seat at the home. @default false
    */
   roomState?: boolean;
+  /**
+   * Now and then (two frames in five) a JSON sender addresses its numbered game data `to_player`
+   * (docs/spec/PROTOCOL.md §7.6, docs/spec/EXTENSIONS.md): one of the other players it believes in
+   * its room, who may be on another node, held (the frame goes to its replay), gone or moved on
+   * (the sender is told `INVALID_INPUT`). Such a frame must reach that player's seat only, and the
+   * loss check expects it at that seat alone. Binary frames carry no target. @default false
+   */
+  targeted?: boolean;
 }
 
 /**
@@ -392,6 +406,10 @@ export async function runConsistency(
   /** The slow node's name while it is slow, and how late each of its envelopes is. */
   let slow: string | undefined;
   const lateness = prng(seed + 7_919);
+  /** Which frames are targeted, and at whom (its own draws: the run's choices stay the seed's). */
+  const aim = prng(seed + 104_729);
+  /** Per step of targeted game data: the player id it was sent to. */
+  const targetOf = new Map<number, string>();
   const store = cluster.store;
   const twinsOnly = [options.outageAt, options.restartAt, options.slowAt, options.pauseAt];
   if (twinsOnly.some((at) => at !== undefined) && (!cluster.network || !store)) {
@@ -451,10 +469,27 @@ export async function runConsistency(
     };
     /** The connections that negotiated MessagePack: their game data goes as binary frames. */
     const packed = new Set<TestClient>();
-    /** `client` sends game data `value`, a binary frame when it negotiated MessagePack. */
-    const sendData = (client: TestClient, value: Record<string, unknown>) => {
-      if (packed.has(client)) client.node.edge.receive(client.id, encode(value), Date.now());
-      else client.say({ type: "GameData", data: { data: value } });
+    /**
+     * `client` sends game data numbered `step`: a binary frame when it negotiated MessagePack;
+     * with `targeted`, now and then to one other player it believes in its room.
+     */
+    const sendData = (client: TestClient, step: number) => {
+      const value = { step };
+      if (packed.has(client)) {
+        client.node.edge.receive(client.id, encode(value), Date.now());
+        return;
+      }
+      if (options.targeted && aim() < 0.4) {
+        const own = seatOf(client)?.id;
+        const others = (viewOf(client)?.players ?? []).filter((id) => id !== own);
+        if (others.length > 0) {
+          const to = others[Math.floor(aim() * others.length)]!;
+          targetOf.set(step, to);
+          client.say({ type: "GameData", data: { data: value, to_player: to } });
+          return;
+        }
+      }
+      client.say({ type: "GameData", data: { data: value } });
     };
     const clients: TestClient[] = Array.from({ length: 8 }, connect);
     /** The latest seat credentials any client was given (for Reconnect, by anyone). */
@@ -604,7 +639,7 @@ export async function runConsistency(
         }, Date.now());
       } else {
         sender.set(step, `${client.id}#${requests.get(client.id) ?? 0}`);
-        sendData(client, { step });
+        sendData(client, step);
       }
       if (step % 3 === 0) {
         // Every third step each client that believes itself seated sends a frame too (numbered
@@ -614,7 +649,7 @@ export async function runConsistency(
           if (seatOf(other)?.role !== "player") return;
           const tick = step + (i + 1) / 100;
           sender.set(tick, `${other.id}#${requests.get(other.id) ?? 0}`);
-          sendData(other, { step: tick });
+          sendData(other, tick);
         });
       }
       // Answers may or may not have arrived before the next request.
@@ -658,7 +693,11 @@ export async function runConsistency(
         }
       }
     }
-    const seatAtCheck = new Map(clients.map((client) => [client, seatOf(client)]));
+    // A client that stopped reading is closed by the next frame it is sent (`1013`): it takes
+    // no part in this round.
+    const seatAtCheck = new Map(
+      clients.map((client) => [client, client.stalled ? undefined : seatOf(client)]),
+    );
     const seen = new Map(clients.map((client) => [client, client.messages.length]));
     for (const [client, seat] of seatAtCheck) {
       if (seat?.role === "player") {
@@ -703,6 +742,7 @@ export async function runConsistency(
       ) if (n > 0) went[what] = (went[what] ?? 0) + n;
     }
     const disorder: string[] = [];
+    const misdelivered: string[] = [];
     /** Per player seat: the steps its connections received (live or replayed), by sender. */
     const bySeat = new Map<string, Map<string, number[]>>();
     /** Seats whose client was told frames may be missing (a truncated replay, a resync). */
@@ -738,6 +778,15 @@ export async function runConsistency(
         const step = frame?.data?.step;
         if (step === undefined || frame?.from_player === undefined) return;
         count("GameData received");
+        const aimed = targetOf.get(step);
+        if (aimed !== undefined) {
+          count("targeted GameData received");
+          if (seat?.split("#")[0] !== aimed) {
+            misdelivered.push(
+              `${client.id} (seat ${seat ?? "none"}) got step ${step} sent to player ${aimed}`,
+            );
+          }
+        }
         // Per sending connection: two connections of one player (a takeover racing the old
         // connection's frames) are ordered only each on its own.
         const from = sender.get(step)!;
@@ -793,6 +842,7 @@ export async function runConsistency(
       else steps.push(step);
     }
     for (const [seat, senders] of bySeat) {
+      const player = seat.split("#")[0]!;
       for (const [from, steps] of senders) {
         if (new Set(steps).size !== steps.length) {
           gaps.push(`seat ${seat} got a frame of connection ${from} twice: ${steps}`);
@@ -800,7 +850,10 @@ export async function runConsistency(
         if (truncated.has(seat) || lossy.has(from.split("#")[0]!)) continue;
         const got = new Set(steps);
         const first = Math.min(...steps), final = Math.max(...steps);
-        const between = (sentBy.get(from) ?? []).filter((step) => step > first && step < final);
+        // Frames sent to another player are not this seat's to miss.
+        const between = (sentBy.get(from) ?? []).filter((step) =>
+          step > first && step < final && (targetOf.get(step) ?? player) === player
+        );
         if (between.length > 0) count("frames checked for gaps");
         const missing = between.filter((step) => !got.has(step));
         if (missing.length > 0) {
@@ -808,7 +861,18 @@ export async function runConsistency(
         }
       }
     }
-    return { told, held, crossings, relay, seen: went, disorder, gaps, opened, views };
+    return {
+      told,
+      held,
+      crossings,
+      relay,
+      seen: went,
+      disorder,
+      gaps,
+      misdelivered,
+      opened,
+      views,
+    };
   } finally {
     await cluster.close();
   }
@@ -822,6 +886,7 @@ export function assertConsistent(outcome: ConsistencyOutcome, label: string): nu
   const { told, held, crossings, relay, disorder } = outcome;
   deepEqual({ label, disorder }, { label, disorder: [] });
   deepEqual({ label, gaps: outcome.gaps }, { label, gaps: [] });
+  deepEqual({ label, misdelivered: outcome.misdelivered }, { label, misdelivered: [] });
   deepEqual({ label, views: outcome.views }, { label, views: [] });
   // The label inside the compared values, so a failure shows both it and the difference.
   deepEqual({ label, seats: held }, { label, seats: told });

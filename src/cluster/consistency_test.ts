@@ -4,7 +4,7 @@
  * and unrelated binding items meet more often), and `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more
  * (a soak, ~2 s a seed). The incident tests (a crash, a drain, a Redis outage, restart or pause, a
  * slow node) and the client-side variants (token-bound connections, slow consumers, MessagePack
- * game data) run the same seeds.
+ * game data, room views, targeted game data) run the same seeds.
  */
 import { assertConsistent, type ConsistencyOptions, runConsistency } from "./consistency.ts";
 import { testCluster, type TestClusterOptions } from "./testing.ts";
@@ -160,4 +160,16 @@ Deno.test("Cluster consistency (twins): players also mark themselves ready and a
     count: (seen) => seen["room views compared"] ?? 0,
     none: "no seated client's view was compared",
   });
+});
+
+Deno.test("Cluster consistency (twins): players address some of their game data to_player another player, on any node, held or gone (some clients slow consumers, dropped clients back at once): a targeted frame reaches that player's seat only, live or replayed, and nothing sent to a seat is lost untold (docs/spec/PROTOCOL.md §7.6, docs/spec/SERVER.md §8.5.3)", async () => {
+  await everySeed(
+    { envelopeWindowMs: 5 },
+    () => ["targeted", { targeted: true, roomState: true, stallRate: 0.03 }],
+    {
+      count: (seen) =>
+        Math.min(seen["targeted GameData received"] ?? 0, seen["GameData replayed"] ?? 0),
+      none: "no targeted game data was received, or nothing was replayed",
+    },
+  );
 });

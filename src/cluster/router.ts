@@ -76,6 +76,13 @@ interface PendingBind {
  */
 const PROBE = JSON.stringify({ kind: "inspect", gameName: "", roomCode: "" });
 
+/**
+ * What a takeover's probe found (docs/spec/SERVER.md §8.5.3): the edge answered after every frame
+ * sent to the replaced connection (`alive`), answered but frames kept going to it until the time
+ * ran out (`unsure`), or did not answer in time (`silent`).
+ */
+type ProbeResult = "alive" | "unsure" | "silent";
+
 /** A takeover's replaced connection and whether frames sent to it may be missing (docs/spec/SERVER.md §8.5.3). */
 interface TakeoverVerdict {
   conn: ConnId;
@@ -217,15 +224,22 @@ export class ClusterRouter implements Router {
   /**
    * The verdict for the takeover a `Reconnect` makes now (docs/spec/SERVER.md §8.5.3): nothing
    * missing when the replaced connection's edge acknowledged every frame sent to it, or answered
-   * the probe sent for this request (`answered`, the probed edge), having handed them (a frame it
-   * could not hand closed the connection, and that `CLOSED` came before the answer); otherwise the
-   * frames past its `ack` may be missing.
+   * the probe sent for this request after every frame sent to the connection (`probed`: the edge
+   * and its result), having handed them (a frame it could not hand closed the connection, and
+   * that `CLOSED` came before the answer); missing when frames went to the connection after the
+   * last probe and no time was left to ask again; otherwise the frames past its `ack` may be
+   * missing.
    */
-  #takeoverVerdict(message: ClientMessage, answered?: NodeId): TakeoverVerdict | undefined {
+  #takeoverVerdict(
+    message: ClientMessage,
+    probed?: { edge: NodeId; result: ProbeResult },
+  ): TakeoverVerdict | undefined {
     const takeover = this.#takeoverOf(message);
     if (takeover === undefined) return undefined;
-    const alive = takeover.edge === answered;
-    return { conn: takeover.conn, truncated: !alive && this.#unacknowledged(takeover) };
+    const result = probed?.edge === takeover.edge ? probed.result : "silent";
+    if (result === "alive") return { conn: takeover.conn, truncated: false };
+    if (result === "unsure") return { conn: takeover.conn, truncated: true };
+    return { conn: takeover.conn, truncated: this.#unacknowledged(takeover) };
   }
 
   /**
@@ -233,42 +247,54 @@ export class ClusterRouter implements Router {
    * sent to that connection past its `ack`, even when that edge sent the request (those frames
    * crossed it, and may yet fail to reach the connection, docs/spec/SERVER.md §8.5.3).
    */
-  #needsProbe(message: ClientMessage): NodeId | undefined {
+  #needsProbe(message: ClientMessage): { conn: ConnId; edge: NodeId } | undefined {
     const takeover = this.#takeoverOf(message);
     if (takeover === undefined) return undefined;
-    return this.#unacknowledged(takeover) ? takeover.edge : undefined;
+    return this.#unacknowledged(takeover) ? takeover : undefined;
   }
 
   /**
-   * Sends `edge` a probe and settles `true` when its `REPLY` arrives (the edge is alive and its
-   * `ack` is current), `false` after `ms` ms or a resync with it (docs/spec/SERVER.md §8.5.3).
+   * Asks `edge` whether it is alive and has handled every frame sent to `conn` (a probe,
+   * docs/spec/SERVER.md §8.5.3), within `ms` ms: `"alive"` when its `REPLY` arrives and no frame
+   * went to `conn` in the probe's envelope or after it (an answer says nothing of frames the edge
+   * reads after the probe: while some went, it is asked again); `"unsure"` when frames kept going
+   * until the time ran out; `"silent"` after `ms` ms without an answer or a resync with it.
    */
-  #probe(edge: NodeId, ms: number): Promise<boolean> {
-    const requestId = this.#nextRequest++;
-    const { promise, resolve } = Promise.withResolvers<boolean>();
-    const timer = setTimeout(() => {
-      this.#commands.delete(requestId);
-      resolve(false);
-    }, Math.max(0, ms));
-    this.#commands.set(requestId, {
-      home: edge,
-      timer,
-      resolve: (reply) => resolve(reply.ok || reply.reason !== "unreachable"),
-    });
-    this.streams.send(edge, { kind: Kind.CONTROL, requestId, json: PROBE });
+  #probe(edge: NodeId, ms: number, conn: ConnId): Promise<ProbeResult> {
+    const deadline = this.#now() + Math.max(0, ms);
+    const { promise, resolve } = Promise.withResolvers<ProbeResult>();
+    const ask = () => {
+      const requestId = this.#nextRequest++;
+      const timer = setTimeout(() => {
+        this.#commands.delete(requestId);
+        resolve("silent");
+      }, Math.max(0, deadline - this.#now()));
+      this.#commands.set(requestId, {
+        home: edge,
+        timer,
+        resolve: (reply) => {
+          if (!reply.ok && reply.reason === "unreachable") resolve("silent");
+          else if ((this.#lastSent.get(conn) ?? 0) < seq) resolve("alive");
+          else if (this.#now() < deadline && !this.#stopped) ask();
+          else resolve("unsure");
+        },
+      });
+      const seq = this.streams.send(edge, { kind: Kind.CONTROL, requestId, json: PROBE });
+    };
+    ask();
     return promise;
   }
 
   takeover(message: ClientMessage, handle: () => void): Promise<void> | undefined {
-    const probed = this.#needsProbe(message);
-    if (probed === undefined) {
+    const probe = this.#needsProbe(message);
+    if (probe === undefined) {
       this.#judged(this.#takeoverVerdict(message), handle);
       return undefined;
     }
     const wait = Math.min(this.#options.heartbeatMs, this.#options.forwardTimeoutMs);
-    return this.#probe(probed, wait).then((answered) => {
+    return this.#probe(probe.edge, wait, probe.conn).then((result) => {
       if (this.#stopped) return;
-      this.#judged(this.#takeoverVerdict(message, answered ? probed : undefined), handle);
+      this.#judged(this.#takeoverVerdict(message, { edge: probe.edge, result }), handle);
       this.flush();
     });
   }
@@ -664,13 +690,13 @@ export class ClusterRouter implements Router {
   }
 
   /**
-   * A `BIND` from an edge. `probed`: set when it comes back from waiting for a probe (docs/spec/SERVER.md §8.5.3) —
-   * the edge that answered, or `null` when none did.
+   * A `BIND` from an edge. `probed`: set when it comes back from waiting for a probe
+   * (docs/spec/SERVER.md §8.5.3) — the edge probed and what the probe found.
    */
   #onBind(
     envelope: Extract<Envelope, { kind: typeof Kind.BIND }>,
     now: number,
-    probed?: NodeId | null,
+    probed?: { edge: NodeId; result: ProbeResult },
   ): void {
     const edge = envelope.source;
     // Past its deadline (by this clock): the edge has answered already (docs/spec/SERVER.md §8.4.4),
@@ -694,13 +720,14 @@ export class ClusterRouter implements Router {
         this.#parked.set(envelope.conn, envelope);
         const member = this.#home?.edgeOf?.(envelope.conn) === edge;
         const heartbeat = this.#options.heartbeatMs;
-        void this.#probe(probe, member ? heartbeat : Math.min(heartbeat, envelope.deadline - now))
-          .then((answered) => {
+        const wait = member ? heartbeat : Math.min(heartbeat, envelope.deadline - now);
+        void this.#probe(probe.edge, wait, probe.conn)
+          .then((result) => {
             if (this.#parked.get(envelope.conn) !== envelope || this.#stopped) return;
             this.#parked.delete(envelope.conn);
             this.#holding = true;
             try {
-              this.#onBind(envelope, this.#now(), answered ? probe : null);
+              this.#onBind(envelope, this.#now(), { edge: probe.edge, result });
             } finally {
               this.#holding = false;
               this.flush();
@@ -709,7 +736,7 @@ export class ClusterRouter implements Router {
         return;
       }
     }
-    const verdict = this.#takeoverVerdict(message, probed ?? undefined);
+    const verdict = this.#takeoverVerdict(message, probed);
     const outcome = this.#bindHome(envelope.conn, message, now, verdict, {
       edge,
       ...envelope.meta,
