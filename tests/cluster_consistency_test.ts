@@ -69,19 +69,22 @@ Deno.test({
 
 Deno.test({
   name:
-    "Cluster consistency on Redis: token-bound connections, some of them slow consumers (closed 1013): no signed frame refused, nothing lost untold, every live seat what its client was told",
+    "Cluster consistency on Redis: token-bound connections, some of them slow consumers (closed 1013), some game data sent to_player: no signed frame refused, no targeted frame misdelivered, nothing lost untold, every live seat what its client was told",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
     let slow = 0;
+    let targeted = 0;
     await everySeedOnRedis([13, 14], 1100, {}, (seed) => [
       `seed ${seed}`,
-      { tokenBinding: true, stallRate: 0.03 },
+      { tokenBinding: true, stallRate: 0.03, targeted: true },
     ], (outcome, seed) => {
       slow += outcome.seen["close 1013"] ?? 0;
+      targeted += outcome.seen["targeted GameData received"] ?? 0;
       // Every text frame was signed (docs/spec/PROTOCOL.md Appendix A).
       const refused = (outcome.seen["close 1008"] ?? 0) + (outcome.seen["Error UNAUTHORIZED"] ?? 0);
       if (refused > 0) throw new Error(`seed ${seed}: ${refused} signed frames refused`);
     });
     if (slow === 0) throw new Error("no connection was closed as a slow consumer");
+    if (targeted === 0) throw new Error("no targeted game data was received");
   },
 });

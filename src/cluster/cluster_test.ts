@@ -1040,6 +1040,43 @@ Deno.test("Cluster (twins): a takeover whose probe is answered before a frame se
   }
 });
 
+Deno.test("Cluster (twins): a member's Reconnect waiting at its home for a probe while an operator removes it from its room: the removal's UNBIND is not taken for the request's answer, which reaches the client, so its home holds no seat it was not told of (docs/spec/SERVER.md §8.4.2, §8.5.3)", async () => {
+  const { cluster, a, b, c, alice, streams, seatedOnB } = await takeoverCluster();
+  try {
+    const ann = await joined(a, "Ann", "TAKE02");
+    const carol = await joined(c, "Carol", "TAKE02");
+    // A frame to Carol that C does not acknowledge yet (its clock stands still): taking her seat
+    // means asking C first, whose answers reach A 40 ms late.
+    ann.say({ type: "GameData", data: { data: "hi", to_player: carol.id } });
+    await until(() => carol.last("GameData") !== undefined, "Carol's frame");
+    ok(streams.acked(c.name) < streams.lastSent(c.name), "unacknowledged at A");
+    cluster.network.fault = (from, to) =>
+      from === c.name && to === a.name ? { lateMs: 40 } : "deliver";
+    // Bob, a member of TAKE01 homed on A, asks for Carol's seat: A holds his request for the
+    // probe. Meanwhile an operator removes Bob from TAKE01, which ends his binding to A.
+    const bob = await seatedOnB("Bob");
+    const before = streams.lastSent(c.name);
+    bob.say(reconnectFor(carol.last("RoomJoined")!.data!));
+    await until(() => streams.lastSent(c.name) > before, "A's probe of C");
+    await a.edge.command({
+      kind: "room",
+      command: { kind: "remove_player", gameName: "orbit", roomCode: "TAKE01", playerId: bob.id },
+    }, Date.now());
+    // Then the request runs: Bob is in no room, so he takes Carol's seat, and is told so.
+    await until(() => !!bob.last("Reconnected") || !!bob.last("ReconnectionFailed"), "an answer");
+    equal(bob.last("Reconnected")?.data?.player_id, carol.id);
+    equal(a.engine.seatConnection(carol.id), bob.id);
+    await until(() => carol.closed === 4001, "Carol replaced");
+    // Bob's frames reach the room he was told he is in.
+    bob.say({ type: "GameData", data: { data: "from Bob" } });
+    await until(() => ann.last("GameData")?.data?.data === "from Bob", "Bob's frame");
+    equal(alice.last("GameData"), undefined);
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a takeover request waiting for its probe is dropped when its connection closes meanwhile: the seat stays where it was (docs/spec/SERVER.md §8.5.3)", async () => {
   const { cluster, a, b, c, alice, seatedOnB } = await takeoverCluster();
   try {

@@ -147,6 +147,13 @@ export class ClusterRouter implements Router {
    * that sent it (which answers the request itself).
    */
   readonly #parked = new Map<ConnId, Extract<Envelope, { kind: typeof Kind.BIND }>>();
+  /**
+   * Home side: connections of parked `BIND`s whose binding here ended meanwhile (a takeover of
+   * their seat, a removal). The edge takes the first binding item for a pending request in an
+   * envelope that acknowledges its `BIND` as the answer (docs/spec/SERVER.md §8.4.2 "Pending
+   * requests"), so that `UNBIND` is held and sent just before the request's answer, in its `OUT`.
+   */
+  readonly #unbindBehindParked = new Set<ConnId>();
   /** Set while a takeover's bind runs: what {@linkcode ClusterRouter.takeoverTruncated} answers. */
   #verdict: TakeoverVerdict | undefined;
   /** Set by {@linkcode ClusterRouter.stop}: parked requests are not carried out after it. */
@@ -527,6 +534,12 @@ export class ClusterRouter implements Router {
         items.push({ tag: "bound", conn: directive.conn, role: directive.role });
         break;
       case "unbind":
+        if (this.#parked.get(directive.conn)?.source === edge) {
+          // Not the answer to the connection's parked request, though the edge would take it
+          // for one (its envelope acknowledges the BIND): it goes with that answer, before it.
+          this.#unbindBehindParked.add(directive.conn);
+          break;
+        }
         items.push({ tag: "unbind", conn: directive.conn });
         break;
       case "close":
@@ -619,6 +632,11 @@ export class ClusterRouter implements Router {
     return undefined;
   }
 
+  /** Sends `edge` the `UNBIND` of `conn` held while its `BIND` was parked, if any. */
+  #sendHeldUnbind(edge: NodeId, conn: ConnId, now: number): void {
+    if (this.#unbindBehindParked.delete(conn)) this.direct(edge, { kind: "unbind", conn }, now);
+  }
+
   #dispatch(envelope: Envelope): void {
     const now = this.#now();
     switch (envelope.kind) {
@@ -646,6 +664,7 @@ export class ClusterRouter implements Router {
         // The edge gave up on a request parked for a probe: it is not carried out.
         if (this.#parked.get(envelope.conn)?.source === envelope.source) {
           this.#parked.delete(envelope.conn);
+          this.#sendHeldUnbind(envelope.source, envelope.conn, now);
         }
         if (this.#home?.edgeOf?.(envelope.conn) === envelope.source) {
           // Per connection: a frame sent to it in an OUT the edge had not handed it (§8.5.3).
@@ -727,6 +746,7 @@ export class ClusterRouter implements Router {
             this.#parked.delete(envelope.conn);
             this.#holding = true;
             try {
+              this.#sendHeldUnbind(envelope.source, envelope.conn, this.#now());
               this.#onBind(envelope, this.#now(), { edge: probe.edge, result });
             } finally {
               this.#holding = false;
@@ -959,7 +979,9 @@ export class ClusterRouter implements Router {
     for (const conn of this.#edge?.resync?.(peer, now) ?? []) resynced(conn);
     // Requests of the peer parked for a probe: the peer answers them itself (step 1 there).
     for (const [conn, parked] of this.#parked) {
-      if (parked.source === peer) this.#parked.delete(conn);
+      if (parked.source !== peer) continue;
+      this.#parked.delete(conn);
+      this.#unbindBehindParked.delete(conn);
     }
     // Operator commands and probes waiting for the peer fail at once.
     for (const [id, command] of this.#commands) {
