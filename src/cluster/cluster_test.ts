@@ -1228,6 +1228,51 @@ Deno.test("Cluster (twins): frames a home bounces back while the connection's ne
   }
 });
 
+Deno.test("Cluster (twins): a token-bound connection's frames sent right behind an operator's removal issued through its own edge, while its join of another room is pending, come back and reach no room, as in one process (docs/spec/SERVER.md §8.4.2, docs/spec/PROTOCOL.md §7.6, Appendix A)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = threeNodes(cluster);
+    const alice = await joined(a, "Alice", "HERE01");
+    const cole = await joined(c, "Cole", "OTHER1");
+    const dan = b.connect("10.0.0.3", crypto.getRandomValues(new Uint8Array(16)));
+    join(dan, "Dan", "HERE01");
+    await until(() => dan.last("RoomJoined") !== undefined, "Dan's RoomJoined");
+    // An operator removes Dan through B: the command leaves B in the envelope that carries Dan's
+    // next frames, behind it, so A removes him first and bounces the frames. Dan's join of OTHER1
+    // is pending at B meanwhile.
+    const sent = b.cluster.router.streams.stats.bodiesOut;
+    const removed = b.edge.command({
+      kind: "room",
+      command: { kind: "remove_player", gameName: "orbit", roomCode: "HERE01", playerId: dan.id },
+    }, Date.now());
+    // The command's CONTROL joins B's next envelope to A once B has looked up the room's home
+    // (promises only): the frames follow it in that envelope.
+    for (let i = 0; i < 100 && b.cluster.router.streams.stats.bodiesOut === sent; i++) {
+      await Promise.resolve();
+    }
+    ok(b.cluster.router.streams.stats.bodiesOut > sent, "the command queued at B");
+    for (const n of [1, 2]) dan.say({ type: "GameData", data: { data: { n } } });
+    join(dan, "Dan", "OTHER1");
+    ok(await removed);
+    await until(
+      () => dan.last("RoomJoined")?.data?.room_code === "OTHER1" || dan.closed !== undefined,
+      "Dan in OTHER1",
+    );
+    equal(dan.closed, undefined, "not closed as a token binding violation");
+    dan.say({ type: "GameData", data: { data: { n: 3 } } });
+    await until(() => cole.last("GameData") !== undefined, "frame 3");
+    await settle();
+    // As one process: removed first, then two frames from a connection in no room (dropped),
+    // then the join.
+    const got = cole.messages.filter((m) => m.type === "GameData")
+      .map((m) => (m.data!.data as { n: number }).n);
+    deepEqual(got, [3], "only what Dan sent in OTHER1");
+    equal(alice.messages.filter((m) => m.type === "GameData").length, 0, "nor in HERE01");
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a token-bound connection's frames that a home bounces back are handled without a second proof check, whether or not a request is pending (docs/spec/PROTOCOL.md Appendix A, docs/spec/SERVER.md §8.4.2)", async () => {
   const cluster = await testCluster();
   try {
