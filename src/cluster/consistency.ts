@@ -117,8 +117,9 @@ export interface ConsistencyOutcome {
   disorder: string[];
   /**
    * Frames a seat missed without being told (docs/spec/SERVER.md §8.5.3): between two frames a
-   * player seat received from one connection, a frame that connection sent and the seat never
-   * received, live on any of its connections or replayed — unless a `Reconnected` of that seat
+   * player seat (or a spectator's place, on its one connection) received from one connection, a
+   * frame that connection sent and the seat never received, live on any of its connections or
+   * replayed — unless a `Reconnected` of that seat
    * said `replay_truncated: true`, or a resync (`1012`) closed the seat's or the sender's
    * connection; and a frame a seat received twice. Empty when none.
    */
@@ -772,8 +773,10 @@ export async function runConsistency(
     }
     for (const client of opened) {
       const last = new Map<string, number>();
-      /** The player seat this connection holds at this point of its messages. */
+      /** The player seat (or spectator's place) this connection holds at this point. */
       let seat: string | undefined;
+      /** This connection's `SpectatorJoined`s so far. */
+      let watched = 0;
       const check = (frame: { from_player?: string; data?: { step?: number } } | undefined) => {
         const step = frame?.data?.step;
         if (step === undefined || frame?.from_player === undefined) return;
@@ -808,7 +811,10 @@ export async function runConsistency(
         // as its own seat).
         if (message.type === "RoomJoined" || message.type === "Reconnected") last.clear();
         if (message.type === "RoomJoined") seat = seatOfMessage.get(message);
-        if (message.type === "RoomLeft") seat = undefined;
+        if (message.type === "RoomLeft" || message.type === "SpectatorLeft") seat = undefined;
+        // A spectator's place is a seat of this check too, without a replay: from its
+        // `SpectatorJoined` to its `SpectatorLeft`, on this one connection.
+        if (message.type === "SpectatorJoined") seat = `spectator ${client.id}#${++watched}`;
         if (message.type === "GameData") check(message.data as Parameters<typeof check>[0]);
         if (message.type === "binary") {
           count("binary GameData received");
