@@ -1040,6 +1040,35 @@ Deno.test("Cluster (twins): a takeover whose probe is answered before a frame se
   }
 });
 
+Deno.test("Cluster (twins): a takeover while frames keep going to the replaced connection asks its edge a bounded number of times, then reports replay_truncated rather than wait for a pause (docs/spec/SERVER.md §8.5.3)", async () => {
+  const { cluster, a, b, c, alice, streams, seatedOnB } = await takeoverCluster();
+  let stream: ReturnType<typeof setInterval> | undefined;
+  try {
+    const bob = await seatedOnB("Bob");
+    alice.say({ type: "GameData", data: { data: "first", to_player: bob.id } });
+    await until(() => bob.last("GameData")?.data?.data === "first", "Bob's first frame");
+    ok(streams.acked(b.name) < streams.lastSent(b.name), "unacknowledged at A");
+    // B answers A 20 ms late, and Alice sends Bob a frame every 5 ms: every answer to a probe
+    // comes after more frames went to Bob. (The test's clock stands still: only the bound on
+    // probes ends the wait.)
+    cluster.network.fault = (from, to) =>
+      from === b.name && to === a.name ? { lateMs: 20 } : "deliver";
+    let n = 0;
+    stream = setInterval(() => {
+      alice.say({ type: "GameData", data: { data: { n: n++ }, to_player: bob.id } });
+    }, 5);
+    const carol = c.connect();
+    carol.say(reconnectFor(bob.last("RoomJoined")!.data!));
+    await until(() => !!carol.last("Reconnected"), "Reconnected");
+    equal(carol.last("Reconnected")!.data!.replay_truncated, true);
+    equal(bob.closed, 4001, "Bob replaced");
+  } finally {
+    clearInterval(stream);
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a member's Reconnect waiting at its home for a probe while an operator removes it from its room: the removal's UNBIND is not taken for the request's answer, which reaches the client, so its home holds no seat it was not told of (docs/spec/SERVER.md §8.4.2, §8.5.3)", async () => {
   const { cluster, a, b, c, alice, streams, seatedOnB } = await takeoverCluster();
   try {

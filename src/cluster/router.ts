@@ -77,6 +77,13 @@ interface PendingBind {
 const PROBE = JSON.stringify({ kind: "inspect", gameName: "", roomCode: "" });
 
 /**
+ * How many times at most a takeover asks the replaced connection's edge (docs/spec/SERVER.md
+ * §8.5.3): while frames keep going to that connection, each answer leaves the latest ones
+ * unknown; after this many the takeover reports them missing rather than wait for a pause.
+ */
+const PROBE_ROUNDS = 4;
+
+/**
  * What a takeover's probe found (docs/spec/SERVER.md §8.5.3): the edge answered after every frame
  * sent to the replaced connection (`alive`), answered but frames kept going to it until the time
  * ran out (`unsure`), or did not answer in time (`silent`).
@@ -264,13 +271,16 @@ export class ClusterRouter implements Router {
    * Asks `edge` whether it is alive and has handled every frame sent to `conn` (a probe,
    * docs/spec/SERVER.md §8.5.3), within `ms` ms: `"alive"` when its `REPLY` arrives and no frame
    * went to `conn` in the probe's envelope or after it (an answer says nothing of frames the edge
-   * reads after the probe: while some went, it is asked again); `"unsure"` when frames kept going
-   * until the time ran out; `"silent"` after `ms` ms without an answer or a resync with it.
+   * reads after the probe: while some went, it is asked again, {@linkcode PROBE_ROUNDS} times at
+   * most); `"unsure"` when frames kept going until the rounds or the time ran out; `"silent"`
+   * after `ms` ms without an answer or a resync with it.
    */
   #probe(edge: NodeId, ms: number, conn: ConnId): Promise<ProbeResult> {
     const deadline = this.#now() + Math.max(0, ms);
     const { promise, resolve } = Promise.withResolvers<ProbeResult>();
+    let rounds = 0;
     const ask = () => {
+      rounds++;
       const requestId = this.#nextRequest++;
       const timer = setTimeout(() => {
         this.#commands.delete(requestId);
@@ -282,7 +292,7 @@ export class ClusterRouter implements Router {
         resolve: (reply) => {
           if (!reply.ok && reply.reason === "unreachable") resolve("silent");
           else if ((this.#lastSent.get(conn) ?? 0) < seq) resolve("alive");
-          else if (this.#now() < deadline && !this.#stopped) ask();
+          else if (rounds < PROBE_ROUNDS && this.#now() < deadline && !this.#stopped) ask();
           else resolve("unsure");
         },
       });
