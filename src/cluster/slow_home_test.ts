@@ -345,3 +345,55 @@ Deno.test("Cluster (twins): a frame bounced by a home the connection has since l
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a join's late success being undone after another connection of the home's node took the player's identity (a Reconnect to a seat homed elsewhere): nothing of the undo reaches that connection (docs/spec/SERVER.md §8.4.2 \"Late success\", docs/spec/PROTOCOL.md §7.11.5)", async () => {
+  const { cluster, a, b, alice } = await setup();
+  try {
+    const c = cluster.nodes[2]!;
+    const cole = await joined(c, "Cole", "SEAT01");
+    // Bob's join of SLOW01 succeeds on A, but A's answer reaches B after B's timer; from then
+    // on whatever B sends A arrives 600 ms late (B's undo among it).
+    let late = false;
+    let answered = false;
+    cluster.network.fault = (from, to, bytes) => {
+      if (
+        !answered && from === a.name && to === b.name && decodeEnvelope(bytes).kind === Kind.OUT
+      ) {
+        answered = true;
+        return { delayMs: FORWARD_MS + 150 };
+      }
+      return late && from === b.name && to === a.name ? { lateMs: 600 } : "deliver";
+    };
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "Bob's answer");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    late = true;
+    // Bob joins SEAT01 on C instead, then his connection drops (his seat there held).
+    join(bob, "Bob", "SEAT01");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob in SEAT01");
+    b.edge.disconnect(bob.id, Date.now());
+    await until(() => c.engine.stats().heldSeats === 1, "Bob's seat held on C");
+    // Larry, on A, takes Bob's identity back with Bob's token.
+    const larry = a.connect();
+    larry.say(reconnectFor(bob.last("RoomJoined")!.data!));
+    await until(() => larry.last("Reconnected") !== undefined, "Larry resumes Bob's seat");
+    // Larry leaves and pings while A still holds Bob's seat in SLOW01: A answers Larry, not the
+    // seat of that identity in its room.
+    larry.say({ type: "LeaveRoom" });
+    await until(() => larry.last("RoomLeft") !== undefined, "Larry leaves SEAT01");
+    larry.say({ type: "Ping" });
+    await until(() => larry.last("Pong") !== undefined, "Larry's Pong");
+    ok(a.engine.lookup("orbit", "SLOW01")?.players === 2, "Bob's late seat still on A");
+    // Then B's undo of the late success reaches A: Bob's seat in SLOW01 goes.
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late success undone");
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "the undo on A");
+    await settle();
+    equal(larry.types().join(), "Reconnected,RoomLeft,Pong", "nothing of SLOW01 reaches Larry");
+    ok(!cole.types().includes("GameData"), cole.types().join());
+    ok(!alice.types().includes("GameData"), alice.types().join());
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});

@@ -97,7 +97,7 @@ export class Engine {
     if (!session.authenticated && message.type !== "Authenticate") {
       return this.#sessions.authenticationRequired(from, "Authentication required");
     }
-    return this.#reconnection.route(this.#dispatch(session, message, now));
+    return this.#reconnection.route(this.#dispatch(session, message, now), session);
   }
 
   #dispatch(session: Session, message: ClientMessage, now: number): Effect[] {

@@ -659,10 +659,11 @@ export class Reconnection {
 
   /**
    * Turns recipients (identities) into connection ids: messages for held seats go to their
-   * replay buffers (serialised once per message), adopted identities map to their connection.
+   * replay buffers (serialised once per message), adopted identities map to their connection
+   * (`requester`: the session whose message the effects answer, see `#carrierOf`).
    * Costs nothing while no seat is held and no connection has adopted an identity.
    */
-  route(effects: Effect[]): Effect[] {
+  route(effects: Effect[], requester?: Session): Effect[] {
     if (this.#holds.size === 0 && this.#connByAdoptedPlayer.size === 0) return effects;
     for (const effect of effects) {
       if (effect.kind !== "send") continue;
@@ -679,7 +680,7 @@ export class Reconnection {
         }
         routed ??= to.slice(0, i);
         if (adopted !== undefined) {
-          routed.push(adopted);
+          routed.push(this.#carrierOf(id, adopted, requester));
           continue;
         }
         effect.frame ??= encodeServerMessage(effect.message);
@@ -689,5 +690,22 @@ export class Reconnection {
       if (routed) effect.to = routed;
     }
     return effects;
+  }
+
+  /**
+   * The connection a message to identity `playerId`, which connection `adopted` took with a
+   * `Reconnect`, goes to. One process has no other: the connection that had the identity was
+   * replaced. In cluster mode a node may still hold, for a moment, a membership of that original
+   * connection in a room homed here (a late join being undone, docs/spec/SERVER.md §8.4.2 "Late
+   * success") while a connection of its own edge adopted the identity for a seat homed
+   * elsewhere: an answer goes to the connection whose message it answers (`requester`), a message
+   * of a room here to the member here, anything else to `adopted`.
+   */
+  #carrierOf(playerId: string, adopted: ConnId, requester: Session | undefined): ConnId {
+    if (requester?.playerId === playerId) return requester.id;
+    const original = this.#sessions.get(playerId);
+    const member = original?.playerId === playerId &&
+      (original.playing !== undefined || original.watching !== undefined);
+    return member ? playerId : adopted;
   }
 }
