@@ -173,9 +173,20 @@ export class Reconnection {
     return this.#holds.get(playerId);
   }
 
-  /** The connection id that currently carries identity `playerId`. */
+  /**
+   * The connection id that currently carries identity `playerId`: the connection that took it
+   * with a `Reconnect`, unless the original connection is still a member of a room here
+   * (cluster mode, see `#carrierOf`).
+   */
   connOf(playerId: string): ConnId {
-    return this.#connByAdoptedPlayer.get(playerId) ?? playerId;
+    const adopted = this.#connByAdoptedPlayer.get(playerId);
+    if (adopted === undefined) return playerId;
+    // Cluster mode: the original connection may still be a member of a room here (see
+    // `#carrierOf`); a room's messages here are for it.
+    const original = this.#sessions.get(playerId);
+    const member = original?.playerId === playerId &&
+      (original.playing !== undefined || original.watching !== undefined);
+    return member ? playerId : adopted;
   }
 
   /** The live session whose identity is `playerId`, if any. */
@@ -680,7 +691,7 @@ export class Reconnection {
         }
         routed ??= to.slice(0, i);
         if (adopted !== undefined) {
-          routed.push(this.#carrierOf(id, adopted, requester));
+          routed.push(this.#carrierOf(id, requester));
           continue;
         }
         effect.frame ??= encodeServerMessage(effect.message);
@@ -693,19 +704,16 @@ export class Reconnection {
   }
 
   /**
-   * The connection a message to identity `playerId`, which connection `adopted` took with a
+   * The connection a message to identity `playerId`, which a connection took with a
    * `Reconnect`, goes to. One process has no other: the connection that had the identity was
    * replaced. In cluster mode a node may still hold, for a moment, a membership of that original
    * connection in a room homed here (a late join being undone, docs/spec/SERVER.md §8.4.2 "Late
    * success") while a connection of its own edge adopted the identity for a seat homed
    * elsewhere: an answer goes to the connection whose message it answers (`requester`), a message
-   * of a room here to the member here, anything else to `adopted`.
+   * of a room here to the member here ({@linkcode connOf}), anything else to the connection that
+   * took the identity.
    */
-  #carrierOf(playerId: string, adopted: ConnId, requester: Session | undefined): ConnId {
-    if (requester?.playerId === playerId) return requester.id;
-    const original = this.#sessions.get(playerId);
-    const member = original?.playerId === playerId &&
-      (original.playing !== undefined || original.watching !== undefined);
-    return member ? playerId : adopted;
+  #carrierOf(playerId: string, requester: Session | undefined): ConnId {
+    return requester?.playerId === playerId ? requester.id : this.connOf(playerId);
   }
 }
