@@ -378,15 +378,19 @@ Deno.test("Cluster (twins): a join's late success being undone after another con
     const larry = a.connect();
     larry.say(reconnectFor(bob.last("RoomJoined")!.data!));
     await until(() => larry.last("Reconnected") !== undefined, "Larry resumes Bob's seat");
-    // Larry leaves and pings while A still holds Bob's seat in SLOW01: A answers Larry, not the
-    // seat of that identity in its room.
+    // B gets A's late answer and undoes it; its CLOSED{abandoned} is on its way to A.
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late success undone");
+    // Meanwhile A still holds Bob's seat in SLOW01. Larry leaves and pings: A answers Larry.
+    // Alice's frame goes to her room's members: Bob's seat there, not Larry.
+    ok(a.engine.lookup("orbit", "SLOW01")?.players === 2, "Bob's late seat still on A");
     larry.say({ type: "LeaveRoom" });
     await until(() => larry.last("RoomLeft") !== undefined, "Larry leaves SEAT01");
     larry.say({ type: "Ping" });
     await until(() => larry.last("Pong") !== undefined, "Larry's Pong");
-    ok(a.engine.lookup("orbit", "SLOW01")?.players === 2, "Bob's late seat still on A");
-    // Then B's undo of the late success reaches A: Bob's seat in SLOW01 goes.
-    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late success undone");
+    alice.say({ type: "GameData", data: { data: "to SLOW01" } });
+    await settle();
+    ok(a.engine.lookup("orbit", "SLOW01")?.players === 2, "the undo has not reached A yet");
+    // Then the undo reaches A: Bob's seat in SLOW01 goes.
     await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "the undo on A");
     await settle();
     equal(larry.types().join(), "Reconnected,RoomLeft,Pong", "nothing of SLOW01 reaches Larry");
