@@ -85,8 +85,8 @@ const PROBE_ROUNDS = 4;
 
 /**
  * What a takeover's probe found (docs/spec/SERVER.md §8.5.3): the edge answered after every frame
- * sent to the replaced connection (`alive`), answered but frames kept going to it until the time
- * ran out (`unsure`), or did not answer in time (`silent`).
+ * sent to the replaced connection (`alive`), answered but frames kept going to it until the
+ * probes or the time ran out (`unsure`), or did not answer in time (`silent`).
  */
 type ProbeResult = "alive" | "unsure" | "silent";
 
