@@ -46,9 +46,19 @@ async function everySeedOnRedis(
 
 Deno.test({
   name:
-    "Cluster consistency on Redis: every home's live seats and spectators are exactly those its clients were told of",
+    "Cluster consistency on Redis: every home's live seats and spectators are exactly those its clients were told of, and (players readying up and trading authority) every seated client's view of its room is its home's",
   ignore: IGNORE_WITHOUT_REDIS,
-  fn: () => everySeedOnRedis([7, 8], 700, {}, (seed) => [`seed ${seed}`, {}]),
+  fn: async () => {
+    let compared = 0;
+    await everySeedOnRedis(
+      [7, 8],
+      700,
+      {},
+      (seed) => [`seed ${seed}`, { roomState: seed % 2 === 0 }],
+      (outcome) => compared += outcome.seen["room views compared"] ?? 0,
+    );
+    if (compared === 0) throw new Error("no seated client's view was compared");
+  },
 });
 
 Deno.test({
