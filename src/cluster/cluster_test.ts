@@ -1159,6 +1159,12 @@ Deno.test("Cluster (twins): a request of a connection replaced by a takeover tha
   }
 });
 
+/** The numbers (`data.n`) of the game data `client` received, in order. */
+function numbered(client: TestClient): number[] {
+  return client.messages.filter((m) => m.type === "GameData")
+    .map((m) => (m.data!.data as { n: number }).n);
+}
+
 /**
  * Alice's room FIRST1 on A, Bob and Dave in it through B; then an envelope from B to A is lost
  * (Bob's frame) and the next (Dave's) shows A the gap, so A resyncs: Bob's and Dave's seats
@@ -1248,9 +1254,7 @@ Deno.test("Cluster (twins): frames a home bounces back while the connection's ne
     bob.say({ type: "GameData", data: { data: { n: 4 } } });
     await until(() => cole.last("GameData") !== undefined, "frame 4");
     await settle();
-    const got = cole.messages.filter((m) => m.type === "GameData")
-      .map((m) => (m.data!.data as { n: number }).n);
-    deepEqual(got, [4], "only what Bob sent in OTHER1");
+    deepEqual(numbered(cole), [4], "only what Bob sent in OTHER1");
     equal(alice.messages.filter((m) => m.type === "GameData").length, 0, "nor in HERE01");
   } finally {
     await cluster.close();
@@ -1293,9 +1297,7 @@ Deno.test("Cluster (twins): a token-bound connection's frames sent right behind 
     await settle();
     // As one process: removed first, then two frames from a connection in no room (dropped),
     // then the join.
-    const got = cole.messages.filter((m) => m.type === "GameData")
-      .map((m) => (m.data!.data as { n: number }).n);
-    deepEqual(got, [3], "only what Dan sent in OTHER1");
+    deepEqual(numbered(cole), [3], "only what Dan sent in OTHER1");
     equal(alice.messages.filter((m) => m.type === "GameData").length, 0, "nor in HERE01");
   } finally {
     await cluster.close();
