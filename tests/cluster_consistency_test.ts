@@ -46,18 +46,22 @@ async function everySeedOnRedis(
 
 Deno.test({
   name:
-    "Cluster consistency on Redis: every home's live seats and spectators are exactly those its clients were told of, and (players readying up and trading authority) every seated client's view of its room is its home's",
+    "Cluster consistency on Redis: every home's live seats and spectators are exactly those its clients were told of, and (players readying up and trading authority) every seated client's view of its room is its home's, and rooms that start tell every member GameStarting with the room they know",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    let compared = 0;
+    let compared = 0, started = 0;
     await everySeedOnRedis(
       [7, 8],
       700,
       {},
-      (seed) => [`seed ${seed}`, { roomState: seed % 2 === 0 }],
-      (outcome) => compared += outcome.seen["room views compared"] ?? 0,
+      (seed) => [`seed ${seed}`, { roomState: seed % 2 === 0, gameStarts: seed % 2 === 0 }],
+      (outcome) => {
+        compared += outcome.seen["room views compared"] ?? 0;
+        started += outcome.seen["GameStarting received"] ?? 0;
+      },
     );
     if (compared === 0) throw new Error("no seated client's view was compared");
+    if (started === 0) throw new Error("no room started (no GameStarting was received)");
   },
 });
 

@@ -137,6 +137,11 @@ export interface ConsistencyOutcome {
    * each as `{ client, view, home }`. Empty when none (or without `roomState`).
    */
   views: { client: string; view: RoomView; home: RoomView }[];
+  /**
+   * With `gameStarts`: each `GameStarting` (or its absence after `LobbyStateChanged{finalized}`)
+   * that breaks the rules of {@linkcode ConsistencyOptions.gameStarts}. Empty when none.
+   */
+  starts: string[];
 }
 
 /** A room's players as one member sees it, or as its home holds it (`roomState`). */
@@ -157,11 +162,28 @@ export interface RoomView {
 }
 
 /**
+ * A client's view of its room while {@linkcode viewOf} reads its messages: players in the order
+ * it learnt them, whether it is a spectator, and (for players and spectators alike) the authority,
+ * ready set and lobby state it was told.
+ */
+export interface VisitedView {
+  roomId: string;
+  players: string[];
+  spectator: boolean;
+  authority?: string | null;
+  ready?: string[];
+  lobby?: string;
+}
+
+/**
  * What `client` believes of the room it is seated in, from its messages (the TypeScript client's
  * rules, src/client/client.ts); undefined when it is in none. A spectator's view holds the
- * players only.
+ * players only. `visit`, if given, sees each message with the view as it stood before it.
  */
-export function viewOf(client: TestClient): RoomView | undefined {
+export function viewOf(
+  client: TestClient,
+  visit?: (message: TestClient["messages"][number], view: VisitedView | undefined) => void,
+): RoomView | undefined {
   type Player = { id: string; is_authority?: boolean };
   type Data = {
     room_id?: string;
@@ -172,7 +194,7 @@ export function viewOf(client: TestClient): RoomView | undefined {
     player_id?: string;
     authority_player?: string | null;
   };
-  let view: (RoomView & { spectator: boolean }) | undefined;
+  let view: VisitedView | undefined;
   /** Presence (docs/spec/EXTENSIONS.md E10), as the client keeps it across snapshots. */
   let dropped = new Set<string>();
   /**
@@ -186,6 +208,7 @@ export function viewOf(client: TestClient): RoomView | undefined {
     if (type === "PlayerReconnected" || type === "PlayerLeft") dropped.delete(data.player_id!);
   };
   for (const message of client.messages) {
+    visit?.(message, view);
     const data = (message.data ?? {}) as Data;
     presence(message.type, data);
     switch (message.type) {
@@ -373,6 +396,16 @@ export interface ConsistencyOptions {
    * loss check expects it at that seat alone. Binary frames carry no target. @default false
    */
   targeted?: boolean;
+  /**
+   * With `roomState`: players now and then provide connection info (docs/spec/PROTOCOL.md §7.8)
+   * and ready up when their room is in the lobby, so rooms reach `finalized` and start. Every
+   * `LobbyStateChanged{finalized}` a connection gets (live or replayed) must be followed at once by
+   * `GameStarting` (docs/spec/PROTOCOL.md §7.4), whose peers are the room's players as the client
+   * knows them, with the authority it knows; each player's `connection_info` there and in
+   * snapshots must be one that player provided, and spectators never get any.
+   * @default false
+   */
+  gameStarts?: boolean;
 }
 
 /**
@@ -409,6 +442,10 @@ export async function runConsistency(
   const lateness = prng(seed + 7_919);
   /** Which frames are targeted, and at whom (its own draws: the run's choices stay the seed's). */
   const aim = prng(seed + 104_729);
+  /** Connection info and extra readies (`gameStarts`; its own draws, as `aim`). */
+  const nudge = prng(seed + 1_299_709);
+  /** Per provided `connection_info` (by its port, unique in a run): the connection that sent it. */
+  const infoFrom = new Map<number, TestClient>();
   /** Per step of targeted game data: the player id it was sent to. */
   const targetOf = new Map<number, string>();
   const store = cluster.store;
@@ -653,6 +690,37 @@ export async function runConsistency(
           sendData(other, tick);
         });
       }
+      if (options.gameStarts) {
+        // Connection info now and then; and a player of a room in the lobby readies up, so
+        // rooms start (docs/spec/PROTOCOL.md §7.4, §7.8).
+        const player = clients[Math.floor(nudge() * clients.length)]!;
+        const roll = nudge();
+        const seat = seatOf(player);
+        if (seat?.role === "player" && roll < 0.15) {
+          const port = infoFrom.size + 1;
+          infoFrom.set(port, player);
+          player.say({
+            type: "ProvideConnectionInfo",
+            data: { connection_info: { type: "direct", host: "10.9.0.1", port } },
+          });
+        } else if (seat?.role === "player" && roll < 0.4) {
+          const view = viewOf(player);
+          if (view?.lobby === "lobby" && !view.ready?.includes(seat.id)) {
+            player.say({ type: "PlayerReady" });
+          }
+        } else if (seat === undefined && player.closed === undefined && roll < 0.5) {
+          // Someone watches (a spectator must get `GameStarting` without addresses).
+          requests.set(player.id, (requests.get(player.id) ?? 0) + 1);
+          player.say({
+            type: "JoinAsSpectator",
+            data: {
+              game_name: "orbit",
+              room_code: CODES[Math.floor(nudge() * CODES.length)]!,
+              spectator_name: "W",
+            },
+          });
+        }
+      }
       // Answers may or may not have arrived before the next request.
       await settle(Math.floor(random() * 3));
     }
@@ -867,6 +935,7 @@ export async function runConsistency(
         }
       }
     }
+    const starts = options.gameStarts ? checkStarts(opened, infoFrom, count) : [];
     return {
       told,
       held,
@@ -878,6 +947,7 @@ export async function runConsistency(
       misdelivered,
       opened,
       views,
+      starts,
     };
   } finally {
     await cluster.close();
@@ -894,6 +964,7 @@ export function assertConsistent(outcome: ConsistencyOutcome, label: string): nu
   deepEqual({ label, gaps: outcome.gaps }, { label, gaps: [] });
   deepEqual({ label, misdelivered: outcome.misdelivered }, { label, misdelivered: [] });
   deepEqual({ label, views: outcome.views }, { label, views: [] });
+  deepEqual({ label, starts: outcome.starts }, { label, starts: [] });
   // The label inside the compared values, so a failure shows both it and the difference.
   deepEqual({ label, seats: held }, { label, seats: told });
   for (const counts of crossings) {
@@ -916,6 +987,108 @@ export function assertConsistent(outcome: ConsistencyOutcome, label: string): nu
     deepEqual({ label, client, got }, { label, client, got: expected });
   }
   return told.length;
+}
+
+/** A `GameStarting` peer or a snapshot's player, as far as the start check reads it. */
+type Peer = {
+  id?: string;
+  player_id?: string;
+  is_authority?: boolean;
+  connection_info?: { port?: number };
+};
+
+/**
+ * The start check of {@linkcode ConsistencyOptions.gameStarts} over every connection of a run:
+ * `infoFrom` says which connection provided each `connection_info` (by its port); `count` tallies
+ * what was checked into the run's `seen`. Returns the rules broken, one line each.
+ */
+function checkStarts(
+  opened: TestClient[],
+  infoFrom: ReadonlyMap<number, TestClient>,
+  count: (what: string) => void,
+): string[] {
+  const starts: string[] = [];
+  /** The player ids a connection held, from its own seats. */
+  const idsOf = (client: TestClient) =>
+    new Set(
+      client.messages
+        .filter((m) => m.type === "RoomJoined" || m.type === "Reconnected")
+        .map((m) => (m.data as { player_id: string }).player_id),
+    );
+  /** A player's `connection_info` must be its own, and never sent to a spectator. */
+  const info = (peer: Peer, toSpectator: boolean, where: string) => {
+    const port = peer.connection_info?.port;
+    if (port === undefined) return;
+    const id = peer.player_id ?? peer.id!;
+    count("connection info received");
+    const from = infoFrom.get(port);
+    if (toSpectator) starts.push(`${where}: a spectator got ${id}'s connection_info ${port}`);
+    else if (from === undefined || !idsOf(from).has(id)) {
+      starts.push(
+        `${where}: ${id}'s connection_info ${port} was provided by ${from?.id} (player ids ` +
+          `${[...(from ? idsOf(from) : [])]})`,
+      );
+    }
+  };
+  /** In a list of messages: a `finalized` must be followed at once by `GameStarting`. */
+  const followed = (messages: { type: string; data?: unknown }[], where: string) =>
+    messages.forEach((message, i) => {
+      const next = messages[i + 1];
+      const finalized = message.type === "LobbyStateChanged" &&
+        (message.data as { lobby_state?: string }).lobby_state === "finalized";
+      if (finalized && next !== undefined && next.type !== "GameStarting") {
+        starts.push(`${where}: LobbyStateChanged finalized followed by ${next.type}`);
+      }
+      if (message.type === "GameStarting" && messages[i - 1]?.type !== "LobbyStateChanged") {
+        starts.push(`${where}: GameStarting after ${messages[i - 1]?.type ?? "nothing"}`);
+      }
+    });
+  for (const client of opened) {
+    followed(client.messages, client.id);
+    const last = client.messages.at(-1);
+    if (
+      last?.type === "LobbyStateChanged" && client.closed === undefined &&
+      (last.data as { lobby_state?: string }).lobby_state === "finalized"
+    ) starts.push(`${client.id}: LobbyStateChanged finalized and no GameStarting since`);
+    viewOf(client, (message, view) => {
+      const data = message.data as
+        | { peer_connections?: Peer[]; current_players?: Peer[]; missed_events?: unknown[] }
+        | undefined;
+      const where = `${client.id} (${message.type})`;
+      for (const player of data?.current_players ?? []) {
+        info(player, message.type === "SpectatorJoined", where);
+      }
+      if (message.type === "Reconnected") {
+        const missed = (data?.missed_events ?? []) as { type: string; data?: unknown }[];
+        followed(missed, `${client.id} (replayed)`);
+        for (const event of missed) {
+          if (event.type !== "GameStarting") continue;
+          count("GameStarting replayed");
+          for (const peer of (event.data as { peer_connections: Peer[] }).peer_connections) {
+            info(peer, false, `${client.id} (replayed GameStarting)`);
+          }
+        }
+      }
+      if (message.type !== "GameStarting") return;
+      count(view?.spectator ? "GameStarting received by a spectator" : "GameStarting received");
+      const peers = data!.peer_connections!;
+      const ids = peers.map((peer) => peer.player_id!).sort();
+      const authority = peers.filter((peer) => peer.is_authority).map((peer) => peer.player_id);
+      const known = {
+        players: [...view?.players ?? []].sort(),
+        authority: view?.authority ? [view.authority] : [],
+        lobby: view?.lobby,
+      };
+      const got = { players: ids, authority, lobby: "finalized" };
+      if (JSON.stringify(got) !== JSON.stringify(known)) {
+        starts.push(
+          `${where}: GameStarting ${JSON.stringify(got)}, its view ${JSON.stringify(known)}`,
+        );
+      }
+      for (const peer of peers) info(peer, view?.spectator ?? false, where);
+    });
+  }
+  return starts;
 }
 
 /**

@@ -4,7 +4,7 @@
  * and unrelated binding items meet more often), and `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more
  * (a soak, ~2 s a seed). The incident tests (a crash, a drain, a Redis outage, restart or pause, a
  * slow node) and the client-side variants (token-bound connections, slow consumers, MessagePack
- * game data, room views, targeted game data) run the same seeds.
+ * game data, room views, targeted game data, rooms that start) run the same seeds.
  */
 import { assertConsistent, type ConsistencyOptions, runConsistency } from "./consistency.ts";
 import { testCluster, type TestClusterOptions } from "./testing.ts";
@@ -160,6 +160,24 @@ Deno.test("Cluster consistency (twins): players also mark themselves ready and a
     count: (seen) => seen["room views compared"] ?? 0,
     none: "no seated client's view was compared",
   });
+});
+
+Deno.test("Cluster consistency (twins): players provide connection info and ready up, others watch, so rooms start: every LobbyStateChanged finalized is followed at once by GameStarting, whose peers and authority are the room as the client knows it, every player's connection_info is its own, and spectators never see one (docs/spec/PROTOCOL.md §7.4, §7.8, §7.9)", async () => {
+  let spectators = 0, infos = 0;
+  await everySeed(
+    { envelopeWindowMs: 5 },
+    () => ["game starts", { roomState: true, gameStarts: true, stallRate: 0.03 }],
+    {
+      count: (seen) => {
+        spectators += seen["GameStarting received by a spectator"] ?? 0;
+        infos += seen["connection info received"] ?? 0;
+        return seen["GameStarting received"] ?? 0;
+      },
+      none: "no player got GameStarting",
+    },
+  );
+  if (spectators === 0) throw new Error("no spectator got GameStarting");
+  if (infos === 0) throw new Error("no connection info was received");
 });
 
 Deno.test("Cluster consistency (twins): players address some of their game data to_player another player, on any node, held or gone (some clients slow consumers, dropped clients back at once): a targeted frame reaches that player's seat only, live or replayed, and nothing sent to a seat is lost untold (docs/spec/PROTOCOL.md §7.6, docs/spec/SERVER.md §8.5.3)", async () => {
