@@ -46,7 +46,7 @@ async function everySeedOnRedis(
 
 Deno.test({
   name:
-    "Cluster consistency on Redis: every home's live seats and spectators are exactly those its clients were told of, and (players readying up and trading authority) every seated client's view of its room is its home's, and rooms that start tell every member GameStarting with the room they know",
+    "Cluster consistency on Redis: every home's live seats and spectators are exactly those its clients were told of, and (players readying up and trading authority) every seated client's view of its room is its home's, rooms that start tell every member GameStarting with the room they know, and create-only and join-only joins keep their word",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
     let compared = 0, started = 0;
@@ -54,7 +54,13 @@ Deno.test({
       [7, 8],
       700,
       {},
-      (seed) => [`seed ${seed}`, { roomState: seed % 2 === 0, gameStarts: seed % 2 === 0 }],
+      (
+        seed,
+      ) => [`seed ${seed}`, {
+        roomState: seed % 2 === 0,
+        gameStarts: seed % 2 === 0,
+        joinModes: true,
+      }],
       (outcome) => {
         compared += outcome.seen["room views compared"] ?? 0;
         started += outcome.seen["GameStarting received"] ?? 0;

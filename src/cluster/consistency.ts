@@ -142,6 +142,12 @@ export interface ConsistencyOutcome {
    * that breaks the rules of {@linkcode ConsistencyOptions.gameStarts}. Empty when none.
    */
   starts: string[];
+  /**
+   * With `joinModes`: each join answered against its `create` (a create-only join into a room
+   * with other players, a join-only one into a room new to the run, an answer to no join). Empty
+   * when none.
+   */
+  joins: string[];
 }
 
 /** A room's players as one member sees it, or as its home holds it (`roomState`). */
@@ -406,6 +412,16 @@ export interface ConsistencyOptions {
    * @default false
    */
   gameStarts?: boolean;
+  /**
+   * Joins also say how they may create (docs/spec/EXTENSIONS.md E9: `create` is `"if_missing"`,
+   * `"never"` or `"always"`) and whether the room they create hands authority over
+   * (docs/spec/EXTENSIONS.md E11: `authority_handover`). A create-only join answered `RoomJoined`
+   * must have made a new room (the joiner its only player); a join-only one must not have (its
+   * room was not created for it: `RoomJoined` lists someone else, held seats included, or the
+   * room is one the run saw before). With `roomState`, the room views cover the handovers.
+   * @default false
+   */
+  joinModes?: boolean;
 }
 
 /**
@@ -529,6 +545,15 @@ export async function runConsistency(
       }
       client.say({ type: "GameData", data: { data: value } });
     };
+    /** Per connection: the `create` of each `JoinRoom` it sent, in order (`joinModes`). */
+    const creates = new Map<string, string[]>();
+    /** `create` and `authority_handover` of a join by `client` (docs/spec/EXTENSIONS.md E9, E11). */
+    const joinMode = (client: TestClient) => {
+      const roll = nudge();
+      const create = roll < 0.5 ? "if_missing" : roll < 0.75 ? "never" : "always";
+      creates.set(client.id, [...creates.get(client.id) ?? [], create]);
+      return { create, authority_handover: nudge() < 0.5 };
+    };
     const clients: TestClient[] = Array.from({ length: 8 }, connect);
     /** The latest seat credentials any client was given (for Reconnect, by anyone). */
     const tokens: { player_id: string; room_id: string; auth_token: string }[] = [];
@@ -637,6 +662,7 @@ export async function runConsistency(
               room_code: pick(CODES),
               // Rooms that fill up reach the lobby (docs/spec/PROTOCOL.md §7.4).
               max_players: options.roomState ? 3 : 8,
+              ...(options.joinModes ? joinMode(client) : {}),
             },
           });
         } else if (roll < 0.45) {
@@ -936,6 +962,7 @@ export async function runConsistency(
       }
     }
     const starts = options.gameStarts ? checkStarts(opened, infoFrom, count) : [];
+    const joins = options.joinModes ? checkCreates(opened, creates, count) : [];
     return {
       told,
       held,
@@ -948,6 +975,7 @@ export async function runConsistency(
       opened,
       views,
       starts,
+      joins,
     };
   } finally {
     await cluster.close();
@@ -965,6 +993,7 @@ export function assertConsistent(outcome: ConsistencyOutcome, label: string): nu
   deepEqual({ label, misdelivered: outcome.misdelivered }, { label, misdelivered: [] });
   deepEqual({ label, views: outcome.views }, { label, views: [] });
   deepEqual({ label, starts: outcome.starts }, { label, starts: [] });
+  deepEqual({ label, joins: outcome.joins }, { label, joins: [] });
   // The label inside the compared values, so a failure shows both it and the difference.
   deepEqual({ label, seats: held }, { label, seats: told });
   for (const counts of crossings) {
@@ -1089,6 +1118,56 @@ function checkStarts(
     });
   }
   return starts;
+}
+
+/**
+ * The create check of {@linkcode ConsistencyOptions.joinModes}: each connection's joins are
+ * answered in order (docs/spec/PROTOCOL.md §1.5), one `RoomJoined` or `RoomJoinFailed` each, so
+ * the nth answer is that of the nth `create` in `creates`. Returns the rules broken, one line each.
+ */
+function checkCreates(
+  opened: TestClient[],
+  creates: ReadonlyMap<string, string[]>,
+  count: (what: string) => void,
+): string[] {
+  const broken: string[] = [];
+  /** Per room id: the first arrival of a message naming it (a snapshot of any connection). */
+  const firstSeen = new Map<string, number>();
+  for (const client of opened) {
+    client.messages.forEach((message, i) => {
+      const roomId = (message.data as { room_id?: string } | undefined)?.room_id;
+      if (roomId === undefined || !/Joined$|^Reconnected$/.test(message.type)) return;
+      firstSeen.set(roomId, Math.min(firstSeen.get(roomId) ?? Infinity, client.arrivals[i]!));
+    });
+  }
+  for (const client of opened) {
+    const modes = creates.get(client.id) ?? [];
+    let answered = 0;
+    client.messages.forEach((message, i) => {
+      if (message.type !== "RoomJoined" && message.type !== "RoomJoinFailed") return;
+      const create = modes[answered++];
+      const where = `${client.id}'s join #${answered} (create ${create})`;
+      if (create === undefined) {
+        broken.push(`${where}: ${message.type} answers no JoinRoom`);
+        return;
+      }
+      if (message.type !== "RoomJoined") return;
+      count(`RoomJoined create ${create}`);
+      const data = message.data as {
+        room_id: string;
+        player_id: string;
+        current_players: { id: string }[];
+      };
+      const others = data.current_players.filter((p) => p.id !== data.player_id).length;
+      if (create === "always" && others > 0) {
+        broken.push(`${where}: RoomJoined into room ${data.room_id} with ${others} other players`);
+      }
+      if (
+        create === "never" && others === 0 && firstSeen.get(data.room_id)! >= client.arrivals[i]!
+      ) broken.push(`${where}: RoomJoined into room ${data.room_id}, a room new to the run`);
+    });
+  }
+  return broken;
 }
 
 /**

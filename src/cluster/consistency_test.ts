@@ -4,7 +4,7 @@
  * and unrelated binding items meet more often), and `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more
  * (a soak, ~2 s a seed). The incident tests (a crash, a drain, a Redis outage, restart or pause, a
  * slow node) and the client-side variants (token-bound connections, slow consumers, MessagePack
- * game data, room views, targeted game data, rooms that start) run the same seeds.
+ * game data, room views, targeted game data, rooms that start, join modes) run the same seeds.
  */
 import { assertConsistent, type ConsistencyOptions, runConsistency } from "./consistency.ts";
 import { testCluster, type TestClusterOptions } from "./testing.ts";
@@ -178,6 +178,22 @@ Deno.test("Cluster consistency (twins): players provide connection info and read
   );
   if (spectators === 0) throw new Error("no spectator got GameStarting");
   if (infos === 0) throw new Error("no connection info was received");
+});
+
+Deno.test("Cluster consistency (twins): joins that may only create or only join, some creating rooms that hand authority over when its holder leaves: a create-only join is answered with a new room, a join-only one never with a room made for it, and every seated client's view of its room (its authority included) is its home's (docs/spec/EXTENSIONS.md E9, E11)", async () => {
+  let joinOnly = 0;
+  await everySeed(
+    { envelopeWindowMs: 5 },
+    () => ["join modes", { roomState: true, joinModes: true, stallRate: 0.03 }],
+    {
+      count: (seen) => {
+        joinOnly += seen["RoomJoined create never"] ?? 0;
+        return seen["RoomJoined create always"] ?? 0;
+      },
+      none: "no create-only join was answered RoomJoined",
+    },
+  );
+  if (joinOnly === 0) throw new Error("no join-only join was answered RoomJoined");
 });
 
 Deno.test("Cluster consistency (twins): players address some of their game data to_player another player, on any node, held or gone (some clients slow consumers, dropped clients back at once): a targeted frame reaches that player's seat only, live or replayed, and nothing sent to a seat is lost untold (docs/spec/PROTOCOL.md §7.6, docs/spec/SERVER.md §8.5.3)", async () => {
