@@ -422,6 +422,14 @@ export interface ConsistencyOptions {
    * @default false
    */
   joinModes?: boolean;
+  /**
+   * Every this many steps each running node runs its timers, as the server's do
+   * (docs/spec/SERVER.md §4): held seats whose reconnection window ended are released
+   * (docs/spec/PROTOCOL.md §7.11.3) and empty or inactive rooms deleted. With a short
+   * `reconnectionWindowMs` and `emptyRoomTimeoutMs` on the cluster's engines, seats expire and
+   * rooms go while `Reconnect`s and joins cross nodes towards them. @default never
+   */
+  timersEvery?: number;
 }
 
 /**
@@ -625,6 +633,12 @@ export async function runConsistency(
           store!.paused = undefined;
         });
       }
+      if (options.timersEvery && step % options.timersEvery === 0) {
+        for (const node of [...nodes, ...draining ? [draining] : []]) {
+          node.edge.command({ kind: "tick" }, Date.now());
+          node.edge.command({ kind: "sweep" }, Date.now());
+        }
+      }
       if (cluster.network && random() < 0.02) {
         // One envelope between two nodes is lost: that pair resyncs (docs/spec/SERVER.md §8.5.2).
         const [from, to] = [pick(nodes).name, pick(nodes).name];
@@ -818,9 +832,16 @@ export async function runConsistency(
     if (compared > 0) went["room views compared"] = compared;
     for (const client of opened) {
       if (client.closed !== undefined && client.closed !== 1006) count(`close ${client.closed}`);
+      /** Players this client was told are disconnected (docs/spec/EXTENSIONS.md E10). */
+      const away = new Set<unknown>();
       for (const message of client.messages) {
         const code = message.data?.error_code;
         if (code !== undefined) count(`${message.type} ${code}`);
+        const player = message.data?.player_id;
+        if (message.type === "PlayerDisconnected") away.add(player);
+        if (message.type === "PlayerReconnected") away.delete(player);
+        // A held seat released (its window ended, or an operator removed it), as a member saw it.
+        if (message.type === "PlayerLeft" && away.delete(player)) count("held seats released");
       }
     }
     // What the nodes counted (docs/spec/SERVER.md §6.3 #70, #73–#75), over every node.

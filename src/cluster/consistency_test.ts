@@ -4,7 +4,8 @@
  * and unrelated binding items meet more often), and `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more
  * (a soak, ~2 s a seed). The incident tests (a crash, a drain, a Redis outage, restart or pause, a
  * slow node) and the client-side variants (token-bound connections, slow consumers, MessagePack
- * game data, room views, targeted game data, rooms that start, join modes) run the same seeds.
+ * game data, room views, targeted game data, rooms that start, join modes, short timers) run the
+ * same seeds.
  */
 import { assertConsistent, type ConsistencyOptions, runConsistency } from "./consistency.ts";
 import { testCluster, type TestClusterOptions } from "./testing.ts";
@@ -194,6 +195,20 @@ Deno.test("Cluster consistency (twins): joins that may only create or only join,
     },
   );
   if (joinOnly === 0) throw new Error("no join-only join was answered RoomJoined");
+});
+
+Deno.test("Cluster consistency (twins): with a reconnection window of 40 ms and empty rooms deleted after 30 ms, each node's timers running every few steps, held seats expire and rooms go while Reconnects and joins cross nodes towards them: every live seat is still what its client was told, and every view its home's (docs/spec/PROTOCOL.md §7.11.3, docs/spec/SERVER.md §4)", async () => {
+  await everySeed(
+    {
+      envelopeWindowMs: 5,
+      engine: { enableReconnection: true, reconnectionWindowMs: 40, emptyRoomTimeoutMs: 30 },
+    },
+    () => ["short timers", { roomState: true, targeted: true, timersEvery: 5 }],
+    {
+      count: (seen) => seen["held seats released"] ?? 0,
+      none: "no member saw a held seat released",
+    },
+  );
 });
 
 Deno.test("Cluster consistency (twins): players address some of their game data to_player another player, on any node, held or gone (some clients slow consumers, dropped clients back at once): a targeted frame reaches that player's seat only, live or replayed, and nothing sent to a seat is lost untold (docs/spec/PROTOCOL.md §7.6, docs/spec/SERVER.md §8.5.3)", async () => {
