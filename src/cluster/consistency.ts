@@ -28,6 +28,8 @@ const CODES = ["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD"];
 /** A player's seat or a spectator's place as a client learnt it, or as a home holds it. */
 export interface Seat {
   roomCode: string;
+  /** The room's id: after the directory lost entries two rooms may share a code (§8.3). */
+  roomId: string;
   role: "player" | "spectator";
   /** The player or spectator id. */
   id: string;
@@ -40,13 +42,20 @@ export function seatOf(client: TestClient): Seat | undefined {
   let seat: Seat | undefined;
   for (const message of client.messages) {
     const data = message.data as
-      | { room_code?: string; player_id?: string; spectator_id?: string }
+      | { room_code?: string; room_id?: string; player_id?: string; spectator_id?: string }
       | undefined;
     if (message.type === "RoomJoined" || message.type === "Reconnected") {
-      seat = { roomCode: data!.room_code!, role: "player", id: data!.player_id!, conn: client.id };
+      seat = {
+        roomCode: data!.room_code!,
+        roomId: data!.room_id!,
+        role: "player",
+        id: data!.player_id!,
+        conn: client.id,
+      };
     } else if (message.type === "SpectatorJoined") {
       seat = {
         roomCode: data!.room_code!,
+        roomId: data!.room_id!,
         role: "spectator",
         id: data!.spectator_id!,
         conn: client.id,
@@ -64,16 +73,17 @@ export function liveSeats(node: TestNode): Seat[] {
   // By code: the listing leaves out rooms without players (docs/spec/EXTENSIONS.md E6).
   for (const roomCode of CODES) {
     const detail = node.engine.roomDetail("orbit", roomCode, Date.now());
+    const roomId = detail?.room_id ?? "";
     for (const member of detail?.members ?? []) {
       if (member.held) continue;
       const id = member.player_id;
       const conn = node.engine.seatConnection(id) ?? "(none)";
-      seats.push({ roomCode, role: "player", id, conn });
+      seats.push({ roomCode, roomId, role: "player", id, conn });
     }
     for (const spectator of detail?.spectator_list ?? []) {
       const id = spectator.id;
       const conn = node.engine.spectatorConnection(id) ?? "(none)";
-      seats.push({ roomCode, role: "spectator", id, conn });
+      seats.push({ roomCode, roomId, role: "spectator", id, conn });
     }
   }
   return seats;
@@ -89,7 +99,9 @@ export interface Crossings {
 }
 
 const order = (a: Seat, b: Seat) =>
-  `${a.roomCode}/${a.id}/${a.conn}`.localeCompare(`${b.roomCode}/${b.id}/${b.conn}`);
+  `${a.roomCode}/${a.roomId}/${a.id}/${a.conn}`.localeCompare(
+    `${b.roomCode}/${b.roomId}/${b.id}/${b.conn}`,
+  );
 
 /**
  * What one run found: the clients' seats, the homes' live seats (sorted), the crossings, and
@@ -430,6 +442,14 @@ export interface ConsistencyOptions {
    * rooms go while `Reconnect`s and joins cross nodes towards them. @default never
    */
   timersEvery?: number;
+  /**
+   * On the twins only: at this step (0–249) the directory loses every room entry by code (the
+   * `room:` keys), as when Redis evicts them or a home was paused longer than `T`
+   * (docs/spec/SERVER.md §8.3 "Conflict rule", §8.5.5 "Split brain"): joins by code may create a
+   * second room under a code until its first home's refresh finds the conflict; each room keeps
+   * its members. @default never
+   */
+  evictAt?: number;
 }
 
 /**
@@ -473,9 +493,15 @@ export async function runConsistency(
   /** Per step of targeted game data: the player id it was sent to. */
   const targetOf = new Map<number, string>();
   const store = cluster.store;
-  const twinsOnly = [options.outageAt, options.restartAt, options.slowAt, options.pauseAt];
+  const twinsOnly = [
+    options.outageAt,
+    options.restartAt,
+    options.slowAt,
+    options.pauseAt,
+    options.evictAt,
+  ];
   if (twinsOnly.some((at) => at !== undefined) && (!cluster.network || !store)) {
-    throw new Error("an outage, a restart, a slow node or a pause needs the twins");
+    throw new Error("an outage, a restart, a slow node, a pause or an eviction needs the twins");
   }
   if (cluster.network) {
     cluster.network.fault = (from, to) => {
@@ -624,6 +650,7 @@ export async function runConsistency(
         outage = store!.unreachable = false;
         for (const node of cluster.nodes) node.cluster.linkState("up");
       }
+      if (step === options.evictAt) store!.expire((key) => key.includes("room:"));
       if (step === options.slowAt) slow = pick(nodes).name;
       else if (step === options.slowAt! + 40) slow = undefined;
       if (step === options.pauseAt) {
@@ -819,7 +846,7 @@ export async function runConsistency(
       const seat = seatAtCheck.get(client);
       const expected = seat === undefined ? [] : [...seatAtCheck]
         .filter(([other, its]) =>
-          other !== client && its?.role === "player" && its.roomCode === seat.roomCode
+          other !== client && its?.role === "player" && its.roomId === seat.roomId
         )
         .map(([other]) => other.id).sort();
       const got = client.messages.slice(seen.get(client))
@@ -854,6 +881,7 @@ export async function runConsistency(
           ["binds expired at the home", counts.bindsExpired],
           ["binds undone", counts.bindsUndone],
           ["frames bounced", counts.bounced],
+          ["code conflicts", node.cluster.conflictCount],
         ] as const
       ) if (n > 0) went[what] = (went[what] ?? 0) + n;
     }

@@ -3,9 +3,9 @@
  * 5-ms envelope window (`cluster.envelope_window_ms`: more bodies share an envelope, so answers
  * and unrelated binding items meet more often), and `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more
  * (a soak, ~2 s a seed). The incident tests (a crash, a drain, a Redis outage, restart or pause, a
- * slow node) and the client-side variants (token-bound connections, slow consumers, MessagePack
- * game data, room views, targeted game data, rooms that start, join modes, short timers) run the
- * same seeds.
+ * slow node, room entries lost) and the client-side variants (token-bound connections, slow
+ * consumers, MessagePack game data, room views, targeted game data, rooms that start, join modes,
+ * short timers) run the same seeds.
  */
 import { assertConsistent, type ConsistencyOptions, runConsistency } from "./consistency.ts";
 import { testCluster, type TestClusterOptions } from "./testing.ts";
@@ -209,6 +209,22 @@ Deno.test("Cluster consistency (twins): with a reconnection window of 40 ms and 
       none: "no member saw a held seat released",
     },
   );
+});
+
+Deno.test("Cluster consistency (twins): the directory loses every room entry by code mid-run (Redis evicting them, or a home paused longer than T): joins by code create second rooms under codes in use until the first homes' refreshes find the conflicts, and every live seat is still what its client was told, every view its home's, nothing lost untold (docs/spec/SERVER.md §8.3 conflict rule, §8.5.5)", async () => {
+  // A short T, so the homes refresh (every T/3) during the run.
+  await everySeed({ ttlMs: 600 }, (seed) => {
+    const evictAt = 30 + (seed * 59) % 180;
+    return [`room entries lost at step ${evictAt}`, {
+      evictAt,
+      roomState: true,
+      targeted: true,
+      stallRate: 0.03,
+    }];
+  }, {
+    count: (seen) => seen["code conflicts"] ?? 0,
+    none: "no home found its code owned by another room",
+  });
 });
 
 Deno.test("Cluster consistency (twins): players address some of their game data to_player another player, on any node, held or gone (some clients slow consumers, dropped clients back at once): a targeted frame reaches that player's seat only, live or replayed, and nothing sent to a seat is lost untold (docs/spec/PROTOCOL.md §7.6, docs/spec/SERVER.md §8.5.3)", async () => {
