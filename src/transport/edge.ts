@@ -205,8 +205,16 @@ export class Edge {
   /** Home side: remote recipients of `RoomLeft`/`SpectatorLeft` in this event (maybe unbound). */
   #unbindCheck: ConnId[] = [];
   #relayCount = 0;
-  /** Nesting of {@linkcode Edge.#apply} (a teardown inside a batch applies its own effects). */
+  /** Nesting of {@linkcode Edge.#apply}. */
   #depth = 0;
+  /**
+   * Effects of connections torn down while a batch of effects was being carried out (a socket
+   * found closed, a slow consumer, a close the batch asked for): each teardown is a later event,
+   * so its messages (`PlayerDisconnected`, a spectator's departure) follow the whole batch, never
+   * land between two of its messages (`LobbyStateChanged` and its `GameStarting`,
+   * docs/spec/PROTOCOL.md §1.5, §7.4).
+   */
+  #teardowns: Effect[][] = [];
 
   /** Creates the edge (and home) of node `options.node`, feeding `engine`. */
   constructor(engine: Engine, options: EdgeOptions) {
@@ -723,7 +731,9 @@ export class Edge {
     if (conn.home !== this.#node) this.#router.closed(conn.home, id, "closed", now);
     // A request still in flight to another home: that home hears of the close after it.
     this.#router.closedPending?.(id, now);
-    this.#apply(this.#engine.disconnect(id, now, loss), now);
+    const effects = this.#engine.disconnect(id, now, loss);
+    if (this.#depth > 0) this.#teardowns.push(effects);
+    else this.#apply(effects, now);
     this.#onEvent?.({
       type: "disconnected",
       connectionId: id,
@@ -1123,6 +1133,12 @@ export class Edge {
     this.#depth++;
     try {
       this.#applyAll(effects, now);
+      if (this.#depth === 1) {
+        // Teardowns the batch caused, in order (each may cause more).
+        for (let next = this.#teardowns.shift(); next; next = this.#teardowns.shift()) {
+          this.#applyAll(next, now);
+        }
+      }
     } finally {
       if (this.#depth === 1 && this.#unbindCheck.length > 0) this.#unbindRemotes(now);
       // Everything this event produced is queued: write it (batching, docs/spec/SERVER.md §5.3).

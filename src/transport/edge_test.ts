@@ -83,6 +83,32 @@ Deno.test("Edge: a slow consumer is closed with 1013 and its seat held as trunca
   ]);
 });
 
+Deno.test("Edge: a member closed as a slow consumer while its room starts is told of after the start: the others get LobbyStateChanged, GameStarting at once after it, then PlayerDisconnected (docs/spec/PROTOCOL.md §7.4, docs/spec/EXTENSIONS.md E10)", () => {
+  const { engine, connect, send } = setup({ enableReconnection: true });
+  const [alice, bob, carol] = [connect(), connect(), connect()];
+  for (const [member, name] of [[alice, "Alice"], [bob, "Bob"], [carol, "Carol"]] as const) {
+    send(member.id, {
+      type: "Authenticate",
+      data: { app_id: "orbit", features: ["presence-events"] },
+    });
+    send(member.id, {
+      type: "JoinRoom",
+      data: { game_name: "orbit", room_code: "ROOM01", player_name: name, max_players: 3 },
+    });
+  }
+  send(alice.id, { type: "PlayerReady" });
+  send(bob.id, { type: "PlayerReady" });
+  const [seenByAlice, seenByCarol] = [alice.peer.log.length, carol.peer.log.length];
+  // Bob stops reading: the start's first message to him overflows.
+  bob.peer.refuse = { reason: "overflow", dropped: 3 };
+  send(carol.id, { type: "PlayerReady" });
+  deepEqual(bob.peer.log.slice(-1), ["close 1013"]);
+  equal(engine.stats().heldSeats, 1);
+  const start = ["LobbyStateChanged", "GameStarting", "PlayerDisconnected"];
+  deepEqual(alice.peer.log.slice(seenByAlice), start);
+  deepEqual(carol.peer.log.slice(seenByCarol), start);
+});
+
 Deno.test("Edge command close_all closes every socket before any seat is released", () => {
   const { edge, events, connect, join } = setup();
   const alice = connect();
