@@ -1133,7 +1133,7 @@ export class Edge {
     this.#depth++;
     try {
       this.#applyAll(effects, now);
-      if (this.#depth === 1) {
+      if (this.#depth === 1 && this.#teardowns.length > 0) {
         // Teardowns the batch caused, in order (each may cause more).
         for (let next = this.#teardowns.shift(); next; next = this.#teardowns.shift()) {
           this.#applyAll(next, now);
