@@ -413,8 +413,8 @@ export class ClusterRouter implements Router {
       }
       this.#undoing.delete(key);
     }
-    // A new request to that home answers for itself: what it finds there is what it reports.
-    this.#abandoned.delete(key);
+    // An earlier request to that home that timed out stays remembered: its late success, which
+    // comes in an envelope that does not acknowledge this request's `BIND`, is still undone.
     const { promise, resolve } = Promise.withResolvers<BindOutcome>();
     // A member's request to its own home has no timeout (docs/spec/SERVER.md §8.4.2 "Timeout"):
     // that home answers it in order with the room's traffic however slow it is, and a home that
@@ -792,7 +792,7 @@ export class ClusterRouter implements Router {
     for (let index = 0; index < items.length; index++) {
       const item = items[index]!;
       if (item.tag === "frame") {
-        const to = this.#accepted(home, item.to);
+        const to = this.#accepted(home, item.to, ack);
         if (to.length === 0) continue;
         const failed = edge.deliver(item.frame, to);
         // `delivered` moves for the connections handed the frame (§8.5.3).
@@ -808,7 +808,7 @@ export class ClusterRouter implements Router {
       const conn = item.conn;
       const pending = this.#pending.get(conn);
       if (item.tag === "close") {
-        if (this.#accepts(home, conn)) {
+        if (this.#accepts(home, conn, ack)) {
           this.#delivered.delete(conn);
           edge.direct({ kind: "close", conn, code: item.code, reason: item.reason }, now);
         }
@@ -828,6 +828,8 @@ export class ClusterRouter implements Router {
         this.#unboundSoFar.delete(conn);
         clearTimeout(pending.timer);
         this.#pending.delete(conn);
+        // The home has run every earlier request of the connection: any late answer came before.
+        this.#abandoned.delete(abandonedKey(conn, home));
         if (item.tag === "bound") {
           // The edge takes the binding when the request's promise settles (a microtask): until
           // then, frames of envelopes processed in the same run still reach the connection.
@@ -853,7 +855,7 @@ export class ClusterRouter implements Router {
       }
       // A barrier's answer, or the end of a binding: only from the connection's own home (a
       // late item from a home it has left must not unbind it from its new one).
-      if (!this.#accepts(home, conn)) continue;
+      if (!this.#accepts(home, conn, ack)) continue;
       if (item.tag === "bound") {
         edge.direct({ kind: "bound", conn, role: item.role }, now);
       } else if (item.tag === "unbind") {
@@ -878,6 +880,7 @@ export class ClusterRouter implements Router {
       if (this.#pending.get(conn) !== pending) continue;
       clearTimeout(pending.timer);
       this.#pending.delete(conn);
+      this.#abandoned.delete(abandonedKey(conn, peer));
       pending.resolve({ status: "unbound" });
     }
   }
@@ -908,22 +911,29 @@ export class ClusterRouter implements Router {
   }
 
   /**
-   * Whether a frame or `CLOSE` from `home` may reach `conn`: only while it is bound to `home` or
-   * has a request pending there (docs/spec/SERVER.md §8.4.2 "Delivery and unbinding"; after a
-   * failed request nothing from that home reaches it, "Late success").
+   * Whether a frame or `CLOSE` from `home`, in an envelope acknowledging our envelopes up to
+   * `ack`, may reach `conn`: only while it is bound to `home` or has a request pending there
+   * whose `BIND` that envelope acknowledges (docs/spec/SERVER.md §8.4.2 "Delivery and
+   * unbinding"; after a failed request nothing from that home reaches it, "Late success").
    */
-  #accepts(home: NodeId, conn: ConnId): boolean {
+  #accepts(home: NodeId, conn: ConnId, ack: number): boolean {
     const homeOf = this.#edge?.homeOf;
-    return homeOf === undefined || homeOf(conn) === home ||
-      this.#pending.get(conn)?.home === home || this.#justBound.get(conn) === home;
+    if (homeOf === undefined || homeOf(conn) === home || this.#justBound.get(conn) === home) {
+      return true;
+    }
+    // A pending request's answer comes in an envelope that acknowledges its `BIND`: what that
+    // home sent the connection before is an earlier request's doing, one that timed out here
+    // (its late refusal, or a late success undone), never this one's (docs/spec/SERVER.md §8.4.2).
+    const pending = this.#pending.get(conn);
+    return pending?.home === home && ack >= pending.seq;
   }
 
   /** The recipients of a frame from `home` that may get it; the others are counted as dropped. */
-  #accepted(home: NodeId, to: ConnId[]): ConnId[] {
+  #accepted(home: NodeId, to: ConnId[], ack: number): ConnId[] {
     let kept: ConnId[] | undefined;
     for (let i = 0; i < to.length; i++) {
       const conn = to[i]!;
-      if (this.#accepts(home, conn)) kept?.push(conn);
+      if (this.#accepts(home, conn, ack)) kept?.push(conn);
       else kept ??= to.slice(0, i);
     }
     if (kept === undefined) return to;

@@ -58,6 +58,73 @@ Deno.test("Cluster (twins): a BIND that reaches the home after its deadline → 
   }
 });
 
+Deno.test('Cluster (twins): a join whose refusal crosses the timeout, and the connection\'s next join to that home sent before the refusal arrives: one answer per request, the late refusal reaches nobody (docs/spec/SERVER.md §8.4.2 "Late success")', async () => {
+  const { cluster, a, b, slow } = await setup();
+  try {
+    // A create-only join of Alice's code: A refuses it, but its answer arrives after B's timer,
+    // as does everything A sends meanwhile (in order).
+    const bob = b.connect();
+    cluster.network.fault = (from) => from === a.name ? { lateMs: FORWARD_MS + 150 } : "deliver";
+    const joinRoom = (create: string) =>
+      bob.say({
+        type: "JoinRoom",
+        data: { game_name: "orbit", player_name: "Bob", room_code: "SLOW01", create },
+      });
+    joinRoom("always");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    // At once, a join of the same room: its home is the same slow node.
+    joinRoom("if_missing");
+    await until(() => bob.messages.length >= 2, "the second join's answer");
+    await new Promise((resolve) => setTimeout(resolve, FORWARD_MS + 200));
+    await settle();
+    const answers = bob.messages.filter((m) => /^RoomJoin/.test(m.type));
+    equal(answers.length, 2, JSON.stringify(bob.messages));
+    ok(
+      !answers.some((m) => m.data?.error_code === "ROOM_CREATION_FAILED"),
+      "the late refusal of the first join reached the client",
+    );
+    // Once the home has caught up, Bob joins.
+    cluster.network.fault = undefined;
+    // (Refused at once while the undo of the second join's late success is on its way there.)
+    for (let attempt = 0; attempt < 20 && bob.last("RoomJoined") === undefined; attempt++) {
+      const before = bob.messages.length;
+      joinRoom("if_missing");
+      await until(() => bob.messages.length > before, "an answer");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    ok(bob.last("RoomJoined"), JSON.stringify(bob.messages));
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test('Cluster (twins): a join whose success crosses the timeout, and the connection\'s next join to that home sent before the success arrives: the late success is still undone, nothing of it reaches the client, no ghost remains (docs/spec/SERVER.md §8.4.2 "Late success")', async () => {
+  const { cluster, a, b, alice } = await setup();
+  try {
+    const bob = b.connect();
+    cluster.network.fault = (from) => from === a.name ? { lateMs: FORWARD_MS + 150 } : "deliver";
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
+    // At once, another request to the same home (a spectator's place in that room).
+    bob.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
+    });
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late success undone");
+    cluster.network.fault = undefined;
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "Bob's seat released");
+    await new Promise((resolve) => setTimeout(resolve, FORWARD_MS + 200));
+    await settle();
+    ok(!bob.types().includes("RoomJoined"), bob.types().join());
+    equal(bob.types().length, 2, `one answer per request: ${bob.types().join()}`);
+    equal(b.engine.binding(bob.id), undefined);
+    ok(alice.types().includes("PlayerLeft"), alice.types().join());
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a success that crosses the timeout is undone (abandoned); nothing of it reaches the client, no ghost remains", async () => {
   const { cluster, a, b, alice, slow } = await setup();
   try {
