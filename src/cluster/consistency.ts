@@ -701,8 +701,9 @@ export async function runConsistency(
               game_name: "orbit",
               player_name: `P${k}`,
               room_code: pick(CODES),
-              // Rooms that fill up reach the lobby (docs/spec/PROTOCOL.md §7.4).
-              max_players: options.roomState ? 3 : 8,
+              // Rooms that fill up reach the lobby (docs/spec/PROTOCOL.md §7.4); rooms of two
+              // start more often.
+              max_players: options.gameStarts ? 2 : options.roomState ? 3 : 8,
               ...(options.joinModes ? joinMode(client) : {}),
             },
           });
