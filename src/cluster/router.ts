@@ -815,6 +815,18 @@ export class ClusterRouter implements Router {
         continue;
       }
       if (item.tag === "unbind") this.#delivered.delete(conn);
+      const undoing = pending && this.#undoing.get(abandonedKey(conn, home));
+      if (pending !== undefined && answers?.get(conn) === index && undoing && ack < undoing.seq) {
+        // Answered before that home ran the undo of an earlier request's late success: what it
+        // found (that membership, "Already in a room") is being undone, and its answer's frames
+        // were not handed over. The request fails as if it had timed out.
+        clearTimeout(pending.timer);
+        this.#pending.delete(conn);
+        this.#unboundSoFar.delete(conn);
+        this.#sendToClient(conn, unavailable(pending.message));
+        pending.resolve({ status: "unbound" });
+        continue;
+      }
       if (pending !== undefined && answers?.get(conn) === index) {
         // Not a member there now: a binding to that home ends too.
         if (item.tag === "unbind" && edge.homeOf?.(conn) === home) {
@@ -921,6 +933,10 @@ export class ClusterRouter implements Router {
     if (homeOf === undefined || homeOf(conn) === home || this.#justBound.get(conn) === home) {
       return true;
     }
+    // Until that home has run the undo of an earlier request's late success, what it sends the
+    // connection is that membership's doing (docs/spec/SERVER.md §8.4.2 "Late success").
+    const undoing = this.#undoing.get(abandonedKey(conn, home));
+    if (undoing !== undefined && ack < undoing.seq) return false;
     // A pending request's answer comes in an envelope that acknowledges its `BIND`: what that
     // home sent the connection before is an earlier request's doing, one that timed out here
     // (its late refusal, or a late success undone), never this one's (docs/spec/SERVER.md §8.4.2).
