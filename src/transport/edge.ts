@@ -1133,16 +1133,18 @@ export class Edge {
     this.#depth++;
     try {
       this.#applyAll(effects, now);
-      if (this.#depth === 1 && this.#teardowns.length > 0) {
-        // Teardowns the batch caused, in order (each may cause more).
-        for (let next = this.#teardowns.shift(); next; next = this.#teardowns.shift()) {
-          this.#applyAll(next, now);
-        }
-      }
+      if (this.#teardowns.length > 0 && this.#depth === 1) this.#applyTeardowns(now);
     } finally {
       if (this.#depth === 1 && this.#unbindCheck.length > 0) this.#unbindRemotes(now);
       // Everything this event produced is queued: write it (batching, docs/spec/SERVER.md §5.3).
       if (--this.#depth === 0) this.#router.flush();
+    }
+  }
+
+  /** Carries out the teardowns a batch caused, in order (each may cause more). */
+  #applyTeardowns(now: number): void {
+    for (let next = this.#teardowns.shift(); next; next = this.#teardowns.shift()) {
+      this.#applyAll(next, now);
     }
   }
 
