@@ -815,19 +815,19 @@ export class ClusterRouter implements Router {
         continue;
       }
       if (item.tag === "unbind") this.#delivered.delete(conn);
-      const undoing = pending && this.#undoing.get(abandonedKey(conn, home));
-      if (pending !== undefined && answers?.get(conn) === index && undoing && ack < undoing.seq) {
-        // Answered before that home ran the undo of an earlier request's late success: what it
-        // found (that membership, "Already in a room") is being undone, and its answer's frames
-        // were not handed over. The request fails as if it had timed out.
-        clearTimeout(pending.timer);
-        this.#pending.delete(conn);
-        this.#unboundSoFar.delete(conn);
-        this.#sendToClient(conn, unavailable(pending.message));
-        pending.resolve({ status: "unbound" });
-        continue;
-      }
       if (pending !== undefined && answers?.get(conn) === index) {
+        const undoing = this.#undoing.get(abandonedKey(conn, home));
+        if (undoing !== undefined && ack < undoing.seq) {
+          // Answered before that home ran the undo of an earlier request's late success: what
+          // it found (that membership, "Already in a room") is being undone, and its answer's
+          // frames were not handed over. The request fails as if it had timed out.
+          clearTimeout(pending.timer);
+          this.#pending.delete(conn);
+          this.#unboundSoFar.delete(conn);
+          this.#sendToClient(conn, unavailable(pending.message));
+          pending.resolve({ status: "unbound" });
+          continue;
+        }
         // Not a member there now: a binding to that home ends too.
         if (item.tag === "unbind" && edge.homeOf?.(conn) === home) {
           edge.direct({ kind: "unbind", conn }, now);
