@@ -59,7 +59,7 @@ Deno.test("Cluster (twins): a BIND that reaches the home after its deadline → 
 });
 
 Deno.test('Cluster (twins): a join whose refusal crosses the timeout, and the connection\'s next join to that home sent before the refusal arrives: one answer per request, the late refusal reaches nobody (docs/spec/SERVER.md §8.4.2 "Late success")', async () => {
-  const { cluster, a, b, slow } = await setup();
+  const { cluster, a, b } = await setup();
   try {
     // A create-only join of Alice's code: A refuses it, but its answer arrives after B's timer,
     // as does everything A sends meanwhile (in order).
