@@ -44,20 +44,13 @@ export function seatOf(client: TestClient): Seat | undefined {
     const data = message.data as
       | { room_code?: string; room_id?: string; player_id?: string; spectator_id?: string }
       | undefined;
-    if (message.type === "RoomJoined" || message.type === "Reconnected") {
+    const player = message.type === "RoomJoined" || message.type === "Reconnected";
+    if (player || message.type === "SpectatorJoined") {
       seat = {
         roomCode: data!.room_code!,
         roomId: data!.room_id!,
-        role: "player",
-        id: data!.player_id!,
-        conn: client.id,
-      };
-    } else if (message.type === "SpectatorJoined") {
-      seat = {
-        roomCode: data!.room_code!,
-        roomId: data!.room_id!,
-        role: "spectator",
-        id: data!.spectator_id!,
+        role: player ? "player" : "spectator",
+        id: (player ? data!.player_id : data!.spectator_id)!,
         conn: client.id,
       };
     } else if (message.type === "RoomLeft" || message.type === "SpectatorLeft") {
@@ -1088,12 +1081,15 @@ function checkStarts(
 ): string[] {
   const starts: string[] = [];
   /** The player ids a connection held, from its own seats. */
-  const idsOf = (client: TestClient) =>
+  const ids = new Map(opened.map((client) => [
+    client,
     new Set(
       client.messages
         .filter((m) => m.type === "RoomJoined" || m.type === "Reconnected")
         .map((m) => (m.data as { player_id: string }).player_id),
-    );
+    ),
+  ]));
+  const idsOf = (client: TestClient) => ids.get(client) ?? new Set<string>();
   /** A player's `connection_info` must be its own, and never sent to a spectator. */
   const info = (peer: Peer, toSpectator: boolean, where: string) => {
     const port = peer.connection_info?.port;
