@@ -16,7 +16,7 @@ import {
   type RefreshResult,
   type RoomFilter,
 } from "../coordination/directory.ts";
-import { KeyedBuckets } from "../engine/token_bucket.ts";
+import { KeyedBuckets, keyedBucketsPerKind } from "../engine/token_bucket.ts";
 import {
   type ClusterStore,
   type Epoch,
@@ -65,21 +65,7 @@ export class MemoryStore implements ClusterStore {
   constructor(settings: StoreSettings) {
     this.#settings = settings;
     this.#now = settings.now ?? Date.now;
-    this.#fallback = {
-      creation: new KeyedBuckets(
-        settings.buckets.creation.capacity,
-        settings.buckets.creation.windowMs,
-      ),
-      join: new KeyedBuckets(settings.buckets.join.capacity, settings.buckets.join.windowMs),
-      reconnect: new KeyedBuckets(
-        settings.buckets.reconnect.capacity,
-        settings.buckets.reconnect.windowMs,
-      ),
-      auth_failure: new KeyedBuckets(
-        settings.buckets.auth_failure.capacity,
-        settings.buckets.auth_failure.windowMs,
-      ),
-    };
+    this.#fallback = keyedBucketsPerKind(settings.buckets);
   }
 
   /** Deletes every key for which `match(key)` is true (keys: `room:<game>:<code>`, …). */

@@ -13,7 +13,7 @@
  */
 import { createClient, createSentinel, ErrorReply, type RedisClientType } from "@redis/client";
 import { Buffer } from "node:buffer";
-import { KeyedBuckets } from "../engine/token_bucket.ts";
+import { type KeyedBuckets, keyedBucketsPerKind } from "../engine/token_bucket.ts";
 import type { QueryObserver } from "../metrics/server_metrics.ts";
 import type { BucketKind, BucketTake } from "../coordination/buckets.ts";
 import {
@@ -301,6 +301,11 @@ class Script {
   async #load(send: Send): Promise<string> {
     return String(await send(["SCRIPT", "LOAD", this.source]));
   }
+}
+
+/** `text` with Redis's glob characters (`*`, `?`, `[`, `]`, `\\`) escaped, for `SCAN … MATCH`. */
+function globEscape(text: string): string {
+  return text.replace(/[*?[\]\\]/g, "\\$&");
 }
 
 /** Every script of this module, for {@linkcode RedisStore.prepare}. */
@@ -601,21 +606,7 @@ export class RedisStore implements ClusterStore {
     this.#keys = new Keys(settings.prefix);
     this.#settings = settings;
     this.#now = settings.now ?? Date.now;
-    this.#fallback = {
-      creation: new KeyedBuckets(
-        settings.buckets.creation.capacity,
-        settings.buckets.creation.windowMs,
-      ),
-      join: new KeyedBuckets(settings.buckets.join.capacity, settings.buckets.join.windowMs),
-      reconnect: new KeyedBuckets(
-        settings.buckets.reconnect.capacity,
-        settings.buckets.reconnect.windowMs,
-      ),
-      auth_failure: new KeyedBuckets(
-        settings.buckets.auth_failure.capacity,
-        settings.buckets.auth_failure.windowMs,
-      ),
-    };
+    this.#fallback = keyedBucketsPerKind(settings.buckets);
   }
 
   readonly #reachability = new Reachability();
@@ -908,37 +899,14 @@ export class RedisStore implements ClusterStore {
         false,
       ))!;
     }
-    const glob = (text: string) => text.replace(/[*?[\]\\]/g, "\\$&");
     const pattern = filter?.gameName !== undefined
-      ? `${glob(this.#keys.room(filter.gameName, ""))}*`
-      : `${glob(this.#keys.prefix)}room:*`;
+      ? `${globEscape(this.#keys.room(filter.gameName, ""))}*`
+      : `${globEscape(this.#keys.prefix)}room:*`;
     const records: DirectoryRecord[] = [];
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.#bounded(
-        this.#send<[string, string[]]>([
-          "SCAN",
-          cursor,
-          "MATCH",
-          pattern,
-          "COUNT",
-          "1000",
-        ]),
-        "scan",
-      );
-      cursor = String(next);
-      if (keys.length > 0) {
-        const values = await this.#bounded(
-          this.#send<(string | null)[]>(["MGET", ...keys.map(String)]),
-          "scan",
-        );
-        for (const value of values) {
-          if (value === null || value === undefined) continue;
-          const record = JSON.parse(String(value)) as DirectoryRecord;
-          if (keptBy(record, filter)) records.push(record);
-        }
-      }
-    } while (cursor !== "0");
+    await this.#scanValues(pattern, (_key, value) => {
+      const record = JSON.parse(value) as DirectoryRecord;
+      if (keptBy(record, filter)) records.push(record);
+    });
     return records.sort(oldestFirst).slice(0, limit);
   }
 
@@ -1028,34 +996,34 @@ export class RedisStore implements ClusterStore {
   async nodes(): Promise<Map<NodeId, Liveness>> {
     const prefix = this.#keys.instance("");
     const found = new Map<NodeId, Liveness>();
+    await this.#scanValues(`${globEscape(prefix)}*`, (key, value) => {
+      found.set(key.slice(prefix.length), JSON.parse(value));
+    });
+    return found;
+  }
+
+  /**
+   * Every key matching glob `pattern` with its value, a `SCAN` page (up to 1,000 keys) and one
+   * `MGET` at a time (keys gone between the two are skipped), each call bounded as `"scan"`.
+   */
+  async #scanValues(pattern: string, each: (key: string, value: string) => void): Promise<void> {
     let cursor = "0";
     do {
       const [next, keys] = await this.#bounded(
-        this.#send<[string, string[]]>([
-          "SCAN",
-          cursor,
-          "MATCH",
-          `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`,
-          "COUNT",
-          "1000",
-        ]),
+        this.#send<[string, string[]]>(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"]),
         "scan",
       );
       cursor = String(next);
-      if (keys.length > 0) {
-        const values = await this.#bounded(
-          this.#send<(string | null)[]>(["MGET", ...keys.map(String)]),
-          "scan",
-        );
-        keys.forEach((key, i) => {
-          const value = values[i];
-          if (value !== null && value !== undefined) {
-            found.set(String(key).slice(prefix.length), JSON.parse(String(value)));
-          }
-        });
-      }
+      if (keys.length === 0) continue;
+      const values = await this.#bounded(
+        this.#send<(string | null)[]>(["MGET", ...keys.map(String)]),
+        "scan",
+      );
+      keys.forEach((key, i) => {
+        const value = values[i];
+        if (value !== null && value !== undefined) each(String(key), String(value));
+      });
     } while (cursor !== "0");
-    return found;
   }
 
   async setMaintenance(enabled: boolean): Promise<void> {

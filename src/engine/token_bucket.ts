@@ -140,3 +140,17 @@ function takeFrom(level: Level, capacity: number, windowMs: number, now: number)
   const waitMs = (windowMs - level.units) / capacity;
   return { ok: false, retryAfterSecs: Math.max(1, Math.ceil(waitMs / 1000)) };
 }
+
+/**
+ * One {@linkcode KeyedBuckets} per kind, each with its kind's capacity (tokens) and window (ms):
+ * a node's own buckets when the cluster's Redis cannot answer (docs/spec/SERVER.md §8.4.3).
+ */
+export function keyedBucketsPerKind<K extends string>(
+  specs: Readonly<Record<K, { capacity: number; windowMs: number }>>,
+): Record<K, KeyedBuckets> {
+  const buckets = {} as Record<K, KeyedBuckets>;
+  for (const kind of Object.keys(specs) as K[]) {
+    buckets[kind] = new KeyedBuckets(specs[kind].capacity, specs[kind].windowMs);
+  }
+  return buckets;
+}
