@@ -20,7 +20,7 @@ import { decode, encode } from "@msgpack/msgpack";
 import { prng } from "../engine/testing.ts";
 import type { MemoryNetwork } from "./memory_bus.ts";
 import type { MemoryStore } from "./memory_store.ts";
-import { reconnectFor, settle, type TestClient, type TestNode } from "./testing.ts";
+import { arrivalsSoFar, reconnectFor, settle, type TestClient, type TestNode } from "./testing.ts";
 
 /** The room codes the clients use. */
 const CODES = ["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD"];
@@ -423,7 +423,9 @@ export interface ConsistencyOptions {
    * (docs/spec/EXTENSIONS.md E11: `authority_handover`). A create-only join answered `RoomJoined`
    * must have made a new room (the joiner its only player); a join-only one must not have (its
    * room was not created for it: `RoomJoined` lists someone else, held seats included, or the
-   * room is one the run saw before). With `roomState`, the room views cover the handovers.
+   * room is one the run saw before, or a node held it before the join was sent: a room whose
+   * creator never got its `RoomJoined` outlives it, empty). With `roomState`, the room views
+   * cover the handovers.
    * @default false
    */
   joinModes?: boolean;
@@ -572,15 +574,26 @@ export async function runConsistency(
       }
       client.say({ type: "GameData", data: { data: value } });
     };
-    /** Per connection: the `create` of each `JoinRoom` it sent, in order (`joinModes`). */
-    const creates = new Map<string, string[]>();
+    /**
+     * Per connection: each `JoinRoom` it sent, in order (`joinModes`): its `create`, and when it
+     * was sent ({@linkcode arrivalsSoFar}).
+     */
+    const creates = new Map<string, SentJoin[]>();
     /** `create` and `authority_handover` of a join by `client` (docs/spec/EXTENSIONS.md E9, E11). */
     const joinMode = (client: TestClient) => {
       const roll = nudge();
       const create = roll < 0.5 ? "if_missing" : roll < 0.75 ? "never" : "always";
-      creates.set(client.id, [...creates.get(client.id) ?? [], create]);
+      const join = { create, sentAt: arrivalsSoFar() };
+      creates.set(client.id, [...creates.get(client.id) ?? [], join]);
       return { create, authority_handover: nudge() < 0.5 };
     };
+    /**
+     * Per room id (`joinModes`): the first step boundary at which some node's engine held it
+     * ({@linkcode arrivalsSoFar} then), whether or not any client was told of it: a room whose
+     * creator never got its `RoomJoined` (the connection dropped, the seat expired) still exists
+     * for a while, and a join-only join may find it.
+     */
+    const existed = new Map<string, number>();
     const clients: TestClient[] = Array.from({ length: 8 }, connect);
     /** The latest seat credentials any client was given (for Reconnect, by anyone). */
     const tokens: { player_id: string; room_id: string; auth_token: string }[] = [];
@@ -604,6 +617,15 @@ export async function runConsistency(
       }
     };
     for (let step = 0; step < 250; step++) {
+      if (options.joinModes) {
+        const now = Date.now();
+        for (const node of nodes) {
+          for (const code of CODES) {
+            const roomId = node.engine.roomDetail("orbit", code, now)?.room_id;
+            if (roomId !== undefined && !existed.has(roomId)) existed.set(roomId, arrivalsSoFar());
+          }
+        }
+      }
       if (step === options.crashAt) {
         const victim = pick(nodes);
         crashed.add(victim.name);
@@ -1005,7 +1027,7 @@ export async function runConsistency(
       }
     }
     const starts = options.gameStarts ? checkStarts(opened, infoFrom, count) : [];
-    const joins = options.joinModes ? checkCreates(opened, creates, count) : [];
+    const joins = options.joinModes ? checkCreates(opened, creates, existed, count) : [];
     return {
       told,
       held,
@@ -1178,6 +1200,12 @@ function checkStarts(
   return starts;
 }
 
+/** A `JoinRoom` a connection sent (`joinModes`): its `create`, and when ({@linkcode arrivalsSoFar}). */
+interface SentJoin {
+  readonly create: string;
+  readonly sentAt: number;
+}
+
 /**
  * The create check of {@linkcode ConsistencyOptions.joinModes}: each connection's joins are
  * answered in order (docs/spec/PROTOCOL.md §1.5), one `RoomJoined` or `RoomJoinFailed` each, so
@@ -1185,7 +1213,8 @@ function checkStarts(
  */
 function checkCreates(
   opened: TestClient[],
-  creates: ReadonlyMap<string, string[]>,
+  creates: ReadonlyMap<string, readonly SentJoin[]>,
+  existed: ReadonlyMap<string, number>,
   count: (what: string) => void,
 ): string[] {
   const broken: string[] = [];
@@ -1203,9 +1232,10 @@ function checkCreates(
     let answered = 0;
     client.messages.forEach((message, i) => {
       if (message.type !== "RoomJoined" && message.type !== "RoomJoinFailed") return;
-      const create = modes[answered++];
+      const join = modes[answered++];
+      const create = join?.create;
       const where = `${client.id}'s join #${answered} (create ${create})`;
-      if (create === undefined) {
+      if (join === undefined) {
         broken.push(`${where}: ${message.type} answers no JoinRoom`);
         return;
       }
@@ -1220,8 +1250,12 @@ function checkCreates(
       if (create === "always" && others > 0) {
         broken.push(`${where}: RoomJoined into room ${data.room_id} with ${others} other players`);
       }
+      // New to the run: no client was told of it before, and no engine held it before the join
+      // was sent.
       if (
-        create === "never" && others === 0 && firstSeen.get(data.room_id)! >= client.arrivals[i]!
+        create === "never" && others === 0 &&
+        firstSeen.get(data.room_id)! >= client.arrivals[i]! &&
+        !((existed.get(data.room_id) ?? Infinity) <= join.sentAt)
       ) broken.push(`${where}: RoomJoined into room ${data.room_id}, a room new to the run`);
     });
   }

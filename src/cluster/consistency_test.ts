@@ -32,20 +32,35 @@ Deno.test("Cluster consistency (twins): with requests crossing answers, closes a
 });
 
 /**
+ * Runs that may follow {@linkcode SEEDS} while what a test requires has not happened yet: a run's
+ * path depends on timing too, so on a busy machine the same seeds can go through a rare path less
+ * often; the requirement still has to be met within them.
+ */
+const MORE_SEEDS = 8;
+
+/**
  * One run per seed of {@linkcode SEEDS} on fresh twins (heartbeat 50 ms, reconnection on,
  * `settings` added), with the incident `incident(seed)` gives (and its label); asserts every run,
  * that some run ended with a seated client, and, with `expect`, that the runs went through what
  * it counts in their `seen` (else throws `expect.none`) and, with `expect.never`, that no run
- * saw any of those entries.
+ * saw any of those entries. While what `expect` counts (and `expect.enough`, if given) has not
+ * happened yet, up to {@linkcode MORE_SEEDS} more seeds (from 200) are run.
  */
 async function everySeed(
   settings: TestClusterOptions,
   incident: (seed: number) => [label: string, options: ConsistencyOptions],
-  expect?: { count: (seen: Record<string, number>) => number; none: string; never?: string[] },
+  expect?: {
+    count: (seen: Record<string, number>) => number;
+    none: string;
+    never?: string[];
+    enough?: () => boolean;
+  },
 ): Promise<void> {
   let seated = 0;
   let counted = 0;
-  for (const seed of SEEDS) {
+  const seeds = [...SEEDS];
+  for (let i = 0; i < seeds.length; i++) {
+    const seed = seeds[i]!;
     const cluster = await testCluster({
       heartbeatMs: 50,
       engine: { enableReconnection: true },
@@ -59,6 +74,10 @@ async function everySeed(
       if (outcome.seen[what]) {
         throw new Error(`seed ${seed}, ${label}: ${what} ×${outcome.seen[what]}`);
       }
+    }
+    const met = counted > 0 && (expect?.enough?.() ?? true);
+    if (i === seeds.length - 1 && expect && !met && seeds.length < SEEDS.length + MORE_SEEDS) {
+      seeds.push(200 + seeds.length - SEEDS.length);
     }
   }
   if (seated === 0) throw new Error("no seeded run ended with a seated client");
@@ -175,6 +194,7 @@ Deno.test("Cluster consistency (twins): players provide connection info and read
         return seen["GameStarting received"] ?? 0;
       },
       none: "no player got GameStarting",
+      enough: () => spectators > 0 && infos > 0,
     },
   );
   if (spectators === 0) throw new Error("no spectator got GameStarting");
@@ -192,6 +212,7 @@ Deno.test("Cluster consistency (twins): joins that may only create or only join,
         return seen["RoomJoined create always"] ?? 0;
       },
       none: "no create-only join was answered RoomJoined",
+      enough: () => joinOnly > 0,
     },
   );
   if (joinOnly === 0) throw new Error("no join-only join was answered RoomJoined");

@@ -78,6 +78,14 @@ function signed(text: string, secret: Uint8Array | undefined): string {
 /** Messages received by every {@linkcode TestClient} of the process so far. */
 let arrivals = 0;
 
+/**
+ * How many messages every {@linkcode TestClient} of the process has received so far: a point in
+ * the order of {@linkcode TestClient.arrivals}.
+ */
+export function arrivalsSoFar(): number {
+  return arrivals;
+}
+
 /** A client: what it received (parsed), how it was closed. */
 export class TestClient {
   readonly messages: { type: string; data?: Record<string, unknown> }[] = [];
