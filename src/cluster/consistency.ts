@@ -445,6 +445,14 @@ export interface ConsistencyOptions {
    * its members. @default never
    */
   evictAt?: number;
+  /**
+   * On the twins only: Redis as it answers over a network, not within the same turn: every store
+   * call runs 0–`jitterMs` ms after it is made (in the order made), and every envelope arrives
+   * 0–`jitterMs` ms after it is published (each pair's order kept, and never before the store
+   * calls made before it), so clients' frames, timers and other nodes' envelopes run in between,
+   * as on a real redis-server. @default 0 (store calls and envelopes within the turn)
+   */
+  jitterMs?: number;
 }
 
 /**
@@ -494,10 +502,16 @@ export async function runConsistency(
     options.slowAt,
     options.pauseAt,
     options.evictAt,
+    options.jitterMs,
   ];
   if (twinsOnly.some((at) => at !== undefined) && (!cluster.network || !store)) {
-    throw new Error("an outage, a restart, a slow node, a pause or an eviction needs the twins");
+    throw new Error(
+      "an outage, a restart, a slow node, a pause, an eviction or jitter needs the twins",
+    );
   }
+  /** Redis's latency (`jitterMs`): its own draws, as `aim`. */
+  const jitter = prng(seed + 15_485_863);
+  if (options.jitterMs && store) store.latency = () => jitter() * options.jitterMs!;
   if (cluster.network) {
     cluster.network.fault = (from, to) => {
       if (crashed.has(from)) return "drop";
@@ -510,6 +524,9 @@ export async function runConsistency(
       }
       if (slow !== undefined && (from === slow || to === slow)) {
         return { lateMs: Math.floor(lateness() * (options.slowMs ?? 160)) };
+      }
+      if (options.jitterMs) {
+        return { lateMs: Math.max(jitter() * options.jitterMs, store!.busyUntil - now) };
       }
       return "deliver";
     };
@@ -873,6 +890,7 @@ export async function runConsistency(
     const went: Record<string, number> = {};
     const count = (what: string) => went[what] = (went[what] ?? 0) + 1;
     if (compared > 0) went["room views compared"] = compared;
+    if (options.jitterMs && store!.delayed > 0) went["store calls answered later"] = store!.delayed;
     for (const client of opened) {
       if (client.closed !== undefined && client.closed !== 1006) count(`close ${client.closed}`);
       /** Players this client was told are disconnected (docs/spec/EXTENSIONS.md E10). */

@@ -259,3 +259,27 @@ Deno.test("Cluster consistency (twins): players address some of their game data 
     },
   );
 });
+
+Deno.test("Cluster consistency (twins): Redis answering over a network rather than within the turn (every store call and envelope 0–2 ms later, in order), so clients' frames, timers and other nodes' envelopes run while a claim, a lookup or a bind is on its way; rooms start, half the connections speak MessagePack: every live seat is still what its client was told, every view its home's, nothing lost untold (docs/spec/SERVER.md §8.3, §8.4.2, §8.6)", async () => {
+  let started = 0;
+  await everySeed(
+    { engine: { enableReconnection: true, messagePack: true } },
+    () => ["Redis latency", {
+      jitterMs: 2,
+      roomState: true,
+      gameStarts: true,
+      messagePack: true,
+      targeted: true,
+      stallRate: 0.03,
+    }],
+    {
+      count: (seen) => {
+        started += seen["GameStarting received"] ?? 0;
+        return seen["store calls answered later"] ?? 0;
+      },
+      none: "no store call was answered later than its turn",
+      enough: () => started > 0,
+    },
+  );
+  if (started === 0) throw new Error("no room started (no GameStarting was received)");
+});

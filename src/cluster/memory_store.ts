@@ -60,6 +60,16 @@ export class MemoryStore implements ClusterStore {
    * returns holds the answer back until it settles (a reply in flight while other calls run).
    */
   hold: ((method: "claim" | "resolveCode" | "take") => Promise<void> | undefined) | undefined;
+  /**
+   * Fault injection (tests): ms before each call runs, as Redis's round trip would take, while
+   * other events run; calls still run in the order they were made (the FIFO of a command
+   * connection), so one may wait behind another. `undefined` = at once (a microtask).
+   */
+  latency: (() => number) | undefined;
+  /** With {@linkcode latency}: when (`Date.now()`) the last call made so far runs. */
+  #lastDue = 0;
+  /** Calls that waited for their {@linkcode latency} (a timer, not within the turn). */
+  delayed = 0;
 
   /** @param settings as for Redis; `now` is the virtual clock */
   constructor(settings: StoreSettings) {
@@ -120,6 +130,15 @@ export class MemoryStore implements ClusterStore {
     this.calls++;
     if (this.paused) await this.paused;
     await Promise.resolve();
+    if (this.latency) {
+      const due = Math.max(Date.now() + this.latency(), this.#lastDue);
+      this.#lastDue = due;
+      const wait = due - Date.now();
+      if (wait > 0) {
+        this.delayed++;
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
     if (this.unreachable) {
       this.#reachability.answered(false);
       throw new Error("Redis unreachable (MemoryStore)");
@@ -129,6 +148,15 @@ export class MemoryStore implements ClusterStore {
     const held = method === undefined ? undefined : this.hold?.(method);
     if (held) await held;
     return result;
+  }
+
+  /**
+   * With {@linkcode latency}: when (`Date.now()`) every call made so far will have run; an
+   * envelope published now is delivered no earlier (Redis runs a node's `PUBLISH` after the
+   * commands it sent before).
+   */
+  get busyUntil(): number {
+    return this.#lastDue;
   }
 
   readonly #reachability = new Reachability();
