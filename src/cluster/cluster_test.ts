@@ -271,6 +271,102 @@ Deno.test("Cluster (twins): a spectator of a room homed elsewhere switches to a 
   }
 });
 
+Deno.test("Cluster (twins): a spectator of a room homed on its own node switches to a room homed elsewhere, and the answer arrives in one run with game data of its old room: nothing of the old room reaches it after its SpectatorJoined (docs/spec/SERVER.md §8.4.2 BOUND)", async () => {
+  const cluster = await testCluster({ heartbeatMs: 10_000 });
+  try {
+    const [a, b] = cluster.nodes;
+    const alice = a!.connect();
+    const bob = b!.connect();
+    join(alice, "Alice", "HOMEAA");
+    join(bob, "Bob", "HOMEBB");
+    await until(() => !!alice.last("RoomJoined") && !!bob.last("RoomJoined"), "rooms");
+    // Pat plays in Alice's room (homed on A) through B.
+    const pat = b!.connect();
+    join(pat, "Pat", "HOMEAA");
+    await until(() => !!pat.last("RoomJoined"), "Pat joins");
+    const sam = a!.connect();
+    const watch = (code: string) =>
+      sam.say({
+        type: "JoinAsSpectator",
+        data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
+      });
+    watch("HOMEAA");
+    await until(() => !!sam.last("SpectatorJoined"), "Sam watches Alice's room");
+    // From now on, B's envelopes to A arrive together at one time, as several messages read
+    // from Redis in one chunk are handled in one run: the answer to Sam's switch, then Pat's
+    // game data for the room Sam leaves.
+    const release = Date.now() + 150;
+    cluster.network.fault = (from, to) =>
+      from === b!.name && to === a!.name
+        ? { lateMs: Math.max(0, release - Date.now()) }
+        : "deliver";
+    watch("HOMEBB");
+    await until(() => bob.last("NewSpectatorJoined") !== undefined, "B seats Sam");
+    pat.say({ type: "GameData", data: { data: "old room" } });
+    await until(() => alice.last("GameData") !== undefined, "Pat's data reaches Alice");
+    await settle(20);
+    const after = sam.messages.findIndex((m) =>
+      m.type === "SpectatorJoined" && m.data!.room_code === "HOMEBB"
+    );
+    ok(after > 0, sam.types().join());
+    deepEqual(
+      sam.messages.slice(after + 1).map((m) => m.type),
+      [],
+      "nothing of Alice's room after the answer",
+    );
+    equal(alice.last("SpectatorDisconnected")!.data!.reason, "voluntary_leave");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a spectator of a room homed on another node switches to a room homed on a third, and the answer arrives in one run with game data of its old room: nothing of the old room reaches it after its SpectatorJoined (docs/spec/SERVER.md §8.4.2 BOUND)", async () => {
+  const cluster = await testCluster({ heartbeatMs: 10_000 });
+  try {
+    const [a, b, c] = threeNodes(cluster);
+    const bob = b.connect();
+    const carol = c.connect();
+    join(bob, "Bob", "HOMEBB");
+    join(carol, "Carol", "HOMECC");
+    await until(() => !!bob.last("RoomJoined") && !!carol.last("RoomJoined"), "rooms");
+    const sam = a.connect();
+    const watch = (code: string) =>
+      sam.say({
+        type: "JoinAsSpectator",
+        data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
+      });
+    watch("HOMEBB");
+    await until(() => !!sam.last("SpectatorJoined"), "Sam watches Bob's room");
+    // C's answer to Sam's switch (after B's MISS: the room is not B's), then Bob's game data,
+    // arrive at A together at one time, read from one subscriber connection in one chunk.
+    const release = Date.now() + 500;
+    const late = new Set([c.name]);
+    cluster.network.fault = (from, to) =>
+      to === a.name && late.has(from)
+        ? { lateMs: Math.max(0, release - Date.now()), oneStream: true }
+        : "deliver";
+    watch("HOMECC");
+    await until(() => carol.last("NewSpectatorJoined") !== undefined, "C seats Sam");
+    late.add(b.name);
+    bob.say({ type: "GameData", data: { data: "old room" } });
+    ok(Date.now() < release - 100, "Bob's data is sent well before the release");
+    await until(() => !!sam.messages.find((m) => m.data?.room_code === "HOMECC"), "the answer");
+    await settle(20);
+    const after = sam.messages.findIndex((m) =>
+      m.type === "SpectatorJoined" && m.data!.room_code === "HOMECC"
+    );
+    deepEqual(
+      sam.messages.slice(after + 1).map((m) => m.type),
+      [],
+      "nothing of Bob's room after the answer",
+    );
+    await until(() => bob.last("SpectatorDisconnected") !== undefined, "the old room told");
+    equal(bob.last("SpectatorDisconnected")!.data!.reason, "voluntary_leave");
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a member of a room homed elsewhere draws a token for each JoinRoom, JoinAsSpectator and Reconnect, as one process does (docs/spec/PROTOCOL.md §7.2.1 step 1)", async () => {
   const cluster = await testCluster({
     store: {

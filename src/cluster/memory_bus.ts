@@ -23,8 +23,11 @@ export type FaultAction =
   /**
    * Answered at once, delivered after `ms` (a home too slow to read, or a subscriber's
    * connection behind): later envelopes of the pair wait behind it, so the pair's order holds.
+   * With `oneStream`, it waits behind every envelope to the same node sent so with
+   * `oneStream` (what one subscriber connection reads), and those due by then are delivered in
+   * one run, as messages read from Redis in one chunk are.
    */
-  | { lateMs: number }
+  | { lateMs: number; oneStream?: boolean }
   /** The publish fails at the sender (reported as lost; nothing is delivered). */
   | "fail"
   /**
@@ -102,7 +105,11 @@ export class MemoryNetwork {
     }
     queueMicrotask(() => answer(true));
     if (typeof action === "object" && "lateMs" in action) {
-      this.#enqueue(pair, Date.now() + action.lateMs, () => this.#nodes.get(to)?.receive(copy));
+      this.#enqueue(
+        action.oneStream ? `\u0000${to}` : pair,
+        Date.now() + action.lateMs,
+        () => this.#nodes.get(to)?.receive(copy),
+      );
       return;
     }
     if (this.#queues.has(pair) && (action === "deliver" || action === "duplicate")) {

@@ -62,6 +62,8 @@ interface PendingBind {
   /** The request, for its failure message. */
   message: ClientMessage;
   resolve: (outcome: BindOutcome) => void;
+  /** The edge's hook for a `BOUND` answer, called before `resolve` ({@linkcode Router.bind}). */
+  taken: (() => void) | undefined;
   /**
    * Fails the request after `forward_timeout_ms`; none for a connection bound to that home
    * already, which waits for the home's answer or a resync (docs/spec/SERVER.md §8.4.2).
@@ -126,8 +128,6 @@ export class ClusterRouter implements Router {
     number,
     { home: NodeId; resolve: (reply: CommandReply) => void; timer: ReturnType<typeof setTimeout> }
   >();
-  /** Requests answered `BOUND` whose binding the edge has not taken yet (see `#onOut`). */
-  readonly #justBound = new Map<ConnId, NodeId>();
   /**
    * Requests whose answer, so far in the envelope being delivered, is an `UNBIND`: a `BOUND` or
    * `MISS` in a later body of the same envelope answers instead (bodies of other kinds, a
@@ -396,7 +396,7 @@ export class ClusterRouter implements Router {
     conn: ConnId,
     message: ClientMessage,
     now: number,
-    request?: { frame: string; meta: Omit<RemoteMeta, "edge"> },
+    request?: { frame: string; meta: Omit<RemoteMeta, "edge">; taken?: () => void },
   ): BindOutcome | Promise<BindOutcome> {
     if (home === this.#node) {
       // Without a probe (the edge resolves its own requests through `takeover`): a takeover
@@ -436,7 +436,7 @@ export class ClusterRouter implements Router {
       deadline: this.#now() + this.#options.forwardTimeoutMs,
       frame: request.frame,
     });
-    this.#pending.set(conn, { home, seq, message, resolve, timer });
+    this.#pending.set(conn, { home, seq, message, resolve, taken: request.taken, timer });
     return promise;
   }
 
@@ -842,14 +842,10 @@ export class ClusterRouter implements Router {
         this.#pending.delete(conn);
         // The home has run every earlier request of the connection: any late answer came before.
         this.#abandoned.delete(abandonedKey(conn, home));
-        if (item.tag === "bound") {
-          // The edge takes the binding when the request's promise settles (a microtask): until
-          // then, frames of envelopes processed in the same run still reach the connection.
-          this.#justBound.set(conn, home);
-          queueMicrotask(() => {
-            if (this.#justBound.get(conn) === home) this.#justBound.delete(conn);
-          });
-        }
+        // The edge takes the binding now, not when the promise settles (a microtask later):
+        // frames of this run from the connection's previous home, or its previous room here,
+        // must not reach it after its answer, and this home's must (docs/spec/SERVER.md §8.4.2).
+        if (item.tag === "bound") pending.taken?.();
         pending.resolve(
           item.tag === "bound"
             ? { status: "bound", role: item.role }
@@ -871,13 +867,7 @@ export class ClusterRouter implements Router {
       if (item.tag === "bound") {
         edge.direct({ kind: "bound", conn, role: item.role }, now);
       } else if (item.tag === "unbind") {
-        if (this.#justBound.get(conn) === home) {
-          // The end of a binding this envelope's answer gave: the edge takes that binding when
-          // the request's promise settles, so the end waits until then (a later microtask).
-          queueMicrotask(() => edge.direct({ kind: "unbind", conn }, now));
-        } else {
-          edge.direct({ kind: "unbind", conn }, now);
-        }
+        edge.direct({ kind: "unbind", conn }, now);
       }
     }
     edge.flush();
@@ -930,9 +920,7 @@ export class ClusterRouter implements Router {
    */
   #accepts(home: NodeId, conn: ConnId, ack: number): boolean {
     const homeOf = this.#edge?.homeOf;
-    if (homeOf === undefined || homeOf(conn) === home || this.#justBound.get(conn) === home) {
-      return true;
-    }
+    if (homeOf === undefined || homeOf(conn) === home) return true;
     // Until that home has run the undo of an earlier request's late success, what it sends the
     // connection is that membership's doing (docs/spec/SERVER.md §8.4.2 "Late success").
     const undoing = this.#undoing.get(abandonedKey(conn, home));
@@ -1003,15 +991,6 @@ export class ClusterRouter implements Router {
       this.counts.resyncCloses++;
       this.#sendClosed(peer, conn, "closed");
     };
-    // Answered by the peer in an envelope processed before this one in the same run: the edge
-    // takes the binding in a microtask, so it is not bound to the peer yet, but frames from the
-    // peer may already be lost for it.
-    for (const [conn, home] of this.#justBound) {
-      if (home !== peer) continue;
-      this.#justBound.delete(conn);
-      this.#edge?.direct({ kind: "close", conn, code: 1012, reason: "Cluster resync" }, now);
-      resynced(conn);
-    }
     for (const conn of this.#edge?.resync?.(peer, now) ?? []) resynced(conn);
     // Requests of the peer parked for a probe: the peer answers them itself (step 1 there).
     for (const [conn, parked] of this.#parked) {

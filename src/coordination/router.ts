@@ -179,13 +179,16 @@ export interface Router {
    * memory, with a Promise across nodes (the edge then holds the connection's later frames,
    * docs/spec/SERVER.md §8.4.2). Guarantee: exactly one answer; a lost or late answer resolves as
    * `unbound` with the failure already sent to the client (`SERVICE_UNAVAILABLE`).
+   * `request.taken`, across nodes, is called when the home's `BOUND` is handled, before the
+   * Promise settles and before anything else that arrived with it is delivered: the edge takes
+   * the binding then, so nothing of the connection's previous room reaches it after its answer.
    */
   bind(
     home: NodeId,
     conn: ConnId,
     message: ClientMessage,
     now: number,
-    request?: { frame: string; meta: Omit<RemoteMeta, "edge"> },
+    request?: { frame: string; meta: Omit<RemoteMeta, "edge">; taken?: () => void },
   ): Awaitable<BindOutcome>;
   /**
    * Sends one client input of a connection bound to `home`: a decoded text message (`frame` is

@@ -434,27 +434,35 @@ export class Edge {
       ...(this.#engine.sessionMeta(id) ?? { format: "json" as const }),
     });
     const toHome = async (home: NodeId): Promise<BindOutcome> => {
+      let taken = false;
+      /**
+       * The connection is bound to `home` from its `BOUND` on: the router calls this as it
+       * handles the answer, before anything that arrived with it (docs/spec/SERVER.md §8.4.2).
+       */
+      const take = () => {
+        taken = true;
+        if (this.#conns.get(id) !== conn) return;
+        const previous = conn.home;
+        conn.home = home;
+        if (previous === home) return;
+        // A spectator that switched to a room on another home leaves its old room silently
+        // (docs/spec/SERVER.md §8.4.2 `BOUND`): `CLOSED{switched}` to a remote home, a local detach here.
+        if (previous !== this.#node) {
+          this.#router.closed(previous, id, "switched", Date.now());
+        } else if (this.#engine.binding(id) === "spectator") {
+          const leave = { type: "LeaveSpectator" } as ClientMessage;
+          this.#apply(
+            withoutRecipient(this.#engine.handle(id, leave, Date.now()), id),
+            Date.now(),
+          );
+        }
+      };
       const outcome = await this.#router.bind(home, id, message, Date.now(), {
         frame,
         meta: meta(),
+        taken: take,
       });
-      if (outcome.status === "bound" && this.#conns.get(id) === conn) {
-        const previous = conn.home;
-        conn.home = home;
-        // A spectator that switched to a room on another home leaves its old room silently
-        // (docs/spec/SERVER.md §8.4.2 `BOUND`): `CLOSED{switched}` to a remote home, a local detach here.
-        if (previous !== home) {
-          if (previous !== this.#node) {
-            this.#router.closed(previous, id, "switched", Date.now());
-          } else if (this.#engine.binding(id) === "spectator") {
-            const leave = { type: "LeaveSpectator" } as ClientMessage;
-            this.#apply(
-              withoutRecipient(this.#engine.handle(id, leave, Date.now()), id),
-              Date.now(),
-            );
-          }
-        }
-      }
+      if (outcome.status === "bound" && !taken) take();
       return outcome;
     };
     const drawn = new Set<BucketKind>();
