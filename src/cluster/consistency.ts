@@ -448,9 +448,10 @@ export interface ConsistencyOptions {
   /**
    * On the twins only: Redis as it answers over a network, not within the same turn: every store
    * call runs 0–`jitterMs` ms after it is made (in the order made), and every envelope arrives
-   * 0–`jitterMs` ms after it is published (each pair's order kept, and never before the store
-   * calls made before it), so clients' frames, timers and other nodes' envelopes run in between,
-   * as on a real redis-server. @default 0 (store calls and envelopes within the turn)
+   * 0–`jitterMs` ms after it is published (in order per receiving node, as one subscriber
+   * connection reads them, those due together in one run; never before the store calls made
+   * before it), so clients' frames, timers and other nodes' envelopes run in between, as on a
+   * real redis-server. @default 0 (store calls and envelopes within the turn)
    */
   jitterMs?: number;
 }
@@ -526,7 +527,10 @@ export async function runConsistency(
         return { lateMs: Math.floor(lateness() * (options.slowMs ?? 160)) };
       }
       if (options.jitterMs) {
-        return { lateMs: Math.max(jitter() * options.jitterMs, store!.busyUntil - now) };
+        // In order per receiving node, as one subscriber connection reads them: those due
+        // together are handled in one run.
+        const lateMs = Math.max(jitter() * options.jitterMs, store!.busyUntil - now);
+        return { lateMs, oneStream: true };
       }
       return "deliver";
     };
