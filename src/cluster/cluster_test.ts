@@ -22,6 +22,24 @@ import {
 const threeNodes = (cluster: { nodes: TestNode[] }) =>
   cluster.nodes as [TestNode, TestNode, TestNode];
 
+/** `client` asks to watch room `code` of game `orbit` as `name` (docs/spec/PROTOCOL.md §5.10). */
+const spectate = (client: TestClient, code: string, name: string) =>
+  client.say({
+    type: "JoinAsSpectator",
+    data: { game_name: "orbit", room_code: code, spectator_name: name },
+  });
+
+/** Alice's room HOMEAA homed on the first node, Bob's HOMEBB on the second. */
+async function twoRooms(cluster: { nodes: TestNode[] }) {
+  const [a, b] = cluster.nodes as [TestNode, TestNode];
+  const alice = a.connect();
+  const bob = b.connect();
+  join(alice, "Alice", "HOMEAA");
+  join(bob, "Bob", "HOMEBB");
+  await until(() => !!alice.last("RoomJoined") && !!bob.last("RoomJoined"), "rooms");
+  return { a, b, alice, bob };
+}
+
 /** Whether an envelope carries a `BIND` (for faults that act when a request leaves an edge). */
 const carriesBind = (bytes: Uint8Array) =>
   decodeBatch(bytes).bodies.some((body) => body.kind === Kind.BIND);
@@ -133,11 +151,7 @@ Deno.test("Cluster (twins): a spectator switches between rooms homed on two othe
     join(bob, "Bob", "ROOMBB");
     await until(() => !!alice.last("RoomJoined") && !!bob.last("RoomJoined"), "rooms");
     const sam = c.connect();
-    const watch = (code: string) =>
-      sam.say({
-        type: "JoinAsSpectator",
-        data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
-      });
+    const watch = (code: string) => spectate(sam, code, "Sam");
     watch("ROOMAA");
     await until(() => alice.last("NewSpectatorJoined") !== undefined, "Sam watches A's room");
     watch("ROOMBB");
@@ -233,18 +247,9 @@ Deno.test("Cluster (twins): a member of a room homed on its own node cannot Reco
 Deno.test("Cluster (twins): a spectator of a room homed elsewhere switches to a room homed on its own node; the old room lets it go", async () => {
   const cluster = await testCluster();
   try {
-    const [a, b] = cluster.nodes;
-    const alice = a!.connect();
-    const bob = b!.connect();
-    join(alice, "Alice", "HOMEAA");
-    join(bob, "Bob", "HOMEBB");
-    await until(() => !!alice.last("RoomJoined") && !!bob.last("RoomJoined"), "rooms");
-    const sam = a!.connect();
-    const watch = (code: string) =>
-      sam.say({
-        type: "JoinAsSpectator",
-        data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
-      });
+    const { a, alice, bob } = await twoRooms(cluster);
+    const sam = a.connect();
+    const watch = (code: string) => spectate(sam, code, "Sam");
     watch("HOMEBB");
     await until(() => bob.last("NewSpectatorJoined") !== undefined, "Sam watches Bob's room");
     watch("HOMEAA");
@@ -274,22 +279,13 @@ Deno.test("Cluster (twins): a spectator of a room homed elsewhere switches to a 
 Deno.test("Cluster (twins): a spectator of a room homed on its own node switches to a room homed elsewhere, and the answer arrives in one run with game data of its old room: nothing of the old room reaches it after its SpectatorJoined (docs/spec/SERVER.md §8.4.2 BOUND)", async () => {
   const cluster = await testCluster({ heartbeatMs: 10_000 });
   try {
-    const [a, b] = cluster.nodes;
-    const alice = a!.connect();
-    const bob = b!.connect();
-    join(alice, "Alice", "HOMEAA");
-    join(bob, "Bob", "HOMEBB");
-    await until(() => !!alice.last("RoomJoined") && !!bob.last("RoomJoined"), "rooms");
+    const { a, b, alice, bob } = await twoRooms(cluster);
     // Pat plays in Alice's room (homed on A) through B.
-    const pat = b!.connect();
+    const pat = b.connect();
     join(pat, "Pat", "HOMEAA");
     await until(() => !!pat.last("RoomJoined"), "Pat joins");
-    const sam = a!.connect();
-    const watch = (code: string) =>
-      sam.say({
-        type: "JoinAsSpectator",
-        data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
-      });
+    const sam = a.connect();
+    const watch = (code: string) => spectate(sam, code, "Sam");
     watch("HOMEAA");
     await until(() => !!sam.last("SpectatorJoined"), "Sam watches Alice's room");
     // From now on, B's envelopes to A arrive together at one time, as several messages read
@@ -297,9 +293,7 @@ Deno.test("Cluster (twins): a spectator of a room homed on its own node switches
     // game data for the room Sam leaves.
     const release = Date.now() + 150;
     cluster.network.fault = (from, to) =>
-      from === b!.name && to === a!.name
-        ? { lateMs: Math.max(0, release - Date.now()) }
-        : "deliver";
+      from === b.name && to === a.name ? { lateMs: Math.max(0, release - Date.now()) } : "deliver";
     watch("HOMEBB");
     await until(() => bob.last("NewSpectatorJoined") !== undefined, "B seats Sam");
     pat.say({ type: "GameData", data: { data: "old room" } });
@@ -330,11 +324,7 @@ Deno.test("Cluster (twins): a spectator of a room homed on another node switches
     join(carol, "Carol", "HOMECC");
     await until(() => !!bob.last("RoomJoined") && !!carol.last("RoomJoined"), "rooms");
     const sam = a.connect();
-    const watch = (code: string) =>
-      sam.say({
-        type: "JoinAsSpectator",
-        data: { game_name: "orbit", room_code: code, spectator_name: "Sam" },
-      });
+    const watch = (code: string) => spectate(sam, code, "Sam");
     watch("HOMEBB");
     await until(() => !!sam.last("SpectatorJoined"), "Sam watches Bob's room");
     // C's answer to Sam's switch (after B's MISS: the room is not B's), then Bob's game data,
