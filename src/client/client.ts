@@ -61,6 +61,7 @@ import type {
 export { SignalFishConnectionError, SignalFishError } from "./errors.ts";
 export type { FailureMessageType } from "./errors.ts";
 export { decodeMessagePack, encodeMessagePack } from "./msgpack.ts";
+export { ERROR_CODES } from "../protocol/error_codes.ts";
 export type * from "./messages.ts";
 
 /**
@@ -131,13 +132,19 @@ export type ResumeResult =
 export interface RoomSummary {
   /** Canonical upper-case code. */
   room_code: string;
+  /** The game namespace the room belongs to. */
   game_name: string;
   /** Seats, held ones included. */
   players: number;
+  /** The room's seat count. */
   max_players: number;
+  /** Spectators watching now. */
   spectators: number;
+  /** The room's lobby state (docs/spec/PROTOCOL.md §7.4). */
   lobby_state: LobbyState;
+  /** Whether the room has authority (docs/spec/PROTOCOL.md §7.5). */
   supports_authority: boolean;
+  /** The room's relay type (docs/spec/PROTOCOL.md §7.2.6). */
   relay_type: string;
   /** Whether authority passes on when its holder leaves (servers with E11). */
   authority_handover?: boolean;

@@ -63,61 +63,97 @@ export type ConnectionFeature = "presence-events";
 
 /** A seat as listed in snapshots (docs/spec/PROTOCOL.md §4.1). `connected_at` is RFC 3339 with ms. */
 export interface PlayerInfo {
+  /** The seat's player id (a UUID; the id of the connection that took the seat). */
   id: string;
+  /** The validated `player_name` (docs/spec/PROTOCOL.md §8.2). */
   name: string;
+  /** Whether the seat holds the room's authority (docs/spec/PROTOCOL.md §7.5). */
   is_authority: boolean;
+  /** Whether the seat is in the room's ready set (docs/spec/PROTOCOL.md §7.4). */
   is_ready: boolean;
+  /** When the seat was taken (RFC 3339 with ms); a reconnection does not change it. */
   connected_at: string;
+  /** The seat's last `ProvideConnectionInfo` value; absent until it sends one. */
   connection_info?: ConnectionInfo;
 }
 
 /** A spectator as listed in snapshots (docs/spec/PROTOCOL.md §4.2). */
 export interface SpectatorInfo {
+  /** The spectator's id (a UUID: its connection's id). */
   id: string;
+  /** The validated `spectator_name` (docs/spec/PROTOCOL.md §8.2). */
   name: string;
+  /** When it started watching (RFC 3339 with ms). */
   connected_at: string;
 }
 
 /** One entry of `GameStarting.peer_connections` (docs/spec/PROTOCOL.md §4.4). */
 export interface PeerConnectionInfo {
+  /** The seat's player id (a UUID). */
   player_id: string;
+  /** The seat's player name. */
   player_name: string;
+  /** Whether the seat holds authority as the game starts (docs/spec/PROTOCOL.md §7.5). */
   is_authority: boolean;
+  /** The room's relay type, the same for every peer (docs/spec/PROTOCOL.md §7.2.6). */
   relay_type: string;
+  /** How to reach this peer, as it provided; absent when it provided nothing. */
   connection_info?: ConnectionInfo;
 }
 
 /** Rate limits advertised in `Authenticated` (docs/spec/PROTOCOL.md §4.5); informational. */
 export interface RateLimitInfo {
+  /** Requests allowed per minute. */
   per_minute: number;
+  /** Requests allowed per hour. */
   per_hour: number;
+  /** Requests allowed per day. */
   per_day: number;
 }
 
 /** Player-name rules advertised in `ProtocolInfo` (docs/spec/PROTOCOL.md §4.6). */
 export interface PlayerNameRules {
+  /** Longest name accepted, in characters (32 by default). */
   max_length: number;
+  /** Shortest name accepted, in characters (always 1). */
   min_length: number;
+  /** Whether letters and digits outside ASCII are accepted. */
   allow_unicode_alphanumeric: boolean;
+  /** Whether spaces inside a name are accepted. */
   allow_spaces: boolean;
+  /** Whether a name may begin or end with whitespace. */
   allow_leading_trailing_whitespace: boolean;
+  /** Symbols accepted besides letters and digits, one character each (`["-", "_"]` by default). */
   allowed_symbols: string[];
+  /** Further accepted characters, as one string; absent when none are configured. */
   additional_allowed_characters?: string;
 }
 
 /** The fields shared by `RoomJoined` and `Reconnected` (docs/spec/PROTOCOL.md §6.4, §6.16). */
 export interface RoomSnapshot {
+  /** The room's id (a UUID), which `Reconnect` names. */
   room_id: string;
+  /** The room code, canonical upper case. */
   room_code: string;
+  /** The recipient's player id (its seat's id). */
   player_id: string;
+  /** The game namespace the room belongs to. */
   game_name: string;
+  /** The room's seat count (not necessarily what the joiner asked for). */
   max_players: number;
+  /** Whether the room has authority (docs/spec/PROTOCOL.md §7.5). */
   supports_authority: boolean;
+  /** Every seat, the recipient's and held ones included, in the order taken. */
   current_players: PlayerInfo[];
+  /** Whether the recipient holds authority. */
   is_authority: boolean;
+  /** The room's lobby state after the join (docs/spec/PROTOCOL.md §7.4). */
   lobby_state: LobbyState;
+  /** Player ids of the ready set, in the order they became ready. */
   ready_players: string[];
+  /** The room's relay type (docs/spec/PROTOCOL.md §7.2.6). */
   relay_type: string;
+  /** Spectators watching now, in the order they came. */
   current_spectators: SpectatorInfo[];
 }
 
@@ -127,8 +163,11 @@ export interface RoomSnapshot {
  * the replay is incomplete.
  */
 export interface ReconnectedData extends RoomSnapshot {
+  /** What the seat missed while held, as complete server messages in the order sent. */
   missed_events: ServerMessage[];
+  /** The seat's new reconnection token; the one just used is spent. */
   reconnection_token: string;
+  /** True when some of what was missed could not be kept: the replay is incomplete. */
   replay_truncated: boolean;
 }
 
