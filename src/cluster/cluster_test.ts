@@ -15,12 +15,9 @@ import {
   type TestClient,
   testCluster,
   type TestNode,
+  threeNodes,
   until,
 } from "./testing.ts";
-
-/** The three nodes of a default test cluster. */
-const threeNodes = (cluster: { nodes: TestNode[] }) =>
-  cluster.nodes as [TestNode, TestNode, TestNode];
 
 /** `client` asks to watch room `code` of game `orbit` as `name` (docs/spec/PROTOCOL.md §5.10). */
 const spectate = (client: TestClient, code: string, name: string) =>
@@ -47,11 +44,7 @@ const carriesBind = (bytes: Uint8Array) =>
 Deno.test("Cluster (twins): a room created on A is joined through B and C; data, to_player, authority, ready and leave cross nodes", async () => {
   const cluster = await testCluster();
   try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
+    const [a, b, c] = threeNodes(cluster);
     const alice = a.connect();
     join(alice, "Alice", undefined, 3);
     await until(() => alice.last("RoomJoined") !== undefined, "Alice's RoomJoined");
@@ -140,11 +133,7 @@ Deno.test("Cluster (twins): a spectator on C watches a room homed on A", async (
 Deno.test("Cluster (twins): a spectator switches between rooms homed on two other nodes", async () => {
   const cluster = await testCluster();
   try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
+    const [a, b, c] = threeNodes(cluster);
     const alice = a.connect();
     const bob = b.connect();
     join(alice, "Alice", "ROOMAA");
@@ -823,11 +812,7 @@ Deno.test("Cluster (twins): 30 concurrent joins of one code over three nodes mak
 Deno.test("Cluster (twins): a lost envelope closes only that pair's connections with 1012; Reconnect through another node resumes the seat", async () => {
   const cluster = await testCluster();
   try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
+    const [a, b, c] = threeNodes(cluster);
     const alice = a.connect();
     join(alice, "Alice", "LOSS01");
     await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");
@@ -959,11 +944,7 @@ Deno.test("Cluster (twins): a room whose code the directory gives to another roo
 Deno.test("Cluster (twins): replay truncation is decided per connection — a frame in flight to a neighbour on the same edge does not mark a seat (docs/spec/SERVER.md §8.5.3)", async () => {
   const cluster = await testCluster();
   try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
+    const [a, b, c] = threeNodes(cluster);
     const alice = a.connect();
     join(alice, "Alice", "CONN01");
     await until(() => alice.last("RoomJoined") !== undefined, "RoomJoined");

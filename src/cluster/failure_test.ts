@@ -8,7 +8,7 @@
 import { equal, ok } from "node:assert/strict";
 import { adminRoutes } from "../http/admin.ts";
 import { OperatorFeed } from "../metrics/operator_feed.ts";
-import { join, type TestClient, testCluster, type TestNode, until } from "./testing.ts";
+import { join, type TestClient, testCluster, type TestNode, threeNodes, until } from "./testing.ts";
 
 const answered = (client: TestClient) =>
   client.last("RoomJoined") ?? client.last("RoomJoinFailed") ?? client.last("SpectatorJoinFailed");
@@ -117,11 +117,7 @@ Deno.test("Cluster (twins): a subscriber cut off for a while → only the pairs 
   // 600 ms of silence that makes a peer suspect.
   const cluster = await testCluster({ heartbeatMs: 200 });
   try {
-    const [a, b, c] = cluster.nodes as [
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-      typeof cluster.nodes[0],
-    ];
+    const [a, b, c] = threeNodes(cluster);
     const alice = a.connect();
     join(alice, "Alice", "CUT001");
     const carol = c.connect();

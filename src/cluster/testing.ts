@@ -258,6 +258,11 @@ export interface TestCluster {
   close(): Promise<void>;
 }
 
+/** The three nodes of a default {@linkcode testCluster}, as a tuple. */
+export function threeNodes(cluster: { nodes: TestNode[] }): [TestNode, TestNode, TestNode] {
+  return cluster.nodes as [TestNode, TestNode, TestNode];
+}
+
 /** Lets the bus and the store's promises run (a few macrotask turns). */
 export async function settle(turns = 5): Promise<void> {
   for (let i = 0; i < turns; i++) await new Promise((resolve) => setTimeout(resolve, 0));
