@@ -11,7 +11,7 @@ import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
 import { areaOf, summarizeProfile } from "./profile.ts";
 import { runChurnPath } from "./churn_path.ts";
 import { runOperatorReads } from "./operator_reads.ts";
-import { judge } from "./guard.ts";
+import { judge, secondLook } from "./guard.ts";
 import { spawnServer } from "./spawn.ts";
 import { Histogram, machineInfo, median } from "./stats.ts";
 
@@ -281,6 +281,23 @@ Deno.test("judge() fails a guarded ratio more than 5 % above its recorded figure
   // Nothing measured fails; nothing recorded cannot fail.
   deepEqual(judge([metric("cpu_per_message", null)], record)[0]!.ok, false);
   deepEqual(judge([metric("cpu_per_message", 3)], null)[0]!.ok, null);
+});
+
+Deno.test("secondLook() runs again the experiments of figures past the tolerance, once each", () => {
+  const metric = (id: string, experiment: string, pairRatioMedian: number | null) =>
+    ({ id, experiment, pairRatioMedian }) as Metric;
+  const record = {
+    recordedAt: new Date(0).toISOString(),
+    ratios: { cpu_per_message: 1, churn_cpu: 2 },
+    cpuPressure: null,
+  };
+  const metrics = [metric("cpu_per_message", "relay", 1.2), metric("churn_cpu", "churn", 2.05)];
+  deepEqual(secondLook(judge(metrics, record), metrics), ["relay"]);
+  metrics[1] = metric("churn_cpu", "churn", 2.5);
+  deepEqual(secondLook(judge(metrics, record), metrics), ["relay", "churn"]);
+  // Within the tolerance, or not measured at all (that fails without a second look): none.
+  deepEqual(secondLook(judge([metric("cpu_per_message", "relay", 1.03)], record), metrics), []);
+  deepEqual(secondLook(judge([metric("cpu_per_message", "relay", null)], record), metrics), []);
 });
 
 Deno.test("areaOf() puts a profile sample in its area by function and file", () => {

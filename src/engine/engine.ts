@@ -285,8 +285,14 @@ export class Engine {
    * for `reconnectionWindowMs` (reconnection enabled; nobody is told) or released at once; a
    * spectator is detached with reason `disconnected`. `loss` describes messages the edge could
    * not deliver (docs/spec/SERVER.md §5.2). Idempotent.
+   *
+   * The seat is held at once. With `routed: false` the effects are returned as addressed, not yet
+   * routed to held seats' replay buffers: a caller that carries them out later (a teardown found
+   * while delivering another event's messages, docs/spec/SERVER.md §5.2) passes them through
+   * {@linkcode route} then, so a held seat's replay gets them where the live members do.
    */
-  disconnect(id: ConnId, now: number, loss: DisconnectLoss = {}): Effect[] {
+  disconnect(id: ConnId, now: number, loss: DisconnectLoss = {}, routed = true): Effect[] {
+    const route = (effects: Effect[]) => routed ? this.#reconnection.route(effects) : effects;
     const session = this.#sessions.remove(id);
     if (!session) return [];
     const me = session.playerId;
@@ -294,20 +300,27 @@ export class Engine {
     const room = session.playing;
     if (room) {
       if (!this.#options.enableReconnection) {
-        return this.#reconnection.route(this.#rooms.releaseSeat(room, me, now, "disconnect"));
+        return route(this.#rooms.releaseSeat(room, me, now, "disconnect"));
       }
       const effects = this.#reconnection.hold(room, me, id, now, loss);
       const hold = this.#reconnection.held(me)!;
       if (session.presence) hold.presence = true;
       effects.push(...playerDisconnected(this.#reconnection, room, me, hold.expiresAt, now));
-      return this.#reconnection.route(effects);
+      return route(effects);
     }
     if (session.watching) {
-      return this.#reconnection.route(
-        this.#spectators.detach(session, "disconnected", now, false),
-      );
+      return route(this.#spectators.detach(session, "disconnected", now, false));
     }
     return [];
+  }
+
+  /**
+   * Routes `effects` made earlier (by {@linkcode disconnect} with `routed: false`) as they are
+   * carried out: messages to a held seat go to its replay buffer, messages to an identity a
+   * `Reconnect` took go to the connection that took it (docs/spec/PROTOCOL.md §7.11.2).
+   */
+  route(effects: Effect[]): Effect[] {
+    return this.#reconnection.route(effects);
   }
 
   /**

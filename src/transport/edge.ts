@@ -739,9 +739,10 @@ export class Edge {
     if (conn.home !== this.#node) this.#router.closed(conn.home, id, "closed", now);
     // A request still in flight to another home: that home hears of the close after it.
     this.#router.closedPending?.(id, now);
-    const effects = this.#engine.disconnect(id, now, loss);
-    if (this.#depth > 0) this.#teardowns.push(effects);
-    else this.#apply(effects, now);
+    // Inside a batch the seat is held at once, and the teardown's messages wait for the batch's
+    // end, routed then: a seat held meanwhile gets them in its replay after the batch's own.
+    if (this.#depth > 0) this.#teardowns.push(this.#engine.disconnect(id, now, loss, false));
+    else this.#apply(this.#engine.disconnect(id, now, loss), now);
     this.#onEvent?.({
       type: "disconnected",
       connectionId: id,
@@ -1152,7 +1153,7 @@ export class Edge {
   /** Carries out the teardowns a batch caused, in order (each may cause more). */
   #applyTeardowns(now: number): void {
     for (let next = this.#teardowns.shift(); next; next = this.#teardowns.shift()) {
-      this.#applyAll(next, now);
+      this.#applyAll(this.#engine.route(next), now);
     }
   }
 

@@ -109,6 +109,57 @@ Deno.test("Edge: a member closed as a slow consumer while its room starts is tol
   deepEqual(carol.peer.log.slice(seenByCarol), start);
 });
 
+Deno.test("Edge: a seat held while its room starts gets the start in its replay before a teardown the start's messages found, as the live members get them (docs/spec/PROTOCOL.md §7.4, §7.11.2)", () => {
+  // Player and room ids as the wire has them (a Reconnect names two UUIDs).
+  const { connect, send } = setup(
+    { enableReconnection: true, newId: () => crypto.randomUUID() },
+    { newId: () => crypto.randomUUID() },
+  );
+  const [alice, bob, carol, dave] = [connect(), connect(), connect(), connect()];
+  for (const [member, name] of [[alice, "Alice"], [bob, "Bob"], [carol, "Carol"]] as const) {
+    send(member.id, {
+      type: "JoinRoom",
+      data: { game_name: "orbit", room_code: "ROOM01", player_name: name, max_players: 3 },
+    });
+  }
+  send(dave.id, {
+    type: "JoinAsSpectator",
+    data: { game_name: "orbit", room_code: "ROOM01", spectator_name: "Dave" },
+  });
+  send(alice.id, { type: "PlayerReady" });
+  send(bob.id, { type: "PlayerReady" });
+  const joined = bob.peer.frames.find((frame) => (frame as { type: string }).type === "RoomJoined");
+  const { room_id, reconnection_token } = (joined as {
+    data: { room_id: string; reconnection_token: string };
+  }).data;
+  const seenByAlice = alice.peer.log.length;
+  // Bob stops reading (the start's first message overflows him) and Dave's socket has closed
+  // unnoticed: both are found by the start's first message, Bob first (seats before spectators).
+  bob.peer.refuse = { reason: "overflow", dropped: 1 };
+  dave.peer.refuse = { reason: "closed" };
+  send(carol.id, { type: "PlayerReady" });
+  deepEqual(alice.peer.log.slice(seenByAlice), [
+    "LobbyStateChanged",
+    "GameStarting",
+    "SpectatorDisconnected",
+  ]);
+  // Bob's replay has what the others got after his seat was held, in their order.
+  const again = connect();
+  send(again.id, {
+    type: "Reconnect",
+    data: { player_id: bob.id, room_id, auth_token: reconnection_token },
+  });
+  const reconnected = again.peer.frames.find((frame) =>
+    (frame as { type: string }).type === "Reconnected"
+  ) as { data: { missed_events: { type: string }[]; replay_truncated: boolean } } | undefined;
+  ok(reconnected, JSON.stringify(again.peer.frames));
+  deepEqual(reconnected.data.missed_events.map((event) => event.type), [
+    "GameStarting",
+    "SpectatorDisconnected",
+  ]);
+  equal(reconnected.data.replay_truncated, true);
+});
+
 Deno.test("Edge command close_all closes every socket before any seat is released", () => {
   const { edge, events, connect, join } = setup();
   const alice = connect();
