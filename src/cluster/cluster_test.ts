@@ -233,6 +233,41 @@ Deno.test("Cluster (twins): a member of a room homed on its own node cannot Reco
   }
 });
 
+Deno.test("Cluster (twins): a spectator whose room elsewhere closes while its Reconnect goes to that room's home gets the seat it names, as one process gives it: the old home answers MISS, not its own verdict on a room it never homed (docs/spec/SERVER.md §8.4.4)", async () => {
+  const cluster = await testCluster({ engine: { enableReconnection: true } });
+  const [a, b, c] = threeNodes(cluster);
+  try {
+    await joined(b, "Peter", "WATCHB");
+    const xena = await joined(c, "Xena", "SEATCC");
+    const seat = xena.last("RoomJoined")!.data!;
+    c.edge.disconnect(xena.id, Date.now(), undefined, 1006);
+    await until(() => c.engine.seatHeld(xena.id), "Xena's seat held");
+    const sam = a.connect();
+    spectate(sam, "WATCHB", "Sam");
+    await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watches Peter's room");
+    // B closes Sam's room; its SpectatorLeft and UNBIND reach A late, so A still holds Sam bound
+    // to B when Sam presents Xena's seat: the request goes to B as its member's.
+    cluster.network.fault = (from, to) =>
+      from === b.name && to === a.name ? { lateMs: 30 } : "deliver";
+    b.edge.command({
+      kind: "room",
+      command: { kind: "close", gameName: "orbit", roomCode: "WATCHB" },
+    }, Date.now());
+    sam.say(reconnectFor(seat));
+    await until(
+      () => sam.last("Reconnected") !== undefined || sam.last("ReconnectionFailed") !== undefined,
+      "an answer",
+    );
+    // One process: the room closed first, so Sam is in no room and resumes the seat.
+    deepEqual(sam.types(), ["SpectatorJoined", "SpectatorLeft", "Reconnected"]);
+    equal(sam.last("Reconnected")!.data!.player_id, xena.id);
+    equal(c.engine.seatConnection(xena.id), sam.id);
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a spectator of a room homed elsewhere switches to a room homed on its own node; the old room lets it go", async () => {
   const cluster = await testCluster();
   try {
@@ -1164,6 +1199,52 @@ Deno.test("Cluster (twins): a member's Reconnect waiting at its home for a probe
     equal(a.engine.seatConnection(carol.id), bob.id);
     await until(() => carol.closed === 4001, "Carol replaced");
     // Bob's frames reach the room he was told he is in.
+    bob.say({ type: "GameData", data: { data: "from Bob" } });
+    await until(() => ann.last("GameData")?.data?.data === "from Bob", "Bob's frame");
+    equal(alice.last("GameData"), undefined);
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a removal a home carries out in the turn that also brings a member's Reconnect waiting for a probe leaves with the ack it was produced under: its UNBIND is not taken for the request's answer, which reaches the client (docs/spec/SERVER.md §8.4.1, §8.4.2)", async () => {
+  const { cluster, a, b, c, alice, streams, seatedOnB } = await takeoverCluster();
+  try {
+    const bob = await seatedOnB("Bob");
+    const ann = await joined(a, "Ann", "TAKE02");
+    const carol = await joined(c, "Carol", "TAKE02");
+    // A frame to Carol that C does not acknowledge yet: taking her seat means asking C first.
+    ann.say({ type: "GameData", data: { data: "hi", to_player: carol.id } });
+    await until(() => carol.last("GameData") !== undefined, "Carol's frame");
+    ok(streams.acked(c.name) < streams.lastSent(c.name), "unacknowledged at A");
+    // B's envelopes reach A late and in one run, as one read from Redis: an operator's removal
+    // of Bob from TAKE01 (through B), then Bob's request for Carol's seat. A removes him, then
+    // parks the request for its probe of C: the removal's UNBIND must not leave with an `ack`
+    // that reaches the request.
+    // C's acknowledgements reach A late.
+    let fromB = 0;
+    cluster.network.fault = (from, to) =>
+      to !== a.name
+        ? "deliver"
+        : from === c.name
+        ? { lateMs: 60 }
+        : { lateMs: ++fromB === 1 ? 30 : 1, oneStream: true };
+    const removal = b.edge.command({
+      kind: "room",
+      command: { kind: "remove_player", gameName: "orbit", roomCode: "TAKE01", playerId: bob.id },
+    }, Date.now());
+    bob.say(reconnectFor(carol.last("RoomJoined")!.data!));
+    await removal;
+    await until(
+      () => !!bob.last("Reconnected") || !!bob.last("ReconnectionFailed"),
+      "an answer to Bob",
+    );
+    // One process: removed first, Bob is in no room and takes Carol's seat, and is told so.
+    equal(bob.last("Reconnected")?.data?.player_id, carol.id);
+    equal(a.engine.seatConnection(carol.id), bob.id);
+    await until(() => carol.closed === 4001, "Carol replaced");
+    cluster.network.fault = undefined;
     bob.say({ type: "GameData", data: { data: "from Bob" } });
     await until(() => ann.last("GameData")?.data?.data === "from Bob", "Bob's frame");
     equal(alice.last("GameData"), undefined);

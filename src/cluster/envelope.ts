@@ -11,11 +11,13 @@
  * frame   u8 0 + str (text frame) | u8 1 + u32 length + bytes (binary frame)
  * BIND    str conn | str ip | str app id ("" = none) | u8 format (0 json, 1 message_pack)
  *         | f64 deadline (Unix ms) | frame request
- * BINDX   (kind 10) a BIND of a connection that opted in to presence events or adopted a
- *         player id by `Reconnect`: str conn | str ip | str app id | u8 format | u8 flags
- *         (bit 0: presence events) | str player id ("" = the connection id) | f64 deadline
- *         | frame request. Decoded as a BIND; written only when one of the two applies, so
- *         every other BIND stays readable by the previous release.
+ * BINDX   (kind 10) a BIND of a connection that opted in to presence events, adopted a
+ *         player id by `Reconnect`, or is sent to the home it is a member of: str conn | str ip
+ *         | str app id | u8 format | u8 flags (bit 0: presence events; bit 1: member, sent
+ *         to the home the edge holds the connection bound to) | str player id ("" = the
+ *         connection id) | f64 deadline | frame request. Decoded as a BIND; written only when
+ *         one of the three applies, so every other BIND stays readable by the previous release
+ *         (which ignores bit 1).
  * MSG     str conn | frame
  * DATA    str conn | str V: the client frame `{"type":"GameData","data":{"data":V}}` (an untargeted
  *         GameData the edge has validated; the home needs no second decode)
@@ -78,6 +80,12 @@ export interface BindMeta {
    * connection id (docs/spec/PROTOCOL.md §1.2: the identity for the rest of the socket's life).
    */
   playerId?: string;
+  /**
+   * Sent to the home the edge holds the connection bound to, as that home's member's request
+   * (docs/spec/SERVER.md §8.4.2): a `Reconnect` the home no longer has the connection for is
+   * answered `MISS` (§8.4.4).
+   */
+  member?: boolean;
 }
 
 /** A decoded envelope. */
@@ -319,14 +327,15 @@ export function encodeBatch(
 function writeBody(w: Writer, body: Body): void {
   if (body.kind === Kind.BIND) {
     const { meta } = body;
-    const extended = meta.presence === true || meta.playerId !== undefined;
+    const extended = meta.presence === true || meta.playerId !== undefined ||
+      meta.member === true;
     w.u8(extended ? BIND_EXTENDED : Kind.BIND);
     w.str(body.conn);
     w.str(meta.ip);
     w.str(meta.appId ?? "");
     w.u8(meta.format === "message_pack" ? 1 : 0);
     if (extended) {
-      w.u8(meta.presence === true ? 1 : 0);
+      w.u8((meta.presence === true ? 1 : 0) | (meta.member === true ? 2 : 0));
       w.str(meta.playerId ?? "");
     }
     w.f64(body.deadline);
@@ -448,7 +457,9 @@ function readBody(r: Reader, source: NodeId, seq: number, ack: number): Envelope
       const format = r.u8() === 1 ? "message_pack" as const : "json" as const;
       const meta: BindMeta = { ip, format, ...(appId ? { appId } : {}) };
       if (kind === BIND_EXTENDED) {
-        if ((r.u8() & 1) === 1) meta.presence = true;
+        const flags = r.u8();
+        if ((flags & 1) === 1) meta.presence = true;
+        if ((flags & 2) === 2) meta.member = true;
         const playerId = r.str();
         if (playerId !== "") meta.playerId = playerId;
       }

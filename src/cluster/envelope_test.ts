@@ -3,7 +3,7 @@
  * duplicates, resync on gaps, lost publishes and silence, and heartbeat idle pairs.
  */
 import { deepEqual, equal, throws } from "node:assert/strict";
-import { type Body, decodeEnvelope, encodeEnvelope, Kind } from "./envelope.ts";
+import { type Body, decodeEnvelope, encodeEnvelope, type Envelope, Kind } from "./envelope.ts";
 import { MemoryNetwork } from "./memory_bus.ts";
 import { Streams } from "./streams.ts";
 import type { NodeId } from "./types.ts";
@@ -38,6 +38,21 @@ Deno.test("envelopes: every kind round-trips, text and binary frames unchanged",
       meta: { ip: "10.0.0.1", format: "message_pack", playerId: "p" },
       deadline: 2,
       frame: "y",
+    },
+    // A member's request to its own home (flag bit 1), alone and with presence events.
+    {
+      kind: Kind.BIND,
+      conn: "c5",
+      meta: { ip: "10.0.0.1", format: "json", member: true },
+      deadline: 3,
+      frame: "z",
+    },
+    {
+      kind: Kind.BIND,
+      conn: "c6",
+      meta: { ip: "10.0.0.1", format: "json", presence: true, member: true },
+      deadline: 4,
+      frame: "w",
     },
     { kind: Kind.MSG, conn: "c1", frame: new Uint8Array([0, 255, 7]) },
     { kind: Kind.DATA, conn: "c1", value: '{"x":[1,2,"ü"]}' },
@@ -187,6 +202,76 @@ Deno.test("streams: one envelope per peer per turn, consecutive OUTs merged, ord
   equal(b.streams.lastReceived("a"), 2);
   equal(a.streams.stats.bodiesOut, 6);
   equal(b.streams.stats.bodiesIn, 4);
+  network.close();
+});
+
+Deno.test("streams: what a turn produced for a peer leaves before an envelope with a BIND or CLOSED from that peer is taken in, with the ack it was produced under; an UNBIND not yet published can be withdrawn (docs/spec/SERVER.md §8.4.1, §8.4.2)", async () => {
+  const network = new MemoryNetwork();
+  const got: string[] = [];
+  const make = (node: NodeId, deliver: (e: Envelope) => void) => {
+    const bus = network.bus(node);
+    const streams = new Streams(
+      bus,
+      { deliver, resync: () => {}, isPeer: () => true },
+      1_000,
+      30_000,
+    );
+    return { bus, streams };
+  };
+  const describe = (e: Envelope) =>
+    e.kind === Kind.OUT
+      ? `${e.seq}/ack${e.ack}:` + e.items.map((i) => i.tag === "frame" ? i.frame : i.tag).join(",")
+      : `${e.seq}/ack${e.ack}:${e.kind}`;
+  const edge = make("edge", (e) => void got.push(describe(e)));
+  // The home answers every BIND it is given with an OUT in the same turn.
+  const h = make("home", (e) => {
+    if (e.kind === Kind.BIND) {
+      h.streams.send("edge", {
+        kind: Kind.OUT,
+        items: [{ tag: "bound", conn: e.conn, role: "player" }],
+      });
+    }
+  });
+  const home = h.streams;
+  for (const n of [edge, h]) {
+    await n.bus.start({ receive: (x) => n.streams.receive(x), lost: () => {} });
+  }
+  const bind = (conn: string): Body => ({
+    kind: Kind.BIND,
+    conn,
+    meta: { ip: "10.0.0.1", format: "json" },
+    deadline: Date.now() + 1_000,
+    frame: "{}",
+  });
+  const turn = () => new Promise((r) => setTimeout(r, 5));
+  // The edge's BIND is on its way when the home, in the same turn, produces output for the
+  // edge (a room closed): that output leaves before the BIND is taken in, acknowledging nothing.
+  edge.streams.send("home", bind("x"));
+  edge.streams.flush();
+  home.send("edge", {
+    kind: Kind.OUT,
+    items: [{ tag: "frame", frame: "left", to: ["x"] }, { tag: "unbind", conn: "x" }],
+  });
+  await turn();
+  deepEqual(got, ["1/ack0:left,unbind", "2/ack1:bound"]);
+  // A MSG is taken in without that: one envelope at the end of the turn.
+  got.length = 0;
+  edge.streams.send("home", { kind: Kind.MSG, conn: "x", frame: "m" });
+  edge.streams.flush();
+  home.send("edge", { kind: Kind.OUT, items: [{ tag: "frame", frame: "f", to: ["x"] }] });
+  await turn();
+  deepEqual(got, ["3/ack2:f"]);
+  // An UNBIND still in the turn's envelope is withdrawn (a request held back), once.
+  got.length = 0;
+  home.send("edge", {
+    kind: Kind.OUT,
+    items: [{ tag: "unbind", conn: "x" }, { tag: "frame", frame: "g", to: ["x"] }],
+  });
+  equal(home.withdrawUnbind("edge", "x"), true);
+  equal(home.withdrawUnbind("edge", "x"), false);
+  equal(home.withdrawUnbind("nobody", "x"), false);
+  await turn();
+  deepEqual(got, ["4/ack2:g"]);
   network.close();
 });
 

@@ -747,6 +747,12 @@ export class ClusterRouter implements Router {
         // A takeover of a connection whose edge has not acknowledged frames sent to it: that
         // edge is asked first (docs/spec/SERVER.md §8.5.3), within the request's deadline.
         this.#parked.set(envelope.conn, envelope);
+        // An UNBIND of the connection produced before the BIND arrived and not published yet
+        // (an earlier body of this envelope, a removal) would leave with an `ack` that reaches
+        // the BIND: it is held as one produced while the request waits.
+        if (this.streams.withdrawUnbind(edge, envelope.conn)) {
+          this.#unbindBehindParked.add(envelope.conn);
+        }
         const member = this.#home?.edgeOf?.(envelope.conn) === edge;
         const heartbeat = this.#options.heartbeatMs;
         const wait = member ? heartbeat : Math.min(heartbeat, envelope.deadline - now);

@@ -239,6 +239,30 @@ export class Streams {
   }
 
   /**
+   * Takes the `UNBIND` items of connection `conn` out of this turn's envelope to `peer`, not
+   * yet published; returns whether there were any. For a home that holds a request back after
+   * receiving it (docs/spec/SERVER.md §8.4.2 "Pending requests"): that envelope's `ack` will
+   * reach the request, so an `UNBIND` in it would be taken for the request's answer.
+   */
+  withdrawUnbind(peer: NodeId, conn: string): boolean {
+    const batch = this.#pairs.get(peer)?.batch;
+    if (batch === undefined) return false;
+    let found = false;
+    for (const body of batch) {
+      if (body.kind !== Kind.OUT) continue;
+      const items = body.items;
+      for (let i = items.length - 1; i >= 0; i--) {
+        const item = items[i]!;
+        if (item.tag === "unbind" && item.conn === conn) {
+          items.splice(i, 1);
+          found = true;
+        }
+      }
+    }
+    return found;
+  }
+
+  /**
    * Tells `peer` this node's `ack` now: nothing to do when a batch to it is open (it carries
    * the ack at the end of the turn), else a heartbeat (docs/spec/SERVER.md §8.5.1; a heartbeat
    * takes no number, so one more is harmless).
@@ -314,6 +338,13 @@ export class Streams {
       this.stats.duplicates++;
       return;
     }
+    // What this turn produced for the peer so far leaves now, with the `ack` it was produced
+    // under, before an envelope whose `BIND` or `CLOSED` an edge matches against our `ack`
+    // (docs/spec/SERVER.md §8.4.1): published at the turn's end, an `UNBIND` produced before a
+    // `BIND` arrived would carry an `ack` that reaches it and answer a request not yet run.
+    if (pair.batch !== undefined && batch.seq === expected && matchedByAck(bodies)) {
+      this.#publish(peer, pair);
+    }
     pair.received = batch.seq;
     if (batch.seq > expected) {
       this.stats.gaps++;
@@ -374,4 +405,17 @@ export class Streams {
   peers(): NodeId[] {
     return [...this.#pairs.keys()];
   }
+}
+
+/**
+ * Whether an envelope's bodies include one whose effects its sender matches against the `ack`s
+ * it receives (docs/spec/SERVER.md §8.4.2): a `BIND` (the request's answer) or a `CLOSED` (the
+ * undoing of a late success).
+ */
+function matchedByAck(bodies: readonly Envelope[]): boolean {
+  for (let i = 0; i < bodies.length; i++) {
+    const kind = bodies[i]!.kind;
+    if (kind === Kind.BIND || kind === Kind.CLOSED) return true;
+  }
+  return false;
 }

@@ -120,6 +120,11 @@ export interface RemoteMeta {
   presence?: boolean;
   /** The player id the connection adopted by `Reconnect`, when not its connection id. */
   playerId?: string;
+  /**
+   * The request was sent to the home its edge holds the connection bound to, as a member's
+   * (docs/spec/SERVER.md §8.4.2); see §8.4.4 for a `Reconnect` whose sender is no member there.
+   */
+  member?: boolean;
 }
 
 /** What a node's home offers the router (client input for its rooms, operator commands). */

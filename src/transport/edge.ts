@@ -459,7 +459,9 @@ export class Edge {
       };
       const outcome = await this.#router.bind(home, id, message, Date.now(), {
         frame,
-        meta: meta(),
+        // A member's request to its own home says so: a home that let the connection go
+        // meanwhile answers a `Reconnect` with MISS (docs/spec/SERVER.md §8.4.4).
+        meta: conn.home === home ? { ...meta(), member: true } : meta(),
         taken: take,
       });
       if (outcome.status === "bound" && !taken) take();
@@ -906,9 +908,10 @@ export class Edge {
     }
     // A remote request never creates a room here (docs/spec/SERVER.md §8.4.4): no room → MISS.
     // A member here asking for a room elsewhere: a player is answered here ("Already in a
-    // room"); a spectator switching rooms is resolved by its edge (MISS).
+    // room"); a spectator switching rooms is resolved by its edge (MISS), and so is a member's
+    // `Reconnect` from a connection this home let go meanwhile (§8.4.4).
     if (
-      !this.#hasRoomFor(message, remote.appId) &&
+      !this.#hasRoomFor(message, remote) &&
       (!this.#remote.has(conn) ||
         (message.type === "JoinAsSpectator" && this.#engine.binding(conn) === "spectator"))
     ) {
@@ -948,7 +951,8 @@ export class Edge {
    * Whether the room a bind request names is homed here, looked up in the namespace of the
    * requester's app (`appId` of its `BIND`, docs/spec/SERVER.md §3.7).
    */
-  #hasRoomFor(message: ClientMessage, appId: string | undefined): boolean {
+  #hasRoomFor(message: ClientMessage, remote: RemoteMeta): boolean {
+    const appId = remote.appId;
     switch (message.type) {
       case "JoinRoom":
         return message.data.room_code !== undefined &&
@@ -963,9 +967,10 @@ export class Edge {
         ) !== undefined;
       case "Reconnect":
         // A room id is homed here for the room's whole life and its token records stay here:
-        // this engine answers a Reconnect routed here even once the room is gone, as one
-        // process would (docs/spec/SERVER.md §8.4.3).
-        return true;
+        // this engine answers a Reconnect routed here by its room id even once the room is
+        // gone, as one process would (docs/spec/SERVER.md §8.4.3). One sent here as a member's
+        // request names a room anywhere (§8.4.4): it is run only when that room is here.
+        return remote.member !== true || this.#engine.hasRoomId(message.data.room_id);
       default:
         return false;
     }
