@@ -133,6 +133,47 @@ Deno.test('Cluster (twins): a join whose success crosses the timeout, and the co
   }
 });
 
+Deno.test('Cluster (twins): a late success\'s undo and the connection\'s next request to that home reach the home in one run: the request\'s answer, produced with the late seat in place, leaves before the undo is taken in, so it fails as unavailable rather than "Already in a room" (docs/spec/SERVER.md §8.4.1, §8.4.2 "Late success")', async () => {
+  const forwardMs = 600;
+  const { cluster, a, b, alice } = await setup(forwardMs);
+  try {
+    const bob = b.connect();
+    // A's answer to Bob's join reaches B after B's timer. B's next BIND to A is slow too (within
+    // its deadline), and B's undo of the late success, sent after it, waits behind it: A reads
+    // both in one run, and its answer to the second request is fast.
+    let fromA = 0;
+    cluster.network.fault = (from, _to, bytes) => {
+      if (from === a.name) return ++fromA === 1 ? { lateMs: forwardMs + 150 } : "deliver";
+      const kind = decodeEnvelope(bytes).kind;
+      if (kind === Kind.BIND && bob.messages.length > 0) return { lateMs: 250, oneStream: true };
+      if (kind === Kind.CLOSED) return { lateMs: 1, oneStream: true };
+      return "deliver";
+    };
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
+    bob.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
+    });
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late success undone");
+    await until(() => bob.last("SpectatorJoinFailed") !== undefined, "the second answer");
+    // A ran the spectator request with the late seat in place ("Already in a room"); that seat
+    // is being undone, so the request fails as unavailable, and Bob is bound nowhere.
+    equal(bob.last("SpectatorJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    equal(bob.types().join(), "RoomJoinFailed,SpectatorJoinFailed");
+    equal(b.engine.binding(bob.id), undefined);
+    cluster.network.fault = undefined;
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "Bob's seat released");
+    alice.say({ type: "GameData", data: { data: "anyone?" } });
+    await settle();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    equal(bob.types().join(), "RoomJoinFailed,SpectatorJoinFailed", "nothing of the room");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a success that crosses the timeout is undone (abandoned); nothing of it reaches the client, no ghost remains", async () => {
   const { cluster, a, b, alice, slow } = await setup();
   try {
