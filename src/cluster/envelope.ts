@@ -83,7 +83,7 @@ export interface BindMeta {
   /**
    * Sent to the home the edge holds the connection bound to, as that home's member's request
    * (docs/spec/SERVER.md §8.4.2): a `Reconnect` the home no longer has the connection for is
-   * answered `MISS` (§8.4.4).
+   * answered `MISS` unless the room it names is there (§8.4.4).
    */
   member?: boolean;
 }
