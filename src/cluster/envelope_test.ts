@@ -205,7 +205,7 @@ Deno.test("streams: one envelope per peer per turn, consecutive OUTs merged, ord
   network.close();
 });
 
-Deno.test("streams: what a turn produced for a peer leaves before an envelope with a BIND or CLOSED from that peer is taken in, with the ack it was produced under; an UNBIND not yet published can be withdrawn (docs/spec/SERVER.md §8.4.1, §8.4.2)", async () => {
+Deno.test("streams: what a turn produced for a peer leaves before an envelope with a BIND or CLOSED from that peer is taken in, with the ack it was produced under; an UNBIND not yet published can be withdrawn, a BIND moved behind (docs/spec/SERVER.md §8.4.1, §8.4.2)", async () => {
   const network = new MemoryNetwork();
   const got: string[] = [];
   const make = (node: NodeId, deliver: (e: Envelope) => void) => {
@@ -272,6 +272,17 @@ Deno.test("streams: what a turn produced for a peer leaves before an envelope wi
   equal(home.withdrawUnbind("nobody", "x"), false);
   await turn();
   deepEqual(got, ["4/ack2:g"]);
+  // A BIND still in the turn's envelope moves behind the bodies after it (an undo), once.
+  const h2 = make("home2", (e) => void got.push(`${e.kind}:${"conn" in e ? e.conn : ""}`));
+  await h2.bus.start({ receive: (x) => h2.streams.receive(x), lost: () => {} });
+  got.length = 0;
+  edge.streams.send("home2", bind("y"));
+  edge.streams.send("home2", { kind: Kind.MSG, conn: "z", frame: "m" });
+  edge.streams.send("home2", { kind: Kind.CLOSED, conn: "y", cause: "abandoned", delivered: 0 });
+  equal(edge.streams.deferBind("home2", "y"), true);
+  equal(edge.streams.deferBind("home2", "nobody"), false);
+  await turn();
+  deepEqual(got, [`${Kind.MSG}:z`, `${Kind.CLOSED}:y`, `${Kind.BIND}:y`]);
   network.close();
 });
 

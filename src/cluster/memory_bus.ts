@@ -64,6 +64,14 @@ export class MemoryNetwork {
     return new MemoryBus(this, node, timeoutMs);
   }
 
+  /**
+   * @internal The handlers `node` subscribed with: a test wraps them (and subscribes the
+   * wrapper) to act at the moment an envelope reaches that node, before it is taken in.
+   */
+  subscriber(node: NodeId): BusHandlers | undefined {
+    return this.#nodes.get(node);
+  }
+
   /** @internal */
   subscribe(node: NodeId, handlers: BusHandlers | undefined): void {
     if (handlers) this.#nodes.set(node, handlers);

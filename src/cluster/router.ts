@@ -958,6 +958,11 @@ export class ClusterRouter implements Router {
   #undo(home: NodeId, conn: ConnId, now: number): void {
     const seq = this.#sendClosed(home, conn, "abandoned");
     this.#undoing.set(abandonedKey(conn, home), { seq, at: now });
+    // A request of the connection to that home whose BIND has not left yet (it is in this
+    // envelope, before the CLOSED) goes behind it: the home undoes the late success first, then
+    // runs the request as one process would (docs/spec/SERVER.md §8.4.2 "Late success").
+    const pending = this.#pending.get(conn);
+    if (pending?.home === home && pending.seq === seq) this.streams.deferBind(home, conn);
   }
 
   /** Forgets failed requests older than `T` (their late answers can no longer arrive). */

@@ -6,7 +6,8 @@
  * No ghost player remains either way.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { decodeEnvelope, Kind } from "./envelope.ts";
+import { setImmediate } from "node:timers";
+import { decodeBatch, decodeEnvelope, Kind } from "./envelope.ts";
 import { join, joined, reconnectFor, settle, testCluster, until } from "./testing.ts";
 
 const FORWARD_MS = 200;
@@ -144,9 +145,11 @@ Deno.test('Cluster (twins): a late success\'s undo and the connection\'s next re
     let fromA = 0;
     cluster.network.fault = (from, _to, bytes) => {
       if (from === a.name) return ++fromA === 1 ? { lateMs: forwardMs + 150 } : "deliver";
-      const kind = decodeEnvelope(bytes).kind;
-      if (kind === Kind.BIND && bob.messages.length > 0) return { lateMs: 250, oneStream: true };
-      if (kind === Kind.CLOSED) return { lateMs: 1, oneStream: true };
+      const kinds = decodeBatch(bytes).bodies.map((body) => body.kind);
+      if (kinds.includes(Kind.BIND) && bob.messages.length > 0) {
+        return { lateMs: 250, oneStream: true };
+      }
+      if (kinds.includes(Kind.CLOSED)) return { lateMs: 1, oneStream: true };
       return "deliver";
     };
     join(bob, "Bob", "SLOW01");
@@ -168,6 +171,61 @@ Deno.test('Cluster (twins): a late success\'s undo and the connection\'s next re
     await settle();
     await new Promise((resolve) => setTimeout(resolve, 50));
     equal(bob.types().join(), "RoomJoinFailed,SpectatorJoinFailed", "nothing of the room");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
+Deno.test('Cluster (twins): a late success undone in the turn the connection sends its next request to that home: the request\'s BIND, not yet sent, goes behind the undo, so the home runs it as one process would (docs/spec/SERVER.md §8.4.2 "Late success")', async () => {
+  const { cluster, a, b, alice, slow } = await setup();
+  try {
+    const bob = b.connect();
+    slow(a.name, Kind.OUT);
+    // When the late success reaches B, Bob sends his next request to A first, and B takes the
+    // late success in after that request's BIND has joined its envelope to A, in the same turn.
+    const handlers = cluster.network.subscriber(b.name)!;
+    let late = false;
+    cluster.network.subscribe(b.name, {
+      ...handlers,
+      receive: (bytes) => {
+        if (
+          late || bob.last("RoomJoinFailed") === undefined ||
+          !decodeBatch(bytes).bodies.some((body) =>
+            body.kind === Kind.OUT && body.items.some((item) => item.tag === "bound")
+          )
+        ) {
+          return handlers.receive(bytes);
+        }
+        late = true;
+        bob.say({
+          type: "JoinAsSpectator",
+          data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
+        });
+        setImmediate(() => handlers.receive(bytes));
+      },
+    });
+    const fromB: number[][] = [];
+    const slowFault = cluster.network.fault!;
+    cluster.network.fault = (from, to, bytes) => {
+      if (from === b.name) fromB.push(decodeBatch(bytes).bodies.map((body) => body.kind));
+      return slowFault(from, to, bytes);
+    };
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await until(() => bob.messages.length >= 2, "the second answer");
+    ok(
+      fromB.some((kinds) => kinds.includes(Kind.BIND) && kinds.includes(Kind.CLOSED)),
+      `the request and the undo in one envelope: ${JSON.stringify(fromB)}`,
+    );
+    equal(b.cluster.router.counts.bindsUndone, 1);
+    // One process: the failed join left nothing, so Bob watches the room.
+    equal(bob.types().join(), "RoomJoinFailed,SpectatorJoined");
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "Bob's seat released");
+    equal(b.engine.binding(bob.id), undefined);
+    alice.say({ type: "GameData", data: { data: "watched" } });
+    await until(() => bob.last("GameData")?.data?.data === "watched", "Bob watches");
   } finally {
     cluster.network.fault = undefined;
     await cluster.close();

@@ -263,6 +263,21 @@ export class Streams {
   }
 
   /**
+   * Moves the `BIND` of connection `conn` in this turn's envelope to `peer`, not yet published,
+   * behind every other body of that envelope; returns whether there was one. For an edge that
+   * undoes a late success (`CLOSED{abandoned}`) while the connection's next request to the same
+   * home waits in that envelope (docs/spec/SERVER.md §8.4.2 "Late success").
+   */
+  deferBind(peer: NodeId, conn: string): boolean {
+    const batch = this.#pairs.get(peer)?.batch;
+    if (batch === undefined) return false;
+    const index = batch.findIndex((body) => body.kind === Kind.BIND && body.conn === conn);
+    if (index < 0) return false;
+    batch.push(batch.splice(index, 1)[0]!);
+    return true;
+  }
+
+  /**
    * Tells `peer` this node's `ack` now: nothing to do when a batch to it is open (it carries
    * the ack at the end of the turn), else a heartbeat (docs/spec/SERVER.md §8.5.1; a heartbeat
    * takes no number, so one more is harmless).
