@@ -30,6 +30,7 @@ import {
   Kind,
   MAX_BODIES,
 } from "./envelope.ts";
+import type { ConnId } from "../engine/effects.ts";
 import type { ClusterBus, NodeId } from "./types.ts";
 
 /** Why a pair was resynced (for logs and `signal_fish_cluster_resyncs_total`). */
@@ -244,7 +245,7 @@ export class Streams {
    * receiving it (docs/spec/SERVER.md §8.4.2 "Pending requests"): that envelope's `ack` will
    * reach the request, so an `UNBIND` in it would be taken for the request's answer.
    */
-  withdrawUnbind(peer: NodeId, conn: string): boolean {
+  withdrawUnbind(peer: NodeId, conn: ConnId): boolean {
     const batch = this.#pairs.get(peer)?.batch;
     if (batch === undefined) return false;
     let found = false;
@@ -268,7 +269,7 @@ export class Streams {
    * undoes a late success (`CLOSED{abandoned}`) while the connection's next request to the same
    * home waits in that envelope (docs/spec/SERVER.md §8.4.2 "Late success").
    */
-  deferBind(peer: NodeId, conn: string): boolean {
+  deferBind(peer: NodeId, conn: ConnId): boolean {
     const batch = this.#pairs.get(peer)?.batch;
     if (batch === undefined) return false;
     const index = batch.findIndex((body) => body.kind === Kind.BIND && body.conn === conn);
