@@ -1171,23 +1171,52 @@ Deno.test("Cluster (twins): a takeover while frames keep going to the replaced c
   }
 });
 
+/**
+ * Ann (through A) and Carol (through C) in TAKE02, homed on A, and a frame to Carol that C has
+ * not acknowledged yet (the takeover cluster's clock stands still): taking Carol's seat means
+ * asking C first (docs/spec/SERVER.md §8.5.3).
+ */
+async function carolUnacknowledged(
+  { a, c, streams }: Awaited<ReturnType<typeof takeoverCluster>>,
+) {
+  const ann = await joined(a, "Ann", "TAKE02");
+  const carol = await joined(c, "Carol", "TAKE02");
+  ann.say({ type: "GameData", data: { data: "hi", to_player: carol.id } });
+  await until(() => carol.last("GameData") !== undefined, "Carol's frame");
+  ok(streams.acked(c.name) < streams.lastSent(c.name), "unacknowledged at A");
+  return { ann, carol };
+}
+
+/**
+ * Bob's `Reconnect` took Carol's seat and he was told; Carol was replaced (4001); Bob's frames
+ * reach the room he was told he is in (Ann's TAKE02), not his old one (Alice's TAKE01).
+ */
+async function tookCarolsSeat(
+  { a, alice }: Awaited<ReturnType<typeof takeoverCluster>>,
+  { ann, carol }: Awaited<ReturnType<typeof carolUnacknowledged>>,
+  bob: TestClient,
+) {
+  equal(bob.last("Reconnected")?.data?.player_id, carol.id);
+  equal(a.engine.seatConnection(carol.id), bob.id);
+  await until(() => carol.closed === 4001, "Carol replaced");
+  bob.say({ type: "GameData", data: { data: "from Bob" } });
+  await until(() => ann.last("GameData")?.data?.data === "from Bob", "Bob's frame");
+  equal(alice.last("GameData"), undefined);
+}
+
 Deno.test("Cluster (twins): a member's Reconnect waiting at its home for a probe while an operator removes it from its room: the removal's UNBIND is not taken for the request's answer, which reaches the client, so its home holds no seat it was not told of (docs/spec/SERVER.md §8.4.2, §8.5.3)", async () => {
-  const { cluster, a, c, alice, streams, seatedOnB } = await takeoverCluster();
+  const takeover = await takeoverCluster();
+  const { cluster, a, c, streams, seatedOnB } = takeover;
   try {
-    const ann = await joined(a, "Ann", "TAKE02");
-    const carol = await joined(c, "Carol", "TAKE02");
-    // A frame to Carol that C does not acknowledge yet (its clock stands still): taking her seat
-    // means asking C first, whose answers reach A 40 ms late.
-    ann.say({ type: "GameData", data: { data: "hi", to_player: carol.id } });
-    await until(() => carol.last("GameData") !== undefined, "Carol's frame");
-    ok(streams.acked(c.name) < streams.lastSent(c.name), "unacknowledged at A");
+    const seat = await carolUnacknowledged(takeover);
+    // C's answers reach A 40 ms late.
     cluster.network.fault = (from, to) =>
       from === c.name && to === a.name ? { lateMs: 40 } : "deliver";
     // Bob, a member of TAKE01 homed on A, asks for Carol's seat: A holds his request for the
     // probe. Meanwhile an operator removes Bob from TAKE01, which ends his binding to A.
     const bob = await seatedOnB("Bob");
     const before = streams.lastSent(c.name);
-    bob.say(reconnectFor(carol.last("RoomJoined")!.data!));
+    bob.say(reconnectFor(seat.carol.last("RoomJoined")!.data!));
     await until(() => streams.lastSent(c.name) > before, "A's probe of C");
     await a.edge.command({
       kind: "room",
@@ -1195,13 +1224,7 @@ Deno.test("Cluster (twins): a member's Reconnect waiting at its home for a probe
     }, Date.now());
     // Then the request runs: Bob is in no room, so he takes Carol's seat, and is told so.
     await until(() => !!bob.last("Reconnected") || !!bob.last("ReconnectionFailed"), "an answer");
-    equal(bob.last("Reconnected")?.data?.player_id, carol.id);
-    equal(a.engine.seatConnection(carol.id), bob.id);
-    await until(() => carol.closed === 4001, "Carol replaced");
-    // Bob's frames reach the room he was told he is in.
-    bob.say({ type: "GameData", data: { data: "from Bob" } });
-    await until(() => ann.last("GameData")?.data?.data === "from Bob", "Bob's frame");
-    equal(alice.last("GameData"), undefined);
+    await tookCarolsSeat(takeover, seat, bob);
   } finally {
     cluster.network.fault = undefined;
     await cluster.close();
@@ -1209,15 +1232,11 @@ Deno.test("Cluster (twins): a member's Reconnect waiting at its home for a probe
 });
 
 Deno.test("Cluster (twins): a removal a home carries out in the turn that also brings a member's Reconnect waiting for a probe leaves with the ack it was produced under: its UNBIND is not taken for the request's answer, which reaches the client (docs/spec/SERVER.md §8.4.1, §8.4.2)", async () => {
-  const { cluster, a, b, c, alice, streams, seatedOnB } = await takeoverCluster();
+  const takeover = await takeoverCluster();
+  const { cluster, a, b, c } = takeover;
   try {
-    const bob = await seatedOnB("Bob");
-    const ann = await joined(a, "Ann", "TAKE02");
-    const carol = await joined(c, "Carol", "TAKE02");
-    // A frame to Carol that C does not acknowledge yet: taking her seat means asking C first.
-    ann.say({ type: "GameData", data: { data: "hi", to_player: carol.id } });
-    await until(() => carol.last("GameData") !== undefined, "Carol's frame");
-    ok(streams.acked(c.name) < streams.lastSent(c.name), "unacknowledged at A");
+    const bob = await takeover.seatedOnB("Bob");
+    const seat = await carolUnacknowledged(takeover);
     // B's envelopes reach A late and in one run, as one read from Redis: an operator's removal
     // of Bob from TAKE01 (through B), then Bob's request for Carol's seat. A removes him, then
     // parks the request for its probe of C: the removal's UNBIND must not leave with an `ack`
@@ -1234,20 +1253,15 @@ Deno.test("Cluster (twins): a removal a home carries out in the turn that also b
       kind: "room",
       command: { kind: "remove_player", gameName: "orbit", roomCode: "TAKE01", playerId: bob.id },
     }, Date.now());
-    bob.say(reconnectFor(carol.last("RoomJoined")!.data!));
+    bob.say(reconnectFor(seat.carol.last("RoomJoined")!.data!));
     await removal;
     await until(
       () => !!bob.last("Reconnected") || !!bob.last("ReconnectionFailed"),
       "an answer to Bob",
     );
     // One process: removed first, Bob is in no room and takes Carol's seat, and is told so.
-    equal(bob.last("Reconnected")?.data?.player_id, carol.id);
-    equal(a.engine.seatConnection(carol.id), bob.id);
-    await until(() => carol.closed === 4001, "Carol replaced");
     cluster.network.fault = undefined;
-    bob.say({ type: "GameData", data: { data: "from Bob" } });
-    await until(() => ann.last("GameData")?.data?.data === "from Bob", "Bob's frame");
-    equal(alice.last("GameData"), undefined);
+    await tookCarolsSeat(takeover, seat, bob);
   } finally {
     cluster.network.fault = undefined;
     await cluster.close();
