@@ -205,7 +205,7 @@ Deno.test("streams: one envelope per peer per turn, consecutive OUTs merged, ord
   network.close();
 });
 
-Deno.test("streams: what a turn produced for a peer leaves before an envelope with a BIND or CLOSED from that peer is taken in, with the ack it was produced under; an UNBIND not yet published can be withdrawn, a BIND moved behind (docs/spec/SERVER.md §8.4.1, §8.4.2)", async () => {
+Deno.test("streams: what a turn produced for a peer leaves before an envelope with a BIND or CLOSED from that peer is taken in, with the ack it was produced under; an UNBIND or a BIND not yet published can be withdrawn, an envelope cut short (docs/spec/SERVER.md §8.4.1, §8.4.2)", async () => {
   const network = new MemoryNetwork();
   const got: string[] = [];
   const make = (node: NodeId, deliver: (e: Envelope) => void) => {
@@ -272,17 +272,38 @@ Deno.test("streams: what a turn produced for a peer leaves before an envelope wi
   equal(home.withdrawUnbind("nobody", "x"), false);
   await turn();
   deepEqual(got, ["4/ack2:g"]);
-  // A BIND still in the turn's envelope moves behind the bodies after it (an undo), once.
-  const h2 = make("home2", (e) => void got.push(`${e.kind}:${"conn" in e ? e.conn : ""}`));
+  // An undo with a BIND still in the turn's envelope: the BIND comes out, the envelope leaves
+  // with the bodies before, and the CLOSED and then the BIND travel in the next one.
+  const h2 = make("home2", (e) => void got.push(`${e.seq}/${e.kind}:${"conn" in e ? e.conn : ""}`));
   await h2.bus.start({ receive: (x) => h2.streams.receive(x), lost: () => {} });
   got.length = 0;
-  edge.streams.send("home2", bind("y"));
+  equal(edge.streams.send("home2", bind("y")), 1);
   edge.streams.send("home2", { kind: Kind.MSG, conn: "z", frame: "m" });
-  edge.streams.send("home2", { kind: Kind.CLOSED, conn: "y", cause: "abandoned", delivered: 0 });
-  equal(edge.streams.deferBind("home2", "y"), true);
-  equal(edge.streams.deferBind("home2", "nobody"), false);
+  const withdrawn = edge.streams.withdrawBind("home2", "y");
+  equal(withdrawn?.conn, "y");
+  equal(edge.streams.withdrawBind("home2", "y"), undefined);
+  equal(edge.streams.withdrawBind("home2", "nobody"), undefined);
+  edge.streams.cut("home2");
+  equal(
+    edge.streams.send("home2", { kind: Kind.CLOSED, conn: "y", cause: "abandoned", delivered: 0 }),
+    2,
+  );
+  equal(edge.streams.send("home2", withdrawn!), 2);
   await turn();
-  deepEqual(got, [`${Kind.MSG}:z`, `${Kind.CLOSED}:y`, `${Kind.BIND}:y`]);
+  deepEqual(got, [`1/${Kind.MSG}:z`, `2/${Kind.CLOSED}:y`, `2/${Kind.BIND}:y`]);
+  // Nothing held: a cut publishes nothing (an empty envelope would read as a heartbeat naming a
+  // seq never sent), and what follows keeps the open envelope's seq.
+  got.length = 0;
+  equal(edge.streams.send("home2", bind("w")), 3);
+  edge.streams.withdrawBind("home2", "w");
+  edge.streams.cut("home2");
+  equal(
+    edge.streams.send("home2", { kind: Kind.CLOSED, conn: "w", cause: "abandoned", delivered: 0 }),
+    3,
+  );
+  edge.streams.cut("nobody");
+  await turn();
+  deepEqual(got, [`3/${Kind.CLOSED}:w`]);
   network.close();
 });
 

@@ -956,13 +956,19 @@ export class ClusterRouter implements Router {
    * docs/spec/SERVER.md §8.4.2 "Late success"), remembering the envelope that carries it.
    */
   #undo(home: NodeId, conn: ConnId, now: number): void {
+    // A request of the connection to that home whose BIND has not left yet (it is in this turn's
+    // envelope) goes behind the CLOSED: the home undoes the late success first, then runs the
+    // request as one process would.
+    const pending = this.#pending.get(conn);
+    const bind = pending?.home === home ? this.streams.withdrawBind(home, conn) : undefined;
+    // The CLOSED starts an envelope of its own: what the home produces from the bodies before it
+    // (another member's game data in the room of the late seat) then leaves with an `ack` below
+    // the undo's `seq` and reaches nobody, even while a request of the connection is pending
+    // there (docs/spec/SERVER.md §8.4.2 "Late success").
+    this.streams.cut(home);
     const seq = this.#sendClosed(home, conn, "abandoned");
     this.#undoing.set(abandonedKey(conn, home), { seq, at: now });
-    // A request of the connection to that home whose BIND has not left yet (it is in this
-    // envelope, before the CLOSED) goes behind it: the home undoes the late success first, then
-    // runs the request as one process would (docs/spec/SERVER.md §8.4.2 "Late success").
-    const pending = this.#pending.get(conn);
-    if (pending?.home === home && pending.seq === seq) this.streams.deferBind(home, conn);
+    if (bind !== undefined) pending!.seq = this.streams.send(home, bind);
   }
 
   /** Forgets failed requests older than `T` (their late answers can no longer arrive). */

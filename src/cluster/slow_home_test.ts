@@ -575,3 +575,64 @@ Deno.test("Cluster (twins): a join's late success being undone after another con
     await cluster.close();
   }
 });
+
+Deno.test('Cluster (twins): a late success undone in the turn another member of that room sends game data and the connection sends its next request to that home: the game data the home relays to the late seat reaches nobody, the request is answered as one process answers it (docs/spec/SERVER.md §8.4.2 "Late success")', async () => {
+  const { cluster, a, b, alice, slow } = await setup();
+  try {
+    const carol = await joined(b, "Carol", "SLOW01");
+    const bob = b.connect();
+    slow(a.name, Kind.OUT);
+    // When the late success reaches B, Bob sends his next request to A; in the turn B takes the
+    // late success in, Carol's game data joins B's envelope to A first, behind that request.
+    const handlers = cluster.network.subscriber(b.name)!;
+    let late = false;
+    cluster.network.subscribe(b.name, {
+      ...handlers,
+      receive: (bytes) => {
+        if (
+          late || bob.last("RoomJoinFailed") === undefined ||
+          !decodeBatch(bytes).bodies.some((body) =>
+            body.kind === Kind.OUT &&
+            body.items.some((item) => item.tag === "bound" && item.conn === bob.id)
+          )
+        ) {
+          return handlers.receive(bytes);
+        }
+        late = true;
+        bob.say({
+          type: "JoinAsSpectator",
+          data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
+        });
+        setImmediate(() => {
+          carol.say({ type: "GameData", data: { data: "from Carol" } });
+          handlers.receive(bytes);
+        });
+      },
+    });
+    const fromB: number[][] = [];
+    const slowFault = cluster.network.fault!;
+    cluster.network.fault = (from, to, bytes) => {
+      if (from === b.name) fromB.push(decodeBatch(bytes).bodies.map((body) => body.kind));
+      return slowFault(from, to, bytes);
+    };
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    await until(() => bob.last("SpectatorJoined") !== undefined, "the second answer");
+    await until(() => alice.last("GameData")?.data?.data === "from Carol", "Carol's game data");
+    await settle();
+    equal(b.cluster.router.counts.bindsUndone, 1);
+    // B sent Carol's game data, then the undo and the request (the undo in an envelope of its
+    // own, so what A relays from the game data is known to come before the undo).
+    const sent = fromB.flat().filter((kind) => kind !== Kind.MSG);
+    deepEqual(sent.slice(-3), [Kind.DATA, Kind.CLOSED, Kind.BIND], JSON.stringify(fromB));
+    // One process: the failed join left nothing; Bob never was in SLOW01, and now watches it.
+    equal(bob.types().join(), "RoomJoinFailed,SpectatorJoined");
+    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 2, "Bob's seat released");
+    carol.say({ type: "GameData", data: { data: "watched" } });
+    await until(() => bob.last("GameData")?.data?.data === "watched", "Bob watches");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});

@@ -264,18 +264,30 @@ export class Streams {
   }
 
   /**
-   * Moves the `BIND` of connection `conn` in this turn's envelope to `peer`, not yet published,
-   * behind every other body of that envelope; returns whether there was one. For an edge that
-   * undoes a late success (`CLOSED{abandoned}`) while the connection's next request to the same
-   * home waits in that envelope (docs/spec/SERVER.md §8.4.2 "Late success").
+   * Takes the `BIND` of connection `conn` out of this turn's envelope to `peer`, not yet
+   * published, and returns it (`undefined` when there is none). For an edge that undoes a late
+   * success (`CLOSED{abandoned}`) while the connection's next request to the same home waits in
+   * that envelope: the request goes behind the undo (docs/spec/SERVER.md §8.4.2 "Late success").
    */
-  deferBind(peer: NodeId, conn: ConnId): boolean {
+  withdrawBind(peer: NodeId, conn: ConnId): Extract<Body, { kind: typeof Kind.BIND }> | undefined {
     const batch = this.#pairs.get(peer)?.batch;
-    if (batch === undefined) return false;
+    if (batch === undefined) return undefined;
     const index = batch.findIndex((body) => body.kind === Kind.BIND && body.conn === conn);
-    if (index < 0) return false;
-    batch.push(batch.splice(index, 1)[0]!);
-    return true;
+    if (index < 0) return undefined;
+    return batch.splice(index, 1)[0] as Extract<Body, { kind: typeof Kind.BIND }>;
+  }
+
+  /**
+   * Ends this turn's envelope to `peer` now: what it holds is published, and what is sent to
+   * `peer` after this call travels in the next envelope, under a `seq` of its own. Nothing
+   * happens when no envelope to `peer` is open or it holds nothing. For an edge that undoes a
+   * late success: the peer's `ack` then tells what it produced before the undo from what it
+   * produced after (docs/spec/SERVER.md §8.4.2 "Late success").
+   */
+  cut(peer: NodeId): void {
+    const pair = this.#pairs.get(peer);
+    if (pair?.batch === undefined || pair.batch.length === 0) return;
+    this.#publish(peer, pair);
   }
 
   /**
