@@ -636,3 +636,74 @@ Deno.test('Cluster (twins): a late success undone in the turn another member of 
     await cluster.close();
   }
 });
+
+Deno.test('Cluster (twins): a late success undone in the turn another member of that room sends game data, while the connection\'s Reconnect waits at that home for a probe: the game data reaches nobody, and the Reconnect, dropped by the undo, fails as unavailable (docs/spec/SERVER.md §8.4.2 "Late success", §8.5.3)', async () => {
+  const forwardMs = 600;
+  const { cluster, a, b, alice } = await setup(forwardMs);
+  try {
+    const c = cluster.nodes[2]!;
+    const carol = await joined(b, "Carol", "SLOW01");
+    // Xena, on C, sits in TWO002 on A; a frame A sends her is not acknowledged by C yet (C sends
+    // A nothing), so a Reconnect taking her seat waits at A for a probe of C.
+    const yuri = await joined(a, "Yuri", "TWO002");
+    const xena = await joined(c, "Xena", "TWO002");
+    yuri.say({ type: "GameData", data: { data: "to Xena" } });
+    await until(() => xena.last("GameData") !== undefined, "Xena's game data");
+    const bob = b.connect();
+    // A's answer to Bob's join reaches B after B's timer; once Bob's join has failed, what C
+    // sends A (the probe's answer) arrives 300 ms late.
+    let lateAnswer = true;
+    cluster.network.fault = (from, to, bytes) => {
+      if (
+        lateAnswer && from === a.name && to === b.name &&
+        decodeBatch(bytes).bodies.some((body) =>
+          body.kind === Kind.OUT && body.items.some((item) => item.tag === "bound")
+        )
+      ) {
+        lateAnswer = false;
+        return { lateMs: forwardMs + 150 };
+      }
+      if (from === c.name && bob.last("RoomJoinFailed") !== undefined) return { lateMs: 300 };
+      return "deliver";
+    };
+    // When the late success reaches B, Carol's game data goes to A in the same turn as the undo.
+    const handlers = cluster.network.subscriber(b.name)!;
+    let undone = false;
+    cluster.network.subscribe(b.name, {
+      ...handlers,
+      receive: (bytes) => {
+        if (
+          !undone && bob.last("RoomJoinFailed") !== undefined &&
+          decodeBatch(bytes).bodies.some((body) =>
+            body.kind === Kind.OUT &&
+            body.items.some((item) => item.tag === "bound" && item.conn === bob.id)
+          )
+        ) {
+          undone = true;
+          carol.say({ type: "GameData", data: { data: "from Carol" } });
+        }
+        handlers.receive(bytes);
+      },
+    });
+    join(bob, "Bob", "SLOW01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
+    equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    bob.say(reconnectFor(xena.last("RoomJoined")!.data!));
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late success undone");
+    ok(undone, "Carol's game data sent as the late success arrived");
+    await until(() => alice.last("GameData")?.data?.data === "from Carol", "Alice's game data");
+    await until(() => bob.last("ReconnectionFailed") !== undefined, "the Reconnect's answer");
+    await settle();
+    // The undo dropped the Reconnect waiting at A (a CLOSED of its connection): it fails at B
+    // as every request to A does while the undo is under way. Xena keeps her seat.
+    equal(bob.types().join(), "RoomJoinFailed,ReconnectionFailed");
+    equal(bob.last("ReconnectionFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    equal(xena.closed, undefined);
+    equal(a.engine.lookup("orbit", "SLOW01")?.players, 2, "Alice and Carol");
+    yuri.say({ type: "GameData", data: { data: "still Xena's" } });
+    await until(() => xena.last("GameData")?.data?.data === "still Xena's", "Xena plays on");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
