@@ -960,7 +960,9 @@ export class ClusterRouter implements Router {
     // envelope) goes behind the CLOSED: the home undoes the late success first, then runs the
     // request as one process would.
     const pending = this.#pending.get(conn);
-    const bind = pending?.home === home ? this.streams.withdrawBind(home, conn) : undefined;
+    const bind = pending?.home === home && pending.seq === this.streams.lastSent(home)
+      ? this.streams.withdrawBind(home, conn)
+      : undefined;
     // The CLOSED starts an envelope of its own: what the home produces from the bodies before it
     // (another member's game data in the room of the late seat) then leaves with an `ack` below
     // the undo's `seq` and reaches nobody, even while a request of the connection is pending

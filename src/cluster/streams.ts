@@ -264,7 +264,7 @@ export class Streams {
   }
 
   /**
-   * Takes the `BIND` of connection `conn` out of this turn's envelope to `peer`, not yet
+   * Takes the last `BIND` of connection `conn` out of this turn's envelope to `peer`, not yet
    * published, and returns it (`undefined` when there is none). For an edge that undoes a late
    * success (`CLOSED{abandoned}`) while the connection's next request to the same home waits in
    * that envelope: the request goes behind the undo (docs/spec/SERVER.md §8.4.2 "Late success").
@@ -272,7 +272,7 @@ export class Streams {
   withdrawBind(peer: NodeId, conn: ConnId): Extract<Body, { kind: typeof Kind.BIND }> | undefined {
     const batch = this.#pairs.get(peer)?.batch;
     if (batch === undefined) return undefined;
-    const index = batch.findIndex((body) => body.kind === Kind.BIND && body.conn === conn);
+    const index = batch.findLastIndex((body) => body.kind === Kind.BIND && body.conn === conn);
     if (index < 0) return undefined;
     return batch.splice(index, 1)[0] as Extract<Body, { kind: typeof Kind.BIND }>;
   }
