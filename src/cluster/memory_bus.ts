@@ -25,7 +25,8 @@ export type FaultAction =
    * connection behind): later envelopes of the pair wait behind it, so the pair's order holds.
    * With `oneStream`, it waits behind every envelope to the same node sent so with
    * `oneStream` (what one subscriber connection reads), and those due by then are delivered in
-   * one run, as messages read from Redis in one chunk are.
+   * one run, as messages read from Redis in one chunk are; an envelope to that node delivered
+   * at once meanwhile waits behind them too.
    */
   | { lateMs: number; oneStream?: boolean }
   /** The publish fails at the sender (reported as lost; nothing is delivered). */
@@ -120,11 +121,16 @@ export class MemoryNetwork {
       );
       return;
     }
-    if (this.#queues.has(pair) && (action === "deliver" || action === "duplicate")) {
-      // Behind a late envelope of the pair: in order, as soon as it is through.
+    // Behind a late envelope of the pair, or one read through the node's one subscriber
+    // connection (`oneStream`): in order, as soon as it is through. (Delivered at once, an
+    // envelope overtook one of its own pair held on that connection's queue: a gap Redis never
+    // makes.)
+    const stream = `\u0000${to}`;
+    const behind = this.#queues.has(pair) ? pair : this.#queues.has(stream) ? stream : undefined;
+    if (behind !== undefined && (action === "deliver" || action === "duplicate")) {
       const times = action === "duplicate" ? 2 : 1;
       for (let i = 0; i < times; i++) {
-        this.#enqueue(pair, 0, () => this.#nodes.get(to)?.receive(copy));
+        this.#enqueue(behind, 0, () => this.#nodes.get(to)?.receive(copy));
       }
       return;
     }

@@ -822,18 +822,6 @@ export class ClusterRouter implements Router {
       }
       if (item.tag === "unbind") this.#delivered.delete(conn);
       if (pending !== undefined && answers?.get(conn) === index) {
-        const undoing = this.#undoing.get(abandonedKey(conn, home));
-        if (undoing !== undefined && ack < undoing.seq) {
-          // Answered before that home ran the undo of an earlier request's late success: what
-          // it found (that membership, "Already in a room") is being undone, and its answer's
-          // frames were not handed over. The request fails as if it had timed out.
-          clearTimeout(pending.timer);
-          this.#pending.delete(conn);
-          this.#unboundSoFar.delete(conn);
-          this.#sendToClient(conn, unavailable(pending.message));
-          pending.resolve({ status: "unbound" });
-          continue;
-        }
         // Not a member there now: a binding to that home ends too.
         if (item.tag === "unbind" && edge.homeOf?.(conn) === home) {
           edge.direct({ kind: "unbind", conn }, now);
@@ -970,7 +958,20 @@ export class ClusterRouter implements Router {
     this.streams.cut(home);
     const seq = this.#sendClosed(home, conn, "abandoned");
     this.#undoing.set(abandonedKey(conn, home), { seq, at: now });
-    if (bind !== undefined) pending!.seq = this.streams.send(home, bind);
+    if (bind !== undefined) {
+      pending!.seq = this.streams.send(home, bind);
+    } else if (pending?.home === home) {
+      // Its BIND has left: the home runs it (or ran it) with the late membership in place ("Already
+      // in a room"), or drops it if it waits there for a probe; the CLOSED behind it undoes what it
+      // did. It fails now with SERVICE_UNAVAILABLE, as it would once its answer or its timeout came
+      // (docs/spec/SERVER.md §8.4.2 "Late success"); what that home sends the connection before it
+      // takes the CLOSED in reaches nobody (`#accepts`).
+      clearTimeout(pending.timer);
+      this.#pending.delete(conn);
+      this.#unboundSoFar.delete(conn);
+      this.#sendToClient(conn, unavailable(pending.message));
+      pending.resolve({ status: "unbound" });
+    }
   }
 
   /** Forgets failed requests older than `T` (their late answers can no longer arrive). */

@@ -637,7 +637,7 @@ Deno.test('Cluster (twins): a late success undone in the turn another member of 
   }
 });
 
-Deno.test('Cluster (twins): a late success undone in the turn another member of that room sends game data, while the connection\'s Reconnect waits at that home for a probe: the game data reaches nobody, and the Reconnect, dropped by the undo, fails as unavailable (docs/spec/SERVER.md §8.4.2 "Late success", §8.5.3)', async () => {
+Deno.test('Cluster (twins): a late success undone in the turn another member of that room sends game data, while the connection\'s Reconnect waits at that home for a probe: the game data reaches nobody, and the Reconnect fails as unavailable as the undo leaves, which drops it at the home (docs/spec/SERVER.md §8.4.2 "Late success", §8.5.3)', async () => {
   const forwardMs = 600;
   const { cluster, a, b, alice } = await setup(forwardMs);
   try {
@@ -694,10 +694,11 @@ Deno.test('Cluster (twins): a late success undone in the turn another member of 
     await until(() => alice.last("GameData")?.data?.data === "from Carol", "Alice's game data");
     await until(() => bob.last("ReconnectionFailed") !== undefined, "the Reconnect's answer");
     await settle();
-    // The undo dropped the Reconnect waiting at A (a CLOSED of its connection): it fails at B
-    // as every request to A does while the undo is under way. Xena keeps her seat.
+    // B failed the Reconnect as it sent the undo, which drops it at A where it waits for the
+    // probe; not at its timeout (the join's is the only one). Xena keeps her seat.
     equal(bob.types().join(), "RoomJoinFailed,ReconnectionFailed");
     equal(bob.last("ReconnectionFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
+    equal(b.cluster.router.counts.bindTimeouts, 1);
     equal(xena.closed, undefined);
     equal(a.engine.lookup("orbit", "SLOW01")?.players, 2, "Alice and Carol");
     yuri.say({ type: "GameData", data: { data: "still Xena's" } });
