@@ -8,7 +8,22 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { setImmediate } from "node:timers";
 import { decodeBatch, decodeEnvelope, Kind } from "./envelope.ts";
-import { join, joined, reconnectFor, settle, testCluster, until } from "./testing.ts";
+import {
+  join,
+  joined,
+  reconnectFor,
+  settle,
+  type TestClient,
+  type TestCluster,
+  testCluster,
+  until,
+} from "./testing.ts";
+
+/** Bob's request to watch SLOW01 (his next request after a join that timed out). */
+const WATCH_SLOW01 = {
+  type: "JoinAsSpectator",
+  data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
+};
 
 const FORWARD_MS = 200;
 
@@ -33,6 +48,65 @@ async function setup(forwardTimeoutMs = FORWARD_MS) {
     };
   };
   return { cluster, a, b, alice, slow };
+}
+
+/**
+ * Wraps the subscriber of node `node` of `cluster`: the first envelope carrying a `BOUND` for
+ * `client` after its `RoomJoinFailed` (a late success) goes to `act` with the function that takes
+ * it in; every other envelope is taken in at once.
+ */
+function onLateSuccess(
+  cluster: TestCluster,
+  node: string,
+  client: TestClient,
+  act: (takeIn: () => void) => void,
+): void {
+  const handlers = cluster.network.subscriber(node)!;
+  let seen = false;
+  cluster.network.subscribe(node, {
+    ...handlers,
+    receive: (bytes) => {
+      if (
+        seen || client.last("RoomJoinFailed") === undefined ||
+        !decodeBatch(bytes).bodies.some((body) =>
+          body.kind === Kind.OUT &&
+          body.items.some((item) => item.tag === "bound" && item.conn === client.id)
+        )
+      ) {
+        return handlers.receive(bytes);
+      }
+      seen = true;
+      act(() => handlers.receive(bytes));
+    },
+  });
+}
+
+/** The body kinds of each envelope node `from` publishes from now on (before the fault runs). */
+function kindsSentBy(cluster: TestCluster, from: string): number[][] {
+  const sent: number[][] = [];
+  const fault = cluster.network.fault;
+  cluster.network.fault = (sender, to, bytes) => {
+    if (sender === from) sent.push(decodeBatch(bytes).bodies.map((body) => body.kind));
+    return fault?.(sender, to, bytes) ?? "deliver";
+  };
+  return sent;
+}
+
+/**
+ * `bob`'s answers were `RoomJoinFailed`, `SpectatorJoined` (one process's: the failed join left
+ * nothing); his late seat in SLOW01 on `a` goes, leaving `players`, and game data `player` sends
+ * reaches him as a spectator.
+ */
+async function watchesSlow01(
+  a: TestCluster["nodes"][number],
+  bob: TestClient,
+  player: TestClient,
+  players: number,
+): Promise<void> {
+  equal(bob.types().join(), "RoomJoinFailed,SpectatorJoined");
+  await until(() => a.engine.lookup("orbit", "SLOW01")?.players === players, "Bob's seat released");
+  player.say({ type: "GameData", data: { data: "watched" } });
+  await until(() => bob.last("GameData")?.data?.data === "watched", "Bob watches");
 }
 
 Deno.test("Cluster (twins): a BIND that reaches the home after its deadline → SERVICE_UNAVAILABLE, dropped by the home, no ghost", async () => {
@@ -109,10 +183,7 @@ Deno.test('Cluster (twins): a join whose success crosses the timeout, and the co
     await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
     // At once, another request to the same home (a spectator's place in that room). The home
     // is fast again: its answer comes right behind the late success, within this request's time.
-    bob.say({
-      type: "JoinAsSpectator",
-      data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
-    });
+    bob.say(WATCH_SLOW01);
     cluster.network.fault = undefined;
     await until(() => b.cluster.router.counts.bindsUndone === 1, "the late success undone");
     await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "Bob's seat released");
@@ -154,10 +225,7 @@ Deno.test('Cluster (twins): a late success\'s undo and the connection\'s next re
     };
     join(bob, "Bob", "SLOW01");
     await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
-    bob.say({
-      type: "JoinAsSpectator",
-      data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
-    });
+    bob.say(WATCH_SLOW01);
     await until(() => b.cluster.router.counts.bindsUndone === 1, "the late success undone");
     await until(() => bob.last("SpectatorJoinFailed") !== undefined, "the second answer");
     // A ran the spectator request with the late seat in place ("Already in a room"); that seat
@@ -184,33 +252,11 @@ Deno.test('Cluster (twins): a late success undone in the turn the connection sen
     slow(a.name, Kind.OUT);
     // When the late success reaches B, Bob sends his next request to A first, and B takes the
     // late success in after that request's BIND has joined its envelope to A, in the same turn.
-    const handlers = cluster.network.subscriber(b.name)!;
-    let late = false;
-    cluster.network.subscribe(b.name, {
-      ...handlers,
-      receive: (bytes) => {
-        if (
-          late || bob.last("RoomJoinFailed") === undefined ||
-          !decodeBatch(bytes).bodies.some((body) =>
-            body.kind === Kind.OUT && body.items.some((item) => item.tag === "bound")
-          )
-        ) {
-          return handlers.receive(bytes);
-        }
-        late = true;
-        bob.say({
-          type: "JoinAsSpectator",
-          data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
-        });
-        setImmediate(() => handlers.receive(bytes));
-      },
+    onLateSuccess(cluster, b.name, bob, (takeIn) => {
+      bob.say(WATCH_SLOW01);
+      setImmediate(takeIn);
     });
-    const fromB: number[][] = [];
-    const slowFault = cluster.network.fault!;
-    cluster.network.fault = (from, to, bytes) => {
-      if (from === b.name) fromB.push(decodeBatch(bytes).bodies.map((body) => body.kind));
-      return slowFault(from, to, bytes);
-    };
+    const fromB = kindsSentBy(cluster, b.name);
     join(bob, "Bob", "SLOW01");
     await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
     equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
@@ -221,11 +267,8 @@ Deno.test('Cluster (twins): a late success undone in the turn the connection sen
     );
     equal(b.cluster.router.counts.bindsUndone, 1);
     // One process: the failed join left nothing, so Bob watches the room.
-    equal(bob.types().join(), "RoomJoinFailed,SpectatorJoined");
-    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 1, "Bob's seat released");
+    await watchesSlow01(a, bob, alice, 1);
     equal(b.engine.binding(bob.id), undefined);
-    alice.say({ type: "GameData", data: { data: "watched" } });
-    await until(() => bob.last("GameData")?.data?.data === "watched", "Bob watches");
   } finally {
     cluster.network.fault = undefined;
     await cluster.close();
@@ -440,10 +483,7 @@ Deno.test("Cluster (twins): a member's request that reaches its home after the r
   try {
     const bob = await joined(b, "Bob", "SLOW01");
     slow(b.name, Kind.BIND);
-    bob.say({
-      type: "JoinAsSpectator",
-      data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
-    });
+    bob.say(WATCH_SLOW01);
     await until(() => bob.last("SpectatorJoinFailed") !== undefined, "the answer");
     equal(bob.last("SpectatorJoinFailed")!.data!.error_code, "ALREADY_IN_ROOM");
     equal(a.cluster.router.counts.bindsExpired, 0, "not dropped as expired");
@@ -584,37 +624,14 @@ Deno.test('Cluster (twins): a late success undone in the turn another member of 
     slow(a.name, Kind.OUT);
     // When the late success reaches B, Bob sends his next request to A; in the turn B takes the
     // late success in, Carol's game data joins B's envelope to A first, behind that request.
-    const handlers = cluster.network.subscriber(b.name)!;
-    let late = false;
-    cluster.network.subscribe(b.name, {
-      ...handlers,
-      receive: (bytes) => {
-        if (
-          late || bob.last("RoomJoinFailed") === undefined ||
-          !decodeBatch(bytes).bodies.some((body) =>
-            body.kind === Kind.OUT &&
-            body.items.some((item) => item.tag === "bound" && item.conn === bob.id)
-          )
-        ) {
-          return handlers.receive(bytes);
-        }
-        late = true;
-        bob.say({
-          type: "JoinAsSpectator",
-          data: { game_name: "orbit", room_code: "SLOW01", spectator_name: "Bob" },
-        });
-        setImmediate(() => {
-          carol.say({ type: "GameData", data: { data: "from Carol" } });
-          handlers.receive(bytes);
-        });
-      },
+    onLateSuccess(cluster, b.name, bob, (takeIn) => {
+      bob.say(WATCH_SLOW01);
+      setImmediate(() => {
+        carol.say({ type: "GameData", data: { data: "from Carol" } });
+        takeIn();
+      });
     });
-    const fromB: number[][] = [];
-    const slowFault = cluster.network.fault!;
-    cluster.network.fault = (from, to, bytes) => {
-      if (from === b.name) fromB.push(decodeBatch(bytes).bodies.map((body) => body.kind));
-      return slowFault(from, to, bytes);
-    };
+    const fromB = kindsSentBy(cluster, b.name);
     join(bob, "Bob", "SLOW01");
     await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
     equal(bob.last("RoomJoinFailed")!.data!.error_code, "SERVICE_UNAVAILABLE");
@@ -627,10 +644,7 @@ Deno.test('Cluster (twins): a late success undone in the turn another member of 
     const sent = fromB.flat().filter((kind) => kind !== Kind.MSG);
     deepEqual(sent.slice(-3), [Kind.DATA, Kind.CLOSED, Kind.BIND], JSON.stringify(fromB));
     // One process: the failed join left nothing; Bob never was in SLOW01, and now watches it.
-    equal(bob.types().join(), "RoomJoinFailed,SpectatorJoined");
-    await until(() => a.engine.lookup("orbit", "SLOW01")?.players === 2, "Bob's seat released");
-    carol.say({ type: "GameData", data: { data: "watched" } });
-    await until(() => bob.last("GameData")?.data?.data === "watched", "Bob watches");
+    await watchesSlow01(a, bob, carol, 2);
   } finally {
     cluster.network.fault = undefined;
     await cluster.close();
@@ -667,23 +681,11 @@ Deno.test('Cluster (twins): a late success undone in the turn another member of 
       return "deliver";
     };
     // When the late success reaches B, Carol's game data goes to A in the same turn as the undo.
-    const handlers = cluster.network.subscriber(b.name)!;
     let undone = false;
-    cluster.network.subscribe(b.name, {
-      ...handlers,
-      receive: (bytes) => {
-        if (
-          !undone && bob.last("RoomJoinFailed") !== undefined &&
-          decodeBatch(bytes).bodies.some((body) =>
-            body.kind === Kind.OUT &&
-            body.items.some((item) => item.tag === "bound" && item.conn === bob.id)
-          )
-        ) {
-          undone = true;
-          carol.say({ type: "GameData", data: { data: "from Carol" } });
-        }
-        handlers.receive(bytes);
-      },
+    onLateSuccess(cluster, b.name, bob, (takeIn) => {
+      undone = true;
+      carol.say({ type: "GameData", data: { data: "from Carol" } });
+      takeIn();
     });
     join(bob, "Bob", "SLOW01");
     await until(() => bob.last("RoomJoinFailed") !== undefined, "the timeout");
