@@ -966,12 +966,17 @@ export class ClusterRouter implements Router {
       // did. It fails now with SERVICE_UNAVAILABLE, as it would once its answer or its timeout came
       // (docs/spec/SERVER.md §8.4.2 "Late success"); what that home sends the connection before it
       // takes the CLOSED in reaches nobody (`#accepts`).
-      clearTimeout(pending.timer);
-      this.#pending.delete(conn);
-      this.#unboundSoFar.delete(conn);
-      this.#sendToClient(conn, unavailable(pending.message));
-      pending.resolve({ status: "unbound" });
+      this.#failPending(conn, pending);
     }
+  }
+
+  /** Fails `conn`'s pending request now: the client gets `SERVICE_UNAVAILABLE`, no binding. */
+  #failPending(conn: ConnId, pending: PendingBind): void {
+    clearTimeout(pending.timer);
+    this.#pending.delete(conn);
+    this.#unboundSoFar.delete(conn);
+    this.#sendToClient(conn, unavailable(pending.message));
+    pending.resolve({ status: "unbound" });
   }
 
   /** Forgets failed requests older than `T` (their late answers can no longer arrive). */
@@ -991,12 +996,9 @@ export class ClusterRouter implements Router {
     // Step 1: our connections bound to the peer or pending there.
     for (const [conn, pending] of this.#pending) {
       if (pending.home !== peer) continue;
-      clearTimeout(pending.timer);
-      this.#pending.delete(conn);
       // The request fails at once (docs/spec/SERVER.md §8.5.1) and is undone below.
       this.#abandoned.set(abandonedKey(conn, peer), { conn, home: peer, at: now });
-      this.#sendToClient(conn, unavailable(pending.message));
-      pending.resolve({ status: "unbound" });
+      this.#failPending(conn, pending);
     }
     // Requests that failed without the peer's answer may have succeeded there, and the answer
     // may be what was lost: undo them (`abandoned`; a home that holds nothing ignores it).
