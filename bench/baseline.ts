@@ -15,9 +15,16 @@
  * but no compression and no client tracking: the thinnest relay on ours' transport, so memory
  * and churn can be compared transport for transport.
  *
+ * `--libraries all` (with either transport) first loads the three libraries ours carries by this
+ * project's rule (validation, MessagePack, logging: `zod`, `@msgpack/msgpack`,
+ * `@logtape/logtape`) and uses each once as ours does at start-up ({@linkcode loadLibraries});
+ * `--libraries zod` (or a comma-separated list) loads only those. The relay is unchanged. Its idle memory is the floor any relay built on those libraries starts
+ * from (`deno task bench:idle-memory`, BENCHMARKS.md "Targets not met").
+ *
  * ```sh
  * deno run --allow-net bench/baseline.ts --port 3537 [--hostname 127.0.0.1]
  * deno run --allow-net --allow-read --allow-env bench/baseline.ts --transport ws --port 3537
+ * deno run --allow-net --allow-read --allow-env bench/baseline.ts --transport ws --libraries all
  * ```
  *
  * @module
@@ -362,6 +369,82 @@ async function serveWs(
   };
 }
 
+/** A library ours carries by this project's rule, as `--libraries` names it. */
+export type Library = "zod" | "msgpack" | "logtape";
+
+/** Every {@linkcode Library}: what `--libraries` without a list loads. */
+export const LIBRARIES: readonly Library[] = ["zod", "msgpack", "logtape"];
+
+/**
+ * Loads each of `libraries` and uses it once the way ours does when it starts
+ * (src/config/schema.ts parses its configuration with a zod schema, main.ts configures logtape
+ * with one sink, src/protocol/msgpack.ts encodes and decodes): `zod` parses an object schema with
+ * nested, defaulted and optional fields; `msgpack` encodes and decodes a message; `logtape` is
+ * configured at `info` with a sink writing JSON lines to stdout and logs one line. What stays in
+ * memory is only what the libraries themselves keep after that; the relay holds no reference.
+ */
+export async function loadLibraries(libraries: readonly Library[] = LIBRARIES): Promise<void> {
+  let port = 3537;
+  if (libraries.includes("zod")) {
+    const { z } = await import("zod");
+    const Settings = z.object({
+      server: z.object({
+        port: z.number().int().min(0).max(65535),
+        host: z.string().default("0.0.0.0"),
+        max_players: z.number().int().positive().optional(),
+      }),
+      logging: z.object({ level: z.enum(["debug", "info", "warning", "error"]) }),
+    });
+    port = Settings.parse({ server: { port }, logging: { level: "info" } }).server.port;
+  }
+  let bytes = 0;
+  if (libraries.includes("msgpack")) {
+    const { encode, decode } = await import("@msgpack/msgpack");
+    const frame = encode({ type: "Ping", data: { port } });
+    bytes = frame.byteLength + (decode(frame) as { type: string }).type.length;
+  }
+  if (libraries.includes("logtape")) {
+    const { configure, getLogger } = await import("@logtape/logtape");
+    const encoder = new TextEncoder();
+    await configure({
+      sinks: {
+        main: (record) => {
+          const line = {
+            level: record.level,
+            message: record.message.join(""),
+            ...record.properties,
+          };
+          Deno.stdout.writeSync(encoder.encode(JSON.stringify(line) + "\n"));
+        },
+      },
+      loggers: [
+        { category: ["baseline"], lowestLevel: "info", sinks: ["main"] },
+        { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
+      ],
+    });
+    getLogger(["baseline"]).info("Libraries loaded ({libraries}; {bytes} bytes of MessagePack)", {
+      libraries: libraries.join(","),
+      bytes,
+    });
+  }
+}
+
+/**
+ * The libraries named by `--libraries` (`all` or a comma-separated list of
+ * {@linkcode LIBRARIES}); an empty list for "".
+ * @throws Error naming an unknown library.
+ */
+export function parseLibraries(text: string): Library[] {
+  if (text === "") return [];
+  if (text === "all") return [...LIBRARIES];
+  return text.split(",").map((name) => {
+    if (!(LIBRARIES as readonly string[]).includes(name)) {
+      throw new Error(`unknown library "${name}" (expected all or ${LIBRARIES.join(", ")})`);
+    }
+    return name as Library;
+  });
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
@@ -369,12 +452,21 @@ if (import.meta.main) {
       port: { type: "string", default: "3537" },
       hostname: { type: "string" },
       transport: { type: "string", default: "deno" },
+      libraries: { type: "string", default: "" },
     },
   });
   if (values.transport !== "deno" && values.transport !== "ws") {
     console.error(`--transport must be "deno" or "ws", got "${values.transport}"`);
     Deno.exit(2);
   }
+  let libraries: Library[];
+  try {
+    libraries = parseLibraries(values.libraries);
+  } catch (error) {
+    console.error(`--libraries: ${(error as Error).message}`);
+    Deno.exit(2);
+  }
+  await loadLibraries(libraries);
   const baseline = await startBaseline({
     hostname: values.hostname ?? "127.0.0.1",
     port: Number(values.port),

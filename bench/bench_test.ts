@@ -13,6 +13,15 @@ import { runChurnPath } from "./churn_path.ts";
 import { runOperatorReads } from "./operator_reads.ts";
 import { judge, secondLook } from "./guard.ts";
 import { spawnServer } from "./spawn.ts";
+import { LIBRARIES, parseLibraries } from "./baseline.ts";
+import {
+  IDLE_SERVERS,
+  type IdleSample,
+  PER_LIBRARY_SERVERS,
+  roundOrder,
+  spawnOptionsOf,
+  summarizeIdle,
+} from "./idle_memory.ts";
 import { Histogram, machineInfo, median } from "./stats.ts";
 
 const LINUX = Deno.build.os === "linux";
@@ -359,5 +368,71 @@ Deno.test("bench:operator-reads fills the rooms it is asked for and times each r
   deepEqual([result.rooms, result.players], [300, 600]);
   for (const timing of [result.scrape, result.listing, result.dashboardRefresh]) {
     ok(timing.medianMs >= 0 && timing.maxMs >= timing.medianMs);
+  }
+});
+
+Deno.test("parseLibraries() reads all, a list or nothing and refuses an unknown name", () => {
+  deepEqual(parseLibraries("all"), ["zod", "msgpack", "logtape"]);
+  deepEqual(parseLibraries("zod,logtape"), ["zod", "logtape"]);
+  deepEqual(parseLibraries(""), []);
+  throws(() => parseLibraries("zod,valibot"), /unknown library "valibot"/);
+});
+
+Deno.test("bench:idle-memory rotates its order, starts each server as named, takes medians", () => {
+  deepEqual(roundOrder(IDLE_SERVERS, 0), ["ours", "ws", "ws+libraries", "deno"]);
+  deepEqual(roundOrder(IDLE_SERVERS, 1), ["ws", "ws+libraries", "deno", "ours"]);
+  deepEqual(roundOrder(IDLE_SERVERS, 4), roundOrder(IDLE_SERVERS, 0));
+  deepEqual(spawnOptionsOf("ws+libraries"), {
+    kind: "baseline",
+    options: { baselineTransport: "ws", baselineLibraries: LIBRARIES },
+  });
+  deepEqual(spawnOptionsOf("ws+zod").options.baselineLibraries, ["zod"]);
+  deepEqual(spawnOptionsOf("ws").options.baselineLibraries, []);
+  equal(spawnOptionsOf("ours").kind, "ours");
+  // Three rounds at two marks; one ws+zod sample; medians, not means, per server and mark.
+  const kb: Record<string, number[][]> = {
+    ours: [[70_000, 69_000], [72_000, 71_000], [90_000, 80_000]],
+    ws: [[56_000, 55_000], [56_000, 55_000], [57_000, 56_000]],
+    "ws+libraries": [[63_000, 61_000], [62_000, 60_000], [64_000, 62_000]],
+    deno: [[45_000, 45_000], [45_000, 45_000], [46_000, 46_000]],
+  };
+  const samples: IdleSample[] = Object.entries(kb).flatMap(([server, runs]) =>
+    runs.map((rssKb, round) => ({ server, round, rssKb } as IdleSample))
+  );
+  samples.push({ server: "ws+zod", round: 0, rssKb: [61_600, 60_000] });
+  const summary = summarizeIdle(samples, [2, 50]);
+  deepEqual(summary.medianKb.ours, [72_000, 71_000]);
+  deepEqual(summary.ratios.oursOverWs, [1.29, 1.29]);
+  deepEqual(summary.ratios.librariesOverWs, [1.13, 1.11]);
+  deepEqual(summary.ratios.oursOverLibraries, [1.14, 1.16]);
+  deepEqual(summary.ratios.wsOverDeno, [1.24, 1.22]);
+  deepEqual(summary.perLibraryOverWs, { "ws+zod": [1.1, 1.09] });
+  equal(PER_LIBRARY_SERVERS.length, LIBRARIES.length);
+  throws(() => summarizeIdle(samples.filter((s) => s.server !== "deno"), [2, 50]), /deno/);
+});
+
+Deno.test("the ws relay with the libraries loaded still relays (bench/baseline.ts --libraries)", async () => {
+  await using server = await spawnServer("baseline", {
+    baselineTransport: "ws",
+    baselineLibraries: LIBRARIES,
+  });
+  const socket = new WebSocket(server.wsUrl);
+  try {
+    const first = await new Promise<{ type: string }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no answer in 5 s")), 5_000);
+      socket.onopen = () =>
+        socket.send(JSON.stringify({
+          type: "JoinRoom",
+          data: { game_name: "idle", room_code: "IDLE01", player_name: "p1" },
+        }));
+      socket.onmessage = (event) => {
+        clearTimeout(timer);
+        resolve(JSON.parse(event.data));
+      };
+      socket.onerror = () => reject(new Error("socket error"));
+    });
+    equal(first.type, "RoomJoined");
+  } finally {
+    socket.close();
   }
 });

@@ -7,6 +7,7 @@
  */
 
 import { V8_FLAGS_ARG } from "../scripts/permissions.ts";
+import type { Library } from "./baseline.ts";
 
 /** Which server to start. */
 export type ServerKind = "ours" | "baseline";
@@ -29,6 +30,11 @@ export interface SpawnOptions {
    * (`node:http` + `npm:ws`, ours' transport). Ignored for ours. @default "deno"
    */
   baselineTransport?: "deno" | "ws";
+  /**
+   * Libraries the baseline loads before it serves (`bench/baseline.ts --libraries`): none, or
+   * some of those ours carries. Ignored for ours. @default []
+   */
+  baselineLibraries?: readonly Library[];
   /** How long to wait for `/v2/health`, ms. @default 30000 */
   readyTimeoutMs?: number;
 }
@@ -86,7 +92,9 @@ export function serverArgv(
   port: number,
   cpuProfDir?: string,
   baselineTransport: "deno" | "ws" = "deno",
+  baselineLibraries: readonly Library[] = [],
 ): string[] {
+  const libraries = baselineLibraries.length > 0;
   const prof = cpuProfDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`];
   return kind === "ours"
     ? [
@@ -107,12 +115,13 @@ export function serverArgv(
       "run",
       ...prof,
       "--allow-net",
-      // `npm:ws` reads its package and an environment switch.
-      ...(baselineTransport === "ws" ? ["--allow-read", "--allow-env"] : []),
+      // `npm:` packages read their files, and `ws` an environment switch.
+      ...(baselineTransport === "ws" || libraries ? ["--allow-read", "--allow-env"] : []),
       `${ROOT}bench/baseline.ts`,
       "--port",
       String(port),
       ...(baselineTransport === "ws" ? ["--transport", "ws"] : []),
+      ...(libraries ? ["--libraries", baselineLibraries.join(",")] : []),
     ];
 }
 
@@ -136,7 +145,13 @@ export async function spawnServer(
 ): Promise<SpawnedServer> {
   const port = freePort();
   const argv = wrapArgv(
-    serverArgv(kind, port, options.cpuProfDir, options.baselineTransport),
+    serverArgv(
+      kind,
+      port,
+      options.cpuProfDir,
+      options.baselineTransport,
+      options.baselineLibraries,
+    ),
     options,
   );
   const env = { NO_COLOR: "1", ...(kind === "ours" ? OURS_ENV : {}), ...options.env };
