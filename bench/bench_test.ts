@@ -23,6 +23,7 @@ import {
   summarizeIdle,
 } from "./idle_memory.ts";
 import { Histogram, machineInfo, median } from "./stats.ts";
+import { floorOrder, floorRatios, spawnArgs } from "./transport_floor.ts";
 
 const LINUX = Deno.build.os === "linux";
 
@@ -435,4 +436,25 @@ Deno.test("the ws relay with the libraries loaded still relays (bench/baseline.t
   } finally {
     socket.close();
   }
+});
+
+Deno.test("bench:transport-floor rotates ours and both thin relays and takes per-round ratios", () => {
+  deepEqual(floorOrder(0), ["ours", "ws", "deno"]);
+  deepEqual(floorOrder(2), ["deno", "ours", "ws"]);
+  deepEqual(parseBenchArgs(["relay", ...spawnArgs("ws")]).baselineTransport, "ws");
+  deepEqual(parseBenchArgs(["relay", ...spawnArgs("deno")]).baselineTransport, "deno");
+  equal(parseBenchArgs(["relay", ...spawnArgs("ours")]).spawn, "ours");
+  const ratios = floorRatios({
+    ours: [22, 20, null, 30],
+    ws: [20, 25, 20, 24],
+    deno: [20, 20, 18, 20],
+  });
+  // Round 3 has no value of ours: its ratios with ours are null and left out of the medians.
+  deepEqual(ratios.oursOverDeno.perRound, [1.1, 1, null, 1.5]);
+  equal(ratios.oursOverDeno.median, 1.1);
+  deepEqual(ratios.oursOverWs.perRound, [1.1, 0.8, null, 1.25]);
+  deepEqual([ratios.oursOverWs.min, ratios.oursOverWs.max], [0.8, 1.25]);
+  deepEqual(ratios.wsOverDeno.perRound, [1, 1.25, 1.111, 1.2]);
+  equal(ratios.wsOverDeno.median, (1.111 + 1.2) / 2);
+  equal(floorRatios({ ours: [null], ws: [1], deno: [1] }).oursOverWs.median, null);
 });
