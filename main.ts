@@ -32,7 +32,6 @@ import {
 } from "./src/logging.ts";
 import { setSuppressedLineCheck } from "./src/metrics/event_log.ts";
 import { startServer, unsupportedSettings } from "./src/server.ts";
-import { releaseStartupMemory } from "./src/util/startup_memory.ts";
 
 /**
  * Sets up logtape once for the whole process (docs/spec/SERVER.md §7): stdout in `logging.format`, plus
@@ -125,7 +124,6 @@ async function main(args: string[]): Promise<number> {
     console.error(inUse ?? `Error: cannot start the server: ${error}`);
     return 1;
   }
-  releaseStartupMemory();
 
   const { promise: stopped, resolve } = Promise.withResolvers<string>();
   let received: string | undefined;

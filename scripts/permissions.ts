@@ -77,7 +77,6 @@ export const RUNTIME_PERMISSIONS: readonly string[] = [
 export const RUNTIME_V8_FLAGS: readonly string[] = [
   "--initial-old-space-size=64",
   "--max-semi-space-size=4",
-  "--expose-gc-as=__signalFishCollectGarbage",
 ];
 
 /** {@linkcode RUNTIME_V8_FLAGS} as one `deno run` / `deno compile` argument. */
