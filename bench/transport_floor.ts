@@ -2,6 +2,9 @@
  * `deno task bench:transport-floor`: how far issue 18's relay and churn targets are reachable on
  * ours' transport at all (BENCHMARKS.md "Targets not met").
  *
+ * `--only saturate` adds the saturation ramp of `bench:compare` (delivered msg/s at the last
+ * step with p99 ≤ 50 ms; higher is better, so a ratio below 1 is the worse side there).
+ *
  * The targets are ratios to the thin `Deno.serve` relay. Ours runs on `node:http` + `npm:ws`
  * (the transport of the hostile-internet issue: `Deno.upgradeWebSocket` cannot bound a
  * fragmented message). This runs three servers in each round, in an order that rotates every
@@ -16,6 +19,7 @@
  * ```sh
  * deno task bench:transport-floor                        # relay and churn, 5 rounds (~6 min)
  * deno task bench:transport-floor --only churn --rounds 7 --json
+ * deno task bench:transport-floor --only saturate --rounds 3   # ~20 min
  * ```
  *
  * @module
@@ -26,16 +30,27 @@ import { isDisturbed, type Report } from "./load.ts";
 import { type Experiment, experimentArgs, METRICS } from "./compare.ts";
 import { median, round3 } from "./stats.ts";
 
+/** Seconds per step of the saturation ramp, as `bench:compare`'s default. */
+const STEP_SECONDS = 5;
+
 /** A server of the comparison: ours, the thin relay on ours' transport, the thin `Deno.serve` one. */
 export type FloorServer = "ours" | "ws" | "deno";
 
 /** The servers, in the first round's order. */
 export const FLOOR_SERVERS: readonly FloorServer[] = ["ours", "ws", "deno"];
 
-/** The experiments and the figure each is judged by (an id of `METRICS` in `./compare.ts`). */
-export const FLOOR_FIGURES: Readonly<Record<"relay" | "churn", string>> = {
+/** An experiment of the comparison (as in `bench:compare`). */
+export type FloorExperiment = "relay" | "churn" | "saturate";
+
+/**
+ * The experiments and the figure each is judged by (an id of `METRICS` in `./compare.ts`): CPU
+ * per delivered message and per churn cycle (lower is better), delivered msg/s at saturation
+ * (higher is better; its ratios read the other way round).
+ */
+export const FLOOR_FIGURES: Readonly<Record<FloorExperiment, string>> = {
   relay: "cpu_per_message",
   churn: "churn_cpu",
+  saturate: "throughput",
 };
 
 /** The `deno task bench` flags that start `server` (with `--spawn`). */
@@ -66,7 +81,7 @@ export interface RatioSeries {
 
 /** One experiment's figures: each server's value per round (null when missing) and the ratios. */
 export interface FloorResult {
-  experiment: "relay" | "churn";
+  experiment: FloorExperiment;
   /** The figure's id and unit in `METRICS` (./compare.ts). */
   figure: string;
   unit: string;
@@ -100,12 +115,16 @@ export function floorRatios(
 
 /** Runs `experiment` for `server` once; a relay run kept off its CPU is run once more. */
 async function runOnce(
-  experiment: "relay" | "churn",
+  experiment: FloorExperiment,
   server: FloorServer,
   duration: number,
 ): Promise<Report> {
   const args = [
-    ...experimentArgs(experiment as Experiment, { connections: 0, duration, stepDuration: 0 }),
+    ...experimentArgs(experiment as Experiment, {
+      connections: 0,
+      duration,
+      stepDuration: STEP_SECONDS,
+    }),
     "--pin",
     "--quiet",
     ...spawnArgs(server),
@@ -133,13 +152,13 @@ if (import.meta.main) {
   const experiments = flags.only.split(",");
   if (
     !(rounds >= 1) || !(duration > 0) ||
-    experiments.some((name) => name !== "relay" && name !== "churn")
+    experiments.some((name) => !(name in FLOOR_FIGURES))
   ) {
-    console.error("--rounds ≥ 1, --duration > 0 s and --only relay,churn (or one of them)");
+    console.error("--rounds ≥ 1, --duration > 0 s and --only some of relay,churn,saturate");
     Deno.exit(2);
   }
   const results: FloorResult[] = [];
-  for (const experiment of experiments as ("relay" | "churn")[]) {
+  for (const experiment of experiments as FloorExperiment[]) {
     const spec = METRICS.find((metric) => metric.id === FLOOR_FIGURES[experiment])!;
     const values: Record<FloorServer, (number | null)[]> = { ours: [], ws: [], deno: [] };
     for (let round = 0; round < rounds; round++) {
