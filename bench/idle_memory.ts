@@ -2,14 +2,14 @@
  * `deno task bench:idle-memory`: idle RSS of ours against the thin relays, and against the floor
  * that the libraries ours carries set (issue 18 item 3; BENCHMARKS.md "Targets not met").
  *
- * Four servers, each started fresh on a free loopback port (`./spawn.ts`), pinned to core 0,
- * measured alone, in an order that rotates every round so that the machine's drift spreads over
- * all of them:
+ * Four servers (seven with `--per-library`), each started fresh on a free loopback port
+ * (`./spawn.ts`), pinned to core 0, measured alone, in an order that rotates every round so that
+ * the machine's drift spreads over all of them:
  *
  * - `ours`: main.ts with the V8 settings it ships with;
  * - `ws`: the thin relay on ours' transport (`bench/baseline.ts --transport ws`);
  * - `ws+libraries`: the same relay after it has loaded and used once the three libraries this
- *   project's rule has ours use for validation, MessagePack and logging (`--libraries`);
+ *   project's rule has ours use for validation, MessagePack and logging (`--libraries all`);
  * - `deno`: the thin `Deno.serve` relay, the denominator of issue 18's other targets;
  * - with `--per-library`, also `ws+zod`, `ws+msgpack` and `ws+logtape`: the ws relay with one of
  *   the libraries each, to show which of them the floor is made of.
@@ -19,8 +19,8 @@
  * about 0 s) and again at each later mark of `--settle` (a comma-separated list, e.g. `2,50`: V8's
  * memory reducer shrinks an idle heap after some tens of seconds). The report gives each server's
  * median per mark and the ratios of medians `ours / ws` (the target: ≤ 1.1×), `ws+libraries /
- * ws` (what the libraries alone add: when it is past 1.1× the target is out of reach of any
- * relay that uses them) and `ours / ws+libraries` (what ours' own code and state add).
+ * ws` (what the libraries alone add: at 1.1× or more the target is out of reach of any relay
+ * that uses them) and `ours / ws+libraries` (what ours' own code and state add).
  *
  * ```sh
  * deno task bench:idle-memory                           # 5 rounds, read at 2 s
