@@ -422,12 +422,11 @@ export class ClusterRouter implements Router {
     // `SERVICE_UNAVAILABLE`, then the home's late answer, which must reach it: undoing it would
     // end, untold, the membership the connection had before the request).
     const timer = this.#edge?.homeOf?.(conn) === home ? undefined : setTimeout(() => {
-      if (this.#pending.get(conn)?.timer !== timer) return;
-      this.#pending.delete(conn);
+      const pending = this.#pending.get(conn);
+      if (pending === undefined || pending.timer !== timer) return;
       this.#abandoned.set(abandonedKey(conn, home), { conn, home, at: this.#now() });
       this.counts.bindTimeouts++;
-      this.#sendToClient(conn, unavailable(message));
-      resolve({ status: "unbound" });
+      this.#failPending(conn, pending);
     }, this.#options.forwardTimeoutMs);
     const seq = this.streams.send(home, {
       kind: Kind.BIND,
