@@ -34,7 +34,7 @@ import { parseArgs } from "node:util";
 import type * as Ws from "ws";
 
 /** What the relay needs of a socket: a WHATWG `WebSocket` or a `ws` one. */
-interface RelaySocket {
+export interface RelaySocket {
   readonly readyState: number;
   send(frame: string): void;
   close(code?: number, reason?: string): void;
@@ -63,11 +63,17 @@ interface Room {
 }
 
 /** `readyState` of an open socket (WHATWG and `ws` alike). */
-const OPEN = 1;
+export const OPEN = 1;
 const CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
-const PONG = '{"type":"Pong"}';
-const ROOM_LEFT = '{"type":"RoomLeft"}';
-const INVALID =
+/** The `Pong` frame. */
+export const PONG = '{"type":"Pong"}';
+/** The `RoomLeft` frame. */
+export const ROOM_LEFT = '{"type":"RoomLeft"}';
+/** The `RoomJoinFailed` frame of a full room. */
+export const ROOM_FULL =
+  '{"type":"RoomJoinFailed","data":{"reason":"Room is full","error_code":"ROOM_FULL"}}';
+/** The `Error` frame for anything the relay does not handle. */
+export const INVALID =
   '{"type":"Error","data":{"message":"Invalid client message","error_code":"INVALID_INPUT"}}';
 
 /** The running baseline: its address and a way to stop it. */
@@ -82,7 +88,26 @@ export interface Baseline extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-function playerInfo(player: Player, room: Room) {
+/** What the join frames read of a seated player (a local one here, or a remote seat). */
+export interface SeatInfo {
+  readonly id: string;
+  readonly name: string;
+  /** ISO 8601 time of the connection. */
+  readonly connectedAt: string;
+}
+
+/** What the join frames read of a room. */
+export interface RoomInfo<S extends SeatInfo> {
+  readonly id: string;
+  readonly code: string;
+  readonly game: string;
+  readonly maxPlayers: number;
+  readonly supportsAuthority: boolean;
+  readonly authority: S | undefined;
+  readonly players: readonly S[];
+}
+
+function playerInfo<S extends SeatInfo>(player: S, room: RoomInfo<S>) {
   return {
     id: player.id,
     name: player.name,
@@ -92,7 +117,41 @@ function playerInfo(player: Player, room: Room) {
   };
 }
 
-function generateCode(): string {
+/**
+ * The two frames of a seating (docs/spec/PROTOCOL.md `RoomJoined` and `PlayerJoined`, the shapes
+ * the real server sends): `roomJoined` for `player`, already in `room.players`, and
+ * `playerJoined` for every other member.
+ */
+export function joinFrames<S extends SeatInfo>(
+  room: RoomInfo<S>,
+  player: S,
+): { roomJoined: string; playerJoined: string } {
+  const roomJoined = JSON.stringify({
+    type: "RoomJoined",
+    data: {
+      room_id: room.id,
+      room_code: room.code,
+      player_id: player.id,
+      game_name: room.game,
+      max_players: room.maxPlayers,
+      supports_authority: room.supportsAuthority,
+      current_players: room.players.map((p) => playerInfo(p, room)),
+      is_authority: room.authority === player,
+      lobby_state: room.players.length >= room.maxPlayers ? "lobby" : "waiting",
+      ready_players: [],
+      relay_type: "matchbox",
+      current_spectators: [],
+    },
+  });
+  const playerJoined = JSON.stringify({
+    type: "PlayerJoined",
+    data: { player: { ...playerInfo(player, room), is_authority: false } },
+  });
+  return { roomJoined, playerJoined };
+}
+
+/** A random 6-character room code from the real server's alphabet. */
+export function generateCode(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
   let code = "";
   for (const byte of bytes) code += CODE_ALPHABET[byte & 31];
@@ -135,41 +194,15 @@ export async function startBaseline(
       if (supportsAuthority) room.authority = player;
     }
     if (room.players.length >= room.maxPlayers) {
-      send(
-        player,
-        '{"type":"RoomJoinFailed","data":{"reason":"Room is full","error_code":"ROOM_FULL"}}',
-      );
+      send(player, ROOM_FULL);
       return;
     }
     player.name = data.player_name;
     player.room = room;
     room.players.push(player);
-    const r = room;
-    send(
-      player,
-      JSON.stringify({
-        type: "RoomJoined",
-        data: {
-          room_id: r.id,
-          room_code: r.code,
-          player_id: player.id,
-          game_name: r.game,
-          max_players: r.maxPlayers,
-          supports_authority: r.supportsAuthority,
-          current_players: r.players.map((p) => playerInfo(p, r)),
-          is_authority: r.authority === player,
-          lobby_state: r.players.length >= r.maxPlayers ? "lobby" : "waiting",
-          ready_players: [],
-          relay_type: "matchbox",
-          current_spectators: [],
-        },
-      }),
-    );
-    const joined = JSON.stringify({
-      type: "PlayerJoined",
-      data: { player: { ...playerInfo(player, r), is_authority: false } },
-    });
-    for (const other of r.players) if (other !== player) send(other, joined);
+    const { roomJoined, playerJoined } = joinFrames(room, player);
+    send(player, roomJoined);
+    for (const other of room.players) if (other !== player) send(other, playerJoined);
   }
 
   function leave(player: Player): void {
@@ -242,10 +275,20 @@ export async function startBaseline(
     leave(player);
   }
 
-  if (options.transport === "ws") {
-    return await serveWs(options, { connect, receive, disconnect, sockets });
-  }
+  return await serveRelay(options, { connect, receive, disconnect, sockets });
+}
 
+/**
+ * Serves `core` on `options.transport` (`Deno.serve`, or `node:http` + `ws` for `"ws"`):
+ * `/v2/health` answers `OK`, a WebSocket upgrade of `/v2/ws` becomes a player of the core.
+ * Shared by this relay and the thin cluster relay (bench/baseline_cluster.ts).
+ */
+export async function serveRelay<P>(
+  options: { hostname?: string; port?: number; transport?: BaselineTransport },
+  core: RelayCore<P>,
+): Promise<Baseline> {
+  if (options.transport === "ws") return await serveWs(options, core);
+  const { connect, receive, disconnect, sockets } = core;
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({
     hostname: options.hostname ?? "127.0.0.1",
@@ -301,10 +344,13 @@ function quietEnd(stream: EndableStream): void {
 }
 
 /** The relay's side of a transport: a socket comes, sends frames, goes. */
-interface RelayCore {
-  connect(socket: RelaySocket): Player;
-  receive(player: Player, frame: unknown): void;
-  disconnect(player: Player): void;
+export interface RelayCore<P> {
+  /** A new socket; what it returns is handed back with each of its frames and its close. */
+  connect(socket: RelaySocket): P;
+  /** One frame: a string (text) or a `Uint8Array` (binary). */
+  receive(player: P, frame: unknown): void;
+  disconnect(player: P): void;
+  /** Every open socket (closed with 1001 by `close()`). */
   sockets: Set<RelaySocket>;
 }
 
@@ -312,9 +358,9 @@ interface RelayCore {
  * The relay on `node:http` + `npm:ws` (loaded only here, so the `Deno.serve` relay stays one
  * file with no package): `/v2/health` answers `OK`, an upgrade of `/v2/ws` is handed to `ws`.
  */
-async function serveWs(
+async function serveWs<P>(
   options: { hostname?: string; port?: number },
-  core: RelayCore,
+  core: RelayCore<P>,
 ): Promise<Baseline> {
   const http = await import("node:http");
   const { WebSocketServer } = await import("ws") as typeof Ws;

@@ -8,6 +8,9 @@
 # Relay: 100 rooms x 4 at 10 msg/s per player (12,000 delivered/s; ROOMS=, RATE= change it), 10 s,
 # JSON per run in $OUT.
 # TREE = the server's source tree (default this one; the load generator is always this one's).
+# SERVER=baseline = the thin relays instead of ours: bench/baseline.ts for `single`, three
+# bench/baseline_cluster.ts instances over the Redis for `spread` / `affinity` (the floor of the
+# cluster's hops); BASELINE_TRANSPORT=ws serves them on ours' transport.
 # PROF = a directory for V8 CPU profiles of the servers (--cpu-prof; written at exit).
 # PERF=1 = `perf stat` of each process (system calls, context switches, CPU) for 5 s mid-step;
 # with PERFREC=1 also `perf record` (on-CPU samples; V8FLAGS=--perf-basic-prof names JS frames).
@@ -52,9 +55,18 @@ run() { # mode
     [ $n -gt 1 ] && CL=(SIGNAL_FISH_CLUSTER__REDIS_URL=redis://127.0.0.1:$P SIGNAL_FISH_CLUSTER__INSTANCE_ID=b$i
       SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS=3 SIGNAL_FISH_CLUSTER__HEARTBEAT_MS=1000
       SIGNAL_FISH_CLUSTER__DRAIN_TIMEOUT_SECS=0)
-    (cd "$TREE" && exec env "${ENV_COMMON[@]}" "${CL[@]}" deno run --allow-net --allow-read --allow-env \
-      --v8-flags=--initial-old-space-size=64,--max-semi-space-size=4${V8FLAGS:+,$V8FLAGS} "${PROF_FLAGS[@]}" main.ts --host 127.0.0.1 --port $PORT) \
-      >"$OUT/server-$mode-$i.log" 2>&1 &
+    if [ "${SERVER:-ours}" = baseline ]; then
+      # The thin relays: bench/baseline.ts alone, bench/baseline_cluster.ts over this Redis.
+      local BL=(bench/baseline.ts) BT=()
+      [ $n -gt 1 ] && BL=(bench/baseline_cluster.ts --redis redis://127.0.0.1:$P)
+      [ -n "${BASELINE_TRANSPORT:-}" ] && BT=(--transport "$BASELINE_TRANSPORT")
+      (cd "$TREE" && exec deno run --allow-net --allow-read --allow-env ${V8FLAGS:+--v8-flags=$V8FLAGS} \
+        "${PROF_FLAGS[@]}" "${BL[@]}" "${BT[@]}" --hostname 127.0.0.1 --port $PORT) >"$OUT/server-$mode-$i.log" 2>&1 &
+    else
+      (cd "$TREE" && exec env "${ENV_COMMON[@]}" "${CL[@]}" deno run --allow-net --allow-read --allow-env \
+        --v8-flags=--initial-old-space-size=64,--max-semi-space-size=4${V8FLAGS:+,$V8FLAGS} "${PROF_FLAGS[@]}" main.ts --host 127.0.0.1 --port $PORT) \
+        >"$OUT/server-$mode-$i.log" 2>&1 &
+    fi
     PIDS+=($!)
     URLS+=("ws://127.0.0.1:$PORT/v2/ws")
   done
@@ -82,7 +94,7 @@ run() { # mode
   local REDIS=()
   [ -n "$RPID" ] && REDIS=(--redis 127.0.0.1:$P)
   local tag
-  tag=$(basename "$TREE")-$mode-$(date +%H%M%S)
+  tag=$(basename "$TREE")${SERVER:+-$SERVER}${BASELINE_TRANSPORT:+-$BASELINE_TRANSPORT}-$mode-$(date +%H%M%S)
   local before
   before=$(cat /proc/pressure/cpu | head -1)
   if [ -n "${PERF:-}" ] && [ "$mode" != idle ]; then

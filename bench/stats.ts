@@ -123,6 +123,32 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** One ratio over the rounds of a comparison: each round's value, their median, lowest and highest. */
+export interface RatioSeries {
+  perRound: (number | null)[];
+  median: number | null;
+  min: number | null;
+  max: number | null;
+}
+
+/**
+ * `top[i] / bottom[i]` per round (3 decimals) and the median, lowest and highest of them; a round
+ * missing either value (or with a zero `bottom`) has a null ratio and is left out of the rest.
+ */
+export function ratioSeries(
+  top: readonly (number | null)[],
+  bottom: readonly (number | null)[],
+): RatioSeries {
+  const perRound = top.map((value, round) => {
+    const under = bottom[round];
+    return value == null || under == null || under === 0 ? null : round3(value / under);
+  });
+  const known = perRound.filter((ratio): ratio is number => ratio !== null);
+  return known.length === 0
+    ? { perRound, median: null, min: null, max: null }
+    : { perRound, median: median(known), min: Math.min(...known), max: Math.max(...known) };
+}
+
 /** Kernel clock ticks per second for `/proc/<pid>/stat` times (`getconf CLK_TCK`, 100 on Linux). */
 const CLOCK_TICKS_PER_SECOND = 100;
 

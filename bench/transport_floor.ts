@@ -28,7 +28,7 @@ import { parseArgs } from "node:util";
 import { bench, parseBenchArgs } from "./main.ts";
 import { isDisturbed, type Report } from "./load.ts";
 import { type Experiment, experimentArgs, METRICS } from "./compare.ts";
-import { median, round3 } from "./stats.ts";
+import { median, type RatioSeries, ratioSeries } from "./stats.ts";
 
 /** Seconds per step of the saturation ramp, as `bench:compare`'s default. */
 const STEP_SECONDS = 5;
@@ -71,14 +71,6 @@ export function floorOrder(round: number): FloorServer[] {
   return FLOOR_SERVERS.map((_, i) => FLOOR_SERVERS[(i + round) % n]!);
 }
 
-/** One ratio over the rounds: each round's value, their median, lowest and highest. */
-export interface RatioSeries {
-  perRound: (number | null)[];
-  median: number | null;
-  min: number | null;
-  max: number | null;
-}
-
 /** One experiment's figures: each server's value per round (null when missing) and the ratios. */
 export interface FloorResult {
   experiment: FloorExperiment;
@@ -96,16 +88,8 @@ export interface FloorResult {
 export function floorRatios(
   values: Record<FloorServer, (number | null)[]>,
 ): FloorResult["ratios"] {
-  const series = (top: FloorServer, bottom: FloorServer): RatioSeries => {
-    const perRound = values[top].map((value, round) => {
-      const under = values[bottom][round];
-      return value == null || under == null || under === 0 ? null : round3(value / under);
-    });
-    const known = perRound.filter((ratio): ratio is number => ratio !== null);
-    return known.length === 0
-      ? { perRound, median: null, min: null, max: null }
-      : { perRound, median: median(known), min: Math.min(...known), max: Math.max(...known) };
-  };
+  const series = (top: FloorServer, bottom: FloorServer) =>
+    ratioSeries(values[top], values[bottom]);
   return {
     oursOverDeno: series("ours", "deno"),
     oursOverWs: series("ours", "ws"),
