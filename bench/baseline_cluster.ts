@@ -12,7 +12,9 @@
  * - each instance subscribes to its own channel `<prefix>inst:<node>` on one connection and
  *   publishes on another (§8.4.1), so each ordered pair of instances is a FIFO stream;
  * - one envelope per peer per event-loop turn (`setImmediate`), carrying every body produced for
- *   that peer in the turn, in order (§8.4.1 "This implementation");
+ *   that peer in the turn, in order (§8.4.1 "This implementation"); with `--window-ms W`, as ours'
+ *   `cluster.envelope_window_ms`, bodies produced within W ms of the last publish wait for the
+ *   window's end;
  * - the edge parses a client frame once and forwards an untargeted or targeted `GameData` as its
  *   payload only (ours' `DATA` body); the home builds the output frame once per event and sends
  *   each other edge one body naming the recipients there (ours' `OUT` frame item).
@@ -28,7 +30,8 @@
  *
  * ```sh
  * deno run --allow-net --allow-read --allow-env bench/baseline_cluster.ts \
- *   --redis redis://127.0.0.1:6379 --port 3537 [--hostname 127.0.0.1] [--transport ws]
+ *   --redis redis://127.0.0.1:6379 --port 3537 [--hostname 127.0.0.1] [--transport ws] \
+ *   [--window-ms 3]
  * ```
  *
  * @module
@@ -117,6 +120,11 @@ export interface ClusterBaselineOptions {
   transport?: BaselineTransport;
   /** Prefix of keys and channels. @default "floor:" */
   prefix?: string;
+  /**
+   * Ours' `cluster.envelope_window_ms` (docs/spec/SERVER.md §8.4.1): bodies produced less than
+   * this many ms after the last publish wait for the window's end. @default 0 (off)
+   */
+  windowMs?: number;
 }
 
 /** A running instance of the thin cluster relay. */
@@ -148,11 +156,14 @@ export async function startClusterBaseline(
   const sockets = new Set<RelaySocket>();
   let published = 0;
 
-  // One envelope per peer per turn.
+  // One envelope per peer per turn; with a window, at most one publish round per `windowMs`.
+  const windowMs = options.windowMs ?? 0;
   const outbox = new Map<string, Body[]>();
   let flushing = false;
+  let lastFlush = -Infinity;
   const flush = () => {
     flushing = false;
+    if (windowMs > 0) lastFlush = performance.now();
     for (const [peer, bodies] of outbox) {
       published++;
       command.sendCommand(["PUBLISH", channel(peer), JSON.stringify([node, bodies])])
@@ -166,7 +177,9 @@ export async function startClusterBaseline(
     else outbox.set(peer, [body]);
     if (!flushing) {
       flushing = true;
-      setImmediate(flush);
+      const wait = windowMs > 0 ? lastFlush + windowMs - performance.now() : 0;
+      if (wait > 0) setTimeout(flush, wait);
+      else setImmediate(flush);
     }
   };
 
@@ -442,6 +455,7 @@ if (import.meta.main) {
       port: { type: "string", default: "3537" },
       hostname: { type: "string", default: "127.0.0.1" },
       transport: { type: "string", default: "deno" },
+      "window-ms": { type: "string", default: "0" },
     },
   });
   if (values.redis === undefined) {
@@ -457,6 +471,7 @@ if (import.meta.main) {
     hostname: values.hostname,
     port: Number(values.port),
     transport: values.transport,
+    windowMs: Number(values["window-ms"]),
   });
   console.log(JSON.stringify({ msg: "Listening", port: relay.port, node: relay.node }));
   const { promise, resolve } = Promise.withResolvers<void>();

@@ -186,3 +186,34 @@ Deno.test("bench:cluster-floor starts each server, rotates them, reads reports, 
   deepEqual([ratios.spread.median, ratios.spread.min, ratios.spread.max], [3.5, 3, 4]);
   ok(clusterRatios({ single: at(null), affinity: at(1), spread: at(1) }).spread.median === null);
 });
+
+Deno.test({
+  name: "the thin cluster relay's envelope window puts a window's frames in one publish",
+  ignore: IGNORE_WITHOUT_REDIS,
+  async fn() {
+    await using redis = await startRedis();
+    const home = await startClusterBaseline({ redisUrl: redis.url, windowMs: 1_000 });
+    const edge = await startClusterBaseline({ redisUrl: redis.url });
+    const a = new Client(home.wsUrl);
+    const b = new Client(edge.wsUrl);
+    try {
+      await joined(a, "WINDOW", "a");
+      await joined(b, "WINDOW", "b");
+      // Past the window of the join's publish, then three frames 100 ms apart, each in its own
+      // turn: the first leaves at the end of its turn, the other two wait for the window's end.
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const before = home.published;
+      for (let n = 1; n <= 3; n++) {
+        a.send("GameData", { data: { n } });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      for (let n = 1; n <= 3; n++) deepEqual((await b.next("GameData")).data, { n });
+      equal(home.published - before, 2);
+    } finally {
+      await a.close();
+      await b.close();
+      await home.close();
+      await edge.close();
+    }
+  },
+});

@@ -10,7 +10,8 @@
 # TREE = the server's source tree (default this one; the load generator is always this one's).
 # SERVER=baseline = the thin relays instead of ours: bench/baseline.ts for `single`, three
 # bench/baseline_cluster.ts instances over the Redis for `spread` / `affinity` (the floor of the
-# cluster's hops); BASELINE_TRANSPORT=ws serves them on ours' transport.
+# cluster's hops); BASELINE_TRANSPORT=ws serves them on ours' transport;
+# SIGNAL_FISH_CLUSTER__ENVELOPE_WINDOW_MS=W sets ours' envelope window and the thin relay's alike.
 # PROF = a directory for V8 CPU profiles of the servers (--cpu-prof; written at exit).
 # PERF=1 = `perf stat` of each process (system calls, context switches, CPU) for 5 s mid-step;
 # with PERFREC=1 also `perf record` (on-CPU samples; V8FLAGS=--perf-basic-prof names JS frames).
@@ -58,7 +59,8 @@ run() { # mode
     if [ "${SERVER:-ours}" = baseline ]; then
       # The thin relays: bench/baseline.ts alone, bench/baseline_cluster.ts over this Redis.
       local BL=(bench/baseline.ts) BT=()
-      [ $n -gt 1 ] && BL=(bench/baseline_cluster.ts --redis redis://127.0.0.1:$P)
+      [ $n -gt 1 ] && BL=(bench/baseline_cluster.ts --redis redis://127.0.0.1:$P
+        --window-ms "${SIGNAL_FISH_CLUSTER__ENVELOPE_WINDOW_MS:-0}")
       [ -n "${BASELINE_TRANSPORT:-}" ] && BT=(--transport "$BASELINE_TRANSPORT")
       (cd "$TREE" && exec deno run --allow-net --allow-read --allow-env ${V8FLAGS:+--v8-flags=$V8FLAGS} \
         "${PROF_FLAGS[@]}" "${BL[@]}" "${BT[@]}" --hostname 127.0.0.1 --port $PORT) >"$OUT/server-$mode-$i.log" 2>&1 &
