@@ -207,7 +207,9 @@ export async function startClusterBaseline(
   const seat = (request: JoinRequest, conn: Conn | undefined, edge: string | undefined) => {
     const key = `${request.game}\u0000${request.code}`;
     let room = rooms.get(key);
+    let created = false;
     if (!room) {
+      created = true;
       room = {
         key,
         id: crypto.randomUUID(),
@@ -234,7 +236,8 @@ export async function startClusterBaseline(
       edge,
     };
     room.players.push(member);
-    if (room.supportsAuthority && room.authority === undefined) room.authority = member;
+    // As in the baseline: the creator holds authority, and nobody after it leaves.
+    if (created && room.supportsAuthority) room.authority = member;
     if (conn) conn.seat = member;
     else remoteSeats.set(member.id, member);
     const { roomJoined, playerJoined } = joinFrames(room, member);

@@ -108,6 +108,8 @@ for (const transport of ["deno", "ws"] as const) {
         const roomB = await joined(b, "FLOOR1", "b");
         // One room: b, joined through the other instance, is seated in a's room, at its home.
         equal(roomB.room_id, roomA.room_id);
+        // The creator holds authority, as in the baseline.
+        deepEqual([roomA.is_authority, roomB.is_authority], [true, false]);
         deepEqual(
           (roomB.current_players as { name: string }[]).map((player) => player.name),
           ["a", "b"],
