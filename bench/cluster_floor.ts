@@ -29,7 +29,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { median, type RatioSeries, ratioSeries } from "./stats.ts";
+import { median, type RatioSeries, ratioSeries, rotation } from "./stats.ts";
 
 /** A server of the comparison: ours, the thin relays on `Deno.serve`, the thin relays on `ws`. */
 export type ClusterFloorServer = "ours" | "deno" | "ws";
@@ -53,11 +53,6 @@ export function clusterRunEnv(server: ClusterFloorServer): Record<string, string
     case "ws":
       return { SERVER: "baseline", BASELINE_TRANSPORT: "ws" };
   }
-}
-
-/** `servers` rotated left by `round` (0-based), so each runs first as often as the others. */
-export function rotation<T>(servers: readonly T[], round: number): T[] {
-  return servers.map((_, i) => servers[(i + round) % servers.length]!);
 }
 
 /**

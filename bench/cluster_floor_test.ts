@@ -8,11 +8,11 @@ import { type ClusterBaseline, startClusterBaseline } from "./baseline_cluster.t
 import {
   clusterRatios,
   clusterRunEnv,
-  rotation,
   topologyOf,
   type TopologyRun,
   topologyRun,
 } from "./cluster_floor.ts";
+import { rotation } from "./stats.ts";
 import { IGNORE_WITHOUT_REDIS, startRedis } from "../tests/redis_server.ts";
 
 /** A test client: every frame it received, in order, and a wait for the next of a type. */

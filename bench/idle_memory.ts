@@ -33,7 +33,7 @@
 import { parseArgs } from "node:util";
 import { LIBRARIES, type Library } from "./baseline.ts";
 import { type SpawnOptions, spawnServer } from "./spawn.ts";
-import { median, readProc } from "./stats.ts";
+import { median, readProc, rotation } from "./stats.ts";
 
 /** A server the benchmark measures, by its label in the report. */
 export type IdleServer = "ours" | "ws" | "ws+libraries" | "deno" | `ws+${Library}`;
@@ -63,8 +63,7 @@ export function spawnOptionsOf(server: IdleServer): {
 
 /** The order of round `round` (0-based): `servers` rotated by `round`. */
 export function roundOrder(servers: readonly IdleServer[], round: number): IdleServer[] {
-  const n = servers.length;
-  return servers.map((_, i) => servers[(i + round) % n]!);
+  return rotation(servers, round);
 }
 
 /** One server's resident set at each settle mark, kB, in the order of the marks. */

@@ -123,6 +123,14 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/**
+ * `items` rotated left by `round` (0-based), so that over as many rounds as there are items each
+ * runs first once: the run order of the benchmarks that compare servers round by round.
+ */
+export function rotation<T>(items: readonly T[], round: number): T[] {
+  return items.map((_, i) => items[(i + round) % items.length]!);
+}
+
 /** One ratio over the rounds of a comparison: each round's value, their median, lowest and highest. */
 export interface RatioSeries {
   perRound: (number | null)[];

@@ -28,7 +28,7 @@ import { parseArgs } from "node:util";
 import { bench, parseBenchArgs } from "./main.ts";
 import { isDisturbed, type Report } from "./load.ts";
 import { type Experiment, experimentArgs, METRICS } from "./compare.ts";
-import { median, type RatioSeries, ratioSeries } from "./stats.ts";
+import { median, type RatioSeries, ratioSeries, rotation } from "./stats.ts";
 
 /** Seconds per step of the saturation ramp, as `bench:compare`'s default. */
 const STEP_SECONDS = 5;
@@ -67,8 +67,7 @@ export function spawnArgs(server: FloorServer): string[] {
 
 /** Round `round`'s order (0-based): {@linkcode FLOOR_SERVERS} rotated by `round`. */
 export function floorOrder(round: number): FloorServer[] {
-  const n = FLOOR_SERVERS.length;
-  return FLOOR_SERVERS.map((_, i) => FLOOR_SERVERS[(i + round) % n]!);
+  return rotation(FLOOR_SERVERS, round);
 }
 
 /** One experiment's figures: each server's value per round (null when missing) and the ratios. */
