@@ -12,6 +12,9 @@
 # bench/baseline_cluster.ts instances over the Redis for `spread` / `affinity` (the floor of the
 # cluster's hops); BASELINE_TRANSPORT=ws serves them on ours' transport;
 # SIGNAL_FISH_CLUSTER__ENVELOPE_WINDOW_MS=W sets ours' envelope window and the thin relay's alike.
+# TTL = cluster.directory_ttl_secs (T) of the three instances (default 3, the least allowed, so a
+# run waits only 3 s for the epoch's grace window; the server's default is 30: refreshes every
+# 10 s instead of every 1 s, and each cluster run then waits 30 s before it starts).
 # PROF = a directory for V8 CPU profiles of the servers (--cpu-prof; written at exit).
 # PERF=1 = `perf stat` of each process (system calls, context switches, CPU) for 5 s mid-step;
 # with PERFREC=1 also `perf record` (on-CPU samples; V8FLAGS=--perf-basic-prof names JS frames).
@@ -20,6 +23,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp}
 TREE=${TREE:-$PWD}
+TTL=${TTL:-3}
 mkdir -p "$OUT"
 ENV_COMMON=(SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP=1000000 SIGNAL_FISH_SECURITY__MAX_CONNECTIONS=19900
   SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS=100000 SIGNAL_FISH_SECURITY__HTTP__MAX_PENDING_CONNECTIONS_PER_IP=100000
@@ -54,7 +58,7 @@ run() { # mode
   for ((i = 0; i < n; i++)); do
     local PORT=$((P + 1 + i)) CL=()
     [ $n -gt 1 ] && CL=(SIGNAL_FISH_CLUSTER__REDIS_URL=redis://127.0.0.1:$P SIGNAL_FISH_CLUSTER__INSTANCE_ID=b$i
-      SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS=3 SIGNAL_FISH_CLUSTER__HEARTBEAT_MS=1000
+      SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS=$TTL SIGNAL_FISH_CLUSTER__HEARTBEAT_MS=1000
       SIGNAL_FISH_CLUSTER__DRAIN_TIMEOUT_SECS=0)
     if [ "${SERVER:-ours}" = baseline ]; then
       # The thin relays: bench/baseline.ts alone, bench/baseline_cluster.ts over this Redis.
@@ -73,7 +77,7 @@ run() { # mode
     URLS+=("ws://127.0.0.1:$PORT/v2/ws")
   done
   # Every instance up (and, in a cluster, registered: /v2/health is 200), then past the epoch's
-  # grace window (T = 3 s). A busy machine may need tens of seconds to start them.
+  # grace window (T s). A busy machine may need tens of seconds to start them.
   local up=1
   for ((i = 0; i < n; i++)); do
     for ((try = 0; try < 600; try++)); do
@@ -89,7 +93,7 @@ run() { # mode
     [ -n "$RPID" ] && kill "$RPID" && wait "$RPID" 2>/dev/null
     return 1
   fi
-  sleep 3.5
+  if [ $n -gt 1 ]; then sleep "$TTL.5"; else sleep 3.5; fi
   local URLLIST PIDLIST
   URLLIST=$(IFS=,; echo "${URLS[*]}")
   PIDLIST=$(IFS=,; echo "${PIDS[*]}${RPID:+,$RPID}")
