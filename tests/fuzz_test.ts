@@ -8,8 +8,8 @@
  * round-robin proxy (tests/cluster_serve.ts, docs/spec/SERVER.md §8): the guarded players and the
  * fuzzers land on different instances, so malformed frames cross edges and homes in envelopes,
  * fuzzers bind to rooms homed elsewhere, and the guarded game is relayed between two instances
- * throughout. There the room is read over HTTP (EXTENSIONS.md E5) and the heap check, which needs
- * the one in-process server's timers, is left out.
+ * throughout. There the room is read over HTTP (docs/spec/EXTENSIONS.md E5), as it is in single
+ * mode, and the heap check, which needs the one in-process server's timers, is left out.
  *
  * Reproduce a failure with `FUZZ_SEED=<seed> deno task test tests/fuzz_test.ts` (or
  * `FUZZ_SEED=<seed> deno task test:proxied`, which runs every proxied file).
