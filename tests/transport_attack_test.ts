@@ -310,3 +310,51 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "One connection's reads: a client sending faster than its frames are handled does not hold a bystander's Ping back for its whole flood",
+  sanitizeResources: false, // the subprocess' pipes close with it
+  async fn() {
+    // A server process of its own: in this process the flooder's writes would wait for the
+    // server's reads, and the flood would never outrun them.
+    await using server = await spawnServer({ permissions: ["--allow-all"] });
+    const url = `ws://127.0.0.1:${server.port}/v2/ws`;
+    await using a = await TestClient.connect(url);
+    await using b = await TestClient.connect(url);
+    a.send(joinRoom("BYST01", "a"));
+    await a.next("RoomJoined");
+    b.send(joinRoom("BYST01", "b"));
+    await b.next("RoomJoined");
+    // A MessagePack player with a JSON member in its room: each binary frame is converted to
+    // JSON for the member (docs/spec/PROTOCOL.md §7.7). 65,000 bytes of nested one-element arrays
+    // take several ms of that work each (and have no JSON form, so the member gets nothing).
+    await using flooder = await TestClient.connect(url);
+    await using member = await TestClient.connect(url);
+    flooder.send({
+      type: "Authenticate",
+      data: { app_id: "flood", game_data_format: "message_pack" },
+    });
+    await flooder.waitFor("ProtocolInfo");
+    flooder.send(joinRoom("FLOOD1", "flooder"));
+    await flooder.waitFor("RoomJoined");
+    member.send(joinRoom("FLOOD1", "member"));
+    await member.waitFor("RoomJoined");
+    const frame = new Uint8Array(65_000).fill(0x91);
+    frame[frame.length - 1] = 0xc0;
+    for (let i = 0; i < 120; i++) flooder.send(frame);
+    flooder.send({ type: "Ping" });
+    a.send({ type: "Ping" });
+    // The flooder's Pong follows all of its frames (docs/spec/PROTOCOL.md §1.5); the bystander's
+    // must not wait for them (before: it came after the flooder's, the instance reading the
+    // flooder's socket for as long as it had data).
+    const order: string[] = [];
+    await Promise.all([
+      a.waitFor("Pong", 60_000).then(() => order.push("bystander")),
+      flooder.waitFor("Pong", 60_000).then(() => order.push("flooder")),
+    ]);
+    deepEqual(order, ["bystander", "flooder"]);
+    a.send({ type: "GameData", data: { data: { seq: 1 } } });
+    deepEqual((await b.waitFor("GameData")).data.data, { seq: 1 });
+  },
+});

@@ -693,14 +693,26 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
     connection.feeding = false;
     receiver.destroy(error);
   };
+  // After a yield: reading again, unless the connection ended or was paused meanwhile (then its
+  // `resume` starts reading, as usual).
+  const restart = () => {
+    if (connection.feeding && !state.destroyed && state.flowing === true) handle.readStart!();
+  };
   handle.onread = function (bytes) {
     if (
       connection.feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 &&
       !state.destroyed &&
       state.flowing === true && state.length === 0
     ) {
+      readTurnStarts();
       if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
       else if (!receiver.write(Buffer.from(bytes))) stream.pause();
+      if (readTurnSpent()) {
+        // This turn's reads took their budget: this socket waits for a timer, so the runtime
+        // polls every socket before it is read again (SECURITY.md "One connection's reads").
+        handle.readStop!();
+        setTimeout(restart, 1);
+      }
       return undefined;
     }
     return plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
@@ -710,6 +722,40 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
   handle.readStart();
   directReads.sockets++;
   if (parseAtOnce) directReads.parsedAtOnce++;
+}
+
+/**
+ * How long one event-loop turn may spend handling socket reads before the socket being read
+ * yields, ms (SECURITY.md "One connection's reads").
+ *
+ * The runtime reads a socket that has data waiting again at once, within the same turn, and
+ * polls for other sockets' readiness only when a turn leaves nothing to do at once: a client
+ * that sends faster than its frames are handled (64-KiB MessagePack frames whose JSON conversion
+ * takes 15 ms each, say) kept every other connection of the instance waiting for as long as it
+ * kept sending — 3.9–4.7 s for a 19.5-MB flood before, 53–198 ms with this budget (SECURITY.md).
+ * A socket read after the budget is spent stops reading and starts again from a 1-ms timer;
+ * `setImmediate` was not enough (0.8–1.3 s), since the turn it starts again in still has work to
+ * do at once. Turns of an instance under the benchmarks' load take well under 1 ms.
+ */
+export const READ_TURN_BUDGET_MS = 4;
+/** When this turn's first handled read began (`performance.now()`), or -1 before it. */
+let readTurnStart = -1;
+
+/** The turn's end (`setImmediate`): the next read starts a new budget. */
+function endReadTurn(): void {
+  readTurnStart = -1;
+}
+
+/** Marks the start of the turn's reads at its first read (and schedules the turn's end). */
+function readTurnStarts(): void {
+  if (readTurnStart >= 0) return;
+  readTurnStart = performance.now();
+  setImmediate(endReadTurn);
+}
+
+/** Whether this turn's reads have used up {@linkcode READ_TURN_BUDGET_MS}. */
+function readTurnSpent(): boolean {
+  return performance.now() - readTurnStart > READ_TURN_BUDGET_MS;
 }
 
 /** A writable stream whose `end` may be called again after it finished. */
