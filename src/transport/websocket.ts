@@ -633,6 +633,8 @@ interface ReadHandle {
   onread: (this: ReadHandle, bytes?: ArrayBuffer) => unknown;
   readStop(): number;
   readStart(): number;
+  /** `node:net`'s own note of whether it started the handle reading (its `tryReadStart`). */
+  reading?: boolean;
 }
 
 /** What {@linkcode readsDirect} reads of a `Readable`'s state (Node's `_readableState`). */
@@ -693,10 +695,16 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
     connection.feeding = false;
     receiver.destroy(error);
   };
-  // After a yield: reading again, unless the connection ended or was paused meanwhile (then its
-  // `resume` starts reading, as usual).
+  // After a yield: reading again, unless the connection ended, was paused meanwhile (its
+  // `resume` then starts reading, as usual) or `node:net` started it again itself. The yield
+  // keeps `node:net`'s `reading` note as its own pauses do, so the handle is started once.
   const restart = () => {
-    if (connection.feeding && !state.destroyed && state.flowing === true) handle.readStart!();
+    if (
+      connection.feeding && !state.destroyed && state.flowing === true && handle.reading === false
+    ) {
+      handle.reading = true;
+      handle.readStart!();
+    }
   };
   handle.onread = function (bytes) {
     if (
@@ -710,6 +718,7 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
       if (readTurnSpent()) {
         // This turn's reads took their budget: this socket waits for a timer, so the runtime
         // polls every socket before it is read again (SECURITY.md "One connection's reads").
+        handle.reading = false;
         handle.readStop!();
         setTimeout(restart, 1);
       }
