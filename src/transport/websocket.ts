@@ -706,6 +706,10 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
       handle.readStart!();
     }
   };
+  // This socket's reads in the current turn (`readTurn`): the runtime reads it again within the
+  // turn while it has data waiting.
+  let turn = -1;
+  let reads = 0;
   handle.onread = function (bytes) {
     if (
       connection.feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 &&
@@ -713,11 +717,18 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
       state.flowing === true && state.length === 0
     ) {
       readTurnStarts();
+      if (turn !== readTurn) {
+        turn = readTurn;
+        reads = 0;
+      }
+      reads++;
       if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
       else if (!receiver.write(Buffer.from(bytes))) stream.pause();
-      if (readTurnSpent()) {
-        // This turn's reads took their budget: this socket waits for a timer, so the runtime
-        // polls every socket before it is read again (SECURITY.md "One connection's reads").
+      if (reads > 1 && connection.feeding && !state.destroyed && readTurnSpent()) {
+        // Read again within a turn whose reads took their budget: this socket waits for a
+        // timer, so the runtime polls every socket before it is read again (SECURITY.md "One
+        // connection's reads"). A socket read once in a long turn (a collection, the process
+        // descheduled) does not wait; nor one whose read ended the connection.
         handle.reading = false;
         handle.readStop!();
         setTimeout(restart, 1);
@@ -742,17 +753,20 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
  * that sends faster than its frames are handled (64-KiB MessagePack frames whose JSON conversion
  * takes 15 ms each, say) kept every other connection of the instance waiting for as long as it
  * kept sending — 3.9–4.7 s for a 19.5-MB flood before, 53–198 ms with this budget (SECURITY.md).
- * A socket read after the budget is spent stops reading and starts again from a 1-ms timer;
+ * A socket read again after the budget is spent stops reading and starts again from a 1-ms timer;
  * `setImmediate` was not enough (0.8–1.3 s), since the turn it starts again in still has work to
- * do at once. Turns of an instance under the benchmarks' load take well under 1 ms.
+ * do at once.
  */
 export const READ_TURN_BUDGET_MS = 4;
 /** When this turn's first handled read began (`performance.now()`), or -1 before it. */
 let readTurnStart = -1;
+/** Counts the turns in which some socket was read. */
+let readTurn = 0;
 
-/** The turn's end (`setImmediate`): the next read starts a new budget. */
+/** The turn's end (`setImmediate`): the next read starts a new turn and a new budget. */
 function endReadTurn(): void {
   readTurnStart = -1;
+  readTurn++;
 }
 
 /** Marks the start of the turn's reads at its first read (and schedules the turn's end). */
