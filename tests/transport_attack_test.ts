@@ -31,6 +31,25 @@ async function withBystanders(server: SignalFishServer): Promise<AsyncDisposable
   };
 }
 
+/**
+ * Two players "a" and "b" in room BYST01 of a server at `url` (a server process of the test's
+ * own), their joins read; disposing of the pair closes both.
+ */
+async function bystanderPair(
+  url: string,
+): Promise<[TestClient, TestClient] & AsyncDisposable> {
+  const pair = [await TestClient.connect(url), await TestClient.connect(url)] as const;
+  pair[0].send(joinRoom("BYST01", "a"));
+  await pair[0].next("RoomJoined");
+  pair[1].send(joinRoom("BYST01", "b"));
+  await pair[1].next("RoomJoined");
+  return Object.assign([pair[0], pair[1]] as [TestClient, TestClient], {
+    async [Symbol.asyncDispose]() {
+      for (const client of pair) await client.close();
+    },
+  });
+}
+
 /** Writes `text` on a fresh TCP connection and returns what the server answers until EOF. */
 async function rawExchange(port: number, text: string, timeoutMs = 5_000): Promise<string> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -91,11 +110,7 @@ Deno.test({
   async fn() {
     await using server = await spawnServer({ permissions: ["--allow-all"] });
     const url = `ws://127.0.0.1:${server.port}/v2/ws`;
-    const [a, b] = [await TestClient.connect(url), await TestClient.connect(url)];
-    a.send(joinRoom("BYST01", "a"));
-    await a.next("RoomJoined");
-    b.send(joinRoom("BYST01", "b"));
-    await b.next("RoomJoined");
+    const [a, b] = await bystanderPair(url);
     const playing = async (seq: number) => {
       a.send({ type: "GameData", data: { data: { seq } } });
       deepEqual((await b.waitFor("GameData")).data.data, { seq });
@@ -320,12 +335,8 @@ Deno.test({
     // server's reads, and the flood would never outrun them.
     await using server = await spawnServer({ permissions: ["--allow-all"] });
     const url = `ws://127.0.0.1:${server.port}/v2/ws`;
-    await using a = await TestClient.connect(url);
-    await using b = await TestClient.connect(url);
-    a.send(joinRoom("BYST01", "a"));
-    await a.next("RoomJoined");
-    b.send(joinRoom("BYST01", "b"));
-    await b.next("RoomJoined");
+    await using pair = await bystanderPair(url);
+    const [a, b] = pair;
     // A MessagePack player with a JSON member in its room: each binary frame is converted to
     // JSON for the member (docs/spec/PROTOCOL.md §7.7). 65,000 bytes of nested one-element arrays
     // take several ms of that work each (and have no JSON form, so the member gets nothing).
