@@ -11,6 +11,7 @@ import { formatReport, isLoopback, parseBenchArgs } from "./main.ts";
 import { areaOf, summarizeProfile } from "./profile.ts";
 import { runChurnPath } from "./churn_path.ts";
 import { runOperatorReads } from "./operator_reads.ts";
+import { runMsgpackJson, shapes } from "./msgpack_json.ts";
 import { judge, secondLook } from "./guard.ts";
 import { spawnServer } from "./spawn.ts";
 import { LIBRARIES, parseLibraries } from "./baseline.ts";
@@ -369,6 +370,18 @@ Deno.test("bench:operator-reads fills the rooms it is asked for and times each r
   deepEqual([result.rooms, result.players], [300, 600]);
   for (const timing of [result.scrape, result.listing, result.dashboardRefresh]) {
     ok(timing.medianMs >= 0 && timing.maxMs >= timing.medianMs);
+  }
+});
+
+Deno.test("bench:msgpack-json times every shape, and only the shapes with a bin have no JSON form", async () => {
+  const results = await runMsgpackJson({
+    rounds: 1,
+    tree: new URL("..", import.meta.url).pathname,
+  });
+  deepEqual(results.map((result) => result.name), shapes().map((shape) => shape.name));
+  for (const result of results) {
+    ok(result.microseconds > 0, result.name);
+    equal(result.converted, !result.name.includes("bin"), result.name);
   }
 });
 

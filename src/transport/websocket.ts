@@ -751,8 +751,9 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
  * The runtime reads a socket that has data waiting again at once, within the same turn, and
  * polls for other sockets' readiness only when a turn leaves nothing to do at once: a client
  * that sends faster than its frames are handled (64-KiB MessagePack frames whose JSON conversion
- * takes 15 ms each, say) kept every other connection of the instance waiting for as long as it
- * kept sending — 3.9–4.7 s for a 19.5-MB flood before, 142–270 ms with this budget (SECURITY.md).
+ * took 15 ms each before that conversion became linear, say) kept every other connection of the
+ * instance waiting for as long as it kept sending — 3.9–4.7 s for a 19.5-MB flood before,
+ * 142–270 ms with this budget (SECURITY.md).
  * A socket read again after the budget is spent stops reading and starts again from a 1-ms timer;
  * `setImmediate` was not enough (0.8–1.3 s), since the turn it starts again in still has work to
  * do at once.
