@@ -3,8 +3,10 @@
  * The certificate is self-signed by openssl for 127.0.0.1; the client runs in a subprocess started
  * with `--cert`, the way to make Deno's WebSocket client trust an extra root.
  */
-import { deepEqual, equal, match, rejects } from "node:assert/strict";
+import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
+import { directReads } from "../src/transport/websocket.ts";
 import { serve } from "./helpers.ts";
+import { spawnServer } from "./process.ts";
 
 async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: string }> {
   const cert = `${dir}/cert.pem`;
@@ -48,6 +50,7 @@ Deno.test("With TLS enabled a wss:// client completes a game session", async () 
       config.security.transport.tls.private_key_path = key;
     });
     match(server.url, /^https:\/\//);
+    const tlsSockets = directReads.tlsSockets;
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -69,6 +72,9 @@ Deno.test("With TLS enabled a wss:// client completes a game session", async () 
       healthBody: "OK",
       relayed: { op: "hello-over-tls" },
     });
+    // Both players' connections keep the read budget (SECURITY.md "One connection's reads"): the
+    // runtime's TLS socket still looks as `tlsReadTurns` expects.
+    equal(directReads.tlsSockets - tlsSockets, 2);
     // Plain HTTP is not served on the TLS port.
     await rejects(fetch(`${server.url.replace("https", "http")}/v2/health`));
   } finally {
@@ -89,4 +95,104 @@ Deno.test("A TLS key file without a key makes startup fail", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name:
+    "One connection's reads over TLS: a client sending faster than its frames are handled does not hold a bystander's Ping back for its whole flood",
+  sanitizeResources: false, // the subprocess' pipes close with it
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "signal-fish-tls-" });
+    try {
+      const { cert, key } = await selfSignedCertificate(dir);
+      await using server = await spawnServer({
+        permissions: ["--allow-all"],
+        env: {
+          SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
+          SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
+          SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
+        },
+      });
+      // The clients in a process of their own, which trusts the certificate (tests/read_flood.ts).
+      const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--cert",
+          cert,
+          "--allow-net",
+          "--allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
+          new URL("./read_flood.ts", import.meta.url).pathname,
+          `wss://127.0.0.1:${server.port}/v2/ws`,
+        ],
+        env: { NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      equal(code, 0, new TextDecoder().decode(stderr));
+      // Before: the flooder's Pong came first, the instance reading the flooder's TCP handle
+      // for as long as it had data (the TLS socket's own pause does not stop that handle).
+      deepEqual(JSON.parse(new TextDecoder().decode(stdout)), ["bystander", "flooder"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "A TLS connection refused for a too-large message is read no further: its client cannot push more into the server while it is closed",
+  sanitizeResources: false, // the subprocess' pipes close with it
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "signal-fish-tls-" });
+    try {
+      const { cert, key } = await selfSignedCertificate(dir);
+      await using server = await spawnServer({
+        permissions: ["--allow-all"],
+        env: {
+          SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
+          SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
+          SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
+        },
+      });
+      const conn = await Deno.connectTls({
+        hostname: "127.0.0.1",
+        port: server.port,
+        caCerts: [await Deno.readTextFile(cert)],
+      });
+      await conn.write(new TextEncoder().encode(
+        "GET /v2/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+      ));
+      const head = new Uint8Array(4096);
+      const read = await conn.read(head);
+      equal(
+        new TextDecoder().decode(head.subarray(0, read ?? 0)).split("\r\n")[0],
+        "HTTP/1.1 101 Switching Protocols",
+      );
+      // A masked binary frame announcing 100 MB: past max_message_size, so the server answers
+      // MESSAGE_TOO_LARGE, closes with 1009 and reads nothing more; it drops the connection 2 s
+      // later, as this client never answers the close. Meanwhile the client writes all it can.
+      await conn.write(
+        new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x05, 0xf5, 0xe1, 0x00, 1, 2, 3, 4]),
+      );
+      const chunk = new Uint8Array(1 << 20);
+      let written = 0;
+      const started = Date.now();
+      try {
+        while (Date.now() - started < 10_000) written += await conn.write(chunk);
+      } catch {
+        // Dropped by the server: the end of the test.
+      }
+      try {
+        conn.close();
+      } catch { /* closed */ }
+      ok(Date.now() - started < 10_000, "the server dropped the connection");
+      // Before: the connection's TCP handle went on reading while the TLS socket was paused: this
+      // client wrote 264–277 MiB in those 2 s (a faster one outside the tests 2.5 GiB, the
+      // server's RSS 79 → 394 MB). Now what the socket buffers hold: 3.7 MiB.
+      ok(written < 32 * 2 ** 20, `${(written / 2 ** 20).toFixed(0)} MiB written`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -6,9 +6,10 @@
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import type { SignalFishServer } from "../src/server.ts";
-import { connect, guardedRoom, joinRoom, serve, TestClient } from "./helpers.ts";
+import { connect, guardedRoom, serve } from "./helpers.ts";
 import { spawnServer } from "./process.ts";
 import { RawWebSocket } from "./raw_websocket.ts";
+import { bystanderPair, floodPongOrder } from "./read_flood.ts";
 
 /** Both bystanders relay to each other once more. */
 async function assertPlaying(server: SignalFishServer, seq: number): Promise<void> {
@@ -29,25 +30,6 @@ async function withBystanders(server: SignalFishServer): Promise<AsyncDisposable
       for (const client of pair) await client.close();
     },
   };
-}
-
-/**
- * Two players "a" and "b" in room BYST01 of a server at `url` (a server process of the test's
- * own), their joins read; disposing of the pair closes both.
- */
-async function bystanderPair(
-  url: string,
-): Promise<[TestClient, TestClient] & AsyncDisposable> {
-  const pair = [await TestClient.connect(url), await TestClient.connect(url)] as const;
-  pair[0].send(joinRoom("BYST01", "a"));
-  await pair[0].next("RoomJoined");
-  pair[1].send(joinRoom("BYST01", "b"));
-  await pair[1].next("RoomJoined");
-  return Object.assign([pair[0], pair[1]] as [TestClient, TestClient], {
-    async [Symbol.asyncDispose]() {
-      for (const client of pair) await client.close();
-    },
-  });
 }
 
 /** Writes `text` on a fresh TCP connection and returns what the server answers until EOF. */
@@ -326,50 +308,17 @@ Deno.test({
   },
 });
 
-/** Frames of the flood below: about half a second of conversion work for the server in all. */
-const FLOOD_FRAMES = 300;
-
 Deno.test({
   name:
     "One connection's reads: a client sending faster than its frames are handled does not hold a bystander's Ping back for its whole flood",
   sanitizeResources: false, // the subprocess' pipes close with it
   async fn() {
-    // A server process of its own: in this process the flooder's writes would wait for the
-    // server's reads, and the flood would never outrun them.
+    // A server process of its own (floodPongOrder says why). Before: the flooder's Pong came
+    // first, the instance reading the flooder's socket for as long as it had data.
     await using server = await spawnServer({ permissions: ["--allow-all"] });
-    const url = `ws://127.0.0.1:${server.port}/v2/ws`;
-    await using pair = await bystanderPair(url);
-    const [a, b] = pair;
-    // A MessagePack player with a JSON member in its room: each binary frame is converted to
-    // JSON for the member (docs/spec/PROTOCOL.md §7.7). 65,000 bytes of nested one-element arrays
-    // that end in a `bin` take about 1.5 ms of that work each, and have no JSON form (the member
-    // gets nothing).
-    await using flooder = await TestClient.connect(url);
-    await using member = await TestClient.connect(url);
-    flooder.send({
-      type: "Authenticate",
-      data: { app_id: "flood", game_data_format: "message_pack" },
-    });
-    await flooder.waitFor("ProtocolInfo");
-    flooder.send(joinRoom("FLOOD1", "flooder"));
-    await flooder.waitFor("RoomJoined");
-    member.send(joinRoom("FLOOD1", "member"));
-    await member.waitFor("RoomJoined");
-    const frame = new Uint8Array(65_000).fill(0x91);
-    frame.set([0xc4, 0x00], frame.length - 2);
-    for (let i = 0; i < FLOOD_FRAMES; i++) flooder.send(frame);
-    flooder.send({ type: "Ping" });
-    a.send({ type: "Ping" });
-    // The flooder's Pong follows all of its frames (docs/spec/PROTOCOL.md §1.5); the bystander's
-    // must not wait for them (before: it came after the flooder's, the instance reading the
-    // flooder's socket for as long as it had data).
-    const order: string[] = [];
-    await Promise.all([
-      a.waitFor("Pong", 60_000).then(() => order.push("bystander")),
-      flooder.waitFor("Pong", 60_000).then(() => order.push("flooder")),
+    deepEqual(await floodPongOrder(`ws://127.0.0.1:${server.port}/v2/ws`), [
+      "bystander",
+      "flooder",
     ]);
-    deepEqual(order, ["bystander", "flooder"]);
-    a.send({ type: "GameData", data: { data: { seq: 1 } } });
-    deepEqual((await b.waitFor("GameData")).data.data, { seq: 1 });
   },
 });
