@@ -24,6 +24,7 @@ import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { getLogger } from "@logtape/logtape";
+import { tlsReads } from "../transport/tls_reads.ts";
 import {
   attachUpgradeSocket,
   dropUpgradeSocket,
@@ -248,6 +249,9 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     server.timeout = options.tls ? limits.idleTimeoutMs : 0;
     server.maxHeadersCount = 100;
     server.on("connection", onConnection);
+    // Every TLS connection's reads stop when it is paused and keep the read budget, from its
+    // first request on (SECURITY.md "Reads of TLS connections").
+    if (options.tls) server.on("secureConnection", tlsReads);
     server.on("request", onRequest);
     server.on("upgrade", onUpgrade);
     server.on("clientError", onClientError);

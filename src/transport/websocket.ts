@@ -17,6 +17,8 @@ import { getLogger } from "@logtape/logtape";
 import { utf8Length } from "../protocol/utf8.ts";
 import { type RequestHead, switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
 import type { Edge } from "./edge.ts";
+import { readTurn, readTurnSpent, readTurnStarts } from "./read_turns.ts";
+import { tlsReads } from "./tls_reads.ts";
 import type { Peer, SendFailure } from "./peer.ts";
 import type { TokenBinding } from "./token_binding.ts";
 
@@ -651,8 +653,6 @@ interface ReadableState {
 export const directReads = {
   sockets: 0,
   parsedAtOnce: 0,
-  /** TLS connections whose TCP handle follows their pauses and the read budget ({@linkcode tlsReads}). */
-  tlsSockets: 0,
   /**
    * Off: sockets accepted from then on read through the `Readable` and hear messages from the
    * `WebSocket` (for A/B measurements, `bench/transport_micro.ts --direct-ab`).
@@ -744,140 +744,6 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
   handle.readStart();
   directReads.sockets++;
   if (parseAtOnce) directReads.parsedAtOnce++;
-}
-
-/**
- * Reads of a connection the server terminates TLS for: the TLS socket's pauses stop its TCP
- * handle, and that handle keeps the read budget of {@linkcode READ_TURN_BUDGET_MS} (SECURITY.md
- * "One connection's reads" and "Reads of TLS connections").
- *
- * Deno's `node:tls` reads the encrypted bytes with the connection's own TCP handle (the
- * `TLSWrap`'s `_nativeTcpHandle`), whose read decrypts them and hands the cleartext on to the TLS
- * socket's `Readable` and `ws`' parser within the read. The runtime reads that handle again at once
- * while it has data, as it does a plain socket's, and a pause of the TLS socket (`TLSWrap`'s
- * `readStop`) only holds the cleartext back while the TCP handle goes on reading: a paused
- * connection (one that sent too large a message, or one `ws` asks to wait) kept taking everything
- * its client sent into memory (2.5 GiB in the 2 s before such a connection is dropped, the
- * server's RSS from 79 to 394 MB). So the TCP handle reads only while the TLS socket is not
- * paused, has not ended and has not been stopped by the budget: a read a second time within a
- * turn that has spent the budget stops it, and a 1-ms timer starts it again.
- *
- * Nothing happens when the handles do not look as expected; `tests/tls_test.ts` fails then
- * ({@linkcode directReads}.`tlsSockets` stays 0).
- */
-function tlsReads(stream: Socket): void {
-  type TlsHandle = Partial<ReadHandle> & { _nativeTcpHandle?: Partial<ReadHandle> | null };
-  const tls = (stream as unknown as { _handle?: TlsHandle | null })._handle;
-  const tcp = tls?._nativeTcpHandle;
-  if (
-    !tls || !tcp || typeof tcp.onread !== "function" || typeof tcp.readStop !== "function" ||
-    typeof tcp.readStart !== "function" || typeof tls.readStop !== "function" ||
-    typeof tls.readStart !== "function"
-  ) return;
-  const plain = tcp.onread;
-  const pauseTls = tls.readStop;
-  const resumeTls = tls.readStart;
-  const state = (stream as unknown as { _readableState: ReadableState })._readableState;
-  let reading = true; // the TCP handle, once restarted below
-  let paused = false; // `node:tls` stopped the TLS handle
-  let waiting = false; // the read budget stopped the TCP handle
-  let ended = false; // the TCP handle read its end (it stops itself then)
-  // Starts or stops the TCP handle to match; `node:tls` lets go of it when the socket closes.
-  const sync = () => {
-    if (ended || tls._nativeTcpHandle !== tcp) return;
-    const wanted = !paused && !waiting && !state.destroyed;
-    if (wanted === reading) return;
-    reading = wanted;
-    if (wanted) tcp.readStart!();
-    else tcp.readStop!();
-  };
-  // After a wait: the TCP handle starts again, and so does the TLS handle (when not paused),
-  // whose start processes what it holds already. Without that, bytes read before the wait but
-  // not yet handed on stayed where they were until the next TCP read: 21 s in one flood, whose
-  // client had sent everything.
-  const restart = () => {
-    waiting = false;
-    sync();
-    if (!paused && !ended && !state.destroyed && tls._nativeTcpHandle === tcp) resumeTls.call(tls);
-  };
-  tls.readStop = function (this: TlsHandle) {
-    paused = true;
-    const status = pauseTls.call(this);
-    sync();
-    return status;
-  };
-  tls.readStart = function (this: TlsHandle) {
-    paused = false;
-    const status = resumeTls.call(this);
-    sync();
-    return status;
-  };
-  let turn = -1;
-  let reads = 0;
-  tcp.onread = function (bytes) {
-    // Called without bytes only for the end of the stream or an error (the runtime's
-    // LibUvStreamWrap), after which the handle has stopped itself.
-    if (bytes === undefined) {
-      ended = true;
-      reading = false;
-      return plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
-    }
-    readTurnStarts();
-    if (turn !== readTurn) {
-      turn = readTurn;
-      reads = 0;
-    }
-    reads++;
-    const result = plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
-    if (reads > 1 && !waiting && readTurnSpent()) {
-      waiting = true;
-      sync();
-      setTimeout(restart, 1);
-    }
-    return result;
-  };
-  // The handle took `onread` when it started reading: restart it to take this one.
-  tcp.readStop();
-  tcp.readStart();
-  directReads.tlsSockets++;
-}
-
-/**
- * How long one event-loop turn may spend handling socket reads before a socket read again in it
- * waits, ms (SECURITY.md "One connection's reads").
- *
- * The runtime reads a socket that has data waiting again at once, within the same turn, and
- * polls for other sockets' readiness only when a turn leaves nothing to do at once: a client
- * that sends faster than its frames are handled (64-KiB MessagePack frames whose JSON conversion
- * took 15 ms each before that conversion became linear, say) kept every other connection of the
- * instance waiting for as long as it kept sending — 3.9–4.7 s for a 19.5-MB flood before,
- * 142–270 ms with this budget (SECURITY.md).
- * A socket read again after the budget is spent stops reading and starts again from a 1-ms timer;
- * `setImmediate` was not enough (0.8–1.3 s), since the turn it starts again in still has work to
- * do at once.
- */
-export const READ_TURN_BUDGET_MS = 4;
-/** When this turn's first handled read began (`performance.now()`), or -1 before it. */
-let readTurnStart = -1;
-/** Counts the turns in which some socket was read. */
-let readTurn = 0;
-
-/** The turn's end (`setImmediate`): the next read starts a new turn and a new budget. */
-function endReadTurn(): void {
-  readTurnStart = -1;
-  readTurn++;
-}
-
-/** Marks the start of the turn's reads at its first read (and schedules the turn's end). */
-function readTurnStarts(): void {
-  if (readTurnStart >= 0) return;
-  readTurnStart = performance.now();
-  setImmediate(endReadTurn);
-}
-
-/** Whether this turn's reads have used up {@linkcode READ_TURN_BUDGET_MS}. */
-function readTurnSpent(): boolean {
-  return performance.now() - readTurnStart > READ_TURN_BUDGET_MS;
 }
 
 /** A writable stream whose `end` may be called again after it finished. */

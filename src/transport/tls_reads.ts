@@ -1,0 +1,128 @@
+/**
+ * Reads of the connections the server terminates TLS for (SECURITY.md "Reads of TLS
+ * connections"): their pauses stop their TCP handle, which keeps the read budget of
+ * `read_turns.ts`.
+ *
+ * @module
+ */
+import type { Socket } from "node:net";
+import { readTurn, readTurnSpent, readTurnStarts } from "./read_turns.ts";
+
+/** What {@linkcode tlsReads} uses of a runtime stream handle (Node's `LibuvStreamWrap`). */
+interface ReadHandle {
+  onread: (this: ReadHandle, bytes?: ArrayBuffer) => unknown;
+  readStop(): number;
+  readStart(): number;
+}
+
+/** What {@linkcode tlsReads} reads of a `Readable`'s state (Node's `_readableState`). */
+interface ReadableState {
+  readonly destroyed: boolean;
+}
+
+/** TLS connections whose TCP handle follows their pauses and the read budget, counted. */
+export const tlsReadsTaken = { connections: 0 };
+
+/** The TLS handles {@linkcode tlsReads} took over. */
+const tlsReading = new WeakSet<object>();
+
+/**
+ * Reads of a connection the server terminates TLS for: the TLS socket's pauses stop its TCP
+ * handle, and that handle keeps the read budget of {@linkcode READ_TURN_BUDGET_MS} (SECURITY.md
+ * "One connection's reads" and "Reads of TLS connections").
+ *
+ * Deno's `node:tls` reads the encrypted bytes with the connection's own TCP handle (the
+ * `TLSWrap`'s `_nativeTcpHandle`), whose read decrypts them and hands the cleartext on to the TLS
+ * socket's `Readable` and `ws`' parser within the read. The runtime reads that handle again at once
+ * while it has data, as it does a plain socket's, and a pause of the TLS socket (`TLSWrap`'s
+ * `readStop`) only holds the cleartext back while the TCP handle goes on reading: a paused
+ * connection (one that sent too large a message, or one `ws` asks to wait) kept taking everything
+ * its client sent into memory (2.5 GiB in the 2 s before such a connection is dropped, the
+ * server's RSS from 79 to 394 MB). So the TCP handle reads only while the TLS socket is not
+ * paused, has not ended and has not been stopped by the budget: a read a second time within a
+ * turn that has spent the budget stops it, and a 1-ms timer starts it again.
+ *
+ * The listener calls it for every TLS connection once its handshake is done (the HTTP requests
+ * before an upgrade need it as much), the WebSocket upgrade again (a second call does nothing).
+ * Nothing happens when the handles do not look as expected; `tests/tls_test.ts` fails then
+ * ({@linkcode tlsReadsTaken} does not count the connections).
+ *
+ * @param stream a `node:tls` socket (a `TLSSocket`) after its handshake
+ */
+export function tlsReads(stream: Socket): void {
+  type TlsHandle = Partial<ReadHandle> & { _nativeTcpHandle?: Partial<ReadHandle> | null };
+  const tls = (stream as unknown as { _handle?: TlsHandle | null })._handle;
+  const tcp = tls?._nativeTcpHandle;
+  if (
+    !tls || !tcp || typeof tcp.onread !== "function" || typeof tcp.readStop !== "function" ||
+    typeof tcp.readStart !== "function" || typeof tls.readStop !== "function" ||
+    typeof tls.readStart !== "function" || tlsReading.has(tls)
+  ) return;
+  tlsReading.add(tls);
+  const plain = tcp.onread;
+  const pauseTls = tls.readStop;
+  const resumeTls = tls.readStart;
+  const state = (stream as unknown as { _readableState: ReadableState })._readableState;
+  let reading = true; // the TCP handle, once restarted below
+  let paused = false; // `node:tls` stopped the TLS handle
+  let waiting = false; // the read budget stopped the TCP handle
+  let ended = false; // the TCP handle read its end (it stops itself then)
+  // Starts or stops the TCP handle to match; `node:tls` lets go of it when the socket closes.
+  const sync = () => {
+    if (ended || tls._nativeTcpHandle !== tcp) return;
+    const wanted = !paused && !waiting && !state.destroyed;
+    if (wanted === reading) return;
+    reading = wanted;
+    if (wanted) tcp.readStart!();
+    else tcp.readStop!();
+  };
+  // After a wait: the TCP handle starts again, and so does the TLS handle (when not paused),
+  // whose start processes what it holds already. Without that, bytes read before the wait but
+  // not yet handed on stayed where they were until the next TCP read: 21 s in one flood, whose
+  // client had sent everything.
+  const restart = () => {
+    waiting = false;
+    sync();
+    if (!paused && !ended && !state.destroyed && tls._nativeTcpHandle === tcp) resumeTls.call(tls);
+  };
+  tls.readStop = function (this: TlsHandle) {
+    paused = true;
+    const status = pauseTls.call(this);
+    sync();
+    return status;
+  };
+  tls.readStart = function (this: TlsHandle) {
+    paused = false;
+    const status = resumeTls.call(this);
+    sync();
+    return status;
+  };
+  let turn = -1;
+  let reads = 0;
+  tcp.onread = function (bytes) {
+    // Called without bytes only for the end of the stream or an error (the runtime's
+    // LibUvStreamWrap), after which the handle has stopped itself.
+    if (bytes === undefined) {
+      ended = true;
+      reading = false;
+      return plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
+    }
+    readTurnStarts();
+    if (turn !== readTurn) {
+      turn = readTurn;
+      reads = 0;
+    }
+    reads++;
+    const result = plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
+    if (reads > 1 && !waiting && readTurnSpent()) {
+      waiting = true;
+      sync();
+      setTimeout(restart, 1);
+    }
+    return result;
+  };
+  // The handle took `onread` when it started reading: restart it to take this one.
+  tcp.readStop();
+  tcp.readStart();
+  tlsReadsTaken.connections++;
+}
