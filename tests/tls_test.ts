@@ -40,6 +40,52 @@ async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: 
   return { cert, key };
 }
 
+/** A server process with TLS on, the certificate and key in `dir`, more settings in `env`. */
+async function tlsServer(dir: string, env: Record<string, string> = {}) {
+  const { cert, key } = await selfSignedCertificate(dir);
+  const server = await spawnServer({
+    permissions: ["--allow-all"],
+    env: {
+      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
+      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
+      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
+      ...env,
+    },
+  });
+  const connect = async () =>
+    await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: server.port,
+      caCerts: [await Deno.readTextFile(cert)],
+    });
+  return Object.assign(server, { cert, connect });
+}
+
+/**
+ * Runs `script` (a file beside this one) with `args` in a Deno process that trusts `cert` (`--cert`,
+ * the way to make Deno's WebSocket client trust an extra root), and returns its output parsed as
+ * JSON; fails when it exits with an error.
+ */
+async function runTrusting(cert: string, script: string, ...args: string[]): Promise<unknown> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--cert",
+      cert,
+      "--allow-net",
+      // npm:ws, loaded with the server's modules, reads these two when it loads.
+      "--allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
+      new URL(script, import.meta.url).pathname,
+      ...args,
+    ],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  equal(code, 0, new TextDecoder().decode(stderr));
+  return JSON.parse(new TextDecoder().decode(stdout));
+}
+
 Deno.test("With TLS enabled a wss:// client completes a game session", async () => {
   const dir = await Deno.makeTempDir({ prefix: "signal-fish-tls-" });
   try {
@@ -51,23 +97,7 @@ Deno.test("With TLS enabled a wss:// client completes a game session", async () 
     });
     match(server.url, /^https:\/\//);
     const tlsConnections = tlsReadsTaken.connections;
-    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--cert",
-        cert,
-        "--allow-net",
-        // npm:ws, loaded with the server's modules, reads these two when it loads.
-        "--allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
-        new URL("./wss_client.ts", import.meta.url).pathname,
-        server.url,
-      ],
-      env: { NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    equal(code, 0, new TextDecoder().decode(stderr));
-    deepEqual(JSON.parse(new TextDecoder().decode(stdout)), {
+    deepEqual(await runTrusting(cert, "./wss_client.ts", server.url), {
       health: 200,
       healthBody: "OK",
       relayed: { op: "hello-over-tls" },
@@ -105,60 +135,19 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "signal-fish-tls-" });
     try {
-      const { cert, key } = await selfSignedCertificate(dir);
-      await using server = await spawnServer({
-        permissions: ["--allow-all"],
-        env: {
-          SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
-          SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
-          SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
-        },
-      });
+      await using server = await tlsServer(dir);
       // The clients in a process of their own, which trusts the certificate (tests/read_flood.ts).
-      const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--cert",
-          cert,
-          "--allow-net",
-          "--allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
-          new URL("./read_flood.ts", import.meta.url).pathname,
-          `wss://127.0.0.1:${server.port}/v2/ws`,
-        ],
-        env: { NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      equal(code, 0, new TextDecoder().decode(stderr));
-      // Before: the flooder's Pong came first, the instance reading the flooder's TCP handle
-      // for as long as it had data (the TLS socket's own pause does not stop that handle).
-      deepEqual(JSON.parse(new TextDecoder().decode(stdout)), ["bystander", "flooder"]);
+      // Before: the flooder's Pong came first, the instance reading the flooder's TCP handle for
+      // as long as it had data (the TLS socket's own pause does not stop that handle).
+      deepEqual(
+        await runTrusting(server.cert, "./read_flood.ts", `wss://127.0.0.1:${server.port}/v2/ws`),
+        ["bystander", "flooder"],
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   },
 });
-
-/** A server process with TLS on, the certificate and key in `dir`, more settings in `env`. */
-async function tlsServer(dir: string, env: Record<string, string> = {}) {
-  const { cert, key } = await selfSignedCertificate(dir);
-  const server = await spawnServer({
-    permissions: ["--allow-all"],
-    env: {
-      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
-      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
-      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
-      ...env,
-    },
-  });
-  const connect = async () =>
-    await Deno.connectTls({
-      hostname: "127.0.0.1",
-      port: server.port,
-      caCerts: [await Deno.readTextFile(cert)],
-    });
-  return Object.assign(server, { connect });
-}
 
 /**
  * Writes 1-MiB chunks on `conn` until the server drops the connection (at most `limitMs`), and
