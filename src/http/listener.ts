@@ -14,7 +14,9 @@
  * - a connection idle for `idleTimeoutMs` (before its first request, between keep-alive requests)
  *   is closed; a TLS handshake must finish within `tlsHandshakeTimeoutMs`;
  * - at most `maxPending` such connections in all and `maxPendingPerIp` per socket peer address;
- *   a connection beyond either cap is closed at once, without reading it.
+ *   a connection beyond either cap is closed at once, without reading it;
+ * - at most {@linkcode MAX_UNANSWERED_REQUESTS} pipelined requests not answered yet per
+ *   connection; one more closes it.
  *
  * @module
  */
@@ -63,6 +65,17 @@ export const DEFAULT_PENDING_LIMITS: PendingLimits = {
   maxPendingPerIp: 32,
 };
 
+/**
+ * Requests one connection may have received and not yet been answered (HTTP/1.1 pipelining);
+ * one more closes the connection (SECURITY.md, "Pipelined requests"). `node:http` reads and
+ * queues every pipelined request, and answers each after the one before it has finished, from the
+ * next tick: one client pipelining `GET /v2/health` as fast as it could (~150,000 requests in 3 s)
+ * kept the event loop on its queue for 8–14 s at a time (a bystander's `Ping` waited as long;
+ * `Array.shift` on the queue made it quadratic). Browsers do not pipeline; a client that waits
+ * for each answer has one request open at a time.
+ */
+export const MAX_UNANSWERED_REQUESTS = 16;
+
 /** What the handler learns about the connection (the subset of `Deno.ServeHandlerInfo` used). */
 export interface RequestInfo {
   remoteAddr: Deno.NetAddr;
@@ -97,7 +110,7 @@ export interface ListenOptions {
   /** @default DEFAULT_PENDING_LIMITS */
   limits?: PendingLimits;
   /** Called when a connection is closed unread because a pending-connection cap is reached. */
-  onRefused?: (reason: "pending" | "pending_per_ip") => void;
+  onRefused?: (reason: "pending" | "pending_per_ip" | "pipelined") => void;
   /**
    * Bind with `SO_REUSEPORT` (`server.reuse_port`, docs/spec/SERVER.md §1.1): several processes
    * of the same user listen on one address and port, and the kernel spreads new connections
@@ -397,7 +410,19 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     }
   };
 
+  /** Requests of each connection not answered yet ({@linkcode MAX_UNANSWERED_REQUESTS}). */
+  const unanswered = new WeakMap<object, number>();
+
   const onRequest = async (message: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = message.socket;
+    const open = (unanswered.get(socket) ?? 0) + 1;
+    if (open > MAX_UNANSWERED_REQUESTS) {
+      options.onRefused?.("pipelined");
+      socket.destroy();
+      return;
+    }
+    unanswered.set(socket, open);
+    res.on("close", () => unanswered.set(socket, unanswered.get(socket)! - 1));
     const request = toRequest(message);
     const response = request
       ? await handle(request, message.socket)

@@ -1,7 +1,13 @@
 import { equal, ok } from "node:assert/strict";
 import type { Duplex } from "node:stream";
 import { switchingProtocols, takeUpgradeSocket } from "./handover.ts";
-import { DEFAULT_PENDING_LIMITS, isPlainHost, listen, type Listener } from "./listener.ts";
+import {
+  DEFAULT_PENDING_LIMITS,
+  isPlainHost,
+  listen,
+  type Listener,
+  MAX_UNANSWERED_REQUESTS,
+} from "./listener.ts";
 
 /** Reads until the server closes `conn`; rejects after `boundMs` (only stops a failing test). */
 async function readUntilClosed(conn: Deno.Conn, boundMs: number): Promise<string> {
@@ -88,6 +94,77 @@ Deno.test("listen: an upgraded connection is no longer subject to the pending id
     conn.close();
   } finally {
     for (const socket of taken.splice(0)) socket.destroy();
+    await listener.shutdown();
+  }
+});
+
+/** The number of HTTP responses in `text` (status lines). */
+const responses = (text: string) => text.split("HTTP/1.1 200").length - 1;
+
+Deno.test("listen: a keep-alive connection may send any number of requests one after another, and pipeline up to MAX_UNANSWERED_REQUESTS", async () => {
+  const refused: string[] = [];
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: () => new Response("ok"),
+    onRefused: (reason) => refused.push(reason),
+  });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const request = new TextEncoder().encode("GET /v2/health HTTP/1.1\r\nHost: x\r\n\r\n");
+    const buffer = new Uint8Array(65536);
+    // Read until `count` answers came: each is small, none is split here in practice, but
+    // count status lines across reads anyway.
+    const answers = async (count: number) => {
+      let text = "";
+      while (responses(text) < count) {
+        const n = await conn.read(buffer);
+        if (n === null) throw new Error(`closed after ${responses(text)} answers`);
+        text += new TextDecoder().decode(buffer.subarray(0, n));
+      }
+      return text;
+    };
+    for (let i = 0; i < 3 * MAX_UNANSWERED_REQUESTS; i++) {
+      await conn.write(request);
+      await answers(1);
+    }
+    // The most a connection may have waiting, in one write.
+    const batch = new Uint8Array(request.length * MAX_UNANSWERED_REQUESTS);
+    for (let i = 0; i < MAX_UNANSWERED_REQUESTS; i++) batch.set(request, i * request.length);
+    await conn.write(batch);
+    equal(responses(await answers(MAX_UNANSWERED_REQUESTS)), MAX_UNANSWERED_REQUESTS);
+    conn.close();
+    equal(refused.length, 0);
+  } finally {
+    await listener.shutdown();
+  }
+});
+
+Deno.test("listen: a connection that pipelines more than MAX_UNANSWERED_REQUESTS requests is closed, and counted", async () => {
+  const refused: string[] = [];
+  let handled = 0;
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: () => {
+      handled++;
+      return new Response("ok");
+    },
+    onRefused: (reason) => refused.push(reason),
+  });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    // 2,000 requests in one write. Before: every one was queued and answered in turn, the event
+    // loop held for seconds at a time by a client that kept pipelining (SECURITY.md).
+    await conn.write(
+      new TextEncoder().encode("GET /v2/health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2_000)),
+    ).catch(() => {});
+    const text = await readUntilClosed(conn, 20_000);
+    conn.close();
+    ok(responses(text) <= MAX_UNANSWERED_REQUESTS, `${responses(text)} answers`);
+    ok(handled <= MAX_UNANSWERED_REQUESTS, `${handled} requests handled`);
+    equal(refused[0], "pipelined");
+  } finally {
     await listener.shutdown();
   }
 });
