@@ -41,39 +41,10 @@ const UINT8_TEXT: string[] = Array.from({ length: 256 }, (_, b) => String(b));
  * spec "formats"); −1 for the types JSON cannot carry (`bin`, `ext`, `fixext`) and for 0xc1,
  * which is never used.
  */
+// deno-fmt-ignore
 const HEADER_SIZE: Int8Array = Int8Array.from([
-  0,
-  -1,
-  0,
-  0,
-  -1,
-  -1,
-  -1,
-  -1,
-  -1,
-  -1,
-  4,
-  8,
-  1,
-  2,
-  4,
-  8, // c0–cf
-  1,
-  2,
-  4,
-  8,
-  -1,
-  -1,
-  -1,
-  -1,
-  -1,
-  1,
-  2,
-  4,
-  2,
-  4,
-  2,
-  4, // d0–df
+  0, -1, 0, 0, -1, -1, -1, -1, -1, -1, 4, 8, 1, 2, 4, 8, // c0–cf
+  1, 2, 4, 8, -1, -1, -1, -1, -1, 1, 2, 4, 2, 4, 2, 4, // d0–df
 ]);
 
 /** Strings up to this many bytes are decoded by {@linkcode stringJson} itself. */
@@ -88,7 +59,7 @@ const SHORT_STRING_MAX = 64;
  * then gets nothing.
  *
  * The value is transcoded in one pass over the bytes, with an explicit stack instead of recursion,
- * so the cost is linear in the payload's length whatever its shape (about 1 ms for a hostile
+ * so the cost is linear in the payload's length whatever its shape (at most ~2 ms for a hostile
  * 64-KiB payload, see BENCHMARKS.md "Session 25") and no nesting is too deep. Map entries keep the
  * sender's order, and a key sent twice is written twice, as a JSON sender's text is relayed
  * unchanged (§7.6); a key `__proto__` is a key like any other. npm:@msgpack/msgpack cannot do
