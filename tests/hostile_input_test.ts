@@ -9,6 +9,7 @@ import { deepEqual, equal } from "node:assert/strict";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, guardedRoom, serve, type TestClient } from "./helpers.ts";
 import { RawWebSocket } from "./raw_websocket.ts";
+import { MAX_MESSAGE_FRAGMENTS } from "../src/transport/websocket.ts";
 
 const INVALID = { message: "Invalid client message", error_code: "INVALID_INPUT" };
 
@@ -92,6 +93,47 @@ Deno.test("Valid fragmented text frames, UTF-8 split across fragments included, 
   const reply = JSON.parse(new TextDecoder().decode(frame!.payload));
   equal(reply.type, "RoomJoined");
   equal(reply.data.current_players[0].name, "Renée");
+});
+
+/** Sends `bytes` as a text message cut into `fragments` non-empty frames (the last one holds the rest). */
+async function sendFragmented(socket: RawWebSocket, bytes: Uint8Array, fragments: number) {
+  for (let i = 0; i < fragments - 1; i++) {
+    await socket.sendFrame(i === 0 ? 1 : 0, bytes.subarray(i, i + 1), { fin: false });
+    // Empty fragments cost nothing to keep, and are not counted.
+    if (i % 64 === 1) await socket.sendFrame(0, new Uint8Array(0), { fin: false });
+  }
+  await socket.sendFrame(0, bytes.subarray(fragments - 1));
+}
+
+Deno.test("A message in more than MAX_MESSAGE_FRAGMENTS fragments is refused with MESSAGE_TOO_LARGE and 1009; one in that many is accepted", async () => {
+  await using server = await serve();
+  await using game = await Bystanders.start(server);
+  const join = (code: string) =>
+    encoder.encode(
+      `{"type":"JoinRoom","data":{"game_name":"g","room_code":"${code}","player_name":"f"}}` +
+        " ".repeat(400),
+    );
+  await using within = await RawWebSocket.open(server.port);
+  await sendFragmented(within, join("FRAG02"), MAX_MESSAGE_FRAGMENTS);
+  equal(
+    JSON.parse(new TextDecoder().decode((await within.readFrame())!.payload)).type,
+    "RoomJoined",
+  );
+
+  // One more: `ws` would keep every fragment until the message is whole (65,000 one-byte
+  // fragments held 7.6 MB per connection, SECURITY.md "Fragments of one message").
+  await using beyond = await RawWebSocket.open(server.port);
+  await sendFragmented(beyond, join("FRAG03"), MAX_MESSAGE_FRAGMENTS + 1);
+  const { code, text } = await beyond.readClose();
+  equal(code, 1009);
+  deepEqual(text.map((frame) => JSON.parse(frame)), [{
+    type: "Error",
+    data: {
+      message: `Message too large (more than ${MAX_MESSAGE_FRAGMENTS} fragments)`,
+      error_code: "MESSAGE_TOO_LARGE",
+    },
+  }]);
+  await game.assertIntact();
 });
 
 Deno.test("Binary frames where text is expected get INVALID_INPUT or SPECTATOR_NOT_ALLOWED", async () => {

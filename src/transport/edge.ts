@@ -714,6 +714,17 @@ export class Edge {
     if (this.#conns.has(id)) this.#tooLarge(id, size, now);
   }
 
+  /**
+   * Refuses an inbound message sent in more than `maxFragments` non-empty frames, which the
+   * transport stopped reading (SECURITY.md "Fragments of one message"; README "Deviations"): as
+   * for a message past `maxMessageSize`, `Error` MESSAGE_TOO_LARGE (`Message too large (more
+   * than <max> fragments)`), then close 1009. `size` is the payload read so far, bytes.
+   */
+  refuseTooFragmented(id: ConnId, size: number, maxFragments: number, now: number): void {
+    if (!this.#conns.has(id)) return;
+    this.#tooLarge(id, size, now, `Message too large (more than ${maxFragments} fragments)`);
+  }
+
   /** Reports a transport error on a connection's socket (counted, docs/spec/SERVER.md §6.3 #27). */
   transportError(id: ConnId): void {
     this.#onEvent?.({ type: "websocket_error", connectionId: id });
@@ -842,13 +853,13 @@ export class Edge {
     if (close) this.close(id, 1008, "Token binding violation", now);
   }
 
-  #tooLarge(id: ConnId, size: number, now: number): void {
+  #tooLarge(id: ConnId, size: number, now: number, text?: string): void {
     const max = this.#options.maxMessageSize;
     this.#onEvent?.({ type: "message_too_large", connectionId: id, size, max });
     const message: ServerMessage = {
       type: "Error",
       data: {
-        message: `Message too large (${size} bytes, max ${max} bytes)`,
+        message: text ?? `Message too large (${size} bytes, max ${max} bytes)`,
         error_code: "MESSAGE_TOO_LARGE",
       },
     };

@@ -602,6 +602,69 @@ interface Receiver {
 }
 
 /**
+ * Non-empty frames one message may arrive in (RFC 6455 §5.4 fragmentation); the next one closes the
+ * connection like a message past `max_message_size` (SECURITY.md "Fragments of one message").
+ * `ws` keeps each fragment as a `Buffer` until the message is whole: 65,000 one-byte fragments (a
+ * message within the size limit) held 7.6 MB of the server's memory per connection, 120 times
+ * the limit. Browsers send a message as one frame; websocket-sharp (Unity) cuts one into 1,016-byte
+ * fragments, 65 for the largest message.
+ */
+export const MAX_MESSAGE_FRAGMENTS = 256;
+
+/** The error code of a message refused for {@linkcode MAX_MESSAGE_FRAGMENTS}. */
+const TOO_MANY_FRAGMENTS = "SIGNAL_FISH_TOO_MANY_FRAGMENTS";
+
+/** What {@linkcode limitFragments} uses of `ws`' parser (its `Receiver`, private state). */
+interface FragmentState {
+  _fragmented: number;
+  _fragments: unknown[];
+  _opcode: number;
+  _payloadLength: number;
+  haveLength(cb: (error?: Error) => void): unknown;
+  createError(
+    ctor: typeof RangeError,
+    message: string,
+    prefix: boolean,
+    statusCode: number,
+    errorCode: string,
+  ): Error;
+}
+
+/** The parser prototypes {@linkcode limitFragments} changed. */
+const fragmentsLimited = new WeakSet<object>();
+
+/**
+ * Makes `ws`' parser refuse a data frame that would be a message's fragment number
+ * {@linkcode MAX_MESSAGE_FRAGMENTS} + 1 (empty fragments, which it does not keep, are not
+ * counted), with the status 1009 and {@linkcode TOO_MANY_FRAGMENTS}. The check sits in the step
+ * that already checks the message's size as each frame's length is known (`haveLength`), once
+ * for every parser (its prototype, changed at the first connection). Returns whether the parser
+ * has the check: false when it does not look as expected (`tests/hostile_input_test.ts` fails).
+ */
+function limitFragments(receiver: object): boolean {
+  const proto = Object.getPrototypeOf(receiver) as FragmentState;
+  if (fragmentsLimited.has(proto)) return true;
+  const state = receiver as Partial<FragmentState>;
+  const haveLength = proto.haveLength;
+  if (
+    typeof haveLength !== "function" || typeof proto.createError !== "function" ||
+    !Array.isArray(state._fragments) || typeof state._fragmented !== "number"
+  ) return false;
+  proto.haveLength = function (this: FragmentState, cb: (error?: Error) => void) {
+    if (
+      this._fragmented !== 0 && this._fragments.length >= MAX_MESSAGE_FRAGMENTS &&
+      this._payloadLength > 0 && this._opcode < 0x08
+    ) {
+      cb(this.createError(RangeError, "Too many fragments", false, 1009, TOO_MANY_FRAGMENTS));
+      return;
+    }
+    return haveLength.call(this, cb);
+  };
+  fragmentsLimited.add(proto);
+  return true;
+}
+
+/**
  * Takes each message from `ws`' parser itself instead of through the `WebSocket`, whose only
  * listener of the parser's `message` event re-emits it on the `WebSocket` (one emit and one
  * call less per message). False, and nothing changed, when the parser's listeners are not that
@@ -991,12 +1054,21 @@ function onMessage(this: WithConnection, data: Uint8Array, isBinary: boolean): v
 function onReceiverError(this: WithConnection, error: Error & { code?: string }): void {
   const connection = this[CONNECTION]!;
   connection.feeding = false;
-  if (error.code !== "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return;
-  connection.edge.refuseTooLarge(
-    connection.id!,
-    refusedSize(connection.ws!, connection.maxPayload),
-    Date.now(),
-  );
+  if (error.code === TOO_MANY_FRAGMENTS) {
+    const receiver = this as unknown as { _totalPayloadLength?: number };
+    connection.edge.refuseTooFragmented(
+      connection.id!,
+      receiver._totalPayloadLength ?? 0,
+      MAX_MESSAGE_FRAGMENTS,
+      Date.now(),
+    );
+  } else if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+    connection.edge.refuseTooLarge(
+      connection.id!,
+      refusedSize(connection.ws!, connection.maxPayload),
+      Date.now(),
+    );
+  } else return;
   // Read nothing more of this message (`ws` would read and discard it until the close
   // handshake): the close frame still goes out, and the grace timer ends the connection.
   const stream = connection.stream;
@@ -1098,7 +1170,10 @@ export function acceptWebSocketWith(
     if (!receiver || !directReads.enabled || !hearParser(receiver, onMessage)) {
       socket.on("message", onMessage);
     }
-    if (receiver) readsDirect(stream, receiver, connection);
+    if (receiver) {
+      limitFragments(receiver);
+      readsDirect(stream, receiver, connection);
+    }
     if ((stream as { encrypted?: boolean }).encrypted === true) tlsReads(stream);
     quietEnd(stream);
     if (receiver) quietEnd(receiver as unknown as EndableStream);
