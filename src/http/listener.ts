@@ -67,7 +67,7 @@ export const DEFAULT_PENDING_LIMITS: PendingLimits = {
 
 /**
  * Requests one connection may have received and not yet been answered (HTTP/1.1 pipelining);
- * one more closes the connection (SECURITY.md, "Pipelined requests"). `node:http` reads and
+ * one more closes the connection (SECURITY.md, "Pipelined requests not answered"). `node:http` reads and
  * queues every pipelined request, and answers each after the one before it has finished, from the
  * next tick: one client pipelining `GET /v2/health` as fast as it could (~150,000 requests in 3 s)
  * kept the event loop on its queue for 8–14 s at a time (a bystander's `Ping` waited as long;
@@ -109,7 +109,10 @@ export interface ListenOptions {
   upgrade?: UpgradeHandler;
   /** @default DEFAULT_PENDING_LIMITS */
   limits?: PendingLimits;
-  /** Called when a connection is closed unread because a pending-connection cap is reached. */
+  /**
+   * Called when a connection is closed because a pending-connection cap is reached (unread) or
+   * it pipelined more than {@linkcode MAX_UNANSWERED_REQUESTS} requests.
+   */
   onRefused?: (reason: "pending" | "pending_per_ip" | "pipelined") => void;
   /**
    * Bind with `SO_REUSEPORT` (`server.reuse_port`, docs/spec/SERVER.md §1.1): several processes

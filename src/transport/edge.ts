@@ -716,7 +716,7 @@ export class Edge {
 
   /**
    * Refuses an inbound message sent in more than `maxFragments` non-empty frames, which the
-   * transport stopped reading (SECURITY.md "Fragments of one message"; README "Deviations"): as
+   * transport stopped reading (SECURITY.md "Fragments of one message"; README "Limits"): as
    * for a message past `maxMessageSize`, `Error` MESSAGE_TOO_LARGE (`Message too large (more
    * than <max> fragments)`), then close 1009. `size` is the payload read so far, bytes.
    */
