@@ -43,8 +43,8 @@ const tlsReading = new WeakSet<object>();
  * paused, has not ended and has not been stopped by the budget: a read a second time within a
  * turn that has spent the budget stops it, and a 1-ms timer starts it again.
  *
- * The listener calls it for every TLS connection once its handshake is done (the HTTP requests
- * before an upgrade need it as much), the WebSocket upgrade again (a second call does nothing).
+ * The listener calls it for every TLS connection once its handshake is done, so the HTTP requests
+ * before an upgrade have it as much as the WebSocket after it (a second call does nothing).
  * Nothing happens when the handles do not look as expected; `tests/tls_test.ts` fails then
  * ({@linkcode tlsReadsTaken} does not count the connections).
  *

@@ -18,7 +18,6 @@ import { utf8Length } from "../protocol/utf8.ts";
 import { type RequestHead, switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
 import type { Edge } from "./edge.ts";
 import { readTurn, readTurnSpent, readTurnStarts } from "./read_turns.ts";
-import { tlsReads } from "./tls_reads.ts";
 import type { Peer, SendFailure } from "./peer.ts";
 import type { TokenBinding } from "./token_binding.ts";
 
@@ -1174,7 +1173,6 @@ export function acceptWebSocketWith(
       limitFragments(receiver);
       readsDirect(stream, receiver, connection);
     }
-    if ((stream as { encrypted?: boolean }).encrypted === true) tlsReads(stream);
     quietEnd(stream);
     if (receiver) quietEnd(receiver as unknown as EndableStream);
     receiver?.prependListener("error", onReceiverError);
