@@ -40,25 +40,43 @@ async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: 
   return { cert, key };
 }
 
-/** A server process with TLS on, the certificate and key in `dir`, more settings in `env`. */
-async function tlsServer(dir: string, env: Record<string, string> = {}) {
-  const { cert, key } = await selfSignedCertificate(dir);
-  const server = await spawnServer({
-    permissions: ["--allow-all"],
-    env: {
-      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
-      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
-      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
-      ...env,
-    },
-  });
-  const connect = async () =>
-    await Deno.connectTls({
-      hostname: "127.0.0.1",
-      port: server.port,
-      caCerts: [await Deno.readTextFile(cert)],
+/**
+ * A server process with TLS on and more settings in `env`; its certificate and key live in a
+ * temporary directory removed with it.
+ */
+async function tlsServer(env: Record<string, string> = {}) {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-tls-" });
+  const removeDir = () => Deno.remove(dir, { recursive: true });
+  try {
+    const { cert, key } = await selfSignedCertificate(dir);
+    const server = await spawnServer({
+      permissions: ["--allow-all"],
+      env: {
+        SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
+        SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
+        SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
+        ...env,
+      },
     });
-  return Object.assign(server, { cert, connect });
+    const stop = server[Symbol.asyncDispose].bind(server);
+    const connect = async () =>
+      await Deno.connectTls({
+        hostname: "127.0.0.1",
+        port: server.port,
+        caCerts: [await Deno.readTextFile(cert)],
+      });
+    return Object.assign(server, {
+      cert,
+      connect,
+      async [Symbol.asyncDispose]() {
+        await stop();
+        await removeDir();
+      },
+    });
+  } catch (error) {
+    await removeDir();
+    throw error;
+  }
 }
 
 /**
@@ -133,19 +151,14 @@ Deno.test({
     "One connection's reads over TLS: a client sending faster than its frames are handled does not hold a bystander's Ping back for its whole flood",
   sanitizeResources: false, // the subprocess' pipes close with it
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "signal-fish-tls-" });
-    try {
-      await using server = await tlsServer(dir);
-      // The clients in a process of their own, which trusts the certificate (tests/read_flood.ts).
-      // Before: the flooder's Pong came first, the instance reading the flooder's TCP handle for
-      // as long as it had data (the TLS socket's own pause does not stop that handle).
-      deepEqual(
-        await runTrusting(server.cert, "./read_flood.ts", `wss://127.0.0.1:${server.port}/v2/ws`),
-        ["bystander", "flooder"],
-      );
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using server = await tlsServer();
+    // The clients in a process of their own, which trusts the certificate (tests/read_flood.ts).
+    // Before: the flooder's Pong came first, the instance reading the flooder's TCP handle for
+    // as long as it had data (the TLS socket's own pause does not stop that handle).
+    deepEqual(
+      await runTrusting(server.cert, "./read_flood.ts", `wss://127.0.0.1:${server.port}/v2/ws`),
+      ["bystander", "flooder"],
+    );
   },
 });
 
@@ -174,34 +187,29 @@ Deno.test({
     "A TLS connection refused for a too-large message is read no further: its client cannot push more into the server while it is closed",
   sanitizeResources: false, // the subprocess' pipes close with it
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "signal-fish-tls-" });
-    try {
-      await using server = await tlsServer(dir);
-      const conn = await server.connect();
-      await conn.write(new TextEncoder().encode(
-        "GET /v2/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-      ));
-      const head = new Uint8Array(4096);
-      const read = await conn.read(head);
-      equal(
-        new TextDecoder().decode(head.subarray(0, read ?? 0)).split("\r\n")[0],
-        "HTTP/1.1 101 Switching Protocols",
-      );
-      // A masked binary frame announcing 100 MB: past max_message_size, so the server answers
-      // MESSAGE_TOO_LARGE, closes with 1009 and reads nothing more; it drops the connection 2 s
-      // later, as this client never answers the close. Meanwhile the client writes all it can.
-      await conn.write(
-        new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x05, 0xf5, 0xe1, 0x00, 1, 2, 3, 4]),
-      );
-      const written = await writtenUntilDropped(conn, 10_000);
-      // Before: the connection's TCP handle went on reading while the TLS socket was paused: this
-      // client wrote 264–277 MiB in those 2 s (a faster one outside the tests 2.5 GiB, the
-      // server's RSS 79 → 394 MB). Now what the socket buffers hold: 3.7 MiB.
-      ok(written < 16 * 2 ** 20, `${(written / 2 ** 20).toFixed(0)} MiB written`);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using server = await tlsServer();
+    const conn = await server.connect();
+    await conn.write(new TextEncoder().encode(
+      "GET /v2/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ));
+    const head = new Uint8Array(4096);
+    const read = await conn.read(head);
+    equal(
+      new TextDecoder().decode(head.subarray(0, read ?? 0)).split("\r\n")[0],
+      "HTTP/1.1 101 Switching Protocols",
+    );
+    // A masked binary frame announcing 100 MB: past max_message_size, so the server answers
+    // MESSAGE_TOO_LARGE, closes with 1009 and reads nothing more; it drops the connection 2 s
+    // later, as this client never answers the close. Meanwhile the client writes all it can.
+    await conn.write(
+      new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x05, 0xf5, 0xe1, 0x00, 1, 2, 3, 4]),
+    );
+    const written = await writtenUntilDropped(conn, 10_000);
+    // Before: the connection's TCP handle went on reading while the TLS socket was paused: this
+    // client wrote 264–277 MiB in those 2 s (a faster one outside the tests 2.5 GiB, the
+    // server's RSS 79 → 394 MB). Now what the socket buffers hold: 3.7 MiB.
+    ok(written < 16 * 2 ** 20, `${(written / 2 ** 20).toFixed(0)} MiB written`);
   },
 });
 
@@ -210,26 +218,21 @@ Deno.test({
     "An HTTPS request whose body the server does not read cannot push more into the server than the socket buffers hold",
   sanitizeResources: false, // the subprocess' pipes close with it
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "signal-fish-tls-" });
-    try {
-      // The connection is dropped after a second without reads (security.http.idle_timeout_secs).
-      await using server = await tlsServer(dir, {
-        SIGNAL_FISH_SECURITY__HTTP__HEADER_TIMEOUT_SECS: "1",
-        SIGNAL_FISH_SECURITY__HTTP__IDLE_TIMEOUT_SECS: "1",
-      });
-      for (const path of ["/v2/health", "/v2/ws", "/no-such-route"]) {
-        const conn = await server.connect();
-        await conn.write(new TextEncoder().encode(
-          `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000\r\n\r\n`,
-        ));
-        const written = await writtenUntilDropped(conn, 10_000);
-        // Before: the TLS socket paused, its TCP handle went on reading into memory: 543–559 MiB
-        // in the 5 s of the default timeout, the server's RSS 77 → 930 MB, for one connection
-        // (32 pending per address).
-        ok(written < 16 * 2 ** 20, `${path}: ${(written / 2 ** 20).toFixed(0)} MiB written`);
-      }
-    } finally {
-      await Deno.remove(dir, { recursive: true });
+    // The connection is dropped after a second without reads (security.http.idle_timeout_secs).
+    await using server = await tlsServer({
+      SIGNAL_FISH_SECURITY__HTTP__HEADER_TIMEOUT_SECS: "1",
+      SIGNAL_FISH_SECURITY__HTTP__IDLE_TIMEOUT_SECS: "1",
+    });
+    for (const path of ["/v2/health", "/v2/ws", "/no-such-route"]) {
+      const conn = await server.connect();
+      await conn.write(new TextEncoder().encode(
+        `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000\r\n\r\n`,
+      ));
+      const written = await writtenUntilDropped(conn, 10_000);
+      // Before: the TLS socket paused, its TCP handle went on reading into memory: 543–559 MiB
+      // in the 5 s of the default timeout, the server's RSS 77 → 930 MB, for one connection
+      // (32 pending per address).
+      ok(written < 16 * 2 ** 20, `${path}: ${(written / 2 ** 20).toFixed(0)} MiB written`);
     }
   },
 });

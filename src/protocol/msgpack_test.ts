@@ -8,7 +8,7 @@ const utf8 = new TextEncoder();
 /** A str 8 holding `content`. */
 const str8 = (content: Uint8Array) => new Uint8Array([0xd9, content.length, ...content]);
 
-/** What PROTOCOL.md §7.7 says a JSON recipient gets for a string of these bytes. */
+/** What docs/spec/PROTOCOL.md §7.7 says a JSON recipient gets for a string of these bytes. */
 function expectedString(content: Uint8Array): string | undefined {
   try {
     return JSON.stringify(
