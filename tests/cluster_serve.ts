@@ -105,6 +105,57 @@ async function seedEpoch(port: number, key: string, ageMs: number): Promise<void
   }
 }
 
+/**
+ * The counters of docs/spec/SERVER.md §6.3 that only move when an envelope, a publish, a request
+ * or Redis's data was lost, a node died or a code was claimed twice. The proxied suite injects none
+ * of these faults, so each must read 0 when its cluster stops: a non-zero one is a cluster bug the
+ * clients' assertions may not show (a resync that happened to replay what the test expected).
+ */
+const FAULT_COUNTERS = [
+  "signal_fish_cluster_sequence_gaps_total",
+  "signal_fish_cluster_duplicate_envelopes_total",
+  "signal_fish_cluster_publishes_unanswered_total",
+  "signal_fish_cluster_resyncs_total",
+  "signal_fish_cluster_resync_closes_total",
+  "signal_fish_cluster_bind_timeouts_total",
+  "signal_fish_cluster_binds_expired_total",
+  "signal_fish_cluster_code_conflicts_total",
+  "signal_fish_cluster_epoch_changes_total",
+  "signal_fish_cluster_peer_deaths_total",
+  "signal_fish_cluster_redis_reconnects_total",
+] as const;
+
+/**
+ * Reads {@linkcode FAULT_COUNTERS} from the instance's Prometheus exposition (`GET /metrics/prom`, with
+ * the configured metrics token when the test set one) and returns "" when all are 0, else one line
+ * naming the instance and each non-zero counter. An instance that does not answer (a test stopped
+ * it, or refuses metrics) is not read.
+ */
+async function faultCounts(instance: Instance, config: Config): Promise<string> {
+  const headers: Record<string, string> = {};
+  const token = config.security.metrics_auth_token;
+  if (config.security.require_metrics_auth && token) headers.authorization = `Bearer ${token}`;
+  let text: string;
+  try {
+    const response = await fetch(`http://127.0.0.1:${instance.port}/metrics/prom`, {
+      headers,
+      signal: AbortSignal.timeout(5_000),
+    });
+    text = await response.text();
+    if (response.status !== 200) return "";
+  } catch {
+    return "";
+  }
+  const nonZero: string[] = [];
+  for (const name of FAULT_COUNTERS) {
+    const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+    if (line === undefined) return `instance ${instance.port}: ${name} missing from /metrics`;
+    const value = Number(line.slice(name.length + 1));
+    if (value !== 0) nonZero.push(`${name} ${value}`);
+  }
+  return nonZero.length > 0 ? `instance ${instance.port}: ${nonZero.join(", ")}` : "";
+}
+
 /** One instance of a proxied cluster. */
 interface Instance {
   port: number;
@@ -186,10 +237,15 @@ export async function serveCluster(
   let configPath: string | undefined;
   let proxy: ReturnType<typeof startTcpProxy> | undefined;
   const stopAll = async () => {
+    const faults = await Promise.all(instances.map((instance) => faultCounts(instance, config)));
     await Promise.all(instances.map((instance) => instance.stop()));
     await proxy?.close();
     await redis.stop();
     if (configPath) await Deno.remove(configPath).catch(() => {});
+    const found = faults.filter((line) => line !== "");
+    if (found.length > 0) {
+      throw new Error(`the cluster recorded faults no test injected:\n${found.join("\n")}`);
+    }
   };
   try {
     if (config.cluster.redis_url === null) clusterConfig.cluster.redis_url = redis.url;
