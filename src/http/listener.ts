@@ -380,7 +380,11 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       const headers = new Headers();
       const raw = message.rawHeaders;
       for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
-      const host = headers.get("host") ?? `${options.hostname}:${addr.port}`;
+      // The route is the request target's: a Host that is not an authority (a `/`, `\`, `?` or
+      // `#` in it would let the URL parser take the path from the Host header, past a proxy's
+      // path rules) is refused; none (HTTP/1.0) or an empty one reads as localhost.
+      const host = headers.get("host") || `localhost:${addr.port}`;
+      if (!isAuthority(host)) return undefined;
       const target = message.url ?? "/";
       if (!target.startsWith("/")) return undefined;
       const method = message.method ?? "GET";
@@ -656,6 +660,23 @@ const PLAIN_HOST = new RegExp(
   `^(?:(?:${OCTET}\\.){3}${OCTET}|(?:[A-Za-z0-9_-]+\\.)*(?!0[xX][0-9A-Fa-f]*(?::|$))` +
     `[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*)(?::(\\d{1,5}))?$`,
 );
+
+/**
+ * A Host header value of RFC 9110 §7.2's form, `host [ ":" port ]`: an IP literal in brackets or a
+ * registered name of RFC 3986 §3.2.2's unreserved and sub-delimiter characters (no
+ * percent-encoding), then an optional port of digits.
+ */
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=]+)(?::\d{0,5})?$/;
+
+/**
+ * True when `host` is an authority ({@linkcode AUTHORITY}), so `scheme://host/target` keeps the
+ * request target as the URL's path and query. False for anything with a `/`, `\`, `?`, `#`, `@`,
+ * `%`, space or control character, which the URL parser would read as the start of a path, a
+ * query, user information or an encoded character.
+ */
+export function isAuthority(host: string): boolean {
+  return AUTHORITY.test(host);
+}
 
 /** The last Host value {@linkcode isPlainHost} accepted: clients of one server mostly send one. */
 let lastPlainHost = "";

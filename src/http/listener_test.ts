@@ -181,3 +181,68 @@ Deno.test("isPlainHost: the remembered last host does not change the answers", (
     }
   }
 });
+
+/** Sends `head` on a fresh connection and returns the status line and body of the answer. */
+async function answer(port: number, head: string): Promise<{ status: string; body: string }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode(head));
+  const text = await readUntilClosed(conn, 10_000);
+  conn.close();
+  const [top = "", body = ""] = text.split("\r\n\r\n");
+  return { status: top.split("\r\n")[0]!, body };
+}
+
+Deno.test("listen: the route is the request target's; a Host header that is not host[:port] is 400", async () => {
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: (request) => {
+      const url = new URL(request.url);
+      return new Response(url.pathname + url.search);
+    },
+    upgrade: () => undefined,
+  });
+  const port = listener.addr.port;
+  const get = (target: string, host: string | null, version = "1.1", extra = "") =>
+    answer(
+      port,
+      `GET ${target} HTTP/${version}\r\n${host === null ? "" : `Host: ${host}\r\n`}` +
+        `${extra}Connection: close\r\n\r\n`,
+    );
+  try {
+    // Each would otherwise have the URL parser read /admin/api/overview as the path.
+    for (
+      const host of [
+        "127.0.0.1/admin/api/overview?",
+        "play.example.com\\admin\\api\\overview?",
+        "127.0.0.1:80/admin/api/overview#",
+        "127.0.0.1?x",
+        "user@127.0.0.1",
+        "127.0.0.1%2fadmin",
+        "a, b",
+      ]
+    ) {
+      const { status, body } = await get("/v2/health?x=1", host);
+      ok(status.startsWith("HTTP/1.1 400"), `${host}: ${status}`);
+      ok(!body.includes("admin"), `${host}: ${body}`);
+    }
+    // The same refusal on an upgrade request (the fast path declines such a Host).
+    const upgrade = await get(
+      "/v2/health",
+      "127.0.0.1/admin/api/events?",
+      "1.1",
+      "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    );
+    ok(upgrade.status.startsWith("HTTP/1.1 400"), upgrade.status);
+    // Well-formed hosts, none or an empty one: the target's path and query.
+    for (const host of ["127.0.0.1", "[::1]:8080", "play.example.com:443", "", null]) {
+      const { status, body } = await get("/v2/health?x=1", host, host === null ? "1.0" : "1.1");
+      ok(status.includes(" 200"), `${host}: ${status}`);
+      // The body alone (HTTP/1.0) or as one chunk (HTTP/1.1).
+      ok(body.split("\r\n").includes("/v2/health?x=1"), `${host}: ${JSON.stringify(body)}`);
+    }
+  } finally {
+    await listener.shutdown();
+  }
+});
