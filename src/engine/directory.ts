@@ -35,6 +35,11 @@ export interface EngineStats {
   replayTruncations: number;
   /** Reconnection token records remembered (valid and recently invalidated). */
   tokenRecords: number;
+  /**
+   * Entries kept for connections that resumed a seat by `Reconnect` (the identity each carries
+   * and the token it presented, docs/spec/PROTOCOL.md §7.11.5): at most two per live connection.
+   */
+  adoptedIdentities: number;
 }
 
 /** The lookup summary of a room (docs/spec/EXTENSIONS.md E5). */

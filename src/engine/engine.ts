@@ -473,6 +473,7 @@ export class Engine {
       replayBufferBytes: this.#reconnection.bufferedBytes,
       replayTruncations: this.#reconnection.budgetDrops,
       tokenRecords: this.#reconnection.tokenRecords,
+      adoptedIdentities: this.#reconnection.adoptedIdentities,
     };
   }
 

@@ -168,6 +168,15 @@ export class Reconnection {
     return this.#records.size;
   }
 
+  /**
+   * Entries of the maps kept per connection that resumed a seat with `Reconnect`: identities
+   * adopted and the token each presented. At most two per live connection; entries left by
+   * connections that went would be a leak.
+   */
+  get adoptedIdentities(): number {
+    return this.#connByAdoptedPlayer.size + this.#resumedWith.size;
+  }
+
   /** The hold of `playerId`'s seat, if held. */
   held(playerId: string): Hold | undefined {
     return this.#holds.get(playerId);
@@ -203,6 +212,15 @@ export class Reconnection {
   adopt(playerId: string, conn: ConnId): void {
     const session = this.#sessions.get(conn);
     if (!session) return;
+    // An identity this connection adopted before (a seat it resumed, then left) is no longer
+    // its to carry: forget it, or it outlives the connection.
+    const previous = session.playerId;
+    if (
+      previous !== playerId && previous !== conn &&
+      this.#connByAdoptedPlayer.get(previous) === conn
+    ) {
+      this.#connByAdoptedPlayer.delete(previous);
+    }
     session.playerId = playerId;
     if (conn === playerId) this.#connByAdoptedPlayer.delete(playerId);
     else this.#connByAdoptedPlayer.set(playerId, conn);
@@ -474,6 +492,9 @@ export class Reconnection {
       truncated = this.#options.takeoverTruncated?.(oldConn) ?? false;
       const old = this.#sessions.remove(oldConn);
       if (old) old.playing = undefined;
+      // The replaced connection's close finds no session, so nothing else forgets the token
+      // it resumed with (if it had resumed this seat itself).
+      this.#resumedWith.delete(oldConn);
       effects.push({
         kind: "close",
         to: oldConn,

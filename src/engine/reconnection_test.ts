@@ -416,3 +416,52 @@ Deno.test("A token record invalidated for the window does not keep its room aliv
   equal(gone.deref(), undefined, "the room of a room_gone record was collected");
   equal(left.deref(), undefined, "the room of a left record was collected");
 });
+
+Deno.test("Engine: takeovers in a loop leave nothing behind once every connection has gone", () => {
+  const engine = engineWith([P1, P2]);
+  const joined = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data;
+  engine.handle(P2, join("ROOM01", "Tobias"), T0);
+  let token = joined.reconnection_token!;
+  let previous = P1;
+  for (let i = 0; i < 50; i++) {
+    // Each connection takes the seat from the previous one, which had itself taken it over.
+    const conn = `00000000-0000-4000-8000-${(0xe000 + i).toString(16).padStart(12, "0")}`;
+    engine.connect(conn);
+    const effects = engine.handle(conn, reconnect(P1, joined.room_id, token), T0 + i + 1);
+    token = first(effects, conn, "Reconnected").data.reconnection_token!;
+    deepEqual(engine.disconnect(previous, T0 + i + 1), []);
+    previous = conn;
+    // The live carrier only: its identity and the token it presented.
+    equal(engine.stats().adoptedIdentities, 2, `after takeover ${i + 1}`);
+  }
+  engine.handle(previous, bare("LeaveRoom"), T0 + 100);
+  engine.disconnect(previous, T0 + 101);
+  equal(engine.stats().adoptedIdentities, 0);
+  // Tobias is the one connection left.
+  equal(engine.stats().connections, 1);
+});
+
+Deno.test("Engine: a connection that resumes one seat, leaves and resumes another carries only the second", () => {
+  const engine = engineWith([P1, P2, P3, C1]);
+  const t1 = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data;
+  const t2 = first(engine.handle(P2, join("ROOM02", "Tobias"), T0), P2, "RoomJoined").data;
+  engine.handle(P3, join("ROOM02", "Nina"), T0);
+  engine.disconnect(P1, T0 + 1);
+  engine.disconnect(P2, T0 + 1);
+  first(
+    engine.handle(C1, reconnect(P1, t1.room_id, t1.reconnection_token!), T0 + 2),
+    C1,
+    "Reconnected",
+  );
+  engine.handle(C1, bare("LeaveRoom"), T0 + 3);
+  first(
+    engine.handle(C1, reconnect(P2, t2.room_id, t2.reconnection_token!), T0 + 4),
+    C1,
+    "Reconnected",
+  );
+  // C1 now carries P2 only: game data of ROOM02 for P2 reaches it, and P1 is nobody's.
+  deepEqual(summarize(engine.handle(P3, gameData(1, P2), T0 + 5)), ["c1 <- GameData"]);
+  equal(engine.stats().adoptedIdentities, 2);
+  engine.disconnect(C1, T0 + 6);
+  equal(engine.stats().adoptedIdentities, 0);
+});
