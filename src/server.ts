@@ -100,6 +100,11 @@ export function engineOptions(config: Config): EngineOptions {
   return {
     defaultMaxPlayers: server.default_max_players,
     maxPlayersLimit: protocol.max_players_limit,
+    maxConnectionInfoBytes: protocol.max_connection_info_bytes,
+    lobbyChanges: {
+      capacity: config.rate_limit.max_lobby_changes,
+      windowMs: config.rate_limit.time_window * 1000,
+    },
     roomCodeLength: protocol.room_code_length,
     maxGameNameLength: protocol.max_game_name_length,
     maxRoomsPerGame: server.max_rooms_per_game,

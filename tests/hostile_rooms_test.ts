@@ -351,3 +351,61 @@ Deno.test("With app auth the operator API lists each app's rooms under its names
   equal(closed.status, 200, await closed.text());
   await player.next("RoomLeft");
 });
+
+Deno.test("A player toggling ready in a loop is refused past its lobby-change bucket; the others keep their seats", async () => {
+  await using server = await serve((config) => {
+    viaProxy(config);
+    config.rate_limit.max_lobby_changes = 20;
+  });
+  const players: TestClient[] = [];
+  try {
+    // Four players, each with connection info at the 4096-byte cap, so every GameStarting is
+    // ~16 KiB per member; three of them ready.
+    for (let i = 0; i < 4; i++) {
+      const player = await connectAs(server, `203.0.113.${60 + i}`);
+      players.push(player);
+      player.send(joinRoom("TOGL01", `p${i}`, { max_players: 4 }));
+      await player.next("RoomJoined");
+      const info = { type: "custom", data: "" };
+      info.data = String(i).repeat(4096 - JSON.stringify(info).length);
+      player.send({ type: "ProvideConnectionInfo", data: { connection_info: info } });
+    }
+    const [attacker, ...others] = players as [TestClient, ...TestClient[]];
+    for (const other of others) other.send({ type: "PlayerReady" });
+    for (const player of players) {
+      while ((await player.waitFor("LobbyStateChanged")).data.ready_players.length < 3);
+      player.drain();
+    }
+    // 300 toggles in a row: before the bucket, 150 GameStarting (~2.4 MiB) to each member.
+    for (let i = 0; i < 300; i++) attacker.send({ type: "PlayerReady" });
+    attacker.send({ type: "Ping" });
+    let refused = 0;
+    for (;;) {
+      const message = await attacker.next();
+      if (message.type === "Pong") break;
+      if (message.type === "Error") {
+        equal(message.data.error_code, "RATE_LIMIT_EXCEEDED");
+        ok(
+          /^Lobby change rate limit exceeded\. Try again in \d+ seconds\.$/.test(
+            message.data.message,
+          ),
+        );
+        refused++;
+      }
+    }
+    equal(refused, 280);
+    for (const other of others) {
+      other.send({ type: "Ping" });
+      let starts = 0;
+      for (;;) {
+        const message = await other.next();
+        if (message.type === "Pong") break;
+        if (message.type === "GameStarting") starts++;
+      }
+      equal(starts, 10);
+      equal(other.socket.readyState, WebSocket.OPEN);
+    }
+  } finally {
+    await closeAll(players);
+  }
+});

@@ -192,12 +192,14 @@ export const ConfigFields = z.strictObject({
     max_join_attempts: int(1).default(20),
     max_reconnect_attempts: int(1).default(60),
     max_auth_failures: int(1).default(10),
+    max_lobby_changes: int(1).default(20),
   }).prefault({}),
   protocol: z.strictObject({
     max_game_name_length: int().default(64),
     room_code_length: int(4, 32).default(6),
     max_player_name_length: int().default(32),
     max_players_limit: int(1, 255).default(100),
+    max_connection_info_bytes: int(64).default(4096),
     enable_message_pack_game_data: bool(true),
     sdk_compatibility: z.strictObject({
       enforce: bool(false),

@@ -14,7 +14,9 @@
  */
 import type { ClientMessage } from "../protocol/messages.ts";
 import { authorityRequest } from "./authority.ts";
-import { playerReady, provideConnectionInfo } from "./lobby.ts";
+import { DEFAULT_MAX_CONNECTION_INFO_BYTES, playerReady, provideConnectionInfo } from "./lobby.ts";
+import { lobbyChangeLimitReason } from "./rate_limits.ts";
+import { TokenBucket } from "./token_bucket.ts";
 import { type EngineStats, HomeDirectory, type RoomSummary } from "./directory.ts";
 import {
   type ConnId,
@@ -100,6 +102,20 @@ export class Engine {
     return this.#reconnection.route(this.#dispatch(session, message, now), session);
   }
 
+  /**
+   * Takes a token from `session`'s lobby-change bucket when it is a player (`PlayerReady` and
+   * `AuthorityRequest` announce to the whole room; docs/spec/PROTOCOL.md §7.4 note). Returns the
+   * refusal's reason when the bucket is empty, else undefined (also without a limit, and for
+   * spectators and connections in no room, whose requests fail without announcing anything).
+   */
+  #lobbyChangeLimited(session: Session, now: number): string | undefined {
+    const limit = this.#options.lobbyChanges;
+    if (limit === undefined || session.playing === undefined) return undefined;
+    session.lobbyChanges ??= new TokenBucket(limit.capacity, limit.windowMs);
+    const take = session.lobbyChanges.take(now);
+    return take.ok ? undefined : lobbyChangeLimitReason(take.retryAfterSecs);
+  }
+
   #dispatch(session: Session, message: ClientMessage, now: number): Effect[] {
     switch (message.type) {
       case "Authenticate":
@@ -110,12 +126,30 @@ export class Engine {
         return this.#rooms.leaveRoom(session, now);
       case "GameData":
         return this.#rooms.gameData(session, message.data, now);
-      case "AuthorityRequest":
+      case "AuthorityRequest": {
+        const limited = this.#lobbyChangeLimited(session, now);
+        if (limited !== undefined) {
+          return [send(session.playerId, {
+            type: "AuthorityResponse",
+            data: { granted: false, reason: limited, error_code: "RATE_LIMIT_EXCEEDED" },
+          })];
+        }
         return authorityRequest(session, message.data.become_authority, now);
-      case "PlayerReady":
+      }
+      case "PlayerReady": {
+        const limited = this.#lobbyChangeLimited(session, now);
+        if (limited !== undefined) {
+          return [error(session.playerId, limited, "RATE_LIMIT_EXCEEDED")];
+        }
         return playerReady(session, this.#directory, now);
+      }
       case "ProvideConnectionInfo":
-        return provideConnectionInfo(session, message.data.connection_info, now);
+        return provideConnectionInfo(
+          session,
+          message.data.connection_info,
+          this.#options.maxConnectionInfoBytes ?? DEFAULT_MAX_CONNECTION_INFO_BYTES,
+          now,
+        );
       case "Ping":
         return [send(session.playerId, { type: "Pong" })];
       case "Reconnect":

@@ -454,3 +454,114 @@ Deno.test("A restored snapshot keeps each room in its app's namespace and its to
   const back = after.handle(C1, reconnect(P1, a.room_id, a.reconnection_token!), T0);
   equal(first(back, C1, "Reconnected").data.room_code, "ROOM01");
 });
+
+// ---------------------------------------------------------------------------------------------
+// Lobby announcements: connection info size and the lobby-change bucket
+
+function provide(connection_info: unknown): ClientMessage {
+  return { type: "ProvideConnectionInfo", data: { connection_info } } as ClientMessage;
+}
+
+function authority(become_authority: boolean): ClientMessage {
+  return { type: "AuthorityRequest", data: { become_authority } } as ClientMessage;
+}
+
+Deno.test("ProvideConnectionInfo: a value longer than max_connection_info_bytes as sent back is refused, the stored one stays", () => {
+  const engine = engineWith([P1, P2], { maxConnectionInfoBytes: 100 });
+  first(engine.handle(P1, join("ROOM01", "Mira", { max_players: 2 }), T0), P1, "RoomJoined");
+  first(engine.handle(P2, join("ROOM01", "Tobias"), T0), P2, "RoomJoined");
+  const small = { type: "direct", host: "198.51.100.7", port: 7777 };
+  deepEqual(engine.handle(P1, provide(small), T0), []);
+  // 8 numbers of 4 characters sent, each 21 digits sent back: the stored form counts.
+  const inflated = { type: "custom", data: Array(8).fill(9e20) };
+  ok(JSON.stringify(inflated).length > 100);
+  const refused = first(engine.handle(P1, provide(inflated), T0), P1, "Error").data;
+  deepEqual(refused, {
+    message: `Connection info too large (${JSON.stringify(inflated).length} bytes, at most 100)`,
+    error_code: "INVALID_INPUT",
+  });
+  // Exactly at the limit is accepted.
+  const exact = { type: "custom", data: "" };
+  exact.data = "x".repeat(100 - JSON.stringify(exact).length);
+  equal(JSON.stringify(exact).length, 100);
+  deepEqual(engine.handle(P2, provide(exact), T0), []);
+  engine.handle(P1, bare("PlayerReady"), T0);
+  const starting = first(engine.handle(P2, bare("PlayerReady"), T0), P1, "GameStarting").data;
+  deepEqual(starting.peer_connections.map((peer) => peer.connection_info), [small, exact]);
+});
+
+Deno.test("PlayerReady and AuthorityRequest share a per-connection bucket; an empty one refuses without announcing", () => {
+  const engine = engineWith([P1, P2, S1], { lobbyChanges: { capacity: 3, windowMs: 60_000 } });
+  first(engine.handle(P1, join("ROOM01", "Mira", { max_players: 3 }), T0), P1, "RoomJoined");
+  first(engine.handle(P2, join("ROOM01", "Tobias"), T0), P2, "RoomJoined");
+  first(engine.handle(S1, spectate("ROOM01"), T0), S1, "SpectatorJoined");
+  // Requests that announce nothing (a spectator's, before a seat) take no token.
+  for (let i = 0; i < 5; i++) {
+    equal(
+      first(engine.handle(S1, bare("PlayerReady"), T0), S1, "Error").data.error_code,
+      "SPECTATOR_NOT_ALLOWED",
+    );
+  }
+  first(engine.handle(P1, bare("PlayerReady"), T0), P2, "LobbyStateChanged");
+  // The creator holds authority (docs/spec/PROTOCOL.md §7.5): a release announces.
+  first(engine.handle(P1, authority(false), T0), P2, "AuthorityChanged");
+  first(engine.handle(P1, bare("PlayerReady"), T0), P2, "LobbyStateChanged");
+  const ready = engine.handle(P1, bare("PlayerReady"), T0 + 1_000);
+  deepEqual(ready, [{
+    kind: "send",
+    to: [P1],
+    message: {
+      type: "Error",
+      data: {
+        message: "Lobby change rate limit exceeded. Try again in 19 seconds.",
+        error_code: "RATE_LIMIT_EXCEEDED",
+      },
+    },
+  }]);
+  const claim = engine.handle(P1, authority(true), T0 + 1_000);
+  deepEqual(sentTo(claim, P1), [{
+    type: "AuthorityResponse",
+    data: {
+      granted: false,
+      reason: "Lobby change rate limit exceeded. Try again in 19 seconds.",
+      error_code: "RATE_LIMIT_EXCEEDED",
+    },
+  }]);
+  equal(sentTo(claim, P2).length, 0);
+  // Another connection has its own bucket; a window's share comes back with time.
+  first(engine.handle(P2, bare("PlayerReady"), T0 + 1_000), P1, "LobbyStateChanged");
+  first(engine.handle(P1, bare("PlayerReady"), T0 + 20_000), P2, "LobbyStateChanged");
+  equal(
+    first(engine.handle(P1, bare("PlayerReady"), T0 + 20_000), P1, "Error").data.error_code,
+    "RATE_LIMIT_EXCEEDED",
+  );
+});
+
+Deno.test("Ready toggles in a finalized lobby cost each member at most the bucket's share of GameStarting", () => {
+  // docs/spec/PROTOCOL.md §7.4: every return to `finalized` sends GameStarting with every seat's
+  // connection info. With the defaults, one player toggling as fast as it can reaches each other
+  // member with at most capacity / 2 of them per window, each under max_players × the info cap.
+  const capacity = 20;
+  const engine = engineWith([P1, P2, P3], {
+    lobbyChanges: { capacity, windowMs: 60_000 },
+    maxConnectionInfoBytes: 4096,
+  });
+  first(engine.handle(P1, join("ROOM01", "Mira", { max_players: 3 }), T0), P1, "RoomJoined");
+  first(engine.handle(P2, join("ROOM01", "Tobias"), T0), P2, "RoomJoined");
+  first(engine.handle(P3, join("ROOM01", "Nina"), T0), P3, "RoomJoined");
+  const big = (tag: string) => ({ type: "custom", data: tag.repeat(4096 - 30) });
+  for (const [conn, tag] of [[P1, "a"], [P2, "b"], [P3, "c"]] as const) {
+    equal(engine.handle(conn, provide(big(tag)), T0).length, 0);
+  }
+  engine.handle(P2, bare("PlayerReady"), T0);
+  engine.handle(P3, bare("PlayerReady"), T0);
+  let starts = 0;
+  let bytes = 0;
+  for (let i = 0; i < 1_000; i++) {
+    const effects = engine.handle(P1, bare("PlayerReady"), T0 + i);
+    starts += sentTo(effects, P2).filter((m) => m.type === "GameStarting").length;
+    bytes += bytesTo(effects, P2);
+  }
+  equal(starts, capacity / 2);
+  ok(bytes < (capacity / 2) * 3 * 4096 + capacity * 1024, `${bytes} bytes to one member`);
+});

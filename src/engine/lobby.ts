@@ -6,6 +6,7 @@
  * @module
  */
 import type { ConnectionInfo } from "../protocol/messages.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 import type { HomeDirectory } from "./directory.ts";
 import { type ConnId, type Effect, error, send } from "./effects.ts";
 import { type Room, withoutAddress } from "./room.ts";
@@ -67,13 +68,20 @@ export function playerReady(session: Session, directory: HomeDirectory, now: num
   return effects;
 }
 
+/** `protocol.max_connection_info_bytes` by default (docs/spec/PROTOCOL.md §7.8 note). */
+export const DEFAULT_MAX_CONNECTION_INFO_BYTES = 4096;
+
 /**
  * `ProvideConnectionInfo` from `session`: stored silently on its seat and shown in later
- * snapshots (docs/spec/PROTOCOL.md §7.8); spectators get `Error{SPECTATOR_NOT_ALLOWED}`.
+ * snapshots (docs/spec/PROTOCOL.md §7.8); spectators get `Error{SPECTATOR_NOT_ALLOWED}`. A value
+ * whose JSON form (as it is sent back: every player gets every seat's value in each
+ * `GameStarting` and snapshot) is longer than `maxBytes` UTF-8 bytes gets
+ * `Error{INVALID_INPUT}` and the stored value stays.
  */
 export function provideConnectionInfo(
   session: Session,
   info: ConnectionInfo,
+  maxBytes: number,
   now: number,
 ): Effect[] {
   if (session.watching) {
@@ -88,6 +96,16 @@ export function provideConnectionInfo(
   const room = session.playing;
   if (!room) return [error(session.playerId, "Not in a room", "NOT_IN_ROOM")];
   room.lastActivity = now;
+  const size = utf8Length(JSON.stringify(info));
+  if (size > maxBytes) {
+    return [
+      error(
+        session.playerId,
+        `Connection info too large (${size} bytes, at most ${maxBytes})`,
+        "INVALID_INPUT",
+      ),
+    ];
+  }
   room.seats.get(session.playerId)!.connectionInfo = info;
   return [];
 }

@@ -98,6 +98,18 @@ export interface EngineOptions {
    */
   rateLimits?: RateLimits;
   /**
+   * Most UTF-8 bytes of a stored `connection_info` in the form it is sent back
+   * (`protocol.max_connection_info_bytes`, docs/spec/PROTOCOL.md §7.8 note): every player gets
+   * every seat's value in each `GameStarting` and snapshot. @default 4096
+   */
+  maxConnectionInfoBytes?: number;
+  /**
+   * Per connection, the `PlayerReady` and `AuthorityRequest` messages of a player that each
+   * announce to the whole room: `capacity` per `windowMs` (`rate_limit.max_lobby_changes` per
+   * `rate_limit.time_window`, docs/spec/PROTOCOL.md §7.4 note). @default undefined (unlimited)
+   */
+  lobbyChanges?: { capacity: number; windowMs: number };
+  /**
    * Cluster mode (docs/spec/SERVER.md §8.5.3): whether frames sent to `conn`, a connection being
    * replaced by a takeover, may not have reached it; `Reconnected.replay_truncated` says so.
    * @default undefined (never: a local socket took everything it was given)

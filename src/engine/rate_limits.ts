@@ -173,6 +173,15 @@ export function reconnectLimitReason(retryAfterSecs: number): string {
   return `Reconnect attempt rate limit exceeded. Try again in ${retryAfterSecs} seconds.`;
 }
 
+/**
+ * Reason when a player's lobby-change bucket is empty (`rate_limit.max_lobby_changes`,
+ * docs/spec/PROTOCOL.md §7.4 note): `Error.message` for `PlayerReady`, `AuthorityResponse.reason`
+ * for `AuthorityRequest`.
+ */
+export function lobbyChangeLimitReason(retryAfterSecs: number): string {
+  return `Lobby change rate limit exceeded. Try again in ${retryAfterSecs} seconds.`;
+}
+
 /** Reason when the join bucket is empty (docs/spec/PROTOCOL.md §7.2.1, §7.9; docs/spec/SERVER.md §1.10). */
 export function joinLimitReason(retryAfterSecs: number): string {
   return `Join attempt rate limit exceeded. Try again in ${retryAfterSecs} seconds.`;

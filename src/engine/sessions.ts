@@ -20,6 +20,7 @@ import type { ConnectInfo, EngineOptions } from "./options.ts";
 import { creationLimitReason, joinLimitReason, reconnectLimitReason } from "./rate_limits.ts";
 import type { Room } from "./room.ts";
 import { checkSdk } from "./sdk_gate.ts";
+import type { TokenBucket } from "./token_bucket.ts";
 
 /** Rate limits advertised when auth is disabled (docs/spec/PROTOCOL.md §7.1.2). */
 const DEFAULT_RATE_LIMITS = { per_minute: 1000, per_hour: 60000, per_day: 1440000 };
@@ -58,6 +59,11 @@ export interface Session {
   playing?: Room;
   /** The room this connection spectates, if any (exclusive with `playing`). */
   watching?: Room;
+  /**
+   * This connection's bucket of lobby changes (`EngineOptions.lobbyChanges`), made at its
+   * first `PlayerReady` or `AuthorityRequest` as a player.
+   */
+  lobbyChanges?: TokenBucket;
 }
 
 /**
