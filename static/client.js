@@ -724,12 +724,16 @@ var SignalFishClient = class _SignalFishClient {
    * `SPECTATOR_NOT_ALLOWED`.
    */
   provideConnectionInfo(connectionInfo) {
-    this.#send({
-      type: "ProvideConnectionInfo",
-      data: {
-        connection_info: connectionInfo
-      }
-    });
+    try {
+      this.#send({
+        type: "ProvideConnectionInfo",
+        data: {
+          connection_info: connectionInfo
+        }
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.#request({
       type: "Ping"
     }, (reply) => {
@@ -939,9 +943,18 @@ var SignalFishClient = class _SignalFishClient {
     this.#requireOpen();
     this.#socket.send(JSON.stringify(message));
   }
-  /** Sends `message` (unless `null`) and waits for the replies `handle` accepts. */
+  /**
+   * Sends `message` (unless `null`) and waits for the replies `handle` accepts. Never throws:
+   * a connection that is not open (checked unless `internal`) rejects the returned promise.
+   */
   #request(message, handle, internal = false) {
-    if (!internal) this.#requireOpen();
+    if (!internal) {
+      try {
+        this.#requireOpen();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     let pending;
     const promise = new Promise((resolve, reject) => {
       pending = {

@@ -347,6 +347,42 @@ Deno.test("SignalFishClient reports connection failures as SignalFishConnectionE
   );
 });
 
+Deno.test("SignalFishClient's promise-returning requests reject, never throw, unless open", async () => {
+  await using server = await serve();
+  const closed = await client(server);
+  await closed.createRoom({ game_name: GAME, player_name: "alice" });
+  await closed.close();
+  const idle = new SignalFishClient(server.url, OPTIONS); // Never opened.
+  const join = { game_name: GAME, room_code: "ABCDEF", player_name: "bob" };
+  const requests: [string, (c: SignalFishClient) => Promise<unknown>][] = [
+    ["authenticate", (c) => c.authenticate({ app_id: "demo" })],
+    ["joinRoom", (c) => c.joinRoom(join)],
+    ["createRoom", (c) => c.createRoom({ game_name: GAME, player_name: "bob" })],
+    ["join", (c) => c.join(join)],
+    ["create", (c) => c.create(join)],
+    ["joinOrCreate", (c) => c.joinOrCreate(join)],
+    ["spectate", (c) => c.spectate({ ...join, spectator_name: "nina" })],
+    ["setReady", (c) => c.setReady(true)],
+    ["requestAuthority", (c) => c.requestAuthority(true)],
+    [
+      "provideConnectionInfo",
+      (c) => c.provideConnectionInfo({ type: "direct", host: "h", port: 1 }),
+    ],
+    ["ping", (c) => c.ping()],
+  ];
+  for (const [who, target] of [["closed", closed], ["idle", idle]] as const) {
+    for (const [name, call] of requests) {
+      let promise: Promise<unknown>;
+      try {
+        promise = call(target);
+      } catch (error) {
+        throw new Error(`${name}() on a ${who} client threw instead of rejecting: ${error}`);
+      }
+      await rejects(promise, SignalFishConnectionError, `${name}() on a ${who} client`);
+    }
+  }
+});
+
 function throwsConnection(action: () => void): boolean {
   try {
     action();

@@ -14,7 +14,10 @@
  * ```
  *
  * Requests resolve with the server's answer and reject with {@linkcode SignalFishError}
- * (`code` = the spec's error code) or {@linkcode SignalFishConnectionError}. The server answers
+ * (`code` = the spec's error code) or {@linkcode SignalFishConnectionError}; they never throw,
+ * so a request made while the connection is not open (connecting, reconnecting, closed) rejects
+ * with {@linkcode SignalFishConnectionError}. Only the fire-and-forget sends (`sendGameData`,
+ * `sendTo`, `sendBinary`) throw. The server answers
  * each connection in order (docs/spec/PROTOCOL.md §1.5), so each reply settles the oldest request waiting
  * for that kind of reply.
  *
@@ -710,7 +713,11 @@ export class SignalFishClient implements AsyncDisposable {
    * `SPECTATOR_NOT_ALLOWED`.
    */
   provideConnectionInfo(connectionInfo: ConnectionInfo): Promise<void> {
-    this.#send({ type: "ProvideConnectionInfo", data: { connection_info: connectionInfo } });
+    try {
+      this.#send({ type: "ProvideConnectionInfo", data: { connection_info: connectionInfo } });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.#request({ type: "Ping" }, (reply) => {
       if (reply.type === "Pong") return { value: undefined };
       return errorWith(reply, ["NOT_IN_ROOM", "SPECTATOR_NOT_ALLOWED"]);
@@ -919,13 +926,22 @@ export class SignalFishClient implements AsyncDisposable {
     this.#socket!.send(JSON.stringify(message));
   }
 
-  /** Sends `message` (unless `null`) and waits for the replies `handle` accepts. */
+  /**
+   * Sends `message` (unless `null`) and waits for the replies `handle` accepts. Never throws:
+   * a connection that is not open (checked unless `internal`) rejects the returned promise.
+   */
   #request<T>(
     message: ClientMessage | null,
     handle: (reply: ServerMessage) => Outcome<T>,
     internal = false,
   ): Promise<T> {
-    if (!internal) this.#requireOpen();
+    if (!internal) {
+      try {
+        this.#requireOpen();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     let pending!: Pending;
     // Not Promise.withResolvers: it is missing from Node 20 and older browsers.
     const promise = new Promise<T>((resolve, reject) => {
