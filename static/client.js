@@ -435,8 +435,9 @@ var SignalFishClient = class _SignalFishClient {
   }
   /**
    * Subscribes `listener` to `event` and returns a function that unsubscribes it. Listeners run
-   * synchronously in subscription order; an exception in one is reported via `reportError`
-   * (or `console.error`) and does not stop the others.
+   * synchronously in subscription order. An exception thrown by one is caught: it goes to the
+   * `onListenerError` option (by default `console.error`), the other listeners still run and
+   * the client carries on — it is never rethrown or turned into an uncaught error.
    */
   on(event, listener) {
     let set = this.#listeners.get(event);
@@ -1076,11 +1077,25 @@ var SignalFishClient = class _SignalFishClient {
       try {
         listener(payload);
       } catch (error) {
-        const report = globalThis.reportError;
-        if (report) report(error);
-        else console.error(error);
+        this.#listenerFailed(error, event);
       }
     }
+  }
+  /**
+   * Reports a listener's exception without ever throwing. Not `reportError`: in Deno (and
+   * wherever it dispatches an unhandled `error` event) that ends the process.
+   */
+  #listenerFailed(error, event) {
+    const hook = this.#options.onListenerError;
+    if (hook) {
+      try {
+        hook(error, event);
+        return;
+      } catch (hookError) {
+        console.error(`SignalFishClient: onListenerError threw for "${event}":`, hookError);
+      }
+    }
+    console.error(`SignalFishClient: a "${event}" listener threw:`, error);
   }
   #startHeartbeat() {
     clearInterval(this.#heartbeat);

@@ -383,6 +383,60 @@ Deno.test("SignalFishClient's promise-returning requests reject, never throw, un
   }
 });
 
+Deno.test("SignalFishClient: a throwing listener neither stops the others nor the process", async () => {
+  await using server = await serve();
+  const bug = new Error("bug in the game's room listener");
+  // By default the exception is logged, never rethrown or reported as uncaught (Deno's
+  // reportError would end the test run here). A throwing hook is logged the same way.
+  const logged: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void logged.push(args);
+  try {
+    await using bob = await client(server);
+    bob.once("room", () => {
+      throw bug;
+    });
+    await bob.createRoom({ game_name: GAME, player_name: "bob" });
+    await using carol = await client(server, {
+      onListenerError: () => {
+        throw new Error("bug in the hook");
+      },
+    });
+    carol.once("room", () => {
+      throw bug;
+    });
+    await carol.createRoom({ game_name: GAME, player_name: "carol" });
+    await new Promise((resolve) => setTimeout(resolve, 0)); // An uncaught error would land here.
+  } finally {
+    console.error = consoleError;
+  }
+  deepEqual(logged.map((args) => (args.at(-1) as Error).message), [
+    "bug in the game's room listener",
+    "bug in the hook",
+    "bug in the game's room listener",
+  ]);
+  ok(String(logged[0]![0]).includes('"room" listener threw'), String(logged[0]![0]));
+
+  // With the onListenerError hook: it gets the exception and the event's name.
+  const reported: [unknown, string][] = [];
+  await using alice = await client(server, {
+    onListenerError: (error, event) => reported.push([error, event]),
+  });
+  let after = 0;
+  alice.on("room", () => {
+    throw bug;
+  });
+  alice.on("room", () => after++);
+  alice.once("RoomJoined", () => {
+    throw bug;
+  });
+  const created = await alice.createRoom({ game_name: GAME, player_name: "alice" });
+  equal(after, 1, "the next listener still ran");
+  deepEqual(reported, [[bug, "room"], [bug, "RoomJoined"]]);
+  equal(alice.room!.roomCode, created.room_code, "the client applied the message");
+  ok((await alice.ping()) >= 0, "and carries on");
+});
+
 function throwsConnection(action: () => void): boolean {
   try {
     action();

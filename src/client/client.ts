@@ -185,6 +185,15 @@ export interface ClientOptions {
   /** Key under which the session is stored. @default "signal-fish:" + the endpoint URL */
   sessionKey?: string;
   /**
+   * Called when one of the app's event listeners throws, with the exception and the event's
+   * name. The client catches every listener exception: the other listeners of the event still
+   * run, the client carries on, and the exception never becomes an uncaught error (which would
+   * end a Deno or Node process). Without this hook the exception is logged with
+   * `console.error`; an exception thrown by the hook itself is logged the same way.
+   * @default logs with console.error
+   */
+  onListenerError?: (error: unknown, event: ClientEventName) => void;
+  /**
    * WebSocket constructor to use, for runtimes without a global one (any implementation of the
    * standard API, e.g. the `ws` package on older Node). @default globalThis.WebSocket
    */
@@ -454,8 +463,9 @@ export class SignalFishClient implements AsyncDisposable {
 
   /**
    * Subscribes `listener` to `event` and returns a function that unsubscribes it. Listeners run
-   * synchronously in subscription order; an exception in one is reported via `reportError`
-   * (or `console.error`) and does not stop the others.
+   * synchronously in subscription order. An exception thrown by one is caught: it goes to the
+   * `onListenerError` option (by default `console.error`), the other listeners still run and
+   * the client carries on — it is never rethrown or turned into an uncaught error.
    */
   on<E extends ClientEventName>(
     event: E,
@@ -1063,11 +1073,26 @@ export class SignalFishClient implements AsyncDisposable {
       try {
         (listener as (payload: ClientEvents[E]) => void)(payload);
       } catch (error) {
-        const report = (globalThis as { reportError?: (error: unknown) => void }).reportError;
-        if (report) report(error);
-        else console.error(error);
+        this.#listenerFailed(error, event);
       }
     }
+  }
+
+  /**
+   * Reports a listener's exception without ever throwing. Not `reportError`: in Deno (and
+   * wherever it dispatches an unhandled `error` event) that ends the process.
+   */
+  #listenerFailed(error: unknown, event: ClientEventName): void {
+    const hook = this.#options.onListenerError;
+    if (hook) {
+      try {
+        hook(error, event);
+        return;
+      } catch (hookError) {
+        console.error(`SignalFishClient: onListenerError threw for "${event}":`, hookError);
+      }
+    }
+    console.error(`SignalFishClient: a "${event}" listener threw:`, error);
   }
 
   #startHeartbeat(): void {
