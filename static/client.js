@@ -1237,8 +1237,30 @@ var SignalFishClient = class _SignalFishClient {
       this.#reconnectTimer = setTimeout(resolve, ms);
     });
   }
-  /** Gives the seat up after reconnection failed for good; `open` = the socket stays usable. */
+  /**
+   * Abandons the current socket without a `close` event (a failed reconnection attempt): stops
+   * its heartbeat, fails its pending requests (clearing their timers), ignores its frames and
+   * closes it.
+   */
+  #abandonSocket() {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = void 0;
+    this.#failPending(new SignalFishConnectionError("Connection abandoned"));
+    const socket = this.#socket;
+    if (!socket) return;
+    socket.onclose = null;
+    socket.onmessage = null;
+    if (socket.readyState !== CLOSED) socket.close();
+  }
+  /**
+   * Gives the seat up after reconnection failed for good; `open` = the socket stays usable.
+   * Otherwise the socket is abandoned and no timer of the client is left running.
+   */
   #giveUp(error, open) {
+    if (!open) {
+      this.#abandonSocket();
+      clearTimeout(this.#reconnectTimer);
+    }
     this.#seat = void 0;
     this.#spectating = void 0;
     this.#setRoom(void 0);
@@ -1306,11 +1328,7 @@ var SignalFishClient = class _SignalFishClient {
           return this.#giveUp(error, this.#socket?.readyState === OPEN);
         }
         lastError = error;
-        const socket = this.#socket;
-        if (socket && socket.readyState === OPEN) {
-          socket.onclose = null;
-          socket.close();
-        }
+        this.#abandonSocket();
         if (this.#cancelled || Date.now() >= deadline) break;
       }
     }

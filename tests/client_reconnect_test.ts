@@ -272,6 +272,36 @@ Deno.test("SignalFishClient backs off exponentially and gives up when the server
   equal(client.room, undefined);
 });
 
+/** Deno's op and resource sanitizers, which this Deno version no longer runs by default. */
+const SANITIZED = { sanitizeOps: true, sanitizeResources: true };
+
+Deno.test({
+  name: "SignalFishClient stops every timer when reconnection gives up (no close() needed)",
+  ...SANITIZED,
+}, async () => {
+  await using server = new ScriptedServer(basics);
+  // Not disposed on purpose: after giving up, nothing of the client may keep running (the
+  // sanitizers fail the test on a leaked heartbeat interval or request timer).
+  const client = await seated(server, {
+    heartbeatIntervalMs: 60_000,
+    requestTimeoutMs: 200,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 10, random: () => 0, maxAttempts: 1 },
+  });
+  // The attempt reaches the server, which never answers: the attempt's socket opened and
+  // started its heartbeat, then authentication timed out.
+  server.reply = () => {};
+  const failed = nextEvent(client, "reconnectFailed");
+  server.sockets[0]!.close(1011);
+  ok((await failed) instanceof SignalFishConnectionError);
+  equal(client.status, "closed");
+  equal(server.sockets.length, 2, "one attempt reached the server");
+  await new Promise<void>((resolve) => {
+    const socket = server.sockets[1]!;
+    if (socket.readyState === WebSocket.CLOSED) resolve();
+    else socket.addEventListener("close", () => resolve());
+  });
+});
+
 Deno.test("SignalFishClient does not reconnect after a takeover (4001) or its own close()", async () => {
   await using server = new ScriptedServer(basics);
   const client = await seated(server);

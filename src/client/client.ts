@@ -1222,8 +1222,31 @@ export class SignalFishClient implements AsyncDisposable {
     });
   }
 
-  /** Gives the seat up after reconnection failed for good; `open` = the socket stays usable. */
+  /**
+   * Abandons the current socket without a `close` event (a failed reconnection attempt): stops
+   * its heartbeat, fails its pending requests (clearing their timers), ignores its frames and
+   * closes it.
+   */
+  #abandonSocket(): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    this.#failPending(new SignalFishConnectionError("Connection abandoned"));
+    const socket = this.#socket;
+    if (!socket) return;
+    socket.onclose = null;
+    socket.onmessage = null;
+    if (socket.readyState !== CLOSED) socket.close();
+  }
+
+  /**
+   * Gives the seat up after reconnection failed for good; `open` = the socket stays usable.
+   * Otherwise the socket is abandoned and no timer of the client is left running.
+   */
   #giveUp(error: SignalFishError | SignalFishConnectionError, open: boolean): void {
+    if (!open) {
+      this.#abandonSocket();
+      clearTimeout(this.#reconnectTimer);
+    }
     this.#seat = undefined;
     this.#spectating = undefined;
     this.#setRoom(undefined);
@@ -1286,11 +1309,7 @@ export class SignalFishClient implements AsyncDisposable {
           return this.#giveUp(error, this.#socket?.readyState === OPEN);
         }
         lastError = error as SignalFishConnectionError;
-        const socket = this.#socket;
-        if (socket && socket.readyState === OPEN) {
-          socket.onclose = null;
-          socket.close();
-        }
+        this.#abandonSocket();
         if (this.#cancelled || Date.now() >= deadline) break;
       }
     }
