@@ -343,6 +343,16 @@ var DEFAULT_RECONNECT = {
   random: Math.random,
   whenIdle: false
 };
+var TEMPORARY_REFUSALS = /* @__PURE__ */ new Set([
+  "RATE_LIMIT_EXCEEDED",
+  "SERVICE_UNAVAILABLE",
+  "INTERNAL_ERROR"
+]);
+function retryAfterMs(error) {
+  if (error.code !== "RATE_LIMIT_EXCEEDED") return 0;
+  const seconds = /\bTry again in (\d{1,6}) seconds?\b/i.exec(error.message)?.[1];
+  return seconds === void 0 ? 0 : Number(seconds) * 1e3;
+}
 var NO_RECONNECT_CLOSE_CODES = /* @__PURE__ */ new Set([
   1008,
   4001
@@ -1276,8 +1286,10 @@ var SignalFishClient = class _SignalFishClient {
     const options = this.#reconnect;
     const deadline = Date.now() + options.maxElapsedMs;
     let lastError = new SignalFishConnectionError("Cannot reconnect");
+    let notBefore = 0;
     for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
-      const delayMs = Math.min(this.#backoffMs(attempt), Math.max(0, deadline - Date.now()));
+      const now = Date.now();
+      const delayMs = Math.min(Math.max(this.#backoffMs(attempt), notBefore - now), Math.max(0, deadline - now));
       this.#emit("reconnecting", {
         attempt,
         delayMs
@@ -1323,12 +1335,16 @@ var SignalFishClient = class _SignalFishClient {
         return;
       } catch (error) {
         if (this.#closing) return this.#finishClose(1e3, "");
-        if (error instanceof SignalFishError) {
+        if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
           if (error.messageType !== "AuthenticationError") await this.#clearSession();
           return this.#giveUp(error, this.#socket?.readyState === OPEN);
         }
         lastError = error;
         this.#abandonSocket();
+        if (error instanceof SignalFishError) {
+          notBefore = Date.now() + retryAfterMs(error);
+          if (notBefore > deadline) break;
+        }
         if (this.#cancelled || Date.now() >= deadline) break;
       }
     }

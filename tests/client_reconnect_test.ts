@@ -140,6 +140,9 @@ const OPTIONS: ClientOptions = {
   reconnect: { initialDelayMs: 20, maxDelayMs: 40, random: () => 0, maxAttempts: 3 },
 };
 
+/** Deno's op and resource sanitizers, which this Deno version no longer runs by default. */
+const SANITIZED = { sanitizeOps: true, sanitizeResources: true };
+
 /** A client that authenticated and holds a seat (token "token-1") on `server`. */
 async function seated(server: ScriptedServer, options: ClientOptions = {}) {
   const client = await SignalFishClient.connect(server.url, { ...OPTIONS, ...options });
@@ -272,8 +275,111 @@ Deno.test("SignalFishClient backs off exponentially and gives up when the server
   equal(client.room, undefined);
 });
 
-/** Deno's op and resource sanitizers, which this Deno version no longer runs by default. */
-const SANITIZED = { sanitizeOps: true, sanitizeResources: true };
+/** A `ReconnectionFailed` with `error_code` and `reason`. */
+function reconnectionFailed(error_code: string, reason: string): ServerMessage {
+  return { type: "ReconnectionFailed", data: { error_code, reason } } as ServerMessage;
+}
+
+Deno.test("SignalFishClient keeps its seat through temporary refusals and waits as told", async () => {
+  await using server = new ScriptedServer(basics);
+  const store = memoryStore();
+  await using client = await seated(server, {
+    session: store,
+    reconnect: { initialDelayMs: 20, maxDelayMs: 40, random: () => 0, maxAttempts: 5 },
+  });
+  // The server still holds the seat but says "not now" three times (docs/spec/PROTOCOL.md
+  // §7.11.4: shared store unreachable, an unexpected failure, the per-IP reconnect bucket).
+  const answers = [
+    reconnectionFailed("SERVICE_UNAVAILABLE", "Service temporarily unavailable"),
+    reconnectionFailed("INTERNAL_ERROR", "Internal error"),
+    reconnectionFailed(
+      "RATE_LIMIT_EXCEEDED",
+      "Reconnect attempt rate limit exceeded. Try again in 1 seconds.",
+    ),
+    reconnectedWith("token-2"),
+  ];
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, answers.shift()!);
+  };
+  const log: string[] = [];
+  client.on("room", (room) => log.push(`room ${room === null ? "null" : room.roomCode}`));
+  client.on("reconnectFailed", (error) => log.push(`reconnectFailed ${error.message}`));
+  const delays: number[] = [];
+  client.on("reconnecting", ({ delayMs }) => delays.push(delayMs));
+  const reconnected = nextEvent(client, "reconnected");
+  server.sockets[0]!.close(1011);
+  await reconnected;
+
+  deepEqual(log, ["room Q7KM3P"], "the seat was never given up");
+  // Full jitter with random() = 0 draws no delay; after the rate limit, the 1 s it named.
+  deepEqual(delays.slice(0, 3), [0, 0, 0]);
+  ok(delays[3]! >= 990 && delays[3]! <= 1000, `waited ${delays[3]} ms after the rate limit`);
+  // Each try was a fresh connection with the same, still valid token.
+  deepEqual(
+    server.sent("Reconnect").map((
+      e,
+    ) => [e.connection, (e.message.data as { auth_token: string }).auth_token]),
+    [[1, "token-1"], [2, "token-1"], [3, "token-1"], [4, "token-1"]],
+  );
+  equal(client.status, "open");
+  equal(client.reconnectionToken, "token-2");
+  const stored = await client.storedSession();
+  equal(stored?.role === "player" ? stored.token : undefined, "token-2");
+});
+
+Deno.test({
+  name: "SignalFishClient gives up after temporary refusals only when out of attempts or time",
+  ...SANITIZED,
+}, async () => {
+  await using server = new ScriptedServer(basics);
+  const store = memoryStore();
+  await using client = await seated(server, {
+    session: store,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 10, random: () => 0, maxAttempts: 2 },
+  });
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, reconnectionFailed("SERVICE_UNAVAILABLE", "Service temporarily unavailable"));
+  };
+  const closes: ClientEvents["close"][] = [];
+  client.on("close", (event) => closes.push(event));
+  const failed = nextEvent(client, "reconnectFailed");
+  server.sockets[0]!.close(1011);
+  const error = await failed;
+  ok(error instanceof SignalFishError, `got ${error}`);
+  equal(error.code, "SERVICE_UNAVAILABLE");
+  equal(server.sent("Reconnect").length, 2, "both attempts were made");
+  equal(client.status, "closed");
+  deepEqual(closes.map((c) => c.reconnecting), [true, false]);
+  equal(client.room, undefined);
+  // The server may still hold the seat: the stored session stays for a later resume().
+  const stored = await client.storedSession();
+  equal(stored?.role === "player" ? stored.token : undefined, "token-1");
+
+  // A rate limit whose wait ends after the time budget gives up at once.
+  await using budget = await seated(server, {
+    session: false,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 10, random: () => 0, maxElapsedMs: 2_000 },
+  });
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(
+      socket,
+      reconnectionFailed(
+        "RATE_LIMIT_EXCEEDED",
+        "Reconnect attempt rate limit exceeded. Try again in 60 seconds.",
+      ),
+    );
+  };
+  const before = server.sent("Reconnect").length;
+  const limited = nextEvent(budget, "reconnectFailed");
+  server.sockets.at(-1)!.close(1011);
+  const refusal = await limited;
+  ok(refusal instanceof SignalFishError && refusal.code === "RATE_LIMIT_EXCEEDED", `${refusal}`);
+  equal(server.sent("Reconnect").length - before, 1, "no attempt doomed to be refused");
+  equal(budget.status, "closed");
+});
 
 Deno.test({
   name: "SignalFishClient stops every timer when reconnection gives up (no close() needed)",

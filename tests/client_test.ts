@@ -536,6 +536,56 @@ Deno.test("SignalFishClient restores its seat after a dropped socket and replays
   deepEqual((await alice.setReady(true)).lobby_state, "finalized");
 });
 
+Deno.test("SignalFishClient waits out the server's reconnect rate limit and keeps its seat", async () => {
+  // One Reconnect per 2 s per IP (docs/spec/PROTOCOL.md §7.11.4, SERVER.md §3.4).
+  await using server = await serve((config) => {
+    config.server.enable_reconnection = true;
+    config.rate_limit.max_reconnect_attempts = 1;
+    config.rate_limit.time_window = 2;
+  });
+  await using alice = await client(server, {
+    reconnect: { initialDelayMs: 10, maxDelayMs: 40, maxAttempts: 5 },
+  });
+  const created = await alice.createRoom({ game_name: GAME, player_name: "alice", max_players: 2 });
+  await using bob = await client(server);
+  const bobJoined = nextEvent(alice, "PlayerJoined");
+  await bob.joinRoom({ game_name: GAME, room_code: created.room_code, player_name: "bob" });
+  await bobJoined;
+  const refusals: string[] = [];
+  alice.on(
+    "ReconnectionFailed",
+    (failed) => refusals.push(`${failed.error_code} ${failed.reason}`),
+  );
+  const gaveUp: unknown[] = [];
+  alice.on("reconnectFailed", (error) => gaveUp.push(error));
+
+  // A frame over the size limit makes the server close with 1009 and hold the seat
+  // (docs/spec/PROTOCOL.md §1.4, §1.6). The first drop takes the bucket's only token.
+  const drop = () => alice.sendGameData("x".repeat(70_000));
+  const first = nextEvent(alice, "reconnected");
+  drop();
+  await first;
+  // A second drop at once: the Reconnect is refused for now, the client waits and retries.
+  const waited = nextEvent(alice, "reconnecting", ({ delayMs }) => delayMs >= 1000);
+  const second = nextEvent(alice, "reconnected", () => true, TIMEOUT_MS + 2_000);
+  const bobSeesReturn = nextEvent(bob, "PlayerReconnected", () => true, TIMEOUT_MS + 2_000);
+  drop();
+  const { delayMs } = await waited;
+  ok(delayMs <= 2_000, `waited ${delayMs} ms`);
+  await second;
+  equal((await bobSeesReturn).player_id, created.player_id);
+  deepEqual(refusals, [
+    "RATE_LIMIT_EXCEEDED Reconnect attempt rate limit exceeded. Try again in 2 seconds.",
+  ]);
+  deepEqual(gaveUp, []);
+  equal(alice.status, "open");
+  equal(alice.selfId, created.player_id);
+  deepEqual(alice.room!.players.map((p) => p.name), ["alice", "bob"]);
+  const live = nextEvent(bob, "gameData");
+  alice.sendGameData("still here");
+  equal((await live).data, "still here");
+});
+
 Deno.test("SignalFishClient sends and receives MessagePack game data through the server", async () => {
   await using server = await serve((config) => {
     config.protocol.enable_message_pack_game_data = true;

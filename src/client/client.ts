@@ -74,6 +74,24 @@ export type * from "./messages.ts";
  * drawn from the upper half of that range. Reconnection stops after `maxAttempts` attempts or
  * once `maxElapsedMs` have passed since the drop, whichever comes first, and at once on
  * `close()` or `cancelReconnect()`.
+ *
+ * Refusals (of `Reconnect`, docs/spec/PROTOCOL.md §7.11.4, of authenticating again, or of watching
+ * the room again) are of two kinds:
+ *
+ * - **Temporary** — `RATE_LIMIT_EXCEEDED` (e.g. the per-IP reconnect bucket, §7.13),
+ *   `SERVICE_UNAVAILABLE` (a multi-instance server briefly cannot reach its shared store or the
+ *   room's home) and `INTERNAL_ERROR`: the server still holds the seat, so the client keeps it
+ *   and its token, counts the attempt as failed and tries again on a fresh connection after the
+ *   next backoff. After `RATE_LIMIT_EXCEEDED` it waits at least the seconds the reason names
+ *   ("Try again in <s> seconds.", even beyond `maxDelayMs`), and gives up at once when that
+ *   wait would end after `maxElapsedMs`. Running out of attempts or time this way keeps the
+ *   stored session, so `resume()` may take the seat back later.
+ * - **Definitive** — every other code, e.g. `RECONNECTION_TOKEN_INVALID`,
+ *   `RECONNECTION_EXPIRED`, `RECONNECTION_FAILED` (the room no longer exists, or the server has
+ *   reconnection disabled) and authentication failures (`INVALID_APP_ID`, `UNAUTHORIZED`,
+ *   `SDK_VERSION_UNSUPPORTED`): reconnection ends at once, the seat is lost and (except after
+ *   an authentication failure) the stored session is forgotten; `reconnectFailed` carries the
+ *   refusal and the connection stays open when it still is, so the app can join again.
  */
 export interface ReconnectOptions {
   /** Attempts before giving up. @default 10 */
@@ -299,8 +317,11 @@ export type ClientEvents =
     /** A spectator's connection dropped and the client watches the room again. */
     respectated: ServerData<"SpectatorJoined">;
     /**
-     * Automatic reconnection gave up (refused, out of attempts or time, or cancelled); the seat
-     * is lost (`room` became `null`).
+     * Automatic reconnection gave up (refused for good, out of attempts or time, or cancelled;
+     * see {@linkcode ReconnectOptions} for which refusals are retried); the seat is lost on this
+     * client (`room` became `null`). The payload is the definitive refusal, or the last failure:
+     * a {@linkcode SignalFishConnectionError}, or a temporary refusal such as
+     * `RATE_LIMIT_EXCEEDED` (the stored session is then kept for `resume()`).
      */
     reconnectFailed: SignalFishError | SignalFishConnectionError;
     /** The connection's state changed (`status` is already the new one). */
@@ -347,6 +368,30 @@ const DEFAULT_RECONNECT: Required<ReconnectOptions> = {
   random: Math.random,
   whenIdle: false,
 };
+/**
+ * Error codes of refusals that mean "not now" rather than "never" (docs/spec/PROTOCOL.md §7.11.4,
+ * §7.13, §9): the per-IP reconnect bucket or an app's `Authenticate` limit is empty
+ * (`RATE_LIMIT_EXCEEDED`), a multi-instance server briefly cannot reach its shared store or the
+ * room's home (`SERVICE_UNAVAILABLE`), or the server failed unexpectedly (`INTERNAL_ERROR`). The
+ * server still holds the seat, so automatic reconnection keeps the token and tries again.
+ */
+const TEMPORARY_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "RATE_LIMIT_EXCEEDED",
+  "SERVICE_UNAVAILABLE",
+  "INTERNAL_ERROR",
+]);
+
+/**
+ * How long a `RATE_LIMIT_EXCEEDED` refusal asks the client to wait, ms: the `<s>` of its reason
+ * "… Try again in <s> seconds." (docs/spec/PROTOCOL.md §7.11.4, §7.13), else 0. The reason is
+ * meant for humans, so this is a hint only: a reason worded otherwise just means no hint.
+ */
+function retryAfterMs(error: SignalFishError): number {
+  if (error.code !== "RATE_LIMIT_EXCEEDED") return 0;
+  const seconds = /\bTry again in (\d{1,6}) seconds?\b/i.exec(error.message)?.[1];
+  return seconds === undefined ? 0 : Number(seconds) * 1000;
+}
+
 /** Close codes after which the seat cannot or must not be taken back (docs/spec/PROTOCOL.md §1.6). */
 const NO_RECONNECT_CLOSE_CODES = new Set([1008, 4001]);
 /** `WebSocket.readyState` values (not read from a global `WebSocket`, which may be absent). */
@@ -1261,8 +1306,14 @@ export class SignalFishClient implements AsyncDisposable {
     let lastError: SignalFishError | SignalFishConnectionError = new SignalFishConnectionError(
       "Cannot reconnect",
     );
+    /** Epoch ms before which the server said a `Reconnect` would be refused again. */
+    let notBefore = 0;
     for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
-      const delayMs = Math.min(this.#backoffMs(attempt), Math.max(0, deadline - Date.now()));
+      const now = Date.now();
+      const delayMs = Math.min(
+        Math.max(this.#backoffMs(attempt), notBefore - now),
+        Math.max(0, deadline - now),
+      );
       this.#emit("reconnecting", { attempt, delayMs });
       await this.#sleep(delayMs);
       if (this.#closing) return this.#finishClose(1000, "");
@@ -1302,14 +1353,21 @@ export class SignalFishClient implements AsyncDisposable {
         return;
       } catch (error) {
         if (this.#closing) return this.#finishClose(1000, "");
-        if (error instanceof SignalFishError) {
-          // The server refused: the seat is gone (or auth failed). Keep the socket if it is
-          // open, so the app can join again, but give up on the seat.
+        if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
+          // The server refused for good: the seat is gone (or auth failed). Keep the socket if
+          // it is open, so the app can join again, but give up on the seat.
           if (error.messageType !== "AuthenticationError") await this.#clearSession();
           return this.#giveUp(error, this.#socket?.readyState === OPEN);
         }
-        lastError = error as SignalFishConnectionError;
+        // A lost connection, or a refusal that means "not now" (the server still holds the
+        // seat): keep the seat and the token, and try again on a fresh connection.
+        lastError = error as SignalFishError | SignalFishConnectionError;
         this.#abandonSocket();
+        if (error instanceof SignalFishError) {
+          notBefore = Date.now() + retryAfterMs(error);
+          // The server will refuse until after the time budget: trying again cannot help.
+          if (notBefore > deadline) break;
+        }
         if (this.#cancelled || Date.now() >= deadline) break;
       }
     }
