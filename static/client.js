@@ -16,10 +16,10 @@ var SignalFishConnectionError = class extends Error {
   /** WebSocket close code, when the socket closed. */
   closeCode;
   /** Creates a connection error; `closeCode` when a close frame was received. */
-  constructor(message, closeCode, options) {
+  constructor(message, closeCode2, options) {
     super(message, options);
     this.name = "SignalFishConnectionError";
-    this.closeCode = closeCode;
+    this.closeCode = closeCode2;
   }
 };
 
@@ -360,6 +360,10 @@ var NO_RECONNECT_CLOSE_CODES = /* @__PURE__ */ new Set([
 var OPEN = 1;
 var CLOSED = 3;
 var DEAD_CONNECTION_CLOSE_CODE = 4e3;
+var ABNORMAL_CLOSE_CODE = 1006;
+function closeCode(code) {
+  return Number.isInteger(code) && code >= 1e3 && code <= 4999 ? code : ABNORMAL_CLOSE_CODE;
+}
 function endpointUrl(url) {
   const parsed = new URL(url);
   if (parsed.protocol === "http:") parsed.protocol = "ws:";
@@ -399,6 +403,8 @@ var SignalFishClient = class _SignalFishClient {
   #lastError;
   #closing = false;
   #wakeReconnect;
+  /** Code and reason of the last close of an open connection (normalized by `closeCode`). */
+  #lastClose;
   #reconnectTimer;
   #closed;
   #cancelled = false;
@@ -929,14 +935,14 @@ var SignalFishClient = class _SignalFishClient {
         clearTimeout(timer);
         this.#lastInbound = Date.now();
         this.#lastError = void 0;
-        socket.onclose = (event) => this.#onClose(socket, event.code, event.reason);
+        socket.onclose = (event) => this.#onClose(socket, closeCode(event.code), event.reason);
         this.#startHeartbeat();
         this.#emit("open", void 0);
         resolve();
       };
       socket.onclose = (event) => {
         clearTimeout(timer);
-        reject(new SignalFishConnectionError(`Cannot connect to ${this.url}`, event.code));
+        reject(new SignalFishConnectionError(`Cannot connect to ${this.url}`, closeCode(event.code)));
       };
       socket.onmessage = (event) => this.#onFrame(socket, event.data);
     });
@@ -1132,6 +1138,10 @@ var SignalFishClient = class _SignalFishClient {
   }
   #onClose(socket, code, reason) {
     if (socket !== this.#socket) return;
+    this.#lastClose = {
+      code,
+      reason
+    };
     clearInterval(this.#heartbeat);
     this.#heartbeat = void 0;
     this.#failPending(new SignalFishConnectionError(`Connection closed (${code}${reason ? ` ${reason}` : ""})`, code, {
@@ -1276,11 +1286,17 @@ var SignalFishClient = class _SignalFishClient {
     this.#setRoom(void 0);
     this.#setStatus(open ? "open" : "closed");
     this.#emit("reconnectFailed", error);
-    if (!open) this.#emit("close", {
-      code: 1006,
-      reason: "",
-      reconnecting: false
-    });
+    if (!open) {
+      const { code, reason } = this.#lastClose ?? {
+        code: ABNORMAL_CLOSE_CODE,
+        reason: ""
+      };
+      this.#emit("close", {
+        code,
+        reason,
+        reconnecting: false
+      });
+    }
   }
   async #reconnectLoop() {
     const options = this.#reconnect;

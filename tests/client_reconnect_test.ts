@@ -17,6 +17,7 @@ import {
 } from "../src/client/client.ts";
 import { memoryStore, nextEvent } from "./client_helpers.ts";
 import { TIMEOUT_MS } from "./helpers.ts";
+import { startTcpProxy } from "./tcp_proxy.ts";
 
 const PLAYER = "3f2b8c1e-9a47-4d0b-8e21-6c5f0a9d7b34";
 const OTHER = "b71d04a9-2e6c-4f83-a5d2-09e8c3f61a57";
@@ -144,7 +145,7 @@ const OPTIONS: ClientOptions = {
 const SANITIZED = { sanitizeOps: true, sanitizeResources: true };
 
 /** A client that authenticated and holds a seat (token "token-1") on `server`. */
-async function seated(server: ScriptedServer, options: ClientOptions = {}) {
+async function seated(server: { url: string }, options: ClientOptions = {}) {
   const client = await SignalFishClient.connect(server.url, { ...OPTIONS, ...options });
   await client.authenticate({ app_id: "demo", game_data_format: "message_pack" });
   await client.createRoom({ game_name: "orbit", player_name: "mira", max_players: 2 });
@@ -406,6 +407,69 @@ Deno.test({
     if (socket.readyState === WebSocket.CLOSED) resolve();
     else socket.addEventListener("close", () => resolve());
   });
+});
+
+Deno.test("SignalFishClient reports a connection lost without a close frame as 1006", async () => {
+  await using server = new ScriptedServer(basics);
+  // Through a TCP proxy whose close() drops the connection with no close frame (Deno reports
+  // that as code 0) and then refuses every attempt.
+  const proxy = startTcpProxy([Number(new URL(server.url).port)]);
+  await using client = await seated({ url: `http://127.0.0.1:${proxy.port}` }, {
+    reconnect: { initialDelayMs: 10, maxDelayMs: 10, random: () => 0, maxAttempts: 2 },
+  });
+  const closes: ClientEvents["close"][] = [];
+  client.on("close", (event) => closes.push(event));
+  const failed = nextEvent(client, "reconnectFailed");
+  await proxy.close();
+  const error = await failed;
+  ok(error instanceof SignalFishConnectionError);
+  equal(error.closeCode, 1006, "a refused attempt too");
+  deepEqual(closes, [
+    { code: 1006, reason: "", reconnecting: true },
+    { code: 1006, reason: "", reconnecting: false },
+  ]);
+});
+
+Deno.test("SignalFishClient's final close event, on giving up, has the last real close code", async () => {
+  await using server = new ScriptedServer(basics);
+  // Connects to the server only while the gate is open, else to a closed port.
+  let gateOpen = true;
+  class Gated extends WebSocket {
+    constructor(url: string) {
+      super(gateOpen ? url : "ws://127.0.0.1:9/closed");
+    }
+  }
+  await using client = await seated(server, { WebSocket: Gated });
+  const closes: ClientEvents["close"][] = [];
+  client.on("close", (event) => closes.push(event));
+  const failed = nextEvent(client, "reconnectFailed");
+  gateOpen = false;
+  server.sockets[0]!.close(1011, "Internal error");
+  ok((await failed) instanceof SignalFishConnectionError);
+  deepEqual(closes, [
+    { code: 1011, reason: "Internal error", reconnecting: true },
+    { code: 1011, reason: "Internal error", reconnecting: false },
+  ]);
+
+  // When an attempt's connection closes later, that close is the last one.
+  gateOpen = true;
+  await using other = await seated(server, {
+    WebSocket: Gated,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 10, random: () => 0, maxAttempts: 1 },
+  });
+  server.reply = (message, socket) => {
+    if (message.type === "Authenticate") socket.close(1013, "Slow consumer");
+    else basics(message, socket);
+  };
+  const otherCloses: ClientEvents["close"][] = [];
+  other.on("close", (event) => otherCloses.push(event));
+  const gaveUp = nextEvent(other, "reconnectFailed");
+  server.sockets.at(-1)!.close(1001, "No response from ping frame.");
+  ok((await gaveUp) instanceof SignalFishConnectionError);
+  deepEqual(otherCloses.map((c) => [c.code, c.reason, c.reconnecting]), [
+    [1001, "No response from ping frame.", true],
+    [1013, "Slow consumer", false],
+  ]);
 });
 
 Deno.test("SignalFishClient does not reconnect after a takeover (4001) or its own close()", async () => {

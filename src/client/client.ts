@@ -281,7 +281,13 @@ export interface GameDataEvent {
 
 /** Payload of the `close` event. */
 export interface CloseEvent {
-  /** WebSocket close code (1005 when none was given, 1006 when the connection was lost). */
+  /**
+   * WebSocket close code (docs/spec/PROTOCOL.md §1.6): 1005 when the close frame gave none, 1006
+   * when the connection was lost without a close frame (including a runtime's own code outside
+   * 1000–4999, e.g. Deno's 0 for a reset), 4000 when the client abandoned a silent connection.
+   * When reconnection gives up, the code and reason of the last close the client saw (the drop,
+   * or a later attempt's connection closing).
+   */
   code: number;
   /** Close reason (do not parse it, docs/spec/PROTOCOL.md §1.6). */
   reason: string;
@@ -399,6 +405,16 @@ const OPEN = 1;
 const CLOSED = 3;
 /** Close code the client uses when it abandons a silent connection (application range). */
 const DEAD_CONNECTION_CLOSE_CODE = 4000;
+/** Close code of a connection lost without a close frame (RFC 6455 §7.1.5). */
+const ABNORMAL_CLOSE_CODE = 1006;
+
+/**
+ * `code` as the app should see it: a code in the range a close frame can carry (1000–4999) as
+ * it is, anything else as 1006. Deno reports an abrupt drop as 0.
+ */
+function closeCode(code: number): number {
+  return Number.isInteger(code) && code >= 1000 && code <= 4999 ? code : ABNORMAL_CLOSE_CODE;
+}
 
 /** Turns an http(s)/ws(s) base URL into the WebSocket endpoint (`/v2/ws` when no path). */
 export function endpointUrl(url: string | URL): string {
@@ -455,6 +471,8 @@ export class SignalFishClient implements AsyncDisposable {
   #lastError: SignalFishError | undefined;
   #closing = false;
   #wakeReconnect: (() => void) | undefined;
+  /** Code and reason of the last close of an open connection (normalized by `closeCode`). */
+  #lastClose: { code: number; reason: string } | undefined;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #closed: Promise<void> | undefined;
   #cancelled = false;
@@ -950,7 +968,7 @@ export class SignalFishClient implements AsyncDisposable {
         clearTimeout(timer);
         this.#lastInbound = Date.now();
         this.#lastError = undefined;
-        socket.onclose = (event) => this.#onClose(socket, event.code, event.reason);
+        socket.onclose = (event) => this.#onClose(socket, closeCode(event.code), event.reason);
         this.#startHeartbeat();
         this.#emit("open", undefined);
         resolve();
@@ -958,7 +976,7 @@ export class SignalFishClient implements AsyncDisposable {
       socket.onclose = (event) => {
         clearTimeout(timer);
         reject(
-          new SignalFishConnectionError(`Cannot connect to ${this.url}`, event.code),
+          new SignalFishConnectionError(`Cannot connect to ${this.url}`, closeCode(event.code)),
         );
       };
       socket.onmessage = (event) => this.#onFrame(socket, event.data);
@@ -1163,6 +1181,7 @@ export class SignalFishClient implements AsyncDisposable {
 
   #onClose(socket: WebSocket, code: number, reason: string): void {
     if (socket !== this.#socket) return;
+    this.#lastClose = { code, reason };
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     this.#failPending(
@@ -1297,7 +1316,10 @@ export class SignalFishClient implements AsyncDisposable {
     this.#setRoom(undefined);
     this.#setStatus(open ? "open" : "closed");
     this.#emit("reconnectFailed", error);
-    if (!open) this.#emit("close", { code: 1006, reason: "", reconnecting: false });
+    if (!open) {
+      const { code, reason } = this.#lastClose ?? { code: ABNORMAL_CLOSE_CODE, reason: "" };
+      this.#emit("close", { code, reason, reconnecting: false });
+    }
   }
 
   async #reconnectLoop(): Promise<void> {
