@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { encode } from "@msgpack/msgpack";
 import {
   type ClientEvents,
@@ -402,11 +402,7 @@ Deno.test({
   ok((await failed) instanceof SignalFishConnectionError);
   equal(client.status, "closed");
   equal(server.sockets.length, 2, "one attempt reached the server");
-  await new Promise<void>((resolve) => {
-    const socket = server.sockets[1]!;
-    if (socket.readyState === WebSocket.CLOSED) resolve();
-    else socket.addEventListener("close", () => resolve());
-  });
+  await closedSocket(server.sockets[1]!);
 });
 
 Deno.test("SignalFishClient reports a connection lost without a close frame as 1006", async () => {
@@ -470,6 +466,60 @@ Deno.test("SignalFishClient's final close event, on giving up, has the last real
     [1001, "No response from ping frame.", true],
     [1013, "Slow consumer", false],
   ]);
+});
+
+/** Resolves once `socket` (a server-side socket) is closed; rejects after {@link TIMEOUT_MS}. */
+function closedSocket(socket: WebSocket): Promise<void> {
+  if (socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("The socket stayed open")), TIMEOUT_MS);
+    socket.addEventListener("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+Deno.test({
+  name: "SignalFishClient.connect() closes the connection when its authentication fails",
+  ...SANITIZED,
+}, async () => {
+  // The server takes the connection but never answers Authenticate (an overloaded server, a
+  // slow link): connect() rejects, and nothing of the client may stay behind, since the caller
+  // never got it and cannot close() it. The sanitizers fail on a leaked heartbeat.
+  await using server = new ScriptedServer((message, socket) => {
+    if (message.type !== "Authenticate") basics(message, socket);
+  });
+  const options: ClientOptions = {
+    ...OPTIONS,
+    auth: { app_id: "demo" },
+    requestTimeoutMs: 100,
+    heartbeatIntervalMs: 20,
+  };
+  await rejects(SignalFishClient.connect(server.url, options), SignalFishConnectionError);
+  await closedSocket(server.sockets[0]!);
+
+  // The same through open(): the status goes back to "closed", never "open".
+  const client = new SignalFishClient(server.url, options);
+  const statuses: string[] = [];
+  client.on("status", ({ status }) => statuses.push(status));
+  await rejects(client.open(), SignalFishConnectionError);
+  deepEqual(statuses, ["connecting", "closed"]);
+  await closedSocket(server.sockets[1]!);
+
+  // A refused authentication rejects with the refusal and closes too.
+  server.reply = (message, socket) => {
+    if (message.type !== "Authenticate") return basics(message, socket);
+    send(socket, {
+      type: "AuthenticationError",
+      data: { error: "Invalid app", error_code: "INVALID_APP_ID" },
+    });
+  };
+  await rejects(
+    SignalFishClient.connect(server.url, options),
+    (error) => error instanceof SignalFishError && error.code === "INVALID_APP_ID",
+  );
+  await closedSocket(server.sockets[2]!);
 });
 
 Deno.test("SignalFishClient does not reconnect after a takeover (4001) or its own close()", async () => {

@@ -492,7 +492,12 @@ export class SignalFishClient implements AsyncDisposable {
     this.#sessionKey = options.sessionKey ?? `signal-fish:${this.url}`;
   }
 
-  /** Creates a client and opens its connection; rejects with {@linkcode SignalFishConnectionError}. */
+  /**
+   * Creates a client and opens its connection (see {@linkcode SignalFishClient.open}, including
+   * the automatic authentication with `auth`); when that fails, the client is closed and the
+   * promise rejects with {@linkcode SignalFishConnectionError} or, for a refused
+   * authentication, {@linkcode SignalFishError}.
+   */
   static async connect(url: string | URL, options?: ClientOptions): Promise<SignalFishClient> {
     const client = new SignalFishClient(url, options);
     await client.open();
@@ -558,9 +563,14 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Opens the WebSocket and resolves once it is open (immediately if it already is). Rejects
-   * with {@linkcode SignalFishConnectionError} when it cannot be opened (e.g. HTTP 429 before
-   * the upgrade, docs/spec/PROTOCOL.md §1.2) or within the request timeout.
+   * Opens the WebSocket and, when `auth` or `presenceEvents` is set, authenticates on it (the
+   * status stays `"connecting"` until then); resolves once the client is open, at once if it
+   * already is. Rejects with {@linkcode SignalFishConnectionError} when the socket cannot be
+   * opened (e.g. HTTP 429 before the upgrade, docs/spec/PROTOCOL.md §1.2) or not within the
+   * request timeout, and with {@linkcode SignalFishError} or
+   * {@linkcode SignalFishConnectionError} when that authentication is refused or unanswered
+   * (docs/spec/PROTOCOL.md §7.1). Whenever it rejects the client is closed: its socket is closed,
+   * no timer is left running and the status is `"closed"` (create a new client to try again).
    */
   async open(): Promise<void> {
     if (this.#status === "open") return;
@@ -575,9 +585,17 @@ export class SignalFishClient implements AsyncDisposable {
       this.#setStatus("closed");
       throw error;
     }
-    this.#setStatus("open");
     const auto = this.#autoAuth;
-    if (auto) await this.authenticate(auto);
+    if (auto) {
+      try {
+        await this.#authenticateOnce(auto);
+        this.#authData = auto;
+      } catch (error) {
+        await this.close(); // Nobody else could: connect() never handed the client out.
+        throw error;
+      }
+    }
+    this.#setStatus("open");
   }
 
   /** The `Authenticate` sent after each open, from `auth` and `presenceEvents`, if any. */
@@ -1197,8 +1215,9 @@ export class SignalFishClient implements AsyncDisposable {
     const options = this.#reconnect;
     const worthIt = this.#seat?.token !== undefined || this.#spectating !== undefined ||
       options?.whenIdle === true;
-    const canReconnect = !this.#closing && options !== undefined && worthIt &&
-      !NO_RECONNECT_CLOSE_CODES.has(code);
+    // Not while open() is still connecting: it rejects and closes the client instead.
+    const canReconnect = !this.#closing && this.#status !== "connecting" &&
+      options !== undefined && worthIt && !NO_RECONNECT_CLOSE_CODES.has(code);
     if (!canReconnect) {
       this.#finishClose(code, reason);
       return;
