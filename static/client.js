@@ -405,6 +405,10 @@ var SignalFishClient = class _SignalFishClient {
   #wakeReconnect;
   /** Code and reason of the last close of an open connection (normalized by `closeCode`). */
   #lastClose;
+  /** `open()` calls made while connecting or reconnecting, settled when open or closed. */
+  #openWaiters = [];
+  /** Why the client is closing, for those waiters (the failed open, the given-up reconnection). */
+  #endError;
   #reconnectTimer;
   #closed;
   #cancelled = false;
@@ -487,17 +491,39 @@ var SignalFishClient = class _SignalFishClient {
    * {@linkcode SignalFishConnectionError} when that authentication is refused or unanswered
    * (docs/spec/PROTOCOL.md §7.1). Whenever it rejects the client is closed: its socket is closed,
    * no timer is left running and the status is `"closed"` (create a new client to try again).
+   *
+   * It never opens a second socket. Called while an earlier `open()` is still connecting, it
+   * settles as that one does. Called while the client is reconnecting (docs/spec/PROTOCOL.md
+   * §7.11) it does not disturb the reconnection: it resolves once the connection is open again
+   * (the seat restored — or, after a definitive refusal, lost: see `reconnectFailed`) and
+   * rejects with the `reconnectFailed` error when reconnection gives up and the client closes
+   * (or with {@linkcode SignalFishConnectionError} when `close()` ends it). On a closed client
+   * it rejects with {@linkcode SignalFishConnectionError}.
    */
-  async open() {
-    if (this.#status === "open") return;
-    if (this.#status === "closed") {
-      throw new SignalFishConnectionError("Cannot open a closed client; create a new one");
+  open() {
+    switch (this.#status) {
+      case "open":
+        return Promise.resolve();
+      case "closed":
+        return Promise.reject(new SignalFishConnectionError("Cannot open a closed client; create a new one"));
+      case "connecting":
+      case "reconnecting":
+        return new Promise((resolve, reject) => this.#openWaiters.push({
+          resolve,
+          reject
+        }));
+      case "idle":
+        return this.#openFirst();
     }
+  }
+  /** `open()` from `"idle"`: the first socket, and automatic authentication on it. */
+  async #openFirst() {
     this.#closing = false;
     this.#setStatus("connecting");
     try {
       await this.#openSocket();
     } catch (error) {
+      this.#endError = error;
       this.#setStatus("closed");
       throw error;
     }
@@ -507,6 +533,7 @@ var SignalFishClient = class _SignalFishClient {
         await this.#authenticateOnce(auto);
         this.#authData = auto;
       } catch (error) {
+        this.#endError = error;
         await this.close();
         throw error;
       }
@@ -1200,6 +1227,14 @@ var SignalFishClient = class _SignalFishClient {
     const previous = this.#status;
     if (previous === status) return;
     this.#status = status;
+    if (status === "open" || status === "closed") {
+      const waiters = this.#openWaiters.splice(0);
+      const error = this.#endError ?? new SignalFishConnectionError("The client was closed");
+      for (const waiter of waiters) {
+        if (status === "open") waiter.resolve();
+        else waiter.reject(error);
+      }
+    }
     this.#emit("status", {
       status,
       previous
@@ -1302,6 +1337,7 @@ var SignalFishClient = class _SignalFishClient {
     this.#seat = void 0;
     this.#spectating = void 0;
     this.#setRoom(void 0);
+    if (!open) this.#endError = error;
     this.#setStatus(open ? "open" : "closed");
     this.#emit("reconnectFailed", error);
     if (!open) {

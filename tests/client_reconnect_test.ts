@@ -522,6 +522,63 @@ Deno.test({
   await closedSocket(server.sockets[2]!);
 });
 
+Deno.test({
+  name: "SignalFishClient.open() while connecting or reconnecting opens no second socket",
+  ...SANITIZED,
+}, async () => {
+  await using server = new ScriptedServer(basics);
+  // Two open() calls at once: one socket, both settle together.
+  await using fresh = new SignalFishClient(server.url, { ...OPTIONS, session: false });
+  await Promise.all([fresh.open(), fresh.open()]);
+  equal(fresh.status, "open");
+  equal(server.sockets.length, 1);
+
+  // While reconnecting (an app's "Retry" button): it waits for the reconnection's outcome.
+  const slow = { initialDelayMs: 100, maxDelayMs: 100, random: () => 1, maxAttempts: 2 };
+  await using client = await seated(server, { reconnect: slow });
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, reconnectedWith("token-2"));
+  };
+  const scheduled = nextEvent(client, "reconnecting");
+  server.sockets[1]!.close(1011);
+  await scheduled;
+  const reconnected = nextEvent(client, "reconnected");
+  await client.open();
+  await reconnected;
+  equal(client.status, "open");
+  equal(client.reconnectionToken, "token-2");
+  equal(server.sockets.length, 3, "only the reconnection's socket was opened");
+
+  // When reconnection gives up, open() rejects with what reconnectFailed carried.
+  server.reply = (message, socket) => {
+    if (message.type === "Authenticate") socket.close(1013, "Slow consumer");
+    else basics(message, socket);
+  };
+  const next = nextEvent(client, "reconnecting");
+  server.sockets[2]!.close(1011);
+  await next;
+  const failed = nextEvent(client, "reconnectFailed");
+  const error = await client.open().then(() => undefined, (error) => error);
+  equal(error, await failed);
+  ok(error instanceof SignalFishConnectionError);
+  equal(client.status, "closed");
+  equal(server.sockets.length, 5, "the two attempts only");
+
+  // close() during the backoff settles a waiting open() too.
+  server.reply = basics;
+  await using other = await seated(server, {
+    reconnect: { ...slow, initialDelayMs: 60_000, maxDelayMs: 60_000 },
+  });
+  const waiting = nextEvent(other, "reconnecting");
+  server.sockets[5]!.close(1011);
+  await waiting;
+  const opening = other.open();
+  await other.close();
+  await rejects(opening, SignalFishConnectionError);
+  equal(server.sockets.length, 6);
+});
+
 Deno.test("SignalFishClient does not reconnect after a takeover (4001) or its own close()", async () => {
   await using server = new ScriptedServer(basics);
   const client = await seated(server);
