@@ -806,6 +806,33 @@ Deno.test("SignalFishClient.resume() takes the stored seat back after a reload",
   equal(await none.storedSession(), undefined);
 });
 
+Deno.test("SignalFishClient.resume() keeps the stored seat after a temporary refusal", async () => {
+  await using server = new ScriptedServer(basics);
+  const store = memoryStore();
+  const before = await seated(server, { session: store });
+  await before.close(); // The page goes away; the stored seat stays.
+  const answers = [
+    reconnectionFailed(
+      "RATE_LIMIT_EXCEEDED",
+      "Reconnect attempt rate limit exceeded. Try again in 1 seconds.",
+    ),
+    reconnectedWith("token-2"),
+  ];
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, answers.shift()!);
+  };
+  await using after = await SignalFishClient.connect(server.url, { ...OPTIONS, session: store });
+  await after.resume().then(
+    () => ok(false, "expected the rate limit"),
+    (error) => ok(error instanceof SignalFishError && error.code === "RATE_LIMIT_EXCEEDED"),
+  );
+  const stored = await after.storedSession();
+  equal(stored?.role === "player" ? stored.token : undefined, "token-1", "kept for a retry");
+  equal((await after.resume())?.role, "player", "the retry takes the seat back");
+  equal(after.reconnectionToken, "token-2");
+});
+
 Deno.test("SignalFishClient asks for presence events and tracks dropped seats (E10)", async () => {
   await using server = new ScriptedServer((message, socket) => {
     if (message.type === "Authenticate") {

@@ -893,10 +893,13 @@ export class SignalFishClient implements AsyncDisposable {
    * or a restart of the app: a player sends `Reconnect` with the stored token (docs/spec/PROTOCOL.md
    * §7.11.4; missed events are emitted in order as on an automatic reconnection), a spectator
    * watches the same room again. Resolves `undefined` when nothing is stored. On a refusal
-   * (`RECONNECTION_EXPIRED`, `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`,
-   * `ROOM_NOT_FOUND`, …) the stored session is forgotten and the promise rejects with
-   * {@linkcode SignalFishError}; the connection stays open so the app can join afresh. Resolves
-   * `undefined` without sending anything while the client is already in a room.
+   * the promise rejects with {@linkcode SignalFishError} and the connection stays open so the
+   * app can join afresh; a definitive refusal (`RECONNECTION_EXPIRED`,
+   * `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`, `ROOM_NOT_FOUND`, …) also forgets the
+   * stored session, a temporary one (`RATE_LIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`,
+   * `INTERNAL_ERROR`, see {@linkcode ReconnectOptions}) keeps it, so `resume()` can be called
+   * again later. Resolves `undefined` without sending anything while the client is already in
+   * a room.
    */
   async resume(): Promise<ResumeResult | undefined> {
     const stored = await this.storedSession();
@@ -922,7 +925,9 @@ export class SignalFishClient implements AsyncDisposable {
       this.#restore(data);
       return { role: "player", reconnected: data };
     } catch (error) {
-      if (error instanceof SignalFishError) await this.#clearSession();
+      if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
+        await this.#clearSession();
+      }
       throw error;
     }
   }
