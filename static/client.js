@@ -16,10 +16,10 @@ var SignalFishConnectionError = class extends Error {
   /** WebSocket close code, when the socket closed. */
   closeCode;
   /** Creates a connection error; `closeCode` when a close frame was received. */
-  constructor(message, closeCode, options) {
+  constructor(message, closeCode2, options) {
     super(message, options);
     this.name = "SignalFishConnectionError";
-    this.closeCode = closeCode;
+    this.closeCode = closeCode2;
   }
 };
 
@@ -343,6 +343,16 @@ var DEFAULT_RECONNECT = {
   random: Math.random,
   whenIdle: false
 };
+var TEMPORARY_REFUSALS = /* @__PURE__ */ new Set([
+  "RATE_LIMIT_EXCEEDED",
+  "SERVICE_UNAVAILABLE",
+  "INTERNAL_ERROR"
+]);
+function retryAfterMs(error) {
+  if (error.code !== "RATE_LIMIT_EXCEEDED") return 0;
+  const seconds = /\bTry again in (\d{1,6}) seconds?\b/i.exec(error.message)?.[1];
+  return seconds === void 0 ? 0 : Number(seconds) * 1e3;
+}
 var NO_RECONNECT_CLOSE_CODES = /* @__PURE__ */ new Set([
   1008,
   4001
@@ -350,6 +360,10 @@ var NO_RECONNECT_CLOSE_CODES = /* @__PURE__ */ new Set([
 var OPEN = 1;
 var CLOSED = 3;
 var DEAD_CONNECTION_CLOSE_CODE = 4e3;
+var ABNORMAL_CLOSE_CODE = 1006;
+function closeCode(code) {
+  return Number.isInteger(code) && code >= 1e3 && code <= 4999 ? code : ABNORMAL_CLOSE_CODE;
+}
 function endpointUrl(url) {
   const parsed = new URL(url);
   if (parsed.protocol === "http:") parsed.protocol = "ws:";
@@ -389,6 +403,12 @@ var SignalFishClient = class _SignalFishClient {
   #lastError;
   #closing = false;
   #wakeReconnect;
+  /** Code and reason of the last close of an open connection (normalized by `closeCode`). */
+  #lastClose;
+  /** `open()` calls made while connecting or reconnecting, settled when open or closed. */
+  #openWaiters = [];
+  /** Why the client is closing, for those waiters (the failed open, the given-up reconnection). */
+  #endError;
   #reconnectTimer;
   #closed;
   #cancelled = false;
@@ -407,7 +427,12 @@ var SignalFishClient = class _SignalFishClient {
     this.#store = options.session === false ? void 0 : options.session ?? defaultSessionStore();
     this.#sessionKey = options.sessionKey ?? `signal-fish:${this.url}`;
   }
-  /** Creates a client and opens its connection; rejects with {@linkcode SignalFishConnectionError}. */
+  /**
+   * Creates a client and opens its connection (see {@linkcode SignalFishClient.open}, including
+   * the automatic authentication with `auth`); when that fails, the client is closed and the
+   * promise rejects with {@linkcode SignalFishConnectionError} or, for a refused
+   * authentication, {@linkcode SignalFishError}.
+   */
   static async connect(url, options) {
     const client = new _SignalFishClient(url, options);
     await client.open();
@@ -435,8 +460,9 @@ var SignalFishClient = class _SignalFishClient {
   }
   /**
    * Subscribes `listener` to `event` and returns a function that unsubscribes it. Listeners run
-   * synchronously in subscription order; an exception in one is reported via `reportError`
-   * (or `console.error`) and does not stop the others.
+   * synchronously in subscription order. An exception thrown by one is caught: it goes to the
+   * `onListenerError` option (by default `console.error`), the other listeners still run and
+   * the client carries on — it is never rethrown or turned into an uncaught error.
    */
   on(event, listener) {
     let set = this.#listeners.get(event);
@@ -457,26 +483,62 @@ var SignalFishClient = class _SignalFishClient {
     this.#listeners.get(event)?.delete(listener);
   }
   /**
-   * Opens the WebSocket and resolves once it is open (immediately if it already is). Rejects
-   * with {@linkcode SignalFishConnectionError} when it cannot be opened (e.g. HTTP 429 before
-   * the upgrade, docs/spec/PROTOCOL.md §1.2) or within the request timeout.
+   * Opens the WebSocket and, when `auth` or `presenceEvents` is set, authenticates on it (the
+   * status stays `"connecting"` until then); resolves once the client is open, at once if it
+   * already is. Rejects with {@linkcode SignalFishConnectionError} when the socket cannot be
+   * opened (e.g. HTTP 429 before the upgrade, docs/spec/PROTOCOL.md §1.2) or not within the
+   * request timeout, and with {@linkcode SignalFishError} or
+   * {@linkcode SignalFishConnectionError} when that authentication is refused or unanswered
+   * (docs/spec/PROTOCOL.md §7.1). Whenever it rejects the client is closed: its socket is closed,
+   * no timer is left running and the status is `"closed"` (create a new client to try again).
+   *
+   * It never opens a second socket. Called while an earlier `open()` is still connecting, it
+   * settles as that one does. Called while the client is reconnecting (docs/spec/PROTOCOL.md
+   * §7.11) it does not disturb the reconnection: it resolves once the connection is open again
+   * (the seat restored — or, after a definitive refusal, lost: see `reconnectFailed`) and
+   * rejects with the `reconnectFailed` error when reconnection gives up and the client closes
+   * (or with {@linkcode SignalFishConnectionError} when `close()` ends it). On a closed client
+   * it rejects with {@linkcode SignalFishConnectionError}.
    */
-  async open() {
-    if (this.#status === "open") return;
-    if (this.#status === "closed") {
-      throw new SignalFishConnectionError("Cannot open a closed client; create a new one");
+  open() {
+    switch (this.#status) {
+      case "open":
+        return Promise.resolve();
+      case "closed":
+        return Promise.reject(new SignalFishConnectionError("Cannot open a closed client; create a new one"));
+      case "connecting":
+      case "reconnecting":
+        return new Promise((resolve, reject) => this.#openWaiters.push({
+          resolve,
+          reject
+        }));
+      case "idle":
+        return this.#openFirst();
     }
+  }
+  /** `open()` from `"idle"`: the first socket, and automatic authentication on it. */
+  async #openFirst() {
     this.#closing = false;
     this.#setStatus("connecting");
     try {
       await this.#openSocket();
     } catch (error) {
+      this.#endError = error;
       this.#setStatus("closed");
       throw error;
     }
-    this.#setStatus("open");
     const auto = this.#autoAuth;
-    if (auto) await this.authenticate(auto);
+    if (auto) {
+      try {
+        await this.#authenticateOnce(auto);
+        this.#authData = auto;
+      } catch (error) {
+        this.#endError = error;
+        await this.close();
+        throw error;
+      }
+    }
+    this.#setStatus("open");
   }
   /** The `Authenticate` sent after each open, from `auth` and `presenceEvents`, if any. */
   get #autoAuth() {
@@ -724,12 +786,16 @@ var SignalFishClient = class _SignalFishClient {
    * `SPECTATOR_NOT_ALLOWED`.
    */
   provideConnectionInfo(connectionInfo) {
-    this.#send({
-      type: "ProvideConnectionInfo",
-      data: {
-        connection_info: connectionInfo
-      }
-    });
+    try {
+      this.#send({
+        type: "ProvideConnectionInfo",
+        data: {
+          connection_info: connectionInfo
+        }
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.#request({
       type: "Ping"
     }, (reply) => {
@@ -794,10 +860,13 @@ var SignalFishClient = class _SignalFishClient {
    * or a restart of the app: a player sends `Reconnect` with the stored token (docs/spec/PROTOCOL.md
    * §7.11.4; missed events are emitted in order as on an automatic reconnection), a spectator
    * watches the same room again. Resolves `undefined` when nothing is stored. On a refusal
-   * (`RECONNECTION_EXPIRED`, `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`,
-   * `ROOM_NOT_FOUND`, …) the stored session is forgotten and the promise rejects with
-   * {@linkcode SignalFishError}; the connection stays open so the app can join afresh. Resolves
-   * `undefined` without sending anything while the client is already in a room.
+   * the promise rejects with {@linkcode SignalFishError} and the connection stays open so the
+   * app can join afresh; a definitive refusal (`RECONNECTION_EXPIRED`,
+   * `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`, `ROOM_NOT_FOUND`, …) also forgets the
+   * stored session, a temporary one (`RATE_LIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`,
+   * `INTERNAL_ERROR`, see {@linkcode ReconnectOptions}) keeps it, so `resume()` can be called
+   * again later. Resolves `undefined` without sending anything while the client is already in
+   * a room.
    */
   async resume() {
     const stored = await this.storedSession();
@@ -826,7 +895,9 @@ var SignalFishClient = class _SignalFishClient {
         reconnected: data
       };
     } catch (error) {
-      if (error instanceof SignalFishError) await this.#clearSession();
+      if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
+        await this.#clearSession();
+      }
       throw error;
     }
   }
@@ -914,14 +985,14 @@ var SignalFishClient = class _SignalFishClient {
         clearTimeout(timer);
         this.#lastInbound = Date.now();
         this.#lastError = void 0;
-        socket.onclose = (event) => this.#onClose(socket, event.code, event.reason);
+        socket.onclose = (event) => this.#onClose(socket, closeCode(event.code), event.reason);
         this.#startHeartbeat();
         this.#emit("open", void 0);
         resolve();
       };
       socket.onclose = (event) => {
         clearTimeout(timer);
-        reject(new SignalFishConnectionError(`Cannot connect to ${this.url}`, event.code));
+        reject(new SignalFishConnectionError(`Cannot connect to ${this.url}`, closeCode(event.code)));
       };
       socket.onmessage = (event) => this.#onFrame(socket, event.data);
     });
@@ -939,9 +1010,18 @@ var SignalFishClient = class _SignalFishClient {
     this.#requireOpen();
     this.#socket.send(JSON.stringify(message));
   }
-  /** Sends `message` (unless `null`) and waits for the replies `handle` accepts. */
+  /**
+   * Sends `message` (unless `null`) and waits for the replies `handle` accepts. Never throws:
+   * a connection that is not open (checked unless `internal`) rejects the returned promise.
+   */
   #request(message, handle, internal = false) {
-    if (!internal) this.#requireOpen();
+    if (!internal) {
+      try {
+        this.#requireOpen();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     let pending;
     const promise = new Promise((resolve, reject) => {
       pending = {
@@ -1063,11 +1143,25 @@ var SignalFishClient = class _SignalFishClient {
       try {
         listener(payload);
       } catch (error) {
-        const report = globalThis.reportError;
-        if (report) report(error);
-        else console.error(error);
+        this.#listenerFailed(error, event);
       }
     }
+  }
+  /**
+   * Reports a listener's exception without ever throwing. Not `reportError`: in Deno (and
+   * wherever it dispatches an unhandled `error` event) that ends the process.
+   */
+  #listenerFailed(error, event) {
+    const hook = this.#options.onListenerError;
+    if (hook) {
+      try {
+        hook(error, event);
+        return;
+      } catch (hookError) {
+        console.error(`SignalFishClient: onListenerError threw for "${event}":`, hookError);
+      }
+    }
+    console.error(`SignalFishClient: a "${event}" listener threw:`, error);
   }
   #startHeartbeat() {
     clearInterval(this.#heartbeat);
@@ -1094,6 +1188,10 @@ var SignalFishClient = class _SignalFishClient {
   }
   #onClose(socket, code, reason) {
     if (socket !== this.#socket) return;
+    this.#lastClose = {
+      code,
+      reason
+    };
     clearInterval(this.#heartbeat);
     this.#heartbeat = void 0;
     this.#failPending(new SignalFishConnectionError(`Connection closed (${code}${reason ? ` ${reason}` : ""})`, code, {
@@ -1102,7 +1200,7 @@ var SignalFishClient = class _SignalFishClient {
     if (this.#status === "reconnecting") return;
     const options = this.#reconnect;
     const worthIt = this.#seat?.token !== void 0 || this.#spectating !== void 0 || options?.whenIdle === true;
-    const canReconnect = !this.#closing && options !== void 0 && worthIt && !NO_RECONNECT_CLOSE_CODES.has(code);
+    const canReconnect = !this.#closing && this.#status !== "connecting" && options !== void 0 && worthIt && !NO_RECONNECT_CLOSE_CODES.has(code);
     if (!canReconnect) {
       this.#finishClose(code, reason);
       return;
@@ -1134,6 +1232,14 @@ var SignalFishClient = class _SignalFishClient {
     const previous = this.#status;
     if (previous === status) return;
     this.#status = status;
+    if (status === "open" || status === "closed") {
+      const waiters = this.#openWaiters.splice(0);
+      const error = this.#endError ?? new SignalFishConnectionError("The client was closed");
+      for (const waiter of waiters) {
+        if (status === "open") waiter.resolve();
+        else waiter.reject(error);
+      }
+    }
     this.#emit("status", {
       status,
       previous
@@ -1209,25 +1315,56 @@ var SignalFishClient = class _SignalFishClient {
       this.#reconnectTimer = setTimeout(resolve, ms);
     });
   }
-  /** Gives the seat up after reconnection failed for good; `open` = the socket stays usable. */
+  /**
+   * Abandons the current socket without a `close` event (a failed reconnection attempt): stops
+   * its heartbeat, fails its pending requests (clearing their timers), ignores its frames and
+   * closes it.
+   */
+  #abandonSocket() {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = void 0;
+    this.#failPending(new SignalFishConnectionError("Connection abandoned"));
+    const socket = this.#socket;
+    if (!socket) return;
+    socket.onclose = null;
+    socket.onmessage = null;
+    if (socket.readyState !== CLOSED) socket.close();
+  }
+  /**
+   * Gives the seat up after reconnection failed for good; `open` = the socket stays usable.
+   * Otherwise the socket is abandoned and no timer of the client is left running.
+   */
   #giveUp(error, open) {
+    if (!open) {
+      this.#abandonSocket();
+      clearTimeout(this.#reconnectTimer);
+    }
     this.#seat = void 0;
     this.#spectating = void 0;
     this.#setRoom(void 0);
+    if (!open) this.#endError = error;
     this.#setStatus(open ? "open" : "closed");
     this.#emit("reconnectFailed", error);
-    if (!open) this.#emit("close", {
-      code: 1006,
-      reason: "",
-      reconnecting: false
-    });
+    if (!open) {
+      const { code, reason } = this.#lastClose ?? {
+        code: ABNORMAL_CLOSE_CODE,
+        reason: ""
+      };
+      this.#emit("close", {
+        code,
+        reason,
+        reconnecting: false
+      });
+    }
   }
   async #reconnectLoop() {
     const options = this.#reconnect;
     const deadline = Date.now() + options.maxElapsedMs;
     let lastError = new SignalFishConnectionError("Cannot reconnect");
+    let notBefore = 0;
     for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
-      const delayMs = Math.min(this.#backoffMs(attempt), Math.max(0, deadline - Date.now()));
+      const now = Date.now();
+      const delayMs = Math.min(Math.max(this.#backoffMs(attempt), notBefore - now), Math.max(0, deadline - now));
       this.#emit("reconnecting", {
         attempt,
         delayMs
@@ -1273,15 +1410,15 @@ var SignalFishClient = class _SignalFishClient {
         return;
       } catch (error) {
         if (this.#closing) return this.#finishClose(1e3, "");
-        if (error instanceof SignalFishError) {
+        if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
           if (error.messageType !== "AuthenticationError") await this.#clearSession();
           return this.#giveUp(error, this.#socket?.readyState === OPEN);
         }
         lastError = error;
-        const socket = this.#socket;
-        if (socket && socket.readyState === OPEN) {
-          socket.onclose = null;
-          socket.close();
+        this.#abandonSocket();
+        if (error instanceof SignalFishError) {
+          notBefore = Date.now() + retryAfterMs(error);
+          if (notBefore > deadline) break;
         }
         if (this.#cancelled || Date.now() >= deadline) break;
       }

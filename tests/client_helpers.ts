@@ -10,18 +10,19 @@ import { TIMEOUT_MS } from "./helpers.ts";
 
 /**
  * Resolves with the next `event` of `client` that `accept` takes (any, by default), or rejects
- * after {@link TIMEOUT_MS}; the listener is removed either way.
+ * after `timeoutMs` (default {@link TIMEOUT_MS}); the listener is removed either way.
  */
 export function nextEvent<E extends keyof ClientEvents>(
   client: SignalFishClient,
   event: E,
   accept: (payload: ClientEvents[E]) => boolean = () => true,
+  timeoutMs: number = TIMEOUT_MS,
 ): Promise<ClientEvents[E]> {
   const { promise, resolve, reject } = Promise.withResolvers<ClientEvents[E]>();
   const timer = setTimeout(() => {
     off();
     reject(new Error(`Timed out waiting for ${event}`));
-  }, TIMEOUT_MS);
+  }, timeoutMs);
   const off = client.on(event, (payload) => {
     if (!accept(payload)) return;
     off();

@@ -1,6 +1,6 @@
 /**
  * The bundled client (`static/client.js`) under Node.js: the same file a browser imports must
- * run there too. Skipped when `node` is not installed; Node < 22 gets `--experimental-websocket`
+ * run there too, and a throwing event listener must not end the process. Skipped when `node` is not installed; Node < 22 gets `--experimental-websocket`
  * (Node 22 has a global WebSocket).
  *
  * @module
@@ -50,5 +50,47 @@ Deno.test({
     equal(result.rtt, "number");
     equal(result.left, true);
     equal(result.status, "closed");
+  },
+});
+
+Deno.test({
+  name: "static/client.js under Node.js: a throwing listener is reported, not fatal",
+  ignore: NODE_MAJOR === undefined || NODE_MAJOR < 20,
+  async fn() {
+    await using server = await serve();
+    const bundle = new URL("../static/client.js", import.meta.url).href;
+    const script = `
+      const { SignalFishClient } = await import(${JSON.stringify(bundle)});
+      const hooked = [];
+      const client = await SignalFishClient.connect(process.argv[1], {
+        heartbeatIntervalMs: 0,
+        onListenerError: (error, event) => hooked.push(event + ": " + error.message),
+      });
+      const plain = await SignalFishClient.connect(process.argv[1], { heartbeatIntervalMs: 0 });
+      let after = 0;
+      for (const c of [client, plain]) {
+        c.once("room", () => { throw new Error("listener bug"); });
+        c.on("room", () => after++);
+        await c.createRoom({ game_name: "orbit", player_name: "node" });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const rtt = await plain.ping();
+      await client.close();
+      await plain.close();
+      console.log(JSON.stringify({ hooked, after, rtt: typeof rtt }));
+    `;
+    const flags = NODE_MAJOR! < 22 ? ["--experimental-websocket", "--no-warnings"] : [];
+    const output = await new Deno.Command("node", {
+      args: [...flags, "--input-type=module", "-e", script, server.url],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    equal(output.code, 0, stderr);
+    const result = JSON.parse(new TextDecoder().decode(output.stdout));
+    equal(result.hooked.join(), "room: listener bug");
+    equal(result.after, 4, "every other listener ran (two joins, two closes)");
+    equal(result.rtt, "number");
+    ok(stderr.includes('a "room" listener threw: Error: listener bug'), stderr);
   },
 });

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { encode } from "@msgpack/msgpack";
 import {
   type ClientEvents,
@@ -17,6 +17,7 @@ import {
 } from "../src/client/client.ts";
 import { memoryStore, nextEvent } from "./client_helpers.ts";
 import { TIMEOUT_MS } from "./helpers.ts";
+import { startTcpProxy } from "./tcp_proxy.ts";
 
 const PLAYER = "3f2b8c1e-9a47-4d0b-8e21-6c5f0a9d7b34";
 const OTHER = "b71d04a9-2e6c-4f83-a5d2-09e8c3f61a57";
@@ -140,8 +141,11 @@ const OPTIONS: ClientOptions = {
   reconnect: { initialDelayMs: 20, maxDelayMs: 40, random: () => 0, maxAttempts: 3 },
 };
 
+/** Deno's op and resource sanitizers, which this Deno version no longer runs by default. */
+const SANITIZED = { sanitizeOps: true, sanitizeResources: true };
+
 /** A client that authenticated and holds a seat (token "token-1") on `server`. */
-async function seated(server: ScriptedServer, options: ClientOptions = {}) {
+async function seated(server: { url: string }, options: ClientOptions = {}) {
   const client = await SignalFishClient.connect(server.url, { ...OPTIONS, ...options });
   await client.authenticate({ app_id: "demo", game_data_format: "message_pack" });
   await client.createRoom({ game_name: "orbit", player_name: "mira", max_players: 2 });
@@ -270,6 +274,309 @@ Deno.test("SignalFishClient backs off exponentially and gives up when the server
   deepEqual(closes.map((c) => c.reconnecting), [true, false]);
   equal(client.status, "closed");
   equal(client.room, undefined);
+});
+
+/** A `ReconnectionFailed` with `error_code` and `reason`. */
+function reconnectionFailed(error_code: string, reason: string): ServerMessage {
+  return { type: "ReconnectionFailed", data: { error_code, reason } } as ServerMessage;
+}
+
+Deno.test("SignalFishClient keeps its seat through temporary refusals and waits as told", async () => {
+  await using server = new ScriptedServer(basics);
+  const store = memoryStore();
+  await using client = await seated(server, {
+    session: store,
+    reconnect: { initialDelayMs: 20, maxDelayMs: 40, random: () => 0, maxAttempts: 5 },
+  });
+  // The server still holds the seat but says "not now" three times (docs/spec/PROTOCOL.md
+  // §7.11.4: shared store unreachable, an unexpected failure, the per-IP reconnect bucket).
+  const answers = [
+    reconnectionFailed("SERVICE_UNAVAILABLE", "Service temporarily unavailable"),
+    reconnectionFailed("INTERNAL_ERROR", "Internal error"),
+    reconnectionFailed(
+      "RATE_LIMIT_EXCEEDED",
+      "Reconnect attempt rate limit exceeded. Try again in 1 seconds.",
+    ),
+    reconnectedWith("token-2"),
+  ];
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, answers.shift()!);
+  };
+  const log: string[] = [];
+  client.on("room", (room) => log.push(`room ${room === null ? "null" : room.roomCode}`));
+  client.on("reconnectFailed", (error) => log.push(`reconnectFailed ${error.message}`));
+  const delays: number[] = [];
+  client.on("reconnecting", ({ delayMs }) => delays.push(delayMs));
+  const reconnected = nextEvent(client, "reconnected");
+  server.sockets[0]!.close(1011);
+  await reconnected;
+
+  deepEqual(log, ["room Q7KM3P"], "the seat was never given up");
+  // Full jitter with random() = 0 draws no delay; after the rate limit, the 1 s it named.
+  deepEqual(delays.slice(0, 3), [0, 0, 0]);
+  ok(delays[3]! >= 990 && delays[3]! <= 1000, `waited ${delays[3]} ms after the rate limit`);
+  // Each try was a fresh connection with the same, still valid token.
+  deepEqual(
+    server.sent("Reconnect").map((
+      e,
+    ) => [e.connection, (e.message.data as { auth_token: string }).auth_token]),
+    [[1, "token-1"], [2, "token-1"], [3, "token-1"], [4, "token-1"]],
+  );
+  equal(client.status, "open");
+  equal(client.reconnectionToken, "token-2");
+  const stored = await client.storedSession();
+  equal(stored?.role === "player" ? stored.token : undefined, "token-2");
+});
+
+Deno.test({
+  name: "SignalFishClient gives up after temporary refusals only when out of attempts or time",
+  ...SANITIZED,
+}, async () => {
+  await using server = new ScriptedServer(basics);
+  const store = memoryStore();
+  await using client = await seated(server, {
+    session: store,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 10, random: () => 0, maxAttempts: 2 },
+  });
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, reconnectionFailed("SERVICE_UNAVAILABLE", "Service temporarily unavailable"));
+  };
+  const closes: ClientEvents["close"][] = [];
+  client.on("close", (event) => closes.push(event));
+  const failed = nextEvent(client, "reconnectFailed");
+  server.sockets[0]!.close(1011);
+  const error = await failed;
+  ok(error instanceof SignalFishError, `got ${error}`);
+  equal(error.code, "SERVICE_UNAVAILABLE");
+  equal(server.sent("Reconnect").length, 2, "both attempts were made");
+  equal(client.status, "closed");
+  deepEqual(closes.map((c) => c.reconnecting), [true, false]);
+  equal(client.room, undefined);
+  // The server may still hold the seat: the stored session stays for a later resume().
+  const stored = await client.storedSession();
+  equal(stored?.role === "player" ? stored.token : undefined, "token-1");
+
+  // A rate limit whose wait ends after the time budget gives up at once.
+  await using budget = await seated(server, {
+    session: false,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 10, random: () => 0, maxElapsedMs: 2_000 },
+  });
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(
+      socket,
+      reconnectionFailed(
+        "RATE_LIMIT_EXCEEDED",
+        "Reconnect attempt rate limit exceeded. Try again in 60 seconds.",
+      ),
+    );
+  };
+  const before = server.sent("Reconnect").length;
+  const limited = nextEvent(budget, "reconnectFailed");
+  server.sockets.at(-1)!.close(1011);
+  const refusal = await limited;
+  ok(refusal instanceof SignalFishError && refusal.code === "RATE_LIMIT_EXCEEDED", `${refusal}`);
+  equal(server.sent("Reconnect").length - before, 1, "no attempt doomed to be refused");
+  equal(budget.status, "closed");
+});
+
+Deno.test({
+  name: "SignalFishClient stops every timer when reconnection gives up (no close() needed)",
+  ...SANITIZED,
+}, async () => {
+  await using server = new ScriptedServer(basics);
+  // Not disposed on purpose: after giving up, nothing of the client may keep running (the
+  // sanitizers fail the test on a leaked heartbeat interval or request timer).
+  const client = await seated(server, {
+    heartbeatIntervalMs: 60_000,
+    requestTimeoutMs: 200,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 10, random: () => 0, maxAttempts: 1 },
+  });
+  // The attempt reaches the server, which never answers: the attempt's socket opened and
+  // started its heartbeat, then authentication timed out.
+  server.reply = () => {};
+  const failed = nextEvent(client, "reconnectFailed");
+  server.sockets[0]!.close(1011);
+  ok((await failed) instanceof SignalFishConnectionError);
+  equal(client.status, "closed");
+  equal(server.sockets.length, 2, "one attempt reached the server");
+  await closedSocket(server.sockets[1]!);
+});
+
+Deno.test("SignalFishClient reports a connection lost without a close frame as 1006", async () => {
+  await using server = new ScriptedServer(basics);
+  // Through a TCP proxy whose close() drops the connection with no close frame (Deno reports
+  // that as code 0) and then refuses every attempt.
+  const proxy = startTcpProxy([Number(new URL(server.url).port)]);
+  await using client = await seated({ url: `http://127.0.0.1:${proxy.port}` }, {
+    reconnect: { initialDelayMs: 10, maxDelayMs: 10, random: () => 0, maxAttempts: 2 },
+  });
+  const closes: ClientEvents["close"][] = [];
+  client.on("close", (event) => closes.push(event));
+  const failed = nextEvent(client, "reconnectFailed");
+  await proxy.close();
+  const error = await failed;
+  ok(error instanceof SignalFishConnectionError);
+  equal(error.closeCode, 1006, "a refused attempt too");
+  deepEqual(closes, [
+    { code: 1006, reason: "", reconnecting: true },
+    { code: 1006, reason: "", reconnecting: false },
+  ]);
+});
+
+Deno.test("SignalFishClient's final close event, on giving up, has the last real close code", async () => {
+  await using server = new ScriptedServer(basics);
+  // Connects to the server only while the gate is open, else to a closed port.
+  let gateOpen = true;
+  class Gated extends WebSocket {
+    constructor(url: string) {
+      super(gateOpen ? url : "ws://127.0.0.1:9/closed");
+    }
+  }
+  await using client = await seated(server, { WebSocket: Gated });
+  const closes: ClientEvents["close"][] = [];
+  client.on("close", (event) => closes.push(event));
+  const failed = nextEvent(client, "reconnectFailed");
+  gateOpen = false;
+  server.sockets[0]!.close(1011, "Internal error");
+  ok((await failed) instanceof SignalFishConnectionError);
+  deepEqual(closes, [
+    { code: 1011, reason: "Internal error", reconnecting: true },
+    { code: 1011, reason: "Internal error", reconnecting: false },
+  ]);
+
+  // When an attempt's connection closes later, that close is the last one.
+  gateOpen = true;
+  await using other = await seated(server, {
+    WebSocket: Gated,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 10, random: () => 0, maxAttempts: 1 },
+  });
+  server.reply = (message, socket) => {
+    if (message.type === "Authenticate") socket.close(1013, "Slow consumer");
+    else basics(message, socket);
+  };
+  const otherCloses: ClientEvents["close"][] = [];
+  other.on("close", (event) => otherCloses.push(event));
+  const gaveUp = nextEvent(other, "reconnectFailed");
+  server.sockets.at(-1)!.close(1001, "No response from ping frame.");
+  ok((await gaveUp) instanceof SignalFishConnectionError);
+  deepEqual(otherCloses.map((c) => [c.code, c.reason, c.reconnecting]), [
+    [1001, "No response from ping frame.", true],
+    [1013, "Slow consumer", false],
+  ]);
+});
+
+/** Resolves once `socket` (a server-side socket) is closed; rejects after {@link TIMEOUT_MS}. */
+function closedSocket(socket: WebSocket): Promise<void> {
+  if (socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("The socket stayed open")), TIMEOUT_MS);
+    socket.addEventListener("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+Deno.test({
+  name: "SignalFishClient.connect() closes the connection when its authentication fails",
+  ...SANITIZED,
+}, async () => {
+  // The server takes the connection but never answers Authenticate (an overloaded server, a
+  // slow link): connect() rejects, and nothing of the client may stay behind, since the caller
+  // never got it and cannot close() it. The sanitizers fail on a leaked heartbeat.
+  await using server = new ScriptedServer((message, socket) => {
+    if (message.type !== "Authenticate") basics(message, socket);
+  });
+  const options: ClientOptions = {
+    ...OPTIONS,
+    auth: { app_id: "demo" },
+    requestTimeoutMs: 100,
+    heartbeatIntervalMs: 20,
+  };
+  await rejects(SignalFishClient.connect(server.url, options), SignalFishConnectionError);
+  await closedSocket(server.sockets[0]!);
+
+  // The same through open(): the status goes back to "closed", never "open".
+  const client = new SignalFishClient(server.url, options);
+  const statuses: string[] = [];
+  client.on("status", ({ status }) => statuses.push(status));
+  await rejects(client.open(), SignalFishConnectionError);
+  deepEqual(statuses, ["connecting", "closed"]);
+  await closedSocket(server.sockets[1]!);
+
+  // A refused authentication rejects with the refusal and closes too.
+  server.reply = (message, socket) => {
+    if (message.type !== "Authenticate") return basics(message, socket);
+    send(socket, {
+      type: "AuthenticationError",
+      data: { error: "Invalid app", error_code: "INVALID_APP_ID" },
+    });
+  };
+  await rejects(
+    SignalFishClient.connect(server.url, options),
+    (error) => error instanceof SignalFishError && error.code === "INVALID_APP_ID",
+  );
+  await closedSocket(server.sockets[2]!);
+});
+
+Deno.test({
+  name: "SignalFishClient.open() while connecting or reconnecting opens no second socket",
+  ...SANITIZED,
+}, async () => {
+  await using server = new ScriptedServer(basics);
+  // Two open() calls at once: one socket, both settle together.
+  await using fresh = new SignalFishClient(server.url, { ...OPTIONS, session: false });
+  await Promise.all([fresh.open(), fresh.open()]);
+  equal(fresh.status, "open");
+  equal(server.sockets.length, 1);
+
+  // While reconnecting (an app's "Retry" button): it waits for the reconnection's outcome.
+  const slow = { initialDelayMs: 100, maxDelayMs: 100, random: () => 1, maxAttempts: 2 };
+  await using client = await seated(server, { reconnect: slow });
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, reconnectedWith("token-2"));
+  };
+  const scheduled = nextEvent(client, "reconnecting");
+  server.sockets[1]!.close(1011);
+  await scheduled;
+  const reconnected = nextEvent(client, "reconnected");
+  await client.open();
+  await reconnected;
+  equal(client.status, "open");
+  equal(client.reconnectionToken, "token-2");
+  equal(server.sockets.length, 3, "only the reconnection's socket was opened");
+
+  // When reconnection gives up, open() rejects with what reconnectFailed carried.
+  server.reply = (message, socket) => {
+    if (message.type === "Authenticate") socket.close(1013, "Slow consumer");
+    else basics(message, socket);
+  };
+  const next = nextEvent(client, "reconnecting");
+  server.sockets[2]!.close(1011);
+  await next;
+  const failed = nextEvent(client, "reconnectFailed");
+  const error = await client.open().then(() => undefined, (error) => error);
+  equal(error, await failed);
+  ok(error instanceof SignalFishConnectionError);
+  equal(client.status, "closed");
+  equal(server.sockets.length, 5, "the two attempts only");
+
+  // close() during the backoff settles a waiting open() too.
+  server.reply = basics;
+  await using other = await seated(server, {
+    reconnect: { ...slow, initialDelayMs: 60_000, maxDelayMs: 60_000 },
+  });
+  const waiting = nextEvent(other, "reconnecting");
+  server.sockets[5]!.close(1011);
+  await waiting;
+  const opening = other.open();
+  await other.close();
+  await rejects(opening, SignalFishConnectionError);
+  equal(server.sockets.length, 6);
 });
 
 Deno.test("SignalFishClient does not reconnect after a takeover (4001) or its own close()", async () => {
@@ -497,6 +804,33 @@ Deno.test("SignalFishClient.resume() takes the stored seat back after a reload",
   await using none = await SignalFishClient.connect(server.url, { ...OPTIONS, session: false });
   await none.createRoom({ game_name: "orbit", player_name: "mira" });
   equal(await none.storedSession(), undefined);
+});
+
+Deno.test("SignalFishClient.resume() keeps the stored seat after a temporary refusal", async () => {
+  await using server = new ScriptedServer(basics);
+  const store = memoryStore();
+  const before = await seated(server, { session: store });
+  await before.close(); // The page goes away; the stored seat stays.
+  const answers = [
+    reconnectionFailed(
+      "RATE_LIMIT_EXCEEDED",
+      "Reconnect attempt rate limit exceeded. Try again in 1 seconds.",
+    ),
+    reconnectedWith("token-2"),
+  ];
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, answers.shift()!);
+  };
+  await using after = await SignalFishClient.connect(server.url, { ...OPTIONS, session: store });
+  await after.resume().then(
+    () => ok(false, "expected the rate limit"),
+    (error) => ok(error instanceof SignalFishError && error.code === "RATE_LIMIT_EXCEEDED"),
+  );
+  const stored = await after.storedSession();
+  equal(stored?.role === "player" ? stored.token : undefined, "token-1", "kept for a retry");
+  equal((await after.resume())?.role, "player", "the retry takes the seat back");
+  equal(after.reconnectionToken, "token-2");
 });
 
 Deno.test("SignalFishClient asks for presence events and tracks dropped seats (E10)", async () => {

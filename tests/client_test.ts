@@ -333,8 +333,9 @@ Deno.test("SignalFishClient reports connection failures as SignalFishConnectionE
   for (const outcome of settled) {
     if (outcome instanceof Error) ok(outcome instanceof SignalFishConnectionError);
   }
-  // 1001 normally; a reset (code 0/1006) when the server closed with our frames still unread.
-  ok([0, 1001, 1006].includes(event.code), `close code ${event.code}`);
+  // 1001 normally; 1006 (a reset, which Deno reports as 0) when the server closed with our
+  // frames still unread.
+  ok([1001, 1006].includes(event.code), `close code ${event.code}`);
   equal(event.reconnecting, false);
   equal(alice.status, "closed");
   equal(alice.room, undefined);
@@ -345,6 +346,96 @@ Deno.test("SignalFishClient reports connection failures as SignalFishConnectionE
     SignalFishClient.connect(url, { ...OPTIONS, reconnect: false }),
     SignalFishConnectionError,
   );
+});
+
+Deno.test("SignalFishClient's promise-returning requests reject, never throw, unless open", async () => {
+  await using server = await serve();
+  const closed = await client(server);
+  await closed.createRoom({ game_name: GAME, player_name: "alice" });
+  await closed.close();
+  const idle = new SignalFishClient(server.url, OPTIONS); // Never opened.
+  const join = { game_name: GAME, room_code: "ABCDEF", player_name: "bob" };
+  const requests: [string, (c: SignalFishClient) => Promise<unknown>][] = [
+    ["authenticate", (c) => c.authenticate({ app_id: "demo" })],
+    ["joinRoom", (c) => c.joinRoom(join)],
+    ["createRoom", (c) => c.createRoom({ game_name: GAME, player_name: "bob" })],
+    ["join", (c) => c.join(join)],
+    ["create", (c) => c.create(join)],
+    ["joinOrCreate", (c) => c.joinOrCreate(join)],
+    ["spectate", (c) => c.spectate({ ...join, spectator_name: "nina" })],
+    ["setReady", (c) => c.setReady(true)],
+    ["requestAuthority", (c) => c.requestAuthority(true)],
+    [
+      "provideConnectionInfo",
+      (c) => c.provideConnectionInfo({ type: "direct", host: "h", port: 1 }),
+    ],
+    ["ping", (c) => c.ping()],
+  ];
+  for (const [who, target] of [["closed", closed], ["idle", idle]] as const) {
+    for (const [name, call] of requests) {
+      let promise: Promise<unknown>;
+      try {
+        promise = call(target);
+      } catch (error) {
+        throw new Error(`${name}() on a ${who} client threw instead of rejecting: ${error}`);
+      }
+      await rejects(promise, SignalFishConnectionError, `${name}() on a ${who} client`);
+    }
+  }
+});
+
+Deno.test("SignalFishClient: a throwing listener neither stops the others nor the process", async () => {
+  await using server = await serve();
+  const bug = new Error("bug in the game's room listener");
+  // By default the exception is logged, never rethrown or reported as uncaught (Deno's
+  // reportError would end the test run here). A throwing hook is logged the same way.
+  const logged: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void logged.push(args);
+  try {
+    await using bob = await client(server);
+    bob.once("room", () => {
+      throw bug;
+    });
+    await bob.createRoom({ game_name: GAME, player_name: "bob" });
+    await using carol = await client(server, {
+      onListenerError: () => {
+        throw new Error("bug in the hook");
+      },
+    });
+    carol.once("room", () => {
+      throw bug;
+    });
+    await carol.createRoom({ game_name: GAME, player_name: "carol" });
+    await new Promise((resolve) => setTimeout(resolve, 0)); // An uncaught error would land here.
+  } finally {
+    console.error = consoleError;
+  }
+  deepEqual(logged.map((args) => (args.at(-1) as Error).message), [
+    "bug in the game's room listener",
+    "bug in the hook",
+    "bug in the game's room listener",
+  ]);
+  ok(String(logged[0]![0]).includes('"room" listener threw'), String(logged[0]![0]));
+
+  // With the onListenerError hook: it gets the exception and the event's name.
+  const reported: [unknown, string][] = [];
+  await using alice = await client(server, {
+    onListenerError: (error, event) => reported.push([error, event]),
+  });
+  let after = 0;
+  alice.on("room", () => {
+    throw bug;
+  });
+  alice.on("room", () => after++);
+  alice.once("RoomJoined", () => {
+    throw bug;
+  });
+  const created = await alice.createRoom({ game_name: GAME, player_name: "alice" });
+  equal(after, 1, "the next listener still ran");
+  deepEqual(reported, [[bug, "room"], [bug, "RoomJoined"]]);
+  equal(alice.room!.roomCode, created.room_code, "the client applied the message");
+  ok((await alice.ping()) >= 0, "and carries on");
 });
 
 function throwsConnection(action: () => void): boolean {
@@ -444,6 +535,56 @@ Deno.test("SignalFishClient restores its seat after a dropped socket and replays
   alice.sendGameData("back");
   equal((await live).data, "back");
   deepEqual((await alice.setReady(true)).lobby_state, "finalized");
+});
+
+Deno.test("SignalFishClient waits out the server's reconnect rate limit and keeps its seat", async () => {
+  // One Reconnect per 2 s per IP (docs/spec/PROTOCOL.md §7.11.4, SERVER.md §3.4).
+  await using server = await serve((config) => {
+    config.server.enable_reconnection = true;
+    config.rate_limit.max_reconnect_attempts = 1;
+    config.rate_limit.time_window = 2;
+  });
+  await using alice = await client(server, {
+    reconnect: { initialDelayMs: 10, maxDelayMs: 40, maxAttempts: 5 },
+  });
+  const created = await alice.createRoom({ game_name: GAME, player_name: "alice", max_players: 2 });
+  await using bob = await client(server);
+  const bobJoined = nextEvent(alice, "PlayerJoined");
+  await bob.joinRoom({ game_name: GAME, room_code: created.room_code, player_name: "bob" });
+  await bobJoined;
+  const refusals: string[] = [];
+  alice.on(
+    "ReconnectionFailed",
+    (failed) => refusals.push(`${failed.error_code} ${failed.reason}`),
+  );
+  const gaveUp: unknown[] = [];
+  alice.on("reconnectFailed", (error) => gaveUp.push(error));
+
+  // A frame over the size limit makes the server close with 1009 and hold the seat
+  // (docs/spec/PROTOCOL.md §1.4, §1.6). The first drop takes the bucket's only token.
+  const drop = () => alice.sendGameData("x".repeat(70_000));
+  const first = nextEvent(alice, "reconnected");
+  drop();
+  await first;
+  // A second drop at once: the Reconnect is refused for now, the client waits and retries.
+  const waited = nextEvent(alice, "reconnecting", ({ delayMs }) => delayMs >= 1000);
+  const second = nextEvent(alice, "reconnected", () => true, TIMEOUT_MS + 2_000);
+  const bobSeesReturn = nextEvent(bob, "PlayerReconnected", () => true, TIMEOUT_MS + 2_000);
+  drop();
+  const { delayMs } = await waited;
+  ok(delayMs <= 2_000, `waited ${delayMs} ms`);
+  await second;
+  equal((await bobSeesReturn).player_id, created.player_id);
+  deepEqual(refusals, [
+    "RATE_LIMIT_EXCEEDED Reconnect attempt rate limit exceeded. Try again in 2 seconds.",
+  ]);
+  deepEqual(gaveUp, []);
+  equal(alice.status, "open");
+  equal(alice.selfId, created.player_id);
+  deepEqual(alice.room!.players.map((p) => p.name), ["alice", "bob"]);
+  const live = nextEvent(bob, "gameData");
+  alice.sendGameData("still here");
+  equal((await live).data, "still here");
 });
 
 Deno.test("SignalFishClient sends and receives MessagePack game data through the server", async () => {

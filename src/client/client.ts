@@ -14,7 +14,10 @@
  * ```
  *
  * Requests resolve with the server's answer and reject with {@linkcode SignalFishError}
- * (`code` = the spec's error code) or {@linkcode SignalFishConnectionError}. The server answers
+ * (`code` = the spec's error code) or {@linkcode SignalFishConnectionError}; they never throw,
+ * so a request made while the connection is not open (connecting, reconnecting, closed) rejects
+ * with {@linkcode SignalFishConnectionError}. Only the fire-and-forget sends (`sendGameData`,
+ * `sendTo`, `sendBinary`) throw. The server answers
  * each connection in order (docs/spec/PROTOCOL.md §1.5), so each reply settles the oldest request waiting
  * for that kind of reply.
  *
@@ -71,6 +74,24 @@ export type * from "./messages.ts";
  * drawn from the upper half of that range. Reconnection stops after `maxAttempts` attempts or
  * once `maxElapsedMs` have passed since the drop, whichever comes first, and at once on
  * `close()` or `cancelReconnect()`.
+ *
+ * Refusals (of `Reconnect`, docs/spec/PROTOCOL.md §7.11.4, of authenticating again, or of watching
+ * the room again) are of two kinds:
+ *
+ * - **Temporary** — `RATE_LIMIT_EXCEEDED` (e.g. the per-IP reconnect bucket, §7.13),
+ *   `SERVICE_UNAVAILABLE` (a multi-instance server briefly cannot reach its shared store or the
+ *   room's home) and `INTERNAL_ERROR`: the server still holds the seat, so the client keeps it
+ *   and its token, counts the attempt as failed and tries again on a fresh connection after the
+ *   next backoff. After `RATE_LIMIT_EXCEEDED` it waits at least the seconds the reason names
+ *   ("Try again in <s> seconds.", even beyond `maxDelayMs`), and gives up at once when that
+ *   wait would end after `maxElapsedMs`. Running out of attempts or time this way keeps the
+ *   stored session, so `resume()` may take the seat back later.
+ * - **Definitive** — every other code, e.g. `RECONNECTION_TOKEN_INVALID`,
+ *   `RECONNECTION_EXPIRED`, `RECONNECTION_FAILED` (the room no longer exists, or the server has
+ *   reconnection disabled) and authentication failures (`INVALID_APP_ID`, `UNAUTHORIZED`,
+ *   `SDK_VERSION_UNSUPPORTED`): reconnection ends at once, the seat is lost and (except after
+ *   an authentication failure) the stored session is forgotten; `reconnectFailed` carries the
+ *   refusal and the connection stays open when it still is, so the app can join again.
  */
 export interface ReconnectOptions {
   /** Attempts before giving up. @default 10 */
@@ -182,6 +203,15 @@ export interface ClientOptions {
   /** Key under which the session is stored. @default "signal-fish:" + the endpoint URL */
   sessionKey?: string;
   /**
+   * Called when one of the app's event listeners throws, with the exception and the event's
+   * name. The client catches every listener exception: the other listeners of the event still
+   * run, the client carries on, and the exception never becomes an uncaught error (which would
+   * end a Deno or Node process). Without this hook the exception is logged with
+   * `console.error`; an exception thrown by the hook itself is logged the same way.
+   * @default logs with console.error
+   */
+  onListenerError?: (error: unknown, event: ClientEventName) => void;
+  /**
    * WebSocket constructor to use, for runtimes without a global one (any implementation of the
    * standard API, e.g. the `ws` package on older Node). @default globalThis.WebSocket
    */
@@ -251,7 +281,13 @@ export interface GameDataEvent {
 
 /** Payload of the `close` event. */
 export interface CloseEvent {
-  /** WebSocket close code (1005 when none was given, 1006 when the connection was lost). */
+  /**
+   * WebSocket close code (docs/spec/PROTOCOL.md §1.6): 1005 when the close frame gave none, 1006
+   * when the connection was lost without a close frame (including a runtime's own code outside
+   * 1000–4999, e.g. Deno's 0 for a reset), 4000 when the client abandoned a silent connection.
+   * When reconnection gives up, the code and reason of the last close the client saw (the drop,
+   * or a later attempt's connection closing).
+   */
   code: number;
   /** Close reason (do not parse it, docs/spec/PROTOCOL.md §1.6). */
   reason: string;
@@ -287,8 +323,11 @@ export type ClientEvents =
     /** A spectator's connection dropped and the client watches the room again. */
     respectated: ServerData<"SpectatorJoined">;
     /**
-     * Automatic reconnection gave up (refused, out of attempts or time, or cancelled); the seat
-     * is lost (`room` became `null`).
+     * Automatic reconnection gave up (refused for good, out of attempts or time, or cancelled;
+     * see {@linkcode ReconnectOptions} for which refusals are retried); the seat is lost on this
+     * client (`room` became `null`). The payload is the definitive refusal, or the last failure:
+     * a {@linkcode SignalFishConnectionError}, or a temporary refusal such as
+     * `RATE_LIMIT_EXCEEDED` (the stored session is then kept for `resume()`).
      */
     reconnectFailed: SignalFishError | SignalFishConnectionError;
     /** The connection's state changed (`status` is already the new one). */
@@ -335,6 +374,30 @@ const DEFAULT_RECONNECT: Required<ReconnectOptions> = {
   random: Math.random,
   whenIdle: false,
 };
+/**
+ * Error codes of refusals that mean "not now" rather than "never" (docs/spec/PROTOCOL.md §7.11.4,
+ * §7.13, §9): the per-IP reconnect bucket or an app's `Authenticate` limit is empty
+ * (`RATE_LIMIT_EXCEEDED`), a multi-instance server briefly cannot reach its shared store or the
+ * room's home (`SERVICE_UNAVAILABLE`), or the server failed unexpectedly (`INTERNAL_ERROR`). The
+ * server still holds the seat, so automatic reconnection keeps the token and tries again.
+ */
+const TEMPORARY_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "RATE_LIMIT_EXCEEDED",
+  "SERVICE_UNAVAILABLE",
+  "INTERNAL_ERROR",
+]);
+
+/**
+ * How long a `RATE_LIMIT_EXCEEDED` refusal asks the client to wait, ms: the `<s>` of its reason
+ * "… Try again in <s> seconds." (docs/spec/PROTOCOL.md §7.11.4, §7.13), else 0. The reason is
+ * meant for humans, so this is a hint only: a reason worded otherwise just means no hint.
+ */
+function retryAfterMs(error: SignalFishError): number {
+  if (error.code !== "RATE_LIMIT_EXCEEDED") return 0;
+  const seconds = /\bTry again in (\d{1,6}) seconds?\b/i.exec(error.message)?.[1];
+  return seconds === undefined ? 0 : Number(seconds) * 1000;
+}
+
 /** Close codes after which the seat cannot or must not be taken back (docs/spec/PROTOCOL.md §1.6). */
 const NO_RECONNECT_CLOSE_CODES = new Set([1008, 4001]);
 /** `WebSocket.readyState` values (not read from a global `WebSocket`, which may be absent). */
@@ -342,6 +405,16 @@ const OPEN = 1;
 const CLOSED = 3;
 /** Close code the client uses when it abandons a silent connection (application range). */
 const DEAD_CONNECTION_CLOSE_CODE = 4000;
+/** Close code of a connection lost without a close frame (RFC 6455 §7.1.5). */
+const ABNORMAL_CLOSE_CODE = 1006;
+
+/**
+ * `code` as the app should see it: a code in the range a close frame can carry (1000–4999) as
+ * it is, anything else as 1006. Deno reports an abrupt drop as 0.
+ */
+function closeCode(code: number): number {
+  return Number.isInteger(code) && code >= 1000 && code <= 4999 ? code : ABNORMAL_CLOSE_CODE;
+}
 
 /** Turns an http(s)/ws(s) base URL into the WebSocket endpoint (`/v2/ws` when no path). */
 export function endpointUrl(url: string | URL): string {
@@ -398,6 +471,12 @@ export class SignalFishClient implements AsyncDisposable {
   #lastError: SignalFishError | undefined;
   #closing = false;
   #wakeReconnect: (() => void) | undefined;
+  /** Code and reason of the last close of an open connection (normalized by `closeCode`). */
+  #lastClose: { code: number; reason: string } | undefined;
+  /** `open()` calls made while connecting or reconnecting, settled when open or closed. */
+  #openWaiters: { resolve(): void; reject(error: Error): void }[] = [];
+  /** Why the client is closing, for those waiters (the failed open, the given-up reconnection). */
+  #endError: Error | undefined;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #closed: Promise<void> | undefined;
   #cancelled = false;
@@ -417,7 +496,12 @@ export class SignalFishClient implements AsyncDisposable {
     this.#sessionKey = options.sessionKey ?? `signal-fish:${this.url}`;
   }
 
-  /** Creates a client and opens its connection; rejects with {@linkcode SignalFishConnectionError}. */
+  /**
+   * Creates a client and opens its connection (see {@linkcode SignalFishClient.open}, including
+   * the automatic authentication with `auth`); when that fails, the client is closed and the
+   * promise rejects with {@linkcode SignalFishConnectionError} or, for a refused
+   * authentication, {@linkcode SignalFishError}.
+   */
   static async connect(url: string | URL, options?: ClientOptions): Promise<SignalFishClient> {
     const client = new SignalFishClient(url, options);
     await client.open();
@@ -451,8 +535,9 @@ export class SignalFishClient implements AsyncDisposable {
 
   /**
    * Subscribes `listener` to `event` and returns a function that unsubscribes it. Listeners run
-   * synchronously in subscription order; an exception in one is reported via `reportError`
-   * (or `console.error`) and does not stop the others.
+   * synchronously in subscription order. An exception thrown by one is caught: it goes to the
+   * `onListenerError` option (by default `console.error`), the other listeners still run and
+   * the client carries on — it is never rethrown or turned into an uncaught error.
    */
   on<E extends ClientEventName>(
     event: E,
@@ -482,26 +567,62 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Opens the WebSocket and resolves once it is open (immediately if it already is). Rejects
-   * with {@linkcode SignalFishConnectionError} when it cannot be opened (e.g. HTTP 429 before
-   * the upgrade, docs/spec/PROTOCOL.md §1.2) or within the request timeout.
+   * Opens the WebSocket and, when `auth` or `presenceEvents` is set, authenticates on it (the
+   * status stays `"connecting"` until then); resolves once the client is open, at once if it
+   * already is. Rejects with {@linkcode SignalFishConnectionError} when the socket cannot be
+   * opened (e.g. HTTP 429 before the upgrade, docs/spec/PROTOCOL.md §1.2) or not within the
+   * request timeout, and with {@linkcode SignalFishError} or
+   * {@linkcode SignalFishConnectionError} when that authentication is refused or unanswered
+   * (docs/spec/PROTOCOL.md §7.1). Whenever it rejects the client is closed: its socket is closed,
+   * no timer is left running and the status is `"closed"` (create a new client to try again).
+   *
+   * It never opens a second socket. Called while an earlier `open()` is still connecting, it
+   * settles as that one does. Called while the client is reconnecting (docs/spec/PROTOCOL.md
+   * §7.11) it does not disturb the reconnection: it resolves once the connection is open again
+   * (the seat restored — or, after a definitive refusal, lost: see `reconnectFailed`) and
+   * rejects with the `reconnectFailed` error when reconnection gives up and the client closes
+   * (or with {@linkcode SignalFishConnectionError} when `close()` ends it). On a closed client
+   * it rejects with {@linkcode SignalFishConnectionError}.
    */
-  async open(): Promise<void> {
-    if (this.#status === "open") return;
-    if (this.#status === "closed") {
-      throw new SignalFishConnectionError("Cannot open a closed client; create a new one");
+  open(): Promise<void> {
+    switch (this.#status) {
+      case "open":
+        return Promise.resolve();
+      case "closed":
+        return Promise.reject(
+          new SignalFishConnectionError("Cannot open a closed client; create a new one"),
+        );
+      case "connecting":
+      case "reconnecting":
+        return new Promise((resolve, reject) => this.#openWaiters.push({ resolve, reject }));
+      case "idle":
+        return this.#openFirst();
     }
+  }
+
+  /** `open()` from `"idle"`: the first socket, and automatic authentication on it. */
+  async #openFirst(): Promise<void> {
     this.#closing = false;
     this.#setStatus("connecting");
     try {
       await this.#openSocket();
     } catch (error) {
+      this.#endError = error as Error;
       this.#setStatus("closed");
       throw error;
     }
-    this.#setStatus("open");
     const auto = this.#autoAuth;
-    if (auto) await this.authenticate(auto);
+    if (auto) {
+      try {
+        await this.#authenticateOnce(auto);
+        this.#authData = auto;
+      } catch (error) {
+        this.#endError = error as Error;
+        await this.close(); // Nobody else could: connect() never handed the client out.
+        throw error;
+      }
+    }
+    this.#setStatus("open");
   }
 
   /** The `Authenticate` sent after each open, from `auth` and `presenceEvents`, if any. */
@@ -710,7 +831,11 @@ export class SignalFishClient implements AsyncDisposable {
    * `SPECTATOR_NOT_ALLOWED`.
    */
   provideConnectionInfo(connectionInfo: ConnectionInfo): Promise<void> {
-    this.#send({ type: "ProvideConnectionInfo", data: { connection_info: connectionInfo } });
+    try {
+      this.#send({ type: "ProvideConnectionInfo", data: { connection_info: connectionInfo } });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.#request({ type: "Ping" }, (reply) => {
       if (reply.type === "Pong") return { value: undefined };
       return errorWith(reply, ["NOT_IN_ROOM", "SPECTATOR_NOT_ALLOWED"]);
@@ -768,10 +893,13 @@ export class SignalFishClient implements AsyncDisposable {
    * or a restart of the app: a player sends `Reconnect` with the stored token (docs/spec/PROTOCOL.md
    * §7.11.4; missed events are emitted in order as on an automatic reconnection), a spectator
    * watches the same room again. Resolves `undefined` when nothing is stored. On a refusal
-   * (`RECONNECTION_EXPIRED`, `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`,
-   * `ROOM_NOT_FOUND`, …) the stored session is forgotten and the promise rejects with
-   * {@linkcode SignalFishError}; the connection stays open so the app can join afresh. Resolves
-   * `undefined` without sending anything while the client is already in a room.
+   * the promise rejects with {@linkcode SignalFishError} and the connection stays open so the
+   * app can join afresh; a definitive refusal (`RECONNECTION_EXPIRED`,
+   * `RECONNECTION_TOKEN_INVALID`, `RECONNECTION_FAILED`, `ROOM_NOT_FOUND`, …) also forgets the
+   * stored session, a temporary one (`RATE_LIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`,
+   * `INTERNAL_ERROR`, see {@linkcode ReconnectOptions}) keeps it, so `resume()` can be called
+   * again later. Resolves `undefined` without sending anything while the client is already in
+   * a room.
    */
   async resume(): Promise<ResumeResult | undefined> {
     const stored = await this.storedSession();
@@ -797,7 +925,9 @@ export class SignalFishClient implements AsyncDisposable {
       this.#restore(data);
       return { role: "player", reconnected: data };
     } catch (error) {
-      if (error instanceof SignalFishError) await this.#clearSession();
+      if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
+        await this.#clearSession();
+      }
       throw error;
     }
   }
@@ -888,7 +1018,7 @@ export class SignalFishClient implements AsyncDisposable {
         clearTimeout(timer);
         this.#lastInbound = Date.now();
         this.#lastError = undefined;
-        socket.onclose = (event) => this.#onClose(socket, event.code, event.reason);
+        socket.onclose = (event) => this.#onClose(socket, closeCode(event.code), event.reason);
         this.#startHeartbeat();
         this.#emit("open", undefined);
         resolve();
@@ -896,7 +1026,7 @@ export class SignalFishClient implements AsyncDisposable {
       socket.onclose = (event) => {
         clearTimeout(timer);
         reject(
-          new SignalFishConnectionError(`Cannot connect to ${this.url}`, event.code),
+          new SignalFishConnectionError(`Cannot connect to ${this.url}`, closeCode(event.code)),
         );
       };
       socket.onmessage = (event) => this.#onFrame(socket, event.data);
@@ -919,13 +1049,22 @@ export class SignalFishClient implements AsyncDisposable {
     this.#socket!.send(JSON.stringify(message));
   }
 
-  /** Sends `message` (unless `null`) and waits for the replies `handle` accepts. */
+  /**
+   * Sends `message` (unless `null`) and waits for the replies `handle` accepts. Never throws:
+   * a connection that is not open (checked unless `internal`) rejects the returned promise.
+   */
   #request<T>(
     message: ClientMessage | null,
     handle: (reply: ServerMessage) => Outcome<T>,
     internal = false,
   ): Promise<T> {
-    if (!internal) this.#requireOpen();
+    if (!internal) {
+      try {
+        this.#requireOpen();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     let pending!: Pending;
     // Not Promise.withResolvers: it is missing from Node 20 and older browsers.
     const promise = new Promise<T>((resolve, reject) => {
@@ -1047,11 +1186,26 @@ export class SignalFishClient implements AsyncDisposable {
       try {
         (listener as (payload: ClientEvents[E]) => void)(payload);
       } catch (error) {
-        const report = (globalThis as { reportError?: (error: unknown) => void }).reportError;
-        if (report) report(error);
-        else console.error(error);
+        this.#listenerFailed(error, event);
       }
     }
+  }
+
+  /**
+   * Reports a listener's exception without ever throwing. Not `reportError`: in Deno (and
+   * wherever it dispatches an unhandled `error` event) that ends the process.
+   */
+  #listenerFailed(error: unknown, event: ClientEventName): void {
+    const hook = this.#options.onListenerError;
+    if (hook) {
+      try {
+        hook(error, event);
+        return;
+      } catch (hookError) {
+        console.error(`SignalFishClient: onListenerError threw for "${event}":`, hookError);
+      }
+    }
+    console.error(`SignalFishClient: a "${event}" listener threw:`, error);
   }
 
   #startHeartbeat(): void {
@@ -1077,6 +1231,7 @@ export class SignalFishClient implements AsyncDisposable {
 
   #onClose(socket: WebSocket, code: number, reason: string): void {
     if (socket !== this.#socket) return;
+    this.#lastClose = { code, reason };
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     this.#failPending(
@@ -1092,8 +1247,9 @@ export class SignalFishClient implements AsyncDisposable {
     const options = this.#reconnect;
     const worthIt = this.#seat?.token !== undefined || this.#spectating !== undefined ||
       options?.whenIdle === true;
-    const canReconnect = !this.#closing && options !== undefined && worthIt &&
-      !NO_RECONNECT_CLOSE_CODES.has(code);
+    // Not while open() is still connecting: it rejects and closes the client instead.
+    const canReconnect = !this.#closing && this.#status !== "connecting" &&
+      options !== undefined && worthIt && !NO_RECONNECT_CLOSE_CODES.has(code);
     if (!canReconnect) {
       this.#finishClose(code, reason);
       return;
@@ -1119,6 +1275,14 @@ export class SignalFishClient implements AsyncDisposable {
     const previous = this.#status;
     if (previous === status) return;
     this.#status = status;
+    if (status === "open" || status === "closed") {
+      const waiters = this.#openWaiters.splice(0);
+      const error = this.#endError ?? new SignalFishConnectionError("The client was closed");
+      for (const waiter of waiters) {
+        if (status === "open") waiter.resolve();
+        else waiter.reject(error);
+      }
+    }
     this.#emit("status", { status, previous });
   }
 
@@ -1181,14 +1345,41 @@ export class SignalFishClient implements AsyncDisposable {
     });
   }
 
-  /** Gives the seat up after reconnection failed for good; `open` = the socket stays usable. */
+  /**
+   * Abandons the current socket without a `close` event (a failed reconnection attempt): stops
+   * its heartbeat, fails its pending requests (clearing their timers), ignores its frames and
+   * closes it.
+   */
+  #abandonSocket(): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    this.#failPending(new SignalFishConnectionError("Connection abandoned"));
+    const socket = this.#socket;
+    if (!socket) return;
+    socket.onclose = null;
+    socket.onmessage = null;
+    if (socket.readyState !== CLOSED) socket.close();
+  }
+
+  /**
+   * Gives the seat up after reconnection failed for good; `open` = the socket stays usable.
+   * Otherwise the socket is abandoned and no timer of the client is left running.
+   */
   #giveUp(error: SignalFishError | SignalFishConnectionError, open: boolean): void {
+    if (!open) {
+      this.#abandonSocket();
+      clearTimeout(this.#reconnectTimer);
+    }
     this.#seat = undefined;
     this.#spectating = undefined;
     this.#setRoom(undefined);
+    if (!open) this.#endError = error;
     this.#setStatus(open ? "open" : "closed");
     this.#emit("reconnectFailed", error);
-    if (!open) this.#emit("close", { code: 1006, reason: "", reconnecting: false });
+    if (!open) {
+      const { code, reason } = this.#lastClose ?? { code: ABNORMAL_CLOSE_CODE, reason: "" };
+      this.#emit("close", { code, reason, reconnecting: false });
+    }
   }
 
   async #reconnectLoop(): Promise<void> {
@@ -1197,8 +1388,14 @@ export class SignalFishClient implements AsyncDisposable {
     let lastError: SignalFishError | SignalFishConnectionError = new SignalFishConnectionError(
       "Cannot reconnect",
     );
+    /** Epoch ms before which the server said a `Reconnect` would be refused again. */
+    let notBefore = 0;
     for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
-      const delayMs = Math.min(this.#backoffMs(attempt), Math.max(0, deadline - Date.now()));
+      const now = Date.now();
+      const delayMs = Math.min(
+        Math.max(this.#backoffMs(attempt), notBefore - now),
+        Math.max(0, deadline - now),
+      );
       this.#emit("reconnecting", { attempt, delayMs });
       await this.#sleep(delayMs);
       if (this.#closing) return this.#finishClose(1000, "");
@@ -1238,17 +1435,20 @@ export class SignalFishClient implements AsyncDisposable {
         return;
       } catch (error) {
         if (this.#closing) return this.#finishClose(1000, "");
-        if (error instanceof SignalFishError) {
-          // The server refused: the seat is gone (or auth failed). Keep the socket if it is
-          // open, so the app can join again, but give up on the seat.
+        if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
+          // The server refused for good: the seat is gone (or auth failed). Keep the socket if
+          // it is open, so the app can join again, but give up on the seat.
           if (error.messageType !== "AuthenticationError") await this.#clearSession();
           return this.#giveUp(error, this.#socket?.readyState === OPEN);
         }
-        lastError = error as SignalFishConnectionError;
-        const socket = this.#socket;
-        if (socket && socket.readyState === OPEN) {
-          socket.onclose = null;
-          socket.close();
+        // A lost connection, or a refusal that means "not now" (the server still holds the
+        // seat): keep the seat and the token, and try again on a fresh connection.
+        lastError = error as SignalFishError | SignalFishConnectionError;
+        this.#abandonSocket();
+        if (error instanceof SignalFishError) {
+          notBefore = Date.now() + retryAfterMs(error);
+          // The server will refuse until after the time budget: trying again cannot help.
+          if (notBefore > deadline) break;
         }
         if (this.#cancelled || Date.now() >= deadline) break;
       }

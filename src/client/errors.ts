@@ -38,7 +38,8 @@ export class SignalFishError extends Error {
 /**
  * The connection could not be opened, closed while a request was waiting, was not open when a
  * message had to be sent, or the server did not answer within the request timeout. `closeCode`
- * is the WebSocket close code when the socket closed (docs/spec/PROTOCOL.md §1.6), else `undefined`.
+ * is the WebSocket close code when the socket closed (docs/spec/PROTOCOL.md §1.6; 1006 when it was
+ * lost or refused without a close frame), else `undefined`.
  * `cause` is the server's last unanswered `Error` before the close, when there was one (e.g.
  * `AUTHENTICATION_REQUIRED` before close 1008).
  */
