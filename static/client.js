@@ -360,6 +360,7 @@ var NO_RECONNECT_CLOSE_CODES = /* @__PURE__ */ new Set([
 var OPEN = 1;
 var CLOSED = 3;
 var DEAD_CONNECTION_CLOSE_CODE = 4e3;
+var CONNECTION_INFO_REFUSAL = "Connection info too large";
 var ABNORMAL_CLOSE_CODE = 1006;
 function closeCode(code) {
   return Number.isInteger(code) && code >= 1e3 && code <= 4999 ? code : ABNORMAL_CLOSE_CODE;
@@ -727,7 +728,8 @@ var SignalFishClient = class _SignalFishClient {
    * Sets this player's readiness (docs/spec/PROTOCOL.md §7.4). `PlayerReady` toggles on the wire, so this
    * sends it only when the known readiness differs from `ready`, and resolves with the
    * `LobbyStateChanged` that reflects the change (or the current state when nothing was sent).
-   * Rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or `SPECTATOR_NOT_ALLOWED`.
+   * Rejects with {@linkcode SignalFishError} `NOT_IN_ROOM`, `SPECTATOR_NOT_ALLOWED` or
+   * `RATE_LIMIT_EXCEEDED` (this connection's lobby changes, docs/spec/PROTOCOL.md §7.4 note).
    */
   setReady(ready = true) {
     const room = this.#room;
@@ -751,7 +753,8 @@ var SignalFishClient = class _SignalFishClient {
       }
       return errorWith(reply, [
         "NOT_IN_ROOM",
-        "SPECTATOR_NOT_ALLOWED"
+        "SPECTATOR_NOT_ALLOWED",
+        "RATE_LIMIT_EXCEEDED"
       ]);
     });
   }
@@ -782,8 +785,9 @@ var SignalFishClient = class _SignalFishClient {
   /**
    * Stores this seat's connection info (docs/spec/PROTOCOL.md §7.8); it reaches others in `GameStarting`.
    * The server does not acknowledge it, so the client follows it with a `Ping` and resolves on
-   * the `Pong`; rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or
-   * `SPECTATOR_NOT_ALLOWED`.
+   * the `Pong`; rejects with {@linkcode SignalFishError} `NOT_IN_ROOM`,
+   * `SPECTATOR_NOT_ALLOWED` or `INVALID_INPUT` (longer than the server's
+   * `protocol.max_connection_info_bytes`, docs/spec/PROTOCOL.md §7.8 note; the stored value stays).
    */
   provideConnectionInfo(connectionInfo) {
     try {
@@ -805,7 +809,7 @@ var SignalFishClient = class _SignalFishClient {
       return errorWith(reply, [
         "NOT_IN_ROOM",
         "SPECTATOR_NOT_ALLOWED"
-      ]);
+      ]) ?? (reply.type === "Error" && reply.data.error_code === "INVALID_INPUT" && reply.data.message.startsWith(CONNECTION_INFO_REFUSAL) ? failure("INVALID_INPUT", reply.data.message, "Error") : void 0);
     });
   }
   /**

@@ -619,3 +619,21 @@ Deno.test("SignalFishClient sends and receives MessagePack game data through the
     replayed: false,
   });
 });
+
+Deno.test("SignalFishClient: setReady() past the lobby-change bucket and too-large connection info reject by code", async () => {
+  await using server = await serve((config) => {
+    config.rate_limit.max_lobby_changes = 2;
+    config.protocol.max_connection_info_bytes = 256;
+  });
+  const { alice, bob } = await twoPlayers(server);
+  await using _alice = alice;
+  await using _bob = bob;
+  await alice.setReady(true);
+  await alice.setReady(false);
+  await rejectsWith(alice.setReady(true), "RATE_LIMIT_EXCEEDED", "Error");
+  equal(alice.room!.readyPlayers.length, 0);
+  const big = { type: "custom" as const, data: "x".repeat(300) };
+  await rejectsWith(alice.provideConnectionInfo(big), "INVALID_INPUT", "Error");
+  // A value within the cap is still stored and acknowledged.
+  await alice.provideConnectionInfo({ type: "direct", host: "198.51.100.7", port: 7777 });
+});

@@ -405,6 +405,13 @@ const OPEN = 1;
 const CLOSED = 3;
 /** Close code the client uses when it abandons a silent connection (application range). */
 const DEAD_CONNECTION_CLOSE_CODE = 4000;
+/**
+ * How the server's refusal of a too-large `ProvideConnectionInfo` begins (`Error{INVALID_INPUT}`,
+ * docs/spec/PROTOCOL.md §7.8 note); other `INVALID_INPUT` errors (a bad `to_player` of a game
+ * data send) are not that request's answer.
+ */
+const CONNECTION_INFO_REFUSAL = "Connection info too large";
+
 /** Close code of a connection lost without a close frame (RFC 6455 §7.1.5). */
 const ABNORMAL_CLOSE_CODE = 1006;
 
@@ -781,7 +788,8 @@ export class SignalFishClient implements AsyncDisposable {
    * Sets this player's readiness (docs/spec/PROTOCOL.md §7.4). `PlayerReady` toggles on the wire, so this
    * sends it only when the known readiness differs from `ready`, and resolves with the
    * `LobbyStateChanged` that reflects the change (or the current state when nothing was sent).
-   * Rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or `SPECTATOR_NOT_ALLOWED`.
+   * Rejects with {@linkcode SignalFishError} `NOT_IN_ROOM`, `SPECTATOR_NOT_ALLOWED` or
+   * `RATE_LIMIT_EXCEEDED` (this connection's lobby changes, docs/spec/PROTOCOL.md §7.4 note).
    */
   setReady(ready = true): Promise<ServerData<"LobbyStateChanged">> {
     const room = this.#room;
@@ -799,7 +807,7 @@ export class SignalFishClient implements AsyncDisposable {
           ? { value: reply.data }
           : undefined;
       }
-      return errorWith(reply, ["NOT_IN_ROOM", "SPECTATOR_NOT_ALLOWED"]);
+      return errorWith(reply, ["NOT_IN_ROOM", "SPECTATOR_NOT_ALLOWED", "RATE_LIMIT_EXCEEDED"]);
     });
   }
 
@@ -827,8 +835,9 @@ export class SignalFishClient implements AsyncDisposable {
   /**
    * Stores this seat's connection info (docs/spec/PROTOCOL.md §7.8); it reaches others in `GameStarting`.
    * The server does not acknowledge it, so the client follows it with a `Ping` and resolves on
-   * the `Pong`; rejects with {@linkcode SignalFishError} `NOT_IN_ROOM` or
-   * `SPECTATOR_NOT_ALLOWED`.
+   * the `Pong`; rejects with {@linkcode SignalFishError} `NOT_IN_ROOM`,
+   * `SPECTATOR_NOT_ALLOWED` or `INVALID_INPUT` (longer than the server's
+   * `protocol.max_connection_info_bytes`, docs/spec/PROTOCOL.md §7.8 note; the stored value stays).
    */
   provideConnectionInfo(connectionInfo: ConnectionInfo): Promise<void> {
     try {
@@ -838,7 +847,11 @@ export class SignalFishClient implements AsyncDisposable {
     }
     return this.#request({ type: "Ping" }, (reply) => {
       if (reply.type === "Pong") return { value: undefined };
-      return errorWith(reply, ["NOT_IN_ROOM", "SPECTATOR_NOT_ALLOWED"]);
+      return errorWith(reply, ["NOT_IN_ROOM", "SPECTATOR_NOT_ALLOWED"]) ??
+        (reply.type === "Error" && reply.data.error_code === "INVALID_INPUT" &&
+            reply.data.message.startsWith(CONNECTION_INFO_REFUSAL)
+          ? failure("INVALID_INPUT", reply.data.message, "Error")
+          : undefined);
     });
   }
 
