@@ -165,7 +165,8 @@ export function createHandler(context: RouteContext, options: RouteOptions): Rou
     path: string,
     info: Deno.ServeHandlerInfo,
   ): Awaitable<Response> {
-    // The operator routes are same-origin only (docs/spec/EXTENSIONS.md E12): no preflight answer.
+    // The operator routes are same-origin only (docs/spec/EXTENSIONS.md E12): they refuse
+    // preflights themselves (403, no CORS headers, nothing charged to the failed-login bucket).
     const preflight = request.method === "OPTIONS" &&
       request.headers.has("access-control-request-method");
     if (preflight && !(admin && isAdminPath(path))) return cors.preflight(request);
