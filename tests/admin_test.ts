@@ -555,6 +555,60 @@ async function streamCaps() {
   }
 }
 
+Deno.test({
+  name: "Operator event stream asked as an upgrade: refused with 400, its slot given back at once",
+  ignore: notInCluster("stream slots are per instance (server.admin is one process's)"),
+  fn: upgradeStreams,
+});
+
+/**
+ * `GET /admin/api/events` with WebSocket upgrade headers reaches the listener's upgrade path.
+ * Before, its raw answer awaited the whole body of the endless stream: no answer, and the slot
+ * (4 per address, 32 in all) was never given back, its slow-reader cut never ran and every event
+ * was kept in memory (/tmp/s26/a/sse_upgrade_leak.ts: after 4 such requests a normal stream got
+ * 429 for good).
+ */
+async function upgradeStreams() {
+  await using server = await withAdmin();
+  const asUpgrade = async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    try {
+      await conn.write(new TextEncoder().encode(
+        `GET /admin/api/events HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${TOKEN}\r\n` +
+          "connection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\n" +
+          "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+      ));
+      const buffer = new Uint8Array(1024);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const read = await Promise.race([
+        conn.read(buffer),
+        new Promise<"timeout">((resolve) => timer = setTimeout(() => resolve("timeout"), 3_000)),
+      ]);
+      clearTimeout(timer);
+      return read === "timeout" ? "no answer in 3 s" : new TextDecoder().decode(
+        buffer.subarray(0, read ?? 0),
+      );
+    } finally {
+      conn.close();
+    }
+  };
+  for (let i = 0; i < 6; i++) {
+    const answer = await asUpgrade();
+    ok(answer.startsWith("HTTP/1.1 400"), `request ${i + 1}: ${answer}`);
+    ok(!answer.includes("event-stream"), answer);
+  }
+  await until(() => server.admin!.streams === 0, "every refused stream is released");
+  // The address's four slots are all free.
+  const open: Response[] = [];
+  for (let i = 0; i < 4; i++) {
+    const response = await fetch(`${server.url}/admin/api/events`, { headers: AUTH });
+    equal(response.status, 200);
+    open.push(response);
+  }
+  for (const response of open) await response.body!.cancel();
+  await until(() => server.admin!.streams === 0, "the normal streams are released");
+}
+
 Deno.test("Operator actions are logged with action, target and client IP, never the token", async () => {
   const { stdout, stderr } = await runMain({
     SIGNAL_FISH_SECURITY__ADMIN_TOKEN: TOKEN,
