@@ -665,9 +665,9 @@ const PLAIN_HOST = new RegExp(
 );
 
 /**
- * A Host header value of RFC 9110 §7.2's form, `host [ ":" port ]`: an IP literal in brackets or a
- * registered name of RFC 3986 §3.2.2's unreserved and sub-delimiter characters (no
- * percent-encoding), then an optional port of digits.
+ * A Host header value of RFC 9110 section 7.2's form, `host [ ":" port ]`: an IP literal in
+ * brackets or a registered name of RFC 3986 section 3.2.2's unreserved and sub-delimiter
+ * characters (no percent-encoding), then an optional port of digits.
  */
 const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=]+)(?::\d{0,5})?$/;
 
