@@ -58,12 +58,42 @@ function text(value: unknown): string {
 }
 
 /**
+ * Characters a text line never carries raw in a value (docs/spec/SERVER.md §7.2 note): the C0
+ * controls (tab, line feed and carriage return included), DEL, the C1 controls (U+0080–U+009F;
+ * U+009B is a terminal's CSI), the Unicode line and paragraph separators and the bidirectional
+ * embedding, override and isolate controls. From a client-supplied value (an `Origin` header, a
+ * player name) any of them could end a line, start a terminal escape sequence or reorder what a
+ * viewer shows, and so forge the look of a log line.
+ */
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const UNSAFE_IN_TEXT = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const UNSAFE_IN_TEXT_ALL = new RegExp(UNSAFE_IN_TEXT.source, "g");
+const SHORT_ESCAPES: Readonly<Record<string, string>> = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+
+/**
+ * `text` with every character of {@linkcode UNSAFE_IN_TEXT} written as an escape: `\t`, `\n`,
+ * `\r`, else `\uXXXX` (four lower-case hex digits), as JSON writes C0 controls. Other characters,
+ * backslashes included, are kept: the result is for people reading a line, not for parsing back.
+ * Returns `text` itself when there is nothing to escape.
+ */
+export function escapeControls(text: string): string {
+  if (!UNSAFE_IN_TEXT.test(text)) return text;
+  return text.replace(
+    UNSAFE_IN_TEXT_ALL,
+    (c) => SHORT_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/**
  * The record's message with its values substituted. A string template of plain `{name}`
  * placeholders is split once and rendered from the record's properties (reading
  * `record.message` makes logtape parse the template again for every line); anything else
- * renders logtape's parsed `message`.
+ * renders logtape's parsed `message`. With `escape` (text lines, docs/spec/SERVER.md §7.2) each
+ * substituted value goes through {@linkcode escapeControls}; the template's own text is this
+ * program's and is kept as written. JSON lines need no escape here: `JSON.stringify` escapes
+ * the message.
  */
-export function renderMessage(record: LogRecord): string {
+export function renderMessage(record: LogRecord, escape = false): string {
   const raw = record.rawMessage;
   if (typeof raw === "string" && raw !== "") {
     let parts = templates.get(raw);
@@ -77,7 +107,8 @@ export function renderMessage(record: LogRecord): string {
       let out = parts[0]!;
       for (let i = 1; i < parts.length; i += 2) {
         const value = properties[parts[i]!];
-        out += (typeof value === "string" ? value : text(value)) + parts[i + 1]!;
+        const shown = typeof value === "string" ? value : text(value);
+        out += (escape ? escapeControls(shown) : shown) + parts[i + 1]!;
       }
       return out;
     }
@@ -86,7 +117,12 @@ export function renderMessage(record: LogRecord): string {
   let out = "";
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i];
-    out += i % 2 === 0 ? String(part) : typeof part === "string" ? part : text(part);
+    if (i % 2 === 0) {
+      out += String(part);
+      continue;
+    }
+    const shown = typeof part === "string" ? part : text(part);
+    out += escape ? escapeControls(shown) : shown;
   }
   return out;
 }
@@ -222,19 +258,23 @@ const COLORS: Readonly<Record<string, string>> = {
 
 /**
  * One human-readable line (docs/spec/SERVER.md §7.2 `text`): `<timestamp> <LEVEL> <category>: <message>
- * k=v …`; the level is coloured only when `colors` (a TTY, never a file).
+ * k=v …`; the level is coloured only when `colors` (a TTY, never a file). Values never bring a
+ * control character into the line ({@linkcode escapeControls}): in the message they are
+ * escaped, a field value with one (or with whitespace, `"` or `=`) is written as JSON with them
+ * escaped, so one record is always one line that looks like what it is.
  */
 export function formatTextLine(record: LogRecord, colors = false): string {
   const level = LEVEL_NAMES[record.level];
   const shown = colors ? `${COLORS[level]}${level}\x1b[0m` : level;
   let line = `${new Date(record.timestamp).toISOString()} ${shown} ${record.category.join(".")}: ${
-    renderMessage(record)
+    renderMessage(record, true)
   }`;
   for (const [key, value] of Object.entries(safeProperties(record))) {
-    const shownValue = typeof value === "string" && /^[^\s"=]+$/.test(value)
+    const shownValue = typeof value === "string" && /^[^\s"=]+$/.test(value) &&
+        !UNSAFE_IN_TEXT.test(value)
       ? value
-      : JSON.stringify(value) ?? String(value);
-    line += ` ${key}=${shownValue}`;
+      : escapeControls(JSON.stringify(value) ?? String(value));
+    line += ` ${escapeControls(key)}=${shownValue}`;
   }
   return line + "\n";
 }

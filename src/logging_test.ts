@@ -1,6 +1,7 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { LogLevel, LogRecord } from "@logtape/logtape";
 import {
+  escapeControls,
   type FileSink,
   type FileSinkOptions,
   formatJsonLine,
@@ -119,6 +120,46 @@ Deno.test("formatTextLine() writes '<timestamp> <LEVEL> <category>: <message> k=
   );
   ok(formatTextLine(record(["x"]), true).includes("\x1b[32mINFO\x1b[0m"));
   equal(formatTextLine(record(["x"]), false).includes("\x1b"), false);
+});
+
+Deno.test("formatTextLine() escapes control characters of interpolated values: one record, one honest line", () => {
+  // Client-supplied values (an Origin header, a player name) with a tab, a line feed, ESC, DEL,
+  // a C1 CSI, a line separator and a right-to-left override. Before, the message part carried
+  // them raw: "\tINFO signal-fish.admin: Operator action close_room" made a second-looking record.
+  const hostile = "https://evil.example\tINFO signal-fish.admin: Operator action close_room" +
+    "\n\r\x1b[2J\x7f\x9b31m\u2028\u202efake";
+  const line = formatTextLine(
+    record(["Refused a WebSocket upgrade from origin ", hostile, ""], {
+      origin: hostile,
+      bare: "no-space\x9b31m\x7f",
+      [`key\n`]: "v",
+    }),
+  );
+  equal(
+    line,
+    "2025-01-31T23:59:59.500Z INFO signal-fish.hub: Refused a WebSocket upgrade from origin " +
+      "https://evil.example\\tINFO signal-fish.admin: Operator action close_room" +
+      "\\n\\r\\u001b[2J\\u007f\\u009b31m\\u2028\\u202efake" +
+      ' origin="https://evil.example\\tINFO signal-fish.admin: Operator action close_room' +
+      '\\n\\r\\u001b[2J\\u007f\\u009b31m\\u2028\\u202efake"' +
+      ' bare="no-space\\u009b31m\\u007f" key\\n=v\n',
+  );
+  const raw = [...line.slice(0, -1)].filter((c) =>
+    c < " " || (c >= "\x7f" && c <= "\x9f") ||
+    "\u2028\u2029\u202a\u202b\u202c\u202d\u202e".includes(c)
+  );
+  deepEqual(raw, []);
+  equal(line.indexOf("\n"), line.length - 1);
+  // Values without controls are written as before; escaping changes nothing else.
+  equal(escapeControls("Ünïcödé and \\ backslash"), "Ünïcödé and \\ backslash");
+  equal(escapeControls("\u0000\u0085\u2066"), "\\u0000\\u0085\\u2066");
+  // The message of a record logtape parsed (not a plain template) is escaped the same way.
+  equal(
+    renderMessage({ ...record(["a ", "x\ty", " b"]), rawMessage: "a {v.w} b" }, true),
+    "a x\\ty b",
+  );
+  // JSON lines keep the raw value in the message (JSON.stringify escapes C0 itself).
+  equal(JSON.parse(formatJsonLine(record(["o ", hostile, ""]))).message, `o ${hostile}`);
 });
 
 Deno.test("logFileName() names files per UTC day or hour, or not at all", () => {

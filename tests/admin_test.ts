@@ -112,25 +112,26 @@ Deno.test("The console is served without the token, same-origin only, with uPlot
   equal(health.headers.get("access-control-allow-origin"), "*");
 });
 
-Deno.test("Operator API: 401 with WWW-Authenticate without a valid token, 429 after 10 failures", async () => {
+Deno.test("Operator API: 401 with WWW-Authenticate without a valid token, 429 after 10 wrong tokens", async () => {
   await using server = await withAdmin();
+  // Every request without the right token is a 401; only the wrong Bearer tokens are charged.
   const attempts: [string, RequestInit][] = [
     ["/admin/api/overview", {}],
     ["/admin/api/overview", { headers: { authorization: "Bearer wrong" } }],
     ["/admin/api/overview", { headers: { authorization: TOKEN } }], // no "Bearer " prefix
-    ["/admin/api/no-such-route", {}], // unknown API paths need the token too
-    ["/admin/api/rooms", {
-      method: "OPTIONS",
-      headers: { origin: "https://evil.example", "access-control-request-method": "DELETE" },
-    }],
+    ["/admin/api/no-such-route", { headers: { authorization: "Bearer wrong" } }], // needs it too
+    ["/admin/api/rooms", { headers: { authorization: `Basic ${btoa(`x:${TOKEN}`)}` } }],
   ];
-  for (let i = 0; i < 10; i++) {
+  let charged = 0;
+  for (let i = 0; charged < 10; i++) {
     const [path, init] = attempts[i % attempts.length]!;
     const answer = await call(server, path, init);
     equal(answer.status, 401, `${path} attempt ${i + 1}`);
     match(answer.headers.get("www-authenticate")!, /^Bearer/);
     equal(answer.json().error_code, "UNAUTHORIZED");
     equal(answer.headers.get("access-control-allow-origin"), null);
+    const authorization = new Headers(init.headers).get("authorization") ?? "";
+    if (authorization.startsWith("Bearer ")) charged++;
   }
   const limited = await call(server, "/admin/api/overview");
   equal(limited.status, 429);
@@ -140,6 +141,47 @@ Deno.test("Operator API: 401 with WWW-Authenticate without a valid token, 429 af
   equal((await call(server, "/admin/api/overview", { headers: AUTH })).status, 429);
   // The console page itself is not behind the bucket.
   equal((await call(server, "/admin")).status, 200);
+});
+
+Deno.test("Operator API: requests without a Bearer token and CORS preflights cannot lock the operator out", async () => {
+  // What any page the operator's browser visits can send to the console's origin: preflights
+  // (a cross-origin fetch with an Authorization header) and credential-less GETs and POSTs
+  // (<img>, <form>, no-cors fetch). Before, each took a token from the failed-login bucket, and
+  // 6 preflights + 4 GETs locked the right token out with 429 for a minute.
+  await using server = await withAdmin();
+  const cross = { origin: "https://evil.example" };
+  for (let i = 0; i < 30; i++) {
+    for (const path of ["/admin/api/maintenance", "/admin/api/overview", "/admin", "/admin/x"]) {
+      const preflight = await call(server, path, {
+        method: "OPTIONS",
+        headers: {
+          ...cross,
+          "access-control-request-method": "PUT",
+          "access-control-request-headers": "authorization",
+        },
+      });
+      equal(preflight.status, 403, `preflight of ${path}`);
+      equal(preflight.json().error_code, "UNAUTHORIZED");
+      for (const [name] of preflight.headers) ok(!name.startsWith("access-control-"), name);
+    }
+    const plain = await call(server, "/admin/api/overview", { headers: cross });
+    equal(plain.status, 401);
+    equal(plain.headers.get("access-control-allow-origin"), null);
+    const form = await call(server, "/admin/api/maintenance", {
+      method: "POST",
+      headers: { ...cross, "content-type": "text/plain" },
+      body: '{"enabled":true}',
+    });
+    equal(form.status, 401);
+  }
+  const overview = await call(server, "/admin/api/overview", { headers: AUTH });
+  equal(overview.status, 200, overview.text);
+  // Wrong Bearer tokens are still charged: the bucket stops guessing.
+  for (let i = 0; i < 10; i++) {
+    const wrong = { authorization: `Bearer guess-${i}` };
+    equal((await call(server, "/admin/api/overview", { headers: wrong })).status, 401);
+  }
+  equal((await call(server, "/admin/api/overview", { headers: AUTH })).status, 429);
 });
 
 Deno.test("Operator API lists games and rooms with members, spectators, authority and rates", async () => {
@@ -511,6 +553,60 @@ async function streamCaps() {
   } finally {
     conn.close();
   }
+}
+
+Deno.test({
+  name: "Operator event stream asked as an upgrade: refused with 400, its slot given back at once",
+  ignore: notInCluster("stream slots are per instance (server.admin is one process's)"),
+  fn: upgradeStreams,
+});
+
+/**
+ * `GET /admin/api/events` with WebSocket upgrade headers reaches the listener's upgrade path.
+ * Before, its raw answer awaited the whole body of the endless stream: no answer, and the slot
+ * (4 per address, 32 in all) was never given back, its slow-reader cut never ran and every event
+ * was kept in memory (/tmp/s26/a/sse_upgrade_leak.ts: after 4 such requests a normal stream got
+ * 429 for good).
+ */
+async function upgradeStreams() {
+  await using server = await withAdmin();
+  const asUpgrade = async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    try {
+      await conn.write(new TextEncoder().encode(
+        `GET /admin/api/events HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${TOKEN}\r\n` +
+          "connection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\n" +
+          "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+      ));
+      const buffer = new Uint8Array(1024);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const read = await Promise.race([
+        conn.read(buffer),
+        new Promise<"timeout">((resolve) => timer = setTimeout(() => resolve("timeout"), 3_000)),
+      ]);
+      clearTimeout(timer);
+      return read === "timeout" ? "no answer in 3 s" : new TextDecoder().decode(
+        buffer.subarray(0, read ?? 0),
+      );
+    } finally {
+      conn.close();
+    }
+  };
+  for (let i = 0; i < 6; i++) {
+    const answer = await asUpgrade();
+    ok(answer.startsWith("HTTP/1.1 400"), `request ${i + 1}: ${answer}`);
+    ok(!answer.includes("event-stream"), answer);
+  }
+  await until(() => server.admin!.streams === 0, "every refused stream is released");
+  // The address's four slots are all free.
+  const open: Response[] = [];
+  for (let i = 0; i < 4; i++) {
+    const response = await fetch(`${server.url}/admin/api/events`, { headers: AUTH });
+    equal(response.status, 200);
+    open.push(response);
+  }
+  for (const response of open) await response.body!.cancel();
+  await until(() => server.admin!.streams === 0, "the normal streams are released");
 }
 
 Deno.test("Operator actions are logged with action, target and client IP, never the token", async () => {

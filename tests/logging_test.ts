@@ -81,3 +81,42 @@ Deno.test("main.ts writes text lines when logging.format is TEXT, and honours th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main.ts text lines escape control characters a client puts in a value (an Origin header)", async () => {
+  // /tmp/s26/a/origin.ts: a tab or a C1 control (U+009B, a terminal's CSI) in an Origin header
+  // reached the text line raw and could forge the look of another record.
+  const origins = [
+    "https://evil.example\tINFO signal-fish.admin: Operator action close_room",
+    "https://evil.example\x9b31m\u00e2\x80\u00ae",
+  ];
+  const { stdout } = await runMain({
+    SIGNAL_FISH_LOGGING__FORMAT: "TEXT",
+    SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+    SIGNAL_FISH_SECURITY__CORS_ORIGINS: "https://game.example",
+  }, async (port) => {
+    for (const origin of origins) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        const head = "GET /v2/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" +
+          "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: ${origin}\r\n\r\n`;
+        // Header bytes as sent on the wire (one byte per character, as in /tmp/s26/a/origin.ts).
+        await conn.write(Uint8Array.from(head, (c) => c.charCodeAt(0) & 0xff));
+        const buffer = new Uint8Array(512);
+        const n = await conn.read(buffer);
+        match(new TextDecoder().decode(buffer.subarray(0, n ?? 0)), /^HTTP\/1\.1 403/);
+      } finally {
+        conn.close();
+      }
+    }
+  });
+  const refused = stdout.split("\n").filter((line) => line.includes("Refused a WebSocket upgrade"));
+  equal(refused.length, 2, stdout);
+  for (const line of refused) {
+    const controls = [...line].filter((c) => c < " " || (c >= "\x7f" && c <= "\x9f"));
+    equal(controls.length, 0, JSON.stringify(line));
+  }
+  ok(refused[0]!.includes("https://evil.example\\tINFO signal-fish.admin"), refused[0]);
+  ok(refused[1]!.includes("https://evil.example\\u009b31mâ\\u0080®"), refused[1]);
+  ok(!stdout.split("\n").some((line) => line.startsWith("INFO signal-fish.admin")));
+});

@@ -2,7 +2,7 @@
  * Metrics end to end (docs/spec/SERVER.md §6): a scripted session over real WebSockets, then the counters
  * scraped from `/metrics/prom` must match it exactly; promtool must accept the exposition.
  */
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, createAndJoin, joinRoom, serve, type TestClient } from "./helpers.ts";
 import { parseExposition } from "./exposition.ts";
@@ -220,8 +220,11 @@ Deno.test("Metrics routes require the bearer token when configured (docs/spec/SE
     "/v2/metrics/prom",
     "/v2/status",
   ];
-  for (const path of paths) {
-    for (const authorization of [undefined, `bearer ${token}`, `Bearer  ${token}`, "Bearer x"]) {
+  // Wrong Bearer tokens are charged to the address (10 a minute): one per path here.
+  for (const [i, path] of paths.entries()) {
+    for (
+      const authorization of [undefined, `bearer ${token}`, i % 2 ? `Bearer  ${token}` : "Bearer x"]
+    ) {
       const headers: HeadersInit = authorization ? { authorization } : {};
       const response = await fetch(`${server.url}${path}?includeSnapshot=bogus`, { headers });
       equal(response.status, 401, `${path} ${authorization}`);
@@ -235,6 +238,38 @@ Deno.test("Metrics routes require the bearer token when configured (docs/spec/SE
     await response.body?.cancel();
   }
   await scrape(server, { authorization: `Bearer ${token}` });
+});
+
+Deno.test("Metrics routes: wrong tokens are limited per address (429 + Retry-After), the right one is never charged", async () => {
+  // Before, nothing limited guesses: 8,205 wrong tokens in 5 s from one keep-alive connection
+  // (/tmp/s26/a/metrics_guess.ts).
+  const token = "a-very-secret-metrics-token";
+  await using server = await serve((config) => {
+    config.security.require_metrics_auth = true;
+    config.security.metrics_auth_token = token;
+  });
+  const get = async (path: string, authorization?: string) => {
+    const response = await fetch(`${server.url}${path}`, {
+      headers: authorization === undefined ? {} : { authorization },
+    });
+    return { status: response.status, headers: response.headers, text: await response.text() };
+  };
+  // A scraper with the right token, and requests without a Bearer credential: never charged.
+  for (let i = 0; i < 50; i++) {
+    equal((await get("/metrics/prom", `Bearer ${token}`)).status, 200);
+    equal((await get("/v2/status")).status, 401);
+    equal((await get("/v2/status", `Basic ${btoa(`x:${token}`)}`)).status, 401);
+  }
+  for (let i = 0; i < 10; i++) {
+    equal((await get(i % 2 ? "/v2/status" : "/metrics", `Bearer guess-${i}`)).status, 401);
+  }
+  // The bucket is empty: every metrics path answers 429 before the token is looked at.
+  for (const authorization of [`Bearer guess-x`, `Bearer ${token}`, undefined]) {
+    const limited = await get("/v2/metrics/prom", authorization);
+    equal(limited.status, 429, String(authorization));
+    ok(Number(limited.headers.get("retry-after")) >= 1);
+    match(limited.text, /Too many failed authentication attempts/);
+  }
 });
 
 Deno.test("GET /metrics answers the JSON body of docs/spec/SERVER.md §6.4 with live values", async () => {

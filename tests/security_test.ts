@@ -283,3 +283,62 @@ Deno.test("GET /v2/rooms?game_name= lists rooms with seats, oldest first, when e
     });
   }
 });
+
+Deno.test("With auth: HTTP room routes refuse a wrong X-App-Secret with 401 and charge the Authenticate failure budget", async () => {
+  // Before, a wrong secret answered `rooms: []` (lookup 404) and the right one listed the rooms,
+  // charged only to the join bucket: an oracle for the secret outside max_auth_failures
+  // (/tmp/s26/a/oracle.ts: 21 wrong guesses then the right one listed the room).
+  await using server = await serve((config) => {
+    withApps(config);
+    config.security.public_room_listing = true;
+    config.rate_limit.max_auth_failures = 5;
+  });
+  await using owner = await connect(server);
+  owner.send(AUTH_OK);
+  await owner.next("Authenticated");
+  await owner.next("ProtocolInfo");
+  owner.send(joinRoom(null, "mira"));
+  const code: string = (await owner.next("RoomJoined")).data.room_code;
+  const list = (secret?: string, app = "orbit-prod") =>
+    fetch(`${server.url}/v2/rooms?game_name=orbit&app_id=${app}`, {
+      headers: secret === undefined ? {} : { "x-app-secret": secret },
+    });
+  const lookup = (secret: string) =>
+    fetch(`${server.url}/v2/rooms/orbit/${code}?app_id=orbit-prod`, {
+      headers: { "x-app-secret": secret },
+    });
+  const right = "correct horse battery staple";
+  const listed = await list(right);
+  equal(listed.status, 200);
+  equal((await listed.json()).rooms.length, 1);
+  // Without a secret, or without an app: refused (or not found) without a charge, every time.
+  for (let i = 0; i < 10; i++) {
+    const missing = await list();
+    equal(missing.status, 401);
+    equal((await missing.json()).error_code, "UNAUTHORIZED");
+    const unknown = await list(undefined, "who");
+    equal(unknown.status, 401);
+    equal((await unknown.json()).error_code, "INVALID_APP_ID");
+    const noApp = await fetch(`${server.url}/v2/rooms?game_name=orbit`);
+    deepEqual(await noApp.json(), { game_name: "orbit", rooms: [] });
+  }
+  // Wrong secrets (and an unknown app with a secret): 401, each charged to the address.
+  for (let i = 0; i < 5; i++) {
+    const wrong = await (i % 2 === 0 ? list(`guess-${i}`) : i === 1 ? lookup("guess") : list(
+      "guess",
+      "who",
+    ));
+    equal(wrong.status, 401, `guess ${i + 1}`);
+    match((await wrong.json()).error_code, /^(UNAUTHORIZED|INVALID_APP_ID)$/);
+  }
+  // The budget is spent: the right secret is refused before it is checked, on both routes.
+  for (const answer of [await list(right), await lookup(right)]) {
+    equal(answer.status, 429);
+    equal((await answer.json()).error_code, "RATE_LIMIT_EXCEEDED");
+    ok(Number(answer.headers.get("retry-after")) >= 1);
+  }
+  // It is the budget Authenticate uses: a WebSocket client from the address is refused too.
+  await using late = await connect(server);
+  late.send(AUTH_OK);
+  equal((await late.next("AuthenticationError")).data.error_code, "RATE_LIMIT_EXCEEDED");
+});

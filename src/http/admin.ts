@@ -2,9 +2,10 @@
  * The operator API and console (docs/spec/EXTENSIONS.md E12), present only when `security.admin_token` is
  * set. `/admin` and the console's assets under `/admin/` are served without the token (the page
  * holds no data); every request under `/admin/api/` must carry `Authorization: Bearer <token>`,
- * checked in constant time before routing. Failed attempts take from a per-IP bucket (10 a
+ * checked in constant time before routing. Wrong Bearer tokens take from a per-IP bucket (10 a
  * minute); an IP whose bucket is empty gets `429` before its token is looked at, so guessing
- * stays slow. Answers carry no CORS headers (same origin only) and the token is never logged.
+ * stays slow. Requests without a Bearer credential are `401` without a charge. Answers carry no
+ * CORS headers (same origin only), CORS preflights get `403` and the token is never logged.
  *
  * Rooms are read through the room directory and changed through the room command entry
  * (`Edge.command` → `Router.command`), so in a cluster every list covers every node and every
@@ -34,7 +35,7 @@ import type { RoomDetail, RoomSummary } from "../engine/effects.ts";
 import { KeyedBuckets } from "../engine/token_bucket.ts";
 import { checkGameName, checkRoomCode } from "../engine/validation.ts";
 import type { FeedEvent, FeedSample, OperatorFeed } from "../metrics/operator_feed.ts";
-import { bearerMatches } from "./auth.ts";
+import { bearerMatches, isBearerCredential } from "./auth.ts";
 import { notFound } from "./responses.ts";
 import { type Asset, serveAsset } from "./static_files.ts";
 
@@ -217,15 +218,25 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
   const streamsByIp = new Map<string, number>();
   const closers = new Set<() => void>();
 
-  /** Checks the bearer token (docs/spec/EXTENSIONS.md E12); a response when the request may not go on. */
+  /**
+   * Checks the bearer token (docs/spec/EXTENSIONS.md E12); a response when the request may not go
+   * on. An address whose failure bucket is empty gets `429` before the token is looked at. Only a
+   * wrong Bearer credential takes from the bucket: a request without one (no `Authorization`
+   * header, another scheme) could not have matched any token, so it is a `401` without a charge —
+   * otherwise any page the operator visits could empty the bucket with credential-less requests
+   * and lock the console out (SECURITY.md "Operator console").
+   */
   function authenticate(request: Request, ip: string): Response | undefined {
     const t = now();
     const blocked = failures.check(ip, t);
     if (!blocked.ok) return tooManyAttempts(blocked.retryAfterSecs);
-    if (bearerMatches(request.headers.get("authorization"), options.token)) return undefined;
-    const taken = failures.take(ip, t);
-    log.info("Operator API authentication failed from {client_ip}", { client_ip: ip });
-    if (!taken.ok) return tooManyAttempts(taken.retryAfterSecs);
+    const header = request.headers.get("authorization");
+    if (bearerMatches(header, options.token)) return undefined;
+    if (isBearerCredential(header)) {
+      const taken = failures.take(ip, t);
+      log.info("Operator API authentication failed from {client_ip}", { client_ip: ip });
+      if (!taken.ok) return tooManyAttempts(taken.retryAfterSecs);
+    }
     return problem(401, "A valid operator token is required", "UNAUTHORIZED", {
       "www-authenticate": 'Bearer realm="signal-fish-admin"',
     });
@@ -543,10 +554,20 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
 
   return {
     handle(request, path, ip) {
+      if (!isAdminPath(path)) return undefined;
+      // Same origin only: a CORS preflight (which only a page of another origin sends) is refused
+      // with no CORS headers, before authentication, and charges nothing (SECURITY.md).
+      if (request.method === "OPTIONS" && request.headers.has("access-control-request-method")) {
+        return problem(
+          403,
+          "The operator API is same-origin only: cross-origin requests are refused",
+          "UNAUTHORIZED",
+        );
+      }
       if (path.startsWith(API_PREFIX) || path === "/admin/api") {
         return api(request, path === "/admin/api" ? API_PREFIX : path, ip);
       }
-      if (!ASSET_PATHS.has(path)) return isAdminPath(path) ? notFound() : undefined;
+      if (!ASSET_PATHS.has(path)) return notFound();
       assets ??= import("./admin_assets.ts").then((module) => module.ADMIN_ASSETS);
       return assets.then((loaded) => serveAsset(request, loaded.get(path)!, PAGE_HEADERS));
     },

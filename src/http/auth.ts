@@ -16,3 +16,16 @@ export function bearerMatches(header: string | null, token: string): boolean {
   }
   return secretEquals(header.slice(7), token);
 }
+
+/**
+ * True when the `Authorization` header is a Bearer credential, the only form
+ * {@linkcode bearerMatches} can accept: a request carrying one is a guess at the token, so a
+ * failed one is charged to the client IP's failure bucket (SECURITY.md "Operator console",
+ * "Metrics"). A missing header, another scheme (`Basic …`) or a scheme in another case can never
+ * match whatever the token, so they are refused without a charge: a page in the operator's
+ * browser (a CORS preflight, an `<img>`, a no-cors `fetch`) cannot send a Bearer credential to
+ * another origin and so cannot empty the bucket.
+ */
+export function isBearerCredential(header: string | null): boolean {
+  return header !== null && header.startsWith("Bearer ");
+}

@@ -1,5 +1,5 @@
 import { equal } from "node:assert/strict";
-import { bearerMatches } from "./auth.ts";
+import { bearerMatches, isBearerCredential } from "./auth.ts";
 
 Deno.test("bearerMatches() wants the exact 'Bearer ' prefix and the exact token", () => {
   const token = "s3cret-token";
@@ -19,5 +19,14 @@ Deno.test("bearerMatches() wants the exact 'Bearer ' prefix and the exact token"
     ]
   ) {
     equal(bearerMatches(header, token), false, String(header));
+  }
+});
+
+Deno.test("isBearerCredential() is true only for the form bearerMatches() can accept", () => {
+  for (const header of ["Bearer x", "Bearer ", "Bearer  x", "Bearer \u00e9"]) {
+    equal(isBearerCredential(header), true, header);
+  }
+  for (const header of [null, "", "bearer x", "Basic eDp5", "Bearer", "x Bearer y"]) {
+    equal(isBearerCredential(header), false, String(header));
   }
 });

@@ -16,7 +16,10 @@
  * - at most `maxPending` such connections in all and `maxPendingPerIp` per socket peer address;
  *   a connection beyond either cap is closed at once, without reading it;
  * - at most {@linkcode MAX_UNANSWERED_REQUESTS} pipelined requests not answered yet per
- *   connection; one more closes it.
+ *   connection; one more closes it;
+ * - an upgrade request a route does not switch protocols for is answered on the raw socket with
+ *   a body of at most {@linkcode MAX_RAW_BODY_BYTES}, never an event stream (`400`), read only
+ *   while the socket is open.
  *
  * @module
  */
@@ -715,11 +718,101 @@ function stopTimeout(socket: Duplex): void {
   if (timerKey !== null && timerKey in s) timers[timerKey] = null;
 }
 
-/** Writes `response` as a complete HTTP/1.1 response on a raw socket, then closes it. */
+/**
+ * Most bytes of a body written whole on an upgrade's raw socket ({@linkcode writeRaw}): the
+ * answer of a route that an upgrade request reached and that did not switch protocols (a
+ * refusal, or a request with `Upgrade` headers for a plain route). Every such answer is a few
+ * KiB but the largest listings (the operator API's 500 rooms in detail, the JSON metrics body);
+ * a longer body is not sent (`500`, an error line), so no route's stream is held whole in memory.
+ */
+export const MAX_RAW_BODY_BYTES = 4 * 1024 * 1024;
+
+/** Why {@linkcode readBounded} did not read a body whole. */
+type Unread = "too_large" | "closed" | "failed";
+
+/**
+ * Reads `response`'s body whole, at most {@linkcode MAX_RAW_BODY_BYTES}, while `socket` is open.
+ * Beyond the limit, or once the socket closes (the client left, or the pending idle timeout
+ * closed a connection whose answer did not come: the socket has no traffic while it is read),
+ * the body is cancelled — its producer learns it at once (an operator event stream gives back
+ * its slot) — and the reason returned instead.
+ */
+async function readBounded(response: Response, socket: Duplex): Promise<Uint8Array | Unread> {
+  if (response.body === null) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  let closed = false;
+  const onClose = () => {
+    closed = true;
+    reader.cancel().catch(() => {});
+  };
+  if (socket.destroyed) onClose();
+  else socket.once("close", onClose);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (closed) return "closed";
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_RAW_BODY_BYTES) {
+        await reader.cancel().catch(() => {});
+        return "too_large";
+      }
+      chunks.push(value);
+    }
+  } catch {
+    return closed ? "closed" : "failed";
+  } finally {
+    socket.off("close", onClose);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+/**
+ * The answer to an upgrade request that a route answered with an event stream
+ * (docs/spec/EXTENSIONS.md E12 `GET /admin/api/events`): a stream never ends, so it cannot be
+ * written whole on the raw socket, and an `EventSource` never asks for an upgrade.
+ */
+function eventStreamRefused(): Response {
+  return new Response(
+    "Bad Request: an event stream is not served on an upgrade request " +
+      "(send it without Upgrade and Connection: upgrade headers)",
+    { status: 400, headers: { "content-type": "text/plain; charset=utf-8" } },
+  );
+}
+
+/**
+ * Writes `response` as a complete HTTP/1.1 response on a raw socket, then closes it. The body is
+ * read whole first (`content-length`), within bounds: an event stream is cancelled unread and
+ * answered `400` ({@linkcode eventStreamRefused}); a body past {@linkcode MAX_RAW_BODY_BYTES}
+ * is cancelled and answered `500`; a socket that closes meanwhile cancels the read. So the slot
+ * of a stream is always given back and nothing is buffered without bound (SECURITY.md "Upgrade
+ * answers").
+ */
 async function writeRaw(socket: Duplex, response: Response): Promise<void> {
-  const body = response.body === null
-    ? new Uint8Array(0)
-    : new Uint8Array(await response.arrayBuffer().catch(() => new ArrayBuffer(0)));
+  if (isEventStream(response)) {
+    await response.body?.cancel().catch(() => {});
+    response = eventStreamRefused();
+  }
+  let body = await readBounded(response, socket);
+  if (body === "closed") return;
+  if (typeof body === "string") {
+    log.error("Cannot answer an upgrade request with status {status}: {reason}", {
+      status: response.status,
+      reason: body === "too_large"
+        ? `body longer than ${MAX_RAW_BODY_BYTES} bytes`
+        : "the body failed",
+    });
+    response = new Response(null, { status: 500 });
+    body = new Uint8Array(0);
+  }
   const lines = [
     `HTTP/1.1 ${response.status} ${response.statusText || STATUS_TEXT[response.status] || ""}`,
   ];

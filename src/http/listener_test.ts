@@ -246,3 +246,70 @@ Deno.test("listen: the route is the request target's; a Host header that is not 
     await listener.shutdown();
   }
 });
+
+Deno.test("listen: an upgrade request answered with a stream never has it read whole; the stream is cancelled", async () => {
+  // Routes that answer an upgrade request with a stream (not 101): an event stream (the operator
+  // API's, SECURITY.md "Upgrade answers"), an endless body of another type and a silent one.
+  // Before, the raw answer awaited `arrayBuffer()` of each: no answer, and the stream (with its
+  // slot) stayed open after the client left.
+  const cancelled: string[] = [];
+  const stream = (name: string, chunk?: Uint8Array) =>
+    new ReadableStream<Uint8Array>({
+      pull(controller) {
+        // The silent stream's pull never settles: it enqueues nothing and never ends.
+        if (!chunk) return new Promise(() => {});
+        controller.enqueue(chunk);
+      },
+      cancel: () => void cancelled.push(name),
+    });
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: (request) => {
+      const path = new URL(request.url).pathname;
+      if (path === "/events") {
+        return new Response(stream("events", new TextEncoder().encode("data: x\n\n")), {
+          headers: { "content-type": "text/event-stream" },
+        });
+      }
+      if (path === "/endless") return new Response(stream("endless", new Uint8Array(65_536)));
+      if (path === "/silent") return new Response(stream("silent"));
+      return new Response("plain answer");
+    },
+    limits: { ...DEFAULT_PENDING_LIMITS, idleTimeoutMs: 300 },
+  });
+  const upgrade = async (path: string) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    try {
+      await conn.write(new TextEncoder().encode(
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+      ));
+      return await readUntilClosed(conn, 5_000);
+    } finally {
+      conn.close();
+    }
+  };
+  const until = async (what: () => boolean) => {
+    for (let i = 0; i < 100 && !what(); i++) await new Promise((r) => setTimeout(r, 20));
+    return what();
+  };
+  try {
+    const events = await upgrade("/events");
+    ok(events.startsWith("HTTP/1.1 400"), events);
+    ok(events.includes("event stream is not served on an upgrade request"), events);
+    ok(await until(() => cancelled.includes("events")), "the event stream is cancelled");
+    const endless = await upgrade("/endless");
+    ok(endless.startsWith("HTTP/1.1 500"), endless.slice(0, 100));
+    ok(await until(() => cancelled.includes("endless")), "the endless body is cancelled");
+    // Nothing to write: the pending idle timeout closes the connection, which cancels the read.
+    equal(await upgrade("/silent"), "");
+    ok(await until(() => cancelled.includes("silent")), "the silent body is cancelled");
+    // Other answers are written whole, as before.
+    const plain = await upgrade("/plain");
+    ok(plain.startsWith("HTTP/1.1 200") && plain.endsWith("\r\n\r\nplain answer"), plain);
+    ok(await until(() => listener.pending === 0), `${listener.pending} connections left`);
+  } finally {
+    await listener.shutdown();
+  }
+});

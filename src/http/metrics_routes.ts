@@ -1,11 +1,14 @@
 /**
  * The metrics and status routes (docs/spec/SERVER.md §1.2, §1.4–§1.6; docs/spec/EXTENSIONS.md E8): Prometheus text,
- * the JSON metrics body and `/v2/status`, all behind the optional metrics bearer token.
+ * the JSON metrics body and `/v2/status`, all behind the optional metrics bearer token. Wrong
+ * tokens are charged to a per-client-IP bucket ({@linkcode MetricsAuthLimits}); an address whose
+ * bucket is empty gets `429` before its token is looked at (SECURITY.md "Metrics").
  *
  * @module
  */
-import { bearerMatches } from "./auth.ts";
+import { bearerMatches, isBearerCredential } from "./auth.ts";
 import { getLogger } from "@logtape/logtape";
+import { KeyedBuckets } from "../engine/token_bucket.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
 import type { ServerMetrics } from "../metrics/server_metrics.ts";
 
@@ -44,6 +47,20 @@ export interface StatusBody {
   cluster_nodes?: string[];
 }
 
+/** Limits of the metrics token check (SECURITY.md "Metrics"). */
+export interface MetricsAuthLimits {
+  /** Wrong Bearer tokens per client IP per minute before `429`. @default 10 */
+  failedAttemptsPerMinute: number;
+  /** Client IPs whose failed attempts are remembered (least recently seen forgotten first). @default 10000 */
+  maxTrackedIps: number;
+}
+
+/** The defaults of {@linkcode MetricsAuthLimits}. */
+export const DEFAULT_METRICS_AUTH_LIMITS: Readonly<MetricsAuthLimits> = {
+  failedAttemptsPerMinute: 10,
+  maxTrackedIps: 10_000,
+};
+
 /** What the metrics routes read. */
 export interface MetricsRouteContext {
   /** The server's metrics. */
@@ -52,36 +69,76 @@ export interface MetricsRouteContext {
   status: () => StatusBody;
   /** `security.metrics_auth_token` when `require_metrics_auth`, else `null` (no auth). */
   authToken: string | null;
+  /** Limits of the token check; missing fields take {@linkcode DEFAULT_METRICS_AUTH_LIMITS}. */
+  authLimits?: Partial<MetricsAuthLimits>;
   /** Current time in ms (Unix epoch). @default Date.now */
   now?: () => number;
 }
 
-/** True for the paths {@linkcode serveMetrics} answers. */
+/**
+ * Answers a GET/HEAD on a metrics or status path (method already checked) from client IP `ip`
+ * (docs/spec/SERVER.md §1.9 key).
+ */
+export type MetricsRoutes = (request: Request, path: string, ip: string) => Response;
+
+/** True for the paths {@linkcode metricsRoutes} answers. */
 export function isMetricsPath(path: string): boolean {
   return PROMETHEUS_PATHS.has(path) || JSON_METRICS_PATHS.has(path) || path === STATUS_PATH;
 }
 
 /**
- * Answers a GET/HEAD on a metrics or status path (method already checked). 401 with an empty
- * body for a missing or wrong token; 400 for a bad `includeSnapshot` (JSON paths only).
+ * The metrics and status routes over `context` (docs/spec/SERVER.md §1.4–§1.6,
+ * docs/spec/EXTENSIONS.md E8): one bucket of failed attempts per client IP for all of them. With
+ * a token configured: an address whose bucket is empty gets `429` with `Retry-After` (whole
+ * seconds) and a plain-text body before its token is looked at; a missing or wrong token is `401`
+ * with an empty body (docs/spec/SERVER.md §1.4), and only a wrong Bearer token
+ * (`Authorization: Bearer …`, the one form that can match) takes from the bucket, so a scraper
+ * with the right token never spends it and requests without a credential cannot lock an address
+ * out. Then `400` for a bad `includeSnapshot` (JSON paths only).
  */
-export function serveMetrics(
+export function metricsRoutes(context: MetricsRouteContext): MetricsRoutes {
+  const limits: MetricsAuthLimits = { ...DEFAULT_METRICS_AUTH_LIMITS, ...context.authLimits };
+  const failures = new KeyedBuckets(limits.failedAttemptsPerMinute, 60_000, limits.maxTrackedIps);
+  const clock = context.now ?? Date.now;
+  return (request, path, ip) => {
+    if (context.authToken !== null) {
+      const t = clock();
+      const blocked = failures.check(ip, t);
+      if (!blocked.ok) {
+        const secs = blocked.retryAfterSecs;
+        return new Response(`Too many failed authentication attempts; retry in ${secs} s`, {
+          status: 429,
+          headers: { "content-type": "text/plain; charset=utf-8", "retry-after": String(secs) },
+        });
+      }
+      const header = request.headers.get("authorization");
+      if (!bearerMatches(header, context.authToken)) {
+        const guess = isBearerCredential(header);
+        if (guess) failures.take(ip, t);
+        log.warn("Refused a metrics request from {client_ip}: {reason}", {
+          path,
+          client_ip: ip,
+          reason: header === null
+            ? "missing Authorization header"
+            : guess
+            ? "wrong bearer token"
+            : "not a Bearer credential",
+        });
+        return new Response(null, { status: 401 });
+      }
+    }
+    return serve(request, path, context, clock());
+  };
+}
+
+/** The answer of an authorised request (docs/spec/SERVER.md §1.5, §1.6; docs/spec/EXTENSIONS.md E8). */
+function serve(
   request: Request,
   path: string,
   context: MetricsRouteContext,
+  now: number,
 ): Response {
-  if (context.authToken !== null) {
-    const header = request.headers.get("authorization");
-    if (!bearerMatches(header, context.authToken)) {
-      log.warn("Refused a metrics request: {reason}", {
-        path,
-        reason: header === null ? "missing Authorization header" : "wrong bearer token",
-      });
-      return new Response(null, { status: 401 });
-    }
-  }
   const head = request.method === "HEAD";
-  const now = (context.now ?? Date.now)();
   if (PROMETHEUS_PATHS.has(path)) {
     return new Response(head ? null : context.metrics.renderPrometheus(), {
       headers: { "content-type": PROMETHEUS_CONTENT_TYPE },

@@ -11,7 +11,7 @@ const INFO = {
   completed: Promise.resolve(),
 } as unknown as Deno.ServeHandlerInfo;
 
-function setup(options: { draining?: boolean; token?: string | null } = {}) {
+function setup(options: { draining?: boolean; token?: string | null; now?: () => number } = {}) {
   const engine = new Engine(testOptions());
   const metrics = new ServerMetrics({
     connections: () => 0,
@@ -48,7 +48,12 @@ function setup(options: { draining?: boolean; token?: string | null } = {}) {
   const handle = createHandler({
     edge,
     isDraining: () => draining,
-    metrics: { metrics, status, authToken: options.token ?? null, now: () => 1_000_000 },
+    metrics: {
+      metrics,
+      status,
+      authToken: options.token ?? null,
+      now: options.now ?? (() => 1_000_000),
+    },
   }, { corsOrigins: "*", maxConnectionsPerIp: 10, idleTimeoutSecs: 30 });
   return { handle, metrics, edge };
 }
@@ -176,4 +181,31 @@ Deno.test("ServerMetrics keeps a bounded dashboard history and reports staleness
   equal(cache(50_000).stale, false); // 30 s old = ttl, not more
   equal(cache(51_000).stale, true);
   equal(cache(51_000).ageSeconds, 31);
+});
+
+Deno.test("createHandler() charges wrong Bearer tokens per client IP: 429 with Retry-After, refilled over a minute", async () => {
+  let now = 1_000_000;
+  const { handle } = setup({ token: "tok", now: () => now });
+  const from = (hostname: string) =>
+    ({ ...INFO, remoteAddr: { transport: "tcp", hostname, port: 50000 } }) as Deno.ServeHandlerInfo;
+  const get = async (authorization: string | undefined, hostname = "198.51.100.1") => {
+    const headers: Record<string, string> = authorization ? { authorization } : {};
+    const response = await handle(
+      new Request("http://localhost/v2/status", { headers }),
+      from(hostname),
+    );
+    return { status: response.status, retry: response.headers.get("retry-after") };
+  };
+  for (let i = 0; i < 30; i++) {
+    equal((await get("Bearer tok")).status, 200);
+    equal((await get(undefined)).status, 401);
+    equal((await get("bearer tok")).status, 401); // cannot match: not charged
+  }
+  for (let i = 0; i < 10; i++) equal((await get(`Bearer no-${i}`)).status, 401);
+  deepEqual(await get("Bearer tok"), { status: 429, retry: "6" });
+  deepEqual(await get("Bearer tok", "198.51.100.2"), { status: 200, retry: null });
+  now += 6_000; // one attempt back (10 a minute)
+  equal((await get("Bearer tok")).status, 200);
+  equal((await get("Bearer no")).status, 401);
+  equal((await get("Bearer tok")).status, 429);
 });

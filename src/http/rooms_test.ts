@@ -1,10 +1,12 @@
-import { deepEqual, equal } from "node:assert/strict";
-import { MemoryTokenBuckets } from "../coordination/memory.ts";
+import { deepEqual, equal, ok } from "node:assert/strict";
+import type { TokenBuckets } from "../coordination/buckets.ts";
+import { MemoryRoomDirectory, MemoryTokenBuckets } from "../coordination/memory.ts";
 import { Engine } from "../engine/engine.ts";
 import { RateLimits } from "../engine/rate_limits.ts";
 import { join, testOptions } from "../engine/testing.ts";
 import { Edge } from "../transport/edge.ts";
-import { roomRoutes } from "./rooms.ts";
+import { gameScope } from "../engine/room.ts";
+import { appRoomScope, roomRoutes } from "./rooms.ts";
 
 function setup(publicRoomListing = false) {
   let now = 1_000_000;
@@ -183,4 +185,143 @@ Deno.test("roomRoutes() in cluster mode: 503 for an unknown code in the grace wi
   equal((await get("/v2/rooms?game_name=orbit")).status, 503);
   failing = false;
   equal((await get("/v2/rooms?game_name=orbit")).status, 200);
+});
+
+/** Rooms of app "orbit" (secret) and "open" (none) for the app checks (auth required). */
+function appSetup(buckets: TokenBuckets) {
+  const directory = new MemoryRoomDirectory();
+  for (const app of ["orbit", "open"]) {
+    directory.refresh({
+      roomId: `r-${app}`,
+      gameName: gameScope("g", app),
+      roomCode: "ROOM01",
+      createdAt: 1,
+      home: "local",
+      summary: {
+        room_code: "ROOM01",
+        game_name: "g",
+        players: 1,
+        max_players: 4,
+        spectators: 0,
+        lobby_state: "waiting",
+        supports_authority: true,
+        relay_type: "matchbox",
+        authority_handover: false,
+      },
+    });
+  }
+  const scope = appRoomScope({
+    required: true,
+    apps: [
+      { appId: "orbit", appSecret: "correct-horse", appName: "Orbit" },
+      { appId: "open", appName: "Open" },
+    ],
+    timeoutMs: 10_000,
+    enforceSdkGate: false,
+  })!;
+  const events: string[] = [];
+  const routes = roomRoutes({
+    directory,
+    buckets,
+    scope,
+    publicRoomListing: true,
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+    now: () => 1_000_000,
+    onEvent: (event) => events.push(`${event.type}:${"scope" in event ? event.scope : ""}`),
+  });
+  const get = async (path: string, secret?: string, ip = "203.0.113.9") => {
+    const url = new URL(path, "http://localhost");
+    const headers: Record<string, string> = secret === undefined ? {} : { "x-app-secret": secret };
+    const response = (await routes(new Request(url, { headers }), url.pathname, ip))!;
+    return { status: response.status, headers: response.headers, body: await response.json() };
+  };
+  return { get, events };
+}
+
+Deno.test("roomRoutes() with app auth: a wrong X-App-Secret is 401 and charged to the auth-failure budget; 429 once spent", async () => {
+  const limits = new RateLimits({
+    maxRoomCreations: 5,
+    maxJoinAttempts: 1000,
+    maxAuthFailures: 3,
+    windowMs: 60_000,
+  });
+  const { get, events } = appSetup(new MemoryTokenBuckets(limits));
+  const ip = "203.0.113.9";
+  equal((await get("/v2/rooms?game_name=g&app_id=orbit", "correct-horse")).body.rooms.length, 1);
+  equal((await get("/v2/rooms/g/ROOM01?app_id=orbit", "correct-horse")).status, 200);
+  equal((await get("/v2/rooms/g/ROOM01?app_id=open")).status, 200, "an app without a secret");
+  // Nothing presented, nothing charged: no app (as before), no secret, an unknown app.
+  for (let i = 0; i < 10; i++) {
+    deepEqual((await get("/v2/rooms?game_name=g")).body, { game_name: "g", rooms: [] });
+    equal((await get("/v2/rooms/g/ROOM01")).status, 404);
+    deepEqual((await get("/v2/rooms?game_name=g&app_id=orbit")).body, {
+      message: "This app needs its secret in header X-App-Secret",
+      error_code: "UNAUTHORIZED",
+    });
+    deepEqual((await get("/v2/rooms/g/ROOM01?app_id=who")).body, {
+      message: "Unknown app_id",
+      error_code: "INVALID_APP_ID",
+    });
+  }
+  equal(limits.canFailAuth(ip, 1_000_000).ok, true);
+  // Guesses: a wrong secret and an unknown app with a secret, each charged.
+  const wrong = await get("/v2/rooms?game_name=g&app_id=orbit", "correct-horsf");
+  deepEqual([wrong.status, wrong.body], [401, {
+    message: "Wrong app secret",
+    error_code: "UNAUTHORIZED",
+  }]);
+  equal((await get("/v2/rooms/g/ROOM01?app_id=orbit", "x")).status, 401);
+  equal((await get("/v2/rooms/g/ROOM01?app_id=who", "x")).status, 401);
+  // Spent: the same budget Authenticate reads; the right secret is not even looked at.
+  equal(limits.canFailAuth(ip, 1_000_000).ok, false);
+  const spent = await get("/v2/rooms?game_name=g&app_id=orbit", "correct-horse");
+  equal(spent.status, 429);
+  equal(spent.headers.get("retry-after"), "20");
+  deepEqual(spent.body, {
+    message: "Too many failed authentication attempts. Try again in 20 seconds.",
+    error_code: "RATE_LIMIT_EXCEEDED",
+  });
+  ok(events.includes("rate_limited:auth_failures"));
+  // Other addresses keep theirs; this one's Authenticate failures count here too.
+  const other = "198.51.100.7";
+  equal(
+    (await get("/v2/rooms?game_name=g&app_id=orbit", "correct-horse", other)).body.rooms.length,
+    1,
+  );
+  for (let i = 0; i < 3; i++) limits.chargeAuthFailure(other, 1_000_000);
+  equal((await get("/v2/rooms?game_name=g&app_id=orbit", "correct-horse", other)).status, 429);
+});
+
+Deno.test("roomRoutes() with app auth in cluster mode: the budget is checked and taken through the shared buckets", async () => {
+  // The cluster's store answers with Promises (Redis): checked before the secret, taken after a
+  // failure, under kind "auth_failure" — the key the edge's Authenticate uses.
+  const calls: string[] = [];
+  let left = true;
+  const buckets: TokenBuckets = {
+    take: (kind, key) => {
+      calls.push(`take ${kind} ${key}`);
+      return Promise.resolve({ ok: true });
+    },
+    check: (kind, key) => {
+      calls.push(`check ${kind} ${key}`);
+      return Promise.resolve(left ? { ok: true } : { ok: false, retryAfterSecs: 7 });
+    },
+  };
+  const { get } = appSetup(buckets);
+  equal((await get("/v2/rooms/g/ROOM01?app_id=orbit", "correct-horse")).status, 200);
+  equal((await get("/v2/rooms/g/ROOM01?app_id=orbit", "wrong")).status, 401);
+  equal((await get("/v2/rooms/g/ROOM01?app_id=orbit")).status, 401);
+  deepEqual(calls, [
+    "take join 203.0.113.9",
+    "check auth_failure 203.0.113.9",
+    "take join 203.0.113.9",
+    "check auth_failure 203.0.113.9",
+    "take auth_failure 203.0.113.9",
+    "take join 203.0.113.9",
+  ]);
+  left = false;
+  const spent = await get("/v2/rooms/g/ROOM01?app_id=orbit", "correct-horse");
+  equal(spent.status, 429);
+  equal(spent.headers.get("retry-after"), "7");
 });

@@ -9,7 +9,7 @@ import type { Awaitable } from "../coordination/awaitable.ts";
 import { type AdminRoutes, isAdminPath } from "./admin.ts";
 import { peerIp } from "./admission.ts";
 import { Cors } from "./cors.ts";
-import { isMetricsPath, type MetricsRouteContext, serveMetrics } from "./metrics_routes.ts";
+import { isMetricsPath, type MetricsRouteContext, metricsRoutes } from "./metrics_routes.ts";
 import { methodNotAllowed, notFound } from "./responses.ts";
 import type { RoomRoutes } from "./rooms.ts";
 import { isStaticPath, serveStatic } from "./static_files.ts";
@@ -90,6 +90,7 @@ function routeTable(
   context: RouteContext,
   options: RouteOptions,
 ): Route[] {
+  const metrics = context.metrics && metricsRoutes(context.metrics);
   const routes: (Route | false)[] = [
     {
       paths: "/v2/ws",
@@ -121,11 +122,16 @@ function routeTable(
           peerIp(request, info, options.trustedProxies, options.ipv6PrefixLength),
         ),
     },
-    context.metrics !== undefined && {
+    metrics !== undefined && {
       paths: "/metrics, /v1/metrics, /v2/metrics (+ /prom), /v2/status",
       matches: isMetricsPath,
       methods: "GET",
-      handle: (request, path) => context.metrics && serveMetrics(request, path, context.metrics),
+      handle: (request, path, info) =>
+        metrics(
+          request,
+          path,
+          peerIp(request, info, options.trustedProxies, options.ipv6PrefixLength),
+        ),
     },
     context.adminRoutes !== undefined && {
       paths: "/admin, /admin/…, /admin/api/… (docs/spec/EXTENSIONS.md E12)",
@@ -165,7 +171,8 @@ export function createHandler(context: RouteContext, options: RouteOptions): Rou
     path: string,
     info: Deno.ServeHandlerInfo,
   ): Awaitable<Response> {
-    // The operator routes are same-origin only (docs/spec/EXTENSIONS.md E12): no preflight answer.
+    // The operator routes are same-origin only (docs/spec/EXTENSIONS.md E12): they refuse
+    // preflights themselves (403, no CORS headers, nothing charged to the failed-login bucket).
     const preflight = request.method === "OPTIONS" &&
       request.headers.has("access-control-request-method");
     if (preflight && !(admin && isAdminPath(path))) return cors.preflight(request);
