@@ -182,3 +182,36 @@ Deno.test("lookupRoom() maps 200, 404, 429 and an unreachable server", async () 
   deepEqual(paths, ["/v2/rooms/orbit/Q7KM3P", "/v2/rooms/orbit/NOSUCH", "/v2/rooms/orbit/BUSY"]);
   await rejects(lookupRoom("http://127.0.0.1:9", "orbit", "Q7KM3P"), SignalFishConnectionError);
 });
+
+Deno.test("lookupRoom() with app auth: the right secret finds the app's room, a wrong one or an unknown app rejects by code", async () => {
+  await using server = await serve((config) => {
+    config.security.require_websocket_auth = true;
+    config.security.authorized_apps = [{
+      app_id: "orbit-app",
+      app_secret: "s3cret-s3cret-s3cret",
+      app_name: "Orbit",
+      max_rooms: null,
+      max_players_per_room: null,
+      rate_limit_per_minute: null,
+    }];
+  });
+  await using alice = await SignalFishClient.connect(server.wsUrl, {
+    ...OPTIONS,
+    auth: { app_id: "orbit-app", app_secret: "s3cret-s3cret-s3cret" },
+  });
+  const created = await alice.create({ game_name: GAME, player_name: "alice" });
+  const app = { appId: "orbit-app", appSecret: "s3cret-s3cret-s3cret" };
+  equal((await lookupRoom(server.url, GAME, created.room_code, app))?.players, 1);
+  for (
+    const [wrong, code] of [
+      [{ appId: "orbit-app", appSecret: "guess-guess-guess" }, "UNAUTHORIZED"],
+      [{ appId: "no-such-app", appSecret: "guess-guess-guess" }, "INVALID_APP_ID"],
+    ] as const
+  ) {
+    await rejects(lookupRoom(server.url, GAME, created.room_code, wrong), (error) => {
+      ok(error instanceof SignalFishError, String(error));
+      equal(error.code, code);
+      return true;
+    });
+  }
+});

@@ -1667,7 +1667,8 @@ function defaultSessionStore(): SessionStore | undefined {
 /**
  * Looks a room up over HTTP (`GET /v2/rooms/{game_name}/{room_code}`, docs/spec/EXTENSIONS.md E5) on the
  * server at `url` (http(s) base URL or the ws(s) endpoint); resolves `null` for 404. Rejects
- * with {@linkcode SignalFishError} for 429 (`RATE_LIMIT_EXCEEDED`) or 503, and with
+ * with {@linkcode SignalFishError} for 401 (`app` names an unknown app, `INVALID_APP_ID`, or its
+ * secret is wrong, `UNAUTHORIZED`; docs/spec/SERVER.md §1.10), 429 (`RATE_LIMIT_EXCEEDED`) or 503, and with
  * {@linkcode SignalFishConnectionError} when the server cannot be reached. `app` names the app
  * whose rooms to search on a server that requires app authentication (rooms are per app there:
  * `?app_id=` and the `X-App-Secret` header); servers without it ignore both.
