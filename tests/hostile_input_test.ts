@@ -155,7 +155,10 @@ Deno.test("Binary frames where text is expected get INVALID_INPUT or SPECTATOR_N
 });
 
 Deno.test("Huge frames close with 1009; deep nesting within the limit is relayed intact", async () => {
-  await using server = await serve();
+  // Connection info as large as a message (the default cap is 4096 bytes): deep nesting in it.
+  await using server = await serve((config) => {
+    config.protocol.max_connection_info_bytes = 65_536;
+  });
   await using game = await Bystanders.start(server);
   await using big = await connect(server);
   big.send(`{"type":"GameData","data":{"data":"${"x".repeat(1 << 20)}"}}`);
