@@ -29,6 +29,7 @@ import {
 import { randomToken } from "./util/secrets.ts";
 import { logEvent } from "./metrics/event_log.ts";
 import { Edge } from "./transport/edge.ts";
+import { ForwardBudget } from "./transport/forward_budget.ts";
 import type { EdgeEvent } from "./transport/events.ts";
 import { ServerMetrics } from "./metrics/server_metrics.ts";
 import type { StatusBody } from "./http/metrics_routes.ts";
@@ -487,6 +488,7 @@ function clusterEdgeOptions(
     router: cluster.node.router,
     forwardTimeoutMs: config.cluster.forward_timeout_ms,
     directory: cluster.store,
+    ...forwardBudget(config),
     ...(settings.rateLimits
       ? { authFailures: { buckets: cluster.store, limits: settings.rateLimits } }
       : {}),
@@ -497,6 +499,23 @@ function clusterEdgeOptions(
       roomCodeLength: settings.roomCodeLength,
       maxGameNameLength: settings.maxGameNameLength,
       nameRules: settings.nameRules,
+    }),
+  };
+}
+
+/**
+ * Cluster mode's forwarding budget from `cluster.max_forward_bytes_per_sec` and
+ * `…_per_ip` (src/transport/forward_budget.ts). 0 lifts that kind of limit; none at all when
+ * both are 0.
+ */
+function forwardBudget(config: Config): { forwardBudget?: ForwardBudget } {
+  const { max_forward_bytes_per_sec: perConnection, max_forward_bytes_per_sec_per_ip: perIp } =
+    config.cluster;
+  if (perConnection === 0 && perIp === 0) return {};
+  return {
+    forwardBudget: new ForwardBudget({
+      perConnection: perConnection === 0 ? Number.MAX_SAFE_INTEGER : perConnection,
+      perIp: perIp === 0 ? Number.MAX_SAFE_INTEGER : perIp,
     }),
   };
 }

@@ -5,7 +5,7 @@
  * Instances in process on a private redis-server behind the round-robin proxy
  * (tests/cluster_serve.ts).
  */
-import { deepEqual, equal, notEqual } from "node:assert/strict";
+import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
 import { serveCluster } from "./cluster_serve.ts";
 import { TestClient, testConfig } from "./helpers.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
@@ -142,5 +142,64 @@ Deno.test({
     }
     notEqual(await create(c), "MAX_ROOMS_PER_GAME_EXCEEDED");
     equal(await create(a), "MAX_ROOMS_PER_GAME_EXCEEDED");
+  },
+});
+
+Deno.test({
+  name:
+    "cluster: a client flooding its room homed on another instance is read at its forwarding budget, and nothing is lost",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const perSecond = 256 * 1024;
+    await using server = await serveCluster(
+      testConfig((config) => {
+        config.cluster.max_forward_bytes_per_sec = perSecond;
+        config.cluster.max_forward_bytes_per_sec_per_ip = 4 * perSecond;
+      }),
+      {},
+      3,
+    );
+    // The round-robin proxy: the first connection lands on instance 0 and homes the room, the
+    // second on instance 1, whose edge forwards through Redis.
+    await using host = await TestClient.connect(server.wsUrl);
+    host.send({
+      type: "JoinRoom",
+      data: { game_name: "orbit", room_code: "FLOOD1", player_name: "host", max_players: 2 },
+    });
+    await host.next("RoomJoined");
+    await using flooder = await TestClient.connect(server.wsUrl);
+    flooder.send({
+      type: "JoinRoom",
+      data: { game_name: "orbit", room_code: "FLOOD1", player_name: "flooder" },
+    });
+    await flooder.next("RoomJoined");
+    await flooder.next("LobbyStateChanged");
+    await host.next("PlayerJoined");
+    await host.next("LobbyStateChanged");
+    // 40 frames of ~60 KiB (~2.3 MiB) in one go: without the budget they all arrive within a
+    // fraction of a second; with it, past the first 2 s worth (the burst) at 256 KiB/s.
+    const frames = 40;
+    const payload = "x".repeat(60 * 1024);
+    const frameBytes = JSON.stringify({ type: "GameData", data: { data: { i: 0, payload } } })
+      .length;
+    const start = performance.now();
+    for (let i = 0; i < frames; i++) {
+      flooder.send({ type: "GameData", data: { data: { i, payload } } });
+    }
+    const arrivals: number[] = [];
+    for (let i = 0; i < frames; i++) {
+      const message = await host.next("GameData", 60_000);
+      equal(message.data.data.i, i, "in order, none lost");
+      arrivals.push(performance.now() - start);
+    }
+    // Whenever a frame arrived, everything up to it fit in the budget so far: the burst plus
+    // the rate over the time since the first send (the edge may read one frame past its debt).
+    for (let i = 0; i < frames; i++) {
+      const allowed = 2 * perSecond + perSecond * arrivals[i]! / 1000 + 2 * frameBytes;
+      ok((i + 1) * frameBytes <= allowed, `frame ${i} at ${arrivals[i]!.toFixed(0)} ms`);
+    }
+    ok(arrivals[frames - 1]! > 3_000, `all ${frames} frames within ${arrivals[frames - 1]} ms`);
+    await flooder.expectNothingElse();
+    await host.expectNothingElse();
   },
 });

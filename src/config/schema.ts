@@ -340,6 +340,10 @@ export const ConfigFields = z.strictObject({
     forward_timeout_ms: int(100).default(5000),
     heartbeat_ms: int(100).default(1000),
     envelope_window_ms: int(0, 50).default(0),
+    // Bytes a second one connection, and one client address, may forward to rooms homed on other
+    // instances before its reads wait (src/transport/forward_budget.ts); 0 = no limit.
+    max_forward_bytes_per_sec: int(0).default(1048576),
+    max_forward_bytes_per_sec_per_ip: int(0).default(4194304),
     drain_timeout_secs: int(0).default(900),
     redis_tls_ca_path: nullableText(),
     // Redis Sentinel (README "Run a cluster"): `host:port` of sentinels to ask for the primary of

@@ -38,6 +38,7 @@ import {
 import type { ErrorCode } from "../protocol/error_codes.ts";
 import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
 import type { EdgeEvent } from "./events.ts";
+import type { ConnectionBudget, ForwardBudget } from "./forward_budget.ts";
 import { LocalPeers } from "./local_peers.ts";
 import type { Peer } from "./peer.ts";
 import { type TokenBinding, verifyProof } from "./token_binding.ts";
@@ -87,6 +88,12 @@ export interface EdgeOptions {
    * every room is local)
    */
   resolver?: Resolver;
+  /**
+   * Cluster mode: bytes of frames forwarded to remote homes per connection and per client
+   * address, past which the connection's reads are held (src/transport/forward_budget.ts,
+   * SECURITY.md "Cluster mode's Redis"). @default none (single instance: every home is local)
+   */
+  forwardBudget?: ForwardBudget;
   /**
    * Cluster mode: the failed-`Authenticate` budget per client IP is global (docs/spec/SERVER.md
    * §3.4, §8.3): before the engine answers an `Authenticate` the edge reads the `auth_failure`
@@ -186,6 +193,8 @@ interface Connection {
   queuedBytes: number;
   /** A `LeaveRoom`/`LeaveSpectator` sent to a remote home, waiting for its answer (§8.4.2). */
   barrier?: ReturnType<typeof setTimeout>;
+  /** Its forwarding budget, from its first frame to a remote home (cluster mode). */
+  forward?: ConnectionBudget;
 }
 
 /** Routes frames between peers and homes, and applies this node's home output. */
@@ -200,6 +209,7 @@ export class Edge {
   readonly #peers = new LocalPeers((directive, now) => this.#direct(directive, now));
   readonly #conns = new Map<ConnId, Connection>();
   readonly #resolver: Resolver | undefined;
+  readonly #forwardBudget: ForwardBudget | undefined;
   /** Home side: remote sessions seated here → their edge node (docs/spec/SERVER.md §8.2). */
   readonly #remote = new Map<ConnId, NodeId>();
   /** Home side: remote recipients of `RoomLeft`/`SpectatorLeft` in this event (maybe unbound). */
@@ -226,6 +236,7 @@ export class Edge {
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 1_048_576;
     this.#onEvent = options.onEvent;
     this.#resolver = options.resolver;
+    this.#forwardBudget = options.forwardBudget;
     const peers = this.#peers;
     this.#router.attach(this.#node, {
       edge: this.#resolver === undefined ? peers : {
@@ -307,6 +318,14 @@ export class Edge {
     if (size > this.#options.maxMessageSize) {
       this.#tooLarge(id, size, now);
       return;
+    }
+    const budget = this.#forwardBudget;
+    if (budget !== undefined && conn.home !== this.#node) {
+      // Bound to a room homed elsewhere: what this client sends goes through Redis to that
+      // home as fast as it is read, so its reads wait once it is past its budget.
+      conn.forward ??= budget.connection(now);
+      const hold = budget.charge(conn.forward, conn.ip, size, now);
+      if (hold > 0) this.#peers.holdReads(id, hold);
     }
     if (conn.queue !== undefined) {
       this.#enqueue(id, conn, frame, size, now);

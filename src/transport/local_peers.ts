@@ -56,6 +56,11 @@ export class LocalPeers implements EdgeEndpoint {
     return this.#peers.has(id);
   }
 
+  /** Holds the reads of `id`'s connection for `ms` ({@linkcode Peer.holdReads}), if it can. */
+  holdReads(id: ConnId, ms: number): void {
+    this.#peers.get(id)?.peer.holdReads?.(ms);
+  }
+
   /**
    * Hands `frame` to each attached peer in `to`, in order. Returns the recipients
    * that did not take it, or `undefined` when all did (no allocation on the common path).

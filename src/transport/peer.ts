@@ -26,4 +26,11 @@ export interface Peer {
   flush?(): void;
   /** Closes the connection with a WebSocket close code (docs/spec/PROTOCOL.md §1.6). */
   close(code: number, reason: string): void;
+  /**
+   * Stops reading the connection for `ms` (backpressure: cluster mode's forwarding budget,
+   * src/transport/forward_budget.ts); frames already received are still handled, and reading
+   * resumes after `ms` unless the connection closed. A hold while held keeps the later end.
+   * Peers without reads of their own to stop do not define it.
+   */
+  holdReads?(ms: number): void;
 }

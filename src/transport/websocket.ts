@@ -261,7 +261,35 @@ export class SocketPeer implements Peer {
       socket.addEventListener("close", () => clearTimeout(timer), { once: true });
     }
   }
+
+  /**
+   * Pauses the connection's reads for `ms` (cluster mode's forwarding budget,
+   * src/transport/forward_budget.ts): the socket stops being read, so the client's sends wait in
+   * its TCP window; what was read already is still handled. A hold while held keeps the later
+   * end. Nothing per connection is kept unless held ({@linkcode held}).
+   */
+  holdReads(ms: number): void {
+    const stream = this.#stream;
+    if (stream?.pause === undefined || stream.resume === undefined) return;
+    const until = Date.now() + ms;
+    const hold = held.get(this);
+    if (hold !== undefined) {
+      if (hold.until >= until) return;
+      clearTimeout(hold.timer);
+    } else {
+      stream.pause();
+    }
+    const timer = setTimeout(() => {
+      held.delete(this);
+      stream.resume!();
+    }, ms);
+    Deno.unrefTimer(timer);
+    held.set(this, { until, timer });
+  }
 }
+
+/** Peers whose reads are held ({@linkcode SocketPeer.holdReads}): until when, and the timer. */
+const held = new Map<SocketPeer, { until: number; timer: ReturnType<typeof setTimeout> }>();
 
 /** Peers whose queue is written at the end of this event-loop turn, each once. */
 let turnPeers: SocketPeer[] = [];
@@ -314,6 +342,10 @@ export const CLOSE_GRACE_MS = 2000;
 /** The connection under a socket (a `node:net` socket), for forced closes. */
 export interface SocketStream {
   destroy(): void;
+  /** Stops reading (`node:net`); {@linkcode SocketPeer.holdReads} needs both. */
+  pause?(): unknown;
+  /** Reads again. */
+  resume?(): unknown;
 }
 
 const encoder = new TextEncoder();
