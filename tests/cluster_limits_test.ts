@@ -7,6 +7,7 @@
  */
 import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
 import { serveCluster } from "./cluster_serve.ts";
+import { metric, startCluster } from "./cluster_helpers.ts";
 import { TestClient, testConfig } from "./helpers.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
 
@@ -201,5 +202,76 @@ Deno.test({
     ok(arrivals[frames - 1]! > 3_000, `all ${frames} frames within ${arrivals[frames - 1]} ms`);
     await flooder.expectNothingElse();
     await host.expectNothingElse();
+  },
+});
+
+Deno.test({
+  name:
+    "cluster: concurrent wrong secrets from one address get at most max_auth_failures + instances - 1 checked",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    await using server = await serveCluster(
+      testConfig((config) => {
+        config.security.require_websocket_auth = true;
+        config.rate_limit.max_auth_failures = 3;
+        config.security.authorized_apps = [{
+          app_id: "orbit-prod",
+          app_secret: "correct horse battery staple",
+          app_name: "Orbit",
+          max_rooms: null,
+          max_players_per_room: null,
+          rate_limit_per_minute: null,
+        }];
+      }),
+      {},
+      3,
+    );
+    // 12 connections, 4 per instance, each sends its guess at the same moment: before, each
+    // read the budget before any failure was taken and all 12 secrets were checked.
+    const guesses: TestClient[] = [];
+    try {
+      for (let i = 0; i < 12; i++) guesses.push(await TestClient.connect(server.wsUrl));
+      guesses.forEach((guess, i) =>
+        guess.send({ type: "Authenticate", data: { app_id: "orbit-prod", app_secret: `g-${i}` } })
+      );
+      const codes = await Promise.all(
+        guesses.map(async (guess) => (await guess.next("AuthenticationError")).data.error_code),
+      );
+      const checked = codes.filter((code) => code === "UNAUTHORIZED").length;
+      ok(checked >= 3 && checked <= 3 + 3 - 1, `secrets checked: ${checked} of 12 (${codes})`);
+      equal(codes.filter((code) => code === "RATE_LIMIT_EXCEEDED").length, 12 - checked);
+    } finally {
+      await Promise.all(guesses.map((guess) => guess.close()));
+    }
+  },
+});
+
+Deno.test({
+  name: "cluster: a repeated Authenticate, which gets no answer, reads no budget from Redis",
+  ignore: IGNORE_WITHOUT_REDIS,
+  sanitizeResources: false,
+  fn: async () => {
+    await using cluster = await startCluster(1, {
+      SIGNAL_FISH_SECURITY__REQUIRE_WEBSOCKET_AUTH: "true",
+      SIGNAL_FISH_SECURITY__AUTHORIZED_APPS: JSON.stringify([{
+        app_id: "orbit-prod",
+        app_secret: null,
+        app_name: "Orbit",
+        max_rooms: null,
+        max_players_per_room: null,
+        rate_limit_per_minute: null,
+      }]),
+    });
+    await using client = await TestClient.connect(cluster.wsUrl(0));
+    const authenticate = { type: "Authenticate", data: { app_id: "orbit-prod" } };
+    client.send(authenticate);
+    await client.next("Authenticated");
+    await client.next("ProtocolInfo");
+    const before = await metric(cluster, 0, "signal_fish_queries_total");
+    for (let i = 0; i < 300; i++) client.send(authenticate);
+    await client.expectNothingElse();
+    const sent = await metric(cluster, 0, "signal_fish_queries_total") - before;
+    // Only the node's own refreshes and liveness (a few a second); before, one script per frame.
+    ok(sent < 30, `${sent} Redis commands for 300 repeated Authenticate`);
   },
 });

@@ -251,6 +251,14 @@ export class Engine {
   }
 
   /**
+   * Whether connection `id`'s `Authenticate` was answered already (docs/spec/PROTOCOL.md §7.1.2:
+   * only the first is; later ones get nothing). False for an unknown connection.
+   */
+  authenticateAnswered(id: ConnId): boolean {
+    return this.#sessions.get(id)?.authenticateAnswered ?? false;
+  }
+
+  /**
    * What a `BIND` carries about connection `id` (docs/spec/SERVER.md §8.4.1): its app, negotiated
    * format, presence opt-in (docs/spec/EXTENSIONS.md E10) and the player id it adopted by
    * `Reconnect` (only when that is not its connection id); `undefined` for an unknown connection.

@@ -210,6 +210,8 @@ export class Edge {
   readonly #conns = new Map<ConnId, Connection>();
   readonly #resolver: Resolver | undefined;
   readonly #forwardBudget: ForwardBudget | undefined;
+  /** Cluster mode: the last `Authenticate` budget check of each address, while one runs. */
+  readonly #authChecks = new Map<string, Promise<void>>();
   /** Home side: remote sessions seated here → their edge node (docs/spec/SERVER.md §8.2). */
   readonly #remote = new Map<ConnId, NodeId>();
   /** Home side: remote recipients of `RoomLeft`/`SpectatorLeft` in this event (maybe unbound). */
@@ -378,9 +380,11 @@ export class Edge {
     }
     switch (message.type) {
       case "Authenticate":
-        // The session step: answered by the edge, never by a home (docs/spec/SERVER.md §8.2).
-        if (this.#options.authFailures) this.#authenticate(id, conn, message, now);
-        else this.#apply(this.#engine.handle(id, message, now), now);
+        // The session step: answered by the edge, never by a home (docs/spec/SERVER.md §8.2). A
+        // repeated one gets nothing (docs/spec/PROTOCOL.md §7.1.2): no budget to read for it.
+        if (this.#options.authFailures && !this.#engine.authenticateAnswered(id)) {
+          this.#authenticate(id, conn, message);
+        } else this.#apply(this.#engine.handle(id, message, now), now);
         return;
       case "JoinRoom":
       case "JoinAsSpectator":
@@ -612,14 +616,16 @@ export class Edge {
   /**
    * `Authenticate` with the global failed-attempt budget ({@linkcode EdgeOptions.authFailures}):
    * pending while the bucket is read and, after a failure, while the failure is taken, so the
-   * next attempt from the address (on any instance) sees it.
+   * next attempt from the address (on any instance) sees it. The attempts of one address on this
+   * edge are checked one after another, so at most one per instance reads the budget before the
+   * failure before it is taken.
    */
-  #authenticate(id: ConnId, conn: Connection, message: ClientMessage, now: number): void {
+  #authenticate(id: ConnId, conn: Connection, message: ClientMessage): void {
     const { buckets, limits } = this.#options.authFailures!;
     conn.queue = [];
+    const ip = conn.ip;
     const run = async () => {
-      const ip = conn.ip;
-      const verdict = await buckets.check("auth_failure", ip, now);
+      const verdict = await buckets.check("auth_failure", ip, Date.now());
       if (this.#conns.get(id) !== conn) return;
       const answered = limits.withAuthVerdict(
         verdict,
@@ -629,14 +635,19 @@ export class Edge {
       if (this.#conns.get(id) !== conn) return;
       this.#apply(answered.result, Date.now());
     };
-    run().catch((error) => {
+    // One check at a time per address on this edge: concurrent attempts would all read the
+    // budget before any failure is taken (SECURITY.md "Cluster mode's Redis").
+    const previous = this.#authChecks.get(ip);
+    const turn = (previous === undefined ? run() : previous.then(run)).catch((error) => {
       log.error("Cannot check the Authenticate budget of {connection_id}: {error}", {
         connection_id: id,
         error,
       });
     }).finally(() => {
+      if (this.#authChecks.get(ip) === turn) this.#authChecks.delete(ip);
       if (this.#conns.get(id) === conn) this.#settle(id, conn);
     });
+    this.#authChecks.set(ip, turn);
   }
 
   /** Ends a pending request: the queued frames are processed in order. */
