@@ -15,7 +15,7 @@ import {
 } from "../src/client/client.ts";
 import type { SignalFishServer } from "../src/server.ts";
 import { memoryStore, nextEvent, refusedWith } from "./client_helpers.ts";
-import { serve, TIMEOUT_MS } from "./helpers.ts";
+import { secretApp, serve, TIMEOUT_MS } from "./helpers.ts";
 
 const GAME = "orbit";
 const OPTIONS: ClientOptions = {
@@ -186,14 +186,7 @@ Deno.test("lookupRoom() maps 200, 404, 429 and an unreachable server", async () 
 Deno.test("lookupRoom() with app auth: the right secret finds the app's room, a wrong one or an unknown app rejects by code", async () => {
   await using server = await serve((config) => {
     config.security.require_websocket_auth = true;
-    config.security.authorized_apps = [{
-      app_id: "orbit-app",
-      app_secret: "s3cret-s3cret-s3cret",
-      app_name: "Orbit",
-      max_rooms: null,
-      max_players_per_room: null,
-      rate_limit_per_minute: null,
-    }];
+    config.security.authorized_apps = [secretApp("orbit-app", "s3cret-s3cret-s3cret")];
   });
   await using alice = await SignalFishClient.connect(server.wsUrl, {
     ...OPTIONS,

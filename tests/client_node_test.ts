@@ -19,6 +19,22 @@ function nodeVersion(): number | undefined {
 
 const NODE_MAJOR = nodeVersion();
 
+/**
+ * Runs `script` as an ES module under Node with `url` as its argument; fails unless it exits 0.
+ * Returns the JSON its stdout printed and its stderr.
+ */
+async function runNode<T>(script: string, url: string): Promise<{ result: T; stderr: string }> {
+  const flags = NODE_MAJOR! < 22 ? ["--experimental-websocket", "--no-warnings"] : [];
+  const output = await new Deno.Command("node", {
+    args: [...flags, "--input-type=module", "-e", script, url],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  equal(output.code, 0, stderr);
+  return { result: JSON.parse(new TextDecoder().decode(output.stdout)) as T, stderr };
+}
+
 Deno.test({
   name: "static/client.js runs under Node.js: create a room, ping, leave",
   ignore: NODE_MAJOR === undefined || NODE_MAJOR < 20,
@@ -36,15 +52,9 @@ Deno.test({
       console.log(JSON.stringify({ app: auth.authenticated.app_name, code: room.room_code,
         rtt: typeof rtt, left: client.room === undefined, status: client.status }));
     `;
-    const flags = NODE_MAJOR! < 22 ? ["--experimental-websocket", "--no-warnings"] : [];
-    const output = await new Deno.Command("node", {
-      args: [...flags, "--input-type=module", "-e", script, server.url],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(output.stderr);
-    equal(output.code, 0, stderr);
-    const result = JSON.parse(new TextDecoder().decode(output.stdout));
+    const { result } = await runNode<
+      { app: string; code: string; rtt: string; left: boolean; status: string }
+    >(script, server.url);
     equal(result.app, "default");
     ok(/^[A-Z0-9]{6}$/.test(result.code), result.code);
     equal(result.rtt, "number");
@@ -79,15 +89,10 @@ Deno.test({
       await plain.close();
       console.log(JSON.stringify({ hooked, after, rtt: typeof rtt }));
     `;
-    const flags = NODE_MAJOR! < 22 ? ["--experimental-websocket", "--no-warnings"] : [];
-    const output = await new Deno.Command("node", {
-      args: [...flags, "--input-type=module", "-e", script, server.url],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(output.stderr);
-    equal(output.code, 0, stderr);
-    const result = JSON.parse(new TextDecoder().decode(output.stdout));
+    const { result, stderr } = await runNode<{ hooked: string[]; after: number; rtt: string }>(
+      script,
+      server.url,
+    );
     equal(result.hooked.join(), "room: listener bug");
     equal(result.after, 4, "every other listener ran (two joins, two closes)");
     equal(result.rtt, "number");

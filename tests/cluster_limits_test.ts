@@ -8,7 +8,7 @@
 import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
 import { serveCluster } from "./cluster_serve.ts";
 import { metric, startCluster } from "./cluster_helpers.ts";
-import { TestClient, testConfig } from "./helpers.ts";
+import { secretApp, TestClient, testConfig } from "./helpers.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
 
 Deno.test({
@@ -20,14 +20,7 @@ Deno.test({
       testConfig((config) => {
         config.security.require_websocket_auth = true;
         config.rate_limit.max_auth_failures = 3;
-        config.security.authorized_apps = [{
-          app_id: "orbit-prod",
-          app_secret: "correct horse battery staple",
-          app_name: "Orbit",
-          max_rooms: null,
-          max_players_per_room: null,
-          rate_limit_per_minute: null,
-        }];
+        config.security.authorized_apps = [secretApp("orbit-prod", "correct horse battery staple")];
       }),
       {},
       3,
@@ -214,14 +207,7 @@ Deno.test({
       testConfig((config) => {
         config.security.require_websocket_auth = true;
         config.rate_limit.max_auth_failures = 3;
-        config.security.authorized_apps = [{
-          app_id: "orbit-prod",
-          app_secret: "correct horse battery staple",
-          app_name: "Orbit",
-          max_rooms: null,
-          max_players_per_room: null,
-          rate_limit_per_minute: null,
-        }];
+        config.security.authorized_apps = [secretApp("orbit-prod", "correct horse battery staple")];
       }),
       {},
       3,
@@ -253,14 +239,7 @@ Deno.test({
   fn: async () => {
     await using cluster = await startCluster(1, {
       SIGNAL_FISH_SECURITY__REQUIRE_WEBSOCKET_AUTH: "true",
-      SIGNAL_FISH_SECURITY__AUTHORIZED_APPS: JSON.stringify([{
-        app_id: "orbit-prod",
-        app_secret: null,
-        app_name: "Orbit",
-        max_rooms: null,
-        max_players_per_room: null,
-        rate_limit_per_minute: null,
-      }]),
+      SIGNAL_FISH_SECURITY__AUTHORIZED_APPS: JSON.stringify([secretApp("orbit-prod", null)]),
     });
     await using client = await TestClient.connect(cluster.wsUrl(0));
     const authenticate = { type: "Authenticate", data: { app_id: "orbit-prod" } };

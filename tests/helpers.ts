@@ -31,14 +31,25 @@ export function testConfig(mutate: (config: Config) => void = () => {}): Config 
  * named by its id (docs/spec/SERVER.md §3.3): apps that authenticate by `app_id` alone.
  */
 export function openApps(...appIds: string[]): Config["security"]["authorized_apps"] {
-  return appIds.map((app_id) => ({
-    app_id,
-    app_secret: null,
-    app_name: app_id,
+  return appIds.map((app_id) => secretApp(app_id, null));
+}
+
+/**
+ * One `security.authorized_apps` entry: `appId` with `secret` (`null` = none) and no per-app
+ * limits, named by its id (docs/spec/SERVER.md §3.3).
+ */
+export function secretApp(
+  appId: string,
+  secret: string | null,
+): Config["security"]["authorized_apps"][number] {
+  return {
+    app_id: appId,
+    app_secret: secret,
+    app_name: appId,
     max_rooms: null,
     max_players_per_room: null,
     rate_limit_per_minute: null,
-  }));
+  };
 }
 
 /**
