@@ -11,20 +11,28 @@ import { metric, startCluster } from "./cluster_helpers.ts";
 import { secretApp, TestClient, testConfig } from "./helpers.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
 
+/**
+ * Three instances behind the proxy, app auth required for app "orbit-prod" (secret "correct horse
+ * battery staple") and a failed-`Authenticate` budget of 3 per address.
+ */
+function authCluster(): ReturnType<typeof serveCluster> {
+  return serveCluster(
+    testConfig((config) => {
+      config.security.require_websocket_auth = true;
+      config.rate_limit.max_auth_failures = 3;
+      config.security.authorized_apps = [secretApp("orbit-prod", "correct horse battery staple")];
+    }),
+    {},
+    3,
+  );
+}
+
 Deno.test({
   name:
     "cluster: wrong secrets through three instances lock out the address after max_auth_failures, globally",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    await using server = await serveCluster(
-      testConfig((config) => {
-        config.security.require_websocket_auth = true;
-        config.rate_limit.max_auth_failures = 3;
-        config.security.authorized_apps = [secretApp("orbit-prod", "correct horse battery staple")];
-      }),
-      {},
-      3,
-    );
+    await using server = await authCluster();
     const codes: string[] = [];
     // One connection per attempt, spread over the instances by the round-robin proxy: per
     // instance (3 each) none would be refused.
@@ -203,15 +211,7 @@ Deno.test({
     "cluster: concurrent wrong secrets from one address get at most max_auth_failures + instances - 1 checked",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    await using server = await serveCluster(
-      testConfig((config) => {
-        config.security.require_websocket_auth = true;
-        config.rate_limit.max_auth_failures = 3;
-        config.security.authorized_apps = [secretApp("orbit-prod", "correct horse battery staple")];
-      }),
-      {},
-      3,
-    );
+    await using server = await authCluster();
     // 12 connections, 4 per instance, each sends its guess at the same moment: before, each
     // read the budget before any failure was taken and all 12 secrets were checked.
     const guesses: TestClient[] = [];
