@@ -209,6 +209,9 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
    * (which may send only simple requests unless `security.cors_origins` lets it) cannot spend an
    * address's budget.
    */
+  /** The last guess at an app secret of each address, while one is being checked. */
+  const guesses = new Map<string, Promise<void>>();
+
   function withApp(
     request: Request,
     ip: string,
@@ -220,26 +223,40 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
     if (scopeOf === undefined) return serve(gameName);
     const buckets = options.buckets;
     const guess = buckets !== undefined && request.headers.has(APP_SECRET_HEADER);
-    const budget = guess ? buckets.check("auth_failure", ip, now()) : TAKEN;
-    return then(budget, (left): Awaitable<Response> => {
-      if (!left.ok) {
-        options.onEvent?.({ type: "rate_limited", scope: "auth_failures" });
-        return authBudgetSpent(left.retryAfterSecs);
-      }
-      const verdict = scopeOf(request, gameName);
-      if (verdict.ok) return serve(verdict.scope);
-      const reason = verdict.reason;
-      if (reason === "no_app") return none();
-      if (!guess || reason === "missing_secret") return appRefused(reason);
-      log.warn("Refused a room request from {client_ip}: {reason}", {
-        client_ip: ip,
-        reason: reason === "unknown_app" ? "unknown app_id" : "wrong app secret",
+    const check = (budget: Awaitable<BucketTake>): Awaitable<Response> =>
+      then(budget, (left): Awaitable<Response> => {
+        if (!left.ok) {
+          options.onEvent?.({ type: "rate_limited", scope: "auth_failures" });
+          return authBudgetSpent(left.retryAfterSecs);
+        }
+        const verdict = scopeOf(request, gameName);
+        if (verdict.ok) return serve(verdict.scope);
+        const reason = verdict.reason;
+        if (reason === "no_app") return none();
+        if (!guess || reason === "missing_secret") return appRefused(reason);
+        log.warn("Refused a room request from {client_ip}: {reason}", {
+          client_ip: ip,
+          reason: reason === "unknown_app" ? "unknown app_id" : "wrong app secret",
+        });
+        return then(
+          buckets!.take("auth_failure", ip, now()),
+          () => appRefused(reason),
+        ) as Awaitable<Response>;
+      }) as Awaitable<Response>;
+    if (!guess) return check(TAKEN);
+    // One guess at a time per address: with the cluster's buckets (Redis, asynchronous)
+    // concurrent guesses would all read the budget before any failure is taken.
+    const run = () => check(buckets.check("auth_failure", ip, now()));
+    const previous = guesses.get(ip);
+    const answer = previous === undefined ? run() : previous.then(run);
+    if (answer instanceof Promise) {
+      const settled: Promise<void> = answer.then(() => {}, () => {});
+      guesses.set(ip, settled);
+      settled.then(() => {
+        if (guesses.get(ip) === settled) guesses.delete(ip);
       });
-      return then(
-        buckets.take("auth_failure", ip, now()),
-        () => appRefused(reason),
-      ) as Awaitable<Response>;
-    }) as Awaitable<Response>;
+    }
+    return answer;
   }
 
   function lookup(request: Request, segments: string[], ip: string): Awaitable<Response> {

@@ -325,3 +325,42 @@ Deno.test("roomRoutes() with app auth in cluster mode: the budget is checked and
   equal(spent.status, 429);
   equal(spent.headers.get("retry-after"), "7");
 });
+
+Deno.test("roomRoutes() with app auth and asynchronous buckets: concurrent wrong secrets of one address are checked one at a time", async () => {
+  // Redis-like buckets: the memory ones answered a tick later. Before, each of the concurrent
+  // guesses read the budget before any failure was taken and all ten secrets were checked.
+  const memory = new MemoryTokenBuckets(
+    new RateLimits({
+      maxRoomCreations: 5,
+      maxJoinAttempts: 100,
+      maxAuthFailures: 3,
+      windowMs: 60_000,
+    }),
+  );
+  const later = <T>(value: T) => new Promise<T>((resolve) => setTimeout(() => resolve(value), 1));
+  const buckets: TokenBuckets = {
+    take: (kind, key, now) => later(memory.take(kind, key, now)),
+    check: (kind, key, now) => later(memory.check(kind, key, now)),
+  };
+  const { get } = appSetup(buckets);
+  const answers = await Promise.all(
+    Array.from({ length: 10 }, (_, i) => get("/v2/rooms/g/ROOM01?app_id=orbit", `guess-${i}`)),
+  );
+  deepEqual(answers.map((answer) => answer.status).sort(), [
+    401,
+    401,
+    401,
+    429,
+    429,
+    429,
+    429,
+    429,
+    429,
+    429,
+  ]);
+  // Another address has its own budget, and the right secret still needs one left.
+  equal(
+    (await get("/v2/rooms/g/ROOM01?app_id=orbit", "correct-horse", "198.51.100.4")).status,
+    200,
+  );
+});
