@@ -538,7 +538,7 @@ Deno.test("SignalFishClient restores its seat after a dropped socket and replays
 });
 
 Deno.test("SignalFishClient waits out the server's reconnect rate limit and keeps its seat", async () => {
-  // One Reconnect per 2 s per IP (docs/spec/PROTOCOL.md §7.11.4, SERVER.md §3.4).
+  // One Reconnect per 2 s per IP (docs/spec/PROTOCOL.md §7.11.4, docs/spec/SERVER.md §3.4).
   await using server = await serve((config) => {
     config.server.enable_reconnection = true;
     config.rate_limit.max_reconnect_attempts = 1;
