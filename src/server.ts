@@ -514,8 +514,8 @@ function forwardBudget(config: Config): { forwardBudget?: ForwardBudget } {
   if (perConnection === 0 && perIp === 0) return {};
   return {
     forwardBudget: new ForwardBudget({
-      perConnection: perConnection === 0 ? Number.MAX_SAFE_INTEGER : perConnection,
-      perIp: perIp === 0 ? Number.MAX_SAFE_INTEGER : perIp,
+      perConnection: perConnection === 0 ? Infinity : perConnection,
+      perIp: perIp === 0 ? Infinity : perIp,
     }),
   };
 }

@@ -51,6 +51,16 @@ export class TokenBucket {
     const level = this.#level ??= { units: this.capacity * this.windowMs, at: now };
     return takeFrom(level, this.capacity, this.windowMs, now);
   }
+
+  /**
+   * Takes `amount` tokens at `now` (ms) whatever is left: the bucket may go into debt. Returns
+   * the ms until it is out of debt again (at least 1), or 0 when it is not in debt (cluster
+   * mode's forwarding budget counts bytes this way, src/transport/forward_budget.ts).
+   */
+  charge(amount: number, now: number): number {
+    const level = this.#level ??= { units: this.capacity * this.windowMs, at: now };
+    return chargeFrom(level, this.capacity, this.windowMs, amount, now);
+  }
 }
 
 /**
@@ -86,6 +96,16 @@ export class KeyedBuckets {
 
   /** Takes one token from `key`'s bucket at `now` (ms). */
   take(key: string, now: number): Take {
+    return takeFrom(this.#touch(key, now), this.capacity, this.windowMs, now);
+  }
+
+  /** {@linkcode TokenBucket.charge} on `key`'s bucket: ms until it is out of debt, or 0. */
+  charge(key: string, amount: number, now: number): number {
+    return chargeFrom(this.#touch(key, now), this.capacity, this.windowMs, amount, now);
+  }
+
+  /** `key`'s bucket, made the most recently used (a new one starts full). */
+  #touch(key: string, now: number): Level {
     let level = this.#levels.get(key);
     if (level) {
       this.#levels.delete(key);
@@ -94,7 +114,7 @@ export class KeyedBuckets {
       level = { units: this.capacity * this.windowMs, at: now };
     }
     this.#levels.set(key, level);
-    return takeFrom(level, this.capacity, this.windowMs, now);
+    return level;
   }
 
   /**
@@ -127,12 +147,29 @@ export class KeyedBuckets {
   }
 }
 
-function takeFrom(level: Level, capacity: number, windowMs: number, now: number): Take {
-  const full = capacity * windowMs;
+/** Brings `level` up to `now` (ms): `capacity` units per ms, at most a full bucket. */
+function refill(level: Level, capacity: number, windowMs: number, now: number): void {
   if (now > level.at) {
-    level.units = Math.min(full, level.units + (now - level.at) * capacity);
+    level.units = Math.min(capacity * windowMs, level.units + (now - level.at) * capacity);
     level.at = now;
   }
+}
+
+/** Takes `amount` tokens into debt if need be; ms until out of debt (≥ 1), else 0. */
+function chargeFrom(
+  level: Level,
+  capacity: number,
+  windowMs: number,
+  amount: number,
+  now: number,
+): number {
+  refill(level, capacity, windowMs, now);
+  level.units -= amount * windowMs;
+  return level.units >= 0 ? 0 : Math.max(1, Math.ceil(-level.units / capacity));
+}
+
+function takeFrom(level: Level, capacity: number, windowMs: number, now: number): Take {
+  refill(level, capacity, windowMs, now);
   if (level.units >= windowMs) {
     level.units -= windowMs;
     return TAKEN;

@@ -325,7 +325,7 @@ export class Edge {
     if (budget !== undefined && conn.home !== this.#node) {
       // Bound to a room homed elsewhere: what this client sends goes through Redis to that
       // home as fast as it is read, so its reads wait once it is past its budget.
-      conn.forward ??= budget.connection(now);
+      conn.forward ??= budget.connection();
       const hold = budget.charge(conn.forward, conn.ip, size, now);
       if (hold > 0) this.#peers.holdReads(id, hold);
     }

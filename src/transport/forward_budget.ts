@@ -16,17 +16,14 @@
  * @module
  */
 
-/** A bucket's allowance in bytes and when it was last brought up to date (ms). */
-interface Level {
-  bytes: number;
-  at: number;
-}
+import { KeyedBuckets, TokenBucket } from "../engine/token_bucket.ts";
 
 /** Settings of {@linkcode ForwardBudget}. */
 export interface ForwardBudgetOptions {
   /**
    * Bytes per second one connection may forward to remote homes, on average
-   * (`cluster.max_forward_bytes_per_sec`); it may forward twice that in one burst. ≥ 1.
+   * (`cluster.max_forward_bytes_per_sec`); it may forward twice that in one burst. ≥ 1
+   * (`Infinity` = no limit of this kind).
    */
   perConnection: number;
   /**
@@ -34,22 +31,24 @@ export interface ForwardBudgetOptions {
    * forward together (`cluster.max_forward_bytes_per_sec_per_ip`); bursts of twice that. ≥ 1.
    */
   perIp: number;
-  /** Most addresses remembered; past it the buckets that are full again are forgotten. @default 100_000 */
+  /** Most addresses remembered (least recently used forgotten first). @default 100_000 */
   maxTrackedIps?: number;
 }
 
 /** Per-connection state: created by {@linkcode ForwardBudget.connection}, kept by the caller. */
-export type ConnectionBudget = Level;
+export type ConnectionBudget = TokenBucket;
+
+/** The window of both buckets: a burst is two seconds' worth. */
+const BURST_MS = 2_000;
 
 /**
- * Byte token buckets per connection and per client address. Pure: the caller passes the time
- * in (ms) and holds reads for what {@linkcode ForwardBudget.charge} returns.
+ * Byte token buckets (src/engine/token_bucket.ts, charged into debt) per connection and per
+ * client address. Pure: the caller passes the time in (ms) and holds reads for what
+ * {@linkcode ForwardBudget.charge} returns.
  */
 export class ForwardBudget {
   readonly #perConnection: number;
-  readonly #perIp: number;
-  readonly #maxTrackedIps: number;
-  readonly #ips = new Map<string, Level>();
+  readonly #ips: KeyedBuckets;
 
   /** Throws `RangeError` for a rate below 1 byte per second. */
   constructor(options: ForwardBudgetOptions) {
@@ -59,13 +58,12 @@ export class ForwardBudget {
       );
     }
     this.#perConnection = options.perConnection;
-    this.#perIp = options.perIp;
-    this.#maxTrackedIps = options.maxTrackedIps ?? 100_000;
+    this.#ips = new KeyedBuckets(2 * options.perIp, BURST_MS, options.maxTrackedIps);
   }
 
-  /** A new connection's bucket, full at `now` (ms). */
-  connection(now: number): ConnectionBudget {
-    return { bytes: 2 * this.#perConnection, at: now };
+  /** A new connection's bucket, full. */
+  connection(): ConnectionBudget {
+    return new TokenBucket(2 * this.#perConnection, BURST_MS);
   }
 
   /** Addresses with a bucket now. */
@@ -79,40 +77,6 @@ export class ForwardBudget {
    * time until the deeper debt is paid (at least 1).
    */
   charge(connection: ConnectionBudget, ip: string, bytes: number, now: number): number {
-    const own = take(connection, this.#perConnection, bytes, now);
-    let shared = this.#ips.get(ip);
-    if (shared === undefined) {
-      if (this.#ips.size >= this.#maxTrackedIps) this.#forgetFull(now);
-      shared = { bytes: 2 * this.#perIp, at: now };
-      this.#ips.set(ip, shared);
-    }
-    const address = take(shared, this.#perIp, bytes, now);
-    return Math.max(own, address);
+    return Math.max(connection.charge(bytes, now), this.#ips.charge(ip, bytes, now));
   }
-
-  /** Forgets the addresses whose buckets have refilled (a forgotten bucket starts full anyway). */
-  #forgetFull(now: number): void {
-    const capacity = 2 * this.#perIp;
-    for (const [ip, level] of this.#ips) {
-      if (level.bytes + (now - level.at) * this.#perIp / 1000 >= capacity) this.#ips.delete(ip);
-    }
-    // Every address still in debt: forget the oldest inserted, so memory stays bounded.
-    if (this.#ips.size >= this.#maxTrackedIps) {
-      this.#ips.delete(this.#ips.keys().next().value!);
-    }
-  }
-}
-
-/**
- * Refills `level` (capacity two seconds of `perSecond`) up to `now`, takes `bytes` (the level
- * may go negative) and returns the ms until it is back at 0, or 0 when it is not below.
- */
-function take(level: Level, perSecond: number, bytes: number, now: number): number {
-  const capacity = 2 * perSecond;
-  if (now > level.at) {
-    level.bytes = Math.min(capacity, level.bytes + (now - level.at) * perSecond / 1000);
-    level.at = now;
-  }
-  level.bytes -= bytes;
-  return level.bytes >= 0 ? 0 : Math.max(1, Math.ceil(-level.bytes * 1000 / perSecond));
 }
