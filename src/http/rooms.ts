@@ -15,7 +15,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { type Awaitable, then } from "../coordination/awaitable.ts";
+import { type Awaitable, OneAtATime, then } from "../coordination/awaitable.ts";
 import type { BucketTake, TokenBuckets } from "../coordination/buckets.ts";
 import type { RoomDirectory, RoomSummary } from "../coordination/directory.ts";
 import { joinLimitReason } from "../engine/rate_limits.ts";
@@ -210,7 +210,7 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
    * address's budget.
    */
   /** The last guess at an app secret of each address, while one is being checked. */
-  const guesses = new Map<string, Promise<void>>();
+  const guesses = new OneAtATime();
 
   function withApp(
     request: Request,
@@ -246,17 +246,7 @@ export function roomRoutes(options: RoomRouteOptions): RoomRoutes {
     if (!guess) return check(TAKEN);
     // One guess at a time per address: with the cluster's buckets (Redis, asynchronous)
     // concurrent guesses would all read the budget before any failure is taken.
-    const run = () => check(buckets.check("auth_failure", ip, now()));
-    const previous = guesses.get(ip);
-    const answer = previous === undefined ? run() : previous.then(run);
-    if (answer instanceof Promise) {
-      const settled: Promise<void> = answer.then(() => {}, () => {});
-      guesses.set(ip, settled);
-      settled.then(() => {
-        if (guesses.get(ip) === settled) guesses.delete(ip);
-      });
-    }
-    return answer;
+    return guesses.run(ip, () => check(buckets.check("auth_failure", ip, now())));
   }
 
   function lookup(request: Request, segments: string[], ip: string): Awaitable<Response> {

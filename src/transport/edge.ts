@@ -13,7 +13,7 @@
  */
 import { gameScope } from "../engine/room.ts";
 import { getLogger } from "@logtape/logtape";
-import { type Awaitable, then } from "../coordination/awaitable.ts";
+import { type Awaitable, OneAtATime, then } from "../coordination/awaitable.ts";
 import type { BucketKind, BucketTake, TokenBuckets } from "../coordination/buckets.ts";
 import type { RoomDirectory } from "../coordination/directory.ts";
 import { LocalRouter, MemoryRoomDirectory } from "../coordination/memory.ts";
@@ -211,7 +211,7 @@ export class Edge {
   readonly #resolver: Resolver | undefined;
   readonly #forwardBudget: ForwardBudget | undefined;
   /** Cluster mode: the last `Authenticate` budget check of each address, while one runs. */
-  readonly #authChecks = new Map<string, Promise<void>>();
+  readonly #authChecks = new OneAtATime();
   /** Home side: remote sessions seated here → their edge node (docs/spec/SERVER.md §8.2). */
   readonly #remote = new Map<ConnId, NodeId>();
   /** Home side: remote recipients of `RoomLeft`/`SpectatorLeft` in this event (maybe unbound). */
@@ -637,17 +637,14 @@ export class Edge {
     };
     // One check at a time per address on this edge: concurrent attempts would all read the
     // budget before any failure is taken (SECURITY.md "Cluster mode's Redis").
-    const previous = this.#authChecks.get(ip);
-    const turn = (previous === undefined ? run() : previous.then(run)).catch((error) => {
+    Promise.resolve(this.#authChecks.run(ip, run)).catch((error) => {
       log.error("Cannot check the Authenticate budget of {connection_id}: {error}", {
         connection_id: id,
         error,
       });
     }).finally(() => {
-      if (this.#authChecks.get(ip) === turn) this.#authChecks.delete(ip);
       if (this.#conns.get(id) === conn) this.#settle(id, conn);
     });
-    this.#authChecks.set(ip, turn);
   }
 
   /** Ends a pending request: the queued frames are processed in order. */
