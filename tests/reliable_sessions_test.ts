@@ -278,3 +278,102 @@ Deno.test("A slow consumer that never reads again still gives its connection bac
     }
   }
 });
+
+/**
+ * A raw player (no automatic pong) seated in `code` next to a watcher that opted in to presence
+ * events (docs/spec/EXTENSIONS.md E10), which says when the raw player's seat is held.
+ */
+async function silentPlayerRoom(server: SignalFishServer, code: string) {
+  const watcher = await connect(server);
+  watcher.send({
+    type: "Authenticate",
+    data: { app_id: "signal-fish-tests", features: ["presence-events"] },
+  });
+  await watcher.next("Authenticated");
+  watcher.send(joinRoom(code, "watcher"));
+  await watcher.waitFor("RoomJoined");
+  const raw = await RawWebSocket.open(server.port);
+  await raw.sendText(JSON.stringify(joinRoom(code, "silent")));
+  // deno-lint-ignore no-explicit-any
+  let joined: any;
+  while (joined === undefined) {
+    const frame = await raw.readFrame();
+    if (frame?.opcode !== 1) continue;
+    const message = JSON.parse(new TextDecoder().decode(frame.payload));
+    if (message.type === "RoomJoined") joined = message.data;
+  }
+  await watcher.waitFor("PlayerJoined");
+  // Heard last now, after everything it was sent so far: an unsolicited pong (RFC 6455
+  // section 5.5.3) answers nothing and gets nothing back.
+  await raw.sendFrame(10, new Uint8Array(0));
+  return { watcher, raw, joined };
+}
+
+/** `Reconnect` for the raw player's seat on a new connection; returns its `Reconnected` data. */
+// deno-lint-ignore no-explicit-any
+async function reconnectSeat(server: SignalFishServer, joined: any) {
+  const client = await connect(server);
+  client.send({
+    type: "Reconnect",
+    data: {
+      player_id: joined.player_id,
+      room_id: joined.room_id,
+      auth_token: joined.reconnection_token,
+    },
+  });
+  return { client, reconnected: (await client.next("Reconnected")).data };
+}
+
+Deno.test(
+  "A player closed by the idle timeout after frames went out to it reconnects with replay_truncated",
+  async () => {
+    await using server = await serve((config) => config.server.ping_timeout = 2);
+    // Two rooms at once (the timeout takes 2 s): one sent something while its player was silent.
+    const sent = await silentPlayerRoom(server, "IDLE01");
+    const quiet = await silentPlayerRoom(server, "IDLE02");
+    await using _w1 = sent.watcher;
+    await using _w2 = quiet.watcher;
+    sent.watcher.send({ type: "GameData", data: { data: { seq: 1 } } });
+    for (const { watcher, raw } of [sent, quiet]) {
+      equal((await raw.readClose(5000)).code, 1001);
+      raw.close();
+      await watcher.next("PlayerDisconnected", 5000);
+    }
+    // The server cannot know whether the GameData written after the player went silent arrived.
+    const first = await reconnectSeat(server, sent.joined);
+    await using _r1 = first.client;
+    equal(first.reconnected.replay_truncated, true);
+    // Nothing went out after it was last heard from: nothing can be missing.
+    const second = await reconnectSeat(server, quiet.joined);
+    await using _r2 = second.client;
+    equal(second.reconnected.replay_truncated, false);
+    deepEqual(second.reconnected.missed_events, []);
+  },
+);
+
+Deno.test(
+  "A player whose TCP connection ends without a close frame after frames went out to it reconnects with replay_truncated",
+  async () => {
+    await using server = await serve();
+    const sent = await silentPlayerRoom(server, "GONE11");
+    const quiet = await silentPlayerRoom(server, "GONE12");
+    await using _w1 = sent.watcher;
+    await using _w2 = quiet.watcher;
+    sent.watcher.send({ type: "GameData", data: { data: { seq: 1 } } });
+    // Read by the player before its connection ends: still not known to the server.
+    let frame;
+    do frame = await sent.raw.readFrame(); while (frame?.opcode !== 1);
+    equal(JSON.parse(new TextDecoder().decode(frame.payload)).type, "GameData");
+    for (const { watcher, raw } of [sent, quiet]) {
+      raw.close();
+      await watcher.next("PlayerDisconnected");
+    }
+    const first = await reconnectSeat(server, sent.joined);
+    await using _r1 = first.client;
+    equal(first.reconnected.replay_truncated, true);
+    const second = await reconnectSeat(server, quiet.joined);
+    await using _r2 = second.client;
+    equal(second.reconnected.replay_truncated, false);
+    deepEqual(second.reconnected.missed_events, []);
+  },
+);

@@ -466,7 +466,7 @@ export class ClusterRouter implements Router {
     this.streams.send(home, { kind: Kind.MSG, conn, frame });
   }
 
-  closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number): void {
+  closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number, lost = false): void {
     const pending = this.#pending.get(conn);
     if (pending && pending.home === home) {
       clearTimeout(pending.timer);
@@ -477,7 +477,7 @@ export class ClusterRouter implements Router {
       this.#home?.closed(conn, cause, now);
       return;
     }
-    this.#sendClosed(home, conn, cause);
+    this.#sendClosed(home, conn, cause, lost);
   }
 
   closedPending(conn: ConnId, _now: number): void {
@@ -492,14 +492,16 @@ export class ClusterRouter implements Router {
 
   /**
    * Tells `home` that connection `conn` closed or gave up its request (`CLOSED{cause,
-   * delivered}`, docs/spec/SERVER.md §8.5.3); returns the envelope's `seq`.
+   * delivered}`, docs/spec/SERVER.md §8.5.3); returns the envelope's `seq`. `lost`: the
+   * connection went silent with frames handed to it, so `delivered` is 0 (nothing counts).
    */
-  #sendClosed(home: NodeId, conn: ConnId, cause: ClosedCause): number {
+  #sendClosed(home: NodeId, conn: ConnId, cause: ClosedCause, lost = false): number {
+    const delivered = this.#takeDelivered(conn);
     return this.streams.send(home, {
       kind: Kind.CLOSED,
       conn,
       cause,
-      delivered: this.#takeDelivered(conn),
+      delivered: lost ? 0 : delivered,
     });
   }
 

@@ -276,8 +276,8 @@ export class LocalRouter implements Router {
     this.#node(home)?.home.receive(conn, input, now);
   }
 
-  closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number): void {
-    this.#node(home)?.home.closed(conn, cause, now);
+  closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number, lost?: boolean): void {
+    this.#node(home)?.home.closed(conn, cause, now, lost);
   }
 
   deliver(

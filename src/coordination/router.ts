@@ -209,10 +209,12 @@ export interface Router {
     now: number,
   ): void;
   /**
-   * Tells `home` that connection `conn` is gone. Guarantee: at most once; a lost one is
-   * covered by the pair's resync (docs/spec/SERVER.md §8.5.2).
+   * Tells `home` that connection `conn` is gone. `lost`: frames handed to it may not have
+   * arrived (it went silent, docs/spec/SERVER.md §8.5.3), so nothing the home sent counts as
+   * delivered. Guarantee: at most once; a lost one is covered by the pair's resync
+   * (docs/spec/SERVER.md §8.5.2).
    */
-  closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number): void;
+  closed(home: NodeId, conn: ConnId, cause: ClosedCause, now: number, lost?: boolean): void;
   /**
    * Connection `conn` of this node's edge is gone while a bind request of it is in flight to
    * another home (after {@linkcode Router.closed} for its current home, if remote): the request

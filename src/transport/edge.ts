@@ -776,7 +776,9 @@ export class Edge {
     this.#conns.delete(id);
     conn.queue = undefined;
     if (conn.barrier !== undefined) clearTimeout(conn.barrier);
-    if (conn.home !== this.#node) this.#router.closed(conn.home, id, "closed", now);
+    if (conn.home !== this.#node) {
+      this.#router.closed(conn.home, id, "closed", now, loss?.truncated === true);
+    }
     // A request still in flight to another home: that home hears of the close after it.
     this.#router.closedPending?.(id, now);
     // Inside a batch the seat is held at once, and the teardown's messages wait for the batch's

@@ -16,6 +16,7 @@ import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { getLogger } from "@logtape/logtape";
 import { utf8Length } from "../protocol/utf8.ts";
 import { type RequestHead, switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
+import type { DisconnectLoss } from "../engine/engine.ts";
 import type { Edge } from "./edge.ts";
 import { readTurn, readTurnSpent, readTurnStarts } from "./read_turns.ts";
 import type { Peer, SendFailure } from "./peer.ts";
@@ -124,6 +125,13 @@ export class SocketPeer implements Peer {
   #queuedBound = 0;
   /** Upper bound of `bufferedAmount`: its last reading plus what was written since. */
   #bufferedBound = 0;
+  /**
+   * A frame was handed to this socket since the client was last heard from (cleared by the
+   * transport on every frame, ping or pong it reads). When the connection then ends without a
+   * close handshake or by the idle timeout, those frames may not have arrived
+   * (docs/spec/EXTENSIONS.md E3).
+   */
+  sentSinceHeard = false;
 
   /**
    * Wraps an accepted socket. `stream`, the connection under it, is corked while a batch is
@@ -200,6 +208,7 @@ export class SocketPeer implements Peer {
   send(frame: string | Uint8Array): SendFailure | undefined {
     const socket = this.#socket;
     if (socket.readyState !== OPEN) return CLOSED;
+    this.sentSinceHeard = true;
     const max = this.#options.maxBufferedBytes;
     let bound = typeof frame === "string" ? frame.length * 3 : frame.byteLength;
     const pendingBound = this.#queuedBound + this.#bufferedBound;
@@ -963,6 +972,9 @@ function idleSweep(timeoutSecs: number): IdleSweep {
 /** The close reason of a connection closed for not answering pings (1001, docs/spec/PROTOCOL.md §7.10). */
 export const IDLE_TIMEOUT_REASON = "No response from ping frame.";
 
+/** The loss of a connection gone silent after frames went out to it (docs/spec/EXTENSIONS.md E3). */
+const UNHEARD: DisconnectLoss = Object.freeze({ truncated: true });
+
 /** One `ws` server per message size limit (they hold no sockets, only options). */
 const servers = new Map<number, WebSocketServer>();
 /** The subprotocol chosen for an upgrade request, read by `handleProtocols`. */
@@ -1037,8 +1049,24 @@ class WsConnection implements IdleWatch, DirectReads {
     if (this.closed) return;
     this.closed = true;
     if (this.watched) idleSweep(this.settings.idleTimeoutSecs).delete(this);
-    if (this.id !== undefined) this.edge.disconnect(this.id, Date.now(), undefined, closeCode);
+    if (this.id !== undefined) {
+      // Gone without a close handshake (1006): what it was sent since it was last heard from may
+      // not have arrived.
+      const loss = closeCode === 1006 ? this.#unheard() : undefined;
+      this.edge.disconnect(this.id, Date.now(), loss, closeCode);
+    }
     this.settings.onClosed?.(this.ip);
+  }
+
+  /** The replay is truncated when frames went out after the client was last heard from. */
+  #unheard(): DisconnectLoss | undefined {
+    return this.peer?.sentSinceHeard ? UNHEARD : undefined;
+  }
+
+  /** Called for every frame, ping or pong read from the client. */
+  heard(now: number): void {
+    this.heardMs = now;
+    if (this.peer !== undefined) this.peer.sentSinceHeard = false;
   }
 
   ping(): void {
@@ -1047,8 +1075,9 @@ class WsConnection implements IdleWatch, DirectReads {
 
   expire(): void {
     // The peer answers nothing: send the close frame and end the connection after it.
+    const loss = this.#unheard();
     this.peer!.close(1001, IDLE_TIMEOUT_REASON);
-    this.edge.disconnect(this.id!, Date.now(), undefined, 1001, true);
+    this.edge.disconnect(this.id!, Date.now(), loss, 1001, true);
     this.stream.end();
   }
 }
@@ -1061,13 +1090,13 @@ function onRawClose(this: WithConnection): void {
 }
 
 function onHeard(this: WithConnection): void {
-  this[CONNECTION]!.heardMs = Date.now();
+  this[CONNECTION]!.heard(Date.now());
 }
 
 function onMessage(this: WithConnection, data: Uint8Array, isBinary: boolean): void {
   const connection = this[CONNECTION]!;
   const now = Date.now();
-  connection.heardMs = now;
+  connection.heard(now);
   const id = connection.id!;
   try {
     connection.edge.receive(id, isBinary ? data : (data as Buffer).toString(), now);
