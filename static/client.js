@@ -1650,12 +1650,26 @@ var SignalFishClient = class _SignalFishClient {
           }))
         });
       }
-      case "NewSpectatorJoined":
-      case "SpectatorDisconnected":
+      // The arrival or departure itself, not `current_spectators`: the server lists at most
+      // the first 16 spectators there (docs/spec/PROTOCOL.md §7.9 note).
+      case "NewSpectatorJoined": {
+        const { spectator } = message.data;
+        const spectators = room.spectators.filter((s) => s.id !== spectator.id);
         return this.#setRoom({
           ...room,
-          spectators: message.data.current_spectators
+          spectators: [
+            ...spectators,
+            spectator
+          ]
         });
+      }
+      case "SpectatorDisconnected": {
+        const id = message.data.spectator_id;
+        return this.#setRoom({
+          ...room,
+          spectators: room.spectators.filter((s) => s.id !== id)
+        });
+      }
     }
   }
 };

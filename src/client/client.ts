@@ -247,7 +247,14 @@ export interface RoomState {
   supportsAuthority: boolean | undefined;
   /** Seats in seat order, with `is_ready` and `is_authority` kept current. */
   players: PlayerInfo[];
-  /** Spectators in join order. */
+  /**
+   * Spectators in join order, every one of them: the whole list from the snapshot
+   * (`RoomJoined`, `Reconnected` or `SpectatorJoined`), then each `NewSpectatorJoined.spectator`
+   * appended and each `SpectatorDisconnected.spectator_id` removed. Their `current_spectators`
+   * is not used: this server lists at most the first 16 spectators there (docs/spec/PROTOCOL.md
+   * §7.9 note). The snapshots are not capped, so the list has no limit of its own; the server
+   * caps a room's spectators (`server.max_spectators_per_room`, 100 by default).
+   */
   spectators: SpectatorInfo[];
   /** `waiting`, `lobby` or `finalized` (docs/spec/PROTOCOL.md §7.4). */
   lobbyState: LobbyState;
@@ -1687,9 +1694,17 @@ export class SignalFishClient implements AsyncDisposable {
           players: room.players.map((p) => ({ ...p, is_authority: p.id === holder })),
         });
       }
-      case "NewSpectatorJoined":
-      case "SpectatorDisconnected":
-        return this.#setRoom({ ...room, spectators: message.data.current_spectators });
+      // The arrival or departure itself, not `current_spectators`: the server lists at most
+      // the first 16 spectators there (docs/spec/PROTOCOL.md §7.9 note).
+      case "NewSpectatorJoined": {
+        const { spectator } = message.data;
+        const spectators = room.spectators.filter((s) => s.id !== spectator.id);
+        return this.#setRoom({ ...room, spectators: [...spectators, spectator] });
+      }
+      case "SpectatorDisconnected": {
+        const id = message.data.spectator_id;
+        return this.#setRoom({ ...room, spectators: room.spectators.filter((s) => s.id !== id) });
+      }
     }
   }
 }
