@@ -353,6 +353,7 @@ function retryAfterMs(error) {
   const seconds = /\bTry again in (\d{1,6}) seconds?\b/i.exec(error.message)?.[1];
   return seconds === void 0 ? 0 : Number(seconds) * 1e3;
 }
+var READY_TOGGLES = 3;
 var NO_RECONNECT_CLOSE_CODES = /* @__PURE__ */ new Set([
   1008,
   4001
@@ -417,6 +418,11 @@ var SignalFishClient = class _SignalFishClient {
   #spectating;
   #store;
   #sessionKey;
+  /** `Ping`s sent and `Pong`s received on the current socket (see `#pingRequest`). */
+  #pingsSent = 0;
+  #pongsReceived = 0;
+  /** Settles when the last `setReady()` call has (calls run one at a time). */
+  #readyTurn = Promise.resolve();
   /** Creates an unconnected client for `url` (http(s) base URL or the ws(s) endpoint). */
   constructor(url, options = {}) {
     this.url = endpointUrl(url);
@@ -725,32 +731,66 @@ var SignalFishClient = class _SignalFishClient {
     }
   }
   /**
-   * Sets this player's readiness (docs/spec/PROTOCOL.md §7.4). `PlayerReady` toggles on the wire, so this
-   * sends it only when the known readiness differs from `ready`, and resolves with the
-   * `LobbyStateChanged` that reflects the change (or the current state when nothing was sent).
+   * Sets this player's readiness (docs/spec/PROTOCOL.md §7.4) and resolves with the lobby once the
+   * server has settled it, in `LobbyStateChanged`'s shape: `lobby_state`, `ready_players` (with
+   * this player in it exactly when `ready`) and `all_ready`.
+   *
+   * `PlayerReady` toggles on the wire, so nothing is sent when the known readiness already is
+   * `ready`. Otherwise the client sends `PlayerReady` and then `Ping`, and judges the room as it
+   * stands when that `Ping`'s `Pong` arrives (the server answers in order, §1.5, so the toggle's
+   * `LobbyStateChanged` and everything before it have been applied). A seat released from a full
+   * room empties the ready set (§7.4); such a reset crossing the toggle can leave the readiness
+   * the other way round (reset, then the toggle readies a player who asked not to be), and then
+   * the client toggles again, sending at most three `PlayerReady` per call. Calls run one at a
+   * time, in call order.
+   *
    * Rejects with {@linkcode SignalFishError} `NOT_IN_ROOM`, `SPECTATOR_NOT_ALLOWED` or
-   * `RATE_LIMIT_EXCEEDED` (this connection's lobby changes, docs/spec/PROTOCOL.md §7.4 note).
+   * `RATE_LIMIT_EXCEEDED` (this connection's lobby changes, §7.4 note; each toggle takes a
+   * token), with {@linkcode SignalFishError} `INVALID_ROOM_STATE` (`messageType`
+   * `"LobbyStateChanged"`) when the readiness is still not `ready` after the third toggle, and
+   * with {@linkcode SignalFishConnectionError} when the connection is not open, closes or does
+   * not answer in time. After a rejection the readiness may be either way: `room` tells which.
    */
   setReady(ready = true) {
-    const room = this.#room;
-    if (room?.role === "player" && room.readyPlayers.includes(room.selfId) === ready) {
-      return Promise.resolve({
-        lobby_state: room.lobbyState,
-        ready_players: [
-          ...room.readyPlayers
-        ],
-        all_ready: room.lobbyState === "finalized"
-      });
-    }
-    return this.#request({
-      type: "PlayerReady"
-    }, (reply) => {
-      if (reply.type === "LobbyStateChanged") {
-        const self = this.#room?.selfId;
-        return self !== void 0 && reply.data.ready_players.includes(self) === ready ? {
-          value: reply.data
-        } : void 0;
+    const run = () => this.#setReadyNow(ready);
+    const result = this.#readyTurn.then(run, run);
+    this.#readyTurn = result.then(() => {
+    }, () => {
+    });
+    return result;
+  }
+  /** One `setReady()` call, run when no other is under way. */
+  async #setReadyNow(ready) {
+    for (let toggles = 0; ; toggles++) {
+      const room = this.#room;
+      if (room?.role === "player" && room.readyPlayers.includes(room.selfId) === ready) {
+        return {
+          lobby_state: room.lobbyState,
+          ready_players: [
+            ...room.readyPlayers
+          ],
+          all_ready: room.lobbyState === "finalized"
+        };
       }
+      if (toggles === READY_TOGGLES) {
+        throw new SignalFishError("INVALID_ROOM_STATE", `Cannot set readiness to ${ready}: still ${!ready} after ${toggles} PlayerReady toggles`, "LobbyStateChanged");
+      }
+      await this.#toggleReady();
+    }
+  }
+  /**
+   * Sends `PlayerReady` and then `Ping`; resolves on that `Ping`'s `Pong`, by when everything
+   * the toggle caused on this connection has arrived, and rejects on the toggle's refusal.
+   */
+  #toggleReady() {
+    try {
+      this.#send({
+        type: "PlayerReady"
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#pingRequest((reply) => {
       return errorWith(reply, [
         "NOT_IN_ROOM",
         "SPECTATOR_NOT_ALLOWED",
@@ -800,12 +840,7 @@ var SignalFishClient = class _SignalFishClient {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#request({
-      type: "Ping"
-    }, (reply) => {
-      if (reply.type === "Pong") return {
-        value: void 0
-      };
+    return this.#pingRequest((reply) => {
       return errorWith(reply, [
         "NOT_IN_ROOM",
         "SPECTATOR_NOT_ALLOWED"
@@ -934,13 +969,7 @@ var SignalFishClient = class _SignalFishClient {
   /** Sends `Ping` and resolves with the round-trip time to its `Pong`, ms (docs/spec/PROTOCOL.md §7.10). */
   async ping() {
     const started = performance.now();
-    await this.#request({
-      type: "Ping"
-    }, (reply) => {
-      return reply.type === "Pong" ? {
-        value: void 0
-      } : void 0;
-    });
+    await this.#pingRequest();
     return performance.now() - started;
   }
   /**
@@ -979,6 +1008,8 @@ var SignalFishClient = class _SignalFishClient {
     const socket = new Socket(this.url);
     socket.binaryType = "arraybuffer";
     this.#socket = socket;
+    this.#pingsSent = 0;
+    this.#pongsReceived = 0;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.onclose = null;
@@ -1013,6 +1044,7 @@ var SignalFishClient = class _SignalFishClient {
   #send(message) {
     this.#requireOpen();
     this.#socket.send(JSON.stringify(message));
+    if (message.type === "Ping") this.#pingsSent++;
   }
   /**
    * Sends `message` (unless `null`) and waits for the replies `handle` accepts. Never throws:
@@ -1042,12 +1074,32 @@ var SignalFishClient = class _SignalFishClient {
     if (message) {
       try {
         this.#socket.send(JSON.stringify(message));
+        if (message.type === "Ping") this.#pingsSent++;
       } catch (error) {
         this.#settle(pending, {
           error
         });
       }
     }
+    return promise;
+  }
+  /**
+   * Sends `Ping` and resolves on its own `Pong`: the server answers every `Ping` with one `Pong`
+   * in order (docs/spec/PROTOCOL.md §1.5, §7.10), so the n-th `Pong` on a socket answers its n-th
+   * `Ping`, whichever request sent the others (a `Pong` whose request already settled, on an
+   * error or a timeout, answers nobody). `handle` may settle the request on other replies first.
+   */
+  #pingRequest(handle = () => void 0, internal = false) {
+    let mine = 0;
+    const promise = this.#request({
+      type: "Ping"
+    }, (reply) => {
+      if (reply.type !== "Pong") return handle(reply);
+      return this.#pongsReceived === mine ? {
+        value: void 0
+      } : void 0;
+    }, internal);
+    mine = this.#pingsSent;
     return promise;
   }
   #settle(pending, outcome) {
@@ -1121,6 +1173,7 @@ var SignalFishClient = class _SignalFishClient {
   }
   /** Applies one server message: pending requests, room state, then events. */
   #dispatch(message, replayed) {
+    if (!replayed && message.type === "Pong") this.#pongsReceived++;
     const consumed = replayed ? false : this.#offer(message);
     this.#track(message);
     this.#emit("message", message);
@@ -1180,13 +1233,7 @@ var SignalFishClient = class _SignalFishClient {
         socket.close(DEAD_CONNECTION_CLOSE_CODE);
         return;
       }
-      this.#request({
-        type: "Ping"
-      }, (reply) => {
-        return reply.type === "Pong" ? {
-          value: void 0
-        } : void 0;
-      }, true).catch(() => {
+      this.#pingRequest(void 0, true).catch(() => {
       });
     }, interval);
   }
@@ -1603,12 +1650,26 @@ var SignalFishClient = class _SignalFishClient {
           }))
         });
       }
-      case "NewSpectatorJoined":
-      case "SpectatorDisconnected":
+      // The arrival or departure itself, not `current_spectators`: the server lists at most
+      // the first 16 spectators there (docs/spec/PROTOCOL.md §7.9 note).
+      case "NewSpectatorJoined": {
+        const { spectator } = message.data;
+        const spectators = room.spectators.filter((s) => s.id !== spectator.id);
         return this.#setRoom({
           ...room,
-          spectators: message.data.current_spectators
+          spectators: [
+            ...spectators,
+            spectator
+          ]
         });
+      }
+      case "SpectatorDisconnected": {
+        const id = message.data.spectator_id;
+        return this.#setRoom({
+          ...room,
+          spectators: room.spectators.filter((s) => s.id !== id)
+        });
+      }
     }
   }
 };

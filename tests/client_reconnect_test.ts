@@ -1,7 +1,8 @@
 /**
- * The client's automatic reconnection (docs/spec/PROTOCOL.md §7.11, docs/spec/EXTENSIONS.md E1–E3), heartbeat and
- * binary envelopes (§7.7), driven by a scripted stand-in server so every branch (replay order,
- * refusals, backoff exhaustion, takeover, dead connections) can be forced exactly.
+ * The client's automatic reconnection (docs/spec/PROTOCOL.md §7.11, docs/spec/EXTENSIONS.md E1–E3), heartbeat,
+ * binary envelopes (§7.7) and `setReady()` against resets of the ready set (§7.4), driven by a
+ * scripted stand-in server so every branch (replay order, refusals, backoff exhaustion,
+ * takeover, dead connections, a reset crossing a toggle) can be forced exactly.
  *
  * @module
  */
@@ -1013,4 +1014,152 @@ Deno.test("SignalFishClient watches again after a spectator's drop and reopens i
   deepEqual(statuses, ["reconnecting", "open"]);
   equal(server.received.filter((e) => e.connection === count).at(0)?.message.type, "Authenticate");
   ok((await idle.ping()) >= 0);
+});
+
+/**
+ * A 2-seat room of mira (the client) and bob in which `PlayerReady` toggles mira as the server
+ * does (docs/spec/PROTOCOL.md §7.4); `resetFirst` makes the next toggle follow bob's leaving
+ * (`PlayerLeft`, then the reset to `waiting` with an empty ready set) as if his `LeaveRoom`
+ * reached the server just before it.
+ */
+function readyRoom(initiallyReady: boolean) {
+  const ready = new Set<string>(initiallyReady ? [PLAYER] : []);
+  let seats = 2;
+  const lobby = (): ServerMessage => ({
+    type: "LobbyStateChanged",
+    data: {
+      lobby_state: seats === 2 ? (ready.size === 2 ? "finalized" : "lobby") : "waiting",
+      ready_players: [...ready],
+      all_ready: seats === 2 && ready.size === 2,
+    },
+  });
+  const room = {
+    resetFirst: false,
+    reply: ((message, socket) => {
+      if (message.type === "JoinRoom") {
+        return send(socket, {
+          type: "RoomJoined",
+          data: {
+            ...snapshot([player(PLAYER, "mira"), player(OTHER, "bob")]),
+            ready_players: [...ready],
+            reconnection_token: "token-1",
+          },
+        });
+      }
+      if (message.type !== "PlayerReady") return basics(message, socket);
+      if (room.resetFirst) {
+        room.resetFirst = false;
+        seats = 1;
+        ready.clear();
+        send(socket, { type: "PlayerLeft", data: { player_id: OTHER } });
+        send(socket, lobby());
+      }
+      if (!ready.delete(PLAYER)) ready.add(PLAYER);
+      send(socket, lobby());
+    }) as Reply,
+  };
+  return room;
+}
+
+Deno.test("SignalFishClient.setReady(false) ends not ready when a reset crosses its toggle", async () => {
+  const room = readyRoom(true);
+  await using server = new ScriptedServer(room.reply);
+  await using client = await seated(server);
+  deepEqual(client.room!.readyPlayers, [PLAYER]);
+  // Bob leaves as mira un-readies: the reset empties the ready set, then her toggle readies her.
+  room.resetFirst = true;
+  const result = await client.setReady(false);
+  deepEqual(result, { lobby_state: "waiting", ready_players: [], all_ready: false });
+  await client.ping(); // Anything the server sent before this has been applied.
+  deepEqual(client.room!.readyPlayers, []);
+  // The first toggle undid the reset's work, a second one (and no more) set it right.
+  equal(server.sent("PlayerReady").length, 2);
+});
+
+Deno.test("SignalFishClient.setReady(true) ends ready when a reset crosses its toggle", async () => {
+  const room = readyRoom(false);
+  await using server = new ScriptedServer(room.reply);
+  await using client = await seated(server);
+  room.resetFirst = true;
+  // The reset clears nothing of mira's, so her one toggle stands.
+  deepEqual(await client.setReady(true), {
+    lobby_state: "waiting",
+    ready_players: [PLAYER],
+    all_ready: false,
+  });
+  equal(server.sent("PlayerReady").length, 1);
+});
+
+Deno.test("SignalFishClient.setReady() runs concurrent calls one after the other", async () => {
+  const room = readyRoom(false);
+  await using server = new ScriptedServer(room.reply);
+  await using client = await seated(server);
+  const [first, second, third] = await Promise.all([
+    client.setReady(true),
+    client.setReady(true),
+    client.setReady(false),
+  ]);
+  deepEqual(first.ready_players, [PLAYER]);
+  deepEqual(second.ready_players, [PLAYER]);
+  deepEqual(third.ready_players, []);
+  // Two toggles: the second call found mira ready and sent nothing.
+  equal(server.sent("PlayerReady").length, 2);
+  deepEqual(client.room!.readyPlayers, []);
+});
+
+Deno.test("SignalFishClient.setReady() judges by its own Pong, not an earlier request's", async () => {
+  const room = readyRoom(false);
+  let holdPing = false;
+  let held: WebSocket | undefined;
+  await using server = new ScriptedServer((message, socket) => {
+    // ProvideConnectionInfo is refused; the Pong of the Ping that follows it is held back until
+    // the toggle arrives. The order stays the server's: that Pong, the toggle's
+    // LobbyStateChanged, then the Pong of setReady()'s own Ping.
+    if (message.type === "ProvideConnectionInfo") {
+      holdPing = true;
+      return send(socket, {
+        type: "Error",
+        data: { message: "Not in a room", error_code: "NOT_IN_ROOM" },
+      });
+    }
+    if (message.type === "Ping" && holdPing) {
+      holdPing = false;
+      held = socket;
+      return;
+    }
+    if (message.type === "PlayerReady" && held) send(held, { type: "Pong" });
+    room.reply(message, socket);
+  });
+  await using client = await seated(server);
+  await rejects(
+    client.provideConnectionInfo({ type: "direct", host: "127.0.0.1", port: 1 }),
+    (error: unknown) => error instanceof SignalFishError && error.code === "NOT_IN_ROOM",
+  );
+  deepEqual((await client.setReady(true)).ready_players, [PLAYER]);
+  await client.ping();
+  // Taking the stray Pong for its own would have judged before the toggle and toggled again.
+  equal(server.sent("PlayerReady").length, 1);
+  deepEqual(client.room!.readyPlayers, [PLAYER]);
+});
+
+Deno.test("SignalFishClient.setReady() gives up after three toggles that do not stick", async () => {
+  // A room whose ready set is emptied before every toggle and again after it.
+  const room = readyRoom(true);
+  await using server = new ScriptedServer((message, socket) => {
+    room.reply(message, socket);
+    if (message.type === "PlayerReady") {
+      send(socket, {
+        type: "LobbyStateChanged",
+        data: { lobby_state: "waiting", ready_players: [], all_ready: false },
+      });
+    }
+  });
+  await using client = await seated(server);
+  await client.setReady(false);
+  await rejects(client.setReady(true), (error: unknown) => {
+    ok(error instanceof SignalFishError);
+    deepEqual([error.code, error.messageType], ["INVALID_ROOM_STATE", "LobbyStateChanged"]);
+    return true;
+  });
+  equal(server.sent("PlayerReady").length, 1 + 3);
 });

@@ -637,3 +637,52 @@ Deno.test("SignalFishClient: setReady() past the lobby-change bucket and too-lar
   // A value within the cap is still stored and acknowledged.
   await alice.provideConnectionInfo({ type: "direct", host: "198.51.100.7", port: 7777 });
 });
+
+Deno.test("SignalFishClient keeps every spectator in room.spectators, past the 16 broadcasts list", async () => {
+  await using server = await serve();
+  await using alice = await client(server);
+  const { room_code } = await alice.createRoom({ ...joinAs("alice"), max_players: 2 });
+  const names = (who: SignalFishClient) => who.room!.spectators.map((s) => s.name);
+  const all = Array.from({ length: 20 }, (_, i) => `w${i + 1}`);
+  const watchers: SignalFishClient[] = [];
+  try {
+    for (const name of all) {
+      const watcher = await client(server);
+      watchers.push(watcher);
+      // Every earlier member hears of the arrival; wait for all of them.
+      const heard = [alice, ...watchers.slice(0, -1)].map((who) =>
+        nextEvent(who, "NewSpectatorJoined", (data) => data.spectator.name === name)
+      );
+      await watcher.spectate({ game_name: GAME, room_code, spectator_name: name });
+      const last = await heard[0]!;
+      await Promise.all(heard);
+      // The broadcast itself names only the first 16 (docs/spec/PROTOCOL.md §7.9 note).
+      equal(last.current_spectators.length, Math.min(watchers.length, 16));
+    }
+    deepEqual(names(alice), all);
+    deepEqual(names(watchers[17]!), all); // w18: its own snapshot of 18, then two arrivals
+    deepEqual(names(watchers[19]!), all); // w20: SpectatorJoined carries the whole list
+    // A player who joins now gets the whole list in RoomJoined.
+    await using bob = await client(server);
+    await bob.joinRoom({ ...joinAs("bob"), room_code });
+    deepEqual(names(bob), all);
+
+    // An early spectator leaves, then a late one: everyone drops exactly those two.
+    for (const leaver of [watchers[0]!, watchers[18]!]) {
+      const left = leaver.selfId;
+      const rest = [alice, bob, ...watchers.filter((w) => w !== leaver && w.room)];
+      const heard = rest.map((who) =>
+        nextEvent(who, "SpectatorDisconnected", (data) => data.spectator_id === left)
+      );
+      await leaver.leave();
+      await Promise.all(heard);
+    }
+    const remaining = all.filter((name) => name !== "w1" && name !== "w19");
+    for (const who of [alice, bob, watchers[1]!, watchers[17]!, watchers[19]!]) {
+      deepEqual(names(who), remaining);
+    }
+    equal((await alice.lookupRoom(GAME, room_code))!.spectators, remaining.length);
+  } finally {
+    for (const watcher of watchers) await watcher.close();
+  }
+});

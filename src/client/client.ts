@@ -247,7 +247,14 @@ export interface RoomState {
   supportsAuthority: boolean | undefined;
   /** Seats in seat order, with `is_ready` and `is_authority` kept current. */
   players: PlayerInfo[];
-  /** Spectators in join order. */
+  /**
+   * Spectators in join order, every one of them: the whole list from the snapshot
+   * (`RoomJoined`, `Reconnected` or `SpectatorJoined`), then each `NewSpectatorJoined.spectator`
+   * appended and each `SpectatorDisconnected.spectator_id` removed. Their `current_spectators`
+   * is not used: this server lists at most the first 16 spectators there (docs/spec/PROTOCOL.md
+   * §7.9 note). The snapshots are not capped, so the list has no limit of its own; the server
+   * caps a room's spectators (`server.max_spectators_per_room`, 100 by default).
+   */
   spectators: SpectatorInfo[];
   /** `waiting`, `lobby` or `finalized` (docs/spec/PROTOCOL.md §7.4). */
   lobbyState: LobbyState;
@@ -398,6 +405,12 @@ function retryAfterMs(error: SignalFishError): number {
   return seconds === undefined ? 0 : Number(seconds) * 1000;
 }
 
+/**
+ * Most `PlayerReady` toggles one `setReady()` call sends (docs/spec/PROTOCOL.md §7.4): the first,
+ * and more only when a reset of the ready set crossed the previous one.
+ */
+const READY_TOGGLES = 3;
+
 /** Close codes after which the seat cannot or must not be taken back (docs/spec/PROTOCOL.md §1.6). */
 const NO_RECONNECT_CLOSE_CODES = new Set([1008, 4001]);
 /** `WebSocket.readyState` values (not read from a global `WebSocket`, which may be absent). */
@@ -491,6 +504,11 @@ export class SignalFishClient implements AsyncDisposable {
   #spectating: SpectateData | undefined;
   readonly #store: SessionStore | undefined;
   readonly #sessionKey: string;
+  /** `Ping`s sent and `Pong`s received on the current socket (see `#pingRequest`). */
+  #pingsSent = 0;
+  #pongsReceived = 0;
+  /** Settles when the last `setReady()` call has (calls run one at a time). */
+  #readyTurn: Promise<void> = Promise.resolve();
 
   /** Creates an unconnected client for `url` (http(s) base URL or the ws(s) endpoint). */
   constructor(url: string | URL, options: ClientOptions = {}) {
@@ -785,28 +803,66 @@ export class SignalFishClient implements AsyncDisposable {
   }
 
   /**
-   * Sets this player's readiness (docs/spec/PROTOCOL.md §7.4). `PlayerReady` toggles on the wire, so this
-   * sends it only when the known readiness differs from `ready`, and resolves with the
-   * `LobbyStateChanged` that reflects the change (or the current state when nothing was sent).
+   * Sets this player's readiness (docs/spec/PROTOCOL.md §7.4) and resolves with the lobby once the
+   * server has settled it, in `LobbyStateChanged`'s shape: `lobby_state`, `ready_players` (with
+   * this player in it exactly when `ready`) and `all_ready`.
+   *
+   * `PlayerReady` toggles on the wire, so nothing is sent when the known readiness already is
+   * `ready`. Otherwise the client sends `PlayerReady` and then `Ping`, and judges the room as it
+   * stands when that `Ping`'s `Pong` arrives (the server answers in order, §1.5, so the toggle's
+   * `LobbyStateChanged` and everything before it have been applied). A seat released from a full
+   * room empties the ready set (§7.4); such a reset crossing the toggle can leave the readiness
+   * the other way round (reset, then the toggle readies a player who asked not to be), and then
+   * the client toggles again, sending at most three `PlayerReady` per call. Calls run one at a
+   * time, in call order.
+   *
    * Rejects with {@linkcode SignalFishError} `NOT_IN_ROOM`, `SPECTATOR_NOT_ALLOWED` or
-   * `RATE_LIMIT_EXCEEDED` (this connection's lobby changes, docs/spec/PROTOCOL.md §7.4 note).
+   * `RATE_LIMIT_EXCEEDED` (this connection's lobby changes, §7.4 note; each toggle takes a
+   * token), with {@linkcode SignalFishError} `INVALID_ROOM_STATE` (`messageType`
+   * `"LobbyStateChanged"`) when the readiness is still not `ready` after the third toggle, and
+   * with {@linkcode SignalFishConnectionError} when the connection is not open, closes or does
+   * not answer in time. After a rejection the readiness may be either way: `room` tells which.
    */
   setReady(ready = true): Promise<ServerData<"LobbyStateChanged">> {
-    const room = this.#room;
-    if (room?.role === "player" && room.readyPlayers.includes(room.selfId) === ready) {
-      return Promise.resolve({
-        lobby_state: room.lobbyState,
-        ready_players: [...room.readyPlayers],
-        all_ready: room.lobbyState === "finalized",
-      });
-    }
-    return this.#request({ type: "PlayerReady" }, (reply) => {
-      if (reply.type === "LobbyStateChanged") {
-        const self = this.#room?.selfId;
-        return self !== undefined && reply.data.ready_players.includes(self) === ready
-          ? { value: reply.data }
-          : undefined;
+    const run = () => this.#setReadyNow(ready);
+    const result = this.#readyTurn.then(run, run);
+    this.#readyTurn = result.then(() => {}, () => {});
+    return result;
+  }
+
+  /** One `setReady()` call, run when no other is under way. */
+  async #setReadyNow(ready: boolean): Promise<ServerData<"LobbyStateChanged">> {
+    for (let toggles = 0;; toggles++) {
+      const room = this.#room;
+      if (room?.role === "player" && room.readyPlayers.includes(room.selfId) === ready) {
+        return {
+          lobby_state: room.lobbyState,
+          ready_players: [...room.readyPlayers],
+          all_ready: room.lobbyState === "finalized",
+        };
       }
+      if (toggles === READY_TOGGLES) {
+        throw new SignalFishError(
+          "INVALID_ROOM_STATE",
+          `Cannot set readiness to ${ready}: still ${!ready} after ${toggles} PlayerReady toggles`,
+          "LobbyStateChanged",
+        );
+      }
+      await this.#toggleReady();
+    }
+  }
+
+  /**
+   * Sends `PlayerReady` and then `Ping`; resolves on that `Ping`'s `Pong`, by when everything
+   * the toggle caused on this connection has arrived, and rejects on the toggle's refusal.
+   */
+  #toggleReady(): Promise<void> {
+    try {
+      this.#send({ type: "PlayerReady" });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#pingRequest((reply) => {
       return errorWith(reply, ["NOT_IN_ROOM", "SPECTATOR_NOT_ALLOWED", "RATE_LIMIT_EXCEEDED"]);
     });
   }
@@ -845,8 +901,7 @@ export class SignalFishClient implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#request({ type: "Ping" }, (reply) => {
-      if (reply.type === "Pong") return { value: undefined };
+    return this.#pingRequest((reply) => {
       return errorWith(reply, ["NOT_IN_ROOM", "SPECTATOR_NOT_ALLOWED"]) ??
         (reply.type === "Error" && reply.data.error_code === "INVALID_INPUT" &&
             reply.data.message.startsWith(CONNECTION_INFO_REFUSAL)
@@ -978,9 +1033,7 @@ export class SignalFishClient implements AsyncDisposable {
   /** Sends `Ping` and resolves with the round-trip time to its `Pong`, ms (docs/spec/PROTOCOL.md §7.10). */
   async ping(): Promise<number> {
     const started = performance.now();
-    await this.#request({ type: "Ping" }, (reply) => {
-      return reply.type === "Pong" ? { value: undefined } : undefined;
-    });
+    await this.#pingRequest();
     return performance.now() - started;
   }
 
@@ -1021,6 +1074,8 @@ export class SignalFishClient implements AsyncDisposable {
     const socket = new Socket(this.url);
     socket.binaryType = "arraybuffer";
     this.#socket = socket;
+    this.#pingsSent = 0;
+    this.#pongsReceived = 0;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.onclose = null;
@@ -1060,6 +1115,7 @@ export class SignalFishClient implements AsyncDisposable {
   #send(message: ClientMessage): void {
     this.#requireOpen();
     this.#socket!.send(JSON.stringify(message));
+    if (message.type === "Ping") this.#pingsSent++;
   }
 
   /**
@@ -1095,10 +1151,30 @@ export class SignalFishClient implements AsyncDisposable {
     if (message) {
       try {
         this.#socket!.send(JSON.stringify(message));
+        if (message.type === "Ping") this.#pingsSent++;
       } catch (error) {
         this.#settle(pending, { error: error as Error });
       }
     }
+    return promise;
+  }
+
+  /**
+   * Sends `Ping` and resolves on its own `Pong`: the server answers every `Ping` with one `Pong`
+   * in order (docs/spec/PROTOCOL.md §1.5, §7.10), so the n-th `Pong` on a socket answers its n-th
+   * `Ping`, whichever request sent the others (a `Pong` whose request already settled, on an
+   * error or a timeout, answers nobody). `handle` may settle the request on other replies first.
+   */
+  #pingRequest(
+    handle: (reply: ServerMessage) => Outcome<void> = () => undefined,
+    internal = false,
+  ): Promise<void> {
+    let mine = 0; // Set below: #request sends at once (or rejects without sending).
+    const promise = this.#request<void>({ type: "Ping" }, (reply) => {
+      if (reply.type !== "Pong") return handle(reply);
+      return this.#pongsReceived === mine ? { value: undefined } : undefined;
+    }, internal);
+    mine = this.#pingsSent;
     return promise;
   }
 
@@ -1178,6 +1254,7 @@ export class SignalFishClient implements AsyncDisposable {
 
   /** Applies one server message: pending requests, room state, then events. */
   #dispatch(message: ServerMessage, replayed: boolean): void {
+    if (!replayed && message.type === "Pong") this.#pongsReceived++;
     const consumed = replayed ? false : this.#offer(message);
     this.#track(message);
     this.#emit("message", message);
@@ -1236,9 +1313,7 @@ export class SignalFishClient implements AsyncDisposable {
         socket.close(DEAD_CONNECTION_CLOSE_CODE);
         return;
       }
-      this.#request({ type: "Ping" }, (reply) => {
-        return reply.type === "Pong" ? { value: undefined } : undefined;
-      }, true).catch(() => {});
+      this.#pingRequest(undefined, true).catch(() => {});
     }, interval);
   }
 
@@ -1619,9 +1694,17 @@ export class SignalFishClient implements AsyncDisposable {
           players: room.players.map((p) => ({ ...p, is_authority: p.id === holder })),
         });
       }
-      case "NewSpectatorJoined":
-      case "SpectatorDisconnected":
-        return this.#setRoom({ ...room, spectators: message.data.current_spectators });
+      // The arrival or departure itself, not `current_spectators`: the server lists at most
+      // the first 16 spectators there (docs/spec/PROTOCOL.md §7.9 note).
+      case "NewSpectatorJoined": {
+        const { spectator } = message.data;
+        const spectators = room.spectators.filter((s) => s.id !== spectator.id);
+        return this.#setRoom({ ...room, spectators: [...spectators, spectator] });
+      }
+      case "SpectatorDisconnected": {
+        const id = message.data.spectator_id;
+        return this.#setRoom({ ...room, spectators: room.spectators.filter((s) => s.id !== id) });
+      }
     }
   }
 }

@@ -7,14 +7,19 @@
  */
 import type { ErrorCode } from "../protocol/error_codes.ts";
 
-/** Server message types that carry a refusal with an `error_code`. */
+/**
+ * Server message types that carry a refusal with an `error_code`, and `"LobbyStateChanged"`
+ * for `setReady()` giving up (`INVALID_ROOM_STATE`: the lobby still showed the other readiness
+ * after its last toggle, docs/spec/PROTOCOL.md §7.4).
+ */
 export type FailureMessageType =
   | "Error"
   | "AuthenticationError"
   | "RoomJoinFailed"
   | "SpectatorJoinFailed"
   | "AuthorityResponse"
-  | "ReconnectionFailed";
+  | "ReconnectionFailed"
+  | "LobbyStateChanged";
 
 /**
  * A refusal from the server. `code` is the wire `error_code` (docs/spec/PROTOCOL.md §9), `message` the
