@@ -402,6 +402,11 @@ var SignalFishClient = class _SignalFishClient {
   #room;
   #heartbeat;
   #lastInbound = 0;
+  /**
+   * The last connection was given up for an unanswered heartbeat: what the server wrote to it in
+   * the silence may be lost, so the next `Reconnected` reports its replay truncated.
+   */
+  #wentSilent = false;
   #lastError;
   #closing = false;
   #wakeReconnect;
@@ -1228,6 +1233,7 @@ var SignalFishClient = class _SignalFishClient {
       const socket = this.#socket;
       if (!socket || socket.readyState !== OPEN) return;
       if (Date.now() - this.#lastInbound > 3 * interval) {
+        this.#wentSilent = true;
         this.#onClose(socket, DEAD_CONNECTION_CLOSE_CODE, "No response to heartbeat");
         socket.onclose = null;
         socket.close(DEAD_CONNECTION_CLOSE_CODE);
@@ -1392,6 +1398,7 @@ var SignalFishClient = class _SignalFishClient {
     }
     this.#seat = void 0;
     this.#spectating = void 0;
+    this.#wentSilent = false;
     this.#setRoom(void 0);
     if (!open) this.#endError = error;
     this.#setStatus(open ? "open" : "closed");
@@ -1479,6 +1486,13 @@ var SignalFishClient = class _SignalFishClient {
   }
   /** Applies a `Reconnected`: replays missed events in order, then takes the fresh snapshot. */
   #restore(data) {
+    if (this.#wentSilent) {
+      this.#wentSilent = false;
+      if (!data.replay_truncated) data = {
+        ...data,
+        replay_truncated: true
+      };
+    }
     for (const missed of data.missed_events) this.#dispatch(missed, true);
     this.#seat = {
       playerId: data.player_id,

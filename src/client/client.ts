@@ -325,7 +325,12 @@ export type ClientEvents =
     close: CloseEvent;
     /** A reconnection attempt is scheduled in `delayMs` ms (1-based `attempt`). */
     reconnecting: { attempt: number; delayMs: number };
-    /** The seat was restored; missed events have already been emitted, in order. */
+    /**
+     * The seat was restored; missed events have already been emitted, in order. `replay_truncated`
+     * is also `true` when the client gave the connection up because its heartbeat went
+     * unanswered: the server may still have had that socket open and written to it, and what went
+     * there is not replayed (docs/spec/PROTOCOL.md §7.11.5, docs/spec/EXTENSIONS.md E3).
+     */
     reconnected: ReconnectedData;
     /** A spectator's connection dropped and the client watches the room again. */
     respectated: ServerData<"SpectatorJoined">;
@@ -488,6 +493,11 @@ export class SignalFishClient implements AsyncDisposable {
   #room: RoomState | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #lastInbound = 0;
+  /**
+   * The last connection was given up for an unanswered heartbeat: what the server wrote to it in
+   * the silence may be lost, so the next `Reconnected` reports its replay truncated.
+   */
+  #wentSilent = false;
   #lastError: SignalFishError | undefined;
   #closing = false;
   #wakeReconnect: (() => void) | undefined;
@@ -1308,6 +1318,7 @@ export class SignalFishClient implements AsyncDisposable {
       if (Date.now() - this.#lastInbound > 3 * interval) {
         // Nothing arrived for 3 intervals, not even a Pong: treat the connection as lost
         // instead of waiting for TCP to notice.
+        this.#wentSilent = true;
         this.#onClose(socket, DEAD_CONNECTION_CLOSE_CODE, "No response to heartbeat");
         socket.onclose = null;
         socket.close(DEAD_CONNECTION_CLOSE_CODE);
@@ -1460,6 +1471,7 @@ export class SignalFishClient implements AsyncDisposable {
     }
     this.#seat = undefined;
     this.#spectating = undefined;
+    this.#wentSilent = false;
     this.#setRoom(undefined);
     if (!open) this.#endError = error;
     this.#setStatus(open ? "open" : "closed");
@@ -1547,6 +1559,12 @@ export class SignalFishClient implements AsyncDisposable {
 
   /** Applies a `Reconnected`: replays missed events in order, then takes the fresh snapshot. */
   #restore(data: ReconnectedData): void {
+    if (this.#wentSilent) {
+      // A takeover of the socket that went silent: the server counts what it wrote there as
+      // delivered (docs/spec/PROTOCOL.md §7.11.5), and nothing says whether it arrived.
+      this.#wentSilent = false;
+      if (!data.replay_truncated) data = { ...data, replay_truncated: true };
+    }
     for (const missed of data.missed_events) this.#dispatch(missed, true);
     this.#seat = { playerId: data.player_id, roomId: data.room_id, token: data.reconnection_token };
     this.#spectating = undefined;
