@@ -313,6 +313,11 @@ export class Reconnection {
     this.#bufferedBytes -= hold.bytes;
     this.#bufferedFrames -= hold.frames.length;
     hold.bytes = 0;
+    // The global budget's order may still name this hold (skipped as stale, compacted later):
+    // its frames go now, not with that entry.
+    hold.frames = [];
+    hold.sizes = [];
+    hold.seqs = [];
   }
 
   /** Ends a hold whose window is over: the seat release sequence (docs/spec/PROTOCOL.md §7.11.3). */

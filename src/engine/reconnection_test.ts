@@ -417,6 +417,37 @@ Deno.test("A token record invalidated for the window does not keep its room aliv
   equal(left.deref(), undefined, "the room of a left record was collected");
 });
 
+Deno.test("An ended hold lets its replay frames go, though the global budget's order still names it", () => {
+  // The order of every buffered frame (the global budget drops the oldest first) is compacted
+  // only now and then, so its stale entries keep ended holds reachable for a while: without
+  // their frames, 1024 of them pin kilobytes instead of up to a replay buffer each.
+  const options = testOptions({ enableReconnection: true });
+  const reconnection = new Reconnection(options, new Sessions(options), () => []);
+  const room = new Room({
+    id: crypto.randomUUID(),
+    code: "ABC123",
+    gameName: "g",
+    maxPlayers: 4,
+    supportsAuthority: true,
+    relayType: "Hybrid",
+    now: T0,
+  });
+  const ended = ["dropped", "expired"].map((how) => {
+    const player = crypto.randomUUID();
+    reconnection.hold(room, player, crypto.randomUUID(), T0, {});
+    const hold = reconnection.held(player)!;
+    for (let i = 0; i < 3; i++) reconnection.append(hold, `{"n":${i}}`, 7);
+    equal(hold.frames.length, 3);
+    if (how === "dropped") ok(reconnection.dropHold(player));
+    else reconnection.tick(hold.expiresAt);
+    equal(reconnection.held(player), undefined);
+    return hold;
+  });
+  for (const hold of ended) {
+    deepEqual([hold.frames, hold.sizes, hold.seqs, hold.bytes], [[], [], [], 0]);
+  }
+});
+
 Deno.test("Engine: takeovers in a loop leave nothing behind once every connection has gone", () => {
   const engine = engineWith([P1, P2]);
   const joined = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data;
