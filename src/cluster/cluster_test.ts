@@ -971,6 +971,10 @@ Deno.test("Cluster (twins): a room whose code the directory gives to another roo
     await until(() => carol.last("RoomJoined") !== undefined, "Carol's RoomJoined");
     equal(carol.last("RoomJoined")!.data!.room_id, owner);
     equal(alice.types().includes("PlayerJoined"), false, "nobody joined A's room");
+    // A's room closes: the next refresh forgets its conflict (no room here has that code).
+    ok(a.engine.closeRoom("orbit", code, Date.now()));
+    await a.cluster.refresh();
+    equal(a.cluster.conflicts.size, 0, [...a.cluster.conflicts].join());
   } finally {
     await cluster.close();
   }

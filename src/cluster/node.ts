@@ -400,6 +400,14 @@ export class ClusterNode {
           this.conflicts.delete(key);
         }
       });
+      if (this.conflicts.size > 0) {
+        // A room that lost its code and then closed: its key would stay until a room here
+        // took the same code again.
+        const homedCodes = new Set(
+          this.#options.entries().map((entry) => `${entry.gameName}\u0000${entry.roomCode}`),
+        );
+        for (const key of this.conflicts) if (!homedCodes.has(key)) this.conflicts.delete(key);
+      }
       this.#registered = true;
       this.#peers = await this.store.nodes();
       this.seen = [...this.#peers.keys()].sort();
