@@ -1997,3 +1997,28 @@ Deno.test("Cluster (twins): a gap found in the same run as the answer that bound
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a node gone for good (its instance key expired, silent for T) leaves no stream state on the others, which stop their heartbeats to it (docs/spec/SERVER.md §8.5.1)", async () => {
+  let clock = Date.now();
+  const cluster = await testCluster({ heartbeatMs: 50, ttlMs: 3_000, now: () => clock });
+  try {
+    const [a, , c] = threeNodes(cluster);
+    const streams = a.cluster.router.streams;
+    await joined(a, "Alice", "GONE77", 8);
+    const carol = await joined(c, "Carol", "GONE77", 8);
+    carol.say({ type: "LeaveRoom" });
+    await until(() => !!carol.last("RoomLeft"), "Carol left");
+    ok(streams.peers().includes(c.name), "A and C have exchanged envelopes");
+    // C vanishes (a kill -9): nothing more arrives from it, and its instance key expires.
+    cluster.network.fault = (from) => from === c.name ? "drop" : "deliver";
+    cluster.store.expire((key) => key === `instance:${c.name}`);
+    await a.cluster.refresh();
+    ok(streams.peers().includes(c.name), "not silent for T yet");
+    clock += 3_001;
+    await a.cluster.refresh();
+    equal(streams.peers().includes(c.name), false, streams.peers().join());
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});

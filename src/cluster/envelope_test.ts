@@ -379,3 +379,61 @@ Deno.test("streams: a window holds the batches of later turns until it ends, in 
   deepEqual(received.slice(-2), ["1:from b", "5:7"]);
   network.close();
 });
+
+Deno.test("streams: a gone node's pair is forgotten once it is no peer and silent for T; live, active or recent ones stay", async () => {
+  const network = new MemoryNetwork();
+  let clock = 1_000_000;
+  let bPeer = false;
+  const a = network.bus("a");
+  const published: NodeId[] = [];
+  const counting = Object.assign(Object.create(a), {
+    publish: (to: NodeId, bytes: Uint8Array, heartbeat?: boolean) => {
+      published.push(to);
+      a.publish(to, bytes, heartbeat);
+    },
+    forget: (node: NodeId) => void published.push(`forget ${node}`),
+  });
+  const streams = new Streams(
+    counting,
+    {
+      deliver: () => {},
+      resync: () => {},
+      isPeer: (peer) => peer === "b" && bPeer,
+    },
+    1_000,
+    30_000,
+    () => clock,
+  );
+  await a.start({ receive: (x) => streams.receive(x), lost: () => {} });
+  for (const peer of ["b", "c"]) {
+    streams.send(peer, { kind: Kind.MSG, conn: "x", frame: "hello" });
+  }
+  streams.flush();
+  deepEqual(streams.peers(), ["b", "c"]);
+  const live = (node: NodeId) => node !== "b" && node !== "c";
+  // The heartbeat timer runs every second: each pair gets heartbeats, so it never idles out.
+  const wait = (ms: number) => {
+    for (const end = clock + ms; clock < end;) {
+      clock += 1_000;
+      streams.tick();
+    }
+  };
+
+  wait(29_000); // Not silent for T yet.
+  equal(streams.forgetGone(live), 0);
+  wait(2_000);
+  deepEqual(streams.peers(), ["b", "c"], "heartbeats keep both pairs");
+  bPeer = true; // Still bound there: kept, gone or not.
+  equal(streams.forgetGone((node) => node !== "b"), 0, "c is live");
+  deepEqual(streams.peers(), ["b", "c"]);
+  bPeer = false;
+  equal(streams.forgetGone((node) => node !== "b"), 1);
+  deepEqual(streams.peers(), ["c"]);
+  published.length = 0;
+  wait(1_000); // Heartbeats go to c only now.
+  deepEqual(published, ["c"]);
+  equal(streams.forgetGone(live), 1);
+  deepEqual(streams.peers(), []);
+  deepEqual(published, ["c", "forget c"]);
+  await a.close();
+});

@@ -411,6 +411,8 @@ export class ClusterNode {
       this.#registered = true;
       this.#peers = await this.store.nodes();
       this.seen = [...this.#peers.keys()].sort();
+      const peers = this.#peers;
+      this.router.streams.forgetGone((node) => peers.has(node));
     } catch (error) {
       log.warn("Cluster refresh failed: {error}", { error });
     }

@@ -429,6 +429,26 @@ export class Streams {
     }
   }
 
+  /**
+   * Drops the stream state of every node `live` says is gone (its liveness key expired: a node
+   * that crashed or stopped, docs/spec/SERVER.md §8.5.1), once it is no peer here and nothing
+   * has arrived from it for `T`; returns how many. Node ids are never reused (each start is a
+   * new node, §8.2), so no stream with such a node can start again. Without this, every
+   * restart in the cluster's life left a pair behind that got a heartbeat every `heartbeat_ms`.
+   */
+  forgetGone(live: (node: NodeId) => boolean): number {
+    const now = this.#now();
+    let forgotten = 0;
+    for (const [peer, pair] of this.#pairs) {
+      if (live(peer) || now - pair.lastHeard <= this.#idleMs || pair.batch !== undefined) continue;
+      if (this.#handlers.isPeer(peer)) continue;
+      this.#pairs.delete(peer);
+      this.#bus.forget?.(peer);
+      forgotten++;
+    }
+    return forgotten;
+  }
+
   /** Peers with stream state (for `/v2/status`). */
   peers(): NodeId[] {
     return [...this.#pairs.keys()];

@@ -60,6 +60,8 @@ export interface ClusterBus {
    * once Redis confirmed; rejects when it cannot be reached (the caller tries again).
    */
   listen(kind: OperatorChannel, listener: ((payload: string) => void) | undefined): Promise<void>;
+  /** Forgets what it keeps for node `node` (its channel's name): that node is gone for good. */
+  forget?(node: NodeId): void;
   /** Unsubscribes and closes the connections. Idempotent. */
   close(): Promise<void>;
 }
