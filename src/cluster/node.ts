@@ -358,6 +358,7 @@ export class ClusterNode {
         this.#epoch = epoch;
         this.#epochSince = this.#now();
       }
+      this.store.sweepFallback?.(Date.now());
       const counts = this.counts?.();
       await this.store.writeLiveness(this.node, {
         startedAt: this.startedAt,

@@ -914,6 +914,10 @@ export class RedisStore implements ClusterStore {
     return this.#bucket(kind, key, now, true);
   }
 
+  sweepFallback(now: number): void {
+    for (const buckets of Object.values(this.#fallback)) buckets.sweep(now);
+  }
+
   check(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
     return this.#bucket(kind, key, now, false);
   }

@@ -331,6 +331,12 @@ Deno.test({
       deepEqual(await store.take("join", "9.9.9.9", 0), { ok: true });
       deepEqual(await store.take("join", "9.9.9.9", 0), { ok: true });
       deepEqual(await store.take("join", "9.9.9.9", 0), { ok: false, retryAfterSecs: 30 });
+      // The refresh's sweep forgets fallback buckets full again for a window: asked at 0 again,
+      // the address gets a fresh (full) bucket, not the empty one remembered.
+      store.sweepFallback(59_000);
+      deepEqual(await store.take("join", "9.9.9.9", 0), { ok: false, retryAfterSecs: 30 });
+      store.sweepFallback(10 * 60_000);
+      deepEqual(await store.take("join", "9.9.9.9", 0), { ok: true });
     } finally {
       await link.close();
       await server.stop();

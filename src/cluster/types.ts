@@ -151,6 +151,12 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
    */
   prepare?(): Promise<void>;
   /**
+   * Forgets this node's own fallback buckets (taken while Redis could not be reached,
+   * docs/spec/SERVER.md §8.4.3) that have been full for longer than their window; called at
+   * each refresh (`T/3`).
+   */
+  sweepFallback?(now: number): void;
+  /**
    * Whether the store answers: `false` from a call that failed because Redis could not be reached
    * or did not answer within `cluster.forward_timeout_ms` until a call answers again (an error
    * reply from Redis counts as an answer). While `false`, Redis is "unreachable"

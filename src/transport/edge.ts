@@ -810,6 +810,7 @@ export class Edge {
   command(command: EdgeCommand, now: number): Awaitable<CommandReply> | undefined {
     switch (command.kind) {
       case "sweep":
+        this.#forwardBudget?.sweep(now);
         this.apply(this.#engine.sweep(now), now);
         return undefined;
       case "tick":

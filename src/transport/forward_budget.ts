@@ -66,6 +66,15 @@ export class ForwardBudget {
     return new TokenBucket(2 * this.#perConnection, BURST_MS);
   }
 
+  /**
+   * Forgets the addresses whose bucket has been full for longer than its burst window
+   * (the maintenance sweep, docs/spec/SERVER.md §4.2): they would otherwise stay until
+   * `maxTrackedIps` pushed them out.
+   */
+  sweep(now: number): void {
+    this.#ips.sweep(now);
+  }
+
   /** Addresses with a bucket now. */
   get trackedIps(): number {
     return this.#ips.size;

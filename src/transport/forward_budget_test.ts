@@ -38,3 +38,18 @@ Deno.test("ForwardBudget: addresses remembered stay within maxTrackedIps; rates 
   }
   throws(() => new ForwardBudget({ perConnection: 0, perIp: 10 }), RangeError);
 });
+
+Deno.test("ForwardBudget: the maintenance sweep forgets addresses whose bucket is full again", () => {
+  const budget = new ForwardBudget({ perConnection: 1000, perIp: 1000, maxTrackedIps: 10 });
+  budget.charge(budget.connection(), "10.0.0.1", 500, 0);
+  budget.charge(budget.connection(), "10.0.0.2", 5000, 0);
+  equal(budget.trackedIps, 2);
+  // 2000 bytes of allowance refilled at 1000 bytes/s: 10.0.0.1 is full again at 0.5 s, and
+  // forgotten once it has been for a burst window (2 s); 10.0.0.2, in debt, at 5 s and 7 s.
+  budget.sweep(2_400);
+  equal(budget.trackedIps, 2);
+  budget.sweep(2_600);
+  equal(budget.trackedIps, 1, "10.0.0.1 forgotten");
+  budget.sweep(60_000);
+  equal(budget.trackedIps, 0);
+});
