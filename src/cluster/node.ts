@@ -135,6 +135,11 @@ export function registerClusterMetrics(
 
 /** Most dead nodes remembered for counting verdicts once each (then the set starts over). */
 const MAX_DEAD_REMEMBERED = 10_000;
+/**
+ * Members of `rooms-order` each refresh looks at for rooms whose entry is gone (every `T/3`, on
+ * every node: at the defaults, 128 per 10 s per node).
+ */
+const ORDER_SWEEP = 128;
 
 /** A fresh node name: `<instance_id>@<8 hex digits>` (docs/spec/SERVER.md §8.2). */
 export function nodeName(instanceId: string): NodeId {
@@ -185,6 +190,8 @@ export class ClusterNode {
   /** When the epoch last changed (or was first read). */
   #epochSince = 0;
   #registered = false;
+  /** Where the next order sweep starts in `rooms-order` (see `ClusterStore.sweepOrder`). */
+  #orderRank = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** The pending probe while Redis does not answer. */
   #probing: ReturnType<typeof setTimeout> | undefined;
@@ -410,6 +417,9 @@ export class ClusterNode {
         for (const key of this.conflicts) if (!homedCodes.has(key)) this.conflicts.delete(key);
       }
       this.#registered = true;
+      if (this.store.sweepOrder) {
+        this.#orderRank = (await this.store.sweepOrder(this.#orderRank, ORDER_SWEEP)).next;
+      }
       this.#peers = await this.store.nodes();
       this.seen = [...this.#peers.keys()].sort();
       const peers = this.#peers;

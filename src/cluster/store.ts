@@ -400,6 +400,15 @@ return {'ok'}
 const REFRESH = script(`
 local now = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
+-- Members whose room stopped being refreshed (its home crashed) leave the expiry-scored sets
+-- here too, not only when a claim counts them: a busy game's sets never expire as a whole.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+if ARGV[8] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
+end
 local current = redis.call('GET', KEYS[1])
 local result = 'created'
 if current then
@@ -564,6 +573,32 @@ while not done do
 end
 for _, member in ipairs(expired) do redis.call('ZREM', KEYS[1], member) end
 return out
+`);
+
+/**
+ * Order sweep. KEYS: rooms-order. ARGV: key prefix, start rank, count. Looks at `count` members
+ * of `rooms-order` from rank `start`; a member whose `room:` key is gone (its home crashed, so
+ * nobody released it) leaves `rooms-order` and its game's `game-order`. Returns the rank to
+ * start from next time (0 after the end) and how many were removed.
+ */
+const SWEEP_ORDER = script(`
+local start = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local batch = redis.call('ZRANGE', KEYS[1], start, start + count - 1)
+local removed = 0
+for _, member in ipairs(batch) do
+  if redis.call('EXISTS', ARGV[1] .. 'room:' .. member) == 0 then
+    redis.call('ZREM', KEYS[1], member)
+    local cut = string.find(member, ':[^:]*$')
+    if cut then
+      redis.call('ZREM', ARGV[1] .. 'game-order:' .. string.sub(member, 1, cut - 1),
+        string.sub(member, cut + 1))
+    end
+    removed = removed + 1
+  end
+end
+if #batch < count then return {0, removed} end
+return {start + #batch - removed, removed}
 `);
 
 /** Order of listings: creation time, then game name, then code. */
@@ -912,6 +947,21 @@ export class RedisStore implements ClusterStore {
 
   take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
     return this.#bucket(kind, key, now, true);
+  }
+
+  /**
+   * Removes from the listing orders (`rooms-order`, `game-order`) up to `count` rooms whose entry
+   * is gone, looking at `count` members from rank `start`; resolves with the rank to start
+   * from next time (0 after the end) and how many were removed. Rejects like every call.
+   */
+  async sweepOrder(start: number, count: number): Promise<{ next: number; removed: number }> {
+    const reply = await this.#script(
+      SWEEP_ORDER,
+      [this.#keys.roomsOrder()],
+      [this.#keys.prefix, String(start), String(count)],
+      "sweep",
+    ) as unknown[];
+    return { next: Number(reply[0]), removed: Number(reply[1]) };
   }
 
   sweepFallback(now: number): void {

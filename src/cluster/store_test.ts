@@ -57,6 +57,64 @@ function record(code: string, home = "a@00000001", overrides: Partial<DirectoryR
 
 type Make = (s: StoreSettings, cleanups: (() => Promise<void>)[]) => Promise<ClusterStore>;
 
+Deno.test({
+  name:
+    "RedisStore: a crashed home's rooms leave the expiry-scored sets at any refresh of their game and the listing orders through the order sweep",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const server: RedisServer = await startRedis();
+    const link = new RedisLink({ url: server.url });
+    try {
+      await link.connect();
+      let clock = 1_000_000;
+      const store = new RedisStore(link, settings({ now: () => clock }));
+      const keys = new Keys("sf:");
+      const redis = (...command: string[]) => link.command.sendCommand(command);
+      const app = { appId: "app-1", creatorIp: "198.51.100.7" };
+      for (let i = 0; i < 5; i++) {
+        const code = `C${String(i).padStart(5, "0")}`;
+        const claimed = await store.claim(
+          record(code, "dead@1", { createdAt: 1_000 + i, ...app }),
+          { maxRoomsPerGame: 500 },
+        );
+        equal(claimed.status, "ok");
+      }
+      // The home of C00000–C00003 crashes: their entries expire, nobody releases them. Another
+      // node's room of the game goes on being refreshed, so no set expires as a whole.
+      await redis("DEL", ...[0, 1, 2, 3].map((i) => keys.room("orbit", `C0000${i}`)));
+      clock += 31_000;
+      equal(
+        await store.refresh(record("C00004", "live@1", { createdAt: 1_004, ...app })),
+        "refreshed",
+      );
+      deepEqual(await redis("ZRANGE", keys.gameRooms("orbit"), "0", "-1"), ["C00004"]);
+      deepEqual(await redis("ZRANGE", keys.appRooms("app-1"), "0", "-1"), ["id-C00004"]);
+      deepEqual(
+        await redis("ZRANGE", keys.ipRooms("orbit", "198.51.100.7"), "0", "-1"),
+        ["C00004"],
+      );
+      deepEqual(await redis("ZRANGE", keys.gameOrder("orbit"), "0", "-1"), [
+        "C00000",
+        "C00001",
+        "C00002",
+        "C00003",
+        "C00004",
+      ]);
+      // The sweep walks rooms-order a few members at a time, from where it stopped.
+      deepEqual(await store.sweepOrder(0, 2), { next: 0, removed: 2 });
+      deepEqual(await store.sweepOrder(0, 2), { next: 0, removed: 2 });
+      deepEqual(await store.sweepOrder(0, 2), { next: 0, removed: 0 });
+      deepEqual(await redis("ZRANGE", keys.gameOrder("orbit"), "0", "-1"), ["C00004"]);
+      deepEqual(await redis("ZRANGE", keys.roomsOrder(), "0", "-1"), [
+        keys.roomsOrderMember("orbit", "C00004"),
+      ]);
+    } finally {
+      await link.close();
+      await server.stop();
+    }
+  },
+});
+
 const STORES: { name: string; ignore?: boolean; make: Make }[] = [
   { name: "memory twin", make: (s) => Promise.resolve(new MemoryStore(s)) },
   {

@@ -157,6 +157,13 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
    */
   sweepFallback?(now: number): void;
   /**
+   * Removes from the listing orders up to `count` rooms whose entry is gone (a crashed home's,
+   * which nobody released), looking at `count` members from rank `start`; resolves with the
+   * rank to start from next time (0 after the end). Called at each refresh, so the whole order
+   * is walked over and over, `count` members at a time.
+   */
+  sweepOrder?(start: number, count: number): Promise<{ next: number; removed: number }>;
+  /**
    * Whether the store answers: `false` from a call that failed because Redis could not be reached
    * or did not answer within `cluster.forward_timeout_ms` until a call answers again (an error
    * reply from Redis counts as an answer). While `false`, Redis is "unreachable"
