@@ -71,9 +71,13 @@ interface TokenRecord {
   forgotten?: boolean;
 }
 
-/** An entry of the engine-wide replay order: frame `seq` of `hold`. */
+/**
+ * An entry of the engine-wide replay order: frame `seq` of the seat held for `playerId`. It
+ * names the player, not the hold: an ended hold (and its room) is not kept alive by the entries
+ * still waiting for the next compaction.
+ */
 interface Buffered {
-  readonly hold: Hold;
+  readonly playerId: string;
   readonly seq: number;
 }
 
@@ -313,6 +317,11 @@ export class Reconnection {
     this.#bufferedBytes -= hold.bytes;
     this.#bufferedFrames -= hold.frames.length;
     hold.bytes = 0;
+    if (this.#bufferedFrames === 0) {
+      // Nothing buffered anywhere: every entry of the order is stale.
+      this.#order = [];
+      this.#orderHead = 0;
+    }
     // The global budget's order may still name this hold (skipped as stale, compacted later):
     // its frames go now, not with that entry.
     hold.frames = [];
@@ -367,7 +376,7 @@ export class Reconnection {
     this.#bufferedFrames++;
     this.#eventsBuffered++;
     if (budget > 0) {
-      this.#order.push({ hold, seq });
+      this.#order.push({ playerId: hold.playerId, seq });
       this.#compactOrder();
     }
   }
@@ -390,8 +399,10 @@ export class Reconnection {
   #dropGloballyOldest(): boolean {
     const order = this.#order;
     while (this.#orderHead < order.length) {
-      const { hold, seq } = order[this.#orderHead++]!;
-      if (this.#holds.get(hold.playerId) === hold && hold.seqs[0] === seq) {
+      const { playerId, seq } = order[this.#orderHead++]!;
+      // Append numbers are engine-wide: a later hold of the same player has other ones.
+      const hold = this.#holds.get(playerId);
+      if (hold !== undefined && hold.seqs[0] === seq) {
         this.#dropOldest(hold);
         return true;
       }
@@ -405,9 +416,10 @@ export class Reconnection {
     if (this.#order.length < 2 * live + 1024) return;
     // A hold's frames leave from the front only, so an entry is live iff its hold is and its
     // number is not below the hold's oldest.
-    this.#order = this.#order.slice(this.#orderHead).filter(({ hold, seq }) =>
-      this.#holds.get(hold.playerId) === hold && hold.seqs.length > 0 && seq >= hold.seqs[0]!
-    );
+    this.#order = this.#order.slice(this.#orderHead).filter(({ playerId, seq }) => {
+      const hold = this.#holds.get(playerId);
+      return hold !== undefined && hold.seqs.length > 0 && seq >= hold.seqs[0]!;
+    });
     this.#orderHead = 0;
   }
 
@@ -605,7 +617,10 @@ export class Reconnection {
 
   /** Drops the passed part of the invalidation queue once it is most of the array. */
   #compactInvalidated(): void {
-    if (this.#head > 1024 && this.#head * 2 > this.#invalidated.length) {
+    if (this.#head === this.#invalidated.length) {
+      this.#invalidated = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#invalidated.length) {
       this.#invalidated = this.#invalidated.slice(this.#head);
       this.#head = 0;
     }

@@ -448,6 +448,40 @@ Deno.test("An ended hold lets its replay frames go, though the global budget's o
   }
 });
 
+Deno.test("An ended hold's room is not kept alive by the global replay order while other seats stay held", async () => {
+  // The order names every frame buffered under the global budget and is compacted only now
+  // and then; its entries for an ended hold must not pin that hold's (deleted) room.
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error("run with --v8-flags=--expose-gc (deno task test does)");
+  const options = testOptions({ enableReconnection: true, eventBufferTotalMaxBytes: 1 << 20 });
+  const reconnection = new Reconnection(options, new Sessions(options), () => []);
+  const newRoom = () =>
+    new Room({
+      id: crypto.randomUUID(),
+      code: "ABC123",
+      gameName: "g",
+      maxPlayers: 4,
+      supportsAuthority: true,
+      relayType: "Hybrid",
+      now: T0,
+    });
+  const heldWithFrames = (room: Room) => {
+    const player = crypto.randomUUID();
+    reconnection.hold(room, player, crypto.randomUUID(), T0, {});
+    for (let i = 0; i < 3; i++) reconnection.append(reconnection.held(player)!, `{"n":${i}}`, 7);
+    return player;
+  };
+  heldWithFrames(newRoom()); // Stays held: the order is not emptied as a whole.
+  const ended = (() => {
+    const room = newRoom();
+    ok(reconnection.dropHold(heldWithFrames(room)));
+    return new WeakRef(room);
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  gc();
+  equal(ended.deref(), undefined, "the ended hold's room was collected");
+});
+
 Deno.test("Engine: takeovers in a loop leave nothing behind once every connection has gone", () => {
   const engine = engineWith([P1, P2]);
   const joined = first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined").data;
