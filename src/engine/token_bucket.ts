@@ -128,6 +128,19 @@ export class KeyedBuckets {
     return takeFrom({ ...level }, this.capacity, this.windowMs, now);
   }
 
+  /** When {@linkcode KeyedBuckets.sweepDue} last swept, ms. */
+  #sweptAt = -Infinity;
+
+  /**
+   * {@linkcode KeyedBuckets.sweep} at most once per `windowMs`: for owners without a timer,
+   * called on every use (one comparison when not due).
+   */
+  sweepDue(now: number): void {
+    if (now - this.#sweptAt < this.windowMs) return;
+    this.#sweptAt = now;
+    this.sweep(now);
+  }
+
   /** Forgets every bucket that has been full for longer than `windowMs` at `now` (ms). */
   sweep(now: number): void {
     for (const [key, level] of this.#levels) {

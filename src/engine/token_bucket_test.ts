@@ -58,6 +58,21 @@ Deno.test("KeyedBuckets.sweep() forgets buckets full for longer than the window 
   equal(buckets.take("b", T0 + 120_001).ok, false);
 });
 
+Deno.test("KeyedBuckets.sweepDue() sweeps at its first call, then at most once per window", () => {
+  const buckets = new KeyedBuckets(2, 60_000);
+  buckets.take("a", T0); // full again at T0 + 30 s, forgettable after T0 + 90 s
+  buckets.sweepDue(T0); // the first call sweeps (nothing to forget yet)
+  equal(buckets.size, 1);
+  buckets.sweepDue(T0 + 59_999); // not due: the last sweep was less than a window ago
+  buckets.sweepDue(T0 + 95_000); // due, and "a" is forgotten
+  equal(buckets.size, 0);
+  buckets.take("b", T0 + 95_000); // forgettable after T0 + 185 s
+  buckets.sweepDue(T0 + 154_999); // not due (a window after the last sweep is T0 + 155 s)
+  equal(buckets.size, 1);
+  buckets.sweepDue(T0 + 186_000);
+  equal(buckets.size, 0);
+});
+
 Deno.test("KeyedBuckets stays within maxKeys under many source addresses", () => {
   const buckets = new KeyedBuckets(5, 60_000, 1000);
   // 50,000 distinct IPv6 addresses, each taking one token, all within one window.

@@ -228,6 +228,7 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
    */
   function authenticate(request: Request, ip: string): Response | undefined {
     const t = now();
+    failures.sweepDue(t);
     const blocked = failures.check(ip, t);
     if (!blocked.ok) return tooManyAttempts(blocked.retryAfterSecs);
     const header = request.headers.get("authorization");

@@ -103,6 +103,7 @@ export function metricsRoutes(context: MetricsRouteContext): MetricsRoutes {
   return (request, path, ip) => {
     if (context.authToken !== null) {
       const t = clock();
+      failures.sweepDue(t);
       const blocked = failures.check(ip, t);
       if (!blocked.ok) {
         const secs = blocked.retryAfterSecs;
