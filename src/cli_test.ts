@@ -215,7 +215,7 @@ Deno.test("runCli() --print-config prints every key as 2-space JSON with secrets
   const printed = JSON.parse(secret.stdout);
   assert.equal(printed.security.metrics_auth_token, "<redacted>");
   assert.equal(printed.security.authorized_apps[0].app_secret, "<redacted>");
-  assert.equal(printed.cluster.redis_url, "redis://default:<redacted>@cache:6379/0");
+  assert.equal(printed.cluster.redis_url, "redis://<redacted>@cache:6379/0");
   assert.deepEqual(printed, redactConfig(served(run([], env)).config));
   assert.match(secret.stdout, /^{\n {2}"port": 3536,\n {2}"server": {\n {4}"default_max_players"/);
 

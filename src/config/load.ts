@@ -1,7 +1,8 @@
 /**
  * Loading the configuration (docs/spec/SERVER.md §2.1–§2.6): built-in defaults < config file < environment
  * variables < `--port`, checked against the one schema of `schema.ts`, every error collected as a
- * line `invalid configuration: <key> = <value> (from <source>): <rule>`.
+ * line `invalid configuration: <key> = <value> (from <source>): <rule>` (secrets redacted; an
+ * unknown key without its value: `invalid configuration: <key> (from <source>): unknown key`).
  *
  * @module
  */
@@ -165,6 +166,14 @@ function configError(path: Path, value: unknown, source: string, rule: string): 
     `(from ${source}): ${rule}`;
 }
 
+/**
+ * The line for a key that is not in the schema: its name only. Its value is never shown, since a
+ * misspelt secret's name (`admin_tokne`) does not say it is one.
+ */
+function unknownKeyError(path: Path, source: string): string {
+  return `invalid configuration: ${formatPath(path)} (from ${source}): unknown key`;
+}
+
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -228,6 +237,12 @@ class Collector {
     this.failed.add(leafKey(path));
   }
 
+  /** Reports a key the schema does not have, by name only. */
+  unknown(path: Path, source: string): void {
+    this.errors.push(unknownKeyError(path, source));
+    this.failed.add(leafKey(path));
+  }
+
   /** The source of the value at `path`, which may lie inside a map or array leaf. */
   sourceOf(path: Path): string {
     return this.values.get(leafKey(path))?.source ?? "default";
@@ -269,7 +284,7 @@ function collectObject(
     }
     const node = child(branch, key);
     if (!node) {
-      out.reject(path, value, source, "unknown key");
+      out.unknown(path, source);
     } else if (node.kind === "leaf") {
       out.assign(node, value, source);
     } else if (isRecord(value)) {
@@ -440,11 +455,15 @@ function fallbackRule(issue: z.core.$ZodRawIssue): string | undefined {
   return `must be ${article} ${issue.expected === "record" ? "object" : issue.expected}`;
 }
 
-/** Expands zod issues into one [path, rule] per offending key. */
-function issuesOf(error: z.ZodError): Issue[] {
+/** Expands zod issues into one [path, rule] per offending key; `unknown` marks unknown keys. */
+function issuesOf(error: z.ZodError): (Issue & { unknown?: true })[] {
   return error.issues.flatMap((issue) =>
     issue.code === "unrecognized_keys"
-      ? issue.keys.map((key) => ({ path: [...issue.path, key] as Path, message: "unknown key" }))
+      ? issue.keys.map((key) => ({
+        path: [...issue.path, key] as Path,
+        message: "unknown key",
+        unknown: true as const,
+      }))
       : [{ path: issue.path as Path, message: issue.message }]
   );
 }
@@ -581,8 +600,12 @@ export function loadConfig(options: LoadOptions): LoadResult {
     const parsed = ConfigFields.safeParse(input, { error: fallbackRule });
     const invalid = new Set(out.failed);
     if (!parsed.success) {
-      for (const { path, message } of issuesOf(parsed.error)) {
-        out.errors.push(configError(path, valueAt(input, path), out.sourceOf(path), message));
+      for (const { path, message, unknown } of issuesOf(parsed.error)) {
+        out.errors.push(
+          unknown
+            ? unknownKeyError(path, out.sourceOf(path))
+            : configError(path, valueAt(input, path), out.sourceOf(path), message),
+        );
         invalid.add(leafKey(path));
       }
     }
