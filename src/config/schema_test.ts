@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { ConfigSchema, DEFAULT_CONFIG, sentinelAddress } from "./schema.ts";
+import {
+  ConfigSchema,
+  DEFAULT_CONFIG,
+  MAX_TIMER_MS,
+  MAX_TIMER_SECS,
+  sentinelAddress,
+} from "./schema.ts";
 import { failed, FILE, load, loaded } from "./testing.ts";
 
 Deno.test("DEFAULT_CONFIG has the documented defaults of docs/spec/SERVER.md §2.7", () => {
@@ -306,5 +312,40 @@ Deno.test("loadConfig() reads the sentinels' password, user and TLS, each only w
       },
     }))[0]!,
     /cluster\.redis_sentinel_username.*needs cluster\.redis_sentinel_password/,
+  );
+});
+
+Deno.test("loadConfig() bounds every key that sets a timer by 2^31 - 1 ms, saying why", () => {
+  assert.equal(MAX_TIMER_MS, 2147483647);
+  assert.equal(MAX_TIMER_SECS, 2147483);
+  const timers: [string, string, number, number][] = [
+    ["server", "ping_timeout", 2, MAX_TIMER_SECS],
+    ["server", "room_cleanup_interval", 1, MAX_TIMER_SECS],
+    ["server", "drain_timeout_secs", 0, MAX_TIMER_SECS],
+    ["metrics", "dashboard_cache_refresh_interval_secs", 1, MAX_TIMER_SECS],
+    ["cluster", "directory_ttl_secs", 3, MAX_TIMER_SECS],
+    ["cluster", "forward_timeout_ms", 100, MAX_TIMER_MS],
+    ["cluster", "heartbeat_ms", 100, MAX_TIMER_MS],
+    ["cluster", "drain_timeout_secs", 0, MAX_TIMER_SECS],
+  ];
+  for (const [table, key, min, max] of timers) {
+    const rule = `must be an integer between ${min} and ${max} (it sets a timer, and a timer ` +
+      "takes at most 2^31 - 1 ms, about 24.8 days)";
+    assert.deepEqual(failed(load({ [FILE]: { [table]: { [key]: max + 1 } } })), [
+      `invalid configuration: ${table}.${key} = ${max + 1} (from config file ${FILE}): ${rule}`,
+    ]);
+    if (key !== "heartbeat_ms") { // at most directory_ttl_secs × 1000 / 3 besides
+      assert.equal(
+        (loaded(load({ [FILE]: { [table]: { [key]: max } } })).config as never)[table][key],
+        max,
+      );
+    }
+  }
+  // The timers these keys set, at their largest: none over 2^31 - 1 ms.
+  assert.ok(MAX_TIMER_SECS * 1000 <= MAX_TIMER_MS);
+  // Beyond the safe integers the rule names the upper bound too (it said ">= 2").
+  assert.match(
+    failed(load({}, { SIGNAL_FISH_SERVER__PING_TIMEOUT: "9007199254740993" }))[0]!,
+    /server\.ping_timeout = 9007199254740992 \(from SIGNAL_FISH_SERVER__PING_TIMEOUT\): must be an integer between 2 and 2147483 \(it sets a timer/,
   );
 });
