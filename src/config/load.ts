@@ -502,6 +502,14 @@ function unreadableTlsFiles(
 function configWarnings(config: Config): string[] {
   const { security } = config;
   const warnings: string[] = [];
+  if (config.server.reuse_port && config.cluster.redis_url === null) {
+    // docs/spec/SERVER.md §1.1 note: a shared port is only useful in cluster mode.
+    warnings.push(
+      "server.reuse_port is true but cluster.redis_url is not set: every process on the shared " +
+        "port is a separate server with its own rooms, and the kernel hands each connection to " +
+        "any of them (set cluster.redis_url, or turn server.reuse_port off)",
+    );
+  }
   if (!security.require_metrics_auth) {
     warnings.push(
       "metrics endpoints are unauthenticated (security.require_metrics_auth is false)",
