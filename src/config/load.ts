@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { type Config, ConfigFields, crossFieldIssues, type Issue, type Path } from "./schema.ts";
 import { holdsSecret, isRecord, REDACTED, redactValue } from "./redact.ts";
@@ -499,6 +499,96 @@ function unreadableTlsFiles(
   }
 }
 
+/** `cluster.redis_tls_ca_path` must be a readable PEM certificate (docs/spec/SERVER.md §2.6 rule 18). */
+function unreadableRedisCa(
+  config: Config,
+  cwd: string,
+  read: (path: string) => string,
+  out: Collector,
+): void {
+  const file = config.cluster.redis_tls_ca_path;
+  const path = ["cluster", "redis_tls_ca_path"];
+  if (file === null || out.failed.has(path.join("."))) return;
+  let text: string;
+  try {
+    text = read(resolve(cwd, file));
+  } catch (error) {
+    out.reject(path, file, out.sourceOf(path), `cannot read file: ${errorMessage(error)}`);
+    return;
+  }
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    out.reject(path, file, out.sourceOf(path), "is not a PEM file with a CA certificate");
+  }
+}
+
+/** `server.state_file` must be restorable and writable (docs/spec/SERVER.md §2.6 rule 19). */
+function unusableStateFile(
+  config: Config,
+  cwd: string,
+  check: (path: string) => string | undefined,
+  out: Collector,
+): void {
+  const file = config.server.state_file;
+  const path = ["server", "state_file"];
+  if (file === null || out.failed.has(path.join("."))) return;
+  const problem = check(resolve(cwd, file));
+  if (problem !== undefined) out.reject(path, file, out.sourceOf(path), problem);
+}
+
+function granted(descriptor: Deno.PermissionDescriptor): boolean {
+  return Deno.permissions.querySync(descriptor).state === "granted";
+}
+
+/**
+ * Why this process could not restore or save `server.state_file` at `path` (absolute), or
+ * undefined when it can (docs/spec/SERVER.md §2.6 rule 19): the file must lie within the paths
+ * the process may read and its directory within those it may write (`--allow-read`,
+ * `--allow-write`), and that directory, or the nearest existing one above it (saving creates the
+ * missing ones), must be a directory the operating system lets this user write: a probe file
+ * `.signal-fish-write-check-<uuid>` is created there and removed at once. A directory this
+ * process may not look at (`--allow-read`), or that does not exist yet under one it may not write,
+ * is taken on trust.
+ */
+export function stateFileProblem(path: string): string | undefined {
+  const dir = dirname(path);
+  if (!granted({ name: "write", path: dir })) {
+    return `this process may not write its directory ${dir} (it is outside the --allow-write ` +
+      "paths; the executables write only ./state and /var/lib/signal-fish)";
+  }
+  if (!granted({ name: "read", path })) {
+    return "this process may not read it (it is outside the --allow-read paths; the executables " +
+      "read only ./state and /var/lib/signal-fish)";
+  }
+  let existing = dir;
+  for (;;) {
+    try {
+      if (!Deno.statSync(existing).isDirectory) return `${existing} is not a directory`;
+      break;
+    } catch (error) {
+      // A directory this process may not look at is taken on trust.
+      if (error instanceof Deno.errors.NotCapable) return undefined;
+      if (!(error instanceof Deno.errors.NotFound)) {
+        return `cannot check ${existing}: ${errorMessage(error)}`;
+      }
+      if (dirname(existing) === existing) return undefined;
+      existing = dirname(existing);
+    }
+  }
+  if (existing !== dir && !granted({ name: "write", path: existing })) return undefined;
+  const probe = join(existing, `.signal-fish-write-check-${crypto.randomUUID()}`);
+  try {
+    Deno.openSync(probe, { write: true, createNew: true, mode: 0o600 }).close();
+  } catch (error) {
+    return `cannot write a file in ${existing}: ${errorMessage(error)}`;
+  }
+  try {
+    Deno.removeSync(probe);
+  } catch {
+    // Left behind, empty; saving does not look at it.
+  }
+  return undefined;
+}
+
 function configWarnings(config: Config): string[] {
   const { security } = config;
   const warnings: string[] = [];
@@ -551,10 +641,17 @@ export interface LoadOptions {
    */
   cwd?: string;
   /**
-   * Reads a file as UTF-8 text (config file, TLS certificate and key); throws when unreadable.
+   * Reads a file as UTF-8 text (config file, TLS certificate and key, Redis CA); throws when
+   * unreadable.
    * @default Deno.readTextFileSync
    */
   readTextFile?: (path: string) => string;
+  /**
+   * Why `server.state_file` (an absolute path) cannot be restored or saved, or undefined when it
+   * can.
+   * @default stateFileProblem
+   */
+  checkStateFile?: (path: string) => string | undefined;
 }
 
 /** A `SIGNAL_FISH_*` variable that names no key, and the documented name it is closest to. */
@@ -624,8 +721,11 @@ export function loadConfig(options: LoadOptions): LoadResult {
         if (invalid.has(leafKey(path))) continue;
         const value = valueAt(input, path) ?? valueAt(config, path);
         out.errors.push(configError(path, value, out.sourceOf(path), message));
+        out.failed.add(leafKey(path)); // its file is not checked too
       }
       unreadableTlsFiles(config, cwd, read, out);
+      unreadableRedisCa(config, cwd, read, out);
+      unusableStateFile(config, cwd, options.checkStateFile ?? stateFileProblem, out);
     }
     if (out.errors.length > 0 || !config) return { ok: false, errors: out.errors, file: out.file };
     return {

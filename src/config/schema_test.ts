@@ -270,7 +270,8 @@ Deno.test("loadConfig() reads cluster.redis_sentinels as host:port entries (a co
 });
 
 Deno.test("loadConfig() reads the sentinels' password, user and TLS, each only with sentinels; the CA then serves them too", () => {
-  const { config } = loaded(load({}, {
+  const ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const { config } = loaded(load({ "/etc/signal-fish/redis-ca.pem": ca }, {
     SIGNAL_FISH_CLUSTER__REDIS_URL: "redis://ignored:6379",
     SIGNAL_FISH_CLUSTER__REDIS_SENTINELS: "10.0.0.21:26379",
     SIGNAL_FISH_CLUSTER__REDIS_SENTINEL_USERNAME: "watcher",
