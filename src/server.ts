@@ -793,7 +793,8 @@ function guarded(handler: Handler): Handler {
 /**
  * Reads the PEM certificate chain and key of `security.transport.tls` (docs/spec/SERVER.md §3.10), paths
  * relative to the working directory; undefined when TLS is off. Throws when a file is unreadable
- * (startup then fails with exit 1; a file without a certificate or key fails in `Deno.serve`).
+ * (startup then fails with exit 1; a file without a certificate or key, or a key that is not the
+ * certificate's, fails in `listen`). `main.ts` has checked both already (§2.6 rule 2).
  */
 function readTls(config: Config): TlsPem | undefined {
   const { enabled, certificate_path: cert, private_key_path: key } = config.security.transport.tls;

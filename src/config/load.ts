@@ -9,6 +9,7 @@
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { type Config, ConfigFields, crossFieldIssues, type Issue, type Path } from "./schema.ts";
+import { checkTlsPem } from "../util/tls_pem.ts";
 import { holdsSecret, isRecord, REDACTED, redactValue } from "./redact.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -479,23 +480,41 @@ function valueAt(root: unknown, path: Path): unknown {
   return value;
 }
 
-function unreadableTlsFiles(
+/**
+ * `security.transport.tls`'s files (docs/spec/SERVER.md §2.6 rule 2): both readable, the
+ * certificate and key parse and belong together ({@linkcode checkTlsPem}); a certificate out of
+ * its validity period at `now`, or ending within 14 days, is a warning.
+ */
+function unusableTlsFiles(
   config: Config,
   cwd: string,
   read: (path: string) => string,
+  now: number,
   out: Collector,
 ): void {
   const { tls } = config.security.transport;
   if (!tls.enabled) return;
+  const texts: Partial<Record<"certificate_path" | "private_key_path", string>> = {};
   for (const key of ["certificate_path", "private_key_path"] as const) {
     const file = tls[key];
     const path = ["security", "transport", "tls", key];
     if (file === null || file.trim() === "" || out.failed.has(path.join("."))) continue;
     try {
-      read(resolve(cwd, file));
+      texts[key] = read(resolve(cwd, file));
     } catch (error) {
       out.reject(path, file, out.sourceOf(path), `cannot read file: ${errorMessage(error)}`);
     }
+  }
+  if (texts.certificate_path === undefined || texts.private_key_path === undefined) return;
+  const checked = checkTlsPem(texts.certificate_path, texts.private_key_path, now);
+  if (!checked.ok) {
+    const path = ["security", "transport", "tls", checked.file];
+    out.reject(path, tls[checked.file], out.sourceOf(path), checked.rule);
+  } else if (checked.warning !== undefined) {
+    out.warnings.push(
+      `security.transport.tls.certificate_path ${JSON.stringify(tls.certificate_path)}: ` +
+        checked.warning,
+    );
   }
 }
 
@@ -652,6 +671,11 @@ export interface LoadOptions {
    * @default stateFileProblem
    */
   checkStateFile?: (path: string) => string | undefined;
+  /**
+   * The time the TLS certificate's validity is judged at, ms since the epoch.
+   * @default Date.now()
+   */
+  now?: number;
 }
 
 /** A `SIGNAL_FISH_*` variable that names no key, and the documented name it is closest to. */
@@ -723,7 +747,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
         out.errors.push(configError(path, value, out.sourceOf(path), message));
         out.failed.add(leafKey(path)); // its file is not checked too
       }
-      unreadableTlsFiles(config, cwd, read, out);
+      unusableTlsFiles(config, cwd, read, options.now ?? Date.now(), out);
       unreadableRedisCa(config, cwd, read, out);
       unusableStateFile(config, cwd, options.checkStateFile ?? stateFileProblem, out);
     }

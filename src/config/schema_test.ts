@@ -115,7 +115,13 @@ Deno.test("loadConfig() applies the TLS and token-binding rules", () => {
   assert.deepEqual(failed(load(files)), [
     `invalid configuration: security.transport.tls.private_key_path = "/k.pem" (from config file ${FILE}): cannot read file: No such file: /k.pem`,
   ]);
-  assert.ok(loaded(load({ ...files, "/k.pem": "KEY" })).config.security.transport.tls.enabled);
+  // Both read, they must parse and be a pair (src/util/tls_pem.ts; real pairs in tests/tls_test.ts).
+  const unparsed = failed(load({ ...files, "/k.pem": "KEY" }));
+  assert.equal(unparsed.length, 1, unparsed.join("\n"));
+  assert.match(
+    unparsed[0]!,
+    /^invalid configuration: security\.transport\.tls\.certificate_path = "cert\.pem" \(from config file \/srv\/app\/config\.json\): is not a PEM certificate \(/,
+  );
 
   const binding = {
     enabled: true,
