@@ -83,6 +83,11 @@ export interface StartOptions {
    * configures), exposed as `signal_fish_log_*_total`. @default none: those read 0
    */
   logStats?: LogStats;
+  /**
+   * The config file the configuration was read from (absolute path), named in the "Listening"
+   * line. @default none (built-in defaults and environment variables)
+   */
+  configFile?: string;
 }
 
 /**
@@ -382,7 +387,14 @@ export async function startServer(
   if (restored?.ok) consumeState(stateFile!);
   const url = localUrl(hostname, listener.addr.port, tls !== undefined);
   options.onListening?.(url);
-  logListening(config, hostname, listener.addr.port, instanceId, connectionCap, tls !== undefined);
+  logListening(config, {
+    hostname,
+    port: listener.addr.port,
+    instanceId,
+    connectionCap,
+    tls: tls !== undefined,
+    configFile: options.configFile,
+  });
 
   // Rooms survive a restart: the snapshot is written once, at shutdown, or when the program is
   // unloaded without one (`deno run --watch` restarts without a signal).
@@ -592,18 +604,28 @@ async function drainHome(
   log.info("Drain over");
 }
 
-/** The start line of docs/spec/SERVER.md §7 with the settings an operator checks first. */
+/**
+ * The start line of docs/spec/SERVER.md §7 (§7.4 and its note) with the settings an operator
+ * checks first: where it listens, the version, the config file (`null`: none), the state file
+ * (`server.state_file`, `null`: off), the instance, auth, TLS and the connection cap.
+ */
 function logListening(
   config: Config,
-  hostname: string,
-  port: number,
-  instanceId: string,
-  connectionCap: { limit: number; source: string },
-  tls: boolean,
+  { hostname, port, instanceId, connectionCap, tls, configFile }: {
+    hostname: string;
+    port: number;
+    instanceId: string;
+    connectionCap: { limit: number; source: string };
+    tls: boolean;
+    configFile: string | undefined;
+  },
 ): void {
   log.info("Listening on {hostname}:{port}", {
     hostname,
     port,
+    version: denoJson.version,
+    config_file: configFile ?? null,
+    state_file: config.server.state_file,
     region_id: config.server.region_id,
     auth: config.security.require_websocket_auth,
     instance_id: instanceId,
