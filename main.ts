@@ -114,6 +114,7 @@ async function main(args: string[]): Promise<number> {
   try {
     server = await startServer(outcome.config, {
       logStats,
+      ...(outcome.file === undefined ? {} : { configFile: outcome.file }),
       // Plain words first, so a new user sees where to go before the JSON lines start.
       onListening: (url) => console.error(startupBanner(url, outcome.config)),
     });

@@ -33,11 +33,12 @@ Exit status: 0 success, 1 failure after validation, 2 configuration or usage err
 
 /**
  * What the process should do: exit with `code` after writing `stdout` and `stderr` verbatim
- * (newline-terminated or empty), or serve `config` after printing `warnings` to stderr.
+ * (newline-terminated or empty), or serve `config` after printing `warnings` to stderr (`file`:
+ * the absolute path of the config file it was read from, undefined for none).
  */
 export type CliOutcome =
   | { kind: "exit"; code: number; stdout: string; stderr: string }
-  | { kind: "serve"; config: Config; warnings: string[] };
+  | { kind: "serve"; config: Config; warnings: string[]; file: string | undefined };
 
 const OPTIONS = {
   config: { type: "string" },
@@ -125,7 +126,7 @@ export function runCli(
       lines("Warning: ", result.warnings),
     );
   }
-  return { kind: "serve", config: result.config, warnings: result.warnings };
+  return { kind: "serve", config: result.config, warnings: result.warnings, file: result.file };
 }
 
 /**

@@ -159,6 +159,22 @@ Deno.test("runCli() --validate-config prints the summary, or the errors and exit
   );
 });
 
+Deno.test("runCli() warns, serving and in --validate-config, about server.reuse_port without cluster mode", () => {
+  const warning = "server.reuse_port is true but cluster.redis_url is not set: every process on " +
+    "the shared port is a separate server with its own rooms, and the kernel hands each " +
+    "connection to any of them (set cluster.redis_url, or turn server.reuse_port off)";
+  const alone = { SIGNAL_FISH_SERVER__REUSE_PORT: "true" };
+  const validated = exited(run(["--validate-config"], alone));
+  assert.equal(validated.code, 0);
+  assert.match(validated.stdout, /^Configuration validation passed\n/);
+  assert.ok(validated.stderr.includes(`Warning: ${warning}\n`), validated.stderr);
+  assert.ok(served(run([], alone)).warnings.includes(warning));
+  // In cluster mode a shared port is what it is for.
+  const cluster = { ...alone, SIGNAL_FISH_CLUSTER__REDIS_URL: "redis://cache:6379" };
+  assert.ok(!exited(run(["--validate-config"], cluster)).stderr.includes("reuse_port"));
+  assert.ok(!served(run([], cluster)).warnings.includes(warning));
+});
+
 Deno.test("runCli() --validate-config names the file it loaded and exits 2 on unknown variables", () => {
   const file = exited(
     run(["--validate-config", "--config", "game.json"], {}, {
@@ -215,7 +231,7 @@ Deno.test("runCli() --print-config prints every key as 2-space JSON with secrets
   const printed = JSON.parse(secret.stdout);
   assert.equal(printed.security.metrics_auth_token, "<redacted>");
   assert.equal(printed.security.authorized_apps[0].app_secret, "<redacted>");
-  assert.equal(printed.cluster.redis_url, "redis://default:<redacted>@cache:6379/0");
+  assert.equal(printed.cluster.redis_url, "redis://<redacted>@cache:6379/0");
   assert.deepEqual(printed, redactConfig(served(run([], env)).config));
   assert.match(secret.stdout, /^{\n {2}"port": 3536,\n {2}"server": {\n {4}"default_max_players"/);
 

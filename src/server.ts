@@ -83,6 +83,11 @@ export interface StartOptions {
    * configures), exposed as `signal_fish_log_*_total`. @default none: those read 0
    */
   logStats?: LogStats;
+  /**
+   * The config file the configuration was read from (absolute path), named in the "Listening"
+   * line. @default none (built-in defaults and environment variables)
+   */
+  configFile?: string;
 }
 
 /**
@@ -382,7 +387,14 @@ export async function startServer(
   if (restored?.ok) consumeState(stateFile!);
   const url = localUrl(hostname, listener.addr.port, tls !== undefined);
   options.onListening?.(url);
-  logListening(config, hostname, listener.addr.port, instanceId, connectionCap, tls !== undefined);
+  logListening(config, {
+    hostname,
+    port: listener.addr.port,
+    instanceId,
+    connectionCap,
+    tls: tls !== undefined,
+    configFile: options.configFile,
+  });
 
   // Rooms survive a restart: the snapshot is written once, at shutdown, or when the program is
   // unloaded without one (`deno run --watch` restarts without a signal).
@@ -592,18 +604,28 @@ async function drainHome(
   log.info("Drain over");
 }
 
-/** The start line of docs/spec/SERVER.md §7 with the settings an operator checks first. */
+/**
+ * The start line of docs/spec/SERVER.md §7 (§7.4 and its note) with the settings an operator
+ * checks first: where it listens, the version, the config file (`null`: none), the state file
+ * (`server.state_file`, `null`: off), the instance, auth, TLS and the connection cap.
+ */
 function logListening(
   config: Config,
-  hostname: string,
-  port: number,
-  instanceId: string,
-  connectionCap: { limit: number; source: string },
-  tls: boolean,
+  { hostname, port, instanceId, connectionCap, tls, configFile }: {
+    hostname: string;
+    port: number;
+    instanceId: string;
+    connectionCap: { limit: number; source: string };
+    tls: boolean;
+    configFile: string | undefined;
+  },
 ): void {
   log.info("Listening on {hostname}:{port}", {
     hostname,
     port,
+    version: denoJson.version,
+    config_file: configFile ?? null,
+    state_file: config.server.state_file,
     region_id: config.server.region_id,
     auth: config.security.require_websocket_auth,
     instance_id: instanceId,
@@ -793,7 +815,8 @@ function guarded(handler: Handler): Handler {
 /**
  * Reads the PEM certificate chain and key of `security.transport.tls` (docs/spec/SERVER.md §3.10), paths
  * relative to the working directory; undefined when TLS is off. Throws when a file is unreadable
- * (startup then fails with exit 1; a file without a certificate or key fails in `Deno.serve`).
+ * (startup then fails with exit 1; a file without a certificate or key, or a key that is not the
+ * certificate's, fails in `listen`). `main.ts` has checked both already (§2.6 rule 2).
  */
 function readTls(config: Config): TlsPem | undefined {
   const { enabled, certificate_path: cert, private_key_path: key } = config.security.transport.tls;

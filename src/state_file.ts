@@ -97,9 +97,9 @@ export function saveState(engine: Engine, options: StateFileOptions, now: number
 
 /**
  * Restores the rooms of `options.path` into `engine` (which has none) at `now` (ms); every seat
- * is held for the reconnection window. No file: nothing to do, `undefined`. A file that is too
- * large, unreadable, not JSON, of another format or version, or inconsistent is refused with one
- * error line and nothing is restored. The caller deletes a restored file once it serves
+ * is held for the reconnection window. No file: nothing to do (one info line), `undefined`. A
+ * file that is too large, unreadable, not JSON, of another format or version, or inconsistent is
+ * refused with one error line and nothing is restored. The caller deletes a restored file once it serves
  * ({@linkcode consumeState}). Never throws.
  */
 export function restoreState(
@@ -119,7 +119,15 @@ export function restoreState(
     }
     text = Deno.readTextFileSync(path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
+    if (error instanceof Deno.errors.NotFound) {
+      log.info(
+        "No state file at {path}: starting with no rooms; they are saved there at shutdown",
+        {
+          path,
+        },
+      );
+      return undefined;
+    }
     return refusedAtStart(path, String(error));
   }
   const decoded = decodeSnapshot(text);

@@ -5,6 +5,7 @@
 import { equal, match, ok } from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { TestClient } from "./helpers.ts";
+import { runMain } from "./process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-env"];
@@ -84,6 +85,38 @@ Deno.test("main.ts serves a game and exits 0 on SIGTERM after closing sockets wi
   await drain;
   await child.stderr.cancel();
   equal(status.code, 0);
+});
+
+Deno.test("main.ts's Listening line names the version, the config file and the state file; a missing state file is logged", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-main-" });
+  try {
+    const config = `${dir}/config.json`;
+    await Deno.writeTextFile(config, JSON.stringify({ server: { region_id: "eu-test" } }));
+    const stateFile = `${dir}/state/rooms.json`;
+    const { stdout, status } = await runMain({
+      SIGNAL_FISH_CONFIG_PATH: config,
+      SIGNAL_FISH_SERVER__STATE_FILE: stateFile,
+      SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+    }, async () => {});
+    equal(status.code, 0, stdout);
+    const lines = stdout.split("\n").filter((line) => line.startsWith("{")).map((line) =>
+      JSON.parse(line)
+    );
+    const listening = lines.find((line) => line.message.startsWith("Listening on "));
+    ok(listening, stdout);
+    equal(listening.version, denoJson.version);
+    equal(listening.config_file, config);
+    equal(listening.state_file, stateFile);
+    equal(listening.region_id, "eu-test");
+    // Before the Listening line: no state file yet, said so (it is written at shutdown).
+    const missing = lines.findIndex((line) =>
+      line.message === `No state file at ${stateFile}: starting with no rooms; they are saved ` +
+          "there at shutdown"
+    );
+    ok(missing >= 0 && missing < lines.indexOf(listening), stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("deno task demo plays its scripted session to the end", async () => {

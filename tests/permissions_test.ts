@@ -133,3 +133,68 @@ Deno.test("main.ts under the baked-in permissions serves every route and a game"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Runs `main.ts` under RUNTIME_PERMISSIONS in `cwd` with `env` and `args` until it exits. */
+async function runMainIn(cwd: string, env: Record<string, string>, args: string[]) {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--config", DENO_JSON, ...RUNTIME_PERMISSIONS, MAIN, ...args],
+    cwd,
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+      NO_COLOR: "1",
+      SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+      ...env,
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code, stdout: text(stdout), stderr: text(stderr) };
+}
+
+Deno.test("main.ts under the baked-in permissions refuses a state file or Redis CA outside its paths before serving (SERVER.md §2.6 rules 18, 19)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-perm-" });
+  const outside = await Deno.makeTempDir({ prefix: "signal-fish-outside-" });
+  try {
+    await Deno.writeTextFile(
+      `${outside}/ca.pem`,
+      "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    // ./state need not exist yet: saving creates it. Validating does not.
+    const inside = await runMainIn(dir, { SIGNAL_FISH_SERVER__STATE_FILE: "./state/rooms.json" }, [
+      "--validate-config",
+    ]);
+    equal(inside.code, 0, inside.stderr);
+    equal(await Deno.stat(`${dir}/state`).then(() => true, () => false), false);
+
+    const state = { SIGNAL_FISH_SERVER__STATE_FILE: `${outside}/rooms.json` };
+    const stateRule = new RegExp(
+      `server\\.state_file = "${outside}/rooms\\.json" \\(from SIGNAL_FISH_SERVER__STATE_FILE\\): ` +
+        `this process may not write its directory ${outside} \\(it is outside the --allow-write paths`,
+    );
+    const ca = {
+      SIGNAL_FISH_CLUSTER__REDIS_URL: "rediss://127.0.0.1:1",
+      SIGNAL_FISH_CLUSTER__REDIS_TLS_CA_PATH: `${outside}/ca.pem`,
+    };
+    const caRule = new RegExp(
+      `cluster\\.redis_tls_ca_path = "${outside}/ca\\.pem" \\(from ` +
+        "SIGNAL_FISH_CLUSTER__REDIS_TLS_CA_PATH\\): cannot read file: Requires read access",
+    );
+    for (const [env, rule] of [[state, stateRule], [ca, caRule]] as const) {
+      // Both when validating and when starting: exit 2 (a configuration error), never serving.
+      for (const args of [["--validate-config"], ["--port", "0"]]) {
+        const run = await runMainIn(dir, env, args);
+        equal(run.code, 2, `${args}: ${run.stderr}`);
+        match(run.stderr, rule);
+        doesNotMatch(run.stdout, /Listening/);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
+  }
+});

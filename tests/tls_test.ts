@@ -3,10 +3,10 @@
  * The certificate is self-signed by openssl for 127.0.0.1; the client runs in a subprocess started
  * with `--cert`, the way to make Deno's WebSocket client trust an extra root.
  */
-import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
+import { deepEqual, doesNotMatch, equal, match, ok, rejects } from "node:assert/strict";
 import { tlsReadsTaken } from "../src/transport/tls_reads.ts";
 import { serve } from "./helpers.ts";
-import { spawnServer } from "./process.ts";
+import { MAIN, spawnServer } from "./process.ts";
 
 async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: string }> {
   const cert = `${dir}/cert.pem`;
@@ -141,6 +141,75 @@ Deno.test("A TLS key file without a key makes startup fail", async () => {
       config.security.transport.tls.certificate_path = cert;
       config.security.transport.tls.private_key_path = `${dir}/empty.pem`;
     }));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Runs `main.ts` (all permissions) with `args` and TLS on with `cert` and `key` until it exits. */
+async function runMainWithTls(cert: string, key: string, args: string[]) {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, ...args],
+    env: {
+      NO_COLOR: "1",
+      SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
+      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
+      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code, stdout: text(stdout), stderr: text(stderr) };
+}
+
+Deno.test("A TLS key that is not the certificate's fails --validate-config and startup (exit 2), and the listener", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-tls-" });
+  try {
+    await Deno.mkdir(`${dir}/a`);
+    await Deno.mkdir(`${dir}/b`);
+    const a = await selfSignedCertificate(`${dir}/a`);
+    const b = await selfSignedCertificate(`${dir}/b`);
+    const rule = `security.transport.tls.private_key_path = "${b.key}" (from ` +
+      "SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH): is not the private key of the " +
+      "certificate in security.transport.tls.certificate_path (every TLS handshake would fail)\n";
+    // Before: validation passed, the server said it was running and every handshake failed.
+    for (const args of [["--validate-config"], ["--port", "0"]]) {
+      const run = await runMainWithTls(a.cert, b.key, args);
+      equal(run.code, 2, `${args}: ${run.stderr}`);
+      ok(run.stderr.includes(rule), run.stderr);
+      doesNotMatch(run.stderr, /is running/);
+    }
+    // Started without the configuration check, the listener refuses the pair too.
+    await rejects(
+      serve((config) => {
+        config.security.transport.tls.enabled = true;
+        config.security.transport.tls.certificate_path = a.cert;
+        config.security.transport.tls.private_key_path = b.key;
+      }),
+      /Cannot serve TLS: the private key is not the private key of the certificate/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("A TLS certificate that expires within 14 days is warned about by --validate-config and at startup", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-tls-" });
+  try {
+    const { cert, key } = await selfSignedCertificate(dir); // valid for 2 days
+    const warning = new RegExp(
+      String.raw`Warning: security\.transport\.tls\.certificate_path "[^"]+/cert\.pem": the ` +
+        String.raw`certificate expires on \S+Z, in (1 day|less than a day): renew it\n`,
+    );
+    const validated = await runMainWithTls(cert, key, ["--validate-config"]);
+    equal(validated.code, 0, validated.stderr);
+    match(validated.stderr, warning);
+    // Serving prints it too, before it starts.
+    await using server = await tlsServer();
+    match(server.output(), warning);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

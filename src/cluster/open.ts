@@ -13,6 +13,7 @@ import type { Resolver } from "../transport/edge.ts";
 import { RedisBus } from "./bus.ts";
 import type { FeedEvent } from "../metrics/operator_feed.ts";
 import { ClusterNode, nodeName } from "./node.ts";
+import { LinkReport } from "./link_report.ts";
 import { ClusterOperatorEvents } from "./operator_events.ts";
 export { registerClusterMetrics } from "./node.ts";
 import { clusterResolver, Staging } from "./resolve.ts";
@@ -61,6 +62,8 @@ export function openCluster(
   const ttlMs = cluster.directory_ttl_secs * 1000;
   // The link reports to the node, which is built on the link's store and bus.
   const holder: { node?: ClusterNode } = {};
+  // Down (unreachable, a refused password): a warning at once, then at most every 30 s.
+  const report = new LinkReport(log, { node });
   const link = new RedisLink({
     url: cluster.redis_url!,
     ...(cluster.redis_tls_ca_path ? { ca: Deno.readTextFileSync(cluster.redis_tls_ca_path) } : {}),
@@ -80,10 +83,10 @@ export function openCluster(
       }
       : {}),
     onState: (state) => {
-      log.info("Redis link {state}", { state, node });
+      report.state(state);
       holder.node?.linkState(state);
     },
-    onError: (error) => log.debug("Redis connection error: {error}", { error }),
+    onError: (error) => report.error(error),
   });
   const windowMs = config.rate_limit.time_window * 1000;
   const store = new RedisStore(link, {

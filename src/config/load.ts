@@ -1,13 +1,15 @@
 /**
  * Loading the configuration (docs/spec/SERVER.md §2.1–§2.6): built-in defaults < config file < environment
  * variables < `--port`, checked against the one schema of `schema.ts`, every error collected as a
- * line `invalid configuration: <key> = <value> (from <source>): <rule>`.
+ * line `invalid configuration: <key> = <value> (from <source>): <rule>` (secrets redacted; an
+ * unknown key without its value: `invalid configuration: <key> (from <source>): unknown key`).
  *
  * @module
  */
-import { resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { type Config, ConfigFields, crossFieldIssues, type Issue, type Path } from "./schema.ts";
+import { checkTlsPem } from "../util/tls_pem.ts";
 import { holdsSecret, isRecord, REDACTED, redactValue } from "./redact.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -165,6 +167,14 @@ function configError(path: Path, value: unknown, source: string, rule: string): 
     `(from ${source}): ${rule}`;
 }
 
+/**
+ * The line for a key that is not in the schema: its name only. Its value is never shown, since a
+ * misspelt secret's name (`admin_tokne`) does not say it is one.
+ */
+function unknownKeyError(path: Path, source: string): string {
+  return `invalid configuration: ${formatPath(path)} (from ${source}): unknown key`;
+}
+
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -228,6 +238,12 @@ class Collector {
     this.failed.add(leafKey(path));
   }
 
+  /** Reports a key the schema does not have, by name only. */
+  unknown(path: Path, source: string): void {
+    this.errors.push(unknownKeyError(path, source));
+    this.failed.add(leafKey(path));
+  }
+
   /** The source of the value at `path`, which may lie inside a map or array leaf. */
   sourceOf(path: Path): string {
     return this.values.get(leafKey(path))?.source ?? "default";
@@ -269,7 +285,7 @@ function collectObject(
     }
     const node = child(branch, key);
     if (!node) {
-      out.reject(path, value, source, "unknown key");
+      out.unknown(path, source);
     } else if (node.kind === "leaf") {
       out.assign(node, value, source);
     } else if (isRecord(value)) {
@@ -440,11 +456,15 @@ function fallbackRule(issue: z.core.$ZodRawIssue): string | undefined {
   return `must be ${article} ${issue.expected === "record" ? "object" : issue.expected}`;
 }
 
-/** Expands zod issues into one [path, rule] per offending key. */
-function issuesOf(error: z.ZodError): Issue[] {
+/** Expands zod issues into one [path, rule] per offending key; `unknown` marks unknown keys. */
+function issuesOf(error: z.ZodError): (Issue & { unknown?: true })[] {
   return error.issues.flatMap((issue) =>
     issue.code === "unrecognized_keys"
-      ? issue.keys.map((key) => ({ path: [...issue.path, key] as Path, message: "unknown key" }))
+      ? issue.keys.map((key) => ({
+        path: [...issue.path, key] as Path,
+        message: "unknown key",
+        unknown: true as const,
+      }))
       : [{ path: issue.path as Path, message: issue.message }]
   );
 }
@@ -460,29 +480,145 @@ function valueAt(root: unknown, path: Path): unknown {
   return value;
 }
 
-function unreadableTlsFiles(
+/**
+ * `security.transport.tls`'s files (docs/spec/SERVER.md §2.6 rule 2): both readable, the
+ * certificate and key parse and belong together ({@linkcode checkTlsPem}); a certificate out of
+ * its validity period at `now`, or ending within 14 days, is a warning.
+ */
+function unusableTlsFiles(
   config: Config,
   cwd: string,
   read: (path: string) => string,
+  now: number,
   out: Collector,
 ): void {
   const { tls } = config.security.transport;
   if (!tls.enabled) return;
+  const texts: Partial<Record<"certificate_path" | "private_key_path", string>> = {};
   for (const key of ["certificate_path", "private_key_path"] as const) {
     const file = tls[key];
     const path = ["security", "transport", "tls", key];
     if (file === null || file.trim() === "" || out.failed.has(path.join("."))) continue;
     try {
-      read(resolve(cwd, file));
+      texts[key] = read(resolve(cwd, file));
     } catch (error) {
       out.reject(path, file, out.sourceOf(path), `cannot read file: ${errorMessage(error)}`);
     }
   }
+  if (texts.certificate_path === undefined || texts.private_key_path === undefined) return;
+  const checked = checkTlsPem(texts.certificate_path, texts.private_key_path, now);
+  if (!checked.ok) {
+    const path = ["security", "transport", "tls", checked.file];
+    out.reject(path, tls[checked.file], out.sourceOf(path), checked.rule);
+  } else if (checked.warning !== undefined) {
+    out.warnings.push(
+      `security.transport.tls.certificate_path ${JSON.stringify(tls.certificate_path)}: ` +
+        checked.warning,
+    );
+  }
+}
+
+/** `cluster.redis_tls_ca_path` must be a readable PEM certificate (docs/spec/SERVER.md §2.6 rule 18). */
+function unreadableRedisCa(
+  config: Config,
+  cwd: string,
+  read: (path: string) => string,
+  out: Collector,
+): void {
+  const file = config.cluster.redis_tls_ca_path;
+  const path = ["cluster", "redis_tls_ca_path"];
+  if (file === null || out.failed.has(path.join("."))) return;
+  let text: string;
+  try {
+    text = read(resolve(cwd, file));
+  } catch (error) {
+    out.reject(path, file, out.sourceOf(path), `cannot read file: ${errorMessage(error)}`);
+    return;
+  }
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    out.reject(path, file, out.sourceOf(path), "is not a PEM file with a CA certificate");
+  }
+}
+
+/** `server.state_file` must be restorable and writable (docs/spec/SERVER.md §2.6 rule 19). */
+function unusableStateFile(
+  config: Config,
+  cwd: string,
+  check: (path: string) => string | undefined,
+  out: Collector,
+): void {
+  const file = config.server.state_file;
+  const path = ["server", "state_file"];
+  if (file === null || out.failed.has(path.join("."))) return;
+  const problem = check(resolve(cwd, file));
+  if (problem !== undefined) out.reject(path, file, out.sourceOf(path), problem);
+}
+
+function granted(descriptor: Deno.PermissionDescriptor): boolean {
+  return Deno.permissions.querySync(descriptor).state === "granted";
+}
+
+/**
+ * Why this process could not restore or save `server.state_file` at `path` (absolute), or
+ * undefined when it can (docs/spec/SERVER.md §2.6 rule 19): the file must lie within the paths
+ * the process may read and its directory within those it may write (`--allow-read`,
+ * `--allow-write`), and that directory, or the nearest existing one above it (saving creates the
+ * missing ones), must be a directory the operating system lets this user write: a probe file
+ * `.signal-fish-write-check-<uuid>` is created there and removed at once. A directory this
+ * process may not look at (`--allow-read`), or that does not exist yet under one it may not write,
+ * is taken on trust.
+ */
+export function stateFileProblem(path: string): string | undefined {
+  const dir = dirname(path);
+  if (!granted({ name: "write", path: dir })) {
+    return `this process may not write its directory ${dir} (it is outside the --allow-write ` +
+      "paths; the executables write only ./state and /var/lib/signal-fish)";
+  }
+  if (!granted({ name: "read", path })) {
+    return "this process may not read it (it is outside the --allow-read paths; the executables " +
+      "read only ./state and /var/lib/signal-fish)";
+  }
+  let existing = dir;
+  for (;;) {
+    try {
+      if (!Deno.statSync(existing).isDirectory) return `${existing} is not a directory`;
+      break;
+    } catch (error) {
+      // A directory this process may not look at is taken on trust.
+      if (error instanceof Deno.errors.NotCapable) return undefined;
+      if (!(error instanceof Deno.errors.NotFound)) {
+        return `cannot check ${existing}: ${errorMessage(error)}`;
+      }
+      if (dirname(existing) === existing) return undefined;
+      existing = dirname(existing);
+    }
+  }
+  if (existing !== dir && !granted({ name: "write", path: existing })) return undefined;
+  const probe = join(existing, `.signal-fish-write-check-${crypto.randomUUID()}`);
+  try {
+    Deno.openSync(probe, { write: true, createNew: true, mode: 0o600 }).close();
+  } catch (error) {
+    return `cannot write a file in ${existing}: ${errorMessage(error)}`;
+  }
+  try {
+    Deno.removeSync(probe);
+  } catch {
+    // Left behind, empty; saving does not look at it.
+  }
+  return undefined;
 }
 
 function configWarnings(config: Config): string[] {
   const { security } = config;
   const warnings: string[] = [];
+  if (config.server.reuse_port && config.cluster.redis_url === null) {
+    // docs/spec/SERVER.md §1.1 note: a shared port is only useful in cluster mode.
+    warnings.push(
+      "server.reuse_port is true but cluster.redis_url is not set: every process on the shared " +
+        "port is a separate server with its own rooms, and the kernel hands each connection to " +
+        "any of them (set cluster.redis_url, or turn server.reuse_port off)",
+    );
+  }
   if (!security.require_metrics_auth) {
     warnings.push(
       "metrics endpoints are unauthenticated (security.require_metrics_auth is false)",
@@ -524,10 +660,22 @@ export interface LoadOptions {
    */
   cwd?: string;
   /**
-   * Reads a file as UTF-8 text (config file, TLS certificate and key); throws when unreadable.
+   * Reads a file as UTF-8 text (config file, TLS certificate and key, Redis CA); throws when
+   * unreadable.
    * @default Deno.readTextFileSync
    */
   readTextFile?: (path: string) => string;
+  /**
+   * Why `server.state_file` (an absolute path) cannot be restored or saved, or undefined when it
+   * can.
+   * @default stateFileProblem
+   */
+  checkStateFile?: (path: string) => string | undefined;
+  /**
+   * The time the TLS certificate's validity is judged at, ms since the epoch.
+   * @default Date.now()
+   */
+  now?: number;
 }
 
 /** A `SIGNAL_FISH_*` variable that names no key, and the documented name it is closest to. */
@@ -581,8 +729,12 @@ export function loadConfig(options: LoadOptions): LoadResult {
     const parsed = ConfigFields.safeParse(input, { error: fallbackRule });
     const invalid = new Set(out.failed);
     if (!parsed.success) {
-      for (const { path, message } of issuesOf(parsed.error)) {
-        out.errors.push(configError(path, valueAt(input, path), out.sourceOf(path), message));
+      for (const { path, message, unknown } of issuesOf(parsed.error)) {
+        out.errors.push(
+          unknown
+            ? unknownKeyError(path, out.sourceOf(path))
+            : configError(path, valueAt(input, path), out.sourceOf(path), message),
+        );
         invalid.add(leafKey(path));
       }
     }
@@ -593,8 +745,11 @@ export function loadConfig(options: LoadOptions): LoadResult {
         if (invalid.has(leafKey(path))) continue;
         const value = valueAt(input, path) ?? valueAt(config, path);
         out.errors.push(configError(path, value, out.sourceOf(path), message));
+        out.failed.add(leafKey(path)); // its file is not checked too
       }
-      unreadableTlsFiles(config, cwd, read, out);
+      unusableTlsFiles(config, cwd, read, options.now ?? Date.now(), out);
+      unreadableRedisCa(config, cwd, read, out);
+      unusableStateFile(config, cwd, options.checkStateFile ?? stateFileProblem, out);
     }
     if (out.errors.length > 0 || !config) return { ok: false, errors: out.errors, file: out.file };
     return {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { loadConfig, validationSummary } from "./load.ts";
+import { loadConfig, stateFileProblem, validationSummary } from "./load.ts";
 import { DEFAULT_CONFIG } from "./schema.ts";
 import { CWD, failed, FILE, load, loaded, withDefaults } from "./testing.ts";
 
@@ -51,8 +51,8 @@ Deno.test("loadConfig() rejects unknown keys in the file, naming them", () => {
     [FILE]: { server: { defualt_max_players: 4 }, colour: "blue", auth: {}, coordination: {} },
   }));
   assert.deepEqual(errors, [
-    `invalid configuration: server.defualt_max_players = 4 (from config file ${FILE}): unknown key`,
-    `invalid configuration: colour = "blue" (from config file ${FILE}): unknown key`,
+    `invalid configuration: server.defualt_max_players (from config file ${FILE}): unknown key`,
+    `invalid configuration: colour (from config file ${FILE}): unknown key`,
   ]);
 });
 
@@ -61,7 +61,7 @@ Deno.test("loadConfig() rejects unknown fields of authorized_apps entries", () =
     [FILE]: { security: { authorized_apps: [{ app_id: "a", app_name: "A", owner: "me" }] } },
   }));
   assert.deepEqual(errors, [
-    `invalid configuration: security.authorized_apps[0].owner = "me" (from config file ${FILE}): unknown key`,
+    `invalid configuration: security.authorized_apps[0].owner (from config file ${FILE}): unknown key`,
   ]);
 });
 
@@ -374,4 +374,60 @@ Deno.test("validationSummary() prints the --validate-config summary", () => {
     / {2}Config file: \/etc\/signal-fish\/config\.json\n$/,
   );
   assert.match(validationSummary(DEFAULT_CONFIG), /Storage backend: InMemory/);
+});
+
+Deno.test("loadConfig() checks cluster.redis_tls_ca_path: a readable PEM certificate (SERVER.md §2.6 rule 18)", () => {
+  const env = {
+    SIGNAL_FISH_CLUSTER__REDIS_URL: "rediss://cache:6380",
+    SIGNAL_FISH_CLUSTER__REDIS_TLS_CA_PATH: "certs/ca.pem",
+  };
+  const ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  assert.equal(
+    loaded(load({ "/srv/app/certs/ca.pem": ca }, env)).config.cluster.redis_tls_ca_path,
+    "certs/ca.pem",
+  );
+  assert.deepEqual(failed(load({}, env)), [
+    'invalid configuration: cluster.redis_tls_ca_path = "certs/ca.pem" (from SIGNAL_FISH_CLUSTER__REDIS_TLS_CA_PATH): cannot read file: No such file: /srv/app/certs/ca.pem',
+  ]);
+  assert.deepEqual(failed(load({ "/srv/app/certs/ca.pem": "not a certificate\n" }, env)), [
+    'invalid configuration: cluster.redis_tls_ca_path = "certs/ca.pem" (from SIGNAL_FISH_CLUSTER__REDIS_TLS_CA_PATH): is not a PEM file with a CA certificate',
+  ]);
+});
+
+Deno.test("loadConfig() checks that server.state_file can be restored and saved (SERVER.md §2.6 rule 19)", () => {
+  const seen: string[] = [];
+  const check = (path: string) => {
+    seen.push(path);
+    return path.startsWith("/srv/app/") ? undefined : "this process may not write its directory";
+  };
+  const env = { SIGNAL_FISH_SERVER__STATE_FILE: "state/rooms.json" };
+  assert.equal(
+    loaded(load({}, env, { checkStateFile: check })).config.server.state_file,
+    "state/rooms.json",
+  );
+  assert.deepEqual(
+    failed(
+      load({}, { SIGNAL_FISH_SERVER__STATE_FILE: "/tmp/rooms.json" }, { checkStateFile: check }),
+    ),
+    [
+      'invalid configuration: server.state_file = "/tmp/rooms.json" (from SIGNAL_FISH_SERVER__STATE_FILE): this process may not write its directory',
+    ],
+  );
+  assert.deepEqual(seen, ["/srv/app/state/rooms.json", "/tmp/rooms.json"]);
+  loaded(load({}, {}, { checkStateFile: () => assert.fail("checked without a state_file") }));
+});
+
+Deno.test("stateFileProblem() probes the state file's directory, or the nearest one saving creates it in", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "signal-fish-state-" });
+  try {
+    assert.equal(stateFileProblem(`${dir}/rooms.json`), undefined);
+    // Missing directories are created when saving: their nearest existing parent is probed.
+    assert.equal(stateFileProblem(`${dir}/a/b/rooms.json`), undefined);
+    Deno.writeTextFileSync(`${dir}/file`, "");
+    assert.equal(stateFileProblem(`${dir}/file/rooms.json`), `${dir}/file is not a directory`);
+    // The probe files are gone; nothing was created.
+    assert.deepEqual([...Deno.readDirSync(dir)].map((entry) => entry.name), ["file"]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

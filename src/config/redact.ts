@@ -1,6 +1,7 @@
 /**
  * Hiding secrets of the configuration (docs/spec/SERVER.md §2.5 `--print-config`, §2.6 error lines): app
- * secrets, the metrics bearer token and the Redis passwords (`cluster.redis_url`'s, the sentinels').
+ * secrets, the metrics and admin tokens and the Redis passwords (`cluster.redis_url`'s user info and
+ * query values, the sentinels').
  *
  * @module
  */
@@ -16,20 +17,36 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** `url` with the password of its user info replaced by {@linkcode REDACTED}. */
-export function redactUrlPassword(url: string): string {
+/**
+ * `url` (a `cluster.redis_url`, valid or not) with what may be a secret replaced by
+ * {@linkcode REDACTED} (docs/spec/SERVER.md §2.5): the whole user info, since `redis://PASSWORD@host`
+ * is a password without a user name (`rediss://<redacted>@cache:6380/1`), every query value
+ * (`?password=<redacted>`) and a fragment. The user info ends at the last `@`, as a password may
+ * hold an unescaped `@`, `/`, `?` or `#`. A text without `://` that holds an `@` is hidden whole.
+ */
+export function redactUrl(url: string): string {
   const scheme = url.indexOf("://");
   if (scheme < 0) return url.includes("@") ? REDACTED : url;
-  const rest = url.slice(scheme + 3);
+  let rest = url.slice(scheme + 3);
   const at = rest.lastIndexOf("@");
-  const colon = rest.slice(0, Math.max(at, 0)).indexOf(":");
-  if (at < 0 || colon < 0) return url;
-  return `${url.slice(0, scheme + 3)}${rest.slice(0, colon)}:${REDACTED}${rest.slice(at)}`;
+  if (at >= 0) rest = `${REDACTED}${rest.slice(at)}`;
+  const hash = rest.indexOf("#");
+  if (hash >= 0) rest = `${rest.slice(0, hash)}#${REDACTED}`;
+  const question = rest.indexOf("?");
+  if (question >= 0) {
+    const end = hash >= 0 ? rest.indexOf("#") : rest.length;
+    const query = rest.slice(question + 1, end).split("&").map((pair) => {
+      const equals = pair.indexOf("=");
+      return equals < 0 ? pair : `${pair.slice(0, equals)}=${REDACTED}`;
+    });
+    rest = `${rest.slice(0, question)}?${query.join("&")}${rest.slice(end)}`;
+  }
+  return `${url.slice(0, scheme + 3)}${rest}`;
 }
 
 /** Hides secrets in a value of any shape (also unvalidated input, so matched by key name). */
 export function redactValue(value: unknown, key?: string | number): unknown {
-  if (key === "redis_url" && typeof value === "string") return redactUrlPassword(value);
+  if (key === "redis_url" && typeof value === "string") return redactUrl(value);
   if (typeof key === "string" && SECRET_KEY.test(key) && value != null && !isRecord(value)) {
     return REDACTED;
   }
@@ -54,8 +71,9 @@ export function holdsSecret(path: Path): boolean {
 }
 
 /**
- * Returns a copy of `config` with the secrets (`app_secret`, `metrics_auth_token`, `admin_token`, the password of
- * `cluster.redis_url`, `cluster.redis_sentinel_password`) replaced by `"<redacted>"`; unset secrets stay `null`.
+ * Returns a copy of `config` with the secrets (`app_secret`, `metrics_auth_token`, `admin_token`, the user info and
+ * query values of `cluster.redis_url` ({@linkcode redactUrl}), `cluster.redis_sentinel_password`) replaced by
+ * `"<redacted>"`; unset secrets stay `null`.
  */
 export function redactConfig(config: Config): Config {
   const copy = structuredClone(config);
@@ -65,7 +83,7 @@ export function redactConfig(config: Config): Config {
   for (const app of security.authorized_apps) {
     if (app.app_secret !== null) app.app_secret = REDACTED;
   }
-  if (cluster.redis_url !== null) cluster.redis_url = redactUrlPassword(cluster.redis_url);
+  if (cluster.redis_url !== null) cluster.redis_url = redactUrl(cluster.redis_url);
   if (cluster.redis_sentinel_password !== null) cluster.redis_sentinel_password = REDACTED;
   return copy;
 }

@@ -25,14 +25,35 @@ function expected(what: string) {
     issue.input === undefined ? "is required" : `must be ${what}`;
 }
 
-function int(min = 0, max?: number) {
-  const rule = max !== undefined
-    ? `must be an integer between ${min} and ${max}`
-    : min === 0
-    ? "must be a non-negative integer"
-    : `must be an integer >= ${min}`;
+function int(min = 0, max?: number, note = "") {
+  const rule =
+    (max !== undefined
+      ? `must be an integer between ${min} and ${max}`
+      : min === 0
+      ? "must be a non-negative integer"
+      : `must be an integer >= ${min}`) + note;
   const schema = z.int({ error: rule }).min(min, { error: rule });
   return max === undefined ? schema : schema.max(max, { error: rule });
+}
+
+/**
+ * The longest delay a timer takes, ms: 2^31 − 1 (about 24.8 days). A longer one overflows and
+ * fires after 1 ms, so every key that sets a timer is bounded by it (docs/spec/SERVER.md §2.6).
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The longest timer in whole seconds: 2147483. */
+export const MAX_TIMER_SECS = Math.floor(MAX_TIMER_MS / 1000);
+
+const TIMER_NOTE = " (it sets a timer, and a timer takes at most 2^31 - 1 ms, about 24.8 days)";
+
+/** Seconds that set a timer: `min` to {@linkcode MAX_TIMER_SECS}. */
+function timerSecs(min: number) {
+  return int(min, MAX_TIMER_SECS, TIMER_NOTE);
+}
+
+/** Milliseconds that set a timer: `min` to {@linkcode MAX_TIMER_MS}. */
+function timerMs(min: number) {
+  return int(min, MAX_TIMER_MS, TIMER_NOTE);
 }
 
 function bool(fallback: boolean) {
@@ -159,8 +180,8 @@ export const ConfigFields = z.strictObject({
   server: z.strictObject({
     // 1..=protocol.max_players_limit is a cross-field rule (crossFieldIssues).
     default_max_players: int(0).default(8),
-    ping_timeout: int(2).default(30),
-    room_cleanup_interval: int(1).default(60),
+    ping_timeout: timerSecs(2).default(30),
+    room_cleanup_interval: timerSecs(1).default(60),
     max_rooms_per_game: int().default(1000),
     empty_room_timeout: int().default(300),
     inactive_room_timeout: int(1).default(3600),
@@ -175,7 +196,7 @@ export const ConfigFields = z.strictObject({
     max_rooms_per_ip: int().default(20),
     event_buffer_total_max_bytes: int().default(67108864),
     max_token_records: int(1).default(200000),
-    drain_timeout_secs: int().default(10),
+    drain_timeout_secs: timerSecs(0).default(10),
     // Bind address (docs/spec/SERVER.md §1.1 note): all IPv4 interfaces by default; `deno task dev` passes
     // `--host 127.0.0.1`.
     host: bindHost.default("0.0.0.0"),
@@ -299,7 +320,7 @@ export const ConfigFields = z.strictObject({
     membership_snapshot_interval_secs: int().default(30),
   }).prefault({}),
   metrics: z.strictObject({
-    dashboard_cache_refresh_interval_secs: int(1).default(5),
+    dashboard_cache_refresh_interval_secs: timerSecs(1).default(5),
     dashboard_cache_ttl_secs: int(1).default(30),
     dashboard_cache_history_window_secs: int(1).default(300),
     // Games listed by name in the JSON body; the rest are one "(other)" entry (issue 14 item 9).
@@ -336,15 +357,15 @@ export const ConfigFields = z.strictObject({
       (prefix) => !/[{}]/.test(prefix),
       { error: "must not contain { or }" },
     ),
-    directory_ttl_secs: int(3).default(30),
-    forward_timeout_ms: int(100).default(5000),
-    heartbeat_ms: int(100).default(1000),
+    directory_ttl_secs: timerSecs(3).default(30),
+    forward_timeout_ms: timerMs(100).default(5000),
+    heartbeat_ms: timerMs(100).default(1000),
     envelope_window_ms: int(0, 50).default(0),
     // Bytes a second one connection, and one client address, may forward to rooms homed on other
     // instances before its reads wait (src/transport/forward_budget.ts); 0 = no limit.
     max_forward_bytes_per_sec: int(0).default(1048576),
     max_forward_bytes_per_sec_per_ip: int(0).default(4194304),
-    drain_timeout_secs: int(0).default(900),
+    drain_timeout_secs: timerSecs(0).default(900),
     redis_tls_ca_path: nullableText(),
     // Redis Sentinel (README "Run a cluster"): `host:port` of sentinels to ask for the primary of
     // `redis_sentinel_master`; `redis_url` then gives the scheme, credentials and database only.

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { ConfigSchema, DEFAULT_CONFIG, sentinelAddress } from "./schema.ts";
+import {
+  ConfigSchema,
+  DEFAULT_CONFIG,
+  MAX_TIMER_MS,
+  MAX_TIMER_SECS,
+  sentinelAddress,
+} from "./schema.ts";
 import { failed, FILE, load, loaded } from "./testing.ts";
 
 Deno.test("DEFAULT_CONFIG has the documented defaults of docs/spec/SERVER.md §2.7", () => {
@@ -109,7 +115,13 @@ Deno.test("loadConfig() applies the TLS and token-binding rules", () => {
   assert.deepEqual(failed(load(files)), [
     `invalid configuration: security.transport.tls.private_key_path = "/k.pem" (from config file ${FILE}): cannot read file: No such file: /k.pem`,
   ]);
-  assert.ok(loaded(load({ ...files, "/k.pem": "KEY" })).config.security.transport.tls.enabled);
+  // Both read, they must parse and be a pair (src/util/tls_pem.ts; real pairs in tests/tls_test.ts).
+  const unparsed = failed(load({ ...files, "/k.pem": "KEY" }));
+  assert.equal(unparsed.length, 1, unparsed.join("\n"));
+  assert.match(
+    unparsed[0]!,
+    /^invalid configuration: security\.transport\.tls\.certificate_path = "cert\.pem" \(from config file \/srv\/app\/config\.json\): is not a PEM certificate \(/,
+  );
 
   const binding = {
     enabled: true,
@@ -264,7 +276,8 @@ Deno.test("loadConfig() reads cluster.redis_sentinels as host:port entries (a co
 });
 
 Deno.test("loadConfig() reads the sentinels' password, user and TLS, each only with sentinels; the CA then serves them too", () => {
-  const { config } = loaded(load({}, {
+  const ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const { config } = loaded(load({ "/etc/signal-fish/redis-ca.pem": ca }, {
     SIGNAL_FISH_CLUSTER__REDIS_URL: "redis://ignored:6379",
     SIGNAL_FISH_CLUSTER__REDIS_SENTINELS: "10.0.0.21:26379",
     SIGNAL_FISH_CLUSTER__REDIS_SENTINEL_USERNAME: "watcher",
@@ -306,5 +319,40 @@ Deno.test("loadConfig() reads the sentinels' password, user and TLS, each only w
       },
     }))[0]!,
     /cluster\.redis_sentinel_username.*needs cluster\.redis_sentinel_password/,
+  );
+});
+
+Deno.test("loadConfig() bounds every key that sets a timer by 2^31 - 1 ms, saying why", () => {
+  assert.equal(MAX_TIMER_MS, 2147483647);
+  assert.equal(MAX_TIMER_SECS, 2147483);
+  const timers: [string, string, number, number][] = [
+    ["server", "ping_timeout", 2, MAX_TIMER_SECS],
+    ["server", "room_cleanup_interval", 1, MAX_TIMER_SECS],
+    ["server", "drain_timeout_secs", 0, MAX_TIMER_SECS],
+    ["metrics", "dashboard_cache_refresh_interval_secs", 1, MAX_TIMER_SECS],
+    ["cluster", "directory_ttl_secs", 3, MAX_TIMER_SECS],
+    ["cluster", "forward_timeout_ms", 100, MAX_TIMER_MS],
+    ["cluster", "heartbeat_ms", 100, MAX_TIMER_MS],
+    ["cluster", "drain_timeout_secs", 0, MAX_TIMER_SECS],
+  ];
+  for (const [table, key, min, max] of timers) {
+    const rule = `must be an integer between ${min} and ${max} (it sets a timer, and a timer ` +
+      "takes at most 2^31 - 1 ms, about 24.8 days)";
+    assert.deepEqual(failed(load({ [FILE]: { [table]: { [key]: max + 1 } } })), [
+      `invalid configuration: ${table}.${key} = ${max + 1} (from config file ${FILE}): ${rule}`,
+    ]);
+    if (key !== "heartbeat_ms") { // at most directory_ttl_secs × 1000 / 3 besides
+      assert.equal(
+        (loaded(load({ [FILE]: { [table]: { [key]: max } } })).config as never)[table][key],
+        max,
+      );
+    }
+  }
+  // The timers these keys set, at their largest: none over 2^31 - 1 ms.
+  assert.ok(MAX_TIMER_SECS * 1000 <= MAX_TIMER_MS);
+  // Beyond the safe integers the rule names the upper bound too (it said ">= 2").
+  assert.match(
+    failed(load({}, { SIGNAL_FISH_SERVER__PING_TIMEOUT: "9007199254740993" }))[0]!,
+    /server\.ping_timeout = 9007199254740992 \(from SIGNAL_FISH_SERVER__PING_TIMEOUT\): must be an integer between 2 and 2147483 \(it sets a timer/,
   );
 });

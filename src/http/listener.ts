@@ -23,13 +23,13 @@
  *
  * @module
  */
-import { createPrivateKey, X509Certificate } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { getLogger } from "@logtape/logtape";
 import { tlsReads } from "../transport/tls_reads.ts";
+import { checkTlsPem } from "../util/tls_pem.ts";
 import {
   attachUpgradeSocket,
   dropUpgradeSocket,
@@ -230,9 +230,10 @@ const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 2_000;
 
 /**
- * Binds and serves. Rejects when the bind fails (port in use, bad certificate), so the process
- * can exit 1. Accept errors (EMFILE under a descriptor flood) are retried by the runtime with a
- * backoff; the connections already open keep being served.
+ * Binds and serves. Rejects when the bind fails (port in use, a certificate or key that does not
+ * parse, a key that is not the certificate's), so the process can exit 1. Accept errors (EMFILE
+ * under a descriptor flood) are retried by the runtime with a backoff; the connections already
+ * open keep being served.
  */
 export async function listen(options: ListenOptions): Promise<Listener> {
   const limits = options.limits ?? DEFAULT_PENDING_LIMITS;
@@ -245,9 +246,13 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   // How often the header and request timeouts are checked, ms.
   const connectionsCheckingInterval = Math.min(1_000, limits.headerTimeoutMs);
   if (options.tls) {
-    // `node:https` would only fail at the first handshake; a bad file must fail startup.
-    new X509Certificate(options.tls.cert);
-    createPrivateKey(options.tls.key);
+    // `node:https` would only fail at the first handshake; a bad file, or a key that is not the
+    // certificate's, must fail startup.
+    const checked = checkTlsPem(options.tls.cert, options.tls.key);
+    if (!checked.ok) {
+      const file = checked.file === "certificate_path" ? "certificate" : "private key";
+      throw new TypeError(`Cannot serve TLS: the ${file} ${checked.rule}`);
+    }
   }
   const makeServer = (): http.Server => {
     const server: http.Server = options.tls

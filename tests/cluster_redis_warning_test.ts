@@ -1,0 +1,77 @@
+/**
+ * Cluster mode with Redis out of reach, at the default log level (docs/spec/SERVER.md §8.5,
+ * src/cluster/link_report.ts): a refused password or an address nobody listens on is a warning at
+ * once, with the client's error and without the password, and Redis coming back is an info line.
+ * Before, both were debug lines only: `/v2/health` answered 503 and the log said nothing.
+ * A real server process and redis-server.
+ */
+import { equal, ok } from "node:assert/strict";
+import { type ServerProcess, spawnServer } from "./process.ts";
+import { IGNORE_WITHOUT_REDIS, startRedis } from "./redis_server.ts";
+
+const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
+
+/** A server in cluster mode on `redisUrl`, logging at the default level. */
+function clusterServer(redisUrl: string): Promise<ServerProcess> {
+  return spawnServer({
+    env: {
+      SIGNAL_FISH_CLUSTER__REDIS_URL: redisUrl,
+      SIGNAL_FISH_CLUSTER__DRAIN_TIMEOUT_SECS: "0",
+      SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+    },
+  });
+}
+
+/** The first match of `pattern` in the server's output within `ms`; fails with the output. */
+async function logged(server: ServerProcess, pattern: RegExp, ms = 10_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const found = pattern.exec(server.output());
+    if (found) return found[0];
+    ok(Date.now() < deadline, `no ${pattern} within ${ms} ms in:\n${server.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const WARNINGS = /"level":"WARN","category":"signal-fish\.cluster","message":"Redis link[^"]*"/g;
+
+Deno.test({
+  ...opts,
+  name: "cluster: a password Redis refuses is a warning, once per 30 s, without the password",
+  fn: async () => {
+    await using redis = await startRedis(["--requirepass", "right"]);
+    const url = redis.url.replace("redis://", "redis://default:WRONG-PW-1234@");
+    await using server = await clusterServer(url);
+    equal(
+      await logged(server, WARNINGS),
+      '"level":"WARN","category":"signal-fish.cluster","message":"Redis link down: ' +
+        'WRONGPASS invalid username-password pair or user is disabled.; retrying"',
+    );
+    // The client retries several times a second meanwhile: still one warning.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    equal(server.output().match(WARNINGS)?.length, 1, server.output());
+    ok(!server.output().includes("WRONG-PW-1234"), server.output());
+    const health = await fetch(`http://127.0.0.1:${server.port}/v2/health`);
+    await health.body?.cancel();
+    equal(health.status, 503);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "cluster: Redis unreachable at start is a warning; its return an info line",
+  fn: async () => {
+    await using redis = await startRedis();
+    await redis.stop(); // nothing listens on its port now
+    await using server = await clusterServer(redis.url);
+    await logged(
+      server,
+      /"message":"Redis link down: connect ECONNREFUSED 127\.0\.0\.1:\d+; retrying"/,
+    );
+    await redis.restart();
+    await logged(
+      server,
+      /"level":"INFO","category":"signal-fish\.cluster","message":"Redis link up again after \d+ s"/,
+    );
+  },
+});
