@@ -22,11 +22,12 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
  * {@linkcode REDACTED} (docs/spec/SERVER.md §2.5): the whole user info, since `redis://PASSWORD@host`
  * is a password without a user name (`rediss://<redacted>@cache:6380/1`), every query value
  * (`?password=<redacted>`) and a fragment. The user info ends at the last `@`, as a password may
- * hold an unescaped `@`, `/`, `?` or `#`. A text without `://` that holds an `@` is hidden whole.
+ * hold an unescaped `@`, `/`, `?` or `#`. A text without `://` is hidden whole (a pasted password).
  */
 export function redactUrl(url: string): string {
   const scheme = url.indexOf("://");
-  if (scheme < 0) return url.includes("@") ? REDACTED : url;
+  // Not a URL at all: it may be a pasted password, nothing of it is shown.
+  if (scheme < 0) return REDACTED;
   let rest = url.slice(scheme + 3);
   const at = rest.lastIndexOf("@");
   if (at >= 0) rest = `${REDACTED}${rest.slice(at)}`;

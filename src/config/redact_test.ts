@@ -107,7 +107,9 @@ Deno.test("redactUrl() hides the whole user info, query values and a fragment", 
       ["redis://u:P?W@127.0.0.1:6379", "redis://<redacted>@127.0.0.1:6379"],
       ["redis://127.0.0.1:6379#PW", "redis://127.0.0.1:6379#<redacted>"],
       ["user:PW@127.0.0.1", "<redacted>"],
-      ["cache:6379", "cache:6379"],
+      // Not a URL: possibly a pasted password, shown as nothing but the marker.
+      ["cache:6379", "<redacted>"],
+      ["LEAKSECRET", "<redacted>"],
     ] as const
   ) {
     assert.equal(redactUrl(url), shown, url);
