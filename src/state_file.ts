@@ -2,10 +2,10 @@
  * The state file (docs/spec/SERVER.md §2.7 `server.state_file`; README "Rooms survive a restart"): the
  * file I/O around the engine's pure snapshot and restore (`engine/snapshot.ts`). Writes are
  * atomic (a temporary file in the same directory, flushed, then renamed over the old one) and
- * bounded by `server.state_file_max_bytes`; reads refuse a missing-format, foreign-version,
- * corrupt or oversized file with one log line, and the server then starts with no rooms. Both
- * are synchronous so the snapshot can be written from an `unload` handler (`deno run --watch`
- * restarts the program without a signal).
+ * bounded by `server.state_file_max_bytes`; reads refuse a path that is not a regular file and a
+ * missing-format, foreign-version, corrupt or oversized file with one log line that never quotes
+ * the file, and the server then starts with no rooms. Both are synchronous so the snapshot can be
+ * written from an `unload` handler (`deno run --watch` restarts the program without a signal).
  *
  * @module
  */
@@ -97,38 +97,84 @@ export function saveState(engine: Engine, options: StateFileOptions, now: number
 
 /**
  * Restores the rooms of `options.path` into `engine` (which has none) at `now` (ms); every seat
- * is held for the reconnection window. No file: nothing to do, `undefined`. A file that is too
- * large, unreadable, not JSON, of another format or version, or inconsistent is refused with one
- * error line and nothing is restored. The caller deletes a restored file once it serves
- * ({@linkcode consumeState}). Never throws.
+ * is held for the reconnection window. No file: nothing to do, `undefined`. A path that is not a
+ * regular file (a symbolic link, a FIFO, a device, a directory), a file that is too large,
+ * unreadable, not JSON, of another format or version, or inconsistent is refused with one error
+ * line (naming the problem, never quoting the file) and nothing is restored. At most
+ * `maxBytes` + 1 bytes are read, even from a file that grows meanwhile. The caller deletes a
+ * restored file once it serves ({@linkcode consumeState}). Never throws.
  */
 export function restoreState(
   engine: Engine,
   options: StateFileOptions,
   now: number,
 ): StateOutcome | undefined {
-  const { path, maxBytes } = options;
-  let text: string;
-  try {
-    const size = Deno.statSync(path).size;
-    if (size > maxBytes) {
-      return refusedAtStart(
-        path,
-        `it is ${size} bytes, over server.state_file_max_bytes (${maxBytes})`,
-      );
-    }
-    text = Deno.readTextFileSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    return refusedAtStart(path, String(error));
-  }
-  const decoded = decodeSnapshot(text);
+  const { path } = options;
+  const read = readStateFile(options);
+  if (read === undefined) return undefined;
+  if (typeof read === "string") return refusedAtStart(path, read);
+  const decoded = decodeSnapshot(new TextDecoder().decode(read));
   if (!decoded.ok) return refusedAtStart(path, decoded.reason);
   const restored = engine.restore(decoded.value, now);
   if (!restored.ok) return refusedAtStart(path, restored.reason);
   const { rooms, seats, effects } = restored.value;
   log.info("Restored {rooms} rooms and {seats} held seats from {path}", { rooms, seats, path });
-  return { ok: true, rooms, seats, bytes: new TextEncoder().encode(text).length, effects };
+  return { ok: true, rooms, seats, bytes: read.length, effects };
+}
+
+/**
+ * The bytes of the state file, `undefined` when there is none, or why it is refused. The path
+ * itself must be a regular file: it is looked at without following a symbolic link (Deno cannot
+ * open without following one), so a link, a FIFO (whose opening would block start-up), a device
+ * (`/dev/zero` never ends) or a directory is refused before it is opened, and the read stops after
+ * `maxBytes` + 1 bytes.
+ */
+function readStateFile({ path, maxBytes }: StateFileOptions): Uint8Array | string | undefined {
+  let entry: Deno.FileInfo;
+  try {
+    entry = Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    return String(error);
+  }
+  if (!entry.isFile) return `it is ${entryKind(entry)}, not a regular file`;
+  if (entry.size > maxBytes) {
+    return `it is ${entry.size} bytes, over server.state_file_max_bytes (${maxBytes})`;
+  }
+  try {
+    const file = Deno.openSync(path, { read: true });
+    try {
+      let buffer = new Uint8Array(entry.size + 1);
+      let length = 0;
+      for (;;) {
+        if (length === buffer.length) {
+          if (length > maxBytes) {
+            return `it grew over server.state_file_max_bytes (${maxBytes}) while being read`;
+          }
+          const larger = new Uint8Array(Math.min(buffer.length * 2, maxBytes + 1));
+          larger.set(buffer);
+          buffer = larger;
+        }
+        const read = file.readSync(buffer.subarray(length));
+        if (read === null) return buffer.subarray(0, length);
+        length += read;
+      }
+    } finally {
+      file.close();
+    }
+  } catch (error) {
+    return String(error);
+  }
+}
+
+/** What a path that is not a regular file is, for a log line. */
+function entryKind(entry: Deno.FileInfo): string {
+  if (entry.isSymlink) return "a symbolic link";
+  if (entry.isDirectory) return "a directory";
+  if (entry.isFifo) return "a FIFO";
+  if (entry.isSocket) return "a socket";
+  if (entry.isCharDevice || entry.isBlockDevice) return "a device";
+  return "a special file";
 }
 
 /**

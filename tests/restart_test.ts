@@ -180,6 +180,48 @@ for (const [name, content, env, reason] of REFUSED) {
   });
 }
 
+/** Paths that are not a regular file: each is refused before it is read (or opened). */
+const NOT_REGULAR: [string, (dir: string) => Promise<void>, RegExp][] = [
+  // Opening a FIFO blocks until a writer comes: start-up would hang.
+  ["a FIFO", async (dir) => {
+    const made = await new Deno.Command("mkfifo", { args: [`${dir}/state/rooms.json`] }).output();
+    ok(made.success, "mkfifo");
+  }, /it is a FIFO, not a regular file/],
+  // A device that never ends: reading it whole would take all memory.
+  [
+    "a link to /dev/zero",
+    (dir) => Deno.symlink("/dev/zero", `${dir}/state/rooms.json`),
+    /it is a symbolic link/,
+  ],
+  // A file outside the allowed read paths, which Deno's check of the link's path lets through.
+  ["a link to a file elsewhere", async (dir) => {
+    await Deno.mkdir(`${dir}/elsewhere`);
+    await Deno.writeTextFile(`${dir}/elsewhere/secret.txt`, "hunter2:x:0:0:not-for-the-log\n");
+    await Deno.symlink("../elsewhere/secret.txt", `${dir}/state/rooms.json`);
+  }, /it is a symbolic link, not a regular file/],
+  ["a directory", (dir) => Deno.mkdir(`${dir}/state/rooms.json`), /it is a directory/],
+];
+
+for (const [name, make, reason] of NOT_REGULAR) {
+  Deno.test(`state file refused (${name}): one log line, nothing of it read, the server starts empty`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+    try {
+      await Deno.mkdir(`${dir}/state`);
+      await make(dir);
+      await using server = await start(dir);
+      const lines = logLines(server, /Cannot restore rooms from/);
+      equal(lines.length, 1, server.output());
+      ok(reason.test(lines[0]!), lines[0]);
+      ok(/starting with no rooms/.test(lines[0]!), lines[0]);
+      ok(!server.output().includes("hunter2"), server.output());
+      deepEqual(await status(server).then((s) => [s.rooms, s.held_seats]), [0, 0]);
+      await stop(server);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
 Deno.test("deno run --watch (the dev task): rooms survive a restart caused by a saved file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "signal-fish-watch-" });
   try {
