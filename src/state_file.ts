@@ -4,8 +4,9 @@
  * atomic (a temporary file in the same directory, flushed, then renamed over the old one) and
  * bounded by `server.state_file_max_bytes`; reads refuse a path that is not a regular file and a
  * missing-format, foreign-version, corrupt or oversized file with one log line that never quotes
- * the file, and the server then starts with no rooms. Both are synchronous so the snapshot can be
- * written from an `unload` handler (`deno run --watch` restarts the program without a signal).
+ * the file and move it aside (`<path>.rejected-<UTC time>`), and the server then starts with no
+ * rooms. Both are synchronous so the snapshot can be written from an `unload` handler
+ * (`deno run --watch` restarts the program without a signal).
  *
  * @module
  */
@@ -100,9 +101,11 @@ export function saveState(engine: Engine, options: StateFileOptions, now: number
  * is held for the reconnection window. No file: nothing to do, `undefined`. A path that is not a
  * regular file (a symbolic link, a FIFO, a device, a directory), a file that is too large,
  * unreadable, not JSON, of another format or version, or inconsistent is refused with one error
- * line (naming the problem, never quoting the file) and nothing is restored. At most
- * `maxBytes` + 1 bytes are read, even from a file that grows meanwhile. The caller deletes a
- * restored file once it serves ({@linkcode consumeState}). Never throws.
+ * line (naming the problem, never quoting the file), nothing is restored, and the file is moved
+ * aside to `<path>.rejected-<UTC time>` (e.g. `rooms.json.rejected-2026-03-04T180000.000Z`) so
+ * that the next shutdown's snapshot does not replace it. At most `maxBytes` + 1 bytes are read,
+ * even from a file that grows meanwhile. The caller deletes a restored file once it serves
+ * ({@linkcode consumeState}). Never throws.
  */
 export function restoreState(
   engine: Engine,
@@ -112,11 +115,11 @@ export function restoreState(
   const { path } = options;
   const read = readStateFile(options);
   if (read === undefined) return undefined;
-  if (typeof read === "string") return refusedAtStart(path, read);
+  if (typeof read === "string") return refusedAtStart(path, read, now);
   const decoded = decodeSnapshot(new TextDecoder().decode(read));
-  if (!decoded.ok) return refusedAtStart(path, decoded.reason);
+  if (!decoded.ok) return refusedAtStart(path, decoded.reason, now);
   const restored = engine.restore(decoded.value, now);
-  if (!restored.ok) return refusedAtStart(path, restored.reason);
+  if (!restored.ok) return refusedAtStart(path, restored.reason, now);
   const { rooms, seats, effects } = restored.value;
   log.info("Restored {rooms} rooms and {seats} held seats from {path}", { rooms, seats, path });
   return { ok: true, rooms, seats, bytes: read.length, effects };
@@ -193,10 +196,32 @@ export function consumeState(options: StateFileOptions): void {
   }
 }
 
-function refusedAtStart(path: string, reason: string): StateOutcome {
+/**
+ * Logs why the state file at `path` is refused and moves it aside to
+ * `<path>.rejected-<UTC time of now>`, so that the snapshot written at the next shutdown does not
+ * replace it: a newer build's file (after a rollback) can be renamed back for that build, a bad
+ * one stays for a look. One error line, naming where it went or why it could not be moved.
+ */
+function refusedAtStart(path: string, reason: string, now: number): StateOutcome {
+  const aside = `${path}.rejected-${new Date(now).toISOString().replaceAll(":", "")}`;
+  try {
+    Deno.renameSync(path, aside);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      return refused("Cannot restore rooms from {path}: {reason}; starting with no rooms", {
+        path,
+        reason,
+      }, reason);
+    }
+    return refused(
+      "Cannot restore rooms from {path}: {reason}; cannot move it aside ({error}), so the next shutdown may replace it; starting with no rooms",
+      { path, reason, error: String(error) },
+      reason,
+    );
+  }
   return refused(
-    "Cannot restore rooms from {path}: {reason}; starting with no rooms",
-    { path, reason },
+    "Cannot restore rooms from {path}: {reason}; moved it to {aside}; starting with no rooms",
+    { path, reason, aside },
     reason,
   );
 }

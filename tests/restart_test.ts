@@ -3,8 +3,8 @@
  * the real server process, under the executables' permissions, is stopped with SIGTERM in the
  * middle of a game and started again on the same state file; both players resume with their
  * tokens and keep playing with authority, lobby state and the replay intact. A corrupt,
- * foreign-version or oversized state file is refused with one log line and the server starts
- * with no rooms.
+ * foreign-version or oversized state file, or a path that is not a regular file, is refused with
+ * one log line and moved aside, and the server starts with no rooms.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { joinRoom, type Received, TestClient } from "./helpers.ts";
@@ -170,15 +170,59 @@ for (const [name, content, env, reason] of REFUSED) {
       ok(reason.test(lines[0]!), lines[0]);
       ok(/starting with no rooms/.test(lines[0]!), lines[0]);
       deepEqual(await status(server).then((s) => [s.rooms, s.held_seats]), [0, 0]);
+      // The refused file is moved aside, where the next shutdown's snapshot does not replace it.
+      const aside = await setAside(dir);
+      ok(lines[0]!.includes(`moved it to ./state/${aside}`), lines[0]);
+      equal(await Deno.readTextFile(`${dir}/state/${aside}`), content);
       // It serves as usual.
       await using client = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
       client.send(joinRoom(null, "Mira"));
       await client.next("RoomJoined");
+      await stop(server);
+      equal(logLines(server, /Saved 1 rooms and 1 seats to \.\/state\/rooms\.json/).length, 1);
+      equal(await Deno.readTextFile(`${dir}/state/${aside}`), content);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   });
 }
+
+/** The one `rooms.json.rejected-<time>` entry of `dir`/state (asserted). */
+async function setAside(dir: string): Promise<string> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(`${dir}/state`)) names.push(entry.name);
+  const aside = names.filter((name) =>
+    /^rooms\.json\.rejected-\d{4}-\d\d-\d\dT\d{6}\.\d{3}Z$/.test(name)
+  );
+  equal(aside.length, 1, `state/ holds ${names.join(", ")}`);
+  ok(!names.includes("rooms.json"), "the refused file is still there");
+  return aside[0]!;
+}
+
+Deno.test("a snapshot refused at start (reconnection turned off) is kept aside, not overwritten at shutdown", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    {
+      await using server = await start(dir);
+      await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+      a.send(joinRoom("KEEP01", "Mira"));
+      await a.next("RoomJoined");
+      await stop(server);
+    }
+    const saved = await Deno.readTextFile(`${dir}/state/rooms.json`);
+    await using server = await start(dir, { SIGNAL_FISH_SERVER__ENABLE_RECONNECTION: "false" });
+    const lines = logLines(server, /Cannot restore rooms from/);
+    equal(lines.length, 1, server.output());
+    ok(/server\.enable_reconnection is false/.test(lines[0]!), lines[0]);
+    const aside = await setAside(dir);
+    await stop(server);
+    equal(logLines(server, /Saved 0 rooms and 0 seats to/).length, 1, server.output());
+    // Turned on again, the rooms can be brought back by renaming the file.
+    equal(await Deno.readTextFile(`${dir}/state/${aside}`), saved);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 /** Paths that are not a regular file: each is refused before it is read (or opened). */
 const NOT_REGULAR: [string, (dir: string) => Promise<void>, RegExp][] = [
@@ -215,6 +259,7 @@ for (const [name, make, reason] of NOT_REGULAR) {
       ok(/starting with no rooms/.test(lines[0]!), lines[0]);
       ok(!server.output().includes("hunter2"), server.output());
       deepEqual(await status(server).then((s) => [s.rooms, s.held_seats]), [0, 0]);
+      await setAside(dir);
       await stop(server);
     } finally {
       await Deno.remove(dir, { recursive: true });
