@@ -1,12 +1,12 @@
 /**
  * The state file (docs/spec/SERVER.md §2.7 `server.state_file`; README "Rooms survive a restart"): the
  * file I/O around the engine's pure snapshot and restore (`engine/snapshot.ts`). Writes are
- * atomic (a temporary file in the same directory, flushed, then renamed over the old one) and
- * bounded by `server.state_file_max_bytes`; reads refuse a path that is not a regular file and a
- * missing-format, foreign-version, corrupt or oversized file with one log line that never quotes
- * the file and move it aside (`<path>.rejected-<UTC time>`), and the server then starts with no
- * rooms. Both are synchronous so the snapshot can be written from an `unload` handler
- * (`deno run --watch` restarts the program without a signal).
+ * atomic (a temporary file of this process in the same directory, flushed, then renamed over the
+ * old one, and the directory flushed) and bounded by `server.state_file_max_bytes`; reads refuse a
+ * path that is not a regular file and a missing-format, foreign-version, corrupt or oversized file
+ * with one log line that never quotes the file and move it aside (`<path>.rejected-<UTC time>`),
+ * and the server then starts with no rooms. Both are synchronous so the snapshot can be written
+ * from an `unload` handler (`deno run --watch` restarts the program without a signal).
  *
  * @module
  */
@@ -41,13 +41,17 @@ export function sha256TokenDigest(token: string): string {
 }
 
 /**
- * Writes `engine`'s snapshot at `now` (ms) to `options.path` atomically: temporary file (mode
- * 0600) next to it, flushed to disk, renamed over the old file; the directory is created when
- * missing. A snapshot over `maxBytes` is not written. Logs one line either way; never throws.
+ * Writes `engine`'s snapshot at `now` (ms) to `options.path` atomically: a temporary file (mode
+ * 0600) next to it, named for this process and a random part (`<path>.<pid>-<8 hex>.tmp`, created
+ * new, so two servers given the same path never write or rename each other's), flushed to disk and
+ * renamed over the old file; then the directory is flushed too where the platform allows it, so
+ * that the rename survives a power loss. The directory is created when missing. A snapshot over
+ * `maxBytes` is not written. Logs one line either way; never throws.
  */
 export function saveState(engine: Engine, options: StateFileOptions, now: number): StateOutcome {
   const { path, maxBytes } = options;
-  const temporary = `${path}.tmp`;
+  const temporary = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`;
+  let created = false;
   try {
     const snapshot = engine.snapshot(now);
     const bytes = new TextEncoder().encode(JSON.stringify(snapshot));
@@ -60,13 +64,10 @@ export function saveState(engine: Engine, options: StateFileOptions, now: number
       );
     }
     const slash = path.lastIndexOf("/");
-    if (slash > 0) Deno.mkdirSync(path.slice(0, slash), { recursive: true });
-    const file = Deno.openSync(temporary, {
-      write: true,
-      create: true,
-      truncate: true,
-      mode: 0o600,
-    });
+    const directory = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
+    if (slash > 0) Deno.mkdirSync(directory, { recursive: true });
+    const file = Deno.openSync(temporary, { write: true, createNew: true, mode: 0o600 });
+    created = true;
     try {
       let written = 0;
       while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
@@ -75,6 +76,8 @@ export function saveState(engine: Engine, options: StateFileOptions, now: number
       file.close();
     }
     Deno.renameSync(temporary, path);
+    created = false;
+    syncDirectory(directory);
     log.info("Saved {rooms} rooms and {seats} seats to {path} ({bytes} bytes)", {
       rooms: snapshot.rooms.length,
       seats,
@@ -83,16 +86,35 @@ export function saveState(engine: Engine, options: StateFileOptions, now: number
     });
     return { ok: true, rooms: snapshot.rooms.length, seats, bytes: bytes.length };
   } catch (error) {
-    try {
-      Deno.removeSync(temporary);
-    } catch {
-      // Nothing was left behind.
+    if (created) {
+      try {
+        Deno.removeSync(temporary);
+      } catch {
+        // Nothing was left behind.
+      }
     }
     return refused(
       "Cannot save rooms to {path}: {error}; rooms will not survive this restart",
       { path, error: String(error) },
       String(error),
     );
+  }
+}
+
+/**
+ * Flushes `directory`'s entries (a rename in it) to disk. Best effort: some platforms cannot
+ * open a directory as a file (Windows) or flush one; the rename has happened either way.
+ */
+function syncDirectory(directory: string): void {
+  try {
+    const handle = Deno.openSync(directory, { read: true });
+    try {
+      handle.syncSync();
+    } finally {
+      handle.close();
+    }
+  } catch {
+    // Not possible here; the snapshot is in place, only its durability across a power loss is not.
   }
 }
 

@@ -187,6 +187,31 @@ for (const [name, content, env, reason] of REFUSED) {
   });
 }
 
+Deno.test("saving does not touch another server's temporary file next to the same state file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    await using server = await start(dir);
+    await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+    a.send(joinRoom("MINE01", "Mira"));
+    await a.next("RoomJoined");
+    // Two servers given one path (a shared environment file) stop together: the other one is
+    // between writing its temporary file and renaming it. The name the server used to write is
+    // taken here; a shared name had this one truncate and rename the other's file.
+    const other = `${dir}/state/rooms.json.tmp`;
+    await Deno.mkdir(`${dir}/state`);
+    await Deno.writeTextFile(other, "the other server's snapshot, half written");
+    await stop(server);
+    equal(logLines(server, /Saved 1 rooms and 1 seats to/).length, 1, server.output());
+    equal(await Deno.readTextFile(other), "the other server's snapshot, half written");
+    equal(JSON.parse(await Deno.readTextFile(`${dir}/state/rooms.json`)).rooms[0].code, "MINE01");
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(`${dir}/state`)) names.push(entry.name);
+    deepEqual(names.sort(), ["rooms.json", "rooms.json.tmp"], "a temporary file left behind");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** The one `rooms.json.rejected-<time>` entry of `dir`/state (asserted). */
 async function setAside(dir: string): Promise<string> {
   const names: string[] = [];
