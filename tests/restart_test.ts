@@ -2,9 +2,9 @@
  * Rooms survive a restart (README "Rooms survive a restart", docs/spec/SERVER.md §2.7 `server.state_file`):
  * the real server process, under the executables' permissions, is stopped with SIGTERM in the
  * middle of a game and started again on the same state file; both players resume with their
- * tokens and keep playing with authority, lobby state and the replay intact. A corrupt,
- * foreign-version or oversized state file, or a path that is not a regular file, is refused with
- * one log line and moved aside, and the server starts with no rooms.
+ * tokens and keep playing with authority, lobby state and the replay intact. SIGHUP saves as
+ * SIGTERM does. A corrupt, foreign-version or oversized state file, or a path that is not a
+ * regular file, is refused with one log line and moved aside, and the server starts with no rooms.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { joinRoom, type Received, TestClient } from "./helpers.ts";
@@ -134,6 +134,25 @@ Deno.test("SIGTERM mid-game, start again: both players reconnect and keep playin
     deepEqual((await b.waitFor("GameData")).data.data, { op: "go" });
     b.send({ type: "GameData", data: { data: { op: "ack" } } });
     deepEqual((await a.waitFor("GameData")).data.data, { op: "ack" });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SIGHUP (the terminal closed) shuts down as SIGTERM does: sockets closed with 1001, rooms saved, exit 0", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    await using server = await start(dir);
+    await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+    a.send(joinRoom("HANGUP", "Mira"));
+    await a.next("RoomJoined");
+    server.child.kill("SIGHUP");
+    const status = await exitWithin(server, 15_000);
+    ok(status, "still running after SIGHUP");
+    deepEqual([status.code, status.signal], [0, null], server.output());
+    deepEqual(await a.closed, { code: 1001, reason: "Server shutting down" });
+    equal(logLines(server, /Received SIGHUP, shutting down/).length, 1, server.output());
+    equal(logLines(server, /Saved 1 rooms and 1 seats to/).length, 1, server.output());
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
