@@ -1,7 +1,7 @@
 /**
  * Signal Fish for Deno: a WebSocket signaling and relay server for peer-to-peer multiplayer
  * games. Reads the configuration (file, environment, flags), configures logging, serves until
- * SIGTERM or SIGINT, then drains.
+ * SIGTERM, SIGINT or SIGHUP, then drains.
  *
  * ```sh
  * deno run --allow-net --allow-read --allow-env main.ts --port 3536 --host 127.0.0.1
@@ -128,7 +128,9 @@ async function main(args: string[]): Promise<number> {
 
   const { promise: stopped, resolve } = Promise.withResolvers<string>();
   let received: string | undefined;
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  // SIGHUP (the terminal of `deno task start` closed, e.g. an ssh session ended) stops the server
+  // as SIGTERM does; by default it would kill the process unsaved.
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     try {
       Deno.addSignalListener(signal, () => {
         // A second signal (or SIGINT) ends a cluster drain (docs/spec/SERVER.md §8.7).
@@ -137,12 +139,12 @@ async function main(args: string[]): Promise<number> {
         resolve(signal);
       });
     } catch {
-      // Windows has no SIGTERM; Ctrl+C (SIGINT) still works there.
+      // Windows has no SIGTERM or SIGHUP; Ctrl+C (SIGINT) still works there.
     }
   }
   const signal = await stopped;
   log.info("Received {signal}, shutting down", { signal });
-  await server.close({ drain: signal === "SIGTERM" });
+  await server.close({ drain: signal !== "SIGINT" });
   await dispose();
   return 0;
 }

@@ -1,11 +1,12 @@
 /**
  * The state file (docs/spec/SERVER.md §2.7 `server.state_file`; README "Rooms survive a restart"): the
  * file I/O around the engine's pure snapshot and restore (`engine/snapshot.ts`). Writes are
- * atomic (a temporary file in the same directory, flushed, then renamed over the old one) and
- * bounded by `server.state_file_max_bytes`; reads refuse a missing-format, foreign-version,
- * corrupt or oversized file with one log line, and the server then starts with no rooms. Both
- * are synchronous so the snapshot can be written from an `unload` handler (`deno run --watch`
- * restarts the program without a signal).
+ * atomic (a temporary file of this process in the same directory, flushed, then renamed over the
+ * old one, and the directory flushed) and bounded by `server.state_file_max_bytes`; reads refuse a
+ * path that is not a regular file and a missing-format, foreign-version, corrupt or oversized file
+ * with one log line that never quotes the file and move it aside (`<path>.rejected-<UTC time>`),
+ * and the server then starts with no rooms. Both are synchronous so the snapshot can be written
+ * from an `unload` handler (`deno run --watch` restarts the program without a signal).
  *
  * @module
  */
@@ -40,13 +41,17 @@ export function sha256TokenDigest(token: string): string {
 }
 
 /**
- * Writes `engine`'s snapshot at `now` (ms) to `options.path` atomically: temporary file (mode
- * 0600) next to it, flushed to disk, renamed over the old file; the directory is created when
- * missing. A snapshot over `maxBytes` is not written. Logs one line either way; never throws.
+ * Writes `engine`'s snapshot at `now` (ms) to `options.path` atomically: a temporary file (mode
+ * 0600) next to it, named for this process and a random part (`<path>.<pid>-<8 hex>.tmp`, created
+ * new, so two servers given the same path never write or rename each other's), flushed to disk and
+ * renamed over the old file; then the directory is flushed too where the platform allows it, so
+ * that the rename survives a power loss. The directory is created when missing. A snapshot over
+ * `maxBytes` is not written. Logs one line either way; never throws.
  */
 export function saveState(engine: Engine, options: StateFileOptions, now: number): StateOutcome {
   const { path, maxBytes } = options;
-  const temporary = `${path}.tmp`;
+  const temporary = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`;
+  let created = false;
   try {
     const snapshot = engine.snapshot(now);
     const bytes = new TextEncoder().encode(JSON.stringify(snapshot));
@@ -59,13 +64,10 @@ export function saveState(engine: Engine, options: StateFileOptions, now: number
       );
     }
     const slash = path.lastIndexOf("/");
-    if (slash > 0) Deno.mkdirSync(path.slice(0, slash), { recursive: true });
-    const file = Deno.openSync(temporary, {
-      write: true,
-      create: true,
-      truncate: true,
-      mode: 0o600,
-    });
+    const directory = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
+    if (slash > 0) Deno.mkdirSync(directory, { recursive: true });
+    const file = Deno.openSync(temporary, { write: true, createNew: true, mode: 0o600 });
+    created = true;
     try {
       let written = 0;
       while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
@@ -74,6 +76,8 @@ export function saveState(engine: Engine, options: StateFileOptions, now: number
       file.close();
     }
     Deno.renameSync(temporary, path);
+    created = false;
+    syncDirectory(directory);
     log.info("Saved {rooms} rooms and {seats} seats to {path} ({bytes} bytes)", {
       rooms: snapshot.rooms.length,
       seats,
@@ -82,10 +86,12 @@ export function saveState(engine: Engine, options: StateFileOptions, now: number
     });
     return { ok: true, rooms: snapshot.rooms.length, seats, bytes: bytes.length };
   } catch (error) {
-    try {
-      Deno.removeSync(temporary);
-    } catch {
-      // Nothing was left behind.
+    if (created) {
+      try {
+        Deno.removeSync(temporary);
+      } catch {
+        // Nothing was left behind.
+      }
     }
     return refused(
       "Cannot save rooms to {path}: {error}; rooms will not survive this restart",
@@ -96,10 +102,31 @@ export function saveState(engine: Engine, options: StateFileOptions, now: number
 }
 
 /**
+ * Flushes `directory`'s entries (a rename in it) to disk. Best effort: some platforms cannot
+ * open a directory as a file (Windows) or flush one; the rename has happened either way.
+ */
+function syncDirectory(directory: string): void {
+  try {
+    const handle = Deno.openSync(directory, { read: true });
+    try {
+      handle.syncSync();
+    } finally {
+      handle.close();
+    }
+  } catch {
+    // Not possible here; the snapshot is in place, only its durability across a power loss is not.
+  }
+}
+
+/**
  * Restores the rooms of `options.path` into `engine` (which has none) at `now` (ms); every seat
- * is held for the reconnection window. No file: nothing to do (one info line), `undefined`. A
- * file that is too large, unreadable, not JSON, of another format or version, or inconsistent is
- * refused with one error line and nothing is restored. The caller deletes a restored file once it serves
+ * is held for the reconnection window. No file: nothing to do (one info line), `undefined`. A path that is not a
+ * regular file (a symbolic link, a FIFO, a device, a directory), a file that is too large,
+ * unreadable, not JSON, of another format or version, or inconsistent is refused with one error
+ * line (naming the problem, never quoting the file), nothing is restored, and the file is moved
+ * aside to `<path>.rejected-<UTC time>` (e.g. `rooms.json.rejected-2026-03-04T180000.000Z`) so
+ * that the next shutdown's snapshot does not replace it. At most `maxBytes` + 1 bytes are read,
+ * even from a file that grows meanwhile. The caller deletes a restored file once it serves
  * ({@linkcode consumeState}). Never throws.
  */
 export function restoreState(
@@ -107,36 +134,77 @@ export function restoreState(
   options: StateFileOptions,
   now: number,
 ): StateOutcome | undefined {
-  const { path, maxBytes } = options;
-  let text: string;
-  try {
-    const size = Deno.statSync(path).size;
-    if (size > maxBytes) {
-      return refusedAtStart(
-        path,
-        `it is ${size} bytes, over server.state_file_max_bytes (${maxBytes})`,
-      );
-    }
-    text = Deno.readTextFileSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      log.info(
-        "No state file at {path}: starting with no rooms; they are saved there at shutdown",
-        {
-          path,
-        },
-      );
-      return undefined;
-    }
-    return refusedAtStart(path, String(error));
+  const { path } = options;
+  const read = readStateFile(options);
+  if (read === undefined) {
+    log.info("No state file at {path}: starting with no rooms; they are saved there at shutdown", {
+      path,
+    });
+    return undefined;
   }
-  const decoded = decodeSnapshot(text);
-  if (!decoded.ok) return refusedAtStart(path, decoded.reason);
+  if (typeof read === "string") return refusedAtStart(path, read, now);
+  const decoded = decodeSnapshot(new TextDecoder().decode(read));
+  if (!decoded.ok) return refusedAtStart(path, decoded.reason, now);
   const restored = engine.restore(decoded.value, now);
-  if (!restored.ok) return refusedAtStart(path, restored.reason);
+  if (!restored.ok) return refusedAtStart(path, restored.reason, now);
   const { rooms, seats, effects } = restored.value;
   log.info("Restored {rooms} rooms and {seats} held seats from {path}", { rooms, seats, path });
-  return { ok: true, rooms, seats, bytes: new TextEncoder().encode(text).length, effects };
+  return { ok: true, rooms, seats, bytes: read.length, effects };
+}
+
+/**
+ * The bytes of the state file, `undefined` when there is none, or why it is refused. The path
+ * itself must be a regular file: it is looked at without following a symbolic link (Deno cannot
+ * open without following one), so a link, a FIFO (whose opening would block start-up), a device
+ * (`/dev/zero` never ends) or a directory is refused before it is opened, and the read stops after
+ * `maxBytes` + 1 bytes.
+ */
+function readStateFile({ path, maxBytes }: StateFileOptions): Uint8Array | string | undefined {
+  let entry: Deno.FileInfo;
+  try {
+    entry = Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    return String(error);
+  }
+  if (!entry.isFile) return `it is ${entryKind(entry)}, not a regular file`;
+  if (entry.size > maxBytes) {
+    return `it is ${entry.size} bytes, over server.state_file_max_bytes (${maxBytes})`;
+  }
+  try {
+    const file = Deno.openSync(path, { read: true });
+    try {
+      let buffer = new Uint8Array(entry.size + 1);
+      let length = 0;
+      for (;;) {
+        if (length === buffer.length) {
+          if (length > maxBytes) {
+            return `it grew over server.state_file_max_bytes (${maxBytes}) while being read`;
+          }
+          const larger = new Uint8Array(Math.min(buffer.length * 2, maxBytes + 1));
+          larger.set(buffer);
+          buffer = larger;
+        }
+        const read = file.readSync(buffer.subarray(length));
+        if (read === null) return buffer.subarray(0, length);
+        length += read;
+      }
+    } finally {
+      file.close();
+    }
+  } catch (error) {
+    return String(error);
+  }
+}
+
+/** What a path that is not a regular file is, for a log line. */
+function entryKind(entry: Deno.FileInfo): string {
+  if (entry.isSymlink) return "a symbolic link";
+  if (entry.isDirectory) return "a directory";
+  if (entry.isFifo) return "a FIFO";
+  if (entry.isSocket) return "a socket";
+  if (entry.isCharDevice || entry.isBlockDevice) return "a device";
+  return "a special file";
 }
 
 /**
@@ -155,10 +223,32 @@ export function consumeState(options: StateFileOptions): void {
   }
 }
 
-function refusedAtStart(path: string, reason: string): StateOutcome {
+/**
+ * Logs why the state file at `path` is refused and moves it aside to
+ * `<path>.rejected-<UTC time of now>`, so that the snapshot written at the next shutdown does not
+ * replace it: a newer build's file (after a rollback) can be renamed back for that build, a bad
+ * one stays for a look. One error line, naming where it went or why it could not be moved.
+ */
+function refusedAtStart(path: string, reason: string, now: number): StateOutcome {
+  const aside = `${path}.rejected-${new Date(now).toISOString().replaceAll(":", "")}`;
+  try {
+    Deno.renameSync(path, aside);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      return refused("Cannot restore rooms from {path}: {reason}; starting with no rooms", {
+        path,
+        reason,
+      }, reason);
+    }
+    return refused(
+      "Cannot restore rooms from {path}: {reason}; cannot move it aside ({error}), so the next shutdown may replace it; starting with no rooms",
+      { path, reason, error: String(error) },
+      reason,
+    );
+  }
   return refused(
-    "Cannot restore rooms from {path}: {reason}; starting with no rooms",
-    { path, reason },
+    "Cannot restore rooms from {path}: {reason}; moved it to {aside}; starting with no rooms",
+    { path, reason, aside },
     reason,
   );
 }

@@ -1,7 +1,8 @@
 /**
  * Facts the README and the protocol guide state about the code, checked against the code: the
  * executables' permission list, the `start` task's command, the defaults in the configuration
- * table, the startup banner, and the close codes (against docs/spec/PROTOCOL.md §1.6).
+ * table, the startup banner, the close codes (against docs/spec/PROTOCOL.md §1.6), and the VPS
+ * guide's configuration check and systemd units (exit 2 is not restarted).
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
@@ -113,4 +114,86 @@ Deno.test("README and deploy/: every configuration key and SIGNAL_FISH_ variable
     return !isConfigKey(path);
   });
   deepEqual([...new Set(unknown)], [], "variables that name no configuration key");
+});
+
+const DEPLOY = new URL("../deploy/", import.meta.url);
+const UNITS = ["signal-fish.service", "signal-fish@.service"];
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** PATH, HOME and DENO_DIR of the test process: what a `deno` subprocess needs, no SIGNAL_FISH_. */
+function denoEnv(): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const name of ["PATH", "HOME", "DENO_DIR"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+Deno.test("deploy/: both systemd units restart on failure but not after a configuration error (exit 2)", async () => {
+  for (const unit of UNITS) {
+    const text = Deno.readTextFileSync(new URL(unit, DEPLOY));
+    ok(/^Restart=on-failure$/m.test(text), `${unit}: Restart=on-failure`);
+    ok(/^RestartPreventExitStatus=2$/m.test(text), `${unit}: RestartPreventExitStatus=2`);
+  }
+  // Exit 2 is what the server returns for an invalid setting.
+  const { code } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", MAIN, "--validate-config"],
+    clearEnv: true,
+    env: { ...denoEnv(), SIGNAL_FISH_SERVER__DEFAULT_MAX_PLAYERS: "0" },
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  equal(code, 2);
+});
+
+Deno.test("README: the VPS guide's configuration check loads the environment file the units load", async () => {
+  const units = UNITS.map((unit) => Deno.readTextFileSync(new URL(unit, DEPLOY)));
+  const envFiles = units.map((text) => /^EnvironmentFile=-?(\S+)$/m.exec(text)?.[1]);
+  equal(new Set(envFiles).size, 1, `the units' EnvironmentFile= lines: ${envFiles.join(", ")}`);
+  const envFile = envFiles[0]!;
+  const vps = section(README, "## Run on a VPS");
+  // The shell command run as the service's user, with the variables of the environment file.
+  const script = /sudo -u signal-fish sh -c '([^']*--validate-config[^']*)'/.exec(vps)?.[1];
+  ok(script !== undefined, "the check runs through sh -c '…' as signal-fish");
+  ok(script.includes(` ${envFile} `), `the check reads ${envFile}`);
+
+  // Run it with the paths replaced: the shipped environment file passes, one with a misspelled
+  // name fails with exit 2 (it passed when the check did not read the file).
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-readme-" });
+  try {
+    await Deno.mkdir(`${dir}/bin`);
+    await Deno.writeTextFile(
+      `${dir}/bin/signal-fish-server`,
+      `#!/bin/sh\nexec "${Deno.execPath()}" run --allow-read --allow-env "${MAIN}" "$@"\n`,
+      { mode: 0o755 },
+    );
+    await Deno.writeTextFile(`${dir}/config.json`, "{}");
+    const typo = `${dir}/typo.env`;
+    await Deno.writeTextFile(
+      typo,
+      Deno.readTextFileSync(new URL("signal-fish.env", DEPLOY)) +
+        "SIGNAL_FISH_SERVER__MAX_PLAYER=8\n",
+    );
+    const check = async (environmentFile: string) => {
+      const env = denoEnv();
+      const output = await new Deno.Command("/bin/sh", {
+        args: [
+          "-c",
+          script.replaceAll(envFile, environmentFile)
+            .replaceAll("/etc/signal-fish/config.json", `${dir}/config.json`),
+        ],
+        clearEnv: true,
+        env: { ...env, PATH: `${dir}/bin:${env.PATH ?? "/usr/bin:/bin"}` },
+      }).output();
+      return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+    };
+    const shipped = await check(new URL("signal-fish.env", DEPLOY).pathname);
+    equal(shipped.code, 0, shipped.stderr);
+    const misspelled = await check(typo);
+    equal(misspelled.code, 2, misspelled.stderr);
+    ok(misspelled.stderr.includes("SIGNAL_FISH_SERVER__MAX_PLAYER "), misspelled.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -2,9 +2,9 @@
  * Rooms survive a restart (README "Rooms survive a restart", docs/spec/SERVER.md §2.7 `server.state_file`):
  * the real server process, under the executables' permissions, is stopped with SIGTERM in the
  * middle of a game and started again on the same state file; both players resume with their
- * tokens and keep playing with authority, lobby state and the replay intact. A corrupt,
- * foreign-version or oversized state file is refused with one log line and the server starts
- * with no rooms.
+ * tokens and keep playing with authority, lobby state and the replay intact. SIGHUP saves as
+ * SIGTERM does. A corrupt, foreign-version or oversized state file, or a path that is not a
+ * regular file, is refused with one log line and moved aside, and the server starts with no rooms.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { joinRoom, type Received, TestClient } from "./helpers.ts";
@@ -139,6 +139,25 @@ Deno.test("SIGTERM mid-game, start again: both players reconnect and keep playin
   }
 });
 
+Deno.test("SIGHUP (the terminal closed) shuts down as SIGTERM does: sockets closed with 1001, rooms saved, exit 0", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    await using server = await start(dir);
+    await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+    a.send(joinRoom("HANGUP", "Mira"));
+    await a.next("RoomJoined");
+    server.child.kill("SIGHUP");
+    const status = await exitWithin(server, 15_000);
+    ok(status, "still running after SIGHUP");
+    deepEqual([status.code, status.signal], [0, null], server.output());
+    deepEqual(await a.closed, { code: 1001, reason: "Server shutting down" });
+    equal(logLines(server, /Received SIGHUP, shutting down/).length, 1, server.output());
+    equal(logLines(server, /Saved 1 rooms and 1 seats to/).length, 1, server.output());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 const REFUSED: [string, string, Record<string, string>, RegExp][] = [
   ["corrupt", '{"format":"signal-fish-rooms","version":1,"rooms":[', {}, /not JSON/],
   [
@@ -170,10 +189,122 @@ for (const [name, content, env, reason] of REFUSED) {
       ok(reason.test(lines[0]!), lines[0]);
       ok(/starting with no rooms/.test(lines[0]!), lines[0]);
       deepEqual(await status(server).then((s) => [s.rooms, s.held_seats]), [0, 0]);
+      // The refused file is moved aside, where the next shutdown's snapshot does not replace it.
+      const aside = await setAside(dir);
+      ok(lines[0]!.includes(`moved it to ./state/${aside}`), lines[0]);
+      equal(await Deno.readTextFile(`${dir}/state/${aside}`), content);
       // It serves as usual.
       await using client = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
       client.send(joinRoom(null, "Mira"));
       await client.next("RoomJoined");
+      await stop(server);
+      equal(logLines(server, /Saved 1 rooms and 1 seats to \.\/state\/rooms\.json/).length, 1);
+      equal(await Deno.readTextFile(`${dir}/state/${aside}`), content);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("saving does not touch another server's temporary file next to the same state file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    await using server = await start(dir);
+    await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+    a.send(joinRoom("MINE01", "Mira"));
+    await a.next("RoomJoined");
+    // Two servers given one path (a shared environment file) stop together: the other one is
+    // between writing its temporary file and renaming it. The name the server used to write is
+    // taken here; a shared name had this one truncate and rename the other's file.
+    const other = `${dir}/state/rooms.json.tmp`;
+    await Deno.mkdir(`${dir}/state`);
+    await Deno.writeTextFile(other, "the other server's snapshot, half written");
+    await stop(server);
+    equal(logLines(server, /Saved 1 rooms and 1 seats to/).length, 1, server.output());
+    equal(await Deno.readTextFile(other), "the other server's snapshot, half written");
+    equal(JSON.parse(await Deno.readTextFile(`${dir}/state/rooms.json`)).rooms[0].code, "MINE01");
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(`${dir}/state`)) names.push(entry.name);
+    deepEqual(names.sort(), ["rooms.json", "rooms.json.tmp"], "a temporary file left behind");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The one `rooms.json.rejected-<time>` entry of `dir`/state (asserted). */
+async function setAside(dir: string): Promise<string> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(`${dir}/state`)) names.push(entry.name);
+  const aside = names.filter((name) =>
+    /^rooms\.json\.rejected-\d{4}-\d\d-\d\dT\d{6}\.\d{3}Z$/.test(name)
+  );
+  equal(aside.length, 1, `state/ holds ${names.join(", ")}`);
+  ok(!names.includes("rooms.json"), "the refused file is still there");
+  return aside[0]!;
+}
+
+Deno.test("a snapshot refused at start (reconnection turned off) is kept aside, not overwritten at shutdown", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    {
+      await using server = await start(dir);
+      await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+      a.send(joinRoom("KEEP01", "Mira"));
+      await a.next("RoomJoined");
+      await stop(server);
+    }
+    const saved = await Deno.readTextFile(`${dir}/state/rooms.json`);
+    await using server = await start(dir, { SIGNAL_FISH_SERVER__ENABLE_RECONNECTION: "false" });
+    const lines = logLines(server, /Cannot restore rooms from/);
+    equal(lines.length, 1, server.output());
+    ok(/server\.enable_reconnection is false/.test(lines[0]!), lines[0]);
+    const aside = await setAside(dir);
+    await stop(server);
+    equal(logLines(server, /Saved 0 rooms and 0 seats to/).length, 1, server.output());
+    // Turned on again, the rooms can be brought back by renaming the file.
+    equal(await Deno.readTextFile(`${dir}/state/${aside}`), saved);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Paths that are not a regular file: each is refused before it is read (or opened). */
+const NOT_REGULAR: [string, (dir: string) => Promise<void>, RegExp][] = [
+  // Opening a FIFO blocks until a writer comes: start-up would hang.
+  ["a FIFO", async (dir) => {
+    const made = await new Deno.Command("mkfifo", { args: [`${dir}/state/rooms.json`] }).output();
+    ok(made.success, "mkfifo");
+  }, /it is a FIFO, not a regular file/],
+  // A device that never ends: reading it whole would take all memory.
+  [
+    "a link to /dev/zero",
+    (dir) => Deno.symlink("/dev/zero", `${dir}/state/rooms.json`),
+    /it is a symbolic link/,
+  ],
+  // A file outside the allowed read paths, which Deno's check of the link's path lets through.
+  ["a link to a file elsewhere", async (dir) => {
+    await Deno.mkdir(`${dir}/elsewhere`);
+    await Deno.writeTextFile(`${dir}/elsewhere/secret.txt`, "hunter2:x:0:0:not-for-the-log\n");
+    await Deno.symlink("../elsewhere/secret.txt", `${dir}/state/rooms.json`);
+  }, /it is a symbolic link, not a regular file/],
+  ["a directory", (dir) => Deno.mkdir(`${dir}/state/rooms.json`), /it is a directory/],
+];
+
+for (const [name, make, reason] of NOT_REGULAR) {
+  Deno.test(`state file refused (${name}): one log line, nothing of it read, the server starts empty`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+    try {
+      await Deno.mkdir(`${dir}/state`);
+      await make(dir);
+      await using server = await start(dir);
+      const lines = logLines(server, /Cannot restore rooms from/);
+      equal(lines.length, 1, server.output());
+      ok(reason.test(lines[0]!), lines[0]);
+      ok(/starting with no rooms/.test(lines[0]!), lines[0]);
+      ok(!server.output().includes("hunter2"), server.output());
+      deepEqual(await status(server).then((s) => [s.rooms, s.held_seats]), [0, 0]);
+      await setAside(dir);
+      await stop(server);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

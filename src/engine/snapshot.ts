@@ -135,14 +135,23 @@ export type SnapshotOutcome<T> = { ok: true; value: T } | { ok: false; reason: s
 
 /**
  * Parses and checks the text of a snapshot file: JSON, the format tag, {@linkcode
- * SNAPSHOT_VERSION}, then every field's shape. Never throws; the reason names the first problem.
+ * SNAPSHOT_VERSION}, then every field's shape. Never throws; the reason names the first problem,
+ * and quotes nothing of a text that is not JSON (a file that is not a snapshot may be anything).
  */
 export function decodeSnapshot(text: string): SnapshotOutcome<RoomsSnapshot> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    return { ok: false, reason: `not JSON (${(error as Error).message})` };
+    // The parser's message quotes the text, which may be any file's: only the position is kept.
+    const message = (error as Error).message;
+    const position = /at position (\d+)/.exec(message)?.[1];
+    const where = position !== undefined
+      ? ` (at character ${position})`
+      : /end of JSON input/.test(message)
+      ? " (it ends early)"
+      : "";
+    return { ok: false, reason: `not JSON${where}` };
   }
   const head = raw as { format?: unknown; version?: unknown } | null;
   if (typeof head !== "object" || head === null || head.format !== SNAPSHOT_FORMAT) {

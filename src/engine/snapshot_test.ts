@@ -202,6 +202,10 @@ function edited(edit: (snapshot: RoomsSnapshot) => void): string {
 
 Deno.test("snapshot: refusals leave the engine empty", () => {
   refused("{not json", /not JSON/);
+  refused('{"rooms":[', /^not JSON \(it ends early\)$/);
+  // Whatever file the path names, its text is not quoted in the reason (which is logged).
+  refused("root:x:0:0:root:/root:/bin/bash\n", /^not JSON$/);
+  refused('{"rooms":[]} secret-value', /^not JSON \(at character 13\)$/);
   refused('{"rooms":[]}', /not a signal-fish-rooms snapshot/);
   refused("null", /not a signal-fish-rooms snapshot/);
   refused(edited((s) => s.version = 2), /format version 2, this build reads 1/);
