@@ -3,6 +3,7 @@ import { inProcessOnly } from "./cluster_serve.ts";
 import { createHmac } from "node:crypto";
 import { serve } from "./helpers.ts";
 import { RawWebSocket } from "./raw_websocket.ts";
+import { canonicalJson } from "../src/transport/token_binding.ts";
 
 const SUBPROTOCOL = "signalfish.tokenbinding.v1";
 
@@ -13,9 +14,12 @@ async function boundClient(port: number, protocols: string | null) {
   const socket = await RawWebSocket.open(port, "/v2/ws", { key, headers });
   return {
     socket,
-    /** Sends `text` (compact, keys sorted) with its proof, or with `signature` when given. */
-    sendSigned(text: string, signature?: string): Promise<void> {
-      const mac = createHmac("sha256", key).update(text, "utf8").digest("base64");
+    /**
+     * Sends `text` with its proof, or with `signature` when given. The MAC is over `signed`,
+     * by default `text` itself (then compact, keys sorted: already canonical).
+     */
+    sendSigned(text: string, signature?: string, signed = text): Promise<void> {
+      const mac = createHmac("sha256", key).update(signed, "utf8").digest("base64");
       const proof = `"token_binding":{"scheme":"sec_websocket_key_sha256","signature":"${
         signature ?? mac
       }"}`;
@@ -85,4 +89,29 @@ Deno.test("Token binding: optional binding lets clients that do not offer it pla
   await client.sendText('{"type":"Ping"}');
   const frame = await client.readFrame();
   equal(frame && new TextDecoder().decode(frame.payload), '{"type":"Pong"}');
+});
+
+Deno.test("Token binding: a bound player's game data reaches the room as sent, not in canonical form", async () => {
+  await using server = await serve((config) => {
+    config.security.transport.token_binding.enabled = true;
+  });
+  const bound = await boundClient(server.port, SUBPROTOCOL);
+  await using _bound = bound.socket;
+  await bound.sendSigned(
+    '{"data":{"game_name":"orbit","player_name":"bound","room_code":"TBEXA1"},"type":"JoinRoom"}',
+  );
+  equal(JSON.parse(await bound.next()).type, "RoomJoined");
+  const other = await boundClient(server.port, null); // unbound
+  await using _other = other.socket;
+  await other.socket.sendText(
+    '{"type":"JoinRoom","data":{"game_name":"orbit","player_name":"other","room_code":"TBEXA1"}}',
+  );
+  equal(JSON.parse(await other.next()).type, "RoomJoined");
+  equal(JSON.parse(await bound.next()).type, "PlayerJoined");
+  // Signed over the canonical form; sent with an exponent, escapes and a key order of its own.
+  const sent = '{"type":"GameData","data":{"data":{"z":1,"a":1E2,"s":"\\u00e9\\/","n":-0.0}}}';
+  await bound.sendSigned(sent, undefined, canonicalJson(sent));
+  let relayed: string;
+  do relayed = await other.next(); while (!relayed.includes('"GameData"'));
+  match(relayed, /"data":\{"z":1,"a":1E2,"s":"\\u00e9\\\/","n":-0\.0\}/);
 });

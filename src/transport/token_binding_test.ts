@@ -1,6 +1,8 @@
-import { deepEqual, equal } from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import {
   canonicalJson,
+  MAX_BOUND_DEPTH,
   negotiateTokenBinding,
   sessionSecret,
   verifyProof,
@@ -150,4 +152,80 @@ Deno.test("negotiateTokenBinding() selects the offered subprotocol or refuses as
   }
   equal(fromProxy.binding.handshakeFingerprint, "ab12");
   equal(fromProxy.binding.requireFingerprint, true);
+});
+
+/** `rest` (a JSON object's text) with a valid proof for KEY inserted as member `at` (0 = first). */
+function signed(rest: string, at: "first" | "middle" | "last"): string {
+  const signature = createHmac("sha256", sessionSecret(KEY)!).update(canonicalJson(rest), "utf8")
+    .digest("base64");
+  const member =
+    `"token_binding" : {"scheme":"sec_websocket_key_sha256","signature":"${signature}"}`;
+  const body = rest.trim().slice(1, -1);
+  if (at === "first") return `{${member}, ${body}}`;
+  if (at === "last") return `{${body} ,${member}}`;
+  const comma = body.indexOf(",");
+  return `{${body.slice(0, comma)},${member},${body.slice(comma + 1)}}`;
+}
+
+Deno.test("verifyProof() hands on the sender's own text without the proof, wherever the proof sits", () => {
+  const secret = sessionSecret(KEY)!;
+  // Spellings canonical JSON would change: an exponent, escapes, a repeated key, spaces.
+  const rest = '{"type":"GameData", "data":{"data":{"z":1,"a":1E2,"s":"\\u00e9\\/","d":1,"d":2}}}';
+  for (const at of ["first", "middle", "last"] as const) {
+    const result = verifyProof(signed(rest, at), secret, { requireFingerprint: false });
+    ok(result.ok, `${at}: ${JSON.stringify(result)}`);
+    deepEqual(JSON.parse(result.text), JSON.parse(rest), at);
+    ok(result.text.includes('"a":1E2,"s":"\\u00e9\\/","d":1,"d":2'), `${at}: ${result.text}`);
+  }
+  const alone = verifyProof(
+    signed('{"type":"Ping","x":0}', "first").replace(',"x":0', ""),
+    secret,
+    { requireFingerprint: false },
+  );
+  equal(alone.ok, false, "the signature covered x");
+});
+
+Deno.test("verifyProof() refuses what has no canonical form, too deep a frame and two proofs, without throwing", () => {
+  const secret = sessionSecret(KEY)!;
+  const options = { requireFingerprint: false };
+  const refused = (message: string, close: boolean) => ({
+    ok: false,
+    message,
+    code: close ? "UNAUTHORIZED" : "INVALID_INPUT",
+    close,
+  });
+  deepEqual(
+    verifyProof(
+      signed('{"type":"Ping","x":1}', "last").replace('"x":1', '"x":1e400'),
+      secret,
+      options,
+    ),
+    refused("Invalid client message", false),
+  );
+  const nested = (depth: number) =>
+    `{"type":"Ping","x":${"[".repeat(depth - 1)}${"]".repeat(depth - 1)}}`;
+  ok(verifyProof(signed(nested(MAX_BOUND_DEPTH), "first"), secret, options).ok);
+  deepEqual(
+    verifyProof(
+      nested(MAX_BOUND_DEPTH + 1).replace("{", '{"token_binding":{},'),
+      secret,
+      options,
+    ),
+    refused(`Message nested too deeply (more than ${MAX_BOUND_DEPTH} levels)`, false),
+  );
+  const twice = signed('{"type":"Ping"}', "last");
+  deepEqual(
+    verifyProof(
+      twice.replace("{", `{${twice.slice(twice.indexOf('"token_binding"'), -1)},`),
+      secret,
+      options,
+    ),
+    refused("Invalid token binding proof", true),
+  );
+});
+
+Deno.test("canonicalJson() keeps the sign of -0.0 and orders keys by UTF-8 bytes past the BMP", () => {
+  equal(canonicalJson('{"x":-0.0,"y":-0,"z":0.0}'), '{"x":-0.0,"y":0,"z":0.0}');
+  // U+E000 (EE 80 80) sorts before U+1F600 (F0 9F 98 80); UTF-16 units would put it after.
+  equal(canonicalJson('{"\\ud83d\\ude00":1,"\\ue000":2,"a":3}'), '{"a":3,"\ue000":2,"😀":1}');
 });
