@@ -12,7 +12,8 @@
  * Limits enforced here, per connection that is not (yet) a WebSocket:
  * - the request head must be complete within `headerTimeoutMs`;
  * - a connection idle for `idleTimeoutMs` (before its first request, between keep-alive requests)
- *   is closed; a TLS handshake must finish within `tlsHandshakeTimeoutMs`;
+ *   is closed; a TLS handshake must finish within `tlsHandshakeTimeoutMs` of the connection's
+ *   accept, however its bytes come;
  * - at most `maxPending` such connections in all and `maxPendingPerIp` per socket peer address;
  *   a connection beyond either cap is closed at once, without reading it;
  * - at most {@linkcode MAX_UNANSWERED_REQUESTS} pipelined requests not answered yet per
@@ -51,7 +52,10 @@ export interface PendingLimits {
   headerTimeoutMs: number;
   /** A connection with no traffic for this long before it is upgraded is closed, ms. */
   idleTimeoutMs: number;
-  /** A TLS handshake must be over within this, ms (TLS only). */
+  /**
+   * A TLS handshake must be over this long after the connection was accepted, ms (TLS only):
+   * a total, not refreshed by the client's bytes.
+   */
   tlsHandshakeTimeoutMs: number;
   /** Connections not upgraded yet, all addresses together. */
   maxPending: number;
@@ -149,6 +153,8 @@ interface Pending {
   traffic: number;
   /** When the idle sweep last saw traffic, or when the connection came, ms since the epoch. */
   activeMs: number;
+  /** Closes the connection if its TLS handshake is not over in time (TLS only, until secure). */
+  handshakeTimer?: ReturnType<typeof setTimeout>;
 }
 
 /** Bytes read and written on `socket` so far (0 where the runtime does not count them). */
@@ -259,7 +265,11 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       ? https.createServer({
         cert: options.tls.cert,
         key: options.tls.key,
-        handshakeTimeout: limits.tlsHandshakeTimeoutMs,
+        // The runtime's own handshake timer is off (0): when it fires it reports a `clientError`
+        // and closes nothing, so `onClientError` wrote an HTTP 400 into a socket with no TLS
+        // session and the connection stayed until the idle timer (the setting had no effect).
+        // `onConnection` arms the one that counts.
+        handshakeTimeout: 0,
         connectionsCheckingInterval,
       })
       : http.createServer({ connectionsCheckingInterval });
@@ -273,6 +283,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     server.timeout = options.tls ? limits.idleTimeoutMs : 0;
     server.maxHeadersCount = 100;
     server.on("connection", onConnection);
+    if (options.tls) server.on("secureConnection", onSecure);
     // Every TLS connection's reads stop when it is paused and keep the read budget, from its
     // first request on (SECURITY.md "Reads of TLS connections").
     if (options.tls) server.on("secureConnection", tlsReads);
@@ -285,6 +296,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   const release = (entry: Pending) => {
     if (entry.released) return;
     entry.released = true;
+    clearTimeout(entry.handshakeTimer);
     pendingSet.delete(entry);
     pendingBySocket.delete(entry.socket);
     const left = (pendingByIp.get(entry.ip) ?? 1) - 1;
@@ -318,6 +330,9 @@ export async function listen(options: ListenOptions): Promise<Listener> {
         socket.setTimeout(limits.idleTimeoutMs);
       }
       socket.on("timeout", onPendingTimeout);
+      // A silent, stalled or trickled handshake: closed `tlsHandshakeTimeoutMs` after the accept,
+      // whatever it sent (`onSecure` stops the timer). One timer per handshake in progress.
+      entry.handshakeTimer = setTimeout(destroy, limits.tlsHandshakeTimeoutMs, socket);
     }
     // Plain HTTP: a silent connection is closed by `sweepIdle` (BENCHMARKS.md "Session 6: churn").
   };
@@ -347,6 +362,15 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   function onPendingClose(this: Socket) {
     const entry = pendingBySocket.get(this);
     if (entry) release(entry);
+  }
+
+  /** `secureConnection`: the handshake is over in time; the idle and header timeouts go on. */
+  function onSecure(tlsSocket: Socket) {
+    const entry = entryOf(tlsSocket);
+    if (entry) {
+      clearTimeout(entry.handshakeTimer);
+      entry.handshakeTimer = undefined;
+    }
   }
 
   function onPendingTimeout(this: Socket) {
@@ -700,6 +724,11 @@ export function isPlainHost(host: string): boolean {
 
 /** The error listener of an upgrade's socket (errors end in `close`, handled by its owner). */
 function ignore(): void {}
+
+/** Closes `socket` at once (a timer's callback, without a closure per connection). */
+function destroy(socket: Duplex): void {
+  socket.destroy();
+}
 
 /** The runtime's private key of a socket's idle timer (`node:net`), found on first use. */
 let timerKey: symbol | null | undefined;
