@@ -18,6 +18,8 @@
  *   a connection beyond either cap is closed at once, without reading it;
  * - at most {@linkcode MAX_UNANSWERED_REQUESTS} pipelined requests not answered yet per
  *   connection; one more closes it;
+ * - an upgrade request pipelined behind requests not answered yet is refused (`400` after their
+ *   answers, then the connection closes), so no answer lands after a 101;
  * - an upgrade request a route does not switch protocols for is answered on the raw socket with
  *   a body of at most {@linkcode MAX_RAW_BODY_BYTES}, never an event stream (`400`), read only
  *   while the socket is open.
@@ -451,6 +453,32 @@ export async function listen(options: ListenOptions): Promise<Listener> {
 
   /** Requests of each connection not answered yet ({@linkcode MAX_UNANSWERED_REQUESTS}). */
   const unanswered = new WeakMap<object, number>();
+  /** Called once the connection's last unanswered request is answered ({@linkcode answered}). */
+  const onAllAnswered = new WeakMap<object, () => void>();
+
+  /** One of `socket`'s requests is answered (its response closed: written, or the socket gone). */
+  const answeredOne = (socket: object) => {
+    const left = unanswered.get(socket)! - 1;
+    unanswered.set(socket, left);
+    if (left === 0) onAllAnswered.get(socket)?.();
+  };
+
+  /**
+   * Resolves once every request `socket` has received before its upgrade request is answered
+   * (at once when none is waiting), or once the socket closes.
+   */
+  const answered = (socket: Duplex): Promise<void> => {
+    if ((unanswered.get(socket) ?? 0) === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        onAllAnswered.delete(socket);
+        socket.off("close", done);
+        resolve();
+      };
+      onAllAnswered.set(socket, done);
+      socket.once("close", done);
+    });
+  };
 
   const onRequest = async (message: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = message.socket;
@@ -461,7 +489,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       return;
     }
     unanswered.set(socket, open);
-    res.on("close", () => unanswered.set(socket, unanswered.get(socket)! - 1));
+    res.on("close", () => answeredOne(socket));
     const request = toRequest(message);
     const response = request
       ? await handle(request, message.socket)
@@ -510,6 +538,14 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   const onUpgrade = async (message: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on("error", ignore);
     const entry = entryOf(socket);
+    if ((unanswered.get(socket) ?? 0) > 0) {
+      // Pipelined behind requests not answered yet: their answers would follow a 101, inside the
+      // WebSocket stream (RFC 9112 section 9.3.2 wants them in the order of the requests). They
+      // are written first, then this refusal, then the connection closes.
+      await answered(socket);
+      await writeRaw(socket, pipelinedUpgradeRefused());
+      return;
+    }
     // RFC 6455 §4.1: an upgrade is an HTTP/1.1 GET with a Host header; anything else is 400.
     const valid = message.httpVersion === "1.1" && (message.headers.host ?? "").trim() !== "";
     let response: Response | undefined;
@@ -818,6 +854,17 @@ function eventStreamRefused(): Response {
   return new Response(
     "Bad Request: an event stream is not served on an upgrade request " +
       "(send it without Upgrade and Connection: upgrade headers)",
+    { status: 400, headers: { "content-type": "text/plain; charset=utf-8" } },
+  );
+}
+
+/**
+ * The answer to an upgrade request pipelined behind requests of the same connection that are not
+ * answered yet (docs/spec/SERVER.md §1.8 note): `400`, plain text, after their answers.
+ */
+function pipelinedUpgradeRefused(): Response {
+  return new Response(
+    "Bad Request: an upgrade request must not be pipelined behind requests not answered yet",
     { status: 400, headers: { "content-type": "text/plain; charset=utf-8" } },
   );
 }
