@@ -1,4 +1,5 @@
 import { deepEqual, equal } from "node:assert/strict";
+import { UpgradeRequest } from "../http/handover.ts";
 import {
   canonicalJson,
   negotiateTokenBinding,
@@ -150,4 +151,32 @@ Deno.test("negotiateTokenBinding() selects the offered subprotocol or refuses as
   }
   equal(fromProxy.binding.handshakeFingerprint, "ab12");
   equal(fromProxy.binding.requireFingerprint, true);
+});
+
+Deno.test("negotiateTokenBinding() reads every Sec-WebSocket-Protocol header as one list and selects the client's spelling (docs/spec/SERVER.md §1.8)", () => {
+  const options = { required: true, requireClientFingerprint: false, subprotocol: "sf.tb.v1" };
+  // The two header readers of an upgrade: a `Request`'s and the fast path's raw header list.
+  const headers = new Headers({ "sec-websocket-key": KEY });
+  headers.append("sec-websocket-protocol", "chat");
+  headers.append("sec-websocket-protocol", "SF.TB.V1, other");
+  const raw = [
+    "Host",
+    "127.0.0.1",
+    "Sec-WebSocket-Key",
+    KEY,
+    "Sec-WebSocket-Protocol",
+    "chat",
+    "Sec-WebSocket-Protocol",
+    "SF.TB.V1, other",
+  ];
+  for (
+    const request of [
+      new Request("http://127.0.0.1/v2/ws", { headers }),
+      new UpgradeRequest("GET", raw, "http", "/v2/ws"),
+    ]
+  ) {
+    const bound = negotiateTokenBinding(request, false, options);
+    if (bound === undefined || bound instanceof Response) throw new Error("expected a binding");
+    equal(bound.subprotocol, "SF.TB.V1");
+  }
 });
