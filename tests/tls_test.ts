@@ -305,3 +305,88 @@ Deno.test({
     }
   },
 });
+
+/** The first bytes a TLS client sends (its ClientHello), as Deno's client writes them. */
+async function clientHello(): Promise<Uint8Array> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const client = Deno.connectTls({ hostname: "127.0.0.1", port: listener.addr.port })
+    .then((conn) => conn.handshake().finally(() => conn.close()))
+    .catch(() => {}); // the handshake fails when the capture closes
+  const conn = await listener.accept();
+  const buffer = new Uint8Array(16_384);
+  const n = await conn.read(buffer);
+  conn.close();
+  listener.close();
+  await client;
+  ok(n !== null && n > 5 && buffer[0] === 0x16, "a TLS handshake record");
+  return buffer.slice(0, n);
+}
+
+/** How long until the server closes `conn`, ms; fails past `boundMs`. */
+async function closedWithin(conn: Deno.Conn, boundMs: number): Promise<number> {
+  const started = Date.now();
+  const timer = setTimeout(() => conn.close(), boundMs);
+  try {
+    while ((await conn.read(new Uint8Array(4096))) !== null);
+  } catch {
+    // Reset by the server, or closed by the timer (then the bound below fails).
+  } finally {
+    clearTimeout(timer);
+  }
+  const elapsed = Date.now() - started;
+  ok(elapsed < boundMs, `still open after ${elapsed} ms`);
+  try {
+    conn.close();
+  } catch { /* closed */ }
+  return elapsed;
+}
+
+Deno.test({
+  name:
+    "A TLS handshake not over within security.http.tls_handshake_timeout_secs is closed, however its bytes come; one that is over is not",
+  sanitizeResources: false, // the subprocess' pipes close with it
+  async fn() {
+    // The idle and header timeouts far beyond the bound: only the handshake timeout closes them.
+    await using server = await tlsServer({
+      SIGNAL_FISH_SECURITY__HTTP__TLS_HANDSHAKE_TIMEOUT_SECS: "1",
+      SIGNAL_FISH_SECURITY__HTTP__IDLE_TIMEOUT_SECS: "30",
+      SIGNAL_FISH_SECURITY__HTTP__HEADER_TIMEOUT_SECS: "30",
+    });
+    const hello = await clientHello();
+    const tcp = () => Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const silent = await tcp();
+    const partial = await tcp();
+    await partial.write(hello.subarray(0, 10));
+    const stalled = await tcp();
+    await stalled.write(hello);
+    // One byte every 100 ms: the whole ClientHello would take far longer than the bound.
+    const trickled = await tcp();
+    let trickling = true;
+    const trickle = (async () => {
+      for (let i = 0; trickling && i < hello.length; i++) {
+        await trickled.write(hello.subarray(i, i + 1)).catch(() => trickling = false);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    // A handshake that is over in time keeps its connection past the bound.
+    const done = await server.connect();
+    await done.handshake();
+    // Before: each held until the idle timer plus the handshake time, 31 s here.
+    const closed = await Promise.all(
+      [silent, partial, stalled, trickled].map((conn) => closedWithin(conn, 4_000)),
+    );
+    trickling = false;
+    await trickle;
+    for (const elapsed of closed) ok(elapsed >= 800, `closed after ${elapsed} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await done.write(
+      new TextEncoder().encode(
+        "GET /v2/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+      ),
+    );
+    const answer = new Uint8Array(4096);
+    const n = await done.read(answer);
+    match(new TextDecoder().decode(answer.subarray(0, n ?? 0)), /^HTTP\/1\.1 200 /);
+    done.close();
+  },
+});

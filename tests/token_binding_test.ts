@@ -4,6 +4,7 @@ import { createHmac } from "node:crypto";
 import { serve } from "./helpers.ts";
 import { RawWebSocket } from "./raw_websocket.ts";
 import { canonicalJson } from "../src/transport/token_binding.ts";
+import { WebSocket as WsClient } from "ws";
 
 const SUBPROTOCOL = "signalfish.tokenbinding.v1";
 
@@ -114,4 +115,36 @@ Deno.test("Token binding: a bound player's game data reaches the room as sent, n
   let relayed: string;
   do relayed = await other.next(); while (!relayed.includes('"GameData"'));
   match(relayed, /"data":\{"z":1,"a":1E2,"s":"\\u00e9\\\/","n":-0\.0\}/);
+});
+
+Deno.test("Token binding: the 101 selects the subprotocol as the client spelled it, offered in any Sec-WebSocket-Protocol header (docs/spec/SERVER.md §1.8)", async () => {
+  await using server = await serve((config) => {
+    config.security.transport.token_binding.enabled = true;
+  });
+  // `ws`'s client, as browsers: it fails a handshake whose subprotocol it did not offer, compared
+  // exactly, so the configured spelling would fail it (Deno's own client does not check).
+  const upper = SUBPROTOCOL.toUpperCase();
+  const ws = new WsClient(`ws://127.0.0.1:${server.port}/v2/ws`, [upper]);
+  const opened = await new Promise<string>((resolve) => {
+    ws.once("open", () => resolve(`open ${ws.protocol}`));
+    ws.once("error", (error: Error) => resolve(`failed: ${error.message}`));
+  });
+  equal(opened, `open ${upper}`);
+  const closed = new Promise<number>((resolve) =>
+    ws.once("close", (code: number) => resolve(code))
+  );
+  // Bound: an unsigned frame is refused with 1008.
+  ws.send('{"type":"Ping"}');
+  equal(await closed, 1008);
+
+  // The offer in a second header counts: several headers are one list (RFC 6455 section 11.3.4).
+  await using second = await RawWebSocket.open(server.port, "/v2/ws", {
+    headers: { "Sec-WebSocket-Protocol": "chat", "sec-websocket-protocol": upper },
+  });
+  const selected = second.head.split("\r\n")
+    .filter((line) => /^sec-websocket-protocol:/i.test(line))
+    .map((line) => line.slice(line.indexOf(":") + 1).trim());
+  deepEqual(selected, [upper]);
+  await second.sendText('{"type":"Ping"}');
+  equal((await second.readClose()).code, 1008);
 });

@@ -12,11 +12,14 @@
  * Limits enforced here, per connection that is not (yet) a WebSocket:
  * - the request head must be complete within `headerTimeoutMs`;
  * - a connection idle for `idleTimeoutMs` (before its first request, between keep-alive requests)
- *   is closed; a TLS handshake must finish within `tlsHandshakeTimeoutMs`;
+ *   is closed; a TLS handshake must finish within `tlsHandshakeTimeoutMs` of the connection's
+ *   accept, however its bytes come;
  * - at most `maxPending` such connections in all and `maxPendingPerIp` per socket peer address;
  *   a connection beyond either cap is closed at once, without reading it;
  * - at most {@linkcode MAX_UNANSWERED_REQUESTS} pipelined requests not answered yet per
  *   connection; one more closes it;
+ * - an upgrade request pipelined behind requests not answered yet is refused (`400` after their
+ *   answers, then the connection closes), so no answer lands after a 101;
  * - an upgrade request a route does not switch protocols for is answered on the raw socket with
  *   a body of at most {@linkcode MAX_RAW_BODY_BYTES}, never an event stream (`400`), read only
  *   while the socket is open.
@@ -51,7 +54,10 @@ export interface PendingLimits {
   headerTimeoutMs: number;
   /** A connection with no traffic for this long before it is upgraded is closed, ms. */
   idleTimeoutMs: number;
-  /** A TLS handshake must be over within this, ms (TLS only). */
+  /**
+   * A TLS handshake must be over this long after the connection was accepted, ms (TLS only):
+   * a total, not refreshed by the client's bytes.
+   */
   tlsHandshakeTimeoutMs: number;
   /** Connections not upgraded yet, all addresses together. */
   maxPending: number;
@@ -149,6 +155,8 @@ interface Pending {
   traffic: number;
   /** When the idle sweep last saw traffic, or when the connection came, ms since the epoch. */
   activeMs: number;
+  /** Closes the connection if its TLS handshake is not over in time (TLS only, until secure). */
+  handshakeTimer?: ReturnType<typeof setTimeout>;
 }
 
 /** Bytes read and written on `socket` so far (0 where the runtime does not count them). */
@@ -259,7 +267,11 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       ? https.createServer({
         cert: options.tls.cert,
         key: options.tls.key,
-        handshakeTimeout: limits.tlsHandshakeTimeoutMs,
+        // The runtime's own handshake timer is off (0): when it fires it reports a `clientError`
+        // and closes nothing, so `onClientError` wrote an HTTP 400 into a socket with no TLS
+        // session and the connection stayed until the idle timer (the setting had no effect).
+        // `onConnection` arms the one that counts.
+        handshakeTimeout: 0,
         connectionsCheckingInterval,
       })
       : http.createServer({ connectionsCheckingInterval });
@@ -273,6 +285,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     server.timeout = options.tls ? limits.idleTimeoutMs : 0;
     server.maxHeadersCount = 100;
     server.on("connection", onConnection);
+    if (options.tls) server.on("secureConnection", onSecure);
     // Every TLS connection's reads stop when it is paused and keep the read budget, from its
     // first request on (SECURITY.md "Reads of TLS connections").
     if (options.tls) server.on("secureConnection", tlsReads);
@@ -285,6 +298,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   const release = (entry: Pending) => {
     if (entry.released) return;
     entry.released = true;
+    clearTimeout(entry.handshakeTimer);
     pendingSet.delete(entry);
     pendingBySocket.delete(entry.socket);
     const left = (pendingByIp.get(entry.ip) ?? 1) - 1;
@@ -318,6 +332,9 @@ export async function listen(options: ListenOptions): Promise<Listener> {
         socket.setTimeout(limits.idleTimeoutMs);
       }
       socket.on("timeout", onPendingTimeout);
+      // A silent, stalled or trickled handshake: closed `tlsHandshakeTimeoutMs` after the accept,
+      // whatever it sent (`onSecure` stops the timer). One timer per handshake in progress.
+      entry.handshakeTimer = setTimeout(destroy, limits.tlsHandshakeTimeoutMs, socket);
     }
     // Plain HTTP: a silent connection is closed by `sweepIdle` (BENCHMARKS.md "Session 6: churn").
   };
@@ -347,6 +364,15 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   function onPendingClose(this: Socket) {
     const entry = pendingBySocket.get(this);
     if (entry) release(entry);
+  }
+
+  /** `secureConnection`: the handshake is over in time; the idle and header timeouts go on. */
+  function onSecure(tlsSocket: Socket) {
+    const entry = entryOf(tlsSocket);
+    if (entry) {
+      clearTimeout(entry.handshakeTimer);
+      entry.handshakeTimer = undefined;
+    }
   }
 
   function onPendingTimeout(this: Socket) {
@@ -427,6 +453,32 @@ export async function listen(options: ListenOptions): Promise<Listener> {
 
   /** Requests of each connection not answered yet ({@linkcode MAX_UNANSWERED_REQUESTS}). */
   const unanswered = new WeakMap<object, number>();
+  /** Called once the connection's last unanswered request is answered ({@linkcode answered}). */
+  const onAllAnswered = new WeakMap<object, () => void>();
+
+  /** One of `socket`'s requests is answered (its response closed: written, or the socket gone). */
+  const answeredOne = (socket: object) => {
+    const left = unanswered.get(socket)! - 1;
+    unanswered.set(socket, left);
+    if (left === 0) onAllAnswered.get(socket)?.();
+  };
+
+  /**
+   * Resolves once every request `socket` has received before its upgrade request is answered
+   * (at once when none is waiting), or once the socket closes.
+   */
+  const answered = (socket: Duplex): Promise<void> => {
+    if ((unanswered.get(socket) ?? 0) === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        onAllAnswered.delete(socket);
+        socket.off("close", done);
+        resolve();
+      };
+      onAllAnswered.set(socket, done);
+      socket.once("close", done);
+    });
+  };
 
   const onRequest = async (message: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = message.socket;
@@ -437,7 +489,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       return;
     }
     unanswered.set(socket, open);
-    res.on("close", () => unanswered.set(socket, unanswered.get(socket)! - 1));
+    res.on("close", () => answeredOne(socket));
     const request = toRequest(message);
     const response = request
       ? await handle(request, message.socket)
@@ -486,6 +538,14 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   const onUpgrade = async (message: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on("error", ignore);
     const entry = entryOf(socket);
+    if ((unanswered.get(socket) ?? 0) > 0) {
+      // Pipelined behind requests not answered yet: their answers would follow a 101, inside the
+      // WebSocket stream (RFC 9112 section 9.3.2 wants them in the order of the requests). They
+      // are written first, then this refusal, then the connection closes.
+      await answered(socket);
+      await writeRaw(socket, pipelinedUpgradeRefused());
+      return;
+    }
     // RFC 6455 §4.1: an upgrade is an HTTP/1.1 GET with a Host header; anything else is 400.
     const valid = message.httpVersion === "1.1" && (message.headers.host ?? "").trim() !== "";
     let response: Response | undefined;
@@ -701,6 +761,11 @@ export function isPlainHost(host: string): boolean {
 /** The error listener of an upgrade's socket (errors end in `close`, handled by its owner). */
 function ignore(): void {}
 
+/** Closes `socket` at once (a timer's callback, without a closure per connection). */
+function destroy(socket: Duplex): void {
+  socket.destroy();
+}
+
 /** The runtime's private key of a socket's idle timer (`node:net`), found on first use. */
 let timerKey: symbol | null | undefined;
 
@@ -789,6 +854,17 @@ function eventStreamRefused(): Response {
   return new Response(
     "Bad Request: an event stream is not served on an upgrade request " +
       "(send it without Upgrade and Connection: upgrade headers)",
+    { status: 400, headers: { "content-type": "text/plain; charset=utf-8" } },
+  );
+}
+
+/**
+ * The answer to an upgrade request pipelined behind requests of the same connection that are not
+ * answered yet (docs/spec/SERVER.md §1.8 note): `400`, plain text, after their answers.
+ */
+function pipelinedUpgradeRefused(): Response {
+  return new Response(
+    "Bad Request: an upgrade request must not be pipelined behind requests not answered yet",
     { status: 400, headers: { "content-type": "text/plain; charset=utf-8" } },
   );
 }

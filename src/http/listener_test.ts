@@ -313,3 +313,54 @@ Deno.test("listen: an upgrade request answered with a stream never has it read w
     await listener.shutdown();
   }
 });
+
+Deno.test("listen: an upgrade pipelined behind requests not answered yet is refused after their answers, in order; one after them upgrades", async () => {
+  let upgrades = 0;
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    // Answers that take a while, so the upgrade request is read before they are written.
+    handler: async (request) => {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return new Response(new URL(request.url).pathname);
+    },
+    upgrade: (request) => {
+      upgrades++;
+      const upgrade = takeUpgradeSocket(request);
+      upgrade?.socket.write("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+      if (upgrade) taken.push(upgrade.socket);
+      return switchingProtocols();
+    },
+  });
+  const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+  const upgrade = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n" +
+    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+  const statuses = (text: string) => text.match(/HTTP\/1\.1 \d{3}/g) ?? [];
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    await conn.write(new TextEncoder().encode(get("/a") + get("/b") + upgrade));
+    const text = await readUntilClosed(conn, 10_000);
+    conn.close();
+    // Before: 101, then the two answers inside what the client took for the WebSocket stream.
+    equal(statuses(text).join(), "HTTP/1.1 200,HTTP/1.1 200,HTTP/1.1 400", text);
+    ok(text.indexOf("/a") < text.indexOf("/b"), text);
+    ok(text.includes("must not be pipelined"), text);
+    equal(upgrades, 0, "the route never saw it");
+
+    // Once the answers are read, an upgrade on the same keep-alive connection is served.
+    const keepAlive = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    await keepAlive.write(new TextEncoder().encode(get("/a")));
+    const buffer = new Uint8Array(4096);
+    const n = await keepAlive.read(buffer);
+    ok(new TextDecoder().decode(buffer.subarray(0, n ?? 0)).startsWith("HTTP/1.1 200"));
+    await keepAlive.write(new TextEncoder().encode(upgrade));
+    const m = await keepAlive.read(buffer);
+    ok(new TextDecoder().decode(buffer.subarray(0, m ?? 0)).startsWith("HTTP/1.1 101"));
+    equal(upgrades, 1);
+    keepAlive.close();
+  } finally {
+    for (const socket of taken.splice(0)) socket.destroy();
+    await listener.shutdown();
+  }
+});

@@ -57,6 +57,8 @@ const FINGERPRINT_HEADERS = [
  * Token-binding negotiation of docs/spec/SERVER.md §1.8 step 6: a plain-text refusal (401 without a
  * required fingerprint, 400 without a required subprotocol or with a bad `Sec-WebSocket-Key`), or
  * the subprotocol to select and the binding to use (`undefined` = the connection proceeds unbound).
+ * The subprotocol is looked for in every `Sec-WebSocket-Protocol` header, ignoring letter case,
+ * and selected as the client spelled it.
  *
  * @param fromTrustedProxy whether the socket peer is a trusted proxy, whose fingerprint headers
  *   count (docs/spec/SERVER.md §1.9)
@@ -79,7 +81,7 @@ export function negotiateTokenBinding(
   if (options.requireClientFingerprint && fingerprint === undefined) {
     return new Response("client certificate fingerprint required", { status: 401 });
   }
-  // Headers joins repeated headers with ", "; the first header's entries come first.
+  // Several headers are one list (RFC 6455 section 11.3.4): `get` joins them with ", " in order.
   const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",")
     .map((entry) => entry.trim())
     .find((entry) => entry.toLowerCase() === options.subprotocol.toLowerCase());
@@ -94,9 +96,8 @@ export function negotiateTokenBinding(
   const secret = sessionSecret(key);
   if (!secret) return new Response("invalid token binding handshake", { status: 400 });
   return {
-    // Deno.upgradeWebSocket only selects a protocol spelled exactly as the client offered it, so
-    // a client offering another letter case gets its own spelling back (docs/spec/SERVER.md §1.8 wants the
-    // configured one; the match itself is case-insensitive as specified).
+    // The client's own spelling (docs/spec/SERVER.md §1.8 note): a client fails a handshake whose
+    // subprotocol it did not offer, compared exactly; the match above ignores letter case.
     subprotocol: offered,
     binding: {
       secret,

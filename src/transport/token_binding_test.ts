@@ -1,5 +1,10 @@
+<<<<<<< HEAD
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { createHmac } from "node:crypto";
+=======
+import { deepEqual, equal } from "node:assert/strict";
+import { UpgradeRequest } from "../http/handover.ts";
+>>>>>>> s27-listener
 import {
   canonicalJson,
   MAX_BOUND_DEPTH,
@@ -154,6 +159,7 @@ Deno.test("negotiateTokenBinding() selects the offered subprotocol or refuses as
   equal(fromProxy.binding.requireFingerprint, true);
 });
 
+<<<<<<< HEAD
 /** `rest` (a JSON object's text) with a valid proof for KEY inserted as member `at` (0 = first). */
 function signed(rest: string, at: "first" | "middle" | "last"): string {
   const signature = createHmac("sha256", sessionSecret(KEY)!).update(canonicalJson(rest), "utf8")
@@ -228,4 +234,32 @@ Deno.test("canonicalJson() keeps the sign of -0.0 and orders keys by UTF-8 bytes
   equal(canonicalJson('{"x":-0.0,"y":-0,"z":0.0}'), '{"x":-0.0,"y":0,"z":0.0}');
   // U+E000 (EE 80 80) sorts before U+1F600 (F0 9F 98 80); UTF-16 units would put it after.
   equal(canonicalJson('{"\\ud83d\\ude00":1,"\\ue000":2,"a":3}'), '{"a":3,"\ue000":2,"😀":1}');
+=======
+Deno.test("negotiateTokenBinding() reads every Sec-WebSocket-Protocol header as one list and selects the client's spelling (docs/spec/SERVER.md §1.8)", () => {
+  const options = { required: true, requireClientFingerprint: false, subprotocol: "sf.tb.v1" };
+  // The two header readers of an upgrade: a `Request`'s and the fast path's raw header list.
+  const headers = new Headers({ "sec-websocket-key": KEY });
+  headers.append("sec-websocket-protocol", "chat");
+  headers.append("sec-websocket-protocol", "SF.TB.V1, other");
+  const raw = [
+    "Host",
+    "127.0.0.1",
+    "Sec-WebSocket-Key",
+    KEY,
+    "Sec-WebSocket-Protocol",
+    "chat",
+    "Sec-WebSocket-Protocol",
+    "SF.TB.V1, other",
+  ];
+  for (
+    const request of [
+      new Request("http://127.0.0.1/v2/ws", { headers }),
+      new UpgradeRequest("GET", raw, "http", "/v2/ws"),
+    ]
+  ) {
+    const bound = negotiateTokenBinding(request, false, options);
+    if (bound === undefined || bound instanceof Response) throw new Error("expected a binding");
+    equal(bound.subprotocol, "SF.TB.V1");
+  }
+>>>>>>> s27-listener
 });
