@@ -243,6 +243,64 @@ Deno.test("Operator API lists games and rooms with members, spectators, authorit
   }
 });
 
+Deno.test("Operator API pages through rooms with offset, filtered by lobby state before the page", async () => {
+  await using server = await withAdmin();
+  const clients: Awaited<ReturnType<typeof connect>>[] = [];
+  try {
+    const codes: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const host = await connect(server);
+      clients.push(host);
+      host.send(joinRoom(null, `host${i}`, { max_players: 2 }));
+      codes.push((await host.next("RoomJoined")).data.room_code);
+    }
+    // The third room fills up: its lobby state becomes "lobby".
+    const guest = await connect(server);
+    clients.push(guest);
+    guest.send(joinRoom(codes[2]!, "guest"));
+    await guest.next("RoomJoined");
+    await clients[2]!.next("PlayerJoined");
+    const list = async (query: string) => {
+      const answer = await call(server, `/admin/api/rooms?${query}`, { headers: AUTH });
+      equal(answer.status, 200, answer.text);
+      const body = answer.json();
+      return {
+        codes: body.rooms.map((room: { room_code: string }) => room.room_code),
+        offset: body.offset,
+        truncated: body.truncated,
+      };
+    };
+    // Pages of two, oldest first: together every room once.
+    deepEqual(await list("limit=2"), { codes: codes.slice(0, 2), offset: 0, truncated: true });
+    deepEqual(await list("limit=2&offset=2"), {
+      codes: codes.slice(2, 4),
+      offset: 2,
+      truncated: true,
+    });
+    deepEqual(await list("limit=2&offset=4"), {
+      codes: codes.slice(4),
+      offset: 4,
+      truncated: false,
+    });
+    deepEqual(await list("offset=9"), { codes: [], offset: 9, truncated: false });
+    // The lobby-state filter applies to every room before the page is cut.
+    deepEqual((await list("lobby_state=lobby")).codes, [codes[2]]);
+    deepEqual(await list("lobby_state=waiting&limit=2&offset=2"), {
+      codes: [codes[3], codes[4]],
+      offset: 2,
+      truncated: false,
+    });
+    deepEqual((await list("lobby_state=finalized")).codes, []);
+    for (const bad of ["offset=-1", "offset=1.5", "offset=x", "lobby_state=open"]) {
+      const answer = await call(server, `/admin/api/rooms?${bad}`, { headers: AUTH });
+      equal(answer.status, 400, bad);
+      equal(answer.json().error_code, "INVALID_INPUT", bad);
+    }
+  } finally {
+    for (const client of clients) await client.close();
+  }
+});
+
 Deno.test("Operator API: bad input gets clear JSON errors with error codes", async () => {
   await using server = await withAdmin();
   const { alice, bob, carol, code } = await room(server);

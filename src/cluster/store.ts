@@ -925,7 +925,10 @@ export class RedisStore implements ClusterStore {
    */
   async all(limit: number, filter?: RoomFilter): Promise<DirectoryRecord[]> {
     if (limit <= 0) return [];
-    if (filter?.gameName === undefined && (filter?.query ?? "") === "") {
+    if (
+      filter?.gameName === undefined && (filter?.query ?? "") === "" &&
+      filter?.lobbyState === undefined
+    ) {
       // Every game: the rooms-order index, read about as far as the limit.
       return (await this.#walk(
         [this.#keys.roomsOrder()],

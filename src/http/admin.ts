@@ -15,7 +15,7 @@
  * |---|---|---|
  * | GET | `/admin/api/overview` | live counts, maintenance, games, the current sample |
  * | GET | `/admin/api/games` | rooms, players and spectators per game |
- * | GET | `/admin/api/rooms?game_name=&q=&limit=` | rooms in detail, oldest first |
+ * | GET | `/admin/api/rooms?game_name=&q=&lobby_state=&limit=&offset=` | rooms in detail, oldest first |
  * | GET | `/admin/api/rooms/{game}/{code}` | one room in detail |
  * | DELETE | `/admin/api/rooms/{game}/{code}` | close the room |
  * | DELETE | `/admin/api/rooms/{game}/{code}/players/{player_id}` | remove one player |
@@ -125,6 +125,10 @@ const PAGE_HEADERS = {
   "referrer-policy": "no-referrer",
   "x-frame-options": "DENY",
 };
+/** The largest `offset` of `/admin/api/rooms` (a page is read from the first matching room on). */
+const MAX_OFFSET = 100_000;
+/** The lobby states `/admin/api/rooms?lobby_state=` takes (docs/spec/PROTOCOL.md §7.4). */
+const LOBBY_STATES: ReadonlySet<string> = new Set(["waiting", "lobby", "finalized"]);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The console's asset paths (`admin_assets.ts`, loaded on the first request for one of them). */
@@ -330,11 +334,17 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     });
   }
 
-  /** Every room of the directory, each in detail from its home. */
+  /**
+   * `GET /admin/api/rooms` (docs/spec/EXTENSIONS.md E12): the rooms `game_name`, `q` and
+   * `lobby_state` keep, oldest first, from the `offset`-th (0-based) on, at most `limit`, each
+   * in detail from its home. Answers `{rooms, offset, truncated}` (`truncated`: more rooms match
+   * after these); `400 INVALID_INPUT` for a bad `limit`, `offset` or `lobby_state`.
+   */
   function listRooms(request: Request): Awaitable<Response> {
     const params = new URL(request.url).searchParams;
     const game = params.get("game_name");
     const query = (params.get("q") ?? "").trim().toLowerCase();
+    const lobbyState = params.get("lobby_state");
     const limitParam = params.get("limit");
     const limit = limitParam === null ? limits.maxListedRooms : Number(limitParam);
     if (!Number.isInteger(limit) || limit < 1 || limit > limits.maxListedRooms) {
@@ -344,16 +354,30 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
         "INVALID_INPUT",
       );
     }
+    const offsetParam = params.get("offset");
+    const offset = offsetParam === null ? 0 : Number(offsetParam);
+    if (!Number.isInteger(offset) || offset < 0 || offset > MAX_OFFSET) {
+      return problem(400, `offset must be an integer from 0 to ${MAX_OFFSET}`, "INVALID_INPUT");
+    }
+    if (lobbyState !== null && !LOBBY_STATES.has(lobbyState)) {
+      return problem(
+        400,
+        `lobby_state must be one of ${[...LOBBY_STATES].join(", ")}`,
+        "INVALID_INPUT",
+      );
+    }
     const filter: RoomFilter = {
       ...(game !== null ? { gameName: game } : {}),
       ...(query !== "" ? { query } : {}),
+      ...(lobbyState !== null ? { lobbyState } : {}),
     };
     // One more than asked for says whether more rooms match than are listed.
-    return then(options.directory.all(limit + 1, filter), (records): Awaitable<Response> => {
-      const wanted = records.slice(0, limit);
+    const end = offset + limit;
+    return then(options.directory.all(end + 1, filter), (records): Awaitable<Response> => {
+      const wanted = records.slice(offset, end);
       const details = wanted.map((record) => detailOf(record));
       const answer = (rooms: ListedRoom[]) =>
-        reply(200, { rooms, truncated: records.length > limit });
+        reply(200, { rooms, offset, truncated: records.length > end });
       return details.some((detail) => detail instanceof Promise)
         ? Promise.all(details).then(answer)
         : answer(details as ListedRoom[]);
