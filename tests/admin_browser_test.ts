@@ -138,6 +138,58 @@ async function screenshot(
   return path;
 }
 
+/** What a test of the console sees of its page. */
+interface ConsoleSession {
+  page: Page;
+  /** `METHOD /path?query` of every request the page made, in order. */
+  requests: string[];
+}
+
+/**
+ * Opens the console of `url` in a fresh browser (logged in unless `login: false`), runs `body`,
+ * closes the browser and requires that the page raised no error and logged none (failed loads
+ * aside: the tests provoke them).
+ */
+async function withConsole(
+  url: string,
+  body: (session: ConsoleSession) => Promise<void>,
+  options: { login?: boolean } = {},
+): Promise<void> {
+  const userDataDir = await Deno.makeTempDir({ prefix: "signal-fish-chromium-" });
+  const context = await launch(userDataDir);
+  const problems: string[] = [];
+  try {
+    const page = await context.newPage();
+    page.on("pageerror", (error) => problems.push(String(error)));
+    page.on("console", (message) => {
+      const text = message.text();
+      if (message.type() === "error" && !text.startsWith("Failed to load resource")) {
+        problems.push(text);
+      }
+    });
+    const requests: string[] = [];
+    page.on("request", (request) => {
+      const { pathname, search } = new URL(request.url());
+      requests.push(`${request.method()} ${pathname}${search}`);
+    });
+    if (options.login ?? true) await logIn(page, url);
+    await body({ page, requests });
+  } finally {
+    await context.close();
+    await Deno.remove(userDataDir, { recursive: true });
+  }
+  deepEqual(problems, []);
+}
+
+/** Waits (polling every 20 ms, at most `ms`) until `done()` holds. */
+async function until(done: () => boolean, what: string, ms = UI_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    ok(Date.now() < deadline, `timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 browserTest(
   "Operator console: log in, watch a room fill, remove a player, close the room",
   async () => {
@@ -411,5 +463,41 @@ browserTest(
       await Deno.remove(userDataDir, { recursive: true });
     }
     deepEqual(problems, []);
+  },
+);
+
+browserTest(
+  "Operator console: an action answered 504 OUTCOME_UNKNOWN is reported and the state is read again",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await withConsole(server.url, async ({ page, requests }) => {
+      // As a cluster answers when Redis takes the command but does not answer in time.
+      await page.route(
+        "**/admin/api/maintenance",
+        (route) =>
+          route.request().method() === "PUT"
+            ? route.fulfill({
+              status: 504,
+              contentType: "application/json",
+              body: JSON.stringify({
+                message: "Redis did not answer in time: the outcome is unknown",
+                error_code: "OUTCOME_UNKNOWN",
+                outcome: "unknown",
+              }),
+            })
+            : route.continue(),
+      );
+      await page.click("#maintenance-button");
+      await confirm(page);
+      await waitForText(page, "#event-log", "OUTCOME_UNKNOWN");
+      await until(
+        () => requests.includes("GET /admin/api/maintenance"),
+        "maintenance is read again",
+        5_000,
+      );
+      await waitForText(page, "#event-log", "reading the state again");
+    });
   },
 );

@@ -5,6 +5,10 @@
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { crossFieldIssues } from "../src/config/schema.ts";
+import { NoAnswer } from "../src/coordination/no_answer.ts";
+import { MemoryRoomDirectory } from "../src/coordination/memory.ts";
+import { adminRoutes } from "../src/http/admin.ts";
+import { OperatorFeed } from "../src/metrics/operator_feed.ts";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, joinAsSpectator, joinRoom, type Received, serve, testConfig } from "./helpers.ts";
 import { MAIN_RUN_ARGS, runMain } from "./process.ts";
@@ -466,6 +470,58 @@ Deno.test("Operator API: maintenance refuses new rooms, not joins, until turned 
   }
 });
 
+Deno.test("Operator API: maintenance Redis does not answer in time is 504 OUTCOME_UNKNOWN, one not sent 503; every attempt goes on the event stream with its outcome", async () => {
+  const feed = new OperatorFeed({
+    connections: () => 0,
+    stats: () => ({ rooms: 0, players: 0, spectators: 0, heldSeats: 0 }),
+    maintenance: () => false,
+  });
+  const actions: Json[] = [];
+  feed.subscribe((event) => event.event === "action" && actions.push(event.data));
+  let failure: Error | undefined;
+  const routes = adminRoutes({
+    token: TOKEN,
+    directory: new MemoryRoomDirectory(),
+    command: () => ({ ok: false, reason: "not_found" }),
+    setMaintenance: () => failure ? Promise.reject(failure) : Promise.resolve(),
+    maintenance: () => false,
+    feed,
+    status: () => ({}),
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+  });
+  const put = async (enabled: boolean) => {
+    const path = "/admin/api/maintenance";
+    const response = await routes.handle(
+      new Request(`http://127.0.0.1${path}`, {
+        method: "PUT",
+        headers: AUTH,
+        body: JSON.stringify({ enabled }),
+      }),
+      path,
+      "127.0.0.1",
+    )!;
+    return { status: response.status, body: await response.json() };
+  };
+  failure = new NoAnswer("Redis maintenance timed out after 500 ms");
+  const unknown = await put(true);
+  equal(unknown.status, 504);
+  equal(unknown.body.error_code, "OUTCOME_UNKNOWN");
+  equal(unknown.body.outcome, "unknown");
+  match(unknown.body.message, /outcome is unknown/);
+  failure = new Error("The client is closed");
+  const refused = await put(true);
+  equal(refused.status, 503);
+  equal(refused.body.error_code, "SERVICE_UNAVAILABLE");
+  failure = undefined;
+  deepEqual((await put(false)).body, { enabled: false });
+  deepEqual(actions.map((action) => [action.action, action.outcome]), [
+    ["maintenance_on", "unknown"],
+    ["maintenance_on", "refused"],
+    ["maintenance_off", "ok"],
+  ]);
+});
+
 /** Waits (polling every 10 ms, at most 5 s) until `done()` holds. */
 async function until(done: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 5000;
@@ -687,6 +743,11 @@ Deno.test("Operator actions are logged with action, target and client IP, never 
   ok(action, stdout);
   match(action, /INF|info/i);
   ok(action.includes("server") && action.includes("127.0.0.1"), action);
+  ok(action.includes('"ok"') || /\bok\b/.test(action), action);
+  // An attempt that was refused (no such room) is logged too, with its outcome.
+  const refused = stdout.split("\n").find((line) => line.includes("close_room"));
+  ok(refused, stdout);
+  ok(refused.includes("orbit/ABCDEF") && refused.includes("refused"), refused);
   ok(stdout.includes("authentication failed"), stdout);
   ok(!stdout.includes(TOKEN) && !stderr.includes(TOKEN), "the token is never logged");
 });

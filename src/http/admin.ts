@@ -23,13 +23,16 @@
  * | GET | `/admin/api/history` | samples of the main figures (ring) |
  * | GET | `/admin/api/events` | Server-Sent Events: `sample`, `room`, `action` |
  *
- * Errors are JSON `{message, error_code}`.
+ * Errors are JSON `{message, error_code}`. An action whose outcome is unknown (sent to Redis or
+ * the room's home, no answer in time) is `504 OUTCOME_UNKNOWN` with `outcome: "unknown"`; every
+ * attempted action is logged with its outcome (`ok`, `refused`, `unknown`).
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { type Awaitable, then } from "../coordination/awaitable.ts";
 import type { DirectoryRecord, RoomDirectory, RoomFilter } from "../coordination/directory.ts";
+import { NoAnswer } from "../coordination/no_answer.ts";
 import type { CommandReply, RoomCommand } from "../coordination/router.ts";
 import type { RoomDetail, RoomSummary } from "../engine/effects.ts";
 import { KeyedBuckets } from "../engine/token_bucket.ts";
@@ -80,8 +83,9 @@ export interface AdminOptions {
   command: (command: RoomCommand, now: number) => Awaitable<CommandReply>;
   /**
    * Maintenance mode (no new rooms) on or off: this process's engine, or in cluster mode every
-   * instance's (the shared `maintenance` key, docs/spec/SERVER.md §8.3). A rejection (Redis does
-   * not answer) is a `503`.
+   * instance's (the shared `maintenance` key, docs/spec/SERVER.md §8.3). A rejection with
+   * `NoAnswer` (sent, no answer in time: it may still take effect) is a `504`, any other (not
+   * sent) a `503`.
    */
   setMaintenance: (enabled: boolean, now: number) => Awaitable<void>;
   /** Whether maintenance mode is on (cluster mode: read from Redis, the last known on failure). */
@@ -157,6 +161,20 @@ function problem(
   return reply(status, { message, error_code: code }, headers);
 }
 
+/**
+ * `504 OUTCOME_UNKNOWN` with `outcome: "unknown"`: an action went out and `why` (no answer in
+ * time), so it may or may not take effect; the console reads the state again
+ * (docs/spec/EXTENSIONS.md E12).
+ */
+function outcomeUnknown(why: string): Response {
+  return reply(504, {
+    message: `${why}: the outcome is unknown (the action may still take effect); ` +
+      "read the state again",
+    error_code: "OUTCOME_UNKNOWN",
+    outcome: "unknown",
+  });
+}
+
 function methodNotAllowed(allow: string): Response {
   return problem(405, `Method not allowed (allowed: ${allow})`, "METHOD_NOT_ALLOWED", { allow });
 }
@@ -204,6 +222,14 @@ function concat(chunks: Uint8Array[], size: number): Uint8Array {
   }
   return out;
 }
+
+/**
+ * How an attempted operator action ended, as logged and sent on the event stream
+ * (docs/spec/EXTENSIONS.md E12): carried out, refused (nothing was done: not found, or it did not
+ * reach Redis or the room's home), or unknown (sent without an answer in time; it may still take
+ * effect).
+ */
+export type ActionOutcome = "ok" | "refused" | "unknown";
 
 /** A room in a listing: its detail from the home, or the directory's summary if unreachable. */
 type ListedRoom =
@@ -256,14 +282,19 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     );
   }
 
-  /** Logs an operator action and tells the event stream. */
-  function audit(action: string, target: string, ip: string): void {
-    log.info("Operator action {action} on {target} from {client_ip}", {
+  /**
+   * Logs an operator action that was attempted, with its outcome, and tells the event stream
+   * (docs/spec/EXTENSIONS.md E12: every action is logged, whether it was carried out, refused or
+   * its outcome is unknown).
+   */
+  function audit(action: string, target: string, ip: string, outcome: ActionOutcome): void {
+    log.info("Operator action {action} on {target} from {client_ip}: {outcome}", {
       action,
       target,
       client_ip: ip,
+      outcome,
     });
-    options.feed.publish({ event: "action", data: { action, target, at: now() } });
+    options.feed.publish({ event: "action", data: { action, target, outcome, at: now() } });
   }
 
   /** `{game}/{code}` segments checked like the protocol checks them. */
@@ -288,7 +319,13 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     return { gameName, roomCode: code.toUpperCase() };
   }
 
-  function commandFailed(reply: CommandReply & { ok: false }): Response {
+  /**
+   * The answer to a failed room command: `404` (no such room or player), `503` (it did not
+   * reach the room's home: nothing was done), and for an action whose command went out without
+   * an answer in time `504` with `outcome: "unknown"` (it may still be carried out; a read gets
+   * `503`).
+   */
+  function commandFailed(reply: CommandReply & { ok: false }, action = false): Response {
     switch (reply.reason) {
       case "not_found":
         return problem(404, "Room not found", "ROOM_NOT_FOUND");
@@ -296,7 +333,17 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
         return problem(404, "No such player in this room", "PLAYER_NOT_FOUND");
       case "unreachable":
         return problem(503, "The room's home did not answer", "SERVICE_UNAVAILABLE");
+      case "no_answer":
+        return action
+          ? outcomeUnknown("The room's home did not answer in time")
+          : problem(503, "The room's home did not answer", "SERVICE_UNAVAILABLE");
     }
+  }
+
+  /** The outcome of a reply to a room action (see {@linkcode commandFailed}). */
+  function outcomeOf(reply: CommandReply): ActionOutcome {
+    if (reply.ok) return "ok";
+    return reply.reason === "no_answer" ? "unknown" : "refused";
   }
 
   function roomDetail(
@@ -311,8 +358,8 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
 
   function closeRoom(target: { gameName: string; roomCode: string }, ip: string) {
     return then(options.command({ kind: "close", ...target }, now()), (answer) => {
-      if (!answer.ok) return commandFailed(answer);
-      audit("close_room", `${target.gameName}/${target.roomCode}`, ip);
+      audit("close_room", `${target.gameName}/${target.roomCode}`, ip, outcomeOf(answer));
+      if (!answer.ok) return commandFailed(answer, true);
       return reply(200, { closed: true, room: answer.summary });
     });
   }
@@ -328,8 +375,13 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     }
     const command: RoomCommand = { kind: "remove_player", ...target, playerId };
     return then(options.command(command, now()), (answer) => {
-      if (!answer.ok) return commandFailed(answer);
-      audit("remove_player", `${target.gameName}/${target.roomCode}/${playerId}`, ip);
+      audit(
+        "remove_player",
+        `${target.gameName}/${target.roomCode}/${playerId}`,
+        ip,
+        outcomeOf(answer),
+      );
+      if (!answer.ok) return commandFailed(answer, true);
       return reply(200, { removed: playerId, room: answer.summary });
     });
   }
@@ -425,13 +477,20 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     if (typeof enabled !== "boolean") {
       return problem(400, 'Body must be {"enabled": true} or {"enabled": false}', "INVALID_INPUT");
     }
+    const action = enabled ? "maintenance_on" : "maintenance_off";
     try {
       await options.setMaintenance(enabled, now());
     } catch (error) {
       log.warn("Cannot set maintenance mode: {error}", { error });
+      if (error instanceof NoAnswer) {
+        // Sent, not answered: Redis may still carry it out (a stalled Redis that resumes).
+        audit(action, "server", ip, "unknown");
+        return outcomeUnknown("Redis did not answer in time");
+      }
+      audit(action, "server", ip, "refused");
       return problem(503, "Service temporarily unavailable", "SERVICE_UNAVAILABLE");
     }
-    audit(enabled ? "maintenance_on" : "maintenance_off", "server", ip);
+    audit(action, "server", ip, "ok");
     return reply(200, { enabled });
   }
 

@@ -234,13 +234,19 @@ function handleEvent(block) {
       );
       scheduleRefresh();
       break;
-    case "action":
+    case "action": {
+      // `outcome`: ok, refused (nothing done) or unknown (no answer in time, E12).
+      const outcome = payload.outcome && payload.outcome !== "ok" ? ` (${payload.outcome})` : "";
       logLine(
-        `operator: ${payload.action.replaceAll("_", " ")} · ${payload.target}${where(payload)}`,
+        `operator: ${payload.action.replaceAll("_", " ")} · ${payload.target}${outcome}` +
+          where(payload),
       );
-      if (payload.action.startsWith("maintenance")) setMaintenance(payload.action.endsWith("on"));
+      if (payload.action.startsWith("maintenance") && !outcome) {
+        setMaintenance(payload.action.endsWith("on"));
+      }
       scheduleRefresh();
       break;
+    }
     case "skipped":
       logLine(`${format.int(payload.count)} events of ${payload.instance} not shown (rate cap)`);
       scheduleRefresh();
@@ -410,6 +416,7 @@ ui.maintenance.addEventListener("click", async () => {
     setMaintenance(answer.enabled);
   } catch (error) {
     report(error);
+    if (error.status === 504) await rereadAfterUnknown();
   }
 });
 
@@ -615,6 +622,7 @@ ui.closeRoom.addEventListener("click", async () => {
     await refreshRooms();
   } catch (error) {
     report(error);
+    if (error.status === 504) await rereadAfterUnknown();
   }
 });
 
@@ -630,7 +638,20 @@ async function removePlayer(room, member) {
     await refreshRooms();
   } catch (error) {
     report(error);
+    if (error.status === 504) await rereadAfterUnknown();
   }
+}
+
+/**
+ * After an action answered `504 OUTCOME_UNKNOWN` (sent, no answer in time: it may still take
+ * effect, docs/spec/EXTENSIONS.md E12): reads maintenance, the rooms and the open room again.
+ */
+async function rereadAfterUnknown() {
+  logLine("The outcome is unknown: reading the state again");
+  await Promise.allSettled([
+    api("maintenance").then((answer) => setMaintenance(answer.enabled)),
+    refreshRooms(),
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------
