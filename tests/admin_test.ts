@@ -215,6 +215,7 @@ Deno.test("Operator API lists games and rooms with members, spectators, authorit
         .json();
     equal(detail.room_id, joined.room_id);
     deepEqual(detail.members, listed.members);
+    equal(detail.home, listed.home, "the detail names the room's home as the listing does");
 
     const games = (await call(server, "/admin/api/games", { headers: AUTH })).json();
     deepEqual(games.games, [{ game_name: "orbit", rooms: 1, players: 2, spectators: 1 }]);

@@ -280,6 +280,10 @@ Deno.test("Cluster (twins): while Redis does not answer, the operator API answer
     }
     equal(alice.closed, undefined, "nothing was closed");
     cluster.store.unreachable = false;
+    // The detail names the room's home (not the answering node).
+    const detail = await api("GET", "/admin/api/rooms/orbit/OPER01");
+    equal(detail.status, 200, JSON.stringify(detail.body));
+    equal(detail.body.home, a.name);
     const { status, body } = await api("DELETE", "/admin/api/rooms/orbit/OPER01");
     equal(status, 200, JSON.stringify(body));
     await until(() => alice.last("RoomLeft") !== undefined, "Alice told her room closed");

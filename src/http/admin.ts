@@ -346,14 +346,21 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     return reply.reason === "no_answer" ? "unknown" : "refused";
   }
 
-  function roomDetail(
-    target: { gameName: string; roomCode: string },
-    home?: string,
-  ): Awaitable<Response> {
-    return then(options.command({ kind: "detail", ...target }, now()), (answer) => {
-      if (!answer.ok) return commandFailed(answer);
-      return reply(200, { ...answer.detail, ...(home ? { home } : {}) });
-    });
+  /**
+   * `GET /admin/api/rooms/{game}/{code}` (docs/spec/EXTENSIONS.md E12): the room in detail from
+   * its home, with `home` (the node holding it, as the directory names it: `local` in one
+   * process). `404` when the directory has no such room, `503` when it or the home does not
+   * answer.
+   */
+  function roomDetail(target: { gameName: string; roomCode: string }): Awaitable<Response> {
+    const found = options.directory.lookup(target.gameName, target.roomCode);
+    return then(found, (record): Awaitable<Response> => {
+      if (record === undefined) return problem(404, "Room not found", "ROOM_NOT_FOUND");
+      return then(options.command({ kind: "detail", ...target }, now()), (answer) => {
+        if (!answer.ok) return commandFailed(answer);
+        return reply(200, { ...answer.detail, home: record.home });
+      });
+    }) as Awaitable<Response>;
   }
 
   function closeRoom(target: { gameName: string; roomCode: string }, ip: string) {
@@ -628,7 +635,7 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
           if (method !== "DELETE") return methodNotAllowed("DELETE");
           return removePlayer(target, rest[3]!, ip);
         }
-        if (isGet) return roomDetail(target);
+        if (isGet) return orUnavailable(roomDetail(target));
         if (method === "DELETE") return closeRoom(target, ip);
         return methodNotAllowed("GET, HEAD, DELETE");
       }

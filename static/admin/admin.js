@@ -559,7 +559,7 @@ async function showRoom(target, scroll) {
       `${format.int(room.messages_total)} · ${format.rate(room.messages_per_sec)}/s`,
     ),
     fact("Relay", room.relay_type),
-    fact("Home", room.home ?? "local"),
+    fact("Home", room.home ?? "–"),
   );
   ui.roomMembers.replaceChildren(...room.members.map((member) => {
     const li = document.createElement("li");
