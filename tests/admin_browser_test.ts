@@ -256,7 +256,7 @@ browserTest(
       // Search and filters narrow the table.
       await page.fill("#room-search", "no-such-room");
       await page.waitForSelector(row, { state: "detached", timeout: UI_TIMEOUT_MS });
-      await page.fill("#room-search", "bob"); // player names match too
+      await page.fill("#room-search", code.slice(1, 4).toLowerCase()); // part of the code
       await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
       await page.selectOption("#state-filter", "finalized");
       await page.waitForSelector(row, { state: "detached", timeout: UI_TIMEOUT_MS });
@@ -498,6 +498,63 @@ browserTest(
         5_000,
       );
       await waitForText(page, "#event-log", "reading the state again");
+    });
+  },
+);
+
+/**
+ * `count` rooms of `game` made through one connection: each is created, then left (an empty room
+ * stays until `server.empty_room_timeout`). Returns their codes, oldest first.
+ */
+async function emptyRooms(client: TestClient, game: string, count: number): Promise<string[]> {
+  const codes: string[] = [];
+  for (let i = 0; i < count; i++) {
+    client.send(joinRoom(null, "host", { game_name: game }));
+    codes.push((await client.next("RoomJoined")).data.room_code);
+    client.send({ type: "LeaveRoom" });
+    await client.next("RoomLeft");
+  }
+  return codes;
+}
+
+browserTest(
+  "Operator console with more rooms than a page: search and filters reach every room, the count says how many, Next shows the rest",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+      config.server.max_rooms_per_ip = 1000;
+    });
+    await using host = await connect(server);
+    await emptyRooms(host, "orbit", 104);
+    // The newest rooms, beyond the first page of 100 (oldest first).
+    const comet = await emptyRooms(host, "comet", 3);
+    await withConsole(server.url, async ({ page }) => {
+      const rows = () => page.locator("#rooms-table tbody tr").count();
+      await waitForText(page, "#room-count", "(first 100 of 107)");
+      equal(await rows(), 100);
+      // Every game is offered, not only those of the rooms shown.
+      deepEqual(await page.locator("#game-filter option").allTextContents(), [
+        "All games",
+        "comet",
+        "orbit",
+      ]);
+      await page.click("#page-next");
+      await waitForText(page, "#room-count", "(rooms 101–107 of 107)");
+      equal(await rows(), 7);
+      ok(await page.isDisabled("#page-next"));
+      // A search is the server's, over every room.
+      await page.fill("#room-search", comet[1]!.toLowerCase());
+      await page.waitForSelector(`#rooms-table tr[data-room="comet/${comet[1]}"]`, {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await waitForText(page, "#room-count", "(1)");
+      await page.fill("#room-search", "");
+      await page.selectOption("#game-filter", "comet");
+      await waitForText(page, "#room-count", "(3)");
+      equal(await rows(), 3);
+      await page.selectOption("#state-filter", "lobby");
+      await waitForText(page, "#rooms-empty", "No rooms match.");
+      ok(await page.isVisible("#rooms-empty"));
     });
   },
 );

@@ -10,6 +10,10 @@ const TOKEN_KEY = "signal-fish-admin-token";
 const MAX_POINTS = 900;
 /** Room list refreshes are coalesced: at most one per this many ms. */
 const REFRESH_MS = 300;
+/** Rooms per page of the table (`limit` of `/admin/api/rooms`, E12). */
+const PAGE_SIZE = 100;
+/** Typing in the search box asks the server this many ms after the last key. */
+const SEARCH_MS = 300;
 const EVENT_LOG_LINES = 50;
 
 const $ = (id) => document.getElementById(id);
@@ -29,6 +33,9 @@ const ui = {
   roomsBody: document.querySelector("#rooms-table tbody"),
   roomsEmpty: $("rooms-empty"),
   roomCount: $("room-count"),
+  pager: $("room-pager"),
+  pagePrev: $("page-prev"),
+  pageNext: $("page-next"),
   roomView: $("room-view"),
   roomTitle: $("room-title"),
   roomFacts: $("room-facts"),
@@ -43,7 +50,14 @@ const ui = {
 };
 
 let token = sessionStorage.getItem(TOKEN_KEY);
-let rooms = [];
+/**
+ * The page of rooms shown: the server's answer for the search and filters (`rooms`, `offset`,
+ * `truncated`, E12), and `games`, the overview's rooms per game (every room counted).
+ */
+let listing = { rooms: [], offset: 0, truncated: false };
+let games = [];
+/** The first room of the page asked for (0-based). */
+let pageOffset = 0;
 /** `{game_name, room_code}` of the room shown in the room view, or null. */
 let selected = null;
 let maintenance = false;
@@ -137,12 +151,16 @@ async function start() {
   try {
     const [overview, history] = await Promise.all([api("overview"), api("history")]);
     setMaintenance(overview.maintenance);
+    showGames(overview.games);
     showCluster(overview);
     if (overview.cluster_totals && clusterTimer === null) {
       // Every instance's events reach the stream, but an instance may leave some out (rate
       // cap) or start while this runs: the table and the sums are read again now and then.
       clusterTimer = setInterval(() => {
-        api("overview").then(showCluster).catch(() => {});
+        api("overview").then((overview) => {
+          showGames(overview.games);
+          showCluster(overview);
+        }).catch(() => {});
         scheduleRefresh();
       }, CLUSTER_MS);
     }
@@ -232,6 +250,8 @@ function handleEvent(block) {
           gameLabel(payload.game_name)
         }/${payload.room_code}${where(payload)}`,
       );
+      // A game the filter does not offer yet: the overview lists every game.
+      if (!games.some((game) => game.game_name === payload.game_name)) refreshGames();
       scheduleRefresh();
       break;
     case "action": {
@@ -431,21 +451,51 @@ function scheduleRefresh() {
   }, REFRESH_MS);
 }
 
+/** The query of `/admin/api/rooms` for the search, the filters and the page (E12). */
+function roomsQuery() {
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(pageOffset) });
+  const query = ui.search.value.trim();
+  if (query) params.set("q", query);
+  if (ui.gameFilter.value) params.set("game_name", ui.gameFilter.value);
+  if (ui.stateFilter.value) params.set("lobby_state", ui.stateFilter.value);
+  return params.toString();
+}
+
 async function refreshRooms() {
-  const answer = await api("rooms");
-  rooms = answer.rooms;
-  updateGameFilter();
+  const answer = await api(`rooms?${roomsQuery()}`);
+  listing = answer;
+  if (answer.rooms.length === 0 && answer.offset > 0) {
+    // The page emptied (rooms closed): back to the last page that has rooms.
+    pageOffset = Math.max(0, answer.offset - PAGE_SIZE);
+    return refreshRooms();
+  }
   renderRooms();
   if (selected) await showRoom(selected, false);
 }
 
-function updateGameFilter() {
+/** Reads the overview's games again (one read at a time). */
+let gamesPending = false;
+function refreshGames() {
+  if (gamesPending) return;
+  gamesPending = true;
+  api("overview").then((overview) => showGames(overview.games)).catch(() => {})
+    .finally(() => gamesPending = false);
+}
+
+/**
+ * The game filter's options: every game of the overview's counts (all rooms, not only the page
+ * shown), plus the one selected.
+ */
+function showGames(list) {
+  games = list ?? [];
   const current = ui.gameFilter.value;
-  const games = [...new Set(rooms.map((room) => room.game_name))].sort();
+  const names = new Set(games.map((game) => game.game_name));
+  if (current) names.add(current);
   const options = [new Option("All games", "")];
-  for (const game of games) options.push(new Option(gameLabel(game), game));
+  for (const game of [...names].sort()) options.push(new Option(gameLabel(game), game));
   ui.gameFilter.replaceChildren(...options);
-  ui.gameFilter.value = games.includes(current) ? current : "";
+  ui.gameFilter.value = current;
+  renderCount();
 }
 
 function age(seconds) {
@@ -466,17 +516,7 @@ function authorityName(room) {
 }
 
 function renderRooms() {
-  const query = ui.search.value.trim().toLowerCase();
-  const game = ui.gameFilter.value;
-  const state = ui.stateFilter.value;
-  const shown = rooms.filter((room) =>
-    (!game || room.game_name === game) &&
-    (!state || room.lobby_state === state) &&
-    (!query || room.room_code.toLowerCase().includes(query) ||
-      gameLabel(room.game_name).toLowerCase().includes(query) ||
-      (room.members ?? []).some((m) => m.name.toLowerCase().includes(query)))
-  );
-  const rows = shown.map((room) => {
+  const rows = listing.rooms.map((room) => {
     const tr = document.createElement("tr");
     tr.tabIndex = 0;
     tr.dataset.room = `${room.game_name}/${room.room_code}`;
@@ -498,15 +538,67 @@ function renderRooms() {
     return tr;
   });
   ui.roomsBody.replaceChildren(...rows);
+  const filtered = Boolean(ui.search.value.trim() || ui.gameFilter.value || ui.stateFilter.value);
+  ui.roomsEmpty.textContent = filtered ? "No rooms match." : "No rooms.";
   ui.roomsEmpty.hidden = rows.length > 0;
-  ui.roomCount.textContent = shown.length === rooms.length
-    ? `(${rooms.length})`
-    : `(${shown.length} of ${rooms.length})`;
+  ui.pager.hidden = listing.offset === 0 && !listing.truncated;
+  ui.pagePrev.disabled = listing.offset === 0;
+  ui.pageNext.disabled = !listing.truncated;
+  renderCount();
 }
 
-for (const input of [ui.search, ui.gameFilter, ui.stateFilter]) {
-  input.addEventListener("input", renderRooms);
+/**
+ * How many rooms match, as far as known: every room, or one game's, from the overview's counts
+ * (`undefined` with a search or a lobby-state filter, which the counts do not cover).
+ */
+function knownTotal() {
+  if (ui.search.value.trim() || ui.stateFilter.value) return undefined;
+  const game = ui.gameFilter.value;
+  return games.filter((g) => !game || g.game_name === game).reduce((sum, g) => sum + g.rooms, 0);
 }
+
+/** The count beside the title: the rooms shown and, when more match, how many or that more do. */
+function renderCount() {
+  const shown = listing.rooms.length;
+  const first = listing.offset + 1;
+  const last = listing.offset + shown;
+  if (listing.offset === 0 && !listing.truncated) {
+    ui.roomCount.textContent = `(${format.int(shown)})`;
+    return;
+  }
+  const total = listing.truncated ? knownTotal() : last;
+  const range = listing.offset === 0
+    ? `first ${format.int(shown)}`
+    : `rooms ${format.int(first)}–${format.int(last)}`;
+  ui.roomCount.textContent = total !== undefined && total > last
+    ? `(${range} of ${format.int(total)})`
+    : total === last
+    ? `(${range} of ${format.int(last)})`
+    : `(${range}; more exist)`;
+}
+
+let searchTimer = null;
+ui.search.addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    pageOffset = 0;
+    refreshRooms().catch(report);
+  }, SEARCH_MS);
+});
+for (const input of [ui.gameFilter, ui.stateFilter]) {
+  input.addEventListener("input", () => {
+    pageOffset = 0;
+    refreshRooms().catch(report);
+  });
+}
+ui.pagePrev.addEventListener("click", () => {
+  pageOffset = Math.max(0, listing.offset - PAGE_SIZE);
+  refreshRooms().catch(report);
+});
+ui.pageNext.addEventListener("click", () => {
+  pageOffset = listing.offset + PAGE_SIZE;
+  refreshRooms().catch(report);
+});
 
 // ---------------------------------------------------------------------------------------------
 // Room view
