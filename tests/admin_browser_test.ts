@@ -558,3 +558,45 @@ browserTest(
     });
   },
 );
+
+browserTest(
+  "Operator console: room list reads run one at a time, the last one wins",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+      config.server.max_rooms_per_ip = 1000;
+    });
+    await using host = await connect(server);
+    await withConsole(server.url, async ({ page }) => {
+      let inFlight = 0;
+      let most = 0;
+      const isList = (url: string) => new URL(url).pathname === "/admin/api/rooms";
+      page.on("request", (request) => {
+        if (isList(request.url())) most = Math.max(most, ++inFlight);
+      });
+      const done = (request: { url(): string }) => {
+        if (isList(request.url())) inFlight--;
+      };
+      page.on("requestfinished", done);
+      page.on("requestfailed", done);
+      // Each listing answers 500 ms late (a loaded cluster) while rooms come every 100 ms.
+      await page.route("**/admin/api/rooms?*", async (route) => {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        await route.continue();
+      });
+      const codes = await (async () => {
+        const made: string[] = [];
+        for (let i = 0; i < 12; i++) {
+          made.push(...await emptyRooms(host, "orbit", 1));
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        return made;
+      })();
+      await waitForText(page, "#room-count", "(12)");
+      await page.waitForSelector(`#rooms-table tr[data-room="orbit/${codes.at(-1)}"]`, {
+        timeout: UI_TIMEOUT_MS,
+      });
+      equal(most, 1, "at most one listing in flight");
+    });
+  },
+);

@@ -461,13 +461,42 @@ function roomsQuery() {
   return params.toString();
 }
 
-async function refreshRooms() {
+/** The room list read in flight, and whether another read is wanted after it. */
+let roomsInFlight = null;
+let roomsAgain = false;
+
+/**
+ * Reads the page of rooms (and the open room) again. One read at a time: asked while one runs,
+ * another follows it, so an older answer never overwrites a newer one. Resolves when the table
+ * shows what the server answered last; rejects with the last read's error.
+ */
+function refreshRooms() {
+  if (roomsInFlight) {
+    roomsAgain = true;
+    return roomsInFlight;
+  }
+  roomsInFlight = (async () => {
+    try {
+      do {
+        roomsAgain = false;
+        await loadRooms();
+      } while (roomsAgain);
+    } finally {
+      roomsInFlight = null;
+    }
+  })();
+  return roomsInFlight;
+}
+
+async function loadRooms() {
   const answer = await api(`rooms?${roomsQuery()}`);
+  // Asked again meanwhile (filters, events): that read's answer is the one to show.
+  if (roomsAgain) return;
   listing = answer;
   if (answer.rooms.length === 0 && answer.offset > 0) {
     // The page emptied (rooms closed): back to the last page that has rooms.
     pageOffset = Math.max(0, answer.offset - PAGE_SIZE);
-    return refreshRooms();
+    return loadRooms();
   }
   renderRooms();
   if (selected) await showRoom(selected, false);
