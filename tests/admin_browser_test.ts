@@ -11,7 +11,7 @@
  * @module
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { type BrowserContext, chromium, type Page, type Route } from "playwright-core";
 import { browserTest, CHROMIUM, CHROMIUM_ARGS } from "./browser.ts";
 import { connect, joinRoom, openApps, serve, type TestClient, testConfig } from "./helpers.ts";
 import { serveCluster } from "./cluster_serve.ts";
@@ -328,7 +328,7 @@ browserTest(
       });
       ok(await page.isHidden("#login"));
       // The only failed requests: the wrong token, and perhaps a look at the room just closed.
-      equal(failures[0], "401 /admin/api/overview");
+      equal(failures[0], "401 /admin/api/history");
       for (const failure of failures.slice(1)) {
         equal(failure, `404 /admin/api/rooms/orbit/${code}`);
       }
@@ -597,6 +597,128 @@ browserTest(
         timeout: UI_TIMEOUT_MS,
       });
       equal(most, 1, "at most one listing in flight");
+    });
+  },
+);
+
+/** Answers the matched request as the API does while Redis does not answer (a cluster outage). */
+function redisDown(route: Route): Promise<void> {
+  return route.fulfill({
+    status: 503,
+    contentType: "application/json",
+    body: JSON.stringify({
+      message: "Service temporarily unavailable",
+      error_code: "SERVICE_UNAVAILABLE",
+    }),
+  });
+}
+
+browserTest(
+  "Operator console while the room directory does not answer: log in and reload work, the banner says what is missing, and the console recovers by itself",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await using alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await withConsole(server.url, async ({ page }) => {
+      // What needs the directory fails, as behind a cluster whose Redis is down.
+      await page.route("**/admin/api/overview", redisDown);
+      await page.route("**/admin/api/rooms?*", redisDown);
+      await logIn(page, server.url);
+      await waitForText(page, "#status-list", "Rooms: Service temporarily unavailable");
+      await waitForText(page, "#status-list", "Overview: Service temporarily unavailable");
+      await page.reload();
+      await page.waitForSelector('#connection-state[data-state="live"]', {
+        timeout: UI_TIMEOUT_MS,
+      });
+      ok(await page.isHidden("#login"));
+      await waitForText(page, "#status-list", "Rooms: Service temporarily unavailable");
+      // Redis answers again: every part is read again by itself, no reload needed.
+      await page.unroute("**/admin/api/overview");
+      await page.unroute("**/admin/api/rooms?*");
+      await page.waitForSelector(`#rooms-table tr[data-room="orbit/${code}"]`, {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await page.waitForSelector("#status-banner", { state: "hidden", timeout: UI_TIMEOUT_MS });
+      await waitForText(page, '[data-tile="rooms"] .value', "1");
+    }, { login: false });
+  },
+);
+
+browserTest(
+  "Operator console: when the event stream comes back, the rooms, overview and history are read again",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await using alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await withConsole(server.url, async ({ page, requests }) => {
+      const row = `#rooms-table tr[data-room="orbit/${code}"]`;
+      await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
+      // The stream drops and stays down (as across a server restart) while the room goes.
+      await page.route("**/admin/api/events", (route) => route.abort());
+      server.admin!.close();
+      await page.waitForSelector('#connection-state[data-state="retrying"]', {
+        timeout: UI_TIMEOUT_MS,
+      });
+      alice.send({ type: "LeaveRoom" });
+      await alice.next("RoomLeft");
+      const closed = await fetch(`${server.url}/admin/api/rooms/orbit/${code}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      equal(closed.status, 200, await closed.text());
+      const before = requests.length;
+      await page.unroute("**/admin/api/events");
+      await page.waitForSelector('#connection-state[data-state="live"]', {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await page.waitForSelector(row, { state: "detached", timeout: UI_TIMEOUT_MS });
+      const after = requests.slice(before);
+      for (const path of ["/admin/api/history", "/admin/api/overview"]) {
+        ok(after.includes(`GET ${path}`), `${path} read again: ${after}`);
+      }
+    });
+  },
+);
+
+browserTest(
+  "Operator console: logging out and in again leaves no listeners behind (charts freed)",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await withConsole(server.url, async ({ page }) => {
+      const cdp = await page.context().newCDPSession(page);
+      const listeners = async () => {
+        let count = 0;
+        for (const expression of ["window", "document"]) {
+          const { result } = await cdp.send("Runtime.evaluate", { expression });
+          const { listeners } = await cdp.send("DOMDebugger.getEventListeners", {
+            objectId: result.objectId!,
+            depth: -1,
+          });
+          count += listeners.length;
+        }
+        return count;
+      };
+      await page.waitForSelector("#chart-load .uplot", { timeout: UI_TIMEOUT_MS });
+      const first = await listeners();
+      for (let i = 0; i < 3; i++) {
+        await page.click("#logout-button");
+        await page.waitForSelector("#login:not([hidden])", { timeout: UI_TIMEOUT_MS });
+        await page.fill("#token-input", TOKEN);
+        await page.click("#login-button");
+        await page.waitForSelector('#connection-state[data-state="live"]', {
+          timeout: UI_TIMEOUT_MS,
+        });
+        await page.waitForSelector("#chart-load .uplot", { timeout: UI_TIMEOUT_MS });
+      }
+      equal(await listeners(), first, "as many listeners as after the first log-in");
     });
   },
 );

@@ -23,6 +23,8 @@ const ui = {
   tokenInput: $("token-input"),
   loginError: $("login-error"),
   console: $("console"),
+  problems: $("status-banner"),
+  problemList: $("status-list"),
   state: $("connection-state"),
   logout: $("logout-button"),
   maintenance: $("maintenance-button"),
@@ -63,7 +65,10 @@ let selected = null;
 let maintenance = false;
 let streamAbort = null;
 let refreshTimer = null;
-/** Cluster mode: the overview (with the cluster's sums) and the rooms are read every CLUSTER_MS. */
+/**
+ * The overview (with the cluster's sums) and the rooms are read every CLUSTER_MS in cluster
+ * mode.
+ */
 let clusterTimer = null;
 /** Cluster mode: the answering instance's node name, and when a live `cluster` sum last came. */
 let clusterNode = null;
@@ -110,9 +115,7 @@ const roomPath = (room) =>
 // Login
 
 function showLogin(message = "") {
-  stopStream();
-  clearInterval(clusterTimer);
-  clusterTimer = null;
+  stop();
   token = null;
   sessionStorage.removeItem(TOKEN_KEY);
   ui.console.hidden = true;
@@ -127,51 +130,149 @@ function showLogin(message = "") {
 ui.loginForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   token = ui.tokenInput.value.trim();
+  // The token is checked with the history, which every instance answers from memory: the
+  // overview and the rooms need the room directory (Redis in a cluster), which may be down.
+  let history;
   try {
-    await api("overview");
+    history = await api("history");
   } catch (error) {
     showLogin(error instanceof Unauthorized ? "That token was refused." : error.message);
     return;
   }
   sessionStorage.setItem(TOKEN_KEY, token);
   ui.tokenInput.value = "";
-  start();
+  start(history);
 });
 
 ui.logout.addEventListener("click", () => showLogin());
 
 // ---------------------------------------------------------------------------------------------
-// Start
+// Start: each part is read on its own and read again, with backoff, until it answers
 
-async function start() {
+/** Counts console sessions (log-ins); a timer or answer of an earlier one does nothing. */
+let generation = 0;
+/** Part → its retry timer. */
+const retryTimers = new Map();
+/** Part → `{message, retryAt}` while it cannot be read (the status banner lists them). */
+const problems = new Map();
+/** What each part is called in the status banner. */
+const PARTS = {
+  history: "History",
+  overview: "Overview",
+  rooms: "Rooms",
+  stream: "Live events",
+};
+
+/** Backoff with jitter before attempt `attempt` + 1: 0.5–1 s, doubling, at most 30 s. */
+function backoff(attempt) {
+  return Math.min(30_000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+}
+
+/**
+ * Reads part `part` with `read` (a function returning a Promise); on failure the status banner
+ * says so and it is read again after a backoff, until it answers or the session ends. A `401`
+ * ends the session. Resolves when the read (this attempt) is over.
+ */
+function load(part, read, attempt = 0) {
+  const mine = generation;
+  clearTimeout(retryTimers.get(part));
+  retryTimers.delete(part);
+  return read().then(() => {
+    if (mine === generation) setProblem(part, null);
+  }, (error) => {
+    if (mine !== generation) return;
+    if (error instanceof Unauthorized) return showLogin("The token was refused.");
+    const delay = backoff(attempt);
+    setProblem(part, error.message, Date.now() + delay);
+    retryTimers.set(
+      part,
+      setTimeout(() => {
+        if (mine === generation) load(part, read, attempt + 1);
+      }, delay),
+    );
+  });
+}
+
+/** Records that `part` cannot be read (`message`, next try at `retryAt`), or can (`null`). */
+function setProblem(part, message, retryAt) {
+  if (message === null) {
+    if (!problems.delete(part)) return;
+  } else {
+    problems.set(part, { message, retryAt });
+  }
+  renderProblems();
+}
+
+function renderProblems() {
+  const lines = [...problems].map(([part, { message, retryAt }]) => {
+    const li = document.createElement("li");
+    const wait = retryAt
+      ? `; trying again at ${new Date(retryAt).toLocaleTimeString("en-GB")}`
+      : "";
+    li.textContent = `${PARTS[part]}: ${message}${wait}`;
+    return li;
+  });
+  ui.problemList.replaceChildren(...lines);
+  ui.problems.hidden = lines.length === 0;
+}
+
+/** Opens the console: every part on its own (`history`, when given, was read at log-in). */
+function start(history) {
+  stop();
+  const mine = ++generation;
   ui.login.hidden = true;
   ui.console.hidden = false;
   ui.logout.hidden = false;
   ui.maintenance.hidden = false;
-  try {
-    const [overview, history] = await Promise.all([api("overview"), api("history")]);
-    setMaintenance(overview.maintenance);
-    showGames(overview.games);
-    showCluster(overview);
-    if (overview.cluster_totals && clusterTimer === null) {
-      // Every instance's events reach the stream, but an instance may leave some out (rate
-      // cap) or start while this runs: the table and the sums are read again now and then.
-      clusterTimer = setInterval(() => {
-        api("overview").then((overview) => {
-          showGames(overview.games);
-          showCluster(overview);
-        }).catch(() => {});
-        scheduleRefresh();
-      }, CLUSTER_MS);
-    }
-    buildCharts(history.samples);
-    showSample(overview.sample);
-    await refreshRooms();
-    startStream();
-  } catch (error) {
-    if (error instanceof Unauthorized) showLogin("The token was refused.");
-    else logLine(`Cannot load the console: ${error.message}`);
-  }
+  load("history", () => history ? Promise.resolve(showHistory(history)) : readHistory());
+  load("overview", readOverview);
+  load("rooms", refreshRooms);
+  startStream();
+  // Every instance's events reach the stream, but an instance may leave some out (rate cap) or
+  // start while this runs: the table and the cluster's sums are read again now and then.
+  clusterTimer = setInterval(() => {
+    if (mine !== generation || clusterNode === null) return;
+    load("overview", readOverview);
+    scheduleRefresh();
+  }, CLUSTER_MS);
+}
+
+/** Ends the session's timers, retries and stream, and frees its charts. */
+function stop() {
+  generation++;
+  stopStream();
+  clearInterval(clusterTimer);
+  clusterTimer = null;
+  for (const timer of retryTimers.values()) clearTimeout(timer);
+  retryTimers.clear();
+  problems.clear();
+  renderProblems();
+  destroyCharts();
+}
+
+/** Reads and shows the history (charts). */
+function readHistory() {
+  return api("history").then(showHistory);
+}
+
+function showHistory(history) {
+  buildCharts(history.samples);
+}
+
+/** Reads and shows the overview: maintenance, the games, the cluster line, the tiles. */
+async function readOverview() {
+  const overview = await api("overview");
+  setMaintenance(overview.maintenance);
+  showGames(overview.games);
+  showCluster(overview);
+  showSample(overview.sample);
+}
+
+/** Reads everything again (the stream came back: the server may have restarted meanwhile). */
+function reloadAll() {
+  load("history", readHistory);
+  load("overview", readOverview);
+  load("rooms", refreshRooms);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,10 +288,16 @@ function stopStream() {
   streamAbort = null;
 }
 
-async function startStream(attempt = 0) {
+/**
+ * Follows the event stream; dropped, it is opened again with backoff. Every time it opens after
+ * the first, the history, overview and rooms are read again: events missed meanwhile (a server
+ * restart loses its rooms without a `room` event) would otherwise leave them stale.
+ */
+async function startStream(attempt = 0, reopened = false) {
   stopStream();
   const abort = new AbortController();
   streamAbort = abort;
+  let opened = false;
   try {
     const response = await fetch("/admin/api/events", {
       headers: { authorization: `Bearer ${token}` },
@@ -199,8 +306,11 @@ async function startStream(attempt = 0) {
     });
     if (response.status === 401) return showLogin("The token was refused.");
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    opened = true;
     setState("live", "live");
+    setProblem("stream", null);
     attempt = 0;
+    if (reopened) reloadAll();
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
@@ -219,10 +329,11 @@ async function startStream(attempt = 0) {
   }
   if (abort.signal.aborted || streamAbort !== abort) return;
   // Dropped (slow tab, restart, network): try again with backoff and jitter.
-  const delay = Math.min(30_000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+  const delay = backoff(attempt);
   setState("retrying", "reconnecting…");
+  setProblem("stream", opened ? "interrupted" : "cannot connect", Date.now() + delay);
   setTimeout(() => {
-    if (streamAbort === abort) startStream(attempt + 1);
+    if (streamAbort === abort) startStream(attempt + 1, reopened || opened);
   }, delay);
 }
 
@@ -347,7 +458,16 @@ function chartWidth(element) {
   return Math.max(200, element.parentElement.clientWidth - 24);
 }
 
+/** Frees the charts (uPlot's listeners on the window included). */
+function destroyCharts() {
+  for (const [name, chart] of Object.entries(charts)) {
+    chart.plot.destroy();
+    delete charts[name];
+  }
+}
+
 function buildCharts(samples) {
+  destroyCharts();
   for (const [name, series] of Object.entries(SERIES)) {
     const element = $(`chart-${name}`);
     element.replaceChildren();
