@@ -722,3 +722,37 @@ browserTest(
     });
   },
 );
+
+browserTest(
+  "Operator console: ages and idle times count up between reads, and the rooms are read again every 5 s without room events",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await using alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await withConsole(server.url, async ({ page, requests }) => {
+      // The page's timers and clock run on Playwright's clock, moved on by the test.
+      await page.clock.install();
+      await logIn(page, server.url);
+      const row = `#rooms-table tr[data-room="orbit/${code}"]`;
+      await page.click(row);
+      await waitForText(page, "#room-facts", "Idle");
+      const seconds = async (selector: string) =>
+        parseInt(await page.locator(selector).textContent() ?? "", 10);
+      const idle = "#room-facts div:nth-child(7) dd";
+      const rowAge = `${row} td:nth-child(7)`;
+      const [idle0, age0] = [await seconds(idle), await seconds(rowAge)];
+      ok(idle0 < 30 && age0 < 30, `${idle0} ${age0}`);
+      const reads = () => requests.filter((r) => r.startsWith("GET /admin/api/rooms?")).length;
+      const before = reads();
+      await page.clock.runFor(3_000);
+      // Shown at each 1 s tick: at least 2 s more after 3 s.
+      ok(await seconds(idle) >= idle0 + 2, `idle ${idle0} → ${await seconds(idle)}`);
+      ok(await seconds(rowAge) >= age0 + 2, `age ${age0} → ${await seconds(rowAge)}`);
+      await page.clock.runFor(2_500);
+      await until(() => reads() > before, "the rooms are read again", 5_000);
+    }, { login: false });
+  },
+);

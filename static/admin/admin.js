@@ -65,15 +65,23 @@ let selected = null;
 let maintenance = false;
 let streamAbort = null;
 let refreshTimer = null;
-/**
- * The overview (with the cluster's sums) and the rooms are read every CLUSTER_MS in cluster
- * mode.
- */
-let clusterTimer = null;
+/** The session's timers: the rooms (POLL_MS), the overview (OVERVIEW_MS), the age counters. */
+let pollTimer = null;
+let overviewTimer = null;
+let tickTimer = null;
 /** Cluster mode: the answering instance's node name, and when a live `cluster` sum last came. */
 let clusterNode = null;
 let liveClusterAt = 0;
-const CLUSTER_MS = 10_000;
+/**
+ * While the page is visible the rooms (and the open room) are read every POLL_MS, the server's
+ * window for message rates (E12): their figures change without room events.
+ */
+const POLL_MS = 5_000;
+/**
+ * The overview (per-game counts, maintenance, the cluster's sums) is read every OVERVIEW_MS
+ * while the page is visible.
+ */
+const OVERVIEW_MS = 10_000;
 const charts = {};
 
 // ---------------------------------------------------------------------------------------------
@@ -228,21 +236,34 @@ function start(history) {
   load("overview", readOverview);
   load("rooms", refreshRooms);
   startStream();
-  // Every instance's events reach the stream, but an instance may leave some out (rate cap) or
-  // start while this runs: the table and the cluster's sums are read again now and then.
-  clusterTimer = setInterval(() => {
-    if (mine !== generation || clusterNode === null) return;
-    load("overview", readOverview);
-    scheduleRefresh();
-  }, CLUSTER_MS);
+  // Rates, ages and idle times change without room events, and in a cluster an instance may
+  // leave events out (rate cap) or start while this runs: the rooms and the overview are read
+  // again now and then while the page is visible; ages count up every second in between.
+  pollTimer = setInterval(() => {
+    if (mine === generation && visible()) load("rooms", refreshRooms);
+  }, POLL_MS);
+  overviewTimer = setInterval(() => {
+    if (mine === generation && visible()) load("overview", readOverview);
+  }, OVERVIEW_MS);
+  tickTimer = setInterval(tickAges, 1000);
 }
+
+const visible = () => document.visibilityState === "visible";
+
+document.addEventListener("visibilitychange", () => {
+  // Back in view: what changed meanwhile is read at once.
+  if (visible() && token && !ui.console.hidden) {
+    load("rooms", refreshRooms);
+    load("overview", readOverview);
+  }
+});
 
 /** Ends the session's timers, retries and stream, and frees its charts. */
 function stop() {
   generation++;
   stopStream();
-  clearInterval(clusterTimer);
-  clusterTimer = null;
+  for (const timer of [pollTimer, overviewTimer, tickTimer]) clearInterval(timer);
+  pollTimer = overviewTimer = tickTimer = null;
   for (const timer of retryTimers.values()) clearTimeout(timer);
   retryTimers.clear();
   problems.clear();
@@ -647,6 +668,31 @@ function showGames(list) {
   renderCount();
 }
 
+/**
+ * A duration that counts up in the page between reads: shows `seconds` now and, every second
+ * after (`tickAges`), that much more.
+ */
+function counting(element, seconds) {
+  if (seconds === undefined) {
+    element.textContent = "–";
+    delete element.dataset.since;
+    return element;
+  }
+  element.dataset.since = String(Date.now() - seconds * 1000);
+  element.textContent = age(seconds);
+  return element;
+}
+
+/** Counts the ages and idle times shown up to now. */
+function tickAges() {
+  const now = Date.now();
+  for (const element of document.querySelectorAll("[data-since]")) {
+    element.textContent = age(
+      Math.max(0, Math.floor((now - Number(element.dataset.since)) / 1000)),
+    );
+  }
+}
+
 function age(seconds) {
   if (seconds < 60) return `${seconds}s`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)}m`;
@@ -676,7 +722,7 @@ function renderRooms() {
       cell(String(room.spectators)),
       cell(room.unreachable ? "unreachable" : room.lobby_state),
       cell(authorityName(room)),
-      cell(room.age_secs === undefined ? "–" : age(room.age_secs)),
+      counting(document.createElement("td"), room.age_secs),
       cell(room.messages_per_sec === undefined ? "–" : format.rate(room.messages_per_sec)),
     );
     const open = () => showRoom({ game_name: room.game_name, room_code: room.room_code }, true);
@@ -752,12 +798,14 @@ ui.pageNext.addEventListener("click", () => {
 // ---------------------------------------------------------------------------------------------
 // Room view
 
+/** A fact of the room view: `value` as text, or a number of seconds that counts up. */
 function fact(label, value) {
   const div = document.createElement("div");
   const dt = document.createElement("dt");
   const dd = document.createElement("dd");
   dt.textContent = label;
-  dd.textContent = value;
+  if (typeof value === "number") counting(dd, value);
+  else dd.textContent = value;
   div.append(dt, dd);
   return div;
 }
@@ -793,8 +841,8 @@ async function showRoom(target, scroll) {
     fact("Spectators", String(room.spectators)),
     fact("Authority", authorityName(room)),
     fact("Ready", `${room.ready_players.length}/${room.players}`),
-    fact("Age", age(room.age_secs)),
-    fact("Idle", age(room.idle_secs)),
+    fact("Age", room.age_secs),
+    fact("Idle", room.idle_secs),
     fact(
       "Messages",
       `${format.int(room.messages_total)} · ${format.rate(room.messages_per_sec)}/s`,
