@@ -31,6 +31,9 @@ declare const document: {
   };
 };
 declare const sessionStorage: { getItem(key: string): string | null };
+/** The console's charts and its live-sample entry (globals of admin.js, a classic script). */
+declare const charts: Record<string, { data: (number | null | undefined)[][]; lastT: number }>;
+declare function pushSample(sample: Record<string, number | null>): void;
 declare const Image: new () => {
   src: string;
   width: number;
@@ -62,13 +65,16 @@ async function waitForText(page: Page, selector: string, text: string): Promise<
   );
 }
 
-/** Opens the console at `url`, logs in with the token and waits until its stream is live. */
+/** The pill while the event stream is open: "live", or "degraded" when other parts fail. */
+const STREAM_OPEN = '#connection-state:is([data-state="live"], [data-state="degraded"])';
+
+/** Opens the console at `url`, logs in with the token and waits until its stream is open. */
 async function logIn(page: Page, url: string): Promise<void> {
   await page.goto(`${url}/admin`);
   await page.waitForSelector("#login:not([hidden])", { timeout: UI_TIMEOUT_MS });
   await page.fill("#token-input", TOKEN);
   await page.click("#login-button");
-  await page.waitForSelector('#connection-state[data-state="live"]', { timeout: UI_TIMEOUT_MS });
+  await page.waitForSelector(STREAM_OPEN, { timeout: UI_TIMEOUT_MS });
 }
 
 /** Clicks "Confirm" in the console's confirmation dialog. */
@@ -630,9 +636,7 @@ browserTest(
       await waitForText(page, "#status-list", "Rooms: Service temporarily unavailable");
       await waitForText(page, "#status-list", "Overview: Service temporarily unavailable");
       await page.reload();
-      await page.waitForSelector('#connection-state[data-state="live"]', {
-        timeout: UI_TIMEOUT_MS,
-      });
+      await page.waitForSelector(STREAM_OPEN, { timeout: UI_TIMEOUT_MS });
       ok(await page.isHidden("#login"));
       await waitForText(page, "#status-list", "Rooms: Service temporarily unavailable");
       // Redis answers again: every part is read again by itself, no reload needed.
@@ -754,5 +758,105 @@ browserTest(
       await page.clock.runFor(2_500);
       await until(() => reads() > before, "the rooms are read again", 5_000);
     }, { login: false });
+  },
+);
+
+browserTest(
+  "Operator console in an outage: what cannot be read is named and greyed, the pill says so, maintenance is unknown without the server, charts leave gaps",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await using alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await withConsole(server.url, async ({ page }) => {
+      await page.clock.install();
+      await logIn(page, server.url);
+      await page.waitForSelector(`#rooms-table tr[data-room="orbit/${code}"]`, {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await waitForText(page, "#maintenance-button", "Maintenance: off");
+      // The room directory stops answering (Redis down): at the next reads the table is
+      // greyed, the pill is no longer plain "live", maintenance is the last known.
+      await page.route("**/admin/api/overview", redisDown);
+      await page.route("**/admin/api/rooms?*", redisDown);
+      await page.clock.runFor(10_500);
+      await waitForText(page, "#status-list", "Rooms: Service temporarily unavailable");
+      await page.waitForSelector("#rooms-panel .table-wrap.stale", { timeout: UI_TIMEOUT_MS });
+      await waitForText(page, "#connection-state", "live, partly unavailable");
+      await waitForText(page, "#maintenance-button", "Maintenance: off (last known)");
+      // The server cannot be reached at all: the stream drops; the tiles are greyed and
+      // maintenance is unknown (the button disabled).
+      await page.route("**/admin/api/events", (route) => route.abort());
+      server.admin!.close();
+      await page.waitForSelector('#connection-state[data-state="retrying"]', {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await page.waitForSelector("#tiles.stale", { timeout: UI_TIMEOUT_MS });
+      await waitForText(page, "#maintenance-button", "Maintenance: unknown");
+      ok(await page.isDisabled("#maintenance-button"));
+      await waitForText(page, "#status-list", "Live events: interrupted");
+      // A sample after missed ones: a null point first, so no line bridges the gap.
+      const tail = await page.evaluate(() => {
+        pushSample({
+          t: charts.load!.lastT + 30_000,
+          connections: 1,
+          rooms: 1,
+          players: 1,
+          delivered_per_sec: 0,
+          relay_p99_ms: null,
+          rejections_per_sec: 0,
+        });
+        return charts.load!.data[1]!.slice(-2);
+      });
+      deepEqual(tail, [null, 1]);
+    }, { login: false });
+  },
+);
+
+browserTest(
+  "Operator console: a room that cannot be read is reported in its view, not as an uncaught error",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await using alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await withConsole(server.url, async ({ page }) => {
+      const row = `#rooms-table tr[data-room="orbit/${code}"]`;
+      await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
+      const detail = `**/admin/api/rooms/orbit/${code}`;
+      // The server is gone when the row is opened.
+      await page.route(detail, (route) => route.abort());
+      await page.click(row);
+      await waitForText(
+        page,
+        "#room-error",
+        "Cannot read this room now: The server cannot be reached",
+      );
+      await page.unroute(detail);
+      // The room's home does not answer (cluster).
+      await page.route(detail, (route) =>
+        route.fulfill({
+          status: 503,
+          contentType: "application/json",
+          body: JSON.stringify({
+            message: "The room's home did not answer",
+            error_code: "SERVICE_UNAVAILABLE",
+          }),
+        }));
+      await page.press(row, "Enter");
+      await waitForText(
+        page,
+        "#room-error",
+        "The room's home did not answer (SERVICE_UNAVAILABLE)",
+      );
+      await page.unroute(detail);
+      await page.click(row);
+      await waitForText(page, "#room-members", "alice");
+      ok(await page.isHidden("#room-error"));
+    });
   },
 );

@@ -25,6 +25,10 @@ const ui = {
   console: $("console"),
   problems: $("status-banner"),
   problemList: $("status-list"),
+  tiles: $("tiles"),
+  charts: $("charts"),
+  roomsPanel: document.querySelector("#rooms-panel .table-wrap"),
+  roomError: $("room-error"),
   state: $("connection-state"),
   logout: $("logout-button"),
   maintenance: $("maintenance-button"),
@@ -62,7 +66,10 @@ let games = [];
 let pageOffset = 0;
 /** `{game_name, room_code}` of the room shown in the room view, or null. */
 let selected = null;
-let maintenance = false;
+/** Maintenance mode as last read: true, false, or null when unknown. */
+let maintenance = null;
+/** The stream's state for the pill: `idle`, `connecting`, `live`, `retrying`. */
+let streamState = "idle";
 let streamAbort = null;
 let refreshTimer = null;
 /** The session's timers: the rooms (POLL_MS), the overview (OVERVIEW_MS), the age counters. */
@@ -90,11 +97,16 @@ const charts = {};
 class Unauthorized extends Error {}
 
 async function api(path, init = {}) {
-  const response = await fetch(`/admin/api/${path}`, {
-    ...init,
-    headers: { ...init.headers, authorization: `Bearer ${token}` },
-    cache: "no-store",
-  });
+  let response;
+  try {
+    response = await fetch(`/admin/api/${path}`, {
+      ...init,
+      headers: { ...init.headers, authorization: `Bearer ${token}` },
+      cache: "no-store",
+    });
+  } catch {
+    throw new Error("The server cannot be reached");
+  }
   if (response.status === 401) throw new Unauthorized("The token was refused");
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -131,7 +143,7 @@ function showLogin(message = "") {
   ui.maintenance.hidden = true;
   ui.login.hidden = false;
   ui.loginError.textContent = message;
-  setState("idle", "not connected");
+  setState("idle");
   ui.tokenInput.focus();
 }
 
@@ -222,6 +234,31 @@ function renderProblems() {
   });
   ui.problemList.replaceChildren(...lines);
   ui.problems.hidden = lines.length === 0;
+  // What could not be read again is greyed: it may be out of date.
+  const streamDown = problems.has("stream");
+  ui.tiles.classList.toggle("stale", streamDown);
+  ui.charts.classList.toggle("stale", streamDown || problems.has("history"));
+  ui.roomsPanel.classList.toggle("stale", problems.has("rooms"));
+  ui.roomView.classList.toggle("stale", problems.has("rooms"));
+  ui.clusterLine.classList.toggle("stale", streamDown || problems.has("overview"));
+  renderPill();
+  renderMaintenance();
+}
+
+/** The pill: the stream's state, "degraded" while it is live but another part cannot be read. */
+function renderPill() {
+  if (streamState === "live" && problems.size > 0) {
+    ui.state.dataset.state = "degraded";
+    ui.state.textContent = "live, partly unavailable";
+    return;
+  }
+  ui.state.dataset.state = streamState;
+  ui.state.textContent = {
+    idle: "not connected",
+    connecting: "connecting…",
+    live: "live",
+    retrying: "reconnecting…",
+  }[streamState];
 }
 
 /** Opens the console: every part on its own (`history`, when given, was read at log-in). */
@@ -277,7 +314,7 @@ function readHistory() {
 }
 
 function showHistory(history) {
-  buildCharts(history.samples);
+  buildCharts(history.samples, history.interval_ms ?? 5000);
 }
 
 /** Reads and shows the overview: maintenance, the games, the cluster line, the tiles. */
@@ -299,9 +336,10 @@ function reloadAll() {
 // ---------------------------------------------------------------------------------------------
 // Live stream (Server-Sent Events over fetch)
 
-function setState(state, text) {
-  ui.state.dataset.state = state;
-  ui.state.textContent = text;
+/** Sets the stream's state (`idle`, `connecting`, `live`, `retrying`) for the pill. */
+function setState(state) {
+  streamState = state;
+  renderPill();
 }
 
 function stopStream() {
@@ -316,6 +354,7 @@ function stopStream() {
  */
 async function startStream(attempt = 0, reopened = false) {
   stopStream();
+  if (streamState !== "retrying") setState("connecting");
   const abort = new AbortController();
   streamAbort = abort;
   let opened = false;
@@ -328,7 +367,7 @@ async function startStream(attempt = 0, reopened = false) {
     if (response.status === 401) return showLogin("The token was refused.");
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     opened = true;
-    setState("live", "live");
+    setState("live");
     setProblem("stream", null);
     attempt = 0;
     if (reopened) reloadAll();
@@ -351,8 +390,10 @@ async function startStream(attempt = 0, reopened = false) {
   if (abort.signal.aborted || streamAbort !== abort) return;
   // Dropped (slow tab, restart, network): try again with backoff and jitter.
   const delay = backoff(attempt);
-  setState("retrying", "reconnecting…");
+  setState("retrying");
   setProblem("stream", opened ? "interrupted" : "cannot connect", Date.now() + delay);
+  // The samples carried maintenance; without them it is known only from a read.
+  if (problems.has("overview") || opened) setMaintenance(null);
   setTimeout(() => {
     if (streamAbort === abort) startStream(attempt + 1, reopened || opened);
   }, delay);
@@ -487,18 +528,53 @@ function destroyCharts() {
   }
 }
 
-function buildCharts(samples) {
+/** Live samples come every second. */
+const LIVE_MS = 1000;
+
+/**
+ * Whether a sample at `t` (ms) after one at `last`, samples being `spacing` ms apart, leaves a
+ * gap (missed samples: the server was down or the stream gone) that the chart must not bridge.
+ */
+function isGap(last, t, spacing) {
+  return last !== undefined && t - last > 2.5 * spacing;
+}
+
+/** `samples` (oldest first, `spacing` ms apart) with a gap point in each gap. */
+function withGaps(samples, spacing) {
+  const out = [];
+  for (const sample of samples) {
+    const last = out.at(-1)?.t;
+    if (isGap(last, sample.t, spacing)) out.push({ t: last + spacing, gap: true });
+    out.push(sample);
+  }
+  return out;
+}
+
+/**
+ * A sample's figure as uPlot takes it: `null` (a gap, no line across) only for missed samples;
+ * a figure a sample lacks (no relay, no p99) is `undefined`, which the line passes over.
+ */
+function figure(sample, key) {
+  return sample.gap ? null : sample[key] ?? undefined;
+}
+
+/** Builds the charts from the history's `samples`, `spacing` ms apart. */
+function buildCharts(samples, spacing) {
   destroyCharts();
+  const points = withGaps(samples, spacing);
   for (const [name, series] of Object.entries(SERIES)) {
     const element = $(`chart-${name}`);
     element.replaceChildren();
     const data = [
-      samples.map((s) => s.t / 1000),
-      ...series.map(([key]) => samples.map((s) => s[key])),
+      points.map((s) => s.t / 1000),
+      ...series.map(([key]) => points.map((s) => figure(s, key))),
     ];
     charts[name] = {
       series,
       data,
+      /** When the last point is from (ms), and how far apart its kind of samples are. */
+      lastT: samples.at(-1)?.t,
+      spacing,
       plot: new uPlot(
         {
           width: chartWidth(element),
@@ -522,11 +598,12 @@ function buildCharts(samples) {
           ],
           series: [
             {},
+            // A null point is a gap (no figures then): no line across it.
             ...series.map(([, label, color]) => ({
               label,
               stroke: color,
               width: 2,
-              spanGaps: true,
+              spanGaps: false,
             })),
           ],
         },
@@ -539,8 +616,15 @@ function buildCharts(samples) {
 
 function pushSample(sample) {
   for (const chart of Object.values(charts)) {
+    if (isGap(chart.lastT, sample.t, Math.max(LIVE_MS, chart.spacing))) {
+      // Missed samples: a null point, so no line is drawn across the gap.
+      chart.data[0].push((chart.lastT + LIVE_MS) / 1000);
+      for (const column of chart.data.slice(1)) column.push(null);
+    }
+    chart.lastT = sample.t;
+    chart.spacing = LIVE_MS;
     chart.data[0].push(sample.t / 1000);
-    chart.series.forEach(([key], i) => chart.data[i + 1].push(sample[key]));
+    chart.series.forEach(([key], i) => chart.data[i + 1].push(figure(sample, key)));
     if (chart.data[0].length > MAX_POINTS) { for (const column of chart.data) column.shift(); }
     chart.plot.setData(chart.data);
   }
@@ -555,14 +639,30 @@ new ResizeObserver(() => {
 // ---------------------------------------------------------------------------------------------
 // Maintenance
 
+/** Maintenance mode as read (`true`, `false`), or `null` when it is not known. */
 function setMaintenance(on) {
   maintenance = on;
-  ui.maintenance.textContent = `Maintenance: ${on ? "on" : "off"}`;
-  ui.maintenance.dataset.state = on ? "on" : "off";
-  ui.banner.hidden = !on;
+  renderMaintenance();
+}
+
+/**
+ * The maintenance button: on, off, or unknown (not read yet, or the server cannot be reached:
+ * then it is disabled); "last known" while the overview cannot be read.
+ */
+function renderMaintenance() {
+  const known = maintenance !== null;
+  const stale = known && problems.has("overview") ? " (last known)" : "";
+  ui.maintenance.textContent = `Maintenance: ${
+    known ? (maintenance ? "on" : "off") : "unknown"
+  }${stale}`;
+  ui.maintenance.dataset.state = known ? (maintenance ? "on" : "off") : "unknown";
+  ui.maintenance.disabled = !known;
+  ui.maintenance.title = known ? "" : "Maintenance mode cannot be read now";
+  ui.banner.hidden = maintenance !== true;
 }
 
 ui.maintenance.addEventListener("click", async () => {
+  if (maintenance === null) return;
   const enable = !maintenance;
   const question = enable
     ? "Turn maintenance on? No new rooms can be created until it is turned off."
@@ -725,7 +825,8 @@ function renderRooms() {
       counting(document.createElement("td"), room.age_secs),
       cell(room.messages_per_sec === undefined ? "–" : format.rate(room.messages_per_sec)),
     );
-    const open = () => showRoom({ game_name: room.game_name, room_code: room.room_code }, true);
+    const open = () =>
+      showRoom({ game_name: room.game_name, room_code: room.room_code }, true).catch(report);
     tr.addEventListener("click", open);
     tr.addEventListener("keydown", (event) => {
       if (event.key === "Enter") open();
@@ -817,20 +918,31 @@ function badge(text, kind) {
   return span;
 }
 
+const sameRoom = (a, b) => a && b && a.game_name === b.game_name && a.room_code === b.room_code;
+
+/**
+ * Shows room `target` (`{game_name, room_code}`) in the room view, read from the server. A room
+ * that is gone closes the view; one that cannot be read (server down, home not answering) is
+ * said so in the view, and read again with the room list. Rejects only with `Unauthorized`.
+ */
 async function showRoom(target, scroll) {
   let room;
   try {
     room = await api(roomPath(target));
   } catch (error) {
+    if (error instanceof Unauthorized) throw error;
     if (error.status === 404) {
-      if (selected && selected.room_code === target.room_code) {
+      if (sameRoom(selected, target)) {
         logLine(`Room ${gameLabel(target.game_name)}/${target.room_code} is gone`);
       }
       hideRoom();
       return;
     }
-    throw error;
+    roomUnreadable(target, error, scroll);
+    return;
   }
+  ui.roomError.hidden = true;
+  ui.roomFacts.classList.remove("stale");
   selected = target;
   ui.roomView.hidden = false;
   ui.roomView.dataset.room = `${room.game_name}/${room.room_code}`;
@@ -890,9 +1002,28 @@ async function showRoom(target, scroll) {
   if (scroll) ui.roomView.scrollIntoView({ block: "nearest" });
 }
 
+/** The room view of `target` when it cannot be read: what it showed stays, greyed, with why. */
+function roomUnreadable(target, error, scroll) {
+  if (!sameRoom(selected, target)) {
+    ui.roomTitle.textContent = `Room ${target.room_code} · ${gameLabel(target.game_name)}`;
+    ui.roomFacts.replaceChildren();
+    ui.roomMembers.replaceChildren();
+    ui.roomSpectators.replaceChildren();
+  }
+  selected = target;
+  ui.roomView.hidden = false;
+  ui.roomView.dataset.room = `${target.game_name}/${target.room_code}`;
+  ui.roomError.textContent = `Cannot read this room now: ${error.message}` +
+    `${error.code ? ` (${error.code})` : ""}. It is read again with the room list.`;
+  ui.roomError.hidden = false;
+  ui.roomFacts.classList.add("stale");
+  if (scroll) ui.roomView.scrollIntoView({ block: "nearest" });
+}
+
 function hideRoom() {
   selected = null;
   ui.roomView.hidden = true;
+  ui.roomError.hidden = true;
   delete ui.roomView.dataset.room;
 }
 
