@@ -21,6 +21,7 @@ declare const document: {
   querySelector(selector: string): { textContent: string | null } | null;
   querySelectorAll(selector: string): { length: number };
   documentElement: { scrollWidth: number };
+  activeElement: { getAttribute(name: string): string | null } | null;
   createElement(tag: "canvas"): {
     width: number;
     height: number;
@@ -858,5 +859,48 @@ browserTest(
       await waitForText(page, "#room-members", "alice");
       ok(await page.isHidden("#room-error"));
     });
+  },
+);
+
+browserTest(
+  "Operator console: keyboard focus stays on its row and on its Remove button when the table and the room are read again",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    const players: TestClient[] = [];
+    try {
+      const join = async (code: string | null, name: string) => {
+        const player = await connect(server);
+        players.push(player);
+        player.send(joinRoom(code, name, { max_players: 4 }));
+        return (await player.next("RoomJoined")).data;
+      };
+      const code: string = (await join(null, "alice")).room_code;
+      const bobId: string = (await join(code, "bob")).player_id;
+      await withConsole(server.url, async ({ page }) => {
+        const row = `#rooms-table tr[data-room="orbit/${code}"]`;
+        await waitForText(page, row, "2/4");
+        const focused = (attribute: string) =>
+          page.evaluate((name) => document.activeElement?.getAttribute(name) ?? null, attribute);
+        await page.focus(row);
+        await join(code, "carol"); // a room event: the table is read again
+        await waitForText(page, row, "3/4");
+        equal(await focused("data-room"), `orbit/${code}`);
+        await page.press(row, "Enter");
+        const remove = `#room-members button[data-action="remove"][data-player="${bobId}"]`;
+        await page.waitForSelector(remove, { timeout: UI_TIMEOUT_MS });
+        await page.focus(remove);
+        await join(code, "dave"); // the room view is read again
+        await page.waitForFunction(
+          () => document.querySelectorAll("#room-members li").length === 4,
+          undefined,
+          { timeout: UI_TIMEOUT_MS },
+        );
+        equal(await focused("data-player"), bobId);
+      });
+    } finally {
+      for (const player of players) await player.close();
+    }
   },
 );

@@ -799,41 +799,75 @@ function age(seconds) {
   return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
 }
 
-function cell(text) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  return td;
-}
-
 function authorityName(room) {
   if (!room.authority) return "—";
   return room.members?.find((m) => m.player_id === room.authority)?.name ?? room.authority;
 }
 
+/**
+ * The table's rows by `game/code`: a row is updated in place from one read to the next, so the
+ * row with keyboard focus keeps it (and a screen reader its place).
+ */
+const rowsByKey = new Map();
+
+/** A new row of the table for room `target` (`{game_name, room_code}`), with its eight cells. */
+function newRow(target) {
+  const tr = document.createElement("tr");
+  tr.tabIndex = 0;
+  tr.dataset.room = `${target.game_name}/${target.room_code}`;
+  for (let i = 0; i < 8; i++) tr.append(document.createElement("td"));
+  const open = () => showRoom(target, true).catch(report);
+  tr.addEventListener("click", open);
+  tr.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") open();
+  });
+  return tr;
+}
+
+/** Sets the text of `element` if it changed. */
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
 function renderRooms() {
+  const focused = document.activeElement;
+  const keep = new Set();
   const rows = listing.rooms.map((room) => {
-    const tr = document.createElement("tr");
-    tr.tabIndex = 0;
-    tr.dataset.room = `${room.game_name}/${room.room_code}`;
-    tr.append(
-      cell(room.room_code),
-      cell(gameLabel(room.game_name)),
-      cell(`${room.players}/${room.max_players}`),
-      cell(String(room.spectators)),
-      cell(room.unreachable ? "unreachable" : room.lobby_state),
-      cell(authorityName(room)),
-      counting(document.createElement("td"), room.age_secs),
-      cell(room.messages_per_sec === undefined ? "–" : format.rate(room.messages_per_sec)),
+    const key = `${room.game_name}/${room.room_code}`;
+    keep.add(key);
+    let tr = rowsByKey.get(key);
+    if (tr === undefined) {
+      tr = newRow({ game_name: room.game_name, room_code: room.room_code });
+      rowsByKey.set(key, tr);
+    }
+    const cells = tr.children;
+    setText(cells[0], room.room_code);
+    setText(cells[1], gameLabel(room.game_name));
+    setText(cells[2], `${room.players}/${room.max_players}`);
+    setText(cells[3], String(room.spectators));
+    setText(cells[4], room.unreachable ? "unreachable" : room.lobby_state);
+    setText(cells[5], authorityName(room));
+    counting(cells[6], room.age_secs);
+    setText(
+      cells[7],
+      room.messages_per_sec === undefined ? "–" : format.rate(room.messages_per_sec),
     );
-    const open = () =>
-      showRoom({ game_name: room.game_name, room_code: room.room_code }, true).catch(report);
-    tr.addEventListener("click", open);
-    tr.addEventListener("keydown", (event) => {
-      if (event.key === "Enter") open();
-    });
     return tr;
   });
-  ui.roomsBody.replaceChildren(...rows);
+  for (const [key, tr] of rowsByKey) {
+    if (keep.has(key)) continue;
+    tr.remove();
+    rowsByKey.delete(key);
+  }
+  // In order, moving only rows out of place (a moved element loses focus: given back below).
+  let next = ui.roomsBody.firstElementChild;
+  for (const tr of rows) {
+    if (tr === next) next = next.nextElementSibling;
+    else ui.roomsBody.insertBefore(tr, next);
+  }
+  if (focused !== document.activeElement && focused?.isConnected) {
+    focused.focus({ preventScroll: true });
+  }
   const filtered = Boolean(ui.search.value.trim() || ui.gameFilter.value || ui.stateFilter.value);
   ui.roomsEmpty.textContent = filtered ? "No rooms match." : "No rooms.";
   ui.roomsEmpty.hidden = rows.length > 0;
@@ -962,6 +996,24 @@ async function showRoom(target, scroll) {
     fact("Relay", room.relay_type),
     fact("Home", room.home ?? "–"),
   );
+  keepingFocus(ui.roomMembers, () => showMembers(room));
+  const spectators = room.spectator_list.map((spectator) => {
+    const li = document.createElement("li");
+    li.textContent = spectator.name;
+    return li;
+  });
+  if (spectators.length === 0) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "None";
+    spectators.push(li);
+  }
+  ui.roomSpectators.replaceChildren(...spectators);
+  if (scroll) ui.roomView.scrollIntoView({ block: "nearest" });
+}
+
+/** The room view's players, each with its badges and a Remove button. */
+function showMembers(room) {
   ui.roomMembers.replaceChildren(...room.members.map((member) => {
     const li = document.createElement("li");
     li.dataset.player = member.player_id;
@@ -987,19 +1039,21 @@ async function showRoom(target, scroll) {
     li.append(who, remove);
     return li;
   }));
-  const spectators = room.spectator_list.map((spectator) => {
-    const li = document.createElement("li");
-    li.textContent = spectator.name;
-    return li;
-  });
-  if (spectators.length === 0) {
-    const li = document.createElement("li");
-    li.className = "muted";
-    li.textContent = "None";
-    spectators.push(li);
-  }
-  ui.roomSpectators.replaceChildren(...spectators);
-  if (scroll) ui.roomView.scrollIntoView({ block: "nearest" });
+}
+
+/**
+ * Runs `rebuild`, which replaces the elements of `container`; the element that had focus there
+ * (a Remove button: same `data-action` and `data-player`) gets it back in the new elements.
+ */
+function keepingFocus(container, rebuild) {
+  const active = document.activeElement;
+  const action = container.contains(active) ? active.dataset.action : undefined;
+  rebuild();
+  if (action === undefined || active.isConnected) return;
+  const again = container.querySelector(
+    `[data-action="${CSS.escape(action)}"][data-player="${CSS.escape(active.dataset.player)}"]`,
+  );
+  again?.focus({ preventScroll: true });
 }
 
 /** The room view of `target` when it cannot be read: what it showed stays, greyed, with why. */
