@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { type BrowserContext, chromium, type Page, type Route } from "playwright-core";
 import { browserTest, CHROMIUM, CHROMIUM_ARGS } from "./browser.ts";
 import { connect, joinRoom, openApps, serve, type TestClient, testConfig } from "./helpers.ts";
@@ -459,7 +459,7 @@ browserTest(
       // The cluster line turns live: every instance's latest sample, summed each second.
       await page.waitForFunction(
         () =>
-          /^Cluster: 3 instances, \d+ connections, .* msg\/s delivered, .* rejections\/s\. The figures above/
+          /^Cluster: 3 instances, \d+ connections, .* deliveries\/s, .* rejections\/s\. The figures above/
             .test(document.querySelector("#cluster-line")?.textContent ?? ""),
         undefined,
         { timeout: UI_TIMEOUT_MS },
@@ -901,6 +901,45 @@ browserTest(
       });
     } finally {
       for (const player of players) await player.close();
+    }
+  },
+);
+
+browserTest(
+  "Operator console: a stream refused for the address's stream limit says so; the deliveries tile says what it counts",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    // Four other consoles of this address hold its four event streams.
+    const held: Response[] = [];
+    for (let i = 0; i < 4; i++) {
+      const response = await fetch(`${server.url}/admin/api/events`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      equal(response.status, 200);
+      held.push(response);
+    }
+    try {
+      await withConsole(server.url, async ({ page }) => {
+        await page.goto(`${server.url}/admin`);
+        await page.fill("#token-input", TOKEN);
+        await page.click("#login-button");
+        await waitForText(page, "#status-list", "Live events: cannot connect: too many consoles");
+        await waitForText(page, "#status-list", "close a console tab you do not need");
+        equal(await page.textContent('[data-tile="delivered"] .label'), "Deliveries/s");
+        match(
+          await page.getAttribute('[data-tile="delivered"]', "title") ?? "",
+          /once per recipient/,
+        );
+        // A console closes: this one's stream opens at its next try.
+        await held.pop()!.body!.cancel();
+        await page.waitForSelector('#connection-state[data-state="live"]', {
+          timeout: UI_TIMEOUT_MS,
+        });
+      }, { login: false });
+    } finally {
+      for (const response of held) await response.body!.cancel();
     }
   },
 );

@@ -358,6 +358,7 @@ async function startStream(attempt = 0, reopened = false) {
   const abort = new AbortController();
   streamAbort = abort;
   let opened = false;
+  let failure;
   try {
     const response = await fetch("/admin/api/events", {
       headers: { authorization: `Bearer ${token}` },
@@ -365,7 +366,18 @@ async function startStream(attempt = 0, reopened = false) {
       cache: "no-store",
     });
     if (response.status === 401) return showLogin("The token was refused.");
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      if (body.error_code === "TOO_MANY_STREAMS") {
+        // The server's cap on event streams (per address and in all, E12): other consoles
+        // (tabs) hold them; this one waits its turn.
+        throw new Error(
+          "too many consoles are open (the server's limit on live event streams per address " +
+            "or in all was reached); close a console tab you do not need",
+        );
+      }
+      throw new Error(body.message ?? `HTTP ${response.status}`);
+    }
     opened = true;
     setState("live");
     setProblem("stream", null);
@@ -385,13 +397,18 @@ async function startStream(attempt = 0, reopened = false) {
     }
   } catch (error) {
     if (abort.signal.aborted) return;
-    logLine(`Event stream interrupted: ${error.message}`);
+    failure = error instanceof TypeError ? "the server cannot be reached" : error.message;
+    if (opened) logLine(`Event stream interrupted: ${error.message}`);
   }
   if (abort.signal.aborted || streamAbort !== abort) return;
   // Dropped (slow tab, restart, network): try again with backoff and jitter.
   const delay = backoff(attempt);
   setState("retrying");
-  setProblem("stream", opened ? "interrupted" : "cannot connect", Date.now() + delay);
+  setProblem(
+    "stream",
+    opened ? "interrupted" : `cannot connect${failure ? `: ${failure}` : ""}`,
+    Date.now() + delay,
+  );
   // The samples carried maintenance; without them it is known only from a read.
   if (problems.has("overview") || opened) setMaintenance(null);
   setTimeout(() => {
@@ -484,7 +501,7 @@ function showCluster(overview) {
 function clusterLine(totals) {
   const rates = totals.delivered_per_sec === undefined
     ? ""
-    : `${format.rate(totals.delivered_per_sec)} msg/s delivered, ` +
+    : `${format.rate(totals.delivered_per_sec)} deliveries/s, ` +
       `${format.rate(totals.rejections_per_sec)} rejections/s. `;
   ui.clusterLine.textContent = `Cluster: ${format.int(totals.instances)} instances, ` +
     `${format.int(totals.connections)} connections, ${format.int(totals.rooms)} rooms, ` +
@@ -511,7 +528,7 @@ const SERIES = {
     ["rooms", "Rooms", "#3ccf91"],
     ["players", "Players", "#f5b84b"],
   ],
-  traffic: [["delivered_per_sec", "Delivered/s", "#4fb3ff"]],
+  traffic: [["delivered_per_sec", "Deliveries/s", "#4fb3ff"]],
   latency: [["relay_p99_ms", "p99 ms", "#c792ea"]],
   rejections: [["rejections_per_sec", "Rejections/s", "#ff6b6b"]],
 };
