@@ -943,3 +943,29 @@ browserTest(
     }
   },
 );
+
+browserTest(
+  "Operator console: an event storm is written once per frame, the newest lines and a line for those left out",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await withConsole(server.url, async ({ page }) => {
+      const feed = server.operatorFeed!;
+      // 3,000 events in batches of 200 (all at once would make the stream's reader slow:
+      // dropped at 256 KiB queued).
+      for (let i = 0; i < 3000; i++) {
+        feed.publish({
+          event: "action",
+          data: { action: "close_room", target: `orbit/STORM${i}`, outcome: "refused", at: i },
+        });
+        if (i % 200 === 199) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await waitForText(page, "#event-log li:first-child", "orbit/STORM2999");
+      await waitForText(page, "#event-log", "more events (not shown)");
+      const lines = await page.locator("#event-log li").allTextContents();
+      equal(lines.length, 50);
+      ok(lines.some((line) => /^\+[\d,]+ more events \(not shown\)$/.test(line)), `${lines}`);
+    });
+  },
+);

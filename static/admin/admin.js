@@ -1164,10 +1164,49 @@ function report(error) {
   else logLine(`Error: ${error.message}${error.code ? ` (${error.code})` : ""}`);
 }
 
+/** Lines waiting for the next frame (oldest first), and how many were left out meanwhile. */
+let pendingLines = [];
+let linesLeftOut = 0;
+let logFrame = null;
+
+/**
+ * Adds a line to the event log. Lines are written once per animation frame, newest first: under
+ * thousands of events a second the log shows the newest lines and one "+N more events" line for
+ * those left out, instead of rebuilding itself for each event.
+ */
 function logLine(text) {
-  const li = document.createElement("li");
-  li.textContent = `${new Date().toLocaleTimeString("en-GB")} ${text}`;
-  ui.eventLog.prepend(li);
+  pendingLines.push(`${new Date().toLocaleTimeString("en-GB")} ${text}`);
+  // Kept bounded while no frame runs (a hidden tab): only the newest can be shown anyway.
+  if (pendingLines.length > 2 * EVENT_LOG_LINES) {
+    linesLeftOut += pendingLines.length - EVENT_LOG_LINES;
+    pendingLines = pendingLines.slice(-EVENT_LOG_LINES);
+  }
+  logFrame ??= requestAnimationFrame(flushLog);
+}
+
+function flushLog() {
+  logFrame = null;
+  let lines = pendingLines;
+  let leftOut = linesLeftOut;
+  pendingLines = [];
+  linesLeftOut = 0;
+  if (lines.length > EVENT_LOG_LINES - 1) {
+    leftOut += lines.length - (EVENT_LOG_LINES - 1);
+    lines = lines.slice(-(EVENT_LOG_LINES - 1));
+  }
+  const fragment = document.createDocumentFragment();
+  for (const text of lines.reverse()) {
+    const li = document.createElement("li");
+    li.textContent = text;
+    fragment.append(li);
+  }
+  if (leftOut > 0) {
+    const li = document.createElement("li");
+    li.className = "summary";
+    li.textContent = `+${format.int(leftOut)} more events (not shown)`;
+    fragment.append(li);
+  }
+  ui.eventLog.prepend(fragment);
   while (ui.eventLog.children.length > EVENT_LOG_LINES) ui.eventLog.lastElementChild.remove();
 }
 
