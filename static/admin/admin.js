@@ -705,7 +705,7 @@ function scheduleRefresh() {
   if (refreshTimer !== null) return;
   refreshTimer = setTimeout(() => {
     refreshTimer = null;
-    refreshRooms().catch(report);
+    load("rooms", refreshRooms);
   }, REFRESH_MS);
 }
 
@@ -929,22 +929,22 @@ ui.search.addEventListener("input", () => {
   clearTimeout(searchTimer);
   searchTimer = setTimeout(() => {
     pageOffset = 0;
-    refreshRooms().catch(report);
+    load("rooms", refreshRooms);
   }, SEARCH_MS);
 });
 for (const input of [ui.gameFilter, ui.stateFilter]) {
   input.addEventListener("input", () => {
     pageOffset = 0;
-    refreshRooms().catch(report);
+    load("rooms", refreshRooms);
   });
 }
 ui.pagePrev.addEventListener("click", () => {
   pageOffset = Math.max(0, listing.offset - PAGE_SIZE);
-  refreshRooms().catch(report);
+  load("rooms", refreshRooms);
 });
 ui.pageNext.addEventListener("click", () => {
   pageOffset = listing.offset + PAGE_SIZE;
-  refreshRooms().catch(report);
+  load("rooms", refreshRooms);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1110,7 +1110,7 @@ ui.closeRoom.addEventListener("click", async () => {
     await api(roomPath(target), { method: "DELETE" });
     logLine(`Closed ${gameLabel(target.game_name)}/${target.room_code}`);
     hideRoom();
-    await refreshRooms();
+    load("rooms", refreshRooms);
   } catch (error) {
     report(error);
     if (error.status === 504) await rereadAfterUnknown();
@@ -1126,7 +1126,7 @@ async function removePlayer(room, member) {
       method: "DELETE",
     });
     logLine(`Removed ${member.name} from ${gameLabel(room.game_name)}/${room.room_code}`);
-    await refreshRooms();
+    load("rooms", refreshRooms);
   } catch (error) {
     report(error);
     if (error.status === 504) await rereadAfterUnknown();
@@ -1141,7 +1141,7 @@ async function rereadAfterUnknown() {
   logLine("The outcome is unknown: reading the state again");
   await Promise.allSettled([
     api("maintenance").then((answer) => setMaintenance(answer.enabled)),
-    refreshRooms(),
+    load("rooms", refreshRooms),
   ]);
 }
 
