@@ -641,6 +641,10 @@ browserTest(
       await logIn(page, server.url);
       await waitForText(page, "#status-list", "Rooms: Service temporarily unavailable");
       await waitForText(page, "#status-list", "Overview: Service temporarily unavailable");
+      // Never read: the table does not claim there are no rooms.
+      await waitForText(page, "#rooms-empty", "The rooms cannot be read now.");
+      equal(await page.textContent("#room-count"), "");
+      ok(await page.isHidden("#room-pager"));
       await page.reload();
       await page.waitForSelector(STREAM_OPEN, { timeout: UI_TIMEOUT_MS });
       ok(await page.isHidden("#login"));

@@ -61,6 +61,8 @@ let token = sessionStorage.getItem(TOKEN_KEY);
  * `truncated`, E12), and `games`, the overview's rooms per game (every room counted).
  */
 let listing = { rooms: [], offset: 0, truncated: false };
+/** Whether this session has read the rooms yet (until then the table says it has not). */
+let roomsRead = false;
 let games = [];
 /** The first room of the page asked for (0-based). */
 let pageOffset = 0;
@@ -243,6 +245,7 @@ function renderProblems() {
   ui.clusterLine.classList.toggle("stale", streamDown || problems.has("overview"));
   renderPill();
   renderMaintenance();
+  renderEmpty();
 }
 
 /** The pill: the stream's state, "degraded" while it is live but another part cannot be read. */
@@ -304,6 +307,11 @@ function stop() {
   for (const timer of retryTimers.values()) clearTimeout(timer);
   retryTimers.clear();
   problems.clear();
+  // A new session starts from nothing read.
+  listing = { rooms: [], offset: 0, truncated: false };
+  roomsRead = false;
+  pageOffset = 0;
+  renderRooms();
   renderProblems();
   destroyCharts();
 }
@@ -751,6 +759,7 @@ async function loadRooms() {
   // Asked again meanwhile (filters, events): that read's answer is the one to show.
   if (roomsAgain) return;
   listing = answer;
+  roomsRead = true;
   if (answer.rooms.length === 0 && answer.offset > 0) {
     // The page emptied (rooms closed): back to the last page that has rooms.
     pageOffset = Math.max(0, answer.offset - PAGE_SIZE);
@@ -885,9 +894,7 @@ function renderRooms() {
   if (focused !== document.activeElement && focused?.isConnected) {
     focused.focus({ preventScroll: true });
   }
-  const filtered = Boolean(ui.search.value.trim() || ui.gameFilter.value || ui.stateFilter.value);
-  ui.roomsEmpty.textContent = filtered ? "No rooms match." : "No rooms.";
-  ui.roomsEmpty.hidden = rows.length > 0;
+  renderEmpty();
   ui.pager.hidden = listing.offset === 0 && !listing.truncated;
   ui.pagePrev.disabled = listing.offset === 0;
   ui.pageNext.disabled = !listing.truncated;
@@ -904,8 +911,23 @@ function knownTotal() {
   return games.filter((g) => !game || g.game_name === game).reduce((sum, g) => sum + g.rooms, 0);
 }
 
+/** The line under an empty table: no rooms (matching), or that they have not been read. */
+function renderEmpty() {
+  const filtered = Boolean(ui.search.value.trim() || ui.gameFilter.value || ui.stateFilter.value);
+  ui.roomsEmpty.textContent = !roomsRead
+    ? (problems.has("rooms") ? "The rooms cannot be read now." : "Reading the rooms…")
+    : filtered
+    ? "No rooms match."
+    : "No rooms.";
+  ui.roomsEmpty.hidden = listing.rooms.length > 0;
+}
+
 /** The count beside the title: the rooms shown and, when more match, how many or that more do. */
 function renderCount() {
+  if (!roomsRead) {
+    ui.roomCount.textContent = "";
+    return;
+  }
   const shown = listing.rooms.length;
   const first = listing.offset + 1;
   const last = listing.offset + shown;
