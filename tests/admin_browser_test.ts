@@ -10,8 +10,8 @@
  *
  * @module
  */
-import { deepEqual, equal, ok } from "node:assert/strict";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { type BrowserContext, chromium, type Page, type Route } from "playwright-core";
 import { browserTest, CHROMIUM, CHROMIUM_ARGS } from "./browser.ts";
 import { connect, joinRoom, openApps, serve, type TestClient, testConfig } from "./helpers.ts";
 import { serveCluster } from "./cluster_serve.ts";
@@ -21,6 +21,7 @@ declare const document: {
   querySelector(selector: string): { textContent: string | null } | null;
   querySelectorAll(selector: string): { length: number };
   documentElement: { scrollWidth: number };
+  activeElement: { getAttribute(name: string): string | null } | null;
   createElement(tag: "canvas"): {
     width: number;
     height: number;
@@ -31,6 +32,9 @@ declare const document: {
   };
 };
 declare const sessionStorage: { getItem(key: string): string | null };
+/** The console's charts and its live-sample entry (globals of admin.js, a classic script). */
+declare const charts: Record<string, { data: (number | null | undefined)[][]; lastT: number }>;
+declare function pushSample(sample: Record<string, number | null>): void;
 declare const Image: new () => {
   src: string;
   width: number;
@@ -54,21 +58,29 @@ async function launch(userDataDir: string): Promise<BrowserContext> {
   });
 }
 
-async function waitForText(page: Page, selector: string, text: string): Promise<void> {
+async function waitForText(
+  page: Page,
+  selector: string,
+  text: string,
+  timeout = UI_TIMEOUT_MS,
+): Promise<void> {
   await page.waitForFunction(
     ([selector, text]) => document.querySelector(selector!)?.textContent?.includes(text!) ?? false,
     [selector, text],
-    { timeout: UI_TIMEOUT_MS },
+    { timeout },
   );
 }
 
-/** Opens the console at `url`, logs in with the token and waits until its stream is live. */
+/** The pill while the event stream is open: "live", or "degraded" when other parts fail. */
+const STREAM_OPEN = '#connection-state:is([data-state="live"], [data-state="degraded"])';
+
+/** Opens the console at `url`, logs in with the token and waits until its stream is open. */
 async function logIn(page: Page, url: string): Promise<void> {
   await page.goto(`${url}/admin`);
   await page.waitForSelector("#login:not([hidden])", { timeout: UI_TIMEOUT_MS });
   await page.fill("#token-input", TOKEN);
   await page.click("#login-button");
-  await page.waitForSelector('#connection-state[data-state="live"]', { timeout: UI_TIMEOUT_MS });
+  await page.waitForSelector(STREAM_OPEN, { timeout: UI_TIMEOUT_MS });
 }
 
 /** Clicks "Confirm" in the console's confirmation dialog. */
@@ -138,6 +150,58 @@ async function screenshot(
   return path;
 }
 
+/** What a test of the console sees of its page. */
+interface ConsoleSession {
+  page: Page;
+  /** `METHOD /path?query` of every request the page made, in order. */
+  requests: string[];
+}
+
+/**
+ * Opens the console of `url` in a fresh browser (logged in unless `login: false`), runs `body`,
+ * closes the browser and requires that the page raised no error and logged none (failed loads
+ * aside: the tests provoke them).
+ */
+async function withConsole(
+  url: string,
+  body: (session: ConsoleSession) => Promise<void>,
+  options: { login?: boolean } = {},
+): Promise<void> {
+  const userDataDir = await Deno.makeTempDir({ prefix: "signal-fish-chromium-" });
+  const context = await launch(userDataDir);
+  const problems: string[] = [];
+  try {
+    const page = await context.newPage();
+    page.on("pageerror", (error) => problems.push(String(error)));
+    page.on("console", (message) => {
+      const text = message.text();
+      if (message.type() === "error" && !text.startsWith("Failed to load resource")) {
+        problems.push(text);
+      }
+    });
+    const requests: string[] = [];
+    page.on("request", (request) => {
+      const { pathname, search } = new URL(request.url());
+      requests.push(`${request.method()} ${pathname}${search}`);
+    });
+    if (options.login ?? true) await logIn(page, url);
+    await body({ page, requests });
+  } finally {
+    await context.close();
+    await Deno.remove(userDataDir, { recursive: true });
+  }
+  deepEqual(problems, []);
+}
+
+/** Waits (polling every 20 ms, at most `ms`) until `done()` holds. */
+async function until(done: () => boolean, what: string, ms = UI_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    ok(Date.now() < deadline, `timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 browserTest(
   "Operator console: log in, watch a room fill, remove a player, close the room",
   async () => {
@@ -204,7 +268,7 @@ browserTest(
       // Search and filters narrow the table.
       await page.fill("#room-search", "no-such-room");
       await page.waitForSelector(row, { state: "detached", timeout: UI_TIMEOUT_MS });
-      await page.fill("#room-search", "bob"); // player names match too
+      await page.fill("#room-search", code.slice(1, 4).toLowerCase()); // part of the code
       await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
       await page.selectOption("#state-filter", "finalized");
       await page.waitForSelector(row, { state: "detached", timeout: UI_TIMEOUT_MS });
@@ -276,7 +340,7 @@ browserTest(
       });
       ok(await page.isHidden("#login"));
       // The only failed requests: the wrong token, and perhaps a look at the room just closed.
-      equal(failures[0], "401 /admin/api/overview");
+      equal(failures[0], "401 /admin/api/history");
       for (const failure of failures.slice(1)) {
         equal(failure, `404 /admin/api/rooms/orbit/${code}`);
       }
@@ -400,7 +464,7 @@ browserTest(
       // The cluster line turns live: every instance's latest sample, summed each second.
       await page.waitForFunction(
         () =>
-          /^Cluster: 3 instances, \d+ connections, .* msg\/s delivered, .* rejections\/s\. The figures above/
+          /^Cluster: 3 instances, \d+ connections, .* deliveries\/s, .* rejections\/s\. The figures above/
             .test(document.querySelector("#cluster-line")?.textContent ?? ""),
         undefined,
         { timeout: UI_TIMEOUT_MS },
@@ -411,5 +475,508 @@ browserTest(
       await Deno.remove(userDataDir, { recursive: true });
     }
     deepEqual(problems, []);
+  },
+);
+
+browserTest(
+  "Operator console: an action answered 504 OUTCOME_UNKNOWN is reported and the state is read again",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await withConsole(server.url, async ({ page, requests }) => {
+      // As a cluster answers when Redis takes the command but does not answer in time.
+      await page.route(
+        "**/admin/api/maintenance",
+        (route) =>
+          route.request().method() === "PUT"
+            ? route.fulfill({
+              status: 504,
+              contentType: "application/json",
+              body: JSON.stringify({
+                message: "Redis did not answer in time: the outcome is unknown",
+                error_code: "OUTCOME_UNKNOWN",
+                outcome: "unknown",
+              }),
+            })
+            : route.continue(),
+      );
+      await page.click("#maintenance-button");
+      await confirm(page);
+      await waitForText(page, "#event-log", "OUTCOME_UNKNOWN");
+      await until(
+        () => requests.includes("GET /admin/api/maintenance"),
+        "maintenance is read again",
+        5_000,
+      );
+      await waitForText(page, "#event-log", "reading the state again");
+    });
+  },
+);
+
+/**
+ * `count` rooms of `game` made through one connection: each is created, then left (an empty room
+ * stays until `server.empty_room_timeout`). Returns their codes, oldest first.
+ */
+async function emptyRooms(client: TestClient, game: string, count: number): Promise<string[]> {
+  const codes: string[] = [];
+  for (let i = 0; i < count; i++) {
+    client.send(joinRoom(null, "host", { game_name: game }));
+    codes.push((await client.next("RoomJoined")).data.room_code);
+    client.send({ type: "LeaveRoom" });
+    await client.next("RoomLeft");
+  }
+  return codes;
+}
+
+browserTest(
+  "Operator console with more rooms than a page: search and filters reach every room, the count says how many, Next shows the rest",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+      config.server.max_rooms_per_ip = 1000;
+    });
+    await using host = await connect(server);
+    await emptyRooms(host, "orbit", 104);
+    // The newest rooms, beyond the first page of 100 (oldest first).
+    const comet = await emptyRooms(host, "comet", 3);
+    await withConsole(server.url, async ({ page }) => {
+      const rows = () => page.locator("#rooms-table tbody tr").count();
+      await waitForText(page, "#room-count", "(first 100 of 107)");
+      equal(await rows(), 100);
+      // Every game is offered, not only those of the rooms shown.
+      deepEqual(await page.locator("#game-filter option").allTextContents(), [
+        "All games",
+        "comet",
+        "orbit",
+      ]);
+      await page.click("#page-next");
+      await waitForText(page, "#room-count", "(rooms 101–107 of 107)");
+      equal(await rows(), 7);
+      ok(await page.isDisabled("#page-next"));
+      // A search is the server's, over every room.
+      await page.fill("#room-search", comet[1]!.toLowerCase());
+      await page.waitForSelector(`#rooms-table tr[data-room="comet/${comet[1]}"]`, {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await waitForText(page, "#room-count", "(1)");
+      await page.fill("#room-search", "");
+      await page.selectOption("#game-filter", "comet");
+      await waitForText(page, "#room-count", "(3)");
+      equal(await rows(), 3);
+      await page.selectOption("#state-filter", "lobby");
+      await waitForText(page, "#rooms-empty", "No rooms match.");
+      ok(await page.isVisible("#rooms-empty"));
+    });
+  },
+);
+
+browserTest(
+  "Operator console: room list reads run one at a time, the last one wins",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+      config.server.max_rooms_per_ip = 1000;
+    });
+    await using host = await connect(server);
+    await withConsole(server.url, async ({ page }) => {
+      let inFlight = 0;
+      let most = 0;
+      const isList = (url: string) => new URL(url).pathname === "/admin/api/rooms";
+      page.on("request", (request) => {
+        if (isList(request.url())) most = Math.max(most, ++inFlight);
+      });
+      const done = (request: { url(): string }) => {
+        if (isList(request.url())) inFlight--;
+      };
+      page.on("requestfinished", done);
+      page.on("requestfailed", done);
+      // Each listing answers 500 ms late (a loaded cluster) while rooms come every 100 ms.
+      await page.route("**/admin/api/rooms?*", async (route) => {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        await route.continue();
+      });
+      const codes = await (async () => {
+        const made: string[] = [];
+        for (let i = 0; i < 12; i++) {
+          made.push(...await emptyRooms(host, "orbit", 1));
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        return made;
+      })();
+      await waitForText(page, "#room-count", "(12)");
+      await page.waitForSelector(`#rooms-table tr[data-room="orbit/${codes.at(-1)}"]`, {
+        timeout: UI_TIMEOUT_MS,
+      });
+      equal(most, 1, "at most one listing in flight");
+    });
+  },
+);
+
+/** Answers the matched request as the API does while Redis does not answer (a cluster outage). */
+function redisDown(route: Route): Promise<void> {
+  return route.fulfill({
+    status: 503,
+    contentType: "application/json",
+    body: JSON.stringify({
+      message: "Service temporarily unavailable",
+      error_code: "SERVICE_UNAVAILABLE",
+    }),
+  });
+}
+
+browserTest(
+  "Operator console while the room directory does not answer: log in and reload work, the banner says what is missing, and the console recovers by itself",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await using alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await withConsole(server.url, async ({ page }) => {
+      // What needs the directory fails, as behind a cluster whose Redis is down.
+      await page.route("**/admin/api/overview", redisDown);
+      await page.route("**/admin/api/rooms?*", redisDown);
+      await logIn(page, server.url);
+      await waitForText(page, "#status-list", "Rooms: Service temporarily unavailable");
+      await waitForText(page, "#status-list", "Overview: Service temporarily unavailable");
+      // Never read: the table does not claim there are no rooms.
+      await waitForText(page, "#rooms-empty", "The rooms cannot be read now.");
+      equal(await page.textContent("#room-count"), "");
+      ok(await page.isHidden("#room-pager"));
+      await page.reload();
+      await page.waitForSelector(STREAM_OPEN, { timeout: UI_TIMEOUT_MS });
+      ok(await page.isHidden("#login"));
+      await waitForText(page, "#status-list", "Rooms: Service temporarily unavailable");
+      // Redis answers again: every part is read again by itself, no reload needed.
+      await page.unroute("**/admin/api/overview");
+      await page.unroute("**/admin/api/rooms?*");
+      await page.waitForSelector(`#rooms-table tr[data-room="orbit/${code}"]`, {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await page.waitForSelector("#status-banner", { state: "hidden", timeout: UI_TIMEOUT_MS });
+      await waitForText(page, '[data-tile="rooms"] .value', "1");
+    }, { login: false });
+  },
+);
+
+browserTest(
+  "Operator console: when the event stream comes back, the rooms, overview and history are read again",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await using alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await withConsole(server.url, async ({ page, requests }) => {
+      const row = `#rooms-table tr[data-room="orbit/${code}"]`;
+      await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
+      // The stream drops and stays down (as across a server restart) while the room goes.
+      await page.route("**/admin/api/events", (route) => route.abort());
+      server.admin!.close();
+      await page.waitForSelector('#connection-state[data-state="retrying"]', {
+        timeout: UI_TIMEOUT_MS,
+      });
+      alice.send({ type: "LeaveRoom" });
+      await alice.next("RoomLeft");
+      const closed = await fetch(`${server.url}/admin/api/rooms/orbit/${code}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      equal(closed.status, 200, await closed.text());
+      const before = requests.length;
+      await page.unroute("**/admin/api/events");
+      await page.waitForSelector('#connection-state[data-state="live"]', {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await page.waitForSelector(row, { state: "detached", timeout: UI_TIMEOUT_MS });
+      const after = requests.slice(before);
+      for (const path of ["/admin/api/history", "/admin/api/overview"]) {
+        ok(after.includes(`GET ${path}`), `${path} read again: ${after}`);
+      }
+    });
+  },
+);
+
+browserTest(
+  "Operator console: logging out and in again leaves no listeners behind (charts freed)",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await withConsole(server.url, async ({ page }) => {
+      const cdp = await page.context().newCDPSession(page);
+      const listeners = async () => {
+        let count = 0;
+        for (const expression of ["window", "document"]) {
+          const { result } = await cdp.send("Runtime.evaluate", { expression });
+          const { listeners } = await cdp.send("DOMDebugger.getEventListeners", {
+            objectId: result.objectId!,
+            depth: -1,
+          });
+          count += listeners.length;
+        }
+        return count;
+      };
+      await page.waitForSelector("#chart-load .uplot", { timeout: UI_TIMEOUT_MS });
+      const first = await listeners();
+      for (let i = 0; i < 3; i++) {
+        await page.click("#logout-button");
+        await page.waitForSelector("#login:not([hidden])", { timeout: UI_TIMEOUT_MS });
+        await page.fill("#token-input", TOKEN);
+        await page.click("#login-button");
+        await page.waitForSelector('#connection-state[data-state="live"]', {
+          timeout: UI_TIMEOUT_MS,
+        });
+        await page.waitForSelector("#chart-load .uplot", { timeout: UI_TIMEOUT_MS });
+      }
+      equal(await listeners(), first, "as many listeners as after the first log-in");
+    });
+  },
+);
+
+browserTest(
+  "Operator console: ages and idle times count up between reads, and the rooms are read again every 5 s without room events",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await using alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await withConsole(server.url, async ({ page, requests }) => {
+      // The page's timers and clock run on Playwright's clock, moved on by the test.
+      await page.clock.install();
+      await logIn(page, server.url);
+      const row = `#rooms-table tr[data-room="orbit/${code}"]`;
+      await page.click(row);
+      await waitForText(page, "#room-facts", "Idle");
+      const seconds = async (selector: string) =>
+        parseInt(await page.locator(selector).textContent() ?? "", 10);
+      const idle = "#room-facts div:nth-child(7) dd";
+      const rowAge = `${row} td:nth-child(7)`;
+      const [idle0, age0] = [await seconds(idle), await seconds(rowAge)];
+      ok(idle0 < 30 && age0 < 30, `${idle0} ${age0}`);
+      const reads = () => requests.filter((r) => r.startsWith("GET /admin/api/rooms?")).length;
+      const before = reads();
+      await page.clock.runFor(3_000);
+      // Shown at each 1 s tick: at least 2 s more after 3 s.
+      ok(await seconds(idle) >= idle0 + 2, `idle ${idle0} → ${await seconds(idle)}`);
+      ok(await seconds(rowAge) >= age0 + 2, `age ${age0} → ${await seconds(rowAge)}`);
+      await page.clock.runFor(2_500);
+      await until(() => reads() > before, "the rooms are read again", 5_000);
+    }, { login: false });
+  },
+);
+
+browserTest(
+  "Operator console in an outage: what cannot be read is named and greyed, the pill says so, maintenance is unknown without the server, charts leave gaps",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await using alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await withConsole(server.url, async ({ page }) => {
+      await page.clock.install();
+      await logIn(page, server.url);
+      await page.waitForSelector(`#rooms-table tr[data-room="orbit/${code}"]`, {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await waitForText(page, "#maintenance-button", "Maintenance: off");
+      // The room directory stops answering (Redis down): at the next reads the table is
+      // greyed, the pill is no longer plain "live", maintenance is the last known.
+      await page.route("**/admin/api/overview", redisDown);
+      await page.route("**/admin/api/rooms?*", redisDown);
+      // A read asked by a filter fails like any other: in the banner at once, tried again.
+      await page.selectOption("#state-filter", "waiting");
+      await waitForText(page, "#status-list", "Rooms: Service temporarily unavailable", 2_000);
+      await page.clock.runFor(10_500);
+      await page.waitForSelector("#rooms-panel .table-wrap.stale", { timeout: UI_TIMEOUT_MS });
+      await waitForText(page, "#connection-state", "live, partly unavailable");
+      await waitForText(page, "#maintenance-button", "Maintenance: off (last known)");
+      // The server cannot be reached at all: the stream drops; the tiles are greyed and
+      // maintenance is unknown (the button disabled).
+      await page.route("**/admin/api/events", (route) => route.abort());
+      server.admin!.close();
+      await page.waitForSelector('#connection-state[data-state="retrying"]', {
+        timeout: UI_TIMEOUT_MS,
+      });
+      await page.waitForSelector("#tiles.stale", { timeout: UI_TIMEOUT_MS });
+      await waitForText(page, "#maintenance-button", "Maintenance: unknown");
+      ok(await page.isDisabled("#maintenance-button"));
+      await waitForText(page, "#status-list", "Live events: interrupted");
+      // A sample after missed ones: a null point first, so no line bridges the gap.
+      const tail = await page.evaluate(() => {
+        pushSample({
+          t: charts.load!.lastT + 30_000,
+          connections: 1,
+          rooms: 1,
+          players: 1,
+          delivered_per_sec: 0,
+          relay_p99_ms: null,
+          rejections_per_sec: 0,
+        });
+        return charts.load!.data[1]!.slice(-2);
+      });
+      deepEqual(tail, [null, 1]);
+    }, { login: false });
+  },
+);
+
+browserTest(
+  "Operator console: a room that cannot be read is reported in its view, not as an uncaught error",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await using alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await withConsole(server.url, async ({ page }) => {
+      const row = `#rooms-table tr[data-room="orbit/${code}"]`;
+      await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
+      const detail = `**/admin/api/rooms/orbit/${code}`;
+      // The server is gone when the row is opened.
+      await page.route(detail, (route) => route.abort());
+      await page.click(row);
+      await waitForText(
+        page,
+        "#room-error",
+        "Cannot read this room now: The server cannot be reached",
+      );
+      await page.unroute(detail);
+      // The room's home does not answer (cluster).
+      await page.route(detail, (route) =>
+        route.fulfill({
+          status: 503,
+          contentType: "application/json",
+          body: JSON.stringify({
+            message: "The room's home did not answer",
+            error_code: "SERVICE_UNAVAILABLE",
+          }),
+        }));
+      await page.press(row, "Enter");
+      await waitForText(
+        page,
+        "#room-error",
+        "The room's home did not answer (SERVICE_UNAVAILABLE)",
+      );
+      await page.unroute(detail);
+      await page.click(row);
+      await waitForText(page, "#room-members", "alice");
+      ok(await page.isHidden("#room-error"));
+    });
+  },
+);
+
+browserTest(
+  "Operator console: keyboard focus stays on its row and on its Remove button when the table and the room are read again",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    const players: TestClient[] = [];
+    try {
+      const join = async (code: string | null, name: string) => {
+        const player = await connect(server);
+        players.push(player);
+        player.send(joinRoom(code, name, { max_players: 4 }));
+        return (await player.next("RoomJoined")).data;
+      };
+      const code: string = (await join(null, "alice")).room_code;
+      const bobId: string = (await join(code, "bob")).player_id;
+      await withConsole(server.url, async ({ page }) => {
+        const row = `#rooms-table tr[data-room="orbit/${code}"]`;
+        await waitForText(page, row, "2/4");
+        const focused = (attribute: string) =>
+          page.evaluate((name) => document.activeElement?.getAttribute(name) ?? null, attribute);
+        await page.focus(row);
+        await join(code, "carol"); // a room event: the table is read again
+        await waitForText(page, row, "3/4");
+        equal(await focused("data-room"), `orbit/${code}`);
+        await page.press(row, "Enter");
+        const remove = `#room-members button[data-action="remove"][data-player="${bobId}"]`;
+        await page.waitForSelector(remove, { timeout: UI_TIMEOUT_MS });
+        await page.focus(remove);
+        await join(code, "dave"); // the room view is read again
+        await page.waitForFunction(
+          () => document.querySelectorAll("#room-members li").length === 4,
+          undefined,
+          { timeout: UI_TIMEOUT_MS },
+        );
+        equal(await focused("data-player"), bobId);
+      });
+    } finally {
+      for (const player of players) await player.close();
+    }
+  },
+);
+
+browserTest(
+  "Operator console: a stream refused for the address's stream limit says so; the deliveries tile says what it counts",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    // Four other consoles of this address hold its four event streams.
+    const held: Response[] = [];
+    for (let i = 0; i < 4; i++) {
+      const response = await fetch(`${server.url}/admin/api/events`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      equal(response.status, 200);
+      held.push(response);
+    }
+    try {
+      await withConsole(server.url, async ({ page }) => {
+        await page.goto(`${server.url}/admin`);
+        await page.fill("#token-input", TOKEN);
+        await page.click("#login-button");
+        await waitForText(page, "#status-list", "Live events: cannot connect: too many consoles");
+        await waitForText(page, "#status-list", "close a console tab you do not need");
+        equal(await page.textContent('[data-tile="delivered"] .label'), "Deliveries/s");
+        match(
+          await page.getAttribute('[data-tile="delivered"]', "title") ?? "",
+          /once per recipient/,
+        );
+        // A console closes: this one's stream opens at its next try.
+        await held.pop()!.body!.cancel();
+        await page.waitForSelector('#connection-state[data-state="live"]', {
+          timeout: UI_TIMEOUT_MS,
+        });
+      }, { login: false });
+    } finally {
+      for (const response of held) await response.body!.cancel();
+    }
+  },
+);
+
+browserTest(
+  "Operator console: an event storm is written once per frame, the newest lines and a line for those left out",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await withConsole(server.url, async ({ page }) => {
+      const feed = server.operatorFeed!;
+      // 3,000 events in batches of 200 (all at once would make the stream's reader slow:
+      // dropped at 256 KiB queued).
+      for (let i = 0; i < 3000; i++) {
+        feed.publish({
+          event: "action",
+          data: { action: "close_room", target: `orbit/STORM${i}`, outcome: "refused", at: i },
+        });
+        if (i % 200 === 199) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await waitForText(page, "#event-log li:first-child", "orbit/STORM2999");
+      await waitForText(page, "#event-log", "more events (not shown)");
+      const lines = await page.locator("#event-log li").allTextContents();
+      equal(lines.length, 50);
+      ok(lines.some((line) => /^\+[\d,]+ more events \(not shown\)$/.test(line)), `${lines}`);
+    });
   },
 );

@@ -5,6 +5,10 @@
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { crossFieldIssues } from "../src/config/schema.ts";
+import { NoAnswer } from "../src/coordination/no_answer.ts";
+import { MemoryRoomDirectory } from "../src/coordination/memory.ts";
+import { adminRoutes } from "../src/http/admin.ts";
+import { OperatorFeed } from "../src/metrics/operator_feed.ts";
 import type { SignalFishServer } from "../src/server.ts";
 import { connect, joinAsSpectator, joinRoom, type Received, serve, testConfig } from "./helpers.ts";
 import { MAIN_RUN_ARGS, runMain } from "./process.ts";
@@ -211,6 +215,7 @@ Deno.test("Operator API lists games and rooms with members, spectators, authorit
         .json();
     equal(detail.room_id, joined.room_id);
     deepEqual(detail.members, listed.members);
+    equal(detail.home, listed.home, "the detail names the room's home as the listing does");
 
     const games = (await call(server, "/admin/api/games", { headers: AUTH })).json();
     deepEqual(games.games, [{ game_name: "orbit", rooms: 1, players: 2, spectators: 1 }]);
@@ -240,6 +245,64 @@ Deno.test("Operator API lists games and rooms with members, spectators, authorit
     ok(Array.isArray(history.samples));
   } finally {
     await Promise.all([alice.close(), bob.close(), carol.close()]);
+  }
+});
+
+Deno.test("Operator API pages through rooms with offset, filtered by lobby state before the page", async () => {
+  await using server = await withAdmin();
+  const clients: Awaited<ReturnType<typeof connect>>[] = [];
+  try {
+    const codes: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const host = await connect(server);
+      clients.push(host);
+      host.send(joinRoom(null, `host${i}`, { max_players: 2 }));
+      codes.push((await host.next("RoomJoined")).data.room_code);
+    }
+    // The third room fills up: its lobby state becomes "lobby".
+    const guest = await connect(server);
+    clients.push(guest);
+    guest.send(joinRoom(codes[2]!, "guest"));
+    await guest.next("RoomJoined");
+    await clients[2]!.next("PlayerJoined");
+    const list = async (query: string) => {
+      const answer = await call(server, `/admin/api/rooms?${query}`, { headers: AUTH });
+      equal(answer.status, 200, answer.text);
+      const body = answer.json();
+      return {
+        codes: body.rooms.map((room: { room_code: string }) => room.room_code),
+        offset: body.offset,
+        truncated: body.truncated,
+      };
+    };
+    // Pages of two, oldest first: together every room once.
+    deepEqual(await list("limit=2"), { codes: codes.slice(0, 2), offset: 0, truncated: true });
+    deepEqual(await list("limit=2&offset=2"), {
+      codes: codes.slice(2, 4),
+      offset: 2,
+      truncated: true,
+    });
+    deepEqual(await list("limit=2&offset=4"), {
+      codes: codes.slice(4),
+      offset: 4,
+      truncated: false,
+    });
+    deepEqual(await list("offset=9"), { codes: [], offset: 9, truncated: false });
+    // The lobby-state filter applies to every room before the page is cut.
+    deepEqual((await list("lobby_state=lobby")).codes, [codes[2]]);
+    deepEqual(await list("lobby_state=waiting&limit=2&offset=2"), {
+      codes: [codes[3], codes[4]],
+      offset: 2,
+      truncated: false,
+    });
+    deepEqual((await list("lobby_state=finalized")).codes, []);
+    for (const bad of ["offset=-1", "offset=1.5", "offset=x", "lobby_state=open"]) {
+      const answer = await call(server, `/admin/api/rooms?${bad}`, { headers: AUTH });
+      equal(answer.status, 400, bad);
+      equal(answer.json().error_code, "INVALID_INPUT", bad);
+    }
+  } finally {
+    for (const client of clients) await client.close();
   }
 });
 
@@ -406,6 +469,58 @@ Deno.test("Operator API: maintenance refuses new rooms, not joins, until turned 
   } finally {
     await Promise.all([alice.close(), bob.close(), carol.close()]);
   }
+});
+
+Deno.test("Operator API: maintenance Redis does not answer in time is 504 OUTCOME_UNKNOWN, one not sent 503; every attempt goes on the event stream with its outcome", async () => {
+  const feed = new OperatorFeed({
+    connections: () => 0,
+    stats: () => ({ rooms: 0, players: 0, spectators: 0, heldSeats: 0 }),
+    maintenance: () => false,
+  });
+  const actions: Json[] = [];
+  feed.subscribe((event) => event.event === "action" && actions.push(event.data));
+  let failure: Error | undefined;
+  const routes = adminRoutes({
+    token: TOKEN,
+    directory: new MemoryRoomDirectory(),
+    command: () => ({ ok: false, reason: "not_found" }),
+    setMaintenance: () => failure ? Promise.reject(failure) : Promise.resolve(),
+    maintenance: () => false,
+    feed,
+    status: () => ({}),
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+  });
+  const put = async (enabled: boolean) => {
+    const path = "/admin/api/maintenance";
+    const response = await routes.handle(
+      new Request(`http://127.0.0.1${path}`, {
+        method: "PUT",
+        headers: AUTH,
+        body: JSON.stringify({ enabled }),
+      }),
+      path,
+      "127.0.0.1",
+    )!;
+    return { status: response.status, body: await response.json() };
+  };
+  failure = new NoAnswer("Redis maintenance timed out after 500 ms");
+  const unknown = await put(true);
+  equal(unknown.status, 504);
+  equal(unknown.body.error_code, "OUTCOME_UNKNOWN");
+  equal(unknown.body.outcome, "unknown");
+  match(unknown.body.message, /outcome is unknown/);
+  failure = new Error("The client is closed");
+  const refused = await put(true);
+  equal(refused.status, 503);
+  equal(refused.body.error_code, "SERVICE_UNAVAILABLE");
+  failure = undefined;
+  deepEqual((await put(false)).body, { enabled: false });
+  deepEqual(actions.map((action) => [action.action, action.outcome]), [
+    ["maintenance_on", "unknown"],
+    ["maintenance_on", "refused"],
+    ["maintenance_off", "ok"],
+  ]);
 });
 
 /** Waits (polling every 10 ms, at most 5 s) until `done()` holds. */
@@ -629,6 +744,11 @@ Deno.test("Operator actions are logged with action, target and client IP, never 
   ok(action, stdout);
   match(action, /INF|info/i);
   ok(action.includes("server") && action.includes("127.0.0.1"), action);
+  ok(action.includes('"ok"') || /\bok\b/.test(action), action);
+  // An attempt that was refused (no such room) is logged too, with its outcome.
+  const refused = stdout.split("\n").find((line) => line.includes("close_room"));
+  ok(refused, stdout);
+  ok(refused.includes("orbit/ABCDEF") && refused.includes("refused"), refused);
   ok(stdout.includes("authentication failed"), stdout);
   ok(!stdout.includes(TOKEN) && !stderr.includes(TOKEN), "the token is never logged");
 });

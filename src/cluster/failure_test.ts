@@ -5,9 +5,9 @@
  * (the node's `healthy`) is false until Redis answers again, and no death verdict is given until
  * Redis has answered without interruption for `T`.
  */
-import { equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
 import { adminRoutes } from "../http/admin.ts";
-import { OperatorFeed } from "../metrics/operator_feed.ts";
+import { type FeedEvent, OperatorFeed } from "../metrics/operator_feed.ts";
 import { join, type TestClient, testCluster, type TestNode, threeNodes, until } from "./testing.ts";
 
 const answered = (client: TestClient) =>
@@ -218,13 +218,17 @@ Deno.test("Cluster (twins): a publish Redis does not answer times out after forw
   }
 });
 
-/** The operator API of `node` as server.ts wires it in cluster mode (token `TOKEN`). */
-function operatorApi(node: TestNode) {
+/**
+ * The operator API of `node` as server.ts wires it in cluster mode (token `TOKEN`); the events
+ * its feed publishes go to `seen`.
+ */
+function operatorApi(node: TestNode, seen: FeedEvent[] = []) {
   const feed = new OperatorFeed({
     connections: () => node.edge.size,
     stats: () => ({ ...node.engine.stats(), heldSeats: 0 }),
     maintenance: () => node.cluster.maintenance,
   });
+  feed.subscribe((event) => seen.push(event));
   const routes = adminRoutes({
     token: TOKEN,
     directory: node.edge.directory,
@@ -276,9 +280,53 @@ Deno.test("Cluster (twins): while Redis does not answer, the operator API answer
     }
     equal(alice.closed, undefined, "nothing was closed");
     cluster.store.unreachable = false;
+    // The detail names the room's home (not the answering node).
+    const detail = await api("GET", "/admin/api/rooms/orbit/OPER01");
+    equal(detail.status, 200, JSON.stringify(detail.body));
+    equal(detail.body.home, a.name);
     const { status, body } = await api("DELETE", "/admin/api/rooms/orbit/OPER01");
     equal(status, 200, JSON.stringify(body));
     await until(() => alice.last("RoomLeft") !== undefined, "Alice told her room closed");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a room action the home does not answer in time is 504 OUTCOME_UNKNOWN, logged as unknown, and may still be carried out (docs/spec/EXTENSIONS.md E12)", async () => {
+  // Heartbeats every 10 s: no peer turns suspect; only the command's own timeout (200 ms) ends it.
+  const cluster = await testCluster({ nodes: 2, forwardTimeoutMs: 200, heartbeatMs: 10_000 });
+  try {
+    const [a, b] = cluster.nodes as [TestNode, TestNode];
+    const alice = a.connect();
+    join(alice, "Alice", "LATE01");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice's room");
+    const seen: FeedEvent[] = [];
+    const api = operatorApi(b, seen);
+    // B's envelopes to A (the home) arrive 600 ms late: the close goes out, no answer in time.
+    cluster.network.fault = (from, to) =>
+      from === b.name && to === a.name ? { lateMs: 600 } : "deliver";
+    const started = Date.now();
+    const { status, body } = await api("DELETE", "/admin/api/rooms/orbit/LATE01");
+    equal(status, 504, JSON.stringify(body));
+    equal(body.error_code, "OUTCOME_UNKNOWN");
+    equal(body.outcome, "unknown");
+    equal(alice.last("RoomLeft"), undefined, "not closed yet when the API answered");
+    const action = seen.find((event) => event.event === "action");
+    deepEqual(
+      action && { ...action.data, at: 0 },
+      { action: "close_room", target: "orbit/LATE01", outcome: "unknown", at: 0 },
+    );
+    // The late envelope arrives: the room is closed after all (why the answer cannot be 503).
+    await until(() => alice.last("RoomLeft") !== undefined, "Alice told her room closed");
+    ok(Date.now() - started >= 400, "closed by the late envelope");
+    cluster.network.fault = undefined;
+    // Refused (nothing done): logged too, with its outcome.
+    const again = await api("DELETE", "/admin/api/rooms/orbit/LATE01");
+    equal(again.status, 404, JSON.stringify(again.body));
+    equal(
+      seen.filter((event) => event.event === "action").at(-1)?.data.outcome,
+      "refused",
+    );
   } finally {
     await cluster.close();
   }

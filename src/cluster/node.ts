@@ -458,7 +458,9 @@ export class ClusterNode {
 
   /**
    * Turns maintenance mode on or off for the whole cluster (the `maintenance` key: every claim
-   * refuses while it exists, docs/spec/SERVER.md §8.3). Rejects when Redis does not answer.
+   * refuses while it exists, docs/spec/SERVER.md §8.3). Rejects when Redis does not answer:
+   * with `NoAnswer` (coordination/no_answer.ts) when the command went out without an answer in
+   * time, so that it may still take effect (docs/spec/EXTENSIONS.md E12 `504`).
    */
   async setMaintenance(enabled: boolean): Promise<void> {
     await this.store.setMaintenance(enabled);

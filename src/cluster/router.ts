@@ -290,8 +290,9 @@ export class ClusterRouter implements Router {
         home: edge,
         timer,
         resolve: (reply) => {
-          if (!reply.ok && reply.reason === "unreachable") resolve("silent");
-          else if ((this.#lastSent.get(conn) ?? 0) < seq) resolve("alive");
+          if (!reply.ok && (reply.reason === "unreachable" || reply.reason === "no_answer")) {
+            resolve("silent");
+          } else if ((this.#lastSent.get(conn) ?? 0) < seq) resolve("alive");
           else if (rounds < PROBE_ROUNDS && this.#now() < deadline && !this.#stopped) ask();
           else resolve("unsure");
         },
@@ -353,9 +354,10 @@ export class ClusterRouter implements Router {
       pending.resolve({ status: "unbound" });
     }
     this.#pending.clear();
+    // Sent, not answered: whether the home carried them out is unknown.
     for (const [, command] of this.#commands) {
       clearTimeout(command.timer);
-      command.resolve({ ok: false, reason: "unreachable" });
+      command.resolve({ ok: false, reason: "no_answer" });
     }
     this.#commands.clear();
   }
@@ -597,9 +599,11 @@ export class ClusterRouter implements Router {
     }
     const requestId = this.#nextRequest++;
     const { promise, resolve } = Promise.withResolvers<CommandReply>();
+    // No reply in time: the command may still reach the home (a stalled Redis delivers it
+    // late) and be carried out, so the outcome is unknown, not a refusal.
     const timer = setTimeout(() => {
       this.#commands.delete(requestId);
-      resolve({ ok: false, reason: "unreachable" });
+      resolve({ ok: false, reason: "no_answer" });
     }, this.#options.forwardTimeoutMs);
     this.#commands.set(requestId, { home, resolve, timer });
     this.streams.send(home, { kind: Kind.CONTROL, requestId, json: JSON.stringify(command) });
@@ -1021,12 +1025,13 @@ export class ClusterRouter implements Router {
       this.#parked.delete(conn);
       this.#unbindBehindParked.delete(conn);
     }
-    // Operator commands and probes waiting for the peer fail at once.
+    // Operator commands and probes waiting for the peer end at once, their outcome unknown
+    // (the peer may have carried a command out before its reply was lost).
     for (const [id, command] of this.#commands) {
       if (command.home !== peer) continue;
       clearTimeout(command.timer);
       this.#commands.delete(id);
-      command.resolve({ ok: false, reason: "unreachable" });
+      command.resolve({ ok: false, reason: "no_answer" });
     }
     // Step 2: the peer's connections seated here.
     // A seat is truncated when a frame was sent to it after what the peer acknowledged (§8.5.3).

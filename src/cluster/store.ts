@@ -16,6 +16,7 @@ import { Buffer } from "node:buffer";
 import { type KeyedBuckets, keyedBucketsPerKind } from "../engine/token_bucket.ts";
 import type { QueryObserver } from "../metrics/server_metrics.ts";
 import type { BucketKind, BucketTake } from "../coordination/buckets.ts";
+import { NoAnswer } from "../coordination/no_answer.ts";
 import {
   type ClaimCaps,
   type ClaimResult,
@@ -255,11 +256,15 @@ export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Rejects with a timeout error when `promise` has not settled within `ms`. */
+/**
+ * Rejects with {@linkcode NoAnswer} when `promise` has not settled within `ms`: the command was
+ * handed to the client (which has no offline queue, so it went out or failed at once) and Redis
+ * may still carry it out (docs/spec/SERVER.md §8.5.5).
+ */
 export function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Redis ${what} timed out after ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new NoAnswer(`Redis ${what} timed out after ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -925,7 +930,10 @@ export class RedisStore implements ClusterStore {
    */
   async all(limit: number, filter?: RoomFilter): Promise<DirectoryRecord[]> {
     if (limit <= 0) return [];
-    if (filter?.gameName === undefined && (filter?.query ?? "") === "") {
+    if (
+      filter?.gameName === undefined && (filter?.query ?? "") === "" &&
+      filter?.lobbyState === undefined
+    ) {
       // Every game: the rooms-order index, read about as far as the limit.
       return (await this.#walk(
         [this.#keys.roomsOrder()],

@@ -11,6 +11,7 @@ import {
   type RedisServer,
   startRedis,
 } from "../../tests/redis_server.ts";
+import { NoAnswer } from "../coordination/no_answer.ts";
 import { gameTag, Keys } from "./keys.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { bounded, RedisLink, RedisStore } from "./store.ts";
@@ -395,6 +396,42 @@ Deno.test({
       deepEqual(await store.take("join", "9.9.9.9", 0), { ok: false, retryAfterSecs: 30 });
       store.sweepFallback(10 * 60_000);
       deepEqual(await store.take("join", "9.9.9.9", 0), { ok: true });
+    } finally {
+      await link.close();
+      await server.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "RedisStore: a command a paused Redis does not answer in time rejects with NoAnswer and may still take effect; one that cannot be sent rejects otherwise",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const server: RedisServer = await startRedis();
+    const link = new RedisLink({ url: server.url });
+    try {
+      await link.connect();
+      const store = new RedisStore(link, settings({ timeoutMs: 300 }));
+      equal(await store.maintenance(), false);
+      Deno.kill(server.pid(), "SIGSTOP");
+      try {
+        await rejects(store.setMaintenance(true), NoAnswer);
+      } finally {
+        Deno.kill(server.pid(), "SIGCONT");
+      }
+      // Redis resumes and runs the command it had read: maintenance is on after all.
+      equal(await store.maintenance(), true);
+      await server.stop();
+      const deadline = Date.now() + 5_000;
+      while (link.state === "up") {
+        ok(Date.now() < deadline, "noticed the loss");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await rejects(store.setMaintenance(false), (error: Error) => {
+        ok(!(error instanceof NoAnswer), `${error.name}: ${error.message}`);
+        return true;
+      });
     } finally {
       await link.close();
       await server.stop();

@@ -192,7 +192,9 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
   nodes(): Promise<Map<NodeId, Liveness>>;
   /**
    * Puts the whole cluster in maintenance mode or takes it out (the `maintenance` key,
-   * docs/spec/EXTENSIONS.md E12): while on, claims answer `maintenance`.
+   * docs/spec/EXTENSIONS.md E12): while on, claims answer `maintenance`. Rejects with
+   * `NoAnswer` (coordination/no_answer.ts) when the command went out and Redis did not answer in
+   * time (it may still be carried out), with another error when it could not be sent.
    */
   setMaintenance(enabled: boolean): Promise<void>;
   /** Whether the cluster is in maintenance mode. */

@@ -565,7 +565,7 @@ for (const impl of IMPLEMENTATIONS) {
 
   contract(
     impl,
-    `RoomDirectory (%): all with a filter keeps a game's rooms or those matching a query, before the limit`,
+    `RoomDirectory (%): all with a filter keeps a game's rooms, those matching a query or those in a lobby state, before the limit`,
     async (cleanups) => {
       const directory = await impl.directory(cleanups);
       // Twelve rooms of one game first, then the other game's: the filter must look past them.
@@ -579,6 +579,9 @@ for (const impl of IMPLEMENTATIONS) {
       );
       await directory.claim(record("ZZZZZZ", { gameName: "other", createdAt: T0 + 21 }), CAPS);
       await directory.claim(record("BBQUIZ", { createdAt: T0 + 22 }), { maxRoomsPerGame: 100 });
+      const full = record("FULL01", { gameName: "third", createdAt: T0 + 23 });
+      full.summary.lobby_state = "lobby";
+      await directory.claim(full, CAPS);
       const rooms = async (limit: number, filter: RoomFilter) =>
         (await directory.all(limit, filter)).map((r) => `${r.gameName}/${r.roomCode}`);
       deepEqual(await rooms(5, { gameName: "other" }), ["other/QUIZ01", "other/ZZZZZZ"]);
@@ -587,7 +590,13 @@ for (const impl of IMPLEMENTATIONS) {
       deepEqual(await rooms(5, { query: "othe" }), ["other/QUIZ01", "other/ZZZZZZ"]);
       deepEqual(await rooms(5, { gameName: "orbit", query: "quiz" }), ["orbit/BBQUIZ"]);
       deepEqual(await rooms(5, { gameName: "none" }), []);
-      equal((await rooms(100, {})).length, 15);
+      deepEqual(await rooms(5, { lobbyState: "lobby" }), ["third/FULL01"]);
+      deepEqual(await rooms(5, { gameName: "orbit", lobbyState: "lobby" }), []);
+      deepEqual(await rooms(2, { gameName: "other", lobbyState: "waiting" }), [
+        "other/QUIZ01",
+        "other/ZZZZZZ",
+      ]);
+      equal((await rooms(100, {})).length, 16);
     },
   );
 
@@ -697,23 +706,27 @@ for (const impl of IMPLEMENTATIONS) {
     },
   );
 
-  contract(impl, `Router (%): a detached node is unreachable`, async (cleanups) => {
-    const router = await makeRouter(cleanups);
-    const ping = { type: "Ping" } as ClientMessage;
-    // Not bound: `miss` in memory; a lost BIND across nodes resolves `unbound` (the client got
-    // SERVICE_UNAVAILABLE, docs/spec/SERVER.md §8.5.1).
-    const outcome = await router.bind("nowhere", "c1", ping, T0);
-    ok(outcome.status === "miss" || outcome.status === "unbound", outcome.status);
-    deepEqual(
-      await router.command("nowhere", {
+  contract(
+    impl,
+    `Router (%): a detached node is unreachable (memory) or does not answer (cluster)`,
+    async (cleanups) => {
+      const router = await makeRouter(cleanups);
+      const ping = { type: "Ping" } as ClientMessage;
+      // Not bound: `miss` in memory; a lost BIND across nodes resolves `unbound` (the client got
+      // SERVICE_UNAVAILABLE, docs/spec/SERVER.md §8.5.1).
+      const outcome = await router.bind("nowhere", "c1", ping, T0);
+      ok(outcome.status === "miss" || outcome.status === "unbound", outcome.status);
+      // In memory no home takes the command (`unreachable`); across nodes it was sent and nothing
+      // answered in time (`no_answer`: the outcome is unknown).
+      const reply = await router.command("nowhere", {
         kind: "inspect",
         gameName: "orbit",
         roomCode: "AAAAAA",
-      }, T0),
-      { ok: false, reason: "unreachable" },
-    );
-    const failed = router.deliver("nowhere", "frame", ["c1"]);
-    if (failed !== undefined) deepEqual(failed, [{ id: "c1", failure: { reason: "gone" } }]);
-    router.forward("nowhere", "c1", ping, "{}", T0); // dropped, never thrown
-  });
+      }, T0);
+      deepEqual(reply, { ok: false, reason: impl.name === "memory" ? "unreachable" : "no_answer" });
+      const failed = router.deliver("nowhere", "frame", ["c1"]);
+      if (failed !== undefined) deepEqual(failed, [{ id: "c1", failure: { reason: "gone" } }]);
+      router.forward("nowhere", "c1", ping, "{}", T0); // dropped, never thrown
+    },
+  );
 }

@@ -66,17 +66,22 @@ export type RefreshResult = "refreshed" | "created" | "conflict";
 /**
  * Which rooms an operator's listing keeps (docs/spec/EXTENSIONS.md E12, `/admin/api/rooms`):
  * `gameName` exactly (as the directory names the game), `query` as a case-insensitive substring
- * of the room code or the game name. Absent fields keep every room.
+ * of the room code or the game name, `lobbyState` exactly as the entry's summary has it
+ * (`waiting`, `lobby`, `finalized`). Absent fields keep every room.
  */
 export interface RoomFilter {
   gameName?: string;
   query?: string;
+  lobbyState?: string;
 }
 
 /** Whether `record` passes `filter` ({@linkcode RoomFilter}); `query` must be lower-case. */
 export function keptBy(record: DirectoryRecord, filter: RoomFilter | undefined): boolean {
   if (filter === undefined) return true;
   if (filter.gameName !== undefined && record.gameName !== filter.gameName) return false;
+  if (filter.lobbyState !== undefined && record.summary.lobby_state !== filter.lobbyState) {
+    return false;
+  }
   const query = filter.query;
   return query === undefined || query === "" ||
     record.roomCode.toLowerCase().includes(query) ||

@@ -66,11 +66,14 @@ export type RoomCommand =
 /**
  * The home's answer to a {@linkcode RoomCommand}: the room's summary (before a `close` or
  * `remove_player`, as it was), with `detail` for `detail`. `player_not_found`: the room has no
- * such seat; `unreachable`: the home did not answer in time (cluster).
+ * such seat; `unreachable`: the command did not reach a home (none here, or the directory could
+ * not be read), so it was not carried out; `no_answer` (cluster): the command went to the home
+ * and no answer came within `cluster.forward_timeout_ms` (or the link to the home was reset
+ * meanwhile), so it may still be carried out — the operator API's `504` (docs/spec/EXTENSIONS.md E12).
  */
 export type CommandReply =
   | { ok: true; summary: RoomSummary; detail?: RoomDetail }
-  | { ok: false; reason: "not_found" | "player_not_found" | "unreachable" };
+  | { ok: false; reason: "not_found" | "player_not_found" | "unreachable" | "no_answer" };
 
 /** What a node's edge offers the router (frames and directives from homes). */
 export interface EdgeEndpoint {
@@ -245,8 +248,9 @@ export interface Router {
    */
   flush(): void;
   /**
-   * Runs an operator command on `home`. Guarantee: exactly one reply; `unreachable` when the
-   * home does not answer within `cluster.forward_timeout_ms`.
+   * Runs an operator command on `home`. Guarantee: exactly one reply; `unreachable` when no
+   * home can take it, `no_answer` when it was sent to the home and no reply came within
+   * `cluster.forward_timeout_ms` (the outcome is then unknown).
    */
   command(home: NodeId, command: RoomCommand, now: number): Awaitable<CommandReply>;
 }

@@ -15,7 +15,7 @@
  * |---|---|---|
  * | GET | `/admin/api/overview` | live counts, maintenance, games, the current sample |
  * | GET | `/admin/api/games` | rooms, players and spectators per game |
- * | GET | `/admin/api/rooms?game_name=&q=&limit=` | rooms in detail, oldest first |
+ * | GET | `/admin/api/rooms?game_name=&q=&lobby_state=&limit=&offset=` | rooms in detail, oldest first |
  * | GET | `/admin/api/rooms/{game}/{code}` | one room in detail |
  * | DELETE | `/admin/api/rooms/{game}/{code}` | close the room |
  * | DELETE | `/admin/api/rooms/{game}/{code}/players/{player_id}` | remove one player |
@@ -23,13 +23,16 @@
  * | GET | `/admin/api/history` | samples of the main figures (ring) |
  * | GET | `/admin/api/events` | Server-Sent Events: `sample`, `room`, `action` |
  *
- * Errors are JSON `{message, error_code}`.
+ * Errors are JSON `{message, error_code}`. An action whose outcome is unknown (sent to Redis or
+ * the room's home, no answer in time) is `504 OUTCOME_UNKNOWN` with `outcome: "unknown"`; every
+ * attempted action is logged with its outcome (`ok`, `refused`, `unknown`).
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { type Awaitable, then } from "../coordination/awaitable.ts";
 import type { DirectoryRecord, RoomDirectory, RoomFilter } from "../coordination/directory.ts";
+import { NoAnswer } from "../coordination/no_answer.ts";
 import type { CommandReply, RoomCommand } from "../coordination/router.ts";
 import type { RoomDetail, RoomSummary } from "../engine/effects.ts";
 import { KeyedBuckets } from "../engine/token_bucket.ts";
@@ -80,8 +83,9 @@ export interface AdminOptions {
   command: (command: RoomCommand, now: number) => Awaitable<CommandReply>;
   /**
    * Maintenance mode (no new rooms) on or off: this process's engine, or in cluster mode every
-   * instance's (the shared `maintenance` key, docs/spec/SERVER.md §8.3). A rejection (Redis does
-   * not answer) is a `503`.
+   * instance's (the shared `maintenance` key, docs/spec/SERVER.md §8.3). A rejection with
+   * `NoAnswer` (sent, no answer in time: it may still take effect) is a `504`, any other (not
+   * sent) a `503`.
    */
   setMaintenance: (enabled: boolean, now: number) => Awaitable<void>;
   /** Whether maintenance mode is on (cluster mode: read from Redis, the last known on failure). */
@@ -125,6 +129,10 @@ const PAGE_HEADERS = {
   "referrer-policy": "no-referrer",
   "x-frame-options": "DENY",
 };
+/** The largest `offset` of `/admin/api/rooms` (a page is read from the first matching room on). */
+const MAX_OFFSET = 100_000;
+/** The lobby states `/admin/api/rooms?lobby_state=` takes (docs/spec/PROTOCOL.md §7.4). */
+const LOBBY_STATES: ReadonlySet<string> = new Set(["waiting", "lobby", "finalized"]);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The console's asset paths (`admin_assets.ts`, loaded on the first request for one of them). */
@@ -151,6 +159,20 @@ function problem(
   headers: Record<string, string> = {},
 ): Response {
   return reply(status, { message, error_code: code }, headers);
+}
+
+/**
+ * `504 OUTCOME_UNKNOWN` with `outcome: "unknown"`: an action went out and `why` (no answer in
+ * time), so it may or may not take effect; the console reads the state again
+ * (docs/spec/EXTENSIONS.md E12).
+ */
+function outcomeUnknown(why: string): Response {
+  return reply(504, {
+    message: `${why}: the outcome is unknown (the action may still take effect); ` +
+      "read the state again",
+    error_code: "OUTCOME_UNKNOWN",
+    outcome: "unknown",
+  });
 }
 
 function methodNotAllowed(allow: string): Response {
@@ -200,6 +222,14 @@ function concat(chunks: Uint8Array[], size: number): Uint8Array {
   }
   return out;
 }
+
+/**
+ * How an attempted operator action ended, as logged and sent on the event stream
+ * (docs/spec/EXTENSIONS.md E12): carried out, refused (nothing was done: not found, or it did not
+ * reach Redis or the room's home), or unknown (sent without an answer in time; it may still take
+ * effect).
+ */
+export type ActionOutcome = "ok" | "refused" | "unknown";
 
 /** A room in a listing: its detail from the home, or the directory's summary if unreachable. */
 type ListedRoom =
@@ -252,14 +282,19 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     );
   }
 
-  /** Logs an operator action and tells the event stream. */
-  function audit(action: string, target: string, ip: string): void {
-    log.info("Operator action {action} on {target} from {client_ip}", {
+  /**
+   * Logs an operator action that was attempted, with its outcome, and tells the event stream
+   * (docs/spec/EXTENSIONS.md E12: every action is logged, whether it was carried out, refused or
+   * its outcome is unknown).
+   */
+  function audit(action: string, target: string, ip: string, outcome: ActionOutcome): void {
+    log.info("Operator action {action} on {target} from {client_ip}: {outcome}", {
       action,
       target,
       client_ip: ip,
+      outcome,
     });
-    options.feed.publish({ event: "action", data: { action, target, at: now() } });
+    options.feed.publish({ event: "action", data: { action, target, outcome, at: now() } });
   }
 
   /** `{game}/{code}` segments checked like the protocol checks them. */
@@ -284,7 +319,13 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     return { gameName, roomCode: code.toUpperCase() };
   }
 
-  function commandFailed(reply: CommandReply & { ok: false }): Response {
+  /**
+   * The answer to a failed room command: `404` (no such room or player), `503` (it did not
+   * reach the room's home: nothing was done), and for an action whose command went out without
+   * an answer in time `504` with `outcome: "unknown"` (it may still be carried out; a read gets
+   * `503`).
+   */
+  function commandFailed(reply: CommandReply & { ok: false }, action = false): Response {
     switch (reply.reason) {
       case "not_found":
         return problem(404, "Room not found", "ROOM_NOT_FOUND");
@@ -292,23 +333,40 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
         return problem(404, "No such player in this room", "PLAYER_NOT_FOUND");
       case "unreachable":
         return problem(503, "The room's home did not answer", "SERVICE_UNAVAILABLE");
+      case "no_answer":
+        return action
+          ? outcomeUnknown("The room's home did not answer in time")
+          : problem(503, "The room's home did not answer", "SERVICE_UNAVAILABLE");
     }
   }
 
-  function roomDetail(
-    target: { gameName: string; roomCode: string },
-    home?: string,
-  ): Awaitable<Response> {
-    return then(options.command({ kind: "detail", ...target }, now()), (answer) => {
-      if (!answer.ok) return commandFailed(answer);
-      return reply(200, { ...answer.detail, ...(home ? { home } : {}) });
-    });
+  /** The outcome of a reply to a room action (see {@linkcode commandFailed}). */
+  function outcomeOf(reply: CommandReply): ActionOutcome {
+    if (reply.ok) return "ok";
+    return reply.reason === "no_answer" ? "unknown" : "refused";
+  }
+
+  /**
+   * `GET /admin/api/rooms/{game}/{code}` (docs/spec/EXTENSIONS.md E12): the room in detail from
+   * its home, with `home` (the node holding it, as the directory names it: `local` in one
+   * process). `404` when the directory has no such room, `503` when it or the home does not
+   * answer.
+   */
+  function roomDetail(target: { gameName: string; roomCode: string }): Awaitable<Response> {
+    const found = options.directory.lookup(target.gameName, target.roomCode);
+    return then(found, (record): Awaitable<Response> => {
+      if (record === undefined) return problem(404, "Room not found", "ROOM_NOT_FOUND");
+      return then(options.command({ kind: "detail", ...target }, now()), (answer) => {
+        if (!answer.ok) return commandFailed(answer);
+        return reply(200, { ...answer.detail, home: record.home });
+      });
+    }) as Awaitable<Response>;
   }
 
   function closeRoom(target: { gameName: string; roomCode: string }, ip: string) {
     return then(options.command({ kind: "close", ...target }, now()), (answer) => {
-      if (!answer.ok) return commandFailed(answer);
-      audit("close_room", `${target.gameName}/${target.roomCode}`, ip);
+      audit("close_room", `${target.gameName}/${target.roomCode}`, ip, outcomeOf(answer));
+      if (!answer.ok) return commandFailed(answer, true);
       return reply(200, { closed: true, room: answer.summary });
     });
   }
@@ -324,17 +382,28 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     }
     const command: RoomCommand = { kind: "remove_player", ...target, playerId };
     return then(options.command(command, now()), (answer) => {
-      if (!answer.ok) return commandFailed(answer);
-      audit("remove_player", `${target.gameName}/${target.roomCode}/${playerId}`, ip);
+      audit(
+        "remove_player",
+        `${target.gameName}/${target.roomCode}/${playerId}`,
+        ip,
+        outcomeOf(answer),
+      );
+      if (!answer.ok) return commandFailed(answer, true);
       return reply(200, { removed: playerId, room: answer.summary });
     });
   }
 
-  /** Every room of the directory, each in detail from its home. */
+  /**
+   * `GET /admin/api/rooms` (docs/spec/EXTENSIONS.md E12): the rooms `game_name`, `q` and
+   * `lobby_state` keep, oldest first, from the `offset`-th (0-based) on, at most `limit`, each
+   * in detail from its home. Answers `{rooms, offset, truncated}` (`truncated`: more rooms match
+   * after these); `400 INVALID_INPUT` for a bad `limit`, `offset` or `lobby_state`.
+   */
   function listRooms(request: Request): Awaitable<Response> {
     const params = new URL(request.url).searchParams;
     const game = params.get("game_name");
     const query = (params.get("q") ?? "").trim().toLowerCase();
+    const lobbyState = params.get("lobby_state");
     const limitParam = params.get("limit");
     const limit = limitParam === null ? limits.maxListedRooms : Number(limitParam);
     if (!Number.isInteger(limit) || limit < 1 || limit > limits.maxListedRooms) {
@@ -344,16 +413,30 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
         "INVALID_INPUT",
       );
     }
+    const offsetParam = params.get("offset");
+    const offset = offsetParam === null ? 0 : Number(offsetParam);
+    if (!Number.isInteger(offset) || offset < 0 || offset > MAX_OFFSET) {
+      return problem(400, `offset must be an integer from 0 to ${MAX_OFFSET}`, "INVALID_INPUT");
+    }
+    if (lobbyState !== null && !LOBBY_STATES.has(lobbyState)) {
+      return problem(
+        400,
+        `lobby_state must be one of ${[...LOBBY_STATES].join(", ")}`,
+        "INVALID_INPUT",
+      );
+    }
     const filter: RoomFilter = {
       ...(game !== null ? { gameName: game } : {}),
       ...(query !== "" ? { query } : {}),
+      ...(lobbyState !== null ? { lobbyState } : {}),
     };
     // One more than asked for says whether more rooms match than are listed.
-    return then(options.directory.all(limit + 1, filter), (records): Awaitable<Response> => {
-      const wanted = records.slice(0, limit);
+    const end = offset + limit;
+    return then(options.directory.all(end + 1, filter), (records): Awaitable<Response> => {
+      const wanted = records.slice(offset, end);
       const details = wanted.map((record) => detailOf(record));
       const answer = (rooms: ListedRoom[]) =>
-        reply(200, { rooms, truncated: records.length > limit });
+        reply(200, { rooms, offset, truncated: records.length > end });
       return details.some((detail) => detail instanceof Promise)
         ? Promise.all(details).then(answer)
         : answer(details as ListedRoom[]);
@@ -401,13 +484,20 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     if (typeof enabled !== "boolean") {
       return problem(400, 'Body must be {"enabled": true} or {"enabled": false}', "INVALID_INPUT");
     }
+    const action = enabled ? "maintenance_on" : "maintenance_off";
     try {
       await options.setMaintenance(enabled, now());
     } catch (error) {
       log.warn("Cannot set maintenance mode: {error}", { error });
+      if (error instanceof NoAnswer) {
+        // Sent, not answered: Redis may still carry it out (a stalled Redis that resumes).
+        audit(action, "server", ip, "unknown");
+        return outcomeUnknown("Redis did not answer in time");
+      }
+      audit(action, "server", ip, "refused");
       return problem(503, "Service temporarily unavailable", "SERVICE_UNAVAILABLE");
     }
-    audit(enabled ? "maintenance_on" : "maintenance_off", "server", ip);
+    audit(action, "server", ip, "ok");
     return reply(200, { enabled });
   }
 
@@ -545,7 +635,7 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
           if (method !== "DELETE") return methodNotAllowed("DELETE");
           return removePlayer(target, rest[3]!, ip);
         }
-        if (isGet) return roomDetail(target);
+        if (isGet) return orUnavailable(roomDetail(target));
         if (method === "DELETE") return closeRoom(target, ip);
         return methodNotAllowed("GET, HEAD, DELETE");
       }

@@ -57,8 +57,20 @@ export type FeedEvent =
     event: "room";
     data: { type: string; game_name: string; room_code: string; instance?: string };
   }
-  /** An operator action (docs/spec/EXTENSIONS.md E12), as logged. */
-  | { event: "action"; data: { action: string; target: string; at: number; instance?: string } }
+  /**
+   * An operator action (docs/spec/EXTENSIONS.md E12), as logged: `outcome` `ok` (carried out),
+   * `refused` (nothing done) or `unknown` (sent, no answer in time); `at` in ms since the epoch.
+   */
+  | {
+    event: "action";
+    data: {
+      action: string;
+      target: string;
+      outcome?: "ok" | "refused" | "unknown";
+      at: number;
+      instance?: string;
+    };
+  }
   /**
    * Cluster mode: `count` events of `instance` were not sent to other instances' streams in the
    * last second, over the per-instance rate (src/cluster/operator_events.ts).

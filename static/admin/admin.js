@@ -10,6 +10,10 @@ const TOKEN_KEY = "signal-fish-admin-token";
 const MAX_POINTS = 900;
 /** Room list refreshes are coalesced: at most one per this many ms. */
 const REFRESH_MS = 300;
+/** Rooms per page of the table (`limit` of `/admin/api/rooms`, E12). */
+const PAGE_SIZE = 100;
+/** Typing in the search box asks the server this many ms after the last key. */
+const SEARCH_MS = 300;
 const EVENT_LOG_LINES = 50;
 
 const $ = (id) => document.getElementById(id);
@@ -19,6 +23,12 @@ const ui = {
   tokenInput: $("token-input"),
   loginError: $("login-error"),
   console: $("console"),
+  problems: $("status-banner"),
+  problemList: $("status-list"),
+  tiles: $("tiles"),
+  charts: $("charts"),
+  roomsPanel: document.querySelector("#rooms-panel .table-wrap"),
+  roomError: $("room-error"),
   state: $("connection-state"),
   logout: $("logout-button"),
   maintenance: $("maintenance-button"),
@@ -29,6 +39,9 @@ const ui = {
   roomsBody: document.querySelector("#rooms-table tbody"),
   roomsEmpty: $("rooms-empty"),
   roomCount: $("room-count"),
+  pager: $("room-pager"),
+  pagePrev: $("page-prev"),
+  pageNext: $("page-next"),
   roomView: $("room-view"),
   roomTitle: $("room-title"),
   roomFacts: $("room-facts"),
@@ -43,18 +56,41 @@ const ui = {
 };
 
 let token = sessionStorage.getItem(TOKEN_KEY);
-let rooms = [];
+/**
+ * The page of rooms shown: the server's answer for the search and filters (`rooms`, `offset`,
+ * `truncated`, E12), and `games`, the overview's rooms per game (every room counted).
+ */
+let listing = { rooms: [], offset: 0, truncated: false };
+/** Whether this session has read the rooms yet (until then the table says it has not). */
+let roomsRead = false;
+let games = [];
+/** The first room of the page asked for (0-based). */
+let pageOffset = 0;
 /** `{game_name, room_code}` of the room shown in the room view, or null. */
 let selected = null;
-let maintenance = false;
+/** Maintenance mode as last read: true, false, or null when unknown. */
+let maintenance = null;
+/** The stream's state for the pill: `idle`, `connecting`, `live`, `retrying`. */
+let streamState = "idle";
 let streamAbort = null;
 let refreshTimer = null;
-/** Cluster mode: the overview (with the cluster's sums) and the rooms are read every CLUSTER_MS. */
-let clusterTimer = null;
+/** The session's timers: the rooms (POLL_MS), the overview (OVERVIEW_MS), the age counters. */
+let pollTimer = null;
+let overviewTimer = null;
+let tickTimer = null;
 /** Cluster mode: the answering instance's node name, and when a live `cluster` sum last came. */
 let clusterNode = null;
 let liveClusterAt = 0;
-const CLUSTER_MS = 10_000;
+/**
+ * While the page is visible the rooms (and the open room) are read every POLL_MS, the server's
+ * window for message rates (E12): their figures change without room events.
+ */
+const POLL_MS = 5_000;
+/**
+ * The overview (per-game counts, maintenance, the cluster's sums) is read every OVERVIEW_MS
+ * while the page is visible.
+ */
+const OVERVIEW_MS = 10_000;
 const charts = {};
 
 // ---------------------------------------------------------------------------------------------
@@ -63,11 +99,16 @@ const charts = {};
 class Unauthorized extends Error {}
 
 async function api(path, init = {}) {
-  const response = await fetch(`/admin/api/${path}`, {
-    ...init,
-    headers: { ...init.headers, authorization: `Bearer ${token}` },
-    cache: "no-store",
-  });
+  let response;
+  try {
+    response = await fetch(`/admin/api/${path}`, {
+      ...init,
+      headers: { ...init.headers, authorization: `Bearer ${token}` },
+      cache: "no-store",
+    });
+  } catch {
+    throw new Error("The server cannot be reached");
+  }
   if (response.status === 401) throw new Unauthorized("The token was refused");
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -96,9 +137,7 @@ const roomPath = (room) =>
 // Login
 
 function showLogin(message = "") {
-  stopStream();
-  clearInterval(clusterTimer);
-  clusterTimer = null;
+  stop();
   token = null;
   sessionStorage.removeItem(TOKEN_KEY);
   ui.console.hidden = true;
@@ -106,62 +145,209 @@ function showLogin(message = "") {
   ui.maintenance.hidden = true;
   ui.login.hidden = false;
   ui.loginError.textContent = message;
-  setState("idle", "not connected");
+  setState("idle");
   ui.tokenInput.focus();
 }
 
 ui.loginForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   token = ui.tokenInput.value.trim();
+  // The token is checked with the history, which every instance answers from memory: the
+  // overview and the rooms need the room directory (Redis in a cluster), which may be down.
+  let history;
   try {
-    await api("overview");
+    history = await api("history");
   } catch (error) {
     showLogin(error instanceof Unauthorized ? "That token was refused." : error.message);
     return;
   }
   sessionStorage.setItem(TOKEN_KEY, token);
   ui.tokenInput.value = "";
-  start();
+  start(history);
 });
 
 ui.logout.addEventListener("click", () => showLogin());
 
 // ---------------------------------------------------------------------------------------------
-// Start
+// Start: each part is read on its own and read again, with backoff, until it answers
 
-async function start() {
+/** Counts console sessions (log-ins); a timer or answer of an earlier one does nothing. */
+let generation = 0;
+/** Part → its retry timer. */
+const retryTimers = new Map();
+/** Part → `{message, retryAt}` while it cannot be read (the status banner lists them). */
+const problems = new Map();
+/** What each part is called in the status banner. */
+const PARTS = {
+  history: "History",
+  overview: "Overview",
+  rooms: "Rooms",
+  stream: "Live events",
+};
+
+/** Backoff with jitter before attempt `attempt` + 1: 0.5–1 s, doubling, at most 30 s. */
+function backoff(attempt) {
+  return Math.min(30_000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+}
+
+/**
+ * Reads part `part` with `read` (a function returning a Promise); on failure the status banner
+ * says so and it is read again after a backoff, until it answers or the session ends. A `401`
+ * ends the session. Resolves when the read (this attempt) is over.
+ */
+function load(part, read, attempt = 0) {
+  const mine = generation;
+  clearTimeout(retryTimers.get(part));
+  retryTimers.delete(part);
+  return read().then(() => {
+    if (mine === generation) setProblem(part, null);
+  }, (error) => {
+    if (mine !== generation) return;
+    if (error instanceof Unauthorized) return showLogin("The token was refused.");
+    const delay = backoff(attempt);
+    setProblem(part, error.message, Date.now() + delay);
+    retryTimers.set(
+      part,
+      setTimeout(() => {
+        if (mine === generation) load(part, read, attempt + 1);
+      }, delay),
+    );
+  });
+}
+
+/** Records that `part` cannot be read (`message`, next try at `retryAt`), or can (`null`). */
+function setProblem(part, message, retryAt) {
+  if (message === null) {
+    if (!problems.delete(part)) return;
+  } else {
+    problems.set(part, { message, retryAt });
+  }
+  renderProblems();
+}
+
+function renderProblems() {
+  const lines = [...problems].map(([part, { message, retryAt }]) => {
+    const li = document.createElement("li");
+    const wait = retryAt
+      ? `; trying again at ${new Date(retryAt).toLocaleTimeString("en-GB")}`
+      : "";
+    li.textContent = `${PARTS[part]}: ${message}${wait}`;
+    return li;
+  });
+  ui.problemList.replaceChildren(...lines);
+  ui.problems.hidden = lines.length === 0;
+  // What could not be read again is greyed: it may be out of date.
+  const streamDown = problems.has("stream");
+  ui.tiles.classList.toggle("stale", streamDown);
+  ui.charts.classList.toggle("stale", streamDown || problems.has("history"));
+  ui.roomsPanel.classList.toggle("stale", problems.has("rooms"));
+  ui.roomView.classList.toggle("stale", problems.has("rooms"));
+  ui.clusterLine.classList.toggle("stale", streamDown || problems.has("overview"));
+  renderPill();
+  renderMaintenance();
+  renderEmpty();
+}
+
+/** The pill: the stream's state, "degraded" while it is live but another part cannot be read. */
+function renderPill() {
+  if (streamState === "live" && problems.size > 0) {
+    ui.state.dataset.state = "degraded";
+    ui.state.textContent = "live, partly unavailable";
+    return;
+  }
+  ui.state.dataset.state = streamState;
+  ui.state.textContent = {
+    idle: "not connected",
+    connecting: "connecting…",
+    live: "live",
+    retrying: "reconnecting…",
+  }[streamState];
+}
+
+/** Opens the console: every part on its own (`history`, when given, was read at log-in). */
+function start(history) {
+  stop();
+  const mine = ++generation;
   ui.login.hidden = true;
   ui.console.hidden = false;
   ui.logout.hidden = false;
   ui.maintenance.hidden = false;
-  try {
-    const [overview, history] = await Promise.all([api("overview"), api("history")]);
-    setMaintenance(overview.maintenance);
-    showCluster(overview);
-    if (overview.cluster_totals && clusterTimer === null) {
-      // Every instance's events reach the stream, but an instance may leave some out (rate
-      // cap) or start while this runs: the table and the sums are read again now and then.
-      clusterTimer = setInterval(() => {
-        api("overview").then(showCluster).catch(() => {});
-        scheduleRefresh();
-      }, CLUSTER_MS);
-    }
-    buildCharts(history.samples);
-    showSample(overview.sample);
-    await refreshRooms();
-    startStream();
-  } catch (error) {
-    if (error instanceof Unauthorized) showLogin("The token was refused.");
-    else logLine(`Cannot load the console: ${error.message}`);
+  load("history", () => history ? Promise.resolve(showHistory(history)) : readHistory());
+  load("overview", readOverview);
+  load("rooms", refreshRooms);
+  startStream();
+  // Rates, ages and idle times change without room events, and in a cluster an instance may
+  // leave events out (rate cap) or start while this runs: the rooms and the overview are read
+  // again now and then while the page is visible; ages count up every second in between.
+  pollTimer = setInterval(() => {
+    if (mine === generation && visible()) load("rooms", refreshRooms);
+  }, POLL_MS);
+  overviewTimer = setInterval(() => {
+    if (mine === generation && visible()) load("overview", readOverview);
+  }, OVERVIEW_MS);
+  tickTimer = setInterval(tickAges, 1000);
+}
+
+const visible = () => document.visibilityState === "visible";
+
+document.addEventListener("visibilitychange", () => {
+  // Back in view: what changed meanwhile is read at once.
+  if (visible() && token && !ui.console.hidden) {
+    load("rooms", refreshRooms);
+    load("overview", readOverview);
   }
+});
+
+/** Ends the session's timers, retries and stream, and frees its charts. */
+function stop() {
+  generation++;
+  stopStream();
+  for (const timer of [pollTimer, overviewTimer, tickTimer]) clearInterval(timer);
+  pollTimer = overviewTimer = tickTimer = null;
+  for (const timer of retryTimers.values()) clearTimeout(timer);
+  retryTimers.clear();
+  problems.clear();
+  // A new session starts from nothing read.
+  listing = { rooms: [], offset: 0, truncated: false };
+  roomsRead = false;
+  pageOffset = 0;
+  renderRooms();
+  renderProblems();
+  destroyCharts();
+}
+
+/** Reads and shows the history (charts). */
+function readHistory() {
+  return api("history").then(showHistory);
+}
+
+function showHistory(history) {
+  buildCharts(history.samples, history.interval_ms ?? 5000);
+}
+
+/** Reads and shows the overview: maintenance, the games, the cluster line, the tiles. */
+async function readOverview() {
+  const overview = await api("overview");
+  setMaintenance(overview.maintenance);
+  showGames(overview.games);
+  showCluster(overview);
+  showSample(overview.sample);
+}
+
+/** Reads everything again (the stream came back: the server may have restarted meanwhile). */
+function reloadAll() {
+  load("history", readHistory);
+  load("overview", readOverview);
+  load("rooms", refreshRooms);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Live stream (Server-Sent Events over fetch)
 
-function setState(state, text) {
-  ui.state.dataset.state = state;
-  ui.state.textContent = text;
+/** Sets the stream's state (`idle`, `connecting`, `live`, `retrying`) for the pill. */
+function setState(state) {
+  streamState = state;
+  renderPill();
 }
 
 function stopStream() {
@@ -169,10 +355,18 @@ function stopStream() {
   streamAbort = null;
 }
 
-async function startStream(attempt = 0) {
+/**
+ * Follows the event stream; dropped, it is opened again with backoff. Every time it opens after
+ * the first, the history, overview and rooms are read again: events missed meanwhile (a server
+ * restart loses its rooms without a `room` event) would otherwise leave them stale.
+ */
+async function startStream(attempt = 0, reopened = false) {
   stopStream();
+  if (streamState !== "retrying") setState("connecting");
   const abort = new AbortController();
   streamAbort = abort;
+  let opened = false;
+  let failure;
   try {
     const response = await fetch("/admin/api/events", {
       headers: { authorization: `Bearer ${token}` },
@@ -180,9 +374,23 @@ async function startStream(attempt = 0) {
       cache: "no-store",
     });
     if (response.status === 401) return showLogin("The token was refused.");
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    setState("live", "live");
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      if (body.error_code === "TOO_MANY_STREAMS") {
+        // The server's cap on event streams (per address and in all, E12): other consoles
+        // (tabs) hold them; this one waits its turn.
+        throw new Error(
+          "too many consoles are open (the server's limit on live event streams per address " +
+            "or in all was reached); close a console tab you do not need",
+        );
+      }
+      throw new Error(body.message ?? `HTTP ${response.status}`);
+    }
+    opened = true;
+    setState("live");
+    setProblem("stream", null);
     attempt = 0;
+    if (reopened) reloadAll();
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
@@ -197,14 +405,22 @@ async function startStream(attempt = 0) {
     }
   } catch (error) {
     if (abort.signal.aborted) return;
-    logLine(`Event stream interrupted: ${error.message}`);
+    failure = error instanceof TypeError ? "the server cannot be reached" : error.message;
+    if (opened) logLine(`Event stream interrupted: ${error.message}`);
   }
   if (abort.signal.aborted || streamAbort !== abort) return;
   // Dropped (slow tab, restart, network): try again with backoff and jitter.
-  const delay = Math.min(30_000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
-  setState("retrying", "reconnecting…");
+  const delay = backoff(attempt);
+  setState("retrying");
+  setProblem(
+    "stream",
+    opened ? "interrupted" : `cannot connect${failure ? `: ${failure}` : ""}`,
+    Date.now() + delay,
+  );
+  // The samples carried maintenance; without them it is known only from a read.
+  if (problems.has("overview") || opened) setMaintenance(null);
   setTimeout(() => {
-    if (streamAbort === abort) startStream(attempt + 1);
+    if (streamAbort === abort) startStream(attempt + 1, reopened || opened);
   }, delay);
 }
 
@@ -232,15 +448,23 @@ function handleEvent(block) {
           gameLabel(payload.game_name)
         }/${payload.room_code}${where(payload)}`,
       );
+      // A game the filter does not offer yet: the overview lists every game.
+      if (!games.some((game) => game.game_name === payload.game_name)) refreshGames();
       scheduleRefresh();
       break;
-    case "action":
+    case "action": {
+      // `outcome`: ok, refused (nothing done) or unknown (no answer in time, E12).
+      const outcome = payload.outcome && payload.outcome !== "ok" ? ` (${payload.outcome})` : "";
       logLine(
-        `operator: ${payload.action.replaceAll("_", " ")} · ${payload.target}${where(payload)}`,
+        `operator: ${payload.action.replaceAll("_", " ")} · ${payload.target}${outcome}` +
+          where(payload),
       );
-      if (payload.action.startsWith("maintenance")) setMaintenance(payload.action.endsWith("on"));
+      if (payload.action.startsWith("maintenance") && !outcome) {
+        setMaintenance(payload.action.endsWith("on"));
+      }
       scheduleRefresh();
       break;
+    }
     case "skipped":
       logLine(`${format.int(payload.count)} events of ${payload.instance} not shown (rate cap)`);
       scheduleRefresh();
@@ -285,7 +509,7 @@ function showCluster(overview) {
 function clusterLine(totals) {
   const rates = totals.delivered_per_sec === undefined
     ? ""
-    : `${format.rate(totals.delivered_per_sec)} msg/s delivered, ` +
+    : `${format.rate(totals.delivered_per_sec)} deliveries/s, ` +
       `${format.rate(totals.rejections_per_sec)} rejections/s. `;
   ui.clusterLine.textContent = `Cluster: ${format.int(totals.instances)} instances, ` +
     `${format.int(totals.connections)} connections, ${format.int(totals.rooms)} rooms, ` +
@@ -312,7 +536,7 @@ const SERIES = {
     ["rooms", "Rooms", "#3ccf91"],
     ["players", "Players", "#f5b84b"],
   ],
-  traffic: [["delivered_per_sec", "Delivered/s", "#4fb3ff"]],
+  traffic: [["delivered_per_sec", "Deliveries/s", "#4fb3ff"]],
   latency: [["relay_p99_ms", "p99 ms", "#c792ea"]],
   rejections: [["rejections_per_sec", "Rejections/s", "#ff6b6b"]],
 };
@@ -321,17 +545,61 @@ function chartWidth(element) {
   return Math.max(200, element.parentElement.clientWidth - 24);
 }
 
-function buildCharts(samples) {
+/** Frees the charts (uPlot's listeners on the window included). */
+function destroyCharts() {
+  for (const [name, chart] of Object.entries(charts)) {
+    chart.plot.destroy();
+    delete charts[name];
+  }
+}
+
+/** Live samples come every second. */
+const LIVE_MS = 1000;
+
+/**
+ * Whether a sample at `t` (ms) after one at `last`, samples being `spacing` ms apart, leaves a
+ * gap (missed samples: the server was down or the stream gone) that the chart must not bridge.
+ */
+function isGap(last, t, spacing) {
+  return last !== undefined && t - last > 2.5 * spacing;
+}
+
+/** `samples` (oldest first, `spacing` ms apart) with a gap point in each gap. */
+function withGaps(samples, spacing) {
+  const out = [];
+  for (const sample of samples) {
+    const last = out.at(-1)?.t;
+    if (isGap(last, sample.t, spacing)) out.push({ t: last + spacing, gap: true });
+    out.push(sample);
+  }
+  return out;
+}
+
+/**
+ * A sample's figure as uPlot takes it: `null` (a gap, no line across) only for missed samples;
+ * a figure a sample lacks (no relay, no p99) is `undefined`, which the line passes over.
+ */
+function figure(sample, key) {
+  return sample.gap ? null : sample[key] ?? undefined;
+}
+
+/** Builds the charts from the history's `samples`, `spacing` ms apart. */
+function buildCharts(samples, spacing) {
+  destroyCharts();
+  const points = withGaps(samples, spacing);
   for (const [name, series] of Object.entries(SERIES)) {
     const element = $(`chart-${name}`);
     element.replaceChildren();
     const data = [
-      samples.map((s) => s.t / 1000),
-      ...series.map(([key]) => samples.map((s) => s[key])),
+      points.map((s) => s.t / 1000),
+      ...series.map(([key]) => points.map((s) => figure(s, key))),
     ];
     charts[name] = {
       series,
       data,
+      /** When the last point is from (ms), and how far apart its kind of samples are. */
+      lastT: samples.at(-1)?.t,
+      spacing,
       plot: new uPlot(
         {
           width: chartWidth(element),
@@ -355,11 +623,12 @@ function buildCharts(samples) {
           ],
           series: [
             {},
+            // A null point is a gap (no figures then): no line across it.
             ...series.map(([, label, color]) => ({
               label,
               stroke: color,
               width: 2,
-              spanGaps: true,
+              spanGaps: false,
             })),
           ],
         },
@@ -372,8 +641,15 @@ function buildCharts(samples) {
 
 function pushSample(sample) {
   for (const chart of Object.values(charts)) {
+    if (isGap(chart.lastT, sample.t, Math.max(LIVE_MS, chart.spacing))) {
+      // Missed samples: a null point, so no line is drawn across the gap.
+      chart.data[0].push((chart.lastT + LIVE_MS) / 1000);
+      for (const column of chart.data.slice(1)) column.push(null);
+    }
+    chart.lastT = sample.t;
+    chart.spacing = LIVE_MS;
     chart.data[0].push(sample.t / 1000);
-    chart.series.forEach(([key], i) => chart.data[i + 1].push(sample[key]));
+    chart.series.forEach(([key], i) => chart.data[i + 1].push(figure(sample, key)));
     if (chart.data[0].length > MAX_POINTS) { for (const column of chart.data) column.shift(); }
     chart.plot.setData(chart.data);
   }
@@ -388,14 +664,30 @@ new ResizeObserver(() => {
 // ---------------------------------------------------------------------------------------------
 // Maintenance
 
+/** Maintenance mode as read (`true`, `false`), or `null` when it is not known. */
 function setMaintenance(on) {
   maintenance = on;
-  ui.maintenance.textContent = `Maintenance: ${on ? "on" : "off"}`;
-  ui.maintenance.dataset.state = on ? "on" : "off";
-  ui.banner.hidden = !on;
+  renderMaintenance();
+}
+
+/**
+ * The maintenance button: on, off, or unknown (not read yet, or the server cannot be reached:
+ * then it is disabled); "last known" while the overview cannot be read.
+ */
+function renderMaintenance() {
+  const known = maintenance !== null;
+  const stale = known && problems.has("overview") ? " (last known)" : "";
+  ui.maintenance.textContent = `Maintenance: ${
+    known ? (maintenance ? "on" : "off") : "unknown"
+  }${stale}`;
+  ui.maintenance.dataset.state = known ? (maintenance ? "on" : "off") : "unknown";
+  ui.maintenance.disabled = !known;
+  ui.maintenance.title = known ? "" : "Maintenance mode cannot be read now";
+  ui.banner.hidden = maintenance !== true;
 }
 
 ui.maintenance.addEventListener("click", async () => {
+  if (maintenance === null) return;
   const enable = !maintenance;
   const question = enable
     ? "Turn maintenance on? No new rooms can be created until it is turned off."
@@ -410,6 +702,7 @@ ui.maintenance.addEventListener("click", async () => {
     setMaintenance(answer.enabled);
   } catch (error) {
     report(error);
+    if (error.status === 504) await rereadAfterUnknown();
   }
 });
 
@@ -420,25 +713,110 @@ function scheduleRefresh() {
   if (refreshTimer !== null) return;
   refreshTimer = setTimeout(() => {
     refreshTimer = null;
-    refreshRooms().catch(report);
+    load("rooms", refreshRooms);
   }, REFRESH_MS);
 }
 
-async function refreshRooms() {
-  const answer = await api("rooms");
-  rooms = answer.rooms;
-  updateGameFilter();
+/** The query of `/admin/api/rooms` for the search, the filters and the page (E12). */
+function roomsQuery() {
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(pageOffset) });
+  const query = ui.search.value.trim();
+  if (query) params.set("q", query);
+  if (ui.gameFilter.value) params.set("game_name", ui.gameFilter.value);
+  if (ui.stateFilter.value) params.set("lobby_state", ui.stateFilter.value);
+  return params.toString();
+}
+
+/** The room list read in flight, and whether another read is wanted after it. */
+let roomsInFlight = null;
+let roomsAgain = false;
+
+/**
+ * Reads the page of rooms (and the open room) again. One read at a time: asked while one runs,
+ * another follows it, so an older answer never overwrites a newer one. Resolves when the table
+ * shows what the server answered last; rejects with the last read's error.
+ */
+function refreshRooms() {
+  if (roomsInFlight) {
+    roomsAgain = true;
+    return roomsInFlight;
+  }
+  roomsInFlight = (async () => {
+    try {
+      do {
+        roomsAgain = false;
+        await loadRooms();
+      } while (roomsAgain);
+    } finally {
+      roomsInFlight = null;
+    }
+  })();
+  return roomsInFlight;
+}
+
+async function loadRooms() {
+  const answer = await api(`rooms?${roomsQuery()}`);
+  // Asked again meanwhile (filters, events): that read's answer is the one to show.
+  if (roomsAgain) return;
+  listing = answer;
+  roomsRead = true;
+  if (answer.rooms.length === 0 && answer.offset > 0) {
+    // The page emptied (rooms closed): back to the last page that has rooms.
+    pageOffset = Math.max(0, answer.offset - PAGE_SIZE);
+    return loadRooms();
+  }
   renderRooms();
   if (selected) await showRoom(selected, false);
 }
 
-function updateGameFilter() {
+/** Reads the overview's games again (one read at a time). */
+let gamesPending = false;
+function refreshGames() {
+  if (gamesPending) return;
+  gamesPending = true;
+  api("overview").then((overview) => showGames(overview.games)).catch(() => {})
+    .finally(() => gamesPending = false);
+}
+
+/**
+ * The game filter's options: every game of the overview's counts (all rooms, not only the page
+ * shown), plus the one selected.
+ */
+function showGames(list) {
+  games = list ?? [];
   const current = ui.gameFilter.value;
-  const games = [...new Set(rooms.map((room) => room.game_name))].sort();
+  const names = new Set(games.map((game) => game.game_name));
+  if (current) names.add(current);
   const options = [new Option("All games", "")];
-  for (const game of games) options.push(new Option(gameLabel(game), game));
+  for (const game of [...names].sort()) options.push(new Option(gameLabel(game), game));
   ui.gameFilter.replaceChildren(...options);
-  ui.gameFilter.value = games.includes(current) ? current : "";
+  ui.gameFilter.value = current;
+  renderCount();
+}
+
+/**
+ * A duration that counts up in the page between reads: shows `seconds` now and, every second
+ * after (`tickAges`), that much more.
+ */
+function counting(element, seconds) {
+  if (seconds === undefined) {
+    element.textContent = "–";
+    delete element.dataset.since;
+    return element;
+  }
+  element.dataset.since = String(Date.now() - seconds * 1000);
+  element.textContent = age(seconds);
+  return element;
+}
+
+/** Counts the ages and idle times shown up to now. */
+function tickAges() {
+  const now = Date.now();
+  for (const element of document.querySelectorAll("[data-since]")) {
+    element.textContent = age(
+      Math.max(0, Math.floor((now - Number(element.dataset.since)) / 1000)),
+    );
+  }
 }
 
 function age(seconds) {
@@ -447,69 +825,161 @@ function age(seconds) {
   return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
 }
 
-function cell(text) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  return td;
-}
-
 function authorityName(room) {
   if (!room.authority) return "—";
   return room.members?.find((m) => m.player_id === room.authority)?.name ?? room.authority;
 }
 
-function renderRooms() {
-  const query = ui.search.value.trim().toLowerCase();
-  const game = ui.gameFilter.value;
-  const state = ui.stateFilter.value;
-  const shown = rooms.filter((room) =>
-    (!game || room.game_name === game) &&
-    (!state || room.lobby_state === state) &&
-    (!query || room.room_code.toLowerCase().includes(query) ||
-      gameLabel(room.game_name).toLowerCase().includes(query) ||
-      (room.members ?? []).some((m) => m.name.toLowerCase().includes(query)))
-  );
-  const rows = shown.map((room) => {
-    const tr = document.createElement("tr");
-    tr.tabIndex = 0;
-    tr.dataset.room = `${room.game_name}/${room.room_code}`;
-    tr.append(
-      cell(room.room_code),
-      cell(gameLabel(room.game_name)),
-      cell(`${room.players}/${room.max_players}`),
-      cell(String(room.spectators)),
-      cell(room.unreachable ? "unreachable" : room.lobby_state),
-      cell(authorityName(room)),
-      cell(room.age_secs === undefined ? "–" : age(room.age_secs)),
-      cell(room.messages_per_sec === undefined ? "–" : format.rate(room.messages_per_sec)),
-    );
-    const open = () => showRoom({ game_name: room.game_name, room_code: room.room_code }, true);
-    tr.addEventListener("click", open);
-    tr.addEventListener("keydown", (event) => {
-      if (event.key === "Enter") open();
-    });
-    return tr;
+/**
+ * The table's rows by `game/code`: a row is updated in place from one read to the next, so the
+ * row with keyboard focus keeps it (and a screen reader its place).
+ */
+const rowsByKey = new Map();
+
+/** A new row of the table for room `target` (`{game_name, room_code}`), with its eight cells. */
+function newRow(target) {
+  const tr = document.createElement("tr");
+  tr.tabIndex = 0;
+  tr.dataset.room = `${target.game_name}/${target.room_code}`;
+  for (let i = 0; i < 8; i++) tr.append(document.createElement("td"));
+  const open = () => showRoom(target, true).catch(report);
+  tr.addEventListener("click", open);
+  tr.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") open();
   });
-  ui.roomsBody.replaceChildren(...rows);
-  ui.roomsEmpty.hidden = rows.length > 0;
-  ui.roomCount.textContent = shown.length === rooms.length
-    ? `(${rooms.length})`
-    : `(${shown.length} of ${rooms.length})`;
+  return tr;
 }
 
-for (const input of [ui.search, ui.gameFilter, ui.stateFilter]) {
-  input.addEventListener("input", renderRooms);
+/** Sets the text of `element` if it changed. */
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
 }
+
+function renderRooms() {
+  const focused = document.activeElement;
+  const keep = new Set();
+  const rows = listing.rooms.map((room) => {
+    const key = `${room.game_name}/${room.room_code}`;
+    keep.add(key);
+    let tr = rowsByKey.get(key);
+    if (tr === undefined) {
+      tr = newRow({ game_name: room.game_name, room_code: room.room_code });
+      rowsByKey.set(key, tr);
+    }
+    const cells = tr.children;
+    setText(cells[0], room.room_code);
+    setText(cells[1], gameLabel(room.game_name));
+    setText(cells[2], `${room.players}/${room.max_players}`);
+    setText(cells[3], String(room.spectators));
+    setText(cells[4], room.unreachable ? "unreachable" : room.lobby_state);
+    setText(cells[5], authorityName(room));
+    counting(cells[6], room.age_secs);
+    setText(
+      cells[7],
+      room.messages_per_sec === undefined ? "–" : format.rate(room.messages_per_sec),
+    );
+    return tr;
+  });
+  for (const [key, tr] of rowsByKey) {
+    if (keep.has(key)) continue;
+    tr.remove();
+    rowsByKey.delete(key);
+  }
+  // In order, moving only rows out of place (a moved element loses focus: given back below).
+  let next = ui.roomsBody.firstElementChild;
+  for (const tr of rows) {
+    if (tr === next) next = next.nextElementSibling;
+    else ui.roomsBody.insertBefore(tr, next);
+  }
+  if (focused !== document.activeElement && focused?.isConnected) {
+    focused.focus({ preventScroll: true });
+  }
+  renderEmpty();
+  ui.pager.hidden = listing.offset === 0 && !listing.truncated;
+  ui.pagePrev.disabled = listing.offset === 0;
+  ui.pageNext.disabled = !listing.truncated;
+  renderCount();
+}
+
+/**
+ * How many rooms match, as far as known: every room, or one game's, from the overview's counts
+ * (`undefined` with a search or a lobby-state filter, which the counts do not cover).
+ */
+function knownTotal() {
+  if (ui.search.value.trim() || ui.stateFilter.value) return undefined;
+  const game = ui.gameFilter.value;
+  return games.filter((g) => !game || g.game_name === game).reduce((sum, g) => sum + g.rooms, 0);
+}
+
+/** The line under an empty table: no rooms (matching), or that they have not been read. */
+function renderEmpty() {
+  const filtered = Boolean(ui.search.value.trim() || ui.gameFilter.value || ui.stateFilter.value);
+  ui.roomsEmpty.textContent = !roomsRead
+    ? (problems.has("rooms") ? "The rooms cannot be read now." : "Reading the rooms…")
+    : filtered
+    ? "No rooms match."
+    : "No rooms.";
+  ui.roomsEmpty.hidden = listing.rooms.length > 0;
+}
+
+/** The count beside the title: the rooms shown and, when more match, how many or that more do. */
+function renderCount() {
+  if (!roomsRead) {
+    ui.roomCount.textContent = "";
+    return;
+  }
+  const shown = listing.rooms.length;
+  const first = listing.offset + 1;
+  const last = listing.offset + shown;
+  if (listing.offset === 0 && !listing.truncated) {
+    ui.roomCount.textContent = `(${format.int(shown)})`;
+    return;
+  }
+  const total = listing.truncated ? knownTotal() : last;
+  const range = listing.offset === 0
+    ? `first ${format.int(shown)}`
+    : `rooms ${format.int(first)}–${format.int(last)}`;
+  ui.roomCount.textContent = total !== undefined && total > last
+    ? `(${range} of ${format.int(total)})`
+    : total === last
+    ? `(${range} of ${format.int(last)})`
+    : `(${range}; more exist)`;
+}
+
+let searchTimer = null;
+ui.search.addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    pageOffset = 0;
+    load("rooms", refreshRooms);
+  }, SEARCH_MS);
+});
+for (const input of [ui.gameFilter, ui.stateFilter]) {
+  input.addEventListener("input", () => {
+    pageOffset = 0;
+    load("rooms", refreshRooms);
+  });
+}
+ui.pagePrev.addEventListener("click", () => {
+  pageOffset = Math.max(0, listing.offset - PAGE_SIZE);
+  load("rooms", refreshRooms);
+});
+ui.pageNext.addEventListener("click", () => {
+  pageOffset = listing.offset + PAGE_SIZE;
+  load("rooms", refreshRooms);
+});
 
 // ---------------------------------------------------------------------------------------------
 // Room view
 
+/** A fact of the room view: `value` as text, or a number of seconds that counts up. */
 function fact(label, value) {
   const div = document.createElement("div");
   const dt = document.createElement("dt");
   const dd = document.createElement("dd");
   dt.textContent = label;
-  dd.textContent = value;
+  if (typeof value === "number") counting(dd, value);
+  else dd.textContent = value;
   div.append(dt, dd);
   return div;
 }
@@ -521,20 +991,31 @@ function badge(text, kind) {
   return span;
 }
 
+const sameRoom = (a, b) => a && b && a.game_name === b.game_name && a.room_code === b.room_code;
+
+/**
+ * Shows room `target` (`{game_name, room_code}`) in the room view, read from the server. A room
+ * that is gone closes the view; one that cannot be read (server down, home not answering) is
+ * said so in the view, and read again with the room list. Rejects only with `Unauthorized`.
+ */
 async function showRoom(target, scroll) {
   let room;
   try {
     room = await api(roomPath(target));
   } catch (error) {
+    if (error instanceof Unauthorized) throw error;
     if (error.status === 404) {
-      if (selected && selected.room_code === target.room_code) {
+      if (sameRoom(selected, target)) {
         logLine(`Room ${gameLabel(target.game_name)}/${target.room_code} is gone`);
       }
       hideRoom();
       return;
     }
-    throw error;
+    roomUnreadable(target, error, scroll);
+    return;
   }
+  ui.roomError.hidden = true;
+  ui.roomFacts.classList.remove("stale");
   selected = target;
   ui.roomView.hidden = false;
   ui.roomView.dataset.room = `${room.game_name}/${room.room_code}`;
@@ -545,15 +1026,33 @@ async function showRoom(target, scroll) {
     fact("Spectators", String(room.spectators)),
     fact("Authority", authorityName(room)),
     fact("Ready", `${room.ready_players.length}/${room.players}`),
-    fact("Age", age(room.age_secs)),
-    fact("Idle", age(room.idle_secs)),
+    fact("Age", room.age_secs),
+    fact("Idle", room.idle_secs),
     fact(
       "Messages",
       `${format.int(room.messages_total)} · ${format.rate(room.messages_per_sec)}/s`,
     ),
     fact("Relay", room.relay_type),
-    fact("Home", room.home ?? "local"),
+    fact("Home", room.home ?? "–"),
   );
+  keepingFocus(ui.roomMembers, () => showMembers(room));
+  const spectators = room.spectator_list.map((spectator) => {
+    const li = document.createElement("li");
+    li.textContent = spectator.name;
+    return li;
+  });
+  if (spectators.length === 0) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "None";
+    spectators.push(li);
+  }
+  ui.roomSpectators.replaceChildren(...spectators);
+  if (scroll) ui.roomView.scrollIntoView({ block: "nearest" });
+}
+
+/** The room view's players, each with its badges and a Remove button. */
+function showMembers(room) {
   ui.roomMembers.replaceChildren(...room.members.map((member) => {
     const li = document.createElement("li");
     li.dataset.player = member.player_id;
@@ -579,24 +1078,45 @@ async function showRoom(target, scroll) {
     li.append(who, remove);
     return li;
   }));
-  const spectators = room.spectator_list.map((spectator) => {
-    const li = document.createElement("li");
-    li.textContent = spectator.name;
-    return li;
-  });
-  if (spectators.length === 0) {
-    const li = document.createElement("li");
-    li.className = "muted";
-    li.textContent = "None";
-    spectators.push(li);
+}
+
+/**
+ * Runs `rebuild`, which replaces the elements of `container`; the element that had focus there
+ * (a Remove button: same `data-action` and `data-player`) gets it back in the new elements.
+ */
+function keepingFocus(container, rebuild) {
+  const active = document.activeElement;
+  const action = container.contains(active) ? active.dataset.action : undefined;
+  rebuild();
+  if (action === undefined || active.isConnected) return;
+  const again = container.querySelector(
+    `[data-action="${CSS.escape(action)}"][data-player="${CSS.escape(active.dataset.player)}"]`,
+  );
+  again?.focus({ preventScroll: true });
+}
+
+/** The room view of `target` when it cannot be read: what it showed stays, greyed, with why. */
+function roomUnreadable(target, error, scroll) {
+  if (!sameRoom(selected, target)) {
+    ui.roomTitle.textContent = `Room ${target.room_code} · ${gameLabel(target.game_name)}`;
+    ui.roomFacts.replaceChildren();
+    ui.roomMembers.replaceChildren();
+    ui.roomSpectators.replaceChildren();
   }
-  ui.roomSpectators.replaceChildren(...spectators);
+  selected = target;
+  ui.roomView.hidden = false;
+  ui.roomView.dataset.room = `${target.game_name}/${target.room_code}`;
+  ui.roomError.textContent = `Cannot read this room now: ${error.message}` +
+    `${error.code ? ` (${error.code})` : ""}. It is read again with the room list.`;
+  ui.roomError.hidden = false;
+  ui.roomFacts.classList.add("stale");
   if (scroll) ui.roomView.scrollIntoView({ block: "nearest" });
 }
 
 function hideRoom() {
   selected = null;
   ui.roomView.hidden = true;
+  ui.roomError.hidden = true;
   delete ui.roomView.dataset.room;
 }
 
@@ -612,9 +1132,10 @@ ui.closeRoom.addEventListener("click", async () => {
     await api(roomPath(target), { method: "DELETE" });
     logLine(`Closed ${gameLabel(target.game_name)}/${target.room_code}`);
     hideRoom();
-    await refreshRooms();
+    load("rooms", refreshRooms);
   } catch (error) {
     report(error);
+    if (error.status === 504) await rereadAfterUnknown();
   }
 });
 
@@ -627,10 +1148,23 @@ async function removePlayer(room, member) {
       method: "DELETE",
     });
     logLine(`Removed ${member.name} from ${gameLabel(room.game_name)}/${room.room_code}`);
-    await refreshRooms();
+    load("rooms", refreshRooms);
   } catch (error) {
     report(error);
+    if (error.status === 504) await rereadAfterUnknown();
   }
+}
+
+/**
+ * After an action answered `504 OUTCOME_UNKNOWN` (sent, no answer in time: it may still take
+ * effect, docs/spec/EXTENSIONS.md E12): reads maintenance, the rooms and the open room again.
+ */
+async function rereadAfterUnknown() {
+  logLine("The outcome is unknown: reading the state again");
+  await Promise.allSettled([
+    api("maintenance").then((answer) => setMaintenance(answer.enabled)),
+    load("rooms", refreshRooms),
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -652,10 +1186,49 @@ function report(error) {
   else logLine(`Error: ${error.message}${error.code ? ` (${error.code})` : ""}`);
 }
 
+/** Lines waiting for the next frame (oldest first), and how many were left out meanwhile. */
+let pendingLines = [];
+let linesLeftOut = 0;
+let logFrame = null;
+
+/**
+ * Adds a line to the event log. Lines are written once per animation frame, newest first: under
+ * thousands of events a second the log shows the newest lines and one "+N more events" line for
+ * those left out, instead of rebuilding itself for each event.
+ */
 function logLine(text) {
-  const li = document.createElement("li");
-  li.textContent = `${new Date().toLocaleTimeString("en-GB")} ${text}`;
-  ui.eventLog.prepend(li);
+  pendingLines.push(`${new Date().toLocaleTimeString("en-GB")} ${text}`);
+  // Kept bounded while no frame runs (a hidden tab): only the newest can be shown anyway.
+  if (pendingLines.length > 2 * EVENT_LOG_LINES) {
+    linesLeftOut += pendingLines.length - EVENT_LOG_LINES;
+    pendingLines = pendingLines.slice(-EVENT_LOG_LINES);
+  }
+  logFrame ??= requestAnimationFrame(flushLog);
+}
+
+function flushLog() {
+  logFrame = null;
+  let lines = pendingLines;
+  let leftOut = linesLeftOut;
+  pendingLines = [];
+  linesLeftOut = 0;
+  if (lines.length > EVENT_LOG_LINES - 1) {
+    leftOut += lines.length - (EVENT_LOG_LINES - 1);
+    lines = lines.slice(-(EVENT_LOG_LINES - 1));
+  }
+  const fragment = document.createDocumentFragment();
+  for (const text of lines.reverse()) {
+    const li = document.createElement("li");
+    li.textContent = text;
+    fragment.append(li);
+  }
+  if (leftOut > 0) {
+    const li = document.createElement("li");
+    li.className = "summary";
+    li.textContent = `+${format.int(leftOut)} more events (not shown)`;
+    fragment.append(li);
+  }
+  ui.eventLog.prepend(fragment);
   while (ui.eventLog.children.length > EVENT_LOG_LINES) ui.eventLog.lastElementChild.remove();
 }
 
