@@ -1,10 +1,6 @@
-<<<<<<< HEAD
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { createHmac } from "node:crypto";
-=======
-import { deepEqual, equal } from "node:assert/strict";
 import { UpgradeRequest } from "../http/handover.ts";
->>>>>>> s27-listener
 import {
   canonicalJson,
   MAX_BOUND_DEPTH,
@@ -159,7 +155,6 @@ Deno.test("negotiateTokenBinding() selects the offered subprotocol or refuses as
   equal(fromProxy.binding.requireFingerprint, true);
 });
 
-<<<<<<< HEAD
 /** `rest` (a JSON object's text) with a valid proof for KEY inserted as member `at` (0 = first). */
 function signed(rest: string, at: "first" | "middle" | "last"): string {
   const signature = createHmac("sha256", sessionSecret(KEY)!).update(canonicalJson(rest), "utf8")
@@ -234,7 +229,8 @@ Deno.test("canonicalJson() keeps the sign of -0.0 and orders keys by UTF-8 bytes
   equal(canonicalJson('{"x":-0.0,"y":-0,"z":0.0}'), '{"x":-0.0,"y":0,"z":0.0}');
   // U+E000 (EE 80 80) sorts before U+1F600 (F0 9F 98 80); UTF-16 units would put it after.
   equal(canonicalJson('{"\\ud83d\\ude00":1,"\\ue000":2,"a":3}'), '{"a":3,"\ue000":2,"😀":1}');
-=======
+});
+
 Deno.test("negotiateTokenBinding() reads every Sec-WebSocket-Protocol header as one list and selects the client's spelling (docs/spec/SERVER.md §1.8)", () => {
   const options = { required: true, requireClientFingerprint: false, subprotocol: "sf.tb.v1" };
   // The two header readers of an upgrade: a `Request`'s and the fast path's raw header list.
@@ -261,5 +257,4 @@ Deno.test("negotiateTokenBinding() reads every Sec-WebSocket-Protocol header as 
     if (bound === undefined || bound instanceof Response) throw new Error("expected a binding");
     equal(bound.subprotocol, "SF.TB.V1");
   }
->>>>>>> s27-listener
 });
