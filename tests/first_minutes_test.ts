@@ -9,22 +9,16 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { join } from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
+import { childEnv } from "./process.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const MAIN = join(ROOT, "main.ts");
 /** Longest wait for a process to print what a test waits for, ms. */
 const DEADLINE_MS = 30_000;
 
-/** A clean environment: nothing inherited but what deno needs to find its cache. */
+/** A clean environment ({@linkcode childEnv}) without file logging. */
 function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-    HOME: Deno.env.get("HOME") ?? "/tmp",
-    ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-    NO_COLOR: "1",
-    SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
-    ...extra,
-  };
+  return childEnv({ SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false", ...extra });
 }
 
 /**

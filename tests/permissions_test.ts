@@ -8,7 +8,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { compileArgs, TARGETS } from "../scripts/compile.ts";
 import { RUNTIME_PERMISSIONS, V8_FLAGS_ARG } from "../scripts/permissions.ts";
 import { joinRoom, TestClient } from "./helpers.ts";
-import { MAIN, spawnServer } from "./process.ts";
+import { childEnv, MAIN, spawnServer } from "./process.ts";
 
 const DENO_JSON = new URL("../deno.json", import.meta.url).pathname;
 
@@ -140,14 +140,7 @@ async function runMainIn(cwd: string, env: Record<string, string>, args: string[
     args: ["run", "--config", DENO_JSON, ...RUNTIME_PERMISSIONS, MAIN, ...args],
     cwd,
     clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? "/tmp",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      NO_COLOR: "1",
-      SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
-      ...env,
-    },
+    env: childEnv({ SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false", ...env }),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

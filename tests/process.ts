@@ -132,14 +132,7 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ServerPro
     args,
     cwd: options.cwd,
     clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/tmp",
-      // The npm cache lives in DENO_DIR; keep using the test process's one.
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      NO_COLOR: "1",
-      ...options.env,
-    },
+    env: childEnv(options.env),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -202,4 +195,20 @@ export async function exitWithin(
   ]);
   clearTimeout(timer);
   return status;
+}
+
+/**
+ * The environment of a child server process (used with `clearEnv: true`): nothing inherited but
+ * what deno needs (`PATH`, `HOME`, and `DENO_DIR`, where the npm cache lives), `NO_COLOR=1`, then
+ * `extra`. `--validate-config` refuses `SIGNAL_FISH_*` variables that are not configuration keys,
+ * such as the `SIGNAL_FISH_REQUIRE_*` that .ci/run sets, so children must not inherit them.
+ */
+export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/tmp",
+    ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+    NO_COLOR: "1",
+    ...extra,
+  };
 }

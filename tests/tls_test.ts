@@ -6,7 +6,7 @@
 import { deepEqual, doesNotMatch, equal, match, ok, rejects } from "node:assert/strict";
 import { tlsReadsTaken } from "../src/transport/tls_reads.ts";
 import { serve } from "./helpers.ts";
-import { MAIN, spawnServer } from "./process.ts";
+import { childEnv, MAIN, spawnServer } from "./process.ts";
 
 async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: string }> {
   const cert = `${dir}/cert.pem`;
@@ -150,19 +150,13 @@ Deno.test("A TLS key file without a key makes startup fail", async () => {
 async function runMainWithTls(cert: string, key: string, args: string[]) {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", MAIN, ...args],
-    // Nothing inherited: --validate-config refuses SIGNAL_FISH_* variables that are not
-    // configuration keys, such as the SIGNAL_FISH_REQUIRE_* that .ci/run sets.
     clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/tmp",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      NO_COLOR: "1",
+    env: childEnv({
       SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
       SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
       SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
       SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
-    },
+    }),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -384,6 +384,19 @@ Deno.test("Engine with auth: a token only works for a connection of the app it w
   equal(first(effects, C2, "Reconnected").data.player_id, P1);
 });
 
+/** A room of four seats for the token and hold tests: nobody seated, created at T0. */
+function testRoom(): Room {
+  return new Room({
+    id: crypto.randomUUID(),
+    code: "ABC123",
+    gameName: "g",
+    maxPlayers: 4,
+    supportsAuthority: true,
+    relayType: "Hybrid",
+    now: T0,
+  });
+}
+
 Deno.test("A token record invalidated for the window does not keep its room alive", async () => {
   // Records are remembered for a window after they stop being valid (up to
   // `server.max_token_records`, so "room no longer exists" can be answered); they must not hold
@@ -393,15 +406,7 @@ Deno.test("A token record invalidated for the window does not keep its room aliv
   const options = testOptions({ enableReconnection: true });
   const reconnection = new Reconnection(options, new Sessions(options), () => []);
   const watch = (state: "room_gone" | "left"): WeakRef<Room> => {
-    const room = new Room({
-      id: crypto.randomUUID(),
-      code: "ABC123",
-      gameName: "g",
-      maxPlayers: 4,
-      supportsAuthority: true,
-      relayType: "Hybrid",
-      now: T0,
-    });
+    const room = testRoom();
     const player = crypto.randomUUID();
     reconnection.issueToken(player, room, T0);
     reconnection.invalidateToken(player, state, T0 + 1);
@@ -423,15 +428,7 @@ Deno.test("An ended hold lets its replay frames go, though the global budget's o
   // their frames, 1024 of them pin kilobytes instead of up to a replay buffer each.
   const options = testOptions({ enableReconnection: true });
   const reconnection = new Reconnection(options, new Sessions(options), () => []);
-  const room = new Room({
-    id: crypto.randomUUID(),
-    code: "ABC123",
-    gameName: "g",
-    maxPlayers: 4,
-    supportsAuthority: true,
-    relayType: "Hybrid",
-    now: T0,
-  });
+  const room = testRoom();
   const ended = ["dropped", "expired"].map((how) => {
     const player = crypto.randomUUID();
     reconnection.hold(room, player, crypto.randomUUID(), T0, {});
@@ -455,25 +452,15 @@ Deno.test("An ended hold's room is not kept alive by the global replay order whi
   if (gc === undefined) throw new Error("run with --v8-flags=--expose-gc (deno task test does)");
   const options = testOptions({ enableReconnection: true, eventBufferTotalMaxBytes: 1 << 20 });
   const reconnection = new Reconnection(options, new Sessions(options), () => []);
-  const newRoom = () =>
-    new Room({
-      id: crypto.randomUUID(),
-      code: "ABC123",
-      gameName: "g",
-      maxPlayers: 4,
-      supportsAuthority: true,
-      relayType: "Hybrid",
-      now: T0,
-    });
   const heldWithFrames = (room: Room) => {
     const player = crypto.randomUUID();
     reconnection.hold(room, player, crypto.randomUUID(), T0, {});
     for (let i = 0; i < 3; i++) reconnection.append(reconnection.held(player)!, `{"n":${i}}`, 7);
     return player;
   };
-  heldWithFrames(newRoom()); // Stays held: the order is not emptied as a whole.
+  heldWithFrames(testRoom()); // Stays held: the order is not emptied as a whole.
   const ended = (() => {
-    const room = newRoom();
+    const room = testRoom();
     ok(reconnection.dropHold(heldWithFrames(room)));
     return new WeakRef(room);
   })();
