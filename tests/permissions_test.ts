@@ -149,7 +149,7 @@ async function runMainIn(cwd: string, env: Record<string, string>, args: string[
   return { code, stdout: text(stdout), stderr: text(stderr) };
 }
 
-Deno.test("main.ts under the baked-in permissions refuses a state file or Redis CA outside its paths before serving (SERVER.md §2.6 rules 18, 19)", async () => {
+Deno.test("main.ts under the baked-in permissions refuses a state file or Redis CA outside its paths before serving (docs/spec/SERVER.md §2.6 rules 18, 19)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "signal-fish-perm-" });
   const outside = await Deno.makeTempDir({ prefix: "signal-fish-outside-" });
   try {

@@ -376,7 +376,7 @@ Deno.test("validationSummary() prints the --validate-config summary", () => {
   assert.match(validationSummary(DEFAULT_CONFIG), /Storage backend: InMemory/);
 });
 
-Deno.test("loadConfig() checks cluster.redis_tls_ca_path: a readable PEM certificate (SERVER.md §2.6 rule 18)", () => {
+Deno.test("loadConfig() checks cluster.redis_tls_ca_path: a readable PEM certificate (docs/spec/SERVER.md §2.6 rule 18)", () => {
   const env = {
     SIGNAL_FISH_CLUSTER__REDIS_URL: "rediss://cache:6380",
     SIGNAL_FISH_CLUSTER__REDIS_TLS_CA_PATH: "certs/ca.pem",
@@ -394,7 +394,7 @@ Deno.test("loadConfig() checks cluster.redis_tls_ca_path: a readable PEM certifi
   ]);
 });
 
-Deno.test("loadConfig() checks that server.state_file can be restored and saved (SERVER.md §2.6 rule 19)", () => {
+Deno.test("loadConfig() checks that server.state_file can be restored and saved (docs/spec/SERVER.md §2.6 rule 19)", () => {
   const seen: string[] = [];
   const check = (path: string) => {
     seen.push(path);

@@ -472,7 +472,7 @@ export function verifyProof(
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     return refuse("Invalid token binding signature");
   }
-  // The sender's own text without its proof: game data is relayed as sent (PROTOCOL.md §7.6).
+  // The sender's own text without its proof: game data is relayed as sent (docs/spec/PROTOCOL.md §7.6).
   return { ok: true, text: withoutMember(frame, reader.spans, proofAt) };
 }
 
