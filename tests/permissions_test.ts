@@ -8,7 +8,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { compileArgs, TARGETS } from "../scripts/compile.ts";
 import { RUNTIME_PERMISSIONS, V8_FLAGS_ARG } from "../scripts/permissions.ts";
 import { joinRoom, TestClient } from "./helpers.ts";
-import { childEnv, MAIN, spawnServer } from "./process.ts";
+import { MAIN, runDeno, spawnServer } from "./process.ts";
 
 const DENO_JSON = new URL("../deno.json", import.meta.url).pathname;
 
@@ -135,18 +135,8 @@ Deno.test("main.ts under the baked-in permissions serves every route and a game"
 });
 
 /** Runs `main.ts` under RUNTIME_PERMISSIONS in `cwd` with `env` and `args` until it exits. */
-async function runMainIn(cwd: string, env: Record<string, string>, args: string[]) {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--config", DENO_JSON, ...RUNTIME_PERMISSIONS, MAIN, ...args],
-    cwd,
-    clearEnv: true,
-    env: childEnv({ SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false", ...env }),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  return { code, stdout: text(stdout), stderr: text(stderr) };
+function runMainIn(cwd: string, env: Record<string, string>, args: string[]) {
+  return runDeno(["run", "--config", DENO_JSON, ...RUNTIME_PERMISSIONS, MAIN, ...args], env, cwd);
 }
 
 Deno.test("main.ts under the baked-in permissions refuses a state file or Redis CA outside its paths before serving (docs/spec/SERVER.md §2.6 rules 18, 19)", async () => {

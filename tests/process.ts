@@ -212,3 +212,26 @@ export function childEnv(extra: Record<string, string> = {}): Record<string, str
     ...extra,
   };
 }
+
+/**
+ * Runs `deno <denoArgs>` to its end in {@linkcode childEnv} (`extra` on top; file logging off) and
+ * returns its exit code and output as text. For one-shot runs of `main.ts` (`--validate-config`,
+ * a start that must fail).
+ */
+export async function runDeno(
+  denoArgs: string[],
+  extra: Record<string, string> = {},
+  cwd?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: denoArgs,
+    cwd,
+    clearEnv: true,
+    env: childEnv({ SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false", ...extra }),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code, stdout: text(stdout), stderr: text(stderr) };
+}

@@ -6,7 +6,7 @@
 import { deepEqual, doesNotMatch, equal, match, ok, rejects } from "node:assert/strict";
 import { tlsReadsTaken } from "../src/transport/tls_reads.ts";
 import { serve } from "./helpers.ts";
-import { childEnv, MAIN, spawnServer } from "./process.ts";
+import { MAIN, runDeno, spawnServer } from "./process.ts";
 
 async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: string }> {
   const cert = `${dir}/cert.pem`;
@@ -147,22 +147,12 @@ Deno.test("A TLS key file without a key makes startup fail", async () => {
 });
 
 /** Runs `main.ts` (all permissions) with `args` and TLS on with `cert` and `key` until it exits. */
-async function runMainWithTls(cert: string, key: string, args: string[]) {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
-    clearEnv: true,
-    env: childEnv({
-      SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
-      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
-      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
-      SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
-    }),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  return { code, stdout: text(stdout), stderr: text(stderr) };
+function runMainWithTls(cert: string, key: string, args: string[]) {
+  return runDeno(["run", "--allow-all", MAIN, ...args], {
+    SIGNAL_FISH_SECURITY__TRANSPORT__TLS__ENABLED: "true",
+    SIGNAL_FISH_SECURITY__TRANSPORT__TLS__CERTIFICATE_PATH: cert,
+    SIGNAL_FISH_SECURITY__TRANSPORT__TLS__PRIVATE_KEY_PATH: key,
+  });
 }
 
 Deno.test("A TLS key that is not the certificate's fails --validate-config and startup (exit 2), and the listener", async () => {
