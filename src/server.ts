@@ -113,6 +113,8 @@ export function engineOptions(config: Config): EngineOptions {
     },
     roomCodeLength: protocol.room_code_length,
     maxGameNameLength: protocol.max_game_name_length,
+    // The operator console's search reads player names and ids from the directory (E12).
+    operatorSearch: config.security.admin_token !== null,
     maxRoomsPerGame: server.max_rooms_per_game,
     maxSpectatorsPerRoom: server.max_spectators_per_room,
     emptyRoomTimeoutMs: server.empty_room_timeout * 1000,

@@ -6,6 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import type { RoomSortKey } from "../coordination/directory.ts";
 import type { NodeId, OperatorChannel } from "./types.ts";
 
 /** `{` + 16 hex digits of SHA-256(gameName) + `}`. */
@@ -46,16 +47,26 @@ export class Keys {
   }
 
   /**
-   * `rooms-order` (sorted set `{g}:<game_name>:<CODE>` → creation time ms: every room, for the
-   * operator's listing, docs/spec/SERVER.md §8.3); a member is its room key after `room:`.
+   * `rooms-by:<key>` (sorted set, every room: the operator's listing sorted by `key`,
+   * docs/spec/SERVER.md §8.3). Scores: creation time (`created`), players, spectators, lobby
+   * rank (`lobby_state`) or 0 (`code`, `game`); members {@linkcode Keys.sortMember} (for `code`
+   * {@linkcode Keys.codeSortMember}), so rooms with equal scores are ordered by game and code.
    */
-  roomsOrder(): string {
-    return `${this.prefix}rooms-order`;
+  roomsBy(key: RoomSortKey): string {
+    return `${this.prefix}rooms-by:${key}`;
   }
 
-  /** The {@linkcode Keys.roomsOrder} member of a room: its `room:` key without `<prefix>room:`. */
-  roomsOrderMember(gameName: string, roomCode: string): string {
-    return `${gameTag(gameName)}:${gameName}:${roomCode}`;
+  /**
+   * A room's member of the `rooms-by:` sets other than `code`: `<game_name> NUL <CODE> NUL {g}`
+   * (game names and codes hold no NUL; the tag last, for the room's key).
+   */
+  sortMember(gameName: string, roomCode: string): string {
+    return `${gameName}\u0000${roomCode}\u0000${gameTag(gameName)}`;
+  }
+
+  /** A room's member of `rooms-by:code`: `<CODE> NUL <game_name> NUL {g}`. */
+  codeSortMember(gameName: string, roomCode: string): string {
+    return `${roomCode}\u0000${gameName}\u0000${gameTag(gameName)}`;
   }
 
   /** `game-empty:{g}:<game_name>` (sorted set code → expiry ms: rooms without a seat). */

@@ -11,10 +11,14 @@ import type { BucketKind, BucketTake } from "../coordination/buckets.ts";
 import {
   type ClaimCaps,
   type ClaimResult,
+  compareRooms,
   type DirectoryRecord,
   keptBy,
+  OLDEST_FIRST,
   type RefreshResult,
   type RoomFilter,
+  type RoomPage,
+  type RoomPageRequest,
 } from "../coordination/directory.ts";
 import { KeyedBuckets, keyedBucketsPerKind } from "../engine/token_bucket.ts";
 import {
@@ -346,20 +350,53 @@ export class MemoryStore implements ClusterStore {
     });
   }
 
-  all(limit: number, filter?: RoomFilter): Promise<DirectoryRecord[]> {
+  all(limit: number): Promise<DirectoryRecord[]> {
+    return this.page({ offset: 0, limit: Math.max(0, limit) }).then((page) => page.records);
+  }
+
+  /**
+   * As the Redis store pages (docs/spec/SERVER.md §8.3 "Page"), over every live entry sorted
+   * here: the sort order (a game's rooms only for a game filter sorted by creation), from rank
+   * `offset` without any other filter, else walked from the first room until the page and one
+   * more match or `budget` rooms were looked at.
+   */
+  page(request: RoomPageRequest): Promise<RoomPage> {
     return this.#call(() => {
-      const records: DirectoryRecord[] = [];
+      const { offset, limit, filter } = request;
+      const sort = request.sort ?? OLDEST_FIRST;
+      const byGame = filter?.gameName !== undefined && sort.key === "created";
+      const rest: RoomFilter = { ...filter };
+      if (byGame) delete rest.gameName;
+      let order: DirectoryRecord[] = [];
       for (const key of this.keys()) {
         if (!key.startsWith("room:")) continue;
         const record = this.#get<DirectoryRecord>(key)!;
-        if (keptBy(record, filter)) records.push(record);
+        if (!byGame || record.gameName === filter!.gameName) order.push(record);
       }
-      records.sort((a, b) =>
-        a.createdAt - b.createdAt ||
-        (a.gameName < b.gameName ? -1 : a.gameName > b.gameName ? 1 : 0) ||
-        (a.roomCode < b.roomCode ? -1 : a.roomCode > b.roomCode ? 1 : 0)
-      );
-      return records.slice(0, Math.max(0, limit));
+      order = order.sort(compareRooms(sort));
+      const end = offset + limit;
+      if (
+        rest.gameName === undefined && rest.query === undefined && rest.lobbyState === undefined
+      ) {
+        const records = order.slice(offset, end);
+        return { records, truncated: order.length > end, complete: true, examined: records.length };
+      }
+      const budget = request.budget ?? Infinity;
+      const records: DirectoryRecord[] = [];
+      let matched = 0;
+      let examined = 0;
+      for (const record of order) {
+        if (records.length > limit || examined >= budget) break;
+        examined++;
+        if (keptBy(record, rest) && ++matched > offset) records.push(record);
+      }
+      const truncated = records.length > limit;
+      return {
+        records: records.slice(0, limit),
+        truncated,
+        complete: truncated || examined === order.length,
+        examined,
+      };
     });
   }
 

@@ -136,7 +136,7 @@ export function registerClusterMetrics(
 /** Most dead nodes remembered for counting verdicts once each (then the set starts over). */
 const MAX_DEAD_REMEMBERED = 10_000;
 /**
- * Members of `rooms-order` each refresh looks at for rooms whose entry is gone (every `T/3`, on
+ * Members of `rooms-by:created` each refresh looks at for rooms whose entry is gone (every `T/3`, on
  * every node: at the defaults, 128 per 10 s per node).
  */
 const ORDER_SWEEP = 128;
@@ -190,7 +190,7 @@ export class ClusterNode {
   /** When the epoch last changed (or was first read). */
   #epochSince = 0;
   #registered = false;
-  /** Where the next order sweep starts in `rooms-order` (see `ClusterStore.sweepOrder`). */
+  /** Where the next order sweep starts in `rooms-by:created` (see `ClusterStore.sweepOrder`). */
   #orderRank = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** The pending probe while Redis does not answer. */

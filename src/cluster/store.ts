@@ -21,11 +21,14 @@ import {
   type ClaimCaps,
   type ClaimResult,
   type DirectoryRecord,
-  keptBy,
+  lobbyRank,
+  OLDEST_FIRST,
   type RefreshResult,
-  type RoomFilter,
+  type RoomPage,
+  type RoomPageRequest,
+  type RoomSortKey,
 } from "../coordination/directory.ts";
-import { Keys } from "./keys.ts";
+import { gameTag, Keys } from "./keys.ts";
 import {
   type ClusterStore,
   type Epoch,
@@ -323,13 +326,67 @@ function script(source: string): Script {
   return made;
 }
 
+/** The `rooms-by:` sort keys in the `KEYS` order of the claim, refresh and release scripts. */
+const SORT_KEYS: readonly RoomSortKey[] = [
+  "created",
+  "code",
+  "game",
+  "players",
+  "spectators",
+  "lobby_state",
+];
+
+/**
+ * Lua that writes a room's members of the six `rooms-by:` sets, `KEYS[first]` to
+ * `KEYS[first + 5]` in {@linkcode SORT_KEYS} order, from `ARGV[arg]` (creation time) and
+ * `ARGV[arg + 1]` to `ARGV[arg + 5]`: sort member, code sort member, players, spectators, lobby
+ * rank. Each set's TTL is renewed like the other sets' (it expires with the cluster).
+ */
+function indexRoom(first: number, arg: number): string {
+  const member = `ARGV[${arg + 1}]`;
+  return `
+redis.call('ZADD', KEYS[${first}], tonumber(ARGV[${arg}]), ${member})
+redis.call('ZADD', KEYS[${first + 1}], 0, ARGV[${arg + 2}])
+redis.call('ZADD', KEYS[${first + 2}], 0, ${member})
+redis.call('ZADD', KEYS[${first + 3}], tonumber(ARGV[${arg + 3}]), ${member})
+redis.call('ZADD', KEYS[${first + 4}], tonumber(ARGV[${arg + 4}]), ${member})
+redis.call('ZADD', KEYS[${first + 5}], tonumber(ARGV[${arg + 5}]), ${member})
+for i = ${first}, ${first + 5} do redis.call('PEXPIRE', KEYS[i], ttl) end`;
+}
+
+/**
+ * Lua functions of the scripts that walk the `rooms-by:` sets: `forget(prefix, game, code, tag)`
+ * removes a room whose entry is gone from every `rooms-by:` set and its game's `game-order`;
+ * `parse(member, codeFirst)` splits a sort member into game, code and tag (nil if malformed).
+ */
+const ROOM_MEMBERS = `
+local function forget(prefix, game, code, tag)
+  local member = game .. '\\0' .. code .. '\\0' .. tag
+  for _, key in ipairs({'created', 'game', 'players', 'spectators', 'lobby_state'}) do
+    redis.call('ZREM', prefix .. 'rooms-by:' .. key, member)
+  end
+  redis.call('ZREM', prefix .. 'rooms-by:code', code .. '\\0' .. game .. '\\0' .. tag)
+  redis.call('ZREM', prefix .. 'game-order:' .. tag .. ':' .. game, code)
+end
+local function parse(member, codeFirst)
+  local a = string.find(member, '\\0', 1, true)
+  if not a then return nil end
+  local b = string.find(member, '\\0', a + 1, true)
+  if not b then return nil end
+  local first, second = string.sub(member, 1, a - 1), string.sub(member, a + 1, b - 1)
+  if codeFirst then return second, first, string.sub(member, b + 1) end
+  return first, second, string.sub(member, b + 1)
+end
+`;
+
 /**
  * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty,
- * game-order, maintenance, rooms-order. A code another room holds answers `taken`; otherwise
- * maintenance mode refuses (`maintenance`), then the caps. ARGV: entry, room id, code, now, T,
- * room-id TTL, max per game, max per app (-1 = none), stale room id ("" = none), room-id value,
- * has app ("1"/"0"), max per IP (-1 = none), has IP ("1"/"0"), ip-rooms prefix of the game,
- * creation time, rooms-order member. Rooms in game-empty / app-empty (no seat at their last
+ * game-order, maintenance, then the six `rooms-by:` sets ({@linkcode SORT_KEYS}). A code another
+ * room holds answers `taken`; otherwise maintenance mode refuses (`maintenance`), then the caps.
+ * ARGV: entry, room id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale
+ * room id ("" = none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP
+ * ("1"/"0"), ip-rooms prefix of the game, creation time, sort member, code sort member,
+ * players, spectators, lobby rank. Rooms in game-empty / app-empty (no seat at their last
  * refresh) do not count.
  */
 const CLAIM = script(`
@@ -375,9 +432,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[8], tonumber(ARGV[15]), ARGV[3])
-redis.call('PEXPIRE', KEYS[8], ttl)
-redis.call('ZADD', KEYS[10], tonumber(ARGV[15]), ARGV[16])
-redis.call('PEXPIRE', KEYS[10], ttl)
+redis.call('PEXPIRE', KEYS[8], ttl)${indexRoom(10, 15)}
 redis.call('ZREM', KEYS[5], ARGV[3])
 if ARGV[13] == '1' then
   redis.call('ZADD', KEYS[6], now + ttl, ARGV[3])
@@ -396,11 +451,11 @@ return {'ok'}
 `);
 
 /**
- * Refresh (compare-and-set). KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms,
- * app-empty, game-order, (maintenance, unused), rooms-order. ARGV: entry, room id, code, now, T,
- * room-id TTL, room-id value, has app, empty ("1" = no seat), has IP, creation time, rooms-order
- * member. An empty room joins game-empty and app-empty and leaves its ip-rooms set; a room with
- * a seat the reverse. The app sets follow the room id even in a conflict.
+ * Refresh (compare-and-set). KEYS: as the claim's (maintenance unused). ARGV: entry, room id,
+ * code, now, T, room-id TTL, room-id value, has app, empty ("1" = no seat), has IP, creation
+ * time, sort member, code sort member, players, spectators, lobby rank. An empty room joins
+ * game-empty and app-empty and leaves its ip-rooms set; a room with a seat the reverse. The app
+ * sets follow the room id even in a conflict.
  */
 const REFRESH = script(`
 local now = tonumber(ARGV[4])
@@ -424,9 +479,7 @@ if result ~= 'conflict' then
   redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('ZADD', KEYS[8], tonumber(ARGV[11]), ARGV[3])
-  redis.call('PEXPIRE', KEYS[8], ttl)
-  redis.call('ZADD', KEYS[10], tonumber(ARGV[11]), ARGV[12])
-  redis.call('PEXPIRE', KEYS[10], ttl)
+  redis.call('PEXPIRE', KEYS[8], ttl)${indexRoom(10, 11)}
   if ARGV[9] == '1' then
     redis.call('ZADD', KEYS[5], now + ttl, ARGV[3])
     redis.call('PEXPIRE', KEYS[5], ttl)
@@ -454,10 +507,10 @@ return result
 `);
 
 /**
- * Release. KEYS: room, game-rooms, room-id, game-empty, game-order, rooms-order. ARGV: room id,
- * code, `gone` TTL, key prefix, ip-rooms prefix of the game, rooms-order member. The `room-id`
- * tombstone keeps the home that released it (`{"gone":true,"home":…}`; a bare `gone` when the
- * id's value had expired).
+ * Release. KEYS: room, game-rooms, room-id, game-empty, game-order, then the six `rooms-by:`
+ * sets. ARGV: room id, code, `gone` TTL, key prefix, ip-rooms prefix of the game, sort member,
+ * code sort member. The `room-id` tombstone keeps the home that released it
+ * (`{"gone":true,"home":…}`; a bare `gone` when the id's value had expired).
  */
 const RELEASE = script(`
 local current = redis.call('GET', KEYS[1])
@@ -468,7 +521,9 @@ if current then
     redis.call('ZREM', KEYS[2], ARGV[2])
     redis.call('ZREM', KEYS[4], ARGV[2])
     redis.call('ZREM', KEYS[5], ARGV[2])
-    redis.call('ZREM', KEYS[6], ARGV[6])
+    for i = 6, 11 do
+      if i == 7 then redis.call('ZREM', KEYS[i], ARGV[7]) else redis.call('ZREM', KEYS[i], ARGV[6]) end
+    end
     if type(entry.creatorIp) == 'string' then
       redis.call('ZREM', ARGV[5] .. entry.creatorIp, ARGV[2])
     end
@@ -539,8 +594,8 @@ return {v, redis.call('EXISTS', ARGV[1] .. 'instance:' .. home), m}
 `);
 
 /**
- * Walk (the room listings). KEYS: an order set (`game-order` or `rooms-order`: member → creation
- * time), then for a game's listing its `game-rooms`. ARGV: prefix that makes a member its entry's
+ * Walk (the public room listing). KEYS: a game's `game-order` (code → creation time), then its
+ * `game-rooms`. ARGV: prefix that makes a member its entry's
  * key, limit, "1" to keep only rooms with players, now. Reads entries in the set's order until
  * `limit` are kept and the next member is younger than the last kept one (so the caller can order
  * rooms created in the same millisecond by game and code), dropping members whose entry has
@@ -581,30 +636,119 @@ return out
 `);
 
 /**
- * Order sweep. KEYS: rooms-order. ARGV: key prefix, start rank, count. Looks at `count` members
- * of `rooms-order` from rank `start`; a member whose `room:` key is gone (its home crashed, so
- * nobody released it) leaves `rooms-order` and its game's `game-order`. Returns the rank to
- * start from next time (0 after the end) and how many were removed.
+ * Order sweep. KEYS: `rooms-by:created`. ARGV: key prefix, start rank, count. Looks at `count`
+ * members of `rooms-by:created` from rank `start`; a room whose `room:` key is gone (its home
+ * crashed, so nobody released it) leaves every `rooms-by:` set and its game's `game-order`.
+ * Returns the rank to start from next time (0 after the end) and how many were removed.
  */
-const SWEEP_ORDER = script(`
+const SWEEP_ORDER = script(`${ROOM_MEMBERS}
 local start = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
 local batch = redis.call('ZRANGE', KEYS[1], start, start + count - 1)
 local removed = 0
 for _, member in ipairs(batch) do
-  if redis.call('EXISTS', ARGV[1] .. 'room:' .. member) == 0 then
+  local game, code, tag = parse(member, false)
+  if not game then
     redis.call('ZREM', KEYS[1], member)
-    local cut = string.find(member, ':[^:]*$')
-    if cut then
-      redis.call('ZREM', ARGV[1] .. 'game-order:' .. string.sub(member, 1, cut - 1),
-        string.sub(member, cut + 1))
-    end
+    removed = removed + 1
+  elseif redis.call('EXISTS', ARGV[1] .. 'room:' .. tag .. ':' .. game .. ':' .. code) == 0 then
+    forget(ARGV[1], game, code, tag)
     removed = removed + 1
   end
 end
 if #batch < count then return {0, removed} end
 return {start + #batch - removed, removed}
 `);
+
+/**
+ * Page (the operator's listing, docs/spec/SERVER.md §8.3 "Page"). KEYS: the order walked, a
+ * `rooms-by:` set or (a game's rooms by creation time) its `game-order`. ARGV: key prefix, "1" =
+ * descending, first rank, members to look at, matches to pass over, matches to return, member
+ * form (`g`: sort member, `c`: code sort member, `o`: a `game-order` code), game (the game
+ * filter; with `o` the order's game), that game's tag (with `o`), lobby state ("" = any), query
+ * (lower-case, "" = none), "1" = keep only the game's rooms (forms `g`, `c`), "1" = forget
+ * rooms whose entry is gone. Looks at members from the first rank on, in order, until it has the
+ * matches to return or has looked at the count; reads a member's entry only when its game passes,
+ * decodes it only for the lobby state or a query the code does not match. Returns {members
+ * looked at, members removed, matches seen, members in the order, entries...}.
+ */
+const PAGE = script(`${ROOM_MEMBERS}
+local function keeps(value, code, lobby, query)
+  if lobby == '' and query == '' then return true end
+  local codeMatches = query ~= '' and string.find(string.lower(code), query, 1, true) ~= nil
+  if lobby == '' and codeMatches then return true end
+  local entry = cjson.decode(value)
+  if lobby ~= '' and entry.summary.lobby_state ~= lobby then return false end
+  if query == '' or codeMatches then return true end
+  local search = entry.search
+  if type(search) ~= 'table' then
+    return string.find(string.lower(entry.gameName), query, 1, true) ~= nil
+  end
+  if string.find(search.game, query, 1, true) then return true end
+  for _, name in ipairs(search.names) do
+    if string.find(name, query, 1, true) then return true end
+  end
+  for _, id in ipairs(search.ids) do
+    if string.sub(id, 1, #query) == query then return true end
+  end
+  return false
+end
+local prefix = ARGV[1]
+local first = tonumber(ARGV[3])
+local count = tonumber(ARGV[4])
+local skip = tonumber(ARGV[5])
+local want = tonumber(ARGV[6])
+local form = ARGV[7]
+local game = ARGV[8]
+local lobby = ARGV[10]
+local query = ARGV[11]
+local byGame = ARGV[12] == '1'
+local members
+if ARGV[2] == '1' then
+  members = redis.call('ZREVRANGE', KEYS[1], first, first + count - 1)
+else
+  members = redis.call('ZRANGE', KEYS[1], first, first + count - 1)
+end
+local reply = {0, 0, 0, redis.call('ZCARD', KEYS[1])}
+local looked, matched, returned = 0, 0, 0
+local dead = {}
+for _, member in ipairs(members) do
+  if returned >= want then break end
+  looked = looked + 1
+  local g, code, tag
+  if form == 'o' then
+    g, code, tag = game, member, ARGV[9]
+  else
+    g, code, tag = parse(member, form == 'c')
+  end
+  if g and (not byGame or g == game) then
+    local value = redis.call('GET', prefix .. 'room:' .. tag .. ':' .. g .. ':' .. code)
+    if not value then
+      dead[#dead + 1] = {g, code, tag}
+    elseif keeps(value, code, lobby, query) then
+      matched = matched + 1
+      if matched > skip then
+        returned = returned + 1
+        reply[#reply + 1] = value
+      end
+    end
+  end
+end
+if ARGV[13] == '1' then
+  for _, room in ipairs(dead) do forget(prefix, room[1], room[2], room[3]) end
+  reply[2] = #dead
+end
+reply[1] = looked
+reply[3] = matched
+return reply
+`);
+
+/**
+ * Members one {@linkcode PAGE} call looks at, at most: a call reads (and may decode) an entry
+ * per member while Redis serves nobody else, so a long walk is cut into calls of about a
+ * millisecond each.
+ */
+const PAGE_CALL_MEMBERS = 1_000;
 
 /** Order of listings: creation time, then game name, then code. */
 function oldestFirst(a: DirectoryRecord, b: DirectoryRecord): number {
@@ -731,8 +875,7 @@ export class RedisStore implements ClusterStore {
       String(caps.maxRoomsPerIp ?? -1),
       record.creatorIp !== undefined ? "1" : "0",
       k.ipRoomsPrefix(record.gameName),
-      String(record.createdAt),
-      k.roomsOrderMember(record.gameName, record.roomCode),
+      ...this.#indexArgs(record),
     ], "claim") as [string, ...unknown[]];
     switch (reply[0]) {
       case "ok":
@@ -770,7 +913,23 @@ export class RedisStore implements ClusterStore {
       k.appEmpty(record.appId ?? ""),
       k.gameOrder(record.gameName),
       k.maintenance(),
-      k.roomsOrder(),
+      ...SORT_KEYS.map((key) => k.roomsBy(key)),
+    ];
+  }
+
+  /**
+   * The last arguments of the claim and refresh scripts ({@linkcode indexRoom}): creation time,
+   * sort member, code sort member, players, spectators, lobby rank.
+   */
+  #indexArgs(record: DirectoryRecord): string[] {
+    const k = this.#keys;
+    return [
+      String(record.createdAt),
+      k.sortMember(record.gameName, record.roomCode),
+      k.codeSortMember(record.gameName, record.roomCode),
+      String(record.summary.players),
+      String(record.summary.spectators),
+      String(lobbyRank(record.summary.lobby_state)),
     ];
   }
 
@@ -786,8 +945,7 @@ export class RedisStore implements ClusterStore {
       record.appId !== undefined ? "1" : "0",
       record.summary.players === 0 ? "1" : "0",
       record.creatorIp !== undefined ? "1" : "0",
-      String(record.createdAt),
-      this.#keys.roomsOrderMember(record.gameName, record.roomCode),
+      ...this.#indexArgs(record),
     ]];
   }
 
@@ -834,7 +992,7 @@ export class RedisStore implements ClusterStore {
         k.roomId(roomId),
         k.gameEmpty(gameName),
         k.gameOrder(gameName),
-        k.roomsOrder(),
+        ...SORT_KEYS.map((key) => k.roomsBy(key)),
       ],
       [
         roomId,
@@ -842,7 +1000,8 @@ export class RedisStore implements ClusterStore {
         String(this.#settings.reconnectionWindowMs),
         k.prefix,
         k.ipRoomsPrefix(gameName),
-        k.roomsOrderMember(gameName, roomCode),
+        k.sortMember(gameName, roomCode),
+        k.codeSortMember(gameName, roomCode),
       ],
       "release",
     );
@@ -924,33 +1083,107 @@ export class RedisStore implements ClusterStore {
   }
 
   /**
-   * Every room entry `filter` keeps, oldest first (creation time, game, code). Without a filter
-   * from the `rooms-order` index, reading about `limit` entries; with one, a SCAN of `room:`
-   * keys (only the game's with `gameName`).
+   * Every room, oldest first (creation time, game, code), at most `limit`: the `rooms-by:created`
+   * index from the first rank, {@linkcode PAGE_CALL_MEMBERS} members per call.
    */
-  async all(limit: number, filter?: RoomFilter): Promise<DirectoryRecord[]> {
+  async all(limit: number): Promise<DirectoryRecord[]> {
     if (limit <= 0) return [];
-    if (
-      filter?.gameName === undefined && (filter?.query ?? "") === "" &&
-      filter?.lobbyState === undefined
-    ) {
-      // Every game: the rooms-order index, read about as far as the limit.
-      return (await this.#walk(
-        [this.#keys.roomsOrder()],
-        `${this.#keys.prefix}room:`,
-        limit,
-        false,
-      ))!;
-    }
-    const pattern = filter?.gameName !== undefined
-      ? `${globEscape(this.#keys.room(filter.gameName, ""))}*`
-      : `${globEscape(this.#keys.prefix)}room:*`;
+    return (await this.page({ offset: 0, limit })).records;
+  }
+
+  /**
+   * A page of the operator's listing (docs/spec/SERVER.md §8.3 "Page"). The order is a
+   * `rooms-by:` index (a game's `game-order` for a game filter sorted by creation). Without
+   * another filter the page is the index's ranks `offset` to `offset + limit - 1`: one call per
+   * {@linkcode PAGE_CALL_MEMBERS} members, reading one entry each (a room whose entry is gone
+   * leaves a gap until the order sweep, never a repeat on the next page). With one, the index is
+   * walked from its first rank, a call per {@linkcode PAGE_CALL_MEMBERS} members, until the page
+   * and one more room match or `budget` members were looked at (then `complete: false`); rooms
+   * whose entry is gone are forgotten on the way.
+   */
+  async page(request: RoomPageRequest): Promise<RoomPage> {
+    const { offset, limit, filter } = request;
+    const sort = request.sort ?? OLDEST_FIRST;
+    const k = this.#keys;
+    const game = filter?.gameName;
+    const byGameOrder = game !== undefined && sort.key === "created";
+    const gameFilter = game !== undefined && !byGameOrder;
+    const lobby = filter?.lobbyState ?? "";
+    const query = filter?.query ?? "";
+    const order = byGameOrder ? k.gameOrder(game) : k.roomsBy(sort.key);
+    const call = async (
+      first: number,
+      count: number,
+      skip: number,
+      want: number,
+      prune: boolean,
+    ) => {
+      const reply = await this.#script(PAGE, [order], [
+        k.prefix,
+        sort.descending ? "1" : "0",
+        String(first),
+        String(count),
+        String(skip),
+        String(want),
+        byGameOrder ? "o" : sort.key === "code" ? "c" : "g",
+        game ?? "",
+        byGameOrder ? gameTag(game) : "",
+        lobby,
+        query,
+        gameFilter ? "1" : "0",
+        prune ? "1" : "0",
+      ], "list") as unknown[];
+      return {
+        looked: Number(reply[0]),
+        removed: Number(reply[1]),
+        matched: Number(reply[2]),
+        size: Number(reply[3]),
+        records: reply.slice(4).map((value) => JSON.parse(String(value)) as DirectoryRecord),
+      };
+    };
     const records: DirectoryRecord[] = [];
-    await this.#scanValues(pattern, (_key, value) => {
-      const record = JSON.parse(value) as DirectoryRecord;
-      if (keptBy(record, filter)) records.push(record);
-    });
-    return records.sort(oldestFirst).slice(0, limit);
+    let examined = 0;
+    if (!gameFilter && lobby === "" && query === "") {
+      // The page is a range of ranks: as cheap at offset 100,000 as at 0.
+      const end = offset + limit;
+      let size = 0;
+      for (let first = offset; first < end;) {
+        const count = Math.min(PAGE_CALL_MEMBERS, end - first);
+        const answer = await call(first, count, 0, count, false);
+        examined += answer.looked;
+        size = answer.size;
+        records.push(...answer.records);
+        if (answer.looked < count) break;
+        first += count;
+      }
+      return { records, truncated: size > end, complete: true, examined };
+    }
+    const budget = request.budget ?? Infinity;
+    let rank = 0;
+    let skip = offset;
+    let want = limit + 1;
+    let ended = false;
+    while (want > 0 && examined < budget) {
+      const count = Math.min(PAGE_CALL_MEMBERS, budget - examined);
+      const answer = await call(rank, count, skip, want, true);
+      examined += answer.looked;
+      records.push(...answer.records);
+      want -= answer.records.length;
+      skip = Math.max(0, skip - answer.matched);
+      if (want > 0 && answer.looked < count) {
+        ended = true;
+        break;
+      }
+      // Forgotten members were before the next rank: it moves back by as many.
+      rank += answer.looked - answer.removed;
+    }
+    const truncated = records.length > limit;
+    return {
+      records: records.slice(0, limit),
+      truncated,
+      complete: truncated || ended,
+      examined,
+    };
   }
 
   take(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
@@ -958,14 +1191,14 @@ export class RedisStore implements ClusterStore {
   }
 
   /**
-   * Removes from the listing orders (`rooms-order`, `game-order`) up to `count` rooms whose entry
+   * Removes from the listing orders (`rooms-by:` sets, `game-order`) up to `count` rooms whose entry
    * is gone, looking at `count` members from rank `start`; resolves with the rank to start
    * from next time (0 after the end) and how many were removed. Rejects like every call.
    */
   async sweepOrder(start: number, count: number): Promise<{ next: number; removed: number }> {
     const reply = await this.#script(
       SWEEP_ORDER,
-      [this.#keys.roomsOrder()],
+      [this.#keys.roomsBy("created")],
       [this.#keys.prefix, String(start), String(count)],
       "sweep",
     ) as unknown[];

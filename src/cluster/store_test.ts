@@ -4,7 +4,7 @@
  * buckets). The shared checks loop over the in-memory twin and a private redis-server.
  */
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
-import type { DirectoryRecord } from "../coordination/directory.ts";
+import { type DirectoryRecord, ROOM_SORT_KEYS } from "../coordination/directory.ts";
 import {
   IGNORE_WITHOUT_REDIS,
   makeCertificates,
@@ -101,14 +101,22 @@ Deno.test({
         "C00003",
         "C00004",
       ]);
-      // The sweep walks rooms-order a few members at a time, from where it stopped.
+      for (const key of ROOM_SORT_KEYS) {
+        equal(await redis("ZCARD", keys.roomsBy(key)), 5, `rooms-by:${key} before the sweep`);
+      }
+      // The sweep walks rooms-by:created a few members at a time, from where it stopped, and
+      // takes each dead room out of every listing order.
       deepEqual(await store.sweepOrder(0, 2), { next: 0, removed: 2 });
       deepEqual(await store.sweepOrder(0, 2), { next: 0, removed: 2 });
       deepEqual(await store.sweepOrder(0, 2), { next: 0, removed: 0 });
       deepEqual(await redis("ZRANGE", keys.gameOrder("orbit"), "0", "-1"), ["C00004"]);
-      deepEqual(await redis("ZRANGE", keys.roomsOrder(), "0", "-1"), [
-        keys.roomsOrderMember("orbit", "C00004"),
-      ]);
+      for (const key of ROOM_SORT_KEYS) {
+        deepEqual(await redis("ZRANGE", keys.roomsBy(key), "0", "-1"), [
+          key === "code"
+            ? keys.codeSortMember("orbit", "C00004")
+            : keys.sortMember("orbit", "C00004"),
+        ], `rooms-by:${key}`);
+      }
     } finally {
       await link.close();
       await server.stop();
@@ -329,10 +337,17 @@ Deno.test({
         null,
         "dropped from the index",
       );
-      // The operator's listing skips them too, and drops them from its own index.
-      deepEqual((await store.all(2)).map((entry) => entry.roomCode), ["R00001", "R00003"]);
+      // The operator's listing skips them too (leaving a gap in its page of ranks), and a
+      // filtered page forgets them in every order it keeps.
+      deepEqual((await store.all(3)).map((entry) => entry.roomCode), ["R00001"]);
+      const page = await store.page({ offset: 0, limit: 2, filter: { query: "r0" } });
+      deepEqual(page.records.map((entry) => entry.roomCode), ["R00001", "R00003"]);
       equal(
-        await redis("ZSCORE", keys.roomsOrder(), keys.roomsOrderMember("orbit", "R00002")),
+        await redis("ZSCORE", keys.roomsBy("created"), keys.sortMember("orbit", "R00002")),
+        null,
+      );
+      equal(
+        await redis("ZSCORE", keys.roomsBy("code"), keys.codeSortMember("orbit", "R00002")),
         null,
       );
       // Reads stay near the limit: one listing of 3 does not read the 200 entries.

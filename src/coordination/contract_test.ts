@@ -7,7 +7,15 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { RateLimits } from "../engine/rate_limits.ts";
 import type { ClientMessage } from "../protocol/messages.ts";
 import type { TokenBuckets } from "./buckets.ts";
-import type { DirectoryRecord, RoomDirectory, RoomFilter } from "./directory.ts";
+import {
+  compareRooms,
+  type DirectoryRecord,
+  ROOM_SORT_KEYS,
+  type RoomDirectory,
+  type RoomFilter,
+  type RoomSort,
+  type RoomSortKey,
+} from "./directory.ts";
 import { LocalRouter, MemoryRoomDirectory, MemoryTokenBuckets } from "./memory.ts";
 import type {
   ClosedCause,
@@ -518,7 +526,15 @@ for (const impl of IMPLEMENTATIONS) {
           equal((await directory.claim(fresh, caps, current)).status, "ok", `claim ${step}`);
           model.set(roomCode, fresh);
         } else if (roll < 7) {
-          const changed = { ...current, summary: { ...current.summary, players: random(3) } };
+          const changed = {
+            ...current,
+            summary: {
+              ...current.summary,
+              players: random(3),
+              spectators: random(3),
+              lobby_state: ["waiting", "lobby", "finalized"][random(3)]!,
+            },
+          };
           equal(await directory.refresh(changed), "refreshed", `refresh ${step}`);
           model.set(roomCode, changed);
         } else {
@@ -535,6 +551,19 @@ for (const impl of IMPLEMENTATIONS) {
               .slice(0, limit)
               .map((entry) => `${entry.roomCode}/${entry.roomId}`);
             deepEqual(all, every, `all: step ${step}, limit ${limit}`);
+          }
+          // The operator's sorted pages: every key, both ways, from a random offset.
+          for (const key of ROOM_SORT_KEYS) {
+            for (const descending of [false, true]) {
+              const sort = { key, descending };
+              const ordered = [...model.values()].sort(compareRooms(sort));
+              const offset = random(ordered.length + 1);
+              const page = await directory.page({ offset, limit: 25, sort });
+              const id = (entry: DirectoryRecord) => `${entry.roomCode}/${entry.roomId}`;
+              const what = `page: step ${step}, ${descending ? "-" : ""}${key} from ${offset}`;
+              deepEqual(page.records.map(id), ordered.slice(offset, offset + 25).map(id), what);
+              equal(page.truncated, ordered.length > offset + 25, what);
+            }
           }
         }
       }
@@ -565,7 +594,7 @@ for (const impl of IMPLEMENTATIONS) {
 
   contract(
     impl,
-    `RoomDirectory (%): all with a filter keeps a game's rooms, those matching a query or those in a lobby state, before the limit`,
+    `RoomDirectory (%): page with a filter keeps a game's rooms, those matching a query or those in a lobby state, before the page`,
     async (cleanups) => {
       const directory = await impl.directory(cleanups);
       // Twelve rooms of one game first, then the other game's: the filter must look past them.
@@ -583,7 +612,9 @@ for (const impl of IMPLEMENTATIONS) {
       full.summary.lobby_state = "lobby";
       await directory.claim(full, CAPS);
       const rooms = async (limit: number, filter: RoomFilter) =>
-        (await directory.all(limit, filter)).map((r) => `${r.gameName}/${r.roomCode}`);
+        (await directory.page({ offset: 0, limit, filter })).records.map((r) =>
+          `${r.gameName}/${r.roomCode}`
+        );
       deepEqual(await rooms(5, { gameName: "other" }), ["other/QUIZ01", "other/ZZZZZZ"]);
       deepEqual(await rooms(1, { gameName: "other" }), ["other/QUIZ01"]);
       deepEqual(await rooms(5, { query: "quiz" }), ["other/QUIZ01", "orbit/BBQUIZ"]);
@@ -597,6 +628,288 @@ for (const impl of IMPLEMENTATIONS) {
         "other/ZZZZZZ",
       ]);
       equal((await rooms(100, {})).length, 16);
+      equal((await directory.all(100)).length, 16);
+      // The filter applies before the page is cut: the offset counts matching rooms only.
+      const second = await directory.page({ offset: 1, limit: 1, filter: { query: "quiz" } });
+      deepEqual(second.records.map((r) => r.roomCode), ["BBQUIZ"]);
+      deepEqual([second.truncated, second.complete], [false, true]);
+      const first = await directory.page({ offset: 0, limit: 1, filter: { query: "quiz" } });
+      deepEqual([first.truncated, first.complete], [true, true]);
+    },
+  );
+
+  contract(
+    impl,
+    `RoomDirectory (%): page sorts by each key both ways, ties by game and code, in pages that neither repeat nor skip`,
+    async (cleanups) => {
+      const directory = await impl.directory(cleanups);
+      const rooms: [string, string, number, number, number, string][] = [
+        // game, code, created (+T0), players, spectators, lobby state
+        ["orbit", "MMMM01", 5, 2, 0, "waiting"],
+        ["comet", "AAAA02", 1, 4, 3, "finalized"],
+        ["orbit", "ZZZZ03", 1, 0, 1, "waiting"],
+        ["comet", "MMMM01", 3, 2, 0, "lobby"],
+        ["orbit", "BBBB04", 1, 3, 0, "lobby"],
+        ["comet", "QQQQ05", 9, 1, 2, "waiting"],
+      ];
+      for (const [gameName, code, created, players, spectators, lobby] of rooms) {
+        const entry = record(code, { gameName, createdAt: T0 + created, players });
+        entry.summary.spectators = spectators;
+        entry.summary.lobby_state = lobby;
+        equal((await directory.claim(entry, CAPS)).status, "ok");
+      }
+      // Ascending orders, written out (descending is each reversed).
+      const expected: Record<RoomSortKey, string[]> = {
+        created: [
+          "comet/AAAA02",
+          "orbit/BBBB04",
+          "orbit/ZZZZ03",
+          "comet/MMMM01",
+          "orbit/MMMM01",
+          "comet/QQQQ05",
+        ],
+        code: [
+          "comet/AAAA02",
+          "orbit/BBBB04",
+          "comet/MMMM01",
+          "orbit/MMMM01",
+          "comet/QQQQ05",
+          "orbit/ZZZZ03",
+        ],
+        game: [
+          "comet/AAAA02",
+          "comet/MMMM01",
+          "comet/QQQQ05",
+          "orbit/BBBB04",
+          "orbit/MMMM01",
+          "orbit/ZZZZ03",
+        ],
+        players: [
+          "orbit/ZZZZ03",
+          "comet/QQQQ05",
+          "comet/MMMM01",
+          "orbit/MMMM01",
+          "orbit/BBBB04",
+          "comet/AAAA02",
+        ],
+        spectators: [
+          "comet/MMMM01",
+          "orbit/BBBB04",
+          "orbit/MMMM01",
+          "orbit/ZZZZ03",
+          "comet/QQQQ05",
+          "comet/AAAA02",
+        ],
+        lobby_state: [
+          "comet/QQQQ05",
+          "orbit/MMMM01",
+          "orbit/ZZZZ03",
+          "comet/MMMM01",
+          "orbit/BBBB04",
+          "comet/AAAA02",
+        ],
+      };
+      const names = (records: DirectoryRecord[]) =>
+        records.map((r) => `${r.gameName}/${r.roomCode}`);
+      for (const key of ROOM_SORT_KEYS) {
+        for (const descending of [false, true]) {
+          const sort = { key, descending };
+          const want = descending ? [...expected[key]].reverse() : expected[key];
+          deepEqual(
+            names((await directory.page({ offset: 0, limit: 10, sort })).records),
+            want,
+            `${key} ${descending}`,
+          );
+          // Pages of two: every room once, in order; the last one says nothing follows.
+          const pages = [];
+          for (let offset = 0; offset < 6; offset += 2) {
+            const page = await directory.page({ offset, limit: 2, sort });
+            equal(page.truncated, offset < 4, `${key} ${descending} at ${offset}`);
+            pages.push(...names(page.records));
+          }
+          deepEqual(pages, want, `${key} ${descending} in pages`);
+        }
+      }
+      // The orders follow refreshes and releases.
+      const busy = record("ZZZZ03", { createdAt: T0 + 1, players: 5 });
+      busy.summary.spectators = 1;
+      equal(await directory.refresh(busy), "refreshed");
+      await directory.release("comet", "AAAA02", "id-AAAA02");
+      deepEqual(
+        names(
+          (await directory.page({
+            offset: 0,
+            limit: 10,
+            sort: { key: "players", descending: true },
+          })).records,
+        ),
+        ["orbit/ZZZZ03", "orbit/BBBB04", "orbit/MMMM01", "comet/MMMM01", "comet/QQQQ05"],
+      );
+      deepEqual(
+        names(
+          (await directory.page({ offset: 3, limit: 10, sort: { key: "code", descending: false } }))
+            .records,
+        ),
+        ["comet/QQQQ05", "orbit/ZZZZ03"],
+      );
+      // A game filter keeps the order (a game's rooms by creation time, and by another key).
+      deepEqual(
+        names(
+          (await directory.page({
+            offset: 0,
+            limit: 10,
+            filter: { gameName: "orbit" },
+            sort: { key: "created", descending: true },
+          })).records,
+        ),
+        ["orbit/MMMM01", "orbit/ZZZZ03", "orbit/BBBB04"],
+      );
+      deepEqual(
+        names(
+          (await directory.page({
+            offset: 1,
+            limit: 1,
+            filter: { gameName: "orbit" },
+            sort: { key: "players", descending: false },
+          })).records,
+        ),
+        ["orbit/BBBB04"],
+      );
+    },
+  );
+
+  contract(
+    impl,
+    `RoomDirectory (%): a page's query finds a seated player by name (any part, any case) or by the start of the id`,
+    async (cleanups) => {
+      const directory = await impl.directory(cleanups);
+      const seated = (
+        code: string,
+        created: number,
+        names: string[],
+        ids: string[],
+        gameName = "orbit",
+      ) => {
+        const entry = record(code, { gameName, createdAt: T0 + created, players: names.length });
+        entry.search = { game: gameName.toLowerCase(), names, ids };
+        return entry;
+      };
+      const ALICE = "3f2a9c10-0000-4000-8000-00000000a11c";
+      const BOB = "77b0e2d4-0000-4000-8000-000000000b0b";
+      await directory.claim(seated("ROOM01", 1, ["alice", "bob"], [ALICE, BOB]), CAPS);
+      await directory.claim(
+        seated("ROOM02", 2, ["émile"], ["c0ffee00-0000-4000-8000-000000000001"]),
+        CAPS,
+      );
+      await directory.claim(seated("ROOM03", 3, [], [], "app-1\u0001Quiz Night"), CAPS);
+      await directory.claim(record("ROOM04", { createdAt: T0 + 4 }), CAPS); // no search terms
+      const found = async (query: string, sort?: RoomSort) =>
+        (await directory.page({
+          offset: 0,
+          limit: 10,
+          filter: { query },
+          ...(sort ? { sort } : {}),
+        }))
+          .records.map((r) => r.roomCode);
+      deepEqual(await found("alice"), ["ROOM01"]);
+      deepEqual(await found("lic"), ["ROOM01"], "any part of the name");
+      deepEqual(await found("émile"), ["ROOM02"]);
+      deepEqual(await found("3f2a9c10"), ["ROOM01"], "the start of an id");
+      deepEqual(await found(ALICE), ["ROOM01"], "a whole id");
+      deepEqual(await found("9c10"), [], "not the middle of an id");
+      deepEqual(await found("quiz night"), ["ROOM03"], "the game name, lower-cased");
+      deepEqual(await found("app-1"), ["ROOM03"], "the app's namespace is part of it");
+      deepEqual(await found("room0"), ["ROOM01", "ROOM02", "ROOM03", "ROOM04"], "codes");
+      deepEqual(
+        await found("orbit"),
+        ["ROOM01", "ROOM02", "ROOM04"],
+        "the game name, without terms too",
+      );
+      deepEqual(await found("room0", { key: "players", descending: true }), [
+        // Descending reverses the ties' order too: ROOM04 before ROOM02 (1 player each).
+        "ROOM01",
+        "ROOM04",
+        "ROOM02",
+        "ROOM03",
+      ]);
+      deepEqual(await found("nobody"), []);
+      // The terms follow the room: bob leaves.
+      const after = seated("ROOM01", 1, ["alice"], [ALICE]);
+      equal(await directory.refresh(after), "refreshed");
+      deepEqual(await found("bob"), []);
+      deepEqual(await found("77b0"), []);
+      deepEqual(await found("alice"), ["ROOM01"]);
+      // With the other filters: all must hold.
+      deepEqual(
+        (await directory.page({
+          offset: 0,
+          limit: 10,
+          filter: { query: "alice", gameName: "orbit", lobbyState: "waiting" },
+        })).records.map((r) => r.roomCode),
+        ["ROOM01"],
+      );
+      deepEqual(
+        (await directory.page({
+          offset: 0,
+          limit: 10,
+          filter: { query: "alice", lobbyState: "lobby" },
+        })).records,
+        [],
+      );
+    },
+  );
+
+  contract(
+    impl,
+    `RoomDirectory (%): a filtered page looks at most at its budget of rooms (cluster) and says when it stopped`,
+    async (cleanups) => {
+      const directory = await impl.directory(cleanups);
+      for (let i = 0; i < 30; i++) {
+        const code = `B${String(i).padStart(5, "0")}`;
+        await directory.claim(record(code, { createdAt: T0 + i }), { maxRoomsPerGame: 100 });
+      }
+      // Only the last rooms match; a budget of 10 stops the walk before them.
+      const filter = { query: "b0002" };
+      const cut = await directory.page({ offset: 0, limit: 5, filter, budget: 10 });
+      const whole = await directory.page({ offset: 0, limit: 5, filter, budget: 40 });
+      const codes = (page: { records: DirectoryRecord[] }) => page.records.map((r) => r.roomCode);
+      deepEqual(codes(whole), ["B00020", "B00021", "B00022", "B00023", "B00024"]);
+      deepEqual([whole.truncated, whole.complete], [true, true]);
+      if (impl.name === "memory") {
+        // One process looks at every room: no Redis to spare.
+        deepEqual(codes(cut), codes(whole));
+        equal(cut.complete, true);
+      } else {
+        deepEqual([codes(cut), cut.truncated, cut.complete, cut.examined], [[], false, false, 10]);
+        // Matches found before the budget is spent are answered, with complete: false.
+        const partial = await directory.page({ offset: 0, limit: 5, filter, budget: 22 });
+        deepEqual([codes(partial), partial.complete, partial.examined], [
+          ["B00020", "B00021"],
+          false,
+          22,
+        ]);
+        // Newest first, the same budget finds them at once.
+        const newest = await directory.page({
+          offset: 0,
+          limit: 5,
+          filter,
+          budget: 10,
+          sort: { key: "created", descending: true },
+        });
+        deepEqual([codes(newest), newest.truncated, newest.complete], [
+          ["B00029", "B00028", "B00027", "B00026", "B00025"],
+          true,
+          true,
+        ]);
+        // An unfiltered page reads its ranks only, however far in.
+        const deep = await directory.page({ offset: 25, limit: 3, budget: 1 });
+        deepEqual([codes(deep), deep.truncated, deep.complete, deep.examined], [
+          ["B00025", "B00026", "B00027"],
+          true,
+          true,
+          3,
+        ]);
+      }
     },
   );
 

@@ -65,14 +65,32 @@ export type RefreshResult = "refreshed" | "created" | "conflict";
 
 /**
  * Which rooms an operator's listing keeps (docs/spec/EXTENSIONS.md E12, `/admin/api/rooms`):
- * `gameName` exactly (as the directory names the game), `query` as a case-insensitive substring
- * of the room code or the game name, `lobbyState` exactly as the entry's summary has it
- * (`waiting`, `lobby`, `finalized`). Absent fields keep every room.
+ * `gameName` exactly (as the directory names the game), `query` (lower-case) as
+ * {@linkcode matchesQuery} has it, `lobbyState` exactly as the entry's summary has it (`waiting`,
+ * `lobby`, `finalized`). Absent fields keep every room.
  */
 export interface RoomFilter {
   gameName?: string;
   query?: string;
   lobbyState?: string;
+}
+
+/**
+ * Whether lower-case `query` finds the room of `record` (docs/spec/EXTENSIONS.md E12): a
+ * substring of its code or its game name, or of a seated player's name (all compared
+ * lower-cased), or the start of a seated player's id. Player names and ids come from the entry's
+ * {@linkcode DirectoryEntry.search} terms (absent in entries of earlier builds: then the game
+ * name of the entry is matched, lower-cased).
+ */
+export function matchesQuery(record: DirectoryEntry, query: string): boolean {
+  if (query === "") return true;
+  if (record.roomCode.toLowerCase().includes(query)) return true;
+  const search = record.search;
+  if (search === undefined) return record.gameName.toLowerCase().includes(query);
+  if (search.game.includes(query)) return true;
+  for (const name of search.names) if (name.includes(query)) return true;
+  for (const id of search.ids) if (id.startsWith(query)) return true;
+  return false;
 }
 
 /** Whether `record` passes `filter` ({@linkcode RoomFilter}); `query` must be lower-case. */
@@ -82,10 +100,168 @@ export function keptBy(record: DirectoryRecord, filter: RoomFilter | undefined):
   if (filter.lobbyState !== undefined && record.summary.lobby_state !== filter.lobbyState) {
     return false;
   }
-  const query = filter.query;
-  return query === undefined || query === "" ||
-    record.roomCode.toLowerCase().includes(query) ||
-    record.gameName.toLowerCase().includes(query);
+  return filter.query === undefined || matchesQuery(record, filter.query);
+}
+
+/**
+ * What an operator's listing can be sorted by (docs/spec/EXTENSIONS.md E12 `sort=`): creation
+ * time, room code, game name, seats (players, held seats included), spectators, lobby state.
+ */
+export const ROOM_SORT_KEYS = [
+  "created",
+  "code",
+  "game",
+  "players",
+  "spectators",
+  "lobby_state",
+] as const;
+
+/** One of {@linkcode ROOM_SORT_KEYS}. */
+export type RoomSortKey = typeof ROOM_SORT_KEYS[number];
+
+/** The order of a listing: a key, ascending unless `descending`. */
+export interface RoomSort {
+  key: RoomSortKey;
+  descending: boolean;
+}
+
+/** Oldest first: the listing's order when none is asked for. */
+export const OLDEST_FIRST: Readonly<RoomSort> = { key: "created", descending: false };
+
+/** Lobby states in the order a room goes through them (the `lobby_state` sort). */
+const LOBBY_RANK: Readonly<Record<string, number>> = { waiting: 0, lobby: 1, finalized: 2 };
+
+/** The `lobby_state` sort's rank of a state: its place in a room's life, unknown ones last. */
+export function lobbyRank(state: string): number {
+  return LOBBY_RANK[state] ?? 3;
+}
+
+/**
+ * `a` before (< 0), after (> 0) or equal to `b` by Unicode code point, which is how Redis orders
+ * the UTF-8 members of a sorted set (UTF-16 order differs only past U+FFFF).
+ */
+export function compareText(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    // Surrogates (U+D800–DFFF) carry code points above U+FFFF: they sort after U+E000–FFFF.
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+/**
+ * The order of an operator's listing (docs/spec/EXTENSIONS.md E12): by the sort key (creation
+ * time, code, game name, players, spectators, lobby state in {@linkcode lobbyRank} order), then
+ * by game name and code (for `code`: code, then game name), names by code point. `(game, code)`
+ * names one room, so the order is total and pages neither repeat nor skip rooms while the rooms
+ * stay as they are. Descending is this order reversed, ties included.
+ */
+export function compareRooms(sort: RoomSort): (a: DirectoryEntry, b: DirectoryEntry) => number {
+  const ascending = (a: DirectoryEntry, b: DirectoryEntry): number => {
+    let first: number;
+    switch (sort.key) {
+      case "created":
+        first = a.createdAt - b.createdAt;
+        break;
+      case "code":
+        return compareText(a.roomCode, b.roomCode) || compareText(a.gameName, b.gameName);
+      case "game":
+        first = 0;
+        break;
+      case "players":
+        first = a.summary.players - b.summary.players;
+        break;
+      case "spectators":
+        first = a.summary.spectators - b.summary.spectators;
+        break;
+      case "lobby_state":
+        first = lobbyRank(a.summary.lobby_state) - lobbyRank(b.summary.lobby_state);
+        break;
+    }
+    return first || compareText(a.gameName, b.gameName) || compareText(a.roomCode, b.roomCode);
+  };
+  return sort.descending ? (a, b) => ascending(b, a) : ascending;
+}
+
+/**
+ * The first `k` of `items` in `compare`'s order, sorted: a bounded heap, so a page of a
+ * listing costs O(n log k) rather than sorting every room.
+ */
+export function firstInOrder<T>(
+  items: Iterable<T>,
+  k: number,
+  compare: (a: T, b: T) => number,
+): T[] {
+  if (k <= 0) return [];
+  // A max-heap of the k smallest so far: its root is the one to drop next.
+  const heap: T[] = [];
+  const down = (i: number) => {
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= heap.length) return;
+      const right = left + 1;
+      const larger = right < heap.length && compare(heap[right]!, heap[left]!) > 0 ? right : left;
+      if (compare(heap[larger]!, heap[i]!) <= 0) return;
+      [heap[i], heap[larger]] = [heap[larger]!, heap[i]!];
+      i = larger;
+    }
+  };
+  for (const item of items) {
+    if (heap.length < k) {
+      heap.push(item);
+      for (let i = heap.length - 1; i > 0;) {
+        const parent = (i - 1) >> 1;
+        if (compare(heap[i]!, heap[parent]!) <= 0) break;
+        [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+        i = parent;
+      }
+    } else if (compare(item, heap[0]!) < 0) {
+      heap[0] = item;
+      down(0);
+    }
+  }
+  return heap.sort(compare);
+}
+
+/** A page of an operator's listing ({@linkcode RoomDirectory.page}). */
+export interface RoomPageRequest {
+  /** Matching rooms to pass over first (0-based). */
+  offset: number;
+  /** Most rooms in the page. */
+  limit: number;
+  filter?: RoomFilter;
+  /** @default OLDEST_FIRST */
+  sort?: RoomSort;
+  /**
+   * Most rooms a filtered page may look at, in the sort order from the first (cluster mode:
+   * the Redis cost of a page, docs/spec/EXTENSIONS.md E12). An implementation that stops there
+   * says so with `complete: false`; the in-process directory looks at every room and ignores it.
+   * @default Infinity
+   */
+  budget?: number;
+}
+
+/** The answer to a {@linkcode RoomPageRequest}. */
+export interface RoomPage {
+  /** The page's rooms, in order. */
+  records: DirectoryRecord[];
+  /** More rooms match after these. */
+  truncated: boolean;
+  /**
+   * `false` when the walk stopped at the budget before it found the page and the room after it:
+   * rooms further on in the order were not looked at (some may match).
+   */
+  complete: boolean;
+  /** Rooms (index members, in cluster mode) looked at for this page. */
+  examined: number;
 }
 
 /**
@@ -120,9 +296,16 @@ export interface RoomDirectory {
    */
   list(gameName: string, limit: number): Awaitable<DirectoryRecord[]>;
   /**
-   * Every room of every game that `filter` keeps, empty ones included, oldest first (creation
-   * time, game name, code), at most `limit` (the filter applies before the limit): the
-   * operator's listing (docs/spec/EXTENSIONS.md E12), covering every node in a cluster. Read-only.
+   * Every room of every game, empty ones included, oldest first (creation time, game name,
+   * code), at most `limit`: the operator's counts per game (docs/spec/EXTENSIONS.md E12),
+   * covering every node in a cluster. Read-only.
    */
-  all(limit: number, filter?: RoomFilter): Awaitable<DirectoryRecord[]>;
+  all(limit: number): Awaitable<DirectoryRecord[]>;
+  /**
+   * One page of the operator's listing (docs/spec/EXTENSIONS.md E12): the rooms `filter` keeps,
+   * empty ones included, in `sort`'s order ({@linkcode compareRooms}), from the `offset`-th on, at
+   * most `limit`, covering every node in a cluster. Read-only apart from dropping index members
+   * whose entry has expired.
+   */
+  page(request: RoomPageRequest): Awaitable<RoomPage>;
 }

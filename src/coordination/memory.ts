@@ -12,12 +12,16 @@ import type { BucketKind, BucketTake, TokenBuckets } from "./buckets.ts";
 import {
   type ClaimCaps,
   type ClaimResult,
+  compareRooms,
   type DirectoryRecord,
+  firstInOrder,
   keptBy,
   type NodeId,
+  OLDEST_FIRST,
   type RefreshResult,
   type RoomDirectory,
-  type RoomFilter,
+  type RoomPage,
+  type RoomPageRequest,
 } from "./directory.ts";
 import type {
   BindOutcome,
@@ -123,16 +127,35 @@ export class MemoryRoomDirectory implements RoomDirectory {
     return out;
   }
 
-  all(limit: number, filter?: RoomFilter): DirectoryRecord[] {
-    const out: DirectoryRecord[] = [];
+  all(limit: number): DirectoryRecord[] {
+    return this.page({ offset: 0, limit }).records;
+  }
+
+  /**
+   * Looks at every room (of the game, with a game filter) and keeps the first `offset + limit +
+   * 1` in order with a bounded heap: O(n log k) on the event loop, no index to keep up. Always
+   * complete (`budget` bounds Redis work; there is none here).
+   */
+  page(request: RoomPageRequest): RoomPage {
+    const { offset, limit, filter } = request;
     const entries = filter?.gameName !== undefined
       ? this.#byGame.get(filter.gameName)?.values() ?? []
       : this.#entries.values();
-    for (const record of entries) {
-      if (out.length >= limit) break;
-      if (keptBy(record, filter)) out.push(record);
-    }
-    return out;
+    let examined = 0;
+    const kept = function* () {
+      for (const record of entries) {
+        examined++;
+        if (keptBy(record, filter)) yield record;
+      }
+    };
+    const end = offset + limit;
+    const first = firstInOrder(kept(), end + 1, compareRooms(request.sort ?? OLDEST_FIRST));
+    return {
+      records: first.slice(offset, end),
+      truncated: first.length > end,
+      complete: true,
+      examined,
+    };
   }
 
   /** Counts entry `k` (of `record`) against the game, app and IP caps or not. */

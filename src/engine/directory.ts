@@ -102,6 +102,13 @@ export class HomeDirectory {
   readonly #emptyByIp = new Map<string, Set<Room>>();
   /** Creation time and app of each room, for its directory entry. */
   readonly #meta = new Map<string, { createdAt: number; appId?: string }>();
+  /** Whether entries carry the operator's search terms (`EngineOptions.operatorSearch`). */
+  readonly #search: boolean;
+
+  /** An empty directory; with `operatorSearch`, its entries carry the operator's search terms. */
+  constructor(options: { operatorSearch?: boolean } = {}) {
+    this.#search = options.operatorSearch ?? false;
+  }
 
   /** Number of rooms, empty ones awaiting cleanup included. */
   get size(): number {
@@ -270,6 +277,15 @@ export class HomeDirectory {
     };
     if (meta?.appId !== undefined) entry.appId = meta.appId;
     if (room.creatorIp !== undefined) entry.creatorIp = room.creatorIp;
+    if (this.#search) {
+      const names: string[] = [];
+      const ids: string[] = [];
+      for (const seat of room.seats.values()) {
+        names.push(seat.nameKey);
+        ids.push(seat.id);
+      }
+      entry.search = { game: room.scope.toLowerCase(), names, ids };
+    }
     return { kind: "directory", op: "refresh", entry };
   }
 }

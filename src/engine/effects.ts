@@ -80,6 +80,23 @@ export interface DirectoryEntry {
   createdAt: number;
   /** The lookup summary at the time of the write. */
   summary: RoomSummary;
+  /**
+   * What the operator's search matches besides the code (docs/spec/EXTENSIONS.md E12), as of the
+   * write: the game name and each seat's player name, lower-cased, and each seat's player id
+   * (held seats included). Written only while the operator console is enabled
+   * (`EngineOptions.operatorSearch`); never in the public lookup (`summary` is).
+   */
+  search?: RoomSearch;
+}
+
+/** The operator's search terms of a room ({@linkcode DirectoryEntry.search}). */
+export interface RoomSearch {
+  /** The directory's game name, lower-cased. */
+  game: string;
+  /** Seated players' names, lower-cased, in seat order. */
+  names: string[];
+  /** Seated players' ids, in seat order. */
+  ids: string[];
 }
 
 /** Something the edge must do as a result of an engine call, in order. */

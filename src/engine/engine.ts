@@ -62,7 +62,7 @@ export class Engine {
   readonly #options: EngineOptions;
   readonly #sessions: Sessions;
   readonly #sessionById: ReadonlyMap<ConnId, Session>;
-  readonly #directory = new HomeDirectory();
+  readonly #directory: HomeDirectory;
   readonly #reconnection: Reconnection;
   readonly #rooms: Rooms;
   readonly #spectators: Spectators;
@@ -70,6 +70,7 @@ export class Engine {
   /** Creates an engine with no rooms and no connections. */
   constructor(options: EngineOptions) {
     this.#options = options;
+    this.#directory = new HomeDirectory({ operatorSearch: options.operatorSearch });
     this.#sessions = new Sessions(options);
     this.#sessionById = this.#sessions.byId;
     this.#reconnection = new Reconnection(

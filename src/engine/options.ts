@@ -54,6 +54,13 @@ export interface EngineOptions {
    * stopped being valid longest ago are forgotten early. @default 200_000
    */
   maxTokenRecords?: number;
+  /**
+   * Whether directory entries carry the operator's search terms (player names and ids,
+   * `DirectoryEntry.search`, docs/spec/EXTENSIONS.md E12): on while the operator console is
+   * enabled (`security.admin_token`), so a cluster without it keeps player names out of Redis.
+   * @default false
+   */
+  operatorSearch?: boolean;
   /** An empty room is deleted once empty this long. @default 300_000 */
   emptyRoomTimeoutMs: number;
   /** A room with seats is deleted when inactive this long. @default 3_600_000 */

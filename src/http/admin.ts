@@ -15,7 +15,7 @@
  * |---|---|---|
  * | GET | `/admin/api/overview` | live counts, maintenance, games, the current sample |
  * | GET | `/admin/api/games` | rooms, players and spectators per game |
- * | GET | `/admin/api/rooms?game_name=&q=&lobby_state=&limit=&offset=` | rooms in detail, oldest first |
+ * | GET | `/admin/api/rooms?game_name=&q=&lobby_state=&sort=&limit=&offset=` | rooms in detail, oldest first or as sorted |
  * | GET | `/admin/api/rooms/{game}/{code}` | one room in detail |
  * | DELETE | `/admin/api/rooms/{game}/{code}` | close the room |
  * | DELETE | `/admin/api/rooms/{game}/{code}/players/{player_id}` | remove one player |
@@ -31,7 +31,15 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { type Awaitable, then } from "../coordination/awaitable.ts";
-import type { DirectoryRecord, RoomDirectory, RoomFilter } from "../coordination/directory.ts";
+import {
+  type DirectoryRecord,
+  OLDEST_FIRST,
+  ROOM_SORT_KEYS,
+  type RoomDirectory,
+  type RoomFilter,
+  type RoomSort,
+  type RoomSortKey,
+} from "../coordination/directory.ts";
 import { NoAnswer } from "../coordination/no_answer.ts";
 import type { CommandReply, RoomCommand } from "../coordination/router.ts";
 import type { RoomDetail, RoomSummary } from "../engine/effects.ts";
@@ -60,6 +68,12 @@ export interface AdminLimits {
   maxBodyBytes: number;
   /** Most rooms in one listing. @default 500 */
   maxListedRooms: number;
+  /**
+   * Most rooms a filtered listing looks at (cluster mode: index members read from Redis, in
+   * calls of 1,000), in its sort order from the first; past it the listing answers what it
+   * found with `complete: false`. One process looks at every room. @default 20000
+   */
+  maxExaminedRooms: number;
 }
 
 /** The defaults of {@linkcode AdminLimits}. */
@@ -71,6 +85,7 @@ export const DEFAULT_ADMIN_LIMITS: Readonly<AdminLimits> = {
   maxStreamBufferedBytes: 262_144,
   maxBodyBytes: 1024,
   maxListedRooms: 500,
+  maxExaminedRooms: 20_000,
 };
 
 /** What the operator routes need from the running server. */
@@ -133,6 +148,13 @@ const PAGE_HEADERS = {
 const MAX_OFFSET = 100_000;
 /** The lobby states `/admin/api/rooms?lobby_state=` takes (docs/spec/PROTOCOL.md §7.4). */
 const LOBBY_STATES: ReadonlySet<string> = new Set(["waiting", "lobby", "finalized"]);
+/** `/admin/api/rooms?sort=`: a key of {@linkcode ROOM_SORT_KEYS}, `-` first for descending. */
+const SORT_PARAM = new RegExp(`^(-?)(${ROOM_SORT_KEYS.join("|")})$`);
+
+/** The `sort=` value of `sort` (`players`, `-players`, …). */
+function sortParam(sort: RoomSort): string {
+  return `${sort.descending ? "-" : ""}${sort.key}`;
+}
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The console's asset paths (`admin_assets.ts`, loaded on the first request for one of them). */
@@ -395,9 +417,12 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
 
   /**
    * `GET /admin/api/rooms` (docs/spec/EXTENSIONS.md E12): the rooms `game_name`, `q` and
-   * `lobby_state` keep, oldest first, from the `offset`-th (0-based) on, at most `limit`, each
-   * in detail from its home. Answers `{rooms, offset, truncated}` (`truncated`: more rooms match
-   * after these); `400 INVALID_INPUT` for a bad `limit`, `offset` or `lobby_state`.
+   * `lobby_state` keep, in `sort`'s order (oldest first by default), from the `offset`-th
+   * (0-based) on, at most `limit`, each in detail from its home. Answers `{rooms, offset,
+   * truncated, sort, complete, examined}` (`truncated`: more rooms match after these;
+   * `complete: false`: the listing stopped after looking at `examined` rooms, see
+   * {@linkcode AdminLimits.maxExaminedRooms}); `400 INVALID_INPUT` for a bad `limit`, `offset`,
+   * `lobby_state` or `sort`.
    */
   function listRooms(request: Request): Awaitable<Response> {
     const params = new URL(request.url).searchParams;
@@ -425,18 +450,42 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
         "INVALID_INPUT",
       );
     }
+    const sortText = params.get("sort");
+    const sortMatch = sortText === null ? null : SORT_PARAM.exec(sortText);
+    if (sortText !== null && sortMatch === null) {
+      return problem(
+        400,
+        `sort must be one of ${ROOM_SORT_KEYS.join(", ")}, each ascending or, with "-" ` +
+          `before it, descending (e.g. sort=-players)`,
+        "INVALID_INPUT",
+      );
+    }
+    const sort: RoomSort = sortMatch
+      ? { key: sortMatch[2] as RoomSortKey, descending: sortMatch[1] === "-" }
+      : OLDEST_FIRST;
     const filter: RoomFilter = {
       ...(game !== null ? { gameName: game } : {}),
       ...(query !== "" ? { query } : {}),
       ...(lobbyState !== null ? { lobbyState } : {}),
     };
-    // One more than asked for says whether more rooms match than are listed.
-    const end = offset + limit;
-    return then(options.directory.all(end + 1, filter), (records): Awaitable<Response> => {
-      const wanted = records.slice(offset, end);
-      const details = wanted.map((record) => detailOf(record));
+    const page = options.directory.page({
+      offset,
+      limit,
+      filter,
+      sort,
+      budget: limits.maxExaminedRooms,
+    });
+    return then(page, (found): Awaitable<Response> => {
+      const details = found.records.map((record) => detailOf(record));
       const answer = (rooms: ListedRoom[]) =>
-        reply(200, { rooms, offset, truncated: records.length > end });
+        reply(200, {
+          rooms,
+          offset,
+          truncated: found.truncated,
+          sort: sortParam(sort),
+          complete: found.complete,
+          examined: found.examined,
+        });
       return details.some((detail) => detail instanceof Promise)
         ? Promise.all(details).then(answer)
         : answer(details as ListedRoom[]);

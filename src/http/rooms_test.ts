@@ -132,6 +132,7 @@ Deno.test("roomRoutes() in cluster mode: 503 for an unknown code in the grace wi
       refresh: () => answer("refreshed" as const),
       release: () => answer(undefined),
       all: () => answer([record]),
+      page: () => answer({ records: [record], truncated: false, complete: true, examined: 1 }),
     },
     publicRoomListing: true,
     roomCodeLength: 6,
@@ -162,6 +163,7 @@ Deno.test("roomRoutes() in cluster mode: 503 for an unknown code in the grace wi
       refresh: () => answer("refreshed" as const),
       release: () => answer(undefined),
       all: () => answer([record]),
+      page: () => answer({ records: [record], truncated: false, complete: true, examined: 1 }),
     },
     buckets: {
       take: () => Promise.resolve({ ok: true as const }),
