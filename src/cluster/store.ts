@@ -340,18 +340,25 @@ const SORT_KEYS: readonly RoomSortKey[] = [
  * Lua that writes a room's members of the six `rooms-by:` sets, `KEYS[first]` to
  * `KEYS[first + 5]` in {@linkcode SORT_KEYS} order, from `ARGV[arg]` (creation time) and
  * `ARGV[arg + 1]` to `ARGV[arg + 5]`: sort member, code sort member, players, spectators, lobby
- * rank. Each set's TTL is renewed like the other sets' (it expires with the cluster).
+ * rank; skipped when Lua expression `unchanged` holds (the entry is byte for byte the one
+ * written before and still indexed: the periodic refresh). The six sets hold the same rooms, so
+ * they share one TTL, renewed to `4 T` once less than `T` is left: they expire a few `T` after
+ * the cluster stops writing, and a refresh costs one `PTTL` instead of six `PEXPIRE`s.
  */
-function indexRoom(first: number, arg: number): string {
+function indexRoom(first: number, arg: number, unchanged = "false"): string {
   const member = `ARGV[${arg + 1}]`;
   return `
-redis.call('ZADD', KEYS[${first}], tonumber(ARGV[${arg}]), ${member})
-redis.call('ZADD', KEYS[${first + 1}], 0, ARGV[${arg + 2}])
-redis.call('ZADD', KEYS[${first + 2}], 0, ${member})
-redis.call('ZADD', KEYS[${first + 3}], tonumber(ARGV[${arg + 3}]), ${member})
-redis.call('ZADD', KEYS[${first + 4}], tonumber(ARGV[${arg + 4}]), ${member})
-redis.call('ZADD', KEYS[${first + 5}], tonumber(ARGV[${arg + 5}]), ${member})
-for i = ${first}, ${first + 5} do redis.call('PEXPIRE', KEYS[i], ttl) end`;
+if not (${unchanged}) then
+  redis.call('ZADD', KEYS[${first}], tonumber(ARGV[${arg}]), ${member})
+  redis.call('ZADD', KEYS[${first + 1}], 0, ARGV[${arg + 2}])
+  redis.call('ZADD', KEYS[${first + 2}], 0, ${member})
+  redis.call('ZADD', KEYS[${first + 3}], tonumber(ARGV[${arg + 3}]), ${member})
+  redis.call('ZADD', KEYS[${first + 4}], tonumber(ARGV[${arg + 4}]), ${member})
+  redis.call('ZADD', KEYS[${first + 5}], tonumber(ARGV[${arg + 5}]), ${member})
+end
+if redis.call('PTTL', KEYS[${first}]) < ttl then
+  for i = ${first}, ${first + 5} do redis.call('PEXPIRE', KEYS[i], 4 * ttl) end
+end`;
 }
 
 /**
@@ -479,7 +486,9 @@ if result ~= 'conflict' then
   redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('ZADD', KEYS[8], tonumber(ARGV[11]), ARGV[3])
-  redis.call('PEXPIRE', KEYS[8], ttl)${indexRoom(10, 11)}
+  redis.call('PEXPIRE', KEYS[8], ttl)${
+  indexRoom(10, 11, "current == ARGV[1] and redis.call('ZSCORE', KEYS[10], ARGV[12])")
+}
   if ARGV[9] == '1' then
     redis.call('ZADD', KEYS[5], now + ttl, ARGV[3])
     redis.call('PEXPIRE', KEYS[5], ttl)
@@ -666,32 +675,30 @@ return {start + #batch - removed, removed}
  * descending, first rank, members to look at, matches to pass over, matches to return, member
  * form (`g`: sort member, `c`: code sort member, `o`: a `game-order` code), game (the game
  * filter; with `o` the order's game), that game's tag (with `o`), lobby state ("" = any), query
- * (lower-case, "" = none), "1" = keep only the game's rooms (forms `g`, `c`), "1" = forget
- * rooms whose entry is gone. Looks at members from the first rank on, in order, until it has the
- * matches to return or has looked at the count; reads a member's entry only when its game passes,
- * decodes it only for the lobby state or a query the code does not match. Returns {members
- * looked at, members removed, matches seen, members in the order, entries...}.
+ * (lower-case, "" = none), the query as JSON writes it (without quotes), "1" = keep only the
+ * game's rooms (forms `g`, `c`), "1" = forget rooms whose entry is gone. Looks at members from
+ * the first rank on, in order, until it has the matches to return or has looked at the count;
+ * reads a member's entry only when its game passes, and matches the lobby state and the query
+ * in the entry's text ({@linkcode entryJson}), never decoding it. Returns {members looked at,
+ * members removed, matches seen, members in the order, entries...}.
  */
 const PAGE = script(`${ROOM_MEMBERS}
-local function keeps(value, code, lobby, query)
-  if lobby == '' and query == '' then return true end
-  local codeMatches = query ~= '' and string.find(string.lower(code), query, 1, true) ~= nil
-  if lobby == '' and codeMatches then return true end
-  local entry = cjson.decode(value)
-  if lobby ~= '' and entry.summary.lobby_state ~= lobby then return false end
-  if query == '' or codeMatches then return true end
-  local search = entry.search
-  if type(search) ~= 'table' then
-    return string.find(string.lower(entry.gameName), query, 1, true) ~= nil
+local SEP = '\\127'
+local function keeps(value, code, game, lobby, query, written)
+  if lobby ~= '' and not string.find(value, '"lobby_state":"' .. lobby .. '"', 1, true) then
+    return false
   end
-  if string.find(search.game, query, 1, true) then return true end
-  for _, name in ipairs(search.names) do
-    if string.find(name, query, 1, true) then return true end
-  end
-  for _, id in ipairs(search.ids) do
-    if string.sub(id, 1, #query) == query then return true end
-  end
-  return false
+  if query == '' or string.find(string.lower(code), query, 1, true) then return true end
+  local at = string.find(value, '"search":{"ids":"', 1, true)
+  if not at then return string.find(string.lower(game), query, 1, true) ~= nil end
+  local ids = at + 17
+  local terms = string.find(value, '","terms":"', ids, true)
+  if not terms then return false end
+  -- The terms are the text's last string: it ends with '"}}'.
+  local s, e = string.find(value, written, terms + 11, true)
+  if s and e <= #value - 3 then return true end
+  s, e = string.find(value, SEP .. written, ids, true)
+  return s ~= nil and e < terms
 end
 local prefix = ARGV[1]
 local first = tonumber(ARGV[3])
@@ -702,7 +709,8 @@ local form = ARGV[7]
 local game = ARGV[8]
 local lobby = ARGV[10]
 local query = ARGV[11]
-local byGame = ARGV[12] == '1'
+local written = ARGV[12]
+local byGame = ARGV[13] == '1'
 local members
 if ARGV[2] == '1' then
   members = redis.call('ZREVRANGE', KEYS[1], first, first + count - 1)
@@ -725,7 +733,7 @@ for _, member in ipairs(members) do
     local value = redis.call('GET', prefix .. 'room:' .. tag .. ':' .. g .. ':' .. code)
     if not value then
       dead[#dead + 1] = {g, code, tag}
-    elseif keeps(value, code, lobby, query) then
+    elseif keeps(value, code, g, lobby, query, written) then
       matched = matched + 1
       if matched > skip then
         returned = returned + 1
@@ -734,7 +742,7 @@ for _, member in ipairs(members) do
     end
   end
 end
-if ARGV[13] == '1' then
+if ARGV[14] == '1' then
   for _, room in ipairs(dead) do forget(prefix, room[1], room[2], room[3]) end
   reply[2] = #dead
 end
@@ -744,17 +752,28 @@ return reply
 `);
 
 /**
- * Members one {@linkcode PAGE} call looks at, at most: a call reads (and may decode) an entry
- * per member while Redis serves nobody else, so a long walk is cut into calls of about a
- * millisecond each.
+ * Members one {@linkcode PAGE} call looks at, at most: a call reads and matches an entry per
+ * member (about 4 µs each with four seated players) while Redis serves nobody else, so a long
+ * walk is cut into calls of about a millisecond.
  */
-const PAGE_CALL_MEMBERS = 1_000;
+const PAGE_CALL_MEMBERS = 250;
 
 /** Order of listings: creation time, then game name, then code. */
 function oldestFirst(a: DirectoryRecord, b: DirectoryRecord): number {
   return a.createdAt - b.createdAt ||
     (a.gameName < b.gameName ? -1 : a.gameName > b.gameName ? 1 : 0) ||
     (a.roomCode < b.roomCode ? -1 : a.roomCode > b.roomCode ? 1 : 0);
+}
+
+/**
+ * The `room:` value of a record: its JSON with the search terms last, `ids` before `terms`, so
+ * the {@linkcode PAGE} script finds them in the text (`…"search":{"ids":"…","terms":"…"}}`).
+ */
+export function entryJson(record: DirectoryRecord): string {
+  const { search, ...rest } = record;
+  return JSON.stringify(
+    search === undefined ? rest : { ...rest, search: { ids: search.ids, terms: search.terms } },
+  );
 }
 
 /** The `room-id:` value of a record. */
@@ -861,7 +880,7 @@ export class RedisStore implements ClusterStore {
     const k = this.#keys;
     const hasApp = record.appId !== undefined;
     const reply = await this.#script(CLAIM, this.#recordKeys(record), [
-      JSON.stringify(record),
+      entryJson(record),
       record.roomId,
       record.roomCode,
       String(this.#now()),
@@ -935,7 +954,7 @@ export class RedisStore implements ClusterStore {
 
   #refreshArgs(record: DirectoryRecord): [string[], string[]] {
     return [this.#recordKeys(record), [
-      JSON.stringify(record),
+      entryJson(record),
       record.roomId,
       record.roomCode,
       String(this.#now()),
@@ -1130,6 +1149,7 @@ export class RedisStore implements ClusterStore {
         byGameOrder ? gameTag(game) : "",
         lobby,
         query,
+        JSON.stringify(query).slice(1, -1),
         gameFilter ? "1" : "0",
         prune ? "1" : "0",
       ], "list") as unknown[];

@@ -26,6 +26,7 @@ import type {
   Router,
 } from "./router.ts";
 import type { Awaitable } from "./awaitable.ts";
+import { roomSearch } from "../engine/directory.ts";
 import { MemoryStore } from "../cluster/memory_store.ts";
 import { RedisLink, RedisStore } from "../cluster/store.ts";
 import { RedisBus } from "../cluster/bus.ts";
@@ -791,7 +792,10 @@ for (const impl of IMPLEMENTATIONS) {
         gameName = "orbit",
       ) => {
         const entry = record(code, { gameName, createdAt: T0 + created, players: names.length });
-        entry.search = { game: gameName.toLowerCase(), names, ids };
+        entry.search = roomSearch(
+          gameName,
+          names.map((name, i) => ({ id: ids[i]!, nameKey: name })),
+        );
         return entry;
       };
       const ALICE = "3f2a9c10-0000-4000-8000-00000000a11c";
@@ -833,6 +837,35 @@ for (const impl of IMPLEMENTATIONS) {
         "ROOM03",
       ]);
       deepEqual(await found("nobody"), []);
+      // Redis matches in the entry's JSON text: its keys, values and punctuation never match.
+      for (
+        const query of [
+          "search",
+          "terms",
+          "ids",
+          "lobby_state",
+          "waiting",
+          "}",
+          "]",
+          ",",
+          ":",
+          '"',
+          "\\",
+          "node-a",
+          "id-room",
+        ]
+      ) {
+        deepEqual(await found(query), [], query);
+      }
+      await directory.claim(
+        seated("ROOM05", 5, ['o"brien\\'], ["deadbeef-0000-4000-8000-000000000005"]),
+        CAPS,
+      );
+      deepEqual(await found('o"b'), ["ROOM05"], "a quote in a name");
+      deepEqual(await found('"'), ["ROOM05"]);
+      deepEqual(await found("\\"), ["ROOM05"], "a backslash in a name");
+      deepEqual(await found("brien\\"), ["ROOM05"]);
+      await directory.release("orbit", "ROOM05", "id-ROOM05");
       // The terms follow the room: bob leaves.
       const after = seated("ROOM01", 1, ["alice"], [ALICE]);
       equal(await directory.refresh(after), "refreshed");

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { DirectoryEntry } from "../engine/effects.ts";
+import { type DirectoryEntry, SEARCH_SEPARATOR } from "../engine/effects.ts";
 import type { Awaitable } from "./awaitable.ts";
 
 export type { DirectoryEntry, RoomSummary } from "../engine/effects.ts";
@@ -79,18 +79,15 @@ export interface RoomFilter {
  * Whether lower-case `query` finds the room of `record` (docs/spec/EXTENSIONS.md E12): a
  * substring of its code or its game name, or of a seated player's name (all compared
  * lower-cased), or the start of a seated player's id. Player names and ids come from the entry's
- * {@linkcode DirectoryEntry.search} terms (absent in entries of earlier builds: then the game
- * name of the entry is matched, lower-cased).
+ * {@linkcode DirectoryEntry.search} terms (absent in entries written without the console: then
+ * the game name of the entry is matched, lower-cased).
  */
 export function matchesQuery(record: DirectoryEntry, query: string): boolean {
   if (query === "") return true;
   if (record.roomCode.toLowerCase().includes(query)) return true;
   const search = record.search;
   if (search === undefined) return record.gameName.toLowerCase().includes(query);
-  if (search.game.includes(query)) return true;
-  for (const name of search.names) if (name.includes(query)) return true;
-  for (const id of search.ids) if (id.startsWith(query)) return true;
-  return false;
+  return search.terms.includes(query) || search.ids.includes(SEARCH_SEPARATOR + query);
 }
 
 /** Whether `record` passes `filter` ({@linkcode RoomFilter}); `query` must be lower-case. */

@@ -10,7 +10,13 @@
  * @module
  */
 import { AppRoomCounts } from "./app_auth.ts";
-import type { DirectoryEntry, Effect, RoomSummary } from "./effects.ts";
+import {
+  type DirectoryEntry,
+  type Effect,
+  type RoomSearch,
+  type RoomSummary,
+  SEARCH_SEPARATOR,
+} from "./effects.ts";
 import { type MemberTally, type Room, roomKey } from "./room.ts";
 
 export type { RoomSummary } from "./effects.ts";
@@ -55,6 +61,23 @@ export function roomSummary(room: Room): RoomSummary {
     relay_type: room.relayType,
     authority_handover: room.authorityHandover,
   };
+}
+
+/**
+ * The operator's search terms ({@linkcode RoomSearch}) of a room of game namespace `scope` with
+ * `seats` (in seat order): with app auth the scope is `<app_id>\u0001<game>`, two terms.
+ */
+export function roomSearch(
+  scope: string,
+  seats: Iterable<{ readonly id: string; readonly nameKey: string }>,
+): RoomSearch {
+  let terms = SEARCH_SEPARATOR + scope.toLowerCase().replaceAll("\u0001", SEARCH_SEPARATOR);
+  let ids = "";
+  for (const seat of seats) {
+    terms += SEARCH_SEPARATOR + seat.nameKey;
+    ids += SEARCH_SEPARATOR + seat.id;
+  }
+  return { ids, terms };
 }
 
 /** Which cap a reclaim is for: the game's, the app's, or the creating IP's share of a game. */
@@ -277,15 +300,7 @@ export class HomeDirectory {
     };
     if (meta?.appId !== undefined) entry.appId = meta.appId;
     if (room.creatorIp !== undefined) entry.creatorIp = room.creatorIp;
-    if (this.#search) {
-      const names: string[] = [];
-      const ids: string[] = [];
-      for (const seat of room.seats.values()) {
-        names.push(seat.nameKey);
-        ids.push(seat.id);
-      }
-      entry.search = { game: room.scope.toLowerCase(), names, ids };
-    }
+    if (this.#search) entry.search = roomSearch(room.scope, room.seats.values());
     return { kind: "directory", op: "refresh", entry };
   }
 }

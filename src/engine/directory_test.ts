@@ -94,10 +94,10 @@ Deno.test("Engine directory entries carry the operator's search terms only with 
     effects.flatMap((e) => e.kind === "directory" && e.op === "refresh" ? [e.entry.search] : []);
   const engine = engineWith([P1, P2, S1], { operatorSearch: true });
   deepEqual(searched(engine.handle(P1, join("ROOM01", "Mira", { game_name: "Orbit X" }), T0)), [
-    { game: "orbit x", names: ["mira"], ids: [P1] },
+    { terms: "\x7forbit x\x7fmira", ids: `\x7f${P1}` },
   ]);
   deepEqual(searched(engine.handle(P2, join("ROOM01", "ÉLAN", { game_name: "Orbit X" }), T0)), [
-    { game: "orbit x", names: ["mira", "élan"], ids: [P1, P2] },
+    { terms: "\x7forbit x\x7fmira\x7félan", ids: `\x7f${P1}\x7f${P2}` },
   ]);
   // Spectators are not players: the terms stay those of the seats.
   deepEqual(
@@ -105,12 +105,12 @@ Deno.test("Engine directory entries carry the operator's search terms only with 
       type: "JoinAsSpectator",
       data: { game_name: "Orbit X", room_code: "ROOM01", spectator_name: "Watcher" },
     }, T0)),
-    [{ game: "orbit x", names: ["mira", "élan"], ids: [P1, P2] }],
+    [{ terms: "\x7forbit x\x7fmira\x7félan", ids: `\x7f${P1}\x7f${P2}` }],
   );
   deepEqual(searched(engine.handle(P1, bare("LeaveRoom"), T0)), [
-    { game: "orbit x", names: ["élan"], ids: [P2] },
+    { terms: "\x7forbit x\x7félan", ids: `\x7f${P2}` },
   ]);
-  deepEqual(engine.directoryEntries().map((entry) => entry.search?.names), [["élan"]]);
+  deepEqual(engine.directoryEntries().map((entry) => entry.search?.terms), ["\x7forbit x\x7félan"]);
   // Off (no operator console): player names stay out of the directory.
   const plain = engineWith([P1]);
   deepEqual(searched(plain.handle(P1, join("ROOM01", "Mira"), T0)), [undefined]);

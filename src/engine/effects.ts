@@ -89,14 +89,26 @@ export interface DirectoryEntry {
   search?: RoomSearch;
 }
 
-/** The operator's search terms of a room ({@linkcode DirectoryEntry.search}). */
+/**
+ * Separates the terms of a {@linkcode RoomSearch}: DEL (U+007F), which no room code, game name
+ * or (unless an operator allows it) player name holds and JSON leaves as it is, so a Redis
+ * script can match the terms in an entry's JSON text without decoding it.
+ */
+export const SEARCH_SEPARATOR = "\u007f";
+
+/**
+ * The operator's search terms of a room ({@linkcode DirectoryEntry.search}), each term after a
+ * {@linkcode SEARCH_SEPARATOR}, in seat order. A query matches `terms` anywhere and `ids` at the
+ * start of an id (after a separator).
+ */
 export interface RoomSearch {
-  /** The directory's game name, lower-cased. */
-  game: string;
-  /** Seated players' names, lower-cased, in seat order. */
-  names: string[];
-  /** Seated players' ids, in seat order. */
-  ids: string[];
+  /** Player ids of the seats. */
+  ids: string;
+  /**
+   * The directory's game name (with app auth the app id and the game, as two terms) and the
+   * seated players' names, lower-cased.
+   */
+  terms: string;
 }
 
 /** Something the edge must do as a result of an engine call, in order. */

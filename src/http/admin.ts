@@ -70,8 +70,8 @@ export interface AdminLimits {
   maxListedRooms: number;
   /**
    * Most rooms a filtered listing looks at (cluster mode: index members read from Redis, in
-   * calls of 1,000), in its sort order from the first; past it the listing answers what it
-   * found with `complete: false`. One process looks at every room. @default 20000
+   * calls of 250), in its sort order from the first; past it the listing answers what it found
+   * with `complete: false`. One process looks at every room. @default 20000
    */
   maxExaminedRooms: number;
 }
