@@ -375,6 +375,106 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "RedisStore: a page's Redis cost is bounded: a page of ranks reads its rooms wherever it starts, a filtered page at most its budget in calls of 250, a steady refresh writes no index member",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const server: RedisServer = await startRedis();
+    const link = new RedisLink({ url: server.url });
+    try {
+      await link.connect();
+      const store = new RedisStore(link, settings());
+      const keys = new Keys("sf:");
+      const redis = (...command: string[]) => link.command.sendCommand(command);
+      const records = [];
+      for (let i = 0; i < 1_200; i++) {
+        const code = `P${String(i).padStart(5, "0")}`;
+        const entry = record(code, "a@1", { createdAt: 1_000 + i });
+        entry.summary.players = i % 4;
+        records.push(entry);
+      }
+      await store.refreshAll(records);
+      const calls = async (command: string) =>
+        Number(
+          new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(
+            String(await redis("INFO", "commandstats")),
+          )?.[1] ?? 0,
+        );
+      const cost = async <T>(read: () => Promise<T>) => {
+        await redis("CONFIG", "RESETSTAT");
+        const result = await read();
+        return { result, scripts: await calls("evalsha"), gets: await calls("get") };
+      };
+      // A page of ranks: one call, one GET per room, at rank 1,100 (the last page) as at 0.
+      for (const offset of [0, 1_100]) {
+        const { result, scripts, gets } = await cost(() =>
+          store.page({ offset, limit: 100, sort: { key: "players", descending: true } })
+        );
+        deepEqual([result.records.length, result.truncated, scripts, gets], [
+          100,
+          offset === 0,
+          1,
+          100,
+        ], `offset ${offset}`);
+      }
+      // A filtered page matching nothing: stops at the budget, 250 members a call.
+      const walked = await cost(() =>
+        store.page({ offset: 0, limit: 10, filter: { query: "nobody" }, budget: 700 })
+      );
+      deepEqual(
+        [walked.result.complete, walked.result.examined, walked.scripts, walked.gets],
+        [false, 700, 3, 700],
+      );
+      // One that finds its page early stops there.
+      const early = await cost(() =>
+        store.page({ offset: 0, limit: 10, filter: { lobbyState: "waiting" }, budget: 700 })
+      );
+      deepEqual([early.result.records.length, early.result.examined, early.scripts, early.gets], [
+        10,
+        11,
+        1,
+        11,
+      ]);
+      // A game filter reads no entry of another game.
+      const other = await cost(() =>
+        store.page({
+          offset: 0,
+          limit: 10,
+          filter: { gameName: "none" },
+          sort: { key: "players", descending: false },
+          budget: 2_000,
+        })
+      );
+      deepEqual([other.result.complete, other.result.examined, other.gets], [true, 1_200, 0]);
+      // The periodic refresh of unchanged rooms writes no rooms-by member; a change writes six.
+      await redis("CONFIG", "RESETSTAT");
+      await store.refreshAll(records.slice(0, 50));
+      // game-rooms and game-order each, and game-empty for the 13 rooms without players.
+      equal(await calls("zadd"), 2 * 50 + 13);
+      equal(await calls("zscore"), 50, "one look at rooms-by:created each");
+      await redis("CONFIG", "RESETSTAT");
+      const changed = { ...records[0]!, summary: { ...records[0]!.summary, spectators: 2 } };
+      equal(await store.refresh(changed), "refreshed");
+      equal(await calls("zadd"), 3 + 6, "game-rooms, game-order, game-empty and the six");
+      equal(
+        Number(
+          await redis("ZSCORE", keys.roomsBy("spectators"), keys.sortMember("orbit", "P00000")),
+        ),
+        2,
+      );
+      // The six sets share a TTL of a few T, renewed once less than T is left.
+      for (const key of ROOM_SORT_KEYS) {
+        const ttl = Number(await redis("PTTL", keys.roomsBy(key)));
+        ok(ttl > 30_000 && ttl <= 120_000, `rooms-by:${key} PTTL ${ttl}`);
+      }
+    } finally {
+      await link.close();
+      await server.stop();
+    }
+  },
+});
+
+Deno.test({
   name: "RedisStore: scripts survive a Redis restart (NOSCRIPT → load, retry); down = fail fast",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
