@@ -306,6 +306,188 @@ Deno.test("Operator API pages through rooms with offset, filtered by lobby state
   }
 });
 
+/** A room made over real WebSockets: its code, its clients and its players' ids. */
+interface SeatedRoom {
+  game: string;
+  code: string;
+  clients: Awaited<ReturnType<typeof connect>>[];
+  playerIds: string[];
+}
+
+/**
+ * `players[0]` creates a room of `game` for `maxPlayers`, the other players join it, then the
+ * spectators; with `ready`, every player says so (a full room then becomes `finalized`).
+ */
+async function seatRoom(
+  server: SignalFishServer,
+  game: string,
+  players: string[],
+  maxPlayers: number,
+  spectators: string[] = [],
+  ready = false,
+): Promise<SeatedRoom> {
+  const clients: Awaited<ReturnType<typeof connect>>[] = [];
+  const playerIds: string[] = [];
+  let code: string | null = null;
+  for (const name of players) {
+    const client = await connect(server);
+    clients.push(client);
+    client.send({
+      type: "JoinRoom",
+      data: { game_name: game, room_code: code, player_name: name, max_players: maxPlayers },
+    });
+    const joined = await client.waitFor("RoomJoined");
+    code = joined.data.room_code;
+    playerIds.push(joined.data.player_id);
+  }
+  for (const name of spectators) {
+    const client = await connect(server);
+    clients.push(client);
+    client.send({
+      type: "JoinAsSpectator",
+      data: { game_name: game, room_code: code, spectator_name: name },
+    });
+    await client.waitFor("SpectatorJoined");
+  }
+  if (ready) {
+    for (const client of clients.slice(0, players.length)) client.send({ type: "PlayerReady" });
+  }
+  return { game, code: code!, clients, playerIds };
+}
+
+Deno.test("Operator API sorts rooms by every key both ways, ties by game and code, in pages that neither repeat nor skip", async () => {
+  await using server = await withAdmin();
+  const rooms: SeatedRoom[] = [];
+  try {
+    // game, players, spectators, lobby state: every key orders them differently.
+    rooms.push(await seatRoom(server, "orbit", ["ann"], 4, ["s1", "s2"]));
+    rooms.push(await seatRoom(server, "orbit", ["bea", "cid", "dov"], 3));
+    rooms.push(await seatRoom(server, "comet", ["eli", "fay"], 2, ["s3"], true));
+    rooms.push(await seatRoom(server, "orbit", ["gus"], 4));
+    const facts = new Map([
+      [rooms[0]!, { players: 1, spectators: 2, lobby: 0 }],
+      [rooms[1]!, { players: 3, spectators: 0, lobby: 1 }],
+      [rooms[2]!, { players: 2, spectators: 1, lobby: 2 }],
+      [rooms[3]!, { players: 1, spectators: 0, lobby: 0 }],
+    ]);
+    const name = (room: { game_name?: string; game?: string; room_code?: string; code?: string }) =>
+      `${room.game_name ?? room.game}/${room.room_code ?? room.code}`;
+    const list = async (query: string) => {
+      const answer = await call(server, `/admin/api/rooms?${query}`, { headers: AUTH });
+      equal(answer.status, 200, answer.text);
+      return answer.json();
+    };
+    // The directory has each room's last summary (in a cluster a moment after the change).
+    await untilAsync(
+      async () =>
+        (await list("sort=-lobby_state")).rooms.map(name).join() ===
+          [rooms[2]!, rooms[1]!].map(name).join() + "," +
+            [rooms[0]!, rooms[3]!].sort((a, b) => a.code < b.code ? 1 : -1).map(name).join(),
+      "the lobby states reach the directory",
+    );
+    const created = new Map<string, number>(
+      (await list("limit=10")).rooms.map((room: Json) => [name(room), room.created_at]),
+    );
+    // The documented order, written here from the rooms' known figures: the key, then game and
+    // code (for `code`: code, then game).
+    const text = (a: string, b: string) => a < b ? -1 : a > b ? 1 : 0;
+    const value: Record<string, (room: SeatedRoom) => number> = {
+      created: (room) => created.get(name(room))!,
+      players: (room) => facts.get(room)!.players,
+      spectators: (room) => facts.get(room)!.spectators,
+      lobby_state: (room) => facts.get(room)!.lobby,
+      game: () => 0,
+    };
+    const expected = (key: string, descending: boolean) => {
+      const ascending = [...rooms].sort((a, b) =>
+        key === "code"
+          ? text(a.code, b.code) || text(a.game, b.game)
+          : value[key]!(a) - value[key]!(b) || text(a.game, b.game) || text(a.code, b.code)
+      );
+      return (descending ? ascending.reverse() : ascending).map(name);
+    };
+    deepEqual(expected("players", true).slice(0, 2), [name(rooms[1]!), name(rooms[2]!)]);
+    deepEqual(expected("game", false)[0], name(rooms[2]!), "comet first");
+    for (const key of ["created", "code", "game", "players", "spectators", "lobby_state"]) {
+      for (const descending of [false, true]) {
+        const sort = `${descending ? "-" : ""}${key}`;
+        const whole = await list(`sort=${sort}`);
+        deepEqual(whole.rooms.map(name), expected(key, descending), sort);
+        deepEqual([whole.sort, whole.truncated, whole.complete], [sort, false, true], sort);
+        // Pages of one: every room once, in order.
+        const paged: string[] = [];
+        for (let offset = 0; offset < 4; offset++) {
+          const page = await list(`sort=${sort}&limit=1&offset=${offset}`);
+          equal(page.truncated, offset < 3, `${sort} at ${offset}`);
+          paged.push(...page.rooms.map(name));
+        }
+        deepEqual(paged, expected(key, descending), `${sort} in pages`);
+      }
+    }
+    // Without sort: oldest first, and the answer says so.
+    const plain = await list("");
+    deepEqual([plain.rooms.map(name), plain.sort], [expected("created", false), "created"]);
+    // Filters keep the order.
+    deepEqual(
+      (await list("game_name=orbit&sort=-players")).rooms.map(name),
+      expected("players", true).filter((room) => room.startsWith("orbit/")),
+    );
+    deepEqual(
+      (await list("lobby_state=waiting&sort=spectators&limit=1&offset=1")).rooms.map(name),
+      [name(rooms[0]!)],
+    );
+    // A sort the API does not know is refused, saying which it knows.
+    for (const bad of ["size", "+players", "players,created", "", "-", "PLAYERS", "--code"]) {
+      const answer = await call(server, `/admin/api/rooms?sort=${encodeURIComponent(bad)}`, {
+        headers: AUTH,
+      });
+      equal(answer.status, 400, bad);
+      equal(answer.json().error_code, "INVALID_INPUT", bad);
+      match(answer.json().message, /created, code, game, players, spectators, lobby_state/);
+    }
+  } finally {
+    for (const room of rooms) for (const client of room.clients) await client.close();
+  }
+});
+
+Deno.test("Operator API search finds a room by a player's name (any part, any case) or the start of a player's id", async () => {
+  await using server = await withAdmin();
+  const rooms: SeatedRoom[] = [];
+  try {
+    rooms.push(await seatRoom(server, "orbit", ["Zelda_Quinn", "otto"], 4, ["watcher"]));
+    rooms.push(await seatRoom(server, "orbit", ["mara"], 4));
+    rooms.push(await seatRoom(server, "comet", ["quinn"], 4));
+    const [zelda, mara, quinn] = rooms as [SeatedRoom, SeatedRoom, SeatedRoom];
+    const found = async (query: string, extra = "") => {
+      const answer = await call(server, `/admin/api/rooms?q=${encodeURIComponent(query)}${extra}`, {
+        headers: AUTH,
+      });
+      equal(answer.status, 200, answer.text);
+      return answer.json().rooms.map((room: Json) => room.room_code).sort();
+    };
+    // Each room's players reach the directory (in a cluster a moment after they join).
+    await untilAsync(async () => (await found("otto")).length === 1, "otto is searchable");
+    deepEqual(await found("zelda"), [zelda.code]);
+    deepEqual(await found("ZELDA_q"), [zelda.code], "any case");
+    deepEqual(await found("quinn"), [zelda.code, quinn.code].sort(), "any part of a name");
+    deepEqual(await found("quinn", "&game_name=comet"), [quinn.code], "with the game filter");
+    deepEqual(await found("quinn", "&sort=-players"), [zelda.code, quinn.code].sort());
+    const id = mara.playerIds[0]!;
+    deepEqual(await found(id), [mara.code], "a whole player id");
+    deepEqual(await found(id.slice(0, 8).toUpperCase()), [mara.code], "the start of an id");
+    deepEqual(await found(id.slice(-12)), [], "not the end of an id");
+    deepEqual(await found("watcher"), [], "spectators are not players");
+    deepEqual(await found(zelda.code.toLowerCase()), [zelda.code], "codes still match");
+    // A player who leaves is no longer found in that room.
+    zelda.clients[1]!.send({ type: "LeaveRoom" });
+    await zelda.clients[1]!.waitFor("RoomLeft");
+    await untilAsync(async () => (await found("otto")).length === 0, "otto left");
+    deepEqual(await found("zelda"), [zelda.code]);
+  } finally {
+    for (const room of rooms) for (const client of room.clients) await client.close();
+  }
+});
+
 Deno.test("Operator API: bad input gets clear JSON errors with error codes", async () => {
   await using server = await withAdmin();
   const { alice, bob, carol, code } = await room(server);
@@ -522,6 +704,15 @@ Deno.test("Operator API: maintenance Redis does not answer in time is 504 OUTCOM
     ["maintenance_off", "ok"],
   ]);
 });
+
+/** Waits (polling every 20 ms, at most 10 s) until `done()` resolves true. */
+async function untilAsync(done: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await done())) {
+    ok(Date.now() < deadline, `timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 /** Waits (polling every 10 ms, at most 5 s) until `done()` holds. */
 async function until(done: () => boolean, what: string): Promise<void> {
