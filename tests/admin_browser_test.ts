@@ -15,11 +15,14 @@ import { type BrowserContext, chromium, type Page, type Route } from "playwright
 import { browserTest, CHROMIUM, CHROMIUM_ARGS } from "./browser.ts";
 import { connect, joinRoom, openApps, serve, type TestClient, testConfig } from "./helpers.ts";
 import { serveCluster } from "./cluster_serve.ts";
+import type { SignalFishServer } from "../src/server.ts";
 
 // The page functions below run in the browser; this is the little of the DOM they use.
 declare const document: {
   querySelector(selector: string): { textContent: string | null } | null;
-  querySelectorAll(selector: string): { length: number };
+  querySelectorAll(
+    selector: string,
+  ): { length: number; [index: number]: { getAttribute(name: string): string | null } };
   documentElement: { scrollWidth: number };
   activeElement: { getAttribute(name: string): string | null } | null;
   createElement(tag: "canvas"): {
@@ -978,5 +981,149 @@ browserTest(
       equal(lines.length, 50);
       ok(lines.some((line) => /^\+[\d,]+ more events \(not shown\)$/.test(line)), `${lines}`);
     });
+  },
+);
+
+/**
+ * The sortable headers against `server` (one process, or three instances on Redis): click and
+ * keyboard, `aria-sort`, the order and search in the address across a reload, and the note when
+ * the server's search stopped early.
+ */
+async function sortingHeaders(server: SignalFishServer): Promise<void> {
+  const players: TestClient[] = [];
+  /** Creates a room of game orbit with `names` seated; resolves with its row's key. */
+  const room = async (names: string[]) => {
+    let code: string | null = null;
+    for (const name of names) {
+      const player = await connect(server);
+      players.push(player);
+      player.send(joinRoom(code, name, { max_players: 4 }));
+      code = (await player.waitFor("RoomJoined")).data.room_code;
+    }
+    return `orbit/${code}`;
+  };
+  try {
+    const one = await room(["ann"]);
+    const three = await room(["bea", "cid", "dov"]);
+    const two = await room(["eliana", "fay"]);
+    await withConsole(server.url, async ({ page, requests }) => {
+      const order = (expected: string[], what: string) =>
+        page.waitForFunction(
+          (expected) =>
+            Array.from(
+              document.querySelectorAll("#rooms-table tbody tr"),
+              (row) => row.getAttribute("data-room"),
+            ).join() === expected,
+          expected.join(),
+          { timeout: UI_TIMEOUT_MS },
+        ).catch(async (error) => {
+          const shown = await page.locator("#rooms-table tbody tr").evaluateAll((rows) =>
+            rows.map((row) => row.getAttribute("data-room"))
+          );
+          throw new Error(`${what}: rooms shown ${shown}, not ${expected}`, { cause: error });
+        });
+      const sorted = async () => {
+        const headers = page.locator("#rooms-table th[aria-sort]");
+        equal(await headers.count(), 1, "one sorted header");
+        return [await headers.textContent(), await headers.getAttribute("aria-sort")];
+      };
+      // Oldest first, as the server lists by default: the Age column reads descending.
+      await order([one, three, two], "oldest first");
+      deepEqual(await sorted(), ["Age", "descending"]);
+
+      // A click on Players: the most players first, asked of the server.
+      await page.click('#rooms-table th[data-sort="players"] button');
+      await order([three, two, one], "most players first");
+      deepEqual(await sorted(), ["Players", "descending"]);
+      ok(
+        requests.some((r) => r.startsWith("GET /admin/api/rooms?") && r.includes("sort=-players")),
+      );
+      // Clicked again: reversed.
+      await page.click('#rooms-table th[data-sort="players"] button');
+      await order([one, two, three], "fewest players first");
+      deepEqual(await sorted(), ["Players", "ascending"]);
+
+      // The keyboard: the headers are buttons in the tab order.
+      await page.focus('#rooms-table th[data-sort="code"] button');
+      await page.keyboard.press("Enter");
+      const byCode = [one, two, three].sort();
+      await order(byCode, "by code");
+      deepEqual(await sorted(), ["Room", "ascending"]);
+      await page.keyboard.press("Tab"); // to Game
+      await page.keyboard.press(" ");
+      deepEqual(await sorted(), ["Game", "ascending"]);
+      await page.keyboard.press("Shift+Tab"); // back to Room
+      await page.keyboard.press(" ");
+      deepEqual(await sorted(), ["Room", "ascending"]);
+      await order(byCode, "by code again");
+      await page.keyboard.press(" ");
+      deepEqual(await sorted(), ["Room", "descending"]);
+      await order([...byCode].reverse(), "by code, descending");
+
+      // The order and the search live in the address: a reload shows the same rooms.
+      await page.fill("#room-search", "LIAN");
+      await order([two], "the search finds a player by name");
+      const url = page.url();
+      ok(url.endsWith("#sort=-code&q=LIAN"), url);
+      const before = requests.length;
+      await page.reload();
+      await page.waitForSelector(STREAM_OPEN, { timeout: UI_TIMEOUT_MS });
+      await order([two], "the search after the reload");
+      deepEqual(await sorted(), ["Room", "descending"]);
+      equal(await page.inputValue("#room-search"), "LIAN");
+      ok(
+        requests.slice(before).some((r) =>
+          r.startsWith("GET /admin/api/rooms?") && r.includes("sort=-code") &&
+          r.includes("q=LIAN")
+        ),
+        requests.slice(before).join("\n"),
+      );
+      await page.fill("#room-search", "");
+      await order([...byCode].reverse(), "every room, by code descending");
+
+      // A search the server stopped early (cluster mode's budget of rooms looked at) says so.
+      await page.route("**/admin/api/rooms?*", (route) =>
+        route.fulfill({
+          status: 200,
+          contentType: "application/json",
+          body: JSON.stringify({
+            rooms: [],
+            offset: 0,
+            truncated: false,
+            sort: "-code",
+            complete: false,
+            examined: 20_000,
+          }),
+        }));
+      await page.fill("#room-search", "nobody");
+      await waitForText(page, "#rooms-incomplete", "the first 20,000 rooms in this order only");
+      await waitForText(page, "#rooms-empty", "No rooms match among those the server looked at");
+    });
+  } finally {
+    for (const player of players) await player.close();
+  }
+}
+
+browserTest(
+  "Operator console: the column headers sort the rooms on the server (click or keyboard, aria-sort), the order and search kept in the address across a reload",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await sortingHeaders(server);
+  },
+);
+
+browserTest(
+  "Operator console in cluster mode: the column headers sort every instance's rooms through Redis",
+  async () => {
+    await using server = await serveCluster(
+      testConfig((config) => {
+        config.security.admin_token = TOKEN;
+      }),
+      {},
+      3,
+    );
+    await sortingHeaders(server);
   },
 );

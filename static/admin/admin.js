@@ -38,6 +38,7 @@ const ui = {
   stateFilter: $("state-filter"),
   roomsBody: document.querySelector("#rooms-table tbody"),
   roomsEmpty: $("rooms-empty"),
+  roomsIncomplete: $("rooms-incomplete"),
   roomCount: $("room-count"),
   pager: $("room-pager"),
   pagePrev: $("page-prev"),
@@ -57,15 +58,23 @@ const ui = {
 
 let token = sessionStorage.getItem(TOKEN_KEY);
 /**
- * The page of rooms shown: the server's answer for the search and filters (`rooms`, `offset`,
- * `truncated`, E12), and `games`, the overview's rooms per game (every room counted).
+ * The page of rooms shown: the server's answer for the search, filters and order (`rooms`,
+ * `offset`, `truncated`, `complete`, `examined`, E12), and `games`, the overview's rooms per
+ * game (every room counted).
  */
-let listing = { rooms: [], offset: 0, truncated: false };
+let listing = { rooms: [], offset: 0, truncated: false, complete: true };
 /** Whether this session has read the rooms yet (until then the table says it has not). */
 let roomsRead = false;
 let games = [];
 /** The first room of the page asked for (0-based). */
 let pageOffset = 0;
+/** The keys of `/admin/api/rooms?sort=` (E12). */
+const SORT_KEYS = ["created", "code", "game", "players", "spectators", "lobby_state"];
+const OLDEST_FIRST = { key: "created", descending: false };
+/** The rooms' order: a key of SORT_KEYS, ascending unless `descending`. */
+let sort = OLDEST_FIRST;
+/** The table's sortable headers (`data-sort`: the key; `data-first`, `data-inverted`). */
+const sortHeaders = [...document.querySelectorAll("#rooms-table th[data-sort]")];
 /** `{game_name, room_code}` of the room shown in the room view, or null. */
 let selected = null;
 /** Maintenance mode as last read: true, false, or null when unknown. */
@@ -308,7 +317,7 @@ function stop() {
   retryTimers.clear();
   problems.clear();
   // A new session starts from nothing read.
-  listing = { rooms: [], offset: 0, truncated: false };
+  listing = { rooms: [], offset: 0, truncated: false, complete: true };
   roomsRead = false;
   pageOffset = 0;
   renderRooms();
@@ -717,15 +726,110 @@ function scheduleRefresh() {
   }, REFRESH_MS);
 }
 
-/** The query of `/admin/api/rooms` for the search, the filters and the page (E12). */
+/** The query of `/admin/api/rooms` for the search, the filters, the order and the page (E12). */
 function roomsQuery() {
-  const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(pageOffset) });
+  const params = new URLSearchParams({
+    limit: String(PAGE_SIZE),
+    offset: String(pageOffset),
+    sort: sortParam(sort),
+  });
   const query = ui.search.value.trim();
   if (query) params.set("q", query);
   if (ui.gameFilter.value) params.set("game_name", ui.gameFilter.value);
   if (ui.stateFilter.value) params.set("lobby_state", ui.stateFilter.value);
   return params.toString();
 }
+
+/** `sort` as `/admin/api/rooms?sort=` takes it: the key, `-` first for descending. */
+function sortParam(order) {
+  return `${order.descending ? "-" : ""}${order.key}`;
+}
+
+/** The order `text` names (`players`, `-players`), or null. */
+function parseSort(text) {
+  const match = /^(-?)([a-z_]+)$/.exec(text ?? "");
+  return match && SORT_KEYS.includes(match[2])
+    ? { key: match[2], descending: match[1] === "-" }
+    : null;
+}
+
+/**
+ * Marks the sorted header with `aria-sort` (the others have none) as the column reads: the Age
+ * column is creation time inverted, so oldest first is ages descending.
+ */
+function renderSort() {
+  for (const th of sortHeaders) {
+    const button = th.querySelector("button");
+    const label = button.textContent;
+    if (th.dataset.sort !== sort.key) {
+      th.removeAttribute("aria-sort");
+      button.title = `Sort by ${th.title || label}`;
+      continue;
+    }
+    const descending = sort.descending !== (th.dataset.inverted === "true");
+    th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+    button.title = `Sorted ${descending ? "descending" : "ascending"}; click to reverse`;
+  }
+}
+
+/**
+ * Keeps the order, search and filters in the page's address (after `#`, never sent to the
+ * server), so a reload or a copied link shows the same rooms.
+ */
+function saveView() {
+  const params = new URLSearchParams();
+  if (sortParam(sort) !== sortParam(OLDEST_FIRST)) params.set("sort", sortParam(sort));
+  const query = ui.search.value.trim();
+  if (query) params.set("q", query);
+  if (ui.gameFilter.value) params.set("game", ui.gameFilter.value);
+  if (ui.stateFilter.value) params.set("state", ui.stateFilter.value);
+  const hash = params.toString();
+  const url = `${location.pathname}${location.search}${hash ? `#${hash}` : ""}`;
+  if (url !== `${location.pathname}${location.search}${location.hash}`) {
+    history.replaceState(null, "", url);
+  }
+}
+
+/** Sets the order, search and filters from the page's address (see saveView). */
+function restoreView() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  sort = parseSort(params.get("sort")) ?? OLDEST_FIRST;
+  ui.search.value = params.get("q") ?? "";
+  const game = params.get("game") ?? "";
+  // The game's option comes with the overview; until then it is offered on its own.
+  if (game && ![...ui.gameFilter.options].some((option) => option.value === game)) {
+    ui.gameFilter.append(new Option(gameLabel(game), game));
+  }
+  ui.gameFilter.value = game;
+  const state = params.get("state") ?? "";
+  ui.stateFilter.value = ["waiting", "lobby", "finalized"].includes(state) ? state : "";
+  renderSort();
+}
+
+/** A sortable header was clicked: its key (the same again reverses the order). */
+function sortBy(th) {
+  const key = th.dataset.sort;
+  sort = sort.key === key ? { key, descending: !sort.descending } : {
+    key,
+    // `data-first` is the column's direction as it reads (Age is creation time inverted).
+    descending: (th.dataset.first === "desc") !== (th.dataset.inverted === "true"),
+  };
+  pageOffset = 0;
+  renderSort();
+  saveView();
+  load("rooms", refreshRooms);
+}
+
+for (const th of sortHeaders) {
+  // A button: Enter and Space work, and it is in the tab order.
+  th.querySelector("button").addEventListener("click", () => sortBy(th));
+}
+
+addEventListener("hashchange", () => {
+  restoreView();
+  pageOffset = 0;
+  if (token && !ui.console.hidden) load("rooms", refreshRooms);
+});
 
 /** The room list read in flight, and whether another read is wanted after it. */
 let roomsInFlight = null;
@@ -895,6 +999,14 @@ function renderRooms() {
     focused.focus({ preventScroll: true });
   }
   renderEmpty();
+  const cut = roomsRead && listing.complete === false;
+  ui.roomsIncomplete.hidden = !cut;
+  if (cut) {
+    ui.roomsIncomplete.textContent = `The server looked at the first ` +
+      `${format.int(listing.examined)} rooms in this order only (its limit for a search or ` +
+      "filter in cluster mode): rooms after them may match too. Narrow the search, pick a " +
+      "game, or change the order.";
+  }
   ui.pager.hidden = listing.offset === 0 && !listing.truncated;
   ui.pagePrev.disabled = listing.offset === 0;
   ui.pageNext.disabled = !listing.truncated;
@@ -916,6 +1028,8 @@ function renderEmpty() {
   const filtered = Boolean(ui.search.value.trim() || ui.gameFilter.value || ui.stateFilter.value);
   ui.roomsEmpty.textContent = !roomsRead
     ? (problems.has("rooms") ? "The rooms cannot be read now." : "Reading the rooms…")
+    : listing.complete === false
+    ? "No rooms match among those the server looked at."
     : filtered
     ? "No rooms match."
     : "No rooms.";
@@ -931,7 +1045,7 @@ function renderCount() {
   const shown = listing.rooms.length;
   const first = listing.offset + 1;
   const last = listing.offset + shown;
-  if (listing.offset === 0 && !listing.truncated) {
+  if (listing.complete !== false && listing.offset === 0 && !listing.truncated) {
     ui.roomCount.textContent = `(${format.int(shown)})`;
     return;
   }
@@ -939,6 +1053,10 @@ function renderCount() {
   const range = listing.offset === 0
     ? `first ${format.int(shown)}`
     : `rooms ${format.int(first)}–${format.int(last)}`;
+  if (listing.complete === false) {
+    ui.roomCount.textContent = `(${range}; the search stopped early)`;
+    return;
+  }
   ui.roomCount.textContent = total !== undefined && total > last
     ? `(${range} of ${format.int(total)})`
     : total === last
@@ -951,12 +1069,14 @@ ui.search.addEventListener("input", () => {
   clearTimeout(searchTimer);
   searchTimer = setTimeout(() => {
     pageOffset = 0;
+    saveView();
     load("rooms", refreshRooms);
   }, SEARCH_MS);
 });
 for (const input of [ui.gameFilter, ui.stateFilter]) {
   input.addEventListener("input", () => {
     pageOffset = 0;
+    saveView();
     load("rooms", refreshRooms);
   });
 }
@@ -1232,5 +1352,6 @@ function flushLog() {
   while (ui.eventLog.children.length > EVENT_LOG_LINES) ui.eventLog.lastElementChild.remove();
 }
 
+restoreView();
 if (token) start();
 else showLogin();
