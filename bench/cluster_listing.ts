@@ -12,7 +12,8 @@
  * ```
  *
  * `--tree` loads another checkout's store (e.g. a session's start) with this driver; `--all` times
- * the operator's listing of every game's rooms (`all(501)`, `/admin/api/rooms`) instead.
+ * the operator's listing of every game's rooms instead (`all(501)`: 501 ranks of
+ * `rooms-by:created`, as `/admin/api/rooms` reads a page without a filter).
  *
  * @module
  */
