@@ -189,19 +189,38 @@ export function compareRooms(sort: RoomSort): (a: DirectoryEntry, b: DirectoryEn
 }
 
 /**
- * The first `k` of `items` in `compare`'s order, sorted: a bounded heap, so a page of a
- * listing costs O(n log k) rather than sorting every room.
+ * Keeps the first `k` items offered, in `compare`'s order: a bounded max-heap, so a page of a
+ * listing costs O(n log k) rather than sorting every room, and most rooms cost one comparison.
  */
-export function firstInOrder<T>(
-  items: Iterable<T>,
-  k: number,
-  compare: (a: T, b: T) => number,
-): T[] {
-  if (k <= 0) return [];
-  // A max-heap of the k smallest so far: its root is the one to drop next.
-  const heap: T[] = [];
-  const down = (i: number) => {
-    for (;;) {
+export class FirstInOrder<T> {
+  readonly #k: number;
+  readonly #compare: (a: T, b: T) => number;
+  /** The k smallest so far; its root is the largest of them (the one to drop next). */
+  readonly #heap: T[] = [];
+
+  constructor(k: number, compare: (a: T, b: T) => number) {
+    this.#k = k;
+    this.#compare = compare;
+  }
+
+  /** Considers `item`. */
+  offer(item: T): void {
+    const heap = this.#heap;
+    const compare = this.#compare;
+    if (heap.length < this.#k) {
+      heap.push(item);
+      let i = heap.length - 1;
+      while (i > 0) {
+        const parent = (i - 1) >> 1;
+        if (compare(heap[i]!, heap[parent]!) <= 0) break;
+        [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+        i = parent;
+      }
+      return;
+    }
+    if (this.#k === 0 || compare(item, heap[0]!) >= 0) return;
+    heap[0] = item;
+    for (let i = 0;;) {
       const left = 2 * i + 1;
       if (left >= heap.length) return;
       const right = left + 1;
@@ -210,22 +229,12 @@ export function firstInOrder<T>(
       [heap[i], heap[larger]] = [heap[larger]!, heap[i]!];
       i = larger;
     }
-  };
-  for (const item of items) {
-    if (heap.length < k) {
-      heap.push(item);
-      for (let i = heap.length - 1; i > 0;) {
-        const parent = (i - 1) >> 1;
-        if (compare(heap[i]!, heap[parent]!) <= 0) break;
-        [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
-        i = parent;
-      }
-    } else if (compare(item, heap[0]!) < 0) {
-      heap[0] = item;
-      down(0);
-    }
   }
-  return heap.sort(compare);
+
+  /** The items kept, in order. */
+  sorted(): T[] {
+    return [...this.#heap].sort(this.#compare);
+  }
 }
 
 /** A page of an operator's listing ({@linkcode RoomDirectory.page}). */

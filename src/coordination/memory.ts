@@ -14,7 +14,7 @@ import {
   type ClaimResult,
   compareRooms,
   type DirectoryRecord,
-  firstInOrder,
+  FirstInOrder,
   keptBy,
   type NodeId,
   OLDEST_FIRST,
@@ -141,18 +141,20 @@ export class MemoryRoomDirectory implements RoomDirectory {
     const entries = filter?.gameName !== undefined
       ? this.#byGame.get(filter.gameName)?.values() ?? []
       : this.#entries.values();
-    let examined = 0;
-    const kept = function* () {
-      for (const record of entries) {
-        examined++;
-        if (keptBy(record, filter)) yield record;
-      }
-    };
     const end = offset + limit;
-    const first = firstInOrder(kept(), end + 1, compareRooms(request.sort ?? OLDEST_FIRST));
+    const first = new FirstInOrder<DirectoryRecord>(
+      end + 1,
+      compareRooms(request.sort ?? OLDEST_FIRST),
+    );
+    let examined = 0;
+    for (const record of entries) {
+      examined++;
+      if (keptBy(record, filter)) first.offer(record);
+    }
+    const kept = first.sorted();
     return {
-      records: first.slice(offset, end),
-      truncated: first.length > end,
+      records: kept.slice(offset, end),
+      truncated: kept.length > end,
       complete: true,
       examined,
     };
