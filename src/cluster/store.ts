@@ -769,7 +769,7 @@ function oldestFirst(a: DirectoryRecord, b: DirectoryRecord): number {
  * The `room:` value of a record: its JSON with the search terms last, `ids` before `terms`, so
  * the {@linkcode PAGE} script finds them in the text (`…"search":{"ids":"…","terms":"…"}}`).
  */
-export function entryJson(record: DirectoryRecord): string {
+function entryJson(record: DirectoryRecord): string {
   const { search, ...rest } = record;
   return JSON.stringify(
     search === undefined ? rest : { ...rest, search: { ids: search.ids, terms: search.terms } },
