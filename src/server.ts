@@ -21,9 +21,11 @@ import { MemoryTokenBuckets } from "./coordination/memory.ts";
 import { MAX_TIMER_MS, startMaintenance } from "./maintenance.ts";
 import {
   consumeState,
+  lockStateFile,
   restoreState,
   saveState,
   sha256TokenDigest,
+  type StateFileLock,
   type StateFileOptions,
 } from "./state_file.ts";
 import { randomToken } from "./util/secrets.ts";
@@ -254,6 +256,27 @@ export async function startServer(
   config: Config,
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
+  // The state file is this process's alone while it runs (docs/spec/SERVER.md §2.7): taken before
+  // anything else starts, given up at shutdown or when the start fails.
+  const stateFile = stateFileOptions(config);
+  const held = stateFile ? lockStateFile(stateFile) : undefined;
+  if (held !== undefined && !held.ok) throw new Error(held.reason);
+  const lock = held?.lock;
+  try {
+    return await startLocked(config, options, stateFile, lock);
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
+}
+
+/** {@linkcode startServer} once the state file, if any, is locked; `lock` is released by `close`. */
+async function startLocked(
+  config: Config,
+  options: StartOptions,
+  stateFile: StateFileOptions | undefined,
+  lock: StateFileLock | undefined,
+): Promise<SignalFishServer> {
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
   let settings = engineOptions(config);
@@ -280,7 +303,6 @@ export async function startServer(
     onEvent,
     ...(cluster ? clusterEdgeOptions(cluster, engine, settings, config) : {}),
   });
-  const stateFile = stateFileOptions(config);
   const restored = stateFile ? restoreRooms(engine, edge, stateFile, cluster) : undefined;
   if (cluster) {
     const { registerClusterMetrics } = await import("./cluster/open.ts");
@@ -434,6 +456,7 @@ export async function startServer(
       edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, Date.now());
       // Every seat is held now, with what it was sent during the shutdown in its replay buffer.
       save();
+      lock?.release();
       // Room releases and CLOSED envelopes are on their way; then the liveness key goes.
       await cluster?.node.stop();
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);

@@ -257,3 +257,85 @@ function refused(message: string, fields: Record<string, unknown>, reason: strin
   log.error(message, fields);
   return { ok: false, reason };
 }
+
+/** An exclusive hold on a state file, kept for the life of the server that restores and saves it. */
+export interface StateFileLock {
+  /** `<state_file>.lock`, the file whose advisory lock is held. */
+  readonly path: string;
+  /** Gives the lock up (at shutdown, after the snapshot is written). Idempotent. */
+  release(): void;
+}
+
+/**
+ * Takes the state file's lock (docs/spec/SERVER.md §2.7 `server.state_file`): an exclusive advisory
+ * lock on `<path>.lock` (created mode 0600 next to the state file, the directory too when missing),
+ * taken without waiting and held until `release()` or the process ends — the kernel gives it up
+ * when a crashed process's handle closes, so there is no stale lock to clean up. The lock file
+ * then holds this process's pid, for the operator. Returns why it cannot be taken instead: another
+ * process holds it (its pid named when it wrote one) — two servers on one state file would restore
+ * the same rooms and overwrite each other's snapshot — or the path cannot be created or is not a
+ * regular file. Never throws.
+ */
+export function lockStateFile(
+  options: StateFileOptions,
+): { ok: true; lock: StateFileLock } | { ok: false; reason: string } {
+  const path = `${options.path}.lock`;
+  let file: Deno.FsFile | undefined;
+  try {
+    const slash = path.lastIndexOf("/");
+    if (slash > 0) Deno.mkdirSync(path.slice(0, slash), { recursive: true });
+    try {
+      const entry = Deno.lstatSync(path);
+      if (!entry.isFile) {
+        return { ok: false, reason: `${path} is ${entryKind(entry)}, not a regular file` };
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+    if (!file.tryLockSync(true)) {
+      const holder = lockHolder(file);
+      file.close();
+      return {
+        ok: false,
+        reason: `${options.path} is in use by another running server${
+          holder === undefined ? "" : ` (pid ${holder})`
+        }: its lock ${path} is held; give every server process a state_file of its own`,
+      };
+    }
+    file.truncateSync(0);
+    file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+  } catch (error) {
+    file?.close();
+    return { ok: false, reason: `cannot lock ${path}: ${error}` };
+  }
+  const held = file;
+  let released = false;
+  return {
+    ok: true,
+    lock: {
+      path,
+      release() {
+        if (released) return;
+        released = true;
+        try {
+          held.close();
+        } catch {
+          // Already closed: the lock is gone with the handle.
+        }
+      },
+    },
+  };
+}
+
+/** The pid a lock's holder wrote in its lock file, when it is one. */
+function lockHolder(file: Deno.FsFile): number | undefined {
+  try {
+    const buffer = new Uint8Array(32);
+    const read = file.readSync(buffer) ?? 0;
+    const text = new TextDecoder().decode(buffer.subarray(0, read)).trim();
+    return /^\d{1,10}$/.test(text) ? Number(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -213,11 +213,12 @@ Deno.test("saving does not touch another server's temporary file next to the sam
     await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
     a.send(joinRoom("MINE01", "Mira"));
     await a.next("RoomJoined");
-    // Two servers given one path (a shared environment file) stop together: the other one is
-    // between writing its temporary file and renaming it. The name the server used to write is
-    // taken here; a shared name had this one truncate and rename the other's file.
+    // A process that still writes next to the same path (a server of a build from before the
+    // state file's lock, whose lock this one does not see) is between writing its temporary file
+    // and renaming it. The name the server used to write is taken here; a shared name had this
+    // one truncate and rename the other's file.
     const other = `${dir}/state/rooms.json.tmp`;
-    await Deno.mkdir(`${dir}/state`);
+    await Deno.mkdir(`${dir}/state`, { recursive: true });
     await Deno.writeTextFile(other, "the other server's snapshot, half written");
     await stop(server);
     equal(logLines(server, /Saved 1 rooms and 1 seats to/).length, 1, server.output());
@@ -225,7 +226,52 @@ Deno.test("saving does not touch another server's temporary file next to the sam
     equal(JSON.parse(await Deno.readTextFile(`${dir}/state/rooms.json`)).rooms[0].code, "MINE01");
     const names: string[] = [];
     for await (const entry of Deno.readDir(`${dir}/state`)) names.push(entry.name);
-    deepEqual(names.sort(), ["rooms.json", "rooms.json.tmp"], "a temporary file left behind");
+    deepEqual(
+      names.sort(),
+      ["rooms.json", "rooms.json.lock", "rooms.json.tmp"],
+      "a temporary file left behind",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a second server on the same state file refuses to start while the first runs; the first keeps its rooms and the next start restores them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    {
+      await using first = await start(dir);
+      await using a = await TestClient.connect(`ws://127.0.0.1:${first.port}/v2/ws`);
+      a.send(joinRoom("LOCK01", "Mira"));
+      await a.next("RoomJoined");
+      // A copy of the environment file, a second unit of the template: the same path.
+      const second = await start(dir).then(
+        (server) => server,
+        (error: Error) => error,
+      );
+      ok(second instanceof Error, "the second server started on the same state file");
+      ok(/exited with 1 before listening/.test(second.message), second.message);
+      ok(
+        second.message.includes(
+          `./state/rooms.json is in use by another running server (pid ${first.child.pid})`,
+        ),
+        second.message,
+      );
+      equal(
+        (await Deno.readTextFile(`${dir}/state/rooms.json.lock`)).trim(),
+        String(first.child.pid),
+      );
+      // The second one touched nothing: the first still serves its room and saves it.
+      a.send({ type: "Ping" });
+      await a.next("Pong");
+      await stop(first);
+      equal(logLines(first, /Saved 1 rooms and 1 seats to/).length, 1, first.output());
+    }
+    // The lock went with the first process: the next start takes it and restores the room.
+    await using next = await start(dir);
+    equal(logLines(next, /Restored 1 rooms and 1 held seats from/).length, 1, next.output());
+    deepEqual(await status(next).then((s) => [s.rooms, s.held_seats]), [1, 1]);
+    await stop(next);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
