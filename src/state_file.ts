@@ -147,8 +147,14 @@ export function restoreState(
   if (!decoded.ok) return refusedAtStart(path, decoded.reason, now);
   const restored = engine.restore(decoded.value, now);
   if (!restored.ok) return refusedAtStart(path, restored.reason, now);
-  const { rooms, seats, effects } = restored.value;
+  const { rooms, seats, effects, drift } = restored.value;
   log.info("Restored {rooms} rooms and {seats} held seats from {path}", { rooms, seats, path });
+  if (drift.length > 0) {
+    log.warn(
+      "Restored rooms the current configuration would not admit; they go on as they were until they end: {drift}",
+      { drift: drift.join("; ") },
+    );
+  }
   return { ok: true, rooms, seats, bytes: read.length, effects };
 }
 

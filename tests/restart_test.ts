@@ -277,6 +277,35 @@ Deno.test("a second server on the same state file refuses to start while the fir
   }
 });
 
+Deno.test("a restart under a lower limit restores the rooms as they were and warns once about what the configuration would not admit", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    {
+      await using server = await start(dir);
+      await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+      a.send(joinRoom("WIDE01", "Mira", { max_players: 12 }));
+      await a.next("RoomJoined");
+      await stop(server);
+    }
+    await using server = await start(dir, { SIGNAL_FISH_PROTOCOL__MAX_PLAYERS_LIMIT: "10" });
+    equal(logLines(server, /Restored 1 rooms and 1 held seats/).length, 1, server.output());
+    const warned = logLines(server, /would not admit/);
+    equal(warned.length, 1, server.output());
+    ok(/"level":"WARN"/.test(warned[0]!), warned[0]);
+    ok(
+      /1 with max_players over protocol\.max_players_limit \(10\), first in room [^ ]+\/WIDE01/
+        .test(warned[0]!),
+      warned[0],
+    );
+    const found = await fetch(`http://127.0.0.1:${server.port}/v2/rooms/orbit/WIDE01`);
+    equal(found.status, 200);
+    equal((await found.json()).max_players, 12);
+    await stop(server);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** The one `rooms.json.rejected-<time>` entry of `dir`/state (asserted). */
 async function setAside(dir: string): Promise<string> {
   const names: string[] = [];
