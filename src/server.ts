@@ -8,7 +8,8 @@ import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
-import { listen, type PendingLimits, type TlsPem } from "./http/listener.ts";
+import { listen, type Listener, type PendingLimits, type TlsPem } from "./http/listener.ts";
+import { TlsReload } from "./http/tls_reload.ts";
 import type { LogStats } from "./logging.ts";
 import { createHandler, type Handler } from "./http/routes.ts";
 import type { RequestHead } from "./http/handover.ts";
@@ -396,6 +397,7 @@ async function startLocked(
     reusePort: config.server.reuse_port,
     onRefused: () => onEvent({ type: "rate_limited", scope: "connections" }),
   });
+  const stopTlsReload = tls ? watchTls(config, tls, listener, metrics) : undefined;
   const stopGuard = guardProcess(metrics);
   const maintenance = startMaintenance(edge, {
     sweepIntervalMs: config.server.room_cleanup_interval * 1000,
@@ -449,6 +451,7 @@ async function startLocked(
         });
       }
       maintenance.stop();
+      stopTlsReload?.();
       admin?.close(); // event streams would hold the listener open
       // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
       // frame is still queued behind game data (docs/spec/SERVER.md §1.1, §5.5).
@@ -848,6 +851,28 @@ function readTls(config: Config): TlsPem | undefined {
     throw new TypeError("Cannot serve TLS: certificate_path and private_key_path must be set");
   }
   return { cert: Deno.readTextFileSync(cert), key: Deno.readTextFileSync(key) };
+}
+
+/**
+ * Serves a renewed certificate without a restart (docs/spec/SERVER.md §3.10 note): the files of
+ * `security.transport.tls` are looked at every minute (`src/http/tls_reload.ts`), and the served
+ * certificate's end is `signal_fish_tls_certificate_expiry_timestamp_seconds` (§6.3 #83). Returns
+ * what stops the checks.
+ */
+function watchTls(config: Config, served: TlsPem, listener: Listener, metrics: ServerMetrics) {
+  const { certificate_path, private_key_path } = config.security.transport.tls;
+  const reload = new TlsReload({
+    certificatePath: certificate_path!,
+    privateKeyPath: private_key_path!,
+    served,
+    apply: (pem) => listener.setTls(pem),
+  });
+  metrics.registry.gauge(
+    "signal_fish_tls_certificate_expiry_timestamp_seconds",
+    "When the TLS certificate served ends (notAfter), Unix seconds",
+    () => (reload.validTo?.getTime() ?? 0) / 1000,
+  );
+  return reload.start();
 }
 
 /** `security.transport.token_binding` as route options, or undefined when it is off (§3.9). */

@@ -4,6 +4,7 @@
  * with `--cert`, the way to make Deno's WebSocket client trust an extra root.
  */
 import { deepEqual, doesNotMatch, equal, match, ok, rejects } from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { tlsReadsTaken } from "../src/transport/tls_reads.ts";
 import { serve } from "./helpers.ts";
 import { MAIN, runDeno, spawnServer } from "./process.ts";
@@ -126,6 +127,17 @@ Deno.test("With TLS enabled a wss:// client completes a game session", async () 
     equal(tlsReadsTaken.connections - tlsConnections, 3);
     // Plain HTTP is not served on the TLS port.
     await rejects(fetch(`${server.url.replace("https", "http")}/v2/health`));
+    // The served certificate's end, for an alert before it comes (docs/spec/SERVER.md §6.3 #83).
+    const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(cert)] });
+    try {
+      const text = await (await fetch(`${server.url}/metrics/prom`, { client })).text();
+      const found = text.match(/^signal_fish_tls_certificate_expiry_timestamp_seconds (\d+)$/m);
+      ok(found, text);
+      const end = new X509Certificate(await Deno.readTextFile(cert)).validTo;
+      equal(Number(found[1]), Date.parse(end) / 1000);
+    } finally {
+      client.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
