@@ -252,11 +252,46 @@ function refusedAtStart(path: string, reason: string, now: number): StateOutcome
       reason,
     );
   }
+  pruneRejected(path);
   return refused(
     "Cannot restore rooms from {path}: {reason}; moved it to {aside}; starting with no rooms",
     { path, reason, aside },
     reason,
   );
+}
+
+/** How many refused state files (`<path>.rejected-<UTC time>`) are kept, the newest. */
+export const MAX_REJECTED_KEPT = 5;
+
+/**
+ * Deletes the refused state files next to `path` beyond the newest {@linkcode MAX_REJECTED_KEPT}
+ * (their names sort by time), so that a server refused at every start does not fill its disk with
+ * snapshots of up to `server.state_file_max_bytes` each. One info line per file deleted; never throws.
+ */
+function pruneRejected(path: string): void {
+  const slash = path.lastIndexOf("/");
+  const directory = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
+  const prefix = `${path.slice(slash + 1)}.rejected-`;
+  try {
+    const names: string[] = [];
+    for (const entry of Deno.readDirSync(directory)) {
+      if (entry.isFile && entry.name.startsWith(prefix)) names.push(entry.name);
+    }
+    names.sort();
+    for (const name of names.slice(0, Math.max(0, names.length - MAX_REJECTED_KEPT))) {
+      const old = `${directory}/${name}`;
+      Deno.removeSync(old);
+      log.info("Deleted the refused state file {old}: only the newest {kept} are kept", {
+        old,
+        kept: MAX_REJECTED_KEPT,
+      });
+    }
+  } catch (error) {
+    log.warn("Cannot delete old refused state files next to {path}: {error}", {
+      path,
+      error: String(error),
+    });
+  }
 }
 
 function refused(message: string, fields: Record<string, unknown>, reason: string): StateOutcome {

@@ -236,6 +236,36 @@ Deno.test("saving does not touch another server's temporary file next to the sam
   }
 });
 
+Deno.test("refused state files are kept aside up to the newest five; older ones are deleted, other files are not", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    await Deno.mkdir(`${dir}/state`);
+    // Six earlier refusals, a file of another state path and an unrelated file.
+    const earlier = [1, 2, 3, 4, 5, 6].map((day) =>
+      `rooms.json.rejected-2026-01-0${day}T000000.000Z`
+    );
+    for (const name of earlier) await Deno.writeTextFile(`${dir}/state/${name}`, name);
+    await Deno.writeTextFile(`${dir}/state/other.json.rejected-2026-01-01T000000.000Z`, "x");
+    await Deno.writeTextFile(`${dir}/state/notes.txt`, "x");
+    await Deno.writeTextFile(`${dir}/state/rooms.json`, "{not json");
+    await using server = await start(dir);
+    equal(logLines(server, /Cannot restore rooms from/).length, 1, server.output());
+    equal(logLines(server, /Deleted the refused state file/).length, 2, server.output());
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(`${dir}/state`)) names.push(entry.name);
+    const kept = names.filter((name) => name.startsWith("rooms.json.rejected-")).sort();
+    equal(kept.length, 5, names.join(", "));
+    // The four newest earlier ones and this start's.
+    deepEqual(kept.slice(0, 4), earlier.slice(2));
+    ok(/^rooms\.json\.rejected-20\d\d-/.test(kept[4]!) && !earlier.includes(kept[4]!), kept[4]);
+    ok(names.includes("other.json.rejected-2026-01-01T000000.000Z"), names.join(", "));
+    ok(names.includes("notes.txt"), names.join(", "));
+    await stop(server);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a second server on the same state file refuses to start while the first runs; the first keeps its rooms and the next start restores them", async () => {
   const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
   try {
