@@ -6,38 +6,13 @@
 import { deepEqual, doesNotMatch, equal, match, ok, rejects } from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { tlsReadsTaken } from "../src/transport/tls_reads.ts";
+import { selfSigned } from "./certificates.ts";
 import { serve } from "./helpers.ts";
 import { MAIN, runDeno, spawnServer } from "./process.ts";
 
+/** A self-signed EC certificate for 127.0.0.1 valid 2 days, in `dir`: the paths of both files. */
 async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = `${dir}/cert.pem`;
-  const key = `${dir}/key.pem`;
-  const { code, stderr } = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-    ], // deno-fmt-ignore
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  equal(code, 0, `openssl failed: ${new TextDecoder().decode(stderr)}`);
+  const { cert, key } = await selfSigned(dir);
   return { cert, key };
 }
 
@@ -203,7 +178,7 @@ Deno.test("A TLS certificate that expires within 14 days is warned about by --va
   try {
     const { cert, key } = await selfSignedCertificate(dir); // valid for 2 days
     const warning = new RegExp(
-      String.raw`Warning: security\.transport\.tls\.certificate_path "[^"]+/cert\.pem": the ` +
+      String.raw`Warning: security\.transport\.tls\.certificate_path "[^"]+/localhost\.crt": the ` +
         String.raw`certificate expires on \S+Z, in (1 day|less than a day): renew it\n`,
     );
     const validated = await runMainWithTls(cert, key, ["--validate-config"]);

@@ -5,43 +5,14 @@
  */
 import { equal, ok, throws } from "node:assert/strict";
 import tls from "node:tls";
-import { listen } from "./listener.ts";
+import { selfSigned } from "../../tests/certificates.ts";
+import { listen, type TlsPem } from "./listener.ts";
 import { TlsReload } from "./tls_reload.ts";
 
-/** A self-signed certificate for 127.0.0.1 named `/CN=<name>`, valid `days`, written to `dir`. */
-async function certificate(
-  dir: string,
-  name: string,
-  days: number,
-): Promise<{ cert: string; key: string }> {
-  const { code, stderr } = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      `${dir}/${name}.key`,
-      "-out",
-      `${dir}/${name}.crt`,
-      "-days",
-      String(days),
-      "-subj",
-      `/CN=${name}`,
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-    ], // deno-fmt-ignore
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  equal(code, 0, new TextDecoder().decode(stderr));
-  return {
-    cert: await Deno.readTextFile(`${dir}/${name}.crt`),
-    key: await Deno.readTextFile(`${dir}/${name}.key`),
-  };
+/** A self-signed certificate for 127.0.0.1 named `/CN=<name>`, valid `days`, made in `dir`. */
+async function certificate(dir: string, name: string, days: number): Promise<TlsPem> {
+  const made = await selfSigned(dir, { name, days });
+  return { cert: made.certPem, key: made.keyPem };
 }
 
 /** The common name of the certificate a new handshake with `port` is given. */
