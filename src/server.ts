@@ -8,7 +8,8 @@ import type { Config } from "./config/schema.ts";
 import { Engine, type EngineOptions } from "./engine/engine.ts";
 import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
-import { listen, type PendingLimits, type TlsPem } from "./http/listener.ts";
+import { listen, type Listener, type PendingLimits, type TlsPem } from "./http/listener.ts";
+import { TlsReload } from "./http/tls_reload.ts";
 import type { LogStats } from "./logging.ts";
 import { createHandler, type Handler } from "./http/routes.ts";
 import type { RequestHead } from "./http/handover.ts";
@@ -21,9 +22,11 @@ import { MemoryTokenBuckets } from "./coordination/memory.ts";
 import { MAX_TIMER_MS, startMaintenance } from "./maintenance.ts";
 import {
   consumeState,
+  lockStateFile,
   restoreState,
   saveState,
   sha256TokenDigest,
+  type StateFileLock,
   type StateFileOptions,
 } from "./state_file.ts";
 import { randomToken } from "./util/secrets.ts";
@@ -256,6 +259,27 @@ export async function startServer(
   config: Config,
   options: StartOptions = {},
 ): Promise<SignalFishServer> {
+  // The state file is this process's alone while it runs (docs/spec/SERVER.md §2.7): taken before
+  // anything else starts, given up at shutdown or when the start fails.
+  const stateFile = stateFileOptions(config);
+  const held = stateFile ? lockStateFile(stateFile) : undefined;
+  if (held !== undefined && !held.ok) throw new Error(held.reason);
+  const lock = held?.lock;
+  try {
+    return await startLocked(config, options, stateFile, lock);
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
+}
+
+/** {@linkcode startServer} once the state file, if any, is locked; `lock` is released by `close`. */
+async function startLocked(
+  config: Config,
+  options: StartOptions,
+  stateFile: StateFileOptions | undefined,
+  lock: StateFileLock | undefined,
+): Promise<SignalFishServer> {
   const startedAt = Date.now();
   const instanceId = config.cluster.instance_id ?? crypto.randomUUID();
   let settings = engineOptions(config);
@@ -282,7 +306,6 @@ export async function startServer(
     onEvent,
     ...(cluster ? clusterEdgeOptions(cluster, engine, settings, config) : {}),
   });
-  const stateFile = stateFileOptions(config);
   const restored = stateFile ? restoreRooms(engine, edge, stateFile, cluster) : undefined;
   if (cluster) {
     const { registerClusterMetrics } = await import("./cluster/open.ts");
@@ -376,6 +399,7 @@ export async function startServer(
     reusePort: config.server.reuse_port,
     onRefused: () => onEvent({ type: "rate_limited", scope: "connections" }),
   });
+  const stopTlsReload = tls ? watchTls(config, tls, listener, metrics) : undefined;
   const stopGuard = guardProcess(metrics);
   const maintenance = startMaintenance(edge, {
     sweepIntervalMs: config.server.room_cleanup_interval * 1000,
@@ -429,6 +453,7 @@ export async function startServer(
         });
       }
       maintenance.stop();
+      stopTlsReload?.();
       admin?.close(); // event streams would hold the listener open
       // Wait for the close handshakes too: exiting earlier would reset sockets whose 1001 close
       // frame is still queued behind game data (docs/spec/SERVER.md §1.1, §5.5).
@@ -436,6 +461,7 @@ export async function startServer(
       edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, Date.now());
       // Every seat is held now, with what it was sent during the shutdown in its replay buffer.
       save();
+      lock?.release();
       // Room releases and CLOSED envelopes are on their way; then the liveness key goes.
       await cluster?.node.stop();
       const timeout = Math.min(config.server.drain_timeout_secs * 1000, MAX_TIMER_MS);
@@ -827,6 +853,28 @@ function readTls(config: Config): TlsPem | undefined {
     throw new TypeError("Cannot serve TLS: certificate_path and private_key_path must be set");
   }
   return { cert: Deno.readTextFileSync(cert), key: Deno.readTextFileSync(key) };
+}
+
+/**
+ * Serves a renewed certificate without a restart (docs/spec/SERVER.md §3.10 note): the files of
+ * `security.transport.tls` are looked at every minute (`src/http/tls_reload.ts`), and the served
+ * certificate's end is `signal_fish_tls_certificate_expiry_timestamp_seconds` (§6.3 #83). Returns
+ * what stops the checks.
+ */
+function watchTls(config: Config, served: TlsPem, listener: Listener, metrics: ServerMetrics) {
+  const { certificate_path, private_key_path } = config.security.transport.tls;
+  const reload = new TlsReload({
+    certificatePath: certificate_path!,
+    privateKeyPath: private_key_path!,
+    served,
+    apply: (pem) => listener.setTls(pem),
+  });
+  metrics.registry.gauge(
+    "signal_fish_tls_certificate_expiry_timestamp_seconds",
+    "When the TLS certificate served ends (notAfter), Unix seconds",
+    () => (reload.validTo?.getTime() ?? 0) / 1000,
+  );
+  return reload.start();
 }
 
 /** `security.transport.token_binding` as route options, or undefined when it is off (§3.9). */

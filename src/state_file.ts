@@ -147,8 +147,14 @@ export function restoreState(
   if (!decoded.ok) return refusedAtStart(path, decoded.reason, now);
   const restored = engine.restore(decoded.value, now);
   if (!restored.ok) return refusedAtStart(path, restored.reason, now);
-  const { rooms, seats, effects } = restored.value;
+  const { rooms, seats, effects, drift } = restored.value;
   log.info("Restored {rooms} rooms and {seats} held seats from {path}", { rooms, seats, path });
+  if (drift.length > 0) {
+    log.warn(
+      "Restored rooms the current configuration would not admit; they go on as they were until they end: {drift}",
+      { drift: drift.join("; ") },
+    );
+  }
   return { ok: true, rooms, seats, bytes: read.length, effects };
 }
 
@@ -246,6 +252,7 @@ function refusedAtStart(path: string, reason: string, now: number): StateOutcome
       reason,
     );
   }
+  pruneRejected(path);
   return refused(
     "Cannot restore rooms from {path}: {reason}; moved it to {aside}; starting with no rooms",
     { path, reason, aside },
@@ -253,7 +260,123 @@ function refusedAtStart(path: string, reason: string, now: number): StateOutcome
   );
 }
 
+/** How many refused state files (`<path>.rejected-<UTC time>`) are kept, the newest. */
+export const MAX_REJECTED_KEPT = 5;
+
+/**
+ * Deletes the refused state files next to `path` beyond the newest {@linkcode MAX_REJECTED_KEPT}
+ * (their names sort by time), so that a server refused at every start does not fill its disk with
+ * snapshots of up to `server.state_file_max_bytes` each. One info line per file deleted; never throws.
+ */
+function pruneRejected(path: string): void {
+  const slash = path.lastIndexOf("/");
+  const directory = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
+  const prefix = `${path.slice(slash + 1)}.rejected-`;
+  try {
+    const names: string[] = [];
+    for (const entry of Deno.readDirSync(directory)) {
+      if (entry.isFile && entry.name.startsWith(prefix)) names.push(entry.name);
+    }
+    names.sort();
+    for (const name of names.slice(0, Math.max(0, names.length - MAX_REJECTED_KEPT))) {
+      const old = `${directory}/${name}`;
+      Deno.removeSync(old);
+      log.info("Deleted the refused state file {old}: only the newest {kept} are kept", {
+        old,
+        kept: MAX_REJECTED_KEPT,
+      });
+    }
+  } catch (error) {
+    log.warn("Cannot delete old refused state files next to {path}: {error}", {
+      path,
+      error: String(error),
+    });
+  }
+}
+
 function refused(message: string, fields: Record<string, unknown>, reason: string): StateOutcome {
   log.error(message, fields);
   return { ok: false, reason };
+}
+
+/** An exclusive hold on a state file, kept for the life of the server that restores and saves it. */
+export interface StateFileLock {
+  /** `<state_file>.lock`, the file whose advisory lock is held. */
+  readonly path: string;
+  /** Gives the lock up (at shutdown, after the snapshot is written). Idempotent. */
+  release(): void;
+}
+
+/**
+ * Takes the state file's lock (docs/spec/SERVER.md §2.7 `server.state_file`): an exclusive advisory
+ * lock on `<path>.lock` (created mode 0600 next to the state file, the directory too when missing),
+ * taken without waiting and held until `release()` or the process ends — the kernel gives it up
+ * when a crashed process's handle closes, so there is no stale lock to clean up. The lock file
+ * then holds this process's pid, for the operator. Returns why it cannot be taken instead: another
+ * process holds it (its pid named when it wrote one) — two servers on one state file would restore
+ * the same rooms and overwrite each other's snapshot — or the path cannot be created or is not a
+ * regular file. Never throws.
+ */
+export function lockStateFile(
+  options: StateFileOptions,
+): { ok: true; lock: StateFileLock } | { ok: false; reason: string } {
+  const path = `${options.path}.lock`;
+  let file: Deno.FsFile | undefined;
+  try {
+    const slash = path.lastIndexOf("/");
+    if (slash > 0) Deno.mkdirSync(path.slice(0, slash), { recursive: true });
+    try {
+      const entry = Deno.lstatSync(path);
+      if (!entry.isFile) {
+        return { ok: false, reason: `${path} is ${entryKind(entry)}, not a regular file` };
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+    if (!file.tryLockSync(true)) {
+      const holder = lockHolder(file);
+      file.close();
+      return {
+        ok: false,
+        reason: `${options.path} is in use by another running server${
+          holder === undefined ? "" : ` (pid ${holder})`
+        }: its lock ${path} is held; give every server process a state_file of its own`,
+      };
+    }
+    file.truncateSync(0);
+    file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+  } catch (error) {
+    file?.close();
+    return { ok: false, reason: `cannot lock ${path}: ${error}` };
+  }
+  const held = file;
+  let released = false;
+  return {
+    ok: true,
+    lock: {
+      path,
+      release() {
+        if (released) return;
+        released = true;
+        try {
+          held.close();
+        } catch {
+          // Already closed: the lock is gone with the handle.
+        }
+      },
+    },
+  };
+}
+
+/** The pid a lock's holder wrote in its lock file, when it is one. */
+function lockHolder(file: Deno.FsFile): number | undefined {
+  try {
+    const buffer = new Uint8Array(32);
+    const read = file.readSync(buffer) ?? 0;
+    const text = new TextDecoder().decode(buffer.subarray(0, read)).trim();
+    return /^\d{1,10}$/.test(text) ? Number(text) : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -388,7 +388,10 @@ browserTest(
       await waitForText(page, "#rooms-table", "orbit (app-a)");
       const cells = await page.locator("#rooms-table td").allTextContents();
       ok(cells.every((text) => !text.includes("\u0001")), `no raw namespace: ${cells}`);
-      // The game filter offers each app's game by its label.
+      // The game filter offers each app's game by its label (read with the overview, which may
+      // answer after the table shows both rooms).
+      await waitForText(page, "#game-filter", "orbit (app-a)");
+      await waitForText(page, "#game-filter", "orbit (app-b)");
       const options = await page.locator("#game-filter option").allTextContents();
       deepEqual(options.slice(1).sort(), ["orbit (app-a)", "orbit (app-b)"]);
 

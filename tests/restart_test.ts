@@ -213,11 +213,12 @@ Deno.test("saving does not touch another server's temporary file next to the sam
     await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
     a.send(joinRoom("MINE01", "Mira"));
     await a.next("RoomJoined");
-    // Two servers given one path (a shared environment file) stop together: the other one is
-    // between writing its temporary file and renaming it. The name the server used to write is
-    // taken here; a shared name had this one truncate and rename the other's file.
+    // A process that still writes next to the same path (a server of a build from before the
+    // state file's lock, whose lock this one does not see) is between writing its temporary file
+    // and renaming it. The name the server used to write is taken here; a shared name had this
+    // one truncate and rename the other's file.
     const other = `${dir}/state/rooms.json.tmp`;
-    await Deno.mkdir(`${dir}/state`);
+    await Deno.mkdir(`${dir}/state`, { recursive: true });
     await Deno.writeTextFile(other, "the other server's snapshot, half written");
     await stop(server);
     equal(logLines(server, /Saved 1 rooms and 1 seats to/).length, 1, server.output());
@@ -225,7 +226,111 @@ Deno.test("saving does not touch another server's temporary file next to the sam
     equal(JSON.parse(await Deno.readTextFile(`${dir}/state/rooms.json`)).rooms[0].code, "MINE01");
     const names: string[] = [];
     for await (const entry of Deno.readDir(`${dir}/state`)) names.push(entry.name);
-    deepEqual(names.sort(), ["rooms.json", "rooms.json.tmp"], "a temporary file left behind");
+    deepEqual(
+      names.sort(),
+      ["rooms.json", "rooms.json.lock", "rooms.json.tmp"],
+      "a temporary file left behind",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("refused state files are kept aside up to the newest five; older ones are deleted, other files are not", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    await Deno.mkdir(`${dir}/state`);
+    // Six earlier refusals, a file of another state path and an unrelated file.
+    const earlier = [1, 2, 3, 4, 5, 6].map((day) =>
+      `rooms.json.rejected-2026-01-0${day}T000000.000Z`
+    );
+    for (const name of earlier) await Deno.writeTextFile(`${dir}/state/${name}`, name);
+    await Deno.writeTextFile(`${dir}/state/other.json.rejected-2026-01-01T000000.000Z`, "x");
+    await Deno.writeTextFile(`${dir}/state/notes.txt`, "x");
+    await Deno.writeTextFile(`${dir}/state/rooms.json`, "{not json");
+    await using server = await start(dir);
+    equal(logLines(server, /Cannot restore rooms from/).length, 1, server.output());
+    equal(logLines(server, /Deleted the refused state file/).length, 2, server.output());
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(`${dir}/state`)) names.push(entry.name);
+    const kept = names.filter((name) => name.startsWith("rooms.json.rejected-")).sort();
+    equal(kept.length, 5, names.join(", "));
+    // The four newest earlier ones and this start's.
+    deepEqual(kept.slice(0, 4), earlier.slice(2));
+    ok(/^rooms\.json\.rejected-20\d\d-/.test(kept[4]!) && !earlier.includes(kept[4]!), kept[4]);
+    ok(names.includes("other.json.rejected-2026-01-01T000000.000Z"), names.join(", "));
+    ok(names.includes("notes.txt"), names.join(", "));
+    await stop(server);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a second server on the same state file refuses to start while the first runs; the first keeps its rooms and the next start restores them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    {
+      await using first = await start(dir);
+      await using a = await TestClient.connect(`ws://127.0.0.1:${first.port}/v2/ws`);
+      a.send(joinRoom("LOCK01", "Mira"));
+      await a.next("RoomJoined");
+      // A copy of the environment file, a second unit of the template: the same path.
+      const second = await start(dir).then(
+        (server) => server,
+        (error: Error) => error,
+      );
+      ok(second instanceof Error, "the second server started on the same state file");
+      ok(/exited with 1 before listening/.test(second.message), second.message);
+      ok(
+        second.message.includes(
+          `./state/rooms.json is in use by another running server (pid ${first.child.pid})`,
+        ),
+        second.message,
+      );
+      equal(
+        (await Deno.readTextFile(`${dir}/state/rooms.json.lock`)).trim(),
+        String(first.child.pid),
+      );
+      // The second one touched nothing: the first still serves its room and saves it.
+      a.send({ type: "Ping" });
+      await a.next("Pong");
+      await stop(first);
+      equal(logLines(first, /Saved 1 rooms and 1 seats to/).length, 1, first.output());
+    }
+    // The lock went with the first process: the next start takes it and restores the room.
+    await using next = await start(dir);
+    equal(logLines(next, /Restored 1 rooms and 1 held seats from/).length, 1, next.output());
+    deepEqual(await status(next).then((s) => [s.rooms, s.held_seats]), [1, 1]);
+    await stop(next);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a restart under a lower limit restores the rooms as they were and warns once about what the configuration would not admit", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-restart-" });
+  try {
+    {
+      await using server = await start(dir);
+      await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+      a.send(joinRoom("WIDE01", "Mira", { max_players: 12 }));
+      await a.next("RoomJoined");
+      await stop(server);
+    }
+    await using server = await start(dir, { SIGNAL_FISH_PROTOCOL__MAX_PLAYERS_LIMIT: "10" });
+    equal(logLines(server, /Restored 1 rooms and 1 held seats/).length, 1, server.output());
+    const warned = logLines(server, /would not admit/);
+    equal(warned.length, 1, server.output());
+    ok(/"level":"WARN"/.test(warned[0]!), warned[0]);
+    ok(
+      /1 with max_players over protocol\.max_players_limit \(10\), first in room [^ ]+\/WIDE01/
+        .test(warned[0]!),
+      warned[0],
+    );
+    const found = await fetch(`http://127.0.0.1:${server.port}/v2/rooms/orbit/WIDE01`);
+    equal(found.status, 200);
+    equal((await found.json()).max_players, 12);
+    await stop(server);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -4,39 +4,15 @@
  * with `--cert`, the way to make Deno's WebSocket client trust an extra root.
  */
 import { deepEqual, doesNotMatch, equal, match, ok, rejects } from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { tlsReadsTaken } from "../src/transport/tls_reads.ts";
+import { selfSigned } from "./certificates.ts";
 import { serve } from "./helpers.ts";
 import { MAIN, runDeno, spawnServer } from "./process.ts";
 
+/** A self-signed EC certificate for 127.0.0.1 valid 2 days, in `dir`: the paths of both files. */
 async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = `${dir}/cert.pem`;
-  const key = `${dir}/key.pem`;
-  const { code, stderr } = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-    ], // deno-fmt-ignore
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  equal(code, 0, `openssl failed: ${new TextDecoder().decode(stderr)}`);
+  const { cert, key } = await selfSigned(dir);
   return { cert, key };
 }
 
@@ -126,6 +102,17 @@ Deno.test("With TLS enabled a wss:// client completes a game session", async () 
     equal(tlsReadsTaken.connections - tlsConnections, 3);
     // Plain HTTP is not served on the TLS port.
     await rejects(fetch(`${server.url.replace("https", "http")}/v2/health`));
+    // The served certificate's end, for an alert before it comes (docs/spec/SERVER.md §6.3 #83).
+    const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(cert)] });
+    try {
+      const text = await (await fetch(`${server.url}/metrics/prom`, { client })).text();
+      const found = text.match(/^signal_fish_tls_certificate_expiry_timestamp_seconds (\d+)$/m);
+      ok(found, text);
+      const end = new X509Certificate(await Deno.readTextFile(cert)).validTo;
+      equal(Number(found[1]), Date.parse(end) / 1000);
+    } finally {
+      client.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -191,7 +178,7 @@ Deno.test("A TLS certificate that expires within 14 days is warned about by --va
   try {
     const { cert, key } = await selfSignedCertificate(dir); // valid for 2 days
     const warning = new RegExp(
-      String.raw`Warning: security\.transport\.tls\.certificate_path "[^"]+/cert\.pem": the ` +
+      String.raw`Warning: security\.transport\.tls\.certificate_path "[^"]+/localhost\.crt": the ` +
         String.raw`certificate expires on \S+Z, in (1 day|less than a day): renew it\n`,
     );
     const validated = await runMainWithTls(cert, key, ["--validate-config"]);

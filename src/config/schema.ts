@@ -51,6 +51,18 @@ function timerSecs(min: number) {
   return int(min, MAX_TIMER_SECS, TIMER_NOTE);
 }
 
+const DURATION_NOTE =
+  " (a duration: at most 2147483 s, about 24.8 days, the bound of the keys that set timers)";
+
+/**
+ * Seconds of a duration that sets no timer of its own (a window, a timeout the sweep checks): `min`
+ * to {@linkcode MAX_TIMER_SECS}, like timers, so that no expiry derived from it (a Redis key's TTL
+ * in cluster mode, a bucket's refill) is out of range.
+ */
+function durationSecs(min: number) {
+  return int(min, MAX_TIMER_SECS, DURATION_NOTE);
+}
+
 /** Milliseconds that set a timer: `min` to {@linkcode MAX_TIMER_MS}. */
 function timerMs(min: number) {
   return int(min, MAX_TIMER_MS, TIMER_NOTE);
@@ -183,9 +195,9 @@ export const ConfigFields = z.strictObject({
     ping_timeout: timerSecs(2).default(30),
     room_cleanup_interval: timerSecs(1).default(60),
     max_rooms_per_game: int().default(1000),
-    empty_room_timeout: int().default(300),
-    inactive_room_timeout: int(1).default(3600),
-    reconnection_window: int(1).default(300),
+    empty_room_timeout: durationSecs(0).default(300),
+    inactive_room_timeout: durationSecs(1).default(3600),
+    reconnection_window: durationSecs(1).default(300),
     event_buffer_size: int().default(100),
     event_buffer_max_bytes: int(1024).default(262144),
     enable_reconnection: bool(true),
@@ -209,7 +221,7 @@ export const ConfigFields = z.strictObject({
   }).prefault({}),
   rate_limit: z.strictObject({
     max_room_creations: int(1).default(5),
-    time_window: int(1).default(60),
+    time_window: durationSecs(1).default(60),
     max_join_attempts: int(1).default(20),
     max_reconnect_attempts: int(1).default(60),
     max_auth_failures: int(1).default(10),

@@ -348,6 +348,30 @@ Deno.test("loadConfig() bounds every key that sets a timer by 2^31 - 1 ms, sayin
       );
     }
   }
+  // Durations that set no timer of their own are bounded alike: a reconnection window of 10^12 s
+  // gave held seats, and in cluster mode their Redis keys, an expiry out of range.
+  const durations: [string, string, number][] = [
+    ["server", "empty_room_timeout", 0],
+    ["server", "inactive_room_timeout", 1],
+    ["server", "reconnection_window", 1],
+    ["rate_limit", "time_window", 1],
+  ];
+  for (const [table, key, min] of durations) {
+    const expected: string =
+      `must be an integer between ${min} and ${MAX_TIMER_SECS} (a duration: at most ` +
+      "2147483 s, about 24.8 days, the bound of the keys that set timers)";
+    assert.deepEqual(failed(load({ [FILE]: { [table]: { [key]: MAX_TIMER_SECS + 1 } } })), [
+      `invalid configuration: ${table}.${key} = ${
+        MAX_TIMER_SECS + 1
+      } (from config file ${FILE}): ${expected}`,
+    ]);
+    assert.equal(
+      (loaded(load({ [FILE]: { [table]: { [key]: MAX_TIMER_SECS } } })).config as never)[table][
+        key
+      ],
+      MAX_TIMER_SECS,
+    );
+  }
   // The timers these keys set, at their largest: none over 2^31 - 1 ms.
   assert.ok(MAX_TIMER_SECS * 1000 <= MAX_TIMER_MS);
   // Beyond the safe integers the rule names the upper bound too (it said ">= 2").

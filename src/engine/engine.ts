@@ -532,13 +532,14 @@ export class Engine {
   /**
    * Restores a decoded snapshot into this engine, which must have no rooms, at `now` (ms): every
    * seat held for the reconnection window, resumable with its token. All or nothing; returns
-   * the counts and the `directory` effects publishing the rooms (apply them like any effects),
-   * or the reason nothing was restored (`snapshot.ts`).
+   * the counts, the `directory` effects publishing the rooms (apply them like any effects) and
+   * what the current configuration would not admit (`configurationDrift`), or the reason nothing
+   * was restored (`snapshot.ts`).
    */
   restore(
     snapshot: RoomsSnapshot,
     now: number,
-  ): SnapshotOutcome<{ rooms: number; seats: number; effects: Effect[] }> {
+  ): SnapshotOutcome<{ rooms: number; seats: number; effects: Effect[]; drift: string[] }> {
     return restoreSnapshot(this.#snapshotParts(), snapshot, now);
   }
 

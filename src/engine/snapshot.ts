@@ -18,7 +18,7 @@ import type { Effect } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import type { Reconnection } from "./reconnection.ts";
 import { gameScope, Room, roomKey } from "./room.ts";
-import { nameKey } from "./validation.ts";
+import { checkGameName, checkPlayerName, checkRoomCode, nameKey } from "./validation.ts";
 
 /** The `format` tag of a snapshot file. */
 export const SNAPSHOT_FORMAT = "signal-fish-rooms";
@@ -187,10 +187,11 @@ export function restoreSnapshot(
   parts: SnapshotParts,
   snapshot: RoomsSnapshot,
   now: number,
-): SnapshotOutcome<{ rooms: number; seats: number; effects: Effect[] }> {
+): SnapshotOutcome<{ rooms: number; seats: number; effects: Effect[]; drift: string[] }> {
   const { options, directory, reconnection } = parts;
   const problem = checkSnapshot(snapshot, directory, options);
   if (problem !== undefined) return { ok: false, reason: problem };
+  const drift = configurationDrift(snapshot, options);
   let seats = 0;
   const effects: Effect[] = [];
   for (const saved of snapshot.rooms) {
@@ -230,7 +231,60 @@ export function restoreSnapshot(
     if (room.seats.size === 0) directory.markEmpty(room);
     effects.push(directory.refresh(room));
   }
-  return { ok: true, value: { rooms: snapshot.rooms.length, seats, effects } };
+  return { ok: true, value: { rooms: snapshot.rooms.length, seats, effects, drift } };
+}
+
+/**
+ * What of `snapshot` the current configuration would not admit from a client (docs/spec/SERVER.md
+ * §2.7 `state_file` note): rooms over `server.max_rooms_per_game`, `max_players` over
+ * `protocol.max_players_limit`, codes of another `protocol.room_code_length`, game names and
+ * player names the current rules refuse. One note per kind (a count and the first room, never a
+ * name); empty when nothing drifted. Such rooms are restored as they were — a restart changes no
+ * room's size, code or members — and go on until they end; the notes tell the operator why the
+ * configured limits do not hold yet.
+ */
+export function configurationDrift(snapshot: RoomsSnapshot, options: EngineOptions): string[] {
+  const notes: string[] = [];
+  const first = new Map<string, { count: number; where: string }>();
+  const note = (kind: string, where: string, count = 1) => {
+    if (count === 0) return;
+    const seen = first.get(kind);
+    if (seen) seen.count += count;
+    else first.set(kind, { count, where });
+  };
+  const perGame = new Map<string, number>();
+  for (const room of snapshot.rooms) {
+    const where = `${room.game_name}/${room.code}`;
+    const scope = gameScope(room.game_name, room.app_id ?? undefined);
+    perGame.set(scope, (perGame.get(scope) ?? 0) + 1);
+    if (room.max_players > options.maxPlayersLimit) {
+      note(`max_players over protocol.max_players_limit (${options.maxPlayersLimit})`, where);
+    }
+    if (checkRoomCode(room.code, options.roomCodeLength) !== undefined) {
+      note(
+        `a code protocol.room_code_length (${options.roomCodeLength}) refuses (joinable only by Reconnect)`,
+        where,
+      );
+    }
+    if (checkGameName(room.game_name, options.maxGameNameLength) !== undefined) {
+      note("a game name the current rules refuse", where);
+    }
+    const names = [...room.seats, ...room.spectators].filter((seat) =>
+      checkPlayerName(seat.name, options.nameRules) !== undefined
+    ).length;
+    note("a player or spectator name protocol.player_name_validation refuses", where, names);
+  }
+  let overCap = 0;
+  for (const count of perGame.values()) if (count > options.maxRoomsPerGame) overCap++;
+  if (overCap > 0) {
+    notes.push(
+      `${overCap} games over server.max_rooms_per_game (${options.maxRoomsPerGame}): none of their rooms can be created until they are under it`,
+    );
+  }
+  for (const [kind, { count, where }] of first) {
+    notes.push(`${count} with ${kind}, first in room ${where}`);
+  }
+  return notes;
 }
 
 /** The first reason `snapshot` cannot be restored into `directory`, or `undefined`. */

@@ -231,3 +231,59 @@ Deno.test("snapshot: refusals leave the engine empty", () => {
   ok(!outcome.ok && /already has rooms/.test(outcome.reason));
   equal(busy.stats().rooms, 1);
 });
+
+Deno.test("snapshot: a restore under a tighter configuration keeps every room as it was and names what drifted (docs/spec/SERVER.md §2.7)", () => {
+  const snapshot = roundTrip(gameInProgress().engine.snapshot(T1));
+  const restore = (overrides: Record<string, unknown>) => {
+    const engine = engineWith([], overrides);
+    const outcome = engine.restore(structuredClone(snapshot), T1);
+    ok(outcome.ok, outcome.ok ? "" : outcome.reason);
+    equal(engine.stats().rooms, 2);
+    equal(engine.stats().heldSeats, 3);
+    return { engine, drift: outcome.value.drift };
+  };
+  // The configuration the rooms were made under: nothing to say.
+  deepEqual(restore({}).drift, []);
+  // Every limit lowered at once: each kind named once, with its count and first room.
+  const { engine, drift } = restore({
+    maxPlayersLimit: 3,
+    roomCodeLength: 8,
+    maxGameNameLength: 2,
+    maxRoomsPerGame: 1,
+    nameRules: {
+      maxLength: 32,
+      allowUnicodeAlphanumeric: true,
+      allowSpaces: true,
+      allowLeadingTrailingWhitespace: false,
+      allowedSymbols: ["-", "_"],
+      additionalAllowedCharacters: undefined,
+    },
+  });
+  const game = snapshot.rooms[0]!.game_name;
+  deepEqual(drift, [
+    "1 games over server.max_rooms_per_game (1): none of their rooms can be created until they are under it",
+    // ROOM01 was made for 4, ROOM02 with the default 8.
+    `2 with max_players over protocol.max_players_limit (3), first in room ${game}/ROOM01`,
+    `2 with a code protocol.room_code_length (8) refuses (joinable only by Reconnect), first in room ${game}/ROOM01`,
+    `2 with a game name the current rules refuse, first in room ${game}/ROOM01`,
+  ]);
+  // The room keeps its size: a restart changes no room.
+  equal(engine.lookup(game, "ROOM01")?.max_players, 4);
+  // Names: a rule that refuses the letter every seat name of ROOM01 has.
+  const strict = restore({
+    nameRules: {
+      maxLength: 4,
+      allowUnicodeAlphanumeric: true,
+      allowSpaces: true,
+      allowLeadingTrailingWhitespace: false,
+      allowedSymbols: [],
+    },
+  }).drift;
+  // "Tobias" and the spectator's name are longer than 4; "Mira", "Nina" and "Solo" (left) are not.
+  const names = snapshot.rooms.flatMap((room) => [...room.seats, ...room.spectators])
+    .filter((seat) => seat.name.length > 4).length;
+  ok(names > 0);
+  deepEqual(strict, [
+    `${names} with a player or spectator name protocol.player_name_validation refuses, first in room ${game}/ROOM01`,
+  ]);
+});

@@ -135,6 +135,13 @@ export interface ListenOptions {
 export interface Listener {
   /** The bound address (port resolved when 0 was asked for). */
   readonly addr: Deno.NetAddr;
+  /**
+   * Serves `pem` to every TLS handshake from now on (connections already secure keep theirs), and
+   * to the listener bound again after an accept failure. Throws a `TypeError` naming the file and
+   * the rule it breaks when the pair is not usable ({@linkcode checkTlsPem}: then nothing
+   * changes), or when this listener serves plain HTTP.
+   */
+  setTls(pem: TlsPem): void;
   /** How often the accept loop was found dead and the port bound again (tests, logs). */
   readonly restarts: number;
   /** Connections accepted and not upgraded (yet) (tests, metrics). */
@@ -262,11 +269,13 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       throw new TypeError(`Cannot serve TLS: the ${file} ${checked.rule}`);
     }
   }
+  // The pair served: replaced by `setTls` (a renewed certificate), used by a bind again too.
+  let pem = options.tls;
   const makeServer = (): http.Server => {
-    const server: http.Server = options.tls
+    const server: http.Server = pem
       ? https.createServer({
-        cert: options.tls.cert,
-        key: options.tls.key,
+        cert: pem.cert,
+        key: pem.key,
         // The runtime's own handshake timer is off (0): when it fires it reports a `clientError`
         // and closes nothing, so `onClientError` wrote an HTTP 400 into a socket with no TLS
         // session and the connection stayed until the idle timer (the setting had no effect).
@@ -681,6 +690,16 @@ export async function listen(options: ListenOptions): Promise<Listener> {
 
   return {
     addr,
+    setTls(next: TlsPem) {
+      if (!pem) throw new TypeError("This listener does not serve TLS");
+      const checked = checkTlsPem(next.cert, next.key);
+      if (!checked.ok) {
+        const file = checked.file === "certificate_path" ? "certificate" : "private key";
+        throw new TypeError(`the ${file} ${checked.rule}`);
+      }
+      (server as https.Server).setSecureContext({ cert: next.cert, key: next.key });
+      pem = next;
+    },
     get restarts() {
       return restarts;
     },

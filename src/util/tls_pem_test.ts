@@ -1,43 +1,27 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { EC_KEY, RSA_KEY, selfSigned } from "../../tests/certificates.ts";
 import { checkTlsPem } from "./tls_pem.ts";
 
-/** A self-signed certificate for 127.0.0.1 and its key, made by openssl (`newkey`: rsa:2048, ec). */
-async function selfSigned(newkey: string[]): Promise<{ cert: string; key: string }> {
+/** A self-signed certificate for 127.0.0.1 valid 30 days and its key (`newkey`: RSA or EC). */
+async function selfSignedPair(newkey: readonly string[]): Promise<{ cert: string; key: string }> {
   const dir = await Deno.makeTempDir({ prefix: "signal-fish-pem-" });
   try {
-    const { code, stderr } = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        ...newkey,
-        "-nodes",
-        "-keyout",
-        `${dir}/key.pem`,
-        "-out",
-        `${dir}/cert.pem`,
-        "-days",
-        "30",
-        "-subj",
-        "/CN=127.0.0.1",
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    equal(code, 0, new TextDecoder().decode(stderr));
-    return {
-      cert: await Deno.readTextFile(`${dir}/cert.pem`),
-      key: await Deno.readTextFile(`${dir}/key.pem`),
-    };
+    const made = await selfSigned(dir, { days: 30, newkey });
+    return { cert: made.certPem, key: made.keyPem };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 }
 
-const RSA = ["-newkey", "rsa:2048"];
-const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+const RSA = RSA_KEY;
+const EC = EC_KEY;
 
 Deno.test("checkTlsPem() accepts a certificate with its own key and refuses another key", async () => {
-  const [a, b, ec] = await Promise.all([selfSigned(RSA), selfSigned(RSA), selfSigned(EC)]);
+  const [a, b, ec] = await Promise.all([
+    selfSignedPair(RSA),
+    selfSignedPair(RSA),
+    selfSignedPair(EC),
+  ]);
   const good = checkTlsPem(a.cert, a.key);
   ok(good.ok);
   equal(good.warning, undefined);
@@ -58,7 +42,7 @@ Deno.test("checkTlsPem() accepts a certificate with its own key and refuses anot
 });
 
 Deno.test("checkTlsPem() names the file that does not parse", async () => {
-  const { cert, key } = await selfSigned(EC);
+  const { cert, key } = await selfSignedPair(EC);
   const garbage = checkTlsPem("garbage\n", key);
   equal(garbage.ok, false);
   ok(!garbage.ok && garbage.file === "certificate_path");
@@ -75,7 +59,7 @@ Deno.test("checkTlsPem() names the file that does not parse", async () => {
 });
 
 Deno.test("checkTlsPem() warns when the certificate has expired, is not valid yet or expires within 14 days", async () => {
-  const { cert, key } = await selfSigned(RSA);
+  const { cert, key } = await selfSignedPair(RSA);
   const valid = checkTlsPem(cert, key);
   if (!valid.ok) throw new Error(valid.rule);
   const { validFrom, validTo } = valid;

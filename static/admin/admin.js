@@ -873,13 +873,26 @@ async function loadRooms() {
   if (selected) await showRoom(selected, false);
 }
 
-/** Reads the overview's games again (one read at a time). */
+/**
+ * Reads the overview's games again, one read at a time: asked again while a read is out (a second
+ * new game's event), it reads once more after that one, whose answer may predate the new game.
+ */
 let gamesPending = false;
+let gamesAgain = false;
 function refreshGames() {
-  if (gamesPending) return;
+  if (gamesPending) {
+    gamesAgain = true;
+    return;
+  }
   gamesPending = true;
   api("overview").then((overview) => showGames(overview.games)).catch(() => {})
-    .finally(() => gamesPending = false);
+    .finally(() => {
+      gamesPending = false;
+      if (gamesAgain) {
+        gamesAgain = false;
+        refreshGames();
+      }
+    });
 }
 
 /**
