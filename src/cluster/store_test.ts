@@ -384,6 +384,9 @@ Deno.test({
     try {
       await link.connect();
       const store = new RedisStore(link, settings());
+      // Every script loaded on this server (their SHAs are cached in the process: a script an
+      // earlier test loaded elsewhere would otherwise cost an EVALSHA answered NOSCRIPT here).
+      await store.prepare();
       const keys = new Keys("sf:");
       const redis = (...command: string[]) => link.command.sendCommand(command);
       const records = [];
