@@ -760,10 +760,10 @@ function parseSort(text) {
 function renderSort() {
   for (const th of sortHeaders) {
     const button = th.querySelector("button");
-    const label = button.textContent;
+    const label = th.dataset.label ?? button.textContent.toLowerCase();
     if (th.dataset.sort !== sort.key) {
       th.removeAttribute("aria-sort");
-      button.title = `Sort by ${th.title || label}`;
+      button.title = `Sort by ${label}`;
       continue;
     }
     const descending = sort.descending !== (th.dataset.inverted === "true");
