@@ -58,6 +58,26 @@ function text(value: unknown): string {
 }
 
 /**
+ * Longest value, in UTF-16 code units, a line shows of one interpolated value or field (SECURITY.md
+ * "Logging"): an `Origin` header or a URL may be 16 KiB, and the per-kind line rate limit alone let
+ * one client write 2.4 GB an hour of such lines. Longer values are cut with
+ * {@linkcode clipValue}.
+ */
+export const MAX_LOG_VALUE_CHARS = 256;
+
+/**
+ * `value` cut to {@linkcode MAX_LOG_VALUE_CHARS} code units followed by `…[+<n> chars]`, `n` being
+ * how many were left out; `value` itself when it is not longer. A surrogate pair is never split.
+ */
+export function clipValue(value: string): string {
+  if (value.length <= MAX_LOG_VALUE_CHARS) return value;
+  let end = MAX_LOG_VALUE_CHARS;
+  const last = value.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${value.slice(0, end)}…[+${value.length - end} chars]`;
+}
+
+/**
  * Characters a text line never carries raw in a value (docs/spec/SERVER.md §7.2 note): the C0
  * controls (tab, line feed and carriage return included), DEL, the C1 controls (U+0080–U+009F;
  * U+009B is a terminal's CSI), the Unicode line and paragraph separators and the bidirectional
@@ -107,7 +127,7 @@ export function renderMessage(record: LogRecord, escape = false): string {
       let out = parts[0]!;
       for (let i = 1; i < parts.length; i += 2) {
         const value = properties[parts[i]!];
-        const shown = typeof value === "string" ? value : text(value);
+        const shown = clipValue(typeof value === "string" ? value : text(value));
         out += (escape ? escapeControls(shown) : shown) + parts[i + 1]!;
       }
       return out;
@@ -121,7 +141,7 @@ export function renderMessage(record: LogRecord, escape = false): string {
       out += String(part);
       continue;
     }
-    const shown = typeof part === "string" ? part : text(part);
+    const shown = clipValue(typeof part === "string" ? part : text(part));
     out += escape ? escapeControls(shown) : shown;
   }
   return out;
@@ -153,13 +173,32 @@ export function splitTemplate(template: string): string[] | null {
   }
 }
 
-/** The record's properties, secrets replaced by {@linkcode REDACTED}. */
+/**
+ * The record's properties, secrets replaced by {@linkcode REDACTED}, strings longer than
+ * {@linkcode MAX_LOG_VALUE_CHARS} cut by {@linkcode clipValue}.
+ */
 export function safeProperties(record: LogRecord): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(record.properties)) {
-    out[key] = SECRET_KEY.test(key) ? REDACTED : scalar(value);
+    out[key] = SECRET_KEY.test(key) ? REDACTED : clipped(scalar(value));
   }
   return out;
+}
+
+/**
+ * `value` as a line shows it: a string cut by {@linkcode clipValue}; another value whose JSON is
+ * longer than {@linkcode MAX_LOG_VALUE_CHARS} becomes that JSON, cut, as a string.
+ */
+function clipped(value: unknown): unknown {
+  if (typeof value === "string") return clipValue(value);
+  if (value === null || typeof value !== "object") return value;
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    return value; // circular: the formatter drops or prints it as before
+  }
+  return json !== undefined && json.length > MAX_LOG_VALUE_CHARS ? clipValue(json) : value;
 }
 
 /**
@@ -183,10 +222,13 @@ export function formatJsonLine(record: LogRecord): string {
     }
     const value = properties[key];
     let json: string | undefined;
-    if (typeof value === "string") json = JSON.stringify(value);
+    if (typeof value === "string") json = JSON.stringify(clipValue(value));
     else {
       try {
         json = JSON.stringify(scalar(value));
+        if (json !== undefined && json.length > MAX_LOG_VALUE_CHARS) {
+          json = JSON.stringify(clipValue(json));
+        }
       } catch {
         json = undefined; // circular: the field is dropped, the line kept
       }

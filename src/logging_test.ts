@@ -1,6 +1,7 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import type { LogLevel, LogRecord } from "@logtape/logtape";
 import {
+  clipValue,
   escapeControls,
   type FileSink,
   type FileSinkOptions,
@@ -160,6 +161,36 @@ Deno.test("formatTextLine() escapes control characters of interpolated values: o
   );
   // JSON lines keep the raw value in the message (JSON.stringify escapes C0 itself).
   equal(JSON.parse(formatJsonLine(record(["o ", hostile, ""]))).message, `o ${hostile}`);
+});
+
+Deno.test("formatJsonLine() and formatTextLine() cut long values: an Origin header of 15,000 bytes makes a short line", () => {
+  // Before, a refused upgrade's 15,000-character Origin went into the line twice (message and
+  // field): 29 kB a line, 20 lines a second under the per-kind limit, 2.4 GB an hour from one client.
+  const origin = "https://" + "a".repeat(15_000) + ".example";
+  const hostile = record(
+    ["Refused a WebSocket upgrade from origin ", origin, ""],
+    {
+      origin,
+      list: Array.from({ length: 2000 }, (_, i) => i),
+      short: "kept whole",
+    },
+    undefined,
+    "warning",
+  );
+  const json = formatJsonLine(hostile);
+  const text = formatTextLine(hostile);
+  ok(json.length < 1200, `json line of ${json.length} chars`);
+  ok(text.length < 1200, `text line of ${text.length} chars`);
+  const parsed = JSON.parse(json);
+  equal(parsed.origin, clipValue(origin));
+  equal(parsed.message, `Refused a WebSocket upgrade from origin ${clipValue(origin)}`);
+  equal(parsed.short, "kept whole");
+  match(parsed.origin, /^https:\/\/a{248}…\[\+14760 chars\]$/);
+  match(parsed.list, /^\[0,1,2,.*…\[\+\d+ chars\]$/);
+  ok(text.includes('short="kept whole"'));
+  // A value at the limit is kept; a surrogate pair at the cut is not split.
+  equal(clipValue("x".repeat(256)), "x".repeat(256));
+  equal(clipValue("x".repeat(255) + "😀" + "y"), "x".repeat(255) + "…[+3 chars]");
 });
 
 Deno.test("logFileName() names files per UTC day or hour, or not at all", () => {
