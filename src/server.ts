@@ -156,6 +156,7 @@ export function engineOptions(config: Config): EngineOptions {
     eventBufferTotalMaxBytes: server.event_buffer_total_max_bytes,
     maxTokenRecords: server.max_token_records,
     maxRoomsPerIp: server.max_rooms_per_ip,
+    maxRooms: server.max_rooms,
     newToken: newReconnectionToken,
     tokenDigest: sha256TokenDigest,
     ...securityOptions(config),

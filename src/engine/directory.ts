@@ -80,8 +80,11 @@ export function roomSearch(
   return { ids, terms };
 }
 
-/** Which cap a reclaim is for: the game's, the app's, or the creating IP's share of a game. */
-export type CapScope = "game" | "app" | "ip";
+/**
+ * Which cap a reclaim is for: the game's, the app's, the creating IP's share of a game, or every
+ * room of the engine (`server.max_rooms`).
+ */
+export type CapScope = "game" | "app" | "ip" | "server";
 
 /** Adds `room` to the set of `key` in `sets`. */
 function addTo(sets: Map<string, Set<Room>>, key: string, room: Room): void {
@@ -123,6 +126,8 @@ export class HomeDirectory {
   readonly #emptyByGame = new Map<string, Set<Room>>();
   readonly #emptyByApp = new Map<string, Set<Room>>();
   readonly #emptyByIp = new Map<string, Set<Room>>();
+  /** Every room without a seat, in the order they became empty (`server.max_rooms`). */
+  readonly #empty = new Set<Room>();
   /** Creation time and app of each room, for its directory entry. */
   readonly #meta = new Map<string, { createdAt: number; appId?: string }>();
   /** Whether entries carry the operator's search terms (`EngineOptions.operatorSearch`). */
@@ -168,8 +173,12 @@ export class HomeDirectory {
     return this.#roomsPerIp.get(ipScope(scope, ip)) ?? 0;
   }
 
-  /** The room of cap `kind` / `key` that has been empty longest, if any is empty. */
+  /**
+   * The room of cap `kind` / `key` that has been empty longest, if any is empty (`key` is not
+   * read for `"server"`).
+   */
   oldestEmpty(kind: CapScope, key: string): Room | undefined {
+    if (kind === "server") return this.#empty.values().next().value;
     const sets = kind === "game"
       ? this.#emptyByGame
       : kind === "app"
@@ -186,6 +195,7 @@ export class HomeDirectory {
   /** Records that `room` lost its last seat (it may be reclaimed from now on). */
   markEmpty(room: Room): void {
     if (!this.#rooms.has(room.key)) return;
+    this.#empty.add(room);
     addTo(this.#emptyByGame, room.scope, room);
     if (room.appId !== undefined) addTo(this.#emptyByApp, room.appId, room);
     if (room.creatorIp !== undefined) {
@@ -195,6 +205,7 @@ export class HomeDirectory {
 
   /** Records that `room` has a seat again. */
   markOccupied(room: Room): void {
+    this.#empty.delete(room);
     removeFrom(this.#emptyByGame, room.scope, room);
     if (room.appId !== undefined) removeFrom(this.#emptyByApp, room.appId, room);
     if (room.creatorIp !== undefined) {

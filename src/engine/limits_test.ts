@@ -565,3 +565,38 @@ Deno.test("Ready toggles in a finalized lobby cost each member at most the bucke
   equal(starts, capacity / 2);
   ok(bytes < (capacity / 2) * 3 * 4096 + capacity * 1024, `${bytes} bytes to one member`);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Session 28: rooms of every game together
+
+Deno.test("max_rooms bounds the rooms of every game together; the oldest empty room is reclaimed first", () => {
+  // Before, only each game had a cap: rooms under ever new game names had no bound at all (50,000
+  // rooms with held seats from 10,000 addresses in 20 s, +298 MB, against a real server).
+  const engine = engineWith([P1, P2, P3, id(1)], { maxRooms: 2, enableReconnection: true });
+  first(engine.handle(P1, join("ROOM01", "a", { game_name: "g1" }), T0), P1, "RoomJoined");
+  first(engine.handle(P2, join("ROOM02", "b", { game_name: "g2" }), T0), P2, "RoomJoined");
+  deepEqual(
+    first(engine.handle(P3, join("ROOM03", "c", { game_name: "g3" }), T0), P3, "RoomJoinFailed")
+      .data,
+    {
+      reason: "The server already has 2 rooms (limit 2)",
+      error_code: "MAX_ROOMS_PER_GAME_EXCEEDED",
+    },
+  );
+  // A held seat keeps its room; joining an existing room is not creating one.
+  engine.disconnect(P2, T0);
+  equal(
+    first(engine.handle(P3, join("ROOM03", "c", { game_name: "g3" }), T0), P3, "RoomJoinFailed")
+      .data.error_code,
+    "MAX_ROOMS_PER_GAME_EXCEEDED",
+  );
+  first(engine.handle(P3, join("ROOM01", "c", { game_name: "g1" }), T0), P3, "RoomJoined");
+  // The first room empties (both players leave): the next creation reclaims it.
+  engine.handle(P1, bare("LeaveRoom"), T0);
+  engine.handle(P3, bare("LeaveRoom"), T0);
+  const created = engine.handle(id(1), join("ROOM04", "d", { game_name: "g4" }), T0 + 1);
+  first(created, id(1), "RoomJoined");
+  ok(created.some((e) => e.kind === "event" && e.event.type === "room_deleted"));
+  equal(engine.lookup("g1", "ROOM01"), undefined);
+  equal(engine.stats().rooms, 2);
+});

@@ -44,6 +44,13 @@ export interface EngineOptions {
    */
   maxRoomsPerIp?: number;
   /**
+   * Rooms homed in this engine, whatever their game, app or creator (`server.max_rooms`,
+   * SECURITY.md): the instance-wide bound on rooms, which `maxRoomsPerGame` alone leaves open
+   * (game names are the client's choice). Empty rooms are reclaimed first, as for the other caps.
+   * `0` = unlimited. @default 0 (the configuration's default is 20_000)
+   */
+  maxRooms?: number;
+  /**
    * Most bytes in all held seats' replay buffers together (`server.event_buffer_total_max_bytes`);
    * over it the oldest buffered messages, across seats, are dropped first and those buffers
    * marked truncated. `0` = no global budget. @default 67_108_864

@@ -181,10 +181,11 @@ export class Rooms {
   }
 
   /**
-   * The room caps at creation (docs/spec/SERVER.md §3.3, §3.7, and `max_rooms_per_ip`, SECURITY.md): for
-   * each cap that is reached the oldest empty room under it is deleted first (its effects go to
-   * `reclaimed`), so rooms with no connected player and no held seat never keep a cap full
-   * (issue 14 item 7). Returns the refusal when a cap is reached by rooms that have seats.
+   * The room caps at creation (docs/spec/SERVER.md §3.3, §3.7, and `max_rooms_per_ip` and
+   * `max_rooms`, SECURITY.md): for each cap that is reached the oldest empty room under it is
+   * deleted first (its effects go to `reclaimed`), so rooms with no connected player and no held
+   * seat never keep a cap full (issue 14 item 7). Returns the refusal when a cap is reached by
+   * rooms that have seats.
    */
   #checkCaps(
     session: Session,
@@ -239,6 +240,11 @@ export class Rooms {
           directory.ipCount(scope, session.ip)
         } rooms of game \`${gameName}\` (limit ${perIp})`,
       );
+    }
+    // Last: the caps above may have reclaimed rooms already.
+    const maxRooms = options.maxRooms ?? 0;
+    if (maxRooms > 0 && !reclaim("server", "", () => directory.size, maxRooms)) {
+      return refuse(`The server already has ${directory.size} rooms (limit ${maxRooms})`);
     }
     return undefined;
   }
