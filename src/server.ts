@@ -157,6 +157,7 @@ export function engineOptions(config: Config): EngineOptions {
     maxTokenRecords: server.max_token_records,
     maxRoomsPerIp: server.max_rooms_per_ip,
     maxRooms: server.max_rooms,
+    maxHeldSeats: server.max_held_seats,
     newToken: newReconnectionToken,
     tokenDigest: sha256TokenDigest,
     ...securityOptions(config),
@@ -218,6 +219,7 @@ export function serverMetrics(
     eventsBuffered: () => engine.stats().eventsBuffered,
     replayBufferBytes: () => engine.stats().replayBufferBytes,
     replayTruncations: () => engine.stats().replayTruncations,
+    heldSeatEvictions: () => engine.stats().heldSeatEvictions,
     seatHistograms: () => engine.seatHistograms(),
     logStats,
   }, {

@@ -208,6 +208,8 @@ export const ConfigFields = z.strictObject({
     max_rooms_per_ip: int().default(20),
     // Rooms homed on this instance, every game together (SECURITY.md); 0 = unlimited.
     max_rooms: int().default(20000),
+    // Seats held for a reconnection on this instance (SECURITY.md); 0 = unlimited.
+    max_held_seats: int().default(20000),
     event_buffer_total_max_bytes: int().default(67108864),
     max_token_records: int(1).default(200000),
     drain_timeout_secs: timerSecs(0).default(10),

@@ -39,6 +39,8 @@ export interface EngineStats {
   replayBufferBytes: number;
   /** Messages dropped from replay buffers for the global byte budget since the start. */
   replayTruncations: number;
+  /** Holds ended early for `server.max_held_seats` since the start (SECURITY.md). */
+  heldSeatEvictions: number;
   /** Reconnection token records remembered (valid and recently invalidated). */
   tokenRecords: number;
   /**

@@ -59,6 +59,7 @@ Deno.test("Engine.lookup() and Engine.list() summarise rooms", () => {
     eventsBuffered: 0,
     replayBufferBytes: 0,
     replayTruncations: 0,
+    heldSeatEvictions: 0,
     tokenRecords: 0,
     adoptedIdentities: 0,
   });

@@ -515,6 +515,7 @@ export class Engine {
       eventsBuffered: this.#reconnection.eventsBuffered,
       replayBufferBytes: this.#reconnection.bufferedBytes,
       replayTruncations: this.#reconnection.budgetDrops,
+      heldSeatEvictions: this.#reconnection.evictions,
       tokenRecords: this.#reconnection.tokenRecords,
       adoptedIdentities: this.#reconnection.adoptedIdentities,
     };

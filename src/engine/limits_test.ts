@@ -23,6 +23,7 @@ import {
   P2,
   P3,
   prng,
+  reconnectingEngineWith,
   S1,
   sentTo,
   spectate,
@@ -599,4 +600,34 @@ Deno.test("max_rooms bounds the rooms of every game together; the oldest empty r
   ok(created.some((e) => e.kind === "event" && e.event.type === "room_deleted"));
   equal(engine.lookup("g1", "ROOM01"), undefined);
   equal(engine.stats().rooms, 2);
+});
+
+Deno.test("max_held_seats: a disconnect past the cap ends the hold that waited longest, as its window would", () => {
+  // Before, held seats had no bound but rooms × seats: 40,000 addresses joining 400 rooms and
+  // dropping held 40,000 seats (+318 MB, and the once-a-second tick walked them all).
+  const engine = reconnectingEngineWith([P1, P2, P3, C1, C2], { maxHeldSeats: 2 });
+  const joined = first(engine.handle(P1, join("ROOM01", "a"), T0), P1, "RoomJoined").data;
+  first(engine.handle(C1, join("ROOM01", "watcher"), T0), C1, "RoomJoined");
+  first(engine.handle(P2, join("ROOM02", "b"), T0), P2, "RoomJoined");
+  first(engine.handle(P3, join("ROOM03", "c"), T0), P3, "RoomJoined");
+  engine.disconnect(P1, T0);
+  engine.disconnect(P2, T0 + 1);
+  equal(engine.stats().heldSeats, 2);
+  // The third hold ends P1's, the oldest: its room hears PlayerLeft as at the end of a window.
+  const third = engine.disconnect(P3, T0 + 2);
+  deepEqual(first(third, C1, "PlayerLeft").data, { player_id: P1 });
+  equal(engine.stats().heldSeats, 2);
+  equal(engine.stats().heldSeatEvictions, 1);
+  ok(third.some((e) => e.kind === "event" && e.event.type === "seat_held"));
+  // P1's token now says its window is over; the seats held later are still there.
+  deepEqual(
+    first(
+      engine.handle(C2, reconnect(P1, joined.room_id, joined.reconnection_token!), T0 + 3),
+      C2,
+      "ReconnectionFailed",
+    ).data,
+    { reason: "Reconnection window has expired", error_code: "RECONNECTION_EXPIRED" },
+  );
+  ok(engine.lookup("orbit", "ROOM02")!.players === 1);
+  ok(engine.lookup("orbit", "ROOM03")!.players === 1);
 });

@@ -51,6 +51,13 @@ export interface EngineOptions {
    */
   maxRooms?: number;
   /**
+   * Seats held for a reconnection in this engine (`server.max_held_seats`, SECURITY.md): a
+   * disconnect that would hold one more first ends the hold that has waited longest, as its window
+   * ending would (the seat is released, its token then yields `RECONNECTION_EXPIRED`). `0` =
+   * unlimited. @default 0 (the configuration's default is 20_000)
+   */
+  maxHeldSeats?: number;
+  /**
    * Most bytes in all held seats' replay buffers together (`server.event_buffer_total_max_bytes`);
    * over it the oldest buffered messages, across seats, are dropped first and those buffers
    * marked truncated. `0` = no global budget. @default 67_108_864

@@ -135,6 +135,8 @@ export class Reconnection {
   #bufferedFrames = 0;
   /** Messages dropped to stay within the global budget, since the engine started. */
   #budgetDrops = 0;
+  /** Holds ended early for `maxHeldSeats`, since the engine started. */
+  #evictions = 0;
   /** Every buffered frame in append order, from `#orderHead` (stale entries are skipped). */
   #order: Buffered[] = [];
   #orderHead = 0;
@@ -165,6 +167,11 @@ export class Reconnection {
   /** Messages dropped for `eventBufferTotalMaxBytes` since the engine started. */
   get budgetDrops(): number {
     return this.#budgetDrops;
+  }
+
+  /** Holds ended early for `maxHeldSeats` since the engine started. */
+  get evictions(): number {
+    return this.#evictions;
   }
 
   /** Token records remembered now (valid and invalidated). */
@@ -265,8 +272,20 @@ export class Reconnection {
     return true;
   }
 
-  /** Holds a dropped player's seat (docs/spec/PROTOCOL.md §7.11.2); nobody is told. */
+  /**
+   * Holds a dropped player's seat (docs/spec/PROTOCOL.md §7.11.2); nobody is told. With
+   * `maxHeldSeats` reached, the hold that has waited longest ends first, as if its window had
+   * ended (its seat is released and announced; those effects come first).
+   */
   hold(room: Room, playerId: string, conn: ConnId, now: number, loss: DisconnectLoss): Effect[] {
+    const effects: Effect[] = [];
+    const max = this.#options.maxHeldSeats ?? 0;
+    while (max > 0 && this.#holds.size >= max && !this.#holds.has(playerId)) {
+      // Map order is the order holds began (a resumed seat held again goes to the end).
+      const oldest = this.#holds.values().next().value!;
+      this.#evictions++;
+      effects.push(...this.#expire(oldest, now));
+    }
     const hold: Hold = {
       room,
       playerId,
@@ -281,13 +300,14 @@ export class Reconnection {
     this.#holds.set(playerId, hold);
     this.#heldByConn.set(conn, hold);
     for (const frame of loss.unsent ?? []) this.append(hold, frame, utf8Length(frame));
-    return [event({
+    effects.push(event({
       type: "seat_held",
       gameName: room.gameName,
       roomCode: room.code,
       playerId,
       truncated: hold.truncated,
-    })];
+    }));
+    return effects;
   }
 
   /**

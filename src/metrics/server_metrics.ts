@@ -45,6 +45,8 @@ export interface MetricsSources {
   replayBufferBytes?: () => number;
   /** Messages dropped from replay buffers for the global byte budget so far. @default 0 */
   replayTruncations?: () => number;
+  /** Holds ended early for `server.max_held_seats` so far. @default 0 */
+  heldSeatEvictions?: () => number;
   /**
    * Rooms per seat count of each game on this instance (docs/spec/SERVER.md §6.6): read once per
    * dashboard refresh, in a time that grows with games, not rooms.
@@ -431,6 +433,11 @@ export class ServerMetrics {
       `${p}replay_truncations_total`,
       "Messages dropped from replay buffers to stay within the global byte budget",
       () => sources.replayTruncations?.() ?? 0,
+    );
+    r.counter(
+      `${p}held_seat_evictions_total`,
+      "Held seats released before their window ended to stay within server.max_held_seats",
+      () => sources.heldSeatEvictions?.() ?? 0,
     );
     this.#cleanupEmpty = r.counter(
       `${p}cleanup_empty_rooms_total`,
