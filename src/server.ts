@@ -210,6 +210,7 @@ export function serverMetrics(
   engine: Engine,
   connections: () => number,
   logStats?: LogStats,
+  bufferedBytes?: () => number,
 ): ServerMetrics {
   return new ServerMetrics({
     connections,
@@ -220,6 +221,7 @@ export function serverMetrics(
     replayBufferBytes: () => engine.stats().replayBufferBytes,
     replayTruncations: () => engine.stats().replayTruncations,
     heldSeatEvictions: () => engine.stats().heldSeatEvictions,
+    ...(bufferedBytes ? { bufferedBytes } : {}),
     seatHistograms: () => engine.seatHistograms(),
     logStats,
   }, {
@@ -294,7 +296,13 @@ async function startLocked(
   const engine = new Engine(settings);
   cluster?.setEngine(engine);
   // `edge.size` is read at scrape time, after `edge` exists.
-  const metrics = serverMetrics(config, engine, () => edge.size, options.logStats);
+  const metrics = serverMetrics(
+    config,
+    engine,
+    () => edge.size,
+    options.logStats,
+    () => edge.bufferedBytes,
+  );
   const adminToken = config.security.admin_token;
   const feed = adminToken === null ? undefined : new OperatorFeed({
     connections: () => edge.size,
@@ -305,6 +313,7 @@ async function startLocked(
   const edge = new Edge(engine, {
     maxMessageSize: config.security.max_message_size,
     maxQueuedBytes: config.websocket.max_buffered_bytes,
+    maxBufferedBytesTotal: config.websocket.max_buffered_bytes_total,
     newId: () => crypto.randomUUID(),
     onEvent,
     ...(cluster ? clusterEdgeOptions(cluster, engine, settings, config) : {}),

@@ -360,6 +360,8 @@ export const ConfigFields = z.strictObject({
     batch_interval_ms: int(1, 1000).default(16),
     auth_timeout_secs: int(5, 60).default(10),
     max_buffered_bytes: int(65536).default(1048576),
+    // Bytes buffered for all connections of this instance together (SECURITY.md); 0 = none.
+    max_buffered_bytes_total: int().default(268435456),
   }).prefault({}),
   cluster: z.strictObject({
     redis_url: nullableText().refine(

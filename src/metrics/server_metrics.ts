@@ -48,6 +48,11 @@ export interface MetricsSources {
   /** Holds ended early for `server.max_held_seats` so far. @default 0 */
   heldSeatEvictions?: () => number;
   /**
+   * Bytes buffered for this instance's connections at the last once-a-second check of
+   * `websocket.max_buffered_bytes_total` (0 when that budget is off). @default 0
+   */
+  bufferedBytes?: () => number;
+  /**
    * Rooms per seat count of each game on this instance (docs/spec/SERVER.md §6.6): read once per
    * dashboard refresh, in a time that grows with games, not rooms.
    */
@@ -433,6 +438,11 @@ export class ServerMetrics {
       `${p}replay_truncations_total`,
       "Messages dropped from replay buffers to stay within the global byte budget",
       () => sources.replayTruncations?.() ?? 0,
+    );
+    r.gauge(
+      `${p}buffered_bytes`,
+      "Bytes waiting to be written to this instance's connections, or queued from them, at the last check",
+      () => sources.bufferedBytes?.() ?? 0,
     );
     r.counter(
       `${p}held_seat_evictions_total`,

@@ -72,6 +72,14 @@ export interface EdgeOptions {
    * @default 1048576
    */
   maxQueuedBytes?: number;
+  /**
+   * Most bytes buffered for all connections of this node together (`websocket.max_buffered_bytes_total`,
+   * SECURITY.md): what waits to be written to each socket and what is queued behind a pending
+   * request. Checked by every `tick` command (once a second): while the sum is over it, the
+   * connections with the most bytes are closed as slow consumers (1013) until it is not.
+   * `0` = no such budget. @default 0
+   */
+  maxBufferedBytesTotal?: number;
   /** Returns a fresh UUIDv4 connection id. */
   newId: () => string;
   /** Receives every engine and transport event (metrics, logs, tests). */
@@ -715,6 +723,54 @@ export class Edge {
     return false;
   }
 
+  /**
+   * `maxBufferedBytesTotal` (SECURITY.md "Buffered bytes in all"): while the bytes buffered for
+   * all connections (outbound pending bytes, inbound frames queued behind a pending request) add
+   * up to more than the budget, closes the connection with the most as a slow consumer (1013,
+   * seat held as truncated, as for its own budget, docs/spec/SERVER.md §5.2), then the next. Each
+   * connection has its own budget (`websocket.max_buffered_bytes`), so without this the memory
+   * of every connection's budget added up with the number of connections.
+   */
+  #shedBuffered(now: number): void {
+    const budget = this.#options.maxBufferedBytesTotal ?? 0;
+    if (budget <= 0) return;
+    const { total: outbound, peers } = this.#peers.pending();
+    const byId = new Map<ConnId, number>();
+    for (const { id, bytes } of peers) byId.set(id, bytes);
+    let total = outbound;
+    for (const [id, conn] of this.#conns) {
+      if (conn.queuedBytes === 0) continue;
+      total += conn.queuedBytes;
+      byId.set(id, (byId.get(id) ?? 0) + conn.queuedBytes);
+    }
+    this.#bufferedBytes = total;
+    if (total <= budget) return;
+    const largest = [...byId].sort((a, b) => b[1] - a[1]);
+    for (const [id, bytes] of largest) {
+      if (total <= budget) break;
+      const conn = this.#conns.get(id);
+      if (conn === undefined) continue;
+      total -= bytes;
+      const dropped = conn.queue?.length ?? 0;
+      conn.queue = undefined;
+      this.#onEvent?.({ type: "slow_consumer", connectionId: id, dropped });
+      if (dropped > 0) this.#onEvent?.({ type: "messages_dropped", count: dropped });
+      this.#peers.close(id, 1013, "Slow consumer");
+      this.disconnect(id, now, { truncated: true });
+    }
+  }
+
+  #bufferedBytes = 0;
+
+  /**
+   * Bytes buffered for this node's connections at the last `tick` (outbound pending bytes and
+   * inbound frames queued behind a pending request), before any connection was closed for
+   * `maxBufferedBytesTotal`; 0 without that budget (`signal_fish_buffered_bytes`).
+   */
+  get bufferedBytes(): number {
+    return this.#bufferedBytes;
+  }
+
   /** Queues a frame behind a pending request; over the byte limit → slow consumer, 1013. */
   #enqueue(
     id: ConnId,
@@ -815,6 +871,7 @@ export class Edge {
         return undefined;
       case "tick":
         this.apply(this.#engine.tick(now), now);
+        this.#shedBuffered(now);
         return undefined;
       case "expire_authentication":
         this.apply(this.#engine.expireAuthentication(now), now);

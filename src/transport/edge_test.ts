@@ -364,3 +364,63 @@ Deno.test("Edge command: operator actions issued on another node reach the room'
   b.edge.command({ kind: "maintenance", enabled: true }, T0);
   deepEqual([a.engine.maintenance, b.engine.maintenance], [false, true]);
 });
+
+Deno.test("Edge: past websocket.max_buffered_bytes_total the connections buffering the most are closed as slow consumers at the tick", () => {
+  // Before, each connection had its own budget and nothing bounded them together: 300 sockets
+  // that stopped reading (31 addresses) held +156 MB of the server's memory, and the number of
+  // connections (the open-file limit) was the only bound.
+  const { engine, edge, events, join } = setup(
+    { enableReconnection: true },
+    { maxBufferedBytesTotal: 1000 },
+  );
+  class BufferingPeer extends RecordingPeer {
+    pending = 0;
+    pendingBytes(): number {
+      return this.pending;
+    }
+  }
+  const member = (name: string) => {
+    const peer = new BufferingPeer();
+    const id = edge.connect(peer, { ip: "127.0.0.1" }, T0);
+    join(id, name);
+    return { peer, id };
+  };
+  const [a, b, c, d] = [member("A"), member("B"), member("C"), member("D")];
+  a.peer.pending = 300;
+  b.peer.pending = 600;
+  c.peer.pending = 100;
+  d.peer.pending = 0;
+  // 1000 buffered: within the budget, nobody is closed.
+  edge.command({ kind: "tick" }, T0 + 1000);
+  equal(edge.size, 4);
+  // 1150: the one with the most (B) goes, which is enough.
+  c.peer.pending = 250;
+  edge.command({ kind: "tick" }, T0 + 2000);
+  equal(edge.bufferedBytes, 1150);
+  deepEqual(b.peer.log.slice(-1), ["close 1013"]);
+  equal(edge.size, 3);
+  for (const other of [a, c, d]) ok(!other.peer.log.includes("close 1013"));
+  deepEqual(events.filter((e) => e.type === "slow_consumer"), [
+    { type: "slow_consumer", connectionId: b.id, dropped: 0 },
+  ]);
+  ok(events.some((e) => e.type === "seat_held" && e.truncated));
+  equal(engine.stats().heldSeats, 1);
+  // 1300 without B: A (300) then C (250) bring it to 750.
+  a.peer.pending = 700;
+  c.peer.pending = 350;
+  d.peer.pending = 250;
+  edge.command({ kind: "tick" }, T0 + 3000);
+  deepEqual(a.peer.log.slice(-1), ["close 1013"]);
+  equal(edge.size, 2);
+  ok(!c.peer.log.includes("close 1013"));
+  ok(!d.peer.log.includes("close 1013"));
+});
+
+Deno.test("Edge: without max_buffered_bytes_total the tick closes nobody, however much is buffered", () => {
+  const { edge, connect } = setup();
+  const peer = Object.assign(new RecordingPeer(), { pendingBytes: () => 1e12 });
+  edge.connect(peer, { ip: "127.0.0.1" }, T0);
+  connect();
+  edge.command({ kind: "tick" }, T0 + 1000);
+  equal(edge.size, 2);
+});

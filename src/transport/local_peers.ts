@@ -96,6 +96,22 @@ export class LocalPeers implements EdgeEndpoint {
     dirty.length = 0;
   }
 
+  /**
+   * The attached peers that have bytes waiting to go out ({@linkcode Peer.pendingBytes}), with
+   * those bytes, and their sum. One pass over the peers.
+   */
+  pending(): { total: number; peers: { id: ConnId; bytes: number }[] } {
+    let total = 0;
+    const peers: { id: ConnId; bytes: number }[] = [];
+    for (const [id, { peer }] of this.#peers) {
+      const bytes = peer.pendingBytes?.() ?? 0;
+      if (bytes <= 0) continue;
+      total += bytes;
+      peers.push({ id, bytes });
+    }
+    return { total, peers };
+  }
+
   /** Attached connection ids. */
   ids(): ConnId[] {
     return [...this.#peers.keys()];

@@ -33,4 +33,10 @@ export interface Peer {
    * Peers without reads of their own to stop do not define it.
    */
   holdReads?(ms: number): void;
+  /**
+   * Bytes waiting to go out now, exactly: queued by `send` and accepted by the socket but not yet
+   * written to the kernel (docs/spec/SERVER.md §5.2 "pending bytes"). Read once a second for
+   * `websocket.max_buffered_bytes_total`; peers that buffer nothing do not define it.
+   */
+  pendingBytes?(): number;
 }

@@ -239,6 +239,19 @@ export class SocketPeer implements Peer {
     return undefined;
   }
 
+  /**
+   * Pending bytes, measured exactly ({@linkcode Peer.pendingBytes}): the runtime's
+   * `bufferedAmount` plus the queue's UTF-8 bytes. Leaves the upper bounds of `send` exact too.
+   */
+  pendingBytes(): number {
+    const buffered = this.#socket.bufferedAmount;
+    let queued = 0;
+    for (const frame of this.#queue) queued += byteSize(frame);
+    this.#bufferedBound = buffered;
+    this.#queuedBound = queued;
+    return buffered + queued;
+  }
+
   #flush(): void {
     const queue = this.#queue;
     const count = queue.length;

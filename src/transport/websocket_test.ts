@@ -87,6 +87,22 @@ Deno.test("SocketPeer refuses frames to a socket that is not open, and past its 
   equal(stalled.socket.sent.length, 2);
 });
 
+Deno.test("SocketPeer.pendingBytes() is the runtime's unwritten bytes plus the queue's UTF-8 bytes", () => {
+  const { socket, peer: p } = peer({ enableBatching: true, batchSize: 100 });
+  equal(p.pendingBytes(), 0);
+  socket.stalled = true;
+  p.send("ab");
+  p.flush!();
+  p.send("é"); // 2 bytes in UTF-8
+  p.send(new Uint8Array(5));
+  equal(p.pendingBytes(), 2 + 2 + 5);
+  // LocalPeers adds them up over the peers that have any.
+  const fanout = new LocalPeers();
+  fanout.attach("c1", p);
+  fanout.attach("c2", peer({ enableBatching: true }).peer);
+  deepEqual(fanout.pending(), { total: 9, peers: [{ id: "c1", bytes: 9 }] });
+});
+
 /** Parses unmasked server frames back into [opcode, payload] pairs. */
 function parseFrames(bytes: Uint8Array): [number, Uint8Array][] {
   const out: [number, Uint8Array][] = [];
