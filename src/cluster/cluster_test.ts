@@ -477,6 +477,32 @@ Deno.test("Cluster (twins): a creation refused for its max_players claims no cod
   }
 });
 
+Deno.test("Cluster (twins): server.max_rooms counts the rooms homed on each node; a creation it refuses after the claim leaves the code free", async () => {
+  const cluster = await testCluster({ engine: { maxRooms: 1 } });
+  try {
+    const [a, b] = cluster.nodes;
+    const alice = a!.connect();
+    join(alice, "Alice", "FIRSTA");
+    await until(() => !!alice.last("RoomJoined"), "Alice's room on A");
+    const ben = a!.connect();
+    join(ben, "Ben", "SECOND");
+    await until(() => !!ben.last("RoomJoinFailed"), "Ben refused on A");
+    deepEqual(ben.last("RoomJoinFailed")!.data, {
+      reason: "The server already has 1 rooms (limit 1)",
+      error_code: "MAX_ROOMS_PER_GAME_EXCEEDED",
+    });
+    await settle(20);
+    equal(await cluster.store.lookup("orbit", "SECOND"), undefined, "its claim released");
+    // B homes rooms of its own: the code is free there.
+    const carol = b!.connect();
+    join(carol, "Carol", "SECOND");
+    await until(() => !!carol.last("RoomJoined"), "Carol's room on B");
+    equal((await cluster.store.lookup("orbit", "SECOND"))?.home, b!.name);
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): Reconnect for a room that is gone is answered by the node that homed it, through any node, as one process answers; the directory answers once that node is gone (docs/spec/SERVER.md §8.4.3)", async () => {
   const cluster = await testCluster();
   try {
