@@ -6,14 +6,15 @@
  * @module
  */
 import type { Socket } from "node:net";
-import { readTurn, readTurnSpent, readTurnStarts } from "./read_turns.ts";
-
-/** What {@linkcode tlsReads} uses of a runtime stream handle (Node's `LibuvStreamWrap`). */
-interface ReadHandle {
-  onread: (this: ReadHandle, bytes?: ArrayBuffer) => unknown;
-  readStop(): number;
-  readStart(): number;
-}
+import {
+  type ReadHandle,
+  readsReplayable,
+  readTurn,
+  readTurnSpent,
+  readTurnStarts,
+  readTurnWaits,
+  replayRead,
+} from "./read_turns.ts";
 
 /** What {@linkcode tlsReads} reads of a `Readable`'s state (Node's `_readableState`). */
 interface ReadableState {
@@ -57,7 +58,7 @@ export function tlsReads(stream: Socket): void {
   if (
     !tls || !tcp || typeof tcp.onread !== "function" || typeof tcp.readStop !== "function" ||
     typeof tcp.readStart !== "function" || typeof tls.readStop !== "function" ||
-    typeof tls.readStart !== "function" || tlsReading.has(tls)
+    typeof tls.readStart !== "function" || tlsReading.has(tls) || !readsReplayable
   ) return;
   tlsReading.add(tls);
   const plain = tcp.onread;
@@ -77,9 +78,27 @@ export function tlsReads(stream: Socket): void {
     if (wanted) tcp.readStart!();
     else tcp.readStop!();
   };
-  const restart = () => {
+  // This handle's reads in the current turn (`readTurn`), and whether the budget stopped it once
+  // (as in `websocket.ts`).
+  let turn = -1;
+  let reads = 0;
+  let heavy = false;
+  // The read the budget kept for later (`read_turns.ts`), handed on as a read of the turn when
+  // its turn comes, unless the connection closed meanwhile.
+  let kept: ArrayBuffer | undefined;
+  const resume = () => {
     waiting = false;
+    const bytes = kept;
+    kept = undefined;
+    const handed = bytes !== undefined && !ended && tls._nativeTcpHandle === tcp &&
+      !state.destroyed;
+    if (handed) {
+      turn = readTurn;
+      reads = 1;
+      replayRead(tcp as ReadHandle, plain, bytes);
+    }
     sync();
+    return handed;
   };
   tls.readStop = function (this: TlsHandle) {
     paused = true;
@@ -93,9 +112,13 @@ export function tlsReads(stream: Socket): void {
     sync();
     return status;
   };
-  let turn = -1;
-  let reads = 0;
   tcp.onread = function (bytes) {
+    // Not while it waits (only `resume` starts it again), but a kept read must never be lost.
+    if (kept !== undefined) {
+      const earlier = kept;
+      kept = undefined;
+      replayRead(tcp as ReadHandle, plain, earlier);
+    }
     // Called without bytes only for the end of the stream or an error (the runtime's
     // LibUvStreamWrap), after which the handle has stopped itself.
     if (bytes === undefined) {
@@ -108,14 +131,16 @@ export function tlsReads(stream: Socket): void {
       turn = readTurn;
       reads = 0;
     }
-    reads++;
-    const result = plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
-    if (reads > 1 && !waiting && readTurnSpent()) {
+    if ((++reads > 1 || heavy) && readTurnSpent()) {
+      // Kept for later: the handle stops until its turn (`read_turns.ts`).
+      kept = bytes;
+      heavy = true;
       waiting = true;
       sync();
-      setTimeout(restart, 1);
+      readTurnWaits(resume);
+      return undefined;
     }
-    return result;
+    return plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
   };
   // The handle took `onread` when it started reading: restart it to take this one.
   tcp.readStop();

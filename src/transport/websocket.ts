@@ -18,7 +18,14 @@ import { utf8Length } from "../protocol/utf8.ts";
 import { type RequestHead, switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
 import type { DisconnectLoss } from "../engine/engine.ts";
 import type { Edge } from "./edge.ts";
-import { readTurn, readTurnSpent, readTurnStarts } from "./read_turns.ts";
+import {
+  type ReadHandle as RuntimeReadHandle,
+  readTurn,
+  readTurnSpent,
+  readTurnStarts,
+  readTurnWaits,
+  replayRead,
+} from "./read_turns.ts";
 import type { Peer, SendFailure } from "./peer.ts";
 import type { TokenBinding } from "./token_binding.ts";
 
@@ -747,10 +754,7 @@ function hearParser(
  * `onread` with each read's bytes, as an `ArrayBuffer` of the bytes read, and `undefined` at
  * the end of the stream or on an error. `readStart` takes the `onread` set at that moment.
  */
-interface ReadHandle {
-  onread: (this: ReadHandle, bytes?: ArrayBuffer) => unknown;
-  readStop(): number;
-  readStart(): number;
+interface ReadHandle extends RuntimeReadHandle {
   /** `node:net`'s own note of whether it started the handle reading (its `tryReadStart`). */
   reading?: boolean;
 }
@@ -813,22 +817,51 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
     connection.feeding = false;
     receiver.destroy(error);
   };
-  // After a yield: reading again, unless the connection ended, was paused meanwhile (its
-  // `resume` then starts reading, as usual) or `node:net` started it again itself. The yield
-  // keeps `node:net`'s `reading` note as its own pauses do, so the handle is started once.
-  const restart = () => {
+  // This socket's reads in the current turn (`readTurn`): the runtime reads it again within the
+  // turn while it has data waiting.
+  let turn = -1;
+  let reads = 0;
+  // Set once the budget has stopped it: from then on, a read in a turn that has spent the budget
+  // is kept for later even if it is the turn's first.
+  let heavy = false;
+  // The read the budget kept for later (`read_turns.ts`).
+  let kept: ArrayBuffer | undefined;
+  // A kept read goes where a read would go now: to the parser, or the plain path when the socket
+  // was paused or `ws` stopped reading meanwhile.
+  const handOn = (bytes: ArrayBuffer) => {
+    if (connection.feeding && !state.destroyed && state.flowing === true && state.length === 0) {
+      if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
+      else if (!receiver.write(Buffer.from(bytes))) stream.pause();
+    } else replayRead(handle as ReadHandle, plain, bytes);
+  };
+  // Its turn: the kept read handed on as a read of this turn, and the socket reading again,
+  // unless the connection ended, was paused meanwhile (its `resume` then starts reading, as
+  // usual) or `node:net` started it again itself. The stop keeps `node:net`'s `reading` note as
+  // its own pauses do, so the handle is started once.
+  const resume = () => {
+    const bytes = kept;
+    kept = undefined;
+    const handed = bytes !== undefined && !state.destroyed;
+    if (handed) {
+      turn = readTurn;
+      reads = 1;
+      handOn(bytes);
+    }
     if (
       connection.feeding && !state.destroyed && state.flowing === true && handle.reading === false
     ) {
       handle.reading = true;
       handle.readStart!();
     }
+    return handed;
   };
-  // This socket's reads in the current turn (`readTurn`): the runtime reads it again within the
-  // turn while it has data waiting.
-  let turn = -1;
-  let reads = 0;
   handle.onread = function (bytes) {
+    // `node:net` started the socket again before its turn (a `resume`): the kept read first.
+    if (kept !== undefined) {
+      const earlier = kept;
+      kept = undefined;
+      handOn(earlier);
+    }
     if (
       connection.feeding && bytes instanceof ArrayBuffer && bytes.byteLength > 0 &&
       !state.destroyed &&
@@ -839,18 +872,20 @@ function readsDirect(stream: Socket, receiver: Receiver, connection: DirectReads
         turn = readTurn;
         reads = 0;
       }
-      reads++;
-      if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
-      else if (!receiver.write(Buffer.from(bytes))) stream.pause();
-      if (reads > 1 && connection.feeding && !state.destroyed && readTurnSpent()) {
-        // Read again within a turn whose reads took their budget: this socket waits for a
-        // timer, so the runtime polls every socket before it is read again (SECURITY.md "One
+      if ((++reads > 1 || heavy) && readTurnSpent()) {
+        // Read again within a turn whose reads took their budget: the socket keeps this read
+        // and stops until its turn, after the runtime has polled every socket (SECURITY.md "One
         // connection's reads"). A socket read once in a long turn (a collection, the process
-        // descheduled) does not wait; nor one whose read ended the connection.
+        // descheduled) does not wait, unless the budget stopped it before.
+        kept = bytes;
+        heavy = true;
         handle.reading = false;
         handle.readStop!();
-        setTimeout(restart, 1);
+        readTurnWaits(resume);
+        return undefined;
       }
+      if (parseAtOnce) receiver._write(Buffer.from(bytes), "buffer", parsed);
+      else if (!receiver.write(Buffer.from(bytes))) stream.pause();
       return undefined;
     }
     return plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
