@@ -4,7 +4,8 @@
  * as a subprocess started with `--cert`, the way Deno's WebSocket client trusts an extra root).
  *
  * Usage: deno run --cert ca.pem --allow-net --allow-env=WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE
- * tests/read_flood.ts <ws or wss URL of /v2/ws>; prints the Pong order as one JSON line.
+ * tests/read_flood.ts <ws or wss URL of /v2/ws> [several]; prints the Pong order of one flooder
+ * (`floodPongOrder`), or what `severalFloods` saw, as one JSON line.
  */
 import { deepEqual } from "node:assert/strict";
 import { joinRoom, TestClient } from "./helpers.ts";
@@ -81,8 +82,114 @@ export async function floodPongOrder(url: string): Promise<string[]> {
   return order;
 }
 
+/** Clients flooding at once in {@linkcode severalFloods}. */
+export const FLOODERS = 4;
+/** Frames each of them sends. */
+export const FLOODER_FRAMES = 100;
+/** `Ping`s the bystander sends one after another while they flood. */
+export const BYSTANDER_PINGS = 3;
+
+/** What {@linkcode severalFloods} saw. */
+export interface SeveralFloods {
+  /** Flood frames answered when every flooder and the bystander had had their `Pong`s. */
+  beforeLast: number;
+  /** Flood frames answered while one of the bystander's `Ping`s waited for its `Pong`. */
+  whileWaiting: number;
+  /** The flood's frames, all answered in the end. */
+  total: number;
+}
+
+/**
+ * {@linkcode FLOODERS} clients each send {@linkcode FLOODER_FRAMES} `Ping`s of 64 KB (a member
+ * of about 5,800 keys that the server parses and ignores, docs/spec/PROTOCOL.md §3) as fast as
+ * they can; once every flooder has had a `Pong`, a bystander sends {@linkcode BYSTANDER_PINGS}
+ * `Ping`s, each when the last was answered. Counts the flood frames answered (each `Pong`
+ * answers one, in the order the server handled them) by then and while the bystander's `Ping`s
+ * waited; then waits until every flood frame is answered and checks the bystanders still relay
+ * to each other.
+ *
+ * A fair server reads every connection within a turn or two of the flood: a handful of frames.
+ * Before, while several clients flooded, the runtime polled the other sockets once in 61
+ * event-loop turns, each of which handled a few frames (SECURITY.md "One connection's reads"):
+ * hundreds of frames before the last flooder's first `Pong`.
+ */
+export async function severalFloods(url: string): Promise<SeveralFloods> {
+  await using pair = await bystanderPair(url);
+  const [a, b] = pair;
+  const flooders: TestClient[] = [];
+  try {
+    for (let i = 0; i < FLOODERS; i++) flooders.push(await TestClient.connect(url));
+    const keys: string[] = [];
+    for (let i = 0, length = 0; length < 63_800; i++) {
+      keys.push(`"k${i.toString(36)}":0`);
+      length += keys.at(-1)!.length + 1;
+    }
+    const frame = `{"type":"Ping","pad":{${keys.join(",")}}}`;
+    // Each flooder's `Pong`s, and the `Ping`s it was sent (the flood's, then nudges).
+    const pongs = flooders.map(() => 0);
+    const pings = flooders.map(() => FLOODER_FRAMES);
+    const answered = () => pongs.reduce((sum, count) => sum + Math.min(count, FLOODER_FRAMES), 0);
+    const changed = new EventTarget();
+    flooders.forEach((flooder, i) =>
+      flooder.socket.addEventListener("message", (event) => {
+        if (event.data !== '{"type":"Pong"}') return;
+        pongs[i]!++;
+        changed.dispatchEvent(new Event("pong"));
+      })
+    );
+    const until = (done: () => boolean, what: string) =>
+      new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (!done()) return;
+          clearTimeout(timer);
+          changed.removeEventListener("pong", check);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          changed.removeEventListener("pong", check);
+          reject(new Error(`Timed out waiting for ${what}: ${JSON.stringify(pongs)}`));
+        }, 60_000);
+        changed.addEventListener("pong", check);
+        check();
+      });
+    for (const flooder of flooders) {
+      for (let i = 0; i < FLOODER_FRAMES; i++) flooder.send(frame);
+    }
+    await until(() => pongs.every((count) => count > 0), "every flooder's first Pong");
+    let whileWaiting = 0;
+    for (let i = 0; i < BYSTANDER_PINGS; i++) {
+      const before = answered();
+      a.send({ type: "Ping" });
+      await a.waitFor("Pong", 60_000);
+      whileWaiting += answered() - before;
+    }
+    const beforeLast = answered();
+    // Every frame answered, once each flooder's writes are all out (Deno's WebSocket client over
+    // TLS may leave the end of a burst unsent until its next write: floodPongOrder).
+    const nudge = setInterval(() => {
+      flooders.forEach((flooder, i) => {
+        if (pongs[i]! >= pings[i]!) return;
+        pings[i]!++;
+        flooder.send({ type: "Ping" });
+      });
+    }, 250);
+    try {
+      await until(() => pongs.every((count, i) => count >= pings[i]!), "the flood's Pongs");
+    } finally {
+      clearInterval(nudge);
+    }
+    a.send({ type: "GameData", data: { data: { seq: 1 } } });
+    deepEqual((await b.waitFor("GameData")).data.data, { seq: 1 });
+    return { beforeLast, whileWaiting, total: answered() };
+  } finally {
+    for (const flooder of flooders) await flooder.close();
+  }
+}
+
 if (import.meta.main) {
-  const url = Deno.args[0];
-  if (!url) throw new TypeError("Usage: read_flood.ts <ws or wss URL of /v2/ws>");
-  console.log(JSON.stringify(await floodPongOrder(url)));
+  const [url, which] = Deno.args;
+  if (!url) throw new TypeError("Usage: read_flood.ts <ws or wss URL of /v2/ws> [several]");
+  console.log(
+    JSON.stringify(which === "several" ? await severalFloods(url) : await floodPongOrder(url)),
+  );
 }

@@ -9,7 +9,7 @@ import type { SignalFishServer } from "../src/server.ts";
 import { connect, guardedRoom, serve } from "./helpers.ts";
 import { spawnServer } from "./process.ts";
 import { RawWebSocket } from "./raw_websocket.ts";
-import { bystanderPair, floodPongOrder } from "./read_flood.ts";
+import { bystanderPair, floodPongOrder, severalFloods } from "./read_flood.ts";
 
 /** Both bystanders relay to each other once more. */
 async function assertPlaying(server: SignalFishServer, seq: number): Promise<void> {
@@ -320,5 +320,21 @@ Deno.test({
       "bystander",
       "flooder",
     ]);
+  },
+});
+
+Deno.test({
+  name:
+    "One connection's reads: several clients flooding at once hold neither a bystander's Pings nor each other's first frames back",
+  sanitizeResources: false, // the subprocess' pipes close with it
+  async fn() {
+    await using server = await spawnServer({ permissions: ["--allow-all"] });
+    const seen = await severalFloods(`ws://127.0.0.1:${server.port}/v2/ws`);
+    // Every flooder's first Pong and the bystander's came before a quarter of the flood was
+    // handled, and few flood frames were handled while the bystander's Pings waited. Before:
+    // 300 of the 400 frames before the last flooder's first Pong (the runtime polled for ready
+    // sockets once in 61 turns).
+    ok(seen.beforeLast < seen.total / 4, JSON.stringify(seen));
+    ok(seen.whileWaiting < seen.total / 8, JSON.stringify(seen));
   },
 });
