@@ -36,6 +36,10 @@ export let readTurn = 0;
 const waiting: (() => boolean)[] = [];
 /** Whether a timer will hand on the reads of {@linkcode waiting}. */
 let resumeArmed = false;
+/** Whether that timer put the hand-over off once already. */
+let resumeDeferred = false;
+/** When the last turn ended while reads waited (`performance.now()`). */
+let lastTurnEnd = 0;
 /** Reads kept for later, counted (for tests). */
 export const readTurnStats = { kept: 0 };
 
@@ -55,18 +59,29 @@ export const readTurnStats = { kept: 0 };
 function endReadTurn(): void {
   readTurnStart = -1;
   readTurn++;
-  if (waiting.length > 0 && !resumeArmed) {
-    resumeArmed = true;
-    setTimeout(resumeReads, 1);
-  }
+  if (waiting.length === 0) return;
+  lastTurnEnd = performance.now();
+  if (resumeArmed) return;
+  resumeArmed = true;
+  setTimeout(resumeReads, 1);
 }
 
 /**
  * Hands on the reads kept for later, longest kept first, in a new turn, until it has spent the
  * budget (at least one); the rest wait for the next. The connections whose reads were handed on
  * read again in this turn, and keep their next read as soon as the budget is spent.
+ *
+ * A timer that came due while a later turn ran (its reads: connections read for the first time,
+ * the kept reads of none) puts the hand-over off once, by 1 ms from now, so that the loop goes
+ * idle after that turn too.
  */
 function resumeReads(): void {
+  if (!resumeDeferred && performance.now() - lastTurnEnd < 1) {
+    resumeDeferred = true;
+    setTimeout(resumeReads, 1);
+    return;
+  }
+  resumeDeferred = false;
   resumeArmed = false;
   readTurnStarts();
   for (let resume = waiting.shift(); resume; resume = waiting.shift()) {
