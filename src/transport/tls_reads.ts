@@ -41,8 +41,10 @@ const tlsReading = new WeakSet<object>();
  * its client sent into memory (2.5 GiB in the 2 s before such a connection is dropped, the
  * server's RSS from 79 to 394 MB; an HTTPS request body no route reads, 930 MB in 5 s). So the
  * TCP handle reads only while the TLS socket is not
- * paused, has not ended and has not been stopped by the budget: a read a second time within a
- * turn that has spent the budget stops it, and a 1-ms timer starts it again.
+ * paused, has not ended and has not been stopped by the budget: a read of a turn that has spent
+ * the budget (its second in the turn, or any once the budget has stopped it) is kept and stops
+ * it until its turn, when the read is handed to `node:tls` as the runtime would have
+ * ({@linkcode replayRead}) and the handle reads again.
  *
  * The listener calls it for every TLS connection once its handshake is done, so the HTTP requests
  * before an upgrade have it as much as the WebSocket after it (a second call does nothing).
