@@ -40,8 +40,6 @@ let resumeArmed = false;
 let resumeDeferred = false;
 /** When the last turn ended while reads waited (`performance.now()`). */
 let lastTurnEnd = 0;
-/** Reads kept for later, counted (for tests). */
-export const readTurnStats = { kept: 0 };
 
 /**
  * The turn's end (`setImmediate`, after the turn's reads): the next read starts a new turn and a
@@ -71,9 +69,9 @@ function endReadTurn(): void {
  * budget (at least one); the rest wait for the next. The connections whose reads were handed on
  * read again in this turn, and keep their next read as soon as the budget is spent.
  *
- * A timer that came due while a later turn ran (its reads: connections read for the first time,
- * the kept reads of none) puts the hand-over off once, by 1 ms from now, so that the loop goes
- * idle after that turn too.
+ * A timer that came due while a later turn ran (one of reads the runtime found ready, which no
+ * hand-over started) puts the hand-over off once, by 1 ms from now, so that the loop goes idle
+ * after that turn too.
  */
 function resumeReads(): void {
   if (!resumeDeferred && performance.now() - lastTurnEnd < 1) {
@@ -106,7 +104,6 @@ export function readTurnSpent(): boolean {
  * on when its turn comes, and returns whether it had one.
  */
 export function readTurnWaits(resume: () => boolean): void {
-  readTurnStats.kept++;
   waiting.push(resume);
 }
 
