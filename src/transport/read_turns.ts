@@ -109,8 +109,11 @@ export function readTurnWaits(resume: () => boolean): void {
 
 /** What {@linkcode replayRead} needs of a runtime stream handle (Node's `LibuvStreamWrap`). */
 export interface ReadHandle {
+  /** Called by the runtime with each read's bytes, and without them at the end or an error. */
   onread: (this: ReadHandle, bytes?: ArrayBuffer, nread?: number) => unknown;
+  /** Stops the handle's reads. */
   readStop(): number;
+  /** Starts them, with the `onread` set at that moment. */
   readStart(): number;
 }
 
