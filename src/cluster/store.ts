@@ -24,6 +24,7 @@ import {
   lobbyRank,
   OLDEST_FIRST,
   type RefreshResult,
+  ROOM_SORT_KEYS,
   type RoomPage,
   type RoomPageRequest,
   type RoomSortKey,
@@ -327,14 +328,7 @@ function script(source: string): Script {
 }
 
 /** The `rooms-by:` sort keys in the `KEYS` order of the claim, refresh and release scripts. */
-const SORT_KEYS: readonly RoomSortKey[] = [
-  "created",
-  "code",
-  "game",
-  "players",
-  "spectators",
-  "lobby_state",
-];
+const SORT_KEYS: readonly RoomSortKey[] = ROOM_SORT_KEYS;
 
 /**
  * Lua that writes a room's members of the six `rooms-by:` sets, `KEYS[first]` to
