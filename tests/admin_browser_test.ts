@@ -196,6 +196,33 @@ async function withConsole(
   deepEqual(problems, []);
 }
 
+/**
+ * A server with the operator console on and one room, which Alice created and is seated in:
+ * both, and the room's code; disposing of it closes Alice, then the server.
+ */
+async function consoleWithRoom() {
+  const server = await serve((config) => {
+    config.security.admin_token = TOKEN;
+  });
+  try {
+    const alice = await connect(server);
+    alice.send(joinRoom(null, "alice"));
+    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    return {
+      server,
+      alice,
+      code,
+      async [Symbol.asyncDispose]() {
+        await alice.close();
+        await server[Symbol.asyncDispose]();
+      },
+    };
+  } catch (error) {
+    await server[Symbol.asyncDispose]();
+    throw error;
+  }
+}
+
 /** Waits (polling every 20 ms, at most `ms`) until `done()` holds. */
 async function until(done: () => boolean, what: string, ms = UI_TIMEOUT_MS): Promise<void> {
   const deadline = Date.now() + ms;
@@ -634,12 +661,8 @@ function redisDown(route: Route): Promise<void> {
 browserTest(
   "Operator console while the room directory does not answer: log in and reload work, the banner says what is missing, and the console recovers by itself",
   async () => {
-    await using server = await serve((config) => {
-      config.security.admin_token = TOKEN;
-    });
-    await using alice = await connect(server);
-    alice.send(joinRoom(null, "alice"));
-    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await using room = await consoleWithRoom();
+    const { server, alice, code } = room;
     await withConsole(server.url, async ({ page }) => {
       // What needs the directory fails, as behind a cluster whose Redis is down.
       await page.route("**/admin/api/overview", redisDown);
@@ -670,12 +693,8 @@ browserTest(
 browserTest(
   "Operator console: when the event stream comes back, the rooms, overview and history are read again",
   async () => {
-    await using server = await serve((config) => {
-      config.security.admin_token = TOKEN;
-    });
-    await using alice = await connect(server);
-    alice.send(joinRoom(null, "alice"));
-    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await using room = await consoleWithRoom();
+    const { server, alice, code } = room;
     await withConsole(server.url, async ({ page, requests }) => {
       const row = `#rooms-table tr[data-room="orbit/${code}"]`;
       await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
@@ -746,12 +765,8 @@ browserTest(
 browserTest(
   "Operator console: ages and idle times count up between reads, and the rooms are read again every 5 s without room events",
   async () => {
-    await using server = await serve((config) => {
-      config.security.admin_token = TOKEN;
-    });
-    await using alice = await connect(server);
-    alice.send(joinRoom(null, "alice"));
-    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await using room = await consoleWithRoom();
+    const { server, alice, code } = room;
     await withConsole(server.url, async ({ page, requests }) => {
       // The page's timers and clock run on Playwright's clock, moved on by the test.
       await page.clock.install();
@@ -780,12 +795,8 @@ browserTest(
 browserTest(
   "Operator console in an outage: what cannot be read is named and greyed, the pill says so, maintenance is unknown without the server, charts leave gaps",
   async () => {
-    await using server = await serve((config) => {
-      config.security.admin_token = TOKEN;
-    });
-    await using alice = await connect(server);
-    alice.send(joinRoom(null, "alice"));
-    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await using room = await consoleWithRoom();
+    const { server, alice, code } = room;
     await withConsole(server.url, async ({ page }) => {
       await page.clock.install();
       await logIn(page, server.url);
@@ -836,12 +847,8 @@ browserTest(
 browserTest(
   "Operator console: a room that cannot be read is reported in its view, not as an uncaught error",
   async () => {
-    await using server = await serve((config) => {
-      config.security.admin_token = TOKEN;
-    });
-    await using alice = await connect(server);
-    alice.send(joinRoom(null, "alice"));
-    const code: string = (await alice.next("RoomJoined")).data.room_code;
+    await using room = await consoleWithRoom();
+    const { server, alice, code } = room;
     await withConsole(server.url, async ({ page }) => {
       const row = `#rooms-table tr[data-room="orbit/${code}"]`;
       await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
