@@ -56,6 +56,33 @@ function record(code: string, home = "a@00000001", overrides: Partial<DirectoryR
   } satisfies DirectoryRecord;
 }
 
+/**
+ * Runs `body` with a `RedisStore` of `storeSettings` on a redis-server of its own (stopped after),
+ * the key names under the `sf:` prefix, and a way to send that server any command.
+ */
+async function withRedisStore(
+  storeSettings: StoreSettings,
+  body: (redis: {
+    store: RedisStore;
+    keys: Keys;
+    redis: (...command: string[]) => Promise<unknown>;
+  }) => Promise<void>,
+): Promise<void> {
+  const server: RedisServer = await startRedis();
+  const link = new RedisLink({ url: server.url });
+  try {
+    await link.connect();
+    await body({
+      store: new RedisStore(link, storeSettings),
+      keys: new Keys("sf:"),
+      redis: (...command) => link.command.sendCommand(command),
+    });
+  } finally {
+    await link.close();
+    await server.stop();
+  }
+}
+
 type Make = (s: StoreSettings, cleanups: (() => Promise<void>)[]) => Promise<ClusterStore>;
 
 Deno.test({
@@ -63,14 +90,8 @@ Deno.test({
     "RedisStore: a crashed home's rooms leave the expiry-scored sets at any refresh of their game and the listing orders through the order sweep",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    const server: RedisServer = await startRedis();
-    const link = new RedisLink({ url: server.url });
-    try {
-      await link.connect();
-      let clock = 1_000_000;
-      const store = new RedisStore(link, settings({ now: () => clock }));
-      const keys = new Keys("sf:");
-      const redis = (...command: string[]) => link.command.sendCommand(command);
+    let clock = 1_000_000;
+    await withRedisStore(settings({ now: () => clock }), async ({ store, keys, redis }) => {
       const app = { appId: "app-1", creatorIp: "198.51.100.7" };
       for (let i = 0; i < 5; i++) {
         const code = `C${String(i).padStart(5, "0")}`;
@@ -117,10 +138,7 @@ Deno.test({
             : keys.sortMember("orbit", "C00004"),
         ], `rooms-by:${key}`);
       }
-    } finally {
-      await link.close();
-      await server.stop();
-    }
+    });
   },
 });
 
@@ -313,13 +331,7 @@ Deno.test({
     "RedisStore: a listing reads entries only until it has its rooms, drops expired ones from its index, and reads every entry while the index lacks a room",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    const server: RedisServer = await startRedis();
-    const link = new RedisLink({ url: server.url });
-    try {
-      await link.connect();
-      const store = new RedisStore(link, settings());
-      const keys = new Keys("sf:");
-      const redis = (...command: string[]) => link.command.sendCommand(command);
+    await withRedisStore(settings(), async ({ store, keys, redis }) => {
       const codes = async (limit: number) =>
         (await store.list("orbit", limit)).map((entry) => entry.roomCode);
       for (let i = 0; i < 200; i++) {
@@ -367,10 +379,7 @@ Deno.test({
         "refreshed",
       );
       equal(Number(await redis("ZSCORE", keys.gameOrder("orbit"), "R00001")), 1_001);
-    } finally {
-      await link.close();
-      await server.stop();
-    }
+    });
   },
 });
 
@@ -379,16 +388,10 @@ Deno.test({
     "RedisStore: a page's Redis cost is bounded: a page of ranks reads its rooms wherever it starts, a filtered page at most its budget in calls of 250, a steady refresh writes no index member",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    const server: RedisServer = await startRedis();
-    const link = new RedisLink({ url: server.url });
-    try {
-      await link.connect();
-      const store = new RedisStore(link, settings());
+    await withRedisStore(settings(), async ({ store, keys, redis }) => {
       // Every script loaded on this server (their SHAs are cached in the process: a script an
       // earlier test loaded elsewhere would otherwise cost an EVALSHA answered NOSCRIPT here).
       await store.prepare();
-      const keys = new Keys("sf:");
-      const redis = (...command: string[]) => link.command.sendCommand(command);
       const records = [];
       for (let i = 0; i < 1_200; i++) {
         const code = `P${String(i).padStart(5, "0")}`;
@@ -470,10 +473,7 @@ Deno.test({
         const ttl = Number(await redis("PTTL", keys.roomsBy(key)));
         ok(ttl > 30_000 && ttl <= 120_000, `rooms-by:${key} PTTL ${ttl}`);
       }
-    } finally {
-      await link.close();
-      await server.stop();
-    }
+    });
   },
 });
 
