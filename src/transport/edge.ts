@@ -735,16 +735,16 @@ export class Edge {
     const budget = this.#options.maxBufferedBytesTotal ?? 0;
     if (budget <= 0) return;
     const { total: outbound, peers } = this.#peers.pending();
-    const byId = new Map<ConnId, number>();
-    for (const { id, bytes } of peers) byId.set(id, bytes);
     let total = outbound;
-    for (const [id, conn] of this.#conns) {
-      if (conn.queuedBytes === 0) continue;
-      total += conn.queuedBytes;
-      byId.set(id, (byId.get(id) ?? 0) + conn.queuedBytes);
-    }
+    for (const conn of this.#conns.values()) total += conn.queuedBytes;
     this.#bufferedBytes = total;
     if (total <= budget) return;
+    // Over: who holds how much, largest first (the sum per connection only now).
+    const byId = new Map<ConnId, number>();
+    for (const { id, bytes } of peers) byId.set(id, bytes);
+    for (const [id, conn] of this.#conns) {
+      if (conn.queuedBytes > 0) byId.set(id, (byId.get(id) ?? 0) + conn.queuedBytes);
+    }
     const largest = [...byId].sort((a, b) => b[1] - a[1]);
     for (const [id, bytes] of largest) {
       if (total <= budget) break;
