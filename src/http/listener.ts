@@ -32,7 +32,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { getLogger } from "@logtape/logtape";
 import { tlsReads } from "../transport/tls_reads.ts";
-import { checkTlsPem } from "../util/tls_pem.ts";
+import { checkTlsPem, type TlsPemCheck, tlsPemProblem } from "../util/tls_pem.ts";
 import {
   attachUpgradeSocket,
   dropUpgradeSocket,
@@ -137,11 +137,12 @@ export interface Listener {
   readonly addr: Deno.NetAddr;
   /**
    * Serves `pem` to every TLS handshake from now on (connections already secure keep theirs), and
-   * to the listener bound again after an accept failure. Throws a `TypeError` naming the file and
-   * the rule it breaks when the pair is not usable ({@linkcode checkTlsPem}: then nothing
-   * changes), or when this listener serves plain HTTP.
+   * to the listener bound again after an accept failure; returns its check (validity period and
+   * any warning). Throws a `TypeError` naming the file and the rule it breaks when the pair is not
+   * usable ({@linkcode checkTlsPem}: then nothing changes), or when this listener serves plain
+   * HTTP.
    */
-  setTls(pem: TlsPem): void;
+  setTls(pem: TlsPem): TlsPemCheck & { ok: true };
   /** How often the accept loop was found dead and the port bound again (tests, logs). */
   readonly restarts: number;
   /** Connections accepted and not upgraded (yet) (tests, metrics). */
@@ -264,10 +265,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     // `node:https` would only fail at the first handshake; a bad file, or a key that is not the
     // certificate's, must fail startup.
     const checked = checkTlsPem(options.tls.cert, options.tls.key);
-    if (!checked.ok) {
-      const file = checked.file === "certificate_path" ? "certificate" : "private key";
-      throw new TypeError(`Cannot serve TLS: the ${file} ${checked.rule}`);
-    }
+    if (!checked.ok) throw new TypeError(`Cannot serve TLS: ${tlsPemProblem(checked)}`);
   }
   // The pair served: replaced by `setTls` (a renewed certificate), used by a bind again too.
   let pem = options.tls;
@@ -693,12 +691,10 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     setTls(next: TlsPem) {
       if (!pem) throw new TypeError("This listener does not serve TLS");
       const checked = checkTlsPem(next.cert, next.key);
-      if (!checked.ok) {
-        const file = checked.file === "certificate_path" ? "certificate" : "private key";
-        throw new TypeError(`the ${file} ${checked.rule}`);
-      }
+      if (!checked.ok) throw new TypeError(tlsPemProblem(checked));
       (server as https.Server).setSecureContext({ cert: next.cert, key: next.key });
       pem = next;
+      return checked;
     },
     get restarts() {
       return restarts;

@@ -11,15 +11,13 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { checkTlsPem } from "../util/tls_pem.ts";
+import { checkTlsPem, DAY_MS, type TlsPemCheck } from "../util/tls_pem.ts";
 import type { TlsPem } from "./listener.ts";
 
 const log = getLogger(["signal-fish", "tls"]);
 
 /** How often the certificate and key files are looked at, ms. */
 export const TLS_CHECK_INTERVAL_MS = 60_000;
-
-const DAY_MS = 86_400_000;
 
 /** The paths of `security.transport.tls` and what serves a new pair. */
 export interface TlsReloadOptions {
@@ -29,8 +27,11 @@ export interface TlsReloadOptions {
   privateKeyPath: string;
   /** The pair served at start (already checked). */
   served: TlsPem;
-  /** Serves a pair from the next handshake on (`Listener.setTls`); throws when it is not usable. */
-  apply(pem: TlsPem): void;
+  /**
+   * Serves a pair from the next handshake on and returns its check (`Listener.setTls`); throws
+   * when it is not usable.
+   */
+  apply(pem: TlsPem): TlsPemCheck & { ok: true };
   /** Reads a file's text. @default Deno.readTextFileSync */
   readTextFile?: (path: string) => string;
 }
@@ -104,13 +105,9 @@ export class TlsReload {
     } catch (error) {
       return this.#refused(`cannot read it (${error})`);
     }
-    const checked = checkTlsPem(pem.cert, pem.key, now);
-    if (!checked.ok) {
-      const file = checked.file === "certificate_path" ? "certificate" : "private key";
-      return this.#refused(`the ${file} ${checked.rule}`);
-    }
+    let checked: TlsPemCheck & { ok: true };
     try {
-      this.#options.apply(pem);
+      checked = this.#options.apply(pem);
     } catch (error) {
       return this.#refused(error instanceof Error ? error.message : String(error));
     }

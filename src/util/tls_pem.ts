@@ -11,7 +11,8 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 /** A certificate that ends within this many days is warned about. */
 export const CERTIFICATE_WARNING_DAYS = 14;
 
-const DAY_MS = 86_400_000;
+/** One day, ms. */
+export const DAY_MS = 86_400_000;
 
 /**
  * What {@linkcode checkTlsPem} found: the file at fault (`certificate_path`, `private_key_path`)
@@ -34,6 +35,16 @@ function day(date: Date): string {
 function span(ms: number): string {
   const days = Math.floor(ms / DAY_MS);
   return days === 0 ? "less than a day" : days === 1 ? "1 day" : `${days} days`;
+}
+
+/**
+ * A failed check in words that follow "Cannot serve TLS:" or start a reason: "the certificate …"
+ * or "the private key …" and the rule it breaks.
+ */
+export function tlsPemProblem(
+  check: { file: "certificate_path" | "private_key_path"; rule: string },
+): string {
+  return `the ${check.file === "certificate_path" ? "certificate" : "private key"} ${check.rule}`;
 }
 
 /**
