@@ -662,7 +662,7 @@ browserTest(
   "Operator console while the room directory does not answer: log in and reload work, the banner says what is missing, and the console recovers by itself",
   async () => {
     await using room = await consoleWithRoom();
-    const { server, alice, code } = room;
+    const { server, code } = room; // Alice stays seated until `room` is disposed of
     await withConsole(server.url, async ({ page }) => {
       // What needs the directory fails, as behind a cluster whose Redis is down.
       await page.route("**/admin/api/overview", redisDown);
@@ -766,7 +766,7 @@ browserTest(
   "Operator console: ages and idle times count up between reads, and the rooms are read again every 5 s without room events",
   async () => {
     await using room = await consoleWithRoom();
-    const { server, alice, code } = room;
+    const { server, code } = room; // Alice stays seated until `room` is disposed of
     await withConsole(server.url, async ({ page, requests }) => {
       // The page's timers and clock run on Playwright's clock, moved on by the test.
       await page.clock.install();
@@ -796,7 +796,7 @@ browserTest(
   "Operator console in an outage: what cannot be read is named and greyed, the pill says so, maintenance is unknown without the server, charts leave gaps",
   async () => {
     await using room = await consoleWithRoom();
-    const { server, alice, code } = room;
+    const { server, code } = room; // Alice stays seated until `room` is disposed of
     await withConsole(server.url, async ({ page }) => {
       await page.clock.install();
       await logIn(page, server.url);
@@ -848,7 +848,7 @@ browserTest(
   "Operator console: a room that cannot be read is reported in its view, not as an uncaught error",
   async () => {
     await using room = await consoleWithRoom();
-    const { server, alice, code } = room;
+    const { server, code } = room; // Alice stays seated until `room` is disposed of
     await withConsole(server.url, async ({ page }) => {
       const row = `#rooms-table tr[data-room="orbit/${code}"]`;
       await page.waitForSelector(row, { timeout: UI_TIMEOUT_MS });
