@@ -409,3 +409,62 @@ Deno.test("A player toggling ready in a loop is refused past its lobby-change bu
     await closeAll(players);
   }
 });
+
+Deno.test("Attack 13: one address dropping more seats than its share ends its own oldest hold; another address's hold stays", async () => {
+  // Before (session 28), one address could hold as many seats as its join, creation and
+  // reconnect buckets allowed over a window, all out of the instance's max_held_seats.
+  await using server = await serve((config) => {
+    viaProxy(config);
+    config.server.max_held_seats_per_ip = 3;
+  });
+  await using host = await connect(server);
+  host.send({ type: "Authenticate", data: { app_id: "orbit", features: ["presence-events"] } });
+  await host.next("Authenticated");
+  await host.next("ProtocolInfo");
+  host.send(joinRoom("HOLD13", "host", { max_players: 8 }));
+  await host.next("RoomJoined");
+  type Seat = { player_id: string; room_id: string; token: string };
+  let named = 0;
+  /** Joins HOLD13 from address `ip` and drops the connection: the seat is held. */
+  const dropSeat = async (ip: string): Promise<Seat> => {
+    const client = await connectAs(server, ip);
+    client.send(joinRoom("HOLD13", `p${++named}`));
+    const joined = (await client.next("RoomJoined")).data;
+    await host.next("PlayerJoined");
+    await client.close();
+    equal((await host.next("PlayerDisconnected")).data.player_id, joined.player_id);
+    return {
+      player_id: joined.player_id,
+      room_id: joined.room_id,
+      token: joined.reconnection_token,
+    };
+  };
+  const other = await dropSeat("198.51.100.7");
+  const flood: Seat[] = [];
+  for (let i = 0; i < 3; i++) flood.push(await dropSeat("203.0.113.9"));
+  // A fourth from the same address ends that address's oldest hold, announced as at a window's end.
+  const fourth = await connectAs(server, "203.0.113.9");
+  fourth.send(joinRoom("HOLD13", "last"));
+  const joined = (await fourth.next("RoomJoined")).data;
+  await host.next("PlayerJoined");
+  await fourth.close();
+  equal((await host.next("PlayerLeft")).data.player_id, flood[0]!.player_id);
+  equal((await host.next("PlayerDisconnected")).data.player_id, joined.player_id);
+  const reconnect = async (seat: Seat) => {
+    await using client = await connect(server);
+    client.send({
+      type: "Reconnect",
+      data: { player_id: seat.player_id, room_id: seat.room_id, auth_token: seat.token },
+    });
+    const reply = await client.next();
+    return reply.type === "Reconnected" ? reply.type : reply.data.error_code;
+  };
+  equal(await reconnect(flood[0]!), "RECONNECTION_EXPIRED");
+  equal(await reconnect(other), "Reconnected", "another address's hold is untouched");
+  equal(await reconnect(flood[2]!), "Reconnected", "the address's newer holds stay");
+  if (TEST_CLUSTER === 0) {
+    const metrics = parseExposition(await (await fetch(`${server.url}/metrics/prom`)).text());
+    equal(metrics.get("signal_fish_held_seat_address_evictions_total"), 1);
+    equal(metrics.get("signal_fish_held_seat_evictions_total"), 0);
+  }
+});

@@ -210,6 +210,9 @@ export const ConfigFields = z.strictObject({
     max_rooms: int().default(20000),
     // Seats held for a reconnection on this instance (SECURITY.md); 0 = unlimited.
     max_held_seats: int().default(20000),
+    // Of those, seats held for the connections of one client address key; 0 = unlimited, null =
+    // twice security.max_connections_per_ip.
+    max_held_seats_per_ip: int().nullable().default(null),
     event_buffer_total_max_bytes: int().default(67108864),
     max_token_records: int(1).default(200000),
     drain_timeout_secs: timerSecs(0).default(10),

@@ -41,6 +41,8 @@ export interface EngineStats {
   replayTruncations: number;
   /** Holds ended early for `server.max_held_seats` since the start (SECURITY.md). */
   heldSeatEvictions: number;
+  /** Holds ended early for `server.max_held_seats_per_ip` since the start (docs/spec/SERVER.md §4.6). */
+  heldSeatAddressEvictions: number;
   /** Reconnection token records remembered (valid and recently invalidated). */
   tokenRecords: number;
   /**

@@ -60,6 +60,7 @@ Deno.test("Engine.lookup() and Engine.list() summarise rooms", () => {
     replayBufferBytes: 0,
     replayTruncations: 0,
     heldSeatEvictions: 0,
+    heldSeatAddressEvictions: 0,
     tokenRecords: 0,
     adoptedIdentities: 0,
   });

@@ -345,7 +345,7 @@ export class Engine {
       if (!this.#options.enableReconnection) {
         return route(this.#rooms.releaseSeat(room, me, now, "disconnect"));
       }
-      const effects = this.#reconnection.hold(room, me, id, now, loss);
+      const effects = this.#reconnection.hold(room, me, id, now, loss, session.ip);
       const hold = this.#reconnection.held(me)!;
       if (session.presence) hold.presence = true;
       effects.push(...playerDisconnected(this.#reconnection, room, me, hold.expiresAt, now));
@@ -516,6 +516,7 @@ export class Engine {
       replayBufferBytes: this.#reconnection.bufferedBytes,
       replayTruncations: this.#reconnection.budgetDrops,
       heldSeatEvictions: this.#reconnection.evictions,
+      heldSeatAddressEvictions: this.#reconnection.addressEvictions,
       tokenRecords: this.#reconnection.tokenRecords,
       adoptedIdentities: this.#reconnection.adoptedIdentities,
     };

@@ -631,3 +631,94 @@ Deno.test("max_held_seats: a disconnect past the cap ends the hold that waited l
   ok(engine.lookup("orbit", "ROOM02")!.players === 1);
   ok(engine.lookup("orbit", "ROOM03")!.players === 1);
 });
+
+/** A reconnecting engine whose connections `ids[i]` come from client address key `ips[i]`. */
+function engineFrom(
+  ids: string[],
+  ips: string[],
+  overrides: Partial<EngineOptions>,
+): Engine {
+  const engine = reconnectingEngineWith([], overrides);
+  ids.forEach((conn, i) => engine.connect(conn, { ip: ips[i]! }));
+  return engine;
+}
+
+Deno.test("max_held_seats_per_ip: an address past its share ends its own oldest hold, not another address's", () => {
+  // Before, one address could hold as many seats as its join, creation and reconnect buckets
+  // allowed over a window (about 300), all of them out of the instance's max_held_seats.
+  const players = [id(1), id(2), id(3), id(4)];
+  const engine = engineFrom([...players, C1, C2], ["a", "a", "a", "b", "c", "c"], {
+    maxHeldSeatsPerIp: 2,
+    maxRoomsPerGame: 100,
+  });
+  const rooms = players.map((p, i) =>
+    first(engine.handle(p, join(`ROOM0${i}`, `p${i}`), T0), p, "RoomJoined").data
+  );
+  first(engine.handle(C1, join("ROOM00", "watcher"), T0), C1, "RoomJoined");
+  engine.disconnect(id(4), T0); // address b: its own share
+  engine.disconnect(id(1), T0 + 1);
+  engine.disconnect(id(2), T0 + 2);
+  equal(engine.stats().heldSeats, 3);
+  // A third hold from address a ends a's oldest (id 1, in ROOM00): C1 hears it leave.
+  const third = engine.disconnect(id(3), T0 + 3);
+  deepEqual(first(third, C1, "PlayerLeft").data, { player_id: id(1) });
+  equal(engine.stats().heldSeats, 3);
+  equal(engine.stats().heldSeatAddressEvictions, 1);
+  equal(engine.stats().heldSeatEvictions, 0);
+  deepEqual(
+    first(
+      engine.handle(C2, reconnect(id(1), rooms[0]!.room_id, rooms[0]!.reconnection_token!), T0 + 4),
+      C2,
+      "ReconnectionFailed",
+    ).data.error_code,
+    "RECONNECTION_EXPIRED",
+  );
+  // Address b's hold and a's two newer ones are still there: b's player resumes its seat.
+  first(
+    engine.handle(C2, reconnect(id(4), rooms[3]!.room_id, rooms[3]!.reconnection_token!), T0 + 5),
+    C2,
+    "Reconnected",
+  );
+  equal(engine.stats().heldSeats, 2);
+});
+
+Deno.test("max_held_seats: the address holding the most seats gives up its oldest first; one hold each falls back to the oldest", () => {
+  // Before, the hold that waited longest ended whoever held it: a flood of holds from a few
+  // addresses pushed every other player's held seat out.
+  const flood = [id(1), id(2), id(3)];
+  const others = [id(11), id(12)];
+  const engine = engineFrom([...others, ...flood, C1], ["x", "y", "f", "f", "f", "z"], {
+    maxHeldSeats: 4,
+    maxRoomsPerGame: 100,
+  });
+  for (const [i, p] of [...others, ...flood].entries()) {
+    first(engine.handle(p, join(`ROOM${10 + i}`, `p${i}`), T0), p, "RoomJoined");
+  }
+  first(engine.handle(C1, join("ROOM13", "watcher"), T0), C1, "RoomJoined"); // id(2)'s room
+  // The others drop first, so they are the oldest holds.
+  engine.disconnect(id(11), T0);
+  engine.disconnect(id(12), T0 + 1);
+  engine.disconnect(id(1), T0 + 2);
+  engine.disconnect(id(2), T0 + 3);
+  equal(engine.stats().heldSeats, 4);
+  // The fifth hold: address f holds two, the others one each: f's oldest (id 1) ends.
+  const fifth = engine.disconnect(id(3), T0 + 4);
+  ok(fifth.some((e) => e.kind === "event" && e.event.type === "seat_expired"));
+  equal(engine.stats().heldSeatEvictions, 1);
+  equal(engine.lookup("orbit", "ROOM12")?.players, 0, "id(1)'s seat is released");
+  equal(engine.lookup("orbit", "ROOM10")?.players, 1, "x's hold stays");
+  equal(engine.lookup("orbit", "ROOM11")?.players, 1, "y's hold stays");
+  // f still holds two (ids 2 and 3): another hold from z ends f's oldest, id 2, in C1's room.
+  engine.connect(id(21), { ip: "z" });
+  first(engine.handle(id(21), join("ROOM20", "zed"), T0 + 6), id(21), "RoomJoined");
+  const sixth = engine.disconnect(id(21), T0 + 7);
+  deepEqual(first(sixth, C1, "PlayerLeft").data, { player_id: id(2) });
+  equal(engine.stats().heldSeatEvictions, 2);
+  // Now every address holds one (x, y, f, z): the next ends the oldest of all, x's.
+  engine.connect(id(22), { ip: "w" });
+  first(engine.handle(id(22), join("ROOM21", "w"), T0 + 8), id(22), "RoomJoined");
+  engine.disconnect(id(22), T0 + 9);
+  equal(engine.stats().heldSeatEvictions, 3);
+  equal(engine.lookup("orbit", "ROOM10")?.players, 0, "x's hold was the oldest");
+  equal(engine.lookup("orbit", "ROOM11")?.players, 1);
+});

@@ -58,6 +58,14 @@ export interface EngineOptions {
    */
   maxHeldSeats?: number;
   /**
+   * Seats held for a reconnection in this engine for the connections of one client address key
+   * (`server.max_held_seats_per_ip`, docs/spec/SERVER.md §4.6): a disconnect from an address that
+   * already has this many held first ends that address's own oldest hold, as its window ending
+   * would. Holds of an unknown address (`""`) are not counted. `0` = unlimited. @default 0 (the
+   * configuration's default is twice `security.max_connections_per_ip`, 20)
+   */
+  maxHeldSeatsPerIp?: number;
+  /**
    * Most bytes in all held seats' replay buffers together (`server.event_buffer_total_max_bytes`);
    * over it the oldest buffered messages, across seats, are dropped first and those buffers
    * marked truncated. `0` = no global budget. @default 67_108_864

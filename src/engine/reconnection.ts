@@ -11,6 +11,7 @@ import type { ErrorCode } from "../protocol/error_codes.ts";
 import { type ClientData, RawJson } from "../protocol/messages.ts";
 import { type ConnId, type Effect, event, send } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
+import { PerAddress } from "./per_address.ts";
 import { type Room, roomSnapshot } from "./room.ts";
 import { sha256 } from "../util/secrets.ts";
 import type { Session, Sessions } from "./sessions.ts";
@@ -22,6 +23,11 @@ export interface Hold {
   readonly playerId: string;
   /** The connection that dropped (frames still addressed to it land here). */
   readonly conn: ConnId;
+  /**
+   * The client address key of the connection that dropped (docs/spec/SERVER.md §1.9), `""` when
+   * unknown (a seat restored from a state file): the held seats' per-address share.
+   */
+  readonly ip: string;
   /** When the window ends, ms. */
   readonly expiresAt: number;
   /** Serialised server messages in delivery order, their UTF-8 sizes and append numbers. */
@@ -137,6 +143,10 @@ export class Reconnection {
   #budgetDrops = 0;
   /** Holds ended early for `maxHeldSeats`, since the engine started. */
   #evictions = 0;
+  /** Holds ended early for `maxHeldSeatsPerIp`, since the engine started. */
+  #addressEvictions = 0;
+  /** Held seats by the address of the connection that dropped (the per-address share). */
+  readonly #byAddress = new PerAddress<Hold>();
   /** Every buffered frame in append order, from `#orderHead` (stale entries are skipped). */
   #order: Buffered[] = [];
   #orderHead = 0;
@@ -172,6 +182,16 @@ export class Reconnection {
   /** Holds ended early for `maxHeldSeats` since the engine started. */
   get evictions(): number {
     return this.#evictions;
+  }
+
+  /** Holds ended early for `maxHeldSeatsPerIp` since the engine started. */
+  get addressEvictions(): number {
+    return this.#addressEvictions;
+  }
+
+  /** Held seats of the connections that dropped from client address key `ip`. */
+  heldFrom(ip: string): number {
+    return this.#byAddress.count(ip);
   }
 
   /** Token records remembered now (valid and invalidated). */
@@ -273,23 +293,39 @@ export class Reconnection {
   }
 
   /**
-   * Holds a dropped player's seat (docs/spec/PROTOCOL.md §7.11.2); nobody is told. With
-   * `maxHeldSeats` reached, the hold that has waited longest ends first, as if its window had
-   * ended (its seat is released and announced; those effects come first).
+   * Holds a dropped player's seat (docs/spec/PROTOCOL.md §7.11.2); nobody is told. `ip` is the
+   * dropped connection's client address key (docs/spec/SERVER.md §1.9), `""` when unknown. Two caps
+   * end a hold early, as if its window had ended (its seat is released and announced; those
+   * effects come first; docs/spec/SERVER.md §4.6): with `maxHeldSeatsPerIp` held from `ip`, that
+   * address's own oldest hold ends; with `maxHeldSeats` held in all, the oldest hold of the
+   * address that holds the most ends, or, when no address holds more than one, the oldest hold.
    */
-  hold(room: Room, playerId: string, conn: ConnId, now: number, loss: DisconnectLoss): Effect[] {
+  hold(
+    room: Room,
+    playerId: string,
+    conn: ConnId,
+    now: number,
+    loss: DisconnectLoss,
+    ip = "",
+  ): Effect[] {
     const effects: Effect[] = [];
+    const previous = this.#holds.get(playerId);
+    if (previous) this.#byAddress.remove(previous.ip, previous);
+    const perIp = this.#options.maxHeldSeatsPerIp ?? 0;
+    while (perIp > 0 && ip !== "" && this.#byAddress.count(ip) >= perIp) {
+      this.#addressEvictions++;
+      effects.push(...this.#expire(this.#byAddress.oldest(ip)!, now));
+    }
     const max = this.#options.maxHeldSeats ?? 0;
     while (max > 0 && this.#holds.size >= max && !this.#holds.has(playerId)) {
-      // Map order is the order holds began (a resumed seat held again goes to the end).
-      const oldest = this.#holds.values().next().value!;
       this.#evictions++;
-      effects.push(...this.#expire(oldest, now));
+      effects.push(...this.#expire(this.#evictionVictim(), now));
     }
     const hold: Hold = {
       room,
       playerId,
       conn,
+      ip,
       expiresAt: now + this.#options.reconnectionWindowMs,
       frames: [],
       sizes: [],
@@ -299,6 +335,7 @@ export class Reconnection {
     };
     this.#holds.set(playerId, hold);
     this.#heldByConn.set(conn, hold);
+    this.#byAddress.add(ip, hold);
     for (const frame of loss.unsent ?? []) this.append(hold, frame, utf8Length(frame));
     effects.push(event({
       type: "seat_held",
@@ -308,6 +345,18 @@ export class Reconnection {
       truncated: hold.truncated,
     }));
     return effects;
+  }
+
+  /**
+   * The hold `maxHeldSeats` ends first: the oldest of the address that holds the most seats when
+   * one holds more than one (a flood from a few addresses ends its own holds first, not other
+   * players'), else the oldest of all (a recent hold belongs to a player likely to be back soon).
+   */
+  #evictionVictim(): Hold {
+    const most = this.#byAddress.most();
+    if (most && most.count > 1) return this.#byAddress.oldest(most.address)!;
+    // Map order is the order holds began (a resumed seat held again goes to the end).
+    return this.#holds.values().next().value!;
   }
 
   /**
@@ -334,6 +383,7 @@ export class Reconnection {
   #endHold(hold: Hold): void {
     this.#holds.delete(hold.playerId);
     this.#heldByConn.delete(hold.conn);
+    this.#byAddress.remove(hold.ip, hold);
     this.#bufferedBytes -= hold.bytes;
     this.#bufferedFrames -= hold.frames.length;
     hold.bytes = 0;
@@ -701,6 +751,7 @@ export class Reconnection {
       room,
       playerId,
       conn: playerId,
+      ip: "",
       expiresAt: now + this.#options.reconnectionWindowMs,
       frames: [],
       sizes: [],

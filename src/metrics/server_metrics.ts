@@ -47,6 +47,8 @@ export interface MetricsSources {
   replayTruncations?: () => number;
   /** Holds ended early for `server.max_held_seats` so far. @default 0 */
   heldSeatEvictions?: () => number;
+  /** Holds ended early for `server.max_held_seats_per_ip` so far. @default 0 */
+  heldSeatAddressEvictions?: () => number;
   /**
    * Bytes buffered for this instance's connections at the last once-a-second check of
    * `websocket.max_buffered_bytes_total` (0 when that budget is off). @default 0
@@ -448,6 +450,11 @@ export class ServerMetrics {
       `${p}held_seat_evictions_total`,
       "Held seats released before their window ended to stay within server.max_held_seats",
       () => sources.heldSeatEvictions?.() ?? 0,
+    );
+    r.counter(
+      `${p}held_seat_address_evictions_total`,
+      "Held seats released before their window ended because their address held server.max_held_seats_per_ip",
+      () => sources.heldSeatAddressEvictions?.() ?? 0,
     );
     this.#cleanupEmpty = r.counter(
       `${p}cleanup_empty_rooms_total`,
