@@ -99,7 +99,7 @@ Deno.test("Operator API: a game filter finds the game's rooms past the oldest 50
 Deno.test("Operator API: the per-game counts cover every room, not the listing's first 500", async () => {
   const { games } = await get("/admin/api/games");
   deepEqual(games, [
-    { game_name: "orbit", rooms: 600, players: 1200, spectators: 600 },
     { game_name: "late", rooms: 100, players: 50, spectators: 100 },
+    { game_name: "orbit", rooms: 600, players: 1200, spectators: 600 },
   ]);
 });
