@@ -12,7 +12,6 @@ import {
   type GameCounts,
   type GameTotals,
   type InstanceGames,
-  MAX_GAMES_PER_INSTANCE,
   sumGames,
   topGames,
 } from "../coordination/game_counts.ts";
@@ -482,7 +481,7 @@ export class ClusterNode {
    * now, plus each other node's `instance-games:` key, read in one call for the nodes seen at
    * this node's last refresh (so a node started since is missing for up to `T/3`), each as its
    * node wrote it at its last refresh (at most `T/3` old). Every node's part is bounded to its
-   * {@linkcode MAX_GAMES_PER_INSTANCE} games with the most rooms there, the rest summed in
+   * 100 games with the most rooms there (`MAX_GAMES_PER_INSTANCE`), the rest summed in
    * `other`. A node with a liveness key but no counts (a version without them, during a rolling
    * deploy) has its rooms counted from the directory's entries instead: a walk over every entry
    * (in calls of 250), as every request did before, until no such node is left. Rejects when
