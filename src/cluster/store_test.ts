@@ -312,6 +312,10 @@ for (const { name, ignore, make } of STORES) {
     // A clean exit deletes both keys; a node that stops writing loses both with the TTL.
     await store.deleteLiveness("a@1");
     deepEqual(await store.readGames(["a@1", "b@2"]), new Map([["b@2", b]]));
+    // The counts went with the liveness key: a liveness key written again finds none.
+    await store.writeLiveness("a@1", { startedAt: 1, state: "up" });
+    deepEqual(await store.readGames(["a@1"]), new Map([["a@1", null]]));
+    await store.deleteLiveness("a@1");
     // Past T without a refresh: the twin's clock moves past it, Redis's keys are made to lapse.
     clock += 30_001;
     await expire(store, "b@2");
