@@ -19,6 +19,7 @@ import { appRoomScope, roomRoutes } from "./http/rooms.ts";
 import { type AdminRoutes, adminRoutes } from "./http/admin.ts";
 import { OperatorFeed } from "./metrics/operator_feed.ts";
 import { MemoryTokenBuckets } from "./coordination/memory.ts";
+import { listGames } from "./coordination/game_counts.ts";
 import { MAX_TIMER_MS, startMaintenance } from "./maintenance.ts";
 import {
   consumeState,
@@ -342,6 +343,8 @@ async function startLocked(
         spectators: stats.spectators,
       };
     };
+    // Written with the liveness key as `instance-games:<node>`, summed for the operator's counts.
+    cluster.node.gameCounts = () => engine.gameCounts();
   }
   let draining = false;
   const status = () => ({
@@ -358,6 +361,8 @@ async function startLocked(
         ? (enabled) => cluster.node.setMaintenance(enabled)
         : (enabled, now) => void edge.command({ kind: "maintenance", enabled }, now),
       maintenance: cluster ? () => cluster.node.readMaintenance() : () => engine.maintenance,
+      // Counts per game: the engine's live ones, or every instance's `instance-games:` key.
+      games: cluster ? () => cluster.node.games() : () => listGames(engine.gameCounts()),
       feed,
       // Cluster mode: the instance's own figures, plus the cluster's (docs/spec/EXTENSIONS.md E12).
       status: () => ({

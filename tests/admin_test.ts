@@ -4,7 +4,7 @@
  * WebSocket clients, bad input, the live event stream and its bounds, and the action log.
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
-import { crossFieldIssues } from "../src/config/schema.ts";
+import { type Config, crossFieldIssues } from "../src/config/schema.ts";
 import { NoAnswer } from "../src/coordination/no_answer.ts";
 import { MemoryRoomDirectory } from "../src/coordination/memory.ts";
 import { adminRoutes } from "../src/http/admin.ts";
@@ -188,8 +188,29 @@ Deno.test("Operator API: requests without a Bearer token and CORS preflights can
   equal((await call(server, "/admin/api/overview", { headers: AUTH })).status, 429);
 });
 
+/**
+ * `/admin/api/games` once it answers `expected`: at once in one process (the engine's live
+ * counts); behind the cluster proxy each instance's counts are as its last refresh (`T/3`) wrote
+ * them, read for the instances the answering one saw at its own last refresh (docs/spec/SERVER.md
+ * §8.3 `instance-games:`), so it is read again until it does or 15 s passed (the answer then).
+ */
+async function gamesOnceSettled(server: SignalFishServer, expected: unknown): Promise<Json> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const games = (await call(server, "/admin/api/games", { headers: AUTH })).json();
+    if (TEST_CLUSTER === 0 || Date.now() > deadline) return games;
+    if (JSON.stringify(games) === JSON.stringify(expected)) return games;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** `T/3` = 2 s behind the cluster proxy, so that every instance's counts are read soon. */
+const SHORT_TTL = (config: Config) => {
+  config.cluster.directory_ttl_secs = 6;
+};
+
 Deno.test("Operator API lists games and rooms with members, spectators, authority and rates", async () => {
-  await using server = await withAdmin();
+  await using server = await withAdmin(SHORT_TTL);
   const { alice, bob, carol, code, joined } = await room(server);
   try {
     alice.send({ type: "GameData", data: { data: { hello: 1 } } });
@@ -217,7 +238,9 @@ Deno.test("Operator API lists games and rooms with members, spectators, authorit
     deepEqual(detail.members, listed.members);
     equal(detail.home, listed.home, "the detail names the room's home as the listing does");
 
-    const games = (await call(server, "/admin/api/games", { headers: AUTH })).json();
+    const games = await gamesOnceSettled(server, {
+      games: [{ game_name: "orbit", rooms: 1, players: 2, spectators: 1 }],
+    });
     deepEqual(games.games, [{ game_name: "orbit", rooms: 1, players: 2, spectators: 1 }]);
     const overview = (await call(server, "/admin/api/overview", { headers: AUTH })).json();
     deepEqual(overview.games, games.games, "the games of every instance");
@@ -245,6 +268,72 @@ Deno.test("Operator API lists games and rooms with members, spectators, authorit
     ok(Array.isArray(history.samples));
   } finally {
     await Promise.all([alice.close(), bob.close(), carol.close()]);
+  }
+});
+
+Deno.test("Operator API: /games counts every room of every game, its players and spectators, as the listing has them", async () => {
+  await using server = await withAdmin(SHORT_TTL);
+  const clients: Awaited<ReturnType<typeof connect>>[] = [];
+  try {
+    // Rooms of three games, through the proxy: consecutive connections land on different
+    // instances, so the rooms have different homes behind it.
+    const plan = [
+      { game: "orbit", players: 3, spectators: 1 },
+      { game: "orbit", players: 1, spectators: 0 },
+      { game: "chess", players: 2, spectators: 2 },
+      { game: "kart", players: 1, spectators: 0 },
+      { game: "orbit", players: 2, spectators: 0 },
+    ];
+    for (const [i, room] of plan.entries()) {
+      const host = await connect(server);
+      clients.push(host);
+      host.send(joinRoom(null, `host${i}`, { game_name: room.game, max_players: 4 }));
+      const code: string = (await host.next("RoomJoined")).data.room_code;
+      for (let p = 1; p < room.players; p++) {
+        const guest = await connect(server);
+        clients.push(guest);
+        guest.send(joinRoom(code, `guest${i}-${p}`, { game_name: room.game }));
+        await guest.next("RoomJoined");
+      }
+      for (let w = 0; w < room.spectators; w++) {
+        const watcher = await connect(server);
+        clients.push(watcher);
+        watcher.send({
+          type: "JoinAsSpectator",
+          data: { game_name: room.game, room_code: code, spectator_name: `watcher${i}-${w}` },
+        });
+        await watcher.next("SpectatorJoined");
+      }
+    }
+    const expected = {
+      games: [
+        { game_name: "chess", rooms: 1, players: 2, spectators: 2 },
+        { game_name: "kart", rooms: 1, players: 1, spectators: 0 },
+        { game_name: "orbit", rooms: 3, players: 6, spectators: 1 },
+      ],
+    };
+    deepEqual(await gamesOnceSettled(server, expected), expected);
+    // The same counts as the listing's rooms.
+    const listed = (await call(server, "/admin/api/rooms", { headers: AUTH })).json().rooms;
+    for (const game of expected.games) {
+      const rooms = listed.filter((room: Json) => room.game_name === game.game_name);
+      deepEqual({
+        game_name: game.game_name,
+        rooms: rooms.length,
+        players: rooms.reduce((sum: number, room: Json) => sum + room.players, 0),
+        spectators: rooms.reduce((sum: number, room: Json) => sum + room.spectators, 0),
+      }, game);
+    }
+    const overview = (await call(server, "/admin/api/overview", { headers: AUTH })).json();
+    deepEqual(overview.games, expected.games);
+    equal(overview.other_games, undefined, "no game left out");
+    // A player leaves: one process counts it at once.
+    clients[0]!.send({ type: "LeaveRoom" });
+    await clients[0]!.waitFor("RoomLeft");
+    expected.games[2]!.players = 5;
+    deepEqual(await gamesOnceSettled(server, expected), expected);
+  } finally {
+    await Promise.all(clients.map((client) => client.close()));
   }
 });
 

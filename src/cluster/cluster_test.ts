@@ -662,6 +662,61 @@ Deno.test("Cluster (twins): the operator's cluster totals sum every node's figur
   }
 });
 
+Deno.test("Cluster (twins): the operator's counts per game sum every node's instance-games key once, and count a node that writes none from the directory's entries", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = cluster.nodes;
+    // Orbit: a room homed on A (Alice, Bob from B, Carol watching from C) and one on C (Dave).
+    const alice = await joined(a!, "Alice", "GAMEAA");
+    await joined(b!, "Bob", "GAMEAA");
+    const carol = c!.connect();
+    carol.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "GAMEAA", spectator_name: "Carol" },
+    });
+    await until(() => !!carol.last("SpectatorJoined"), "Carol watches");
+    await joined(c!, "Dave", "GAMECC");
+    // Chess: a room homed on B.
+    const erin = b!.connect();
+    erin.say({
+      type: "JoinRoom",
+      data: { game_name: "chess", player_name: "Erin", max_players: 2, room_code: "GAMEBB" },
+    });
+    await until(() => !!erin.last("RoomJoined"), "Erin's room");
+    const expected = {
+      games: [
+        { game_name: "chess", rooms: 1, players: 1, spectators: 0 },
+        { game_name: "orbit", rooms: 2, players: 3, spectators: 1 },
+      ],
+    };
+    // Every node writes its counts, then every node learns the others' names.
+    for (const node of cluster.nodes) await node.cluster.refresh();
+    for (const node of cluster.nodes) await node.cluster.refresh();
+    for (const node of cluster.nodes) deepEqual(await node.cluster.games(), expected, node.name);
+    // The node's own counts are live; the others' wait for their next refresh.
+    alice.say({ type: "LeaveRoom" });
+    await until(() => !!alice.last("RoomLeft"), "Alice left");
+    equal((await a!.cluster.games()).games[1]!.players, 2, "A homes the room: current");
+    equal((await b!.cluster.games()).games[1]!.players, 3, "B reads A's last refresh");
+    await a!.cluster.refresh();
+    equal((await b!.cluster.games()).games[1]!.players, 2);
+    // C runs a version that writes no counts (a rolling deploy): its rooms are counted from
+    // the directory's entries that name it.
+    c!.cluster.gameCounts = undefined;
+    await cluster.store.deleteLiveness(c!.cluster.node);
+    await c!.cluster.refresh();
+    const partial = await a!.cluster.games();
+    deepEqual(partial, {
+      games: [
+        { game_name: "chess", rooms: 1, players: 1, spectators: 0 },
+        { game_name: "orbit", rooms: 2, players: 2, spectators: 1 },
+      ],
+    });
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a creation whose claim ran but whose answer was lost answers SERVICE_UNAVAILABLE and releases the claim, at once or once Redis answers again", async () => {
   const cluster = await testCluster();
   try {

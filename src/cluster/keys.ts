@@ -116,6 +116,14 @@ export class Keys {
     return `${this.prefix}instance:${node}`;
   }
 
+  /**
+   * `instance-games:<node>`: the rooms, players and spectators per game of the rooms homed on
+   * `node` (the operator's counts per game, docs/spec/EXTENSIONS.md E12).
+   */
+  instanceGames(node: NodeId): string {
+    return `${this.prefix}instance-games:${node}`;
+  }
+
   /** `epoch`. */
   epoch(): string {
     return `${this.prefix}epoch`;

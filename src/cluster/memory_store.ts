@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { InstanceGames } from "../coordination/game_counts.ts";
 import type { BucketKind, BucketTake } from "../coordination/buckets.ts";
 import {
   type ClaimCaps,
@@ -466,8 +467,29 @@ export class MemoryStore implements ClusterStore {
     return this.#call(() => this.#set(`instance:${node}`, liveness, this.#settings.ttlMs));
   }
 
+  writeGames(node: NodeId, games: InstanceGames): Promise<void> {
+    // A copy, as Redis keeps the JSON text and not the caller's arrays.
+    const copy = structuredClone(games);
+    return this.#call(() => this.#set(`instance-games:${node}`, copy, this.#settings.ttlMs));
+  }
+
+  readGames(nodes: readonly NodeId[]): Promise<Map<NodeId, InstanceGames | null>> {
+    return this.#call(() => {
+      const found = new Map<NodeId, InstanceGames | null>();
+      for (const node of nodes) {
+        if (this.#get(`instance:${node}`) === undefined) continue;
+        const games = this.#get<InstanceGames>(`instance-games:${node}`);
+        found.set(node, games === undefined ? null : structuredClone(games));
+      }
+      return found;
+    });
+  }
+
   deleteLiveness(node: NodeId): Promise<void> {
-    return this.#call(() => void this.#items.delete(`instance:${node}`));
+    return this.#call(() => {
+      this.#items.delete(`instance:${node}`);
+      this.#items.delete(`instance-games:${node}`);
+    });
   }
 
   liveness(node: NodeId): Promise<Liveness | undefined> {

@@ -7,6 +7,14 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import {
+  countEntries,
+  type GameCounts,
+  type GameTotals,
+  type InstanceGames,
+  sumGames,
+  topGames,
+} from "../coordination/game_counts.ts";
 import type { DirectoryEntry } from "../engine/effects.ts";
 import { ClusterRouter } from "./router.ts";
 import type {
@@ -213,6 +221,12 @@ export class ClusterNode {
   #peers = new Map<NodeId, Liveness>();
   /** This node's own figures, written with its liveness key at every refresh. */
   counts: (() => InstanceCounts) | undefined;
+  /**
+   * The rooms, players and spectators per game of the rooms homed here, as they are now (the
+   * engine's live counts): written to `instance-games:<node>` at every refresh and read live by
+   * {@linkcode ClusterNode.games}. Unset: the node writes no counts per game.
+   */
+  gameCounts: (() => ReadonlyMap<string, Readonly<GameCounts>>) | undefined;
   /** Death verdicts on other nodes, once per node (docs/spec/SERVER.md §6.3 #77). */
   peerDeaths = 0;
   /** Redis links re-established after a loss (docs/spec/SERVER.md §6.3 #78). */
@@ -367,11 +381,16 @@ export class ClusterNode {
       }
       this.store.sweepFallback?.(Date.now());
       const counts = this.counts?.();
-      await this.store.writeLiveness(this.node, {
-        startedAt: this.startedAt,
-        state: this.#state,
-        ...(counts ? { counts } : {}),
-      });
+      const games = this.gameCounts?.();
+      // Sent together (one round trip): the counts per game live as long as the liveness key.
+      await Promise.all([
+        this.store.writeLiveness(this.node, {
+          startedAt: this.startedAt,
+          state: this.#state,
+          ...(counts ? { counts } : {}),
+        }),
+        games ? this.store.writeGames(this.node, topGames(games)) : undefined,
+      ]);
       this.maintenance = await this.store.maintenance();
       const records = this.#options.entries().map((entry) => ({ ...entry, home: this.node }));
       const results = await this.store.refreshAll(records);
@@ -454,6 +473,36 @@ export class ClusterNode {
     add(own);
     for (const [node, liveness] of this.#peers) if (node !== this.node) add(liveness.counts);
     return sum;
+  }
+
+  /**
+   * The cluster's rooms, players and spectators per game (docs/spec/EXTENSIONS.md E12
+   * `/admin/api/games`, docs/spec/SERVER.md §8.3 `instance-games:`): this node's own as they are
+   * now, plus each other node's `instance-games:` key, read in one call for the nodes seen at
+   * this node's last refresh (so a node started since is missing for up to `T/3`), each as its
+   * node wrote it at its last refresh (at most `T/3` old). Every node's part is bounded to its
+   * 100 games with the most rooms there (`MAX_GAMES_PER_INSTANCE`), the rest summed in
+   * `other`. A node with a liveness key but no counts (a version without them, during a rolling
+   * deploy) has its rooms counted from the directory's entries instead: a walk over every entry
+   * (in calls of 250), as every request did before, until no such node is left. Rejects when
+   * Redis does not answer.
+   */
+  async games(): Promise<GameTotals> {
+    const parts: InstanceGames[] = [];
+    const own = this.gameCounts?.();
+    if (own) parts.push(topGames(own));
+    const peers = [...this.#peers.keys()].filter((node) => node !== this.node);
+    const found = await this.store.readGames(peers);
+    const legacy = new Set<NodeId>();
+    for (const [node, games] of found) {
+      if (games === null) legacy.add(node);
+      else parts.push(games);
+    }
+    if (legacy.size > 0) {
+      const records = await this.store.all(Number.MAX_SAFE_INTEGER);
+      parts.push(topGames(countEntries(records.filter((record) => legacy.has(record.home)))));
+    }
+    return sumGames(parts);
   }
 
   /**

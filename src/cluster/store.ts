@@ -29,6 +29,7 @@ import {
   type RoomPageRequest,
   type RoomSortKey,
 } from "../coordination/directory.ts";
+import type { InstanceGames } from "../coordination/game_counts.ts";
 import { gameTag, Keys } from "./keys.ts";
 import {
   type ClusterStore,
@@ -1290,8 +1291,44 @@ export class RedisStore implements ClusterStore {
     );
   }
 
+  async writeGames(node: NodeId, games: InstanceGames): Promise<void> {
+    await this.#bounded(
+      this.#send([
+        "SET",
+        this.#keys.instanceGames(node),
+        JSON.stringify(games),
+        "PX",
+        String(this.#settings.ttlMs),
+      ]),
+      "games",
+    );
+  }
+
+  async readGames(nodes: readonly NodeId[]): Promise<Map<NodeId, InstanceGames | null>> {
+    const found = new Map<NodeId, InstanceGames | null>();
+    if (nodes.length === 0) return found;
+    const keys = nodes.flatMap((node) => [
+      this.#keys.instance(node),
+      this.#keys.instanceGames(node),
+    ]);
+    const values = await this.#bounded(
+      this.#send<(string | null)[]>(["MGET", ...keys]),
+      "games",
+    );
+    nodes.forEach((node, i) => {
+      const liveness = values[2 * i];
+      if (liveness === null || liveness === undefined) return;
+      const games = values[2 * i + 1];
+      found.set(node, games === null || games === undefined ? null : JSON.parse(String(games)));
+    });
+    return found;
+  }
+
   async deleteLiveness(node: NodeId): Promise<void> {
-    await this.#bounded(this.#send(["DEL", this.#keys.instance(node)]), "liveness");
+    await this.#bounded(
+      this.#send(["DEL", this.#keys.instance(node), this.#keys.instanceGames(node)]),
+      "liveness",
+    );
   }
 
   async liveness(node: NodeId): Promise<Liveness | undefined> {

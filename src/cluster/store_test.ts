@@ -12,6 +12,7 @@ import {
   startRedis,
 } from "../../tests/redis_server.ts";
 import { NoAnswer } from "../coordination/no_answer.ts";
+import { MAX_GAMES_PER_INSTANCE, sumGames, topGames } from "../coordination/game_counts.ts";
 import { gameTag, Keys } from "./keys.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { bounded, RedisLink, RedisStore } from "./store.ts";
@@ -83,6 +84,28 @@ async function withRedisStore(
   }
 }
 
+/**
+ * Makes node `node`'s liveness and `instance-games:` keys lapse: on Redis by shortening their TTL
+ * to 1 ms and waiting past it (Redis keeps time by its own clock), on the twin by reading after
+ * its clock passed `T` (the caller moved it).
+ */
+async function expire(store: ClusterStore, node: string): Promise<void> {
+  const redis = RAW.get(store);
+  if (redis === undefined) return;
+  const keys = new Keys("sf:");
+  for (const key of [keys.instance(node), keys.instanceGames(node)]) {
+    const ttl = Number(await redis("PTTL", key));
+    ok(ttl > 0 && ttl <= 30_000, `${key}: TTL T, got ${ttl} ms`);
+    equal(await redis("PEXPIRE", key, "1"), 1, key);
+  }
+  while (Number(await redis("EXISTS", keys.instance(node), keys.instanceGames(node))) > 0) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** The Redis stores of the contract suite, each with a way to send its server any command. */
+const RAW = new WeakMap<ClusterStore, (...command: string[]) => Promise<unknown>>();
+
 type Make = (s: StoreSettings, cleanups: (() => Promise<void>)[]) => Promise<ClusterStore>;
 
 Deno.test({
@@ -153,7 +176,9 @@ const STORES: { name: string; ignore?: boolean; make: Make }[] = [
       const link = new RedisLink({ url: server.url });
       cleanups.push(() => link.close());
       await link.connect();
-      return new RedisStore(link, s);
+      const store = new RedisStore(link, s);
+      RAW.set(store, (...command) => link.command.sendCommand(command));
+      return store;
     },
   },
 ];
@@ -256,6 +281,81 @@ for (const { name, ignore, make } of STORES) {
     );
     await store.deleteLiveness("a@1");
     equal(await store.liveness("a@1"), undefined);
+  });
+
+  test("counts per game: written with the liveness key, read per node, gone with it (deleted or expired)", async (c) => {
+    let clock = 1_000_000;
+    const store = await make(settings({ ttlMs: 30_000, now: () => clock }), c);
+    const a = topGames(
+      new Map([
+        ["orbit", { rooms: 3, players: 5, spectators: 1 }],
+        ["chess", { rooms: 1, players: 2, spectators: 0 }],
+      ]),
+    );
+    const b = topGames(new Map([["orbit", { rooms: 2, players: 2, spectators: 4 }]]));
+    deepEqual(await store.readGames([]), new Map());
+    deepEqual(await store.readGames(["a@1"]), new Map(), "neither key: left out");
+    await store.writeLiveness("a@1", { startedAt: 1, state: "up" });
+    deepEqual(await store.readGames(["a@1"]), new Map([["a@1", null]]), "liveness only: null");
+    await store.writeGames("a@1", a);
+    await store.writeLiveness("b@2", { startedAt: 2, state: "up" });
+    await store.writeGames("b@2", b);
+    await store.writeLiveness("c@3", { startedAt: 3, state: "up" });
+    const read = await store.readGames(["a@1", "b@2", "c@3", "gone@4"]);
+    deepEqual(read, new Map([["a@1", a], ["b@2", b], ["c@3", null]]));
+    deepEqual(sumGames([a, b]), {
+      games: [
+        { game_name: "chess", rooms: 1, players: 2, spectators: 0 },
+        { game_name: "orbit", rooms: 5, players: 7, spectators: 5 },
+      ],
+    });
+    // A clean exit deletes both keys; a node that stops writing loses both with the TTL.
+    await store.deleteLiveness("a@1");
+    deepEqual(await store.readGames(["a@1", "b@2"]), new Map([["b@2", b]]));
+    // The counts went with the liveness key: a liveness key written again finds none.
+    await store.writeLiveness("a@1", { startedAt: 1, state: "up" });
+    deepEqual(await store.readGames(["a@1"]), new Map([["a@1", null]]));
+    await store.deleteLiveness("a@1");
+    // Past T without a refresh: the twin's clock moves past it, Redis's keys are made to lapse.
+    clock += 30_001;
+    await expire(store, "b@2");
+    deepEqual(await store.readGames(["b@2"]), new Map(), "expired with the liveness key");
+  });
+
+  test("counts per game: each node writes a bounded value, the rest summed as other games", async (c) => {
+    const store = await make(settings(), c);
+    // 150 games of names 40 characters long, game i with i + 1 rooms.
+    const many = new Map(
+      Array.from({ length: 150 }, (_, i) => [
+        `game-${String(i).padStart(3, "0")}-`.padEnd(40, "x"),
+        { rooms: i + 1, players: 2 * (i + 1), spectators: 1 },
+      ]),
+    );
+    const bounded = topGames(many);
+    equal(bounded.games.length, MAX_GAMES_PER_INSTANCE);
+    // The 100 with the most rooms (49..149) listed, the 50 others summed: rooms 1 + … + 50.
+    equal(bounded.games[0]![0], [...many.keys()][149]);
+    deepEqual(bounded.other, [50, 1_275, 2_550, 50]);
+    await store.writeLiveness("a@1", { startedAt: 1, state: "up" });
+    await store.writeGames("a@1", bounded);
+    const read = (await store.readGames(["a@1"])).get("a@1")!;
+    deepEqual(read, bounded);
+    ok(JSON.stringify(read).length < 100 * 60, `${JSON.stringify(read).length} bytes`);
+    // Another node lists game 0 (summed on a@1): its row is a lower bound, marked partial.
+    const other = topGames(
+      new Map([[[...many.keys()][0]!, { rooms: 7, players: 7, spectators: 0 }]]),
+    );
+    const totals = sumGames([read, other]);
+    equal(totals.games.length, 101);
+    deepEqual(totals.games[0], {
+      game_name: [...many.keys()][0],
+      rooms: 7,
+      players: 7,
+      spectators: 0,
+      partial: true,
+    });
+    equal(totals.games[1]!.partial, undefined, "listed by every node that left games out");
+    deepEqual(totals.other, { games: 50, rooms: 1_275, players: 2_550, spectators: 50 });
   });
 
   test("the epoch is created once and then read back unchanged", async (c) => {

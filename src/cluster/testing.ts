@@ -498,6 +498,7 @@ async function startNode(
       spectators: stats.spectators,
     };
   };
+  cluster.gameCounts = () => engine.gameCounts();
   await cluster.start();
   const setMaintenance = (enabled: boolean) => cluster.setMaintenance(enabled);
   return withConnect({ name, engine, edge, cluster, setMaintenance }, options.engine ?? {}, store, {

@@ -15,6 +15,8 @@ import type {
   RoomDirectory,
 } from "../coordination/directory.ts";
 
+import type { InstanceGames } from "../coordination/game_counts.ts";
+
 export type { NodeId } from "../coordination/directory.ts";
 
 /** Whether a Redis link (or its twin) is usable: both connections up (docs/spec/SERVER.md §8.5.5). */
@@ -184,7 +186,19 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
   refreshAll(records: readonly DirectoryRecord[]): Promise<RefreshResult[]>;
   /** Writes this node's liveness key with TTL `T`. */
   writeLiveness(node: NodeId, liveness: Liveness): Promise<void>;
-  /** Deletes a node's liveness key (clean exit). */
+  /**
+   * Writes this node's counts per game (`instance-games:<node>`, docs/spec/SERVER.md §8.3) with
+   * TTL `T`, as its liveness key (both are written at every refresh).
+   */
+  writeGames(node: NodeId, games: InstanceGames): Promise<void>;
+  /**
+   * The counts per game of `nodes` (docs/spec/EXTENSIONS.md E12 `/admin/api/games`), in one read
+   * of their liveness and `instance-games:` keys: a node with both maps to its counts, one with
+   * a liveness key only (a version that writes no counts) to `null`; a node without a liveness
+   * key (stopped, or expired) is left out.
+   */
+  readGames(nodes: readonly NodeId[]): Promise<Map<NodeId, InstanceGames | null>>;
+  /** Deletes a node's liveness key and its `instance-games:` key (clean exit). */
   deleteLiveness(node: NodeId): Promise<void>;
   /** The liveness of `node`, or `undefined` when its key is absent. */
   liveness(node: NodeId): Promise<Liveness | undefined>;

@@ -13,6 +13,7 @@ import { AppRoomCounts } from "./app_auth.ts";
 import {
   type DirectoryEntry,
   type Effect,
+  type GameCounts,
   type RoomSearch,
   type RoomSummary,
   SEARCH_SEPARATOR,
@@ -124,7 +125,12 @@ export class HomeDirectory {
   readonly #byId = new Map<string, Room>();
   /** The rooms of each game namespace, oldest first: its cap count and its listing. */
   readonly #roomsByGame = new Map<string, Set<Room>>();
-  readonly #members: MemberTally = { players: 0, spectators: 0, seatsByGame: new Map() };
+  readonly #members: MemberTally = {
+    players: 0,
+    spectators: 0,
+    seatsByGame: new Map(),
+    byScope: new Map(),
+  };
   readonly #roomsPerIp = new Map<string, number>();
   readonly #appRooms = new AppRoomCounts();
   readonly #emptyByGame = new Map<string, Set<Room>>();
@@ -283,6 +289,16 @@ export class HomeDirectory {
   /** Seats and spectators over every room (kept as members come and go: no walk). */
   members(): { players: number; spectators: number } {
     return { players: this.#members.players, spectators: this.#members.spectators };
+  }
+
+  /**
+   * Rooms (empty ones included), seats (held ones included) and spectators of each game
+   * namespace ({@linkcode Room.scope}, the directory's game name), kept as rooms and members come
+   * and go: the operator's counts per game (docs/spec/EXTENSIONS.md E12) in a time that grows with
+   * games, not rooms. The map and its values are live: copy to keep.
+   */
+  gameCounts(): ReadonlyMap<string, Readonly<GameCounts>> {
+    return this.#members.byScope;
   }
 
   /**

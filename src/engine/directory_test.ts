@@ -189,6 +189,10 @@ Deno.test("HomeDirectory lists one game's occupied rooms oldest first and tallie
   deepEqual(codes("beta"), ["B1"]); // B2 has no seat
   deepEqual(codes("gamma"), []);
   deepEqual(directory.members(), { players: 5, spectators: 1 });
+  deepEqual(Object.fromEntries(directory.gameCounts()), {
+    alpha: { rooms: 3, players: 4, spectators: 1 },
+    beta: { rooms: 2, players: 1, spectators: 0 },
+  });
   // A seat set again under its id is not a second seat; removing an absent one changes nothing.
   rooms[4]!.addSeat(seat("p5"));
   equal(rooms[4]!.removeSeat("nobody"), false);
@@ -212,10 +216,11 @@ Deno.test("HomeDirectory lists one game's occupied rooms oldest first and tallie
   deepEqual(directory.members(), { players: 3, spectators: 0 });
   for (const each of [...directory.rooms()]) directory.remove(each);
   deepEqual(directory.members(), { players: 0, spectators: 0 });
+  deepEqual(directory.gameCounts().size, 0, "a game without rooms has no counts");
   deepEqual([directory.gameCount("alpha"), directory.gameCount("beta"), directory.size], [0, 0, 0]);
 });
 
-Deno.test("Engine directory effects keep a mirror equal to lookup() over random walks; member tallies and seat histograms match the rooms", () => {
+Deno.test("Engine directory effects keep a mirror equal to lookup() over random walks; member tallies, seat histograms and counts per game match the rooms", () => {
   const codes = ["ROOM01", "ROOM02"];
   for (const seed of [11, 12, 13, 14]) {
     const random = prng(seed);
@@ -278,6 +283,8 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
       const summed = { players: 0, spectators: 0 };
       /** Rooms per seat count of each game, from the rooms' own summaries. */
       const histograms: Record<string, number[]> = {};
+      /** Rooms, seats and spectators of each game, from the rooms' own summaries. */
+      const perGame: Record<string, { rooms: number; players: number; spectators: number }> = {};
       for (const game of ["orbit", "chess"]) {
         for (const code of codes) {
           const summary = engine.lookup(game, code);
@@ -285,6 +292,10 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
           summed.players += summary?.players ?? 0;
           summed.spectators += summary?.spectators ?? 0;
           if (summary) {
+            const counts = perGame[game] ??= { rooms: 0, players: 0, spectators: 0 };
+            counts.rooms++;
+            counts.players += summary.players;
+            counts.spectators += summary.spectators;
             const histogram = histograms[game] ??= [];
             while (histogram.length <= summary.players) histogram.push(0);
             histogram[summary.players]!++;
@@ -298,6 +309,11 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
         Object.fromEntries(engine.seatHistograms().map((g) => [g.gameName, [...g.histogram]])),
         histograms,
         `seed ${seed} step ${step}: seat histograms`,
+      );
+      deepEqual(
+        Object.fromEntries([...engine.gameCounts()].map(([game, counts]) => [game, { ...counts }])),
+        perGame,
+        `seed ${seed} step ${step}: counts per game`,
       );
     }
     ok(ops.refresh > 100 && ops.release > 0, `seed ${seed}: ${JSON.stringify(ops)}`);

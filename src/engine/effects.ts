@@ -62,6 +62,16 @@ export interface RoomDetail extends RoomSummary {
   messages_per_sec: number;
 }
 
+/**
+ * One game's rooms (empty ones included), players (occupied seats, held ones included) and
+ * spectators: the operator's counts per game (docs/spec/EXTENSIONS.md E12 `/admin/api/games`).
+ */
+export interface GameCounts {
+  rooms: number;
+  players: number;
+  spectators: number;
+}
+
 /** A room as the directory knows it (docs/spec/SERVER.md §8.3 `room:` entry). */
 export interface DirectoryEntry {
   /** The room id (UUIDv4). */

@@ -23,6 +23,7 @@ import {
   type DirectoryEntry,
   type Effect,
   error,
+  type GameCounts,
   type RoomDetail,
   send,
 } from "./effects.ts";
@@ -45,6 +46,7 @@ export type {
   DirectoryEntry,
   Effect,
   EngineEvent,
+  GameCounts,
   RoomDetail,
   RoomSummary,
   SeatDetail,
@@ -501,6 +503,15 @@ export class Engine {
     // Route before the seat goes: a live player's RoomLeft must reach its connection.
     const effects = this.#rooms.removePlayer(room, playerId, now);
     return effects ? this.#reconnection.route(effects) : "player_not_found";
+  }
+
+  /**
+   * Rooms, seats (held ones included) and spectators per game namespace of the rooms homed here
+   * (the directory's game name: the app's id and the game name with app auth), kept as they
+   * change (docs/spec/EXTENSIONS.md E12 `/admin/api/games`). Live: copy to keep.
+   */
+  gameCounts(): ReadonlyMap<string, Readonly<GameCounts>> {
+    return this.#directory.gameCounts();
   }
 
   /** Live counts of rooms, seats, spectators and connections. */

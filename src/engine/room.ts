@@ -12,7 +12,7 @@ import type {
   RoomSnapshot,
   SpectatorInfo,
 } from "../protocol/messages.ts";
-import type { ConnId } from "./effects.ts";
+import type { ConnId, GameCounts } from "./effects.ts";
 import { nameKey } from "./validation.ts";
 
 /** A player's place in a room (docs/spec/PROTOCOL.md §0 "seat"). Its id is the player id. */
@@ -85,6 +85,31 @@ export interface MemberTally {
    * without rooms has none (the dashboard's seat percentiles, docs/spec/SERVER.md §6.6).
    */
   seatsByGame: Map<string, number[]>;
+  /**
+   * Rooms, seats (held ones included) and spectators of each game namespace
+   * ({@linkcode Room.scope}); a namespace without rooms has none (the operator's counts per game,
+   * docs/spec/EXTENSIONS.md E12).
+   */
+  byScope: Map<string, GameCounts>;
+}
+
+/** Adds `rooms`, `players` and `spectators` to `scope`'s counts in `tally` (negative: takes away). */
+function countIn(
+  tally: MemberTally,
+  scope: string,
+  rooms: number,
+  players: number,
+  spectators: number,
+): void {
+  let counts = tally.byScope.get(scope);
+  if (counts === undefined) {
+    counts = { rooms: 0, players: 0, spectators: 0 };
+    tally.byScope.set(scope, counts);
+  }
+  counts.rooms += rooms;
+  counts.players += players;
+  counts.spectators += spectators;
+  if (counts.rooms === 0) tally.byScope.delete(scope);
 }
 
 /**
@@ -212,6 +237,7 @@ export class Room {
     const after = this.#seats.size;
     if (this.#tally && after !== before) {
       this.#tally.players += after - before;
+      countIn(this.#tally, this.scope, 0, after - before, 0);
       moveRoom(this.#tally, this.gameName, before, after);
     }
     this.#except = undefined;
@@ -223,6 +249,7 @@ export class Room {
     if (!this.#seats.delete(playerId)) return false;
     if (this.#tally) {
       this.#tally.players--;
+      countIn(this.#tally, this.scope, 0, -1, 0);
       moveRoom(this.#tally, this.gameName, this.#seats.size + 1, this.#seats.size);
     }
     return true;
@@ -232,7 +259,10 @@ export class Room {
   addSpectator(spectator: Spectator): void {
     const before = this.#spectators.size;
     this.#spectators.set(spectator.id, spectator);
-    if (this.#tally) this.#tally.spectators += this.#spectators.size - before;
+    if (this.#tally && this.#spectators.size !== before) {
+      this.#tally.spectators++;
+      countIn(this.#tally, this.scope, 0, 0, 1);
+    }
     this.#except = undefined;
   }
 
@@ -240,7 +270,10 @@ export class Room {
   removeSpectator(id: ConnId): boolean {
     this.#except = undefined;
     if (!this.#spectators.delete(id)) return false;
-    if (this.#tally) this.#tally.spectators--;
+    if (this.#tally) {
+      this.#tally.spectators--;
+      countIn(this.#tally, this.scope, 0, 0, -1);
+    }
     return true;
   }
 
@@ -269,6 +302,7 @@ export class Room {
     this.#tally.players += sign * this.#seats.size;
     this.#tally.spectators += sign * this.#spectators.size;
     const seats = this.#seats.size;
+    countIn(this.#tally, this.scope, sign, sign * seats, sign * this.#spectators.size);
     moveRoom(
       this.#tally,
       this.gameName,

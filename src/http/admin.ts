@@ -14,7 +14,7 @@
  * | method | path | answer |
  * |---|---|---|
  * | GET | `/admin/api/overview` | live counts, maintenance, games, the current sample |
- * | GET | `/admin/api/games` | rooms, players and spectators per game |
+ * | GET | `/admin/api/games` | rooms, players and spectators per game (cluster: bounded per instance, `other`) |
  * | GET | `/admin/api/rooms?game_name=&q=&lobby_state=&sort=&limit=&offset=` | rooms in detail, oldest first or as sorted |
  * | GET | `/admin/api/rooms/{game}/{code}` | one room in detail |
  * | DELETE | `/admin/api/rooms/{game}/{code}` | close the room |
@@ -40,6 +40,7 @@ import {
   type RoomSort,
   type RoomSortKey,
 } from "../coordination/directory.ts";
+import { countEntries, type GameTotals, listGames } from "../coordination/game_counts.ts";
 import { NoAnswer } from "../coordination/no_answer.ts";
 import type { CommandReply, RoomCommand } from "../coordination/router.ts";
 import type { RoomDetail, RoomSummary } from "../engine/effects.ts";
@@ -105,6 +106,13 @@ export interface AdminOptions {
   setMaintenance: (enabled: boolean, now: number) => Awaitable<void>;
   /** Whether maintenance mode is on (cluster mode: read from Redis, the last known on failure). */
   maintenance: () => Awaitable<boolean>;
+  /**
+   * The counts per game of `/admin/api/games` and the overview: one process's engine counts
+   * (exact, live), or in cluster mode every instance's `instance-games:` key summed
+   * (`ClusterNode.games`, docs/spec/SERVER.md §8.3; a rejection is a `503`).
+   * @default counted from every entry of `directory` (a walk over every room)
+   */
+  games?: () => Awaitable<GameTotals>;
   /** Samples, history and the live events. */
   feed: OperatorFeed;
   /** Extra figures for the overview (`/v2/status` fields). */
@@ -509,21 +517,14 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
     }) as Awaitable<ListedRoom>;
   }
 
-  function games(): Awaitable<
-    { game_name: string; rooms: number; players: number; spectators: number }[]
-  > {
+  /** The counts per game: {@linkcode AdminOptions.games}, or every entry of the directory counted. */
+  function games(): Awaitable<GameTotals> {
+    if (options.games) return options.games();
     // Every room, not the listing's first ones: the counts are per game over all rooms.
-    return then(options.directory.all(Number.MAX_SAFE_INTEGER), (records) => {
-      const byGame = new Map<string, { rooms: number; players: number; spectators: number }>();
-      for (const { gameName, summary } of records) {
-        const game = byGame.get(gameName) ?? { rooms: 0, players: 0, spectators: 0 };
-        game.rooms++;
-        game.players += summary.players;
-        game.spectators += summary.spectators;
-        byGame.set(gameName, game);
-      }
-      return [...byGame].map(([game_name, counts]) => ({ game_name, ...counts }));
-    });
+    return then(
+      options.directory.all(Number.MAX_SAFE_INTEGER),
+      (records) => listGames(countEntries(records)),
+    );
   }
 
   async function maintenance(request: Request, ip: string): Promise<Response> {
@@ -644,19 +645,20 @@ export function adminRoutes(options: AdminOptions): AdminRoutes {
         if (rest.length > 0) break;
         if (!isGet) return methodNotAllowed("GET, HEAD");
         return orUnavailable(
-          then(games(), (list) =>
+          then(games(), (totals) =>
             then(options.maintenance(), (maintenance) =>
               reply(200, {
                 ...options.status(),
                 maintenance,
                 sample: options.feed.current(now()),
-                games: list,
+                games: totals.games,
+                ...(totals.other ? { other_games: totals.other } : {}),
               }))) as Awaitable<Response>,
         );
       case "games":
         if (rest.length > 0) break;
         if (!isGet) return methodNotAllowed("GET, HEAD");
-        return orUnavailable(then(games(), (list) => reply(200, { games: list })));
+        return orUnavailable(then(games(), (totals) => reply(200, totals)));
       case "history": {
         if (rest.length > 0) break;
         if (!isGet) return methodNotAllowed("GET, HEAD");

@@ -7,6 +7,7 @@ import { deepEqual, equal } from "node:assert/strict";
 import { MemoryRoomDirectory } from "../coordination/memory.ts";
 import type { DirectoryRecord } from "../coordination/directory.ts";
 import { OperatorFeed } from "../metrics/operator_feed.ts";
+import type { GameTotals } from "../coordination/game_counts.ts";
 import { adminRoutes } from "./admin.ts";
 
 const TOKEN = "operator-token-for-tests-0123456789abcdef";
@@ -34,7 +35,7 @@ function entry(gameName: string, index: number, players: number): DirectoryRecor
 }
 
 /** 600 rooms of "orbit" (oldest), then 100 of "late"; the routes over them. */
-function routes() {
+function routes(games?: () => Promise<GameTotals>) {
   const directory = new MemoryRoomDirectory();
   for (let i = 0; i < 600; i++) directory.refresh(entry("orbit", i, 2));
   for (let i = 600; i < 700; i++) directory.refresh(entry("late", i, i % 2));
@@ -56,11 +57,12 @@ function routes() {
     status: () => ({}),
     roomCodeLength: 6,
     maxGameNameLength: 64,
+    ...(games ? { games } : {}),
   });
 }
 
-async function get(path: string) {
-  const response = await routes().handle(
+async function get(path: string, games?: () => Promise<GameTotals>) {
+  const response = await routes(games).handle(
     new Request(`http://127.0.0.1${path}`, { headers: { authorization: `Bearer ${TOKEN}` } }),
     path.split("?")[0]!,
     "127.0.0.1",
@@ -99,7 +101,33 @@ Deno.test("Operator API: a game filter finds the game's rooms past the oldest 50
 Deno.test("Operator API: the per-game counts cover every room, not the listing's first 500", async () => {
   const { games } = await get("/admin/api/games");
   deepEqual(games, [
-    { game_name: "orbit", rooms: 600, players: 1200, spectators: 600 },
     { game_name: "late", rooms: 100, players: 50, spectators: 100 },
+    { game_name: "orbit", rooms: 600, players: 1200, spectators: 600 },
   ]);
+});
+
+Deno.test("Operator API: given counts per game (a cluster's instance-games keys), /games and the overview answer them, with the games left out as other", async () => {
+  let asked = 0;
+  const totals: GameTotals = {
+    games: [{ game_name: "orbit", rooms: 5, players: 9, spectators: 1, partial: true }],
+    other: { games: 120, rooms: 300, players: 400, spectators: 2 },
+  };
+  const games = () => {
+    asked++;
+    return Promise.resolve(totals);
+  };
+  deepEqual(await get("/admin/api/games", games), totals, "not the directory's 700 rooms");
+  const overview = await get("/admin/api/overview", games);
+  deepEqual([overview.games, overview.other_games], [totals.games, totals.other]);
+  equal(asked, 2);
+  const failing = () => Promise.reject(new Error("Redis down"));
+  const response = await routes(failing).handle(
+    new Request("http://127.0.0.1/admin/api/games", {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    }),
+    "/admin/api/games",
+    "127.0.0.1",
+  )!;
+  equal(response.status, 503);
+  await response.body?.cancel();
 });

@@ -66,6 +66,11 @@ let listing = { rooms: [], offset: 0, truncated: false, complete: true };
 /** Whether this session has read the rooms yet (until then the table says it has not). */
 let roomsRead = false;
 let games = [];
+/**
+ * Cluster mode: the games the overview left out (each instance lists its 100 games with the most
+ * rooms, E12), `{games, rooms, players, spectators}` summed, or null when none was.
+ */
+let otherGames = null;
 /** The first room of the page asked for (0-based). */
 let pageOffset = 0;
 /** The keys of `/admin/api/rooms?sort=` (E12). */
@@ -338,7 +343,7 @@ function showHistory(history) {
 async function readOverview() {
   const overview = await api("overview");
   setMaintenance(overview.maintenance);
-  showGames(overview.games);
+  showGames(overview.games, overview.other_games);
   showCluster(overview);
   showSample(overview.sample);
 }
@@ -457,8 +462,11 @@ function handleEvent(block) {
           gameLabel(payload.game_name)
         }/${payload.room_code}${where(payload)}`,
       );
-      // A game the filter does not offer yet: the overview lists every game.
-      if (!games.some((game) => game.game_name === payload.game_name)) refreshGames();
+      // A game the filter does not offer yet: the overview lists every game, unless it left
+      // games out (then the next overview will do).
+      if (!otherGames && !games.some((game) => game.game_name === payload.game_name)) {
+        refreshGames();
+      }
       scheduleRefresh();
       break;
     case "action": {
@@ -885,7 +893,8 @@ function refreshGames() {
     return;
   }
   gamesPending = true;
-  api("overview").then((overview) => showGames(overview.games)).catch(() => {})
+  api("overview").then((overview) => showGames(overview.games, overview.other_games))
+    .catch(() => {})
     .finally(() => {
       gamesPending = false;
       if (gamesAgain) {
@@ -897,15 +906,25 @@ function refreshGames() {
 
 /**
  * The game filter's options: every game of the overview's counts (all rooms, not only the page
- * shown), plus the one selected.
+ * shown), plus the one selected; when the counts left games out (`other`), a last line that says
+ * how many rooms they hold, which cannot be chosen.
  */
-function showGames(list) {
+function showGames(list, other) {
   games = list ?? [];
+  otherGames = other ?? null;
   const current = ui.gameFilter.value;
   const names = new Set(games.map((game) => game.game_name));
   if (current) names.add(current);
   const options = [new Option("All games", "")];
   for (const game of [...names].sort()) options.push(new Option(gameLabel(game), game));
+  if (otherGames) {
+    const rest = new Option(
+      `(other games: ${format.int(otherGames.rooms)} rooms; search to find them)`,
+      "",
+    );
+    rest.disabled = true;
+    options.push(rest);
+  }
   ui.gameFilter.replaceChildren(...options);
   ui.gameFilter.value = current;
   renderCount();
@@ -1028,12 +1047,16 @@ function renderRooms() {
 
 /**
  * How many rooms match, as far as known: every room, or one game's, from the overview's counts
- * (`undefined` with a search or a lobby-state filter, which the counts do not cover).
+ * (`undefined` with a search or a lobby-state filter, which the counts do not cover, and for a
+ * game the counts do not list or list only in part).
  */
 function knownTotal() {
   if (ui.search.value.trim() || ui.stateFilter.value) return undefined;
   const game = ui.gameFilter.value;
-  return games.filter((g) => !game || g.game_name === game).reduce((sum, g) => sum + g.rooms, 0);
+  if (!game) return games.reduce((sum, g) => sum + g.rooms, otherGames?.rooms ?? 0);
+  const row = games.find((g) => g.game_name === game);
+  if (row === undefined) return otherGames ? undefined : 0;
+  return row.partial ? undefined : row.rooms;
 }
 
 /** The line under an empty table: no rooms (matching), or that they have not been read. */
