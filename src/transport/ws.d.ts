@@ -29,7 +29,7 @@ export interface ServerOptions {
   perMessageDeflate: false;
   clientTracking: false;
   /** Off: pings are answered by the server's own listener, not by `ws`. */
-  autoPong: false;
+  autoPong?: false;
   handleProtocols: (offered: Set<string>, request: IncomingMessage) => string | false;
 }
 
