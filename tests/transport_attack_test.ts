@@ -371,7 +371,7 @@ Deno.test({
     a.send({ type: "GameData", data: { data: { seq: 1 } } });
     deepEqual((await b.waitFor("GameData")).data.data, { seq: 1 });
     // The pongs answer pings in order, whole, and the last one answers the last ping (RFC 6455
-    // §5.5.3: pings whose pong would wait behind another are answered by the latest).
+    // section 5.5.3: pings whose pong would wait behind another are answered by the latest).
     let last = -1;
     let pongs = 0;
     while (last !== pings - 1) {

@@ -1132,23 +1132,24 @@ class WsConnection implements IdleWatch, DirectReads {
   /** A pong is written and its write not done yet ({@linkcode answerPing}). */
   pongInFlight = false;
   /** The payload of the latest ping read while a pong was in flight: answered after it. */
-  nextPong: Uint8Array | undefined = undefined;
+  #nextPong: Uint8Array | undefined = undefined;
   /** The write callback of this connection's pongs, made at its first ping. */
-  pongDone: ((error?: Error | null) => void) | undefined = undefined;
+  #pongDone: ((error?: Error | null) => void) | undefined = undefined;
 
   /**
-   * Answers a ping with a pong of the same payload (RFC 6455 §5.5.2), at most one pong in flight
-   * per connection: a ping read while the last pong's write is not done only replaces the payload
-   * to answer next, which is written when that write is done (RFC 6455 §5.5.3 lets an endpoint
-   * answer only the most recent ping). So however many pings arrive, a connection holds one pong
-   * and one payload of at most 125 bytes, counted in its pending bytes (docs/spec/SERVER.md §5.2); a
-   * client that pings without reading is kept to that instead of piling pongs up, and one that
-   * reads gets the latest ping answered.
+   * Answers a ping with a pong of the same payload (RFC 6455 section 5.5.2), at most one pong in
+   * flight per connection: a ping read while the last pong's write is not done only replaces the
+   * payload to answer next, which is written when that write is done (RFC 6455 section 5.5.3
+   * lets an endpoint answer only the most recent ping). So however many pings arrive, a
+   * connection holds one pong and one payload of at most 125 bytes, the pong counted in its
+   * pending bytes (docs/spec/SERVER.md §5.2): a client that pings without reading cannot pile
+   * pongs up, and one that reads gets its latest ping answered. Nothing is written once the
+   * WebSocket is closing (after a close frame either way).
    */
   answerPing(payload: Uint8Array): void {
     if (this.pongInFlight) {
       // Copied: the parser's slice would keep its whole read alive.
-      this.nextPong = new Uint8Array(payload);
+      this.#nextPong = new Uint8Array(payload);
       return;
     }
     const ws = this.ws;
@@ -1158,13 +1159,13 @@ class WsConnection implements IdleWatch, DirectReads {
     this.pongInFlight = true;
     this.peer?.wroteControl(frame.byteLength);
     // Through the stream, as `ws` writes control frames: behind anything unwritten of ours.
-    stream.write(frame, this.pongDone ??= (error) => this.#pongWritten(error));
+    stream.write(frame, this.#pongDone ??= (error) => this.#pongWritten(error));
   }
 
   #pongWritten(error?: Error | null): void {
     this.pongInFlight = false;
-    const next = this.nextPong;
-    this.nextPong = undefined;
+    const next = this.#nextPong;
+    this.#nextPong = undefined;
     if (next !== undefined && !error) this.answerPing(next);
   }
 
@@ -1199,8 +1200,9 @@ function onPing(this: WithConnection, payload: Uint8Array): void {
 }
 
 /**
- * An unmasked pong frame (RFC 6455 §5.5.3) carrying `payload` (at most 125 bytes), in a buffer of
- * its own (a slice of the shared pool would keep all 8 KiB of it alive while the pong waits).
+ * An unmasked pong frame (RFC 6455 section 5.5.3) carrying `payload` (at most 125 bytes), in a
+ * buffer of its own (a slice of the shared pool would keep all 8 KiB of it alive while the pong
+ * waits).
  */
 function pongFrame(payload: Uint8Array): Uint8Array {
   const frame = Buffer.allocUnsafeSlow(2 + payload.byteLength);
