@@ -553,7 +553,13 @@ interface WriteHandle {
   writeBuffer(request: { oncomplete(status: number): void }, bytes: Uint8Array): number;
 }
 
-/** The runtime's record of the last handle write (Node's `internalBinding('stream_wrap')`). */
+/**
+ * The runtime's record of the last handle write (Node's `internalBinding('stream_wrap')`). User
+ * code reaches it only through `process.binding` (deprecated in Node's docs, DEP0111; Deno 2.9.6
+ * warns only under `--pending-deprecation`): `ext:` modules cannot be imported, `internalBinding`
+ * is not a global, and neither the handle (no `writeQueueSize`) nor the write request (no
+ * `async`) tells whether a write was queued (checked in session 29, `read_turns.ts` likewise).
+ */
 const { streamBaseState, kLastWriteWasAsync } = streamWrap();
 
 function streamWrap(): { streamBaseState?: Uint8Array | Int32Array; kLastWriteWasAsync: number } {
