@@ -70,25 +70,19 @@ export class RawWebSocket implements AsyncDisposable {
 
   /** Sends one frame with `opcode` and `payload`. */
   sendFrame(opcode: number, payload: Uint8Array, options: FrameOptions = {}): Promise<void> {
-    const { fin = true, mask = true, rsv = 0 } = options;
-    const length = payload.length;
-    const header: number[] = [(fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0f)];
-    const maskBit = mask ? 0x80 : 0;
-    if (length < 126) header.push(maskBit | length);
-    else if (length < 65536) header.push(maskBit | 126, length >> 8, length & 0xff);
-    else {
-      header.push(maskBit | 127, 0, 0, 0, 0);
-      header.push((length >>> 24) & 0xff, (length >>> 16) & 0xff, (length >>> 8) & 0xff);
-      header.push(length & 0xff);
+    return this.#write(encodeFrame(opcode, payload, options));
+  }
+
+  /** Sends one frame with `opcode` per payload of `payloads`, all in one write. */
+  sendFrames(opcode: number, payloads: readonly Uint8Array[]): Promise<void> {
+    const frames = payloads.map((payload) => encodeFrame(opcode, payload, {}));
+    const bytes = new Uint8Array(frames.reduce((sum, frame) => sum + frame.length, 0));
+    let offset = 0;
+    for (const frame of frames) {
+      bytes.set(frame, offset);
+      offset += frame.length;
     }
-    const key = mask ? crypto.getRandomValues(new Uint8Array(4)) : new Uint8Array(0);
-    const body = new Uint8Array(length);
-    for (let i = 0; i < length; i++) body[i] = payload[i]! ^ (mask ? key[i % 4]! : 0);
-    const frame = new Uint8Array(header.length + key.length + length);
-    frame.set(header, 0);
-    frame.set(key, header.length);
-    frame.set(body, header.length + key.length);
-    return this.#write(frame);
+    return this.#write(bytes);
   }
 
   /** Sends a text frame holding exactly `bytes` (which need not be valid UTF-8). */
@@ -201,4 +195,27 @@ export class RawWebSocket implements AsyncDisposable {
     this.#buffer = b.slice(offset + length);
     return frame;
   }
+}
+
+/** One client frame (RFC 6455 §5.2) with `opcode` and `payload`, shaped by `options`. */
+function encodeFrame(opcode: number, payload: Uint8Array, options: FrameOptions): Uint8Array {
+  const { fin = true, mask = true, rsv = 0 } = options;
+  const length = payload.length;
+  const header: number[] = [(fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0f)];
+  const maskBit = mask ? 0x80 : 0;
+  if (length < 126) header.push(maskBit | length);
+  else if (length < 65536) header.push(maskBit | 126, length >> 8, length & 0xff);
+  else {
+    header.push(maskBit | 127, 0, 0, 0, 0);
+    header.push((length >>> 24) & 0xff, (length >>> 16) & 0xff, (length >>> 8) & 0xff);
+    header.push(length & 0xff);
+  }
+  const key = mask ? crypto.getRandomValues(new Uint8Array(4)) : new Uint8Array(0);
+  const body = new Uint8Array(length);
+  for (let i = 0; i < length; i++) body[i] = payload[i]! ^ (mask ? key[i % 4]! : 0);
+  const frame = new Uint8Array(header.length + key.length + length);
+  frame.set(header, 0);
+  frame.set(key, header.length);
+  frame.set(body, header.length + key.length);
+  return frame;
 }

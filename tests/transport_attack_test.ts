@@ -338,3 +338,59 @@ Deno.test({
     ok(seen.whileWaiting < seen.total / 8, JSON.stringify(seen));
   },
 });
+
+Deno.test({
+  name:
+    "Pings: a client flooding pings without reading keeps its connection, its latest ping is answered, and a game in another room plays on",
+  sanitizeResources: false, // the subprocess' pipes close with it
+  async fn() {
+    // A process of its own, so the flood outruns the server's reads (tests/read_flood.ts).
+    await using server = await spawnServer({ permissions: ["--allow-all"] });
+    await using pair = await bystanderPair(`ws://127.0.0.1:${server.port}/v2/ws`);
+    const [a, b] = pair;
+    await using pinger = await RawWebSocket.open(server.port);
+    // 20,000 pings of 125 bytes (2.6 MB), 100 to a write, nothing read meanwhile; each carries
+    // its number. `ws`' own answer ended the connection without a close frame (1006) once 60
+    // pongs were unwritten: after the first write of 100, read or not.
+    const pings = 20_000;
+    const perWrite = 100;
+    let sent = 0;
+    try {
+      while (sent < pings) {
+        const batch = Array.from({ length: perWrite }, (_, i) => {
+          const payload = new Uint8Array(125);
+          new DataView(payload.buffer).setUint32(0, sent + i);
+          return payload;
+        });
+        await pinger.sendFrames(9, batch);
+        sent += perWrite;
+      }
+    } catch (error) {
+      throw new Error(`the server ended the connection after ${sent} pings: ${error}`);
+    }
+    a.send({ type: "GameData", data: { data: { seq: 1 } } });
+    deepEqual((await b.waitFor("GameData")).data.data, { seq: 1 });
+    // The pongs answer pings in order, whole, and the last one answers the last ping (RFC 6455
+    // section 5.5.3: pings whose pong would wait behind another are answered by the latest).
+    let last = -1;
+    let pongs = 0;
+    while (last !== pings - 1) {
+      const frame = await pinger.readFrame(10_000);
+      ok(frame, `the connection ended after ${pongs} pongs, the last for ping ${last}`);
+      equal(frame.opcode, 10, "only pongs come back");
+      equal(frame.payload.length, 125);
+      const answered = new DataView(frame.payload.buffer).getUint32(0);
+      ok(answered > last, `pong for ping ${answered} after one for ${last}`);
+      last = answered;
+      pongs++;
+    }
+    console.log(`${pings} pings, ${pongs} pongs`);
+    // Still open: a message is answered, and the close handshake completes.
+    await pinger.sendText(JSON.stringify({ type: "Ping" }));
+    const pong = await pinger.readFrame(5_000);
+    equal(pong?.opcode, 1);
+    equal(JSON.parse(new TextDecoder().decode(pong!.payload)).type, "Pong");
+    await pinger.sendFrame(8, new Uint8Array([0x03, 0xe8]));
+    equal((await pinger.readClose(5_000)).code, 1000);
+  },
+});

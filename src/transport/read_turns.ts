@@ -120,7 +120,8 @@ export interface ReadHandle {
 /**
  * The array through which the runtime tells a stream handle's `onread` how many bytes it read
  * (Node's `streamBaseState`, from `process.binding("stream_wrap")`), with the indexes of that
- * count and of the offset; `undefined` if the runtime has none.
+ * count and of the offset; `undefined` if the runtime has none. `process.binding` is the only way
+ * to it in Deno 2.9.6 (see `streamWrap` in `websocket.ts`).
  */
 const streamBase = (() => {
   try {

@@ -259,6 +259,14 @@ export class SocketPeer implements Peer {
     return buffered + queued;
   }
 
+  /**
+   * Notes `bytes` of a control frame (a pong) written to the connection beside the queue, so the
+   * upper bound of `bufferedAmount` that {@linkcode send} relies on stays one.
+   */
+  wroteControl(bytes: number): void {
+    this.#bufferedBound += bytes;
+  }
+
   #flush(): void {
     const queue = this.#queue;
     const count = queue.length;
@@ -545,7 +553,13 @@ interface WriteHandle {
   writeBuffer(request: { oncomplete(status: number): void }, bytes: Uint8Array): number;
 }
 
-/** The runtime's record of the last handle write (Node's `internalBinding('stream_wrap')`). */
+/**
+ * The runtime's record of the last handle write (Node's `internalBinding('stream_wrap')`). User
+ * code reaches it only through `process.binding` (deprecated in Node's docs, DEP0111; Deno 2.9.6
+ * warns only under `--pending-deprecation`): `ext:` modules cannot be imported, `internalBinding`
+ * is not a global, and neither the handle (no `writeQueueSize`) nor the write request (no
+ * `async`) tells whether a write was queued (checked in session 29, `read_turns.ts` likewise).
+ */
 const { streamBaseState, kLastWriteWasAsync } = streamWrap();
 
 function streamWrap(): { streamBaseState?: Uint8Array | Int32Array; kLastWriteWasAsync: number } {
@@ -1036,6 +1050,10 @@ function wsServer(maxPayload: number): WebSocketServer {
       maxPayload,
       perMessageDeflate: false,
       clientTracking: false,
+      // Pings are answered by `onPing` (one pong in flight per connection). `ws`' own answer
+      // writes a pong per ping and ends the connection without a close frame (1006) once 60 of
+      // them are unwritten, which 61 pings in one read do (SECURITY.md "Pings").
+      autoPong: false,
       handleProtocols: (_offered, request) => chosenProtocol.get(request) ?? false,
     });
     servers.set(maxPayload, server);
@@ -1117,6 +1135,46 @@ class WsConnection implements IdleWatch, DirectReads {
     if (this.peer !== undefined) this.peer.sentSinceHeard = false;
   }
 
+  /** A pong is written and its write not done yet ({@linkcode answerPing}). */
+  pongInFlight = false;
+  /** The payload of the latest ping read while a pong was in flight: answered after it. */
+  #nextPong: Uint8Array | undefined = undefined;
+  /** The write callback of this connection's pongs, made at its first ping. */
+  #pongDone: ((error?: Error | null) => void) | undefined = undefined;
+
+  /**
+   * Answers a ping with a pong of the same payload (RFC 6455 section 5.5.2), at most one pong in
+   * flight per connection: a ping read while the last pong's write is not done only replaces the
+   * payload to answer next, which is written when that write is done (RFC 6455 section 5.5.3
+   * lets an endpoint answer only the most recent ping). So however many pings arrive, a
+   * connection holds one pong and one payload of at most 125 bytes, the pong counted in its
+   * pending bytes (docs/spec/SERVER.md §5.2): a client that pings without reading cannot pile
+   * pongs up, and one that reads gets its latest ping answered. Nothing is written once the
+   * WebSocket is closing (after a close frame either way).
+   */
+  answerPing(payload: Uint8Array): void {
+    if (this.pongInFlight) {
+      // Copied: the parser's slice would keep its whole read alive.
+      this.#nextPong = new Uint8Array(payload);
+      return;
+    }
+    const ws = this.ws;
+    const stream = this.stream;
+    if (ws === undefined || ws.readyState !== OPEN || !stream.writable) return;
+    const frame = pongFrame(payload);
+    this.pongInFlight = true;
+    this.peer?.wroteControl(frame.byteLength);
+    // Through the stream, as `ws` writes control frames: behind anything unwritten of ours.
+    stream.write(frame, this.#pongDone ??= (error) => this.#pongWritten(error));
+  }
+
+  #pongWritten(error?: Error | null): void {
+    this.pongInFlight = false;
+    const next = this.#nextPong;
+    this.#nextPong = undefined;
+    if (next !== undefined && !error) this.answerPing(next);
+  }
+
   ping(): void {
     this.ws!.ping();
   }
@@ -1139,6 +1197,25 @@ function onRawClose(this: WithConnection): void {
 
 function onHeard(this: WithConnection): void {
   this[CONNECTION]!.heard(Date.now());
+}
+
+function onPing(this: WithConnection, payload: Uint8Array): void {
+  const connection = this[CONNECTION]!;
+  connection.heard(Date.now());
+  connection.answerPing(payload);
+}
+
+/**
+ * An unmasked pong frame (RFC 6455 section 5.5.3) carrying `payload` (at most 125 bytes), in a
+ * buffer of its own (a slice of the shared pool would keep all 8 KiB of it alive while the pong
+ * waits).
+ */
+function pongFrame(payload: Uint8Array): Uint8Array {
+  const frame = Buffer.allocUnsafeSlow(2 + payload.byteLength);
+  frame[0] = 0x8a;
+  frame[1] = payload.byteLength;
+  frame.set(payload, 2);
+  return frame;
 }
 
 function onMessage(this: WithConnection, data: Uint8Array, isBinary: boolean): void {
@@ -1272,7 +1349,7 @@ export function acceptWebSocketWith(
     connection.watched = true;
     idleSweep(settings.idleTimeoutSecs).add(connection);
     socket.on("pong", onHeard);
-    socket.on("ping", onHeard);
+    socket.on("ping", onPing);
     const receiver = (socket as unknown as { _receiver?: Receiver })._receiver;
     if (receiver) (receiver as WithConnection)[CONNECTION] = connection;
     if (!receiver || !directReads.enabled || !hearParser(receiver, onMessage)) {

@@ -216,3 +216,14 @@ Deno.test("SocketPeer under load writes each connection's batches of a turn at i
   equal(writes.length, before + 5);
   await endOfTurn();
 });
+
+Deno.test("SocketPeer counts control frames written beside its queue towards its budget", () => {
+  // A pong the runtime could not write (the client reads nothing) is pending bytes: the next
+  // frame that would take them past the budget is refused without a write since then.
+  const { socket, peer: p } = peer({ enableBatching: false, max: 1000 });
+  socket.bufferedAmount = 127;
+  p.wroteControl(127);
+  deepEqual(p.send("x".repeat(900)), { reason: "overflow", dropped: 1 });
+  equal(p.pendingBytes(), 127);
+  deepEqual(socket.sent, []);
+});

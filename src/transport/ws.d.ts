@@ -17,7 +17,8 @@ export declare class WebSocket {
   on(event: "message", listener: (data: Uint8Array, isBinary: boolean) => void): this;
   on(event: "close", listener: (code: number, reason: Uint8Array) => void): this;
   on(event: "error", listener: (error: Error & { code?: string }) => void): this;
-  on(event: "ping" | "pong", listener: () => void): this;
+  /** `ping` gets the ping's payload (at most 125 bytes), `pong` the pong's. */
+  on(event: "ping" | "pong", listener: (data: Uint8Array) => void): this;
   addEventListener(type: "close", listener: () => void, options?: { once?: boolean }): void;
 }
 
@@ -27,6 +28,8 @@ export interface ServerOptions {
   maxPayload: number;
   perMessageDeflate: false;
   clientTracking: false;
+  /** Off: pings are answered by the server's own listener, not by `ws`. */
+  autoPong?: false;
   handleProtocols: (offered: Set<string>, request: IncomingMessage) => string | false;
 }
 
