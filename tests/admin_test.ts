@@ -354,6 +354,7 @@ Deno.test("Operator API pages through rooms with offset, filtered by lobby state
     guest.send(joinRoom(codes[2]!, "guest"));
     await guest.next("RoomJoined");
     await clients[2]!.next("PlayerJoined");
+    const full3 = codes[2]!;
     const list = async (query: string) => {
       const answer = await call(server, `/admin/api/rooms?${query}`, { headers: AUTH });
       equal(answer.status, 200, answer.text);
@@ -364,7 +365,17 @@ Deno.test("Operator API pages through rooms with offset, filtered by lobby state
         truncated: body.truncated,
       };
     };
-    // Pages of two, oldest first: together every room once.
+    // Oldest first; rooms made in the same millisecond come in code order, so the expected
+    // order is the creation times' (the list in full), not the order the test made them in.
+    const full = (await call(server, "/admin/api/rooms", { headers: AUTH })).json().rooms as {
+      room_code: string;
+      created_at: number;
+    }[];
+    const times = full.map((room) => room.created_at);
+    deepEqual(times, [...times].sort((x, y) => x - y), "oldest first");
+    deepEqual(full.map((room) => room.room_code).sort(), [...codes].sort());
+    codes.splice(0, codes.length, ...full.map((room) => room.room_code));
+    // Pages of two: together every room once.
     deepEqual(await list("limit=2"), { codes: codes.slice(0, 2), offset: 0, truncated: true });
     deepEqual(await list("limit=2&offset=2"), {
       codes: codes.slice(2, 4),
@@ -378,9 +389,10 @@ Deno.test("Operator API pages through rooms with offset, filtered by lobby state
     });
     deepEqual(await list("offset=9"), { codes: [], offset: 9, truncated: false });
     // The lobby-state filter applies to every room before the page is cut.
-    deepEqual((await list("lobby_state=lobby")).codes, [codes[2]]);
+    deepEqual((await list("lobby_state=lobby")).codes, [full3]);
+    const waiting = codes.filter((code) => code !== full3);
     deepEqual(await list("lobby_state=waiting&limit=2&offset=2"), {
-      codes: [codes[3], codes[4]],
+      codes: waiting.slice(2),
       offset: 2,
       truncated: false,
     });
