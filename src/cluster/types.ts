@@ -115,6 +115,12 @@ export interface Epoch {
   createdAt: number;
 }
 
+/**
+ * How often a store scans (docs/spec/SERVER.md §8.3 `instances`) for `instance:*` keys while its last scan found an instance outside the
+ * `instances` index (a version without it, during a rolling deploy), ms.
+ */
+export const UNINDEXED_SCAN_MS = 60_000;
+
 /** What a node writes about itself (docs/spec/SERVER.md §8.3 `instance:<node>`). */
 export interface Liveness {
   startedAt: number;
