@@ -117,6 +117,15 @@ export class Keys {
   }
 
   /**
+   * `instances`: the index of the liveness keys, a sorted set node → expiry (ms) of its
+   * `instance:` key as the writer's clock had it (docs/spec/SERVER.md §8.3). Not matched by
+   * `instance:*`, so versions that scan for the liveness keys never read it.
+   */
+  instances(): string {
+    return `${this.prefix}instances`;
+  }
+
+  /**
    * `instance-games:<node>`: the rooms, players and spectators per game of the rooms homed on
    * `node` (the operator's counts per game, docs/spec/EXTENSIONS.md E12).
    */

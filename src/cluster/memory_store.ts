@@ -31,6 +31,7 @@ import {
   Reachability,
   type Resolved,
   type StoreSettings,
+  UNINDEXED_SCAN_MS,
 } from "./types.ts";
 
 interface Item {
@@ -463,9 +464,49 @@ export class MemoryStore implements ClusterStore {
     return this.#call(() => this.#resolve(`room-id:${roomId}`));
   }
 
+  /**
+   * Writes `instance:<node>` and its member of the `instances` index, as the Redis store's
+   * liveness script (docs/spec/SERVER.md §8.3).
+   */
   writeLiveness(node: NodeId, liveness: Liveness): Promise<void> {
+    return this.#call(() => {
+      const ttl = this.#settings.ttlMs;
+      this.#set(`instance:${node}`, liveness, ttl);
+      const index = this.#instances();
+      index.set(node, this.#now() + ttl);
+      this.#set("instances", index, 2 * ttl);
+    });
+  }
+
+  /**
+   * Writes `instance:<node>` only, as a version without the `instances` index does (tests of a
+   * rolling deploy).
+   */
+  writeUnindexedLiveness(node: NodeId, liveness: Liveness): Promise<void> {
     return this.#call(() => this.#set(`instance:${node}`, liveness, this.#settings.ttlMs));
   }
+
+  /** The `instances` index, its members more than `T` past their expiry removed. */
+  #instances(): Map<NodeId, number> {
+    const index = this.#get<Map<NodeId, number>>("instances") ?? new Map<NodeId, number>();
+    const bound = this.#now() - this.#settings.ttlMs;
+    for (const [node, expiry] of index) if (expiry < bound) index.delete(node);
+    return index;
+  }
+
+  /** The members of the `instances` index as stored, none removed (tests). */
+  indexed(): NodeId[] {
+    return [...(this.#get<Map<NodeId, number>>("instances")?.keys() ?? [])];
+  }
+
+  /** Scans for `instance:*` keys made by {@linkcode MemoryStore.nodes} (tests). */
+  scans = 0;
+  /** As the Redis store's: when this store last scanned, ms by its clock. */
+  #scannedAt: number | undefined;
+  /** Whether the last scan found an instance outside the index. */
+  #unindexedSeen = false;
+  /** The instances outside the index found by the last scan and alive at the last listing. */
+  #unindexed = new Set<NodeId>();
 
   writeGames(node: NodeId, games: InstanceGames): Promise<void> {
     // A copy, as Redis keeps the JSON text and not the caller's arrays.
@@ -489,6 +530,7 @@ export class MemoryStore implements ClusterStore {
     return this.#call(() => {
       this.#items.delete(`instance:${node}`);
       this.#items.delete(`instance-games:${node}`);
+      this.#get<Map<NodeId, number>>("instances")?.delete(node);
     });
   }
 
@@ -496,13 +538,39 @@ export class MemoryStore implements ClusterStore {
     return this.#call(() => this.#get<Liveness>(`instance:${node}`));
   }
 
+  /**
+   * As the Redis store's (docs/spec/SERVER.md §8.3 `instances`): the index's members whose key
+   * exists, plus a scan of every key at the first listing and, while the last scan found an
+   * instance outside the index, at most once per `UNINDEXED_SCAN_MS` (counted in
+   * {@linkcode MemoryStore.scans}).
+   */
   nodes(): Promise<Map<NodeId, Liveness>> {
     return this.#call(() => {
-      const found = new Map<NodeId, Liveness>();
-      for (const key of this.keys()) {
-        if (key.startsWith("instance:")) {
-          found.set(key.slice("instance:".length), this.#get<Liveness>(key)!);
+      const now = this.#now();
+      const scan = this.#scannedAt === undefined ||
+        (this.#unindexedSeen && now - this.#scannedAt >= UNINDEXED_SCAN_MS);
+      const scanned = new Map<NodeId, Liveness>();
+      if (scan) {
+        this.scans++;
+        for (const key of this.keys()) {
+          if (key.startsWith("instance:")) {
+            scanned.set(key.slice("instance:".length), this.#get<Liveness>(key)!);
+          }
         }
+      }
+      const found = new Map<NodeId, Liveness>();
+      const index = this.#instances();
+      for (const node of [...index.keys(), ...(scan ? [] : this.#unindexed)]) {
+        const liveness = this.#get<Liveness>(`instance:${node}`);
+        if (liveness !== undefined) found.set(node, liveness);
+      }
+      if (scan) {
+        this.#scannedAt = now;
+        this.#unindexed = new Set([...scanned.keys()].filter((node) => !found.has(node)));
+        this.#unindexedSeen = this.#unindexed.size > 0;
+        for (const node of this.#unindexed) found.set(node, scanned.get(node)!);
+      } else {
+        for (const node of this.#unindexed) if (!found.has(node)) this.#unindexed.delete(node);
       }
       return found;
     });

@@ -41,6 +41,7 @@ import {
   Reachability,
   type Resolved,
   type StoreSettings,
+  UNINDEXED_SCAN_MS,
 } from "./types.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -636,6 +637,57 @@ while not done do
   start = start + 128
 end
 for _, member in ipairs(expired) do redis.call('ZREM', KEYS[1], member) end
+return out
+`);
+
+/**
+ * Liveness (docs/spec/SERVER.md §8.3 `instance:`, `instances`). KEYS: `instance:<node>`,
+ * `instances`. ARGV: the JSON value, node, `T`, the key's expiry by the writer's clock (now + `T`,
+ * the member's score), the pruning bound (`(` + now − `T`). Writes the key with TTL `T`, removes
+ * from the index the members whose expiry is more than `T` past, adds the node, and keeps the index
+ * for `2 T` after the last write of any node.
+ */
+const LIVENESS = script(`
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3]))
+return 1
+`);
+
+/**
+ * Node listing (docs/spec/SERVER.md §8.3 `instances`). KEYS: `instances`. ARGV: the prefix of the
+ * `instance:` keys, the pruning bound (as {@linkcode LIVENESS}'s), then nodes to read besides
+ * the index's members (instances of a version without the index, found by a scan). Removes the
+ * members past the bound, then reads the `instance:` key of every member and of every node given,
+ * 500 per `MGET`; returns `{node, value, …}` for the keys that exist (the key decides, not the
+ * score).
+ */
+const NODES = script(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local nodes = redis.call('ZRANGE', KEYS[1], 0, -1)
+local seen = {}
+for _, node in ipairs(nodes) do seen[node] = true end
+for i = 3, #ARGV do
+  if not seen[ARGV[i]] then
+    seen[ARGV[i]] = true
+    nodes[#nodes + 1] = ARGV[i]
+  end
+end
+local out = {}
+for first = 1, #nodes, 500 do
+  local last = math.min(first + 499, #nodes)
+  local keys = {}
+  for i = first, last do keys[#keys + 1] = ARGV[1] .. nodes[i] end
+  local values = redis.call('MGET', unpack(keys))
+  for i = first, last do
+    local value = values[i - first + 1]
+    if value then
+      out[#out + 1] = nodes[i]
+      out[#out + 1] = value
+    end
+  end
+end
 return out
 `);
 
@@ -1278,17 +1330,30 @@ export class RedisStore implements ClusterStore {
     return resolved;
   }
 
+  /**
+   * Writes `instance:<node>` with TTL `T` and its member of the `instances` index (score: the
+   * key's expiry by this node's clock) in one script call (docs/spec/SERVER.md §8.3).
+   */
   async writeLiveness(node: NodeId, liveness: Liveness): Promise<void> {
-    await this.#bounded(
-      this.#send([
-        "SET",
-        this.#keys.instance(node),
-        JSON.stringify(liveness),
-        "PX",
-        String(this.#settings.ttlMs),
-      ]),
-      "liveness",
-    );
+    const now = this.#now();
+    const ttl = this.#settings.ttlMs;
+    await this.#script(LIVENESS, [this.#keys.instance(node), this.#keys.instances()], [
+      JSON.stringify(liveness),
+      node,
+      String(ttl),
+      String(now + ttl),
+      this.#pruneBound(now),
+    ], "liveness");
+  }
+
+  /**
+   * The `ZREMRANGEBYSCORE` bound of the `instances` index at `now`: members whose key's expiry is
+   * more than `T` past. The extra `T` keeps a live node listed when the clock of the node that
+   * prunes runs up to `T` ahead of its writer's; a crashed node's member lingers for it, unlisted
+   * (its key is gone).
+   */
+  #pruneBound(now: number): string {
+    return `(${now - this.#settings.ttlMs}`;
   }
 
   async writeGames(node: NodeId, games: InstanceGames): Promise<void> {
@@ -1325,8 +1390,13 @@ export class RedisStore implements ClusterStore {
   }
 
   async deleteLiveness(node: NodeId): Promise<void> {
+    // Pipelined, one round trip; the key decides whether a node is listed, so the order between
+    // the two does not matter.
     await this.#bounded(
-      this.#send(["DEL", this.#keys.instance(node), this.#keys.instanceGames(node)]),
+      Promise.all([
+        this.#send(["DEL", this.#keys.instance(node), this.#keys.instanceGames(node)]),
+        this.#send(["ZREM", this.#keys.instances(), node]),
+      ]),
       "liveness",
     );
   }
@@ -1339,12 +1409,60 @@ export class RedisStore implements ClusterStore {
     return value === null || value === undefined ? undefined : JSON.parse(String(value));
   }
 
+  /**
+   * When this store last scanned for `instance:*` keys ({@linkcode RedisStore.nodes}), ms by its
+   * clock; `undefined` before the first listing.
+   */
+  #scannedAt: number | undefined;
+  /** Whether the last scan found an instance outside the `instances` index. */
+  #unindexedSeen = false;
+  /**
+   * The instances outside the index (a version without it) found by the last scan and still
+   * alive at the last listing: read with the index's members at every listing.
+   */
+  #unindexed = new Set<NodeId>();
+
+  /**
+   * Every node with an `instance:` key (docs/spec/SERVER.md §8.3 `instances`): one script call
+   * that prunes the `instances` index and reads the `instance:` key of each member (a member
+   * whose key is gone is left out), at a cost that follows the number of instances, not of keys.
+   * Rolling deploys: instances of a version without the index write only their key, so the
+   * first listing of this store also scans the keyspace for `instance:*` keys (`SCAN` +
+   * `MGET`, 1,000 keys a call), and while the last scan found one outside the index the scan
+   * is repeated at most once per {@linkcode UNINDEXED_SCAN_MS}; the ones it found are read with
+   * the index's members meanwhile. An unindexed instance started after a scan that found none
+   * is not listed by this store. Rejects like every call.
+   */
   async nodes(): Promise<Map<NodeId, Liveness>> {
-    const prefix = this.#keys.instance("");
+    const now = this.#now();
+    const scan = this.#scannedAt === undefined ||
+      (this.#unindexedSeen && now - this.#scannedAt >= UNINDEXED_SCAN_MS);
+    const scanned = new Map<NodeId, Liveness>();
+    if (scan) {
+      const prefix = this.#keys.instance("");
+      await this.#scanValues(`${globEscape(prefix)}*`, (key, value) => {
+        scanned.set(key.slice(prefix.length), JSON.parse(value));
+      });
+    }
+    const reply = await this.#script(
+      NODES,
+      [this.#keys.instances()],
+      [this.#keys.instance(""), this.#pruneBound(now), ...(scan ? [] : this.#unindexed)],
+      "nodes",
+    ) as unknown[];
     const found = new Map<NodeId, Liveness>();
-    await this.#scanValues(`${globEscape(prefix)}*`, (key, value) => {
-      found.set(key.slice(prefix.length), JSON.parse(value));
-    });
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      found.set(String(reply[i]), JSON.parse(String(reply[i + 1])));
+    }
+    if (scan) {
+      this.#scannedAt = now;
+      this.#unindexed = new Set([...scanned.keys()].filter((node) => !found.has(node)));
+      this.#unindexedSeen = this.#unindexed.size > 0;
+      for (const node of this.#unindexed) found.set(node, scanned.get(node)!);
+    } else {
+      // Node ids are never reused: one whose key is gone is not read again.
+      for (const node of this.#unindexed) if (!found.has(node)) this.#unindexed.delete(node);
+    }
     return found;
   }
 

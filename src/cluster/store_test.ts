@@ -103,6 +103,47 @@ async function expire(store: ClusterStore, node: string): Promise<void> {
   }
 }
 
+/**
+ * Makes node `node`'s liveness key lapse (its `instances` member stays): on Redis by shortening
+ * its TTL to 1 ms and waiting past it, on the twin by reading after its clock passed `T` (the
+ * caller moved it).
+ */
+async function lapse(store: ClusterStore, node: string): Promise<void> {
+  const redis = RAW.get(store);
+  if (redis === undefined) return;
+  const key = new Keys("sf:").instance(node);
+  equal(await redis("PEXPIRE", key, "1"), 1, key);
+  while (Number(await redis("EXISTS", key)) > 0) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** The members of the `instances` index, sorted, none removed. */
+async function indexed(store: ClusterStore): Promise<string[]> {
+  const redis = RAW.get(store);
+  if (redis === undefined) return (store as MemoryStore).indexed().sort();
+  return ((await redis("ZRANGE", new Keys("sf:").instances(), "0", "-1")) as string[]).sort();
+}
+
+/** Scans for `instance:*` keys so far: Redis's `SCAN` calls (`INFO commandstats`), the twin's count. */
+async function scans(store: ClusterStore): Promise<number> {
+  const redis = RAW.get(store);
+  if (redis === undefined) return (store as MemoryStore).scans;
+  const info = String(await redis("INFO", "commandstats"));
+  return Number(/cmdstat_scan:calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
+
+/** Writes `instance:<node>` as a version without the `instances` index does (TTL `T` = 30 s). */
+async function writeUnindexed(
+  store: ClusterStore,
+  node: string,
+  liveness: { startedAt: number; state: "up" | "draining" },
+): Promise<void> {
+  const redis = RAW.get(store);
+  if (redis === undefined) return (store as MemoryStore).writeUnindexedLiveness(node, liveness);
+  await redis("SET", new Keys("sf:").instance(node), JSON.stringify(liveness), "PX", "30000");
+}
+
 /** The Redis stores of the contract suite, each with a way to send its server any command. */
 const RAW = new WeakMap<ClusterStore, (...command: string[]) => Promise<unknown>>();
 
@@ -281,6 +322,92 @@ for (const { name, ignore, make } of STORES) {
     );
     await store.deleteLiveness("a@1");
     equal(await store.liveness("a@1"), undefined);
+  });
+
+  test("instances index: written nodes listed, deleted and lapsed ones not, lapsed members pruned `T` past their expiry", async (c) => {
+    let clock = 1_000_000;
+    const store = await make(settings({ ttlMs: 30_000, now: () => clock }), c);
+    const up = { startedAt: 1, state: "up" } as const;
+    for (const node of ["a@1", "b@2", "c@3"]) await store.writeLiveness(node, up);
+    deepEqual([...(await store.nodes()).keys()].sort(), ["a@1", "b@2", "c@3"]);
+    deepEqual(await indexed(store), ["a@1", "b@2", "c@3"]);
+    await store.deleteLiveness("a@1");
+    deepEqual([...(await store.nodes()).keys()].sort(), ["b@2", "c@3"]);
+    deepEqual(await indexed(store), ["b@2", "c@3"], "a clean exit leaves the index");
+    // c stops writing: past T its key is gone and it is not listed, though its member stays for
+    // another T (a writer's clock may run behind this node's).
+    clock = 1_030_001;
+    await store.writeLiveness("b@2", up);
+    await lapse(store, "c@3");
+    deepEqual([...(await store.nodes()).keys()], ["b@2"]);
+    deepEqual(await indexed(store), ["b@2", "c@3"]);
+    clock = 1_040_000;
+    await store.writeLiveness("b@2", up);
+    // 2 T after c's last write a listing (no write) prunes its member.
+    clock = 1_060_001;
+    deepEqual([...(await store.nodes()).keys()], ["b@2"]);
+    deepEqual(await indexed(store), ["b@2"]);
+    // A write prunes too.
+    await store.writeLiveness("d@4", up);
+    clock = 1_130_002;
+    await store.writeLiveness("e@5", up);
+    deepEqual(await indexed(store), ["e@5"]);
+  });
+
+  test("instances index: listings after the first scan no keys, whatever the clock", async (c) => {
+    let clock = 1_000_000;
+    const store = await make(settings({ ttlMs: 30_000, now: () => clock }), c);
+    const up = { startedAt: 1, state: "up" } as const;
+    for (const node of ["a@1", "b@2", "c@3"]) await store.writeLiveness(node, up);
+    const before = await scans(store);
+    equal((await store.nodes()).size, 3);
+    equal(await scans(store), before + 1, "the first listing looks for unindexed instances");
+    for (let i = 0; i < 10; i++) {
+      clock += 20_000;
+      for (const node of ["a@1", "b@2", "c@3"]) await store.writeLiveness(node, up);
+      equal((await store.nodes()).size, 3);
+    }
+    equal(await scans(store), before + 1, "none found: no scan again");
+  });
+
+  test("instances index: a rolling deploy lists the instances without it, scanning once a minute until none is left", async (c) => {
+    let clock = 1_000_000;
+    const store = await make(settings({ ttlMs: 30_000, now: () => clock }), c);
+    const up = { startedAt: 1, state: "up" } as const;
+    const draining = { startedAt: 1, state: "draining" } as const;
+    await store.writeLiveness("new@1", up);
+    await writeUnindexed(store, "old@1", up);
+    deepEqual([...await store.nodes()].sort(), [["new@1", up], ["old@1", up]]);
+    equal(await scans(store), 1);
+    // Between scans the unindexed instance found is read with the index: its value is current.
+    clock += 10_000;
+    await writeUnindexed(store, "old@1", draining);
+    deepEqual([...await store.nodes()].sort(), [["new@1", up], ["old@1", draining]]);
+    // One started since the scan is found by the next, a minute after it.
+    await writeUnindexed(store, "old@2", up);
+    deepEqual([...(await store.nodes()).keys()].sort(), ["new@1", "old@1"]);
+    equal(await scans(store), 1);
+    clock = 1_060_000;
+    await store.writeLiveness("new@1", up);
+    await writeUnindexed(store, "old@1", draining);
+    await writeUnindexed(store, "old@2", up);
+    deepEqual([...(await store.nodes()).keys()].sort(), ["new@1", "old@1", "old@2"]);
+    equal(await scans(store), 2);
+    // The old instances stop: gone from the listing at once, and the next scan finds none.
+    await store.deleteLiveness("old@1");
+    await store.deleteLiveness("old@2");
+    deepEqual([...(await store.nodes()).keys()], ["new@1"]);
+    equal(await scans(store), 2);
+    clock = 1_120_000;
+    await store.writeLiveness("new@1", up);
+    deepEqual([...(await store.nodes()).keys()], ["new@1"]);
+    equal(await scans(store), 3);
+    for (let i = 0; i < 5; i++) {
+      clock += 60_000;
+      await store.writeLiveness("new@1", up);
+      deepEqual([...(await store.nodes()).keys()], ["new@1"]);
+    }
+    equal(await scans(store), 3, "no scan once one found every instance indexed");
   });
 
   test("counts per game: written with the liveness key, read per node, gone with it (deleted or expired)", async (c) => {

@@ -115,6 +115,12 @@ export interface Epoch {
   createdAt: number;
 }
 
+/**
+ * How often a store scans (docs/spec/SERVER.md §8.3 `instances`) for `instance:*` keys while its last scan found an instance outside the
+ * `instances` index (a version without it, during a rolling deploy), ms.
+ */
+export const UNINDEXED_SCAN_MS = 60_000;
+
 /** What a node writes about itself (docs/spec/SERVER.md §8.3 `instance:<node>`). */
 export interface Liveness {
   startedAt: number;
@@ -184,7 +190,10 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
   resolveRoomId(roomId: string): Promise<Resolved>;
   /** Runs the refresh script for every record in one pipeline (docs/spec/SERVER.md §8.3). */
   refreshAll(records: readonly DirectoryRecord[]): Promise<RefreshResult[]>;
-  /** Writes this node's liveness key with TTL `T`. */
+  /**
+   * Writes this node's liveness key with TTL `T` and its member of the `instances` index
+   * (docs/spec/SERVER.md §8.3), together.
+   */
   writeLiveness(node: NodeId, liveness: Liveness): Promise<void>;
   /**
    * Writes this node's counts per game (`instance-games:<node>`, docs/spec/SERVER.md §8.3) with
@@ -198,11 +207,18 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
    * key (stopped, or expired) is left out.
    */
   readGames(nodes: readonly NodeId[]): Promise<Map<NodeId, InstanceGames | null>>;
-  /** Deletes a node's liveness key and its `instance-games:` key (clean exit). */
+  /**
+   * Deletes a node's liveness key and its `instance-games:` key, and its member of the
+   * `instances` index (clean exit).
+   */
   deleteLiveness(node: NodeId): Promise<void>;
   /** The liveness of `node`, or `undefined` when its key is absent. */
   liveness(node: NodeId): Promise<Liveness | undefined>;
-  /** Every node with a liveness key (for `/v2/status` and operator listings). */
+  /**
+   * Every node with a liveness key (for `/v2/status` and operator listings), read from the
+   * `instances` index; the first listing and, while instances of a version without the index
+   * remain, one a minute also scan for them (docs/spec/SERVER.md §8.3 `instances`).
+   */
   nodes(): Promise<Map<NodeId, Liveness>>;
   /**
    * Puts the whole cluster in maintenance mode or takes it out (the `maintenance` key,
