@@ -31,7 +31,7 @@ import {
   Reachability,
   type Resolved,
   type StoreSettings,
-  UNINDEXED_SCAN_MS,
+  UnindexedScans,
 } from "./types.ts";
 
 interface Item {
@@ -501,12 +501,8 @@ export class MemoryStore implements ClusterStore {
 
   /** Scans for `instance:*` keys made by {@linkcode MemoryStore.nodes} (tests). */
   scans = 0;
-  /** As the Redis store's: when this store last scanned, ms by its clock. */
-  #scannedAt: number | undefined;
-  /** Whether the last scan found an instance outside the index. */
-  #unindexedSeen = false;
-  /** The instances outside the index found by the last scan and alive at the last listing. */
-  #unindexed = new Set<NodeId>();
+  /** As the Redis store's: when to scan for instances outside the index. */
+  readonly #unindexed = new UnindexedScans();
 
   writeGames(node: NodeId, games: InstanceGames): Promise<void> {
     // A copy, as Redis keeps the JSON text and not the caller's arrays.
@@ -547,11 +543,11 @@ export class MemoryStore implements ClusterStore {
   nodes(): Promise<Map<NodeId, Liveness>> {
     return this.#call(() => {
       const now = this.#now();
-      const scan = this.#scannedAt === undefined ||
-        (this.#unindexedSeen && now - this.#scannedAt >= UNINDEXED_SCAN_MS);
-      const scanned = new Map<NodeId, Liveness>();
+      const scan = this.#unindexed.due(now);
+      let scanned: Map<NodeId, Liveness> | undefined;
       if (scan) {
         this.scans++;
+        scanned = new Map();
         for (const key of this.keys()) {
           if (key.startsWith("instance:")) {
             scanned.set(key.slice("instance:".length), this.#get<Liveness>(key)!);
@@ -560,18 +556,11 @@ export class MemoryStore implements ClusterStore {
       }
       const found = new Map<NodeId, Liveness>();
       const index = this.#instances();
-      for (const node of [...index.keys(), ...(scan ? [] : this.#unindexed)]) {
+      for (const node of [...index.keys(), ...(scan ? [] : this.#unindexed.extra())]) {
         const liveness = this.#get<Liveness>(`instance:${node}`);
         if (liveness !== undefined) found.set(node, liveness);
       }
-      if (scan) {
-        this.#scannedAt = now;
-        this.#unindexed = new Set([...scanned.keys()].filter((node) => !found.has(node)));
-        this.#unindexedSeen = this.#unindexed.size > 0;
-        for (const node of this.#unindexed) found.set(node, scanned.get(node)!);
-      } else {
-        for (const node of this.#unindexed) if (!found.has(node)) this.#unindexed.delete(node);
-      }
+      this.#unindexed.settle(now, found, scanned);
       return found;
     });
   }

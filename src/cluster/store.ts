@@ -41,7 +41,7 @@ import {
   Reachability,
   type Resolved,
   type StoreSettings,
-  UNINDEXED_SCAN_MS,
+  UnindexedScans,
 } from "./types.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -1409,18 +1409,8 @@ export class RedisStore implements ClusterStore {
     return value === null || value === undefined ? undefined : JSON.parse(String(value));
   }
 
-  /**
-   * When this store last scanned for `instance:*` keys ({@linkcode RedisStore.nodes}), ms by its
-   * clock; `undefined` before the first listing.
-   */
-  #scannedAt: number | undefined;
-  /** Whether the last scan found an instance outside the `instances` index. */
-  #unindexedSeen = false;
-  /**
-   * The instances outside the index (a version without it) found by the last scan and still
-   * alive at the last listing: read with the index's members at every listing.
-   */
-  #unindexed = new Set<NodeId>();
+  /** When to scan for instances outside the `instances` index (a rolling deploy). */
+  readonly #unindexed = new UnindexedScans();
 
   /**
    * Every node with an `instance:` key (docs/spec/SERVER.md §8.3 `instances`): one script call
@@ -1435,34 +1425,26 @@ export class RedisStore implements ClusterStore {
    */
   async nodes(): Promise<Map<NodeId, Liveness>> {
     const now = this.#now();
-    const scan = this.#scannedAt === undefined ||
-      (this.#unindexedSeen && now - this.#scannedAt >= UNINDEXED_SCAN_MS);
-    const scanned = new Map<NodeId, Liveness>();
+    const scan = this.#unindexed.due(now);
+    let scanned: Map<NodeId, Liveness> | undefined;
     if (scan) {
+      scanned = new Map();
       const prefix = this.#keys.instance("");
       await this.#scanValues(`${globEscape(prefix)}*`, (key, value) => {
-        scanned.set(key.slice(prefix.length), JSON.parse(value));
+        scanned!.set(key.slice(prefix.length), JSON.parse(value));
       });
     }
     const reply = await this.#script(
       NODES,
       [this.#keys.instances()],
-      [this.#keys.instance(""), this.#pruneBound(now), ...(scan ? [] : this.#unindexed)],
+      [this.#keys.instance(""), this.#pruneBound(now), ...(scan ? [] : this.#unindexed.extra())],
       "nodes",
     ) as unknown[];
     const found = new Map<NodeId, Liveness>();
     for (let i = 0; i + 1 < reply.length; i += 2) {
       found.set(String(reply[i]), JSON.parse(String(reply[i + 1])));
     }
-    if (scan) {
-      this.#scannedAt = now;
-      this.#unindexed = new Set([...scanned.keys()].filter((node) => !found.has(node)));
-      this.#unindexedSeen = this.#unindexed.size > 0;
-      for (const node of this.#unindexed) found.set(node, scanned.get(node)!);
-    } else {
-      // Node ids are never reused: one whose key is gone is not read again.
-      for (const node of this.#unindexed) if (!found.has(node)) this.#unindexed.delete(node);
-    }
+    this.#unindexed.settle(now, found, scanned);
     return found;
   }
 

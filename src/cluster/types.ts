@@ -121,6 +121,49 @@ export interface Epoch {
  */
 export const UNINDEXED_SCAN_MS = 60_000;
 
+/**
+ * A store's schedule of scans for instances outside the `instances` index (docs/spec/SERVER.md
+ * §8.3 `instances`, rolling deploys): a scan at the first listing, then at most once per
+ * {@linkcode UNINDEXED_SCAN_MS} while the last scan found such an instance; between scans the
+ * ones found are read with the index's members, and one whose key is gone is dropped (node ids
+ * are never reused). Shared by the Redis store and its in-memory twin.
+ */
+export class UnindexedScans {
+  /** When the last scan ran, ms by the store's clock; `undefined` before the first listing. */
+  #scannedAt: number | undefined;
+  /** Whether the last scan found an instance outside the index (scan again until one finds none). */
+  #seen = false;
+  /** The instances outside the index found by the last scan and alive at the last listing. */
+  #unindexed = new Set<NodeId>();
+
+  /** Whether the listing at `now` (ms) scans. */
+  due(now: number): boolean {
+    return this.#scannedAt === undefined ||
+      (this.#seen && now - this.#scannedAt >= UNINDEXED_SCAN_MS);
+  }
+
+  /** The instances to read besides the index's members in a listing that does not scan. */
+  extra(): readonly NodeId[] {
+    return [...this.#unindexed];
+  }
+
+  /**
+   * Settles a listing at `now`: `found` holds the index's members (and, without a scan, the
+   * {@linkcode extra} nodes) whose key exists; `scanned` every `instance:` key a scan found, or
+   * `undefined` without a scan. Adds the scanned instances outside the index to `found`.
+   */
+  settle(now: number, found: Map<NodeId, Liveness>, scanned?: Map<NodeId, Liveness>): void {
+    if (scanned === undefined) {
+      for (const node of this.#unindexed) if (!found.has(node)) this.#unindexed.delete(node);
+      return;
+    }
+    this.#scannedAt = now;
+    this.#unindexed = new Set([...scanned.keys()].filter((node) => !found.has(node)));
+    this.#seen = this.#unindexed.size > 0;
+    for (const node of this.#unindexed) found.set(node, scanned.get(node)!);
+  }
+}
+
 /** What a node writes about itself (docs/spec/SERVER.md §8.3 `instance:<node>`). */
 export interface Liveness {
   startedAt: number;
