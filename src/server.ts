@@ -24,6 +24,7 @@ import { MAX_TIMER_MS, startMaintenance } from "./maintenance.ts";
 import {
   consumeState,
   lockStateFile,
+  PeriodicStateSaves,
   restoreState,
   saveState,
   sha256TokenDigest,
@@ -443,11 +444,14 @@ async function startLocked(
 
   // Rooms survive a restart: the snapshot is written once, at shutdown, or when the program is
   // unloaded without one (`deno run --watch` restarts without a signal).
+  // With `state_save_interval_secs`, also while running, so that they survive a crash.
+  const periodic = stateFile ? periodicSaves(config, engine, stateFile, metrics) : undefined;
   let saved = false;
   const save = () => {
     if (!stateFile || saved) return;
     saved = true;
     globalThis.removeEventListener("unload", save);
+    periodic?.stop(); // a snapshot on its way is older than this one
     saveState(engine, stateFile, Date.now());
   };
   if (stateFile) globalThis.addEventListener("unload", save);
@@ -872,6 +876,30 @@ function readTls(config: Config): TlsPem | undefined {
     throw new TypeError("Cannot serve TLS: certificate_path and private_key_path must be set");
   }
   return { cert: Deno.readTextFileSync(cert), key: Deno.readTextFileSync(key) };
+}
+
+/**
+ * Snapshots while the server runs (`server.state_save_interval_secs`, docs/spec/SERVER.md §2.7
+ * `state_file`), started at once; the time of the last one is
+ * `signal_fish_state_file_saved_timestamp_seconds` (§6.3 #84). Undefined when the interval is 0
+ * (a snapshot at shutdown only).
+ */
+function periodicSaves(
+  config: Config,
+  engine: Engine,
+  stateFile: StateFileOptions,
+  metrics: ServerMetrics,
+): PeriodicStateSaves | undefined {
+  const seconds = config.server.state_save_interval_secs;
+  if (seconds === 0) return undefined;
+  const saves = new PeriodicStateSaves(engine, stateFile, seconds * 1000);
+  metrics.registry.gauge(
+    "signal_fish_state_file_saved_timestamp_seconds",
+    "When the last snapshot of the rooms was written to server.state_file while running, Unix seconds (0 before the first)",
+    () => saves.lastSavedAt / 1000,
+  );
+  saves.start();
+  return saves;
 }
 
 /**

@@ -457,3 +457,46 @@ Deno.test("deno run --watch (the dev task): rooms survive a restart caused by a 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("kill -9 with state_save_interval_secs: the rooms of the last snapshot come back and their players resume", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-crash-" });
+  try {
+    let mira: Received;
+    {
+      await using server = await start(dir, { SIGNAL_FISH_SERVER__STATE_SAVE_INTERVAL_SECS: "1" });
+      const url = `ws://127.0.0.1:${server.port}/v2/ws`;
+      await using a = await TestClient.connect(url);
+      await using b = await TestClient.connect(url);
+      a.send(joinRoom(null, "Mira", { max_players: 4 }));
+      mira = await a.next("RoomJoined");
+      b.send(joinRoom(mira.data.room_code, "Tobias"));
+      await b.next("RoomJoined");
+      // Wait for a snapshot that holds both seats (one a second), as the gauge and the file say.
+      const deadline = Date.now() + 15_000;
+      let seats = 0;
+      while (seats !== 2) {
+        ok(Date.now() < deadline, `no snapshot with both seats: ${server.output()}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const text = await Deno.readTextFile(`${dir}/state/rooms.json`).catch(() => "");
+        seats = text ? JSON.parse(text).rooms[0]?.seats.length ?? 0 : 0;
+      }
+      const metrics = await (await fetch(`http://127.0.0.1:${server.port}/metrics/prom`)).text();
+      const saved = Number(
+        /^signal_fish_state_file_saved_timestamp_seconds (\S+)$/m.exec(metrics)?.[1],
+      );
+      ok(saved > Date.now() / 1000 - 60, `saved at ${saved}`);
+      server.child.kill("SIGKILL");
+      equal((await exitWithin(server, 15_000))?.signal, "SIGKILL");
+      equal(logLines(server, /Saved .* rooms/).length, 0, "snapshots while running log at debug");
+    }
+    await using server = await start(dir);
+    equal(logLines(server, /Restored 1 rooms and 2 held seats from/).length, 1, server.output());
+    await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+    a.send(reconnect(mira));
+    const back = (await a.next("Reconnected")).data;
+    equal(back.room_code, mira.data.room_code);
+    deepEqual(back.current_players.map((p: { name: string }) => p.name), ["Mira", "Tobias"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

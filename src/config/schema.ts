@@ -225,6 +225,8 @@ export const ConfigFields = z.strictObject({
     // survive a restart"); a larger file is refused at start and not written at shutdown.
     state_file: nonEmptyText().nullable().default(null),
     state_file_max_bytes: int(1024).default(67108864),
+    // Snapshots while running, so rooms survive a crash too (0 = only at shutdown).
+    state_save_interval_secs: timerSecs(0).default(0),
   }).prefault({}),
   rate_limit: z.strictObject({
     max_room_creations: int(1).default(5),
