@@ -215,7 +215,13 @@ Deno.test({
 });
 
 Deno.test("Every metric in the Grafana dashboard and the alert rules is in a live exposition", async () => {
-  await using server = await serve();
+  // Snapshots while running export their gauge (SignalFishStateSavesFailing reads it).
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-prometheus-" });
+  await using cleanup = { [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+  await using server = await serve((config) => {
+    config.server.state_file = `${dir}/rooms.json`;
+    config.server.state_save_interval_secs = 3600;
+  });
   await session(server);
   const exposed = await exposedNames(server);
   const dashboard = await readDashboard();
