@@ -217,7 +217,7 @@ Deno.test({
 Deno.test("Every metric in the Grafana dashboard and the alert rules is in a live exposition", async () => {
   // Snapshots while running export their gauge (SignalFishStateSavesFailing reads it).
   const dir = await Deno.makeTempDir({ prefix: "signal-fish-prometheus-" });
-  await using cleanup = { [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+  await using _cleanup = { [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
   await using server = await serve((config) => {
     config.server.state_file = `${dir}/rooms.json`;
     config.server.state_save_interval_secs = 3600;
