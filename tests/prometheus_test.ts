@@ -214,6 +214,42 @@ Deno.test({
   },
 });
 
+Deno.test("Every signal_fish_ family of a live exposition is in the metric list of docs/spec/SERVER.md §6.3", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-prometheus-" });
+  await using _cleanup = { [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+  await using server = await serve((config) => {
+    config.server.state_file = `${dir}/rooms.json`;
+    config.server.state_save_interval_secs = 3600;
+  });
+  await session(server);
+  const listed = await specMetricNames();
+  ok(listed.size >= 60, `only ${listed.size} rows read from §6.3`);
+  const missing = [...await exposedNames(server)].filter((name) =>
+    name.startsWith("signal_fish_") && !listed.has(name) && !isHistogramPart(name, listed)
+  );
+  deepEqual(missing, []);
+});
+
+/**
+ * Every `signal_fish_` name in the metric list of docs/spec/SERVER.md §6.3: the second cell of each
+ * numbered row (a row may name several).
+ */
+async function specMetricNames(): Promise<Set<string>> {
+  const spec = await Deno.readTextFile(new URL("../docs/spec/SERVER.md", import.meta.url));
+  const section = spec.slice(spec.indexOf("### 6.3 "), spec.indexOf("### 6.4 "));
+  return new Set(
+    [...section.matchAll(/^\| [\d–]+ \| ([^|]+)\|/gm)].flatMap((row) =>
+      [...row[1]!.matchAll(/`(signal_fish_[a-z0-9_]+)/g)].map((name) => name[1]!)
+    ),
+  );
+}
+
+/** Whether `name` is the `_bucket`, `_sum` or `_count` sample of a histogram in `listed`. */
+function isHistogramPart(name: string, listed: Set<string>): boolean {
+  const base = /^(.*)_(bucket|sum|count)$/.exec(name)?.[1];
+  return base !== undefined && listed.has(base);
+}
+
 Deno.test("Every metric in the Grafana dashboard and the alert rules is in a live exposition", async () => {
   // Snapshots while running export their gauge (SignalFishStateSavesFailing reads it).
   const dir = await Deno.makeTempDir({ prefix: "signal-fish-prometheus-" });
@@ -530,5 +566,13 @@ Deno.test({
       )
     );
     deepEqual(missing, []);
+    // And every family of a cluster node is in docs/spec/SERVER.md §6.3.
+    const listed = await specMetricNames();
+    deepEqual(
+      [...exposed].filter((name) =>
+        name.startsWith("signal_fish_") && !listed.has(name) && !isHistogramPart(name, listed)
+      ),
+      [],
+    );
   },
 });
