@@ -182,6 +182,27 @@ async function session(server: SignalFishServer): Promise<void> {
   equal((await bob.next("Error")).data.error_code, "INVALID_INPUT");
 }
 
+/**
+ * A server that has had {@linkcode session} and exports every family of one process: snapshots
+ * while running are on, so their gauge is there (SignalFishStateSavesFailing reads it). Disposing
+ * it also removes its state directory.
+ */
+async function servedWithEveryFamily(): Promise<SignalFishServer> {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-prometheus-" });
+  const server = await serve((config) => {
+    config.server.state_file = `${dir}/rooms.json`;
+    config.server.state_save_interval_secs = 3600;
+  });
+  await session(server);
+  return {
+    ...server,
+    [Symbol.asyncDispose]: async () => {
+      await server.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
 /** Sample and family names of the server's exposition. */
 async function exposedNames(server: SignalFishServer, token?: string): Promise<Set<string>> {
   const headers: HeadersInit = token ? { authorization: `Bearer ${token}` } : {};
@@ -215,13 +236,7 @@ Deno.test({
 });
 
 Deno.test("Every signal_fish_ family of a live exposition is in the metric list of docs/spec/SERVER.md §6.3", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "signal-fish-prometheus-" });
-  await using _cleanup = { [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
-  await using server = await serve((config) => {
-    config.server.state_file = `${dir}/rooms.json`;
-    config.server.state_save_interval_secs = 3600;
-  });
-  await session(server);
+  await using server = await servedWithEveryFamily();
   const listed = await specMetricNames();
   ok(listed.size >= 60, `only ${listed.size} rows read from §6.3`);
   const missing = [...await exposedNames(server)].filter((name) =>
@@ -251,14 +266,7 @@ function isHistogramPart(name: string, listed: Set<string>): boolean {
 }
 
 Deno.test("Every metric in the Grafana dashboard and the alert rules is in a live exposition", async () => {
-  // Snapshots while running export their gauge (SignalFishStateSavesFailing reads it).
-  const dir = await Deno.makeTempDir({ prefix: "signal-fish-prometheus-" });
-  await using _cleanup = { [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
-  await using server = await serve((config) => {
-    config.server.state_file = `${dir}/rooms.json`;
-    config.server.state_save_interval_secs = 3600;
-  });
-  await session(server);
+  await using server = await servedWithEveryFamily();
   const exposed = await exposedNames(server);
   const dashboard = await readDashboard();
   const targets = dashboardTargets(dashboard);
