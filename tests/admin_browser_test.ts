@@ -15,6 +15,7 @@ import { type BrowserContext, chromium, type Page, type Route } from "playwright
 import { browserTest, CHROMIUM, CHROMIUM_ARGS } from "./browser.ts";
 import { connect, joinRoom, openApps, serve, type TestClient, testConfig } from "./helpers.ts";
 import { serveCluster } from "./cluster_serve.ts";
+import { MAX_GAMES_PER_INSTANCE } from "../src/coordination/game_counts.ts";
 import type { SignalFishServer } from "../src/server.ts";
 
 // The page functions below run in the browser; this is the little of the DOM they use.
@@ -504,6 +505,61 @@ browserTest(
       );
     } finally {
       for (const player of players) await player.close();
+      await context.close();
+      await Deno.remove(userDataDir, { recursive: true });
+    }
+    deepEqual(problems, []);
+  },
+);
+
+browserTest(
+  "Operator console in cluster mode: an instance with more games than it reports gives the filter an 'other games' line",
+  async () => {
+    // Each instance writes its MAX_GAMES_PER_INSTANCE busiest games and sums the rest as `other`
+    // (docs/spec/SERVER.md §8.3 `instance-games:`); a refresh every second (T = 3 s).
+    await using server = await serveCluster(
+      testConfig((config) => {
+        config.security.admin_token = TOKEN;
+        config.server.max_rooms_per_ip = 1000;
+        config.cluster.directory_ttl_secs = 3;
+      }),
+      {},
+      3,
+    );
+    // One connection's rooms are all homed on its instance: one game more than it reports.
+    const host = await connect(server);
+    const userDataDir = await Deno.makeTempDir({ prefix: "signal-fish-chromium-" });
+    const context = await launch(userDataDir);
+    const problems: string[] = [];
+    try {
+      const games = MAX_GAMES_PER_INSTANCE + 1;
+      for (let i = 0; i < games; i++) {
+        await emptyRooms(host, `game${String(i).padStart(3, "0")}`, 1);
+      }
+      const page = await context.newPage();
+      page.on("pageerror", (error) => problems.push(String(error)));
+      // The overview is read at login and every 10 s; the counts leave with the next refresh.
+      let other: string[] = [];
+      const deadline = Date.now() + UI_TIMEOUT_MS;
+      while (other.length === 0 && Date.now() < deadline) {
+        await logIn(page, server.url);
+        await page.waitForFunction(
+          () => document.querySelectorAll("#game-filter option").length > 1,
+          undefined,
+          { timeout: UI_TIMEOUT_MS },
+        );
+        other = (await page.locator("#game-filter option").allTextContents())
+          .filter((text) => text.startsWith("(other games"));
+        if (other.length === 0) await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      // The game the instance left out is its least busy: one room, summed into `other`.
+      deepEqual(other, ["(other games: 1 room; search to find them)"]);
+      const named = (await page.locator("#game-filter option:not([disabled])").allTextContents())
+        .filter((text) => text.startsWith("game"));
+      equal(named.length, MAX_GAMES_PER_INSTANCE);
+      ok(await page.locator("#game-filter option[disabled]").count() === 1);
+    } finally {
+      await host.close();
       await context.close();
       await Deno.remove(userDataDir, { recursive: true });
     }

@@ -919,7 +919,9 @@ function showGames(list, other) {
   for (const game of [...names].sort()) options.push(new Option(gameLabel(game), game));
   if (otherGames) {
     const rest = new Option(
-      `(other games: ${format.int(otherGames.rooms)} rooms; search to find them)`,
+      `(other games: ${format.int(otherGames.rooms)} ${
+        otherGames.rooms === 1 ? "room" : "rooms"
+      }; search to find them)`,
       "",
     );
     rest.disabled = true;
