@@ -26,7 +26,8 @@ export type CloseInitiator = "client" | "server";
  * (ECONNRESET; other read errors such as ETIMEDOUT too, named in `ConnectionEnd.error`); `eof` —
  * the client ended its side of the TCP connection without a close frame; `write_error` — a write
  * of the server failed (EPIPE, ECONNRESET on a write, …); `destroyed` — the server destroyed the
- * socket itself; `unknown` — the socket closed with none of these seen.
+ * socket itself (with neither an error nor an EOF seen: a close not answered in time); `unknown` —
+ * none of these is known.
  */
 export type AbnormalCause = "reset" | "eof" | "write_error" | "destroyed" | "unknown";
 

@@ -318,7 +318,7 @@ export class SocketPeer implements Peer {
     if (socket.readyState === OPEN || socket.readyState === CONNECTING) {
       socket.close(code, reason);
       const timer = setTimeout(() => {
-        if (socket.readyState !== CLOSED_STATE && this.#stream) destroyByServer(this.#stream);
+        if (socket.readyState !== CLOSED_STATE) this.#stream?.destroy();
       }, CLOSE_GRACE_MS);
       Deno.unrefTimer(timer);
       socket.addEventListener("close", () => clearTimeout(timer), { once: true });
@@ -418,19 +418,6 @@ export interface EndedStream {
   readonly destroyed?: boolean;
 }
 
-/** Sockets the server destroyed itself before they ended otherwise ({@linkcode destroyByServer}). */
-const destroyedByServer = new WeakSet<EndedStream>();
-
-/**
- * Destroys `stream` (a close not answered within {@linkcode CLOSE_GRACE_MS}), remembered so that
- * its end reads `destroyed`, unless it had already ended.
- */
-function destroyByServer(stream: SocketStream): void {
-  if (stream.destroyed === true) return;
-  destroyedByServer.add(stream);
-  stream.destroy();
-}
-
 /** The end of a connection closed by the client without a close frame: its FIN, an EOF. */
 const EOF_END: ConnectionEnd = Object.freeze({ code: 1006, initiator: "client", cause: "eof" });
 /** The end of a connection the server destroyed itself. */
@@ -439,7 +426,7 @@ const DESTROYED_END: ConnectionEnd = Object.freeze({
   initiator: "server",
   cause: "destroyed",
 });
-/** The end of a connection whose socket closed with no error, EOF or end of the server's seen. */
+/** The end of a connection whose socket is not known to have ended at all. */
 const UNKNOWN_END: ConnectionEnd = Object.freeze({
   code: 1006,
   initiator: "client",
@@ -455,12 +442,13 @@ const UNKNOWN_END: ConnectionEnd = Object.freeze({
  *   EOF then): `reset`, initiator `client`, the read's error;
  * - the client's EOF was read: `eof`, initiator `client` (it ended its side without a close frame;
  *   whatever failed after it followed from it);
- * - the server destroyed the socket itself ({@linkcode destroyByServer}): `destroyed`, initiator
- *   `server`;
  * - the socket was destroyed with a write's error (`syscall` `write`, or `EPIPE`): `write_error`,
  *   initiator `server`; with any other error, a read's (`ECONNRESET`, `ETIMEDOUT`, …): `reset`,
  *   initiator `client`; the error's `code` as `error` either way;
- * - else `unknown`, initiator `client` (nothing of the server's ended it).
+ * - the socket was destroyed with neither an error nor an EOF: `destroyed`, initiator `server`
+ *   (only code of the server process destroys a socket so: a close not answered within
+ *   {@linkcode CLOSE_GRACE_MS}, `ws`' own close timer or `terminate()`);
+ * - else `unknown`, initiator `client` (not ended as far as its state tells).
  *
  * A failed write is counted as the server's although the client's reset is its usual reason: the
  * write saw the reset before a read did.
@@ -473,9 +461,10 @@ export function abnormalEnd(stream: EndedStream | undefined): ConnectionEnd {
     return { code: 1006, initiator: "client", cause: "reset", error: tlsError };
   }
   if (stream.readableEnded === true) return EOF_END;
-  if (destroyedByServer.has(stream)) return DESTROYED_END;
   const error = stream.errored;
-  if (error === null || error === undefined) return UNKNOWN_END;
+  if (error === null || error === undefined) {
+    return stream.destroyed === true ? DESTROYED_END : UNKNOWN_END;
+  }
   const code = typeof error.code === "string" ? error.code : undefined;
   if (error.syscall === "write" || code === "EPIPE") {
     return { code: 1006, initiator: "server", cause: "write_error", error: code };

@@ -286,7 +286,13 @@ Deno.test("abnormalEnd() tells a reset, an EOF, a failed write and the unknown a
       error: errored.code,
     });
   }
+  // Destroyed with neither an error nor an EOF: only the server process does that.
   deepEqual(abnormalEnd({ errored: null, readableEnded: false, destroyed: true }), {
+    code: 1006,
+    initiator: "server",
+    cause: "destroyed",
+  });
+  deepEqual(abnormalEnd({ errored: null, readableEnded: false, destroyed: false }), {
     code: 1006,
     initiator: "client",
     cause: "unknown",
@@ -310,6 +316,7 @@ Deno.test("A close the client does not answer within the grace ends with the ser
   }, stream);
   p.close(1013, "Slow consumer");
   equal(stream.destroyed, false);
+  equal(p.ended().cause, "unknown");
   await new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS + 100));
   equal(stream.destroyed, true);
   deepEqual(p.ended(), { code: 1006, initiator: "server", cause: "destroyed" });
