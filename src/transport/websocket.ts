@@ -1387,9 +1387,9 @@ function onReceiverError(this: WithConnection, error: Error & { code?: string })
 }
 
 // The client's close frame ends the connection for the edge at once (`ws` has answered it by
-// now); the slot stays taken until the TCP connection is gone.
-// A close frame from the client ends a connection the server had not closed: the client's, with
-// its code (1005 when it named none).
+// now); the slot stays taken until the TCP connection is gone. Unless the server had closed it
+// first (the edge has it no more then), the close is the client's, with its code (1005 when it
+// named none).
 function onConclude(this: WithConnection, code: number): void {
   const connection = this[CONNECTION]!;
   connection.feeding = false;
