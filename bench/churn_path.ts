@@ -168,8 +168,8 @@ export async function runChurnPath(
     );
     edge.receive(b, leave, now);
     edge.receive(a, leave, now);
-    edge.disconnect(b, now, undefined, 1000);
-    edge.disconnect(a, now, undefined, 1000);
+    edge.disconnect(b, now);
+    edge.disconnect(a, now);
   };
   const usPerCycle: number[] = [];
   const gc = (globalThis as { gc?: () => void }).gc;

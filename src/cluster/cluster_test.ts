@@ -240,7 +240,7 @@ Deno.test("Cluster (twins): a spectator whose room elsewhere closes while its Re
     await joined(b, "Peter", "WATCHB");
     const xena = await joined(c, "Xena", "SEATCC");
     const seat = xena.last("RoomJoined")!.data!;
-    c.edge.disconnect(xena.id, Date.now(), undefined, 1006);
+    c.edge.disconnect(xena.id, Date.now());
     await until(() => c.engine.seatHeld(xena.id), "Xena's seat held");
     const sam = a.connect();
     spectate(sam, "WATCHB", "Sam");
@@ -846,7 +846,7 @@ Deno.test("Cluster (twins): a connection that opted in to presence events gets P
     deepEqual(pat.last("Authenticated")!.data!.features, ["presence-events"]);
     join(pat, "Pat", "HOMEBB");
     await until(() => pat.last("RoomJoined") !== undefined, "Pat joins Bob's room");
-    b!.edge.disconnect(bob.id, Date.now(), undefined, 1006);
+    b!.edge.disconnect(bob.id, Date.now());
     await until(() => pat.last("PlayerDisconnected") !== undefined, "PlayerDisconnected");
     equal(pat.last("PlayerDisconnected")!.data!.player_id, bob.last("RoomJoined")!.data!.player_id);
   } finally {

@@ -626,7 +626,7 @@ export async function runConsistency(
     const drop = (k: number, client: TestClient) => {
       if (clients[k] !== client) return;
       if (client.closed === undefined) {
-        client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
+        client.node.edge.disconnect(client.id, Date.now());
       }
       const fresh = clients[k] = connect();
       const seat = options.roomState ? credentialsOf(client) : undefined;

@@ -178,7 +178,7 @@ export async function runScript(
         body: await response.json(),
       });
     } else if (message === DROP) {
-      client.node.edge.disconnect(client.id, Date.now(), undefined, 1006);
+      client.node.edge.disconnect(client.id, Date.now());
       ended[who]!.push(...client.messages, { closed: client.closed ?? 1006 });
       const node = options.moveOnDrop ? nodes[(who + ++moves[who]!) % nodes.length]! : client.node;
       all[who] = node.connect(ipOf(who));

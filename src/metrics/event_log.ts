@@ -7,6 +7,7 @@
  */
 import { getLogger, type LogLevel } from "@logtape/logtape";
 import type { EdgeEvent } from "../transport/events.ts";
+import type { AbnormalCause } from "../transport/peer.ts";
 
 const log = getLogger(["signal-fish", "hub"]);
 
@@ -42,7 +43,18 @@ function quiet(template: string, level: LogLevel): boolean {
 }
 
 const OPENED = "Connection {connection_id} opened from {client_ip}";
-const CLOSED = "Connection {connection_id} closed ({code})";
+const CLOSED = "Connection {connection_id} closed ({code}, by {initiator})";
+/**
+ * The line of a connection that ended without a close handshake (1006), by cause
+ * (docs/spec/SERVER.md §7.4): the cause in words; `{error}` is the socket error's code.
+ */
+const CLOSED_ABNORMALLY: Readonly<Record<AbnormalCause, string>> = {
+  reset: "Connection {connection_id} closed ({code}, reset by client: {error})",
+  eof: "Connection {connection_id} closed ({code}, client ended it without a close frame)",
+  write_error: "Connection {connection_id} closed ({code}, a write failed: {error})",
+  destroyed: "Connection {connection_id} closed ({code}, ended by server)",
+  unknown: "Connection {connection_id} closed ({code}, cause unknown)",
+};
 const ROOM_CREATED = "Room {room_code} created for {game_name}";
 const ROOM_DELETED = "Room {room_code} deleted ({reason})";
 const AUTHENTICATED = "Client authenticated";
@@ -61,13 +73,33 @@ export function logEvent(event: EdgeEvent): void {
         client_ip: event.ip,
       });
       break;
-    case "disconnected":
-      if (quiet(CLOSED, "info")) break;
-      log.info(CLOSED, {
+    case "disconnected": {
+      if (event.code !== 1006) {
+        if (quiet(CLOSED, "info")) break;
+        log.info(CLOSED, {
+          connection_id: event.connectionId,
+          code: event.code,
+          initiator: event.initiator,
+        });
+        break;
+      }
+      const cause = event.cause !== undefined && Object.hasOwn(CLOSED_ABNORMALLY, event.cause)
+        ? event.cause
+        : "unknown";
+      const template = CLOSED_ABNORMALLY[cause];
+      if (quiet(template, "info")) break;
+      log.info(template, {
         connection_id: event.connectionId,
         code: event.code,
+        initiator: event.initiator,
+        cause,
+        // The templates of read and write errors name it; an error without a code reads "?".
+        ...(event.error !== undefined || template.includes("{error}")
+          ? { error: event.error ?? "?" }
+          : undefined),
       });
       break;
+    }
     case "invalid_message":
       if (quiet(INVALID, "debug")) break;
       log.debug(INVALID, {

@@ -77,6 +77,70 @@ export class Counter {
 }
 
 /**
+ * A counter family with labels (docs/spec/SERVER.md §6.2: only where §6.3 names them): one count
+ * per combination of label values, each a series of its own. The caller keeps the values to a
+ * small fixed set (a client must not be able to create series). A label whose value is `""` is
+ * left out of its series (in Prometheus an empty label is no label), so a label can belong to
+ * some series only.
+ */
+export class LabeledCounter {
+  /** Metric name; ends in `_total`. */
+  readonly name: string;
+  /** One line of English for `# HELP`. */
+  readonly help: string;
+  /** The label names, in rendering order. */
+  readonly labelNames: readonly string[];
+  /** Series by their values joined with NUL, in the order they were first counted. */
+  readonly #series = new Map<string, { labels: Readonly<Record<string, string>>; value: number }>();
+
+  /** Use {@linkcode Registry.labeledCounter}. */
+  constructor(name: string, help: string, labelNames: readonly string[]) {
+    this.name = name;
+    this.help = help;
+    this.labelNames = [...labelNames];
+  }
+
+  /**
+   * Adds `by` (≥ 0) to the series of `values` (one per label name, in order). Throws `RangeError`
+   * on a negative or non-finite amount or a wrong number of values.
+   */
+  inc(values: readonly string[], by = 1): void {
+    if (!(by >= 0) || !Number.isFinite(by)) {
+      throw new RangeError(`Cannot increase counter "${this.name}" by ${by}`);
+    }
+    if (values.length !== this.labelNames.length) {
+      throw new RangeError(
+        `Cannot increase counter "${this.name}": ${values.length} label values for ` +
+          `${this.labelNames.length} labels`,
+      );
+    }
+    const key = values.join("\0");
+    let series = this.#series.get(key);
+    if (series === undefined) {
+      const labels: Record<string, string> = {};
+      this.labelNames.forEach((name, i) => {
+        if (values[i] !== "") labels[name] = values[i]!;
+      });
+      series = { labels, value: 0 };
+      this.#series.set(key, series);
+    }
+    series.value += by;
+  }
+
+  /** The series counted so far, in the order they were first counted: labels and count. */
+  series(): { labels: Readonly<Record<string, string>>; value: number }[] {
+    return [...this.#series.values()].map(({ labels, value }) => ({ labels, value }));
+  }
+
+  /** The sum of every series. */
+  get total(): number {
+    let sum = 0;
+    for (const series of this.#series.values()) sum += series.value;
+    return sum;
+  }
+}
+
+/**
  * A value that goes up and down: set explicitly, or read from a callback at scrape time. It may
  * carry constant labels (an info gauge such as `signal_fish_build_info{version="…"} 1`).
  */
@@ -176,7 +240,7 @@ export class Histogram {
 }
 
 /** Any metric a {@linkcode Registry} holds. */
-export type Metric = Counter | Gauge | Histogram;
+export type Metric = Counter | LabeledCounter | Gauge | Histogram;
 
 /**
  * Metric families in registration order (= exposition order). Names are unique and valid
@@ -216,6 +280,23 @@ export class Registry {
     return this.#add(new Gauge(name, help, read, labels));
   }
 
+  /**
+   * Registers a counter family with the labels `labelNames` (names as for {@linkcode gauge}),
+   * which renders no sample until a series is counted. Throws `TypeError` on a bad or duplicate
+   * name or a bad label name.
+   */
+  labeledCounter(name: string, help: string, labelNames: readonly string[]): LabeledCounter {
+    if (!name.endsWith("_total")) {
+      throw new TypeError(`Cannot register counter "${name}": name must end in _total`);
+    }
+    for (const label of labelNames) {
+      if (!LABEL_NAME.test(label) || label.startsWith("__") || label === "le") {
+        throw new TypeError(`Cannot register counter "${name}": invalid label name "${label}"`);
+      }
+    }
+    return this.#add(new LabeledCounter(name, help, labelNames));
+  }
+
   /** Registers a histogram. @default buckets {@linkcode LATENCY_BUCKETS_SECONDS} */
   histogram(name: string, help: string, buckets = LATENCY_BUCKETS_SECONDS): Histogram {
     return this.#add(new Histogram(name, help, buckets));
@@ -230,7 +311,7 @@ export class Registry {
   render(): string {
     const lines: string[] = [];
     for (const metric of this.#metrics) {
-      const type = metric instanceof Counter
+      const type = metric instanceof Counter || metric instanceof LabeledCounter
         ? "counter"
         : metric instanceof Gauge
         ? "gauge"
@@ -245,6 +326,10 @@ export class Registry {
         lines.push(`${metric.name}_bucket{le="+Inf"} ${count}`);
         lines.push(`${metric.name}_sum ${formatValue(sum)}`);
         lines.push(`${metric.name}_count ${count}`);
+      } else if (metric instanceof LabeledCounter) {
+        for (const { labels, value } of metric.series()) {
+          lines.push(`${metric.name}${renderLabels(labels)} ${formatValue(value)}`);
+        }
       } else {
         const labels = metric instanceof Gauge ? renderLabels(metric.labels) : "";
         lines.push(`${metric.name}${labels} ${formatValue(metric.value)}`);

@@ -208,3 +208,28 @@ Deno.test("LatencySketch.record() clamps samples above 300 s and says so", () =>
   equal(sketch.record(301), true);
   equal(sketch.summary().max_ms, 300_000);
 });
+
+Deno.test("Registry.labeledCounter() renders one sample per label set counted, empty labels left out", () => {
+  const registry = new Registry();
+  const closes = registry.labeledCounter("x_closes_total", "Closes", ["code", "cause"]);
+  equal(registry.render(), "# HELP x_closes_total Closes\n# TYPE x_closes_total counter\n");
+  closes.inc(["1000", ""]);
+  closes.inc(["1006", "reset"], 2);
+  closes.inc(["1000", ""]);
+  equal(
+    registry.render(),
+    "# HELP x_closes_total Closes\n# TYPE x_closes_total counter\n" +
+      'x_closes_total{code="1000"} 2\n' +
+      'x_closes_total{code="1006",cause="reset"} 2\n',
+  );
+  equal(closes.total, 4);
+  deepEqual(closes.series().map((series) => series.labels), [
+    { code: "1000" },
+    { code: "1006", cause: "reset" },
+  ]);
+  throws(() => closes.inc(["1000"]), RangeError);
+  throws(() => closes.inc(["1000", ""], -1), RangeError);
+  throws(() => registry.labeledCounter("x_other", "No _total", ["a"]), TypeError);
+  throws(() => registry.labeledCounter("x_le_total", "Reserved label", ["le"]), TypeError);
+  throws(() => registry.labeledCounter("x_closes_total", "Twice", ["a"]), TypeError);
+});

@@ -9,6 +9,7 @@ import type { EdgeEvent } from "../transport/events.ts";
 import {
   type Counter,
   type Histogram,
+  type LabeledCounter,
   LatencySketch,
   type LatencySummary,
   Registry,
@@ -16,6 +17,55 @@ import {
 import { upstreamRateLimitWindows, upstreamSnapshot } from "./upstream_json.ts";
 import { defaultProcessReaders, type ProcessReaders, registerProcessMetrics } from "./process.ts";
 import denoJson from "../../deno.json" with { type: "json" };
+
+/**
+ * The close codes that are a `code` label value of `signal_fish_connection_closes_total` of their
+ * own (docs/spec/SERVER.md §6.3 #97): 1000 (a normal closure, what clients send), the codes of
+ * docs/spec/PROTOCOL.md §1.6, 1002 and 1007 (protocol errors and text that is not UTF-8, RFC 6455
+ * section 7.4.1), 1005 (a close frame without a code) and 1006 (no close handshake). Any other
+ * code a client sends is counted as `other`, so clients cannot create series.
+ */
+export const CLOSE_CODE_LABELS: ReadonlySet<number> = new Set([
+  1000,
+  1001,
+  1002,
+  1005,
+  1006,
+  1007,
+  1008,
+  1009,
+  1011,
+  1012,
+  1013,
+  4001,
+]);
+
+/** The `cause` label values of 1006 closes (docs/spec/SERVER.md §6.3 #97). */
+const CLOSE_CAUSES: ReadonlySet<string> = new Set([
+  "reset",
+  "eof",
+  "write_error",
+  "destroyed",
+  "unknown",
+]);
+
+/**
+ * The labels `code`, `initiator` and `cause` of `signal_fish_connection_closes_total` for a
+ * `disconnected` event (docs/spec/SERVER.md §6.3 #97): the close code or `other`, `client` or
+ * `server`, and for 1006 only the cause (`""`, no label, otherwise).
+ */
+export function closeLabels(
+  event: Extract<EdgeEvent, { type: "disconnected" }>,
+): [code: string, initiator: string, cause: string] {
+  const code = CLOSE_CODE_LABELS.has(event.code) ? String(event.code) : "other";
+  const initiator = event.initiator === "server" ? "server" : "client";
+  const cause = event.code !== 1006
+    ? ""
+    : event.cause !== undefined && CLOSE_CAUSES.has(event.cause)
+    ? event.cause
+    : "unknown";
+  return [code, initiator, cause];
+}
 
 /**
  * The rooms of one game by seat count: `histogram[n]` rooms have `n` seats (held seats included),
@@ -288,6 +338,7 @@ export class ServerMetrics {
 
   readonly #connections: Counter;
   readonly #disconnections: Counter;
+  readonly #closes: LabeledCounter;
   readonly #roomsCreated: Counter;
   readonly #roomsJoined: Counter;
   readonly #roomsDeleted: Counter;
@@ -513,6 +564,11 @@ export class ServerMetrics {
       "Log lines left out by the per-event rate limit (each summarised in a Suppressed line)",
       () => logStats?.linesSuppressed ?? 0,
     );
+    this.#closes = r.labeledCounter(
+      `${p}connection_closes_total`,
+      "WebSocket connections closed, by close code, initiator (client or server) and, for 1006, cause",
+      ["code", "initiator", "cause"],
+    );
   }
 
   /** Counts one edge or engine event. Never throws on unknown events. */
@@ -523,6 +579,7 @@ export class ServerMetrics {
         break;
       case "disconnected":
         this.#disconnections.inc();
+        this.#closes.inc(closeLabels(event));
         if (event.idleTimeout) this.#cleanupExpired.inc();
         break;
       case "room_created":

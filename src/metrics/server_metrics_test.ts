@@ -82,7 +82,7 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     { type: "messages_dropped", count: 4 },
     { type: "rate_limited", scope: "create" },
     { type: "authenticated", connectionId: "c1" },
-    { type: "disconnected", connectionId: "c1", ip: "127.0.0.1" },
+    { type: "disconnected", connectionId: "c1", ip: "127.0.0.1", code: 1000, initiator: "client" },
   ];
   for (const event of events) metrics.observe(event);
   metrics.observe({ type: "rate_limited", scope: "connections" });
@@ -135,6 +135,7 @@ Deno.test("ServerMetrics.observe() counts each event into exactly its families",
     signal_fish_log_lines_suppressed_total: 0,
   });
   const text = metrics.renderPrometheus();
+  ok(text.includes('signal_fish_connection_closes_total{code="1000",initiator="client"} 1\n'));
   ok(text.includes('signal_fish_room_join_latency_seconds_bucket{le="10"} 0\n'));
   ok(text.includes('signal_fish_room_join_latency_seconds_bucket{le="+Inf"} 1\n'));
 });
@@ -163,11 +164,20 @@ Deno.test("ServerMetrics keeps the reconnection families, reading 0, without rec
 Deno.test("ServerMetrics counts idle-timeout closes (#44) and reads buffered messages (#37)", () => {
   let buffered = 0;
   const metrics = metricsWith(1, () => buffered);
-  metrics.observe({ type: "disconnected", connectionId: "c1", ip: "127.0.0.1" });
+  metrics.observe({
+    type: "disconnected",
+    connectionId: "c1",
+    ip: "127.0.0.1",
+    code: 1006,
+    initiator: "client",
+    cause: "eof",
+  });
   metrics.observe({
     type: "disconnected",
     connectionId: "c2",
     ip: "127.0.0.1",
+    code: 1001,
+    initiator: "server",
     idleTimeout: true,
   });
   buffered = 4;
@@ -179,6 +189,72 @@ Deno.test("ServerMetrics counts idle-timeout closes (#44) and reads buffered mes
     .metricsSnapshot as Record<string, Record<string, number>>;
   equal(snapshot.cleanup!.expired_players_cleaned, 1);
   equal(snapshot.reconnection!.events_buffered, 4);
+});
+
+/** The samples of `signal_fish_connection_closes_total`: their labels as rendered → count. */
+function closes(metrics: ServerMetrics): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of metrics.renderPrometheus().split("\n")) {
+    const match = /^signal_fish_connection_closes_total(\{[^}]*\}) (\S+)$/.exec(line);
+    if (match) out[match[1]!] = Number(match[2]);
+  }
+  return out;
+}
+
+Deno.test("ServerMetrics counts every close once in connection_closes_total (#97), by code, initiator and for 1006 cause", () => {
+  const metrics = metricsWith();
+  const closed = (end: Partial<Extract<EdgeEvent, { type: "disconnected" }>>) =>
+    metrics.observe({
+      type: "disconnected",
+      connectionId: "c",
+      ip: "127.0.0.1",
+      code: 1006,
+      initiator: "client",
+      ...end,
+    });
+  closed({ code: 1000 });
+  closed({ code: 1000 });
+  closed({ code: 1005 });
+  closed({ code: 1013, initiator: "server" });
+  closed({ code: 1002, initiator: "server" });
+  closed({ cause: "reset", error: "ECONNRESET" });
+  closed({ cause: "eof" });
+  closed({ initiator: "server", cause: "write_error", error: "EPIPE" });
+  closed({ initiator: "server", cause: "destroyed" });
+  closed({}); // no cause: unknown
+  // Codes outside the set share one series whatever a client sends; a cause outside 1006 is not
+  // a label.
+  closed({ code: 3999 });
+  closed({ code: 4999, cause: "reset" });
+  closed({ code: 1012, initiator: "server" });
+  closed({ code: 1001, initiator: "server", idleTimeout: true });
+  const text = metrics.renderPrometheus();
+  ok(
+    text.includes(
+      "# TYPE signal_fish_connection_closes_total counter\n" +
+        'signal_fish_connection_closes_total{code="1000",initiator="client"} 2\n',
+    ),
+    text,
+  );
+  deepEqual(closes(metrics), {
+    '{code="1000",initiator="client"}': 2,
+    '{code="1005",initiator="client"}': 1,
+    '{code="1013",initiator="server"}': 1,
+    '{code="1002",initiator="server"}': 1,
+    '{code="1006",initiator="client",cause="reset"}': 1,
+    '{code="1006",initiator="client",cause="eof"}': 1,
+    '{code="1006",initiator="server",cause="write_error"}': 1,
+    '{code="1006",initiator="server",cause="destroyed"}': 1,
+    '{code="1006",initiator="client",cause="unknown"}': 1,
+    '{code="other",initiator="client"}': 2,
+    '{code="1012",initiator="server"}': 1,
+    '{code="1001",initiator="server"}': 1,
+  });
+  // Each close once: the series add up to connections_disconnections_total (#3).
+  const sum = Object.values(closes(metrics)).reduce((a, b) => a + b, 0);
+  equal(sum, 14);
+  equal(values(metrics).signal_fish_connections_disconnections_total, sum);
+  equal(values(metrics).signal_fish_cleanup_expired_players_total, 1);
 });
 
 Deno.test("Edge reports error replies, 1011 closes and JoinRoom/GameData timings", () => {

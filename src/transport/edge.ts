@@ -40,11 +40,11 @@ import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
 import type { EdgeEvent } from "./events.ts";
 import type { ConnectionBudget, ForwardBudget } from "./forward_budget.ts";
 import { LocalPeers } from "./local_peers.ts";
-import type { Peer } from "./peer.ts";
+import type { ConnectionEnd, Peer } from "./peer.ts";
 import { type TokenBinding, verifyProof } from "./token_binding.ts";
 
 export type { EdgeEvent } from "./events.ts";
-export type { Peer, SendFailure } from "./peer.ts";
+export type { AbnormalCause, CloseInitiator, ConnectionEnd, Peer, SendFailure } from "./peer.ts";
 
 const log = getLogger(["signal-fish", "hub"]);
 /** The frame every unparsable message gets (docs/spec/PROTOCOL.md §2.3), serialised once. */
@@ -53,6 +53,22 @@ const INVALID_FRAME = encodeServerMessage(INVALID_CLIENT_MESSAGE);
 export const RELAY_TIMING_SAMPLE = 16;
 /** The node name of a single instance (docs/spec/SERVER.md §8.2; a cluster names nodes `<id>@<boot>`). */
 export const LOCAL_NODE: NodeId = "local";
+
+/** A connection ended by a transport that did not say how (docs/spec/SERVER.md §6.3 #97). */
+const UNKNOWN_END: ConnectionEnd = Object.freeze({
+  code: 1006,
+  initiator: "client",
+  cause: "unknown",
+});
+/** A slow consumer closed with 1013 (docs/spec/SERVER.md §5.2). */
+const SLOW_CONSUMER_END: ConnectionEnd = Object.freeze({ code: 1013, initiator: "server" });
+/** The loss of a slow consumer's connection: its outbound queue was discarded. */
+const TRUNCATED: DisconnectLoss = Object.freeze({ truncated: true });
+
+/** A connection the server closed with `code` (docs/spec/PROTOCOL.md §1.6). */
+function serverClose(code: number): ConnectionEnd {
+  return { code, initiator: "server" };
+}
 
 /** What the edge knows about a connection besides its peer. */
 export interface PeerInfo {
@@ -756,7 +772,7 @@ export class Edge {
       this.#onEvent?.({ type: "slow_consumer", connectionId: id, dropped });
       if (dropped > 0) this.#onEvent?.({ type: "messages_dropped", count: dropped });
       this.#peers.close(id, 1013, "Slow consumer");
-      this.disconnect(id, now, { truncated: true });
+      this.disconnect(id, now, TRUNCATED, SLOW_CONSUMER_END);
     }
   }
 
@@ -815,15 +831,17 @@ export class Edge {
 
   /**
    * Handles a closed socket (docs/spec/SERVER.md §5.5): a player's seat is held or released, a spectator
-   * detached. `loss` tells the home about messages that could not be written; `code` is the
-   * WebSocket close code, when known (for the log); `idleTimeout` says the socket was closed by
-   * the idle timeout (metrics). Idempotent.
+   * detached. `loss` tells the home about messages that could not be written; `end` says how the
+   * connection ended (close code, initiator, for 1006 the cause; the log and
+   * `signal_fish_connection_closes_total`, docs/spec/SERVER.md §6.3 #97), by default 1006 from the
+   * client with cause `unknown`; `idleTimeout` says the socket was closed by the idle timeout
+   * (metrics). Idempotent: only the first call for a connection counts.
    */
   disconnect(
     id: ConnId,
     now: number,
     loss?: DisconnectLoss,
-    code?: number,
+    end: ConnectionEnd = UNKNOWN_END,
     idleTimeout = false,
   ): void {
     const conn = this.#conns.get(id);
@@ -845,7 +863,10 @@ export class Edge {
       type: "disconnected",
       connectionId: id,
       ip: conn.ip,
-      code,
+      code: end.code,
+      initiator: end.initiator,
+      cause: end.cause,
+      error: end.error,
       idleTimeout,
     });
   }
@@ -855,7 +876,7 @@ export class Edge {
     if (!this.#peers.has(id)) return;
     if (code === 1011) this.#onEvent?.({ type: "internal_error", connectionId: id });
     this.#peers.close(id, code, reason);
-    this.disconnect(id, now, undefined, code);
+    this.disconnect(id, now, undefined, serverClose(code));
   }
 
   /**
@@ -920,7 +941,8 @@ export class Edge {
     const ids = this.#peers.ids();
     for (const id of ids) this.#peers.close(id, code, reason);
     for (const id of ids) this.#peers.detach(id);
-    for (const id of ids) this.disconnect(id, now);
+    const end = serverClose(code);
+    for (const id of ids) this.disconnect(id, now, undefined, end);
   }
 
   /** A refused token-binding proof (docs/spec/SERVER.md §3.9): `Error`, then close 1008 if `close`. */
@@ -1220,10 +1242,13 @@ export class Edge {
           // Torn down earlier in this batch: replay it if that connection's seat is held.
           if (!this.#engine.replayUndelivered(id, frame)) dropped++;
           break;
-        case "closed":
-          if (typeof frame === "string") this.disconnect(id, now, { unsent: [frame] });
-          else this.disconnect(id, now, { truncated: true });
+        case "closed": {
+          // The socket ended before the transport said so: how, it can tell from its state.
+          const end = this.#peers.ended(id);
+          if (typeof frame === "string") this.disconnect(id, now, { unsent: [frame] }, end);
+          else this.disconnect(id, now, TRUNCATED, end);
           break;
+        }
         case "overflow":
           dropped += failure.dropped;
           this.#onEvent?.({
@@ -1233,7 +1258,7 @@ export class Edge {
           });
           // The seat is held from this decision, not from the socket's close event (§5.2).
           this.#peers.close(id, 1013, "Slow consumer");
-          this.disconnect(id, now, { truncated: true });
+          this.disconnect(id, now, TRUNCATED, SLOW_CONSUMER_END);
           break;
       }
     }

@@ -8,7 +8,7 @@ import type { BindOutcome, Router } from "../coordination/router.ts";
 import { Engine, type EngineOptions } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
 import { Edge, type EdgeEvent, type EdgeOptions, type PeerInfo } from "./edge.ts";
-import type { SendFailure } from "./peer.ts";
+import type { ConnectionEnd, SendFailure } from "./peer.ts";
 
 const T0 = 1_700_000_000_000;
 
@@ -17,6 +17,8 @@ class RecordingPeer {
   readonly frames: unknown[] = [];
   readonly log: string[] = [];
   refuse: SendFailure | undefined;
+  /** How its socket ended, when it can tell (`Peer.ended`). */
+  ended: (() => ConnectionEnd) | undefined;
 
   send(frame: string | Uint8Array): SendFailure | undefined {
     if (this.refuse) return this.refuse;
@@ -423,4 +425,47 @@ Deno.test("Edge: without max_buffered_bytes_total the tick closes nobody, howeve
   connect();
   edge.command({ kind: "tick" }, T0 + 1000);
   equal(edge.size, 2);
+});
+
+Deno.test("Edge reports each connection's end once: its own closes as the server's, a socket found closed as its peer tells", () => {
+  const { edge, events, connect, join, send } = setup();
+  const ends = () =>
+    events.flatMap((e) =>
+      e.type === "disconnected" ? [[e.connectionId, e.code, e.initiator, e.cause, e.error]] : []
+    );
+  const alice = connect();
+  const bob = connect();
+  const eve = connect();
+  const frank = connect();
+  join(alice.id, "Alice");
+  join(bob.id, "Bob");
+  join(eve.id, "Eve");
+  join(frank.id, "Frank");
+  // Bob's and Eve's sockets ended unseen by the transport: the next frame finds them closed. Bob's
+  // peer tells how (a reset); Eve's cannot.
+  bob.peer.refuse = { reason: "closed" };
+  bob.peer.ended = () => ({ code: 1006, initiator: "client", cause: "reset", error: "ECONNRESET" });
+  eve.peer.refuse = { reason: "closed" };
+  // Frank reads too slowly: closed by the server with 1013.
+  frank.peer.refuse = { reason: "overflow", dropped: 1 };
+  send(alice.id, { type: "GameData", data: { data: { n: 1 } } });
+  deepEqual(ends(), [
+    [bob.id, 1006, "client", "reset", "ECONNRESET"],
+    [eve.id, 1006, "client", "unknown", undefined],
+    [frank.id, 1013, "server", undefined, undefined],
+  ]);
+  deepEqual(frank.peer.log.slice(-1), ["close 1013"]);
+  const carol = connect();
+  // The server's own close; the client's close frame (reported by the transport, twice: once).
+  edge.close(alice.id, 1008, "Token binding violation", T0);
+  edge.disconnect(carol.id, T0, undefined, { code: 1000, initiator: "client" });
+  edge.disconnect(carol.id, T0, undefined, { code: 1006, initiator: "client", cause: "eof" });
+  // Shutdown closes the rest with its code.
+  const dave = connect();
+  edge.command({ kind: "close_all", code: 1001, reason: "Server shutting down" }, T0);
+  deepEqual(ends().slice(3), [
+    [alice.id, 1008, "server", undefined, undefined],
+    [carol.id, 1000, "client", undefined, undefined],
+    [dave.id, 1001, "server", undefined, undefined],
+  ]);
 });

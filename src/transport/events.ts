@@ -7,20 +7,26 @@
  */
 import type { ConnId, EngineEvent } from "../engine/effects.ts";
 import type { ErrorCode } from "../protocol/error_codes.ts";
+import type { AbnormalCause, CloseInitiator } from "./peer.ts";
 
 /** Engine events and transport events. */
 export type EdgeEvent =
   | EngineEvent
   | { type: "connected"; connectionId: ConnId; ip: string }
   /**
-   * `code` is the WebSocket close code, when known; `idleTimeout`: closed by the idle timeout
-   * (1001, no pong), docs/spec/SERVER.md §6.3 #44.
+   * A connection ended, reported once (docs/spec/SERVER.md §6.3 #3, #97, §7.4): its close code,
+   * who ended it, and for 1006 why there was no close handshake (`cause`) and the socket error
+   * (`error`, when a read or write failed); `idleTimeout`: closed by the idle timeout (1001, no
+   * pong), docs/spec/SERVER.md §6.3 #44. Fields as in `ConnectionEnd` (`peer.ts`).
    */
   | {
     type: "disconnected";
     connectionId: ConnId;
     ip: string;
-    code?: number;
+    code: number;
+    initiator: CloseInitiator;
+    cause?: AbnormalCause;
+    error?: string;
     idleTimeout?: boolean;
   }
   | { type: "invalid_message"; connectionId: ConnId; detail: string }

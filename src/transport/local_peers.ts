@@ -6,7 +6,7 @@
  */
 import type { DeliveryFailure, Directive, EdgeEndpoint } from "../coordination/router.ts";
 import type { ConnId } from "../engine/effects.ts";
-import type { Peer } from "./peer.ts";
+import type { ConnectionEnd, Peer } from "./peer.ts";
 
 export type { DeliveryFailure } from "../coordination/router.ts";
 
@@ -110,6 +110,14 @@ export class LocalPeers implements EdgeEndpoint {
       peers.push({ id, bytes });
     }
     return { total, peers };
+  }
+
+  /**
+   * How the socket of `id` ended ({@linkcode Peer.ended}): `undefined` when `id` is not attached
+   * or its peer cannot tell.
+   */
+  ended(id: ConnId): ConnectionEnd | undefined {
+    return this.#peers.get(id)?.peer.ended?.();
   }
 
   /** Attached connection ids. */

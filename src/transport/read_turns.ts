@@ -140,6 +140,15 @@ const streamBase = (() => {
 })();
 
 /**
+ * What the runtime tells the `onread` it is calling now besides the bytes: the count of bytes
+ * read, or a negative error number (Node's `UV_EOF`, -4095, at the end of the stream) when it
+ * calls it without bytes; `undefined` when the runtime has no `streamBaseState`.
+ */
+export function readResult(): number | undefined {
+  return streamBase === undefined ? undefined : streamBase.state[streamBase.count];
+}
+
+/**
  * Whether {@linkcode replayRead} can tell a handle's `onread` the count of bytes the way the
  * runtime does, which `node:tls` needs (`tlsReads` takes no connection over without it).
  */

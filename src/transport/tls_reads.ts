@@ -6,8 +6,10 @@
  * @module
  */
 import type { Socket } from "node:net";
+import { getSystemErrorName } from "node:util";
 import {
   type ReadHandle,
+  readResult,
   readsReplayable,
   readTurn,
   readTurnSpent,
@@ -26,6 +28,19 @@ export const tlsReadsTaken = { connections: 0 };
 
 /** The TLS handles {@linkcode tlsReads} took over. */
 const tlsReading = new WeakSet<object>();
+
+/** The read errors that ended TLS connections, by TLS socket ({@linkcode tlsReadError}). */
+const readErrors = new WeakMap<object, string>();
+
+/**
+ * The error (`ECONNRESET`, `ETIMEDOUT`, …) of the read that ended the TCP connection under the
+ * TLS socket `stream`, if a read failed: Deno's `node:tls` ends the TLS socket as if the client
+ * had ended the stream (an EOF, no `errored`), so a client's reset would read as its EOF
+ * (docs/spec/SERVER.md §6.3 #97). Known for the connections {@linkcode tlsReads} took over.
+ */
+export function tlsReadError(stream: object): string | undefined {
+  return readErrors.get(stream);
+}
 
 /**
  * Reads of a connection the server terminates TLS for: the TLS socket's pauses stop its TCP
@@ -126,6 +141,13 @@ export function tlsReads(stream: Socket): void {
     if (bytes === undefined) {
       ended = true;
       reading = false;
+      // A read error, not the end of the stream (`UV_EOF`): kept for the connection's end, which
+      // `node:tls` reports as an EOF (`tlsReadError`).
+      const status = readResult();
+      if (status !== undefined && status < 0) {
+        const name = errorName(status);
+        if (name !== "EOF") readErrors.set(stream, name);
+      }
       return plain.apply(this, arguments as unknown as [ArrayBuffer | undefined]);
     }
     readTurnStarts();
@@ -148,4 +170,13 @@ export function tlsReads(stream: Socket): void {
   tcp.readStop();
   tcp.readStart();
   tlsReadsTaken.connections++;
+}
+
+/** The name of a negative error number (`ECONNRESET`; `EOF` for `UV_EOF`), or the number. */
+function errorName(status: number): string {
+  try {
+    return getSystemErrorName(status);
+  } catch {
+    return String(status);
+  }
 }

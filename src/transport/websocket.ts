@@ -9,6 +9,7 @@
 import { Buffer } from "node:buffer";
 import process from "node:process";
 import { setImmediate } from "node:timers";
+import { getSystemErrorName } from "node:util";
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 // @ts-types="./ws.d.ts"
@@ -26,8 +27,9 @@ import {
   readTurnWaits,
   replayRead,
 } from "./read_turns.ts";
-import type { Peer, SendFailure } from "./peer.ts";
+import type { ConnectionEnd, Peer, SendFailure } from "./peer.ts";
 import type { TokenBinding } from "./token_binding.ts";
+import { tlsReadError } from "./tls_reads.ts";
 
 const log = getLogger(["signal-fish", "websocket"]);
 
@@ -47,6 +49,8 @@ export interface OutboundSocket {
   /** Writes `frames[0..count)` at once, in order (optional; else `send` is called per frame). */
   sendMany?(frames: readonly (string | Uint8Array)[], count: number): void;
   close(code?: number, reason?: string): void;
+  /** Writes an empty ping frame (optional; {@linkcode SocketPeer.ping} does nothing without). */
+  ping?(): void;
   addEventListener(type: "close", listener: () => void, options?: { once?: boolean }): void;
 }
 
@@ -267,6 +271,28 @@ export class SocketPeer implements Peer {
     this.#bufferedBound += bytes;
   }
 
+  /**
+   * Writes the idle timeout's empty ping (docs/spec/PROTOCOL.md §7.10) while the socket is open,
+   * its {@linkcode PING_FRAME_BYTES} counted like a pong ({@linkcode wroteControl}): they wait in
+   * the runtime's buffer behind the rest when the client reads nothing.
+   */
+  ping(): void {
+    const socket = this.#socket;
+    if (socket.readyState !== OPEN || socket.ping === undefined) return;
+    socket.ping();
+    this.#bufferedBound += PING_FRAME_BYTES;
+  }
+
+  /**
+   * How the connection ended ({@linkcode Peer.ended}): called once its socket is no longer open
+   * while the edge still has it, which happens only when it ended without a close handshake
+   * (close frames, the client's and the server's, reach the edge first), so 1006 with the cause
+   * {@linkcode abnormalEnd} reads from the connection's state.
+   */
+  ended(): ConnectionEnd {
+    return abnormalEnd(this.#stream);
+  }
+
   #flush(): void {
     const queue = this.#queue;
     const count = queue.length;
@@ -376,8 +402,81 @@ function endTurn(): void {
 /** How long a server-initiated close may wait for the peer's close frame (docs/spec/SERVER.md §5.2). */
 export const CLOSE_GRACE_MS = 2000;
 
-/** The connection under a socket (a `node:net` socket), for forced closes. */
-export interface SocketStream {
+/** Bytes of the idle timeout's ping: a server frame (unmasked) with no payload (RFC 6455 section 5.5.2). */
+export const PING_FRAME_BYTES = 2;
+
+/**
+ * What {@linkcode abnormalEnd} reads of a connection's socket (`node:net`'s public stream state),
+ * once it is closed or closing. Every field is optional: a stand-in without them ended `unknown`.
+ */
+export interface EndedStream {
+  /** The error the socket was destroyed with (`code` such as `ECONNRESET`, `syscall`). */
+  readonly errored?: (Error & { code?: unknown; syscall?: unknown }) | null;
+  /** The client's end of the stream (EOF) was read. */
+  readonly readableEnded?: boolean;
+  /** Destroyed (closed, or about to be). */
+  readonly destroyed?: boolean;
+}
+
+/** The end of a connection closed by the client without a close frame: its FIN, an EOF. */
+const EOF_END: ConnectionEnd = Object.freeze({ code: 1006, initiator: "client", cause: "eof" });
+/** The end of a connection the server destroyed itself. */
+const DESTROYED_END: ConnectionEnd = Object.freeze({
+  code: 1006,
+  initiator: "server",
+  cause: "destroyed",
+});
+/** The end of a connection whose socket is not known to have ended at all. */
+const UNKNOWN_END: ConnectionEnd = Object.freeze({
+  code: 1006,
+  initiator: "client",
+  cause: "unknown",
+});
+
+/**
+ * How a connection that ended without a close handshake (close code 1006) ended, read from its
+ * socket's state after the fact, so no connection carries a listener for it (docs/spec/SERVER.md
+ * §6.3 #97, §7.4). In order:
+ *
+ * - over TLS, a read failed ({@linkcode tlsReadError}; the runtime ends the TLS socket as for an
+ *   EOF then): `reset`, initiator `client`, the read's error;
+ * - the client's EOF was read: `eof`, initiator `client` (it ended its side without a close frame;
+ *   whatever failed after it followed from it);
+ * - the socket was destroyed with a write's error (`syscall` `write`, or `EPIPE`): `write_error`,
+ *   initiator `server`; with any other error, a read's (`ECONNRESET`, `ETIMEDOUT`, …): `reset`,
+ *   initiator `client`; the error's `code` as `error` either way;
+ * - the socket was destroyed with neither an error nor an EOF: `destroyed`, initiator `server`
+ *   (only code of the server process destroys a socket so: a close not answered within
+ *   {@linkcode CLOSE_GRACE_MS}, `ws`' own close timer or `terminate()`);
+ * - else `unknown`, initiator `client` (not ended as far as its state tells).
+ *
+ * A failed write is counted as the server's although the client's reset is its usual reason: the
+ * write saw the reset before a read did.
+ */
+export function abnormalEnd(stream: EndedStream | undefined): ConnectionEnd {
+  if (stream === undefined) return UNKNOWN_END;
+  // Over TLS the runtime ends the stream as for an EOF when a read fails: the read's error first.
+  const tlsError = tlsReadError(stream);
+  if (tlsError !== undefined) {
+    return { code: 1006, initiator: "client", cause: "reset", error: tlsError };
+  }
+  if (stream.readableEnded === true) return EOF_END;
+  const error = stream.errored;
+  if (error === null || error === undefined) {
+    return stream.destroyed === true ? DESTROYED_END : UNKNOWN_END;
+  }
+  const code = typeof error.code === "string" ? error.code : undefined;
+  if (error.syscall === "write" || code === "EPIPE") {
+    return { code: 1006, initiator: "server", cause: "write_error", error: code };
+  }
+  return { code: 1006, initiator: "client", cause: "reset", error: code };
+}
+
+/**
+ * The connection under a socket (a `node:net` socket), for forced closes; its state tells how it
+ * ended ({@linkcode abnormalEnd}).
+ */
+export interface SocketStream extends EndedStream {
   destroy(): void;
   /** Stops reading (`node:net`); {@linkcode SocketPeer.holdReads} needs both. */
   pause?(): unknown;
@@ -536,6 +635,10 @@ class FramedSocket implements OutboundSocket {
     this.#ws.close(code, reason);
   }
 
+  ping(): void {
+    this.#ws.ping();
+  }
+
   addEventListener(type: "close", listener: () => void, options?: { once?: boolean }): void {
     this.#ws.addEventListener(type, listener, options);
   }
@@ -641,9 +744,23 @@ class DirectWrite {
   }
 }
 
-/** The error a failed direct write ends its connection with. */
+/**
+ * The error a failed direct write ends its connection with: `code` the error's name (`EPIPE`,
+ * `ECONNRESET`, …; `EDIRECTWRITE` for a number the runtime cannot name), `syscall` `write`, as
+ * the stream's own write errors have (what {@linkcode abnormalEnd} reads).
+ */
 function writeError(status: number): Error {
-  return Object.assign(new Error(`write failed (${status})`), { code: "EDIRECTWRITE", status });
+  let code = "EDIRECTWRITE";
+  try {
+    code = getSystemErrorName(status);
+  } catch {
+    // Not an error number the runtime knows.
+  }
+  return Object.assign(new Error(`write failed: ${code} (${status})`), {
+    code,
+    status,
+    syscall: "write",
+  });
 }
 
 const CLOSED: SendFailure = { reason: "closed" };
@@ -1034,6 +1151,9 @@ function idleSweep(timeoutSecs: number): IdleSweep {
 /** The close reason of a connection closed for not answering pings (1001, docs/spec/PROTOCOL.md §7.10). */
 export const IDLE_TIMEOUT_REASON = "No response from ping frame.";
 
+/** The end of a connection closed by the idle timeout. */
+const IDLE_END: ConnectionEnd = Object.freeze({ code: 1001, initiator: "server" });
+
 /** The loss of a connection gone silent after frames went out to it (docs/spec/EXTENSIONS.md E3). */
 const UNHEARD: DisconnectLoss = Object.freeze({ truncated: true });
 
@@ -1111,15 +1231,19 @@ class WsConnection implements IdleWatch, DirectReads {
     this.maxPayload = maxPayload;
   }
 
-  teardown(closeCode?: number): void {
+  /**
+   * The socket is gone: gives the slot back. A connection the edge still has ended without a close
+   * handshake (a close frame either way ends it for the edge first), so it is reported as 1006
+   * with the cause its socket's state tells ({@linkcode abnormalEnd}).
+   */
+  teardown(): void {
     if (this.closed) return;
     this.closed = true;
     if (this.watched) idleSweep(this.settings.idleTimeoutSecs).delete(this);
     if (this.id !== undefined) {
       // Gone without a close handshake (1006): what it was sent since it was last heard from may
       // not have arrived.
-      const loss = closeCode === 1006 ? this.#unheard() : undefined;
-      this.edge.disconnect(this.id, Date.now(), loss, closeCode);
+      this.edge.disconnect(this.id, Date.now(), this.#unheard(), abnormalEnd(this.stream));
     }
     this.settings.onClosed?.(this.ip);
   }
@@ -1176,23 +1300,25 @@ class WsConnection implements IdleWatch, DirectReads {
   }
 
   ping(): void {
-    this.ws!.ping();
+    this.peer!.ping();
   }
 
   expire(): void {
     // The peer answers nothing: send the close frame and end the connection after it.
     const loss = this.#unheard();
     this.peer!.close(1001, IDLE_TIMEOUT_REASON);
-    this.edge.disconnect(this.id!, Date.now(), loss, 1001, true);
+    this.edge.disconnect(this.id!, Date.now(), loss, IDLE_END, true);
     this.stream.end();
   }
 }
 
-// The connection's end, whatever happened before: the only place a slot is given back.
+// The connection's end, whatever happened before: the only place a slot is given back. It runs
+// before `ws` hears of it (it was attached before `ws`' own listener), so the edge still has the
+// connection only if no close frame was sent or received.
 function onRawClose(this: WithConnection): void {
   const connection = this[CONNECTION]!;
   connection.feeding = false;
-  connection.teardown(connection.ws?.readyState === CLOSED_STATE ? undefined : 1006);
+  connection.teardown();
 }
 
 function onHeard(this: WithConnection): void {
@@ -1261,11 +1387,16 @@ function onReceiverError(this: WithConnection, error: Error & { code?: string })
 }
 
 // The client's close frame ends the connection for the edge at once (`ws` has answered it by
-// now); the slot stays taken until the TCP connection is gone.
+// now); the slot stays taken until the TCP connection is gone. Unless the server had closed it
+// first (the edge has it no more then), the close is the client's, with its code (1005 when it
+// named none).
 function onConclude(this: WithConnection, code: number): void {
   const connection = this[CONNECTION]!;
   connection.feeding = false;
-  connection.edge.disconnect(connection.id!, Date.now(), undefined, code);
+  connection.edge.disconnect(connection.id!, Date.now(), undefined, {
+    code,
+    initiator: "client",
+  });
 }
 
 function onSocketError(this: WithConnection, error: Error & { code?: string }): void {
@@ -1276,11 +1407,30 @@ function onSocketError(this: WithConnection, error: Error & { code?: string }): 
     error: error.message,
   });
   connection.edge.transportError(connection.id!);
+  // A frame `ws`' parser refused (RFC 6455 section 7.4.1): it has sent its close frame with the
+  // error's status (1002, 1007, 1008, 1009). The server closed the connection, so it ends for the
+  // edge now, as after the server's own closes, not when the client answers.
+  const status = protocolErrorStatus(error);
+  if (status !== undefined) connection.edge.close(connection.id!, status, "", Date.now());
 }
 
-function onSocketClose(this: WithConnection, code: number): void {
+/**
+ * The close code `ws` closed the connection with for a protocol error: the number its parser
+ * keeps under the symbol `status-code` (private to `ws` 8.x, pinned in deno.json); `undefined`
+ * for other errors (a failed write).
+ */
+function protocolErrorStatus(error: Error): number | undefined {
+  for (const key of Object.getOwnPropertySymbols(error)) {
+    if (key.description !== "status-code") continue;
+    const status = (error as unknown as Record<symbol, unknown>)[key];
+    return typeof status === "number" ? status : undefined;
+  }
+  return undefined;
+}
+
+function onSocketClose(this: WithConnection): void {
   const connection = this[CONNECTION]!;
-  connection.teardown(code);
+  connection.teardown();
   // `ws` destroys the socket after the close handshake; make sure of it.
   connection.stream.destroy();
 }

@@ -1,7 +1,13 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { setImmediate } from "node:timers";
-import { encodeFrames, SocketPeer } from "./websocket.ts";
+import {
+  abnormalEnd,
+  CLOSE_GRACE_MS,
+  encodeFrames,
+  PING_FRAME_BYTES,
+  SocketPeer,
+} from "./websocket.ts";
 import { LocalPeers } from "./local_peers.ts";
 
 /** A stand-in for a server-side WebSocket that records what it is sent. */
@@ -21,6 +27,11 @@ class RecordingSocket {
   }
   close(): void {
     this.readyState = 3;
+  }
+  /** An empty ping: 2 bytes in the runtime's buffer while stalled. */
+  ping(): void {
+    this.sent.push("<ping>");
+    if (this.stalled) this.bufferedAmount += 2;
   }
   addEventListener(): void {}
 }
@@ -226,4 +237,97 @@ Deno.test("SocketPeer counts control frames written beside its queue towards its
   deepEqual(p.send("x".repeat(900)), { reason: "overflow", dropped: 1 });
   equal(p.pendingBytes(), 127);
   deepEqual(socket.sent, []);
+});
+
+Deno.test("SocketPeer.ping() counts the idle timeout's ping towards the budget, as a pong", () => {
+  // Exact bounds with binary frames: 500 bytes wait in the runtime's buffer, then the ping's 2.
+  const { socket, peer: p } = peer({ enableBatching: false, max: 1000 });
+  socket.stalled = true;
+  equal(p.send(new Uint8Array(500)), undefined);
+  p.ping();
+  equal(PING_FRAME_BYTES, 2);
+  equal(socket.bufferedAmount, 502);
+  // 502 + 499 is past the budget: the peer must measure and refuse, not trust a bound of 999.
+  deepEqual(p.send(new Uint8Array(499)), { reason: "overflow", dropped: 1 });
+  equal(p.send(new Uint8Array(498)), undefined); // 502 + 498 = 1000 fits
+  // Nothing is written to a socket that is not open.
+  socket.readyState = 2;
+  p.ping();
+  equal(socket.sent.filter((frame) => frame === "<ping>").length, 1);
+});
+
+Deno.test("abnormalEnd() tells a reset, an EOF, a failed write and the unknown apart from the socket's state", () => {
+  const error = (code: string, syscall?: string) =>
+    Object.assign(new Error(code), { code, ...(syscall ? { syscall } : {}) });
+  deepEqual(abnormalEnd({ errored: error("ECONNRESET", "read"), readableEnded: false }), {
+    code: 1006,
+    initiator: "client",
+    cause: "reset",
+    error: "ECONNRESET",
+  });
+  deepEqual(abnormalEnd({ errored: error("ETIMEDOUT", "read") }), {
+    code: 1006,
+    initiator: "client",
+    cause: "reset",
+    error: "ETIMEDOUT",
+  });
+  deepEqual(abnormalEnd({ errored: null, readableEnded: true }), {
+    code: 1006,
+    initiator: "client",
+    cause: "eof",
+  });
+  // A write's failure after the client's EOF followed from it.
+  deepEqual(abnormalEnd({ errored: error("EPIPE", "write"), readableEnded: true }).cause, "eof");
+  for (const errored of [error("ECONNRESET", "write"), error("EPIPE")]) {
+    deepEqual(abnormalEnd({ errored, readableEnded: false }), {
+      code: 1006,
+      initiator: "server",
+      cause: "write_error",
+      error: errored.code,
+    });
+  }
+  // Destroyed with neither an error nor an EOF: only the server process does that.
+  deepEqual(abnormalEnd({ errored: null, readableEnded: false, destroyed: true }), {
+    code: 1006,
+    initiator: "server",
+    cause: "destroyed",
+  });
+  deepEqual(abnormalEnd({ errored: null, readableEnded: false, destroyed: false }), {
+    code: 1006,
+    initiator: "client",
+    cause: "unknown",
+  });
+  deepEqual(abnormalEnd(undefined).cause, "unknown");
+});
+
+Deno.test("A close the client does not answer within the grace ends with the server destroying the socket", async () => {
+  const socket = new RecordingSocket();
+  socket.close = () => {
+    socket.readyState = 2; // CLOSING: the close frame waits for the client's
+  };
+  const stream = { destroyed: false, readableEnded: false, errored: null, destroy() {} };
+  stream.destroy = () => {
+    stream.destroyed = true;
+  };
+  const p = new SocketPeer(socket as unknown as WebSocket, {
+    maxBufferedBytes: 1 << 20,
+    enableBatching: true,
+    batchSize: 10,
+  }, stream);
+  p.close(1013, "Slow consumer");
+  equal(stream.destroyed, false);
+  equal(p.ended().cause, "unknown");
+  await new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS + 100));
+  equal(stream.destroyed, true);
+  deepEqual(p.ended(), { code: 1006, initiator: "server", cause: "destroyed" });
+  // A socket that had ended already is not counted as destroyed by the server.
+  const ended = { destroyed: true, readableEnded: true, errored: null, destroy() {} };
+  deepEqual(
+    new SocketPeer(socket as unknown as WebSocket, {
+      maxBufferedBytes: 1 << 20,
+      enableBatching: true,
+      batchSize: 10,
+    }, ended).ended().cause,
+    "eof",
+  );
 });
