@@ -158,8 +158,11 @@ export type EngineEvent =
     gameName: string;
     roomCode: string;
     roomId: string;
-    /** `closed`: an operator closed it (docs/spec/EXTENSIONS.md E12). */
-    reason: "empty" | "inactive" | "closed";
+    /**
+     * `closed`: an operator closed it (docs/spec/EXTENSIONS.md E12); `unattended`: a creation at
+     * a full cap reclaimed it, its held seats ended (docs/spec/SERVER.md §3.7).
+     */
+    reason: "empty" | "inactive" | "closed" | "unattended";
   }
   | { type: "spectator_joined"; gameName: string; roomCode: string; spectatorId: string }
   | { type: "spectator_left"; gameName: string; roomCode: string; spectatorId: string }
