@@ -429,6 +429,7 @@ export class HomeDirectory {
     };
     if (meta?.appId !== undefined) entry.appId = meta.appId;
     if (room.creatorIp !== undefined) entry.creatorIp = room.creatorIp;
+    if (this.#unattended.has(room)) entry.unattended = true;
     if (this.#search) entry.search = roomSearch(room.scope, room.seats.values());
     return { kind: "directory", op: "refresh", entry };
   }
