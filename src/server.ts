@@ -225,6 +225,7 @@ export function serverMetrics(
     replayTruncations: () => engine.stats().replayTruncations,
     heldSeatEvictions: () => engine.stats().heldSeatEvictions,
     heldSeatAddressEvictions: () => engine.stats().heldSeatAddressEvictions,
+    unattendedReclaims: () => engine.stats().unattendedReclaims,
     ...(bufferedBytes ? { bufferedBytes } : {}),
     seatHistograms: () => engine.seatHistograms(),
     logStats,

@@ -468,3 +468,151 @@ Deno.test("Attack 13: one address dropping more seats than its share ends its ow
     equal(metrics.get("signal_fish_held_seat_evictions_total"), 0);
   }
 });
+
+type Seat = { player_id: string; room_id: string; token: string };
+
+/**
+ * A flood of creations from `count` addresses, one room each in game `game(i)`; the flooders
+ * stay connected. Returns them, the seats they took and how many creations were refused.
+ */
+async function floodRooms(
+  server: SignalFishServer,
+  count: number,
+  game: (i: number) => string,
+): Promise<{ flooders: TestClient[]; seats: Seat[]; refused: number }> {
+  const flooders: TestClient[] = [];
+  const seats: Seat[] = [];
+  let refused = 0;
+  for (let i = 0; i < count; i++) {
+    const flooder = await connectAs(server, `203.0.113.${100 + i}`);
+    flooders.push(flooder);
+    flooder.send(joinRoom(null, "flood", { game_name: game(i) }));
+    const reply = await flooder.next();
+    if (reply.type === "RoomJoinFailed") {
+      equal(reply.data.error_code, "MAX_ROOMS_PER_GAME_EXCEEDED");
+      refused++;
+      continue;
+    }
+    equal(reply.type, "RoomJoined");
+    seats.push({
+      player_id: reply.data.player_id,
+      room_id: reply.data.room_id,
+      token: reply.data.reconnection_token,
+    });
+  }
+  return { flooders, seats, refused };
+}
+
+/** A creation in game `game` from a new player's address: its reply type, or the refusal's code. */
+async function createAs(server: SignalFishServer, game: string): Promise<string> {
+  await using player = await connectAs(server, "198.51.100.200");
+  player.send(joinRoom(null, "real", { game_name: game }));
+  const reply = await player.next();
+  return reply.type === "RoomJoined" ? reply.type : reply.data.error_code;
+}
+
+/**
+ * After the flooders holding `held` seats closed: a creation in `game` once the server has
+ * handled their closes. Single instance: once every seat is held. Cluster: the instances' closes
+ * and the directory writes they cause cannot all be awaited from here, so it tries until one
+ * succeeds (a refused try reclaims nothing), for at most 3 s, far sooner than the 300 s the holds
+ * would last.
+ */
+async function createOnceDropped(
+  server: SignalFishServer,
+  held: number,
+  game: string,
+): Promise<string> {
+  if (TEST_CLUSTER === 0) {
+    await waitUntil(() => server.engine.stats().heldSeats === held);
+    return await createAs(server, game);
+  }
+  const deadline = Date.now() + 3000;
+  let created: string;
+  do created = await createAs(server, game); while (
+    created !== "RoomJoined" && Date.now() < deadline
+  );
+  return created;
+}
+
+/** What a `Reconnect` with each of `seats`' tokens gets: reply type or error code, counted. */
+async function reconnectOutcomes(
+  server: SignalFishServer,
+  seats: Seat[],
+): Promise<Record<string, number>> {
+  const outcomes: Record<string, number> = {};
+  for (const seat of seats) {
+    await using client = await connect(server);
+    client.send({
+      type: "Reconnect",
+      data: { player_id: seat.player_id, room_id: seat.room_id, auth_token: seat.token },
+    });
+    const reply = await client.next();
+    const outcome = reply.type === "Reconnected" ? reply.type : reply.data.error_code;
+    outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+  }
+  return outcomes;
+}
+
+Deno.test("Attack 14: after a max_rooms flood whose players all dropped, a new player from another address creates a room at once", async () => {
+  // Before (session 29), rooms keeping only held seats kept server.max_rooms full: a new
+  // player's creation was refused for up to reconnection_window (300 s) after the flood stopped.
+  const perInstance = 6;
+  const instances = Math.max(1, TEST_CLUSTER);
+  await using server = await serve((config) => {
+    viaProxy(config);
+    config.server.max_rooms = perInstance;
+  });
+  // One room per address under its own game name, as a flood from many addresses does. Behind
+  // the proxy consecutive connections land on different instances, each with its own cap.
+  const { flooders, seats, refused } = await floodRooms(
+    server,
+    instances * (perInstance + 1),
+    (i) => `flood-${i}`,
+  );
+  try {
+    deepEqual([seats.length, refused], [instances * perInstance, instances]);
+    // While the flooders are connected their rooms are attended: the cap refuses.
+    equal(await createAs(server, "real"), "MAX_ROOMS_PER_GAME_EXCEEDED");
+    // The flood stops: every flooder drops, its seat held for reconnection_window.
+    await closeAll(flooders);
+    equal(await createOnceDropped(server, seats.length, "real"), "RoomJoined");
+    // The instance's room unattended longest gave way: exactly one flooder's seat ended, as at
+    // the end of its window; the others are resumable.
+    deepEqual(await reconnectOutcomes(server, seats), {
+      Reconnected: seats.length - 1,
+      RECONNECTION_EXPIRED: 1,
+    });
+    if (TEST_CLUSTER === 0) {
+      const metrics = parseExposition(await (await fetch(`${server.url}/metrics/prom`)).text());
+      equal(metrics.get("signal_fish_rooms_unattended_reclaimed_total"), 1);
+    }
+  } finally {
+    await closeAll(flooders);
+  }
+});
+
+Deno.test("Attack 14 (one game): held seats alone no longer keep max_rooms_per_game full after its players dropped", async () => {
+  await using server = await serve((config) => {
+    viaProxy(config);
+    config.server.max_rooms_per_game = 6;
+  });
+  const { flooders, seats, refused } = await floodRooms(server, 7, () => "orbit");
+  try {
+    deepEqual([seats.length, refused], [6, 1]);
+    equal(await createAs(server, "orbit"), "MAX_ROOMS_PER_GAME_EXCEEDED");
+    await closeAll(flooders);
+    equal(await createOnceDropped(server, seats.length, "orbit"), "RoomJoined");
+    // One instance reclaims its room unattended longest. In a cluster unattended rooms stop
+    // counting against the game's cap at once, and each instance reclaims its own when its
+    // engine reaches the cap (docs/spec/SERVER.md §8.3 "Claim"): with the flood's six rooms
+    // spread over three instances none is reached, so every seat stays resumable.
+    const expired = TEST_CLUSTER === 0 ? 1 : 0;
+    deepEqual(await reconnectOutcomes(server, seats), {
+      Reconnected: seats.length - expired,
+      ...(expired > 0 ? { RECONNECTION_EXPIRED: expired } : {}),
+    });
+  } finally {
+    await closeAll(flooders);
+  }
+});

@@ -14,6 +14,7 @@ import {
   type ClaimResult,
   compareRooms,
   type DirectoryRecord,
+  holdsCaps,
   keptBy,
   OLDEST_FIRST,
   type RefreshResult,
@@ -262,9 +263,10 @@ export class MemoryStore implements ClusterStore {
     if (result !== "conflict") {
       this.#set(roomKey, record, this.#settings.ttlMs);
       this.#zadd(`game-rooms:${record.gameName}`, record.roomCode);
-      // Rooms without a seat stop counting against the game and IP caps (§8.3 "Claim").
+      // Rooms without a seat, and unattended ones, stop counting against the game and IP caps
+      // (§8.3 "Claim").
       const ipKey = `ip-rooms:${record.gameName}\u0000${record.creatorIp}`;
-      if (record.summary.players === 0) {
+      if (!holdsCaps(record)) {
         this.#zadd(`game-empty:${record.gameName}`, record.roomCode);
         if (record.creatorIp !== undefined) this.#zset(ipKey).delete(record.roomCode);
       } else {
@@ -275,7 +277,7 @@ export class MemoryStore implements ClusterStore {
     this.#set(`room-id:${record.roomId}`, this.#roomIdValue(record), this.#roomIdTtl());
     if (record.appId !== undefined) {
       this.#zadd(`app-rooms:${record.appId}`, record.roomId);
-      if (record.summary.players === 0) this.#zadd(`app-empty:${record.appId}`, record.roomId);
+      if (!holdsCaps(record)) this.#zadd(`app-empty:${record.appId}`, record.roomId);
       else this.#zset(`app-empty:${record.appId}`).delete(record.roomId);
     }
     return result;

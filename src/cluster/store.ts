@@ -21,6 +21,7 @@ import {
   type ClaimCaps,
   type ClaimResult,
   type DirectoryRecord,
+  holdsCaps,
   lobbyRank,
   OLDEST_FIRST,
   type RefreshResult,
@@ -389,8 +390,8 @@ end
  * ARGV: entry, room id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale
  * room id ("" = none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP
  * ("1"/"0"), ip-rooms prefix of the game, creation time, sort member, code sort member,
- * players, spectators, lobby rank. Rooms in game-empty / app-empty (no seat at their last
- * refresh) do not count.
+ * players, spectators, lobby rank. Rooms in game-empty / app-empty (no seat, or unattended,
+ * at their last refresh) do not count.
  */
 const CLAIM = script(`
 local now = tonumber(ARGV[4])
@@ -455,10 +456,10 @@ return {'ok'}
 
 /**
  * Refresh (compare-and-set). KEYS: as the claim's (maintenance unused). ARGV: entry, room id,
- * code, now, T, room-id TTL, room-id value, has app, empty ("1" = no seat), has IP, creation
- * time, sort member, code sort member, players, spectators, lobby rank. An empty room joins
- * game-empty and app-empty and leaves its ip-rooms set; a room with a seat the reverse. The app
- * sets follow the room id even in a conflict.
+ * code, now, T, room-id TTL, room-id value, has app, empty ("1" = no seat or unattended, see
+ * `holdsCaps`), has IP, creation time, sort member, code sort member, players, spectators, lobby
+ * rank. An empty room joins game-empty and app-empty and leaves its ip-rooms set; a room that
+ * holds the caps the reverse. The app sets follow the room id even in a conflict.
  */
 const REFRESH = script(`
 local now = tonumber(ARGV[4])
@@ -1009,7 +1010,8 @@ export class RedisStore implements ClusterStore {
       String(this.#roomIdTtl()),
       roomIdValue(record),
       record.appId !== undefined ? "1" : "0",
-      record.summary.players === 0 ? "1" : "0",
+      // "Empty" for the caps: no seat, or unattended (docs/spec/SERVER.md §8.3 "Claim").
+      holdsCaps(record) ? "0" : "1",
       record.creatorIp !== undefined ? "1" : "0",
       ...this.#indexArgs(record),
     ]];

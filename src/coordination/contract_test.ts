@@ -441,6 +441,42 @@ for (const impl of IMPLEMENTATIONS) {
 
   contract(
     impl,
+    `RoomDirectory (%): unattended rooms (every seat held) stop counting against the game, app and IP caps`,
+    async (cleanups) => {
+      const directory = await impl.directory(cleanups);
+      const caps = { maxRoomsPerGame: 2, maxAppRooms: 2, maxRoomsPerIp: 1 };
+      const mine = { appId: "app", creatorIp: "203.0.113.7" };
+      const capped = (scope: string, count: number, limit: number) => ({
+        status: "capped",
+        scope,
+        count,
+        limit,
+      });
+      deepEqual(await directory.claim(record("AAAAAA", mine), caps), { status: "ok" });
+      deepEqual(await directory.claim(record("BBBBBB", { appId: "app" }), caps), { status: "ok" });
+      deepEqual(
+        await directory.claim(record("CCCCCC", { appId: "app" }), caps),
+        capped("game", 2, 2),
+      );
+      // AAAAAA's players all drop (seats held): it no longer counts for the game, app or IP.
+      equal(
+        await directory.refresh(record("AAAAAA", { ...mine, unattended: true })),
+        "refreshed",
+      );
+      ok((await directory.lookup("orbit", "AAAAAA"))?.unattended, "the entry says so");
+      deepEqual(await directory.claim(record("CCCCCC", mine), caps), { status: "ok" });
+      // A player back: it counts again (a refresh is never refused, the count may exceed a cap).
+      equal(await directory.refresh(record("AAAAAA", mine)), "refreshed");
+      deepEqual(await directory.claim(record("DDDDDD"), caps), capped("game", 3, 2));
+      deepEqual(
+        await directory.claim(record("DDDDDD", { ...mine, gameName: "other" }), caps),
+        capped("app", 3, 2),
+      );
+    },
+  );
+
+  contract(
+    impl,
     `RoomDirectory (%): refresh rewrites, re-creates or reports a conflict`,
     async (cleanups) => {
       const directory = await impl.directory(cleanups);

@@ -26,10 +26,11 @@ export interface DirectoryRecord extends DirectoryEntry {
 }
 
 /**
- * The caps a creation claim enforces (docs/spec/SERVER.md §8.3 "Claim"). The game and per-IP
- * counts leave out rooms whose last refresh said they have no seat (no connected player, no
- * held seat): such rooms stop counting at once, as a single instance reclaims them (issue 14
- * item 7). A freshly claimed room counts until its home refreshes it.
+ * The caps a creation claim enforces (docs/spec/SERVER.md §8.3 "Claim"). The counts leave out
+ * rooms whose last refresh said they have no seat (no connected player, no held seat) or are
+ * unattended (seats, all of them held, no spectator; {@linkcode holdsCaps}): such rooms stop
+ * counting at once, as a single instance reclaims them (issue 14 item 7, docs/spec/SERVER.md
+ * §3.7). A freshly claimed room counts until its home refreshes it.
  */
 export interface ClaimCaps {
   /** `server.max_rooms_per_game`. */
@@ -41,6 +42,16 @@ export interface ClaimCaps {
    * game, across every node. `0` or absent = no cap.
    */
   maxRoomsPerIp?: number;
+}
+
+/**
+ * Whether a room as last written counts against the game, app and IP caps of a claim
+ * ({@linkcode ClaimCaps}): it has a seat and is not unattended (docs/spec/SERVER.md §8.3 "Claim").
+ * Rooms without a seat and unattended rooms do not: their home reclaims them when its own
+ * caps are reached, as a single instance does (docs/spec/SERVER.md §3.7).
+ */
+export function holdsCaps(entry: DirectoryEntry): boolean {
+  return entry.summary.players > 0 && entry.unattended !== true;
 }
 
 /** The answer to a claim. */

@@ -15,6 +15,7 @@ import {
   compareRooms,
   type DirectoryRecord,
   FirstInOrder,
+  holdsCaps,
   keptBy,
   type NodeId,
   OLDEST_FIRST,
@@ -47,8 +48,9 @@ function ipKey(gameName: string, ip: string): string {
 
 /**
  * A {@linkcode RoomDirectory} in this process's memory. Records are shared: do not mutate.
- * Rooms whose last write said they have no seat do not count against the game, app and IP caps
- * ({@linkcode ClaimCaps}); a claimed room counts until its first refresh.
+ * Rooms whose last write said they have no seat, or are unattended ({@linkcode holdsCaps}), do
+ * not count against the game, app and IP caps ({@linkcode ClaimCaps}); a claimed room counts
+ * until its first refresh.
  */
 export class MemoryRoomDirectory implements RoomDirectory {
   /** Entries in creation order. */
@@ -98,13 +100,13 @@ export class MemoryRoomDirectory implements RoomDirectory {
     const k = key(record.gameName, record.roomCode);
     const current = this.#entries.get(k);
     if (current === undefined) {
-      this.#set(k, record, record.summary.players > 0);
+      this.#set(k, record, holdsCaps(record));
       return "created";
     }
     if (current.roomId !== record.roomId) return "conflict";
     this.#entries.set(k, record);
     this.#byGame.get(record.gameName)!.set(k, record);
-    this.#mark(k, record, record.summary.players > 0);
+    this.#mark(k, record, holdsCaps(record));
     return "refreshed";
   }
 

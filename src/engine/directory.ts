@@ -44,6 +44,16 @@ export interface EngineStats {
   heldSeatEvictions: number;
   /** Holds ended early for `server.max_held_seats_per_ip` since the start (docs/spec/SERVER.md §4.6). */
   heldSeatAddressEvictions: number;
+  /**
+   * Unattended rooms now: rooms with seats, every one held, and no spectator (docs/spec/SERVER.md
+   * §3.7).
+   */
+  unattendedRooms: number;
+  /**
+   * Unattended rooms a creation at a full cap reclaimed since the start (docs/spec/SERVER.md
+   * §3.7, `signal_fish_rooms_unattended_reclaimed_total`).
+   */
+  unattendedReclaims: number;
   /** Reconnection token records remembered (valid and recently invalidated). */
   tokenRecords: number;
   /**
@@ -111,13 +121,75 @@ function ipScope(scope: string, ip: string): string {
 }
 
 /**
+ * Rooms in one reclaimable state (empty, or unattended), in the order they entered it, under
+ * every cap they count in: all rooms (`server.max_rooms`), their game namespace, their app and
+ * their creator's share of the game. Each change is O(1); Set insertion order is the age.
+ */
+class CapIndex {
+  /** Every room of the index, oldest first. */
+  readonly #all = new Set<Room>();
+  readonly #byGame = new Map<string, Set<Room>>();
+  readonly #byApp = new Map<string, Set<Room>>();
+  readonly #byIp = new Map<string, Set<Room>>();
+
+  /** Whether `room` is in the index. */
+  has(room: Room): boolean {
+    return this.#all.has(room);
+  }
+
+  /** Adds `room` as the newest, unless it is in already (it keeps its age then). */
+  add(room: Room): void {
+    if (this.#all.has(room)) return;
+    this.#all.add(room);
+    addTo(this.#byGame, room.scope, room);
+    if (room.appId !== undefined) addTo(this.#byApp, room.appId, room);
+    if (room.creatorIp !== undefined) addTo(this.#byIp, ipScope(room.scope, room.creatorIp), room);
+  }
+
+  /** Removes `room`; false when it was not in the index. */
+  delete(room: Room): boolean {
+    if (!this.#all.delete(room)) return false;
+    removeFrom(this.#byGame, room.scope, room);
+    if (room.appId !== undefined) removeFrom(this.#byApp, room.appId, room);
+    if (room.creatorIp !== undefined) {
+      removeFrom(this.#byIp, ipScope(room.scope, room.creatorIp), room);
+    }
+    return true;
+  }
+
+  #set(kind: CapScope, key: string): Set<Room> | undefined {
+    if (kind === "server") return this.#all;
+    const sets = kind === "game" ? this.#byGame : kind === "app" ? this.#byApp : this.#byIp;
+    return sets.get(key);
+  }
+
+  /** The room of cap `kind` / `key` that entered longest ago, if any. */
+  oldest(kind: CapScope, key: string): Room | undefined {
+    return this.#set(kind, key)?.values().next().value;
+  }
+
+  /** Rooms of cap `kind` / `key` in the index. */
+  count(kind: CapScope, key: string): number {
+    return this.#set(kind, key)?.size ?? 0;
+  }
+
+  /** Every room of the index, oldest first. */
+  rooms(): IterableIterator<Room> {
+    return this.#all.values();
+  }
+}
+
+/**
  * Rooms of this engine, in creation order, with their counts. Games are keyed by their
  * {@linkcode Room.scope} (the game name, prefixed by the app when auth is enabled).
  *
  * Rooms without seats (no connected player, no held seat) are also indexed by when they became
  * empty, per game, app and creator IP: a creation that finds a cap reached deletes the oldest
  * such room of that cap first ({@linkcode HomeDirectory.oldestEmpty}), so empty rooms never keep
- * a cap full (issue 14 item 7).
+ * a cap full (issue 14 item 7). Unattended rooms ({@linkcode Room.unattended}: seats, all of them
+ * held, and no spectator) are indexed the same way by when they became unattended
+ * ({@linkcode HomeDirectory.oldestUnattended}): a cap with no empty room left gives up the oldest
+ * of them next (docs/spec/SERVER.md §3.7).
  */
 export class HomeDirectory {
   readonly #rooms = new Map<string, Room>();
@@ -133,11 +205,10 @@ export class HomeDirectory {
   };
   readonly #roomsPerIp = new Map<string, number>();
   readonly #appRooms = new AppRoomCounts();
-  readonly #emptyByGame = new Map<string, Set<Room>>();
-  readonly #emptyByApp = new Map<string, Set<Room>>();
-  readonly #emptyByIp = new Map<string, Set<Room>>();
-  /** Every room without a seat, in the order they became empty (`server.max_rooms`). */
-  readonly #empty = new Set<Room>();
+  /** Rooms without a seat, in the order they became empty. */
+  readonly #empty = new CapIndex();
+  /** Unattended rooms ({@linkcode Room.unattended}), in the order they became unattended. */
+  readonly #unattended = new CapIndex();
   /** Creation time and app of each room, for its directory entry. */
   readonly #meta = new Map<string, { createdAt: number; appId?: string }>();
   /** Whether entries carry the operator's search terms (`EngineOptions.operatorSearch`). */
@@ -188,13 +259,33 @@ export class HomeDirectory {
    * read for `"server"`).
    */
   oldestEmpty(kind: CapScope, key: string): Room | undefined {
-    if (kind === "server") return this.#empty.values().next().value;
-    const sets = kind === "game"
-      ? this.#emptyByGame
-      : kind === "app"
-      ? this.#emptyByApp
-      : this.#emptyByIp;
-    return sets.get(key)?.values().next().value;
+    return this.#empty.oldest(kind, key);
+  }
+
+  /**
+   * The room of cap `kind` / `key` that has been unattended longest ({@linkcode Room.unattended}),
+   * if any is (`key` is not read for `"server"`).
+   */
+  oldestUnattended(kind: CapScope, key: string): Room | undefined {
+    return this.#unattended.oldest(kind, key);
+  }
+
+  /**
+   * Rooms of cap `kind` / `key` a creation may reclaim: the empty and the unattended ones (`key`
+   * is not read for `"server"`). O(1).
+   */
+  reclaimable(kind: CapScope, key: string): number {
+    return this.#empty.count(kind, key) + this.#unattended.count(kind, key);
+  }
+
+  /** Unattended rooms, the one unattended longest first (invariant checks and tests). */
+  unattendedRooms(): IterableIterator<Room> {
+    return this.#unattended.rooms();
+  }
+
+  /** Number of unattended rooms. */
+  get unattendedCount(): number {
+    return this.#unattended.count("server", "");
   }
 
   /** Key of `ip`'s share of game namespace `scope`, for {@linkcode oldestEmpty} with `"ip"`. */
@@ -206,21 +297,27 @@ export class HomeDirectory {
   markEmpty(room: Room): void {
     if (!this.#rooms.has(room.key)) return;
     this.#empty.add(room);
-    addTo(this.#emptyByGame, room.scope, room);
-    if (room.appId !== undefined) addTo(this.#emptyByApp, room.appId, room);
-    if (room.creatorIp !== undefined) {
-      addTo(this.#emptyByIp, ipScope(room.scope, room.creatorIp), room);
-    }
   }
 
   /** Records that `room` has a seat again. */
   markOccupied(room: Room): void {
     this.#empty.delete(room);
-    removeFrom(this.#emptyByGame, room.scope, room);
-    if (room.appId !== undefined) removeFrom(this.#emptyByApp, room.appId, room);
-    if (room.creatorIp !== undefined) {
-      removeFrom(this.#emptyByIp, ipScope(room.scope, room.creatorIp), room);
+  }
+
+  /**
+   * Brings `room`'s entry in the unattended index up to date after its seats, holds or spectators
+   * changed: a room that became unattended is added as the newest, one that has a connected
+   * member again (or no seat) leaves; one whose state did not change keeps its place, so its age
+   * is the time it became unattended. O(1). Returns whether the state changed (a cluster's
+   * directory counts unattended rooms apart, docs/spec/SERVER.md §8.3).
+   */
+  noteAttendance(room: Room): boolean {
+    if (room.unattended) {
+      if (this.#unattended.has(room) || this.#rooms.get(room.key) !== room) return false;
+      this.#unattended.add(room);
+      return true;
     }
+    return this.#unattended.delete(room);
   }
 
   /** Rooms created by connections of `appId` that still exist (the `max_rooms` count). */
@@ -254,6 +351,7 @@ export class HomeDirectory {
     this.#appRooms.remove(room.key);
     this.#meta.delete(room.key);
     this.markOccupied(room);
+    this.#unattended.delete(room);
     removeFrom(this.#roomsByGame, room.scope, room);
     room.countMembersIn(undefined);
     if (room.creatorIp !== undefined) {
@@ -331,6 +429,7 @@ export class HomeDirectory {
     };
     if (meta?.appId !== undefined) entry.appId = meta.appId;
     if (room.creatorIp !== undefined) entry.creatorIp = room.creatorIp;
+    if (this.#unattended.has(room)) entry.unattended = true;
     if (this.#search) entry.search = roomSearch(room.scope, room.seats.values());
     return { kind: "directory", op: "refresh", entry };
   }

@@ -2,7 +2,19 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { HomeDirectory, roomSummary } from "./directory.ts";
 import type { Effect } from "./effects.ts";
 import { Room } from "./room.ts";
-import { bare, engineWith, first, join, P1, P2, P3, prng, S1, spectate } from "./testing.ts";
+import {
+  bare,
+  countUnattended,
+  engineWith,
+  first,
+  join,
+  P1,
+  P2,
+  P3,
+  prng,
+  S1,
+  spectate,
+} from "./testing.ts";
 
 const T0 = Date.UTC(2026, 2, 4, 18, 22, 5, 123);
 
@@ -61,6 +73,8 @@ Deno.test("Engine.lookup() and Engine.list() summarise rooms", () => {
     replayTruncations: 0,
     heldSeatEvictions: 0,
     heldSeatAddressEvictions: 0,
+    unattendedRooms: 0,
+    unattendedReclaims: 0,
     tokenRecords: 0,
     adoptedIdentities: 0,
   });
@@ -225,10 +239,13 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
   for (const seed of [11, 12, 13, 14]) {
     const random = prng(seed);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+    // Three rooms at most of the four the walk can make: creations reclaim empty and
+    // unattended rooms, whose releases the mirror must follow too.
     const engine = engineWith([], {
       enableReconnection: true,
       reconnectionWindowMs: 20_000,
       emptyRoomTimeoutMs: 10_000,
+      maxRooms: 3,
     });
     // Five client slots; a slot that disconnects comes back as a new connection id.
     let fresh = 0;
@@ -250,6 +267,7 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
       }
     };
     let now = T0;
+    let reclaims = 0;
     for (let step = 0; step < 1500; step++) {
       now += Math.floor(random() * 4000);
       const slot = Math.floor(random() * slots.length);
@@ -315,7 +333,15 @@ Deno.test("Engine directory effects keep a mirror equal to lookup() over random 
         perGame,
         `seed ${seed} step ${step}: counts per game`,
       );
+      // The unattended index holds exactly the rooms with seats, all held, and no spectator.
+      deepEqual(
+        engine.stats().unattendedRooms,
+        countUnattended(engine, ["orbit", "chess"], codes, now),
+        `seed ${seed} step ${step}: unattended rooms`,
+      );
+      reclaims = engine.stats().unattendedReclaims;
     }
     ok(ops.refresh > 100 && ops.release > 0, `seed ${seed}: ${JSON.stringify(ops)}`);
+    ok(reclaims > 0, `seed ${seed}: no unattended room was reclaimed`);
   }
 });

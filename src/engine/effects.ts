@@ -91,6 +91,13 @@ export interface DirectoryEntry {
   /** The lookup summary at the time of the write. */
   summary: RoomSummary;
   /**
+   * Present (`true`) when the room was unattended at the time of the write: seats, every one
+   * held, and no spectator (docs/spec/SERVER.md §3.7). Like a room without a seat it then stops
+   * counting against the cluster-wide game, app and IP caps, since its home reclaims it when
+   * its own caps are reached (docs/spec/SERVER.md §8.3 "Claim").
+   */
+  unattended?: true;
+  /**
    * What the operator's search matches besides the code (docs/spec/EXTENSIONS.md E12), as of the
    * write: the game name and each seat's player name, lower-cased, and each seat's player id
    * (held seats included). Written only while the operator console is enabled
@@ -158,8 +165,11 @@ export type EngineEvent =
     gameName: string;
     roomCode: string;
     roomId: string;
-    /** `closed`: an operator closed it (docs/spec/EXTENSIONS.md E12). */
-    reason: "empty" | "inactive" | "closed";
+    /**
+     * `closed`: an operator closed it (docs/spec/EXTENSIONS.md E12); `unattended`: a creation at
+     * a full cap reclaimed it, its held seats ended (docs/spec/SERVER.md §3.7).
+     */
+    reason: "empty" | "inactive" | "closed" | "unattended";
   }
   | { type: "spectator_joined"; gameName: string; roomCode: string; spectatorId: string }
   | { type: "spectator_left"; gameName: string; roomCode: string; spectatorId: string }

@@ -79,6 +79,7 @@ export class Engine {
       options,
       this.#sessions,
       (room, playerId, now, reason) => this.#rooms.releaseSeat(room, playerId, now, reason),
+      (room) => this.#rooms.noteAttendance(room),
     );
     this.#rooms = new Rooms(options, this.#directory, this.#sessions, this.#reconnection);
     this.#spectators = new Spectators(options, this.#directory, this.#sessions);
@@ -528,6 +529,8 @@ export class Engine {
       replayTruncations: this.#reconnection.budgetDrops,
       heldSeatEvictions: this.#reconnection.evictions,
       heldSeatAddressEvictions: this.#reconnection.addressEvictions,
+      unattendedRooms: this.#directory.unattendedCount,
+      unattendedReclaims: this.#rooms.unattendedReclaims,
       tokenRecords: this.#reconnection.tokenRecords,
       adoptedIdentities: this.#reconnection.adoptedIdentities,
     };

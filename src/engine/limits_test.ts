@@ -205,27 +205,29 @@ Deno.test("max_token_records forgets the records invalidated longest ago, never 
 // ---------------------------------------------------------------------------------------------
 // Item 7: room namespace squatting
 
-Deno.test("Empty rooms are reclaimed at max_rooms_per_game; rooms with a seat or a held seat count", () => {
-  const engine = engineWith([P1, P2, P3], { maxRoomsPerGame: 2, enableReconnection: true });
+Deno.test("Empty rooms are reclaimed at max_rooms_per_game before unattended ones; rooms with a connected player count", () => {
+  const engine = engineWith([P1, P2, P3, C1], { maxRoomsPerGame: 2, enableReconnection: true });
   first(engine.handle(P1, join("ROOM01", "a"), T0), P1, "RoomJoined");
   first(engine.handle(P2, join("ROOM02", "b"), T0), P2, "RoomJoined");
   equal(
     first(engine.handle(P3, join("ROOM03", "c"), T0), P3, "RoomJoinFailed").data.error_code,
     "MAX_ROOMS_PER_GAME_EXCEEDED",
   );
-  // A held seat still counts.
-  engine.disconnect(P2, T0);
-  equal(
-    first(engine.handle(P3, join("ROOM03", "c"), T0), P3, "RoomJoinFailed").data.error_code,
-    "MAX_ROOMS_PER_GAME_EXCEEDED",
-  );
-  // An empty room (no seat, no held seat) is deleted to make room for the new one.
-  engine.handle(P1, bare("LeaveRoom"), T0);
-  const created = engine.handle(P3, join("ROOM03", "c"), T0);
+  // ROOM02 keeps only a held seat (unattended) first; ROOM01 empties later.
+  engine.disconnect(P2, T0 + 1);
+  engine.handle(P1, bare("LeaveRoom"), T0 + 2);
+  // The empty room (no seat, no held seat) is deleted first, although ROOM02 waited longer.
+  const created = engine.handle(P3, join("ROOM03", "c"), T0 + 3);
   first(created, P3, "RoomJoined");
   equal(engine.lookup("orbit", "ROOM01"), undefined);
+  equal(engine.lookup("orbit", "ROOM02")?.players, 1, "the held seat's room stays");
   ok(created.some((e) => e.kind === "event" && e.event.type === "room_deleted"));
   equal(engine.stats().rooms, 2);
+  equal(engine.stats().unattendedReclaims, 0);
+  // With no empty room left, the unattended one is reclaimed next.
+  first(engine.handle(C1, join("ROOM04", "d"), T0 + 4), C1, "RoomJoined");
+  equal(engine.lookup("orbit", "ROOM02"), undefined);
+  deepEqual([engine.stats().rooms, engine.stats().unattendedReclaims], [2, 1]);
 });
 
 Deno.test("max_rooms_per_ip bounds one address's share of a game; its empty rooms are reclaimed", () => {
@@ -584,13 +586,7 @@ Deno.test("max_rooms bounds the rooms of every game together; the oldest empty r
       error_code: "MAX_ROOMS_PER_GAME_EXCEEDED",
     },
   );
-  // A held seat keeps its room; joining an existing room is not creating one.
-  engine.disconnect(P2, T0);
-  equal(
-    first(engine.handle(P3, join("ROOM03", "c", { game_name: "g3" }), T0), P3, "RoomJoinFailed")
-      .data.error_code,
-    "MAX_ROOMS_PER_GAME_EXCEEDED",
-  );
+  // Joining an existing room is not creating one.
   first(engine.handle(P3, join("ROOM01", "c", { game_name: "g1" }), T0), P3, "RoomJoined");
   // The first room empties (both players leave): the next creation reclaims it.
   engine.handle(P1, bare("LeaveRoom"), T0);
@@ -600,6 +596,241 @@ Deno.test("max_rooms bounds the rooms of every game together; the oldest empty r
   ok(created.some((e) => e.kind === "event" && e.event.type === "room_deleted"));
   equal(engine.lookup("g1", "ROOM01"), undefined);
   equal(engine.stats().rooms, 2);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Session 30: unattended rooms (every seat held, no spectator) give way to creations
+
+/** Creates room `code` of game `game` as `conn` and returns its `RoomJoined` data. */
+function create(engine: Engine, conn: string, code: string, game: string, now: number) {
+  return first(engine.handle(conn, join(code, "p", { game_name: game }), now), conn, "RoomJoined")
+    .data;
+}
+
+/** The error code of a creation refused to `conn`. */
+function refusedCode(engine: Engine, conn: string, code: string, game: string, now: number) {
+  return first(
+    engine.handle(conn, join(code, "p", { game_name: game }), now),
+    conn,
+    "RoomJoinFailed",
+  ).data.error_code;
+}
+
+/** Whether `effects` deleted a room for `reason`. */
+function deleted(effects: Effect[], code: string, reason: string): boolean {
+  return effects.some((e) =>
+    e.kind === "event" && e.event.type === "room_deleted" && e.event.roomCode === code &&
+    e.event.reason === reason
+  );
+}
+
+Deno.test("max_rooms: with only unattended rooms left, a creation reclaims the one unattended longest; its held player's Reconnect is RECONNECTION_EXPIRED", () => {
+  // Before, every room with a held seat kept the cap full: after a flood whose players all
+  // dropped, a new player's creation was refused for up to reconnection_window (300 s).
+  const engine = reconnectingEngineWith([P1, P2, P3, C1, C2, id(1)], { maxRooms: 3 });
+  const r1 = create(engine, P1, "ROOM01", "g1", T0);
+  const r2 = create(engine, P2, "ROOM02", "g2", T0);
+  const r3 = create(engine, P3, "ROOM03", "g3", T0);
+  equal(refusedCode(engine, C1, "ROOM04", "g4", T0), "MAX_ROOMS_PER_GAME_EXCEEDED");
+  // They become unattended in another order than they were created: 2, 1, 3.
+  engine.disconnect(P2, T0 + 1);
+  engine.disconnect(P1, T0 + 2);
+  engine.disconnect(P3, T0 + 3);
+  equal(engine.stats().unattendedRooms, 3);
+  const created = engine.handle(C1, join("ROOM04", "c1", { game_name: "g4" }), T0 + 4);
+  first(created, C1, "RoomJoined");
+  ok(deleted(created, "ROOM02", "unattended"), "the room unattended longest goes");
+  ok(created.some((e) => e.kind === "event" && e.event.type === "seat_expired"));
+  // Nobody but the creator is told anything: the room had no connected member.
+  deepEqual(
+    created.flatMap((e) => e.kind === "send" ? [...e.to] : []).filter((to) => to !== C1),
+    [],
+  );
+  equal(engine.lookup("g2", "ROOM02"), undefined);
+  equal(engine.lookup("g1", "ROOM01")?.players, 1);
+  deepEqual(
+    [engine.stats().rooms, engine.stats().heldSeats, engine.stats().unattendedReclaims],
+    [3, 2, 1],
+  );
+  // The held seat ended as at the end of its window (docs/spec/PROTOCOL.md §7.11.3).
+  deepEqual(
+    first(
+      engine.handle(C2, reconnect(P2, r2.room_id, r2.reconnection_token!), T0 + 5),
+      C2,
+      "ReconnectionFailed",
+    ).data,
+    { reason: "Reconnection window has expired", error_code: "RECONNECTION_EXPIRED" },
+  );
+  // The next creation takes ROOM01 (unattended second); ROOM03's player is still resumable.
+  const next = engine.handle(id(1), join("ROOM05", "i1", { game_name: "g5" }), T0 + 6);
+  first(next, id(1), "RoomJoined");
+  ok(deleted(next, "ROOM01", "unattended"));
+  equal(engine.stats().unattendedReclaims, 2);
+  equal(
+    first(
+      engine.handle(C2, reconnect(P1, r1.room_id, r1.reconnection_token!), T0 + 7),
+      C2,
+      "ReconnectionFailed",
+    ).data.error_code,
+    "RECONNECTION_EXPIRED",
+  );
+  first(
+    engine.handle(C2, reconnect(P3, r3.room_id, r3.reconnection_token!), T0 + 8),
+    C2,
+    "Reconnected",
+  );
+  // Every room has a connected player now: the cap refuses again, and reclaims nothing.
+  engine.connect(id(2));
+  equal(refusedCode(engine, id(2), "ROOM06", "g6", T0 + 9), "MAX_ROOMS_PER_GAME_EXCEEDED");
+  deepEqual([engine.stats().rooms, engine.stats().unattendedReclaims], [3, 2]);
+});
+
+Deno.test("max_rooms: a room with one connected player or one spectator is not unattended; one that empties of them is", () => {
+  const engine = reconnectingEngineWith([P1, P2, P3, S1, C1], { maxRooms: 2 });
+  create(engine, P1, "ROOM01", "g1", T0);
+  first(engine.handle(P2, join("ROOM01", "b", { game_name: "g1" }), T0), P2, "RoomJoined");
+  create(engine, P3, "ROOM02", "g2", T0);
+  const watch = spectate("ROOM02");
+  first(
+    engine.handle(S1, { ...watch, data: { ...watch.data, game_name: "g2" } } as ClientMessage, T0),
+    S1,
+    "SpectatorJoined",
+  );
+  // ROOM01: one seat held, one connected; ROOM02: its seat held, a spectator watching.
+  engine.disconnect(P2, T0 + 1);
+  engine.disconnect(P3, T0 + 2);
+  equal(engine.stats().unattendedRooms, 0);
+  equal(refusedCode(engine, C1, "ROOM03", "g3", T0 + 3), "MAX_ROOMS_PER_GAME_EXCEEDED");
+  deepEqual([engine.stats().rooms, engine.stats().heldSeats], [2, 2]);
+  // The spectator leaves: ROOM02 is unattended and gives way; ROOM01 stays.
+  engine.handle(S1, bare("LeaveSpectator"), T0 + 4);
+  const created = engine.handle(C1, join("ROOM03", "c", { game_name: "g3" }), T0 + 5);
+  first(created, C1, "RoomJoined");
+  ok(deleted(created, "ROOM02", "unattended"));
+  equal(engine.lookup("g1", "ROOM01")?.players, 2);
+  equal(engine.stats().unattendedReclaims, 1);
+});
+
+Deno.test("max_rooms: a room that became unattended and regained a member (Reconnect, join, spectator) is not reclaimed; age counts from the last time it became unattended", () => {
+  const engine = reconnectingEngineWith([P1, P2, P3, C1, C2, S1, id(1), id(2)], { maxRooms: 4 });
+  const r1 = create(engine, P1, "ROOM01", "g1", T0);
+  create(engine, P2, "ROOM02", "g2", T0);
+  create(engine, P3, "ROOM03", "g3", T0);
+  create(engine, id(1), "ROOM04", "g4", T0);
+  engine.disconnect(P1, T0 + 1);
+  engine.disconnect(P2, T0 + 2);
+  engine.disconnect(P3, T0 + 3);
+  engine.disconnect(id(1), T0 + 4);
+  equal(engine.stats().unattendedRooms, 4);
+  // ROOM01's player comes back, ROOM02 gets a new player, ROOM03 a spectator.
+  first(
+    engine.handle(C1, reconnect(P1, r1.room_id, r1.reconnection_token!), T0 + 5),
+    C1,
+    "Reconnected",
+  );
+  first(engine.handle(C2, join("ROOM02", "new", { game_name: "g2" }), T0 + 5), C2, "RoomJoined");
+  const watch = spectate("ROOM03");
+  first(
+    engine.handle(
+      S1,
+      { ...watch, data: { ...watch.data, game_name: "g3" } } as ClientMessage,
+      T0 + 5,
+    ),
+    S1,
+    "SpectatorJoined",
+  );
+  equal(engine.stats().unattendedRooms, 1);
+  // Then ROOM01 is left unattended again (T0 + 6), after ROOM04 (T0 + 4): ROOM04 goes first.
+  engine.disconnect(C1, T0 + 6);
+  equal(engine.stats().unattendedRooms, 2);
+  const created = engine.handle(id(2), join("ROOM05", "q", { game_name: "g5" }), T0 + 7);
+  first(created, id(2), "RoomJoined");
+  ok(deleted(created, "ROOM04", "unattended"));
+  for (const [game, code] of [["g1", "ROOM01"], ["g2", "ROOM02"], ["g3", "ROOM03"]]) {
+    ok(engine.lookup(game!, code!), `${code} stays`);
+  }
+  engine.connect(id(3));
+  const again = engine.handle(id(3), join("ROOM06", "r", { game_name: "g6" }), T0 + 8);
+  first(again, id(3), "RoomJoined");
+  ok(deleted(again, "ROOM01", "unattended"));
+  deepEqual([engine.stats().unattendedRooms, engine.stats().unattendedReclaims], [0, 2]);
+});
+
+Deno.test("max_rooms_per_game: the game's unattended room unattended longest gives way, not another game's", () => {
+  const engine = reconnectingEngineWith([P1, P2, P3, C1, C2], { maxRoomsPerGame: 2 });
+  create(engine, P1, "ROOM01", "orbit", T0);
+  create(engine, P2, "ROOM02", "orbit", T0);
+  create(engine, P3, "ROOM03", "other", T0);
+  engine.disconnect(P3, T0 + 1); // another game's room, unattended first
+  engine.disconnect(P2, T0 + 2);
+  engine.disconnect(P1, T0 + 3);
+  const created = engine.handle(C1, join("ROOM04", "c", { game_name: "orbit" }), T0 + 4);
+  first(created, C1, "RoomJoined");
+  ok(deleted(created, "ROOM02", "unattended"));
+  equal(engine.lookup("other", "ROOM03")?.players, 1);
+  equal(engine.lookup("orbit", "ROOM01")?.players, 1);
+  // The game's cap is full again with ROOM01 (unattended) and C1's room (attended).
+  first(engine.handle(C2, join("ROOM05", "d", { game_name: "orbit" }), T0 + 5), C2, "RoomJoined");
+  equal(engine.lookup("orbit", "ROOM01"), undefined);
+  engine.connect(id(1));
+  equal(refusedCode(engine, id(1), "ROOM06", "orbit", T0 + 6), "MAX_ROOMS_PER_GAME_EXCEEDED");
+  equal(engine.stats().unattendedReclaims, 2);
+});
+
+Deno.test("A creation refused at a later cap reclaims nothing: no held seat ends for it", () => {
+  // Game cap 2 (one room unattended), address cap 1 (its room attended): the address cap refuses.
+  const engine = reconnectingEngineWith([], { maxRoomsPerGame: 2, maxRoomsPerIp: 1 });
+  engine.connect(P1, { ip: "a" });
+  engine.connect(P2, { ip: "b" });
+  engine.connect(P3, { ip: "b" });
+  const held = create(engine, P1, "ROOM01", "orbit", T0);
+  create(engine, P2, "ROOM02", "orbit", T0);
+  engine.disconnect(P1, T0 + 1);
+  const refused = engine.handle(P3, join("ROOM03", "c"), T0 + 2);
+  deepEqual(first(refused, P3, "RoomJoinFailed").data, {
+    reason: "Your address already has 1 rooms of game `orbit` (limit 1)",
+    error_code: "MAX_ROOMS_PER_GAME_EXCEEDED",
+  });
+  ok(!refused.some((e) => e.kind === "event" && e.event.type === "room_deleted"));
+  deepEqual([engine.stats().heldSeats, engine.stats().unattendedReclaims], [1, 0]);
+  engine.connect(C1, { ip: "c" });
+  first(
+    engine.handle(C1, reconnect(P1, held.room_id, held.reconnection_token!), T0 + 3),
+    C1,
+    "Reconnected",
+  );
+});
+
+Deno.test("max_rooms_per_ip: an address's own unattended room gives way to its next creation", () => {
+  const engine = reconnectingEngineWith([], { maxRoomsPerIp: 1 });
+  engine.connect(P1, { ip: "a" });
+  engine.connect(P2, { ip: "a" });
+  create(engine, P1, "ROOM01", "orbit", T0);
+  equal(refusedCode(engine, P2, "ROOM02", "orbit", T0), "MAX_ROOMS_PER_GAME_EXCEEDED");
+  engine.disconnect(P1, T0 + 1);
+  const created = engine.handle(P2, join("ROOM02", "b"), T0 + 2);
+  first(created, P2, "RoomJoined");
+  ok(deleted(created, "ROOM01", "unattended"));
+});
+
+Deno.test("An app's max_rooms: the app's room unattended longest gives way, not another app's", () => {
+  const apps: AuthorizedApp[] = [{ appId: "capped", appName: "C", maxRooms: 2 }, APPS[0]!];
+  const engine = reconnectingEngineWith([], {
+    auth: { required: true, apps, timeoutMs: 10_000, enforceSdkGate: false },
+  });
+  for (const conn of [P1, P2, C1]) authed(engine, conn, "capped");
+  authed(engine, P3, "app-a");
+  create(engine, P3, "ROOM03", "g3", T0); // another app's room, unattended first
+  create(engine, P1, "ROOM01", "g1", T0);
+  create(engine, P2, "ROOM02", "g2", T0);
+  equal(refusedCode(engine, C1, "ROOM04", "g4", T0), "MAX_ROOMS_PER_GAME_EXCEEDED");
+  engine.disconnect(P3, T0 + 1);
+  engine.disconnect(P2, T0 + 2);
+  engine.disconnect(P1, T0 + 3);
+  const created = engine.handle(C1, join("ROOM04", "c", { game_name: "g4" }), T0 + 4);
+  first(created, C1, "RoomJoined");
+  ok(deleted(created, "ROOM02", "unattended"));
+  equal(engine.stats().rooms, 3, "app-a's room stays");
 });
 
 Deno.test("max_held_seats: a disconnect past the cap ends the hold that waited longest, as its window would", () => {

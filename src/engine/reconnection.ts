@@ -108,11 +108,18 @@ export type ReleaseSeat = (
   reason: "expired",
 ) => Effect[];
 
+/**
+ * Tells the room rules that a hold of a seat of `room` began or ended (a `Reconnect` resumed
+ * it), so the room's place among the unattended rooms follows; returns their effects.
+ */
+export type AttendanceChanged = (room: Room) => Effect[];
+
 /** Held seats, token records and adopted identities of one engine. */
 export class Reconnection {
   readonly #options: EngineOptions;
   readonly #sessions: Sessions;
   readonly #releaseSeat: ReleaseSeat;
+  readonly #attendanceChanged: AttendanceChanged;
   /** Held seats by player id. */
   readonly #holds = new Map<string, Hold>();
   /** Held seats by the connection id that dropped. */
@@ -152,11 +159,21 @@ export class Reconnection {
   #orderHead = 0;
   #nextSeq = 0;
 
-  /** `releaseSeat` is the room rules' seat release, called when a hold expires. */
-  constructor(options: EngineOptions, sessions: Sessions, releaseSeat: ReleaseSeat) {
+  /**
+   * `releaseSeat` is the room rules' seat release, called when a hold expires;
+   * `attendanceChanged` is called when a hold begins or is resumed (a hold that ends otherwise
+   * is followed by `releaseSeat`, or its room is being deleted).
+   */
+  constructor(
+    options: EngineOptions,
+    sessions: Sessions,
+    releaseSeat: ReleaseSeat,
+    attendanceChanged: AttendanceChanged = () => [],
+  ) {
     this.#options = options;
     this.#sessions = sessions;
     this.#releaseSeat = releaseSeat;
+    this.#attendanceChanged = attendanceChanged;
   }
 
   /** Number of held seats. */
@@ -310,7 +327,11 @@ export class Reconnection {
   ): Effect[] {
     const effects: Effect[] = [];
     const previous = this.#holds.get(playerId);
-    if (previous) this.#byAddress.remove(previous.ip, previous);
+    if (previous) {
+      this.#byAddress.remove(previous.ip, previous);
+      // Replaced below: its room counts the new hold instead.
+      previous.room.heldSeats--;
+    }
     const perIp = this.#options.maxHeldSeatsPerIp ?? 0;
     while (perIp > 0 && ip !== "" && this.#byAddress.count(ip) >= perIp) {
       this.#addressEvictions++;
@@ -336,6 +357,7 @@ export class Reconnection {
     this.#holds.set(playerId, hold);
     this.#heldByConn.set(conn, hold);
     this.#byAddress.add(ip, hold);
+    room.heldSeats++;
     for (const frame of loss.unsent ?? []) this.append(hold, frame, utf8Length(frame));
     effects.push(event({
       type: "seat_held",
@@ -344,6 +366,9 @@ export class Reconnection {
       playerId,
       truncated: hold.truncated,
     }));
+    // The last connected member gone: the room may be unattended from now on.
+    effects.push(...this.#attendanceChanged(room));
+    if (previous && previous.room !== room) effects.push(...this.#attendanceChanged(previous.room));
     return effects;
   }
 
@@ -379,8 +404,29 @@ export class Reconnection {
     return true;
   }
 
+  /**
+   * Ends every held seat of `room` as the end of its window would (docs/spec/PROTOCOL.md
+   * §7.11.3, the path of `maxHeldSeats`: seat released, replay buffer discarded, the token then
+   * yields `RECONNECTION_EXPIRED`), for the reclaim of an unattended room (docs/spec/SERVER.md
+   * §3.7). Returns the events only: every message of those releases is for a held seat of `room`
+   * (it has no connected member), whose buffer goes with it, and the room is deleted next, which
+   * releases its directory entry.
+   */
+  endHoldsOf(room: Room, now: number): Effect[] {
+    const events: Effect[] = [];
+    for (const playerId of [...room.seats.keys()]) {
+      const hold = this.#holds.get(playerId);
+      if (hold?.room !== room) continue;
+      for (const effect of this.#expire(hold, now)) {
+        if (effect.kind === "event") events.push(effect);
+      }
+    }
+    return events;
+  }
+
   /** Forgets a hold and gives its replay buffer's bytes back to the global budget. */
   #endHold(hold: Hold): void {
+    hold.room.heldSeats--;
     this.#holds.delete(hold.playerId);
     this.#heldByConn.delete(hold.conn);
     this.#byAddress.remove(hold.ip, hold);
@@ -618,6 +664,8 @@ export class Reconnection {
     if (others.length > 0) {
       effects.push(send(others, { type: "PlayerReconnected", data: { player_id: playerId } }));
     }
+    // A resumed seat is connected again: its room is attended.
+    if (hold) effects.push(...this.#attendanceChanged(room));
     return effects;
   }
 
@@ -762,6 +810,7 @@ export class Reconnection {
     if (seat.presence) hold.presence = true;
     this.#holds.set(playerId, hold);
     this.#heldByConn.set(playerId, hold);
+    room.heldSeats++;
     // Through append, so restored buffers count toward the global replay budget too.
     const counted = this.#eventsBuffered; // counted by the process that buffered them
     for (const frame of seat.frames) this.append(hold, frame, utf8Length(frame));

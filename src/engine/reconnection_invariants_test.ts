@@ -8,7 +8,7 @@
 import { ok } from "node:assert/strict";
 import type { ClientMessage } from "../protocol/messages.ts";
 import { type Effect, Engine } from "./engine.ts";
-import { prng, testOptions } from "./testing.ts";
+import { countUnattended, prng, testOptions } from "./testing.ts";
 
 const CODES = ["ROOM01", "ROOM02"];
 const WINDOW = 60_000;
@@ -165,6 +165,10 @@ for (const seed of [11, 12, 13, 14, 15, 16]) {
       ok(
         stats.players === seated.size + stats.heldSeats,
         `${where}: ${stats.players} seats, ${seated.size} live + ${stats.heldSeats} held`,
+      );
+      ok(
+        stats.unattendedRooms === countUnattended(engine, ["orbit"], CODES, now),
+        `${where}: ${stats.unattendedRooms} rooms indexed as unattended`,
       );
     }
     ok(reconnects > 10, `seed ${seed}: only ${reconnects} reconnections happened`);

@@ -171,6 +171,12 @@ export class Room {
   lastActivity: number;
   /** When the last seat was released, ms; `null` while the room has seats. */
   emptySince: number | null = null;
+  /**
+   * Seats of this room held for a reconnection (docs/spec/PROTOCOL.md §7.11.2), kept by
+   * `Reconnection` as holds begin and end: with {@linkcode Room.unattended} it tells in O(1)
+   * whether anyone is still connected.
+   */
+  heldSeats = 0;
   /** Game messages (text and binary) its members sent: all time, this window, the last one. */
   #messages = { total: 0, window: 0, previous: 0, windowStart: 0 };
 
@@ -309,6 +315,16 @@ export class Room {
       sign < 0 ? seats : undefined,
       sign > 0 ? seats : undefined,
     );
+  }
+
+  /**
+   * Whether the room is unattended: it has seats, every one of them held (no player connected)
+   * and no spectator. A creation at a full cap may reclaim such a room once no empty room under
+   * that cap is left (docs/spec/SERVER.md §3.7).
+   */
+  get unattended(): boolean {
+    const seats = this.#seats.size;
+    return seats > 0 && this.heldSeats === seats && this.#spectators.size === 0;
   }
 
   /** The lobby state derived from the seat count and the ready set (docs/spec/PROTOCOL.md §7.4). */

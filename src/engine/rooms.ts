@@ -31,10 +31,24 @@ export const CODE_ATTEMPTS = 16;
 /** What `JoinRoom` gets while no room may be created (docs/spec/EXTENSIONS.md E12 maintenance). */
 export const MAINTENANCE_REASON = "Server is in maintenance";
 
+/** One room cap checked at creation, with what is needed to reclaim under it or refuse. */
+interface RoomCap {
+  kind: CapScope;
+  /** The cap's key in the directory's indexes (`""` for `"server"`). */
+  key: string;
+  limit: number;
+  /** Rooms under the cap now. */
+  count: () => number;
+  /** The refusal's reason for `count` rooms against `limit`. */
+  refusal: (count: number, limit: number) => string;
+}
+
 /** The room rules of one engine over the rooms of its {@linkcode HomeDirectory}. */
 export class Rooms {
   /** No new rooms: a `JoinRoom` that would create one is refused (docs/spec/EXTENSIONS.md E12). */
   maintenance = false;
+  /** Unattended rooms reclaimed at a full cap since the engine started. */
+  #unattendedReclaims = 0;
   readonly #options: EngineOptions;
   readonly #directory: HomeDirectory;
   readonly #sessions: Sessions;
@@ -182,10 +196,14 @@ export class Rooms {
 
   /**
    * The room caps at creation (docs/spec/SERVER.md §3.3, §3.7, and `max_rooms_per_ip` and
-   * `max_rooms`, SECURITY.md): for each cap that is reached the oldest empty room under it is
-   * deleted first (its effects go to `reclaimed`), so rooms with no connected player and no held
-   * seat never keep a cap full (issue 14 item 7). Returns the refusal when a cap is reached by
-   * rooms that have seats.
+   * `max_rooms`, SECURITY.md), in the order game, app, creator's address, server. For each cap
+   * that is reached the oldest empty room under it is deleted first, so rooms with no connected
+   * player and no held seat never keep a cap full (issue 14 item 7); when none is left, the
+   * oldest unattended room under it ({@linkcode Room.unattended}) is reclaimed next, its held
+   * seats ended as their windows' ends would (docs/spec/PROTOCOL.md §7.11.3), so held seats alone
+   * never keep a cap full either. The reclaims' effects go to `reclaimed`. Returns the refusal
+   * (`MAX_ROOMS_PER_GAME_EXCEEDED`) when a cap is reached by rooms with a connected member, and
+   * then reclaims nothing: no held seat ends for a creation that is refused anyway.
    */
   #checkCaps(
     session: Session,
@@ -195,58 +213,109 @@ export class Rooms {
     reclaimed: Effect[],
   ): Effect[] | undefined {
     const options = this.#options;
-    const id = session.playerId;
     const directory = this.#directory;
-    const reclaim = (kind: CapScope, key: string, count: () => number, limit: number) => {
-      while (count() >= limit) {
-        const victim = directory.oldestEmpty(kind, key);
-        if (!victim) return false;
-        reclaimed.push(...this.deleteRoom(victim, "empty", now));
-      }
-      return true;
-    };
-    // Every cap refuses with the same error code (docs/spec/PROTOCOL.md §7.2.1).
-    const refuse = (message: string) =>
-      joinFailed(id, message, "MAX_ROOMS_PER_GAME_EXCEEDED", true);
-    if (!reclaim("game", scope, () => directory.gameCount(scope), options.maxRoomsPerGame)) {
-      const count = directory.gameCount(scope);
-      return refuse(
-        `Game \`${gameName}\` already has ${count} rooms (limit ${options.maxRoomsPerGame})`,
-      );
-    }
+    const caps: RoomCap[] = [{
+      kind: "game",
+      key: scope,
+      limit: options.maxRoomsPerGame,
+      count: () => directory.gameCount(scope),
+      refusal: (n, l) => `Game \`${gameName}\` already has ${n} rooms (limit ${l})`,
+    }];
     const app = session.app;
-    if (
-      app?.maxRooms !== undefined &&
-      !reclaim("app", app.appId, () => directory.appCount(app.appId), app.maxRooms)
-    ) {
-      return refuse(
-        `App \`${app.appId}\` already has ${
-          directory.appCount(app.appId)
-        } rooms (limit ${app.maxRooms})`,
-      );
+    if (app?.maxRooms !== undefined) {
+      caps.push({
+        kind: "app",
+        key: app.appId,
+        limit: app.maxRooms,
+        count: () => directory.appCount(app.appId),
+        refusal: (n, l) => `App \`${app.appId}\` already has ${n} rooms (limit ${l})`,
+      });
     }
     const perIp = options.maxRoomsPerIp ?? 0;
-    if (
-      perIp > 0 && session.ip !== "" &&
-      !reclaim(
-        "ip",
-        directory.ipKey(scope, session.ip),
-        () => directory.ipCount(scope, session.ip),
-        perIp,
-      )
-    ) {
-      return refuse(
-        `Your address already has ${
-          directory.ipCount(scope, session.ip)
-        } rooms of game \`${gameName}\` (limit ${perIp})`,
-      );
+    if (perIp > 0 && session.ip !== "") {
+      caps.push({
+        kind: "ip",
+        key: directory.ipKey(scope, session.ip),
+        limit: perIp,
+        count: () => directory.ipCount(scope, session.ip),
+        refusal: (n, l) =>
+          `Your address already has ${n} rooms of game \`${gameName}\` (limit ${l})`,
+      });
     }
     // Last: the caps above may have reclaimed rooms already.
     const maxRooms = options.maxRooms ?? 0;
-    if (maxRooms > 0 && !reclaim("server", "", () => directory.size, maxRooms)) {
-      return refuse(`The server already has ${directory.size} rooms (limit ${maxRooms})`);
+    if (maxRooms > 0) {
+      caps.push({
+        kind: "server",
+        key: "",
+        limit: maxRooms,
+        count: () => directory.size,
+        refusal: (n, l) => `The server already has ${n} rooms (limit ${l})`,
+      });
+    }
+    // First whether every cap can be brought under its limit. A reclaim for one cap removes a
+    // room that is reclaimable under every other cap it counts in, so a cap with enough
+    // reclaimable rooms now still has enough when its turn comes, and one without never will.
+    // Every cap refuses with the same error code (docs/spec/PROTOCOL.md §7.2.1).
+    const refuse = (cap: RoomCap) =>
+      joinFailed(
+        session.playerId,
+        cap.refusal(cap.count(), cap.limit),
+        "MAX_ROOMS_PER_GAME_EXCEEDED",
+        true,
+      );
+    for (const cap of caps) {
+      const count = cap.count();
+      if (count >= cap.limit && count - directory.reclaimable(cap.kind, cap.key) >= cap.limit) {
+        return refuse(cap);
+      }
+    }
+    for (const cap of caps) {
+      while (cap.count() >= cap.limit) {
+        const empty = directory.oldestEmpty(cap.kind, cap.key);
+        if (empty) {
+          reclaimed.push(...this.deleteRoom(empty, "empty", now));
+          continue;
+        }
+        // Empty rooms first: an unattended room may still be resumed, an empty one never.
+        const unattended = directory.oldestUnattended(cap.kind, cap.key);
+        if (!unattended) return refuse(cap); // not reached: checked above
+        reclaimed.push(...this.#reclaimUnattended(unattended, now));
+      }
     }
     return undefined;
+  }
+
+  /**
+   * Reclaims unattended `room` for a creation at a full cap (docs/spec/SERVER.md §3.7): each held
+   * seat ends as the end of its window would (docs/spec/PROTOCOL.md §7.11.3: seat released,
+   * replay buffer discarded, its token then yields `RECONNECTION_EXPIRED`), then the room is
+   * deleted (reason `unattended`) and its directory entry released.
+   */
+  #reclaimUnattended(room: Room, now: number): Effect[] {
+    this.#unattendedReclaims++;
+    return [
+      ...this.#reconnection.endHoldsOf(room, now),
+      ...this.deleteRoom(room, "unattended", now),
+    ];
+  }
+
+  /**
+   * Unattended rooms reclaimed by creations at a full cap since the engine started
+   * (`signal_fish_rooms_unattended_reclaimed_total`).
+   */
+  get unattendedReclaims(): number {
+    return this.#unattendedReclaims;
+  }
+
+  /**
+   * Brings `room`'s place among the unattended rooms up to date after its seats, holds or
+   * spectators changed ({@linkcode HomeDirectory.noteAttendance}). Returns the `directory` effect
+   * that republishes the room when that changed (a cluster's directory counts unattended rooms
+   * apart, docs/spec/SERVER.md §8.3), else nothing.
+   */
+  noteAttendance(room: Room): Effect[] {
+    return this.#directory.noteAttendance(room) ? [this.#directory.refresh(room)] : [];
   }
 
   #generateCode(scope: string): { code?: string; effects: Effect[] } {
@@ -338,6 +407,8 @@ export class Rooms {
     room.emptySince = null;
     room.lastActivity = now;
     session.playing = room;
+    // A connected player: the room is attended (its refresh follows in #seated).
+    this.#directory.noteAttendance(room);
   }
 
   /** Replies and broadcasts after a successful join (docs/spec/PROTOCOL.md §7.2.4), in order. */
@@ -420,6 +491,8 @@ export class Rooms {
       room.emptySince = now;
       this.#directory.markEmpty(room);
     }
+    // The seat released may have been the last connected one (or the last seat at all).
+    this.#directory.noteAttendance(room);
     effects.push(this.#directory.refresh(room));
     return effects;
   }
@@ -429,7 +502,11 @@ export class Rooms {
    * `SpectatorLeft{room_closed}`, held seats are dropped, tokens become `room_gone`, and the
    * directory entry is released.
    */
-  deleteRoom(room: Room, reason: "empty" | "inactive" | "closed", now: number): Effect[] {
+  deleteRoom(
+    room: Room,
+    reason: "empty" | "inactive" | "closed" | "unattended",
+    now: number,
+  ): Effect[] {
     this.#directory.remove(room);
     const effects: Effect[] = [event({
       type: "room_deleted",

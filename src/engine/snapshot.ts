@@ -229,6 +229,8 @@ export function restoreSnapshot(
     room.authority = saved.authority;
     room.emptySince = room.seats.size === 0 ? now : null;
     if (room.seats.size === 0) directory.markEmpty(room);
+    // Every restored seat is held: a room with seats is unattended until one is resumed.
+    directory.noteAttendance(room);
     effects.push(directory.refresh(room));
   }
   return { ok: true, value: { rooms: snapshot.rooms.length, seats, effects, drift } };

@@ -64,6 +64,8 @@ export class Spectators {
     room.addSpectator(spectator);
     room.lastActivity = now;
     session.watching = room;
+    // A connected spectator: the room is attended (its refresh follows below).
+    this.#directory.noteAttendance(room);
     effects.push(
       send(id, {
         type: "SpectatorJoined",
@@ -124,6 +126,8 @@ export class Spectators {
     session.watching = undefined;
     room.removeSpectator(session.playerId);
     room.lastActivity = now;
+    // The spectator may have been the room's last connected member.
+    this.#directory.noteAttendance(room);
     const effects: Effect[] = [event({
       type: "spectator_left",
       gameName: room.gameName,

@@ -161,6 +161,29 @@ function label(message: ServerMessage): string {
   return `${message.type}${code}`;
 }
 
+/**
+ * How many of the rooms `codes` of `games` are unattended by their own details at `now`: seats,
+ * every one held, no spectator (what `Engine.stats().unattendedRooms` must say).
+ */
+export function countUnattended(
+  engine: Engine,
+  games: readonly string[],
+  codes: readonly string[],
+  now: number,
+): number {
+  let count = 0;
+  for (const game of games) {
+    for (const code of codes) {
+      const detail = engine.roomDetail(game, code, now);
+      if (
+        detail && detail.members.length > 0 && detail.members.every((seat) => seat.held) &&
+        detail.spectator_list.length === 0
+      ) count++;
+    }
+  }
+  return count;
+}
+
 /** mulberry32: a small, fast, seedable PRNG for deterministic random walks (not for security). */
 export function prng(seed: number): () => number {
   let state = seed >>> 0;

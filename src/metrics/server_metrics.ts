@@ -100,6 +100,11 @@ export interface MetricsSources {
   /** Holds ended early for `server.max_held_seats_per_ip` so far. @default 0 */
   heldSeatAddressEvictions?: () => number;
   /**
+   * Unattended rooms (every seat held, no spectator) reclaimed by creations at a full room cap
+   * so far (docs/spec/SERVER.md §3.7). @default 0
+   */
+  unattendedReclaims?: () => number;
+  /**
    * Bytes buffered for this instance's connections at the last once-a-second check of
    * `websocket.max_buffered_bytes_total` (0 when that budget is off). @default 0
    */
@@ -506,6 +511,11 @@ export class ServerMetrics {
       `${p}held_seat_address_evictions_total`,
       "Held seats released before their window ended because their address held server.max_held_seats_per_ip",
       () => sources.heldSeatAddressEvictions?.() ?? 0,
+    );
+    r.counter(
+      `${p}rooms_unattended_reclaimed_total`,
+      "Rooms whose seats were all held, with no spectator, deleted to make way for a creation at a full room cap",
+      () => sources.unattendedReclaims?.() ?? 0,
     );
     this.#cleanupEmpty = r.counter(
       `${p}cleanup_empty_rooms_total`,
