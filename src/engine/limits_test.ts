@@ -42,6 +42,27 @@ function reconnect(player_id: string, room_id: string, auth_token: string): Clie
   return { type: "Reconnect", data: { player_id, room_id, auth_token } };
 }
 
+/**
+ * Asserts that `joined`'s seat is over: its token, sent by `conn` at `now`, gets
+ * `RECONNECTION_EXPIRED` (docs/spec/PROTOCOL.md §7.11.3), as at the end of its window.
+ */
+function assertExpired(
+  engine: Engine,
+  conn: string,
+  playerId: string,
+  joined: { room_id: string; reconnection_token?: string },
+  now: number,
+): void {
+  deepEqual(
+    first(
+      engine.handle(conn, reconnect(playerId, joined.room_id, joined.reconnection_token!), now),
+      conn,
+      "ReconnectionFailed",
+    ).data,
+    { reason: "Reconnection window has expired", error_code: "RECONNECTION_EXPIRED" },
+  );
+}
+
 function bytesTo(effects: Effect[], to: string): number {
   return sentTo(effects, to).reduce((sum, m) => sum + encodeServerMessage(m).length, 0);
 }
@@ -653,14 +674,7 @@ Deno.test("max_rooms: with only unattended rooms left, a creation reclaims the o
     [3, 2, 1],
   );
   // The held seat ended as at the end of its window (docs/spec/PROTOCOL.md §7.11.3).
-  deepEqual(
-    first(
-      engine.handle(C2, reconnect(P2, r2.room_id, r2.reconnection_token!), T0 + 5),
-      C2,
-      "ReconnectionFailed",
-    ).data,
-    { reason: "Reconnection window has expired", error_code: "RECONNECTION_EXPIRED" },
-  );
+  assertExpired(engine, C2, P2, r2, T0 + 5);
   // The next creation takes ROOM01 (unattended second); ROOM03's player is still resumable.
   const next = engine.handle(id(1), join("ROOM05", "i1", { game_name: "g5" }), T0 + 6);
   first(next, id(1), "RoomJoined");
@@ -851,14 +865,7 @@ Deno.test("max_held_seats: a disconnect past the cap ends the hold that waited l
   equal(engine.stats().heldSeatEvictions, 1);
   ok(third.some((e) => e.kind === "event" && e.event.type === "seat_held"));
   // P1's token now says its window is over; the seats held later are still there.
-  deepEqual(
-    first(
-      engine.handle(C2, reconnect(P1, joined.room_id, joined.reconnection_token!), T0 + 3),
-      C2,
-      "ReconnectionFailed",
-    ).data,
-    { reason: "Reconnection window has expired", error_code: "RECONNECTION_EXPIRED" },
-  );
+  assertExpired(engine, C2, P1, joined, T0 + 3);
   ok(engine.lookup("orbit", "ROOM02")!.players === 1);
   ok(engine.lookup("orbit", "ROOM03")!.players === 1);
 });

@@ -3,16 +3,22 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import type { EdgeEvent } from "../transport/events.ts";
 import { logEvent, setSuppressedLineCheck } from "./event_log.ts";
 
-Deno.test("logEvent() writes one line per loggable event at its level, nothing for counters", async () => {
+/** Sends the hub's log records from `lowestLevel` up to the returned array (until `reset()`). */
+async function captureHub(lowestLevel: "debug" | "info"): Promise<LogRecord[]> {
   const seen: LogRecord[] = [];
   await configure({
     sinks: { capture: (r: LogRecord) => void seen.push(r) },
     loggers: [
-      { category: ["signal-fish", "hub"], lowestLevel: "debug", sinks: ["capture"] },
+      { category: ["signal-fish", "hub"], lowestLevel, sinks: ["capture"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
     ],
     reset: true,
   });
+  return seen;
+}
+
+Deno.test("logEvent() writes one line per loggable event at its level, nothing for counters", async () => {
+  const seen = await captureHub("debug");
   try {
     logEvent({ type: "connected", connectionId: "c1", ip: "127.0.0.1" });
     logEvent({ type: "game_data", recipients: 3 });
@@ -54,15 +60,7 @@ Deno.test("logEvent() writes one line per loggable event at its level, nothing f
 });
 
 Deno.test("logEvent() asks the rate limit's early check first and skips the lines it drops", async () => {
-  const seen: LogRecord[] = [];
-  await configure({
-    sinks: { capture: (r: LogRecord) => void seen.push(r) },
-    loggers: [
-      { category: ["signal-fish", "hub"], lowestLevel: "info", sinks: ["capture"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
-    ],
-    reset: true,
-  });
+  const seen = await captureHub("info");
   const asked: [readonly string[], string, string][] = [];
   try {
     // Drops every other line it is asked about.
@@ -92,15 +90,7 @@ Deno.test("logEvent() asks the rate limit's early check first and skips the line
 });
 
 Deno.test("logEvent() says why a connection ended without a close handshake (1006)", async () => {
-  const seen: LogRecord[] = [];
-  await configure({
-    sinks: { capture: (r: LogRecord) => void seen.push(r) },
-    loggers: [
-      { category: ["signal-fish", "hub"], lowestLevel: "info", sinks: ["capture"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
-    ],
-    reset: true,
-  });
+  const seen = await captureHub("info");
   try {
     const closed = (end: Partial<Extract<EdgeEvent, { type: "disconnected" }>>) =>
       logEvent({
