@@ -17,6 +17,7 @@ import { spawnServer } from "./process.ts";
 import { parseExposition } from "./exposition.ts";
 import { startCluster } from "./cluster_helpers.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
+import { RawWebSocket } from "./raw_websocket.ts";
 import { RELAY_TIMING_SAMPLE } from "../src/transport/edge.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -169,7 +170,7 @@ function instanceVariable(dashboard: DashboardJson): string {
   return match[1]!;
 }
 
-/** A session that touches rooms, players, relay (timed) and a rejection. */
+/** A session that touches rooms, players, relay (timed), a rejection and an abnormal close. */
 async function session(server: SignalFishServer): Promise<void> {
   await using alice = await connect(server);
   await using bob = await connect(server);
@@ -180,6 +181,9 @@ async function session(server: SignalFishServer): Promise<void> {
   }
   bob.send("{not json");
   equal((await bob.next("Error")).data.error_code, "INVALID_INPUT");
+  // A client that ends its TCP connection without a close frame: a 1006 close with its cause.
+  const quitter = await RawWebSocket.open(server.port);
+  quitter.close();
 }
 
 /**
@@ -303,6 +307,7 @@ Deno.test("Every metric in the Grafana dashboard and the alert rules is in a liv
       "signal_fish_game_data_relay_latency_seconds_bucket",
       "signal_fish_rate_limit_rejections_total",
       "signal_fish_slow_consumer_disconnects_total",
+      "signal_fish_connection_closes_total",
       "process_resident_memory_bytes",
       "process_cpu_seconds_total",
       "process_open_fds",
