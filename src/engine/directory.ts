@@ -46,7 +46,7 @@ export interface EngineStats {
   heldSeatAddressEvictions: number;
   /**
    * Unattended rooms now: rooms with seats, every one held, and no spectator (docs/spec/SERVER.md
-   * §3.7).
+   * §3.7); a room restored from a state file counts once its attendance has changed since.
    */
   unattendedRooms: number;
   /**

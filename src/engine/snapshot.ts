@@ -229,8 +229,10 @@ export function restoreSnapshot(
     room.authority = saved.authority;
     room.emptySince = room.seats.size === 0 ? now : null;
     if (room.seats.size === 0) directory.markEmpty(room);
-    // Every restored seat is held: a room with seats is unattended until one is resumed.
-    directory.noteAttendance(room);
+    // Every restored seat is held, but the room is not counted unattended (reclaimable at a full
+    // cap, docs/spec/SERVER.md §3.7) yet: its players are all reconnecting after the restart, and
+    // the first creations must not end their seats. It becomes so once its attendance changes
+    // here (a seat resumed and dropped again, a hold that ends, a join, a spectator).
     effects.push(directory.refresh(room));
   }
   return { ok: true, value: { rooms: snapshot.rooms.length, seats, effects, drift } };

@@ -160,6 +160,34 @@ Deno.test("snapshot: players resume with their old tokens, replay, authority and
   equal(sentTo(relayed, C2).length, 1);
 });
 
+Deno.test("snapshot: a restored room is not reclaimed as unattended at a full cap until its attendance changes (docs/spec/SERVER.md §3.7)", () => {
+  const { engine, tokens } = gameInProgress();
+  // ROOM01 (three held seats after the restart) and the empty ROOM02: two rooms, the cap.
+  // Room ids and tokens unlike the restored ones (the test engines count both from 1).
+  let n = 0;
+  const restored = engineWith([C1, C2, "c3", "c4"], {
+    maxRooms: 2,
+    newId: () => `later-room-${++n}`,
+    newToken: () => `later-token-${++n}`.padEnd(43, "x"),
+  });
+  ok(restored.restore(roundTrip(engine.snapshot(T1)), T1).ok);
+  equal(restored.stats().unattendedRooms, 0);
+  // The first creation takes the empty room's place.
+  first(restored.handle("c3", join("ROOM03", "Ada"), T1), "c3", "RoomJoined");
+  // The next is refused: the restored room's players are still coming back.
+  const refused = restored.handle("c4", join("ROOM04", "Bea"), T1 + 1);
+  equal(first(refused, "c4", "RoomJoinFailed").data.error_code, "MAX_ROOMS_PER_GAME_EXCEEDED");
+  equal(restored.stats().unattendedReclaims, 0);
+  // One player resumes and drops again: the room is unattended from then on, and gives way.
+  first(restored.handle(C1, reconnect(P1, "room-1", tokens[P1]!), T1 + 2), C1, "Reconnected");
+  restored.disconnect(C1, T1 + 3);
+  equal(restored.stats().unattendedRooms, 1);
+  first(restored.handle("c4", join("ROOM04", "Bea"), T1 + 4), "c4", "RoomJoined");
+  equal(restored.stats().unattendedReclaims, 1);
+  const late = restored.handle(C2, reconnect(P2, "room-1", tokens[P2]!), T1 + 5);
+  equal(first(late, C2, "ReconnectionFailed").data.error_code, "RECONNECTION_EXPIRED");
+});
+
 Deno.test("snapshot: restored seats expire after a full window; handover follows", () => {
   const { engine, tokens } = gameInProgress();
   const restored = engineWith([C1]);
