@@ -14,7 +14,13 @@
  *
  * @module
  */
-import type { ClusterSample, FeedEvent, FeedRelay, FeedSample } from "../metrics/operator_feed.ts";
+import type {
+  ClusterSample,
+  FeedEvent,
+  FeedRelay,
+  FeedSample,
+  LaterFigure,
+} from "../metrics/operator_feed.ts";
 import { TokenBucket } from "../engine/token_bucket.ts";
 import type { ClusterBus, NodeId } from "./types.ts";
 
@@ -36,6 +42,9 @@ interface WatchNotice {
   from: NodeId;
   lease_ms: number;
 }
+
+/** Another node's sample as it may arrive: an older version's lacks the later figures. */
+type ReceivedSample = Omit<FeedSample, LaterFigure> & Partial<Pick<FeedSample, LaterFigure>>;
 
 /** An event on `operator:events`. */
 interface RelayedEvent {
@@ -64,7 +73,7 @@ export class ClusterOperatorEvents implements FeedRelay {
   /** At most `maxPerSecond` events a second are published. */
   readonly #bucket: TokenBucket;
   /** The latest sample of each other node, and when it arrived (ms). */
-  readonly #samples = new Map<NodeId, { sample: FeedSample; at: number }>();
+  readonly #samples = new Map<NodeId, { sample: ReceivedSample; at: number }>();
   /** Events left out by the bucket since the last `skipped` event. */
   #skipped = 0;
   /** Events published and received, and left out (tests, status). */
@@ -131,10 +140,15 @@ export class ClusterOperatorEvents implements FeedRelay {
     return this.#readers > 0 ? this.#sum(sample, now) : undefined;
   }
 
-  /** `local` plus the latest sample of every other node heard within 3 s. */
+  /**
+   * `local` plus the latest sample of every other node heard within 3 s. A later figure that a
+   * sample lacks counts 0 and is named in `partial`.
+   */
   #sum(local: FeedSample, now: number): ClusterSample {
     const sum: ClusterSample = { instances: 1, relay_p99_ms: local.relay_p99_ms } as ClusterSample;
     for (const key of SAMPLE_FIGURES) sum[key] = local[key];
+    for (const key of LATER_FIGURES) sum[key] = local[key];
+    const partial = new Set<LaterFigure>();
     for (const [node, { sample, at }] of this.#samples) {
       if (now - at > SAMPLE_AGE_MS) {
         this.#samples.delete(node);
@@ -143,10 +157,16 @@ export class ClusterOperatorEvents implements FeedRelay {
       sum.instances++;
       // Rates are rounded like a sample's (two decimals); counts stay whole.
       for (const key of SAMPLE_FIGURES) sum[key] = round(sum[key] + sample[key]);
+      for (const key of LATER_FIGURES) {
+        const value = sample[key];
+        if (value === undefined) partial.add(key);
+        else sum[key] = round(sum[key] + value);
+      }
       if (sample.relay_p99_ms !== null) {
         sum.relay_p99_ms = Math.max(sum.relay_p99_ms ?? 0, sample.relay_p99_ms);
       }
     }
+    if (partial.size > 0) sum.partial = [...partial];
     return sum;
   }
 
@@ -248,6 +268,15 @@ const SAMPLE_FIGURES = [
   "rejections_per_sec",
 ] as const;
 
+/**
+ * Figures the cluster's sums add up that a relayed `sample` may lack (an older instance's, during
+ * a rolling deploy: the sum then names them in `partial`), numbers when present.
+ */
+const LATER_FIGURES: readonly LaterFigure[] = [
+  "connection_closes_per_sec",
+  "connection_drops_per_sec",
+];
+
 /** A `room`, `action`, `skipped` or well-formed `sample` event with a data object. */
 function isFeedEvent(value: unknown): value is FeedEvent {
   if (typeof value !== "object" || value === null) return false;
@@ -256,6 +285,7 @@ function isFeedEvent(value: unknown): value is FeedEvent {
   if (event === "sample") {
     const figures = data as Record<string, unknown>;
     return SAMPLE_FIGURES.every((key) => Number.isFinite(figures[key])) &&
+      LATER_FIGURES.every((key) => figures[key] === undefined || Number.isFinite(figures[key])) &&
       (figures.relay_p99_ms === null || Number.isFinite(figures.relay_p99_ms));
   }
   return event === "room" || event === "action" || event === "skipped";

@@ -40,6 +40,18 @@ function roomCreated(code: string) {
   return { type: "room_created" as const, gameName: "orbit", roomCode: code } as never;
 }
 
+/** A connection's end with close code `code` (1006: no close handshake, the client's EOF). */
+function ended(code: number) {
+  return {
+    type: "disconnected" as const,
+    connectionId: "c",
+    ip: "203.0.113.7",
+    code,
+    initiator: "client" as const,
+    ...(code === 1006 ? { cause: "eof" as const } : {}),
+  };
+}
+
 const rooms = (seen: FeedEvent[]) =>
   seen.filter((e) => e.event === "room").map((e) => [e.data.room_code, e.data.instance]);
 
@@ -181,6 +193,8 @@ Deno.test("Cluster operator events: a watching node's samples carry the cluster'
   for (const second of [1, 2]) {
     clock.now = T0 + second * 1000;
     nodes[1]!.feed.observe({ type: "game_data", recipients: 4 });
+    nodes[1]!.feed.observe(ended(1000));
+    nodes[2]!.feed.observe(ended(1006));
     for (const node of nodes) node.feed.tick(clock.now);
     await settle();
   }
@@ -197,6 +211,8 @@ Deno.test("Cluster operator events: a watching node's samples carry the cluster'
     delivered_per_sec: 4,
     relay_p99_ms: null,
     rejections_per_sec: 0,
+    connection_closes_per_sec: 2,
+    connection_drops_per_sec: 1,
   });
   // C goes quiet: 3 s later it no longer counts.
   clock.now += 3_500;
@@ -259,4 +275,68 @@ Deno.test("Cluster operator events: subscriptions that fail (Redis not yet reach
   a.feed.observe(roomCreated("LATER"));
   await settle();
   deepEqual(rooms(seen), [["LATER", "a@1"]]);
+});
+
+Deno.test("Cluster operator events: an older instance's sample without the connection ends still counts, and those sums say they are partial", async () => {
+  const { network, clock, nodes } = cluster();
+  await settle();
+  const [a, b] = nodes as [typeof nodes[0], typeof nodes[0]];
+  a.read();
+  await settle();
+  // An instance of the version before connection_closes_per_sec (a rolling deploy), and one
+  // whose figure is not a number (ignored as malformed).
+  const old = {
+    t: T0,
+    connections: 5,
+    rooms: 1,
+    players: 2,
+    spectators: 0,
+    held_seats: 0,
+    delivered_per_sec: 3,
+    relay_p99_ms: null,
+    rejections_per_sec: 1,
+    maintenance: false,
+  };
+  network.broadcast(
+    "events",
+    JSON.stringify({ from: "old@0", event: { event: "sample", data: old } }),
+  );
+  network.broadcast(
+    "events",
+    JSON.stringify({
+      from: "bad@0",
+      event: { event: "sample", data: { ...old, connection_drops_per_sec: "many" } },
+    }),
+  );
+  clock.now = T0 + 1000;
+  a.feed.observe(ended(1006));
+  b.feed.observe(ended(1006));
+  b.feed.observe(ended(1000));
+  b.feed.tick(clock.now);
+  await settle();
+  const sums = () => {
+    a.feed.tick(clock.now);
+    const last = a.seen.at(-1);
+    return last?.event === "sample" ? last.data.cluster : undefined;
+  };
+  deepEqual(sums(), {
+    instances: 3,
+    connections: 5,
+    rooms: 1,
+    players: 2,
+    spectators: 0,
+    held_seats: 0,
+    delivered_per_sec: 3,
+    relay_p99_ms: null,
+    rejections_per_sec: 1,
+    connection_closes_per_sec: 3,
+    connection_drops_per_sec: 2,
+    partial: ["connection_closes_per_sec", "connection_drops_per_sec"],
+  });
+  // Once the older instance is gone (no sample for 3 s), the sums are whole again.
+  clock.now += 3_500;
+  b.feed.tick(clock.now);
+  await settle();
+  const whole = sums();
+  deepEqual([whole?.instances, whole?.partial], [2, undefined]);
 });

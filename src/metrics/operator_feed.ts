@@ -1,10 +1,11 @@
 /**
- * The operator console's figures (docs/spec/EXTENSIONS.md E12): an observer of edge and engine events that
- * turns them into samples of the main figures — connections, rooms, players, delivered messages
- * per second, p99 relay latency, refused requests per second — every `liveIntervalMs` for the
- * live event stream, and into a bounded in-memory ring of `historyIntervalMs` samples (15 minutes
- * at 5 s by default) for the history. It also fans room lifecycle events and operator actions
- * out to the stream's subscribers. No I/O: the caller's timer calls {@linkcode OperatorFeed.tick}.
+ * The operator console's figures (docs/spec/EXTENSIONS.md E12): an observer of edge and engine
+ * events that turns them into samples of the main figures — connections, rooms, players, delivered
+ * messages per second, p99 relay latency, refused requests per second, connections ended and
+ * dropped (no close handshake) per second — every `liveIntervalMs` for the live event stream, and
+ * into a bounded in-memory ring of `historyIntervalMs` samples (15 minutes at 5 s by default) for
+ * the history. It also fans room lifecycle events and operator actions out to the stream's
+ * subscribers. No I/O: the caller's timer calls {@linkcode OperatorFeed.tick}.
  *
  * @module
  */
@@ -29,6 +30,18 @@ export interface FeedSample {
    * oversized frames, refused WebSocket upgrades.
    */
   rejections_per_sec: number;
+  /**
+   * WebSocket connections that ended per second, each counted once whatever its close code and
+   * whoever ended it: the rate of `signal_fish_connection_closes_total` (docs/spec/SERVER.md
+   * §6.3 #97).
+   */
+  connection_closes_per_sec: number;
+  /**
+   * Of those, connections dropped per second: ended without a close handshake (code 1006, any
+   * `cause`: reset, EOF, failed write, destroyed; either initiator). Named for connections, since
+   * "dropped" in the metrics means undelivered messages (docs/spec/SERVER.md §6.3 #4).
+   */
+  connection_drops_per_sec: number;
   maintenance: boolean;
   /**
    * Cluster mode, while this instance's stream has readers: the same figures summed over every
@@ -39,11 +52,22 @@ export interface FeedSample {
 }
 
 /**
+ * Figures added to {@linkcode FeedSample} after the cluster's sums first shipped: an instance of
+ * an older version (a rolling deploy) sends samples without them.
+ */
+export type LaterFigure = "connection_closes_per_sec" | "connection_drops_per_sec";
+
+/**
  * The cluster's figures in a {@linkcode FeedSample} (docs/spec/EXTENSIONS.md E12): a sample's
  * counts and rates summed over `instances` instances.
  */
 export type ClusterSample = Omit<FeedSample, "t" | "maintenance" | "cluster"> & {
   instances: number;
+  /**
+   * The figures some summed instance did not send (an older version, during a rolling deploy):
+   * they count 0 for it, so their sums are lower bounds. Absent when every instance sent all.
+   */
+  partial?: LaterFigure[];
 };
 
 /**
@@ -118,6 +142,8 @@ export interface FeedOptions {
 class Window {
   delivered = 0;
   rejections = 0;
+  closes = 0;
+  drops = 0;
   latency = new LatencySketch();
   start: number;
 
@@ -128,6 +154,8 @@ class Window {
   reset(now: number): void {
     this.delivered = 0;
     this.rejections = 0;
+    this.closes = 0;
+    this.drops = 0;
     this.latency = new LatencySketch();
     this.start = now;
   }
@@ -200,6 +228,15 @@ export class OperatorFeed {
         // Engine rate limits also report a join_failed; refused upgrades report only this.
         if (event.scope === "connections") this.#reject();
         return;
+      case "disconnected": {
+        // Once per connection (the edge reports each end once); 1006: no close handshake.
+        const dropped = event.code === 1006 ? 1 : 0;
+        this.#live.closes++;
+        this.#slow.closes++;
+        this.#live.drops += dropped;
+        this.#slow.drops += dropped;
+        return;
+      }
     }
     if ((this.#subscribers.size > 0 || this.#relay?.wanted) && ROOM_EVENTS.has(event.type)) {
       const room = event as { gameName?: string; roomCode?: string };
@@ -294,6 +331,8 @@ export class OperatorFeed {
       delivered_per_sec: round(window.delivered / seconds),
       relay_p99_ms: p99 === null ? null : round(p99 * 1000, 3),
       rejections_per_sec: round(window.rejections / seconds),
+      connection_closes_per_sec: round(window.closes / seconds),
+      connection_drops_per_sec: round(window.drops / seconds),
       maintenance: this.#sources.maintenance(),
     };
   }

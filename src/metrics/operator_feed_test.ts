@@ -40,6 +40,34 @@ Deno.test("OperatorFeed.tick() samples delivered messages, p99 relay latency and
   deepEqual([quiet.delivered_per_sec, quiet.relay_p99_ms, quiet.rejections_per_sec], [0, null, 0]);
 });
 
+Deno.test("OperatorFeed.tick() samples connection ends and drops (code 1006 only, any cause or initiator) per second of each interval", () => {
+  const { subject } = feed();
+  const ended = (code: number, initiator: "client" | "server", cause?: "eof" | "destroyed") =>
+    subject.observe({
+      type: "disconnected",
+      connectionId: `c${code}`,
+      ip: "203.0.113.7",
+      code,
+      initiator,
+      ...(cause ? { cause } : {}),
+    });
+  ended(1000, "client");
+  ended(1001, "server"); // the idle timeout: a close handshake
+  ended(1011, "server");
+  ended(1006, "client", "eof");
+  ended(1006, "server", "destroyed");
+  const sample = subject.tick(T0 + 2000);
+  deepEqual([sample.connection_closes_per_sec, sample.connection_drops_per_sec], [2.5, 1]);
+  ended(1006, "client", "eof");
+  const next = subject.tick(T0 + 3000);
+  deepEqual([next.connection_closes_per_sec, next.connection_drops_per_sec], [1, 1]);
+  const quiet = subject.tick(T0 + 5000);
+  deepEqual([quiet.connection_closes_per_sec, quiet.connection_drops_per_sec], [0, 0]);
+  // The history's 5 s interval counts all six ends, three of them drops.
+  const [history] = subject.history();
+  deepEqual([history?.connection_closes_per_sec, history?.connection_drops_per_sec], [1.2, 0.6]);
+});
+
 Deno.test("OperatorFeed.history() keeps the last samples of each history interval, oldest first", () => {
   const { subject, counts } = feed(3);
   for (let second = 1; second <= 25; second++) {
