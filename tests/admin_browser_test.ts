@@ -15,6 +15,7 @@ import { type BrowserContext, chromium, type Page, type Route } from "playwright
 import { browserTest, CHROMIUM, CHROMIUM_ARGS } from "./browser.ts";
 import { connect, joinRoom, openApps, serve, type TestClient, testConfig } from "./helpers.ts";
 import { serveCluster } from "./cluster_serve.ts";
+import { RawWebSocket } from "./raw_websocket.ts";
 import { MAX_GAMES_PER_INSTANCE } from "../src/coordination/game_counts.ts";
 import type { SignalFishServer } from "../src/server.ts";
 
@@ -39,6 +40,8 @@ declare const sessionStorage: { getItem(key: string): string | null };
 /** The console's charts and its live-sample entry (globals of admin.js, a classic script). */
 declare const charts: Record<string, { data: (number | null | undefined)[][]; lastT: number }>;
 declare function pushSample(sample: Record<string, number | null>): void;
+declare function showSample(sample: Record<string, number | boolean | null>): void;
+declare function clusterLine(totals: Record<string, number | string[]>): void;
 declare const Image: new () => {
   src: string;
   width: number;
@@ -498,7 +501,7 @@ browserTest(
       // The cluster line turns live: every instance's latest sample, summed each second.
       await page.waitForFunction(
         () =>
-          /^Cluster: 3 instances, \d+ connections, .* deliveries\/s, .* rejections\/s\. The figures above/
+          /^Cluster: 3 instances, \d+ connections, .* deliveries\/s, .* rejections\/s, [\d.,]+ dropped connections\/s\. The figures above/
             .test(document.querySelector("#cluster-line")?.textContent ?? ""),
         undefined,
         { timeout: UI_TIMEOUT_MS },
@@ -1021,6 +1024,77 @@ browserTest(
     } finally {
       for (const response of held) await response.body!.cancel();
     }
+  },
+);
+
+browserTest(
+  "Operator console: a client connection dropped without a close frame shows in the dropped-connections tile and the connection-ends chart",
+  async () => {
+    await using server = await serve((config) => {
+      config.security.admin_token = TOKEN;
+    });
+    await withConsole(server.url, async ({ page }) => {
+      equal(await page.textContent('[data-tile="drops"] .label'), "Dropped connections/s");
+      match(
+        await page.getAttribute('[data-tile="drops"]', "title") ?? "",
+        /without a close handshake \(code 1006/,
+      );
+      await page.waitForSelector("#chart-closes .uplot", { timeout: UI_TIMEOUT_MS });
+      // A client ends its TCP connection without a close frame: the server sees EOF (1006). The
+      // tile shows one live sample (a second), so a client drops again until the tile was seen.
+      let seen = false;
+      for (let i = 0; i < 20 && !seen; i++) {
+        const raw = await RawWebSocket.open(server.port);
+        raw.close();
+        seen = await page.waitForFunction(
+          () => Number(document.querySelector('[data-tile="drops"] .value')?.textContent) > 0,
+          undefined,
+          { timeout: 1_500, polling: 50 },
+        ).then(() => true, () => false);
+      }
+      ok(seen, "the dropped-connections tile showed a rate above 0");
+      // The chart keeps it: a drop rate above 0, within the connection ends of its sample.
+      const points = await page.evaluate(() => {
+        const [, ended, dropped] = charts.closes!.data;
+        return ended!.map((value, i) => [value ?? 0, dropped![i] ?? 0]);
+      });
+      ok(
+        points.some(([ended, dropped]) => dropped! > 0 && ended! >= dropped!),
+        JSON.stringify(points),
+      );
+      // A rolling deploy: a sample from a server of an older version, without the figure, leaves
+      // the tile unknown rather than 0; a cluster sum with an older instance is a lower bound.
+      const [tile, line] = await page.evaluate(() => {
+        showSample({
+          connections: 1,
+          rooms: 0,
+          players: 0,
+          relay_p99_ms: null,
+          maintenance: false,
+        });
+        clusterLine({
+          instances: 2,
+          connections: 1,
+          rooms: 0,
+          players: 0,
+          spectators: 0,
+          delivered_per_sec: 0,
+          rejections_per_sec: 0,
+          connection_closes_per_sec: 2,
+          connection_drops_per_sec: 0.5,
+          partial: ["connection_closes_per_sec", "connection_drops_per_sec"],
+        });
+        return [
+          document.querySelector('[data-tile="drops"] .value')?.textContent,
+          document.querySelector("#cluster-line")?.textContent,
+        ];
+      });
+      equal(tile, "–");
+      match(
+        line ?? "",
+        /, 0\.5 dropped connections\/s or more \(an older instance does not count them\)\./,
+      );
+    });
   },
 );
 

@@ -524,10 +524,18 @@ function showCluster(overview) {
  * (counts and rates, every second while the stream runs).
  */
 function clusterLine(totals) {
+  // Drops: absent from an answering server of an older version; `partial` when a summed
+  // instance of an older version (a rolling deploy) did not count them (E12).
+  const drops = totals.connection_drops_per_sec === undefined
+    ? ""
+    : `, ${format.rate(totals.connection_drops_per_sec)} dropped connections/s` +
+      (totals.partial?.includes("connection_drops_per_sec")
+        ? " or more (an older instance does not count them)"
+        : "");
   const rates = totals.delivered_per_sec === undefined
     ? ""
     : `${format.rate(totals.delivered_per_sec)} deliveries/s, ` +
-      `${format.rate(totals.rejections_per_sec)} rejections/s. `;
+      `${format.rate(totals.rejections_per_sec)} rejections/s${drops}. `;
   ui.clusterLine.textContent = `Cluster: ${format.int(totals.instances)} instances, ` +
     `${format.int(totals.connections)} connections, ${format.int(totals.rooms)} rooms, ` +
     `${format.int(totals.players)} players, ${format.int(totals.spectators)} spectators` +
@@ -544,6 +552,13 @@ function showSample(sample) {
   tile("delivered", format.rate(sample.delivered_per_sec));
   tile("p99", format.ms(sample.relay_p99_ms));
   tile("rejections", format.rate(sample.rejections_per_sec));
+  // Unknown (not 0) from a server of a version before the figure.
+  tile(
+    "drops",
+    sample.connection_drops_per_sec === undefined
+      ? "–"
+      : format.rate(sample.connection_drops_per_sec),
+  );
   if (sample.maintenance !== maintenance) setMaintenance(sample.maintenance);
 }
 
@@ -556,6 +571,10 @@ const SERIES = {
   traffic: [["delivered_per_sec", "Deliveries/s", "#4fb3ff"]],
   latency: [["relay_p99_ms", "p99 ms", "#c792ea"]],
   rejections: [["rejections_per_sec", "Rejections/s", "#ff6b6b"]],
+  closes: [
+    ["connection_closes_per_sec", "Ended/s", "#4fb3ff"],
+    ["connection_drops_per_sec", "Dropped/s", "#f5b84b"],
+  ],
 };
 
 function chartWidth(element) {
