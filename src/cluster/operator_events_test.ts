@@ -225,8 +225,10 @@ Deno.test("Cluster operator events: a watching node's samples carry the cluster'
   ok(quiet?.event === "sample");
   equal(quiet.data.cluster?.instances, 2);
   equal(quiet.data.cluster?.connections, 30);
-  // Without readers, no sums.
-  equal(nodes[1]!.feed.tick(clock.now).cluster, undefined);
+  // Without readers, no sums: B's relay gives its feed none, where A's (read) gives the sum.
+  const own = nodes[1]!.feed.tick(clock.now);
+  equal(nodes[1]!.relay.tick(clock.now, own), undefined);
+  equal(nodes[0]!.relay.tick(clock.now, own)?.instances, 2);
 });
 
 Deno.test("Cluster operator events: subscriptions that fail (Redis not yet reachable) are made again at the next tick", async () => {
