@@ -40,7 +40,7 @@ import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
 import type { EdgeEvent } from "./events.ts";
 import type { ConnectionBudget, ForwardBudget } from "./forward_budget.ts";
 import { LocalPeers } from "./local_peers.ts";
-import type { ConnectionEnd, Peer } from "./peer.ts";
+import { type ConnectionEnd, type Peer, UNKNOWN_END } from "./peer.ts";
 import { type TokenBinding, verifyProof } from "./token_binding.ts";
 
 export type { EdgeEvent } from "./events.ts";
@@ -54,12 +54,6 @@ export const RELAY_TIMING_SAMPLE = 16;
 /** The node name of a single instance (docs/spec/SERVER.md §8.2; a cluster names nodes `<id>@<boot>`). */
 export const LOCAL_NODE: NodeId = "local";
 
-/** A connection ended by a transport that did not say how (docs/spec/SERVER.md §6.3 #97). */
-const UNKNOWN_END: ConnectionEnd = Object.freeze({
-  code: 1006,
-  initiator: "client",
-  cause: "unknown",
-});
 /** A slow consumer closed with 1013 (docs/spec/SERVER.md §5.2). */
 const SLOW_CONSUMER_END: ConnectionEnd = Object.freeze({ code: 1013, initiator: "server" });
 /** The loss of a slow consumer's connection: its outbound queue was discarded. */

@@ -45,6 +45,16 @@ export interface ConnectionEnd {
   readonly error?: string;
 }
 
+/**
+ * The end of a connection whose transport or socket cannot tell how it ended: 1006 from the
+ * client, cause `unknown` (docs/spec/SERVER.md §6.3 #97).
+ */
+export const UNKNOWN_END: ConnectionEnd = Object.freeze({
+  code: 1006,
+  initiator: "client",
+  cause: "unknown",
+});
+
 /** The three things the edge needs from a connection's socket. */
 export interface Peer {
   /**

@@ -27,7 +27,7 @@ import {
   readTurnWaits,
   replayRead,
 } from "./read_turns.ts";
-import type { ConnectionEnd, Peer, SendFailure } from "./peer.ts";
+import { type ConnectionEnd, type Peer, type SendFailure, UNKNOWN_END } from "./peer.ts";
 import type { TokenBinding } from "./token_binding.ts";
 import { tlsReadError } from "./tls_reads.ts";
 
@@ -425,12 +425,6 @@ const DESTROYED_END: ConnectionEnd = Object.freeze({
   code: 1006,
   initiator: "server",
   cause: "destroyed",
-});
-/** The end of a connection whose socket is not known to have ended at all. */
-const UNKNOWN_END: ConnectionEnd = Object.freeze({
-  code: 1006,
-  initiator: "client",
-  cause: "unknown",
 });
 
 /**
