@@ -109,3 +109,110 @@ export class LinkReport {
     return true;
   }
 }
+
+/**
+ * Whether `error` is Redis refusing a command for memory: an error reply starting with `OOM`
+ * (`OOM command not allowed when used memory > 'maxmemory'.`), which Redis sends for every
+ * command that may grow memory once `maxmemory` is reached under `maxmemory-policy noeviction`
+ * (docs/spec/SERVER.md §8.5.5 "Redis full"). Reads, deletions and publishes still work then.
+ */
+export function isMemoryRefusal(error: unknown): boolean {
+  const message = typeof error === "object" && error !== null
+    ? (error as { message?: unknown }).message
+    : error;
+  return typeof message === "string" && message.startsWith("OOM ");
+}
+
+/**
+ * What an operator sees while Redis refuses writes for memory (docs/spec/SERVER.md §8.5.5 "Redis
+ * full"): a warning that names the refusal and what to do at the first one, repeated at most every
+ * {@linkcode LINK_WARNING_INTERVAL_MS} while refusals go on, and an info line once a write that
+ * needs memory is accepted again. Every refusal is counted ({@linkcode MemoryReport.refusals},
+ * `signal_fish_cluster_redis_oom_refusals_total`, docs/spec/SERVER.md §6.3) and logged at debug.
+ */
+export class MemoryReport {
+  readonly #log: LinkReportLog;
+  readonly #now: () => number;
+  readonly #fields: Record<string, unknown>;
+  /** When the current run of refusals began (undefined: writes are accepted). */
+  #since: number | undefined;
+  #lastWarning = -Infinity;
+  /** Commands Redis refused for memory since the start. */
+  refusals = 0;
+
+  /**
+   * @param log where the lines go
+   * @param fields added to every line (e.g. the node's name)
+   * @param now the clock, ms @default Date.now
+   */
+  constructor(log: LinkReportLog, fields: Record<string, unknown> = {}, now = Date.now) {
+    this.#log = log;
+    this.#fields = fields;
+    this.#now = now;
+  }
+
+  /** Whether the last write that needed memory was refused. */
+  get refusing(): boolean {
+    return this.#since !== undefined;
+  }
+
+  /** Redis refused a command for memory (`error`: its `OOM …` error reply). */
+  refused(error: unknown): void {
+    this.refusals++;
+    const now = this.#now();
+    // A script's refusal names the script and line after the message: left out.
+    const text = linkErrorText(error).replace(/\s*script: [\s\S]*$/, "").replace(/\.$/, "");
+    this.#log.debug("Redis refused a command: {error}", { ...this.#fields, error: text });
+    this.#since ??= now;
+    if (now - this.#lastWarning < LINK_WARNING_INTERVAL_MS) return;
+    this.#lastWarning = now;
+    this.#log.warn(
+      "Redis refuses writes for memory ({error}): its maxmemory is reached under noeviction. " +
+        "Room creations answer SERVICE_UNAVAILABLE and rate limits are per instance until memory " +
+        "is freed; existing rooms keep relaying. Raise maxmemory or give Redis more memory",
+      {
+        ...this.#fields,
+        error: text,
+        refusals: this.refusals,
+        seconds: Math.round((now - this.#since) / 1000),
+      },
+    );
+  }
+
+  /** A write that needs memory was accepted: ends a run of refusals (logged at info). */
+  accepted(): void {
+    if (this.#since === undefined) return;
+    const seconds = Math.round((this.#now() - this.#since) / 1000);
+    this.#since = undefined;
+    this.#lastWarning = -Infinity;
+    this.#log.info("Redis accepts writes again after {seconds} s of refusals for memory", {
+      ...this.#fields,
+      seconds,
+    });
+  }
+}
+
+/**
+ * Logs what Redis's `maxmemory-policy` (read at every (re)connection, docs/spec/SERVER.md §8.3)
+ * means for the directory: a warning for any policy but `noeviction` (an evicted `room:` entry
+ * lets a second room take a live room's code); `noeviction`, or `undefined` (Redis would not
+ * say: `CONFIG` disabled or renamed, as on managed Redis), a debug line only.
+ */
+export function reportMemoryPolicy(
+  log: LinkReportLog,
+  policy: string | undefined,
+  fields: Record<string, unknown> = {},
+): void {
+  if (policy === undefined) {
+    log.debug("Redis maxmemory-policy unknown (CONFIG GET refused)", fields);
+  } else if (policy !== "noeviction") {
+    log.warn(
+      "Redis maxmemory-policy is {policy}: Redis may evict the room directory's keys at its " +
+        "memory limit, letting a second room take a live room's code. Set maxmemory-policy " +
+        "noeviction on this Redis",
+      { ...fields, policy },
+    );
+  } else {
+    log.debug("Redis maxmemory-policy is {policy}", { ...fields, policy });
+  }
+}

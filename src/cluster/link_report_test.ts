@@ -1,5 +1,12 @@
-import { deepEqual, equal } from "node:assert/strict";
-import { LINK_WARNING_INTERVAL_MS, linkErrorText, LinkReport } from "./link_report.ts";
+import { deepEqual, equal, ok } from "node:assert/strict";
+import {
+  isMemoryRefusal,
+  LINK_WARNING_INTERVAL_MS,
+  linkErrorText,
+  LinkReport,
+  MemoryReport,
+  reportMemoryPolicy,
+} from "./link_report.ts";
 
 /** A report on a fake clock, and the lines it wrote above debug (`level message` with fields). */
 function reporting() {
@@ -89,5 +96,82 @@ Deno.test("linkErrorText() gives the message, else the code or class, never a UR
   equal(
     linkErrorText(new Error("cannot parse redis://user:hunter2@cache:6379/0 and rediss://pw@x")),
     "cannot parse redis://<redacted>@cache:6379/0 and rediss://<redacted>@x",
+  );
+});
+
+/** A memory report on a fake clock, and every line it wrote (`level message` with fields). */
+function memoryReporting() {
+  let now = 1_000_000;
+  const lines: string[] = [];
+  const write = (level: string) => (message: string, fields: Record<string, unknown>) => {
+    lines.push(`${level} ${message} ${JSON.stringify(fields)}`);
+  };
+  const log = { debug: write("debug"), info: write("info"), warn: write("warn") };
+  const report = new MemoryReport(log, { node: "a@1" }, () => now);
+  return { report, lines, log, advance: (ms: number) => now += ms };
+}
+
+const OOM = "OOM command not allowed when used memory > 'maxmemory'.";
+
+Deno.test("isMemoryRefusal: Redis's OOM error replies, plain or from a script, and nothing else", () => {
+  equal(isMemoryRefusal(new Error(OOM)), true);
+  equal(isMemoryRefusal(new Error(`${OOM} script: f9d8f0e2, on @user_script:21.`)), true);
+  equal(isMemoryRefusal(new Error("NOSCRIPT No matching script.")), false);
+  equal(isMemoryRefusal(new Error("ERR unknown command 'CONFIG'")), false);
+  equal(isMemoryRefusal(undefined), false);
+});
+
+Deno.test("MemoryReport warns at the first OOM refusal with what to do, then at most every 30 s, counts each, and logs when writes are accepted again", () => {
+  const { report, lines, advance } = memoryReporting();
+  report.accepted(); // nothing refused: nothing to say
+  equal(lines.length, 0);
+  report.refused(new Error(`${OOM} script: f9d8f0e2, on @user_script:21.`));
+  report.refused(new Error(OOM));
+  advance(LINK_WARNING_INTERVAL_MS - 1);
+  report.refused(new Error(OOM));
+  const warnings = () => lines.filter((line) => line.startsWith("warn "));
+  equal(warnings().length, 1, lines.join("\n"));
+  const warning = warnings()[0]!;
+  for (
+    const part of [
+      "Redis refuses writes for memory ({error})",
+      "maxmemory is reached under noeviction",
+      "SERVICE_UNAVAILABLE",
+      "Raise maxmemory",
+      `"error":"OOM command not allowed when used memory > 'maxmemory'"`,
+      '"refusals":1',
+    ]
+  ) ok(warning.includes(part), `${part} in ${warning}`);
+  equal(report.refusals, 3);
+  equal(report.refusing, true);
+  advance(1);
+  report.refused(new Error(OOM));
+  equal(warnings().length, 2);
+  ok(warnings()[1]!.includes('"refusals":4,"seconds":30'), warnings()[1]);
+  advance(5_000);
+  report.accepted();
+  equal(report.refusing, false);
+  equal(
+    lines.at(-1),
+    'info Redis accepts writes again after {seconds} s of refusals for memory {"node":"a@1","seconds":35}',
+  );
+  report.accepted(); // once per run of refusals
+  equal(lines.filter((line) => line.startsWith("info ")).length, 1);
+  // A new run of refusals is warned about at once.
+  report.refused(new Error(OOM));
+  equal(warnings().length, 3);
+});
+
+Deno.test("reportMemoryPolicy: a warning for an evicting policy, a debug line for noeviction or an unknown policy", () => {
+  const { lines, log } = memoryReporting();
+  reportMemoryPolicy(log, "noeviction", { node: "a@1" });
+  reportMemoryPolicy(log, undefined, { node: "a@1" });
+  deepEqual(lines.map((line) => line.split(" ")[0]), ["debug", "debug"]);
+  reportMemoryPolicy(log, "allkeys-lru", { node: "a@1" });
+  equal(
+    lines.at(-1),
+    "warn Redis maxmemory-policy is {policy}: Redis may evict the room directory's keys at its " +
+      "memory limit, letting a second room take a live room's code. Set maxmemory-policy " +
+      'noeviction on this Redis {"node":"a@1","policy":"allkeys-lru"}',
   );
 });

@@ -16,6 +16,7 @@ import {
   topGames,
 } from "../coordination/game_counts.ts";
 import type { DirectoryEntry } from "../engine/effects.ts";
+import { isMemoryRefusal, reportMemoryPolicy } from "./link_report.ts";
 import { ClusterRouter } from "./router.ts";
 import type {
   ClusterBus,
@@ -38,12 +39,14 @@ export interface MetricsRegistry {
 
 /**
  * Registers the cluster metrics of docs/spec/SERVER.md §6.3 that this build counts, read at scrape time
- * from `node` (and from the edge for `bound` and `remote`).
+ * from `node` (and from the edge for `bound` and `remote`; from `memory`, when given, the
+ * commands Redis refused for memory, §8.5.5 "Redis full").
  */
 export function registerClusterMetrics(
   registry: MetricsRegistry,
   node: ClusterNode,
   edge: { boundRemote(): number; remoteSessions(): number },
+  memory?: { readonly refusals: number },
 ): void {
   const p = "signal_fish_";
   const stats = node.router.streams.stats;
@@ -78,6 +81,13 @@ export function registerClusterMetrics(
     "Publishes counted lost: Redis did not answer within forward_timeout_ms, or an older one was still unanswered",
     () => node.publishesUnanswered,
   );
+  if (memory) {
+    registry.counter(
+      `${p}cluster_redis_oom_refusals_total`,
+      "Redis commands refused with OOM: maxmemory reached under noeviction",
+      () => memory.refusals,
+    );
+  }
   registry.counter(
     `${p}cluster_resyncs_total`,
     "Pair resyncs: gap, silent peer or lost publish",
@@ -313,12 +323,22 @@ export class ClusterNode {
     this.#reachableAgain();
   }
 
-  /** Readies the store's fresh connection ({@linkcode ClusterStore.prepare}); failures only log. */
+  /**
+   * Readies the store's fresh connection ({@linkcode ClusterStore.prepare}) and reads Redis's
+   * `maxmemory-policy`, warning unless it is `noeviction` (docs/spec/SERVER.md §8.5.5 "Redis
+   * full"); failures only log at debug.
+   */
   async #prepare(): Promise<void> {
     try {
       await this.store.prepare?.();
     } catch (error) {
       log.debug("Cannot load the Redis scripts yet: {error}", { error });
+    }
+    if (this.store.memoryPolicy === undefined) return;
+    try {
+      reportMemoryPolicy(log, await this.store.memoryPolicy(), { node: this.node });
+    } catch (error) {
+      log.debug("Cannot read Redis's maxmemory-policy yet: {error}", { error });
     }
   }
 
@@ -383,13 +403,21 @@ export class ClusterNode {
       const counts = this.counts?.();
       const games = this.gameCounts?.();
       // Sent together (one round trip): the counts per game live as long as the liveness key.
+      // A write Redis refuses for memory (docs/spec/SERVER.md §8.5.5 "Redis full", reported by
+      // the store) does not end the refresh: the rooms' refresh script still runs (Redis runs it
+      // whole when full), so their entries and codes outlive the refusals.
+      let written = true;
+      const refused = (error: unknown) => {
+        if (!isMemoryRefusal(error)) throw error;
+        return false;
+      };
       await Promise.all([
         this.store.writeLiveness(this.node, {
           startedAt: this.startedAt,
           state: this.#state,
           ...(counts ? { counts } : {}),
-        }),
-        games ? this.store.writeGames(this.node, topGames(games)) : undefined,
+        }).then(() => true, refused).then((ok) => written = ok),
+        games ? this.store.writeGames(this.node, topGames(games)).catch(refused) : undefined,
       ]);
       this.maintenance = await this.store.maintenance();
       const records = this.#options.entries().map((entry) => ({ ...entry, home: this.node }));
@@ -435,7 +463,8 @@ export class ClusterNode {
         );
         for (const key of this.conflicts) if (!homedCodes.has(key)) this.conflicts.delete(key);
       }
-      this.#registered = true;
+      // Registered once its liveness key is written too (others then see it alive).
+      if (written) this.#registered = true;
       if (this.store.sweepOrder) {
         this.#orderRank = (await this.store.sweepOrder(this.#orderRank, ORDER_SWEEP)).next;
       }

@@ -13,7 +13,7 @@ import type { Resolver } from "../transport/edge.ts";
 import { RedisBus } from "./bus.ts";
 import type { FeedEvent } from "../metrics/operator_feed.ts";
 import { ClusterNode, nodeName } from "./node.ts";
-import { LinkReport } from "./link_report.ts";
+import { LinkReport, MemoryReport } from "./link_report.ts";
 import { ClusterOperatorEvents } from "./operator_events.ts";
 export { registerClusterMetrics } from "./node.ts";
 import { clusterResolver, Staging } from "./resolve.ts";
@@ -25,6 +25,11 @@ const log = getLogger(["signal-fish", "cluster"]);
 export interface OpenCluster {
   node: ClusterNode;
   store: RedisStore;
+  /**
+   * Commands Redis refused for memory, warned about at most every 30 s (docs/spec/SERVER.md
+   * §8.5.5 "Redis full"; its count is §6.3's `signal_fish_cluster_redis_oom_refusals_total`).
+   */
+  memory: MemoryReport;
   /** The node's bus (its publish round trips feed docs/spec/SERVER.md §6.3 #67). */
   bus: RedisBus;
   staging: Staging;
@@ -101,6 +106,9 @@ export function openCluster(
     },
     timeoutMs: cluster.forward_timeout_ms,
   });
+  // Redis at maxmemory refusing writes: a warning at the first refusal, then at most every 30 s.
+  const memory = new MemoryReport(log, { node });
+  store.onMemory = (refusal) => refusal === undefined ? memory.accepted() : memory.refused(refusal);
   const bus = new RedisBus(link, node, cluster.key_prefix, cluster.forward_timeout_ms);
   const staging = new Staging(() => crypto.randomUUID(), newRoomCode);
   let engineRef: Engine | undefined;
@@ -119,6 +127,7 @@ export function openCluster(
   return {
     node: started,
     store,
+    memory,
     bus,
     staging,
     setEngine: (engine) => engineRef = engine,

@@ -24,6 +24,7 @@ import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
 import { type Resolution, type Resolver, unavailable } from "../transport/edge.ts";
 import type { EdgeEvent } from "../transport/events.ts";
 import type { ClusterStore, NodeId, Resolved } from "./types.ts";
+import { isMemoryRefusal } from "./link_report.ts";
 import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["signal-fish", "cluster"]);
@@ -300,8 +301,9 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         claimed = await store.claim(record, caps, staleRecord);
       } catch (error) {
         done();
-        // The claim may have run although its answer never came: a code held by no room.
-        release(record);
+        // The claim may have run although its answer never came: a code held by no room. One
+        // Redis refused for memory wrote nothing (docs/spec/SERVER.md §8.5.5 "Redis full").
+        if (!isMemoryRefusal(error)) release(record);
         throw error;
       }
       if (claimed.status === "ok") {

@@ -32,6 +32,7 @@ import {
 } from "../coordination/directory.ts";
 import type { InstanceGames } from "../coordination/game_counts.ts";
 import { gameTag, Keys } from "./keys.ts";
+import { isMemoryRefusal } from "./link_report.ts";
 import {
   type ClusterStore,
   type Epoch,
@@ -384,6 +385,16 @@ end
 `;
 
 /**
+ * Lua that Redis refuses with `OOM` while it is at `maxmemory` under `noeviction`, writing nothing
+ * otherwise (`ZADD XX` of the empty member, which no code is), for scripts that add state (the
+ * claim). Redis checks a script's memory at its first write only ("it cannot stop in the
+ * middle"): a script whose first write frees or keeps memory (`ZREMRANGEBYSCORE`, `DEL`) runs
+ * whole when Redis is full, so this must come before any other write (docs/spec/SERVER.md §8.5.5
+ * "Redis full").
+ */
+const MEMORY_GUARD = "redis.call('ZADD', KEYS[2], 'XX', 0, '')";
+
+/**
  * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty,
  * game-order, maintenance, then the six `rooms-by:` sets ({@linkcode SORT_KEYS}). A code another
  * room holds answers `taken`; otherwise maintenance mode refuses (`maintenance`), then the caps.
@@ -391,18 +402,20 @@ end
  * room id ("" = none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP
  * ("1"/"0"), ip-rooms prefix of the game, creation time, sort member, code sort member,
  * players, spectators, lobby rank. Rooms in game-empty / app-empty (no seat, or unattended,
- * at their last refresh) do not count.
+ * at their last refresh) do not count. Past the taken and maintenance checks (reads only), a
+ * Redis at `maxmemory` refuses it with `OOM` before it writes anything ({@linkcode MEMORY_GUARD}).
  */
 const CLAIM = script(`
 local now = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 local current = redis.call('GET', KEYS[1])
 if current and cjson.decode(current).roomId ~= ARGV[9] then
   return {'taken', current}
 end
 if redis.call('EXISTS', KEYS[9]) == 1 then return {'maintenance'} end
+${MEMORY_GUARD}
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 local games = redis.call('ZCARD', KEYS[2]) - redis.call('ZCARD', KEYS[5])
 if redis.call('ZSCORE', KEYS[2], ARGV[3]) and not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
   games = games - 1
@@ -646,11 +659,14 @@ return out
  * `instances`. ARGV: the JSON value, node, `T`, the key's expiry by the writer's clock (now + `T`,
  * the member's score), the pruning bound (`(` + now − `T`). Writes the key with TTL `T`, removes
  * from the index the members whose expiry is more than `T` past, adds the node, and keeps the index
- * for `2 T` after the last write of any node.
+ * for `2 T` after the last write of any node. The pruning comes first: Redis checks a script's
+ * memory at its first write only, so a Redis at `maxmemory` under `noeviction` still runs it
+ * whole, as it does the refresh and release scripts (a rewrite of the node's key, not new
+ * state), and liveness survives a full Redis (docs/spec/SERVER.md §8.5.5 "Redis full").
  */
 const LIVENESS = script(`
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3]))
 return 1
@@ -850,6 +866,13 @@ export class RedisStore implements ClusterStore {
    * Set once the metrics exist.
    */
   onQuery: QueryObserver | undefined;
+  /**
+   * Told, with Redis's `OOM` error reply, of every command Redis refused for memory, and, with
+   * `undefined`, of every write that needed memory and was accepted (a claim, a bucket take, the
+   * counts per game): docs/spec/SERVER.md §8.5.5 "Redis full". Set by the owner (a
+   * `MemoryReport`, link_report.ts).
+   */
+  onMemory: ((refusal: unknown) => void) | undefined;
 
   /** A store on `link`'s command connection. */
   constructor(link: RedisLink, settings: StoreSettings) {
@@ -883,6 +906,7 @@ export class RedisStore implements ClusterStore {
       (error) => {
         // An error reply is an answer; a timeout or a connection failure is not.
         this.#reachability.answered(error instanceof ErrorReply);
+        if (isMemoryRefusal(error)) this.onMemory?.(error);
         throw error;
       },
     );
@@ -946,6 +970,7 @@ export class RedisStore implements ClusterStore {
     ], "claim") as [string, ...unknown[]];
     switch (reply[0]) {
       case "ok":
+        this.onMemory?.(undefined);
         return { status: "ok" };
       case "maintenance":
         return { status: "maintenance" };
@@ -1293,6 +1318,7 @@ export class RedisStore implements ClusterStore {
           take ? "1" : "0",
         ], take ? "take" : "check"),
       );
+      if (take) this.onMemory?.(undefined);
       return wait === 0 ? { ok: true } : { ok: false, retryAfterSecs: wait };
     } catch {
       // Redis unreachable: this node's own bucket (docs/spec/SERVER.md §8.4.3).
@@ -1369,6 +1395,7 @@ export class RedisStore implements ClusterStore {
       ]),
       "games",
     );
+    this.onMemory?.(undefined);
   }
 
   async readGames(nodes: readonly NodeId[]): Promise<Map<NodeId, InstanceGames | null>> {
@@ -1472,6 +1499,29 @@ export class RedisStore implements ClusterStore {
         if (value !== null && value !== undefined) each(String(key), String(value));
       });
     } while (cursor !== "0");
+  }
+
+  /**
+   * Redis's `maxmemory-policy` (`CONFIG GET`, docs/spec/SERVER.md §8.5.5 "Redis full"), or
+   * `undefined` when Redis will not say: `CONFIG` disabled, renamed or denied by an ACL, as on
+   * managed Redis (the error reply is swallowed). Rejects only when Redis does not answer.
+   */
+  async memoryPolicy(): Promise<string | undefined> {
+    let reply: unknown;
+    try {
+      reply = await this.#bounded(
+        this.#send(["CONFIG", "GET", "maxmemory-policy"]),
+        "config",
+      );
+    } catch (error) {
+      if (error instanceof ErrorReply) return undefined;
+      throw error;
+    }
+    // RESP2: [name, value]; RESP3: {name: value}.
+    const value = Array.isArray(reply)
+      ? reply[1]
+      : (reply as Record<string, unknown> | null)?.["maxmemory-policy"];
+    return value === undefined || value === null ? undefined : String(value);
   }
 
   async setMaintenance(enabled: boolean): Promise<void> {

@@ -202,6 +202,12 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
    */
   prepare?(): Promise<void>;
   /**
+   * Redis's `maxmemory-policy`, read at every (re)connection and warned about unless it is
+   * `noeviction` (docs/spec/SERVER.md §8.5.5 "Redis full"); `undefined` when Redis will not say
+   * (`CONFIG` disabled or renamed). Rejects when Redis does not answer.
+   */
+  memoryPolicy?(): Promise<string | undefined>;
+  /**
    * Forgets this node's own fallback buckets (taken while Redis could not be reached,
    * docs/spec/SERVER.md §8.4.3) that have been full for longer than their window; called at
    * each refresh (`T/3`).
