@@ -326,7 +326,7 @@ async function startLocked(
   const restored = stateFile ? restoreRooms(engine, edge, stateFile, cluster) : undefined;
   if (cluster) {
     const { registerClusterMetrics } = await import("./cluster/open.ts");
-    registerClusterMetrics(metrics.registry, cluster.node, edge, cluster.memory);
+    registerClusterMetrics(metrics.registry, cluster.node, edge, cluster.refusals);
     // Redis queries and their round trips (docs/spec/SERVER.md §6.3 #19, #23, #63).
     cluster.store.onQuery = metrics.queries();
     cluster.bus.onPublished = metrics.publishLatency();

@@ -86,7 +86,9 @@ Deno.test({
     equal(lookup.status, 200);
     await lookup.body?.cancel();
     await logged(cluster.servers[1]!, FULL_WARNING);
-    ok(await metric(cluster, 1, "signal_fish_cluster_redis_oom_refusals_total") >= 3);
+    ok(
+      await metric(cluster, 1, `signal_fish_cluster_redis_write_refusals_total{reason="oom"}`) >= 3,
+    );
 
     // Longer than T: every node keeps its liveness key and its rooms' entries.
     await new Promise((resolve) => setTimeout(resolve, 2 * TEST_TTL_SECS * 1000 + 500));

@@ -28,6 +28,12 @@ export interface TcpProxy extends AsyncDisposable {
   close(): Promise<void>;
   /** Stops accepting (new connections are refused by the OS); piped ones carry on. Idempotent. */
   stopListening(): void;
+  /**
+   * Sends connections accepted from now on to `upstreams` (ports on 127.0.0.1) instead; piped
+   * ones stay where they are, as behind a virtual IP, DNS name or proxy moved after a Redis
+   * failover. `perUpstream` keeps counting by position.
+   */
+  retarget(upstreams: readonly number[]): void;
 }
 
 /** Options of {@linkcode startTcpProxy}. */
@@ -85,6 +91,7 @@ export function startTcpProxy(
   options: TcpProxyOptions = {},
 ): TcpProxy {
   if (upstreams.length === 0) throw new Error("a proxy needs at least one upstream");
+  let targets = [...upstreams];
   const maxConnections = options.maxConnections ?? 2048;
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
@@ -145,11 +152,11 @@ export function startTcpProxy(
         closeQuietly(client);
         continue;
       }
-      const target = n % upstreams.length;
-      perUpstream[target]!++;
+      const target = n % targets.length;
+      perUpstream[target] = (perUpstream[target] ?? 0) + 1;
       active++;
       open.add(client);
-      const done = pipe(client, upstreams[target]!).finally(() => {
+      const done = pipe(client, targets[target]!).finally(() => {
         active--;
         pipes.delete(done);
       });
@@ -185,6 +192,10 @@ export function startTcpProxy(
     perUpstream,
     close,
     stopListening,
+    retarget: (next) => {
+      if (next.length === 0) throw new Error("a proxy needs at least one upstream");
+      targets = [...next];
+    },
     [Symbol.asyncDispose]: close,
   };
 }

@@ -111,34 +111,99 @@ export class LinkReport {
 }
 
 /**
+ * Why Redis refused a write while still answering (docs/spec/SERVER.md §8.5.5 "Redis full",
+ * "Redis refuses writes"), the `reason` label of `signal_fish_cluster_redis_write_refusals_total`
+ * (§6.3 #98):
+ *
+ * - `oom`: `-OOM …`, `maxmemory` reached under `noeviction` (commands that may grow memory);
+ * - `misconf`: `-MISCONF …`, the last background save failed under
+ *   `stop-writes-on-bgsave-error yes` (every write, also inside scripts);
+ * - `readonly`: `-READONLY …`, the address reaches a replica (every write).
+ */
+export type RefusalReason = "oom" | "misconf" | "readonly";
+
+/** Every {@linkcode RefusalReason}, in the order of their series. */
+export const REFUSAL_REASONS: readonly RefusalReason[] = ["oom", "misconf", "readonly"];
+
+/**
+ * The {@linkcode RefusalReason} of `error` (an error reply, or its message), from the error code
+ * Redis puts first; `undefined` for anything else (another error reply, a timeout, a lost
+ * connection).
+ */
+export function refusalReason(error: unknown): RefusalReason | undefined {
+  const message = typeof error === "object" && error !== null
+    ? (error as { message?: unknown }).message
+    : error;
+  if (typeof message !== "string") return undefined;
+  if (message.startsWith("OOM ")) return "oom";
+  if (message.startsWith("MISCONF ")) return "misconf";
+  if (message.startsWith("READONLY ")) return "readonly";
+  return undefined;
+}
+
+/**
  * Whether `error` is Redis refusing a command for memory: an error reply starting with `OOM`
  * (`OOM command not allowed when used memory > 'maxmemory'.`), which Redis sends for every
  * command that may grow memory once `maxmemory` is reached under `maxmemory-policy noeviction`
  * (docs/spec/SERVER.md §8.5.5 "Redis full"). Reads, deletions and publishes still work then.
  */
 export function isMemoryRefusal(error: unknown): boolean {
-  const message = typeof error === "object" && error !== null
-    ? (error as { message?: unknown }).message
-    : error;
-  return typeof message === "string" && message.startsWith("OOM ");
+  return refusalReason(error) === "oom";
 }
 
 /**
- * What an operator sees while Redis refuses writes for memory (docs/spec/SERVER.md §8.5.5 "Redis
- * full"): a warning that names the refusal and what to do at the first one, repeated at most every
- * {@linkcode LINK_WARNING_INTERVAL_MS} while refusals go on, and an info line once a write that
- * needs memory is accepted again. Every refusal is counted ({@linkcode MemoryReport.refusals},
- * `signal_fish_cluster_redis_oom_refusals_total`, docs/spec/SERVER.md §6.3) and logged at debug.
+ * Whether `error` is Redis refusing every write while it answers reads: `MISCONF` or `READONLY`
+ * (docs/spec/SERVER.md §8.5.5 "Redis refuses writes"). No liveness key, room entry or claim can
+ * be written then, so it holds back death verdicts (§8.5.4) like an interrupted link.
  */
-export class MemoryReport {
+export function refusesEveryWrite(error: unknown): boolean {
+  const reason = refusalReason(error);
+  return reason === "misconf" || reason === "readonly";
+}
+
+/** What the operator is told per {@linkcode RefusalReason}: the cause and what to do. */
+const REFUSAL_WARNINGS: Record<RefusalReason, string> = {
+  oom: "Redis refuses writes for memory ({error}): its maxmemory is reached under noeviction. " +
+    "Room creations answer SERVICE_UNAVAILABLE and rate limits are per instance until memory " +
+    "is freed; existing rooms keep relaying. Raise maxmemory or give Redis more memory",
+  misconf: "Redis refuses every write ({error}): its last background save failed and " +
+    "stop-writes-on-bgsave-error is on. Room creations answer SERVICE_UNAVAILABLE, rate limits " +
+    "are per instance and no node is held dead until writes are accepted again; existing rooms " +
+    "keep relaying. Free disk space or fix the save directory's permissions (Redis's log says " +
+    "why the save failed), then BGSAVE",
+  readonly: "Redis refuses every write ({error}): cluster.redis_url reaches a read-only replica " +
+    "(a failover the address has not followed yet, or REPLICAOF). Reconnecting both connections " +
+    "to reach the primary; meanwhile room creations answer SERVICE_UNAVAILABLE and no node is " +
+    "held dead. Point cluster.redis_url at the primary, or use cluster.redis_sentinels",
+};
+
+/** The cause named by the info line that ends a run of refusals. */
+const REFUSAL_CAUSES: Record<RefusalReason, string> = {
+  oom: "for memory",
+  misconf: "after a failed background save (MISCONF)",
+  readonly: "by a read-only replica (READONLY)",
+};
+
+/**
+ * What an operator sees while Redis refuses writes although it answers (docs/spec/SERVER.md
+ * §8.5.5 "Redis full", "Redis refuses writes"): per {@linkcode RefusalReason}, a warning that
+ * names the refusal and what to do at the first one, repeated at most every
+ * {@linkcode LINK_WARNING_INTERVAL_MS} while refusals go on, and an info line once a write is
+ * accepted again. Every refusal is counted ({@linkcode RefusalReport.counts}, and in
+ * {@linkcode RefusalReport.counter} when set: `signal_fish_cluster_redis_write_refusals_total`,
+ * docs/spec/SERVER.md §6.3 #98) and logged at debug.
+ */
+export class RefusalReport {
   readonly #log: LinkReportLog;
   readonly #now: () => number;
   readonly #fields: Record<string, unknown>;
-  /** When the current run of refusals began (undefined: writes are accepted). */
-  #since: number | undefined;
-  #lastWarning = -Infinity;
-  /** Commands Redis refused for memory since the start. */
-  refusals = 0;
+  /** When the current run of refusals began, per reason (absent: writes are accepted). */
+  readonly #since = new Map<RefusalReason, number>();
+  readonly #lastWarning = new Map<RefusalReason, number>();
+  /** Commands Redis refused since the start, per reason. */
+  readonly counts: Record<RefusalReason, number> = { oom: 0, misconf: 0, readonly: 0 };
+  /** Also counted here, by reason (the metric, set once the metrics exist). */
+  counter: { inc(values: readonly string[]): void } | undefined;
 
   /**
    * @param log where the lines go
@@ -151,44 +216,64 @@ export class MemoryReport {
     this.#now = now;
   }
 
-  /** Whether the last write that needed memory was refused. */
-  get refusing(): boolean {
-    return this.#since !== undefined;
+  /** Commands Redis refused since the start, all reasons. */
+  get refusals(): number {
+    return this.counts.oom + this.counts.misconf + this.counts.readonly;
   }
 
-  /** Redis refused a command for memory (`error`: its `OOM …` error reply). */
+  /** Whether the last write of that kind was refused for `reason` (any reason when omitted). */
+  refusing(reason?: RefusalReason): boolean {
+    return reason === undefined ? this.#since.size > 0 : this.#since.has(reason);
+  }
+
+  /**
+   * Redis refused a command (`error`: its `OOM …`, `MISCONF …` or `READONLY …` error reply;
+   * anything else is ignored).
+   */
   refused(error: unknown): void {
-    this.refusals++;
+    const reason = refusalReason(error);
+    if (reason === undefined) return;
+    this.counts[reason]++;
+    this.counter?.inc([reason]);
     const now = this.#now();
-    // A script's refusal names the script and line after the message: left out.
-    const text = linkErrorText(error).replace(/\s*script: [\s\S]*$/, "").replace(/\.$/, "");
+    // A script's refusal names the script and line after the message: left out. MISCONF's
+    // message is long: its first sentence says it.
+    let text = linkErrorText(error).replace(/\s*script: [\s\S]*$/, "").replace(/\.$/, "");
+    if (reason === "misconf") text = text.replace(/(disk)\. [\s\S]*$/, "$1");
     this.#log.debug("Redis refused a command: {error}", { ...this.#fields, error: text });
-    this.#since ??= now;
-    if (now - this.#lastWarning < LINK_WARNING_INTERVAL_MS) return;
-    this.#lastWarning = now;
-    this.#log.warn(
-      "Redis refuses writes for memory ({error}): its maxmemory is reached under noeviction. " +
-        "Room creations answer SERVICE_UNAVAILABLE and rate limits are per instance until memory " +
-        "is freed; existing rooms keep relaying. Raise maxmemory or give Redis more memory",
-      {
-        ...this.#fields,
-        error: text,
-        refusals: this.refusals,
-        seconds: Math.round((now - this.#since) / 1000),
-      },
-    );
+    if (!this.#since.has(reason)) this.#since.set(reason, now);
+    if (now - (this.#lastWarning.get(reason) ?? -Infinity) < LINK_WARNING_INTERVAL_MS) return;
+    this.#lastWarning.set(reason, now);
+    this.#log.warn(REFUSAL_WARNINGS[reason], {
+      ...this.#fields,
+      reason,
+      error: text,
+      refusals: this.counts[reason],
+      seconds: Math.round((now - this.#since.get(reason)!) / 1000),
+    });
   }
 
-  /** A write that needs memory was accepted: ends a run of refusals (logged at info). */
-  accepted(): void {
-    if (this.#since === undefined) return;
-    const seconds = Math.round((this.#now() - this.#since) / 1000);
-    this.#since = undefined;
-    this.#lastWarning = -Infinity;
-    this.#log.info("Redis accepts writes again after {seconds} s of refusals for memory", {
-      ...this.#fields,
-      seconds,
-    });
+  /**
+   * A write was accepted: ends the runs of `MISCONF` and `READONLY` refusals and, when it may
+   * have grown memory (`needsMemory`: a claim, a bucket take, the counts per game; not the
+   * liveness script, which Redis runs whole when full), the run of `OOM` refusals. Each run
+   * ended is logged at info, once.
+   */
+  accepted(needsMemory = true): void {
+    for (const reason of REFUSAL_REASONS) {
+      const since = this.#since.get(reason);
+      if (since === undefined || (reason === "oom" && !needsMemory)) continue;
+      this.#since.delete(reason);
+      this.#lastWarning.delete(reason);
+      this.#log.info(
+        `Redis accepts writes again after {seconds} s of refusals ${REFUSAL_CAUSES[reason]}`,
+        {
+          ...this.#fields,
+          reason,
+          seconds: Math.round((this.#now() - since) / 1000),
+        },
+      );
+    }
   }
 }
 

@@ -4,7 +4,9 @@ import {
   LINK_WARNING_INTERVAL_MS,
   linkErrorText,
   LinkReport,
-  MemoryReport,
+  refusalReason,
+  RefusalReport,
+  refusesEveryWrite,
   reportMemoryPolicy,
 } from "./link_report.ts";
 
@@ -107,7 +109,7 @@ function memoryReporting() {
     lines.push(`${level} ${message} ${JSON.stringify(fields)}`);
   };
   const log = { debug: write("debug"), info: write("info"), warn: write("warn") };
-  const report = new MemoryReport(log, { node: "a@1" }, () => now);
+  const report = new RefusalReport(log, { node: "a@1" }, () => now);
   return { report, lines, log, advance: (ms: number) => now += ms };
 }
 
@@ -143,17 +145,17 @@ Deno.test("MemoryReport warns at the first OOM refusal with what to do, then at 
     ]
   ) ok(warning.includes(part), `${part} in ${warning}`);
   equal(report.refusals, 3);
-  equal(report.refusing, true);
+  equal(report.refusing(), true);
   advance(1);
   report.refused(new Error(OOM));
   equal(warnings().length, 2);
   ok(warnings()[1]!.includes('"refusals":4,"seconds":30'), warnings()[1]);
   advance(5_000);
   report.accepted();
-  equal(report.refusing, false);
+  equal(report.refusing(), false);
   equal(
     lines.at(-1),
-    'info Redis accepts writes again after {seconds} s of refusals for memory {"node":"a@1","seconds":35}',
+    'info Redis accepts writes again after {seconds} s of refusals for memory {"node":"a@1","reason":"oom","seconds":35}',
   );
   report.accepted(); // once per run of refusals
   equal(lines.filter((line) => line.startsWith("info ")).length, 1);
@@ -174,4 +176,55 @@ Deno.test("reportMemoryPolicy: a warning for an evicting policy, a debug line fo
       "memory limit, letting a second room take a live room's code. Set maxmemory-policy " +
       'noeviction on this Redis {"node":"a@1","policy":"allkeys-lru"}',
   );
+});
+
+const MISCONF =
+  "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+const READONLY = "READONLY You can't write against a read only replica.";
+
+Deno.test("refusalReason / refusesEveryWrite: OOM, MISCONF and READONLY error replies, plain or from a script; nothing else", () => {
+  equal(refusalReason(new Error(OOM)), "oom");
+  equal(refusalReason(new Error(`${MISCONF} script: 81831b00, on @user_script:1.`)), "misconf");
+  equal(refusalReason(new Error(READONLY)), "readonly");
+  equal(refusalReason(new Error("LOADING Redis is loading the dataset in memory")), undefined);
+  equal(refusalReason(new Error("The client is offline")), undefined);
+  equal(refusesEveryWrite(new Error(MISCONF)), true);
+  equal(refusesEveryWrite(new Error(READONLY)), true);
+  equal(refusesEveryWrite(new Error(OOM)), false);
+});
+
+Deno.test("RefusalReport: a warning per reason naming the cause and the fix, each rate-limited on its own, counted by reason; a liveness write ends MISCONF and READONLY runs but not OOM's", () => {
+  const { report, lines, advance } = memoryReporting();
+  const counted: string[] = [];
+  report.counter = { inc: (values) => counted.push(values.join()) };
+  report.refused(new Error(`${MISCONF} script: 81831b00, on @user_script:1.`));
+  report.refused(new Error(READONLY));
+  report.refused(new Error(OOM));
+  report.refused(new Error(MISCONF));
+  report.refused(new Error("ERR something else"));
+  const warnings = lines.filter((line) => line.startsWith("warn "));
+  equal(warnings.length, 3, lines.join("\n"));
+  ok(warnings[0]!.includes("Free disk space or fix the save directory"), warnings[0]);
+  ok(
+    warnings[0]!.includes(
+      `"error":"MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk"`,
+    ),
+    warnings[0],
+  );
+  ok(
+    warnings[1]!.includes("Point cluster.redis_url at the primary, or use cluster.redis_sentinels"),
+  );
+  ok(warnings[1]!.includes("Reconnecting both connections"), warnings[1]);
+  deepEqual(counted, ["misconf", "readonly", "oom", "misconf"]);
+  deepEqual(report.counts, { oom: 1, misconf: 2, readonly: 1 });
+  advance(2_000);
+  report.accepted(false); // the liveness script: Redis is still full
+  equal(report.refusing("misconf"), false);
+  equal(report.refusing("readonly"), false);
+  equal(report.refusing("oom"), true);
+  const infos = lines.filter((line) => line.startsWith("info "));
+  deepEqual(infos.map((line) => line.replace(/ {"node".*/, "")), [
+    "info Redis accepts writes again after {seconds} s of refusals after a failed background save (MISCONF)",
+    "info Redis accepts writes again after {seconds} s of refusals by a read-only replica (READONLY)",
+  ]);
 });

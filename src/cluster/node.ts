@@ -16,7 +16,12 @@ import {
   topGames,
 } from "../coordination/game_counts.ts";
 import type { DirectoryEntry } from "../engine/effects.ts";
-import { isMemoryRefusal, reportMemoryPolicy } from "./link_report.ts";
+import {
+  REFUSAL_REASONS,
+  refusalReason,
+  refusesEveryWrite,
+  reportMemoryPolicy,
+} from "./link_report.ts";
 import { ClusterRouter } from "./router.ts";
 import type {
   ClusterBus,
@@ -35,18 +40,26 @@ const log = getLogger(["signal-fish", "cluster"]);
 export interface MetricsRegistry {
   counter(name: string, help: string, read?: () => number): unknown;
   gauge(name: string, help: string, read?: () => number): unknown;
+  /** A counter family with labels (metrics/registry.ts `LabeledCounter`). */
+  labeledCounter?(
+    name: string,
+    help: string,
+    labelNames: readonly string[],
+  ): { inc(values: readonly string[], by?: number): void };
 }
 
 /**
  * Registers the cluster metrics of docs/spec/SERVER.md §6.3 that this build counts, read at scrape time
- * from `node` (and from the edge for `bound` and `remote`; from `memory`, when given, the
- * commands Redis refused for memory, §8.5.5 "Redis full").
+ * from `node` (and from the edge for `bound` and `remote`). With `refusals` (a `RefusalReport`,
+ * link_report.ts), the writes Redis refused while answering, by reason (§6.3 #98, §8.5.5 "Redis
+ * full", "Redis refuses writes"): its `counter` is set to the family, each reason's series
+ * created at 0 so that `increase()` sees the first refusal.
  */
 export function registerClusterMetrics(
   registry: MetricsRegistry,
   node: ClusterNode,
   edge: { boundRemote(): number; remoteSessions(): number },
-  memory?: { readonly refusals: number },
+  refusals?: { counter: { inc(values: readonly string[]): void } | undefined },
 ): void {
   const p = "signal_fish_";
   const stats = node.router.streams.stats;
@@ -81,12 +94,14 @@ export function registerClusterMetrics(
     "Publishes counted lost: Redis did not answer within forward_timeout_ms, or an older one was still unanswered",
     () => node.publishesUnanswered,
   );
-  if (memory) {
-    registry.counter(
-      `${p}cluster_redis_oom_refusals_total`,
-      "Redis commands refused with OOM: maxmemory reached under noeviction",
-      () => memory.refusals,
+  if (refusals && registry.labeledCounter) {
+    const family = registry.labeledCounter(
+      `${p}cluster_redis_write_refusals_total`,
+      "Redis commands refused while Redis answers, by reason: oom (maxmemory under noeviction), misconf (a failed background save), readonly (a replica)",
+      ["reason"],
     );
+    for (const reason of REFUSAL_REASONS) family.inc([reason], 0);
+    refusals.counter = family;
   }
   registry.counter(
     `${p}cluster_resyncs_total`,
@@ -201,6 +216,18 @@ export class ClusterNode {
   #upSince: number | undefined;
   /** Both Redis connections up (the bus's link state). */
   #linkUp = false;
+  /**
+   * Since when Redis has accepted this node's writes: undefined while it refuses every write
+   * (`MISCONF`, `READONLY`), as liveness keys cannot be written then (docs/spec/SERVER.md §8.5.4
+   * guard 1, §8.5.5 "Redis refuses writes"); `-Infinity` when never refused.
+   */
+  #writableSince: number | undefined = -Infinity;
+  /** When the current run of refused writes began (undefined: writes are accepted). */
+  #refusedSince: number | undefined;
+  /** Until when codes and room ids the directory does not know answer as in a grace window. */
+  #refusalGraceUntil = -Infinity;
+  /** The pending write probe while Redis refuses every write. */
+  #probingWrites: ReturnType<typeof setTimeout> | undefined;
   /** The link was up once (later ups are reconnects). */
   #everUp = false;
   /** Nodes this node held dead (each counted once, docs/spec/SERVER.md §6.3 #77). */
@@ -374,6 +401,65 @@ export class ClusterNode {
     }, this.#options.heartbeatMs);
   }
 
+  /**
+   * Redis refused one of this node's writes for a reason that refuses every write (`MISCONF`,
+   * `READONLY`: `refusesEveryWrite`, link_report.ts). No node can write its liveness key or its
+   * rooms' entries meanwhile, so until writes are accepted again no peer is held dead (the
+   * refusal counts as an interruption for guard 1 of docs/spec/SERVER.md §8.5.4) and codes and
+   * room ids the directory does not know answer `SERVICE_UNAVAILABLE` as in the grace window
+   * (their entries may have expired). Writes are probed every `heartbeat_ms` (the liveness
+   * script), so their return is noticed at once. `/v2/health` is unaffected: Redis answers and
+   * the rooms here keep working.
+   */
+  writesRefused(): void {
+    if (this.#stopped) return;
+    if (this.#refusedSince === undefined) this.#refusedSince = this.#now();
+    this.#writableSince = undefined;
+    this.#probeWrites();
+  }
+
+  /**
+   * Redis accepted one of this node's writes: ends a run of refused writes ({@linkcode
+   * ClusterNode.writesRefused}). Guard 1 restarts (no verdict for `T`); when the run lasted `T/3`
+   * or more (a room's entry may have expired), unknown codes and room ids keep answering
+   * `SERVICE_UNAVAILABLE` for `T/3` more, the time every node's refresh needs to write its rooms'
+   * entries back; this node's refresh runs at once.
+   */
+  writesAccepted(): void {
+    const since = this.#refusedSince;
+    if (since === undefined) return;
+    const now = this.#now();
+    this.#refusedSince = undefined;
+    this.#writableSince = now;
+    clearTimeout(this.#probingWrites);
+    this.#probingWrites = undefined;
+    const third = this.#options.ttlMs / 3;
+    if (now - since >= third) this.#refusalGraceUntil = now + third;
+    void this.refresh();
+  }
+
+  /** While Redis refuses every write, a liveness write every `heartbeat_ms` notices the end. */
+  #probeWrites(): void {
+    if (this.#probingWrites !== undefined || this.#stopped) return;
+    this.#probingWrites = setTimeout(() => {
+      this.#probingWrites = undefined;
+      if (this.#stopped || this.#refusedSince === undefined) return;
+      this.store.writeLiveness(this.node, this.#liveness()).then(
+        () => this.writesAccepted(),
+        (error: unknown) => {
+          if (!refusesEveryWrite(error)) this.#probe();
+          if (this.#refusedSince !== undefined) this.#probeWrites();
+        },
+      );
+    }, this.#options.heartbeatMs);
+  }
+
+  /** This node's liveness value, as written every refresh. */
+  #liveness(): Liveness {
+    const counts = this.counts?.();
+    return { startedAt: this.startedAt, state: this.#state, ...(counts ? { counts } : {}) };
+  }
+
   /** Redis reachable again: the guard restarts and the node re-registers at once (§8.3). */
   #reachableAgain(): void {
     if (this.#upSince !== undefined) return;
@@ -400,27 +486,31 @@ export class ClusterNode {
         this.#epochSince = this.#now();
       }
       this.store.sweepFallback?.(Date.now());
-      const counts = this.counts?.();
       const games = this.gameCounts?.();
       // Sent together (one round trip): the counts per game live as long as the liveness key.
-      // A write Redis refuses for memory (docs/spec/SERVER.md §8.5.5 "Redis full", reported by
-      // the store) does not end the refresh: the rooms' refresh script still runs (Redis runs it
-      // whole when full), so their entries and codes outlive the refusals.
+      // A write Redis refuses while it answers (docs/spec/SERVER.md §8.5.5 "Redis full", "Redis
+      // refuses writes", reported by the store) does not end the refresh: under OOM the rooms'
+      // refresh script still runs (Redis runs it whole when full), so their entries and codes
+      // outlive the refusals; under MISCONF or READONLY every write is refused, so the rooms'
+      // writes are skipped and the reads go on.
       let written = true;
+      let refusesWrites = false;
       const refused = (error: unknown) => {
-        if (!isMemoryRefusal(error)) throw error;
+        if (refusalReason(error) === undefined) throw error;
+        if (refusesEveryWrite(error)) refusesWrites = true;
         return false;
       };
       await Promise.all([
-        this.store.writeLiveness(this.node, {
-          startedAt: this.startedAt,
-          state: this.#state,
-          ...(counts ? { counts } : {}),
-        }).then(() => true, refused).then((ok) => written = ok),
+        this.store.writeLiveness(this.node, this.#liveness())
+          .then(() => true, refused).then((ok) => written = ok),
         games ? this.store.writeGames(this.node, topGames(games)).catch(refused) : undefined,
       ]);
+      if (written) this.writesAccepted();
+      else if (refusesWrites) this.writesRefused();
       this.maintenance = await this.store.maintenance();
-      const records = this.#options.entries().map((entry) => ({ ...entry, home: this.node }));
+      const records = refusesWrites
+        ? []
+        : this.#options.entries().map((entry) => ({ ...entry, home: this.node }));
       const results = await this.store.refreshAll(records);
       // Rooms that closed while the scripts ran: their answers say nothing about the code now (a
       // new room may hold it), and a refresh that ran after the release wrote the entry back.
@@ -465,7 +555,7 @@ export class ClusterNode {
       }
       // Registered once its liveness key is written too (others then see it alive).
       if (written) this.#registered = true;
-      if (this.store.sweepOrder) {
+      if (this.store.sweepOrder && !refusesWrites) {
         this.#orderRank = (await this.store.sweepOrder(this.#orderRank, ORDER_SWEEP)).next;
       }
       this.#peers = await this.store.nodes();
@@ -473,7 +563,14 @@ export class ClusterNode {
       const peers = this.#peers;
       this.router.streams.forgetGone((node) => peers.has(node));
     } catch (error) {
-      log.warn("Cluster refresh failed: {error}", { error });
+      // A write refused by a Redis that refuses every write (the epoch's creation, the prune
+      // of the nodes' index): warned about by the store's owner, and the guard held back.
+      if (refusesEveryWrite(error)) {
+        this.writesRefused();
+        log.debug("Cluster refresh cut short: {error}", { error });
+      } else {
+        log.warn("Cluster refresh failed: {error}", { error });
+      }
     }
   }
 
@@ -563,28 +660,33 @@ export class ClusterNode {
     return this.conflicts.size > 0 && this.conflicts.has(`${gameName}\u0000${roomCode}`);
   }
 
-  /** Whether the epoch's grace window runs at `now` (docs/spec/SERVER.md §8.3 "Grace window"). */
+  /**
+   * Whether the epoch's grace window runs at `now` (docs/spec/SERVER.md §8.3), or one after
+   * refused writes: while Redis refuses every write, and for `T/3` after a long run of refusals
+   * ({@linkcode ClusterNode.writesAccepted}; §8.5.5 "Redis refuses writes").
+   */
   inGrace(now: number): boolean {
+    if (this.#refusedSince !== undefined || now < this.#refusalGraceUntil) return true;
     const epoch = this.#epoch;
     return epoch === undefined || now < epoch.createdAt + this.#options.ttlMs;
   }
 
   /**
-   * The death verdict of docs/spec/SERVER.md §8.5.4: link up and epoch unchanged for at least `T`, and
-   * `instance:<home>` absent at two reads `heartbeat_ms` apart with nothing heard from it.
+   * The death verdict of docs/spec/SERVER.md §8.5.4: link up, writes accepted and epoch unchanged
+   * for at least `T`, and `instance:<home>` absent at two reads `heartbeat_ms` apart with nothing
+   * heard from it. A run of writes Redis refused (`MISCONF`, `READONLY`, §8.5.5 "Redis refuses
+   * writes") interrupts guard 1 like a lost link: no liveness key could be written meanwhile.
    */
   async isDead(home: NodeId): Promise<boolean> {
     const now = this.#now();
-    if (this.#upSince === undefined || now - this.#upSince < this.#options.ttlMs) return false;
+    if (!this.#guardHeld(now)) return false;
     if (now - this.#epochSince < this.#options.ttlMs) return false;
     if ((await this.store.liveness(home)) !== undefined) return false;
     await new Promise((resolve) => setTimeout(resolve, this.#options.heartbeatMs));
     if ((await this.store.liveness(home)) !== undefined) return false;
     if (this.router.streams.silence(home) < this.#options.heartbeatMs) return false;
     // Re-checked after the awaits: Redis may have stopped answering meanwhile.
-    if (this.#upSince === undefined || this.#now() - this.#upSince < this.#options.ttlMs) {
-      return false;
-    }
+    if (!this.#guardHeld(this.#now())) return false;
     if (!this.#dead.has(home)) {
       if (this.#dead.size >= MAX_DEAD_REMEMBERED) this.#dead.clear();
       this.#dead.add(home);
@@ -592,6 +694,16 @@ export class ClusterNode {
       log.warn("Node {peer} held dead", { peer: home });
     }
     return true;
+  }
+
+  /**
+   * Guard 1 of docs/spec/SERVER.md §8.5.4 at `now`: Redis reachable, and this node's writes
+   * accepted, without interruption for at least `T`.
+   */
+  #guardHeld(now: number): boolean {
+    const ttl = this.#options.ttlMs;
+    if (this.#upSince === undefined || now - this.#upSince < ttl) return false;
+    return this.#writableSince !== undefined && now - this.#writableSince >= ttl;
   }
 
   /** Marks the node draining in its liveness key (docs/spec/SERVER.md §8.7). */
@@ -615,6 +727,7 @@ export class ClusterNode {
     this.#stopped = true;
     clearInterval(this.#timer);
     clearTimeout(this.#probing);
+    clearTimeout(this.#probingWrites);
     this.router.stop();
     try {
       await this.store.deleteLiveness(this.node);

@@ -13,7 +13,7 @@ import type { Resolver } from "../transport/edge.ts";
 import { RedisBus } from "./bus.ts";
 import type { FeedEvent } from "../metrics/operator_feed.ts";
 import { ClusterNode, nodeName } from "./node.ts";
-import { LinkReport, MemoryReport } from "./link_report.ts";
+import { LinkReport, RefusalReport, refusesEveryWrite } from "./link_report.ts";
 import { ClusterOperatorEvents } from "./operator_events.ts";
 export { registerClusterMetrics } from "./node.ts";
 import { clusterResolver, Staging } from "./resolve.ts";
@@ -26,10 +26,11 @@ export interface OpenCluster {
   node: ClusterNode;
   store: RedisStore;
   /**
-   * Commands Redis refused for memory, warned about at most every 30 s (docs/spec/SERVER.md
-   * §8.5.5 "Redis full"; its count is §6.3's `signal_fish_cluster_redis_oom_refusals_total`).
+   * Writes Redis refused while answering (`OOM`, `MISCONF`, `READONLY`), warned about at most
+   * every 30 s per reason (docs/spec/SERVER.md §8.5.5 "Redis full", "Redis refuses writes"; its
+   * counts are §6.3's `signal_fish_cluster_redis_write_refusals_total`).
    */
-  memory: MemoryReport;
+  refusals: RefusalReport;
   /** The node's bus (its publish round trips feed docs/spec/SERVER.md §6.3 #67). */
   bus: RedisBus;
   staging: Staging;
@@ -92,6 +93,7 @@ export function openCluster(
       holder.node?.linkState(state);
     },
     onError: (error) => report.error(error),
+    onReopen: () => log.debug("Reopening the Redis connections: Redis answered READONLY", { node }),
   });
   const windowMs = config.rate_limit.time_window * 1000;
   const store = new RedisStore(link, {
@@ -106,9 +108,18 @@ export function openCluster(
     },
     timeoutMs: cluster.forward_timeout_ms,
   });
-  // Redis at maxmemory refusing writes: a warning at the first refusal, then at most every 30 s.
-  const memory = new MemoryReport(log, { node });
-  store.onMemory = (refusal) => refusal === undefined ? memory.accepted() : memory.refused(refusal);
+  // Redis refusing writes while it answers (full, a failed save, a replica): a warning at the
+  // first refusal, then at most every 30 s; MISCONF and READONLY hold back death verdicts.
+  const refusals = new RefusalReport(log, { node });
+  store.onRefusal = (refusal, needsMemory) => {
+    if (refusal === undefined) {
+      refusals.accepted(needsMemory);
+      holder.node?.writesAccepted();
+      return;
+    }
+    refusals.refused(refusal);
+    if (refusesEveryWrite(refusal)) holder.node?.writesRefused();
+  };
   const bus = new RedisBus(link, node, cluster.key_prefix, cluster.forward_timeout_ms);
   const staging = new Staging(() => crypto.randomUUID(), newRoomCode);
   let engineRef: Engine | undefined;
@@ -127,7 +138,7 @@ export function openCluster(
   return {
     node: started,
     store,
-    memory,
+    refusals,
     bus,
     staging,
     setEngine: (engine) => engineRef = engine,

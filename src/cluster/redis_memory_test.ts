@@ -66,7 +66,10 @@ Deno.test({
       const redis = (...command: string[]) => link.command.sendCommand(command);
       const store = new RedisStore(link, settings());
       const told: unknown[] = [];
-      store.onMemory = (refusal) => told.push(refusal);
+      // Refusals, and accepted writes that needed memory (the liveness script needs none).
+      store.onRefusal = (refusal, needsMemory) => {
+        if (refusal !== undefined || needsMemory) told.push(refusal);
+      };
       const keys = new Keys("sf:");
       const caps = { maxRoomsPerGame: 100 };
       equal((await store.claim(record("LIVE01"), caps)).status, "ok");

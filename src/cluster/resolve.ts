@@ -24,7 +24,7 @@ import type { ClientMessage, ServerMessage } from "../protocol/messages.ts";
 import { type Resolution, type Resolver, unavailable } from "../transport/edge.ts";
 import type { EdgeEvent } from "../transport/events.ts";
 import type { ClusterStore, NodeId, Resolved } from "./types.ts";
-import { isMemoryRefusal } from "./link_report.ts";
+import { refusalReason } from "./link_report.ts";
 import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["signal-fish", "cluster"]);
@@ -302,8 +302,9 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       } catch (error) {
         done();
         // The claim may have run although its answer never came: a code held by no room. One
-        // Redis refused for memory wrote nothing (docs/spec/SERVER.md §8.5.5 "Redis full").
-        if (!isMemoryRefusal(error)) release(record);
+        // Redis refused (OOM, MISCONF, READONLY: its first write is checked) wrote nothing
+        // (docs/spec/SERVER.md §8.5.5 "Redis full", "Redis refuses writes").
+        if (refusalReason(error) === undefined) release(record);
         throw error;
       }
       if (claimed.status === "ok") {

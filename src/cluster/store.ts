@@ -32,7 +32,7 @@ import {
 } from "../coordination/directory.ts";
 import type { InstanceGames } from "../coordination/game_counts.ts";
 import { gameTag, Keys } from "./keys.ts";
-import { isMemoryRefusal } from "./link_report.ts";
+import { refusalReason } from "./link_report.ts";
 import {
   type ClusterStore,
   type Epoch,
@@ -106,12 +106,17 @@ export interface RedisLinkOptions {
   onState?: (state: LinkState) => void;
   /** Called with every connection error (logged by the caller; the client reconnects). */
   onError?: (error: unknown) => void;
+  /** Called when {@linkcode RedisLink.reopen} drops and reopens the connections. */
+  onReopen?: () => void;
 }
 
 /** Reconnect delay after `retries` failed attempts: 100 ms doubling to 5 s (docs/spec/SERVER.md §8.5.5). */
 export function reconnectDelay(retries: number): number {
   return Math.min(100 * 2 ** Math.min(retries, 16), 5_000);
 }
+
+/** The least time between two {@linkcode RedisLink.reopen}s, ms. */
+export const REOPEN_INTERVAL_MS = 1_000;
 
 /** How often the state of a Sentinel-backed link is read again, ms (it has no ready events). */
 const SENTINEL_STATE_MS = 250;
@@ -131,6 +136,12 @@ export class RedisLink {
   #closed = false;
   readonly #open: () => Promise<void>;
   readonly #destroy: () => void;
+  /** Drops both connections and opens them again (undefined: Sentinel, which follows failovers). */
+  readonly #reconnect: (() => Promise<void>) | undefined;
+  #reopening = false;
+  #lastReopen = -Infinity;
+  /** Times {@linkcode RedisLink.reopen} dropped and reopened the connections. */
+  reopens = 0;
   #poll: ReturnType<typeof setInterval> | undefined;
 
   /** Creates the clients; {@linkcode RedisLink.connect} opens them. */
@@ -199,6 +210,7 @@ export class RedisLink {
         this.#poll = setInterval(() => this.#update(), SENTINEL_STATE_MS);
       };
       this.#destroy = () => void sentinel.destroy().catch(() => {});
+      this.#reconnect = undefined;
       return;
     }
     const command = createClient({
@@ -226,6 +238,44 @@ export class RedisLink {
         } catch { /* never opened */ }
       }
     };
+    // node-redis keeps a connection on an error reply: destroyed and connected again, each
+    // client opens a new socket to the URL's address (resolved and routed again) and the
+    // subscriber subscribes again to its channels.
+    this.#reconnect = async () => {
+      this.#destroy();
+      this.#update();
+      if (this.#closed) return;
+      await Promise.all([command.connect(), subscriber.connect()]);
+      this.#update();
+    };
+  }
+
+  /**
+   * Drops both connections and opens them again, for an address that now reaches a replica
+   * (Redis answered `READONLY`: a failover behind a virtual IP, DNS name or proxy that has moved
+   * since the connections were opened, docs/spec/SERVER.md §8.5.5 "Redis refuses writes").
+   * Pending commands fail; the link goes `down`, then `up` as after any reconnect. At most once
+   * per {@linkcode REOPEN_INTERVAL_MS}, and not while a reopen is under way. Returns whether it
+   * reopens now: never with Sentinel (whose client moves to the primary the sentinels name) or
+   * once closed.
+   */
+  reopen(): boolean {
+    const reconnect = this.#reconnect;
+    const now = performance.now();
+    if (
+      reconnect === undefined || this.#closed || this.#reopening ||
+      now - this.#lastReopen < REOPEN_INTERVAL_MS
+    ) {
+      return false;
+    }
+    this.#reopening = true;
+    this.#lastReopen = now;
+    this.reopens++;
+    this.#options.onReopen?.();
+    reconnect().catch((error: unknown) => this.#options.onError?.(error)).finally(() => {
+      this.#reopening = false;
+    });
+    return true;
   }
 
   /** `up` while both connections are ready. */
@@ -867,15 +917,19 @@ export class RedisStore implements ClusterStore {
    */
   onQuery: QueryObserver | undefined;
   /**
-   * Told, with Redis's `OOM` error reply, of every command Redis refused for memory, and, with
-   * `undefined`, of every write that needed memory and was accepted (a claim, a bucket take, the
-   * counts per game): docs/spec/SERVER.md §8.5.5 "Redis full". Set by the owner (a
-   * `MemoryReport`, link_report.ts).
+   * Told, with Redis's error reply, of every command Redis refused while answering (`OOM`,
+   * `MISCONF`, `READONLY`: `refusalReason`, link_report.ts), and, with `undefined`, of every
+   * write that was accepted: `needsMemory` `true` for those that may grow memory (a claim, a
+   * bucket take, the counts per game), `false` for the liveness script (docs/spec/SERVER.md
+   * §8.5.5 "Redis full", "Redis refuses writes"). Set by the owner (a `RefusalReport`,
+   * link_report.ts, and the node).
    */
-  onMemory: ((refusal: unknown) => void) | undefined;
+  onRefusal: ((refusal: unknown, needsMemory: boolean) => void) | undefined;
+  readonly #link: RedisLink;
 
   /** A store on `link`'s command connection. */
   constructor(link: RedisLink, settings: StoreSettings) {
+    this.#link = link;
     this.#client = link.command;
     this.#keys = new Keys(settings.prefix);
     this.#settings = settings;
@@ -906,7 +960,11 @@ export class RedisStore implements ClusterStore {
       (error) => {
         // An error reply is an answer; a timeout or a connection failure is not.
         this.#reachability.answered(error instanceof ErrorReply);
-        if (isMemoryRefusal(error)) this.onMemory?.(error);
+        const refusal = refusalReason(error);
+        if (refusal !== undefined) this.onRefusal?.(error, refusal === "oom");
+        // The address reaches a replica (a failover it has not followed): only new connections
+        // can reach the primary (docs/spec/SERVER.md §8.5.5 "Redis refuses writes").
+        if (refusal === "readonly") this.#link.reopen();
         throw error;
       },
     );
@@ -970,7 +1028,7 @@ export class RedisStore implements ClusterStore {
     ], "claim") as [string, ...unknown[]];
     switch (reply[0]) {
       case "ok":
-        this.onMemory?.(undefined);
+        this.onRefusal?.(undefined, true);
         return { status: "ok" };
       case "maintenance":
         return { status: "maintenance" };
@@ -1318,7 +1376,7 @@ export class RedisStore implements ClusterStore {
           take ? "1" : "0",
         ], take ? "take" : "check"),
       );
-      if (take) this.onMemory?.(undefined);
+      if (take) this.onRefusal?.(undefined, true);
       return wait === 0 ? { ok: true } : { ok: false, retryAfterSecs: wait };
     } catch {
       // Redis unreachable: this node's own bucket (docs/spec/SERVER.md §8.4.3).
@@ -1372,6 +1430,7 @@ export class RedisStore implements ClusterStore {
       String(now + ttl),
       this.#pruneBound(now),
     ], "liveness");
+    this.onRefusal?.(undefined, false);
   }
 
   /**
@@ -1395,7 +1454,7 @@ export class RedisStore implements ClusterStore {
       ]),
       "games",
     );
-    this.onMemory?.(undefined);
+    this.onRefusal?.(undefined, true);
   }
 
   async readGames(nodes: readonly NodeId[]): Promise<Map<NodeId, InstanceGames | null>> {
