@@ -17,6 +17,7 @@ import { createClient } from "@redis/client";
 import { pause, type RealCluster, startCluster, TEST_TTL_SECS } from "./cluster_helpers.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
 import { RawWebSocket } from "./raw_websocket.ts";
+import { exitWithin } from "./process.ts";
 import { type Received, secretApp } from "./helpers.ts";
 
 /** The whole test's budget, ms: past it the test fails (and its processes are killed). */
@@ -332,11 +333,12 @@ class Churn {
     if (peer) await (this.random() < 0.5 ? peer.leave() : peer.abort());
   }
 
-  /** `steps` steps, `parallel` at a time. */
-  async run(steps: number, parallel = 6): Promise<void> {
-    for (let done = 0; done < steps; done += parallel) {
-      await Promise.all(Array.from({ length: parallel }, () => this.step()));
-    }
+  /** `steps` steps by `workers` concurrent workers (a slow step holds up only its worker). */
+  async run(steps: number, workers = 6): Promise<void> {
+    let left = steps;
+    await Promise.all(Array.from({ length: workers }, async () => {
+      while (left-- > 0) await this.step();
+    }));
   }
 
   /** Forgets the peers of instance `i` (killed): their sockets end with it. */
@@ -438,7 +440,11 @@ async function drift(cluster: RealCluster, redis: Redis): Promise<string[]> {
   const nodes = new Set<string>();
   const listed = new Set<string>();
   for (let i = 0; i < 3; i++) {
-    const body = await status(cluster, i);
+    const body = await status(cluster, i).catch((error) => ({ error }));
+    if ("error" in body) {
+      problems.push(`server ${i} unreachable: ${body.error}`);
+      continue;
+    }
     nodes.add(String(body.node));
     for (const node of body.cluster_nodes as string[]) listed.add(node);
     for (const field of ["rooms", "players", "spectators", "connections", "held_seats"]) {
@@ -529,6 +535,7 @@ Deno.test({
     });
     await using cluster = await startCluster(3, {
       SIGNAL_FISH_SERVER__RECONNECTION_WINDOW: String(WINDOW_SECS),
+      SIGNAL_FISH_CLUSTER__DRAIN_TIMEOUT_SECS: "1",
       SIGNAL_FISH_SERVER__EMPTY_ROOM_TIMEOUT: "1",
       SIGNAL_FISH_SERVER__ROOM_CLEANUP_INTERVAL: "1",
       SIGNAL_FISH_SERVER__MAX_ROOMS_PER_GAME: String(MAX_ROOMS_PER_GAME),
@@ -560,34 +567,62 @@ Deno.test({
   },
 });
 
+/** The instance homing the most rooms (not `not`); fails when none homes a room. */
+async function busiest(cluster: RealCluster, not?: number): Promise<number> {
+  const homed = await Promise.all(
+    [0, 1, 2].map(async (i) => i === not ? -1 : (await status(cluster, i)).rooms as number),
+  );
+  const most = homed.indexOf(Math.max(...homed));
+  ok(homed[most]! > 0, `no instance homes a room: ${homed}`);
+  return most;
+}
+
 /** How long each phase took, ms (printed). */
 const phases: string[] = [];
 
 async function soak(cluster: RealCluster, redis: Redis, peers: Peer[]): Promise<void> {
   await cluster.pastGrace();
   let at = Date.now();
+  const t0 = Date.now();
+  /** With DRIFT_DEBUG set: when each step of the soak ended. */
+  const mark = (what: string) => {
+    if (Deno.env.get("DRIFT_DEBUG")) console.log(`${Date.now() - t0} ${what}`);
+  };
   const churn = new Churn(cluster, SEED);
 
   // Phase 1: churn, with failures between the waves.
-  await churn.run(90);
+  await churn.run(200);
+  mark("churn");
   // kill -9 of the instance homing the most rooms; the churn goes on without it.
-  const homed = await Promise.all(
-    [0, 1, 2].map(async (i) => (await status(cluster, i)).rooms as number),
-  );
-  const victim = homed.indexOf(Math.max(...homed));
-  ok(homed[victim]! > 0, `no instance homes a room: ${homed}`);
+  const victim = await busiest(cluster);
   cluster.servers[victim]!.child.kill("SIGKILL");
   await cluster.servers[victim]!.exited;
   count("kill -9");
   churn.down.add(victim);
   churn.forget(victim);
   const restarted = cluster.restart(victim);
-  await churn.run(48);
+  await churn.run(100);
+  mark("churn without the killed instance");
   await restarted;
+  mark("restarted");
   churn.down.delete(victim);
+  // A rolling deploy of another instance homing rooms: SIGTERM drains it (§8.7,
+  // cluster.drain_timeout_secs = 1), it exits, a new node starts in its place.
+  const drained = await busiest(cluster, victim);
+  churn.down.add(drained);
+  cluster.servers[drained]!.child.kill("SIGTERM");
+  count("drain");
+  await churn.run(40);
+  mark("churn while draining");
+  const exit = await exitWithin(cluster.servers[drained]!, 15_000);
+  ok(exit?.code === 0, `the drained instance exited with ${exit?.code}`);
+  churn.forget(drained);
+  await cluster.restart(drained);
+  mark("drained and restarted");
+  churn.down.delete(drained);
   // Redis drops every node's connections (commands and subscriptions) during churn.
   await Promise.all([
-    churn.run(24),
+    churn.run(60),
     (async () => {
       await sleep(100);
       await redis.sendCommand(["CLIENT", "KILL", "TYPE", "normal"]);
@@ -598,7 +633,7 @@ async function soak(cluster: RealCluster, redis: Redis, peers: Peer[]): Promise<
   // Redis paused for 0.8 s (under forward_timeout_ms, then past it) during churn.
   for (const ms of [800, 2_000]) {
     await Promise.all([
-      churn.run(30),
+      churn.run(40),
       (async () => {
         await sleep(50);
         const resume = pause(cluster.redis.pid());
@@ -608,15 +643,53 @@ async function soak(cluster: RealCluster, redis: Redis, peers: Peer[]): Promise<
       })(),
     ]);
   }
-  await churn.run(60);
+  // An instance homing rooms frozen (SIGSTOP) for longer than T: the others may hold it dead and
+  // create rooms under its codes; it comes back and re-registers (split brain, §8.5.5).
+  const frozen = await busiest(cluster, victim);
+  churn.down.add(frozen);
+  await Promise.all([
+    churn.run(60),
+    (async () => {
+      const resume = pause(cluster.servers[frozen]!.child.pid);
+      count("instance frozen");
+      await sleep(T_MS + 1_000);
+      resume();
+    })(),
+  ]);
+  churn.down.delete(frozen);
+  mark("Redis connections killed, Redis paused twice, an instance frozen");
+  await churn.run(120);
+  mark("churn");
   phases.push(`churn ${Date.now() - at}`);
   ok((tally.created ?? 0) >= 10, `too few rooms created: ${JSON.stringify(tally)}`);
   ok((tally.reconnected ?? 0) >= 3, `too few reconnections: ${JSON.stringify(tally)}`);
 
-  // Phase 2: everyone goes; then wait (polling) past the reconnection window, the empty-room
-  // timeout and T for the baseline.
+  // Phase 2: everyone goes. While the held seats expire and the rooms are deleted (and
+  // released): a kill -9 of the instance homing the most rooms (restarted at once), Redis
+  // connections killed three times, then Redis paused past forward_timeout_ms.
   at = Date.now();
   await churn.end();
+  mark("everyone gone");
+  const dying = await busiest(cluster);
+  cluster.servers[dying]!.child.kill("SIGKILL");
+  await cluster.servers[dying]!.exited;
+  count("kill -9");
+  await Promise.all([
+    cluster.restart(dying),
+    (async () => {
+      for (const ms of [1_500, 700, 500]) {
+        await sleep(ms);
+        await redis.sendCommand(["CLIENT", "KILL", "TYPE", "normal"]);
+        count("CLIENT KILL");
+      }
+      await sleep(300);
+      const resume = pause(cluster.redis.pid());
+      count("Redis paused");
+      await sleep(1_800);
+      resume();
+    })(),
+  ]);
+  // Then wait (polling) past the reconnection window, the empty-room timeout and T.
   const deadline = Date.now() + WINDOW_SECS * 1000 + 4 * T_MS;
   let problems: string[] = [];
   for (;;) {
@@ -629,7 +702,6 @@ async function soak(cluster: RealCluster, redis: Redis, peers: Peer[]): Promise<
     await sleep(250);
   }
   phases.push(`baseline ${Date.now() - at}`);
-  at = Date.now();
   // Phase 3: the baseline.
   deepEqual(problems, [], `seed ${SEED}: drift after churn ${JSON.stringify(tally)}`);
 
