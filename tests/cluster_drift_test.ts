@@ -21,7 +21,7 @@ import { exitWithin } from "./process.ts";
 import { type Received, secretApp } from "./helpers.ts";
 
 /** The whole test's budget, ms: past it the test fails (and its processes are killed). */
-const LIMIT_MS = 42_000;
+const LIMIT_MS = 43_000;
 const SEED = Number(Deno.env.get("DRIFT_SEED") ?? 20261207);
 const T_MS = TEST_TTL_SECS * 1000;
 /** `server.reconnection_window`, s. */
@@ -658,7 +658,7 @@ async function soak(cluster: RealCluster, redis: Redis, peers: Peer[]): Promise<
   ]);
   churn.down.delete(frozen);
   mark("Redis connections killed, Redis paused twice, an instance frozen");
-  await churn.run(120);
+  await churn.run(80);
   mark("churn");
   phases.push(`churn ${Date.now() - at}`);
   ok((tally.created ?? 0) >= 10, `too few rooms created: ${JSON.stringify(tally)}`);
@@ -690,7 +690,7 @@ async function soak(cluster: RealCluster, redis: Redis, peers: Peer[]): Promise<
     })(),
   ]);
   // Then wait (polling) past the reconnection window, the empty-room timeout and T.
-  const deadline = Date.now() + WINDOW_SECS * 1000 + 4 * T_MS;
+  const deadline = Date.now() + WINDOW_SECS * 1000 + 3 * T_MS;
   let problems: string[] = [];
   for (;;) {
     problems = await drift(cluster, redis);
@@ -703,7 +703,11 @@ async function soak(cluster: RealCluster, redis: Redis, peers: Peer[]): Promise<
   }
   phases.push(`baseline ${Date.now() - at}`);
   // Phase 3: the baseline.
-  deepEqual(problems, [], `seed ${SEED}: drift after churn ${JSON.stringify(tally)}`);
+  ok(
+    problems.length === 0,
+    `seed ${SEED}: ${problems.length} differences from the baseline after churn ` +
+      `${JSON.stringify(tally)}:\n${problems.slice(0, 40).join("\n")}`,
+  );
 
   // A leaked count of 1 anywhere would refuse one of these: each game's cap, each address's cap
   // in each game, the app's cap.
