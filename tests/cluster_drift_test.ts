@@ -71,6 +71,8 @@ class Peer {
   readonly raw: RawWebSocket;
   readonly instance: number;
   readonly ip: string;
+  /** Authenticated as {@linkcode APP} (else {@linkcode OPEN_APP}). */
+  app = false;
   readonly #queue: Received[] = [];
   #wake: (() => void) | undefined;
   ended = false;
@@ -204,17 +206,29 @@ class Churn {
       await peer.abort();
       return undefined;
     }
+    peer.app = app;
     return peer;
   }
 
-  /** Creation or join by code (a shared code, a known room's, or a generated one). */
-  async join(known: boolean): Promise<void> {
-    const room = known ? this.pick([...this.seats, ...this.held]) : undefined;
-    if (known && !room) return;
-    const app = room?.app ?? this.random() < 0.25;
+  /**
+   * Creation or join by code (a shared code, a known room's, or a generated one), by a new
+   * connection or (`reuse`) one that is in no room (it left one, or was refused).
+   */
+  async join(known: boolean, reuse = false): Promise<void> {
+    const idle = reuse ? this.take(this.idle) : undefined;
+    if (reuse && !idle) return;
+    const room = known
+      ? this.pick([...this.seats, ...this.held].filter((r) => !idle || r.app === idle.app))
+      : undefined;
+    if (known && !room) {
+      if (idle) this.idle.push(idle);
+      return;
+    }
+    const app = idle?.app ?? room?.app ?? this.random() < 0.25;
     const game = room?.game ?? this.pick(GAMES);
     const code = room?.code ?? (this.random() < 0.5 ? this.pick(SHARED_CODES) : null);
-    const peer = await this.peer(app);
+    if (idle) count("rejoin");
+    const peer = idle ?? await this.peer(app);
     if (!peer) return;
     peer.send({
       type: "JoinRoom",
@@ -243,10 +257,19 @@ class Churn {
     }
   }
 
-  async spectate(): Promise<void> {
-    const room = this.pick([...this.seats, ...this.held]);
-    if (!room) return;
-    const peer = await this.peer(room.app);
+  /** A new spectator, or (`switching`) a spectator moving to another room of its app. */
+  async spectate(switching = false): Promise<void> {
+    const watcher = switching ? this.take(this.spectators) : undefined;
+    if (switching && !watcher) return;
+    const room = this.pick(
+      [...this.seats, ...this.held].filter((r) => !watcher || r.app === watcher.app),
+    );
+    if (!room) {
+      if (watcher) this.spectators.push(watcher);
+      return;
+    }
+    if (watcher) count("spectator switch");
+    const peer = watcher ?? await this.peer(room.app);
     if (!peer) return;
     peer.send({
       type: "JoinAsSpectator",
@@ -298,6 +321,32 @@ class Churn {
     }
   }
 
+  /**
+   * A takeover (docs/spec/PROTOCOL.md §7.11.5): a seat's `Reconnect` through another instance
+   * while its connection is still open; the old connection is closed by the server.
+   */
+  async takeover(): Promise<void> {
+    const seat = this.take(this.seats);
+    if (!seat) return;
+    const peer = await this.peer(seat.app, seat.peer.instance);
+    if (!peer) return void this.seats.push(seat);
+    peer.send({
+      type: "Reconnect",
+      data: { player_id: seat.playerId, room_id: seat.roomId, auth_token: seat.token },
+    });
+    const answer = await peer.answer(["Reconnected", "ReconnectionFailed"]);
+    if (answer?.type === "Reconnected") {
+      count("takeover");
+      this.seats.push({ ...seat, peer, token: answer.data.reconnection_token });
+      await Promise.race([seat.peer.done, sleep(1_000)]);
+      await seat.peer.abort();
+    } else {
+      count(`takeover refused ${answer?.data?.error_code ?? "unanswered"}`);
+      this.seats.push(seat);
+      this.idle.push(peer);
+    }
+  }
+
   gameData(): void {
     const seat = this.pick(this.seats);
     if (!seat) return;
@@ -320,15 +369,18 @@ class Churn {
   /** One random step. */
   async step(): Promise<void> {
     const r = this.random();
-    if (r < 0.22) return this.join(false);
-    if (r < 0.40) return this.join(true);
-    if (r < 0.48) return this.spectate();
-    if (r < 0.55) return this.drop("leave");
-    if (r < 0.60) return this.drop("close");
-    if (r < 0.72) return this.drop("abort");
-    if (r < 0.84) return this.reconnect();
-    if (r < 0.92) return this.gameData();
-    if (r < 0.96) return this.leaveSpectator();
+    if (r < 0.18) return this.join(false);
+    if (r < 0.32) return this.join(true);
+    if (r < 0.36) return this.join(this.random() < 0.5, true);
+    if (r < 0.42) return this.spectate();
+    if (r < 0.45) return this.spectate(true);
+    if (r < 0.52) return this.drop("leave");
+    if (r < 0.56) return this.drop("close");
+    if (r < 0.67) return this.drop("abort");
+    if (r < 0.78) return this.reconnect();
+    if (r < 0.82) return this.takeover();
+    if (r < 0.90) return this.gameData();
+    if (r < 0.95) return this.leaveSpectator();
     const peer = this.take(this.idle);
     if (peer) await (this.random() < 0.5 ? peer.leave() : peer.abort());
   }
