@@ -193,7 +193,7 @@ class Churn {
   readonly held: Held[] = [];
   readonly spectators: Peer[] = [];
   readonly idle: Peer[] = [];
-  /** Instances not to use (killed, not yet restarted). */
+  /** Instances new connections avoid (killed, draining or frozen). */
   readonly down = new Set<number>();
 
   constructor(cluster: RealCluster, seed: number) {
@@ -711,7 +711,7 @@ async function soak(cluster: RealCluster, redis: Redis, peers: Peer[]): Promise<
       count("CLIENT KILL");
     })(),
   ]);
-  // Redis paused for 0.8 s (under forward_timeout_ms, then past it) during churn.
+  // Redis paused during churn for 0.8 s (under forward_timeout_ms), then for 2 s (past it).
   for (const ms of [800, 2_000]) {
     await Promise.all([
       churn.run(40),
