@@ -19,6 +19,12 @@ export interface RealCluster extends AsyncDisposable {
   httpUrl(i: number): string;
   /** Resolves when every server's grace window is over (T after the epoch's creation). */
   pastGrace(): Promise<void>;
+  /**
+   * Kills server `i` (SIGKILL, if still running) and starts it again with the same environment:
+   * a new node (docs/spec/SERVER.md §8.2), on a new port (`wsUrl(i)` and `httpUrl(i)` follow).
+   * Resolves once its `/v2/health` answers 200; rejects after 15 s.
+   */
+  restart(i: number): Promise<void>;
 }
 
 /** `T` of test clusters, seconds. */
@@ -45,41 +51,40 @@ export async function startCluster(
   const ttlSecs = options.ttlSecs ?? TEST_TTL_SECS;
   const redis = await startRedis();
   const servers: ServerProcess[] = [];
+  const spawn = (i: number) =>
+    spawnServer({
+      env: {
+        SIGNAL_FISH_CLUSTER__REDIS_URL: redis.url,
+        SIGNAL_FISH_CLUSTER__INSTANCE_ID: `test-${i}`,
+        SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS: String(ttlSecs),
+        SIGNAL_FISH_CLUSTER__FORWARD_TIMEOUT_MS: String(options.forwardTimeoutMs ?? 1500),
+        SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: String(options.heartbeatMs ?? 250),
+        SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+        SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000",
+        SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS: "1000",
+        SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS: "1000",
+        SIGNAL_FISH_SERVER__ENABLE_RECONNECTION: "true",
+        ...env,
+      },
+      ...(options.permissions ? { permissions: options.permissions } : {}),
+    });
+  const waitHealthy = async (server: ServerProcess, deadline: number) => {
+    for (;;) {
+      const response = await fetch(`http://127.0.0.1:${server.port}/v2/health`);
+      await response.body?.cancel();
+      if (response.status === 200) return;
+      if (Date.now() > deadline) {
+        throw new Error(`Server ${server.port} never became healthy:\n${server.output()}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
   // The epoch is created by the first node to register, before every server is healthy.
   let healthyAt = Date.now();
   try {
-    for (let i = 0; i < n; i++) {
-      servers.push(
-        await spawnServer({
-          env: {
-            SIGNAL_FISH_CLUSTER__REDIS_URL: redis.url,
-            SIGNAL_FISH_CLUSTER__INSTANCE_ID: `test-${i}`,
-            SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS: String(ttlSecs),
-            SIGNAL_FISH_CLUSTER__FORWARD_TIMEOUT_MS: String(options.forwardTimeoutMs ?? 1500),
-            SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: String(options.heartbeatMs ?? 250),
-            SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
-            SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000",
-            SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS: "1000",
-            SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS: "1000",
-            SIGNAL_FISH_SERVER__ENABLE_RECONNECTION: "true",
-            ...env,
-          },
-          ...(options.permissions ? { permissions: options.permissions } : {}),
-        }),
-      );
-    }
+    for (let i = 0; i < n; i++) servers.push(await spawn(i));
     const deadline = Date.now() + 15_000;
-    for (const server of servers) {
-      for (;;) {
-        const response = await fetch(`http://127.0.0.1:${server.port}/v2/health`);
-        await response.body?.cancel();
-        if (response.status === 200) break;
-        if (Date.now() > deadline) {
-          throw new Error(`Server ${server.port} never became healthy:\n${server.output()}`);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
+    for (const server of servers) await waitHealthy(server, deadline);
     healthyAt = Date.now();
   } catch (error) {
     for (const server of servers) await server[Symbol.asyncDispose]();
@@ -94,6 +99,11 @@ export async function startCluster(
     pastGrace: async () => {
       const left = healthyAt + ttlSecs * 1000 + 200 - Date.now();
       if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+    },
+    restart: async (i) => {
+      await servers[i]![Symbol.asyncDispose]();
+      servers[i] = await spawn(i);
+      await waitHealthy(servers[i]!, Date.now() + 15_000);
     },
     async [Symbol.asyncDispose]() {
       for (const server of servers) await server[Symbol.asyncDispose]();
