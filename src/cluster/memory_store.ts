@@ -60,6 +60,17 @@ export class MemoryStore implements ClusterStore {
    * SLEEP`, a stalled host): the calls queue and are answered in order once it resumes.
    */
   paused: Promise<void> | undefined;
+  /**
+   * Redis's identity as {@linkcode MemoryStore.identity} answers it (`INFO server`'s `run_id`):
+   * tests change it to model a Redis restarted from an old dump or failed over, with the keys
+   * they keep; `undefined` models a Redis that refuses `INFO` (docs/spec/SERVER.md §8.3 "Epoch").
+   */
+  runId: string | undefined = crypto.randomUUID().replaceAll("-", "");
+  /**
+   * While true every call but {@linkcode MemoryStore.identity} rejects with Redis's `-LOADING`
+   * reply (an answer: the store stays reachable), as while a restarted Redis loads its dump.
+   */
+  loading = false;
   /** Number of calls made (tests: "no store call on the hot path"). */
   calls = 0;
   /**
@@ -133,7 +144,11 @@ export class MemoryStore implements ClusterStore {
     this.#items.get(key)!.expiresAt = this.#now() + this.#settings.ttlMs;
   }
 
-  async #call<T>(run: () => T, method?: "claim" | "resolveCode" | "take"): Promise<T> {
+  async #call<T>(
+    run: () => T,
+    method?: "claim" | "resolveCode" | "take",
+    whileLoading = false,
+  ): Promise<T> {
     this.calls++;
     if (this.paused) await this.paused;
     await Promise.resolve();
@@ -151,6 +166,9 @@ export class MemoryStore implements ClusterStore {
       throw new Error("Redis unreachable (MemoryStore)");
     }
     this.#reachability.answered(true);
+    if (this.loading && !whileLoading) {
+      throw new Error("LOADING Redis is loading the dataset in memory (MemoryStore)");
+    }
     const result = run();
     const held = method === undefined ? undefined : this.hold?.(method);
     if (held) await held;
@@ -576,6 +594,11 @@ export class MemoryStore implements ClusterStore {
       }
       return epoch;
     });
+  }
+
+  /** {@linkcode MemoryStore.runId}, answered even while {@linkcode MemoryStore.loading}. */
+  identity(): Promise<string | undefined> {
+    return this.#call(() => this.runId, undefined, true);
   }
 
   setMaintenance(enabled: boolean): Promise<void> {

@@ -232,8 +232,33 @@ export class ClusterNode {
   #everUp = false;
   /** Nodes this node held dead (each counted once, docs/spec/SERVER.md §6.3 #77). */
   readonly #dead = new Set<NodeId>();
-  /** When the epoch last changed (or was first read). */
+  /** When the epoch last changed (or was first read), or Redis's identity changed. */
   #epochSince = 0;
+  /**
+   * Redis's `run_id` last read ({@linkcode ClusterStore.identity}; undefined: never read, or Redis
+   * will not say). A change means a restarted or failed-over Redis whose directory may be rewound
+   * (docs/spec/SERVER.md §8.3 "Epoch").
+   */
+  #runId: string | undefined;
+  /**
+   * Whether Redis's identity has been read (or found unavailable) since the link last came up:
+   * until then codes and room ids the directory does not know answer as in a grace window, so
+   * that no request resolved right after a reconnect races the read.
+   */
+  #identityKnown = false;
+  /** Redis said once that it will not give its identity (logged once, at debug). */
+  #identityRefused = false;
+  /**
+   * Until when codes and room ids the directory does not know answer as in a grace window after
+   * Redis's identity changed: `Infinity` until this node has re-registered, then `T` past that.
+   */
+  #identityGraceUntil = -Infinity;
+  /** A re-registration after an identity change is due (retried every `heartbeat_ms`). */
+  #rejoinPending = false;
+  /** Failed re-registration attempts since the identity changed (the first is warned about). */
+  #rejoinFailures = 0;
+  /** The pending retry of a refresh (identity unknown or re-registration due). */
+  #retrying: ReturnType<typeof setTimeout> | undefined;
   #registered = false;
   /** Where the next order sweep starts in `rooms-by:created` (see `ClusterStore.sweepOrder`). */
   #orderRank = 0;
@@ -339,6 +364,8 @@ export class ClusterNode {
     this.#linkUp = state === "up";
     if (state === "down") {
       this.#upSince = undefined;
+      // The next connection may reach another Redis (a restart, a failover): read it again.
+      if (this.store.identity !== undefined) this.#identityKnown = false;
       return;
     }
     if (wasUp) return;
@@ -464,7 +491,69 @@ export class ClusterNode {
   #reachableAgain(): void {
     if (this.#upSince !== undefined) return;
     this.#upSince = this.#now();
-    if (this.#registered) void this.refresh();
+    if (this.#registered || !this.#identityKnown) void this.refresh();
+  }
+
+  /**
+   * Reads Redis's identity ({@linkcode ClusterStore.identity}) and compares it with the one last
+   * read (docs/spec/SERVER.md §8.3 "Epoch"). A change (a Redis restarted, possibly from an old
+   * dump, or another server after a failover) is treated like an epoch change: the node
+   * re-registers now (this refresh), retrying every `heartbeat_ms` until it has, no node is held
+   * dead for `T` (§8.5.4), and codes and room ids the directory does not know answer
+   * `SERVICE_UNAVAILABLE` until `T` after this node's re-registration. A Redis that will not say
+   * (`INFO` refused) leaves the node as without this check (a debug line, once). Never rejects:
+   * when Redis does not answer, the identity stays unknown and the refresh is retried.
+   */
+  async #readIdentity(): Promise<void> {
+    const read = this.store.identity;
+    if (read === undefined) {
+      this.#identityKnown = true;
+      return;
+    }
+    let runId: string | undefined;
+    try {
+      runId = await read.call(this.store);
+    } catch (error) {
+      log.debug("Cannot read Redis's identity yet: {error}", { error });
+      return;
+    }
+    this.#identityKnown = true;
+    if (runId === undefined) {
+      if (!this.#identityRefused) {
+        this.#identityRefused = true;
+        log.debug(
+          "Redis does not give its run_id (INFO refused): a restart from an old dump is not detected",
+        );
+      }
+      return;
+    }
+    const previous = this.#runId;
+    this.#runId = runId;
+    if (previous === undefined || previous === runId) return;
+    this.#epochSince = this.#now();
+    this.#identityGraceUntil = Infinity;
+    this.#rejoinPending = true;
+    this.#rejoinFailures = 0;
+    log.warn(
+      "Redis restarted or failed over (run_id changed): re-registering {rooms} rooms; unknown codes answer SERVICE_UNAVAILABLE for {seconds} s",
+      { rooms: this.#options.entries().length, seconds: this.#options.ttlMs / 1000 },
+    );
+  }
+
+  /**
+   * While Redis's identity is unknown since a reconnect or a re-registration after its change is
+   * due, the refresh runs again every `heartbeat_ms` rather than at the next `T/3` (a restarted
+   * Redis answers `-LOADING` while it loads its dump).
+   */
+  #retrySoon(): void {
+    if (this.#stopped || this.#retrying !== undefined) return;
+    if (this.#identityKnown && !this.#rejoinPending) return;
+    // Link down or Redis silent: its return refreshes at once (linkState, #storeState).
+    if (!this.#linkUp || !this.store.reachable) return;
+    this.#retrying = setTimeout(() => {
+      this.#retrying = undefined;
+      void this.refresh();
+    }, this.#options.heartbeatMs);
   }
 
   /**
@@ -473,6 +562,7 @@ export class ClusterNode {
    */
   async refresh(): Promise<void> {
     if (this.#stopped) return;
+    await this.#readIdentity();
     try {
       const epoch = await this.store.epoch();
       if (this.#epoch?.id !== epoch.id) {
@@ -555,6 +645,13 @@ export class ClusterNode {
       }
       // Registered once its liveness key is written too (others then see it alive).
       if (written) this.#registered = true;
+      if (written && !refusesWrites && this.#rejoinPending) {
+        // Re-registered after Redis's identity changed: the other homes re-register within about
+        // as long (each at its reconnect, retrying every heartbeat_ms), so T is ample.
+        this.#rejoinPending = false;
+        this.#identityGraceUntil = this.#now() + this.#options.ttlMs;
+        log.info("Re-registered after Redis's restart or failover");
+      }
       if (this.store.sweepOrder && !refusesWrites) {
         this.#orderRank = (await this.store.sweepOrder(this.#orderRank, ORDER_SWEEP)).next;
       }
@@ -568,9 +665,13 @@ export class ClusterNode {
       if (refusesEveryWrite(error)) {
         this.writesRefused();
         log.debug("Cluster refresh cut short: {error}", { error });
+      } else if (this.#rejoinPending && this.#rejoinFailures++ > 0) {
+        log.debug("Cluster re-registration failed again: {error}", { error });
       } else {
         log.warn("Cluster refresh failed: {error}", { error });
       }
+    } finally {
+      this.#retrySoon();
     }
   }
 
@@ -662,11 +763,14 @@ export class ClusterNode {
 
   /**
    * Whether the epoch's grace window runs at `now` (docs/spec/SERVER.md §8.3), or one after
-   * refused writes: while Redis refuses every write, and for `T/3` after a long run of refusals
-   * ({@linkcode ClusterNode.writesAccepted}; §8.5.5 "Redis refuses writes").
+   * Redis's identity changed (a restart, possibly from an old dump, or a failover: until `T`
+   * after this node re-registered; and from a reconnect until Redis's identity has been read),
+   * or one after refused writes: while Redis refuses every write, and for `T/3` after a long run
+   * of refusals ({@linkcode ClusterNode.writesAccepted}; §8.5.5 "Redis refuses writes").
    */
   inGrace(now: number): boolean {
     if (this.#refusedSince !== undefined || now < this.#refusalGraceUntil) return true;
+    if (!this.#identityKnown || now < this.#identityGraceUntil) return true;
     const epoch = this.#epoch;
     return epoch === undefined || now < epoch.createdAt + this.#options.ttlMs;
   }
@@ -728,6 +832,7 @@ export class ClusterNode {
     clearInterval(this.#timer);
     clearTimeout(this.#probing);
     clearTimeout(this.#probingWrites);
+    clearTimeout(this.#retrying);
     this.router.stop();
     try {
       await this.store.deleteLiveness(this.node);

@@ -115,6 +115,14 @@ export function reconnectDelay(retries: number): number {
   return Math.min(100 * 2 ** Math.min(retries, 16), 5_000);
 }
 
+/**
+ * The `run_id` in the text of Redis's `INFO server` answer (`run_id:<40 hex digits>` on a line of
+ * its own), or `undefined` when there is none (docs/spec/SERVER.md §8.3 "Epoch").
+ */
+export function runIdOf(info: string): string | undefined {
+  return /^run_id:([0-9a-zA-Z]+)\r?$/m.exec(info)?.[1];
+}
+
 /** The least time between two {@linkcode RedisLink.reopen}s, ms. */
 export const REOPEN_INTERVAL_MS = 1_000;
 
@@ -1581,6 +1589,23 @@ export class RedisStore implements ClusterStore {
       ? reply[1]
       : (reply as Record<string, unknown> | null)?.["maxmemory-policy"];
     return value === undefined || value === null ? undefined : String(value);
+  }
+
+  /**
+   * Redis's `run_id` (`INFO server`, docs/spec/SERVER.md §8.3 "Epoch"), or `undefined` when Redis
+   * will not say: `INFO` disabled, renamed or denied by an ACL, or an answer without a `run_id`
+   * line (the error reply is swallowed). With Sentinel the command goes to the primary. Rejects
+   * only when Redis does not answer.
+   */
+  async identity(): Promise<string | undefined> {
+    let reply: unknown;
+    try {
+      reply = await this.#bounded(this.#send(["INFO", "server"]), "info");
+    } catch (error) {
+      if (error instanceof ErrorReply) return undefined;
+      throw error;
+    }
+    return runIdOf(String(reply));
   }
 
   async setMaintenance(enabled: boolean): Promise<void> {

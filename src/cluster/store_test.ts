@@ -15,7 +15,8 @@ import { NoAnswer } from "../coordination/no_answer.ts";
 import { MAX_GAMES_PER_INSTANCE, sumGames, topGames } from "../coordination/game_counts.ts";
 import { gameTag, Keys } from "./keys.ts";
 import { MemoryStore } from "./memory_store.ts";
-import { bounded, RedisLink, RedisStore } from "./store.ts";
+import { until } from "./testing.ts";
+import { bounded, RedisLink, RedisStore, runIdOf } from "./store.ts";
 import { RedisBus } from "./bus.ts";
 import { type ClusterStore, PendingReleases, Reachability, type StoreSettings } from "./types.ts";
 
@@ -551,6 +552,47 @@ Deno.test("MemoryStore: keys expire with the clock; unreachable rejects but buck
     deepEqual(await store.take("auth_failure", "1.2.3.4", now), { ok: true });
   }
   deepEqual(await store.check("auth_failure", "1.2.3.4", now), { ok: false, retryAfterSecs: 20 });
+});
+
+Deno.test({
+  name:
+    'RedisStore.identity: Redis\'s run_id (INFO server), another after a restart, undefined when INFO is renamed away (docs/spec/SERVER.md §8.3 "Epoch")',
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    const server = await startRedis();
+    const link = new RedisLink({ url: server.url });
+    try {
+      await link.connect();
+      const store = new RedisStore(link, settings());
+      const first = await store.identity();
+      ok(first !== undefined && /^[0-9a-f]{40}$/.test(first), String(first));
+      equal(await store.identity(), first, "the same server, the same run_id");
+      await server.restart();
+      await until(() => link.state === "up", "reconnected");
+      const second = await store.identity();
+      ok(second !== undefined && second !== first, `${first} then ${second}`);
+    } finally {
+      await link.close();
+      await server.stop();
+    }
+    const refusing = await startRedis(["--rename-command", "INFO", ""]);
+    const other = new RedisLink({ url: refusing.url });
+    try {
+      await other.connect();
+      equal(await new RedisStore(other, settings()).identity(), undefined);
+    } finally {
+      await other.close();
+      await refusing.stop();
+    }
+  },
+});
+
+Deno.test("runIdOf: the run_id line of INFO server, or undefined", () => {
+  equal(
+    runIdOf("# Server\r\nredis_version:7.0.15\r\nrun_id:0123abcd\r\ntcp_port:6379\r\n"),
+    "0123abcd",
+  );
+  equal(runIdOf("# Server\r\nredis_version:7.0.15\r\n"), undefined);
 });
 
 Deno.test({

@@ -208,6 +208,17 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
    */
   memoryPolicy?(): Promise<string | undefined>;
   /**
+   * Redis's identity: the `run_id` of `INFO server`, a 40-hex-digit string that changes at every
+   * restart of the server and differs on another server (after a failover). Read at every
+   * (re)connection and refresh, so that a Redis restarted from an old dump or failed over to a
+   * replica that missed writes (the `epoch` key intact, the directory rewound) opens a grace
+   * window (docs/spec/SERVER.md §8.3 "Epoch"). Resolves `undefined` when Redis will not say
+   * (`INFO` disabled, renamed or denied by an ACL, or no `run_id` in its answer); rejects only
+   * when Redis does not answer or answers an error to everything (`-LOADING` does not: `INFO`
+   * is answered while a dump loads).
+   */
+  identity?(): Promise<string | undefined>;
+  /**
    * Forgets this node's own fallback buckets (taken while Redis could not be reached,
    * docs/spec/SERVER.md §8.4.3) that have been full for longer than their window; called at
    * each refresh (`T/3`).
