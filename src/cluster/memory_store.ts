@@ -47,6 +47,20 @@ type RoomIdValue =
   | { gone: true; home: NodeId }
   | "gone";
 
+/**
+ * What {@linkcode MemoryStore.unreachable} makes every call reject with: node-redis's error for a
+ * command sent while its connection is down (no offline queue, docs/spec/SERVER.md §8.9), by the
+ * class name the server recognises (`isExpectedFault`, src/coordination/faults.ts).
+ */
+class ClientOfflineError extends Error {
+  constructor() {
+    super("The client is offline (MemoryStore unreachable)");
+  }
+}
+
+/** The calls {@linkcode MemoryStore.fault} is asked about. */
+export type FaultedCall = "claim" | "resolveCode" | "resolveRoomId" | "refresh" | "release";
+
 /** A shared in-memory store; give each node {@linkcode MemoryStore} over the same instance. */
 export class MemoryStore implements ClusterStore {
   readonly #items = new Map<string, Item>();
@@ -67,6 +81,12 @@ export class MemoryStore implements ClusterStore {
    * returns holds the answer back until it settles (a reply in flight while other calls run).
    */
   hold: ((method: "claim" | "resolveCode" | "take") => Promise<void> | undefined) | undefined;
+  /**
+   * Fault injection (tests): asked at each {@linkcode FaultedCall} as it runs (Redis reachable);
+   * an error it returns rejects the call instead, nothing written: a bug in the store's code (a
+   * `TypeError`), or a timeout (`NoAnswer`, here without the reachability change).
+   */
+  fault: ((call: FaultedCall) => Error | undefined) | undefined;
   /**
    * Fault injection (tests): ms before each call runs, as Redis's round trip would take, while
    * other events run; calls still run in the order they were made (the FIFO of a command
@@ -133,7 +153,7 @@ export class MemoryStore implements ClusterStore {
     this.#items.get(key)!.expiresAt = this.#now() + this.#settings.ttlMs;
   }
 
-  async #call<T>(run: () => T, method?: "claim" | "resolveCode" | "take"): Promise<T> {
+  async #call<T>(run: () => T, method?: "take" | FaultedCall): Promise<T> {
     this.calls++;
     if (this.paused) await this.paused;
     await Promise.resolve();
@@ -148,11 +168,15 @@ export class MemoryStore implements ClusterStore {
     }
     if (this.unreachable) {
       this.#reachability.answered(false);
-      throw new Error("Redis unreachable (MemoryStore)");
+      throw new ClientOfflineError();
     }
     this.#reachability.answered(true);
+    const fault = method === undefined || method === "take" ? undefined : this.fault?.(method);
+    if (fault !== undefined) throw fault;
     const result = run();
-    const held = method === undefined ? undefined : this.hold?.(method);
+    const held = method === "claim" || method === "resolveCode" || method === "take"
+      ? this.hold?.(method)
+      : undefined;
     if (held) await held;
     return result;
   }
@@ -284,7 +308,7 @@ export class MemoryStore implements ClusterStore {
   }
 
   refresh(record: DirectoryRecord): Promise<RefreshResult> {
-    return this.#call(() => this.#refresh(record));
+    return this.#call(() => this.#refresh(record), "refresh");
   }
 
   refreshAll(records: readonly DirectoryRecord[]): Promise<RefreshResult[]> {
@@ -332,7 +356,7 @@ export class MemoryStore implements ClusterStore {
         }
       }
       this.#set(`room-id:${roomId}`, gone, this.#settings.reconnectionWindowMs);
-    });
+    }, "release");
   }
 
   lookup(gameName: string, roomCode: string): Promise<DirectoryRecord | undefined> {
@@ -463,7 +487,7 @@ export class MemoryStore implements ClusterStore {
   }
 
   resolveRoomId(roomId: string): Promise<Resolved> {
-    return this.#call(() => this.#resolve(`room-id:${roomId}`));
+    return this.#call(() => this.#resolve(`room-id:${roomId}`), "resolveRoomId");
   }
 
   /**
