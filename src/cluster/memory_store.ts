@@ -47,6 +47,23 @@ type RoomIdValue =
   | { gone: true; home: NodeId }
   | "gone";
 
+/**
+ * What {@linkcode MemoryStore.unreachable} makes every call reject with: node-redis's error for a
+ * command sent while its connection is down (no offline queue, docs/spec/SERVER.md §8.9), by the
+ * class name the server recognises (`isExpectedFault`, src/coordination/faults.ts).
+ */
+class ClientOfflineError extends Error {
+  constructor() {
+    super("The client is offline (MemoryStore unreachable)");
+  }
+}
+
+/** A lookalike of node-redis's class of Redis's error replies (`-LOADING` here), by name. */
+class ErrorReply extends Error {}
+
+/** The calls {@linkcode MemoryStore.fault} is asked about. */
+export type FaultedCall = "claim" | "resolveCode" | "resolveRoomId" | "refresh" | "release";
+
 /** A shared in-memory store; give each node {@linkcode MemoryStore} over the same instance. */
 export class MemoryStore implements ClusterStore {
   readonly #items = new Map<string, Item>();
@@ -78,6 +95,12 @@ export class MemoryStore implements ClusterStore {
    * returns holds the answer back until it settles (a reply in flight while other calls run).
    */
   hold: ((method: "claim" | "resolveCode" | "take") => Promise<void> | undefined) | undefined;
+  /**
+   * Fault injection (tests): asked at each {@linkcode FaultedCall} as it runs (Redis reachable);
+   * an error it returns rejects the call instead, nothing written: a bug in the store's code (a
+   * `TypeError`), or a timeout (`NoAnswer`, here without the reachability change).
+   */
+  fault: ((call: FaultedCall) => Error | undefined) | undefined;
   /**
    * Fault injection (tests): ms before each call runs, as Redis's round trip would take, while
    * other events run; calls still run in the order they were made (the FIFO of a command
@@ -146,7 +169,7 @@ export class MemoryStore implements ClusterStore {
 
   async #call<T>(
     run: () => T,
-    method?: "claim" | "resolveCode" | "take",
+    method?: "take" | FaultedCall,
     whileLoading = false,
   ): Promise<T> {
     this.calls++;
@@ -163,14 +186,18 @@ export class MemoryStore implements ClusterStore {
     }
     if (this.unreachable) {
       this.#reachability.answered(false);
-      throw new Error("Redis unreachable (MemoryStore)");
+      throw new ClientOfflineError();
     }
     this.#reachability.answered(true);
     if (this.loading && !whileLoading) {
-      throw new Error("LOADING Redis is loading the dataset in memory (MemoryStore)");
+      throw new ErrorReply("LOADING Redis is loading the dataset in memory (MemoryStore)");
     }
+    const fault = method === undefined || method === "take" ? undefined : this.fault?.(method);
+    if (fault !== undefined) throw fault;
     const result = run();
-    const held = method === undefined ? undefined : this.hold?.(method);
+    const held = method === "claim" || method === "resolveCode" || method === "take"
+      ? this.hold?.(method)
+      : undefined;
     if (held) await held;
     return result;
   }
@@ -302,7 +329,7 @@ export class MemoryStore implements ClusterStore {
   }
 
   refresh(record: DirectoryRecord): Promise<RefreshResult> {
-    return this.#call(() => this.#refresh(record));
+    return this.#call(() => this.#refresh(record), "refresh");
   }
 
   refreshAll(records: readonly DirectoryRecord[]): Promise<RefreshResult[]> {
@@ -350,7 +377,7 @@ export class MemoryStore implements ClusterStore {
         }
       }
       this.#set(`room-id:${roomId}`, gone, this.#settings.reconnectionWindowMs);
-    });
+    }, "release");
   }
 
   lookup(gameName: string, roomCode: string): Promise<DirectoryRecord | undefined> {
@@ -481,7 +508,7 @@ export class MemoryStore implements ClusterStore {
   }
 
   resolveRoomId(roomId: string): Promise<Resolved> {
-    return this.#call(() => this.#resolve(`room-id:${roomId}`));
+    return this.#call(() => this.#resolve(`room-id:${roomId}`), "resolveRoomId");
   }
 
   /**

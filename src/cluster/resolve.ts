@@ -25,6 +25,8 @@ import { type Resolution, type Resolver, unavailable } from "../transport/edge.t
 import type { EdgeEvent } from "../transport/events.ts";
 import type { ClusterStore, NodeId, Resolved } from "./types.ts";
 import { refusalReason } from "./link_report.ts";
+import { isExpectedFault } from "../coordination/faults.ts";
+import { NoAnswer } from "../coordination/no_answer.ts";
 import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["signal-fish", "cluster"]);
@@ -236,7 +238,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
 
   /** Throws while Redis is known not to answer (the caller's catch answers SERVICE_UNAVAILABLE). */
   const reachable = () => {
-    if (!store.reachable) throw new Error("Redis unreachable");
+    if (!store.reachable) throw new NoAnswer("Redis unreachable: its last call got no answer");
   };
 
   /** Whether an entry found for a code or id names a room that is gone (stale). */
@@ -511,9 +513,25 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         default:
           return { kind: "local" };
       }
-    } catch {
-      // Redis unreachable or too slow (docs/spec/SERVER.md §8.4.3, §8.5.5).
-      return reply(unavailable(message));
+    } catch (error) {
+      // Redis unreachable, too slow or refusing (docs/spec/SERVER.md §8.4.3, §8.5.5): the link
+      // and refusal reports tell the operator. Anything else is a bug here: an ERROR line and
+      // `errors_internal` (§7.4, §6.3 #26). The client gets SERVICE_UNAVAILABLE either way.
+      if (isExpectedFault(error)) {
+        log.debug("Cannot resolve the {type} of {connection_id}: {error}", {
+          type: message.type,
+          connection_id: conn,
+          error,
+        });
+        return reply(unavailable(message));
+      }
+      log.error("Cannot resolve the {type} of {connection_id}, unexpected error: {error}", {
+        type: message.type,
+        connection_id: conn,
+        error,
+        stack: (error as { stack?: unknown } | undefined)?.stack,
+      });
+      return reply(unavailable(message), [{ type: "internal_error", connectionId: conn }]);
     }
   };
 }

@@ -16,6 +16,7 @@ import { getLogger } from "@logtape/logtape";
 import { type Awaitable, OneAtATime, then } from "../coordination/awaitable.ts";
 import type { BucketKind, BucketTake, TokenBuckets } from "../coordination/buckets.ts";
 import type { RoomDirectory } from "../coordination/directory.ts";
+import { isExpectedFault } from "../coordination/faults.ts";
 import { LocalRouter, MemoryRoomDirectory } from "../coordination/memory.ts";
 import type {
   BindOutcome,
@@ -1332,15 +1333,29 @@ export class Edge {
   }
 
   /**
-   * Applies a `directory` effect; a failed write is logged (the next refresh repairs a refresh;
-   * the cluster store sends a failed release again once Redis answers).
+   * Applies a `directory` effect. A write that fails for Redis (unreachable, too slow, refusing:
+   * {@linkcode isExpectedFault}) is logged at debug: the link and refusal reports tell the
+   * operator, the next refresh repairs a refresh and the cluster store sends a failed release
+   * again once Redis answers. Any other failure is a bug: an ERROR line with its stack and
+   * `errors_internal` +1 (docs/spec/SERVER.md §7.4, §8.5.5).
    */
   #writeDirectory(effect: Extract<Effect, { kind: "directory" }>): void {
     const written = effect.op === "refresh"
       ? this.#directory.refresh({ ...effect.entry, home: this.#node })
       : this.#directory.release(effect.gameName, effect.roomCode, effect.roomId);
     if (written instanceof Promise) {
-      written.catch((error) => log.error("Cannot write the room directory: {error}", { error }));
+      written.catch((error) => {
+        const fields = { op: effect.op, error };
+        if (isExpectedFault(error)) {
+          log.debug("Cannot write the room directory yet ({op}): {error}", fields);
+          return;
+        }
+        log.error("Cannot write the room directory ({op}), unexpected error: {error}", {
+          ...fields,
+          stack: (error as { stack?: unknown } | undefined)?.stack,
+        });
+        this.#onEvent?.({ type: "internal_error" });
+      });
     }
   }
 }

@@ -41,8 +41,12 @@ export type EdgeEvent =
   | { type: "messages_dropped"; count: number }
   /** A reply carrying an `error_code` was sent (metrics: validation errors, docs/spec/SERVER.md §6.3). */
   | { type: "error_reply"; errorCode: ErrorCode }
-  /** A connection was closed with 1011 after a handler exception (docs/spec/SERVER.md §1.11). */
-  | { type: "internal_error"; connectionId: ConnId }
+  /**
+   * A bug (docs/spec/SERVER.md §6.3 #26): a connection closed with 1011 after a handler exception
+   * (§1.11), or an unexpected error of a cluster store call on an error path (a request's
+   * resolution, answered `SERVICE_UNAVAILABLE`; a directory write, with no connection; §8.5.5).
+   */
+  | { type: "internal_error"; connectionId?: ConnId }
   /** The socket reported a transport error (docs/spec/SERVER.md §6.3 #27). */
   | { type: "websocket_error"; connectionId: ConnId }
   /** An upgrade refused by the per-IP connection limit (docs/spec/SERVER.md §3.5), counted as a rejection. */
