@@ -5,7 +5,9 @@
  * lookups of what was written before, envelopes between the nodes. One more test runs two
  * server processes configured with the sentinel (their `redis_url` names another, empty Redis,
  * which they must not use) through a failover. Two more run the same with a password and TLS on
- * every server (`cluster.redis_sentinel_password`, `cluster.redis_sentinel_tls`).
+ * every server (`cluster.redis_sentinel_password`, `cluster.redis_sentinel_tls`). The link reports
+ * the move to the new primary (`onPrimaryChange`), and each server process is told of it
+ * (docs/spec/SERVER.md §8.3 "Redis's identity"; tests/cluster_sentinel_rewind_test.ts).
  *
  * @module
  */
@@ -15,7 +17,7 @@ import type { LinkState } from "../src/cluster/types.ts";
 import { storeSettings } from "../src/cluster/testing.ts";
 import type { DirectoryRecord } from "../src/coordination/directory.ts";
 import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
-import { bounded, RedisLink, RedisStore } from "../src/cluster/store.ts";
+import { bounded, RedisLink, RedisStore, runIdOf } from "../src/cluster/store.ts";
 import {
   IGNORE_WITHOUT_REDIS,
   makeCertificates,
@@ -83,7 +85,14 @@ async function throughFailover(
     await eventually(() => Promise.resolve(received.includes(1)), "an envelope before");
     await before(busA, busB);
 
+    const serverId = async () =>
+      runIdOf(String(await linkA.command.sendCommand(["INFO", "server"])));
+    const oldPrimary = await serverId();
     await set.failover();
+    // The sentinel names the replica about a second before the client moves to it (at the
+    // sentinel's +switch-master; until then commands reach the old primary, still a primary):
+    // wait for the move, so that what follows runs on the new primary.
+    await eventually(async () => (await serverId()) !== oldPrimary, "commands on the new primary");
     // Commands and the subscription follow the new primary, with no restart.
     await eventually(
       async () => (await store.claim(record("AFTER1"), { maxRoomsPerGame: 10 })).status === "ok",
@@ -116,16 +125,20 @@ Deno.test({
     await using set = await startSentinelSet();
     const sentinel = { nodes: [{ host: "127.0.0.1", port: set.sentinelPort }], master: set.master };
     const states: LinkState[] = [];
+    let primaryChanges = 0;
     const linkA = new RedisLink({
       url: "redis://ignored.invalid:6379",
       sentinel,
       onState: (state) => states.push(state),
+      onPrimaryChange: () => primaryChanges++,
     });
     const linkB = new RedisLink({ url: "redis://ignored.invalid:6379", sentinel });
     await throughFailover(set, linkA, linkB, async () => {
       equal(await set.primaryAddress(), `127.0.0.1:${set.primary.port}`);
+      equal(primaryChanges, 0, "not for the first primary found");
     });
     equal(states[0], "up");
+    equal(primaryChanges, 1, "the move to the new primary reported");
   },
 });
 
@@ -155,6 +168,16 @@ Deno.test({
     equal(Number(await redisCommand(cluster.redis.port, "DBSIZE")), 0, "none at redis_url");
 
     await set.failover();
+    // Each instance was told that its Sentinel client moved to the new primary, which may lack
+    // the last writes, and reads its run_id again at once (docs/spec/SERVER.md §8.3 "Redis's
+    // identity"; tests/cluster_sentinel_rewind_test.ts).
+    await eventually(
+      () =>
+        Promise.resolve(
+          cluster.servers.every((server) => server.output().includes("Redis's primary changed")),
+        ),
+      "both instances told of the new primary",
+    );
 
     // After: every instance healthy again, and a new room crosses instances.
     await eventually(

@@ -278,14 +278,19 @@ export interface SentinelSetOptions {
 
 /**
  * Starts a primary, a replica of it and a sentinel (quorum 1, down after 1 s) on free ports,
- * and waits until the sentinel knows the replica. Stopped by pid like {@linkcode startRedis}.
+ * and waits until the sentinel knows the replica and the replica has synced (so a failover
+ * keeps what was written, but for the writes of its last moments, as in production). Stopped by pid like {@linkcode startRedis}.
  */
 export async function startSentinelSet(options: SentinelSetOptions = {}): Promise<SentinelSet> {
   const { createClient } = await import("@redis/client");
   const { password, tls } = options;
   const auth = password === undefined ? [] : ["--requirepass", password, "--masterauth", password];
   const tlsReplication = tls ? ["--tls-replication", "yes"] : [];
-  const primary = await startRedis([...auth, ...tlsReplication], tls);
+  // No delay before a full sync (Redis 7's diskless sync waits 5 s by default for more replicas).
+  const primary = await startRedis(
+    [...auth, ...tlsReplication, "--repl-diskless-sync-delay", "0"],
+    tls,
+  );
   const replica = await startRedis(
     ["--replicaof", "127.0.0.1", String(primary.port), ...auth, ...tlsReplication],
     tls,
@@ -358,6 +363,25 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
       } catch { /* not up yet */ }
       if (Date.now() > deadline) throw new Error("the sentinel never saw the replica");
       await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // The replica has its first full copy: a failover before that promotes an empty replica
+    // (the sentinel accepts it), losing everything written so far, the epoch key included.
+    const replicaClient = createClient({
+      url: replica.url,
+      ...(password === undefined ? {} : { password }),
+      socket: tls ? { tls: true as const, ca: await Deno.readTextFile(tls.ca) } : {},
+    });
+    replicaClient.on("error", () => {});
+    try {
+      await replicaClient.connect();
+      while (
+        !/^master_link_status:up\r?$/m.test(String(await replicaClient.info("replication")))
+      ) {
+        if (Date.now() > deadline) throw new Error("the replica never synced");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      await replicaClient.destroy();
     }
   } catch (error) {
     await stop();

@@ -246,6 +246,11 @@ export class ClusterNode {
    * that no request resolved right after a reconnect races the read.
    */
   #identityKnown = false;
+  /**
+   * Bumped whenever Redis's identity must be read again (the link went down, the primary
+   * changed): a read begun before answers for the Redis that was there then, and is ignored.
+   */
+  #identityRound = 0;
   /** Redis said once that it will not give its identity (logged once, at debug). */
   #identityRefused = false;
   /**
@@ -365,7 +370,7 @@ export class ClusterNode {
     if (state === "down") {
       this.#upSince = undefined;
       // The next connection may reach another Redis (a restart, a failover): read it again.
-      if (this.store.identity !== undefined) this.#identityKnown = false;
+      this.#forgetIdentity();
       return;
     }
     if (wasUp) return;
@@ -375,6 +380,32 @@ export class ClusterNode {
     }
     this.#everUp = true;
     this.#reachableAgain();
+  }
+
+  /**
+   * The link moved to another Redis primary without a reconnect of this node's own (Redis
+   * Sentinel after a failover, `RedisLinkOptions.onPrimaryChange` in store.ts; the link's state
+   * need not go down on the way): the new primary may lack the last writes, so Redis's identity
+   * is unknown again — codes and room ids the directory does not know answer
+   * `SERVICE_UNAVAILABLE` — and a refresh runs at once to read it (docs/spec/SERVER.md §8.3
+   * "Redis's identity"); a changed `run_id` then opens the grace window and re-registers. Guard 1
+   * of §8.5.4 restarts without the node turning unhealthy: the liveness keys may be rewound too,
+   * so no node is held dead for `T`, even when Redis will not give its `run_id`. It counts no
+   * reconnect itself (§6.3 #78; a drop of the link's state on the way does). With the link down,
+   * its return refreshes at once instead.
+   */
+  primaryChanged(): void {
+    if (this.#stopped) return;
+    this.#forgetIdentity();
+    if (this.#upSince !== undefined) this.#upSince = this.#now();
+    log.info("Redis's primary changed (Sentinel failover): reading its run_id");
+    if (this.#timer !== undefined && this.#linkUp) void this.refresh();
+  }
+
+  /** Redis's identity must be read again before unknown codes answer as usual. */
+  #forgetIdentity(): void {
+    this.#identityRound++;
+    if (this.store.identity !== undefined) this.#identityKnown = false;
   }
 
   /**
@@ -510,6 +541,7 @@ export class ClusterNode {
       this.#identityKnown = true;
       return;
     }
+    const round = this.#identityRound;
     let runId: string | undefined;
     try {
       runId = await read.call(this.store);
@@ -517,6 +549,9 @@ export class ClusterNode {
       log.debug("Cannot read Redis's identity yet: {error}", { error });
       return;
     }
+    // The link dropped or the primary changed during the read: the answer may be the old
+    // Redis's; the refresh that follows (or the retry) reads it again.
+    if (round !== this.#identityRound) return;
     this.#identityKnown = true;
     if (runId === undefined) {
       if (!this.#identityRefused) {

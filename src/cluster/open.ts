@@ -94,6 +94,9 @@ export function openCluster(
     },
     onError: (error) => report.error(error),
     onReopen: () => log.debug("Reopening the Redis connections: Redis answered READONLY", { node }),
+    // A Sentinel failover may move the connections without the link going down: the new primary
+    // may lack the last writes (docs/spec/SERVER.md §8.3 "Redis's identity").
+    onPrimaryChange: () => holder.node?.primaryChanged(),
   });
   const windowMs = config.rate_limit.time_window * 1000;
   const store = new RedisStore(link, {

@@ -135,3 +135,85 @@ Deno.test("Cluster (twins): a Redis that refuses INFO (no run_id) → no grace w
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a Sentinel failover the link's state never showed (primaryChanged) → unknown codes answer SERVICE_UNAVAILABLE at once, the new run_id is read at once, the home re-registers; no reconnect counted, no verdict for T, health kept", async () => {
+  const ttlMs = 400;
+  const cluster = await testCluster({ nodes: 1, ttlMs, heartbeatMs: 50 });
+  try {
+    const [node] = cluster.nodes as [TestNode];
+    const alice = await joined(node, "Alice", "FAIL01");
+    const roomId = alice.last("RoomJoined")!.data!.room_id as string;
+    await new Promise((resolve) => setTimeout(resolve, ttlMs + 50));
+    equal(await node.cluster.isDead("ghost@00000001"), true, "verdicts before the failover");
+    const reconnects = node.cluster.redisReconnects;
+    // The new primary missed the room's writes and has another run_id.
+    rewind(cluster.store, "FAIL01", roomId);
+    node.cluster.primaryChanged();
+    ok(node.cluster.inGrace(Date.now()), "identity unknown until read");
+    await until(
+      () => cluster.store.keys().some((key) => key.startsWith("room:") && key.includes("FAIL01")),
+      "the home re-registered",
+    );
+    ok(node.cluster.inGrace(Date.now()), "grace after the run_id changed");
+    equal((await answer(node, "Erin", "NONE01")).data?.error_code, "SERVICE_UNAVAILABLE");
+    equal(node.cluster.redisReconnects, reconnects, "not a reconnect");
+    ok(node.cluster.healthy, "health kept");
+    equal(
+      await node.cluster.isDead("ghost@00000002"),
+      false,
+      "no verdict within T of the failover",
+    );
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a Redis that refuses INFO, failed over (primaryChanged) → no grace window, but no verdict for T", async () => {
+  const ttlMs = 400;
+  const cluster = await testCluster({ nodes: 1, ttlMs, heartbeatMs: 50 });
+  try {
+    const [node] = cluster.nodes as [TestNode];
+    cluster.store.runId = undefined;
+    await node.cluster.refresh();
+    await new Promise((resolve) => setTimeout(resolve, ttlMs + 50));
+    equal(await node.cluster.isDead("ghost@00000001"), true, "verdicts before the failover");
+    node.cluster.primaryChanged();
+    equal(await node.cluster.isDead("ghost@00000002"), false, "liveness keys may be rewound");
+    await until(() => !node.cluster.inGrace(Date.now()), "identity read (none)");
+    equal((await answer(node, "Gus", "NONE03")).type, "RoomJoined");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): an identity read begun before the link dropped, answered after it, does not count: unknown codes answer SERVICE_UNAVAILABLE until the new Redis's run_id is read", async () => {
+  const cluster = await testCluster({ nodes: 1, heartbeatMs: 50 });
+  try {
+    const [node] = cluster.nodes as [TestNode];
+    const store = cluster.store;
+    // Every identity read answers for the Redis there when it was asked, once released.
+    const pending: (() => void)[] = [];
+    store.identity = () => {
+      const runId = store.runId;
+      return new Promise((resolve) => pending.push(() => resolve(runId)));
+    };
+    const stale = node.cluster.refresh();
+    await until(() => pending.length === 1, "the first read asked");
+    // Meanwhile the link moves to another Redis (a failover) with another run_id.
+    store.runId = "another";
+    node.cluster.linkState("down");
+    node.cluster.linkState("up");
+    await until(() => pending.length === 2, "the read after the reconnect asked");
+    pending[0]!();
+    await stale;
+    ok(node.cluster.inGrace(Date.now()), "the old Redis's run_id, read before the drop, counted");
+    equal((await answer(node, "Erin", "NONE01")).data?.error_code, "SERVICE_UNAVAILABLE");
+    // The read after the reconnect finds the change: re-registration and grace for T.
+    store.identity = () => Promise.resolve(store.runId);
+    pending[1]!();
+    await node.cluster.refresh();
+    ok(node.cluster.inGrace(Date.now()), "grace after the run_id changed");
+  } finally {
+    await cluster.close();
+  }
+});

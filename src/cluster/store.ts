@@ -108,6 +108,15 @@ export interface RedisLinkOptions {
   onError?: (error: unknown) => void;
   /** Called when {@linkcode RedisLink.reopen} drops and reopens the connections. */
   onReopen?: () => void;
+  /**
+   * With `sentinel`: called when the Sentinel client moves its connections to another primary
+   * (node-redis's `topology-change` event of type `MASTER_CHANGE`, after a failover), once
+   * {@linkcode RedisLink.connect} has resolved (not for the first primary found). The new
+   * primary may lack the last writes (asynchronous replication), and the link's state need not
+   * go `down` on the way (docs/spec/SERVER.md §8.3 "Redis's identity"). Commands sent from the
+   * callback reach the new primary once the client is connected to it.
+   */
+  onPrimaryChange?: () => void;
 }
 
 /** Reconnect delay after `retries` failed attempts: 100 ms doubling to 5 s (docs/spec/SERVER.md §8.5.5). */
@@ -192,7 +201,13 @@ export class RedisLink {
         passthroughClientErrorEvents: true,
       });
       sentinel.on("error", (error: unknown) => options.onError?.(error));
-      sentinel.on("topology-change", () => this.#update());
+      let opened = false;
+      sentinel.on("topology-change", (event: { type?: string }) => {
+        this.#update();
+        if (opened && !this.#closed && event.type === "MASTER_CHANGE") {
+          options.onPrimaryChange?.();
+        }
+      });
       this.command = {
         sendCommand: <T>(args: (string | Buffer)[]) => sentinel.sendCommand<T>(false, args),
         get isReady() {
@@ -214,6 +229,7 @@ export class RedisLink {
       };
       this.#open = async () => {
         await sentinel.connect();
+        opened = true;
         // node-redis's Sentinel client emits no ready or end events: read its state often.
         this.#poll = setInterval(() => this.#update(), SENTINEL_STATE_MS);
       };
