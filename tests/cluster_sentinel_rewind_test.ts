@@ -21,7 +21,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { RedisBus } from "../src/cluster/bus.ts";
 import { ClusterNode } from "../src/cluster/node.ts";
-import { storeSettings } from "../src/cluster/testing.ts";
+import { storeSettings, testRecord } from "../src/cluster/testing.ts";
 import { RedisLink, RedisStore } from "../src/cluster/store.ts";
 import type { DirectoryRecord } from "../src/coordination/directory.ts";
 import type { DirectoryEntry } from "../src/engine/effects.ts";
@@ -31,23 +31,8 @@ const TTL_MS = 30_000;
 const SETTINGS = { ...storeSettings(TTL_MS, "sf:"), timeoutMs: 2_000 };
 
 function entry(code: string): DirectoryEntry {
-  return {
-    roomId: `id-${code}`,
-    gameName: "orbit",
-    roomCode: code,
-    createdAt: Date.now(),
-    summary: {
-      room_code: code,
-      game_name: "orbit",
-      players: 1,
-      max_players: 4,
-      spectators: 0,
-      lobby_state: "waiting",
-      supports_authority: true,
-      relay_type: "matchbox",
-      authority_handover: false,
-    },
-  };
+  const { home: _home, ...rest } = testRecord(code, "a@00000001", { createdAt: Date.now() });
+  return rest;
 }
 
 /** One in-process node over its own Sentinel-backed link; `homed` are the rooms it homes. */

@@ -14,7 +14,7 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { RedisBus } from "../src/cluster/bus.ts";
 import type { LinkState } from "../src/cluster/types.ts";
-import { storeSettings } from "../src/cluster/testing.ts";
+import { storeSettings, testRecord } from "../src/cluster/testing.ts";
 import type { DirectoryRecord } from "../src/coordination/directory.ts";
 import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
 import { bounded, RedisLink, RedisStore, runIdOf } from "../src/cluster/store.ts";
@@ -30,25 +30,9 @@ import { joinRoom, TestClient } from "./helpers.ts";
 
 const SETTINGS = { ...storeSettings(30_000, "sf:"), timeoutMs: 2_000 };
 
+/** A record of room `code` created now (the store's tests use Unix ms 1). */
 function record(code: string): DirectoryRecord {
-  return {
-    roomId: `id-${code}`,
-    gameName: "orbit",
-    roomCode: code,
-    createdAt: Date.now(),
-    home: "a@00000001",
-    summary: {
-      room_code: code,
-      game_name: "orbit",
-      players: 1,
-      max_players: 4,
-      spectators: 0,
-      lobby_state: "waiting",
-      supports_authority: true,
-      relay_type: "matchbox",
-      authority_handover: false,
-    },
-  };
+  return testRecord(code, "a@00000001", { createdAt: Date.now() });
 }
 
 /** Polls `check` every 50 ms until it resolves true (a rejection counts as false), ≤ `ms`. */

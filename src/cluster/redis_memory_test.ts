@@ -6,12 +6,11 @@
  * write is refused going on with its rooms' refresh (the twins).
  */
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
-import type { DirectoryRecord } from "../coordination/directory.ts";
 import { IGNORE_WITHOUT_REDIS, startRedis } from "../../tests/redis_server.ts";
 import { Keys } from "./keys.ts";
 import { isMemoryRefusal } from "./link_report.ts";
 import { RedisLink, RedisStore } from "./store.ts";
-import { join, testCluster, until } from "./testing.ts";
+import { join, testCluster, testRecord as record, until } from "./testing.ts";
 import type { StoreSettings } from "./types.ts";
 
 const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
@@ -30,27 +29,6 @@ function settings(): StoreSettings {
       auth_failure: { capacity: 5, windowMs: 60_000 },
     },
     timeoutMs: 2_000,
-  };
-}
-
-function record(code: string, home = "a@00000001"): DirectoryRecord {
-  return {
-    roomId: `id-${code}`,
-    gameName: "orbit",
-    roomCode: code,
-    createdAt: 1,
-    home,
-    summary: {
-      room_code: code,
-      game_name: "orbit",
-      players: 1,
-      max_players: 4,
-      spectators: 0,
-      lobby_state: "waiting",
-      supports_authority: true,
-      relay_type: "matchbox",
-      authority_handover: false,
-    },
   };
 }
 

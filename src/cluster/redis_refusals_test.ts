@@ -5,11 +5,10 @@
  * connections on `READONLY`.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
-import type { DirectoryRecord } from "../coordination/directory.ts";
 import { IGNORE_WITHOUT_REDIS, startRedis } from "../../tests/redis_server.ts";
 import { refusalReason } from "./link_report.ts";
 import { RedisLink, RedisStore } from "./store.ts";
-import { testCluster, until } from "./testing.ts";
+import { testCluster, testRecord as record, until } from "./testing.ts";
 import type { StoreSettings } from "./types.ts";
 
 const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
@@ -22,27 +21,6 @@ function settings(): StoreSettings {
     reconnectionWindowMs: 300_000,
     buckets: { creation: bucket, join: bucket, reconnect: bucket, auth_failure: bucket },
     timeoutMs: 2_000,
-  };
-}
-
-function record(code: string): DirectoryRecord {
-  return {
-    roomId: `id-${code}`,
-    gameName: "orbit",
-    roomCode: code,
-    createdAt: 1,
-    home: "a@00000001",
-    summary: {
-      room_code: code,
-      game_name: "orbit",
-      players: 1,
-      max_players: 4,
-      spectators: 0,
-      lobby_state: "waiting",
-      supports_authority: true,
-      relay_type: "matchbox",
-      authority_handover: false,
-    },
   };
 }
 

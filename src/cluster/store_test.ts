@@ -4,7 +4,7 @@
  * buckets). The shared checks loop over the in-memory twin and a private redis-server.
  */
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
-import { type DirectoryRecord, ROOM_SORT_KEYS } from "../coordination/directory.ts";
+import { ROOM_SORT_KEYS } from "../coordination/directory.ts";
 import {
   IGNORE_WITHOUT_REDIS,
   makeCertificates,
@@ -15,7 +15,7 @@ import { NoAnswer } from "../coordination/no_answer.ts";
 import { MAX_GAMES_PER_INSTANCE, sumGames, topGames } from "../coordination/game_counts.ts";
 import { gameTag, Keys } from "./keys.ts";
 import { MemoryStore } from "./memory_store.ts";
-import { until } from "./testing.ts";
+import { testRecord as record, until } from "./testing.ts";
 import { bounded, RedisLink, RedisStore, runIdOf } from "./store.ts";
 import { RedisBus } from "./bus.ts";
 import { type ClusterStore, PendingReleases, Reachability, type StoreSettings } from "./types.ts";
@@ -34,28 +34,6 @@ function settings(overrides: Partial<StoreSettings> = {}): StoreSettings {
     timeoutMs: 2_000,
     ...overrides,
   };
-}
-
-function record(code: string, home = "a@00000001", overrides: Partial<DirectoryRecord> = {}) {
-  return {
-    roomId: `id-${code}`,
-    gameName: "orbit",
-    roomCode: code,
-    createdAt: 1,
-    home,
-    summary: {
-      room_code: code,
-      game_name: "orbit",
-      players: 1,
-      max_players: 4,
-      spectators: 0,
-      lobby_state: "waiting",
-      supports_authority: true,
-      relay_type: "matchbox",
-      authority_handover: false,
-    },
-    ...overrides,
-  } satisfies DirectoryRecord;
 }
 
 /**

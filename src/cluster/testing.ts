@@ -21,6 +21,7 @@ import { MemoryStore } from "./memory_store.ts";
 import { ClusterNode } from "./node.ts";
 import { clusterResolver, Staging } from "./resolve.ts";
 import type { ClusterBus, ClusterStore, StoreSettings } from "./types.ts";
+import type { DirectoryRecord } from "../coordination/directory.ts";
 import { RedisBus } from "./bus.ts";
 import { RedisLink, RedisStore } from "./store.ts";
 
@@ -505,4 +506,35 @@ async function startNode(
     inGrace: (now) => cluster.inGrace(now),
     reachable: () => store.reachable,
   });
+}
+
+/**
+ * A directory record for store tests (docs/spec/SERVER.md §8.3 `room:` entries): room `id-<code>`
+ * of game `orbit`, code `code`, homed on `home`, one player of 4 waiting, created at Unix ms 1;
+ * `overrides` replace any field.
+ */
+export function testRecord(
+  code: string,
+  home = "a@00000001",
+  overrides: Partial<DirectoryRecord> = {},
+): DirectoryRecord {
+  return {
+    roomId: `id-${code}`,
+    gameName: "orbit",
+    roomCode: code,
+    createdAt: 1,
+    home,
+    summary: {
+      room_code: code,
+      game_name: "orbit",
+      players: 1,
+      max_players: 4,
+      spectators: 0,
+      lobby_state: "waiting",
+      supports_authority: true,
+      relay_type: "matchbox",
+      authority_handover: false,
+    },
+    ...overrides,
+  };
 }
