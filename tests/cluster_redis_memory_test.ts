@@ -11,40 +11,12 @@
  * room, and a `Reconnect` through another instance was answered `RECONNECTION_FAILED`.
  */
 import { equal, ok } from "node:assert/strict";
-import { joinAsSpectator, joinRoom, type Received, TestClient } from "./helpers.ts";
+import { ask, joinAsSpectator, joinRoom, relayed, TestClient } from "./helpers.ts";
 import { health, metric, startCluster, TEST_TTL_SECS } from "./cluster_helpers.ts";
-import { type ServerProcess, spawnServer } from "./process.ts";
+import { logged, loggedLines, type ServerProcess, spawnServer } from "./process.ts";
 import { IGNORE_WITHOUT_REDIS, redisCommand, startRedis } from "./redis_server.ts";
 
 const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
-
-/** The first match of `pattern` in the server's output within `ms`; fails with the output. */
-async function logged(server: ServerProcess, pattern: RegExp, ms = 5_000): Promise<string> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const found = pattern.exec(server.output());
-    if (found) return found[0];
-    ok(Date.now() < deadline, `no ${pattern} within ${ms} ms in:\n${server.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** How many lines of the server's output match `pattern`. */
-function count(server: ServerProcess, pattern: RegExp): number {
-  return server.output().split("\n").filter((line) => pattern.test(line)).length;
-}
-
-/** Sends `message` on a fresh connection to `url` and returns the first answer (≤ 4 s). */
-async function ask(url: string, message: unknown): Promise<Received> {
-  await using client = await TestClient.connect(url);
-  client.send(message);
-  return await client.next(undefined, 4_000);
-}
-
-/** Resolves once `client` receives `GameData` carrying `text` (≤ 3 s). */
-async function relayed(client: TestClient, text: string): Promise<void> {
-  while ((await client.waitFor("GameData")).data.data !== text) { /* an earlier one */ }
-}
 
 const FULL_WARNING =
   /"level":"WARN","category":"signal-fish\.cluster","message":"Redis refuses writes for memory \(OOM command not allowed when used memory > 'maxmemory'\): [^"]*Raise maxmemory[^"]*"/;
@@ -114,7 +86,7 @@ Deno.test({
     await relayed(dave, "still relayed");
     for (const server of cluster.servers) {
       // Refused every T/3 meanwhile, warned about once (at most every 30 s).
-      equal(count(server, new RegExp(FULL_WARNING.source)), 1, server.output());
+      equal(loggedLines(server, new RegExp(FULL_WARNING.source)), 1, server.output());
       // No death verdict, no refresh given up, no second room, no release of a claim that
       // wrote nothing.
       const trouble = /held dead|Cluster refresh failed|is held by another room|Cannot release/;
@@ -163,7 +135,7 @@ Deno.test({
     await redisCommand(redis.port, "CONFIG", "SET", "maxmemory-policy", "volatile-lru");
     await redisCommand(redis.port, "CLIENT", "KILL", "TYPE", "normal");
     await logged(server, POLICY_WARNING("volatile-lru"));
-    equal(count(server, POLICY_WARNING("allkeys-lru")), 1, server.output());
+    equal(loggedLines(server, POLICY_WARNING("allkeys-lru")), 1, server.output());
 
     // CONFIG renamed away (managed Redis): no warning, no error, healthy.
     await using managed = await startRedis(["--rename-command", "CONFIG", ""]);

@@ -14,9 +14,9 @@
  * (`READONLY`) until the process restarted, and creations answered `SERVICE_UNAVAILABLE` forever.
  */
 import { equal, ok } from "node:assert/strict";
-import { joinAsSpectator, joinRoom, type Received, TestClient } from "./helpers.ts";
+import { ask, joinAsSpectator, joinRoom, type Received, relayed, TestClient } from "./helpers.ts";
 import { parseExposition } from "./exposition.ts";
-import { type ServerProcess, spawnServer } from "./process.ts";
+import { logged, loggedLines, type ServerProcess, spawnServer } from "./process.ts";
 import { IGNORE_WITHOUT_REDIS, redisCommand, startRedis } from "./redis_server.ts";
 import { startTcpProxy } from "./tcp_proxy.ts";
 
@@ -83,34 +83,6 @@ async function series(server: ServerProcess, line: string): Promise<number | und
   const text = await (await fetch(`http://127.0.0.1:${server.port}/metrics/prom`)).text();
   const found = text.split("\n").find((l) => l.startsWith(`${line} `));
   return found === undefined ? undefined : Number(found.slice(line.length + 1));
-}
-
-/** The first match of `pattern` in the server's output within `ms`; fails with the output. */
-async function logged(server: ServerProcess, pattern: RegExp, ms = 5_000): Promise<string> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const found = pattern.exec(server.output());
-    if (found) return found[0];
-    ok(Date.now() < deadline, `no ${pattern} within ${ms} ms in:\n${server.output()}`);
-    await sleep(50);
-  }
-}
-
-/** How many lines of the server's output match `pattern`. */
-function count(server: ServerProcess, pattern: RegExp): number {
-  return server.output().split("\n").filter((line) => pattern.test(line)).length;
-}
-
-/** Sends `message` on a fresh connection to `url` and returns the first answer (≤ 4 s). */
-async function ask(url: string, message: unknown): Promise<Received> {
-  await using client = await TestClient.connect(url);
-  client.send(message);
-  return await client.next(undefined, 4_000);
-}
-
-/** Resolves once `client` receives `GameData` carrying `text` (≤ 3 s). */
-async function relayed(client: TestClient, text: string): Promise<void> {
-  while ((await client.waitFor("GameData")).data.data !== text) { /* an earlier one */ }
 }
 
 function reconnectOf(joined: Received): unknown {
@@ -183,7 +155,7 @@ Deno.test({
       equal((await ask(home, joinRoom("LIVE01", "Erin"))).data.room_id, created.data.room_id);
       for (const node of nodes) {
         equal(await health(node), 200);
-        equal(count(node, new RegExp(MISCONF_WARNING.source)), 1, node.output());
+        equal(loggedLines(node, new RegExp(MISCONF_WARNING.source)), 1, node.output());
         equal(TROUBLE.exec(node.output())?.[0], undefined, node.output());
         equal(await metric(node, "signal_fish_cluster_peer_deaths_total"), 0);
       }

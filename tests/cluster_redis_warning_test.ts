@@ -6,7 +6,7 @@
  * A real server process and redis-server.
  */
 import { equal, ok } from "node:assert/strict";
-import { type ServerProcess, spawnServer } from "./process.ts";
+import { logged, type ServerProcess, spawnServer } from "./process.ts";
 import { IGNORE_WITHOUT_REDIS, startRedis } from "./redis_server.ts";
 
 const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
@@ -22,16 +22,8 @@ function clusterServer(redisUrl: string): Promise<ServerProcess> {
   });
 }
 
-/** The first match of `pattern` in the server's output within `ms`; fails with the output. */
-async function logged(server: ServerProcess, pattern: RegExp, ms = 10_000): Promise<string> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const found = pattern.exec(server.output());
-    if (found) return found[0];
-    ok(Date.now() < deadline, `no ${pattern} within ${ms} ms in:\n${server.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** How long each expected log line may take (a reconnect backs off up to 5 s). */
+const WAIT_MS = 10_000;
 
 const WARNINGS = /"level":"WARN","category":"signal-fish\.cluster","message":"Redis link[^"]*"/g;
 
@@ -43,7 +35,7 @@ Deno.test({
     const url = redis.url.replace("redis://", "redis://default:WRONG-PW-1234@");
     await using server = await clusterServer(url);
     equal(
-      await logged(server, WARNINGS),
+      await logged(server, WARNINGS, WAIT_MS),
       '"level":"WARN","category":"signal-fish.cluster","message":"Redis link down: ' +
         'WRONGPASS invalid username-password pair or user is disabled.; retrying"',
     );
@@ -67,11 +59,13 @@ Deno.test({
     await logged(
       server,
       /"message":"Redis link down: connect ECONNREFUSED 127\.0\.0\.1:\d+; retrying"/,
+      WAIT_MS,
     );
     await redis.restart();
     await logged(
       server,
       /"level":"INFO","category":"signal-fish\.cluster","message":"Redis link up again after \d+ s"/,
+      WAIT_MS,
     );
   },
 });

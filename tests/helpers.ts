@@ -257,3 +257,15 @@ export async function guardedRoom(server: SignalFishServer): Promise<[TestClient
   await a.next("LobbyStateChanged");
   return [a, b];
 }
+
+/** Sends `message` on a fresh connection to `url` and returns its first answer (within 4 s). */
+export async function ask(url: string, message: unknown): Promise<Received> {
+  await using client = await TestClient.connect(url);
+  client.send(message);
+  return await client.next(undefined, 4_000);
+}
+
+/** Resolves once `client` receives `GameData` whose `data` is `text` (earlier ones skipped). */
+export async function relayed(client: TestClient, text: string): Promise<void> {
+  while ((await client.waitFor("GameData")).data.data !== text) { /* an earlier one */ }
+}

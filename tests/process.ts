@@ -235,3 +235,22 @@ export async function runDeno(
   const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   return { code, stdout: text(stdout), stderr: text(stderr) };
 }
+
+/**
+ * The first match of `pattern` in `server`'s output (stdout and stderr) within `ms`, polled every
+ * 50 ms; fails with the whole output when none appears.
+ */
+export async function logged(server: ServerProcess, pattern: RegExp, ms = 5_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const found = pattern.exec(server.output());
+    if (found) return found[0];
+    ok(Date.now() < deadline, `no ${pattern} within ${ms} ms in:\n${server.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** How many lines of `server`'s output match `pattern` so far. */
+export function loggedLines(server: ServerProcess, pattern: RegExp): number {
+  return server.output().split("\n").filter((line) => pattern.test(line)).length;
+}
