@@ -42,6 +42,43 @@ export interface ClusterOptions {
   permissions?: readonly string[];
 }
 
+/**
+ * The environment of test cluster server `i` (instance id `test-<i>`) on `redisUrl`: `T`,
+ * heartbeat and forward timeout from `options`, file logging off, reconnection on, and per-address
+ * and rate limits high enough for a test's clients.
+ */
+export function clusterEnv(
+  i: number,
+  redisUrl: string,
+  options: ClusterOptions = {},
+): Record<string, string> {
+  return {
+    SIGNAL_FISH_CLUSTER__REDIS_URL: redisUrl,
+    SIGNAL_FISH_CLUSTER__INSTANCE_ID: `test-${i}`,
+    SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS: String(options.ttlSecs ?? TEST_TTL_SECS),
+    SIGNAL_FISH_CLUSTER__FORWARD_TIMEOUT_MS: String(options.forwardTimeoutMs ?? 1500),
+    SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: String(options.heartbeatMs ?? 250),
+    SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
+    SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000",
+    SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS: "1000",
+    SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS: "1000",
+    SIGNAL_FISH_SERVER__ENABLE_RECONNECTION: "true",
+  };
+}
+
+/** Resolves once `server`'s `/v2/health` answers 200; throws with its output past `deadline` (ms). */
+export async function waitHealthy(server: ServerProcess, deadline: number): Promise<void> {
+  for (;;) {
+    const response = await fetch(`http://127.0.0.1:${server.port}/v2/health`);
+    await response.body?.cancel();
+    if (response.status === 200) return;
+    if (Date.now() > deadline) {
+      throw new Error(`Server ${server.port} never became healthy:\n${server.output()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /** Starts redis-server and `n` servers; resolves once every `/v2/health` answers 200. */
 export async function startCluster(
   n = 3,
@@ -53,32 +90,9 @@ export async function startCluster(
   const servers: ServerProcess[] = [];
   const spawn = (i: number) =>
     spawnServer({
-      env: {
-        SIGNAL_FISH_CLUSTER__REDIS_URL: redis.url,
-        SIGNAL_FISH_CLUSTER__INSTANCE_ID: `test-${i}`,
-        SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS: String(ttlSecs),
-        SIGNAL_FISH_CLUSTER__FORWARD_TIMEOUT_MS: String(options.forwardTimeoutMs ?? 1500),
-        SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: String(options.heartbeatMs ?? 250),
-        SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
-        SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000",
-        SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS: "1000",
-        SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS: "1000",
-        SIGNAL_FISH_SERVER__ENABLE_RECONNECTION: "true",
-        ...env,
-      },
+      env: { ...clusterEnv(i, redis.url, options), ...env },
       ...(options.permissions ? { permissions: options.permissions } : {}),
     });
-  const waitHealthy = async (server: ServerProcess, deadline: number) => {
-    for (;;) {
-      const response = await fetch(`http://127.0.0.1:${server.port}/v2/health`);
-      await response.body?.cancel();
-      if (response.status === 200) return;
-      if (Date.now() > deadline) {
-        throw new Error(`Server ${server.port} never became healthy:\n${server.output()}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
   // The epoch is created by the first node to register, before every server is healthy.
   let healthyAt = Date.now();
   try {

@@ -19,6 +19,7 @@ import { parseExposition } from "./exposition.ts";
 import { logged, loggedLines, type ServerProcess, spawnServer } from "./process.ts";
 import { IGNORE_WITHOUT_REDIS, redisCommand, startRedis } from "./redis_server.ts";
 import { startTcpProxy } from "./tcp_proxy.ts";
+import { clusterEnv, waitHealthy } from "./cluster_helpers.ts";
 
 const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
 
@@ -37,28 +38,14 @@ async function servers(redisUrl: string, n: number): Promise<ServerProcess[] & A
     list.push(
       await spawnServer({
         env: {
-          SIGNAL_FISH_CLUSTER__REDIS_URL: redisUrl,
-          SIGNAL_FISH_CLUSTER__INSTANCE_ID: `test-${i}`,
-          SIGNAL_FISH_CLUSTER__DIRECTORY_TTL_SECS: String(T),
-          SIGNAL_FISH_CLUSTER__FORWARD_TIMEOUT_MS: "1500",
-          SIGNAL_FISH_CLUSTER__HEARTBEAT_MS: "250",
+          ...clusterEnv(i, redisUrl, { ttlSecs: T }),
           SIGNAL_FISH_CLUSTER__DRAIN_TIMEOUT_SECS: "0",
-          SIGNAL_FISH_LOGGING__ENABLE_FILE_LOGGING: "false",
-          SIGNAL_FISH_SECURITY__MAX_CONNECTIONS_PER_IP: "1000",
-          SIGNAL_FISH_RATE_LIMIT__MAX_ROOM_CREATIONS: "1000",
-          SIGNAL_FISH_RATE_LIMIT__MAX_JOIN_ATTEMPTS: "1000",
-          SIGNAL_FISH_SERVER__ENABLE_RECONNECTION: "true",
         },
       }),
     );
   }
   const deadline = Date.now() + 15_000;
-  for (const server of list) {
-    while ((await health(server)) !== 200) {
-      ok(Date.now() < deadline, `never healthy:\n${server.output()}`);
-      await sleep(50);
-    }
-  }
+  for (const server of list) await waitHealthy(server, deadline);
   // Past the epoch's grace window (the first node created the epoch before the others started).
   await sleep(T * 1000 + 200);
   return list;
