@@ -24,13 +24,21 @@ function chromiumInstalled(): boolean {
 /** Whether {@linkcode CHROMIUM} is present. */
 export const installed: boolean = chromiumInstalled();
 
-/** Chromium flags every browser test uses: no sandbox, no background traffic or updates. */
+/**
+ * Chromium flags every browser test uses: no sandbox, no background traffic or updates, and no
+ * throttling of the pages a test does not have in front (several players' pages share one
+ * browser; Chromium runs the timers of a page it treats as in the background once a second,
+ * which a loaded machine makes likelier to matter).
+ */
 export const CHROMIUM_ARGS: readonly string[] = [
   "--no-sandbox",
   "--disable-background-networking",
   "--disable-component-update",
   "--disable-dev-shm-usage",
   "--no-first-run",
+  "--disable-background-timer-throttling",
+  "--disable-renderer-backgrounding",
+  "--disable-backgrounding-occluded-windows",
 ];
 
 /**
