@@ -18,10 +18,16 @@
 # PROF = a directory for V8 CPU profiles of the servers (--cpu-prof; written at exit).
 # PERF=1 = `perf stat` of each process (system calls, context switches, CPU) for 5 s mid-step;
 # with PERFREC=1 also `perf record` (on-CPU samples; V8FLAGS=--perf-basic-prof names JS frames).
+# PIN_SERVERS=<cpu list> runs redis-server and every server on those CPUs (`taskset -c`), and
+# PIN_LOAD=<cpu list> the load generator (with its agents): e.g. PIN_SERVERS=0 PIN_LOAD=1 keeps every
+# hop between servers and Redis on one CPU, so only the generator's hops cross CPUs.
 # Needs redis-server; ports picked at random; every process started here is stopped at the end.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp}
+PS=() PL=()
+[ -n "${PIN_SERVERS:-}" ] && PS=(taskset -c "$PIN_SERVERS")
+[ -n "${PIN_LOAD:-}" ] && PL=(taskset -c "$PIN_LOAD")
 TREE=${TREE:-$PWD}
 TTL=${TTL:-3}
 mkdir -p "$OUT"
@@ -43,7 +49,7 @@ run() { # mode
   done
   case $mode in single | saturate-single) n=1 ;; esac
   if [ $n -gt 1 ]; then
-    redis-server --port $P --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+    "${PS[@]}" redis-server --port $P --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
     RPID=$!
     for ((try = 0; try < 50; try++)); do
       redis-cli -p $P ping >/dev/null 2>&1 && break
@@ -66,10 +72,10 @@ run() { # mode
       [ $n -gt 1 ] && BL=(bench/baseline_cluster.ts --redis redis://127.0.0.1:$P
         --window-ms "${SIGNAL_FISH_CLUSTER__ENVELOPE_WINDOW_MS:-0}")
       [ -n "${BASELINE_TRANSPORT:-}" ] && BT=(--transport "$BASELINE_TRANSPORT")
-      (cd "$TREE" && exec deno run --allow-net --allow-read --allow-env ${V8FLAGS:+--v8-flags=$V8FLAGS} \
+      (cd "$TREE" && exec "${PS[@]}" deno run --allow-net --allow-read --allow-env ${V8FLAGS:+--v8-flags=$V8FLAGS} \
         "${PROF_FLAGS[@]}" "${BL[@]}" "${BT[@]}" --hostname 127.0.0.1 --port $PORT) >"$OUT/server-$mode-$i.log" 2>&1 &
     else
-      (cd "$TREE" && exec env "${ENV_COMMON[@]}" "${CL[@]}" deno run --allow-net --allow-read --allow-env \
+      (cd "$TREE" && exec "${PS[@]}" env "${ENV_COMMON[@]}" "${CL[@]}" deno run --allow-net --allow-read --allow-env \
         --v8-flags=--initial-old-space-size=64,--max-semi-space-size=4${V8FLAGS:+,$V8FLAGS} "${PROF_FLAGS[@]}" main.ts --host 127.0.0.1 --port $PORT) \
         >"$OUT/server-$mode-$i.log" 2>&1 &
     fi
@@ -115,19 +121,19 @@ run() { # mode
   fi
   case $mode in
     single | spread | affinity)
-      local PL=()
-      [ $n -gt 1 ] && PL=(--placement $mode)
-      deno run --allow-all bench/main.ts relay --url "$URLLIST" "${PL[@]}" --server-pid "$PIDLIST" \
+      local PM=()
+      [ $n -gt 1 ] && PM=(--placement $mode)
+      "${PL[@]}" deno run --allow-all bench/main.ts relay --url "$URLLIST" "${PM[@]}" --server-pid "$PIDLIST" \
         "${REDIS[@]}" --rooms ${ROOMS:-100} --rate ${RATE:-10} --duration 10 --json --quiet >"$OUT/$tag.json" 2>"$OUT/$tag.err"
       ;;
     idle)
-      deno run --allow-all bench/main.ts connections --url "$URLLIST" --placement spread \
+      "${PL[@]}" deno run --allow-all bench/main.ts connections --url "$URLLIST" --placement spread \
         --server-pid "$PIDLIST" --clients 400 --room-size 4 --duration 10 --json --quiet >"$OUT/$tag.json" 2>"$OUT/$tag.err"
       ;;
     saturate-single | saturate-spread | saturate-affinity)
       local SPL=()
       [ $n -gt 1 ] && SPL=(--placement "${mode#saturate-}")
-      deno run --allow-all bench/main.ts saturate --url "$URLLIST" "${SPL[@]}" \
+      "${PL[@]}" deno run --allow-all bench/main.ts saturate --url "$URLLIST" "${SPL[@]}" \
         --server-pid "$PIDLIST" "${REDIS[@]}" --rooms 100 --rate "${SAT_RATE:-2}" --factor 1.25 --step-duration 5 \
         --max-steps 12 --p99-limit 50 --json --quiet >"$OUT/$tag.json"
       ;;
