@@ -7,7 +7,7 @@
  * Client: node-redis (`npm:@redis/client`), one connection for commands and publishes and its
  * `duplicate()` for the subscription (ordering, §8.4.1); `disableOfflineQueue`, so a command
  * fails at once while Redis is down instead of waiting for the reconnect; reconnect backoff
- * 100 ms doubling to 5 s; a ping every 5 s; every call bounded by `cluster.forward_timeout_ms`.
+ * 100 ms doubling to 5 s, with jitter; a ping every 5 s; every call bounded by `cluster.forward_timeout_ms`.
  *
  * @module
  */
@@ -119,9 +119,15 @@ export interface RedisLinkOptions {
   onPrimaryChange?: () => void;
 }
 
-/** Reconnect delay after `retries` failed attempts: 100 ms doubling to 5 s (docs/spec/SERVER.md §8.5.5). */
-export function reconnectDelay(retries: number): number {
-  return Math.min(100 * 2 ** Math.min(retries, 16), 5_000);
+/**
+ * Reconnect delay, ms, after `retries` failed attempts: 100 ms doubling to 5 s, each drawn
+ * uniformly from the last quarter below that bound (75–100 %), so that the instances of a cluster
+ * that lost Redis together do not all come back in the same millisecond (docs/spec/SERVER.md
+ * §8.5.5). `random` is a number in [0, 1) (`Math.random` unless given).
+ */
+export function reconnectDelay(retries: number, random: () => number = Math.random): number {
+  const bound = Math.min(100 * 2 ** Math.min(retries, 16), 5_000);
+  return Math.round(bound * (1 - 0.25 * random()));
 }
 
 /**
@@ -167,7 +173,7 @@ export class RedisLink {
     const tls = options.url.toLowerCase().startsWith("rediss://");
     const socket = {
       connectTimeout: options.connectTimeoutMs ?? 2_000,
-      reconnectStrategy: reconnectDelay,
+      reconnectStrategy: (retries: number) => reconnectDelay(retries),
       ...(tls ? { tls: true as const, ...(options.ca ? { ca: options.ca } : {}) } : {}),
     };
     if (options.sentinel) {
@@ -192,11 +198,14 @@ export class RedisLink {
           socket: options.sentinel.tls
             ? {
               connectTimeout: socket.connectTimeout,
-              reconnectStrategy: reconnectDelay,
+              reconnectStrategy: (retries: number) => reconnectDelay(retries),
               tls: true as const,
               ...(options.ca ? { ca: options.ca } : {}),
             }
-            : { connectTimeout: socket.connectTimeout, reconnectStrategy: reconnectDelay },
+            : {
+              connectTimeout: socket.connectTimeout,
+              reconnectStrategy: (retries: number) => reconnectDelay(retries),
+            },
         },
         passthroughClientErrorEvents: true,
       });

@@ -16,7 +16,7 @@ import { MAX_GAMES_PER_INSTANCE, sumGames, topGames } from "../coordination/game
 import { gameTag, Keys } from "./keys.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { testRecord as record, until } from "./testing.ts";
-import { bounded, RedisLink, RedisStore, runIdOf } from "./store.ts";
+import { bounded, reconnectDelay, RedisLink, RedisStore, runIdOf } from "./store.ts";
 import { RedisBus } from "./bus.ts";
 import { type ClusterStore, PendingReleases, Reachability, type StoreSettings } from "./types.ts";
 
@@ -479,6 +479,21 @@ Deno.test("gameTag: 16 hex digits of SHA-256 in braces, whatever the game name h
   const keys = new Keys("signal_fish:");
   equal(keys.room("orbit", "ABC123"), `signal_fish:room:${gameTag("orbit")}:orbit:ABC123`);
   equal(keys.channel("a@1"), "signal_fish:inst:a@1");
+});
+
+Deno.test("reconnectDelay: 100 ms doubling to 5 s, each drawn from 75-100 % of that bound", () => {
+  const bounds = [100, 200, 400, 800, 1600, 3200, 5000, 5000];
+  deepEqual(bounds.map((_, retries) => reconnectDelay(retries, () => 0)), bounds);
+  deepEqual(
+    bounds.map((_, retries) => reconnectDelay(retries, () => 0.999999)),
+    bounds.map((bound) => Math.round(bound * 0.75)),
+  );
+  equal(reconnectDelay(1_000, () => 0.5), 4375);
+  // Instances that lost Redis together do not come back together: 50 draws at the cap spread
+  // over its last quarter.
+  const draws = new Set(Array.from({ length: 50 }, () => reconnectDelay(20)));
+  ok(draws.size > 10, `only ${draws.size} distinct delays`);
+  for (const delay of draws) ok(delay >= 3750 && delay <= 5000, `${delay}`);
 });
 
 Deno.test("A release that fails while the store does not answer is sent again once it answers (the twin; PendingReleases)", async () => {
