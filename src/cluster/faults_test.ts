@@ -1,9 +1,10 @@
 /**
  * Expected trouble versus bugs on the cluster's error paths (docs/spec/SERVER.md §7.4, §8.5.5),
- * over the in-memory twins: a resolution or a directory write that fails for Redis (no answer in
- * time, not reachable) is a debug line; one that fails with a bug (a `TypeError` from the store)
- * is one ERROR line naming it, with its stack, and `signal_fish_errors_internal_total` +1. The
- * client gets `SERVICE_UNAVAILABLE` (a resolution) or its answer as usual (a directory write).
+ * over the in-memory twins: a resolution, its forwarding to a home or a directory write that fails
+ * for Redis or the home (no answer in time, not reachable) is a debug line; one that fails with a
+ * bug (a `TypeError`) is one ERROR line naming it, with its stack, and
+ * `signal_fish_errors_internal_total` +1. The client gets `SERVICE_UNAVAILABLE` (a resolution or a
+ * forwarding) or its answer as usual (a directory write).
  */
 import { equal, ok } from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
@@ -171,5 +172,55 @@ Deno.test("Edge directory write: a bug in a release → one ERROR line, errors_i
   equal(errors(seen).length, 1, seen.map(text).join("\n"));
   ok(text(lines[0]!).includes("release"), text(lines[0]!));
   ok(text(lines[0]!).includes("TypeError: boom in release"), text(lines[0]!));
+  equal(internal, 1);
+});
+
+/**
+ * Alice's room on node 0, then Bob joins it through node 1 while node 1's router fails the request
+ * to the home with `fault` (after the directory named node 0 as the room's home).
+ */
+async function bindWith(fault: Error) {
+  const cluster = await testCluster({ nodes: 2 });
+  const seen = await captureLog();
+  const router = cluster.nodes[1]!.cluster.router;
+  const bind = router.bind;
+  try {
+    const alice = cluster.nodes[0]!.connect();
+    join(alice, "Alice", "BIND01");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice's RoomJoined");
+    router.bind = () => Promise.reject(fault);
+    const bob = cluster.nodes[1]!.connect();
+    join(bob, "Bob", "BIND01");
+    await until(() => bob.last("RoomJoinFailed") !== undefined, "Bob's answer");
+    return {
+      answer: bob.last("RoomJoinFailed")!.data!.error_code,
+      lines: seen.filter((r) => text(r).startsWith("Cannot resolve the request")),
+      seen: [...seen],
+      internal: internalErrors(cluster.events),
+    };
+  } finally {
+    router.bind = bind;
+    await cluster.close();
+    await reset();
+  }
+}
+
+Deno.test("Edge request to a home: no answer (NoAnswer) → SERVICE_UNAVAILABLE, a debug line, errors_internal unchanged", async () => {
+  const { answer, lines, seen, internal } = await bindWith(new NoAnswer("home timed out"));
+  equal(answer, "SERVICE_UNAVAILABLE");
+  equal(errors(seen).length, 0, errors(seen).map(text).join("\n"));
+  equal(lines.length, 1, seen.map(text).join("\n"));
+  equal(lines[0]!.level, "debug");
+  equal(internal, 0);
+});
+
+Deno.test("Edge request to a home: a bug (TypeError) → SERVICE_UNAVAILABLE, one ERROR line with its stack, errors_internal +1", async () => {
+  const { answer, lines, seen, internal } = await bindWith(new TypeError("boom in bind"));
+  equal(answer, "SERVICE_UNAVAILABLE");
+  equal(errors(seen).length, 1, seen.map(text).join("\n"));
+  equal(lines.length, 1);
+  equal(lines[0]!.level, "error");
+  ok(text(lines[0]!).includes("TypeError: boom in bind"), text(lines[0]!));
+  ok(String(lines[0]!.properties.stack).includes("faults_test.ts"), "the stack is logged");
   equal(internal, 1);
 });

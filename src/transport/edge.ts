@@ -595,10 +595,22 @@ export class Edge {
       }
     };
     run().catch((error) => {
-      log.error("Cannot resolve the request of {connection_id}: {error}", {
-        connection_id: id,
-        error,
-      });
+      // Redis or a home that cannot answer is expected trouble, told by the link reports; anything
+      // else is a bug, counted as internal (docs/spec/SERVER.md §7.4, §8.5.5). The client gets
+      // SERVICE_UNAVAILABLE either way.
+      if (isExpectedFault(error)) {
+        log.debug("Cannot resolve the request of {connection_id} yet: {error}", {
+          connection_id: id,
+          error,
+        });
+      } else {
+        log.error("Cannot resolve the request of {connection_id}, unexpected error: {error}", {
+          connection_id: id,
+          error,
+          stack: (error as { stack?: unknown } | undefined)?.stack,
+        });
+        this.#onEvent?.({ type: "internal_error" });
+      }
       if (this.#conns.get(id) === conn) {
         this.#deliver(encodeServerMessage(unavailable(message)), [id], Date.now());
       }
