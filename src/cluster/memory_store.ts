@@ -26,6 +26,7 @@ import { KeyedBuckets, keyedBucketsPerKind } from "../engine/token_bucket.ts";
 import {
   type ClusterStore,
   type Epoch,
+  type EpochRead,
   type Liveness,
   type NodeId,
   PendingReleases,
@@ -68,6 +69,11 @@ export type FaultedCall = "claim" | "resolveCode" | "resolveRoomId" | "refresh" 
 export class MemoryStore implements ClusterStore {
   readonly #items = new Map<string, Item>();
   readonly #settings: StoreSettings;
+  /**
+   * The clock of "Redis": every time this store keeps (expiries, set scores, bucket refills, the
+   * epoch's creation) is on it, never on a calling node's, as the Redis store's scripts use
+   * Redis's `TIME` (docs/spec/SERVER.md §8.1).
+   */
   readonly #now: () => number;
   readonly #fallback: Record<BucketKind, KeyedBuckets>;
   /** While true every call rejects, as with Redis down (bucket takes fall back locally). */
@@ -112,7 +118,7 @@ export class MemoryStore implements ClusterStore {
   /** Calls that waited for their {@linkcode latency} (a timer, not within the turn). */
   delayed = 0;
 
-  /** @param settings as for Redis; `now` is the virtual clock */
+  /** @param settings as for Redis; `now` is the clock of "Redis" (virtual in tests) */
   constructor(settings: StoreSettings) {
     this.#settings = settings;
     this.#now = settings.now ?? Date.now;
@@ -457,20 +463,25 @@ export class MemoryStore implements ClusterStore {
     return this.#bucket(kind, key, now, false);
   }
 
+  /**
+   * As the Redis store's: the shared bucket refills by this store's clock (Redis's); `now`, the
+   * calling node's clock, only times that node's fallback bucket while the store is unreachable.
+   */
   async #bucket(kind: BucketKind, key: string, now: number, take: boolean): Promise<BucketTake> {
     try {
       return await this.#call(() => {
         const spec = this.#settings.buckets[kind];
         const bucketKey = `bucket:${kind}:${key}`;
+        const at = this.#now();
         let buckets = this.#get<KeyedBuckets>(bucketKey);
         if (buckets === undefined) {
           if (!take) return { ok: true as const };
           buckets = new KeyedBuckets(spec.capacity, spec.windowMs, 1);
           this.#set(bucketKey, buckets, 2 * spec.windowMs);
         }
-        if (!take) return buckets.check(key, now);
-        this.#items.get(bucketKey)!.expiresAt = this.#now() + 2 * spec.windowMs;
-        return buckets.take(key, now);
+        if (!take) return buckets.check(key, at);
+        this.#items.get(bucketKey)!.expiresAt = at + 2 * spec.windowMs;
+        return buckets.take(key, at);
       }, take ? "take" : undefined);
     } catch {
       const fallback = this.#fallback[kind];
@@ -612,14 +623,15 @@ export class MemoryStore implements ClusterStore {
     });
   }
 
-  epoch(): Promise<Epoch> {
+  /** As the Redis store's: created by this store's clock, the age by it too (at least 0). */
+  epoch(): Promise<EpochRead> {
     return this.#call(() => {
       let epoch = this.#get<Epoch>("epoch");
       if (epoch === undefined) {
         epoch = { id: crypto.randomUUID(), createdAt: this.#now() };
         this.#set("epoch", epoch);
       }
-      return epoch;
+      return { ...epoch, ageMs: Math.max(0, this.#now() - epoch.createdAt) };
     });
   }
 

@@ -210,6 +210,13 @@ export class ClusterNode {
   #state: Liveness["state"] = "up";
   #epoch: Epoch | undefined;
   /**
+   * When the epoch's grace window ends, by this node's clock: `T` after the epoch's creation,
+   * reckoned from its age as Redis gives it (docs/spec/SERVER.md §8.3 "Epoch"), so this node's
+   * clock skew does not move it. The earliest end any read of the epoch gave: an answer that
+   * arrives late only makes a read's end later.
+   */
+  #epochGraceUntil = -Infinity;
+  /**
    * Since when Redis has been reachable without interruption: both connections up and no store
    * call failed or timed out since (undefined = not now; docs/spec/SERVER.md §8.5.4 guard 1).
    */
@@ -600,6 +607,7 @@ export class ClusterNode {
     await this.#readIdentity();
     try {
       const epoch = await this.store.epoch();
+      const graceUntil = this.#now() + this.#options.ttlMs - epoch.ageMs;
       if (this.#epoch?.id !== epoch.id) {
         if (this.#epoch !== undefined) {
           this.epochChanges++;
@@ -607,8 +615,11 @@ export class ClusterNode {
             rooms: this.#options.entries().length,
           });
         }
-        this.#epoch = epoch;
+        this.#epoch = { id: epoch.id, createdAt: epoch.createdAt };
         this.#epochSince = this.#now();
+        this.#epochGraceUntil = graceUntil;
+      } else {
+        this.#epochGraceUntil = Math.min(this.#epochGraceUntil, graceUntil);
       }
       this.store.sweepFallback?.(Date.now());
       const games = this.gameCounts?.();
@@ -797,7 +808,8 @@ export class ClusterNode {
   }
 
   /**
-   * Whether the epoch's grace window runs at `now` (docs/spec/SERVER.md §8.3), or one after
+   * Whether the epoch's grace window runs at `now` (ms, this node's clock): until `T` after the
+   * epoch's creation by Redis's clock (docs/spec/SERVER.md §8.3), or one after
    * Redis's identity changed (a restart, possibly from an old dump, or a failover: until `T`
    * after this node re-registered; and from a reconnect until Redis's identity has been read),
    * or one after refused writes: while Redis refuses every write, and for `T/3` after a long run
@@ -806,8 +818,7 @@ export class ClusterNode {
   inGrace(now: number): boolean {
     if (this.#refusedSince !== undefined || now < this.#refusalGraceUntil) return true;
     if (!this.#identityKnown || now < this.#identityGraceUntil) return true;
-    const epoch = this.#epoch;
-    return epoch === undefined || now < epoch.createdAt + this.#options.ttlMs;
+    return this.#epoch === undefined || now < this.#epochGraceUntil;
   }
 
   /**

@@ -52,6 +52,7 @@ Deno.test({
       const caps = { maxRoomsPerGame: 100 };
       equal((await store.claim(record("LIVE01"), caps)).status, "ok");
       await store.writeLiveness("a@00000001", { startedAt: 1, state: "up" });
+      const epoch = await store.epoch();
       const before = Number(await redis("DBSIZE"));
       await redis("CONFIG", "SET", "maxmemory", "1");
       told.length = 0;
@@ -79,6 +80,8 @@ Deno.test({
       deepEqual(await store.refreshAll([record("LIVE01")]), ["refreshed"]);
       ok(Number(await redis("PTTL", keys.room("orbit", "LIVE01"))) > 25_000, "entry renewed");
       equal((await store.resolveCode("orbit", "LIVE01")).status, "found");
+      // The epoch's script writes nothing when the key exists: it answers.
+      equal((await store.epoch()).id, epoch.id);
       // The counts per game (a plain SET) are refused; a take falls back to this node's bucket.
       await rejects(store.writeGames("a@00000001", { games: [], other: [0, 0, 0, 0] }), {
         message: OOM,

@@ -2,7 +2,8 @@
  * The Redis side of cluster mode, part 1 (docs/spec/SERVER.md §8.3, §8.9): the node's two Redis
  * connections ({@linkcode RedisLink}) and the shared state on them ({@linkcode RedisStore}):
  * directory, caps, token buckets, liveness and epoch, each a Lua script invoked by SHA with a
- * `NOSCRIPT` reload and one retry. Only this file and `bus.ts` know Redis.
+ * `NOSCRIPT` reload and one retry. Every time they keep or compare is Redis's own clock (`TIME`),
+ * never the calling node's (§8.1). Only this file and `bus.ts` know Redis.
  *
  * Client: node-redis (`npm:@redis/client`), one connection for commands and publishes and its
  * `duplicate()` for the subscription (ordering, §8.4.1); `disableOfflineQueue`, so a command
@@ -35,7 +36,7 @@ import { gameTag, Keys } from "./keys.ts";
 import { refusalReason } from "./link_report.ts";
 import {
   type ClusterStore,
-  type Epoch,
+  type EpochRead,
   type LinkState,
   type Liveness,
   type NodeId,
@@ -362,7 +363,7 @@ export function bounded<T>(promise: Promise<T>, ms: number, what: string): Promi
 
 // ---------------------------------------------------------------------------------------------
 // Scripts (docs/spec/SERVER.md §8.3 "Scripts"). Values: room entry = JSON DirectoryRecord; room-id = JSON
-// {home, gameName, roomCode, appId?} or "gone"; set scores = expiry ms.
+// {home, gameName, roomCode, appId?} or "gone"; set scores = expiry ms by Redis's clock.
 
 /** Sends one command on the command connection and resolves with Redis's reply. */
 type Send = (args: string[]) => Promise<unknown>;
@@ -412,6 +413,25 @@ function script(source: string): Script {
   const made = new Script(source);
   SCRIPTS.push(made);
   return made;
+}
+
+/**
+ * Lua that sets local `now` to Redis's own clock, ms (`TIME`): every time a script stores or
+ * compares (set scores, a bucket's last refill, the epoch's creation) is on this one clock, so
+ * the nodes' clocks never meet in Redis (docs/spec/SERVER.md §8.1). `ARGV[slot]`, when not
+ * empty, replaces it: the Redis clock of tests ({@linkcode StoreSettings.redisNow}), as Redis's
+ * cannot be set; production passes "". Redis ≥ 5 replicates a script's effects, not its text, so
+ * a script may write after `TIME`.
+ */
+function redisNow(slot: number): string {
+  return `
+local now
+if ARGV[${slot}] ~= '' then
+  now = tonumber(ARGV[${slot}])
+else
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end`;
 }
 
 /** The `rooms-by:` sort keys in the `KEYS` order of the claim, refresh and release scripts. */
@@ -481,15 +501,16 @@ const MEMORY_GUARD = "redis.call('ZADD', KEYS[2], 'XX', 0, '')";
  * Claim. KEYS: room, game-rooms, app-rooms, room-id, game-empty, ip-rooms, app-empty,
  * game-order, maintenance, then the six `rooms-by:` sets ({@linkcode SORT_KEYS}). A code another
  * room holds answers `taken`; otherwise maintenance mode refuses (`maintenance`), then the caps.
- * ARGV: entry, room id, code, now, T, room-id TTL, max per game, max per app (-1 = none), stale
- * room id ("" = none), room-id value, has app ("1"/"0"), max per IP (-1 = none), has IP
- * ("1"/"0"), ip-rooms prefix of the game, creation time, sort member, code sort member,
- * players, spectators, lobby rank. Rooms in game-empty / app-empty (no seat, or unattended,
- * at their last refresh) do not count. Past the taken and maintenance checks (reads only), a
+ * ARGV: entry, room id, code, Redis's clock for tests ("" = `TIME`, {@linkcode redisNow}), T,
+ * room-id TTL, max per game, max per app (-1 = none), stale room id ("" = none), room-id value,
+ * has app ("1"/"0"), max per IP (-1 = none), has IP ("1"/"0"), ip-rooms prefix of the game,
+ * creation time, sort member, code sort member, players, spectators, lobby rank. The
+ * expiry-scored sets' members score Redis's clock + `T` (ms) and are expired by Redis's clock,
+ * so every node counts the same rooms whatever its own clock (docs/spec/SERVER.md §8.1). Rooms
+ * in game-empty / app-empty (no seat, or unattended, at their last refresh) do not count. Past the taken and maintenance checks (reads only), a
  * Redis at `maxmemory` refuses it with `OOM` before it writes anything ({@linkcode MEMORY_GUARD}).
  */
-const CLAIM = script(`
-local now = tonumber(ARGV[4])
+const CLAIM = script(`${redisNow(4)}
 local ttl = tonumber(ARGV[5])
 local current = redis.call('GET', KEYS[1])
 if current and cjson.decode(current).roomId ~= ARGV[9] then
@@ -552,13 +573,14 @@ return {'ok'}
 
 /**
  * Refresh (compare-and-set). KEYS: as the claim's (maintenance unused). ARGV: entry, room id,
- * code, now, T, room-id TTL, room-id value, has app, empty ("1" = no seat or unattended, see
- * `holdsCaps`), has IP, creation time, sort member, code sort member, players, spectators, lobby
- * rank. An empty room joins game-empty and app-empty and leaves its ip-rooms set; a room that
- * holds the caps the reverse. The app sets follow the room id even in a conflict.
+ * code, Redis's clock for tests ("" = `TIME`, {@linkcode redisNow}), T, room-id TTL, room-id
+ * value, has app, empty ("1" = no seat or unattended, see `holdsCaps`), has IP, creation time,
+ * sort member, code sort member, players, spectators, lobby rank. Set scores and expiries as the
+ * claim's (Redis's clock). An empty room joins game-empty and app-empty and leaves its ip-rooms
+ * set; a room that holds the caps the reverse. The app sets follow the room id even in a
+ * conflict.
  */
-const REFRESH = script(`
-local now = tonumber(ARGV[4])
+const REFRESH = script(`${redisNow(4)}
 local ttl = tonumber(ARGV[5])
 -- Members whose room stopped being refreshed (its home crashed) leave the expiry-scored sets
 -- here too, not only when a claim counts them: a busy game's sets never expire as a whole.
@@ -650,14 +672,17 @@ return 1
 `);
 
 /**
- * Take (token bucket in token-milliseconds, as engine/token_bucket.ts). KEYS: bucket. ARGV:
- * capacity, window ms, now, "0" to only look (nothing written). Returns 0 (a token is there, and
- * was taken unless looking) or the whole seconds to wait (≥ 1).
+ * Take (token bucket in token-milliseconds, as engine/token_bucket.ts). KEYS: bucket, value
+ * `units:at` (`at`: the last refill, ms). ARGV: capacity, window ms, Redis's clock for tests
+ * ("" = `TIME`, {@linkcode redisNow}), "0" to only look (nothing written). Refills by Redis's
+ * clock, so a bucket refills alike whichever node took from it last (docs/spec/SERVER.md §8.1);
+ * a last refill ahead of that clock (written by a node of an earlier version whose clock ran
+ * ahead) refills nothing and is brought back to it. Returns 0 (a token is there, and was taken
+ * unless looking) or the whole seconds to wait (≥ 1).
  */
-const TAKE = script(`
+const TAKE = script(`${redisNow(3)}
 local cap = tonumber(ARGV[1])
 local win = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
 local full = cap * win
 local units = full
 local at = now
@@ -667,10 +692,8 @@ if v then
   units = tonumber(string.sub(v, 1, s - 1))
   at = tonumber(string.sub(v, s + 1))
 end
-if now > at then
-  units = math.min(full, units + (now - at) * cap)
-  at = now
-end
+if now > at then units = math.min(full, units + (now - at) * cap) end
+at = now
 local wait = 0
 if units >= win then units = units - win else wait = (win - units) / cap end
 if ARGV[4] ~= '0' then
@@ -697,16 +720,17 @@ return {v, redis.call('EXISTS', ARGV[1] .. 'instance:' .. home), m}
 
 /**
  * Walk (the public room listing). KEYS: a game's `game-order` (code → creation time), then its
- * `game-rooms`. ARGV: prefix that makes a member its entry's
- * key, limit, "1" to keep only rooms with players, now. Reads entries in the set's order until
+ * `game-rooms`. ARGV: prefix that makes a member its entry's key, limit, "1" to keep only rooms
+ * with players, Redis's clock for tests ("" = `TIME`, {@linkcode redisNow}: `game-rooms`
+ * members whose expiry it has passed are not counted). Reads entries in the set's order until
  * `limit` are kept and the next member is younger than the last kept one (so the caller can order
  * rooms created in the same millisecond by game and code), dropping members whose entry has
  * expired. Returns false when `game-rooms` has more live members than the order set (rooms an
  * older version claimed, not refreshed by this one yet): the caller reads every entry instead.
  */
-const WALK = script(`
+const WALK = script(`${redisNow(4)}
 local limit = tonumber(ARGV[2])
-if KEYS[2] and redis.call('ZCARD', KEYS[1]) < redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[4], '+inf') then
+if KEYS[2] and redis.call('ZCARD', KEYS[1]) < redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf') then
   return false
 end
 local out = {}
@@ -738,37 +762,50 @@ return out
 `);
 
 /**
- * Liveness (docs/spec/SERVER.md §8.3 `instance:`, `instances`). KEYS: `instance:<node>`,
- * `instances`. ARGV: the JSON value, node, `T`, the key's expiry by the writer's clock (now + `T`,
- * the member's score), the pruning bound (`(` + now − `T`). Writes the key with TTL `T`, removes
- * from the index the members whose expiry is more than `T` past, adds the node, and keeps the index
- * for `2 T` after the last write of any node. The pruning comes first: Redis checks a script's
- * memory at its first write only, so a Redis at `maxmemory` under `noeviction` still runs it
- * whole, as it does the refresh and release scripts (a rewrite of the node's key, not new
- * state), and liveness survives a full Redis (docs/spec/SERVER.md §8.5.5 "Redis full").
+ * Live members (the public room listing while `game-order` is incomplete). KEYS: a game's
+ * `game-rooms`. ARGV: Redis's clock for tests ("" = `TIME`, {@linkcode redisNow}). Returns the
+ * codes whose expiry Redis's clock has not passed.
  */
-const LIVENESS = script(`
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3]))
+const LIVE = script(`${redisNow(1)}
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+`);
+
+/**
+ * Liveness (docs/spec/SERVER.md §8.3 `instance:`, `instances`). KEYS: `instance:<node>`,
+ * `instances`. ARGV: the JSON value, node, `T` (ms), Redis's clock for tests ("" = `TIME`,
+ * {@linkcode redisNow}). Writes the key with TTL `T`, removes from the index the members whose
+ * expiry is more than `T` past (see {@linkcode NODES}), adds the node scored with its key's
+ * expiry (Redis's clock + `T`, ms), and keeps the index for `2 T` after the last write of any
+ * node. The pruning comes first (reading `TIME` is no write): Redis checks a script's memory at
+ * its first write only, so a Redis at `maxmemory` under `noeviction` still runs it whole, as it
+ * does the refresh and release scripts (a rewrite of the node's key, not new state), and
+ * liveness survives a full Redis (docs/spec/SERVER.md §8.5.5 "Redis full").
+ */
+const LIVENESS = script(`${redisNow(4)}
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - ttl))
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[2])
+redis.call('PEXPIRE', KEYS[2], 2 * ttl)
 return 1
 `);
 
 /**
  * Node listing (docs/spec/SERVER.md §8.3 `instances`). KEYS: `instances`. ARGV: the prefix of the
- * `instance:` keys, the pruning bound (as {@linkcode LIVENESS}'s), then nodes to read besides
- * the index's members (instances of a version without the index, found by a scan). Removes the
- * members past the bound, then reads the `instance:` key of every member and of every node given,
- * 500 per `MGET`; returns `{node, value, …}` for the keys that exist (the key decides, not the
- * score).
+ * `instance:` keys, `T` (ms), Redis's clock for tests ("" = `TIME`, {@linkcode redisNow}), then
+ * nodes to read besides the index's members (instances of a version without the index, found by
+ * a scan). Removes the members whose expiry is more than `T` past by Redis's clock (the extra
+ * `T` is for members an earlier version scored by its own clock, during a rolling deploy; a
+ * dead node's member lingers for it, unlisted), then reads the `instance:` key of every member
+ * and of every node given, 500 per `MGET`; returns `{node, value, …}` for the keys that exist
+ * (the key decides, not the score).
  */
-const NODES = script(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+const NODES = script(`${redisNow(3)}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])))
 local nodes = redis.call('ZRANGE', KEYS[1], 0, -1)
 local seen = {}
 for _, node in ipairs(nodes) do seen[node] = true end
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   if not seen[ARGV[i]] then
     seen[ARGV[i]] = true
     nodes[#nodes + 1] = ARGV[i]
@@ -789,6 +826,23 @@ for first = 1, #nodes, 500 do
   end
 end
 return out
+`);
+
+/**
+ * Epoch (docs/spec/SERVER.md §8.3 "Epoch"). KEYS: `epoch`. ARGV: the id of a new epoch, Redis's
+ * clock for tests ("" = `TIME`, {@linkcode redisNow}). Creates the key when missing, JSON
+ * `{"id", "createdAt"}` with the creation time by Redis's clock (ms; an earlier version wrote its
+ * own clock's, as `SET NX`), no TTL. Returns {value, Redis's clock (ms)}, so the reader reckons the
+ * epoch's age on one clock. Writes nothing when the key exists (a Redis that refuses writes
+ * still answers).
+ */
+const EPOCH = script(`${redisNow(2)}
+local value = redis.call('GET', KEYS[1])
+if not value then
+  value = '{"id":' .. cjson.encode(ARGV[1]) .. ',"createdAt":' .. string.format('%.0f', now) .. '}'
+  redis.call('SET', KEYS[1], value)
+end
+return {value, string.format('%.0f', now)}
 `);
 
 /**
@@ -941,6 +995,7 @@ export class RedisStore implements ClusterStore {
   readonly #client: CommandConnection;
   readonly #keys: Keys;
   readonly #settings: StoreSettings;
+  /** This node's clock: its schedule of scans only, never a time Redis keeps (docs/spec/SERVER.md §8.1). */
   readonly #now: () => number;
   readonly #fallback: Record<BucketKind, KeyedBuckets>;
   /**
@@ -1035,6 +1090,15 @@ export class RedisStore implements ClusterStore {
     return this.#settings.ttlMs + this.#settings.reconnectionWindowMs;
   }
 
+  /**
+   * The scripts' clock argument ({@linkcode redisNow}): "" (Redis's own clock), or the time of
+   * {@linkcode StoreSettings.redisNow} in tests.
+   */
+  #redisNow(): string {
+    const clock = this.#settings.redisNow;
+    return clock === undefined ? "" : String(clock());
+  }
+
   async claim(
     record: DirectoryRecord,
     caps: ClaimCaps,
@@ -1046,7 +1110,7 @@ export class RedisStore implements ClusterStore {
       entryJson(record),
       record.roomId,
       record.roomCode,
-      String(this.#now()),
+      this.#redisNow(),
       String(this.#settings.ttlMs),
       String(this.#roomIdTtl()),
       String(caps.maxRoomsPerGame),
@@ -1121,7 +1185,7 @@ export class RedisStore implements ClusterStore {
       entryJson(record),
       record.roomId,
       record.roomCode,
-      String(this.#now()),
+      this.#redisNow(),
       String(this.#settings.ttlMs),
       String(this.#roomIdTtl()),
       roomIdValue(record),
@@ -1229,7 +1293,7 @@ export class RedisStore implements ClusterStore {
     const values = await this.#script(
       WALK,
       keys,
-      [prefix, String(Math.min(limit, 2 ** 31)), withPlayers ? "1" : "0", String(this.#now())],
+      [prefix, String(Math.min(limit, 2 ** 31)), withPlayers ? "1" : "0", this.#redisNow()],
       "list",
     ) as unknown[] | null;
     if (!Array.isArray(values)) return undefined;
@@ -1240,15 +1304,12 @@ export class RedisStore implements ClusterStore {
   /** Every entry of the game, filtered and sorted here (the index is incomplete). */
   async #listAll(gameName: string, limit: number): Promise<DirectoryRecord[]> {
     const k = this.#keys;
-    const codes = await this.#bounded(
-      this.#send<string[]>([
-        "ZRANGEBYSCORE",
-        k.gameRooms(gameName),
-        `(${this.#now()}`,
-        "+inf",
-      ]),
+    const codes = await this.#script(
+      LIVE,
+      [k.gameRooms(gameName)],
+      [this.#redisNow()],
       "list",
-    );
+    ) as string[];
     if (codes.length === 0) return [];
     const values = await this.#bounded(
       this.#send<(string | null)[]>([
@@ -1398,6 +1459,11 @@ export class RedisStore implements ClusterStore {
     return this.#bucket(kind, key, now, false);
   }
 
+  /**
+   * A take or look at the shared bucket, refilled by Redis's clock (the {@linkcode TAKE} script);
+   * `now`, this node's clock, only times this node's fallback bucket when Redis cannot be
+   * reached (docs/spec/SERVER.md §8.4.3).
+   */
   async #bucket(kind: BucketKind, key: string, now: number, take: boolean): Promise<BucketTake> {
     const spec = this.#settings.buckets[kind];
     try {
@@ -1405,7 +1471,7 @@ export class RedisStore implements ClusterStore {
         await this.#script(TAKE, [this.#keys.bucket(kind, key)], [
           String(spec.capacity),
           String(spec.windowMs),
-          String(now),
+          this.#redisNow(),
           take ? "1" : "0",
         ], take ? "take" : "check"),
       );
@@ -1451,29 +1517,16 @@ export class RedisStore implements ClusterStore {
 
   /**
    * Writes `instance:<node>` with TTL `T` and its member of the `instances` index (score: the
-   * key's expiry by this node's clock) in one script call (docs/spec/SERVER.md §8.3).
+   * key's expiry by Redis's clock) in one script call (docs/spec/SERVER.md §8.3).
    */
   async writeLiveness(node: NodeId, liveness: Liveness): Promise<void> {
-    const now = this.#now();
-    const ttl = this.#settings.ttlMs;
     await this.#script(LIVENESS, [this.#keys.instance(node), this.#keys.instances()], [
       JSON.stringify(liveness),
       node,
-      String(ttl),
-      String(now + ttl),
-      this.#pruneBound(now),
+      String(this.#settings.ttlMs),
+      this.#redisNow(),
     ], "liveness");
     this.onRefusal?.(undefined, false);
-  }
-
-  /**
-   * The `ZREMRANGEBYSCORE` bound of the `instances` index at `now`: members whose key's expiry is
-   * more than `T` past. The extra `T` keeps a live node listed when the clock of the node that
-   * prunes runs up to `T` ahead of its writer's; a crashed node's member lingers for it, unlisted
-   * (its key is gone).
-   */
-  #pruneBound(now: number): string {
-    return `(${now - this.#settings.ttlMs}`;
   }
 
   async writeGames(node: NodeId, games: InstanceGames): Promise<void> {
@@ -1558,7 +1611,12 @@ export class RedisStore implements ClusterStore {
     const reply = await this.#script(
       NODES,
       [this.#keys.instances()],
-      [this.#keys.instance(""), this.#pruneBound(now), ...(scan ? [] : this.#unindexed.extra())],
+      [
+        this.#keys.instance(""),
+        String(this.#settings.ttlMs),
+        this.#redisNow(),
+        ...(scan ? [] : this.#unindexed.extra()),
+      ],
       "nodes",
     ) as unknown[];
     const found = new Map<NodeId, Liveness>();
@@ -1646,23 +1704,21 @@ export class RedisStore implements ClusterStore {
     return Number(await this.#bounded(this.#send(["EXISTS", key]), "maintenance")) === 1;
   }
 
-  async epoch(): Promise<Epoch> {
-    const key = this.#keys.epoch();
-    const read = async () => {
-      const value = await this.#bounded(
-        this.#send<string | null>(["GET", key]),
-        "epoch",
-      );
-      return value === null || value === undefined ? undefined : JSON.parse(String(value));
-    };
-    const current = await read();
-    if (current) return current;
-    const fresh: Epoch = { id: crypto.randomUUID(), createdAt: this.#now() };
-    await this.#bounded(
-      this.#send(["SET", key, JSON.stringify(fresh), "NX"]),
+  /**
+   * Reads the epoch, creating it when missing (the {@linkcode EPOCH} script: one call, the
+   * creation time by Redis's clock), with its age by Redis's clock (docs/spec/SERVER.md §8.3
+   * "Epoch"). An epoch an earlier version created while its clock ran ahead has a negative age:
+   * answered as 0. Rejects like every call.
+   */
+  async epoch(): Promise<EpochRead> {
+    const reply = await this.#script(
+      EPOCH,
+      [this.#keys.epoch()],
+      [crypto.randomUUID(), this.#redisNow()],
       "epoch",
-    );
-    return (await read()) ?? fresh;
+    ) as [unknown, unknown];
+    const epoch = JSON.parse(String(reply[0]));
+    return { ...epoch, ageMs: Math.max(0, Number(reply[1]) - epoch.createdAt) };
   }
 
   close(): Promise<void> {

@@ -128,13 +128,38 @@ const RAW = new WeakMap<ClusterStore, (...command: string[]) => Promise<unknown>
 
 type Make = (s: StoreSettings, cleanups: (() => Promise<void>)[]) => Promise<ClusterStore>;
 
+/**
+ * Stores of nodes whose clocks run off the true time, all on one Redis (or one twin): what the
+ * clock-skew tests need (docs/spec/SERVER.md §8.1).
+ */
+interface Skewed {
+  /** One store per skew given, in order; a node's clock is the true time plus its skew. */
+  stores: ClusterStore[];
+  /** The true time, ms: Redis's own clock (this machine's), or the twin's. */
+  now(): number;
+  /** Lets `ms` pass: the twin's clock moves, Redis's is waited for. */
+  pass(ms: number): Promise<void>;
+  /**
+   * Takes a room out of its game's listing order (`game-order`), as when a version without it
+   * claimed the room; the twin has no such order.
+   */
+  unorder(gameName: string, roomCode: string): Promise<void>;
+}
+
+type MakeSkewed = (
+  s: StoreSettings,
+  skews: number[],
+  cleanups: (() => Promise<void>)[],
+) => Promise<Skewed>;
+
 Deno.test({
   name:
     "RedisStore: a crashed home's rooms leave the expiry-scored sets at any refresh of their game and the listing orders through the order sweep",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
     let clock = 1_000_000;
-    await withRedisStore(settings({ now: () => clock }), async ({ store, keys, redis }) => {
+    const redisNow = () => clock;
+    await withRedisStore(settings({ now: redisNow, redisNow }), async ({ store, keys, redis }) => {
       const app = { appId: "app-1", creatorIp: "198.51.100.7" };
       for (let i = 0; i < 5; i++) {
         const code = `C${String(i).padStart(5, "0")}`;
@@ -185,8 +210,26 @@ Deno.test({
   },
 });
 
-const STORES: { name: string; ignore?: boolean; make: Make }[] = [
-  { name: "memory twin", make: (s) => Promise.resolve(new MemoryStore(s)) },
+const STORES: { name: string; ignore?: boolean; make: Make; skewed: MakeSkewed }[] = [
+  {
+    name: "memory twin",
+    make: (s) => Promise.resolve(new MemoryStore(s)),
+    // One twin for every node: its clock is Redis's, and a node's own clock reaches it only as
+    // the `now` of a bucket take.
+    skewed: (s, skews) => {
+      let clock = 1_700_000_000_000;
+      const store = new MemoryStore({ ...s, now: () => clock });
+      return Promise.resolve({
+        stores: skews.map(() => store),
+        now: () => clock,
+        pass: (ms) => {
+          clock += ms;
+          return Promise.resolve();
+        },
+        unorder: () => Promise.resolve(),
+      });
+    },
+  },
   {
     name: "redis",
     ignore: IGNORE_WITHOUT_REDIS,
@@ -196,14 +239,34 @@ const STORES: { name: string; ignore?: boolean; make: Make }[] = [
       const link = new RedisLink({ url: server.url });
       cleanups.push(() => link.close());
       await link.connect();
-      const store = new RedisStore(link, s);
+      // A test's clock is Redis's, as the twin's `now` is: the scripts take it for `TIME`.
+      const store = new RedisStore(link, s.now ? { ...s, redisNow: s.now } : s);
       RAW.set(store, (...command) => link.command.sendCommand(command));
       return store;
+    },
+    skewed: async (s, skews, cleanups) => {
+      const server = await startRedis();
+      cleanups.push(() => server.stop());
+      const link = new RedisLink({ url: server.url });
+      cleanups.push(() => link.close());
+      await link.connect();
+      return {
+        stores: skews.map((skew) => new RedisStore(link, { ...s, now: () => Date.now() + skew })),
+        now: Date.now,
+        pass: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+        unorder: async (gameName, roomCode) => {
+          const order = new Keys("sf:").gameOrder(gameName);
+          equal(await link.command.sendCommand(["ZREM", order, roomCode]), 1, order);
+        },
+      };
     },
   },
 ];
 
-for (const { name, ignore, make } of STORES) {
+/** A node clock 10 minutes ahead of the true time, ms. */
+const AHEAD = 600_000;
+
+for (const { name, ignore, make, skewed } of STORES) {
   const test = (title: string, body: (cleanups: (() => Promise<void>)[]) => Promise<void>) =>
     Deno.test({
       name: `ClusterStore (${name}): ${title}`,
@@ -464,11 +527,157 @@ for (const { name, ignore, make } of STORES) {
     deepEqual(totals.other, { games: 50, rooms: 1_275, players: 2_550, spectators: 50 });
   });
 
-  test("the epoch is created once and then read back unchanged", async (c) => {
-    const store = await make(settings(), c);
+  test("clock skew: a bucket emptied through a node 10 minutes ahead refills for the others after its window, and that node gets no token the others would not", async (c) => {
+    const windowMs = 1_000;
+    const bucket = { capacity: 1, windowMs };
+    const { stores: [correct, fast], now, pass } = await skewed(
+      settings({
+        buckets: { creation: bucket, join: bucket, reconnect: bucket, auth_failure: bucket },
+      }),
+      [0, AHEAD],
+      c,
+    );
+    const ip = "203.0.113.9";
+    deepEqual(await fast!.take("creation", ip, now() + AHEAD), { ok: true });
+    deepEqual(
+      await correct!.take("creation", ip, now()),
+      { ok: false, retryAfterSecs: 1 },
+      "one bucket for the cluster",
+    );
+    await pass(windowMs + 50);
+    deepEqual(
+      await correct!.take("creation", ip, now()),
+      { ok: true },
+      "refilled after its window, whatever the clock of the node that took last",
+    );
+    deepEqual(
+      await fast!.take("creation", ip, now() + AHEAD),
+      { ok: false, retryAfterSecs: 1 },
+      "a clock ahead refills nothing",
+    );
+    deepEqual(await fast!.check("creation", ip, now() + AHEAD), { ok: false, retryAfterSecs: 1 });
+  });
+
+  test("clock skew: rooms claimed through a node 2 T behind count against the game, app and IP caps of the others; one claimed through a node 10 minutes ahead stops counting T after its home stopped refreshing it", async (c) => {
+    const ttlMs = 1_000;
+    const { stores: [correct, slow, fast], pass } = await skewed(
+      settings({ ttlMs }),
+      [0, -2 * ttlMs, AHEAD],
+      c,
+    );
+    const capped = (scope: string, count: number, limit: number) => ({
+      status: "capped",
+      scope,
+      count,
+      limit,
+    });
+    const perGame = { maxRoomsPerGame: 1 };
+    equal((await slow!.claim(record("AAAAAA", "slow@1"), perGame)).status, "ok");
+    deepEqual(await correct!.claim(record("BBBBBB", "ok@1"), perGame), capped("game", 1, 1));
+    const app = { gameName: "app-game", appId: "app-1" };
+    const perApp = { maxRoomsPerGame: 10, maxAppRooms: 1 };
+    equal((await slow!.claim(record("CCCCCC", "slow@1", app), perApp)).status, "ok");
+    deepEqual(await correct!.claim(record("DDDDDD", "ok@1", app), perApp), capped("app", 1, 1));
+    const ip = { gameName: "ip-game", creatorIp: "198.51.100.4" };
+    const perIp = { maxRoomsPerGame: 10, maxRoomsPerIp: 1 };
+    equal((await slow!.claim(record("EEEEEE", "slow@1", ip), perIp)).status, "ok");
+    deepEqual(await correct!.claim(record("GGGGGG", "ok@1", ip), perIp), capped("ip", 1, 1));
+    // Its refreshes keep them counting.
+    equal(await slow!.refresh(record("AAAAAA", "slow@1")), "refreshed");
+    equal(await slow!.refresh(record("CCCCCC", "slow@1", app)), "refreshed");
+    equal(await slow!.refresh(record("EEEEEE", "slow@1", ip)), "refreshed");
+    deepEqual(await correct!.claim(record("BBBBBB", "ok@1"), perGame), capped("game", 1, 1));
+    deepEqual(await correct!.claim(record("DDDDDD", "ok@1", app), perApp), capped("app", 1, 1));
+    deepEqual(await correct!.claim(record("GGGGGG", "ok@1", ip), perIp), capped("ip", 1, 1));
+    // A node 10 minutes ahead claims a room, then stops. Another room of the game goes on being
+    // refreshed (a busy game: its sets never expire as a whole).
+    const busy = { gameName: "busy-game" };
+    const two = { maxRoomsPerGame: 2 };
+    const live = record("LLLLLL", "ok@1", busy);
+    equal((await correct!.claim(live, two)).status, "ok");
+    equal((await fast!.claim(record("FFFFFF", "fast@1", busy), two)).status, "ok");
+    deepEqual(await correct!.claim(record("XXXXXX", "ok@1", busy), two), capped("game", 2, 2));
+    await pass(ttlMs / 2);
+    equal(await correct!.refresh(live), "refreshed");
+    await pass(ttlMs / 2 + 50);
+    equal(await correct!.refresh(live), "refreshed");
+    deepEqual(
+      await correct!.claim(record("XXXXXX", "ok@1", busy), two),
+      { status: "ok" },
+      "the dead node's room stopped counting T after its claim",
+    );
+  });
+
+  test("clock skew: the instance listing keeps a live node whose clock is 3 T behind, and a node 10 minutes ahead prunes no live node from it", async (c) => {
+    const ttlMs = 30_000;
+    const { stores: [correct, slow, fast] } = await skewed(
+      settings({ ttlMs }),
+      [0, -3 * ttlMs, AHEAD],
+      c,
+    );
+    const up = { startedAt: 1, state: "up" } as const;
+    await correct!.writeLiveness("ok@1", up);
+    // The first listing of each store also scans for instances outside the index; none here.
+    for (const store of [correct!, slow!, fast!]) {
+      deepEqual([...(await store.nodes()).keys()], ["ok@1"]);
+    }
+    await slow!.writeLiveness("slow@1", up);
+    await fast!.writeLiveness("fast@1", up);
+    for (const [who, store] of [["correct", correct!], ["slow", slow!], ["fast", fast!]] as const) {
+      deepEqual(
+        [...(await store.nodes()).keys()].sort(),
+        ["fast@1", "ok@1", "slow@1"],
+        `listed by the ${who} node`,
+      );
+    }
+    await fast!.writeLiveness("fast@1", up);
+    await slow!.writeLiveness("slow@1", up);
+    deepEqual([...(await correct!.nodes()).keys()].sort(), ["fast@1", "ok@1", "slow@1"]);
+  });
+
+  test("clock skew: a listing through a node 10 minutes ahead finds the rooms outside the listing order (claimed by a version without it)", async (c) => {
+    const { stores: [correct, fast], unorder } = await skewed(settings(), [0, AHEAD], c);
+    await correct!.claim(record("AAAAAA", "ok@1", { createdAt: 1 }), { maxRoomsPerGame: 5 });
+    await correct!.claim(record("BBBBBB", "ok@1", { createdAt: 2 }), { maxRoomsPerGame: 5 });
+    await unorder("orbit", "BBBBBB");
+    for (const store of [correct!, fast!]) {
+      deepEqual((await store.list("orbit", 10)).map((entry) => entry.roomCode), [
+        "AAAAAA",
+        "BBBBBB",
+      ]);
+    }
+  });
+
+  test("clock skew: the epoch's creation time and age are by Redis's clock, whichever node created or reads it", async (c) => {
+    const { stores: [correct, fast, slow], now, pass } = await skewed(
+      settings(),
+      [0, AHEAD, -AHEAD],
+      c,
+    );
+    const before = now();
+    const created = await fast!.epoch();
+    const after = now();
+    ok(
+      created.createdAt >= before && created.createdAt <= after,
+      `created at ${created.createdAt}, between ${before} and ${after}`,
+    );
+    ok(created.ageMs >= 0 && created.ageMs <= after - before, `age ${created.ageMs} ms`);
+    await pass(100);
+    for (const store of [slow!, correct!]) {
+      const read = await store.epoch();
+      deepEqual([read.id, read.createdAt], [created.id, created.createdAt]);
+      ok(read.ageMs >= 100 && read.ageMs < 1_000, `age ${read.ageMs} ms`);
+    }
+  });
+
+  test("the epoch is created once and then read back unchanged, older as the store's clock moves", async (c) => {
+    let clock = 1_000_000;
+    const store = await make(settings({ now: () => clock }), c);
     const first = await store.epoch();
     ok(first.id.length > 0);
-    deepEqual(await store.epoch(), first);
+    deepEqual(first, { id: first.id, createdAt: 1_000_000, ageMs: 0 });
+    clock += 2_500;
+    deepEqual(await store.epoch(), { ...first, ageMs: 2_500 });
   });
 }
 
@@ -577,6 +786,52 @@ Deno.test({
       await other.close();
       await refusing.stop();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "RedisStore: times an earlier version wrote by its own clock (a rolling deploy) read on Redis's: a bucket refilled ahead of it refills from it on, an epoch created ahead of it is 0 ms old",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    let clock = 1_000_000_000;
+    const redisNow = () => clock;
+    const windowMs = 60_000;
+    const bucket = { capacity: 1, windowMs };
+    await withRedisStore(
+      settings({
+        buckets: { creation: bucket, join: bucket, reconnect: bucket, auth_failure: bucket },
+        redisNow,
+      }),
+      async ({ store, keys, redis }) => {
+        // An empty bucket whose last refill a node 10 minutes ahead wrote (`units:at`).
+        const key = keys.bucket("creation", "203.0.113.5");
+        await redis("SET", key, `0:${clock + 600_000}`, "PX", String(2 * windowMs));
+        deepEqual(await store.take("creation", "203.0.113.5", clock), {
+          ok: false,
+          retryAfterSecs: 60,
+        });
+        equal(
+          await redis("GET", key),
+          `0:${clock}`,
+          "its last refill brought back to Redis's clock",
+        );
+        clock += windowMs;
+        deepEqual(await store.take("creation", "203.0.113.5", clock), { ok: true });
+        // The epoch's value is the one every version writes and reads.
+        await redis("SET", keys.epoch(), JSON.stringify({ id: "e1", createdAt: clock + 5_000 }));
+        deepEqual(await store.epoch(), { id: "e1", createdAt: clock + 5_000, ageMs: 0 });
+        await redis("SET", keys.epoch(), JSON.stringify({ id: "e2", createdAt: clock - 5_000 }));
+        deepEqual(await store.epoch(), { id: "e2", createdAt: clock - 5_000, ageMs: 5_000 });
+        await redis("DEL", keys.epoch());
+        const created = await store.epoch();
+        deepEqual(JSON.parse(String(await redis("GET", keys.epoch()))), {
+          id: created.id,
+          createdAt: clock,
+        });
+        equal(await redis("PTTL", keys.epoch()), -1, "no TTL");
+      },
+    );
   },
 });
 

@@ -108,11 +108,23 @@ export type Resolved =
     maintenance?: boolean;
   };
 
-/** The shared epoch (docs/spec/SERVER.md §8.3 "Epoch"). */
+/** The shared epoch (docs/spec/SERVER.md §8.3 "Epoch"): the `epoch` key's value. */
 export interface Epoch {
   id: string;
-  /** Creation time, ms since the epoch. */
+  /**
+   * Creation time, ms since the Unix epoch, by Redis's clock (an earlier version wrote its own
+   * node's clock).
+   */
   createdAt: number;
+}
+
+/** The epoch as read ({@linkcode ClusterStore.epoch}): its value and its age when read. */
+export interface EpochRead extends Epoch {
+  /**
+   * Redis's clock at the read minus `createdAt`, ms, at least 0: how long ago the epoch was
+   * created, whatever the reader's clock says (docs/spec/SERVER.md §8.1).
+   */
+  ageMs: number;
 }
 
 /**
@@ -289,8 +301,11 @@ export interface ClusterStore extends RoomDirectory, TokenBuckets {
   setMaintenance(enabled: boolean): Promise<void>;
   /** Whether the cluster is in maintenance mode. */
   maintenance(): Promise<boolean>;
-  /** Reads the epoch, creating it (`SET NX`, then read back) when missing. */
-  epoch(): Promise<Epoch>;
+  /**
+   * Reads the epoch, creating it when missing (creation time by Redis's clock), with its age by
+   * Redis's clock (docs/spec/SERVER.md §8.3 "Epoch").
+   */
+  epoch(): Promise<EpochRead>;
   /** Closes the store's connections (a shared link is closed by its owner). */
   close(): Promise<void>;
 }
@@ -307,8 +322,20 @@ export interface StoreSettings {
   buckets: Record<BucketKind, { capacity: number; windowMs: number }>;
   /** Longest wait for one store call, ms (`cluster.forward_timeout_ms`). */
   timeoutMs: number;
-  /** Clock for TTL arithmetic, ms. @default Date.now */
+  /**
+   * This node's clock, ms. The Redis store uses it only for its own schedule of scans
+   * (docs/spec/SERVER.md §8.3 `instances`): every time Redis keeps is by Redis's clock (§8.1),
+   * and a fallback bucket goes by the `now` of each take. For the in-memory twin, shared by every
+   * node, the clock of "Redis" itself: every time it keeps, its TTLs and its bucket refills.
+   * @default Date.now
+   */
   now?: () => number;
+  /**
+   * Tests of the Redis store only: the clock its scripts use instead of Redis's own (`TIME`,
+   * which cannot be set), ms, to move Redis's time as the twin's `now` moves the twin's. Never
+   * set in production (src/cluster/open.ts). @default Redis's `TIME`
+   */
+  redisNow?: () => number;
 }
 
 /**

@@ -24,15 +24,18 @@ export type BucketTake =
 /** Token buckets keyed by kind and key (a client IP). */
 export interface TokenBuckets {
   /**
-   * Takes one token from bucket `(kind, key)` at `now` (ms since the epoch); a missing bucket
-   * starts full. Memory answers synchronously, Redis with a Promise ({@linkcode Awaitable}).
-   * Guarantee: each call takes at most one token, exactly once (no retries that could double
-   * a take); when a cluster cannot reach Redis the caller falls back to a local bucket.
+   * Takes one token from bucket `(kind, key)` at `now` (ms since the epoch, the caller's clock);
+   * a missing bucket starts full. Memory answers synchronously, Redis with a Promise
+   * ({@linkcode Awaitable}). A cluster's shared buckets refill by Redis's clock, not by `now`
+   * (docs/spec/SERVER.md §8.1), which then times only the local bucket the caller falls back to
+   * when Redis cannot be reached. Guarantee: each call takes at most one token, exactly once (no
+   * retries that could double a take).
    */
   take(kind: BucketKind, key: string, now: number): Awaitable<BucketTake>;
   /**
    * Whether bucket `(kind, key)` has a token at `now`, taking none (the failed-`Authenticate`
-   * budget is looked at before a secret is checked). Same fallback as {@linkcode take}.
+   * budget is looked at before a secret is checked). Same clocks and fallback as
+   * {@linkcode take}.
    */
   check(kind: BucketKind, key: string, now: number): Awaitable<BucketTake>;
 }

@@ -32,7 +32,7 @@ import { RedisLink, RedisStore } from "../cluster/store.ts";
 import { RedisBus } from "../cluster/bus.ts";
 import { MemoryNetwork } from "../cluster/memory_bus.ts";
 import { ClusterRouter } from "../cluster/router.ts";
-import type { ClusterBus } from "../cluster/types.ts";
+import type { ClusterBus, StoreSettings } from "../cluster/types.ts";
 import { IGNORE_WITHOUT_REDIS, startRedis } from "../../tests/redis_server.ts";
 
 /** Bucket sizes of a contract run: tokens per kind, refilled over `windowMs`. */
@@ -52,7 +52,12 @@ interface Implementation {
   /** Skip this implementation's tests (e.g. no redis-server outside CI). */
   ignore?: boolean;
   directory: (cleanups: Cleanups) => Awaitable<RoomDirectory>;
-  buckets: (spec: BucketSpec, cleanups: Cleanups) => Awaitable<TokenBuckets>;
+  /**
+   * Buckets of sizes `spec`. In memory they refill by the `now` of each take; the cluster's
+   * buckets refill by Redis's clock (docs/spec/SERVER.md §8.1), here `clock` (the twin's clock,
+   * the Redis store's `redisNow`), which the tests keep equal to the `now` they pass.
+   */
+  buckets: (spec: BucketSpec, clock: () => number, cleanups: Cleanups) => Awaitable<TokenBuckets>;
   /** Absent until the implementation has a router. */
   router?: (cleanups: Cleanups) => Awaitable<Router>;
 }
@@ -199,7 +204,7 @@ async function redisRouters(cleanups: Cleanups): Promise<ClusterRouters> {
 /** Store settings of a contract run with bucket sizes `spec` (T = 30 s). */
 function storeSettings(
   spec: BucketSpec = { creation: 1, join: 1, reconnect: 1, windowMs: 60_000 },
-) {
+): StoreSettings {
   return {
     prefix: "contract:",
     ttlMs: 30_000,
@@ -214,14 +219,21 @@ function storeSettings(
   };
 }
 
-/** A Redis store on a private redis-server, both stopped by the test's cleanups. */
-async function redisStore(spec: BucketSpec | undefined, cleanups: Cleanups): Promise<RedisStore> {
+/**
+ * A Redis store on a private redis-server, both stopped by the test's cleanups; its scripts take
+ * `clock` for Redis's when given.
+ */
+async function redisStore(
+  spec: BucketSpec | undefined,
+  clock: (() => number) | undefined,
+  cleanups: Cleanups,
+): Promise<RedisStore> {
   const server = await startRedis();
   cleanups.push(() => server.stop());
   const link = new RedisLink({ url: server.url });
   cleanups.push(() => link.close());
   await link.connect();
-  return new RedisStore(link, storeSettings(spec));
+  return new RedisStore(link, { ...storeSettings(spec), ...(clock ? { redisNow: clock } : {}) });
 }
 
 const IMPLEMENTATIONS: Implementation[] = [{
@@ -241,13 +253,13 @@ const IMPLEMENTATIONS: Implementation[] = [{
 }, {
   name: "cluster memory twin",
   directory: () => new MemoryStore(storeSettings()),
-  buckets: (spec) => new MemoryStore(storeSettings(spec)),
+  buckets: (spec, clock) => new MemoryStore({ ...storeSettings(spec), now: clock }),
   router: twinRouters,
 }, {
   name: "redis",
   ignore: IGNORE_WITHOUT_REDIS,
-  directory: (cleanups) => redisStore(undefined, cleanups),
-  buckets: (spec, cleanups) => redisStore(spec, cleanups),
+  directory: (cleanups) => redisStore(undefined, undefined, cleanups),
+  buckets: (spec, clock, cleanups) => redisStore(spec, clock, cleanups),
   router: redisRouters,
 }];
 
@@ -986,32 +998,54 @@ for (const impl of IMPLEMENTATIONS) {
     impl,
     `TokenBuckets (%): takes until empty, then says when, per kind and key`,
     async (cleanups) => {
+      // The time of the takes, and the cluster buckets' clock (Redis's): the same.
+      let time = T0;
+      const at = (ms: number) => time = T0 + ms;
       const buckets = await impl.buckets(
         { creation: 2, join: 1, reconnect: 3, windowMs: 60_000 },
+        () => time,
         cleanups,
       );
-      deepEqual(await buckets.take("creation", "10.0.0.1", T0), { ok: true });
-      deepEqual(await buckets.take("creation", "10.0.0.1", T0), { ok: true });
-      deepEqual(await buckets.take("creation", "10.0.0.1", T0), { ok: false, retryAfterSecs: 30 });
-      deepEqual(await buckets.take("join", "10.0.0.1", T0), { ok: true }, "kinds are separate");
-      deepEqual(await buckets.take("creation", "10.0.0.2", T0), { ok: true }, "keys are separate");
-      deepEqual(await buckets.take("join", "10.0.0.1", T0 + 1), { ok: false, retryAfterSecs: 60 });
-      deepEqual(await buckets.take("creation", "10.0.0.1", T0 + 30_000), { ok: true }, "refilled");
+      deepEqual(await buckets.take("creation", "10.0.0.1", at(0)), { ok: true });
+      deepEqual(await buckets.take("creation", "10.0.0.1", at(0)), { ok: true });
+      deepEqual(await buckets.take("creation", "10.0.0.1", at(0)), {
+        ok: false,
+        retryAfterSecs: 30,
+      });
+      deepEqual(await buckets.take("join", "10.0.0.1", at(0)), { ok: true }, "kinds are separate");
+      deepEqual(
+        await buckets.take("creation", "10.0.0.2", at(0)),
+        { ok: true },
+        "keys are separate",
+      );
+      deepEqual(await buckets.take("join", "10.0.0.1", at(1)), { ok: false, retryAfterSecs: 60 });
+      deepEqual(await buckets.take("creation", "10.0.0.1", at(30_000)), { ok: true }, "refilled");
       for (let i = 0; i < 3; i++) {
-        deepEqual(await buckets.take("reconnect", "10.0.0.1", T0), { ok: true }, `reconnect ${i}`);
+        deepEqual(
+          await buckets.take("reconnect", "10.0.0.1", time),
+          { ok: true },
+          `reconnect ${i}`,
+        );
       }
-      deepEqual(await buckets.take("reconnect", "10.0.0.1", T0), { ok: false, retryAfterSecs: 20 });
-      // check looks without taking (the failed-Authenticate budget, same capacity here).
-      for (let i = 0; i < 5; i++) {
-        deepEqual(await buckets.check("auth_failure", "10.0.0.1", T0), { ok: true }, `check ${i}`);
-      }
-      for (let i = 0; i < 3; i++) await buckets.take("auth_failure", "10.0.0.1", T0);
-      deepEqual(await buckets.check("auth_failure", "10.0.0.1", T0), {
+      deepEqual(await buckets.take("reconnect", "10.0.0.1", time), {
         ok: false,
         retryAfterSecs: 20,
       });
-      deepEqual(await buckets.check("auth_failure", "10.0.0.1", T0 + 20_000), { ok: true });
-      deepEqual(await buckets.check("reconnect", "10.0.0.2", T0), { ok: true });
+      // check looks without taking (the failed-Authenticate budget, same capacity here).
+      for (let i = 0; i < 5; i++) {
+        deepEqual(
+          await buckets.check("auth_failure", "10.0.0.1", time),
+          { ok: true },
+          `check ${i}`,
+        );
+      }
+      for (let i = 0; i < 3; i++) await buckets.take("auth_failure", "10.0.0.1", time);
+      deepEqual(await buckets.check("auth_failure", "10.0.0.1", time), {
+        ok: false,
+        retryAfterSecs: 20,
+      });
+      deepEqual(await buckets.check("auth_failure", "10.0.0.1", at(50_000)), { ok: true });
+      deepEqual(await buckets.check("reconnect", "10.0.0.2", time), { ok: true });
     },
   );
 
