@@ -229,10 +229,13 @@ export class ClusterRouter implements Router {
 
   /**
    * Whether frames were sent to `takeover.conn` past the last `ack` of its edge: until that edge
-   * is heard from, their arrival is unknown.
+   * is heard from, their arrival is unknown. While a `BIND` from that edge is delivered, its
+   * envelope's own `ack` does not count (`Streams.ackedBefore`): it was taken after the request
+   * was made, and a frame it reaches that the edge failed to hand shows only in a `CLOSED` behind
+   * the `BIND`, which the probe's answer then follows (docs/spec/SERVER.md §8.5.3).
    */
   #unacknowledged(takeover: { conn: ConnId; edge: NodeId }): boolean {
-    return (this.#lastSent.get(takeover.conn) ?? 0) > this.streams.acked(takeover.edge);
+    return (this.#lastSent.get(takeover.conn) ?? 0) > this.streams.ackedBefore(takeover.edge);
   }
 
   /**
