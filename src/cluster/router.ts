@@ -445,7 +445,11 @@ export class ClusterRouter implements Router {
   }
 
   #sendToClient(conn: ConnId, message: ServerMessage): void {
-    this.#edge?.deliver(encodeServerMessage(message), [conn]);
+    const frame = encodeServerMessage(message);
+    const failed = this.#edge?.deliver(frame, [conn]);
+    // A slow consumer (its queue dropped) or a closed socket is torn down, as for any frame
+    // (docs/spec/SERVER.md §5.2): left open, it would have lost frames untold.
+    if (failed) this.#edge?.undelivered?.(frame, failed, this.#now());
     this.#edge?.flush();
   }
 
