@@ -1199,6 +1199,52 @@ Deno.test("Cluster (twins): a takeover through the replaced connection's own edg
   }
 });
 
+Deno.test("Cluster (twins): a takeover through the replaced connection's own edge, whose request that edge makes just before, in the same turn, it takes in a frame to the old connection and fails to hand it (a slow consumer), reports replay_truncated: the envelope carrying the request acknowledges only what the edge had taken in when it made it (docs/spec/SERVER.md §8.5.3, §5.2; found by the consistency test's MessagePack run, seed 1)", async () => {
+  const { cluster, a, b, alice, seatedOnB } = await takeoverCluster();
+  const handlers = cluster.network.subscriber(b.name)!;
+  const streams = b.cluster.router.streams;
+  const send = streams.send;
+  try {
+    const bob = await seatedOnB("Bob");
+    bob.stalled = true;
+    const again = b.connect();
+    // Alice's frame to Bob reaches B and waits there until Bob's new connection's request for
+    // his seat has joined B's envelope to A; it is taken in right after, before that envelope
+    // leaves at the end of the turn. B closes the old connection (1013): the frame is lost, and
+    // one process would have held the seat as truncated before the takeover.
+    let held: Uint8Array | undefined;
+    cluster.network.subscribe(b.name, {
+      ...handlers,
+      receive: (bytes) => {
+        const frame = decodeBatch(bytes).bodies.some((body) =>
+          body.kind === Kind.OUT &&
+          body.items.some((item) => item.tag === "frame" && item.to.includes(bob.id))
+        );
+        if (held !== undefined || !frame) return handlers.receive(bytes);
+        held = bytes;
+        again.say(reconnectFor(bob.last("RoomJoined")!.data!));
+      },
+    });
+    streams.send = (peer, body) => {
+      const seq = send.call(streams, peer, body);
+      if (peer === a.name && body.kind === Kind.BIND && body.conn === again.id && held) {
+        const bytes = held;
+        queueMicrotask(() => handlers.receive(bytes));
+      }
+      return seq;
+    };
+    alice.say({ type: "GameData", data: { data: "lost", to_player: bob.id } });
+    await until(() => !!again.last("Reconnected"), "Reconnected");
+    ok(held !== undefined, "the frame was held back");
+    equal(bob.closed, 1013, "the old connection was a slow consumer");
+    equal(again.last("Reconnected")!.data!.replay_truncated, true);
+  } finally {
+    streams.send = send;
+    cluster.network.subscribe(b.name, handlers);
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a takeover whose probe is answered before a frame sent to the replaced connection after the probe reaches it (a slow consumer, closed 1013 by that frame) reports replay_truncated, as one process (docs/spec/SERVER.md §8.5.3, §5.2)", async () => {
   const { cluster, a, b, c, alice, streams, seatedOnB } = await takeoverCluster();
   try {

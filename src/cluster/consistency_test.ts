@@ -2,7 +2,8 @@
  * The consistency property (`consistency.ts`) on the in-memory twins: seeds 1–6, each also with a
  * 5-ms envelope window (`cluster.envelope_window_ms`: more bodies share an envelope, so answers
  * and unrelated binding items meet more often), and `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more
- * (a soak, ~2 s a seed). The incident tests (a crash, a drain, a Redis outage, restart or pause, a
+ * (a soak, ~2 s a seed), from seed 100 or from `SIGNAL_FISH_CONSISTENCY_FROM=k` (a soak beyond the
+ * seeds run before; a soak reports every failing seed of a test, not only the first). The incident tests (a crash, a drain, a Redis outage, restart or pause, a
  * slow node, room entries lost) and the client-side variants (token-bound connections, slow
  * consumers, MessagePack game data, room views, targeted game data, rooms that start, join modes,
  * short timers) run the same seeds.
@@ -12,10 +13,32 @@ import { testCluster, type TestClusterOptions } from "./testing.ts";
 
 const SEEDS = [1, 2, 3, 4, 5, 6];
 const extra = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_SEEDS") ?? 0);
-for (let i = 0; i < extra; i++) SEEDS.push(100 + i);
+const from = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_FROM") ?? 100);
+for (let i = 0; i < extra; i++) SEEDS.push(from + i);
+
+/**
+ * Runs `check` (which throws on a broken property) and records its error under `label` in
+ * `failures` instead of throwing, so a run goes on through the other seeds.
+ */
+function recording<T>(failures: string[], label: string, check: () => T): T | undefined {
+  try {
+    return check();
+  } catch (error) {
+    if (!(error instanceof Error)) throw error;
+    failures.push(`${label}: ${error.stack ?? error.message}`);
+    return undefined;
+  }
+}
+
+/** Throws with every recorded failure (the number of them first), if there is any. */
+function throwRecorded(failures: readonly string[]): void {
+  if (failures.length === 0) return;
+  throw new Error(`${failures.length} run(s) failed:\n${failures.join("\n\n")}`);
+}
 
 Deno.test("Cluster consistency (twins): with requests crossing answers, closes and takeovers, every home's live seats and spectators are exactly those its clients were told of (docs/spec/SERVER.md §8.4.2, §8.6)", async () => {
   let seated = 0;
+  const failures: string[] = [];
   for (const seed of SEEDS) {
     for (const envelopeWindowMs of [0, 5]) {
       const cluster = await testCluster({
@@ -24,9 +47,11 @@ Deno.test("Cluster consistency (twins): with requests crossing answers, closes a
         engine: { enableReconnection: true },
       });
       const label = `seed ${seed}, window ${envelopeWindowMs} ms`;
-      seated += assertConsistent(await runConsistency(cluster, seed), label);
+      const outcome = await runConsistency(cluster, seed);
+      seated += recording(failures, label, () => assertConsistent(outcome, label)) ?? 0;
     }
   }
+  throwRecorded(failures);
   // The runs ended with members in rooms (the comparison is not between two empty lists).
   if (seated === 0) throw new Error("no seeded run ended with a seated client");
 });
@@ -58,6 +83,7 @@ async function everySeed(
 ): Promise<void> {
   let seated = 0;
   let counted = 0;
+  const failures: string[] = [];
   const seeds = [...SEEDS];
   for (let i = 0; i < seeds.length; i++) {
     const seed = seeds[i]!;
@@ -68,18 +94,18 @@ async function everySeed(
     });
     const [label, options] = incident(seed);
     const outcome = await runConsistency(cluster, seed, options);
-    seated += assertConsistent(outcome, `seed ${seed}, ${label}`);
+    const run = `seed ${seed}, ${label}`;
+    seated += recording(failures, run, () => assertConsistent(outcome, run)) ?? 0;
     counted += expect?.count(outcome.seen) ?? 0;
     for (const what of expect?.never ?? []) {
-      if (outcome.seen[what]) {
-        throw new Error(`seed ${seed}, ${label}: ${what} ×${outcome.seen[what]}`);
-      }
+      if (outcome.seen[what]) failures.push(`${run}: ${what} ×${outcome.seen[what]}`);
     }
     const met = counted > 0 && (expect?.enough?.() ?? true);
     if (i === seeds.length - 1 && expect && !met && seeds.length < SEEDS.length + MORE_SEEDS) {
       seeds.push(200 + seeds.length - SEEDS.length);
     }
   }
+  throwRecorded(failures);
   if (seated === 0) throw new Error("no seeded run ended with a seated client");
   if (expect && counted === 0) throw new Error(expect.none);
 }

@@ -133,6 +133,29 @@ async function forSeeds<T extends object>(
   return out;
 }
 
+/**
+ * Runs `compare` on every outcome (it asserts with `deepEqual`), and throws once at the end if any
+ * seed failed: the first failure in full, after the list of every failing seed (so one soak run
+ * names all of them, not only the first).
+ */
+function compareEverySeed<T extends { seed: number }>(
+  outcomes: readonly T[],
+  compare: (outcome: T) => void,
+): void {
+  const failures: { seed: number; error: Error }[] = [];
+  for (const outcome of outcomes) {
+    try {
+      compare(outcome);
+    } catch (error) {
+      if (!(error instanceof Error)) throw error;
+      failures.push({ seed: outcome.seed, error });
+    }
+  }
+  if (failures.length === 0) return;
+  const seeds = failures.map((f) => f.seed).join(", ");
+  throw new Error(`${failures.length} seed(s) differ: ${seeds}`, { cause: failures[0]!.error });
+}
+
 /** Seeds of the random differential; `SIGNAL_FISH_DIFFERENTIAL_SEEDS=n` runs n more (a soak). */
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
 const extra = Number(Deno.env.get("SIGNAL_FISH_DIFFERENTIAL_SEEDS") ?? 0);
@@ -158,7 +181,7 @@ Deno.test("Differential: random scripts give every client the same messages on a
     ]);
     return { single, three, windowed, alone };
   });
-  for (const { seed, single, three, windowed, alone } of outcomes) {
+  compareEverySeed(outcomes, ({ seed, single, three, windowed, alone }) => {
     for (let i = 0; i < single.length; i++) {
       deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
       deepEqual(three[i]!, single[i]!, `seed ${seed}, client ${i}`);
@@ -168,6 +191,8 @@ Deno.test("Differential: random scripts give every client the same messages on a
         `seed ${seed}, client ${i}, 5-ms window`,
       );
     }
+  });
+  for (const { single } of outcomes) {
     for (const message of single.flat()) {
       const { type, closed, operator, reply, http, status, body } = message as {
         type?: string;
@@ -252,11 +277,13 @@ Deno.test("Differential: random scripts with authentication required and two app
   let joined = 0;
   let capped = 0;
   let found = 0;
-  for (const { seed, single, three, alone } of outcomes) {
+  compareEverySeed(outcomes, ({ seed, single, three, alone }) => {
     for (let i = 0; i < single.length; i++) {
       deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
       deepEqual(three[i]!, single[i]!, `seed ${seed}, client ${i}`);
     }
+  });
+  for (const { single } of outcomes) {
     joined += single.flat().filter((m) => (m as { type?: string }).type === "RoomJoined").length;
     capped += single.flat().filter((m) =>
       (m as { data?: { reason?: string } }).data?.reason === "Max players cannot exceed 3"
@@ -308,11 +335,13 @@ Deno.test("Differential: random scripts with tight rate limits, clients sharing 
     return { single, three, alone };
   });
   const refused = new Map<string, number>();
-  for (const { seed, single, three, alone } of outcomes) {
+  compareEverySeed(outcomes, ({ seed, single, three, alone }) => {
     for (let i = 0; i < single.length; i++) {
       deepEqual(single[i], alone[i], `seed ${seed}, client ${i}: one node against no cluster`);
       deepEqual(three[i]!, single[i]!, `seed ${seed}, client ${i}`);
     }
+  });
+  for (const { single } of outcomes) {
     for (const message of single.flat()) {
       const { type, data } = message as { type?: string; data?: { error_code?: string } };
       if (data?.error_code === "RATE_LIMIT_EXCEEDED") {

@@ -229,10 +229,13 @@ export class ClusterRouter implements Router {
 
   /**
    * Whether frames were sent to `takeover.conn` past the last `ack` of its edge: until that edge
-   * is heard from, their arrival is unknown.
+   * is heard from, their arrival is unknown. While a `BIND` from that edge is delivered, its
+   * envelope's own `ack` does not count (`Streams.ackedBefore`): it was taken after the request
+   * was made, and a frame it reaches that the edge failed to hand shows only in a `CLOSED` behind
+   * the `BIND`, which the probe's answer then follows (docs/spec/SERVER.md §8.5.3).
    */
   #unacknowledged(takeover: { conn: ConnId; edge: NodeId }): boolean {
-    return (this.#lastSent.get(takeover.conn) ?? 0) > this.streams.acked(takeover.edge);
+    return (this.#lastSent.get(takeover.conn) ?? 0) > this.streams.ackedBefore(takeover.edge);
   }
 
   /**
@@ -442,7 +445,11 @@ export class ClusterRouter implements Router {
   }
 
   #sendToClient(conn: ConnId, message: ServerMessage): void {
-    this.#edge?.deliver(encodeServerMessage(message), [conn]);
+    const frame = encodeServerMessage(message);
+    const failed = this.#edge?.deliver(frame, [conn]);
+    // A slow consumer (its queue dropped) or a closed socket is torn down, as for any frame
+    // (docs/spec/SERVER.md §5.2): left open, it would have lost frames untold.
+    if (failed) this.#edge?.undelivered?.(frame, failed, this.#now());
     this.#edge?.flush();
   }
 

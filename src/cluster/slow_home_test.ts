@@ -275,6 +275,25 @@ Deno.test('Cluster (twins): a late success undone in the turn the connection sen
   }
 });
 
+Deno.test('Cluster (twins): a slow consumer whose request to another home times out is closed 1013 by its SERVICE_UNAVAILABLE, as by any frame it cannot take (docs/spec/SERVER.md §5.2, §8.4.2 "Timeout")', async () => {
+  const { cluster, a, b, slow } = await setup();
+  try {
+    slow(a.name, Kind.OUT);
+    const bob = b.connect();
+    join(bob, "Bob", "SLOW01");
+    // Bob stops reading while his join waits: the answer the timeout gives him overflows his
+    // outbound buffer, which drops what was queued there; he must not stay open as if nothing
+    // had been lost.
+    bob.stalled = true;
+    await until(() => b.cluster.router.counts.bindTimeouts === 1, "the timeout");
+    equal(bob.closed, 1013, "closed as a slow consumer");
+    await until(() => b.cluster.router.counts.bindsUndone === 1, "the late BOUND undone");
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a success that crosses the timeout is undone (abandoned); nothing of it reaches the client, no ghost remains", async () => {
   const { cluster, a, b, alice, slow } = await setup();
   try {

@@ -95,6 +95,10 @@ export class Streams {
   readonly #pairs = new Map<NodeId, Pair>();
   /** When {@linkcode Streams.tick} last ran (ms). */
   #lastTick: number;
+  /** While the bodies of an envelope are delivered: its source, else undefined. */
+  #deliveringFrom: NodeId | undefined;
+  /** While the bodies of an envelope are delivered: the highest `ack` from its source before it. */
+  #ackBefore = 0;
   readonly stats: StreamStats = {
     envelopesOut: 0,
     envelopesIn: 0,
@@ -322,6 +326,18 @@ export class Streams {
     return this.#pairs.get(peer)?.acked ?? 0;
   }
 
+  /**
+   * The highest `ack` received from `peer` that was already sent when `peer` produced what is
+   * being delivered now (docs/spec/SERVER.md §8.5.3): while the bodies of an envelope from `peer`
+   * are delivered, the one received before that envelope; else {@linkcode Streams.acked}. An
+   * envelope's own `ack` is taken when it is published, after its bodies were produced: it may
+   * reach frames `peer` took in after producing a `BIND` of that envelope and failed to hand (a
+   * slow consumer), which only a `CLOSED` behind that `BIND` tells.
+   */
+  ackedBefore(peer: NodeId): number {
+    return this.#deliveringFrom === peer ? this.#ackBefore : this.acked(peer);
+  }
+
   /** Milliseconds since anything arrived from `peer` (Infinity = never). */
   silence(peer: NodeId): number {
     const pair = this.#pairs.get(peer);
@@ -379,10 +395,18 @@ export class Streams {
       this.#resync(peer, "gap");
       return;
     }
+    const from = this.#deliveringFrom, before = this.#ackBefore;
+    this.#deliveringFrom = peer;
+    this.#ackBefore = pair.acked;
     if (batch.ack > pair.acked) pair.acked = batch.ack;
     pair.delivered = batch.seq;
     this.stats.bodiesIn += bodies.length;
-    for (let i = 0; i < bodies.length; i++) this.#handlers.deliver(bodies[i]!);
+    try {
+      for (let i = 0; i < bodies.length; i++) this.#handlers.deliver(bodies[i]!);
+    } finally {
+      this.#deliveringFrom = from;
+      this.#ackBefore = before;
+    }
     this.#handlers.delivered?.(peer);
   }
 
