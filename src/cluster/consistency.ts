@@ -135,6 +135,14 @@ export interface ConsistencyOutcome {
    * the room), live or replayed (docs/spec/PROTOCOL.md §7.6). Empty when none.
    */
   misdelivered: string[];
+  /**
+   * Frames lost to slow consumers' overflows that a client was not told of
+   * (docs/spec/SERVER.md §5.2): a connection that lost frames must be closed with `1013` before
+   * anything more is sent to it, and the first `Reconnected` of the seat it held then (on any
+   * connection, after the loss) must say `replay_truncated: true`, unless the seat had been taken
+   * over since the connection got it. Empty when none.
+   */
+  untold: string[];
   /** Every connection the run opened, in order (to read a failure's story). */
   opened: TestClient[];
   /**
@@ -373,10 +381,14 @@ export interface ConsistencyOptions {
    */
   tokenBinding?: boolean;
   /**
-   * Slow consumers (docs/spec/PROTOCOL.md §1.5, §1.6): at each step, with this probability, one
-   * client, picked by the seed, stops reading, so the next frame its edge writes to it overflows
-   * and the edge closes it with `1013` (its seat held), whatever the connection is doing then.
-   * @default 0
+   * Slow consumers (docs/spec/PROTOCOL.md §1.5, §1.6, docs/spec/SERVER.md §5.2): at each step,
+   * with this probability, one client, picked by the seed, stops reading. Half the time its
+   * budget is already spent, so the next frame its edge writes to it overflows at once; otherwise
+   * frames wait in its queue of 1–6 frames (`TestClient.pause`) until it reads again 1–12 steps
+   * later (they then arrive in order), unless one more finds the queue full: that overflow drops
+   * every frame waiting. Either way an overflow must close the connection with `1013` at once,
+   * whatever it is doing then, its seat held as truncated (checked as
+   * {@linkcode ConsistencyOutcome.untold}). @default 0
    */
   stallRate?: number;
   /**
@@ -490,6 +502,8 @@ export async function runConsistency(
   const lateness = prng(seed + 7_919);
   /** Which frames are targeted, and at whom (its own draws: the run's choices stay the seed's). */
   const aim = prng(seed + 104_729);
+  /** How a slow consumer stalls (`stallRate`; its own draws, as `aim`). */
+  const lag = prng(seed + 32_452_843);
   /** Connection info and extra readies (`gameStarts`; its own draws, as `aim`). */
   const nudge = prng(seed + 1_299_709);
   /** Per provided `connection_info` (by its port, unique in a run): the connection that sent it. */
@@ -622,8 +636,20 @@ export async function runConsistency(
       const seat = credentialsOf(client);
       if (seat) tokens.push(seat);
     };
+    /** Paused clients (`stallRate`), each with the step before which it reads again. */
+    const paused = new Map<TestClient, number>();
+    /** Frames that waited in a paused client's queue and arrived when it read again. */
+    let waited = 0;
+    /** `client` reads again: what waited in its queue arrives. */
+    const resume = (client: TestClient) => {
+      if (!paused.delete(client)) return;
+      waited += client.queued;
+      client.resume();
+    };
     /** Drops client `k`'s connection `client` (if still its own) for a new one through any node. */
     const drop = (k: number, client: TestClient) => {
+      // It read what was written before it went (what it had not is lost by its own doing).
+      resume(client);
       if (clients[k] !== client) return;
       if (client.closed === undefined) {
         client.node.edge.disconnect(client.id, Date.now());
@@ -654,7 +680,11 @@ export async function runConsistency(
         // Its clients' TCP connections die with it; nothing is said to the other nodes: its
         // subscription and liveness key go as a dead process's would (the key at once rather
         // than after its TTL).
-        for (const client of clients) if (client.node === victim) client.close(1006);
+        for (const client of clients) {
+          if (client.node !== victim) continue;
+          resume(client);
+          client.close(1006);
+        }
         await victim.cluster.stop();
       }
       if (step === options.drainAt) {
@@ -707,8 +737,14 @@ export async function runConsistency(
         const [from, to] = [pick(nodes).name, pick(nodes).name];
         if (from !== to) losing = { from, to };
       }
+      for (const [client, until] of paused) if (step >= until) resume(client);
       if (options.stallRate && random() < options.stallRate) {
-        clients[Math.floor(random() * clients.length)]!.stalled = true;
+        const slow = clients[Math.floor(random() * clients.length)]!;
+        if (lag() < 0.5) slow.stalled = true;
+        else if (!slow.stalled && !paused.has(slow)) {
+          slow.pause(1 + Math.floor(lag() * 6));
+          paused.set(slow, step + 1 + Math.floor(lag() * 12));
+        }
       }
       const k = Math.floor(random() * clients.length);
       const client = clients[k]!;
@@ -828,7 +864,9 @@ export async function runConsistency(
       // Answers may or may not have arrived before the next request.
       await settle(Math.floor(random() * 3));
     }
-    // Quiet: every request answered, every close told (a probe waits one 50-ms period).
+    // Quiet: every request answered, every close told (a probe waits one 50-ms period); paused
+    // clients read again first.
+    for (const client of [...paused.keys()]) resume(client);
     await new Promise((resolve) => setTimeout(resolve, quietMs));
     await settle(20);
     const told = clients.map(seatOf).filter((seat) => seat !== undefined).sort(order);
@@ -952,6 +990,12 @@ export async function runConsistency(
         seatOfMessage.set(message, `${id}#${joins.get(id) ?? 0}`);
       }
     }
+    const untold = checkOverflows(
+      opened,
+      seatOfMessage,
+      (what, n) => went[what] = (went[what] ?? 0) + n,
+    );
+    if (waited > 0) went["frames that waited for a paused reader"] = waited;
     for (const client of opened) {
       const last = new Map<string, number>();
       /** The player seat (or spectator's place) this connection holds at this point. */
@@ -1059,6 +1103,7 @@ export async function runConsistency(
       disorder,
       gaps,
       misdelivered,
+      untold,
       opened,
       views,
       starts,
@@ -1078,6 +1123,7 @@ export function assertConsistent(outcome: ConsistencyOutcome, label: string): nu
   deepEqual({ label, disorder }, { label, disorder: [] });
   deepEqual({ label, gaps: outcome.gaps }, { label, gaps: [] });
   deepEqual({ label, misdelivered: outcome.misdelivered }, { label, misdelivered: [] });
+  deepEqual({ label, untold: outcome.untold }, { label, untold: [] });
   deepEqual({ label, views: outcome.views }, { label, views: [] });
   deepEqual({ label, starts: outcome.starts }, { label, starts: [] });
   deepEqual({ label, joins: outcome.joins }, { label, joins: [] });
@@ -1103,6 +1149,70 @@ export function assertConsistent(outcome: ConsistencyOutcome, label: string): nu
     deepEqual({ label, client, got }, { label, client, got: expected });
   }
   return told.length;
+}
+
+/**
+ * The overflow check of {@linkcode ConsistencyOptions.stallRate} over every connection of a run
+ * (docs/spec/SERVER.md §5.2, §8.5.3): `seatOfMessage` names the seat each `RoomJoined` and
+ * `Reconnected` gave (`<player id>#<n>`); `add` tallies what was checked into the run's `seen`.
+ * Returns each loss a client was not told of, one line each.
+ */
+function checkOverflows(
+  opened: TestClient[],
+  seatOfMessage: ReadonlyMap<object, string>,
+  add: (what: string, n: number) => void,
+): string[] {
+  const untold: string[] = [];
+  /** Per seat: its `Reconnected`s, by arrival. */
+  const resumes = new Map<string, { arrival: number; truncated: boolean; client: TestClient }[]>();
+  for (const client of opened) {
+    client.messages.forEach((message, i) => {
+      if (message.type !== "Reconnected") return;
+      const seat = seatOfMessage.get(message)!;
+      const truncated = (message.data as { replay_truncated?: boolean }).replay_truncated === true;
+      const list = resumes.get(seat) ?? [];
+      list.push({ arrival: client.arrivals[i]!, truncated, client });
+      resumes.set(seat, list);
+    });
+  }
+  for (const list of resumes.values()) list.sort((a, b) => a.arrival - b.arrival);
+  for (const client of opened) {
+    if (client.lostAt === undefined) continue;
+    add("connections that lost frames to an overflow", 1);
+    add("frames lost to overflows", client.lost);
+    const where = `${client.id} (lost ${client.lost} frames after message ${client.lostAt})`;
+    if (client.closed !== 1013) {
+      untold.push(
+        `${where}: ${client.closed === undefined ? "left open" : `closed ${client.closed}`}`,
+      );
+    }
+    if (client.sentAfterLoss > 0) {
+      untold.push(`${where}: ${client.sentAfterLoss} more frames sent to it before its close`);
+    }
+    // The player seat it held when it lost them, and since when.
+    let seat: string | undefined;
+    let since = 0;
+    client.messages.slice(0, client.lostAt).forEach((message, i) => {
+      if (message.type === "RoomJoined" || message.type === "Reconnected") {
+        seat = seatOfMessage.get(message);
+        since = client.arrivals[i]!;
+      } else if (/^(RoomLeft|SpectatorJoined)$/.test(message.type)) seat = undefined;
+    });
+    if (seat === undefined) continue;
+    const list = resumes.get(seat) ?? [];
+    // Taken over meanwhile: the takeover's connection holds the seat, not this one.
+    const lost = client.lostArrival!;
+    if (list.some((r) => r.client !== client && r.arrival > since && r.arrival <= lost)) continue;
+    const next = list.find((r) => r.arrival > lost);
+    if (next === undefined) continue;
+    add("Reconnected after an overflow", 1);
+    if (!next.truncated) {
+      untold.push(
+        `${where}: seat ${seat} resumed by ${next.client.id} without replay_truncated`,
+      );
+    }
+  }
+  return untold;
 }
 
 /** A `GameStarting` peer or a snapshot's player, as far as the start check reads it. */

@@ -182,7 +182,7 @@ Deno.test("Cluster consistency (twins): every connection token-bound (each text 
   });
 });
 
-Deno.test("Cluster consistency (twins): clients stop reading now and then (slow consumers closed 1013 whatever their connection is doing, seats held as truncated): every live seat is still exactly what its client was told, and nothing is lost untold (docs/spec/SERVER.md §5.2, §8.5.3)", async () => {
+Deno.test("Cluster consistency (twins): clients stop reading now and then (frames wait in a small queue until they read again; an overflow drops the whole queue, and such slow consumers are closed 1013 at once whatever their connection is doing, seats held as truncated): every live seat is still exactly what its client was told, and nothing is lost untold (docs/spec/SERVER.md §5.2, §8.5.3)", async () => {
   await everySeed({}, () => ["slow consumers", { stallRate: 0.03 }], {
     count: (seen) => seen["close 1013"] ?? 0,
     none: "no connection was closed as a slow consumer",

@@ -87,7 +87,20 @@ export function arrivalsSoFar(): number {
   return arrivals;
 }
 
-/** A client: what it received (parsed), how it was closed. */
+/** What a torn-down connection answers every later send (as `SocketPeer` does). */
+const CLOSED: SendFailure = Object.freeze({ reason: "closed" });
+
+/**
+ * A client: what it received (parsed), how it was closed. Its outbound side models the real
+ * transport's (`SocketPeer`, src/transport/websocket.ts; docs/spec/SERVER.md §5.2): a client that
+ * reads takes every frame at once; one {@linkcode pause}d lets frames wait in a queue of at most
+ * `queueLimit` frames (the budget in frames rather than bytes), and the send that finds the queue
+ * full is an overflow that discards the whole queue, reported as `dropped` = the frames waiting
+ * plus that one. The connection stays open (later sends are taken again) until the server closes
+ * it; from then on every send is refused as `closed`. Frames waiting when the server closes it
+ * are written before the close frame, so the client gets them, then the close, once it
+ * {@linkcode resume}s.
+ */
 export class TestClient {
   readonly messages: { type: string; data?: Record<string, unknown> }[] = [];
   /**
@@ -95,12 +108,40 @@ export class TestClient {
    * process received (1-based): the order of messages on different connections.
    */
   readonly arrivals: number[] = [];
+  /** The close code the client saw (after every frame written before it). */
   closed: number | undefined;
   id = "";
   node!: ScriptNode;
 
-  /** When true, every frame is refused as an outbound-buffer overflow (a stalled reader). */
+  /**
+   * When true, every frame is refused as an outbound-buffer overflow of that frame alone (a
+   * reader stalled with nothing queued: the budget is already spent outside the queue).
+   */
   stalled = false;
+
+  /**
+   * Frames the server had handed over and lost to overflows (each overflow's `dropped`, summed);
+   * 0 when none.
+   */
+  lost = 0;
+  /** How many {@linkcode messages} the client had when it first lost frames; undefined if never. */
+  lostAt: number | undefined;
+  /** {@linkcode arrivalsSoFar} when it first lost frames: its place in the order of arrivals. */
+  lostArrival: number | undefined;
+  /**
+   * Sends made to the connection after it lost frames and before the server closed it: each one
+   * is a frame the client may get after a gap without being told (docs/spec/SERVER.md §5.2: a slow
+   * consumer is closed with 1013 at once). 0 when the server closed it at once.
+   */
+  sentAfterLoss = 0;
+
+  /** Frames waiting while the client does not read, oldest first. */
+  readonly #queue: (string | Uint8Array)[] = [];
+  /** The queue's budget in frames while paused; `Infinity` while reading. */
+  #queueLimit = Infinity;
+  #reading = true;
+  /** The code the server closed with while frames still waited (the close frame behind them). */
+  #closing: number | undefined;
 
   /**
    * The session secret when the connection negotiated token binding: {@linkcode say} then signs
@@ -108,16 +149,66 @@ export class TestClient {
    */
   secret: Uint8Array | undefined;
 
+  /** Whether the client reads its connection (not {@linkcode pause}d). */
+  get reading(): boolean {
+    return this.#reading;
+  }
+
+  /** Frames waiting in the queue now. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * Stops reading: from now on frames wait in a queue of at most `queueLimit` frames (≥ 1), and
+   * the send that finds it full overflows (see the class notes).
+   */
+  pause(queueLimit: number): void {
+    this.#reading = false;
+    this.#queueLimit = Math.max(1, queueLimit);
+  }
+
+  /** Reads again: every waiting frame arrives in order, then the close the server sent, if any. */
+  resume(): void {
+    this.#reading = true;
+    this.#queueLimit = Infinity;
+    for (const frame of this.#queue.splice(0)) this.#receive(frame);
+    if (this.#closing !== undefined) this.closed ??= this.#closing;
+  }
+
   send(frame: string | Uint8Array): SendFailure | undefined {
-    if (this.closed !== undefined) return { reason: "closed" };
-    if (this.stalled) return { reason: "overflow", dropped: 1 };
-    this.messages.push(typeof frame === "string" ? JSON.parse(frame) : binaryMessage(frame));
-    this.arrivals.push(++arrivals);
+    if (this.closed !== undefined || this.#closing !== undefined) return CLOSED;
+    if (this.lostAt !== undefined) this.sentAfterLoss++;
+    if (this.stalled) return this.#overflow(1);
+    if (this.#reading) {
+      this.#receive(frame);
+      return undefined;
+    }
+    if (this.#queue.length >= this.#queueLimit) {
+      const dropped = this.#queue.length + 1;
+      this.#queue.length = 0;
+      return this.#overflow(dropped);
+    }
+    this.#queue.push(frame);
     return undefined;
   }
 
+  /** Records `dropped` frames lost to an overflow, and says so as the transport does. */
+  #overflow(dropped: number): SendFailure {
+    this.lost += dropped;
+    this.lostAt ??= this.messages.length;
+    this.lostArrival ??= arrivals;
+    return { reason: "overflow", dropped };
+  }
+
+  #receive(frame: string | Uint8Array): void {
+    this.messages.push(typeof frame === "string" ? JSON.parse(frame) : binaryMessage(frame));
+    this.arrivals.push(++arrivals);
+  }
+
   close(code: number): void {
-    this.closed ??= code;
+    if (this.#queue.length === 0) this.closed ??= code;
+    else this.#closing ??= code;
   }
 
   /** Sends a client message through its edge (with its token-binding proof when bound). */
