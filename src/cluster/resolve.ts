@@ -25,7 +25,7 @@ import { type Resolution, type Resolver, unavailable } from "../transport/edge.t
 import type { EdgeEvent } from "../transport/events.ts";
 import type { ClusterStore, NodeId, Resolved } from "./types.ts";
 import { refusalReason } from "./link_report.ts";
-import { isExpectedFault } from "../coordination/faults.ts";
+import { logFault } from "../coordination/faults.ts";
 import { NoAnswer } from "../coordination/no_answer.ts";
 import { getLogger } from "@logtape/logtape";
 
@@ -517,20 +517,10 @@ export function clusterResolver(options: ResolverOptions): Resolver {
       // Redis unreachable, too slow or refusing (docs/spec/SERVER.md §8.4.3, §8.5.5): the link
       // and refusal reports tell the operator. Anything else is a bug here: an ERROR line and
       // `errors_internal` (§7.4, §6.3 #26). The client gets SERVICE_UNAVAILABLE either way.
-      if (isExpectedFault(error)) {
-        log.debug("Cannot resolve the {type} of {connection_id}: {error}", {
-          type: message.type,
-          connection_id: conn,
-          error,
-        });
+      const fields = { type: message.type, connection_id: conn };
+      if (!logFault(log, error, "Cannot resolve the {type} of {connection_id}", fields)) {
         return reply(unavailable(message));
       }
-      log.error("Cannot resolve the {type} of {connection_id}, unexpected error: {error}", {
-        type: message.type,
-        connection_id: conn,
-        error,
-        stack: (error as { stack?: unknown } | undefined)?.stack,
-      });
       return reply(unavailable(message), [{ type: "internal_error", connectionId: conn }]);
     }
   };

@@ -139,6 +139,12 @@ export function runIdOf(info: string): string | undefined {
   return /^run_id:([0-9a-zA-Z]+)\r?$/m.exec(info)?.[1];
 }
 
+/**
+ * node-redis's `reconnectStrategy`: {@linkcode reconnectDelay} of the retry count (node-redis
+ * passes the error as a second argument, which is not a random source).
+ */
+const reconnectStrategy = (retries: number): number => reconnectDelay(retries);
+
 /** The least time between two {@linkcode RedisLink.reopen}s, ms. */
 export const REOPEN_INTERVAL_MS = 1_000;
 
@@ -174,7 +180,7 @@ export class RedisLink {
     const tls = options.url.toLowerCase().startsWith("rediss://");
     const socket = {
       connectTimeout: options.connectTimeoutMs ?? 2_000,
-      reconnectStrategy: (retries: number) => reconnectDelay(retries),
+      reconnectStrategy,
       ...(tls ? { tls: true as const, ...(options.ca ? { ca: options.ca } : {}) } : {}),
     };
     if (options.sentinel) {
@@ -199,13 +205,13 @@ export class RedisLink {
           socket: options.sentinel.tls
             ? {
               connectTimeout: socket.connectTimeout,
-              reconnectStrategy: (retries: number) => reconnectDelay(retries),
+              reconnectStrategy,
               tls: true as const,
               ...(options.ca ? { ca: options.ca } : {}),
             }
             : {
               connectTimeout: socket.connectTimeout,
-              reconnectStrategy: (retries: number) => reconnectDelay(retries),
+              reconnectStrategy,
             },
         },
         passthroughClientErrorEvents: true,

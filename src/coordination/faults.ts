@@ -2,10 +2,11 @@
  * Expected trouble versus bugs (docs/spec/SERVER.md §7.4, §8.5.5): which errors of a shared
  * store's call (Redis in cluster mode) an operator is told about elsewhere, and which are bugs in
  * this program that must be logged at `ERROR` and counted in `errors_internal`. Shared by the
- * cluster's resolver and the edge's directory writes.
+ * cluster's resolver and the edge's directory writes and forwards ({@linkcode logFault}).
  *
  * @module
  */
+import type { Logger } from "@logtape/logtape";
 import { NoAnswer } from "./no_answer.ts";
 
 /**
@@ -68,4 +69,26 @@ function expected(error: unknown): boolean {
   }
   const system = error as { code?: unknown; syscall?: unknown };
   return typeof system.code === "string" && typeof system.syscall === "string";
+}
+
+/**
+ * Logs a failed store call or forward the caller recovers from itself (docs/spec/SERVER.md §7.4,
+ * §8.5.5): expected trouble ({@linkcode isExpectedFault}) as one debug line `<what>: <error>`;
+ * anything else as a bug, one ERROR line `<what>, unexpected error: <error>` with the error's
+ * `stack` as a field. `what` is a log template (placeholders filled from `fields`). Returns
+ * whether it was a bug, for the caller to count in `errors_internal` (§6.3 #26).
+ */
+export function logFault(
+  log: Logger,
+  error: unknown,
+  what: string,
+  fields: Record<string, unknown>,
+): boolean {
+  if (isExpectedFault(error)) {
+    log.debug(`${what}: {error}`, { ...fields, error });
+    return false;
+  }
+  const stack = (error as { stack?: unknown } | undefined)?.stack;
+  log.error(`${what}, unexpected error: {error}`, { ...fields, error, stack });
+  return true;
 }

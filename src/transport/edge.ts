@@ -16,7 +16,7 @@ import { getLogger } from "@logtape/logtape";
 import { type Awaitable, OneAtATime, then } from "../coordination/awaitable.ts";
 import type { BucketKind, BucketTake, TokenBuckets } from "../coordination/buckets.ts";
 import type { RoomDirectory } from "../coordination/directory.ts";
-import { isExpectedFault } from "../coordination/faults.ts";
+import { logFault } from "../coordination/faults.ts";
 import { LocalRouter, MemoryRoomDirectory } from "../coordination/memory.ts";
 import type {
   BindOutcome,
@@ -598,17 +598,8 @@ export class Edge {
       // Redis or a home that cannot answer is expected trouble, told by the link reports; anything
       // else is a bug, counted as internal (docs/spec/SERVER.md §7.4, §8.5.5). The client gets
       // SERVICE_UNAVAILABLE either way.
-      if (isExpectedFault(error)) {
-        log.debug("Cannot resolve the request of {connection_id} yet: {error}", {
-          connection_id: id,
-          error,
-        });
-      } else {
-        log.error("Cannot resolve the request of {connection_id}, unexpected error: {error}", {
-          connection_id: id,
-          error,
-          stack: (error as { stack?: unknown } | undefined)?.stack,
-        });
+      const fields = { connection_id: id };
+      if (logFault(log, error, "Cannot resolve the request of {connection_id}", fields)) {
         this.#onEvent?.({ type: "internal_error" });
       }
       if (this.#conns.get(id) === conn) {
@@ -1346,7 +1337,7 @@ export class Edge {
 
   /**
    * Applies a `directory` effect. A write that fails for Redis (unreachable, too slow, refusing:
-   * {@linkcode isExpectedFault}) is logged at debug: the link and refusal reports tell the
+   * `isExpectedFault`, `logFault`) is logged at debug: the link and refusal reports tell the
    * operator, the next refresh repairs a refresh and the cluster store sends a failed release
    * again once Redis answers. Any other failure is a bug: an ERROR line with its stack and
    * `errors_internal` +1 (docs/spec/SERVER.md §7.4, §8.5.5).
@@ -1357,16 +1348,9 @@ export class Edge {
       : this.#directory.release(effect.gameName, effect.roomCode, effect.roomId);
     if (written instanceof Promise) {
       written.catch((error) => {
-        const fields = { op: effect.op, error };
-        if (isExpectedFault(error)) {
-          log.debug("Cannot write the room directory yet ({op}): {error}", fields);
-          return;
+        if (logFault(log, error, "Cannot write the room directory ({op})", { op: effect.op })) {
+          this.#onEvent?.({ type: "internal_error" });
         }
-        log.error("Cannot write the room directory ({op}), unexpected error: {error}", {
-          ...fields,
-          stack: (error as { stack?: unknown } | undefined)?.stack,
-        });
-        this.#onEvent?.({ type: "internal_error" });
       });
     }
   }
