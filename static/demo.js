@@ -870,6 +870,7 @@ globalThis.demo = {
   client,
   game,
   view: () => ({
+    world: { ...WORLD },
     self: { x: Math.round(game.self.x), y: Math.round(game.self.y) },
     players: Object.fromEntries(
       Object.entries(game.players).map((

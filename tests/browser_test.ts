@@ -142,20 +142,45 @@ async function playerId(page: Page): Promise<string> {
   return await page.evaluate(() => globalThis.signalFish.selfId as string);
 }
 
-/** Holds `key` down in `page` until `done` holds in `observer`'s view. */
-async function swimUntil(
-  page: Page,
-  key: string,
+/**
+ * Makes `swimmer` swim along `axis` until `observer` sees it more than `distance` px from where
+ * it saw it before. It swims towards the farther edge: a fish placed near one edge (the
+ * start position comes from a hash of the player id) could never get `distance` further that
+ * way, since the world clamps positions.
+ */
+async function swimAway(
+  swimmer: Page,
   observer: Page,
-  predicate: string,
-  arg: unknown,
+  id: string,
+  axis: "x" | "y",
+  distance: number,
 ): Promise<void> {
-  await page.bringToFront();
-  await page.keyboard.down(key);
+  const { own, size } = await swimmer.evaluate((axis) => {
+    const view = globalThis.demo.view();
+    return { own: view.self[axis] as number, size: view.world[axis === "x" ? "w" : "h"] };
+  }, axis);
+  // Measured from where the observer last saw the fish, so only movement it sees counts.
+  const seen = await observer.evaluate(
+    ([id, axis]) => globalThis.demo.view().players[id]?.[axis] as number | undefined,
+    [id, axis] as const,
+  );
+  const start = seen ?? own;
+  const forward = own < size / 2;
+  const key = axis === "x"
+    ? (forward ? "ArrowRight" : "ArrowLeft")
+    : forward
+    ? "ArrowDown"
+    : "ArrowUp";
+  await swimmer.bringToFront();
+  await swimmer.keyboard.down(key);
   try {
-    await waitForView(observer, predicate, arg);
+    await waitForView(
+      observer,
+      "(view, [id, axis, start, distance]) => Math.abs((view.players[id]?.[axis] ?? start) - start) > distance",
+      [id, axis, start, distance],
+    );
   } finally {
-    await page.keyboard.up(key);
+    await swimmer.keyboard.up(key);
   }
 }
 
@@ -232,14 +257,7 @@ browserTest(
       ok(!frames.texts.some((text) => text.includes("over the data channel")), "chat is P2P");
 
       // Movement: bob swims right; alice sees it through the DataChannel.
-      const bobStart = await bob.evaluate(() => globalThis.demo.view().self.x as number);
-      await swimUntil(
-        bob,
-        "ArrowRight",
-        alice,
-        "(view, [id, x]) => (view.players[id]?.x ?? 0) > x + 40",
-        [bobId, bobStart],
-      );
+      await swimAway(bob, alice, bobId, "x", 40);
       deepEqual(await alice.evaluate(() => globalThis.demo.view().transport), { [bobId]: "P2P" });
       await waitForText(alice, "#players", "bob — not ready · P2P");
       await screenshot(alice, analyzer, "05-two-players-p2p", [
@@ -253,14 +271,7 @@ browserTest(
       await carol.click("#join");
       await waitForText(alice, "#players", "carol — not ready · relay");
       const carolId = await playerId(carol);
-      const carolStart = await carol.evaluate(() => globalThis.demo.view().self.y as number);
-      await swimUntil(
-        carol,
-        "ArrowDown",
-        alice,
-        "(view, [id, y]) => (view.players[id]?.y ?? 0) > y + 30",
-        [carolId, carolStart],
-      );
+      await swimAway(carol, alice, carolId, "y", 30);
       const relayed = frames.texts.filter((text) => text.includes(`"to_player":"${aliceId}"`))
         .map((text) => JSON.parse(text).data.data);
       ok(relayed.some((data) => data.g === "pos"), "carol's position went through the relay");
@@ -322,17 +333,7 @@ browserTest(
       await waitForText(alice, "#players", "alice — not ready · ★ authority · (you)");
       await waitForText(alice, "#players", "bob — ✔ ready");
       await waitForText(nina, "#role", "(spectating)");
-      const carolBefore = await alice.evaluate(
-        (id) => globalThis.demo.view().players[id].x,
-        carolId,
-      );
-      await swimUntil(
-        carol,
-        "ArrowRight",
-        alice,
-        "(view, [id, x]) => (view.players[id]?.x ?? 0) > x + 30",
-        [carolId, carolBefore],
-      );
+      await swimAway(carol, alice, carolId, "x", 30);
       await screenshot(alice, analyzer, "11-reconnected-after-restart", [
         "reconnected",
         "Reconnected: your seat was kept.",
