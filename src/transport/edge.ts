@@ -235,6 +235,8 @@ export class Edge {
   readonly #remote = new Map<ConnId, NodeId>();
   /** Home side: remote recipients of `RoomLeft`/`SpectatorLeft` in this event (maybe unbound). */
   #unbindCheck: ConnId[] = [];
+  /** A drain has started (docs/spec/SERVER.md §8.7): connections that stop being members here are closed at once. */
+  #draining = false;
   #relayCount = 0;
   /** Nesting of {@linkcode Edge.#apply}. */
   #depth = 0;
@@ -408,6 +410,9 @@ export class Edge {
       case "JoinRoom":
       case "JoinAsSpectator":
       case "Reconnect":
+        // A draining node creates no rooms (docs/spec/SERVER.md §8.7 step 3): a connection that
+        // stopped being a member here since the last drain step goes now, before its request.
+        if (this.#draining && this.#sendAway(id, conn, now)) return;
         // A connection that still owes `Authenticate` is answered here (AUTHENTICATION_REQUIRED,
         // close 1008), before any token, claim or other node is involved.
         if (this.#resolver && this.#engine.authenticated(id)) {
@@ -423,6 +428,10 @@ export class Edge {
           (message.type === "LeaveRoom" || message.type === "LeaveSpectator")
         ) {
           this.#startBarrier(id, conn);
+        } else if (this.#draining && this.#conns.get(id) === conn) {
+          // Left its room here (docs/spec/SERVER.md §8.7 step 2: "as soon as a connection stops
+          // being such a member"), after its RoomLeft.
+          this.#sendAway(id, conn, now);
         }
     }
   }
@@ -869,6 +878,16 @@ export class Edge {
     });
   }
 
+  /**
+   * While draining (docs/spec/SERVER.md §8.7 step 2): closes connection `id` with `1001` unless it
+   * is a member of a room homed here. Returns whether it was closed.
+   */
+  #sendAway(id: ConnId, conn: Connection, now: number): boolean {
+    if (conn.home === this.#node && this.#engine.binding(id) !== undefined) return false;
+    this.close(id, 1001, "Server shutting down", now);
+    return true;
+  }
+
   /** Closes a connection from the server side and tears it down at once. */
   close(id: ConnId, code: number, reason: string, now: number): void {
     if (!this.#peers.has(id)) return;
@@ -899,11 +918,9 @@ export class Edge {
         this.#closeAll(command.code, command.reason, now);
         return undefined;
       case "drain":
+        this.#draining = true;
         this.apply(this.#engine.drainRooms(now, command.final), now);
-        for (const [id, conn] of [...this.#conns]) {
-          if (conn.home === this.#node && this.#engine.binding(id) !== undefined) continue;
-          this.close(id, 1001, "Server shutting down", now);
-        }
+        for (const [id, conn] of [...this.#conns]) this.#sendAway(id, conn, now);
         return undefined;
       case "maintenance":
         this.#engine.maintenance = command.enabled;
