@@ -161,6 +161,12 @@ export interface ConsistencyOutcome {
    * when none.
    */
   joins: string[];
+  /**
+   * With `drainAt`: rooms the draining node homed at the end of a step that it did not home when
+   * its drain started (a draining node creates no rooms, docs/spec/SERVER.md §8.7 step 3), each
+   * as `<room id> at step <n>`. Empty when none.
+   */
+  drainCreated: string[];
 }
 
 /** A room's players as one member sees it, or as its home holds it (`roomState`). */
@@ -554,6 +560,10 @@ export async function runConsistency(
     let nodes = cluster.nodes;
     /** The node draining, until it stops. */
     let draining: TestNode | undefined;
+    /** The rooms the draining node homed when its drain started. */
+    const homedAtDrain = new Set<string>();
+    /** Rooms it homed later (see {@linkcode ConsistencyOutcome.drainCreated}). */
+    const drainCreated: string[] = [];
     let ip = 0;
     /**
      * Who sent each step's game data: the connection, and how many requests (joins, leaves,
@@ -690,6 +700,7 @@ export async function runConsistency(
       if (step === options.drainAt) {
         draining = pick(nodes);
         nodes = nodes.filter((node) => node !== draining);
+        for (const entry of draining.engine.directoryEntries()) homedAtDrain.add(entry.roomId);
         await draining.cluster.drain();
       }
       if (draining && step === options.drainAt! + 80) {
@@ -863,6 +874,11 @@ export async function runConsistency(
       }
       // Answers may or may not have arrived before the next request.
       await settle(Math.floor(random() * 3));
+      for (const entry of draining?.engine.directoryEntries() ?? []) {
+        if (homedAtDrain.has(entry.roomId)) continue;
+        homedAtDrain.add(entry.roomId);
+        drainCreated.push(`${entry.roomId} at step ${step}`);
+      }
     }
     // Quiet: every request answered, every close told (a probe waits one 50-ms period); paused
     // clients read again first.
@@ -1108,6 +1124,7 @@ export async function runConsistency(
       views,
       starts,
       joins,
+      drainCreated,
     };
   } finally {
     await cluster.close();
@@ -1127,6 +1144,7 @@ export function assertConsistent(outcome: ConsistencyOutcome, label: string): nu
   deepEqual({ label, views: outcome.views }, { label, views: [] });
   deepEqual({ label, starts: outcome.starts }, { label, starts: [] });
   deepEqual({ label, joins: outcome.joins }, { label, joins: [] });
+  deepEqual({ label, drainCreated: outcome.drainCreated }, { label, drainCreated: [] });
   // The label inside the compared values, so a failure shows both it and the difference.
   deepEqual({ label, seats: held }, { label, seats: told });
   for (const counts of crossings) {
