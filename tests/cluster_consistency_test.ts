@@ -2,7 +2,8 @@
  * The consistency property of src/cluster/consistency.ts on a real redis-server: three
  * in-process nodes, each with its own two Redis connections, store and bus, with requests crossing
  * answers, closes and takeovers; once quiet, every home's live seats are what its clients were
- * told. `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more seeds (a soak on Redis).
+ * told. `SIGNAL_FISH_CONSISTENCY_SEEDS=n` runs n more seeds (a soak on Redis), each test's from its
+ * own base plus `SIGNAL_FISH_CONSISTENCY_FROM` (default 0: a soak beyond the seeds run before).
  */
 import {
   assertConsistent,
@@ -21,7 +22,8 @@ import { IGNORE_WITHOUT_REDIS, startRedis } from "./redis_server.ts";
 const MORE_SEEDS = 4;
 
 /**
- * One run per seed (`seeds`, then `SIGNAL_FISH_CONSISTENCY_SEEDS` more from `extraFrom`) on a
+ * One run per seed (`seeds`, then `SIGNAL_FISH_CONSISTENCY_SEEDS` more from `extraFrom` plus
+ * `SIGNAL_FISH_CONSISTENCY_FROM`) on a
  * fresh cluster over one private redis-server (heartbeat 50 ms, reconnection on, `settings`
  * added), with the options `options(seed)` gives (and its label); asserts every run, hands each
  * outcome to `check`, and requires that some run ended with a seated client. While `enough`
@@ -37,7 +39,8 @@ async function everySeedOnRedis(
 ): Promise<void> {
   await using redis = await startRedis();
   const extra = Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_SEEDS") ?? 0);
-  for (let i = 0; i < extra; i++) seeds.push(extraFrom + i);
+  const from = extraFrom + Number(Deno.env.get("SIGNAL_FISH_CONSISTENCY_FROM") ?? 0);
+  for (let i = 0; i < extra; i++) seeds.push(from + i);
   const planned = seeds.length;
   let seated = 0;
   for (let i = 0; i < seeds.length; i++) {
