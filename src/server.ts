@@ -611,9 +611,9 @@ function restoreRooms(
 }
 
 /**
- * The drain of docs/spec/SERVER.md §8.7: liveness says `draining`, connections that are not
- * members of a room homed here are closed with 1001 (every 250 ms, so members who leave go too),
- * rooms without seats are deleted at once; it ends when no room is homed here, at
+ * The drain of docs/spec/SERVER.md §8.7: connections that are not members of a room homed here
+ * are closed with 1001 (first before the liveness write, then as they leave and every 250 ms),
+ * liveness says `draining`, rooms without seats are deleted at once; it ends when no room is homed here, at
  * `cluster.drain_timeout_secs` or when the function given to `onEndable` is called, and deletes
  * the rooms still open. On a shared port (`server.reuse_port`) the listener stops accepting first.
  */
@@ -632,6 +632,9 @@ async function drainHome(
     seconds: timeoutMs / 1000,
     rooms: engine.stats().rooms,
   });
+  // Connections that are no members here go before the liveness write, which waits on Redis:
+  // a request of theirs must not be resolved on this node in that round trip (step 2 "at once").
+  edge.command({ kind: "drain", final: false }, Date.now());
   await node.drain();
   if (config.server.reuse_port) {
     // On a shared port the kernel would keep handing new connections to this instance, only

@@ -8,7 +8,7 @@ import { equal, ok } from "node:assert/strict";
 import { joinRoom, TestClient } from "./helpers.ts";
 import { startCluster } from "./cluster_helpers.ts";
 import { exitWithin } from "./process.ts";
-import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
+import { IGNORE_WITHOUT_REDIS, redisCommand } from "./redis_server.ts";
 
 const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
 
@@ -69,5 +69,49 @@ Deno.test({
     bob.send(joinRoom(null, "Bob"));
     ok((await bob.next("RoomJoined")).data.room_code);
     await bob.close();
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "cluster drain: while the draining liveness write waits on Redis, a connection that is no member here is sent away and creates no room",
+  fn: async () => {
+    await using cluster = await startCluster(2, { SIGNAL_FISH_CLUSTER__DRAIN_TIMEOUT_SECS: "20" });
+    const ivan = await TestClient.connect(cluster.wsUrl(0));
+    ivan.send({ type: "Ping" });
+    await ivan.next("Pong");
+    // Redis holds every write for 1.5 s, the drain's liveness write included (reads still go).
+    await redisCommand(cluster.redis.port, "CLIENT", "PAUSE", "1500", "WRITE");
+    cluster.servers[0]!.child.kill("SIGTERM");
+    const health = await fetch(`${cluster.httpUrl(0)}/v2/health`);
+    await health.body?.cancel();
+    equal(health.status, 503, "the drain has started");
+    ivan.send(joinRoom(null, "Ivan"));
+    const closed = await ivan.closed;
+    equal(closed.code, 1001);
+    // Sent away at once, not after the liveness write: no instance says `draining` yet.
+    // EVAL_RO is a read, which CLIENT PAUSE WRITE lets through.
+    const states = String(
+      await redisCommand(
+        cluster.redis.port,
+        "EVAL_RO",
+        "local out = {} for _, key in ipairs(redis.call('KEYS', '*instance:*')) do " +
+          "out[#out + 1] = redis.call('GET', key) end return table.concat(out, '\\n')",
+        "0",
+      ),
+    ).split("\n");
+    equal(states.length, 2, String(states));
+    ok(states.every((state) => !String(state).includes("draining")), String(states));
+    const received: string[] = [];
+    for (;;) {
+      const message = await ivan.next(undefined, 1).catch(() => undefined);
+      if (!message) break;
+      received.push(message.type);
+    }
+    ok(!received.includes("RoomJoined"), `a room was created on the draining node: ${received}`);
+    // No room holds the drain: the instance exits well before its 20-s drain timeout.
+    const status = await exitWithin(cluster.servers[0]!, 10_000);
+    equal(status?.code, 0, cluster.servers[0]!.output().slice(-2000));
   },
 });
