@@ -254,6 +254,13 @@ export class ClusterNode {
    */
   #identityKnown = false;
   /**
+   * Whether the epoch has been read since the link last came up (docs/spec/SERVER.md §8.3
+   * "Epoch"): until then the epoch held may be an earlier Redis's, so codes and room ids the
+   * directory does not know answer as in a grace window. Without it a Redis that refuses `INFO`
+   * and came back empty would be judged by the old epoch for the round trip of the read.
+   */
+  #epochKnown = false;
+  /**
    * Bumped whenever Redis's identity must be read again (the link went down, the primary
    * changed): a read begun before answers for the Redis that was there then, and is ignored.
    */
@@ -413,6 +420,7 @@ export class ClusterNode {
   #forgetIdentity(): void {
     this.#identityRound++;
     if (this.store.identity !== undefined) this.#identityKnown = false;
+    this.#epochKnown = false;
   }
 
   /**
@@ -529,7 +537,7 @@ export class ClusterNode {
   #reachableAgain(): void {
     if (this.#upSince !== undefined) return;
     this.#upSince = this.#now();
-    if (this.#registered || !this.#identityKnown) void this.refresh();
+    if (this.#registered || !this.#identityKnown || !this.#epochKnown) void this.refresh();
   }
 
   /**
@@ -589,7 +597,7 @@ export class ClusterNode {
    */
   #retrySoon(): void {
     if (this.#stopped || this.#retrying !== undefined) return;
-    if (this.#identityKnown && !this.#rejoinPending) return;
+    if (this.#identityKnown && this.#epochKnown && !this.#rejoinPending) return;
     // Link down or Redis silent: its return refreshes at once (linkState, #storeState).
     if (!this.#linkUp || !this.store.reachable) return;
     this.#retrying = setTimeout(() => {
@@ -606,6 +614,7 @@ export class ClusterNode {
     if (this.#stopped) return;
     await this.#readIdentity();
     try {
+      const round = this.#identityRound;
       const epoch = await this.store.epoch();
       const graceUntil = this.#now() + this.#options.ttlMs - epoch.ageMs;
       if (this.#epoch?.id !== epoch.id) {
@@ -621,6 +630,8 @@ export class ClusterNode {
       } else {
         this.#epochGraceUntil = Math.min(this.#epochGraceUntil, graceUntil);
       }
+      // Read from the Redis the link has now (none dropped or changed while it was asked).
+      if (round === this.#identityRound) this.#epochKnown = true;
       this.store.sweepFallback?.(Date.now());
       const games = this.gameCounts?.();
       // Sent together (one round trip): the counts per game live as long as the liveness key.
@@ -817,7 +828,7 @@ export class ClusterNode {
    */
   inGrace(now: number): boolean {
     if (this.#refusedSince !== undefined || now < this.#refusalGraceUntil) return true;
-    if (!this.#identityKnown || now < this.#identityGraceUntil) return true;
+    if (!this.#identityKnown || !this.#epochKnown || now < this.#identityGraceUntil) return true;
     return this.#epoch === undefined || now < this.#epochGraceUntil;
   }
 

@@ -217,3 +217,35 @@ Deno.test("Cluster (twins): an identity read begun before the link dropped, answ
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a Redis that refuses INFO, restarted empty → after a reconnect, codes the directory does not know answer SERVICE_UNAVAILABLE until the epoch is read again, not only until INFO answered", async () => {
+  const cluster = await testCluster();
+  try {
+    const [home, , other] = threeNodes(cluster);
+    const store = cluster.store;
+    store.runId = undefined;
+    await Promise.all(cluster.nodes.map((node) => node.cluster.refresh()));
+    const alice = await joined(home, "Alice", "EPOC01", 8);
+    const roomId = alice.last("RoomJoined")!.data!.room_id as string;
+    // Every epoch read waits until the test lets it answer.
+    const pending: (() => void)[] = [];
+    const read = store.epoch.bind(store);
+    store.epoch = () => new Promise((resolve) => pending.push(() => resolve(read())));
+    // Redis restarts empty (the epoch key lost too); `other` reconnects first.
+    store.flush();
+    reconnect(other);
+    await until(() => pending.length > 0, "the epoch read after the reconnect asked");
+    const early = await answer(other, "Carol", "EPOC01");
+    equal(early.data?.error_code, "SERVICE_UNAVAILABLE", JSON.stringify(early));
+    // The read answers: a new epoch, whose grace window holds until the home re-registered.
+    store.epoch = read;
+    for (const release of pending.splice(0)) release();
+    await until(() => other.cluster.epochChanges > 0, "the new epoch seen");
+    equal((await answer(other, "Dave", "EPOC01")).data?.error_code, "SERVICE_UNAVAILABLE");
+    await home.cluster.refresh();
+    const late = await answer(other, "Erin", "EPOC01");
+    equal(late.data?.room_id, roomId, `the live room, not a second one: ${JSON.stringify(late)}`);
+  } finally {
+    await cluster.close();
+  }
+});
