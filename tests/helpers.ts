@@ -183,7 +183,8 @@ export class TestClient implements AsyncDisposable {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
       if (this.socket.readyState === WebSocket.CLOSED) {
-        throw new Error(`Connection closed while waiting for ${what}`);
+        const { code, reason } = await this.closed;
+        throw new Error(`Connection closed (${code} ${reason}) while waiting for ${what}`);
       }
       let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
