@@ -966,6 +966,41 @@ Deno.test("Cluster (twins): a lost envelope closes only that pair's connections 
   }
 });
 
+Deno.test("Cluster (twins): a resync that finds a member's own request pending at its home holds the seat (CLOSED{closed}, not an undo): the member's Reconnect resumes it and nobody is told it left (docs/spec/SERVER.md §8.5.2, §8.4.2 \"Timeout\")", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = threeNodes(cluster);
+    const alice = await joined(a, "Alice", "LOSS02");
+    const bob = await joined(b, "Bob", "LOSS02");
+    await settle();
+    // Bob's JoinRoom to his own home: A runs it ("Already in a room") and its answer is lost.
+    let drop = true;
+    cluster.network.fault = (from, to) => {
+      if (from === a.name && to === b.name && drop) {
+        drop = false;
+        return "drop";
+      }
+      return "deliver";
+    };
+    join(bob, "Bob", "LOSS02");
+    await until(() => !drop, "A's answer sent (and lost)");
+    // A's next envelope to B shows the gap: B resyncs the pair with the request pending.
+    alice.say({ type: "GameData", data: { data: 1 } });
+    await until(() => bob.closed !== undefined, "Bob's resync close");
+    equal(bob.closed, 1012);
+    await settle(10);
+    equal(alice.last("PlayerLeft"), undefined, "the seat is held, not released");
+    const again = c.connect();
+    again.say(reconnectFor(bob.last("RoomJoined")!.data!));
+    await until(() => !!again.last("Reconnected") || !!again.last("ReconnectionFailed"), "answer");
+    ok(again.last("Reconnected"), JSON.stringify(again.messages));
+    equal(alice.last("PlayerLeft"), undefined);
+    equal(alice.last("PlayerReconnected")?.type, "PlayerReconnected");
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): the common GameData path makes no store call", async () => {
   const cluster = await testCluster();
   try {

@@ -34,3 +34,49 @@ Deno.test("Cluster drain (twins): a member who leaves a room homed on the draini
     await cluster.close();
   }
 });
+
+Deno.test("Cluster drain (twins): a member removed from its room on the draining node while its JoinRoom waits on Redis is sent away, and no room is created there (docs/spec/SERVER.md §8.7 steps 2–3)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a] = threeNodes(cluster);
+    await joined(a, "Alice", "DRAIN3");
+    const bob = await joined(a, "Bob", "DRAIN3");
+    await a.cluster.drain();
+    a.edge.command({ kind: "drain", final: false }, Date.now());
+    await settle();
+    equal(bob.closed, undefined, "a member of a room homed here stays");
+    // Bob's JoinRoom arrives while he is a member (it is resolved, not refused by the drain);
+    // its first bucket take is answered only after an operator removed him from DRAIN3, well
+    // before the next periodic drain step (250 ms).
+    const { promise: removed, resolve: release } = Promise.withResolvers<void>();
+    let held = false;
+    cluster.store.hold = (method) => {
+      if (method !== "take" || held) return undefined;
+      held = true;
+      return removed;
+    };
+    join(bob, "Bob", "DRAIN4");
+    await settle();
+    equal(held, true, "the JoinRoom's bucket take is held");
+    const remove = {
+      kind: "remove_player",
+      gameName: "orbit",
+      roomCode: "DRAIN3",
+      playerId: bob.id,
+    } as const;
+    const reply = await a.edge.command({ kind: "room", command: remove }, Date.now());
+    equal(reply?.ok, true);
+    release();
+    await settle(20);
+    equal(bob.closed, 1001, "sent away once no member here, instead of its request resolved");
+    equal(bob.last("RoomJoined")?.data?.room_code, "DRAIN3", "no room joined after DRAIN3");
+    equal(a.engine.stats().rooms, 1, "no room created on the draining node");
+    equal(
+      cluster.store.keys().some((key) => key.includes("DRAIN4")),
+      false,
+      "no code claimed for it",
+    );
+  } finally {
+    await cluster.close();
+  }
+});

@@ -8,7 +8,15 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { adminRoutes } from "../http/admin.ts";
 import { type FeedEvent, OperatorFeed } from "../metrics/operator_feed.ts";
-import { join, type TestClient, testCluster, type TestNode, threeNodes, until } from "./testing.ts";
+import {
+  join,
+  settle,
+  type TestClient,
+  testCluster,
+  type TestNode,
+  threeNodes,
+  until,
+} from "./testing.ts";
 
 const answered = (client: TestClient) =>
   client.last("RoomJoined") ?? client.last("RoomJoinFailed") ?? client.last("SpectatorJoinFailed");
@@ -86,6 +94,27 @@ Deno.test("Cluster (twins): no death verdict until Redis has answered for T agai
     await new Promise((resolve) => setTimeout(resolve, ttlMs + 50));
     equal(await node.isDead("ghost@00000001"), true);
     equal(node.peerDeaths, 2);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): an epoch change found between the two reads of a death verdict gives no verdict (docs/spec/SERVER.md §8.5.4 guard 2)", async () => {
+  const ttlMs = 300;
+  const cluster = await testCluster({ nodes: 1, ttlMs, heartbeatMs: 100 });
+  try {
+    const node = cluster.nodes[0]!.cluster;
+    await new Promise((resolve) => setTimeout(resolve, ttlMs + 50));
+    // Guards 1 and 2 hold when the verdict starts; its first read finds no liveness key.
+    const verdict = node.isDead("ghost@00000000");
+    await settle(2);
+    // Within the heartbeat between the two reads Redis loses its epoch key (the links stay up)
+    // and the refresh reads the new one: the liveness keys may have gone with it.
+    cluster.store.expire((key) => key === "epoch");
+    await node.refresh();
+    equal(node.epochChanges, 1, "the refresh saw the epoch change");
+    equal(await verdict, false, "no death verdict across an epoch change");
+    equal(node.peerDeaths, 0);
   } finally {
     await cluster.close();
   }

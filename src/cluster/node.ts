@@ -839,15 +839,15 @@ export class ClusterNode {
    * writes") interrupts guard 1 like a lost link: no liveness key could be written meanwhile.
    */
   async isDead(home: NodeId): Promise<boolean> {
-    const now = this.#now();
-    if (!this.#guardHeld(now)) return false;
-    if (now - this.#epochSince < this.#options.ttlMs) return false;
+    if (!this.#guardsHeld(this.#now())) return false;
     if ((await this.store.liveness(home)) !== undefined) return false;
     await new Promise((resolve) => setTimeout(resolve, this.#options.heartbeatMs));
     if ((await this.store.liveness(home)) !== undefined) return false;
     if (this.router.streams.silence(home) < this.#options.heartbeatMs) return false;
-    // Re-checked after the awaits: Redis may have stopped answering meanwhile.
-    if (!this.#guardHeld(this.#now())) return false;
+    // Re-checked after the awaits: Redis may have stopped answering meanwhile, or a refresh
+    // may have found a new epoch (or Redis's identity changed), which may have emptied the
+    // liveness keys read above.
+    if (!this.#guardsHeld(this.#now())) return false;
     if (!this.#dead.has(home)) {
       if (this.#dead.size >= MAX_DEAD_REMEMBERED) this.#dead.clear();
       this.#dead.add(home);
@@ -865,6 +865,15 @@ export class ClusterNode {
     const ttl = this.#options.ttlMs;
     if (this.#upSince === undefined || now - this.#upSince < ttl) return false;
     return this.#writableSince !== undefined && now - this.#writableSince >= ttl;
+  }
+
+  /**
+   * Guards 1 and 2 of docs/spec/SERVER.md §8.5.4 at `now` (ms, this node's clock): guard 1
+   * ({@linkcode ClusterNode.#guardHeld}) and the epoch (or Redis's identity, §8.3) unchanged for
+   * at least `T`.
+   */
+  #guardsHeld(now: number): boolean {
+    return this.#guardHeld(now) && now - this.#epochSince >= this.#options.ttlMs;
   }
 
   /** Marks the node draining in its liveness key (docs/spec/SERVER.md §8.7). */

@@ -1008,8 +1008,13 @@ export class ClusterRouter implements Router {
     // Step 1: our connections bound to the peer or pending there.
     for (const [conn, pending] of this.#pending) {
       if (pending.home !== peer) continue;
-      // The request fails at once (docs/spec/SERVER.md §8.5.1) and is undone below.
-      this.#abandoned.set(abandonedKey(conn, peer), { conn, home: peer, at: now });
+      // The request fails at once (docs/spec/SERVER.md §8.5.1) and is undone below, unless it is
+      // a member's request to its own home: that connection is closed with 1012 below and its
+      // home told `CLOSED{closed}`, so its seat is held as any member's. An undo would end the
+      // membership it had before the request (a seat released, "PlayerLeft"), §8.4.2 "Timeout".
+      if (this.#edge?.homeOf?.(conn) !== peer) {
+        this.#abandoned.set(abandonedKey(conn, peer), { conn, home: peer, at: now });
+      }
       this.#failPending(conn, pending);
     }
     // Requests that failed without the peer's answer may have succeeded there, and the answer

@@ -543,6 +543,10 @@ export class Edge {
       let stale: NodeId | undefined;
       for (let attempt = 0; attempt < MISS_ATTEMPTS; attempt++) {
         const resolution = await this.#resolver!(id, message, conn.ip, now, { stale, drawn });
+        // A draining node creates no rooms and keeps only members of rooms homed here
+        // (docs/spec/SERVER.md §8.7 steps 2–3): one removed from its room while Redis answered
+        // (an operator, its room closed) goes now, not at the next drain step.
+        if (this.#draining) this.#sendAway(id, conn, Date.now());
         if (this.#conns.get(id) !== conn) {
           // The connection went away: a claim made for it is never used (its waiters go on).
           if (resolution.kind === "local") resolution.after?.();
@@ -560,6 +564,8 @@ export class Edge {
               continue;
             }
             const handle = () => {
+              // The same, after a takeover's probe (docs/spec/SERVER.md §8.7).
+              if (this.#draining) this.#sendAway(id, conn, Date.now());
               if (this.#conns.get(id) !== conn) {
                 resolution.after?.();
                 return;
