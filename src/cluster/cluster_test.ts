@@ -8,6 +8,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { decodeBatch, Kind } from "./envelope.ts";
 import type { MemoryNetwork } from "./memory_bus.ts";
 import {
+  dropNextEnvelope,
   join,
   joined,
   reconnectFor,
@@ -939,14 +940,7 @@ Deno.test("Cluster (twins): a lost envelope closes only that pair's connections 
     await until(() => !!bob.last("RoomJoined") && !!carol.last("RoomJoined"), "joins");
     await settle();
     // Drop the next envelope from A to B: the one after it shows the gap.
-    let drop = true;
-    cluster.network.fault = (from, to) => {
-      if (from === a.name && to === b.name && drop) {
-        drop = false;
-        return "drop";
-      }
-      return "deliver";
-    };
+    dropNextEnvelope(cluster.network, a.name, b.name);
     alice.say({ type: "GameData", data: { data: 1 } });
     alice.say({ type: "GameData", data: { data: 2 } });
     await until(() => bob.closed !== undefined, "Bob's resync close");
@@ -974,16 +968,9 @@ Deno.test("Cluster (twins): a resync that finds a member's own request pending a
     const bob = await joined(b, "Bob", "LOSS02");
     await settle();
     // Bob's JoinRoom to his own home: A runs it ("Already in a room") and its answer is lost.
-    let drop = true;
-    cluster.network.fault = (from, to) => {
-      if (from === a.name && to === b.name && drop) {
-        drop = false;
-        return "drop";
-      }
-      return "deliver";
-    };
+    const dropped = dropNextEnvelope(cluster.network, a.name, b.name);
     join(bob, "Bob", "LOSS02");
-    await until(() => !drop, "A's answer sent (and lost)");
+    await until(dropped, "A's answer sent (and lost)");
     // A's next envelope to B shows the gap: B resyncs the pair with the request pending.
     alice.say({ type: "GameData", data: { data: 1 } });
     await until(() => bob.closed !== undefined, "Bob's resync close");

@@ -355,6 +355,21 @@ export function threeNodes(cluster: { nodes: TestNode[] }): [TestNode, TestNode,
   return cluster.nodes as [TestNode, TestNode, TestNode];
 }
 
+/**
+ * Makes `network` drop the next envelope from node `from` to node `to` and deliver every other one
+ * (a lost publish: the receiver finds the gap at the next envelope, docs/spec/SERVER.md §8.5.1).
+ * Replaces any fault set before. Returns whether that envelope has been dropped yet.
+ */
+export function dropNextEnvelope(network: MemoryNetwork, from: string, to: string): () => boolean {
+  let dropped = false;
+  network.fault = (source, target) => {
+    if (dropped || source !== from || target !== to) return "deliver";
+    dropped = true;
+    return "drop";
+  };
+  return () => dropped;
+}
+
 /** Lets the bus and the store's promises run (a few macrotask turns). */
 export async function settle(turns = 5): Promise<void> {
   for (let i = 0; i < turns; i++) await new Promise((resolve) => setTimeout(resolve, 0));
