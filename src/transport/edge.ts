@@ -235,7 +235,10 @@ export class Edge {
   readonly #remote = new Map<ConnId, NodeId>();
   /** Home side: remote recipients of `RoomLeft`/`SpectatorLeft` in this event (maybe unbound). */
   #unbindCheck: ConnId[] = [];
-  /** A drain has started (docs/spec/SERVER.md §8.7): connections that stop being members here are closed at once. */
+  /**
+   * A drain has started (docs/spec/SERVER.md §8.7): connections that stop being members of a room
+   * homed here are closed at once.
+   */
   #draining = false;
   #relayCount = 0;
   /** Nesting of {@linkcode Edge.#apply}. */
