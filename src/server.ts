@@ -617,7 +617,7 @@ function restoreRooms(
  * `cluster.drain_timeout_secs` or when the function given to `onEndable` is called, and deletes
  * the rooms still open. On a shared port (`server.reuse_port`) the listener stops accepting first.
  */
-async function drainHome(
+export async function drainHome(
   { config, engine, edge, node, listener, onEndable }: {
     config: Config;
     engine: Engine;

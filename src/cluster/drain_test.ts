@@ -4,7 +4,9 @@
  * room there (step 3), even when it arrives before the next periodic drain step.
  */
 import { deepEqual, equal } from "node:assert/strict";
-import { join, joined, settle, testCluster, threeNodes } from "./testing.ts";
+import { drainHome } from "../server.ts";
+import { withDefaults } from "../config/testing.ts";
+import { join, joined, settle, testCluster, threeNodes, until } from "./testing.ts";
 
 Deno.test("Cluster drain (twins): a member who leaves a room homed on the draining node and asks for a new room at once is closed 1001 after its RoomLeft, and no room is created there (docs/spec/SERVER.md §8.7 steps 2–3)", async () => {
   const cluster = await testCluster();
@@ -76,6 +78,44 @@ Deno.test("Cluster drain (twins): a member removed from its room on the draining
       false,
       "no code claimed for it",
     );
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster drain (twins): drainHome sends connections that are no members here away before its liveness write, so a request arriving while that write waits on Redis creates no room (docs/spec/SERVER.md §8.7 steps 1–3)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a] = threeNodes(cluster);
+    const ivan = a.connect();
+    ivan.say({ type: "Ping" });
+    await settle();
+    equal(ivan.last("Pong")?.type, "Pong");
+    // The drain's liveness write (`draining`) waits until the test lets it through.
+    const { promise: letThrough, resolve: release } = Promise.withResolvers<void>();
+    const write = cluster.store.writeLiveness.bind(cluster.store);
+    cluster.store.writeLiveness = async (...args) => {
+      await letThrough;
+      return await write(...args);
+    };
+    let end: (() => void) | undefined;
+    const drained = drainHome({
+      config: withDefaults({ cluster: { drain_timeout_secs: 10 } }),
+      engine: a.engine,
+      edge: a.edge,
+      node: a.cluster,
+      listener: { addr: { port: 0 }, shutdown: () => Promise.resolve() },
+      onEndable: (resolve) => end = resolve,
+    });
+    join(ivan, "Ivan");
+    await settle(20);
+    equal(ivan.last("RoomJoined"), undefined, "a room created on the draining node");
+    equal(ivan.closed, 1001, "sent away at once");
+    equal(a.engine.stats().rooms, 0);
+    release();
+    await until(() => end !== undefined, "the drain under way");
+    end!();
+    await drained;
   } finally {
     await cluster.close();
   }
