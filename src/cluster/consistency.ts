@@ -701,6 +701,9 @@ export async function runConsistency(
         draining = pick(nodes);
         nodes = nodes.filter((node) => node !== draining);
         for (const entry of draining.engine.directoryEntries()) homedAtDrain.add(entry.roomId);
+        // As the server's drainHome: connections that are no members here go before the liveness
+        // write (docs/spec/SERVER.md §8.7 step 2).
+        draining.edge.command({ kind: "drain", final: false }, Date.now());
         await draining.cluster.drain();
       }
       if (draining && step === options.drainAt! + 80) {
