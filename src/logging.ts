@@ -66,12 +66,26 @@ function text(value: unknown): string {
 export const MAX_LOG_VALUE_CHARS = 256;
 
 /**
- * `value` cut to {@linkcode MAX_LOG_VALUE_CHARS} code units followed by `…[+<n> chars]`, `n` being
- * how many were left out; `value` itself when it is not longer. A surrogate pair is never split.
+ * Longest `stack` field, in UTF-16 code units, a line shows (SECURITY.md "Logging"). A stack is
+ * logged only with an ERROR line for a bug (`logFault` in src/coordination/faults.ts), whose
+ * frames an operator needs beyond the first 256 characters; its lines are bounded by
+ * `logging.max_lines_per_event_per_second` like every other kind.
  */
-export function clipValue(value: string): string {
-  if (value.length <= MAX_LOG_VALUE_CHARS) return value;
-  let end = MAX_LOG_VALUE_CHARS;
+export const MAX_LOG_STACK_CHARS = 4096;
+
+/** The longest a line shows of field `key` (its name as logged). */
+function maxCharsOf(key: string): number {
+  return key === "stack" ? MAX_LOG_STACK_CHARS : MAX_LOG_VALUE_CHARS;
+}
+
+/**
+ * `value` cut to `max` code units ({@linkcode MAX_LOG_VALUE_CHARS} unless given) followed by
+ * `…[+<n> chars]`, `n` being how many were left out; `value` itself when it is not longer. A
+ * surrogate pair is never split.
+ */
+export function clipValue(value: string, max: number = MAX_LOG_VALUE_CHARS): string {
+  if (value.length <= max) return value;
+  let end = max;
   const last = value.charCodeAt(end - 1);
   if (last >= 0xd800 && last <= 0xdbff) end--;
   return `${value.slice(0, end)}…[+${value.length - end} chars]`;
@@ -175,22 +189,23 @@ export function splitTemplate(template: string): string[] | null {
 
 /**
  * The record's properties, secrets replaced by {@linkcode REDACTED}, strings longer than
- * {@linkcode MAX_LOG_VALUE_CHARS} cut by {@linkcode clipValue}.
+ * {@linkcode MAX_LOG_VALUE_CHARS} ({@linkcode MAX_LOG_STACK_CHARS} for `stack`) cut by
+ * {@linkcode clipValue}.
  */
 export function safeProperties(record: LogRecord): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(record.properties)) {
-    out[key] = SECRET_KEY.test(key) ? REDACTED : clipped(scalar(value));
+    out[key] = SECRET_KEY.test(key) ? REDACTED : clipped(scalar(value), maxCharsOf(key));
   }
   return out;
 }
 
 /**
- * `value` as a line shows it: a string cut by {@linkcode clipValue}; another value whose JSON is
- * longer than {@linkcode MAX_LOG_VALUE_CHARS} becomes that JSON, cut, as a string.
+ * `value` as a line shows it: a string cut by {@linkcode clipValue} to `max`; another value whose
+ * JSON is longer than `max` becomes that JSON, cut, as a string.
  */
-function clipped(value: unknown): unknown {
-  if (typeof value === "string") return clipValue(value);
+function clipped(value: unknown, max: number): unknown {
+  if (typeof value === "string") return clipValue(value, max);
   if (value === null || typeof value !== "object") return value;
   let json: string | undefined;
   try {
@@ -198,7 +213,7 @@ function clipped(value: unknown): unknown {
   } catch {
     return value; // circular: the formatter drops or prints it as before
   }
-  return json !== undefined && json.length > MAX_LOG_VALUE_CHARS ? clipValue(json) : value;
+  return json !== undefined && json.length > max ? clipValue(json, max) : value;
 }
 
 /**
@@ -221,13 +236,14 @@ export function formatJsonLine(record: LogRecord): string {
       continue;
     }
     const value = properties[key];
+    const max = maxCharsOf(key);
     let json: string | undefined;
-    if (typeof value === "string") json = JSON.stringify(clipValue(value));
+    if (typeof value === "string") json = JSON.stringify(clipValue(value, max));
     else {
       try {
         json = JSON.stringify(scalar(value));
-        if (json !== undefined && json.length > MAX_LOG_VALUE_CHARS) {
-          json = JSON.stringify(clipValue(json));
+        if (json !== undefined && json.length > max) {
+          json = JSON.stringify(clipValue(json, max));
         }
       } catch {
         json = undefined; // circular: the field is dropped, the line kept

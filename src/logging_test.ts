@@ -11,6 +11,8 @@ import {
   type LogFile,
   logFileName,
   logLevel,
+  MAX_LOG_STACK_CHARS,
+  MAX_LOG_VALUE_CHARS,
   newLogStats,
   openFileSink,
   openRateLimitedSink,
@@ -191,6 +193,39 @@ Deno.test("formatJsonLine() and formatTextLine() cut long values: an Origin head
   // A value at the limit is kept; a surrogate pair at the cut is not split.
   equal(clipValue("x".repeat(256)), "x".repeat(256));
   equal(clipValue("x".repeat(255) + "😀" + "y"), "x".repeat(255) + "…[+3 chars]");
+});
+
+Deno.test("a bug's stack field is shown up to MAX_LOG_STACK_CHARS, other fields up to MAX_LOG_VALUE_CHARS", () => {
+  // A real stack, 20 frames deep: far past 256 characters, within 4,096.
+  const dive = (depth: number): Error => depth === 0 ? new Error("unexpected") : dive(depth - 1);
+  const stack = dive(19).stack!;
+  ok(
+    stack.length > MAX_LOG_VALUE_CHARS * 2 && stack.length < MAX_LOG_STACK_CHARS,
+    `${stack.length}`,
+  );
+  const bug = record(
+    ["Store call, unexpected error: ", "Error: unexpected", ""],
+    {
+      stack,
+      other: stack,
+    },
+    undefined,
+    "error",
+  );
+  const json = JSON.parse(formatJsonLine(bug));
+  equal(json.stack, stack);
+  equal(json.other, clipValue(stack));
+  const text = formatTextLine(bug);
+  ok(text.includes(` stack=${JSON.stringify(stack)}`), text);
+  // The deepest frame the operator needs, past the first 256 characters, is on the line.
+  const lastFrame = stack.split("\n").at(-1)!.trim();
+  ok(stack.lastIndexOf(lastFrame) > MAX_LOG_VALUE_CHARS && json.stack.endsWith(lastFrame));
+  // A longer stack is still cut, at MAX_LOG_STACK_CHARS.
+  const huge = `Error: x\n${"    at f (file:///a.ts:1:1)\n".repeat(400)}`;
+  const cut = JSON.parse(formatJsonLine(record(["x"], { stack: huge }, undefined, "error")));
+  equal(cut.stack, clipValue(huge, MAX_LOG_STACK_CHARS));
+  match(cut.stack, /…\[\+\d+ chars\]$/);
+  equal(cut.stack.length < MAX_LOG_STACK_CHARS + 20, true);
 });
 
 Deno.test("logFileName() names files per UTC day or hour, or not at all", () => {
