@@ -73,6 +73,21 @@ export const MAX_LOG_VALUE_CHARS = 256;
  */
 export const MAX_LOG_STACK_CHARS = 4096;
 
+/**
+ * The fields of an ERROR line for a bug (docs/spec/SERVER.md §7.4): `{ error }`, plus `stack`
+ * (shown up to {@linkcode MAX_LOG_STACK_CHARS}) when `error` carries a string `stack`. Spread
+ * into a line's fields: `log.error("…: {error}", { connection_id, ...bugFields(error) })`.
+ */
+export function bugFields(error: unknown): { error: unknown; stack?: string } {
+  let stack: unknown;
+  try {
+    stack = (error as { stack?: unknown } | null | undefined)?.stack;
+  } catch {
+    stack = undefined; // a getter that throws: the line keeps the error alone
+  }
+  return typeof stack === "string" ? { error, stack } : { error };
+}
+
 /** The longest a line shows of field `key` (its name as logged). */
 function maxCharsOf(key: string): number {
   return key === "stack" ? MAX_LOG_STACK_CHARS : MAX_LOG_VALUE_CHARS;

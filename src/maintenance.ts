@@ -6,6 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { bugFields } from "./logging.ts";
 import type { Edge } from "./transport/edge.ts";
 
 const log = getLogger(["signal-fish", "server"]);
@@ -45,7 +46,7 @@ export function startMaintenance(edge: Edge, options: MaintenanceOptions): Maint
     try {
       options.refreshDashboard(Date.now());
     } catch (error) {
-      log.error("Cannot refresh the dashboard cache: {error}", { error });
+      log.error("Cannot refresh the dashboard cache: {error}", bugFields(error));
     }
   };
   refreshDashboard();
@@ -64,7 +65,7 @@ export function startMaintenance(edge: Edge, options: MaintenanceOptions): Maint
       try {
         feed.tick(Date.now());
       } catch (error) {
-        log.error("Cannot sample the operator figures: {error}", { error });
+        log.error("Cannot sample the operator figures: {error}", bugFields(error));
       }
     }, Math.min(Math.max(1, feed.intervalMs), MAX_TIMER_MS)));
   }

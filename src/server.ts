@@ -10,7 +10,7 @@ import { roomCodeGenerator } from "./engine/room_code.ts";
 import { maxConnections, readOpenFileLimit, TrustedProxies } from "./http/admission.ts";
 import { listen, type Listener, type PendingLimits, type TlsPem } from "./http/listener.ts";
 import { TlsReload } from "./http/tls_reload.ts";
-import type { LogStats } from "./logging.ts";
+import { bugFields, type LogStats } from "./logging.ts";
 import { createHandler, type Handler } from "./http/routes.ts";
 import type { RequestHead } from "./http/handover.ts";
 import type { TokenBindingOptions } from "./transport/token_binding.ts";
@@ -784,12 +784,12 @@ function guardProcess(metrics: ServerMetrics): () => void {
   const onError = (event: ErrorEvent) => {
     event.preventDefault();
     metrics.internalError();
-    log.error("Uncaught error, still serving: {error}", { error: event.error ?? event.message });
+    log.error("Uncaught error, still serving: {error}", bugFields(event.error ?? event.message));
   };
   const onRejection = (event: PromiseRejectionEvent) => {
     event.preventDefault();
     metrics.internalError();
-    log.error("Unhandled rejection, still serving: {error}", { error: event.reason });
+    log.error("Unhandled rejection, still serving: {error}", bugFields(event.reason));
   };
   globalThis.addEventListener("error", onError);
   globalThis.addEventListener("unhandledrejection", onRejection);
@@ -851,7 +851,7 @@ function guarded(handler: Handler): Handler {
     log.error("Cannot handle {method} {url}: {error}", {
       method: request.method,
       url: request.url,
-      error,
+      ...bugFields(error),
     });
     return new Response("Internal Server Error", { status: 500 });
   };

@@ -7,6 +7,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { bugFields } from "../logging.ts";
 import { NoAnswer } from "./no_answer.ts";
 
 /**
@@ -88,7 +89,6 @@ export function logFault(
     log.debug(`${what}: {error}`, { ...fields, error });
     return false;
   }
-  const stack = (error as { stack?: unknown } | undefined)?.stack;
-  log.error(`${what}, unexpected error: {error}`, { ...fields, error, stack });
+  log.error(`${what}, unexpected error: {error}`, { ...fields, ...bugFields(error) });
   return true;
 }

@@ -31,6 +31,7 @@ import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { getLogger } from "@logtape/logtape";
+import { bugFields } from "../logging.ts";
 import { tlsReads } from "../transport/tls_reads.ts";
 import { checkTlsPem, type TlsPemCheck, tlsPemProblem } from "../util/tls_pem.ts";
 import {
@@ -452,7 +453,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       log.error("Cannot handle {method} {url}: {error}", {
         method: request.method,
         url: request.url,
-        error,
+        ...bugFields(error),
       });
       return new Response("Internal Server Error", { status: 500 });
     }
@@ -536,7 +537,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       log.error("Cannot handle {method} {url}: {error}", {
         method: request.method,
         url: request.url,
-        error,
+        ...bugFields(error),
       });
       return new Response("Internal Server Error", { status: 500 });
     }

@@ -13,6 +13,7 @@
  */
 import { gameScope } from "../engine/room.ts";
 import { getLogger } from "@logtape/logtape";
+import { bugFields } from "../logging.ts";
 import { type Awaitable, OneAtATime, then } from "../coordination/awaitable.ts";
 import type { BucketKind, BucketTake, TokenBuckets } from "../coordination/buckets.ts";
 import type { RoomDirectory } from "../coordination/directory.ts";
@@ -470,7 +471,10 @@ export class Edge {
     conn.queue = [];
     const settle = () => this.#settle(id, conn);
     outcome.then(settle, (error) => {
-      log.error("Bind request of {connection_id} failed: {error}", { connection_id: id, error });
+      log.error("Bind request of {connection_id} failed: {error}", {
+        connection_id: id,
+        ...bugFields(error),
+      });
       settle();
     });
   }

@@ -15,6 +15,7 @@ import type { Socket } from "node:net";
 // @ts-types="./ws.d.ts"
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { getLogger } from "@logtape/logtape";
+import { bugFields } from "../logging.ts";
 import { utf8Length } from "../protocol/utf8.ts";
 import { type RequestHead, switchingProtocols, takeUpgradeSocket } from "../http/handover.ts";
 import type { DisconnectLoss } from "../engine/engine.ts";
@@ -394,7 +395,7 @@ function endTurn(): void {
       peer.flushNow();
     } catch (error) {
       // One connection's failure must not keep the others' messages back.
-      log.error("Cannot write a batch: {error}", { error });
+      log.error("Cannot write a batch: {error}", bugFields(error));
     }
   }
 }
@@ -1123,7 +1124,7 @@ class IdleSweep {
         }
       } catch (error) {
         // One connection's failure must not stop the sweep for the others.
-        log.error("Idle sweep: {error}", { error });
+        log.error("Idle sweep: {error}", bugFields(error));
       }
     }
     this.#stopWhenIdle();
@@ -1348,7 +1349,7 @@ function onMessage(this: WithConnection, data: Uint8Array, isBinary: boolean): v
   } catch (error) {
     log.error("Cannot handle a frame from {connection_id}: {error}", {
       connection_id: id,
-      error,
+      ...bugFields(error),
     });
     connection.edge.close(id, 1011, "Internal error", Date.now());
   }
