@@ -889,14 +889,15 @@ var SignalFishClient = class _SignalFishClient {
    * Sends `payload` (the app's own MessagePack encoding of a game value) as one binary frame
    * (docs/spec/PROTOCOL.md §7.7).
    *
-   * @throws {TypeError} unless `authenticate()` negotiated `message_pack`.
-   * @throws {SignalFishConnectionError} when the connection is not open.
+   * @throws {SignalFishConnectionError} when the connection is not open (also while
+   *   reconnecting, when the format is negotiated again).
+   * @throws {TypeError} on an open connection that did not negotiate `message_pack`.
    */
   sendBinary(payload) {
+    this.#requireOpen();
     if (this.gameDataFormat !== "message_pack") {
       throw new TypeError('Cannot send binary game data: authenticate with game_data_format "message_pack" first');
     }
-    this.#requireOpen();
     this.#socket.send(payload);
   }
   /**

@@ -971,16 +971,19 @@ export class SignalFishClient implements AsyncDisposable {
    * Sends `payload` (the app's own MessagePack encoding of a game value) as one binary frame
    * (docs/spec/PROTOCOL.md §7.7).
    *
-   * @throws {TypeError} unless `authenticate()` negotiated `message_pack`.
-   * @throws {SignalFishConnectionError} when the connection is not open.
+   * @throws {SignalFishConnectionError} when the connection is not open (also while
+   *   reconnecting, when the format is negotiated again).
+   * @throws {TypeError} on an open connection that did not negotiate `message_pack`.
    */
   sendBinary(payload: Uint8Array): void {
+    // First: while reconnecting the format is being negotiated again on the new socket, and a
+    // send then fails as every send does (docs/spec/PROTOCOL.md §7.1.5, §7.11).
+    this.#requireOpen();
     if (this.gameDataFormat !== "message_pack") {
       throw new TypeError(
         'Cannot send binary game data: authenticate with game_data_format "message_pack" first',
       );
     }
-    this.#requireOpen();
     // A view over a plain ArrayBuffer as far as the DOM typings care (the bytes are only read).
     this.#socket!.send(payload as Uint8Array<ArrayBuffer>);
   }
