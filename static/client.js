@@ -382,6 +382,10 @@ function failure(code, message, type) {
     error: new SignalFishError(code ?? "INTERNAL_ERROR", message, type)
   };
 }
+var PARSE_ERROR_MESSAGE = "Invalid client message";
+function parseError(message) {
+  return message.type === "Error" && message.data.error_code === "INVALID_INPUT" && message.data.message === PARSE_ERROR_MESSAGE ? failure("INVALID_INPUT", message.data.message, "Error") : void 0;
+}
 function errorWith(message, codes) {
   if (message.type !== "Error") return void 0;
   const code = message.data.error_code;
@@ -674,9 +678,7 @@ var SignalFishClient = class _SignalFishClient {
       if (reply.type === "RoomJoinFailed") {
         return failure(reply.data.error_code, reply.data.reason, "RoomJoinFailed");
       }
-      return errorWith(reply, [
-        "INVALID_INPUT"
-      ]);
+      return parseError(reply);
     });
   }
   /**
@@ -702,9 +704,7 @@ var SignalFishClient = class _SignalFishClient {
       if (reply.type === "SpectatorJoinFailed") {
         return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
       }
-      return errorWith(reply, [
-        "INVALID_INPUT"
-      ]);
+      return parseError(reply);
     });
   }
   /**
@@ -889,14 +889,15 @@ var SignalFishClient = class _SignalFishClient {
    * Sends `payload` (the app's own MessagePack encoding of a game value) as one binary frame
    * (docs/spec/PROTOCOL.md §7.7).
    *
-   * @throws {TypeError} unless `authenticate()` negotiated `message_pack`.
-   * @throws {SignalFishConnectionError} when the connection is not open.
+   * @throws {SignalFishConnectionError} when the connection is not open (also while
+   *   reconnecting, when the format is negotiated again).
+   * @throws {TypeError} on an open connection that did not negotiate `message_pack`.
    */
   sendBinary(payload) {
+    this.#requireOpen();
     if (this.gameDataFormat !== "message_pack") {
       throw new TypeError('Cannot send binary game data: authenticate with game_data_format "message_pack" first');
     }
-    this.#requireOpen();
     this.#socket.send(payload);
   }
   /**
@@ -1456,9 +1457,7 @@ var SignalFishClient = class _SignalFishClient {
             if (reply.type === "SpectatorJoinFailed") {
               return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
             }
-            return errorWith(reply, [
-              "INVALID_INPUT"
-            ]);
+            return parseError(reply);
           }, true);
           this.#setStatus("open");
           this.#emit("respectated", joined);

@@ -645,6 +645,57 @@ Deno.test("SignalFishClient treats a silent connection as dropped and reconnects
   equal(client.reconnectionToken, "token-2");
 });
 
+Deno.test("SignalFishClient: a binary send while reconnecting throws SignalFishConnectionError, as every send", async () => {
+  // The app negotiated message_pack (docs/spec/PROTOCOL.md §7.1.5) before the drop; while the new
+  // socket authenticates again the connection is not open, so a game loop's binary send fails as
+  // its JSON sends do (SignalFishConnectionError), not with the TypeError of a JSON connection.
+  await using server = new ScriptedServer(basics);
+  await using client = await seated(server);
+  const { promise: authenticating, resolve: authenticateArrived } = Promise.withResolvers<
+    WebSocket
+  >();
+  server.reply = (message, socket) => {
+    if (message.type === "Authenticate" && server.sockets.indexOf(socket) === 1) {
+      authenticateArrived(socket); // Answered below, once the sends were tried.
+      return;
+    }
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, {
+      type: "Reconnected",
+      data: {
+        ...snapshot([player(PLAYER, "mira")]),
+        missed_events: [],
+        reconnection_token: "token-2",
+        replay_truncated: false,
+      },
+    });
+  };
+  const reconnected = nextEvent(client, "reconnected");
+  server.sockets[0]!.close(1011, "Internal error");
+  const socket = await authenticating;
+  equal(client.status, "reconnecting");
+  const thrown = (send: () => void) => {
+    try {
+      send();
+      return "nothing";
+    } catch (error) {
+      return error instanceof SignalFishConnectionError ? "connection error" : String(error);
+    }
+  };
+  deepEqual(
+    [
+      thrown(() => client.sendGameData({ tick: 1 })),
+      thrown(() => client.sendGameData({ tick: 1 }, { binary: true })),
+      thrown(() => client.sendBinary(new Uint8Array([0x01]))),
+    ],
+    ["connection error", "connection error", "connection error"],
+  );
+  basics({ type: "Authenticate" }, socket);
+  await reconnected;
+  equal(client.gameDataFormat, "message_pack");
+  client.sendGameData({ tick: 2 }, { binary: true }); // Open again: it goes out.
+});
+
 Deno.test("SignalFishClient decodes binary game-data envelopes (docs/spec/PROTOCOL.md §7.7)", async () => {
   await using server = new ScriptedServer(basics);
   await using client = await seated(server);

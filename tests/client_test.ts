@@ -242,6 +242,44 @@ Deno.test("SignalFishClient.sendGameData() broadcasts; sendTo() reaches one play
   equal((await spectatorError).code, "SPECTATOR_NOT_ALLOWED");
 });
 
+Deno.test("SignalFishClient: a bad to_player's Error is no answer to a join or spectate sent after it", async () => {
+  // The server answers in order (docs/spec/PROTOCOL.md §1.5): the `Error{INVALID_INPUT}` of a bad
+  // target (§7.6, docs/spec/EXTENSIONS.md E4) arrives while the requests sent after the game data
+  // wait. It is the refusal of a fire-and-forget send (an `error` event), not their answer: only
+  // the parse error "Invalid client message" (§2.3) answers a join or a spectate.
+  await using server = await serve();
+  const { alice, bob, code } = await twoPlayers(server);
+  await using _alice = alice;
+  await using _bob = bob;
+  const errors: string[] = [];
+  bob.on("error", (error) => errors.push(`${error.code} ${error.message}`));
+
+  bob.sendTo(crypto.randomUUID(), { signal: "offer" }); // e.g. a peer that just left
+  const left = bob.leave();
+  const joined = await bob.join({ game_name: GAME, room_code: code, player_name: "bob" });
+  await left;
+  equal(joined.room_code, code);
+  equal(bob.room?.role, "player");
+
+  bob.sendTo(crypto.randomUUID(), { signal: "offer" });
+  const leftAgain = bob.leave();
+  const watching = await bob.spectate({ game_name: GAME, room_code: code, spectator_name: "bob" });
+  await leftAgain;
+  equal(watching.room_code, code);
+  equal(bob.room?.role, "spectator");
+  deepEqual(errors, [
+    "INVALID_INPUT Target player is not in this room",
+    "INVALID_INPUT Target player is not in this room",
+  ]);
+
+  // A parse error still answers the join that caused it (max_players above 255 is no u8).
+  await rejectsWith(
+    alice.joinRoom({ game_name: GAME, player_name: "x", max_players: 300 }),
+    "INVALID_INPUT",
+    "Error",
+  );
+});
+
 function joinAs(name: string) {
   return { game_name: GAME, player_name: name };
 }

@@ -465,6 +465,25 @@ function failure(
   return { error: new SignalFishError(code ?? "INTERNAL_ERROR", message, type) };
 }
 
+/**
+ * The message of the `Error` every unparsable client message gets (docs/spec/PROTOCOL.md §2.3),
+ * an exact wire string.
+ */
+const PARSE_ERROR_MESSAGE = "Invalid client message";
+
+/**
+ * The parse error of docs/spec/PROTOCOL.md §2.3 (`Error{INVALID_INPUT}` "Invalid client message")
+ * fails a `JoinRoom` or `JoinAsSpectator` request (e.g. a `max_players` above 255); other
+ * `INVALID_INPUT` errors are no answer to it: they refuse a fire-and-forget send made before it
+ * (a bad `to_player`, §7.6) and go to the `error` event.
+ */
+function parseError(message: ServerMessage): Outcome<never> {
+  return message.type === "Error" && message.data.error_code === "INVALID_INPUT" &&
+      message.data.message === PARSE_ERROR_MESSAGE
+    ? failure("INVALID_INPUT", message.data.message, "Error")
+    : undefined;
+}
+
 /** An `Error` message with one of `codes` fails the request; anything else is not its answer. */
 function errorWith(message: ServerMessage, codes: readonly ErrorCode[]): Outcome<never> {
   if (message.type !== "Error") return undefined;
@@ -770,7 +789,7 @@ export class SignalFishClient implements AsyncDisposable {
       if (reply.type === "RoomJoinFailed") {
         return failure(reply.data.error_code, reply.data.reason, "RoomJoinFailed");
       }
-      return errorWith(reply, ["INVALID_INPUT"]);
+      return parseError(reply);
     });
   }
 
@@ -789,7 +808,7 @@ export class SignalFishClient implements AsyncDisposable {
       if (reply.type === "SpectatorJoinFailed") {
         return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
       }
-      return errorWith(reply, ["INVALID_INPUT"]);
+      return parseError(reply);
     });
   }
 
@@ -952,16 +971,19 @@ export class SignalFishClient implements AsyncDisposable {
    * Sends `payload` (the app's own MessagePack encoding of a game value) as one binary frame
    * (docs/spec/PROTOCOL.md §7.7).
    *
-   * @throws {TypeError} unless `authenticate()` negotiated `message_pack`.
-   * @throws {SignalFishConnectionError} when the connection is not open.
+   * @throws {SignalFishConnectionError} when the connection is not open (also while
+   *   reconnecting, when the format is negotiated again).
+   * @throws {TypeError} on an open connection that did not negotiate `message_pack`.
    */
   sendBinary(payload: Uint8Array): void {
+    // First: while reconnecting the format is being negotiated again on the new socket, and a
+    // send then fails as every send does (docs/spec/PROTOCOL.md §7.1.5, §7.11).
+    this.#requireOpen();
     if (this.gameDataFormat !== "message_pack") {
       throw new TypeError(
         'Cannot send binary game data: authenticate with game_data_format "message_pack" first',
       );
     }
-    this.#requireOpen();
     // A view over a plain ArrayBuffer as far as the DOM typings care (the bytes are only read).
     this.#socket!.send(payload as Uint8Array<ArrayBuffer>);
   }
@@ -1523,7 +1545,7 @@ export class SignalFishClient implements AsyncDisposable {
               if (reply.type === "SpectatorJoinFailed") {
                 return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
               }
-              return errorWith(reply, ["INVALID_INPUT"]);
+              return parseError(reply);
             },
             true,
           );
