@@ -622,16 +622,8 @@ Deno.test("SignalFishClient treats a silent connection as dropped and reconnects
     if (message.type === "Ping") return; // Half-open: nothing comes back.
     if (message.type === "Reconnect") {
       server.reply = basics;
-      send(socket, {
-        type: "Reconnected",
-        data: {
-          ...snapshot([player(PLAYER, "mira")]),
-          missed_events: [],
-          reconnection_token: "token-2",
-          // A takeover of the silent socket, as the server sees it: nothing missing.
-          replay_truncated: false,
-        },
-      });
+      // A takeover of the silent socket, as the server sees it: nothing missing.
+      send(socket, reconnectedWith("token-2", [], [player(PLAYER, "mira")]));
       return;
     }
     basics(message, socket);
@@ -660,15 +652,7 @@ Deno.test("SignalFishClient: a binary send while reconnecting throws SignalFishC
       return;
     }
     if (message.type !== "Reconnect") return basics(message, socket);
-    send(socket, {
-      type: "Reconnected",
-      data: {
-        ...snapshot([player(PLAYER, "mira")]),
-        missed_events: [],
-        reconnection_token: "token-2",
-        replay_truncated: false,
-      },
-    });
+    send(socket, reconnectedWith("token-2", [], [player(PLAYER, "mira")]));
   };
   const reconnected = nextEvent(client, "reconnected");
   server.sockets[0]!.close(1011, "Internal error");
@@ -724,12 +708,16 @@ Deno.test("SignalFishClient decodes binary game-data envelopes (docs/spec/PROTOC
   deepEqual(frames, [encode({ hello: [1, "two"] }), Uint8Array.of(0xc3)]);
 });
 
-/** A `Reconnected` for PLAYER with `token`. */
-function reconnectedWith(token: string, missed: ServerMessage[] = []): ServerMessage {
+/** A `Reconnected` for PLAYER with `token`, in a room of `players` (PLAYER and OTHER unless given). */
+function reconnectedWith(
+  token: string,
+  missed: ServerMessage[] = [],
+  players = [player(PLAYER, "mira"), player(OTHER, "bob")],
+): ServerMessage {
   return {
     type: "Reconnected",
     data: {
-      ...snapshot([player(PLAYER, "mira"), player(OTHER, "bob")]),
+      ...snapshot(players),
       missed_events: missed,
       reconnection_token: token,
       replay_truncated: false,
