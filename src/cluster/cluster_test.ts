@@ -2171,3 +2171,45 @@ Deno.test("Cluster (twins): a node gone for good (its instance key expired, sile
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a member's JoinRoom without a code resolved as 'already in a room' that finds the member removed by the time it runs creates its room under a claimed code, never a generated code another home holds (docs/spec/SERVER.md §8.3, §8.6)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = threeNodes(cluster);
+    // The next generated code is C00001 (the test cluster numbers them): A holds it already.
+    const alice = await joined(a, "Alice", "C00001");
+    const bob = await joined(b, "Bob", "MINE01");
+    const refused = b.engine.joinRefused.bind(b.engine);
+    let once = true;
+    b.engine.joinRefused = (conn, data) => {
+      const answer = refused(conn, data);
+      if (answer && once && conn === bob.id) {
+        once = false;
+        queueMicrotask(() => {
+          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
+          if (typeof effects === "string") throw new Error(effects);
+          b.edge.apply(effects, Date.now());
+        });
+      }
+      return answer;
+    };
+    join(bob, "Bob");
+    await until(
+      () => bob.messages.filter((m) => m.type === "RoomJoined").length === 2,
+      "Bob's RoomJoined",
+    );
+    equal(once, false, "the removal crossed the resolution");
+    const code = bob.last("RoomJoined")!.data!.room_code as string;
+    ok(code !== "C00001", `Bob's new room took code ${code}, held by Alice's room on A`);
+    equal(b.engine.lookup("orbit", "C00001"), undefined, "no second C00001 on B");
+    await settle();
+    const entry = await cluster.store.lookup("orbit", "C00001");
+    equal(
+      entry?.roomId,
+      alice.last("RoomJoined")!.data!.room_id,
+      "C00001 still names Alice's room",
+    );
+  } finally {
+    await cluster.close();
+  }
+});

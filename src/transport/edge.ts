@@ -562,7 +562,8 @@ export class Edge {
             if (resolution.prepare === undefined && this.#createsUnclaimed(id, message)) {
               // What the resolution relied on changed before it could run (the connection left
               // its room, or the room here closed): the engine would create a room whose code
-              // no claim holds. Resolved again (docs/spec/SERVER.md §8.3: codes unique).
+              // no claim holds, the client's or one it generates. Resolved again
+              // (docs/spec/SERVER.md §8.3: codes unique, caps global).
               resolution.after?.();
               continue;
             }
@@ -627,15 +628,17 @@ export class Edge {
   }
 
   /**
-   * Whether the local engine, given `message` from `id` now, would create a room with the code
-   * the client named (a `JoinRoom` it would not refuse, for a code no room here has): in cluster
-   * mode only a claimed code may be created (docs/spec/SERVER.md §8.3).
+   * Whether the local engine, given `message` from `id` now, would create a room whose code no
+   * claim holds: a `JoinRoom` it would not refuse, for a code no room here has, or without a code
+   * (it would generate one). In cluster mode only a claimed code may be created, so codes stay
+   * unique and the caps global (docs/spec/SERVER.md §8.3, §8.6).
    */
   #createsUnclaimed(id: ConnId, message: ClientMessage): boolean {
     if (message.type !== "JoinRoom") return false;
     const data = message.data;
-    if (data.room_code === undefined || data.create === "never") return false;
+    if (data.create === "never") return false;
     if (this.#engine.joinRefused(id, data)) return false;
+    if (data.room_code === undefined) return true;
     const scope = gameScope(data.game_name, this.#engine.sessionMeta(id)?.appId);
     return this.#engine.lookup(scope, data.room_code.toUpperCase()) === undefined;
   }
