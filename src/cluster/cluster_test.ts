@@ -2213,3 +2213,75 @@ Deno.test("Cluster (twins): a member's JoinRoom without a code resolved as 'alre
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a member's Reconnect resolved as 'already in a room' that finds the member removed by the time it runs resumes the seat it names on another home, as one process does, not RECONNECTION_TOKEN_INVALID from a node that never homed it (docs/spec/SERVER.md §8.4.3, §8.6)", async () => {
+  const cluster = await testCluster({ engine: { enableReconnection: true } });
+  try {
+    const [, b, c] = threeNodes(cluster);
+    const xena = await joined(c, "Xena", "SEATCC");
+    const seat = xena.last("RoomJoined")!.data!;
+    c.edge.disconnect(xena.id, Date.now());
+    await until(() => c.engine.seatHeld(xena.id), "Xena's seat held");
+    const bob = await joined(b, "Bob", "MINE01");
+    // Right after the resolver decides that B's engine answers ("Already in a room"), and before
+    // that runs, an operator removes Bob from his room here.
+    const binding = b.engine.binding.bind(b.engine);
+    let armed = true;
+    b.engine.binding = (conn) => {
+      const answer = binding(conn);
+      if (answer !== undefined && armed && conn === bob.id) {
+        armed = false;
+        queueMicrotask(() => {
+          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
+          if (typeof effects === "string") throw new Error(effects);
+          b.edge.apply(effects, Date.now());
+        });
+      }
+      return answer;
+    };
+    bob.say(reconnectFor(seat));
+    await until(
+      () => bob.last("Reconnected") !== undefined || bob.last("ReconnectionFailed") !== undefined,
+      "an answer",
+    );
+    equal(armed, false, "the removal crossed the resolution");
+    // One process: the removal came first, so Bob is in no room and resumes the seat.
+    deepEqual(bob.types(), ["RoomJoined", "RoomLeft", "Reconnected"]);
+    equal(c.engine.seatConnection(xena.id), bob.id);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a player's JoinAsSpectator resolved as 'already in a room' that finds the player removed by the time it runs watches the room it names on another home, as one process does, not ROOM_NOT_FOUND (docs/spec/SERVER.md §8.4.3, §8.6)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = threeNodes(cluster);
+    await joined(a, "Alice", "WATCHA");
+    const bob = await joined(b, "Bob", "MINE01");
+    const binding = b.engine.binding.bind(b.engine);
+    let armed = true;
+    b.engine.binding = (conn) => {
+      const answer = binding(conn);
+      if (answer === "player" && armed && conn === bob.id) {
+        armed = false;
+        queueMicrotask(() => {
+          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
+          if (typeof effects === "string") throw new Error(effects);
+          b.edge.apply(effects, Date.now());
+        });
+      }
+      return answer;
+    };
+    spectate(bob, "WATCHA", "Bob");
+    await until(
+      () =>
+        bob.last("SpectatorJoined") !== undefined || bob.last("SpectatorJoinFailed") !== undefined,
+      "an answer",
+    );
+    equal(armed, false, "the removal crossed the resolution");
+    deepEqual(bob.types(), ["RoomJoined", "RoomLeft", "SpectatorJoined"]);
+  } finally {
+    await cluster.close();
+  }
+});

@@ -138,9 +138,12 @@ export interface EdgeOptions {
 export type Resolution =
   /**
    * Handled by this node's engine; `prepare` runs just before (stages a claimed code or id),
-   * `after` just after.
+   * `after` just after. `holds`, when given, says whether the reason the resolver left the
+   * request to this engine still holds as it is about to run (a member here, answered "Already
+   * in a room"); when it no longer does, the request is resolved again (docs/spec/SERVER.md
+   * §8.4.3).
    */
-  | { kind: "local"; prepare?: () => void; after?: () => void }
+  | { kind: "local"; prepare?: () => void; after?: () => void; holds?: () => boolean }
   /** Sent to the room's home. */
   | { kind: "remote"; home: NodeId }
   /** Answered by the edge itself (a failure decided before any home). */
@@ -559,11 +562,15 @@ export class Edge {
           case "reply":
             return answer(resolution);
           case "local": {
-            if (resolution.prepare === undefined && this.#createsUnclaimed(id, message)) {
+            if (
+              (resolution.prepare === undefined && this.#createsUnclaimed(id, message)) ||
+              resolution.holds?.() === false
+            ) {
               // What the resolution relied on changed before it could run (the connection left
               // its room, or the room here closed): the engine would create a room whose code
-              // no claim holds, the client's or one it generates. Resolved again
-              // (docs/spec/SERVER.md §8.3: codes unique, caps global).
+              // no claim holds, the client's or one it generates (docs/spec/SERVER.md §8.3:
+              // codes unique, caps global), or answer for a room homed elsewhere as if it did
+              // not exist (ROOM_NOT_FOUND, RECONNECTION_TOKEN_INVALID). Resolved again.
               resolution.after?.();
               continue;
             }
