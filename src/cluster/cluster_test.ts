@@ -2285,3 +2285,47 @@ Deno.test("Cluster (twins): a player's JoinAsSpectator resolved as 'already in a
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a spectator whose room closes as its Reconnect reaches that room's home, for a seat on that same home, keeps the resumed player id in the rooms it joins next, as one process does (docs/spec/PROTOCOL.md §1.2, §7.11.5; docs/spec/SERVER.md §8.4.1)", async () => {
+  const cluster = await testCluster({ engine: { enableReconnection: true } });
+  const [a, b, c] = threeNodes(cluster);
+  try {
+    await joined(b, "Peter", "WATCHB");
+    const xena = await joined(b, "Xena", "SEATBB");
+    const seat = xena.last("RoomJoined")!.data!;
+    b.edge.disconnect(xena.id, Date.now());
+    await until(() => b.engine.seatHeld(xena.id), "Xena's seat held");
+    const cy = await joined(c, "Cy", "HOMECC");
+    const sam = a.connect();
+    spectate(sam, "WATCHB", "Sam");
+    await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watches Peter's room");
+    // B closes Sam's room; its SpectatorLeft and UNBIND reach A late, so A still holds Sam bound
+    // to B when Sam presents Xena's seat, homed on B too: the request goes to B as its member's,
+    // and B, which let Sam go, seats it.
+    cluster.network.fault = (from, to) =>
+      from === b.name && to === a.name ? { lateMs: 30 } : "deliver";
+    b.edge.command({
+      kind: "room",
+      command: { kind: "close", gameName: "orbit", roomCode: "WATCHB" },
+    }, Date.now());
+    sam.say(reconnectFor(seat));
+    await until(
+      () => sam.last("Reconnected") !== undefined || sam.last("ReconnectionFailed") !== undefined,
+      "an answer",
+    );
+    cluster.network.fault = undefined;
+    deepEqual(sam.types(), ["SpectatorJoined", "SpectatorLeft", "Reconnected"]);
+    equal(sam.last("Reconnected")!.data!.player_id, xena.id);
+    sam.say({ type: "LeaveRoom" });
+    await until(() => sam.last("RoomLeft") !== undefined, "left");
+    // As in one process, the adopted id is Sam's in the room it joins next (homed on C).
+    join(sam, "Sam", "HOMECC");
+    await until(() => sam.last("RoomJoined") !== undefined, "joined C's room");
+    equal(sam.last("RoomJoined")!.data!.player_id, xena.id);
+    await until(() => cy.last("PlayerJoined") !== undefined, "Cy told");
+    equal((cy.last("PlayerJoined")!.data!.player as { id: string }).id, xena.id);
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});

@@ -492,6 +492,8 @@ export class Edge {
     });
     const toHome = async (home: NodeId): Promise<BindOutcome> => {
       let taken = false;
+      /** Whether the answer made the connection a member there (it was not bound there). */
+      let joined = false;
       /**
        * The connection is bound to `home` from its `BOUND` on: the router calls this as it
        * handles the answer, before anything that arrived with it (docs/spec/SERVER.md §8.4.2).
@@ -502,6 +504,7 @@ export class Edge {
         const previous = conn.home;
         conn.home = home;
         if (previous === home) return;
+        joined = true;
         // A spectator that switched to a room on another home leaves its old room silently
         // (docs/spec/SERVER.md §8.4.2 `BOUND`): `CLOSED{switched}` to a remote home, a local detach here.
         if (previous !== this.#node) {
@@ -522,6 +525,17 @@ export class Edge {
         taken: take,
       });
       if (outcome.status === "bound" && !taken) take();
+      if (
+        outcome.status === "bound" && joined && message.type === "Reconnect" &&
+        this.#conns.get(id) === conn
+      ) {
+        // Seated there by its Reconnect (a member's own request too, when that home had let
+        // it go, docs/spec/SERVER.md §8.4.4): it resumed the seat and adopted its player id
+        // (docs/spec/PROTOCOL.md §7.11.5), which later requests carry (§1.2). A member's
+        // `Reconnect` refused "Already in a room" is answered `BOUND` too, while it was bound
+        // there already.
+        this.#engine.adoptPlayerId(id, message.data.player_id);
+      }
       return outcome;
     };
     const drawn = new Set<BucketKind>();
@@ -596,14 +610,6 @@ export class Edge {
           }
           case "remote": {
             const outcome = await toHome(resolution.home);
-            if (
-              outcome.status === "bound" && message.type === "Reconnect" &&
-              this.#conns.get(id) === conn
-            ) {
-              // The connection was in no room, so bound = resumed: it adopted the seat's player
-              // id (docs/spec/PROTOCOL.md §7.11.5), which later requests carry (§1.2).
-              this.#engine.adoptPlayerId(id, message.data.player_id);
-            }
             if (outcome.status !== "miss") return;
             // The home may have claimed the code and not created the room yet (its claim's
             // answer and this BIND travel on different connections): ask again a little later,
