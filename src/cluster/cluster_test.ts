@@ -2171,3 +2171,161 @@ Deno.test("Cluster (twins): a node gone for good (its instance key expired, sile
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a member's JoinRoom without a code resolved as 'already in a room' that finds the member removed by the time it runs creates its room under a claimed code, never a generated code another home holds (docs/spec/SERVER.md §8.3, §8.6)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = threeNodes(cluster);
+    // The next generated code is C00001 (the test cluster numbers them): A holds it already.
+    const alice = await joined(a, "Alice", "C00001");
+    const bob = await joined(b, "Bob", "MINE01");
+    const refused = b.engine.joinRefused.bind(b.engine);
+    let once = true;
+    b.engine.joinRefused = (conn, data) => {
+      const answer = refused(conn, data);
+      if (answer && once && conn === bob.id) {
+        once = false;
+        queueMicrotask(() => {
+          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
+          if (typeof effects === "string") throw new Error(effects);
+          b.edge.apply(effects, Date.now());
+        });
+      }
+      return answer;
+    };
+    join(bob, "Bob");
+    await until(
+      () => bob.messages.filter((m) => m.type === "RoomJoined").length === 2,
+      "Bob's RoomJoined",
+    );
+    equal(once, false, "the removal crossed the resolution");
+    const code = bob.last("RoomJoined")!.data!.room_code as string;
+    ok(code !== "C00001", `Bob's new room took code ${code}, held by Alice's room on A`);
+    equal(b.engine.lookup("orbit", "C00001"), undefined, "no second C00001 on B");
+    await settle();
+    const entry = await cluster.store.lookup("orbit", "C00001");
+    equal(
+      entry?.roomId,
+      alice.last("RoomJoined")!.data!.room_id,
+      "C00001 still names Alice's room",
+    );
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a member's Reconnect resolved as 'already in a room' that finds the member removed by the time it runs resumes the seat it names on another home, as one process does, not RECONNECTION_TOKEN_INVALID from a node that never homed it (docs/spec/SERVER.md §8.4.3, §8.6)", async () => {
+  const cluster = await testCluster({ engine: { enableReconnection: true } });
+  try {
+    const [, b, c] = threeNodes(cluster);
+    const xena = await joined(c, "Xena", "SEATCC");
+    const seat = xena.last("RoomJoined")!.data!;
+    c.edge.disconnect(xena.id, Date.now());
+    await until(() => c.engine.seatHeld(xena.id), "Xena's seat held");
+    const bob = await joined(b, "Bob", "MINE01");
+    // Right after the resolver decides that B's engine answers ("Already in a room"), and before
+    // that runs, an operator removes Bob from his room here.
+    const binding = b.engine.binding.bind(b.engine);
+    let armed = true;
+    b.engine.binding = (conn) => {
+      const answer = binding(conn);
+      if (answer !== undefined && armed && conn === bob.id) {
+        armed = false;
+        queueMicrotask(() => {
+          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
+          if (typeof effects === "string") throw new Error(effects);
+          b.edge.apply(effects, Date.now());
+        });
+      }
+      return answer;
+    };
+    bob.say(reconnectFor(seat));
+    await until(
+      () => bob.last("Reconnected") !== undefined || bob.last("ReconnectionFailed") !== undefined,
+      "an answer",
+    );
+    equal(armed, false, "the removal crossed the resolution");
+    // One process: the removal came first, so Bob is in no room and resumes the seat.
+    deepEqual(bob.types(), ["RoomJoined", "RoomLeft", "Reconnected"]);
+    equal(c.engine.seatConnection(xena.id), bob.id);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a player's JoinAsSpectator resolved as 'already in a room' that finds the player removed by the time it runs watches the room it names on another home, as one process does, not ROOM_NOT_FOUND (docs/spec/SERVER.md §8.4.3, §8.6)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = threeNodes(cluster);
+    await joined(a, "Alice", "WATCHA");
+    const bob = await joined(b, "Bob", "MINE01");
+    const binding = b.engine.binding.bind(b.engine);
+    let armed = true;
+    b.engine.binding = (conn) => {
+      const answer = binding(conn);
+      if (answer === "player" && armed && conn === bob.id) {
+        armed = false;
+        queueMicrotask(() => {
+          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
+          if (typeof effects === "string") throw new Error(effects);
+          b.edge.apply(effects, Date.now());
+        });
+      }
+      return answer;
+    };
+    spectate(bob, "WATCHA", "Bob");
+    await until(
+      () =>
+        bob.last("SpectatorJoined") !== undefined || bob.last("SpectatorJoinFailed") !== undefined,
+      "an answer",
+    );
+    equal(armed, false, "the removal crossed the resolution");
+    deepEqual(bob.types(), ["RoomJoined", "RoomLeft", "SpectatorJoined"]);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a spectator whose room closes as its Reconnect reaches that room's home, for a seat on that same home, keeps the resumed player id in the rooms it joins next, as one process does (docs/spec/PROTOCOL.md §1.2, §7.11.5; docs/spec/SERVER.md §8.4.1)", async () => {
+  const cluster = await testCluster({ engine: { enableReconnection: true } });
+  const [a, b, c] = threeNodes(cluster);
+  try {
+    await joined(b, "Peter", "WATCHB");
+    const xena = await joined(b, "Xena", "SEATBB");
+    const seat = xena.last("RoomJoined")!.data!;
+    b.edge.disconnect(xena.id, Date.now());
+    await until(() => b.engine.seatHeld(xena.id), "Xena's seat held");
+    const cy = await joined(c, "Cy", "HOMECC");
+    const sam = a.connect();
+    spectate(sam, "WATCHB", "Sam");
+    await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watches Peter's room");
+    // B closes Sam's room; its SpectatorLeft and UNBIND reach A late, so A still holds Sam bound
+    // to B when Sam presents Xena's seat, homed on B too: the request goes to B as its member's,
+    // and B, which let Sam go, seats it.
+    cluster.network.fault = (from, to) =>
+      from === b.name && to === a.name ? { lateMs: 30 } : "deliver";
+    b.edge.command({
+      kind: "room",
+      command: { kind: "close", gameName: "orbit", roomCode: "WATCHB" },
+    }, Date.now());
+    sam.say(reconnectFor(seat));
+    await until(
+      () => sam.last("Reconnected") !== undefined || sam.last("ReconnectionFailed") !== undefined,
+      "an answer",
+    );
+    cluster.network.fault = undefined;
+    deepEqual(sam.types(), ["SpectatorJoined", "SpectatorLeft", "Reconnected"]);
+    equal(sam.last("Reconnected")!.data!.player_id, xena.id);
+    sam.say({ type: "LeaveRoom" });
+    await until(() => sam.last("RoomLeft") !== undefined, "left");
+    // As in one process, the adopted id is Sam's in the room it joins next (homed on C).
+    join(sam, "Sam", "HOMECC");
+    await until(() => sam.last("RoomJoined") !== undefined, "joined C's room");
+    equal(sam.last("RoomJoined")!.data!.player_id, xena.id);
+    await until(() => cy.last("PlayerJoined") !== undefined, "Cy told");
+    equal((cy.last("PlayerJoined")!.data!.player as { id: string }).id, xena.id);
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});

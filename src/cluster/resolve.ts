@@ -414,15 +414,15 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const limited = await firstToken(take, message, ip, now);
     if (limited) return limited;
     // Problems the engine reports in the spec's order (a player of a room homed here included:
-    // "Already in a room", docs/spec/PROTOCOL.md §7.9): let the local engine answer them.
-    if (
-      checkGameName(data.game_name, options.maxGameNameLength) ||
-      checkPlayerName(data.spectator_name, options.nameRules) ||
+    // "Already in a room", docs/spec/PROTOCOL.md §7.9): let the local engine answer them. A
+    // player removed from its room before the engine runs the request is resolved again: the
+    // engine would look for the room here only (docs/spec/SERVER.md §8.4.3).
+    const refusedHere = () =>
+      checkGameName(data.game_name, options.maxGameNameLength) !== undefined ||
+      checkPlayerName(data.spectator_name, options.nameRules) !== undefined ||
       engine.binding(conn) === "player" ||
-      checkRoomCode(data.room_code, options.roomCodeLength)
-    ) {
-      return { kind: "local" };
-    }
+      checkRoomCode(data.room_code, options.roomCodeLength) !== undefined;
+    if (refusedHere()) return { kind: "local", holds: refusedHere };
     const code = data.room_code.toUpperCase();
     const scope = gameScope(data.game_name, engine.sessionMeta(conn)?.appId);
     const here = engine.lookup(scope, code) !== undefined;
@@ -463,9 +463,14 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     const limited = await firstToken(take, message, ip, now);
     if (limited) return limited;
     const roomId = message.data.room_id;
-    // A member of a room homed here (player or spectator) is answered by the local engine
-    // ("Already in a room", docs/spec/PROTOCOL.md §7.11.4), as for a room homed here.
-    if (engine.hasRoomId(roomId) || engine.binding(conn) !== undefined) return { kind: "local" };
+    // A room homed here is answered by the local engine from its token records.
+    if (engine.hasRoomId(roomId)) return { kind: "local" };
+    // So is a member of a room homed here, player or spectator ("Already in a room",
+    // docs/spec/PROTOCOL.md §7.11.4), while it still is one when the engine runs the request:
+    // removed before that, it is resolved again by the room id (docs/spec/SERVER.md §8.4.3), as
+    // the engine here does not hold that room's token records.
+    const member = () => engine.binding(conn) !== undefined;
+    if (member()) return { kind: "local", holds: member };
     const resolved = await store.resolveRoomId(roomId);
     switch (resolved.status) {
       case "absent":

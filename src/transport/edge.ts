@@ -139,9 +139,12 @@ export interface EdgeOptions {
 export type Resolution =
   /**
    * Handled by this node's engine; `prepare` runs just before (stages a claimed code or id),
-   * `after` just after.
+   * `after` just after. `holds`, when given, says whether the reason the resolver left the
+   * request to this engine still holds as it is about to run (a member here, answered "Already
+   * in a room"); when it no longer does, the request is resolved again (docs/spec/SERVER.md
+   * §8.4.3).
    */
-  | { kind: "local"; prepare?: () => void; after?: () => void }
+  | { kind: "local"; prepare?: () => void; after?: () => void; holds?: () => boolean }
   /** Sent to the room's home. */
   | { kind: "remote"; home: NodeId }
   /** Answered by the edge itself (a failure decided before any home). */
@@ -493,6 +496,8 @@ export class Edge {
     });
     const toHome = async (home: NodeId): Promise<BindOutcome> => {
       let taken = false;
+      /** Whether the answer made the connection a member there (it was not bound there). */
+      let joined = false;
       /**
        * The connection is bound to `home` from its `BOUND` on: the router calls this as it
        * handles the answer, before anything that arrived with it (docs/spec/SERVER.md §8.4.2).
@@ -503,6 +508,7 @@ export class Edge {
         const previous = conn.home;
         conn.home = home;
         if (previous === home) return;
+        joined = true;
         // A spectator that switched to a room on another home leaves its old room silently
         // (docs/spec/SERVER.md §8.4.2 `BOUND`): `CLOSED{switched}` to a remote home, a local detach here.
         if (previous !== this.#node) {
@@ -523,6 +529,17 @@ export class Edge {
         taken: take,
       });
       if (outcome.status === "bound" && !taken) take();
+      if (
+        outcome.status === "bound" && joined && message.type === "Reconnect" &&
+        this.#conns.get(id) === conn
+      ) {
+        // Seated there by its Reconnect (a member's own request too, when that home had let
+        // it go, docs/spec/SERVER.md §8.4.4): it resumed the seat and adopted its player id
+        // (docs/spec/PROTOCOL.md §7.11.5), which later requests carry (§1.2). A member's
+        // `Reconnect` refused "Already in a room" is answered `BOUND` too, while it was bound
+        // there already.
+        this.#engine.adoptPlayerId(id, message.data.player_id);
+      }
       return outcome;
     };
     const drawn = new Set<BucketKind>();
@@ -563,10 +580,15 @@ export class Edge {
           case "reply":
             return answer(resolution);
           case "local": {
-            if (resolution.prepare === undefined && this.#createsUnclaimed(id, message)) {
+            if (
+              (resolution.prepare === undefined && this.#createsUnclaimed(id, message)) ||
+              resolution.holds?.() === false
+            ) {
               // What the resolution relied on changed before it could run (the connection left
               // its room, or the room here closed): the engine would create a room whose code
-              // no claim holds. Resolved again (docs/spec/SERVER.md §8.3: codes unique).
+              // no claim holds, the client's or one it generates (docs/spec/SERVER.md §8.3:
+              // codes unique, caps global), or answer for a room homed elsewhere as if it did
+              // not exist (ROOM_NOT_FOUND, RECONNECTION_TOKEN_INVALID). Resolved again.
               resolution.after?.();
               continue;
             }
@@ -592,14 +614,6 @@ export class Edge {
           }
           case "remote": {
             const outcome = await toHome(resolution.home);
-            if (
-              outcome.status === "bound" && message.type === "Reconnect" &&
-              this.#conns.get(id) === conn
-            ) {
-              // The connection was in no room, so bound = resumed: it adopted the seat's player
-              // id (docs/spec/PROTOCOL.md §7.11.5), which later requests carry (§1.2).
-              this.#engine.adoptPlayerId(id, message.data.player_id);
-            }
             if (outcome.status !== "miss") return;
             // The home may have claimed the code and not created the room yet (its claim's
             // answer and this BIND travel on different connections): ask again a little later,
@@ -631,15 +645,17 @@ export class Edge {
   }
 
   /**
-   * Whether the local engine, given `message` from `id` now, would create a room with the code
-   * the client named (a `JoinRoom` it would not refuse, for a code no room here has): in cluster
-   * mode only a claimed code may be created (docs/spec/SERVER.md §8.3).
+   * Whether the local engine, given `message` from `id` now, would create a room whose code no
+   * claim holds: a `JoinRoom` it would not refuse, for a code no room here has, or without a code
+   * (it would generate one). In cluster mode only a claimed code may be created, so codes stay
+   * unique and the caps global (docs/spec/SERVER.md §8.3, §8.6).
    */
   #createsUnclaimed(id: ConnId, message: ClientMessage): boolean {
     if (message.type !== "JoinRoom") return false;
     const data = message.data;
-    if (data.room_code === undefined || data.create === "never") return false;
+    if (data.create === "never") return false;
     if (this.#engine.joinRefused(id, data)) return false;
+    if (data.room_code === undefined) return true;
     const scope = gameScope(data.game_name, this.#engine.sessionMeta(id)?.appId);
     return this.#engine.lookup(scope, data.room_code.toUpperCase()) === undefined;
   }
