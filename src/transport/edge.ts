@@ -487,6 +487,10 @@ export class Edge {
    */
   #resolve(id: ConnId, conn: Connection, message: ClientMessage, frame: string, now: number): void {
     conn.queue = [];
+    // A JoinRoom is timed from here, its resolution and forwarding included
+    // (docs/spec/SERVER.md §6.3 #61, #62): by the engine below when the room is here, by this
+    // edge at its `BOUND` when it is elsewhere (the home does not time a remote session's join).
+    const received = performance.now();
     const meta = (): Omit<RemoteMeta, "edge"> => ({
       ip: conn.ip,
       ...(this.#engine.sessionMeta(id) ?? { format: "json" as const }),
@@ -579,7 +583,7 @@ export class Edge {
               }
               resolution.prepare?.();
               try {
-                this.#receiveHere(id, message, Date.now());
+                this.#receiveHere(id, message, Date.now(), received);
               } finally {
                 resolution.after?.();
               }
@@ -591,7 +595,21 @@ export class Edge {
             return;
           }
           case "remote": {
+            const member = conn.home === resolution.home;
             const outcome = await toHome(resolution.home);
+            if (
+              message.type === "JoinRoom" && !member && outcome.status === "bound" &&
+              outcome.role === "player"
+            ) {
+              // Seated in a room of another home: a join (a remote request never creates a
+              // room, docs/spec/SERVER.md §8.4.4), its RoomJoined delivered before the BOUND.
+              this.#onEvent?.({
+                type: "handled",
+                message: "JoinRoom",
+                outcome: "joined",
+                seconds: (performance.now() - received) / 1000,
+              });
+            }
             if (
               outcome.status === "bound" && message.type === "Reconnect" &&
               this.#conns.get(id) === conn
@@ -1067,7 +1085,8 @@ export class Edge {
     }
     this.#engine.connectRemote(conn, remote);
     this.#remote.set(conn, remote.edge);
-    this.#receiveHere(conn, message, now);
+    // Its edge times a JoinRoom, forwarding included (docs/spec/SERVER.md §6.3 #62).
+    this.#receiveHere(conn, message, now, null);
     const role = this.#engine.binding(conn);
     if (role) return { status: "bound", role };
     this.#dropRemote(conn, now);
@@ -1150,13 +1169,25 @@ export class Edge {
     return false;
   }
 
-  #receiveHere(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void {
+  /**
+   * Runs client input on this node's engine. A `JoinRoom` is timed from `received`
+   * (`performance.now()` when its edge took it up, docs/spec/SERVER.md §6.3 #61/#62; default: now),
+   * or not at all with `null` (a remote session's, which its edge times).
+   */
+  #receiveHere(
+    conn: ConnId,
+    input: ClientMessage | Uint8Array,
+    now: number,
+    received?: number | null,
+  ): void {
     if (input instanceof Uint8Array) {
       this.#apply(this.#engine.handleBinary(conn, input, now), now);
       return;
     }
     const type = input.type;
-    if (type !== "JoinRoom" && type !== "GameData") {
+    if (
+      (type !== "JoinRoom" && type !== "GameData") || (type === "JoinRoom" && received === null)
+    ) {
       this.#apply(this.#engine.handle(conn, input, now), now);
       return;
     }
@@ -1166,7 +1197,7 @@ export class Edge {
       this.#apply(this.#engine.handle(conn, input, now), now);
       return;
     }
-    const start = performance.now();
+    const start = type === "JoinRoom" && received != null ? received : performance.now();
     const effects = this.#engine.handle(conn, input, now);
     this.#apply(effects, now);
     const seconds = (performance.now() - start) / 1000;
