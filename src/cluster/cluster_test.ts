@@ -7,6 +7,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { decodeBatch, Kind } from "./envelope.ts";
 import type { MemoryNetwork } from "./memory_bus.ts";
+import type { EdgeEvent } from "../transport/events.ts";
 import {
   dropNextEnvelope,
   join,
@@ -2326,6 +2327,48 @@ Deno.test("Cluster (twins): a spectator whose room closes as its Reconnect reach
     equal((cy.last("PlayerJoined")!.data!.player as { id: string }).id, xena.id);
   } finally {
     cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
+/** The `handled` events of `events` for JoinRoom with `outcome` (the latency samples of §6.3 #61/#62). */
+function joinTimings(events: readonly EdgeEvent[], outcome: "created" | "joined"): number[] {
+  return events.flatMap((event) =>
+    event.type === "handled" && event.outcome === outcome ? [event.seconds] : []
+  );
+}
+
+Deno.test("Cluster (twins): a join through another node is timed once, from its JoinRoom to its RoomJoined, forwarding included (docs/spec/SERVER.md §6.3 #62)", async () => {
+  const cluster = await testCluster({ nodes: 2 });
+  try {
+    const [a, b] = cluster.nodes as [TestNode, TestNode];
+    await joined(a, "Alice", "TIMEDJ");
+    const before = cluster.events.length;
+    // Every envelope takes 60 ms (in order): Bob's BIND to A, and its answer back to B.
+    cluster.network.fault = () => ({ delayMs: 60 });
+    await joined(b, "Bob", "TIMEDJ");
+    const samples = joinTimings(cluster.events.slice(before), "joined");
+    equal(samples.length, 1, "one sample for one join (the edge's, not also the home's)");
+    ok(samples[0]! >= 0.1, `${samples[0]} s: the forwarding is included`);
+  } finally {
+    cluster.network.fault = undefined;
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a creation is timed from its JoinRoom, the Redis claim included (docs/spec/SERVER.md §6.3 #61)", async () => {
+  const cluster = await testCluster({ nodes: 2 });
+  try {
+    const [a] = cluster.nodes as [TestNode, TestNode];
+    // Each Redis call takes 40 ms: the join token and the code's claim come before the room.
+    cluster.store.latency = () => 40;
+    const before = cluster.events.length;
+    await joined(a, "Alice", "TIMEDC");
+    const samples = joinTimings(cluster.events.slice(before), "created");
+    equal(samples.length, 1);
+    ok(samples[0]! >= 0.04, `${samples[0]} s: the claim is included`);
+  } finally {
+    cluster.store.latency = undefined;
     await cluster.close();
   }
 });

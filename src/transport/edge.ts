@@ -490,6 +490,10 @@ export class Edge {
    */
   #resolve(id: ConnId, conn: Connection, message: ClientMessage, frame: string, now: number): void {
     conn.queue = [];
+    // A JoinRoom is timed from here, its resolution and forwarding included
+    // (docs/spec/SERVER.md §6.3 #61, #62): by the engine below when the room is here, by this
+    // edge at its `BOUND` when it is elsewhere (the home does not time a remote session's join).
+    const received = performance.now();
     const meta = (): Omit<RemoteMeta, "edge"> => ({
       ip: conn.ip,
       ...(this.#engine.sessionMeta(id) ?? { format: "json" as const }),
@@ -601,7 +605,7 @@ export class Edge {
               }
               resolution.prepare?.();
               try {
-                this.#receiveHere(id, message, Date.now());
+                this.#receiveHere(id, message, Date.now(), received);
               } finally {
                 resolution.after?.();
               }
@@ -613,7 +617,21 @@ export class Edge {
             return;
           }
           case "remote": {
+            const member = conn.home === resolution.home;
             const outcome = await toHome(resolution.home);
+            if (
+              message.type === "JoinRoom" && !member && outcome.status === "bound" &&
+              outcome.role === "player"
+            ) {
+              // Seated in a room of another home: a join (a remote request never creates a
+              // room, docs/spec/SERVER.md §8.4.4), its RoomJoined delivered before the BOUND.
+              this.#onEvent?.({
+                type: "handled",
+                message: "JoinRoom",
+                outcome: "joined",
+                seconds: (performance.now() - received) / 1000,
+              });
+            }
             if (outcome.status !== "miss") return;
             // The home may have claimed the code and not created the room yet (its claim's
             // answer and this BIND travel on different connections): ask again a little later,
@@ -1083,7 +1101,8 @@ export class Edge {
     }
     this.#engine.connectRemote(conn, remote);
     this.#remote.set(conn, remote.edge);
-    this.#receiveHere(conn, message, now);
+    // Its edge times a JoinRoom, forwarding included (docs/spec/SERVER.md §6.3 #62).
+    this.#receiveHere(conn, message, now, null);
     const role = this.#engine.binding(conn);
     if (role) return { status: "bound", role };
     this.#dropRemote(conn, now);
@@ -1166,23 +1185,35 @@ export class Edge {
     return false;
   }
 
-  #receiveHere(conn: ConnId, input: ClientMessage | Uint8Array, now: number): void {
+  /**
+   * Runs client input on this node's engine. A `JoinRoom` is timed from `received`
+   * (`performance.now()` when its edge took it up, docs/spec/SERVER.md §6.3 #61/#62; default: now),
+   * or not at all with `null` (a remote session's, which its edge times).
+   */
+  #receiveHere(
+    conn: ConnId,
+    input: ClientMessage | Uint8Array,
+    now: number,
+    received?: number | null,
+  ): void {
     if (input instanceof Uint8Array) {
       this.#apply(this.#engine.handleBinary(conn, input, now), now);
       return;
     }
     const type = input.type;
-    if (type !== "JoinRoom" && type !== "GameData") {
+    if (type !== "GameData") {
+      // Joins are timed (but a remote session's, `received` null); nothing else is.
+      if (type !== "JoinRoom" || received === null) {
+        this.#apply(this.#engine.handle(conn, input, now), now);
+        return;
+      }
+    } else if (++this.#relayCount % RELAY_TIMING_SAMPLE !== 0) {
+      // Relay latency is sampled (one GameData in RELAY_TIMING_SAMPLE): two clock reads per
+      // frame cost more than the rest of the metrics on the hot path.
       this.#apply(this.#engine.handle(conn, input, now), now);
       return;
     }
-    // Relay latency is sampled (one GameData in RELAY_TIMING_SAMPLE): two clock reads per
-    // frame cost more than the rest of the metrics on the hot path. Joins are always timed.
-    if (type === "GameData" && ++this.#relayCount % RELAY_TIMING_SAMPLE !== 0) {
-      this.#apply(this.#engine.handle(conn, input, now), now);
-      return;
-    }
-    const start = performance.now();
+    const start = received ?? performance.now();
     const effects = this.#engine.handle(conn, input, now);
     this.#apply(effects, now);
     const seconds = (performance.now() - start) / 1000;
