@@ -431,7 +431,10 @@ async function startLocked(
     refreshDashboard: (now) => metrics.refreshDashboard(now),
     operatorFeed: feed && { intervalMs: feed.liveIntervalMs, tick: (now) => feed.tick(now) },
   });
-  if (restored?.ok) consumeState(stateFile!);
+  // A restored file goes once the server serves, so that a crash cannot bring back stale rooms;
+  // with snapshots while running it stays instead: until the first of them it is the last save,
+  // which a crash must bring back (docs/spec/SERVER.md §2.7 `state_save_interval_secs`).
+  if (restored?.ok && config.server.state_save_interval_secs === 0) consumeState(stateFile!);
   const url = localUrl(hostname, listener.addr.port, tls !== undefined);
   options.onListening?.(url);
   logListening(config, {

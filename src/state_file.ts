@@ -260,7 +260,7 @@ function syncDirectory(directory: string): void {
  * aside to `<path>.rejected-<UTC time>` (e.g. `rooms.json.rejected-2026-03-04T180000.000Z`) so
  * that the next shutdown's snapshot does not replace it. At most `maxBytes` + 1 bytes are read,
  * even from a file that grows meanwhile. The caller deletes a restored file once it serves
- * ({@linkcode consumeState}). Never throws.
+ * ({@linkcode consumeState}), unless snapshots are taken while running. Never throws.
  */
 export function restoreState(
   engine: Engine,
@@ -348,7 +348,10 @@ function entryKind(entry: Deno.FileInfo): string {
 
 /**
  * Deletes a state file whose rooms were restored, once the server is up, so that a later crash
- * (no snapshot written) cannot bring back stale rooms. Logs a warning when it cannot.
+ * (no snapshot written) cannot bring back stale rooms. Not called while snapshots are taken while
+ * running (`server.state_save_interval_secs`, docs/spec/SERVER.md §2.7): then the restored file is
+ * the last save until the first of them replaces it, and a crash before that restores it again.
+ * Logs a warning when it cannot.
  */
 export function consumeState(options: StateFileOptions): void {
   try {

@@ -500,3 +500,34 @@ Deno.test("kill -9 with state_save_interval_secs: the rooms of the last snapshot
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("kill -9 right after a restore, before the first snapshot while running: the restored rooms come back again", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "signal-fish-crash-" });
+  // Snapshots while running are on, but none is due before the crash.
+  const hourly = { SIGNAL_FISH_SERVER__STATE_SAVE_INTERVAL_SECS: "3600" };
+  try {
+    let mira: Received;
+    {
+      await using server = await start(dir, hourly);
+      await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+      a.send(joinRoom(null, "Mira", { max_players: 4 }));
+      mira = await a.next("RoomJoined");
+      await stop(server);
+    }
+    {
+      // Restores the shutdown's snapshot, then crashes before it has saved one of its own.
+      await using server = await start(dir, hourly);
+      equal(logLines(server, /Restored 1 rooms and 1 held seats from/).length, 1, server.output());
+      server.child.kill("SIGKILL");
+      equal((await exitWithin(server, 15_000))?.signal, "SIGKILL");
+    }
+    // The last save is still the one restored above: the room comes back as it was then.
+    await using server = await start(dir);
+    equal(logLines(server, /Restored 1 rooms and 1 held seats from/).length, 1, server.output());
+    await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+    a.send(reconnect(mira));
+    equal((await a.next("Reconnected")).data.room_code, mira.data.room_code);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -52,6 +52,12 @@ const SnapshotRoom = z.object({
   relay_type: z.string(),
   authority_handover: z.boolean(),
   app_id: z.string().nullable(),
+  /**
+   * The creating connection's client IP key (docs/spec/SERVER.md §1.9), or null when unknown: the
+   * room still counts toward that address's `server.max_rooms_per_ip` after the restart (§3.7).
+   * Absent in files of builds before it (read as null).
+   */
+  creator_ip: z.string().min(1).nullable().optional(),
   created_at: z.number(),
   /** Player id of the authority holder, or null. */
   authority: z.string().nullable(),
@@ -104,6 +110,7 @@ export function buildSnapshot(parts: SnapshotParts, now: number): RoomsSnapshot 
       relay_type: room.relayType,
       authority_handover: room.authorityHandover,
       app_id: meta.appId ?? null,
+      creator_ip: room.creatorIp ?? null,
       created_at: meta.createdAt,
       authority: room.authority,
       ready: [...room.ready],
@@ -175,7 +182,7 @@ export function decodeSnapshot(text: string): SnapshotOutcome<RoomsSnapshot> {
 
 /**
  * Restores `snapshot` into an engine that has no rooms yet, at `now` (ms): every room with its
- * seats (in order), ready set, authority and app; every seat held until `now +
+ * seats (in order), ready set, authority, app and creator's address; every seat held until `now +
  * reconnectionWindowMs` with its replay buffer and its token digest; activity and empty-room
  * timers restart at `now`. Checks the whole snapshot first (unique rooms and players, authority
  * and ready players among the seats, seats within `max_players`, replayed messages that are
@@ -206,6 +213,8 @@ export function restoreSnapshot(
       now,
       // The app namespace the room was created in (auth enabled, issue 14 item 12).
       appId: saved.app_id ?? undefined,
+      // Its creator's address: the room still counts toward `server.max_rooms_per_ip` (§3.7).
+      creatorIp: saved.creator_ip ?? undefined,
     });
     directory.add(room, saved.app_id ?? undefined, saved.created_at);
     for (const seat of saved.seats) {

@@ -315,3 +315,35 @@ Deno.test("snapshot: a restore under a tighter configuration keeps every room as
     `${names} with a player or spectator name protocol.player_name_validation refuses, first in room ${game}/ROOM01`,
   ]);
 });
+
+Deno.test("snapshot: a restored room still counts toward its creator's server.max_rooms_per_ip (docs/spec/SERVER.md §3.7)", () => {
+  const engine = engineWith([], { maxRoomsPerIp: 1 });
+  engine.connect(P1, { ip: "198.51.100.7" });
+  first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined");
+  const saved = roundTrip(engine.snapshot(T1));
+  let n = 0;
+  const restored = engineWith([], { maxRoomsPerIp: 1, newId: () => `later-room-${++n}` });
+  ok(restored.restore(saved, T1).ok);
+  // The same address creates again after the restart: its room is still there and attended
+  // (restored rooms are not unattended yet), so the cap refuses as it did before the restart.
+  restored.connect(C1, { ip: "198.51.100.7" });
+  deepEqual(first(restored.handle(C1, join("ROOM02", "Ada"), T1), C1, "RoomJoinFailed").data, {
+    reason: "Your address already has 1 rooms of game `orbit` (limit 1)",
+    error_code: "MAX_ROOMS_PER_GAME_EXCEEDED",
+  });
+  // Another address is not affected.
+  restored.connect(C2, { ip: "203.0.113.9" });
+  first(restored.handle(C2, join("ROOM03", "Bea"), T1), C2, "RoomJoined");
+  // A file of a build before the field restores, the room then without a creator.
+  const older = roundTrip(engine.snapshot(T1));
+  delete older.rooms[0]!.creator_ip;
+  ok(engineWith([]).restore(older, T1).ok);
+  // The room keeps its creator across another restart too.
+  const again = engineWith([], { maxRoomsPerIp: 1 });
+  ok(again.restore(roundTrip(restored.snapshot(T1 + 1)), T1 + 1).ok);
+  again.connect(C1, { ip: "198.51.100.7" });
+  equal(
+    first(again.handle(C1, join("ROOM04", "Ada"), T1 + 1), C1, "RoomJoinFailed").data.error_code,
+    "MAX_ROOMS_PER_GAME_EXCEEDED",
+  );
+});
