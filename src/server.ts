@@ -324,6 +324,13 @@ async function startLocked(
     ...(cluster ? clusterEdgeOptions(cluster, engine, settings, config) : {}),
   });
   const restored = stateFile ? restoreRooms(engine, edge, stateFile, cluster) : undefined;
+  if (restored?.ok && config.server.state_save_interval_secs > 0) {
+    // With snapshots while running, the restored rooms replace the restored file before anyone
+    // is served, as a snapshot while running: a crash before the first periodic one restores them
+    // again, and then marks every replay truncated, as what was relayed meanwhile is lost
+    // (docs/spec/SERVER.md §2.7 `state_save_interval_secs`).
+    saveState(engine, stateFile!, Date.now(), true);
+  }
   if (cluster) {
     const { registerClusterMetrics } = await import("./cluster/open.ts");
     registerClusterMetrics(metrics.registry, cluster.node, edge, cluster.refusals);
@@ -432,8 +439,7 @@ async function startLocked(
     operatorFeed: feed && { intervalMs: feed.liveIntervalMs, tick: (now) => feed.tick(now) },
   });
   // A restored file goes once the server serves, so that a crash cannot bring back stale rooms;
-  // with snapshots while running it stays instead: until the first of them it is the last save,
-  // which a crash must bring back (docs/spec/SERVER.md §2.7 `state_save_interval_secs`).
+  // with snapshots while running it was replaced above (docs/spec/SERVER.md §2.7).
   if (restored?.ok && config.server.state_save_interval_secs === 0) consumeState(stateFile!);
   const url = localUrl(hostname, listener.addr.port, tls !== undefined);
   options.onListening?.(url);

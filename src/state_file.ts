@@ -46,10 +46,23 @@ export function sha256TokenDigest(token: string): string {
  * new, so two servers given the same path never write or rename each other's), flushed to disk and
  * renamed over the old file; then the directory is flushed too where the platform allows it, so
  * that the rename survives a power loss. The directory is created when missing. A snapshot over
- * `maxBytes` is not written. Logs one line either way; never throws.
+ * `maxBytes` is not written. Logs one line either way; never throws. `whileRunning`: the server
+ * goes on serving after it (the snapshot says so, docs/spec/SERVER.md §2.7), else it is the
+ * shutdown's.
  */
-export function saveState(engine: Engine, options: StateFileOptions, now: number): StateOutcome {
-  const encoded = encodeState(engine, options, now, "this restart");
+export function saveState(
+  engine: Engine,
+  options: StateFileOptions,
+  now: number,
+  whileRunning = false,
+): StateOutcome {
+  const encoded = encodeState(
+    engine,
+    options,
+    now,
+    whileRunning ? "a crash" : "this restart",
+    whileRunning,
+  );
   if (!encoded.ok) return encoded;
   const { path } = options;
   const temporary = temporaryPath(path);
@@ -86,16 +99,17 @@ type EncodedState = { ok: true; bytes: Uint8Array; rooms: number; seats: number 
 /**
  * `engine`'s snapshot at `now` as the file's bytes, or the refusal (logged) when it is over
  * `maxBytes` or cannot be taken. `survives` names what the rooms would not survive
- * ("this restart", "a crash") in the log line.
+ * ("this restart", "a crash") in the log line; `whileRunning` is recorded in the snapshot.
  */
 function encodeState(
   engine: Engine,
   { path, maxBytes }: StateFileOptions,
   now: number,
   survives: string,
+  whileRunning: boolean,
 ): EncodedState | { ok: false; reason: string } {
   try {
-    const snapshot = engine.snapshot(now);
+    const snapshot = engine.snapshot(now, whileRunning);
     const bytes = new TextEncoder().encode(JSON.stringify(snapshot));
     if (bytes.length > maxBytes) {
       return refused(
@@ -188,7 +202,7 @@ export class PeriodicStateSaves {
    */
   async saveNow(now = Date.now()): Promise<StateOutcome | undefined> {
     if (this.#writing || this.#stopped) return undefined;
-    const encoded = encodeState(this.#engine, this.#options, now, "a crash");
+    const encoded = encodeState(this.#engine, this.#options, now, "a crash", true);
     if (!encoded.ok) return encoded;
     const { path } = this.#options;
     const temporary = temporaryPath(path);
@@ -349,8 +363,9 @@ function entryKind(entry: Deno.FileInfo): string {
 /**
  * Deletes a state file whose rooms were restored, once the server is up, so that a later crash
  * (no snapshot written) cannot bring back stale rooms. Not called while snapshots are taken while
- * running (`server.state_save_interval_secs`, docs/spec/SERVER.md §2.7): then the restored file is
- * the last save until the first of them replaces it, and a crash before that restores it again.
+ * running (`server.state_save_interval_secs`, docs/spec/SERVER.md §2.7): then the server replaces
+ * the restored file at once with a snapshot while running of the restored rooms, which a crash
+ * before the first periodic one restores again.
  * Logs a warning when it cannot.
  */
 export function consumeState(options: StateFileOptions): void {

@@ -501,7 +501,7 @@ Deno.test("kill -9 with state_save_interval_secs: the rooms of the last snapshot
   }
 });
 
-Deno.test("kill -9 right after a restore, before the first snapshot while running: the restored rooms come back again", async () => {
+Deno.test("kill -9 right after a restore, before the first snapshot while running: the restored rooms come back again, their replays marked truncated", async () => {
   const dir = await Deno.makeTempDir({ prefix: "signal-fish-crash-" });
   // Snapshots while running are on, but none is due before the crash.
   const hourly = { SIGNAL_FISH_SERVER__STATE_SAVE_INTERVAL_SECS: "3600" };
@@ -518,6 +518,13 @@ Deno.test("kill -9 right after a restore, before the first snapshot while runnin
       // Restores the shutdown's snapshot, then crashes before it has saved one of its own.
       await using server = await start(dir, hourly);
       equal(logLines(server, /Restored 1 rooms and 1 held seats from/).length, 1, server.output());
+      // Meanwhile Bob joins and sends Mira's held seat a message, which the crash then loses.
+      await using b = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
+      b.send(joinRoom(mira.data.room_code as string, "Bob"));
+      await b.next("RoomJoined");
+      b.send({ type: "GameData", data: { data: { lost: true } } });
+      b.send({ type: "Ping" });
+      await b.next("Pong");
       server.child.kill("SIGKILL");
       equal((await exitWithin(server, 15_000))?.signal, "SIGKILL");
     }
@@ -526,7 +533,11 @@ Deno.test("kill -9 right after a restore, before the first snapshot while runnin
     equal(logLines(server, /Restored 1 rooms and 1 held seats from/).length, 1, server.output());
     await using a = await TestClient.connect(`ws://127.0.0.1:${server.port}/v2/ws`);
     a.send(reconnect(mira));
-    equal((await a.next("Reconnected")).data.room_code, mira.data.room_code);
+    const back = await a.next("Reconnected");
+    equal(back.data.room_code, mira.data.room_code);
+    // Bob's message is not in the replay, and Mira is told something may be missing.
+    deepEqual(back.data.missed_events, []);
+    equal(back.data.replay_truncated, true);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -539,10 +539,12 @@ export class Engine {
   /**
    * A snapshot of every room at `now` (ms) for a restart (docs/spec/SERVER.md §2.7 `state_file`): rooms,
    * seats, authority, ready sets, spectators, token digests and replay buffers
-   * (`snapshot.ts`). Needs `EngineOptions.tokenDigest`.
+   * (`snapshot.ts`). Needs `EngineOptions.tokenDigest`. `whileRunning`: the server goes on
+   * serving after it (recorded as `while_running`, so that a restore after a crash marks every
+   * replay truncated).
    */
-  snapshot(now: number): RoomsSnapshot {
-    return buildSnapshot(this.#snapshotParts(), now);
+  snapshot(now: number, whileRunning = false): RoomsSnapshot {
+    return buildSnapshot(this.#snapshotParts(), now, whileRunning);
   }
 
   /**

@@ -76,6 +76,14 @@ const Snapshot = z.object({
   format: z.literal(SNAPSHOT_FORMAT),
   version: z.number(),
   saved_at: z.number(),
+  /**
+   * Taken while the server went on serving (`server.state_save_interval_secs`, or the file that
+   * replaces a restored one at start), not at its shutdown: a restore of it follows a crash, and
+   * what the rooms relayed after it is lost, so every restored seat's replay is truncated
+   * (docs/spec/SERVER.md §2.7, docs/spec/PROTOCOL.md §7.11.2). Absent in files of builds before it
+   * (read as false).
+   */
+  while_running: z.boolean().optional(),
   rooms: z.array(SnapshotRoom),
 });
 
@@ -93,10 +101,15 @@ export interface SnapshotParts {
 
 /**
  * Builds the snapshot of every room at `now` (ms). A connected seat is recorded like a held one
- * with an empty replay buffer (its socket is about to go with the process). Throws a
- * `TypeError` when `options.tokenDigest` is missing.
+ * with an empty replay buffer (its socket is about to go with the process). `whileRunning`: the
+ * server goes on serving after it (a snapshot while running, not the shutdown's), recorded as
+ * `while_running`. Throws a `TypeError` when `options.tokenDigest` is missing.
  */
-export function buildSnapshot(parts: SnapshotParts, now: number): RoomsSnapshot {
+export function buildSnapshot(
+  parts: SnapshotParts,
+  now: number,
+  whileRunning = false,
+): RoomsSnapshot {
   const { directory, reconnection } = parts;
   const rooms: SnapshotRoom[] = [];
   for (const room of directory.rooms()) {
@@ -134,7 +147,13 @@ export function buildSnapshot(parts: SnapshotParts, now: number): RoomsSnapshot 
       spectators: room.spectatorInfos(),
     });
   }
-  return { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, saved_at: now, rooms };
+  return {
+    format: SNAPSHOT_FORMAT,
+    version: SNAPSHOT_VERSION,
+    saved_at: now,
+    ...(whileRunning ? { while_running: true } : {}),
+    rooms,
+  };
 }
 
 /** The outcome of {@linkcode decodeSnapshot} and {@linkcode restoreSnapshot}. */
@@ -183,7 +202,9 @@ export function decodeSnapshot(text: string): SnapshotOutcome<RoomsSnapshot> {
 /**
  * Restores `snapshot` into an engine that has no rooms yet, at `now` (ms): every room with its
  * seats (in order), ready set, authority, app and creator's address; every seat held until `now +
- * reconnectionWindowMs` with its replay buffer and its token digest; activity and empty-room
+ * reconnectionWindowMs` with its replay buffer and its token digest, the replay marked truncated
+ * when it was truncated or the snapshot was taken `while_running` (what the server relayed after
+ * it is lost, docs/spec/SERVER.md §2.7); activity and empty-room
  * timers restart at `now`. Checks the whole snapshot first (unique rooms and players, authority
  * and ready players among the seats, seats within `max_players`, replayed messages that are
  * JSON server messages) and changes nothing when a check fails. Returns the number of rooms
@@ -229,7 +250,9 @@ export function restoreSnapshot(
         digest: seat.token_digest ?? undefined,
         appId: seat.token_app_id ?? undefined,
         frames: seat.replay,
-        truncated: seat.replay_truncated,
+        // A snapshot taken while the server went on serving is restored after a crash: what
+        // was relayed to the seat after it is lost, and its Reconnected says so.
+        truncated: seat.replay_truncated || snapshot.while_running === true,
         presence: seat.presence,
       }, now);
       seats++;

@@ -347,3 +347,32 @@ Deno.test("snapshot: a restored room still counts toward its creator's server.ma
     "MAX_ROOMS_PER_GAME_EXCEEDED",
   );
 });
+
+Deno.test("snapshot: seats restored from a snapshot taken while running say replay_truncated, a shutdown's keep each seat's own flag (docs/spec/SERVER.md §2.7)", () => {
+  const { engine, tokens } = gameInProgress();
+  const truncatedAfter = (snapshot: RoomsSnapshot) => {
+    const restored = engineWith([C1, C2]);
+    ok(restored.restore(roundTrip(snapshot), T1).ok);
+    return [[C1, P1], [C2, P3]].map(([conn, player]) =>
+      first(
+        restored.handle(conn!, reconnect(player!, "room-1", tokens[player!]!), T1),
+        conn!,
+        "Reconnected",
+      )
+        .data.replay_truncated
+    );
+  };
+  // The shutdown's snapshot: nothing was relayed after it, each replay is whole.
+  const atShutdown = engine.snapshot(T1);
+  equal(atShutdown.while_running, undefined);
+  deepEqual(truncatedAfter(atShutdown), [false, false]);
+  // One taken while the server went on: a restore follows a crash, and what P3's buffer and
+  // P1's socket got after it is lost, connected seat or held.
+  const whileRunning = engine.snapshot(T1, true);
+  equal(whileRunning.while_running, true);
+  deepEqual(truncatedAfter(whileRunning), [true, true]);
+  // Files of builds before the field restore as a shutdown's.
+  const older = roundTrip(whileRunning);
+  delete older.while_running;
+  deepEqual(truncatedAfter(older), [false, false]);
+});
