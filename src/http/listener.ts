@@ -14,7 +14,8 @@
  * - a connection idle for `idleTimeoutMs` (before its first request, between keep-alive requests)
  *   is closed; a TLS handshake must finish within `tlsHandshakeTimeoutMs` of the connection's
  *   accept, however its bytes come;
- * - at most `maxPending` such connections in all and `maxPendingPerIp` per socket peer address;
+ * - at most `maxPending` such connections in all and `maxPendingPerIp` per socket peer address
+ *   (an IPv6 peer by its network of `ipv6PrefixLength` bits);
  *   a connection beyond either cap is closed at once, without reading it;
  * - at most {@linkcode MAX_UNANSWERED_REQUESTS} pipelined requests not answered yet per
  *   connection; one more closes it;
@@ -33,6 +34,7 @@ import type { Duplex } from "node:stream";
 import { getLogger } from "@logtape/logtape";
 import { bugFields } from "../logging.ts";
 import { tlsReads } from "../transport/tls_reads.ts";
+import { DEFAULT_IPV6_PREFIX_LENGTH, ipKey } from "./admission.ts";
 import { checkTlsPem, type TlsPemCheck, tlsPemProblem } from "../util/tls_pem.ts";
 import {
   attachUpgradeSocket,
@@ -62,8 +64,17 @@ export interface PendingLimits {
   tlsHandshakeTimeoutMs: number;
   /** Connections not upgraded yet, all addresses together. */
   maxPending: number;
-  /** Connections not upgraded yet from one socket peer address. */
+  /**
+   * Connections not upgraded yet from one socket peer address: an IPv6 peer counts by its network
+   * of {@linkcode PendingLimits.ipv6PrefixLength} bits, as every per-IP limit does.
+   */
   maxPendingPerIp: number;
+  /**
+   * `security.ipv6_prefix_length`: the bits of an IPv6 peer's address that
+   * {@linkcode PendingLimits.maxPendingPerIp} counts it by (docs/spec/SERVER.md §1.9).
+   * @default 64
+   */
+  ipv6PrefixLength?: number;
 }
 
 /** Defaults of {@linkcode PendingLimits} (`security.http.*`). */
@@ -174,11 +185,14 @@ function trafficOf(socket: Socket): number {
   return Number.isFinite(total) ? total : 0;
 }
 
-/** Normalises a socket peer address for the per-IP pending count. */
-function peerKey(address: string | undefined): string {
-  if (address === undefined) return "unknown";
-  const ip = address.toLowerCase();
-  return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
+/**
+ * The per-IP pending count's key of a socket peer address: {@linkcode ipKey}, so an IPv4-mapped
+ * peer counts as its IPv4 address and an IPv6 peer by its network of `ipv6PrefixLength` bits.
+ * Before, each IPv6 address was a key of its own: one /64 could hold every pending slot of the
+ * instance from `maxPending / maxPendingPerIp` of its addresses (32 by default).
+ */
+function peerKey(address: string | undefined, ipv6PrefixLength: number): string {
+  return address === undefined ? "unknown" : ipKey(address, ipv6PrefixLength);
 }
 
 const STATUS_TEXT = http.STATUS_CODES;
@@ -254,6 +268,7 @@ const RETRY_MAX_MS = 2_000;
  */
 export async function listen(options: ListenOptions): Promise<Listener> {
   const limits = options.limits ?? DEFAULT_PENDING_LIMITS;
+  const ipv6PrefixLength = limits.ipv6PrefixLength ?? DEFAULT_IPV6_PREFIX_LENGTH;
   const pendingByIp = new Map<string, number>();
   const pendingBySocket = new WeakMap<object, Pending>();
   const pendingSet = new Set<Pending>();
@@ -319,7 +334,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
 
   const onConnection = (socket: Socket) => {
     accepted++;
-    const ip = peerKey(socket.remoteAddress);
+    const ip = peerKey(socket.remoteAddress, ipv6PrefixLength);
     const fromIp = pendingByIp.get(ip) ?? 0;
     if (stopping || pendingSet.size >= limits.maxPending || fromIp >= limits.maxPendingPerIp) {
       const reason = pendingSet.size >= limits.maxPending ? "pending" : "pending_per_ip";

@@ -1,4 +1,5 @@
 import { equal, ok } from "node:assert/strict";
+import net from "node:net";
 import type { Duplex } from "node:stream";
 import { switchingProtocols, takeUpgradeSocket } from "./handover.ts";
 import {
@@ -28,6 +29,9 @@ async function readUntilClosed(conn: Deno.Conn, boundMs: number): Promise<string
     clearTimeout(timer);
   }
 }
+
+/** Resolves after `ms`. */
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Sockets the test route took over (destroyed at the end, so shutdown does not wait). */
 const taken: Duplex[] = [];
@@ -361,6 +365,94 @@ Deno.test("listen: an upgrade pipelined behind requests not answered yet is refu
     keepAlive.close();
   } finally {
     for (const socket of taken.splice(0)) socket.destroy();
+    await listener.shutdown();
+  }
+});
+
+/**
+ * Makes every accepted socket report an IPv6 peer address of its own in 2001:db8:1:2::/64 (a
+ * host rotating through its /64; loopback has one IPv6 address), told apart by the client's
+ * port. Returns the undo and the addresses handed out.
+ */
+function rotatingIpv6Peers(): { restore: () => void; addresses: Map<number, string> } {
+  const proto = net.Socket.prototype as unknown as {
+    _getpeername(): { address?: string; port?: number; family?: string };
+  };
+  const real = proto._getpeername;
+  const addresses = new Map<number, string>();
+  proto._getpeername = function (this: unknown) {
+    const peer = real.call(this);
+    const port = peer.port ?? 0;
+    if (!addresses.has(port)) {
+      addresses.set(port, `2001:db8:1:2::${(addresses.size + 1).toString(16)}`);
+    }
+    return { ...peer, address: addresses.get(port), family: "IPv6" };
+  };
+  return { restore: () => proto._getpeername = real, addresses };
+}
+
+Deno.test("listen: the per-address pending cap counts an IPv6 peer by its network of ipv6PrefixLength bits", async () => {
+  const peers = rotatingIpv6Peers();
+  const refused: string[] = [];
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: () => new Response("ok"),
+    limits: {
+      ...DEFAULT_PENDING_LIMITS,
+      maxPendingPerIp: 4,
+      headerTimeoutMs: 60_000,
+      idleTimeoutMs: 60_000,
+    },
+    onRefused: (reason) => refused.push(reason),
+  });
+  const conns: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < 10; i++) {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
+    }
+    for (
+      let waited = 0;
+      listener.pending + refused.length < 10 && waited < 5_000;
+      waited += 20
+    ) await delay(20);
+    // Before: each address had its own 4, so all 10 stayed pending (a /64 could take the whole
+    // `max_pending_connections` budget from 32 of its addresses).
+    equal(listener.pending, 4);
+    equal(refused.length, 6);
+    ok(refused.every((reason) => reason === "pending_per_ip"), refused.join());
+    ok(peers.addresses.size >= 10, `${peers.addresses.size} addresses`);
+  } finally {
+    peers.restore();
+    for (const conn of conns) conn.close();
+    await listener.shutdown();
+  }
+});
+
+Deno.test("listen: ipv6PrefixLength 128 counts each IPv6 peer address on its own", async () => {
+  const peers = rotatingIpv6Peers();
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: () => new Response("ok"),
+    limits: {
+      ...DEFAULT_PENDING_LIMITS,
+      maxPendingPerIp: 4,
+      headerTimeoutMs: 60_000,
+      idleTimeoutMs: 60_000,
+      ipv6PrefixLength: 128,
+    },
+  });
+  const conns: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < 10; i++) {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
+    }
+    for (let waited = 0; listener.pending < 10 && waited < 5_000; waited += 20) await delay(20);
+    equal(listener.pending, 10);
+  } finally {
+    peers.restore();
+    for (const conn of conns) conn.close();
     await listener.shutdown();
   }
 });
