@@ -17,6 +17,8 @@
  * - at most `maxPending` such connections in all and `maxPendingPerIp` per socket peer address
  *   (an IPv6 peer by its network of `ipv6PrefixLength` bits);
  *   a connection beyond either cap is closed at once, without reading it;
+ * - a request's body must be whole within `headerTimeoutMs` of its head, whether the route reads
+ *   it or not;
  * - at most {@linkcode MAX_UNANSWERED_REQUESTS} pipelined requests not answered yet per
  *   connection; one more closes it;
  * - an upgrade request pipelined behind requests not answered yet is refused (`400` after their
@@ -503,6 +505,28 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     });
   };
 
+  /**
+   * Closes `socket` when `message`'s body is not whole `headerTimeoutMs` after its head (SECURITY.md
+   * "Request body time"). `server.requestTimeout` only covers a request until it is answered, and
+   * every route but the operator API's PUT answers without reading the body, which `node:http` then
+   * reads and discards for as long as it comes: a byte every second kept such a connection, and its
+   * pending slot, for good.
+   */
+  const bodyDeadline = (message: http.IncomingMessage, socket: Socket) => {
+    const expire = () => {
+      done();
+      if (!message.complete) socket.destroy();
+    };
+    const timer = setTimeout(expire, limits.headerTimeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      message.off("end", done);
+      socket.off("close", done);
+    };
+    message.once("end", done);
+    socket.once("close", done);
+  };
+
   const onRequest = async (message: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = message.socket;
     const open = (unanswered.get(socket) ?? 0) + 1;
@@ -513,6 +537,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     }
     unanswered.set(socket, open);
     res.on("close", () => answeredOne(socket));
+    if (hasBody(message)) bodyDeadline(message, socket);
     const request = toRequest(message);
     const response = request
       ? await handle(request, message.socket)
@@ -787,6 +812,17 @@ export function isPlainHost(host: string): boolean {
   const plain = match !== null && (match[1] === undefined || Number(match[1]) <= 65_535);
   if (plain) lastPlainHost = host;
   return plain;
+}
+
+/**
+ * True when a request declares a body (`Transfer-Encoding`, or a `Content-Length` other than 0):
+ * the only requests {@linkcode listen}'s body deadline is armed for.
+ */
+function hasBody(message: http.IncomingMessage): boolean {
+  const headers = message.headers;
+  if (headers["transfer-encoding"] !== undefined) return true;
+  const length = headers["content-length"];
+  return length !== undefined && length !== "0";
 }
 
 /** The error listener of an upgrade's socket (errors end in `close`, handled by its owner). */

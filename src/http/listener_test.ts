@@ -456,3 +456,91 @@ Deno.test("listen: ipv6PrefixLength 128 counts each IPv6 peer address on its own
     await listener.shutdown();
   }
 });
+
+/**
+ * Sends `head`, then `piece` of body every 100 ms until the server closes the connection;
+ * resolves with how long that took, ms, or `boundMs` when it did not close by then.
+ */
+async function trickleBody(
+  port: number,
+  head: string,
+  boundMs: number,
+  piece = " ",
+): Promise<number> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const started = Date.now();
+  let closed = false;
+  const reading = (async () => {
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) break;
+    }
+    closed = true;
+  })();
+  try {
+    await conn.write(new TextEncoder().encode(head));
+    while (!closed && Date.now() - started < boundMs) {
+      await delay(100);
+      if (closed) break;
+      await conn.write(new TextEncoder().encode(piece)).catch(() => closed = true);
+    }
+    return closed ? Date.now() - started : boundMs;
+  } finally {
+    conn.close();
+    await reading;
+  }
+}
+
+Deno.test("listen: a request body must arrive within the header timeout, whether the route reads it or not", async () => {
+  let bodies = 0;
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: async (request) => {
+      // `/read` reads the body like the operator API's PUT (capped there); the rest ignore it.
+      if (new URL(request.url).pathname === "/read") {
+        if (await request.arrayBuffer().then(() => true, () => false)) bodies++;
+      }
+      return new Response("ok");
+    },
+    // The idle timeout is far beyond the bound: the trickle is traffic, so only a deadline on the
+    // request itself can end it.
+    limits: { ...DEFAULT_PENDING_LIMITS, headerTimeoutMs: 500, idleTimeoutMs: 60_000 },
+  });
+  try {
+    const head = (path: string, framing: string) =>
+      `POST ${path} HTTP/1.1\r\nHost: x\r\n${framing}\r\n\r\n`;
+    const lengths = await Promise.all([
+      trickleBody(listener.addr.port, head("/ignore", "Content-Length: 100000"), 6_000),
+      trickleBody(listener.addr.port, head("/read", "Content-Length: 100000"), 6_000),
+      trickleBody(
+        listener.addr.port,
+        head("/ignore", "Transfer-Encoding: chunked"),
+        6_000,
+        "1\r\na\r\n",
+      ),
+    ]);
+    // Before: all three were open when the bound came (a byte every 100 ms kept them forever).
+    for (const ms of lengths) ok(ms < 3_000, `closed after ${lengths.join(", ")} ms`);
+    equal(bodies, 0);
+    // A body that comes whole in time is served, on a connection that stays open.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    await conn.write(
+      new TextEncoder().encode(
+        head("/read", "Content-Length: 5").replace("\r\n\r\n", "\r\n\r\nhello"),
+      ),
+    );
+    const buffer = new Uint8Array(4096);
+    const n = await conn.read(buffer);
+    ok(new TextDecoder().decode(buffer.subarray(0, n ?? 0)).startsWith("HTTP/1.1 200"));
+    await delay(1_000);
+    await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const m = await conn.read(buffer);
+    ok(new TextDecoder().decode(buffer.subarray(0, m ?? 0)).startsWith("HTTP/1.1 200"));
+    conn.close();
+    equal(bodies, 1);
+  } finally {
+    await listener.shutdown();
+  }
+});
