@@ -817,6 +817,7 @@ function pendingLimits(config: Config): PendingLimits {
     tlsHandshakeTimeoutMs: http.tls_handshake_timeout_secs * 1000,
     maxPending: http.max_pending_connections,
     maxPendingPerIp: http.max_pending_connections_per_ip,
+    ipv6PrefixLength: config.security.ipv6_prefix_length,
   };
 }
 

@@ -14,8 +14,11 @@
  * - a connection idle for `idleTimeoutMs` (before its first request, between keep-alive requests)
  *   is closed; a TLS handshake must finish within `tlsHandshakeTimeoutMs` of the connection's
  *   accept, however its bytes come;
- * - at most `maxPending` such connections in all and `maxPendingPerIp` per socket peer address;
+ * - at most `maxPending` such connections in all and `maxPendingPerIp` per socket peer address
+ *   (an IPv6 peer by its network of `ipv6PrefixLength` bits);
  *   a connection beyond either cap is closed at once, without reading it;
+ * - a request's body must be whole within `headerTimeoutMs` of its head, whether the route reads
+ *   it or not;
  * - at most {@linkcode MAX_UNANSWERED_REQUESTS} pipelined requests not answered yet per
  *   connection; one more closes it;
  * - an upgrade request pipelined behind requests not answered yet is refused (`400` after their
@@ -33,6 +36,7 @@ import type { Duplex } from "node:stream";
 import { getLogger } from "@logtape/logtape";
 import { bugFields } from "../logging.ts";
 import { tlsReads } from "../transport/tls_reads.ts";
+import { DEFAULT_IPV6_PREFIX_LENGTH, ipKey } from "./admission.ts";
 import { checkTlsPem, type TlsPemCheck, tlsPemProblem } from "../util/tls_pem.ts";
 import {
   attachUpgradeSocket,
@@ -62,8 +66,17 @@ export interface PendingLimits {
   tlsHandshakeTimeoutMs: number;
   /** Connections not upgraded yet, all addresses together. */
   maxPending: number;
-  /** Connections not upgraded yet from one socket peer address. */
+  /**
+   * Connections not upgraded yet from one socket peer address: an IPv6 peer counts by its network
+   * of {@linkcode PendingLimits.ipv6PrefixLength} bits, as every per-IP limit does.
+   */
   maxPendingPerIp: number;
+  /**
+   * `security.ipv6_prefix_length`: the bits of an IPv6 peer's address that
+   * {@linkcode PendingLimits.maxPendingPerIp} counts it by (docs/spec/SERVER.md §1.9).
+   * @default 64
+   */
+  ipv6PrefixLength?: number;
 }
 
 /** Defaults of {@linkcode PendingLimits} (`security.http.*`). */
@@ -174,11 +187,14 @@ function trafficOf(socket: Socket): number {
   return Number.isFinite(total) ? total : 0;
 }
 
-/** Normalises a socket peer address for the per-IP pending count. */
-function peerKey(address: string | undefined): string {
-  if (address === undefined) return "unknown";
-  const ip = address.toLowerCase();
-  return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
+/**
+ * The per-IP pending count's key of a socket peer address: {@linkcode ipKey}, so an IPv4-mapped
+ * peer counts as its IPv4 address and an IPv6 peer by its network of `ipv6PrefixLength` bits.
+ * Before, each IPv6 address was a key of its own: one /64 could hold every pending slot of the
+ * instance from `maxPending / maxPendingPerIp` of its addresses (32 by default).
+ */
+function peerKey(address: string | undefined, ipv6PrefixLength: number): string {
+  return address === undefined ? "unknown" : ipKey(address, ipv6PrefixLength);
 }
 
 const STATUS_TEXT = http.STATUS_CODES;
@@ -254,6 +270,7 @@ const RETRY_MAX_MS = 2_000;
  */
 export async function listen(options: ListenOptions): Promise<Listener> {
   const limits = options.limits ?? DEFAULT_PENDING_LIMITS;
+  const ipv6PrefixLength = limits.ipv6PrefixLength ?? DEFAULT_IPV6_PREFIX_LENGTH;
   const pendingByIp = new Map<string, number>();
   const pendingBySocket = new WeakMap<object, Pending>();
   const pendingSet = new Set<Pending>();
@@ -319,7 +336,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
 
   const onConnection = (socket: Socket) => {
     accepted++;
-    const ip = peerKey(socket.remoteAddress);
+    const ip = peerKey(socket.remoteAddress, ipv6PrefixLength);
     const fromIp = pendingByIp.get(ip) ?? 0;
     if (stopping || pendingSet.size >= limits.maxPending || fromIp >= limits.maxPendingPerIp) {
       const reason = pendingSet.size >= limits.maxPending ? "pending" : "pending_per_ip";
@@ -488,6 +505,28 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     });
   };
 
+  /**
+   * Closes `socket` when `message`'s body is not whole `headerTimeoutMs` after its head (SECURITY.md
+   * "Request body time"). `server.requestTimeout` only covers a request until it is answered, and
+   * every route but the operator API's PUT answers without reading the body, which `node:http` then
+   * reads and discards for as long as it comes: a byte every second kept such a connection, and its
+   * pending slot, for good.
+   */
+  const bodyDeadline = (message: http.IncomingMessage, socket: Socket) => {
+    const expire = () => {
+      done();
+      if (!message.complete) socket.destroy();
+    };
+    const timer = setTimeout(expire, limits.headerTimeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      message.off("end", done);
+      socket.off("close", done);
+    };
+    message.once("end", done);
+    socket.once("close", done);
+  };
+
   const onRequest = async (message: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = message.socket;
     const open = (unanswered.get(socket) ?? 0) + 1;
@@ -498,6 +537,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     }
     unanswered.set(socket, open);
     res.on("close", () => answeredOne(socket));
+    if (hasBody(message)) bodyDeadline(message, socket);
     const request = toRequest(message);
     const response = request
       ? await handle(request, message.socket)
@@ -772,6 +812,17 @@ export function isPlainHost(host: string): boolean {
   const plain = match !== null && (match[1] === undefined || Number(match[1]) <= 65_535);
   if (plain) lastPlainHost = host;
   return plain;
+}
+
+/**
+ * True when a request declares a body (`Transfer-Encoding`, or a `Content-Length` other than 0):
+ * the only requests {@linkcode listen}'s body deadline is armed for.
+ */
+function hasBody(message: http.IncomingMessage): boolean {
+  const headers = message.headers;
+  if (headers["transfer-encoding"] !== undefined) return true;
+  const length = headers["content-length"];
+  return length !== undefined && length !== "0";
 }
 
 /** The error listener of an upgrade's socket (errors end in `close`, handled by its owner). */

@@ -1,4 +1,5 @@
 import { equal, ok } from "node:assert/strict";
+import net from "node:net";
 import type { Duplex } from "node:stream";
 import { switchingProtocols, takeUpgradeSocket } from "./handover.ts";
 import {
@@ -28,6 +29,9 @@ async function readUntilClosed(conn: Deno.Conn, boundMs: number): Promise<string
     clearTimeout(timer);
   }
 }
+
+/** Resolves after `ms`. */
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Sockets the test route took over (destroyed at the end, so shutdown does not wait). */
 const taken: Duplex[] = [];
@@ -361,6 +365,182 @@ Deno.test("listen: an upgrade pipelined behind requests not answered yet is refu
     keepAlive.close();
   } finally {
     for (const socket of taken.splice(0)) socket.destroy();
+    await listener.shutdown();
+  }
+});
+
+/**
+ * Makes every accepted socket report an IPv6 peer address of its own in 2001:db8:1:2::/64 (a
+ * host rotating through its /64; loopback has one IPv6 address), told apart by the client's
+ * port. Returns the undo and the addresses handed out.
+ */
+function rotatingIpv6Peers(): { restore: () => void; addresses: Map<number, string> } {
+  const proto = net.Socket.prototype as unknown as {
+    _getpeername(): { address?: string; port?: number; family?: string };
+  };
+  const real = proto._getpeername;
+  const addresses = new Map<number, string>();
+  proto._getpeername = function (this: unknown) {
+    const peer = real.call(this);
+    const port = peer.port ?? 0;
+    if (!addresses.has(port)) {
+      addresses.set(port, `2001:db8:1:2::${(addresses.size + 1).toString(16)}`);
+    }
+    return { ...peer, address: addresses.get(port), family: "IPv6" };
+  };
+  return { restore: () => proto._getpeername = real, addresses };
+}
+
+Deno.test("listen: the per-address pending cap counts an IPv6 peer by its network of ipv6PrefixLength bits", async () => {
+  const peers = rotatingIpv6Peers();
+  const refused: string[] = [];
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: () => new Response("ok"),
+    limits: {
+      ...DEFAULT_PENDING_LIMITS,
+      maxPendingPerIp: 4,
+      headerTimeoutMs: 60_000,
+      idleTimeoutMs: 60_000,
+    },
+    onRefused: (reason) => refused.push(reason),
+  });
+  const conns: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < 10; i++) {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
+    }
+    for (
+      let waited = 0;
+      listener.pending + refused.length < 10 && waited < 5_000;
+      waited += 20
+    ) await delay(20);
+    // Before: each address had its own 4, so all 10 stayed pending (a /64 could take the whole
+    // `max_pending_connections` budget from 32 of its addresses).
+    equal(listener.pending, 4);
+    equal(refused.length, 6);
+    ok(refused.every((reason) => reason === "pending_per_ip"), refused.join());
+    ok(peers.addresses.size >= 10, `${peers.addresses.size} addresses`);
+  } finally {
+    peers.restore();
+    for (const conn of conns) conn.close();
+    await listener.shutdown();
+  }
+});
+
+Deno.test("listen: ipv6PrefixLength 128 counts each IPv6 peer address on its own", async () => {
+  const peers = rotatingIpv6Peers();
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: () => new Response("ok"),
+    limits: {
+      ...DEFAULT_PENDING_LIMITS,
+      maxPendingPerIp: 4,
+      headerTimeoutMs: 60_000,
+      idleTimeoutMs: 60_000,
+      ipv6PrefixLength: 128,
+    },
+  });
+  const conns: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < 10; i++) {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
+    }
+    for (let waited = 0; listener.pending < 10 && waited < 5_000; waited += 20) await delay(20);
+    equal(listener.pending, 10);
+  } finally {
+    peers.restore();
+    for (const conn of conns) conn.close();
+    await listener.shutdown();
+  }
+});
+
+/**
+ * Sends `head`, then `piece` of body every 100 ms until the server closes the connection;
+ * resolves with how long that took, ms, or `boundMs` when it did not close by then.
+ */
+async function trickleBody(
+  port: number,
+  head: string,
+  boundMs: number,
+  piece = " ",
+): Promise<number> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const started = Date.now();
+  let closed = false;
+  const reading = (async () => {
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) break;
+    }
+    closed = true;
+  })();
+  try {
+    await conn.write(new TextEncoder().encode(head));
+    while (!closed && Date.now() - started < boundMs) {
+      await delay(100);
+      if (closed) break;
+      await conn.write(new TextEncoder().encode(piece)).catch(() => closed = true);
+    }
+    return closed ? Date.now() - started : boundMs;
+  } finally {
+    conn.close();
+    await reading;
+  }
+}
+
+Deno.test("listen: a request body must arrive within the header timeout, whether the route reads it or not", async () => {
+  let bodies = 0;
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: async (request) => {
+      // `/read` reads the body like the operator API's PUT (capped there); the rest ignore it.
+      if (new URL(request.url).pathname === "/read") {
+        if (await request.arrayBuffer().then(() => true, () => false)) bodies++;
+      }
+      return new Response("ok");
+    },
+    // The idle timeout is far beyond the bound: the trickle is traffic, so only a deadline on the
+    // request itself can end it.
+    limits: { ...DEFAULT_PENDING_LIMITS, headerTimeoutMs: 500, idleTimeoutMs: 60_000 },
+  });
+  try {
+    const head = (path: string, framing: string) =>
+      `POST ${path} HTTP/1.1\r\nHost: x\r\n${framing}\r\n\r\n`;
+    const lengths = await Promise.all([
+      trickleBody(listener.addr.port, head("/ignore", "Content-Length: 100000"), 6_000),
+      trickleBody(listener.addr.port, head("/read", "Content-Length: 100000"), 6_000),
+      trickleBody(
+        listener.addr.port,
+        head("/ignore", "Transfer-Encoding: chunked"),
+        6_000,
+        "1\r\na\r\n",
+      ),
+    ]);
+    // Before: all three were open when the bound came (a byte every 100 ms kept them forever).
+    for (const ms of lengths) ok(ms < 3_000, `closed after ${lengths.join(", ")} ms`);
+    equal(bodies, 0);
+    // A body that comes whole in time is served, on a connection that stays open.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    await conn.write(
+      new TextEncoder().encode(
+        head("/read", "Content-Length: 5").replace("\r\n\r\n", "\r\n\r\nhello"),
+      ),
+    );
+    const buffer = new Uint8Array(4096);
+    const n = await conn.read(buffer);
+    ok(new TextDecoder().decode(buffer.subarray(0, n ?? 0)).startsWith("HTTP/1.1 200"));
+    await delay(1_000);
+    await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const m = await conn.read(buffer);
+    ok(new TextDecoder().decode(buffer.subarray(0, m ?? 0)).startsWith("HTTP/1.1 200"));
+    conn.close();
+    equal(bodies, 1);
+  } finally {
     await listener.shutdown();
   }
 });
