@@ -8,6 +8,16 @@ import { MemoryNetwork } from "./memory_bus.ts";
 import { Streams } from "./streams.ts";
 import type { NodeId } from "./types.ts";
 
+/**
+ * Lets the streams end their turns: a turn's batches are published from `setImmediate` and
+ * delivered in microtasks, so a few immediates queued after that see it all done, whatever the
+ * load. (A timer is no wait for it: an overdue timer runs before a pending immediate, so a stall
+ * of a few ms let the assertions run before the turn had ended.)
+ */
+async function endTurns(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 Deno.test("envelopes: every kind round-trips, text and binary frames unchanged", () => {
   const bodies: Body[] = [
     {
@@ -187,7 +197,7 @@ Deno.test("streams: one envelope per peer per turn, consecutive OUTs merged, ord
   equal(a.streams.send("b", out("2")), 1);
   equal(a.streams.send("c", out("3")), 1);
   equal(network.published, 0, "nothing is published before the turn ends");
-  await new Promise((r) => setTimeout(r, 10));
+  await endTurns();
   equal(network.published, 2, "one envelope per peer");
   deepEqual(received.filter((r) => r.detail !== "3"), [
     { seq: 1, kind: Kind.OUT, detail: "1,unbind" },
@@ -197,7 +207,7 @@ Deno.test("streams: one envelope per peer per turn, consecutive OUTs merged, ord
   // The next turn is the next envelope; a heartbeat names it without a gap.
   equal(a.streams.send("b", out("4")), 2);
   a.streams.tick();
-  await new Promise((r) => setTimeout(r, 10));
+  await endTurns();
   equal(b.streams.stats.gaps, 0);
   equal(b.streams.lastReceived("a"), 2);
   equal(a.streams.stats.bodiesOut, 6);
@@ -243,7 +253,7 @@ Deno.test("streams: what a turn produced for a peer leaves before an envelope wi
     deadline: Date.now() + 1_000,
     frame: "{}",
   });
-  const turn = () => new Promise((r) => setTimeout(r, 5));
+  const turn = endTurns;
   // The edge's BIND is on its way when the home, in the same turn, produces output for the
   // edge (a room closed): that output leaves before the BIND is taken in, acknowledging nothing.
   edge.streams.send("home", bind("x"));
@@ -333,7 +343,7 @@ Deno.test("streams: a window holds the batches of later turns until it ends, in 
   for (const n of [a, b]) {
     await n.bus.start({ receive: (x) => n.streams.receive(x), lost: () => {} });
   }
-  const turn = () => new Promise((r) => setTimeout(r, 0));
+  const turn = endTurns;
   // No publish in the last window: the first batch leaves at the end of its turn.
   a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "1" });
   await turn();
