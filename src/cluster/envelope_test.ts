@@ -447,3 +447,85 @@ Deno.test("streams: a gone node's pair is forgotten once it is no peer and silen
   deepEqual(published, ["c", "forget c"]);
   await a.close();
 });
+
+Deno.test("streams: a node paused for less than 3 × heartbeat_ms suspects no peer that kept sending: its late tick judges nobody, the next one does after the envelopes that waited are read; a peer that fell silent is still suspected (docs/spec/SERVER.md §8.5.1)", async () => {
+  const network = new MemoryNetwork();
+  const resyncs: string[] = [];
+  let clock = 1_000_000;
+  const make = (node: NodeId) => {
+    const bus = network.bus(node);
+    const streams = new Streams(
+      bus,
+      {
+        deliver: () => {},
+        resync: (peer, reason) => void resyncs.push(`${node}:${peer}:${reason}`),
+        isPeer: () => true,
+      },
+      250,
+      30_000,
+      () => clock,
+    );
+    return { bus, streams };
+  };
+  const a = make("a");
+  const b = make("b");
+  for (const n of [a, b]) {
+    await n.bus.start({ receive: (x) => n.streams.receive(x), lost: () => {} });
+  }
+  a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "from a" });
+  b.streams.send("a", { kind: Kind.MSG, conn: "y", frame: "from b" });
+  await endTurns();
+  // Both tick every 250 ms, B 50 ms after A; each hears the other's heartbeats.
+  for (let i = 0; i < 3; i++) {
+    clock += 200;
+    a.streams.tick();
+    await endTurns();
+    clock += 50;
+    b.streams.tick();
+    await endTurns();
+  }
+  deepEqual(resyncs, []);
+  // A is paused 700 ms (its event loop blocked) right after its tick; B goes on ticking, and its
+  // heartbeats wait unread at A. A wakes with its tick overdue: the timer runs before A reads
+  // them, 900 ms after the last heartbeat A read.
+  const waiting: Uint8Array[] = [];
+  network.fault = (from, _to, bytes) => {
+    if (from !== "b") return "deliver";
+    waiting.push(bytes);
+    return "drop";
+  };
+  clock += 200;
+  a.streams.tick();
+  for (let i = 0; i < 2; i++) {
+    clock += 250;
+    b.streams.tick();
+    await endTurns();
+  }
+  clock += 200;
+  a.streams.tick();
+  deepEqual(resyncs, [], "A was paused, B was not silent");
+  network.fault = undefined;
+  for (const bytes of waiting.splice(0)) a.streams.receive(bytes);
+  clock += 50;
+  b.streams.tick();
+  await endTurns();
+  clock += 200;
+  a.streams.tick();
+  deepEqual(resyncs, [], "B's heartbeats were read");
+
+  // B falls silent after its heartbeat 200 ms before A's last tick: A, on time and then paused
+  // twice, suspects it at the second late tick (never two in a row judge nobody).
+  network.fault = (from) => from === "b" ? "drop" : "deliver";
+  for (let i = 0; i < 2; i++) {
+    clock += 250;
+    a.streams.tick();
+  }
+  deepEqual(resyncs, [], "700 ms");
+  clock += 700;
+  a.streams.tick();
+  deepEqual(resyncs, [], "a late tick judges nobody");
+  clock += 700;
+  a.streams.tick();
+  deepEqual(resyncs, ["a:b:suspect"]);
+  network.close();
+});
