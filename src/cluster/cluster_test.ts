@@ -1283,8 +1283,11 @@ Deno.test("Cluster (twins): a takeover whose probe is answered before a frame se
     cluster.network.fault = (from, to) =>
       from === a.name && to === b.name ? { lateMs: 40 } : "deliver";
     const carol = c.connect();
+    const before = streams.lastSent(b.name);
     carol.say(reconnectFor(bob.last("RoomJoined")!.data!));
-    await settle(); // the BIND reached A, which parked it and sent B the probe
+    // The BIND reached A, which parked it and sent B the probe. (settle() was no wait for it:
+    // C publishes the BIND at the end of its turn, which an overdue timer runs ahead of.)
+    await until(() => streams.lastSent(b.name) > before, "A's probe of B");
     alice.say({ type: "GameData", data: { data: "lost", to_player: bob.id } });
     await until(() => !!carol.last("Reconnected"), "Reconnected");
     equal(bob.closed, 1013, "the old connection was a slow consumer");
