@@ -880,7 +880,10 @@ browserTest(
       await waitForText(page, "#connection-state", "live, partly unavailable");
       await waitForText(page, "#maintenance-button", "Maintenance: off (last known)");
       // The server cannot be reached at all: the stream drops; the tiles are greyed and
-      // maintenance is unknown (the button disabled).
+      // maintenance is unknown (the button disabled). The page's clock stands still from here:
+      // the stream is tried again 0.5–1 s after it dropped, and that attempt's failure says
+      // "cannot connect" instead of "interrupted" (a slow test missed the interruption).
+      await page.clock.pauseAt(await page.evaluate(() => Date.now()) + 100);
       await page.route("**/admin/api/events", (route) => route.abort());
       server.admin!.close();
       await page.waitForSelector('#connection-state[data-state="retrying"]', {

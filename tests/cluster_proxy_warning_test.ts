@@ -4,11 +4,15 @@
  * the proxy trusted, none. A real server process and redis-server.
  */
 import { equal } from "node:assert/strict";
-import { startCluster } from "./cluster_helpers.ts";
+import { type RealCluster, startCluster } from "./cluster_helpers.ts";
+import { logged } from "./process.ts";
 import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
 
 const opts = { ignore: IGNORE_WITHOUT_REDIS, sanitizeResources: false, sanitizeOps: false };
 const WARNING = /carries X-Forwarded-For but security\.trusted_proxies is empty/g;
+
+/** Only this origin may open a WebSocket: an upgrade from another logs a line on demand. */
+const ENV = { SIGNAL_FISH_SECURITY__CORS_ORIGINS: "https://game.example" };
 
 async function forwarded(url: string, times: number): Promise<void> {
   for (let i = 0; i < times; i++) {
@@ -17,8 +21,19 @@ async function forwarded(url: string, times: number): Promise<void> {
     });
     await response.body?.cancel();
   }
-  // Log lines reach stdout within 5 ms of being logged (batched writes); leave them time to arrive.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+}
+
+/**
+ * The server's output once every line it logged for the requests made so far has arrived: a
+ * refused upgrade logs a line after them (one process writes its lines in order), and its arrival
+ * is waited for. (A fixed wait let a late line go uncounted under load.)
+ */
+async function outputSoFar(cluster: RealCluster): Promise<string> {
+  const status = await upgrade(cluster.httpUrl(0), "Origin: https://marker.example");
+  equal(status, "HTTP/1.1 403 Forbidden");
+  const server = cluster.servers[0]!;
+  await logged(server, /Refused a WebSocket upgrade from origin https:\/\/marker\.example/);
+  return server.output();
 }
 
 for (
@@ -35,23 +50,26 @@ for (
     ...opts,
     name: `cluster: requests with X-Forwarded-For ${name}`,
     fn: async () => {
-      await using cluster = await startCluster(1, env);
+      await using cluster = await startCluster(1, { ...ENV, ...env });
       await forwarded(cluster.httpUrl(0), 3);
-      const output = cluster.servers[0]!.output();
+      const output = await outputSoFar(cluster);
       equal(output.match(WARNING)?.length ?? 0, expected, output);
     },
   });
 }
 
-/** A WebSocket upgrade carrying `X-Forwarded-For`, over a raw connection; resolves on its 101. */
-async function forwardedUpgrade(url: string): Promise<string> {
+/**
+ * A WebSocket upgrade with the extra header line `header`, over a raw connection; resolves with
+ * the status line of the answer.
+ */
+async function upgrade(url: string, header: string): Promise<string> {
   const { hostname, port } = new URL(url);
   const conn = await Deno.connect({ hostname, port: Number(port) });
   try {
     await conn.write(new TextEncoder().encode(
       `GET /v2/ws HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: Upgrade\r\n` +
         "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" +
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${header}\r\n\r\n`,
     ));
     const buffer = new Uint8Array(1024);
     const read = await conn.read(buffer);
@@ -65,10 +83,12 @@ Deno.test({
   ...opts,
   name: "cluster: a WebSocket upgrade with X-Forwarded-For is warned about too",
   fn: async () => {
-    await using cluster = await startCluster(1, {});
-    equal(await forwardedUpgrade(cluster.httpUrl(0)), "HTTP/1.1 101 Switching Protocols");
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const output = cluster.servers[0]!.output();
+    await using cluster = await startCluster(1, ENV);
+    equal(
+      await upgrade(cluster.httpUrl(0), "X-Forwarded-For: 203.0.113.9"),
+      "HTTP/1.1 101 Switching Protocols",
+    );
+    const output = await outputSoFar(cluster);
     equal(output.match(WARNING)?.length ?? 0, 1, output);
   },
 });

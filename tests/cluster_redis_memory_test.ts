@@ -26,7 +26,10 @@ Deno.test({
   name:
     "cluster, Redis full: creations SERVICE_UNAVAILABLE, existing rooms joined, watched, relayed and resumed through any instance past T, one warning, counted; freeing memory brings creations back",
   fn: async () => {
-    await using cluster = await startCluster(2);
+    // Heartbeats every 500 ms (suspect after 1.5 s): Dave, on another instance than his room's
+    // home, must stay connected through some 7 s of refusals, and with 250 ms a pause of 500 ms
+    // of either node on a loaded machine resynced his pair (1012).
+    await using cluster = await startCluster(2, {}, { heartbeatMs: 500 });
     await cluster.pastGrace();
     const [home, edge] = [cluster.wsUrl(0), cluster.wsUrl(1)];
     await using alice = await TestClient.connect(home);

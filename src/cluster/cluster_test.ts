@@ -1284,8 +1284,11 @@ Deno.test("Cluster (twins): a takeover whose probe is answered before a frame se
     cluster.network.fault = (from, to) =>
       from === a.name && to === b.name ? { lateMs: 40 } : "deliver";
     const carol = c.connect();
+    const before = streams.lastSent(b.name);
     carol.say(reconnectFor(bob.last("RoomJoined")!.data!));
-    await settle(); // the BIND reached A, which parked it and sent B the probe
+    // The BIND reached A, which parked it and sent B the probe. (settle() was no wait for it:
+    // C publishes the BIND at the end of its turn, which an overdue timer runs ahead of.)
+    await until(() => streams.lastSent(b.name) > before, "A's probe of B");
     alice.say({ type: "GameData", data: { data: "lost", to_player: bob.id } });
     await until(() => !!carol.last("Reconnected"), "Reconnected");
     equal(bob.closed, 1013, "the old connection was a slow consumer");
@@ -1423,21 +1426,40 @@ Deno.test("Cluster (twins): a removal a home carries out in the turn that also b
 });
 
 Deno.test("Cluster (twins): a takeover request waiting for its probe is dropped when its connection closes meanwhile: the seat stays where it was (docs/spec/SERVER.md §8.5.3)", async () => {
-  const { cluster, a, b, c, alice, seatedOnB } = await takeoverCluster();
+  const { cluster, a, b, c, alice, streams, seatedOnB } = await takeoverCluster();
+  const send = streams.send;
   try {
     const carol = await seatedOnB("Carol");
     cluster.network.fault = (from, to) => from === b.name || to === b.name ? "drop" : "deliver";
     alice.say({ type: "GameData", data: { data: "lost", to_player: carol.id } });
     await settle();
     const again = c.connect();
+    // The home parks the BIND and asks B, which never answers: the request waits one heartbeat
+    // period (50 ms) of real time. The connection closes while it waits, whatever the load: at
+    // the probe, before any timer can run, and C's CLOSED leaves at once. (Closed after a few
+    // turns instead, a stall of 50 ms let the wait end first and the takeover run.)
+    let probed = false;
+    streams.send = (peer, body) => {
+      const seq = send.call(streams, peer, body);
+      if (!probed && peer === b.name && body.kind === Kind.CONTROL) {
+        probed = true;
+        queueMicrotask(() => {
+          c.edge.disconnect(again.id, Date.now());
+          c.cluster.router.streams.flush();
+        });
+      }
+      return seq;
+    };
     again.say(reconnectFor(carol.last("RoomJoined")!.data!));
-    await settle(); // the BIND reached the home, which asked B and waits (one period, 50 ms)
-    c.edge.disconnect(again.id, Date.now());
+    await until(() => probed, "the home's probe of B");
+    // Past the probe's wait (a timer due earlier runs earlier): a request still waiting would
+    // have taken the seat by now.
     await new Promise((resolve) => setTimeout(resolve, 120));
     await settle();
     equal(a.engine.seatConnection(carol.id), carol.id, "not taken over");
     equal(again.last("Reconnected"), undefined);
   } finally {
+    streams.send = send;
     cluster.network.fault = undefined;
     await cluster.close();
   }

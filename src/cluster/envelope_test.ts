@@ -8,6 +8,16 @@ import { MemoryNetwork } from "./memory_bus.ts";
 import { Streams } from "./streams.ts";
 import type { NodeId } from "./types.ts";
 
+/**
+ * Lets the streams end their turns: a turn's batches are published from `setImmediate` and
+ * delivered in microtasks, so a few immediates queued after that see it all done, whatever the
+ * load. (A timer is no wait for it: an overdue timer runs before a pending immediate, so a stall
+ * of a few ms let the assertions run before the turn had ended.)
+ */
+async function endTurns(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 Deno.test("envelopes: every kind round-trips, text and binary frames unchanged", () => {
   const bodies: Body[] = [
     {
@@ -187,7 +197,7 @@ Deno.test("streams: one envelope per peer per turn, consecutive OUTs merged, ord
   equal(a.streams.send("b", out("2")), 1);
   equal(a.streams.send("c", out("3")), 1);
   equal(network.published, 0, "nothing is published before the turn ends");
-  await new Promise((r) => setTimeout(r, 10));
+  await endTurns();
   equal(network.published, 2, "one envelope per peer");
   deepEqual(received.filter((r) => r.detail !== "3"), [
     { seq: 1, kind: Kind.OUT, detail: "1,unbind" },
@@ -197,7 +207,7 @@ Deno.test("streams: one envelope per peer per turn, consecutive OUTs merged, ord
   // The next turn is the next envelope; a heartbeat names it without a gap.
   equal(a.streams.send("b", out("4")), 2);
   a.streams.tick();
-  await new Promise((r) => setTimeout(r, 10));
+  await endTurns();
   equal(b.streams.stats.gaps, 0);
   equal(b.streams.lastReceived("a"), 2);
   equal(a.streams.stats.bodiesOut, 6);
@@ -243,7 +253,7 @@ Deno.test("streams: what a turn produced for a peer leaves before an envelope wi
     deadline: Date.now() + 1_000,
     frame: "{}",
   });
-  const turn = () => new Promise((r) => setTimeout(r, 5));
+  const turn = endTurns;
   // The edge's BIND is on its way when the home, in the same turn, produces output for the
   // edge (a room closed): that output leaves before the BIND is taken in, acknowledging nothing.
   edge.streams.send("home", bind("x"));
@@ -333,7 +343,7 @@ Deno.test("streams: a window holds the batches of later turns until it ends, in 
   for (const n of [a, b]) {
     await n.bus.start({ receive: (x) => n.streams.receive(x), lost: () => {} });
   }
-  const turn = () => new Promise((r) => setTimeout(r, 0));
+  const turn = endTurns;
   // No publish in the last window: the first batch leaves at the end of its turn.
   a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "1" });
   await turn();
@@ -436,4 +446,86 @@ Deno.test("streams: a gone node's pair is forgotten once it is no peer and silen
   deepEqual(streams.peers(), []);
   deepEqual(published, ["c", "forget c"]);
   await a.close();
+});
+
+Deno.test("streams: a node paused for less than 3 × heartbeat_ms suspects no peer that kept sending: its late tick judges nobody, the next one does after the envelopes that waited are read; a peer that fell silent is still suspected (docs/spec/SERVER.md §8.5.1)", async () => {
+  const network = new MemoryNetwork();
+  const resyncs: string[] = [];
+  let clock = 1_000_000;
+  const make = (node: NodeId) => {
+    const bus = network.bus(node);
+    const streams = new Streams(
+      bus,
+      {
+        deliver: () => {},
+        resync: (peer, reason) => void resyncs.push(`${node}:${peer}:${reason}`),
+        isPeer: () => true,
+      },
+      250,
+      30_000,
+      () => clock,
+    );
+    return { bus, streams };
+  };
+  const a = make("a");
+  const b = make("b");
+  for (const n of [a, b]) {
+    await n.bus.start({ receive: (x) => n.streams.receive(x), lost: () => {} });
+  }
+  a.streams.send("b", { kind: Kind.MSG, conn: "x", frame: "from a" });
+  b.streams.send("a", { kind: Kind.MSG, conn: "y", frame: "from b" });
+  await endTurns();
+  // Both tick every 250 ms, B 50 ms after A; each hears the other's heartbeats.
+  for (let i = 0; i < 3; i++) {
+    clock += 200;
+    a.streams.tick();
+    await endTurns();
+    clock += 50;
+    b.streams.tick();
+    await endTurns();
+  }
+  deepEqual(resyncs, []);
+  // A is paused 700 ms (its event loop blocked) right after its tick; B goes on ticking, and its
+  // heartbeats wait unread at A. A wakes with its tick overdue: the timer runs before A reads
+  // them, 900 ms after the last heartbeat A read.
+  const waiting: Uint8Array[] = [];
+  network.fault = (from, _to, bytes) => {
+    if (from !== "b") return "deliver";
+    waiting.push(bytes);
+    return "drop";
+  };
+  clock += 200;
+  a.streams.tick();
+  for (let i = 0; i < 2; i++) {
+    clock += 250;
+    b.streams.tick();
+    await endTurns();
+  }
+  clock += 200;
+  a.streams.tick();
+  deepEqual(resyncs, [], "A was paused, B was not silent");
+  network.fault = undefined;
+  for (const bytes of waiting.splice(0)) a.streams.receive(bytes);
+  clock += 50;
+  b.streams.tick();
+  await endTurns();
+  clock += 200;
+  a.streams.tick();
+  deepEqual(resyncs, [], "B's heartbeats were read");
+
+  // B falls silent after its heartbeat 200 ms before A's last tick: A, on time and then paused
+  // twice, suspects it at the second late tick (never two in a row judge nobody).
+  network.fault = (from) => from === "b" ? "drop" : "deliver";
+  for (let i = 0; i < 2; i++) {
+    clock += 250;
+    a.streams.tick();
+  }
+  deepEqual(resyncs, [], "700 ms");
+  clock += 700;
+  a.streams.tick();
+  deepEqual(resyncs, [], "a late tick judges nobody");
+  clock += 700;
+  a.streams.tick();
+  deepEqual(resyncs, ["a:b:suspect"]);
+  network.close();
 });

@@ -95,6 +95,8 @@ export class Streams {
   readonly #pairs = new Map<NodeId, Pair>();
   /** When {@linkcode Streams.tick} last ran (ms). */
   #lastTick: number;
+  /** Whether the last tick judged no peer (it came late: this node had been paused). */
+  #skippedJudgement = false;
   /** While the bodies of an envelope are delivered: its source, else undefined. */
   #deliveringFrom: NodeId | undefined;
   /** While the bodies of an envelope are delivered: the highest `ack` from its source before it. */
@@ -433,6 +435,13 @@ export class Streams {
     // early, doubling the silence a peer sees.)
     const since = this.#lastTick;
     this.#lastTick = now;
+    // More than half a period late: this node was paused (its event loop blocked, the process
+    // stopped), and what its peers sent meanwhile waits unread behind this timer. It judges no
+    // peer at this tick but at the next, once that is read; never two ticks in a row, so a node
+    // whose every tick is late still suspects a silent peer. (Judged at once, a pause of 500 ms
+    // or more made the node resync peers whose heartbeats were waiting to be read.)
+    const judge = now - since <= 1.5 * this.#heartbeatMs || this.#skippedJudgement;
+    this.#skippedJudgement = !judge;
     for (const [peer, pair] of this.#pairs) {
       const active = this.#handlers.isPeer(peer);
       if (!active && now - pair.lastHeard > this.#idleMs && now - pair.lastSent > this.#idleMs) {
@@ -446,7 +455,7 @@ export class Streams {
         this.stats.bytesOut += bytes.byteLength;
         this.#bus.publish(peer, bytes, true);
       }
-      if (active && !pair.suspected && now - pair.lastHeard > 3 * this.#heartbeatMs) {
+      if (judge && active && !pair.suspected && now - pair.lastHeard > 3 * this.#heartbeatMs) {
         pair.suspected = true;
         this.#resync(peer, "suspect");
       }
