@@ -8,6 +8,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { decodeBatch, Kind } from "./envelope.ts";
 import type { MemoryNetwork } from "./memory_bus.ts";
 import type { EdgeEvent } from "../transport/events.ts";
+import type { ConnId } from "../engine/effects.ts";
 import {
   dropNextEnvelope,
   join,
@@ -2111,6 +2112,37 @@ Deno.test("Cluster (twins): a connection's CLOSED lost on its way to the home, w
   }
 });
 
+/**
+ * Removes `member` from its room `code` on `node`, as an operator would, in a microtask after
+ * `node`'s engine first answers `probe` for it with an answer `fires` accepts (default: any
+ * truthy one): the moment the resolver has left a request to that engine ("Already in a room"),
+ * before the engine runs it. Returns whether it has fired.
+ */
+function removeWhenResolved(
+  node: TestNode,
+  member: { id: ConnId },
+  code: string,
+  probe: "joinRefused" | "binding",
+  fires: (answer: unknown) => boolean = Boolean,
+): () => boolean {
+  const engine = node.engine as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const original = engine[probe]!.bind(node.engine);
+  let fired = false;
+  engine[probe] = (...args: unknown[]) => {
+    const answer = original(...args);
+    if (!fired && args[0] === member.id && fires(answer)) {
+      fired = true;
+      queueMicrotask(() => {
+        const effects = node.engine.removePlayer("orbit", code, member.id, Date.now());
+        if (typeof effects === "string") throw new Error(effects);
+        node.edge.apply(effects, Date.now());
+      });
+    }
+    return answer;
+  };
+  return () => fired;
+}
+
 Deno.test("Cluster (twins): a member's join resolved as 'already in a room' that finds the member removed by the time it runs is resolved again, never creating a second room with a code another home holds (docs/spec/SERVER.md §8.3)", async () => {
   const cluster = await testCluster();
   try {
@@ -2119,23 +2151,10 @@ Deno.test("Cluster (twins): a member's join resolved as 'already in a room' that
     const bob = await joined(b, "Bob", "MINE01");
     // Right after the resolver decides that B's engine answers ("Already in a room"), and before
     // that runs, an operator removes Bob from his room here.
-    const refused = b.engine.joinRefused.bind(b.engine);
-    let once = true;
-    b.engine.joinRefused = (conn, data) => {
-      const answer = refused(conn, data);
-      if (answer && once && conn === bob.id) {
-        once = false;
-        queueMicrotask(() => {
-          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
-          if (typeof effects === "string") throw new Error(effects);
-          b.edge.apply(effects, Date.now());
-        });
-      }
-      return answer;
-    };
+    const crossed = removeWhenResolved(b, bob, "MINE01", "joinRefused");
     join(bob, "Bob", "TAKEN1");
     await until(() => bob.last("RoomJoined")?.data?.room_code === "TAKEN1", "Bob's join");
-    equal(once, false, "the removal crossed the resolution");
+    equal(crossed(), true, "the removal crossed the resolution");
     equal(bob.last("RoomJoined")!.data!.room_id, alice.last("RoomJoined")!.data!.room_id);
     equal(b.engine.lookup("orbit", "TAKEN1"), undefined, "no second TAKEN1 on B");
   } finally {
@@ -2202,26 +2221,13 @@ Deno.test("Cluster (twins): a member's JoinRoom without a code resolved as 'alre
     // The next generated code is C00001 (the test cluster numbers them): A holds it already.
     const alice = await joined(a, "Alice", "C00001");
     const bob = await joined(b, "Bob", "MINE01");
-    const refused = b.engine.joinRefused.bind(b.engine);
-    let once = true;
-    b.engine.joinRefused = (conn, data) => {
-      const answer = refused(conn, data);
-      if (answer && once && conn === bob.id) {
-        once = false;
-        queueMicrotask(() => {
-          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
-          if (typeof effects === "string") throw new Error(effects);
-          b.edge.apply(effects, Date.now());
-        });
-      }
-      return answer;
-    };
+    const crossed = removeWhenResolved(b, bob, "MINE01", "joinRefused");
     join(bob, "Bob");
     await until(
       () => bob.messages.filter((m) => m.type === "RoomJoined").length === 2,
       "Bob's RoomJoined",
     );
-    equal(once, false, "the removal crossed the resolution");
+    equal(crossed(), true, "the removal crossed the resolution");
     const code = bob.last("RoomJoined")!.data!.room_code as string;
     ok(code !== "C00001", `Bob's new room took code ${code}, held by Alice's room on A`);
     equal(b.engine.lookup("orbit", "C00001"), undefined, "no second C00001 on B");
@@ -2248,26 +2254,13 @@ Deno.test("Cluster (twins): a member's Reconnect resolved as 'already in a room'
     const bob = await joined(b, "Bob", "MINE01");
     // Right after the resolver decides that B's engine answers ("Already in a room"), and before
     // that runs, an operator removes Bob from his room here.
-    const binding = b.engine.binding.bind(b.engine);
-    let armed = true;
-    b.engine.binding = (conn) => {
-      const answer = binding(conn);
-      if (answer !== undefined && armed && conn === bob.id) {
-        armed = false;
-        queueMicrotask(() => {
-          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
-          if (typeof effects === "string") throw new Error(effects);
-          b.edge.apply(effects, Date.now());
-        });
-      }
-      return answer;
-    };
+    const crossed = removeWhenResolved(b, bob, "MINE01", "binding");
     bob.say(reconnectFor(seat));
     await until(
       () => bob.last("Reconnected") !== undefined || bob.last("ReconnectionFailed") !== undefined,
       "an answer",
     );
-    equal(armed, false, "the removal crossed the resolution");
+    equal(crossed(), true, "the removal crossed the resolution");
     // One process: the removal came first, so Bob is in no room and resumes the seat.
     deepEqual(bob.types(), ["RoomJoined", "RoomLeft", "Reconnected"]);
     equal(c.engine.seatConnection(xena.id), bob.id);
@@ -2282,27 +2275,20 @@ Deno.test("Cluster (twins): a player's JoinAsSpectator resolved as 'already in a
     const [a, b] = threeNodes(cluster);
     await joined(a, "Alice", "WATCHA");
     const bob = await joined(b, "Bob", "MINE01");
-    const binding = b.engine.binding.bind(b.engine);
-    let armed = true;
-    b.engine.binding = (conn) => {
-      const answer = binding(conn);
-      if (answer === "player" && armed && conn === bob.id) {
-        armed = false;
-        queueMicrotask(() => {
-          const effects = b.engine.removePlayer("orbit", "MINE01", bob.id, Date.now());
-          if (typeof effects === "string") throw new Error(effects);
-          b.edge.apply(effects, Date.now());
-        });
-      }
-      return answer;
-    };
+    const crossed = removeWhenResolved(
+      b,
+      bob,
+      "MINE01",
+      "binding",
+      (answer) => answer === "player",
+    );
     spectate(bob, "WATCHA", "Bob");
     await until(
       () =>
         bob.last("SpectatorJoined") !== undefined || bob.last("SpectatorJoinFailed") !== undefined,
       "an answer",
     );
-    equal(armed, false, "the removal crossed the resolution");
+    equal(crossed(), true, "the removal crossed the resolution");
     deepEqual(bob.types(), ["RoomJoined", "RoomLeft", "SpectatorJoined"]);
   } finally {
     await cluster.close();
