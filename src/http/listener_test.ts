@@ -391,7 +391,14 @@ function rotatingIpv6Peers(): { restore: () => void; addresses: Map<number, stri
   return { restore: () => proto._getpeername = real, addresses };
 }
 
-Deno.test("listen: the per-address pending cap counts an IPv6 peer by its network of ipv6PrefixLength bits", async () => {
+/**
+ * Opens ten connections, each seen as its own address of 2001:db8:1:2::/64, to a listener with a
+ * per-address pending cap of 4 (and `ipv6PrefixLength` when given); resolves, once every one is
+ * pending or refused, with how many are pending, the refusals' reasons and the addresses seen.
+ */
+async function tenIpv6Peers(
+  ipv6PrefixLength?: number,
+): Promise<{ pending: number; refused: string[]; addresses: number }> {
   const peers = rotatingIpv6Peers();
   const refused: string[] = [];
   const listener = await listen({
@@ -403,6 +410,7 @@ Deno.test("listen: the per-address pending cap counts an IPv6 peer by its networ
       maxPendingPerIp: 4,
       headerTimeoutMs: 60_000,
       idleTimeoutMs: 60_000,
+      ...(ipv6PrefixLength === undefined ? {} : { ipv6PrefixLength }),
     },
     onRefused: (reason) => refused.push(reason),
   });
@@ -416,45 +424,28 @@ Deno.test("listen: the per-address pending cap counts an IPv6 peer by its networ
       listener.pending + refused.length < 10 && waited < 5_000;
       waited += 20
     ) await delay(20);
-    // Before: each address had its own 4, so all 10 stayed pending (a /64 could take the whole
-    // `max_pending_connections` budget from 32 of its addresses).
-    equal(listener.pending, 4);
-    equal(refused.length, 6);
-    ok(refused.every((reason) => reason === "pending_per_ip"), refused.join());
-    ok(peers.addresses.size >= 10, `${peers.addresses.size} addresses`);
+    return { pending: listener.pending, refused, addresses: peers.addresses.size };
   } finally {
     peers.restore();
     for (const conn of conns) conn.close();
     await listener.shutdown();
   }
+}
+
+Deno.test("listen: the per-address pending cap counts an IPv6 peer by its network of ipv6PrefixLength bits", async () => {
+  const { pending, refused, addresses } = await tenIpv6Peers();
+  // Before: each address had its own 4, so all 10 stayed pending (a /64 could take the whole
+  // `max_pending_connections` budget from 32 of its addresses).
+  equal(pending, 4);
+  equal(refused.length, 6);
+  ok(refused.every((reason) => reason === "pending_per_ip"), refused.join());
+  ok(addresses >= 10, `${addresses} addresses`);
 });
 
 Deno.test("listen: ipv6PrefixLength 128 counts each IPv6 peer address on its own", async () => {
-  const peers = rotatingIpv6Peers();
-  const listener = await listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    handler: () => new Response("ok"),
-    limits: {
-      ...DEFAULT_PENDING_LIMITS,
-      maxPendingPerIp: 4,
-      headerTimeoutMs: 60_000,
-      idleTimeoutMs: 60_000,
-      ipv6PrefixLength: 128,
-    },
-  });
-  const conns: Deno.Conn[] = [];
-  try {
-    for (let i = 0; i < 10; i++) {
-      conns.push(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
-    }
-    for (let waited = 0; listener.pending < 10 && waited < 5_000; waited += 20) await delay(20);
-    equal(listener.pending, 10);
-  } finally {
-    peers.restore();
-    for (const conn of conns) conn.close();
-    await listener.shutdown();
-  }
+  const { pending, refused } = await tenIpv6Peers(128);
+  equal(pending, 10);
+  equal(refused.length, 0);
 });
 
 /**
