@@ -16,6 +16,7 @@ import {
   reconnectFor,
   settle,
   type TestClient,
+  type TestCluster,
   testCluster,
   type TestNode,
   threeNodes,
@@ -236,22 +237,29 @@ Deno.test("Cluster (twins): a member of a room homed on its own node cannot Reco
   }
 });
 
-Deno.test("Cluster (twins): a spectator whose room elsewhere closes while its Reconnect goes to that room's home gets the seat it names, as one process gives it: the old home answers MISS, not its own verdict on a room it never homed (docs/spec/SERVER.md §8.4.4)", async () => {
-  const cluster = await testCluster({ engine: { enableReconnection: true } });
-  const [a, b, c] = threeNodes(cluster);
+/**
+ * Peter's room WATCHB on B (the second node) is watched by Sam through A (the first); Xena's seat
+ * `seatCode` on `seatNode` is held. B closes WATCHB with its envelopes to A 30 ms late, so A still
+ * holds Sam bound to B when Sam presents Xena's seat (`Reconnect`). Resolves with Sam, who has an
+ * answer by then, and Xena; the late envelopes are over.
+ */
+async function reconnectAsWatchedRoomCloses(
+  cluster: TestCluster,
+  seatNode: TestNode,
+  seatCode: string,
+): Promise<{ sam: TestClient; xena: TestClient }> {
+  const [a, b] = cluster.nodes as [TestNode, TestNode];
+  await joined(b, "Peter", "WATCHB");
+  const xena = await joined(seatNode, "Xena", seatCode);
+  const seat = xena.last("RoomJoined")!.data!;
+  seatNode.edge.disconnect(xena.id, Date.now());
+  await until(() => seatNode.engine.seatHeld(xena.id), "Xena's seat held");
+  const sam = a.connect();
+  spectate(sam, "WATCHB", "Sam");
+  await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watches Peter's room");
+  cluster.network.fault = (from, to) =>
+    from === b.name && to === a.name ? { lateMs: 30 } : "deliver";
   try {
-    await joined(b, "Peter", "WATCHB");
-    const xena = await joined(c, "Xena", "SEATCC");
-    const seat = xena.last("RoomJoined")!.data!;
-    c.edge.disconnect(xena.id, Date.now());
-    await until(() => c.engine.seatHeld(xena.id), "Xena's seat held");
-    const sam = a.connect();
-    spectate(sam, "WATCHB", "Sam");
-    await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watches Peter's room");
-    // B closes Sam's room; its SpectatorLeft and UNBIND reach A late, so A still holds Sam bound
-    // to B when Sam presents Xena's seat: the request goes to B as its member's.
-    cluster.network.fault = (from, to) =>
-      from === b.name && to === a.name ? { lateMs: 30 } : "deliver";
     b.edge.command({
       kind: "room",
       command: { kind: "close", gameName: "orbit", roomCode: "WATCHB" },
@@ -261,6 +269,18 @@ Deno.test("Cluster (twins): a spectator whose room elsewhere closes while its Re
       () => sam.last("Reconnected") !== undefined || sam.last("ReconnectionFailed") !== undefined,
       "an answer",
     );
+  } finally {
+    cluster.network.fault = undefined;
+  }
+  return { sam, xena };
+}
+
+Deno.test("Cluster (twins): a spectator whose room elsewhere closes while its Reconnect goes to that room's home gets the seat it names, as one process gives it: the old home answers MISS, not its own verdict on a room it never homed (docs/spec/SERVER.md §8.4.4)", async () => {
+  const cluster = await testCluster({ engine: { enableReconnection: true } });
+  const [, , c] = threeNodes(cluster);
+  try {
+    // Xena's seat is on C: Sam's request goes to B as its member's.
+    const { sam, xena } = await reconnectAsWatchedRoomCloses(cluster, c, "SEATCC");
     // One process: the room closed first, so Sam is in no room and resumes the seat.
     deepEqual(sam.types(), ["SpectatorJoined", "SpectatorLeft", "Reconnected"]);
     equal(sam.last("Reconnected")!.data!.player_id, xena.id);
@@ -2297,32 +2317,12 @@ Deno.test("Cluster (twins): a player's JoinAsSpectator resolved as 'already in a
 
 Deno.test("Cluster (twins): a spectator whose room closes as its Reconnect reaches that room's home, for a seat on that same home, keeps the resumed player id in the rooms it joins next, as one process does (docs/spec/PROTOCOL.md §1.2, §7.11.5; docs/spec/SERVER.md §8.4.1)", async () => {
   const cluster = await testCluster({ engine: { enableReconnection: true } });
-  const [a, b, c] = threeNodes(cluster);
+  const [, b, c] = threeNodes(cluster);
   try {
-    await joined(b, "Peter", "WATCHB");
-    const xena = await joined(b, "Xena", "SEATBB");
-    const seat = xena.last("RoomJoined")!.data!;
-    b.edge.disconnect(xena.id, Date.now());
-    await until(() => b.engine.seatHeld(xena.id), "Xena's seat held");
     const cy = await joined(c, "Cy", "HOMECC");
-    const sam = a.connect();
-    spectate(sam, "WATCHB", "Sam");
-    await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watches Peter's room");
-    // B closes Sam's room; its SpectatorLeft and UNBIND reach A late, so A still holds Sam bound
-    // to B when Sam presents Xena's seat, homed on B too: the request goes to B as its member's,
-    // and B, which let Sam go, seats it.
-    cluster.network.fault = (from, to) =>
-      from === b.name && to === a.name ? { lateMs: 30 } : "deliver";
-    b.edge.command({
-      kind: "room",
-      command: { kind: "close", gameName: "orbit", roomCode: "WATCHB" },
-    }, Date.now());
-    sam.say(reconnectFor(seat));
-    await until(
-      () => sam.last("Reconnected") !== undefined || sam.last("ReconnectionFailed") !== undefined,
-      "an answer",
-    );
-    cluster.network.fault = undefined;
+    // Xena's seat is on B too: the request goes to B as its member's, and B, which let Sam go,
+    // seats it.
+    const { sam, xena } = await reconnectAsWatchedRoomCloses(cluster, b, "SEATBB");
     deepEqual(sam.types(), ["SpectatorJoined", "SpectatorLeft", "Reconnected"]);
     equal(sam.last("Reconnected")!.data!.player_id, xena.id);
     sam.say({ type: "LeaveRoom" });
