@@ -533,16 +533,24 @@ export class Edge {
         taken: take,
       });
       if (outcome.status === "bound" && !taken) take();
-      if (
-        outcome.status === "bound" && joined && message.type === "Reconnect" &&
-        this.#conns.get(id) === conn
-      ) {
+      if (outcome.status !== "bound" || !joined) return outcome;
+      if (message.type === "Reconnect" && this.#conns.get(id) === conn) {
         // Seated there by its Reconnect (a member's own request too, when that home had let
         // it go, docs/spec/SERVER.md §8.4.4): it resumed the seat and adopted its player id
         // (docs/spec/PROTOCOL.md §7.11.5), which later requests carry (§1.2). A member's
         // `Reconnect` refused "Already in a room" is answered `BOUND` too, while it was bound
         // there already.
         this.#engine.adoptPlayerId(id, message.data.player_id);
+      } else if (message.type === "JoinRoom" && outcome.role === "player") {
+        // Seated in a room of another home: a join (a remote request never creates a room,
+        // docs/spec/SERVER.md §8.4.4), timed from its JoinRoom to its RoomJoined, delivered
+        // before the BOUND (§6.3 #62).
+        this.#onEvent?.({
+          type: "handled",
+          message: "JoinRoom",
+          outcome: "joined",
+          seconds: (performance.now() - received) / 1000,
+        });
       }
       return outcome;
     };
@@ -617,21 +625,7 @@ export class Edge {
             return;
           }
           case "remote": {
-            const member = conn.home === resolution.home;
             const outcome = await toHome(resolution.home);
-            if (
-              message.type === "JoinRoom" && !member && outcome.status === "bound" &&
-              outcome.role === "player"
-            ) {
-              // Seated in a room of another home: a join (a remote request never creates a
-              // room, docs/spec/SERVER.md §8.4.4), its RoomJoined delivered before the BOUND.
-              this.#onEvent?.({
-                type: "handled",
-                message: "JoinRoom",
-                outcome: "joined",
-                seconds: (performance.now() - received) / 1000,
-              });
-            }
             if (outcome.status !== "miss") return;
             // The home may have claimed the code and not created the room yet (its claim's
             // answer and this BIND travel on different connections): ask again a little later,
