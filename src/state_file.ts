@@ -56,13 +56,7 @@ export function saveState(
   now: number,
   whileRunning = false,
 ): StateOutcome {
-  const encoded = encodeState(
-    engine,
-    options,
-    now,
-    whileRunning ? "a crash" : "this restart",
-    whileRunning,
-  );
+  const encoded = encodeState(engine, options, now, whileRunning);
   if (!encoded.ok) return encoded;
   const { path } = options;
   const temporary = temporaryPath(path);
@@ -98,16 +92,16 @@ type EncodedState = { ok: true; bytes: Uint8Array; rooms: number; seats: number 
 
 /**
  * `engine`'s snapshot at `now` as the file's bytes, or the refusal (logged) when it is over
- * `maxBytes` or cannot be taken. `survives` names what the rooms would not survive
- * ("this restart", "a crash") in the log line; `whileRunning` is recorded in the snapshot.
+ * `maxBytes` or cannot be taken. `whileRunning` is recorded in the snapshot; the log line says
+ * what the rooms would not survive then: a crash (a snapshot while running), else this restart.
  */
 function encodeState(
   engine: Engine,
   { path, maxBytes }: StateFileOptions,
   now: number,
-  survives: string,
   whileRunning: boolean,
 ): EncodedState | { ok: false; reason: string } {
+  const survives = whileRunning ? "a crash" : "this restart";
   try {
     const snapshot = engine.snapshot(now, whileRunning);
     const bytes = new TextEncoder().encode(JSON.stringify(snapshot));
@@ -202,7 +196,7 @@ export class PeriodicStateSaves {
    */
   async saveNow(now = Date.now()): Promise<StateOutcome | undefined> {
     if (this.#writing || this.#stopped) return undefined;
-    const encoded = encodeState(this.#engine, this.#options, now, "a crash", true);
+    const encoded = encodeState(this.#engine, this.#options, now, true);
     if (!encoded.ok) return encoded;
     const { path } = this.#options;
     const temporary = temporaryPath(path);
