@@ -21,6 +21,9 @@
  *   it or not;
  * - at most {@linkcode MAX_UNANSWERED_REQUESTS} pipelined requests not answered yet per
  *   connection; one more closes it;
+ * - a pipelined request is handled once the answer before it is written out (handed to the
+ *   kernel), so a connection that does not read its answers holds one of them, not one per
+ *   request; a request still waiting when the connection closes is not handled;
  * - an upgrade request pipelined behind requests not answered yet is refused (`400` after their
  *   answers, then the connection closes), so no answer lands after a 101;
  * - an upgrade request a route does not switch protocols for is answered on the raw socket with
