@@ -510,7 +510,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
    * Resolves true once the request of `socket` before this one is answered, its response written
    * out (handed to the kernel); false when the socket closes first. So a connection that
    * pipelines requests and does not read their answers holds one answer in the process, not one
-   * per request (SECURITY.md "Pipelined requests not answered").
+   * per request (SECURITY.md "Answers held per connection").
    */
   const turn = (socket: Duplex): Promise<boolean> => {
     if (socket.destroyed) return Promise.resolve(false);
