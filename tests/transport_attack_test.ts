@@ -239,6 +239,47 @@ Deno.test("Item 3: connections that are not upgraded yet are capped per address"
   await assertPlaying(server, 1);
 });
 
+Deno.test("Requests pipelined behind an answer not written out are not handled until it is", async () => {
+  // The attack (SECURITY.md "Pipelined requests not answered"): connections that pipeline 16
+  // `GET /client.js` and never read, from a peer with a small window, held all 16 answers in
+  // the process (256 connections: 252 MB reachable after a forced GC). Over loopback the kernel
+  // takes a whole 61-kB answer, so an answer that is never written out stands in for it here:
+  // the operator's event stream. The lookups behind it each take a join token when handled.
+  const token = "operator-token-for-tests-0123456789abcdef";
+  await using server = await serve((config) => {
+    config.security.admin_token = token;
+    config.rate_limit.max_join_attempts = 4;
+  });
+  await using _game = await withBystanders(server);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  try {
+    const lookup = "GET /v2/rooms/orbit/ABCDEF HTTP/1.1\r\nHost: x\r\n\r\n";
+    await conn.write(
+      new TextEncoder().encode(
+        `GET /admin/api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n` +
+          lookup.repeat(8),
+      ),
+    );
+    // The stream's head: the answer is being written, and never ends.
+    const buffer = new Uint8Array(4096);
+    let head = "";
+    while (!head.includes("\r\n\r\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error(`closed after ${JSON.stringify(head)}`);
+      head += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    ok(head.startsWith("HTTP/1.1 200") && head.includes("text/event-stream"), head);
+    // Before: the eight lookups were handled at once, their answers queued behind the stream,
+    // and took the address's four join tokens (this lookup was 429).
+    const probe = await fetch(`${server.url}/v2/rooms/orbit/ABCDEF`);
+    await probe.body?.cancel();
+    equal(probe.status, 404, "the join bucket is still full");
+  } finally {
+    conn.close();
+  }
+  await assertPlaying(server, 1);
+});
+
 Deno.test("Item 13: upgrades with an invalid key, over HTTP/1.0 or without Host get 400", async () => {
   await using server = await serve();
   const port = server.port;

@@ -21,6 +21,9 @@
  *   it or not;
  * - at most {@linkcode MAX_UNANSWERED_REQUESTS} pipelined requests not answered yet per
  *   connection; one more closes it;
+ * - a pipelined request is handled once the answer before it is written out (handed to the
+ *   kernel), so a connection that does not read its answers holds one of them, not one per
+ *   request; a request still waiting when the connection closes is not handled;
  * - an upgrade request pipelined behind requests not answered yet is refused (`400` after their
  *   answers, then the connection closes), so no answer lands after a 101;
  * - an upgrade request a route does not switch protocols for is answered on the raw socket with
@@ -481,11 +484,45 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   /** Called once the connection's last unanswered request is answered ({@linkcode answered}). */
   const onAllAnswered = new WeakMap<object, () => void>();
 
+  /**
+   * Pipelined requests of each connection waiting for the answer before them to be written out
+   * ({@linkcode turn}), oldest first: each is called with true when its turn comes, false when
+   * the socket closed first.
+   */
+  const waiting = new WeakMap<object, ((go: boolean) => void)[]>();
+
   /** One of `socket`'s requests is answered (its response closed: written, or the socket gone). */
   const answeredOne = (socket: object) => {
     const left = unanswered.get(socket)! - 1;
     unanswered.set(socket, left);
+    waiting.get(socket)?.shift()?.(true);
     if (left === 0) onAllAnswered.get(socket)?.();
+  };
+
+  /** Ends every wait of a closed socket's pipelined requests (false: not to be handled). */
+  function onWaitingClose(this: Duplex) {
+    const queue = waiting.get(this);
+    waiting.delete(this);
+    for (const go of queue?.splice(0) ?? []) go(false);
+  }
+
+  /**
+   * Resolves true once the request of `socket` before this one is answered, its response written
+   * out (handed to the kernel); false when the socket closes first. So a connection that
+   * pipelines requests and does not read their answers holds one answer in the process, not one
+   * per request (SECURITY.md "Answers held per connection").
+   */
+  const turn = (socket: Duplex): Promise<boolean> => {
+    if (socket.destroyed) return Promise.resolve(false);
+    let queue = waiting.get(socket);
+    if (queue === undefined) {
+      queue = [];
+      waiting.set(socket, queue);
+      socket.once("close", onWaitingClose);
+    }
+    const { promise, resolve } = Promise.withResolvers<boolean>();
+    queue.push(resolve);
+    return promise;
   };
 
   /**
@@ -538,6 +575,9 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     unanswered.set(socket, open);
     res.on("close", () => answeredOne(socket));
     if (hasBody(message)) bodyDeadline(message, socket);
+    // Behind an answer not written out yet (the client pipelines and does not read it): this
+    // one is made when that one is out, not queued beside it.
+    if (open > 1 && (!(await turn(socket)) || socket.destroyed)) return;
     const request = toRequest(message);
     const response = request
       ? await handle(request, message.socket)

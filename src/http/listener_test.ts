@@ -173,6 +173,90 @@ Deno.test("listen: a connection that pipelines more than MAX_UNANSWERED_REQUESTS
   }
 });
 
+Deno.test("listen: a pipelined request is handled once the answer before it is written out, so a connection that does not read holds one answer", async () => {
+  // Larger than the kernel takes on a loopback connection whose peer does not read (the
+  // sender's buffer, at most `net.ipv4.tcp_wmem`'s 4 MiB here, and the reader's): most of the
+  // first answer stays in the process until the client reads.
+  const big = new Uint8Array(16 * 1024 * 1024);
+  const handled: string[] = [];
+  const first = Promise.withResolvers<void>();
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: (request) => {
+      const path = new URL(request.url).pathname;
+      handled.push(path);
+      if (path === "/probe") return new Response("probe");
+      first.resolve();
+      return new Response(big);
+    },
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  try {
+    const count = 4;
+    let requests = "";
+    for (let i = 1; i <= count; i++) requests += `GET /big/${i} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(requests));
+    await first.promise;
+    // Another connection's request answered: the pipelined ones, read in one piece before it,
+    // have all reached the listener.
+    const probe = await answer(
+      listener.addr.port,
+      "GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    ok(probe.body.includes("probe"), probe.body);
+    // Before: all four were handled at once and their answers (64 MiB) queued in the process.
+    equal(handled.filter((path) => path !== "/probe").join(), "/big/1");
+    // Once the client reads, the others are answered, in order.
+    const buffer = new Uint8Array(256 * 1024);
+    let received = 0;
+    const expected = count * big.byteLength;
+    while (received < expected) {
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error(`closed after ${received} bytes`);
+      received += n;
+    }
+    equal(handled.filter((path) => path !== "/probe").join(), "/big/1,/big/2,/big/3,/big/4");
+  } finally {
+    conn.close();
+    await listener.shutdown();
+  }
+});
+
+Deno.test("listen: pipelined requests still waiting for their turn when the connection closes are not handled", async () => {
+  const big = new Uint8Array(16 * 1024 * 1024);
+  const handled: string[] = [];
+  const first = Promise.withResolvers<void>();
+  const listener = await listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: (request) => {
+      handled.push(new URL(request.url).pathname);
+      first.resolve();
+      return new Response(big);
+    },
+  });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    await conn.write(
+      new TextEncoder().encode("GET /big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(4)),
+    );
+    await first.promise;
+    conn.close();
+    for (let i = 0; i < 250 && listener.pending > 0; i++) await delay(20);
+    equal(listener.pending, 0, "the connection is gone");
+    // A probe on another connection: anything the closed one still had queued has run by now.
+    const probe = await answer(
+      listener.addr.port,
+      "GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    ok(probe.status.startsWith("HTTP/1.1 200"), probe.status);
+    equal(handled.join(), "/big,/probe");
+  } finally {
+    await listener.shutdown();
+  }
+});
+
 Deno.test("isPlainHost: the remembered last host does not change the answers", () => {
   const hosts = ["localhost:3536", "example.com", "[::1]:80", "localhost:70000", "1.2.3.4:80"];
   const expected = [true, true, false, false, true];
