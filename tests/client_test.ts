@@ -724,3 +724,84 @@ Deno.test("SignalFishClient keeps every spectator in room.spectators, past the 1
     for (const watcher of watchers) await watcher.close();
   }
 });
+
+/**
+ * A WebSocket class for one client whose inbound frames the test can hold back: while `hold()` is
+ * on, every frame is queued (and `received()` resolves as the named message arrives); `release()`
+ * delivers the queue in order to the client's `onmessage`, then lets frames through again.
+ */
+function gatedSocket() {
+  let held: MessageEvent[] | undefined;
+  let deliver: ((event: MessageEvent) => void) | undefined;
+  const arrived: string[] = [];
+  const waiters: { type: string; resolve(): void }[] = [];
+  class Gated extends WebSocket {
+    constructor(url: string) {
+      super(url);
+      let handler: ((event: MessageEvent) => void) | null = null;
+      // The client assigns onmessage; frames reach it only through the gate.
+      Object.defineProperty(this, "onmessage", {
+        get: () => handler,
+        set: (value) => handler = value,
+        configurable: true,
+      });
+      deliver = (event) => handler?.call(this, event);
+      this.addEventListener("message", (event) => {
+        if (!held) return deliver!(event);
+        held.push(event);
+        const type = typeof event.data === "string" ? JSON.parse(event.data).type : "binary";
+        arrived.push(type);
+        for (const waiter of waiters.filter((w) => w.type === type)) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve();
+        }
+      });
+    }
+  }
+  return {
+    WebSocket: Gated,
+    hold: () => void (held = []),
+    /** Resolves once a held frame of `type` has arrived (at once if one already has). */
+    received(type: string): Promise<void> {
+      if (arrived.includes(type)) return Promise.resolve();
+      const { promise, resolve } = Promise.withResolvers<void>();
+      waiters.push({ type, resolve });
+      return promise;
+    },
+    release() {
+      const queue = held ?? [];
+      held = undefined;
+      for (const event of queue) deliver!(event);
+    },
+  };
+}
+
+Deno.test("SignalFishClient: a spectator's leave() crossing the room's deletion resolves without an error event", async () => {
+  await using server = await serve((config) => {
+    config.server.room_cleanup_interval = 1;
+    config.server.empty_room_timeout = 0;
+  });
+  await using alice = await client(server);
+  const { room_code } = await alice.createRoom({ game_name: GAME, player_name: "alice" });
+  const gate = gatedSocket();
+  await using watcher = await client(server, { WebSocket: gate.WebSocket });
+  await watcher.spectate({ game_name: GAME, room_code, spectator_name: "watcher" });
+  const errors: unknown[] = [];
+  watcher.on("error", (error) => errors.push(error));
+
+  // The last player leaves; the sweep deletes the now empty room and tells the spectator
+  // (SpectatorLeft room_closed), but the client has not read that yet when it leaves itself.
+  gate.hold();
+  await alice.leave();
+  await gate.received("SpectatorLeft");
+  const leaving = watcher.leave();
+  // The server answers the LeaveSpectator of a spectator it already detached with NOT_A_SPECTATOR.
+  await gate.received("Error");
+  gate.release();
+  await leaving;
+  equal(watcher.room, undefined);
+  deepEqual(errors, []);
+  // Both answers were consumed: the connection is in step and usable.
+  await watcher.ping();
+  deepEqual(errors, []);
+});

@@ -814,8 +814,11 @@ export class SignalFishClient implements AsyncDisposable {
 
   /**
    * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
-   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`). Resolves at once
-   * when not in a room. The reconnection token is forgotten.
+   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`, §7.9). Resolves at
+   * once when not in a room. The reconnection token is forgotten. When the room is deleted just
+   * as a spectator leaves (`SpectatorLeft` `room_closed` before the server reads the
+   * `LeaveSpectator`, §7.12), it resolves on the `Error` `NOT_A_SPECTATOR` that then answers the
+   * `LeaveSpectator`, and no `error` event is emitted: the spectator is out either way.
    */
   async leave(): Promise<void> {
     const role = this.#room?.role;
@@ -824,8 +827,18 @@ export class SignalFishClient implements AsyncDisposable {
         return reply.type === "RoomLeft" ? { value: undefined } : undefined;
       });
     } else if (role === "spectator") {
+      let roomClosed = false;
       await this.#request({ type: "LeaveSpectator" }, (reply) => {
-        if (reply.type === "SpectatorLeft") return { value: undefined };
+        if (reply.type === "SpectatorLeft") {
+          if (reply.data.reason !== "room_closed") return { value: undefined };
+          // The room was deleted before the server read our LeaveSpectator (docs/spec/PROTOCOL.md
+          // §7.12): we are out already, and its answer, NOT_A_SPECTATOR, is still to come.
+          roomClosed = true;
+          return "more";
+        }
+        if (roomClosed && reply.type === "Error" && reply.data.error_code === "NOT_A_SPECTATOR") {
+          return { value: undefined };
+        }
         return errorWith(reply, ["NOT_A_SPECTATOR"]);
       });
     }
