@@ -405,6 +405,11 @@ var SignalFishClient = class _SignalFishClient {
   #seat;
   #room;
   #heartbeat;
+  /**
+   * Whether the heartbeat may send on the current socket: once it authenticated, or once the
+   * app sent it another message (see `#armHeartbeat`).
+   */
+  #heartbeatArmed = false;
   #lastInbound = 0;
   /**
    * The last connection was given up for an unanswered heartbeat: what the server wrote to it in
@@ -709,8 +714,11 @@ var SignalFishClient = class _SignalFishClient {
   }
   /**
    * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
-   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`). Resolves at once
-   * when not in a room. The reconnection token is forgotten.
+   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`, §7.9). Resolves at
+   * once when not in a room. The reconnection token is forgotten. When the room is deleted just
+   * as a spectator leaves (`SpectatorLeft` `room_closed` before the server reads the
+   * `LeaveSpectator`, §7.12), it resolves on the `Error` `NOT_A_SPECTATOR` that then answers the
+   * `LeaveSpectator`, and no `error` event is emitted: the spectator is out either way.
    */
   async leave() {
     const role = this.#room?.role;
@@ -723,12 +731,22 @@ var SignalFishClient = class _SignalFishClient {
         } : void 0;
       });
     } else if (role === "spectator") {
+      let roomClosed = false;
       await this.#request({
         type: "LeaveSpectator"
       }, (reply) => {
-        if (reply.type === "SpectatorLeft") return {
-          value: void 0
-        };
+        if (reply.type === "SpectatorLeft") {
+          if (reply.data.reason !== "room_closed") return {
+            value: void 0
+          };
+          roomClosed = true;
+          return "more";
+        }
+        if (roomClosed && reply.type === "Error" && reply.data.error_code === "NOT_A_SPECTATOR") {
+          return {
+            value: void 0
+          };
+        }
         return errorWith(reply, [
           "NOT_A_SPECTATOR"
         ]);
@@ -899,6 +917,7 @@ var SignalFishClient = class _SignalFishClient {
       throw new TypeError('Cannot send binary game data: authenticate with game_data_format "message_pack" first');
     }
     this.#socket.send(payload);
+    this.#armHeartbeat();
   }
   /**
    * Takes back the seat (or the spectator place) kept in the session store after a page reload
@@ -1016,6 +1035,7 @@ var SignalFishClient = class _SignalFishClient {
     this.#socket = socket;
     this.#pingsSent = 0;
     this.#pongsReceived = 0;
+    this.#heartbeatArmed = false;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.onclose = null;
@@ -1051,6 +1071,20 @@ var SignalFishClient = class _SignalFishClient {
     this.#requireOpen();
     this.#socket.send(JSON.stringify(message));
     if (message.type === "Ping") this.#pingsSent++;
+    if (message.type !== "Authenticate") this.#armHeartbeat();
+  }
+  /**
+   * Lets the heartbeat send on the current socket from now on. Called when authentication
+   * succeeded on it, or when the app sent it a message other than `Authenticate`: until then the
+   * client cannot know whether the server requires authentication, and there a `Ping` before
+   * `Authenticate` closes the connection (docs/spec/PROTOCOL.md §7.1.1), so the heartbeat must
+   * never be the first message. The silence count starts here too: before it nothing the
+   * client sent asks for an answer.
+   */
+  #armHeartbeat() {
+    if (this.#heartbeatArmed) return;
+    this.#heartbeatArmed = true;
+    this.#lastInbound = Date.now();
   }
   /**
    * Sends `message` (unless `null`) and waits for the replies `handle` accepts. Never throws:
@@ -1081,6 +1115,7 @@ var SignalFishClient = class _SignalFishClient {
       try {
         this.#socket.send(JSON.stringify(message));
         if (message.type === "Ping") this.#pingsSent++;
+        if (message.type !== "Authenticate") this.#armHeartbeat();
       } catch (error) {
         this.#settle(pending, {
           error
@@ -1232,7 +1267,7 @@ var SignalFishClient = class _SignalFishClient {
     if (interval <= 0) return;
     this.#heartbeat = setInterval(() => {
       const socket = this.#socket;
-      if (!socket || socket.readyState !== OPEN) return;
+      if (!socket || socket.readyState !== OPEN || !this.#heartbeatArmed) return;
       if (Date.now() - this.#lastInbound > 3 * interval) {
         this.#wentSilent = true;
         this.#onClose(socket, DEAD_CONNECTION_CLOSE_CODE, "No response to heartbeat");
@@ -1336,6 +1371,7 @@ var SignalFishClient = class _SignalFishClient {
       protocolInfo,
       gameDataFormat
     };
+    this.#armHeartbeat();
     return this.#authResult;
   }
   /** Sends `Reconnect` for `seat` and resolves with `Reconnected` (not yet applied). */

@@ -14,7 +14,7 @@ import {
 } from "../src/client/client.ts";
 import type { SignalFishServer } from "../src/server.ts";
 import { nextEvent, refusedWith } from "./client_helpers.ts";
-import { serve, TIMEOUT_MS } from "./helpers.ts";
+import { openApps, serve, TIMEOUT_MS } from "./helpers.ts";
 
 const GAME = "orbit";
 const OPTIONS: ClientOptions = { heartbeatIntervalMs: 0, requestTimeoutMs: TIMEOUT_MS };
@@ -804,4 +804,33 @@ Deno.test("SignalFishClient: a spectator's leave() crossing the room's deletion 
   // Both answers were consumed: the connection is in step and usable.
   await watcher.ping();
   deepEqual(errors, []);
+});
+
+Deno.test("SignalFishClient: the heartbeat never sends the first message, so a hand-made authenticate() still comes first", async () => {
+  const INTERVAL = 50;
+  await using server = await serve((config) => {
+    config.security.require_websocket_auth = true;
+    config.security.authorized_apps = openApps("orbit-app");
+  });
+  // No `auth` option: the app authenticates itself, some heartbeats later.
+  await using alice = await client(server, { heartbeatIntervalMs: INTERVAL });
+  const closes: unknown[] = [];
+  alice.on("close", (event) => closes.push(event));
+  // Nothing can be awaited for a message that must not be sent: let six intervals pass (twice
+  // the three silent intervals after which the heartbeat would give the connection up).
+  await new Promise((resolve) => setTimeout(resolve, 6 * INTERVAL));
+  deepEqual(closes, []);
+  equal(alice.status, "open");
+  const { authenticated } = await alice.authenticate({ app_id: "orbit-app" });
+  equal(authenticated.app_name, "orbit-app");
+  // Authenticated: the heartbeat runs now, and its Ping is answered.
+  await nextEvent(alice, "Pong");
+  await alice.createRoom({ game_name: GAME, player_name: "alice" });
+  deepEqual(closes, []);
+
+  // Without auth on the server, the heartbeat starts with the app's first request.
+  await using open = await serve();
+  await using bob = await client(open, { heartbeatIntervalMs: INTERVAL });
+  await bob.createRoom({ game_name: GAME, player_name: "bob" });
+  await nextEvent(bob, "Pong");
 });

@@ -178,7 +178,12 @@ export interface ClientOptions {
   /**
    * Interval of JSON `Ping` heartbeats while open, ms (docs/spec/PROTOCOL.md §7.10); `0` disables them.
    * With heartbeats on, a connection that receives nothing for 3 intervals is treated as
-   * dropped (so a half-open TCP connection triggers reconnection). @default 10000
+   * dropped (so a half-open TCP connection triggers reconnection). The heartbeat never sends a
+   * connection's first message: on a server that requires authentication anything but
+   * `Authenticate` first closes the connection (§7.1.1), and the client cannot tell such a server
+   * from one that does not. So on each connection it starts once authentication succeeded there
+   * (`auth`, `presenceEvents` or `authenticate()`), or once the app sent something else (a
+   * request, game data); until then there are no `Ping`s and no silence check. @default 10000
    */
   heartbeatIntervalMs?: number;
   /** Automatic reconnection; `false` disables it. @default true (with the defaults above) */
@@ -511,6 +516,11 @@ export class SignalFishClient implements AsyncDisposable {
   #seat: Seat | undefined;
   #room: RoomState | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
+  /**
+   * Whether the heartbeat may send on the current socket: once it authenticated, or once the
+   * app sent it another message (see `#armHeartbeat`).
+   */
+  #heartbeatArmed = false;
   #lastInbound = 0;
   /**
    * The last connection was given up for an unanswered heartbeat: what the server wrote to it in
@@ -999,6 +1009,7 @@ export class SignalFishClient implements AsyncDisposable {
     }
     // A view over a plain ArrayBuffer as far as the DOM typings care (the bytes are only read).
     this.#socket!.send(payload as Uint8Array<ArrayBuffer>);
+    this.#armHeartbeat();
   }
 
   /**
@@ -1121,6 +1132,7 @@ export class SignalFishClient implements AsyncDisposable {
     this.#socket = socket;
     this.#pingsSent = 0;
     this.#pongsReceived = 0;
+    this.#heartbeatArmed = false;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.onclose = null;
@@ -1161,6 +1173,21 @@ export class SignalFishClient implements AsyncDisposable {
     this.#requireOpen();
     this.#socket!.send(JSON.stringify(message));
     if (message.type === "Ping") this.#pingsSent++;
+    if (message.type !== "Authenticate") this.#armHeartbeat();
+  }
+
+  /**
+   * Lets the heartbeat send on the current socket from now on. Called when authentication
+   * succeeded on it, or when the app sent it a message other than `Authenticate`: until then the
+   * client cannot know whether the server requires authentication, and there a `Ping` before
+   * `Authenticate` closes the connection (docs/spec/PROTOCOL.md §7.1.1), so the heartbeat must
+   * never be the first message. The silence count starts here too: before it nothing the
+   * client sent asks for an answer.
+   */
+  #armHeartbeat(): void {
+    if (this.#heartbeatArmed) return;
+    this.#heartbeatArmed = true;
+    this.#lastInbound = Date.now();
   }
 
   /**
@@ -1197,6 +1224,7 @@ export class SignalFishClient implements AsyncDisposable {
       try {
         this.#socket!.send(JSON.stringify(message));
         if (message.type === "Ping") this.#pingsSent++;
+        if (message.type !== "Authenticate") this.#armHeartbeat();
       } catch (error) {
         this.#settle(pending, { error: error as Error });
       }
@@ -1349,7 +1377,7 @@ export class SignalFishClient implements AsyncDisposable {
     if (interval <= 0) return;
     this.#heartbeat = setInterval(() => {
       const socket = this.#socket;
-      if (!socket || socket.readyState !== OPEN) return;
+      if (!socket || socket.readyState !== OPEN || !this.#heartbeatArmed) return;
       if (Date.now() - this.#lastInbound > 3 * interval) {
         // Nothing arrived for 3 intervals, not even a Pong: treat the connection as lost
         // instead of waiting for TCP to notice.
@@ -1446,6 +1474,7 @@ export class SignalFishClient implements AsyncDisposable {
       ? wanted
       : "json";
     this.#authResult = { authenticated: authenticated!, protocolInfo, gameDataFormat };
+    this.#armHeartbeat();
     return this.#authResult;
   }
 
