@@ -1216,7 +1216,7 @@ var SignalFishClient = class _SignalFishClient {
   #dispatch(message, replayed) {
     if (!replayed && message.type === "Pong") this.#pongsReceived++;
     const consumed = replayed ? false : this.#offer(message);
-    this.#track(message);
+    this.#track(message, replayed);
     this.#emit("message", message);
     this.#emit(message.type, message.data);
     if (message.type === "GameData") {
@@ -1587,8 +1587,11 @@ var SignalFishClient = class _SignalFishClient {
     this.#room = room;
     this.#emit("room", room ? cloneRoom(room) : null);
   }
-  /** Updates the room model from one server message (docs/spec/PROTOCOL.md §6, §11). */
-  #track(message) {
+  /**
+   * Updates the room model from one server message (docs/spec/PROTOCOL.md §6, §11); `replayed`
+   * when it came in `Reconnected.missed_events`.
+   */
+  #track(message, replayed) {
     const room = this.#room;
     switch (message.type) {
       case "RoomJoined": {
@@ -1649,7 +1652,8 @@ var SignalFishClient = class _SignalFishClient {
         const dropped = room.dropped.filter((d) => d.player_id !== player_id);
         dropped.push({
           player_id,
-          heldUntil: Date.now() + seat_held_secs * 1e3
+          heldUntil: Date.now() + seat_held_secs * 1e3,
+          replayed
         });
         return this.#setRoom({
           ...room,

@@ -927,6 +927,7 @@ Deno.test("SignalFishClient asks for presence events and tracks dropped seats (E
   const room = (await roomAfter)!;
   deepEqual(room.dropped.map((d) => d.player_id), [OTHER]);
   ok(room.dropped[0]!.heldUntil > Date.now() + 200_000, "about five minutes ahead");
+  equal(room.dropped[0]!.replayed, false);
 
   const back = nextEvent(client, "room");
   send(server.sockets[0]!, { type: "PlayerReconnected", data: { player_id: OTHER } });
@@ -955,6 +956,62 @@ Deno.test("SignalFishClient asks for presence events and tracks dropped seats (E
     features: ["something-else", "presence-events"],
   });
   void other;
+});
+
+Deno.test("SignalFishClient marks a dropped seat learned from the replay: its countdown is an upper bound (E10)", async () => {
+  const presence: Reply = (message, socket) => {
+    if (message.type !== "Authenticate") return basics(message, socket);
+    send(socket, {
+      type: "Authenticated",
+      data: {
+        app_name: "default",
+        rate_limits: { per_minute: 1, per_hour: 60, per_day: 1440 },
+        features: ["presence-events"],
+      },
+    });
+    send(socket, {
+      type: "ProtocolInfo",
+      data: { capabilities: ["presence-events"], game_data_formats: ["json"] },
+    });
+  };
+  await using server = new ScriptedServer(presence);
+  await using client = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    presenceEvents: true,
+    session: false,
+  });
+  await client.createRoom({ game_name: "orbit", player_name: "mira" });
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return presence(message, socket);
+    // Bob dropped while mira's seat was held: the buffered message carries the window left when
+    // the server sent it, and nothing says when that was.
+    send(socket, {
+      type: "Reconnected",
+      data: {
+        ...snapshot([player(PLAYER, "mira"), player(OTHER, "bob")]),
+        missed_events: [
+          { type: "PlayerJoined", data: { player: player(OTHER, "bob") } },
+          { type: "PlayerDisconnected", data: { player_id: OTHER, seat_held_secs: 300 } },
+        ],
+        reconnection_token: "token-2",
+        replay_truncated: false,
+      },
+    });
+  };
+  const reconnected = nextEvent(client, "reconnected");
+  server.sockets[0]!.close(1011, "Internal error");
+  await reconnected;
+  const [seat] = client.room!.dropped;
+  equal(seat!.player_id, OTHER);
+  equal(seat!.replayed, true);
+  ok(seat!.heldUntil <= Date.now() + 300_000, "at most the whole window from the replay");
+  // A live PlayerDisconnected of the same player replaces it with an exact countdown.
+  const updated = nextEvent(client, "room");
+  send(server.sockets[1]!, {
+    type: "PlayerDisconnected",
+    data: { player_id: OTHER, seat_held_secs: 120 },
+  });
+  deepEqual((await updated)!.dropped.map((d) => [d.player_id, d.replayed]), [[OTHER, false]]);
 });
 
 Deno.test("SignalFishClient join helpers send JoinRoom.create and authority_handover (E9, E11)", async () => {

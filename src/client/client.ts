@@ -230,8 +230,21 @@ export type ClientStatus = "idle" | "connecting" | "open" | "reconnecting" | "cl
 export interface DroppedSeat {
   /** The dropped player's id. */
   player_id: string;
-  /** When the server will release the seat unless the player returns (epoch ms, local clock). */
+  /**
+   * When the server will release the seat unless the player returns (epoch ms, local clock):
+   * the arrival of `PlayerDisconnected` plus its `seat_held_secs`. When `replayed`, this is
+   * the latest the release can come, not when it will: see there.
+   */
   heldUntil: number;
+  /**
+   * True when the `PlayerDisconnected` came in `Reconnected.missed_events` (this client's own
+   * seat was held meanwhile). A replayed message carries the window left when the server sent
+   * it (docs/spec/PROTOCOL.md §7.11.2, docs/spec/EXTENSIONS.md E10), and nothing on the wire says
+   * when that was, so `heldUntil` counts from the replay and the seat may be released up to
+   * the length of this client's own absence earlier. Show no exact countdown for such a seat.
+   * A live `PlayerDisconnected` of the same player replaces it.
+   */
+  replayed: boolean;
 }
 
 /** The room as this client currently knows it, rebuilt from snapshots and broadcasts. */
@@ -1329,7 +1342,7 @@ export class SignalFishClient implements AsyncDisposable {
   #dispatch(message: ServerMessage, replayed: boolean): void {
     if (!replayed && message.type === "Pong") this.#pongsReceived++;
     const consumed = replayed ? false : this.#offer(message);
-    this.#track(message);
+    this.#track(message, replayed);
     this.#emit("message", message);
     this.#emit(message.type, (message as { data?: unknown }).data as never);
     if (message.type === "GameData") {
@@ -1688,8 +1701,11 @@ export class SignalFishClient implements AsyncDisposable {
     this.#emit("room", room ? cloneRoom(room) : null);
   }
 
-  /** Updates the room model from one server message (docs/spec/PROTOCOL.md §6, §11). */
-  #track(message: ServerMessage): void {
+  /**
+   * Updates the room model from one server message (docs/spec/PROTOCOL.md §6, §11); `replayed`
+   * when it came in `Reconnected.missed_events`.
+   */
+  #track(message: ServerMessage, replayed: boolean): void {
     const room = this.#room;
     switch (message.type) {
       case "RoomJoined": {
@@ -1741,7 +1757,7 @@ export class SignalFishClient implements AsyncDisposable {
       case "PlayerDisconnected": {
         const { player_id, seat_held_secs } = message.data;
         const dropped = room.dropped.filter((d) => d.player_id !== player_id);
-        dropped.push({ player_id, heldUntil: Date.now() + seat_held_secs * 1000 });
+        dropped.push({ player_id, heldUntil: Date.now() + seat_held_secs * 1000, replayed });
         return this.#setRoom({ ...room, dropped });
       }
       case "PlayerReconnected": {
