@@ -437,6 +437,12 @@ var SignalFishClient = class _SignalFishClient {
   #pongsReceived = 0;
   /** Settles when the last `setReady()` call has (calls run one at a time). */
   #readyTurn = Promise.resolve();
+  /** The `leave()` under way, which later calls share. */
+  #leaving;
+  /** The `resume()` under way, which later calls share. */
+  #resuming;
+  /** Requests under way that may put this client in a room (joins, `spectate()`, `resume()`). */
+  #entering = /* @__PURE__ */ new Set();
   /** Creates an unconnected client for `url` (http(s) base URL or the ws(s) endpoint). */
   constructor(url, options = {}) {
     this.url = endpointUrl(url);
@@ -676,7 +682,7 @@ var SignalFishClient = class _SignalFishClient {
       type: "JoinRoom",
       data: withoutUndefined(data)
     };
-    return this.#request(message, (reply) => {
+    return this.#entered(this.#request(message, (reply) => {
       if (reply.type === "RoomJoined") return {
         value: reply.data
       };
@@ -684,7 +690,7 @@ var SignalFishClient = class _SignalFishClient {
         return failure(reply.data.error_code, reply.data.reason, "RoomJoinFailed");
       }
       return parseError(reply);
-    });
+    }));
   }
   /**
    * Watches a room as a spectator (`JoinAsSpectator`, docs/spec/PROTOCOL.md §7.9) and resolves with
@@ -692,7 +698,7 @@ var SignalFishClient = class _SignalFishClient {
    * `ROOM_NOT_FOUND`, `ALREADY_IN_ROOM`, `TOO_MANY_SPECTATORS`, …).
    */
   spectate(data) {
-    return this.#request({
+    return this.#entered(this.#request({
       type: "JoinAsSpectator",
       data
     }, (reply) => {
@@ -710,17 +716,29 @@ var SignalFishClient = class _SignalFishClient {
         return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
       }
       return parseError(reply);
-    });
+    }));
   }
   /**
    * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
-   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`, §7.9). Resolves at
-   * once when not in a room. The reconnection token is forgotten. When the room is deleted just
+   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`, §7.9). A join,
+   * `spectate()` or `resume()` still under way is waited for first, so the client ends out of
+   * the room it was entering; then it resolves at once when not in a room. A call while another
+   * is under way returns the same promise (nothing is sent twice: a second `LeaveRoom` would get
+   * no answer, a second `LeaveSpectator` `NOT_A_SPECTATOR`). The reconnection token is
+   * forgotten. When the room is deleted just
    * as a spectator leaves (`SpectatorLeft` `room_closed` before the server reads the
    * `LeaveSpectator`, §7.12), it resolves on the `Error` `NOT_A_SPECTATOR` that then answers the
    * `LeaveSpectator`, and no `error` event is emitted: the spectator is out either way.
    */
-  async leave() {
+  leave() {
+    this.#leaving ??= this.#leaveNow().finally(() => this.#leaving = void 0);
+    return this.#leaving;
+  }
+  /** One `leave()`: after the joins under way have settled, leaves the room they led to. */
+  async #leaveNow() {
+    if (this.#entering.size > 0) await Promise.allSettled([
+      ...this.#entering
+    ]);
     const role = this.#room?.role;
     if (role === "player") {
       await this.#request({
@@ -930,9 +948,15 @@ var SignalFishClient = class _SignalFishClient {
    * stored session, a temporary one (`RATE_LIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`,
    * `INTERNAL_ERROR`, see {@linkcode ReconnectOptions}) keeps it, so `resume()` can be called
    * again later. Resolves `undefined` without sending anything while the client is already in
-   * a room.
+   * a room. A call while another is under way returns the same promise (a second `Reconnect`
+   * would be refused `ALREADY_IN_ROOM` and forget the seat just taken back).
    */
-  async resume() {
+  resume() {
+    this.#resuming ??= this.#entered(this.#resumeNow()).finally(() => this.#resuming = void 0);
+    return this.#resuming;
+  }
+  /** One `resume()`. */
+  async #resumeNow() {
     const stored = await this.storedSession();
     if (!stored || this.#room !== void 0) return void 0;
     this.#requireOpen();
@@ -964,6 +988,16 @@ var SignalFishClient = class _SignalFishClient {
       }
       throw error;
     }
+  }
+  /**
+   * Registers `request` as one that may put this client in a room, until it settles, so that
+   * `leave()` waits for it.
+   */
+  #entered(request) {
+    this.#entering.add(request);
+    const done = () => void this.#entering.delete(request);
+    request.then(done, done);
+    return request;
   }
   /** What the session store holds for this client (see {@linkcode resume}), if anything. */
   async storedSession() {

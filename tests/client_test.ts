@@ -13,7 +13,7 @@ import {
   type SignalFishError,
 } from "../src/client/client.ts";
 import type { SignalFishServer } from "../src/server.ts";
-import { nextEvent, refusedWith } from "./client_helpers.ts";
+import { memoryStore, nextEvent, refusedWith } from "./client_helpers.ts";
 import { openApps, serve, TIMEOUT_MS } from "./helpers.ts";
 
 const GAME = "orbit";
@@ -833,4 +833,52 @@ Deno.test("SignalFishClient: the heartbeat never sends the first message, so a h
   await using bob = await client(open, { heartbeatIntervalMs: INTERVAL });
   await bob.createRoom({ game_name: GAME, player_name: "bob" });
   await nextEvent(bob, "Pong");
+});
+
+Deno.test("SignalFishClient.leave() called twice, or during a join, leaves once and ends out of the room", async () => {
+  await using server = await serve();
+  const errors: unknown[] = [];
+  await using alice = await client(server);
+  alice.on("error", (error) => errors.push(error));
+  const { room_code } = await alice.createRoom({ game_name: GAME, player_name: "alice" });
+  await using watcher = await client(server);
+  watcher.on("error", (error) => errors.push(error));
+  await watcher.spectate({ game_name: GAME, room_code, spectator_name: "watcher" });
+  // A double click on "Leave": one LeaveSpectator, both calls resolve (the second used to
+  // reject with NOT_A_SPECTATOR, the server's answer to a second LeaveSpectator).
+  await Promise.all([watcher.leave(), watcher.leave()]);
+  equal(watcher.room, undefined);
+
+  // "Cancel" while joining: leave() waits for the join, then leaves the room it got.
+  await using bob = await client(server);
+  bob.on("error", (error) => errors.push(error));
+  const joining = bob.join({ game_name: GAME, room_code, player_name: "bob" });
+  const bobLeft = nextEvent(alice, "PlayerLeft");
+  await bob.leave();
+  equal((await joining).room_code, room_code);
+  equal(bob.room, undefined);
+  await bobLeft;
+  deepEqual(alice.room!.players.map((p) => p.name), ["alice"]);
+
+  // A player's double leave: the second LeaveRoom would get no answer at all (§7.3.1) and the
+  // call would time out.
+  await Promise.all([alice.leave(), alice.leave()]);
+  equal(alice.room, undefined);
+  deepEqual(errors, []);
+});
+
+Deno.test("SignalFishClient.resume() called twice takes the seat back once and keeps it stored", async () => {
+  await using server = await serve();
+  const store = memoryStore();
+  const before = await client(server, { session: store });
+  const { room_code } = await before.createRoom({ game_name: GAME, player_name: "alice" });
+  await before.close(); // The page goes away; the server holds the seat.
+  await using after = await client(server, { session: store });
+  // Twice, as a framework that runs an effect twice would: one Reconnect, the same answer.
+  const [first, second] = await Promise.all([after.resume(), after.resume()]);
+  equal(first?.role, "player");
+  equal(second, first);
+  equal(after.room!.roomCode, room_code);
+  const stored = await after.storedSession();
+  equal(stored?.role === "player" ? stored.token : undefined, after.reconnectionToken);
 });

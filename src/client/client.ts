@@ -561,6 +561,12 @@ export class SignalFishClient implements AsyncDisposable {
   #pongsReceived = 0;
   /** Settles when the last `setReady()` call has (calls run one at a time). */
   #readyTurn: Promise<void> = Promise.resolve();
+  /** The `leave()` under way, which later calls share. */
+  #leaving: Promise<void> | undefined;
+  /** The `resume()` under way, which later calls share. */
+  #resuming: Promise<ResumeResult | undefined> | undefined;
+  /** Requests under way that may put this client in a room (joins, `spectate()`, `resume()`). */
+  readonly #entering = new Set<Promise<unknown>>();
 
   /** Creates an unconnected client for `url` (http(s) base URL or the ws(s) endpoint). */
   constructor(url: string | URL, options: ClientOptions = {}) {
@@ -807,13 +813,13 @@ export class SignalFishClient implements AsyncDisposable {
    */
   joinRoom(data: JoinRoomData): Promise<ServerData<"RoomJoined">> {
     const message: ClientMessage = { type: "JoinRoom", data: withoutUndefined(data) };
-    return this.#request(message, (reply) => {
+    return this.#entered(this.#request(message, (reply) => {
       if (reply.type === "RoomJoined") return { value: reply.data };
       if (reply.type === "RoomJoinFailed") {
         return failure(reply.data.error_code, reply.data.reason, "RoomJoinFailed");
       }
       return parseError(reply);
-    });
+    }));
   }
 
   /**
@@ -822,7 +828,7 @@ export class SignalFishClient implements AsyncDisposable {
    * `ROOM_NOT_FOUND`, `ALREADY_IN_ROOM`, `TOO_MANY_SPECTATORS`, …).
    */
   spectate(data: SpectateData): Promise<ServerData<"SpectatorJoined">> {
-    return this.#request({ type: "JoinAsSpectator", data }, (reply) => {
+    return this.#entered(this.#request({ type: "JoinAsSpectator", data }, (reply) => {
       if (reply.type === "SpectatorJoined") {
         this.#spectating = { ...data, room_code: reply.data.room_code };
         this.#saveSession();
@@ -832,18 +838,29 @@ export class SignalFishClient implements AsyncDisposable {
         return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
       }
       return parseError(reply);
-    });
+    }));
   }
 
   /**
    * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
-   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`, §7.9). Resolves at
-   * once when not in a room. The reconnection token is forgotten. When the room is deleted just
+   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`, §7.9). A join,
+   * `spectate()` or `resume()` still under way is waited for first, so the client ends out of
+   * the room it was entering; then it resolves at once when not in a room. A call while another
+   * is under way returns the same promise (nothing is sent twice: a second `LeaveRoom` would get
+   * no answer, a second `LeaveSpectator` `NOT_A_SPECTATOR`). The reconnection token is
+   * forgotten. When the room is deleted just
    * as a spectator leaves (`SpectatorLeft` `room_closed` before the server reads the
    * `LeaveSpectator`, §7.12), it resolves on the `Error` `NOT_A_SPECTATOR` that then answers the
    * `LeaveSpectator`, and no `error` event is emitted: the spectator is out either way.
    */
-  async leave(): Promise<void> {
+  leave(): Promise<void> {
+    this.#leaving ??= this.#leaveNow().finally(() => this.#leaving = undefined);
+    return this.#leaving;
+  }
+
+  /** One `leave()`: after the joins under way have settled, leaves the room they led to. */
+  async #leaveNow(): Promise<void> {
+    if (this.#entering.size > 0) await Promise.allSettled([...this.#entering]);
     const role = this.#room?.role;
     if (role === "player") {
       await this.#request({ type: "LeaveRoom" }, (reply) => {
@@ -1036,9 +1053,16 @@ export class SignalFishClient implements AsyncDisposable {
    * stored session, a temporary one (`RATE_LIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`,
    * `INTERNAL_ERROR`, see {@linkcode ReconnectOptions}) keeps it, so `resume()` can be called
    * again later. Resolves `undefined` without sending anything while the client is already in
-   * a room.
+   * a room. A call while another is under way returns the same promise (a second `Reconnect`
+   * would be refused `ALREADY_IN_ROOM` and forget the seat just taken back).
    */
-  async resume(): Promise<ResumeResult | undefined> {
+  resume(): Promise<ResumeResult | undefined> {
+    this.#resuming ??= this.#entered(this.#resumeNow()).finally(() => this.#resuming = undefined);
+    return this.#resuming;
+  }
+
+  /** One `resume()`. */
+  async #resumeNow(): Promise<ResumeResult | undefined> {
     const stored = await this.storedSession();
     if (!stored || this.#room !== undefined) return undefined; // Nothing stored, or seated.
     this.#requireOpen();
@@ -1067,6 +1091,17 @@ export class SignalFishClient implements AsyncDisposable {
       }
       throw error;
     }
+  }
+
+  /**
+   * Registers `request` as one that may put this client in a room, until it settles, so that
+   * `leave()` waits for it.
+   */
+  #entered<T>(request: Promise<T>): Promise<T> {
+    this.#entering.add(request);
+    const done = () => void this.#entering.delete(request);
+    request.then(done, done);
+    return request;
   }
 
   /** What the session store holds for this client (see {@linkcode resume}), if anything. */
