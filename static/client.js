@@ -437,6 +437,8 @@ var SignalFishClient = class _SignalFishClient {
   #pongsReceived = 0;
   /** Settles when the last `setReady()` call has (calls run one at a time). */
   #readyTurn = Promise.resolve();
+  /** The `authenticate()` under way, which later calls share. */
+  #authenticating;
   /** The `leave()` under way, which later calls share. */
   #leaving;
   /** The `resume()` under way, which later calls share. */
@@ -597,12 +599,20 @@ var SignalFishClient = class _SignalFishClient {
   /**
    * Sends `Authenticate` (docs/spec/PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
    * `ProtocolInfo` and the negotiated game-data format. A second call resolves with the first
-   * result without sending (the server ignores repeats). Rejects with {@linkcode SignalFishError}
+   * result without sending (the server ignores repeats), also while the first is under way (it
+   * shares that call's promise). Rejects with {@linkcode SignalFishError}
    * for an `AuthenticationError` (`INVALID_APP_ID`, `UNAUTHORIZED`, `RATE_LIMIT_EXCEEDED`,
    * `SDK_VERSION_UNSUPPORTED`). The data is remembered and re-sent when reconnecting.
    */
-  async authenticate(data) {
-    if (this.#authResult) return this.#authResult;
+  authenticate(data) {
+    if (this.#authResult) return Promise.resolve(this.#authResult);
+    this.#authenticating ??= this.#authenticateNow(data).finally(() => {
+      this.#authenticating = void 0;
+    });
+    return this.#authenticating;
+  }
+  /** One `authenticate()` that sends. */
+  async #authenticateNow(data) {
     this.#requireOpen();
     data = this.#withFeatures(data);
     const result = await this.#authenticateOnce(data);
@@ -731,7 +741,9 @@ var SignalFishClient = class _SignalFishClient {
    * `LeaveSpectator`, and no `error` event is emitted: the spectator is out either way.
    */
   leave() {
-    this.#leaving ??= this.#leaveNow().finally(() => this.#leaving = void 0);
+    this.#leaving ??= this.#leaveNow().finally(() => {
+      this.#leaving = void 0;
+    });
     return this.#leaving;
   }
   /** One `leave()`: after the joins under way have settled, leaves the room they led to. */
@@ -952,7 +964,9 @@ var SignalFishClient = class _SignalFishClient {
    * would be refused `ALREADY_IN_ROOM` and forget the seat just taken back).
    */
   resume() {
-    this.#resuming ??= this.#entered(this.#resumeNow()).finally(() => this.#resuming = void 0);
+    this.#resuming ??= this.#entered(this.#resumeNow()).finally(() => {
+      this.#resuming = void 0;
+    });
     return this.#resuming;
   }
   /** One `resume()`. */

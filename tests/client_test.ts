@@ -76,6 +76,16 @@ Deno.test("SignalFishClient.authenticate() resolves Authenticated and ProtocolIn
   // The server ignores a second Authenticate; the client answers from the first result.
   equal(await alice.authenticate({ app_id: "demo" }), result);
   ok((await alice.ping()) >= 0);
+
+  // Two calls at once: one Authenticate (the server would not answer a second, and that call
+  // would time out), the same result for both.
+  await using bob = await client(server);
+  const [first, second] = await Promise.all([
+    bob.authenticate({ app_id: "demo" }),
+    bob.authenticate({ app_id: "demo" }),
+  ]);
+  equal(second, first);
+  equal(first.authenticated.app_name, "default");
 });
 
 Deno.test("SignalFishClient.createRoom() and joinRoom() keep both players' room state", async () => {

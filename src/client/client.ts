@@ -561,6 +561,8 @@ export class SignalFishClient implements AsyncDisposable {
   #pongsReceived = 0;
   /** Settles when the last `setReady()` call has (calls run one at a time). */
   #readyTurn: Promise<void> = Promise.resolve();
+  /** The `authenticate()` under way, which later calls share. */
+  #authenticating: Promise<AuthenticateResult> | undefined;
   /** The `leave()` under way, which later calls share. */
   #leaving: Promise<void> | undefined;
   /** The `resume()` under way, which later calls share. */
@@ -735,12 +737,21 @@ export class SignalFishClient implements AsyncDisposable {
   /**
    * Sends `Authenticate` (docs/spec/PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
    * `ProtocolInfo` and the negotiated game-data format. A second call resolves with the first
-   * result without sending (the server ignores repeats). Rejects with {@linkcode SignalFishError}
+   * result without sending (the server ignores repeats), also while the first is under way (it
+   * shares that call's promise). Rejects with {@linkcode SignalFishError}
    * for an `AuthenticationError` (`INVALID_APP_ID`, `UNAUTHORIZED`, `RATE_LIMIT_EXCEEDED`,
    * `SDK_VERSION_UNSUPPORTED`). The data is remembered and re-sent when reconnecting.
    */
-  async authenticate(data: AuthenticateData): Promise<AuthenticateResult> {
-    if (this.#authResult) return this.#authResult;
+  authenticate(data: AuthenticateData): Promise<AuthenticateResult> {
+    if (this.#authResult) return Promise.resolve(this.#authResult);
+    this.#authenticating ??= this.#authenticateNow(data).finally(() => {
+      this.#authenticating = undefined;
+    });
+    return this.#authenticating;
+  }
+
+  /** One `authenticate()` that sends. */
+  async #authenticateNow(data: AuthenticateData): Promise<AuthenticateResult> {
     this.#requireOpen();
     data = this.#withFeatures(data);
     const result = await this.#authenticateOnce(data);
@@ -854,7 +865,9 @@ export class SignalFishClient implements AsyncDisposable {
    * `LeaveSpectator`, and no `error` event is emitted: the spectator is out either way.
    */
   leave(): Promise<void> {
-    this.#leaving ??= this.#leaveNow().finally(() => this.#leaving = undefined);
+    this.#leaving ??= this.#leaveNow().finally(() => {
+      this.#leaving = undefined;
+    });
     return this.#leaving;
   }
 
@@ -1057,7 +1070,9 @@ export class SignalFishClient implements AsyncDisposable {
    * would be refused `ALREADY_IN_ROOM` and forget the seat just taken back).
    */
   resume(): Promise<ResumeResult | undefined> {
-    this.#resuming ??= this.#entered(this.#resumeNow()).finally(() => this.#resuming = undefined);
+    this.#resuming ??= this.#entered(this.#resumeNow()).finally(() => {
+      this.#resuming = undefined;
+    });
     return this.#resuming;
   }
 
