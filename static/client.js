@@ -732,7 +732,10 @@ var SignalFishClient = class _SignalFishClient {
    * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
    * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`, §7.9). A join,
    * `spectate()` or `resume()` still under way is waited for first, so the client ends out of
-   * the room it was entering; then it resolves at once when not in a room. A call while another
+   * the room it was entering; so is an automatic reconnection (§7.11), under way or started by
+   * a drop while leaving: unlike other requests, `leave()` does not reject while reconnecting
+   * but leaves the seat once it is restored, and resolves when reconnection gives it up. Then
+   * it resolves at once when not in a room. A call while another
    * is under way returns the same promise (nothing is sent twice: a second `LeaveRoom` would get
    * no answer, a second `LeaveSpectator` `NOT_A_SPECTATOR`). The reconnection token is
    * forgotten. When the room is deleted just
@@ -746,11 +749,29 @@ var SignalFishClient = class _SignalFishClient {
     });
     return this.#leaving;
   }
-  /** One `leave()`: after the joins under way have settled, leaves the room they led to. */
+  /**
+   * One `leave()`: after the joins under way have settled, leaves the room they led to; a
+   * reconnection under way (or one started by a drop while leaving) is waited out first, so the
+   * seat it restores is left too.
+   */
   async #leaveNow() {
     if (this.#entering.size > 0) await Promise.allSettled([
       ...this.#entering
     ]);
+    for (; ; ) {
+      if (this.#status === "reconnecting") await this.open().catch(() => {
+      });
+      try {
+        return await this.#leaveOnce();
+      } catch (error) {
+        if (!(error instanceof SignalFishConnectionError) || this.#status !== "reconnecting") {
+          throw error;
+        }
+      }
+    }
+  }
+  /** Sends the `LeaveRoom` or `LeaveSpectator` the current room needs, if any. */
+  async #leaveOnce() {
     const role = this.#room?.role;
     if (role === "player") {
       await this.#request({

@@ -637,6 +637,71 @@ Deno.test("SignalFishClient treats a silent connection as dropped and reconnects
   equal(client.reconnectionToken, "token-2");
 });
 
+Deno.test("SignalFishClient.leave() during a reconnection leaves the restored seat instead of rejecting", async () => {
+  await using server = new ScriptedServer(basics);
+  await using client = await seated(server);
+  let answerReconnect!: () => void;
+  const reconnectArrived = Promise.withResolvers<void>();
+  server.reply = (message, socket) => {
+    if (message.type === "Reconnect") {
+      answerReconnect = () => send(socket, reconnectedWith("token-2"));
+      reconnectArrived.resolve();
+      return;
+    }
+    if (message.type === "LeaveRoom") return send(socket, { type: "RoomLeft" });
+    basics(message, socket);
+  };
+  const dropped = nextEvent(client, "close");
+  server.sockets[0]!.close(1011, "Internal error");
+  equal((await dropped).reconnecting, true);
+  // "Leave" pressed while the client is taking the seat back: the player must end out of the
+  // room, not back in it once the seat is restored.
+  equal(client.status, "reconnecting");
+  const leaving = client.leave();
+  await reconnectArrived.promise;
+  answerReconnect();
+  await leaving;
+  equal(client.room, undefined);
+  equal(client.status, "open");
+  deepEqual(
+    server.received.filter((e) => e.connection === 1).map((e) => e.message.type),
+    ["Authenticate", "Reconnect", "LeaveRoom"],
+  );
+
+  // The connection drops while LeaveRoom waits for its answer (the server never read it): the
+  // client takes the seat back and leaves it then.
+  await using third = await seated(server);
+  let leaves = 0;
+  server.reply = (message, socket) => {
+    if (message.type === "LeaveRoom" && leaves++ === 0) return socket.close(1011, "Internal error");
+    if (message.type === "LeaveRoom") return send(socket, { type: "RoomLeft" });
+    if (message.type === "Reconnect") return send(socket, reconnectedWith("token-2"));
+    basics(message, socket);
+  };
+  const restored = nextEvent(third, "reconnected");
+  await third.leave();
+  await restored;
+  equal(third.room, undefined);
+  equal(leaves, 2);
+
+  // When the reconnection gives up instead, leave() resolves: the seat is gone from this client.
+  await using other = await seated(server);
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, {
+      type: "ReconnectionFailed",
+      data: { reason: "Room no longer exists", error_code: "RECONNECTION_FAILED" },
+    });
+  };
+  const otherDropped = nextEvent(other, "close");
+  server.sockets.at(-1)!.close(1011, "Internal error");
+  await otherDropped;
+  const failed = nextEvent(other, "reconnectFailed");
+  await other.leave();
+  await failed;
+  equal(other.room, undefined);
+});
+
 Deno.test("SignalFishClient: a binary send while reconnecting throws SignalFishConnectionError, as every send", async () => {
   // The app negotiated message_pack (docs/spec/PROTOCOL.md §7.1.5) before the drop; while the new
   // socket authenticates again the connection is not open, so a game loop's binary send fails as

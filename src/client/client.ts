@@ -16,7 +16,8 @@
  * Requests resolve with the server's answer and reject with {@linkcode SignalFishError}
  * (`code` = the spec's error code) or {@linkcode SignalFishConnectionError}; they never throw,
  * so a request made while the connection is not open (connecting, reconnecting, closed) rejects
- * with {@linkcode SignalFishConnectionError}. Only the fire-and-forget sends (`sendGameData`,
+ * with {@linkcode SignalFishConnectionError} — except `leave()`, which waits for a reconnection
+ * to end and then leaves the restored seat. Only the fire-and-forget sends (`sendGameData`,
  * `sendTo`, `sendBinary`) throw. The server answers
  * each connection in order (docs/spec/PROTOCOL.md §1.5), so each reply settles the oldest request waiting
  * for that kind of reply.
@@ -856,7 +857,10 @@ export class SignalFishClient implements AsyncDisposable {
    * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
    * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`, §7.9). A join,
    * `spectate()` or `resume()` still under way is waited for first, so the client ends out of
-   * the room it was entering; then it resolves at once when not in a room. A call while another
+   * the room it was entering; so is an automatic reconnection (§7.11), under way or started by
+   * a drop while leaving: unlike other requests, `leave()` does not reject while reconnecting
+   * but leaves the seat once it is restored, and resolves when reconnection gives it up. Then
+   * it resolves at once when not in a room. A call while another
    * is under way returns the same promise (nothing is sent twice: a second `LeaveRoom` would get
    * no answer, a second `LeaveSpectator` `NOT_A_SPECTATOR`). The reconnection token is
    * forgotten. When the room is deleted just
@@ -871,9 +875,28 @@ export class SignalFishClient implements AsyncDisposable {
     return this.#leaving;
   }
 
-  /** One `leave()`: after the joins under way have settled, leaves the room they led to. */
+  /**
+   * One `leave()`: after the joins under way have settled, leaves the room they led to; a
+   * reconnection under way (or one started by a drop while leaving) is waited out first, so the
+   * seat it restores is left too.
+   */
   async #leaveNow(): Promise<void> {
     if (this.#entering.size > 0) await Promise.allSettled([...this.#entering]);
+    for (;;) {
+      // open() while reconnecting settles when the reconnection ends, the seat restored or lost.
+      if (this.#status === "reconnecting") await this.open().catch(() => {});
+      try {
+        return await this.#leaveOnce();
+      } catch (error) {
+        if (!(error instanceof SignalFishConnectionError) || this.#status !== "reconnecting") {
+          throw error;
+        }
+      }
+    }
+  }
+
+  /** Sends the `LeaveRoom` or `LeaveSpectator` the current room needs, if any. */
+  async #leaveOnce(): Promise<void> {
     const role = this.#room?.role;
     if (role === "player") {
       await this.#request({ type: "LeaveRoom" }, (reply) => {
