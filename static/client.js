@@ -1597,6 +1597,7 @@ var SignalFishClient = class _SignalFishClient {
         replay_truncated: true
       };
     }
+    const dropped = this.#room ? void 0 : droppedIn(data.missed_events);
     for (const missed of data.missed_events) this.#dispatch(missed, true);
     this.#seat = {
       playerId: data.player_id,
@@ -1606,7 +1607,7 @@ var SignalFishClient = class _SignalFishClient {
     this.#spectating = void 0;
     const room = roomFromSnapshot(data);
     const present = new Set(room.players.map((p) => p.id));
-    room.dropped = (this.#room?.dropped ?? []).filter((d) => present.has(d.player_id));
+    room.dropped = (dropped ?? this.#room?.dropped ?? []).filter((d) => present.has(d.player_id));
     this.#setRoom(room);
     this.#saveSession();
     this.#emit("reconnected", data);
@@ -1795,6 +1796,24 @@ var SignalFishClient = class _SignalFishClient {
     }
   }
 };
+function droppedIn(replay) {
+  let dropped = [];
+  for (const message of replay) {
+    if (message.type === "PlayerDisconnected") {
+      const { player_id, seat_held_secs } = message.data;
+      dropped = dropped.filter((d) => d.player_id !== player_id);
+      dropped.push({
+        player_id,
+        heldUntil: Date.now() + seat_held_secs * 1e3,
+        replayed: true
+      });
+    } else if (message.type === "PlayerReconnected" || message.type === "PlayerLeft") {
+      const id = message.data.player_id;
+      dropped = dropped.filter((d) => d.player_id !== id);
+    }
+  }
+  return dropped;
+}
 function roomFromSnapshot(data) {
   return {
     role: "player",

@@ -1077,6 +1077,24 @@ Deno.test("SignalFishClient marks a dropped seat learned from the replay: its co
     data: { player_id: OTHER, seat_held_secs: 120 },
   });
   deepEqual((await updated)!.dropped.map((d) => [d.player_id, d.replayed]), [[OTHER, false]]);
+
+  // After a reload resume() has no room for the replay to update: the seats come from the
+  // replay's presence events all the same.
+  const store = memoryStore();
+  const before = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    presenceEvents: true,
+    session: store,
+  });
+  await before.createRoom({ game_name: "orbit", player_name: "mira" });
+  await before.close();
+  await using after = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    presenceEvents: true,
+    session: store,
+  });
+  equal((await after.resume())?.role, "player");
+  deepEqual(after.room!.dropped.map((d) => [d.player_id, d.replayed]), [[OTHER, true]]);
 });
 
 Deno.test("SignalFishClient join helpers send JoinRoom.create and authority_handover (E9, E11)", async () => {

@@ -1715,13 +1715,16 @@ export class SignalFishClient implements AsyncDisposable {
       this.#wentSilent = false;
       if (!data.replay_truncated) data = { ...data, replay_truncated: true };
     }
+    // Without a room (resume() after a reload) the replay has no room to update, and the
+    // snapshot does not say who is held: take that from the replay's presence events.
+    const dropped = this.#room ? undefined : droppedIn(data.missed_events);
     for (const missed of data.missed_events) this.#dispatch(missed, true);
     this.#seat = { playerId: data.player_id, roomId: data.room_id, token: data.reconnection_token };
     this.#spectating = undefined;
     const room = roomFromSnapshot(data);
     // The snapshot does not say who is held; keep what presence events told us.
     const present = new Set(room.players.map((p) => p.id));
-    room.dropped = (this.#room?.dropped ?? []).filter((d) => present.has(d.player_id));
+    room.dropped = (dropped ?? this.#room?.dropped ?? []).filter((d) => present.has(d.player_id));
     this.#setRoom(room);
     this.#saveSession();
     this.#emit("reconnected", data);
@@ -1878,6 +1881,26 @@ export class SignalFishClient implements AsyncDisposable {
       }
     }
   }
+}
+
+/**
+ * The seats a replay (`Reconnected.missed_events`) leaves marked dropped: each
+ * `PlayerDisconnected` (docs/spec/EXTENSIONS.md E10) until a later `PlayerReconnected` or
+ * `PlayerLeft` of the same player.
+ */
+function droppedIn(replay: readonly ServerMessage[]): DroppedSeat[] {
+  let dropped: DroppedSeat[] = [];
+  for (const message of replay) {
+    if (message.type === "PlayerDisconnected") {
+      const { player_id, seat_held_secs } = message.data;
+      dropped = dropped.filter((d) => d.player_id !== player_id);
+      dropped.push({ player_id, heldUntil: Date.now() + seat_held_secs * 1000, replayed: true });
+    } else if (message.type === "PlayerReconnected" || message.type === "PlayerLeft") {
+      const id = message.data.player_id;
+      dropped = dropped.filter((d) => d.player_id !== id);
+    }
+  }
+  return dropped;
 }
 
 function roomFromSnapshot(data: RoomSnapshot): RoomState {
