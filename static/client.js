@@ -1018,7 +1018,7 @@ var SignalFishClient = class _SignalFishClient {
         reconnected: data
       };
     } catch (error) {
-      if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
+      if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code) && this.#room === void 0) {
         await this.#clearSession();
       }
       throw error;

@@ -892,3 +892,20 @@ Deno.test("SignalFishClient.resume() called twice takes the seat back once and k
   const stored = await after.storedSession();
   equal(stored?.role === "player" ? stored.token : undefined, after.reconnectionToken);
 });
+
+Deno.test("SignalFishClient.resume() crossing a join keeps the joined seat stored", async () => {
+  await using server = await serve();
+  const store = memoryStore();
+  const before = await client(server, { session: store });
+  await before.createRoom({ game_name: GAME, player_name: "alice" });
+  await before.close(); // Stored: alice's seat, held by the server.
+  await using after = await client(server, { session: store });
+  // The app creates a room and resumes at once: the JoinRoom goes first, so the Reconnect is
+  // refused ALREADY_IN_ROOM; that refusal must not erase the seat the join just stored.
+  const creating = after.createRoom({ game_name: GAME, player_name: "bob" });
+  const resuming = after.resume();
+  const created = await creating;
+  await rejects(resuming, refusedWith("ALREADY_IN_ROOM", "ReconnectionFailed"));
+  const stored = await after.storedSession();
+  equal(stored?.role === "player" ? stored.player_id : undefined, created.player_id);
+});

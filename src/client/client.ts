@@ -1124,7 +1124,11 @@ export class SignalFishClient implements AsyncDisposable {
       this.#restore(data);
       return { role: "player", reconnected: data };
     } catch (error) {
-      if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
+      // A room entered meanwhile (a join that crossed this call) has stored its own seat: keep it.
+      if (
+        error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code) &&
+        this.#room === undefined
+      ) {
         await this.#clearSession();
       }
       throw error;
