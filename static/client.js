@@ -759,7 +759,7 @@ var SignalFishClient = class _SignalFishClient {
       ...this.#entering
     ]);
     for (; ; ) {
-      if (this.#status === "reconnecting") await this.open().catch(() => {
+      if (this.#status === "reconnecting" && this.#room) await this.open().catch(() => {
       });
       try {
         return await this.#leaveOnce();

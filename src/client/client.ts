@@ -884,7 +884,8 @@ export class SignalFishClient implements AsyncDisposable {
     if (this.#entering.size > 0) await Promise.allSettled([...this.#entering]);
     for (;;) {
       // open() while reconnecting settles when the reconnection ends, the seat restored or lost.
-      if (this.#status === "reconnecting") await this.open().catch(() => {});
+      // (An idle reconnection, with no room to leave, is not waited for.)
+      if (this.#status === "reconnecting" && this.#room) await this.open().catch(() => {});
       try {
         return await this.#leaveOnce();
       } catch (error) {
