@@ -729,19 +729,23 @@ var SignalFishClient = class _SignalFishClient {
     }));
   }
   /**
-   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
-   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`, §7.9). A join,
-   * `spectate()` or `resume()` still under way is waited for first, so the client ends out of
-   * the room it was entering; so is an automatic reconnection (§7.11), under way or started by
-   * a drop while leaving: unlike other requests, `leave()` does not reject while reconnecting
-   * but leaves the seat once it is restored, and resolves when reconnection gives it up. Then
-   * it resolves at once when not in a room. A call while another
-   * is under way returns the same promise (nothing is sent twice: a second `LeaveRoom` would get
-   * no answer, a second `LeaveSpectator` `NOT_A_SPECTATOR`). The reconnection token is
-   * forgotten. When the room is deleted just
-   * as a spectator leaves (`SpectatorLeft` `room_closed` before the server reads the
-   * `LeaveSpectator`, §7.12), it resolves on the `Error` `NOT_A_SPECTATOR` that then answers the
-   * `LeaveSpectator`, and no `error` event is emitted: the spectator is out either way.
+   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`,
+   * docs/spec/PROTOCOL.md §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`,
+   * §7.9); resolves at once when not in a room. The reconnection token is forgotten.
+   *
+   * - A join, `spectate()` or `resume()` still under way is waited for first, so the client ends
+   *   out of the room it was entering.
+   * - Unlike other requests it does not reject while the client is reconnecting (§7.11), nor
+   *   when the connection drops while it waits for the answer: it waits for the reconnection to
+   *   end, then leaves the restored seat, or resolves if reconnection gave the seat up.
+   * - A call while another is under way returns the same promise (a second `LeaveRoom` would get
+   *   no answer, a second `LeaveSpectator` `NOT_A_SPECTATOR`).
+   * - When the room is deleted just as a spectator leaves (`SpectatorLeft` `room_closed` before
+   *   the server reads the `LeaveSpectator`, §7.12), it resolves on the `Error`
+   *   `NOT_A_SPECTATOR` that then answers the `LeaveSpectator`, and no `error` event is emitted.
+   *
+   * Rejects with {@linkcode SignalFishConnectionError} when the answer does not come in time, or
+   * the connection closes for good (no reconnection follows) while the answer is awaited.
    */
   leave() {
     this.#leaving ??= this.#leaveNow().finally(() => {
