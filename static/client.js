@@ -405,6 +405,11 @@ var SignalFishClient = class _SignalFishClient {
   #seat;
   #room;
   #heartbeat;
+  /**
+   * Whether the heartbeat may send on the current socket: once it authenticated, or once the
+   * app sent it another message (see `#armHeartbeat`).
+   */
+  #heartbeatArmed = false;
   #lastInbound = 0;
   /**
    * The last connection was given up for an unanswered heartbeat: what the server wrote to it in
@@ -432,6 +437,14 @@ var SignalFishClient = class _SignalFishClient {
   #pongsReceived = 0;
   /** Settles when the last `setReady()` call has (calls run one at a time). */
   #readyTurn = Promise.resolve();
+  /** The `authenticate()` under way, which later calls share. */
+  #authenticating;
+  /** The `leave()` under way, which later calls share. */
+  #leaving;
+  /** The `resume()` under way, which later calls share. */
+  #resuming;
+  /** Requests under way that may put this client in a room (joins, `spectate()`, `resume()`). */
+  #entering = /* @__PURE__ */ new Set();
   /** Creates an unconnected client for `url` (http(s) base URL or the ws(s) endpoint). */
   constructor(url, options = {}) {
     this.url = endpointUrl(url);
@@ -586,12 +599,20 @@ var SignalFishClient = class _SignalFishClient {
   /**
    * Sends `Authenticate` (docs/spec/PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
    * `ProtocolInfo` and the negotiated game-data format. A second call resolves with the first
-   * result without sending (the server ignores repeats). Rejects with {@linkcode SignalFishError}
+   * result without sending (the server ignores repeats), also while the first is under way (it
+   * shares that call's promise). Rejects with {@linkcode SignalFishError}
    * for an `AuthenticationError` (`INVALID_APP_ID`, `UNAUTHORIZED`, `RATE_LIMIT_EXCEEDED`,
    * `SDK_VERSION_UNSUPPORTED`). The data is remembered and re-sent when reconnecting.
    */
-  async authenticate(data) {
-    if (this.#authResult) return this.#authResult;
+  authenticate(data) {
+    if (this.#authResult) return Promise.resolve(this.#authResult);
+    this.#authenticating ??= this.#authenticateNow(data).finally(() => {
+      this.#authenticating = void 0;
+    });
+    return this.#authenticating;
+  }
+  /** One `authenticate()` that sends. */
+  async #authenticateNow(data) {
     this.#requireOpen();
     data = this.#withFeatures(data);
     const result = await this.#authenticateOnce(data);
@@ -671,7 +692,7 @@ var SignalFishClient = class _SignalFishClient {
       type: "JoinRoom",
       data: withoutUndefined(data)
     };
-    return this.#request(message, (reply) => {
+    return this.#entered(this.#request(message, (reply) => {
       if (reply.type === "RoomJoined") return {
         value: reply.data
       };
@@ -679,7 +700,7 @@ var SignalFishClient = class _SignalFishClient {
         return failure(reply.data.error_code, reply.data.reason, "RoomJoinFailed");
       }
       return parseError(reply);
-    });
+    }));
   }
   /**
    * Watches a room as a spectator (`JoinAsSpectator`, docs/spec/PROTOCOL.md §7.9) and resolves with
@@ -687,7 +708,7 @@ var SignalFishClient = class _SignalFishClient {
    * `ROOM_NOT_FOUND`, `ALREADY_IN_ROOM`, `TOO_MANY_SPECTATORS`, …).
    */
   spectate(data) {
-    return this.#request({
+    return this.#entered(this.#request({
       type: "JoinAsSpectator",
       data
     }, (reply) => {
@@ -705,14 +726,56 @@ var SignalFishClient = class _SignalFishClient {
         return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
       }
       return parseError(reply);
-    });
+    }));
   }
   /**
-   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
-   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`). Resolves at once
-   * when not in a room. The reconnection token is forgotten.
+   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`,
+   * docs/spec/PROTOCOL.md §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`,
+   * §7.9); resolves at once when not in a room. The reconnection token is forgotten.
+   *
+   * - A join, `spectate()` or `resume()` still under way is waited for first, so the client ends
+   *   out of the room it was entering.
+   * - Unlike other requests it does not reject while the client is reconnecting (§7.11), nor
+   *   when the connection drops while it waits for the answer: it waits for the reconnection to
+   *   end, then leaves the restored seat, or resolves if reconnection gave the seat up.
+   * - A call while another is under way returns the same promise (a second `LeaveRoom` would get
+   *   no answer, a second `LeaveSpectator` `NOT_A_SPECTATOR`).
+   * - When the room is deleted just as a spectator leaves (`SpectatorLeft` `room_closed` before
+   *   the server reads the `LeaveSpectator`, §7.12), it resolves on the `Error`
+   *   `NOT_A_SPECTATOR` that then answers the `LeaveSpectator`, and no `error` event is emitted.
+   *
+   * Rejects with {@linkcode SignalFishConnectionError} when the answer does not come in time, or
+   * the connection closes for good (no reconnection follows) while the answer is awaited.
    */
-  async leave() {
+  leave() {
+    this.#leaving ??= this.#leaveNow().finally(() => {
+      this.#leaving = void 0;
+    });
+    return this.#leaving;
+  }
+  /**
+   * One `leave()`: after the joins under way have settled, leaves the room they led to; a
+   * reconnection under way (or one started by a drop while leaving) is waited out first, so the
+   * seat it restores is left too.
+   */
+  async #leaveNow() {
+    if (this.#entering.size > 0) await Promise.allSettled([
+      ...this.#entering
+    ]);
+    for (; ; ) {
+      if (this.#status === "reconnecting" && this.#room) await this.open().catch(() => {
+      });
+      try {
+        return await this.#leaveOnce();
+      } catch (error) {
+        if (!(error instanceof SignalFishConnectionError) || this.#status !== "reconnecting") {
+          throw error;
+        }
+      }
+    }
+  }
+  /** Sends the `LeaveRoom` or `LeaveSpectator` the current room needs, if any. */
+  async #leaveOnce() {
     const role = this.#room?.role;
     if (role === "player") {
       await this.#request({
@@ -723,12 +786,22 @@ var SignalFishClient = class _SignalFishClient {
         } : void 0;
       });
     } else if (role === "spectator") {
+      let roomClosed = false;
       await this.#request({
         type: "LeaveSpectator"
       }, (reply) => {
-        if (reply.type === "SpectatorLeft") return {
-          value: void 0
-        };
+        if (reply.type === "SpectatorLeft") {
+          if (reply.data.reason !== "room_closed") return {
+            value: void 0
+          };
+          roomClosed = true;
+          return "more";
+        }
+        if (roomClosed && reply.type === "Error" && reply.data.error_code === "NOT_A_SPECTATOR") {
+          return {
+            value: void 0
+          };
+        }
         return errorWith(reply, [
           "NOT_A_SPECTATOR"
         ]);
@@ -899,6 +972,7 @@ var SignalFishClient = class _SignalFishClient {
       throw new TypeError('Cannot send binary game data: authenticate with game_data_format "message_pack" first');
     }
     this.#socket.send(payload);
+    this.#armHeartbeat();
   }
   /**
    * Takes back the seat (or the spectator place) kept in the session store after a page reload
@@ -911,9 +985,17 @@ var SignalFishClient = class _SignalFishClient {
    * stored session, a temporary one (`RATE_LIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`,
    * `INTERNAL_ERROR`, see {@linkcode ReconnectOptions}) keeps it, so `resume()` can be called
    * again later. Resolves `undefined` without sending anything while the client is already in
-   * a room.
+   * a room. A call while another is under way returns the same promise (a second `Reconnect`
+   * would be refused `ALREADY_IN_ROOM` and forget the seat just taken back).
    */
-  async resume() {
+  resume() {
+    this.#resuming ??= this.#entered(this.#resumeNow()).finally(() => {
+      this.#resuming = void 0;
+    });
+    return this.#resuming;
+  }
+  /** One `resume()`. */
+  async #resumeNow() {
     const stored = await this.storedSession();
     if (!stored || this.#room !== void 0) return void 0;
     this.#requireOpen();
@@ -940,11 +1022,21 @@ var SignalFishClient = class _SignalFishClient {
         reconnected: data
       };
     } catch (error) {
-      if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
+      if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code) && this.#room === void 0) {
         await this.#clearSession();
       }
       throw error;
     }
+  }
+  /**
+   * Registers `request` as one that may put this client in a room, until it settles, so that
+   * `leave()` waits for it.
+   */
+  #entered(request) {
+    this.#entering.add(request);
+    const done = () => void this.#entering.delete(request);
+    request.then(done, done);
+    return request;
   }
   /** What the session store holds for this client (see {@linkcode resume}), if anything. */
   async storedSession() {
@@ -1016,6 +1108,7 @@ var SignalFishClient = class _SignalFishClient {
     this.#socket = socket;
     this.#pingsSent = 0;
     this.#pongsReceived = 0;
+    this.#heartbeatArmed = false;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.onclose = null;
@@ -1051,6 +1144,20 @@ var SignalFishClient = class _SignalFishClient {
     this.#requireOpen();
     this.#socket.send(JSON.stringify(message));
     if (message.type === "Ping") this.#pingsSent++;
+    if (message.type !== "Authenticate") this.#armHeartbeat();
+  }
+  /**
+   * Lets the heartbeat send on the current socket from now on. Called when authentication
+   * succeeded on it, or when the app sent it a message other than `Authenticate`: until then the
+   * client cannot know whether the server requires authentication, and there a `Ping` before
+   * `Authenticate` closes the connection (docs/spec/PROTOCOL.md §7.1.1), so the heartbeat must
+   * never be the first message. The silence count starts here too: before it nothing the
+   * client sent asks for an answer.
+   */
+  #armHeartbeat() {
+    if (this.#heartbeatArmed) return;
+    this.#heartbeatArmed = true;
+    this.#lastInbound = Date.now();
   }
   /**
    * Sends `message` (unless `null`) and waits for the replies `handle` accepts. Never throws:
@@ -1081,6 +1188,7 @@ var SignalFishClient = class _SignalFishClient {
       try {
         this.#socket.send(JSON.stringify(message));
         if (message.type === "Ping") this.#pingsSent++;
+        if (message.type !== "Authenticate") this.#armHeartbeat();
       } catch (error) {
         this.#settle(pending, {
           error
@@ -1181,7 +1289,7 @@ var SignalFishClient = class _SignalFishClient {
   #dispatch(message, replayed) {
     if (!replayed && message.type === "Pong") this.#pongsReceived++;
     const consumed = replayed ? false : this.#offer(message);
-    this.#track(message);
+    this.#track(message, replayed);
     this.#emit("message", message);
     this.#emit(message.type, message.data);
     if (message.type === "GameData") {
@@ -1232,7 +1340,7 @@ var SignalFishClient = class _SignalFishClient {
     if (interval <= 0) return;
     this.#heartbeat = setInterval(() => {
       const socket = this.#socket;
-      if (!socket || socket.readyState !== OPEN) return;
+      if (!socket || socket.readyState !== OPEN || !this.#heartbeatArmed) return;
       if (Date.now() - this.#lastInbound > 3 * interval) {
         this.#wentSilent = true;
         this.#onClose(socket, DEAD_CONNECTION_CLOSE_CODE, "No response to heartbeat");
@@ -1336,6 +1444,7 @@ var SignalFishClient = class _SignalFishClient {
       protocolInfo,
       gameDataFormat
     };
+    this.#armHeartbeat();
     return this.#authResult;
   }
   /** Sends `Reconnect` for `seat` and resolves with `Reconnected` (not yet applied). */
@@ -1492,6 +1601,7 @@ var SignalFishClient = class _SignalFishClient {
         replay_truncated: true
       };
     }
+    const dropped = this.#room ? void 0 : droppedIn(data.missed_events);
     for (const missed of data.missed_events) this.#dispatch(missed, true);
     this.#seat = {
       playerId: data.player_id,
@@ -1501,7 +1611,7 @@ var SignalFishClient = class _SignalFishClient {
     this.#spectating = void 0;
     const room = roomFromSnapshot(data);
     const present = new Set(room.players.map((p) => p.id));
-    room.dropped = (this.#room?.dropped ?? []).filter((d) => present.has(d.player_id));
+    room.dropped = (dropped ?? this.#room?.dropped ?? []).filter((d) => present.has(d.player_id));
     this.#setRoom(room);
     this.#saveSession();
     this.#emit("reconnected", data);
@@ -1551,8 +1661,11 @@ var SignalFishClient = class _SignalFishClient {
     this.#room = room;
     this.#emit("room", room ? cloneRoom(room) : null);
   }
-  /** Updates the room model from one server message (docs/spec/PROTOCOL.md §6, §11). */
-  #track(message) {
+  /**
+   * Updates the room model from one server message (docs/spec/PROTOCOL.md §6, §11); `replayed`
+   * when it came in `Reconnected.missed_events`.
+   */
+  #track(message, replayed) {
     const room = this.#room;
     switch (message.type) {
       case "RoomJoined": {
@@ -1613,7 +1726,8 @@ var SignalFishClient = class _SignalFishClient {
         const dropped = room.dropped.filter((d) => d.player_id !== player_id);
         dropped.push({
           player_id,
-          heldUntil: Date.now() + seat_held_secs * 1e3
+          heldUntil: Date.now() + seat_held_secs * 1e3,
+          replayed
         });
         return this.#setRoom({
           ...room,
@@ -1686,6 +1800,24 @@ var SignalFishClient = class _SignalFishClient {
     }
   }
 };
+function droppedIn(replay) {
+  let dropped = [];
+  for (const message of replay) {
+    if (message.type === "PlayerDisconnected") {
+      const { player_id, seat_held_secs } = message.data;
+      dropped = dropped.filter((d) => d.player_id !== player_id);
+      dropped.push({
+        player_id,
+        heldUntil: Date.now() + seat_held_secs * 1e3,
+        replayed: true
+      });
+    } else if (message.type === "PlayerReconnected" || message.type === "PlayerLeft") {
+      const id = message.data.player_id;
+      dropped = dropped.filter((d) => d.player_id !== id);
+    }
+  }
+  return dropped;
+}
 function roomFromSnapshot(data) {
   return {
     role: "player",

@@ -637,6 +637,71 @@ Deno.test("SignalFishClient treats a silent connection as dropped and reconnects
   equal(client.reconnectionToken, "token-2");
 });
 
+Deno.test("SignalFishClient.leave() during a reconnection leaves the restored seat instead of rejecting", async () => {
+  await using server = new ScriptedServer(basics);
+  await using client = await seated(server);
+  let answerReconnect!: () => void;
+  const reconnectArrived = Promise.withResolvers<void>();
+  server.reply = (message, socket) => {
+    if (message.type === "Reconnect") {
+      answerReconnect = () => send(socket, reconnectedWith("token-2"));
+      reconnectArrived.resolve();
+      return;
+    }
+    if (message.type === "LeaveRoom") return send(socket, { type: "RoomLeft" });
+    basics(message, socket);
+  };
+  const dropped = nextEvent(client, "close");
+  server.sockets[0]!.close(1011, "Internal error");
+  equal((await dropped).reconnecting, true);
+  // "Leave" pressed while the client is taking the seat back: the player must end out of the
+  // room, not back in it once the seat is restored.
+  equal(client.status, "reconnecting");
+  const leaving = client.leave();
+  await reconnectArrived.promise;
+  answerReconnect();
+  await leaving;
+  equal(client.room, undefined);
+  equal(client.status, "open");
+  deepEqual(
+    server.received.filter((e) => e.connection === 1).map((e) => e.message.type),
+    ["Authenticate", "Reconnect", "LeaveRoom"],
+  );
+
+  // The connection drops while LeaveRoom waits for its answer (the server never read it): the
+  // client takes the seat back and leaves it then.
+  await using third = await seated(server);
+  let leaves = 0;
+  server.reply = (message, socket) => {
+    if (message.type === "LeaveRoom" && leaves++ === 0) return socket.close(1011, "Internal error");
+    if (message.type === "LeaveRoom") return send(socket, { type: "RoomLeft" });
+    if (message.type === "Reconnect") return send(socket, reconnectedWith("token-2"));
+    basics(message, socket);
+  };
+  const restored = nextEvent(third, "reconnected");
+  await third.leave();
+  await restored;
+  equal(third.room, undefined);
+  equal(leaves, 2);
+
+  // When the reconnection gives up instead, leave() resolves: the seat is gone from this client.
+  await using other = await seated(server);
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return basics(message, socket);
+    send(socket, {
+      type: "ReconnectionFailed",
+      data: { reason: "Room no longer exists", error_code: "RECONNECTION_FAILED" },
+    });
+  };
+  const otherDropped = nextEvent(other, "close");
+  server.sockets.at(-1)!.close(1011, "Internal error");
+  await otherDropped;
+  const failed = nextEvent(other, "reconnectFailed");
+  await other.leave();
+  await failed;
+  equal(other.room, undefined);
+});
+
 Deno.test("SignalFishClient: a binary send while reconnecting throws SignalFishConnectionError, as every send", async () => {
   // The app negotiated message_pack (docs/spec/PROTOCOL.md §7.1.5) before the drop; while the new
   // socket authenticates again the connection is not open, so a game loop's binary send fails as
@@ -927,6 +992,7 @@ Deno.test("SignalFishClient asks for presence events and tracks dropped seats (E
   const room = (await roomAfter)!;
   deepEqual(room.dropped.map((d) => d.player_id), [OTHER]);
   ok(room.dropped[0]!.heldUntil > Date.now() + 200_000, "about five minutes ahead");
+  equal(room.dropped[0]!.replayed, false);
 
   const back = nextEvent(client, "room");
   send(server.sockets[0]!, { type: "PlayerReconnected", data: { player_id: OTHER } });
@@ -955,6 +1021,80 @@ Deno.test("SignalFishClient asks for presence events and tracks dropped seats (E
     features: ["something-else", "presence-events"],
   });
   void other;
+});
+
+Deno.test("SignalFishClient marks a dropped seat learned from the replay: its countdown is an upper bound (E10)", async () => {
+  const presence: Reply = (message, socket) => {
+    if (message.type !== "Authenticate") return basics(message, socket);
+    send(socket, {
+      type: "Authenticated",
+      data: {
+        app_name: "default",
+        rate_limits: { per_minute: 1, per_hour: 60, per_day: 1440 },
+        features: ["presence-events"],
+      },
+    });
+    send(socket, {
+      type: "ProtocolInfo",
+      data: { capabilities: ["presence-events"], game_data_formats: ["json"] },
+    });
+  };
+  await using server = new ScriptedServer(presence);
+  await using client = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    presenceEvents: true,
+    session: false,
+  });
+  await client.createRoom({ game_name: "orbit", player_name: "mira" });
+  server.reply = (message, socket) => {
+    if (message.type !== "Reconnect") return presence(message, socket);
+    // Bob dropped while mira's seat was held: the buffered message carries the window left when
+    // the server sent it, and nothing says when that was.
+    send(socket, {
+      type: "Reconnected",
+      data: {
+        ...snapshot([player(PLAYER, "mira"), player(OTHER, "bob")]),
+        missed_events: [
+          { type: "PlayerJoined", data: { player: player(OTHER, "bob") } },
+          { type: "PlayerDisconnected", data: { player_id: OTHER, seat_held_secs: 300 } },
+        ],
+        reconnection_token: "token-2",
+        replay_truncated: false,
+      },
+    });
+  };
+  const reconnected = nextEvent(client, "reconnected");
+  server.sockets[0]!.close(1011, "Internal error");
+  await reconnected;
+  const [seat] = client.room!.dropped;
+  equal(seat!.player_id, OTHER);
+  equal(seat!.replayed, true);
+  ok(seat!.heldUntil <= Date.now() + 300_000, "at most the whole window from the replay");
+  // A live PlayerDisconnected of the same player replaces it with an exact countdown.
+  const updated = nextEvent(client, "room");
+  send(server.sockets[1]!, {
+    type: "PlayerDisconnected",
+    data: { player_id: OTHER, seat_held_secs: 120 },
+  });
+  deepEqual((await updated)!.dropped.map((d) => [d.player_id, d.replayed]), [[OTHER, false]]);
+
+  // After a reload resume() has no room for the replay to update: the seats come from the
+  // replay's presence events all the same.
+  const store = memoryStore();
+  const before = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    presenceEvents: true,
+    session: store,
+  });
+  await before.createRoom({ game_name: "orbit", player_name: "mira" });
+  await before.close();
+  await using after = await SignalFishClient.connect(server.url, {
+    ...OPTIONS,
+    presenceEvents: true,
+    session: store,
+  });
+  equal((await after.resume())?.role, "player");
+  deepEqual(after.room!.dropped.map((d) => [d.player_id, d.replayed]), [[OTHER, true]]);
 });
 
 Deno.test("SignalFishClient join helpers send JoinRoom.create and authority_handover (E9, E11)", async () => {
@@ -1050,6 +1190,9 @@ Deno.test("SignalFishClient watches again after a spectator's drop and reopens i
   const count = server.sockets.length;
   server.sockets[count - 1]!.close(1001);
   await reopened;
+  // In no room there is nothing to leave: leave() does not wait for this reconnection.
+  await idle.leave();
+  equal(idle.status as string, "reconnecting");
   await server.connections(count + 1);
   while (idle.status !== "open") await nextEvent(idle, "status");
   deepEqual(statuses, ["reconnecting", "open"]);

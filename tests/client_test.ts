@@ -13,8 +13,8 @@ import {
   type SignalFishError,
 } from "../src/client/client.ts";
 import type { SignalFishServer } from "../src/server.ts";
-import { nextEvent, refusedWith } from "./client_helpers.ts";
-import { serve, TIMEOUT_MS } from "./helpers.ts";
+import { memoryStore, nextEvent, refusedWith } from "./client_helpers.ts";
+import { openApps, serve, TIMEOUT_MS } from "./helpers.ts";
 
 const GAME = "orbit";
 const OPTIONS: ClientOptions = { heartbeatIntervalMs: 0, requestTimeoutMs: TIMEOUT_MS };
@@ -76,6 +76,16 @@ Deno.test("SignalFishClient.authenticate() resolves Authenticated and ProtocolIn
   // The server ignores a second Authenticate; the client answers from the first result.
   equal(await alice.authenticate({ app_id: "demo" }), result);
   ok((await alice.ping()) >= 0);
+
+  // Two calls at once: one Authenticate (the server would not answer a second, and that call
+  // would time out), the same result for both.
+  await using bob = await client(server);
+  const [first, second] = await Promise.all([
+    bob.authenticate({ app_id: "demo" }),
+    bob.authenticate({ app_id: "demo" }),
+  ]);
+  equal(second, first);
+  equal(first.authenticated.app_name, "default");
 });
 
 Deno.test("SignalFishClient.createRoom() and joinRoom() keep both players' room state", async () => {
@@ -723,4 +733,179 @@ Deno.test("SignalFishClient keeps every spectator in room.spectators, past the 1
   } finally {
     for (const watcher of watchers) await watcher.close();
   }
+});
+
+/**
+ * A WebSocket class for one client whose inbound frames the test can hold back: while `hold()` is
+ * on, every frame is queued (and `received()` resolves as the named message arrives); `release()`
+ * delivers the queue in order to the client's `onmessage`, then lets frames through again.
+ */
+function gatedSocket() {
+  let held: MessageEvent[] | undefined;
+  let deliver: ((event: MessageEvent) => void) | undefined;
+  const arrived: string[] = [];
+  const waiters: { type: string; resolve(): void }[] = [];
+  class Gated extends WebSocket {
+    constructor(url: string) {
+      super(url);
+      let handler: ((event: MessageEvent) => void) | null = null;
+      // The client assigns onmessage; frames reach it only through the gate.
+      Object.defineProperty(this, "onmessage", {
+        get: () => handler,
+        set: (value) => handler = value,
+        configurable: true,
+      });
+      deliver = (event) => handler?.call(this, event);
+      this.addEventListener("message", (event) => {
+        if (!held) return deliver!(event);
+        held.push(event);
+        const type = typeof event.data === "string" ? JSON.parse(event.data).type : "binary";
+        arrived.push(type);
+        for (const waiter of waiters.filter((w) => w.type === type)) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve();
+        }
+      });
+    }
+  }
+  return {
+    WebSocket: Gated,
+    hold: () => void (held = []),
+    /** Resolves once a held frame of `type` has arrived (at once if one already has). */
+    received(type: string): Promise<void> {
+      if (arrived.includes(type)) return Promise.resolve();
+      const { promise, resolve } = Promise.withResolvers<void>();
+      waiters.push({ type, resolve });
+      return promise;
+    },
+    release() {
+      const queue = held ?? [];
+      held = undefined;
+      for (const event of queue) deliver!(event);
+    },
+  };
+}
+
+Deno.test("SignalFishClient: a spectator's leave() crossing the room's deletion resolves without an error event", async () => {
+  await using server = await serve((config) => {
+    config.server.room_cleanup_interval = 1;
+    config.server.empty_room_timeout = 0;
+  });
+  await using alice = await client(server);
+  const { room_code } = await alice.createRoom({ game_name: GAME, player_name: "alice" });
+  const gate = gatedSocket();
+  await using watcher = await client(server, { WebSocket: gate.WebSocket });
+  await watcher.spectate({ game_name: GAME, room_code, spectator_name: "watcher" });
+  const errors: unknown[] = [];
+  watcher.on("error", (error) => errors.push(error));
+
+  // The last player leaves; the sweep deletes the now empty room and tells the spectator
+  // (SpectatorLeft room_closed), but the client has not read that yet when it leaves itself.
+  gate.hold();
+  await alice.leave();
+  await gate.received("SpectatorLeft");
+  const leaving = watcher.leave();
+  // The server answers the LeaveSpectator of a spectator it already detached with NOT_A_SPECTATOR.
+  await gate.received("Error");
+  gate.release();
+  await leaving;
+  equal(watcher.room, undefined);
+  deepEqual(errors, []);
+  // Both answers were consumed: the connection is in step and usable.
+  await watcher.ping();
+  deepEqual(errors, []);
+});
+
+Deno.test("SignalFishClient: the heartbeat never sends the first message, so a hand-made authenticate() still comes first", async () => {
+  const INTERVAL = 50;
+  await using server = await serve((config) => {
+    config.security.require_websocket_auth = true;
+    config.security.authorized_apps = openApps("orbit-app");
+  });
+  // No `auth` option: the app authenticates itself, some heartbeats later.
+  await using alice = await client(server, { heartbeatIntervalMs: INTERVAL });
+  const closes: unknown[] = [];
+  alice.on("close", (event) => closes.push(event));
+  // Nothing can be awaited for a message that must not be sent: let six intervals pass (twice
+  // the three silent intervals after which the heartbeat would give the connection up).
+  await new Promise((resolve) => setTimeout(resolve, 6 * INTERVAL));
+  deepEqual(closes, []);
+  equal(alice.status, "open");
+  const { authenticated } = await alice.authenticate({ app_id: "orbit-app" });
+  equal(authenticated.app_name, "orbit-app");
+  // Authenticated: the heartbeat runs now, and its Ping is answered.
+  await nextEvent(alice, "Pong");
+  await alice.createRoom({ game_name: GAME, player_name: "alice" });
+  deepEqual(closes, []);
+
+  // Without auth on the server, the heartbeat starts with the app's first request.
+  await using open = await serve();
+  await using bob = await client(open, { heartbeatIntervalMs: INTERVAL });
+  await bob.createRoom({ game_name: GAME, player_name: "bob" });
+  await nextEvent(bob, "Pong");
+});
+
+Deno.test("SignalFishClient.leave() called twice, or during a join, leaves once and ends out of the room", async () => {
+  await using server = await serve();
+  const errors: unknown[] = [];
+  await using alice = await client(server);
+  alice.on("error", (error) => errors.push(error));
+  const { room_code } = await alice.createRoom({ game_name: GAME, player_name: "alice" });
+  await using watcher = await client(server);
+  watcher.on("error", (error) => errors.push(error));
+  await watcher.spectate({ game_name: GAME, room_code, spectator_name: "watcher" });
+  // A double click on "Leave": one LeaveSpectator, both calls resolve (the second used to
+  // reject with NOT_A_SPECTATOR, the server's answer to a second LeaveSpectator).
+  await Promise.all([watcher.leave(), watcher.leave()]);
+  equal(watcher.room, undefined);
+
+  // "Cancel" while joining: leave() waits for the join, then leaves the room it got.
+  await using bob = await client(server);
+  bob.on("error", (error) => errors.push(error));
+  const joining = bob.join({ game_name: GAME, room_code, player_name: "bob" });
+  const bobLeft = nextEvent(alice, "PlayerLeft");
+  await bob.leave();
+  equal((await joining).room_code, room_code);
+  equal(bob.room, undefined);
+  await bobLeft;
+  deepEqual(alice.room!.players.map((p) => p.name), ["alice"]);
+
+  // A player's double leave: the second LeaveRoom would get no answer at all (§7.3.1) and the
+  // call would time out.
+  await Promise.all([alice.leave(), alice.leave()]);
+  equal(alice.room, undefined);
+  deepEqual(errors, []);
+});
+
+Deno.test("SignalFishClient.resume() called twice takes the seat back once and keeps it stored", async () => {
+  await using server = await serve();
+  const store = memoryStore();
+  const before = await client(server, { session: store });
+  const { room_code } = await before.createRoom({ game_name: GAME, player_name: "alice" });
+  await before.close(); // The page goes away; the server holds the seat.
+  await using after = await client(server, { session: store });
+  // Twice, as a framework that runs an effect twice would: one Reconnect, the same answer.
+  const [first, second] = await Promise.all([after.resume(), after.resume()]);
+  equal(first?.role, "player");
+  equal(second, first);
+  equal(after.room!.roomCode, room_code);
+  const stored = await after.storedSession();
+  equal(stored?.role === "player" ? stored.token : undefined, after.reconnectionToken);
+});
+
+Deno.test("SignalFishClient.resume() crossing a join keeps the joined seat stored", async () => {
+  await using server = await serve();
+  const store = memoryStore();
+  const before = await client(server, { session: store });
+  await before.createRoom({ game_name: GAME, player_name: "alice" });
+  await before.close(); // Stored: alice's seat, held by the server.
+  await using after = await client(server, { session: store });
+  // The app creates a room and resumes at once: the JoinRoom goes first, so the Reconnect is
+  // refused ALREADY_IN_ROOM; that refusal must not erase the seat the join just stored.
+  const creating = after.createRoom({ game_name: GAME, player_name: "bob" });
+  const resuming = after.resume();
+  const created = await creating;
+  await rejects(resuming, refusedWith("ALREADY_IN_ROOM", "ReconnectionFailed"));
+  const stored = await after.storedSession();
+  equal(stored?.role === "player" ? stored.player_id : undefined, created.player_id);
 });

@@ -16,7 +16,8 @@
  * Requests resolve with the server's answer and reject with {@linkcode SignalFishError}
  * (`code` = the spec's error code) or {@linkcode SignalFishConnectionError}; they never throw,
  * so a request made while the connection is not open (connecting, reconnecting, closed) rejects
- * with {@linkcode SignalFishConnectionError}. Only the fire-and-forget sends (`sendGameData`,
+ * with {@linkcode SignalFishConnectionError} — except `leave()`, which waits for a reconnection
+ * to end and then leaves the restored seat. Only the fire-and-forget sends (`sendGameData`,
  * `sendTo`, `sendBinary`) throw. The server answers
  * each connection in order (docs/spec/PROTOCOL.md §1.5), so each reply settles the oldest request waiting
  * for that kind of reply.
@@ -178,7 +179,12 @@ export interface ClientOptions {
   /**
    * Interval of JSON `Ping` heartbeats while open, ms (docs/spec/PROTOCOL.md §7.10); `0` disables them.
    * With heartbeats on, a connection that receives nothing for 3 intervals is treated as
-   * dropped (so a half-open TCP connection triggers reconnection). @default 10000
+   * dropped (so a half-open TCP connection triggers reconnection). The heartbeat never sends a
+   * connection's first message: on a server that requires authentication anything but
+   * `Authenticate` first closes the connection (§7.1.1), and the client cannot tell such a server
+   * from one that does not. So on each connection it starts once authentication succeeded there
+   * (`auth`, `presenceEvents` or `authenticate()`), or once the app sent something else (a
+   * request, game data); until then there are no `Ping`s and no silence check. @default 10000
    */
   heartbeatIntervalMs?: number;
   /** Automatic reconnection; `false` disables it. @default true (with the defaults above) */
@@ -225,8 +231,21 @@ export type ClientStatus = "idle" | "connecting" | "open" | "reconnecting" | "cl
 export interface DroppedSeat {
   /** The dropped player's id. */
   player_id: string;
-  /** When the server will release the seat unless the player returns (epoch ms, local clock). */
+  /**
+   * When the server will release the seat unless the player returns (epoch ms, local clock):
+   * the arrival of `PlayerDisconnected` plus its `seat_held_secs`. When `replayed`, this is
+   * the latest the release can come, not when it will: see there.
+   */
   heldUntil: number;
+  /**
+   * True when the `PlayerDisconnected` came in `Reconnected.missed_events` (this client's own
+   * seat was held meanwhile). A replayed message carries the window left when the server sent
+   * it (docs/spec/PROTOCOL.md §7.11.2, docs/spec/EXTENSIONS.md E10), and nothing on the wire says
+   * when that was, so `heldUntil` counts from the replay and the seat may be released up to
+   * the length of this client's own absence earlier. Show no exact countdown for such a seat.
+   * A live `PlayerDisconnected` of the same player replaces it.
+   */
+  replayed: boolean;
 }
 
 /** The room as this client currently knows it, rebuilt from snapshots and broadcasts. */
@@ -511,6 +530,11 @@ export class SignalFishClient implements AsyncDisposable {
   #seat: Seat | undefined;
   #room: RoomState | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
+  /**
+   * Whether the heartbeat may send on the current socket: once it authenticated, or once the
+   * app sent it another message (see `#armHeartbeat`).
+   */
+  #heartbeatArmed = false;
   #lastInbound = 0;
   /**
    * The last connection was given up for an unanswered heartbeat: what the server wrote to it in
@@ -538,6 +562,14 @@ export class SignalFishClient implements AsyncDisposable {
   #pongsReceived = 0;
   /** Settles when the last `setReady()` call has (calls run one at a time). */
   #readyTurn: Promise<void> = Promise.resolve();
+  /** The `authenticate()` under way, which later calls share. */
+  #authenticating: Promise<AuthenticateResult> | undefined;
+  /** The `leave()` under way, which later calls share. */
+  #leaving: Promise<void> | undefined;
+  /** The `resume()` under way, which later calls share. */
+  #resuming: Promise<ResumeResult | undefined> | undefined;
+  /** Requests under way that may put this client in a room (joins, `spectate()`, `resume()`). */
+  readonly #entering = new Set<Promise<unknown>>();
 
   /** Creates an unconnected client for `url` (http(s) base URL or the ws(s) endpoint). */
   constructor(url: string | URL, options: ClientOptions = {}) {
@@ -706,12 +738,21 @@ export class SignalFishClient implements AsyncDisposable {
   /**
    * Sends `Authenticate` (docs/spec/PROTOCOL.md §5.1, §7.1) and resolves with `Authenticated`,
    * `ProtocolInfo` and the negotiated game-data format. A second call resolves with the first
-   * result without sending (the server ignores repeats). Rejects with {@linkcode SignalFishError}
+   * result without sending (the server ignores repeats), also while the first is under way (it
+   * shares that call's promise). Rejects with {@linkcode SignalFishError}
    * for an `AuthenticationError` (`INVALID_APP_ID`, `UNAUTHORIZED`, `RATE_LIMIT_EXCEEDED`,
    * `SDK_VERSION_UNSUPPORTED`). The data is remembered and re-sent when reconnecting.
    */
-  async authenticate(data: AuthenticateData): Promise<AuthenticateResult> {
-    if (this.#authResult) return this.#authResult;
+  authenticate(data: AuthenticateData): Promise<AuthenticateResult> {
+    if (this.#authResult) return Promise.resolve(this.#authResult);
+    this.#authenticating ??= this.#authenticateNow(data).finally(() => {
+      this.#authenticating = undefined;
+    });
+    return this.#authenticating;
+  }
+
+  /** One `authenticate()` that sends. */
+  async #authenticateNow(data: AuthenticateData): Promise<AuthenticateResult> {
     this.#requireOpen();
     data = this.#withFeatures(data);
     const result = await this.#authenticateOnce(data);
@@ -784,13 +825,13 @@ export class SignalFishClient implements AsyncDisposable {
    */
   joinRoom(data: JoinRoomData): Promise<ServerData<"RoomJoined">> {
     const message: ClientMessage = { type: "JoinRoom", data: withoutUndefined(data) };
-    return this.#request(message, (reply) => {
+    return this.#entered(this.#request(message, (reply) => {
       if (reply.type === "RoomJoined") return { value: reply.data };
       if (reply.type === "RoomJoinFailed") {
         return failure(reply.data.error_code, reply.data.reason, "RoomJoinFailed");
       }
       return parseError(reply);
-    });
+    }));
   }
 
   /**
@@ -799,7 +840,7 @@ export class SignalFishClient implements AsyncDisposable {
    * `ROOM_NOT_FOUND`, `ALREADY_IN_ROOM`, `TOO_MANY_SPECTATORS`, …).
    */
   spectate(data: SpectateData): Promise<ServerData<"SpectatorJoined">> {
-    return this.#request({ type: "JoinAsSpectator", data }, (reply) => {
+    return this.#entered(this.#request({ type: "JoinAsSpectator", data }, (reply) => {
       if (reply.type === "SpectatorJoined") {
         this.#spectating = { ...data, room_code: reply.data.room_code };
         this.#saveSession();
@@ -809,23 +850,76 @@ export class SignalFishClient implements AsyncDisposable {
         return failure(reply.data.error_code, reply.data.reason, "SpectatorJoinFailed");
       }
       return parseError(reply);
-    });
+    }));
   }
 
   /**
-   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`, docs/spec/PROTOCOL.md
-   * §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`). Resolves at once
-   * when not in a room. The reconnection token is forgotten.
+   * Leaves the current room: `LeaveRoom` for a player (resolves on `RoomLeft`,
+   * docs/spec/PROTOCOL.md §7.3.1), `LeaveSpectator` for a spectator (resolves on `SpectatorLeft`,
+   * §7.9); resolves at once when not in a room. The reconnection token is forgotten.
+   *
+   * - A join, `spectate()` or `resume()` still under way is waited for first, so the client ends
+   *   out of the room it was entering.
+   * - Unlike other requests it does not reject while the client is reconnecting (§7.11), nor
+   *   when the connection drops while it waits for the answer: it waits for the reconnection to
+   *   end, then leaves the restored seat, or resolves if reconnection gave the seat up.
+   * - A call while another is under way returns the same promise (a second `LeaveRoom` would get
+   *   no answer, a second `LeaveSpectator` `NOT_A_SPECTATOR`).
+   * - When the room is deleted just as a spectator leaves (`SpectatorLeft` `room_closed` before
+   *   the server reads the `LeaveSpectator`, §7.12), it resolves on the `Error`
+   *   `NOT_A_SPECTATOR` that then answers the `LeaveSpectator`, and no `error` event is emitted.
+   *
+   * Rejects with {@linkcode SignalFishConnectionError} when the answer does not come in time, or
+   * the connection closes for good (no reconnection follows) while the answer is awaited.
    */
-  async leave(): Promise<void> {
+  leave(): Promise<void> {
+    this.#leaving ??= this.#leaveNow().finally(() => {
+      this.#leaving = undefined;
+    });
+    return this.#leaving;
+  }
+
+  /**
+   * One `leave()`: after the joins under way have settled, leaves the room they led to; a
+   * reconnection under way (or one started by a drop while leaving) is waited out first, so the
+   * seat it restores is left too.
+   */
+  async #leaveNow(): Promise<void> {
+    if (this.#entering.size > 0) await Promise.allSettled([...this.#entering]);
+    for (;;) {
+      // open() while reconnecting settles when the reconnection ends, the seat restored or lost.
+      // (An idle reconnection, with no room to leave, is not waited for.)
+      if (this.#status === "reconnecting" && this.#room) await this.open().catch(() => {});
+      try {
+        return await this.#leaveOnce();
+      } catch (error) {
+        if (!(error instanceof SignalFishConnectionError) || this.#status !== "reconnecting") {
+          throw error;
+        }
+      }
+    }
+  }
+
+  /** Sends the `LeaveRoom` or `LeaveSpectator` the current room needs, if any. */
+  async #leaveOnce(): Promise<void> {
     const role = this.#room?.role;
     if (role === "player") {
       await this.#request({ type: "LeaveRoom" }, (reply) => {
         return reply.type === "RoomLeft" ? { value: undefined } : undefined;
       });
     } else if (role === "spectator") {
+      let roomClosed = false;
       await this.#request({ type: "LeaveSpectator" }, (reply) => {
-        if (reply.type === "SpectatorLeft") return { value: undefined };
+        if (reply.type === "SpectatorLeft") {
+          if (reply.data.reason !== "room_closed") return { value: undefined };
+          // The room was deleted before the server read our LeaveSpectator (docs/spec/PROTOCOL.md
+          // §7.12): we are out already, and its answer, NOT_A_SPECTATOR, is still to come.
+          roomClosed = true;
+          return "more";
+        }
+        if (roomClosed && reply.type === "Error" && reply.data.error_code === "NOT_A_SPECTATOR") {
+          return { value: undefined };
+        }
         return errorWith(reply, ["NOT_A_SPECTATOR"]);
       });
     }
@@ -986,6 +1080,7 @@ export class SignalFishClient implements AsyncDisposable {
     }
     // A view over a plain ArrayBuffer as far as the DOM typings care (the bytes are only read).
     this.#socket!.send(payload as Uint8Array<ArrayBuffer>);
+    this.#armHeartbeat();
   }
 
   /**
@@ -999,9 +1094,18 @@ export class SignalFishClient implements AsyncDisposable {
    * stored session, a temporary one (`RATE_LIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`,
    * `INTERNAL_ERROR`, see {@linkcode ReconnectOptions}) keeps it, so `resume()` can be called
    * again later. Resolves `undefined` without sending anything while the client is already in
-   * a room.
+   * a room. A call while another is under way returns the same promise (a second `Reconnect`
+   * would be refused `ALREADY_IN_ROOM` and forget the seat just taken back).
    */
-  async resume(): Promise<ResumeResult | undefined> {
+  resume(): Promise<ResumeResult | undefined> {
+    this.#resuming ??= this.#entered(this.#resumeNow()).finally(() => {
+      this.#resuming = undefined;
+    });
+    return this.#resuming;
+  }
+
+  /** One `resume()`. */
+  async #resumeNow(): Promise<ResumeResult | undefined> {
     const stored = await this.storedSession();
     if (!stored || this.#room !== undefined) return undefined; // Nothing stored, or seated.
     this.#requireOpen();
@@ -1025,11 +1129,26 @@ export class SignalFishClient implements AsyncDisposable {
       this.#restore(data);
       return { role: "player", reconnected: data };
     } catch (error) {
-      if (error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code)) {
+      // A room entered meanwhile (a join that crossed this call) has stored its own seat: keep it.
+      if (
+        error instanceof SignalFishError && !TEMPORARY_REFUSALS.has(error.code) &&
+        this.#room === undefined
+      ) {
         await this.#clearSession();
       }
       throw error;
     }
+  }
+
+  /**
+   * Registers `request` as one that may put this client in a room, until it settles, so that
+   * `leave()` waits for it.
+   */
+  #entered<T>(request: Promise<T>): Promise<T> {
+    this.#entering.add(request);
+    const done = () => void this.#entering.delete(request);
+    request.then(done, done);
+    return request;
   }
 
   /** What the session store holds for this client (see {@linkcode resume}), if anything. */
@@ -1108,6 +1227,7 @@ export class SignalFishClient implements AsyncDisposable {
     this.#socket = socket;
     this.#pingsSent = 0;
     this.#pongsReceived = 0;
+    this.#heartbeatArmed = false;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.onclose = null;
@@ -1148,6 +1268,21 @@ export class SignalFishClient implements AsyncDisposable {
     this.#requireOpen();
     this.#socket!.send(JSON.stringify(message));
     if (message.type === "Ping") this.#pingsSent++;
+    if (message.type !== "Authenticate") this.#armHeartbeat();
+  }
+
+  /**
+   * Lets the heartbeat send on the current socket from now on. Called when authentication
+   * succeeded on it, or when the app sent it a message other than `Authenticate`: until then the
+   * client cannot know whether the server requires authentication, and there a `Ping` before
+   * `Authenticate` closes the connection (docs/spec/PROTOCOL.md §7.1.1), so the heartbeat must
+   * never be the first message. The silence count starts here too: before it nothing the
+   * client sent asks for an answer.
+   */
+  #armHeartbeat(): void {
+    if (this.#heartbeatArmed) return;
+    this.#heartbeatArmed = true;
+    this.#lastInbound = Date.now();
   }
 
   /**
@@ -1184,6 +1319,7 @@ export class SignalFishClient implements AsyncDisposable {
       try {
         this.#socket!.send(JSON.stringify(message));
         if (message.type === "Ping") this.#pingsSent++;
+        if (message.type !== "Authenticate") this.#armHeartbeat();
       } catch (error) {
         this.#settle(pending, { error: error as Error });
       }
@@ -1288,7 +1424,7 @@ export class SignalFishClient implements AsyncDisposable {
   #dispatch(message: ServerMessage, replayed: boolean): void {
     if (!replayed && message.type === "Pong") this.#pongsReceived++;
     const consumed = replayed ? false : this.#offer(message);
-    this.#track(message);
+    this.#track(message, replayed);
     this.#emit("message", message);
     this.#emit(message.type, (message as { data?: unknown }).data as never);
     if (message.type === "GameData") {
@@ -1336,7 +1472,7 @@ export class SignalFishClient implements AsyncDisposable {
     if (interval <= 0) return;
     this.#heartbeat = setInterval(() => {
       const socket = this.#socket;
-      if (!socket || socket.readyState !== OPEN) return;
+      if (!socket || socket.readyState !== OPEN || !this.#heartbeatArmed) return;
       if (Date.now() - this.#lastInbound > 3 * interval) {
         // Nothing arrived for 3 intervals, not even a Pong: treat the connection as lost
         // instead of waiting for TCP to notice.
@@ -1433,6 +1569,7 @@ export class SignalFishClient implements AsyncDisposable {
       ? wanted
       : "json";
     this.#authResult = { authenticated: authenticated!, protocolInfo, gameDataFormat };
+    this.#armHeartbeat();
     return this.#authResult;
   }
 
@@ -1587,13 +1724,16 @@ export class SignalFishClient implements AsyncDisposable {
       this.#wentSilent = false;
       if (!data.replay_truncated) data = { ...data, replay_truncated: true };
     }
+    // Without a room (resume() after a reload) the replay has no room to update, and the
+    // snapshot does not say who is held: take that from the replay's presence events.
+    const dropped = this.#room ? undefined : droppedIn(data.missed_events);
     for (const missed of data.missed_events) this.#dispatch(missed, true);
     this.#seat = { playerId: data.player_id, roomId: data.room_id, token: data.reconnection_token };
     this.#spectating = undefined;
     const room = roomFromSnapshot(data);
     // The snapshot does not say who is held; keep what presence events told us.
     const present = new Set(room.players.map((p) => p.id));
-    room.dropped = (this.#room?.dropped ?? []).filter((d) => present.has(d.player_id));
+    room.dropped = (dropped ?? this.#room?.dropped ?? []).filter((d) => present.has(d.player_id));
     this.#setRoom(room);
     this.#saveSession();
     this.#emit("reconnected", data);
@@ -1646,8 +1786,11 @@ export class SignalFishClient implements AsyncDisposable {
     this.#emit("room", room ? cloneRoom(room) : null);
   }
 
-  /** Updates the room model from one server message (docs/spec/PROTOCOL.md §6, §11). */
-  #track(message: ServerMessage): void {
+  /**
+   * Updates the room model from one server message (docs/spec/PROTOCOL.md §6, §11); `replayed`
+   * when it came in `Reconnected.missed_events`.
+   */
+  #track(message: ServerMessage, replayed: boolean): void {
     const room = this.#room;
     switch (message.type) {
       case "RoomJoined": {
@@ -1699,7 +1842,7 @@ export class SignalFishClient implements AsyncDisposable {
       case "PlayerDisconnected": {
         const { player_id, seat_held_secs } = message.data;
         const dropped = room.dropped.filter((d) => d.player_id !== player_id);
-        dropped.push({ player_id, heldUntil: Date.now() + seat_held_secs * 1000 });
+        dropped.push({ player_id, heldUntil: Date.now() + seat_held_secs * 1000, replayed });
         return this.#setRoom({ ...room, dropped });
       }
       case "PlayerReconnected": {
@@ -1747,6 +1890,26 @@ export class SignalFishClient implements AsyncDisposable {
       }
     }
   }
+}
+
+/**
+ * The seats a replay (`Reconnected.missed_events`) leaves marked dropped: each
+ * `PlayerDisconnected` (docs/spec/EXTENSIONS.md E10) until a later `PlayerReconnected` or
+ * `PlayerLeft` of the same player.
+ */
+function droppedIn(replay: readonly ServerMessage[]): DroppedSeat[] {
+  let dropped: DroppedSeat[] = [];
+  for (const message of replay) {
+    if (message.type === "PlayerDisconnected") {
+      const { player_id, seat_held_secs } = message.data;
+      dropped = dropped.filter((d) => d.player_id !== player_id);
+      dropped.push({ player_id, heldUntil: Date.now() + seat_held_secs * 1000, replayed: true });
+    } else if (message.type === "PlayerReconnected" || message.type === "PlayerLeft") {
+      const id = message.data.player_id;
+      dropped = dropped.filter((d) => d.player_id !== id);
+    }
+  }
+  return dropped;
 }
 
 function roomFromSnapshot(data: RoomSnapshot): RoomState {
