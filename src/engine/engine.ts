@@ -351,6 +351,7 @@ export class Engine {
       const effects = this.#reconnection.hold(room, me, id, now, loss, session.ip);
       const hold = this.#reconnection.held(me)!;
       if (session.presence) hold.presence = true;
+      if (session.lobbyChanges) hold.lobbyChanges = session.lobbyChanges;
       effects.push(...playerDisconnected(this.#reconnection, room, me, hold.expiresAt, now));
       return route(effects);
     }
