@@ -527,6 +527,17 @@ for (const { name, ignore, make, skewed } of STORES) {
     deepEqual(totals.other, { games: 50, rooms: 1_275, players: 2_550, spectators: 50 });
   });
 
+  test("an app's Authenticate bucket is one for the cluster: rate_limit_per_minute tokens a minute, kept apart per app (docs/spec/SERVER.md §3.3)", async (c) => {
+    const { stores: [first, second], now, pass } = await skewed(settings(), [0, 0], c);
+    deepEqual(await first!.takeAppToken("app-a", 2, now()), { ok: true });
+    deepEqual(await second!.takeAppToken("app-a", 2, now()), { ok: true });
+    deepEqual(await first!.takeAppToken("app-a", 2, now()), { ok: false, retryAfterSecs: 30 });
+    deepEqual(await second!.takeAppToken("app-a", 2, now()), { ok: false, retryAfterSecs: 30 });
+    deepEqual(await second!.takeAppToken("app-b", 2, now()), { ok: true }, "another app's bucket");
+    await pass(30_050);
+    deepEqual(await second!.takeAppToken("app-a", 2, now()), { ok: true }, "one back after 30 s");
+  });
+
   test("clock skew: a bucket emptied through a node 10 minutes ahead refills for the others after its window, and that node gets no token the others would not", async (c) => {
     const windowMs = 1_000;
     const bucket = { capacity: 1, windowMs };
@@ -754,6 +765,9 @@ Deno.test("MemoryStore: keys expire with the clock; unreachable rejects but buck
     deepEqual(await store.take("auth_failure", "1.2.3.4", now), { ok: true });
   }
   deepEqual(await store.check("auth_failure", "1.2.3.4", now), { ok: false, retryAfterSecs: 20 });
+  // So does an app's Authenticate bucket.
+  deepEqual(await store.takeAppToken("app-a", 1, now), { ok: true });
+  deepEqual(await store.takeAppToken("app-a", 1, now), { ok: false, retryAfterSecs: 60 });
 });
 
 Deno.test({

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { ClientMessage } from "../protocol/messages.ts";
+import type { ClientData, ClientMessage } from "../protocol/messages.ts";
 import { authorityRequest } from "./authority.ts";
 import { DEFAULT_MAX_CONNECTION_INFO_BYTES, playerReady, provideConnectionInfo } from "./lobby.ts";
 import { lobbyChangeLimitReason } from "./rate_limits.ts";
@@ -260,6 +260,17 @@ export class Engine {
    */
   authenticateAnswered(id: ConnId): boolean {
     return this.#sessions.get(id)?.authenticateAnswered ?? false;
+  }
+
+  /**
+   * Cluster mode (docs/spec/SERVER.md §3.3, §8.3): the capacity (tokens per 60 s) of the app
+   * bucket an `Authenticate` with `data` would take a token from — auth required, a configured
+   * app, the right secret and `rate_limit_per_minute` set — else `undefined`. The edge takes that
+   * token from the global bucket first and hands the outcome to the engine
+   * (`RateLimits.withAuthVerdict`).
+   */
+  appRateLimit(data: ClientData<"Authenticate">): number | undefined {
+    return this.#sessions.appRateLimit(data);
   }
 
   /**
