@@ -1045,6 +1045,9 @@ Deno.test({
       deepEqual(await store.take("join", "9.9.9.9", 0), { ok: false, retryAfterSecs: 30 });
       store.sweepFallback(10 * 60_000);
       deepEqual(await store.take("join", "9.9.9.9", 0), { ok: true });
+      // So do an app's Authenticate takes (docs/spec/SERVER.md §3.3): its own capacity a minute.
+      deepEqual(await store.takeAppToken("app-a", 1, 0), { ok: true });
+      deepEqual(await store.takeAppToken("app-a", 1, 0), { ok: false, retryAfterSecs: 60 });
     } finally {
       await link.close();
       await server.stop();
