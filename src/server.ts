@@ -563,7 +563,14 @@ function clusterEdgeOptions(
     directory: cluster.store,
     ...forwardBudget(config),
     ...(settings.rateLimits
-      ? { authFailures: { buckets: cluster.store, limits: settings.rateLimits } }
+      ? {
+        authFailures: {
+          buckets: cluster.store,
+          limits: settings.rateLimits,
+          appTokens: (appId: string, perMinute: number, now: number) =>
+            cluster.store.takeAppToken(appId, perMinute, now),
+        },
+      }
       : {}),
     resolver: cluster.resolver(engine, {
       maxRoomsPerGame: settings.maxRoomsPerGame,

@@ -1,7 +1,8 @@
 /**
  * Cluster mode keeps the limits the engine owns in single-instance mode (docs/spec/SERVER.md §3.3,
- * §3.4, §8.2): the failed-`Authenticate` lockout and the `Reconnect` bucket, both global (in
- * Redis like the creation and join buckets), and an app's `max_rooms` counted over every instance.
+ * §3.4, §8.2): the failed-`Authenticate` lockout, the `Reconnect` bucket and an app's
+ * `rate_limit_per_minute` bucket, all global (in Redis like the creation and join buckets), and an
+ * app's `max_rooms` counted over every instance.
  * Instances in process on a private redis-server behind the round-robin proxy
  * (tests/cluster_serve.ts).
  */
@@ -48,6 +49,48 @@ Deno.test({
       "UNAUTHORIZED",
       "UNAUTHORIZED",
       "UNAUTHORIZED",
+      "RATE_LIMIT_EXCEEDED",
+      "RATE_LIMIT_EXCEEDED",
+    ]);
+  },
+});
+
+Deno.test({
+  name:
+    "cluster: an app's rate_limit_per_minute through three instances draws from one global bucket",
+  ignore: IGNORE_WITHOUT_REDIS,
+  fn: async () => {
+    await using server = await serveCluster(
+      testConfig((config) => {
+        config.security.require_websocket_auth = true;
+        config.security.authorized_apps = [{
+          ...secretApp("orbit-prod", "correct horse battery staple"),
+          rate_limit_per_minute: 2,
+        }];
+      }),
+      {},
+      3,
+    );
+    const answers: string[] = [];
+    // One connection per attempt, spread over the instances by the round-robin proxy: with a
+    // bucket per instance (2 each) none would be refused.
+    for (let i = 0; i < 4; i++) {
+      await using client = await TestClient.connect(server.wsUrl);
+      client.send({
+        type: "Authenticate",
+        data: { app_id: "orbit-prod", app_secret: "correct horse battery staple" },
+      });
+      for (;;) {
+        const answer = await client.next();
+        if (answer.type === "Authenticated") answers.push("Authenticated");
+        else if (answer.type === "AuthenticationError") answers.push(answer.data.error_code);
+        else continue;
+        break;
+      }
+    }
+    deepEqual(answers, [
+      "Authenticated",
+      "Authenticated",
       "RATE_LIMIT_EXCEEDED",
       "RATE_LIMIT_EXCEEDED",
     ]);

@@ -922,6 +922,43 @@ Deno.test("Cluster (twins): with authentication required, a connection that has 
   }
 });
 
+Deno.test("Cluster (twins): an app's rate_limit_per_minute bucket is one for the cluster, taken only after its secret is proved (docs/spec/SERVER.md §3.3)", async () => {
+  const cluster = await testCluster({
+    globalAuthBudgets: true,
+    engine: {
+      auth: {
+        required: true,
+        apps: [{ appId: "app-a", appName: "A", appSecret: "sesame", rateLimitPerMinute: 2 }],
+        timeoutMs: 60_000,
+        enforceSdkGate: false,
+      },
+    },
+  });
+  try {
+    const [a, b] = cluster.nodes;
+    const authenticate = async (node: TestNode, secret: string) => {
+      const client = node.connect();
+      client.say({ type: "Authenticate", data: { app_id: "app-a", app_secret: secret } });
+      await until(
+        () =>
+          client.last("Authenticated") !== undefined ||
+          client.last("AuthenticationError") !== undefined,
+        "an answer to Authenticate",
+      );
+      return client.last("AuthenticationError")?.data?.error_code ?? "Authenticated";
+    };
+    // Wrong secrets draw nothing from the app's bucket (they are charged to the address).
+    equal(await authenticate(b!, "wrong"), "UNAUTHORIZED");
+    equal(await authenticate(a!, "sesame"), "Authenticated");
+    equal(await authenticate(a!, "sesame"), "Authenticated");
+    // Before, each node had its own bucket: the third went through another node.
+    equal(await authenticate(b!, "sesame"), "RATE_LIMIT_EXCEEDED");
+    equal(await authenticate(a!, "sesame"), "RATE_LIMIT_EXCEEDED");
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): 30 concurrent joins of one code over three nodes make exactly one room", async () => {
   const cluster = await testCluster({ engine: { defaultMaxPlayers: 100, maxPlayersLimit: 100 } });
   try {

@@ -22,7 +22,12 @@ import {
   type RoomPage,
   type RoomPageRequest,
 } from "../coordination/directory.ts";
-import { KeyedBuckets, keyedBucketsPerKind } from "../engine/token_bucket.ts";
+import {
+  APP_BUCKET_WINDOW_MS,
+  AppFallbackBuckets,
+  KeyedBuckets,
+  keyedBucketsPerKind,
+} from "../engine/token_bucket.ts";
 import {
   type ClusterStore,
   type Epoch,
@@ -76,6 +81,8 @@ export class MemoryStore implements ClusterStore {
    */
   readonly #now: () => number;
   readonly #fallback: Record<BucketKind, KeyedBuckets>;
+  /** The calling nodes' own app buckets, while the store is unreachable. */
+  readonly #appFallback = new AppFallbackBuckets();
   /** While true every call rejects, as with Redis down (bucket takes fall back locally). */
   unreachable = false;
   /**
@@ -461,6 +468,25 @@ export class MemoryStore implements ClusterStore {
 
   check(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
     return this.#bucket(kind, key, now, false);
+  }
+
+  /** As the Redis store's: the shared bucket `bucket:app:<appId>` refills by this store's clock. */
+  async takeAppToken(appId: string, perMinute: number, now: number): Promise<BucketTake> {
+    try {
+      return await this.#call(() => {
+        const bucketKey = `bucket:app:${appId}`;
+        const at = this.#now();
+        let buckets = this.#get<KeyedBuckets>(bucketKey);
+        if (buckets === undefined) {
+          buckets = new KeyedBuckets(perMinute, APP_BUCKET_WINDOW_MS, 1);
+          this.#set(bucketKey, buckets, 2 * APP_BUCKET_WINDOW_MS);
+        }
+        this.#items.get(bucketKey)!.expiresAt = at + 2 * APP_BUCKET_WINDOW_MS;
+        return buckets.take(appId, at);
+      }, "take");
+    } catch {
+      return this.#appFallback.take(appId, perMinute, now);
+    }
   }
 
   /**

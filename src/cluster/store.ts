@@ -14,7 +14,12 @@
  */
 import { createClient, createSentinel, ErrorReply, type RedisClientType } from "@redis/client";
 import { Buffer } from "node:buffer";
-import { type KeyedBuckets, keyedBucketsPerKind } from "../engine/token_bucket.ts";
+import {
+  APP_BUCKET_WINDOW_MS,
+  AppFallbackBuckets,
+  type KeyedBuckets,
+  keyedBucketsPerKind,
+} from "../engine/token_bucket.ts";
 import type { QueryObserver } from "../metrics/server_metrics.ts";
 import type { BucketKind, BucketTake } from "../coordination/buckets.ts";
 import { NoAnswer } from "../coordination/no_answer.ts";
@@ -1004,6 +1009,8 @@ export class RedisStore implements ClusterStore {
   /** This node's clock: its schedule of scans only, never a time Redis keeps (docs/spec/SERVER.md §8.1). */
   readonly #now: () => number;
   readonly #fallback: Record<BucketKind, KeyedBuckets>;
+  /** This node's own app buckets, answering while Redis cannot be reached. */
+  readonly #appFallback = new AppFallbackBuckets();
   /**
    * Told about every command this store sends and the round trip of every answer
    * (docs/spec/SERVER.md §6.3 #19, #23, #63; publishes go through the bus and are not counted).
@@ -1463,6 +1470,24 @@ export class RedisStore implements ClusterStore {
 
   check(kind: BucketKind, key: string, now: number): Promise<BucketTake> {
     return this.#bucket(kind, key, now, false);
+  }
+
+  async takeAppToken(appId: string, perMinute: number, now: number): Promise<BucketTake> {
+    try {
+      const wait = Number(
+        await this.#script(TAKE, [this.#keys.bucket("app", appId)], [
+          String(perMinute),
+          String(APP_BUCKET_WINDOW_MS),
+          this.#redisNow(),
+          "1",
+        ], "take"),
+      );
+      this.onRefusal?.(undefined, true);
+      return wait === 0 ? { ok: true } : { ok: false, retryAfterSecs: wait };
+    } catch {
+      // Redis unreachable: this node's own bucket for the app (docs/spec/SERVER.md §8.4.3).
+      return this.#appFallback.take(appId, perMinute, now);
+    }
   }
 
   /**

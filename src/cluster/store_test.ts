@@ -527,6 +527,17 @@ for (const { name, ignore, make, skewed } of STORES) {
     deepEqual(totals.other, { games: 50, rooms: 1_275, players: 2_550, spectators: 50 });
   });
 
+  test("an app's Authenticate bucket is one for the cluster: rate_limit_per_minute tokens a minute, kept apart per app (docs/spec/SERVER.md §3.3)", async (c) => {
+    const { stores: [first, second], now, pass } = await skewed(settings(), [0, 0], c);
+    deepEqual(await first!.takeAppToken("app-a", 2, now()), { ok: true });
+    deepEqual(await second!.takeAppToken("app-a", 2, now()), { ok: true });
+    deepEqual(await first!.takeAppToken("app-a", 2, now()), { ok: false, retryAfterSecs: 30 });
+    deepEqual(await second!.takeAppToken("app-a", 2, now()), { ok: false, retryAfterSecs: 30 });
+    deepEqual(await second!.takeAppToken("app-b", 2, now()), { ok: true }, "another app's bucket");
+    await pass(30_050);
+    deepEqual(await second!.takeAppToken("app-a", 2, now()), { ok: true }, "one back after 30 s");
+  });
+
   test("clock skew: a bucket emptied through a node 10 minutes ahead refills for the others after its window, and that node gets no token the others would not", async (c) => {
     const windowMs = 1_000;
     const bucket = { capacity: 1, windowMs };
@@ -754,6 +765,9 @@ Deno.test("MemoryStore: keys expire with the clock; unreachable rejects but buck
     deepEqual(await store.take("auth_failure", "1.2.3.4", now), { ok: true });
   }
   deepEqual(await store.check("auth_failure", "1.2.3.4", now), { ok: false, retryAfterSecs: 20 });
+  // So does an app's Authenticate bucket.
+  deepEqual(await store.takeAppToken("app-a", 1, now), { ok: true });
+  deepEqual(await store.takeAppToken("app-a", 1, now), { ok: false, retryAfterSecs: 60 });
 });
 
 Deno.test({
@@ -1031,6 +1045,9 @@ Deno.test({
       deepEqual(await store.take("join", "9.9.9.9", 0), { ok: false, retryAfterSecs: 30 });
       store.sweepFallback(10 * 60_000);
       deepEqual(await store.take("join", "9.9.9.9", 0), { ok: true });
+      // So do an app's Authenticate takes (docs/spec/SERVER.md §3.3): its own capacity a minute.
+      deepEqual(await store.takeAppToken("app-a", 1, 0), { ok: true });
+      deepEqual(await store.takeAppToken("app-a", 1, 0), { ok: false, retryAfterSecs: 60 });
     } finally {
       await link.close();
       await server.stop();

@@ -11,6 +11,7 @@ import { createHmac } from "node:crypto";
 import { canonicalJson, TOKEN_BINDING_SCHEME } from "../transport/token_binding.ts";
 import { Engine, type EngineOptions } from "../engine/engine.ts";
 import { testOptions } from "../engine/testing.ts";
+import { RateLimits } from "../engine/rate_limits.ts";
 import { Edge, type EdgeEvent } from "../transport/edge.ts";
 import { appRoomScope, type RoomRoutes, roomRoutes } from "../http/rooms.ts";
 import { MemoryTokenBuckets } from "../coordination/memory.ts";
@@ -339,6 +340,12 @@ export interface TestClusterOptions {
   pastGrace?: boolean;
   /** The nodes' clock (streams, heartbeats, verdicts), ms. @default Date.now */
   now?: () => number;
+  /**
+   * Wire `Authenticate` as server.ts does in cluster mode: the failed-attempt budget per address
+   * and each app's `rate_limit_per_minute` bucket are taken from the shared store
+   * (docs/spec/SERVER.md §3.3, §8.3). @default false (each engine's own app buckets, no failure budget)
+   */
+  globalAuthBudgets?: boolean;
 }
 
 /** A started test cluster; `close()` stops everything. */
@@ -547,6 +554,15 @@ async function startNode(
     () => `C${String(++counters.codes).padStart(5, "0")}`,
   );
   const holder: { cluster?: ClusterNode } = {};
+  const authLimits = options.globalAuthBudgets
+    ? new RateLimits({
+      maxRoomCreations: 1,
+      maxJoinAttempts: 1,
+      windowMs: 60_000,
+      roomTokensElsewhere: true,
+      authFailuresElsewhere: true,
+    })
+    : undefined;
   const engine: Engine = new Engine(testOptions({
     enableReconnection: true,
     ...options.engine,
@@ -555,7 +571,7 @@ async function startNode(
     // Numbered across the cluster's nodes (as random tokens would be distinct), so one and
     // three nodes mint the same sequence (the differential compares them).
     newToken: () => `token-${++counters.tokens}`.padEnd(43, "x"),
-    rateLimits: undefined,
+    rateLimits: authLimits,
     takeoverTruncated: (conn) => holder.cluster?.router.takeoverTruncated(conn) ?? false,
   }));
   const cluster = holder.cluster = new ClusterNode({
@@ -578,6 +594,16 @@ async function startNode(
     router: cluster.router,
     forwardTimeoutMs: options.forwardTimeoutMs ?? 2_000,
     directory: store,
+    ...(authLimits
+      ? {
+        authFailures: {
+          buckets: store,
+          limits: authLimits,
+          appTokens: (appId: string, perMinute: number, now: number) =>
+            store.takeAppToken(appId, perMinute, now),
+        },
+      }
+      : {}),
     resolver: clusterResolver({
       node: name,
       engine,

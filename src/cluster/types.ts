@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { BucketKind, TokenBuckets } from "../coordination/buckets.ts";
+import type { BucketKind, BucketTake, TokenBuckets } from "../coordination/buckets.ts";
 import type {
   DirectoryRecord,
   NodeId,
@@ -206,6 +206,14 @@ export interface ClusterCounts extends InstanceCounts {
  * store cannot be reached or does not answer within `cluster.forward_timeout_ms`.
  */
 export interface ClusterStore extends RoomDirectory, TokenBuckets {
+  /**
+   * Takes one token from app `appId`'s `Authenticate` bucket, `bucket:app:<app_id>`
+   * (docs/spec/SERVER.md §3.3, §8.3): `perMinute` tokens (`rate_limit_per_minute`), refilled
+   * continuously over 60 s by Redis's clock, starting full, so the limit is cluster-wide. While
+   * the store cannot be reached this node's own bucket for the app answers instead (§8.4.3);
+   * `now` (ms, this node's clock) times only that one. Never rejects.
+   */
+  takeAppToken(appId: string, perMinute: number, now: number): Promise<BucketTake>;
   /**
    * Readies a fresh connection (docs/spec/SERVER.md §8.3 "Scripts"): loads every script, so the
    * first claim, refresh or take after a start or a reconnect (a restarted Redis has no

@@ -9,7 +9,7 @@ import { timingSafeEqual } from "node:crypto";
 import { sha256 } from "../util/secrets.ts";
 import type { ErrorCode } from "../protocol/error_codes.ts";
 import type { RateLimitInfo } from "../protocol/messages.ts";
-import { TokenBucket } from "./token_bucket.ts";
+import { APP_BUCKET_WINDOW_MS, TokenBucket } from "./token_bucket.ts";
 
 /** One entry of `security.authorized_apps` (docs/spec/SERVER.md §2.7). */
 export interface AuthorizedApp {
@@ -51,7 +51,6 @@ export interface AuthFailure {
 /** `per_minute` advertised for apps without `rate_limit_per_minute` (docs/spec/PROTOCOL.md §7.1.3). */
 export const UNLIMITED_PER_MINUTE = 1000;
 const U32_MAX = 4294967295;
-const APP_WINDOW_MS = 60_000;
 
 /** `Authenticated.rate_limits` for a per-minute value: ×60 per hour, ×1440 per day, ≤ u32 max. */
 export function rateLimitInfo(perMinute: number = UNLIMITED_PER_MINUTE): RateLimitInfo {
@@ -74,7 +73,7 @@ export class AppRegistry {
       this.#apps.set(app.appId, app);
       if (app.appSecret !== undefined) this.#secrets.set(app.appId, sha256(app.appSecret));
       if (app.rateLimitPerMinute !== undefined) {
-        this.#buckets.set(app.appId, new TokenBucket(app.rateLimitPerMinute, APP_WINDOW_MS));
+        this.#buckets.set(app.appId, new TokenBucket(app.rateLimitPerMinute, APP_BUCKET_WINDOW_MS));
       }
     }
   }
@@ -96,17 +95,32 @@ export class AppRegistry {
   }
 
   /**
+   * The app bucket's capacity (`rate_limit_per_minute`, tokens per 60 s) that an `Authenticate`
+   * naming `appId` with `appSecret` would take from: `undefined` when the app is unknown, the
+   * secret wrong (constant-time) or the app has no bucket, since {@linkcode check} then takes
+   * nothing. Cluster mode takes that token from the global bucket before the engine answers
+   * (docs/spec/SERVER.md §3.3, §8.3 `bucket:app:<app_id>`).
+   */
+  rateLimitFor(appId: string, appSecret: string | undefined): number | undefined {
+    const perMinute = this.#apps.get(appId)?.rateLimitPerMinute;
+    return perMinute !== undefined && this.verify(appId, appSecret) ? perMinute : undefined;
+  }
+
+  /**
    * Steps 2–4 of docs/spec/PROTOCOL.md §7.1.3 for one `Authenticate` at `now` (ms): known app, secret
    * (SHA-256 digests compared in constant time), then the app bucket. This implementation
    * (SECURITY.md, issue 14 item 6) checks the secret before taking from the app bucket, so only
    * connections that proved the secret draw from it and wrong secrets cannot lock an app's
-   * clients out; guessing is limited by the caller's per-IP failure bucket instead. Returns the
-   * app or the failure.
+   * clients out; guessing is limited by the caller's per-IP failure bucket instead. `appTake`,
+   * when given, is the outcome of a take from the app's global bucket (cluster mode,
+   * docs/spec/SERVER.md §3.3) and stands for this process's own bucket, which is then not touched.
+   * Returns the app or the failure.
    */
   check(
     appId: string,
     appSecret: string | undefined,
     now: number,
+    appTake?: { ok: boolean },
   ): { ok: true; app: AuthorizedApp } | { ok: false; failure: AuthFailure } {
     const app = this.#apps.get(appId);
     if (!app) {
@@ -123,7 +137,7 @@ export class AppRegistry {
       };
     }
     const bucket = this.#buckets.get(appId);
-    if (bucket && !bucket.take(now).ok) {
+    if (bucket && !(appTake ?? bucket.take(now)).ok) {
       return {
         ok: false,
         failure: { error: "RateLimitExceeded", errorCode: "RATE_LIMIT_EXCEEDED", close: true },

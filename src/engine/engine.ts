@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { ClientMessage } from "../protocol/messages.ts";
+import type { ClientData, ClientMessage } from "../protocol/messages.ts";
 import { authorityRequest } from "./authority.ts";
 import { DEFAULT_MAX_CONNECTION_INFO_BYTES, playerReady, provideConnectionInfo } from "./lobby.ts";
 import { lobbyChangeLimitReason } from "./rate_limits.ts";
@@ -263,6 +263,17 @@ export class Engine {
   }
 
   /**
+   * Cluster mode (docs/spec/SERVER.md §3.3, §8.3): the capacity (tokens per 60 s) of the app
+   * bucket an `Authenticate` with `data` would take a token from — auth required, a configured
+   * app, the right secret and `rate_limit_per_minute` set — else `undefined`. The edge takes that
+   * token from the global bucket first and hands the outcome to the engine
+   * (`RateLimits.withAuthVerdict`).
+   */
+  appRateLimit(data: ClientData<"Authenticate">): number | undefined {
+    return this.#sessions.appRateLimit(data);
+  }
+
+  /**
    * What a `BIND` carries about connection `id` (docs/spec/SERVER.md §8.4.1): its app, negotiated
    * format, presence opt-in (docs/spec/EXTENSIONS.md E10) and the player id it adopted by
    * `Reconnect` (only when that is not its connection id); `undefined` for an unknown connection.
@@ -351,6 +362,7 @@ export class Engine {
       const effects = this.#reconnection.hold(room, me, id, now, loss, session.ip);
       const hold = this.#reconnection.held(me)!;
       if (session.presence) hold.presence = true;
+      if (session.lobbyChanges) hold.lobbyChanges = session.lobbyChanges;
       effects.push(...playerDisconnected(this.#reconnection, room, me, hold.expiresAt, now));
       return route(effects);
     }

@@ -590,6 +590,53 @@ Deno.test("Ready toggles in a finalized lobby cost each member at most the bucke
   ok(bytes < (capacity / 2) * 3 * 4096 + capacity * 1024, `${bytes} bytes to one member`);
 });
 
+Deno.test("The lobby-change bucket stays with the seat across Reconnect: neither a resume nor a takeover refills it", () => {
+  // A player could otherwise reopen its socket and Reconnect (a takeover, or a resume after a
+  // drop) to get a full bucket each time: 60 reconnects a window × 20 announcements instead of 20.
+  const engine = reconnectingEngineWith([P1, P2], {
+    lobbyChanges: { capacity: 2, windowMs: 60_000 },
+  });
+  const joined = first(
+    engine.handle(P1, join("ROOM01", "Mira", { max_players: 3 }), T0),
+    P1,
+    "RoomJoined",
+  ).data;
+  first(engine.handle(P2, join("ROOM01", "Tobias"), T0), P2, "RoomJoined");
+  first(engine.handle(P1, bare("PlayerReady"), T0), P2, "LobbyStateChanged");
+  first(engine.handle(P1, bare("PlayerReady"), T0), P2, "LobbyStateChanged");
+  const refused = (conn: string) =>
+    first(engine.handle(conn, bare("PlayerReady"), T0), conn, "Error").data.error_code;
+  equal(refused(P1), "RATE_LIMIT_EXCEEDED");
+  // A takeover from a new socket continues with the replaced connection's bucket.
+  engine.connect(id(1));
+  const taken = first(
+    engine.handle(
+      id(1),
+      reconnect(joined.player_id, joined.room_id, joined.reconnection_token!),
+      T0,
+    ),
+    id(1),
+    "Reconnected",
+  ).data;
+  equal(refused(id(1)), "RATE_LIMIT_EXCEEDED");
+  // So does a resume after a drop.
+  engine.disconnect(id(1), T0);
+  engine.connect(id(2));
+  first(
+    engine.handle(
+      id(2),
+      reconnect(joined.player_id, joined.room_id, taken.reconnection_token!),
+      T0,
+    ),
+    id(2),
+    "Reconnected",
+  );
+  equal(refused(id(2)), "RATE_LIMIT_EXCEEDED");
+  // The bucket refills with time as before, and another member's is its own.
+  first(engine.handle(P2, bare("PlayerReady"), T0), id(2), "LobbyStateChanged");
+  first(engine.handle(id(2), bare("PlayerReady"), T0 + 30_000), P2, "LobbyStateChanged");
+});
+
 // ---------------------------------------------------------------------------------------------
 // Session 28: rooms of every game together
 

@@ -59,6 +59,8 @@ export class RateLimits {
   /** The global verdict while {@linkcode RateLimits.withAuthVerdict} runs. */
   #authVerdict: Take | undefined;
   #authCharged = false;
+  /** The global app-bucket take while {@linkcode RateLimits.withAuthVerdict} runs. */
+  #appTake: Take | undefined;
 
   /** Creates the buckets; every IP starts with full buckets. */
   constructor(options: RateLimitOptions) {
@@ -122,19 +124,37 @@ export class RateLimits {
   /**
    * Cluster mode (`authFailuresElsewhere`): runs `handle` (the engine's answer to one
    * `Authenticate`) with `verdict`, the global budget the edge read, as the answer of
-   * {@linkcode RateLimits.canFailAuth}. `charged` tells whether the attempt failed and must be
-   * taken from the global bucket.
+   * {@linkcode RateLimits.canFailAuth}, and `appTake`, the edge's take from the app's global
+   * bucket (when the app has one and the secret is right), as the app bucket's answer
+   * ({@linkcode RateLimits.appTake}). `charged` tells whether the attempt failed and must be
+   * taken from the global failure bucket.
    */
-  withAuthVerdict<T>(verdict: Take, handle: () => T): { result: T; charged: boolean } {
+  withAuthVerdict<T>(
+    verdict: Take,
+    handle: () => T,
+    appTake?: Take,
+  ): { result: T; charged: boolean } {
     this.#authVerdict = verdict;
+    this.#appTake = appTake;
     this.#authCharged = false;
     try {
       const result = handle();
       return { result, charged: this.#authCharged };
     } finally {
       this.#authVerdict = undefined;
+      this.#appTake = undefined;
       this.#authCharged = false;
     }
+  }
+
+  /**
+   * Cluster mode (`authFailuresElsewhere`): the outcome of the take from the app's global
+   * `Authenticate` bucket (docs/spec/SERVER.md §3.3, §8.3) that the edge made for the
+   * `Authenticate` now being answered inside {@linkcode RateLimits.withAuthVerdict}; `undefined`
+   * otherwise (the app's bucket in this process is used).
+   */
+  appTake(): Take | undefined {
+    return this.#authFailuresElsewhere ? this.#appTake : undefined;
   }
 
   /** The bucket of `kind` (the {@linkcode TokenBuckets} seam in single-instance mode). */

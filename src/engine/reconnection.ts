@@ -16,6 +16,7 @@ import { type Room, roomSnapshot } from "./room.ts";
 import { sha256 } from "../util/secrets.ts";
 import type { Session, Sessions } from "./sessions.ts";
 import { utf8Length } from "../protocol/utf8.ts";
+import type { TokenBucket } from "./token_bucket.ts";
 
 /** A seat held after an unexpected disconnect, with its replay buffer (docs/spec/PROTOCOL.md §7.11.2). */
 export interface Hold {
@@ -43,6 +44,11 @@ export interface Hold {
    * `PlayerDisconnected` of others is buffered for this seat. @default false
    */
   presence?: boolean;
+  /**
+   * The dropped connection's lobby-change bucket (docs/spec/PROTOCOL.md §7.4 note), handed to the
+   * connection that resumes the seat so that a `Reconnect` does not refill it. @default undefined
+   */
+  lobbyChanges?: TokenBucket;
 }
 
 /**
@@ -618,6 +624,8 @@ export class Reconnection {
     if (hold) {
       missed = hold.frames.map((frame) => new RawJson(frame));
       truncated = hold.truncated;
+      // The lobby-change bucket goes with the seat (docs/spec/PROTOCOL.md §7.4 note).
+      if (hold.lobbyChanges) session.lobbyChanges = hold.lobbyChanges;
       this.#endHold(hold);
     } else {
       // Takeover: the seat is live on another socket (docs/spec/PROTOCOL.md §7.11.5 step 1).
@@ -625,6 +633,7 @@ export class Reconnection {
       truncated = this.#options.takeoverTruncated?.(oldConn) ?? false;
       const old = this.#sessions.remove(oldConn);
       if (old) old.playing = undefined;
+      if (old?.lobbyChanges) session.lobbyChanges = old.lobbyChanges;
       // The replaced connection's close finds no session, so nothing else forgets the token
       // it resumed with (if it had resumed this seat itself).
       this.#resumedWith.delete(oldConn);

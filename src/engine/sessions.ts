@@ -232,6 +232,15 @@ export class Sessions {
   }
 
   /**
+   * The `rate_limit_per_minute` of the app an `Authenticate` with `data` would take a token from
+   * (auth required, known app, right secret), else `undefined` (docs/spec/SERVER.md §3.3).
+   */
+  appRateLimit(data: ClientData<"Authenticate">): number | undefined {
+    if (!this.#options.auth?.required) return undefined;
+    return this.#apps.rateLimitFor(data.app_id, data.app_secret);
+  }
+
+  /**
    * Steps 2–5 of docs/spec/PROTOCOL.md §7.1.3 (auth enabled). On success marks the session
    * authenticated, remembers its app, stops its deadline and returns `undefined`; otherwise
    * returns the refusal (`AuthenticationError`, then close 1008 except for the SDK gate).
@@ -251,7 +260,7 @@ export class Sessions {
         close: true,
       }, "auth_failures");
     }
-    const checked = this.#apps.check(data.app_id, data.app_secret, now);
+    const checked = this.#apps.check(data.app_id, data.app_secret, now, limits?.appTake());
     if (!checked.ok) {
       if (checked.failure.errorCode !== "RATE_LIMIT_EXCEEDED") {
         limits?.chargeAuthFailure(session.ip, now);

@@ -204,3 +204,29 @@ export function keyedBucketsPerKind<K extends string>(
   }
   return buckets;
 }
+
+/**
+ * Refill period of an app's `Authenticate` bucket, ms: `rate_limit_per_minute` tokens per
+ * minute (docs/spec/SERVER.md §3.3).
+ */
+export const APP_BUCKET_WINDOW_MS = 60_000;
+
+/**
+ * A cluster node's own app `Authenticate` buckets, one per app id, answering while the shared
+ * store cannot (docs/spec/SERVER.md §3.3, §8.4.3). Only configured apps whose secret was proved
+ * reach it, so it holds at most one bucket per configured app; a bucket whose capacity changed
+ * (another `perMinute` for the same id) starts again full.
+ */
+export class AppFallbackBuckets {
+  readonly #buckets = new Map<string, TokenBucket>();
+
+  /** Takes one token from app `appId`'s bucket of `perMinute` tokens a minute at `now` (ms). */
+  take(appId: string, perMinute: number, now: number): Take {
+    let bucket = this.#buckets.get(appId);
+    if (bucket === undefined || bucket.capacity !== perMinute) {
+      bucket = new TokenBucket(perMinute, APP_BUCKET_WINDOW_MS);
+      this.#buckets.set(appId, bucket);
+    }
+    return bucket.take(now);
+  }
+}

@@ -124,8 +124,20 @@ export interface EdgeOptions {
   authFailures?: {
     buckets: TokenBuckets;
     limits: {
-      withAuthVerdict<T>(verdict: BucketTake, handle: () => T): { result: T; charged: boolean };
+      withAuthVerdict<T>(
+        verdict: BucketTake,
+        handle: () => T,
+        appTake?: BucketTake,
+      ): { result: T; charged: boolean };
     };
+    /**
+     * The app's global `Authenticate` bucket (docs/spec/SERVER.md §3.3, §8.3): takes one of
+     * its `perMinute` tokens. Called, and its outcome handed to the engine through
+     * `withAuthVerdict`, for an `Authenticate` that would reach the app bucket (a budget left,
+     * a configured app with `rate_limit_per_minute`, the right secret). @default none (the
+     * engine's own per-process app buckets)
+     */
+    appTokens?: (appId: string, perMinute: number, now: number) => Awaitable<BucketTake>;
   };
   /**
    * Cluster mode: longest wait for a remote home's answer to a `LeaveRoom`/`LeaveSpectator`
@@ -687,21 +699,33 @@ export class Edge {
 
   /**
    * `Authenticate` with the global failed-attempt budget ({@linkcode EdgeOptions.authFailures}):
-   * pending while the bucket is read and, after a failure, while the failure is taken, so the
+   * pending while the bucket is read (and the app's global bucket taken from) and, after a
+   * failure, while the failure is taken, so the
    * next attempt from the address (on any instance) sees it. The attempts of one address on this
    * edge are checked one after another, so at most one per instance reads the budget before the
    * failure before it is taken.
    */
   #authenticate(id: ConnId, conn: Connection, message: ClientMessage): void {
-    const { buckets, limits } = this.#options.authFailures!;
+    const { buckets, limits, appTokens } = this.#options.authFailures!;
     conn.queue = [];
     const ip = conn.ip;
     const run = async () => {
       const verdict = await buckets.check("auth_failure", ip, Date.now());
       if (this.#conns.get(id) !== conn) return;
+      // The app's token is global too, taken only where the engine would take it (after the
+      // budget and secret checks), before the engine answers (docs/spec/SERVER.md §3.3).
+      const perMinute = appTokens !== undefined && verdict.ok && message.type === "Authenticate"
+        ? this.#engine.appRateLimit(message.data)
+        : undefined;
+      let appTake: BucketTake | undefined;
+      if (perMinute !== undefined && message.type === "Authenticate") {
+        appTake = await appTokens!(message.data.app_id, perMinute, Date.now());
+        if (this.#conns.get(id) !== conn) return;
+      }
       const answered = limits.withAuthVerdict(
         verdict,
         () => this.#engine.handle(id, message, Date.now()),
+        appTake,
       );
       if (answered.charged) await buckets.take("auth_failure", ip, Date.now());
       if (this.#conns.get(id) !== conn) return;
