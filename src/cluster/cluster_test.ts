@@ -877,6 +877,51 @@ Deno.test("Cluster (twins): a connection that opted in to presence events gets P
   }
 });
 
+Deno.test("Cluster (twins): a seat resumed through a third node gets the PlayerDisconnected buffered for it only when the resuming connection opted in (docs/spec/EXTENSIONS.md E10)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = threeNodes(cluster);
+    const bob = b.connect();
+    join(bob, "Bob", "HOMEBB");
+    await until(() => bob.last("RoomJoined") !== undefined, "room");
+    const seats: Record<string, unknown>[] = [];
+    for (const name of ["Pat", "Quinn"]) {
+      const player = a.connect();
+      player.say({
+        type: "Authenticate",
+        data: { app_id: "orbit", features: ["presence-events"] },
+      });
+      await until(() => player.last("Authenticated") !== undefined, "Authenticated");
+      join(player, name, "HOMEBB");
+      await until(() => player.last("RoomJoined") !== undefined, `${name} joins`);
+      seats.push(player.last("RoomJoined")!.data!);
+    }
+    // Pat's seat is held, then Quinn's, then Bob's: presence events go into both replay buffers.
+    a.edge.disconnect(seats[0]!.player_id as string, Date.now());
+    await until(() => b.engine.stats().heldSeats === 1, "Pat held");
+    a.edge.disconnect(seats[1]!.player_id as string, Date.now());
+    await until(() => b.engine.stats().heldSeats === 2, "Quinn held");
+    b.edge.disconnect(bob.id, Date.now());
+    await until(() => b.engine.stats().heldSeats === 3, "Bob held");
+    const missed = (client: TestClient) =>
+      (client.last("Reconnected")!.data!.missed_events as { type: string }[]).map((m) => m.type);
+    // Pat comes back through C on a connection that did not opt in: not told, as in one process.
+    const plain = c.connect();
+    plain.say(reconnectFor(seats[0]!));
+    await until(() => plain.last("Reconnected") !== undefined, "Pat's Reconnected");
+    deepEqual(missed(plain), []);
+    // Quinn's seat, resumed through C by a connection that opted in, gets what was buffered.
+    const opted = c.connect();
+    opted.say({ type: "Authenticate", data: { app_id: "orbit", features: ["presence-events"] } });
+    await until(() => opted.last("Authenticated") !== undefined, "Authenticated");
+    opted.say(reconnectFor(seats[1]!));
+    await until(() => opted.last("Reconnected") !== undefined, "Quinn's Reconnected");
+    deepEqual(missed(opted), ["PlayerDisconnected", "PlayerReconnected"]);
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): with authentication required, a connection that has not authenticated cannot join, watch or reconnect into a room homed on another node", async () => {
   const cluster = await testCluster({
     engine: {
