@@ -318,6 +318,18 @@ Deno.test("E11: a held holder keeps authority; expiry then hands it over", () =>
   equal(first(expired, P2, "AuthorityChanged").data.authority_player, P2);
 });
 
+Deno.test("E11: an operator's removal of the holder hands authority over, to the connected player seated longest", () => {
+  const engine = engineWith([P1, P2, P3]);
+  handoverRoom(engine, true);
+  engine.disconnect(P2, T0 + 5); // held, seated before P3: skipped
+  const removed = engine.removePlayer("orbit", "ROOM01", P1, T0 + 10);
+  ok(Array.isArray(removed));
+  deepEqual(first(removed, P3, "AuthorityChanged").data, {
+    authority_player: P3,
+    you_are_authority: true,
+  });
+});
+
 Deno.test("E11: a voluntary release is not a handover; without the flag nobody holds it", () => {
   const engine = engineWith([P1, P2, P3]);
   handoverRoom(engine, true);
