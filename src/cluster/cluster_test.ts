@@ -877,6 +877,75 @@ Deno.test("Cluster (twins): a connection that opted in to presence events gets P
   }
 });
 
+Deno.test("Cluster (twins): a member that authenticates with presence events after joining a room homed on another node gets PlayerDisconnected, as a member on the home does (docs/spec/EXTENSIONS.md E10, docs/spec/PROTOCOL.md §7.1.2)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes as [TestNode, TestNode];
+    const bob = b.connect();
+    join(bob, "Bob", "HOMEBB");
+    await until(() => bob.last("RoomJoined") !== undefined, "room");
+    // Pat through A and Carl on the home both join first and opt in afterwards (auth is off, so
+    // Authenticate may come at any time, also after joining).
+    const pat = a.connect();
+    const carl = b.connect();
+    for (const [client, name] of [[pat, "Pat"], [carl, "Carl"]] as const) {
+      join(client, name, "HOMEBB");
+      await until(() => client.last("RoomJoined") !== undefined, `${name} joins`);
+      client.say({
+        type: "Authenticate",
+        data: { app_id: "orbit", features: ["presence-events"] },
+      });
+      await until(() => client.last("Authenticated") !== undefined, `${name}'s Authenticated`);
+      deepEqual(client.last("Authenticated")!.data!.features, ["presence-events"]);
+    }
+    b.edge.disconnect(bob.id, Date.now());
+    await until(() => carl.last("PlayerDisconnected") !== undefined, "Carl is told");
+    // Pat's answer, if any, came in the same turn as Carl's or before a frame that follows.
+    carl.say({ type: "GameData", data: { data: "after" } });
+    await until(() => pat.last("GameData") !== undefined, "Carl's frame reaches Pat");
+    deepEqual(pat.last("PlayerDisconnected")?.data, carl.last("PlayerDisconnected")!.data);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a member that negotiates MessagePack after joining a room homed on another node gets binary game data as binary, as a member on the home does (docs/spec/PROTOCOL.md §7.1.2, §7.7)", async () => {
+  const cluster = await testCluster({ engine: { messagePack: true } });
+  try {
+    const [a, b] = cluster.nodes as [TestNode, TestNode];
+    const msgpack = {
+      type: "Authenticate",
+      data: { app_id: "orbit", game_data_format: "message_pack" },
+    };
+    const bob = b.connect();
+    bob.say(msgpack);
+    await until(() => bob.last("Authenticated") !== undefined, "Bob's Authenticated");
+    join(bob, "Bob", "HOMEBB");
+    await until(() => bob.last("RoomJoined") !== undefined, "room");
+    const pat = a.connect();
+    const carl = b.connect();
+    for (const [client, name] of [[pat, "Pat"], [carl, "Carl"]] as const) {
+      join(client, name, "HOMEBB");
+      await until(() => client.last("RoomJoined") !== undefined, `${name} joins`);
+      client.say(msgpack);
+      await until(() => client.last("Authenticated") !== undefined, `${name}'s Authenticated`);
+    }
+    b.edge.receive(bob.id, new Uint8Array([0x93, 1, 2, 3]), Date.now());
+    await until(
+      () => carl.last("binary") !== undefined || carl.last("GameData") !== undefined,
+      "Carl gets Bob's frame",
+    );
+    ok(carl.last("binary") !== undefined, "binary on the home");
+    await until(
+      () => pat.last("binary") !== undefined || pat.last("GameData") !== undefined,
+      "Pat gets Bob's frame",
+    );
+    deepEqual(pat.last("binary"), carl.last("binary"));
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): a seat resumed through a third node gets the PlayerDisconnected buffered for it only when the resuming connection opted in (docs/spec/EXTENSIONS.md E10)", async () => {
   const cluster = await testCluster();
   try {
