@@ -897,13 +897,29 @@ Deno.test("Cluster (twins): a member that authenticates with presence events aft
       });
       await until(() => client.last("Authenticated") !== undefined, `${name}'s Authenticated`);
       deepEqual(client.last("Authenticated")!.data!.features, ["presence-events"]);
+      // A frame behind the Authenticate reaches the home after it: the home has heard of it.
+      client.say({ type: "GameData", data: { data: name } });
+      await until(() => bob.last("GameData")?.data?.data === name, `${name}'s frame`);
     }
+    // A spectator through A too: a frame behind its Authenticate (refused by the home) shows
+    // the home heard of it.
+    const sam = a.connect();
+    sam.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "HOMEBB", spectator_name: "Sam" },
+    });
+    await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watches");
+    sam.say({ type: "Authenticate", data: { app_id: "orbit", features: ["presence-events"] } });
+    sam.say({ type: "GameData", data: { data: "Sam" } });
+    await until(() => sam.last("Error") !== undefined, "Sam's frame refused by the home");
     b.edge.disconnect(bob.id, Date.now());
     await until(() => carl.last("PlayerDisconnected") !== undefined, "Carl is told");
     // Pat's answer, if any, came in the same turn as Carl's or before a frame that follows.
     carl.say({ type: "GameData", data: { data: "after" } });
     await until(() => pat.last("GameData") !== undefined, "Carl's frame reaches Pat");
     deepEqual(pat.last("PlayerDisconnected")?.data, carl.last("PlayerDisconnected")!.data);
+    await until(() => sam.last("GameData") !== undefined, "Carl's frame reaches Sam");
+    deepEqual(sam.last("PlayerDisconnected")?.data, carl.last("PlayerDisconnected")!.data);
   } finally {
     await cluster.close();
   }
@@ -929,6 +945,9 @@ Deno.test("Cluster (twins): a member that negotiates MessagePack after joining a
       await until(() => client.last("RoomJoined") !== undefined, `${name} joins`);
       client.say(msgpack);
       await until(() => client.last("Authenticated") !== undefined, `${name}'s Authenticated`);
+      // A frame behind the Authenticate reaches the home after it: the home has heard of it.
+      client.say({ type: "GameData", data: { data: name } });
+      await until(() => bob.last("GameData")?.data?.data === name, `${name}'s frame`);
     }
     b.edge.receive(bob.id, new Uint8Array([0x93, 1, 2, 3]), Date.now());
     await until(
