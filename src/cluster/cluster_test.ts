@@ -877,6 +877,138 @@ Deno.test("Cluster (twins): a connection that opted in to presence events gets P
   }
 });
 
+Deno.test("Cluster (twins): a member that authenticates with presence events after joining a room homed on another node gets PlayerDisconnected, as a member on the home does (docs/spec/EXTENSIONS.md E10, docs/spec/PROTOCOL.md §7.1.2)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b] = cluster.nodes as [TestNode, TestNode];
+    const bob = b.connect();
+    join(bob, "Bob", "HOMEBB");
+    await until(() => bob.last("RoomJoined") !== undefined, "room");
+    // Pat through A and Carl on the home both join first and opt in afterwards (auth is off, so
+    // Authenticate may come at any time, also after joining).
+    const pat = a.connect();
+    const carl = b.connect();
+    for (const [client, name] of [[pat, "Pat"], [carl, "Carl"]] as const) {
+      join(client, name, "HOMEBB");
+      await until(() => client.last("RoomJoined") !== undefined, `${name} joins`);
+      client.say({
+        type: "Authenticate",
+        data: { app_id: "orbit", features: ["presence-events"] },
+      });
+      await until(() => client.last("Authenticated") !== undefined, `${name}'s Authenticated`);
+      deepEqual(client.last("Authenticated")!.data!.features, ["presence-events"]);
+      // A frame behind the Authenticate reaches the home after it: the home has heard of it.
+      client.say({ type: "GameData", data: { data: name } });
+      await until(() => bob.last("GameData")?.data?.data === name, `${name}'s frame`);
+    }
+    // A spectator through A too: a frame behind its Authenticate (refused by the home) shows
+    // the home heard of it.
+    const sam = a.connect();
+    sam.say({
+      type: "JoinAsSpectator",
+      data: { game_name: "orbit", room_code: "HOMEBB", spectator_name: "Sam" },
+    });
+    await until(() => sam.last("SpectatorJoined") !== undefined, "Sam watches");
+    sam.say({ type: "Authenticate", data: { app_id: "orbit", features: ["presence-events"] } });
+    sam.say({ type: "GameData", data: { data: "Sam" } });
+    await until(() => sam.last("Error") !== undefined, "Sam's frame refused by the home");
+    b.edge.disconnect(bob.id, Date.now());
+    await until(() => carl.last("PlayerDisconnected") !== undefined, "Carl is told");
+    // Pat's answer, if any, came in the same turn as Carl's or before a frame that follows.
+    carl.say({ type: "GameData", data: { data: "after" } });
+    await until(() => pat.last("GameData")?.data?.data === "after", "Carl's frame reaches Pat");
+    deepEqual(pat.last("PlayerDisconnected")?.data, carl.last("PlayerDisconnected")!.data);
+    await until(() => sam.last("GameData")?.data?.data === "after", "Carl's frame reaches Sam");
+    deepEqual(sam.last("PlayerDisconnected")?.data, carl.last("PlayerDisconnected")!.data);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a member that negotiates MessagePack after joining a room homed on another node gets binary game data as binary, as a member on the home does (docs/spec/PROTOCOL.md §7.1.2, §7.7)", async () => {
+  const cluster = await testCluster({ engine: { messagePack: true } });
+  try {
+    const [a, b] = cluster.nodes as [TestNode, TestNode];
+    const msgpack = {
+      type: "Authenticate",
+      data: { app_id: "orbit", game_data_format: "message_pack" },
+    };
+    const bob = b.connect();
+    bob.say(msgpack);
+    await until(() => bob.last("Authenticated") !== undefined, "Bob's Authenticated");
+    join(bob, "Bob", "HOMEBB");
+    await until(() => bob.last("RoomJoined") !== undefined, "room");
+    const pat = a.connect();
+    const carl = b.connect();
+    for (const [client, name] of [[pat, "Pat"], [carl, "Carl"]] as const) {
+      join(client, name, "HOMEBB");
+      await until(() => client.last("RoomJoined") !== undefined, `${name} joins`);
+      client.say(msgpack);
+      await until(() => client.last("Authenticated") !== undefined, `${name}'s Authenticated`);
+      // A frame behind the Authenticate reaches the home after it: the home has heard of it.
+      client.say({ type: "GameData", data: { data: name } });
+      await until(() => bob.last("GameData")?.data?.data === name, `${name}'s frame`);
+    }
+    b.edge.receive(bob.id, new Uint8Array([0x93, 1, 2, 3]), Date.now());
+    /** Bob's frame as `client` got it: binary, or its JSON conversion. */
+    const fromBob = (client: TestClient) =>
+      client.messages.find((m) =>
+        m.type === "binary" || (m.type === "GameData" && m.data?.from_player === bob.id)
+      );
+    await until(() => fromBob(carl) !== undefined, "Carl gets Bob's frame");
+    equal(fromBob(carl)!.type, "binary", "binary on the home");
+    await until(() => fromBob(pat) !== undefined, "Pat gets Bob's frame");
+    deepEqual(fromBob(pat), fromBob(carl));
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a seat resumed through a third node gets the PlayerDisconnected buffered for it only when the resuming connection opted in (docs/spec/EXTENSIONS.md E10)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a, b, c] = threeNodes(cluster);
+    const bob = b.connect();
+    join(bob, "Bob", "HOMEBB");
+    await until(() => bob.last("RoomJoined") !== undefined, "room");
+    const seats: Record<string, unknown>[] = [];
+    for (const name of ["Pat", "Quinn"]) {
+      const player = a.connect();
+      player.say({
+        type: "Authenticate",
+        data: { app_id: "orbit", features: ["presence-events"] },
+      });
+      await until(() => player.last("Authenticated") !== undefined, "Authenticated");
+      join(player, name, "HOMEBB");
+      await until(() => player.last("RoomJoined") !== undefined, `${name} joins`);
+      seats.push(player.last("RoomJoined")!.data!);
+    }
+    // Pat's seat is held, then Quinn's, then Bob's: presence events go into both replay buffers.
+    a.edge.disconnect(seats[0]!.player_id as string, Date.now());
+    await until(() => b.engine.stats().heldSeats === 1, "Pat held");
+    a.edge.disconnect(seats[1]!.player_id as string, Date.now());
+    await until(() => b.engine.stats().heldSeats === 2, "Quinn held");
+    b.edge.disconnect(bob.id, Date.now());
+    await until(() => b.engine.stats().heldSeats === 3, "Bob held");
+    const missed = (client: TestClient) =>
+      (client.last("Reconnected")!.data!.missed_events as { type: string }[]).map((m) => m.type);
+    // Pat comes back through C on a connection that did not opt in: not told, as in one process.
+    const plain = c.connect();
+    plain.say(reconnectFor(seats[0]!));
+    await until(() => plain.last("Reconnected") !== undefined, "Pat's Reconnected");
+    deepEqual(missed(plain), []);
+    // Quinn's seat, resumed through C by a connection that opted in, gets what was buffered.
+    const opted = c.connect();
+    opted.say({ type: "Authenticate", data: { app_id: "orbit", features: ["presence-events"] } });
+    await until(() => opted.last("Authenticated") !== undefined, "Authenticated");
+    opted.say(reconnectFor(seats[1]!));
+    await until(() => opted.last("Reconnected") !== undefined, "Quinn's Reconnected");
+    deepEqual(missed(opted), ["PlayerDisconnected", "PlayerReconnected"]);
+  } finally {
+    await cluster.close();
+  }
+});
+
 Deno.test("Cluster (twins): with authentication required, a connection that has not authenticated cannot join, watch or reconnect into a room homed on another node", async () => {
   const cluster = await testCluster({
     engine: {

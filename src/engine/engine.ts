@@ -55,6 +55,7 @@ export type { EngineStats } from "./directory.ts";
 export type { ConnectInfo, EngineOptions, SdkManifest } from "./options.ts";
 export type { DisconnectLoss } from "./reconnection.ts";
 export type { SessionMeta } from "./sessions.ts";
+export { settledAuthenticate } from "./sessions.ts";
 export { CODE_ATTEMPTS, MAINTENANCE_REASON } from "./rooms.ts";
 export type { RoomsSnapshot, SnapshotOutcome } from "./snapshot.ts";
 export { decodeSnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";

@@ -165,6 +165,9 @@ Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for 
   engine.disconnect(P3, T0 + 3000);
   engine.connect(C1);
   engine.connect(C2);
+  // The resuming connections opt in too: the replay follows the new connection's opt-in.
+  engine.handle(C1, authenticate(["presence-events"]), T0 + 9000);
+  engine.handle(C2, authenticate(["presence-events"]), T0 + 9000);
   const back1 = engine.handle(
     C1,
     { type: "Reconnect", data: { player_id: P1, room_id: roomId, auth_token: tokens[P1]! } },
@@ -208,6 +211,44 @@ Deno.test("E10: the opt-in belongs to the connection, not the seat", () => {
   );
   equal(sentTo(engine.disconnect(P2, T0), C1).length, 0);
   ok(token);
+});
+
+Deno.test("E10: a seat buffered PlayerDisconnected for, resumed by a connection that did not opt in, gets no PlayerDisconnected in missed_events", () => {
+  // "Connections that did not opt in never receive it" and "after Reconnect the new connection's
+  // own Authenticate.features apply": the replay, too, follows the resuming connection's opt-in.
+  const engine = engineWith([P1, P2, C2]);
+  engine.handle(P1, authenticate(["presence-events"]), T0);
+  engine.handle(C2, authenticate(["presence-events"]), T0);
+  const tokens: Record<string, string> = {};
+  for (const [id, name] of [[P1, "Mira"], [P2, "Tobias"]] as const) {
+    tokens[id] = first(engine.handle(id, join("ROOM01", name), T0), id, "RoomJoined").data
+      .reconnection_token!;
+  }
+  engine.disconnect(P1, T0 + 1000); // opted in, held
+  engine.disconnect(P2, T0 + 2000); // buffered for P1: PlayerDisconnected{P2}
+  engine.connect(C1);
+  const back = first(
+    engine.handle(
+      C1,
+      { type: "Reconnect", data: { player_id: P1, room_id: "room-1", auth_token: tokens[P1]! } },
+      T0 + 3000,
+    ),
+    C1,
+    "Reconnected",
+  ).data;
+  deepEqual(back.missed_events.map((e) => JSON.parse(e.text).type), []);
+  equal(back.replay_truncated, false, "nothing the new connection would have been sent is missing");
+  // A resuming connection that opted in gets it, as buffered.
+  const again = first(
+    engine.handle(
+      C2,
+      { type: "Reconnect", data: { player_id: P2, room_id: "room-1", auth_token: tokens[P2]! } },
+      T0 + 4000,
+    ),
+    C2,
+    "Reconnected",
+  ).data;
+  deepEqual(again.missed_events.map((e) => JSON.parse(e.text).type), ["PlayerReconnected"]);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -275,6 +316,18 @@ Deno.test("E11: a held holder keeps authority; expiry then hands it over", () =>
   ok(summarize(held).every((line) => !line.includes("AuthorityChanged")));
   const expired = engine.tick(T0 + 5 + WINDOW);
   equal(first(expired, P2, "AuthorityChanged").data.authority_player, P2);
+});
+
+Deno.test("E11: an operator's removal of the holder hands authority over, to the connected player seated longest", () => {
+  const engine = engineWith([P1, P2, P3]);
+  handoverRoom(engine, true);
+  engine.disconnect(P2, T0 + 5); // held, seated before P3: skipped
+  const removed = engine.removePlayer("orbit", "ROOM01", P1, T0 + 10);
+  ok(Array.isArray(removed));
+  deepEqual(first(removed, P3, "AuthorityChanged").data, {
+    authority_player: P3,
+    you_are_authority: true,
+  });
 });
 
 Deno.test("E11: a voluntary release is not a handover; without the flag nobody holds it", () => {

@@ -52,6 +52,13 @@ export interface Hold {
 }
 
 /**
+ * How every buffered `PlayerDisconnected` frame begins (the server's own encoding,
+ * docs/spec/PROTOCOL.md §2.1 field order): the replay leaves them out for a resuming connection
+ * that did not opt in to presence events (docs/spec/EXTENSIONS.md E10).
+ */
+const PLAYER_DISCONNECTED_PREFIX = '{"type":"PlayerDisconnected",';
+
+/**
  * Longest `Reconnect.auth_token` looked up, in UTF-8 bytes (docs/spec/PROTOCOL.md §7.11.4 check 2): longer
  * ones fail before any hashing.
  */
@@ -622,7 +629,13 @@ export class Reconnection {
     let missed: RawJson[] = [];
     let truncated = false;
     if (hold) {
-      missed = hold.frames.map((frame) => new RawJson(frame));
+      // Presence events buffered for the dropped connection's opt-in reach only a resuming
+      // connection that opted in too (docs/spec/EXTENSIONS.md E10: the opt-in belongs to the
+      // connection); leaving them out loses nothing this connection would have been sent.
+      const frames = session.presence === true
+        ? hold.frames
+        : hold.frames.filter((frame) => !frame.startsWith(PLAYER_DISCONNECTED_PREFIX));
+      missed = frames.map((frame) => new RawJson(frame));
       truncated = hold.truncated;
       // The lobby-change bucket goes with the seat (docs/spec/PROTOCOL.md §7.4 note).
       if (hold.lobbyChanges) session.lobbyChanges = hold.lobbyChanges;

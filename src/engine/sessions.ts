@@ -8,6 +8,7 @@
  */
 import {
   type ClientData,
+  type ClientMessage,
   type GameDataEncoding,
   type PlayerNameRules,
   PRESENCE_EVENTS,
@@ -60,6 +61,12 @@ export interface Session {
   /** The room this connection spectates, if any (exclusive with `playing`). */
   watching?: Room;
   /**
+   * A connection of another node's edge, bound here by a cluster `BIND` (docs/spec/SERVER.md
+   * §8.4.1): its edge answers its `Authenticate` and sends the outcome on
+   * ({@linkcode settledAuthenticate}). @default false
+   */
+  remote?: boolean;
+  /**
    * This connection's bucket of lobby changes (`EngineOptions.lobbyChanges`), made at its
    * first `PlayerReady` or `AuthorityRequest` as a player.
    */
@@ -76,6 +83,25 @@ export interface SessionMeta {
   format: "json" | "message_pack";
   presence?: boolean;
   playerId?: string;
+}
+
+/**
+ * The `Authenticate` an edge sends a connection's remote home after answering the connection's
+ * first `Authenticate` while it was bound there (docs/spec/PROTOCOL.md §7.1.2: it may come after
+ * joining a room): the outcome in `meta` (the edge's session after the answer), the negotiated
+ * format and the accepted features (docs/spec/EXTENSIONS.md E10), which that home's
+ * {@linkcode Sessions.authenticate} adopts for the remote session without a reply. A home of an
+ * older version ignores it as a repeated `Authenticate`.
+ */
+export function settledAuthenticate(meta: SessionMeta): ClientMessage {
+  return {
+    type: "Authenticate",
+    data: {
+      app_id: meta.appId ?? "",
+      game_data_format: meta.format,
+      features: meta.presence === true ? [PRESENCE_EVENTS] : [],
+    },
+  };
 }
 
 /** Every connection's session, the auth deadlines and the configured apps. */
@@ -160,6 +186,7 @@ export class Sessions {
       authenticateAnswered: true,
       format: remote.format,
       presence: remote.presence === true ? true : undefined,
+      remote: true,
       playing: undefined,
       watching: undefined,
     });
@@ -177,7 +204,20 @@ export class Sessions {
 
   /** `Authenticate` (docs/spec/PROTOCOL.md §7.1.2–§7.1.5): answered once, negotiating the format. */
   authenticate(session: Session, data: ClientData<"Authenticate">, now: number): Effect[] {
-    if (session.authenticateAnswered) return [];
+    if (session.authenticateAnswered) {
+      // A connection bound here from another edge: that edge answered the connection's first
+      // `Authenticate`, which came after the BIND, and sends its outcome (docs/spec/PROTOCOL.md
+      // §7.1.2 "also after joining a room"; docs/spec/SERVER.md §8 "the same through an instance
+      // that is not the room's home"). Adopted without a reply.
+      if (session.remote === true) {
+        session.format = data.game_data_format === "message_pack" ? "message_pack" : "json";
+        session.presence = this.#options.enableReconnection &&
+            (data.features ?? []).includes(PRESENCE_EVENTS)
+          ? true
+          : undefined;
+      }
+      return [];
+    }
     if (this.#options.auth?.required) {
       const refused = this.#checkApp(session, data, now);
       if (refused) return refused;

@@ -30,7 +30,13 @@ import type {
   RoomCommand,
   Router,
 } from "../coordination/router.ts";
-import type { ConnId, DisconnectLoss, Effect, Engine } from "../engine/engine.ts";
+import {
+  type ConnId,
+  type DisconnectLoss,
+  type Effect,
+  type Engine,
+  settledAuthenticate,
+} from "../engine/engine.ts";
 import { utf8Length } from "../protocol/utf8.ts";
 import {
   decodeClientMessage,
@@ -422,9 +428,13 @@ export class Edge {
       case "Authenticate":
         // The session step: answered by the edge, never by a home (docs/spec/SERVER.md §8.2). A
         // repeated one gets nothing (docs/spec/PROTOCOL.md §7.1.2): no budget to read for it.
-        if (this.#options.authFailures && !this.#engine.authenticateAnswered(id)) {
-          this.#authenticate(id, conn, message);
-        } else this.#apply(this.#engine.handle(id, message, now), now);
+        if (this.#engine.authenticateAnswered(id)) {
+          this.#apply(this.#engine.handle(id, message, now), now);
+        } else if (this.#options.authFailures) this.#authenticate(id, conn, message);
+        else {
+          this.#apply(this.#engine.handle(id, message, now), now);
+          this.#authenticatedWhileBound(id, conn, now);
+        }
         return;
       case "JoinRoom":
       case "JoinAsSpectator":
@@ -730,6 +740,7 @@ export class Edge {
       if (answered.charged) await buckets.take("auth_failure", ip, Date.now());
       if (this.#conns.get(id) !== conn) return;
       this.#apply(answered.result, Date.now());
+      this.#authenticatedWhileBound(id, conn, Date.now());
     };
     // One check at a time per address on this edge: concurrent attempts would all read the
     // budget before any failure is taken (SECURITY.md "Cluster mode's Redis").
@@ -741,6 +752,23 @@ export class Edge {
     }).finally(() => {
       if (this.#conns.get(id) === conn) this.#settle(id, conn);
     });
+  }
+
+  /**
+   * After this edge answered connection `id`'s first `Authenticate`: when the connection is bound
+   * to a room homed on another node (the `Authenticate` came after joining, docs/spec/PROTOCOL.md
+   * §7.1.2), that home is sent the outcome ({@linkcode settledAuthenticate}: the negotiated
+   * format and the presence opt-in of docs/spec/EXTENSIONS.md E10), as a `BIND` would have
+   * carried it, so the room treats the connection as one process does (docs/spec/SERVER.md §8).
+   * Nothing when the connection is bound here or the `Authenticate` was refused.
+   */
+  #authenticatedWhileBound(id: ConnId, conn: Connection, now: number): void {
+    if (conn.home === this.#node || this.#conns.get(id) !== conn) return;
+    if (!this.#engine.authenticateAnswered(id)) return;
+    const meta = this.#engine.sessionMeta(id);
+    if (meta === undefined) return;
+    const settled = settledAuthenticate(meta);
+    this.#router.forward(conn.home, id, settled, JSON.stringify(settled), now);
   }
 
   /** Ends a pending request: the queued frames are processed in order. */
