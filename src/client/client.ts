@@ -233,17 +233,16 @@ export interface DroppedSeat {
   player_id: string;
   /**
    * When the server will release the seat unless the player returns (epoch ms, local clock):
-   * the arrival of `PlayerDisconnected` plus its `seat_held_secs`. When `replayed`, this is
-   * the latest the release can come, not when it will: see there.
+   * the arrival of `PlayerDisconnected` plus its `seat_held_secs`. When `replayed`, see there.
    */
   heldUntil: number;
   /**
    * True when the `PlayerDisconnected` came in `Reconnected.missed_events` (this client's own
-   * seat was held meanwhile). A replayed message carries the window left when the server sent
-   * it (docs/spec/PROTOCOL.md §7.11.2, docs/spec/EXTENSIONS.md E10), and nothing on the wire says
-   * when that was, so `heldUntil` counts from the replay and the seat may be released up to
-   * the length of this client's own absence earlier. Show no exact countdown for such a seat.
-   * A live `PlayerDisconnected` of the same player replaces it.
+   * seat was held meanwhile). `heldUntil` counts from the replay: this server gives the window
+   * left at the replay (docs/spec/EXTENSIONS.md E10), so it is exact to the second; a server
+   * that replays the value it first sent (older releases) makes it only the latest the release
+   * can come, up to the length of this client's own absence late. A live `PlayerDisconnected` of
+   * the same player replaces it.
    */
   replayed: boolean;
 }

@@ -174,9 +174,11 @@ Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for 
     T0 + 10_000,
   );
   const missed1 = first(back1, C1, "Reconnected").data.missed_events.map((e) => JSON.parse(e.text));
+  // Each counts the window left at the replay (T0 + 10 s), not at its buffering: P2's seat is
+  // held until T0 + 302 s, P3's until T0 + 303 s.
   deepEqual(missed1, [
-    { type: "PlayerDisconnected", data: { player_id: P2, seat_held_secs: 300 } },
-    { type: "PlayerDisconnected", data: { player_id: P3, seat_held_secs: 300 } },
+    { type: "PlayerDisconnected", data: { player_id: P2, seat_held_secs: 292 } },
+    { type: "PlayerDisconnected", data: { player_id: P3, seat_held_secs: 293 } },
   ]);
   const back2 = engine.handle(
     C2,
@@ -188,6 +190,47 @@ Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for 
     first(back2, C2, "Reconnected").data.missed_events.map((e) => JSON.parse(e.text).type),
     ["PlayerReconnected"],
   );
+});
+
+Deno.test("E10: a replayed PlayerDisconnected counts the window left at the replay, rounded up; a seat no longer held keeps its frame", () => {
+  const engine = engineWith([P1, P2, P3]);
+  engine.handle(P1, authenticate(["presence-events"]), T0);
+  const tokens: Record<string, string> = {};
+  for (const [id, name] of [[P1, "Mira"], [P2, "Tobias"], [P3, "Nina"]] as const) {
+    tokens[id] = first(engine.handle(id, join("ROOM01", name), T0), id, "RoomJoined").data
+      .reconnection_token!;
+  }
+  engine.disconnect(P1, T0); // opted in, held: collects the others' presence events
+  engine.disconnect(P2, T0 + 1000); // held until T0 + 301 s
+  engine.disconnect(P3, T0 + 2000); // held until T0 + 302 s, then back before P1 resumes
+  engine.connect(C2);
+  first(
+    engine.handle(
+      C2,
+      { type: "Reconnect", data: { player_id: P3, room_id: "room-1", auth_token: tokens[P3]! } },
+      T0 + 5000,
+    ),
+    C2,
+    "Reconnected",
+  );
+  engine.connect(C1);
+  engine.handle(C1, authenticate(["presence-events"]), T0 + 120_500);
+  const back = first(
+    engine.handle(
+      C1,
+      { type: "Reconnect", data: { player_id: P1, room_id: "room-1", auth_token: tokens[P1]! } },
+      T0 + 120_500,
+    ),
+    C1,
+    "Reconnected",
+  ).data;
+  deepEqual(back.missed_events.map((e) => JSON.parse(e.text)), [
+    // 180.5 s left of P2's window, rounded up.
+    { type: "PlayerDisconnected", data: { player_id: P2, seat_held_secs: 181 } },
+    // P3 is back: its frame is as buffered, and the PlayerReconnected after it says so.
+    { type: "PlayerDisconnected", data: { player_id: P3, seat_held_secs: 300 } },
+    { type: "PlayerReconnected", data: { player_id: P3 } },
+  ]);
 });
 
 Deno.test("E10: the opt-in belongs to the connection, not the seat", () => {

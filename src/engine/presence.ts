@@ -30,9 +30,36 @@ export function playerDisconnected(
     if (optedIn) to.push(member);
   }
   if (to.length === 0) return [];
-  const seatHeldSecs = Math.max(0, Math.ceil((expiresAt - now) / 1000));
+  const seatHeldSecs = secondsLeft(expiresAt, now);
   return [send(to, {
     type: "PlayerDisconnected",
     data: { player_id: playerId, seat_held_secs: seatHeldSecs },
   })];
+}
+
+/** The window left at `now` until `expiresAt` (ms), in whole seconds rounded up, never below 0. */
+function secondsLeft(expiresAt: number, now: number): number {
+  return Math.max(0, Math.ceil((expiresAt - now) / 1000));
+}
+
+/**
+ * A buffered `PlayerDisconnected` frame (JSON text, as {@linkcode playerDisconnected} made it)
+ * as a replay at `now` hands it on (docs/spec/EXTENSIONS.md E10): `seat_held_secs` counts the
+ * window left at the replay when that player's seat is still held (`expiresAt(playerId)`, ms),
+ * not the one left when the message was buffered. A seat no longer held keeps the frame as it
+ * was: the replay holds the `PlayerReconnected` or `PlayerLeft` that followed. Throws only on a
+ * frame that is not JSON (never one the engine buffered).
+ */
+export function replayedPlayerDisconnected(
+  frame: string,
+  expiresAt: (playerId: string) => number | undefined,
+  now: number,
+): string {
+  const message = JSON.parse(frame) as {
+    data: { player_id: string; seat_held_secs: number };
+  };
+  const until = expiresAt(message.data.player_id);
+  if (until === undefined) return frame;
+  message.data.seat_held_secs = secondsLeft(until, now);
+  return JSON.stringify(message);
 }

@@ -13,6 +13,7 @@ import { type ConnId, type Effect, event, send } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import { PerAddress } from "./per_address.ts";
 import { type Room, roomSnapshot } from "./room.ts";
+import { replayedPlayerDisconnected } from "./presence.ts";
 import { sha256 } from "../util/secrets.ts";
 import type { Session, Sessions } from "./sessions.ts";
 import { utf8Length } from "../protocol/utf8.ts";
@@ -632,8 +633,13 @@ export class Reconnection {
       // Presence events buffered for the dropped connection's opt-in reach only a resuming
       // connection that opted in too (docs/spec/EXTENSIONS.md E10: the opt-in belongs to the
       // connection); leaving them out loses nothing this connection would have been sent.
+      // Those it does reach count the window left now, not when they were buffered.
       const frames = session.presence === true
-        ? hold.frames
+        ? hold.frames.map((frame) =>
+          frame.startsWith(PLAYER_DISCONNECTED_PREFIX)
+            ? replayedPlayerDisconnected(frame, (id) => this.#holds.get(id)?.expiresAt, now)
+            : frame
+        )
         : hold.frames.filter((frame) => !frame.startsWith(PLAYER_DISCONNECTED_PREFIX));
       missed = frames.map((frame) => new RawJson(frame));
       truncated = hold.truncated;
