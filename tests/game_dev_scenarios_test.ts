@@ -1,0 +1,595 @@
+/**
+ * A game developer's day off the happy path, end to end over real WebSockets: authority holders
+ * dropping, players away while the game starts, hosts leaving ready lobbies, spectators taking a
+ * freed seat, codes reused after cleanup, a second tab taking a seat mid-stream, traffic around
+ * the join and the leave, and JSON and MessagePack clients sharing a room. Every message each
+ * client sees is checked against docs/spec/PROTOCOL.md (order §1.5, fields, error codes). Runs
+ * behind the cluster proxy too (`SIGNAL_FISH_TEST_CLUSTER=3`).
+ *
+ * @module
+ */
+import { deepEqual, equal, notEqual, ok } from "node:assert/strict";
+import { decode, encode } from "@msgpack/msgpack";
+import { inProcessOnly } from "./cluster_serve.ts";
+import type { SignalFishServer } from "../src/server.ts";
+import {
+  connect,
+  joinAsSpectator,
+  joinRoom,
+  type Received,
+  serve,
+  type TestClient,
+} from "./helpers.ts";
+
+/** Waits (polling, bounded) until `predicate` holds. */
+async function until(predicate: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A seat as `RoomJoined` gave it. */
+interface Seat {
+  player_id: string;
+  room_id: string;
+  room_code: string;
+  reconnection_token: string;
+  // deno-lint-ignore no-explicit-any
+  [key: string]: any;
+}
+
+/**
+ * `names.length` players join room `code` (`max_players` seats, default the player count) in
+ * order; every message their joins produced is read and checked (§7.2.4). Returns the clients
+ * and their `RoomJoined` data.
+ */
+async function room(
+  server: SignalFishServer,
+  code: string,
+  names: string[],
+  maxPlayers = names.length,
+): Promise<{ clients: TestClient[]; seats: Seat[] }> {
+  const clients: TestClient[] = [];
+  const seats: Seat[] = [];
+  for (const name of names) {
+    const client = await connect(server);
+    client.send(joinRoom(code, name, { max_players: maxPlayers }));
+    const seat = (await client.next("RoomJoined")).data as Seat;
+    for (const earlier of clients) {
+      deepEqual((await earlier.next("PlayerJoined")).data.player.id, seat.player_id);
+    }
+    clients.push(client);
+    seats.push(seat);
+  }
+  if (names.length === maxPlayers && maxPlayers > 1) {
+    for (const client of clients) {
+      deepEqual((await client.next("LobbyStateChanged")).data, {
+        lobby_state: "lobby",
+        ready_players: [],
+        all_ready: false,
+      });
+    }
+  }
+  return { clients, seats };
+}
+
+/** The `Reconnect` message for `seat`, with `token` (default: the one `RoomJoined` gave). */
+function reconnect(seat: Seat, token = seat.reconnection_token): unknown {
+  return {
+    type: "Reconnect",
+    data: { player_id: seat.player_id, room_id: seat.room_id, auth_token: token },
+  };
+}
+
+/** Closes `client` and waits until the server holds its seat (`held` seats in all). */
+async function drop(server: SignalFishServer, client: TestClient, held = 1): Promise<void> {
+  await client.close();
+  await until(() => server.engine.stats().heldSeats === held, `${held} held seat(s)`);
+}
+
+const READS_ENGINE = "it waits for the held seat in server.engine.stats()";
+
+Deno.test(
+  "The authority holder drops: nobody is told, authority stays with the held seat, and comes back with it",
+  { ignore: inProcessOnly(READS_ENGINE) },
+  async () => {
+    await using server = await serve();
+    const { clients, seats } = await room(server, "AUTH01", ["host", "guest", "third"]);
+    const [host, guest, third] = clients as [TestClient, TestClient, TestClient];
+    equal(seats[0]!.is_authority, true);
+
+    await drop(server, host);
+    // The held seat keeps authority (§7.5, §7.11.2): a claim is a conflict, a release is denied.
+    guest.send({ type: "AuthorityRequest", data: { become_authority: true } });
+    deepEqual((await guest.next("AuthorityResponse")).data, {
+      granted: false,
+      reason: "Another player already has authority",
+      error_code: "AUTHORITY_CONFLICT",
+    });
+    guest.send({ type: "AuthorityRequest", data: { become_authority: false } });
+    deepEqual((await guest.next("AuthorityResponse")).data, {
+      granted: false,
+      reason: "You do not have authority to release",
+      error_code: "AUTHORITY_DENIED",
+    });
+    // Play goes on; the held seat's buffer gets it.
+    guest.send({ type: "GameData", data: { data: { tick: 1 } } });
+    deepEqual((await third.next("GameData")).data, {
+      from_player: seats[1]!.player_id,
+      data: { tick: 1 },
+    });
+    await guest.expectNothingElse();
+    await third.expectNothingElse();
+
+    await using back = await connect(server);
+    back.send(reconnect(seats[0]!));
+    const again = (await back.next("Reconnected")).data;
+    equal(again.is_authority, true);
+    deepEqual(
+      again.current_players.map((p: { name: string; is_authority: boolean }) => [
+        p.name,
+        p.is_authority,
+      ]),
+      [["host", true], ["guest", false], ["third", false]],
+    );
+    deepEqual(again.missed_events, [{
+      type: "GameData",
+      data: { from_player: seats[1]!.player_id, data: { tick: 1 } },
+    }]);
+    equal(again.replay_truncated, false);
+    for (const other of [guest, third]) {
+      deepEqual((await other.next("PlayerReconnected")).data, { player_id: seats[0]!.player_id });
+    }
+    // Still the holder: releasing is granted and announced to everyone.
+    back.send({ type: "AuthorityRequest", data: { become_authority: false } });
+    deepEqual((await back.next("AuthorityResponse")).data, { granted: true, reason: null });
+    deepEqual((await back.next("AuthorityChanged")).data, {
+      authority_player: null,
+      you_are_authority: false,
+    });
+    for (const other of [guest, third]) {
+      deepEqual((await other.next("AuthorityChanged")).data, {
+        authority_player: null,
+        you_are_authority: false,
+      });
+    }
+    for (const client of [back, guest, third]) await client.expectNothingElse();
+    await guest.close();
+    await third.close();
+  },
+);
+
+Deno.test(
+  "The authority holder's held seat expires in a full lobby: PlayerLeft, AuthorityChanged, LobbyStateChanged, then a claim succeeds",
+  { ignore: inProcessOnly(READS_ENGINE) },
+  async () => {
+    await using server = await serve((config) => config.server.reconnection_window = 1);
+    await using spectator = await connect(server);
+    const { clients, seats } = await room(server, "AUTH02", ["host", "guest"]);
+    const [host, guest] = clients as [TestClient, TestClient];
+    spectator.send(joinAsSpectator("AUTH02", "watcher"));
+    await spectator.next("SpectatorJoined");
+    await host.next("NewSpectatorJoined");
+    await guest.next("NewSpectatorJoined");
+    guest.send({ type: "PlayerReady" });
+    const readyGuest = {
+      lobby_state: "lobby",
+      ready_players: [seats[1]!.player_id],
+      all_ready: false,
+    };
+    for (const client of [host, guest, spectator]) {
+      deepEqual((await client.next("LobbyStateChanged")).data, readyGuest);
+    }
+
+    await drop(server, host);
+    // The window ends: the seat release sequence, in order (§7.3.3, §7.11.3).
+    for (const client of [guest, spectator]) {
+      deepEqual((await client.next("PlayerLeft", 4000)).data, { player_id: seats[0]!.player_id });
+      deepEqual((await client.next("AuthorityChanged")).data, {
+        authority_player: null,
+        you_are_authority: false,
+      });
+      deepEqual((await client.next("LobbyStateChanged")).data, {
+        lobby_state: "waiting",
+        ready_players: [],
+        all_ready: false,
+      });
+    }
+    guest.send({ type: "AuthorityRequest", data: { become_authority: true } });
+    deepEqual((await guest.next("AuthorityResponse")).data, { granted: true, reason: null });
+    deepEqual((await guest.next("AuthorityChanged")).data, {
+      authority_player: seats[1]!.player_id,
+      you_are_authority: true,
+    });
+    deepEqual((await spectator.next("AuthorityChanged")).data, {
+      authority_player: seats[1]!.player_id,
+      you_are_authority: false,
+    });
+    await using late = await connect(server);
+    late.send(reconnect(seats[0]!));
+    deepEqual((await late.next("ReconnectionFailed")).data, {
+      reason: "Reconnection window has expired",
+      error_code: "RECONNECTION_EXPIRED",
+    });
+    for (const client of [guest, spectator, late]) await client.expectNothingElse();
+    await guest.close();
+  },
+);
+
+Deno.test(
+  "A player away while the game starts gets LobbyStateChanged and GameStarting in its replay, and stays ready",
+  { ignore: inProcessOnly(READS_ENGINE) },
+  async () => {
+    await using server = await serve();
+    const { clients, seats } = await room(server, "AWAY01", ["mira", "nina"]);
+    const [mira, nina] = clients as [TestClient, TestClient];
+    mira.send({
+      type: "ProvideConnectionInfo",
+      data: { connection_info: { type: "direct", host: "198.51.100.7", port: 7777 } },
+    });
+    nina.send({ type: "PlayerReady" });
+    for (const client of [mira, nina]) await client.next("LobbyStateChanged");
+    await drop(server, nina);
+
+    // Mira readies: the room enters finalized with Nina's seat held (readiness is kept, §7.4);
+    // the ready set lists seats in the order they became ready (§4.7).
+    mira.send({ type: "PlayerReady" });
+    const finalized = {
+      lobby_state: "finalized",
+      ready_players: [seats[1]!.player_id, seats[0]!.player_id],
+      all_ready: true,
+    };
+    deepEqual((await mira.next("LobbyStateChanged")).data, finalized);
+    const starting = (await mira.next("GameStarting")).data;
+    deepEqual(starting.peer_connections, [
+      {
+        player_id: seats[0]!.player_id,
+        player_name: "mira",
+        is_authority: true,
+        relay_type: "matchbox",
+        connection_info: { type: "direct", host: "198.51.100.7", port: 7777 },
+      },
+      {
+        player_id: seats[1]!.player_id,
+        player_name: "nina",
+        is_authority: false,
+        relay_type: "matchbox",
+      },
+    ]);
+    await mira.expectNothingElse();
+
+    await using back = await connect(server);
+    back.send(reconnect(seats[1]!));
+    const again = (await back.next("Reconnected")).data;
+    deepEqual(again.missed_events, [
+      { type: "LobbyStateChanged", data: finalized },
+      { type: "GameStarting", data: starting },
+    ]);
+    equal(again.lobby_state, "finalized");
+    deepEqual(again.ready_players, finalized.ready_players);
+    deepEqual(
+      again.current_players.map((p: { name: string; is_ready: boolean }) => [p.name, p.is_ready]),
+      [["mira", true], ["nina", true]],
+    );
+    deepEqual((await mira.next("PlayerReconnected")).data, { player_id: seats[1]!.player_id });
+    // Un-ready and ready again is a rematch: GameStarting again, for both.
+    back.send({ type: "PlayerReady" });
+    for (const client of [back, mira]) {
+      deepEqual((await client.next("LobbyStateChanged")).data.lobby_state, "lobby");
+    }
+    back.send({ type: "PlayerReady" });
+    for (const client of [back, mira]) {
+      deepEqual((await client.next("LobbyStateChanged")).data, {
+        ...finalized,
+        ready_players: [seats[0]!.player_id, seats[1]!.player_id],
+      });
+      equal((await client.next("GameStarting")).data.peer_connections.length, 2);
+    }
+    for (const client of [back, mira]) await client.expectNothingElse();
+    await mira.close();
+  },
+);
+
+Deno.test("The host leaves a lobby where the others are ready: authority vacates, the lobby breaks up", async () => {
+  await using server = await serve();
+  const { clients, seats } = await room(server, "HOST01", ["host", "bob", "carol"]);
+  const [host, bob, carol] = clients as [TestClient, TestClient, TestClient];
+  for (const [i, client] of [[1, bob], [2, carol]] as const) {
+    client.send({ type: "PlayerReady" });
+    const ready = seats.slice(1, i + 1).map((seat) => seat.player_id);
+    for (const each of clients) {
+      deepEqual((await each.next("LobbyStateChanged")).data, {
+        lobby_state: "lobby",
+        ready_players: ready,
+        all_ready: false,
+      });
+    }
+  }
+  host.send({ type: "LeaveRoom" });
+  await host.next("RoomLeft");
+  for (const client of [bob, carol]) {
+    deepEqual((await client.next("PlayerLeft")).data, { player_id: seats[0]!.player_id });
+    deepEqual((await client.next("AuthorityChanged")).data, {
+      authority_player: null,
+      you_are_authority: false,
+    });
+    deepEqual((await client.next("LobbyStateChanged")).data, {
+      lobby_state: "waiting",
+      ready_players: [],
+      all_ready: false,
+    });
+  }
+  // The old host's token is void; it may come back only as a new player.
+  host.send(reconnect(seats[0]!));
+  deepEqual((await host.next("ReconnectionFailed")).data, {
+    reason: "Invalid reconnection token",
+    error_code: "RECONNECTION_TOKEN_INVALID",
+  });
+  host.send(joinRoom("HOST01", "host", { max_players: 3 }));
+  const rejoined = (await host.next("RoomJoined")).data;
+  equal(rejoined.is_authority, false);
+  equal(rejoined.lobby_state, "lobby");
+  deepEqual(rejoined.ready_players, []);
+  for (const client of [bob, carol]) {
+    equal((await client.next("PlayerJoined")).data.player.id, rejoined.player_id);
+  }
+  for (const client of [host, bob, carol]) {
+    deepEqual((await client.next("LobbyStateChanged")).data, {
+      lobby_state: "lobby",
+      ready_players: [],
+      all_ready: false,
+    });
+  }
+  for (const client of clients) await client.expectNothingElse();
+  for (const client of clients) await client.close();
+});
+
+Deno.test("A full room loses a player; its spectator must leave spectating before taking the seat", async () => {
+  await using server = await serve();
+  const { clients, seats } = await room(server, "FULL01", ["a", "b"]);
+  const [a, b] = clients as [TestClient, TestClient];
+  await using fan = await connect(server);
+  fan.send(joinAsSpectator("FULL01", "fan"));
+  const watching = (await fan.next("SpectatorJoined")).data;
+  for (const client of [a, b]) await client.next("NewSpectatorJoined");
+  // Full: a newcomer is refused.
+  await using late = await connect(server);
+  late.send(joinRoom("FULL01", "late"));
+  deepEqual((await late.next("RoomJoinFailed")).data, {
+    reason: "Room is full",
+    error_code: "ROOM_FULL",
+  });
+  b.send({ type: "LeaveRoom" });
+  await b.next("RoomLeft");
+  for (const client of [a, fan]) {
+    deepEqual((await client.next("PlayerLeft")).data, { player_id: seats[1]!.player_id });
+    deepEqual((await client.next("LobbyStateChanged")).data, {
+      lobby_state: "waiting",
+      ready_players: [],
+      all_ready: false,
+    });
+  }
+  // Roles are exclusive (§7.9): JoinRoom while spectating fails, and changes nothing.
+  fan.send(joinRoom("FULL01", "fan"));
+  deepEqual((await fan.next("RoomJoinFailed")).data, {
+    reason: "Already in a room",
+    error_code: "ALREADY_IN_ROOM",
+  });
+  fan.send({ type: "LeaveSpectator" });
+  deepEqual((await fan.next("SpectatorLeft")).data, {
+    room_id: watching.room_id,
+    room_code: "FULL01",
+    reason: "voluntary_leave",
+    current_spectators: [],
+  });
+  deepEqual((await a.next("SpectatorDisconnected")).data, {
+    spectator_id: watching.spectator_id,
+    reason: "voluntary_leave",
+    current_spectators: [],
+  });
+  fan.send(joinRoom("FULL01", "fan"));
+  const seated = (await fan.next("RoomJoined")).data;
+  equal(seated.lobby_state, "lobby");
+  deepEqual(seated.current_spectators, []);
+  deepEqual(seated.current_players.map((p: { name: string }) => p.name), ["a", "fan"]);
+  equal((await a.next("PlayerJoined")).data.player.name, "fan");
+  for (const client of [a, fan]) {
+    deepEqual((await client.next("LobbyStateChanged")).data.lobby_state, "lobby");
+  }
+  // The late joiner is refused again, the room is full.
+  late.send(joinRoom("FULL01", "late"));
+  equal((await late.next("RoomJoinFailed")).data.error_code, "ROOM_FULL");
+  for (const client of [a, fan, late]) await client.expectNothingElse();
+  await a.close();
+  await b.close();
+});
+
+Deno.test("A room's code is free again after cleanup deletes it: a new room, a new id, old tokens refused", async () => {
+  await using server = await serve((config) => {
+    config.server.empty_room_timeout = 0;
+    config.server.room_cleanup_interval = 1;
+  });
+  await using a = await connect(server);
+  await using watcher = await connect(server);
+  a.send(joinRoom("REUSE1", "a", { max_players: 4 }));
+  const first = (await a.next("RoomJoined")).data as Seat;
+  watcher.send(joinAsSpectator("REUSE1", "w"));
+  await watcher.next("SpectatorJoined");
+  await a.next("NewSpectatorJoined");
+  a.send({ type: "LeaveRoom" });
+  await a.next("RoomLeft");
+  deepEqual((await watcher.next("PlayerLeft")).data, { player_id: first.player_id });
+  deepEqual((await watcher.next("AuthorityChanged")).data, {
+    authority_player: null,
+    you_are_authority: false,
+  });
+  // Deleted by the sweep: the spectator is told (§7.12).
+  deepEqual((await watcher.next("SpectatorLeft", 5000)).data, {
+    room_id: first.room_id,
+    room_code: "REUSE1",
+    reason: "room_closed",
+    current_spectators: [],
+  });
+  a.send(joinRoom("REUSE1", "b", { max_players: 2, supports_authority: false }));
+  const second = (await a.next("RoomJoined")).data;
+  notEqual(second.room_id, first.room_id);
+  equal(second.room_code, "REUSE1");
+  equal(second.max_players, 2);
+  equal(second.supports_authority, false);
+  equal(second.is_authority, false);
+  deepEqual(second.current_players.map((p: { name: string }) => p.name), ["b"]);
+  await using old = await connect(server);
+  old.send(reconnect(first));
+  equal((await old.next("ReconnectionFailed")).data.error_code, "RECONNECTION_TOKEN_INVALID");
+  for (const client of [a, watcher, old]) await client.expectNothingElse();
+});
+
+Deno.test("A second tab takes the seat while the first is mid-stream: the others get a gapless prefix, then PlayerReconnected, then the new tab", async () => {
+  await using server = await serve();
+  const { clients, seats } = await room(server, "TABS01", ["player", "peer"]);
+  const [tab1, peer] = clients as [TestClient, TestClient];
+  let sending = true;
+  let sent = 0;
+  const pump = (async () => {
+    while (sending && tab1.socket.readyState === WebSocket.OPEN) {
+      tab1.send({ type: "GameData", data: { data: { seq: sent++ } } });
+      if (sent % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+  })();
+  // Wait until the stream is flowing.
+  equal((await peer.next("GameData")).data.data.seq, 0);
+  await using tab2 = await connect(server);
+  tab2.send(reconnect(seats[0]!));
+  const taken = (await tab2.next("Reconnected")).data;
+  deepEqual(taken.missed_events, []);
+  deepEqual(await tab1.closed, { code: 4001, reason: "Replaced by a new connection" });
+  sending = false;
+  await pump;
+  tab2.send({ type: "GameData", data: { data: "tab2" } });
+  let next = 1;
+  for (;;) {
+    const message: Received = await peer.next();
+    if (message.type === "PlayerReconnected") {
+      deepEqual(message.data, { player_id: seats[0]!.player_id });
+      break;
+    }
+    equal(message.type, "GameData");
+    equal(message.data.from_player, seats[0]!.player_id);
+    equal(message.data.data.seq, next++, "tab 1's stream has a gap or is out of order");
+  }
+  ok(next <= sent);
+  deepEqual((await peer.next("GameData")).data, { from_player: seats[0]!.player_id, data: "tab2" });
+  await peer.expectNothingElse();
+  await tab2.expectNothingElse();
+  await peer.close();
+});
+
+Deno.test("GameData sent right behind JoinRoom is relayed after PlayerJoined; right behind LeaveRoom it is dropped", async () => {
+  await using server = await serve();
+  await using host = await connect(server);
+  host.send(joinRoom("EDGE01", "host"));
+  await host.next("RoomJoined");
+  await using eager = await connect(server);
+  // Not waiting for RoomJoined: inbound messages are processed in order (§1.5).
+  eager.send(joinRoom("EDGE01", "eager"));
+  eager.send({ type: "GameData", data: { data: "hello" } });
+  const seat = (await eager.next("RoomJoined")).data;
+  equal((await host.next("PlayerJoined")).data.player.id, seat.player_id);
+  deepEqual((await host.next("GameData")).data, { from_player: seat.player_id, data: "hello" });
+  // Before any join: silently dropped (§7.6 step 2), also when targeted.
+  await using stranger = await connect(server);
+  stranger.send({ type: "GameData", data: { data: "nobody", to_player: seat.player_id } });
+  await stranger.expectNothingElse();
+  // Leaving: RoomLeft, then nothing more goes anywhere.
+  eager.send({ type: "LeaveRoom" });
+  eager.send({ type: "GameData", data: { data: "after" } });
+  eager.send({ type: "GameData", data: { data: "after", to_player: seat.player_id } });
+  await eager.next("RoomLeft");
+  deepEqual((await host.next("PlayerLeft")).data, { player_id: seat.player_id });
+  await eager.expectNothingElse();
+  host.send({ type: "GameData", data: { data: "still here", to_player: seat.player_id } });
+  deepEqual((await host.next("Error")).data, {
+    message: "Target player is not in this room",
+    error_code: "INVALID_INPUT",
+  });
+  await host.expectNothingElse();
+  await eager.expectNothingElse();
+});
+
+/** Connects and negotiates `format` (§7.1.5). */
+async function withFormat(
+  server: SignalFishServer,
+  format: "json" | "message_pack",
+): Promise<TestClient> {
+  const client = await connect(server);
+  client.send({ type: "Authenticate", data: { app_id: "test", game_data_format: format } });
+  await client.next("Authenticated");
+  await client.next("ProtocolInfo");
+  return client;
+}
+
+Deno.test(
+  "JSON and MessagePack players and a MessagePack spectator share unicode and binary data; a held JSON seat's replay says truncated for bin",
+  { ignore: inProcessOnly(READS_ENGINE) },
+  async () => {
+    await using server = await serve();
+    const js = await withFormat(server, "json");
+    const mp = await withFormat(server, "message_pack");
+    const spectator = await withFormat(server, "message_pack");
+    js.send(joinRoom("MIX001", "Zoë", { max_players: 3 }));
+    const jsSeat = (await js.next("RoomJoined")).data as Seat;
+    equal(jsSeat.current_players[0].name, "Zoë");
+    mp.send(joinRoom("MIX001", "名前", { max_players: 3 }));
+    const mpSeat = (await mp.next("RoomJoined")).data as Seat;
+    equal((await js.next("PlayerJoined")).data.player.name, "名前");
+    spectator.send(joinAsSpectator("MIX001", "Ωmega"));
+    await spectator.next("SpectatorJoined");
+    await js.next("NewSpectatorJoined");
+    await mp.next("NewSpectatorJoined");
+
+    // Unicode JSON from the JSON player: text GameData to everyone, unchanged.
+    const unicode = { chat: "héllo 世界 🚀 \u0000 \u2028", ["ключ"]: ["🇫🇷", "\ud83d\ude00"] };
+    js.send({ type: "GameData", data: { data: unicode } });
+    for (const client of [mp, spectator]) {
+      deepEqual((await client.next("GameData")).data, {
+        from_player: jsSeat.player_id,
+        data: unicode,
+      });
+    }
+    // MessagePack with unicode strings and keys: an envelope for MessagePack recipients, JSON
+    // for the JSON player.
+    const value = { "名": "値 🎲", list: [1, -2, 3.5, null, true] };
+    const payload = encode(value);
+    mp.send(payload);
+    deepEqual((await js.next("GameData")).data, { from_player: mpSeat.player_id, data: value });
+    const envelope = decode(await spectator.nextBinary()) as Record<string, unknown>;
+    deepEqual(envelope.payload, payload);
+    equal(envelope.encoding, "message_pack");
+    // A bin value cannot become JSON: the JSON player silently gets nothing (§7.7).
+    const raw = encode({ blob: new Uint8Array([0, 255, 1, 254]) });
+    mp.send(raw);
+    deepEqual((decode(await spectator.nextBinary()) as { payload: Uint8Array }).payload, raw);
+    await js.expectNothingElse();
+
+    // The JSON player drops; its buffer takes the convertible one and marks the bin one lost.
+    await drop(server, js);
+    mp.send(payload);
+    await spectator.nextBinary();
+    mp.send(raw);
+    await spectator.nextBinary();
+    await using back = await withFormat(server, "json");
+    back.send(reconnect(jsSeat));
+    const again = (await back.next("Reconnected")).data;
+    deepEqual(again.missed_events, [
+      { type: "GameData", data: { from_player: mpSeat.player_id, data: value } },
+    ]);
+    equal(again.replay_truncated, true);
+    deepEqual((await mp.next("PlayerReconnected")).data, { player_id: jsSeat.player_id });
+    deepEqual((await spectator.next("PlayerReconnected")).data, { player_id: jsSeat.player_id });
+    for (const client of [back, mp, spectator]) await client.expectNothingElse();
+    await mp.close();
+    await spectator.close();
+  },
+);
