@@ -777,3 +777,153 @@ Deno.test("Everyone leaves while a spectator watches; the next player to enter g
   });
   for (const client of [host, fan, next]) await client.expectNothingElse();
 });
+
+Deno.test(
+  "A MessagePack player away gets binary data as JSON in its replay; after Reconnect the new socket's own format decides",
+  { ignore: inProcessOnly(READS_ENGINE) },
+  async () => {
+    await using server = await serve();
+    const sender = await withFormat(server, "message_pack");
+    const away = await withFormat(server, "message_pack");
+    sender.send(joinRoom("MPAWAY", "sender"));
+    const senderSeat = (await sender.next("RoomJoined")).data as Seat;
+    away.send(joinRoom("MPAWAY", "away"));
+    const awaySeat = (await away.next("RoomJoined")).data as Seat;
+    await sender.next("PlayerJoined");
+    await drop(server, away);
+    sender.send(encode({ hp: 7, who: "ü" }));
+    sender.send(encode([1, 2]));
+    // Its Pong comes after both frames were processed (§1.5).
+    await sender.expectNothingElse();
+    // Back on a socket that never negotiated MessagePack: JSON from now on.
+    await using back = await connect(server);
+    back.send(reconnect(awaySeat));
+    const again = (await back.next("Reconnected")).data;
+    deepEqual(again.missed_events, [
+      { type: "GameData", data: { from_player: senderSeat.player_id, data: { hp: 7, who: "ü" } } },
+      { type: "GameData", data: { from_player: senderSeat.player_id, data: [1, 2] } },
+    ]);
+    equal(again.replay_truncated, false);
+    await sender.next("PlayerReconnected");
+    sender.send(encode({ live: true }));
+    deepEqual((await back.next("GameData")).data, {
+      from_player: senderSeat.player_id,
+      data: { live: true },
+    });
+    // And a JSON socket of the seat may not send binary frames.
+    back.send(encode({ nope: 1 }));
+    equal((await back.next("Error")).data.error_code, "INVALID_INPUT");
+    for (const client of [sender, back]) await client.expectNothingElse();
+    await sender.close();
+  },
+);
+
+Deno.test("Spectators never see addresses: GameStarting and snapshots strip connection_info for them only", async () => {
+  await using server = await serve();
+  const { clients, seats } = await room(server, "ADDR01", ["a", "b"]);
+  const [a, b] = clients as [TestClient, TestClient];
+  const info = { type: "direct", host: "203.0.113.9", port: 4000 };
+  a.send({ type: "ProvideConnectionInfo", data: { connection_info: info } });
+  await using fan = await connect(server);
+  fan.send(joinAsSpectator("ADDR01", "fan"));
+  const watching = (await fan.next("SpectatorJoined")).data;
+  ok(watching.current_players.every((p: object) => !("connection_info" in p)));
+  for (const client of [a, b]) await client.next("NewSpectatorJoined");
+  a.send({ type: "PlayerReady" });
+  b.send({ type: "PlayerReady" });
+  for (const client of [a, b, fan]) {
+    await client.next("LobbyStateChanged");
+    equal((await client.next("LobbyStateChanged")).data.lobby_state, "finalized");
+    const peers = (await client.next("GameStarting")).data.peer_connections;
+    deepEqual(peers.map((p: { player_id: string }) => p.player_id), seats.map((s) => s.player_id));
+    if (client === fan) ok(peers.every((p: object) => !("connection_info" in p)));
+    else deepEqual(peers[0].connection_info, info);
+  }
+  for (const client of [a, b, fan]) await client.expectNothingElse();
+  await a.close();
+  await b.close();
+});
+
+Deno.test("With reconnection off the authority holder's drop releases at once: PlayerLeft then AuthorityChanged", async () => {
+  await using server = await serve((config) => config.server.enable_reconnection = false);
+  const { clients, seats } = await room(server, "NORC01", ["host", "guest"], 3);
+  const [host, guest] = clients as [TestClient, TestClient];
+  equal(seats[0]!.reconnection_token, undefined);
+  await host.close();
+  deepEqual((await guest.next("PlayerLeft")).data, { player_id: seats[0]!.player_id });
+  deepEqual((await guest.next("AuthorityChanged")).data, {
+    authority_player: null,
+    you_are_authority: false,
+  });
+  await guest.expectNothingElse();
+  await guest.close();
+});
+
+Deno.test("to_player naming a spectator or a player of another room is refused with INVALID_INPUT", async () => {
+  await using server = await serve();
+  const { clients } = await room(server, "TGT001", ["a", "b"], 3);
+  const { clients: others, seats: otherSeats } = await room(server, "TGT002", ["c"], 3);
+  const [a, b] = clients as [TestClient, TestClient];
+  await using fan = await connect(server);
+  fan.send(joinAsSpectator("TGT001", "fan"));
+  const spectatorId = (await fan.next("SpectatorJoined")).data.spectator_id;
+  for (const client of [a, b]) await client.next("NewSpectatorJoined");
+  for (const target of [spectatorId, otherSeats[0]!.player_id]) {
+    a.send({ type: "GameData", data: { data: "psst", to_player: target } });
+    deepEqual((await a.next("Error")).data, {
+      message: "Target player is not in this room",
+      error_code: "INVALID_INPUT",
+    });
+  }
+  for (const client of [a, b, fan, ...others]) await client.expectNothingElse();
+  for (const client of [a, b, ...others]) await client.close();
+});
+
+Deno.test(
+  "A room deleted for inactivity with a seat held: RoomLeft to the connected player, RECONNECTION_FAILED for the held token",
+  { ignore: inProcessOnly(READS_ENGINE) },
+  async () => {
+    await using server = await serve((config) => {
+      config.server.inactive_room_timeout = 1;
+      config.server.room_cleanup_interval = 1;
+    });
+    const { clients, seats } = await room(server, "IDLE01", ["a", "b"], 3);
+    const [a, b] = clients as [TestClient, TestClient];
+    await drop(server, b);
+    await a.next("RoomLeft", 5000);
+    await using late = await connect(server);
+    late.send(reconnect(seats[1]!));
+    deepEqual((await late.next("ReconnectionFailed")).data, {
+      reason: "Room no longer exists",
+      error_code: "RECONNECTION_FAILED",
+    });
+    // The connected player may play again at once, under the same code.
+    a.send(joinRoom("IDLE01", "a"));
+    notEqual((await a.next("RoomJoined")).data.room_id, seats[0]!.room_id);
+    for (const client of [a, late]) await client.expectNothingElse();
+    await a.close();
+  },
+);
+
+Deno.test("Leaving a finalized room sends the lobby back to waiting; GameStarting is not repeated", async () => {
+  await using server = await serve();
+  const { clients, seats } = await room(server, "FIN001", ["a", "b"]);
+  const [a, b] = clients as [TestClient, TestClient];
+  a.send({ type: "PlayerReady" });
+  for (const client of clients) await client.next("LobbyStateChanged");
+  b.send({ type: "PlayerReady" });
+  for (const client of clients) {
+    equal((await client.next("LobbyStateChanged")).data.lobby_state, "finalized");
+    await client.next("GameStarting");
+  }
+  b.send({ type: "LeaveRoom" });
+  await b.next("RoomLeft");
+  deepEqual((await a.next("PlayerLeft")).data, { player_id: seats[1]!.player_id });
+  deepEqual((await a.next("LobbyStateChanged")).data, {
+    lobby_state: "waiting",
+    ready_players: [],
+    all_ready: false,
+  });
+  for (const client of clients) await client.expectNothingElse();
+  for (const client of clients) await client.close();
+});
