@@ -927,3 +927,76 @@ Deno.test("Leaving a finalized room sends the lobby back to waiting; GameStartin
   for (const client of clients) await client.expectNothingElse();
   for (const client of clients) await client.close();
 });
+
+Deno.test(
+  "Two players away at once: each one's replay holds the other's PlayerReconnected and PlayerLeft, in order",
+  { ignore: inProcessOnly(READS_ENGINE) },
+  async () => {
+    await using server = await serve((config) => config.server.reconnection_window = 2);
+    const { clients, seats } = await room(server, "TWO001", ["a", "b", "c"]);
+    const [a, b, c] = clients as [TestClient, TestClient, TestClient];
+    await drop(server, b, 1);
+    await drop(server, c, 2);
+    a.send({ type: "GameData", data: { data: 1 } });
+    await using bBack = await connect(server);
+    bBack.send(reconnect(seats[1]!));
+    const bAgain = (await bBack.next("Reconnected")).data;
+    deepEqual(bAgain.missed_events.map((m: Received) => m.type), ["GameData"]);
+    deepEqual(bAgain.current_players.map((p: { name: string }) => p.name), ["a", "b", "c"]);
+    deepEqual((await a.next("PlayerReconnected")).data, { player_id: seats[1]!.player_id });
+    // C's window ends: the others see its release; nothing of it reached C.
+    for (const client of [a, bBack]) {
+      deepEqual((await client.next("PlayerLeft", 4000)).data, { player_id: seats[2]!.player_id });
+      deepEqual((await client.next("LobbyStateChanged")).data.lobby_state, "waiting");
+    }
+    // B drops again; A leaves; B's replay has PlayerLeft{A}, AuthorityChanged, in order.
+    await drop(server, bBack, 1);
+    a.send({ type: "LeaveRoom" });
+    await a.next("RoomLeft");
+    await using bThird = await connect(server);
+    bThird.send(reconnect(seats[1]!, bAgain.reconnection_token));
+    const third = (await bThird.next("Reconnected")).data;
+    deepEqual(third.missed_events, [
+      { type: "PlayerLeft", data: { player_id: seats[0]!.player_id } },
+      { type: "AuthorityChanged", data: { authority_player: null, you_are_authority: false } },
+    ]);
+    deepEqual(third.current_players.map((p: { name: string }) => p.name), ["b"]);
+    equal(third.lobby_state, "waiting");
+    for (const client of [a, bThird]) await client.expectNothingElse();
+  },
+);
+
+Deno.test(
+  "A replay that overflows keeps the newest messages and says truncated; one message above the byte bound is dropped",
+  { ignore: inProcessOnly(READS_ENGINE) },
+  async () => {
+    await using server = await serve((config) => {
+      config.server.event_buffer_size = 3;
+      config.server.event_buffer_max_bytes = 1024;
+    });
+    const { clients, seats } = await room(server, "OVER01", ["a", "b"]);
+    const [a, b] = clients as [TestClient, TestClient];
+    await drop(server, b);
+    for (let n = 0; n < 5; n++) a.send({ type: "GameData", data: { data: n } });
+    await a.expectNothingElse();
+    await using back = await connect(server);
+    back.send(reconnect(seats[1]!));
+    const again = (await back.next("Reconnected")).data;
+    deepEqual(again.missed_events.map((m: Received) => m.data.data), [2, 3, 4]);
+    equal(again.replay_truncated, true);
+    await a.next("PlayerReconnected");
+    // Away again: one message larger than the byte bound alone is dropped; the small one stays.
+    await drop(server, back);
+    a.send({ type: "GameData", data: { data: "x".repeat(2000) } });
+    a.send({ type: "GameData", data: { data: "small" } });
+    await a.expectNothingElse();
+    await using last = await connect(server);
+    last.send(reconnect(seats[1]!, again.reconnection_token));
+    const third = (await last.next("Reconnected")).data;
+    deepEqual(third.missed_events.map((m: Received) => m.data.data), ["small"]);
+    equal(third.replay_truncated, true);
+    await a.next("PlayerReconnected");
+    for (const client of [a, last]) await client.expectNothingElse();
+    await a.close();
+  },
+);
