@@ -1000,3 +1000,51 @@ Deno.test(
     await a.close();
   },
 );
+
+/** Reads text frames from `socket` until one contains `needle`; returns it. */
+async function rawText(socket: RawWebSocket, needle: string): Promise<string> {
+  for (;;) {
+    const frame = await socket.readFrame();
+    if (!frame) throw new Error(`closed before a frame with ${needle}`);
+    if (frame.opcode !== 1) continue;
+    const text = new TextDecoder().decode(frame.payload);
+    if (text.includes(needle)) return text;
+  }
+}
+
+Deno.test(
+  "Exact JSON text and exact big MessagePack integers survive the replay as they do live",
+  { ignore: inProcessOnly(READS_ENGINE) },
+  async () => {
+    await using server = await serve();
+    const mp = await withFormat(server, "message_pack");
+    mp.send(joinRoom("EXACT1", "mp", { max_players: 3 }));
+    const mpSeat = (await mp.next("RoomJoined")).data as Seat;
+    const live = await RawWebSocket.open(server.port);
+    await live.sendText(JSON.stringify(joinRoom("EXACT1", "live", { max_players: 3 })));
+    await rawText(live, '"RoomJoined"');
+    await using away = await connect(server);
+    away.send(joinRoom("EXACT1", "away", { max_players: 3 }));
+    const awaySeat = (await away.next("RoomJoined")).data as Seat;
+    await mp.waitFor("LobbyStateChanged");
+    await drop(server, away);
+    const exact = '{"tick":9007199254740993,"x":1.0,"s":"\\u00e9\\ud83d\\ude00"}';
+    mp.send(`{"type":"GameData","data":{"data":${exact}}}`);
+    mp.send(encode({ big: 2n ** 60n + 1n, f: 0.5 }, { useBigInt64: true }));
+    const converted = '{"big":1152921504606846977,"f":0.5}';
+    const first = await rawText(live, '"tick"');
+    ok(first.endsWith(`"data":${exact}}}`), first);
+    const second = await rawText(live, '"big"');
+    ok(second.endsWith(`"data":${converted}}}`), second);
+    await mp.expectNothingElse();
+    const back = await RawWebSocket.open(server.port);
+    await back.sendText(JSON.stringify(reconnect(awaySeat)));
+    const replay = await rawText(back, '"Reconnected"');
+    ok(replay.includes(`"data":${exact}}`), replay);
+    ok(replay.includes(`"data":${converted}}`), replay);
+    live.close();
+    back.close();
+    await mp.close();
+    equal(mpSeat.room_code, "EXACT1");
+  },
+);
