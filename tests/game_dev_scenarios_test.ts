@@ -900,6 +900,9 @@ Deno.test(
     // The connected player may play again at once, under the same code.
     a.send(joinRoom("IDLE01", "a"));
     notEqual((await a.next("RoomJoined")).data.room_id, seats[0]!.room_id);
+    // The old token names the old room: it never leads into the new room under the same code.
+    late.send(reconnect(seats[1]!));
+    equal((await late.next("ReconnectionFailed")).data.error_code, "RECONNECTION_FAILED");
     for (const client of [a, late]) await client.expectNothingElse();
     await a.close();
   },
@@ -1046,5 +1049,54 @@ Deno.test(
     back.close();
     await mp.close();
     equal(mpSeat.room_code, "EXACT1");
+  },
+);
+
+Deno.test("LeaveRoom then Reconnect with the seat's own token, pipelined: the token died with the seat", async () => {
+  await using server = await serve();
+  const { clients, seats } = await room(server, "LVRC01", ["a", "b"], 3);
+  const [a, b] = clients as [TestClient, TestClient];
+  b.send({ type: "LeaveRoom" });
+  b.send(reconnect(seats[1]!));
+  await b.next("RoomLeft");
+  deepEqual((await b.next("ReconnectionFailed")).data, {
+    reason: "Invalid reconnection token",
+    error_code: "RECONNECTION_TOKEN_INVALID",
+  });
+  deepEqual((await a.next("PlayerLeft")).data, { player_id: seats[1]!.player_id });
+  // JoinRoom twice in a row: the second is ALREADY_IN_ROOM and changes nothing.
+  b.send(joinRoom("LVRC01", "b", { max_players: 3 }));
+  b.send(joinRoom("LVRC01", "b2", { max_players: 3 }));
+  await b.next("RoomJoined");
+  deepEqual((await b.next("RoomJoinFailed")).data, {
+    reason: "Already in a room",
+    error_code: "ALREADY_IN_ROOM",
+  });
+  equal((await a.next("PlayerJoined")).data.player.name, "b");
+  for (const client of [a, b]) await client.expectNothingElse();
+  for (const client of clients) await client.close();
+});
+
+Deno.test(
+  "A single-player game resumed by Reconnect: the snapshot says waiting and no second GameStarting follows",
+  { ignore: inProcessOnly(READS_ENGINE) },
+  async () => {
+    await using server = await serve();
+    await using solo = await connect(server);
+    solo.send(joinRoom("SOLO01", "solo", { max_players: 1 }));
+    const seat = (await solo.next("RoomJoined")).data as Seat;
+    deepEqual(
+      (await solo.next("GameStarting")).data.peer_connections.map((
+        p: { player_id: string },
+      ) => p.player_id),
+      [seat.player_id],
+    );
+    await drop(server, solo);
+    await using back = await connect(server);
+    back.send(reconnect(seat));
+    const again = (await back.next("Reconnected")).data;
+    equal(again.lobby_state, "waiting");
+    deepEqual(again.missed_events, []);
+    await back.expectNothingElse();
   },
 );
