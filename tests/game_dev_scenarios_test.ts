@@ -1100,3 +1100,87 @@ Deno.test(
     await back.expectNothingElse();
   },
 );
+
+Deno.test("Six players open the same new code at once: one room, one creator with authority, everyone else joined", async () => {
+  await using server = await serve();
+  const players = await Promise.all(Array.from({ length: 6 }, () => connect(server)));
+  players.forEach((player, i) => player.send(joinRoom("RUSH01", `p${i}`, { max_players: 8 })));
+  const joined = await Promise.all(players.map(async (player) => (await player.next()).data));
+  ok(joined.every((data) => data.room_id === joined[0].room_id), "more than one room");
+  equal(joined.filter((data) => data.is_authority).length, 1);
+  const creator = joined.find((data) => data.is_authority);
+  equal(creator.current_players.length, 1);
+  // Everyone ends up seeing all six, in the same seat order.
+  const order = joined.toSorted((x, y) => x.current_players.length - y.current_players.length)
+    .map((data) => data.player_id);
+  for (const [i, player] of players.entries()) {
+    const seenAt = order.indexOf(joined[i].player_id);
+    for (const later of order.slice(seenAt + 1)) {
+      equal((await player.next("PlayerJoined")).data.player.id, later);
+    }
+    await player.expectNothingElse();
+  }
+  for (const player of players) await player.close();
+});
+
+Deno.test("Three players race for the last seat: exactly one sits, the others get ROOM_FULL", async () => {
+  await using server = await serve();
+  const { clients } = await room(server, "LAST01", ["a", "b"], 3);
+  const racers = await Promise.all([0, 1, 2].map(() => connect(server)));
+  racers.forEach((racer, i) => racer.send(joinRoom("LAST01", `r${i}`)));
+  const answers = await Promise.all(racers.map((racer) => racer.next()));
+  deepEqual(answers.map((m) => m.type).sort(), ["RoomJoinFailed", "RoomJoinFailed", "RoomJoined"]);
+  for (const answer of answers.filter((m) => m.type === "RoomJoinFailed")) {
+    deepEqual(answer.data, { reason: "Room is full", error_code: "ROOM_FULL" });
+  }
+  const winner = answers.find((m) => m.type === "RoomJoined")!.data;
+  equal(winner.lobby_state, "lobby");
+  for (const client of clients) {
+    equal((await client.next("PlayerJoined")).data.player.id, winner.player_id);
+    equal((await client.next("LobbyStateChanged")).data.lobby_state, "lobby");
+  }
+  const seated = racers[answers.findIndex((m) => m.type === "RoomJoined")]!;
+  equal((await seated.next("LobbyStateChanged")).data.lobby_state, "lobby");
+  for (const client of [...clients, ...racers]) await client.expectNothingElse();
+  for (const client of [...clients, ...racers]) await client.close();
+});
+
+Deno.test("Two players claim a vacant authority at once: one grant, one conflict, one AuthorityChanged each", async () => {
+  await using server = await serve();
+  const { clients, seats } = await room(server, "CLAIM1", ["a", "b", "c"]);
+  const [a, b, c] = clients as [TestClient, TestClient, TestClient];
+  a.send({ type: "AuthorityRequest", data: { become_authority: false } });
+  await a.next("AuthorityResponse");
+  for (const client of clients) await client.next("AuthorityChanged");
+  b.send({ type: "AuthorityRequest", data: { become_authority: true } });
+  c.send({ type: "AuthorityRequest", data: { become_authority: true } });
+  // The loser's answer may come after the winner's AuthorityChanged: each client's two messages
+  // are read in whichever order they came (§1.5 orders only one producer's output).
+  const two = async (client: TestClient) => {
+    const messages = [await client.next(), await client.next()];
+    const byType = Object.fromEntries(messages.map((m) => [m.type, m.data]));
+    deepEqual(Object.keys(byType).sort(), ["AuthorityChanged", "AuthorityResponse"]);
+    return byType;
+  };
+  const [bSaw, cSaw] = [await two(b), await two(c)];
+  equal([bSaw, cSaw].filter((saw) => saw.AuthorityResponse.granted).length, 1);
+  const loser = bSaw.AuthorityResponse.granted ? cSaw : bSaw;
+  deepEqual(loser.AuthorityResponse, {
+    granted: false,
+    reason: "Another player already has authority",
+    error_code: "AUTHORITY_CONFLICT",
+  });
+  const holder = seats[bSaw.AuthorityResponse.granted ? 1 : 2]!.player_id;
+  for (const [i, saw] of [[1, bSaw], [2, cSaw]] as const) {
+    deepEqual(saw.AuthorityChanged, {
+      authority_player: holder,
+      you_are_authority: seats[i]!.player_id === holder,
+    });
+  }
+  deepEqual((await a.next("AuthorityChanged")).data, {
+    authority_player: holder,
+    you_are_authority: false,
+  });
+  for (const client of clients) await client.expectNothingElse();
+  for (const client of clients) await client.close();
+});
