@@ -1184,3 +1184,44 @@ Deno.test("Two players claim a vacant authority at once: one grant, one conflict
   for (const client of clients) await client.expectNothingElse();
   for (const client of clients) await client.close();
 });
+
+Deno.test(
+  "UUIDs in any standard spelling (upper case, simple, braced, urn) address the same player; to_player null is a broadcast",
+  {
+    ignore: inProcessOnly(READS_ENGINE),
+  },
+  async () => {
+    await using server = await serve();
+    const { clients, seats } = await room(server, "UUID01", ["a", "b", "c"]);
+    const [a, b, c] = clients as [TestClient, TestClient, TestClient];
+    const id = seats[1]!.player_id;
+    const spellings = [
+      id.toUpperCase(),
+      id.replaceAll("-", ""),
+      `{${id}}`,
+      `urn:uuid:${id}`,
+    ];
+    for (const [n, to_player] of spellings.entries()) {
+      a.send({ type: "GameData", data: { data: n, to_player } });
+      deepEqual((await b.next("GameData")).data, { from_player: seats[0]!.player_id, data: n });
+    }
+    a.send({ type: "GameData", data: { data: "all", to_player: null } });
+    for (const client of [b, c]) equal((await client.next("GameData")).data.data, "all");
+    // Reconnect with upper-case ids works as well.
+    await drop(server, b);
+    await using back = await connect(server);
+    back.send({
+      type: "Reconnect",
+      data: {
+        player_id: id.toUpperCase(),
+        room_id: seats[1]!.room_id.toUpperCase(),
+        auth_token: seats[1]!.reconnection_token,
+      },
+    });
+    equal((await back.next("Reconnected")).data.player_id, id);
+    for (const client of [a, c]) await client.next("PlayerReconnected");
+    for (const client of [a, c, back]) await client.expectNothingElse();
+    await a.close();
+    await c.close();
+  },
+);
