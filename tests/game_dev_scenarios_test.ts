@@ -1225,3 +1225,41 @@ Deno.test(
     await c.close();
   },
 );
+
+Deno.test(
+  "Binary frames right behind JoinRoom and behind Reconnect act for the new seat, in order",
+  {
+    ignore: inProcessOnly(READS_ENGINE),
+  },
+  async () => {
+    await using server = await serve();
+    const host = await withFormat(server, "message_pack");
+    host.send(joinRoom("BINQ01", "host"));
+    await host.next("RoomJoined");
+    const eager = await withFormat(server, "message_pack");
+    eager.send(joinRoom("BINQ01", "eager"));
+    eager.send(encode({ first: 1 }));
+    eager.send({ type: "GameData", data: { data: "second" } });
+    eager.send(encode({ third: 3 }));
+    const seat = (await eager.next("RoomJoined")).data as Seat;
+    equal((await host.next("PlayerJoined")).data.player.id, seat.player_id);
+    deepEqual(decode((decode(await host.nextBinary()) as { payload: Uint8Array }).payload), {
+      first: 1,
+    });
+    equal((await host.next("GameData")).data.data, "second");
+    deepEqual(decode((decode(await host.nextBinary()) as { payload: Uint8Array }).payload), {
+      third: 3,
+    });
+    await drop(server, eager);
+    const back = await withFormat(server, "message_pack");
+    back.send(reconnect(seat));
+    back.send(encode({ fourth: 4 }));
+    await back.next("Reconnected");
+    await host.next("PlayerReconnected");
+    const envelope = decode(await host.nextBinary()) as { payload: Uint8Array };
+    deepEqual(decode(envelope.payload), { fourth: 4 });
+    for (const client of [host, back]) await client.expectNothingElse();
+    await host.close();
+    await back.close();
+  },
+);
