@@ -1263,3 +1263,39 @@ Deno.test(
     await back.close();
   },
 );
+
+Deno.test("A spectator switches rooms (homed anywhere): the old room sees it go, a failed switch keeps it watching", async () => {
+  await using server = await serve();
+  const { clients: one } = await room(server, "SWIT01", ["a"], 2);
+  const { clients: two } = await room(server, "SWIT02", ["b"], 2);
+  const [a, b] = [one[0]!, two[0]!];
+  await using fan = await connect(server);
+  fan.send(joinAsSpectator("SWIT01", "fan"));
+  const first = (await fan.next("SpectatorJoined")).data;
+  await a.next("NewSpectatorJoined");
+  // A switch to a room that does not exist fails and changes nothing.
+  fan.send(joinAsSpectator("NOPE99", "fan"));
+  deepEqual((await fan.next("SpectatorJoinFailed")).data, {
+    reason: "Room not found",
+    error_code: "ROOM_NOT_FOUND",
+  });
+  a.send({ type: "GameData", data: { data: "still watching" } });
+  equal((await fan.next("GameData")).data.data, "still watching");
+  fan.send(joinAsSpectator("SWIT02", "fan"));
+  const second = (await fan.next("SpectatorJoined")).data;
+  equal(second.room_code, "SWIT02");
+  equal(second.spectator_id, first.spectator_id);
+  deepEqual((await a.next("SpectatorDisconnected")).data, {
+    spectator_id: first.spectator_id,
+    reason: "voluntary_leave",
+    current_spectators: [],
+  });
+  equal((await b.next("NewSpectatorJoined")).data.spectator.id, first.spectator_id);
+  a.send({ type: "GameData", data: { data: "old room" } });
+  b.send({ type: "GameData", data: { data: "new room" } });
+  await a.expectNothingElse();
+  equal((await fan.next("GameData")).data.data, "new room");
+  for (const client of [a, b, fan]) await client.expectNothingElse();
+  await a.close();
+  await b.close();
+});
