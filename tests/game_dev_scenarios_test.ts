@@ -1299,3 +1299,42 @@ Deno.test("A spectator switches rooms (homed anywhere): the old room sees it go,
   await a.close();
   await b.close();
 });
+
+Deno.test(
+  "A backgrounded tab that stops answering pings is closed with 1001, its seat held and resumable",
+  {
+    ignore: inProcessOnly(READS_ENGINE),
+  },
+  async () => {
+    await using server = await serve((config) => config.server.ping_timeout = 2);
+    await using host = await connect(server);
+    host.send(joinRoom("IDLE02", "host", { max_players: 3 }));
+    await host.next("RoomJoined");
+    // A raw socket never answers pings on its own.
+    const sleeper = await RawWebSocket.open(server.port);
+    await sleeper.sendText(JSON.stringify(joinRoom("IDLE02", "sleeper", { max_players: 3 })));
+    const seat = JSON.parse(await rawText(sleeper, '"RoomJoined"')).data as Seat;
+    await host.next("PlayerJoined");
+    let close: number | undefined;
+    while (close === undefined) {
+      // The host keeps itself alive with Pings while the sleeper stays silent.
+      host.send({ type: "Ping" });
+      await host.next("Pong");
+      const frame = await sleeper.readFrame(4000);
+      if (!frame) throw new Error("TCP closed without a close frame");
+      if (frame.opcode === 8) close = (frame.payload[0]! << 8) | frame.payload[1]!;
+    }
+    equal(close, 1001);
+    sleeper.close();
+    await until(() => server.engine.stats().heldSeats === 1, "the sleeper's seat to be held");
+    // Nobody was told; play goes on and the seat comes back with the missed data.
+    host.send({ type: "GameData", data: { data: "while you slept" } });
+    await host.expectNothingElse();
+    await using back = await connect(server);
+    back.send(reconnect(seat));
+    const again = (await back.next("Reconnected")).data;
+    deepEqual(again.missed_events.map((m: Received) => m.data.data), ["while you slept"]);
+    await host.next("PlayerReconnected");
+    await host.expectNothingElse();
+  },
+);
