@@ -1338,3 +1338,34 @@ Deno.test(
     await host.expectNothingElse();
   },
 );
+
+Deno.test("Authenticate after joining (auth off) switches the connection to MessagePack mid-game, both ways", async () => {
+  await using server = await serve();
+  const mp = await withFormat(server, "message_pack");
+  mp.send(joinRoom("LATE01", "mp"));
+  const mpSeat = (await mp.next("RoomJoined")).data as Seat;
+  await using late = await connect(server);
+  late.send(joinRoom("LATE01", "late"));
+  const lateSeat = (await late.next("RoomJoined")).data as Seat;
+  await mp.next("PlayerJoined");
+  // JSON so far: binary data arrives converted, and its own binary frames are refused.
+  mp.send(encode({ n: 1 }));
+  deepEqual((await late.next("GameData")).data, { from_player: mpSeat.player_id, data: { n: 1 } });
+  late.send(encode({ back: 1 }));
+  equal((await late.next("Error")).data.error_code, "INVALID_INPUT");
+  late.send({ type: "Authenticate", data: { app_id: "test", game_data_format: "message_pack" } });
+  await late.next("Authenticated");
+  deepEqual((await late.next("ProtocolInfo")).data.game_data_formats, ["json", "message_pack"]);
+  mp.send(encode({ n: 2 }));
+  const envelope = decode(await late.nextBinary()) as { payload: Uint8Array };
+  deepEqual(decode(envelope.payload), { n: 2 });
+  late.send(encode({ back: 2 }));
+  const reply = decode(await mp.nextBinary()) as { from_player: Uint8Array; payload: Uint8Array };
+  deepEqual(decode(reply.payload), { back: 2 });
+  equal(
+    [...reply.from_player].map((b) => b.toString(16).padStart(2, "0")).join(""),
+    lateSeat.player_id.replaceAll("-", ""),
+  );
+  for (const client of [mp, late]) await client.expectNothingElse();
+  await mp.close();
+});
