@@ -55,6 +55,12 @@ export interface Session {
    * false. Belongs to the connection, not the seat.
    */
   presence?: boolean;
+  /**
+   * A remote session (docs/spec/SERVER.md §8.2): `Authenticate` reaches it only as the first one
+   * of a connection that joined before it authenticated (auth disabled, §8.4.2 item 2), which
+   * this home answers once (`false` until then).
+   */
+  remote?: { answered: boolean };
   /** The room this connection is a player of, if any (its binding, docs/spec/SERVER.md §8.4.2). */
   playing?: Room;
   /** The room this connection spectates, if any (exclusive with `playing`). */
@@ -160,6 +166,7 @@ export class Sessions {
       authenticateAnswered: true,
       format: remote.format,
       presence: remote.presence === true ? true : undefined,
+      remote: { answered: false },
       playing: undefined,
       watching: undefined,
     });
@@ -177,12 +184,29 @@ export class Sessions {
 
   /** `Authenticate` (docs/spec/PROTOCOL.md §7.1.2–§7.1.5): answered once, negotiating the format. */
   authenticate(session: Session, data: ClientData<"Authenticate">, now: number): Effect[] {
+    if (session.remote) {
+      // Checked by the edge, which forwarded it for this home to answer in order with the
+      // room's output (docs/spec/SERVER.md §8.4.2 item 2); counted there.
+      if (session.remote.answered) return [];
+      session.remote.answered = true;
+      return this.#answer(session, data).filter((effect) => effect.kind !== "event");
+    }
     if (session.authenticateAnswered) return [];
     if (this.#options.auth?.required) {
       const refused = this.#checkApp(session, data, now);
       if (refused) return refused;
     }
     session.authenticateAnswered = true;
+    return this.#answer(session, data);
+  }
+
+  /**
+   * The answer to an accepted `Authenticate` (docs/spec/PROTOCOL.md §7.1.3 steps 6–8, §7.1.2):
+   * negotiates `session`'s format (§7.1.5) and features (docs/spec/EXTENSIONS.md E10); returns
+   * [`Error` `UNSUPPORTED_GAME_DATA_FORMAT`], `Authenticated`, `ProtocolInfo` and the
+   * `authenticated` event.
+   */
+  #answer(session: Session, data: ClientData<"Authenticate">): Effect[] {
     const effects: Effect[] = [];
     const requested = data.game_data_format ?? "json";
     const supported: GameDataEncoding[] = this.#options.messagePack

@@ -410,9 +410,14 @@ export class Edge {
       case "Authenticate":
         // The session step: answered by the edge, never by a home (docs/spec/SERVER.md §8.2). A
         // repeated one gets nothing (docs/spec/PROTOCOL.md §7.1.2): no budget to read for it.
-        if (this.#options.authFailures && !this.#engine.authenticateAnswered(id)) {
-          this.#authenticate(id, conn, message);
-        } else this.#apply(this.#engine.handle(id, message, now), now);
+        if (this.#engine.authenticateAnswered(id)) {
+          this.#apply(this.#engine.handle(id, message, now), now);
+        } else if (this.#options.authFailures) {
+          this.#authenticate(id, conn, message, frame);
+        } else {
+          const answer = this.#engine.handle(id, message, now);
+          this.#answerAuthenticate(id, conn, answer, message, frame, now);
+        }
         return;
       case "JoinRoom":
       case "JoinAsSpectator":
@@ -692,7 +697,7 @@ export class Edge {
    * edge are checked one after another, so at most one per instance reads the budget before the
    * failure before it is taken.
    */
-  #authenticate(id: ConnId, conn: Connection, message: ClientMessage): void {
+  #authenticate(id: ConnId, conn: Connection, message: ClientMessage, frame: string): void {
     const { buckets, limits } = this.#options.authFailures!;
     conn.queue = [];
     const ip = conn.ip;
@@ -705,7 +710,7 @@ export class Edge {
       );
       if (answered.charged) await buckets.take("auth_failure", ip, Date.now());
       if (this.#conns.get(id) !== conn) return;
-      this.#apply(answered.result, Date.now());
+      this.#answerAuthenticate(id, conn, answered.result, message, frame, Date.now());
     };
     // One check at a time per address on this edge: concurrent attempts would all read the
     // budget before any failure is taken (SECURITY.md "Cluster mode's Redis").
@@ -717,6 +722,29 @@ export class Edge {
     }).finally(() => {
       if (this.#conns.get(id) === conn) this.#settle(id, conn);
     });
+  }
+
+  /**
+   * Delivers `answer`, the engine's effects of connection `id`'s first `Authenticate` (`message`,
+   * decoded from the text `frame`): an answer or a refusal. One answered while the connection is
+   * bound to a room homed on another node (auth disabled: `Authenticate` may come after joining,
+   * docs/spec/PROTOCOL.md §7.1.2) goes there as `MSG` instead, and that home answers it: from
+   * its answer on, the connection's game data comes in the negotiated format and presence events
+   * as accepted, ordered with the room's output as in one process (docs/spec/SERVER.md §8.4.2
+   * item 2). This node keeps the outcome for its own session (later requests' `BIND`s).
+   */
+  #answerAuthenticate(
+    id: ConnId,
+    conn: Connection,
+    answer: Effect[],
+    message: ClientMessage,
+    frame: string,
+    now: number,
+  ): void {
+    if (conn.home !== this.#node && this.#engine.authenticateAnswered(id)) {
+      this.#router.forward(conn.home, id, message, frame, now);
+      this.#apply(withoutRecipient(answer, id), now);
+    } else this.#apply(answer, now);
   }
 
   /** Ends a pending request: the queued frames are processed in order. */
