@@ -1369,3 +1369,33 @@ Deno.test("Authenticate after joining (auth off) switches the connection to Mess
   for (const client of [mp, late]) await client.expectNothingElse();
   await mp.close();
 });
+
+Deno.test("Authenticate after JoinAsSpectator (auth off) switches the spectator to MessagePack envelopes, answered once", async () => {
+  await using server = await serve();
+  const mp = await withFormat(server, "message_pack");
+  mp.send(joinRoom("LATE02", "mp"));
+  await mp.next("RoomJoined");
+  await using fan = await connect(server);
+  fan.send(joinAsSpectator("LATE02", "fan"));
+  await fan.next("SpectatorJoined");
+  await mp.next("NewSpectatorJoined");
+  mp.send(encode("json for now"));
+  equal((await fan.next("GameData")).data.data, "json for now");
+  fan.send({ type: "Authenticate", data: { app_id: "test", game_data_format: "message_pack" } });
+  await fan.next("Authenticated");
+  await fan.next("ProtocolInfo");
+  mp.send(encode("binary now"));
+  deepEqual(
+    decode((decode(await fan.nextBinary()) as { payload: Uint8Array }).payload),
+    "binary now",
+  );
+  // A second Authenticate gets nothing (§7.1.2) and changes nothing.
+  fan.send({ type: "Authenticate", data: { app_id: "test", game_data_format: "json" } });
+  mp.send(encode("still binary"));
+  deepEqual(
+    decode((decode(await fan.nextBinary()) as { payload: Uint8Array }).payload),
+    "still binary",
+  );
+  for (const client of [mp, fan]) await client.expectNothingElse();
+  await mp.close();
+});
