@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { ClientMessage } from "../protocol/messages.ts";
+import type { ClientData, ClientMessage } from "../protocol/messages.ts";
 import { authorityRequest } from "./authority.ts";
 import { DEFAULT_MAX_CONNECTION_INFO_BYTES, playerReady, provideConnectionInfo } from "./lobby.ts";
 import { lobbyChangeLimitReason } from "./rate_limits.ts";
@@ -260,6 +260,19 @@ export class Engine {
    */
   authenticateAnswered(id: ConnId): boolean {
     return this.#sessions.get(id)?.authenticateAnswered ?? false;
+  }
+
+  /**
+   * The answer to connection `id`'s first `Authenticate` (`data`), which this node took and sent
+   * to the connection's remote home, when that home bounced it back (it had let the connection
+   * go; docs/spec/SERVER.md §8.4.2 item 2): `Error` `UNSUPPORTED_GAME_DATA_FORMAT` when due,
+   * `Authenticated`, `ProtocolInfo`. `[]` for an unknown connection or one whose `Authenticate`
+   * was not answered yet.
+   */
+  answerBouncedAuthenticate(id: ConnId, data: ClientData<"Authenticate">): Effect[] {
+    const session = this.#sessions.get(id);
+    if (!session?.authenticateAnswered) return [];
+    return this.#sessions.answerBounced(session, data);
   }
 
   /**

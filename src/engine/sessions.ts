@@ -201,6 +201,15 @@ export class Sessions {
   }
 
   /**
+   * The answer to connection `session`'s first `Authenticate`, already taken here, whose remote
+   * home bounced it back instead of answering it (docs/spec/SERVER.md §8.4.2 item 2): the same
+   * answer as then, without the `authenticated` event (counted then).
+   */
+  answerBounced(session: Session, data: ClientData<"Authenticate">): Effect[] {
+    return this.#answer(session, data).filter((effect) => effect.kind !== "event");
+  }
+
+  /**
    * The answer to an accepted `Authenticate` (docs/spec/PROTOCOL.md §7.1.3 steps 6–8, §7.1.2):
    * negotiates `session`'s format (§7.1.5) and features (docs/spec/EXTENSIONS.md E10); returns
    * [`Error` `UNSUPPORTED_GAME_DATA_FORMAT`], `Authenticated`, `ProtocolInfo` and the

@@ -410,7 +410,11 @@ export class Edge {
       case "Authenticate":
         // The session step: answered by the edge, never by a home (docs/spec/SERVER.md §8.2). A
         // repeated one gets nothing (docs/spec/PROTOCOL.md §7.1.2): no budget to read for it.
-        if (this.#engine.authenticateAnswered(id)) {
+        if (checked && this.#engine.authenticateAnswered(id)) {
+          // Only a first Authenticate goes to a home (§8.4.2 item 2): this one came back
+          // unanswered, the home had let the connection go.
+          this.#apply(this.#engine.answerBouncedAuthenticate(id, message.data), now);
+        } else if (this.#engine.authenticateAnswered(id)) {
           this.#apply(this.#engine.handle(id, message, now), now);
         } else if (this.#options.authFailures) {
           this.#authenticate(id, conn, message, frame);
