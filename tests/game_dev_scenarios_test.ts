@@ -1399,3 +1399,29 @@ Deno.test("Authenticate after JoinAsSpectator (auth off) switches the spectator 
   for (const client of [mp, fan]) await client.expectNothingElse();
   await mp.close();
 });
+
+Deno.test("A takeover from a second tab that lands on the same instance as the first (behind 3 instances) closes the first with 4001 and keeps the data flowing", async () => {
+  await using server = await serve();
+  const { clients, seats } = await room(server, "SAME01", ["host", "tab"], 3);
+  const [host, tab1] = clients as [TestClient, TestClient];
+  // Round robin over 3 instances: the 3rd connection after tab 1 lands where tab 1 is.
+  const fillers = [await connect(server), await connect(server)];
+  await using tab2 = await connect(server);
+  tab1.send({ type: "GameData", data: { data: "from tab 1" } });
+  equal((await host.next("GameData")).data.data, "from tab 1");
+  tab2.send(reconnect(seats[1]!));
+  const taken = (await tab2.next("Reconnected")).data;
+  deepEqual(taken.missed_events, []);
+  equal(taken.replay_truncated, false);
+  deepEqual(await tab1.closed, { code: 4001, reason: "Replaced by a new connection" });
+  deepEqual((await host.next("PlayerReconnected")).data, { player_id: seats[1]!.player_id });
+  host.send({ type: "GameData", data: { data: "to the new tab" } });
+  equal((await tab2.next("GameData")).data.data, "to the new tab");
+  tab2.send({ type: "GameData", data: { data: "from tab 2" } });
+  deepEqual((await host.next("GameData")).data, {
+    from_player: seats[1]!.player_id,
+    data: "from tab 2",
+  });
+  for (const client of [host, tab2]) await client.expectNothingElse();
+  for (const client of [host, ...fillers]) await client.close();
+});
