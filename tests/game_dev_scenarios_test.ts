@@ -1425,3 +1425,20 @@ Deno.test("A takeover from a second tab that lands on the same instance as the f
   for (const client of [host, tab2]) await client.expectNothingElse();
   for (const client of [host, ...fillers]) await client.close();
 });
+
+Deno.test("Presence events opted into by an Authenticate sent after joining reach the player when a peer drops (docs/spec/EXTENSIONS.md E10)", async () => {
+  await using server = await serve();
+  // The watcher is not the creator: behind the proxy the room's home is another instance.
+  const { clients, seats } = await room(server, "PRES01", ["host", "watcher", "dropper"]);
+  const [host, watcher, dropper] = clients as [TestClient, TestClient, TestClient];
+  watcher.send({ type: "Authenticate", data: { app_id: "test", features: ["presence-events"] } });
+  deepEqual((await watcher.next("Authenticated")).data.features, ["presence-events"]);
+  await watcher.next("ProtocolInfo");
+  await dropper.close();
+  const held = (await watcher.next("PlayerDisconnected")).data;
+  equal(held.player_id, seats[2]!.player_id);
+  ok(held.seat_held_secs > 0 && held.seat_held_secs <= 300);
+  // The host did not opt in: nothing (v2 behaviour).
+  for (const client of [host, watcher]) await client.expectNothingElse();
+  for (const client of [host, watcher]) await client.close();
+});
