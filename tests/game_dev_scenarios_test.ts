@@ -128,6 +128,15 @@ Deno.test(
     await using back = await connect(server);
     back.send(reconnect(seats[0]!));
     const again = (await back.next("Reconnected")).data;
+    // The 12 RoomJoined base fields in order, then the three of Reconnected (§6.4, §6.16).
+    const base = Object.keys(seats[0]!).filter((key) => key !== "reconnection_token");
+    deepEqual(Object.keys(again), [
+      ...base,
+      "missed_events",
+      "reconnection_token",
+      "replay_truncated",
+    ]);
+    equal(base.length, 12);
     equal(again.is_authority, true);
     deepEqual(
       again.current_players.map((p: { name: string; is_authority: boolean }) => [
