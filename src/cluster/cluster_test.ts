@@ -5,6 +5,7 @@
  * codes are unique cluster-wide; a lost envelope resyncs only the affected pair.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
+import { encode } from "@msgpack/msgpack";
 import { decodeBatch, Kind } from "./envelope.ts";
 import type { MemoryNetwork } from "./memory_bus.ts";
 import type { EdgeEvent } from "../transport/events.ts";
@@ -2546,6 +2547,79 @@ Deno.test("Cluster (twins): a creation is timed from its JoinRoom, the Redis cla
     ok(samples[0]! >= 0.04, `${samples[0]} s: the claim is included`);
   } finally {
     cluster.store.latency = undefined;
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): Authenticate after joining a room homed elsewhere (auth off) switches the home's output to MessagePack and lets binary frames through, as in one process (docs/spec/PROTOCOL.md §7.1.2, docs/spec/SERVER.md §8.4.2 item 2)", async () => {
+  const cluster = await testCluster({ engine: { messagePack: true } });
+  try {
+    const [a, b] = threeNodes(cluster);
+    const alice = a.connect();
+    alice.say({ type: "Authenticate", data: { app_id: "t", game_data_format: "message_pack" } });
+    join(alice, "Alice", "LATEMP");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice's RoomJoined");
+    const bob = b.connect();
+    join(bob, "Bob", "LATEMP");
+    await until(() => alice.last("PlayerJoined") !== undefined, "Bob joined through B");
+    bob.say({ type: "Authenticate", data: { app_id: "t", game_data_format: "message_pack" } });
+    await until(() => bob.last("ProtocolInfo") !== undefined, "Bob's ProtocolInfo");
+    a.edge.receive(alice.id, encode({ n: 1 }), Date.now());
+    await until(() => bob.types().at(-1) !== "ProtocolInfo", "the relay to Bob");
+    deepEqual(bob.types().slice(-1), ["binary"]);
+    equal(bob.messages.at(-1)!.data!.payload, "81a16e01");
+    b.edge.receive(bob.id, encode({ n: 2 }), Date.now());
+    await until(() => alice.types().at(-1) === "binary", "Bob's binary frame relayed");
+    equal(alice.messages.at(-1)!.data!.payload, "81a16e02");
+    equal(bob.last("Error"), undefined);
+    // Answered once, by the home, in order with the room's output.
+    deepEqual(bob.types(), ["RoomJoined", "Authenticated", "ProtocolInfo", "binary"]);
+    deepEqual(bob.last("ProtocolInfo")!.data!.game_data_formats, ["json", "message_pack"]);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): an Authenticate sent to a remote home that has just let the connection go comes back as BOUNCE and is answered by its edge, once (docs/spec/SERVER.md §8.4.2 item 2)", async () => {
+  const cluster = await testCluster({ engine: { messagePack: true } });
+  try {
+    const [a, b] = threeNodes(cluster);
+    const alice = a.connect();
+    join(alice, "Alice", "BNCE02");
+    await until(() => alice.last("RoomJoined") !== undefined, "Alice");
+    const bob = b.connect();
+    join(bob, "Bob", "BNCE02");
+    await until(() => bob.last("RoomJoined") !== undefined, "Bob");
+    await settle();
+    const bobId = bob.last("RoomJoined")!.data!.player_id as string;
+    const bodies: string[] = [];
+    cluster.network.fault = (from, _to, bytes) => {
+      for (const body of decodeBatch(bytes).bodies) bodies.push(`${from}:${body.kind}`);
+      return "deliver";
+    };
+    // In one turn: the home removes Bob, and Bob's edge forwards his first Authenticate.
+    const reply = a.edge.command({
+      kind: "room",
+      command: { kind: "remove_player", gameName: "orbit", roomCode: "BNCE02", playerId: bobId },
+    }, Date.now());
+    bob.say({ type: "Authenticate", data: { app_id: "t", game_data_format: "message_pack" } });
+    ok(await reply);
+    await until(() => bodies.includes(`${a.name}:${Kind.BOUNCE}`), "the BOUNCE");
+    await until(() => bob.last("ProtocolInfo") !== undefined, "Bob's answer");
+    bob.say({ type: "Ping" });
+    await until(() => bob.last("Pong") !== undefined, "Pong");
+    deepEqual(bob.types(), ["RoomJoined", "RoomLeft", "Authenticated", "ProtocolInfo", "Pong"]);
+    deepEqual(bob.last("ProtocolInfo")!.data!.game_data_formats, ["json", "message_pack"]);
+    // Its next room gets its MessagePack format with the BIND.
+    join(bob, "Bob", "BNCE03");
+    await until(() => bob.last("RoomJoined")?.data?.room_code === "BNCE03", "Bob's new room");
+    const carol = a.connect();
+    carol.say({ type: "Authenticate", data: { app_id: "t", game_data_format: "message_pack" } });
+    join(carol, "Carol", "BNCE03");
+    await until(() => bob.last("PlayerJoined") !== undefined, "Carol joined");
+    a.edge.receive(carol.id, encode(7), Date.now());
+    await until(() => bob.types().at(-1) === "binary", "Carol's binary frame as an envelope");
+  } finally {
     await cluster.close();
   }
 });

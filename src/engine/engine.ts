@@ -55,7 +55,6 @@ export type { EngineStats } from "./directory.ts";
 export type { ConnectInfo, EngineOptions, SdkManifest } from "./options.ts";
 export type { DisconnectLoss } from "./reconnection.ts";
 export type { SessionMeta } from "./sessions.ts";
-export { settledAuthenticate } from "./sessions.ts";
 export { CODE_ATTEMPTS, MAINTENANCE_REASON } from "./rooms.ts";
 export type { RoomsSnapshot, SnapshotOutcome } from "./snapshot.ts";
 export { decodeSnapshot, SNAPSHOT_VERSION } from "./snapshot.ts";
@@ -272,6 +271,19 @@ export class Engine {
    */
   appRateLimit(data: ClientData<"Authenticate">): number | undefined {
     return this.#sessions.appRateLimit(data);
+  }
+
+  /**
+   * The answer to connection `id`'s first `Authenticate` (`data`), which this node took and sent
+   * to the connection's remote home, when that home bounced it back (it had let the connection
+   * go; docs/spec/SERVER.md §8.4.2 item 2): `Error` `UNSUPPORTED_GAME_DATA_FORMAT` when due,
+   * `Authenticated`, `ProtocolInfo`. `[]` for an unknown connection or one whose `Authenticate`
+   * was not answered yet.
+   */
+  answerBouncedAuthenticate(id: ConnId, data: ClientData<"Authenticate">): Effect[] {
+    const session = this.#sessions.get(id);
+    if (!session?.authenticateAnswered) return [];
+    return this.#sessions.answerBounced(session, data);
   }
 
   /**

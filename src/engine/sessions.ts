@@ -8,7 +8,6 @@
  */
 import {
   type ClientData,
-  type ClientMessage,
   type GameDataEncoding,
   type PlayerNameRules,
   PRESENCE_EVENTS,
@@ -56,16 +55,16 @@ export interface Session {
    * false. Belongs to the connection, not the seat.
    */
   presence?: boolean;
+  /**
+   * A remote session (docs/spec/SERVER.md §8.2): `Authenticate` reaches it only as the first one
+   * of a connection that joined before it authenticated (auth disabled, §8.4.2 item 2), which
+   * this home answers once (`false` until then).
+   */
+  remote?: { answered: boolean };
   /** The room this connection is a player of, if any (its binding, docs/spec/SERVER.md §8.4.2). */
   playing?: Room;
   /** The room this connection spectates, if any (exclusive with `playing`). */
   watching?: Room;
-  /**
-   * A connection of another node's edge, bound here by a cluster `BIND` (docs/spec/SERVER.md
-   * §8.4.1): its edge answers its `Authenticate` and sends the outcome on
-   * ({@linkcode settledAuthenticate}). @default false
-   */
-  remote?: boolean;
   /**
    * This connection's bucket of lobby changes (`EngineOptions.lobbyChanges`), made at its
    * first `PlayerReady` or `AuthorityRequest` as a player.
@@ -83,25 +82,6 @@ export interface SessionMeta {
   format: "json" | "message_pack";
   presence?: boolean;
   playerId?: string;
-}
-
-/**
- * The `Authenticate` an edge sends a connection's remote home after answering the connection's
- * first `Authenticate` while it was bound there (docs/spec/PROTOCOL.md §7.1.2: it may come after
- * joining a room): the outcome in `meta` (the edge's session after the answer), the negotiated
- * format and the accepted features (docs/spec/EXTENSIONS.md E10), which that home's
- * {@linkcode Sessions.authenticate} adopts for the remote session without a reply. A home of an
- * older version ignores it as a repeated `Authenticate`.
- */
-export function settledAuthenticate(meta: SessionMeta): ClientMessage {
-  return {
-    type: "Authenticate",
-    data: {
-      app_id: meta.appId ?? "",
-      game_data_format: meta.format,
-      features: meta.presence === true ? [PRESENCE_EVENTS] : [],
-    },
-  };
 }
 
 /** Every connection's session, the auth deadlines and the configured apps. */
@@ -186,7 +166,7 @@ export class Sessions {
       authenticateAnswered: true,
       format: remote.format,
       presence: remote.presence === true ? true : undefined,
-      remote: true,
+      remote: { answered: false },
       playing: undefined,
       watching: undefined,
     });
@@ -204,25 +184,38 @@ export class Sessions {
 
   /** `Authenticate` (docs/spec/PROTOCOL.md §7.1.2–§7.1.5): answered once, negotiating the format. */
   authenticate(session: Session, data: ClientData<"Authenticate">, now: number): Effect[] {
-    if (session.authenticateAnswered) {
-      // A connection bound here from another edge: that edge answered the connection's first
-      // `Authenticate`, which came after the BIND, and sends its outcome (docs/spec/PROTOCOL.md
-      // §7.1.2 "also after joining a room"; docs/spec/SERVER.md §8 "the same through an instance
-      // that is not the room's home"). Adopted without a reply.
-      if (session.remote === true) {
-        session.format = data.game_data_format === "message_pack" ? "message_pack" : "json";
-        session.presence = this.#options.enableReconnection &&
-            (data.features ?? []).includes(PRESENCE_EVENTS)
-          ? true
-          : undefined;
-      }
-      return [];
+    if (session.remote) {
+      // Checked by the edge, which forwarded it for this home to answer in order with the
+      // room's output (docs/spec/SERVER.md §8.4.2 item 2); counted there.
+      if (session.remote.answered) return [];
+      session.remote.answered = true;
+      return this.#answer(session, data).filter((effect) => effect.kind !== "event");
     }
+    if (session.authenticateAnswered) return [];
     if (this.#options.auth?.required) {
       const refused = this.#checkApp(session, data, now);
       if (refused) return refused;
     }
     session.authenticateAnswered = true;
+    return this.#answer(session, data);
+  }
+
+  /**
+   * The answer to connection `session`'s first `Authenticate`, already taken here, whose remote
+   * home bounced it back instead of answering it (docs/spec/SERVER.md §8.4.2 item 2): the same
+   * answer as then, without the `authenticated` event (counted then).
+   */
+  answerBounced(session: Session, data: ClientData<"Authenticate">): Effect[] {
+    return this.#answer(session, data).filter((effect) => effect.kind !== "event");
+  }
+
+  /**
+   * The answer to an accepted `Authenticate` (docs/spec/PROTOCOL.md §7.1.3 steps 6–8, §7.1.2):
+   * negotiates `session`'s format (§7.1.5) and features (docs/spec/EXTENSIONS.md E10); returns
+   * [`Error` `UNSUPPORTED_GAME_DATA_FORMAT`], `Authenticated`, `ProtocolInfo` and the
+   * `authenticated` event.
+   */
+  #answer(session: Session, data: ClientData<"Authenticate">): Effect[] {
     const effects: Effect[] = [];
     const requested = data.game_data_format ?? "json";
     const supported: GameDataEncoding[] = this.#options.messagePack

@@ -30,13 +30,7 @@ import type {
   RoomCommand,
   Router,
 } from "../coordination/router.ts";
-import {
-  type ConnId,
-  type DisconnectLoss,
-  type Effect,
-  type Engine,
-  settledAuthenticate,
-} from "../engine/engine.ts";
+import type { ConnId, DisconnectLoss, Effect, Engine } from "../engine/engine.ts";
 import { utf8Length } from "../protocol/utf8.ts";
 import {
   decodeClientMessage,
@@ -426,14 +420,20 @@ export class Edge {
     }
     switch (message.type) {
       case "Authenticate":
-        // The session step: answered by the edge, never by a home (docs/spec/SERVER.md §8.2). A
-        // repeated one gets nothing (docs/spec/PROTOCOL.md §7.1.2): no budget to read for it.
-        if (this.#engine.authenticateAnswered(id)) {
+        // The session step: answered by the edge (docs/spec/SERVER.md §8.2), except a first one
+        // sent while bound to another home, which that home answers (§8.4.2 item 2). A repeated
+        // one gets nothing (docs/spec/PROTOCOL.md §7.1.2): no budget to read for it.
+        if (checked && this.#engine.authenticateAnswered(id)) {
+          // Only a first Authenticate goes to a home (§8.4.2 item 2): this one came back
+          // unanswered, the home had let the connection go.
+          this.#apply(this.#engine.answerBouncedAuthenticate(id, message.data), now);
+        } else if (this.#engine.authenticateAnswered(id)) {
           this.#apply(this.#engine.handle(id, message, now), now);
-        } else if (this.#options.authFailures) this.#authenticate(id, conn, message);
-        else {
-          this.#apply(this.#engine.handle(id, message, now), now);
-          this.#authenticatedWhileBound(id, conn, now);
+        } else if (this.#options.authFailures) {
+          this.#authenticate(id, conn, message, frame);
+        } else {
+          const answer = this.#engine.handle(id, message, now);
+          this.#answerAuthenticate(id, conn, answer, message, frame, now);
         }
         return;
       case "JoinRoom":
@@ -715,7 +715,7 @@ export class Edge {
    * edge are checked one after another, so at most one per instance reads the budget before the
    * failure before it is taken.
    */
-  #authenticate(id: ConnId, conn: Connection, message: ClientMessage): void {
+  #authenticate(id: ConnId, conn: Connection, message: ClientMessage, frame: string): void {
     const { buckets, limits, appTokens } = this.#options.authFailures!;
     conn.queue = [];
     const ip = conn.ip;
@@ -739,8 +739,7 @@ export class Edge {
       );
       if (answered.charged) await buckets.take("auth_failure", ip, Date.now());
       if (this.#conns.get(id) !== conn) return;
-      this.#apply(answered.result, Date.now());
-      this.#authenticatedWhileBound(id, conn, Date.now());
+      this.#answerAuthenticate(id, conn, answered.result, message, frame, Date.now());
     };
     // One check at a time per address on this edge: concurrent attempts would all read the
     // budget before any failure is taken (SECURITY.md "Cluster mode's Redis").
@@ -755,20 +754,26 @@ export class Edge {
   }
 
   /**
-   * After this edge answered connection `id`'s first `Authenticate`: when the connection is bound
-   * to a room homed on another node (the `Authenticate` came after joining, docs/spec/PROTOCOL.md
-   * §7.1.2), that home is sent the outcome ({@linkcode settledAuthenticate}: the negotiated
-   * format and the presence opt-in of docs/spec/EXTENSIONS.md E10), as a `BIND` would have
-   * carried it, so the room treats the connection as one process does (docs/spec/SERVER.md §8).
-   * Nothing when the connection is bound here or the `Authenticate` was refused.
+   * Delivers `answer`, the engine's effects of connection `id`'s first `Authenticate` (`message`,
+   * decoded from the text `frame`): an answer or a refusal. One answered while the connection is
+   * bound to a room homed on another node (auth disabled: `Authenticate` may come after joining,
+   * docs/spec/PROTOCOL.md §7.1.2) goes there as `MSG` instead, and that home answers it: from
+   * its answer on, the connection's game data comes in the negotiated format and presence events
+   * as accepted, ordered with the room's output as in one process (docs/spec/SERVER.md §8.4.2
+   * item 2). This node keeps the outcome for its own session (later requests' `BIND`s).
    */
-  #authenticatedWhileBound(id: ConnId, conn: Connection, now: number): void {
-    if (conn.home === this.#node || this.#conns.get(id) !== conn) return;
-    if (!this.#engine.authenticateAnswered(id)) return;
-    const meta = this.#engine.sessionMeta(id);
-    if (meta === undefined) return;
-    const settled = settledAuthenticate(meta);
-    this.#router.forward(conn.home, id, settled, JSON.stringify(settled), now);
+  #answerAuthenticate(
+    id: ConnId,
+    conn: Connection,
+    answer: Effect[],
+    message: ClientMessage,
+    frame: string,
+    now: number,
+  ): void {
+    if (conn.home !== this.#node && this.#engine.authenticateAnswered(id)) {
+      this.#router.forward(conn.home, id, message, frame, now);
+      this.#apply(withoutRecipient(answer, id), now);
+    } else this.#apply(answer, now);
   }
 
   /** Ends a pending request: the queued frames are processed in order. */
