@@ -8,7 +8,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
 import { DEFAULT_CONFIG } from "../src/config/schema.ts";
-import { startupBanner } from "../src/cli.ts";
+import { startupBanner, USAGE } from "../src/cli.ts";
 
 const README = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
 const GUIDE = Deno.readTextFileSync(new URL("../docs/protocol.md", import.meta.url));
@@ -196,4 +196,21 @@ Deno.test("README: the VPS guide's configuration check loads the environment fil
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("README: the flag table lists exactly the flags of --help, and the precedence list ends with the flags that set keys", () => {
+  const usageFlags = [...USAGE.matchAll(/^ {2}(-[\w-]+(?:, -[\w-]+)?)/gm)]
+    .flatMap((m) => m[1]!.split(", "));
+  const table = /Command-line flags:\n([\s\S]*?)\n\n/.exec(README)?.[1];
+  ok(table !== undefined, "the flag table exists");
+  const readmeFlags = [...table.matchAll(/`(-[a-zA-Z-]+)/g)].map((m) => m[1]!);
+  deepEqual(readmeFlags.sort(), usageFlags.sort());
+  // --help's "Precedence: … < --port and --host": both beat the environment in the README too.
+  const usageLast = /Precedence: .* < (.*)\.$/m.exec(USAGE)?.[1];
+  const overriding = [...(usageLast ?? "").matchAll(/--[a-z-]+/g)].map((m) => m[0]);
+  deepEqual(overriding, ["--port", "--host"], "--help's precedence line read");
+  const list = /lowest precedence first:\n([\s\S]*?)\n\n/.exec(README)?.[1];
+  ok(list !== undefined, "the precedence list exists");
+  const last = list.split(/\n(?=\d\. )/).at(-1)!;
+  deepEqual([...last.matchAll(/`(--[a-z-]+)/g)].map((m) => m[1]), overriding, last);
 });

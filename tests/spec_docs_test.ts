@@ -283,7 +283,9 @@ function documentedDefaults(server: string): Map<string, unknown> {
     if (row !== null && !inApps) defaults.set(prefix + row[1], parse(row[2]!));
   }
   const note = part.slice(part.lastIndexOf("`This implementation:`"));
-  for (const m of note.matchAll(/`([a-z_]+\.[a-z0-9_.]+)`\s+\((?:[^()`]*?,\s+)?default\s+`([^`]+)`/g)) {
+  for (
+    const m of note.matchAll(/`([a-z_]+\.[a-z0-9_.]+)`\s+\((?:[^()`]*?,\s+)?default\s+`([^`]+)`/g)
+  ) {
     defaults.set(m[1]!, parse(m[2]!));
   }
   return defaults;
@@ -304,4 +306,15 @@ Deno.test("SERVER.md §2.7: every default its tables and note state is the schem
       : [`${key}: documented ${JSON.stringify(documented)}, schema ${JSON.stringify(actual)}`];
   });
   deepEqual(wrong, [], "docs/spec/SERVER.md §2.7 states defaults the schema does not have");
+});
+
+Deno.test("EXTENSIONS.md E8 names every field of the /v2/status body (src/http/metrics_routes.ts StatusBody)", () => {
+  const source = Deno.readTextFileSync(join(ROOT, "src/http/metrics_routes.ts"));
+  const body = /export interface StatusBody \{([\s\S]*?)\n\}/.exec(source)?.[1];
+  ok(body !== undefined, "StatusBody found");
+  const fields = [...body.matchAll(/^ {2}([a-z_]+)\??:/gm)].map((m) => m[1]!);
+  ok(fields.includes("held_seats"), `fields read: ${fields}`);
+  const extensions = Deno.readTextFileSync(join(SPEC_DIR, "EXTENSIONS.md"));
+  const e8 = extensions.slice(extensions.indexOf("## E8."), extensions.indexOf("## E9."));
+  deepEqual(fields.filter((field) => !e8.includes(`"${field}":`)), [], "fields E8 does not name");
 });
