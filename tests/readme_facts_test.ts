@@ -7,6 +7,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
+import { TARGETS } from "../scripts/compile.ts";
 import { DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { startupBanner, USAGE } from "../src/cli.ts";
 
@@ -213,4 +214,13 @@ Deno.test("README: the flag table lists exactly the flags of --help, and the pre
   ok(list !== undefined, "the precedence list exists");
   const last = list.split(/\n(?=\d\. )/).at(-1)!;
   deepEqual([...last.matchAll(/`(--[a-z-]+)/g)].map((m) => m[1]), overriding, last);
+});
+
+Deno.test("README: 'Build executables' names every compile target with the file-name suffix the VPS guide installs", () => {
+  const build = section(README, "### Build executables");
+  for (const [target, suffix] of Object.entries(TARGETS)) {
+    ok(build.includes(`\`${target}\` (\`${suffix}\`)`), `${target} (${suffix}) in:\n${build}`);
+  }
+  const installed = /dist\/signal-fish-server-\*-(\S+) \/usr\/local\/bin/.exec(README)?.[1];
+  equal(installed, TARGETS["x86_64-unknown-linux-gnu"], "the VPS guide installs the x86_64 build");
 });
