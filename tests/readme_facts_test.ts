@@ -224,3 +224,19 @@ Deno.test("README: 'Build executables' names every compile target with the file-
   const installed = /dist\/signal-fish-server-\*-(\S+) \/usr\/local\/bin/.exec(README)?.[1];
   equal(installed, TARGETS["x86_64-unknown-linux-gnu"], "the VPS guide installs the x86_64 build");
 });
+
+Deno.test("README: the families with labels are those docs/spec/SERVER.md §6.2 allows labels on", () => {
+  const server = Deno.readTextFileSync(new URL("../docs/spec/SERVER.md", import.meta.url));
+  const rule = /no labels except histogram `le`,([\s\S]*?)\(each from a fixed set/.exec(server)
+    ?.[1];
+  ok(rule !== undefined, "§6.2's label rule found");
+  const numbers = [...rule.matchAll(/#(\d+)/g)].map((m) => m[1]!);
+  ok(numbers.length >= 3, `families of the rule: ${numbers}`);
+  const names = numbers.map((n) =>
+    new RegExp(`^\\| ${n} \\| \`([a-z_]+)\``, "m").exec(server)?.[1]
+  );
+  const sentence = /Prometheus families \(per instance; no labels except([\s\S]*?)\):/.exec(README)
+    ?.[1];
+  ok(sentence !== undefined, "README's label sentence found");
+  deepEqual(names.filter((name) => name === undefined || !sentence.includes(`\`${name}\``)), []);
+});
