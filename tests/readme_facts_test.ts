@@ -240,3 +240,32 @@ Deno.test("README: the families with labels are those docs/spec/SERVER.md §6.2 
   ok(sentence !== undefined, "README's label sentence found");
   deepEqual(names.filter((name) => name === undefined || !sentence.includes(`\`${name}\``)), []);
 });
+
+Deno.test("deploy/: nginx, Caddy and Prometheus reach the port of signal-fish.env on an address it trusts, and the proxies outlast the idle timeout", () => {
+  const read = (file: string) => Deno.readTextFileSync(new URL(file, DEPLOY));
+  const env = read("signal-fish.env");
+  const port = /^SIGNAL_FISH_PORT=(\d+)$/m.exec(env)?.[1];
+  const trusted = /^SIGNAL_FISH_SECURITY__TRUSTED_PROXIES=(.*)$/m.exec(env)?.[1]?.split(",");
+  ok(port !== undefined && trusted !== undefined, "signal-fish.env sets the port and the proxies");
+  const nginx = read("nginx.conf");
+  const upstreams = [...nginx.matchAll(/^\s*server (\S+):(\d+);/gm)];
+  ok(upstreams.length > 0, "nginx upstream servers read");
+  const caddy = /reverse_proxy (\S+):(\d+)/.exec(read("Caddyfile"));
+  ok(caddy !== null, "Caddy's reverse_proxy read");
+  const targets = /targets: \["([^"]+):(\d+)"\]/.exec(read("prometheus.yml"));
+  ok(targets !== null, "Prometheus's target read");
+  for (const [, host, proxyPort] of [...upstreams, caddy, targets]) {
+    equal(proxyPort, port, `${host}:${proxyPort} is the server's port`);
+  }
+  for (const [, host] of [...upstreams, caddy]) {
+    ok(trusted.includes(host!), `${host} is in security.trusted_proxies (${trusted})`);
+  }
+  // The server pings an idle WebSocket at half of server.ping_timeout; a proxy timeout shorter
+  // than that would cut idle players off before the server decides.
+  const ping = DEFAULT_CONFIG.server.ping_timeout;
+  for (const m of nginx.matchAll(/proxy_(?:read|send)_timeout (\d+)s;/g)) {
+    ok(Number(m[1]) > ping, `nginx ${m[0]} outlasts server.ping_timeout (${ping} s)`);
+  }
+  const tunnel = /timeout tunnel (\d+)s/.exec(README)?.[1];
+  ok(tunnel !== undefined && Number(tunnel) > ping, `HAProxy's timeout tunnel ${tunnel} s`);
+});
