@@ -269,3 +269,22 @@ Deno.test("deploy/: nginx, Caddy and Prometheus reach the port of signal-fish.en
   const tunnel = /timeout tunnel (\d+)s/.exec(README)?.[1];
   ok(tunnel !== undefined && Number(tunnel) > ping, `HAProxy's timeout tunnel ${tunnel} s`);
 });
+
+Deno.test("README: the VPS guide gets the certificate deploy/nginx.conf names before it enables the site", () => {
+  const nginx = Deno.readTextFileSync(new URL("nginx.conf", DEPLOY));
+  const certificate = /^\s*ssl_certificate\s+(\S+);/m.exec(nginx)?.[1];
+  ok(certificate?.startsWith("/etc/letsencrypt/live/"), `nginx.conf's certificate: ${certificate}`);
+  const vps = section(README, "## Run on a VPS");
+  const block = /\*\*5\. Reverse proxy\.\*\*[\s\S]*?```sh\n([\s\S]*?)```/.exec(vps)?.[1];
+  ok(block !== undefined, "step 5's commands read");
+  const lines = block.split("\n");
+  const obtain = lines.findIndex((line) => /certbot certonly/.test(line));
+  const enable = lines.findIndex((line) => line.includes("/etc/nginx/sites-enabled"));
+  const reload = lines.findIndex((line) =>
+    /nginx -t|reload nginx/.test(line) && !/certbot/.test(line)
+  );
+  ok(
+    obtain >= 0 && enable > obtain && reload > enable,
+    `certificate, then site, then reload:\n${block}`,
+  );
+});
