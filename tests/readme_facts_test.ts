@@ -288,3 +288,14 @@ Deno.test("README: the VPS guide gets the certificate deploy/nginx.conf names be
     `certificate, then site, then reload:\n${block}`,
   );
 });
+
+Deno.test("README: the Prometheus guide says instances sharing a port (the template) cannot be scraped one by one", () => {
+  const template = Deno.readTextFileSync(new URL("signal-fish@.service", DEPLOY));
+  ok(/^Environment=SIGNAL_FISH_SERVER__REUSE_PORT=true$/m.test(template), "the template shares");
+  const guide = section(README, "## Prometheus and Grafana");
+  ok(/Instances sharing a port\*\* \(`server\.reuse_port`/.test(guide), guide);
+  ok(
+    guide.includes("--port 353%i") && template.includes("--port 353%i"),
+    "the way out is the same",
+  );
+});
