@@ -299,3 +299,11 @@ Deno.test("README: the Prometheus guide says instances sharing a port (the templ
     "the way out is the same",
   );
 });
+
+Deno.test("deploy/signal-fish@.service: each instance has a log file name of its own, and the shared environment file sets none", () => {
+  const template = Deno.readTextFileSync(new URL("signal-fish@.service", DEPLOY));
+  const env = Deno.readTextFileSync(new URL("signal-fish.env", DEPLOY));
+  ok(/^Environment=SIGNAL_FISH_LOGGING__FILENAME=\S*%i\S*$/m.test(template), "per-instance file");
+  ok(!/^SIGNAL_FISH_LOGGING__FILENAME=/m.test(env), "signal-fish.env would override it");
+  ok(!/^SIGNAL_FISH_SERVER__STATE_FILE=/m.test(env), "nor a shared state file");
+});
