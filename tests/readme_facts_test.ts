@@ -1,8 +1,11 @@
 /**
  * Facts the README and the protocol guide state about the code, checked against the code: the
- * executables' permission list, the `start` task's command, the defaults in the configuration
- * table, the startup banner, the close codes (against docs/spec/PROTOCOL.md §1.6), and the VPS
- * guide's configuration check and systemd units (exit 2 is not restarted).
+ * executables' permission list and file names, the `start` task's command, the defaults in the
+ * configuration table, the flags of `--help` and their precedence, the startup banner, the close
+ * codes (against docs/spec/PROTOCOL.md §1.6), the families with labels (docs/spec/SERVER.md §6.2),
+ * the VPS guide's configuration check, certificate step and systemd units (exit 2 is not
+ * restarted; the template's per-instance files), and deploy/'s proxies and scrape target (the env
+ * file's port and trusted proxies, timeouts above the idle timeout).
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };

@@ -3,8 +3,8 @@
  * scripts and benchmarks (`SERVER.md §1.2`, `PROTOCOL.md Appendix A`, `EXTENSIONS.md E4`, a bare
  * `§7.11`) names a document and a section heading that exist in this repository (docs/spec/), every
  * `*.md` name mentioned there is a file of the repository, every relative Markdown link resolves,
- * and the configuration keys of docs/spec/SERVER.md §2.7 (with its "This implementation" note)
- * match the schema.
+ * the configuration keys and defaults of docs/spec/SERVER.md §2.7 (with its "This implementation"
+ * note) match the schema, and docs/spec/EXTENSIONS.md E8 names every field of `/v2/status`.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { dirname, join, relative } from "node:path";
