@@ -13,6 +13,7 @@ import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
 import { TARGETS } from "../scripts/compile.ts";
 import { DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { startupBanner, USAGE } from "../src/cli.ts";
+import { fileDescriptorHeadroom } from "../src/http/admission.ts";
 
 const README = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
 const GUIDE = Deno.readTextFileSync(new URL("../docs/protocol.md", import.meta.url));
@@ -309,4 +310,16 @@ Deno.test("deploy/signal-fish@.service: each instance has a log file name of its
   ok(/^Environment=SIGNAL_FISH_LOGGING__FILENAME=\S*%i\S*$/m.test(template), "per-instance file");
   ok(!/^SIGNAL_FISH_LOGGING__FILENAME=/m.test(env), "signal-fish.env would override it");
   ok(!/^SIGNAL_FISH_SERVER__STATE_FILE=/m.test(env), "nor a shared state file");
+});
+
+Deno.test("deploy/: signal-fish.env's connection cap leaves the server's own headroom below both units' LimitNOFILE", () => {
+  const env = Deno.readTextFileSync(new URL("signal-fish.env", DEPLOY));
+  const cap = Number(/^SIGNAL_FISH_SECURITY__MAX_CONNECTIONS=(\d+)$/m.exec(env)?.[1]);
+  for (const unit of UNITS) {
+    const text = Deno.readTextFileSync(new URL(unit, DEPLOY));
+    const limit = Number(/^LimitNOFILE=(\d+)$/m.exec(text)?.[1]);
+    ok(limit > 0, `${unit}: LimitNOFILE read`);
+    // What the server would derive itself from that limit (security.max_connections: null).
+    equal(cap, limit - fileDescriptorHeadroom(limit), `${unit}: LimitNOFILE=${limit}, cap ${cap}`);
+  }
 });
