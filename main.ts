@@ -122,7 +122,8 @@ async function main(args: string[]): Promise<number> {
     const inUse = addressInUseMessage(error, outcome.config.server.host, outcome.config.port);
     if (inUse === undefined) log.fatal("Cannot start the server: {error}", { error });
     await dispose();
-    console.error(inUse ?? `Error: cannot start the server: ${error}`);
+    const reason = error instanceof Error ? error.message : String(error);
+    console.error(inUse ?? `Error: cannot start the server: ${reason}`);
     return 1;
   }
 

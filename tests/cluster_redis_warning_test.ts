@@ -2,7 +2,8 @@
  * Cluster mode with Redis out of reach, at the default log level (docs/spec/SERVER.md §8.5,
  * src/cluster/link_report.ts): a refused password or an address nobody listens on is a warning at
  * once, with the client's error and without the password, and Redis coming back is an info line.
- * Before, both were debug lines only: `/v2/health` answered 503 and the log said nothing.
+ * Before, both were debug lines only: `/v2/health` answered 503 and the log said nothing. A clean
+ * stop, which closes the link itself, is an info line and no warning.
  * A real server process and redis-server.
  */
 import { equal, ok } from "node:assert/strict";
@@ -66,6 +67,27 @@ Deno.test({
       server,
       /"level":"INFO","category":"signal-fish\.cluster","message":"Redis link up again after \d+ s"/,
       WAIT_MS,
+    );
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "cluster: a clean stop closes the Redis link without a warning (no 'Redis link down')",
+  fn: async () => {
+    await using redis = await startRedis();
+    await using server = await clusterServer(redis.url);
+    await logged(server, /"message":"Cluster node \S+ registered"/, WAIT_MS);
+    server.child.kill("SIGTERM");
+    equal((await server.exited).code, 0, server.output());
+    ok(server.output().includes('"message":"Server stopped"'), server.output());
+    // The server closing its own connections is not an outage: nothing says "retrying".
+    equal(server.output().match(/"level":"WARN"[^\n]*/g), null, server.output());
+    ok(
+      /"level":"INFO","category":"signal-fish\.cluster","message":"Redis link closed"/.test(
+        server.output(),
+      ),
+      server.output(),
     );
   },
 });

@@ -249,6 +249,21 @@ Deno.test("Every family of a live exposition (signal_fish_ and process_) is in t
   deepEqual(missing, []);
 });
 
+Deno.test("Every family of a live exposition is named in README.md (its metric tables or text; `prefix_*` rows cover a prefix)", async () => {
+  await using server = await servedWithEveryFamily();
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const named = new Set(
+    [...readme.matchAll(/`((?:signal_fish|process)_[a-z0-9_]*)(\*?)/g)].map((m) => m[1]! + m[2]!),
+  );
+  const prefixes = [...named].filter((name) => name.endsWith("*")).map((name) => name.slice(0, -1));
+  const families = [...await exposedNames(server)].filter((name) => !isHistogramPart(name, named));
+  ok(families.length >= 40, `only ${families.length} families exposed`);
+  const missing = families.filter((name) =>
+    !named.has(name) && !prefixes.some((prefix) => name.startsWith(prefix))
+  );
+  deepEqual(missing, [], "families README.md does not name (add a row to its metric table)");
+});
+
 /**
  * Every `signal_fish_` and `process_` name in the metric list of docs/spec/SERVER.md §6.3: the
  * second cell of each numbered row (a row may name several).

@@ -1,14 +1,19 @@
 /**
  * Facts the README and the protocol guide state about the code, checked against the code: the
- * executables' permission list, the `start` task's command, the defaults in the configuration
- * table, the startup banner, the close codes (against docs/spec/PROTOCOL.md §1.6), and the VPS
- * guide's configuration check and systemd units (exit 2 is not restarted).
+ * executables' permission list and file names, the `start` task's command, the defaults in the
+ * configuration table, the flags of `--help` and their precedence, the startup banner, the close
+ * codes (against docs/spec/PROTOCOL.md §1.6), the families with labels (docs/spec/SERVER.md §6.2),
+ * the VPS guide's configuration check, certificate step and systemd units (exit 2 is not
+ * restarted; the template's per-instance files), and deploy/'s proxies and scrape target (the env
+ * file's port and trusted proxies, timeouts above the idle timeout).
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { RUNTIME_PERMISSIONS } from "../scripts/permissions.ts";
+import { TARGETS } from "../scripts/compile.ts";
 import { DEFAULT_CONFIG } from "../src/config/schema.ts";
-import { startupBanner } from "../src/cli.ts";
+import { startupBanner, USAGE } from "../src/cli.ts";
+import { fileDescriptorHeadroom } from "../src/http/admission.ts";
 
 const README = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
 const GUIDE = Deno.readTextFileSync(new URL("../docs/protocol.md", import.meta.url));
@@ -195,5 +200,126 @@ Deno.test("README: the VPS guide's configuration check loads the environment fil
     ok(misspelled.stderr.includes("SIGNAL_FISH_SERVER__MAX_PLAYER "), misspelled.stderr);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("README: the flag table lists exactly the flags of --help, and the precedence list ends with the flags that set keys", () => {
+  const usageFlags = [...USAGE.matchAll(/^ {2}(-[\w-]+(?:, -[\w-]+)?)/gm)]
+    .flatMap((m) => m[1]!.split(", "));
+  const table = /Command-line flags:\n([\s\S]*?)\n\n/.exec(README)?.[1];
+  ok(table !== undefined, "the flag table exists");
+  const readmeFlags = [...table.matchAll(/`(-[a-zA-Z-]+)/g)].map((m) => m[1]!);
+  deepEqual(readmeFlags.sort(), usageFlags.sort());
+  // --help's "Precedence: … < --port and --host": both beat the environment in the README too.
+  const usageLast = /Precedence: .* < (.*)\.$/m.exec(USAGE)?.[1];
+  const overriding = [...(usageLast ?? "").matchAll(/--[a-z-]+/g)].map((m) => m[0]);
+  deepEqual(overriding, ["--port", "--host"], "--help's precedence line read");
+  const list = /lowest precedence first:\n([\s\S]*?)\n\n/.exec(README)?.[1];
+  ok(list !== undefined, "the precedence list exists");
+  const last = list.split(/\n(?=\d\. )/).at(-1)!;
+  deepEqual([...last.matchAll(/`(--[a-z-]+)/g)].map((m) => m[1]), overriding, last);
+});
+
+Deno.test("README: 'Build executables' names every compile target with the file-name suffix the VPS guide installs", () => {
+  const build = section(README, "### Build executables");
+  for (const [target, suffix] of Object.entries(TARGETS)) {
+    ok(build.includes(`\`${target}\` (\`${suffix}\`)`), `${target} (${suffix}) in:\n${build}`);
+  }
+  const installed = /dist\/signal-fish-server-\*-(\S+) \/usr\/local\/bin/.exec(README)?.[1];
+  equal(installed, TARGETS["x86_64-unknown-linux-gnu"], "the VPS guide installs the x86_64 build");
+});
+
+Deno.test("README: the families with labels are those docs/spec/SERVER.md §6.2 allows labels on", () => {
+  const server = Deno.readTextFileSync(new URL("../docs/spec/SERVER.md", import.meta.url));
+  const rule = /no labels except histogram `le`,([\s\S]*?)\(each from a fixed set/.exec(server)
+    ?.[1];
+  ok(rule !== undefined, "§6.2's label rule found");
+  const numbers = [...rule.matchAll(/#(\d+)/g)].map((m) => m[1]!);
+  ok(numbers.length >= 3, `families of the rule: ${numbers}`);
+  const names = numbers.map((n) =>
+    new RegExp(`^\\| ${n} \\| \`([a-z_]+)\``, "m").exec(server)?.[1]
+  );
+  const sentence = /Prometheus families \(per instance; no labels except([\s\S]*?)\):/.exec(README)
+    ?.[1];
+  ok(sentence !== undefined, "README's label sentence found");
+  deepEqual(names.filter((name) => name === undefined || !sentence.includes(`\`${name}\``)), []);
+});
+
+Deno.test("deploy/: nginx, Caddy and Prometheus reach the port of signal-fish.env on an address it trusts, and the proxies outlast the idle timeout", () => {
+  const read = (file: string) => Deno.readTextFileSync(new URL(file, DEPLOY));
+  const env = read("signal-fish.env");
+  const port = /^SIGNAL_FISH_PORT=(\d+)$/m.exec(env)?.[1];
+  const trusted = /^SIGNAL_FISH_SECURITY__TRUSTED_PROXIES=(.*)$/m.exec(env)?.[1]?.split(",");
+  ok(port !== undefined && trusted !== undefined, "signal-fish.env sets the port and the proxies");
+  const nginx = read("nginx.conf");
+  const upstreams = [...nginx.matchAll(/^\s*server (\S+):(\d+);/gm)];
+  ok(upstreams.length > 0, "nginx upstream servers read");
+  const caddy = /reverse_proxy (\S+):(\d+)/.exec(read("Caddyfile"));
+  ok(caddy !== null, "Caddy's reverse_proxy read");
+  const targets = /targets: \["([^"]+):(\d+)"\]/.exec(read("prometheus.yml"));
+  ok(targets !== null, "Prometheus's target read");
+  for (const [, host, proxyPort] of [...upstreams, caddy, targets]) {
+    equal(proxyPort, port, `${host}:${proxyPort} is the server's port`);
+  }
+  for (const [, host] of [...upstreams, caddy]) {
+    ok(trusted.includes(host!), `${host} is in security.trusted_proxies (${trusted})`);
+  }
+  // The server pings an idle WebSocket at half of server.ping_timeout; a proxy timeout shorter
+  // than that would cut idle players off before the server decides.
+  const ping = DEFAULT_CONFIG.server.ping_timeout;
+  for (const m of nginx.matchAll(/proxy_(?:read|send)_timeout (\d+)s;/g)) {
+    ok(Number(m[1]) > ping, `nginx ${m[0]} outlasts server.ping_timeout (${ping} s)`);
+  }
+  const tunnel = /timeout tunnel (\d+)s/.exec(README)?.[1];
+  ok(tunnel !== undefined && Number(tunnel) > ping, `HAProxy's timeout tunnel ${tunnel} s`);
+});
+
+Deno.test("README: the VPS guide gets the certificate deploy/nginx.conf names before it enables the site", () => {
+  const nginx = Deno.readTextFileSync(new URL("nginx.conf", DEPLOY));
+  const certificate = /^\s*ssl_certificate\s+(\S+);/m.exec(nginx)?.[1];
+  ok(certificate?.startsWith("/etc/letsencrypt/live/"), `nginx.conf's certificate: ${certificate}`);
+  const vps = section(README, "## Run on a VPS");
+  const block = /\*\*5\. Reverse proxy\.\*\*[\s\S]*?```sh\n([\s\S]*?)```/.exec(vps)?.[1];
+  ok(block !== undefined, "step 5's commands read");
+  const lines = block.split("\n");
+  const obtain = lines.findIndex((line) => /certbot certonly/.test(line));
+  const enable = lines.findIndex((line) => line.includes("/etc/nginx/sites-enabled"));
+  const reload = lines.findIndex((line) =>
+    /nginx -t|reload nginx/.test(line) && !/certbot/.test(line)
+  );
+  ok(
+    obtain >= 0 && enable > obtain && reload > enable,
+    `certificate, then site, then reload:\n${block}`,
+  );
+});
+
+Deno.test("README: the Prometheus guide says instances sharing a port (the template) cannot be scraped one by one", () => {
+  const template = Deno.readTextFileSync(new URL("signal-fish@.service", DEPLOY));
+  ok(/^Environment=SIGNAL_FISH_SERVER__REUSE_PORT=true$/m.test(template), "the template shares");
+  const guide = section(README, "## Prometheus and Grafana");
+  ok(/Instances sharing a port\*\* \(`server\.reuse_port`/.test(guide), guide);
+  ok(
+    guide.includes("--port 353%i") && template.includes("--port 353%i"),
+    "the way out is the same",
+  );
+});
+
+Deno.test("deploy/signal-fish@.service: each instance has a log file name of its own, and the shared environment file sets none", () => {
+  const template = Deno.readTextFileSync(new URL("signal-fish@.service", DEPLOY));
+  const env = Deno.readTextFileSync(new URL("signal-fish.env", DEPLOY));
+  ok(/^Environment=SIGNAL_FISH_LOGGING__FILENAME=\S*%i\S*$/m.test(template), "per-instance file");
+  ok(!/^SIGNAL_FISH_LOGGING__FILENAME=/m.test(env), "signal-fish.env would override it");
+  ok(!/^SIGNAL_FISH_SERVER__STATE_FILE=/m.test(env), "nor a shared state file");
+});
+
+Deno.test("deploy/: signal-fish.env's connection cap leaves the server's own headroom below both units' LimitNOFILE", () => {
+  const env = Deno.readTextFileSync(new URL("signal-fish.env", DEPLOY));
+  const cap = Number(/^SIGNAL_FISH_SECURITY__MAX_CONNECTIONS=(\d+)$/m.exec(env)?.[1]);
+  for (const unit of UNITS) {
+    const text = Deno.readTextFileSync(new URL(unit, DEPLOY));
+    const limit = Number(/^LimitNOFILE=(\d+)$/m.exec(text)?.[1]);
+    ok(limit > 0, `${unit}: LimitNOFILE read`);
+    // What the server would derive itself from that limit (security.max_connections: null).
+    equal(cap, limit - fileDescriptorHeadroom(limit), `${unit}: LimitNOFILE=${limit}, cap ${cap}`);
   }
 });

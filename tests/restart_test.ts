@@ -287,6 +287,11 @@ Deno.test("a second server on the same state file refuses to start while the fir
         ),
         second.message,
       );
+      // One line on stderr with one "Error:" (the error's message, not its String()).
+      ok(
+        second.message.includes("\nError: cannot start the server: ./state/rooms.json is in use"),
+        second.message,
+      );
       equal(
         (await Deno.readTextFile(`${dir}/state/rooms.json.lock`)).trim(),
         String(first.child.pid),

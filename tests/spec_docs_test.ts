@@ -3,12 +3,13 @@
  * scripts and benchmarks (`SERVER.md §1.2`, `PROTOCOL.md Appendix A`, `EXTENSIONS.md E4`, a bare
  * `§7.11`) names a document and a section heading that exist in this repository (docs/spec/), every
  * `*.md` name mentioned there is a file of the repository, every relative Markdown link resolves,
- * and the configuration keys of docs/spec/SERVER.md §2.7 (with its "This implementation" note)
- * match the schema.
+ * the configuration keys and defaults of docs/spec/SERVER.md §2.7 (with its "This implementation"
+ * note) match the schema, and docs/spec/EXTENSIONS.md E8 names every field of `/v2/status`.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { dirname, join, relative } from "node:path";
 import { configEnvNames } from "../src/config/load.ts";
+import { DEFAULT_CONFIG } from "../src/config/schema.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const SPEC_DIR = join(ROOT, "docs/spec");
@@ -252,4 +253,68 @@ Deno.test("SERVER.md §2.7 and its note list exactly the configuration keys of t
   );
   const addedButDocumented = [...added].filter((key) => documented.has(key) || !schema.has(key));
   deepEqual(addedButDocumented, [], "keys the note adds are in the schema and not in the tables");
+});
+
+/**
+ * The default of every key in the tables of docs/spec/SERVER.md §2.7 and in its "This
+ * implementation" note (`key` (… default `value` …)), as written: the first backticked value of a
+ * table row's default column, parsed as JSON when it is JSON.
+ */
+function documentedDefaults(server: string): Map<string, unknown> {
+  const part = server.slice(server.indexOf("### 2.7 Key reference"), server.indexOf("### 2.8 "));
+  const parse = (text: string) => {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  };
+  const defaults = new Map<string, unknown>();
+  let prefix = "";
+  let inApps = false;
+  for (const line of part.split("\n")) {
+    const section = /^#### `([a-z_]+)\.\*`/.exec(line)?.[1];
+    if (section !== undefined) {
+      prefix = `${section}.`;
+      inApps = false;
+    } else if (line.startsWith("#### Root")) prefix = "";
+    else if (line.startsWith("`security.authorized_apps[]`")) inApps = true;
+    const row = /^\| `([a-z0-9_.]+)` \|[^|]*\| \**`([^`]*)`/.exec(line);
+    if (row !== null && !inApps) defaults.set(prefix + row[1], parse(row[2]!));
+  }
+  const note = part.slice(part.lastIndexOf("`This implementation:`"));
+  for (
+    const m of note.matchAll(/`([a-z_]+\.[a-z0-9_.]+)`\s+\((?:[^()`]*?,\s+)?default\s+`([^`]+)`/g)
+  ) {
+    defaults.set(m[1]!, parse(m[2]!));
+  }
+  return defaults;
+}
+
+Deno.test("SERVER.md §2.7: every default its tables and note state is the schema's", () => {
+  const server = Deno.readTextFileSync(join(SPEC_DIR, "SERVER.md"));
+  const defaults = documentedDefaults(server);
+  ok(defaults.size > 100, `§2.7 defaults read: ${defaults.size}`);
+  ok(defaults.has("security.ipv6_prefix_length"), "the note's defaults read");
+  const wrong = [...defaults].flatMap(([key, documented]) => {
+    const actual = key.split(".").reduce<unknown>(
+      (node, part) => (node as Record<string, unknown> | undefined)?.[part],
+      DEFAULT_CONFIG,
+    );
+    return JSON.stringify(actual) === JSON.stringify(documented)
+      ? []
+      : [`${key}: documented ${JSON.stringify(documented)}, schema ${JSON.stringify(actual)}`];
+  });
+  deepEqual(wrong, [], "docs/spec/SERVER.md §2.7 states defaults the schema does not have");
+});
+
+Deno.test("EXTENSIONS.md E8 names every field of the /v2/status body (src/http/metrics_routes.ts StatusBody)", () => {
+  const source = Deno.readTextFileSync(join(ROOT, "src/http/metrics_routes.ts"));
+  const body = /export interface StatusBody \{([\s\S]*?)\n\}/.exec(source)?.[1];
+  ok(body !== undefined, "StatusBody found");
+  const fields = [...body.matchAll(/^ {2}([a-z_]+)\??:/gm)].map((m) => m[1]!);
+  ok(fields.includes("held_seats"), `fields read: ${fields}`);
+  const extensions = Deno.readTextFileSync(join(SPEC_DIR, "EXTENSIONS.md"));
+  const e8 = extensions.slice(extensions.indexOf("## E8."), extensions.indexOf("## E9."));
+  deepEqual(fields.filter((field) => !e8.includes(`"${field}":`)), [], "fields E8 does not name");
 });

@@ -2,8 +2,8 @@
  * What an operator sees of the Redis link at the default log level (docs/spec/SERVER.md §7.4,
  * §8.5): a warning with the client's error when the link is down (never connected: an unreachable
  * address, a refused password; or lost), repeated at most every {@linkcode LINK_WARNING_INTERVAL_MS}
- * while it stays down, and an info line when it is up. Every error is also logged at debug, as
- * the client reports one per reconnection attempt.
+ * while it stays down, and an info line when it is up or closed by the server (shutdown). Every
+ * error is also logged at debug, as the client reports one per reconnection attempt.
  *
  * @module
  */
@@ -47,6 +47,7 @@ export class LinkReport {
   /** Whether the current outage was warned about (its end is then logged with its length). */
   #warned = false;
   #lastError: string | undefined;
+  #closedLogged = false;
 
   /**
    * @param log where the lines go
@@ -64,7 +65,7 @@ export class LinkReport {
   error(error: unknown): void {
     this.#lastError = linkErrorText(error);
     this.#log.debug("Redis connection error: {error}", { ...this.#fields, error: this.#lastError });
-    if (!this.#up) this.#warn();
+    if (!this.#up && !this.#closedLogged) this.#warn();
   }
 
   /** The link's new state (`up` while both connections are ready). */
@@ -88,6 +89,17 @@ export class LinkReport {
     }
     this.#downSince = now;
     if (!this.#warn()) this.#log.info("Redis link {state}", { ...this.#fields, state });
+  }
+
+  /**
+   * The server closed the link itself (shutdown): one info line, `Redis link closed`, and no
+   * warning, since nothing is down that will be retried. Later calls say nothing.
+   */
+  closed(): void {
+    if (this.#closedLogged) return;
+    this.#closedLogged = true;
+    this.#up = false;
+    this.#log.info("Redis link closed", { ...this.#fields });
   }
 
   /** Warns that the link is down, unless a warning went out less than the interval ago. */

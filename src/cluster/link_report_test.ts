@@ -228,3 +228,22 @@ Deno.test("RefusalReport: a warning per reason naming the cause and the fix, eac
     "info Redis accepts writes again after {seconds} s of refusals by a read-only replica (READONLY)",
   ]);
 });
+
+Deno.test("LinkReport: a link the server closed is one info line, never a warning", () => {
+  const lines: string[] = [];
+  const log = {
+    debug: (m: string, p: Record<string, unknown>) => lines.push(`debug ${m} ${JSON.stringify(p)}`),
+    info: (m: string, p: Record<string, unknown>) => lines.push(`info ${m} ${JSON.stringify(p)}`),
+    warn: (m: string, p: Record<string, unknown>) => lines.push(`warn ${m} ${JSON.stringify(p)}`),
+  };
+  const report = new LinkReport(log, { node: "a@1" });
+  report.state("up");
+  report.closed();
+  report.error(new Error("Socket closed unexpectedly"));
+  report.closed();
+  deepEqual(lines, [
+    'info Redis link {state} {"node":"a@1","state":"up"}',
+    'info Redis link closed {"node":"a@1"}',
+    'debug Redis connection error: {error} {"node":"a@1","error":"Socket closed unexpectedly"}',
+  ]);
+});

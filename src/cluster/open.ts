@@ -89,7 +89,9 @@ export function openCluster(
       }
       : {}),
     onState: (state) => {
-      report.state(state);
+      // Closed at shutdown: not an outage, nothing is retried.
+      if (link.closed) report.closed();
+      else report.state(state);
       holder.node?.linkState(state);
     },
     onError: (error) => report.error(error),

@@ -323,6 +323,11 @@ export class RedisLink {
     return true;
   }
 
+  /** Whether {@linkcode close} was called: the link is down for good, not retrying. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** `up` while both connections are ready. */
   get state(): LinkState {
     return this.#state;
