@@ -2700,3 +2700,28 @@ Deno.test("Cluster (twins): a room looked up or listed through another instance 
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a creation whose connection closes while its token is drawn claims no code (no entry for a room that is never created)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a] = threeNodes(cluster);
+    const drawn = gate();
+    const calls: string[] = [];
+    cluster.store.hold = (method) => {
+      calls.push(method);
+      return method === "take" ? drawn.wait : undefined;
+    };
+    const alice = a.connect("10.0.0.2");
+    join(alice, "Alice", "GONE77");
+    await until(() => calls.includes("take"), "the join token's take");
+    a.edge.disconnect(alice.id, Date.now());
+    drawn.open();
+    await settle(10);
+    // The resolver goes on (the directory, the creation token) but claims nothing.
+    deepEqual(calls, ["take", "resolveCode", "take"]);
+    deepEqual(cluster.store.keys().filter((key) => key.startsWith("room")), []);
+  } finally {
+    cluster.store.hold = undefined;
+    await cluster.close();
+  }
+});
