@@ -357,7 +357,7 @@ export class Rooms {
 
   /**
    * What a room created for `JoinRoom` `data` with `maxPlayers` seats is given from the request
-   * and the engine's defaults (docs/spec/PROTOCOL.md §7.2.2): one place for the room and for
+   * and the engine's defaults (docs/spec/PROTOCOL.md §7.2.5, §7.2.6): one place for the room and for
    * {@linkcode Rooms.creationSummary}.
    */
   #roomSettings(data: ClientData<"JoinRoom">, maxPlayers: number) {
