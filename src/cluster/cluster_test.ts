@@ -2623,3 +2623,105 @@ Deno.test("Cluster (twins): an Authenticate sent to a remote home that has just 
     await cluster.close();
   }
 });
+
+Deno.test("Cluster (twins): a room looked up or listed through another instance between its claim and its home's first refresh shows the summary the room has, not the claim's placeholder (docs/spec/EXTENSIONS.md E5, E6; docs/spec/SERVER.md §8.3)", async () => {
+  const cluster = await testCluster({
+    engine: { defaultMaxPlayers: 6, relayTypeByGame: { orbit: "webrtc-mesh" } },
+  });
+  try {
+    const [a, b] = threeNodes(cluster);
+    const http = async (path: string) => {
+      const response = await b.rooms(
+        new Request(`http://signal-fish.test${path}`),
+        new URL(`http://signal-fish.test${path}`).pathname,
+        "10.0.0.9",
+      )!;
+      return { status: response.status, body: await response.json() };
+    };
+    // Each creation's claim runs in the store; its answer waits until the test lets it go, so
+    // the entry holds the claim's summary while B answers the lookup and the listing.
+    for (const code of ["FRESH1", undefined]) {
+      let claimed = false;
+      let answer!: () => void;
+      const gate = new Promise<void>((resolve) => answer = resolve);
+      cluster.store.hold = (method) => {
+        if (method !== "claim") return undefined;
+        claimed = true;
+        return gate;
+      };
+      const alice = a.connect(code ? "10.0.0.2" : "10.0.0.3");
+      // No max_players: the engine's default (6) applies; the game's relay type is mapped.
+      alice.say({
+        type: "JoinRoom",
+        data: {
+          game_name: "orbit",
+          player_name: "Alice",
+          authority_handover: true,
+          ...(code ? { room_code: code } : {}),
+        },
+      });
+      await until(() => claimed, "the claim");
+      const key = cluster.store.keys().find((k) =>
+        k.startsWith("room:orbit:") && (code === undefined ? k !== "room:orbit:FRESH1" : true)
+      );
+      const roomCode = code ?? key!.slice("room:orbit:".length);
+      const expected = {
+        room_code: roomCode,
+        game_name: "orbit",
+        players: 1,
+        max_players: 6,
+        spectators: 0,
+        lobby_state: "waiting",
+        supports_authority: true,
+        relay_type: "webrtc-mesh",
+        authority_handover: true,
+      };
+      const during = await http(`/v2/rooms/orbit/${roomCode}`);
+      equal(a.engine.lookup("orbit", roomCode), undefined, "the room is not created yet");
+      deepEqual(during, { status: 200, body: expected }, "the lookup before the home's refresh");
+      const listed = await http("/v2/rooms?game_name=orbit");
+      deepEqual(
+        listed.body.rooms.find((room: { room_code: string }) => room.room_code === roomCode),
+        expected,
+        "the listing before the home's refresh",
+      );
+      cluster.store.hold = undefined;
+      answer();
+      await until(() => alice.last("RoomJoined") !== undefined, "Alice's RoomJoined");
+      await settle();
+      deepEqual(
+        await http(`/v2/rooms/orbit/${roomCode}`),
+        { status: 200, body: expected },
+        "the same summary once the home has refreshed the entry",
+      );
+    }
+  } finally {
+    cluster.store.hold = undefined;
+    await cluster.close();
+  }
+});
+
+Deno.test("Cluster (twins): a creation whose connection closes while its token is drawn claims no code (no entry for a room that is never created)", async () => {
+  const cluster = await testCluster();
+  try {
+    const [a] = threeNodes(cluster);
+    const drawn = gate();
+    const calls: string[] = [];
+    cluster.store.hold = (method) => {
+      calls.push(method);
+      return method === "take" ? drawn.wait : undefined;
+    };
+    const alice = a.connect("10.0.0.2");
+    join(alice, "Alice", "GONE77");
+    await until(() => calls.includes("take"), "the join token's take");
+    a.edge.disconnect(alice.id, Date.now());
+    drawn.open();
+    await settle(10);
+    // The resolver goes on (the directory, the creation token) but claims nothing.
+    deepEqual(calls, ["take", "resolveCode", "take"]);
+    deepEqual(cluster.store.keys().filter((key) => key.startsWith("room")), []);
+  } finally {
+    cluster.store.hold = undefined;
+    await cluster.close();
+  }
+});

@@ -269,6 +269,12 @@ export function clusterResolver(options: ResolverOptions): Resolver {
     reachable();
     for (let attempt = 0; attempt < (given ? 1 : CODE_ATTEMPTS); attempt++) {
       const code = given ?? options.staging.freshCode();
+      // The summary the room will have once created (creator seated, the engine's defaults),
+      // so a lookup or listing through any node before the home's first refresh answers what
+      // the room is, not a placeholder (docs/spec/SERVER.md §8.3, docs/spec/EXTENSIONS.md E5).
+      const summary = engine.creationSummary(conn, data, code);
+      // No session: the connection is gone (the edge drops what is resolved for it); no claim.
+      if (summary === undefined) return { kind: "local" };
       const roomId = crypto.randomUUID();
       const record: DirectoryRecord = {
         roomId,
@@ -280,17 +286,7 @@ export function clusterResolver(options: ResolverOptions): Resolver {
         ...(appId !== undefined ? { appId } : {}),
         // The engine's `creatorIp` of the room (the same client IP key), for the per-IP cap.
         ...(ip !== "" ? { creatorIp: ip } : {}),
-        summary: {
-          room_code: code,
-          game_name: data.game_name,
-          players: 0,
-          max_players: data.max_players ?? 0,
-          spectators: 0,
-          lobby_state: "waiting",
-          supports_authority: data.supports_authority ?? true,
-          relay_type: "",
-          authority_handover: data.authority_handover ?? false,
-        },
+        summary,
       };
       let settle!: () => void;
       uncreated.set(roomId, new Promise<void>((resolve) => settle = resolve));

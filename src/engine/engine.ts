@@ -335,6 +335,22 @@ export class Engine {
     return session !== undefined && this.#rooms.joinRefused(session, data);
   }
 
+  /**
+   * The lookup summary (docs/spec/EXTENSIONS.md E5) of the room connection `id` would create with
+   * code `code` for `JoinRoom` `data`, as it will be once created (creator seated, the engine's
+   * defaults applied): what a cluster's claim writes to the directory (docs/spec/SERVER.md §8.3).
+   * `undefined` for an unknown connection. Meaningful only for `data` that
+   * {@linkcode Engine.joinRefused} lets through.
+   */
+  creationSummary(
+    id: ConnId,
+    data: Extract<ClientMessage, { type: "JoinRoom" }>["data"],
+    code: string,
+  ): RoomSummary | undefined {
+    const session = this.#sessions.get(id);
+    return session && this.#rooms.creationSummary(session, data, code);
+  }
+
   /** Whether a room with id `roomId` is homed here (local-first `Reconnect`, §8.4.3). */
   hasRoomId(roomId: string): boolean {
     return this.#directory.byId(roomId) !== undefined;

@@ -17,7 +17,12 @@ import { encodeGameDataEnvelope, msgpackToJson } from "../protocol/msgpack.ts";
 import { utf8Length } from "../protocol/utf8.ts";
 import { authorityChanged, authoritySuccessor } from "./authority.ts";
 import { gameStarting, lobbyChanged } from "./lobby.ts";
-import { type CapScope, directoryRelease, type HomeDirectory } from "./directory.ts";
+import {
+  type CapScope,
+  directoryRelease,
+  type HomeDirectory,
+  type RoomSummary,
+} from "./directory.ts";
 import { type ConnId, type Effect, error, event, joinFailed, send } from "./effects.ts";
 import type { EngineOptions } from "./options.ts";
 import type { Reconnection } from "./reconnection.ts";
@@ -339,13 +344,7 @@ export class Rooms {
     const room = new Room({
       id: options.newId(),
       code,
-      gameName: data.game_name,
-      maxPlayers,
-      supportsAuthority: data.supports_authority ?? true,
-      relayType: Object.hasOwn(options.relayTypeByGame, data.game_name)
-        ? options.relayTypeByGame[data.game_name]!
-        : options.defaultRelayType,
-      authorityHandover: data.authority_handover ?? false,
+      ...this.#roomSettings(data, maxPlayers),
       now,
       appId: session.app?.appId,
       creatorIp: session.ip === "" ? undefined : session.ip,
@@ -354,6 +353,48 @@ export class Rooms {
     this.#seat(session, room, data.player_name, now);
     if (room.supportsAuthority) room.authority = session.playerId;
     return this.#seated("room_created", session, room, now);
+  }
+
+  /**
+   * What a room created for `JoinRoom` `data` with `maxPlayers` seats is given from the request
+   * and the engine's defaults (docs/spec/PROTOCOL.md §7.2.5, §7.2.6): one place for the room and for
+   * {@linkcode Rooms.creationSummary}.
+   */
+  #roomSettings(data: ClientData<"JoinRoom">, maxPlayers: number) {
+    const options = this.#options;
+    return {
+      gameName: data.game_name,
+      maxPlayers,
+      supportsAuthority: data.supports_authority ?? true,
+      relayType: Object.hasOwn(options.relayTypeByGame, data.game_name)
+        ? options.relayTypeByGame[data.game_name]!
+        : options.defaultRelayType,
+      authorityHandover: data.authority_handover ?? false,
+    };
+  }
+
+  /**
+   * The lookup summary (docs/spec/EXTENSIONS.md E5) the room `session` would create with code
+   * `code` for `JoinRoom` `data` has once created: its creator seated, nobody watching, `waiting`,
+   * the request's values with the engine's defaults (`max_players` capped by the app's
+   * `max_players_per_room`, the game's relay type). A cluster's claim writes it to the directory
+   * (docs/spec/SERVER.md §8.3), so a lookup through another instance before the home's first
+   * refresh answers what the room is. Meaningful only for `data` that passes
+   * {@linkcode Rooms.joinRefused}.
+   */
+  creationSummary(session: Session, data: ClientData<"JoinRoom">, code: string): RoomSummary {
+    const settings = this.#roomSettings(data, this.#maxPlayers(session, data));
+    return {
+      room_code: code,
+      game_name: settings.gameName,
+      players: 1,
+      max_players: settings.maxPlayers,
+      spectators: 0,
+      lobby_state: "waiting",
+      supports_authority: settings.supportsAuthority,
+      relay_type: settings.relayType,
+      authority_handover: settings.authorityHandover,
+    };
   }
 
   /**

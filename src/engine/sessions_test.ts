@@ -380,6 +380,26 @@ Deno.test("Engine per-app max_players_per_room caps the default and refuses larg
   );
 });
 
+Deno.test("Engine.creationSummary() is the lookup summary the created room has (a cluster's claim, docs/spec/SERVER.md §8.3)", () => {
+  const engine = authEngine({ relayTypeByGame: { chess: "relay-tcp" } });
+  const cases: [string, string, Partial<Extract<ClientMessage, { type: "JoinRoom" }>["data"]>][] = [
+    ["orbit-prod", "orbit", {}], // the app's max_players_per_room caps the default
+    ["open-app", "orbit", {}], // the engine's default
+    ["open-app", "chess", { max_players: 1 }], // the game's relay type; one seat: waiting
+    ["open-app", "chess", { supports_authority: false, authority_handover: true }],
+  ];
+  cases.forEach(([appId, game, extra], i) => {
+    const id = `summary-${i}`;
+    authenticated(engine, id, appId);
+    const code = `SUMMA${i}`;
+    const data = { game_name: game, room_code: code, player_name: "Mira", ...extra };
+    const before = engine.creationSummary(id, data, code);
+    first(engine.handle(id, { type: "JoinRoom", data }, T0), id, "RoomJoined");
+    deepEqual(before, engine.lookup(`${appId}\u0001${game}`, code), `case ${i}`);
+  });
+  equal(engine.creationSummary("nobody", { game_name: "orbit", player_name: "x" }, "X"), undefined);
+});
+
 Deno.test("Engine per-app max_rooms counts rooms created by the app's connections until deleted", () => {
   const engine = authEngine({ emptyRoomTimeoutMs: 0 });
   authenticated(engine, P1, "orbit-prod");
