@@ -146,7 +146,7 @@ Deno.test("§7.2.2, §7.3.4: a joiner never gets authority, also when it is vaca
   });
 });
 
-Deno.test("§7.2.4 step 4: entering a single-player room sends GameStarting to the joiner and the spectators, spectators without addresses", () => {
+Deno.test("§7.2.4 step 4: entering a single-player room sends GameStarting to the joiner and the spectators; a released seat takes its connection info with it", () => {
   const engine = engineWith([P1, P2, S1]);
   first(engine.handle(P1, join("SOLO01", "Mira", { max_players: 1 }), T0), P1, "RoomJoined");
   engine.handle(P1, provide({ type: "direct", host: "192.0.2.1", port: 1 }), T0);
@@ -524,4 +524,90 @@ Deno.test("§7.9: a spectator's snapshot shows the real lobby state and ready fl
     ["PlayerLeft", "LobbyStateChanged"],
     ["PlayerLeft", "LobbyStateChanged"],
   ]);
+});
+
+Deno.test("§7.4 note: PlayerReady and AuthorityRequest from a connection in no room fail without taking a lobby-change token", () => {
+  const engine = engineWith([P1, P2], { lobbyChanges: { capacity: 1, windowMs: 60_000 } });
+  for (let i = 0; i < 3; i++) {
+    deepEqual(summarize(engine.handle(P1, bare("PlayerReady"), T0)), ["p1 <- Error NOT_IN_ROOM"]);
+    deepEqual(summarize(engine.handle(P1, authority(true), T0)), [
+      "p1 <- AuthorityResponse NOT_IN_ROOM",
+    ]);
+  }
+  first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined");
+  first(engine.handle(P2, join("ROOM01", "Tobias"), T0), P2, "RoomJoined");
+  deepEqual(summarize(engine.handle(P1, bare("PlayerReady"), T0)), [
+    "p1 <- LobbyStateChanged waiting",
+    "p2 <- LobbyStateChanged waiting",
+  ]);
+  deepEqual(summarize(engine.handle(P1, bare("PlayerReady"), T0)), [
+    "p1 <- Error RATE_LIMIT_EXCEEDED",
+  ]);
+});
+
+Deno.test("§7.7: binary frames from a message_pack connection in no room are dropped without a reply; spectators get the envelope or the JSON by their own format", () => {
+  const engine = engineWith([P1, P2, S1, S2], { messagePack: true });
+  const msgpack: ClientMessage = {
+    type: "Authenticate",
+    data: { app_id: "a", game_data_format: "message_pack" },
+  };
+  for (const id of [P1, S1]) engine.handle(id, msgpack, T0);
+  // 0x01 is the MessagePack integer 1.
+  deepEqual(engine.handleBinary(P1, new Uint8Array([1]), T0), []);
+  first(engine.handle(P1, join("ROOM01", "Mira"), T0), P1, "RoomJoined");
+  first(engine.handle(P2, join("ROOM01", "Tobias"), T0), P2, "RoomJoined");
+  first(engine.handle(S1, spectate("ROOM01"), T0), S1, "SpectatorJoined");
+  first(engine.handle(S2, spectate("ROOM01"), T0), S2, "SpectatorJoined");
+  deepEqual(summarize(engine.handleBinary(P1, new Uint8Array([1]), T0)), [
+    "s1 <- binary frame",
+    "p2 <- text frame",
+    "s2 <- text frame",
+  ]);
+  // A message_pack spectator is refused like any spectator.
+  deepEqual(summarize(engine.handleBinary(S1, new Uint8Array([1]), T0)), [
+    "s1 <- Error SPECTATOR_NOT_ALLOWED",
+  ]);
+});
+
+Deno.test("§7.4 note: a Reconnect continues with the bucket of the connection it replaces, also when that one never used its bucket", () => {
+  // P2 spends its lobby changes in ROOM02 and leaves; its connection then resumes P1's held seat
+  // and takes over P3's live seat, neither of whose connections announced anything: each time it
+  // continues with that connection's (full) bucket, not its own.
+  const engine = reconnectingEngineWith([P1, P2, P3], {
+    lobbyChanges: { capacity: 1, windowMs: 60_000 },
+  });
+  const mira = first(
+    engine.handle(P1, join("ROOM01", "Mira", { max_players: 3 }), T0),
+    P1,
+    "RoomJoined",
+  ).data;
+  const nina = first(engine.handle(P3, join("ROOM01", "Nina"), T0), P3, "RoomJoined").data;
+  first(engine.handle(P2, join("ROOM02", "Tobias"), T0), P2, "RoomJoined");
+  first(engine.handle(P2, bare("PlayerReady"), T0), P2, "LobbyStateChanged");
+  equal(
+    first(engine.handle(P2, bare("PlayerReady"), T0), P2, "Error").data.error_code,
+    "RATE_LIMIT_EXCEEDED",
+  );
+  first(engine.handle(P2, bare("LeaveRoom"), T0), P2, "RoomLeft");
+  engine.disconnect(P1, T0);
+  first(
+    engine.handle(P2, reconnect(P1, mira.room_id, mira.reconnection_token!), T0),
+    P2,
+    "Reconnected",
+  );
+  deepEqual(first(engine.handle(P2, bare("PlayerReady"), T0), P3, "LobbyStateChanged").data, {
+    lobby_state: "waiting",
+    ready_players: [P1],
+    all_ready: false,
+  });
+  // Now P1's bucket is spent; leaving and taking over Nina's seat continues with hers.
+  first(engine.handle(P2, bare("LeaveRoom"), T0), P2, "RoomLeft");
+  engine.connect(C1);
+  first(engine.handle(C1, join("ROOM01", "Kai"), T0), C1, "RoomJoined");
+  engine.handle(P2, reconnect(P3, nina.room_id, nina.reconnection_token!), T0);
+  deepEqual(first(engine.handle(P2, bare("PlayerReady"), T0), C1, "LobbyStateChanged").data, {
+    lobby_state: "waiting",
+    ready_players: [P3],
+    all_ready: false,
+  });
 });
