@@ -6,8 +6,17 @@
  * @module
  */
 import { type Effect, send } from "./effects.ts";
-import type { Reconnection } from "./reconnection.ts";
 import type { Room } from "./room.ts";
+
+/**
+ * What {@linkcode playerDisconnected} reads of the engine's reconnection state (`Reconnection`
+ * in `reconnection.ts`, which imports this module): a member's hold, if its seat is held, else
+ * the live session carrying its identity, each with the connection's presence opt-in.
+ */
+export interface PresenceLookup {
+  held(playerId: string): { presence?: boolean } | undefined;
+  sessionOf(playerId: string): { presence?: boolean } | undefined;
+}
 
 /**
  * `PlayerDisconnected` for `playerId`'s seat of `room`, just held until `expiresAt` (ms), to
@@ -17,7 +26,7 @@ import type { Room } from "./room.ts";
  * seconds rounded up. Returns no effect when nobody opted in.
  */
 export function playerDisconnected(
-  reconnection: Reconnection,
+  reconnection: PresenceLookup,
   room: Room,
   playerId: string,
   expiresAt: number,
