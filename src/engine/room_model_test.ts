@@ -13,6 +13,7 @@ import type { ClientMessage } from "../protocol/messages.ts";
 import type { Effect } from "./engine.ts";
 import { SPECTATOR_LIST_LIMIT } from "./spectators.ts";
 import { prng, reconnectingEngineWith } from "./testing.ts";
+import { TokenBucket } from "./token_bucket.ts";
 
 type Json = Record<string, unknown>;
 type Out = Map<string, unknown[]>;
@@ -24,6 +25,12 @@ const CODES = ["ROOM01", "ROOM02", "room02", "ROOM03", "AB"];
 const NAMES = ["ann", "bo", "Ann", "cy", " x"];
 /** `server.max_spectators_per_room` of the walk. */
 const MAX_SPECTATORS = 3;
+/**
+ * `rate_limit.max_lobby_changes` per `time_window` of the walks that have one: small enough that
+ * buckets run out and stay out across reconnections (the other walks have none, so that their
+ * lobbies fill, finalize and break up often).
+ */
+const LOBBY_CHANGES = { capacity: 2, windowMs: 600_000 };
 
 interface ModelRoom {
   id: string;
@@ -44,16 +51,21 @@ interface ModelRoom {
 
 interface Conn {
   identity: string;
+  /** Its lobby-change bucket (§7.4 note), made at its first request as a player. */
+  bucket?: TokenBucket;
   role: { kind: "none" } | { kind: "player" | "spectator"; room: ModelRoom };
 }
 
 interface Hold {
   room: ModelRoom;
+  /** The dropped connection's lobby-change bucket, which goes with the seat. */
+  bucket?: TokenBucket;
   expiresAt: number;
   buffer: unknown[];
 }
 
 class Model {
+  readonly lobbyChanges: typeof LOBBY_CHANGES | undefined;
   rooms = new Map<string, ModelRoom>();
   conns = new Map<string, Conn>();
   /** Connection carrying each identity. */
@@ -63,6 +75,10 @@ class Model {
   tokens = new Map<string, string>();
   out: Out = new Map();
   #roomIds = 0;
+
+  constructor(lobbyChanges: typeof LOBBY_CHANGES | undefined) {
+    this.lobbyChanges = lobbyChanges;
+  }
 
   connect(id: string): void {
     this.conns.set(id, { identity: id, role: { kind: "none" } });
@@ -245,6 +261,8 @@ class Model {
         this.release(role.room, me);
         return;
       case "PlayerReady": {
+        const limited = this.limited(conn, now);
+        if (limited) return this.error(me, limited, "RATE_LIMIT_EXCEEDED");
         if (role.kind === "spectator") {
           return this.error(me, "Spectators cannot change ready status", "SPECTATOR_NOT_ALLOWED");
         }
@@ -260,6 +278,13 @@ class Model {
         return;
       }
       case "AuthorityRequest": {
+        const limited = this.limited(conn, now);
+        if (limited) {
+          return this.send(me, {
+            type: "AuthorityResponse",
+            data: { granted: false, reason: limited, error_code: "RATE_LIMIT_EXCEEDED" },
+          });
+        }
         if (role.kind === "spectator") {
           return this.error(me, "Spectators cannot request authority", "SPECTATOR_NOT_ALLOWED");
         }
@@ -374,6 +399,17 @@ class Model {
     }
   }
 
+  /** A player's request takes a lobby-change token; the refusal's reason when there is none. */
+  limited(conn: Conn, now: number): string | undefined {
+    const limit = this.lobbyChanges;
+    if (limit === undefined || conn.role.kind !== "player") return undefined;
+    conn.bucket ??= new TokenBucket(limit.capacity, limit.windowMs);
+    const take = conn.bucket.take(now);
+    return take.ok
+      ? undefined
+      : `Lobby change rate limit exceeded. Try again in ${take.retryAfterSecs} seconds.`;
+  }
+
   authorityChanged(room: ModelRoom): void {
     for (const id of this.members(room)) {
       this.send(id, {
@@ -436,7 +472,12 @@ class Model {
     const conn = this.conns.get(connId)!;
     this.conns.delete(connId);
     if (conn.role.kind === "player") {
-      this.holds.set(conn.identity, { room: conn.role.room, expiresAt: 0, buffer: [] });
+      this.holds.set(conn.identity, {
+        room: conn.role.room,
+        bucket: conn.bucket,
+        expiresAt: 0,
+        buffer: [],
+      });
     } else if (conn.role.kind === "spectator") {
       this.conns.set(connId, conn); // detach needs it
       this.detach(connId, "disconnected", false);
@@ -453,20 +494,25 @@ class Model {
     const old = this.carrier.get(id);
     let room: ModelRoom;
     let missed: unknown[] = [];
+    let bucket: TokenBucket | undefined;
     if (hold) {
       this.holds.delete(id);
+      bucket = hold.bucket;
       room = hold.room;
       missed = hold.buffer;
     } else {
       const oldConn = this.conns.get(old!)!;
       if (oldConn.role.kind !== "player") throw new Error("takeover of no seat");
       room = oldConn.role.room;
+      bucket = oldConn.bucket;
       this.conns.delete(old!);
       this.out.set(old!, [...(this.out.get(old!) ?? []), { close: 4001 }]);
     }
     const conn = this.conns.get(connId)!;
     conn.identity = id;
     conn.role = { kind: "player", room };
+    // The bucket goes with the seat: the replaced connection's, a fresh one if it had none.
+    conn.bucket = bucket;
     this.carrier.set(id, connId);
     this.send(id, {
       type: "Reconnected",
@@ -565,18 +611,21 @@ function compare(actual: Out, expected: Out, where: string): void {
   }
 }
 
-for (const seed of [11, 12, 13, 14, 15, 16, 17, 18]) {
-  Deno.test(`Engine agrees with a model of docs/spec/PROTOCOL.md §7.2–§7.11 over a random walk (seed ${seed})`, () => {
+for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 28]) {
+  const lobbyChanges = seed > 20 ? LOBBY_CHANGES : undefined;
+  const limits = lobbyChanges ? ", lobby-change buckets" : "";
+  Deno.test(`Engine agrees with a model of docs/spec/PROTOCOL.md §7.2–§7.11 over a random walk (seed ${seed}${limits})`, () => {
     const random = prng(seed);
     let next = 0;
     const newId = () => `00000000-0000-4000-8000-${(++next).toString(16).padStart(12, "0")}`;
     const engine = reconnectingEngineWith([], {
       reconnectionWindowMs: WINDOW,
       maxSpectatorsPerRoom: MAX_SPECTATORS,
+      lobbyChanges,
       eventBufferSize: 10_000,
       eventBufferMaxBytes: 1 << 30,
     });
-    const model = new Model();
+    const model = new Model(lobbyChanges);
     const live: string[] = [];
     const open = () => {
       const id = newId();
@@ -612,13 +661,20 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18]) {
         const id = seats[Math.floor(random() * seats.length)]!;
         const room = model.holds.get(id)?.room ??
           (model.conns.get(model.carrier.get(id)!)!.role as { room: ModelRoom }).room;
-        const conn = open();
+        // From a new connection, or from one in no room (which may have a bucket of its own).
+        const idle = live.filter((c) => model.conns.get(c)!.role.kind === "none");
+        const conn = idle.length > 0 && random() < 0.5
+          ? idle[Math.floor(random() * idle.length)]!
+          : open();
         effects = engine.handle(conn, {
           type: "Reconnect",
           data: { player_id: id, room_id: room.id, auth_token: model.tokens.get(id)! },
         }, now);
         const old = model.carrier.get(id);
-        if (!model.holds.has(id)) live.splice(live.indexOf(old!), 1);
+        if (!model.holds.has(id)) {
+          live.splice(live.indexOf(old!), 1);
+          open(); // keep the population
+        }
         model.reconnect(conn, id);
       } else if (roll < 0.13) {
         effects = engine.tick(now);
