@@ -1,13 +1,15 @@
 /**
  * A reference model of docs/spec/PROTOCOL.md §7.2–§7.9 and §7.11 (seats, ready sets, lobby
  * states, authority, connection info, game data, spectators, held seats and their replay
- * buffers), written from the spec alone, walked against the engine with seeded random input.
+ * buffers, binary game data by negotiated format, lobby-change buckets), written from the spec
+ * alone, walked against the engine with seeded random input.
  * After every step each connection must have received exactly the messages the model says, in
  * the model's order (§1.5: one FIFO per connection; nothing is promised across recipients), and
  * a resumed seat exactly the messages the model buffered for it. Deterministic: a failure names
  * its seed and step.
  */
 import { deepEqual } from "node:assert/strict";
+import { decode, encode } from "@msgpack/msgpack";
 import { encodeServerMessage } from "../protocol/codec.ts";
 import type { ClientMessage } from "../protocol/messages.ts";
 import type { Effect } from "./engine.ts";
@@ -51,6 +53,8 @@ interface ModelRoom {
 
 interface Conn {
   identity: string;
+  /** Its negotiated game-data format (§7.1.5). */
+  format: "json" | "message_pack";
   /** Its lobby-change bucket (§7.4 note), made at its first request as a player. */
   bucket?: TokenBucket;
   role: { kind: "none" } | { kind: "player" | "spectator"; room: ModelRoom };
@@ -80,8 +84,8 @@ class Model {
     this.lobbyChanges = lobbyChanges;
   }
 
-  connect(id: string): void {
-    this.conns.set(id, { identity: id, role: { kind: "none" } });
+  connect(id: string, format: Conn["format"]): void {
+    this.conns.set(id, { identity: id, format, role: { kind: "none" } });
     this.carrier.set(id, id);
   }
 
@@ -399,6 +403,24 @@ class Model {
     }
   }
 
+  /** A binary frame carrying the MessagePack encoding of `value` (§7.7). */
+  binary(connId: string, value: unknown): void {
+    const conn = this.conns.get(connId)!;
+    const me = conn.identity;
+    if (conn.role.kind === "spectator") {
+      return this.error(me, "Spectators cannot send game data", "SPECTATOR_NOT_ALLOWED");
+    }
+    if (conn.format === "json") {
+      return this.error(me, "Binary payloads are disabled for this connection", "INVALID_INPUT");
+    }
+    if (conn.role.kind === "none") return;
+    for (const id of this.members(conn.role.room, me)) {
+      const to = this.holds.has(id) ? undefined : this.conns.get(this.carrier.get(id)!);
+      if (to?.format === "message_pack") this.send(id, { binary: me, payload: value });
+      else this.send(id, { type: "GameData", data: { from_player: me, data: value } });
+    }
+  }
+
   /** A player's request takes a lobby-change token; the refusal's reason when there is none. */
   limited(conn: Conn, now: number): string | undefined {
     const limit = this.lobbyChanges;
@@ -553,6 +575,21 @@ function delivered(effects: Effect[], model: Model): Out {
   };
   for (const effect of effects) {
     if (effect.kind === "close") push(effect.to, { close: effect.code });
+    if (effect.kind === "frame") {
+      let item: unknown;
+      if (typeof effect.frame === "string") item = JSON.parse(effect.frame);
+      else {
+        // The envelope (§7.7): the sender's id as 16 bytes, then the payload, decoded here.
+        const envelope = decode(effect.frame) as { from_player: Uint8Array; payload: Uint8Array };
+        const hex = [...envelope.from_player].map((b) => b.toString(16).padStart(2, "0")).join("");
+        const uuid = [8, 12, 16, 20].reduceRight(
+          (u, at) => `${u.slice(0, at)}-${u.slice(at)}`,
+          hex,
+        );
+        item = { binary: uuid, payload: decode(envelope.payload) };
+      }
+      for (const to of effect.to) push(to, item);
+    }
     if (effect.kind !== "send") continue;
     const message = JSON.parse(encodeServerMessage(effect.message));
     if (message.type === "RoomJoined" || message.type === "Reconnected") {
@@ -619,6 +656,7 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 
     let next = 0;
     const newId = () => `00000000-0000-4000-8000-${(++next).toString(16).padStart(12, "0")}`;
     const engine = reconnectingEngineWith([], {
+      messagePack: true,
       reconnectionWindowMs: WINDOW,
       maxSpectatorsPerRoom: MAX_SPECTATORS,
       lobbyChanges,
@@ -630,7 +668,14 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 
     const open = () => {
       const id = newId();
       engine.connect(id);
-      model.connect(id);
+      const format = random() < 0.5 ? "json" : "message_pack";
+      // Answered with Authenticated and ProtocolInfo, which the model leaves out (§7.1.2).
+      engine.handle(
+        id,
+        { type: "Authenticate", data: { app_id: "a", game_data_format: format } },
+        0,
+      );
+      model.connect(id, format);
       live.push(id);
       return id;
     };
@@ -658,7 +703,10 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 
           (model.holds.get(id)?.expiresAt ?? Infinity) > now
         );
         if (seats.length === 0) continue;
-        const id = seats[Math.floor(random() * seats.length)]!;
+        // Mostly a held seat, whose replay is then compared.
+        const held = seats.filter((id) => model.holds.has(id));
+        const from = held.length > 0 && random() < 0.7 ? held : seats;
+        const id = from[Math.floor(random() * from.length)]!;
         const room = model.holds.get(id)?.room ??
           (model.conns.get(model.carrier.get(id)!)!.role as { room: ModelRoom }).room;
         // From a new connection, or from one in no room (which may have a bucket of its own).
@@ -679,6 +727,11 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 
       } else if (roll < 0.13) {
         effects = engine.tick(now);
         model.tick(now);
+      } else if (roll < 0.22) {
+        const conn = live[Math.floor(random() * live.length)]!;
+        const value = { b: Math.floor(random() * 1000) };
+        effects = engine.handleBinary(conn, encode(value), now);
+        model.binary(conn, value);
       } else {
         const conn = live[Math.floor(random() * live.length)]!;
         const targets = [...model.rooms.values()].flatMap((r) => r.seats);
