@@ -611,3 +611,28 @@ Deno.test("§7.4 note: a Reconnect continues with the bucket of the connection i
     all_ready: false,
   });
 });
+
+Deno.test("§7.2.5: max_players 1 and max_players_limit are accepted, one past the limit is not", () => {
+  // Configuration keeps default_max_players within max_players_limit (docs/spec/SERVER.md §2.7).
+  const engine = engineWith([P1, P2, P3], { maxPlayersLimit: 5, defaultMaxPlayers: 4 });
+  equal(
+    first(engine.handle(P1, join("ROOM01", "a", { max_players: 1 }), T0), P1, "RoomJoined").data
+      .max_players,
+    1,
+  );
+  equal(
+    first(engine.handle(P2, join("ROOM02", "b", { max_players: 5 }), T0), P2, "RoomJoined").data
+      .max_players,
+    5,
+  );
+  deepEqual(
+    first(engine.handle(P3, join("ROOM03", "c", { max_players: 6 }), T0), P3, "RoomJoinFailed")
+      .data,
+    { reason: "Max players cannot exceed 5", error_code: "INVALID_INPUT" },
+  );
+  // Omitted: server.default_max_players.
+  equal(
+    first(engine.handle(P3, join("ROOM03", "c"), T0), P3, "RoomJoined").data.max_players,
+    4,
+  );
+});
