@@ -70,6 +70,8 @@ interface Hold {
 
 class Model {
   readonly lobbyChanges: typeof LOBBY_CHANGES | undefined;
+  /** `server.enable_reconnection` (§7.3.2): seats are held on a drop, else released at once. */
+  readonly reconnection: boolean;
   rooms = new Map<string, ModelRoom>();
   conns = new Map<string, Conn>();
   /** Connection carrying each identity. */
@@ -80,8 +82,9 @@ class Model {
   out: Out = new Map();
   #roomIds = 0;
 
-  constructor(lobbyChanges: typeof LOBBY_CHANGES | undefined) {
+  constructor(lobbyChanges: typeof LOBBY_CHANGES | undefined, reconnection: boolean) {
     this.lobbyChanges = lobbyChanges;
+    this.reconnection = reconnection;
   }
 
   connect(id: string, format: Conn["format"]): void {
@@ -249,7 +252,9 @@ class Model {
         conn.role = { kind: "player", room };
         this.send(me, {
           type: "RoomJoined",
-          data: { ...this.snapshot(room, me), reconnection_token: "<token>" },
+          data: this.reconnection
+            ? { ...this.snapshot(room, me), reconnection_token: "<token>" }
+            : this.snapshot(room, me),
         });
         this.sendAll(this.members(room, me), {
           type: "PlayerJoined",
@@ -493,7 +498,9 @@ class Model {
   disconnect(connId: string): void {
     const conn = this.conns.get(connId)!;
     this.conns.delete(connId);
-    if (conn.role.kind === "player") {
+    if (conn.role.kind === "player" && !this.reconnection) {
+      this.release(conn.role.room, conn.identity);
+    } else if (conn.role.kind === "player") {
       this.holds.set(conn.identity, {
         room: conn.role.room,
         bucket: conn.bucket,
@@ -592,7 +599,10 @@ function delivered(effects: Effect[], model: Model): Out {
     }
     if (effect.kind !== "send") continue;
     const message = JSON.parse(encodeServerMessage(effect.message));
-    if (message.type === "RoomJoined" || message.type === "Reconnected") {
+    if (
+      (message.type === "RoomJoined" || message.type === "Reconnected") &&
+      message.data.reconnection_token !== undefined
+    ) {
       model.tokens.set(message.data.player_id, message.data.reconnection_token);
       message.data.reconnection_token = "<token>";
     }
@@ -648,9 +658,11 @@ function compare(actual: Out, expected: Out, where: string): void {
   }
 }
 
-for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 28]) {
-  const lobbyChanges = seed > 20 ? LOBBY_CHANGES : undefined;
-  const limits = lobbyChanges ? ", lobby-change buckets" : "";
+for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]) {
+  const lobbyChanges = seed > 20 && seed < 30 ? LOBBY_CHANGES : undefined;
+  const enableReconnection = seed < 30;
+  const limits = (lobbyChanges ? ", lobby-change buckets" : "") +
+    (enableReconnection ? "" : ", reconnection disabled");
   Deno.test(`Engine agrees with a model of docs/spec/PROTOCOL.md §7.2–§7.11 over a random walk (seed ${seed}${limits})`, () => {
     const random = prng(seed);
     let next = 0;
@@ -660,10 +672,11 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 
       reconnectionWindowMs: WINDOW,
       maxSpectatorsPerRoom: MAX_SPECTATORS,
       lobbyChanges,
+      enableReconnection,
       eventBufferSize: 10_000,
       eventBufferMaxBytes: 1 << 30,
     });
-    const model = new Model(lobbyChanges);
+    const model = new Model(lobbyChanges, enableReconnection);
     const live: string[] = [];
     const open = () => {
       const id = newId();
