@@ -25,6 +25,9 @@ const WINDOW = 20_000;
 const CODES = ["ROOM01", "ROOM02", "room02", "ROOM03", "AB"];
 /** " x" breaks the name rules (§8.2). */
 const NAMES = ["ann", "bo", "Ann", "cy", " x"];
+/** The apps of the walks with auth: `b` has `max_players_per_room` 2. */
+const APPS = [{ appId: "a", appName: "A" }, { appId: "b", appName: "B", maxPlayersPerRoom: 2 }];
+const APP_PLAYER_CAPS: Record<string, number | undefined> = { b: 2 };
 /** `server.max_spectators_per_room` of the walk. */
 const MAX_SPECTATORS = 3;
 /**
@@ -36,6 +39,7 @@ const LOBBY_CHANGES = { capacity: 2, windowMs: 600_000 };
 
 interface ModelRoom {
   id: string;
+  app: string;
   code: string;
   max: number;
   authoritySupported: boolean;
@@ -53,6 +57,8 @@ interface ModelRoom {
 
 interface Conn {
   identity: string;
+  /** The app it authenticated as (auth enabled: each app has its own rooms, §7.9 note). */
+  app: string;
   /** Its negotiated game-data format (§7.1.5). */
   format: "json" | "message_pack";
   /** Its lobby-change bucket (§7.4 note), made at its first request as a player. */
@@ -87,8 +93,8 @@ class Model {
     this.reconnection = reconnection;
   }
 
-  connect(id: string, format: Conn["format"]): void {
-    this.conns.set(id, { identity: id, format, role: { kind: "none" } });
+  connect(id: string, format: Conn["format"], app: string): void {
+    this.conns.set(id, { identity: id, format, app, role: { kind: "none" } });
     this.carrier.set(id, id);
   }
 
@@ -201,6 +207,12 @@ class Model {
         if (data.max_players === 0) {
           return joinFailed("Max players must be at least 1", "INVALID_INPUT");
         }
+        // An app's max_players_per_room caps the default and the value (§7.2.5).
+        const cap = APP_PLAYER_CAPS[conn.app];
+        const max = data.max_players ?? Math.min(8, cap ?? 8);
+        if (cap !== undefined && max > cap) {
+          return joinFailed(`Max players cannot exceed ${cap}`, "INVALID_INPUT");
+        }
         if (role.kind !== "none") {
           this.send(me, {
             type: "RoomJoinFailed",
@@ -212,7 +224,7 @@ class Model {
           return joinFailed("Room code must be exactly 6 characters", "INVALID_ROOM_CODE");
         }
         const code = data.room_code!.toUpperCase();
-        let room = this.rooms.get(code);
+        let room = this.rooms.get(`${conn.app}|${code}`);
         if (room) {
           const taken = room.seats.some((s) =>
             room!.names.get(s)!.toLowerCase() === data.player_name.toLowerCase()
@@ -232,8 +244,9 @@ class Model {
         } else {
           room = {
             id: `room-${++this.#roomIds}`,
+            app: conn.app,
             code,
-            max: data.max_players ?? 8,
+            max,
             authoritySupported: data.supports_authority ?? true,
             seats: [],
             names: new Map(),
@@ -243,7 +256,7 @@ class Model {
             authority: null,
             spectators: [],
           };
-          this.rooms.set(code, room);
+          this.rooms.set(`${conn.app}|${code}`, room);
           if (room.authoritySupported) room.authority = me;
         }
         room.seats.push(me);
@@ -364,7 +377,7 @@ class Model {
         if (message.data.room_code.length !== 6) {
           return fail("Room code must be exactly 6 characters", "INVALID_ROOM_CODE");
         }
-        const room = this.rooms.get(message.data.room_code.toUpperCase());
+        const room = this.rooms.get(`${conn.app}|${message.data.room_code.toUpperCase()}`);
         if (!room) return fail("Room not found", "ROOM_NOT_FOUND");
         if (room.spectators.filter((s) => s.id !== me).length >= MAX_SPECTATORS) {
           return fail("Spectator limit reached", "TOO_MANY_SPECTATORS");
@@ -658,11 +671,38 @@ function compare(actual: Out, expected: Out, where: string): void {
   }
 }
 
-for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]) {
+for (
+  const seed of [
+    11,
+    12,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    21,
+    22,
+    23,
+    24,
+    25,
+    26,
+    27,
+    28,
+    31,
+    32,
+    33,
+    41,
+    42,
+    43,
+    44,
+  ]
+) {
   const lobbyChanges = seed > 20 && seed < 30 ? LOBBY_CHANGES : undefined;
-  const enableReconnection = seed < 30;
+  const enableReconnection = seed < 30 || seed > 40;
+  const auth = seed > 40;
   const limits = (lobbyChanges ? ", lobby-change buckets" : "") +
-    (enableReconnection ? "" : ", reconnection disabled");
+    (enableReconnection ? "" : ", reconnection disabled") + (auth ? ", two apps" : "");
   Deno.test(`Engine agrees with a model of docs/spec/PROTOCOL.md §7.2–§7.11 over a random walk (seed ${seed}${limits})`, () => {
     const random = prng(seed);
     let next = 0;
@@ -673,27 +713,30 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 
       maxSpectatorsPerRoom: MAX_SPECTATORS,
       lobbyChanges,
       enableReconnection,
+      ...(auth
+        ? { auth: { required: true, apps: APPS, timeoutMs: 10_000, enforceSdkGate: false } }
+        : {}),
       eventBufferSize: 10_000,
       eventBufferMaxBytes: 1 << 30,
     });
     const model = new Model(lobbyChanges, enableReconnection);
     const live: string[] = [];
-    const open = () => {
+    const open = (app = auth && random() < 0.5 ? "b" : "a") => {
       const id = newId();
-      engine.connect(id);
+      engine.connect(id, { now });
       const format = random() < 0.5 ? "json" : "message_pack";
       // Answered with Authenticated and ProtocolInfo, which the model leaves out (§7.1.2).
       engine.handle(
         id,
-        { type: "Authenticate", data: { app_id: "a", game_data_format: format } },
-        0,
+        { type: "Authenticate", data: { app_id: app, game_data_format: format } },
+        now,
       );
-      model.connect(id, format);
+      model.connect(id, format, app);
       live.push(id);
       return id;
     };
-    for (let i = 0; i < 6; i++) open();
     let now = Date.UTC(2026, 11, 8, 4, 0, 0);
+    for (let i = 0; i < 6; i++) open();
     for (let step = 0; step < 1500; step++) {
       now += 1000;
       const where = `seed ${seed} step ${step}`;
@@ -723,10 +766,13 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26, 27, 
         const room = model.holds.get(id)?.room ??
           (model.conns.get(model.carrier.get(id)!)!.role as { room: ModelRoom }).room;
         // From a new connection, or from one in no room (which may have a bucket of its own).
-        const idle = live.filter((c) => model.conns.get(c)!.role.kind === "none");
+        // Of the seat's app: a token works only for its own app's connections (§7.11.4).
+        const idle = live.filter((c) =>
+          model.conns.get(c)!.role.kind === "none" && model.conns.get(c)!.app === room.app
+        );
         const conn = idle.length > 0 && random() < 0.5
           ? idle[Math.floor(random() * idle.length)]!
-          : open();
+          : open(room.app);
         effects = engine.handle(conn, {
           type: "Reconnect",
           data: { player_id: id, room_id: room.id, auth_token: model.tokens.get(id)! },
