@@ -47,7 +47,9 @@ export interface Hold {
   presence?: boolean;
   /**
    * The dropped connection's lobby-change bucket (docs/spec/PROTOCOL.md §7.4 note), handed to the
-   * connection that resumes the seat so that a `Reconnect` does not refill it. @default undefined
+   * connection that resumes the seat so that a `Reconnect` does not refill it; `undefined` when
+   * that connection never made one (the resuming connection then starts a full one, whatever
+   * it had before). @default undefined
    */
   lobbyChanges?: TokenBucket;
 }
@@ -643,8 +645,10 @@ export class Reconnection {
         : hold.frames.filter((frame) => !frame.startsWith(PLAYER_DISCONNECTED_PREFIX));
       missed = frames.map((frame) => new RawJson(frame));
       truncated = hold.truncated;
-      // The lobby-change bucket goes with the seat (docs/spec/PROTOCOL.md §7.4 note).
-      if (hold.lobbyChanges) session.lobbyChanges = hold.lobbyChanges;
+      // The lobby-change bucket goes with the seat (docs/spec/PROTOCOL.md §7.4 note): this
+      // connection continues with the dropped one's, a full one when that never made one, not
+      // with a bucket of its own that it may have spent in another room.
+      session.lobbyChanges = hold.lobbyChanges;
       this.#endHold(hold);
     } else {
       // Takeover: the seat is live on another socket (docs/spec/PROTOCOL.md §7.11.5 step 1).
@@ -652,7 +656,7 @@ export class Reconnection {
       truncated = this.#options.takeoverTruncated?.(oldConn) ?? false;
       const old = this.#sessions.remove(oldConn);
       if (old) old.playing = undefined;
-      if (old?.lobbyChanges) session.lobbyChanges = old.lobbyChanges;
+      if (old) session.lobbyChanges = old.lobbyChanges;
       // The replaced connection's close finds no session, so nothing else forgets the token
       // it resumed with (if it had resumed this seat itself).
       this.#resumedWith.delete(oldConn);

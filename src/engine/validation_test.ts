@@ -55,3 +55,18 @@ Deno.test("checkRoomCode() requires exactly the configured number of ASCII lette
   equal(checkRoomCode("ABCDÉ", 6), "Room code must be alphanumeric"); // 6 bytes, not ASCII
   equal(checkRoomCode("AB CD1", 6), "Room code must be alphanumeric");
 });
+
+Deno.test("§8 limits are inclusive and counted in UTF-8 bytes: exactly at the limit passes, one byte over fails", () => {
+  equal(checkGameName("g".repeat(64), 64), undefined);
+  equal(checkGameName("g".repeat(65), 64), "Game name too long (max 64 characters)");
+  equal(checkGameName("é".repeat(32), 64), undefined);
+  const check = (name: string) => checkPlayerName(name, DEFAULT_NAME_RULES);
+  equal(check("x".repeat(32)), undefined);
+  equal(check("é".repeat(16)), undefined);
+  equal(check("日本語日本語日本語日"), undefined); // 10 CJK characters: 30 bytes
+  equal(check("é".repeat(16) + "x"), "Player name too long (max 32 characters)");
+  equal(checkPlayerName("x".repeat(40), { ...DEFAULT_NAME_RULES, maxLength: 40 }), undefined);
+  equal(checkRoomCode("ABCDEFG", 6), "Room code must be exactly 6 characters");
+  equal(checkRoomCode("0O1I9z", 6), undefined);
+  equal(checkRoomCode("ABCD", 4), undefined);
+});
