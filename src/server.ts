@@ -743,7 +743,7 @@ class OpenSockets {
 }
 
 /** The `/v2/status` body (docs/spec/EXTENSIONS.md E8). */
-function statusBody(
+export function statusBody(
   engine: Engine,
   edge: Edge,
   instanceId: string,

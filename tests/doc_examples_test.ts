@@ -1,0 +1,882 @@
+/**
+ * Every wire example in the documents is one the server accepts or sends: the one-message-a-line
+ * JSON blocks of docs/protocol.md, docs/spec/PROTOCOL.md and docs/spec/EXTENSIONS.md, the
+ * message lines of README.md's "A short session", inline `{"type":…}` messages, and the HTTP
+ * bodies of docs/spec/EXTENSIONS.md E5, E6, E8 and E12 and README's `/v2/status` example.
+ *
+ * - A client message decodes with the server's own decoder (`decodeClientMessage`) and keeps
+ *   every field it names (a misspelt field would be dropped silently, so it fails here).
+ * - A server message has exactly the shape the server sends: the same field names in the same
+ *   order (docs/spec/PROTOCOL.md §2.1) and the same JSON types at every level as some message of
+ *   that type that a real edge and engine (default configuration) produced in the scenario
+ *   below. An elided example (`…`) may leave fields out but names none the server never sends
+ *   and keeps the order. Error texts and codes are ones the scenario produced or that the
+ *   source spells with that code nearby.
+ * - `ConnectionInfo` examples are in the canonical form the server re-emits (docs/spec/PROTOCOL.md §4.3).
+ * - HTTP bodies have the key sets of the real routes' answers.
+ *
+ * No sockets: an {@linkcode Edge} with recording peers, and the HTTP route handlers called
+ * directly.
+ */
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { join as joinPath } from "node:path";
+import { DEFAULT_CONFIG } from "../src/config/schema.ts";
+import { Engine } from "../src/engine/engine.ts";
+import { engineOptions, statusBody } from "../src/server.ts";
+import { Edge } from "../src/transport/edge.ts";
+import { decodeClientMessage } from "../src/protocol/codec.ts";
+import { ConnectionInfo, LOBBY_STATES, normalizeUuid } from "../src/protocol/messages.ts";
+import { ERROR_CODES } from "../src/protocol/error_codes.ts";
+import { roomRoutes } from "../src/http/rooms.ts";
+import { adminRoutes } from "../src/http/admin.ts";
+import { MemoryTokenBuckets } from "../src/coordination/memory.ts";
+import { RateLimits } from "../src/engine/rate_limits.ts";
+import { OperatorFeed } from "../src/metrics/operator_feed.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const read = (file: string) => Deno.readTextFileSync(joinPath(ROOT, file));
+const DOCS = ["docs/protocol.md", "docs/spec/PROTOCOL.md", "docs/spec/EXTENSIONS.md", "README.md"];
+
+// ---------------------------------------------------------------------------------------------
+// Extraction
+
+/** One example found in a document. */
+interface Example {
+  /** `file:line`, for messages. */
+  where: string;
+  text: string;
+  /** The parsed value (elisions removed). */
+  value: unknown;
+  /** Whether the text left parts out with `…` (then fields may be missing). */
+  elided: boolean;
+  /** Direction when the document says it (README's `→`/`←`), else from the message. */
+  direction?: "client" | "server";
+}
+
+/**
+ * Parses `text`, removing `…` elisions outside strings (`{ …the 12 v2 fields…, "x":1}`,
+ * `[…]`, `,…}`) and the commas they leave; `elided` says whether there was any.
+ */
+function lenientParse(text: string): { value: unknown; elided: boolean } {
+  let out = "";
+  let elided = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      out += text.slice(i, j + 1);
+      i = j;
+    } else if (c === "…") {
+      elided = true;
+      // `…words…`: skip to the closing ellipsis.
+      if (/[\p{L}\d]/u.test(text[i + 1] ?? "")) i = text.indexOf("…", i + 1);
+      out += "\uE000";
+    } else out += c;
+  }
+  // Drop the markers and the separators they leave, outside strings only (strings hold no U+E000).
+  const parts = out.split(/("(?:[^"\\]|\\.)*")/);
+  for (let k = 0; k < parts.length; k += 2) {
+    let p = parts[k]!;
+    p = p.replace(/\uE000/g, "");
+    for (;;) {
+      const next = p.replace(/,\s*,/g, ",").replace(/([{[])\s*,/g, "$1").replace(
+        /,\s*([}\]])/g,
+        "$1",
+      );
+      if (next === p) break;
+      p = next;
+    }
+    parts[k] = p;
+  }
+  return { value: JSON.parse(parts.join("")), elided };
+}
+
+function jsonBlocks(file: string): { line: number; text: string }[] {
+  const lines = read(file).split("\n");
+  const out: { line: number; text: string }[] = [];
+  let lang: string | undefined;
+  lines.forEach((line, index) => {
+    const fence = /^\s*```(\w*)/.exec(line);
+    if (fence) {
+      lang = lang === undefined ? fence[1]! : undefined;
+      return;
+    }
+    if ((lang === "json" || lang === "http") && line.trim().startsWith("{")) {
+      out.push({ line: index + 1, text: line.trim() });
+    }
+  });
+  return out;
+}
+
+function allExamples(): Example[] {
+  const examples: Example[] = [];
+  for (const file of DOCS) {
+    for (const { line, text } of jsonBlocks(file)) {
+      examples.push({ where: `${file}:${line}`, text, ...lenientParse(text) });
+    }
+    // README's "A short session": `Name → {…}` (sent) and `Name ← {…}` (received).
+    read(file).split("\n").forEach((line, index) => {
+      const arrow = /^\S+\s+(→|←)\s+(\{.*\})\s*$/.exec(line);
+      if (!arrow) return;
+      examples.push({
+        where: `${file}:${index + 1}`,
+        text: arrow[2]!,
+        ...lenientParse(arrow[2]!),
+        direction: arrow[1] === "→" ? "client" : "server",
+      });
+    });
+    // Inline code spans holding a whole message: `{"type":"LeaveSpectator"}`.
+    read(file).split("\n").forEach((line, index) => {
+      for (const span of line.matchAll(/`(\{"type":[^`]*\})`/g)) {
+        try {
+          examples.push({
+            where: `${file}:${index + 1}`,
+            text: span[1]!,
+            ...lenientParse(span[1]!),
+          });
+        } catch {
+          // Not JSON (e.g. `{"type":…}` templates): not a wire example.
+        }
+      }
+    });
+  }
+  return examples;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the server really sends: a scenario through a real edge and engine
+
+const CLIENT_TYPES = new Set([
+  "Authenticate",
+  "JoinRoom",
+  "LeaveRoom",
+  "GameData",
+  "AuthorityRequest",
+  "PlayerReady",
+  "ProvideConnectionInfo",
+  "Ping",
+  "Reconnect",
+  "JoinAsSpectator",
+  "LeaveSpectator",
+]);
+const CONNECTION_INFO_TYPES = new Set(["direct", "unity_relay", "relay", "webrtc", "custom"]);
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+class Peer {
+  readonly messages: Record<string, Json>[] = [];
+  send(frame: string | Uint8Array) {
+    if (typeof frame === "string") this.messages.push(JSON.parse(frame));
+    return undefined;
+  }
+  close() {}
+  last(type: string): Record<string, Json> {
+    const found = this.messages.findLast((m) => m.type === type);
+    if (!found) throw new Error(`no ${type} in ${this.messages.map((m) => m.type).join(",")}`);
+    return found;
+  }
+}
+
+const T0 = Date.parse("2026-05-14T19:02:11.204Z");
+const GAME = "starfall";
+
+/** Every message a scenario's connections received, and the edge and engine that sent them. */
+function scenario() {
+  let ids = 0;
+  let codes = 0;
+  let tokens = 0;
+  const options = {
+    ...engineOptions(DEFAULT_CONFIG),
+    newRoomCode: () => ["K7M2QX", "Q7KM3P", "ZZ9ZZ9"][codes++]!,
+    newToken: () => `token-${++tokens}`.padEnd(43, "x"),
+  };
+  const engine = new Engine(options);
+  const edge = new Edge(engine, {
+    maxMessageSize: DEFAULT_CONFIG.security.max_message_size,
+    newId: () => `00000000-0000-4000-8000-${String(++ids).padStart(12, "0")}`,
+  });
+  const peers: Peer[] = [];
+  let now = T0;
+  const connect = () => {
+    const peer = new Peer();
+    peers.push(peer);
+    return { peer, id: edge.connect(peer, { ip: `198.51.100.${peers.length}` }, now) };
+  };
+  const send = (conn: { id: string }, message: unknown) => {
+    now += 1000;
+    edge.receive(conn.id, typeof message === "string" ? message : JSON.stringify(message), now);
+  };
+  const authenticate = (features?: string[], extra: Record<string, unknown> = {}) => {
+    const conn = connect();
+    send(conn, {
+      type: "Authenticate",
+      data: { app_id: GAME, sdk_version: "0.9.2", platform: "godot", features, ...extra },
+    });
+    return conn;
+  };
+
+  const mira = authenticate();
+  const tobias = authenticate(["presence-events"]);
+  authenticate(undefined, { game_data_format: "rkyv" });
+  authenticate(undefined, { platform: "unity", sdk_version: "1.12.0" });
+  send(mira, { type: "JoinRoom", data: { game_name: GAME, player_name: "Mira", max_players: 2 } });
+  const code = String((mira.peer.last("RoomJoined").data as Record<string, Json>).room_code);
+  send(tobias, {
+    type: "JoinRoom",
+    data: { game_name: GAME, room_code: code.toLowerCase(), player_name: "Tobias" },
+  });
+  const full = connect();
+  send(full, { type: "JoinRoom", data: { game_name: GAME, room_code: code, player_name: "Late" } });
+  send(full, { type: "LeaveRoom" });
+  send(full, { type: "Ping" });
+  send(full, "{not json");
+  edge.receive(full.id, new Uint8Array([0x80]), now);
+  edge.refuseTooLarge(full.id, 70000, now);
+  send(mira, {
+    type: "ProvideConnectionInfo",
+    data: { connection_info: { type: "direct", host: "203.0.113.7", port: 7777 } },
+  });
+  send(mira, { type: "PlayerReady" });
+  send(tobias, { type: "AuthorityRequest", data: { become_authority: true } });
+  send(mira, { type: "AuthorityRequest", data: { become_authority: false } });
+  send(mira, { type: "AuthorityRequest", data: { become_authority: true } });
+  const jun = connect();
+  send(jun, {
+    type: "JoinAsSpectator",
+    data: { game_name: GAME, room_code: code, spectator_name: "Caster Jun" },
+  });
+  send(jun, { type: "GameData", data: { data: { cheer: true } } });
+  const lost = connect();
+  send(lost, {
+    type: "JoinAsSpectator",
+    data: { game_name: GAME, room_code: "QQQQQQ", spectator_name: "Lost" },
+  });
+  send(tobias, { type: "PlayerReady" });
+  send(mira, { type: "GameData", data: { data: { op: "move", x: 12.5 } } });
+  const self = String((tobias.peer.last("RoomJoined").data as Record<string, Json>).player_id);
+  const miraId = String((mira.peer.last("RoomJoined").data as Record<string, Json>).player_id);
+  send(tobias, { type: "GameData", data: { to_player: self, data: { kind: "ice" } } });
+  send(tobias, { type: "GameData", data: { to_player: miraId, data: { kind: "answer" } } });
+  // Mira drops; Tobias (opted in) is told; she comes back on a new connection.
+  edge.disconnect(mira.id, now);
+  send(tobias, { type: "GameData", data: { data: { event: "pause" } } });
+  const token = String(
+    (mira.peer.last("RoomJoined").data as Record<string, Json>).reconnection_token,
+  );
+  const roomId = String((mira.peer.last("RoomJoined").data as Record<string, Json>).room_id);
+  const mira2 = connect();
+  send(mira2, {
+    type: "Reconnect",
+    data: { player_id: miraId, room_id: roomId, auth_token: token },
+  });
+  const thief = connect();
+  send(thief, {
+    type: "Reconnect",
+    data: { player_id: miraId, room_id: roomId, auth_token: token },
+  });
+  // Spectators leave, voluntarily and not.
+  send(jun, { type: "LeaveSpectator" });
+  const gone = connect();
+  send(gone, {
+    type: "JoinAsSpectator",
+    data: { game_name: GAME, room_code: code, spectator_name: "Gone" },
+  });
+  edge.disconnect(gone.id, now);
+  // The authority holder leaves a full room.
+  send(mira2, { type: "LeaveRoom" });
+  // A room closed with a spectator in it.
+  const host = connect();
+  send(host, { type: "JoinRoom", data: { game_name: GAME, player_name: "Host" } });
+  const code2 = String((host.peer.last("RoomJoined").data as Record<string, Json>).room_code);
+  send(host, { type: "PlayerReady" });
+  send(connect(), {
+    type: "JoinRoom",
+    data: { game_name: GAME, room_code: code2, player_name: "Guest" },
+  });
+  const watcher = connect();
+  send(watcher, {
+    type: "JoinAsSpectator",
+    data: { game_name: GAME, room_code: code2, spectator_name: "Watcher" },
+  });
+  edge.command({ kind: "room", command: { kind: "close", gameName: GAME, roomCode: code2 } }, now);
+  // Held seat expiring, then its token.
+  const held = connect();
+  send(held, { type: "JoinRoom", data: { game_name: GAME, player_name: "Held" } });
+  const heldJoin = held.peer.last("RoomJoined").data as Record<string, Json>;
+  edge.disconnect(held.id, now);
+  now += 301_000;
+  edge.command({ kind: "tick" }, now);
+  const late = connect();
+  send(late, {
+    type: "Reconnect",
+    data: {
+      player_id: heldJoin.player_id,
+      room_id: heldJoin.room_id,
+      auth_token: heldJoin.reconnection_token,
+    },
+  });
+
+  // App authentication on: an unknown app.
+  const authEngine = new Engine({
+    ...options,
+    auth: { required: true, apps: [], timeoutMs: 10_000, enforceSdkGate: false },
+  });
+  const authEdge = new Edge(authEngine, { maxMessageSize: 65536, newId: () => "auth-conn" });
+  const refused = new Peer();
+  const refusedId = authEdge.connect(refused, { ip: "203.0.113.9" }, now);
+  authEdge.receive(refusedId, JSON.stringify({ type: "Authenticate", data: { app_id: "x" } }), now);
+  peers.push(refused);
+
+  return { messages: peers.flatMap((peer) => peer.messages), edge, engine, code };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shapes
+
+/** For each path (`RoomJoined.data.current_players[]`): key orders and JSON types seen there. */
+type ShapeIndex = Map<string, { keys: Set<string>; types: Set<string> }>;
+
+const kind = (value: unknown) =>
+  value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
+
+/** Paths whose contents are the sender's (game data) or checked on their own. */
+function opaque(path: string): boolean {
+  return /^GameData\.data\.data$/.test(path) || /\.connection_info$/.test(path) ||
+    /^Reconnected\.data\.missed_events\[\]$/.test(path);
+}
+
+function index(messages: Json[]): ShapeIndex {
+  const shapes: ShapeIndex = new Map();
+  const visit = (value: Json, path: string) => {
+    let entry = shapes.get(path);
+    if (!entry) shapes.set(path, entry = { keys: new Set(), types: new Set() });
+    entry.types.add(kind(value));
+    if (opaque(path)) return;
+    if (Array.isArray(value)) { for (const item of value) visit(item, `${path}[]`); }
+    else if (value !== null && typeof value === "object") {
+      entry.keys.add(Object.keys(value).join(","));
+      for (const [key, item] of Object.entries(value)) visit(item, `${path}.${key}`);
+    }
+  };
+  for (const message of messages) {
+    const { type, ...rest } = message as Record<string, Json>;
+    visit(rest, String(type));
+  }
+  return shapes;
+}
+
+function isSubsequence(part: string[], whole: string[]): boolean {
+  let i = 0;
+  for (const key of whole) if (key === part[i]) i++;
+  return i === part.length;
+}
+
+/** Problems of `value` at `path` against what the server sends there. */
+function conform(value: unknown, path: string, shapes: ShapeIndex, elided: boolean): string[] {
+  const entry = shapes.get(path);
+  if (!entry) return [`${path}: the server never sends this field`];
+  if (!entry.types.has(kind(value))) {
+    return [`${path}: ${kind(value)}, but the server sends ${[...entry.types].join("|")}`];
+  }
+  if (opaque(path)) return [];
+  if (Array.isArray(value)) {
+    return value.flatMap((item) => conform(item, `${path}[]`, shapes, elided));
+  }
+  if (value === null || typeof value !== "object") return [];
+  const keys = Object.keys(value);
+  const seen = [...entry.keys].map((k) => k === "" ? [] : k.split(","));
+  const fits = elided
+    ? seen.some((order) => isSubsequence(keys, order))
+    : seen.some((order) => order.join(",") === keys.join(","));
+  const problems = fits ? [] : [
+    `${path}: fields ${keys.join(",")}; the server sends ${
+      [...entry.keys].map((k) => `{${k}}`).join(" or ")
+    }`,
+  ];
+  for (const [key, item] of Object.entries(value)) {
+    problems.push(...conform(item, `${path}.${key}`, shapes, elided));
+  }
+  return problems;
+}
+
+const SOURCE = (() => {
+  const texts: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of Deno.readDirSync(dir)) {
+      const path = joinPath(dir, entry.name);
+      if (entry.isDirectory) walk(path);
+      else if (entry.name.endsWith(".ts") && !entry.name.endsWith("_test.ts")) {
+        texts.push(Deno.readTextFileSync(path));
+      }
+    }
+  };
+  walk(joinPath(ROOT, "src"));
+  return texts;
+})();
+
+/** Whether some source file spells `text` (numbers may be interpolated) with `code` nearby. */
+function inSource(text: string, code: string | undefined): boolean {
+  const pattern = new RegExp(
+    text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/\d+/g, String.raw`(?:\d+|\$\{[^}]+\})`),
+  );
+  return SOURCE.some((source) => {
+    const match = pattern.exec(source);
+    if (!match) return false;
+    if (code === undefined) return true;
+    const around = source.slice(Math.max(0, match.index - 600), match.index + 600);
+    return around.includes(`"${code}"`);
+  });
+}
+
+/** Value checks the shape cannot make: enums, ids, timestamps, error texts. */
+function values(message: Record<string, Json>, seen: Json[]): string[] {
+  const problems: string[] = [];
+  const walk = (value: Json, key: string) => {
+    if (Array.isArray(value)) {
+      for (const item of value) walk(item, key === "ready_players" ? "player_id" : key);
+    } else if (value !== null && typeof value === "object") {
+      if (key === "missed_events" || key === "connection_info" || key === "data#game") return;
+      for (const [k, v] of Object.entries(value)) {
+        walk(v, message.type === "GameData" && k === "data" && key === "data" ? "data#game" : k);
+      }
+    } else if (typeof value === "string") {
+      if (key === "error_code" && !(ERROR_CODES as readonly string[]).includes(value)) {
+        problems.push(`error_code ${value} is not an ErrorCode`);
+      }
+      if (key === "lobby_state" && !(LOBBY_STATES as readonly string[]).includes(value)) {
+        problems.push(`lobby_state ${value}`);
+      }
+      if (
+        /^(id|player_id|room_id|spectator_id|from_player|authority_player)$/.test(key) &&
+        !value.includes("…") && normalizeUuid(value) !== value
+      ) problems.push(`${key} ${value} is not a lower-case UUID`);
+      if (key === "connected_at" && !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(value)) {
+        problems.push(`connected_at ${value} is not RFC 3339 with ms`);
+      }
+    }
+  };
+  walk(message.data ?? null, "data");
+  const data = (message.data ?? {}) as Record<string, Json>;
+  const textKey = { Error: "message", AuthenticationError: "error" }[String(message.type)] ??
+    (/Failed$/.test(String(message.type)) || message.type === "AuthorityResponse" ? "reason" : "");
+  const text = data[textKey];
+  if (typeof text === "string") {
+    const code = typeof data.error_code === "string" ? data.error_code : undefined;
+    const produced = seen.some((m) =>
+      (m as Record<string, Json>).type === message.type &&
+      JSON.stringify(((m as Record<string, Json>).data as Record<string, Json>)[textKey]) ===
+        JSON.stringify(text) &&
+      ((m as Record<string, Json>).data as Record<string, Json>).error_code === data.error_code
+    );
+    if (!produced && !inSource(text, code)) {
+      problems.push(`${message.type} "${text}" (${code}) is not a text the server sends`);
+    }
+  }
+  if (
+    message.type === "LobbyStateChanged" && (data.lobby_state === "finalized") !== data.all_ready
+  ) {
+    problems.push("all_ready must be true iff lobby_state is finalized");
+  }
+  return problems;
+}
+
+/** Problems of a `ConnectionInfo` value: it must be the canonical form the server re-emits. */
+function connectionInfoProblems(value: unknown): string[] {
+  const parsed = ConnectionInfo.safeParse(value);
+  if (!parsed.success) return [`ConnectionInfo refused: ${parsed.error.issues[0]?.message}`];
+  const canonical = JSON.stringify(parsed.data);
+  return canonical === JSON.stringify(value)
+    ? []
+    : [`not canonical; the server sends ${canonical}`];
+}
+
+/** Problems of a client message example. */
+function clientProblems(example: Example): string[] {
+  const value = structuredClone(example.value) as Record<string, Json>;
+  const problems: string[] = [];
+  const binding = value.token_binding;
+  if (binding !== undefined) {
+    delete value.token_binding;
+    const keys = Object.keys(binding as object);
+    if (!isSubsequence(keys, ["scheme", "signature", "fingerprint"])) {
+      problems.push(`token_binding fields ${keys}`);
+    }
+    if ((binding as Record<string, Json>).scheme !== "sec_websocket_key_sha256") {
+      problems.push("token_binding.scheme");
+    }
+  }
+  const decoded = decodeClientMessage(JSON.stringify(value));
+  if (!decoded.ok) return [...problems, `refused by the decoder: ${decoded.detail}`];
+  const data = value.data;
+  if (data !== null && typeof data === "object" && !Array.isArray(data)) {
+    const kept = (decoded.message as { data?: object }).data ?? {};
+    for (const key of Object.keys(data)) {
+      if (!Object.hasOwn(kept, key)) {
+        problems.push(`data.${key} is not a field: the decoder drops it`);
+      }
+    }
+    if ("connection_info" in data) problems.push(...connectionInfoProblems(data.connection_info));
+  }
+  return problems;
+}
+
+function isClient(example: Example): boolean {
+  const value = example.value as Record<string, Json>;
+  if (example.direction) return example.direction === "client";
+  if (value.type === "GameData") {
+    return !Object.hasOwn((value.data ?? {}) as object, "from_player");
+  }
+  return CLIENT_TYPES.has(String(value.type));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+const EXAMPLES = allExamples();
+const SCENARIO = scenario();
+const SHAPES = index(SCENARIO.messages);
+
+Deno.test("doc examples: the extraction finds the documents' examples", () => {
+  const messages = EXAMPLES.filter((e) => typeof (e.value as { type?: unknown }).type === "string");
+  ok(messages.length >= 120, `only ${messages.length} message examples found`);
+  for (const file of DOCS) ok(EXAMPLES.some((e) => e.where.startsWith(`${file}:`)), file);
+});
+
+Deno.test("doc examples: the scenario produced every server message type", () => {
+  const types = new Set(SCENARIO.messages.map((m) => (m as Record<string, Json>).type));
+  deepEqual(
+    [
+      "Authenticated",
+      "ProtocolInfo",
+      "AuthenticationError",
+      "RoomJoined",
+      "RoomJoinFailed",
+      "RoomLeft",
+      "PlayerJoined",
+      "PlayerLeft",
+      "GameData",
+      "AuthorityChanged",
+      "AuthorityResponse",
+      "LobbyStateChanged",
+      "GameStarting",
+      "Pong",
+      "Reconnected",
+      "ReconnectionFailed",
+      "PlayerReconnected",
+      "PlayerDisconnected",
+      "SpectatorJoined",
+      "SpectatorJoinFailed",
+      "SpectatorLeft",
+      "NewSpectatorJoined",
+      "SpectatorDisconnected",
+      "Error",
+    ].filter((type) => !types.has(type)),
+    [],
+  );
+});
+
+Deno.test("doc examples: every client message decodes with the server's decoder, every field kept", () => {
+  const problems: string[] = [];
+  for (const example of EXAMPLES) {
+    const value = example.value as Record<string, Json>;
+    if (typeof value.type !== "string" || CONNECTION_INFO_TYPES.has(value.type)) continue;
+    if (!isClient(example)) continue;
+    for (const problem of clientProblems(example)) problems.push(`${example.where}: ${problem}`);
+  }
+  if (problems.length) console.error(problems.join("\n"));
+  deepEqual(problems, []);
+});
+
+Deno.test("doc examples: every server message has the fields, order and types the server sends", () => {
+  const problems: string[] = [];
+  const check = (message: Record<string, Json>, where: string, elided: boolean) => {
+    const { type, ...rest } = message;
+    for (const problem of conform(rest, String(type), SHAPES, elided)) {
+      problems.push(`${where}: ${problem}`);
+    }
+    for (const problem of values(message, SCENARIO.messages)) {
+      problems.push(`${where}: ${problem}`);
+    }
+    const data = rest.data as Record<string, Json> | undefined;
+    for (const event of (type === "Reconnected" ? data?.missed_events ?? [] : []) as Json[]) {
+      check(event as Record<string, Json>, `${where} (missed event)`, elided);
+    }
+    for (const player of [...(data?.current_players ?? []) as Json[], data?.player ?? null]) {
+      const info = (player as Record<string, Json> | null)?.connection_info;
+      if (info !== undefined) {
+        for (const p of connectionInfoProblems(info)) problems.push(`${where}: ${p}`);
+      }
+    }
+  };
+  for (const example of EXAMPLES) {
+    const value = example.value as Record<string, Json>;
+    if (typeof value.type !== "string" || CONNECTION_INFO_TYPES.has(value.type)) continue;
+    if (isClient(example)) continue;
+    check(value, example.where, example.elided);
+  }
+  if (problems.length) console.error(problems.join("\n"));
+  deepEqual(problems, []);
+});
+
+Deno.test("doc examples: ConnectionInfo examples are in the canonical form the server re-emits", () => {
+  const problems: string[] = [];
+  for (const example of EXAMPLES) {
+    const value = example.value as Record<string, Json>;
+    if (!CONNECTION_INFO_TYPES.has(String(value.type))) continue;
+    for (const problem of connectionInfoProblems(value)) {
+      problems.push(`${example.where}: ${problem}`);
+    }
+  }
+  if (problems.length) console.error(problems.join("\n"));
+  deepEqual(problems, []);
+});
+
+Deno.test("doc examples: ProtocolInfo and Authenticated examples are what the default configuration sends", () => {
+  const problems: string[] = [];
+  for (const example of EXAMPLES) {
+    const value = example.value as Record<string, Json>;
+    if (value.type !== "ProtocolInfo" || example.elided) continue;
+    const data = value.data as Record<string, Json>;
+    const real = SCENARIO.messages.find((m) => {
+      const d = (m as Record<string, Json>).data as Record<string, Json> | undefined;
+      return (m as Record<string, Json>).type === "ProtocolInfo" &&
+        d?.platform?.toString().toLowerCase() === String(data.platform).toLowerCase();
+    }) as Record<string, Json> | undefined;
+    if (!real) {
+      problems.push(`${example.where}: no ProtocolInfo for platform ${data.platform}`);
+      continue;
+    }
+    const realData = real.data as Record<string, Json>;
+    // The versions and capabilities the default configuration gives that platform.
+    for (
+      const key of ["minimum_version", "capabilities", "game_data_formats", "player_name_rules"]
+    ) {
+      if (JSON.stringify(data[key]) !== JSON.stringify(realData[key])) {
+        problems.push(
+          `${example.where}: ${key} ${JSON.stringify(data[key])}; the default configuration sends ${
+            JSON.stringify(realData[key])
+          }`,
+        );
+      }
+    }
+  }
+  if (problems.length) console.error(problems.join("\n"));
+  deepEqual(problems, []);
+});
+
+// ---------------------------------------------------------------------------------------------
+// HTTP bodies
+
+function keysOf(value: unknown): string[] {
+  return Object.keys(value as object);
+}
+
+/** The E5 route over the scenario's directory. */
+function rooms(publicRoomListing: boolean) {
+  const routes = roomRoutes({
+    directory: SCENARIO.edge.directory,
+    buckets: new MemoryTokenBuckets(
+      new RateLimits({ maxRoomCreations: 5, maxJoinAttempts: 100, windowMs: 60_000 }),
+    ),
+    publicRoomListing,
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+    now: () => T0,
+  });
+  return async (path: string) => {
+    const url = new URL(path, "http://localhost");
+    const response = (await routes(new Request(url), url.pathname, "203.0.113.1"))!;
+    return { status: response.status, body: await response.json() };
+  };
+}
+
+Deno.test("doc examples: E5 and E6 bodies have the real routes' fields in their order", async () => {
+  // A room with a seat (the scenario's first room kept Tobias; the second was closed).
+  const fresh = scenario();
+  const edgeRooms = fresh.engine.list(GAME, 10);
+  ok(edgeRooms.length > 0);
+  const get = rooms(true);
+  const e5 = await get(`/v2/rooms/${GAME}/${edgeRooms[0]!.room_code.toLowerCase()}`);
+  equal(e5.status, 200);
+  const e6 = await get(`/v2/rooms?game_name=${GAME}`);
+  equal(e6.status, 200);
+  const examples = jsonBlocks("docs/spec/EXTENSIONS.md").map((b) => lenientParse(b.text).value)
+    .filter((v) => typeof (v as { type?: unknown }).type !== "string") as Record<string, Json>[];
+  const summary = examples.find((v) => "players" in v && !("rooms" in v));
+  const listing = examples.find((v) => "rooms" in v);
+  deepEqual(keysOf(summary), keysOf(e5.body));
+  deepEqual(keysOf(listing), keysOf(e6.body));
+  deepEqual(keysOf((listing!.rooms as Json[])[0]), keysOf(e6.body.rooms[0]));
+  // The inline error bodies of E5 and E6.
+  const missing = await get(`/v2/rooms/${GAME}/QQQQQQ`);
+  deepEqual(missing, {
+    status: 404,
+    body: { message: "Room not found", error_code: "ROOM_NOT_FOUND" },
+  });
+  const noGame = await get(`/v2/rooms`);
+  deepEqual(noGame, {
+    status: 400,
+    body: { message: "game_name is required", error_code: "INVALID_GAME_NAME" },
+  });
+});
+
+/** The `{"a":…,"b":…}` keys listed in a prose body (E8) or a commented `curl` answer (README). */
+function proseKeys(text: string): string[] {
+  return [...text.matchAll(/"([a-z_]+)":/g)].map((m) => m[1]!);
+}
+
+Deno.test("doc examples: the /v2/status bodies of E8 and README are the real body's fields", () => {
+  const real = statusBody(SCENARIO.engine, SCENARIO.edge, "local", T0, false);
+  const e8 = /Body: `(\{[^`]*\})`/.exec(read("docs/spec/EXTENSIONS.md"))![1]!;
+  deepEqual(proseKeys(e8), keysOf(real));
+  const readme = read("README.md");
+  const at = readme.indexOf("curl -s http://127.0.0.1:3536/v2/status");
+  const comment = readme.slice(at, readme.indexOf("```", at)).split("\n").filter((l) =>
+    l.startsWith("#")
+  ).join(" ");
+  deepEqual(proseKeys(comment), keysOf(real));
+});
+
+Deno.test("doc examples: E12's operator API answers have the fields the text lists", async () => {
+  const fresh = scenario();
+  const feed = new OperatorFeed(
+    {
+      connections: () => fresh.edge.size,
+      stats: () => fresh.engine.stats(),
+      maintenance: () => false,
+    },
+    {},
+    T0,
+  );
+  feed.tick(T0 + 1000);
+  const token = "operator-token-for-tests-0123456789abcdef";
+  const routes = adminRoutes({
+    token,
+    directory: fresh.edge.directory,
+    command: (command, now) => fresh.edge.command({ kind: "room", command }, now)!,
+    setMaintenance: () => {},
+    maintenance: () => false,
+    feed,
+    status: () => ({}),
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+    now: () => T0 + 10_000,
+  });
+  const get = async (path: string) => {
+    const response = await routes.handle(
+      new Request(`http://127.0.0.1${path}`, { headers: { authorization: `Bearer ${token}` } }),
+      path.split("?")[0]!,
+      "127.0.0.1",
+    )!;
+    equal(response.status, 200, path);
+    // deno-lint-ignore no-explicit-any
+    return await response.json() as any;
+  };
+  const text = read("docs/spec/EXTENSIONS.md");
+  const braces = (after: string) => {
+    const at = text.indexOf(after);
+    ok(at >= 0, after);
+    const start = text.indexOf("{", at);
+    return text.slice(start + 1, text.indexOf("}", start)).replace(/\s+/g, " ").split(",")
+      .map((s) => s.trim().replace(/\?$/, "").replace(/:.*$/, ""));
+  };
+  const list = await get(`/admin/api/rooms`);
+  deepEqual(braces("The answer is `"), keysOf(list));
+  const games = await get(`/admin/api/games`);
+  const gamesAt = text.indexOf("`/games` answers `{");
+  const gamesText = text.slice(gamesAt + 18, text.indexOf("`", gamesAt + 18)).replace(
+    /\[[^\]]*\]/,
+    "",
+  );
+  deepEqual(proseKeys(gamesText.replace(/(\w+)\??(:|,|\})/g, '"$1":')), [
+    ...keysOf(games),
+    "other",
+  ]);
+  deepEqual(
+    text.slice(text.indexOf("{games: [{") + 10, text.indexOf("}]", text.indexOf("{games: [{")))
+      .split(",").map((s) => s.trim()),
+    keysOf(games.games[0]),
+  );
+  const overview = await get(`/admin/api/overview`);
+  ok(overview.sample, "overview has a sample");
+  const sampleAt = text.indexOf("one of the history's `samples`) is `{");
+  const sampleKeys = text.slice(text.indexOf("{", sampleAt) + 1, text.indexOf("}", sampleAt))
+    .replace(/\s+/g, " ").split(",").map((s) => s.trim());
+  deepEqual(sampleKeys, keysOf(overview.sample));
+  // README: a room in a listing is the lookup summary plus these, and so is the detail.
+  const readme = read("README.md");
+  const at = readme.indexOf("A room in a listing has the lookup summary");
+  const paragraph = readme.slice(at, readme.indexOf("and so does one room's detail", at));
+  const named = [...paragraph.replace(/\([^)]*\)/g, "").matchAll(/`([a-z_]+)`/g)].map((m) => m[1]!);
+  const room = list.rooms[0];
+  ok(room, "the listing has a room");
+  for (const key of named) {
+    ok(Object.hasOwn(room, key), `README names ${key}, not in a listed room`);
+  }
+});
+
+Deno.test("doc examples: a client message shown with its refusal is refused so by the server", () => {
+  // In a block, a client message directly followed by an `Error` (or `…Failed`) is the
+  // refusal the text describes: the scenario must have produced exactly that refusal.
+  const problems: string[] = [];
+  let pairs = 0;
+  EXAMPLES.forEach((example, i) => {
+    const next = EXAMPLES[i + 1];
+    if (!next || !isClient(example) || isClient(next)) return;
+    const [file, line] = example.where.split(":");
+    if (next.where !== `${file}:${Number(line) + 1}`) return;
+    const answer = next.value as Record<string, Json>;
+    if (answer.type !== "Error" && !/Failed$/.test(String(answer.type))) return;
+    pairs++;
+    const produced = SCENARIO.messages.some((m) => JSON.stringify(m) === JSON.stringify(answer));
+    if (!produced) problems.push(`${next.where}: the server never answered ${next.text}`);
+  });
+  ok(pairs >= 2, `only ${pairs} refusals found`);
+  if (problems.length) console.error(problems.join("\n"));
+  deepEqual(problems, []);
+});
+
+Deno.test("doc examples: inline error bodies are texts the server sends with that code", async () => {
+  // The lookup's 429 (E5), whose text comes from a helper away from its code.
+  const routes = roomRoutes({
+    directory: SCENARIO.edge.directory,
+    buckets: new MemoryTokenBuckets(
+      new RateLimits({ maxRoomCreations: 1, maxJoinAttempts: 1, windowMs: 60_000 }),
+    ),
+    publicRoomListing: false,
+    roomCodeLength: 6,
+    maxGameNameLength: 64,
+    now: () => T0,
+  });
+  const answers: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const url = new URL(`http://localhost/v2/rooms/${GAME}/QQQQQQ`);
+    answers.push(await (await routes(new Request(url), url.pathname, "203.0.113.1"))!.text());
+  }
+  const digitless = (text: string) => text.replace(/\d+/g, "7");
+  const problems: string[] = [];
+  let bodies = 0;
+  for (const file of [...DOCS, "docs/spec/SERVER.md", "SECURITY.md"]) {
+    read(file).split("\n").forEach((line, index) => {
+      for (const span of line.matchAll(/`(\{"(?:message|error|reason)":"[^`…]*\})`/g)) {
+        // `<s>`, `<current>`: placeholders for numbers.
+        const value = JSON.parse(span[1]!.replace(/<[a-z]+>/g, "7")) as Record<string, Json>;
+        const text = String(value.message ?? value.error ?? value.reason);
+        const code = value.error_code;
+        bodies++;
+        if (!(ERROR_CODES as readonly string[]).includes(String(code))) {
+          problems.push(`${file}:${index + 1}: error_code ${code}`);
+        } else if (
+          !inSource(text, String(code)) &&
+          !answers.some((answer) => digitless(answer) === digitless(JSON.stringify(value)))
+        ) {
+          problems.push(`${file}:${index + 1}: "${text}" (${code}) is not a text the server sends`);
+        }
+      }
+    });
+  }
+  ok(bodies >= 10, `only ${bodies} inline bodies`);
+  if (problems.length) console.error(problems.join("\n"));
+  deepEqual(problems, []);
+});
