@@ -880,3 +880,182 @@ Deno.test("doc examples: inline error bodies are texts the server sends with tha
   if (problems.length) console.error(problems.join("\n"));
   deepEqual(problems, []);
 });
+
+// ---------------------------------------------------------------------------------------------
+// docs/protocol.md "Example conversations", played for real
+
+/** A peer keeping the exact frames it was sent. */
+class FramePeer {
+  readonly frames: string[] = [];
+  #cursor = 0;
+  send(frame: string | Uint8Array) {
+    if (typeof frame === "string") this.frames.push(frame);
+    return undefined;
+  }
+  close() {}
+  /** Asserts a frame equal to `text` (compacted) arrives after the last one expected. */
+  expect(text: string, where: string) {
+    const frame = JSON.stringify(JSON.parse(text));
+    const at = this.frames.indexOf(frame, this.#cursor);
+    ok(
+      at >= 0,
+      `${where}: expected ${frame}\nreceived since the last expected:\n${
+        this.frames.slice(this.#cursor).join("\n")
+      }`,
+    );
+    this.#cursor = at + 1;
+  }
+  /** Asserts nothing arrived since the last frame expected. */
+  quiet(where: string) {
+    deepEqual(this.frames.slice(this.#cursor), [], where);
+  }
+}
+
+/**
+ * Plays the conversations of docs/protocol.md "Example conversations" through a real edge with
+ * the documents' ids, code, tokens and clock, and checks every line each client is shown to
+ * receive is exactly the frame it receives. `comeBack`: Mira reconnects (else her seat expires).
+ */
+function playConversations(comeBack: boolean) {
+  const text = read("docs/protocol.md");
+  const from = text.slice(0, text.indexOf("## Example conversations")).split("\n").length;
+  const to = text.slice(0, text.indexOf("## Servers with several instances")).split("\n").length;
+  const lines = jsonBlocks("docs/protocol.md").filter((b) => b.line > from && b.line < to);
+  let next = 0;
+  /** The next example line of the section, checked to be of `type`. */
+  const line = (type: string) => {
+    const example = lines[next++]!;
+    equal(JSON.parse(example.text).type, type, `docs/protocol.md:${example.line}`);
+    return { text: example.text, where: `docs/protocol.md:${example.line}` };
+  };
+  const roomsSection = jsonBlocks("docs/protocol.md").find((b) => b.text.includes('"RoomJoined"'))!;
+
+  const MIRA = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d";
+  const TOBIAS = "0b9a8c7d-6e5f-4a3b-9c2d-1e0f2a3b4c5d";
+  const JUN = "d4e5f6a7-b8c9-4dae-8f01-23456789abcd";
+  const tokens = [
+    "RBaWMM0mEVzsAKyEQWFFbYnb-mPkadvU2tghGSlt4TM",
+    "mmq0sPAduaY44rQe2vNYQNxEhLvgxESlnmyLgzeh3Sw",
+    "axQJ-NVKE6AoGsuECHefVyT6zzuji6mqM3PP4laDjWc",
+  ];
+  const connIds = [MIRA, TOBIAS, JUN, "00000000-0000-4000-8000-00000000aaaa"];
+  const engine = new Engine({
+    ...engineOptions(DEFAULT_CONFIG),
+    newId: () => "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    newRoomCode: () => "K7M2QX",
+    newToken: () => tokens.shift()!,
+  });
+  const edge = new Edge(engine, { maxMessageSize: 65536, newId: () => connIds.shift()! });
+  const at = (time: string) => Date.parse(`2026-05-14T${time}Z`);
+  const connect = (time: string) => {
+    const peer = new FramePeer();
+    return { peer, id: edge.connect(peer, { ip: "198.51.100.7" }, at(time)) };
+  };
+  const send = (conn: { id: string }, frame: string, time: string) =>
+    edge.receive(conn.id, frame, at(time));
+
+  // Create, join, ready, start.
+  const mira = connect("19:02:10.000");
+  const tobias = connect("19:02:18.000");
+  send(mira, line("JoinRoom").text, "19:02:11.204");
+  mira.peer.expect(roomsSection.text, `docs/protocol.md:${roomsSection.line}`);
+  send(tobias, line("JoinRoom").text, "19:02:19.530");
+  for (const type of ["RoomJoined", "LobbyStateChanged"]) {
+    const { text, where } = line(type);
+    tobias.peer.expect(text, where);
+  }
+  for (const type of ["PlayerJoined", "LobbyStateChanged"]) {
+    const { text, where } = line(type);
+    mira.peer.expect(text, where);
+  }
+  send(mira, line("ProvideConnectionInfo").text, "19:02:25.000");
+  send(mira, line("PlayerReady").text, "19:02:26.000");
+  const ready = line("LobbyStateChanged");
+  mira.peer.expect(ready.text, ready.where);
+  tobias.peer.expect(ready.text, ready.where);
+  send(tobias, '{"type":"PlayerReady"}', "19:02:30.000");
+  // The authority section's `finalized` change and `GameStarting` (docs/protocol.md "Lobby and readiness").
+  const lobby = jsonBlocks("docs/protocol.md").filter((b) =>
+    b.line < from && (b.text.includes('"finalized"') || b.text.includes('"GameStarting"')) &&
+    !b.text.includes('"SpectatorJoined"') && !b.text.includes('"Reconnected"')
+  );
+  equal(lobby.length, 2);
+  for (const peer of [mira.peer, tobias.peer]) {
+    for (const b of lobby) peer.expect(b.text, `docs/protocol.md:${b.line}`);
+  }
+
+  // Targeted WebRTC signalling.
+  send(mira, line("GameData").text, "19:02:40.000");
+  const offer = line("GameData");
+  tobias.peer.expect(offer.text, offer.where);
+  mira.peer.quiet("the sender gets no echo");
+  const answerLine = line("GameData");
+  send(tobias, answerLine.text, "19:02:41.000");
+  const iceLine = line("GameData");
+  send(tobias, iceLine.text, "19:02:42.000");
+  for (const sent of [answerLine, iceLine]) {
+    const received = JSON.parse(sent.text);
+    mira.peer.expect(
+      JSON.stringify({
+        type: "GameData",
+        data: { from_player: TOBIAS, data: received.data.data },
+      }),
+      sent.where,
+    );
+  }
+  send(tobias, line("GameData").text, "19:02:43.000");
+  const self = line("Error");
+  tobias.peer.expect(self.text, self.where);
+  mira.peer.quiet(`${self.where}: delivered to nobody`);
+
+  // A spectator.
+  const jun = connect("19:03:01.000");
+  send(jun, line("JoinAsSpectator").text, "19:03:02.118");
+  const joined = line("SpectatorJoined");
+  jun.peer.expect(joined.text, joined.where);
+  const arrival = line("NewSpectatorJoined");
+  mira.peer.expect(arrival.text, arrival.where);
+  tobias.peer.expect(arrival.text, arrival.where);
+  send(mira, line("GameData").text, "19:03:10.000");
+  const lap = line("GameData");
+  tobias.peer.expect(lap.text, lap.where);
+  jun.peer.expect(lap.text, lap.where);
+  send(jun, line("GameData").text, "19:03:11.000");
+  const refused = line("Error");
+  jun.peer.expect(refused.text, refused.where);
+  send(jun, '{"type":"LeaveSpectator"}', "19:03:12.000");
+  const left = line("SpectatorLeft");
+  jun.peer.expect(left.text, left.where);
+  const gone = line("SpectatorDisconnected");
+  mira.peer.expect(gone.text, gone.where);
+  tobias.peer.expect(gone.text, gone.where);
+
+  // Dropping out and coming back.
+  edge.disconnect(mira.id, at("19:10:00.000"));
+  tobias.peer.quiet("Tobias is not told");
+  send(tobias, line("GameData").text, "19:10:05.000");
+  const reconnect = line("Reconnect");
+  const reconnected = line("Reconnected");
+  const returned = line("PlayerReconnected");
+  if (comeBack) {
+    const mira2 = connect("19:10:30.000");
+    send(mira2, reconnect.text, "19:10:31.000");
+    mira2.peer.expect(reconnected.text, reconnected.where);
+    tobias.peer.expect(returned.text, returned.where);
+  } else {
+    edge.command({ kind: "tick" }, at("19:15:01.000"));
+    for (const type of ["PlayerLeft", "AuthorityChanged", "LobbyStateChanged"]) {
+      const { text, where } = line(type);
+      tobias.peer.expect(text, where);
+    }
+    equal(next, lines.length, "every line of the section was played");
+  }
+}
+
+Deno.test("doc examples: docs/protocol.md's example conversations happen as shown", () => {
+  playConversations(true);
+});
+
+Deno.test("doc examples: docs/protocol.md's expiry alternative happens as shown", () => {
+  playConversations(false);
+});
