@@ -474,9 +474,53 @@ function values(message: Record<string, Json>, seen: Json[]): string[] {
     }
   }
   if (
+    (message.type === "RoomJoined" || message.type === "Reconnected") &&
+    Array.isArray(data.current_players) && Array.isArray(data.ready_players)
+  ) problems.push(...snapshotProblems(data));
+  if (message.type === "SpectatorJoined" && Array.isArray(data.current_spectators)) {
+    const ids = data.current_spectators.map((s) => (s as Record<string, Json>).id);
+    if (!ids.includes(data.spectator_id)) {
+      problems.push("the spectator is not in current_spectators");
+    }
+  }
+  if (message.type === "AuthorityResponse" && data.granted === true) {
+    if (data.reason !== null || "error_code" in data) problems.push("a grant has no reason");
+  }
+  if (
     message.type === "LobbyStateChanged" && (data.lobby_state === "finalized") !== data.all_ready
   ) {
     problems.push("all_ready must be true iff lobby_state is finalized");
+  }
+  return problems;
+}
+
+/**
+ * A room snapshot's internal consistency (docs/spec/PROTOCOL.md §6.4, §7.4, §7.5): the recipient is
+ * seated, the ready set is the seats marked ready, the lobby state follows from seats, size and
+ * readiness, and the recipient's authority flag is its seat's.
+ */
+function snapshotProblems(data: Record<string, Json>): string[] {
+  const problems: string[] = [];
+  const seats = data.current_players as Record<string, Json>[];
+  const ready = data.ready_players as string[];
+  const me = seats.find((seat) => seat.id === data.player_id);
+  if (!me) return ["player_id is not one of current_players"];
+  if (me.is_authority !== data.is_authority) problems.push("is_authority is not the seat's");
+  const marked = seats.filter((seat) => seat.is_ready).map((seat) => seat.id);
+  if (JSON.stringify([...marked].sort()) !== JSON.stringify([...ready].sort())) {
+    problems.push("ready_players are not the seats marked is_ready");
+  }
+  if (seats.filter((seat) => seat.is_authority).length > (data.supports_authority ? 1 : 0)) {
+    problems.push("more authorities than the room allows");
+  }
+  const max = Number(data.max_players);
+  const state = seats.length < max || max === 1
+    ? "waiting"
+    : ready.length === seats.length
+    ? "finalized"
+    : "lobby";
+  if (state !== data.lobby_state) {
+    problems.push(`lobby_state ${data.lobby_state}, should be ${state}`);
   }
   return problems;
 }
