@@ -35,7 +35,13 @@ import { OperatorFeed } from "../src/metrics/operator_feed.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const read = (file: string) => Deno.readTextFileSync(joinPath(ROOT, file));
-const DOCS = ["docs/protocol.md", "docs/spec/PROTOCOL.md", "docs/spec/EXTENSIONS.md", "README.md"];
+const DOCS = [
+  "docs/protocol.md",
+  "docs/spec/PROTOCOL.md",
+  "docs/spec/EXTENSIONS.md",
+  "docs/spec/SERVER.md",
+  "README.md",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Extraction
@@ -745,11 +751,15 @@ Deno.test("doc examples: E5 and E6 bodies have the real routes' fields in their 
   equal(e5.status, 200);
   const e6 = await get(`/v2/rooms?game_name=${GAME}`);
   equal(e6.status, 200);
-  const examples = jsonBlocks("docs/spec/EXTENSIONS.md").map((b) => lenientParse(b.text).value)
-    .filter((v) => typeof (v as { type?: unknown }).type !== "string") as Record<string, Json>[];
-  const summary = examples.find((v) => "players" in v && !("rooms" in v));
-  const listing = examples.find((v) => "rooms" in v);
-  deepEqual(keysOf(summary), keysOf(e5.body));
+  const examples = [...jsonBlocks("docs/spec/EXTENSIONS.md"), ...jsonBlocks("docs/spec/SERVER.md")]
+    .map((b) => ({ where: b.line, value: lenientParse(b.text).value as Record<string, Json> }))
+    .filter((e) => typeof e.value.type !== "string");
+  const summaries = examples.filter((e) => "players" in e.value && !("rooms" in e.value));
+  equal(summaries.length, 2, "E5 and docs/spec/SERVER.md §1.10");
+  for (const summary of summaries) {
+    deepEqual(keysOf(summary.value), keysOf(e5.body), `line ${summary.where}`);
+  }
+  const listing = examples.find((e) => "rooms" in e.value)?.value;
   deepEqual(keysOf(listing), keysOf(e6.body));
   deepEqual(keysOf((listing!.rooms as Json[])[0]), keysOf(e6.body.rooms[0]));
   // The inline error bodies of E5 and E6.
@@ -901,7 +911,7 @@ Deno.test("doc examples: inline error bodies are texts the server sends with tha
   const digitless = (text: string) => text.replace(/\d+/g, "7");
   const problems: string[] = [];
   let bodies = 0;
-  for (const file of [...DOCS, "docs/spec/SERVER.md", "SECURITY.md"]) {
+  for (const file of [...DOCS, "SECURITY.md"]) {
     read(file).split("\n").forEach((line, index) => {
       for (const span of line.matchAll(/`(\{"(?:message|error|reason)":"[^`…]*\})`/g)) {
         // `<s>`, `<current>`: placeholders for numbers.
