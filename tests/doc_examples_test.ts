@@ -32,6 +32,8 @@ import { adminRoutes } from "../src/http/admin.ts";
 import { MemoryTokenBuckets } from "../src/coordination/memory.ts";
 import { RateLimits } from "../src/engine/rate_limits.ts";
 import { OperatorFeed } from "../src/metrics/operator_feed.ts";
+import { canonicalJson, sessionSecret, verifyProof } from "../src/transport/token_binding.ts";
+import { createHmac } from "node:crypto";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const read = (file: string) => Deno.readTextFileSync(joinPath(ROOT, file));
@@ -865,9 +867,28 @@ Deno.test("doc examples: E12's operator API answers have the fields the text lis
   const named = [...paragraph.replace(/\([^)]*\)/g, "").matchAll(/`([a-z_]+)`/g)].map((m) => m[1]!);
   const room = list.rooms[0];
   ok(room, "the listing has a room");
-  for (const key of named) {
-    ok(Object.hasOwn(room, key), `README names ${key}, not in a listed room`);
-  }
+  const detail = await get(`/admin/api/rooms/${room.game_name}/${room.room_code}`);
+  const summaryKeys = keysOf(
+    (await rooms(true)(`/v2/rooms/${room.game_name}/${room.room_code}`)).body,
+  );
+  deepEqual(keysOf(room), [...summaryKeys, ...named], "README's fields of a listed room");
+  deepEqual(keysOf(detail), [...summaryKeys, ...named], "README's fields of a room's detail");
+  const memberKeys = /`members`\s*\(([^)]*)\)/.exec(paragraph)![1]!.match(/[a-z_]+/g)!;
+  deepEqual(memberKeys, keysOf(room.members[0]));
+  deepEqual(memberKeys, keysOf(detail.members[0]));
+  // README's maintenance call: `PUT -d '{"enabled":true}'`, and GET answers the same shape.
+  const body = /-X PUT -d '(\{[^']*\})' [^ ]*\/admin\/api\/maintenance/.exec(readme)![1]!;
+  const put = await routes.handle(
+    new Request("http://127.0.0.1/admin/api/maintenance", {
+      method: "PUT",
+      body,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    }),
+    "/admin/api/maintenance",
+    "127.0.0.1",
+  )!;
+  equal(put.status, 200, await put.clone().text());
+  deepEqual(keysOf(await get("/admin/api/maintenance")), keysOf(JSON.parse(body)));
 });
 
 Deno.test("doc examples: a client message shown with its refusal is refused so by the server", () => {
@@ -1112,4 +1133,32 @@ Deno.test("doc examples: docs/protocol.md's example conversations happen as show
 
 Deno.test("doc examples: docs/protocol.md's expiry alternative happens as shown", () => {
   playConversations(false);
+});
+
+Deno.test("doc examples: token-binding examples pass the server's proof check when signed", () => {
+  const secret = sessionSecret("dGhlIHNhbXBsZSBub25jZQ==")!;
+  let found = 0;
+  for (const example of EXAMPLES) {
+    const value = example.value as Record<string, Json>;
+    if (value.token_binding === undefined) continue;
+    found++;
+    const proof = value.token_binding as Record<string, Json>;
+    // As written, only the (made-up) signature is wrong.
+    const asWritten = verifyProof(example.text, secret, { requireFingerprint: false });
+    deepEqual(
+      asWritten.ok ? "accepted" : asWritten.message,
+      "Invalid token binding signature",
+      example.where,
+    );
+    // Signed for real (the fingerprint, when shown, is appended to the canonical text).
+    const { token_binding: _, ...message } = value;
+    const fingerprint = typeof proof.fingerprint === "string" ? proof.fingerprint : "";
+    const signature = createHmac("sha256", secret)
+      .update(canonicalJson(JSON.stringify(message)) + fingerprint, "utf8").digest("base64");
+    const signed = JSON.stringify({ ...value, token_binding: { ...proof, signature } });
+    const verdict = verifyProof(signed, secret, { requireFingerprint: false });
+    ok(verdict.ok, example.where);
+    ok(decodeClientMessage(verdict.text).ok, example.where);
+  }
+  equal(found, 2, "docs/protocol.md and docs/spec/PROTOCOL.md Appendix A");
 });
