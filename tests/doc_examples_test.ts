@@ -27,6 +27,7 @@ import { Edge } from "../src/transport/edge.ts";
 import { decodeClientMessage } from "../src/protocol/codec.ts";
 import { ConnectionInfo, LOBBY_STATES, normalizeUuid } from "../src/protocol/messages.ts";
 import { ERROR_CODES } from "../src/protocol/error_codes.ts";
+import { rateLimitInfo } from "../src/engine/app_auth.ts";
 import { roomRoutes } from "../src/http/rooms.ts";
 import { adminRoutes } from "../src/http/admin.ts";
 import { MemoryTokenBuckets } from "../src/coordination/memory.ts";
@@ -688,6 +689,29 @@ Deno.test("doc examples: ProtocolInfo and Authenticated examples are what the de
   const problems: string[] = [];
   for (const example of EXAMPLES) {
     const value = example.value as Record<string, Json>;
+    if (value.type === "Authenticated" && !example.elided) {
+      const data = value.data as Record<string, Json>;
+      const limits = data.rate_limits as Record<string, Json>;
+      const expected = JSON.stringify(rateLimitInfo(Number(limits.per_minute)));
+      if (JSON.stringify(limits) !== expected) {
+        problems.push(
+          `${example.where}: rate_limits; for its per_minute the server sends ${expected}`,
+        );
+      }
+      // Without app authentication the app is "default", unlimited.
+      if (data.app_name === "default") {
+        const { features: _, ...plain } = data;
+        const real = SCENARIO.messages.find((m) => m.type === "Authenticated");
+        deepEqual(
+          JSON.stringify({ ...(real as Record<string, Json>) }.data).replace(
+            /,"features":[^\]]*\]/,
+            "",
+          ),
+          JSON.stringify(plain),
+          example.where,
+        );
+      }
+    }
     if (value.type !== "ProtocolInfo" || example.elided) continue;
     const data = value.data as Record<string, Json>;
     const real = SCENARIO.messages.find((m) => {
@@ -860,6 +884,11 @@ Deno.test("doc examples: E12's operator API answers have the fields the text lis
   const sampleKeys = text.slice(text.indexOf("{", sampleAt) + 1, text.indexOf("}", sampleAt))
     .replace(/\s+/g, " ").split(",").map((s) => s.trim());
   deepEqual(sampleKeys, keysOf(overview.sample));
+  feed.tick(T0 + 6000);
+  const history = await get(`/admin/api/history`);
+  ok(history.samples.length > 0, "the history has a sample");
+  deepEqual(sampleKeys, keysOf(history.samples[0]));
+  deepEqual(overview.games, games.games, "the overview has the same list as /games");
   // README: a room in a listing is the lookup summary plus these, and so is the detail.
   const readme = read("README.md");
   const at = readme.indexOf("A room in a listing has the lookup summary");
