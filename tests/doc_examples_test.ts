@@ -1191,3 +1191,84 @@ Deno.test("doc examples: token-binding examples pass the server's proof check wh
   }
   equal(found, 2, "docs/protocol.md and docs/spec/PROTOCOL.md Appendix A");
 });
+
+Deno.test("doc examples: docs/protocol.md's binary game data envelope and its JSON conversion are what recipients get", () => {
+  const text = read("docs/protocol.md");
+  const start = text.indexOf("map of 3");
+  const dump = text.slice(text.lastIndexOf("```text", start), text.indexOf("```\n", start));
+  // The hex bytes of each line, before the comment column; `…` ends the dump.
+  const shown: number[] = [];
+  for (const line of dump.split("\n").slice(1)) {
+    const bytes = /^\s*((?:[0-9a-f]{2} )*(?:[0-9a-f]{2}|…))/.exec(line)?.[1] ?? "";
+    for (const token of bytes.split(" ")) {
+      if (/^[0-9a-f]{2}$/.test(token)) shown.push(parseInt(token, 16));
+    }
+  }
+  ok(shown.length > 60, `only ${shown.length} bytes read`);
+  const MIRA = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d";
+  const ids = [
+    MIRA,
+    "00000000-0000-4000-8000-0000000000b1",
+    "00000000-0000-4000-8000-0000000000b2",
+  ];
+  const engine = new Engine(engineOptions(DEFAULT_CONFIG));
+  const edge = new Edge(engine, { maxMessageSize: 65536, newId: () => ids.shift()! });
+  const frames = new Map<string, (string | Uint8Array)[]>();
+  const connect = (format: string) => {
+    const received: (string | Uint8Array)[] = [];
+    const id = edge.connect({ send: (f) => void received.push(f), close: () => {} }, {
+      ip: "198.51.100.7",
+    }, T0);
+    frames.set(id, received);
+    edge.receive(
+      id,
+      JSON.stringify({ type: "Authenticate", data: { app_id: GAME, game_data_format: format } }),
+      T0,
+    );
+    edge.receive(
+      id,
+      JSON.stringify({
+        type: "JoinRoom",
+        data: { game_name: GAME, room_code: "K7M2QX", player_name: `p${frames.size}` },
+      }),
+      T0,
+    );
+    return id;
+  };
+  const mira = connect("message_pack");
+  const binary = connect("message_pack");
+  const json = connect("json");
+  // {"op":"move","x":12.5} in MessagePack: fixmap 2, fixstr "op", fixstr "move", fixstr "x", float 64.
+  const payload = new Uint8Array([
+    0x82,
+    0xa2,
+    0x6f,
+    0x70,
+    0xa4,
+    0x6d,
+    0x6f,
+    0x76,
+    0x65,
+    0xa1,
+    0x78,
+    0xcb,
+    0x40,
+    0x29,
+    0x00,
+    0x00,
+    0x00,
+    0x00,
+    0x00,
+    0x00,
+  ]);
+  equal(payload.length, 20);
+  edge.receive(mira, payload, T0);
+  const envelope = frames.get(binary)!.at(-1);
+  ok(envelope instanceof Uint8Array, "the message_pack recipient gets a binary frame");
+  deepEqual([...envelope.slice(0, shown.length)], shown);
+  deepEqual([...envelope.slice(envelope.length - payload.length)], [...payload]);
+  const converted = jsonBlocks("docs/protocol.md").find((b) =>
+    b.line > text.slice(0, start).split("\n").length
+  )!;
+  equal(frames.get(json)!.at(-1), JSON.stringify(JSON.parse(converted.text)));
+});
