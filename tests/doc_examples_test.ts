@@ -22,10 +22,10 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { join as joinPath } from "node:path";
 import { DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { Engine } from "../src/engine/engine.ts";
-import { engineOptions, statusBody } from "../src/server.ts";
+import { engineOptions, newReconnectionToken, statusBody } from "../src/server.ts";
 import { Edge } from "../src/transport/edge.ts";
 import { decodeClientMessage } from "../src/protocol/codec.ts";
-import { ConnectionInfo, LOBBY_STATES, normalizeUuid } from "../src/protocol/messages.ts";
+import { ConnectionInfo, LOBBY_STATES } from "../src/protocol/messages.ts";
 import { ERROR_CODES } from "../src/protocol/error_codes.ts";
 import { rateLimitInfo } from "../src/engine/app_auth.ts";
 import { roomRoutes } from "../src/http/rooms.ts";
@@ -438,6 +438,14 @@ function inSource(text: string, code: string | undefined): boolean {
   });
 }
 
+/** The server's ids: `crypto.randomUUID()`, lower-case version-4 UUIDs. */
+const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** The server's reconnection tokens, as {@linkcode newReconnectionToken} makes them. */
+const TOKEN_SHAPE = (() => {
+  const token = newReconnectionToken();
+  return new RegExp(`^[A-Za-z0-9_-]{${token.length}}$`);
+})();
+
 /** Value checks the shape cannot make: enums, ids, timestamps, error texts. */
 function values(message: Record<string, Json>, seen: Json[]): string[] {
   const problems: string[] = [];
@@ -458,8 +466,12 @@ function values(message: Record<string, Json>, seen: Json[]): string[] {
       }
       if (
         /^(id|player_id|room_id|spectator_id|from_player|authority_player)$/.test(key) &&
-        !value.includes("…") && normalizeUuid(value) !== value
-      ) problems.push(`${key} ${value} is not a lower-case UUID`);
+        !value.includes("…") && !UUID_V4.test(value)
+      ) problems.push(`${key} ${value} is not a lower-case UUIDv4 like the server's ids`);
+      if (
+        key === "reconnection_token" && !value.includes("…") &&
+        !TOKEN_SHAPE.test(value)
+      ) problems.push(`reconnection_token ${value} is not shaped like the server's tokens`);
       if (key === "connected_at" && !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(value)) {
         problems.push(`connected_at ${value} is not RFC 3339 with ms`);
       }
@@ -570,6 +582,15 @@ function clientProblems(example: Example): string[] {
       }
     }
     if ("connection_info" in data) problems.push(...connectionInfoProblems(data.connection_info));
+    for (const [key, item] of Object.entries(data)) {
+      if (typeof item !== "string" || item.includes("…")) continue;
+      if (/^(player_id|room_id|to_player)$/.test(key) && !UUID_V4.test(item)) {
+        problems.push(`${key} ${item} is not a lower-case UUIDv4 like the server's ids`);
+      }
+      if (key === "auth_token" && !TOKEN_SHAPE.test(item)) {
+        problems.push(`auth_token ${item} is not shaped like the server's tokens`);
+      }
+    }
   }
   return problems;
 }
