@@ -734,28 +734,29 @@ Deno.test("doc examples: ProtocolInfo and Authenticated examples are what the de
       }
     }
     if (value.type !== "ProtocolInfo" || example.elided) continue;
+    // The whole answer the default configuration gives that platform and SDK version.
     const data = value.data as Record<string, Json>;
-    const real = SCENARIO.messages.find((m) => {
-      const d = (m as Record<string, Json>).data as Record<string, Json> | undefined;
-      return (m as Record<string, Json>).type === "ProtocolInfo" &&
-        d?.platform?.toString().toLowerCase() === String(data.platform).toLowerCase();
-    }) as Record<string, Json> | undefined;
-    if (!real) {
-      problems.push(`${example.where}: no ProtocolInfo for platform ${data.platform}`);
-      continue;
-    }
-    const realData = real.data as Record<string, Json>;
-    // The versions and capabilities the default configuration gives that platform.
-    for (
-      const key of ["minimum_version", "capabilities", "game_data_formats", "player_name_rules"]
-    ) {
-      if (JSON.stringify(data[key]) !== JSON.stringify(realData[key])) {
-        problems.push(
-          `${example.where}: ${key} ${JSON.stringify(data[key])}; the default configuration sends ${
-            JSON.stringify(realData[key])
-          }`,
-        );
-      }
+    const received: string[] = [];
+    const edge = new Edge(new Engine(engineOptions(DEFAULT_CONFIG)), {
+      maxMessageSize: 65536,
+      newId: () => "00000000-0000-4000-8000-000000000001",
+    });
+    const id = edge.connect(
+      {
+        send: (frame) => void received.push(String(frame)),
+        close: () => {},
+      },
+      { ip: "198.51.100.7" },
+      T0,
+    );
+    const authenticate = {
+      type: "Authenticate",
+      data: { app_id: GAME, sdk_version: data.sdk_version, platform: data.platform },
+    };
+    edge.receive(id, JSON.stringify(authenticate), T0);
+    const real = received.find((frame) => frame.startsWith('{"type":"ProtocolInfo"'));
+    if (real !== JSON.stringify(value)) {
+      problems.push(`${example.where}: the default configuration sends ${real}`);
     }
   }
   if (problems.length) console.error(problems.join("\n"));
