@@ -1294,3 +1294,77 @@ Deno.test("doc examples: docs/protocol.md's binary game data envelope and its JS
   )!;
   equal(frames.get(json)!.at(-1), JSON.stringify(JSON.parse(converted.text)));
 });
+
+/**
+ * Whether `doc` (an example, `…` where it leaves something out) says nothing `real` contradicts:
+ * a shortened string is a prefix, an elided example may name fewer fields and list fewer items.
+ */
+function matches(doc: Json, real: Json, elided: boolean): boolean {
+  if (typeof doc === "string" && doc.includes("…")) {
+    return typeof real === "string" && real.startsWith(doc.slice(0, doc.indexOf("…")));
+  }
+  if (Array.isArray(doc)) {
+    if (!Array.isArray(real)) return false;
+    if (elided ? doc.length > real.length : doc.length !== real.length) return false;
+    return doc.every((item, i) => matches(item, real[i]!, elided));
+  }
+  if (doc !== null && typeof doc === "object") {
+    if (real === null || typeof real !== "object" || Array.isArray(real)) return false;
+    const keys = Object.keys(doc);
+    if (!elided && keys.join(",") !== Object.keys(real).join(",")) return false;
+    return keys.every((key) => Object.hasOwn(real, key) && matches(doc[key]!, real[key]!, elided));
+  }
+  return doc === real;
+}
+
+Deno.test("doc examples: README's short session happens as shown", () => {
+  const readme = read("README.md");
+  const at = readme.indexOf("## A short session");
+  const block = readme.slice(
+    readme.indexOf("```text", at),
+    readme.indexOf("```\n", readme.indexOf("```text", at) + 7),
+  );
+  const ids = ["3f2b8c1e-9a47-4d0b-8e21-6c5f0a9d7b34", "b71d04a9-2e6c-4f83-a5d2-09e8c3f61a57"];
+  const engine = new Engine({ ...engineOptions(DEFAULT_CONFIG), newRoomCode: () => "Q7KM3P" });
+  const edge = new Edge(engine, { maxMessageSize: 65536, newId: () => ids.shift()! });
+  const clients = new Map<string, { id: string; frames: Json[]; cursor: number }>();
+  for (const name of ["Mira", "Tobias"]) {
+    const frames: Json[] = [];
+    const id = edge.connect(
+      {
+        send: (frame) => void frames.push(JSON.parse(String(frame))),
+        close: () => {},
+      },
+      { ip: "198.51.100.7" },
+      T0,
+    );
+    clients.set(name, { id, frames, cursor: 0 });
+  }
+  let now = T0;
+  let lines = 0;
+  for (const line of block.split("\n")) {
+    const parsed = /^(\S+)\s+(→|←)\s+(\{.*\})\s*$/.exec(line);
+    if (!parsed) continue;
+    lines++;
+    const [, who, arrow, text] = parsed;
+    if (arrow === "→") {
+      edge.receive(clients.get(who!)!.id, text!, now += 1000);
+      continue;
+    }
+    const { value, elided } = lenientParse(text!);
+    for (const name of who === "both" ? ["Mira", "Tobias"] : [who!]) {
+      const client = clients.get(name)!;
+      const found = client.frames.findIndex((frame, i) =>
+        i >= client.cursor && matches(value as Json, frame, elided)
+      );
+      ok(
+        found >= 0,
+        `README.md: ${name} should receive ${text}\nreceived since:\n${
+          client.frames.slice(client.cursor).map((f) => JSON.stringify(f)).join("\n")
+        }`,
+      );
+      client.cursor = found + 1;
+    }
+  }
+  ok(lines >= 19, `only ${lines} lines played`);
+});
