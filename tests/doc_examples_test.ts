@@ -197,7 +197,7 @@ function scenario() {
   let tokens = 0;
   const options = {
     ...engineOptions(DEFAULT_CONFIG),
-    newRoomCode: () => ["K7M2QX", "Q7KM3P", "ZZ9ZZ9"][codes++]!,
+    newRoomCode: () => `${["K7M2QX", "Q7KM3P", "ZZZZZA", "ZZZZZB", "ZZZZZC", "ZZZZZD"][codes++]}`,
     newToken: () => `token-${++tokens}`.padEnd(43, "x"),
   };
   const engine = new Engine(options);
@@ -326,6 +326,22 @@ function scenario() {
     },
   });
 
+  // Rate limits: lobby changes and reconnect attempts past their budgets.
+  const fidget = connect();
+  send(fidget, { type: "JoinRoom", data: { game_name: GAME, player_name: "Fidget" } });
+  // At one instant, so no token refills meanwhile.
+  for (let i = 0; i <= DEFAULT_CONFIG.rate_limit.max_lobby_changes; i++) {
+    edge.receive(fidget.id, '{"type":"PlayerReady"}', now);
+  }
+  const guesser = connect();
+  const guess = JSON.stringify({
+    type: "Reconnect",
+    data: { player_id: miraId, room_id: roomId, auth_token: "x".repeat(43) },
+  });
+  for (let i = 0; i <= DEFAULT_CONFIG.rate_limit.max_reconnect_attempts; i++) {
+    edge.receive(guesser.id, guess, now);
+  }
+
   // App authentication on: an unknown app.
   const authEngine = new Engine({
     ...options,
@@ -336,6 +352,9 @@ function scenario() {
   const refusedId = authEdge.connect(refused, { ip: "203.0.113.9" }, now);
   authEdge.receive(refusedId, JSON.stringify({ type: "Authenticate", data: { app_id: "x" } }), now);
   peers.push(refused);
+  const early = new Peer();
+  authEdge.receive(authEdge.connect(early, { ip: "203.0.113.10" }, now), new Uint8Array([1]), now);
+  peers.push(early);
 
   return { messages: peers.flatMap((peer) => peer.messages), edge, engine, code };
 }
@@ -427,7 +446,11 @@ const SOURCE = (() => {
 /** Whether some source file spells `text` (numbers may be interpolated) with `code` nearby. */
 function inSource(text: string, code: string | undefined): boolean {
   const pattern = new RegExp(
-    text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/\d+/g, String.raw`(?:\d+|\$\{[^}]+\})`),
+    text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/\d+/g, String.raw`(?:\d+|\$\{[^}]+\})`)
+      // `<n>`, `<app_id>`: placeholders for what the source interpolates.
+      .replace(/<[a-z_]+>/g, String.raw`\$\{[^}]+\}`)
+      // A template literal escapes its backticks.
+      .replace(/`/g, "\\\\?`"),
   );
   return SOURCE.some((source) => {
     const match = pattern.exec(source);
@@ -618,6 +641,13 @@ Deno.test("doc examples: the extraction finds the documents' examples", () => {
 });
 
 Deno.test("doc examples: the scenario produced every server message type", () => {
+  // Its only failed join is the one into a full room.
+  deepEqual(
+    SCENARIO.messages.filter((m) => m.type === "RoomJoinFailed").map((m) =>
+      (m.data as Record<string, Json>).error_code
+    ),
+    ["ROOM_FULL"],
+  );
   const types = new Set(SCENARIO.messages.map((m) => (m as Record<string, Json>).type));
   deepEqual(
     [
@@ -963,6 +993,23 @@ Deno.test("doc examples: a client message shown with its refusal is refused so b
   deepEqual(problems, []);
 });
 
+/** Whether the scenario produced an error `text` (placeholders `<n>` match anything) with `code`. */
+function produced(text: string, code: string): boolean {
+  const pattern = new RegExp(
+    `^${
+      text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/<[a-z_]+>/g, ".+?").replace(
+        /\d+/g,
+        "\\d+",
+      )
+    }$`,
+  );
+  return SCENARIO.messages.some((message) => {
+    const data = (message as Record<string, Json>).data as Record<string, Json> | undefined;
+    const said = data?.message ?? data?.reason ?? data?.error;
+    return data?.error_code === code && typeof said === "string" && pattern.test(said);
+  });
+}
+
 Deno.test("doc examples: inline error bodies are texts the server sends with that code", async () => {
   // The lookup's 429 (E5), whose text comes from a helper away from its code.
   const routes = roomRoutes({
@@ -1002,7 +1049,25 @@ Deno.test("doc examples: inline error bodies are texts the server sends with tha
       }
     });
   }
-  ok(bodies >= 10, `only ${bodies} inline bodies`);
+  // Prose notation: `Error{message:"…", error_code:"…"}`, `RoomJoinFailed{reason:"…", …}`.
+  for (const file of [...DOCS, "SECURITY.md"]) {
+    const content = read(file);
+    const flat = content.replace(/\n\s*/g, " ");
+    for (
+      const match of flat.matchAll(
+        /\b(message|reason|error): ?"([^"]+)", ?error_code: ?"([A-Z_]+)"/g,
+      )
+    ) {
+      const [, , text, code] = match;
+      bodies++;
+      if (!(ERROR_CODES as readonly string[]).includes(code!)) {
+        problems.push(`${file}: error_code ${code}`);
+      } else if (!inSource(text!, code) && !produced(text!, code!)) {
+        problems.push(`${file}: "${text}" (${code}) is not a text the server sends`);
+      }
+    }
+  }
+  ok(bodies >= 40, `only ${bodies} inline bodies`);
   if (problems.length) console.error(problems.join("\n"));
   deepEqual(problems, []);
 });
