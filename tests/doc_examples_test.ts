@@ -1433,3 +1433,48 @@ Deno.test("doc examples: README's short session happens as shown", () => {
   }
   ok(lines >= 19, `only ${lines} lines played`);
 });
+
+Deno.test("doc examples: the input examples of docs/spec/PROTOCOL.md §2 are accepted or refused as it says", () => {
+  const accepted = (text: string) => decodeClientMessage(text).ok;
+  const uuid = "3f2b8c1e-9a47-4d0b-8e21-6c5f0a9d7b34";
+  const joinWith = (max: string) =>
+    `{"type":"JoinRoom","data":{"game_name":"g","player_name":"p","max_players":${max}}}`;
+  const relay = (transport: string) =>
+    `{"type":"ProvideConnectionInfo","data":{"connection_info":{"type":"relay","host":"h","port":1,${transport}"allocation_id":"a","token":"t"}}}`;
+  const target = (id: string) => `{"type":"GameData","data":{"data":1,"to_player":"${id}"}}`;
+  // §2.1: payload-less messages take a missing `data`, `null` or `{}`; any other value is refused.
+  for (const data of ["", ',"data":null', ',"data":{}']) {
+    ok(accepted(`{"type":"Ping"${data}}`), data);
+  }
+  for (const data of [',"data":[]', ',"data":5', ',"data":"x"']) {
+    ok(!accepted(`{"type":"Ping"${data}}`), data);
+  }
+  // Other messages need `data`; unknown members are ignored; the last duplicate wins.
+  ok(!accepted('{"type":"AuthorityRequest"}'));
+  ok(accepted('{"type":"AuthorityRequest","data":{"become_authority":true,"x":1},"y":2}'));
+  const duplicate = decodeClientMessage(
+    '{"type":"AuthorityRequest","data":{"become_authority":"no","become_authority":false}}',
+  );
+  deepEqual(duplicate.ok && duplicate.message.data, { become_authority: false });
+  // §2.2: `relay.transport` may be omitted, not `null`.
+  ok(accepted(relay("")));
+  ok(!accepted(relay('"transport":null,')));
+  // §2.4: u8 — `2.5`, negative, >255 and strings refused; `4.0` is 4.
+  for (const max of ["2.5", "-1", "256", '"2"']) ok(!accepted(joinWith(max)), max);
+  const four = decodeClientMessage(joinWith("4.0"));
+  equal(four.ok && (four.message.data as { max_players?: number }).max_players, 4);
+  // UUIDs in any standard spelling, any case.
+  for (
+    const id of [
+      uuid,
+      uuid.toUpperCase(),
+      uuid.replaceAll("-", ""),
+      `{${uuid}}`,
+      `urn:uuid:${uuid}`,
+    ]
+  ) {
+    const decoded = decodeClientMessage(target(id));
+    equal(decoded.ok && (decoded.message.data as { to_player?: string }).to_player, uuid, id);
+  }
+  ok(!accepted(target("not-a-uuid")));
+});
