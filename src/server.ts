@@ -742,8 +742,12 @@ class OpenSockets {
   }
 }
 
-/** The `/v2/status` body (docs/spec/EXTENSIONS.md E8). */
-function statusBody(
+/**
+ * The `/v2/status` body (docs/spec/EXTENSIONS.md E8) of `engine` and `edge` right now, for an
+ * instance started at `startedAt` (ms since the epoch; `uptime_secs` is whole seconds since).
+ * Single-instance fields only: cluster mode adds `node` and `cluster_nodes` where it serves it.
+ */
+export function statusBody(
   engine: Engine,
   edge: Edge,
   instanceId: string,
