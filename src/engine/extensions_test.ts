@@ -151,7 +151,11 @@ Deno.test("E10: PlayerDisconnected goes to opted-in members only, rounded up, wh
   // Reconnection then goes on as in v2: everyone gets PlayerReconnected.
 });
 
-Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for others", () => {
+/**
+ * An engine with Mira (P1, opted in to presence events), Tobias (P2) and Nina (P3) seated in
+ * ROOM01 at T0; `tokens` maps each connection to its reconnection token.
+ */
+function presenceRoom(): { engine: Engine; tokens: Record<string, string> } {
   const engine = engineWith([P1, P2, P3]);
   engine.handle(P1, authenticate(["presence-events"]), T0);
   const tokens: Record<string, string> = {};
@@ -159,6 +163,11 @@ Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for 
     tokens[id] = first(engine.handle(id, join("ROOM01", name), T0), id, "RoomJoined").data
       .reconnection_token!;
   }
+  return { engine, tokens };
+}
+
+Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for others", () => {
+  const { engine, tokens } = presenceRoom();
   const roomId = "room-1";
   engine.disconnect(P1, T0 + 1000); // opted in, held
   engine.disconnect(P2, T0 + 2000); // not opted in, held
@@ -193,13 +202,7 @@ Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for 
 });
 
 Deno.test("E10: a replayed PlayerDisconnected counts the window left at the replay, rounded up; a seat no longer held keeps its frame", () => {
-  const engine = engineWith([P1, P2, P3]);
-  engine.handle(P1, authenticate(["presence-events"]), T0);
-  const tokens: Record<string, string> = {};
-  for (const [id, name] of [[P1, "Mira"], [P2, "Tobias"], [P3, "Nina"]] as const) {
-    tokens[id] = first(engine.handle(id, join("ROOM01", name), T0), id, "RoomJoined").data
-      .reconnection_token!;
-  }
+  const { engine, tokens } = presenceRoom();
   engine.disconnect(P1, T0); // opted in, held: collects the others' presence events
   engine.disconnect(P2, T0 + 1000); // held until T0 + 301 s
   engine.disconnect(P3, T0 + 2000); // held until T0 + 302 s, then back before P1 resumes
