@@ -12,6 +12,7 @@ import type { EdgeEvent } from "../transport/events.ts";
 import type { ConnId } from "../engine/effects.ts";
 import {
   dropNextEnvelope,
+  getRooms,
   join,
   joined,
   reconnectFor,
@@ -2622,14 +2623,7 @@ Deno.test("Cluster (twins): a room looked up or listed through another instance 
   });
   try {
     const [a, b] = threeNodes(cluster);
-    const http = async (path: string) => {
-      const response = await b.rooms(
-        new Request(`http://signal-fish.test${path}`),
-        new URL(`http://signal-fish.test${path}`).pathname,
-        "10.0.0.9",
-      )!;
-      return { status: response.status, body: await response.json() };
-    };
+    const http = (path: string) => getRooms(b, path);
     // Each creation's claim runs in the store; its answer waits until the test lets it go, so
     // the entry holds the claim's summary while B answers the lookup and the listing.
     for (const code of ["FRESH1", undefined]) {
