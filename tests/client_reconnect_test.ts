@@ -940,21 +940,26 @@ Deno.test("SignalFishClient.resume() keeps the stored seat after a temporary ref
   equal(after.reconnectionToken, "token-2");
 });
 
+/** Answers an `Authenticate` granting `presence-events` (docs/spec/EXTENSIONS.md E10): `Authenticated`, `ProtocolInfo`. */
+function sendPresenceWelcome(socket: WebSocket): void {
+  send(socket, {
+    type: "Authenticated",
+    data: {
+      app_name: "default",
+      rate_limits: { per_minute: 1, per_hour: 60, per_day: 1440 },
+      features: ["presence-events"],
+    },
+  });
+  send(socket, {
+    type: "ProtocolInfo",
+    data: { capabilities: ["presence-events"], game_data_formats: ["json"] },
+  });
+}
+
 Deno.test("SignalFishClient asks for presence events and tracks dropped seats (E10)", async () => {
   await using server = new ScriptedServer((message, socket) => {
     if (message.type === "Authenticate") {
-      send(socket, {
-        type: "Authenticated",
-        data: {
-          app_name: "default",
-          rate_limits: { per_minute: 1, per_hour: 60, per_day: 1440 },
-          features: ["presence-events"],
-        },
-      });
-      send(socket, {
-        type: "ProtocolInfo",
-        data: { capabilities: ["presence-events"], game_data_formats: ["json"] },
-      });
+      sendPresenceWelcome(socket);
       return;
     }
     if (message.type === "JoinRoom") {
@@ -1026,18 +1031,7 @@ Deno.test("SignalFishClient asks for presence events and tracks dropped seats (E
 Deno.test("SignalFishClient marks a dropped seat learned from the replay: its countdown is an upper bound (E10)", async () => {
   const presence: Reply = (message, socket) => {
     if (message.type !== "Authenticate") return basics(message, socket);
-    send(socket, {
-      type: "Authenticated",
-      data: {
-        app_name: "default",
-        rate_limits: { per_minute: 1, per_hour: 60, per_day: 1440 },
-        features: ["presence-events"],
-      },
-    });
-    send(socket, {
-      type: "ProtocolInfo",
-      data: { capabilities: ["presence-events"], game_data_formats: ["json"] },
-    });
+    sendPresenceWelcome(socket);
   };
   await using server = new ScriptedServer(presence);
   await using client = await SignalFishClient.connect(server.url, {

@@ -14,14 +14,21 @@ import { IGNORE_WITHOUT_REDIS } from "./redis_server.ts";
 
 /**
  * Three instances behind the proxy, app auth required for app "orbit-prod" (secret "correct horse
- * battery staple") and a failed-`Authenticate` budget of 3 per address.
+ * battery staple") with the per-app `limits` given (none by default, docs/spec/SERVER.md §3.3);
+ * `maxAuthFailures`, when given, is the failed-`Authenticate` budget per address (§3.4).
  */
-function authCluster(): ReturnType<typeof serveCluster> {
+function authCluster(
+  limits: Partial<ReturnType<typeof secretApp>> = {},
+  maxAuthFailures?: number,
+): ReturnType<typeof serveCluster> {
   return serveCluster(
     testConfig((config) => {
       config.security.require_websocket_auth = true;
-      config.rate_limit.max_auth_failures = 3;
-      config.security.authorized_apps = [secretApp("orbit-prod", "correct horse battery staple")];
+      if (maxAuthFailures !== undefined) config.rate_limit.max_auth_failures = maxAuthFailures;
+      config.security.authorized_apps = [{
+        ...secretApp("orbit-prod", "correct horse battery staple"),
+        ...limits,
+      }];
     }),
     {},
     3,
@@ -33,7 +40,7 @@ Deno.test({
     "cluster: wrong secrets through three instances lock out the address after max_auth_failures, globally",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    await using server = await authCluster();
+    await using server = await authCluster({}, 3);
     const codes: string[] = [];
     // One connection per attempt, spread over the instances by the round-robin proxy: per
     // instance (3 each) none would be refused.
@@ -60,17 +67,7 @@ Deno.test({
     "cluster: an app's rate_limit_per_minute through three instances draws from one global bucket",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    await using server = await serveCluster(
-      testConfig((config) => {
-        config.security.require_websocket_auth = true;
-        config.security.authorized_apps = [{
-          ...secretApp("orbit-prod", "correct horse battery staple"),
-          rate_limit_per_minute: 2,
-        }];
-      }),
-      {},
-      3,
-    );
+    await using server = await authCluster({ rate_limit_per_minute: 2 });
     const answers: string[] = [];
     // One connection per attempt, spread over the instances by the round-robin proxy: with a
     // bucket per instance (2 each) none would be refused.
@@ -133,21 +130,7 @@ Deno.test({
     "cluster: an app's max_rooms counts its rooms on every instance, and rooms without a seat stop counting",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    await using server = await serveCluster(
-      testConfig((config) => {
-        config.security.require_websocket_auth = true;
-        config.security.authorized_apps = [{
-          app_id: "orbit-prod",
-          app_secret: "correct horse battery staple",
-          app_name: "Orbit",
-          max_rooms: 2,
-          max_players_per_room: null,
-          rate_limit_per_minute: null,
-        }];
-      }),
-      {},
-      3,
-    );
+    await using server = await authCluster({ max_rooms: 2 });
     const connect = async () => {
       const client = await TestClient.connect(server.wsUrl);
       client.send({
@@ -254,7 +237,7 @@ Deno.test({
     "cluster: concurrent wrong secrets from one address get at most max_auth_failures + instances - 1 checked",
   ignore: IGNORE_WITHOUT_REDIS,
   fn: async () => {
-    await using server = await authCluster();
+    await using server = await authCluster({}, 3);
     // 12 connections, 4 per instance, each sends its guess at the same moment: before, each
     // read the budget before any failure was taken and all 12 secrets were checked.
     const guesses: TestClient[] = [];

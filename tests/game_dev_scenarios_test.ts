@@ -85,6 +85,28 @@ function reconnect(seat: Seat, token = seat.reconnection_token): unknown {
   };
 }
 
+/**
+ * Awaits at `client` the release of the authority holder's seat in a full lobby, in order
+ * (docs/spec/PROTOCOL.md §7.3.3, §7.11.3): `PlayerLeft` for `playerId`, `AuthorityChanged` to
+ * nobody, `LobbyStateChanged` back to `waiting`; `timeoutMs` bounds the wait for `PlayerLeft`.
+ */
+async function expectHostRelease(
+  client: TestClient,
+  playerId: string,
+  timeoutMs?: number,
+): Promise<void> {
+  deepEqual((await client.next("PlayerLeft", timeoutMs)).data, { player_id: playerId });
+  deepEqual((await client.next("AuthorityChanged")).data, {
+    authority_player: null,
+    you_are_authority: false,
+  });
+  deepEqual((await client.next("LobbyStateChanged")).data, {
+    lobby_state: "waiting",
+    ready_players: [],
+    all_ready: false,
+  });
+}
+
 /** Closes `client` and waits until the server holds its seat (`held` seats in all). */
 async function drop(server: SignalFishServer, client: TestClient, held = 1): Promise<void> {
   await client.close();
@@ -197,16 +219,7 @@ Deno.test(
     await drop(server, host);
     // The window ends: the seat release sequence, in order (§7.3.3, §7.11.3).
     for (const client of [guest, spectator]) {
-      deepEqual((await client.next("PlayerLeft", 4000)).data, { player_id: seats[0]!.player_id });
-      deepEqual((await client.next("AuthorityChanged")).data, {
-        authority_player: null,
-        you_are_authority: false,
-      });
-      deepEqual((await client.next("LobbyStateChanged")).data, {
-        lobby_state: "waiting",
-        ready_players: [],
-        all_ready: false,
-      });
+      await expectHostRelease(client, seats[0]!.player_id, 4000);
     }
     guest.send({ type: "AuthorityRequest", data: { become_authority: true } });
     deepEqual((await guest.next("AuthorityResponse")).data, { granted: true, reason: null });
@@ -320,18 +333,7 @@ Deno.test("The host leaves a lobby where the others are ready: authority vacates
   }
   host.send({ type: "LeaveRoom" });
   await host.next("RoomLeft");
-  for (const client of [bob, carol]) {
-    deepEqual((await client.next("PlayerLeft")).data, { player_id: seats[0]!.player_id });
-    deepEqual((await client.next("AuthorityChanged")).data, {
-      authority_player: null,
-      you_are_authority: false,
-    });
-    deepEqual((await client.next("LobbyStateChanged")).data, {
-      lobby_state: "waiting",
-      ready_players: [],
-      all_ready: false,
-    });
-  }
+  for (const client of [bob, carol]) await expectHostRelease(client, seats[0]!.player_id);
   // The old host's token is void; it may come back only as a new player.
   host.send(reconnect(seats[0]!));
   deepEqual((await host.next("ReconnectionFailed")).data, {

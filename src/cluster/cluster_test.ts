@@ -12,6 +12,7 @@ import type { EdgeEvent } from "../transport/events.ts";
 import type { ConnId } from "../engine/effects.ts";
 import {
   dropNextEnvelope,
+  getRooms,
   join,
   joined,
   reconnectFor,
@@ -882,9 +883,7 @@ Deno.test("Cluster (twins): a member that authenticates with presence events aft
   const cluster = await testCluster();
   try {
     const [a, b] = cluster.nodes as [TestNode, TestNode];
-    const bob = b.connect();
-    join(bob, "Bob", "HOMEBB");
-    await until(() => bob.last("RoomJoined") !== undefined, "room");
+    const bob = await joined(b, "Bob", "HOMEBB");
     // Pat through A and Carl on the home both join first and opt in afterwards (auth is off, so
     // Authenticate may come at any time, also after joining).
     const pat = a.connect();
@@ -969,9 +968,7 @@ Deno.test("Cluster (twins): a seat resumed through a third node gets the PlayerD
   const cluster = await testCluster();
   try {
     const [a, b, c] = threeNodes(cluster);
-    const bob = b.connect();
-    join(bob, "Bob", "HOMEBB");
-    await until(() => bob.last("RoomJoined") !== undefined, "room");
+    const bob = await joined(b, "Bob", "HOMEBB");
     const seats: Record<string, unknown>[] = [];
     for (const name of ["Pat", "Quinn"]) {
       const player = a.connect();
@@ -2584,12 +2581,8 @@ Deno.test("Cluster (twins): an Authenticate sent to a remote home that has just 
   const cluster = await testCluster({ engine: { messagePack: true } });
   try {
     const [a, b] = threeNodes(cluster);
-    const alice = a.connect();
-    join(alice, "Alice", "BNCE02");
-    await until(() => alice.last("RoomJoined") !== undefined, "Alice");
-    const bob = b.connect();
-    join(bob, "Bob", "BNCE02");
-    await until(() => bob.last("RoomJoined") !== undefined, "Bob");
+    await joined(a, "Alice", "BNCE02");
+    const bob = await joined(b, "Bob", "BNCE02");
     await settle();
     const bobId = bob.last("RoomJoined")!.data!.player_id as string;
     const bodies: string[] = [];
@@ -2630,14 +2623,7 @@ Deno.test("Cluster (twins): a room looked up or listed through another instance 
   });
   try {
     const [a, b] = threeNodes(cluster);
-    const http = async (path: string) => {
-      const response = await b.rooms(
-        new Request(`http://signal-fish.test${path}`),
-        new URL(`http://signal-fish.test${path}`).pathname,
-        "10.0.0.9",
-      )!;
-      return { status: response.status, body: await response.json() };
-    };
+    const http = (path: string) => getRooms(b, path);
     // Each creation's claim runs in the store; its answer waits until the test lets it go, so
     // the entry holds the claim's summary while B answers the lookup and the listing.
     for (const code of ["FRESH1", undefined]) {

@@ -6,7 +6,7 @@
  */
 import { deepEqual, equal } from "node:assert/strict";
 import { IGNORE_WITHOUT_REDIS, startRedis } from "../../tests/redis_server.ts";
-import { redisTestCluster, until } from "./testing.ts";
+import { getRooms, redisTestCluster, until } from "./testing.ts";
 import type { ClusterStore } from "./types.ts";
 
 Deno.test({
@@ -33,11 +33,7 @@ Deno.test({
         await gate;
         return result;
       };
-      const http = async (path: string) => {
-        const url = new URL(`http://signal-fish.test${path}`);
-        const response = await b.rooms(new Request(url), url.pathname, "10.0.0.9")!;
-        return { status: response.status, body: await response.json() };
-      };
+      const http = (path: string) => getRooms(b, path);
       const alice = a.connect("10.0.0.2");
       alice.say({
         type: "JoinRoom",

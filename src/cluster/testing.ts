@@ -395,6 +395,21 @@ export function join(client: TestClient, name: string, code?: string, maxPlayers
   });
 }
 
+/**
+ * GETs `path` (a room lookup or listing, docs/spec/EXTENSIONS.md E5, E6, e.g.
+ * `/v2/rooms/orbit/ABC123`) from `node`'s room routes as client 10.0.0.9: the answer's status and
+ * its parsed JSON body.
+ */
+export async function getRooms(
+  node: ScriptNode,
+  path: string,
+  // deno-lint-ignore no-explicit-any
+): Promise<{ status: number; body: any }> {
+  const url = new URL(`http://signal-fish.test${path}`);
+  const response = await node.rooms(new Request(url), url.pathname, "10.0.0.9")!;
+  return { status: response.status, body: await response.json() };
+}
+
 /** A client connected through `node` that joined (or created) room `code`, its RoomJoined in. */
 export async function joined(
   node: ScriptNode,

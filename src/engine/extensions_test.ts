@@ -39,6 +39,11 @@ function gameData(data: unknown, to_player?: string): ClientMessage {
   return { type: "GameData", data: { data, to_player } } as ClientMessage;
 }
 
+/** `Reconnect` of `player_id`'s seat with `auth_token`; `room_id` defaults to the first room made. */
+function reconnect(player_id: string, auth_token: string, room_id = "room-1"): ClientMessage {
+  return { type: "Reconnect", data: { player_id, room_id, auth_token } };
+}
+
 function authority(become: boolean): ClientMessage {
   return { type: "AuthorityRequest", data: { become_authority: become } };
 }
@@ -151,7 +156,11 @@ Deno.test("E10: PlayerDisconnected goes to opted-in members only, rounded up, wh
   // Reconnection then goes on as in v2: everyone gets PlayerReconnected.
 });
 
-Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for others", () => {
+/**
+ * An engine with Mira (P1, opted in to presence events), Tobias (P2) and Nina (P3) seated in
+ * ROOM01 at T0; `tokens` maps each connection to its reconnection token.
+ */
+function presenceRoom(): { engine: Engine; tokens: Record<string, string> } {
   const engine = engineWith([P1, P2, P3]);
   engine.handle(P1, authenticate(["presence-events"]), T0);
   const tokens: Record<string, string> = {};
@@ -159,6 +168,11 @@ Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for 
     tokens[id] = first(engine.handle(id, join("ROOM01", name), T0), id, "RoomJoined").data
       .reconnection_token!;
   }
+  return { engine, tokens };
+}
+
+Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for others", () => {
+  const { engine, tokens } = presenceRoom();
   const roomId = "room-1";
   engine.disconnect(P1, T0 + 1000); // opted in, held
   engine.disconnect(P2, T0 + 2000); // not opted in, held
@@ -168,11 +182,7 @@ Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for 
   // The resuming connections opt in too: the replay follows the new connection's opt-in.
   engine.handle(C1, authenticate(["presence-events"]), T0 + 9000);
   engine.handle(C2, authenticate(["presence-events"]), T0 + 9000);
-  const back1 = engine.handle(
-    C1,
-    { type: "Reconnect", data: { player_id: P1, room_id: roomId, auth_token: tokens[P1]! } },
-    T0 + 10_000,
-  );
+  const back1 = engine.handle(C1, reconnect(P1, tokens[P1]!, roomId), T0 + 10_000);
   const missed1 = first(back1, C1, "Reconnected").data.missed_events.map((e) => JSON.parse(e.text));
   // Each counts the window left at the replay (T0 + 10 s), not at its buffering: P2's seat is
   // held until T0 + 302 s, P3's until T0 + 303 s.
@@ -180,11 +190,7 @@ Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for 
     { type: "PlayerDisconnected", data: { player_id: P2, seat_held_secs: 292 } },
     { type: "PlayerDisconnected", data: { player_id: P3, seat_held_secs: 293 } },
   ]);
-  const back2 = engine.handle(
-    C2,
-    { type: "Reconnect", data: { player_id: P2, room_id: roomId, auth_token: tokens[P2]! } },
-    T0 + 11_000,
-  );
+  const back2 = engine.handle(C2, reconnect(P2, tokens[P2]!, roomId), T0 + 11_000);
   // P2 never opted in: its buffer holds only P1's v2 PlayerReconnected.
   deepEqual(
     first(back2, C2, "Reconnected").data.missed_events.map((e) => JSON.parse(e.text).type),
@@ -193,37 +199,16 @@ Deno.test("E10: PlayerDisconnected is buffered for opted-in held seats, not for 
 });
 
 Deno.test("E10: a replayed PlayerDisconnected counts the window left at the replay, rounded up; a seat no longer held keeps its frame", () => {
-  const engine = engineWith([P1, P2, P3]);
-  engine.handle(P1, authenticate(["presence-events"]), T0);
-  const tokens: Record<string, string> = {};
-  for (const [id, name] of [[P1, "Mira"], [P2, "Tobias"], [P3, "Nina"]] as const) {
-    tokens[id] = first(engine.handle(id, join("ROOM01", name), T0), id, "RoomJoined").data
-      .reconnection_token!;
-  }
+  const { engine, tokens } = presenceRoom();
   engine.disconnect(P1, T0); // opted in, held: collects the others' presence events
   engine.disconnect(P2, T0 + 1000); // held until T0 + 301 s
   engine.disconnect(P3, T0 + 2000); // held until T0 + 302 s, then back before P1 resumes
   engine.connect(C2);
-  first(
-    engine.handle(
-      C2,
-      { type: "Reconnect", data: { player_id: P3, room_id: "room-1", auth_token: tokens[P3]! } },
-      T0 + 5000,
-    ),
-    C2,
-    "Reconnected",
-  );
+  first(engine.handle(C2, reconnect(P3, tokens[P3]!), T0 + 5000), C2, "Reconnected");
   engine.connect(C1);
   engine.handle(C1, authenticate(["presence-events"]), T0 + 120_500);
-  const back = first(
-    engine.handle(
-      C1,
-      { type: "Reconnect", data: { player_id: P1, room_id: "room-1", auth_token: tokens[P1]! } },
-      T0 + 120_500,
-    ),
-    C1,
-    "Reconnected",
-  ).data;
+  const back =
+    first(engine.handle(C1, reconnect(P1, tokens[P1]!), T0 + 120_500), C1, "Reconnected").data;
   deepEqual(back.missed_events.map((e) => JSON.parse(e.text)), [
     // 180.5 s left of P2's window, rounded up.
     { type: "PlayerDisconnected", data: { player_id: P2, seat_held_secs: 181 } },
@@ -243,15 +228,7 @@ Deno.test("E10: the opt-in belongs to the connection, not the seat", () => {
   engine.disconnect(P1, T0);
   engine.connect(C1);
   const p1Token = "token-1".padEnd(43, "x");
-  first(
-    engine.handle(
-      C1,
-      { type: "Reconnect", data: { player_id: P1, room_id: "room-1", auth_token: p1Token } },
-      T0,
-    ),
-    C1,
-    "Reconnected",
-  );
+  first(engine.handle(C1, reconnect(P1, p1Token), T0), C1, "Reconnected");
   equal(sentTo(engine.disconnect(P2, T0), C1).length, 0);
   ok(token);
 });
@@ -270,27 +247,13 @@ Deno.test("E10: a seat buffered PlayerDisconnected for, resumed by a connection 
   engine.disconnect(P1, T0 + 1000); // opted in, held
   engine.disconnect(P2, T0 + 2000); // buffered for P1: PlayerDisconnected{P2}
   engine.connect(C1);
-  const back = first(
-    engine.handle(
-      C1,
-      { type: "Reconnect", data: { player_id: P1, room_id: "room-1", auth_token: tokens[P1]! } },
-      T0 + 3000,
-    ),
-    C1,
-    "Reconnected",
-  ).data;
+  const back =
+    first(engine.handle(C1, reconnect(P1, tokens[P1]!), T0 + 3000), C1, "Reconnected").data;
   deepEqual(back.missed_events.map((e) => JSON.parse(e.text).type), []);
   equal(back.replay_truncated, false, "nothing the new connection would have been sent is missing");
   // A resuming connection that opted in gets it, as buffered.
-  const again = first(
-    engine.handle(
-      C2,
-      { type: "Reconnect", data: { player_id: P2, room_id: "room-1", auth_token: tokens[P2]! } },
-      T0 + 4000,
-    ),
-    C2,
-    "Reconnected",
-  ).data;
+  const again =
+    first(engine.handle(C2, reconnect(P2, tokens[P2]!), T0 + 4000), C2, "Reconnected").data;
   deepEqual(again.missed_events.map((e) => JSON.parse(e.text).type), ["PlayerReconnected"]);
 });
 
@@ -457,11 +420,7 @@ function scriptedSession(extensions: boolean): string[] {
   })[0]!;
   extra(() => engine.tick(x2Held + WINDOW)); // only X2's hold expires; X1 left: nobody is told
   t = x2Held + WINDOW + 1; // P2's window (held later) is still running
-  run(engine.handle(
-    C2,
-    { type: "Reconnect", data: { player_id: P2, room_id: "room-1", auth_token: token } },
-    ++t,
-  ));
+  run(engine.handle(C2, reconnect(P2, token), ++t));
   run(engine.handle(C2, gameData({ op: "back" }), ++t));
   run(engine.handle(C2, bare("LeaveRoom"), ++t));
   run(engine.handle(P1, bare("LeaveRoom"), ++t));

@@ -173,10 +173,14 @@ Deno.test("listen: a connection that pipelines more than MAX_UNANSWERED_REQUESTS
   }
 });
 
-Deno.test("listen: a pipelined request is handled once the answer before it is written out, so a connection that does not read holds one answer", async () => {
-  // Larger than the kernel takes on a loopback connection whose peer does not read (the
-  // sender's buffer, at most `net.ipv4.tcp_wmem`'s 4 MiB here, and the reader's): most of the
-  // first answer stays in the process until the client reads.
+/**
+ * A listener on 127.0.0.1 that answers `/probe` with "probe" and any other path with `big`,
+ * 16 MiB: more than the kernel takes on a loopback connection whose peer does not read (the
+ * sender's buffer, at most `net.ipv4.tcp_wmem`'s 4 MiB here, and the reader's), so most of such an
+ * answer stays in the process until the client reads. `handled` lists the paths in the order the
+ * handler saw them; `first` resolves when the first big answer is handled.
+ */
+async function bigAnswers() {
   const big = new Uint8Array(16 * 1024 * 1024);
   const handled: string[] = [];
   const first = Promise.withResolvers<void>();
@@ -191,13 +195,18 @@ Deno.test("listen: a pipelined request is handled once the answer before it is w
       return new Response(big);
     },
   });
+  return { listener, big, handled, first: first.promise };
+}
+
+Deno.test("listen: a pipelined request is handled once the answer before it is written out, so a connection that does not read holds one answer", async () => {
+  const { listener, big, handled, first } = await bigAnswers();
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   try {
     const count = 4;
     let requests = "";
     for (let i = 1; i <= count; i++) requests += `GET /big/${i} HTTP/1.1\r\nHost: x\r\n\r\n`;
     await conn.write(new TextEncoder().encode(requests));
-    await first.promise;
+    await first;
     // Another connection's request answered: the pipelined ones, read in one piece before it,
     // have all reached the listener.
     const probe = await answer(
@@ -224,24 +233,13 @@ Deno.test("listen: a pipelined request is handled once the answer before it is w
 });
 
 Deno.test("listen: pipelined requests still waiting for their turn when the connection closes are not handled", async () => {
-  const big = new Uint8Array(16 * 1024 * 1024);
-  const handled: string[] = [];
-  const first = Promise.withResolvers<void>();
-  const listener = await listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    handler: (request) => {
-      handled.push(new URL(request.url).pathname);
-      first.resolve();
-      return new Response(big);
-    },
-  });
+  const { listener, handled, first } = await bigAnswers();
   try {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
     await conn.write(
       new TextEncoder().encode("GET /big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(4)),
     );
-    await first.promise;
+    await first;
     conn.close();
     for (let i = 0; i < 250 && listener.pending > 0; i++) await delay(20);
     equal(listener.pending, 0, "the connection is gone");
