@@ -65,6 +65,26 @@ async function launch(userDataDir: string): Promise<BrowserContext> {
   });
 }
 
+/**
+ * Stops the page's clock (installed with `page.clock.install()`, so running in real time) at
+ * about its current time, moving it on by at most 100 ms. `pauseAt` refuses a time the page's
+ * clock has already passed, and on a loaded machine the round trip from reading the page's time
+ * to the pause taking effect can outlast any fixed margin ("Cannot fast-forward to the past").
+ * Playwright pauses the clock before it refuses, so the next attempt reads the stopped time.
+ * Throws any other error, or that one again after 5 attempts.
+ */
+async function pauseClock(page: Page): Promise<void> {
+  for (let attempt = 1;; attempt++) {
+    const pageNow = await page.evaluate(() => Date.now());
+    try {
+      await page.clock.pauseAt(pageNow + 100);
+      return;
+    } catch (error) {
+      if (attempt === 5 || !String(error).includes("Cannot fast-forward to the past")) throw error;
+    }
+  }
+}
+
 async function waitForText(
   page: Page,
   selector: string,
@@ -883,7 +903,7 @@ browserTest(
       // maintenance is unknown (the button disabled). The page's clock stands still from here:
       // the stream is tried again 0.5–1 s after it dropped, and that attempt's failure says
       // "cannot connect" instead of "interrupted" (a slow test missed the interruption).
-      await page.clock.pauseAt(await page.evaluate(() => Date.now()) + 100);
+      await pauseClock(page);
       await page.route("**/admin/api/events", (route) => route.abort());
       server.admin!.close();
       await page.waitForSelector('#connection-state[data-state="retrying"]', {
