@@ -291,7 +291,7 @@ function documentedDefaults(server: string): Map<string, unknown> {
   return defaults;
 }
 
-Deno.test("SERVER.md §2.7: every default its tables and note state is the schema's", () => {
+Deno.test("docs/spec/SERVER.md §2.7: every default its tables and note state is the schema's", () => {
   const server = Deno.readTextFileSync(join(SPEC_DIR, "SERVER.md"));
   const defaults = documentedDefaults(server);
   ok(defaults.size > 100, `§2.7 defaults read: ${defaults.size}`);
@@ -308,7 +308,7 @@ Deno.test("SERVER.md §2.7: every default its tables and note state is the schem
   deepEqual(wrong, [], "docs/spec/SERVER.md §2.7 states defaults the schema does not have");
 });
 
-Deno.test("EXTENSIONS.md E8 names every field of the /v2/status body (src/http/metrics_routes.ts StatusBody)", () => {
+Deno.test("docs/spec/EXTENSIONS.md E8 names every field of the /v2/status body (src/http/metrics_routes.ts StatusBody)", () => {
   const source = Deno.readTextFileSync(join(ROOT, "src/http/metrics_routes.ts"));
   const body = /export interface StatusBody \{([\s\S]*?)\n\}/.exec(source)?.[1];
   ok(body !== undefined, "StatusBody found");
