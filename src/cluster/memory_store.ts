@@ -471,33 +471,45 @@ export class MemoryStore implements ClusterStore {
   }
 
   /** As the Redis store's: the shared bucket `bucket:app:<appId>` refills by this store's clock. */
-  async takeAppToken(appId: string, perMinute: number, now: number): Promise<BucketTake> {
-    try {
-      return await this.#call(() => {
-        const bucketKey = `bucket:app:${appId}`;
-        const at = this.#now();
-        let buckets = this.#get<KeyedBuckets>(bucketKey);
-        if (buckets === undefined) {
-          buckets = new KeyedBuckets(perMinute, APP_BUCKET_WINDOW_MS, 1);
-          this.#set(bucketKey, buckets, 2 * APP_BUCKET_WINDOW_MS);
-        }
-        this.#items.get(bucketKey)!.expiresAt = at + 2 * APP_BUCKET_WINDOW_MS;
-        return buckets.take(appId, at);
-      }, "take");
-    } catch {
-      return this.#appFallback.take(appId, perMinute, now);
-    }
+  takeAppToken(appId: string, perMinute: number, now: number): Promise<BucketTake> {
+    const spec = { capacity: perMinute, windowMs: APP_BUCKET_WINDOW_MS };
+    return this.#shared(
+      `bucket:app:${appId}`,
+      appId,
+      spec,
+      true,
+      () => this.#appFallback.take(appId, perMinute, now),
+    );
   }
 
   /**
    * As the Redis store's: the shared bucket refills by this store's clock (Redis's); `now`, the
    * calling node's clock, only times that node's fallback bucket while the store is unreachable.
    */
-  async #bucket(kind: BucketKind, key: string, now: number, take: boolean): Promise<BucketTake> {
+  #bucket(kind: BucketKind, key: string, now: number, take: boolean): Promise<BucketTake> {
+    const fallback = this.#fallback[kind];
+    return this.#shared(
+      `bucket:${kind}:${key}`,
+      key,
+      this.#settings.buckets[kind],
+      take,
+      () => take ? fallback.take(key, now) : fallback.check(key, now),
+    );
+  }
+
+  /**
+   * As the Redis store's: a take (`take`) or look at the shared bucket `bucketKey` (for `key`),
+   * refilled by this store's clock; `fallback` answers while the store is unreachable.
+   */
+  async #shared(
+    bucketKey: string,
+    key: string,
+    spec: { capacity: number; windowMs: number },
+    take: boolean,
+    fallback: () => BucketTake,
+  ): Promise<BucketTake> {
     try {
       return await this.#call(() => {
-        const spec = this.#settings.buckets[kind];
-        const bucketKey = `bucket:${kind}:${key}`;
         const at = this.#now();
         let buckets = this.#get<KeyedBuckets>(bucketKey);
         if (buckets === undefined) {
@@ -510,8 +522,7 @@ export class MemoryStore implements ClusterStore {
         return buckets.take(key, at);
       }, take ? "take" : undefined);
     } catch {
-      const fallback = this.#fallback[kind];
-      return take ? fallback.take(key, now) : fallback.check(key, now);
+      return fallback();
     }
   }
 

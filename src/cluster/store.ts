@@ -1477,22 +1477,14 @@ export class RedisStore implements ClusterStore {
     return this.#bucket(kind, key, now, false);
   }
 
-  async takeAppToken(appId: string, perMinute: number, now: number): Promise<BucketTake> {
-    try {
-      const wait = Number(
-        await this.#script(TAKE, [this.#keys.bucket("app", appId)], [
-          String(perMinute),
-          String(APP_BUCKET_WINDOW_MS),
-          this.#redisNow(),
-          "1",
-        ], "take"),
-      );
-      this.onRefusal?.(undefined, true);
-      return wait === 0 ? { ok: true } : { ok: false, retryAfterSecs: wait };
-    } catch {
-      // Redis unreachable: this node's own bucket for the app (docs/spec/SERVER.md §8.4.3).
-      return this.#appFallback.take(appId, perMinute, now);
-    }
+  takeAppToken(appId: string, perMinute: number, now: number): Promise<BucketTake> {
+    const spec = { capacity: perMinute, windowMs: APP_BUCKET_WINDOW_MS };
+    return this.#shared(
+      this.#keys.bucket("app", appId),
+      spec,
+      true,
+      () => this.#appFallback.take(appId, perMinute, now),
+    );
   }
 
   /**
@@ -1500,11 +1492,30 @@ export class RedisStore implements ClusterStore {
    * `now`, this node's clock, only times this node's fallback bucket when Redis cannot be
    * reached (docs/spec/SERVER.md §8.4.3).
    */
-  async #bucket(kind: BucketKind, key: string, now: number, take: boolean): Promise<BucketTake> {
-    const spec = this.#settings.buckets[kind];
+  #bucket(kind: BucketKind, key: string, now: number, take: boolean): Promise<BucketTake> {
+    const fallback = this.#fallback[kind];
+    return this.#shared(
+      this.#keys.bucket(kind, key),
+      this.#settings.buckets[kind],
+      take,
+      () => take ? fallback.take(key, now) : fallback.check(key, now),
+    );
+  }
+
+  /**
+   * A take (`take`) or look at the shared bucket `bucketKey` of `spec.capacity` tokens refilled
+   * over `spec.windowMs` by Redis's clock (the {@linkcode TAKE} script); `fallback`, this node's
+   * own bucket, answers when Redis cannot be reached (docs/spec/SERVER.md §8.4.3).
+   */
+  async #shared(
+    bucketKey: string,
+    spec: { capacity: number; windowMs: number },
+    take: boolean,
+    fallback: () => BucketTake,
+  ): Promise<BucketTake> {
     try {
       const wait = Number(
-        await this.#script(TAKE, [this.#keys.bucket(kind, key)], [
+        await this.#script(TAKE, [bucketKey], [
           String(spec.capacity),
           String(spec.windowMs),
           this.#redisNow(),
@@ -1514,9 +1525,7 @@ export class RedisStore implements ClusterStore {
       if (take) this.onRefusal?.(undefined, true);
       return wait === 0 ? { ok: true } : { ok: false, retryAfterSecs: wait };
     } catch {
-      // Redis unreachable: this node's own bucket (docs/spec/SERVER.md §8.4.3).
-      const fallback = this.#fallback[kind];
-      return take ? fallback.take(key, now) : fallback.check(key, now);
+      return fallback();
     }
   }
 
