@@ -189,7 +189,7 @@ export class Sessions {
       // room's output (docs/spec/SERVER.md §8.4.2 item 2); counted there.
       if (session.remote.answered) return [];
       session.remote.answered = true;
-      return this.#answer(session, data).filter((effect) => effect.kind !== "event");
+      return this.#answerUncounted(session, data);
     }
     if (session.authenticateAnswered) return [];
     if (this.#options.auth?.required) {
@@ -206,6 +206,11 @@ export class Sessions {
    * answer as then, without the `authenticated` event (counted then).
    */
   answerBounced(session: Session, data: ClientData<"Authenticate">): Effect[] {
+    return this.#answerUncounted(session, data);
+  }
+
+  /** {@linkcode Sessions.#answer} without its `authenticated` event (the edge counted it). */
+  #answerUncounted(session: Session, data: ClientData<"Authenticate">): Effect[] {
     return this.#answer(session, data).filter((effect) => effect.kind !== "event");
   }
 
